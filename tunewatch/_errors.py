@@ -1,0 +1,45 @@
+"""The application's exception root; every error the daemon raises on purpose derives from it."""
+
+from __future__ import annotations
+
+
+class TunewatchError(Exception):
+    """Root of tunewatch's own errors. ``code`` is the stable machine-readable name."""
+
+    code = "tunewatch_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class ConfigError(TunewatchError, ValueError):
+    """A configuration file or override is invalid; the message names the key path."""
+
+    code = "invalid_config"
+
+
+class StoreError(TunewatchError):
+    """A store operation failed."""
+
+    code = "store_error"
+
+
+class StoreUnavailableError(StoreError):
+    """The database could not be reached or could not commit; callers answer 503."""
+
+    code = "store_unavailable"
+
+
+class NotFoundError(StoreError, LookupError):
+    """The named row does not exist."""
+
+    code = "not_found"
+
+
+class ConflictError(StoreError):
+    """The write contradicts what is stored (a duplicate, a stage rule, an append-only row)."""
+
+    code = "conflict"

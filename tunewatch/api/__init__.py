@@ -1,0 +1,1 @@
+"""Package placeholder; filled in by the serving-spine change."""
