@@ -1,1 +1,46 @@
-"""Package placeholder; filled in by the serving-spine change."""
+"""Live scoring: ONNX sessions, input validation, candidate inspection, the
+champion/challenger line-up and the shadow queue.
+
+Scope: tunewatch serves **tabular models with exactly one 2-D input**
+``[batch, n_features]`` (float32 usually), e.g. scikit-learn pipelines converted by
+skl2onnx. Classifiers converted with ``zipmap=False`` output ``label`` ``[N]`` int64
+and ``probabilities`` ``[N, C]`` float32; regressors output ``variable`` ``[N, 1]``.
+"""
+
+from __future__ import annotations
+
+from shadow._candidate import CandidateInfo, inspect_candidate
+from shadow._deployment import Deployment, Lineup, LoadedVersion, Role
+from shadow._errors import (
+    CandidateRejectedError,
+    InvalidInputError,
+    ModelLoadError,
+    ShadowError,
+    VersionNotLoadedError,
+)
+from shadow._onnx import OnnxModel, Signature, TensorSpec, signature_from_session
+from shadow._queue import ShadowJob, ShadowQueue, ShadowResult
+from shadow._validation import FeatureRange, validate_batch
+
+__all__ = [
+    "CandidateInfo",
+    "CandidateRejectedError",
+    "Deployment",
+    "FeatureRange",
+    "InvalidInputError",
+    "LoadedVersion",
+    "Lineup",
+    "ModelLoadError",
+    "OnnxModel",
+    "Role",
+    "ShadowError",
+    "ShadowJob",
+    "ShadowQueue",
+    "ShadowResult",
+    "Signature",
+    "TensorSpec",
+    "VersionNotLoadedError",
+    "inspect_candidate",
+    "signature_from_session",
+    "validate_batch",
+]

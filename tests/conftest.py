@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -53,7 +54,9 @@ def pg_url(pg_available: None) -> Iterator[str]:
     import psycopg
 
     schema = f"tw_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as c:
+    with psycopg.connect(
+        "host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True
+    ) as c:
         c.execute(f'CREATE SCHEMA "{schema}"')
     try:
         yield f"{PG_BASE_URL}?options=-csearch_path%3D{schema}"
@@ -62,6 +65,14 @@ def pg_url(pg_available: None) -> Iterator[str]:
             "host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True
         ) as c:
             c.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture(scope="session")
+def trained() -> list[Any]:
+    """The example champion (logistic) and challenger (gradient boosting), trained once."""
+    from tunewatch._example import example_models
+
+    return example_models(seed=0, n_rows=1500)
 
 
 @pytest.fixture

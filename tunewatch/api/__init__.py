@@ -1,1 +1,7 @@
-"""Package placeholder; filled in by the serving-spine change."""
+"""The HTTP interface: Open Inference Protocol v2, mirror, feedback, registry, metrics."""
+
+from tunewatch.api._app import create_app
+from tunewatch.api._context import AppContext
+from tunewatch.api._errors import ApiError
+
+__all__ = ["ApiError", "AppContext", "create_app"]

@@ -1,1 +1,52 @@
-"""Package placeholder; filled in by the serving-spine change."""
+"""tunewatch's persistence layer: one SQLAlchemy store over SQLite or PostgreSQL.
+
+Open it with ``Store.open(url)`` (constructs and migrates). Rows come back as frozen
+dataclasses; database errors surface as ``StoreError`` subclasses from
+``tunewatch._errors``.
+"""
+
+from __future__ import annotations
+
+from ._canonical import canonical_json, hyperparameter_set_id
+from ._engine import make_engine
+from ._schema import UTCDateTime, metadata
+from ._store import Store
+from ._types import (
+    AuditEntry,
+    Event,
+    LabelItem,
+    LabelRow,
+    LabelStatus,
+    ModelRow,
+    OutputRecord,
+    RequestRecord,
+    Role,
+    Source,
+    Stage,
+    Task,
+    TokenRow,
+    VersionRow,
+)
+
+__all__ = [
+    "AuditEntry",
+    "Event",
+    "LabelItem",
+    "LabelRow",
+    "LabelStatus",
+    "ModelRow",
+    "OutputRecord",
+    "RequestRecord",
+    "Role",
+    "Source",
+    "Stage",
+    "Store",
+    "Task",
+    "TokenRow",
+    "UTCDateTime",
+    "VersionRow",
+    "canonical_json",
+    "hyperparameter_set_id",
+    "make_engine",
+    "metadata",
+]

@@ -1,0 +1,23 @@
+# tunewatch daemon image: slim, non-root, with a health check.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    TUNEWATCH_DATA_DIR=/var/lib/tunewatch TUNEWATCH_CONFIG=/etc/tunewatch/tunewatch.yaml
+
+RUN groupadd --system tunewatch && useradd --system --gid tunewatch --home /var/lib/tunewatch tunewatch \
+    && mkdir -p /var/lib/tunewatch /etc/tunewatch && chown tunewatch:tunewatch /var/lib/tunewatch
+
+WORKDIR /opt/tunewatch
+COPY constraints.txt pyproject.toml README.md ./
+COPY monitor ./monitor
+COPY shadow ./shadow
+COPY retune ./retune
+COPY tunewatch ./tunewatch
+RUN pip install -c constraints.txt . && rm -rf /root/.cache
+COPY configs/tunewatch.yaml /etc/tunewatch/tunewatch.yaml
+
+USER tunewatch
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+    CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status == 200 else 1)"
+ENTRYPOINT ["tunewatch", "serve", "--host", "0.0.0.0"]

@@ -1,0 +1,308 @@
+"""Scoring benchmark: tunewatch against a minimal Starlette + onnxruntime server.
+
+Runs in one go, on the same model and the same load generator (wrk, 16 connections,
+batch 1, server pinned to core 0 and wrk to core 1):
+
+(a) HTTP throughput of tunewatch (recording on, one shadow challenger) over the bare
+    server's, and the same with recording and shadow off;
+(b) the champion's p99 latency with three shadow challengers over p99 with none;
+(c) in-process scoring overhead (validation + scoring) per call over bare
+    ``session.run``, at batch 1 and batch 256.
+
+Writes ``bench/results/scoring.json``. Needs Debian's ``wrk`` (``apt-get install wrk``).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import httpx
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tunewatch._auth import hash_token, new_token  # noqa: E402
+from tunewatch._background import _free_port  # noqa: E402
+from tunewatch._config import build_config  # noqa: E402
+from tunewatch._daemon import Daemon  # noqa: E402
+from tunewatch._example import ExampleModel, example_data, example_models  # noqa: E402
+from tunewatch._registry import VersionMetadata  # noqa: E402
+
+DURATION_S = 10
+CONNECTIONS = 16
+ROUNDS = 2
+MODEL = "credit"
+
+
+def _extra_challengers(seed: int) -> list[ExampleModel]:
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+
+    from retune import to_onnx
+    from tunewatch._example import feature_names
+
+    x, y = example_data(4000, seed=seed)
+    out = []
+    for name, est in (
+        ("gbm-deep", GradientBoostingClassifier(n_estimators=80, max_depth=4, random_state=seed)),
+        ("forest", RandomForestClassifier(n_estimators=50, max_depth=6, random_state=seed)),
+    ):
+        est.fit(x, y)
+        out.append(
+            ExampleModel(
+                name,
+                to_onnx(est, 8, name=name),
+                VersionMetadata(
+                    task="binary",
+                    feature_names=feature_names(8),
+                    hyperparameters={"estimator": name},
+                ),
+            )
+        )
+    return out
+
+
+def _setup(workdir: Path, n_challengers: int, models: list[ExampleModel]) -> tuple[Path, str]:
+    data = workdir / f"data-{n_challengers}"
+    config = build_config({"data_dir": str(data)}, env={})
+    daemon = Daemon(config, env={})
+    daemon.registry.register(
+        MODEL, models[0].onnx, models[0].metadata, actor="bench", stage="champion"
+    )
+    for m in models[1 : 1 + n_challengers]:
+        daemon.registry.register(MODEL, m.onnx, m.metadata, actor="bench", stage="shadow")
+    token = new_token()
+    daemon.store.add_token(name="bench", role="scorer", token_hash=hash_token(token))
+    daemon.close()
+    path = workdir / f"config-{n_challengers}.yaml"
+    path.write_text(yaml.safe_dump({"data_dir": str(data)}))
+    return path, token
+
+
+def _lua(workdir: Path, token: str) -> Path:
+    x, _ = example_data(1, seed=9)
+    body = json.dumps(
+        {"inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": x[0].tolist()}]}
+    )
+    script = workdir / "post.lua"
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(body)}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+    )
+    return script
+
+
+def _run_server(args: list[str], port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [
+            "taskset",
+            "-c",
+            "0",
+            sys.executable,
+            str(ROOT / "bench" / "_servers.py"),
+            *args,
+            "--port",
+            str(port),
+        ],
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
+            return proc
+        except httpx.TransportError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError(f"server {args} did not start")
+
+
+def _seconds(value: str) -> float:
+    num, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()  # type: ignore[union-attr]
+    return float(num) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+
+
+def _wrk(port: int, script: Path) -> dict[str, float]:
+    url = f"http://127.0.0.1:{port}/v2/models/{MODEL}/infer"
+    warm = ["taskset", "-c", "1", "wrk", "-t1", f"-c{CONNECTIONS}", "-d2s", "-s", str(script), url]
+    subprocess.run(warm, capture_output=True, check=True)
+    out = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            "1",
+            "wrk",
+            "-t1",
+            f"-c{CONNECTIONS}",
+            f"-d{DURATION_S}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _seconds(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _seconds(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        raise RuntimeError(f"{non2xx.group(1)} failed responses:\n{out}")
+    return {"rps": rps, "p50_s": p50, "p99_s": p99}
+
+
+def _measure(args: list[str], script: Path) -> dict[str, float]:
+    port = _free_port()
+    proc = _run_server(args, port)
+    try:
+        return _wrk(port, script)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def _in_process(models: list[ExampleModel], workdir: Path) -> dict[str, dict[str, float]]:
+    config = build_config({"data_dir": str(workdir / "inproc")}, env={})
+    daemon = Daemon(config, env={})
+    daemon.registry.register(
+        MODEL, models[0].onnx, models[0].metadata, actor="bench", stage="champion"
+    )
+    daemon.runtime.load(MODEL)
+    served = daemon.runtime.model(MODEL)
+    session = served.deployment.lineup.champion.model  # type: ignore[union-attr]
+    out = {}
+    for batch in (1, 256):
+        x, _ = example_data(batch, seed=5)
+        x = np.clip(x, -9, 9)
+        n = 20000 if batch == 1 else 2000
+
+        def bare(x: np.ndarray = x, n: int = n) -> None:
+            for _ in range(n):
+                session.run(x)
+
+        def full(x: np.ndarray = x, n: int = n) -> None:
+            for _ in range(n):
+                daemon.runtime.score(served, daemon.runtime.validate(served, x))
+
+        timings: dict[str, list[float]] = {"bare": [], "tunewatch": []}
+        for _ in range(5):
+            for name, fn in (("bare", bare), ("tunewatch", full)):
+                t0 = time.perf_counter()
+                fn()
+                timings[name].append((time.perf_counter() - t0) / n)
+        b, t = min(timings["bare"]), min(timings["tunewatch"])
+        out[str(batch)] = {
+            "bare_us": b * 1e6,
+            "tunewatch_us": t * 1e6,
+            "overhead_us": (t - b) * 1e6,
+            "ratio": t / b,
+        }
+    daemon.close()
+    return out
+
+
+def main() -> None:
+    if shutil.which("wrk") is None:
+        sys.exit("bench/scoring.py needs wrk: apt-get install -y wrk")
+    started = time.time()
+    models = example_models(seed=0) + _extra_challengers(seed=1)
+    with tempfile.TemporaryDirectory(prefix="tunewatch-bench-") as tmp:
+        workdir = Path(tmp)
+        model_path = workdir / "champion.onnx"
+        model_path.write_bytes(models[0].onnx)
+        cfg0, token0 = _setup(workdir, 0, models)
+        cfg1, token1 = _setup(workdir, 1, models)
+        cfg3, token3 = _setup(workdir, 3, models)
+        runs: dict[str, list[dict[str, float]]] = {}
+        plan = {
+            "baseline": (["baseline", "--model", str(model_path)], _lua(workdir, "none")),
+            "tunewatch_full": (["tunewatch", "--config", str(cfg1)], _lua(workdir, token1)),
+            "tunewatch_bare": (
+                ["tunewatch", "--config", str(cfg1), "--no-recording", "--no-shadow"],
+                _lua(workdir, token1),
+            ),
+            "shadows_0": (["tunewatch", "--config", str(cfg0)], _lua(workdir, token0)),
+            "shadows_3": (["tunewatch", "--config", str(cfg3)], _lua(workdir, token3)),
+        }
+        for _ in range(ROUNDS):  # interleaved rounds, so drift in machine load hits all alike
+            for name, (args, script) in plan.items():
+                runs.setdefault(name, []).append(_measure(args, script))
+                print(f"{name}: {runs[name][-1]}", flush=True)
+        inproc = _in_process(models, workdir)
+
+    def med(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[name])
+
+    result = {
+        "throughput_ratio": med("tunewatch_full", "rps") / med("baseline", "rps"),
+        "throughput_ratio_bare": med("tunewatch_bare", "rps") / med("baseline", "rps"),
+        "shadow_p99_ratio": med("shadows_3", "p99_s") / med("shadows_0", "p99_s"),
+        "in_process": inproc,
+        "raw": {
+            name: {
+                "rps": med(name, "rps"),
+                "p50_s": med(name, "p50_s"),
+                "p99_s": med(name, "p99_s"),
+                "runs": r,
+            }
+            for name, r in runs.items()
+        },
+        "setup": {
+            "connections": CONNECTIONS,
+            "batch": 1,
+            "duration_s": DURATION_S,
+            "rounds": ROUNDS,
+            "server_core": 0,
+            "load_core": 1,
+            "load_generator": "wrk",
+            "model": "example logistic pipeline (8 features)",
+            "challenger_full": "gradient boosting, 60 trees",
+            "challengers_3": "gradient boosting 60 + 80 trees, random forest 50",
+        },
+        "versions": {
+            p: version(p)
+            for p in (
+                "onnxruntime",
+                "numpy",
+                "fastapi",
+                "starlette",
+                "uvicorn",
+                "sqlalchemy",
+                "scikit-learn",
+            )
+        }
+        | {"python": platform.python_version()},
+        "wall_time_s": time.time() - started,
+    }
+    out = ROOT / "bench" / "results" / "scoring.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(
+        json.dumps(
+            {
+                k: result[k]
+                for k in ("throughput_ratio", "throughput_ratio_bare", "shadow_p99_ratio")
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Every Prometheus metric object tunewatch exports, declared in one place.
+
+Label sets are bounded: model, version, hyperparameter-set id, route templates and
+error codes — never request ids. Each daemon builds one :class:`ServingMetrics` on its
+own ``CollectorRegistry`` so that several apps (tests, benchmarks) never collide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE_LATEST
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+# Inference latencies live between a few microseconds and a few hundred milliseconds.
+LATENCY_BUCKETS = (
+    0.00005,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+)
+
+
+class ServingMetrics:
+    """The scoring spine's metrics: HTTP, inference, shadow queue, recording, sessions."""
+
+    def __init__(self, *, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.http_requests = Counter(
+            "tunewatch_http_requests",
+            "HTTP requests answered, by route template and status code.",
+            ["route", "status"],
+            registry=r,
+        )
+        self.http_errors = Counter(
+            "tunewatch_http_errors",
+            "HTTP error answers, by error code.",
+            ["code"],
+            registry=r,
+        )
+        self.inference_latency = Histogram(
+            "tunewatch_inference_latency_seconds",
+            "onnxruntime scoring latency per model version and hyperparameter set.",
+            ["model", "version", "hyperparameter_set", "role"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference_rows = Counter(
+            "tunewatch_inference_rows",
+            "Rows scored by the champion.",
+            ["model"],
+            registry=r,
+        )
+        self.shadow_queue_depth = Gauge(
+            "tunewatch_shadow_queue_depth",
+            "Shadow jobs waiting for the challengers.",
+            registry=r,
+        )
+        self.shadow_dropped = Counter(
+            "tunewatch_shadow_dropped",
+            "Shadow jobs dropped because the queue was full.",
+            ["model"],
+            registry=r,
+        )
+        self.shadow_errors = Counter(
+            "tunewatch_shadow_errors",
+            "Challenger scoring failures.",
+            ["model", "version"],
+            registry=r,
+        )
+        self.record_batch_size = Histogram(
+            "tunewatch_record_batch_size",
+            "Requests sharing one group commit.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=r,
+        )
+        self.record_commit_latency = Histogram(
+            "tunewatch_record_commit_seconds",
+            "Time to write and commit one group of records.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.record_failures = Counter(
+            "tunewatch_record_failures",
+            "Group commits that failed; their requests were answered 503.",
+            registry=r,
+        )
+        self.labels_received = Counter(
+            "tunewatch_labels",
+            "Feedback items by outcome (created, duplicate, conflict, unknown_request).",
+            ["model", "status"],
+            registry=r,
+        )
+        self.session_memory = Gauge(
+            "tunewatch_session_memory_bytes",
+            "Resident memory measured when the version's onnxruntime session was loaded.",
+            ["model", "version", "hyperparameter_set"],
+            registry=r,
+        )
+        self.champion_version = Gauge(
+            "tunewatch_champion_version",
+            "The version number currently serving as champion.",
+            ["model"],
+            registry=r,
+        )
+
+    def track_queue_depth(self, depth: Callable[[], float]) -> None:
+        self.shadow_queue_depth.set_function(depth)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,127 @@
+"""Export of fitted scikit-learn estimators to ONNX, with a parity gate.
+
+The only module of :mod:`retune` importing skl2onnx. Models are exported for the
+serving scope of :mod:`shadow`: one float32 input ``[None, n_features]``; classifiers
+(or Pipelines ending in one) without ZipMap, so they output ``label`` and a plain
+``probabilities`` tensor; regressors output ``variable`` ``[N, 1]``.
+
+float32 thresholds can flip tree paths, so an export is only trusted after
+:func:`check_parity` has compared it with the estimator on held-out rows, scoring the
+ONNX side with :class:`shadow.OnnxModel` — the same loader that serves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from skl2onnx import convert_sklearn
+from skl2onnx.common.data_types import FloatTensorType
+from sklearn.base import is_classifier
+from sklearn.pipeline import Pipeline
+
+from retune._errors import ExportError, ParityError
+from shadow import InvalidInputError, OnnxModel, ShadowError
+
+
+def _classifier_step(estimator: Any) -> Any | None:
+    """The estimator whose ZipMap must be disabled, if it is a classifier."""
+    final = estimator
+    while isinstance(final, Pipeline):
+        final = final.steps[-1][1]
+    return final if is_classifier(final) else None
+
+
+def to_onnx(
+    estimator: Any,
+    n_features: int,
+    *,
+    name: str = "model",
+    target_opset: int | None = None,
+    input_name: str = "input",
+) -> bytes:
+    """Convert a fitted estimator to ONNX bytes with input ``input: float32[None, n_features]``.
+
+    Raises :class:`ExportError` (from the converter's own exception) when skl2onnx
+    cannot convert it.
+    """
+    if n_features < 1:
+        raise ValueError(f"`n_features` must be >= 1, got {n_features}")
+    options: dict[int, dict[str, Any]] | None = None
+    classifier = _classifier_step(estimator)
+    if classifier is not None:
+        options = {id(classifier): {"zipmap": False}}
+    try:
+        proto = convert_sklearn(
+            estimator,
+            name=name,
+            initial_types=[(input_name, FloatTensorType([None, n_features]))],
+            options=options,
+            target_opset=target_opset,
+        )
+    except Exception as exc:  # skl2onnx raises RuntimeError, TypeError, NameError …
+        raise ExportError(
+            f"skl2onnx could not convert {type(estimator).__name__}: {type(exc).__name__}: {exc}"
+        ) from exc
+    data: bytes = proto.SerializeToString()
+    return data
+
+
+def _reference(estimator: Any, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    if _classifier_step(estimator) is not None:
+        ref = np.asarray(estimator.predict_proba(x), dtype=np.float64)
+    else:
+        ref = np.asarray(estimator.predict(x), dtype=np.float64)
+    return ref.reshape(-1, 1) if ref.ndim == 1 else ref
+
+
+def check_parity(
+    onnx_bytes: bytes,
+    estimator: Any,
+    x_holdout: np.ndarray[Any, Any],
+    *,
+    tolerance: float = 1e-4,
+) -> float:
+    """Max absolute difference between the estimator and the ONNX model on ``x_holdout``.
+
+    Compares ``predict_proba`` (classifiers) or ``predict`` (regressors) with the ONNX
+    primary output. Raises :class:`ParityError` when the outputs differ in shape or
+    the difference exceeds ``tolerance``, and :class:`ExportError` when the ONNX model
+    cannot be loaded or run.
+    """
+    if not tolerance >= 0:
+        raise ValueError(f"`tolerance` must be >= 0, got {tolerance}")
+    x = np.asarray(x_holdout)
+    if x.ndim != 2 or x.shape[0] == 0:
+        raise ValueError(f"`x_holdout` must be a non-empty 2-D array, got shape {x.shape}")
+    try:
+        model = OnnxModel.from_bytes(onnx_bytes)
+        got = model.primary(model.run(np.ascontiguousarray(x, dtype=model.signature.input.dtype)))
+    except InvalidInputError as exc:
+        raise ParityError(
+            f"the ONNX model refused the holdout ({exc.code}): {exc.message}",
+            max_abs_diff=float("inf"),
+            tolerance=tolerance,
+        ) from exc
+    except ShadowError as exc:
+        raise ExportError(f"the ONNX model could not be scored: {exc.message}") from exc
+    expected = _reference(estimator, x)
+    if got.shape != expected.shape:
+        raise ParityError(
+            f"ONNX primary output {model.signature.primary_output!r} has shape "
+            f"{list(got.shape)} but the estimator gives {list(expected.shape)}",
+            max_abs_diff=float("inf"),
+            tolerance=tolerance,
+        )
+    diff = np.abs(got.astype(np.float64) - expected)
+    max_diff = float(diff.max()) if np.isfinite(diff).all() else float("inf")
+    if max_diff > tolerance:
+        worst = np.where(np.isnan(diff), np.inf, diff)
+        row = int(np.unravel_index(np.argmax(worst), diff.shape)[0])
+        raise ParityError(
+            f"ONNX output differs from the estimator by up to {max_diff:.3g} "
+            f"(tolerance {tolerance:g}; worst holdout row {row} of {x.shape[0]})",
+            max_abs_diff=max_diff,
+            tolerance=tolerance,
+        )
+    return max_diff

@@ -1,0 +1,177 @@
+"""Inspection of a candidate ONNX file before it is ever loaded in the daemon.
+
+Two stages. In-process, the file is parsed with ``onnx.load(load_external_data=False)``
+(``not_onnx`` if it does not parse) and refused if any tensor keeps its data in an
+external file (``external_data``: served models must be self-contained, and ORT would
+resolve such paths on our disk). Then a child process (``python -m shadow._probe``)
+creates an onnxruntime session under ``RLIMIT_AS`` and a timeout — a crafted model
+can crash or exhaust the process creating its session — reads the signature and
+scores one row of zeros. Crash or non-zero exit → ``load_failed`` (with the child's
+last stderr line), timeout → ``load_timeout``, memory exhaustion → ``load_memory``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, cast
+
+from shadow._errors import CANDIDATE_REJECTED_CODES, CandidateRejectedCode, CandidateRejectedError
+from shadow._onnx import Signature, external_data_tensors, load_model_file, opset_imports
+
+logger = logging.getLogger(__name__)
+
+_PACKAGE_ROOT: Final[str] = str(Path(__file__).resolve().parent.parent)
+_MEMORY_MARKERS: Final[tuple[str, ...]] = (
+    "MemoryError",
+    "bad_alloc",
+    "Cannot allocate memory",
+    "ENOMEM",
+    "out of memory",
+    "failed to map segment",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateInfo:
+    """What inspection learnt about a candidate that may be served."""
+
+    signature: Signature
+    load_memory_bytes: int
+    opset: dict[str, int]
+    size_bytes: int
+    sha256: str
+
+
+def _limit_address_space(limit: int) -> Callable[[], None]:
+    def preexec() -> None:  # runs in the child between fork and exec
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return preexec
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    # Thread pools reserve address space per thread; keep the probe single-threaded.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = "1"
+    path = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = _PACKAGE_ROOT if not path else f"{_PACKAGE_ROOT}{os.pathsep}{path}"
+    return env
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+def inspect_candidate(
+    path: Path,
+    *,
+    memory_limit_bytes: int = 2 * 1024**3,
+    timeout_s: float = 60.0,
+) -> CandidateInfo:
+    """Check that ``path`` is a self-contained ONNX model that loads and scores.
+
+    ``memory_limit_bytes`` caps the probe process's whole address space (interpreter,
+    numpy and onnxruntime included — about 200 MiB of it before any model is
+    loaded); ``timeout_s`` bounds its wall time. Raises
+    :class:`~shadow.CandidateRejectedError` with the reason as ``code``.
+    """
+    if memory_limit_bytes <= 0:
+        raise ValueError(f"`memory_limit_bytes` must be > 0, got {memory_limit_bytes}")
+    if timeout_s <= 0:
+        raise ValueError(f"`timeout_s` must be > 0, got {timeout_s}")
+    path = Path(path)
+    proto = load_model_file(path)
+    external = external_data_tensors(proto)
+    if external:
+        raise CandidateRejectedError(
+            f"{path} stores tensors {external[:5]} as external data; "
+            "only self-contained ONNX files are accepted",
+            code="external_data",
+        )
+    opset = opset_imports(proto)
+    del proto
+    data = path.read_bytes()
+
+    command = [sys.executable, "-m", "shadow._probe", str(path.resolve())]
+    try:
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            preexec_fn=_limit_address_space(memory_limit_bytes),
+            env=_child_env(),
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise CandidateRejectedError(
+            f"loading {path} took longer than {timeout_s:g} s", code="load_timeout"
+        ) from exc
+    except OSError as exc:
+        raise CandidateRejectedError(
+            f"could not start the probe process for {path}: {exc}", code="load_failed"
+        ) from exc
+
+    payload = _parse_payload(done.stdout)
+    if done.returncode == 0 and payload is not None and "signature" in payload:
+        signature = Signature.from_dict(payload["signature"])
+        return CandidateInfo(
+            signature=signature,
+            load_memory_bytes=max(0, int(payload.get("memory_bytes", 0))),
+            opset=opset,
+            size_bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+        )
+    raise _rejection(path, done, payload, memory_limit_bytes)
+
+
+def _parse_payload(stdout: str) -> dict[str, Any] | None:
+    line = _last_line(stdout)
+    try:
+        payload = json.loads(line)
+    except ValueError:
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _rejection(
+    path: Path,
+    done: subprocess.CompletedProcess[str],
+    payload: dict[str, Any] | None,
+    memory_limit_bytes: int,
+) -> CandidateRejectedError:
+    stderr_line = _last_line(done.stderr)
+    if payload is not None and payload.get("error") in CANDIDATE_REJECTED_CODES:
+        code = cast(CandidateRejectedCode, str(payload["error"]))
+        message = str(payload.get("message", ""))
+        if code == "load_memory":
+            message = f"{message} (address-space limit {memory_limit_bytes} bytes)"
+        logger.info("candidate %s rejected by probe: %s: %s", path, code, message)
+        return CandidateRejectedError(f"{path}: {message}", code=code)
+    if any(marker in done.stderr for marker in _MEMORY_MARKERS):
+        return CandidateRejectedError(
+            f"{path}: the probe ran out of memory under an address-space limit of "
+            f"{memory_limit_bytes} bytes: {stderr_line}",
+            code="load_memory",
+        )
+    how = (
+        f"was killed by signal {-done.returncode}"
+        if done.returncode < 0
+        else f"exited with status {done.returncode}"
+    )
+    logger.warning("candidate %s: probe %s; stderr: %s", path, how, done.stderr[-2000:])
+    return CandidateRejectedError(
+        f"{path}: loading the model {how}: {stderr_line}", code="load_failed"
+    )

@@ -1,0 +1,360 @@
+"""The ONNX boundary: the only module of :mod:`shadow` importing onnx and onnxruntime.
+
+Scope: tunewatch serves **tabular models with exactly one 2-D input**
+``[batch, n_features]`` (float32 usually), e.g. scikit-learn pipelines converted by
+skl2onnx. Classifiers converted with ``zipmap=False`` give ``label`` ``[N]`` int64 and
+``probabilities`` ``[N, C]`` float32; regressors give ``variable`` ``[N, 1]``. Any other
+graph (several inputs, a dynamic feature dimension, non-tensor outputs such as a
+ZipMap's sequence of maps) is refused with
+:class:`~shadow.CandidateRejectedError` code ``unsupported_signature``.
+
+Errors raised by onnx/onnxruntime are translated here, at one boundary:
+session creation failures become :class:`~shadow.ModelLoadError`, bad inputs at run
+time :class:`~shadow.InvalidInputError`, anything else at run time
+:class:`~shadow.ShadowError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
+
+from shadow._errors import (
+    CandidateRejectedError,
+    InvalidInputCode,
+    InvalidInputError,
+    ModelLoadError,
+    ShadowError,
+)
+
+_ORT_DTYPES: Final[Mapping[str, np.dtype[Any]]] = {
+    "tensor(float)": np.dtype(np.float32),
+    "tensor(double)": np.dtype(np.float64),
+    "tensor(float16)": np.dtype(np.float16),
+    "tensor(int8)": np.dtype(np.int8),
+    "tensor(int16)": np.dtype(np.int16),
+    "tensor(int32)": np.dtype(np.int32),
+    "tensor(int64)": np.dtype(np.int64),
+    "tensor(uint8)": np.dtype(np.uint8),
+    "tensor(uint16)": np.dtype(np.uint16),
+    "tensor(uint32)": np.dtype(np.uint32),
+    "tensor(uint64)": np.dtype(np.uint64),
+    "tensor(bool)": np.dtype(np.bool_),
+}
+_PAGE_SIZE: Final[int] = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """Name, element type and shape of one graph input or output (``None`` = dynamic)."""
+
+    name: str
+    dtype: np.dtype[Any]
+    shape: tuple[int | None, ...]
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """The served contract of a model: its one 2-D input and its tensor outputs.
+
+    ``primary_output`` names the output that is logged and compared between champion
+    and challengers (probabilities for classifiers, the prediction for regressors).
+    """
+
+    input: TensorSpec
+    outputs: tuple[TensorSpec, ...]
+    primary_output: str
+
+    @property
+    def n_features(self) -> int:
+        n = self.input.shape[1]
+        assert n is not None  # guaranteed by signature_from_session
+        return n
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.outputs)
+
+    def output(self, name: str) -> TensorSpec:
+        for spec in self.outputs:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form; :meth:`from_dict` reads it back."""
+
+        def spec(t: TensorSpec) -> dict[str, Any]:
+            return {"name": t.name, "dtype": t.dtype.name, "shape": list(t.shape)}
+
+        return {
+            "input": spec(self.input),
+            "outputs": [spec(o) for o in self.outputs],
+            "primary_output": self.primary_output,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Signature:
+        def spec(d: Mapping[str, Any]) -> TensorSpec:
+            return TensorSpec(
+                name=str(d["name"]),
+                dtype=np.dtype(str(d["dtype"])),
+                shape=tuple(None if s is None else int(s) for s in d["shape"]),
+            )
+
+        return cls(
+            input=spec(data["input"]),
+            outputs=tuple(spec(o) for o in data["outputs"]),
+            primary_output=str(data["primary_output"]),
+        )
+
+
+def _unsupported(message: str) -> CandidateRejectedError:
+    return CandidateRejectedError(message, code="unsupported_signature")
+
+
+def _shape(raw: Any) -> tuple[int | None, ...]:
+    if raw is None:
+        return ()
+    return tuple(d if isinstance(d, int) and d >= 0 else None for d in raw)
+
+
+def _spec(arg: Any, what: str) -> TensorSpec:
+    dtype = _ORT_DTYPES.get(str(arg.type))
+    if dtype is None:
+        raise _unsupported(
+            f"{what} {arg.name!r} has type {arg.type}; only plain tensors are supported "
+            "(convert classifiers with options={id(clf): {'zipmap': False}})"
+        )
+    return TensorSpec(name=str(arg.name), dtype=dtype, shape=_shape(arg.shape))
+
+
+def signature_from_session(session: ort.InferenceSession) -> Signature:
+    """Read the :class:`Signature` of a session, refusing graphs tunewatch cannot serve.
+
+    Raises :class:`~shadow.CandidateRejectedError` (``unsupported_signature``) unless
+    the graph has exactly one numeric input of rank 2 with a fixed feature dimension
+    and at least one floating-point tensor output.
+    """
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        names = [i.name for i in inputs]
+        raise _unsupported(f"model must have exactly one input, got {len(inputs)}: {names}")
+    spec_in = _spec(inputs[0], "input")
+    if spec_in.rank != 2 or spec_in.shape[1] is None:
+        raise _unsupported(
+            f"input {spec_in.name!r} must have shape [batch, n_features] with a fixed "
+            f"n_features, got {list(spec_in.shape)}"
+        )
+    if spec_in.dtype.kind not in "fiu":
+        raise _unsupported(f"input {spec_in.name!r} must be numeric, got {spec_in.dtype}")
+    outputs = tuple(_spec(o, "output") for o in session.get_outputs())
+    floats = [o for o in outputs if o.dtype.kind == "f"]
+    if not floats:
+        raise _unsupported(
+            f"model has no floating-point output, got {[(o.name, str(o.dtype)) for o in outputs]}"
+        )
+    probs = [o for o in floats if o.rank == 2 and "prob" in o.name.lower()]
+    primary = (probs or floats)[0].name
+    return Signature(input=spec_in, outputs=outputs, primary_output=primary)
+
+
+# ---------------------------------------------------------------------------------------
+# Protobuf inspection (used by from_bytes and by candidate inspection)
+
+
+def parse_model(data: bytes) -> onnx.ModelProto:
+    """Parse ONNX bytes without touching external files; not_onnx on failure."""
+    try:
+        model: onnx.ModelProto = onnx.ModelProto.FromString(data)
+    except Exception as exc:  # protobuf raises DecodeError
+        raise CandidateRejectedError(
+            f"not an ONNX model: {type(exc).__name__}: {exc}", code="not_onnx"
+        ) from exc
+    if not model.HasField("graph"):
+        raise CandidateRejectedError("not an ONNX model: it has no graph", code="not_onnx")
+    return model
+
+
+def load_model_file(path: Path) -> onnx.ModelProto:
+    """``onnx.load`` without external data; not_onnx if the file does not parse."""
+    try:
+        model: onnx.ModelProto = onnx.load(path, load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError, ValueError, OSError …
+        raise CandidateRejectedError(
+            f"{path} is not an ONNX model: {type(exc).__name__}: {exc}", code="not_onnx"
+        ) from exc
+    if not model.HasField("graph"):
+        raise CandidateRejectedError(f"{path} is not an ONNX model: no graph", code="not_onnx")
+    return model
+
+
+def _graph_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        yield from _node_tensors(node)
+
+
+def _node_tensors(node: onnx.NodeProto) -> Iterator[onnx.TensorProto]:
+    for attr in node.attribute:
+        if attr.HasField("t"):
+            yield attr.t
+        yield from attr.tensors
+        if attr.HasField("sparse_tensor"):
+            yield attr.sparse_tensor.values
+            yield attr.sparse_tensor.indices
+        for sparse in attr.sparse_tensors:
+            yield sparse.values
+            yield sparse.indices
+        if attr.HasField("g"):
+            yield from _graph_tensors(attr.g)
+        for sub in attr.graphs:
+            yield from _graph_tensors(sub)
+
+
+def external_data_tensors(model: onnx.ModelProto) -> list[str]:
+    """Names of every tensor (initializers, attributes, subgraphs, functions) whose
+    data lives in an external file."""
+    tensors = list(_graph_tensors(model.graph))
+    for function in model.functions:
+        for node in function.node:
+            tensors.extend(_node_tensors(node))
+    return [
+        t.name or "<unnamed>"
+        for t in tensors
+        if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data) > 0
+    ]
+
+
+def opset_imports(model: onnx.ModelProto) -> dict[str, int]:
+    """``{domain: version}``, with the default domain spelt ``"ai.onnx"``."""
+    return {(o.domain or "ai.onnx"): int(o.version) for o in model.opset_import}
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+# ---------------------------------------------------------------------------------------
+
+
+class OnnxModel:
+    """One onnxruntime session over an in-memory model, with its signature.
+
+    Build with :meth:`from_bytes`. :meth:`run` expects an array already checked by
+    :func:`~shadow.validate_batch` (right dtype, shape and values); it is the scoring
+    hot path and adds well under 3 µs to onnxruntime's own cost. Sessions are safe
+    to run from several threads at once.
+    """
+
+    __slots__ = (
+        "_input_name",
+        "_output_names",
+        "_primary",
+        "_run",
+        "_session",
+        "memory_bytes",
+        "sha256",
+        "signature",
+    )
+
+    def __init__(self, session: ort.InferenceSession, *, sha256: str, memory_bytes: int) -> None:
+        self._session = session
+        self.signature: Signature = signature_from_session(session)
+        self.sha256: str = sha256
+        self.memory_bytes: int = max(0, memory_bytes)
+        self._input_name: str = self.signature.input.name
+        self._output_names: list[str] = list(self.signature.output_names)
+        self._primary: str = self.signature.primary_output
+        # The public InferenceSession.run re-validates input names and ownership on
+        # every call (~1-2 µs); our inputs are validated upstream, so call the
+        # pybind session directly when it is there.
+        inner = getattr(session, "_sess", None)
+        self._run: Any = getattr(inner, "run", None) or session.run
+
+    @classmethod
+    def from_bytes(
+        cls, data: bytes, *, intra_op_threads: int = 1, inter_op_threads: int = 1
+    ) -> OnnxModel:
+        """Create a CPU session with explicit thread counts and sequential execution.
+
+        Raises :class:`~shadow.CandidateRejectedError` for bytes that are not ONNX
+        (``not_onnx``), reference external data (``external_data``) or have an
+        unsupported signature, and :class:`~shadow.ModelLoadError` when onnxruntime
+        refuses the model.
+        """
+        if intra_op_threads < 1 or inter_op_threads < 1:
+            raise ValueError(
+                "`intra_op_threads` and `inter_op_threads` must be >= 1, got "
+                f"{intra_op_threads} and {inter_op_threads}"
+            )
+        external = external_data_tensors(parse_model(data))
+        if external:
+            raise CandidateRejectedError(
+                f"model references external data for tensors {external[:5]}; "
+                "tunewatch only serves self-contained ONNX files",
+                code="external_data",
+            )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = inter_op_threads
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        before = _rss_bytes()
+        try:
+            session = ort.InferenceSession(
+                data, sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # every ORT load failure is a distinct pybind class
+            raise ModelLoadError(f"onnxruntime could not load the model: {exc}") from exc
+        memory = _rss_bytes() - before
+        return cls(session, sha256=hashlib.sha256(data).hexdigest(), memory_bytes=memory)
+
+    def run(self, x: np.ndarray[Any, Any]) -> dict[str, np.ndarray[Any, Any]]:
+        """Score a validated batch; returns every output by name."""
+        try:
+            results = self._run(self._output_names, {self._input_name: x}, None)
+        except (ort_state.InvalidArgument, ValueError, TypeError) as exc:
+            text = str(exc)
+            code: InvalidInputCode = (
+                "dtype_mismatch" if "type" in text.lower() else "shape_mismatch"
+            )
+            raise InvalidInputError(f"onnxruntime refused the input: {text}", code=code) from exc
+        except Exception as exc:  # any other ORT failure at run time
+            raise ShadowError(
+                f"onnxruntime failed while scoring: {exc}", code="run_failed"
+            ) from exc
+        return dict(zip(self._output_names, results, strict=True))
+
+    def primary(self, outputs: Mapping[str, np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
+        """The primary output as a float32 2-D array (``[N]`` becomes ``[N, 1]``)."""
+        out = np.asarray(outputs[self._primary], dtype=np.float32)
+        if out.ndim == 1:
+            out = out.reshape(-1, 1)
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"OnnxModel(sha256={self.sha256[:12]!r}, input={self.signature.input.shape}, "
+            f"primary_output={self._primary!r})"
+        )

@@ -1,0 +1,71 @@
+"""Child-process probe for candidate models: ``python -m shadow._probe <path>``.
+
+Run by :func:`shadow.inspect_candidate` under an address-space limit and a timeout,
+because a crafted model can crash or exhaust the process creating its session. It
+creates a session, reads the signature, scores one row of zeros and prints one JSON
+object to stdout:
+
+- success (exit 0): ``{"signature": {...}, "memory_bytes": int}``
+- refusal (exit 2): ``{"error": code, "message": str}`` with a
+  :class:`~shadow.CandidateRejectedError` code
+- out of memory (exit 3): ``{"error": "load_memory", "message": str}``
+
+Any other outcome (a crash, a signal, an unexpected exception) is a non-zero exit with
+the reason on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from shadow._errors import CandidateRejectedError, ShadowError
+from shadow._onnx import OnnxModel
+
+EXIT_OK = 0
+EXIT_REJECTED = 2
+EXIT_MEMORY = 3
+
+
+def probe(path: Path) -> dict[str, object]:
+    """Load ``path`` into a session and score one row of zeros."""
+    model = OnnxModel.from_bytes(path.read_bytes())
+    spec = model.signature.input
+    x = np.zeros((1, model.signature.n_features), dtype=spec.dtype)
+    model.primary(model.run(x))
+    return {"signature": model.signature.to_dict(), "memory_bytes": model.memory_bytes}
+
+
+def _emit(payload: dict[str, object]) -> None:
+    sys.stdout.write(json.dumps(payload) + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        sys.stderr.write("usage: python -m shadow._probe <model.onnx>\n")
+        return 64
+    try:
+        result = probe(Path(argv[0]))
+    except MemoryError as exc:
+        _emit({"error": "load_memory", "message": f"out of memory: {exc}"})
+        return EXIT_MEMORY
+    except CandidateRejectedError as exc:
+        _emit({"error": exc.code, "message": exc.message})
+        return EXIT_REJECTED
+    except ShadowError as exc:
+        text = exc.message
+        if "bad_alloc" in text or "Cannot allocate memory" in text:
+            _emit({"error": "load_memory", "message": text})
+            return EXIT_MEMORY
+        _emit({"error": "load_failed", "message": text})
+        return EXIT_REJECTED
+    _emit(result)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

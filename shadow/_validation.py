@@ -1,0 +1,196 @@
+"""Validation of a decoded request batch against a model :class:`~shadow.Signature`.
+
+onnxruntime accepts NaN and ±Inf silently (converted trees then return plausible but
+wrong probabilities), overflows float64 values beyond float32 range to inf, and
+answers an empty batch with an empty output. So nothing reaches a session before
+:func:`validate_batch` has checked it. Everything is vectorised numpy; at batch 1 the
+whole check costs a few microseconds.
+
+Overflow choice: a float64 value that is finite in the request but beyond the model
+dtype's range (e.g. ``1e39`` for a float32 model) is reported as ``out_of_range``, not
+``non_finite`` — the client sent a finite number, the model cannot represent it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+
+from shadow._errors import InvalidInputError
+from shadow._onnx import Signature
+
+_RANGE_CACHE_MAX: Final[int] = 256
+# id(tuple of ranges) -> (that tuple, lows, highs). The tuple is held so its id stays
+# unique while cached; only tuples (immutable, of frozen FeatureRange) are cached.
+_range_cache: dict[
+    int, tuple[tuple[FeatureRange | None, ...], np.ndarray[Any, Any], np.ndarray[Any, Any]]
+] = {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=False)
+class FeatureRange:
+    """Inclusive bounds for one feature; ``None`` leaves that side open."""
+
+    low: float | None = None
+    high: float | None = None
+
+    def __post_init__(self) -> None:
+        for side in ("low", "high"):
+            value = getattr(self, side)
+            if value is not None and not np.isfinite(value):
+                raise ValueError(f"`{side}` must be a finite number or None, got {value!r}")
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError(f"`low` must be <= `high`, got low={self.low}, high={self.high}")
+
+    def __str__(self) -> str:
+        low = "-inf" if self.low is None else repr(self.low)
+        high = "inf" if self.high is None else repr(self.high)
+        return f"[{low}, {high}]"
+
+
+def _bounds(
+    ranges: Sequence[FeatureRange | None], n_features: int
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    cached = _range_cache.get(id(ranges))
+    if cached is not None and cached[0] is ranges:
+        return cached[1], cached[2]
+    if len(ranges) != n_features:
+        raise ValueError(
+            f"`ranges` must have one entry per feature ({n_features}), got {len(ranges)}"
+        )
+    lows = np.array(
+        [-np.inf if r is None or r.low is None else r.low for r in ranges], dtype=np.float64
+    )
+    highs = np.array(
+        [np.inf if r is None or r.high is None else r.high for r in ranges], dtype=np.float64
+    )
+    if isinstance(ranges, tuple):
+        if len(_range_cache) >= _RANGE_CACHE_MAX:
+            _range_cache.clear()
+        _range_cache[id(ranges)] = (ranges, lows, highs)
+    return lows, highs
+
+
+def _first(mask: np.ndarray[Any, Any]) -> tuple[int, int]:
+    row, col = np.argwhere(mask)[0]
+    return int(row), int(col)
+
+
+def _shape_text(shape: tuple[int | None, ...]) -> str:
+    return "[" + ", ".join("N" if d is None else str(d) for d in shape) + "]"
+
+
+def validate_batch(
+    x: np.ndarray[Any, Any],
+    signature: Signature,
+    *,
+    max_rows: int,
+    ranges: Sequence[FeatureRange | None] | None = None,
+) -> np.ndarray[Any, Any]:
+    """Check ``x`` against ``signature`` and return it as a C-contiguous array of the
+    model's input dtype.
+
+    Checks, in order, each raising :class:`~shadow.InvalidInputError` with its code:
+    numeric dtype (``dtype_mismatch``: bool, strings, objects, complex), rank 2 with the
+    model's feature count (``shape_mismatch``), at least one row (``empty_batch``), at
+    most ``max_rows`` rows (``batch_too_large``), finite values (``non_finite``),
+    representable in the model's dtype (``out_of_range``; for integer inputs a
+    fractional value is ``dtype_mismatch``), and within ``ranges`` — one
+    :class:`FeatureRange` or ``None`` per feature (``out_of_range``). Pass ``ranges`` as
+    a tuple to have its bounds cached between calls.
+    """
+    spec = signature.input
+    kind = x.dtype.kind
+    if kind not in "fiu":
+        raise InvalidInputError(
+            f"input {spec.name!r} must be numeric ({spec.dtype}), got dtype {x.dtype}",
+            code="dtype_mismatch",
+        )
+    n_features = signature.n_features
+    if x.ndim != 2 or x.shape[1] != n_features:
+        raise InvalidInputError(
+            f"input {spec.name!r} must have shape [N, {n_features}], got {_shape_text(x.shape)}",
+            code="shape_mismatch",
+        )
+    rows = x.shape[0]
+    if rows < 1:
+        raise InvalidInputError(
+            f"input {spec.name!r} must have at least 1 row, got 0", code="empty_batch"
+        )
+    if rows > max_rows:
+        raise InvalidInputError(
+            f"input {spec.name!r} must have at most {max_rows} rows, got {rows}",
+            code="batch_too_large",
+        )
+    target = spec.dtype
+    if kind == "f":
+        # One reduction answers both questions: max |x| is NaN/inf iff some value is
+        # non-finite, and above the target's max iff the down-cast would overflow.
+        peak = np.abs(x).max()
+        if not np.isfinite(peak):
+            row, col = _first(~np.isfinite(x))
+            raise InvalidInputError(
+                f"input {spec.name!r} must be finite, got {x[row, col]} at row {row}, column {col}",
+                code="non_finite",
+            )
+        if target != x.dtype and (target.kind != "f" or peak > np.finfo(target).max):
+            _check_representable(x, target, spec.name)
+    elif target != x.dtype:
+        _check_representable(x, target, spec.name)
+    out = np.ascontiguousarray(x, dtype=target)
+
+    if ranges is not None:
+        lows, highs = _bounds(ranges, n_features)
+        bad = (x < lows) | (x > highs)
+        if bad.any():
+            row, col = _first(bad)
+            bound = FeatureRange(
+                None if np.isinf(lows[col]) else float(lows[col]),
+                None if np.isinf(highs[col]) else float(highs[col]),
+            )
+            raise InvalidInputError(
+                f"feature {col} must be in {bound}, got {x[row, col]} at row {row}",
+                code="out_of_range",
+            )
+    return out
+
+
+def _check_representable(x: np.ndarray[Any, Any], target: np.dtype[Any], name: str) -> None:
+    """Refuse values that a cast of finite ``x`` to ``target`` would not preserve.
+
+    Runs before the cast, so numpy never warns about an overflowing cast.
+    """
+    if target.kind == "f":
+        if x.dtype.kind == "f" and x.dtype.itemsize <= target.itemsize:
+            return
+        limit = float(np.finfo(target).max)
+        outside = (x > limit) | (x < -limit)
+        if outside.any():
+            row, col = _first(outside)
+            raise InvalidInputError(
+                f"input {name!r} value {x[row, col]} at row {row}, column {col} is beyond "
+                f"the range of the model's {target} (max abs {limit:.6g})",
+                code="out_of_range",
+            )
+        return
+    info = np.iinfo(target)
+    if x.dtype.kind == "f":
+        fractional = x != np.trunc(x)
+        if fractional.any():
+            row, col = _first(fractional)
+            raise InvalidInputError(
+                f"input {name!r} must hold integers ({target}), got {x[row, col]} "
+                f"at row {row}, column {col}",
+                code="dtype_mismatch",
+            )
+    outside = (x < info.min) | (x > info.max)
+    if outside.any():
+        row, col = _first(outside)
+        raise InvalidInputError(
+            f"input {name!r} value {x[row, col]} at row {row}, column {col} is outside "
+            f"the range of the model's {target} [{info.min}, {info.max}]",
+            code="out_of_range",
+        )

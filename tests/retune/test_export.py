@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from retune_models import Fitted
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+
+from retune import ExportError, ParityError, RetuneError, check_parity, to_onnx
+from shadow import OnnxModel
+
+N_FEATURES = 5
+
+
+class MajorityClassifier(ClassifierMixin, BaseEstimator):
+    """A fitted classifier skl2onnx has no converter for."""
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> MajorityClassifier:
+        self.classes_ = np.unique(y)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.full(len(x), self.classes_[0])
+
+
+def test_classifier_pipeline_exports_plain_probability_tensor(fitted: Fitted) -> None:
+    model = OnnxModel.from_bytes(to_onnx(fitted.logistic, N_FEATURES))
+    sig = model.signature
+    assert sig.input.shape == (None, N_FEATURES) and sig.input.dtype == np.float32
+    assert sig.output_names == ("label", "probabilities")  # no ZipMap sequence output
+    assert sig.primary_output == "probabilities"
+
+
+def test_regressor_exports_variable_output(fitted: Fitted) -> None:
+    sig = OnnxModel.from_bytes(to_onnx(fitted.regression, N_FEATURES)).signature
+    assert sig.primary_output == "variable"
+    assert sig.output("variable").shape == (None, 1)
+
+
+def test_name_and_target_opset_reach_the_graph(fitted: Fitted) -> None:
+    proto = onnx.load_from_string(
+        to_onnx(fitted.logistic, N_FEATURES, name="churn", target_opset=15)
+    )
+    assert proto.graph.name == "churn"
+    assert {o.domain: o.version for o in proto.opset_import}[""] == 15
+
+
+def test_unfitted_estimator_raises_export_error_from_converter() -> None:
+    with pytest.raises(ExportError) as info:
+        to_onnx(LogisticRegression(), N_FEATURES)
+    assert info.value.__cause__ is not None
+    assert "LogisticRegression" in str(info.value)
+
+
+def test_estimator_without_converter_raises_export_error() -> None:
+    est = MajorityClassifier().fit(np.zeros((4, N_FEATURES)), np.array([0, 1, 0, 1]))
+    with pytest.raises(ExportError, match="MajorityClassifier"):
+        to_onnx(est, N_FEATURES)
+
+
+def test_n_features_must_be_positive(fitted: Fitted) -> None:
+    with pytest.raises(ValueError, match="`n_features` must be >= 1, got 0"):
+        to_onnx(fitted.logistic, 0)
+
+
+@pytest.mark.parametrize("name", ["logistic", "boosting", "regression"])
+def test_parity_passes_for_faithful_export(fitted: Fitted, name: str) -> None:
+    estimator = getattr(fitted, name)
+    diff = check_parity(to_onnx(estimator, N_FEATURES), estimator, fitted.x_holdout)
+    assert 0.0 <= diff <= 1e-4
+
+
+def test_parity_raises_for_onnx_of_another_model(fitted: Fitted) -> None:
+    onnx_bytes = to_onnx(fitted.logistic, N_FEATURES)
+    with pytest.raises(ParityError) as info:
+        check_parity(onnx_bytes, fitted.boosting, fitted.x_holdout, tolerance=1e-4)
+    error = info.value
+    assert error.max_abs_diff > error.tolerance == 1e-4
+    assert "differs from the estimator" in str(error)
+    assert isinstance(error, ExportError) and isinstance(error, RetuneError)
+
+
+def test_parity_raises_when_output_shapes_differ(fitted: Fitted) -> None:
+    onnx_bytes = to_onnx(fitted.logistic, N_FEATURES)
+    with pytest.raises(ParityError, match="shape") as info:
+        check_parity(onnx_bytes, fitted.regression, fitted.x_holdout)
+    assert info.value.max_abs_diff == float("inf")
+
+
+def test_parity_raises_when_holdout_does_not_fit_the_model(fitted: Fitted) -> None:
+    onnx_bytes = to_onnx(fitted.logistic, N_FEATURES)
+    with pytest.raises(ParityError, match="refused the holdout"):
+        check_parity(onnx_bytes, fitted.logistic, fitted.x_holdout[:, :3])

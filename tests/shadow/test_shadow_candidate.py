@@ -1,0 +1,105 @@
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from shadow_models import N_FEATURES, Exported
+
+from shadow import CandidateRejectedError, inspect_candidate
+
+
+def matmul_model() -> onnx.ModelProto:
+    weights = numpy_helper.from_array(np.ones((3, 2), dtype=np.float32), "W")
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["X", "W"], ["Y"])],
+        "matmul",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 2])],
+        [weights],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def rejection(
+    path: Path, *, memory_limit_bytes: int = 2 * 1024**3, timeout_s: float = 60.0
+) -> CandidateRejectedError:
+    with pytest.raises(CandidateRejectedError) as info:
+        inspect_candidate(path, memory_limit_bytes=memory_limit_bytes, timeout_s=timeout_s)
+    return info.value
+
+
+@pytest.fixture
+def good_path(tmp_path: Path, boosting: Exported) -> Path:
+    path = tmp_path / "good.onnx"
+    path.write_bytes(boosting.onnx_bytes)
+    return path
+
+
+def test_accepts_exported_model_and_reports_signature_and_memory(
+    good_path: Path, boosting: Exported
+) -> None:
+    info = inspect_candidate(good_path)
+    assert info.signature == boosting.model.signature
+    assert info.signature.n_features == N_FEATURES
+    assert info.load_memory_bytes > 0
+    assert info.size_bytes == len(boosting.onnx_bytes)
+    assert info.sha256 == hashlib.sha256(boosting.onnx_bytes).hexdigest()
+    assert info.opset["ai.onnx"] >= 1
+    assert "ai.onnx.ml" in info.opset
+
+
+def test_refuses_file_that_is_not_onnx(tmp_path: Path) -> None:
+    path = tmp_path / "notes.onnx"
+    path.write_bytes(b"\x00\xffthis is a text file, not a protobuf\n" * 10)
+    assert rejection(path).code == "not_onnx"
+
+
+def test_refuses_model_with_external_data(tmp_path: Path) -> None:
+    path = tmp_path / "external.onnx"
+    onnx.save_model(matmul_model(), path, save_as_external_data=True, size_threshold=0)
+    error = rejection(path)
+    assert error.code == "external_data"
+    assert "W" in error.message
+
+
+def test_refuses_model_with_two_inputs(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["A", "B"], ["Y"])],
+        "two_inputs",
+        [
+            helper.make_tensor_value_info("A", TensorProto.FLOAT, [None, 3]),
+            helper.make_tensor_value_info("B", TensorProto.FLOAT, [None, 3]),
+        ],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 3])],
+    )
+    path = tmp_path / "two.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    error = rejection(path)
+    assert error.code == "unsupported_signature"
+
+
+def test_model_onnxruntime_cannot_load_is_load_failed(tmp_path: Path) -> None:
+    graph = helper.make_graph(
+        [helper.make_node("NoSuchOperator", ["X"], ["Y"])],
+        "broken",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 3])],
+    )
+    path = tmp_path / "broken.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    error = rejection(path)
+    assert error.code == "load_failed"
+    assert "NoSuchOperator" in error.message
+
+
+def test_probe_exceeding_timeout_is_load_timeout(good_path: Path) -> None:
+    assert rejection(good_path, timeout_s=0.05).code == "load_timeout"
+
+
+def test_probe_exceeding_memory_limit_is_load_memory(good_path: Path) -> None:
+    error = rejection(good_path, memory_limit_bytes=64 * 1024**2)
+    assert error.code == "load_memory"

@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+from shadow_models import N_FEATURES, Data, Exported
+
+from shadow import LoadedVersion, ShadowJob, ShadowQueue, ShadowResult
+
+WAIT_S = 5.0  # upper bound for Event waits; tests never sleep
+
+
+def challenger(exported: Exported, version: int) -> LoadedVersion:
+    return LoadedVersion(version=version, model=exported.model, hyperparameter_set="hp")
+
+
+def job(request_id: str, x: np.ndarray, *challengers: LoadedVersion) -> ShadowJob:
+    return ShadowJob(model="m", request_id=request_id, x=x, challengers=challengers)
+
+
+class Collector:
+    def __init__(self, expected: int) -> None:
+        self.results: list[Sequence[ShadowResult]] = []
+        self._expected = expected
+        self.done = threading.Event()
+
+    def __call__(self, results: Sequence[ShadowResult]) -> None:
+        self.results.append(results)
+        if len(self.results) >= self._expected:
+            self.done.set()
+
+
+def test_every_challenger_scores_the_job_and_results_arrive_together(
+    logistic: Exported, boosting: Exported, data: Data
+) -> None:
+    x = data.x_holdout[:4].astype(np.float32)
+    collect = Collector(expected=1)
+    with ShadowQueue(maxsize=4, on_result=collect) as q:
+        assert q.submit(job("r1", x, challenger(logistic, 2), challenger(boosting, 3)))
+        assert collect.done.wait(WAIT_S)
+    (batch,) = collect.results
+    assert [r.version for r in batch] == [2, 3]
+    for result, exported in zip(batch, (logistic, boosting), strict=True):
+        assert result.error is None and result.request_id == "r1" and result.model == "m"
+        assert result.latency_s > 0
+        assert result.values is not None and result.values.dtype == np.float32
+        np.testing.assert_array_equal(result.values, exported.model.primary(exported.model.run(x)))
+    assert q.processed == 1 and q.errors == 0 and q.depth == 0
+
+
+def test_full_queue_drops_new_jobs_without_blocking_and_counts_them(
+    logistic: Exported,
+) -> None:
+    entered = threading.Event()
+    release = threading.Event()
+    seen: list[str] = []
+
+    def blocked(results: Sequence[ShadowResult]) -> None:
+        seen.append(results[0].request_id)
+        entered.set()
+        assert release.wait(WAIT_S)
+
+    x = np.zeros((1, N_FEATURES), dtype=np.float32)
+    q = ShadowQueue(maxsize=2, on_result=blocked, workers=1)
+    q.start()
+    try:
+        assert q.submit(job("busy", x, challenger(logistic, 2)))
+        assert entered.wait(WAIT_S)  # the only worker is now stuck in on_result
+        assert q.submit(job("a", x, challenger(logistic, 2)))
+        assert q.submit(job("b", x, challenger(logistic, 2)))
+        assert q.depth == 2
+        assert not q.submit(job("dropped-1", x, challenger(logistic, 2)))
+        assert not q.submit(job("dropped-2", x, challenger(logistic, 2)))
+        assert q.dropped == 2 and q.depth == 2
+    finally:
+        release.set()
+        q.close(timeout=WAIT_S)
+    assert seen == ["busy", "a", "b"]
+    assert q.processed == 3 and q.depth == 0 and not q.running
+
+
+def test_failing_challenger_becomes_error_result_and_worker_survives(
+    logistic: Exported, caplog: pytest.LogCaptureFixture
+) -> None:
+    collect = Collector(expected=2)
+    wrong_width = np.zeros((1, N_FEATURES + 2), dtype=np.float32)
+    good = np.zeros((1, N_FEATURES), dtype=np.float32)
+    with caplog.at_level(logging.ERROR, logger="shadow"):
+        with ShadowQueue(maxsize=4, on_result=collect) as q:
+            q.submit(job("bad", wrong_width, challenger(logistic, 2)))
+            q.submit(job("good", good, challenger(logistic, 2)))
+            assert collect.done.wait(WAIT_S)
+    (bad,), (ok,) = collect.results
+    assert bad.values is None and bad.error is not None and "InvalidInputError" in bad.error
+    assert ok.error is None and ok.values is not None
+    assert q.errors == 1 and q.processed == 2
+    failure = next(r for r in caplog.records if "request=bad" in r.getMessage())
+    assert failure.exc_info is not None  # logged with its traceback
+
+
+def test_failing_on_result_is_logged_counted_and_worker_survives(
+    logistic: Exported, caplog: pytest.LogCaptureFixture
+) -> None:
+    done = threading.Event()
+    calls: list[str] = []
+
+    def flaky(results: Sequence[ShadowResult]) -> None:
+        calls.append(results[0].request_id)
+        if results[0].request_id == "first":
+            raise RuntimeError("store unavailable")
+        done.set()
+
+    x = np.zeros((1, N_FEATURES), dtype=np.float32)
+    with caplog.at_level(logging.ERROR, logger="shadow"):
+        with ShadowQueue(maxsize=4, on_result=flaky) as q:
+            q.submit(job("first", x, challenger(logistic, 2)))
+            q.submit(job("second", x, challenger(logistic, 2)))
+            assert done.wait(WAIT_S)
+    assert calls == ["first", "second"]
+    assert q.callback_errors == 1 and q.errors == 1 and q.processed == 2
+    assert any("store unavailable" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+
+
+def test_close_drains_queued_jobs_then_refuses_new_ones(logistic: Exported) -> None:
+    collect = Collector(expected=10)
+    x = np.zeros((1, N_FEATURES), dtype=np.float32)
+    q = ShadowQueue(maxsize=20, on_result=collect, workers=2)
+    q.start()
+    for i in range(10):
+        assert q.submit(job(f"r{i}", x, challenger(logistic, 2)))
+    q.close(timeout=WAIT_S)
+    assert q.processed == 10 and len(collect.results) == 10
+    assert not q.running
+    assert not q.submit(job("late", x, challenger(logistic, 2)))
+    assert q.dropped == 1
+
+
+def test_challenger_with_other_input_dtype_gets_a_cast_copy(logistic: Exported, data: Data) -> None:
+    collect = Collector(expected=1)
+    x64 = data.x_holdout[:2]
+    with ShadowQueue(maxsize=1, on_result=collect) as q:
+        q.submit(job("r", x64, challenger(logistic, 2)))
+        assert collect.done.wait(WAIT_S)
+    (result,) = collect.results[0]
+    assert result.error is None
+
+
+@pytest.mark.parametrize(("maxsize", "workers"), [(0, 1), (1, 0)], ids=["maxsize", "workers"])
+def test_constructor_refuses_non_positive_sizes(maxsize: int, workers: int) -> None:
+    with pytest.raises(ValueError, match="must be >= 1"):
+        ShadowQueue(maxsize=maxsize, workers=workers, on_result=lambda results: None)

@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+from shadow_models import N_FEATURES, Data, Exported
+
+from shadow import FeatureRange, InvalidInputError, Signature, TensorSpec, validate_batch
+
+
+def codes_of(
+    x: np.ndarray,
+    signature: Signature,
+    *,
+    max_rows: int = 100,
+    ranges: Sequence[FeatureRange | None] | None = None,
+) -> str:
+    with pytest.raises(InvalidInputError) as info:
+        validate_batch(x, signature, max_rows=max_rows, ranges=ranges)
+    return info.value.code
+
+
+@pytest.fixture
+def sig(logistic: Exported) -> Signature:
+    return logistic.model.signature
+
+
+def row(value: float = 0.0, n: int = N_FEATURES) -> np.ndarray:
+    return np.full((1, n), value)
+
+
+@pytest.mark.parametrize(
+    "x",
+    [
+        pytest.param(np.ones((1, N_FEATURES), dtype=bool), id="bool"),
+        pytest.param(np.full((1, N_FEATURES), "1.0"), id="str"),
+        pytest.param(np.full((1, N_FEATURES), 1.0, dtype=object), id="object"),
+        pytest.param(np.ones((1, N_FEATURES), dtype=complex), id="complex"),
+    ],
+)
+def test_non_numeric_dtype_is_dtype_mismatch(x: np.ndarray, sig: Signature) -> None:
+    assert codes_of(x, sig) == "dtype_mismatch"
+
+
+def test_wrong_feature_count_is_shape_mismatch_naming_both_shapes(sig: Signature) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        validate_batch(row(n=N_FEATURES - 1), sig, max_rows=10)
+    assert info.value.code == "shape_mismatch"
+    assert f"[N, {N_FEATURES}]" in info.value.message
+    assert f"[1, {N_FEATURES - 1}]" in info.value.message
+
+
+def test_one_dimensional_input_is_shape_mismatch(sig: Signature) -> None:
+    assert codes_of(np.zeros(N_FEATURES), sig) == "shape_mismatch"
+
+
+def test_zero_rows_is_empty_batch(sig: Signature) -> None:
+    assert codes_of(np.zeros((0, N_FEATURES)), sig) == "empty_batch"
+
+
+def test_rows_above_max_rows_is_batch_too_large(sig: Signature) -> None:
+    assert codes_of(np.zeros((11, N_FEATURES)), sig, max_rows=10) == "batch_too_large"
+    assert validate_batch(np.zeros((10, N_FEATURES)), sig, max_rows=10).shape == (10, N_FEATURES)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "minus_inf"])
+def test_non_finite_value_is_non_finite_naming_row_and_column(bad: float, sig: Signature) -> None:
+    x = np.zeros((3, N_FEATURES))
+    x[2, 4] = bad
+    with pytest.raises(InvalidInputError) as info:
+        validate_batch(x, sig, max_rows=10)
+    assert info.value.code == "non_finite"
+    assert "row 2, column 4" in info.value.message
+
+
+def test_float64_beyond_float32_range_is_out_of_range(sig: Signature) -> None:
+    x = row()
+    x[0, 1] = -1e39
+    with pytest.raises(InvalidInputError) as info:
+        validate_batch(x, sig, max_rows=10)
+    assert info.value.code == "out_of_range"
+    assert "column 1" in info.value.message
+
+
+def test_value_outside_feature_range_is_out_of_range_naming_feature_and_range(
+    sig: Signature,
+) -> None:
+    ranges = (None, FeatureRange(0.0, 1.0), *([None] * (N_FEATURES - 2)))
+    x = row(0.5)
+    x[0, 1] = 1.5
+    with pytest.raises(InvalidInputError) as info:
+        validate_batch(x, sig, max_rows=10, ranges=ranges)
+    assert info.value.code == "out_of_range"
+    assert "feature 1" in info.value.message
+    assert "1.5" in info.value.message
+    assert "[0.0, 1.0]" in info.value.message
+
+
+def test_values_on_range_bounds_are_accepted(sig: Signature) -> None:
+    ranges = [FeatureRange(0.0, 1.0)] * N_FEATURES
+    x = np.array([[0.0, 1.0, 0.0, 1.0, 0.5, 0.5]])
+    np.testing.assert_array_equal(validate_batch(x, sig, max_rows=1, ranges=ranges), x)
+
+
+def test_ranges_of_wrong_length_are_a_programming_error(sig: Signature) -> None:
+    with pytest.raises(ValueError, match="one entry per feature"):
+        validate_batch(row(), sig, max_rows=1, ranges=[FeatureRange(0.0, 1.0)])
+
+
+def test_feature_range_refuses_inverted_bounds() -> None:
+    with pytest.raises(ValueError, match="`low` must be <= `high`"):
+        FeatureRange(2.0, 1.0)
+
+
+def test_checks_run_in_documented_order(sig: Signature) -> None:
+    # too many rows *and* NaN: the batch size is reported first
+    x = np.full((5, N_FEATURES), np.nan)
+    assert codes_of(x, sig, max_rows=2) == "batch_too_large"
+    # wrong shape *and* bool: the dtype is reported first
+    assert codes_of(np.ones((1, 2), dtype=bool), sig) == "dtype_mismatch"
+
+
+def test_returns_c_contiguous_array_of_model_dtype(sig: Signature) -> None:
+    x = np.asfortranarray(np.arange(2 * N_FEATURES, dtype=np.float64).reshape(2, N_FEATURES))
+    out = validate_batch(x, sig, max_rows=10)
+    assert out.dtype == np.float32
+    assert out.flags.c_contiguous
+    np.testing.assert_array_equal(out, x.astype(np.float32))
+
+
+def test_integer_input_is_cast_to_float32(sig: Signature) -> None:
+    out = validate_batch(np.ones((2, N_FEATURES), dtype=np.int64), sig, max_rows=10)
+    assert out.dtype == np.float32
+
+
+def test_valid_float32_input_is_returned_without_copy(sig: Signature) -> None:
+    x = np.zeros((1, N_FEATURES), dtype=np.float32)
+    assert validate_batch(x, sig, max_rows=1) is x
+
+
+def test_integer_model_input_refuses_fractions_and_overflow() -> None:
+    sig = Signature(
+        TensorSpec("X", np.dtype(np.int32), (None, 2)),
+        (TensorSpec("y", np.dtype(np.float32), (None, 1)),),
+        "y",
+    )
+    assert codes_of(np.array([[1.0, 2.5]]), sig) == "dtype_mismatch"
+    assert codes_of(np.array([[1, 2**40]]), sig) == "out_of_range"
+    assert validate_batch(np.array([[1.0, 2.0]]), sig, max_rows=1).dtype == np.int32
+
+
+def test_nan_never_reaches_the_session(boosting: Exported, data: Data) -> None:
+    """onnxruntime would route NaN down one branch and return a plausible answer."""
+    x = data.x_holdout[:1].astype(np.float32)
+    x[0, 0] = np.nan
+    plausible = boosting.model.primary(boosting.model.run(x))
+    assert np.isfinite(plausible).all()  # the hazard: no sign anything was wrong
+
+    def serve(batch: np.ndarray) -> np.ndarray:
+        model = boosting.model
+        return model.primary(model.run(validate_batch(batch, model.signature, max_rows=10)))
+
+    with pytest.raises(InvalidInputError) as info:
+        serve(x)
+    assert info.value.code == "non_finite"
+    assert np.isfinite(serve(data.x_holdout[:3])).all()

@@ -1,0 +1,268 @@
+"""Every malformed request gets its documented 4xx with ``{"error", "code"}`` — never a 500."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.tunewatch.conftest import Running
+
+INFER = "/v2/models/credit/infer"
+ROW = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]
+
+
+def infer_body(
+    data: Any = None,
+    *,
+    shape: Any = (1, 8),
+    datatype: str = "FP32",
+    name: str = "input",
+    **extra: Any,
+) -> dict[str, Any]:
+    tensor = {
+        "name": name,
+        "shape": list(shape),
+        "datatype": datatype,
+        "data": ROW if data is None else data,
+    }
+    return {"inputs": [tensor], **extra}
+
+
+@dataclass(frozen=True)
+class Case:
+    status: int
+    code: str
+    path: str = INFER
+    body: Any = None  # dict → JSON; bytes → raw
+    role: str | None = "scorer"
+    method: str = "POST"
+    headers: dict[str, Any] = field(default_factory=dict)
+
+
+def _raw(text: str) -> bytes:
+    return text.encode()
+
+
+BINARY_HEAD = json.dumps(
+    {
+        "inputs": [
+            {
+                "name": "input",
+                "shape": [1, 8],
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": 32},
+            }
+        ]
+    }
+).encode()
+
+CASES: dict[str, Case] = {
+    "nan_literal": Case(
+        400, "invalid_json", body=_raw(json.dumps(infer_body()).replace("0.1", "NaN"))
+    ),
+    "infinity_literal": Case(
+        400, "invalid_json", body=_raw(json.dumps(infer_body()).replace("0.1", "-Infinity"))
+    ),
+    "number_overflowing_to_infinity": Case(
+        400, "non_finite", body=_raw(json.dumps(infer_body()).replace("0.1", "1e400"))
+    ),
+    "float64_beyond_float32_range": Case(400, "out_of_range", body=infer_body([1e39] + ROW[1:])),
+    "feature_outside_configured_range": Case(
+        400, "out_of_range", body=infer_body([50.0] + ROW[1:])
+    ),
+    "wrong_feature_count": Case(400, "shape_mismatch", body=infer_body(ROW[:7], shape=(1, 7))),
+    "wrong_rank": Case(400, "shape_mismatch", body=infer_body(ROW, shape=(8,))),
+    "data_length_not_matching_shape": Case(400, "shape_mismatch", body=infer_body(ROW[:7])),
+    "negative_dimension": Case(400, "shape_mismatch", body=infer_body(shape=(-1, 8))),
+    "ragged_nested_data": Case(400, "shape_mismatch", body=infer_body([[1.0, 2.0], [1.0]])),
+    "wrong_datatype": Case(400, "dtype_mismatch", body=infer_body(datatype="FP64")),
+    "string_values": Case(400, "dtype_mismatch", body=infer_body(["1.5"] * 8)),
+    "boolean_values": Case(400, "dtype_mismatch", body=infer_body([True] * 8)),
+    "null_values": Case(400, "dtype_mismatch", body=infer_body([None] * 8)),
+    "duplicate_keys": Case(
+        400, "duplicate_key", body=_raw('{"inputs": [], "inputs": [{"name": "input"}]}')
+    ),
+    "oversize_body": Case(
+        413, "body_too_large", body=infer_body([0.0] * 8 * 10_000, shape=(10_000, 8))
+    ),
+    "empty_batch": Case(400, "empty_batch", body=infer_body([], shape=(0, 8))),
+    "batch_over_the_row_limit": Case(
+        413, "batch_too_large", body=infer_body(ROW * 65, shape=(65, 8))
+    ),
+    "not_json": Case(400, "invalid_json", body=b"inputs=1"),
+    "empty_body": Case(400, "invalid_json", body=b""),
+    "invalid_utf8": Case(400, "invalid_json", body=b'{"inputs": "\xff\xfe"}'),
+    "deeply_nested_json": Case(400, "invalid_json", body=b"[" * 30_000 + b"]" * 30_000),
+    "top_level_array": Case(400, "invalid_request", body=[infer_body()]),
+    "missing_inputs": Case(400, "missing_input", body={"id": "x"}),
+    "unknown_input_name": Case(400, "unknown_input", body=infer_body(name="features")),
+    "two_inputs": Case(400, "unknown_input", body={"inputs": infer_body()["inputs"] * 2}),
+    "unknown_output": Case(400, "unknown_output", body=infer_body(outputs=[{"name": "logits"}])),
+    "non_string_id": Case(400, "invalid_id", body=infer_body(id=12)),
+    "binary_header_longer_than_body": Case(
+        400,
+        "invalid_binary",
+        body=BINARY_HEAD,
+        headers={"Inference-Header-Content-Length": str(len(BINARY_HEAD) + 10)},
+    ),
+    "binary_size_not_matching_shape": Case(
+        400,
+        "invalid_binary",
+        body=BINARY_HEAD + b"\x00" * 16,
+        headers={"Inference-Header-Content-Length": str(len(BINARY_HEAD))},
+    ),
+    "binary_header_not_a_number": Case(
+        400, "invalid_binary", body=BINARY_HEAD, headers={"Inference-Header-Content-Length": "abc"}
+    ),
+    "unknown_model": Case(404, "model_not_found", path="/v2/models/nope/infer", body=infer_body()),
+    "unknown_version": Case(
+        404, "version_not_found", path="/v2/models/credit/versions/99/infer", body=infer_body()
+    ),
+    "non_numeric_version": Case(
+        404, "version_not_found", path="/v2/models/credit/versions/x/infer", body=infer_body()
+    ),
+    "no_token": Case(401, "unauthenticated", body=infer_body(), role=None),
+    "unknown_token": Case(
+        401,
+        "invalid_token",
+        body=infer_body(),
+        role=None,
+        headers={"Authorization": "Bearer tw_not_a_token"},
+    ),
+    "non_ascii_token": Case(
+        401,
+        "invalid_token",
+        body=infer_body(),
+        role=None,
+        headers={"Authorization": "Bearer tw_tökén".encode()},
+    ),
+    "basic_auth_scheme": Case(
+        401,
+        "unauthenticated",
+        body=infer_body(),
+        role=None,
+        headers={"Authorization": "Basic dXNlcjpwYXNz"},
+    ),
+    "labeller_cannot_score": Case(403, "forbidden", body=infer_body(), role="labeller"),
+    "viewer_cannot_label": Case(
+        403,
+        "forbidden",
+        path="/v1/models/credit/feedback",
+        body={"items": [{"request_id": "a", "label": 1}]},
+        role="viewer",
+    ),
+    "scorer_cannot_register": Case(
+        403, "forbidden", path="/v1/models/credit/versions", body={}, role="scorer"
+    ),
+    "feedback_label_not_a_number": Case(
+        400,
+        "invalid_label",
+        path="/v1/models/credit/feedback",
+        body={"items": [{"request_id": "a", "label": "yes"}]},
+        role="labeller",
+    ),
+    "feedback_unknown_field": Case(
+        400,
+        "invalid_request",
+        path="/v1/models/credit/feedback",
+        body={"items": [{"request_id": "a", "label": 1, "x": 2}]},
+        role="labeller",
+    ),
+    "feedback_without_items": Case(
+        400,
+        "invalid_request",
+        path="/v1/models/credit/feedback",
+        body={"labels": []},
+        role="labeller",
+    ),
+    "mirror_outputs_not_matching_rows": Case(
+        400,
+        "shape_mismatch",
+        path="/v1/models/credit/records",
+        body={"records": [{"id": "m1", "inputs": [ROW], "outputs": [[0.1, 0.9], [0.2, 0.8]]}]},
+    ),
+    "register_invalid_base64": Case(
+        400,
+        "invalid_request",
+        path="/v1/models/credit/versions",
+        role="operator",
+        body={"onnx_base64": "***", "task": "binary", "feature_names": ["a"]},
+    ),
+    "register_not_an_onnx_file": Case(
+        400,
+        "not_onnx",
+        path="/v1/models/credit/versions",
+        role="operator",
+        body={
+            "onnx_base64": base64.b64encode(b"not a model").decode(),
+            "task": "binary",
+            "feature_names": [f"x{i}" for i in range(8)],
+        },
+    ),
+    "register_missing_fields": Case(
+        400,
+        "invalid_request",
+        path="/v1/models/credit/versions",
+        role="operator",
+        body={"task": "binary"},
+    ),
+    "promote_unknown_version": Case(
+        404,
+        "version_not_found",
+        role="operator",
+        path="/v1/models/credit/versions/99/promote",
+        body={"reason": "x"},
+    ),
+    "promote_without_reason": Case(
+        400,
+        "invalid_request",
+        role="operator",
+        path="/v1/models/credit/versions/2/promote",
+        body={},
+    ),
+    "get_on_infer": Case(405, "method_not_allowed", method="GET", body=None),
+    "unknown_route": Case(404, "not_found", path="/v2/nothing/here", method="GET"),
+}
+
+
+@pytest.fixture(scope="module")
+def client(running: Running) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=running.url, timeout=30) as c:
+        yield c
+
+
+@pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
+def test_malformed_request_gets_documented_4xx(
+    case: Case, running: Running, client: httpx.Client
+) -> None:
+    headers: dict[str, Any] = dict(case.headers)
+    if case.role is not None:
+        headers.update(running.auth(case.role))
+    if isinstance(case.body, bytes):
+        content = case.body
+    elif case.body is None:
+        content = None
+    else:
+        content = json.dumps(case.body).encode()
+        headers.setdefault("Content-Type", "application/json")
+    r = client.request(case.method, case.path, content=content, headers=headers)
+    assert r.status_code == case.status, r.text
+    body = r.json()
+    assert set(body) == {"error", "code"}
+    assert body["code"] == case.code
+    assert isinstance(body["error"], str) and body["error"]
+    assert "Traceback" not in r.text
+
+
+def test_malformed_requests_are_many_and_no_500_was_ever_answered(
+    running: Running, client: httpx.Client
+) -> None:
+    assert len(CASES) >= 25
+    metrics = client.get("/metrics").text
+    assert 'status="500"' not in metrics

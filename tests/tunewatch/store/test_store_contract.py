@@ -1,0 +1,447 @@
+"""Contract suite: every test runs against SQLite and PostgreSQL (``store_url``)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from tunewatch._errors import ConflictError, NotFoundError, StoreError, StoreUnavailableError
+from tunewatch.store import (
+    LabelItem,
+    OutputRecord,
+    RequestRecord,
+    Store,
+    VersionRow,
+    hyperparameter_set_id,
+)
+
+SHA = "ab" * 32
+
+
+def _register(store: Store, model: str = "m", **kw: Any) -> VersionRow:
+    kw.setdefault("hyperparameters", {"C": 1.0})
+    return store.add_version(model=model, artefact_sha256=SHA, size_bytes=100, actor="alice", **kw)
+
+
+def _request(rid: str, *, rows: int = 2, model: str = "m") -> RequestRecord:
+    matrix = np.arange(rows * 2, dtype=np.float32).reshape(rows, 2)
+    return RequestRecord(
+        model=model,
+        request_id=rid,
+        received_at=datetime.now(UTC),
+        source="infer",
+        n_rows=rows,
+        n_cols=2,
+        inputs=matrix.tobytes(order="C"),
+    )
+
+
+def _output(rid: str, version: int = 1, *, model: str = "m") -> OutputRecord:
+    values = np.array([[0.25], [0.75]], dtype=np.float32)
+    return OutputRecord(
+        model=model,
+        request_id=rid,
+        version=version,
+        role="champion",
+        latency_s=0.002,
+        n_rows=2,
+        n_cols=1,
+        values=values.tobytes(),
+    )
+
+
+def _run_threads(n: int, target: Callable[[int], None]) -> None:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(n)
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait()
+            target(i)
+        except BaseException as exc:  # collected and re-raised in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+
+
+# -- models ------------------------------------------------------------------------------
+
+
+def test_upsert_model_inserts_then_updates_task_features_and_regulated(store: Store) -> None:
+    first = store.upsert_model(name="m", task="binary", feature_names=["a", "b"])
+    second = store.upsert_model(
+        name="m", task="multiclass", feature_names=["a", "b", "c"], regulated=True
+    )
+    assert (first.task, first.feature_names, first.regulated) == ("binary", ("a", "b"), False)
+    assert (second.task, second.feature_names, second.regulated) == (
+        "multiclass",
+        ("a", "b", "c"),
+        True,
+    )
+    assert second.created_at == first.created_at
+    assert [m.name for m in store.list_models()] == ["m"]
+
+
+def test_unknown_model_raises_not_found(store: Store) -> None:
+    with pytest.raises(NotFoundError, match="'nope'"):
+        store.get_model("nope")
+    with pytest.raises(NotFoundError):
+        _register(store, model="nope")
+
+
+def test_invalid_task_is_refused_with_the_valid_choices(store: Store) -> None:
+    with pytest.raises(ValueError, match="binary, multiclass, regression"):
+        store.upsert_model(name="m", task="ranking", feature_names=[])  # type: ignore[arg-type]
+
+
+# -- versions and stages -----------------------------------------------------------------
+
+
+def test_versions_are_numbered_per_model_and_carry_their_hyperparameters(
+    model_store: Store,
+) -> None:
+    model_store.upsert_model(name="other", task="regression", feature_names=["x"])
+    v1 = _register(model_store, hyperparameters={"C": 1.0, "penalty": "l2"})
+    v2 = _register(
+        model_store,
+        hyperparameters={"penalty": "l2", "C": 1.0},
+        dataset_version="ds1",
+        parent_version=1,
+        study="s1",
+        details={"cv_scores": [0.8, 0.82], "parity_error": 1e-6},
+        load_memory_bytes=2048,
+    )
+    other = _register(model_store, model="other")
+    assert (v1.version, v2.version, other.version) == (1, 2, 1)
+    assert v1.hyperparameter_set_id == v2.hyperparameter_set_id
+    assert v1.hyperparameter_set_id == hyperparameter_set_id({"C": 1.0, "penalty": "l2"})
+    assert v2.hyperparameters == {"C": 1.0, "penalty": "l2"}
+    assert (v2.dataset_version, v2.parent_version, v2.study) == ("ds1", 1, "s1")
+    assert v2.details == {"cv_scores": [0.8, 0.82], "parity_error": 1e-6}
+    assert (v2.size_bytes, v2.load_memory_bytes, v2.stage) == (100, 2048, "shadow")
+    assert model_store.get_version("m", 2) == v2
+    assert [v.version for v in model_store.list_versions("m")] == [1, 2]
+    with pytest.raises(NotFoundError):
+        model_store.get_version("m", 3)
+
+
+def test_registering_a_champion_retires_the_previous_champion(model_store: Store) -> None:
+    _register(model_store, stage="champion")
+    v2 = _register(model_store, stage="champion")
+    assert model_store.champion("m") == v2
+    assert model_store.get_version("m", 1).stage == "retired"
+    assert [v.version for v in model_store.list_versions("m", stage="champion")] == [2]
+
+
+def test_second_champion_is_refused_by_the_database(model_store: Store) -> None:
+    _register(model_store, stage="champion")
+    _register(model_store)
+    with pytest.raises(IntegrityError), model_store.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE model_versions SET stage = 'champion' WHERE model = 'm' AND version = 2"
+            )
+        )
+    assert model_store.champion("m") is not None
+    assert model_store.champion("m").version == 1  # type: ignore[union-attr]
+
+
+def test_promote_swaps_champion_and_records_audit_and_event(model_store: Store) -> None:
+    _register(model_store, stage="champion")
+    _register(model_store)
+    new, old = model_store.promote("m", 2, actor="bob", reason="better recall")
+    assert (new.version, new.stage) == (2, "champion")
+    assert old is not None and (old.version, old.stage) == (1, "retired")
+    assert new.stage_changed_at >= new.created_at
+    event = model_store.list_events(model="m", type="promoted")[0]
+    assert event.payload == {"version": 2, "previous": 1, "reason": "better recall"}
+    entry = model_store.audit_log(limit=1)[0]
+    assert (entry.actor, entry.action, entry.target) == ("bob", "promote", "m/v2")
+    assert model_store.verify_audit() is None
+
+
+def test_promote_without_a_champion_returns_no_previous(model_store: Store) -> None:
+    _register(model_store)
+    new, old = model_store.promote("m", 1, actor="bob", reason="first")
+    assert new.stage == "champion" and old is None
+
+
+def test_promote_refuses_rolled_back_and_current_champion(model_store: Store) -> None:
+    _register(model_store, stage="champion")
+    _register(model_store)
+    model_store.set_stage("m", 2, "rolled_back", actor="bob", reason="bad latency")
+    with pytest.raises(ConflictError, match="rolled back"):
+        model_store.promote("m", 2, actor="bob", reason="retry")
+    with pytest.raises(ConflictError, match="already the champion"):
+        model_store.promote("m", 1, actor="bob", reason="again")
+    assert model_store.champion("m").version == 1  # type: ignore[union-attr]
+
+
+def test_promote_rolls_back_entirely_when_its_audit_append_fails(model_store: Store) -> None:
+    _register(model_store, stage="champion")
+    _register(model_store)
+    events_before = model_store.list_events()
+    with model_store.engine.begin() as conn:  # sabotage the audit chain head
+        conn.execute(sa.text("DELETE FROM audit_head"))
+    with pytest.raises(StoreError):
+        model_store.promote("m", 2, actor="bob", reason="x")
+    assert model_store.champion("m").version == 1  # type: ignore[union-attr]
+    assert model_store.get_version("m", 2).stage == "shadow"
+    assert model_store.list_events() == events_before
+
+
+def test_set_stage_records_rollback_and_refuses_champion(model_store: Store) -> None:
+    _register(model_store)
+    row = model_store.set_stage("m", 1, "rolled_back", actor="bob", reason="parity")
+    assert row.stage == "rolled_back"
+    assert model_store.list_events(type="stage_changed")[0].payload["previous_stage"] == "shadow"
+    assert model_store.audit_log(limit=1)[0].action == "set_stage"
+    with pytest.raises(ValueError, match="promote"):
+        model_store.set_stage("m", 1, "champion", actor="bob", reason="x")  # type: ignore[arg-type]
+
+
+def test_version_numbers_are_unique_under_concurrent_registration(model_store: Store) -> None:
+    per_thread = 5
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def work(i: int) -> None:
+        for j in range(per_thread):
+            row = _register(model_store, hyperparameters={"C": float(i * 10 + j)})
+            with lock:
+                results.append(row.version)
+
+    _run_threads(4, work)
+    assert sorted(results) == list(range(1, 4 * per_thread + 1))
+    assert model_store.verify_audit() is None
+    assert len(model_store.audit_log(limit=1000)) == 4 * per_thread
+
+
+# -- scoring log -------------------------------------------------------------------------
+
+
+def test_write_records_round_trips_matrices_and_metadata(model_store: Store) -> None:
+    request, output = _request("r1", rows=3), _output("r1")
+    assert model_store.write_records([request], [output]) == [True]
+    stored = model_store.get_request("m", "r1")
+    assert stored == request
+    assert stored is not None
+    matrix = np.frombuffer(stored.inputs, dtype=np.float32).reshape(stored.n_rows, stored.n_cols)
+    assert matrix[2, 1] == 5.0
+    assert model_store.get_outputs("m", "r1") == [output]
+    assert model_store.get_request("m", "missing") is None
+
+
+def test_write_records_reports_duplicates_and_skips_their_outputs(model_store: Store) -> None:
+    assert model_store.write_records([_request("r1"), _request("r2")], [_output("r1")]) == [
+        True,
+        True,
+    ]
+    flags = model_store.write_records(
+        [_request("r1"), _request("r3"), _request("r3")],
+        [_output("r1", version=2), _output("r3"), _output("r2", version=2)],
+    )
+    assert flags == [False, True, False]
+    assert model_store.request_ids("m") == {"r1", "r2", "r3"}
+    assert [o.version for o in model_store.get_outputs("m", "r1")] == [1]  # duplicate: skipped
+    assert [o.version for o in model_store.get_outputs("m", "r2")] == [2]  # not in batch: kept
+    assert model_store.count_outputs("m") == 3
+    assert model_store.count_outputs("m", version=2) == 1
+
+
+def test_add_outputs_accepts_shadow_outputs_before_their_request(model_store: Store) -> None:
+    model_store.add_outputs([_output("later", version=2)])
+    model_store.add_outputs([_output("later", version=2)])  # replay: ignored
+    assert model_store.count_outputs("m", version=2) == 1
+    assert model_store.write_records([_request("later")], [_output("later")]) == [True]
+    assert [o.version for o in model_store.get_outputs("m", "later")] == [1, 2]
+
+
+def test_concurrent_write_records_with_same_ids_insert_once(model_store: Store) -> None:
+    ids = [f"r{i:03d}" for i in range(60)]
+    flags: list[list[bool]] = [[] for _ in range(4)]
+
+    def work(i: int) -> None:
+        order = ids if i % 2 == 0 else list(reversed(ids))
+        for start in range(0, len(order), 20):
+            chunk = order[start : start + 20]
+            result = model_store.write_records(
+                [_request(r) for r in chunk], [_output(r) for r in chunk]
+            )
+            flags[i].extend(result)
+
+    _run_threads(4, work)
+    assert sum(sum(f) for f in flags) == len(ids)
+    assert model_store.count_requests("m") == len(ids)
+    assert model_store.count_outputs("m") == len(ids)
+
+
+def test_timestamps_come_back_tz_aware_utc(model_store: Store) -> None:
+    paris = timezone(timedelta(hours=2))
+    sent = datetime(2024, 6, 1, 12, 30, 15, 123456, tzinfo=paris)
+    request = RequestRecord("m", "tz", sent, "mirror", 0, 2, b"")
+    model_store.write_records([request], [])
+    stored = model_store.get_request("m", "tz")
+    assert stored is not None
+    assert stored.received_at == sent
+    assert stored.received_at.tzinfo == UTC
+    assert stored.received_at.hour == 10
+    for value in (
+        model_store.get_model("m").created_at,
+        _register(model_store).stage_changed_at,
+        model_store.audit_log()[0].at,
+        model_store.add_event(model=None, type="t", payload={}).created_at,
+    ):
+        assert value.tzinfo == UTC
+
+
+def test_naive_datetimes_and_bad_matrices_are_refused_before_the_database() -> None:
+    with pytest.raises(ValueError, match="received_at"):
+        RequestRecord("m", "r", datetime(2024, 1, 1), "infer", 0, 2, b"")
+    with pytest.raises(ValueError, match="8 bytes"):
+        RequestRecord("m", "r", datetime.now(UTC), "infer", 1, 2, b"\0" * 4)
+    with pytest.raises(ValueError, match="champion, challenger, external"):
+        OutputRecord("m", "r", 1, "boss", None, 0, 1, b"")  # type: ignore[arg-type]
+
+
+# -- labels ------------------------------------------------------------------------------
+
+
+def test_labels_replay_with_same_value_is_duplicate(model_store: Store) -> None:
+    model_store.write_records([_request("r1"), _request("r2")], [])
+    first = model_store.add_labels("m", [LabelItem("r1", 1), LabelItem("r2", [0.5, 1.5], 3.0)])
+    replay = model_store.add_labels(
+        "m", [LabelItem("r1", 1.0), LabelItem("r2", [0.5, 1.5], 3.0), LabelItem("r1", 1)]
+    )
+    assert first == ["created", "created"]
+    assert replay == ["duplicate", "duplicate", "duplicate"]
+    label = model_store.get_label("m", "r2")
+    assert label is not None and (label.value, label.outcome) == ([0.5, 1.5], 3.0)
+    assert label.received_at.tzinfo == UTC
+
+
+def test_labels_conflict_and_unknown_requests_change_nothing(model_store: Store) -> None:
+    model_store.write_records([_request("r1")], [])
+    statuses = model_store.add_labels(
+        "m",
+        [
+            LabelItem("r1", 1),
+            LabelItem("r1", 0),
+            LabelItem("r1", 1, outcome=9.0),
+            LabelItem("x", 1),
+        ],
+    )
+    assert statuses == ["created", "conflict", "conflict", "unknown_request"]
+    label = model_store.get_label("m", "r1")
+    assert label is not None and (label.value, label.outcome) == (1.0, None)
+    assert model_store.get_label("m", "x") is None
+
+
+def test_concurrent_duplicate_label_submissions_create_once(model_store: Store) -> None:
+    ids = [f"r{i}" for i in range(30)]
+    model_store.write_records([_request(r) for r in ids], [])
+    results: list[list[str]] = [[] for _ in range(4)]
+
+    def work(i: int) -> None:
+        results[i] = list(model_store.add_labels("m", [LabelItem(r, 1.0) for r in ids]))
+
+    _run_threads(4, work)
+    created = [sum(s == "created" for s in r) for r in results]
+    assert sum(created) == len(ids)
+    assert all(s in ("created", "duplicate") for r in results for s in r)
+
+
+# -- events, audit -----------------------------------------------------------------------
+
+
+def test_events_are_listed_newest_first_and_filtered(store: Store) -> None:
+    store.add_event(model="m", type="drift", payload={"psi": 0.3})
+    store.add_event(model=None, type="startup", payload={})
+    store.add_event(model="m", type="drift", payload={"psi": 0.4})
+    assert [e.type for e in store.list_events()] == ["drift", "startup", "drift"]
+    assert [e.payload["psi"] for e in store.list_events(model="m", type="drift")] == [0.4, 0.3]
+    assert len(store.list_events(limit=1)) == 1
+
+
+def test_audit_entries_chain_from_zero_hash(store: Store) -> None:
+    a = store.append_audit(actor="alice", action="login", target="ui", details={"n": 1})
+    b = store.append_audit(actor="bob", action="retune", target="m", details={"k": (1, 2)})
+    assert a.prev_hash == "0" * 64
+    assert b.prev_hash == a.hash
+    assert b.details == {"k": [1, 2]}
+    assert store.audit_log() == [b, a]
+    assert store.verify_audit() is None
+
+
+def test_audit_rows_cannot_be_updated_or_deleted(store: Store) -> None:
+    entry = store.append_audit(actor="alice", action="x", target="t", details={})
+    for sql in (
+        "UPDATE audit_entries SET actor = 'mallory'",
+        "DELETE FROM audit_entries",
+    ):
+        with pytest.raises(IntegrityError, match="append-only"), store.engine.begin() as conn:
+            conn.execute(sa.text(sql))
+    assert store.audit_log() == [entry]
+
+
+def test_audit_chain_detects_tampering(store: Store) -> None:
+    entries = [
+        store.append_audit(actor="alice", action="a", target="t", details={"i": i})
+        for i in range(3)
+    ]
+    with store.engine.begin() as conn:
+        if store.dialect == "sqlite":
+            conn.execute(sa.text("DROP TRIGGER audit_entries_no_update"))
+        else:
+            conn.execute(sa.text("ALTER TABLE audit_entries DISABLE TRIGGER USER"))
+        conn.execute(
+            sa.text("UPDATE audit_entries SET actor = 'mallory' WHERE id = :id"),
+            {"id": entries[1].id},
+        )
+    assert store.verify_audit() == entries[1].id
+
+
+# -- tokens and availability ---------------------------------------------------------------
+
+
+def test_tokens_are_looked_up_by_hash_until_revoked(store: Store) -> None:
+    token = store.add_token(name="ci", role="operator", token_hash="1" * 64)
+    store.add_token(name="ro", role="viewer", token_hash="2" * 64)
+    with pytest.raises(ConflictError):
+        store.add_token(name="ci", role="viewer", token_hash="3" * 64)
+    assert store.token_by_hash("1" * 64) == token
+    revoked = store.revoke_token("ci")
+    assert revoked.revoked_at is not None and revoked.revoked_at.tzinfo == UTC
+    assert store.token_by_hash("1" * 64) is None
+    assert [t.name for t in store.list_tokens()] == ["ci", "ro"]
+    with pytest.raises(NotFoundError):
+        store.revoke_token("nope")
+
+
+def test_ping_succeeds_on_a_reachable_database(store: Store) -> None:
+    store.ping()
+    assert store.dialect in ("sqlite", "postgresql")
+
+
+def test_closed_postgres_port_raises_store_unavailable() -> None:
+    store = Store("postgresql+psycopg://postgres@127.0.0.1:1/test")
+    try:
+        with pytest.raises(StoreUnavailableError):
+            store.ping()
+        with pytest.raises(StoreUnavailableError):
+            store.migrate()
+    finally:
+        store.close()

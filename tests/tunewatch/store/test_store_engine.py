@@ -1,0 +1,59 @@
+"""SQLite engine settings, read/write transaction modes and canonical JSON."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tunewatch.store import Store, canonical_json, hyperparameter_set_id, make_engine
+
+
+@pytest.mark.parametrize("synchronous,expected", [("NORMAL", 1), ("FULL", 2)])
+def test_sqlite_engine_uses_wal_busy_timeout_foreign_keys_and_chosen_synchronous(
+    tmp_path: Path, synchronous: str, expected: int
+) -> None:
+    db = tmp_path / "nested" / "dir" / "t.db"
+    engine = make_engine(f"sqlite:///{db}", sqlite_synchronous=synchronous)  # type: ignore[arg-type]
+    try:
+        with engine.connect() as conn:
+            pragma = {
+                name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+                for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
+            }
+        assert pragma == {
+            "journal_mode": "wal",
+            "synchronous": expected,
+            "busy_timeout": 30000,
+            "foreign_keys": 1,
+        }
+        assert db.parent.is_dir()
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_reads_proceed_while_a_write_transaction_is_open(sqlite_url: str) -> None:
+    store = Store.open(sqlite_url)
+    try:
+        store.upsert_model(name="m", task="binary", feature_names=["a"])
+        with store.engine.begin() as writer:  # BEGIN IMMEDIATE: holds the write lock
+            writer.execute(sa.text("UPDATE models SET regulated = 1"))
+            assert store.get_model("m").regulated is False  # not blocked, sees committed
+        assert store.get_model("m").regulated is True
+    finally:
+        store.close()
+
+
+def test_unknown_synchronous_level_is_refused() -> None:
+    with pytest.raises(ValueError, match="NORMAL, FULL"):
+        make_engine("sqlite://", sqlite_synchronous="OFF")  # type: ignore[arg-type]
+
+
+def test_canonical_json_is_sorted_compact_and_refuses_nan() -> None:
+    assert canonical_json({"b": 0.1, "a": [1, True, None]}) == '{"a":[1,true,null],"b":0.1}'
+    with pytest.raises(ValueError):
+        canonical_json({"x": math.nan})
+    assert hyperparameter_set_id({"a": 1, "b": 2}) == hyperparameter_set_id({"b": 2, "a": 1})
+    assert len(hyperparameter_set_id({})) == 64

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import pytest
+
+from tunewatch._auth import ROLE_PERMISSIONS, ROLES, Authenticator, AuthError, hash_token
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _auth(tokens: dict[str, tuple[str, str]], clock: Clock, ttl: float = 5.0) -> Authenticator:
+    table = {hash_token(t): (name, role, hash_token(t)) for t, (name, role) in tokens.items()}
+    return Authenticator(table.get, ttl_s=ttl, clock=clock)
+
+
+def test_every_role_is_mapped_and_admin_holds_every_permission() -> None:
+    assert set(ROLE_PERMISSIONS) == set(ROLES)
+    assert ROLE_PERMISSIONS["admin"] >= set().union(*ROLE_PERMISSIONS.values())
+
+
+def test_missing_malformed_unknown_and_wrong_role_tokens_are_refused() -> None:
+    auth = _auth({"tw_good": ("s", "scorer")}, Clock())
+    cases = [
+        (None, 401, "unauthenticated"),
+        ("Basic abc", 401, "unauthenticated"),
+        ("Bearer ", 401, "unauthenticated"),
+        ("Bearer tw_bad", 401, "invalid_token"),
+        ("Bearer tw_gööd", 401, "invalid_token"),
+    ]
+    for header, status, code in cases:
+        with pytest.raises(AuthError) as info:
+            auth.authenticate(header, "score")
+        assert (info.value.status, info.value.code) == (status, code), header
+    with pytest.raises(AuthError) as info:
+        auth.authenticate("Bearer tw_good", "label")
+    assert (info.value.status, info.value.code) == (403, "forbidden")
+    assert auth.authenticate("Bearer tw_good", "score").name == "s"
+
+
+def test_revoked_token_stops_working_after_the_cache_ttl() -> None:
+    clock = Clock()
+    table = {hash_token("tw_x"): ("x", "viewer", hash_token("tw_x"))}
+    auth = Authenticator(table.get, ttl_s=5.0, clock=clock)
+    assert auth.authenticate("Bearer tw_x", "read").role == "viewer"
+    table.clear()
+    clock.now = 4.0
+    assert auth.authenticate("Bearer tw_x", "read").role == "viewer"
+    clock.now = 5.5
+    with pytest.raises(AuthError):
+        auth.authenticate("Bearer tw_x", "read")
+
+
+def test_disabled_auth_acts_as_admin_and_warns(caplog: pytest.LogCaptureFixture) -> None:
+    auth = Authenticator(lambda h: None, disabled=True)
+    assert auth.authenticate(None, "approve").role == "admin"
+    assert "authentication is DISABLED" in caplog.text

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tunewatch import ConfigError, build_config, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_documented_example_config_loads() -> None:
+    config = load_config(ROOT / "configs" / "tunewatch.yaml", env={})
+    assert config.models[0].name == "credit"
+    assert config.store_url.startswith("sqlite:///")
+
+
+def test_misspelt_key_is_an_error_naming_its_path() -> None:
+    with pytest.raises(ConfigError, match=r"server\.prot: Extra inputs are not permitted"):
+        build_config({"server": {"prot": 8080}}, env={})
+
+
+def test_error_names_path_rule_and_value() -> None:
+    with pytest.raises(ConfigError) as info:
+        build_config({"models": [{"name": "m", "task": "binry"}]}, env={})
+    assert "models.0.task" in info.value.message
+    assert "'binary', 'multiclass' or 'regression'" in info.value.message
+    assert "'binry'" in info.value.message
+
+
+def test_feature_range_must_be_ordered() -> None:
+    with pytest.raises(ConfigError, match="`low` must be <= `high`"):
+        build_config(
+            {
+                "models": [
+                    {
+                        "name": "m",
+                        "task": "binary",
+                        "features": [{"name": "a", "low": 2, "high": 1}],
+                    }
+                ]
+            },
+            env={},
+        )
+
+
+def test_environment_overrides_store_url_and_data_dir() -> None:
+    config = build_config(
+        {"store": {"url": "sqlite:///a.db"}},
+        env={"TUNEWATCH_STORE_URL": "postgresql+psycopg://db/x", "TUNEWATCH_DATA_DIR": "/srv/tw"},
+    )
+    assert config.store_url == "postgresql+psycopg://db/x"
+    assert config.data_dir == "/srv/tw"
+
+
+def test_newer_config_version_is_refused_with_reason() -> None:
+    with pytest.raises(ConfigError, match="newer than this tunewatch understands"):
+        build_config({"version": 2}, env={})
+
+
+def test_config_is_frozen() -> None:
+    config = build_config({}, env={})
+    with pytest.raises(ValueError):
+        config.server.port = 1  # type: ignore[misc]
+
+
+def test_unreadable_and_non_mapping_files_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml", env={})
+    bad = tmp_path / "list.yaml"
+    bad.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(bad, env={})

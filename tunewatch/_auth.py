@@ -1,0 +1,150 @@
+"""Role-based bearer tokens: generated once, stored as SHA-256, compared in constant time.
+
+Deny by default: every route names the permission it needs and only the roles listed in
+:data:`ROLE_PERMISSIONS` grant it. ``admin`` holds every permission.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from tunewatch._errors import TunewatchError
+
+logger = logging.getLogger(__name__)
+
+Role = Literal["viewer", "scorer", "labeller", "alertmanager", "operator", "approver", "admin"]
+Permission = Literal["read", "score", "label", "alert", "register", "operate", "approve"]
+ROLES: tuple[str, ...] = get_args(Role)
+PERMISSIONS: tuple[str, ...] = get_args(Permission)
+
+ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
+    "viewer": frozenset({"read"}),
+    "scorer": frozenset({"score"}),
+    "labeller": frozenset({"label"}),
+    "alertmanager": frozenset({"alert"}),
+    "operator": frozenset({"read", "register", "operate"}),
+    "approver": frozenset({"read", "approve"}),
+    "admin": frozenset(PERMISSIONS),
+}
+
+TOKEN_PREFIX = "tw_"
+
+
+class AuthError(TunewatchError):
+    """Authentication or authorisation failed; ``status`` is 401 or 403."""
+
+    def __init__(self, message: str, *, code: str, status: int) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who made a request: the token's name and role (``anonymous`` in auth-less mode)."""
+
+    name: str
+    role: str
+
+    def can(self, permission: str) -> bool:
+        return permission in ROLE_PERMISSIONS.get(self.role, frozenset())
+
+
+ANONYMOUS_ADMIN = Principal(name="anonymous", role="admin")
+
+
+def new_token() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    # surrogateescape keeps any byte sequence a client sent hashable without raising.
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise ValueError(f"`role` must be one of {', '.join(ROLES)}, got {role!r}")
+    return role
+
+
+TokenLookup = Callable[[str], "tuple[str, str, str] | None"]
+"""Maps a token hash to ``(name, role, stored_hash)`` or ``None`` when unknown or revoked."""
+
+
+class Authenticator:
+    """Resolves ``Authorization`` headers to principals, with a short positive/negative cache.
+
+    The cache keeps the hot scoring path off the database; a revoked token stops working
+    within ``ttl_s`` seconds.
+    """
+
+    def __init__(
+        self,
+        lookup: TokenLookup,
+        *,
+        disabled: bool = False,
+        ttl_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._lookup = lookup
+        self.disabled = disabled
+        self._ttl = ttl_s
+        self._clock = clock
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._lock = threading.Lock()
+        if disabled:
+            logger.warning(
+                "authentication is DISABLED (auth.disabled: true): every request acts as admin; "
+                "use this for local demos only"
+            )
+
+    def authenticate(self, header: str | None, permission: str) -> Principal:
+        if self.disabled:
+            return ANONYMOUS_ADMIN
+        if not header:
+            raise AuthError("missing bearer token", code="unauthenticated", status=401)
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise AuthError(
+                "the Authorization header must be 'Bearer <token>'",
+                code="unauthenticated",
+                status=401,
+            )
+        principal = self._resolve(hash_token(token))
+        if principal is None:
+            raise AuthError("invalid or revoked token", code="invalid_token", status=401)
+        if not principal.can(permission):
+            raise AuthError(
+                f"role {principal.role!r} may not {permission}", code="forbidden", status=403
+            )
+        return principal
+
+    def _resolve(self, digest: str) -> Principal | None:
+        now = self._clock()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = self._lookup(digest)
+        principal = None
+        # Constant-time comparison of the stored digest, as bytes (compare_digest raises
+        # TypeError on non-ASCII str).
+        if found is not None and hmac.compare_digest(found[2].encode(), digest.encode()):
+            principal = Principal(name=found[0], role=found[1])
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (now + self._ttl, principal)
+        return principal
+
+    def forget(self) -> None:
+        with self._lock:
+            self._cache.clear()

@@ -1,0 +1,221 @@
+"""The ``tunewatch`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tunewatch._artefacts import ArtefactStore
+from tunewatch._auth import ROLES, check_role, hash_token, new_token
+from tunewatch._config import Config, load_config
+from tunewatch._errors import TunewatchError
+from tunewatch._registry import Registry, VersionMetadata, feature_names_from
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config or os.environ.get("TUNEWATCH_CONFIG"))
+
+
+def _actor(args: argparse.Namespace) -> str:
+    return str(args.actor or os.environ.get("USER") or "cli")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import serve
+
+    serve(_config(args), host=args.host, port=args.port)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+
+    config = _config(args)
+    open_store(config).close()
+    print(f"store at {config.store_url} is at the latest schema")
+    return 0
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+
+    config = _config(args)
+    store = open_store(config)
+    try:
+        registry = Registry(
+            store,
+            ArtefactStore(config.artefact_dir),
+            memory_limit_bytes=config.scoring.candidate_memory_limit_mb * 1024 * 1024,
+            timeout_s=config.scoring.candidate_timeout_s,
+        )
+        hyperparameters = json.loads(args.hyperparameters) if args.hyperparameters else {}
+        if not isinstance(hyperparameters, dict):
+            raise TunewatchError("--hyperparameters must be a JSON object", code="invalid_argument")
+        metadata = VersionMetadata(
+            task=args.task,
+            feature_names=feature_names_from(args.features),
+            hyperparameters=hyperparameters,
+            dataset_version=args.dataset_version,
+        )
+        row = registry.register(
+            args.model, Path(args.file).read_bytes(), metadata, actor=_actor(args), stage=args.stage
+        )
+    finally:
+        store.close()
+    print(
+        f"registered {row.model} version {row.version} ({row.stage}), "
+        f"sha256 {row.artefact_sha256[:12]}, hyperparameter set {row.hyperparameter_set_id[:12]}"
+    )
+    print("a running daemon picks it up on restart or via the API registration route")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+
+    store = open_store(_config(args))
+    try:
+        new, previous = store.promote(
+            args.model, args.version, actor=_actor(args), reason=args.reason
+        )
+    finally:
+        store.close()
+    was = f" (was version {previous.version})" if previous else ""
+    print(f"{new.model} version {new.version} is champion{was}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+
+    store = open_store(_config(args))
+    try:
+        for model in store.list_models():
+            print(f"{model.name}  task={model.task}  features={len(model.feature_names)}")
+            for v in store.list_versions(model.name):
+                print(
+                    f"  v{v.version:<4} {v.stage:<11} hp={v.hyperparameter_set_id[:12]} "
+                    f"sha256={v.artefact_sha256[:12]} created={v.created_at:%Y-%m-%d %H:%M}"
+                )
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+
+    store = open_store(_config(args))
+    try:
+        if args.action == "create":
+            token = new_token()
+            row = store.add_token(
+                name=args.name, role=check_role(args.role), token_hash=hash_token(token)
+            )
+            store.append_audit(
+                actor=_actor(args),
+                action="create_token",
+                target=row.name,
+                details={"role": row.role},
+            )
+            print(token)
+            print(
+                f"token {row.name!r} ({row.role}) created; it is shown only once", file=sys.stderr
+            )
+        elif args.action == "revoke":
+            row = store.revoke_token(args.name)
+            store.append_audit(
+                actor=_actor(args), action="revoke_token", target=row.name, details={}
+            )
+            print(f"token {row.name!r} revoked")
+        else:
+            for t in store.list_tokens():
+                state = f"revoked {t.revoked_at:%Y-%m-%d}" if t.revoked_at else "active"
+                print(f"{t.name:<30} {t.role:<13} {state}")
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tunewatch._demo import run_demo
+
+    return run_demo(data_dir=Path(args.data_dir), requests=args.requests)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tunewatch", description=__doc__)
+    parser.add_argument(
+        "--config", help="YAML config (default: $TUNEWATCH_CONFIG or built-in defaults)"
+    )
+    parser.add_argument("--actor", help="who is acting, for the audit log (default: $USER)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the daemon")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("migrate", help="create or upgrade the store's schema")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("register", help="register an ONNX file as a new model version")
+    p.add_argument("model")
+    p.add_argument("file")
+    p.add_argument("--task", required=True, choices=["binary", "multiclass", "regression"])
+    p.add_argument("--features", required=True, help="comma-separated feature names, in order")
+    p.add_argument("--hyperparameters", help="JSON object of the pipeline's parameters")
+    p.add_argument("--dataset-version")
+    p.add_argument("--stage", choices=["shadow", "champion"], default="shadow")
+    p.set_defaults(func=cmd_register)
+
+    p = sub.add_parser("promote", help="make a version the champion (atomically)")
+    p.add_argument("model")
+    p.add_argument("version", type=int)
+    p.add_argument("--reason", required=True)
+    p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("models", help="list models and their versions")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("tokens", help="manage API tokens")
+    tsub = p.add_subparsers(dest="action", required=True)
+    t = tsub.add_parser("create", help="create a token and print it once")
+    t.add_argument("name")
+    t.add_argument("--role", required=True, choices=ROLES)
+    t = tsub.add_parser("revoke")
+    t.add_argument("name")
+    tsub.add_parser("list")
+    p.set_defaults(func=cmd_tokens)
+
+    p = sub.add_parser("demo", help="run the example loop on a fresh embedded store")
+    p.add_argument("--data-dir", default=".tunewatch-demo")
+    p.add_argument("--requests", type=int, default=2000)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args))
+    except TunewatchError as exc:
+        print(f"tunewatch: error: {exc.message}", file=sys.stderr)
+        return 2
+    except (OSError, json.JSONDecodeError) as exc:
+        print(f"tunewatch: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Configuration: one YAML file loaded once into frozen, validated pydantic models.
+
+Raw dicts never travel past :func:`load_config`. Every error names the key path, the rule
+and the offending value. Two environment variables may override the file:
+``TUNEWATCH_STORE_URL`` (the store, e.g. a PostgreSQL URL carrying a password) and
+``TUNEWATCH_DATA_DIR``. Secrets such as the bootstrap admin token are read from the
+environment only (``TUNEWATCH_ADMIN_TOKEN``), never from the file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tunewatch._errors import ConfigError
+
+CONFIG_VERSION = 1
+ENV_STORE_URL = "TUNEWATCH_STORE_URL"
+ENV_DATA_DIR = "TUNEWATCH_DATA_DIR"
+ENV_ADMIN_TOKEN = "TUNEWATCH_ADMIN_TOKEN"
+
+Task = Literal["binary", "multiclass", "regression"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreConfig(_Frozen):
+    """Where records live. ``url`` defaults to SQLite under ``data_dir``."""
+
+    url: str | None = None
+    # NORMAL: in WAL mode a commit survives a process crash (kill -9); only an OS crash or
+    # power loss can lose the last commits. FULL syncs the WAL on every commit.
+    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+
+
+class ServerConfig(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    max_artefact_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    max_batch_rows: int = Field(default=4096, gt=0)
+    max_items: int = Field(default=10_000, gt=0, description="feedback items / mirror records")
+
+
+class RecordingConfig(_Frozen):
+    """Group commit: responses wait for their records to be durable; requests share commits."""
+
+    max_batch: int = Field(default=512, gt=0)
+
+
+class ScoringConfig(_Frozen):
+    intra_op_threads: int = Field(default=1, ge=1)
+    shadow_queue_size: int = Field(default=10_000, ge=1)
+    shadow_workers: int = Field(default=1, ge=1)
+    candidate_memory_limit_mb: int = Field(default=2048, ge=64)
+    candidate_timeout_s: float = Field(default=60.0, gt=0)
+
+
+class AuthConfig(_Frozen):
+    # Auth-less mode exists for local demos only; it must be switched on here and logs a
+    # warning at start.
+    disabled: bool = False
+    token_cache_ttl_s: float = Field(default=5.0, ge=0)
+
+
+class FeatureConfig(_Frozen):
+    name: str = Field(min_length=1)
+    low: float | None = None
+    high: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FeatureConfig:
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError(f"`low` must be <= `high`, got low={self.low}, high={self.high}")
+        return self
+
+
+class ModelConfig(_Frozen):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
+    task: Task
+    regulated: bool = False
+    features: tuple[FeatureConfig, ...] = ()
+
+
+class Config(_Frozen):
+    version: Literal[1] = 1
+    data_dir: str = ".tunewatch"
+    store: StoreConfig = StoreConfig()
+    server: ServerConfig = ServerConfig()
+    recording: RecordingConfig = RecordingConfig()
+    scoring: ScoringConfig = ScoringConfig()
+    auth: AuthConfig = AuthConfig()
+    models: tuple[ModelConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_models(self) -> Config:
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique, got duplicates {dupes}")
+        return self
+
+    @property
+    def store_url(self) -> str:
+        if self.store.url:
+            return self.store.url
+        return f"sqlite:///{Path(self.data_dir).resolve() / 'tunewatch.db'}"
+
+    @property
+    def artefact_dir(self) -> Path:
+        return Path(self.data_dir).resolve() / "artefacts"
+
+    def model(self, name: str) -> ModelConfig | None:
+        return next((m for m in self.models if m.name == name), None)
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "<root>"
+        value = err.get("input")
+        shown = "" if isinstance(value, dict) else f", got {value!r}"
+        lines.append(f"{path}: {err['msg']}{shown}")
+    return f"invalid configuration in {source}:\n  " + "\n  ".join(lines)
+
+
+def build_config(
+    raw: Mapping[str, Any] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    source: str = "<config>",
+) -> Config:
+    """Validate ``raw`` (the parsed YAML) with environment overrides applied."""
+    data: dict[str, Any] = dict(raw or {})
+    env = os.environ if env is None else env
+    if env.get(ENV_DATA_DIR):
+        data["data_dir"] = env[ENV_DATA_DIR]
+    if env.get(ENV_STORE_URL):
+        data["store"] = {**dict(data.get("store") or {}), "url": env[ENV_STORE_URL]}
+    version = data.get("version", CONFIG_VERSION)
+    if isinstance(version, int) and version > CONFIG_VERSION:
+        raise ConfigError(
+            f"{source}: `version` {version} is newer than this tunewatch understands "
+            f"({CONFIG_VERSION}); upgrade tunewatch"
+        )
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source)) from exc
+
+
+def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Config:
+    """Load the YAML file at ``path`` (or only defaults and environment when ``None``)."""
+    if path is None:
+        return build_config({}, env=env, source="<defaults>")
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(raw).__name__}")
+    return build_config(raw, env=env, source=str(path))

@@ -1,0 +1,136 @@
+"""Composition root: builds the store, runtime, registry, auth and web app from a Config."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+
+from fastapi import FastAPI
+
+from monitor import ServingMetrics
+from tunewatch._artefacts import ArtefactStore
+from tunewatch._auth import Authenticator, hash_token
+from tunewatch._config import ENV_ADMIN_TOKEN, Config
+from tunewatch._errors import NotFoundError
+from tunewatch._recorder import Recorder
+from tunewatch._registry import Registry
+from tunewatch._runtime import ScoringRuntime
+from tunewatch.api import AppContext, create_app
+from tunewatch.store import Store
+
+logger = logging.getLogger(__name__)
+
+BOOTSTRAP_TOKEN_NAME = "bootstrap-admin"
+
+
+def open_store(config: Config) -> Store:
+    return Store.open(config.store_url, sqlite_synchronous=config.store.sqlite_synchronous)
+
+
+def ensure_bootstrap_token(store: Store, env: Mapping[str, str]) -> None:
+    """Create the admin token named by ``TUNEWATCH_ADMIN_TOKEN`` if it is not stored yet."""
+    token = env.get(ENV_ADMIN_TOKEN)
+    if not token:
+        return
+    digest = hash_token(token)
+    if store.token_by_hash(digest) is not None:
+        return
+    try:
+        store.revoke_token(BOOTSTRAP_TOKEN_NAME)
+        logger.warning("replacing the bootstrap admin token from %s", ENV_ADMIN_TOKEN)
+    except NotFoundError:
+        pass  # first start: nothing to replace
+    name = BOOTSTRAP_TOKEN_NAME
+    existing = {t.name for t in store.list_tokens()}
+    suffix = 1
+    while name in existing:
+        suffix += 1
+        name = f"{BOOTSTRAP_TOKEN_NAME}-{suffix}"
+    store.add_token(name=name, role="admin", token_hash=digest)
+    store.append_audit(
+        actor="system",
+        action="create_token",
+        target=name,
+        details={"role": "admin", "source": ENV_ADMIN_TOKEN},
+    )
+
+
+class Daemon:
+    """One tunewatch process: its store, artefacts, scoring runtime and HTTP app."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        env: Mapping[str, str] | None = None,
+        recording: bool = True,
+        shadowing: bool = True,
+    ) -> None:
+        self.config = config
+        self.store = open_store(config)
+        ensure_bootstrap_token(self.store, os.environ if env is None else env)
+        self.artefacts = ArtefactStore(config.artefact_dir)
+        self.metrics = ServingMetrics()
+        self.recorder = Recorder(
+            self.store, metrics=self.metrics, max_batch=config.recording.max_batch
+        )
+        self.runtime = ScoringRuntime(
+            config=config,
+            store=self.store,
+            artefacts=self.artefacts,
+            metrics=self.metrics,
+            recorder=self.recorder,
+        )
+        self.registry = Registry(
+            self.store,
+            self.artefacts,
+            memory_limit_bytes=config.scoring.candidate_memory_limit_mb * 1024 * 1024,
+            timeout_s=config.scoring.candidate_timeout_s,
+        )
+        self.auth = Authenticator(
+            self._lookup_token, disabled=config.auth.disabled, ttl_s=config.auth.token_cache_ttl_s
+        )
+        self.app: FastAPI = create_app(
+            AppContext(
+                runtime=self.runtime,
+                registry=self.registry,
+                auth=self.auth,
+                recording=recording,
+                shadowing=shadowing,
+            ),
+            on_start=self.start,
+            on_stop=self.close,
+        )
+        self._started = False
+
+    def _lookup_token(self, digest: str) -> tuple[str, str, str] | None:
+        row = self.store.token_by_hash(digest)
+        return None if row is None else (row.name, row.role, row.token_hash)
+
+    def start(self) -> None:
+        if not self._started:
+            self.runtime.start()
+            self._started = True
+
+    def close(self) -> None:
+        if self._started:
+            self.runtime.close()
+            self._started = False
+        self.store.close()
+
+
+def serve(config: Config, *, host: str | None = None, port: int | None = None) -> None:
+    """Run the daemon in the foreground until SIGINT/SIGTERM."""
+    import uvicorn
+
+    daemon = Daemon(config)
+    uvicorn.run(
+        daemon.app,
+        host=host or config.server.host,
+        port=config.server.port if port is None else port,
+        access_log=False,
+        log_level="info",
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,159 @@
+"""Group commit: a response waits until its records are durable; concurrent requests share
+one transaction.
+
+One writer thread owns the store's write path. Handlers put ``(records, future)`` on a
+queue and await the future; the writer takes everything that queued up while the last
+commit ran (up to ``max_batch`` requests), writes it in one transaction, commits and then
+resolves every future of the group at once. No timer is involved: under load the groups
+grow by themselves, and a lone request commits immediately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from monitor import ServingMetrics
+from tunewatch._errors import StoreError
+from tunewatch.store import OutputRecord, RequestRecord, Store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Pending:
+    request: RequestRecord | None
+    outputs: Sequence[OutputRecord]
+    future: asyncio.Future[bool] | None
+    loop: asyncio.AbstractEventLoop | None
+
+
+_STOP = object()
+
+
+class Recorder:
+    """The single writer of requests and outputs."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        metrics: ServingMetrics | None = None,
+        max_batch: int = 512,
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="tunewatch-recorder", daemon=True
+            )
+            self._thread.start()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write everything queued so far, then stop the writer."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+            self._thread = None
+
+    def record(
+        self, request: RequestRecord, outputs: Sequence[OutputRecord]
+    ) -> asyncio.Future[bool]:
+        """Queue one request with its outputs; the future resolves after the commit.
+
+        The result is ``True`` when the request was new, ``False`` when its id was already
+        recorded (its outputs were then not written). The future raises
+        :class:`~tunewatch.StoreError` when the commit failed.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        self._queue.put(_Pending(request, outputs, future, loop))
+        return future
+
+    def record_outputs(self, outputs: Sequence[OutputRecord]) -> None:
+        """Queue outputs nobody waits for (challengers scoring in shadow)."""
+        if outputs:
+            self._queue.put(_Pending(None, outputs, None, None))
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is _STOP:
+                stopping = True
+                group: list[_Pending] = []
+            else:
+                assert isinstance(first, _Pending)
+                group = [first]
+            n_requests = 1 if group and group[0].request is not None else 0
+            while n_requests < self._max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stopping = True
+                    continue
+                assert isinstance(item, _Pending)
+                group.append(item)
+                if item.request is not None:
+                    n_requests += 1
+            if group:
+                self._commit(group)
+
+    def _commit(self, group: list[_Pending]) -> None:
+        requests = [p.request for p in group if p.request is not None]
+        outputs = [o for p in group if p.request is not None for o in p.outputs]
+        loose = [o for p in group if p.request is None for o in p.outputs]
+        started = time.perf_counter()
+        error: Exception | None = None
+        inserted: list[bool] = []
+        try:
+            if requests:
+                inserted = self._store.write_records(requests, outputs)
+            if loose:
+                self._store.add_outputs(loose)
+        except StoreError as exc:
+            error = exc
+        except Exception as exc:  # the writer must survive anything; log and fail the group
+            logger.exception("group commit of %d requests failed unexpectedly", len(requests))
+            error = StoreError(f"recording failed: {exc}")
+        if error is not None:
+            logger.error("group commit of %d requests failed: %s", len(requests), error)
+        if self._metrics is not None:
+            self._metrics.record_commit_latency.observe(time.perf_counter() - started)
+            self._metrics.record_batch_size.observe(len(requests))
+            if error is not None:
+                self._metrics.record_failures.inc()
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bool], bool]]] = {}
+        results = iter(inserted)
+        for p in group:
+            if p.request is None or p.future is None or p.loop is None:
+                continue
+            ok = True if error is not None else next(results)
+            by_loop.setdefault(p.loop, []).append((p.future, ok))
+        for loop, pairs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve, pairs, error)
+            except RuntimeError:  # the loop closed while we committed; nobody is waiting
+                logger.warning("event loop closed before %d records were acknowledged", len(pairs))
+
+
+def _resolve(pairs: list[tuple[asyncio.Future[bool], bool]], error: Exception | None) -> None:
+    for future, ok in pairs:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(ok)

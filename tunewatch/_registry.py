@@ -1,0 +1,150 @@
+"""Registering model versions: candidate check in a subprocess, artefact, store rows."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from shadow import CandidateRejectedError, inspect_candidate
+from tunewatch._artefacts import ArtefactStore
+from tunewatch._errors import NotFoundError, TunewatchError
+from tunewatch.store import ModelRow, Store, VersionRow
+
+logger = logging.getLogger(__name__)
+
+TASKS = ("binary", "multiclass", "regression")
+
+
+class RegistrationError(TunewatchError, ValueError):
+    """A candidate or its metadata was refused; ``code`` says why."""
+
+    code = "invalid_candidate"
+
+
+@dataclass(frozen=True, kw_only=True)
+class VersionMetadata:
+    """What a caller states about a new version besides the ONNX file itself."""
+
+    task: Literal["binary", "multiclass", "regression"]
+    feature_names: tuple[str, ...]
+    hyperparameters: Mapping[str, Any] = field(default_factory=dict)
+    dataset_version: str | None = None
+    parent_version: int | None = None
+    study: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise RegistrationError(
+                f"`task` must be one of {', '.join(TASKS)}, got {self.task!r}", code="invalid_task"
+            )
+        if not self.feature_names or len(set(self.feature_names)) != len(self.feature_names):
+            raise RegistrationError(
+                "`feature_names` must be a non-empty list of distinct names",
+                code="invalid_features",
+            )
+
+
+class Registry:
+    """Validates and registers ONNX files as model versions."""
+
+    def __init__(
+        self,
+        store: Store,
+        artefacts: ArtefactStore,
+        *,
+        memory_limit_bytes: int = 2 * 1024**3,
+        timeout_s: float = 60.0,
+    ) -> None:
+        self._store = store
+        self._artefacts = artefacts
+        self._memory_limit = memory_limit_bytes
+        self._timeout = timeout_s
+
+    def register(
+        self,
+        model: str,
+        onnx_bytes: bytes,
+        metadata: VersionMetadata,
+        *,
+        actor: str,
+        stage: Literal["shadow", "champion"] = "shadow",
+        regulated: bool | None = None,
+    ) -> VersionRow:
+        """Check ``onnx_bytes`` in a subprocess, store it, and add the version row.
+
+        The file is loaded by a child process under a memory limit and a timeout before
+        the daemon ever opens it; external-data files and models whose input does not
+        match the declared features are refused.
+        """
+        with tempfile.TemporaryDirectory(prefix="tunewatch-candidate-") as tmp:
+            path = Path(tmp) / "candidate.onnx"
+            path.write_bytes(onnx_bytes)
+            try:
+                info = inspect_candidate(
+                    path, memory_limit_bytes=self._memory_limit, timeout_s=self._timeout
+                )
+            except CandidateRejectedError as exc:
+                raise RegistrationError(exc.message, code=exc.code) from exc
+        if info.signature.n_features != len(metadata.feature_names):
+            raise RegistrationError(
+                f"the model takes {info.signature.n_features} features but "
+                f"{len(metadata.feature_names)} `feature_names` were given",
+                code="feature_count_mismatch",
+            )
+        existing = self._existing_model(model)
+        if existing is not None and tuple(existing.feature_names) != metadata.feature_names:
+            raise RegistrationError(
+                f"model {model!r} has features {list(existing.feature_names)}; a version must "
+                f"take the same features, got {list(metadata.feature_names)}",
+                code="feature_names_mismatch",
+            )
+        sha = self._artefacts.put(onnx_bytes)
+        self._store.upsert_model(
+            name=model,
+            task=metadata.task,
+            feature_names=list(metadata.feature_names),
+            regulated=bool(regulated)
+            if existing is None
+            else (existing.regulated if regulated is None else regulated),
+        )
+        details = {**metadata.details, "opset": info.opset}
+        row = self._store.add_version(
+            model=model,
+            artefact_sha256=sha,
+            hyperparameters=dict(metadata.hyperparameters),
+            size_bytes=len(onnx_bytes),
+            load_memory_bytes=info.load_memory_bytes,
+            dataset_version=metadata.dataset_version,
+            parent_version=metadata.parent_version,
+            study=metadata.study,
+            details=details,
+            stage=stage,
+            actor=actor,
+        )
+        logger.info(
+            "registered model=%s version=%d stage=%s sha256=%s by %s",
+            model,
+            row.version,
+            row.stage,
+            sha[:12],
+            actor,
+        )
+        return row
+
+    def _existing_model(self, model: str) -> ModelRow | None:
+        try:
+            return self._store.get_model(model)
+        except NotFoundError:
+            return None
+
+
+def feature_names_from(value: Sequence[str] | str) -> tuple[str, ...]:
+    """Accept a list or a comma-separated string (the CLI's form)."""
+    if isinstance(value, str):
+        return tuple(n.strip() for n in value.split(",") if n.strip())
+    return tuple(value)

@@ -1,0 +1,292 @@
+"""The serving state of one daemon: loaded sessions per model, the shadow queue, recording.
+
+The runtime knows no HTTP. It loads every model's champion and shadow versions from the
+store and artefacts, scores validated rows with the champion, hands the same rows to the
+challengers through the bounded shadow queue, and turns both into records.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+from monitor import ServingMetrics
+from shadow import (
+    Deployment,
+    FeatureRange,
+    LoadedVersion,
+    OnnxModel,
+    Role,
+    ShadowJob,
+    ShadowQueue,
+    ShadowResult,
+    Signature,
+    VersionNotLoadedError,
+    validate_batch,
+)
+from tunewatch._artefacts import ArtefactStore
+from tunewatch._config import Config
+from tunewatch._errors import NotFoundError
+from tunewatch._recorder import Recorder
+from tunewatch.store import ModelRow, OutputRecord, RequestRecord, Source, Store, VersionRow
+from tunewatch.store import Role as OutputRole
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    """A model as the scoring path needs it: its row, its ranges and its deployment."""
+
+    row: ModelRow
+    ranges: tuple[FeatureRange | None, ...] | None
+    deployment: Deployment
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """The champion's answer to one request."""
+
+    version: LoadedVersion
+    outputs: dict[str, np.ndarray]
+    primary: np.ndarray
+    latency_s: float
+    challengers: tuple[LoadedVersion, ...]
+
+
+class ScoringRuntime:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        store: Store,
+        artefacts: ArtefactStore,
+        metrics: ServingMetrics,
+        recorder: Recorder,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.artefacts = artefacts
+        self.metrics = metrics
+        self.recorder = recorder
+        self._models: dict[str, ServedModel] = {}
+        self._sessions: dict[str, OnnxModel] = {}  # by artefact sha256, shared across versions
+        self.queue = ShadowQueue(
+            maxsize=config.scoring.shadow_queue_size,
+            on_result=self._on_shadow_results,
+            workers=config.scoring.shadow_workers,
+        )
+        metrics.track_queue_depth(lambda: float(self.queue.depth))
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self.recorder.start()
+        self.queue.start()
+        for row in self.store.list_models():
+            self.load(row.name)
+
+    def close(self) -> None:
+        self.queue.close()
+        self.recorder.close()
+
+    @property
+    def ready(self) -> bool:
+        return all(m.deployment.lineup.champion is not None for m in self._models.values())
+
+    # -- loading ---------------------------------------------------------------------------
+    def load(self, name: str) -> ServedModel:
+        """(Re)load a model's champion and shadow versions; swaps the lineup atomically."""
+        row = self.store.get_model(name)
+        versions = self.store.list_versions(name)
+        champion = next(
+            (self._loaded(v, "champion") for v in versions if v.stage == "champion"), None
+        )
+        challengers = tuple(self._loaded(v, "challenger") for v in versions if v.stage == "shadow")
+        served = self._models.get(name)
+        if served is None or served.row != row:
+            deployment = served.deployment if served is not None else Deployment(name)
+            served = ServedModel(row=row, ranges=self._ranges(row), deployment=deployment)
+            self._models[name] = served
+        served.deployment.set_lineup(champion, challengers)
+        if champion is not None:
+            self.metrics.champion_version.labels(name).set(champion.version)
+        logger.info(
+            "loaded model=%s champion=%s challengers=%s",
+            name,
+            champion.version if champion else None,
+            [c.version for c in challengers],
+        )
+        return served
+
+    def _loaded(self, v: VersionRow, role: Role) -> LoadedVersion:
+        session = self._sessions.get(v.artefact_sha256)
+        if session is None:
+            session = OnnxModel.from_bytes(
+                self.artefacts.get(v.artefact_sha256),
+                intra_op_threads=self.config.scoring.intra_op_threads,
+            )
+            self._sessions[v.artefact_sha256] = session
+        self.metrics.session_memory.labels(v.model, str(v.version), v.hyperparameter_set_id).set(
+            session.memory_bytes
+        )
+        return LoadedVersion(
+            version=v.version, model=session, hyperparameter_set=v.hyperparameter_set_id, role=role
+        )
+
+    def _ranges(self, row: ModelRow) -> tuple[FeatureRange | None, ...] | None:
+        cfg = self.config.model(row.name)
+        if cfg is None or not cfg.features:
+            return None
+        by_name = {f.name: FeatureRange(low=f.low, high=f.high) for f in cfg.features}
+        unknown = set(by_name) - set(row.feature_names)
+        if unknown:
+            logger.warning("model=%s config names unknown features %s", row.name, sorted(unknown))
+        return tuple(by_name.get(n) for n in row.feature_names)
+
+    def model(self, name: str) -> ServedModel:
+        served = self._models.get(name)
+        if served is None:
+            raise NotFoundError(f"unknown model {name!r}", code="model_not_found")
+        return served
+
+    def models(self) -> list[ServedModel]:
+        return list(self._models.values())
+
+    # -- scoring ---------------------------------------------------------------------------
+    def validate(self, served: ServedModel, x: np.ndarray) -> np.ndarray:
+        return validate_batch(
+            x,
+            self.signature(served),
+            max_rows=self.config.server.max_batch_rows,
+            ranges=served.ranges,
+        )
+
+    def signature(self, served: ServedModel) -> Signature:
+        """The model's input/output signature (all its versions share the features)."""
+        lineup = served.deployment.lineup
+        version = lineup.champion or (lineup.challengers[0] if lineup.challengers else None)
+        if version is None:
+            raise NotFoundError(
+                f"model {served.row.name!r} has no loaded version", code="model_not_ready"
+            )
+        return version.model.signature
+
+    def score(self, served: ServedModel, x: np.ndarray, *, version: int | None = None) -> Scored:
+        """Score validated rows with the champion (or a named version)."""
+        lineup = served.deployment.lineup  # read once: one champion per request
+        if version is None:
+            chosen = lineup.champion
+            if chosen is None:
+                raise NotFoundError(
+                    f"model {served.row.name!r} has no champion", code="model_not_ready"
+                )
+            challengers = lineup.challengers
+        else:
+            try:
+                chosen = served.deployment.get(version)
+            except VersionNotLoadedError as exc:
+                raise NotFoundError(
+                    f"model {served.row.name!r} has no version {version} in service "
+                    "(only the champion and shadow versions score)",
+                    code="version_not_found",
+                ) from exc
+            challengers = ()
+        started = time.perf_counter()
+        outputs = chosen.model.run(x)
+        latency = time.perf_counter() - started
+        self.metrics.inference_latency.labels(
+            served.row.name, str(chosen.version), chosen.hyperparameter_set, "champion"
+        ).observe(latency)
+        self.metrics.inference_rows.labels(served.row.name).inc(x.shape[0])
+        return Scored(
+            version=chosen,
+            outputs=outputs,
+            primary=chosen.model.primary(outputs),
+            latency_s=latency,
+            challengers=challengers,
+        )
+
+    # -- recording -------------------------------------------------------------------------
+    @staticmethod
+    def request_record(
+        model: str, request_id: str, x: np.ndarray, *, source: Source = "infer"
+    ) -> RequestRecord:
+        x32 = np.ascontiguousarray(x, dtype=np.float32)
+        return RequestRecord(
+            model=model,
+            request_id=request_id,
+            received_at=datetime.now(UTC),
+            source=source,
+            n_rows=x32.shape[0],
+            n_cols=x32.shape[1],
+            inputs=x32.tobytes(),
+        )
+
+    @staticmethod
+    def output_record(
+        model: str,
+        request_id: str,
+        version: int,
+        role: OutputRole,
+        values: np.ndarray,
+        latency_s: float | None,
+    ) -> OutputRecord:
+        v32 = np.ascontiguousarray(values, dtype=np.float32)
+        if v32.ndim == 1:
+            v32 = v32.reshape(-1, 1)
+        return OutputRecord(
+            model=model,
+            request_id=request_id,
+            version=version,
+            role=role,
+            latency_s=latency_s,
+            n_rows=v32.shape[0],
+            n_cols=v32.shape[1],
+            values=v32.tobytes(),
+        )
+
+    def shadow(
+        self, model: str, request_id: str, x: np.ndarray, challengers: tuple[LoadedVersion, ...]
+    ) -> None:
+        """Hand acknowledged rows to the challengers; never blocks, drops when full."""
+        if challengers and not self.queue.submit(
+            ShadowJob(model=model, request_id=request_id, x=x, challengers=challengers)
+        ):
+            self.metrics.shadow_dropped.labels(model).inc()
+
+    def _on_shadow_results(self, results: Sequence[ShadowResult]) -> None:
+        records = []
+        for r in results:
+            if r.error is not None or r.values is None:
+                self.metrics.shadow_errors.labels(r.model, str(r.version)).inc()
+                continue
+            served = self._models.get(r.model)
+            hp = "unknown"
+            if served is not None:
+                try:
+                    hp = served.deployment.get(r.version).hyperparameter_set
+                except LookupError:
+                    pass  # the challenger left the lineup while it scored; keep its output
+            self.metrics.inference_latency.labels(
+                r.model, str(r.version), hp, "challenger"
+            ).observe(r.latency_s)
+            records.append(
+                self.output_record(
+                    r.model, r.request_id, r.version, "challenger", r.values, r.latency_s
+                )
+            )
+        self.recorder.record_outputs(records)
+
+
+def version_or_404(store: Store, model: str, version: int) -> VersionRow:
+    try:
+        return store.get_version(model, version)
+    except NotFoundError as exc:
+        raise NotFoundError(
+            f"model {model!r} has no version {version}", code="version_not_found"
+        ) from exc

@@ -1,0 +1,150 @@
+"""The FastAPI application: routes, error handlers, body limits and HTTP metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from monitor import CONTENT_TYPE_LATEST, ServingMetrics
+from tunewatch import __version__
+from tunewatch.api import _oip, _records
+from tunewatch.api._body import BodyLimitMiddleware
+from tunewatch.api._context import AppContext, context
+from tunewatch.api._errors import install_error_handlers
+from tunewatch.api._models import router as models_router
+
+
+class HttpMetricsMiddleware:
+    """Counts answers by route template and status (bounded labels: never raw paths)."""
+
+    def __init__(self, app: ASGIApp, *, metrics: ServingMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", "unmatched")
+            self.metrics.http_requests.labels(template, str(status)).inc()
+
+
+def _openapi_oip(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """FastAPI's schema plus the hand-described Starlette routes (OIP, mirror, feedback)."""
+    base = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = base()
+        err = {"description": '`{"error": str, "code": str}`'}
+        described = {
+            "/v2/models/{model}/infer": "Open Inference Protocol v2 inference (JSON or binary "
+            "tensor extension). Scored by the champion, recorded durably, shadowed.",
+            "/v2/models/{model}/versions/{version}/infer": "Inference by one named version.",
+            "/v1/models/{model}/records": 'Mirror: `{"records": [{"id", "inputs", '
+            '"outputs", "version"?}]}` scored by the serving stack; recorded and shadowed.',
+            "/v1/models/{model}/feedback": 'Labels: `{"items": [{"request_id", "label", '
+            '"outcome"?}]}`; idempotent per request id.',
+        }
+        for path, summary in described.items():
+            schema["paths"][path] = {
+                "post": {
+                    "summary": summary,
+                    "responses": {
+                        "200": {"description": "OK"},
+                        "400": err,
+                        "401": err,
+                        "403": err,
+                        "404": err,
+                        "409": err,
+                        "413": err,
+                        "503": err,
+                    },
+                }
+            }
+        for path in (
+            "/v2",
+            "/v2/health/live",
+            "/v2/health/ready",
+            "/v2/models/{model}",
+            "/v2/models/{model}/ready",
+        ):
+            schema["paths"][path] = {
+                "get": {
+                    "summary": "Open Inference Protocol v2",
+                    "responses": {"200": {"description": "OK"}},
+                }
+            }
+        app.openapi_schema = schema
+        return schema
+
+    return openapi
+
+
+def create_app(
+    ctx: AppContext,
+    *,
+    on_start: Callable[[], None] | None = None,
+    on_stop: Callable[[], None] | None = None,
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if on_start is not None:
+            on_start()
+        try:
+            yield
+        finally:
+            if on_stop is not None:
+                on_stop()
+
+    app = FastAPI(
+        title="tunewatch", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    for route in (*_oip.routes, *_records.routes):
+        app.router.routes.append(route)
+    app.include_router(models_router)
+
+    @app.get("/healthz", include_in_schema=True)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz(request: Request) -> dict[str, Any]:
+        runtime = context(request).runtime
+        runtime.store.ping()
+        return {"status": "ok", "models": [m.row.name for m in runtime.models()]}
+
+    @app.get("/metrics", include_in_schema=True)
+    def metrics(request: Request) -> Response:
+        return Response(
+            context(request).runtime.metrics.exposition(), media_type=CONTENT_TYPE_LATEST
+        )
+
+    app.openapi = _openapi_oip(app)  # type: ignore[method-assign]
+    server = ctx.runtime.config.server
+    app.add_middleware(
+        BodyLimitMiddleware, limit=server.max_body_bytes, artefact_limit=server.max_artefact_bytes
+    )
+    app.add_middleware(HttpMetricsMiddleware, metrics=ctx.runtime.metrics)
+    return app

@@ -1,0 +1,102 @@
+"""Reading request bodies: size limits before parsing, strict JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tunewatch.api._errors import ApiError, error_response
+
+
+class BodyTooLargeError(ApiError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, "body_too_large", f"request body exceeds the limit of {limit} bytes")
+
+
+class BodyLimitMiddleware:
+    """Refuses bodies over the limit from ``Content-Length`` or while streaming (chunked).
+
+    Neither uvicorn nor Starlette limit body size; this runs before any route parses.
+    Registration uploads (``.../versions`` POST) get the larger artefact limit.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int, artefact_limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.artefact_limit = artefact_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        limit = self.artefact_limit if path.endswith("/versions") else self.limit
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0:
+                    await error_response(400, "invalid_request", "invalid Content-Length header")(
+                        scope, receive, send
+                    )
+                    return
+                if declared > limit:
+                    await error_response(
+                        413, "body_too_large", f"request body exceeds the limit of {limit} bytes"
+                    )(scope, receive, send)
+                    return
+                break
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLargeError(limit)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        dupe = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ApiError(400, "duplicate_key", f"duplicate JSON key {dupe!r}")
+    return obj
+
+
+def _constant(name: str) -> Any:
+    raise ApiError(400, "invalid_json", f"{name} is not valid JSON; send finite numbers only")
+
+
+def parse_json(body: bytes) -> Any:
+    """Strict JSON: no NaN/Infinity literals, no duplicate keys, UTF-8 only."""
+    if not body:
+        raise ApiError(400, "invalid_json", "request body is empty")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"request body is not UTF-8: {exc.reason}") from exc
+    try:
+        return json.loads(text, object_pairs_hook=_pairs, parse_constant=_constant)
+    except json.JSONDecodeError as exc:
+        raise ApiError(
+            400, "invalid_json", f"invalid JSON: {exc.msg} at position {exc.pos}"
+        ) from exc
+    except RecursionError as exc:
+        raise ApiError(400, "invalid_json", "JSON nested too deeply") from exc
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    obj = parse_json(body)
+    if not isinstance(obj, dict):
+        raise ApiError(400, "invalid_request", "the request body must be a JSON object")
+    return obj

@@ -1,0 +1,41 @@
+"""What every route needs from the daemon, hung on ``app.state``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from tunewatch._auth import Authenticator, AuthError, Principal
+from tunewatch._registry import Registry
+from tunewatch._runtime import ScoringRuntime
+
+
+@dataclass(frozen=True, slots=True)
+class AppContext:
+    runtime: ScoringRuntime
+    registry: Registry
+    auth: Authenticator
+    recording: bool = True
+    shadowing: bool = True
+
+
+def context(request: Request) -> AppContext:
+    ctx: AppContext = request.app.state.ctx
+    return ctx
+
+
+def authenticate(request: Request, *permissions: str) -> Principal:
+    """The caller, if its token grants any of ``permissions``; 401/403 otherwise."""
+    auth = context(request).auth
+    header = request.headers.get("authorization")
+    last: AuthError | None = None
+    for permission in permissions:
+        try:
+            return auth.authenticate(header, permission)
+        except AuthError as exc:
+            if exc.status == 401:
+                raise
+            last = exc
+    assert last is not None
+    raise last

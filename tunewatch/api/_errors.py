@@ -1,0 +1,107 @@
+"""Errors on the wire: always ``{"error": message, "code": code}``, never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from shadow import ShadowError
+from tunewatch._auth import AuthError
+from tunewatch._errors import (
+    ConflictError,
+    NotFoundError,
+    StoreUnavailableError,
+    TunewatchError,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class ApiError(TunewatchError):
+    """An error raised by the HTTP layer itself, with its status."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message, code=code)
+        self.status = status
+
+
+# Shadow (input validation, loading) codes and the status each answers with.
+SHADOW_STATUS = {
+    "batch_too_large": 413,
+    "version_not_loaded": 404,
+}
+# Store / registry codes that do not follow their class's default status.
+CODE_STATUS = {
+    "model_not_ready": 503,
+}
+
+
+def error_response(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": message, "code": code}, status_code=status)
+
+
+def status_for(exc: TunewatchError) -> int:
+    if exc.code in CODE_STATUS:
+        return CODE_STATUS[exc.code]
+    if isinstance(exc, ApiError | AuthError):
+        return exc.status
+    if isinstance(exc, StoreUnavailableError):
+        return 503
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, ConflictError):
+        return 409
+    if isinstance(exc, ValueError):
+        return 400
+    return 500
+
+
+async def _tunewatch_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TunewatchError)
+    status = status_for(exc)
+    if status >= 500 and status != 503:
+        logger.error(
+            "request %s %s failed: %s", request.method, request.url.path, exc, exc_info=exc
+        )
+    return error_response(status, exc.code, exc.message)
+
+
+async def _shadow_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ShadowError)
+    status = SHADOW_STATUS.get(exc.code, 400 if isinstance(exc, ValueError) else 422)
+    return error_response(status, exc.code, exc.message)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{loc}: {err.get('msg')}")
+    return error_response(400, "invalid_request", "; ".join(parts) or "invalid request")
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    return error_response(
+        exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail)
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    logger.error("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal", "internal error; see the daemon's log")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(TunewatchError, _tunewatch_error)
+    app.add_exception_handler(ShadowError, _shadow_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,322 @@
+"""Open Inference Protocol v2: health, metadata and inference (JSON and binary tensors).
+
+The inference routes are plain Starlette endpoints: they read the body once, decode it
+straight into numpy and answer with orjson, keeping pydantic and FastAPI's parameter
+machinery off the hot path. They are described in the OpenAPI document by hand.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Any
+
+import numpy as np
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from shadow import Signature
+from tunewatch import __version__
+from tunewatch.api._body import parse_json_object
+from tunewatch.api._context import authenticate, context
+from tunewatch.api._errors import ApiError
+from tunewatch.store import Role as OutputRole
+
+OIP_DATATYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+}
+_BY_DTYPE = {v: k for k, v in OIP_DATATYPES.items()}
+MAX_ID_LENGTH = 128
+HEADER_LENGTH = "inference-header-content-length"
+
+
+def datatype_of(dtype: np.dtype[Any]) -> str:
+    return _BY_DTYPE.get(np.dtype(dtype), "BYTES")
+
+
+class _Orjson(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _request_id(raw: Any) -> str:
+    if raw is None:
+        return uuid.uuid4().hex
+    if not isinstance(raw, str) or not raw or len(raw) > MAX_ID_LENGTH or not raw.isprintable():
+        raise ApiError(
+            400, "invalid_id", f"`id` must be a printable string of 1–{MAX_ID_LENGTH} characters"
+        )
+    return raw
+
+
+def _shape(raw: Any) -> tuple[int, ...]:
+    if (
+        not isinstance(raw, list)
+        or not raw
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in raw)
+    ):
+        raise ApiError(
+            400, "shape_mismatch", f"`shape` must be a list of non-negative integers, got {raw!r}"
+        )
+    return tuple(raw)
+
+
+def decode_infer_request(
+    body: bytes, header_length: int | None, signature: Signature
+) -> tuple[str, np.ndarray, list[str] | None]:
+    """Turn an OIP request (JSON or binary extension) into ``(id, rows, output names)``."""
+    if header_length is None:
+        json_part, binary = body, b""
+    else:
+        if not 0 < header_length <= len(body):
+            raise ApiError(
+                400,
+                "invalid_binary",
+                f"Inference-Header-Content-Length {header_length} does not fit a "
+                f"body of {len(body)} bytes",
+            )
+        json_part, binary = body[:header_length], body[header_length:]
+    req = parse_json_object(json_part)
+    request_id = _request_id(req.get("id"))
+    inputs = req.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise ApiError(400, "missing_input", "`inputs` must be a non-empty list")
+    if len(inputs) != 1:
+        raise ApiError(
+            400,
+            "unknown_input",
+            f"the model takes one input {signature.input.name!r}, got {len(inputs)}",
+        )
+    tensor = inputs[0]
+    if not isinstance(tensor, dict):
+        raise ApiError(400, "invalid_request", "each input must be an object")
+    name = tensor.get("name")
+    if name != signature.input.name:
+        raise ApiError(
+            400,
+            "unknown_input",
+            f"unknown input {name!r}; the model's input is {signature.input.name!r}",
+        )
+    shape = _shape(tensor.get("shape"))
+    expected = datatype_of(signature.input.dtype)
+    datatype = tensor.get("datatype")
+    if datatype != expected:
+        raise ApiError(
+            400, "dtype_mismatch", f"input {name!r} has datatype {expected}, got {datatype!r}"
+        )
+    params = tensor.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise ApiError(400, "invalid_request", "`parameters` must be an object")
+    size = math.prod(shape)
+    if "binary_data_size" in params:
+        nbytes = params["binary_data_size"]
+        dtype = OIP_DATATYPES[expected]
+        if not isinstance(nbytes, int) or nbytes != size * dtype.itemsize or nbytes > len(binary):
+            raise ApiError(
+                400,
+                "invalid_binary",
+                f"binary_data_size {nbytes!r} does not match shape {list(shape)} of "
+                f"{expected} ({size * dtype.itemsize} bytes) or the bytes sent",
+            )
+        if nbytes != len(binary):
+            raise ApiError(400, "invalid_binary", "trailing bytes after the binary tensor")
+        array = np.frombuffer(binary, dtype=dtype, count=size).reshape(shape)
+    else:
+        if binary:
+            raise ApiError(400, "invalid_binary", "binary bytes sent but no binary_data_size")
+        data = tensor.get("data")
+        if not isinstance(data, list):
+            raise ApiError(400, "invalid_request", "`data` must be a list of numbers")
+        try:
+            array = np.asarray(data)
+        except ValueError as exc:
+            raise ApiError(400, "shape_mismatch", f"`data` is ragged: {exc}") from exc
+        if array.dtype.kind not in "iuf":
+            raise ApiError(
+                400,
+                "dtype_mismatch",
+                f"`data` must hold only numbers for {expected}, got {array.dtype.kind!r}"
+                " values (strings, booleans or nulls)",
+            )
+        if array.size != size:
+            raise ApiError(
+                400,
+                "shape_mismatch",
+                f"`shape` {list(shape)} needs {size} values, `data` has {array.size}",
+            )
+        array = array.reshape(shape)
+    wanted = req.get("outputs")
+    names: list[str] | None = None
+    if wanted is not None:
+        if not isinstance(wanted, list) or not all(
+            isinstance(o, dict) and isinstance(o.get("name"), str) for o in wanted
+        ):
+            raise ApiError(400, "invalid_request", '`outputs` must be a list of {"name": ...}')
+        known = {o.name for o in signature.outputs}
+        names = [o["name"] for o in wanted]
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ApiError(
+                400, "unknown_output", f"unknown outputs {unknown}; the model has {sorted(known)}"
+            )
+    return request_id, array, names
+
+
+def encode_outputs(outputs: dict[str, np.ndarray], names: list[str] | None) -> list[dict[str, Any]]:
+    encoded = []
+    for name in names or list(outputs):
+        value = outputs[name]
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise ApiError(
+                422, "non_finite_output", f"the model produced non-finite values in output {name!r}"
+            )
+        encoded.append(
+            {
+                "name": name,
+                "datatype": datatype_of(value.dtype),
+                "shape": list(value.shape),
+                "data": value.ravel(),
+            }
+        )
+    return encoded
+
+
+async def infer(request: Request) -> Response:
+    ctx = context(request)
+    authenticate(request, "score")
+    model = request.path_params["model"]
+    raw_version = request.path_params.get("version")
+    version = None
+    if raw_version is not None:
+        if not raw_version.isdigit():
+            raise ApiError(
+                404, "version_not_found", f"model {model!r} has no version {raw_version!r}"
+            )
+        version = int(raw_version)
+    served = ctx.runtime.model(model)
+    header = request.headers.get(HEADER_LENGTH)
+    header_length = None
+    if header is not None:
+        if not header.isdigit():
+            raise ApiError(
+                400, "invalid_binary", "Inference-Header-Content-Length must be an integer"
+            )
+        header_length = int(header)
+    body = await request.body()
+    request_id, array, names = decode_infer_request(
+        body, header_length, ctx.runtime.signature(served)
+    )
+    x = ctx.runtime.validate(served, array)
+    scored = ctx.runtime.score(served, x, version=version)
+    encoded = encode_outputs(scored.outputs, names)
+    if ctx.recording:
+        role: OutputRole = "champion" if scored.version.role == "champion" else "challenger"
+        inserted = await ctx.runtime.recorder.record(
+            ctx.runtime.request_record(model, request_id, x),
+            [
+                ctx.runtime.output_record(
+                    model,
+                    request_id,
+                    scored.version.version,
+                    role,
+                    scored.primary,
+                    scored.latency_s,
+                )
+            ],
+        )
+        if not inserted:
+            raise ApiError(
+                409,
+                "duplicate_request_id",
+                f"request id {request_id!r} was already recorded for model {model!r}",
+            )
+    if ctx.shadowing:
+        ctx.runtime.shadow(model, request_id, x, scored.challengers)
+    return _Orjson(
+        {
+            "model_name": model,
+            "model_version": str(scored.version.version),
+            "id": request_id,
+            "outputs": encoded,
+        }
+    )
+
+
+def _tensor_meta(spec: Any) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "datatype": datatype_of(spec.dtype),
+        "shape": [-1 if d is None else d for d in spec.shape],
+    }
+
+
+async def model_metadata(request: Request) -> Response:
+    ctx = context(request)
+    authenticate(request, "score", "read")
+    served = ctx.runtime.model(request.path_params["model"])
+    lineup = served.deployment.lineup
+    signature = ctx.runtime.signature(served)
+    versions = sorted(
+        [v.version for v in lineup.challengers]
+        + ([lineup.champion.version] if lineup.champion else [])
+    )
+    return JSONResponse(
+        {
+            "name": served.row.name,
+            "versions": [str(v) for v in versions],
+            "platform": "onnxruntime_onnx",
+            "inputs": [_tensor_meta(signature.input)],
+            "outputs": [_tensor_meta(o) for o in signature.outputs],
+        }
+    )
+
+
+async def model_ready(request: Request) -> Response:
+    ctx = context(request)
+    served = ctx.runtime.model(request.path_params["model"])
+    if served.deployment.lineup.champion is None:
+        raise ApiError(503, "model_not_ready", f"model {served.row.name!r} has no champion")
+    return Response(status_code=200)
+
+
+async def server_metadata(request: Request) -> Response:
+    return JSONResponse(
+        {"name": "tunewatch", "version": __version__, "extensions": ["binary_tensor_data"]}
+    )
+
+
+async def live(request: Request) -> Response:
+    return Response(status_code=200)
+
+
+async def ready(request: Request) -> Response:
+    ctx = context(request)
+    ctx.runtime.store.ping()
+    return Response(status_code=200)
+
+
+routes = [
+    Route("/v2", server_metadata, methods=["GET"]),
+    Route("/v2/health/live", live, methods=["GET"]),
+    Route("/v2/health/ready", ready, methods=["GET"]),
+    Route("/v2/models/{model}", model_metadata, methods=["GET"]),
+    Route("/v2/models/{model}/ready", model_ready, methods=["GET"]),
+    Route("/v2/models/{model}/versions/{version}/ready", model_ready, methods=["GET"]),
+    Route("/v2/models/{model}/infer", infer, methods=["POST"]),
+    Route("/v2/models/{model}/versions/{version}/infer", infer, methods=["POST"]),
+]

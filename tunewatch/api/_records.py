@@ -1,0 +1,184 @@
+"""Mirror records (traffic scored elsewhere) and feedback (late ground truth)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from typing import Any
+
+import numpy as np
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tunewatch.api._body import parse_json_object
+from tunewatch.api._context import authenticate, context
+from tunewatch.api._errors import ApiError
+from tunewatch.api._oip import MAX_ID_LENGTH
+from tunewatch.store import LabelItem
+
+
+def _items(body: dict[str, Any], key: str, limit: int) -> list[dict[str, Any]]:
+    items = body.get(key)
+    extra = set(body) - {key}
+    if extra:
+        raise ApiError(
+            400, "invalid_request", f"unknown fields {sorted(extra)}; send {{{key!r}: [...]}}"
+        )
+    if not isinstance(items, list) or not items:
+        raise ApiError(400, "invalid_request", f"`{key}` must be a non-empty list")
+    if len(items) > limit:
+        raise ApiError(
+            413, "too_many_items", f"`{key}` holds {len(items)} entries; the limit is {limit}"
+        )
+    if not all(isinstance(i, dict) for i in items):
+        raise ApiError(400, "invalid_request", f"every entry of `{key}` must be an object")
+    return items
+
+
+def _id(item: dict[str, Any], key: str, where: str) -> str:
+    value = item.get(key)
+    if (
+        not isinstance(value, str)
+        or not value
+        or len(value) > MAX_ID_LENGTH
+        or not value.isprintable()
+    ):
+        raise ApiError(
+            400,
+            "invalid_id",
+            f"{where}.{key} must be a printable string of 1–{MAX_ID_LENGTH} characters",
+        )
+    return value
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _matrix(value: Any, where: str) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except ValueError as exc:
+        raise ApiError(400, "shape_mismatch", f"{where} is ragged") from exc
+    if array.dtype.kind not in "iuf":
+        raise ApiError(400, "dtype_mismatch", f"{where} must hold only numbers")
+    if array.ndim == 1:
+        array = array.reshape(-1, 1) if where.endswith("outputs") else array.reshape(1, -1)
+    if array.ndim != 2:
+        raise ApiError(400, "shape_mismatch", f"{where} must be a list of rows")
+    return array
+
+
+async def mirror(request: Request) -> Response:
+    """Record request + response pairs scored by the serving stack, then shadow them."""
+    ctx = context(request)
+    authenticate(request, "score")
+    model = request.path_params["model"]
+    served = ctx.runtime.model(model)
+    items = _items(
+        parse_json_object(await request.body()), "records", ctx.runtime.config.server.max_items
+    )
+    champion = served.deployment.lineup.champion
+    prepared = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        where = f"records[{i}]"
+        extra = set(item) - {"id", "inputs", "outputs", "version"}
+        if extra:
+            raise ApiError(400, "invalid_request", f"{where} has unknown fields {sorted(extra)}")
+        request_id = _id(item, "id", where)
+        if request_id in seen:
+            raise ApiError(
+                400, "duplicate_request_id", f"{where}.id {request_id!r} repeats in the batch"
+            )
+        seen.add(request_id)
+        x = ctx.runtime.validate(served, _matrix(item.get("inputs"), f"{where}.inputs"))
+        y = _matrix(item.get("outputs"), f"{where}.outputs")
+        if y.shape[0] != x.shape[0] or not np.isfinite(y).all():
+            raise ApiError(
+                400,
+                "shape_mismatch",
+                f"{where}.outputs must have one finite row per input row "
+                f"({x.shape[0]}), got shape {list(y.shape)}",
+            )
+        version = item.get("version")
+        if version is None:
+            if champion is None:
+                raise ApiError(
+                    409,
+                    "model_not_ready",
+                    f"{where}.version is required: model {model!r} has no champion",
+                )
+            version = champion.version
+        elif not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise ApiError(400, "invalid_request", f"{where}.version must be a positive integer")
+        prepared.append((request_id, x, y, version))
+    futures = [
+        ctx.runtime.recorder.record(
+            ctx.runtime.request_record(model, rid, x, source="mirror"),
+            [ctx.runtime.output_record(model, rid, version, "external", y, None)],
+        )
+        for rid, x, y, version in prepared
+    ]
+    inserted = await asyncio.gather(*futures)
+    challengers = served.deployment.lineup.challengers
+    duplicates = []
+    for (rid, x, _, _), new in zip(prepared, inserted, strict=True):
+        if not new:
+            duplicates.append(rid)
+        elif ctx.shadowing:
+            ctx.runtime.shadow(model, rid, x, challengers)
+    return JSONResponse({"accepted": len(prepared) - len(duplicates), "duplicates": duplicates})
+
+
+async def feedback(request: Request) -> Response:
+    """Attach ground truth by request id; replaying the same label is harmless."""
+    ctx = context(request)
+    authenticate(request, "label")
+    model = request.path_params["model"]
+    ctx.runtime.model(model)
+    items = _items(
+        parse_json_object(await request.body()), "items", ctx.runtime.config.server.max_items
+    )
+    labels = []
+    for i, item in enumerate(items):
+        where = f"items[{i}]"
+        extra = set(item) - {"request_id", "label", "outcome"}
+        if extra:
+            raise ApiError(400, "invalid_request", f"{where} has unknown fields {sorted(extra)}")
+        request_id = _id(item, "request_id", where)
+        label: Any = item.get("label")
+        ok = _finite_number(label) or (
+            isinstance(label, list) and label and all(_finite_number(v) for v in label)
+        )
+        if not ok:
+            raise ApiError(
+                400,
+                "invalid_label",
+                f"{where}.label must be a finite number or a non-empty list of them",
+            )
+        outcome = item.get("outcome")
+        if outcome is not None and not _finite_number(outcome):
+            raise ApiError(400, "invalid_label", f"{where}.outcome must be a finite number")
+        value = float(label) if not isinstance(label, list) else [float(v) for v in label]
+        labels.append(LabelItem(request_id=request_id, value=value, outcome=outcome))
+    statuses = await run_in_threadpool(ctx.runtime.store.add_labels, model, labels)
+    counter = ctx.runtime.metrics.labels_received
+    for status in statuses:
+        counter.labels(model, status).inc()
+    return JSONResponse(
+        {
+            "results": [
+                {"request_id": item.request_id, "status": status}
+                for item, status in zip(labels, statuses, strict=True)
+            ]
+        }
+    )
+
+
+routes = [
+    Route("/v1/models/{model}/records", mirror, methods=["POST"]),
+    Route("/v1/models/{model}/feedback", feedback, methods=["POST"]),
+]

@@ -1,0 +1,117 @@
+"""Engine construction (SQLite pragmas, PostgreSQL pooling) and the one transaction scope."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Engine, Table, create_engine, event, make_url
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+
+from .._errors import ConflictError, StoreError, StoreUnavailableError
+
+logger = logging.getLogger(__name__)
+
+SqliteSynchronous = Literal["NORMAL", "FULL"]
+
+#: Execution option marking a read-only scope: on SQLite it opens a plain (deferred)
+#: ``BEGIN`` instead of ``BEGIN IMMEDIATE`` so readers never queue behind the writer.
+READ_ONLY_OPTION = "tunewatch_read_only"
+
+
+def make_engine(url: str, *, sqlite_synchronous: SqliteSynchronous = "NORMAL") -> Engine:
+    """Build the engine for a SQLite or PostgreSQL (``postgresql+psycopg://``) URL.
+
+    SQLite is opened in WAL mode with ``busy_timeout=30000`` and foreign keys on, and
+    every writing transaction starts with ``BEGIN IMMEDIATE``: a transaction that reads
+    and then writes would otherwise fail with ``SQLITE_BUSY`` at once, ignoring the busy
+    timeout. ``synchronous`` defaults to ``NORMAL`` because in WAL mode a committed
+    transaction survives a crash of the *process* (including ``kill -9``) at
+    ``NORMAL``; only an operating-system crash or power loss can lose the last commits,
+    and ``FULL`` (an fsync per commit) is needed only to survive that.
+
+    PostgreSQL connections are pre-pinged so a restarted server costs one reconnect,
+    not a failed request; ``?options=-csearch_path%3D<schema>`` in the URL is honoured.
+    """
+    if sqlite_synchronous not in ("NORMAL", "FULL"):
+        raise ValueError(
+            f"`sqlite_synchronous` must be one of NORMAL, FULL; got {sqlite_synchronous!r}"
+        )
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"check_same_thread": False})
+        _install_sqlite_hooks(engine, sqlite_synchronous)
+        return engine
+    if backend == "postgresql":
+        return create_engine(parsed, pool_pre_ping=True)
+    raise ValueError(f"store `url` must be a sqlite or postgresql URL, got backend {backend!r}")
+
+
+def _install_sqlite_hooks(engine: Engine, synchronous: SqliteSynchronous) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module; "begin" emits BEGIN.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get(READ_ONLY_OPTION):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def transaction(engine: Engine, operation: str) -> Iterator[Connection]:
+    """One transaction: commit on success, roll back on error, translate SQLAlchemy errors.
+
+    Connection problems (and SQLite's "database is locked") become
+    ``StoreUnavailableError``; constraint violations become ``ConflictError``; any other
+    ``SQLAlchemyError`` becomes ``StoreError``. Errors raised by the body that are not
+    SQLAlchemy's pass through unchanged (after the rollback).
+    """
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except IntegrityError as exc:
+        raise ConflictError(f"store {operation}: conflicts with stored data: {exc.orig}") from exc
+    except (OperationalError, InterfaceError) as exc:
+        logger.warning("store %s: database unavailable: %s", operation, exc.orig)
+        raise StoreUnavailableError(f"store {operation}: database unavailable: {exc.orig}") from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise StoreUnavailableError(
+                f"store {operation}: database connection lost: {exc.orig}"
+            ) from exc
+        raise StoreError(f"store {operation} failed: {exc.orig}") from exc
+    except SQLAlchemyError as exc:
+        raise StoreError(f"store {operation} failed: {exc}") from exc
+
+
+def dialect_insert(conn: Connection, table: Table) -> sqlite.Insert | postgresql.Insert:
+    """The dialect's own ``INSERT`` (it has ``on_conflict_do_nothing``)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)

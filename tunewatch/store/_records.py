@@ -1,0 +1,265 @@
+"""The scoring log: requests, per-version outputs and ground-truth labels.
+
+``write_records`` is the hot path (a group-commit thread calls it with batches of
+1-256 requests): one transaction, one multi-row ``INSERT ... ON CONFLICT DO NOTHING
+RETURNING`` for the requests and one multi-row insert for the outputs. Rows are sent in
+primary-key order so concurrent batches on PostgreSQL lock keys in the same order and
+cannot deadlock each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, cast
+
+from sqlalchemy import Connection, Row, func, select
+
+from ._canonical import canonical_json
+from ._engine import dialect_insert
+from ._schema import labels, outputs, requests
+from ._types import (
+    LabelItem,
+    LabelRow,
+    LabelStatus,
+    OutputRecord,
+    RequestRecord,
+    Role,
+    Source,
+    utcnow,
+)
+
+_Key = tuple[str, str]
+_CHUNK = 500
+
+
+def write_records(
+    conn: Connection, new_requests: Sequence[RequestRecord], new_outputs: Sequence[OutputRecord]
+) -> list[bool]:
+    keys = [(r.model, r.request_id) for r in new_requests]
+    first: dict[_Key, RequestRecord] = {}
+    for key, record in zip(keys, new_requests, strict=True):
+        first.setdefault(key, record)
+    inserted: set[_Key] = set()
+    if first:
+        stmt = (
+            dialect_insert(conn, requests)
+            .on_conflict_do_nothing(index_elements=[requests.c.model, requests.c.request_id])
+            .returning(requests.c.model, requests.c.request_id)
+        )
+        rows = conn.execute(stmt, [_request_params(first[k]) for k in sorted(first)])
+        inserted = {(r.model, r.request_id) for r in rows}
+    duplicates = {k for k in first if k not in inserted}
+    _insert_outputs(conn, [o for o in new_outputs if (o.model, o.request_id) not in duplicates])
+    flags: list[bool] = []
+    seen: set[_Key] = set()
+    for key in keys:
+        flags.append(key in inserted and key not in seen)
+        seen.add(key)
+    return flags
+
+
+def add_outputs(conn: Connection, new_outputs: Sequence[OutputRecord]) -> None:
+    _insert_outputs(conn, new_outputs)
+
+
+def _insert_outputs(conn: Connection, new_outputs: Sequence[OutputRecord]) -> None:
+    if not new_outputs:
+        return
+    ordered = sorted(new_outputs, key=lambda o: (o.model, o.request_id, o.version))
+    stmt = dialect_insert(conn, outputs).on_conflict_do_nothing(
+        index_elements=[outputs.c.model, outputs.c.request_id, outputs.c.version]
+    )
+    conn.execute(stmt, [_output_params(o) for o in ordered])
+
+
+def get_request(conn: Connection, model: str, request_id: str) -> RequestRecord | None:
+    row = conn.execute(
+        select(requests).where(requests.c.model == model, requests.c.request_id == request_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    return RequestRecord(
+        model=row.model,
+        request_id=row.request_id,
+        received_at=row.received_at,
+        source=cast(Source, row.source),
+        n_rows=row.n_rows,
+        n_cols=row.n_cols,
+        inputs=bytes(row.inputs),
+    )
+
+
+def get_outputs(conn: Connection, model: str, request_id: str) -> list[OutputRecord]:
+    rows = conn.execute(
+        select(outputs)
+        .where(outputs.c.model == model, outputs.c.request_id == request_id)
+        .order_by(outputs.c.version)
+    )
+    return [_output(r) for r in rows]
+
+
+def count_requests(conn: Connection, model: str) -> int:
+    stmt = select(func.count()).select_from(requests).where(requests.c.model == model)
+    return int(conn.execute(stmt).scalar_one())
+
+
+def count_outputs(conn: Connection, model: str, version: int | None) -> int:
+    stmt = select(func.count()).select_from(outputs).where(outputs.c.model == model)
+    if version is not None:
+        stmt = stmt.where(outputs.c.version == version)
+    return int(conn.execute(stmt).scalar_one())
+
+
+def request_ids(conn: Connection, model: str) -> set[str]:
+    rows = conn.execute(select(requests.c.request_id).where(requests.c.model == model))
+    return {r.request_id for r in rows}
+
+
+def add_labels(conn: Connection, model: str, items: Sequence[LabelItem]) -> list[LabelStatus]:
+    """Insert new labels; classify each item against what is (now) stored.
+
+    A label whose key another transaction inserted concurrently is read back after our
+    ``ON CONFLICT DO NOTHING`` and compared, so concurrent replays are idempotent.
+    """
+    ids = sorted({i.request_id for i in items})
+    known: set[str] = set()
+    stored: dict[str, tuple[str, float | None]] = {}
+    for chunk in _chunks(ids):
+        known.update(
+            conn.execute(
+                select(requests.c.request_id).where(
+                    requests.c.model == model, requests.c.request_id.in_(chunk)
+                )
+            ).scalars()
+        )
+        stored.update(_stored_labels(conn, model, chunk))
+    to_insert: dict[str, LabelItem] = {}
+    for item in items:
+        if item.request_id in known and item.request_id not in stored:
+            to_insert.setdefault(item.request_id, item)
+    created: set[str] = set()
+    if to_insert:
+        now = utcnow()
+        stmt = (
+            dialect_insert(conn, labels)
+            .on_conflict_do_nothing(index_elements=[labels.c.model, labels.c.request_id])
+            .returning(labels.c.request_id)
+        )
+        params = [
+            {
+                "model": model,
+                "request_id": rid,
+                "value": _label_value(it.value),
+                "outcome": it.outcome,
+                "received_at": now,
+            }
+            for rid, it in sorted(to_insert.items())
+        ]
+        created = set(conn.execute(stmt, params).scalars())
+        for rid, it in to_insert.items():
+            if rid in created:
+                stored[rid] = (_label_key(it.value), it.outcome)
+        lost = sorted(set(to_insert) - created)  # inserted concurrently by someone else
+        for chunk in _chunks(lost):
+            stored.update(_stored_labels(conn, model, chunk))
+
+    statuses: list[LabelStatus] = []
+    reported_created: set[str] = set()
+    for item in items:
+        rid = item.request_id
+        if rid not in known:
+            statuses.append("unknown_request")
+        elif rid in created and rid not in reported_created:
+            reported_created.add(rid)
+            statuses.append("created")
+        elif stored[rid] == (_label_key(item.value), item.outcome):
+            statuses.append("duplicate")
+        else:
+            statuses.append("conflict")
+    return statuses
+
+
+def get_label(conn: Connection, model: str, request_id: str) -> LabelRow | None:
+    row = conn.execute(
+        select(labels).where(labels.c.model == model, labels.c.request_id == request_id)
+    ).one_or_none()
+    if row is None:
+        return None
+    return LabelRow(
+        model=row.model,
+        request_id=row.request_id,
+        value=_label_value(row.value),
+        outcome=row.outcome,
+        received_at=row.received_at,
+    )
+
+
+def _stored_labels(
+    conn: Connection, model: str, ids: Sequence[str]
+) -> dict[str, tuple[str, float | None]]:
+    rows = conn.execute(
+        select(labels.c.request_id, labels.c.value, labels.c.outcome).where(
+            labels.c.model == model, labels.c.request_id.in_(ids)
+        )
+    )
+    return {r.request_id: (_label_key(r.value), r.outcome) for r in rows}
+
+
+def _label_value(value: Any) -> float | list[float]:
+    """Labels are numbers: read them back as floats on every backend.
+
+    (SQLite's JSON column has NUMERIC affinity, so a stored ``1.0`` reads back as ``1``.)
+    """
+    if isinstance(value, list):
+        return [float(v) for v in value]
+    return float(value)
+
+
+def _label_key(value: Any) -> str:
+    """What two labels must share to be the same label: canonical JSON of the floats."""
+    return canonical_json(_label_value(value))
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _request_params(r: RequestRecord) -> dict[str, Any]:
+    return {
+        "model": r.model,
+        "request_id": r.request_id,
+        "received_at": r.received_at,
+        "source": r.source,
+        "n_rows": r.n_rows,
+        "n_cols": r.n_cols,
+        "inputs": r.inputs,
+    }
+
+
+def _output_params(o: OutputRecord) -> dict[str, Any]:
+    return {
+        "model": o.model,
+        "request_id": o.request_id,
+        "version": o.version,
+        "role": o.role,
+        "latency_s": o.latency_s,
+        "n_rows": o.n_rows,
+        "n_cols": o.n_cols,
+        "values": o.values,
+        "created_at": o.created_at,
+    }
+
+
+def _output(row: Row[Any]) -> OutputRecord:
+    return OutputRecord(
+        model=row.model,
+        request_id=row.request_id,
+        version=row.version,
+        role=cast(Role, row.role),
+        latency_s=row.latency_s,
+        n_rows=row.n_rows,
+        n_cols=row.n_cols,
+        values=bytes(row._mapping["values"]),
+        created_at=row.created_at,
+    )

@@ -1,0 +1,263 @@
+"""Models and model versions: registration, stage changes and the champion rule.
+
+Every function runs inside the caller's transaction. Version numbers are assigned
+under a lock on the model's row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's
+``BEGIN IMMEDIATE`` already serialises writers), and the partial unique index on
+``model_versions(model) WHERE stage = 'champion'`` backs the one-champion rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from sqlalchemy import Connection, Row, Select, func, select, update
+
+from .._errors import ConflictError, NotFoundError
+from ._audit import append_audit_in
+from ._canonical import hyperparameter_set_id, json_roundtrip
+from ._engine import dialect_insert
+from ._events import add_event_in
+from ._schema import hyperparameter_sets, model_versions, models
+from ._types import STAGES, TASKS, ModelRow, Stage, Task, VersionRow, check_choice, utcnow
+
+
+def upsert_model(
+    conn: Connection, *, name: str, task: str, feature_names: Sequence[str], regulated: bool
+) -> ModelRow:
+    check_choice("task", task, TASKS)
+    if not name:
+        raise ValueError("model `name` must be a non-empty string")
+    features = [str(f) for f in feature_names]
+    stmt = dialect_insert(conn, models).values(
+        name=name, task=task, feature_names=features, regulated=regulated, created_at=utcnow()
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[models.c.name],
+        set_={"task": task, "feature_names": features, "regulated": regulated},
+    )
+    conn.execute(stmt)
+    return get_model(conn, name)
+
+
+def get_model(conn: Connection, name: str) -> ModelRow:
+    row = conn.execute(select(models).where(models.c.name == name)).one_or_none()
+    if row is None:
+        raise NotFoundError(f"model {name!r} is not registered")
+    return _model(row)
+
+
+def list_models(conn: Connection) -> list[ModelRow]:
+    return [_model(r) for r in conn.execute(select(models).order_by(models.c.name))]
+
+
+def add_version(
+    conn: Connection,
+    *,
+    model: str,
+    artefact_sha256: str,
+    hyperparameters: Mapping[str, Any],
+    size_bytes: int,
+    actor: str,
+    dataset_version: str | None,
+    parent_version: int | None,
+    study: str | None,
+    details: Mapping[str, Any] | None,
+    load_memory_bytes: int | None,
+    stage: str,
+) -> VersionRow:
+    if stage not in ("shadow", "champion"):
+        raise ValueError(f"a new version's `stage` must be one of shadow, champion; got {stage!r}")
+    if len(artefact_sha256) != 64:
+        raise ValueError(f"`artefact_sha256` must be 64 hex characters, got {artefact_sha256!r}")
+    _lock_model(conn, model)
+    params = json_roundtrip(dict(hyperparameters))
+    hp_id = hyperparameter_set_id(params)
+    now = utcnow()
+    conn.execute(
+        dialect_insert(conn, hyperparameter_sets)
+        .values(id=hp_id, params=params, created_at=now)
+        .on_conflict_do_nothing(index_elements=[hyperparameter_sets.c.id])
+    )
+    version = conn.execute(
+        select(func.coalesce(func.max(model_versions.c.version), 0) + 1).where(
+            model_versions.c.model == model
+        )
+    ).scalar_one()
+    previous = _demote_champion(conn, model, now) if stage == "champion" else None
+    conn.execute(
+        model_versions.insert().values(
+            model=model,
+            version=version,
+            artefact_sha256=artefact_sha256,
+            hyperparameter_set_id=hp_id,
+            dataset_version=dataset_version,
+            parent_version=parent_version,
+            study=study,
+            stage=stage,
+            details=json_roundtrip(dict(details or {})),
+            size_bytes=size_bytes,
+            load_memory_bytes=load_memory_bytes,
+            created_at=now,
+            stage_changed_at=now,
+        )
+    )
+    append_audit_in(
+        conn,
+        actor=actor,
+        action="register_version",
+        target=f"{model}/v{version}",
+        details={
+            "artefact_sha256": artefact_sha256,
+            "hyperparameter_set_id": hp_id,
+            "stage": stage,
+            "previous_champion": previous,
+        },
+    )
+    return get_version(conn, model, version)
+
+
+def get_version(conn: Connection, model: str, version: int) -> VersionRow:
+    row = conn.execute(
+        _version_select().where(
+            model_versions.c.model == model, model_versions.c.version == version
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFoundError(f"model {model!r} has no version {version}")
+    return _version(row)
+
+
+def list_versions(conn: Connection, model: str, stage: str | None) -> list[VersionRow]:
+    stmt = _version_select().where(model_versions.c.model == model)
+    if stage is not None:
+        check_choice("stage", stage, STAGES)
+        stmt = stmt.where(model_versions.c.stage == stage)
+    return [_version(r) for r in conn.execute(stmt.order_by(model_versions.c.version))]
+
+
+def champion(conn: Connection, model: str) -> VersionRow | None:
+    row = conn.execute(
+        _version_select().where(
+            model_versions.c.model == model, model_versions.c.stage == "champion"
+        )
+    ).one_or_none()
+    return None if row is None else _version(row)
+
+
+def promote(
+    conn: Connection, model: str, version: int, *, actor: str, reason: str
+) -> tuple[VersionRow, VersionRow | None]:
+    _lock_model(conn, model)
+    target = get_version(conn, model, version)
+    if target.stage == "champion":
+        raise ConflictError(f"model {model!r} version {version} is already the champion")
+    if target.stage == "rolled_back":
+        raise ConflictError(
+            f"model {model!r} version {version} was rolled back and cannot be promoted"
+        )
+    now = utcnow()
+    previous = _demote_champion(conn, model, now)
+    _set_stage_row(conn, model, version, "champion", now)
+    append_audit_in(
+        conn,
+        actor=actor,
+        action="promote",
+        target=f"{model}/v{version}",
+        details={"version": version, "previous": previous, "reason": reason},
+    )
+    add_event_in(
+        conn,
+        model=model,
+        type="promoted",
+        payload={"version": version, "previous": previous, "reason": reason},
+    )
+    old = None if previous is None else get_version(conn, model, previous)
+    return get_version(conn, model, version), old
+
+
+def set_stage(
+    conn: Connection, model: str, version: int, stage: str, *, actor: str, reason: str
+) -> VersionRow:
+    if stage not in ("shadow", "retired", "rolled_back"):
+        raise ValueError(
+            f"`stage` must be one of shadow, retired, rolled_back (use promote() for "
+            f"champion); got {stage!r}"
+        )
+    _lock_model(conn, model)
+    current = get_version(conn, model, version)
+    _set_stage_row(conn, model, version, stage, utcnow())
+    details = {
+        "version": version,
+        "stage": stage,
+        "previous_stage": current.stage,
+        "reason": reason,
+    }
+    append_audit_in(
+        conn, actor=actor, action="set_stage", target=f"{model}/v{version}", details=details
+    )
+    add_event_in(conn, model=model, type="stage_changed", payload=details)
+    return get_version(conn, model, version)
+
+
+def _lock_model(conn: Connection, model: str) -> None:
+    found = conn.execute(
+        select(models.c.name).where(models.c.name == model).with_for_update()
+    ).one_or_none()
+    if found is None:
+        raise NotFoundError(f"model {model!r} is not registered")
+
+
+def _demote_champion(conn: Connection, model: str, now: Any) -> int | None:
+    previous = conn.execute(
+        select(model_versions.c.version).where(
+            model_versions.c.model == model, model_versions.c.stage == "champion"
+        )
+    ).scalar_one_or_none()
+    if previous is not None:
+        _set_stage_row(conn, model, previous, "retired", now)
+    return previous
+
+
+def _set_stage_row(conn: Connection, model: str, version: int, stage: str, now: Any) -> None:
+    conn.execute(
+        update(model_versions)
+        .where(model_versions.c.model == model, model_versions.c.version == version)
+        .values(stage=stage, stage_changed_at=now)
+    )
+
+
+def _version_select() -> Select[Any]:
+    return select(model_versions, hyperparameter_sets.c.params).join(
+        hyperparameter_sets, hyperparameter_sets.c.id == model_versions.c.hyperparameter_set_id
+    )
+
+
+def _model(row: Row[Any]) -> ModelRow:
+    return ModelRow(
+        name=row.name,
+        task=cast(Task, row.task),
+        feature_names=tuple(row.feature_names),
+        regulated=bool(row.regulated),
+        created_at=row.created_at,
+    )
+
+
+def _version(row: Row[Any]) -> VersionRow:
+    return VersionRow(
+        id=row.id,
+        model=row.model,
+        version=row.version,
+        artefact_sha256=row.artefact_sha256,
+        hyperparameter_set_id=row.hyperparameter_set_id,
+        hyperparameters=dict(row.params),
+        dataset_version=row.dataset_version,
+        parent_version=row.parent_version,
+        study=row.study,
+        stage=cast(Stage, row.stage),
+        details=dict(row.details),
+        size_bytes=row.size_bytes,
+        load_memory_bytes=row.load_memory_bytes,
+        created_at=row.created_at,
+        stage_changed_at=row.stage_changed_at,
+    )

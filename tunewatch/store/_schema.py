@@ -1,0 +1,218 @@
+"""The store's tables: one ``MetaData``, mirrored by the Alembic migrations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.types import TypeDecorator
+
+from ._types import ROLES, SOURCES, STAGES, TASKS
+
+ZERO_HASH = "0" * 64
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that only accepts aware datetimes and returns aware UTC.
+
+    SQLite has no time zone support, so values are stored there as naive UTC and
+    re-tagged as UTC when read back.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"datetimes stored must be timezone-aware, got naive {value!r}")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def _in(column: str, choices: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(c) for c in choices)})"
+
+
+_EventId = BigInteger().with_variant(Integer(), "sqlite")
+
+models = Table(
+    "models",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("task", String(16), nullable=False),
+    Column("feature_names", JSON, nullable=False),
+    Column("regulated", Boolean(create_constraint=False), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint(_in("task", TASKS), name="task"),
+)
+
+hyperparameter_sets = Table(
+    "hyperparameter_sets",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("params", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(200), ForeignKey("models.name"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("artefact_sha256", String(64), nullable=False),
+    Column(
+        "hyperparameter_set_id", String(64), ForeignKey("hyperparameter_sets.id"), nullable=False
+    ),
+    Column("dataset_version", String(200), nullable=True),
+    Column("parent_version", Integer, nullable=True),
+    Column("study", String(200), nullable=True),
+    Column("stage", String(16), nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("load_memory_bytes", BigInteger, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("stage_changed_at", UTCDateTime, nullable=False),
+    UniqueConstraint("model", "version"),
+    CheckConstraint(_in("stage", STAGES), name="stage"),
+    CheckConstraint("version >= 1", name="version_positive"),
+    # At most one champion per model, enforced by the database itself.
+    Index(
+        "uq_model_versions_one_champion",
+        "model",
+        unique=True,
+        sqlite_where=text("stage = 'champion'"),
+        postgresql_where=text("stage = 'champion'"),
+    ),
+)
+
+requests = Table(
+    "requests",
+    metadata,
+    Column("model", String(200), ForeignKey("models.name"), nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("n_rows", Integer, nullable=False),
+    Column("n_cols", Integer, nullable=False),
+    Column("inputs", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("model", "request_id"),
+    CheckConstraint(_in("source", SOURCES), name="source"),
+    Index("ix_requests_model_received_at", "model", "received_at"),
+)
+
+# No foreign key to ``requests``: a shadow output may be written before its request row.
+outputs = Table(
+    "outputs",
+    metadata,
+    Column("model", String(200), ForeignKey("models.name"), nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("latency_s", Float, nullable=True),
+    Column("n_rows", Integer, nullable=False),
+    Column("n_cols", Integer, nullable=False),
+    Column("values", LargeBinary, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("model", "request_id", "version"),
+    CheckConstraint(_in("role", ROLES), name="role"),
+)
+
+labels = Table(
+    "labels",
+    metadata,
+    Column("model", String(200), nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("value", JSON, nullable=False),
+    Column("outcome", Float, nullable=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("model", "request_id"),
+    ForeignKeyConstraint(["model", "request_id"], ["requests.model", "requests.request_id"]),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", _EventId, primary_key=True, autoincrement=True),
+    Column("model", String(200), nullable=True),
+    Column("type", String(64), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_events_model_created_at", "model", "created_at"),
+)
+
+audit_entries = Table(
+    "audit_entries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(400), nullable=False),
+    Column("details", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False, unique=True),
+)
+
+# One row (id=1) holding the chain head; updating it serialises concurrent appenders.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("hash", String(64), nullable=False),
+    CheckConstraint("id = 1", name="single_row"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("role", String(32), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+)

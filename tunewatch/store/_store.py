@@ -1,0 +1,275 @@
+"""``Store``: the thin front of the persistence layer.
+
+Each public method opens one transaction through :func:`transaction` (which commits,
+rolls back and translates SQLAlchemy errors) and delegates to a module named after the
+concern: ``_registry_rows`` (models, versions), ``_records`` (requests, outputs,
+labels), ``_events``, ``_audit`` and ``_tokens``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, Literal, Self
+
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+
+from .._errors import StoreError
+from . import _audit, _events, _records, _registry_rows, _tokens
+from ._engine import READ_ONLY_OPTION, SqliteSynchronous, make_engine, transaction
+from ._migrate import upgrade_to_head
+from ._types import (
+    AuditEntry,
+    Event,
+    LabelItem,
+    LabelRow,
+    LabelStatus,
+    ModelRow,
+    OutputRecord,
+    RequestRecord,
+    Stage,
+    Task,
+    TokenRow,
+    VersionRow,
+)
+
+
+class Store:
+    """SQLite (embedded default) or PostgreSQL store for the registry, log and audit trail.
+
+    Thread-safe: share one instance across threads. After ``fork`` call
+    ``store.engine.dispose(close=False)`` in the child.
+    """
+
+    def __init__(self, url: str, *, sqlite_synchronous: SqliteSynchronous = "NORMAL") -> None:
+        try:
+            self._engine = make_engine(url, sqlite_synchronous=sqlite_synchronous)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"store `url` is not usable: {exc}") from exc
+        self._read_engine = self._engine.execution_options(**{READ_ONLY_OPTION: True})
+
+    @classmethod
+    def open(cls, url: str, *, sqlite_synchronous: SqliteSynchronous = "NORMAL") -> Store:
+        """Construct and migrate to the newest schema."""
+        store = cls(url, sqlite_synchronous=sqlite_synchronous)
+        try:
+            store.migrate()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def dialect(self) -> Literal["sqlite", "postgresql"]:
+        return "postgresql" if self._engine.dialect.name == "postgresql" else "sqlite"
+
+    def migrate(self) -> None:
+        """Upgrade the schema to the newest revision; a no-op when already there."""
+        with self._tx("migrate") as conn:
+            upgrade_to_head(conn)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def ping(self) -> None:
+        """Raise ``StoreUnavailableError`` if the database cannot be reached."""
+        with self._read("ping") as conn:
+            conn.execute(text("SELECT 1"))
+
+    @contextmanager
+    def _tx(self, operation: str) -> Iterator[Connection]:
+        with transaction(self._engine, operation) as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self, operation: str) -> Iterator[Connection]:
+        with transaction(self._read_engine, operation) as conn:
+            yield conn
+
+    # -- models and versions ------------------------------------------------------------
+
+    def upsert_model(
+        self, *, name: str, task: Task, feature_names: Sequence[str], regulated: bool = False
+    ) -> ModelRow:
+        with self._tx("upsert_model") as conn:
+            return _registry_rows.upsert_model(
+                conn, name=name, task=task, feature_names=feature_names, regulated=regulated
+            )
+
+    def get_model(self, name: str) -> ModelRow:
+        with self._read("get_model") as conn:
+            return _registry_rows.get_model(conn, name)
+
+    def list_models(self) -> list[ModelRow]:
+        with self._read("list_models") as conn:
+            return _registry_rows.list_models(conn)
+
+    def add_version(
+        self,
+        *,
+        model: str,
+        artefact_sha256: str,
+        hyperparameters: Mapping[str, Any],
+        size_bytes: int,
+        actor: str,
+        dataset_version: str | None = None,
+        parent_version: int | None = None,
+        study: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        load_memory_bytes: int | None = None,
+        stage: Literal["shadow", "champion"] = "shadow",
+    ) -> VersionRow:
+        with self._tx("add_version") as conn:
+            return _registry_rows.add_version(
+                conn,
+                model=model,
+                artefact_sha256=artefact_sha256,
+                hyperparameters=hyperparameters,
+                size_bytes=size_bytes,
+                actor=actor,
+                dataset_version=dataset_version,
+                parent_version=parent_version,
+                study=study,
+                details=details,
+                load_memory_bytes=load_memory_bytes,
+                stage=stage,
+            )
+
+    def get_version(self, model: str, version: int) -> VersionRow:
+        with self._read("get_version") as conn:
+            return _registry_rows.get_version(conn, model, version)
+
+    def list_versions(self, model: str, stage: Stage | None = None) -> list[VersionRow]:
+        with self._read("list_versions") as conn:
+            return _registry_rows.list_versions(conn, model, stage)
+
+    def champion(self, model: str) -> VersionRow | None:
+        with self._read("champion") as conn:
+            return _registry_rows.champion(conn, model)
+
+    def promote(
+        self, model: str, version: int, *, actor: str, reason: str
+    ) -> tuple[VersionRow, VersionRow | None]:
+        """Make ``version`` the champion; returns (new champion, retired old champion)."""
+        with self._tx("promote") as conn:
+            return _registry_rows.promote(conn, model, version, actor=actor, reason=reason)
+
+    def set_stage(
+        self,
+        model: str,
+        version: int,
+        stage: Literal["shadow", "retired", "rolled_back"],
+        *,
+        actor: str,
+        reason: str,
+    ) -> VersionRow:
+        with self._tx("set_stage") as conn:
+            return _registry_rows.set_stage(conn, model, version, stage, actor=actor, reason=reason)
+
+    # -- scoring log --------------------------------------------------------------------
+
+    def write_records(
+        self, requests: Sequence[RequestRecord], outputs: Sequence[OutputRecord]
+    ) -> list[bool]:
+        """Write a batch in one transaction; per request, True if it was new.
+
+        Outputs belonging to requests that already existed are not written.
+        """
+        with self._tx("write_records") as conn:
+            return _records.write_records(conn, requests, outputs)
+
+    def add_outputs(self, outputs: Sequence[OutputRecord]) -> None:
+        with self._tx("add_outputs") as conn:
+            _records.add_outputs(conn, outputs)
+
+    def get_request(self, model: str, request_id: str) -> RequestRecord | None:
+        with self._read("get_request") as conn:
+            return _records.get_request(conn, model, request_id)
+
+    def get_outputs(self, model: str, request_id: str) -> list[OutputRecord]:
+        with self._read("get_outputs") as conn:
+            return _records.get_outputs(conn, model, request_id)
+
+    def count_requests(self, model: str) -> int:
+        with self._read("count_requests") as conn:
+            return _records.count_requests(conn, model)
+
+    def count_outputs(self, model: str, version: int | None = None) -> int:
+        with self._read("count_outputs") as conn:
+            return _records.count_outputs(conn, model, version)
+
+    def request_ids(self, model: str) -> set[str]:
+        with self._read("request_ids") as conn:
+            return _records.request_ids(conn, model)
+
+    def add_labels(self, model: str, items: Sequence[LabelItem]) -> list[LabelStatus]:
+        with self._tx("add_labels") as conn:
+            return _records.add_labels(conn, model, items)
+
+    def get_label(self, model: str, request_id: str) -> LabelRow | None:
+        with self._read("get_label") as conn:
+            return _records.get_label(conn, model, request_id)
+
+    # -- events, audit, tokens ----------------------------------------------------------
+
+    def add_event(self, *, model: str | None, type: str, payload: Mapping[str, Any]) -> Event:
+        with self._tx("add_event") as conn:
+            return _events.add_event_in(conn, model=model, type=type, payload=payload)
+
+    def list_events(
+        self, *, model: str | None = None, type: str | None = None, limit: int = 100
+    ) -> list[Event]:
+        """Newest first."""
+        with self._read("list_events") as conn:
+            return _events.list_events(conn, model=model, type=type, limit=limit)
+
+    def append_audit(
+        self, *, actor: str, action: str, target: str, details: Mapping[str, Any]
+    ) -> AuditEntry:
+        with self._tx("append_audit") as conn:
+            return _audit.append_audit_in(
+                conn, actor=actor, action=action, target=target, details=details
+            )
+
+    def audit_log(self, limit: int = 100) -> list[AuditEntry]:
+        """Newest first."""
+        with self._read("audit_log") as conn:
+            return _audit.audit_log(conn, limit)
+
+    def verify_audit(self) -> int | None:
+        """Id of the first entry whose hash does not recompute or chain; None if intact."""
+        with self._read("verify_audit") as conn:
+            return _audit.verify_audit(conn)
+
+    def add_token(self, *, name: str, role: str, token_hash: str) -> TokenRow:
+        with self._tx("add_token") as conn:
+            return _tokens.add_token(conn, name=name, role=role, token_hash=token_hash)
+
+    def revoke_token(self, name: str) -> TokenRow:
+        with self._tx("revoke_token") as conn:
+            return _tokens.revoke_token(conn, name)
+
+    def list_tokens(self) -> list[TokenRow]:
+        with self._read("list_tokens") as conn:
+            return _tokens.list_tokens(conn)
+
+    def token_by_hash(self, token_hash: str) -> TokenRow | None:
+        with self._read("token_by_hash") as conn:
+            return _tokens.token_by_hash(conn, token_hash)

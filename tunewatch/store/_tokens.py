@@ -1,0 +1,58 @@
+"""API tokens: only sha256 hashes are stored (hashing happens in the caller)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, Row, select, update
+
+from .._errors import NotFoundError
+from ._schema import api_tokens
+from ._types import TokenRow, utcnow
+
+
+def add_token(conn: Connection, *, name: str, role: str, token_hash: str) -> TokenRow:
+    if len(token_hash) != 64:
+        raise ValueError(f"`token_hash` must be a 64-character sha256 hex, got {len(token_hash)}")
+    token_id = conn.execute(
+        api_tokens.insert()
+        .values(name=name, role=role, token_hash=token_hash, created_at=utcnow())
+        .returning(api_tokens.c.id)
+    ).scalar_one()
+    return _token(conn.execute(select(api_tokens).where(api_tokens.c.id == token_id)).one())
+
+
+def revoke_token(conn: Connection, name: str) -> TokenRow:
+    conn.execute(
+        update(api_tokens)
+        .where(api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    row = conn.execute(select(api_tokens).where(api_tokens.c.name == name)).one_or_none()
+    if row is None:
+        raise NotFoundError(f"no API token named {name!r}")
+    return _token(row)
+
+
+def list_tokens(conn: Connection) -> list[TokenRow]:
+    return [_token(r) for r in conn.execute(select(api_tokens).order_by(api_tokens.c.id))]
+
+
+def token_by_hash(conn: Connection, token_hash: str) -> TokenRow | None:
+    row = conn.execute(
+        select(api_tokens).where(
+            api_tokens.c.token_hash == token_hash, api_tokens.c.revoked_at.is_(None)
+        )
+    ).one_or_none()
+    return None if row is None else _token(row)
+
+
+def _token(row: Row[Any]) -> TokenRow:
+    return TokenRow(
+        id=row.id,
+        name=row.name,
+        role=row.role,
+        token_hash=row.token_hash,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )

@@ -1,0 +1,168 @@
+"""Typed rows the store returns and the records it accepts (frozen dataclasses)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
+
+Task = Literal["binary", "multiclass", "regression"]
+Stage = Literal["shadow", "champion", "retired", "rolled_back"]
+Source = Literal["infer", "mirror"]
+Role = Literal["champion", "challenger", "external"]
+LabelStatus = Literal["created", "duplicate", "conflict", "unknown_request"]
+
+TASKS: tuple[str, ...] = get_args(Task)
+STAGES: tuple[str, ...] = get_args(Stage)
+SOURCES: tuple[str, ...] = get_args(Source)
+ROLES: tuple[str, ...] = get_args(Role)
+
+FLOAT32_BYTES = 4
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def check_choice(field_name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"`{field_name}` must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_aware(field_name: str, value: datetime) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"`{field_name}` must be a timezone-aware datetime, got naive {value!r}")
+
+
+def _check_matrix(kind: str, n_rows: int, n_cols: int, data: bytes) -> None:
+    if n_rows < 0 or n_cols < 0:
+        raise ValueError(f"`{kind}` shape must be non-negative, got ({n_rows}, {n_cols})")
+    expected = n_rows * n_cols * FLOAT32_BYTES
+    if len(data) != expected:
+        raise ValueError(
+            f"`{kind}` must hold n_rows*n_cols float32 values ({expected} bytes for "
+            f"({n_rows}, {n_cols})), got {len(data)} bytes"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRow:
+    name: str
+    task: Task
+    feature_names: tuple[str, ...]
+    regulated: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRow:
+    id: int
+    model: str
+    version: int
+    artefact_sha256: str
+    hyperparameter_set_id: str
+    hyperparameters: dict[str, Any]
+    dataset_version: str | None
+    parent_version: int | None
+    study: str | None
+    stage: Stage
+    details: dict[str, Any]
+    size_bytes: int
+    load_memory_bytes: int | None
+    created_at: datetime
+    stage_changed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """One scored request; ``inputs`` is the C-order float32 matrix (n_rows x n_cols)."""
+
+    model: str
+    request_id: str
+    received_at: datetime
+    source: Source
+    n_rows: int
+    n_cols: int
+    inputs: bytes
+
+    def __post_init__(self) -> None:
+        check_choice("source", self.source, SOURCES)
+        _check_aware("received_at", self.received_at)
+        _check_matrix("inputs", self.n_rows, self.n_cols, self.inputs)
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRecord:
+    """One version's output for a request; ``values`` is a C-order float32 matrix."""
+
+    model: str
+    request_id: str
+    version: int
+    role: Role
+    latency_s: float | None
+    n_rows: int
+    n_cols: int
+    values: bytes
+    created_at: datetime = field(default_factory=utcnow)
+
+    def __post_init__(self) -> None:
+        check_choice("role", self.role, ROLES)
+        _check_aware("created_at", self.created_at)
+        _check_matrix("values", self.n_rows, self.n_cols, self.values)
+
+
+@dataclass(frozen=True, slots=True)
+class LabelItem:
+    """A ground-truth label for a request: a number, or a list for batched requests."""
+
+    request_id: str
+    value: float | list[float]
+    outcome: float | None = None
+
+    def __post_init__(self) -> None:
+        values = self.value if isinstance(self.value, list) else [self.value]
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise ValueError(
+                    f"label `value` must be a number or a list of numbers, got {self.value!r}"
+                )
+
+
+@dataclass(frozen=True, slots=True)
+class LabelRow:
+    model: str
+    request_id: str
+    value: float | list[float]
+    outcome: float | None
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    id: int
+    model: str | None
+    type: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRow:
+    id: int
+    name: str
+    role: str
+    token_hash: str
+    created_at: datetime
+    revoked_at: datetime | None
