@@ -1,0 +1,98 @@
+"""The objective interface: how "good" is defined, shared by monitoring, A/B tests and tuning.
+
+An objective scores predictions against labels. Every objective reports a ``value`` over a
+window and says whether higher is better; objectives that decompose per request also give
+``per_request_loss`` (lower is better), which paired shadow comparisons need. Objectives
+without one (ROC AUC, PR AUC, recall at a precision floor …) are compared by methods that
+fit whole-sample metrics (DeLong on fixed looks).
+
+Predictions are the model's primary output as a float array: class probabilities
+``[n, n_classes]`` for classifiers (a ``[n]`` or ``[n, 1]`` array is read as the positive
+class probability of a binary model), values ``[n]`` for regressors.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar, Literal
+
+import numpy as np
+
+Task = Literal["binary", "multiclass", "regression"]
+
+
+class ObjectiveError(ValueError):
+    """Inputs an objective cannot score (shapes, labels outside the classes, empty data)."""
+
+
+class Objective(ABC):
+    """A business or statistical metric over a window of labelled predictions."""
+
+    name: ClassVar[str]
+    greater_is_better: ClassVar[bool]
+    tasks: ClassVar[frozenset[str]]
+
+    @property
+    def has_per_request_loss(self) -> bool:
+        return type(self).per_request_loss is not Objective.per_request_loss
+
+    @abstractmethod
+    def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        """The metric over the window."""
+
+    def per_request_loss(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        """Loss per request (lower is better) whose mean is the objective's value or its
+        negation. Raises :class:`ObjectiveError` for objectives that do not decompose."""
+        raise ObjectiveError(f"objective {self.name!r} has no per-request loss")
+
+    def loss(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        """The value oriented so that lower is better (what tuners minimise)."""
+        v = self.value(y_true, y_pred)
+        return -v if self.greater_is_better else v
+
+    def describe(self) -> str:
+        return self.name
+
+
+def positive_proba(y_pred: np.ndarray) -> np.ndarray:
+    """Positive-class probability of a binary model's output."""
+    p = np.asarray(y_pred, dtype=np.float64)
+    if p.ndim == 2:
+        if p.shape[1] == 1:
+            p = p[:, 0]
+        elif p.shape[1] == 2:
+            p = p[:, 1]
+        else:
+            raise ObjectiveError(f"binary predictions must have 1 or 2 columns, got {p.shape[1]}")
+    if p.ndim != 1:
+        raise ObjectiveError(f"predictions must be 1-D or 2-D, got shape {p.shape}")
+    return p
+
+
+def class_proba(y_pred: np.ndarray) -> np.ndarray:
+    """``[n, n_classes]`` probabilities (a 1-column or 1-D array becomes 2 columns)."""
+    p = np.asarray(y_pred, dtype=np.float64)
+    if p.ndim == 1 or (p.ndim == 2 and p.shape[1] == 1):
+        q = p.reshape(-1)
+        return np.column_stack([1.0 - q, q])
+    if p.ndim != 2:
+        raise ObjectiveError(f"predictions must be 1-D or 2-D, got shape {p.shape}")
+    return p
+
+
+def check_lengths(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(y_true)
+    p = np.asarray(y_pred)
+    if t.shape[0] != p.shape[0]:
+        raise ObjectiveError(f"{t.shape[0]} labels but {p.shape[0]} predictions")
+    if t.shape[0] == 0:
+        raise ObjectiveError("no labelled predictions to score")
+    return t, p
+
+
+def class_labels(y_true: np.ndarray, n_classes: int) -> np.ndarray:
+    t = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    labels = t.astype(np.int64)
+    if not np.array_equal(labels, t) or labels.min() < 0 or labels.max() >= n_classes:
+        raise ObjectiveError(f"labels must be integers in [0, {n_classes - 1}]")
+    return labels

@@ -1,0 +1,113 @@
+"""Proper scoring rules and threshold metrics on class probabilities."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from monitor.objectives._base import (
+    Objective,
+    ObjectiveError,
+    check_lengths,
+    class_labels,
+    class_proba,
+)
+
+_EPS = 1e-15
+
+
+class LogLoss(Objective):
+    name: ClassVar[str] = "log_loss"
+    greater_is_better: ClassVar[bool] = False
+    tasks: ClassVar[frozenset[str]] = frozenset({"binary", "multiclass"})
+
+    def per_request_loss(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        t, p = check_lengths(y_true, y_pred)
+        proba = np.clip(class_proba(p), _EPS, 1.0)
+        labels = class_labels(t, proba.shape[1])
+        return -np.log(proba[np.arange(len(labels)), labels])
+
+    def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        return float(self.per_request_loss(y_true, y_pred).mean())
+
+
+class Brier(Objective):
+    """Multi-class Brier score (sum over classes); for binary models twice the usual
+    one-column score is avoided by using the positive column only."""
+
+    name: ClassVar[str] = "brier"
+    greater_is_better: ClassVar[bool] = False
+    tasks: ClassVar[frozenset[str]] = frozenset({"binary", "multiclass"})
+
+    def per_request_loss(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        t, p = check_lengths(y_true, y_pred)
+        proba = class_proba(p)
+        labels = class_labels(t, proba.shape[1])
+        if proba.shape[1] == 2:
+            return np.asarray((proba[:, 1] - labels) ** 2)
+        onehot = np.eye(proba.shape[1])[labels]
+        return np.asarray(((proba - onehot) ** 2).sum(axis=1))
+
+    def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        return float(self.per_request_loss(y_true, y_pred).mean())
+
+
+class Accuracy(Objective):
+    name: ClassVar[str] = "accuracy"
+    greater_is_better: ClassVar[bool] = True
+    tasks: ClassVar[frozenset[str]] = frozenset({"binary", "multiclass"})
+
+    def __init__(self, *, threshold: float = 0.5) -> None:
+        if not 0.0 < threshold < 1.0:
+            raise ObjectiveError(f"`threshold` must be in (0, 1), got {threshold}")
+        self.threshold = threshold
+
+    def _predicted(self, proba: np.ndarray) -> np.ndarray:
+        if proba.shape[1] == 2:
+            return (proba[:, 1] >= self.threshold).astype(np.int64)
+        return np.asarray(proba.argmax(axis=1))
+
+    def per_request_loss(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        t, p = check_lengths(y_true, y_pred)
+        proba = class_proba(p)
+        labels = class_labels(t, proba.shape[1])
+        return (self._predicted(proba) != labels).astype(np.float64)
+
+    def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        return 1.0 - float(self.per_request_loss(y_true, y_pred).mean())
+
+
+class CostWeightedError(Objective):
+    """Mean cost of decisions from a cost matrix ``cost[true][predicted]``.
+
+    The decision per request is the class with the lowest expected cost under the
+    predicted probabilities (Bayes decision), so the objective rewards calibration too.
+    """
+
+    name: ClassVar[str] = "cost"
+    greater_is_better: ClassVar[bool] = False
+    tasks: ClassVar[frozenset[str]] = frozenset({"binary", "multiclass"})
+
+    def __init__(self, *, cost_matrix: list[list[float]]) -> None:
+        m = np.asarray(cost_matrix, dtype=np.float64)
+        if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:
+            raise ObjectiveError(f"`cost_matrix` must be square, at least 2x2, got {m.shape}")
+        if not np.isfinite(m).all() or (m < 0).any():
+            raise ObjectiveError("`cost_matrix` entries must be finite and non-negative")
+        self.cost_matrix = m
+
+    def per_request_loss(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        t, p = check_lengths(y_true, y_pred)
+        proba = class_proba(p)
+        k = self.cost_matrix.shape[0]
+        if proba.shape[1] != k:
+            raise ObjectiveError(
+                f"cost matrix is {k}x{k} but predictions have {proba.shape[1]} classes"
+            )
+        labels = class_labels(t, k)
+        decision = (proba @ self.cost_matrix).argmin(axis=1)
+        return np.asarray(self.cost_matrix[labels, decision])
+
+    def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        return float(self.per_request_loss(y_true, y_pred).mean())

@@ -1,0 +1,122 @@
+"""Whole-sample classification metrics: no per-request loss (compare them with DeLong)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from monitor.objectives._base import Objective, ObjectiveError, check_lengths, positive_proba
+
+
+def _binary(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    t, p = check_lengths(y_true, y_pred)
+    labels = np.asarray(t, dtype=np.float64).reshape(-1)
+    if not np.isin(labels, (0.0, 1.0)).all():
+        raise ObjectiveError("binary labels must be 0 or 1")
+    return labels.astype(np.int64), positive_proba(p)
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Mann–Whitney AUC with midranks for ties."""
+    from scipy.stats import rankdata
+
+    n_pos = int(labels.sum())
+    n_neg = len(labels) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ObjectiveError("ROC AUC needs both classes in the window")
+    ranks = rankdata(scores)
+    return float((ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Precision, recall and thresholds at every distinct score, highest first."""
+    order = np.argsort(-scores, kind="mergesort")
+    s, y = scores[order], labels[order]
+    distinct = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1]
+    tp = np.cumsum(y)[distinct]
+    fp = (distinct + 1) - tp
+    total_pos = labels.sum()
+    if total_pos == 0:
+        raise ObjectiveError("precision/recall metrics need positive labels in the window")
+    return tp / (tp + fp), tp / total_pos, s[distinct]
+
+
+class RocAuc(Objective):
+    name: ClassVar[str] = "roc_auc"
+    greater_is_better: ClassVar[bool] = True
+    tasks: ClassVar[frozenset[str]] = frozenset({"binary"})
+
+    def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        return roc_auc(*_binary(y_true, y_pred))
+
+
+class PrAuc(Objective):
+    """Average precision (step-wise area under the precision-recall curve)."""
+
+    name: ClassVar[str] = "pr_auc"
+    greater_is_better: ClassVar[bool] = True
+    tasks: ClassVar[frozenset[str]] = frozenset({"binary"})
+
+    def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        precision, recall, _ = _curve(*_binary(y_true, y_pred))
+        return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+class FBeta(Objective):
+    name: ClassVar[str] = "f_beta"
+    greater_is_better: ClassVar[bool] = True
+    tasks: ClassVar[frozenset[str]] = frozenset({"binary"})
+
+    def __init__(self, *, beta: float = 1.0, threshold: float = 0.5) -> None:
+        if beta <= 0:
+            raise ObjectiveError(f"`beta` must be > 0, got {beta}")
+        if not 0.0 < threshold < 1.0:
+            raise ObjectiveError(f"`threshold` must be in (0, 1), got {threshold}")
+        self.beta, self.threshold = beta, threshold
+
+    def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        labels, p = _binary(y_true, y_pred)
+        pred = p >= self.threshold
+        tp = float((pred & (labels == 1)).sum())
+        fp = float((pred & (labels == 0)).sum())
+        fn = float((~pred & (labels == 1)).sum())
+        b2 = self.beta**2
+        denom = (1 + b2) * tp + b2 * fn + fp
+        return 0.0 if denom == 0 else (1 + b2) * tp / denom
+
+
+class RecallAtPrecision(Objective):
+    """Best recall among thresholds whose precision is at least ``min_precision``."""
+
+    name: ClassVar[str] = "recall_at_precision"
+    greater_is_better: ClassVar[bool] = True
+    tasks: ClassVar[frozenset[str]] = frozenset({"binary"})
+
+    def __init__(self, *, min_precision: float) -> None:
+        if not 0.0 < min_precision <= 1.0:
+            raise ObjectiveError(f"`min_precision` must be in (0, 1], got {min_precision}")
+        self.min_precision = min_precision
+
+    def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        precision, recall, _ = _curve(*_binary(y_true, y_pred))
+        ok = precision >= self.min_precision
+        return float(recall[ok].max()) if ok.any() else 0.0
+
+
+class PrecisionAtRecall(Objective):
+    """Best precision among thresholds whose recall is at least ``min_recall``."""
+
+    name: ClassVar[str] = "precision_at_recall"
+    greater_is_better: ClassVar[bool] = True
+    tasks: ClassVar[frozenset[str]] = frozenset({"binary"})
+
+    def __init__(self, *, min_recall: float) -> None:
+        if not 0.0 < min_recall <= 1.0:
+            raise ObjectiveError(f"`min_recall` must be in (0, 1], got {min_recall}")
+        self.min_recall = min_recall
+
+    def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        precision, recall, _ = _curve(*_binary(y_true, y_pred))
+        ok = recall >= self.min_recall
+        return float(precision[ok].max()) if ok.any() else 0.0

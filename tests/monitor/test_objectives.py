@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from monitor.objectives import (
+    OBJECTIVES,
+    ObjectiveError,
+    make_objective,
+)
+
+
+@pytest.fixture
+def binary() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 500)
+    p = np.clip(0.3 * y + rng.random(500) * 0.7, 0.01, 0.99)
+    return y, np.column_stack([1 - p, p])
+
+
+def test_binary_objectives_match_scikit_learn(binary: tuple[np.ndarray, np.ndarray]) -> None:
+    y, proba = binary
+    p = proba[:, 1]
+    assert make_objective("log_loss").value(y, proba) == pytest.approx(skm.log_loss(y, proba))
+    assert make_objective("brier").value(y, proba) == pytest.approx(skm.brier_score_loss(y, p))
+    assert make_objective("accuracy").value(y, proba) == pytest.approx(
+        skm.accuracy_score(y, p >= 0.5)
+    )
+    assert make_objective("roc_auc").value(y, proba) == pytest.approx(skm.roc_auc_score(y, p))
+    assert make_objective("pr_auc").value(y, proba) == pytest.approx(
+        skm.average_precision_score(y, p)
+    )
+    assert make_objective("f_beta", beta=2.0).value(y, proba) == pytest.approx(
+        skm.fbeta_score(y, p >= 0.5, beta=2.0)
+    )
+
+
+def test_recall_at_precision_floor_matches_the_curve(binary: tuple[np.ndarray, np.ndarray]) -> None:
+    y, proba = binary
+    precision, recall, _ = skm.precision_recall_curve(y, proba[:, 1])
+    expected = recall[precision >= 0.8].max()
+    assert make_objective("recall_at_precision", min_precision=0.8).value(y, proba) == (
+        pytest.approx(expected)
+    )
+    expected_p = precision[recall >= 0.9].max()
+    assert make_objective("precision_at_recall", min_recall=0.9).value(y, proba) == (
+        pytest.approx(expected_p)
+    )
+
+
+def test_per_request_losses_average_to_the_value(binary: tuple[np.ndarray, np.ndarray]) -> None:
+    y, proba = binary
+    for name, params in [
+        ("log_loss", {}),
+        ("brier", {}),
+        ("accuracy", {}),
+        ("cost", {"cost_matrix": [[0, 1], [5, 0]]}),
+    ]:
+        objective = make_objective(name, **params)
+        loss = objective.per_request_loss(y, proba)
+        assert loss.shape == (500,)
+        assert objective.loss(y, proba) == pytest.approx(
+            loss.mean() if not objective.greater_is_better else loss.mean() - 1.0
+        )
+
+
+def test_cost_weighted_error_takes_the_bayes_decision() -> None:
+    cost = make_objective("cost", cost_matrix=[[0, 1], [10, 0]])
+    # p=0.2 positive: expected cost of predicting 0 is 0.2*10=2 > predicting 1 is 0.8*1
+    loss = cost.per_request_loss(np.array([0, 1]), np.array([[0.8, 0.2], [0.8, 0.2]]))
+    np.testing.assert_array_equal(loss, [1.0, 0.0])
+
+
+def test_regression_objectives_match_scikit_learn() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.normal(10, 2, 300)
+    pred = y + rng.normal(0, 1, 300)
+    assert make_objective("mae").value(y, pred) == pytest.approx(skm.mean_absolute_error(y, pred))
+    assert make_objective("rmse").value(y, pred) == pytest.approx(
+        np.sqrt(skm.mean_squared_error(y, pred))
+    )
+    assert make_objective("mape").value(y, pred) == pytest.approx(
+        skm.mean_absolute_percentage_error(y, pred)
+    )
+
+
+def test_objectives_without_a_per_request_loss_say_so(
+    binary: tuple[np.ndarray, np.ndarray],
+) -> None:
+    y, proba = binary
+    for name, params in [
+        ("roc_auc", {}),
+        ("pr_auc", {}),
+        ("f_beta", {}),
+        ("recall_at_precision", {"min_precision": 0.5}),
+    ]:
+        objective = make_objective(name, **params)
+        assert not objective.has_per_request_loss
+        with pytest.raises(ObjectiveError, match="no per-request loss"):
+            objective.per_request_loss(y, proba)
+    assert make_objective("log_loss").has_per_request_loss
+
+
+def test_invalid_objective_configuration_names_the_rule() -> None:
+    with pytest.raises(ObjectiveError, match="must be one of"):
+        make_objective("auc")
+    with pytest.raises(ObjectiveError, match="does not apply to regression"):
+        make_objective("log_loss", task="regression")
+    with pytest.raises(ObjectiveError, match="min_precision"):
+        make_objective("recall_at_precision", min_precision=1.5)
+    with pytest.raises(ObjectiveError, match="labels must be integers"):
+        make_objective("log_loss").value(np.array([0, 3]), np.array([[0.5, 0.5], [0.5, 0.5]]))
+
+
+def test_every_objective_is_registered_by_its_name() -> None:
+    assert set(OBJECTIVES) == {
+        "log_loss",
+        "brier",
+        "accuracy",
+        "cost",
+        "roc_auc",
+        "pr_auc",
+        "f_beta",
+        "recall_at_precision",
+        "precision_at_recall",
+        "mae",
+        "rmse",
+        "mape",
+    }
