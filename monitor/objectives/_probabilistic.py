@@ -26,7 +26,7 @@ class LogLoss(Objective):
         t, p = check_lengths(y_true, y_pred)
         proba = np.clip(class_proba(p), _EPS, 1.0)
         labels = class_labels(t, proba.shape[1])
-        return -np.log(proba[np.arange(len(labels)), labels])
+        return np.asarray(-np.log(proba[np.arange(len(labels)), labels]))
 
     def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
         return float(self.per_request_loss(y_true, y_pred).mean())
@@ -72,7 +72,7 @@ class Accuracy(Objective):
         t, p = check_lengths(y_true, y_pred)
         proba = class_proba(p)
         labels = class_labels(t, proba.shape[1])
-        return (self._predicted(proba) != labels).astype(np.float64)
+        return np.asarray(self._predicted(proba) != labels, dtype=np.float64)
 
     def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
         return 1.0 - float(self.per_request_loss(y_true, y_pred).mean())

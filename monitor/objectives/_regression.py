@@ -26,7 +26,7 @@ class MAE(Objective):
 
     def per_request_loss(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         t, p = _values(y_true, y_pred)
-        return np.abs(t - p)
+        return np.asarray(np.abs(t - p))
 
     def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
         return float(self.per_request_loss(y_true, y_pred).mean())
@@ -42,7 +42,7 @@ class RMSE(Objective):
 
     def per_request_loss(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         t, p = _values(y_true, y_pred)
-        return (t - p) ** 2
+        return np.asarray((t - p) ** 2)
 
     def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
         return float(np.sqrt(self.per_request_loss(y_true, y_pred).mean()))
@@ -57,7 +57,7 @@ class MAPE(Objective):
         t, p = _values(y_true, y_pred)
         if (t == 0).any():
             raise ObjectiveError("MAPE is undefined for zero labels; use MAE")
-        return np.abs((t - p) / t)
+        return np.asarray(np.abs((t - p) / t))
 
     def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
         return float(self.per_request_loss(y_true, y_pred).mean())
