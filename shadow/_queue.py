@@ -2,8 +2,9 @@
 
 :meth:`ShadowQueue.submit` never blocks: when ``maxsize`` jobs are waiting it drops
 the new job, counts it in :attr:`ShadowQueue.dropped` and returns ``False``. Worker
-threads score every challenger of a job, timing each with ``perf_counter``, and hand
-the job's results to ``on_result`` in one call. A failing challenger becomes a result
+threads drain the backlog (up to ``max_batch`` jobs), score it with each challenger in
+one batched call (see :func:`score_many`), and hand the results to ``on_result`` in one
+call. A failing challenger becomes a result
 with ``error`` set; a failing ``on_result`` is logged and counted. Neither stops a
 worker.
 """
@@ -45,7 +46,7 @@ class ShadowResult:
     request_id: str
     version: int
     values: np.ndarray[Any, Any] | None
-    latency_s: float
+    latency_s: float | None
     error: str | None = None
 
 
@@ -75,6 +76,31 @@ def score(job: ShadowJob, loaded: LoadedVersion) -> ShadowResult:
     )
 
 
+def score_many(jobs: Sequence[ShadowJob], loaded: LoadedVersion) -> list[ShadowResult]:
+    """Score several jobs with one challenger: the first alone, the rest in one batch.
+
+    Batching the backlog makes shadow scoring cheap under load (one onnxruntime call for
+    many requests). The first job is scored on its own so that every drained backlog
+    yields one honest single-request latency; the batched ones carry ``latency_s=None``
+    (their cost is shared, not a latency). If the batched run fails, each job is scored
+    alone so that one bad job cannot sink the others.
+    """
+    results = [score(jobs[0], loaded)]
+    rest = jobs[1:]
+    if not rest:
+        return results
+    try:
+        dtype = loaded.model.signature.input.dtype
+        x = np.concatenate([j.x for j in rest]).astype(dtype, copy=False)
+        values = loaded.model.primary(loaded.model.run(x))
+    except Exception:  # isolate the failing job below; each failure is logged there
+        return results + [score(j, loaded) for j in rest]
+    offsets = np.cumsum([j.x.shape[0] for j in rest])[:-1]
+    for job, part in zip(rest, np.split(values, offsets), strict=True):
+        results.append(ShadowResult(job.model, job.request_id, loaded.version, part, None))
+    return results
+
+
 class ShadowQueue:
     """A bounded, non-blocking job queue drained by daemon worker threads."""
 
@@ -85,12 +111,16 @@ class ShadowQueue:
         on_result: Callable[[Sequence[ShadowResult]], None],
         workers: int = 1,
         name: str = "shadow",
+        max_batch: int = 256,
     ) -> None:
         if maxsize < 1:
             raise ValueError(f"`maxsize` must be >= 1, got {maxsize}")
         if workers < 1:
             raise ValueError(f"`workers` must be >= 1, got {workers}")
+        if max_batch < 1:
+            raise ValueError(f"`max_batch` must be >= 1, got {max_batch}")
         self.maxsize = maxsize
+        self.max_batch = max_batch
         self.name = name
         self._on_result = on_result
         self._n_workers = workers
@@ -184,15 +214,34 @@ class ShadowQueue:
     # -- worker -------------------------------------------------------------------
     def _work(self) -> None:
         while True:
-            job = self._queue.get()
-            if job is _STOP:
+            first = self._queue.get()
+            if first is _STOP:
                 return
+            jobs = [first]
+            stop = False
+            while len(jobs) < self.max_batch:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is _STOP:
+                    stop = True
+                    break
+                jobs.append(job)
             with self._lock:
-                self._depth -= 1
-            self._handle(job)
+                self._depth -= len(jobs)
+            self._handle(jobs)
+            if stop:
+                return
 
-    def _handle(self, job: ShadowJob) -> None:
-        results = [score(job, loaded) for loaded in job.challengers]
+    def _handle(self, jobs: list[ShadowJob]) -> None:
+        results: list[ShadowResult] = []
+        groups: dict[tuple[LoadedVersion, ...], list[ShadowJob]] = {}
+        for job in jobs:
+            groups.setdefault(job.challengers, []).append(job)
+        for challengers, group in groups.items():
+            for loaded in challengers:
+                results.extend(score_many(group, loaded))
         failures = sum(1 for r in results if r.error is not None)
         callback_failed = False
         try:
@@ -200,12 +249,13 @@ class ShadowQueue:
         except Exception:  # job boundary: the worker must survive its consumer
             callback_failed = True
             logger.exception(
-                "shadow queue %s: on_result failed for model=%s request=%s",
+                "shadow queue %s: on_result failed for %d jobs (first model=%s request=%s)",
                 self.name,
-                job.model,
-                job.request_id,
+                len(jobs),
+                jobs[0].model,
+                jobs[0].request_id,
             )
         with self._lock:
-            self._processed += 1
+            self._processed += len(jobs)
             self._errors += failures + callback_failed
             self._callback_errors += callback_failed

@@ -6,8 +6,6 @@ import logging
 import os
 from collections.abc import Mapping
 
-from fastapi import FastAPI
-
 from monitor import ServingMetrics
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._auth import Authenticator, hash_token
@@ -16,7 +14,8 @@ from tunewatch._errors import NotFoundError
 from tunewatch._recorder import Recorder
 from tunewatch._registry import Registry
 from tunewatch._runtime import ScoringRuntime
-from tunewatch.api import AppContext, create_app
+from tunewatch.api import AppContext, create_asgi
+from tunewatch.api._front import InferenceFront
 from tunewatch.store import Store
 
 logger = logging.getLogger(__name__)
@@ -73,7 +72,10 @@ class Daemon:
         self.artefacts = ArtefactStore(config.artefact_dir)
         self.metrics = ServingMetrics()
         self.recorder = Recorder(
-            self.store, metrics=self.metrics, max_batch=config.recording.max_batch
+            self.store,
+            metrics=self.metrics,
+            max_batch=config.recording.max_batch,
+            linger_s=config.recording.linger_ms / 1000,
         )
         self.runtime = ScoringRuntime(
             config=config,
@@ -91,7 +93,7 @@ class Daemon:
         self.auth = Authenticator(
             self._lookup_token, disabled=config.auth.disabled, ttl_s=config.auth.token_cache_ttl_s
         )
-        self.app: FastAPI = create_app(
+        self.app: InferenceFront = create_asgi(
             AppContext(
                 runtime=self.runtime,
                 registry=self.registry,

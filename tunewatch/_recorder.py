@@ -45,10 +45,12 @@ class Recorder:
         *,
         metrics: ServingMetrics | None = None,
         max_batch: int = 512,
+        linger_s: float = 0.0,
     ) -> None:
         self._store = store
         self._metrics = metrics
         self._max_batch = max_batch
+        self._linger_s = linger_s
         self._queue: queue.SimpleQueue[_Pending | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
@@ -95,6 +97,8 @@ class Recorder:
             else:
                 assert isinstance(first, _Pending)
                 group = [first]
+                if self._linger_s > 0:
+                    time.sleep(self._linger_s)  # let concurrent requests join this commit
             n_requests = 1 if group and group[0].request is not None else 0
             while n_requests < self._max_batch:
                 try:
@@ -113,16 +117,12 @@ class Recorder:
 
     def _commit(self, group: list[_Pending]) -> None:
         requests = [p.request for p in group if p.request is not None]
-        outputs = [o for p in group if p.request is not None for o in p.outputs]
-        loose = [o for p in group if p.request is None for o in p.outputs]
+        outputs = [o for p in group for o in p.outputs]
         started = time.perf_counter()
         error: Exception | None = None
         inserted: list[bool] = []
         try:
-            if requests:
-                inserted = self._store.write_records(requests, outputs)
-            if loose:
-                self._store.add_outputs(loose)
+            inserted = self._store.write_records(requests, outputs)
         except StoreError as exc:
             error = exc
         except Exception as exc:  # the writer must survive anything; log and fail the group

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,8 @@ class ScoringRuntime:
         self.metrics = metrics
         self.recorder = recorder
         self._models: dict[str, ServedModel] = {}
-        self._sessions: dict[str, OnnxModel] = {}  # by artefact sha256, shared across versions
+        self._sessions: dict[str, OnnxModel] = {}
+        self._children: dict[object, Any] = {}  # by artefact sha256, shared across versions
         self.queue = ShadowQueue(
             maxsize=config.scoring.shadow_queue_size,
             on_result=self._on_shadow_results,
@@ -199,10 +201,10 @@ class ScoringRuntime:
         started = time.perf_counter()
         outputs = chosen.model.run(x)
         latency = time.perf_counter() - started
-        self.metrics.inference_latency.labels(
-            served.row.name, str(chosen.version), chosen.hyperparameter_set, "champion"
+        self._latency(
+            served.row.name, chosen.version, chosen.hyperparameter_set, chosen.role
         ).observe(latency)
-        self.metrics.inference_rows.labels(served.row.name).inc(x.shape[0])
+        self._rows(served.row.name).inc(x.shape[0])
         return Scored(
             version=chosen,
             outputs=outputs,
@@ -210,6 +212,22 @@ class ScoringRuntime:
             latency_s=latency,
             challengers=challengers,
         )
+
+    def _latency(self, model: str, version: int, hp: str, role: str) -> Any:
+        """The labelled histogram child, looked up once per label set (hot path)."""
+        key = (model, version, hp, role)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self.metrics.inference_latency.labels(
+                model, str(version), hp, role
+            )
+        return child
+
+    def _rows(self, model: str) -> Any:
+        child = self._children.get(model)
+        if child is None:
+            child = self._children[model] = self.metrics.inference_rows.labels(model)
+        return child
 
     # -- recording -------------------------------------------------------------------------
     @staticmethod
@@ -272,9 +290,8 @@ class ScoringRuntime:
                     hp = served.deployment.get(r.version).hyperparameter_set
                 except LookupError:
                     pass  # the challenger left the lineup while it scored; keep its output
-            self.metrics.inference_latency.labels(
-                r.model, str(r.version), hp, "challenger"
-            ).observe(r.latency_s)
+            if r.latency_s is not None:  # batched backlog results carry no latency
+                self._latency(r.model, r.version, hp, "challenger").observe(r.latency_s)
             records.append(
                 self.output_record(
                     r.model, r.request_id, r.version, "challenger", r.values, r.latency_s

@@ -22,13 +22,15 @@ def job(request_id: str, x: np.ndarray, *challengers: LoadedVersion) -> ShadowJo
 
 
 class Collector:
+    """Collects results (however the worker batches them) until ``expected`` arrived."""
+
     def __init__(self, expected: int) -> None:
-        self.results: list[Sequence[ShadowResult]] = []
+        self.results: list[ShadowResult] = []
         self._expected = expected
         self.done = threading.Event()
 
     def __call__(self, results: Sequence[ShadowResult]) -> None:
-        self.results.append(results)
+        self.results.extend(results)
         if len(self.results) >= self._expected:
             self.done.set()
 
@@ -37,15 +39,15 @@ def test_every_challenger_scores_the_job_and_results_arrive_together(
     logistic: Exported, boosting: Exported, data: Data
 ) -> None:
     x = data.x_holdout[:4].astype(np.float32)
-    collect = Collector(expected=1)
+    collect = Collector(expected=2)
     with ShadowQueue(maxsize=4, on_result=collect) as q:
         assert q.submit(job("r1", x, challenger(logistic, 2), challenger(boosting, 3)))
         assert collect.done.wait(WAIT_S)
-    (batch,) = collect.results
+    batch = collect.results
     assert [r.version for r in batch] == [2, 3]
     for result, exported in zip(batch, (logistic, boosting), strict=True):
         assert result.error is None and result.request_id == "r1" and result.model == "m"
-        assert result.latency_s > 0
+        assert result.latency_s is not None and result.latency_s > 0
         assert result.values is not None and result.values.dtype == np.float32
         np.testing.assert_array_equal(result.values, exported.model.primary(exported.model.run(x)))
     assert q.processed == 1 and q.errors == 0 and q.depth == 0
@@ -59,7 +61,7 @@ def test_full_queue_drops_new_jobs_without_blocking_and_counts_them(
     seen: list[str] = []
 
     def blocked(results: Sequence[ShadowResult]) -> None:
-        seen.append(results[0].request_id)
+        seen.extend(r.request_id for r in results)
         entered.set()
         assert release.wait(WAIT_S)
 
@@ -93,7 +95,7 @@ def test_failing_challenger_becomes_error_result_and_worker_survives(
             q.submit(job("bad", wrong_width, challenger(logistic, 2)))
             q.submit(job("good", good, challenger(logistic, 2)))
             assert collect.done.wait(WAIT_S)
-    (bad,), (ok,) = collect.results
+    bad, ok = collect.results
     assert bad.values is None and bad.error is not None and "InvalidInputError" in bad.error
     assert ok.error is None and ok.values is not None
     assert q.errors == 1 and q.processed == 2
@@ -105,11 +107,14 @@ def test_failing_on_result_is_logged_counted_and_worker_survives(
     logistic: Exported, caplog: pytest.LogCaptureFixture
 ) -> None:
     done = threading.Event()
-    calls: list[str] = []
+    failed = threading.Event()
+    calls: list[list[str]] = []
 
     def flaky(results: Sequence[ShadowResult]) -> None:
-        calls.append(results[0].request_id)
-        if results[0].request_id == "first":
+        ids = [r.request_id for r in results]
+        calls.append(ids)
+        if "first" in ids:
+            failed.set()
             raise RuntimeError("store unavailable")
         done.set()
 
@@ -117,9 +122,10 @@ def test_failing_on_result_is_logged_counted_and_worker_survives(
     with caplog.at_level(logging.ERROR, logger="shadow"):
         with ShadowQueue(maxsize=4, on_result=flaky) as q:
             q.submit(job("first", x, challenger(logistic, 2)))
+            assert failed.wait(WAIT_S)
             q.submit(job("second", x, challenger(logistic, 2)))
             assert done.wait(WAIT_S)
-    assert calls == ["first", "second"]
+    assert calls == [["first"], ["second"]]
     assert q.callback_errors == 1 and q.errors == 1 and q.processed == 2
     assert any("store unavailable" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
 
@@ -144,7 +150,7 @@ def test_challenger_with_other_input_dtype_gets_a_cast_copy(logistic: Exported, 
     with ShadowQueue(maxsize=1, on_result=collect) as q:
         q.submit(job("r", x64, challenger(logistic, 2)))
         assert collect.done.wait(WAIT_S)
-    (result,) = collect.results[0]
+    (result,) = collect.results
     assert result.error is None
 
 
@@ -152,3 +158,35 @@ def test_challenger_with_other_input_dtype_gets_a_cast_copy(logistic: Exported, 
 def test_constructor_refuses_non_positive_sizes(maxsize: int, workers: int) -> None:
     with pytest.raises(ValueError, match="must be >= 1"):
         ShadowQueue(maxsize=maxsize, workers=workers, on_result=lambda results: None)
+
+
+def test_backlog_is_scored_in_one_batch_with_one_latency_probe(logistic: Exported) -> None:
+    entered = threading.Event()
+    release = threading.Event()
+    batches: list[list[ShadowResult]] = []
+
+    def collect(results: Sequence[ShadowResult]) -> None:
+        batches.append(list(results))
+        entered.set()
+        assert release.wait(WAIT_S)
+
+    rng = np.random.default_rng(3)
+    rows = [rng.normal(size=(n, N_FEATURES)).astype(np.float32) for n in (1, 1, 3, 2, 1)]
+    q = ShadowQueue(maxsize=10, on_result=collect, workers=1)
+    q.start()
+    try:
+        assert q.submit(job("first", rows[0], challenger(logistic, 2)))
+        assert entered.wait(WAIT_S)
+        for i, x in enumerate(rows[1:]):
+            assert q.submit(job(f"r{i}", x, challenger(logistic, 2)))
+    finally:
+        release.set()
+        q.close(timeout=WAIT_S)
+    assert [len(b) for b in batches] == [1, 4]
+    backlog = batches[1]
+    assert backlog[0].latency_s is not None  # the probe: scored alone
+    assert all(r.latency_s is None for r in backlog[1:])  # batched: a shared cost
+    for result, x in zip(backlog, rows[1:], strict=True):
+        expected = logistic.model.primary(logistic.model.run(x))
+        assert result.values is not None
+        np.testing.assert_allclose(result.values, expected, rtol=0, atol=1e-6)

@@ -17,6 +17,7 @@ from tunewatch.api import _oip, _records
 from tunewatch.api._body import BodyLimitMiddleware
 from tunewatch.api._context import AppContext, context
 from tunewatch.api._errors import install_error_handlers
+from tunewatch.api._front import InferenceFront
 from tunewatch.api._models import router as models_router
 
 
@@ -148,3 +149,9 @@ def create_app(
     )
     app.add_middleware(HttpMetricsMiddleware, metrics=ctx.runtime.metrics)
     return app
+
+
+def create_asgi(ctx: AppContext, **lifecycle: Callable[[], None] | None) -> InferenceFront:
+    """The daemon's ASGI application: the inference front before the FastAPI app."""
+    app = create_app(ctx, **lifecycle)
+    return InferenceFront(app, ctx=ctx, max_body_bytes=ctx.runtime.config.server.max_body_bytes)

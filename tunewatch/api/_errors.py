@@ -61,20 +61,22 @@ def status_for(exc: TunewatchError) -> int:
     return 500
 
 
-async def _tunewatch_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, TunewatchError)
-    status = status_for(exc)
+def describe(exc: TunewatchError | ShadowError) -> tuple[int, str, str]:
+    """``(status, code, message)`` for one of our own errors."""
+    if isinstance(exc, ShadowError):
+        status = SHADOW_STATUS.get(exc.code, 400 if isinstance(exc, ValueError) else 422)
+        return status, exc.code, exc.message
+    return status_for(exc), exc.code, exc.message
+
+
+async def _own_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TunewatchError | ShadowError)
+    status, code, message = describe(exc)
     if status >= 500 and status != 503:
         logger.error(
             "request %s %s failed: %s", request.method, request.url.path, exc, exc_info=exc
         )
-    return error_response(status, exc.code, exc.message)
-
-
-async def _shadow_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ShadowError)
-    status = SHADOW_STATUS.get(exc.code, 400 if isinstance(exc, ValueError) else 422)
-    return error_response(status, exc.code, exc.message)
+    return error_response(status, code, message)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
@@ -100,8 +102,8 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(TunewatchError, _tunewatch_error)
-    app.add_exception_handler(ShadowError, _shadow_error)
+    app.add_exception_handler(TunewatchError, _own_error)
+    app.add_exception_handler(ShadowError, _own_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

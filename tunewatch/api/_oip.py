@@ -1,12 +1,14 @@
 """Open Inference Protocol v2: health, metadata and inference (JSON and binary tensors).
 
-The inference routes are plain Starlette endpoints: they read the body once, decode it
-straight into numpy and answer with orjson, keeping pydantic and FastAPI's parameter
-machinery off the hot path. They are described in the OpenAPI document by hand.
+Inference is answered by :class:`~tunewatch.api._front.InferenceFront`, a bare ASGI
+front that reads the body once, decodes it straight into numpy and answers with orjson,
+keeping FastAPI's middleware and parameter machinery off the hot path; it is described
+in the OpenAPI document by hand. Health and metadata are plain Starlette routes.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import uuid
 from typing import Any
@@ -20,7 +22,7 @@ from starlette.routing import Route
 from shadow import Signature
 from tunewatch import __version__
 from tunewatch.api._body import parse_json_object
-from tunewatch.api._context import authenticate, context
+from tunewatch.api._context import AppContext, authenticate, context
 from tunewatch.api._errors import ApiError
 from tunewatch.store import Role as OutputRole
 
@@ -47,16 +49,15 @@ def datatype_of(dtype: np.dtype[Any]) -> str:
     return _BY_DTYPE.get(np.dtype(dtype), "BYTES")
 
 
-class _Orjson(Response):
-    media_type = "application/json"
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+# Generated ids: a random per-process prefix and a counter — unique across restarts and
+# replicas without paying for os.urandom on every request.
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_ids = (f"{_ID_PREFIX}-{i}" for i in itertools.count(1))
 
 
 def _request_id(raw: Any) -> str:
     if raw is None:
-        return uuid.uuid4().hex
+        return next(_ids)
     if not isinstance(raw, str) or not raw or len(raw) > MAX_ID_LENGTH or not raw.isprintable():
         raise ApiError(
             400, "invalid_id", f"`id` must be a printable string of 1–{MAX_ID_LENGTH} characters"
@@ -196,11 +197,20 @@ def encode_outputs(outputs: dict[str, np.ndarray], names: list[str] | None) -> l
     return encoded
 
 
-async def infer(request: Request) -> Response:
-    ctx = context(request)
-    authenticate(request, "score")
-    model = request.path_params["model"]
-    raw_version = request.path_params.get("version")
+async def infer(
+    ctx: AppContext,
+    model: str,
+    raw_version: str | None,
+    authorization: str | None,
+    header_length: str | None,
+    body: bytes,
+) -> bytes:
+    """Score one OIP request: validate, champion answers, record durably, shadow.
+
+    Called by :class:`~tunewatch.api._front.InferenceFront` with the raw pieces of the
+    HTTP request; returns the JSON body. Errors are raised as our own exceptions.
+    """
+    ctx.auth.authenticate(authorization, "score")
     version = None
     if raw_version is not None:
         if not raw_version.isdigit():
@@ -209,18 +219,14 @@ async def infer(request: Request) -> Response:
             )
         version = int(raw_version)
     served = ctx.runtime.model(model)
-    header = request.headers.get(HEADER_LENGTH)
-    header_length = None
-    if header is not None:
-        if not header.isdigit():
+    length = None
+    if header_length is not None:
+        if not header_length.isdigit():
             raise ApiError(
                 400, "invalid_binary", "Inference-Header-Content-Length must be an integer"
             )
-        header_length = int(header)
-    body = await request.body()
-    request_id, array, names = decode_infer_request(
-        body, header_length, ctx.runtime.signature(served)
-    )
+        length = int(header_length)
+    request_id, array, names = decode_infer_request(body, length, ctx.runtime.signature(served))
     x = ctx.runtime.validate(served, array)
     scored = ctx.runtime.score(served, x, version=version)
     encoded = encode_outputs(scored.outputs, names)
@@ -247,13 +253,14 @@ async def infer(request: Request) -> Response:
             )
     if ctx.shadowing:
         ctx.runtime.shadow(model, request_id, x, scored.challengers)
-    return _Orjson(
+    return orjson.dumps(
         {
             "model_name": model,
             "model_version": str(scored.version.version),
             "id": request_id,
             "outputs": encoded,
-        }
+        },
+        option=orjson.OPT_SERIALIZE_NUMPY,
     )
 
 
@@ -317,6 +324,4 @@ routes = [
     Route("/v2/models/{model}", model_metadata, methods=["GET"]),
     Route("/v2/models/{model}/ready", model_ready, methods=["GET"]),
     Route("/v2/models/{model}/versions/{version}/ready", model_ready, methods=["GET"]),
-    Route("/v2/models/{model}/infer", infer, methods=["POST"]),
-    Route("/v2/models/{model}/versions/{version}/infer", infer, methods=["POST"]),
 ]

@@ -10,6 +10,7 @@ cannot deadlock each other.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Row, func, select
@@ -35,31 +36,122 @@ _CHUNK = 500
 def write_records(
     conn: Connection, new_requests: Sequence[RequestRecord], new_outputs: Sequence[OutputRecord]
 ) -> list[bool]:
-    keys = [(r.model, r.request_id) for r in new_requests]
-    first: dict[_Key, RequestRecord] = {}
-    for key, record in zip(keys, new_requests, strict=True):
-        first.setdefault(key, record)
-    inserted: set[_Key] = set()
-    if first:
-        stmt = (
-            dialect_insert(conn, requests)
-            .on_conflict_do_nothing(index_elements=[requests.c.model, requests.c.request_id])
-            .returning(requests.c.model, requests.c.request_id)
-        )
-        rows = conn.execute(stmt, [_request_params(first[k]) for k in sorted(first)])
-        inserted = {(r.model, r.request_id) for r in rows}
+    """PostgreSQL (and any SQLAlchemy connection): insert requests, skipping ids already
+    stored, and outputs, in the caller's transaction.
+
+    Outputs of a request that turned out to be a duplicate are not written; outputs of
+    requests recorded earlier (shadow results arriving later) are.
+    """
+    first = _first(new_requests)
+    inserted = _insert_requests_returning(conn, first)
     duplicates = {k for k in first if k not in inserted}
     _insert_outputs(conn, [o for o in new_outputs if (o.model, o.request_id) not in duplicates])
+    return _flags(new_requests, inserted)
+
+
+def write_records_sqlite(
+    cursor: Any, new_requests: Sequence[RequestRecord], new_outputs: Sequence[OutputRecord]
+) -> list[bool]:
+    """SQLite's hot path, on the driver cursor of a ``BEGIN IMMEDIATE`` transaction.
+
+    Nobody else writes until the commit, so looking up which ids exist and inserting the
+    rest is exact. Timestamps are stored as SQLAlchemy's SQLite ``DateTime`` stores them
+    (naive UTC ISO text), so every other reader sees the same values.
+    """
+    first = _first(new_requests)
+    existing: set[_Key] = set()
+    by_model: dict[str, list[str]] = {}
+    for model, request_id in first:
+        by_model.setdefault(model, []).append(request_id)
+    for model, ids in by_model.items():
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            cursor.execute(
+                f"SELECT request_id FROM requests WHERE model = ? AND request_id IN ({marks})",
+                (model, *chunk),
+            )
+            existing.update((model, r[0]) for r in cursor.fetchall())
+    new = [k for k in sorted(first) if k not in existing]
+    if new:
+        cursor.executemany(
+            "INSERT INTO requests (model, request_id, received_at, source, n_rows, n_cols, "
+            "inputs) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    r.model,
+                    r.request_id,
+                    _sqlite_time(r.received_at),
+                    r.source,
+                    r.n_rows,
+                    r.n_cols,
+                    r.inputs,
+                )
+                for r in (first[k] for k in new)
+            ],
+        )
+    inserted = set(new)
+    duplicates = {k for k in first if k not in inserted}
+    kept = sorted(
+        (o for o in new_outputs if (o.model, o.request_id) not in duplicates),
+        key=lambda o: (o.model, o.request_id, o.version),
+    )
+    if kept:
+        cursor.executemany(
+            "INSERT INTO outputs (model, request_id, version, role, latency_s, n_rows, n_cols, "
+            '"values", created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+            [
+                (
+                    o.model,
+                    o.request_id,
+                    o.version,
+                    o.role,
+                    o.latency_s,
+                    o.n_rows,
+                    o.n_cols,
+                    o.values,
+                    _sqlite_time(o.created_at),
+                )
+                for o in kept
+            ],
+        )
+    return _flags(new_requests, inserted)
+
+
+def _sqlite_time(value: datetime) -> str:
+    # What UTCDateTime + SQLAlchemy's SQLite DateTime write: naive UTC, microseconds.
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _first(new_requests: Sequence[RequestRecord]) -> dict[_Key, RequestRecord]:
+    first: dict[_Key, RequestRecord] = {}
+    for r in new_requests:
+        first.setdefault((r.model, r.request_id), r)
+    return first
+
+
+def _flags(new_requests: Sequence[RequestRecord], inserted: set[_Key]) -> list[bool]:
     flags: list[bool] = []
     seen: set[_Key] = set()
-    for key in keys:
+    for r in new_requests:
+        key = (r.model, r.request_id)
         flags.append(key in inserted and key not in seen)
         seen.add(key)
     return flags
 
 
-def add_outputs(conn: Connection, new_outputs: Sequence[OutputRecord]) -> None:
-    _insert_outputs(conn, new_outputs)
+def _insert_requests_returning(conn: Connection, first: dict[_Key, RequestRecord]) -> set[_Key]:
+    """PostgreSQL: one multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING, exact even
+    when several replicas insert the same id at once."""
+    if not first:
+        return set()
+    stmt = (
+        dialect_insert(conn, requests)
+        .on_conflict_do_nothing(index_elements=[requests.c.model, requests.c.request_id])
+        .returning(requests.c.model, requests.c.request_id)
+    )
+    rows = conn.execute(stmt, [_request_params(first[k]) for k in sorted(first)])
+    return {(r.model, r.request_id) for r in rows}
 
 
 def _insert_outputs(conn: Connection, new_outputs: Sequence[OutputRecord]) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .._errors import StoreError
 from . import _audit, _events, _records, _registry_rows, _tokens
-from ._engine import READ_ONLY_OPTION, SqliteSynchronous, make_engine, transaction
+from ._engine import READ_ONLY_OPTION, SqliteSynchronous, make_engine, sqlite_write, transaction
 from ._migrate import upgrade_to_head
 from ._types import (
     AuditEntry,
@@ -190,14 +190,14 @@ class Store:
     ) -> list[bool]:
         """Write a batch in one transaction; per request, True if it was new.
 
-        Outputs belonging to requests that already existed are not written.
+        Outputs belonging to requests of this batch that already existed are not written;
+        outputs of requests recorded earlier (shadow results) are.
         """
+        if self.dialect == "sqlite":
+            with sqlite_write(self._engine, "write_records") as cursor:
+                return _records.write_records_sqlite(cursor, requests, outputs)
         with self._tx("write_records") as conn:
             return _records.write_records(conn, requests, outputs)
-
-    def add_outputs(self, outputs: Sequence[OutputRecord]) -> None:
-        with self._tx("add_outputs") as conn:
-            _records.add_outputs(conn, outputs)
 
     def get_request(self, model: str, request_id: str) -> RequestRecord | None:
         with self._read("get_request") as conn:

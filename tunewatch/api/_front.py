@@ -1,0 +1,118 @@
+"""The hot path's own ASGI front: inference requests never enter FastAPI's stack.
+
+Everything else (lifespan, every other route) passes through to the FastAPI app. The
+front keeps the same contract as the rest of the API: body limits before parsing,
+``{"error", "code"}`` answers, HTTP metrics by route template.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from shadow import ShadowError
+from tunewatch._errors import TunewatchError
+from tunewatch.api._context import AppContext
+from tunewatch.api._errors import ApiError, describe
+from tunewatch.api._oip import infer
+
+logger = logging.getLogger(__name__)
+
+_INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+_ROUTES = ("/v2/models/{model}/infer", "/v2/models/{model}/versions/{version}/infer")
+_JSON = [(b"content-type", b"application/json")]
+
+
+class _Disconnected(Exception):
+    """The client went away before sending its whole body."""
+
+
+class InferenceFront:
+    def __init__(self, app: ASGIApp, *, ctx: AppContext, max_body_bytes: int) -> None:
+        self.app = app
+        self.ctx = ctx
+        self.limit = max_body_bytes
+        self._counter = ctx.runtime.metrics.http_requests
+        self._count: dict[tuple[str, int], Any] = {}  # labelled children, looked up once
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        match = _INFER.match(scope["path"]) if scope["type"] == "http" else None
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        route = _ROUTES[match.group(2) is not None]
+        headers = dict(scope["headers"])
+        try:
+            if scope["method"] != "POST":
+                raise ApiError(405, "method_not_allowed", "inference takes POST")
+            body = await self._body(headers, receive)
+            payload = await infer(
+                self.ctx,
+                match.group(1),
+                match.group(2),
+                _text(headers.get(b"authorization")),
+                _text(headers.get(b"inference-header-content-length")),
+                body,
+            )
+            status = 200
+        except (TunewatchError, ShadowError) as exc:
+            status, code, message = describe(exc)
+            if status >= 500 and status != 503:
+                logger.error("inference on %s failed: %s", scope["path"], exc, exc_info=exc)
+            payload = _error(code, message)
+        except _Disconnected:
+            return
+        except Exception as exc:  # the request boundary: log it, answer without a trace
+            logger.error("unhandled error in inference on %s", scope["path"], exc_info=exc)
+            status, payload = 500, _error("internal", "internal error; see the daemon's log")
+        key = (route, status)
+        child = self._count.get(key)
+        if child is None:
+            child = self._count[key] = self._counter.labels(route, str(status))
+        child.inc()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*_JSON, (b"content-length", str(len(payload)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                raise ApiError(400, "invalid_request", "invalid Content-Length header")
+            if int(declared) > self.limit:
+                raise _too_large(self.limit)
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Disconnected
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                raise _too_large(self.limit)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "body_too_large", f"request body exceeds the limit of {limit} bytes")
+
+
+def _text(value: bytes | None) -> str | None:
+    # HTTP header values are bytes; latin-1 maps each byte to one character (as Starlette).
+    return None if value is None else value.decode("latin-1")
+
+
+def _error(code: str, message: str) -> bytes:
+    return orjson.dumps({"error": message, "code": code})
