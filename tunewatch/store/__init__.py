@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ._canonical import canonical_json, hyperparameter_set_id
 from ._engine import make_engine
+from ._evaluations import EvaluationRow
 from ._schema import UTCDateTime, metadata
 from ._store import Store
 from ._types import (
@@ -27,9 +28,11 @@ from ._types import (
     TokenRow,
     VersionRow,
 )
+from ._windows import Window
 
 __all__ = [
     "AuditEntry",
+    "EvaluationRow",
     "Event",
     "LabelItem",
     "LabelRow",
@@ -45,6 +48,7 @@ __all__ = [
     "TokenRow",
     "UTCDateTime",
     "VersionRow",
+    "Window",
     "canonical_json",
     "hyperparameter_set_id",
     "make_engine",

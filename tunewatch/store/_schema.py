@@ -216,3 +216,29 @@ api_tokens = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime, nullable=True),
 )
+
+# Leases: one row per named role (e.g. "scheduler"); the holder renews it before it
+# expires, anybody may take it once expired. Only the holder runs the scheduler.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(200), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# Evaluation results per model and window: drift, decay, label-free estimates, telemetry.
+evaluations = Table(
+    "evaluations",
+    metadata,
+    Column("id", _EventId, primary_key=True, autoincrement=True),
+    Column("model", String(200), ForeignKey("models.name"), nullable=False),
+    Column("version", Integer, nullable=True),
+    Column("kind", String(32), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("window_start", UTCDateTime, nullable=True),
+    Column("window_end", UTCDateTime, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_evaluations_model_kind_window_end", "model", "kind", "window_end"),
+)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -17,8 +18,9 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from .._errors import StoreError
-from . import _audit, _events, _records, _registry_rows, _tokens
+from . import _audit, _evaluations, _events, _records, _registry_rows, _tokens, _windows
 from ._engine import READ_ONLY_OPTION, SqliteSynchronous, make_engine, sqlite_write, transaction
+from ._evaluations import EvaluationRow
 from ._migrate import upgrade_to_head
 from ._types import (
     AuditEntry,
@@ -34,6 +36,7 @@ from ._types import (
     TokenRow,
     VersionRow,
 )
+from ._windows import Window
 
 
 class Store:
@@ -273,3 +276,65 @@ class Store:
     def token_by_hash(self, token_hash: str) -> TokenRow | None:
         with self._read("token_by_hash") as conn:
             return _tokens.token_by_hash(conn, token_hash)
+
+    # -- evaluation ---------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, holder: str, *, ttl_s: float) -> bool:
+        """Take or renew the lease ``name``; False while another holder's is unexpired."""
+        with self._tx("acquire_lease") as conn:
+            return _evaluations.acquire_lease(conn, name, holder, ttl_s)
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self._tx("release_lease") as conn:
+            _evaluations.release_lease(conn, name, holder)
+
+    def add_evaluation(
+        self,
+        *,
+        model: str,
+        version: int | None,
+        kind: str,
+        status: str,
+        window_start: datetime | None,
+        window_end: datetime,
+        payload: Mapping[str, Any],
+    ) -> EvaluationRow:
+        with self._tx("add_evaluation") as conn:
+            return _evaluations.add_evaluation(
+                conn,
+                model=model,
+                version=version,
+                kind=kind,
+                status=status,
+                window_start=window_start,
+                window_end=window_end,
+                payload=payload,
+            )
+
+    def list_evaluations(
+        self,
+        model: str,
+        *,
+        kind: str | None = None,
+        since: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[EvaluationRow]:
+        with self._read("list_evaluations") as conn:
+            return _evaluations.list_evaluations(
+                conn, model=model, kind=kind, since=since, limit=limit
+            )
+
+    def window(
+        self,
+        model: str,
+        *,
+        n_features: int,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        last_n: int | None = None,
+    ) -> Window:
+        """The model's log as arrays (features, production outputs, labels) per row."""
+        with self._read("window") as conn:
+            return _windows.read_window(
+                conn, model, n_features=n_features, start=start, end=end, last_n=last_n
+            )

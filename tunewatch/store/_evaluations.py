@@ -1,0 +1,116 @@
+"""Evaluation results and leases (the scheduler's leader lock)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, delete, select
+
+from ._canonical import canonical_json
+from ._engine import dialect_insert
+from ._schema import evaluations, leases
+from ._types import utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationRow:
+    """One stored evaluation of a model over a window (``kind``: drift, decay, …)."""
+
+    id: int
+    model: str
+    version: int | None
+    kind: str
+    status: str
+    window_start: datetime | None
+    window_end: datetime
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+def acquire_lease(
+    conn: Connection, name: str, holder: str, ttl_s: float, now: datetime | None = None
+) -> bool:
+    """Take or renew the lease ``name`` for ``holder``; False if someone else holds it.
+
+    One atomic upsert: insert, or update only when the lease expired or is ours.
+    """
+    now = now or utcnow()
+    expires = now + timedelta(seconds=ttl_s)
+    insert = dialect_insert(conn, leases).values(name=name, holder=holder, expires_at=expires)
+    stmt = insert.on_conflict_do_update(
+        index_elements=[leases.c.name],
+        set_={"holder": holder, "expires_at": expires},
+        where=(leases.c.expires_at < now) | (leases.c.holder == holder),
+    ).returning(leases.c.holder)
+    return conn.execute(stmt).first() is not None
+
+
+def release_lease(conn: Connection, name: str, holder: str) -> None:
+    conn.execute(delete(leases).where(leases.c.name == name, leases.c.holder == holder))
+
+
+def add_evaluation(
+    conn: Connection,
+    *,
+    model: str,
+    version: int | None,
+    kind: str,
+    status: str,
+    window_start: datetime | None,
+    window_end: datetime,
+    payload: Mapping[str, Any],
+) -> EvaluationRow:
+    clean = json.loads(canonical_json(payload))
+    created = utcnow()
+    row = conn.execute(
+        evaluations.insert()
+        .values(
+            model=model,
+            version=version,
+            kind=kind,
+            status=status,
+            window_start=window_start,
+            window_end=window_end,
+            payload=clean,
+            created_at=created,
+        )
+        .returning(evaluations.c.id)
+    ).one()
+    return EvaluationRow(
+        int(row.id), model, version, kind, status, window_start, window_end, clean, created
+    )
+
+
+def list_evaluations(
+    conn: Connection,
+    *,
+    model: str,
+    kind: str | None = None,
+    since: datetime | None = None,
+    limit: int = 1000,
+) -> list[EvaluationRow]:
+    """Newest first."""
+    stmt = select(evaluations).where(evaluations.c.model == model)
+    if kind is not None:
+        stmt = stmt.where(evaluations.c.kind == kind)
+    if since is not None:
+        stmt = stmt.where(evaluations.c.window_end >= since)
+    stmt = stmt.order_by(evaluations.c.window_end.desc(), evaluations.c.id.desc()).limit(limit)
+    return [
+        EvaluationRow(
+            int(r.id),
+            r.model,
+            r.version,
+            r.kind,
+            r.status,
+            r.window_start,
+            r.window_end,
+            dict(r.payload),
+            r.created_at,
+        )
+        for r in conn.execute(stmt)
+    ]

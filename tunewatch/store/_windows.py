@@ -1,0 +1,131 @@
+"""Reading the scoring log back as arrays: the windows evaluation and tuning work on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, and_, select
+
+from ._schema import labels, outputs, requests
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Window:
+    """Rows of a model's log, one per scored row (a batch request gives several).
+
+    ``outputs`` holds what answered in production (the champion's or the mirrored
+    stack's primary output), NaN where none was recorded; ``labels`` and
+    ``label_received_at`` (epoch seconds) are NaN where no label has arrived yet.
+    """
+
+    model: str
+    request_ids: tuple[str, ...]
+    received_at: np.ndarray  # float64 epoch seconds, per row
+    features: np.ndarray  # float32 [rows, n_features]
+    outputs: np.ndarray  # float32 [rows, k]
+    versions: np.ndarray  # int64 per row, -1 where no output
+    labels: np.ndarray  # float64 per row
+    label_received_at: np.ndarray  # float64 epoch seconds per row
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.features.shape[0])
+
+    def labelled(self) -> np.ndarray:
+        return np.asarray(~np.isnan(self.labels))
+
+
+def read_window(
+    conn: Connection,
+    model: str,
+    *,
+    n_features: int,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    last_n: int | None = None,
+) -> Window:
+    """Requests of ``model`` received in ``[start, end)`` (or the newest ``last_n``)."""
+    answered = and_(
+        outputs.c.model == requests.c.model,
+        outputs.c.request_id == requests.c.request_id,
+        outputs.c.role.in_(("champion", "external")),
+    )
+    labelled = and_(
+        labels.c.model == requests.c.model, labels.c.request_id == requests.c.request_id
+    )
+    stmt = (
+        select(
+            requests.c.request_id,
+            requests.c.received_at,
+            requests.c.n_rows,
+            requests.c.n_cols,
+            requests.c.inputs,
+            outputs.c.version,
+            outputs.c.n_cols.label("out_cols"),
+            outputs.c["values"].label("out_values"),
+            labels.c.value,
+            labels.c.received_at.label("label_at"),
+        )
+        .select_from(requests.outerjoin(outputs, answered).outerjoin(labels, labelled))
+        .where(requests.c.model == model)
+    )
+    if start is not None:
+        stmt = stmt.where(requests.c.received_at >= start)
+    if end is not None:
+        stmt = stmt.where(requests.c.received_at < end)
+    if last_n is not None:
+        stmt = stmt.order_by(requests.c.received_at.desc()).limit(last_n)
+    else:
+        stmt = stmt.order_by(requests.c.received_at)
+    rows = list(conn.execute(stmt).all())
+    if last_n is not None:
+        rows.reverse()
+    return _assemble(model, rows, n_features)
+
+
+def _assemble(model: str, rows: list[Any], n_features: int) -> Window:
+    ids: list[str] = []
+    at: list[float] = []
+    feats: list[np.ndarray] = []
+    outs: list[np.ndarray] = []
+    versions: list[int] = []
+    ys: list[float] = []
+    label_at: list[float] = []
+    k = max((r.out_cols for r in rows if r.out_cols is not None), default=1)
+    for r in rows:
+        n = r.n_rows
+        x = np.frombuffer(r.inputs, dtype=np.float32).reshape(n, r.n_cols)
+        if r.n_cols != n_features:
+            continue  # written under another feature schema: not comparable
+        feats.append(x)
+        ids.extend([r.request_id] * n)
+        at.extend([r.received_at.timestamp()] * n)
+        if r.out_values is not None and r.out_cols == k:
+            outs.append(np.frombuffer(r.out_values, dtype=np.float32).reshape(n, k))
+            versions.extend([r.version] * n)
+        else:
+            outs.append(np.full((n, k), np.nan, dtype=np.float32))
+            versions.extend([-1] * n)
+        ys.extend(_label_values(r.value, n))
+        label_at.extend([r.label_at.timestamp() if r.label_at is not None else np.nan] * n)
+    return Window(
+        model=model,
+        request_ids=tuple(ids),
+        received_at=np.asarray(at, dtype=np.float64),
+        features=np.concatenate(feats) if feats else np.empty((0, n_features), np.float32),
+        outputs=np.concatenate(outs) if outs else np.empty((0, k), np.float32),
+        versions=np.asarray(versions, dtype=np.int64),
+        labels=np.asarray(ys, dtype=np.float64),
+        label_received_at=np.asarray(label_at, dtype=np.float64),
+    )
+
+
+def _label_values(value: Any, n: int) -> list[float]:
+    if value is None:
+        return [np.nan] * n
+    if isinstance(value, list):
+        return [float(v) for v in value] if len(value) == n else [np.nan] * n
+    return [float(value)] * n if n == 1 else [np.nan] * n
