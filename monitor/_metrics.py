@@ -120,6 +120,74 @@ class ServingMetrics:
             registry=r,
         )
 
+        # -- evaluation (scheduled per model) ------------------------------------------
+        self.drift_share = Gauge(
+            "tunewatch_drift_share",
+            "Share of columns drifted in the latest evaluated window.",
+            ["model"],
+            registry=r,
+        )
+        self.drift_detected = Gauge(
+            "tunewatch_drift_detected",
+            "1 when the latest window's dataset-level drift test fired, else 0.",
+            ["model"],
+            registry=r,
+        )
+        self.feature_drift = Gauge(
+            "tunewatch_feature_drift_score",
+            "Per-column drift statistic of the latest window (method per column).",
+            ["model", "feature"],
+            registry=r,
+        )
+        self.objective_realised = Gauge(
+            "tunewatch_objective_realised",
+            "Realised objective over matured labels in the latest window.",
+            ["model", "version", "objective"],
+            registry=r,
+        )
+        self.objective_estimated = Gauge(
+            "tunewatch_objective_estimated",
+            "Label-free estimate of the objective over the latest window (CBPE).",
+            ["model", "version", "objective"],
+            registry=r,
+        )
+        self.decay_slope = Gauge(
+            "tunewatch_decay_slope_per_day",
+            "Trend of the realised objective per day (sign: the objective's own).",
+            ["model"],
+            registry=r,
+        )
+        self.label_coverage = Gauge(
+            "tunewatch_label_coverage",
+            "Share of the latest window's rows with a matured label.",
+            ["model"],
+            registry=r,
+        )
+        self.label_delay = Gauge(
+            "tunewatch_label_delay_seconds",
+            "Median delay between a request and its label in the latest window.",
+            ["model"],
+            registry=r,
+        )
+        self.latency_p99 = Gauge(
+            "tunewatch_version_latency_p99_seconds",
+            "p99 scoring latency per version over the latest window.",
+            ["model", "version", "hyperparameter_set"],
+            registry=r,
+        )
+        self.evaluations = Counter(
+            "tunewatch_evaluations",
+            "Evaluation runs by outcome (ok, insufficient_data, failed).",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.events = Counter(
+            "tunewatch_events",
+            "Events raised by policies.",
+            ["model", "type"],
+            registry=r,
+        )
+
     def track_queue_depth(self, depth: Callable[[], float]) -> None:
         self.shadow_queue_depth.set_function(depth)
 

@@ -77,16 +77,76 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     from tunewatch._daemon import open_store
+    from tunewatch._governance import promote
 
-    store = open_store(_config(args))
+    config = _config(args)
+    store = open_store(config)
     try:
-        new, previous = store.promote(
-            args.model, args.version, actor=_actor(args), reason=args.reason
+        outcome = promote(
+            store, config, args.model, args.version, actor=_actor(args), reason=args.reason
         )
     finally:
         store.close()
-    was = f" (was version {previous.version})" if previous else ""
-    print(f"{new.model} version {new.version} is champion{was}")
+    if outcome.approval is not None:
+        a = outcome.approval
+        print(
+            f"promotion of {a.model} version {a.version} waits for an approver "
+            f"(request {a.id}): {'; '.join(a.rules)}"
+        )
+        print(f"another person runs: tunewatch approve {a.id} --reason '...'")
+        return 0
+    assert outcome.champion is not None
+    was = f" (was version {outcome.previous.version})" if outcome.previous else ""
+    print(f"{outcome.champion.model} version {outcome.champion.version} is champion{was}")
+    return 0
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+
+    store = open_store(_config(args))
+    try:
+        decided, promoted = store.decide_approval(
+            args.approval,
+            approver=_actor(args),
+            approve=args.command == "approve",
+            reason=args.reason,
+        )
+    finally:
+        store.close()
+    print(f"approval {decided.id} {decided.status} by {decided.decided_by}")
+    if promoted is not None:
+        print(f"{promoted[0].model} version {promoted[0].version} is champion")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+
+    store = open_store(_config(args))
+    try:
+        restored, rolled = store.rollback(args.model, actor=_actor(args), reason=args.reason)
+    finally:
+        store.close()
+    print(
+        f"{restored.model} version {restored.version} is champion again; "
+        f"version {rolled.version} rolled back"
+    )
+    return 0
+
+
+def cmd_approvals(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+
+    store = open_store(_config(args))
+    try:
+        for a in store.list_approvals(status=args.status):
+            print(
+                f"{a.id:<5} {a.model} v{a.version:<4} {a.status:<9} by {a.requested_by}: "
+                f"{'; '.join(a.rules)}"
+            )
+    finally:
+        store.close()
     return 0
 
 
@@ -175,11 +235,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", choices=["shadow", "champion"], default="shadow")
     p.set_defaults(func=cmd_register)
 
-    p = sub.add_parser("promote", help="make a version the champion (atomically)")
+    p = sub.add_parser("promote", help="make a version the champion, or ask for approval")
     p.add_argument("model")
     p.add_argument("version", type=int)
     p.add_argument("--reason", required=True)
     p.set_defaults(func=cmd_promote)
+
+    for name, text in (
+        ("approve", "approve a pending promotion (not your own)"),
+        ("reject", "reject a pending promotion"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("approval", type=int)
+        p.add_argument("--reason", required=True)
+        p.set_defaults(func=cmd_decide)
+
+    p = sub.add_parser("approvals", help="list approval requests")
+    p.add_argument("--status", choices=["pending", "approved", "rejected"])
+    p.set_defaults(func=cmd_approvals)
+
+    p = sub.add_parser("rollback", help="restore the champion the current one replaced")
+    p.add_argument("model")
+    p.add_argument("--reason", required=True)
+    p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser("models", help="list models and their versions")
     p.set_defaults(func=cmd_models)

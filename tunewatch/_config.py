@@ -64,6 +64,9 @@ class ScoringConfig(_Frozen):
     shadow_workers: int = Field(default=1, ge=1)
     candidate_memory_limit_mb: int = Field(default=2048, ge=64)
     candidate_timeout_s: float = Field(default=60.0, gt=0)
+    # Every process re-reads lineups this often, so promotions made elsewhere (CLI,
+    # another replica, the scheduler) reach it.
+    refresh_s: float = Field(default=5.0, gt=0)
 
 
 class AuthConfig(_Frozen):
@@ -85,11 +88,21 @@ class FeatureConfig(_Frozen):
         return self
 
 
+class SafeRange(_Frozen):
+    """Hyperparameter values a promotion may take without an approver."""
+
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str | int | float | bool, ...] | None = None
+
+
 class ModelConfig(_Frozen):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
     task: Task
+    # Regulated models never promote without an approver who is not the requester.
     regulated: bool = False
     features: tuple[FeatureConfig, ...] = ()
+    safe_ranges: dict[str, SafeRange] = Field(default_factory=dict)
 
 
 class Config(_Frozen):

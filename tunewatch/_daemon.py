@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Mapping
 
 from monitor import ServingMetrics
@@ -105,6 +106,8 @@ class Daemon:
             on_stop=self.close,
         )
         self._started = False
+        self._stop = threading.Event()
+        self._refresher: threading.Thread | None = None
 
     def _lookup_token(self, digest: str) -> tuple[str, str, str] | None:
         row = self.store.token_by_hash(digest)
@@ -113,13 +116,31 @@ class Daemon:
     def start(self) -> None:
         if not self._started:
             self.runtime.start()
+            self._stop.clear()
+            self._refresher = threading.Thread(
+                target=self._refresh_loop, name="tunewatch-refresh", daemon=True
+            )
+            self._refresher.start()
             self._started = True
 
     def close(self) -> None:
         if self._started:
+            self._stop.set()
+            if self._refresher is not None:
+                self._refresher.join(10)
             self.runtime.close()
             self._started = False
         self.store.close()
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(self.config.scoring.refresh_s):
+            try:
+                changed = self.runtime.refresh()
+            except Exception:  # a loop boundary: log, keep serving the current lineups
+                logger.exception("refreshing lineups from the store failed; retrying")
+                continue
+            if changed:
+                logger.info("lineups changed in the store, reloaded: %s", changed)
 
 
 def serve(config: Config, *, host: str | None = None, port: int | None = None) -> None:

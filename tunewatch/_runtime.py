@@ -125,6 +125,29 @@ class ScoringRuntime:
         )
         return served
 
+    def refresh(self) -> list[str]:
+        """Reload the models whose lineup changed in the store (another process promoted,
+        registered or rolled back); returns their names."""
+        changed = []
+        for row in self.store.list_models():
+            versions = self.store.list_versions(row.name)
+            wanted = (
+                next((v.version for v in versions if v.stage == "champion"), None),
+                tuple(v.version for v in versions if v.stage == "shadow"),
+            )
+            served = self._models.get(row.name)
+            if served is not None:
+                lineup = served.deployment.lineup
+                have = (
+                    lineup.champion.version if lineup.champion else None,
+                    tuple(c.version for c in lineup.challengers),
+                )
+                if have == wanted and served.row == row:
+                    continue
+            self.load(row.name)
+            changed.append(row.name)
+        return changed
+
     def _loaded(self, v: VersionRow, role: Role) -> LoadedVersion:
         session = self._sessions.get(v.artefact_sha256)
         if session is None:

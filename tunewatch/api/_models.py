@@ -11,13 +11,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 
+from tunewatch import _governance as governance
 from tunewatch._auth import Principal
 from tunewatch._registry import VersionMetadata
 from tunewatch._runtime import version_or_404
 from tunewatch.api._context import authenticate, context
 from tunewatch.api._errors import ApiError
-from tunewatch.store import VersionRow
+from tunewatch.store import ApprovalRow, VersionRow
 
 router = APIRouter(prefix="/v1")
 
@@ -32,6 +34,7 @@ def require(*permissions: str) -> Callable[[Request], Principal]:
 Reader = Annotated[Principal, Depends(require("read"))]
 Registrar = Annotated[Principal, Depends(require("register"))]
 Operator = Annotated[Principal, Depends(require("operate"))]
+Approver = Annotated[Principal, Depends(require("approve"))]
 Limit = Annotated[int, Query(ge=1, le=10_000)]
 
 
@@ -130,21 +133,108 @@ def register_version(
     return version_json(row)
 
 
-@router.post("/models/{model}/versions/{version}/promote")
+@router.post("/models/{model}/versions/{version}/promote", response_model=None)
 def promote(
     model: str,
     version: int,
     body: StageChange,
     request: Request,
     principal: Operator,
-) -> dict[str, Any]:
+) -> dict[str, Any] | JSONResponse:
+    """Promote now, or — for regulated models and hyperparameters outside their safe
+    ranges — open an approval request (202) that another person must decide."""
     ctx = context(request)
     version_or_404(ctx.runtime.store, model, version)
-    new, previous = ctx.runtime.store.promote(
-        model, version, actor=principal.name, reason=body.reason
+    outcome = governance.promote(
+        ctx.runtime.store,
+        ctx.runtime.config,
+        model,
+        version,
+        actor=principal.name,
+        reason=body.reason,
+    )
+    if outcome.status == "pending_approval":
+        assert outcome.approval is not None
+        return JSONResponse(
+            {"status": outcome.status, "approval": approval_json(outcome.approval)},
+            status_code=202,
+        )
+    ctx.runtime.load(model)
+    return promotion_json(outcome.champion, outcome.previous)
+
+
+def promotion_json(new: VersionRow | None, previous: VersionRow | None) -> dict[str, Any]:
+    return {
+        "status": "promoted",
+        "champion": version_json(new) if new else None,
+        "previous": version_json(previous) if previous else None,
+    }
+
+
+def approval_json(a: ApprovalRow) -> dict[str, Any]:
+    out = asdict(a)
+    out["rules"] = list(a.rules)
+    for key in ("created_at", "decided_at"):
+        out[key] = out[key].isoformat() if out.get(key) else None
+    return out
+
+
+@router.post("/models/{model}/rollback")
+def rollback(
+    model: str, body: StageChange, request: Request, principal: Operator
+) -> dict[str, Any]:
+    """Restore the champion the current one replaced (409 when there is none)."""
+    ctx = context(request)
+    restored, rolled_back = ctx.runtime.store.rollback(
+        model, actor=principal.name, reason=body.reason
     )
     ctx.runtime.load(model)
-    return {"champion": version_json(new), "previous": version_json(previous) if previous else None}
+    return {
+        "status": "rolled_back",
+        "champion": version_json(restored),
+        "rolled_back": version_json(rolled_back),
+    }
+
+
+@router.get("/approvals")
+def list_approvals(
+    request: Request,
+    _: Reader,
+    model: str | None = None,
+    status: Literal["pending", "approved", "rejected"] | None = None,
+    limit: Limit = 100,
+) -> dict[str, Any]:
+    rows = context(request).runtime.store.list_approvals(model=model, status=status, limit=limit)
+    return {"approvals": [approval_json(a) for a in rows]}
+
+
+def _decide(
+    request: Request, approval_id: int, principal: Principal, body: StageChange, approve: bool
+) -> dict[str, Any]:
+    ctx = context(request)
+    decided, promoted = ctx.runtime.store.decide_approval(
+        approval_id, approver=principal.name, approve=approve, reason=body.reason
+    )
+    out: dict[str, Any] = {"approval": approval_json(decided)}
+    if promoted is not None:
+        ctx.runtime.load(decided.model)
+        out.update(promotion_json(*promoted))
+    return out
+
+
+@router.post("/approvals/{approval_id}/approve")
+def approve(
+    approval_id: int, body: StageChange, request: Request, principal: Approver
+) -> dict[str, Any]:
+    """Approve a pending promotion (not by its requester); it is promoted atomically."""
+    return _decide(request, approval_id, principal, body, approve=True)
+
+
+@router.post("/approvals/{approval_id}/reject")
+def reject(
+    approval_id: int, body: StageChange, request: Request, principal: Approver
+) -> dict[str, Any]:
+    return _decide(request, approval_id, principal, body, approve=False)
 
 
 @router.post("/models/{model}/versions/{version}/retire")

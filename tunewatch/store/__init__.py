@@ -10,6 +10,7 @@ from __future__ import annotations
 from ._canonical import canonical_json, hyperparameter_set_id
 from ._engine import make_engine
 from ._evaluations import EvaluationRow
+from ._governance import ApprovalRow
 from ._schema import UTCDateTime, metadata
 from ._store import Store
 from ._types import (
@@ -31,6 +32,7 @@ from ._types import (
 from ._windows import Window
 
 __all__ = [
+    "ApprovalRow",
     "AuditEntry",
     "EvaluationRow",
     "Event",

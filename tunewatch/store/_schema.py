@@ -242,3 +242,22 @@ evaluations = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_evaluations_model_kind_window_end", "model", "kind", "window_end"),
 )
+
+# Promotions that wait for an approver (regulated models, unsafe hyperparameters).
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(200), ForeignKey("models.name"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("requested_by", String(200), nullable=False),
+    Column("reason", String(2000), nullable=False),
+    Column("rules", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("decided_by", String(200), nullable=True),
+    Column("decision_reason", String(2000), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("decided_at", UTCDateTime, nullable=True),
+    CheckConstraint("status IN ('pending', 'approved', 'rejected')", name="status"),
+    Index("ix_approvals_model_status", "model", "status"),
+)

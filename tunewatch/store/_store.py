@@ -18,9 +18,19 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from .._errors import StoreError
-from . import _audit, _evaluations, _events, _records, _registry_rows, _tokens, _windows
+from . import (
+    _audit,
+    _evaluations,
+    _events,
+    _governance,
+    _records,
+    _registry_rows,
+    _tokens,
+    _windows,
+)
 from ._engine import READ_ONLY_OPTION, SqliteSynchronous, make_engine, sqlite_write, transaction
 from ._evaluations import EvaluationRow
+from ._governance import ApprovalRow
 from ._migrate import upgrade_to_head
 from ._types import (
     AuditEntry,
@@ -338,3 +348,47 @@ class Store:
             return _windows.read_window(
                 conn, model, n_features=n_features, start=start, end=end, last_n=last_n
             )
+
+    # -- governance -----------------------------------------------------------------------
+
+    def request_approval(
+        self,
+        model: str,
+        version: int,
+        *,
+        requested_by: str,
+        reason: str,
+        rules: Sequence[str],
+    ) -> ApprovalRow:
+        """A promotion that waits for an approver (idempotent per pending version)."""
+        with self._tx("request_approval") as conn:
+            return _governance.request_approval(
+                conn, model, version, requested_by=requested_by, reason=reason, rules=rules
+            )
+
+    def decide_approval(
+        self, approval_id: int, *, approver: str, approve: bool, reason: str
+    ) -> tuple[ApprovalRow, tuple[VersionRow, VersionRow | None] | None]:
+        """Approve (promoting in the same transaction) or reject; never by the requester."""
+        with self._tx("decide_approval") as conn:
+            return _governance.decide_approval(
+                conn, approval_id, approver=approver, approve=approve, reason=reason
+            )
+
+    def get_approval(self, approval_id: int) -> ApprovalRow:
+        with self._read("get_approval") as conn:
+            return _governance.get_approval(conn, approval_id)
+
+    def list_approvals(
+        self, *, model: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[ApprovalRow]:
+        with self._read("list_approvals") as conn:
+            return _governance.list_approvals(conn, model=model, status=status, limit=limit)
+
+    def rollback(self, model: str, *, actor: str, reason: str) -> tuple[VersionRow, VersionRow]:
+        """Restore the champion the current one replaced; ``(restored, rolled_back)``.
+
+        Raises ``ConflictError`` (code ``no_previous_champion``) when there is none.
+        """
+        with self._tx("rollback") as conn:
+            return _governance.rollback(conn, model, actor=actor, reason=reason)

@@ -12,16 +12,37 @@ from tunewatch.store import LabelItem, OutputRecord, RequestRecord, Store
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def _record(rid: str, at: datetime, x: list[list[float]], p: list[list[float]],
-            *, version: int = 1, role: str = "champion") -> tuple[RequestRecord, OutputRecord]:
+def _record(
+    rid: str,
+    at: datetime,
+    x: list[list[float]],
+    p: list[list[float]],
+    *,
+    version: int = 1,
+    role: str = "champion",
+) -> tuple[RequestRecord, OutputRecord]:
     xs = np.asarray(x, np.float32)
     ps = np.asarray(p, np.float32)
     return (
-        RequestRecord(model="m", request_id=rid, received_at=at, source="infer",
-                      n_rows=xs.shape[0], n_cols=2, inputs=xs.tobytes()),
-        OutputRecord(model="m", request_id=rid, version=version, role=role,  # type: ignore[arg-type]
-                     latency_s=0.001, n_rows=ps.shape[0], n_cols=ps.shape[1],
-                     values=ps.tobytes()),
+        RequestRecord(
+            model="m",
+            request_id=rid,
+            received_at=at,
+            source="infer",
+            n_rows=xs.shape[0],
+            n_cols=2,
+            inputs=xs.tobytes(),
+        ),
+        OutputRecord(
+            model="m",
+            request_id=rid,
+            version=version,
+            role=role,  # type: ignore[arg-type]
+            latency_s=0.001,
+            n_rows=ps.shape[0],
+            n_cols=ps.shape[1],
+            values=ps.tobytes(),
+        ),
     )
 
 
@@ -53,10 +74,15 @@ def test_concurrent_candidates_elect_exactly_one_leader(store: Store) -> None:
 
 def test_evaluations_come_back_newest_first_filtered_by_kind(model_store: Store) -> None:
     for i, kind in enumerate(["drift", "decay", "drift"]):
-        model_store.add_evaluation(model="m", version=1, kind=kind, status="ok",
-                                   window_start=T0 + timedelta(hours=i),
-                                   window_end=T0 + timedelta(hours=i + 1),
-                                   payload={"share": i / 10, "columns": ("a", "b")})
+        model_store.add_evaluation(
+            model="m",
+            version=1,
+            kind=kind,
+            status="ok",
+            window_start=T0 + timedelta(hours=i),
+            window_end=T0 + timedelta(hours=i + 1),
+            payload={"share": i / 10, "columns": ("a", "b")},
+        )
     drift = model_store.list_evaluations("m", kind="drift")
     assert [e.window_end for e in drift] == [T0 + timedelta(hours=3), T0 + timedelta(hours=1)]
     assert drift[0].payload == {"share": 0.2, "columns": ["a", "b"]}
@@ -67,12 +93,20 @@ def test_window_expands_batches_and_joins_outputs_and_labels(model_store: Store)
     r1, o1 = _record("r1", T0, [[1, 2], [3, 4]], [[0.1, 0.9], [0.2, 0.8]])
     r2, o2 = _record("r2", T0 + timedelta(minutes=1), [[5, 6]], [[0.7, 0.3]], version=2)
     r3, _ = _record("r3", T0 + timedelta(minutes=2), [[7, 8]], [[0.5, 0.5]])
-    shadow = OutputRecord(model="m", request_id="r2", version=3, role="challenger",
-                          latency_s=None, n_rows=1, n_cols=2,
-                          values=np.float32([[0.0, 1.0]]).tobytes())
+    shadow = OutputRecord(
+        model="m",
+        request_id="r2",
+        version=3,
+        role="challenger",
+        latency_s=None,
+        n_rows=1,
+        n_cols=2,
+        values=np.float32([[0.0, 1.0]]).tobytes(),
+    )
     model_store.write_records([r1, r2, r3], [o1, o2, shadow])
-    model_store.add_labels("m", [LabelItem(request_id="r1", value=[1.0, 0.0]),
-                                 LabelItem(request_id="r2", value=1.0)])
+    model_store.add_labels(
+        "m", [LabelItem(request_id="r1", value=[1.0, 0.0]), LabelItem(request_id="r2", value=1.0)]
+    )
     w = model_store.window("m", n_features=2)
     assert w.request_ids == ("r1", "r1", "r2", "r3")
     np.testing.assert_array_equal(w.features, np.float32([[1, 2], [3, 4], [5, 6], [7, 8]]))
@@ -84,8 +118,9 @@ def test_window_expands_batches_and_joins_outputs_and_labels(model_store: Store)
     assert w.received_at[2] == (T0 + timedelta(minutes=1)).timestamp()
     last = model_store.window("m", n_features=2, last_n=2)
     assert last.request_ids == ("r2", "r3")
-    ranged = model_store.window("m", n_features=2, start=T0 + timedelta(seconds=30),
-                                end=T0 + timedelta(minutes=2))
+    ranged = model_store.window(
+        "m", n_features=2, start=T0 + timedelta(seconds=30), end=T0 + timedelta(minutes=2)
+    )
     assert ranged.request_ids == ("r2",)
 
 

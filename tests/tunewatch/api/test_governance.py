@@ -1,0 +1,144 @@
+"""Promotion gates, approvals, rollback, and atomic champion swaps under load."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.tunewatch.conftest import MODEL, Running, make_daemon
+from tunewatch._background import BackgroundServer
+from tunewatch._example import ExampleModel
+
+ROW = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]
+
+
+@pytest.fixture
+def gov(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Running]:
+    """credit: v1 logistic champion, v2 gbm (n_estimators=60 outside the safe range
+    [1, 50]), v3 logistic again; loans: regulated."""
+    daemon, tokens = make_daemon(
+        tmp_path,
+        trained,
+        extra={
+            "models": [
+                {
+                    "name": MODEL,
+                    "task": "binary",
+                    "safe_ranges": {"n_estimators": {"low": 1, "high": 50}},
+                },
+                {"name": "loans", "task": "binary", "regulated": True},
+            ]
+        },
+    )
+    daemon.registry.register(MODEL, trained[0].onnx, trained[0].metadata, actor="test")
+    for model, stage in zip(trained, ("champion", "shadow"), strict=True):
+        daemon.registry.register("loans", model.onnx, model.metadata, actor="test", stage=stage)  # type: ignore[arg-type]
+    with BackgroundServer(daemon.app) as server:
+        yield Running(daemon=daemon, server=server, tokens=tokens)
+    daemon.close()
+
+
+def _post(gov: Running, path: str, role: str, **body: object) -> httpx.Response:
+    return httpx.post(f"{gov.url}{path}", json=body, headers=gov.auth(role), timeout=30)
+
+
+def _infer_version(gov: Running, model: str = MODEL) -> str:
+    body = {"inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": ROW}]}
+    r = httpx.post(f"{gov.url}/v2/models/{model}/infer", json=body, headers=gov.auth("scorer"))
+    assert r.status_code == 200, r.text
+    return str(r.json()["model_version"])
+
+
+def test_unsafe_hyperparameters_wait_for_a_second_person(gov: Running) -> None:
+    r = _post(gov, f"/v1/models/{MODEL}/versions/2/promote", "operator", reason="it won")
+    assert r.status_code == 202
+    approval = r.json()["approval"]
+    assert approval["status"] == "pending"
+    assert approval["rules"] == ["outside safe range: n_estimators=60 not in [1.0, 50.0]"]
+    assert _infer_version(gov) == "1"
+    denied = _post(gov, f"/v1/approvals/{approval['id']}/approve", "operator", reason="me")
+    assert denied.status_code == 403  # operators cannot approve at all
+    ok = _post(gov, f"/v1/approvals/{approval['id']}/approve", "approver", reason="reviewed")
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["champion"]["version"] == 2 and ok.json()["previous"]["version"] == 1
+    assert _infer_version(gov) == "2"
+
+
+def test_safe_promotion_is_immediate(gov: Running) -> None:
+    r = _post(gov, f"/v1/models/{MODEL}/versions/3/promote", "operator", reason="refresh")
+    assert r.status_code == 200 and r.json()["status"] == "promoted"
+    assert _infer_version(gov) == "3"
+
+
+def test_the_requester_cannot_approve_a_regulated_promotion(gov: Running) -> None:
+    r = _post(gov, "/v1/models/loans/versions/2/promote", "admin", reason="better")
+    assert r.status_code == 202 and r.json()["approval"]["rules"] == ["regulated model"]
+    approval = r.json()["approval"]["id"]
+    same = _post(gov, f"/v1/approvals/{approval}/approve", "admin", reason="trust me")
+    assert same.status_code == 409 and same.json()["code"] == "same_person"
+    listed = httpx.get(f"{gov.url}/v1/approvals?status=pending", headers=gov.auth("viewer"))
+    assert [a["id"] for a in listed.json()["approvals"]] == [approval]
+    other = _post(gov, f"/v1/approvals/{approval}/reject", "approver", reason="not yet")
+    assert other.json()["approval"]["status"] == "rejected"
+    assert _infer_version(gov, "loans") == "1"
+
+
+def test_rollback_restores_the_previous_champion_and_then_refuses(gov: Running) -> None:
+    assert (
+        _post(
+            gov, f"/v1/models/{MODEL}/versions/3/promote", "operator", reason="refresh"
+        ).status_code
+        == 200
+    )
+    r = _post(gov, f"/v1/models/{MODEL}/rollback", "operator", reason="worse in prod")
+    assert r.status_code == 200
+    assert r.json()["champion"]["version"] == 1 and r.json()["rolled_back"]["stage"] == (
+        "rolled_back"
+    )
+    assert _infer_version(gov) == "1"
+    again = _post(gov, f"/v1/models/{MODEL}/rollback", "operator", reason="again")
+    assert again.status_code == 409 and again.json()["code"] == "no_previous_champion"
+    audit = httpx.get(f"{gov.url}/v1/audit", headers=gov.auth("viewer")).json()
+    assert audit["chain_intact"] and audit["entries"][0]["action"] == "rollback"
+
+
+def test_every_request_is_scored_by_exactly_one_champion_while_promoting(gov: Running) -> None:
+    store = gov.daemon.store
+    errors: list[str] = []
+    versions: list[str] = []
+    stop = threading.Event()
+
+    def load(worker: int) -> None:
+        with httpx.Client(base_url=gov.url, headers=gov.auth("scorer"), timeout=30) as c:
+            i = 0
+            while not stop.is_set() or i < 20:
+                body = {
+                    "id": f"w{worker}-{i}",
+                    "inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": ROW}],
+                }
+                r = c.post(f"/v2/models/{MODEL}/infer", json=body)
+                if r.status_code != 200:
+                    errors.append(r.text)
+                versions.append(r.json()["model_version"])
+                i += 1
+
+    threads = [threading.Thread(target=load, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for version in (3, 1, 3, 1, 3):
+        r = _post(gov, f"/v1/models/{MODEL}/versions/{version}/promote", "operator", reason="swap")
+        assert r.status_code == 200, r.text
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert set(versions) == {"1", "3"}
+    ids = store.request_ids(MODEL)
+    assert len(ids) == len(versions)
+    for rid in ids:
+        champions = [o for o in store.get_outputs(MODEL, rid) if o.role == "champion"]
+        assert len(champions) == 1, rid

@@ -1,0 +1,84 @@
+"""Approvals and rollback — on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunewatch._errors import ConflictError
+from tunewatch.store import Store
+
+
+@pytest.fixture
+def versions(model_store: Store) -> Store:
+    for i, stage in enumerate(("champion", "shadow", "shadow"), start=1):
+        model_store.add_version(
+            model="m",
+            artefact_sha256=f"{i:064d}",
+            hyperparameters={"C": i},
+            size_bytes=10,
+            actor="ci",
+            stage=stage,
+        )  # type: ignore[arg-type]
+    return model_store
+
+
+def test_requester_cannot_approve_their_own_promotion(versions: Store) -> None:
+    request = versions.request_approval(
+        "m", 2, requested_by="alice", reason="better", rules=["regulated"]
+    )
+    assert request.status == "pending" and request.rules == ("regulated",)
+    with pytest.raises(ConflictError) as info:
+        versions.decide_approval(request.id, approver="alice", approve=True, reason="me")
+    assert info.value.code == "same_person"
+    assert versions.champion("m").version == 1  # type: ignore[union-attr]
+
+
+def test_approval_promotes_atomically_and_is_audited(versions: Store) -> None:
+    request = versions.request_approval(
+        "m", 2, requested_by="alice", reason="better", rules=["outside_safe_range:C"]
+    )
+    again = versions.request_approval("m", 2, requested_by="alice", reason="again", rules=[])
+    assert again.id == request.id  # one pending request per version
+    decided, promoted = versions.decide_approval(
+        request.id, approver="bob", approve=True, reason="checked"
+    )
+    assert decided.status == "approved" and decided.decided_by == "bob"
+    assert promoted is not None and promoted[0].version == 2 and promoted[1].version == 1
+    assert versions.champion("m").version == 2  # type: ignore[union-attr]
+    actions = [e.action for e in versions.audit_log(limit=10)]
+    assert actions[:3] == ["promote", "approval_approved", "request_approval"]
+    with pytest.raises(ConflictError) as info:
+        versions.decide_approval(request.id, approver="carol", approve=False, reason="late")
+    assert info.value.code == "already_decided"
+    assert versions.verify_audit() is None
+
+
+def test_rejection_leaves_the_champion(versions: Store) -> None:
+    request = versions.request_approval("m", 3, requested_by="alice", reason="x", rules=[])
+    decided, promoted = versions.decide_approval(
+        request.id, approver="bob", approve=False, reason="too risky"
+    )
+    assert decided.status == "rejected" and promoted is None
+    assert versions.champion("m").version == 1  # type: ignore[union-attr]
+    assert [a.id for a in versions.list_approvals(model="m", status="rejected")] == [request.id]
+
+
+def test_rollback_restores_the_previous_champion(versions: Store) -> None:
+    versions.promote("m", 2, actor="ops", reason="won")
+    restored, rolled = versions.rollback("m", actor="ops", reason="degraded")
+    assert (restored.version, restored.stage) == (1, "champion")
+    assert (rolled.version, rolled.stage) == (2, "rolled_back")
+    assert versions.list_events(model="m", type="rolled_back", limit=1)[0].payload == {
+        "version": 1,
+        "rolled_back": 2,
+        "reason": "degraded",
+    }
+    with pytest.raises(ConflictError) as info:
+        versions.rollback("m", actor="ops", reason="again")
+    assert info.value.code == "no_previous_champion"
+
+
+def test_rollback_without_a_previous_champion_is_a_conflict(versions: Store) -> None:
+    with pytest.raises(ConflictError) as info:
+        versions.rollback("m", actor="ops", reason="x")
+    assert info.value.code == "no_previous_champion"

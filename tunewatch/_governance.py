@@ -1,0 +1,77 @@
+"""Promotion gates: who may promote what, and when a second person must approve.
+
+A promotion waits for an approver who is not the requester when the model is marked
+regulated, or when any of the version's hyperparameters lies outside its configured safe
+range. Everything else is promoted at once. Both paths are atomic in the store (stage,
+audit entry and event in one transaction).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from tunewatch._config import Config, SafeRange
+from tunewatch.store import ApprovalRow, ModelRow, Store, VersionRow
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionOutcome:
+    status: Literal["promoted", "pending_approval"]
+    champion: VersionRow | None = None
+    previous: VersionRow | None = None
+    approval: ApprovalRow | None = None
+
+
+def unsafe_hyperparameters(params: Mapping[str, Any], safe: Mapping[str, SafeRange]) -> list[str]:
+    """``name=value not in [low, high]`` for each numeric parameter outside its range,
+    and ``name=value not in {choices}`` for categorical ones."""
+    out = []
+    for name, rule in sorted(safe.items()):
+        if name not in params:
+            continue
+        value = params[name]
+        if rule.choices is not None:
+            if value not in rule.choices:
+                out.append(f"{name}={value!r} not in {sorted(map(str, rule.choices))}")
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            out.append(f"{name}={value!r} is not numeric")
+            continue
+        low = -math.inf if rule.low is None else rule.low
+        high = math.inf if rule.high is None else rule.high
+        if not low <= value <= high:
+            out.append(f"{name}={value} not in [{rule.low}, {rule.high}]")
+    return out
+
+
+def promotion_rules(model: ModelRow, version: VersionRow, config: Config) -> list[str]:
+    """The rules that make this promotion wait for an approver (empty: none)."""
+    rules = []
+    cfg = config.model(model.name)
+    if model.regulated or (cfg is not None and cfg.regulated):
+        rules.append("regulated model")
+    if cfg is not None:
+        rules += [
+            f"outside safe range: {u}"
+            for u in unsafe_hyperparameters(version.hyperparameters, cfg.safe_ranges)
+        ]
+    return rules
+
+
+def promote(
+    store: Store, config: Config, model: str, version: int, *, actor: str, reason: str
+) -> PromotionOutcome:
+    """Promote now, or open an approval request when a rule says a second person must."""
+    row = store.get_model(model)
+    target = store.get_version(model, version)
+    rules = promotion_rules(row, target, config)
+    if rules:
+        approval = store.request_approval(
+            model, version, requested_by=actor, reason=reason, rules=rules
+        )
+        return PromotionOutcome(status="pending_approval", approval=approval)
+    new, previous = store.promote(model, version, actor=actor, reason=reason)
+    return PromotionOutcome(status="promoted", champion=new, previous=previous)

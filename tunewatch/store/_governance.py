@@ -1,0 +1,216 @@
+"""Approvals and rollback: the stage changes governance puts rules on.
+
+Each function runs inside the caller's transaction and writes its audit entry and event
+in that same transaction, so a decision and its record land together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, select, update
+
+from .._errors import ConflictError, NotFoundError
+from ._audit import append_audit_in
+from ._events import add_event_in
+from ._registry_rows import _lock_model, _set_stage_row, champion, get_version, promote
+from ._schema import approvals, events
+from ._types import VersionRow, utcnow
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRow:
+    id: int
+    model: str
+    version: int
+    requested_by: str
+    reason: str
+    rules: tuple[str, ...]
+    status: str
+    decided_by: str | None
+    decision_reason: str | None
+    created_at: datetime
+    decided_at: datetime | None
+
+
+def request_approval(
+    conn: Connection,
+    model: str,
+    version: int,
+    *,
+    requested_by: str,
+    reason: str,
+    rules: Sequence[str],
+) -> ApprovalRow:
+    """Record a promotion waiting for an approver; one pending request per version."""
+    _lock_model(conn, model)
+    target = get_version(conn, model, version)
+    if target.stage in ("champion", "rolled_back"):
+        raise ConflictError(
+            f"model {model!r} version {version} is {target.stage}; it cannot be promoted",
+            code="not_promotable",
+        )
+    pending = conn.execute(
+        select(approvals).where(
+            approvals.c.model == model,
+            approvals.c.version == version,
+            approvals.c.status == "pending",
+        )
+    ).first()
+    if pending is not None:
+        return _approval(pending)
+    now = utcnow()
+    approval_id = conn.execute(
+        approvals.insert()
+        .values(
+            model=model,
+            version=version,
+            requested_by=requested_by,
+            reason=reason,
+            rules=list(rules),
+            status="pending",
+            created_at=now,
+        )
+        .returning(approvals.c.id)
+    ).scalar_one()
+    details = {"approval": approval_id, "version": version, "rules": list(rules), "reason": reason}
+    append_audit_in(
+        conn,
+        actor=requested_by,
+        action="request_approval",
+        target=f"{model}/v{version}",
+        details=details,
+    )
+    add_event_in(conn, model=model, type="approval_requested", payload=details)
+    return get_approval(conn, approval_id)
+
+
+def decide_approval(
+    conn: Connection, approval_id: int, *, approver: str, approve: bool, reason: str
+) -> tuple[ApprovalRow, tuple[VersionRow, VersionRow | None] | None]:
+    """Approve (and promote, atomically) or reject. The requester may not decide."""
+    current = get_approval(conn, approval_id)
+    _lock_model(conn, current.model)
+    current = get_approval(conn, approval_id)  # re-read under the lock
+    if current.status != "pending":
+        raise ConflictError(
+            f"approval {approval_id} is already {current.status}", code="already_decided"
+        )
+    if approver == current.requested_by:
+        raise ConflictError(
+            f"approval {approval_id} was requested by {approver!r}; another person must decide it",
+            code="same_person",
+        )
+    status = "approved" if approve else "rejected"
+    conn.execute(
+        update(approvals)
+        .where(approvals.c.id == approval_id)
+        .values(status=status, decided_by=approver, decision_reason=reason, decided_at=utcnow())
+    )
+    details = {"approval": approval_id, "version": current.version, "reason": reason}
+    append_audit_in(
+        conn,
+        actor=approver,
+        action=f"approval_{status}",
+        target=f"{current.model}/v{current.version}",
+        details=details,
+    )
+    add_event_in(conn, model=current.model, type=f"approval_{status}", payload=details)
+    promoted = None
+    if approve:
+        promoted = promote(
+            conn,
+            current.model,
+            current.version,
+            actor=approver,
+            reason=f"approved request {approval_id} by {current.requested_by}: {reason}",
+        )
+    return get_approval(conn, approval_id), promoted
+
+
+def get_approval(conn: Connection, approval_id: int) -> ApprovalRow:
+    row = conn.execute(select(approvals).where(approvals.c.id == approval_id)).first()
+    if row is None:
+        raise NotFoundError(f"approval {approval_id} does not exist", code="approval_not_found")
+    return _approval(row)
+
+
+def list_approvals(
+    conn: Connection, *, model: str | None, status: str | None, limit: int
+) -> list[ApprovalRow]:
+    stmt = select(approvals)
+    if model is not None:
+        stmt = stmt.where(approvals.c.model == model)
+    if status is not None:
+        stmt = stmt.where(approvals.c.status == status)
+    return [_approval(r) for r in conn.execute(stmt.order_by(approvals.c.id.desc()).limit(limit))]
+
+
+def rollback(
+    conn: Connection, model: str, *, actor: str, reason: str
+) -> tuple[VersionRow, VersionRow]:
+    """Restore the champion the current one replaced; the current one is rolled back."""
+    _lock_model(conn, model)
+    current = champion(conn, model)
+    if current is None:
+        raise ConflictError(
+            f"model {model!r} has no champion to roll back", code="no_previous_champion"
+        )
+    previous = _replaced_by(conn, model, current.version)
+    if previous is None:
+        raise ConflictError(
+            f"model {model!r} version {current.version} replaced no earlier champion; "
+            "there is nothing to roll back to",
+            code="no_previous_champion",
+        )
+    restored = get_version(conn, model, previous)
+    if restored.stage == "rolled_back":
+        raise ConflictError(
+            f"model {model!r} version {previous} was itself rolled back; promote a version "
+            "explicitly instead",
+            code="no_previous_champion",
+        )
+    now = utcnow()
+    _set_stage_row(conn, model, current.version, "rolled_back", now)
+    _set_stage_row(conn, model, previous, "champion", now)
+    details = {"version": previous, "rolled_back": current.version, "reason": reason}
+    append_audit_in(
+        conn, actor=actor, action="rollback", target=f"{model}/v{previous}", details=details
+    )
+    add_event_in(conn, model=model, type="rolled_back", payload=details)
+    return get_version(conn, model, previous), get_version(conn, model, current.version)
+
+
+def _replaced_by(conn: Connection, model: str, version: int) -> int | None:
+    """The champion ``version`` replaced, from its latest ``promoted`` or ``rolled_back``
+    event."""
+    rows = conn.execute(
+        select(events.c.type, events.c.payload)
+        .where(events.c.model == model, events.c.type.in_(("promoted",)))
+        .order_by(events.c.id.desc())
+    )
+    for row in rows:
+        payload: dict[str, Any] = row.payload
+        if payload.get("version") == version:
+            previous = payload.get("previous")
+            return int(previous) if previous is not None else None
+    return None
+
+
+def _approval(row: Row[Any]) -> ApprovalRow:
+    return ApprovalRow(
+        id=int(row.id),
+        model=row.model,
+        version=row.version,
+        requested_by=row.requested_by,
+        reason=row.reason,
+        rules=tuple(row.rules),
+        status=row.status,
+        decided_by=row.decided_by,
+        decision_reason=row.decision_reason,
+        created_at=row.created_at,
+        decided_at=row.decided_at,
+    )
