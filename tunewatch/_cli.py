@@ -14,7 +14,7 @@ from tunewatch._artefacts import ArtefactStore
 from tunewatch._auth import ROLES, check_role, hash_token, new_token
 from tunewatch._config import Config, load_config
 from tunewatch._errors import TunewatchError
-from tunewatch._registry import Registry, VersionMetadata, feature_names_from
+from tunewatch._registry import Reference, Registry, VersionMetadata, feature_names_from
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -62,8 +62,16 @@ def cmd_register(args: argparse.Namespace) -> int:
             hyperparameters=hyperparameters,
             dataset_version=args.dataset_version,
         )
+        reference = None
+        if args.reference:
+            reference = Reference.from_bytes(Path(args.reference).read_bytes())
         row = registry.register(
-            args.model, Path(args.file).read_bytes(), metadata, actor=_actor(args), stage=args.stage
+            args.model,
+            Path(args.file).read_bytes(),
+            metadata,
+            actor=_actor(args),
+            stage=args.stage,
+            reference=reference,
         )
     finally:
         store.close()
@@ -233,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hyperparameters", help="JSON object of the pipeline's parameters")
     p.add_argument("--dataset-version")
     p.add_argument("--stage", choices=["shadow", "champion"], default="shadow")
+    p.add_argument(
+        "--reference",
+        help=".npz with `features` (and `labels`): the training window drift is measured against",
+    )
     p.set_defaults(func=cmd_register)
 
     p = sub.add_parser("promote", help="make a version the champion, or ask for approval")

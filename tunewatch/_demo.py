@@ -12,6 +12,7 @@ import asyncio
 import shutil
 import time
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import numpy as np
@@ -68,8 +69,11 @@ def run_demo(*, data_dir: Path, requests: int = 2000, seed: int = 0) -> int:
 
     _step("training the example champion (logistic) and challenger (gradient boosting)")
     champion, challenger = example_models(seed=seed)
-    for model, stage in ((champion, "champion"), (challenger, "shadow")):
-        row = daemon.registry.register(MODEL, model.onnx, model.metadata, actor="demo", stage=stage)  # type: ignore[arg-type]
+    stages: tuple[Literal["champion", "shadow"], ...] = ("champion", "shadow")
+    for model, stage in zip((champion, challenger), stages, strict=True):
+        row = daemon.registry.register(
+            MODEL, model.onnx, model.metadata, actor="demo", stage=stage, reference=model.reference
+        )
         _step(
             f"registered {MODEL} v{row.version} ({model.name}) as {row.stage}; "
             f"loaded in a sandboxed subprocess first, {row.size_bytes} bytes"

@@ -11,14 +11,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from retune import to_onnx
-from tunewatch._registry import VersionMetadata
+from tunewatch._registry import Reference, VersionMetadata
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class ExampleModel:
     name: str
     onnx: bytes
     metadata: VersionMetadata
+    reference: Reference | None = None
 
 
 def feature_names(n_features: int) -> tuple[str, ...]:
@@ -69,6 +70,7 @@ def example_models(*, n_features: int = 8, seed: int = 0, n_rows: int = 4000) ->
             ExampleModel(
                 name=name,
                 onnx=to_onnx(estimator, n_features, name=name),
+                reference=Reference(features=x, labels=y.astype(np.float64)),
                 metadata=VersionMetadata(
                     task="binary",
                     feature_names=names,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
+
+import numpy as np
 
 from shadow import CandidateRejectedError, inspect_candidate
 from tunewatch._artefacts import ArtefactStore
@@ -49,6 +52,60 @@ class VersionMetadata:
             )
 
 
+@dataclass(frozen=True, eq=False)
+class Reference:
+    """A version's reference window: its training features and, when known, labels."""
+
+    features: np.ndarray
+    labels: np.ndarray | None = None
+
+    FORMAT_VERSION: ClassVar[int] = 1
+
+    def check(self, n_features: int) -> None:
+        x = self.features
+        if x.ndim != 2 or x.shape[1] != n_features or x.shape[0] == 0:
+            raise RegistrationError(
+                f"reference features must be a non-empty [rows, {n_features}] matrix, got "
+                f"shape {list(x.shape)}",
+                code="invalid_reference",
+            )
+        if self.labels is not None and self.labels.shape != (x.shape[0],):
+            raise RegistrationError(
+                f"reference labels must have one value per row ({x.shape[0]}), got shape "
+                f"{list(self.labels.shape)}",
+                code="invalid_reference",
+            )
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        arrays = {
+            "format_version": np.array(self.FORMAT_VERSION),
+            "features": np.asarray(self.features, dtype=np.float32),
+        }
+        if self.labels is not None:
+            arrays["labels"] = np.asarray(self.labels, dtype=np.float64)
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Reference:
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                version = int(npz["format_version"]) if "format_version" in npz.files else 1
+                if version > cls.FORMAT_VERSION:
+                    raise RegistrationError(
+                        f"reference snapshot format {version} is newer than this tunewatch "
+                        f"reads ({cls.FORMAT_VERSION}); upgrade tunewatch",
+                        code="invalid_reference",
+                    )
+                labels = npz["labels"] if "labels" in npz.files else None
+                return cls(features=npz["features"], labels=labels)
+        except (OSError, ValueError, KeyError) as exc:
+            raise RegistrationError(
+                f"reference snapshot is unreadable: {exc}", code="invalid_reference"
+            ) from exc
+
+
 class Registry:
     """Validates and registers ONNX files as model versions."""
 
@@ -74,8 +131,13 @@ class Registry:
         actor: str,
         stage: Literal["shadow", "champion"] = "shadow",
         regulated: bool | None = None,
+        reference: Reference | None = None,
     ) -> VersionRow:
         """Check ``onnx_bytes`` in a subprocess, store it, and add the version row.
+
+        ``reference`` is the training window (features, and labels when known): it is
+        stored as a versioned snapshot with the version and is what drift is measured
+        against while this version is champion.
 
         The file is loaded by a child process under a memory limit and a timeout before
         the daemon ever opens it; external-data files and models whose input does not
@@ -112,7 +174,11 @@ class Registry:
             if existing is None
             else (existing.regulated if regulated is None else regulated),
         )
-        details = {**metadata.details, "opset": info.opset}
+        details: dict[str, Any] = {**metadata.details, "opset": info.opset}
+        if reference is not None:
+            reference.check(len(metadata.feature_names))
+            details["reference_sha256"] = self._artefacts.put(reference.to_bytes(), ".npz")
+            details["reference_rows"] = int(reference.features.shape[0])
         row = self._store.add_version(
             model=model,
             artefact_sha256=sha,

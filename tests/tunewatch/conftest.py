@@ -43,7 +43,9 @@ def make_daemon(
         raw["store"] = {"url": store_url}
     daemon = Daemon(build_config(raw, env={}), env={})
     for model, stage in zip(trained, ("champion", "shadow"), strict=True):
-        daemon.registry.register(MODEL, model.onnx, model.metadata, actor="test", stage=stage)  # type: ignore[arg-type]
+        daemon.registry.register(
+            MODEL, model.onnx, model.metadata, actor="test", stage=stage, reference=model.reference
+        )  # type: ignore[arg-type]
     tokens = {}
     for role in ROLES:
         tokens[role] = new_token()

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse
 
 from tunewatch import _governance as governance
 from tunewatch._auth import Principal
-from tunewatch._registry import VersionMetadata
+from tunewatch._registry import Reference, VersionMetadata
 from tunewatch._runtime import version_or_404
 from tunewatch.api._context import authenticate, context
 from tunewatch.api._errors import ApiError
@@ -53,10 +53,22 @@ class RegisterVersion(_Body):
     stage: Literal["shadow", "champion"] = "shadow"
     regulated: bool | None = None
     details: dict[str, Any] = Field(default_factory=dict)
+    reference_npz_base64: str | None = Field(
+        default=None,
+        description="The training window as an .npz with `features` [rows, n_features] "
+        "and optionally `labels` [rows]: the drift reference while this version serves.",
+    )
 
 
 class StageChange(_Body):
     reason: str = Field(min_length=1, max_length=2000)
+
+
+def _b64(value: str, field: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ApiError(400, "invalid_request", f"`{field}` is not valid base64") from exc
 
 
 def version_json(v: VersionRow) -> dict[str, Any]:
@@ -113,10 +125,7 @@ def register_version(
     principal: Registrar,
 ) -> dict[str, Any]:
     ctx = context(request)
-    try:
-        data = base64.b64decode(body.onnx_base64, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise ApiError(400, "invalid_request", "`onnx_base64` is not valid base64") from exc
+    data = _b64(body.onnx_base64, "onnx_base64")
     metadata = VersionMetadata(
         task=body.task,
         feature_names=tuple(body.feature_names),
@@ -126,8 +135,17 @@ def register_version(
         study=body.study,
         details=body.details,
     )
+    reference = None
+    if body.reference_npz_base64 is not None:
+        reference = Reference.from_bytes(_b64(body.reference_npz_base64, "reference_npz_base64"))
     row = ctx.registry.register(
-        model, data, metadata, actor=principal.name, stage=body.stage, regulated=body.regulated
+        model,
+        data,
+        metadata,
+        actor=principal.name,
+        stage=body.stage,
+        regulated=body.regulated,
+        reference=reference,
     )
     ctx.runtime.load(model)
     return version_json(row)

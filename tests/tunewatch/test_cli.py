@@ -1,0 +1,103 @@
+"""The ``tunewatch`` command line, run in-process against a real store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tunewatch._cli import main
+from tunewatch._example import ExampleModel
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "tunewatch.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "models": [{"name": "credit", "task": "binary", "regulated": True}],
+            }
+        )
+    )
+    return path
+
+
+def run(config: Path, *args: str, actor: str = "alice") -> int:
+    return main(["--config", str(config), "--actor", actor, *args])
+
+
+def test_register_promote_approve_rollback_round_trip(
+    config: Path, tmp_path: Path, trained: list[ExampleModel], capsys: pytest.CaptureFixture[str]
+) -> None:
+    features = ",".join(trained[0].metadata.feature_names)
+    for i, model in enumerate(trained):
+        onnx = tmp_path / f"m{i}.onnx"
+        onnx.write_bytes(model.onnx)
+        ref = tmp_path / f"m{i}.npz"
+        assert model.reference is not None
+        ref.write_bytes(model.reference.to_bytes())
+        stage = "champion" if i == 0 else "shadow"
+        assert (
+            run(
+                config,
+                "register",
+                "credit",
+                str(onnx),
+                "--task",
+                "binary",
+                "--features",
+                features,
+                "--hyperparameters",
+                json.dumps({"i": i}),
+                "--stage",
+                stage,
+                "--reference",
+                str(ref),
+            )
+            == 0
+        )
+    out = capsys.readouterr().out
+    assert "registered credit version 1 (champion)" in out
+    assert "registered credit version 2 (shadow)" in out
+
+    assert run(config, "promote", "credit", "2", "--reason", "won the A/B test") == 0
+    out = capsys.readouterr().out
+    assert "waits for an approver (request 1): regulated model" in out
+    assert run(config, "approve", "1", "--reason", "mine") == 2  # alice asked: refused
+    assert "another person must decide it" in capsys.readouterr().err
+    assert run(config, "approve", "1", "--reason", "reviewed", actor="bob") == 0
+    assert "credit version 2 is champion" in capsys.readouterr().out
+
+    assert run(config, "rollback", "credit", "--reason", "worse") == 0
+    assert "version 1 is champion again; version 2 rolled back" in capsys.readouterr().out
+    assert run(config, "models") == 0
+    listing = capsys.readouterr().out
+    assert "v1    champion" in listing and "v2    rolled_back" in listing
+
+
+def test_tokens_are_printed_once_and_revocable(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(config, "tokens", "create", "ci", "--role", "scorer") == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("tw_") and "shown only once" in captured.err
+    assert run(config, "tokens", "list") == 0
+    assert "scorer" in capsys.readouterr().out
+    assert run(config, "tokens", "revoke", "ci") == 0
+    assert run(config, "tokens", "list") == 0
+    assert "revoked" in capsys.readouterr().out
+    assert run(config, "tokens", "revoke", "nobody") == 2
+
+
+def test_config_errors_are_reported_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("server: {prot: 1}\n")
+    assert main(["--config", str(bad), "models"]) == 2
+    err = capsys.readouterr().err
+    assert "server.prot" in err and "Traceback" not in err
