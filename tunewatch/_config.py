@@ -96,6 +96,43 @@ class SafeRange(_Frozen):
     choices: tuple[str | int | float | bool, ...] | None = None
 
 
+EventType = Literal[
+    "drift_detected",
+    "decay_detected",
+    "estimate_dropped",
+    "label_delay_high",
+    "challenger_better",
+    "challenger_worse",
+    "srm_detected",
+    "alert_received",
+    "schedule",
+    "manual",
+]
+Action = Literal["retune", "promote", "rollback", "notify"]
+
+
+class TriggerConfig(_Frozen):
+    """When ``on`` happens to a model, do ``do`` — at most once per ``cooldown_minutes``."""
+
+    on: EventType
+    do: Action
+    cooldown_minutes: float = Field(default=60.0, ge=0)
+
+
+DEFAULT_TRIGGERS: tuple[TriggerConfig, ...] = (
+    TriggerConfig(on="drift_detected", do="retune", cooldown_minutes=360),
+    TriggerConfig(on="decay_detected", do="retune", cooldown_minutes=360),
+    TriggerConfig(on="estimate_dropped", do="retune", cooldown_minutes=360),
+    TriggerConfig(on="alert_received", do="retune", cooldown_minutes=60),
+    TriggerConfig(on="schedule", do="retune", cooldown_minutes=0),
+    TriggerConfig(on="manual", do="retune", cooldown_minutes=0),
+    TriggerConfig(on="challenger_better", do="promote", cooldown_minutes=0),
+    TriggerConfig(on="challenger_worse", do="notify", cooldown_minutes=0),
+    TriggerConfig(on="srm_detected", do="notify", cooldown_minutes=0),
+    TriggerConfig(on="label_delay_high", do="notify", cooldown_minutes=0),
+)
+
+
 class ModelConfig(_Frozen):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
     task: Task
@@ -103,6 +140,21 @@ class ModelConfig(_Frozen):
     regulated: bool = False
     features: tuple[FeatureConfig, ...] = ()
     safe_ranges: dict[str, SafeRange] = Field(default_factory=dict)
+    triggers: tuple[TriggerConfig, ...] = DEFAULT_TRIGGERS
+
+    def trigger(self, event: str) -> TriggerConfig | None:
+        return next((t for t in self.triggers if t.on == event), None)
+
+
+class AlertingConfig(_Frozen):
+    """Alertmanager webhook: which alert label names the model."""
+
+    model_label: str = "model"
+
+
+class TuningConfig(_Frozen):
+    # A quota across the whole daemon: more queued-or-running jobs are suppressed.
+    max_concurrent_jobs: int = Field(default=2, ge=1)
 
 
 class Config(_Frozen):
@@ -113,6 +165,8 @@ class Config(_Frozen):
     recording: RecordingConfig = RecordingConfig()
     scoring: ScoringConfig = ScoringConfig()
     auth: AuthConfig = AuthConfig()
+    alerting: AlertingConfig = AlertingConfig()
+    tuning: TuningConfig = TuningConfig()
     models: tuple[ModelConfig, ...] = ()
 
     @model_validator(mode="after")
@@ -135,6 +189,12 @@ class Config(_Frozen):
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
+
+    def trigger(self, model: str, event: str) -> TriggerConfig | None:
+        """The model's trigger for ``event`` (the defaults for models not configured)."""
+        cfg = self.model(model)
+        triggers = cfg.triggers if cfg is not None else DEFAULT_TRIGGERS
+        return next((t for t in triggers if t.on == event), None)
 
 
 def _format_errors(exc: ValidationError, source: str) -> str:

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Mapping
 
 from monitor import ServingMetrics
+from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._auth import Authenticator, hash_token
 from tunewatch._config import ENV_ADMIN_TOKEN, Config
@@ -91,6 +92,7 @@ class Daemon:
             memory_limit_bytes=config.scoring.candidate_memory_limit_mb * 1024 * 1024,
             timeout_s=config.scoring.candidate_timeout_s,
         )
+        self.dispatcher = Dispatcher(self.store, config, metrics=self.metrics)
         self.auth = Authenticator(
             self._lookup_token, disabled=config.auth.disabled, ttl_s=config.auth.token_cache_ttl_s
         )
@@ -99,6 +101,7 @@ class Daemon:
                 runtime=self.runtime,
                 registry=self.registry,
                 auth=self.auth,
+                dispatcher=self.dispatcher,
                 recording=recording,
                 shadowing=shadowing,
             ),

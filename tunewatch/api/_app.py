@@ -13,7 +13,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitor import CONTENT_TYPE_LATEST, ServingMetrics
 from tunewatch import __version__
-from tunewatch.api import _oip, _records
+from tunewatch.api import _alerts, _oip, _records
 from tunewatch.api._body import BodyLimitMiddleware
 from tunewatch.api._context import AppContext, context
 from tunewatch.api._errors import install_error_handlers
@@ -122,7 +122,7 @@ def create_app(
     )
     app.state.ctx = ctx
     install_error_handlers(app)
-    for route in (*_oip.routes, *_records.routes):
+    for route in (*_oip.routes, *_records.routes, *_alerts.routes):
         app.router.routes.append(route)
     app.include_router(models_router)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
+from tunewatch._actions import Dispatcher
 from tunewatch._auth import Authenticator, AuthError, Principal
 from tunewatch._registry import Registry
 from tunewatch._runtime import ScoringRuntime
@@ -16,6 +17,7 @@ class AppContext:
     runtime: ScoringRuntime
     registry: Registry
     auth: Authenticator
+    dispatcher: Dispatcher
     recording: bool = True
     shadowing: bool = True
 

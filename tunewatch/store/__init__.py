@@ -11,6 +11,7 @@ from ._canonical import canonical_json, hyperparameter_set_id
 from ._engine import make_engine
 from ._evaluations import EvaluationRow
 from ._governance import ApprovalRow
+from ._jobs import JobRow, JobStatus
 from ._schema import UTCDateTime, metadata
 from ._store import Store
 from ._types import (
@@ -36,6 +37,8 @@ __all__ = [
     "AuditEntry",
     "EvaluationRow",
     "Event",
+    "JobRow",
+    "JobStatus",
     "LabelItem",
     "LabelRow",
     "LabelStatus",

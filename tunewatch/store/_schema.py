@@ -261,3 +261,46 @@ approvals = Table(
     CheckConstraint("status IN ('pending', 'approved', 'rejected')", name="status"),
     Index("ix_approvals_model_status", "model", "status"),
 )
+
+# Alertmanager alert episodes: one row per (fingerprint, startsAt), so the same
+# notification delivered again (at least once, possibly concurrently) is recognised.
+alert_episodes = Table(
+    "alert_episodes",
+    metadata,
+    Column("fingerprint", String(64), nullable=False),
+    Column("starts_at", String(64), nullable=False),
+    Column("model", String(200), nullable=True),
+    Column("alertname", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("resolved_at", UTCDateTime, nullable=True),
+    Column("decision", String(400), nullable=True),
+    PrimaryKeyConstraint("fingerprint", "starts_at"),
+)
+
+# Work the daemon hands to workers (re-tuning). ``dedupe_key`` makes "one job per
+# trigger" a database guarantee (e.g. one per alert episode).
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(200), ForeignKey("models.name"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("trigger", JSON, nullable=False),
+    Column("dedupe_key", String(300), nullable=True, unique=True),
+    Column("spec", JSON, nullable=False),
+    Column("progress", JSON, nullable=False),
+    Column("result", JSON, nullable=True),
+    Column("error", String(4000), nullable=True),
+    Column("worker", String(200), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("started_at", UTCDateTime, nullable=True),
+    Column("heartbeat_at", UTCDateTime, nullable=True),
+    Column("finished_at", UTCDateTime, nullable=True),
+    CheckConstraint(
+        "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="status"
+    ),
+    Index("ix_jobs_model_status", "model", "status"),
+)

@@ -23,6 +23,7 @@ from . import (
     _evaluations,
     _events,
     _governance,
+    _jobs,
     _records,
     _registry_rows,
     _tokens,
@@ -31,6 +32,7 @@ from . import (
 from ._engine import READ_ONLY_OPTION, SqliteSynchronous, make_engine, sqlite_write, transaction
 from ._evaluations import EvaluationRow
 from ._governance import ApprovalRow
+from ._jobs import JobRow, JobStatus
 from ._migrate import upgrade_to_head
 from ._types import (
     AuditEntry,
@@ -392,3 +394,84 @@ class Store:
         """
         with self._tx("rollback") as conn:
             return _governance.rollback(conn, model, actor=actor, reason=reason)
+
+    # -- jobs and alerts ----------------------------------------------------------------
+
+    def create_job(
+        self,
+        *,
+        model: str,
+        kind: str,
+        trigger: Mapping[str, Any],
+        spec: Mapping[str, Any],
+        dedupe_key: str | None = None,
+    ) -> tuple[JobRow, bool]:
+        """Queue a job; ``(job, created)``. A repeated ``dedupe_key`` returns the first."""
+        with self._tx("create_job") as conn:
+            return _jobs.create_job(
+                conn, model=model, kind=kind, trigger=trigger, spec=spec, dedupe_key=dedupe_key
+            )
+
+    def get_job(self, job_id: int) -> JobRow:
+        with self._read("get_job") as conn:
+            return _jobs.get_job(conn, job_id)
+
+    def list_jobs(
+        self, *, model: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[JobRow]:
+        with self._read("list_jobs") as conn:
+            return _jobs.list_jobs(conn, model=model, status=status, limit=limit)
+
+    def count_active_jobs(self, model: str | None = None) -> int:
+        with self._read("count_active_jobs") as conn:
+            return _jobs.count_active(conn, model)
+
+    def claim_job(self, job_id: int, worker: str) -> JobRow:
+        with self._tx("claim_job") as conn:
+            return _jobs.claim_job(conn, job_id, worker)
+
+    def update_job_progress(self, job_id: int, progress: Mapping[str, Any]) -> None:
+        with self._tx("update_job_progress") as conn:
+            _jobs.update_progress(conn, job_id, progress)
+
+    def finish_job(
+        self,
+        job_id: int,
+        *,
+        status: JobStatus,
+        result: Mapping[str, Any] | None = None,
+        error: str | None = None,
+    ) -> JobRow:
+        with self._tx("finish_job") as conn:
+            return _jobs.finish_job(conn, job_id, status=status, result=result, error=error)
+
+    def record_alert_episode(
+        self,
+        *,
+        fingerprint: str,
+        starts_at: str,
+        model: str | None,
+        alertname: str,
+        labels: Mapping[str, Any],
+    ) -> bool:
+        """True while this firing episode still needs a decision (at-least-once delivery:
+        a repeat of a decided episode is False)."""
+        with self._tx("record_alert_episode") as conn:
+            return _jobs.record_alert_episode(
+                conn,
+                fingerprint=fingerprint,
+                starts_at=starts_at,
+                model=model,
+                alertname=alertname,
+                labels=labels,
+            )
+
+    def decide_alert_episode(self, *, fingerprint: str, starts_at: str, decision: str) -> None:
+        with self._tx("decide_alert_episode") as conn:
+            _jobs.decide_alert_episode(
+                conn, fingerprint=fingerprint, starts_at=starts_at, decision=decision
+            )
+
+    def resolve_alert_episode(self, *, fingerprint: str, starts_at: str) -> bool:
+        with self._tx("resolve_alert_episode") as conn:
+            return _jobs.resolve_alert_episode(conn, fingerprint=fingerprint, starts_at=starts_at)

@@ -1,0 +1,113 @@
+"""Alertmanager webhook (payload version 4): alerts become events and re-tuning jobs.
+
+Delivery is at least once and a slow handler can receive the same group again while the
+first delivery still runs, so every firing alert is keyed by its episode
+(``fingerprint`` + ``startsAt``): the episode row and the job's unique ``dedupe_key``
+make a repeated or concurrent delivery create nothing new. The answer is 2xx after the
+commit, 503 when the store cannot commit (Alertmanager retries), and 2xx for valid
+payloads that are ignored (unknown model, a resolved alert never seen firing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tunewatch._errors import NotFoundError
+from tunewatch.api._body import parse_json_object
+from tunewatch.api._context import AppContext, authenticate, context
+from tunewatch.api._errors import ApiError
+
+logger = logging.getLogger(__name__)
+
+
+def _fingerprint(alert: dict[str, Any]) -> str:
+    value = alert.get("fingerprint")
+    if isinstance(value, str) and value:
+        return value[:64]
+    labels = alert.get("labels") or {}
+    text = "\n".join(f"{k}={labels[k]}" for k in sorted(labels))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def handle_alerts(ctx: AppContext, body: dict[str, Any]) -> dict[str, Any]:
+    alerts = body.get("alerts")
+    if not isinstance(alerts, list):
+        raise ApiError(400, "invalid_request", "`alerts` must be a list (Alertmanager v4)")
+    label = ctx.runtime.config.alerting.model_label
+    store = ctx.runtime.store
+    summary: dict[str, Any] = {
+        "received": len(alerts),
+        "new_episodes": 0,
+        "jobs": [],
+        "ignored": [],
+    }
+    for alert in alerts:
+        if not isinstance(alert, dict):
+            summary["ignored"].append("not an object")
+            continue
+        labels = alert.get("labels") if isinstance(alert.get("labels"), dict) else {}
+        assert isinstance(labels, dict)
+        name = str(labels.get("alertname", "unnamed"))
+        starts_at = str(alert.get("startsAt", ""))
+        fingerprint = _fingerprint(alert)
+        model = labels.get(label)
+        status = alert.get("status", body.get("status"))
+        if status == "resolved":
+            if not store.resolve_alert_episode(fingerprint=fingerprint, starts_at=starts_at):
+                summary["ignored"].append(f"{name}: resolved, never seen firing")
+            continue
+        if status != "firing":
+            summary["ignored"].append(f"{name}: status {status!r}")
+            continue
+        if not isinstance(model, str) or not _known(ctx, model):
+            summary["ignored"].append(f"{name}: no known model in label {label!r}")
+            continue
+        if not store.record_alert_episode(
+            fingerprint=fingerprint, starts_at=starts_at, model=model, alertname=name, labels=labels
+        ):
+            continue  # a repeat of an episode already decided
+        summary["new_episodes"] += 1
+        outcome = ctx.dispatcher.handle(
+            model,
+            "alert_received",
+            {
+                "alertname": name,
+                "fingerprint": fingerprint,
+                "startsAt": starts_at,
+                "labels": labels,
+            },
+            dedupe_key=f"alert:{fingerprint}:{starts_at}",
+            actor="alertmanager",
+        )
+        store.decide_alert_episode(
+            fingerprint=fingerprint, starts_at=starts_at, decision=outcome.describe()
+        )
+        if outcome.job_id is not None and outcome.status == "taken":
+            summary["jobs"].append(outcome.job_id)
+    return summary
+
+
+def _known(ctx: AppContext, model: str) -> bool:
+    try:
+        ctx.runtime.store.get_model(model)
+    except NotFoundError:
+        return False
+    return True
+
+
+async def alertmanager_webhook(request: Request) -> Response:
+    ctx = context(request)
+    authenticate(request, "alert")
+    body = parse_json_object(await request.body())
+    summary = await run_in_threadpool(handle_alerts, ctx, body)
+    return JSONResponse(summary)
+
+
+routes = [Route("/v1/alerts/alertmanager", alertmanager_webhook, methods=["POST"])]

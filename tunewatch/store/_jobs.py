@@ -1,0 +1,225 @@
+"""Jobs (re-tuning work handed to workers) and alert episodes (webhook dedupe)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Row, func, select, update
+
+from .._errors import ConflictError, NotFoundError
+from ._canonical import canonical_json
+from ._engine import dialect_insert
+from ._schema import alert_episodes, jobs
+from ._types import utcnow
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+ACTIVE: tuple[str, ...] = ("queued", "running")
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    id: int
+    model: str
+    kind: str
+    status: str
+    trigger: dict[str, Any]
+    dedupe_key: str | None
+    spec: dict[str, Any]
+    progress: dict[str, Any]
+    result: dict[str, Any] | None
+    error: str | None
+    worker: str | None
+    created_at: datetime
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+    finished_at: datetime | None
+
+
+def _clean(value: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(canonical_json(dict(value)))
+    return out
+
+
+def create_job(
+    conn: Connection,
+    *,
+    model: str,
+    kind: str,
+    trigger: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    dedupe_key: str | None = None,
+) -> tuple[JobRow, bool]:
+    """Queue a job; with ``dedupe_key``, a second call returns the first job and False."""
+    stmt = (
+        dialect_insert(conn, jobs)
+        .values(
+            model=model,
+            kind=kind,
+            status="queued",
+            trigger=_clean(trigger),
+            dedupe_key=dedupe_key,
+            spec=_clean(spec),
+            progress={},
+            created_at=utcnow(),
+        )
+        .on_conflict_do_nothing(index_elements=[jobs.c.dedupe_key])
+        .returning(jobs.c.id)
+    )
+    new_id = conn.execute(stmt).scalar_one_or_none()
+    if new_id is not None:
+        return get_job(conn, int(new_id)), True
+    existing = conn.execute(select(jobs.c.id).where(jobs.c.dedupe_key == dedupe_key)).scalar_one()
+    return get_job(conn, int(existing)), False
+
+
+def get_job(conn: Connection, job_id: int) -> JobRow:
+    row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+    if row is None:
+        raise NotFoundError(f"job {job_id} does not exist", code="job_not_found")
+    return _job(row)
+
+
+def list_jobs(
+    conn: Connection, *, model: str | None, status: str | None, limit: int
+) -> list[JobRow]:
+    stmt = select(jobs)
+    if model is not None:
+        stmt = stmt.where(jobs.c.model == model)
+    if status is not None:
+        stmt = stmt.where(jobs.c.status == status)
+    return [_job(r) for r in conn.execute(stmt.order_by(jobs.c.id.desc()).limit(limit))]
+
+
+def count_active(conn: Connection, model: str | None = None) -> int:
+    stmt = select(func.count()).select_from(jobs).where(jobs.c.status.in_(ACTIVE))
+    if model is not None:
+        stmt = stmt.where(jobs.c.model == model)
+    return int(conn.execute(stmt).scalar_one())
+
+
+def claim_job(conn: Connection, job_id: int, worker: str) -> JobRow:
+    """Mark a queued job running for ``worker``; a running one may be re-joined by any
+    worker (several workers share one study). Finished jobs cannot be claimed."""
+    job = get_job(conn, job_id)
+    if job.status not in ACTIVE:
+        raise ConflictError(f"job {job_id} is {job.status}", code="job_finished")
+    now = utcnow()
+    values: dict[str, Any] = {"status": "running", "heartbeat_at": now, "worker": worker}
+    if job.started_at is None:
+        values["started_at"] = now
+    conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+    return get_job(conn, job_id)
+
+
+def update_progress(conn: Connection, job_id: int, progress: Mapping[str, Any]) -> None:
+    conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id)
+        .values(progress=_clean(progress), heartbeat_at=utcnow())
+    )
+
+
+def finish_job(
+    conn: Connection,
+    job_id: int,
+    *,
+    status: JobStatus,
+    result: Mapping[str, Any] | None = None,
+    error: str | None = None,
+) -> JobRow:
+    if status in ACTIVE:
+        raise ValueError(f"`status` must be a final state, got {status!r}")
+    conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id)
+        .values(
+            status=status,
+            result=None if result is None else _clean(result),
+            error=None if error is None else error[:4000],
+            finished_at=utcnow(),
+        )
+    )
+    return get_job(conn, job_id)
+
+
+def record_alert_episode(
+    conn: Connection,
+    *,
+    fingerprint: str,
+    starts_at: str,
+    model: str | None,
+    alertname: str,
+    labels: Mapping[str, Any],
+) -> bool:
+    """True while this (fingerprint, startsAt) firing episode still needs a decision:
+    when it is new, or when an earlier delivery stored it but died before deciding."""
+    stmt = (
+        dialect_insert(conn, alert_episodes)
+        .values(
+            fingerprint=fingerprint,
+            starts_at=starts_at,
+            model=model,
+            alertname=alertname,
+            status="firing",
+            labels=_clean(labels),
+            received_at=utcnow(),
+        )
+        .on_conflict_do_nothing(
+            index_elements=[alert_episodes.c.fingerprint, alert_episodes.c.starts_at]
+        )
+    )
+    conn.execute(stmt)
+    decision = conn.execute(
+        select(alert_episodes.c.decision).where(
+            alert_episodes.c.fingerprint == fingerprint, alert_episodes.c.starts_at == starts_at
+        )
+    ).scalar_one()
+    return decision is None
+
+
+def decide_alert_episode(
+    conn: Connection, *, fingerprint: str, starts_at: str, decision: str
+) -> None:
+    conn.execute(
+        update(alert_episodes)
+        .where(alert_episodes.c.fingerprint == fingerprint, alert_episodes.c.starts_at == starts_at)
+        .values(decision=decision[:400])
+    )
+
+
+def resolve_alert_episode(conn: Connection, *, fingerprint: str, starts_at: str) -> bool:
+    """Mark a firing episode resolved; False when it was never seen firing."""
+    result = conn.execute(
+        update(alert_episodes)
+        .where(
+            alert_episodes.c.fingerprint == fingerprint,
+            alert_episodes.c.starts_at == starts_at,
+            alert_episodes.c.status == "firing",
+        )
+        .values(status="resolved", resolved_at=utcnow())
+    )
+    return bool(result.rowcount)
+
+
+def _job(row: Row[Any]) -> JobRow:
+    return JobRow(
+        id=int(row.id),
+        model=row.model,
+        kind=row.kind,
+        status=row.status,
+        trigger=dict(row.trigger),
+        dedupe_key=row.dedupe_key,
+        spec=dict(row.spec),
+        progress=dict(row.progress),
+        result=None if row.result is None else dict(row.result),
+        error=row.error,
+        worker=row.worker,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        heartbeat_at=row.heartbeat_at,
+        finished_at=row.finished_at,
+    )
