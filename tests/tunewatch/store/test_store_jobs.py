@@ -1,0 +1,61 @@
+"""Jobs and alert episodes — on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tunewatch._errors import ConflictError
+from tunewatch.store import Store
+
+
+def test_concurrent_jobs_with_one_dedupe_key_create_one(model_store: Store) -> None:
+    created: list[bool] = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        _, new = model_store.create_job(
+            model="m", kind="retune", trigger={"event": "x"}, spec={}, dedupe_key="alert:fp:t0"
+        )
+        with lock:
+            created.append(new)
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert created.count(True) == 1
+    assert len(model_store.list_jobs(model="m")) == 1
+
+
+def test_job_lifecycle_claim_progress_finish(model_store: Store) -> None:
+    job, _ = model_store.create_job(model="m", kind="retune", trigger={}, spec={"trials": 5})
+    assert model_store.count_active_jobs() == 1
+    running = model_store.claim_job(job.id, "w1")
+    assert running.status == "running" and running.started_at is not None
+    model_store.update_job_progress(job.id, {"trials_done": 2, "best": 0.31})
+    assert model_store.get_job(job.id).progress == {"trials_done": 2, "best": 0.31}
+    done = model_store.finish_job(job.id, status="succeeded", result={"version": 3})
+    assert done.status == "succeeded" and done.result == {"version": 3}
+    assert model_store.count_active_jobs() == 0
+    with pytest.raises(ConflictError) as info:
+        model_store.claim_job(job.id, "w2")
+    assert info.value.code == "job_finished"
+
+
+def test_alert_episode_needs_a_decision_once(model_store: Store) -> None:
+    kw = {
+        "fingerprint": "fp",
+        "starts_at": "t0",
+        "model": "m",
+        "alertname": "A",
+        "labels": {"model": "m"},
+    }
+    assert model_store.record_alert_episode(**kw)  # type: ignore[arg-type]
+    assert model_store.record_alert_episode(**kw)  # type: ignore[arg-type]  # undecided yet
+    model_store.decide_alert_episode(fingerprint="fp", starts_at="t0", decision="retune taken")
+    assert not model_store.record_alert_episode(**kw)  # type: ignore[arg-type]
+    assert model_store.resolve_alert_episode(fingerprint="fp", starts_at="t0")
+    assert not model_store.resolve_alert_episode(fingerprint="never", starts_at="t0")
