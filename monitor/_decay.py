@@ -1,0 +1,267 @@
+"""Performance decay: realised objective per window (matured labels only) and a
+weighted linear trend that says how fast the model is getting worse.
+
+:func:`realised_windows` turns a scoring log (predictions, request times, label arrival
+times) into :class:`WindowValue` points, counting a request only when its label arrived
+before the window's end plus ``maturity`` — so late-arriving labels of a recent window
+do not bias it towards the requests that get labelled fast.
+
+:class:`DecayEstimator` fits ``value = intercept + slope * days`` by weighted least
+squares (weights = labelled requests per window), reports the slope per day with a 95 %
+t-interval, when the trend crosses the objective's threshold in the bad direction, and a
+recommended re-tuning interval: the time the trend takes to lose ``tolerance`` of the
+objective, clipped to ``[min_interval_days, max_interval_days]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from monitor._errors import EstimationError
+from monitor.objectives import Objective
+
+DecayStatus = Literal["insufficient_data", "decaying", "stable", "improving"]
+_DAY_S = 86_400.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class WindowValue:
+    """The realised objective over one window.
+
+    ``window_end`` is a UTC ``datetime`` when the inputs were datetimes, else float
+    seconds. ``n`` counts the requests with matured labels (``value`` is ``None`` when
+    there are none), ``n_requests`` all requests in the window, ``label_coverage`` their
+    ratio and ``median_label_delay_s`` the median label delay of the counted requests."""
+
+    window_start: datetime | float
+    window_end: datetime | float
+    value: float | None
+    n: int
+    n_requests: int
+    label_coverage: float
+    median_label_delay_s: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DecayResult:
+    """The fitted trend. ``slope_per_day`` is in objective units per day (negative means
+    falling), ``slope_ci`` its 95 % interval; ``current_estimate`` is the trend at the
+    last window and ``intercept`` at the first window. ``projected_crossing`` is when
+    the trend reaches ``threshold`` in the bad direction (in the past if it already
+    has; ``None`` when the trend is not heading there).
+    ``recommended_retune_interval_days`` is ``None`` only when
+    ``status == "insufficient_data"``."""
+
+    slope_per_day: float | None
+    slope_ci: tuple[float, float] | None
+    intercept: float | None
+    current_estimate: float | None
+    projected_crossing: datetime | None
+    recommended_retune_interval_days: float | None
+    n_windows: int
+    status: DecayStatus
+
+
+def _seconds(values: Any) -> tuple[np.ndarray, bool]:
+    """Float epoch seconds (NaN for missing) and whether the input was datetime-like."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iuf":
+        return arr.astype(np.float64), False
+    stamps = pd.to_datetime(pd.Series(arr.ravel()), utc=True)
+    ns = stamps.to_numpy(dtype="datetime64[ns]").astype(np.int64).astype(np.float64)
+    ns[stamps.isna().to_numpy()] = np.nan
+    return ns / 1e9, True
+
+
+def _stamp(t: float, as_datetime: bool) -> datetime | float:
+    return datetime.fromtimestamp(t, tz=UTC) if as_datetime else t
+
+
+def _span_seconds(span: timedelta | float, name: str) -> float:
+    seconds = span.total_seconds() if isinstance(span, timedelta) else float(span)
+    if not seconds >= 0 or not np.isfinite(seconds):
+        raise EstimationError(f"`{name}` must be a non-negative duration, got {span!r}")
+    return seconds
+
+
+def realised_windows(
+    y_true: Any,
+    y_pred: Any,
+    timestamps: Any,
+    label_times: Any,
+    *,
+    objective: Objective,
+    window: timedelta | float,
+    maturity: timedelta | float,
+    start: datetime | float | None = None,
+    as_of: datetime | float | None = None,
+) -> list[WindowValue]:
+    """Realised ``objective`` per window of ``window`` length (seconds or timedelta).
+
+    ``timestamps`` are request times and ``label_times`` label arrival times (epoch
+    seconds or datetime-likes; NaN/NaT/None for no label — ``y_true`` is ignored there).
+    A request counts when its label arrived at or before ``window_end + maturity``.
+    Windows start at ``start`` (default: the first request). With ``as_of`` set,
+    windows whose labels cannot have matured by then (``window_end + maturity > as_of``)
+    are left out.
+    """
+    ts, as_datetime = _seconds(timestamps)
+    lt, _ = _seconds(label_times)
+    truth, pred = np.asarray(y_true), np.asarray(y_pred)
+    if not (ts.shape[0] == lt.shape[0] == truth.shape[0] == pred.shape[0]):
+        raise EstimationError(
+            f"inputs differ in length: {ts.shape[0]} timestamps, {lt.shape[0]} label "
+            f"times, {truth.shape[0]} labels, {pred.shape[0]} predictions"
+        )
+    width = _span_seconds(window, "window")
+    if width <= 0:
+        raise EstimationError(f"`window` must be positive, got {window!r}")
+    wait = _span_seconds(maturity, "maturity")
+    if ts.size == 0 or not np.isfinite(ts).any():
+        return []
+    first = float(np.nanmin(ts)) if start is None else float(_seconds([start])[0][0])
+    last = float(np.nanmax(ts))
+    cutoff = None if as_of is None else float(_seconds([as_of])[0][0])
+    out: list[WindowValue] = []
+    n_windows = int(np.floor((last - first) / width)) + 1
+    bins = np.floor((ts - first) / width)
+    for k in range(max(n_windows, 0)):
+        lo, hi = first + k * width, first + (k + 1) * width
+        if cutoff is not None and hi + wait > cutoff:
+            break
+        in_window = bins == k
+        labelled = in_window & np.isfinite(lt) & (lt <= hi + wait)
+        n, n_requests = int(labelled.sum()), int(in_window.sum())
+        value = float(objective.value(truth[labelled], pred[labelled])) if n else None
+        delay = float(np.median(lt[labelled] - ts[labelled])) if n else None
+        out.append(
+            WindowValue(
+                window_start=_stamp(lo, as_datetime),
+                window_end=_stamp(hi, as_datetime),
+                value=value,
+                n=n,
+                n_requests=n_requests,
+                label_coverage=n / n_requests if n_requests else 0.0,
+                median_label_delay_s=delay,
+            )
+        )
+    return out
+
+
+class DecayEstimator:
+    """Weighted linear trend of an objective over windows.
+
+    ``threshold`` is the objective value the model must not cross (below it for
+    greater-is-better objectives, above it otherwise). ``tolerance`` is how much of the
+    objective (in its own units) may be lost between re-tunings: the recommended
+    interval is ``tolerance / |slope|`` days while the trend heads the bad way, clipped
+    to ``[min_interval_days, max_interval_days]`` (``max_interval_days`` when it does
+    not). ``status`` is ``"decaying"``/``"improving"`` when the whole 95 % interval of the
+    slope lies on that side of zero, else ``"stable"``; fewer than ``min_windows`` usable
+    windows give ``"insufficient_data"``.
+    """
+
+    def __init__(
+        self,
+        objective: Objective,
+        *,
+        threshold: float,
+        min_windows: int = 3,
+        tolerance: float = 0.01,
+        min_interval_days: float = 1.0,
+        max_interval_days: float = 90.0,
+        confidence: float = 0.95,
+    ) -> None:
+        if min_windows < 3:
+            raise EstimationError(f"`min_windows` must be at least 3, got {min_windows}")
+        if not tolerance > 0:
+            raise EstimationError(f"`tolerance` must be positive, got {tolerance}")
+        if not 0 < min_interval_days <= max_interval_days:
+            raise EstimationError(
+                "`min_interval_days` must be positive and at most `max_interval_days`, got "
+                f"{min_interval_days} and {max_interval_days}"
+            )
+        if not 0 < confidence < 1:
+            raise EstimationError(f"`confidence` must be in (0, 1), got {confidence}")
+        self.objective = objective
+        self.threshold = float(threshold)
+        self.min_windows = min_windows
+        self.tolerance = float(tolerance)
+        self.min_interval_days = float(min_interval_days)
+        self.max_interval_days = float(max_interval_days)
+        self.confidence = confidence
+
+    def fit_windows(self, windows: Sequence[WindowValue]) -> DecayResult:
+        """Fit on :func:`realised_windows` output (windows without a value are skipped)."""
+        return self.fit(
+            [(w.window_end, w.value, w.n) for w in windows if w.value is not None and w.n > 0]
+        )
+
+    def fit(self, points: Sequence[tuple[datetime | float, float, int]]) -> DecayResult:
+        """Fit on ``(window_end, value, n)`` points; ``window_end`` is a datetime or epoch
+        seconds, ``n`` the labelled requests behind ``value`` (the WLS weight)."""
+        usable = [(t, float(v), float(n)) for t, v, n in points if n > 0 and np.isfinite(float(v))]
+        if len(usable) < self.min_windows:
+            return DecayResult(
+                slope_per_day=None,
+                slope_ci=None,
+                intercept=None,
+                current_estimate=None,
+                projected_crossing=None,
+                recommended_retune_interval_days=None,
+                n_windows=len(usable),
+                status="insufficient_data",
+            )
+        seconds, _ = _seconds([t for t, _, _ in usable])
+        origin = float(seconds.min())
+        x = (seconds - origin) / _DAY_S
+        y = np.array([v for _, v, _ in usable])
+        w = np.array([n for _, _, n in usable])
+        if np.ptp(x) == 0:
+            raise EstimationError("decay points must span more than one instant")
+        xm, ym = np.average(x, weights=w), np.average(y, weights=w)
+        sxx = float(np.sum(w * (x - xm) ** 2))
+        slope = float(np.sum(w * (x - xm) * (y - ym)) / sxx)
+        intercept_origin = float(ym - slope * xm)
+        dof = len(usable) - 2
+        resid = y - (intercept_origin + slope * x)
+        # Weights are known only up to scale (value variance ~ sigma^2 / n): estimate sigma^2.
+        sigma2 = float(np.sum(w * resid**2) / dof) if dof > 0 else 0.0
+        half = float(stats.t.ppf(0.5 + self.confidence / 2, dof)) * np.sqrt(sigma2 / sxx)
+        lo, hi = slope - half, slope + half
+        bad_sign = -1.0 if self.objective.greater_is_better else 1.0
+        x_last = float(x.max())
+        current = intercept_origin + slope * x_last
+        heading_bad = slope * bad_sign > 0
+        crossing: datetime | None = None
+        if heading_bad:
+            x_cross = (self.threshold - intercept_origin) / slope
+            crossing = datetime.fromtimestamp(origin + x_cross * _DAY_S, tz=UTC)
+            interval = float(
+                np.clip(self.tolerance / abs(slope), self.min_interval_days, self.max_interval_days)
+            )
+        else:
+            interval = self.max_interval_days
+        if lo * bad_sign > 0 and hi * bad_sign > 0:
+            status: DecayStatus = "decaying"
+        elif lo * bad_sign < 0 and hi * bad_sign < 0:
+            status = "improving"
+        else:
+            status = "stable"
+        return DecayResult(
+            slope_per_day=slope,
+            slope_ci=(lo, hi),
+            intercept=intercept_origin,
+            current_estimate=current,
+            projected_crossing=crossing,
+            recommended_retune_interval_days=interval,
+            n_windows=len(usable),
+            status=status,
+        )

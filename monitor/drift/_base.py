@@ -1,0 +1,209 @@
+"""The drift-method interface and the per-column result.
+
+A drift method compares one column of the current window with its
+:class:`~monitor.drift.ReferenceProfile` summary. Methods are either *tests* (they
+return a p-value; drift when it falls below the threshold) or *distances* (no p-value;
+drift when the distance reaches the threshold). Degenerate inputs never raise: they
+give ``status="insufficient_data"`` with a reason.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from monitor._errors import DriftError
+from monitor.drift._profile import (
+    DISCRETE_MAX_VALUES,
+    CategoricalSummary,
+    ColumnKind,
+    ColumnSummary,
+    category_counts,
+    discrete_counts,
+    numeric_values,
+)
+
+DriftStatus = Literal["ok", "drift", "insufficient_data"]
+MethodName = Literal["ks", "psi", "wasserstein", "jensenshannon", "chisquare", "z"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ColumnDrift:
+    """Verdict for one column. ``statistic`` is the test statistic (KS ``D``,
+    chi-square, ``z``) with its ``p_value`` for tests, or the distance for distance
+    methods (``p_value`` is ``None``); both are ``None`` when the data were
+    insufficient, and ``reason`` says why. ``n_ref``/``n_cur`` count non-missing values."""
+
+    column: str
+    method: str
+    statistic: float | None
+    p_value: float | None
+    threshold: float
+    drifted: bool
+    status: DriftStatus
+    reason: str | None
+    n_ref: int
+    n_cur: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ColumnDriftConfig:
+    """Per-column override: which method, and its threshold (``None``: the method's
+    default — 0.05 for p-value tests, 0.1 for distances)."""
+
+    method: MethodName
+    threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        from monitor.drift._registry import METHODS
+
+        if self.method not in METHODS:
+            raise DriftError(
+                f"`method` must be one of {', '.join(sorted(METHODS))}, got {self.method!r}"
+            )
+        if self.threshold is not None and not (self.threshold > 0 and np.isfinite(self.threshold)):
+            raise DriftError(f"`threshold` must be a positive finite number, got {self.threshold}")
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedColumn:
+    """The current window's values of one column, cleaned once and shared by methods.
+
+    Numeric columns: ``values`` sorted finite float64 and ``counts`` per distinct value
+    when there are few. Categorical columns: ``counts`` per category and empty
+    ``values``."""
+
+    n: int
+    n_missing: int
+    values: np.ndarray
+    counts: dict[Any, int] | None
+
+
+def prepare_current(summary: ColumnSummary, current: Any) -> PreparedColumn:
+    """Clean a current column (drop missing/non-finite values) for ``summary``'s kind."""
+    total = int(np.shape(current)[0]) if np.ndim(current) else 0
+    if isinstance(summary, CategoricalSummary):
+        cat_counts = category_counts(current)
+        n = sum(cat_counts.values())
+        return PreparedColumn(n, total - n, np.empty(0), dict(cat_counts))
+    values = np.sort(numeric_values(current))
+    num_counts = discrete_counts(values, DISCRETE_MAX_VALUES)
+    return PreparedColumn(int(values.size), total - int(values.size), values, num_counts)
+
+
+def reference_counts(summary: ColumnSummary) -> dict[Any, int] | None:
+    """Counts per category (or per distinct numeric value), ``None`` for continuous."""
+    if isinstance(summary, CategoricalSummary):
+        return dict(summary.counts)
+    return None if summary.value_counts is None else dict(summary.value_counts)
+
+
+def n_distinct(summary: ColumnSummary, current: PreparedColumn) -> int | None:
+    """Distinct values over reference and current, ``None`` when there are many."""
+    ref = reference_counts(summary)
+    if ref is None or current.counts is None:
+        return None
+    union = set(ref) | set(current.counts)
+    return None if len(union) > DISCRETE_MAX_VALUES else len(union)
+
+
+class DriftMethod(ABC):
+    """One per-column drift method with its threshold."""
+
+    name: ClassVar[MethodName]
+    kinds: ClassVar[frozenset[ColumnKind]]
+    """Column kinds the method accepts."""
+    returns_p_value: ClassVar[bool]
+    default_threshold: ClassVar[float]
+
+    def __init__(self, *, threshold: float | None = None) -> None:
+        threshold = self.default_threshold if threshold is None else float(threshold)
+        if not (threshold > 0 and np.isfinite(threshold)):
+            raise DriftError(f"`threshold` must be a positive finite number, got {threshold}")
+        if self.returns_p_value and threshold >= 1:
+            raise DriftError(f"`threshold` of a p-value test must be in (0, 1), got {threshold}")
+        self.threshold = threshold
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(threshold={self.threshold})"
+
+    def test(
+        self, summary: ColumnSummary, current: Any, *, column: str = "", min_rows: int = 30
+    ) -> ColumnDrift:
+        """Compare raw ``current`` values (array or Series) with the reference summary."""
+        return self.test_prepared(
+            summary, prepare_current(summary, current), column=column, min_rows=min_rows
+        )
+
+    def test_prepared(
+        self,
+        summary: ColumnSummary,
+        current: PreparedColumn,
+        *,
+        column: str = "",
+        min_rows: int = 30,
+    ) -> ColumnDrift:
+        """Like :meth:`test` for a column already cleaned by :func:`prepare_current`."""
+        reason = self._degenerate(summary, current, min_rows)
+        if reason is None and summary.kind not in self.kinds:
+            reason = f"method {self.name!r} does not apply to {summary.kind!r} columns"
+        if reason is not None:
+            return self._result(column, summary, current, None, None, reason)
+        statistic, p_value = self._compute(summary, current)
+        return self._result(column, summary, current, statistic, p_value, None)
+
+    @abstractmethod
+    def _compute(
+        self, summary: ColumnSummary, current: PreparedColumn
+    ) -> tuple[float, float | None]:
+        """``(statistic, p_value)``; called only on non-degenerate inputs."""
+
+    def _is_drift(self, statistic: float, p_value: float | None) -> bool:
+        if p_value is not None:
+            return p_value < self.threshold
+        return statistic >= self.threshold
+
+    def _degenerate(
+        self, summary: ColumnSummary, current: PreparedColumn, min_rows: int
+    ) -> str | None:
+        if current.n == 0:
+            return "current window has no non-missing values"
+        if summary.n < min_rows:
+            return f"reference has {summary.n} non-missing values, fewer than min_rows={min_rows}"
+        if current.n < min_rows:
+            return (
+                f"current window has {current.n} non-missing values, fewer than min_rows={min_rows}"
+            )
+        if n_distinct(summary, current) == 1:
+            return "column is constant (one value in reference and current)"
+        return None
+
+    def _result(
+        self,
+        column: str,
+        summary: ColumnSummary,
+        current: PreparedColumn,
+        statistic: float | None,
+        p_value: float | None,
+        reason: str | None,
+    ) -> ColumnDrift:
+        status: DriftStatus = "insufficient_data"
+        drifted = False
+        if statistic is not None:
+            drifted = bool(self._is_drift(statistic, p_value))
+            status = "drift" if drifted else "ok"
+        return ColumnDrift(
+            column=column,
+            method=self.name,
+            statistic=statistic,
+            p_value=p_value,
+            threshold=self.threshold,
+            drifted=drifted,
+            status=status,
+            reason=reason,
+            n_ref=summary.n,
+            n_cur=current.n,
+        )

@@ -1,0 +1,227 @@
+"""Dataset drift: per-column methods plus a dataset-level rule over a current window."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from monitor._errors import DriftError
+from monitor.drift._base import (
+    ColumnDrift,
+    ColumnDriftConfig,
+    DriftMethod,
+    PreparedColumn,
+    prepare_current,
+)
+from monitor.drift._profile import NumericSummary, ReferenceProfile
+from monitor.drift._registry import METHODS, default_method
+
+logger = logging.getLogger(__name__)
+
+DatasetRule = Literal["share", "fdr", "bonferroni"]
+_RULES = ("bonferroni", "fdr", "share")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DriftResult:
+    """Outcome of :meth:`DriftDetector.check`.
+
+    ``columns`` holds one verdict per profiled column (in profile order);
+    ``drifted_columns`` are the columns counted as drifting under ``rule`` and
+    ``drifted_share`` their share among the columns that could be tested (the
+    ``insufficient`` ones are excluded from the denominator). ``n_current`` is the
+    window's row count before any sampling."""
+
+    columns: tuple[ColumnDrift, ...]
+    drifted_columns: tuple[str, ...]
+    drifted_share: float
+    dataset_drift: bool
+    rule: DatasetRule
+    n_current: int
+    insufficient: tuple[str, ...]
+
+    def column(self, name: str) -> ColumnDrift:
+        """The verdict for column ``name``."""
+        for verdict in self.columns:
+            if verdict.column == name:
+                return verdict
+        raise KeyError(name)
+
+
+def benjamini_hochberg(p_values: np.ndarray, alpha: float) -> np.ndarray:
+    """Boolean rejections of the Benjamini-Hochberg step-up procedure at FDR ``alpha``."""
+    m = p_values.size
+    if m == 0:
+        return np.zeros(0, dtype=bool)
+    order = np.argsort(p_values, kind="mergesort")
+    passed = p_values[order] <= alpha * np.arange(1, m + 1) / m
+    reject = np.zeros(m, dtype=bool)
+    if passed.any():
+        k = int(np.max(np.flatnonzero(passed)))
+        reject[order[: k + 1]] = True
+    return reject
+
+
+class DriftDetector:
+    """Checks current windows against a :class:`ReferenceProfile`.
+
+    Per column the method is ``columns[name]`` when configured, else evidently 0.7's
+    default for the column's type and reference size (see
+    :func:`monitor.drift.default_method`). The dataset verdict follows ``dataset_rule``:
+
+    * ``"share"`` (evidently's): drift when the share of drifted columns is
+      ``>= share_threshold``;
+    * ``"fdr"``: columns tested by p-value tests drift when rejected by
+      Benjamini-Hochberg at false-discovery rate ``alpha``; dataset drift when any
+      column drifts;
+    * ``"bonferroni"``: as ``"fdr"`` with ``p < alpha / m`` (``m`` p-value columns).
+
+    Distance methods have no p-value; under ``"fdr"``/``"bonferroni"`` they count when
+    the distance reaches their threshold.
+
+    Degenerate columns (missing from the window, fewer than ``min_rows`` non-missing
+    values, all missing, constant) are reported with ``status="insufficient_data"`` and
+    a reason; :meth:`check` never raises on window contents. Windows longer than
+    ``sample_size`` rows are sampled without replacement (seeded by ``seed``; ``None``
+    disables sampling).
+    """
+
+    def __init__(
+        self,
+        profile: ReferenceProfile,
+        *,
+        columns: Mapping[str, ColumnDriftConfig] | None = None,
+        dataset_rule: DatasetRule = "share",
+        share_threshold: float = 0.5,
+        alpha: float = 0.05,
+        min_rows: int = 30,
+        sample_size: int | None = 20_000,
+        seed: int = 0,
+    ) -> None:
+        if dataset_rule not in _RULES:
+            raise DriftError(
+                f"`dataset_rule` must be one of {', '.join(_RULES)}, got {dataset_rule!r}"
+            )
+        if not 0.0 < share_threshold <= 1.0:
+            raise DriftError(f"`share_threshold` must be in (0, 1], got {share_threshold}")
+        if not 0.0 < alpha < 1.0:
+            raise DriftError(f"`alpha` must be in (0, 1), got {alpha}")
+        if min_rows < 1:
+            raise DriftError(f"`min_rows` must be at least 1, got {min_rows}")
+        if sample_size is not None and sample_size < min_rows:
+            raise DriftError(
+                f"`sample_size` must be None or at least min_rows={min_rows}, got {sample_size}"
+            )
+        configured = dict(columns or {})
+        unknown = sorted(set(configured) - set(profile.columns))
+        if unknown:
+            raise DriftError(f"`columns` configures columns not in the profile: {unknown}")
+        self._methods: dict[str, DriftMethod] = {}
+        for name, config in configured.items():
+            summary = profile.columns[name]
+            method = METHODS[config.method](threshold=config.threshold)
+            if summary.kind not in method.kinds:
+                raise DriftError(
+                    f"`columns[{name!r}].method` {config.method!r} does not apply to "
+                    f"{summary.kind!r} columns"
+                )
+            if (
+                config.method in ("chisquare", "z")
+                and isinstance(summary, NumericSummary)
+                and summary.value_counts is None
+            ):
+                raise DriftError(
+                    f"`columns[{name!r}].method` {config.method!r} needs a discrete column; "
+                    f"{name!r} has more than 20 distinct reference values"
+                )
+            self._methods[name] = method
+        self.profile = profile
+        self.dataset_rule: DatasetRule = dataset_rule
+        self.share_threshold = share_threshold
+        self.alpha = alpha
+        self.min_rows = min_rows
+        self.sample_size = sample_size
+        self.seed = seed
+
+    def method_for(self, column: str, current: PreparedColumn) -> DriftMethod:
+        """The configured method for ``column``, else evidently's default."""
+        configured = self._methods.get(column)
+        if configured is not None:
+            return configured
+        return default_method(self.profile.columns[column], current)()
+
+    def check(self, current: pd.DataFrame) -> DriftResult:
+        """Compare ``current`` with the reference, column by column."""
+        n_current = len(current)
+        window = current
+        if self.sample_size is not None and n_current > self.sample_size:
+            rng = np.random.default_rng(self.seed)
+            rows = np.sort(rng.choice(n_current, size=self.sample_size, replace=False))
+            window = current.iloc[rows]
+        verdicts: list[ColumnDrift] = []
+        for name, summary in self.profile.columns.items():
+            if name not in window.columns:
+                empty = PreparedColumn(0, 0, np.empty(0), {})
+                method = self.method_for(name, empty)
+                verdicts.append(
+                    ColumnDrift(
+                        column=name,
+                        method=method.name,
+                        statistic=None,
+                        p_value=None,
+                        threshold=method.threshold,
+                        drifted=False,
+                        status="insufficient_data",
+                        reason="column missing from the current window",
+                        n_ref=summary.n,
+                        n_cur=0,
+                    )
+                )
+                continue
+            prepared = prepare_current(summary, window[name])
+            verdicts.append(
+                self.method_for(name, prepared).test_prepared(
+                    summary, prepared, column=name, min_rows=self.min_rows
+                )
+            )
+        return self._combine(tuple(verdicts), n_current)
+
+    def _combine(self, verdicts: tuple[ColumnDrift, ...], n_current: int) -> DriftResult:
+        tested = [v for v in verdicts if v.status != "insufficient_data"]
+        insufficient = tuple(v.column for v in verdicts if v.status == "insufficient_data")
+        if self.dataset_rule == "share":
+            drifted = [v.column for v in tested if v.drifted]
+        else:
+            with_p = [v for v in tested if v.p_value is not None]
+            p_values = np.array([v.p_value for v in with_p], dtype=np.float64)
+            if self.dataset_rule == "fdr":
+                reject = benjamini_hochberg(p_values, self.alpha)
+            else:
+                reject = p_values < self.alpha / max(p_values.size, 1)
+            rejected = {v.column for v, r in zip(with_p, reject, strict=True) if r}
+            drifted = [
+                v.column
+                for v in tested
+                if v.column in rejected or (v.p_value is None and v.drifted)
+            ]
+        share = len(drifted) / len(tested) if tested else 0.0
+        if self.dataset_rule == "share":
+            dataset_drift = bool(tested) and share >= self.share_threshold
+        else:
+            dataset_drift = bool(drifted)
+        if insufficient:
+            logger.debug("drift check: insufficient data for columns %s", list(insufficient))
+        return DriftResult(
+            columns=verdicts,
+            drifted_columns=tuple(drifted),
+            drifted_share=share,
+            dataset_drift=dataset_drift,
+            rule=self.dataset_rule,
+            n_current=n_current,
+            insufficient=insufficient,
+        )

@@ -1,0 +1,42 @@
+"""Drift methods by name and evidently's sample-size-aware default choice."""
+
+from __future__ import annotations
+
+from monitor.drift._base import DriftMethod, PreparedColumn, n_distinct
+from monitor.drift._chisquare import ChiSquare
+from monitor.drift._jensenshannon import JensenShannon
+from monitor.drift._ks import KolmogorovSmirnov
+from monitor.drift._profile import ColumnSummary
+from monitor.drift._psi import PopulationStability
+from monitor.drift._wasserstein import Wasserstein
+from monitor.drift._ztest import ZTest
+
+METHODS: dict[str, type[DriftMethod]] = {
+    cls.name: cls
+    for cls in (
+        KolmogorovSmirnov,
+        PopulationStability,
+        Wasserstein,
+        JensenShannon,
+        ChiSquare,
+        ZTest,
+    )
+}
+"""Every drift method, by its config name."""
+
+SMALL_REFERENCE_ROWS = 1000
+"""At or below this many reference rows evidently picks p-value tests, above it distances."""
+
+
+def default_method(summary: ColumnSummary, current: PreparedColumn) -> type[DriftMethod]:
+    """evidently 0.7's default: with at most 1000 reference rows, KS for numeric columns
+    with more than 5 distinct values, else chi-square (more than 2 values) or the Z-test
+    (binary); with more, Wasserstein for numeric columns with more than 5 distinct
+    values, else Jensen-Shannon. Distinct values are counted over reference and current."""
+    distinct = n_distinct(summary, current)
+    discrete = summary.kind == "cat" or (distinct is not None and distinct <= 5)
+    if summary.n <= SMALL_REFERENCE_ROWS:
+        if not discrete:
+            return KolmogorovSmirnov
+        return ChiSquare if distinct is None or distinct > 2 else ZTest
+    return JensenShannon if discrete else Wasserstein

@@ -1,0 +1,40 @@
+"""Wasserstein (earth mover's) distance normalised by the reference standard deviation."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from monitor.drift._base import DriftMethod, MethodName, PreparedColumn
+from monitor.drift._profile import ColumnKind, ColumnSummary, NumericSummary
+
+
+def wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> float:
+    """First Wasserstein distance between two *sorted* samples (as
+    :func:`scipy.stats.wasserstein_distance`, without re-sorting)."""
+    both = np.concatenate([u, v])
+    both.sort(kind="mergesort")
+    deltas = np.diff(both)
+    u_cdf = np.searchsorted(u, both[:-1], side="right") / u.size
+    v_cdf = np.searchsorted(v, both[:-1], side="right") / v.size
+    return float(np.sum(np.abs(u_cdf - v_cdf) * deltas))
+
+
+class Wasserstein(DriftMethod):
+    """``W1(reference, current) / max(std_ref, 0.001)`` as evidently computes it (the
+    standard deviation is the full reference column's; the distance uses the reference
+    sample). Drift when the distance is ``>= threshold`` (default 0.1: evidently's
+    default for numeric columns with more than 1000 reference rows)."""
+
+    name: ClassVar[MethodName] = "wasserstein"
+    kinds: ClassVar[frozenset[ColumnKind]] = frozenset({"num"})
+    returns_p_value: ClassVar[bool] = False
+    default_threshold: ClassVar[float] = 0.1
+
+    def _compute(
+        self, summary: ColumnSummary, current: PreparedColumn
+    ) -> tuple[float, float | None]:
+        assert isinstance(summary, NumericSummary)
+        norm = max(summary.std, 0.001)
+        return wasserstein_sorted(summary.sample, current.values) / norm, None

@@ -1,0 +1,82 @@
+"""A/B statistics: paired shadow comparisons, group-sequential DeLong, live-split tests,
+sticky assignment and SRM, multiple challengers, guardrails and A/A simulations.
+
+Decisions use always-valid (sequential) inference because the daemon looks at the data
+continuously; fixed-horizon numbers are reported beside them only.
+"""
+
+from __future__ import annotations
+
+from shadow.stats._assignment import Arm, SRMResult, assign, assignment_bucket, srm_check
+from shadow.stats._bootstrap import PoissonBootstrap
+from shadow.stats._delong import DeLongResult, delong_arrays, delong_test
+from shadow.stats._errors import StateVersionError, StatsError
+from shadow.stats._group_sequential import GroupSequentialDeLong, GroupSequentialLook
+from shadow.stats._guardrails import (
+    GuardrailConfig,
+    GuardrailResult,
+    ServingProfile,
+    check_guardrails,
+)
+from shadow.stats._look import Decision, Look, LookArrays, TwoSampleLook
+from shadow.stats._multiple import (
+    ChallengerLook,
+    Correction,
+    MultiChallengerComparison,
+    MultiChallengerLook,
+    adjust,
+)
+from shadow.stats._paired import PairedSequentialTest, paired_differences
+from shadow.stats._simulation import (
+    PowerResult,
+    SimulationResult,
+    aa_false_positive_rate,
+    power_simulation,
+    wilson_interval,
+)
+from shadow.stats._spending import group_sequential_bounds, obrien_fleming_spending
+from shadow.stats._two_sample import TwoSampleSequentialTest
+from shadow.stats.always_valid import MSPRT, AlwaysValidMethod, ConfidenceSequence, MethodName
+
+__all__ = [
+    "MSPRT",
+    "AlwaysValidMethod",
+    "Arm",
+    "ChallengerLook",
+    "ConfidenceSequence",
+    "Correction",
+    "DeLongResult",
+    "Decision",
+    "GroupSequentialDeLong",
+    "GroupSequentialLook",
+    "GuardrailConfig",
+    "GuardrailResult",
+    "Look",
+    "LookArrays",
+    "MethodName",
+    "MultiChallengerComparison",
+    "MultiChallengerLook",
+    "PairedSequentialTest",
+    "PoissonBootstrap",
+    "PowerResult",
+    "SRMResult",
+    "ServingProfile",
+    "SimulationResult",
+    "StateVersionError",
+    "StatsError",
+    "TwoSampleLook",
+    "TwoSampleSequentialTest",
+    "aa_false_positive_rate",
+    "adjust",
+    "assign",
+    "assignment_bucket",
+    "check_guardrails",
+    "delong_arrays",
+    "delong_test",
+    "group_sequential_bounds",
+    "obrien_fleming_spending",
+    "paired_differences",
+    "power_simulation",
+    "srm_check",
+    "wilson_interval",
+]

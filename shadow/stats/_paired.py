@@ -1,0 +1,246 @@
+"""Paired comparison of a challenger against the champion on the same requests.
+
+The daemon feeds per-request loss differences ``d_i = loss_challenger - loss_champion``
+(negative = challenger better) as labels join, and may look after every batch. Decisions
+come from an always-valid test (confidence sequence or mSPRT, see
+:mod:`shadow.stats.always_valid`); a paired t-test and a bootstrap interval are reported
+beside it for people used to them, and are valid only at one planned horizon.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from monitor.objectives import Objective, ObjectiveError
+from shadow.stats._bootstrap import PoissonBootstrap
+from shadow.stats._errors import StatsError
+from shadow.stats._look import (
+    Decision,
+    Look,
+    LookArrays,
+    RunningInference,
+    check_decision,
+    decode_bound,
+    encode_bound,
+    evaluate_estimate,
+    sample_variance,
+)
+from shadow.stats._state import FORMAT_VERSION, check_state
+from shadow.stats._validation import check_positive_int, check_sample
+from shadow.stats.always_valid import MethodName, make_method
+
+logger = logging.getLogger(__name__)
+
+_KIND = "paired_sequential_test"
+
+
+def paired_differences(
+    objective: Objective,
+    y_true: np.ndarray,
+    champion_pred: np.ndarray,
+    challenger_pred: np.ndarray,
+) -> np.ndarray:
+    """``loss_challenger - loss_champion`` per request for an objective that decomposes."""
+    if not objective.has_per_request_loss:
+        raise StatsError(
+            f"objective {objective.name!r} has no per-request loss; compare it with "
+            "GroupSequentialDeLong (ROC AUC) or another whole-sample method"
+        )
+    try:
+        challenger = objective.per_request_loss(y_true, challenger_pred)
+        champion = objective.per_request_loss(y_true, champion_pred)
+    except ObjectiveError as exc:
+        raise StatsError(f"cannot score the paired predictions: {exc}") from exc
+    return np.asarray(challenger - champion, dtype=np.float64)
+
+
+class PairedSequentialTest:
+    """Always-valid paired test on the mean loss difference, updated batch by batch.
+
+    State is the sufficient statistics ``(n, sum, sum of squares)``, the running
+    inference, an online bootstrap and the history of looks, so ``update`` costs
+    ``O(batch)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.05,
+        method: MethodName = "confidence_sequence",
+        planned_n: int = 1000,
+        min_n: int = 30,
+        mixing_sd: float | None = None,
+        bootstrap_resamples: int = 1000,
+        seed: int = 0,
+    ) -> None:
+        self._method = make_method(method, alpha=alpha, planned_n=planned_n, mixing_sd=mixing_sd)
+        self.method: MethodName = method
+        self.mixing_sd = mixing_sd
+        self.min_n = check_positive_int(min_n, field="min_n", minimum=2)
+        if bootstrap_resamples != 0:
+            check_positive_int(bootstrap_resamples, field="bootstrap_resamples", minimum=2)
+        self.bootstrap_resamples = bootstrap_resamples
+        self.seed = seed
+        self._bootstrap = (
+            PoissonBootstrap(resamples=bootstrap_resamples, seed=seed)
+            if bootstrap_resamples
+            else None
+        )
+        self._n = 0
+        self._total = 0.0
+        self._total_sq = 0.0
+        self._running = RunningInference()
+        self._history: list[Look] = []
+
+    @property
+    def alpha(self) -> float:
+        return self._method.alpha
+
+    @property
+    def planned_n(self) -> int:
+        return self._method.planned_n
+
+    @property
+    def n(self) -> int:
+        return self._n
+
+    @property
+    def decision(self) -> Decision:
+        return self._running.decision
+
+    @property
+    def history(self) -> tuple[Look, ...]:
+        """Every look so far, oldest first (how the evidence grew)."""
+        return tuple(self._history)
+
+    def evaluate(self, n: np.ndarray, total: np.ndarray, total_sq: np.ndarray) -> LookArrays:
+        """One look's inference from sufficient statistics, for arrays of any shape
+        (``update`` calls it with scalars, simulations with experiment x look matrices)."""
+        count = np.asarray(n, dtype=np.float64)
+        mean = np.asarray(total, dtype=np.float64) / np.maximum(count, 1.0)
+        var = sample_variance(count, total, total_sq)
+        return evaluate_estimate(
+            self._method,
+            estimate=mean,
+            estimate_variance=var / np.maximum(count, 1.0),
+            unit_variance=var,
+            df=count - 1.0,
+            active=count >= self.min_n,
+            greater_is_better=False,
+        )
+
+    def update(self, differences: np.ndarray) -> Look:
+        """Add a batch of per-request loss differences and look."""
+        d = check_sample(differences, field="differences")
+        self._n += int(d.size)
+        self._total += float(d.sum())
+        self._total_sq += float(np.dot(d, d))
+        if self._bootstrap is not None:
+            self._bootstrap.update(d)
+        arrays = self.evaluate(
+            np.asarray(self._n), np.asarray(self._total), np.asarray(self._total_sq)
+        )
+        before = self._running.decision
+        self._running = self._running.advance(arrays)
+        look = Look(
+            n=self._n,
+            estimate=float(arrays.estimate),
+            ci_low=self._running.ci_low,
+            ci_high=self._running.ci_high,
+            p_value=self._running.p_value,
+            decision=self._running.decision,
+            fixed_t_p=float(arrays.fixed_t_p),
+            fixed_ci=(float(arrays.fixed_low), float(arrays.fixed_high)),
+            bootstrap_ci=(
+                self._bootstrap.interval(self.alpha) if self._bootstrap is not None else None
+            ),
+        )
+        self._history.append(look)
+        if before == "continue" and look.decision != "continue":
+            logger.info(
+                "paired %s test decided %s at n=%d (estimate=%.6g, p=%.3g)",
+                self.method,
+                look.decision,
+                look.n,
+                look.estimate,
+                look.p_value,
+            )
+        return look
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe state (unbounded interval sides are ``None``)."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "kind": _KIND,
+            "config": {
+                "alpha": self.alpha,
+                "method": self.method,
+                "planned_n": self.planned_n,
+                "min_n": self.min_n,
+                "mixing_sd": self.mixing_sd,
+                "bootstrap_resamples": self.bootstrap_resamples,
+                "seed": self.seed,
+            },
+            "n": self._n,
+            "total": self._total,
+            "total_sq": self._total_sq,
+            "p_value": self._running.p_value,
+            "ci_low": encode_bound(self._running.ci_low),
+            "ci_high": encode_bound(self._running.ci_high),
+            "decision": self._running.decision,
+            "history": [_encode_look(look) for look in self._history],
+            "bootstrap": None if self._bootstrap is None else self._bootstrap.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PairedSequentialTest:
+        check_state(data, kind=_KIND)
+        try:
+            test = cls(**data["config"])
+            test._n = int(data["n"])
+            test._total = float(data["total"])
+            test._total_sq = float(data["total_sq"])
+            test._running = RunningInference(
+                p_value=float(data["p_value"]),
+                ci_low=decode_bound(data["ci_low"], unbounded=-np.inf),
+                ci_high=decode_bound(data["ci_high"], unbounded=np.inf),
+                decision=check_decision(data["decision"]),
+            )
+            test._history = [_decode_look(item) for item in data["history"]]
+            if data["bootstrap"] is not None:
+                test._bootstrap = PoissonBootstrap.from_dict(data["bootstrap"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StatsError(f"{_KIND} state is incomplete or malformed: {exc!r}") from exc
+        return test
+
+
+def _encode_look(look: Look) -> dict[str, Any]:
+    item = asdict(look)
+    item["ci_low"] = encode_bound(look.ci_low)
+    item["ci_high"] = encode_bound(look.ci_high)
+    item["fixed_ci"] = [encode_bound(look.fixed_ci[0]), encode_bound(look.fixed_ci[1])]
+    item["bootstrap_ci"] = None if look.bootstrap_ci is None else list(look.bootstrap_ci)
+    return item
+
+
+def _decode_look(item: Mapping[str, Any]) -> Look:
+    boot = item["bootstrap_ci"]
+    return Look(
+        n=int(item["n"]),
+        estimate=float(item["estimate"]),
+        ci_low=decode_bound(item["ci_low"], unbounded=-np.inf),
+        ci_high=decode_bound(item["ci_high"], unbounded=np.inf),
+        p_value=float(item["p_value"]),
+        decision=check_decision(item["decision"]),
+        fixed_t_p=float(item["fixed_t_p"]),
+        fixed_ci=(
+            decode_bound(item["fixed_ci"][0], unbounded=-np.inf),
+            decode_bound(item["fixed_ci"][1], unbounded=np.inf),
+        ),
+        bootstrap_ci=None if boot is None else (float(boot[0]), float(boot[1])),
+    )

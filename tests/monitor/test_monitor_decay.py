@@ -1,0 +1,130 @@
+"""Decay: realised windows with label maturity, and the weighted linear trend.
+
+Golden stream: 30 daily windows of 2000 requests; the probability that the model is
+right falls linearly from 0.92 by ``SLOPE`` per day; labels arrive after an exponential
+delay (mean 12 h) and count after a maturity of 2 days. The fitted slope must lie in its
+95 % interval for every seed in ``SEEDS``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from monitor import DecayEstimator, EstimationError, WindowValue, realised_windows
+from monitor.objectives import make_objective
+
+SLOPE = -0.003
+DAYS = 30
+PER_DAY = 2000
+SEEDS = (0, 1, 2, 3, 4)
+START = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def _decaying_log(seed: int, slope: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    n = DAYS * PER_DAY
+    t = np.sort(rng.uniform(0, DAYS * 86_400.0, n)) + START.timestamp()
+    p_correct = 0.92 + slope * (t - START.timestamp()) / 86_400.0
+    y = rng.integers(0, 2, n)
+    correct = rng.random(n) < p_correct
+    pred = np.where(correct, y, 1 - y).astype(float)
+    proba = np.column_stack([1 - pred, pred])
+    labels_at = t + rng.exponential(12 * 3600.0, n)
+    labels_at[rng.random(n) < 0.05] = np.nan  # never labelled
+    return y, proba, t.astype("datetime64[s]"), labels_at.astype("datetime64[s]")
+
+
+def _fit(
+    seed: int, slope: float, *, max_interval_days: float = 90.0
+) -> tuple[DecayEstimator, list[WindowValue]]:
+    y, proba, t, lt = _decaying_log(seed, slope)
+    accuracy = make_objective("accuracy")
+    windows = realised_windows(
+        y, proba, t, lt, objective=accuracy, window=timedelta(days=1), maturity=timedelta(days=2)
+    )
+    return DecayEstimator(accuracy, threshold=0.85, max_interval_days=max_interval_days), windows
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_known_linear_decay_is_inside_the_reported_interval(seed: int) -> None:
+    estimator, windows = _fit(seed, SLOPE)
+    assert len(windows) == DAYS
+    result = estimator.fit_windows(windows)
+    assert result.status == "decaying" and result.slope_ci is not None
+    lo, hi = result.slope_ci
+    assert lo <= SLOPE <= hi
+    assert result.projected_crossing is not None
+    expected_crossing = START + timedelta(days=(0.92 - 0.85) / -SLOPE)
+    assert abs(result.projected_crossing - expected_crossing) < timedelta(days=3)
+
+
+def test_recommended_interval_shrinks_when_the_decay_doubles() -> None:
+    slow = _fit(0, SLOPE)
+    fast = _fit(0, 2 * SLOPE)
+    slow_days = slow[0].fit_windows(slow[1]).recommended_retune_interval_days
+    fast_days = fast[0].fit_windows(fast[1]).recommended_retune_interval_days
+    assert slow_days is not None and fast_days is not None
+    assert fast_days < 0.7 * slow_days
+    assert slow_days == pytest.approx(0.01 / -SLOPE, rel=0.25)  # tolerance 0.01 / slope
+
+
+def test_stable_model_gets_the_longest_interval() -> None:
+    estimator, windows = _fit(1, 0.0, max_interval_days=60.0)
+    result = estimator.fit_windows(windows)
+    assert result.status == "stable"
+    assert result.recommended_retune_interval_days in (60.0, pytest.approx(60.0))
+
+
+def test_lower_is_better_objectives_decay_upwards() -> None:
+    log_loss = make_objective("log_loss")
+    points = [(float(d * 86_400), 0.30 + 0.01 * d, 1000) for d in range(10)]
+    result = DecayEstimator(log_loss, threshold=0.5).fit(points)
+    assert result.status == "decaying" and result.slope_per_day == pytest.approx(0.01)
+    assert result.projected_crossing == datetime.fromtimestamp(20 * 86_400, tz=UTC)
+    assert result.current_estimate == pytest.approx(0.39)
+
+
+def test_too_few_windows_is_insufficient() -> None:
+    result = DecayEstimator(make_objective("accuracy"), threshold=0.8).fit(
+        [(0.0, 0.9, 100), (86_400.0, 0.89, 100)]
+    )
+    assert result.status == "insufficient_data"
+    assert result.slope_per_day is None and result.recommended_retune_interval_days is None
+
+
+def test_realised_windows_count_only_matured_labels() -> None:
+    accuracy = make_objective("accuracy")
+    t = np.array([0.0, 10.0, 20.0, 30.0, 110.0])
+    labels = np.array([5.0, 50.0, 200.0, np.nan, 120.0])  # 200 arrives after 100 + 60
+    y = np.array([1, 0, 1, 1, 1])
+    pred = np.array([1.0, 1.0, 1.0, 1.0, 1.0])
+    windows = realised_windows(y, pred, t, labels, objective=accuracy, window=100.0, maturity=60.0)
+    first = windows[0]
+    assert (first.window_start, first.window_end) == (0.0, 100.0)
+    assert (first.n, first.n_requests) == (2, 4)
+    assert first.label_coverage == 0.5
+    assert first.value == 0.5  # request 0 right, request 1 wrong
+    assert first.median_label_delay_s == pytest.approx(22.5)
+    assert windows[1].n == 1 and windows[1].value == 1.0
+    not_yet = realised_windows(
+        y, pred, t, labels, objective=accuracy, window=100.0, maturity=60.0, as_of=200.0
+    )
+    assert len(not_yet) == 1  # the second window matures only at 260
+
+
+def test_invalid_arguments_name_the_field() -> None:
+    with pytest.raises(EstimationError, match="`min_windows`"):
+        DecayEstimator(make_objective("accuracy"), threshold=0.8, min_windows=2)
+    with pytest.raises(EstimationError, match="differ in length"):
+        realised_windows(
+            [1],
+            [1.0, 0.0],
+            [0.0],
+            [0.0],
+            objective=make_objective("accuracy"),
+            window=1.0,
+            maturity=0.0,
+        )

@@ -1,0 +1,172 @@
+"""Golden and degenerate-window tests for the drift detector.
+
+Golden constants: windows of ``WINDOW = 500`` rows; reference of ``REFERENCE_ROWS =
+5000`` rows from the pre-change distribution (so evidently's large-sample defaults
+apply: Wasserstein / Jensen-Shannon, threshold 0.1); dataset rule ``"share"`` with
+threshold 0.5. The change happens at window ``CHANGE_AT = 10`` of ``N_WINDOWS = 20``,
+in 5 of 8 columns (shifts of about half a standard deviation). Expected: no alarm
+before the change, an alarm in every window from the change on (detection delay
+``N = 0`` windows: the first changed window alarms), and none on a stationary stream.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitor.drift import (
+    ColumnDriftConfig,
+    DriftDetector,
+    DriftError,
+    ReferenceProfile,
+    benjamini_hochberg,
+)
+from tests.monitor._streams import COLUMN_TYPES, DRIFTING, stream, window
+
+WINDOW = 500
+REFERENCE_ROWS = 5000
+N_WINDOWS = 20
+CHANGE_AT = 10
+DETECTION_DELAY = 0
+
+
+@pytest.fixture(scope="module")
+def profile() -> ReferenceProfile:
+    reference = window(REFERENCE_ROWS, rng=np.random.default_rng(100))
+    return ReferenceProfile.build(reference, column_types=COLUMN_TYPES)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_abrupt_change_alarms_at_the_change_and_never_before(
+    profile: ReferenceProfile, seed: int
+) -> None:
+    detector = DriftDetector(profile)
+    alarms = [
+        detector.check(w).dataset_drift
+        for w in stream(N_WINDOWS, WINDOW, change_at=CHANGE_AT, seed=seed)
+    ]
+    assert alarms == [False] * CHANGE_AT + [True] * (N_WINDOWS - CHANGE_AT)
+    assert alarms.index(True) == CHANGE_AT + DETECTION_DELAY
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_stationary_stream_never_alarms(profile: ReferenceProfile, seed: int) -> None:
+    detector = DriftDetector(profile)
+    results = [detector.check(w) for w in stream(N_WINDOWS, WINDOW, change_at=None, seed=seed)]
+    assert not any(r.dataset_drift for r in results)
+
+
+def test_changed_window_names_the_drifting_columns(profile: ReferenceProfile) -> None:
+    result = DriftDetector(profile).check(
+        window(WINDOW, rng=np.random.default_rng(9), changed=True)
+    )
+    assert set(result.drifted_columns) == set(DRIFTING)
+    assert result.drifted_share == pytest.approx(len(DRIFTING) / len(COLUMN_TYPES))
+    assert result.column("age").method == "wasserstein"
+    assert result.column("region").method == "jensenshannon"
+
+
+@pytest.mark.parametrize("rule", ["fdr", "bonferroni"])
+def test_multiple_testing_rules_hold_their_false_alarm_rate(rule: str) -> None:
+    """A/A: 200 stationary windows against a 1000-row reference (p-value tests: KS and
+    chi-square) alarm at most alpha=0.05 plus three binomial standard errors."""
+    reference = window(1000, rng=np.random.default_rng(7))
+    detector = DriftDetector(
+        ReferenceProfile.build(reference, column_types=COLUMN_TYPES),  # type: ignore[arg-type]
+        dataset_rule=rule,  # type: ignore[arg-type]
+        alpha=0.05,
+    )
+    windows = stream(200, 300, change_at=None, seed=11)
+    rate = np.mean([detector.check(w).dataset_drift for w in windows])
+    assert rate <= 0.05 + 3 * np.sqrt(0.05 * 0.95 / 200)
+    changed = detector.check(window(300, rng=np.random.default_rng(12), changed=True))
+    assert changed.dataset_drift and changed.column("age").method == "ks"
+
+
+def test_degenerate_windows_are_insufficient_and_never_raise(profile: ReferenceProfile) -> None:
+    detector = DriftDetector(profile)
+    empty = detector.check(pd.DataFrame(columns=list(COLUMN_TYPES)))
+    assert set(empty.insufficient) == set(COLUMN_TYPES) and not empty.dataset_drift
+    assert empty.drifted_share == 0.0 and empty.n_current == 0
+
+    one_row = detector.check(window(1, rng=np.random.default_rng(1)))
+    assert set(one_row.insufficient) == set(COLUMN_TYPES)
+    assert all("min_rows=30" in (c.reason or "") for c in one_row.columns)
+
+    frame = window(WINDOW, rng=np.random.default_rng(2))
+    frame["age"] = np.nan
+    frame = frame.drop(columns=["channel"])
+    result = detector.check(frame)
+    assert result.column("age").status == "insufficient_data"
+    assert result.column("channel").reason == "column missing from the current window"
+    assert set(result.insufficient) == {"age", "channel"}
+    assert not result.dataset_drift
+
+
+def test_constant_column_is_insufficient() -> None:
+    rng = np.random.default_rng(3)
+    reference = pd.DataFrame({"flag": np.ones(2000), "x": rng.normal(size=2000)})
+    detector = DriftDetector(ReferenceProfile.build(reference))
+    result = detector.check(pd.DataFrame({"flag": np.ones(600), "x": rng.normal(size=600)}))
+    assert result.column("flag").status == "insufficient_data"
+    assert "constant" in (result.column("flag").reason or "")
+    assert result.column("x").status == "ok"
+
+
+def test_configured_method_and_threshold_override_the_default(profile: ReferenceProfile) -> None:
+    detector = DriftDetector(
+        profile,
+        columns={
+            "age": ColumnDriftConfig(method="psi", threshold=0.2),
+            "region": ColumnDriftConfig(method="chisquare"),
+        },
+    )
+    result = detector.check(window(WINDOW, rng=np.random.default_rng(4)))
+    assert (result.column("age").method, result.column("age").threshold) == ("psi", 0.2)
+    assert (result.column("region").method, result.column("region").threshold) == (
+        "chisquare",
+        0.05,
+    )
+
+
+def test_invalid_configuration_is_refused_with_the_field_named(profile: ReferenceProfile) -> None:
+    with pytest.raises(DriftError, match="`method` must be one of"):
+        ColumnDriftConfig(method="energy")  # type: ignore[arg-type]
+    with pytest.raises(DriftError, match=r"columns\['region'\].*does not apply"):
+        DriftDetector(profile, columns={"region": ColumnDriftConfig(method="wasserstein")})
+    with pytest.raises(DriftError, match="needs a discrete column"):
+        DriftDetector(profile, columns={"age": ColumnDriftConfig(method="chisquare")})
+    with pytest.raises(DriftError, match="`dataset_rule` must be one of"):
+        DriftDetector(profile, dataset_rule="any")  # type: ignore[arg-type]
+    with pytest.raises(DriftError, match="not in the profile"):
+        DriftDetector(profile, columns={"nope": ColumnDriftConfig(method="ks")})
+
+
+def test_large_windows_are_sampled(profile: ReferenceProfile) -> None:
+    big = window(30_000, rng=np.random.default_rng(5))
+    result = DriftDetector(profile, sample_size=10_000).check(big)
+    assert result.n_current == 30_000
+    assert {c.n_cur for c in result.columns if c.column == "tenure"} == {10_000}
+
+
+def test_small_reference_uses_evidently_small_sample_defaults() -> None:
+    rng = np.random.default_rng(6)
+    reference = pd.DataFrame(
+        {
+            "x": rng.normal(size=800),
+            "few": rng.integers(0, 4, 800).astype(float),
+            "flag": rng.choice(np.array(["y", "n"], dtype=object), 800),
+            "cat": rng.choice(np.array(["a", "b", "c"], dtype=object), 800),
+        }
+    )
+    result = DriftDetector(ReferenceProfile.build(reference)).check(reference.iloc[:400])
+    methods = {c.column: c.method for c in result.columns}
+    assert methods == {"x": "ks", "few": "chisquare", "flag": "z", "cat": "chisquare"}
+
+
+def test_benjamini_hochberg_matches_the_step_up_rule() -> None:
+    p = np.array([0.01, 0.04, 0.03, 0.5, 0.002])
+    # sorted: 0.002, 0.01, 0.03, 0.04, 0.5 vs 0.01, 0.02, 0.03, 0.04, 0.05
+    assert benjamini_hochberg(p, 0.05).tolist() == [True, True, True, False, True]
+    assert benjamini_hochberg(np.array([]), 0.05).tolist() == []

@@ -1,0 +1,149 @@
+"""Contract suite: every drift method on the same inputs (STYLE #17)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from monitor.drift import (
+    METHODS,
+    ColumnSummary,
+    DriftError,
+    DriftMethod,
+    ReferenceProfile,
+)
+
+NUMERIC_METHODS = ["ks", "psi", "wasserstein", "jensenshannon"]
+CATEGORICAL_METHODS = ["psi", "jensenshannon", "chisquare", "z"]
+
+
+def _summary(values: np.ndarray | list[object], kind: str) -> ColumnSummary:
+    frame = pd.DataFrame({"x": values})
+    return ReferenceProfile.build(frame, column_types={"x": kind}).columns["x"]  # type: ignore[dict-item]
+
+
+def _categories(rng: np.random.Generator, n: int, p: list[float], binary: bool) -> np.ndarray:
+    levels = ["a", "b"] if binary else ["a", "b", "c", "d"]
+    probs = np.array(p[: len(levels)], dtype=float)
+    return rng.choice(np.array(levels, dtype=object), n, p=probs / probs.sum())
+
+
+@pytest.fixture(params=NUMERIC_METHODS)
+def numeric_method(request: pytest.FixtureRequest) -> DriftMethod:
+    return METHODS[request.param]()
+
+
+@pytest.fixture(params=CATEGORICAL_METHODS)
+def categorical_method(request: pytest.FixtureRequest) -> DriftMethod:
+    return METHODS[request.param]()
+
+
+class TestNumericContract:
+    def test_same_distribution_is_not_drift(self, numeric_method: DriftMethod) -> None:
+        rng = np.random.default_rng(1)
+        result = numeric_method.test(
+            _summary(rng.normal(0, 1, 3000), "num"), rng.normal(0, 1, 3000)
+        )
+        assert result.status == "ok" and not result.drifted
+        assert result.method == numeric_method.name
+        assert (result.p_value is not None) == numeric_method.returns_p_value
+
+    def test_shifted_distribution_is_drift(self, numeric_method: DriftMethod) -> None:
+        rng = np.random.default_rng(2)
+        result = numeric_method.test(
+            _summary(rng.normal(0, 1, 3000), "num"), rng.normal(1, 1, 3000)
+        )
+        assert result.status == "drift" and result.drifted
+
+    @pytest.mark.parametrize(
+        ("current", "reason"),
+        [
+            (np.array([]), "no non-missing values"),
+            (np.array([0.3]), "fewer than min_rows"),
+            (np.full(500, np.nan), "no non-missing values"),
+        ],
+        ids=["empty", "one-row", "all-nan"],
+    )
+    def test_degenerate_current_is_insufficient(
+        self, numeric_method: DriftMethod, current: np.ndarray, reason: str
+    ) -> None:
+        ref = _summary(np.random.default_rng(3).normal(0, 1, 500), "num")
+        result = numeric_method.test(ref, current)
+        assert result.status == "insufficient_data" and not result.drifted
+        assert result.statistic is None and result.reason is not None and reason in result.reason
+
+    def test_constant_column_is_insufficient(self, numeric_method: DriftMethod) -> None:
+        result = numeric_method.test(_summary(np.full(500, 2.0), "num"), np.full(400, 2.0))
+        assert result.status == "insufficient_data"
+        assert result.reason is not None and "constant" in result.reason
+
+
+class TestCategoricalContract:
+    def test_same_frequencies_are_not_drift(self, categorical_method: DriftMethod) -> None:
+        rng = np.random.default_rng(4)
+        binary = categorical_method.name == "z"
+        p = [0.4, 0.3, 0.2, 0.1]
+        result = categorical_method.test(
+            _summary(_categories(rng, 3000, p, binary), "cat"), _categories(rng, 3000, p, binary)
+        )
+        assert result.status == "ok" and not result.drifted
+
+    def test_reweighted_categories_are_drift(self, categorical_method: DriftMethod) -> None:
+        rng = np.random.default_rng(5)
+        binary = categorical_method.name == "z"
+        result = categorical_method.test(
+            _summary(_categories(rng, 3000, [0.4, 0.3, 0.2, 0.1], binary), "cat"),
+            _categories(rng, 3000, [0.1, 0.2, 0.3, 0.4], binary),
+        )
+        assert result.status == "drift" and result.drifted
+
+    def test_single_shared_category_is_insufficient(self, categorical_method: DriftMethod) -> None:
+        result = categorical_method.test(_summary(["a"] * 300, "cat"), np.array(["a"] * 300))
+        assert result.status == "insufficient_data"
+
+
+def test_numeric_only_methods_refuse_categorical_columns() -> None:
+    for name in ("ks", "wasserstein"):
+        result = METHODS[name]().test(_summary(["a", "b"] * 100, "cat"), np.array(["a", "b"] * 100))
+        assert result.status == "insufficient_data"
+        assert result.reason is not None and "does not apply" in result.reason
+
+
+def test_p_value_threshold_must_be_below_one() -> None:
+    with pytest.raises(DriftError, match="threshold"):
+        METHODS["ks"](threshold=1.5)
+
+
+def test_statistics_match_scipy_on_the_full_reference() -> None:
+    rng = np.random.default_rng(6)
+    ref, cur = rng.normal(0, 2, 2000), rng.normal(0.3, 2.2, 1500)
+    summary = _summary(ref, "num")
+    w = METHODS["wasserstein"]().test(summary, cur)
+    assert w.statistic == pytest.approx(stats.wasserstein_distance(ref, cur) / np.std(ref))
+    ks = METHODS["ks"]().test(summary, cur)
+    expected = stats.ks_2samp(ref, cur, method="asymp")
+    assert ks.statistic == pytest.approx(expected.statistic)
+    assert ks.p_value == pytest.approx(expected.pvalue, rel=1e-6)
+
+
+def test_chisquare_matches_scipy_and_flags_unseen_categories() -> None:
+    ref = np.array(["a"] * 500 + ["b"] * 300 + ["c"] * 200, dtype=object)
+    cur = np.array(["a"] * 420 + ["b"] * 330 + ["c"] * 250, dtype=object)
+    result = METHODS["chisquare"]().test(_summary(ref, "cat"), cur)
+    expected = stats.chisquare([420, 330, 250], [500, 300, 200])
+    assert result.statistic == pytest.approx(expected.statistic)
+    assert result.p_value == pytest.approx(expected.pvalue)
+    unseen = METHODS["chisquare"]().test(_summary(ref, "cat"), np.r_[cur, ["zzz"] * 5])
+    assert unseen.drifted and unseen.p_value == 0.0
+
+
+def test_psi_uses_reference_decile_bins() -> None:
+    rng = np.random.default_rng(7)
+    ref = rng.normal(0, 1, 10_000)
+    summary = _summary(ref, "num")
+    result = METHODS["psi"]().test(summary, rng.normal(0, 1, 10_000))
+    assert result.statistic is not None and result.statistic < 0.01
+    assert len(summary.psi_edges) == 9  # type: ignore[union-attr]
+    assert np.allclose(summary.psi_shares, 0.1)  # type: ignore[union-attr]

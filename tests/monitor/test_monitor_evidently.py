@@ -1,0 +1,46 @@
+"""Agreement with evidently 0.7's DataDriftPreset on a small window (2k rows each).
+
+Tolerance: the same per-column verdict on at least 95 % of the columns (here all 8).
+The first evidently call pays its ~3 s import.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from monitor import EvidentlyError, evidently_report
+from monitor.drift import ColumnDriftConfig, DriftDetector, ReferenceProfile
+from tests.monitor._streams import COLUMN_TYPES, window
+
+
+@pytest.mark.slow  # ~2 s plus evidently's 3 s import
+def test_verdicts_agree_with_evidently_and_degenerate_columns_are_left_out() -> None:
+    reference = window(2000, rng=np.random.default_rng(20))
+    current = window(2000, rng=np.random.default_rng(21), changed=True)
+    current["tenure"] = np.nan  # all-missing: evidently would raise; we leave it out
+    ours = DriftDetector(
+        ReferenceProfile.build(reference, column_types=COLUMN_TYPES)  # type: ignore[arg-type]
+    ).check(current)
+    html, theirs = evidently_report(reference, current, column_types=COLUMN_TYPES)  # type: ignore[arg-type]
+    assert "<html" in html.lower()
+    assert set(theirs) == set(COLUMN_TYPES) - {"tenure"}
+    assert ours.column("tenure").status == "insufficient_data"
+    agreement = np.mean([ours.column(c).drifted == theirs[c] for c in theirs])
+    assert agreement >= 0.95
+    assert any(theirs.values()) and not all(theirs.values())
+
+
+def test_configured_methods_reach_evidently() -> None:
+    rng = np.random.default_rng(22)
+    reference = window(1500, rng=rng)
+    current = window(1500, rng=rng)
+    config = {"age": ColumnDriftConfig(method="ks", threshold=0.999)}  # KS p <= 0.999: drift
+    _, verdicts = evidently_report(reference, current, columns=config, column_types=COLUMN_TYPES)  # type: ignore[arg-type]
+    assert verdicts["age"] is True
+
+
+def test_no_usable_column_raises_evidently_error() -> None:
+    reference = window(100, rng=np.random.default_rng(23))[["age"]]
+    with pytest.raises(EvidentlyError, match="no column"):
+        evidently_report(reference, reference.assign(age=np.nan))

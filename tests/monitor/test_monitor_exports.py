@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import monitor
+import monitor.drift
+
+
+def _public(module: object) -> set[str]:
+    return {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_") and not inspect.ismodule(value) and name != "annotations"
+    }
+
+
+def test_monitor_all_lists_exactly_the_public_names() -> None:
+    assert set(monitor.__all__) == _public(monitor)
+    assert len(monitor.__all__) == len(set(monitor.__all__))
+
+
+def test_drift_all_lists_exactly_the_public_names() -> None:
+    assert set(monitor.drift.__all__) == _public(monitor.drift)
+    assert len(monitor.drift.__all__) == len(set(monitor.drift.__all__))
+
+
+def test_importing_monitor_does_not_import_evidently() -> None:
+    code = "import sys, monitor, monitor.drift; print('evidently' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "False"
+
+
+def test_only_the_evidently_module_imports_evidently() -> None:
+    package = Path(monitor.__file__).parent
+    importers = sorted(
+        str(p.relative_to(package))
+        for p in package.rglob("*.py")
+        if "from evidently" in p.read_text() or "import evidently" in p.read_text()
+    )
+    assert importers == ["_evidently.py"]

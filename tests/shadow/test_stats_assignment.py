@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from shadow.stats import StatsError, assign, assignment_bucket, srm_check
+
+
+def test_assignment_is_a_keyed_blake2b_bucket_and_stable_across_processes() -> None:
+    # Golden values: the same unit must land in the same arm on every replica, Python
+    # version and restart (Python's hash() is salted per process and would not).
+    digest = hashlib.blake2b(b"user-1", digest_size=8, key=b"exp-1").digest()
+    assert assignment_bucket("user-1", salt="exp-1") == int.from_bytes(digest, "big") / 2**64
+    assert assignment_bucket("user-1", salt="exp-1") == pytest.approx(0.584047, abs=1e-6)
+    arms = [assign(f"user-{i}", salt="exp-1", percent=50) for i in range(1, 7)]
+    assert arms == ["champion", "challenger", "challenger", "challenger", "challenger", "champion"]
+
+
+def test_assignment_shares_follow_percent() -> None:
+    keys = [f"unit-{i}" for i in range(20_000)]
+    for percent in (10.0, 50.0):
+        share = np.mean([assign(k, salt="s", percent=percent) == "challenger" for k in keys])
+        assert share == pytest.approx(percent / 100, abs=0.01)
+    assert {assign(k, salt="s", percent=0) for k in keys[:500]} == {"champion"}
+    assert {assign(k, salt="s", percent=100) for k in keys[:500]} == {"challenger"}
+
+
+def test_raising_percent_only_moves_units_towards_the_challenger() -> None:
+    keys = [f"unit-{i}" for i in range(2000)]
+    at10 = {k for k in keys if assign(k, salt="ramp", percent=10) == "challenger"}
+    at30 = {k for k in keys if assign(k, salt="ramp", percent=30) == "challenger"}
+    assert at10 <= at30
+
+
+def test_a_new_salt_reshuffles_units() -> None:
+    keys = [f"unit-{i}" for i in range(5000)]
+    a = np.array([assignment_bucket(k, salt="exp-1") < 0.5 for k in keys])
+    b = np.array([assignment_bucket(k, salt="exp-2") < 0.5 for k in keys])
+    assert np.mean(a == b) == pytest.approx(0.5, abs=0.03)
+
+
+def test_assignment_arguments_are_validated() -> None:
+    with pytest.raises(StatsError, match=r"`percent` must be in \[0, 100\], got 150"):
+        assign("u", salt="s", percent=150)
+    with pytest.raises(StatsError, match="`salt` must be a non-empty string"):
+        assign("u", salt="", percent=50)
+
+
+def test_srm_fires_on_a_52_48_split_at_10000() -> None:
+    result = srm_check(4800, 5200, 0.5)
+    assert result.chi2 == pytest.approx(16.0)
+    assert result.p_value < 0.001
+    assert result.mismatch
+    assert result.observed_share == pytest.approx(0.52)
+
+
+def test_srm_rarely_fires_on_fair_50_50_splits() -> None:
+    rng = np.random.default_rng(123)
+    treated = rng.binomial(10_000, 0.5, size=1000)
+    alarms = sum(srm_check(10_000 - int(t), int(t), 0.5).mismatch for t in treated)
+    assert alarms / 1000 <= 0.01
+
+
+def test_srm_handles_unequal_expected_shares() -> None:
+    assert not srm_check(9000, 1000, 0.1).mismatch
+    assert srm_check(8800, 1200, 0.1).mismatch
+
+
+def test_srm_arguments_are_validated() -> None:
+    with pytest.raises(StatsError, match=r"`expected_share` must be in \(0, 1\), got 1.0"):
+        srm_check(10, 10, 1.0)
+    with pytest.raises(StatsError, match="positive total"):
+        srm_check(0, 0, 0.5)

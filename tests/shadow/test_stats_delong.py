@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import rankdata
+from sklearn.metrics import roc_auc_score
+
+from monitor.objectives import roc_auc
+from shadow.stats import (
+    GroupSequentialDeLong,
+    StatsError,
+    delong_arrays,
+    delong_test,
+    group_sequential_bounds,
+    obrien_fleming_spending,
+)
+
+
+def _scores(seed: int, n: int, gain: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.3).astype(np.int64)
+    noise = rng.multivariate_normal([0.0, 0.0], [[1.0, 0.6], [0.6, 1.0]], n)
+    return y, y * 1.0 + noise[:, 0], y * (1.0 + gain) + noise[:, 1]
+
+
+def test_auc_point_estimates_match_sklearn_and_monitor() -> None:
+    y, a, b = _scores(1, 1500)
+    b = np.round(b, 1)  # ties exercise the midranks
+    result = delong_test(y, a, b)
+    assert result.auc_champion == pytest.approx(roc_auc_score(y, a), abs=1e-12)
+    assert result.auc_challenger == pytest.approx(roc_auc_score(y, b), abs=1e-12)
+    assert result.auc_challenger == pytest.approx(roc_auc(y, b), abs=1e-12)
+    assert result.difference == pytest.approx(result.auc_challenger - result.auc_champion)
+    assert result.n_positive + result.n_negative == 1500
+
+
+def test_delong_variance_agrees_with_a_stratified_bootstrap() -> None:
+    y, a, b = _scores(2, 2000, gain=0.2)
+    result = delong_test(y, a, b)
+    rng = np.random.default_rng(3)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    m, k = pos.size, neg.size
+    # 2,000 stratified resamples (DeLong conditions on the class counts); each row holds the
+    # m resampled positives first, so Mann-Whitney AUC = (rank sum of the first m - m(m+1)/2)
+    # / (m k) per row.
+    idx = np.hstack([rng.choice(pos, (2000, m)), rng.choice(neg, (2000, k))])
+
+    def auc(scores: np.ndarray) -> np.ndarray:
+        ranks = rankdata(scores[idx], axis=1)
+        return np.asarray((ranks[:, :m].sum(axis=1) - m * (m + 1) / 2) / (m * k))
+
+    bootstrap_var = float(np.var(auc(b) - auc(a), ddof=1))
+    assert result.standard_error**2 == pytest.approx(bootstrap_var, rel=0.2)
+
+
+def test_delong_arrays_evaluate_many_experiments_like_single_calls() -> None:
+    y, _, _ = _scores(4, 300)
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(6, 300)) + y, rng.normal(size=(6, 300)) + y
+    auc_a, auc_b, var = delong_arrays(y, a, b)
+    for i in range(6):
+        single = delong_test(y, a[i], b[i])
+        assert (auc_a[i], auc_b[i]) == pytest.approx((single.auc_champion, single.auc_challenger))
+        assert np.sqrt(var[i]) == pytest.approx(single.standard_error)
+
+
+def test_identical_scores_are_not_different() -> None:
+    y, a, _ = _scores(6, 200)
+    result = delong_test(y, a, a)
+    assert (result.z, result.p_value, result.standard_error) == (0.0, 1.0, 0.0)
+
+
+def test_delong_refuses_one_class_or_mismatched_lengths() -> None:
+    with pytest.raises(StatsError, match="both classes, got 0 positives among 3"):
+        delong_test(np.zeros(3), np.arange(3.0), np.arange(3.0))
+    with pytest.raises(StatsError, match="0 or 1"):
+        delong_test(np.array([0, 2, 1]), np.arange(3.0), np.arange(3.0))
+    with pytest.raises(StatsError, match="3 labels but 2 scores"):
+        delong_test(np.array([0, 1, 1]), np.arange(2.0), np.arange(2.0))
+
+
+def test_obrien_fleming_bounds_match_the_published_table() -> None:
+    # Lan-DeMets O'Brien-Fleming-type, 5 equally spaced looks, two-sided alpha 0.05
+    # (as tabulated by gsDesign, rpact and ldbounds).
+    bounds = group_sequential_bounds([0.2, 0.4, 0.6, 0.8, 1.0], alpha=0.05)
+    assert bounds == pytest.approx((4.877, 3.357, 2.680, 2.290, 2.031), abs=2e-3)
+    assert group_sequential_bounds([1.0], alpha=0.05) == pytest.approx((1.959964,))
+    assert float(obrien_fleming_spending(1.0, alpha=0.05)) == pytest.approx(0.05)
+
+
+def test_group_sequential_looks_spend_alpha_and_stop_at_the_plan() -> None:
+    y, a, b = _scores(7, 2000, gain=0.6)
+    test = GroupSequentialDeLong(alpha=0.05, planned_looks=4)
+    looks = [test.look(y[:n], a[:n], b[:n]) for n in (500, 1000, 1500, 2000)]
+    assert [look.information_fraction for look in looks] == [0.25, 0.5, 0.75, 1.0]
+    spent = [look.alpha_spent for look in looks]
+    assert np.all(np.diff(spent) > 0) and spent[-1] == pytest.approx(0.05)
+    assert all(look.nominal_alpha < 0.05 for look in looks)
+    first = next(i for i, look in enumerate(looks) if look.decision != "continue")
+    assert looks[first].z >= looks[first].critical_z
+    assert {look.decision for look in looks[first:]} == {"challenger_better"}
+    assert test.history == tuple(looks)
+    with pytest.raises(StatsError, match="all 4 planned looks are spent"):
+        test.look(y, a, b)
+
+
+def test_information_fractions_must_increase() -> None:
+    y, a, b = _scores(8, 400)
+    test = GroupSequentialDeLong(planned_looks=3)
+    test.look(y[:200], a[:200], b[:200], information_fraction=0.5)
+    with pytest.raises(StatsError, match="`information_fraction` must increase"):
+        test.look(y, a, b, information_fraction=0.4)

@@ -1,0 +1,182 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from monitor.objectives import LogLoss, RocAuc
+from shadow.stats import (
+    MSPRT,
+    ConfidenceSequence,
+    PairedSequentialTest,
+    StateVersionError,
+    StatsError,
+    paired_differences,
+)
+from shadow.stats.always_valid import optimal_mixing_constant
+
+
+def _stream(seed: int, n: int, mean: float = 0.0, sd: float = 0.5) -> np.ndarray:
+    return np.random.default_rng(seed).normal(mean, sd, n)
+
+
+def test_confidence_sequence_width_matches_the_normal_mixture_boundary() -> None:
+    # Howard et al. (2021) two-sided normal mixture on the sum: |S_n| < sqrt((V + r) log((V + r)
+    # / (r alpha^2))) with V = n sigma^2 and r = sigma^2 / rho^2, rho^2 = c(alpha) / n*.
+    alpha, n_star, n, sigma2 = 0.05, 1000, 400, 0.25
+    rho2 = (-2 * np.log(alpha) + np.log(-2 * np.log(alpha) + 1)) / n_star
+    v, r = n * sigma2, sigma2 / rho2
+    expected = np.sqrt((v + r) * np.log((v + r) / (r * alpha**2))) / n
+    cs = ConfidenceSequence(alpha=alpha, planned_n=n_star)
+    got = cs.half_width(np.asarray(sigma2 / n), np.asarray(sigma2))
+    assert got == pytest.approx(expected, rel=1e-12)
+    assert optimal_mixing_constant(alpha) == pytest.approx(rho2 * n_star)
+
+
+def test_msprt_p_value_matches_johari_et_al() -> None:
+    # Lambda_n = sqrt(s2 / (s2 + n tau2)) exp(n^2 tau2 mean^2 / (2 s2 (s2 + n tau2)))
+    s2, tau2, n, mean = 0.25, 0.01, 500, -0.04
+    lam = np.sqrt(s2 / (s2 + n * tau2)) * np.exp(n**2 * tau2 * mean**2 / (2 * s2 * (s2 + n * tau2)))
+    msprt = MSPRT(alpha=0.05, planned_n=1000, mixing_sd=0.1)
+    p = msprt.p_value(np.asarray(mean), np.asarray(s2 / n), np.asarray(s2))
+    assert float(p) == pytest.approx(min(1.0, 1.0 / lam), rel=1e-12)
+
+
+def test_p_value_and_interval_agree_at_every_look() -> None:
+    test = PairedSequentialTest(planned_n=500, bootstrap_resamples=0)
+    d = _stream(1, 3000, mean=-0.03)
+    for batch in np.split(d, 60):
+        look = test.update(batch)
+        excludes_zero = look.ci_high < 0 or look.ci_low > 0
+        assert (look.p_value <= test.alpha) == excludes_zero
+        assert (look.decision != "continue") == excludes_zero
+
+
+def test_updates_are_incremental_and_history_shows_the_evidence_growing() -> None:
+    d = _stream(2, 2000, mean=-0.05)
+    batched = PairedSequentialTest(method="msprt", bootstrap_resamples=0)
+    looks = [batched.update(batch) for batch in np.split(d, 40)]
+    whole = PairedSequentialTest(method="msprt", bootstrap_resamples=0).update(d)
+    assert batched.history == tuple(looks)
+    assert [look.n for look in looks] == list(range(50, 2001, 50))
+    assert looks[-1].estimate == pytest.approx(whole.estimate)
+    assert looks[-1].fixed_t_p == pytest.approx(whole.fixed_t_p)
+    p = np.array([look.p_value for look in looks])
+    assert np.all(np.diff(p) <= 0), "always-valid p-values never rise"
+    widths = np.array([look.ci_high - look.ci_low for look in looks[1:]])
+    assert np.all(np.diff(widths) <= 1e-15), "the running intersection never widens"
+    first = next(i for i, look in enumerate(looks) if look.decision != "continue")
+    assert {look.decision for look in looks[first:]} == {"challenger_better"}
+
+
+def test_looks_before_min_n_never_decide() -> None:
+    test = PairedSequentialTest(min_n=100, bootstrap_resamples=0)
+    look = test.update(np.full(60, -1.0) + _stream(3, 60, sd=0.01))
+    assert look.decision == "continue"
+    assert look.p_value == 1.0
+    assert (look.ci_low, look.ci_high) == (-np.inf, np.inf)
+    assert test.update(np.full(60, -1.0)).decision == "challenger_better"
+
+
+def test_identical_models_give_zero_differences_and_no_decision() -> None:
+    test = PairedSequentialTest()
+    for _ in range(5):
+        look = test.update(np.zeros(100))
+    assert look.decision == "continue"
+    assert look.p_value == 1.0
+    assert look.fixed_t_p == 1.0
+
+
+def test_fixed_horizon_columns_match_scipy_and_the_bootstrap() -> None:
+    d = _stream(4, 1500, mean=-0.02)
+    look = PairedSequentialTest(bootstrap_resamples=2000, seed=5).update(d)
+    ref = sps.ttest_1samp(d, 0.0)
+    assert look.fixed_t_p == pytest.approx(ref.pvalue, rel=1e-9)
+    ci = ref.confidence_interval(0.95)
+    assert look.fixed_ci == pytest.approx((ci.low, ci.high), rel=1e-9)
+    assert look.bootstrap_ci is not None
+    assert look.bootstrap_ci == pytest.approx(look.fixed_ci, abs=0.004)
+    # The sequential interval pays for peeking: it is wider than the fixed one.
+    assert look.ci_high - look.ci_low > look.fixed_ci[1] - look.fixed_ci[0]
+
+
+def test_bootstrap_is_seeded() -> None:
+    d = _stream(6, 300)
+    a = PairedSequentialTest(seed=11).update(d).bootstrap_ci
+    b = PairedSequentialTest(seed=11).update(d).bootstrap_ci
+    c = PairedSequentialTest(seed=12).update(d).bootstrap_ci
+    assert a == b
+    assert a != c
+
+
+def test_state_round_trips_through_strict_json_and_continues_identically() -> None:
+    d = _stream(7, 1200, mean=-0.04)
+    original = PairedSequentialTest(method="msprt", planned_n=800, seed=3)
+    for batch in np.split(d[:600], 12):
+        original.update(batch)
+    restored = PairedSequentialTest.from_dict(
+        json.loads(json.dumps(original.to_dict(), allow_nan=False))
+    )
+    assert restored.history == original.history
+    for batch in np.split(d[600:], 12):
+        assert restored.update(batch) == original.update(batch)
+
+
+def test_state_from_a_newer_format_is_refused() -> None:
+    state = PairedSequentialTest().to_dict()
+    state["format_version"] = 99
+    with pytest.raises(StateVersionError, match="format_version` 99.*up to 1"):
+        PairedSequentialTest.from_dict(state)
+    state["format_version"] = 1
+    state["kind"] = "two_sample_sequential_test"
+    with pytest.raises(StatsError, match="kind"):
+        PairedSequentialTest.from_dict(state)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"alpha": 1.5}, r"`alpha` must be in \(0, 1\), got 1.5"),
+        ({"method": "bayes"}, "`method` must be one of confidence_sequence, msprt"),
+        ({"planned_n": 0}, "`planned_n` must be an integer >= 1"),
+        ({"min_n": 1}, "`min_n` must be an integer >= 2"),
+        ({"mixing_sd": -1.0, "method": "msprt"}, "`mixing_sd` must be a positive"),
+        ({"mixing_sd": 0.1}, "`mixing_sd` applies to method 'msprt' only"),
+    ],
+    ids=["alpha", "method", "planned_n", "min_n", "mixing_sd_sign", "mixing_sd_method"],
+)
+def test_invalid_configuration_is_refused_with_the_field_named(
+    kwargs: dict[str, object], message: str
+) -> None:
+    with pytest.raises(StatsError, match=message):
+        PairedSequentialTest(**kwargs)  # type: ignore[arg-type]
+
+
+def test_invalid_batches_are_refused() -> None:
+    test = PairedSequentialTest()
+    with pytest.raises(StatsError, match="must not be empty"):
+        test.update(np.array([]))
+    with pytest.raises(StatsError, match="finite"):
+        test.update(np.array([0.1, np.nan]))
+    with pytest.raises(StatsError, match="1-D"):
+        test.update(np.zeros((2, 2)))
+
+
+def test_paired_differences_come_from_the_objective_per_request_loss() -> None:
+    y = np.array([1, 0, 1, 1])
+    champion = np.array([0.6, 0.4, 0.7, 0.2])
+    challenger = np.array([0.9, 0.1, 0.7, 0.5])
+    d = paired_differences(LogLoss(), y, champion, challenger)
+    expected = -np.log([0.9, 0.9, 0.7, 0.5]) + np.log([0.6, 0.6, 0.7, 0.2])
+    np.testing.assert_allclose(d, expected)
+    with pytest.raises(StatsError, match="GroupSequentialDeLong"):
+        paired_differences(RocAuc(), y, champion, challenger)
+
+
+def test_state_with_an_unknown_decision_is_refused() -> None:
+    state = PairedSequentialTest().to_dict()
+    state["decision"] = "promote"
+    with pytest.raises(StatsError, match="`decision` must be one of continue"):
+        PairedSequentialTest.from_dict(state)
