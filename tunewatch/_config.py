@@ -96,6 +96,78 @@ class SafeRange(_Frozen):
     choices: tuple[str | int | float | bool, ...] | None = None
 
 
+class ObjectiveConfig(_Frozen):
+    """The model's primary objective (``monitor.objectives``), e.g. ``log_loss`` or
+    ``recall_at_precision`` with ``params: {min_precision: 0.9}``."""
+
+    name: str = "log_loss"
+    params: dict[str, float | list[list[float]]] = Field(default_factory=dict)
+
+
+class ColumnDriftSpec(_Frozen):
+    method: Literal["ks", "psi", "wasserstein", "jensenshannon", "chisquare", "z"]
+    threshold: float | None = None
+
+
+class DriftEvaluationConfig(_Frozen):
+    """Drift of features, predictions and labels against the champion's reference."""
+
+    enabled: bool = True
+    dataset_rule: Literal["share", "fdr", "bonferroni"] = "share"
+    share_threshold: float = Field(default=0.5, gt=0, le=1)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    min_rows: int = Field(default=100, ge=2)
+    sample_size: int = Field(default=20_000, ge=100)
+    columns: dict[str, ColumnDriftSpec] = Field(default_factory=dict)
+    # Hysteresis: this many consecutive drifted windows raise drift_detected.
+    consecutive: int = Field(default=2, ge=1)
+    cooldown_minutes: float = Field(default=360.0, ge=0)
+
+
+class DecayEvaluationConfig(_Frozen):
+    """Realised objective per window of matured labels and its trend."""
+
+    enabled: bool = True
+    window_s: float = Field(default=86_400.0, gt=0)
+    maturity_s: float = Field(default=86_400.0, ge=0)
+    horizon_windows: int = Field(default=30, ge=3)
+    min_windows: int = Field(default=3, ge=2)
+    # decay_detected when the trend worsens significantly and the objective is projected
+    # to cross ``threshold`` (when given) within ``horizon_days``.
+    threshold: float | None = None
+    horizon_days: float = Field(default=14.0, gt=0)
+    tolerance: float = Field(default=0.01, gt=0)
+    consecutive: int = Field(default=1, ge=1)
+    cooldown_minutes: float = Field(default=1440.0, ge=0)
+
+
+class EstimateEvaluationConfig(_Frozen):
+    """Label-free accuracy estimate (CBPE) for binary models, before labels arrive."""
+
+    enabled: bool = True
+    # estimate_dropped when the estimate falls this far below the reference accuracy.
+    max_drop: float = Field(default=0.05, gt=0, lt=1)
+    consecutive: int = Field(default=2, ge=1)
+    cooldown_minutes: float = Field(default=360.0, ge=0)
+
+
+class EvaluationConfig(_Frozen):
+    interval_s: float = Field(default=300.0, gt=0)
+    # The current window: the newest ``window_rows`` rows, or the last ``window_s``.
+    window_rows: int | None = Field(default=5000, ge=1)
+    window_s: float | None = Field(default=None, gt=0)
+    drift: DriftEvaluationConfig = DriftEvaluationConfig()
+    decay: DecayEvaluationConfig = DecayEvaluationConfig()
+    estimate: EstimateEvaluationConfig = EstimateEvaluationConfig()
+    label_delay_alarm_s: float = Field(default=7 * 86_400.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_window(self) -> EvaluationConfig:
+        if (self.window_rows is None) == (self.window_s is None):
+            raise ValueError("set exactly one of `window_rows` and `window_s`")
+        return self
+
+
 EventType = Literal[
     "drift_detected",
     "decay_detected",
@@ -141,6 +213,8 @@ class ModelConfig(_Frozen):
     features: tuple[FeatureConfig, ...] = ()
     safe_ranges: dict[str, SafeRange] = Field(default_factory=dict)
     triggers: tuple[TriggerConfig, ...] = DEFAULT_TRIGGERS
+    objective: ObjectiveConfig = ObjectiveConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
 
     def trigger(self, event: str) -> TriggerConfig | None:
         return next((t for t in self.triggers if t.on == event), None)
@@ -150,6 +224,12 @@ class AlertingConfig(_Frozen):
     """Alertmanager webhook: which alert label names the model."""
 
     model_label: str = "model"
+
+
+class SchedulerConfig(_Frozen):
+    # Only the process holding the store's lease runs scheduled work.
+    enabled: bool = True
+    lease_ttl_s: float = Field(default=30.0, gt=1)
 
 
 class TuningConfig(_Frozen):
@@ -166,6 +246,7 @@ class Config(_Frozen):
     scoring: ScoringConfig = ScoringConfig()
     auth: AuthConfig = AuthConfig()
     alerting: AlertingConfig = AlertingConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
     tuning: TuningConfig = TuningConfig()
     models: tuple[ModelConfig, ...] = ()
 
@@ -189,6 +270,14 @@ class Config(_Frozen):
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
+
+    def model_or_default(self, name: str, task: str) -> ModelConfig:
+        """The model's configuration, or the defaults for a model only registered."""
+        return self.model(name) or ModelConfig(
+            name=name,
+            task=task,  # type: ignore[arg-type]
+            objective=ObjectiveConfig(name="log_loss" if task != "regression" else "rmse"),
+        )
 
     def trigger(self, model: str, event: str) -> TriggerConfig | None:
         """The model's trigger for ``event`` (the defaults for models not configured)."""

@@ -14,6 +14,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal, Self
 
+import numpy as np
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -350,6 +351,11 @@ class Store:
             return _windows.read_window(
                 conn, model, n_features=n_features, start=start, end=end, last_n=last_n
             )
+
+    def latencies(self, model: str, *, since: datetime | None = None) -> dict[int, np.ndarray]:
+        """Recorded single-request latencies (seconds) per version since ``since``."""
+        with self._read("latencies") as conn:
+            return _windows.read_latencies(conn, model, since=since)
 
     # -- governance -----------------------------------------------------------------------
 

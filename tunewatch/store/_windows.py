@@ -129,3 +129,18 @@ def _label_values(value: Any, n: int) -> list[float]:
     if isinstance(value, list):
         return [float(v) for v in value] if len(value) == n else [np.nan] * n
     return [float(value)] * n if n == 1 else [np.nan] * n
+
+
+def read_latencies(
+    conn: Connection, model: str, *, since: datetime | None = None
+) -> dict[int, np.ndarray]:
+    """Recorded single-request latencies (seconds) per version since ``since``."""
+    stmt = select(outputs.c.version, outputs.c.latency_s).where(
+        outputs.c.model == model, outputs.c.latency_s.is_not(None)
+    )
+    if since is not None:
+        stmt = stmt.where(outputs.c.created_at >= since)
+    by_version: dict[int, list[float]] = {}
+    for version, latency in conn.execute(stmt):
+        by_version.setdefault(int(version), []).append(float(latency))
+    return {v: np.asarray(xs, dtype=np.float64) for v, xs in by_version.items()}
