@@ -210,6 +210,73 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     return 0
 
 
+def _summary(kind: str, payload: dict[str, object]) -> str:
+    keys = {
+        "drift": ("alarm", "drifted_share", "drifted_columns", "rule", "n_current"),
+        "decay": (
+            "alarm",
+            "status",
+            "objective",
+            "slope_per_day",
+            "slope_ci",
+            "projected_crossing",
+            "recommended_retune_interval_days",
+        ),
+        "estimate": ("alarm", "metric", "estimated", "ci", "realised", "reference", "n"),
+        "labels": ("alarm", "coverage", "median_delay_s", "n_labelled", "n"),
+        "telemetry": ("versions",),
+    }.get(kind, tuple(payload))
+    return ", ".join(f"{k}={payload.get(k)}" for k in keys if k in payload) or str(
+        payload.get("reason", "")
+    )
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from monitor import ServingMetrics
+    from tunewatch._actions import Dispatcher
+    from tunewatch._daemon import open_store
+    from tunewatch._evaluation import Evaluator
+
+    config = _config(args)
+    store = open_store(config)
+    try:
+        metrics = ServingMetrics()
+        evaluator = Evaluator(
+            store=store,
+            artefacts=ArtefactStore(config.artefact_dir),
+            config=config,
+            metrics=metrics,
+            dispatcher=Dispatcher(store, config, metrics=metrics),
+        )
+        for row in evaluator.evaluate(args.model):
+            print(f"{row.kind:<10} {row.status:<17} {_summary(row.kind, row.payload)}")
+        for event in store.list_events(model=args.model, limit=5):
+            print(f"event {event.created_at:%Y-%m-%d %H:%M:%S} {event.type} {event.payload}")
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_show_evaluations(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+
+    store = open_store(_config(args))
+    try:
+        rows = store.list_evaluations(args.model, kind=args.command, limit=10_000)
+        if args.version is not None:
+            rows = [r for r in rows if r.version == args.version]
+        for row in rows[: args.limit]:
+            print(
+                f"{row.window_end:%Y-%m-%d %H:%M:%S} v{row.version} {row.status:<17} "
+                f"{_summary(row.kind, row.payload)}"
+            )
+        if not rows:
+            print(f"no {args.command} evaluations of {args.model} yet")
+    finally:
+        store.close()
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from tunewatch._demo import run_demo
 
@@ -270,6 +337,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--reason", required=True)
     p.set_defaults(func=cmd_rollback)
+
+    p = sub.add_parser(
+        "evaluate", help="evaluate a model now: drift, decay, estimate, labels, telemetry"
+    )
+    p.add_argument("model")
+    p.set_defaults(func=cmd_evaluate)
+
+    for kind in ("drift", "decay", "estimate", "labels", "telemetry"):
+        p = sub.add_parser(kind, help=f"show a model's {kind} evaluations, newest first")
+        p.add_argument("model")
+        p.add_argument("--version", type=int)
+        p.add_argument("--limit", type=int, default=10)
+        p.set_defaults(func=cmd_show_evaluations)
 
     p = sub.add_parser("models", help="list models and their versions")
     p.set_defaults(func=cmd_models)

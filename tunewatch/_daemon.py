@@ -13,9 +13,11 @@ from tunewatch._artefacts import ArtefactStore
 from tunewatch._auth import Authenticator, hash_token
 from tunewatch._config import ENV_ADMIN_TOKEN, Config
 from tunewatch._errors import NotFoundError
+from tunewatch._evaluation import Evaluator
 from tunewatch._recorder import Recorder
 from tunewatch._registry import Registry
 from tunewatch._runtime import ScoringRuntime
+from tunewatch._scheduler import PerModelJob, Scheduler
 from tunewatch.api import AppContext, create_asgi
 from tunewatch.api._front import InferenceFront
 from tunewatch.store import Store
@@ -93,6 +95,21 @@ class Daemon:
             timeout_s=config.scoring.candidate_timeout_s,
         )
         self.dispatcher = Dispatcher(self.store, config, metrics=self.metrics)
+        self.evaluator = Evaluator(
+            store=self.store,
+            artefacts=self.artefacts,
+            config=config,
+            metrics=self.metrics,
+            dispatcher=self.dispatcher,
+        )
+        self.scheduler = Scheduler(
+            store=self.store,
+            config=config,
+            metrics=self.metrics,
+            jobs=[
+                PerModelJob("evaluate", lambda m: m.evaluation.interval_s, self.evaluator.evaluate)
+            ],
+        )
         self.auth = Authenticator(
             self._lookup_token, disabled=config.auth.disabled, ttl_s=config.auth.token_cache_ttl_s
         )
@@ -102,6 +119,7 @@ class Daemon:
                 registry=self.registry,
                 auth=self.auth,
                 dispatcher=self.dispatcher,
+                evaluator=self.evaluator,
                 recording=recording,
                 shadowing=shadowing,
             ),
@@ -124,10 +142,14 @@ class Daemon:
                 target=self._refresh_loop, name="tunewatch-refresh", daemon=True
             )
             self._refresher.start()
+            if self.config.scheduler.enabled:
+                self.scheduler.start()
             self._started = True
 
     def close(self) -> None:
         if self._started:
+            if self.config.scheduler.enabled:
+                self.scheduler.shutdown()
             self._stop.set()
             if self._refresher is not None:
                 self._refresher.join(10)

@@ -17,6 +17,7 @@ from tunewatch.api import _alerts, _oip, _records
 from tunewatch.api._body import BodyLimitMiddleware
 from tunewatch.api._context import AppContext, context
 from tunewatch.api._errors import install_error_handlers
+from tunewatch.api._evaluations import router as evaluations_router
 from tunewatch.api._front import InferenceFront
 from tunewatch.api._models import router as models_router
 
@@ -125,6 +126,7 @@ def create_app(
     for route in (*_oip.routes, *_records.routes, *_alerts.routes):
         app.router.routes.append(route)
     app.include_router(models_router)
+    app.include_router(evaluations_router)
 
     @app.get("/healthz", include_in_schema=True)
     def healthz() -> dict[str, str]:

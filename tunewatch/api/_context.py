@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from tunewatch._actions import Dispatcher
 from tunewatch._auth import Authenticator, AuthError, Principal
+from tunewatch._evaluation import Evaluator
 from tunewatch._registry import Registry
 from tunewatch._runtime import ScoringRuntime
 
@@ -18,6 +19,7 @@ class AppContext:
     registry: Registry
     auth: Authenticator
     dispatcher: Dispatcher
+    evaluator: Evaluator
     recording: bool = True
     shadowing: bool = True
 

@@ -1,0 +1,539 @@
+"""Scheduled evaluation of one model: drift, decay, label-free estimate, labels, telemetry.
+
+Each run reads the model's current window from the store, compares it with the
+champion's reference snapshot, stores one evaluation row per kind (with ``"alarm"`` in
+its payload), exports the figures as Prometheus metrics, and lets the event policies
+(hysteresis, cool-down) decide whether an event — and through the dispatcher an action —
+follows. Degenerate windows are stored as ``insufficient_data``, never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from monitor import (
+    CBPE,
+    ColumnDriftConfig,
+    DecayEstimator,
+    DriftDetector,
+    LatencySummary,
+    MonitorError,
+    ReferenceProfile,
+    ServingMetrics,
+    evidently_report,
+    realised_windows,
+)
+from monitor.objectives import Objective, ObjectiveError, make_objective, positive_proba
+from shadow import OnnxModel
+from tunewatch._actions import Dispatcher
+from tunewatch._artefacts import ArtefactStore
+from tunewatch._config import Config, ModelConfig
+from tunewatch._policies import EventPolicy, decide
+from tunewatch._registry import Reference
+from tunewatch.store import EvaluationRow, ModelRow, Store, VersionRow, Window
+
+logger = logging.getLogger(__name__)
+
+PREDICTION = "__prediction__"
+LABEL = "__label__"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Baseline:
+    """What a champion version is compared with: its reference profile and scores."""
+
+    profile: ReferenceProfile
+    reference: Reference
+    scores: np.ndarray  # the champion's primary output on the reference features
+    cbpe: CBPE | None
+    reference_accuracy: float | None
+
+
+class Evaluator:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        artefacts: ArtefactStore,
+        config: Config,
+        metrics: ServingMetrics,
+        dispatcher: Dispatcher,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = store
+        self.artefacts = artefacts
+        self.config = config
+        self.metrics = metrics
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self._baselines: dict[tuple[str, int], _Baseline | None] = {}
+
+    # -- the run ---------------------------------------------------------------------------
+    def evaluate(self, name: str) -> list[EvaluationRow]:
+        """One evaluation of ``name``; returns the stored rows (one per kind)."""
+        model = self.store.get_model(name)
+        cfg = self.config.model_or_default(name, model.task)
+        objective = make_objective(cfg.objective.name, task=model.task, **cfg.objective.params)
+        champion = self.store.champion(name)
+        now = self.clock()
+        ev = cfg.evaluation
+        if ev.window_rows is not None:
+            window = self.store.window(
+                name, n_features=len(model.feature_names), last_n=ev.window_rows
+            )
+        else:
+            assert ev.window_s is not None
+            window = self.store.window(
+                name,
+                n_features=len(model.feature_names),
+                start=now - timedelta(seconds=ev.window_s),
+                end=now,
+            )
+        start = _ts(window.received_at.min()) if window.n_rows else None
+        version = champion.version if champion else None
+        baseline = self._baseline(champion, model) if champion else None
+        rows = []
+        if ev.drift.enabled:
+            rows.append(
+                self._store(
+                    name, version, "drift", start, now, *self._drift(model, cfg, window, baseline)
+                )
+            )
+        if ev.decay.enabled:
+            rows.append(
+                self._store(
+                    name, version, "decay", None, now, *self._decay(model, cfg, objective, now)
+                )
+            )
+        if ev.estimate.enabled and model.task == "binary":
+            rows.append(
+                self._store(
+                    name,
+                    version,
+                    "estimate",
+                    start,
+                    now,
+                    *self._estimate(cfg, window, baseline, version),
+                )
+            )
+        rows.append(
+            self._store(name, version, "labels", start, now, *self._labels(model, cfg, window))
+        )
+        rows.append(
+            self._store(name, version, "telemetry", start, now, *self._telemetry(model, window))
+        )
+        self._decide(name, cfg, now)
+        outcome = "insufficient_data" if all(r.status != "ok" for r in rows) else "ok"
+        self.metrics.evaluations.labels(name, outcome).inc()
+        return rows
+
+    def _store(
+        self,
+        model: str,
+        version: int | None,
+        kind: str,
+        start: datetime | None,
+        end: datetime,
+        status: str,
+        payload: dict[str, Any],
+    ) -> EvaluationRow:
+        return self.store.add_evaluation(
+            model=model,
+            version=version,
+            kind=kind,
+            status=status,
+            window_start=start,
+            window_end=end,
+            payload=payload,
+        )
+
+    def drift_report(self, name: str, evaluation_id: int) -> str:
+        """evidently's HTML drift report for a stored drift evaluation's window.
+
+        Built once (evidently is slow and imported lazily), stored content-addressed and
+        remembered as a ``drift_report`` evaluation; later calls return the stored file.
+        """
+        from tunewatch._errors import NotFoundError
+
+        for row in self.store.list_evaluations(name, kind="drift_report", limit=10_000):
+            if row.payload.get("evaluation") == evaluation_id:
+                return self.artefacts.get(row.payload["sha256"], ".html").decode()
+        target = next(
+            (
+                e
+                for e in self.store.list_evaluations(name, kind="drift", limit=10_000)
+                if e.id == evaluation_id
+            ),
+            None,
+        )
+        if target is None:
+            raise NotFoundError(
+                f"model {name!r} has no drift evaluation {evaluation_id}",
+                code="evaluation_not_found",
+            )
+        model = self.store.get_model(name)
+        champion = (
+            self.store.get_version(name, target.version) if target.version is not None else None
+        )
+        baseline = self._baseline(champion, model) if champion else None
+        if baseline is None:
+            raise NotFoundError(
+                f"evaluation {evaluation_id} has no reference to compare with",
+                code="evaluation_not_found",
+            )
+        window = self.store.window(
+            name,
+            n_features=len(model.feature_names),
+            start=target.window_start,
+            end=target.window_end + timedelta(microseconds=1),
+        )
+        reference = _frame(
+            model, baseline.reference.features, baseline.scores, baseline.reference.labels
+        )
+        current = _frame(
+            model,
+            window.features,
+            window.outputs,
+            window.labels if baseline.reference.labels is not None else None,
+        )
+        html, _ = evidently_report(reference, current, column_types=_column_types(model, reference))
+        sha = self.artefacts.put(html.encode(), ".html")
+        self.store.add_evaluation(
+            model=name,
+            version=target.version,
+            kind="drift_report",
+            status="ok",
+            window_start=target.window_start,
+            window_end=target.window_end,
+            payload={"evaluation": evaluation_id, "sha256": sha},
+        )
+        return html
+
+    # -- baseline --------------------------------------------------------------------------
+    def _baseline(self, champion: VersionRow, model: ModelRow) -> _Baseline | None:
+        key = (champion.model, champion.version)
+        if key not in self._baselines:
+            self._baselines[key] = self._build_baseline(champion, model)
+        return self._baselines[key]
+
+    def _build_baseline(self, champion: VersionRow, model: ModelRow) -> _Baseline | None:
+        sha = champion.details.get("reference_sha256")
+        if not sha:
+            logger.warning(
+                "model=%s version=%d has no reference snapshot: drift and estimates are skipped",
+                champion.model,
+                champion.version,
+            )
+            return None
+        reference = Reference.from_bytes(self.artefacts.get(sha, ".npz"))
+        session = OnnxModel.from_bytes(self.artefacts.get(champion.artefact_sha256))
+        features = np.ascontiguousarray(reference.features, dtype=np.float32)
+        scores = session.primary(session.run(features))
+        frame = _frame(model, features, scores, reference.labels)
+        profile = ReferenceProfile.build(frame, column_types=_column_types(model, frame))
+        cbpe = None
+        accuracy = None
+        if model.task == "binary" and reference.labels is not None:
+            p = positive_proba(scores)
+            cbpe = CBPE(seed=0).fit(p, reference.labels)
+            accuracy = float(((p >= 0.5) == (reference.labels >= 0.5)).mean())
+        return _Baseline(profile, reference, scores, cbpe, accuracy)
+
+    # -- kinds -----------------------------------------------------------------------------
+    def _drift(
+        self, model: ModelRow, cfg: ModelConfig, window: Window, baseline: _Baseline | None
+    ) -> tuple[str, dict[str, Any]]:
+        if baseline is None:
+            return "insufficient_data", {"alarm": False, "reason": "no reference snapshot"}
+        d = cfg.evaluation.drift
+        detector = DriftDetector(
+            baseline.profile,
+            columns={
+                k: ColumnDriftConfig(method=v.method, threshold=v.threshold)
+                for k, v in d.columns.items()
+            },
+            dataset_rule=d.dataset_rule,
+            share_threshold=d.share_threshold,
+            alpha=d.alpha,
+            min_rows=d.min_rows,
+            sample_size=d.sample_size,
+        )
+        frame = _frame(
+            model,
+            window.features,
+            window.outputs,
+            window.labels if baseline.reference.labels is not None else None,
+        )
+        result = detector.check(frame)
+        testable = [c for c in result.columns if c.status != "insufficient_data"]
+        self.metrics.drift_share.labels(model.name).set(result.drifted_share)
+        self.metrics.drift_detected.labels(model.name).set(int(result.dataset_drift))
+        for c in testable:
+            if c.statistic is not None and c.column in model.feature_names:
+                self.metrics.feature_drift.labels(model.name, c.column).set(c.statistic)
+        payload = {
+            "alarm": bool(result.dataset_drift),
+            "drifted_share": result.drifted_share,
+            "drifted_columns": list(result.drifted_columns),
+            "rule": result.rule,
+            "n_current": result.n_current,
+            "insufficient": list(result.insufficient),
+            "columns": [
+                {
+                    "column": c.column,
+                    "method": c.method,
+                    "statistic": c.statistic,
+                    "p_value": c.p_value,
+                    "threshold": c.threshold,
+                    "drifted": c.drifted,
+                    "status": c.status,
+                    "reason": c.reason,
+                    "n_ref": c.n_ref,
+                    "n_cur": c.n_cur,
+                }
+                for c in result.columns
+            ],
+        }
+        return ("ok" if testable else "insufficient_data"), payload
+
+    def _decay(
+        self, model: ModelRow, cfg: ModelConfig, objective: Objective, now: datetime
+    ) -> tuple[str, dict[str, Any]]:
+        d = cfg.evaluation.decay
+        horizon = timedelta(seconds=d.window_s * d.horizon_windows)
+        window = self.store.window(
+            model.name, n_features=len(model.feature_names), start=now - horizon, end=now
+        )
+        answered = window.versions >= 0
+        if not answered.any():
+            return "insufficient_data", {"alarm": False, "reason": "no scored requests"}
+        y_pred = window.outputs[answered]
+        if y_pred.shape[1] == 1 and model.task == "regression":
+            y_pred = y_pred[:, 0]
+        try:
+            windows = realised_windows(
+                window.labels[answered],
+                y_pred,
+                window.received_at[answered],
+                window.label_received_at[answered],
+                objective=objective,
+                window=d.window_s,
+                maturity=d.maturity_s,
+                start=(now - horizon).timestamp(),
+                as_of=now.timestamp(),
+            )
+        except (MonitorError, ObjectiveError) as exc:
+            return "insufficient_data", {"alarm": False, "reason": str(exc)}
+        values = [w for w in windows if w.value is not None]
+        threshold = d.threshold
+        if threshold is None and values:
+            worse = 5 * d.tolerance
+            first = float(values[0].value)  # type: ignore[arg-type]
+            threshold = first - worse if objective.greater_is_better else first + worse
+        estimator = DecayEstimator(
+            objective,
+            threshold=threshold if threshold is not None else 0.0,
+            min_windows=d.min_windows,
+            tolerance=d.tolerance,
+        )
+        result = estimator.fit_windows(windows)
+        version = self.store.champion(model.name)
+        if values:
+            self.metrics.objective_realised.labels(
+                model.name, str(version.version if version else "none"), objective.name
+            ).set(float(values[-1].value))  # type: ignore[arg-type]
+        if result.slope_per_day is not None:
+            sign = -1.0 if objective.greater_is_better else 1.0  # > 0 means getting worse
+            self.metrics.decay_slope.labels(model.name).set(sign * result.slope_per_day)
+        soon = (
+            result.projected_crossing is not None
+            and result.projected_crossing - now <= timedelta(days=d.horizon_days)
+        )
+        payload = {
+            "alarm": bool(result.status == "decaying" and soon),
+            "objective": objective.name,
+            "threshold": threshold,
+            "status": result.status,
+            "slope_per_day": result.slope_per_day,
+            "slope_ci": list(result.slope_ci) if result.slope_ci else None,
+            "current_estimate": result.current_estimate,
+            "projected_crossing": (
+                result.projected_crossing.isoformat() if result.projected_crossing else None
+            ),
+            "recommended_retune_interval_days": result.recommended_retune_interval_days,
+            "windows": [
+                {
+                    "end": _iso(w.window_end),
+                    "value": w.value,
+                    "n": w.n,
+                    "coverage": w.label_coverage,
+                }
+                for w in windows
+            ],
+        }
+        status = "insufficient_data" if result.status == "insufficient_data" else "ok"
+        return status, payload
+
+    def _estimate(
+        self, cfg: ModelConfig, window: Window, baseline: _Baseline | None, version: int | None
+    ) -> tuple[str, dict[str, Any]]:
+        if baseline is None or baseline.cbpe is None or baseline.reference_accuracy is None:
+            return "insufficient_data", {"alarm": False, "reason": "no labelled reference snapshot"}
+        answered = window.versions >= 0
+        if answered.sum() < cfg.evaluation.drift.min_rows:
+            return "insufficient_data", {
+                "alarm": False,
+                "reason": "too few scored rows",
+                "n": int(answered.sum()),
+            }
+        p = positive_proba(window.outputs[answered])
+        estimate = baseline.cbpe.estimate(p, metric="accuracy")
+        labelled = answered & window.labelled()
+        realised = None
+        if labelled.any():
+            pl = positive_proba(window.outputs[labelled])
+            realised = float(((pl >= 0.5) == (window.labels[labelled] >= 0.5)).mean())
+        name = self.store.get_model(window.model).name
+        self.metrics.objective_estimated.labels(name, str(version), "accuracy").set(estimate.value)
+        if realised is not None:
+            self.metrics.objective_realised.labels(name, str(version), "accuracy").set(realised)
+        drop = baseline.reference_accuracy - estimate.value
+        return "ok", {
+            "alarm": bool(drop > cfg.evaluation.estimate.max_drop),
+            "metric": "accuracy",
+            "estimated": estimate.value,
+            "ci": [estimate.ci_lo, estimate.ci_hi],
+            "n": estimate.n,
+            "realised": realised,
+            "n_labelled": int(labelled.sum()),
+            "reference": baseline.reference_accuracy,
+            "drop": drop,
+        }
+
+    def _labels(
+        self, model: ModelRow, cfg: ModelConfig, window: Window
+    ) -> tuple[str, dict[str, Any]]:
+        if window.n_rows == 0:
+            return "insufficient_data", {"alarm": False, "reason": "empty window"}
+        labelled = window.labelled()
+        coverage = float(labelled.mean())
+        delays = window.label_received_at[labelled] - window.received_at[labelled]
+        median = float(np.median(delays)) if delays.size else None
+        self.metrics.label_coverage.labels(model.name).set(coverage)
+        if median is not None:
+            self.metrics.label_delay.labels(model.name).set(median)
+        alarm = median is not None and median > cfg.evaluation.label_delay_alarm_s
+        return "ok", {
+            "alarm": bool(alarm),
+            "coverage": coverage,
+            "median_delay_s": median,
+            "n": window.n_rows,
+            "n_labelled": int(labelled.sum()),
+        }
+
+    def _telemetry(self, model: ModelRow, window: Window) -> tuple[str, dict[str, Any]]:
+        since = _ts(window.received_at.min()) if window.n_rows else None
+        latencies = self.store.latencies(model.name, since=since)
+        versions = {v.version: v for v in self.store.list_versions(model.name)}
+        out: dict[str, Any] = {}
+        for version, samples in sorted(latencies.items()):
+            summary = LatencySummary.from_samples(samples)
+            row = versions.get(version)
+            hp = row.hyperparameter_set_id if row else "unknown"
+            out[str(version)] = {
+                "p50": summary.p50,
+                "p90": summary.p90,
+                "p99": summary.p99,
+                "n": summary.n,
+                "hyperparameter_set": hp,
+                "memory_bytes": row.load_memory_bytes if row else None,
+            }
+            if summary.p99 is not None:
+                self.metrics.latency_p99.labels(model.name, str(version), hp).set(summary.p99)
+        status = "ok" if out else "insufficient_data"
+        return status, {"alarm": False, "versions": out}
+
+    # -- events ----------------------------------------------------------------------------
+    def _decide(self, name: str, cfg: ModelConfig, now: datetime) -> None:
+        ev = cfg.evaluation
+        policies = [
+            EventPolicy(
+                event="drift_detected",
+                kind="drift",
+                consecutive=ev.drift.consecutive,
+                cooldown=timedelta(minutes=ev.drift.cooldown_minutes),
+            ),
+            EventPolicy(
+                event="decay_detected",
+                kind="decay",
+                consecutive=ev.decay.consecutive,
+                cooldown=timedelta(minutes=ev.decay.cooldown_minutes),
+            ),
+            EventPolicy(
+                event="estimate_dropped",
+                kind="estimate",
+                consecutive=ev.estimate.consecutive,
+                cooldown=timedelta(minutes=ev.estimate.cooldown_minutes),
+            ),
+            EventPolicy(
+                event="label_delay_high", kind="labels", consecutive=1, cooldown=timedelta(days=1)
+            ),
+        ]
+        for policy in policies:
+            history = self.store.list_evaluations(
+                name, kind=policy.kind, limit=policy.consecutive + 20
+            )
+            last = self.store.list_events(model=name, type=policy.event, limit=1)
+            decision = decide(
+                policy, history, now=now, last_event_at=last[0].created_at if last else None
+            )
+            if decision.fire:
+                latest = history[0]
+                self.dispatcher.handle(
+                    name,
+                    policy.event,
+                    {
+                        "reason": decision.reason,
+                        "evaluation": latest.id,
+                        "window_end": latest.window_end.isoformat(),
+                    },
+                )
+
+
+def _frame(
+    model: ModelRow, features: np.ndarray, outputs: np.ndarray, labels: np.ndarray | None
+) -> pd.DataFrame:
+    frame = pd.DataFrame(np.asarray(features, dtype=np.float64), columns=list(model.feature_names))
+    out = np.asarray(outputs, dtype=np.float64)
+    if model.task == "binary":
+        frame[PREDICTION] = positive_proba(out) if out.size else np.empty(0)
+    elif model.task == "multiclass":
+        frame[PREDICTION] = out.argmax(axis=1).astype(str) if out.size else np.empty(0, str)
+    else:
+        frame[PREDICTION] = out.reshape(len(frame), -1)[:, 0] if out.size else np.empty(0)
+    if labels is not None:
+        frame[LABEL] = labels
+    return frame
+
+
+def _column_types(model: ModelRow, frame: pd.DataFrame) -> dict[str, Any]:
+    types: dict[str, Any] = {c: "num" for c in model.feature_names}
+    types[PREDICTION] = "cat" if model.task == "multiclass" else "num"
+    if LABEL in frame.columns:
+        types[LABEL] = "num" if model.task == "regression" else "cat"
+    return types
+
+
+def _ts(epoch: float) -> datetime:
+    return datetime.fromtimestamp(float(epoch), UTC)
+
+
+def _iso(value: datetime | float) -> str:
+    return value.isoformat() if isinstance(value, datetime) else _ts(value).isoformat()

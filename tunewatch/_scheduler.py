@@ -1,0 +1,128 @@
+"""Scheduled work, run by one leader process only.
+
+Every process runs a small APScheduler (3.x) ``BackgroundScheduler`` whose only standing
+job renews a lease in the store. The process holding the lease schedules the per-model
+jobs (evaluation, comparisons, re-tuning schedules) with fixed ids, ``coalesce=True`` and
+``max_instances=1``; a process that loses the lease removes them. A failing job is
+logged with its traceback, counted, and simply runs again at its next tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from monitor import ServingMetrics
+from tunewatch._config import Config, ModelConfig
+from tunewatch.store import Store
+
+logger = logging.getLogger(__name__)
+
+LEASE = "scheduler"
+
+
+@dataclass(frozen=True, slots=True)
+class PerModelJob:
+    """A job every model gets: ``run(model)`` each ``interval(model_config)`` seconds
+    (``None``: not for this model)."""
+
+    name: str
+    interval: Callable[[ModelConfig], float | None]
+    run: Callable[[str], object]
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        config: Config,
+        jobs: list[PerModelJob],
+        metrics: ServingMetrics | None = None,
+        holder: str | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.jobs = jobs
+        self.metrics = metrics
+        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.leader = False
+        self._aps = BackgroundScheduler(
+            timezone=UTC,
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
+        )
+
+    def start(self) -> None:
+        ttl = self.config.scheduler.lease_ttl_s
+        self._aps.add_job(
+            self._lead, IntervalTrigger(seconds=ttl / 3), id="leadership", replace_existing=True
+        )
+        self._aps.start()
+        self._lead()
+
+    def shutdown(self) -> None:
+        self._aps.shutdown(wait=False)
+        if self.leader:
+            try:
+                self.store.release_lease(LEASE, self.holder)
+            except Exception:  # shutting down: log and let the lease expire on its own
+                logger.exception("could not release the scheduler lease")
+            self.leader = False
+
+    def scheduled(self) -> list[str]:
+        return sorted(job.id for job in self._aps.get_jobs())
+
+    def _lead(self) -> None:
+        try:
+            leader = self.store.acquire_lease(
+                LEASE, self.holder, ttl_s=self.config.scheduler.lease_ttl_s
+            )
+        except Exception:  # the store is down: act as a follower until it is back
+            logger.exception("scheduler lease renewal failed")
+            leader = False
+        if leader and not self.leader:
+            logger.info("this process (%s) now leads the scheduler", self.holder)
+        if not leader and self.leader:
+            logger.warning("this process (%s) lost the scheduler lease", self.holder)
+        self.leader = leader
+        wanted: dict[str, tuple[float, Callable[[], None]]] = {}
+        if leader:
+            for model in self.store.list_models():
+                cfg = self.config.model_or_default(model.name, model.task)
+                for job in self.jobs:
+                    interval = job.interval(cfg)
+                    if interval is not None:
+                        wanted[f"{job.name}:{model.name}"] = (
+                            interval,
+                            self._guarded(job, model.name),
+                        )
+        for existing in self._aps.get_jobs():
+            if existing.id != "leadership" and existing.id not in wanted:
+                existing.remove()
+        have = {j.id for j in self._aps.get_jobs()}
+        for job_id, (interval, fn) in wanted.items():
+            if job_id not in have:
+                self._aps.add_job(
+                    fn, IntervalTrigger(seconds=interval), id=job_id, replace_existing=True
+                )
+
+    def _guarded(self, job: PerModelJob, model: str) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                job.run(model)
+            except Exception:  # the job boundary: log, count, retry at the next tick
+                logger.exception(
+                    "scheduled %s of model=%s failed; retrying next tick", job.name, model
+                )
+                if self.metrics is not None:
+                    self.metrics.evaluations.labels(model, f"{job.name}_failed").inc()
+
+        return run
