@@ -1,8 +1,45 @@
-"""Making a better model. For now: ONNX export of fitted estimators with a parity gate."""
+"""Making a better model: search spaces, leakage-safe CV, warm-started budgeted Optuna
+studies and ONNX export with a parity gate.
+
+Sub-packages: :mod:`retune.space` (search spaces, pipelines), :mod:`retune.cv` (CV
+schemes, fold scores), :mod:`retune.warmstart` (strategies and plans).
+"""
 
 from __future__ import annotations
 
-from retune._errors import ExportError, ParityError, RetuneError
+from retune._budget import Budget, BudgetTracker, PrunerKind, StopReason
+from retune._errors import (
+    CVError,
+    ExportError,
+    ParityError,
+    RetuneError,
+    SearchSpaceError,
+    StudyError,
+    WarmStartError,
+)
 from retune._export import check_parity, to_onnx
+from retune._history import load_history, plan_warm_start
+from retune._refit import ExportedModel, refit_and_export
+from retune._study import TuningResult, run_study
 
-__all__ = ["ExportError", "ParityError", "RetuneError", "check_parity", "to_onnx"]
+__all__ = [
+    "Budget",
+    "BudgetTracker",
+    "CVError",
+    "ExportError",
+    "ExportedModel",
+    "ParityError",
+    "PrunerKind",
+    "RetuneError",
+    "SearchSpaceError",
+    "StopReason",
+    "StudyError",
+    "TuningResult",
+    "WarmStartError",
+    "check_parity",
+    "load_history",
+    "plan_warm_start",
+    "refit_and_export",
+    "run_study",
+    "to_onnx",
+]

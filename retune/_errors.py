@@ -18,3 +18,33 @@ class ParityError(ExportError):
         super().__init__(message)
         self.max_abs_diff = max_abs_diff
         self.tolerance = tolerance
+
+
+class SearchSpaceError(RetuneError, ValueError):
+    """A search space (or a parameter set checked against one) is invalid.
+
+    ``path`` is the dotted key path of the offending entry (``"params.estimator.when"``).
+    """
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
+
+class CVError(RetuneError, ValueError):
+    """A cross-validation scheme cannot split the data it was given."""
+
+
+class WarmStartError(RetuneError, ValueError):
+    """A warm-start plan cannot be built, read or applied."""
+
+
+class StudyError(RetuneError):
+    """The Optuna study behind a tuning job failed (storage, sampling, bookkeeping).
+
+    ``study_name`` names the study the operator has to look at.
+    """
+
+    def __init__(self, message: str, *, study_name: str) -> None:
+        super().__init__(f"study {study_name!r}: {message}")
+        self.study_name = study_name

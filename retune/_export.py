@@ -15,13 +15,70 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from skl2onnx import convert_sklearn
+from onnx import TensorProto
+from skl2onnx import convert_sklearn, update_registered_converter
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.base import is_classifier
 from sklearn.pipeline import Pipeline
 
 from retune._errors import ExportError, ParityError
+from retune.space._transformers import MissingIndicatorAppender, SparseColumnDropper
 from shadow import InvalidInputError, OnnxModel, ShadowError
+
+
+def _dropper_shape(operator: Any) -> None:
+    n_rows = operator.inputs[0].get_first_dimension()
+    operator.outputs[0].type = FloatTensorType([n_rows, len(operator.raw_operator.keep_)])
+
+
+def _dropper_convert(scope: Any, operator: Any, container: Any) -> None:
+    keep = [int(i) for i in operator.raw_operator.keep_]
+    indices = scope.get_unique_variable_name("keep_columns")
+    container.add_initializer(indices, TensorProto.INT64, [len(keep)], keep)
+    container.add_node(
+        "Gather",
+        [operator.inputs[0].full_name, indices],
+        operator.outputs[0].full_name,
+        axis=1,
+        name=scope.get_unique_operator_name("DropSparseColumns"),
+    )
+
+
+def _indicator_shape(operator: Any) -> None:
+    n_rows = operator.inputs[0].get_first_dimension()
+    operator.outputs[0].type = FloatTensorType([n_rows, 2 * operator.raw_operator.n_features_in_])
+
+
+def _indicator_convert(scope: Any, operator: Any, container: Any) -> None:
+    source = operator.inputs[0].full_name
+    is_nan = scope.get_unique_variable_name("is_nan")
+    as_float = scope.get_unique_variable_name("missing_flags")
+    container.add_node("IsNaN", [source], is_nan, name=scope.get_unique_operator_name("IsNaN"))
+    container.add_node(
+        "Cast",
+        [is_nan],
+        as_float,
+        to=TensorProto.FLOAT,
+        name=scope.get_unique_operator_name("Cast"),
+    )
+    container.add_node(
+        "Concat",
+        [source, as_float],
+        operator.outputs[0].full_name,
+        axis=1,
+        name=scope.get_unique_operator_name("AppendMissingFlags"),
+    )
+
+
+update_registered_converter(
+    SparseColumnDropper, "TunewatchSparseColumnDropper", _dropper_shape, _dropper_convert
+)
+update_registered_converter(
+    MissingIndicatorAppender,
+    "TunewatchMissingIndicatorAppender",
+    _indicator_shape,
+    _indicator_convert,
+)
 
 
 def _classifier_step(estimator: Any) -> Any | None:

@@ -19,8 +19,9 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        service_missing(f"{name} is not installed (Debian packages prometheus, "
-                        "prometheus-alertmanager)")
+        service_missing(
+            f"{name} is not installed (Debian packages prometheus, prometheus-alertmanager)"
+        )
     assert path is not None
     return path
 

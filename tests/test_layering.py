@@ -9,8 +9,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
-    "monitor": {"shadow", "retune", "tunewatch", "apscheduler", "fastapi", "sqlalchemy",
-                "starlette"},
+    "monitor": {
+        "shadow",
+        "retune",
+        "tunewatch",
+        "apscheduler",
+        "fastapi",
+        "sqlalchemy",
+        "starlette",
+    },
     "shadow": {"retune", "tunewatch", "apscheduler", "fastapi", "sqlalchemy", "starlette"},
     "retune": {"tunewatch", "apscheduler", "fastapi", "sqlalchemy", "starlette"},
 }

@@ -25,9 +25,12 @@ from tunewatch.api._models import router as models_router
 class HttpMetricsMiddleware:
     """Counts answers by route template and status (bounded labels: never raw paths)."""
 
-    def __init__(self, app: ASGIApp, *, metrics: ServingMetrics) -> None:
+    def __init__(
+        self, app: ASGIApp, *, metrics: ServingMetrics, templates: dict[object, str]
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.templates = templates  # plain Starlette routes: endpoint -> path template
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,7 +48,9 @@ class HttpMetricsMiddleware:
             await self.app(scope, receive, capture)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", "unmatched")
+            template = getattr(route, "path", None) or self.templates.get(
+                scope.get("endpoint"), "unmatched"
+            )
             self.metrics.http_requests.labels(template, str(status)).inc()
 
 
@@ -149,7 +154,8 @@ def create_app(
     app.add_middleware(
         BodyLimitMiddleware, limit=server.max_body_bytes, artefact_limit=server.max_artefact_bytes
     )
-    app.add_middleware(HttpMetricsMiddleware, metrics=ctx.runtime.metrics)
+    templates = {r.endpoint: r.path for r in (*_oip.routes, *_records.routes, *_alerts.routes)}
+    app.add_middleware(HttpMetricsMiddleware, metrics=ctx.runtime.metrics, templates=templates)
     return app
 
 

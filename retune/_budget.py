@@ -1,0 +1,115 @@
+"""Tuning budgets and the stopping rule, independent of the tuner.
+
+A study stops at the first limit reached, checked after every finished trial:
+``max_trials`` (over all workers of the study), ``wall_time_s`` and ``cpu_time_s``
+(this process's own clock and process time since :meth:`BudgetTracker.start`), and
+no improvement — the best loss improved by less than ``min_relative_improvement``
+(relative) over the last ``patience`` counted trials. A trial in flight when a time
+limit passes is allowed to finish.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+PrunerKind = Literal["none", "median", "successive_halving"]
+StopReason = Literal["max_trials", "wall_time", "cpu_time", "no_improvement", "exhausted"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Budget:
+    max_trials: int | None = 50
+    wall_time_s: float | None = None
+    cpu_time_s: float | None = None
+    patience: int | None = None
+    min_relative_improvement: float = 0.0
+    pruner: PrunerKind = "none"
+
+    def __post_init__(self) -> None:
+        if self.max_trials is None and self.wall_time_s is None and self.cpu_time_s is None:
+            raise ValueError(
+                "a Budget needs at least one of `max_trials`, `wall_time_s`, `cpu_time_s`"
+            )
+        if self.max_trials is not None and self.max_trials < 1:
+            raise ValueError(f"`max_trials` must be >= 1, got {self.max_trials}")
+        for name in ("wall_time_s", "cpu_time_s"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"`{name}` must be > 0, got {value}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"`patience` must be >= 1, got {self.patience}")
+        if not 0 <= self.min_relative_improvement < 1:
+            raise ValueError(
+                f"`min_relative_improvement` must be in [0, 1), got {self.min_relative_improvement}"
+            )
+        if self.pruner not in ("none", "median", "successive_halving"):
+            raise ValueError(
+                "`pruner` must be one of ['none', 'median', 'successive_halving'], "
+                f"got {self.pruner!r}"
+            )
+
+
+class BudgetTracker:
+    """Measures one process's share of a study against a :class:`Budget`."""
+
+    def __init__(
+        self,
+        budget: Budget,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        cpu_clock: Callable[[], float] = time.process_time,
+    ) -> None:
+        self.budget = budget
+        self._clock = clock
+        self._cpu_clock = cpu_clock
+        self._t0 = clock()
+        self._c0 = cpu_clock()
+
+    def start(self) -> None:
+        self._t0 = self._clock()
+        self._c0 = self._cpu_clock()
+
+    @property
+    def wall_s(self) -> float:
+        return self._clock() - self._t0
+
+    @property
+    def cpu_s(self) -> float:
+        return self._cpu_clock() - self._c0
+
+    def stop_reason(self, n_counted: int, losses: Sequence[float | None]) -> StopReason | None:
+        """Why to stop now, if at all.
+
+        ``n_counted`` is the number of finished trials in the whole study; ``losses``
+        is the loss of each counted trial in trial order (``None`` for trials without
+        one: pruned, vetoed, rejected, failed).
+        """
+        b = self.budget
+        if b.max_trials is not None and n_counted >= b.max_trials:
+            return "max_trials"
+        if b.wall_time_s is not None and self.wall_s >= b.wall_time_s:
+            return "wall_time"
+        if b.cpu_time_s is not None and self.cpu_s >= b.cpu_time_s:
+            return "cpu_time"
+        if b.patience is not None and _stalled(losses, b.patience, b.min_relative_improvement):
+            return "no_improvement"
+        return None
+
+
+def _stalled(losses: Sequence[float | None], patience: int, min_rel: float) -> bool:
+    if len(losses) <= patience:
+        return False
+    best: list[float] = []
+    current = float("inf")
+    for loss in losses:
+        if loss is not None and loss < current:
+            current = loss
+        best.append(current)
+    before, now = best[-patience - 1], best[-1]
+    if before == float("inf"):
+        return False
+    improvement = (before - now) / max(abs(before), 1e-12)
+    return improvement <= 0 or improvement < min_rel

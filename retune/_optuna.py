@@ -1,0 +1,411 @@
+"""The only module of :mod:`retune` importing Optuna; it translates Optuna's errors.
+
+It opens (or joins) studies on an RDB URL or a journal file, applies a
+:class:`~retune.warmstart.WarmStartPlan` through a sampler wrapper, reads history and
+computes importances. Optuna's experimental features used here (heartbeats, stale-trial
+retry, ``fail_stale_trials``) are used knowingly: their ``ExperimentalWarning`` is
+silenced around those calls only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.exceptions import ExperimentalWarning, OptunaError
+from optuna.samplers import BaseSampler, TPESampler
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from retune._budget import PrunerKind
+from retune._errors import StudyError, WarmStartError
+from retune.space import CategoricalParam, Choice, FloatParam, IntParam, SearchSpace
+from retune.warmstart._base import History, HistoryTrial, WarmStartPlan
+
+logger = logging.getLogger(__name__)
+
+MAX_STALE_RETRIES = 2
+_CATEGORICAL_TRIES = 8
+
+
+class PruneTrial(Exception):
+    """Raised by an objective to end its trial as PRUNED."""
+
+
+class FailTrial(Exception):
+    """Raised by an objective to end its trial as FAIL (recorded, not re-raised)."""
+
+
+@contextlib.contextmanager
+def _experimental_ok() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ExperimentalWarning)
+        yield
+
+
+@contextlib.contextmanager
+def _translated(study_name: str, doing: str) -> Iterator[None]:
+    try:
+        yield
+    except (OptunaError, KeyError, ValueError, RuntimeError) as exc:
+        if isinstance(exc, (PruneTrial, FailTrial)):
+            raise
+        raise StudyError(
+            f"{doing} failed: {type(exc).__name__}: {exc}", study_name=study_name
+        ) from exc
+
+
+def make_storage(storage: str, *, heartbeat_interval: int | None) -> optuna.storages.BaseStorage:
+    """An RDB storage for ``dialect://`` URLs, else a journal file at that path."""
+    if "://" in storage:
+        if heartbeat_interval is None:
+            return RDBStorage(storage)
+        with _experimental_ok():
+            return RDBStorage(
+                storage,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=2 * heartbeat_interval,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                    max_retry=MAX_STALE_RETRIES
+                ),
+            )
+    if heartbeat_interval is not None:
+        raise ValueError(
+            "`heartbeat_interval` needs an RDB storage URL (journal files have no heartbeats), "
+            f"got storage {storage!r}"
+        )
+    return JournalStorage(JournalFileBackend(storage))
+
+
+# -- the plan-aware sampler -----------------------------------------------------------
+class PlanSampler(BaseSampler):
+    """Samples independently with ``base`` inside the plan's box, honours frozen
+    parameters, and lets every ``explore_every``-th trial sample the full space.
+
+    Distributions stay the full-space ones in every trial (Optuna forbids changing
+    categorical choices within a study); only the draw is narrowed: numeric parameters
+    by handing the base sampler the boxed distribution, categorical ones by rejection.
+    """
+
+    def __init__(self, base: BaseSampler, plan: WarmStartPlan, *, seed: int) -> None:
+        self._base = base
+        self._plan = plan
+        self._rng = np.random.default_rng(seed)
+
+    def _explores(self, trial: FrozenTrial) -> bool:
+        every = self._plan.explore_every
+        return every is not None and trial.number % every == every - 1
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return {}
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return {}
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        if self._explores(trial):
+            return self._base.sample_independent(study, trial, param_name, param_distribution)
+        frozen = self._plan.frozen
+        if param_name in frozen:
+            internal = _internal_or_none(param_distribution, frozen[param_name])
+            if internal is not None:
+                return frozen[param_name]
+        bound = self._plan.box_for(param_name)
+        if bound is not None and isinstance(
+            param_distribution, (FloatDistribution, IntDistribution)
+        ):
+            narrowed = _narrow(param_distribution, bound.low, bound.high)
+            if narrowed is not None:
+                return self._base.sample_independent(study, trial, param_name, narrowed)
+        allowed = self._plan.choice_box.get(param_name)
+        if allowed and isinstance(param_distribution, CategoricalDistribution):
+            usable = [c for c in param_distribution.choices if c in allowed]
+            if usable:
+                for _ in range(_CATEGORICAL_TRIES):
+                    value = self._base.sample_independent(
+                        study, trial, param_name, param_distribution
+                    )
+                    if value in usable:
+                        return value
+                return usable[int(self._rng.integers(len(usable)))]
+        return self._base.sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._base.before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._base.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._base.reseed_rng()
+
+
+def _internal_or_none(dist: BaseDistribution, value: Any) -> float | None:
+    try:
+        internal = dist.to_internal_repr(value)
+    except (ValueError, TypeError):
+        return None
+    return internal if dist._contains(internal) else None
+
+
+def _narrow(
+    dist: FloatDistribution | IntDistribution, low: float, high: float
+) -> BaseDistribution | None:
+    lo, hi = max(dist.low, low), min(dist.high, high)
+    if isinstance(dist, IntDistribution):
+        step = dist.step
+        ilo = dist.low + int(np.ceil((lo - dist.low) / step)) * step
+        ihi = dist.low + int(np.floor((hi - dist.low) / step)) * step
+        if ilo >= ihi:
+            return None
+        return IntDistribution(ilo, ihi, log=dist.log, step=step)
+    if dist.step is not None:
+        lo = dist.low + np.ceil((lo - dist.low) / dist.step) * dist.step
+        hi = dist.low + np.floor((hi - dist.low) / dist.step) * dist.step
+    if not lo < hi:
+        return None
+    return FloatDistribution(float(lo), float(hi), log=dist.log, step=dist.step)
+
+
+# -- studies ----------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class TrialRecord:
+    number: int
+    state: str
+    value: float | None
+    params: Mapping[str, Any]
+    user_attrs: Mapping[str, Any]
+
+
+class TrialHandle:
+    """What an objective sees of a running trial (and a :class:`~retune.space.Suggester`)."""
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        self._trial = trial
+
+    @property
+    def number(self) -> int:
+        return self._trial.number
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int, log: bool) -> int:
+        return self._trial.suggest_int(name, low, high, step=step, log=log)
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None, log: bool
+    ) -> float:
+        return self._trial.suggest_float(name, low, high, step=step, log=log)
+
+    def suggest_categorical(self, name: str, choices: tuple[Choice, ...]) -> Choice:
+        value = self._trial.suggest_categorical(name, list(choices))
+        if value is None:  # choices never contain None: the space forbids it
+            raise StudyError(f"`{name}` sampled None", study_name=self._trial.study.study_name)
+        return value
+
+    def set_attr(self, key: str, value: Any) -> None:
+        self._trial.set_user_attr(key, value)
+
+    def report_fold(self, fold: int, mean_loss: float) -> None:
+        """Report the running mean after ``fold``; raise :class:`PruneTrial` when pruned."""
+        self._trial.report(mean_loss, fold)
+        if self._trial.should_prune():
+            raise PruneTrial(f"pruned after fold {fold} at mean loss {mean_loss:.6g}")
+
+
+class StudyHandle:
+    """One process's connection to a (possibly shared) study."""
+
+    def __init__(self, study: optuna.Study, *, created: bool) -> None:
+        self._study = study
+        self.created = created
+        self.name = study.study_name
+        self.stopped_by: str | None = None
+
+    @property
+    def user_attrs(self) -> dict[str, Any]:
+        with _translated(self.name, "reading study attributes"):
+            return dict(self._study.user_attrs)
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        with _translated(self.name, "writing a study attribute"):
+            self._study.set_user_attr(key, value)
+
+    def enqueue(self, params: Sequence[Mapping[str, Any]]) -> None:
+        with _translated(self.name, "enqueueing warm-start trials"):
+            for p in params:
+                self._study.enqueue_trial(
+                    dict(p), user_attrs={"warm_start": "enqueued"}, skip_if_exists=True
+                )
+
+    def fail_stale_trials(self) -> None:
+        with _translated(self.name, "failing stale trials"), _experimental_ok():
+            optuna.storages.fail_stale_trials(self._study)
+
+    def trials(self) -> list[TrialRecord]:
+        with _translated(self.name, "reading trials"):
+            frozen = self._study.get_trials(deepcopy=False)
+        return [
+            TrialRecord(
+                number=t.number,
+                state=t.state.name,
+                value=t.value if t.state == TrialState.COMPLETE else None,
+                params=dict(t.params),
+                user_attrs=dict(t.user_attrs),
+            )
+            for t in frozen
+        ]
+
+    def optimize(
+        self,
+        objective: Callable[[TrialHandle], float],
+        *,
+        should_stop: Callable[[], str | None],
+    ) -> None:
+        """Run trials until ``should_stop`` returns a reason (checked before and after each)."""
+        reason = should_stop()
+        if reason is not None:
+            self.stopped_by = reason
+            return
+
+        def run(trial: optuna.Trial) -> float:
+            try:
+                return objective(TrialHandle(trial))
+            except PruneTrial as exc:
+                raise optuna.TrialPruned(str(exc)) from exc
+
+        def after(study: optuna.Study, trial: FrozenTrial) -> None:
+            why = should_stop()
+            if why is not None:
+                self.stopped_by = why
+                study.stop()
+
+        with _translated(self.name, "optimising"), _experimental_ok():
+            self._study.optimize(run, callbacks=[after], catch=(FailTrial,), gc_after_trial=False)
+
+
+def _pruner(kind: PrunerKind) -> optuna.pruners.BasePruner:
+    if kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    if kind == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(
+    *,
+    storage: str,
+    study_name: str,
+    seed: int,
+    plan: WarmStartPlan | None,
+    pruner: PrunerKind,
+    heartbeat_interval: int | None,
+) -> StudyHandle:
+    """Create the study, or join it if it exists (another worker, or a restart).
+
+    A joining worker gets a sampler seed derived from ``seed`` and its pid, so workers
+    do not propose the same points.
+    """
+    with _translated(study_name, "opening storage"):
+        backend = make_storage(storage, heartbeat_interval=heartbeat_interval)
+        exists = study_name in optuna.get_all_study_names(backend)
+    worker_seed = seed if not exists else (seed * 1_000_003 + os.getpid()) % (2**31)
+    base = TPESampler(seed=worker_seed)
+    sampler: BaseSampler = base
+    if plan is not None and not plan.is_empty or (plan is not None and plan.explore_every):
+        sampler = PlanSampler(base, plan, seed=worker_seed)
+    with _translated(study_name, "creating or loading the study"):
+        study = optuna.create_study(
+            storage=backend,
+            study_name=study_name,
+            sampler=sampler,
+            pruner=_pruner(pruner),
+            direction="minimize",
+            load_if_exists=True,
+        )
+    return StudyHandle(study, created=not exists)
+
+
+def rebuild_sampler(handle: StudyHandle, plan: WarmStartPlan, *, seed: int) -> None:
+    """Swap in a plan-aware sampler (a joining worker adopting the study's stored plan)."""
+    base = TPESampler(seed=seed)
+    handle._study.sampler = PlanSampler(base, plan, seed=seed)
+
+
+# -- history and importances -----------------------------------------------------------------
+def load_history(storage: str, study_names: Sequence[str]) -> History:
+    """Completed trials of ``study_names`` (oldest first), ranks normalised per study."""
+    items: list[HistoryTrial] = []
+    backend = make_storage(storage, heartbeat_interval=None)
+    for name in study_names:
+        try:
+            study = optuna.load_study(study_name=name, storage=backend)
+        except KeyError as exc:
+            raise WarmStartError(f"history study {name!r} does not exist in {storage!r}") from exc
+        except OptunaError as exc:
+            raise WarmStartError(f"cannot read history study {name!r}: {exc}") from exc
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.value is not None:
+                items.append(
+                    HistoryTrial(
+                        study_name=name, number=t.number, params=dict(t.params), value=t.value
+                    )
+                )
+    return History.from_trials(items)
+
+
+def _distribution(decl: IntParam | FloatParam | CategoricalParam) -> BaseDistribution:
+    if isinstance(decl, IntParam):
+        return IntDistribution(decl.low, decl.high, log=decl.log, step=decl.step)
+    if isinstance(decl, FloatParam):
+        return FloatDistribution(decl.low, decl.high, log=decl.log, step=decl.step)
+    return CategoricalDistribution(list(decl.choices))
+
+
+def param_importances(history: History, space: SearchSpace, *, seed: int) -> dict[str, float]:
+    """fANOVA importance shares (seeded) of the parameters every historical trial has,
+    with normalised ranks as the target (comparable across studies)."""
+    study = optuna.create_study(direction="minimize")
+    declarations = space.declarations()
+    for t in history.trials:
+        projected = space.project(t.params)
+        if projected is None:
+            continue
+        dists = {name: _distribution(declarations[name]) for name in projected}
+        study.add_trial(optuna.create_trial(params=projected, distributions=dists, value=t.rank))
+    if len(study.trials) < 2:
+        return {}
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
+    try:
+        result = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except (ValueError, RuntimeError) as exc:
+        raise WarmStartError(f"importances could not be computed from history: {exc}") from exc
+    return {name: float(share) for name, share in result.items()}

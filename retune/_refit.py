@@ -1,0 +1,57 @@
+"""Refit the winning configuration on the whole window and export it with a parity gate."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
+
+from retune._export import check_parity, to_onnx
+from retune.space import fit_pipeline
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportedModel:
+    """The servable artefact of a tuning job."""
+
+    onnx: bytes
+    parity_error: float
+    pipeline: Pipeline
+    params: Mapping[str, Any]
+    n_features: int
+
+
+def refit_and_export(
+    best_params: Mapping[str, Any],
+    x: np.ndarray[Any, Any],
+    y: np.ndarray[Any, Any],
+    *,
+    holdout_fraction: float = 0.2,
+    tolerance: float = 1e-4,
+    seed: int = 0,
+    name: str = "model",
+) -> ExportedModel:
+    """Fit ``best_params`` on all of ``(x, y)``, export to ONNX and check parity.
+
+    Parity is checked on a stratified random ``holdout_fraction`` of the window (rows
+    the refit has seen, which is fine: parity compares two renderings of one model, not
+    generalisation). Raises :class:`~retune.ParityError` when ONNX and scikit-learn
+    disagree beyond ``tolerance``, :class:`~retune.ExportError` when conversion fails.
+    """
+    if not 0 < holdout_fraction < 1:
+        raise ValueError(f"`holdout_fraction` must be in (0, 1), got {holdout_fraction}")
+    pipeline = fit_pipeline(best_params, x, y, seed=seed)
+    _, x_holdout = train_test_split(x, test_size=holdout_fraction, random_state=seed, stratify=y)
+    onnx_bytes = to_onnx(pipeline, x.shape[1], name=name)
+    parity = check_parity(onnx_bytes, pipeline, np.asarray(x_holdout), tolerance=tolerance)
+    return ExportedModel(
+        onnx=onnx_bytes,
+        parity_error=parity,
+        pipeline=pipeline,
+        params=dict(best_params),
+        n_features=int(x.shape[1]),
+    )

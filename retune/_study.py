@@ -1,0 +1,230 @@
+"""Running a warm-started, budgeted, resumable tuning study.
+
+Several processes calling :func:`run_study` with the same ``storage`` and
+``study_name`` work on one study (Optuna RDB storage; PostgreSQL for real parallelism).
+The first one creates it, stores the warm-start plan and the dataset version, and
+enqueues the plan's configurations; later ones join and adopt the stored plan. With
+``heartbeat_interval`` set, trials of crashed workers are failed once stale and retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from monitor.objectives import Objective
+from retune._budget import Budget, BudgetTracker
+from retune._errors import CVError, StudyError
+from retune._optuna import (
+    FailTrial,
+    PruneTrial,
+    StudyHandle,
+    TrialHandle,
+    open_study,
+    rebuild_sampler,
+)
+from retune.cv import CVScheme, FoldScores, cross_validate, dataset_version
+from retune.space import SearchSpace
+from retune.warmstart import CostPredictor, WarmStartPlan
+
+logger = logging.getLogger(__name__)
+
+OUTCOME = "outcome"
+"""Trial user attribute: ``complete`` | ``pruned`` | ``vetoed`` | ``cost_rejected`` | ``error``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TuningResult:
+    """Outcome of one process's :func:`run_study` call, over the whole study."""
+
+    study_name: str
+    best_params: Mapping[str, Any]
+    best_value: float
+    n_trials: int
+    n_pruned: int
+    n_vetoed: int
+    n_cost_rejected: int
+    n_failed: int
+    stopped_by: str
+    wall_s: float
+    cpu_s: float
+    fold_scores_of_best: FoldScores
+    dataset_version: str
+    plan: WarmStartPlan | None
+
+
+def run_study(
+    *,
+    storage: str,
+    study_name: str,
+    space: SearchSpace,
+    x: np.ndarray[Any, Any],
+    y: np.ndarray[Any, Any],
+    objective: Objective,
+    cv: CVScheme,
+    budget: Budget,
+    plan: WarmStartPlan | None,
+    seed: int,
+    groups: np.ndarray[Any, Any] | None = None,
+    heartbeat_interval: int | None = None,
+    cost_predictor: CostPredictor | None = None,
+) -> TuningResult:
+    """Tune ``space`` on ``(x, y)`` until ``budget`` stops the study; see the module docstring.
+
+    ``storage`` is an RDB URL (``sqlite:///f.db``, ``postgresql+psycopg://…``) or a
+    journal file path. Trials minimise ``objective.loss`` averaged over ``cv`` folds;
+    each trial records ``dataset_version``, ``fold_scores``, ``fold_spread`` and its
+    ``outcome`` as user attributes. A configuration predicted by ``cost_predictor``
+    over the plan's cost ceiling is rejected (pruned) before training. Raises
+    :class:`StudyError` for storage problems, for joining a study tuned on other data,
+    and when no trial completed.
+    """
+    version = dataset_version(x, y)
+    tracker = BudgetTracker(budget)
+    handle = open_study(
+        storage=storage,
+        study_name=study_name,
+        seed=seed,
+        plan=plan,
+        pruner=budget.pruner,
+        heartbeat_interval=heartbeat_interval,
+    )
+    plan = _settle_plan(handle, plan, version, seed)
+    if heartbeat_interval is not None:
+        handle.fail_stale_trials()
+
+    def objective_fn(trial: TrialHandle) -> float:
+        return _run_trial(
+            trial,
+            space=space,
+            x=x,
+            y=y,
+            objective=objective,
+            cv=cv,
+            seed=seed,
+            groups=groups,
+            version=version,
+            plan=plan,
+            cost_predictor=cost_predictor,
+        )
+
+    def should_stop() -> str | None:
+        counted = [t for t in handle.trials() if OUTCOME in t.user_attrs]
+        return tracker.stop_reason(len(counted), [t.value for t in counted])
+
+    handle.optimize(objective_fn, should_stop=should_stop)
+    return _result(handle, tracker, version, plan)
+
+
+def _settle_plan(
+    handle: StudyHandle, plan: WarmStartPlan | None, version: str, seed: int
+) -> WarmStartPlan | None:
+    attrs = handle.user_attrs
+    stored_version = attrs.get("dataset_version")
+    if stored_version is not None and stored_version != version:
+        raise StudyError(
+            f"it was tuned on dataset {stored_version}, this worker has {version}; "
+            "use a new study name for a new training window",
+            study_name=handle.name,
+        )
+    if "warmstart_plan" in attrs:
+        stored = WarmStartPlan.from_json(attrs["warmstart_plan"])
+        if plan is not None and stored != plan:
+            logger.info("study %s: joining with the stored warm-start plan", handle.name)
+        if not stored.is_empty or stored.explore_every:
+            rebuild_sampler(handle, stored, seed=seed + 7919 * (not handle.created))
+        return stored
+    handle.set_user_attr("dataset_version", version)
+    if plan is not None:
+        handle.set_user_attr("warmstart_plan", plan.to_json())
+        if plan.enqueue:
+            handle.enqueue(plan.enqueue)
+            logger.info(
+                "study %s: enqueued %d warm-start configurations", handle.name, len(plan.enqueue)
+            )
+    return plan
+
+
+def _run_trial(
+    trial: TrialHandle,
+    *,
+    space: SearchSpace,
+    x: np.ndarray[Any, Any],
+    y: np.ndarray[Any, Any],
+    objective: Objective,
+    cv: CVScheme,
+    seed: int,
+    groups: np.ndarray[Any, Any] | None,
+    version: str,
+    plan: WarmStartPlan | None,
+    cost_predictor: CostPredictor | None,
+) -> float:
+    params = space.sample(trial)
+    trial.set_attr("dataset_version", version)
+    if plan is not None and plan.cost is not None and cost_predictor is not None:
+        latency, memory = cost_predictor(params)
+        violation = plan.cost.violation(latency, memory)
+        if violation is not None:
+            trial.set_attr("cost_violation", violation)
+            trial.set_attr(OUTCOME, "cost_rejected")
+            raise PruneTrial(violation)
+    try:
+        scores = cross_validate(
+            params,
+            x,
+            y,
+            scheme=cv,
+            objective=objective,
+            seed=seed,
+            groups=groups,
+            pruning_callback=trial.report_fold,
+        )
+    except PruneTrial:
+        trial.set_attr(OUTCOME, "pruned")
+        raise
+    except CVError as exc:
+        trial.set_attr("error", str(exc))
+        trial.set_attr(OUTCOME, "error")
+        raise FailTrial(str(exc)) from exc
+    trial.set_attr("fold_scores", list(scores.scores))
+    trial.set_attr("fold_spread", scores.spread)
+    if scores.vetoed:
+        trial.set_attr(OUTCOME, "vetoed")
+        raise FailTrial(f"fold spread {scores.spread:.4g} > max_fold_spread {cv.max_fold_spread}")
+    trial.set_attr(OUTCOME, "complete")
+    return scores.mean
+
+
+def _result(
+    handle: StudyHandle, tracker: BudgetTracker, version: str, plan: WarmStartPlan | None
+) -> TuningResult:
+    trials = handle.trials()
+    outcomes = [t.user_attrs.get(OUTCOME) for t in trials]
+    complete = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
+    if not complete:
+        raise StudyError(
+            "no trial completed; see the trials' `error` attributes", study_name=handle.name
+        )
+    best = min(complete, key=lambda t: (t.value, t.number))
+    assert best.value is not None
+    folds = tuple(float(s) for s in best.user_attrs.get("fold_scores", [best.value]))
+    return TuningResult(
+        study_name=handle.name,
+        best_params=dict(best.params),
+        best_value=best.value,
+        n_trials=sum(o is not None for o in outcomes),
+        n_pruned=outcomes.count("pruned"),
+        n_vetoed=outcomes.count("vetoed"),
+        n_cost_rejected=outcomes.count("cost_rejected"),
+        n_failed=outcomes.count("error"),
+        stopped_by=handle.stopped_by or "exhausted",
+        wall_s=tracker.wall_s,
+        cpu_s=tracker.cpu_s,
+        fold_scores_of_best=FoldScores.of(folds, max_fold_spread=None),
+        dataset_version=version,
+        plan=plan,
+    )

@@ -1,0 +1,26 @@
+"""Cross-validation: schemes (a family), fold scores with a spread veto, dataset versions."""
+
+from __future__ import annotations
+
+from retune.cv._base import CVScheme, FoldScores, Split, dataset_version
+from retune.cv._evaluate import PruningCallback, cross_validate
+from retune.cv._grouped import GroupKFoldCV
+from retune.cv._nested import NestedCV, NestedEstimate, Selector, nested_estimate
+from retune.cv._stratified import StratifiedKFoldCV
+from retune.cv._time_series import TimeSeriesCV
+
+__all__ = [
+    "CVScheme",
+    "FoldScores",
+    "GroupKFoldCV",
+    "NestedCV",
+    "NestedEstimate",
+    "PruningCallback",
+    "Selector",
+    "Split",
+    "StratifiedKFoldCV",
+    "TimeSeriesCV",
+    "cross_validate",
+    "dataset_version",
+    "nested_estimate",
+]

@@ -1,0 +1,78 @@
+"""Scoring one configuration by cross-validation, fitting the whole pipeline per fold."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+
+from monitor.objectives import Objective
+from retune._errors import CVError
+from retune.cv._base import CVScheme, FoldScores
+from retune.space import fit_pipeline
+
+logger = logging.getLogger(__name__)
+
+PruningCallback = Callable[[int, float], None]
+"""Called after each fold with ``(fold_index, mean loss so far)``; it may raise to stop."""
+
+
+def cross_validate(
+    params: Mapping[str, Any],
+    x: np.ndarray[Any, Any],
+    y: np.ndarray[Any, Any],
+    *,
+    scheme: CVScheme,
+    objective: Objective,
+    seed: int,
+    groups: np.ndarray[Any, Any] | None = None,
+    pruning_callback: PruningCallback | None = None,
+) -> FoldScores:
+    """Per-fold losses (``objective.loss``, lower is better) of the pipeline for ``params``.
+
+    The pipeline (imputation, scaling, selection, estimator) is refitted from scratch
+    on each training fold, so nothing is learnt from the test rows. A configuration
+    that cannot be fitted or scored raises :class:`CVError`; the spread veto is
+    reported in the result (``vetoed``), not raised.
+    """
+    if len(x) != len(y):
+        raise CVError(f"`x` has {len(x)} rows but `y` has {len(y)}")
+    scores: list[float] = []
+    for fold, (train, test) in enumerate(scheme.split(x, y, groups=groups, seed=seed)):
+        scores.append(_fold_loss(params, x, y, train, test, objective, seed, fold))
+        if pruning_callback is not None:
+            pruning_callback(fold, float(np.mean(scores)))
+    if not scores:
+        raise CVError(f"scheme {scheme.name!r} produced no folds")
+    return FoldScores.of(tuple(scores), max_fold_spread=scheme.max_fold_spread)
+
+
+def _fold_loss(
+    params: Mapping[str, Any],
+    x: np.ndarray[Any, Any],
+    y: np.ndarray[Any, Any],
+    train: np.ndarray[Any, Any],
+    test: np.ndarray[Any, Any],
+    objective: Objective,
+    seed: int,
+    fold: int,
+) -> float:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        try:
+            pipeline = fit_pipeline(params, x[train], y[train], seed=seed)
+            proba = pipeline.predict_proba(x[test])
+            loss = float(objective.loss(y[test], proba))
+        except (ValueError, ArithmeticError) as exc:
+            raise CVError(
+                f"configuration failed on fold {fold}: {type(exc).__name__}: {exc}"
+            ) from exc
+    if caught:
+        logger.debug("fold %d: %d convergence warning(s) for %s", fold, len(caught), dict(params))
+    if not np.isfinite(loss):
+        raise CVError(f"configuration scored a non-finite loss ({loss}) on fold {fold}")
+    return loss

@@ -1,0 +1,51 @@
+"""Forward-chaining time-series CV with a gap: train on the past, test on the future,
+leaving ``gap`` rows out between them (labels that mature late, autocorrelation).
+Rows must be in time order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import TimeSeriesSplit
+
+from retune._errors import CVError
+from retune.cv._base import Split, check_common
+
+
+@dataclass(frozen=True, kw_only=True)
+class TimeSeriesCV:
+    n_splits: int = 5
+    gap: int = 0
+    test_size: int | None = None
+    max_fold_spread: float | None = None
+    name: str = "time_series"
+
+    def __post_init__(self) -> None:
+        check_common(self.n_splits, self.max_fold_spread)
+        if self.gap < 0:
+            raise ValueError(f"`gap` must be >= 0, got {self.gap}")
+
+    def split(
+        self,
+        x: np.ndarray[Any, Any],
+        y: np.ndarray[Any, Any],
+        *,
+        groups: np.ndarray[Any, Any] | None = None,
+        seed: int,
+    ) -> Iterator[Split]:
+        folds = TimeSeriesSplit(n_splits=self.n_splits, gap=self.gap, test_size=self.test_size)
+        try:
+            for train, test in folds.split(x):
+                if len(np.unique(y[train])) < 2:
+                    raise CVError(
+                        f"time-series fold ending at row {int(train[-1])} has one class only; "
+                        "use fewer splits or a longer window"
+                    )
+                yield train, test
+        except ValueError as exc:
+            if isinstance(exc, CVError):
+                raise
+            raise CVError(f"time-series split impossible: {exc}") from exc

@@ -1,0 +1,33 @@
+"""Search spaces: YAML-declared, conditional, with safe ranges; and the pipelines they build."""
+
+from __future__ import annotations
+
+from retune.space._params import CategoricalParam, Choice, FloatParam, IntParam, Param
+from retune.space._pipeline import DEFAULTS, KNOWN_PARAMS, build_pipeline, fit_pipeline
+from retune.space._space import (
+    FORMAT_VERSION,
+    SearchSpace,
+    Suggester,
+    load_search_space,
+    parse_search_space,
+)
+from retune.space._transformers import MissingIndicatorAppender, SparseColumnDropper
+
+__all__ = [
+    "DEFAULTS",
+    "FORMAT_VERSION",
+    "KNOWN_PARAMS",
+    "CategoricalParam",
+    "Choice",
+    "FloatParam",
+    "IntParam",
+    "MissingIndicatorAppender",
+    "Param",
+    "SearchSpace",
+    "SparseColumnDropper",
+    "Suggester",
+    "build_pipeline",
+    "fit_pipeline",
+    "load_search_space",
+    "parse_search_space",
+]

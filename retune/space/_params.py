@@ -1,0 +1,129 @@
+"""Parameter declarations of a search space: int, float and categorical, with safe ranges.
+
+A categorical parameter may carry ``when``: child parameters that exist only while
+one of the listed choices is picked (``"random_forest|extra_trees"`` shares one block
+between two choices). Safe ranges are what promotion may deploy without an approver.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Choice = str | int | float | bool
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IntParam(_Frozen):
+    """An integer in ``[low, high]`` (``step`` apart, or log-uniform when ``log``)."""
+
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+    step: int = 1
+    safe: tuple[int, int] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> IntParam:
+        _check_numeric(self.low, self.high, self.log, self.safe)
+        if self.step < 1:
+            raise ValueError(f"`step` must be >= 1, got {self.step}")
+        if self.log and self.step != 1:
+            raise ValueError(f"`step` must be 1 when `log` is true, got {self.step}")
+        return self
+
+    def contains(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return False
+        return self.low <= value <= self.high and (value - self.low) % self.step == 0
+
+
+class FloatParam(_Frozen):
+    """A float in ``[low, high]`` (log-uniform when ``log``, on a grid when ``step``)."""
+
+    type: Literal["float"]
+    low: float
+    high: float
+    log: bool = False
+    step: float | None = None
+    safe: tuple[float, float] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> FloatParam:
+        _check_numeric(self.low, self.high, self.log, self.safe)
+        if self.step is not None and (self.log or not self.step > 0):
+            raise ValueError(
+                f"`step` must be > 0 and cannot be combined with `log`, got {self.step}"
+            )
+        return self
+
+    def contains(self, value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        return math.isfinite(value) and self.low <= value <= self.high
+
+
+class CategoricalParam(_Frozen):
+    """One of ``choices``; ``when`` maps a choice (or ``a|b``) to its conditional children."""
+
+    type: Literal["categorical"]
+    choices: tuple[Choice, ...]
+    safe: tuple[Choice, ...] | None = None
+    when: dict[str, dict[str, Param]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> CategoricalParam:
+        if not self.choices:
+            raise ValueError("`choices` must not be empty")
+        if len(set(map(repr, self.choices))) != len(self.choices):
+            raise ValueError(f"`choices` must be unique, got {list(self.choices)}")
+        if self.safe is not None:
+            unknown = [c for c in self.safe if c not in self.choices]
+            if unknown:
+                raise ValueError(f"`safe` lists {unknown}, which are not among `choices`")
+        labels = {str(c) for c in self.choices}
+        for key in self.when:
+            bad = [part for part in key.split("|") if part not in labels]
+            if bad:
+                raise ValueError(
+                    f"`when` key {key!r} names {bad}, which are not among the choices "
+                    f"{sorted(labels)}"
+                )
+        return self
+
+    def contains(self, value: object) -> bool:
+        return any(type(value) is type(c) and value == c for c in self.choices)
+
+    def children(self, value: Choice) -> dict[str, Param]:
+        """The conditional parameters that exist when ``value`` is chosen."""
+        label = str(value)
+        out: dict[str, Param] = {}
+        for key, block in self.when.items():
+            if label in key.split("|"):
+                out.update(block)
+        return out
+
+
+def _check_numeric(
+    low: float, high: float, log: bool, safe: tuple[float, float] | tuple[int, int] | None
+) -> None:
+    if not low < high:
+        raise ValueError(f"`low` must be < `high`, got low={low}, high={high}")
+    if log and low <= 0:
+        raise ValueError(f"`low` must be > 0 when `log` is true, got {low}")
+    if safe is not None:
+        s_low, s_high = safe
+        if not low <= s_low <= s_high <= high:
+            raise ValueError(
+                f"`safe` must be a sub-range [a, b] of [{low}, {high}], got [{s_low}, {s_high}]"
+            )
+
+
+Param = Annotated[IntParam | FloatParam | CategoricalParam, Field(discriminator="type")]
+CategoricalParam.model_rebuild()

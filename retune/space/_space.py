@@ -1,0 +1,202 @@
+"""A search space: parameter declarations loaded once from YAML into frozen models.
+
+Parameter names are one flat namespace (conditional ones included), so a parameter
+set is a plain ``{name: value}`` mapping, the same shape Optuna stores. Sampling goes
+through :class:`Suggester` (an Optuna trial fits it), so this module knows no tuner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from retune._errors import SearchSpaceError
+from retune.space._params import CategoricalParam, Choice, FloatParam, IntParam, Param
+
+FORMAT_VERSION = 1
+
+
+class Suggester(Protocol):
+    """What sampling needs from a trial (``optuna.Trial`` has this shape)."""
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int, log: bool) -> int: ...
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None, log: bool
+    ) -> float: ...
+
+    def suggest_categorical(self, name: str, choices: tuple[Choice, ...]) -> Choice: ...
+
+
+class SearchSpace(BaseModel):
+    """A validated, frozen search space. Build it with :func:`load_search_space`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format_version: Literal[1] = 1
+    name: str
+    description: str = ""
+    params: dict[str, Param]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> SearchSpace:
+        seen: dict[str, str] = {}
+        for name, path, _ in _walk(self.params, "params"):
+            if name in seen:
+                raise ValueError(
+                    f"parameter names must be unique across the whole space: {name!r} is "
+                    f"declared at {seen[name]} and at {path}"
+                )
+            seen[name] = path
+        return self
+
+    # -- structure -----------------------------------------------------------------
+    def declarations(self) -> dict[str, IntParam | FloatParam | CategoricalParam]:
+        """Every parameter (conditional ones included) by name."""
+        return {name: param for name, _, param in _walk(self.params, "params")}
+
+    def active(
+        self, params: Mapping[str, Any]
+    ) -> dict[str, IntParam | FloatParam | CategoricalParam]:
+        """The declarations that exist for the choices made in ``params``."""
+        out: dict[str, IntParam | FloatParam | CategoricalParam] = {}
+        _active(self.params, params, out)
+        return out
+
+    # -- checks --------------------------------------------------------------------
+    def check(self, params: Mapping[str, Any]) -> None:
+        """Raise :class:`SearchSpaceError` unless ``params`` is exactly one point of the space."""
+        active = self.active(params)
+        missing = sorted(set(active) - set(params))
+        extra = sorted(set(params) - set(active))
+        if missing or extra:
+            raise SearchSpaceError(
+                f"parameters do not fit space {self.name!r}: missing {missing}, unexpected {extra}"
+            )
+        for name, decl in active.items():
+            if not decl.contains(params[name]):
+                raise SearchSpaceError(
+                    f"`{name}` must be {_describe(decl)}, got {params[name]!r}", path=name
+                )
+
+    def project(self, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        """``params`` restricted to this space, or ``None`` if a value is invalid here.
+
+        Parameters the space no longer has are dropped and parameters it gained are left
+        out (a sampler fills them); a value outside its declaration (a removed choice,
+        a bound that moved past it) makes the whole set invalid.
+        """
+        active = self.active(params)
+        out: dict[str, Any] = {}
+        for name, decl in active.items():
+            if name not in params:
+                continue
+            if not decl.contains(params[name]):
+                return None
+            out[name] = params[name]
+        return out
+
+    def outside_safe_ranges(self, params: Mapping[str, Any]) -> list[str]:
+        """One message per active parameter whose value lies outside its safe range."""
+        problems: list[str] = []
+        for name, decl in self.active(params).items():
+            if name not in params or decl.safe is None:
+                continue
+            value = params[name]
+            if isinstance(decl, CategoricalParam):
+                if value not in decl.safe:
+                    problems.append(f"`{name}` = {value!r} is not a safe choice {list(decl.safe)}")
+            elif not decl.safe[0] <= value <= decl.safe[1]:
+                problems.append(
+                    f"`{name}` = {value!r} is outside its safe range "
+                    f"[{decl.safe[0]}, {decl.safe[1]}]"
+                )
+        return problems
+
+    # -- sampling ------------------------------------------------------------------
+    def sample(self, suggester: Suggester) -> dict[str, Any]:
+        """Draw one point, parents before their conditional children."""
+        out: dict[str, Any] = {}
+        _sample(self.params, suggester, out)
+        return out
+
+
+def _walk(
+    params: Mapping[str, Param], path: str
+) -> Iterator[tuple[str, str, IntParam | FloatParam | CategoricalParam]]:
+    for name, decl in params.items():
+        here = f"{path}.{name}"
+        yield name, here, decl
+        if isinstance(decl, CategoricalParam):
+            for key, block in decl.when.items():
+                yield from _walk(block, f"{here}.when.{key}")
+
+
+def _active(
+    params: Mapping[str, Param],
+    values: Mapping[str, Any],
+    out: dict[str, IntParam | FloatParam | CategoricalParam],
+) -> None:
+    for name, decl in params.items():
+        out[name] = decl
+        if isinstance(decl, CategoricalParam) and name in values and decl.contains(values[name]):
+            _active(decl.children(values[name]), values, out)
+
+
+def _sample(params: Mapping[str, Param], s: Suggester, out: dict[str, Any]) -> None:
+    for name, decl in params.items():
+        if isinstance(decl, IntParam):
+            out[name] = s.suggest_int(name, decl.low, decl.high, step=decl.step, log=decl.log)
+        elif isinstance(decl, FloatParam):
+            out[name] = s.suggest_float(name, decl.low, decl.high, step=decl.step, log=decl.log)
+        else:
+            value = s.suggest_categorical(name, decl.choices)
+            out[name] = value
+            _sample(decl.children(value), s, out)
+
+
+def _describe(decl: IntParam | FloatParam | CategoricalParam) -> str:
+    if isinstance(decl, CategoricalParam):
+        return f"one of {list(decl.choices)}"
+    kind = "an integer" if isinstance(decl, IntParam) else "a finite number"
+    return f"{kind} in [{decl.low}, {decl.high}]"
+
+
+def parse_search_space(data: Mapping[str, Any]) -> SearchSpace:
+    """Validate a mapping (parsed YAML) into a :class:`SearchSpace`.
+
+    Errors are :class:`SearchSpaceError` whose ``path`` is the key path of the first
+    problem, e.g. ``params.estimator.when.logistic.C.low``.
+    """
+    version = data.get("format_version", FORMAT_VERSION) if isinstance(data, Mapping) else None
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise SearchSpaceError(
+            f"format_version {version} is newer than this tunewatch understands "
+            f"({FORMAT_VERSION}); upgrade tunewatch to read it",
+            path="format_version",
+        )
+    try:
+        return SearchSpace.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        path = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
+        raise SearchSpaceError(
+            f"{first['msg']} (input {first.get('input')!r})"
+            + (f"; {exc.error_count() - 1} more error(s)" if exc.error_count() > 1 else ""),
+            path=path,
+        ) from exc
+
+
+def load_search_space(path: str | Path) -> SearchSpace:
+    """Read a search-space YAML file (see ``configs/search_spaces/binary_tabular.yaml``)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise SearchSpaceError(f"cannot read search space {str(path)!r}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise SearchSpaceError(f"search space {str(path)!r} must be a mapping at the top level")
+    return parse_search_space(data)

@@ -1,0 +1,34 @@
+"""Keep exploring: a share of the sampled trials ignores the box and frozen parameters,
+so an optimum that moved out of the box after drift is still found."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from retune.space import SearchSpace
+from retune.warmstart._base import History, WarmStartPlan
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExploreShare:
+    """Every ``round(1 / share)``-th sampled trial samples the full space."""
+
+    share: float = 0.25
+    name: str = "explore_share"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.share <= 1:
+            raise ValueError(f"`share` must be in (0, 1], got {self.share}")
+
+    @property
+    def every(self) -> int:
+        return max(1, round(1 / self.share))
+
+    def plan(self, history: History, space: SearchSpace) -> WarmStartPlan:
+        return WarmStartPlan(
+            strategies=(self.name,),
+            explore_every=self.every,
+            history_studies=history.study_names,
+            n_history_trials=len(history),
+            notes=(f"every {self.every}th sampled trial explores the full space",),
+        )

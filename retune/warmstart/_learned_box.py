@@ -1,0 +1,99 @@
+"""A learned search box (Perrone et al., 2019, "Learning search spaces for Bayesian
+optimization"): the bounding box of the best historical configurations, widened by a
+margin — in log space for log parameters — and clipped to the current space.
+
+The optimum may have moved after drift, so a box is only safe with a margin and with
+exploration of the full space beside it (:class:`ExploreShare`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from retune.space import CategoricalParam, IntParam, SearchSpace
+from retune.warmstart._base import (
+    History,
+    NumericBound,
+    WarmStartPlan,
+    empty_plan,
+    from_log_or_linear,
+    log_or_linear,
+    quantile_best,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LearnedBox:
+    """Box around the best ``top_fraction`` of each earlier study (at least ``min_configs``).
+
+    ``margin`` widens each numeric range by that share of the *full* range on each side.
+    Categorical choices are restricted to those seen among the best configurations
+    that the current space still offers; if none remain, the parameter is not restricted.
+    ``restrict_choices=False`` narrows numeric ranges only: after a concept change the
+    best estimator family or preprocessing choice itself may move, and a categorical
+    restriction then excludes the new optimum from every non-exploring trial.
+    """
+
+    top_fraction: float = 0.2
+    min_configs: int = 3
+    margin: float = 0.1
+    restrict_choices: bool = True
+    name: str = "learned_box"
+
+    def __post_init__(self) -> None:
+        if not 0 < self.top_fraction <= 1:
+            raise ValueError(f"`top_fraction` must be in (0, 1], got {self.top_fraction}")
+        if self.min_configs < 1:
+            raise ValueError(f"`min_configs` must be >= 1, got {self.min_configs}")
+        if not 0 <= self.margin:
+            raise ValueError(f"`margin` must be >= 0, got {self.margin}")
+
+    def plan(self, history: History, space: SearchSpace) -> WarmStartPlan:
+        if not len(history):
+            return empty_plan(self.name, history, "no history: full space")
+        best = [
+            p
+            for p in (
+                space.project(t.params)
+                for t in quantile_best(history, self.top_fraction, self.min_configs)
+            )
+            if p is not None
+        ]
+        if not best:
+            return empty_plan(self.name, history, "no best configuration is valid here: full space")
+        bounds: list[NumericBound] = []
+        choices: dict[str, tuple[Any, ...]] = {}
+        for name, decl in space.declarations().items():
+            seen = [p[name] for p in best if name in p]
+            if not seen:
+                continue
+            if isinstance(decl, CategoricalParam):
+                if not self.restrict_choices:
+                    continue
+                kept = tuple(c for c in decl.choices if c in seen)
+                if kept and len(kept) < len(decl.choices):
+                    choices[name] = kept
+                continue
+            lo = log_or_linear(min(seen), decl.log)
+            hi = log_or_linear(max(seen), decl.log)
+            full_lo = log_or_linear(decl.low, decl.log)
+            full_hi = log_or_linear(decl.high, decl.log)
+            pad = self.margin * (full_hi - full_lo)
+            low = from_log_or_linear(max(full_lo, lo - pad), decl.log)
+            high = from_log_or_linear(min(full_hi, hi + pad), decl.log)
+            if isinstance(decl, IntParam):
+                low, high = float(math.floor(low)), float(math.ceil(high))
+            low, high = max(low, decl.low), min(high, decl.high)
+            if low >= high:  # a single value and no margin: keep a usable interval
+                continue
+            bounds.append(NumericBound(name=name, low=low, high=high))
+        return WarmStartPlan(
+            strategies=(self.name,),
+            numeric_box=tuple(bounds),
+            choice_box=choices,
+            history_studies=history.study_names,
+            n_history_trials=len(history),
+            notes=(f"box from {len(best)} best configuration(s), margin {self.margin:g}",),
+        )

@@ -1,0 +1,44 @@
+"""A tuning worker process for the multi-process tests: ``python retune_worker.py URL
+STUDY MAX_TRIALS`` runs :func:`retune.run_study` and prints the result as JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from retune_data import binary, small_space
+
+from monitor.objectives import make_objective
+from retune import Budget, run_study
+from retune.cv import StratifiedKFoldCV
+
+
+def main() -> None:
+    url, study, max_trials = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    x, y = binary(seed=21, n=1500, n_features=10)
+    result = run_study(
+        storage=url,
+        study_name=study,
+        space=small_space(),
+        x=x,
+        y=y,
+        objective=make_objective("log_loss"),
+        cv=StratifiedKFoldCV(n_splits=3),
+        budget=Budget(max_trials=max_trials),
+        plan=None,
+        seed=0,
+        heartbeat_interval=1,
+    )
+    print(
+        json.dumps(
+            {
+                "n_trials": result.n_trials,
+                "best_value": result.best_value,
+                "stopped_by": result.stopped_by,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from retune_data import binary
+from sklearn.feature_selection import SelectKBest, f_classif
+
+from monitor.objectives import make_objective
+from retune import CVError
+from retune.cv import (
+    CVScheme,
+    GroupKFoldCV,
+    NestedCV,
+    StratifiedKFoldCV,
+    TimeSeriesCV,
+    cross_validate,
+    dataset_version,
+    nested_estimate,
+)
+
+LOGISTIC = {"estimator": "logistic", "scaler": "standard"}
+SCHEMES: dict[str, CVScheme] = {
+    "stratified": StratifiedKFoldCV(n_splits=3),
+    "grouped": GroupKFoldCV(n_splits=3),
+    "time_series": TimeSeriesCV(n_splits=3, gap=10),
+    "nested": NestedCV(outer=StratifiedKFoldCV(n_splits=3), inner=StratifiedKFoldCV(n_splits=2)),
+}
+
+
+def _groups(n: int) -> np.ndarray:
+    return np.repeat(np.arange(n // 10), 10)[:n]
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMES))
+class TestSchemeContract:
+    def test_folds_are_disjoint_and_scores_are_per_fold(self, name: str) -> None:
+        scheme = SCHEMES[name]
+        x, y = binary(seed=1)
+        groups = _groups(len(y))
+        splits = list(scheme.split(x, y, groups=groups, seed=0))
+        assert len(splits) == scheme.n_splits
+        for train, test in splits:
+            assert not set(train) & set(test)
+        scores = cross_validate(
+            LOGISTIC,
+            x,
+            y,
+            scheme=scheme,
+            objective=make_objective("log_loss"),
+            seed=0,
+            groups=groups,
+        )
+        assert len(scores.scores) == scheme.n_splits
+        assert scores.mean == pytest.approx(np.mean(scores.scores))
+        assert scores.spread == pytest.approx(max(scores.scores) - min(scores.scores))
+        assert 0.2 < scores.mean < 0.69 and not scores.vetoed
+
+    def test_same_seed_gives_same_scores(self, name: str) -> None:
+        x, y = binary(seed=2)
+        kwargs: dict[str, Any] = {
+            "scheme": SCHEMES[name],
+            "objective": make_objective("brier"),
+            "seed": 4,
+            "groups": _groups(len(y)),
+        }
+        assert cross_validate(LOGISTIC, x, y, **kwargs) == cross_validate(LOGISTIC, x, y, **kwargs)
+
+    def test_pruning_callback_sees_running_means_and_can_stop(self, name: str) -> None:
+        x, y = binary(seed=1)
+        seen: list[tuple[int, float]] = []
+
+        class Stop(Exception):
+            pass
+
+        def callback(fold: int, mean: float) -> None:
+            seen.append((fold, mean))
+            if fold == 1:
+                raise Stop
+
+        with pytest.raises(Stop):
+            cross_validate(
+                LOGISTIC,
+                x,
+                y,
+                scheme=SCHEMES[name],
+                objective=make_objective("log_loss"),
+                seed=0,
+                groups=_groups(len(y)),
+                pruning_callback=callback,
+            )
+        assert [f for f, _ in seen] == [0, 1]
+
+
+def test_time_series_folds_train_on_the_past_with_the_gap() -> None:
+    x, y = binary(seed=1)
+    for train, test in TimeSeriesCV(n_splits=3, gap=10).split(x, y, seed=0):
+        assert train.max() + 10 < test.min()
+
+
+def test_grouped_folds_keep_each_group_in_one_fold_and_need_groups() -> None:
+    x, y = binary(seed=1)
+    groups = _groups(len(y))
+    for train, test in GroupKFoldCV(n_splits=3).split(x, y, groups=groups, seed=0):
+        assert not set(groups[train]) & set(groups[test])
+    with pytest.raises(CVError, match="needs `groups`"):
+        list(GroupKFoldCV(n_splits=3).split(x, y, groups=None, seed=0))
+
+
+def test_max_fold_spread_vetoes_an_unstable_configuration() -> None:
+    x, y = binary(seed=1)
+    scheme = StratifiedKFoldCV(n_splits=3, max_fold_spread=1e-6)
+    scores = cross_validate(
+        LOGISTIC, x, y, scheme=scheme, objective=make_objective("log_loss"), seed=0
+    )
+    assert scores.vetoed and scores.spread > 1e-6
+
+
+def test_nested_estimate_scores_each_outer_choice_on_unseen_rows() -> None:
+    x, y = binary(seed=5)
+    scheme = NestedCV(outer=StratifiedKFoldCV(n_splits=3), inner=StratifiedKFoldCV(n_splits=2))
+    objective = make_objective("log_loss")
+    candidates = [{"estimator": "logistic", "C": 1e-3}, {"estimator": "logistic", "C": 1.0}]
+
+    def select(xt: np.ndarray, yt: np.ndarray, gt: np.ndarray | None) -> dict[str, Any]:
+        return min(
+            candidates,
+            key=lambda p: (
+                cross_validate(p, xt, yt, scheme=scheme, objective=objective, seed=0).mean
+            ),
+        )
+
+    estimate = nested_estimate(select, x, y, scheme=scheme, objective=objective, seed=0)
+    assert len(estimate.outer.scores) == 3
+    assert all(c["C"] == 1.0 for c in estimate.chosen)  # weak regularisation wins on this signal
+    assert 0.2 < estimate.outer.mean < 0.6
+
+
+def test_selection_fitted_before_cv_leaks_and_in_fold_selection_does_not() -> None:
+    """Pure noise, many features: choosing the 10 features most correlated with the label
+    on *all* rows makes CV look skilful; selecting inside each fold shows chance level."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 2000))
+    y = np.tile([0, 1], 60)
+    scheme = StratifiedKFoldCV(n_splits=3)
+    accuracy = make_objective("accuracy")
+    selected = SelectKBest(f_classif, k=10).fit_transform(x, y)  # the leak
+    leaky = -cross_validate(
+        {"estimator": "logistic"}, selected, y, scheme=scheme, objective=accuracy, seed=0
+    ).mean
+    in_fold = -cross_validate(
+        {"estimator": "logistic", "selector": "k_best", "select_k": 10},
+        x,
+        y,
+        scheme=scheme,
+        objective=accuracy,
+        seed=0,
+    ).mean
+    assert leaky > 0.75
+    assert 0.3 < in_fold < 0.65
+
+
+def test_dataset_version_is_a_content_hash() -> None:
+    x, y = binary(seed=1)
+    v = dataset_version(x, y, {"window": "2024-01"})
+    assert v.startswith("sha256:") and v == dataset_version(
+        x.copy(), y.copy(), {"window": "2024-01"}
+    )
+    x2 = x.copy()
+    x2[0, 0] += 1e-9
+    assert dataset_version(x2, y, {"window": "2024-01"}) != v
+    assert dataset_version(x, y, {"window": "2024-02"}) != v

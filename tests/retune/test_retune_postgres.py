@@ -1,0 +1,111 @@
+"""Several worker processes on one study in PostgreSQL; a killed worker's trial is
+failed by the heartbeat and retried, and the study completes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from sqlalchemy import text
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+pytestmark = pytest.mark.postgres
+
+
+def _worker(url: str, study: str, max_trials: int) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{ROOT}"}
+    return subprocess.Popen(
+        [sys.executable, str(HERE / "retune_worker.py"), url, study, str(max_trials)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+@pytest.fixture
+def storage(pg_url: str) -> Iterator[optuna.storages.RDBStorage]:
+    """One engine for the test's own reads, disposed so no connection outlives the test."""
+    rdb = optuna.storages.RDBStorage(pg_url)
+    yield rdb
+    rdb.engine.dispose()
+
+
+def _trials(storage: optuna.storages.RDBStorage, study: str) -> list[optuna.trial.FrozenTrial]:
+    if study not in optuna.get_all_study_names(storage):
+        return []
+    return optuna.load_study(study_name=study, storage=storage).get_trials(deepcopy=False)
+
+
+def _states(storage: optuna.storages.RDBStorage, study: str) -> list[optuna.trial.TrialState]:
+    return [t.state for t in _trials(storage, study)]
+
+
+def _running_with_heartbeat(storage: optuna.storages.RDBStorage, study: str) -> bool:
+    running = [
+        t._trial_id for t in _trials(storage, study) if t.state == optuna.trial.TrialState.RUNNING
+    ]
+    if not running:
+        return False
+    with storage.engine.connect() as conn:
+        beating = {row[0] for row in conn.execute(text("SELECT trial_id FROM trial_heartbeats"))}
+    return bool(set(running) & beating)
+
+
+def _wait_for(predicate: object, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met before the timeout")
+
+
+def test_two_worker_processes_share_one_study(
+    pg_url: str, storage: optuna.storages.RDBStorage
+) -> None:
+    study = f"two-{uuid.uuid4().hex[:8]}"
+    procs = [_worker(pg_url, study, 6) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for proc, (_, err) in zip(procs, outs, strict=True):
+        assert proc.returncode == 0, err
+    results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    states = _states(storage, study)
+    assert 6 <= len(states) <= 7  # a worker may finish the trial it had in flight
+    assert all(r["n_trials"] >= 6 and r["stopped_by"] == "max_trials" for r in results)
+    assert optuna.trial.TrialState.RUNNING not in states
+
+
+def test_killed_worker_trial_is_failed_retried_and_the_study_completes(
+    pg_url: str, storage: optuna.storages.RDBStorage
+) -> None:
+    study = f"kill-{uuid.uuid4().hex[:8]}"
+    victim = _worker(pg_url, study, 4)
+    # kill only once the running trial's heartbeat is recorded: a trial killed before its
+    # first heartbeat is indistinguishable from one that just started
+    _wait_for(lambda: _running_with_heartbeat(storage, study), timeout=60)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=10)  # reaps it and closes its pipes
+    assert optuna.trial.TrialState.RUNNING in _states(storage, study)  # orphaned by the kill
+    # the heartbeat grace period (2 × 1 s) must pass before the trial counts as stale
+    time.sleep(2.5)
+    survivor = _worker(pg_url, study, 4)
+    out, err = survivor.communicate(timeout=120)
+    assert survivor.returncode == 0, err
+    trials = _trials(storage, study)
+    states = [t.state for t in trials]
+    assert optuna.trial.TrialState.RUNNING not in states
+    assert optuna.trial.TrialState.FAIL in states
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") is not None]
+    assert retried and retried[0].state == optuna.trial.TrialState.COMPLETE
+    assert json.loads(out.strip().splitlines()[-1])["stopped_by"] == "max_trials"

@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from retune_data import SMALL_SPACE, binary, small_space
+
+from retune import SearchSpaceError, check_parity, to_onnx
+from retune.space import (
+    CategoricalParam,
+    build_pipeline,
+    fit_pipeline,
+    load_search_space,
+    parse_search_space,
+)
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "search_spaces" / "binary_tabular.yaml"
+
+
+class FixedSuggester:
+    """Picks the first choice / the low end, and records what it was asked."""
+
+    def __init__(self, overrides: dict[str, Any] | None = None) -> None:
+        self.overrides = overrides or {}
+        self.asked: list[str] = []
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int, log: bool) -> int:
+        self.asked.append(name)
+        return int(self.overrides.get(name, low))
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None, log: bool
+    ) -> float:
+        self.asked.append(name)
+        return float(self.overrides.get(name, low))
+
+    def suggest_categorical(self, name: str, choices: tuple[Any, ...]) -> Any:
+        self.asked.append(name)
+        return self.overrides.get(name, choices[0])
+
+
+def test_example_space_loads_and_every_point_builds_a_pipeline() -> None:
+    space = load_search_space(EXAMPLE)
+    estimator = space.params["estimator"]
+    assert isinstance(estimator, CategoricalParam)
+    for choice in estimator.choices:
+        params = space.sample(FixedSuggester({"estimator": choice, "selector": "k_best"}))
+        space.check(params)
+        build_pipeline(params, n_features=8, seed=0)
+
+
+def test_conditional_params_exist_only_under_their_parent_choice() -> None:
+    space = load_search_space(EXAMPLE)
+    logistic = space.sample(FixedSuggester({"estimator": "logistic"}))
+    forest = space.sample(FixedSuggester({"estimator": "extra_trees"}))
+    assert "C" in logistic and "forest_max_depth" not in logistic
+    assert "forest_max_depth" in forest and "C" not in forest
+
+
+def test_misspelt_key_is_an_error_naming_the_key_path() -> None:
+    data: dict[str, Any] = {**SMALL_SPACE, "params": {**SMALL_SPACE["params"]}}
+    data["params"]["estimator"] = {
+        **SMALL_SPACE["params"]["estimator"],
+        "when": {"logistic": {"C": {"type": "float", "low": 1e-3, "hihg": 10.0}}},
+    }
+    with pytest.raises(SearchSpaceError) as info:
+        parse_search_space(data)
+    assert "params.estimator" in info.value.path and "when.logistic.C" in info.value.path
+
+
+def test_bad_bounds_and_unknown_when_choice_name_the_rule() -> None:
+    with pytest.raises(SearchSpaceError, match="`low` must be > 0 when `log` is true"):
+        parse_search_space(
+            {"name": "s", "params": {"C": {"type": "float", "low": 0, "high": 1, "log": True}}}
+        )
+    with pytest.raises(SearchSpaceError, match="'trees'.*not among the choices"):
+        parse_search_space(
+            {
+                "name": "s",
+                "params": {"e": {"type": "categorical", "choices": ["a"], "when": {"trees": {}}}},
+            }
+        )
+
+
+def test_duplicate_names_across_conditional_blocks_are_rejected() -> None:
+    data = {
+        "name": "dup",
+        "params": {
+            "C": {"type": "float", "low": 1, "high": 2},
+            "e": {
+                "type": "categorical",
+                "choices": ["a"],
+                "when": {"a": {"C": {"type": "float", "low": 1, "high": 2}}},
+            },
+        },
+    }
+    with pytest.raises(
+        SearchSpaceError, match="'C' is declared at params.C and at params.e.when.a.C"
+    ):
+        parse_search_space(data)
+
+
+def test_newer_format_version_is_refused_with_the_reason() -> None:
+    with pytest.raises(SearchSpaceError, match="newer than this tunewatch understands"):
+        parse_search_space({**SMALL_SPACE, "format_version": 2})
+
+
+def test_outside_safe_ranges_names_each_offending_param() -> None:
+    space = small_space()
+    assert (
+        space.outside_safe_ranges({"scaler": "standard", "estimator": "logistic", "C": 1.0}) == []
+    )
+    problems = space.outside_safe_ranges({"scaler": "none", "estimator": "logistic", "C": 8.0})
+    assert len(problems) == 2
+    assert "`scaler` = 'none' is not a safe choice" in problems[0]
+    assert "`C` = 8.0 is outside its safe range [0.01, 5.0]" in problems[1]
+
+
+def test_project_drops_removed_params_and_rejects_removed_choices() -> None:
+    space = small_space()
+    old = {"scaler": "robust", "estimator": "logistic", "C": 0.1}
+    assert space.project(old) is None
+    kept = space.project({"scaler": "none", "estimator": "logistic", "C": 0.1, "selector": "none"})
+    assert kept == {"scaler": "none", "estimator": "logistic", "C": 0.1}
+
+
+def test_unknown_pipeline_parameter_is_an_error() -> None:
+    with pytest.raises(
+        SearchSpaceError, match=r"unknown pipeline parameter\(s\) \['n_neighbours'\]"
+    ):
+        build_pipeline({"n_neighbours": 3}, n_features=4, seed=0)
+
+
+FAMILIES: list[dict[str, Any]] = [
+    {
+        "estimator": "logistic",
+        "missing": "indicator",
+        "scaler": "standard",
+        "class_weight": "balanced",
+    },
+    {
+        "estimator": "gradient_boosting",
+        "missing": "drop_columns",
+        "drop_threshold": 0.3,
+        "class_weight": "balanced",
+        "gb_n_estimators": 10,
+    },
+    {
+        "estimator": "random_forest",
+        "selector": "k_best",
+        "select_k": 3,
+        "scaler": "robust",
+        "forest_n_estimators": 10,
+        "forest_max_depth": 4,
+    },
+    {
+        "estimator": "extra_trees",
+        "missing": "indicator",
+        "imputer": "most_frequent",
+        "forest_n_estimators": 10,
+        "forest_max_depth": 4,
+    },
+]
+
+
+@pytest.mark.parametrize("params", FAMILIES, ids=[p["estimator"] for p in FAMILIES])
+def test_every_estimator_family_exports_to_onnx_with_parity(params: dict[str, Any]) -> None:
+    x, y = binary(seed=3, missing=0.1)
+    x[:150, 5] = np.nan  # a mostly-missing column for the dropper
+    pipeline = fit_pipeline(params, x, y, seed=0)
+    assert check_parity(to_onnx(pipeline, x.shape[1]), pipeline, x) <= 1e-4

@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+import pytest
+from retune_data import binary, small_space
+
+import retune
+import retune.cv
+import retune.space
+import retune.warmstart
+from monitor.objectives import make_objective
+from retune import (
+    Budget,
+    BudgetTracker,
+    ParityError,
+    StudyError,
+    load_history,
+    refit_and_export,
+    run_study,
+)
+from retune.cv import StratifiedKFoldCV
+from retune.warmstart import CostConstraint, History, WarmStartPlan
+
+
+def _run(tmp_path: Any, name: str = "s", **overrides: Any) -> retune.TuningResult:
+    x, y = overrides.pop("data", binary(seed=4, n=150))
+    kwargs: dict[str, Any] = {
+        "storage": str(tmp_path / "journal.log"),
+        "study_name": name,
+        "space": small_space(),
+        "x": x,
+        "y": y,
+        "objective": make_objective("log_loss"),
+        "cv": StratifiedKFoldCV(n_splits=2),
+        "budget": Budget(max_trials=5),
+        "plan": None,
+        "seed": 0,
+    }
+    return run_study(**{**kwargs, **overrides})
+
+
+@pytest.mark.parametrize("package", [retune, retune.cv, retune.space, retune.warmstart])
+def test_all_lists_exactly_the_public_names(package: Any) -> None:
+    public = {
+        n
+        for n, v in vars(package).items()
+        if not n.startswith("_") and not inspect.ismodule(v) and n != "annotations"
+    }
+    assert set(package.__all__) == public
+
+
+def test_max_trials_stops_and_a_second_call_resumes_the_same_study(tmp_path: Any) -> None:
+    first = _run(tmp_path)
+    assert (first.n_trials, first.stopped_by) == (5, "max_trials")
+    second = _run(tmp_path, budget=Budget(max_trials=8))
+    assert second.n_trials == 8 and second.best_value <= first.best_value
+
+
+def test_trials_record_dataset_version_and_fold_scores(tmp_path: Any) -> None:
+    result = _run(tmp_path)
+    assert result.dataset_version.startswith("sha256:")
+    assert len(result.fold_scores_of_best.scores) == 2
+    assert result.fold_scores_of_best.mean == pytest.approx(result.best_value)
+
+
+def test_joining_with_other_data_is_refused(tmp_path: Any) -> None:
+    _run(tmp_path)
+    with pytest.raises(StudyError, match="tuned on dataset sha256:"):
+        _run(tmp_path, data=binary(seed=5, n=150))
+
+
+def test_no_improvement_stops_early() -> None:
+    tracker = BudgetTracker(Budget(max_trials=100, patience=3, min_relative_improvement=0.01))
+    assert tracker.stop_reason(4, [1.0, 0.9, 0.895, 0.894]) is None  # 1.0 -> 0.894 over 3 trials
+    assert tracker.stop_reason(5, [1.0, 0.9, 0.899, 0.898, 0.8979]) == "no_improvement"
+    assert tracker.stop_reason(5, [1.0, 0.9, 0.899, 0.898, 0.5]) is None
+
+
+def test_wall_and_cpu_budgets_use_the_injected_clocks() -> None:
+    now = {"wall": 0.0, "cpu": 0.0}
+    tracker = BudgetTracker(
+        Budget(max_trials=None, wall_time_s=10, cpu_time_s=5),
+        clock=lambda: now["wall"],
+        cpu_clock=lambda: now["cpu"],
+    )
+    assert tracker.stop_reason(1, [1.0]) is None
+    now["cpu"] = 5.0
+    assert tracker.stop_reason(1, [1.0]) == "cpu_time"
+    now["wall"] = 10.0
+    assert tracker.stop_reason(1, [1.0]) == "wall_time"
+
+
+def test_no_improvement_stops_a_real_study(tmp_path: Any) -> None:
+    result = _run(tmp_path, budget=Budget(max_trials=40, patience=2, min_relative_improvement=0.5))
+    assert result.stopped_by == "no_improvement" and result.n_trials < 40
+
+
+def test_cpu_budget_stops_a_real_study(tmp_path: Any) -> None:
+    result = _run(tmp_path, budget=Budget(max_trials=None, cpu_time_s=0.01))
+    assert result.stopped_by == "cpu_time" and result.n_trials >= 1 and result.cpu_s >= 0.01
+
+
+def test_fold_pruning_prunes_bad_trials(tmp_path: Any) -> None:
+    plan = WarmStartPlan(
+        enqueue=tuple(
+            {"scaler": "none", "estimator": "logistic", "C": c}
+            for c in (1.0, 1.01, 1.02, 1.03, 1.04, 1e-3)
+        )
+    )
+    result = _run(
+        tmp_path,
+        plan=plan,
+        cv=StratifiedKFoldCV(n_splits=3),
+        budget=Budget(max_trials=6, pruner="median"),
+    )
+    assert result.n_pruned >= 1
+
+
+def test_cost_constraint_rejects_before_training_and_counts(tmp_path: Any) -> None:
+    plan = CostConstraint(max_latency_p99_s=0.005).plan(History(), small_space())
+    trained: list[str] = []
+
+    def predict(params: Any) -> tuple[float, float]:
+        trained.append(params["estimator"])
+        return (0.02 if params["estimator"] == "gradient_boosting" else 0.001, 1e6)
+
+    result = _run(tmp_path, plan=plan, cost_predictor=predict, budget=Budget(max_trials=10))
+    assert result.n_cost_rejected == trained.count("gradient_boosting") > 0
+    assert result.best_params["estimator"] == "logistic"
+
+
+def test_spread_veto_fails_the_configuration(tmp_path: Any) -> None:
+    with pytest.raises(StudyError, match="no trial completed"):
+        _run(tmp_path, cv=StratifiedKFoldCV(n_splits=2, max_fold_spread=1e-9))
+    assert len(load_history(str(tmp_path / "journal.log"), ["s"])) == 0  # all vetoed = FAIL
+
+
+def test_refit_and_export_checks_parity_on_a_holdout() -> None:
+    x, y = binary(seed=6, missing=0.05)
+    exported = refit_and_export(
+        {"estimator": "gradient_boosting", "missing": "indicator", "gb_n_estimators": 10},
+        x,
+        y,
+        holdout_fraction=0.25,
+        seed=0,
+    )
+    assert exported.parity_error <= 1e-4 and exported.n_features == x.shape[1]
+    assert exported.onnx[:2] and exported.params["estimator"] == "gradient_boosting"
+
+
+def test_mismatched_conversion_fails_parity_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Export a *different* model (another C) under the refit's name: the gate must catch it."""
+    x, y = binary(seed=6)
+    other = retune.space.fit_pipeline({"estimator": "logistic", "C": 1e-3}, x, y, seed=0)
+    real_to_onnx = retune._refit.to_onnx  # type: ignore[attr-defined]
+    monkeypatch.setattr(
+        retune._refit,
+        "to_onnx",  # type: ignore[attr-defined]
+        lambda est, n, **kw: real_to_onnx(other, n, **kw),
+    )
+    with pytest.raises(ParityError, match="differs from the estimator") as info:
+        refit_and_export({"estimator": "logistic", "C": 10.0}, x, y, tolerance=1e-4)
+    assert info.value.max_abs_diff > 1e-2
+
+
+def test_result_is_frozen(tmp_path: Any) -> None:
+    result = _run(tmp_path)
+    with pytest.raises(AttributeError):
+        result.best_value = 0.0  # type: ignore[misc]
+    assert np.isfinite(result.wall_s) and result.plan is None

@@ -1,0 +1,209 @@
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from retune_data import SMALL_SPACE, binary, small_space
+
+from monitor.objectives import make_objective
+from retune import Budget, WarmStartError, load_history, run_study
+from retune.cv import StratifiedKFoldCV
+from retune.space import SearchSpace, parse_search_space
+from retune.warmstart import (
+    PLAN_FORMAT_VERSION,
+    Combined,
+    CostConstraint,
+    EnqueueTopK,
+    ExploreShare,
+    FreezeUnimportant,
+    History,
+    HistoryTrial,
+    LearnedBox,
+    WarmStartPlan,
+    WarmStartStrategy,
+)
+
+
+def _history(n_per_study: int = 12) -> History:
+    """Two studies on different scales; good configurations have C near 1 and logistic."""
+    trials = []
+    for s, offset in (("old", 10.0), ("recent", 0.0)):
+        for i in range(n_per_study):
+            logistic = i % 3 != 0
+            c = 10 ** (-3 + 4 * i / n_per_study)
+            params: dict[str, Any] = (
+                {"scaler": "standard", "estimator": "logistic", "C": c}
+                if logistic
+                else {
+                    "scaler": "none",
+                    "estimator": "gradient_boosting",
+                    "gb_n_estimators": 10,
+                    "gb_max_depth": 2,
+                }
+            )
+            value = offset + (abs(i - 8) if logistic else 20)
+            trials.append(HistoryTrial(study_name=s, number=i, params=params, value=float(value)))
+    return History.from_trials(trials)
+
+
+STRATEGIES: dict[str, WarmStartStrategy] = {
+    "enqueue_top_k": EnqueueTopK(k=3),
+    "learned_box": LearnedBox(top_fraction=0.25, margin=0.1),
+    "freeze_unimportant": FreezeUnimportant(min_share=0.3, min_trials=10, seed=0),
+    "explore_share": ExploreShare(share=0.25),
+    "cost_constraint": CostConstraint(max_latency_p99_s=0.01),
+    "combined": Combined(cost=CostConstraint(max_memory_bytes=10**6)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+class TestStrategyContract:
+    def test_plan_round_trips_through_json_with_format_version(self, name: str) -> None:
+        plan = STRATEGIES[name].plan(_history(), small_space())
+        data = json.loads(plan.to_json())
+        assert data["format_version"] == PLAN_FORMAT_VERSION
+        assert WarmStartPlan.from_json(plan.to_json()) == plan
+        assert name in plan.strategies and plan.n_history_trials == 24
+
+    def test_plan_only_names_what_the_current_space_allows(self, name: str) -> None:
+        space = small_space()
+        plan = STRATEGIES[name].plan(_history(), space)
+        for params in plan.enqueue:
+            assert space.project(params) == dict(params)
+        declared = space.declarations()
+        for bound in plan.numeric_box:
+            decl = declared[bound.name]
+            assert decl.low <= bound.low < bound.high <= decl.high  # type: ignore[union-attr]
+        for param, choices in plan.choice_box.items():
+            assert choices and set(choices) <= set(declared[param].choices)  # type: ignore[union-attr]
+
+    def test_empty_history_gives_a_usable_plan(self, name: str) -> None:
+        plan = STRATEGIES[name].plan(History(), small_space())
+        assert not plan.enqueue and not plan.numeric_box and not plan.frozen
+
+    def test_study_runs_with_the_plan(self, name: str, tmp_path: Any) -> None:
+        x, y = binary(seed=8, n=150)
+        plan = STRATEGIES[name].plan(_history(), small_space())
+        result = run_study(
+            storage=str(tmp_path / "journal.log"),
+            study_name=f"ws-{name}",
+            space=small_space(),
+            x=x,
+            y=y,
+            objective=make_objective("log_loss"),
+            cv=StratifiedKFoldCV(n_splits=2),
+            budget=Budget(max_trials=6),
+            plan=plan,
+            seed=0,
+            cost_predictor=lambda p: (0.001, 1000.0),
+        )
+        assert result.n_trials == 6 and result.plan == plan
+        assert result.stopped_by == "max_trials"
+
+
+def test_ranks_are_normalised_within_each_study() -> None:
+    history = _history()
+    best = history.best_first()
+    assert best[0].rank == 0.0 and best[0].study_name == "recent"  # tie broken by recency
+    assert [t.study_name for t in best[:2]] == ["recent", "old"]
+    assert best[0].params == best[1].params  # same config, values 10 apart: same rank
+    # the four tied worst trials of a study (ranks 9..12 of 12) share rank (10.5 - 1) / 11
+    assert max(t.rank for t in history.trials) == pytest.approx(9.5 / 11)
+
+
+def test_learned_box_widens_in_log_space_and_restricts_choices() -> None:
+    plan = LearnedBox(top_fraction=0.25, margin=0.1).plan(_history(), small_space())
+    box = plan.box_for("C")
+    assert box is not None
+    # the best three C values span 10**(-3 + 4 * 7/12) .. 10**(-3 + 4 * 10/12);
+    # a margin of 0.1 of the 4 decades is 0.4 decades
+    assert box.low == pytest.approx(10 ** (-3 + 4 * 7 / 12 - 0.4), rel=1e-6)
+    assert plan.choice_box == {"estimator": ("logistic",), "scaler": ("standard",)}
+
+
+def test_enqueue_skips_configurations_invalid_in_a_changed_space() -> None:
+    changed = parse_search_space(
+        {
+            **SMALL_SPACE,
+            "params": {
+                **SMALL_SPACE["params"],
+                "scaler": {
+                    "type": "categorical",
+                    "choices": ["none", "robust"],
+                },  # 'standard' removed
+            },
+        }
+    )
+    plan = EnqueueTopK(k=3).plan(_history(), changed)
+    assert all(p["scaler"] != "standard" for p in plan.enqueue)
+    assert any("skipped" in note for note in plan.notes)
+
+
+def _changed_space() -> SearchSpace:
+    """Added choice and param, moved bounds, a removed param."""
+    return parse_search_space(
+        {
+            "name": "small-v2",
+            "params": {
+                "imputer": {"type": "categorical", "choices": ["mean", "median"]},
+                "estimator": {
+                    "type": "categorical",
+                    "choices": ["logistic", "gradient_boosting", "extra_trees"],
+                    "when": {
+                        "logistic": {"C": {"type": "float", "low": 0.5, "high": 50.0, "log": True}},
+                        "gradient_boosting": {
+                            "gb_n_estimators": {"type": "int", "low": 5, "high": 15, "step": 5}
+                        },
+                        "extra_trees": {
+                            "forest_n_estimators": {"type": "int", "low": 5, "high": 10},
+                            "forest_max_depth": {"type": "int", "low": 2, "high": 4},
+                        },
+                    },
+                },
+            },
+        }
+    )
+
+
+def test_warm_start_survives_a_changed_space(tmp_path: Any) -> None:
+    storage = str(tmp_path / "journal.log")
+    x, y = binary(seed=9, n=150)
+    common: dict[str, Any] = {
+        "storage": storage,
+        "x": x,
+        "y": y,
+        "objective": make_objective("log_loss"),
+        "cv": StratifiedKFoldCV(n_splits=2),
+        "seed": 0,
+    }
+    run_study(
+        study_name="v1", space=small_space(), budget=Budget(max_trials=8), plan=None, **common
+    )
+    history = load_history(storage, ["v1"])
+    space = _changed_space()
+    plan = Combined(freeze=FreezeUnimportant(min_trials=5)).plan(history, space)
+    result = run_study(
+        study_name="v2", space=space, budget=Budget(max_trials=8), plan=plan, **common
+    )
+    assert result.n_trials == 8
+    space.check(result.best_params)
+
+
+def test_plan_from_a_newer_format_is_refused() -> None:
+    data = WarmStartPlan().to_dict() | {"format_version": PLAN_FORMAT_VERSION + 1}
+    with pytest.raises(WarmStartError, match="newer than this tunewatch reads"):
+        WarmStartPlan.from_dict(data)
+
+
+def test_missing_history_study_is_a_clear_error(tmp_path: Any) -> None:
+    with pytest.raises(WarmStartError, match="'nope' does not exist"):
+        load_history(str(tmp_path / "journal.log"), ["nope"])
+
+
+def test_freeze_unimportant_records_importances_and_freezes_below_share() -> None:
+    plan = FreezeUnimportant(min_share=0.3, min_trials=10, seed=0).plan(_history(), small_space())
+    assert set(plan.importances) <= {"scaler", "estimator"}
+    assert sum(plan.importances.values()) == pytest.approx(1.0)
+    for name in plan.frozen:
+        assert plan.importances[name] < 0.3
