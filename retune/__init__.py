@@ -19,6 +19,7 @@ from retune._errors import (
 )
 from retune._export import check_parity, to_onnx
 from retune._history import load_history, plan_warm_start
+from retune._optuna import StudyProgress, study_progress
 from retune._refit import ExportedModel, refit_and_export
 from retune._study import TuningResult, run_study
 
@@ -34,6 +35,7 @@ __all__ = [
     "SearchSpaceError",
     "StopReason",
     "StudyError",
+    "StudyProgress",
     "TuningResult",
     "WarmStartError",
     "check_parity",
@@ -41,5 +43,6 @@ __all__ = [
     "plan_warm_start",
     "refit_and_export",
     "run_study",
+    "study_progress",
     "to_onnx",
 ]

@@ -409,3 +409,39 @@ def param_importances(history: History, space: SearchSpace, *, seed: int) -> dic
     except (ValueError, RuntimeError) as exc:
         raise WarmStartError(f"importances could not be computed from history: {exc}") from exc
     return {name: float(share) for name, share in result.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class StudyProgress:
+    """How far a study got: trials by state and the best value so far (lower is better)."""
+
+    study_name: str
+    n_trials: int
+    n_complete: int
+    n_running: int
+    n_pruned: int
+    n_failed: int
+    best_value: float | None
+
+
+def study_progress(storage: str, study_name: str) -> StudyProgress | None:
+    """Progress of ``study_name``, or ``None`` when it does not exist (yet)."""
+    backend = make_storage(storage, heartbeat_interval=None)
+    try:
+        study = optuna.load_study(study_name=study_name, storage=backend)
+    except KeyError:
+        return None
+    except OptunaError as exc:
+        raise StudyError(f"cannot read study {study_name!r}: {exc}", study_name=study_name) from exc
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state for t in trials]
+    complete = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    return StudyProgress(
+        study_name=study_name,
+        n_trials=len(trials),
+        n_complete=len(complete),
+        n_running=states.count(TrialState.RUNNING),
+        n_pruned=states.count(TrialState.PRUNED),
+        n_failed=states.count(TrialState.FAIL),
+        best_value=min(complete) if complete else None,
+    )

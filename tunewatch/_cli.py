@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._auth import ROLES, check_role, hash_token, new_token
@@ -277,6 +278,96 @@ def cmd_show_evaluations(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace) -> int:
+    import os
+    import socket
+
+    from tunewatch._daemon import open_store
+    from tunewatch._tuning import TuningJobRunner
+
+    config = _config(args)
+    store = open_store(config)
+
+    def bar(progress: dict[str, Any]) -> None:
+        done, total = int(progress.get("trials") or 0), int(progress.get("max_trials") or 1)
+        filled = min(30, 30 * done // max(total, 1))
+        best = progress.get("best_value")
+        print(
+            f"\rjob {args.job} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} trials"
+            f"  best {best if best is None else f'{best:.4f}'}",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        runner = TuningJobRunner(
+            store=store,
+            config=config,
+            artefacts=ArtefactStore(config.artefact_dir),
+            registry=Registry(
+                store,
+                ArtefactStore(config.artefact_dir),
+                memory_limit_bytes=config.scoring.candidate_memory_limit_mb * 1024 * 1024,
+                timeout_s=config.scoring.candidate_timeout_s,
+            ),
+            worker=f"{socket.gethostname()}:{os.getpid()}",
+        )
+        job = runner.run(args.job, on_progress=bar)
+    finally:
+        store.close()
+    print(file=sys.stderr)
+    if job.status != "succeeded":
+        print(f"job {job.id} {job.status}: {job.error}", file=sys.stderr)
+        return 1
+    assert job.result is not None
+    print(
+        f"job {job.id} succeeded: {job.model} version {job.result['version']} registered in "
+        f"shadow (study {job.result['study']}, {job.result['n_trials']} trials, best "
+        f"{job.result['best_value']:.4f})"
+    )
+    return 0
+
+
+def cmd_retune(args: argparse.Namespace) -> int:
+    from tunewatch._actions import Dispatcher
+    from tunewatch._daemon import open_store
+
+    config = _config(args)
+    store = open_store(config)
+    try:
+        outcome = Dispatcher(store, config).handle(
+            args.model, "manual", {"reason": args.reason}, actor=_actor(args)
+        )
+    finally:
+        store.close()
+    print(outcome.describe())
+    if outcome.job_id is not None and args.run:
+        args.job = outcome.job_id
+        return cmd_worker(args)
+    return 0 if outcome.status in ("taken", "duplicate") else 1
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+
+    store = open_store(_config(args))
+    try:
+        for j in store.list_jobs(model=args.model, limit=args.limit):
+            progress = j.progress
+            done = f"{progress.get('trials', 0)}/{progress.get('max_trials', '?')} trials"
+            extra = j.error or (
+                f"-> v{j.result['version']}" if j.result else progress.get("phase", "")
+            )
+            print(
+                f"{j.id:<5} {j.model:<16} {j.status:<10} {done:<14} {j.trigger.get('event')}"
+                f" {extra}"
+            )
+    finally:
+        store.close()
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from tunewatch._demo import run_demo
 
@@ -350,6 +441,21 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--version", type=int)
         p.add_argument("--limit", type=int, default=10)
         p.set_defaults(func=cmd_show_evaluations)
+
+    p = sub.add_parser("worker", help="run (or join) a re-tuning job in this process")
+    p.add_argument("--job", type=int, required=True)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("retune", help="queue a manual re-tuning job for a model")
+    p.add_argument("model")
+    p.add_argument("--reason", default="manual")
+    p.add_argument("--run", action="store_true", help="run the job in this process now")
+    p.set_defaults(func=cmd_retune)
+
+    p = sub.add_parser("jobs", help="list re-tuning jobs and their progress")
+    p.add_argument("--model")
+    p.add_argument("--limit", type=int, default=20)
+    p.set_defaults(func=cmd_jobs)
 
     p = sub.add_parser("models", help="list models and their versions")
     p.set_defaults(func=cmd_models)

@@ -205,6 +205,27 @@ DEFAULT_TRIGGERS: tuple[TriggerConfig, ...] = (
 )
 
 
+class TuningJobConfig(_Frozen):
+    """How a model's re-tuning job runs: space, data, CV, warm start, budget, export."""
+
+    search_space: str = "configs/search_spaces/binary_tabular.yaml"
+    window_rows: int = Field(default=20_000, ge=10)
+    min_rows: int = Field(default=200, ge=10)
+    include_reference: bool = True
+    cv: Literal["stratified", "time_series"] = "stratified"
+    cv_folds: int = Field(default=3, ge=2)
+    max_fold_spread: float | None = Field(default=None, gt=0)
+    warm_start: Literal["none", "enqueue", "box", "combined"] = "combined"
+    max_trials: int = Field(default=30, ge=1)
+    wall_time_s: float | None = Field(default=900.0, gt=0)
+    cpu_time_s: float | None = Field(default=None, gt=0)
+    patience: int | None = Field(default=12, ge=1)
+    min_relative_improvement: float = Field(default=0.001, ge=0)
+    pruner: Literal["none", "median", "successive_halving"] = "median"
+    parity_tolerance: float = Field(default=1e-4, ge=0)
+    seed: int = 0
+
+
 class ModelConfig(_Frozen):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
     task: Task
@@ -215,6 +236,7 @@ class ModelConfig(_Frozen):
     triggers: tuple[TriggerConfig, ...] = DEFAULT_TRIGGERS
     objective: ObjectiveConfig = ObjectiveConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
+    tuning: TuningJobConfig = TuningJobConfig()
 
     def trigger(self, event: str) -> TriggerConfig | None:
         return next((t for t in self.triggers if t.on == event), None)
@@ -235,6 +257,12 @@ class SchedulerConfig(_Frozen):
 class TuningConfig(_Frozen):
     # A quota across the whole daemon: more queued-or-running jobs are suppressed.
     max_concurrent_jobs: int = Field(default=2, ge=1)
+    # Worker processes the leader starts for queued jobs (0: only `tunewatch worker`).
+    workers: int = Field(default=1, ge=0)
+    # Optuna storage shared by all workers; default: its own SQLite file under data_dir,
+    # so tuning never holds the scoring log's write lock. PostgreSQL for several machines.
+    storage_url: str | None = None
+    heartbeat_s: int = Field(default=10, ge=1)
 
 
 class Config(_Frozen):
@@ -263,6 +291,12 @@ class Config(_Frozen):
         if self.store.url:
             return self.store.url
         return f"sqlite:///{Path(self.data_dir).resolve() / 'tunewatch.db'}"
+
+    @property
+    def tuning_storage_url(self) -> str:
+        if self.tuning.storage_url:
+            return self.tuning.storage_url
+        return f"sqlite:///{Path(self.data_dir).resolve() / 'optuna.db'}"
 
     @property
     def artefact_dir(self) -> Path:

@@ -6,6 +6,9 @@ import logging
 import os
 import threading
 from collections.abc import Mapping
+from pathlib import Path
+
+import yaml
 
 from monitor import ServingMetrics
 from tunewatch._actions import Dispatcher
@@ -17,7 +20,8 @@ from tunewatch._evaluation import Evaluator
 from tunewatch._recorder import Recorder
 from tunewatch._registry import Registry
 from tunewatch._runtime import ScoringRuntime
-from tunewatch._scheduler import PerModelJob, Scheduler
+from tunewatch._scheduler import PerModelJob, Scheduler, Task
+from tunewatch._tuning import JobLauncher
 from tunewatch.api import AppContext, create_asgi
 from tunewatch.api._front import InferenceFront
 from tunewatch.store import Store
@@ -102,6 +106,10 @@ class Daemon:
             metrics=self.metrics,
             dispatcher=self.dispatcher,
         )
+        self.launcher = JobLauncher(
+            store=self.store, config_path=self._worker_config(), workers=config.tuning.workers
+        )
+        tasks = [Task("launch_jobs", 2.0, self.launcher.tick)] if config.tuning.workers else []
         self.scheduler = Scheduler(
             store=self.store,
             config=config,
@@ -109,6 +117,7 @@ class Daemon:
             jobs=[
                 PerModelJob("evaluate", lambda m: m.evaluation.interval_s, self.evaluator.evaluate)
             ],
+            tasks=tasks,
         )
         self.auth = Authenticator(
             self._lookup_token, disabled=config.auth.disabled, ttl_s=config.auth.token_cache_ttl_s
@@ -130,6 +139,13 @@ class Daemon:
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
 
+    def _worker_config(self) -> Path:
+        """The effective configuration, written for the worker processes to read."""
+        path = Path(self.config.data_dir).resolve() / "worker-config.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
+        return path
+
     def _lookup_token(self, digest: str) -> tuple[str, str, str] | None:
         row = self.store.token_by_hash(digest)
         return None if row is None else (row.name, row.role, row.token_hash)
@@ -150,6 +166,7 @@ class Daemon:
         if self._started:
             if self.config.scheduler.enabled:
                 self.scheduler.shutdown()
+                self.launcher.stop()
             self._stop.set()
             if self._refresher is not None:
                 self._refresher.join(10)

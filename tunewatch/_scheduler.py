@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
+from functools import partial
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
@@ -39,6 +40,15 @@ class PerModelJob:
     run: Callable[[str], object]
 
 
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A leader-only job that is not per model (e.g. starting workers for queued jobs)."""
+
+    name: str
+    interval_s: float
+    run: Callable[[], object]
+
+
 class Scheduler:
     def __init__(
         self,
@@ -46,12 +56,14 @@ class Scheduler:
         store: Store,
         config: Config,
         jobs: list[PerModelJob],
+        tasks: list[Task] | None = None,
         metrics: ServingMetrics | None = None,
         holder: str | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self.jobs = jobs
+        self.tasks = tasks or []
         self.metrics = metrics
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.leader = False
@@ -102,8 +114,10 @@ class Scheduler:
                     if interval is not None:
                         wanted[f"{job.name}:{model.name}"] = (
                             interval,
-                            self._guarded(job, model.name),
+                            self._guarded(job.name, model.name, partial(job.run, model.name)),
                         )
+            for task in self.tasks:
+                wanted[task.name] = (task.interval_s, self._guarded(task.name, None, task.run))
         for existing in self._aps.get_jobs():
             if existing.id != "leadership" and existing.id not in wanted:
                 existing.remove()
@@ -114,15 +128,15 @@ class Scheduler:
                     fn, IntervalTrigger(seconds=interval), id=job_id, replace_existing=True
                 )
 
-    def _guarded(self, job: PerModelJob, model: str) -> Callable[[], None]:
+    def _guarded(
+        self, name: str, model: str | None, fn: Callable[[], object]
+    ) -> Callable[[], None]:
         def run() -> None:
             try:
-                job.run(model)
+                fn()
             except Exception:  # the job boundary: log, count, retry at the next tick
-                logger.exception(
-                    "scheduled %s of model=%s failed; retrying next tick", job.name, model
-                )
+                logger.exception("scheduled %s of model=%s failed; retrying next tick", name, model)
                 if self.metrics is not None:
-                    self.metrics.evaluations.labels(model, f"{job.name}_failed").inc()
+                    self.metrics.evaluations.labels(model or "-", f"{name}_failed").inc()
 
         return run

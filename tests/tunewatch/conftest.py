@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from shadow import OnnxModel
 from tunewatch._auth import ROLES, hash_token, new_token
 from tunewatch._background import BackgroundServer
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
-from tunewatch._example import ExampleModel
+from tunewatch._example import ExampleModel, example_data
+from tunewatch.store import LabelItem, OutputRecord, RequestRecord
 
 MODEL = "credit"
 
@@ -74,3 +77,59 @@ def running(
     )
     with BackgroundServer(daemon.app) as server:
         yield Running(daemon=daemon, server=server, tokens=tokens)
+
+
+class Clock:
+    """An injected clock for evaluators, dispatchers and fed records."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        # request times lie in the recent past: labels are stamped with the real time
+        self.now = start or datetime.now(UTC) - timedelta(hours=6)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def feed(
+    d: Daemon, clock: Clock, start: int, n: int, *, shift: float, seed: int, labels: bool = True
+) -> None:
+    """Score ``n`` single-row requests of seeded example data with the champion and write
+    them (and their labels) the way the daemon records them, ``clock`` advancing 1 s each."""
+    x, y = example_data(n, seed=seed, shift=shift)
+    champion = d.store.champion(MODEL)
+    assert champion is not None
+    session = OnnxModel.from_bytes(d.artefacts.get(champion.artefact_sha256))
+    probs = session.primary(session.run(x))
+    requests, outputs = [], []
+    for i in range(n):
+        rid = f"r{start + i}"
+        clock.now += timedelta(seconds=1)
+        requests.append(
+            RequestRecord(
+                model=MODEL,
+                request_id=rid,
+                received_at=clock.now,
+                source="infer",
+                n_rows=1,
+                n_cols=8,
+                inputs=x[i : i + 1].tobytes(),
+            )
+        )
+        outputs.append(
+            OutputRecord(
+                model=MODEL,
+                request_id=rid,
+                version=champion.version,
+                role="champion",
+                latency_s=1e-4,
+                n_rows=1,
+                n_cols=2,
+                values=probs[i : i + 1].tobytes(),
+                created_at=clock.now,
+            )
+        )
+    d.store.write_records(requests, outputs)
+    if labels:
+        d.store.add_labels(
+            MODEL, [LabelItem(request_id=f"r{start + i}", value=float(y[i])) for i in range(n)]
+        )

@@ -11,26 +11,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shadow import OnnxModel
+from tests.tunewatch.conftest import Clock, feed
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel, example_data
 from tunewatch._registry import Reference
 from tunewatch._scheduler import PerModelJob, Scheduler
-from tunewatch.store import LabelItem, OutputRecord, RequestRecord
+from tunewatch.store import RequestRecord
 
 MODEL = "credit"
 WINDOW = 600  # rows per evaluated window (documented constant of the golden test)
 # request times lie in the recent past: labels are stamped with the real arrival time
 T0 = datetime.now(UTC) - timedelta(hours=6)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -64,51 +56,6 @@ def daemon(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Daemon]:
     )
     yield d
     d.close()
-
-
-def feed(
-    d: Daemon, clock: Clock, start: int, n: int, *, shift: float, seed: int, labels: bool = True
-) -> None:
-    """Score ``n`` single-row requests of seeded example data with the champion and write
-    them (and their labels) the way the daemon records them, ``clock`` advancing 1 s each."""
-    x, y = example_data(n, seed=seed, shift=shift)
-    champion = d.store.champion(MODEL)
-    assert champion is not None
-    session = OnnxModel.from_bytes(d.artefacts.get(champion.artefact_sha256))
-    probs = session.primary(session.run(x))
-    requests, outputs = [], []
-    for i in range(n):
-        rid = f"r{start + i}"
-        clock.now += timedelta(seconds=1)
-        requests.append(
-            RequestRecord(
-                model=MODEL,
-                request_id=rid,
-                received_at=clock.now,
-                source="infer",
-                n_rows=1,
-                n_cols=8,
-                inputs=x[i : i + 1].tobytes(),
-            )
-        )
-        outputs.append(
-            OutputRecord(
-                model=MODEL,
-                request_id=rid,
-                version=champion.version,
-                role="champion",
-                latency_s=1e-4,
-                n_rows=1,
-                n_cols=2,
-                values=probs[i : i + 1].tobytes(),
-                created_at=clock.now,
-            )
-        )
-    d.store.write_records(requests, outputs)
-    if labels:
-        d.store.add_labels(
-            MODEL, [LabelItem(request_id=f"r{start + i}", value=float(y[i])) for i in range(n)]
-        )
 
 
 def run_stream(d: Daemon, *, change_at: int | None, windows: int = 8) -> list[bool]:

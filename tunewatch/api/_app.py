@@ -19,6 +19,7 @@ from tunewatch.api._context import AppContext, context
 from tunewatch.api._errors import install_error_handlers
 from tunewatch.api._evaluations import router as evaluations_router
 from tunewatch.api._front import InferenceFront
+from tunewatch.api._jobs import router as jobs_router
 from tunewatch.api._models import router as models_router
 
 
@@ -132,6 +133,7 @@ def create_app(
         app.router.routes.append(route)
     app.include_router(models_router)
     app.include_router(evaluations_router)
+    app.include_router(jobs_router)
 
     @app.get("/healthz", include_in_schema=True)
     def healthz() -> dict[str, str]:
@@ -154,7 +156,9 @@ def create_app(
     app.add_middleware(
         BodyLimitMiddleware, limit=server.max_body_bytes, artefact_limit=server.max_artefact_bytes
     )
-    templates = {r.endpoint: r.path for r in (*_oip.routes, *_records.routes, *_alerts.routes)}
+    templates: dict[object, str] = {
+        r.endpoint: r.path for r in (*_oip.routes, *_records.routes, *_alerts.routes)
+    }
     app.add_middleware(HttpMetricsMiddleware, metrics=ctx.runtime.metrics, templates=templates)
     return app
 

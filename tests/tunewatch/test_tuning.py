@@ -1,0 +1,193 @@
+"""Re-tuning jobs end to end: labelled traffic -> warm-started study -> ONNX with a parity
+gate -> a shadow challenger; in-process, through the CLI, and in a worker process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.tunewatch.conftest import Clock, feed
+from tunewatch._cli import main
+from tunewatch._config import build_config
+from tunewatch._daemon import Daemon
+from tunewatch._example import ExampleModel
+from tunewatch._tuning import TuningJobRunner
+
+MODEL = "credit"
+SPACE = {
+    "format_version": 1,
+    "name": "test_small",
+    "params": {
+        "scaler": {"type": "categorical", "choices": ["none", "standard"]},
+        "estimator": {
+            "type": "categorical",
+            "choices": ["logistic", "gradient_boosting"],
+            "when": {
+                "logistic": {
+                    "C": {
+                        "type": "float",
+                        "low": 0.01,
+                        "high": 10.0,
+                        "log": True,
+                        "safe": [0.1, 5.0],
+                    }
+                },
+                "gradient_boosting": {
+                    "gb_n_estimators": {"type": "int", "low": 10, "high": 30, "step": 10},
+                    "gb_max_depth": {"type": "int", "low": 1, "high": 3},
+                },
+            },
+        },
+    },
+}
+
+
+def _config(tmp_path: Path, **tuning: object) -> dict[str, object]:
+    space = tmp_path / "space.yaml"
+    space.write_text(yaml.safe_dump(SPACE))
+    job = {
+        "search_space": str(space),
+        "max_trials": 4,
+        "cv_folds": 2,
+        "patience": None,
+        "wall_time_s": 120,
+        "min_rows": 100,
+        **tuning,
+    }
+    return {
+        "data_dir": str(tmp_path / "data"),
+        "scheduler": {"enabled": False},
+        "tuning": {"workers": 0, "max_concurrent_jobs": 10},
+        "models": [
+            {
+                "name": MODEL,
+                "task": "binary",
+                "tuning": job,
+                "triggers": [{"on": "manual", "do": "retune", "cooldown_minutes": 0}],
+            }
+        ],
+    }
+
+
+def _daemon(raw: dict[str, object], trained: list[ExampleModel]) -> Daemon:
+    d = Daemon(build_config(raw, env={}), env={})
+    d.registry.register(
+        MODEL,
+        trained[0].onnx,
+        trained[0].metadata,
+        actor="test",
+        stage="champion",
+        reference=trained[0].reference,
+    )
+    feed(d, Clock(), 0, 400, shift=0.5, seed=3)
+    return d
+
+
+@pytest.fixture
+def daemon(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Daemon]:
+    d = _daemon(_config(tmp_path), trained)
+    yield d
+    d.close()
+
+
+def _runner(d: Daemon) -> TuningJobRunner:
+    return TuningJobRunner(
+        store=d.store, registry=d.registry, artefacts=d.artefacts, config=d.config, worker="test"
+    )
+
+
+def test_job_registers_a_shadow_challenger_with_lineage_then_warm_starts(daemon: Daemon) -> None:
+    first = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
+    assert first.status == "taken" and first.job_id is not None
+    job = _runner(daemon).run(first.job_id)
+    assert job.status == "succeeded", job.error
+    assert job.result is not None and job.result["version"] == 2
+    version = daemon.store.get_version(MODEL, 2)
+    assert version.stage == "shadow" and version.parent_version == 1
+    assert version.study == f"{MODEL}-job{first.job_id}"
+    assert version.dataset_version == job.result["dataset_version"]
+    assert version.dataset_version.startswith("sha256:")
+    assert len(version.details["fold_scores"]) == 2
+    assert version.details["parity_error"] <= 1e-4
+    assert version.details["warm_start_plan"] is None  # nothing to learn from yet
+    assert job.progress["trials"] >= 4 and job.progress["best_value"] is not None
+    second = daemon.dispatcher.handle(MODEL, "manual", {"reason": "again"})
+    assert second.job_id is not None
+    job2 = _runner(daemon).run(second.job_id)
+    assert job2.status == "succeeded", job2.error
+    plan = daemon.store.get_version(MODEL, 3).details["warm_start_plan"]
+    assert plan["strategies"][0] == "combined" and "enqueue_top_k" in plan["strategies"]
+    assert plan["history_studies"] == [version.study]
+    assert len(plan["enqueue"]) >= 1
+    assert daemon.runtime.refresh() == [MODEL]  # the serving lineup picks both up
+    lineup = daemon.runtime.model(MODEL).deployment.lineup
+    assert [c.version for c in lineup.challengers] == [2, 3]
+
+
+def test_parity_failure_fails_the_job_clearly_and_registers_nothing(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    d = _daemon(_config(tmp_path, parity_tolerance=0.0), trained)
+    try:
+        outcome = d.dispatcher.handle(MODEL, "manual", {})
+        assert outcome.job_id is not None
+        job = _runner(d).run(outcome.job_id)
+        assert job.status == "failed"
+        assert job.error is not None and job.error.startswith("ParityError")
+        assert "tolerance" in job.error
+        assert [v.version for v in d.store.list_versions(MODEL)] == [1]
+        assert d.store.list_events(model=MODEL, type="retune_failed", limit=1)
+    finally:
+        d.close()
+
+
+def test_too_little_labelled_data_fails_with_the_rule(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    d = _daemon(_config(tmp_path, min_rows=100_000), trained)
+    try:
+        outcome = d.dispatcher.handle(MODEL, "manual", {})
+        assert outcome.job_id is not None
+        job = _runner(d).run(outcome.job_id)
+        assert job.status == "failed" and "tuning.min_rows" in (job.error or "")
+    finally:
+        d.close()
+
+
+def test_cli_retune_runs_with_a_progress_bar_and_jobs_lists_it(
+    daemon: Daemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "cli.yaml"
+    config.write_text(yaml.safe_dump(daemon.config.model_dump(mode="json")))
+    assert main(["--config", str(config), "retune", MODEL, "--reason", "cli", "--run"]) == 0
+    captured = capsys.readouterr()
+    assert "trials" in captured.err and "[" in captured.err  # the progress bar
+    assert "registered in shadow" in captured.out
+    assert main(["--config", str(config), "jobs", "--model", MODEL]) == 0
+    assert "succeeded" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_launcher_runs_queued_jobs_in_worker_processes(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    raw = _config(tmp_path)
+    raw["tuning"] = {"workers": 1, "max_concurrent_jobs": 10}
+    d = _daemon(raw, trained)
+    try:
+        outcome = d.dispatcher.handle(MODEL, "manual", {})
+        assert d.launcher.tick() == [outcome.job_id]
+        deadline = time.monotonic() + 180
+        while d.store.get_job(outcome.job_id).status in ("queued", "running"):  # type: ignore[arg-type]
+            assert time.monotonic() < deadline, "the worker did not finish"
+            time.sleep(0.2)
+        job = d.store.get_job(outcome.job_id)  # type: ignore[arg-type]
+        assert job.status == "succeeded", job.error
+        assert job.worker is not None and job.worker.split(":")[1] != str(__import__("os").getpid())
+    finally:
+        d.launcher.stop()
+        d.close()

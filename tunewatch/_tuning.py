@@ -1,0 +1,353 @@
+"""Re-tuning jobs: build the training window, plan the warm start, run the study,
+refit and export with a parity gate, register the winner in shadow.
+
+A job runs in a worker process (``tunewatch worker --job ID``), never in the API's event
+loop; the leader starts workers for queued jobs (:class:`JobLauncher`), and more workers
+on any machine can join the same study through a shared Optuna RDB storage.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from monitor import MonitorError
+from monitor.objectives import ObjectiveError, make_objective
+from retune import (
+    Budget,
+    RetuneError,
+    TuningResult,
+    refit_and_export,
+    run_study,
+    study_progress,
+)
+from retune.cv import StratifiedKFoldCV, TimeSeriesCV, dataset_version
+from retune.space import load_search_space
+from retune.warmstart import Combined, EnqueueTopK, LearnedBox, WarmStartPlan
+from shadow import OnnxModel, ShadowError
+from tunewatch._artefacts import ArtefactStore
+from tunewatch._config import Config, ModelConfig
+from tunewatch._errors import TunewatchError
+from tunewatch._registry import Reference, Registry, VersionMetadata
+from tunewatch.store import JobRow, ModelRow, Store
+
+logger = logging.getLogger(__name__)
+
+
+class TuningError(TunewatchError):
+    """A job could not run (too little data, a bad search space …)."""
+
+    code = "tuning_failed"
+
+
+class TuningJobRunner:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        registry: Registry,
+        artefacts: ArtefactStore,
+        config: Config,
+        worker: str,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.artefacts = artefacts
+        self.config = config
+        self.worker = worker
+
+    def run(self, job_id: int, *, on_progress: Any = None) -> JobRow:
+        """Run (or join) job ``job_id`` to its end; the job row records the outcome."""
+        job = self.store.claim_job(job_id, self.worker)
+        model = self.store.get_model(job.model)
+        cfg = self.config.model_or_default(model.name, model.task)
+        logger.info("job=%d model=%s: tuning starts on %s", job.id, model.name, self.worker)
+        try:
+            result = self._tune(job, model, cfg, on_progress)
+        except (
+            TunewatchError,
+            RetuneError,
+            MonitorError,
+            ObjectiveError,
+            ShadowError,
+            ValueError,
+        ) as exc:
+            message = f"{type(exc).__name__}: {exc}"
+            logger.error("job=%d model=%s failed: %s", job.id, model.name, message)
+            self.store.add_event(
+                model=model.name, type="retune_failed", payload={"job": job.id, "error": message}
+            )
+            return self.store.finish_job(job.id, status="failed", error=message)
+        except Exception as exc:  # the job boundary: log with traceback, record, re-raise
+            logger.exception("job=%d model=%s crashed", job.id, model.name)
+            self.store.finish_job(job.id, status="failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        self.store.add_event(model=model.name, type="challenger_registered", payload=result)
+        return self.store.finish_job(job.id, status="succeeded", result=result)
+
+    # -- the work --------------------------------------------------------------------------
+    def _training_window(
+        self, model: ModelRow, cfg: ModelConfig
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        tj = cfg.tuning
+        window = self.store.window(
+            model.name, n_features=len(model.feature_names), last_n=tj.window_rows
+        )
+        labelled = window.labelled()
+        x, y = window.features[labelled], window.labels[labelled]
+        n_traffic = int(labelled.sum())
+        champion = self.store.champion(model.name)
+        sha = champion.details.get("reference_sha256") if champion else None
+        if tj.include_reference and sha:
+            reference = Reference.from_bytes(self.artefacts.get(sha, ".npz"))
+            if reference.labels is not None:
+                x = np.vstack([reference.features.astype(np.float32), x])
+                y = np.concatenate([reference.labels, y])
+        if x.shape[0] < tj.min_rows:
+            raise TuningError(
+                f"model {model.name!r} has {x.shape[0]} labelled rows; a job "
+                f"needs at least {tj.min_rows} (tuning.min_rows)"
+            )
+        if model.task != "regression":
+            y = y.astype(np.int64)
+        return np.ascontiguousarray(x, dtype=np.float32), y, n_traffic
+
+    def _plan(self, model: ModelRow, cfg: ModelConfig, space: Any) -> WarmStartPlan | None:
+        kind = cfg.tuning.warm_start
+        storage = self.config.tuning_storage_url
+        history = [
+            j.result["study"]
+            for j in reversed(self.store.list_jobs(model=model.name, status="succeeded", limit=20))
+            if j.result and "study" in j.result
+        ]
+        history = [h for h in history if study_progress(storage, h) is not None]
+        if kind == "none" or not history:
+            return None
+        strategy: Any = {"enqueue": EnqueueTopK(), "box": LearnedBox(), "combined": Combined()}[
+            kind
+        ]
+        from retune import plan_warm_start
+
+        return plan_warm_start(strategy, storage=storage, history_studies=history, space=space)
+
+    def _tune(
+        self, job: JobRow, model: ModelRow, cfg: ModelConfig, on_progress: Any
+    ) -> dict[str, Any]:
+        tj = cfg.tuning
+        x, y, n_traffic = self._training_window(model, cfg)
+        version_of_data = dataset_version(x, y)
+        space = load_search_space(tj.search_space)
+        objective = make_objective(cfg.objective.name, task=model.task, **cfg.objective.params)
+        plan = self._plan(model, cfg, space)
+        study = f"{model.name}-job{job.id}"
+        storage = self.config.tuning_storage_url
+        self.store.update_job_progress(
+            job.id,
+            {
+                "phase": "tuning",
+                "study": study,
+                "dataset_version": version_of_data,
+                "rows": int(x.shape[0]),
+                "max_trials": tj.max_trials,
+            },
+        )
+        cv: Any = (
+            StratifiedKFoldCV(n_splits=tj.cv_folds, max_fold_spread=tj.max_fold_spread)
+            if tj.cv == "stratified" and model.task != "regression"
+            else TimeSeriesCV(n_splits=tj.cv_folds, max_fold_spread=tj.max_fold_spread)
+        )
+        budget = Budget(
+            max_trials=tj.max_trials,
+            wall_time_s=tj.wall_time_s,
+            cpu_time_s=tj.cpu_time_s,
+            patience=tj.patience,
+            min_relative_improvement=tj.min_relative_improvement,
+            pruner=tj.pruner,
+        )
+        progress = _ProgressReporter(self.store, job.id, storage, study, tj.max_trials, on_progress)
+        progress.start()
+        try:
+            result: TuningResult = run_study(
+                storage=storage,
+                study_name=study,
+                space=space,
+                x=x,
+                y=y,
+                objective=objective,
+                cv=cv,
+                budget=budget,
+                plan=plan,
+                seed=tj.seed,
+                heartbeat_interval=self.config.tuning.heartbeat_s if "://" in storage else None,
+            )
+        finally:
+            progress.stop()
+        self.store.update_job_progress(
+            job.id,
+            {
+                "phase": "exporting",
+                "study": study,
+                "trials": result.n_trials,
+                "best_value": result.best_value,
+            },
+        )
+        exported = refit_and_export(
+            dict(result.best_params),
+            x,
+            y,
+            tolerance=tj.parity_tolerance,
+            seed=tj.seed,
+            name=f"{model.name}-job{job.id}",
+        )
+        session = OnnxModel.from_bytes(exported.onnx)
+        latencies = []
+        for row in x[:200]:
+            started = time.perf_counter()
+            session.run(row.reshape(1, -1))
+            latencies.append(time.perf_counter() - started)
+        champion = self.store.champion(model.name)
+        details = {
+            "job": job.id,
+            "trigger": job.trigger,
+            "objective": objective.name,
+            "best_value": result.best_value,
+            "n_trials": result.n_trials,
+            "n_pruned": result.n_pruned,
+            "n_vetoed": result.n_vetoed,
+            "stopped_by": result.stopped_by,
+            "fold_scores": list(result.fold_scores_of_best.scores),
+            "fold_spread": result.fold_scores_of_best.spread,
+            "parity_error": exported.parity_error,
+            "latency_p99_s": float(np.quantile(latencies, 0.99)),
+            "warm_start_plan": plan.to_dict() if plan else None,
+            "search_space": tj.search_space,
+            "rows": int(x.shape[0]),
+            "traffic_rows": n_traffic,
+            "wall_s": result.wall_s,
+        }
+        row = self.registry.register(
+            model.name,
+            exported.onnx,
+            VersionMetadata(
+                task=model.task,
+                feature_names=tuple(model.feature_names),
+                hyperparameters=dict(result.best_params),
+                dataset_version=version_of_data,
+                parent_version=champion.version if champion else None,
+                study=study,
+                details=details,
+            ),
+            actor=f"job:{job.id}",
+            stage="shadow",
+            reference=Reference(features=x, labels=y.astype(np.float64)),
+        )
+        return {
+            "version": row.version,
+            "study": study,
+            "best_value": result.best_value,
+            "n_trials": result.n_trials,
+            "stopped_by": result.stopped_by,
+            "parity_error": exported.parity_error,
+            "dataset_version": version_of_data,
+            "warm_start": plan.strategies if plan else [],
+            "parent": details and (champion.version if champion else None),
+        }
+
+
+class _ProgressReporter:
+    """Copies the study's progress into the job row every second (API, metrics, CLI)."""
+
+    def __init__(
+        self, store: Store, job_id: int, storage: str, study: str, max_trials: int, callback: Any
+    ) -> None:
+        self._args = (store, job_id, storage, study, max_trials)
+        self._callback = callback
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="job-progress")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._report()
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self._report()
+
+    def _report(self) -> None:
+        store, job_id, storage, study, max_trials = self._args
+        try:
+            p = study_progress(storage, study)
+            if p is None:
+                return
+            progress = {
+                "phase": "tuning",
+                "study": study,
+                "trials": p.n_trials,
+                "complete": p.n_complete,
+                "pruned": p.n_pruned,
+                "best_value": p.best_value,
+                "max_trials": max_trials,
+            }
+            store.update_job_progress(job_id, progress)
+            if self._callback is not None:
+                self._callback(progress)
+        except (RetuneError, TunewatchError) as exc:
+            logger.warning("job=%d: progress not updated: %s", job_id, exc)
+
+
+class JobLauncher:
+    """Starts worker processes for queued jobs (run by the scheduler's leader)."""
+
+    def __init__(self, *, store: Store, config_path: Path, workers: int) -> None:
+        self.store = store
+        self.config_path = config_path
+        self.workers = workers
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def tick(self) -> list[int]:
+        """Reap finished workers and start new ones; returns the job ids started."""
+        for job_id, proc in list(self._procs.items()):
+            if proc.poll() is not None:
+                del self._procs[job_id]
+                if proc.returncode != 0:
+                    logger.warning("worker for job %d exited with %d", job_id, proc.returncode)
+        started = []
+        for job in reversed(self.store.list_jobs(status="queued", limit=50)):
+            if len(self._procs) >= self.workers:
+                break
+            if job.id in self._procs:
+                continue
+            self._procs[job.id] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tunewatch._cli",
+                    "--config",
+                    str(self.config_path),
+                    "worker",
+                    "--job",
+                    str(job.id),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            started.append(job.id)
+            logger.info("started a worker for job %d (pid %d)", job.id, self._procs[job.id].pid)
+        return started
+
+    def stop(self) -> None:
+        for proc in self._procs.values():
+            proc.terminate()
+        for proc in self._procs.values():
+            proc.wait(30)

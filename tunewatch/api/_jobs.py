@@ -1,0 +1,65 @@
+"""Re-tuning jobs: queue one by hand, follow its progress."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+
+from tunewatch.api._context import context
+from tunewatch.api._models import Limit, Operator, Reader
+from tunewatch.store import JobRow
+
+router = APIRouter(prefix="/v1")
+
+
+class RetuneRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    reason: str = Field(default="manual", min_length=1, max_length=2000)
+
+
+def job_json(j: JobRow) -> dict[str, Any]:
+    out = asdict(j)
+    for key in ("created_at", "started_at", "heartbeat_at", "finished_at"):
+        out[key] = out[key].isoformat() if out.get(key) else None
+    return out
+
+
+@router.get("/jobs")
+def list_jobs(
+    request: Request,
+    _: Reader,
+    model: str | None = None,
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
+    limit: Limit = 100,
+) -> dict[str, Any]:
+    rows = context(request).runtime.store.list_jobs(model=model, status=status, limit=limit)
+    return {"jobs": [job_json(j) for j in rows]}
+
+
+@router.get("/jobs/{job_id}")
+def get_job(job_id: int, request: Request, _: Reader) -> dict[str, Any]:
+    """A job with its progress (trials done, best so far, budget) while it runs."""
+    return job_json(context(request).runtime.store.get_job(job_id))
+
+
+@router.post("/models/{model}/retune", status_code=202)
+async def retune(
+    model: str, body: RetuneRequest, request: Request, principal: Operator
+) -> dict[str, Any]:
+    """Queue a manual re-tuning job (subject to the cool-down and the job quota)."""
+    ctx = context(request)
+    ctx.runtime.store.get_model(model)
+    outcome = await run_in_threadpool(
+        ctx.dispatcher.handle, model, "manual", {"reason": body.reason}, actor=principal.name
+    )
+    return {
+        "action": outcome.action,
+        "status": outcome.status,
+        "reason": outcome.reason,
+        "job": outcome.job_id,
+    }
