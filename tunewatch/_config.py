@@ -208,6 +208,11 @@ DEFAULT_TRIGGERS: tuple[TriggerConfig, ...] = (
 class TuningJobConfig(_Frozen):
     """How a model's re-tuning job runs: space, data, CV, warm start, budget, export."""
 
+    # A standing schedule besides the triggers: a cron expression ("0 3 * * 0") or hours
+    # between runs. Missed runs coalesce into one; the job id is fixed per model.
+    schedule_cron: str | None = None
+    schedule_hours: float | None = Field(default=None, gt=0)
+
     search_space: str = "configs/search_spaces/binary_tabular.yaml"
     window_rows: int = Field(default=20_000, ge=10)
     min_rows: int = Field(default=200, ge=10)

@@ -14,7 +14,7 @@ from monitor import ServingMetrics
 from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._auth import Authenticator, hash_token
-from tunewatch._config import ENV_ADMIN_TOKEN, Config
+from tunewatch._config import ENV_ADMIN_TOKEN, Config, ModelConfig
 from tunewatch._errors import NotFoundError
 from tunewatch._evaluation import Evaluator
 from tunewatch._recorder import Recorder
@@ -115,7 +115,8 @@ class Daemon:
             config=config,
             metrics=self.metrics,
             jobs=[
-                PerModelJob("evaluate", lambda m: m.evaluation.interval_s, self.evaluator.evaluate)
+                PerModelJob("evaluate", lambda m: m.evaluation.interval_s, self.evaluator.evaluate),
+                PerModelJob("retune_schedule", _schedule, self._scheduled_retune),
             ],
             tasks=tasks,
         )
@@ -138,6 +139,9 @@ class Daemon:
         self._started = False
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
+
+    def _scheduled_retune(self, model: str) -> None:
+        self.dispatcher.handle(model, "schedule", {"reason": "standing schedule"})
 
     def _worker_config(self) -> Path:
         """The effective configuration, written for the worker processes to read."""
@@ -183,6 +187,14 @@ class Daemon:
                 continue
             if changed:
                 logger.info("lineups changed in the store, reloaded: %s", changed)
+
+
+def _schedule(model: ModelConfig) -> float | str | None:
+    if model.tuning.schedule_cron:
+        return model.tuning.schedule_cron
+    if model.tuning.schedule_hours:
+        return model.tuning.schedule_hours * 3600
+    return None
 
 
 def serve(config: Config, *, host: str | None = None, port: int | None = None) -> None:

@@ -19,6 +19,8 @@ from datetime import UTC
 from functools import partial
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor import ServingMetrics
@@ -32,12 +34,19 @@ LEASE = "scheduler"
 
 @dataclass(frozen=True, slots=True)
 class PerModelJob:
-    """A job every model gets: ``run(model)`` each ``interval(model_config)`` seconds
-    (``None``: not for this model)."""
+    """A job every model gets: ``run(model)`` on the trigger ``when(model_config)`` gives:
+    seconds between runs, a cron expression (``"0 3 * * 0"``), or ``None`` (not for this
+    model)."""
 
     name: str
-    interval: Callable[[ModelConfig], float | None]
+    when: Callable[[ModelConfig], float | str | None]
     run: Callable[[str], object]
+
+
+def _trigger(when: float | str) -> BaseTrigger:
+    if isinstance(when, str):
+        return CronTrigger.from_crontab(when, timezone=UTC)
+    return IntervalTrigger(seconds=when)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +114,12 @@ class Scheduler:
         if not leader and self.leader:
             logger.warning("this process (%s) lost the scheduler lease", self.holder)
         self.leader = leader
-        wanted: dict[str, tuple[float, Callable[[], None]]] = {}
+        wanted: dict[str, tuple[float | str, Callable[[], None]]] = {}
         if leader:
             for model in self.store.list_models():
                 cfg = self.config.model_or_default(model.name, model.task)
                 for job in self.jobs:
-                    interval = job.interval(cfg)
+                    interval = job.when(cfg)
                     if interval is not None:
                         wanted[f"{job.name}:{model.name}"] = (
                             interval,
@@ -124,9 +133,7 @@ class Scheduler:
         have = {j.id for j in self._aps.get_jobs()}
         for job_id, (interval, fn) in wanted.items():
             if job_id not in have:
-                self._aps.add_job(
-                    fn, IntervalTrigger(seconds=interval), id=job_id, replace_existing=True
-                )
+                self._aps.add_job(fn, _trigger(interval), id=job_id, replace_existing=True)
 
     def _guarded(
         self, name: str, model: str | None, fn: Callable[[], object]
