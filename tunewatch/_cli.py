@@ -9,13 +9,18 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._auth import ROLES, check_role, hash_token, new_token
 from tunewatch._config import Config, load_config
 from tunewatch._errors import TunewatchError
 from tunewatch._registry import Reference, Registry, VersionMetadata, feature_names_from
+
+if TYPE_CHECKING:
+    from tunewatch._comparison import ComparisonRunner
+    from tunewatch.store import Store
+    from tunewatch.store._comparisons import ComparisonLookRow
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -368,10 +373,102 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+    from tunewatch._report import build_report, write_report
+
+    config = _config(args)
+    store = open_store(config)
+    try:
+        md, page = write_report(store, config, args.model, args.version)
+        if args.print:
+            print(build_report(store, config, args.model, args.version).markdown())
+    finally:
+        store.close()
+    print(f"wrote {md} and {page}", file=sys.stderr)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from tunewatch._demo import run_demo
 
     return run_demo(data_dir=Path(args.data_dir), requests=args.requests)
+
+
+def _comparison_runner(config: Config, store: Store) -> ComparisonRunner:
+    from monitor import ServingMetrics
+    from tunewatch._actions import Dispatcher
+    from tunewatch._comparison import ComparisonRunner
+
+    metrics = ServingMetrics()
+    return ComparisonRunner(
+        store, config, dispatcher=Dispatcher(store, config, metrics=metrics), metrics=metrics
+    )
+
+
+def _look_line(look: ComparisonLookRow) -> str:
+    return (
+        f"n={look.n} estimate={look.estimate} ci=[{look.ci_low}, {look.ci_high}] "
+        f"p={look.p_value:.4g} adjusted_p={look.adjusted_p_value:.4g} ({look.correction}, "
+        f"k={look.family_size}) {look.decision}"
+    )
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+
+    config = _config(args)
+    store = open_store(config)
+    try:
+        runner = _comparison_runner(config, store)
+        results = runner.run(args.model)
+        for r in results:
+            look = _look_line(r.look) if r.look is not None else "no new labelled requests"
+            print(
+                f"{r.kind:<14} v{r.challenger_version} vs v{r.champion_version} "
+                f"{r.status:<8} fed={r.fed} {look} action={r.action}"
+            )
+            for line in r.detail:
+                print(f"  {line}")
+        if not results:
+            print(f"nothing to compare for {args.model} (no shadow challengers or watch)")
+        print("a running daemon reloads a changed lineup within scoring.refresh_s")
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_comparisons(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+
+    config = _config(args)
+    store = open_store(config)
+    try:
+        runner = _comparison_runner(config, store)
+        if args.challenger is not None:
+            for look in runner.history(args.model, args.challenger, limit=args.limit):
+                print(
+                    f"{look.created_at:%Y-%m-%d %H:%M:%S} v{look.champion_version} "
+                    f"{_look_line(look)}"
+                )
+            return 0
+        items = runner.summary(args.model)
+        for item in items:
+            t = item.test
+            latest = _look_line(item.look) if item.look is not None else "no looks yet"
+            print(
+                f"{t.kind:<14} v{t.challenger_version} vs v{t.champion_version} {t.status:<8} "
+                f"{latest}"
+            )
+            if item.guardrails is not None and not item.guardrails.passed:
+                print(f"  guardrails: {'; '.join(item.guardrails.violations)}")
+            if t.outcome:
+                print(f"  outcome: {t.outcome}")
+        if not items:
+            print(f"no comparisons of {args.model} yet")
+    finally:
+        store.close()
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -457,6 +554,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=20)
     p.set_defaults(func=cmd_jobs)
 
+    p = sub.add_parser("report", help="write a version's rationale report (Markdown, HTML)")
+    p.add_argument("model")
+    p.add_argument("version", type=int)
+    p.add_argument("--print", action="store_true", help="also print the Markdown")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("models", help="list models and their versions")
     p.set_defaults(func=cmd_models)
 
@@ -474,6 +577,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=".tunewatch-demo")
     p.add_argument("--requests", type=int, default=2000)
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("compare", help="run a model's comparison loop now and print it")
+    p.add_argument("model")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "comparisons", help="latest look per challenger, or one challenger's history"
+    )
+    p.add_argument("model")
+    p.add_argument("--challenger", type=int, help="show this version's looks, oldest first")
+    p.add_argument("--limit", type=int, default=1000)
+    p.set_defaults(func=cmd_comparisons)
     return parser
 
 

@@ -191,3 +191,36 @@ def test_the_launcher_runs_queued_jobs_in_worker_processes(
     finally:
         d.launcher.stop()
         d.close()
+
+
+def test_rationale_report_tells_trigger_data_search_and_decision(
+    daemon: Daemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tunewatch._governance import promote
+    from tunewatch._report import build_report, write_report
+
+    outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "quarterly refresh"})
+    assert outcome.job_id is not None
+    assert _runner(daemon).run(outcome.job_id).status == "succeeded"
+    promote(daemon.store, daemon.config, MODEL, 2, actor="alice", reason="won in shadow")
+    md, page = write_report(daemon.store, daemon.config, MODEL, 2)
+    text = md.read_text()
+    for expected in (
+        "## Trigger",
+        "quarterly refresh",
+        "## Data",
+        "sha256:",
+        "## Search space and hyperparameters",
+        "## Warm-start plan",
+        "Cold start",
+        "fold scores",
+        "## Decisions and approvals",
+        "| promote | alice | won in shadow |",
+    ):
+        assert expected in text, expected
+    assert "<table>" in page.read_text()
+    assert build_report(daemon.store, daemon.config, MODEL, 1).markdown().count("register") >= 1
+    config = tmp_path / "cli.yaml"
+    config.write_text(yaml.safe_dump(daemon.config.model_dump(mode="json")))
+    assert main(["--config", str(config), "report", MODEL, "2", "--print"]) == 0
+    assert "# credit version 2: rationale" in capsys.readouterr().out

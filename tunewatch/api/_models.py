@@ -11,11 +11,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from tunewatch import _governance as governance
 from tunewatch._auth import Principal
 from tunewatch._registry import Reference, VersionMetadata
+from tunewatch._report import build_report, write_report
 from tunewatch._runtime import version_or_404
 from tunewatch.api._context import authenticate, context
 from tunewatch.api._errors import ApiError
@@ -178,6 +179,7 @@ def promote(
             status_code=202,
         )
     ctx.runtime.load(model)
+    write_report(ctx.runtime.store, ctx.runtime.config, model, version)
     return promotion_json(outcome.champion, outcome.previous)
 
 
@@ -195,6 +197,19 @@ def approval_json(a: ApprovalRow) -> dict[str, Any]:
     for key in ("created_at", "decided_at"):
         out[key] = out[key].isoformat() if out.get(key) else None
     return out
+
+
+@router.get("/models/{model}/versions/{version}/report", response_model=None)
+def version_report(
+    model: str, version: int, request: Request, _: Reader, format: Literal["md", "html"] = "html"
+) -> Response:  # noqa: A002
+    """The version's rationale report: trigger, data, search, evidence, decision."""
+    ctx = context(request)
+    version_or_404(ctx.runtime.store, model, version)
+    report = build_report(ctx.runtime.store, ctx.runtime.config, model, version)
+    if format == "md":
+        return PlainTextResponse(report.markdown(), media_type="text/markdown")
+    return HTMLResponse(report.html())
 
 
 @router.post("/models/{model}/rollback")
@@ -236,6 +251,7 @@ def _decide(
     out: dict[str, Any] = {"approval": approval_json(decided)}
     if promoted is not None:
         ctx.runtime.load(decided.model)
+        write_report(ctx.runtime.store, ctx.runtime.config, decided.model, decided.version)
         out.update(promotion_json(*promoted))
     return out
 

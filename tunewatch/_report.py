@@ -1,0 +1,260 @@
+"""Rationale reports: why a model version exists and why it serves (Markdown and HTML).
+
+For every version: what triggered it, the data window and its version, the search space
+and warm-start plan, the trials and fold scores, the comparison evidence with intervals,
+the guardrails, and the decision with its approver — all read back from the store, so a
+report can be rebuilt at any time and always says what the audit log says.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunewatch._config import Config
+from tunewatch._governance import promotion_rules
+from tunewatch.store import Store
+
+Row = tuple[str, Any]
+EVIDENCE = (
+    "challenger_better",
+    "challenger_worse",
+    "promotion_refused",
+    "srm_detected",
+    "rollback_triggered",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    title: str
+    rows: tuple[Row, ...] = ()
+    table: tuple[tuple[str, ...], ...] = ()  # first tuple: the header
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    model: str
+    version: int
+    sections: tuple[Section, ...]
+
+    @property
+    def title(self) -> str:
+        return f"{self.model} version {self.version}: rationale"
+
+    def markdown(self) -> str:
+        out = [f"# {self.title}", ""]
+        for s in self.sections:
+            out += [f"## {s.title}", ""]
+            if s.text:
+                out += [s.text, ""]
+            for key, value in s.rows:
+                out.append(f"- **{key}**: {_fmt(value)}")
+            if s.rows:
+                out.append("")
+            if s.table:
+                header, *body = s.table
+                out.append("| " + " | ".join(header) + " |")
+                out.append("|" + "---|" * len(header))
+                out += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in body]
+                out.append("")
+        return "\n".join(out)
+
+    def html(self) -> str:
+        e = html.escape
+        parts = [
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{e(self.title)}"
+            "</title><style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em}"
+            "</style></head><body>",
+            f"<h1>{e(self.title)}</h1>",
+        ]
+        for s in self.sections:
+            parts.append(f"<h2>{e(s.title)}</h2>")
+            if s.text:
+                parts.append(f"<p>{e(s.text)}</p>")
+            if s.rows:
+                parts.append(
+                    "<ul>"
+                    + "".join(f"<li><b>{e(k)}</b>: {e(_fmt(v))}</li>" for k, v in s.rows)
+                    + "</ul>"
+                )
+            if s.table:
+                header, *body = s.table
+                parts.append(
+                    "<table><tr>"
+                    + "".join(f"<th>{e(h)}</th>" for h in header)
+                    + "</tr>"
+                    + "".join(
+                        "<tr>" + "".join(f"<td>{e(_fmt(c))}</td>" for c in row) + "</tr>"
+                        for row in body
+                    )
+                    + "</table>"
+                )
+        parts.append("</body></html>")
+        return "".join(parts)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(_fmt(v) for v in value) if value else "—"
+    return str(value)
+
+
+def build_report(store: Store, config: Config, model: str, version: int) -> Report:
+    row = store.get_version(model, version)
+    model_row = store.get_model(model)
+    d = row.details
+    trigger = d.get("trigger") or {}
+    sections = [
+        Section(
+            "Version",
+            rows=(
+                ("stage", row.stage),
+                ("created", row.created_at.isoformat()),
+                ("artefact sha256", row.artefact_sha256),
+                ("hyperparameter set", row.hyperparameter_set_id),
+                ("parent version", row.parent_version),
+                ("study", row.study),
+                ("size (bytes)", row.size_bytes),
+                ("load memory (bytes)", row.load_memory_bytes),
+            ),
+        ),
+        Section(
+            "Trigger",
+            rows=tuple((str(k), v) for k, v in trigger.items())
+            or (("registered", "by hand (no tuning job)"),),
+        ),
+        Section(
+            "Data",
+            rows=(
+                ("dataset version", row.dataset_version),
+                ("rows", d.get("rows")),
+                ("of which labelled traffic", d.get("traffic_rows")),
+                ("reference snapshot", d.get("reference_sha256")),
+                ("reference rows", d.get("reference_rows")),
+            ),
+        ),
+        Section(
+            "Search space and hyperparameters",
+            rows=(
+                ("search space", d.get("search_space")),
+                ("gates for promotion", promotion_rules(model_row, row, config) or "none"),
+            ),
+            table=(
+                ("parameter", "value"),
+                *((k, v) for k, v in sorted(row.hyperparameters.items())),
+            ),
+        ),
+        _plan_section(d.get("warm_start_plan")),
+        Section(
+            "Trials and fold scores",
+            rows=(
+                ("objective", d.get("objective")),
+                ("best CV value", d.get("best_value")),
+                ("trials", d.get("n_trials")),
+                ("pruned", d.get("n_pruned")),
+                ("vetoed (fold spread)", d.get("n_vetoed")),
+                ("stopped by", d.get("stopped_by")),
+                ("fold scores", d.get("fold_scores")),
+                ("fold spread", d.get("fold_spread")),
+                ("importances", d.get("importances")),
+            ),
+        ),
+        Section(
+            "Export",
+            rows=(
+                ("ONNX parity error (max abs)", d.get("parity_error")),
+                ("measured p99 latency at batch 1 (s)", d.get("latency_p99_s")),
+            ),
+        ),
+        _evidence_section(store, model, version),
+        _decision_section(store, model, version),
+    ]
+    return Report(model=model, version=version, sections=tuple(sections))
+
+
+def _plan_section(plan: dict[str, Any] | None) -> Section:
+    if not plan:
+        return Section("Warm-start plan", text="Cold start: no earlier study to learn from.")
+    bounds = tuple(
+        (b.get("name", "?"), b.get("low"), b.get("high"), b.get("log"))
+        for b in plan.get("numeric_box", [])
+    )
+    return Section(
+        "Warm-start plan",
+        rows=(
+            ("strategies", plan.get("strategies")),
+            ("history studies", plan.get("history_studies")),
+            ("history trials", plan.get("n_history_trials")),
+            ("configurations re-scored first", len(plan.get("enqueue", []))),
+            ("explore the full space every n-th trial", plan.get("explore_every")),
+            ("frozen", plan.get("frozen") or "none"),
+            ("notes", plan.get("notes")),
+        ),
+        table=(("narrowed parameter", "low", "high", "log"), *bounds) if bounds else (),
+    )
+
+
+def _evidence_section(store: Store, model: str, version: int) -> Section:
+    rows: list[tuple[str, ...]] = [("event", "when", "details")]
+    for e in reversed(store.list_events(model=model, limit=500)):
+        p = e.payload
+        if (
+            p.get("challenger") == version
+            or p.get("version") == version
+            and e.type
+            in (
+                "challenger_better",
+                "challenger_worse",
+                "promotion_refused",
+                "srm_detected",
+            )
+        ):
+            rows.append((e.type, e.created_at.isoformat(), _summary(p)))
+    if len(rows) == 1:
+        return Section("Comparison evidence", text="No comparison has decided on this version.")
+    return Section("Comparison evidence (always-valid intervals)", table=tuple(rows))
+
+
+def _summary(payload: dict[str, Any]) -> str:
+    keys = ("estimate", "ci_low", "ci_high", "n", "p_value", "correction", "violations", "reason")
+    return "; ".join(f"{k}={_fmt(payload[k])}" for k in keys if k in payload)
+
+
+def _decision_section(store: Store, model: str, version: int) -> Section:
+    target = f"{model}/v{version}"
+    rows: list[tuple[str, ...]] = [("when", "action", "by", "reason")]
+    for a in reversed(store.audit_log(limit=10_000)):
+        if a.target == target:
+            rows.append((a.at.isoformat(), a.action, a.actor, str(a.details.get("reason", ""))))
+    approvals = [a for a in store.list_approvals(model=model, limit=1000) if a.version == version]
+    extra: Sequence[Row] = tuple(
+        (
+            f"approval {a.id}",
+            f"{a.status} by {a.decided_by or '—'} (requested by "
+            f"{a.requested_by}; rules: {', '.join(a.rules)})",
+        )
+        for a in approvals
+    )
+    return Section("Decisions and approvals", rows=tuple(extra), table=tuple(rows))
+
+
+def write_report(store: Store, config: Config, model: str, version: int) -> tuple[Path, Path]:
+    """Write ``<data_dir>/reports/<model>-v<version>.md`` and ``.html``."""
+    report = build_report(store, config, model, version)
+    folder = Path(config.data_dir).resolve() / "reports"
+    folder.mkdir(parents=True, exist_ok=True)
+    md = folder / f"{model}-v{version}.md"
+    page = folder / f"{model}-v{version}.html"
+    md.write_text(report.markdown(), encoding="utf-8")
+    page.write_text(report.html(), encoding="utf-8")
+    return md, page
