@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from tunewatch._comparison import ComparisonConfig
 from tunewatch._errors import ConfigError
 
 CONFIG_VERSION = 1
@@ -242,6 +243,7 @@ class ModelConfig(_Frozen):
     objective: ObjectiveConfig = ObjectiveConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     tuning: TuningJobConfig = TuningJobConfig()
+    comparison: ComparisonConfig = ComparisonConfig()
 
     def trigger(self, event: str) -> TriggerConfig | None:
         return next((t for t in self.triggers if t.on == event), None)

@@ -14,11 +14,13 @@ from monitor import ServingMetrics
 from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._auth import Authenticator, hash_token
+from tunewatch._comparison import ComparisonRunner
 from tunewatch._config import ENV_ADMIN_TOKEN, Config, ModelConfig
 from tunewatch._errors import NotFoundError
 from tunewatch._evaluation import Evaluator
 from tunewatch._recorder import Recorder
 from tunewatch._registry import Registry
+from tunewatch._report import write_report
 from tunewatch._runtime import ScoringRuntime
 from tunewatch._scheduler import PerModelJob, Scheduler, Task
 from tunewatch._tuning import JobLauncher
@@ -106,6 +108,13 @@ class Daemon:
             metrics=self.metrics,
             dispatcher=self.dispatcher,
         )
+        self.comparisons = ComparisonRunner(
+            self.store,
+            config,
+            dispatcher=self.dispatcher,
+            metrics=self.metrics,
+            on_lineup_change=self._lineup_changed,
+        )
         self.launcher = JobLauncher(
             store=self.store, config_path=self._worker_config(), workers=config.tuning.workers
         )
@@ -117,6 +126,11 @@ class Daemon:
             jobs=[
                 PerModelJob("evaluate", lambda m: m.evaluation.interval_s, self.evaluator.evaluate),
                 PerModelJob("retune_schedule", _schedule, self._scheduled_retune),
+                PerModelJob(
+                    "compare",
+                    lambda m: m.comparison.interval_s if m.comparison.enabled else None,
+                    self.comparisons.run,
+                ),
             ],
             tasks=tasks,
         )
@@ -130,6 +144,7 @@ class Daemon:
                 auth=self.auth,
                 dispatcher=self.dispatcher,
                 evaluator=self.evaluator,
+                comparisons=self.comparisons,
                 recording=recording,
                 shadowing=shadowing,
             ),
@@ -139,6 +154,14 @@ class Daemon:
         self._started = False
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
+
+    def _lineup_changed(self, model: str) -> None:
+        """After the loop promoted or rolled back: serve the new lineup, write the
+        champion's rationale report."""
+        self.runtime.load(model)
+        champion = self.store.champion(model)
+        if champion is not None:
+            write_report(self.store, self.config, model, champion.version)
 
     def _scheduled_retune(self, model: str) -> None:
         self.dispatcher.handle(model, "schedule", {"reason": "standing schedule"})

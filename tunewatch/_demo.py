@@ -1,9 +1,16 @@
-"""``tunewatch demo``: the example loop on a fresh embedded SQLite store.
+"""``tunewatch demo``: the whole loop on a fresh embedded SQLite store.
 
-Trains the example champion and challenger, registers them, starts the daemon on a
-loopback port, scores traffic through the Open Inference Protocol, sends delayed labels,
-and prints what was recorded. Later stages of the loop (drift, re-tuning, promotion) join
-this script as they land.
+1. Train a first champion on the history period of a stream (a cold-started study).
+2. Serve it over the Open Inference Protocol; replay traffic with delayed labels.
+3. The stream changes concept (and shifts); evaluation detects drift over consecutive
+   windows and the trigger queues a re-tuning job.
+4. A worker process runs the job, warm-started from the first study; the winner is
+   registered as a shadow challenger and scores the same requests as the champion.
+5. Labels arrive; the paired always-valid comparison finds the challenger better, the
+   guardrails pass, and it is promoted; its rationale report is written.
+
+Every step goes through the daemon's own code paths (HTTP API, evaluator, dispatcher,
+launcher, worker, comparison loop); the demo only decides when each runs.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import asyncio
 import shutil
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 import httpx
 import numpy as np
@@ -21,24 +28,77 @@ from tunewatch._auth import hash_token, new_token
 from tunewatch._background import BackgroundServer
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
-from tunewatch._example import example_data, example_models
+from tunewatch._example import example_data, feature_names
+from tunewatch._tuning import TuningJobRunner
 
 MODEL = "credit"
+WINDOW = 500
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _step(message: str) -> None:
     print(f"[demo] {message}", flush=True)
 
 
-async def _traffic(url: str, token: str, x: np.ndarray, concurrency: int) -> list[float]:
+def demo_config(data_dir: Path) -> dict[str, Any]:
+    space = ROOT / "configs" / "search_spaces" / "demo.yaml"
+    return {
+        "data_dir": str(data_dir),
+        "scheduler": {"enabled": False},  # the demo decides when each step runs
+        "tuning": {"workers": 1, "max_concurrent_jobs": 2},
+        "models": [
+            {
+                "name": MODEL,
+                "task": "binary",
+                "objective": {"name": "log_loss"},
+                "evaluation": {
+                    "window_rows": WINDOW,
+                    "drift": {"consecutive": 2, "cooldown_minutes": 600},
+                    "decay": {"window_s": 60, "maturity_s": 0},
+                },
+                "tuning": {
+                    "search_space": str(space),
+                    "max_trials": 12,
+                    "cv_folds": 3,
+                    "patience": None,
+                    "min_rows": 300,
+                    "window_rows": 4000,
+                    "include_reference": False,
+                },
+                # The rollback watch compares a new champion with its predecessor's *recorded*
+                # losses; the concept change below would read as a degradation of the first
+                # champion (both models are equally wrong about the new concept), so the demo
+                # turns it off. See the README's notes on the rollback watch.
+                # Latency guardrail as a ceiling: a boosted challenger is legitimately slower
+                # than a logistic champion, and the demo's client shares the daemon's process.
+                "comparison": {
+                    "planned_n": 400,
+                    "min_n": 50,
+                    "interval_s": 5,
+                    "rollback": {"enabled": False},
+                    "guardrails": {"max_latency_p99_ratio": None, "max_latency_p99_s": 0.05},
+                },
+                # the first champion's job ran minutes ago: no cool-down for the demo's drift
+                "triggers": [
+                    {"on": "drift_detected", "do": "retune", "cooldown_minutes": 0},
+                    {"on": "manual", "do": "retune", "cooldown_minutes": 0},
+                    {"on": "challenger_better", "do": "promote"},
+                ],
+            }
+        ],
+    }
+
+
+async def _score(url: str, token: str, x: np.ndarray, ids: list[str]) -> list[float]:
     latencies: list[float] = []
-    headers = {"Authorization": f"Bearer {token}"}
-    sem = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
+    sem = asyncio.Semaphore(16)
+    async with httpx.AsyncClient(
+        base_url=url, timeout=60, headers={"Authorization": f"Bearer {token}"}
+    ) as client:
 
         async def one(i: int) -> None:
             body = {
-                "id": f"req-{i}",
+                "id": ids[i],
                 "inputs": [
                     {
                         "name": "input",
@@ -58,77 +118,234 @@ async def _traffic(url: str, token: str, x: np.ndarray, concurrency: int) -> lis
     return latencies
 
 
+def _label(url: str, token: str, ids: list[str], y: np.ndarray) -> None:
+    items = [{"request_id": rid, "label": int(v)} for rid, v in zip(ids, y, strict=True)]
+    r = httpx.post(
+        f"{url}/v1/models/{MODEL}/feedback",
+        json={"items": items},
+        timeout=60,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    r.raise_for_status()
+
+
+def _wait_for_shadow(daemon: Daemon) -> None:
+    deadline = time.monotonic() + 60
+    while daemon.runtime.queue.depth and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _run_job(daemon: Daemon, job_id: int) -> dict[str, Any]:
+    """Run a queued job in a worker process, printing its progress as it goes."""
+    started = daemon.launcher.tick()
+    if job_id not in started:  # no worker slot: run it here, same code path
+        TuningJobRunner(
+            store=daemon.store,
+            registry=daemon.registry,
+            artefacts=daemon.artefacts,
+            config=daemon.config,
+            worker="demo",
+        ).run(job_id)
+    last = None
+    deadline = time.monotonic() + 240
+    while True:
+        job = daemon.store.get_job(job_id)
+        progress = (job.progress.get("trials"), job.progress.get("best_value"))
+        if progress != last and job.progress.get("trials"):
+            best = progress[1]
+            _step(
+                f"  job {job_id}: {progress[0]}/{job.progress.get('max_trials')} trials, "
+                f"best CV log-loss {best:.4f}"
+                if best is not None
+                else f"  job {job_id}: {progress[0]} trials"
+            )
+            last = progress
+        if job.status not in ("queued", "running"):
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"job {job_id} did not finish in time")
+        time.sleep(0.5)
+    daemon.launcher.tick()
+    if job.status != "succeeded" or job.result is None:
+        raise RuntimeError(f"job {job_id} {job.status}: {job.error}")
+    return job.result
+
+
 def run_demo(*, data_dir: Path, requests: int = 2000, seed: int = 0) -> int:
     started = time.perf_counter()
     if data_dir.exists():
         shutil.rmtree(data_dir)
-    admin = new_token()
-    config = build_config({"data_dir": str(data_dir)}, env={})
-    daemon = Daemon(config, env={"TUNEWATCH_ADMIN_TOKEN": admin})
-    _step(f"fresh store at {config.store_url}")
-
-    _step("training the example champion (logistic) and challenger (gradient boosting)")
-    champion, challenger = example_models(seed=seed)
-    stages: tuple[Literal["champion", "shadow"], ...] = ("champion", "shadow")
-    for model, stage in zip((champion, challenger), stages, strict=True):
-        row = daemon.registry.register(
-            MODEL, model.onnx, model.metadata, actor="demo", stage=stage, reference=model.reference
-        )
-        _step(
-            f"registered {MODEL} v{row.version} ({model.name}) as {row.stage}; "
-            f"loaded in a sandboxed subprocess first, {row.size_bytes} bytes"
-        )
+    daemon = Daemon(build_config(demo_config(data_dir), env={}), env={})
     scorer, labeller = new_token(), new_token()
     daemon.store.add_token(name="demo-scorer", role="scorer", token_hash=hash_token(scorer))
     daemon.store.add_token(name="demo-labeller", role="labeller", token_hash=hash_token(labeller))
+    _step(f"fresh store at {daemon.config.store_url}")
+    summary: dict[str, Any] = {}
+    try:
+        summary = _loop(daemon, scorer, labeller, requests=max(requests, 1500), seed=seed)
+    finally:
+        daemon.launcher.stop()
+        daemon.close()
+    _print_summary(summary, time.perf_counter() - started)
+    ok = (
+        bool(summary.get("promoted"))
+        and summary.get("drift_window") is not None
+        and Path(summary.get("report", "")).exists()
+    )
+    return 0 if ok else 1
 
-    x, y = example_data(requests, seed=seed + 1)
+
+def _loop(
+    daemon: Daemon, scorer: str, labeller: str, *, requests: int, seed: int
+) -> dict[str, Any]:
+    from sklearn.linear_model import LogisticRegression
+
+    from retune import to_onnx
+    from tunewatch._registry import Reference, VersionMetadata
+
+    summary: dict[str, Any] = {}
+    # 1. a first champion from the history period: a seed model, then a cold study
+    x_hist, y_hist = example_data(3000, seed=seed)
+    seed_model = LogisticRegression(max_iter=500).fit(x_hist, y_hist)
+    daemon.registry.register(
+        MODEL,
+        to_onnx(seed_model, 8, name="seed"),
+        VersionMetadata(
+            task="binary",
+            feature_names=feature_names(8),
+            hyperparameters={"estimator": "logistic", "C": 1.0},
+        ),
+        actor="demo",
+        stage="champion",
+        reference=Reference(features=x_hist, labels=y_hist.astype(np.float64)),
+    )
     with BackgroundServer(daemon.app) as server:
-        _step(f"daemon listening on {server.url} (OpenAPI at {server.url}/docs)")
-        _step(f"scoring {requests} requests, 16 at a time, champion answers, challenger shadows")
-        t0 = time.perf_counter()
-        latencies = asyncio.run(_traffic(server.url, scorer, x, 16))
-        elapsed = time.perf_counter() - t0
-        lat = np.array(latencies) * 1000
+        url = server.url
+        _step(f"daemon on {url}; replaying the history period (concept A), 16 at a time")
+        ids = [f"h{i}" for i in range(len(x_hist))]
+        lat = asyncio.run(_score(url, scorer, x_hist, ids))
+        _label(url, labeller, ids, y_hist)
         _step(
-            f"{requests} requests in {elapsed:.1f}s ({requests / elapsed:.0f} req/s), "
-            f"p50 {np.percentile(lat, 50):.1f} ms, p99 {np.percentile(lat, 99):.1f} ms "
-            "(each answer waited for its durable commit)"
+            f"  {len(ids)} requests, p50 {np.median(lat) * 1000:.1f} ms, each answered "
+            "after its durable group commit; labels joined"
+        )
+        _step("training the first champion: a cold-started study on the history window")
+        first = daemon.dispatcher.handle(MODEL, "manual", {"reason": "first champion"})
+        assert first.job_id is not None
+        result = _run_job(daemon, first.job_id)
+        daemon.store.promote(MODEL, result["version"], actor="demo", reason="first tuned champion")
+        daemon.runtime.refresh()
+        champion = result["version"]
+        summary["first_study"] = result["study"]
+        _step(f"  champion is v{champion} ({result['n_trials']} trials, study {result['study']})")
+
+        # 2-3. the stream changes; labels arrive one window late
+        _step("the stream changes concept and shifts; labels arrive one window late")
+        pending: tuple[list[str], np.ndarray] | None = None
+        drift_window = None
+        for w in range(4):
+            x, y = example_data(WINDOW, seed=seed + 10 + w, shift=0.8, concept=1)
+            ids = [f"d{w}-{i}" for i in range(WINDOW)]
+            asyncio.run(_score(url, scorer, x, ids))
+            if pending is not None:
+                _label(url, labeller, *pending)
+            pending = (ids, y)
+            rows = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}
+            drift = rows["drift"].payload
+            _step(
+                f"  window {w}: drifted share {drift.get('drifted_share', 0):.2f}, "
+                f"alarm {drift.get('alarm')}"
+            )
+            if daemon.store.list_events(model=MODEL, type="drift_detected", limit=1):
+                drift_window = w
+                summary["drift_share"] = drift.get("drifted_share")
+                summary["drifted_columns"] = drift.get("drifted_columns")
+                break
+        if pending is not None:
+            _label(url, labeller, *pending)
+        summary["drift_window"] = drift_window
+        if drift_window is None:
+            raise RuntimeError("drift was not detected")
+        jobs = daemon.store.list_jobs(model=MODEL, status="queued")
+        _step(
+            f"drift_detected after window {drift_window}; the trigger queued job "
+            f"{jobs[0].id if jobs else '?'}"
         )
 
-        _step("labels arrive late: sending ground truth for the first half")
-        half = requests // 2
-        items = [{"request_id": f"req-{i}", "label": int(y[i])} for i in range(half)]
-        r = httpx.post(
-            f"{server.url}/v1/models/{MODEL}/feedback",
-            json={"items": items},
-            headers={"Authorization": f"Bearer {labeller}"},
-            timeout=60,
+        # 4. warm-started re-tuning in a worker process
+        _step("re-tuning in a worker process, warm-started from the first study")
+        result = _run_job(daemon, jobs[0].id)
+        challenger = result["version"]
+        plan = daemon.store.get_version(MODEL, challenger).details.get("warm_start_plan") or {}
+        summary.update(retune=result, plan=plan, challenger=challenger)
+        daemon.runtime.refresh()
+        _step(
+            f"  v{challenger} registered in shadow (warm start: "
+            f"{', '.join(plan.get('strategies', [])) or 'none'})"
         )
-        r.raise_for_status()
-        statuses = [item["status"] for item in r.json()["results"]]
-        deadline = time.monotonic() + 30
-        while daemon.runtime.queue.depth and time.monotonic() < deadline:
-            time.sleep(0.05)
-        metrics = httpx.get(f"{server.url}/metrics").text
 
-    store = daemon.store
-    recorded = store.count_requests(MODEL)
-    champion_outputs = store.count_outputs(MODEL, 1)
-    shadow_outputs = store.count_outputs(MODEL, 2)
-    drops = daemon.runtime.queue.dropped
-    daemon.close()
-    shadow_lines = [
-        m for m in metrics.splitlines() if m.startswith("tunewatch_shadow_dropped_total")
-    ]
+        # 5. shadow scoring + labels -> paired always-valid comparison -> promotion
+        _step("challenger shadows the champion on the same requests; labels arrive")
+        for w in range(6):
+            x, y = example_data(200, seed=seed + 100 + w, shift=0.8, concept=1)
+            ids = [f"s{w}-{i}" for i in range(200)]
+            asyncio.run(_score(url, scorer, x, ids))
+            _wait_for_shadow(daemon)
+            _label(url, labeller, ids, y)
+            results = daemon.comparisons.run(MODEL)
+            look = next((r.look for r in results if r.look is not None), None)
+            if look is not None:
+                _step(
+                    f"  n={look.n}: loss difference {look.estimate:+.4f} "
+                    f"[{look.ci_low:+.4f}, {look.ci_high:+.4f}] -> {look.decision}"
+                )
+            current = daemon.store.champion(MODEL)
+            if current is not None and current.version == challenger:
+                promoted = daemon.store.list_events(model=MODEL, type="promoted", limit=1)[0]
+                summary["promoted"] = challenger
+                summary["replaced"] = promoted.payload.get("previous")
+                summary["look"] = look
+                break
+        daemon.runtime.refresh()
+        summary["champion"] = champion
+        summary["report"] = str(
+            Path(daemon.config.data_dir).resolve() / "reports" / f"{MODEL}-v{challenger}.html"
+        )
+        summary["url"] = url
+    return summary
+
+
+def _print_summary(summary: dict[str, Any], elapsed: float) -> None:
     print()
     print("tunewatch demo summary")
-    print(f"  requests acknowledged and recorded : {recorded}/{requests}")
-    print(f"  champion outputs recorded          : {champion_outputs}")
-    print(f"  challenger outputs (shadow)        : {shadow_outputs} (dropped: {drops})")
-    print(f"  labels attached                    : {statuses.count('created')}")
-    print(f"  store                              : {config.store_url}")
-    print(f"  metrics sample                     : {shadow_lines[:1] or ['(no drops)']}")
-    print(f"  finished in {time.perf_counter() - started:.1f}s")
-    ok = recorded == requests and champion_outputs == requests
-    return 0 if ok else 1
+    plan = summary.get("plan") or {}
+    retune = summary.get("retune") or {}
+    look = summary.get("look")
+    print(
+        f"  drift detected        : window {summary.get('drift_window')} (share "
+        f"{summary.get('drift_share')}, columns {summary.get('drifted_columns')})"
+    )
+    print(
+        f"  warm-started study    : {retune.get('study')} from {plan.get('history_studies')}"
+        f" via {plan.get('strategies')}, {len(plan.get('enqueue', []))} configurations "
+        f"re-scored first, {retune.get('n_trials')} trials, best CV log-loss "
+        f"{retune.get('best_value')}"
+    )
+    if summary.get("promoted"):
+        assert look is not None
+        print(
+            f"  promoted challenger   : v{summary['promoted']} replaced v{summary['champion']}"
+            f"; measured per-request log-loss change {look.estimate:+.4f} "
+            f"[{look.ci_low:+.4f}, {look.ci_high:+.4f}] (always-valid 95%) over n={look.n} "
+            "paired requests"
+        )
+    else:
+        print("  promoted challenger   : none (the evidence did not suffice)")
+    report = summary.get("report")
+    exists = report is not None and Path(report).exists()
+    print(f"  rationale report      : {report}{'' if exists else ' (missing!)'}")
+    print(
+        "  API to look around    : GET /v1/models/credit/{drift,decay,estimate,comparisons}, "
+        "/v1/jobs, /v1/audit (the daemon stopped with the demo)"
+    )
+    print(f"  finished in {elapsed:.0f}s")

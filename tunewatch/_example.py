@@ -27,12 +27,16 @@ def feature_names(n_features: int) -> tuple[str, ...]:
 
 
 def example_data(
-    n_rows: int, *, n_features: int = 8, seed: int = 0, shift: float = 0.0
+    n_rows: int, *, n_features: int = 8, seed: int = 0, shift: float = 0.0, concept: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Rows with a nonlinear binary target; ``shift`` moves the feature distribution."""
+    """Rows with a nonlinear binary target; ``shift`` moves the feature distribution and
+    ``concept=1`` changes how the target depends on the features (a concept change)."""
     rng = np.random.default_rng(seed)
     x = rng.normal(loc=shift, size=(n_rows, n_features)).astype(np.float32)
-    logit = 1.5 * x[:, 0] - x[:, 1] + 0.8 * x[:, 2] * x[:, 3] + 0.5 * np.sin(3 * x[:, 4])
+    if concept == 0:
+        logit = 1.5 * x[:, 0] - x[:, 1] + 0.8 * x[:, 2] * x[:, 3] + 0.5 * np.sin(3 * x[:, 4])
+    else:
+        logit = -1.0 * x[:, 0] + 1.5 * x[:, 5] + 1.2 * np.abs(x[:, 6]) - 1.0 + 0.6 * x[:, 1]
     y = (rng.random(n_rows) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
     return x, y
 

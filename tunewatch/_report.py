@@ -208,17 +208,7 @@ def _evidence_section(store: Store, model: str, version: int) -> Section:
     rows: list[tuple[str, ...]] = [("event", "when", "details")]
     for e in reversed(store.list_events(model=model, limit=500)):
         p = e.payload
-        if (
-            p.get("challenger") == version
-            or p.get("version") == version
-            and e.type
-            in (
-                "challenger_better",
-                "challenger_worse",
-                "promotion_refused",
-                "srm_detected",
-            )
-        ):
+        if e.type in EVIDENCE and version in (p.get("challenger_version"), p.get("version")):
             rows.append((e.type, e.created_at.isoformat(), _summary(p)))
     if len(rows) == 1:
         return Section("Comparison evidence", text="No comparison has decided on this version.")
@@ -226,7 +216,18 @@ def _evidence_section(store: Store, model: str, version: int) -> Section:
 
 
 def _summary(payload: dict[str, Any]) -> str:
-    keys = ("estimate", "ci_low", "ci_high", "n", "p_value", "correction", "violations", "reason")
+    keys = (
+        "champion_version",
+        "estimate",
+        "ci",
+        "n",
+        "p_value",
+        "adjusted_p_value",
+        "correction",
+        "method",
+        "violations",
+        "reason",
+    )
     return "; ".join(f"{k}={_fmt(payload[k])}" for k in keys if k in payload)
 
 

@@ -194,6 +194,7 @@ class TuningJobRunner:
             {
                 "phase": "exporting",
                 "study": study,
+                "max_trials": tj.max_trials,
                 "trials": result.n_trials,
                 "best_value": result.best_value,
             },

@@ -41,6 +41,6 @@ def test_models_without_a_schedule_get_no_retune_job(
     daemon, _ = make_daemon(tmp_path, trained, extra={"tuning": {"workers": 0}})
     daemon.start()
     try:
-        assert daemon.scheduler.scheduled() == ["evaluate:credit", "leadership"]
+        assert daemon.scheduler.scheduled() == ["compare:credit", "evaluate:credit", "leadership"]
     finally:
         daemon.close()

@@ -15,6 +15,7 @@ from monitor import CONTENT_TYPE_LATEST, ServingMetrics
 from tunewatch import __version__
 from tunewatch.api import _alerts, _oip, _records
 from tunewatch.api._body import BodyLimitMiddleware
+from tunewatch.api._comparisons import router as comparisons_router
 from tunewatch.api._context import AppContext, context
 from tunewatch.api._errors import install_error_handlers
 from tunewatch.api._evaluations import router as evaluations_router
@@ -134,6 +135,7 @@ def create_app(
     app.include_router(models_router)
     app.include_router(evaluations_router)
     app.include_router(jobs_router)
+    app.include_router(comparisons_router)
 
     @app.get("/healthz", include_in_schema=True)
     def healthz() -> dict[str, str]:

@@ -8,6 +8,7 @@ from starlette.requests import Request
 
 from tunewatch._actions import Dispatcher
 from tunewatch._auth import Authenticator, AuthError, Principal
+from tunewatch._comparison import ComparisonRunner
 from tunewatch._evaluation import Evaluator
 from tunewatch._registry import Registry
 from tunewatch._runtime import ScoringRuntime
@@ -20,6 +21,7 @@ class AppContext:
     auth: Authenticator
     dispatcher: Dispatcher
     evaluator: Evaluator
+    comparisons: ComparisonRunner | None = None
     recording: bool = True
     shadowing: bool = True
 

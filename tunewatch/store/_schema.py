@@ -304,3 +304,88 @@ jobs = Table(
     ),
     Index("ix_jobs_model_status", "model", "status"),
 )
+
+# Sequential comparisons (paired shadow tests, group-sequential DeLong, rollback watches):
+# one row per test with its persisted state, so a restarted daemon continues the same
+# always-valid test. A pair is tested once per champion: a decided test is never reopened.
+comparison_tests = Table(
+    "comparison_tests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(200), ForeignKey("models.name"), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("champion_version", Integer, nullable=False),
+    Column("challenger_version", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("decision", String(32), nullable=False),
+    Column("correction", String(16), nullable=True),
+    Column("n", Integer, nullable=False),
+    Column("looks", Integer, nullable=False),
+    Column("state", JSON, nullable=False),
+    Column("outcome", JSON, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("decided_at", UTCDateTime, nullable=True),
+    UniqueConstraint(
+        "model", "kind", "champion_version", "challenger_version", name="uq_comparison_tests_pair"
+    ),
+    CheckConstraint("status IN ('open', 'decided', 'closed')", name="status"),
+    CheckConstraint("kind IN ('paired', 'delong', 'rollback_watch')", name="kind"),
+)
+
+# Which requests fed which look of a test: each request is fed to a test exactly once,
+# whatever order its outputs and label arrive in.
+comparison_consumed = Table(
+    "comparison_consumed",
+    metadata,
+    Column("test_id", Integer, ForeignKey("comparison_tests.id"), nullable=False),
+    Column("request_id", String(128), nullable=False),
+    Column("look", Integer, nullable=False),
+    PrimaryKeyConstraint("test_id", "request_id"),
+)
+
+# Every look of every comparison: the time series dashboards draw the evidence from.
+comparison_looks = Table(
+    "comparison_looks",
+    metadata,
+    Column("id", _EventId, primary_key=True, autoincrement=True),
+    Column("test_id", Integer, ForeignKey("comparison_tests.id"), nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("champion_version", Integer, nullable=False),
+    Column("challenger_version", Integer, nullable=False),
+    Column("method", String(32), nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("estimate", Float, nullable=True),
+    Column("ci_low", Float, nullable=True),
+    Column("ci_high", Float, nullable=True),
+    Column("p_value", Float, nullable=False),
+    Column("adjusted_p_value", Float, nullable=False),
+    Column("decision", String(32), nullable=False),
+    Column("fixed_t_p", Float, nullable=True),
+    Column("bootstrap_low", Float, nullable=True),
+    Column("bootstrap_high", Float, nullable=True),
+    Column("correction", String(16), nullable=True),
+    Column("family_size", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_comparison_looks_model_challenger", "model", "challenger_version", "id"),
+)
+
+# Sample-ratio checks of live splits (requests answered by each arm).
+split_checks = Table(
+    "split_checks",
+    metadata,
+    Column("id", _EventId, primary_key=True, autoincrement=True),
+    Column("model", String(200), ForeignKey("models.name"), nullable=False),
+    Column("champion_version", Integer, nullable=False),
+    Column("challenger_version", Integer, nullable=False),
+    Column("salt", String(64), nullable=False),
+    Column("percent", Float, nullable=False),
+    Column("n_champion", Integer, nullable=False),
+    Column("n_challenger", Integer, nullable=False),
+    Column("chi2", Float, nullable=False),
+    Column("p_value", Float, nullable=False),
+    Column("mismatch", Boolean(create_constraint=False), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_split_checks_model_id", "model", "id"),
+)

@@ -1,0 +1,114 @@
+"""Comparison tables on both backends: one test per pair, looks that consume each request
+exactly once, reads that pair outputs with labels in arrival order, split counts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from tunewatch._errors import ConflictError
+from tunewatch.store import LabelItem, OutputRecord, RequestRecord, Store
+from tunewatch.store._comparisons import ComparisonStore, LookValues
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _log(store: Store, n: int, *, challenger: bool = True, champion: bool = True) -> None:
+    reqs, outs = [], []
+    for i in range(n):
+        x = np.full((1, 2), i, dtype=np.float32).tobytes()
+        reqs.append(RequestRecord("m", f"r{i}", T0 + timedelta(seconds=i), "infer", 1, 2, x))
+        p = np.asarray([[0.4, 0.6]], dtype=np.float32).tobytes()
+        if champion:
+            outs.append(OutputRecord("m", f"r{i}", 1, "champion", 0.001, 1, 2, p))
+        if challenger:
+            outs.append(OutputRecord("m", f"r{i}", 2, "challenger", 0.002, 1, 2, p))
+    store.write_records(reqs, outs)
+
+
+def _look(n: int) -> LookValues:
+    return LookValues(
+        method="confidence_sequence",
+        n=n,
+        estimate=-0.1,
+        ci_low=float("-inf"),
+        ci_high=0.2,
+        p_value=0.5,
+        adjusted_p_value=0.5,
+        decision="continue",
+        bootstrap_ci=(-0.2, 0.0),
+        correction="holm",
+    )
+
+
+def test_each_request_is_consumed_once_and_looks_form_a_history(model_store: Store) -> None:
+    comparisons = ComparisonStore(model_store)
+    _log(model_store, 5)
+    # labels arrive out of request order: r3 first
+    model_store.add_labels("m", [LabelItem("r3", 1.0)])
+    model_store.add_labels("m", [LabelItem("r0", 0.0), LabelItem("r1", 1.0)])
+    test, created = comparisons.get_or_create_test(
+        model="m",
+        kind="paired",
+        champion_version=1,
+        challenger_version=2,
+        correction="holm",
+        state={"a": 1},
+    )
+    again, created_again = comparisons.get_or_create_test(
+        model="m",
+        kind="paired",
+        champion_version=1,
+        challenger_version=2,
+        correction="holm",
+        state={"a": 2},
+    )
+    assert created and not created_again and again.id == test.id and again.state == {"a": 1}
+    batch = comparisons.read_labelled(
+        model="m", answered_by=1, paired_with=2, unconsumed_by=test.id
+    )
+    assert batch.request_ids == ("r3", "r0", "r1")
+    assert batch.labels.tolist() == [1.0, 0.0, 1.0]
+    assert batch.paired is not None and batch.paired.shape == (3, 2)
+    saved = comparisons.record_look(
+        test, consumed=list(batch.request_ids), look=_look(3), state={"a": 3}, status="open"
+    )
+    assert (saved.n, saved.looks, saved.state) == (3, 1, {"a": 3})
+    with pytest.raises(ConflictError) as exc:  # a stale copy may not feed again
+        comparisons.record_look(test, consumed=["r4"], look=_look(4), state={}, status="open")
+    assert exc.value.code == "comparison_moved_on"
+    model_store.add_labels("m", [LabelItem("r4", 1.0)])
+    fresh = comparisons.read_labelled(
+        model="m", answered_by=1, paired_with=2, unconsumed_by=test.id
+    )
+    assert fresh.request_ids == ("r4",)
+    seen = comparisons.read_labelled(model="m", answered_by=1, paired_with=2, consumed_by=test.id)
+    assert seen.looks is not None and seen.looks.tolist() == [1, 1, 1]
+    [look] = comparisons.history("m", 2)
+    assert look.ci_low is None and look.ci_high == 0.2 and look.bootstrap_ci == (-0.2, 0.0)
+    done = comparisons.finish_test(test.id, status="decided", outcome={"action": "promoted"})
+    assert done.decided_at is not None and done.outcome == {"action": "promoted"}
+
+
+def test_split_arms_count_champion_answers_and_challenger_only_answers(
+    model_store: Store,
+) -> None:
+    _log(model_store, 6)  # champion answered (v2 shadowed)
+    reqs, outs = [], []
+    for i in range(6, 10):  # v2 answered alone
+        x = np.zeros((1, 2), dtype=np.float32).tobytes()
+        reqs.append(RequestRecord("m", f"r{i}", T0 + timedelta(seconds=i), "infer", 1, 2, x))
+        p = np.asarray([[0.5, 0.5]], dtype=np.float32).tobytes()
+        outs.append(OutputRecord("m", f"r{i}", 2, "challenger", 0.002, 1, 2, p))
+    model_store.write_records(reqs, outs)
+    comparisons = ComparisonStore(model_store)
+    counts = comparisons.count_split_arms(
+        model="m", champion_version=1, challenger_version=2, since=None
+    )
+    assert counts == (6, 4)
+    later = comparisons.count_split_arms(
+        model="m", champion_version=1, challenger_version=2, since=T0 + timedelta(seconds=8)
+    )
+    assert later == (0, 2)

@@ -1,0 +1,960 @@
+"""The comparison loop: paired shadow tests, promotion with guardrails, rollback watches.
+
+Each run of :meth:`ComparisonRunner.run` for one model
+
+1. watches the newest promotion: the new champion's realised per-request losses against
+   the losses the previous champion recorded over its last labelled requests before the
+   promotion, with an unpaired always-valid test; significant degradation rolls back;
+2. checks the live split's sample ratio (when a split is configured); a mismatch raises
+   ``srm_detected`` and blocks promotions until it clears;
+3. feeds every shadow challenger's newly labelled requests — those with the champion's
+   output, the challenger's output and a label, each fed once whatever order they arrive
+   in — to a paired always-valid test whose state is persisted, so a restart continues
+   the same test. Objectives without a per-request loss (ROC AUC …) use a
+   group-sequential DeLong test at fixed looks instead. Several challengers share the
+   error rate (Holm on the always-valid p-values, or Bonferroni);
+4. acts on decided tests once: ``challenger_better`` checks the guardrails, goes through
+   the dispatcher and — when the trigger says promote and the guardrails pass —
+   promotes through the governance gate (which may open an approval instead);
+   ``challenger_worse`` goes through the dispatcher (notify).
+
+Every look is stored (``comparison_looks``) so dashboards can draw how the evidence grew.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from monitor import ServingMetrics
+from monitor.objectives import Objective, ObjectiveError, make_objective, positive_proba
+from shadow.stats import (
+    GroupSequentialDeLong,
+    GroupSequentialLook,
+    GuardrailConfig,
+    GuardrailResult,
+    PairedSequentialTest,
+    ServingProfile,
+    StatsError,
+    TwoSampleLook,
+    TwoSampleSequentialTest,
+    adjust,
+    check_guardrails,
+    paired_differences,
+)
+from tunewatch._errors import ConflictError
+from tunewatch._split import SplitConfig, check_split
+from tunewatch.store import Store, VersionRow
+from tunewatch.store._comparisons import (
+    ComparisonLookRow,
+    ComparisonStore,
+    ComparisonTestRow,
+    LookValues,
+    SplitCheckRow,
+)
+
+if TYPE_CHECKING:  # _config nests ComparisonConfig: import nothing that imports _config
+    from tunewatch._actions import Dispatcher
+    from tunewatch._config import Config
+
+logger = logging.getLogger(__name__)
+
+ACTOR = "tunewatch"
+Action = Literal[
+    "none",
+    "promoted",
+    "pending_approval",
+    "refused",
+    "blocked_srm",
+    "notified",
+    "promotion_failed",
+    "rolled_back",
+    "rollback_failed",
+    "watch_passed",
+    "closed",
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GuardrailSettings(_Frozen):
+    """Serving limits a winning challenger must also meet (see ``GuardrailConfig``).
+    Ratios compare with the champion; ``None`` switches a rule off. Latency is the p99
+    of the latencies recorded since the challenger was registered; with fewer than
+    ``min_latency_samples`` per version the latency rules refuse (nothing measured)."""
+
+    max_latency_p99_ratio: float | None = Field(default=1.2, gt=0)
+    max_latency_p99_s: float | None = Field(default=None, gt=0)
+    max_memory_ratio: float | None = Field(default=1.5, gt=0)
+    max_memory_bytes: int | None = Field(default=None, gt=0)
+    max_parity_error: float | None = Field(default=1e-4, gt=0)
+    min_latency_samples: int = Field(default=20, ge=1)
+
+    def limits(self) -> GuardrailConfig:
+        return GuardrailConfig(
+            max_latency_p99_ratio=self.max_latency_p99_ratio,
+            max_latency_p99_s=self.max_latency_p99_s,
+            max_memory_ratio=self.max_memory_ratio,
+            max_memory_bytes=self.max_memory_bytes,
+            max_parity_error=self.max_parity_error,
+        )
+
+
+class RollbackWatchConfig(_Frozen):
+    """After a promotion, compare the new champion's realised per-request losses with the
+    previous champion's over its last ``baseline_requests`` labelled requests; the watch
+    ends (passed) after ``watch_requests`` labelled requests or ``watch_s`` seconds."""
+
+    enabled: bool = True
+    baseline_requests: int = Field(default=1000, ge=2)
+    watch_requests: int = Field(default=5000, ge=1)
+    watch_s: float | None = Field(default=None, gt=0)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    method: Literal["confidence_sequence", "msprt"] = "confidence_sequence"
+    min_n: int = Field(default=30, ge=2)
+
+
+class ComparisonConfig(_Frozen):
+    """How shadow challengers are compared with the champion (nested per model as
+    ``comparison:``)."""
+
+    enabled: bool = True
+    interval_s: float = Field(default=300.0, gt=0)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    method: Literal["confidence_sequence", "msprt"] = "confidence_sequence"
+    # Holm on the always-valid p-values (default) or Bonferroni; each test's interval is
+    # tuned at alpha / k for the k challengers present when it started. Group-sequential
+    # DeLong tests always use Bonferroni (their p-values are not always valid).
+    correction: Literal["holm", "bonferroni"] = "holm"
+    planned_n: int = Field(default=1000, ge=2)
+    min_n: int = Field(default=30, ge=2)
+    mixing_sd: float | None = Field(default=None, gt=0)
+    bootstrap_resamples: int = Field(default=200, ge=0)
+    seed: int = 0
+    max_batch: int = Field(default=50_000, ge=1, description="requests fed per test per run")
+    delong_looks: int = Field(default=5, ge=1)
+    delong_look_every: int = Field(default=500, ge=10, description="requests between looks")
+    guardrails: GuardrailSettings = GuardrailSettings()
+    rollback: RollbackWatchConfig = RollbackWatchConfig()
+    split: SplitConfig | None = None
+    srm_alpha: float = Field(default=0.001, gt=0, lt=1)
+    srm_min_requests: int = Field(default=100, ge=2)
+
+
+@dataclass(frozen=True, slots=True)
+class ComparisonResult:
+    """What one run did for one test: its newest look (``None`` when nothing new was fed)
+    and the action taken on a decision."""
+
+    model: str
+    kind: str
+    test_id: int
+    champion_version: int
+    challenger_version: int
+    status: str
+    decision: str
+    correction: str | None
+    fed: int
+    look: ComparisonLookRow | None
+    action: Action = "none"
+    detail: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengerSummary:
+    """A test of the current champion as the API shows it."""
+
+    test: ComparisonTestRow
+    look: ComparisonLookRow | None
+    guardrails: GuardrailResult | None
+    split: SplitCheckRow | None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _stateless(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A test's state without its look history (the looks live in ``comparison_looks``)."""
+    return {**state, "history": []}
+
+
+class ComparisonRunner:
+    """Runs the comparison loop of one model at a time (see the module docstring).
+
+    ``on_lineup_change`` is called with the model after a promotion or rollback (the
+    daemon passes ``runtime.load``); ``settings`` overrides a model's
+    ``ComparisonConfig`` (default: its config's ``comparison`` section, else defaults).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        *,
+        dispatcher: Dispatcher,
+        metrics: ServingMetrics | None = None,
+        clock: Callable[[], datetime] = _utcnow,
+        on_lineup_change: Callable[[str], object] | None = None,
+        settings: Mapping[str, ComparisonConfig] | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.dispatcher = dispatcher
+        self.metrics = metrics
+        self.clock = clock
+        self.on_lineup_change = on_lineup_change
+        self.comparisons = ComparisonStore(store)
+        self._settings = dict(settings or {})
+
+    # -- configuration ----------------------------------------------------------------------
+    def settings(self, model: str) -> ComparisonConfig:
+        if model in self._settings:
+            return self._settings[model]
+        cfg = self.config.model(model)
+        nested = getattr(cfg, "comparison", None) if cfg is not None else None
+        return nested if isinstance(nested, ComparisonConfig) else ComparisonConfig()
+
+    def _objective(self, model: str) -> Objective:
+        row = self.store.get_model(model)
+        cfg = self.config.model_or_default(model, row.task)
+        return make_objective(cfg.objective.name, task=row.task, **cfg.objective.params)
+
+    # -- the run ----------------------------------------------------------------------------
+    def run(self, model: str) -> list[ComparisonResult]:
+        """One pass of the loop for ``model``; returns what happened per test."""
+        settings = self.settings(model)
+        if not settings.enabled:
+            return []
+        objective = self._objective(model)
+        results: list[ComparisonResult] = []
+        if settings.rollback.enabled and objective.has_per_request_loss:
+            watch = self._watch(model, settings.rollback, objective, settings.max_batch)
+            if watch is not None:
+                results.append(watch)
+        champion = self.store.champion(model)
+        if champion is None:
+            return results
+        blocked = False
+        if settings.split is not None:
+            check = check_split(
+                self.comparisons,
+                self.dispatcher,
+                model,
+                champion_version=champion.version,
+                split=settings.split,
+                since=self._split_since(model, settings.split),
+                alpha=settings.srm_alpha,
+                min_requests=settings.srm_min_requests,
+            )
+            if check is None:
+                check = self.comparisons.latest_split_check(
+                    model, salt=settings.split.salt, challenger_version=settings.split.challenger
+                )
+            blocked = check is not None and check.mismatch
+        results += self._compare(model, champion, objective, settings, blocked=blocked)
+        if self.metrics is not None:
+            self.metrics.evaluations.labels(model, "comparison").inc()
+        return results
+
+    def history(
+        self, model: str, challenger: int, *, limit: int = 10_000
+    ) -> list[ComparisonLookRow]:
+        """Every look of ``challenger``'s tests, oldest first (how the evidence grew)."""
+        self.store.get_version(model, challenger)
+        return self.comparisons.history(model, challenger, limit=limit)
+
+    def summary(self, model: str) -> list[ChallengerSummary]:
+        """The tests of the current champion (and the newest rollback watch) with their
+        latest look, the guardrails as they stand and the newest split check."""
+        self.store.get_model(model)
+        champion = self.store.champion(model)
+        settings = self.settings(model)
+        tests: list[ComparisonTestRow] = []
+        if champion is not None:
+            tests = [
+                t
+                for t in self.comparisons.list_tests(model, champion_version=champion.version)
+                if t.kind != "rollback_watch"
+            ]
+        watches = self.comparisons.list_tests(model, kind="rollback_watch")
+        if watches:
+            tests.append(watches[-1])
+        split = None
+        if settings.split is not None:
+            split = self.comparisons.latest_split_check(model, salt=settings.split.salt)
+        out = []
+        for test in tests:
+            guard = None
+            if champion is not None and test.kind != "rollback_watch":
+                guard = self.guardrails(model, champion, test.challenger_version, settings)
+            out.append(ChallengerSummary(test, self.comparisons.latest_look(test.id), guard, split))
+        return out
+
+    # -- paired / DeLong comparisons ------------------------------------------------------------
+    def _compare(
+        self,
+        model: str,
+        champion: VersionRow,
+        objective: Objective,
+        settings: ComparisonConfig,
+        *,
+        blocked: bool,
+    ) -> list[ComparisonResult]:
+        paired = objective.has_per_request_loss
+        if not paired and self.store.get_model(model).task != "binary":
+            logger.warning(
+                "model=%s objective %s has no per-request loss and the model is not binary: "
+                "no comparison method fits",
+                model,
+                objective.name,
+            )
+            return []
+        kind: Literal["paired", "delong"] = "paired" if paired else "delong"
+        shadow = {v.version: v for v in self.store.list_versions(model, stage="shadow")}
+        existing = {
+            t.challenger_version: t
+            for t in self.comparisons.list_tests(
+                model, kind=kind, champion_version=champion.version
+            )
+        }
+        k = max(len(set(shadow) | set(existing)), 1)
+        correction = settings.correction if paired else "bonferroni"
+        tests = dict(existing)
+        for version in sorted(set(shadow) - set(existing)):
+            state = self._new_state(kind, settings, k, version)
+            tests[version], _ = self.comparisons.get_or_create_test(
+                model=model,
+                kind=kind,
+                champion_version=champion.version,
+                challenger_version=version,
+                correction=correction,
+                state=state,
+            )
+        results: list[ComparisonResult] = []
+        pending: dict[int, tuple[ComparisonTestRow, list[str], LookValues, dict[str, Any]]] = {}
+        p_values: dict[int, float] = {}
+        for version, test in sorted(tests.items()):
+            if test.status == "open" and version not in shadow:
+                closed = self.comparisons.finish_test(
+                    test.id, status="closed", outcome={"reason": "challenger left shadow"}
+                )
+                results.append(self._result(closed, None, 0, "closed"))
+                continue
+            last = self.comparisons.latest_look(test.id)
+            p_values[version] = last.p_value if last is not None else 1.0
+            if test.status != "open":
+                continue
+            try:
+                if kind == "paired":
+                    update = self._paired_update(model, champion, test, objective, settings)
+                else:
+                    update = self._delong_update(model, champion, test, settings, k)
+            except (StatsError, ObjectiveError) as exc:
+                logger.warning(
+                    "model=%s comparison of v%d against v%d cannot look: %s",
+                    model,
+                    version,
+                    champion.version,
+                    exc,
+                )
+                results.append(self._result(test, None, 0, "none", (str(exc),)))
+                continue
+            if update is None:
+                results.append(self._result(test, None, 0, "none"))
+                continue
+            pending[version] = (test, *update)
+            p_values[version] = update[1].p_value
+        by_name = {str(v): p for v, p in p_values.items()}
+        adjusted_by_name = adjust(by_name, method=correction) if by_name else {}
+        adjusted = {int(name): p for name, p in adjusted_by_name.items()}
+        for version, (test, consumed, look, state) in pending.items():
+            if kind == "paired":
+                decision = "continue"
+                if look.n >= settings.min_n and adjusted[version] <= settings.alpha:
+                    better = look.estimate is not None and look.estimate < 0
+                    decision = "challenger_better" if better else "challenger_worse"
+                look = _with(look, adjusted=adjusted[version], decision=decision, k=k)
+                status: Literal["open", "decided", "closed"] = (
+                    "open" if decision == "continue" else "decided"
+                )
+            else:
+                status = "open" if look.decision == "continue" else "decided"
+                if status == "open" and test.looks + 1 >= settings.delong_looks:
+                    status = "closed"  # every planned look spent without a difference
+            try:
+                saved = self.comparisons.record_look(
+                    test, consumed=consumed, look=look, state=state, status=status
+                )
+            except ConflictError as exc:
+                logger.warning("model=%s %s", model, exc.message)
+                continue
+            look_row = self.comparisons.latest_look(saved.id)
+            results.append(self._result(saved, look_row, len(consumed), "none"))
+        # Act on decided tests (new ones, and ones whose action did not happen yet).
+        final: list[ComparisonResult] = []
+        for result in results:
+            test = self.comparisons.get_test(result.test_id)
+            if test.status == "decided" and _needs_action(test):
+                action, detail = self._act(model, champion, test, settings, blocked=blocked)
+                result = replace(result, action=action, detail=detail)
+            final.append(result)
+        for test in tests.values():
+            current = self.comparisons.get_test(test.id)
+            if current.status == "decided" and _needs_action(current):
+                if all(r.test_id != current.id for r in final):
+                    action, detail = self._act(model, champion, current, settings, blocked=blocked)
+                    final.append(self._result(current, None, 0, action, detail))
+        return final
+
+    def _new_state(
+        self, kind: str, settings: ComparisonConfig, k: int, version: int
+    ) -> dict[str, Any]:
+        if kind == "paired":
+            test = PairedSequentialTest(
+                alpha=settings.alpha / k,
+                method=settings.method,
+                planned_n=settings.planned_n,
+                min_n=settings.min_n,
+                mixing_sd=settings.mixing_sd,
+                bootstrap_resamples=settings.bootstrap_resamples,
+                seed=settings.seed + version,
+            )
+            return _stateless(test.to_dict())
+        return {
+            "format_version": 1,
+            "kind": "group_sequential_delong",
+            "alpha": settings.alpha / k,
+            "planned_looks": settings.delong_looks,
+            "look_every": settings.delong_look_every,
+        }
+
+    def _paired_update(
+        self,
+        model: str,
+        champion: VersionRow,
+        test: ComparisonTestRow,
+        objective: Objective,
+        settings: ComparisonConfig,
+    ) -> tuple[list[str], LookValues, dict[str, Any]] | None:
+        batch = self.comparisons.read_labelled(
+            model=model,
+            answered_by=champion.version,
+            paired_with=test.challenger_version,
+            unconsumed_by=test.id,
+            limit=settings.max_batch,
+        )
+        if not batch.request_ids:
+            return None
+        sequential = PairedSequentialTest.from_dict(test.state)
+        if batch.n_rows == 0:
+            return None
+        assert batch.paired is not None
+        d = paired_differences(objective, batch.labels, batch.answer, batch.paired)
+        look = sequential.update(d)
+        values = LookValues(
+            method=sequential.method,
+            n=look.n,
+            estimate=look.estimate,
+            ci_low=look.ci_low,
+            ci_high=look.ci_high,
+            p_value=look.p_value,
+            adjusted_p_value=look.p_value,
+            decision=look.decision,
+            fixed_t_p=look.fixed_t_p,
+            bootstrap_ci=look.bootstrap_ci,
+            correction=test.correction,
+        )
+        return list(batch.request_ids), values, _stateless(sequential.to_dict())
+
+    def _delong_update(
+        self,
+        model: str,
+        champion: VersionRow,
+        test: ComparisonTestRow,
+        settings: ComparisonConfig,
+        k: int,
+    ) -> tuple[list[str], LookValues, dict[str, Any]] | None:
+        state = test.state
+        wanted = int(state["look_every"]) * (test.looks + 1) - test.n
+        fresh = self.comparisons.read_labelled(
+            model=model,
+            answered_by=champion.version,
+            paired_with=test.challenger_version,
+            unconsumed_by=test.id,
+            limit=wanted,
+        )
+        if len(fresh.request_ids) < wanted:
+            return None  # the next planned look is not due yet
+        seen = self.comparisons.read_labelled(
+            model=model,
+            answered_by=champion.version,
+            paired_with=test.challenger_version,
+            consumed_by=test.id,
+        )
+        gsd = GroupSequentialDeLong(
+            alpha=float(state["alpha"]), planned_looks=int(state["planned_looks"])
+        )
+        assert seen.paired is not None and fresh.paired is not None
+        looks_of_rows = seen.looks[seen.rows] if seen.looks is not None else np.empty(0, int)
+        for j in range(1, test.looks + 1):  # replay the looks already taken
+            mask = looks_of_rows <= j
+            gsd.look(
+                seen.labels[mask],
+                positive_proba(seen.answer[mask]),
+                positive_proba(seen.paired[mask]),
+            )
+        result: GroupSequentialLook = gsd.look(
+            np.concatenate([seen.labels, fresh.labels]),
+            positive_proba(np.concatenate([seen.answer, fresh.answer])),
+            positive_proba(np.concatenate([seen.paired, fresh.paired])),
+        )
+        values = LookValues(
+            method="group_sequential_delong",
+            n=test.n + len(fresh.request_ids),
+            estimate=result.estimate,
+            ci_low=None,
+            ci_high=None,
+            p_value=result.p_value,
+            adjusted_p_value=min(1.0, result.p_value * k),
+            decision=result.decision,
+            correction="bonferroni",
+            family_size=k,
+        )
+        return list(fresh.request_ids), values, dict(state)
+
+    # -- acting on decisions --------------------------------------------------------------------
+    def guardrails(
+        self, model: str, champion: VersionRow, challenger: int, settings: ComparisonConfig
+    ) -> GuardrailResult:
+        """The serving guardrails of ``challenger`` against ``champion`` as recorded now."""
+        rules = settings.guardrails
+        target = self.store.get_version(model, challenger)
+        violations: list[str] = []
+        latencies = self.store.latencies(model, since=target.created_at)
+        p99: dict[int, float] = {}
+        for version in (champion.version, challenger):
+            values = latencies.get(version, np.empty(0))
+            if values.size >= rules.min_latency_samples:
+                p99[version] = max(float(np.quantile(values, 0.99)), 1e-9)
+        latency_rules = rules.max_latency_p99_ratio is not None or rules.max_latency_p99_s
+        if latency_rules and len(p99) < 2:
+            counts = {
+                v: int(latencies.get(v, np.empty(0)).size) for v in (champion.version, challenger)
+            }
+            violations.append(
+                f"latency: need {rules.min_latency_samples} recorded latencies per version "
+                f"since v{challenger} was registered, got {counts}"
+            )
+        memory = {v.version: v.load_memory_bytes for v in (champion, target)}
+        memory_rules = rules.max_memory_ratio is not None or rules.max_memory_bytes is not None
+        if memory_rules and any(not m for m in memory.values()):
+            violations.append(f"memory: load memory not measured for every version: {memory}")
+        parity = float(target.details.get("parity_error", 0.0) or 0.0)
+        result = check_guardrails(
+            rules.limits(),
+            champion=ServingProfile(
+                latency_p99_s=p99.get(champion.version, 1.0),
+                memory_bytes=memory[champion.version] or 1,
+            ),
+            challenger=ServingProfile(
+                latency_p99_s=p99.get(challenger, 1.0),
+                memory_bytes=memory[challenger] or 1,
+            ),
+            parity_error=parity,
+        )
+        measured = [
+            v
+            for v in result.violations
+            if not (v.startswith("max_latency") and len(p99) < 2)
+            and not (v.startswith("max_memory") and any(not m for m in memory.values()))
+        ]
+        violations += measured
+        return GuardrailResult(passed=not violations, violations=tuple(violations))
+
+    def _act(
+        self,
+        model: str,
+        champion: VersionRow,
+        test: ComparisonTestRow,
+        settings: ComparisonConfig,
+        *,
+        blocked: bool,
+    ) -> tuple[Action, tuple[str, ...]]:
+        look = self.comparisons.latest_look(test.id)
+        evidence: dict[str, Any] = {
+            "test_id": test.id,
+            "kind": test.kind,
+            "champion_version": test.champion_version,
+            "challenger_version": test.challenger_version,
+            "n": test.n,
+            "correction": test.correction,
+        }
+        if look is not None:
+            evidence.update(
+                method=look.method,
+                estimate=look.estimate,
+                ci=[look.ci_low, look.ci_high],
+                p_value=look.p_value,
+                adjusted_p_value=look.adjusted_p_value,
+                family_size=look.family_size,
+            )
+        if test.decision == "challenger_worse":
+            outcome = self.dispatcher.handle(
+                model, "challenger_worse", evidence, dedupe_key=f"comparison:{test.id}"
+            )
+            self.comparisons.finish_test(
+                test.id, status="decided", outcome={"action": "notified", "trigger": outcome.action}
+            )
+            return "notified", (outcome.describe(),)
+        if test.champion_version != champion.version:
+            self.comparisons.finish_test(
+                test.id,
+                status="closed",
+                outcome={"action": "closed", "reason": "the champion changed before promotion"},
+            )
+            return "closed", ("the champion changed before promotion",)
+        if blocked:
+            first = test.outcome is None
+            self.comparisons.finish_test(
+                test.id, status="decided", outcome={"action": "blocked_srm"}
+            )
+            if first:
+                self.store.add_event(
+                    model=model,
+                    type="promotion_blocked",
+                    payload={**evidence, "reason": "sample ratio mismatch in the live split"},
+                )
+            return "blocked_srm", ("sample ratio mismatch in the live split",)
+        guard = self.guardrails(model, champion, test.challenger_version, settings)
+        evidence["guardrails"] = {"passed": guard.passed, "violations": list(guard.violations)}
+        outcome = self.dispatcher.handle(
+            model, "challenger_better", evidence, dedupe_key=f"comparison:{test.id}", actor=ACTOR
+        )
+        if outcome.action != "promote" or outcome.status != "taken":
+            self.comparisons.finish_test(
+                test.id, status="decided", outcome={"action": "notified", "trigger": outcome.action}
+            )
+            return "notified", (outcome.describe(),)
+        if not guard.passed:
+            self.store.add_event(
+                model=model,
+                type="promotion_refused",
+                payload={**evidence, "violations": list(guard.violations)},
+            )
+            self.comparisons.finish_test(
+                test.id,
+                status="decided",
+                outcome={"action": "refused", "violations": list(guard.violations)},
+            )
+            logger.warning(
+                "model=%s v%d won but breaks guardrails: %s",
+                model,
+                test.challenger_version,
+                "; ".join(guard.violations),
+            )
+            return "refused", guard.violations
+        reason = (
+            f"comparison {test.id}: v{test.challenger_version} beat v{test.champion_version} "
+            f"({test.kind}, n={test.n}, p={evidence.get('adjusted_p_value')})"
+        )
+        from tunewatch import _governance as governance
+
+        try:
+            promoted = governance.promote(
+                self.store,
+                self.config,
+                model,
+                test.challenger_version,
+                actor=ACTOR,
+                reason=reason,
+            )
+        except ConflictError as exc:
+            logger.warning(
+                "model=%s promotion of v%d failed: %s", model, test.challenger_version, exc.message
+            )
+            self.store.add_event(
+                model=model,
+                type="promotion_failed",
+                payload={**evidence, "error": exc.message, "code": exc.code},
+            )
+            self.comparisons.finish_test(
+                test.id,
+                status="decided",
+                outcome={"action": "promotion_failed", "error": exc.message},
+            )
+            return "promotion_failed", (exc.message,)
+        if promoted.status == "pending_approval":
+            assert promoted.approval is not None
+            self.comparisons.finish_test(
+                test.id,
+                status="decided",
+                outcome={"action": "pending_approval", "approval": promoted.approval.id},
+            )
+            return "pending_approval", promoted.approval.rules
+        self.comparisons.finish_test(
+            test.id, status="decided", outcome={"action": "promoted", "guardrails": "passed"}
+        )
+        if self.on_lineup_change is not None:
+            self.on_lineup_change(model)
+        return "promoted", (reason,)
+
+    # -- rollback watch -------------------------------------------------------------------------
+    def _watch(
+        self, model: str, rules: RollbackWatchConfig, objective: Objective, max_batch: int
+    ) -> ComparisonResult | None:
+        events = self.store.list_events(model=model, type="promoted", limit=1)
+        if not events or events[0].payload.get("previous") is None:
+            return None
+        promotion = events[0]
+        version = int(promotion.payload["version"])
+        previous = int(promotion.payload["previous"])
+        promoted_at = promotion.created_at
+        existing = [
+            t
+            for t in self.comparisons.list_tests(model, kind="rollback_watch")
+            if t.champion_version == previous and t.challenger_version == version
+        ]
+        if existing:
+            test = existing[0]
+        else:
+            baseline = self.comparisons.read_labelled(
+                model=model,
+                answered_by=previous,
+                received_before=promoted_at,
+                newest_first=True,
+                limit=rules.baseline_requests,
+            )
+            sequential = TwoSampleSequentialTest(
+                alpha=rules.alpha,
+                method=rules.method,
+                planned_n=max(rules.watch_requests, rules.min_n),
+                min_n=rules.min_n,
+            )
+            if baseline.n_rows >= rules.min_n:
+                losses = objective.per_request_loss(baseline.labels, baseline.answer)
+                sequential.update(champion=np.asarray(losses, dtype=np.float64))
+            test, created = self.comparisons.get_or_create_test(
+                model=model,
+                kind="rollback_watch",
+                champion_version=previous,
+                challenger_version=version,
+                correction=None,
+                state={
+                    **sequential.to_dict(),
+                    "promoted_at": promoted_at.isoformat(),
+                    "baseline_n": baseline.n_rows,
+                },
+            )
+            if created and baseline.n_rows < rules.min_n:
+                why = (
+                    f"v{previous} recorded only {baseline.n_rows} labelled rows before the "
+                    f"promotion (need {rules.min_n}): nothing to compare with"
+                )
+                test = self.comparisons.finish_test(
+                    test.id, status="closed", outcome={"action": "closed", "reason": why}
+                )
+                logger.info("model=%s rollback watch of v%d: %s", model, version, why)
+                return self._result(test, None, 0, "closed", (why,))
+        if test.status != "open":
+            return None
+        champion = self.store.champion(model)
+        if champion is None or champion.version != version:
+            closed = self.comparisons.finish_test(
+                test.id,
+                status="closed",
+                outcome={"action": "closed", "reason": "the champion changed during the watch"},
+            )
+            return self._result(closed, None, 0, "closed")
+        sequential = TwoSampleSequentialTest.from_dict(
+            {k: v for k, v in test.state.items() if k not in ("promoted_at", "baseline_n")}
+        )
+        history = sequential.history
+        watched = history[-1].n_challenger if history else 0
+        over = rules.watch_s is not None and self.clock() - promoted_at >= timedelta(
+            seconds=rules.watch_s
+        )
+        if watched >= rules.watch_requests or over:
+            passed = self.comparisons.finish_test(
+                test.id,
+                status="closed",
+                outcome={"action": "watch_passed", "n": watched},
+            )
+            return self._result(passed, None, 0, "watch_passed")
+        batch = self.comparisons.read_labelled(
+            model=model,
+            answered_by=version,
+            received_from=promoted_at,
+            unconsumed_by=test.id,
+            limit=min(max_batch, rules.watch_requests - watched),
+        )
+        if batch.n_rows == 0:
+            return self._result(test, None, 0, "none")
+        losses = objective.per_request_loss(batch.labels, batch.answer)
+        look = sequential.update(challenger=np.asarray(losses, dtype=np.float64))
+        status: Literal["open", "decided", "closed"] = "open"
+        if look.decision == "challenger_worse":
+            status = "decided"
+        elif look.decision == "challenger_better":
+            status = "closed"
+        state = {
+            **sequential.to_dict(),
+            "promoted_at": test.state["promoted_at"],
+            "baseline_n": test.state["baseline_n"],
+        }
+        try:
+            saved = self.comparisons.record_look(
+                test,
+                consumed=list(batch.request_ids),
+                look=_watch_values(look, rules.method),
+                state=state,
+                status=status,
+            )
+        except ConflictError as exc:
+            logger.warning("model=%s %s", model, exc.message)
+            return None
+        look_row = self.comparisons.latest_look(saved.id)
+        if status == "closed":
+            saved = self.comparisons.finish_test(
+                saved.id,
+                status="closed",
+                outcome={"action": "watch_passed", "n": look.n_challenger},
+            )
+            return self._result(saved, look_row, len(batch.request_ids), "watch_passed")
+        if status == "open":
+            return self._result(saved, look_row, len(batch.request_ids), "none")
+        return self._rollback(model, saved, look_row, len(batch.request_ids))
+
+    def _rollback(
+        self, model: str, test: ComparisonTestRow, look: ComparisonLookRow | None, fed: int
+    ) -> ComparisonResult:
+        evidence: dict[str, Any] = {
+            "test_id": test.id,
+            "version": test.challenger_version,
+            "previous": test.champion_version,
+            "baseline_n": test.state.get("baseline_n"),
+        }
+        if look is not None:
+            evidence.update(
+                method=look.method,
+                n=look.n,
+                estimate=look.estimate,
+                ci=[look.ci_low, look.ci_high],
+                p_value=look.p_value,
+            )
+        reason = (
+            f"rollback watch {test.id}: v{test.challenger_version}'s realised loss is worse than "
+            f"v{test.champion_version}'s before the promotion"
+        )
+        try:
+            restored, rolled = self.store.rollback(model, actor=ACTOR, reason=reason)
+        except ConflictError as exc:
+            logger.warning(
+                "model=%s rollback of v%d failed (%s): %s",
+                model,
+                test.challenger_version,
+                exc.code,
+                exc.message,
+            )
+            self.store.add_event(
+                model=model,
+                type="rollback_failed",
+                payload={**evidence, "error": exc.message, "code": exc.code},
+            )
+            failed = self.comparisons.finish_test(
+                test.id,
+                status="decided",
+                outcome={"action": "rollback_failed", "error": exc.message, "code": exc.code},
+            )
+            return self._result(failed, look, fed, "rollback_failed", (exc.message,))
+        self.store.add_event(
+            model=model,
+            type="rollback_triggered",
+            payload={**evidence, "restored": restored.version, "rolled_back": rolled.version},
+        )
+        done = self.comparisons.finish_test(
+            test.id,
+            status="decided",
+            outcome={"action": "rolled_back", "restored": restored.version},
+        )
+        if self.on_lineup_change is not None:
+            self.on_lineup_change(model)
+        logger.warning(
+            "model=%s rolled back v%d to v%d: %s", model, rolled.version, restored.version, reason
+        )
+        return self._result(done, look, fed, "rolled_back", (reason,))
+
+    def _split_since(self, model: str, split: SplitConfig) -> datetime | None:
+        if split.start is not None:
+            return split.start
+        try:
+            return self.store.get_version(model, split.challenger).created_at
+        except LookupError:
+            return None
+
+    @staticmethod
+    def _result(
+        test: ComparisonTestRow,
+        look: ComparisonLookRow | None,
+        fed: int,
+        action: Action,
+        detail: tuple[str, ...] = (),
+    ) -> ComparisonResult:
+        return ComparisonResult(
+            model=test.model,
+            kind=test.kind,
+            test_id=test.id,
+            champion_version=test.champion_version,
+            challenger_version=test.challenger_version,
+            status=test.status,
+            decision=test.decision,
+            correction=test.correction,
+            fed=fed,
+            look=look,
+            action=action,
+            detail=detail,
+        )
+
+
+def _needs_action(test: ComparisonTestRow) -> bool:
+    """Decided tests act once; a promotion blocked by a sample-ratio mismatch retries."""
+    return test.outcome is None or test.outcome.get("action") == "blocked_srm"
+
+
+def _with(look: LookValues, *, adjusted: float, decision: str, k: int) -> LookValues:
+    return LookValues(
+        method=look.method,
+        n=look.n,
+        estimate=look.estimate,
+        ci_low=look.ci_low,
+        ci_high=look.ci_high,
+        p_value=look.p_value,
+        adjusted_p_value=adjusted,
+        decision=decision,
+        fixed_t_p=look.fixed_t_p,
+        bootstrap_ci=look.bootstrap_ci,
+        correction=look.correction,
+        family_size=k,
+    )
+
+
+def _watch_values(look: TwoSampleLook, method: str) -> LookValues:
+    return LookValues(
+        method=method,
+        n=int(look.n_challenger),
+        estimate=look.estimate,
+        ci_low=look.ci_low,
+        ci_high=look.ci_high,
+        p_value=look.p_value,
+        adjusted_p_value=look.p_value,
+        decision=look.decision,
+        fixed_t_p=look.fixed_t_p,
+    )

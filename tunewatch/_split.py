@@ -1,0 +1,143 @@
+"""Live splits: which version answers a request, and the sample-ratio check of the split.
+
+A live split sends ``percent`` % of units (users, accounts … whatever the caller's unit key
+names) to one challenger, stickily: :func:`shadow.stats.assign` hashes the salt and the key,
+so a unit sees the same version on every request and every replica. Requests without a
+unit key are answered by the champion (there is no unit to keep sticky).
+
+What the inference path must record for the sample-ratio check: a request the split
+challenger answers is written with the challenger's output (any role, normally
+``"challenger"``) and **no** output in role ``"champion"``; a request the champion answers
+keeps its ``"champion"`` output (challengers may still shadow it). The check counts
+requests, not units: with many requests per unit it is conservative only if units are
+small; record one request per unit per period for an exact unit-level check.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shadow.stats import SRMResult, assign, srm_check
+
+if TYPE_CHECKING:  # _config nests SplitConfig: import nothing that imports _config
+    from tunewatch._actions import ActionOutcome, Dispatcher
+    from tunewatch.store._comparisons import ComparisonStore, SplitCheckRow
+
+logger = logging.getLogger(__name__)
+
+
+class SplitConfig(BaseModel):
+    """A live split: ``percent`` % of units answered by version ``challenger``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    challenger: int = Field(ge=1)
+    percent: float = Field(gt=0, lt=100)
+    salt: str = Field(min_length=1, description="one per experiment; a new salt reshuffles")
+    # Requests received from here on belong to the split (default: since the challenger
+    # version was registered).
+    start: datetime | None = None
+
+    @field_validator("salt")
+    @classmethod
+    def _short_salt(cls, value: str) -> str:
+        size = len(value.encode("utf-8"))
+        if size > 64:
+            raise ValueError(f"`salt` must be at most 64 bytes, got {size}")
+        return value
+
+    @field_validator("start")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.utcoffset() is None:
+            raise ValueError(f"`start` must carry a time zone, got {value.isoformat()}")
+        return value
+
+
+def route(lineup_versions: Sequence[int], split: SplitConfig | None, unit_key: str | None) -> int:
+    """The version that answers: ``lineup_versions`` is the champion first, then the shadow
+    challengers. The split challenger answers for its share of unit keys while it is in
+    the lineup; the champion answers everything else."""
+    if not lineup_versions:
+        raise ValueError("`lineup_versions` must name the champion first, got an empty lineup")
+    champion = lineup_versions[0]
+    if split is None or unit_key is None or split.challenger not in lineup_versions[1:]:
+        return champion
+    arm = assign(unit_key, salt=split.salt, percent=split.percent)
+    return split.challenger if arm == "challenger" else champion
+
+
+def check_split(
+    comparisons: ComparisonStore,
+    dispatcher: Dispatcher,
+    model: str,
+    *,
+    champion_version: int,
+    split: SplitConfig,
+    since: datetime | None,
+    alpha: float = 0.001,
+    min_requests: int = 100,
+) -> SplitCheckRow | None:
+    """Count the requests each arm answered since the split began, run the chi-square
+    sample-ratio check and store it; a new mismatch raises ``srm_detected`` through the
+    dispatcher (once per mismatch episode, not every tick). ``None`` while fewer than
+    ``min_requests`` requests were split."""
+    start = split.start or since
+    n_champion, n_challenger = comparisons.count_split_arms(
+        model=model,
+        champion_version=champion_version,
+        challenger_version=split.challenger,
+        since=start,
+    )
+    if n_champion + n_challenger < min_requests:
+        return None
+    result: SRMResult = srm_check(n_champion, n_challenger, split.percent / 100.0, alpha=alpha)
+    previous = comparisons.latest_split_check(
+        model, salt=split.salt, challenger_version=split.challenger
+    )
+    row = comparisons.add_split_check(
+        model=model,
+        champion_version=champion_version,
+        challenger_version=split.challenger,
+        salt=split.salt,
+        percent=split.percent,
+        n_champion=n_champion,
+        n_challenger=n_challenger,
+        chi2=result.chi2,
+        p_value=result.p_value,
+        mismatch=result.mismatch,
+    )
+    if result.mismatch and (previous is None or not previous.mismatch):
+        outcome: ActionOutcome = dispatcher.handle(
+            model,
+            "srm_detected",
+            {
+                "champion_version": champion_version,
+                "challenger_version": split.challenger,
+                "salt": split.salt,
+                "expected_share": result.expected_share,
+                "observed_share": result.observed_share,
+                "n_champion": n_champion,
+                "n_challenger": n_challenger,
+                "chi2": result.chi2,
+                "p_value": result.p_value,
+                "alpha": alpha,
+            },
+            dedupe_key=f"srm:{model}:{split.salt}:{row.id}",
+        )
+        logger.warning(
+            "model=%s split v%d: sample ratio mismatch (%d/%d, expected share %.3f, p=%.3g) -> %s",
+            model,
+            split.challenger,
+            n_champion,
+            n_challenger,
+            result.expected_share,
+            result.p_value,
+            outcome.describe(),
+        )
+    return row
