@@ -18,7 +18,7 @@ from tunewatch._errors import TunewatchError
 from tunewatch._registry import Reference, Registry, VersionMetadata, feature_names_from
 
 if TYPE_CHECKING:
-    from tunewatch._comparison import ComparisonRunner
+    from tunewatch.comparison import ComparisonRunner
     from tunewatch.store import Store
     from tunewatch.store._comparisons import ComparisonLookRow
 
@@ -398,7 +398,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _comparison_runner(config: Config, store: Store) -> ComparisonRunner:
     from monitor import ServingMetrics
     from tunewatch._actions import Dispatcher
-    from tunewatch._comparison import ComparisonRunner
+    from tunewatch.comparison import ComparisonRunner
 
     metrics = ServingMetrics()
     return ComparisonRunner(

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tunewatch._comparison import ComparisonConfig
+from tunewatch.comparison import ComparisonConfig
 from tunewatch._errors import ConfigError
 
 CONFIG_VERSION = 1

@@ -14,7 +14,7 @@ from monitor import ServingMetrics
 from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._auth import Authenticator, hash_token
-from tunewatch._comparison import ComparisonRunner
+from tunewatch.comparison import ComparisonRunner
 from tunewatch._config import ENV_ADMIN_TOKEN, Config, ModelConfig
 from tunewatch._errors import NotFoundError
 from tunewatch._evaluation import Evaluator

@@ -18,7 +18,7 @@ from shadow import OnnxModel
 from shadow.stats import PairedSequentialTest
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tunewatch import _governance as governance
-from tunewatch._comparison import ComparisonConfig, ComparisonRunner, GuardrailSettings
+from tunewatch.comparison import ComparisonConfig, ComparisonRunner, GuardrailSettings
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel, example_data

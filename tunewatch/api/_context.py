@@ -8,7 +8,7 @@ from starlette.requests import Request
 
 from tunewatch._actions import Dispatcher
 from tunewatch._auth import Authenticator, AuthError, Principal
-from tunewatch._comparison import ComparisonRunner
+from tunewatch.comparison import ComparisonRunner
 from tunewatch._evaluation import Evaluator
 from tunewatch._registry import Registry
 from tunewatch._runtime import ScoringRuntime

@@ -25,25 +25,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from monitor import ServingMetrics
 from monitor.objectives import Objective, ObjectiveError, make_objective, positive_proba
 from shadow.stats import (
     GroupSequentialDeLong,
     GroupSequentialLook,
-    GuardrailConfig,
     GuardrailResult,
     PairedSequentialTest,
     ServingProfile,
     StatsError,
-    TwoSampleLook,
-    TwoSampleSequentialTest,
     adjust,
     check_guardrails,
     paired_differences,
@@ -56,126 +52,24 @@ from tunewatch.store._comparisons import (
     ComparisonStore,
     ComparisonTestRow,
     LookValues,
-    SplitCheckRow,
 )
 
 if TYPE_CHECKING:  # _config nests ComparisonConfig: import nothing that imports _config
     from tunewatch._actions import Dispatcher
     from tunewatch._config import Config
 
+
+from tunewatch.comparison._config import ComparisonConfig
+from tunewatch.comparison._results import (
+    ACTOR,
+    Action,
+    ChallengerSummary,
+    ComparisonResult,
+    make_result,
+)
+from tunewatch.comparison._watch import RollbackWatch
+
 logger = logging.getLogger(__name__)
-
-ACTOR = "tunewatch"
-Action = Literal[
-    "none",
-    "promoted",
-    "pending_approval",
-    "refused",
-    "blocked_srm",
-    "notified",
-    "promotion_failed",
-    "rolled_back",
-    "rollback_failed",
-    "watch_passed",
-    "closed",
-]
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class GuardrailSettings(_Frozen):
-    """Serving limits a winning challenger must also meet (see ``GuardrailConfig``).
-    Ratios compare with the champion; ``None`` switches a rule off. Latency is the p99
-    of the latencies recorded since the challenger was registered; with fewer than
-    ``min_latency_samples`` per version the latency rules refuse (nothing measured)."""
-
-    max_latency_p99_ratio: float | None = Field(default=1.2, gt=0)
-    max_latency_p99_s: float | None = Field(default=None, gt=0)
-    max_memory_ratio: float | None = Field(default=1.5, gt=0)
-    max_memory_bytes: int | None = Field(default=None, gt=0)
-    max_parity_error: float | None = Field(default=1e-4, gt=0)
-    min_latency_samples: int = Field(default=20, ge=1)
-
-    def limits(self) -> GuardrailConfig:
-        return GuardrailConfig(
-            max_latency_p99_ratio=self.max_latency_p99_ratio,
-            max_latency_p99_s=self.max_latency_p99_s,
-            max_memory_ratio=self.max_memory_ratio,
-            max_memory_bytes=self.max_memory_bytes,
-            max_parity_error=self.max_parity_error,
-        )
-
-
-class RollbackWatchConfig(_Frozen):
-    """After a promotion, compare the new champion's realised per-request losses with the
-    previous champion's over its last ``baseline_requests`` labelled requests; the watch
-    ends (passed) after ``watch_requests`` labelled requests or ``watch_s`` seconds."""
-
-    enabled: bool = True
-    baseline_requests: int = Field(default=1000, ge=2)
-    watch_requests: int = Field(default=5000, ge=1)
-    watch_s: float | None = Field(default=None, gt=0)
-    alpha: float = Field(default=0.05, gt=0, lt=1)
-    method: Literal["confidence_sequence", "msprt"] = "confidence_sequence"
-    min_n: int = Field(default=30, ge=2)
-
-
-class ComparisonConfig(_Frozen):
-    """How shadow challengers are compared with the champion (nested per model as
-    ``comparison:``)."""
-
-    enabled: bool = True
-    interval_s: float = Field(default=300.0, gt=0)
-    alpha: float = Field(default=0.05, gt=0, lt=1)
-    method: Literal["confidence_sequence", "msprt"] = "confidence_sequence"
-    # Holm on the always-valid p-values (default) or Bonferroni; each test's interval is
-    # tuned at alpha / k for the k challengers present when it started. Group-sequential
-    # DeLong tests always use Bonferroni (their p-values are not always valid).
-    correction: Literal["holm", "bonferroni"] = "holm"
-    planned_n: int = Field(default=1000, ge=2)
-    min_n: int = Field(default=30, ge=2)
-    mixing_sd: float | None = Field(default=None, gt=0)
-    bootstrap_resamples: int = Field(default=200, ge=0)
-    seed: int = 0
-    max_batch: int = Field(default=50_000, ge=1, description="requests fed per test per run")
-    delong_looks: int = Field(default=5, ge=1)
-    delong_look_every: int = Field(default=500, ge=10, description="requests between looks")
-    guardrails: GuardrailSettings = GuardrailSettings()
-    rollback: RollbackWatchConfig = RollbackWatchConfig()
-    split: SplitConfig | None = None
-    srm_alpha: float = Field(default=0.001, gt=0, lt=1)
-    srm_min_requests: int = Field(default=100, ge=2)
-
-
-@dataclass(frozen=True, slots=True)
-class ComparisonResult:
-    """What one run did for one test: its newest look (``None`` when nothing new was fed)
-    and the action taken on a decision."""
-
-    model: str
-    kind: str
-    test_id: int
-    champion_version: int
-    challenger_version: int
-    status: str
-    decision: str
-    correction: str | None
-    fed: int
-    look: ComparisonLookRow | None
-    action: Action = "none"
-    detail: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class ChallengerSummary:
-    """A test of the current champion as the API shows it."""
-
-    test: ComparisonTestRow
-    look: ComparisonLookRow | None
-    guardrails: GuardrailResult | None
-    split: SplitCheckRow | None
 
 
 def _utcnow() -> datetime:
@@ -213,6 +107,9 @@ class ComparisonRunner:
         self.clock = clock
         self.on_lineup_change = on_lineup_change
         self.comparisons = ComparisonStore(store)
+        self._rollback_watch = RollbackWatch(
+            store, self.comparisons, clock=clock, on_lineup_change=on_lineup_change
+        )
         self._settings = dict(settings or {})
 
     # -- configuration ----------------------------------------------------------------------
@@ -237,7 +134,9 @@ class ComparisonRunner:
         objective = self._objective(model)
         results: list[ComparisonResult] = []
         if settings.rollback.enabled and objective.has_per_request_loss:
-            watch = self._watch(model, settings.rollback, objective, settings.max_batch)
+            watch = self._rollback_watch.run(
+                model, settings.rollback, objective, settings.max_batch
+            )
             if watch is not None:
                 results.append(watch)
         champion = self.store.champion(model)
@@ -347,7 +246,7 @@ class ComparisonRunner:
                 closed = self.comparisons.finish_test(
                     test.id, status="closed", outcome={"reason": "challenger left shadow"}
                 )
-                results.append(self._result(closed, None, 0, "closed"))
+                results.append(make_result(closed, None, 0, "closed"))
                 continue
             last = self.comparisons.latest_look(test.id)
             p_values[version] = last.p_value if last is not None else 1.0
@@ -366,10 +265,10 @@ class ComparisonRunner:
                     champion.version,
                     exc,
                 )
-                results.append(self._result(test, None, 0, "none", (str(exc),)))
+                results.append(make_result(test, None, 0, "none", (str(exc),)))
                 continue
             if update is None:
-                results.append(self._result(test, None, 0, "none"))
+                results.append(make_result(test, None, 0, "none"))
                 continue
             pending[version] = (test, *update)
             p_values[version] = update[1].p_value
@@ -398,7 +297,7 @@ class ComparisonRunner:
                 logger.warning("model=%s %s", model, exc.message)
                 continue
             look_row = self.comparisons.latest_look(saved.id)
-            results.append(self._result(saved, look_row, len(consumed), "none"))
+            results.append(make_result(saved, look_row, len(consumed), "none"))
         # Act on decided tests (new ones, and ones whose action did not happen yet).
         final: list[ComparisonResult] = []
         for result in results:
@@ -412,7 +311,7 @@ class ComparisonRunner:
             if current.status == "decided" and _needs_action(current):
                 if all(r.test_id != current.id for r in final):
                     action, detail = self._act(model, champion, current, settings, blocked=blocked)
-                    final.append(self._result(current, None, 0, action, detail))
+                    final.append(make_result(current, None, 0, action, detail))
         return final
 
     def _new_state(
@@ -708,189 +607,6 @@ class ComparisonRunner:
         return "promoted", (reason,)
 
     # -- rollback watch -------------------------------------------------------------------------
-    def _watch(
-        self, model: str, rules: RollbackWatchConfig, objective: Objective, max_batch: int
-    ) -> ComparisonResult | None:
-        events = self.store.list_events(model=model, type="promoted", limit=1)
-        if not events or events[0].payload.get("previous") is None:
-            return None
-        promotion = events[0]
-        version = int(promotion.payload["version"])
-        previous = int(promotion.payload["previous"])
-        promoted_at = promotion.created_at
-        existing = [
-            t
-            for t in self.comparisons.list_tests(model, kind="rollback_watch")
-            if t.champion_version == previous and t.challenger_version == version
-        ]
-        if existing:
-            test = existing[0]
-        else:
-            baseline = self.comparisons.read_labelled(
-                model=model,
-                answered_by=previous,
-                received_before=promoted_at,
-                newest_first=True,
-                limit=rules.baseline_requests,
-            )
-            sequential = TwoSampleSequentialTest(
-                alpha=rules.alpha,
-                method=rules.method,
-                planned_n=max(rules.watch_requests, rules.min_n),
-                min_n=rules.min_n,
-            )
-            if baseline.n_rows >= rules.min_n:
-                losses = objective.per_request_loss(baseline.labels, baseline.answer)
-                sequential.update(champion=np.asarray(losses, dtype=np.float64))
-            test, created = self.comparisons.get_or_create_test(
-                model=model,
-                kind="rollback_watch",
-                champion_version=previous,
-                challenger_version=version,
-                correction=None,
-                state={
-                    **sequential.to_dict(),
-                    "promoted_at": promoted_at.isoformat(),
-                    "baseline_n": baseline.n_rows,
-                },
-            )
-            if created and baseline.n_rows < rules.min_n:
-                why = (
-                    f"v{previous} recorded only {baseline.n_rows} labelled rows before the "
-                    f"promotion (need {rules.min_n}): nothing to compare with"
-                )
-                test = self.comparisons.finish_test(
-                    test.id, status="closed", outcome={"action": "closed", "reason": why}
-                )
-                logger.info("model=%s rollback watch of v%d: %s", model, version, why)
-                return self._result(test, None, 0, "closed", (why,))
-        if test.status != "open":
-            return None
-        champion = self.store.champion(model)
-        if champion is None or champion.version != version:
-            closed = self.comparisons.finish_test(
-                test.id,
-                status="closed",
-                outcome={"action": "closed", "reason": "the champion changed during the watch"},
-            )
-            return self._result(closed, None, 0, "closed")
-        sequential = TwoSampleSequentialTest.from_dict(
-            {k: v for k, v in test.state.items() if k not in ("promoted_at", "baseline_n")}
-        )
-        history = sequential.history
-        watched = history[-1].n_challenger if history else 0
-        over = rules.watch_s is not None and self.clock() - promoted_at >= timedelta(
-            seconds=rules.watch_s
-        )
-        if watched >= rules.watch_requests or over:
-            passed = self.comparisons.finish_test(
-                test.id,
-                status="closed",
-                outcome={"action": "watch_passed", "n": watched},
-            )
-            return self._result(passed, None, 0, "watch_passed")
-        batch = self.comparisons.read_labelled(
-            model=model,
-            answered_by=version,
-            received_from=promoted_at,
-            unconsumed_by=test.id,
-            limit=min(max_batch, rules.watch_requests - watched),
-        )
-        if batch.n_rows == 0:
-            return self._result(test, None, 0, "none")
-        losses = objective.per_request_loss(batch.labels, batch.answer)
-        look = sequential.update(challenger=np.asarray(losses, dtype=np.float64))
-        status: Literal["open", "decided", "closed"] = "open"
-        if look.decision == "challenger_worse":
-            status = "decided"
-        elif look.decision == "challenger_better":
-            status = "closed"
-        state = {
-            **sequential.to_dict(),
-            "promoted_at": test.state["promoted_at"],
-            "baseline_n": test.state["baseline_n"],
-        }
-        try:
-            saved = self.comparisons.record_look(
-                test,
-                consumed=list(batch.request_ids),
-                look=_watch_values(look, rules.method),
-                state=state,
-                status=status,
-            )
-        except ConflictError as exc:
-            logger.warning("model=%s %s", model, exc.message)
-            return None
-        look_row = self.comparisons.latest_look(saved.id)
-        if status == "closed":
-            saved = self.comparisons.finish_test(
-                saved.id,
-                status="closed",
-                outcome={"action": "watch_passed", "n": look.n_challenger},
-            )
-            return self._result(saved, look_row, len(batch.request_ids), "watch_passed")
-        if status == "open":
-            return self._result(saved, look_row, len(batch.request_ids), "none")
-        return self._rollback(model, saved, look_row, len(batch.request_ids))
-
-    def _rollback(
-        self, model: str, test: ComparisonTestRow, look: ComparisonLookRow | None, fed: int
-    ) -> ComparisonResult:
-        evidence: dict[str, Any] = {
-            "test_id": test.id,
-            "version": test.challenger_version,
-            "previous": test.champion_version,
-            "baseline_n": test.state.get("baseline_n"),
-        }
-        if look is not None:
-            evidence.update(
-                method=look.method,
-                n=look.n,
-                estimate=look.estimate,
-                ci=[look.ci_low, look.ci_high],
-                p_value=look.p_value,
-            )
-        reason = (
-            f"rollback watch {test.id}: v{test.challenger_version}'s realised loss is worse than "
-            f"v{test.champion_version}'s before the promotion"
-        )
-        try:
-            restored, rolled = self.store.rollback(model, actor=ACTOR, reason=reason)
-        except ConflictError as exc:
-            logger.warning(
-                "model=%s rollback of v%d failed (%s): %s",
-                model,
-                test.challenger_version,
-                exc.code,
-                exc.message,
-            )
-            self.store.add_event(
-                model=model,
-                type="rollback_failed",
-                payload={**evidence, "error": exc.message, "code": exc.code},
-            )
-            failed = self.comparisons.finish_test(
-                test.id,
-                status="decided",
-                outcome={"action": "rollback_failed", "error": exc.message, "code": exc.code},
-            )
-            return self._result(failed, look, fed, "rollback_failed", (exc.message,))
-        self.store.add_event(
-            model=model,
-            type="rollback_triggered",
-            payload={**evidence, "restored": restored.version, "rolled_back": rolled.version},
-        )
-        done = self.comparisons.finish_test(
-            test.id,
-            status="decided",
-            outcome={"action": "rolled_back", "restored": restored.version},
-        )
-        if self.on_lineup_change is not None:
-            self.on_lineup_change(model)
-        logger.warning(
-            "model=%s rolled back v%d to v%d: %s", model, rolled.version, restored.version, reason
-        )
-        return self._result(done, look, fed, "rolled_back", (reason,))
 
     def _split_since(self, model: str, split: SplitConfig) -> datetime | None:
         if split.start is not None:
@@ -899,29 +615,6 @@ class ComparisonRunner:
             return self.store.get_version(model, split.challenger).created_at
         except LookupError:
             return None
-
-    @staticmethod
-    def _result(
-        test: ComparisonTestRow,
-        look: ComparisonLookRow | None,
-        fed: int,
-        action: Action,
-        detail: tuple[str, ...] = (),
-    ) -> ComparisonResult:
-        return ComparisonResult(
-            model=test.model,
-            kind=test.kind,
-            test_id=test.id,
-            champion_version=test.champion_version,
-            challenger_version=test.challenger_version,
-            status=test.status,
-            decision=test.decision,
-            correction=test.correction,
-            fed=fed,
-            look=look,
-            action=action,
-            detail=detail,
-        )
 
 
 def _needs_action(test: ComparisonTestRow) -> bool:
@@ -943,18 +636,4 @@ def _with(look: LookValues, *, adjusted: float, decision: str, k: int) -> LookVa
         bootstrap_ci=look.bootstrap_ci,
         correction=look.correction,
         family_size=k,
-    )
-
-
-def _watch_values(look: TwoSampleLook, method: str) -> LookValues:
-    return LookValues(
-        method=method,
-        n=int(look.n_challenger),
-        estimate=look.estimate,
-        ci_low=look.ci_low,
-        ci_high=look.ci_high,
-        p_value=look.p_value,
-        adjusted_p_value=look.p_value,
-        decision=look.decision,
-        fixed_t_p=look.fixed_t_p,
     )

@@ -1,0 +1,56 @@
+"""The whole loop in-process (no external binaries): what `make demo` runs, asserted.
+
+History study -> serving -> concept change -> drift over consecutive windows -> a queued
+re-tuning job -> a warm-started study in a worker process -> a shadow challenger -> a
+paired always-valid comparison -> promotion -> the promoted version's report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tunewatch._demo import MODEL, run_demo
+from tunewatch.store import Store
+
+
+@pytest.mark.slow
+def test_events_run_in_order_from_drift_to_promotion_and_the_report_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "demo"
+    assert run_demo(data_dir=data) == 0
+    out = capsys.readouterr().out
+    assert "drift detected        : window" in out
+    assert "warm-started study    : credit-job2 from ['credit-job1']" in out
+    assert "promoted challenger   : v3 replaced v2" in out
+
+    store = Store(f"sqlite:///{data / 'tunewatch.db'}")
+    try:
+        events = list(reversed(store.list_events(model=MODEL, limit=500)))
+        types = [e.type for e in events]
+        drift = types.index("drift_detected")
+        retune = next(i for i, e in enumerate(events) if i > drift and e.type == "action_taken"
+                      and e.payload["action"] == "retune")
+        registered = next(i for i, e in enumerate(events) if i > retune
+                          and e.type == "challenger_registered")
+        better = types.index("challenger_better", registered)
+        promoted = next(i for i, e in enumerate(events) if i > better and e.type == "promoted")
+        assert drift < retune < registered < better < promoted
+        assert events[registered].payload["warm_start"][0] == "combined"
+        assert events[better].payload["challenger_version"] == 3
+        assert events[promoted].payload == {**events[promoted].payload, "version": 3,
+                                            "previous": 2}
+        champion = store.champion(MODEL)
+        assert champion is not None and champion.version == 3
+        job = store.get_job(events[retune].payload["job"])
+        assert job.trigger["event"] == "drift_detected" and job.status == "succeeded"
+        assert job.worker is not None  # a worker process ran it
+        assert store.verify_audit() is None
+    finally:
+        store.close()
+    report = data / "reports" / f"{MODEL}-v3.md"
+    assert report.exists() and (data / "reports" / f"{MODEL}-v3.html").exists()
+    text = report.read_text()
+    assert "drift_detected" in text and "challenger_better" in text and "| promote |" in text

@@ -1,0 +1,84 @@
+"""How shadow challengers are compared with the champion: nested per model as
+``comparison:`` in the daemon's configuration."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shadow.stats import (
+    GuardrailConfig,
+)
+from tunewatch._split import SplitConfig
+
+if TYPE_CHECKING:  # _config nests ComparisonConfig: import nothing that imports _config
+    pass
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GuardrailSettings(_Frozen):
+    """Serving limits a winning challenger must also meet (see ``GuardrailConfig``).
+    Ratios compare with the champion; ``None`` switches a rule off. Latency is the p99
+    of the latencies recorded since the challenger was registered; with fewer than
+    ``min_latency_samples`` per version the latency rules refuse (nothing measured)."""
+
+    max_latency_p99_ratio: float | None = Field(default=1.2, gt=0)
+    max_latency_p99_s: float | None = Field(default=None, gt=0)
+    max_memory_ratio: float | None = Field(default=1.5, gt=0)
+    max_memory_bytes: int | None = Field(default=None, gt=0)
+    max_parity_error: float | None = Field(default=1e-4, gt=0)
+    min_latency_samples: int = Field(default=20, ge=1)
+
+    def limits(self) -> GuardrailConfig:
+        return GuardrailConfig(
+            max_latency_p99_ratio=self.max_latency_p99_ratio,
+            max_latency_p99_s=self.max_latency_p99_s,
+            max_memory_ratio=self.max_memory_ratio,
+            max_memory_bytes=self.max_memory_bytes,
+            max_parity_error=self.max_parity_error,
+        )
+
+
+class RollbackWatchConfig(_Frozen):
+    """After a promotion, compare the new champion's realised per-request losses with the
+    previous champion's over its last ``baseline_requests`` labelled requests; the watch
+    ends (passed) after ``watch_requests`` labelled requests or ``watch_s`` seconds."""
+
+    enabled: bool = True
+    baseline_requests: int = Field(default=1000, ge=2)
+    watch_requests: int = Field(default=5000, ge=1)
+    watch_s: float | None = Field(default=None, gt=0)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    method: Literal["confidence_sequence", "msprt"] = "confidence_sequence"
+    min_n: int = Field(default=30, ge=2)
+
+
+class ComparisonConfig(_Frozen):
+    """How shadow challengers are compared with the champion (nested per model as
+    ``comparison:``)."""
+
+    enabled: bool = True
+    interval_s: float = Field(default=300.0, gt=0)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    method: Literal["confidence_sequence", "msprt"] = "confidence_sequence"
+    # Holm on the always-valid p-values (default) or Bonferroni; each test's interval is
+    # tuned at alpha / k for the k challengers present when it started. Group-sequential
+    # DeLong tests always use Bonferroni (their p-values are not always valid).
+    correction: Literal["holm", "bonferroni"] = "holm"
+    planned_n: int = Field(default=1000, ge=2)
+    min_n: int = Field(default=30, ge=2)
+    mixing_sd: float | None = Field(default=None, gt=0)
+    bootstrap_resamples: int = Field(default=200, ge=0)
+    seed: int = 0
+    max_batch: int = Field(default=50_000, ge=1, description="requests fed per test per run")
+    delong_looks: int = Field(default=5, ge=1)
+    delong_look_every: int = Field(default=500, ge=10, description="requests between looks")
+    guardrails: GuardrailSettings = GuardrailSettings()
+    rollback: RollbackWatchConfig = RollbackWatchConfig()
+    split: SplitConfig | None = None
+    srm_alpha: float = Field(default=0.001, gt=0, lt=1)
+    srm_min_requests: int = Field(default=100, ge=2)

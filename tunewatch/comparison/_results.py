@@ -1,0 +1,80 @@
+"""What a comparison run reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from shadow.stats import GuardrailResult
+from tunewatch.store._comparisons import (
+    ComparisonLookRow,
+    ComparisonTestRow,
+    SplitCheckRow,
+)
+
+ACTOR = "tunewatch"
+Action = Literal[
+    "none",
+    "promoted",
+    "pending_approval",
+    "refused",
+    "blocked_srm",
+    "notified",
+    "promotion_failed",
+    "rolled_back",
+    "rollback_failed",
+    "watch_passed",
+    "closed",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ComparisonResult:
+    """What one run did for one test: its newest look (``None`` when nothing new was fed)
+    and the action taken on a decision."""
+
+    model: str
+    kind: str
+    test_id: int
+    champion_version: int
+    challenger_version: int
+    status: str
+    decision: str
+    correction: str | None
+    fed: int
+    look: ComparisonLookRow | None
+    action: Action = "none"
+    detail: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengerSummary:
+    """A test of the current champion as the API shows it."""
+
+    test: ComparisonTestRow
+    look: ComparisonLookRow | None
+    guardrails: GuardrailResult | None
+    split: SplitCheckRow | None
+
+
+def make_result(
+    test: ComparisonTestRow,
+    look: ComparisonLookRow | None,
+    fed: int,
+    action: Action,
+    detail: tuple[str, ...] = (),
+) -> ComparisonResult:
+    return ComparisonResult(
+        model=test.model,
+        kind=test.kind,
+        test_id=test.id,
+        champion_version=test.champion_version,
+        challenger_version=test.challenger_version,
+        status=test.status,
+        decision=test.decision,
+        correction=test.correction,
+        fed=fed,
+        look=look,
+        action=action,
+        detail=detail,
+    )
