@@ -95,7 +95,7 @@ def _lua(workdir: Path, token: str) -> Path:
     body = json.dumps(
         {"inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": x[0].tolist()}]}
     )
-    script = workdir / "post.lua"
+    script = workdir / f"post-{hash_token(token)[:12]}.lua"
     script.write_text(
         'wrk.method = "POST"\n'
         f"wrk.body = {json.dumps(body)}\n"

@@ -17,8 +17,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from tunewatch.comparison import ComparisonConfig
 from tunewatch._errors import ConfigError
+from tunewatch.comparison import ComparisonConfig
 
 CONFIG_VERSION = 1
 ENV_STORE_URL = "TUNEWATCH_STORE_URL"

@@ -14,7 +14,6 @@ from monitor import ServingMetrics
 from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._auth import Authenticator, hash_token
-from tunewatch.comparison import ComparisonRunner
 from tunewatch._config import ENV_ADMIN_TOKEN, Config, ModelConfig
 from tunewatch._errors import NotFoundError
 from tunewatch._evaluation import Evaluator
@@ -26,6 +25,7 @@ from tunewatch._scheduler import PerModelJob, Scheduler, Task
 from tunewatch._tuning import JobLauncher
 from tunewatch.api import AppContext, create_asgi
 from tunewatch.api._front import InferenceFront
+from tunewatch.comparison import ComparisonRunner
 from tunewatch.store import Store
 
 logger = logging.getLogger(__name__)

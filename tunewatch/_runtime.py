@@ -34,6 +34,7 @@ from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
 from tunewatch._errors import NotFoundError
 from tunewatch._recorder import Recorder
+from tunewatch._split import SplitConfig, route
 from tunewatch.store import ModelRow, OutputRecord, RequestRecord, Source, Store, VersionRow
 from tunewatch.store import Role as OutputRole
 
@@ -47,6 +48,7 @@ class ServedModel:
     row: ModelRow
     ranges: tuple[FeatureRange | None, ...] | None
     deployment: Deployment
+    split: SplitConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +114,13 @@ class ScoringRuntime:
         served = self._models.get(name)
         if served is None or served.row != row:
             deployment = served.deployment if served is not None else Deployment(name)
-            served = ServedModel(row=row, ranges=self._ranges(row), deployment=deployment)
+            cfg = self.config.model(row.name)
+            served = ServedModel(
+                row=row,
+                ranges=self._ranges(row),
+                deployment=deployment,
+                split=cfg.comparison.split if cfg is not None else None,
+            )
             self._models[name] = served
         served.deployment.set_lineup(champion, challengers)
         if champion is not None:
@@ -201,8 +209,20 @@ class ScoringRuntime:
             )
         return version.model.signature
 
-    def score(self, served: ServedModel, x: np.ndarray, *, version: int | None = None) -> Scored:
-        """Score validated rows with the champion (or a named version)."""
+    def score(
+        self,
+        served: ServedModel,
+        x: np.ndarray,
+        *,
+        version: int | None = None,
+        unit_key: str | None = None,
+    ) -> Scored:
+        """Score validated rows with the champion (or a named version).
+
+        With a live split configured, the split challenger answers for its share of unit
+        keys (sticky by hash) and the other challengers shadow; the champion then does not
+        score the request at all, so both arms are recorded as what answered.
+        """
         lineup = served.deployment.lineup  # read once: one champion per request
         if version is None:
             chosen = lineup.champion
@@ -211,6 +231,15 @@ class ScoringRuntime:
                     f"model {served.row.name!r} has no champion", code="model_not_ready"
                 )
             challengers = lineup.challengers
+            split = served.split
+            if split is not None and any(c.version == split.challenger for c in challengers):
+                # The split arms stay unpaired: the split challenger never shadows.
+                answering = route(
+                    [chosen.version, *(c.version for c in challengers)], split, unit_key
+                )
+                if answering != chosen.version:
+                    chosen = next(c for c in challengers if c.version == answering)
+                challengers = tuple(c for c in challengers if c.version != split.challenger)
         else:
             try:
                 chosen = served.deployment.get(version)

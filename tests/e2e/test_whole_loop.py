@@ -31,17 +31,20 @@ def test_events_run_in_order_from_drift_to_promotion_and_the_report_exists(
         events = list(reversed(store.list_events(model=MODEL, limit=500)))
         types = [e.type for e in events]
         drift = types.index("drift_detected")
-        retune = next(i for i, e in enumerate(events) if i > drift and e.type == "action_taken"
-                      and e.payload["action"] == "retune")
-        registered = next(i for i, e in enumerate(events) if i > retune
-                          and e.type == "challenger_registered")
+        retune = next(
+            i
+            for i, e in enumerate(events)
+            if i > drift and e.type == "action_taken" and e.payload["action"] == "retune"
+        )
+        registered = next(
+            i for i, e in enumerate(events) if i > retune and e.type == "challenger_registered"
+        )
         better = types.index("challenger_better", registered)
         promoted = next(i for i, e in enumerate(events) if i > better and e.type == "promoted")
         assert drift < retune < registered < better < promoted
         assert events[registered].payload["warm_start"][0] == "combined"
         assert events[better].payload["challenger_version"] == 3
-        assert events[promoted].payload == {**events[promoted].payload, "version": 3,
-                                            "previous": 2}
+        assert events[promoted].payload == {**events[promoted].payload, "version": 3, "previous": 2}
         champion = store.champion(MODEL)
         assert champion is not None and champion.version == 3
         job = store.get_job(events[retune].payload["job"])

@@ -18,10 +18,10 @@ from shadow import OnnxModel
 from shadow.stats import PairedSequentialTest
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tunewatch import _governance as governance
-from tunewatch.comparison import ComparisonConfig, ComparisonRunner, GuardrailSettings
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel, example_data
+from tunewatch.comparison import ComparisonConfig, ComparisonRunner, GuardrailSettings
 from tunewatch.store import LabelItem, OutputRecord, RequestRecord, Store
 
 # A challenger scoring the true probabilities beats the logistic champion by ~0.05 nats

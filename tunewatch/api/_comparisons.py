@@ -9,9 +9,9 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from tunewatch.comparison import ChallengerSummary, ComparisonResult, ComparisonRunner
 from tunewatch.api._context import context
 from tunewatch.api._models import Limit, Operator, Reader
+from tunewatch.comparison import ChallengerSummary, ComparisonResult, ComparisonRunner
 from tunewatch.store._comparisons import ComparisonLookRow, ComparisonTestRow
 
 router = APIRouter(prefix="/v1")

@@ -8,10 +8,10 @@ from starlette.requests import Request
 
 from tunewatch._actions import Dispatcher
 from tunewatch._auth import Authenticator, AuthError, Principal
-from tunewatch.comparison import ComparisonRunner
 from tunewatch._evaluation import Evaluator
 from tunewatch._registry import Registry
 from tunewatch._runtime import ScoringRuntime
+from tunewatch.comparison import ComparisonRunner
 
 
 @dataclass(frozen=True, slots=True)

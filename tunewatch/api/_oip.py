@@ -79,8 +79,9 @@ def _shape(raw: Any) -> tuple[int, ...]:
 
 def decode_infer_request(
     body: bytes, header_length: int | None, signature: Signature
-) -> tuple[str, np.ndarray, list[str] | None]:
-    """Turn an OIP request (JSON or binary extension) into ``(id, rows, output names)``."""
+) -> tuple[str, np.ndarray, list[str] | None, str | None]:
+    """Turn an OIP request (JSON or binary extension) into ``(id, rows, output names,
+    unit key)``; the unit key (request ``parameters.unit_key``) makes live splits sticky."""
     if header_length is None:
         json_part, binary = body, b""
     else:
@@ -175,7 +176,15 @@ def decode_infer_request(
             raise ApiError(
                 400, "unknown_output", f"unknown outputs {unknown}; the model has {sorted(known)}"
             )
-    return request_id, array, names
+    params = req.get("parameters") or {}
+    unit = params.get("unit_key") if isinstance(params, dict) else None
+    if unit is not None and (not isinstance(unit, str) or not 0 < len(unit) <= MAX_ID_LENGTH):
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"`parameters.unit_key` must be a string of 1–{MAX_ID_LENGTH} characters",
+        )
+    return request_id, array, names, unit
 
 
 def encode_outputs(outputs: dict[str, np.ndarray], names: list[str] | None) -> list[dict[str, Any]]:
@@ -226,9 +235,11 @@ async def infer(
                 400, "invalid_binary", "Inference-Header-Content-Length must be an integer"
             )
         length = int(header_length)
-    request_id, array, names = decode_infer_request(body, length, ctx.runtime.signature(served))
+    request_id, array, names, unit_key = decode_infer_request(
+        body, length, ctx.runtime.signature(served)
+    )
     x = ctx.runtime.validate(served, array)
-    scored = ctx.runtime.score(served, x, version=version)
+    scored = ctx.runtime.score(served, x, version=version, unit_key=unit_key)
     encoded = encode_outputs(scored.outputs, names)
     if ctx.recording:
         role: OutputRole = "champion" if scored.version.role == "champion" else "challenger"

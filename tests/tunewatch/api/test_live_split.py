@@ -1,0 +1,72 @@
+"""A live split through the inference path: sticky by unit key, both arms recorded as
+what answered, the split challenger never shadowing."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.tunewatch.conftest import MODEL, Running, make_daemon
+from tunewatch._background import BackgroundServer
+from tunewatch._example import ExampleModel
+
+ROW = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]
+
+
+@pytest.fixture
+def split(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Running]:
+    daemon, tokens = make_daemon(
+        tmp_path,
+        trained,
+        extra={
+            "scheduler": {"enabled": False},
+            "models": [
+                {
+                    "name": MODEL,
+                    "task": "binary",
+                    "comparison": {"split": {"challenger": 2, "percent": 30, "salt": "exp-1"}},
+                }
+            ],
+        },
+    )
+    with BackgroundServer(daemon.app) as server:
+        yield Running(daemon=daemon, server=server, tokens=tokens)
+    daemon.close()
+
+
+def test_units_stick_to_their_arm_and_each_request_records_what_answered(split: Running) -> None:
+    answered: dict[str, set[str]] = {}
+    with httpx.Client(base_url=split.url, headers=split.auth("scorer")) as c:
+        for i in range(400):
+            unit = f"customer-{i % 100}"
+            body = {
+                "id": f"r{i}",
+                "parameters": {"unit_key": unit},
+                "inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": ROW}],
+            }
+            r = c.post(f"/v2/models/{MODEL}/infer", json=body)
+            assert r.status_code == 200, r.text
+            answered.setdefault(unit, set()).add(r.json()["model_version"])
+    assert all(len(v) == 1 for v in answered.values())  # sticky
+    share = Counter(next(iter(v)) for v in answered.values())
+    assert 15 <= share["2"] <= 45  # 30 % of 100 units, give or take the hash
+    store = split.daemon.store
+    for i in (0, 1, 2, 3, 4, 5, 6, 7):
+        roles = {(o.version, o.role) for o in store.get_outputs(MODEL, f"r{i}")}
+        assert roles in ({(1, "champion")}, {(2, "challenger")}), roles
+
+
+def test_requests_without_a_unit_key_go_to_the_champion(split: Running) -> None:
+    body = {"inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": ROW}]}
+    r = httpx.post(f"{split.url}/v2/models/{MODEL}/infer", json=body, headers=split.auth("scorer"))
+    assert r.json()["model_version"] == "1"
+    bad = httpx.post(
+        f"{split.url}/v2/models/{MODEL}/infer",
+        json={**body, "parameters": {"unit_key": 7}},
+        headers=split.auth("scorer"),
+    )
+    assert bad.status_code == 400 and bad.json()["code"] == "invalid_request"

@@ -1,0 +1,316 @@
+"""Server-side SVG charts: no JavaScript, no external assets.
+
+Every mark carries ``data-*`` attributes with the values it draws, so tests (and curious
+users) can read the numbers back from the rendered page.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from html import escape
+
+WIDTH = 720
+HEIGHT = 260
+PAD_LEFT = 64
+PAD_RIGHT = 16
+PAD_TOP = 16
+PAD_BOTTOM = 36
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
+
+
+def _num(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def _fmt(value: float) -> str:
+    """A short human label for an axis tick or a tooltip."""
+    if value == 0 or not math.isfinite(value):
+        return "0" if value == 0 else str(value)
+    magnitude = abs(value)
+    if magnitude >= 1000 or magnitude < 0.001:
+        return f"{value:.2e}"
+    return f"{value:.3g}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Scale:
+    lo: float
+    hi: float
+    out_lo: float
+    out_hi: float
+
+    @classmethod
+    def of(cls, values: Sequence[float], out_lo: float, out_hi: float) -> _Scale:
+        finite = [v for v in values if math.isfinite(v)]
+        lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
+        if hi - lo < 1e-12:
+            lo, hi = lo - 0.5, hi + 0.5
+        return cls(lo, hi, out_lo, out_hi)
+
+    def __call__(self, value: float) -> float:
+        return self.out_lo + (value - self.lo) / (self.hi - self.lo) * (self.out_hi - self.out_lo)
+
+
+def _clock(value: float) -> str:
+    return datetime.fromtimestamp(value, UTC).strftime("%m-%d %H:%M")
+
+
+def _frame(
+    x: _Scale,
+    y: _Scale,
+    *,
+    x_label: str,
+    y_label: str,
+    label: str,
+    body: list[str],
+    x_ticks: Callable[[float], str] | None = _fmt,
+) -> str:
+    ticks = []
+    for i in range(5):
+        value = y.lo + (y.hi - y.lo) * i / 4
+        py = y(value)
+        ticks.append(
+            f'<line x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{_num(py)}" y2="{_num(py)}" '
+            f'class="grid"/><text x="{PAD_LEFT - 6}" y="{_num(py + 4)}" '
+            f'text-anchor="end">{escape(_fmt(value))}</text>'
+        )
+    for i in range(5 if x_ticks is not None else 0):
+        assert x_ticks is not None
+        value = x.lo + (x.hi - x.lo) * i / 4
+        px = x(value)
+        ticks.append(
+            f'<text x="{_num(px)}" y="{HEIGHT - PAD_BOTTOM + 16}" '
+            f'text-anchor="middle">{escape(x_ticks(value))}</text>'
+        )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{escape(label)}" '
+        f'class="chart">'
+        f"<title>{escape(label)}</title>"
+        f'<g class="axes">{"".join(ticks)}'
+        f'<line x1="{PAD_LEFT}" x2="{PAD_LEFT}" y1="{PAD_TOP}" y2="{HEIGHT - PAD_BOTTOM}" '
+        f'class="axis"/>'
+        f'<line x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{HEIGHT - PAD_BOTTOM}" '
+        f'y2="{HEIGHT - PAD_BOTTOM}" class="axis"/>'
+        f'<text x="{(PAD_LEFT + WIDTH - PAD_RIGHT) / 2}" y="{HEIGHT - 4}" '
+        f'text-anchor="middle" class="label">{escape(x_label)}</text>'
+        f'<text x="12" y="{PAD_TOP + 4}" class="label">{escape(y_label)}</text></g>'
+        f"{''.join(body)}</svg>"
+    )
+
+
+def _empty(label: str) -> str:
+    return f'<p class="empty" data-chart="{escape(label)}">No data yet.</p>'
+
+
+@dataclass(frozen=True, slots=True)
+class Look:
+    """One point of an always-valid interval over time (``None`` bounds: unbounded)."""
+
+    n: float
+    estimate: float | None
+    low: float | None
+    high: float | None
+    decision: str
+
+
+def interval_chart(looks: Sequence[Look], *, decided_at: int | None, label: str) -> str:
+    """The estimate and its confidence sequence against n: a band, a line, a zero line and
+    a marker at the look that decided (index ``decided_at`` into ``looks``)."""
+    drawn = [lk for lk in looks if lk.estimate is not None]
+    if not drawn:
+        return _empty(label)
+    bounded = [lk for lk in drawn if lk.low is not None and lk.high is not None]
+    values = [lk.estimate for lk in drawn if lk.estimate is not None] + [0.0]
+    for lk in bounded:
+        values += [lk.low or 0.0, lk.high or 0.0]
+    x = _Scale.of([lk.n for lk in drawn], PAD_LEFT, WIDTH - PAD_RIGHT)
+    y = _Scale.of(values, HEIGHT - PAD_BOTTOM, PAD_TOP)
+    body: list[str] = []
+    if len(bounded) >= 2:
+        upper = " ".join(f"{_num(x(lk.n))},{_num(y(lk.high or 0.0))}" for lk in bounded)
+        lower = " ".join(
+            f"{_num(x(lk.n))},{_num(y(lk.low or 0.0))}" for lk in reversed(bounded)
+        )
+        body.append(f'<polygon class="band" points="{upper} {lower}"/>')
+    body.append(
+        f'<line class="zero" x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" '
+        f'y1="{_num(y(0.0))}" y2="{_num(y(0.0))}"/>'
+    )
+    line = " ".join(f"{_num(x(lk.n))},{_num(y(lk.estimate or 0.0))}" for lk in drawn)
+    body.append(f'<polyline class="estimate" points="{line}"/>')
+    marks = []
+    for lk in looks:
+        if lk.estimate is None:
+            continue
+        width = "" if lk.low is None or lk.high is None else _fmt(lk.high - lk.low)
+        marks.append(
+            f'<circle class="look" cx="{_num(x(lk.n))}" cy="{_num(y(lk.estimate))}" r="2" '
+            f'data-n="{lk.n:g}" data-estimate="{lk.estimate!r}" '
+            f'data-low="{"" if lk.low is None else repr(lk.low)}" '
+            f'data-high="{"" if lk.high is None else repr(lk.high)}" '
+            f'data-width="{width}" data-decision="{escape(lk.decision)}">'
+            f"<title>n={lk.n:g} estimate={_fmt(lk.estimate)} "
+            f"[{'' if lk.low is None else _fmt(lk.low)}, "
+            f"{'' if lk.high is None else _fmt(lk.high)}]</title></circle>"
+        )
+    body.append(f'<g class="looks">{"".join(marks)}</g>')
+    if decided_at is not None and looks[decided_at].estimate is not None:
+        lk = looks[decided_at]
+        px, py = x(lk.n), y(lk.estimate or 0.0)
+        body.append(
+            f'<g class="decision-marker" data-n="{lk.n:g}" data-decision="{escape(lk.decision)}">'
+            f'<line x1="{_num(px)}" x2="{_num(px)}" y1="{PAD_TOP}" y2="{HEIGHT - PAD_BOTTOM}"/>'
+            f'<circle cx="{_num(px)}" cy="{_num(py)}" r="6"/>'
+            f'<text x="{_num(px + 8)}" y="{PAD_TOP + 12}">{escape(lk.decision)} at n={lk.n:g}'
+            f"</text></g>"
+        )
+    return _frame(x, y, x_label="n (labelled pairs)", y_label="estimate", label=label, body=body)
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    name: str
+    x: Sequence[float]
+    y: Sequence[float | None]
+
+
+def line_chart(
+    series: Sequence[Series], *, x_label: str, y_label: str, label: str, x_time: bool = False
+) -> str:
+    """Lines (gaps where a value is missing) with a legend; with ``x_time`` x is epoch
+    seconds, labelled as UTC clock times."""
+    xs = [v for s in series for v in s.x]
+    ys = [v for s in series for v in s.y if v is not None]
+    if not xs or not ys:
+        return _empty(label)
+    x = _Scale.of(xs, PAD_LEFT, WIDTH - PAD_RIGHT)
+    y = _Scale.of(ys, HEIGHT - PAD_BOTTOM, PAD_TOP)
+    body: list[str] = []
+    for i, s in enumerate(series):
+        colour = PALETTE[i % len(PALETTE)]
+        segments: list[list[str]] = [[]]
+        for px, py in zip(s.x, s.y, strict=True):
+            if py is None or not math.isfinite(py):
+                segments.append([])
+                continue
+            segments[-1].append(f"{_num(x(px))},{_num(y(py))}")
+        for seg in segments:
+            if len(seg) == 1:
+                cx, cy = seg[0].split(",")
+                body.append(f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{colour}"/>')
+            elif seg:
+                body.append(
+                    f'<polyline class="series" stroke="{colour}" points="{" ".join(seg)}"/>'
+                )
+        body.append(
+            f'<g class="legend" data-series="{escape(s.name)}" data-points="{len(s.x)}">'
+            f'<rect x="{PAD_LEFT + 8 + 150 * i}" y="{PAD_TOP}" width="10" height="10" '
+            f'fill="{colour}"/><text x="{PAD_LEFT + 22 + 150 * i}" y="{PAD_TOP + 9}">'
+            f"{escape(s.name)}</text></g>"
+        )
+    return _frame(
+        x,
+        y,
+        x_label=x_label,
+        y_label=y_label,
+        label=label,
+        body=body,
+        x_ticks=_clock if x_time else _fmt,
+    )
+
+
+def heatmap(
+    rows: Sequence[str],
+    columns: Sequence[str],
+    cells: Sequence[Sequence[float | None]],
+    *,
+    flagged: Sequence[Sequence[bool]],
+    label: str,
+) -> str:
+    """``cells[row][column]`` in [0, 1] as colour (``None``: not computed); flagged cells
+    (drifted) get an outline."""
+    if not rows or not columns:
+        return _empty(label)
+    left, top = 140, 8
+    cell_w = max(1.0, (WIDTH - left - PAD_RIGHT) / len(columns))
+    cell_h = 18
+    height = top + cell_h * len(rows) + 40
+    parts = []
+    for r, name in enumerate(rows):
+        y = top + r * cell_h
+        parts.append(
+            f'<text x="{left - 6}" y="{y + 13}" text-anchor="end">{escape(name[:20])}</text>'
+        )
+        for c, value in enumerate(cells[r]):
+            fill = "#eeeeee" if value is None else _heat(value)
+            outline = ' class="drifted" stroke="#000" stroke-width="1"' if flagged[r][c] else ""
+            parts.append(
+                f'<rect x="{_num(left + c * cell_w)}" y="{y}" width="{_num(cell_w + 0.3)}" '
+                f'height="{cell_h - 1}" fill="{fill}"{outline} data-feature="{escape(name)}" '
+                f'data-window="{escape(columns[c])}" '
+                f'data-value="{"" if value is None else f"{value:.4g}"}">'
+                f"<title>{escape(name)} @ {escape(columns[c])}: "
+                f"{'n/a' if value is None else f'{value:.3g}'}</title></rect>"
+            )
+    y_axis = top + cell_h * len(rows) + 14
+    parts.append(f'<text x="{left}" y="{y_axis}">{escape(columns[0])}</text>')
+    parts.append(
+        f'<text x="{WIDTH - PAD_RIGHT}" y="{y_axis}" text-anchor="end">'
+        f"{escape(columns[-1])}</text>"
+    )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
+        f'width="{WIDTH}" height="{height}" role="img" aria-label="{escape(label)}" '
+        f'class="chart heatmap" data-rows="{len(rows)}" data-columns="{len(columns)}">'
+        f"<title>{escape(label)}</title>{''.join(parts)}</svg>"
+    )
+
+
+def _heat(value: float) -> str:
+    """White (0) to red (1)."""
+    v = min(max(value, 0.0), 1.0)
+    other = int(round(255 * (1 - v)))
+    return f"#ff{other:02x}{other:02x}"
+
+
+def bar_chart(
+    groups: Sequence[str], series: Sequence[Series], *, y_label: str, label: str
+) -> str:
+    """Grouped bars: one group per label in ``groups``, one bar per series (``y`` aligned
+    with ``groups``)."""
+    values = [v for s in series for v in s.y if v is not None]
+    if not groups or not values:
+        return _empty(label)
+    y = _Scale.of([0.0, *values], HEIGHT - PAD_BOTTOM, PAD_TOP)
+    x = _Scale.of([0.0, float(len(groups))], PAD_LEFT, WIDTH - PAD_RIGHT)
+    group_w = x(1.0) - x(0.0)
+    bar_w = group_w * 0.8 / max(len(series), 1)
+    body = []
+    for g, name in enumerate(groups):
+        for i, s in enumerate(series):
+            value = s.y[g]
+            if value is None:
+                continue
+            px = x(float(g)) + group_w * 0.1 + i * bar_w
+            body.append(
+                f'<rect class="bar" x="{_num(px)}" y="{_num(y(value))}" width="{_num(bar_w)}" '
+                f'height="{_num(y(0.0) - y(value))}" fill="{PALETTE[i % len(PALETTE)]}" '
+                f'data-group="{escape(name)}" data-series="{escape(s.name)}" '
+                f'data-value="{value!r}"><title>{escape(name)} {escape(s.name)}: '
+                f"{_fmt(value)}</title></rect>"
+            )
+        body.append(
+            f'<text x="{_num(x(g + 0.5))}" y="{HEIGHT - PAD_BOTTOM + 16}" '
+            f'text-anchor="middle">{escape(name[:18])}</text>'
+        )
+    for i, s in enumerate(series):
+        body.append(
+            f'<rect x="{PAD_LEFT + 8 + 120 * i}" y="{PAD_TOP}" width="10" height="10" '
+            f'fill="{PALETTE[i % len(PALETTE)]}"/><text x="{PAD_LEFT + 22 + 120 * i}" '
+            f'y="{PAD_TOP + 9}">{escape(s.name)}</text>'
+        )
+    return _frame(x, y, x_label="", y_label=y_label, label=label, body=body, x_ticks=None)
