@@ -67,6 +67,7 @@ from tunewatch.comparison._results import (
     ComparisonResult,
     make_result,
 )
+from tunewatch.comparison._split_test import SplitTest
 from tunewatch.comparison._watch import RollbackWatch
 
 logger = logging.getLogger(__name__)
@@ -107,6 +108,11 @@ class ComparisonRunner:
         self.clock = clock
         self.on_lineup_change = on_lineup_change
         self.comparisons = ComparisonStore(store)
+        self._split_test = SplitTest(
+            store,
+            self.comparisons,
+            lambda m: self._split_since(m, self.settings(m).split),  # type: ignore[arg-type]
+        )
         self._rollback_watch = RollbackWatch(
             store, self.comparisons, clock=clock, on_lineup_change=on_lineup_change
         )
@@ -160,6 +166,14 @@ class ComparisonRunner:
                 )
             blocked = check is not None and check.mismatch
         results += self._compare(model, champion, objective, settings, blocked=blocked)
+        if settings.split is not None:
+            split_result = self._split_test.run(model, champion, objective, settings)
+            if split_result is not None:
+                test = self.comparisons.get_test(split_result.test_id)
+                if test.status == "decided" and _needs_action(test):
+                    action, detail = self._act(model, champion, test, settings, blocked=blocked)
+                    split_result = replace(split_result, action=action, detail=detail)
+                results.append(split_result)
         if self.metrics is not None:
             self.metrics.evaluations.labels(model, "comparison").inc()
         return results

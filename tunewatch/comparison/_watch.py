@@ -156,7 +156,7 @@ class RollbackWatch:
             saved = self.comparisons.record_look(
                 test,
                 consumed=list(batch.request_ids),
-                look=_watch_values(look, rules.method),
+                look=watch_values(look, rules.method),
                 state=state,
                 status=status,
             )
@@ -235,7 +235,7 @@ class RollbackWatch:
         return make_result(done, look, fed, "rolled_back", (reason,))
 
 
-def _watch_values(look: TwoSampleLook, method: str) -> LookValues:
+def watch_values(look: TwoSampleLook, method: str) -> LookValues:
     return LookValues(
         method=method,
         n=int(look.n_challenger),

@@ -43,7 +43,9 @@ def form_field(body: bytes, name: str) -> str:
     try:
         values = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10).get(name, [""])
     except ValueError as exc:
-        raise AuthError(f"the login form is malformed: {exc}", code="invalid_request", status=400) from exc
+        raise AuthError(
+            f"the login form is malformed: {exc}", code="invalid_request", status=400
+        ) from exc
     return values[0]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -537,8 +536,3 @@ def events(
 
 def _names(target: str, model: str) -> bool:
     return target == model or target.startswith((f"{model}:", f"{model}/", f"{model}@"))
-
-
-def known(values: Iterable[str], value: str | None) -> str | None:
-    """``value`` if it is one of ``values`` (filters from query strings), else ``None``."""
-    return value if value in set(values) else None

@@ -26,7 +26,9 @@ def downsample_indices(n: int, max_points: int = MAX_POINTS, keep: Iterable[int]
     return sorted({int(i) for i in even} | extra)
 
 
-def downsample(items: Sequence[T], max_points: int = MAX_POINTS, keep: Iterable[int] = ()) -> list[T]:
+def downsample(
+    items: Sequence[T], max_points: int = MAX_POINTS, keep: Iterable[int] = ()
+) -> list[T]:
     """The items at :func:`downsample_indices`."""
     return [items[i] for i in downsample_indices(len(items), max_points, keep)]
 

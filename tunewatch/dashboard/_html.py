@@ -88,7 +88,9 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, cls: str = "
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
     if not body:
         body = f'<tr><td colspan="{len(headers)}" class="muted">none</td></tr>'
-    return f'<table class="{escape(cls)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    return (
+        f'<table class="{escape(cls)}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    )
 
 
 def pre(value: Any) -> str:
@@ -108,7 +110,9 @@ def model_url(model: str, tab: str, query: Mapping[str, str | None] | None = Non
     return f"{url}?{urlencode(params)}" if params else url
 
 
-def shell(title: str, body: str, *, who: Principal | None, model: str | None = None, tab: str = "") -> str:
+def shell(
+    title: str, body: str, *, who: Principal | None, model: str | None = None, tab: str = ""
+) -> str:
     nav = ""
     if model is not None:
         links = "".join(

@@ -132,9 +132,7 @@ def interval_chart(looks: Sequence[Look], *, decided_at: int | None, label: str)
     body: list[str] = []
     if len(bounded) >= 2:
         upper = " ".join(f"{_num(x(lk.n))},{_num(y(lk.high or 0.0))}" for lk in bounded)
-        lower = " ".join(
-            f"{_num(x(lk.n))},{_num(y(lk.low or 0.0))}" for lk in reversed(bounded)
-        )
+        lower = " ".join(f"{_num(x(lk.n))},{_num(y(lk.low or 0.0))}" for lk in reversed(bounded))
         body.append(f'<polygon class="band" points="{upper} {lower}"/>')
     body.append(
         f'<line class="zero" x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" '
@@ -259,8 +257,7 @@ def heatmap(
     y_axis = top + cell_h * len(rows) + 14
     parts.append(f'<text x="{left}" y="{y_axis}">{escape(columns[0])}</text>')
     parts.append(
-        f'<text x="{WIDTH - PAD_RIGHT}" y="{y_axis}" text-anchor="end">'
-        f"{escape(columns[-1])}</text>"
+        f'<text x="{WIDTH - PAD_RIGHT}" y="{y_axis}" text-anchor="end">{escape(columns[-1])}</text>'
     )
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
@@ -277,9 +274,7 @@ def _heat(value: float) -> str:
     return f"#ff{other:02x}{other:02x}"
 
 
-def bar_chart(
-    groups: Sequence[str], series: Sequence[Series], *, y_label: str, label: str
-) -> str:
+def bar_chart(groups: Sequence[str], series: Sequence[Series], *, y_label: str, label: str) -> str:
     """Grouped bars: one group per label in ``groups``, one bar per series (``y`` aligned
     with ``groups``)."""
     values = [v for s in series for v in s.y if v is not None]

@@ -33,7 +33,7 @@ from ._schema import (
 from ._store import Store
 from ._types import utcnow
 
-TestKind = Literal["paired", "delong", "rollback_watch"]
+TestKind = Literal["paired", "delong", "rollback_watch", "split"]
 TestStatus = Literal["open", "decided", "closed"]
 ANSWERING_ROLES = ("champion", "external")
 
@@ -413,8 +413,11 @@ def read_labelled(
     received_before: datetime | None = None,
     newest_first: bool = False,
     limit: int | None = None,
+    roles: tuple[str, ...] = ANSWERING_ROLES,
+    alone: bool = False,
 ) -> LabelledBatch:
-    """Labelled requests that ``answered_by`` answered (role champion or external), with
+    """Labelled requests that ``answered_by`` answered (with one of ``roles``; by default
+    champion or external), with
     ``paired_with``'s output on the same requests when given (requests without it are
     left out). ``unconsumed_by`` leaves out requests a test already consumed;
     ``consumed_by`` reads only those, with the look that consumed each.
@@ -431,7 +434,7 @@ def read_labelled(
             answer.c.model == requests.c.model,
             answer.c.request_id == requests.c.request_id,
             answer.c.version == answered_by,
-            answer.c.role.in_(ANSWERING_ROLES),
+            answer.c.role.in_(roles),
         ),
     )
     columns: list[Any] = [
@@ -468,6 +471,17 @@ def read_labelled(
         )
         columns.append(comparison_consumed.c.look)
     stmt = select(*columns).select_from(joined).where(requests.c.model == model)
+    if alone:  # a live split's challenger arm: no champion or mirrored answer on the request
+        answered = outputs.alias("answered")
+        stmt = stmt.where(
+            ~select(answered.c.request_id)
+            .where(
+                answered.c.model == requests.c.model,
+                answered.c.request_id == requests.c.request_id,
+                answered.c.role.in_(ANSWERING_ROLES),
+            )
+            .exists()
+        )
     if unconsumed_by is not None:
         stmt = stmt.where(
             ~exists().where(
@@ -752,6 +766,8 @@ class ComparisonStore:
         received_before: datetime | None = None,
         newest_first: bool = False,
         limit: int | None = None,
+        roles: tuple[str, ...] = ANSWERING_ROLES,
+        alone: bool = False,
     ) -> LabelledBatch:
         """See :func:`read_labelled`."""
         with self._read("read_labelled") as conn:
@@ -766,6 +782,8 @@ class ComparisonStore:
                 received_before=received_before,
                 newest_first=newest_first,
                 limit=limit,
+                roles=roles,
+                alone=alone,
             )
 
     def count_split_arms(

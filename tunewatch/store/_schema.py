@@ -330,7 +330,7 @@ comparison_tests = Table(
         "model", "kind", "champion_version", "challenger_version", name="uq_comparison_tests_pair"
     ),
     CheckConstraint("status IN ('open', 'decided', 'closed')", name="status"),
-    CheckConstraint("kind IN ('paired', 'delong', 'rollback_watch')", name="kind"),
+    CheckConstraint("kind IN ('paired', 'delong', 'rollback_watch', 'split')", name="kind"),
 )
 
 # Which requests fed which look of a test: each request is fed to a test exactly once,

@@ -54,7 +54,8 @@ def upgrade() -> None:
             "status IN ('open', 'decided', 'closed')", name="ck_comparison_tests_status"
         ),
         sa.CheckConstraint(
-            "kind IN ('paired', 'delong', 'rollback_watch')", name="ck_comparison_tests_kind"
+            "kind IN ('paired', 'delong', 'rollback_watch', 'split')",
+            name="ck_comparison_tests_kind",
         ),
     )
     op.create_table(

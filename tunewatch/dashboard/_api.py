@@ -1,0 +1,117 @@
+"""The JSON behind every dashboard page, under ``/v1/dashboard/...``.
+
+Same authentication as the pages: a bearer token in ``Authorization`` or the dashboard's
+session cookie, with the ``read`` permission. Every series is downsampled on the server to
+at most ``max_points`` points (default 400).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from starlette.requests import Request
+
+from tunewatch._auth import Principal
+
+from . import _data
+from ._auth import principal
+from ._downsample import MAX_POINTS
+from ._sources import sources
+
+
+def _reader(request: Request) -> Principal:
+    return principal(request, "read")
+
+
+Reader = Annotated[Principal, Depends(_reader)]
+MaxPoints = Annotated[int, Query(ge=2, le=5000)]
+Windows = Annotated[int, Query(ge=1, le=100_000)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Filter = Annotated[str | None, Query(max_length=200)]
+
+router = APIRouter(prefix="/v1/dashboard", tags=["dashboard"])
+
+
+@router.get("/overview")
+def overview(request: Request, _: Reader) -> dict[str, Any]:
+    """Every model: champion, challengers, the newest evaluation of each kind with its
+    alarm, the five newest events and the active jobs."""
+    return _data.overview(sources(request))
+
+
+@router.get("/models/{model}/ab")
+def ab_results(
+    model: str, request: Request, _: Reader, max_points: MaxPoints = MAX_POINTS
+) -> dict[str, Any]:
+    """Every comparison test (newest first): status, decision, n, correction and its looks
+    over n (`series`: estimate, always-valid `ci_low`/`ci_high`, p-values, decision), with
+    `decision_look` the index into `series` of the look that decided (kept by downsampling).
+    The current champion's tests also carry `guardrails`; `srm` is the newest live-split
+    sample-ratio check."""
+    return _data.ab_results(sources(request), model, max_points=max_points)
+
+
+@router.get("/models/{model}/drift")
+def drift(
+    model: str,
+    request: Request,
+    _: Reader,
+    windows: Windows = _data.MAX_WINDOWS,
+    max_points: MaxPoints = MAX_POINTS,
+) -> dict[str, Any]:
+    """Drift per feature over the newest `windows` windows (oldest first), aggregated into
+    at most `max_points` columns: `scores[i]` is feature `features[i]`'s highest drift score
+    on [0, 1] (1 - p, or statistic over twice the threshold) in the column, `drifted[i]`
+    whether any window drifted; `latest` links the evidently report."""
+    return _data.drift(sources(request), model, windows=windows, max_points=max_points)
+
+
+@router.get("/models/{model}/decay")
+def decay(
+    model: str,
+    request: Request,
+    _: Reader,
+    windows: Windows = _data.MAX_WINDOWS,
+    max_points: MaxPoints = MAX_POINTS,
+) -> dict[str, Any]:
+    """The newest decay trend (objective per window, slope, projected crossing), the
+    label-free estimate against the realised metric per window, and label coverage."""
+    return _data.decay(sources(request), model, windows=windows, max_points=max_points)
+
+
+@router.get("/models/{model}/telemetry")
+def telemetry(
+    model: str,
+    request: Request,
+    _: Reader,
+    windows: Windows = _data.MAX_WINDOWS,
+    max_points: MaxPoints = MAX_POINTS,
+) -> dict[str, Any]:
+    """Latency p50/p90/p99 (seconds) and load memory per version and hyperparameter set
+    (newest telemetry window), and p99 per version over time."""
+    return _data.telemetry(sources(request), model, windows=windows, max_points=max_points)
+
+
+@router.get("/models/{model}/tuning")
+def tuning(
+    model: str, request: Request, _: Reader, max_points: MaxPoints = MAX_POINTS
+) -> dict[str, Any]:
+    """Re-tuning jobs (newest first) with their study and best value by trial, and every
+    version's tuning details: best value, trials, fold scores, warm-start plan."""
+    return _data.tuning(sources(request), model, max_points=max_points)
+
+
+@router.get("/models/{model}/events")
+def events(
+    model: str,
+    request: Request,
+    _: Reader,
+    type: Filter = None,
+    action: Filter = None,
+    actor: Filter = None,
+    limit: Limit = 100,
+) -> dict[str, Any]:
+    """The model's events (filter: `type`) and audit entries that target it (filters:
+    `action`, `actor`), newest first, with the values each filter can take."""
+    return _data.events(sources(request), model, type=type, action=action, actor=actor, limit=limit)

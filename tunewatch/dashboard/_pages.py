@@ -1,0 +1,656 @@
+"""The dashboard's HTML pages under ``/dashboard/``: read-only views of the JSON in
+:mod:`tunewatch.dashboard._data` (each page renders exactly what its JSON endpoint serves).
+
+Without a valid session a page redirects to the login page; a token without ``read``
+gets a 403 page; an unknown model a 404 page. Pages hold no action buttons: changing
+anything goes through the token-authenticated API.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from html import escape
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from shadow import ShadowError
+from tunewatch._auth import AuthError, Principal
+from tunewatch._errors import TunewatchError
+from tunewatch.api._context import context
+from tunewatch.api._errors import status_for
+
+from . import _data, _svg
+from ._auth import check_token, clear_session, form_field, principal, set_session
+from ._html import e, error_page, model_url, pre, respond, shell, status, table
+from ._sources import sources
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/dashboard", include_in_schema=False)
+LOGIN = "/dashboard/login"
+
+
+def _page(request: Request, render: Callable[[Principal], str]) -> Response:
+    """Authenticate by session, render, and turn our errors into HTML pages."""
+    try:
+        who = principal(request, "read")
+    except AuthError as exc:
+        if exc.status == 401:
+            return RedirectResponse(LOGIN, status_code=303)
+        return error_page(exc.status, exc.message, None)
+    try:
+        return respond(render(who))
+    except (TunewatchError, ShadowError) as exc:
+        code = status_for(exc) if isinstance(exc, TunewatchError) else 400
+        if code >= 500:
+            logger.error("dashboard page %s failed: %s", request.url.path, exc, exc_info=exc)
+        return error_page(code, exc.message, who)
+
+
+# -- session ----------------------------------------------------------------------------------
+
+
+def _login_form(message: str = "") -> str:
+    note = f'<p class="bad" role="alert">{escape(message)}</p>' if message else ""
+    return shell(
+        "Sign in",
+        f'{note}<form method="post" action="{LOGIN}" autocomplete="off">'
+        '<p><label for="token">API token</label><br>'
+        '<input type="password" id="token" name="token" size="60" required '
+        'autocomplete="off"></p><p><button type="submit">Sign in</button></p></form>'
+        '<p class="muted">Paste a token with read access (viewer or above). It is kept in '
+        "an HttpOnly session cookie for this browser only.</p>",
+        who=None,
+    )
+
+
+@router.get(LOGIN.removeprefix("/dashboard"))
+def login_page() -> HTMLResponse:
+    return respond(_login_form())
+
+
+@router.post(LOGIN.removeprefix("/dashboard"))
+async def login(request: Request) -> Response:
+    try:
+        token = form_field(await request.body(), "token")
+        await run_in_threadpool(check_token, request, token)
+    except AuthError as exc:
+        return respond(_login_form(exc.message), exc.status)
+    response = RedirectResponse("/dashboard/", status_code=303)
+    set_session(request, response, token)
+    return response
+
+
+@router.post("/logout")
+def logout() -> Response:
+    response = RedirectResponse(LOGIN, status_code=303)
+    clear_session(response)
+    return response
+
+
+# -- overview ---------------------------------------------------------------------------------
+
+
+@router.get("/")
+def overview_page(request: Request) -> Response:
+    def render(who: Principal) -> str:
+        data = _data.overview(sources(request))
+        rows = []
+        for m in data["models"]:
+            link = f'<a href="{escape(model_url(m["name"], "ab"))}">{escape(m["name"])}</a>'
+            champ = m["champion"]
+            evals = "<br>".join(
+                f"{escape(k)}: {status(not v['alarm'], v['status'])} "
+                f'<span class="muted">{e(v["window_end"])}</span>'
+                for k, v in sorted(m["latest_evaluations"].items())
+            )
+            events = "<br>".join(
+                f'{escape(ev["type"])} <span class="muted">{e(ev["created_at"])}</span>'
+                for ev in m["recent_events"]
+            )
+            jobs = "<br>".join(
+                f"#{j['id']} {escape(j['status'])} ({escape(str(j['trigger'].get('event', '')))})"
+                for j in m["active_jobs"]
+            )
+            rows.append(
+                [
+                    link,
+                    e(m["task"]),
+                    f"v{champ['version']}" if champ else "—",
+                    ", ".join(f"v{c['version']}" for c in m["challengers"]) or "—",
+                    evals or "—",
+                    status(not m["alarms"], ", ".join(m["alarms"]) or "none"),
+                    events or "—",
+                    jobs or "—",
+                ]
+            )
+        body = table(
+            [
+                "model",
+                "task",
+                "champion",
+                "challengers",
+                "last evaluations",
+                "alarms",
+                "recent events",
+                "active jobs",
+            ],
+            rows,
+            cls="models",
+        )
+        return shell("Models", body, who=who)
+
+    return _page(request, render)
+
+
+@router.get("/models/{model}")
+def model_page(model: str) -> Response:
+    return RedirectResponse(model_url(model, "ab"), status_code=303)
+
+
+# -- A/B --------------------------------------------------------------------------------------
+
+
+@router.get("/models/{model}/ab")
+def ab_page(model: str, request: Request) -> Response:
+    def render(who: Principal) -> str:
+        data = _data.ab_results(sources(request), model)
+        parts = []
+        srm = data["srm"]
+        if srm is not None:
+            parts.append(
+                "<p>Live split (SRM): "
+                + status(
+                    not srm["mismatch"],
+                    f"{'MISMATCH' if srm['mismatch'] else 'ok'} — {srm['n_champion']} champion / "
+                    f"{srm['n_challenger']} challenger at {srm['percent']}%, "
+                    f"p={srm['p_value']}",
+                )
+                + "</p>"
+            )
+        else:
+            parts.append('<p class="muted">Live split (SRM): no split configured or checked.</p>')
+        if not data["tests"]:
+            parts.append('<p class="muted">No comparisons yet.</p>')
+        for t in data["tests"]:
+            looks = [
+                _svg.Look(
+                    n=float(p["n"]),
+                    estimate=p["estimate"],
+                    low=p["ci_low"],
+                    high=p["ci_high"],
+                    decision=p["decision"],
+                )
+                for p in t["series"]
+            ]
+            chart = _svg.interval_chart(
+                looks,
+                decided_at=t["decision_look"],
+                label=f"v{t['challenger_version']} vs v{t['champion_version']}: estimate and "
+                "always-valid interval by n",
+            )
+            guard = t["guardrails"]
+            guard_html = (
+                '<span class="muted">— (not the current champion\'s test)</span>'
+                if guard is None
+                else status(guard["passed"], "passed" if guard["passed"] else "failed")
+                + "".join(f"<br>{escape(v)}" for v in guard["violations"])
+            )
+            last = t["series"][-1] if t["series"] else {}
+            summary = table(
+                [
+                    "kind",
+                    "status",
+                    "decision",
+                    "n",
+                    "looks",
+                    "estimate",
+                    "interval",
+                    "p (adjusted)",
+                    "correction",
+                    "guardrails",
+                ],
+                [
+                    [
+                        e(t["kind"]),
+                        e(t["status"]),
+                        status(None if t["decision"] == "continue" else True, t["decision"]),
+                        e(t["n"]),
+                        e(t["looks"]),
+                        e(last.get("estimate")),
+                        f"[{e(last.get('ci_low'))}, {e(last.get('ci_high'))}]",
+                        f"{e(last.get('p_value'))} ({e(last.get('adjusted_p_value'))})",
+                        e(t["correction"] or "none"),
+                        guard_html,
+                    ]
+                ],
+            )
+            parts.append(
+                f'<section class="comparison" data-test="{t["id"]}" '
+                f'data-challenger="{t["challenger_version"]}">'
+                f"<h2>Test #{t['id']}: v{t['challenger_version']} (challenger) vs "
+                f"v{t['champion_version']} (champion)</h2>{summary}{chart}"
+                f'<p class="muted">{len(t["series"])} of {t["series_total"]} looks drawn; '
+                "estimate is challenger minus champion (loss difference: below zero favours "
+                "the challenger; AUC difference for DeLong).</p></section>"
+            )
+        return shell(f"{model}: A/B results", "".join(parts), who=who, model=model, tab="ab")
+
+    return _page(request, render)
+
+
+# -- drift ------------------------------------------------------------------------------------
+
+
+@router.get("/models/{model}/drift")
+def drift_page(model: str, request: Request) -> Response:
+    def render(who: Principal) -> str:
+        data = _data.drift(sources(request), model)
+        cols = data["columns"]
+        chart = _svg.heatmap(
+            data["features"],
+            [str(c["window_end"])[:16].replace("T", " ") for c in cols],
+            [[c["scores"][r] for c in cols] for r in range(len(data["features"]))],
+            flagged=[[c["drifted"][r] for c in cols] for r in range(len(data["features"]))],
+            label="drift score per feature and window (1 - p, or statistic / 2x threshold)",
+        )
+        parts = [
+            f"<p>{data['windows_total']} drift windows in {len(cols)} columns; colour is the "
+            "drift score (white 0 … red 1), outlined cells drifted.</p>",
+            chart,
+        ]
+        latest = data["latest"]
+        if latest is not None:
+            report = f"/dashboard/models/{quote(model, safe='')}/drift/{latest['id']}/report"
+            rows = [
+                [
+                    e(c.get("column")),
+                    e(c.get("method")),
+                    e(c.get("statistic")),
+                    e(c.get("p_value")),
+                    e(c.get("threshold")),
+                    status(not c.get("drifted"), "drifted" if c.get("drifted") else "ok"),
+                    e(c.get("n_cur")),
+                ]
+                for c in latest["columns"]
+            ]
+            parts.append(
+                f"<h2>Latest window (evaluation #{latest['id']}, {e(latest['window_end'])})</h2>"
+                f"<p>Status {status(not latest['alarm'], latest['status'])}; rule "
+                f"{e(latest['rule'])}. "
+                f'<a class="report" href="{escape(report)}">evidently report</a> '
+                f"(API: <code>{escape(latest['report'])}</code>)</p>"
+                + table(
+                    ["feature", "method", "statistic", "p-value", "threshold", "drift", "n"], rows
+                )
+            )
+        return shell(f"{model}: drift", "".join(parts), who=who, model=model, tab="drift")
+
+    return _page(request, render)
+
+
+@router.get("/models/{model}/drift/{evaluation_id}/report")
+def drift_report_page(model: str, evaluation_id: int, request: Request) -> Response:
+    """The stored evidently report, for a session (the API route wants a bearer header)."""
+    try:
+        principal(request, "read")
+    except AuthError as exc:
+        if exc.status == 401:
+            return RedirectResponse(LOGIN, status_code=303)
+        return error_page(exc.status, exc.message, None)
+    try:
+        html = context(request).evaluator.drift_report(model, evaluation_id)
+    except TunewatchError as exc:
+        return error_page(status_for(exc), exc.message, None)
+    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+
+# -- decay ------------------------------------------------------------------------------------
+
+
+def _ts(value: str | None) -> float | None:
+    return datetime.fromisoformat(value).timestamp() if value else None
+
+
+def _time_series(points: list[dict[str, Any]], x_key: str, **keys: str) -> list[_svg.Series]:
+    xs = [_ts(p.get(x_key)) for p in points]
+    kept = [i for i, x in enumerate(xs) if x is not None]
+    return [
+        _svg.Series(
+            name=name, x=[float(xs[i] or 0.0) for i in kept], y=[points[i].get(key) for i in kept]
+        )
+        for name, key in keys.items()
+    ]
+
+
+@router.get("/models/{model}/decay")
+def decay_page(model: str, request: Request) -> Response:
+    def render(who: Principal) -> str:
+        data = _data.decay(sources(request), model)
+        parts = []
+        trend = data["decay"]
+        if trend is None:
+            parts.append('<p class="muted">No decay evaluation yet.</p>')
+        else:
+            parts.append(
+                "<h2>Decay trend</h2>"
+                + table(
+                    [
+                        "status",
+                        "objective",
+                        "threshold",
+                        "slope/day",
+                        "current",
+                        "crossing",
+                        "retune every (days)",
+                    ],
+                    [
+                        [
+                            status(trend["status"] != "decaying", str(trend["status"])),
+                            e(trend["objective"]),
+                            e(trend["threshold"]),
+                            e(trend["slope_per_day"]),
+                            e(trend["current_estimate"]),
+                            e(trend["projected_crossing"]),
+                            e(trend["recommended_retune_interval_days"]),
+                        ]
+                    ],
+                )
+                + _svg.line_chart(
+                    _time_series(trend["windows"], "end", objective="value"),
+                    x_label="window end (UTC)",
+                    y_label=str(trend["objective"] or "objective"),
+                    label="objective per window",
+                    x_time=True,
+                )
+            )
+        parts.append(
+            "<h2>Label-free estimate vs realised</h2>"
+            + _svg.line_chart(
+                _time_series(
+                    data["estimate"],
+                    "window_end",
+                    estimated="estimated",
+                    realised="realised",
+                    ci_low="ci_low",
+                    ci_high="ci_high",
+                ),
+                x_label="window end (UTC)",
+                y_label="accuracy",
+                label="estimated and realised accuracy",
+                x_time=True,
+            )
+            + "<h2>Label coverage</h2>"
+            + _svg.line_chart(
+                _time_series(data["labels"], "window_end", coverage="coverage"),
+                x_label="window end (UTC)",
+                y_label="coverage",
+                label="share of scored rows with a label",
+                x_time=True,
+            )
+        )
+        if data["estimate"]:
+            last = data["estimate"][-1]
+            parts.append(
+                table(
+                    ["latest window", "estimated", "interval", "realised", "n", "labelled"],
+                    [
+                        [
+                            e(last["window_end"]),
+                            e(last["estimated"]),
+                            f"[{e(last['ci_low'])}, {e(last['ci_high'])}]",
+                            e(last["realised"]),
+                            e(last["n"]),
+                            e(last["n_labelled"]),
+                        ]
+                    ],
+                )
+            )
+        return shell(f"{model}: decay", "".join(parts), who=who, model=model, tab="decay")
+
+    return _page(request, render)
+
+
+# -- latency and memory -----------------------------------------------------------------------
+
+
+@router.get("/models/{model}/telemetry")
+def telemetry_page(model: str, request: Request) -> Response:
+    def render(who: Principal) -> str:
+        data = _data.telemetry(sources(request), model)
+        current = data["current"]
+        groups = [f"v{c['version']} {str(c['hyperparameter_set'])[:8]}" for c in current]
+        ms = [
+            _svg.Series(
+                name=q,
+                x=list(range(len(current))),
+                y=[None if c[f"{q}_s"] is None else c[f"{q}_s"] * 1000 for c in current],
+            )
+            for q in ("p50", "p90", "p99")
+        ]
+        mem = [
+            _svg.Series(
+                name="load memory (MiB)",
+                x=list(range(len(current))),
+                y=[None if not c["memory_bytes"] else c["memory_bytes"] / 2**20 for c in current],
+            )
+        ]
+        rows = [
+            [
+                e(f"v{c['version']}"),
+                e(c["stage"]),
+                f"<code>{e(c['hyperparameter_set'])}</code>",
+                pre(c["hyperparameters"]),
+                e(None if c["p50_s"] is None else c["p50_s"] * 1000),
+                e(None if c["p90_s"] is None else c["p90_s"] * 1000),
+                e(None if c["p99_s"] is None else c["p99_s"] * 1000),
+                e(c["n"]),
+                e(None if not c["memory_bytes"] else c["memory_bytes"] / 2**20),
+            ]
+            for c in current
+        ]
+        versions = sorted({k for h in data["history"] for k in h["p99_s"]}, key=str)
+        history = [
+            _svg.Series(
+                name=f"v{v} p99 (ms)",
+                x=[_ts(h["window_end"]) or 0.0 for h in data["history"]],
+                y=[
+                    None if h["p99_s"].get(v) is None else h["p99_s"][v] * 1000
+                    for h in data["history"]
+                ],
+            )
+            for v in versions
+        ]
+        body = (
+            table(
+                [
+                    "version",
+                    "stage",
+                    "hyperparameter set",
+                    "hyperparameters",
+                    "p50 ms",
+                    "p90 ms",
+                    "p99 ms",
+                    "n",
+                    "memory MiB",
+                ],
+                rows,
+            )
+            + _svg.bar_chart(groups, ms, y_label="latency (ms)", label="latency per set")
+            + _svg.bar_chart(groups, mem, y_label="MiB", label="load memory per set")
+            + "<h2>p99 latency over time</h2>"
+            + _svg.line_chart(
+                history,
+                x_label="window end (UTC)",
+                y_label="ms",
+                label="p99 latency per version",
+                x_time=True,
+            )
+        )
+        return shell(f"{model}: latency and memory", body, who=who, model=model, tab="telemetry")
+
+    return _page(request, render)
+
+
+# -- tuning -----------------------------------------------------------------------------------
+
+
+@router.get("/models/{model}/tuning")
+def tuning_page(model: str, request: Request) -> Response:
+    def render(who: Principal) -> str:
+        data = _data.tuning(sources(request), model)
+        job_rows = [
+            [
+                e(f"#{j['id']}"),
+                e(j["status"]),
+                pre(j["trigger"]),
+                e(j["study"]),
+                e(j["progress"].get("trials")),
+                e(
+                    j["progress"].get("best_value")
+                    if not j["result"]
+                    else j["result"].get("best_value")
+                ),
+                e(j["created_at"]),
+                e(j["finished_at"]),
+                e(j["error"]),
+            ]
+            for j in data["jobs"]
+        ]
+        curves = [
+            _svg.Series(
+                name=str(j["study"])[-24:],
+                x=[float(t["number"]) for t in j["trials"]],
+                y=[t["best"] for t in j["trials"]],
+            )
+            for j in data["jobs"]
+            if j["trials"]
+        ]
+        version_rows = [
+            [
+                e(f"v{v['version']}"),
+                e(v["stage"]),
+                e(v["job"]),
+                e(v["best_value"]),
+                e(v["n_trials"]),
+                e(v["stopped_by"]),
+                pre(v["fold_scores"]),
+                pre(v["warm_start_plan"]),
+            ]
+            for v in data["versions"]
+        ]
+        body = (
+            "<h2>Jobs</h2>"
+            + table(
+                [
+                    "job",
+                    "status",
+                    "trigger",
+                    "study",
+                    "trials",
+                    "best",
+                    "created",
+                    "finished",
+                    "error",
+                ],
+                job_rows,
+            )
+            + "<h2>Best value by trial</h2>"
+            + _svg.line_chart(
+                curves, x_label="trial", y_label="best CV loss", label="best value by trial"
+            )
+            + "<h2>Versions</h2>"
+            + table(
+                [
+                    "version",
+                    "stage",
+                    "job",
+                    "best value",
+                    "trials",
+                    "stopped by",
+                    "fold scores",
+                    "warm-start plan",
+                ],
+                version_rows,
+            )
+        )
+        return shell(f"{model}: tuning history", body, who=who, model=model, tab="tuning")
+
+    return _page(request, render)
+
+
+# -- events and audit -------------------------------------------------------------------------
+
+
+def _chips(
+    model: str, key: str, values: list[str], current: str | None, other: dict[str, str | None]
+) -> str:
+    links = [
+        f'<a href="{escape(model_url(model, "events", {**other, key: None}))}" '
+        f'class="{"" if current else "current"}">all</a>'
+    ]
+    for v in values:
+        url = model_url(model, "events", {**other, key: v})
+        links.append(
+            f'<a href="{escape(url)}" class="{"current" if v == current else ""}" '
+            f'data-filter="{escape(key)}" data-value="{escape(v)}">{escape(v)}</a>'
+        )
+    return f'<p class="chips" data-filter-group="{escape(key)}">{escape(key)}: {"".join(links)}</p>'
+
+
+Filter = Annotated[str | None, Query(max_length=200)]
+PageLimit = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.get("/models/{model}/events")
+def events_page(
+    model: str,
+    request: Request,
+    type: Filter = None,
+    action: Filter = None,
+    actor: Filter = None,
+    limit: PageLimit = 100,
+) -> Response:
+    def render(who: Principal) -> str:
+        data = _data.events(
+            sources(request), model, type=type, action=action, actor=actor, limit=limit
+        )
+        filters = {"type": type, "action": action, "actor": actor}
+        event_rows = [
+            [
+                e(ev["id"]),
+                f'<span class="event-type">{e(ev["type"])}</span>',
+                e(ev["created_at"]),
+                pre(ev["payload"]),
+            ]
+            for ev in data["events"]
+        ]
+        audit_rows = [
+            [
+                e(a["id"]),
+                e(a["at"]),
+                e(a["actor"]),
+                f'<span class="audit-action">{e(a["action"])}</span>',
+                e(a["target"]),
+                pre(a["details"]),
+            ]
+            for a in data["audit"]
+        ]
+        body = (
+            "<h2>Events</h2>"
+            + _chips(model, "type", data["event_types"], type, filters)
+            + table(["id", "type", "at", "payload"], event_rows, cls="events")
+            + "<h2>Audit log</h2>"
+            + _chips(model, "action", data["audit_actions"], action, filters)
+            + _chips(model, "actor", data["audit_actors"], actor, filters)
+            + table(["id", "at", "actor", "action", "target", "details"], audit_rows, cls="audit")
+        )
+        return shell(f"{model}: events and audit", body, who=who, model=model, tab="events")
+
+    return _page(request, render)
