@@ -80,7 +80,7 @@ def test_srm_on_a_52_48_split_fires_once_and_blocks_promotion(
 ) -> None:
     _split_traffic(daemon, trained, 0.52)
     loop = runner(daemon, split=SPLIT.model_dump())
-    [result] = loop.run(MODEL)
+    result = next(r for r in loop.run(MODEL) if r.kind == "paired")
     [event] = daemon.store.list_events(model=MODEL, type="srm_detected")
     assert event.payload["n_champion"] == 5200 and event.payload["n_challenger"] == 4800
     assert event.payload["p_value"] < 0.001
@@ -88,7 +88,7 @@ def test_srm_on_a_52_48_split_fires_once_and_blocks_promotion(
     assert result.decision == "challenger_better" and result.action == "blocked_srm"
     champion = daemon.store.champion(MODEL)
     assert champion is not None and champion.version == 1
-    assert [r.action for r in loop.run(MODEL)] == ["blocked_srm"]
+    assert [r.action for r in loop.run(MODEL) if r.kind == "paired"] == ["blocked_srm"]
     assert len(daemon.store.list_events(model=MODEL, type="srm_detected")) == 1
     assert len(daemon.store.list_events(model=MODEL, type="promotion_blocked")) == 1
 
@@ -97,6 +97,8 @@ def test_balanced_split_passes_the_check_and_promotes(
     daemon: Daemon, trained: list[ExampleModel]
 ) -> None:
     _split_traffic(daemon, trained, 0.50)
-    [result] = runner(daemon, split=SPLIT.model_dump()).run(MODEL)
+    result = next(
+        r for r in runner(daemon, split=SPLIT.model_dump()).run(MODEL) if r.kind == "paired"
+    )
     assert daemon.store.list_events(model=MODEL, type="srm_detected") == []
     assert result.action == "promoted"
