@@ -12,15 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI
 
+from shadow.stats import PairedSequentialTest
 from tunewatch._auth import hash_token, new_token
 from tunewatch._background import BackgroundServer
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._demo import MODEL, run_demo
-from tunewatch.dashboard import router
 from tunewatch.store import Store
+from tunewatch.store._comparisons import ComparisonStore, LookValues
 from tunewatch.store._schema import evaluations
 
 ROLES = ("viewer", "operator", "scorer")
@@ -47,15 +47,9 @@ def seeded_dir(data_dir: Path) -> Path:
         code = run_demo(data_dir=data_dir)
     if code != 0:
         raise RuntimeError(f"the demo failed (exit {code}); no scenario to serve")
+    with Store.open(build_config({"data_dir": str(data_dir)}, env={}).store_url) as store:
+        add_sequential_test(store, MODEL)
     return data_dir
-
-
-def mount(daemon: Daemon) -> None:
-    """Include the dashboard router unless ``create_app`` already does."""
-    app = daemon.app.app
-    assert isinstance(app, FastAPI)
-    if not any(getattr(r, "path", "") == "/dashboard/" for r in app.routes):
-        app.include_router(router)
 
 
 @contextmanager
@@ -65,7 +59,6 @@ def serve(data_dir: Path) -> Iterator[Served]:
         env={},
     )
     daemon = Daemon(config, env={})
-    mount(daemon)
     tokens = {}
     for role in ROLES:
         tokens[role] = new_token()
@@ -164,3 +157,44 @@ def add_year_of_windows(store: Store, model: str, *, hours: int = 24 * 365, seed
         row["created_at"] = row["window_end"]
     with store.engine.begin() as conn:
         conn.execute(evaluations.insert(), rows)
+
+
+def add_sequential_test(store: Store, model: str, *, seed: int = 0) -> int:
+    """A paired always-valid test of the current champion against its predecessor, fed
+    seeded loss differences 50 at a time until it decides (the demo's own test decides
+    at its first look, so it shows no narrowing); returns the test id."""
+    champion = store.champion(model)
+    assert champion is not None and champion.parent_version is not None
+    comparisons = ComparisonStore(store)
+    test, _ = comparisons.get_or_create_test(
+        model=model,
+        kind="paired",
+        champion_version=champion.version,
+        challenger_version=champion.parent_version,
+        correction=None,
+        state={},
+    )
+    rng = np.random.default_rng(seed)
+    sequential = PairedSequentialTest(planned_n=4000, min_n=50, bootstrap_resamples=0, seed=seed)
+    for _ in range(200):
+        look = sequential.update(rng.normal(0.08, 0.6, 50))
+        test = comparisons.record_look(
+            test,
+            consumed=[],
+            look=LookValues(
+                method="confidence_sequence",
+                n=look.n,
+                estimate=look.estimate,
+                ci_low=look.ci_low,
+                ci_high=look.ci_high,
+                p_value=look.p_value,
+                adjusted_p_value=look.p_value,
+                decision=look.decision,
+                fixed_t_p=look.fixed_t_p,
+            ),
+            state={},
+            status="open" if look.decision == "continue" else "decided",
+        )
+        if look.decision != "continue":
+            break
+    return test.id

@@ -136,6 +136,10 @@ def create_app(
     app.include_router(evaluations_router)
     app.include_router(jobs_router)
     app.include_router(comparisons_router)
+    # imported here: the dashboard reads the API's context, so it imports tunewatch.api
+    from tunewatch.dashboard import router as dashboard_router
+
+    app.include_router(dashboard_router)
 
     @app.get("/healthz", include_in_schema=True)
     def healthz() -> dict[str, str]:

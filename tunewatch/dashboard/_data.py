@@ -16,10 +16,11 @@ from typing import Any
 
 from retune import RetuneError, load_history
 from tunewatch.comparison import ComparisonRunner
-from tunewatch.store import AuditEntry, EvaluationRow, Event, JobRow, Store, VersionRow
+from tunewatch.store import AuditEntry, Event, JobRow, Store, VersionRow
 from tunewatch.store._comparisons import ComparisonLookRow, ComparisonStore, ComparisonTestRow
 
 from ._downsample import MAX_POINTS, buckets, downsample, downsample_indices
+from ._queries import WindowRef, payloads, window_index
 
 logger = logging.getLogger(__name__)
 
@@ -250,50 +251,46 @@ def _drift_score(column: dict[str, Any]) -> float | None:
 def drift(
     src: Sources, model: str, *, windows: int = MAX_WINDOWS, max_points: int = MAX_POINTS
 ) -> dict[str, Any]:
-    """Per-feature drift over the newest ``windows`` evaluation windows, oldest first,
-    aggregated into at most ``max_points`` columns (max score; drifted if any window in the
-    column drifted)."""
+    """Per-feature drift over the newest ``windows`` evaluation windows, oldest first, in at
+    most ``max_points`` columns. Each column stands for a run of consecutive windows and
+    shows one of them: the newest that raised the drift alarm, else the newest."""
     row = src.store.get_model(model)
-    rows = src.store.list_evaluations(model, kind="drift", limit=windows)
-    rows.reverse()
+    index = window_index(src.store, model, "drift", limit=windows)
+    picks = []
+    for bucket in buckets(len(index), max_points):
+        members = [index[i] for i in bucket]
+        alarming = [m for m in members if m.alarm]
+        picks.append((members, len(alarming), (alarming or members)[-1]))
+    loaded = payloads(src.store, [p[2].id for p in picks])
     features = list(row.feature_names)
     seen = set(features)
-    for e in rows[-1:]:
-        for c in e.payload.get("columns", []):
-            if c.get("column") not in seen:
-                seen.add(c["column"])
-                features.append(str(c["column"]))
+    latest = index[-1] if index else None
+    latest_payload = loaded.get(latest.id, {}) if latest is not None else {}
+    for c in latest_payload.get("columns", []):
+        if c.get("column") not in seen:
+            seen.add(c["column"])
+            features.append(str(c["column"]))
     columns = []
-    for bucket in buckets(len(rows), max_points):
-        members = [rows[i] for i in bucket]
-        scores: dict[str, float | None] = {}
-        drifted: dict[str, bool] = {}
-        for e in members:
-            for c in e.payload.get("columns", []):
-                name = str(c.get("column"))
-                score = _drift_score(c)
-                if score is not None:
-                    prev = scores.get(name)
-                    scores[name] = score if prev is None else max(prev, score)
-                drifted[name] = drifted.get(name, False) or bool(c.get("drifted"))
-        last = members[-1]
+    for members, alarms, shown in picks:
+        payload = loaded.get(shown.id, {})
+        by_name = {str(c.get("column")): c for c in payload.get("columns", [])}
         columns.append(
             {
-                "window_end": _iso(last.window_end),
+                "window_end": _iso(shown.window_end),
                 "windows": len(members),
-                "evaluation": last.id,
-                "status": last.status,
-                "alarm": any(bool(e.payload.get("alarm")) for e in members),
-                "drifted_share": _finite(last.payload.get("drifted_share")),
-                "scores": [scores.get(f) for f in features],
-                "drifted": [drifted.get(f, False) for f in features],
+                "alarms": alarms,
+                "evaluation": shown.id,
+                "status": shown.status,
+                "alarm": shown.alarm,
+                "drifted_share": _finite(payload.get("drifted_share")),
+                "scores": [_drift_score(by_name[f]) if f in by_name else None for f in features],
+                "drifted": [bool(by_name.get(f, {}).get("drifted")) for f in features],
             }
         )
-    latest = rows[-1] if rows else None
     return {
         "model": model,
         "features": features,
-        "windows_total": len(rows),
+        "windows_total": len(index),
         "columns": columns,
         "latest": None
         if latest is None
@@ -301,10 +298,10 @@ def drift(
             "id": latest.id,
             "status": latest.status,
             "window_end": _iso(latest.window_end),
-            "alarm": bool(latest.payload.get("alarm")),
-            "rule": latest.payload.get("rule"),
-            "drifted_columns": latest.payload.get("drifted_columns", []),
-            "columns": latest.payload.get("columns", []),
+            "alarm": latest.alarm,
+            "rule": latest_payload.get("rule"),
+            "drifted_columns": latest_payload.get("drifted_columns", []),
+            "columns": latest_payload.get("columns", []),
             "report": f"/v1/models/{model}/evaluations/{latest.id}/report",
         },
     }
@@ -313,14 +310,14 @@ def drift(
 # -- decay ------------------------------------------------------------------------------------
 
 
-def _series(rows: list[EvaluationRow], max_points: int, **fields: str) -> list[dict[str, Any]]:
-    out = []
-    for e in downsample(rows, max_points):
-        point: dict[str, Any] = {"window_end": _iso(e.window_end), "status": e.status}
-        for name, key in fields.items():
-            point[name] = _finite(e.payload.get(key))
-        out.append(point)
-    return out
+def _sampled(
+    src: Sources, model: str, kind: str, windows: int, max_points: int
+) -> list[tuple[WindowRef, dict[str, Any]]]:
+    """At most ``max_points`` evenly picked windows of ``kind`` (oldest first) with their
+    payloads; only those payloads are read."""
+    index = downsample(window_index(src.store, model, kind, limit=windows), max_points)
+    loaded = payloads(src.store, [r.id for r in index])
+    return [(r, loaded[r.id]) for r in index if r.id in loaded]
 
 
 def decay(
@@ -330,10 +327,8 @@ def decay(
     the realised metric over time, and label coverage over time."""
     src.store.get_model(model)
     newest = src.store.list_evaluations(model, kind="decay", limit=1)
-    estimates = src.store.list_evaluations(model, kind="estimate", limit=windows)
-    labels = src.store.list_evaluations(model, kind="labels", limit=windows)
-    estimates.reverse()
-    labels.reverse()
+    estimates = _sampled(src, model, "estimate", windows, max_points)
+    labels = _sampled(src, model, "labels", windows, max_points)
     trend: dict[str, Any] | None = None
     if newest:
         payload = newest[0].payload
@@ -359,26 +354,35 @@ def decay(
             ],
         }
     estimate_points = []
-    for e in downsample(estimates, max_points):
-        ci = e.payload.get("ci") or [None, None]
+    for ref, payload in estimates:
+        ci = payload.get("ci") or [None, None]
         estimate_points.append(
             {
-                "window_end": _iso(e.window_end),
-                "status": e.status,
-                "estimated": _finite(e.payload.get("estimated")),
+                "window_end": _iso(ref.window_end),
+                "status": ref.status,
+                "estimated": _finite(payload.get("estimated")),
                 "ci_low": _finite(ci[0]),
                 "ci_high": _finite(ci[1]),
-                "realised": _finite(e.payload.get("realised")),
-                "n": e.payload.get("n"),
-                "n_labelled": e.payload.get("n_labelled"),
-                "reference": _finite(e.payload.get("reference")),
+                "realised": _finite(payload.get("realised")),
+                "n": payload.get("n"),
+                "n_labelled": payload.get("n_labelled"),
+                "reference": _finite(payload.get("reference")),
             }
         )
     return {
         "model": model,
         "decay": trend,
         "estimate": estimate_points,
-        "labels": _series(labels, max_points, coverage="coverage", median_delay_s="median_delay_s"),
+        "labels": [
+            {
+                "window_end": _iso(ref.window_end),
+                "status": ref.status,
+                "coverage": _finite(payload.get("coverage")),
+                "median_delay_s": _finite(payload.get("median_delay_s")),
+                "n": payload.get("n"),
+            }
+            for ref, payload in labels
+        ],
     }
 
 
@@ -388,37 +392,42 @@ def decay(
 def telemetry(
     src: Sources, model: str, *, windows: int = MAX_WINDOWS, max_points: int = MAX_POINTS
 ) -> dict[str, Any]:
-    """Latency quantiles and load memory per version (hyperparameter set): the newest
-    telemetry evaluation, and p99 per version over time."""
+    """Latency quantiles and load memory per version (hyperparameter set): each version's
+    newest entry in the last 50 telemetry windows, and p99 per version over time."""
     src.store.get_model(model)
     versions = {v.version: v for v in src.store.list_versions(model)}
-    rows = src.store.list_evaluations(model, kind="telemetry", limit=windows)
-    rows.reverse()
+    index = window_index(src.store, model, "telemetry", limit=windows)
+    recent = index[-50:]
+    sampled = downsample(index, max_points)
+    loaded = payloads(src.store, sorted({r.id for r in (*recent, *sampled)}))
+    newest: dict[str, dict[str, Any]] = {}
+    for ref in reversed(recent):  # each version's newest entry in the recent windows
+        for key, item in loaded.get(ref.id, {}).get("versions", {}).items():
+            newest.setdefault(key, {**item, "window_end": _iso(ref.window_end)})
     current = []
-    if rows:
-        for key, item in sorted(rows[-1].payload.get("versions", {}).items(), key=_vkey):
-            v = versions.get(int(key)) if key.isdigit() else None
-            current.append(
-                {
-                    "version": int(key) if key.isdigit() else key,
-                    "stage": v.stage if v else None,
-                    "hyperparameter_set": item.get("hyperparameter_set"),
-                    "hyperparameters": v.hyperparameters if v else None,
-                    "p50_s": _finite(item.get("p50")),
-                    "p90_s": _finite(item.get("p90")),
-                    "p99_s": _finite(item.get("p99")),
-                    "n": item.get("n"),
-                    "memory_bytes": item.get("memory_bytes"),
-                }
-            )
+    for key, item in sorted(newest.items(), key=_vkey):
+        v = versions.get(int(key)) if key.isdigit() else None
+        current.append(
+            {
+                "version": int(key) if key.isdigit() else key,
+                "stage": v.stage if v else None,
+                "hyperparameter_set": item.get("hyperparameter_set"),
+                "hyperparameters": v.hyperparameters if v else None,
+                "p50_s": _finite(item.get("p50")),
+                "p90_s": _finite(item.get("p90")),
+                "p99_s": _finite(item.get("p99")),
+                "n": item.get("n"),
+                "memory_bytes": item.get("memory_bytes"),
+                "window_end": item["window_end"],
+            }
+        )
     history = []
-    for e in downsample(rows, max_points):
+    for ref in sampled:
+        versions_seen = loaded.get(ref.id, {}).get("versions", {})
         history.append(
             {
-                "window_end": _iso(e.window_end),
-                "p99_s": {
-                    k: _finite(item.get("p99")) for k, item in e.payload.get("versions", {}).items()
-                },
+                "window_end": _iso(ref.window_end),
+                "p99_s": {k: _finite(item.get("p99")) for k, item in versions_seen.items()},
             }
         )
     return {"model": model, "current": current, "history": history}

@@ -48,7 +48,7 @@ svg .grid{stroke:#eee}svg .axis{stroke:#888}svg .label{fill:#555}
 svg .band{fill:#1f77b4;fill-opacity:.18;stroke:none}
 svg .estimate{fill:none;stroke:#1f77b4;stroke-width:1.5}
 svg .zero{stroke:#444;stroke-dasharray:4 3}
-svg .look{fill:#1f77b4}
+svg .look{fill:#1f77b4}svg .ci{stroke:#1f77b4;stroke-opacity:.35}
 svg .decision-marker line{stroke:#b3261e;stroke-dasharray:2 2}
 svg .decision-marker circle{fill:none;stroke:#b3261e;stroke-width:2}
 svg .decision-marker text{fill:#b3261e}
@@ -96,7 +96,10 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, cls: str = "
 def pre(value: Any) -> str:
     if value is None or value == {} or value == []:
         return '<span class="muted">—</span>'
-    return f"<pre>{escape(json.dumps(value, indent=1, sort_keys=True, default=str))}</pre>"
+    text = escape(json.dumps(value, indent=1, sort_keys=True, default=str))
+    if len(text) > 400:  # long documents (warm-start plans) fold away, no script needed
+        return f"<details><summary>{len(text)} characters</summary><pre>{text}</pre></details>"
+    return f"<pre>{text}</pre>"
 
 
 def status(ok: bool | None, text: str) -> str:

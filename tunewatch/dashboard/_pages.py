@@ -1,98 +1,33 @@
-"""The dashboard's HTML pages under ``/dashboard/``: read-only views of the JSON in
-:mod:`tunewatch.dashboard._data` (each page renders exactly what its JSON endpoint serves).
+"""The dashboard's model pages under ``/dashboard/``: overview, A/B results, drift, decay,
+latency and memory. Each renders exactly the JSON its ``/v1/dashboard`` endpoint serves
+(:mod:`tunewatch.dashboard._data`), as tables and server-side SVG.
 
-Without a valid session a page redirects to the login page; a token without ``read``
-gets a 403 page; an unknown model a 404 page. Pages hold no action buttons: changing
-anything goes through the token-authenticated API.
+Pages hold no action buttons: changing anything goes through the token-authenticated API.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from datetime import datetime
 from html import escape
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from shadow import ShadowError
 from tunewatch._auth import AuthError, Principal
 from tunewatch._errors import TunewatchError
 from tunewatch.api._context import context
 from tunewatch.api._errors import status_for
 
 from . import _data, _svg
-from ._auth import check_token, clear_session, form_field, principal, set_session
-from ._html import e, error_page, model_url, pre, respond, shell, status, table
+from ._auth import principal
+from ._html import e, error_page, model_url, pre, shell, status, table
+from ._session import LOGIN, render_page
 from ._sources import sources
 
-logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
-LOGIN = "/dashboard/login"
-
-
-def _page(request: Request, render: Callable[[Principal], str]) -> Response:
-    """Authenticate by session, render, and turn our errors into HTML pages."""
-    try:
-        who = principal(request, "read")
-    except AuthError as exc:
-        if exc.status == 401:
-            return RedirectResponse(LOGIN, status_code=303)
-        return error_page(exc.status, exc.message, None)
-    try:
-        return respond(render(who))
-    except (TunewatchError, ShadowError) as exc:
-        code = status_for(exc) if isinstance(exc, TunewatchError) else 400
-        if code >= 500:
-            logger.error("dashboard page %s failed: %s", request.url.path, exc, exc_info=exc)
-        return error_page(code, exc.message, who)
-
-
-# -- session ----------------------------------------------------------------------------------
-
-
-def _login_form(message: str = "") -> str:
-    note = f'<p class="bad" role="alert">{escape(message)}</p>' if message else ""
-    return shell(
-        "Sign in",
-        f'{note}<form method="post" action="{LOGIN}" autocomplete="off">'
-        '<p><label for="token">API token</label><br>'
-        '<input type="password" id="token" name="token" size="60" required '
-        'autocomplete="off"></p><p><button type="submit">Sign in</button></p></form>'
-        '<p class="muted">Paste a token with read access (viewer or above). It is kept in '
-        "an HttpOnly session cookie for this browser only.</p>",
-        who=None,
-    )
-
-
-@router.get(LOGIN.removeprefix("/dashboard"))
-def login_page() -> HTMLResponse:
-    return respond(_login_form())
-
-
-@router.post(LOGIN.removeprefix("/dashboard"))
-async def login(request: Request) -> Response:
-    try:
-        token = form_field(await request.body(), "token")
-        await run_in_threadpool(check_token, request, token)
-    except AuthError as exc:
-        return respond(_login_form(exc.message), exc.status)
-    response = RedirectResponse("/dashboard/", status_code=303)
-    set_session(request, response, token)
-    return response
-
-
-@router.post("/logout")
-def logout() -> Response:
-    response = RedirectResponse(LOGIN, status_code=303)
-    clear_session(response)
-    return response
-
 
 # -- overview ---------------------------------------------------------------------------------
 
@@ -106,7 +41,8 @@ def overview_page(request: Request) -> Response:
             link = f'<a href="{escape(model_url(m["name"], "ab"))}">{escape(m["name"])}</a>'
             champ = m["champion"]
             evals = "<br>".join(
-                f"{escape(k)}: {status(not v['alarm'], v['status'])} "
+                f"{escape(k)}: "
+                f"{status(not v['alarm'], v['status'] + (' (alarm)' if v['alarm'] else ''))} "
                 f'<span class="muted">{e(v["window_end"])}</span>'
                 for k, v in sorted(m["latest_evaluations"].items())
             )
@@ -146,7 +82,7 @@ def overview_page(request: Request) -> Response:
         )
         return shell("Models", body, who=who)
 
-    return _page(request, render)
+    return render_page(request, render)
 
 
 @router.get("/models/{model}")
@@ -220,7 +156,7 @@ def ab_page(model: str, request: Request) -> Response:
                     [
                         e(t["kind"]),
                         e(t["status"]),
-                        status(None if t["decision"] == "continue" else True, t["decision"]),
+                        f'<strong class="decision">{e(t["decision"])}</strong>',
                         e(t["n"]),
                         e(t["looks"]),
                         e(last.get("estimate")),
@@ -242,7 +178,7 @@ def ab_page(model: str, request: Request) -> Response:
             )
         return shell(f"{model}: A/B results", "".join(parts), who=who, model=model, tab="ab")
 
-    return _page(request, render)
+    return render_page(request, render)
 
 
 # -- drift ------------------------------------------------------------------------------------
@@ -282,7 +218,12 @@ def drift_page(model: str, request: Request) -> Response:
             ]
             parts.append(
                 f"<h2>Latest window (evaluation #{latest['id']}, {e(latest['window_end'])})</h2>"
-                f"<p>Status {status(not latest['alarm'], latest['status'])}; rule "
+                "<p>Status "
+                + status(
+                    not latest["alarm"],
+                    f"{latest['status']}{' (alarm)' if latest['alarm'] else ''}",
+                )
+                + "; rule "
                 f"{e(latest['rule'])}. "
                 f'<a class="report" href="{escape(report)}">evidently report</a> '
                 f"(API: <code>{escape(latest['report'])}</code>)</p>"
@@ -292,7 +233,7 @@ def drift_page(model: str, request: Request) -> Response:
             )
         return shell(f"{model}: drift", "".join(parts), who=who, model=model, tab="drift")
 
-    return _page(request, render)
+    return render_page(request, render)
 
 
 @router.get("/models/{model}/drift/{evaluation_id}/report")
@@ -414,7 +355,7 @@ def decay_page(model: str, request: Request) -> Response:
             )
         return shell(f"{model}: decay", "".join(parts), who=who, model=model, tab="decay")
 
-    return _page(request, render)
+    return render_page(request, render)
 
 
 # -- latency and memory -----------------------------------------------------------------------
@@ -445,7 +386,8 @@ def telemetry_page(model: str, request: Request) -> Response:
             [
                 e(f"v{c['version']}"),
                 e(c["stage"]),
-                f"<code>{e(c['hyperparameter_set'])}</code>",
+                f'<code title="{e(c["hyperparameter_set"])}">'
+                f"{e(str(c['hyperparameter_set'])[:12])}</code>",
                 pre(c["hyperparameters"]),
                 e(None if c["p50_s"] is None else c["p50_s"] * 1000),
                 e(None if c["p90_s"] is None else c["p90_s"] * 1000),
@@ -495,162 +437,4 @@ def telemetry_page(model: str, request: Request) -> Response:
         )
         return shell(f"{model}: latency and memory", body, who=who, model=model, tab="telemetry")
 
-    return _page(request, render)
-
-
-# -- tuning -----------------------------------------------------------------------------------
-
-
-@router.get("/models/{model}/tuning")
-def tuning_page(model: str, request: Request) -> Response:
-    def render(who: Principal) -> str:
-        data = _data.tuning(sources(request), model)
-        job_rows = [
-            [
-                e(f"#{j['id']}"),
-                e(j["status"]),
-                pre(j["trigger"]),
-                e(j["study"]),
-                e(j["progress"].get("trials")),
-                e(
-                    j["progress"].get("best_value")
-                    if not j["result"]
-                    else j["result"].get("best_value")
-                ),
-                e(j["created_at"]),
-                e(j["finished_at"]),
-                e(j["error"]),
-            ]
-            for j in data["jobs"]
-        ]
-        curves = [
-            _svg.Series(
-                name=str(j["study"])[-24:],
-                x=[float(t["number"]) for t in j["trials"]],
-                y=[t["best"] for t in j["trials"]],
-            )
-            for j in data["jobs"]
-            if j["trials"]
-        ]
-        version_rows = [
-            [
-                e(f"v{v['version']}"),
-                e(v["stage"]),
-                e(v["job"]),
-                e(v["best_value"]),
-                e(v["n_trials"]),
-                e(v["stopped_by"]),
-                pre(v["fold_scores"]),
-                pre(v["warm_start_plan"]),
-            ]
-            for v in data["versions"]
-        ]
-        body = (
-            "<h2>Jobs</h2>"
-            + table(
-                [
-                    "job",
-                    "status",
-                    "trigger",
-                    "study",
-                    "trials",
-                    "best",
-                    "created",
-                    "finished",
-                    "error",
-                ],
-                job_rows,
-            )
-            + "<h2>Best value by trial</h2>"
-            + _svg.line_chart(
-                curves, x_label="trial", y_label="best CV loss", label="best value by trial"
-            )
-            + "<h2>Versions</h2>"
-            + table(
-                [
-                    "version",
-                    "stage",
-                    "job",
-                    "best value",
-                    "trials",
-                    "stopped by",
-                    "fold scores",
-                    "warm-start plan",
-                ],
-                version_rows,
-            )
-        )
-        return shell(f"{model}: tuning history", body, who=who, model=model, tab="tuning")
-
-    return _page(request, render)
-
-
-# -- events and audit -------------------------------------------------------------------------
-
-
-def _chips(
-    model: str, key: str, values: list[str], current: str | None, other: dict[str, str | None]
-) -> str:
-    links = [
-        f'<a href="{escape(model_url(model, "events", {**other, key: None}))}" '
-        f'class="{"" if current else "current"}">all</a>'
-    ]
-    for v in values:
-        url = model_url(model, "events", {**other, key: v})
-        links.append(
-            f'<a href="{escape(url)}" class="{"current" if v == current else ""}" '
-            f'data-filter="{escape(key)}" data-value="{escape(v)}">{escape(v)}</a>'
-        )
-    return f'<p class="chips" data-filter-group="{escape(key)}">{escape(key)}: {"".join(links)}</p>'
-
-
-Filter = Annotated[str | None, Query(max_length=200)]
-PageLimit = Annotated[int, Query(ge=1, le=1000)]
-
-
-@router.get("/models/{model}/events")
-def events_page(
-    model: str,
-    request: Request,
-    type: Filter = None,
-    action: Filter = None,
-    actor: Filter = None,
-    limit: PageLimit = 100,
-) -> Response:
-    def render(who: Principal) -> str:
-        data = _data.events(
-            sources(request), model, type=type, action=action, actor=actor, limit=limit
-        )
-        filters = {"type": type, "action": action, "actor": actor}
-        event_rows = [
-            [
-                e(ev["id"]),
-                f'<span class="event-type">{e(ev["type"])}</span>',
-                e(ev["created_at"]),
-                pre(ev["payload"]),
-            ]
-            for ev in data["events"]
-        ]
-        audit_rows = [
-            [
-                e(a["id"]),
-                e(a["at"]),
-                e(a["actor"]),
-                f'<span class="audit-action">{e(a["action"])}</span>',
-                e(a["target"]),
-                pre(a["details"]),
-            ]
-            for a in data["audit"]
-        ]
-        body = (
-            "<h2>Events</h2>"
-            + _chips(model, "type", data["event_types"], type, filters)
-            + table(["id", "type", "at", "payload"], event_rows, cls="events")
-            + "<h2>Audit log</h2>"
-            + _chips(model, "action", data["audit_actions"], action, filters)
-            + _chips(model, "actor", data["audit_actors"], actor, filters)
-            + table(["id", "at", "actor", "action", "target", "details"], audit_rows, cls="audit")
-        )
-        return shell(f"{model}: events and audit", body, who=who, model=model, tab="events")
-
-    return _page(request, render)
+    return render_page(request, render)

@@ -16,7 +16,7 @@ WIDTH = 720
 HEIGHT = 260
 PAD_LEFT = 64
 PAD_RIGHT = 16
-PAD_TOP = 16
+PAD_TOP = 28
 PAD_BOTTOM = 36
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
 
@@ -54,8 +54,14 @@ class _Scale:
         return self.out_lo + (value - self.lo) / (self.hi - self.lo) * (self.out_hi - self.out_lo)
 
 
-def _clock(value: float) -> str:
-    return datetime.fromtimestamp(value, UTC).strftime("%m-%d %H:%M")
+def _clock(span_s: float) -> Callable[[float], str]:
+    """UTC tick labels precise enough for a time axis spanning ``span_s`` seconds."""
+    pattern = "%H:%M:%S" if span_s < 3600 else "%m-%d %H:%M" if span_s < 5 * 86400 else "%Y-%m-%d"
+
+    def label(value: float) -> str:
+        return datetime.fromtimestamp(value, UTC).strftime(pattern)
+
+    return label
 
 
 def _frame(
@@ -77,13 +83,18 @@ def _frame(
             f'class="grid"/><text x="{PAD_LEFT - 6}" y="{_num(py + 4)}" '
             f'text-anchor="end">{escape(_fmt(value))}</text>'
         )
+    seen: set[str] = set()
     for i in range(5 if x_ticks is not None else 0):
         assert x_ticks is not None
         value = x.lo + (x.hi - x.lo) * i / 4
-        px = x(value)
+        text = x_ticks(value)
+        if text in seen:
+            continue
+        seen.add(text)
+        anchor = "start" if i == 0 else "end" if i == 4 else "middle"
         ticks.append(
-            f'<text x="{_num(px)}" y="{HEIGHT - PAD_BOTTOM + 16}" '
-            f'text-anchor="middle">{escape(x_ticks(value))}</text>'
+            f'<text x="{_num(x(value))}" y="{HEIGHT - PAD_BOTTOM + 16}" '
+            f'text-anchor="{anchor}">{escape(text)}</text>'
         )
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
@@ -97,7 +108,7 @@ def _frame(
         f'y2="{HEIGHT - PAD_BOTTOM}" class="axis"/>'
         f'<text x="{(PAD_LEFT + WIDTH - PAD_RIGHT) / 2}" y="{HEIGHT - 4}" '
         f'text-anchor="middle" class="label">{escape(x_label)}</text>'
-        f'<text x="12" y="{PAD_TOP + 4}" class="label">{escape(y_label)}</text></g>'
+        f'<text x="8" y="14" class="label">{escape(y_label)}</text></g>'
         f"{''.join(body)}</svg>"
     )
 
@@ -144,6 +155,11 @@ def interval_chart(looks: Sequence[Look], *, decided_at: int | None, label: str)
     for lk in looks:
         if lk.estimate is None:
             continue
+        if lk.low is not None and lk.high is not None:
+            marks.append(
+                f'<line class="ci" x1="{_num(x(lk.n))}" x2="{_num(x(lk.n))}" '
+                f'y1="{_num(y(lk.low))}" y2="{_num(y(lk.high))}"/>'
+            )
         width = "" if lk.low is None or lk.high is None else _fmt(lk.high - lk.low)
         marks.append(
             f'<circle class="look" cx="{_num(x(lk.n))}" cy="{_num(y(lk.estimate))}" r="2" '
@@ -159,11 +175,14 @@ def interval_chart(looks: Sequence[Look], *, decided_at: int | None, label: str)
     if decided_at is not None and looks[decided_at].estimate is not None:
         lk = looks[decided_at]
         px, py = x(lk.n), y(lk.estimate or 0.0)
+        right = px > (PAD_LEFT + WIDTH - PAD_RIGHT) / 2
+        text_x = px - 8 if right else px + 8
         body.append(
             f'<g class="decision-marker" data-n="{lk.n:g}" data-decision="{escape(lk.decision)}">'
             f'<line x1="{_num(px)}" x2="{_num(px)}" y1="{PAD_TOP}" y2="{HEIGHT - PAD_BOTTOM}"/>'
             f'<circle cx="{_num(px)}" cy="{_num(py)}" r="6"/>'
-            f'<text x="{_num(px + 8)}" y="{PAD_TOP + 12}">{escape(lk.decision)} at n={lk.n:g}'
+            f'<text x="{_num(text_x)}" y="{PAD_TOP + 12}" '
+            f'text-anchor="{"end" if right else "start"}">{escape(lk.decision)} at n={lk.n:g}'
             f"</text></g>"
         )
     return _frame(x, y, x_label="n (labelled pairs)", y_label="estimate", label=label, body=body)
@@ -188,6 +207,7 @@ def line_chart(
     x = _Scale.of(xs, PAD_LEFT, WIDTH - PAD_RIGHT)
     y = _Scale.of(ys, HEIGHT - PAD_BOTTOM, PAD_TOP)
     body: list[str] = []
+    legend_x = max(PAD_LEFT + 8, 24 + 6 * len(y_label))
     for i, s in enumerate(series):
         colour = PALETTE[i % len(PALETTE)]
         segments: list[list[str]] = [[]]
@@ -206,8 +226,8 @@ def line_chart(
                 )
         body.append(
             f'<g class="legend" data-series="{escape(s.name)}" data-points="{len(s.x)}">'
-            f'<rect x="{PAD_LEFT + 8 + 150 * i}" y="{PAD_TOP}" width="10" height="10" '
-            f'fill="{colour}"/><text x="{PAD_LEFT + 22 + 150 * i}" y="{PAD_TOP + 9}">'
+            f'<rect x="{legend_x + 150 * i}" y="6" width="10" height="10" '
+            f'fill="{colour}"/><text x="{legend_x + 14 + 150 * i}" y="15">'
             f"{escape(s.name)}</text></g>"
         )
     return _frame(
@@ -217,7 +237,7 @@ def line_chart(
         y_label=y_label,
         label=label,
         body=body,
-        x_ticks=_clock if x_time else _fmt,
+        x_ticks=_clock(x.hi - x.lo) if x_time else _fmt,
     )
 
 
@@ -283,14 +303,14 @@ def bar_chart(groups: Sequence[str], series: Sequence[Series], *, y_label: str, 
     y = _Scale.of([0.0, *values], HEIGHT - PAD_BOTTOM, PAD_TOP)
     x = _Scale.of([0.0, float(len(groups))], PAD_LEFT, WIDTH - PAD_RIGHT)
     group_w = x(1.0) - x(0.0)
-    bar_w = group_w * 0.8 / max(len(series), 1)
+    bar_w = min(group_w * 0.8 / max(len(series), 1), 48.0)
     body = []
     for g, name in enumerate(groups):
         for i, s in enumerate(series):
             value = s.y[g]
             if value is None:
                 continue
-            px = x(float(g)) + group_w * 0.1 + i * bar_w
+            px = x(g + 0.5) - bar_w * len(series) / 2 + i * bar_w
             body.append(
                 f'<rect class="bar" x="{_num(px)}" y="{_num(y(value))}" width="{_num(bar_w)}" '
                 f'height="{_num(y(0.0) - y(value))}" fill="{PALETTE[i % len(PALETTE)]}" '
@@ -302,10 +322,11 @@ def bar_chart(groups: Sequence[str], series: Sequence[Series], *, y_label: str, 
             f'<text x="{_num(x(g + 0.5))}" y="{HEIGHT - PAD_BOTTOM + 16}" '
             f'text-anchor="middle">{escape(name[:18])}</text>'
         )
+    legend_x = max(PAD_LEFT + 8, 24 + 6 * len(y_label))
     for i, s in enumerate(series):
         body.append(
-            f'<rect x="{PAD_LEFT + 8 + 120 * i}" y="{PAD_TOP}" width="10" height="10" '
-            f'fill="{PALETTE[i % len(PALETTE)]}"/><text x="{PAD_LEFT + 22 + 120 * i}" '
-            f'y="{PAD_TOP + 9}">{escape(s.name)}</text>'
+            f'<rect x="{legend_x + 120 * i}" y="6" width="10" height="10" '
+            f'fill="{PALETTE[i % len(PALETTE)]}"/><text x="{legend_x + 14 + 120 * i}" '
+            f'y="15">{escape(s.name)}</text>'
         )
     return _frame(x, y, x_label="", y_label=y_label, label=label, body=body, x_ticks=None)

@@ -1,0 +1,187 @@
+"""The dashboard in a real browser (Debian's chromium driven by Playwright)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import service_missing
+from tests.dashboard.scenario import Served
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "artefacts" / "screenshots"
+TABS = ("ab", "drift", "decay", "telemetry", "tuning", "events")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        service_missing(f"chromium not installed at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        service_missing(f"the playwright package is not installed: {exc}")
+        raise
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+class Session:
+    """A logged-in browser page that records console errors and page errors."""
+
+    def __init__(self, page: Any, base: str) -> None:
+        self.page = page
+        self.base = base
+        self.errors: list[str] = []
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+
+    def open(self, path: str) -> Any:
+        response = self.page.goto(self.base + path)
+        assert response is not None
+        return response
+
+
+def _login(browser: Any, served: Served, role: str) -> Iterator[Session]:
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    session = Session(context.new_page(), served.url)
+    session.open("/dashboard/login")
+    session.page.fill("#token", served.tokens[role])
+    session.page.click("button[type=submit]")
+    session.page.wait_for_url(served.url + "/dashboard/")
+    try:
+        yield session
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def viewer(browser: Any, served: Served) -> Iterator[Session]:
+    yield from _login(browser, served, "viewer")
+
+
+def test_every_page_loads_without_console_errors_and_is_screenshotted(
+    viewer: Session, served: Served
+) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    pages = {"overview": "/dashboard/"}
+    pages.update({tab: f"/dashboard/models/{served.model}/{tab}" for tab in TABS})
+    for name, path in pages.items():
+        response = viewer.open(path)
+        assert response.status == 200, (name, response.status)
+        assert viewer.page.locator("h1").count() == 1
+        viewer.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+        assert viewer.errors == [], (name, viewer.errors)
+    assert {p.stem for p in SCREENSHOTS.glob("*.png")} >= set(pages)
+
+
+def test_ab_chart_draws_a_narrowing_interval_with_a_decision_marker(
+    viewer: Session, served: Served
+) -> None:
+    viewer.open(f"/dashboard/models/{served.model}/ab")
+    charts = viewer.page.locator("section.comparison")
+    widths_by_test = {}
+    for i in range(charts.count()):
+        section = charts.nth(i)
+        looks = section.locator("svg circle.look")
+        widths = [
+            float(w)
+            for w in (looks.nth(j).get_attribute("data-width") for j in range(looks.count()))
+            if w
+        ]
+        widths_by_test[section.get_attribute("data-test")] = widths
+        if len(widths) >= 3:
+            assert all(b <= a for a, b in zip(widths, widths[1:], strict=False)), widths
+            assert widths[-1] < widths[0] / 3
+            marker = section.locator("svg g.decision-marker")
+            assert marker.count() == 1
+            assert marker.get_attribute("data-decision") in (
+                "challenger_better",
+                "challenger_worse",
+            )
+            assert float(marker.get_attribute("data-n") or 0) == float(
+                looks.last.get_attribute("data-n") or -1
+            )
+    assert any(len(w) >= 3 for w in widths_by_test.values()), widths_by_test
+    assert viewer.errors == []
+
+
+def test_event_type_filter_shows_only_that_type(viewer: Session, served: Served) -> None:
+    viewer.open(f"/dashboard/models/{served.model}/events")
+    chip = viewer.page.locator('[data-filter="type"][data-value="drift_detected"]')
+    assert chip.count() == 1
+    chip.click()
+    viewer.page.wait_for_url("**type=drift_detected**")
+    types = viewer.page.locator("table.events .event-type").all_inner_texts()
+    assert types and set(types) == {"drift_detected"}
+    viewer.open(f"/dashboard/models/{served.model}/events")
+    everything = viewer.page.locator("table.events .event-type").all_inner_texts()
+    assert len(set(everything)) > 1
+    assert viewer.errors == []
+
+
+def test_a_viewer_gets_no_action_buttons_and_the_api_refuses_its_actions(
+    viewer: Session, served: Served
+) -> None:
+    for path in ["/dashboard/", *(f"/dashboard/models/{served.model}/{t}" for t in TABS)]:
+        viewer.open(path)
+        buttons = viewer.page.locator("button")
+        assert [buttons.nth(i).get_attribute("class") for i in range(buttons.count())] == ["logout"]
+        forms = viewer.page.locator("form")
+        actions = [forms.nth(i).get_attribute("action") for i in range(forms.count())]
+        assert actions == ["/dashboard/logout"]
+    refused = viewer.page.request.post(
+        f"{served.url}/v1/models/{served.model}/evaluate", headers=served.auth("viewer")
+    )
+    assert refused.status == 403
+    by_cookie = viewer.page.request.post(f"{served.url}/v1/models/{served.model}/evaluate")
+    assert by_cookie.status in (401, 403)
+
+
+def test_without_a_session_pages_send_the_browser_to_login(browser: Any, served: Served) -> None:
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{served.url}/dashboard/models/{served.model}/ab")
+        assert page.url == f"{served.url}/dashboard/login"
+        assert page.locator("input#token[type=password]").count() == 1
+    finally:
+        context.close()
+
+
+def test_a_bad_token_stays_on_login_with_a_message(browser: Any, served: Served) -> None:
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(f"{served.url}/dashboard/login")
+        page.fill("#token", "tw_not-a-real-token")
+        page.click("button[type=submit]")
+        assert "invalid or revoked token" in page.locator("[role=alert]").inner_text()
+        assert context.cookies() == []
+    finally:
+        context.close()
+
+
+def test_unknown_model_renders_a_404_page(viewer: Session, served: Served) -> None:
+    response = viewer.open("/dashboard/models/no-such-model/drift")
+    assert response.status == 404
+    assert "no-such-model" in viewer.page.locator("[data-status='404']").inner_text()

@@ -1,0 +1,177 @@
+"""The dashboard's history pages: tuning jobs and studies, events and the audit log (with
+filters as query parameters, e.g. ``?type=drift_detected``)."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.requests import Request
+from starlette.responses import Response
+
+from tunewatch._auth import Principal
+
+from . import _data, _svg
+from ._html import e, model_url, pre, shell, table
+from ._session import render_page
+from ._sources import sources
+
+router = APIRouter(prefix="/dashboard", include_in_schema=False)
+
+# -- tuning -----------------------------------------------------------------------------------
+
+
+@router.get("/models/{model}/tuning")
+def tuning_page(model: str, request: Request) -> Response:
+    def render(who: Principal) -> str:
+        data = _data.tuning(sources(request), model)
+        job_rows = [
+            [
+                e(f"#{j['id']}"),
+                e(j["status"]),
+                pre(j["trigger"]),
+                e(j["study"]),
+                e(j["progress"].get("trials")),
+                e(
+                    j["progress"].get("best_value")
+                    if not j["result"]
+                    else j["result"].get("best_value")
+                ),
+                e(j["created_at"]),
+                e(j["finished_at"]),
+                e(j["error"]),
+            ]
+            for j in data["jobs"]
+        ]
+        curves = [
+            _svg.Series(
+                name=str(j["study"])[-24:],
+                x=[float(t["number"]) for t in j["trials"]],
+                y=[t["best"] for t in j["trials"]],
+            )
+            for j in data["jobs"]
+            if j["trials"]
+        ]
+        version_rows = [
+            [
+                e(f"v{v['version']}"),
+                e(v["stage"]),
+                e(v["job"]),
+                e(v["best_value"]),
+                e(v["n_trials"]),
+                e(v["stopped_by"]),
+                pre(v["fold_scores"]),
+                pre(v["warm_start_plan"]),
+            ]
+            for v in data["versions"]
+        ]
+        body = (
+            "<h2>Jobs</h2>"
+            + table(
+                [
+                    "job",
+                    "status",
+                    "trigger",
+                    "study",
+                    "trials",
+                    "best",
+                    "created",
+                    "finished",
+                    "error",
+                ],
+                job_rows,
+            )
+            + "<h2>Best value by trial</h2>"
+            + _svg.line_chart(
+                curves, x_label="trial", y_label="best CV loss", label="best value by trial"
+            )
+            + "<h2>Versions</h2>"
+            + table(
+                [
+                    "version",
+                    "stage",
+                    "job",
+                    "best value",
+                    "trials",
+                    "stopped by",
+                    "fold scores",
+                    "warm-start plan",
+                ],
+                version_rows,
+            )
+        )
+        return shell(f"{model}: tuning history", body, who=who, model=model, tab="tuning")
+
+    return render_page(request, render)
+
+
+# -- events and audit -------------------------------------------------------------------------
+
+
+def _chips(
+    model: str, key: str, values: list[str], current: str | None, other: dict[str, str | None]
+) -> str:
+    links = [
+        f'<a href="{escape(model_url(model, "events", {**other, key: None}))}" '
+        f'class="{"" if current else "current"}">all</a>'
+    ]
+    for v in values:
+        url = model_url(model, "events", {**other, key: v})
+        links.append(
+            f'<a href="{escape(url)}" class="{"current" if v == current else ""}" '
+            f'data-filter="{escape(key)}" data-value="{escape(v)}">{escape(v)}</a>'
+        )
+    return f'<p class="chips" data-filter-group="{escape(key)}">{escape(key)}: {"".join(links)}</p>'
+
+
+Filter = Annotated[str | None, Query(max_length=200)]
+PageLimit = Annotated[int, Query(ge=1, le=1000)]
+
+
+@router.get("/models/{model}/events")
+def events_page(
+    model: str,
+    request: Request,
+    type: Filter = None,
+    action: Filter = None,
+    actor: Filter = None,
+    limit: PageLimit = 100,
+) -> Response:
+    def render(who: Principal) -> str:
+        data = _data.events(
+            sources(request), model, type=type, action=action, actor=actor, limit=limit
+        )
+        filters = {"type": type, "action": action, "actor": actor}
+        event_rows = [
+            [
+                e(ev["id"]),
+                f'<span class="event-type">{e(ev["type"])}</span>',
+                e(ev["created_at"]),
+                pre(ev["payload"]),
+            ]
+            for ev in data["events"]
+        ]
+        audit_rows = [
+            [
+                e(a["id"]),
+                e(a["at"]),
+                e(a["actor"]),
+                f'<span class="audit-action">{e(a["action"])}</span>',
+                e(a["target"]),
+                pre(a["details"]),
+            ]
+            for a in data["audit"]
+        ]
+        body = (
+            "<h2>Events</h2>"
+            + _chips(model, "type", data["event_types"], type, filters)
+            + table(["id", "type", "at", "payload"], event_rows, cls="events")
+            + "<h2>Audit log</h2>"
+            + _chips(model, "action", data["audit_actions"], action, filters)
+            + _chips(model, "actor", data["audit_actors"], actor, filters)
+            + table(["id", "at", "actor", "action", "target", "details"], audit_rows, cls="audit")
+        )
+        return shell(f"{model}: events and audit", body, who=who, model=model, tab="events")
+
+    return render_page(request, render)

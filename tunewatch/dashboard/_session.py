@@ -1,0 +1,88 @@
+"""Dashboard sessions and the page wrapper every page renders through.
+
+The login page takes a pasted token (validated for ``read``) and keeps it in an HttpOnly,
+SameSite=Strict cookie; :func:`render_page` sends a browser without a valid session to
+the login page and turns our errors into HTML error pages (never a 500 for an unknown
+model or a refused token).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from html import escape
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from shadow import ShadowError
+from tunewatch._auth import AuthError, Principal
+from tunewatch._errors import TunewatchError
+from tunewatch.api._errors import status_for
+
+from ._auth import check_token, clear_session, form_field, principal, set_session
+from ._html import error_page, respond, shell
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/dashboard", include_in_schema=False)
+LOGIN = "/dashboard/login"
+
+
+def render_page(request: Request, render: Callable[[Principal], str]) -> Response:
+    """Authenticate by session, render, and turn our errors into HTML pages."""
+    try:
+        who = principal(request, "read")
+    except AuthError as exc:
+        if exc.status == 401:
+            return RedirectResponse(LOGIN, status_code=303)
+        return error_page(exc.status, exc.message, None)
+    try:
+        return respond(render(who))
+    except (TunewatchError, ShadowError) as exc:
+        code = status_for(exc) if isinstance(exc, TunewatchError) else 400
+        if code >= 500:
+            logger.error("dashboard page %s failed: %s", request.url.path, exc, exc_info=exc)
+        return error_page(code, exc.message, who)
+
+
+# -- session ----------------------------------------------------------------------------------
+
+
+def _login_form(message: str = "") -> str:
+    note = f'<p class="bad" role="alert">{escape(message)}</p>' if message else ""
+    return shell(
+        "Sign in",
+        f'{note}<form method="post" action="{LOGIN}" autocomplete="off">'
+        '<p><label for="token">API token</label><br>'
+        '<input type="password" id="token" name="token" size="60" required '
+        'autocomplete="off"></p><p><button type="submit">Sign in</button></p></form>'
+        '<p class="muted">Paste a token with read access (viewer or above). It is kept in '
+        "an HttpOnly session cookie for this browser only.</p>",
+        who=None,
+    )
+
+
+@router.get(LOGIN.removeprefix("/dashboard"))
+def login_page() -> HTMLResponse:
+    return respond(_login_form())
+
+
+@router.post(LOGIN.removeprefix("/dashboard"))
+async def login(request: Request) -> Response:
+    try:
+        token = form_field(await request.body(), "token")
+        await run_in_threadpool(check_token, request, token)
+    except AuthError as exc:
+        return respond(_login_form(exc.message), exc.status)
+    response = RedirectResponse("/dashboard/", status_code=303)
+    set_session(request, response, token)
+    return response
+
+
+@router.post("/logout")
+def logout() -> Response:
+    response = RedirectResponse(LOGIN, status_code=303)
+    clear_session(response)
+    return response
