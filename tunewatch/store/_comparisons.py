@@ -7,150 +7,36 @@ Functions take a SQLAlchemy ``Connection`` like the other store modules;
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
-from sqlalchemy import Connection, Row, and_, exists, func, select, update
+from sqlalchemy import Connection, Row, select, update
 
 from .._errors import ConflictError, NotFoundError
-from ._canonical import canonical_json
+from ._comparison_rows import (
+    ANSWERING_ROLES,
+    ComparisonLookRow,
+    ComparisonTestRow,
+    LabelledBatch,
+    LookValues,
+    SplitCheckRow,
+    TestKind,
+    TestStatus,
+    _clean,
+    _finite,
+)
 from ._engine import READ_ONLY_OPTION, dialect_insert, transaction
+from ._labelled import count_split_arms, read_labelled
 from ._schema import (
     comparison_consumed,
     comparison_looks,
     comparison_tests,
-    labels,
-    outputs,
-    requests,
-    split_checks,
 )
+from ._split_checks import add_split_check, latest_split_check
 from ._store import Store
 from ._types import utcnow
-
-TestKind = Literal["paired", "delong", "rollback_watch", "split"]
-TestStatus = Literal["open", "decided", "closed"]
-ANSWERING_ROLES = ("champion", "external")
-
-
-@dataclass(frozen=True, slots=True)
-class ComparisonTestRow:
-    """One test of ``challenger_version`` against ``champion_version`` (for a rollback
-    watch: the new champion against the one it replaced) and its persisted state."""
-
-    id: int
-    model: str
-    kind: TestKind
-    champion_version: int
-    challenger_version: int
-    status: TestStatus
-    decision: str
-    correction: str | None
-    n: int
-    looks: int
-    state: dict[str, Any]
-    outcome: dict[str, Any] | None
-    created_at: datetime
-    updated_at: datetime
-    decided_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class ComparisonLookRow:
-    """One look of a test; ``estimate`` is challenger minus champion (a loss difference
-    for paired tests and watches, an AUC difference for DeLong); ``None`` where unbounded."""
-
-    id: int
-    test_id: int
-    model: str
-    kind: str
-    champion_version: int
-    challenger_version: int
-    method: str
-    n: int
-    estimate: float | None
-    ci_low: float | None
-    ci_high: float | None
-    p_value: float
-    adjusted_p_value: float
-    decision: str
-    fixed_t_p: float | None
-    bootstrap_ci: tuple[float, float] | None
-    correction: str | None
-    family_size: int
-    created_at: datetime
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LookValues:
-    """What a new look stores (the row without ids and context)."""
-
-    method: str
-    n: int
-    estimate: float | None
-    ci_low: float | None
-    ci_high: float | None
-    p_value: float
-    adjusted_p_value: float
-    decision: str
-    fixed_t_p: float | None = None
-    bootstrap_ci: tuple[float, float] | None = None
-    correction: str | None = None
-    family_size: int = 1
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class LabelledBatch:
-    """Labelled rows of the log (a batch request gives several rows).
-
-    ``answer`` is the answering version's output per row, ``paired`` the other version's
-    output on the same rows (``None`` when not read paired). ``request_ids`` lists every
-    request read, ``rows`` maps each row to its position in ``request_ids``; requests
-    whose label or output shapes do not fit are read (so they can be marked consumed)
-    but contribute no rows.
-    """
-
-    request_ids: tuple[str, ...]
-    rows: np.ndarray  # int64 index into request_ids per row
-    labels: np.ndarray  # float64 per row
-    answer: np.ndarray  # float32 [rows, k]
-    paired: np.ndarray | None  # float32 [rows, k2]
-    looks: np.ndarray | None  # int64 per request: the look that consumed it (consumed reads)
-
-    @property
-    def n_rows(self) -> int:
-        return int(self.labels.shape[0])
-
-
-@dataclass(frozen=True, slots=True)
-class SplitCheckRow:
-    id: int
-    model: str
-    champion_version: int
-    challenger_version: int
-    salt: str
-    percent: float
-    n_champion: int
-    n_challenger: int
-    chi2: float
-    p_value: float
-    mismatch: bool
-    created_at: datetime
-
-
-def _finite(value: float | None) -> float | None:
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
-def _clean(obj: Mapping[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(canonical_json(dict(obj)))
-    return result
-
 
 # -- tests ----------------------------------------------------------------------------------
 
@@ -396,265 +282,6 @@ def latest_look(conn: Connection, test_id: int) -> ComparisonLookRow | None:
         .limit(1)
     ).first()
     return None if row is None else _look(row)
-
-
-# -- reading labelled traffic ---------------------------------------------------------------
-
-
-def read_labelled(
-    conn: Connection,
-    *,
-    model: str,
-    answered_by: int,
-    paired_with: int | None = None,
-    unconsumed_by: int | None = None,
-    consumed_by: int | None = None,
-    received_from: datetime | None = None,
-    received_before: datetime | None = None,
-    newest_first: bool = False,
-    limit: int | None = None,
-    roles: tuple[str, ...] = ANSWERING_ROLES,
-    alone: bool = False,
-) -> LabelledBatch:
-    """Labelled requests that ``answered_by`` answered (with one of ``roles``; by default
-    champion or external), with
-    ``paired_with``'s output on the same requests when given (requests without it are
-    left out). ``unconsumed_by`` leaves out requests a test already consumed;
-    ``consumed_by`` reads only those, with the look that consumed each.
-
-    Ordered by label arrival (then request id), so a test's reads are reproducible.
-    """
-    answer = outputs.alias("answer")
-    joined = requests.join(
-        labels,
-        and_(labels.c.model == requests.c.model, labels.c.request_id == requests.c.request_id),
-    ).join(
-        answer,
-        and_(
-            answer.c.model == requests.c.model,
-            answer.c.request_id == requests.c.request_id,
-            answer.c.version == answered_by,
-            answer.c.role.in_(roles),
-        ),
-    )
-    columns: list[Any] = [
-        requests.c.request_id,
-        requests.c.n_rows,
-        labels.c.value,
-        labels.c.received_at,
-        answer.c.n_rows.label("a_rows"),
-        answer.c.n_cols.label("a_cols"),
-        answer.c["values"].label("a_values"),
-    ]
-    if paired_with is not None:
-        other = outputs.alias("other")
-        joined = joined.join(
-            other,
-            and_(
-                other.c.model == requests.c.model,
-                other.c.request_id == requests.c.request_id,
-                other.c.version == paired_with,
-            ),
-        )
-        columns += [
-            other.c.n_rows.label("b_rows"),
-            other.c.n_cols.label("b_cols"),
-            other.c["values"].label("b_values"),
-        ]
-    if consumed_by is not None:
-        joined = joined.join(
-            comparison_consumed,
-            and_(
-                comparison_consumed.c.test_id == consumed_by,
-                comparison_consumed.c.request_id == requests.c.request_id,
-            ),
-        )
-        columns.append(comparison_consumed.c.look)
-    stmt = select(*columns).select_from(joined).where(requests.c.model == model)
-    if alone:  # a live split's challenger arm: no champion or mirrored answer on the request
-        answered = outputs.alias("answered")
-        stmt = stmt.where(
-            ~select(answered.c.request_id)
-            .where(
-                answered.c.model == requests.c.model,
-                answered.c.request_id == requests.c.request_id,
-                answered.c.role.in_(ANSWERING_ROLES),
-            )
-            .exists()
-        )
-    if unconsumed_by is not None:
-        stmt = stmt.where(
-            ~exists().where(
-                comparison_consumed.c.test_id == unconsumed_by,
-                comparison_consumed.c.request_id == requests.c.request_id,
-            )
-        )
-    if received_from is not None:
-        stmt = stmt.where(requests.c.received_at >= received_from)
-    if received_before is not None:
-        stmt = stmt.where(requests.c.received_at < received_before)
-    if newest_first:
-        stmt = stmt.order_by(labels.c.received_at.desc(), requests.c.request_id.desc())
-    else:
-        stmt = stmt.order_by(labels.c.received_at, requests.c.request_id)
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    return _assemble(list(conn.execute(stmt)), paired=paired_with is not None)
-
-
-def _assemble(rows: list[Row[Any]], *, paired: bool) -> LabelledBatch:
-    ids: list[str] = []
-    index: list[int] = []
-    ys: list[float] = []
-    answers: list[np.ndarray] = []
-    others: list[np.ndarray] = []
-    looks: list[int] = []
-    k = rows[0].a_cols if rows else 1
-    k2 = rows[0].b_cols if rows and paired else 1
-    for r in rows:
-        position = len(ids)
-        ids.append(r.request_id)
-        if "look" in r._fields:
-            looks.append(int(r.look))
-        n = int(r.n_rows)
-        y = _label_values(r.value, n)
-        if y is None or r.a_rows != n or r.a_cols != k:
-            continue  # malformed for this comparison: read (to be consumed), not used
-        if paired and (r.b_rows != n or r.b_cols != k2):
-            continue
-        index.extend([position] * n)
-        ys.extend(y)
-        answers.append(np.frombuffer(r.a_values, dtype=np.float32).reshape(n, k))
-        if paired:
-            others.append(np.frombuffer(r.b_values, dtype=np.float32).reshape(n, k2))
-    return LabelledBatch(
-        request_ids=tuple(ids),
-        rows=np.asarray(index, dtype=np.int64),
-        labels=np.asarray(ys, dtype=np.float64),
-        answer=np.concatenate(answers) if answers else np.empty((0, k), np.float32),
-        paired=(np.concatenate(others) if others else np.empty((0, k2), np.float32))
-        if paired
-        else None,
-        looks=np.asarray(looks, dtype=np.int64) if looks else None,
-    )
-
-
-def _label_values(value: Any, n: int) -> list[float] | None:
-    if isinstance(value, list):
-        return [float(v) for v in value] if len(value) == n else None
-    if isinstance(value, int | float) and not isinstance(value, bool) and n == 1:
-        return [float(value)]
-    return None
-
-
-def count_split_arms(
-    conn: Connection,
-    *,
-    model: str,
-    champion_version: int,
-    challenger_version: int,
-    since: datetime | None,
-) -> tuple[int, int]:
-    """Requests received since ``since`` answered by each arm of a live split:
-    ``(champion, challenger)``.
-
-    The champion arm is every request with an output of ``champion_version`` in role
-    ``champion``; the challenger arm every request with an output of
-    ``challenger_version`` and no output in role ``champion`` (the inference path records
-    the split challenger's answer without a champion answer).
-    """
-    champion_answer = exists().where(
-        outputs.c.model == requests.c.model,
-        outputs.c.request_id == requests.c.request_id,
-        outputs.c.role == "champion",
-        outputs.c.version == champion_version,
-    )
-    any_champion = outputs.alias("any_champion")
-    challenger_answer = and_(
-        exists().where(
-            outputs.c.model == requests.c.model,
-            outputs.c.request_id == requests.c.request_id,
-            outputs.c.version == challenger_version,
-        ),
-        ~exists().where(
-            any_champion.c.model == requests.c.model,
-            any_champion.c.request_id == requests.c.request_id,
-            any_champion.c.role == "champion",
-        ),
-    )
-    base = select(func.count()).select_from(requests).where(requests.c.model == model)
-    if since is not None:
-        base = base.where(requests.c.received_at >= since)
-    n_champion = int(conn.execute(base.where(champion_answer)).scalar_one())
-    n_challenger = int(conn.execute(base.where(challenger_answer)).scalar_one())
-    return n_champion, n_challenger
-
-
-# -- split checks ---------------------------------------------------------------------------
-
-
-def _split(row: Row[Any]) -> SplitCheckRow:
-    return SplitCheckRow(
-        id=int(row.id),
-        model=row.model,
-        champion_version=int(row.champion_version),
-        challenger_version=int(row.challenger_version),
-        salt=row.salt,
-        percent=float(row.percent),
-        n_champion=int(row.n_champion),
-        n_challenger=int(row.n_challenger),
-        chi2=float(row.chi2),
-        p_value=float(row.p_value),
-        mismatch=bool(row.mismatch),
-        created_at=row.created_at,
-    )
-
-
-def add_split_check(
-    conn: Connection,
-    *,
-    model: str,
-    champion_version: int,
-    challenger_version: int,
-    salt: str,
-    percent: float,
-    n_champion: int,
-    n_challenger: int,
-    chi2: float,
-    p_value: float,
-    mismatch: bool,
-) -> SplitCheckRow:
-    row_id = conn.execute(
-        split_checks.insert()
-        .values(
-            model=model,
-            champion_version=champion_version,
-            challenger_version=challenger_version,
-            salt=salt,
-            percent=percent,
-            n_champion=n_champion,
-            n_challenger=n_challenger,
-            chi2=chi2,
-            p_value=p_value,
-            mismatch=mismatch,
-            created_at=utcnow(),
-        )
-        .returning(split_checks.c.id)
-    ).scalar_one()
-    row = conn.execute(select(split_checks).where(split_checks.c.id == row_id)).one()
-    return _split(row)
-
-
-def latest_split_check(
-    conn: Connection, model: str, *, salt: str | None = None, challenger_version: int | None = None
-) -> SplitCheckRow | None:
-    stmt = select(split_checks).where(split_checks.c.model == model)
-    if salt is not None:
-        stmt = stmt.where(split_checks.c.salt == salt)
-    if challenger_version is not None:
-        stmt = stmt.where(split_checks.c.challenger_version == challenger_version)
-    row = conn.execute(stmt.order_by(split_checks.c.id.desc()).limit(1)).first()
-    return None if row is None else _split(row)
 
 
 # -- the front ------------------------------------------------------------------------------

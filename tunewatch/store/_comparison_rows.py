@@ -1,0 +1,132 @@
+"""Rows of the comparison tables (tests, looks, split checks) and labelled batches."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import numpy as np
+
+from ._canonical import canonical_json
+
+TestKind = Literal["paired", "delong", "rollback_watch", "split"]
+TestStatus = Literal["open", "decided", "closed"]
+ANSWERING_ROLES = ("champion", "external")
+
+
+@dataclass(frozen=True, slots=True)
+class ComparisonTestRow:
+    """One test of ``challenger_version`` against ``champion_version`` (for a rollback
+    watch: the new champion against the one it replaced) and its persisted state."""
+
+    id: int
+    model: str
+    kind: TestKind
+    champion_version: int
+    challenger_version: int
+    status: TestStatus
+    decision: str
+    correction: str | None
+    n: int
+    looks: int
+    state: dict[str, Any]
+    outcome: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    decided_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ComparisonLookRow:
+    """One look of a test; ``estimate`` is challenger minus champion (a loss difference
+    for paired tests and watches, an AUC difference for DeLong); ``None`` where unbounded."""
+
+    id: int
+    test_id: int
+    model: str
+    kind: str
+    champion_version: int
+    challenger_version: int
+    method: str
+    n: int
+    estimate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float
+    adjusted_p_value: float
+    decision: str
+    fixed_t_p: float | None
+    bootstrap_ci: tuple[float, float] | None
+    correction: str | None
+    family_size: int
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LookValues:
+    """What a new look stores (the row without ids and context)."""
+
+    method: str
+    n: int
+    estimate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float
+    adjusted_p_value: float
+    decision: str
+    fixed_t_p: float | None = None
+    bootstrap_ci: tuple[float, float] | None = None
+    correction: str | None = None
+    family_size: int = 1
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LabelledBatch:
+    """Labelled rows of the log (a batch request gives several rows).
+
+    ``answer`` is the answering version's output per row, ``paired`` the other version's
+    output on the same rows (``None`` when not read paired). ``request_ids`` lists every
+    request read, ``rows`` maps each row to its position in ``request_ids``; requests
+    whose label or output shapes do not fit are read (so they can be marked consumed)
+    but contribute no rows.
+    """
+
+    request_ids: tuple[str, ...]
+    rows: np.ndarray  # int64 index into request_ids per row
+    labels: np.ndarray  # float64 per row
+    answer: np.ndarray  # float32 [rows, k]
+    paired: np.ndarray | None  # float32 [rows, k2]
+    looks: np.ndarray | None  # int64 per request: the look that consumed it (consumed reads)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class SplitCheckRow:
+    id: int
+    model: str
+    champion_version: int
+    challenger_version: int
+    salt: str
+    percent: float
+    n_champion: int
+    n_challenger: int
+    chi2: float
+    p_value: float
+    mismatch: bool
+    created_at: datetime
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def _clean(obj: Mapping[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(canonical_json(dict(obj)))
+    return result

@@ -1,0 +1,212 @@
+"""Reading labelled traffic for comparisons: requests answered by one version, with another
+version's output on the same requests, each consumed once per test."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, Row, and_, exists, func, select
+
+from ._comparison_rows import (
+    ANSWERING_ROLES,
+    LabelledBatch,
+)
+from ._schema import (
+    comparison_consumed,
+    labels,
+    outputs,
+    requests,
+)
+
+# -- reading labelled traffic ---------------------------------------------------------------
+
+
+def read_labelled(
+    conn: Connection,
+    *,
+    model: str,
+    answered_by: int,
+    paired_with: int | None = None,
+    unconsumed_by: int | None = None,
+    consumed_by: int | None = None,
+    received_from: datetime | None = None,
+    received_before: datetime | None = None,
+    newest_first: bool = False,
+    limit: int | None = None,
+    roles: tuple[str, ...] = ANSWERING_ROLES,
+    alone: bool = False,
+) -> LabelledBatch:
+    """Labelled requests that ``answered_by`` answered (with one of ``roles``; by default
+    champion or external), with
+    ``paired_with``'s output on the same requests when given (requests without it are
+    left out). ``unconsumed_by`` leaves out requests a test already consumed;
+    ``consumed_by`` reads only those, with the look that consumed each.
+
+    Ordered by label arrival (then request id), so a test's reads are reproducible.
+    """
+    answer = outputs.alias("answer")
+    joined = requests.join(
+        labels,
+        and_(labels.c.model == requests.c.model, labels.c.request_id == requests.c.request_id),
+    ).join(
+        answer,
+        and_(
+            answer.c.model == requests.c.model,
+            answer.c.request_id == requests.c.request_id,
+            answer.c.version == answered_by,
+            answer.c.role.in_(roles),
+        ),
+    )
+    columns: list[Any] = [
+        requests.c.request_id,
+        requests.c.n_rows,
+        labels.c.value,
+        labels.c.received_at,
+        answer.c.n_rows.label("a_rows"),
+        answer.c.n_cols.label("a_cols"),
+        answer.c["values"].label("a_values"),
+    ]
+    if paired_with is not None:
+        other = outputs.alias("other")
+        joined = joined.join(
+            other,
+            and_(
+                other.c.model == requests.c.model,
+                other.c.request_id == requests.c.request_id,
+                other.c.version == paired_with,
+            ),
+        )
+        columns += [
+            other.c.n_rows.label("b_rows"),
+            other.c.n_cols.label("b_cols"),
+            other.c["values"].label("b_values"),
+        ]
+    if consumed_by is not None:
+        joined = joined.join(
+            comparison_consumed,
+            and_(
+                comparison_consumed.c.test_id == consumed_by,
+                comparison_consumed.c.request_id == requests.c.request_id,
+            ),
+        )
+        columns.append(comparison_consumed.c.look)
+    stmt = select(*columns).select_from(joined).where(requests.c.model == model)
+    if alone:  # a live split's challenger arm: no champion or mirrored answer on the request
+        answered = outputs.alias("answered")
+        stmt = stmt.where(
+            ~select(answered.c.request_id)
+            .where(
+                answered.c.model == requests.c.model,
+                answered.c.request_id == requests.c.request_id,
+                answered.c.role.in_(ANSWERING_ROLES),
+            )
+            .exists()
+        )
+    if unconsumed_by is not None:
+        stmt = stmt.where(
+            ~exists().where(
+                comparison_consumed.c.test_id == unconsumed_by,
+                comparison_consumed.c.request_id == requests.c.request_id,
+            )
+        )
+    if received_from is not None:
+        stmt = stmt.where(requests.c.received_at >= received_from)
+    if received_before is not None:
+        stmt = stmt.where(requests.c.received_at < received_before)
+    if newest_first:
+        stmt = stmt.order_by(labels.c.received_at.desc(), requests.c.request_id.desc())
+    else:
+        stmt = stmt.order_by(labels.c.received_at, requests.c.request_id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return _assemble(list(conn.execute(stmt)), paired=paired_with is not None)
+
+
+def _assemble(rows: list[Row[Any]], *, paired: bool) -> LabelledBatch:
+    ids: list[str] = []
+    index: list[int] = []
+    ys: list[float] = []
+    answers: list[np.ndarray] = []
+    others: list[np.ndarray] = []
+    looks: list[int] = []
+    k = rows[0].a_cols if rows else 1
+    k2 = rows[0].b_cols if rows and paired else 1
+    for r in rows:
+        position = len(ids)
+        ids.append(r.request_id)
+        if "look" in r._fields:
+            looks.append(int(r.look))
+        n = int(r.n_rows)
+        y = _label_values(r.value, n)
+        if y is None or r.a_rows != n or r.a_cols != k:
+            continue  # malformed for this comparison: read (to be consumed), not used
+        if paired and (r.b_rows != n or r.b_cols != k2):
+            continue
+        index.extend([position] * n)
+        ys.extend(y)
+        answers.append(np.frombuffer(r.a_values, dtype=np.float32).reshape(n, k))
+        if paired:
+            others.append(np.frombuffer(r.b_values, dtype=np.float32).reshape(n, k2))
+    return LabelledBatch(
+        request_ids=tuple(ids),
+        rows=np.asarray(index, dtype=np.int64),
+        labels=np.asarray(ys, dtype=np.float64),
+        answer=np.concatenate(answers) if answers else np.empty((0, k), np.float32),
+        paired=(np.concatenate(others) if others else np.empty((0, k2), np.float32))
+        if paired
+        else None,
+        looks=np.asarray(looks, dtype=np.int64) if looks else None,
+    )
+
+
+def _label_values(value: Any, n: int) -> list[float] | None:
+    if isinstance(value, list):
+        return [float(v) for v in value] if len(value) == n else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and n == 1:
+        return [float(value)]
+    return None
+
+
+def count_split_arms(
+    conn: Connection,
+    *,
+    model: str,
+    champion_version: int,
+    challenger_version: int,
+    since: datetime | None,
+) -> tuple[int, int]:
+    """Requests received since ``since`` answered by each arm of a live split:
+    ``(champion, challenger)``.
+
+    The champion arm is every request with an output of ``champion_version`` in role
+    ``champion``; the challenger arm every request with an output of
+    ``challenger_version`` and no output in role ``champion`` (the inference path records
+    the split challenger's answer without a champion answer).
+    """
+    champion_answer = exists().where(
+        outputs.c.model == requests.c.model,
+        outputs.c.request_id == requests.c.request_id,
+        outputs.c.role == "champion",
+        outputs.c.version == champion_version,
+    )
+    any_champion = outputs.alias("any_champion")
+    challenger_answer = and_(
+        exists().where(
+            outputs.c.model == requests.c.model,
+            outputs.c.request_id == requests.c.request_id,
+            outputs.c.version == challenger_version,
+        ),
+        ~exists().where(
+            any_champion.c.model == requests.c.model,
+            any_champion.c.request_id == requests.c.request_id,
+            any_champion.c.role == "champion",
+        ),
+    )
+    base = select(func.count()).select_from(requests).where(requests.c.model == model)
+    if since is not None:
+        base = base.where(requests.c.received_at >= since)
+    n_champion = int(conn.execute(base.where(champion_answer)).scalar_one())
+    n_challenger = int(conn.execute(base.where(challenger_answer)).scalar_one())
+    return n_champion, n_challenger
