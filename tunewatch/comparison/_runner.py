@@ -38,10 +38,8 @@ from shadow.stats import (
     GroupSequentialLook,
     GuardrailResult,
     PairedSequentialTest,
-    ServingProfile,
     StatsError,
     adjust,
-    check_guardrails,
     paired_differences,
 )
 from tunewatch._errors import ConflictError
@@ -60,9 +58,8 @@ if TYPE_CHECKING:  # _config nests ComparisonConfig: import nothing that imports
 
 
 from tunewatch.comparison._config import ComparisonConfig
+from tunewatch.comparison._decisions import Decisions
 from tunewatch.comparison._results import (
-    ACTOR,
-    Action,
     ChallengerSummary,
     ComparisonResult,
     make_result,
@@ -108,6 +105,13 @@ class ComparisonRunner:
         self.clock = clock
         self.on_lineup_change = on_lineup_change
         self.comparisons = ComparisonStore(store)
+        self._decisions = Decisions(
+            store,
+            config,
+            self.comparisons,
+            dispatcher=dispatcher,
+            on_lineup_change=on_lineup_change,
+        )
         self._split_test = SplitTest(
             store,
             self.comparisons,
@@ -171,7 +175,9 @@ class ComparisonRunner:
             if split_result is not None:
                 test = self.comparisons.get_test(split_result.test_id)
                 if test.status == "decided" and _needs_action(test):
-                    action, detail = self._act(model, champion, test, settings, blocked=blocked)
+                    action, detail = self._decisions.act(
+                        model, champion, test, settings, blocked=blocked
+                    )
                     split_result = replace(split_result, action=action, detail=detail)
                 results.append(split_result)
         if self.metrics is not None:
@@ -317,14 +323,18 @@ class ComparisonRunner:
         for result in results:
             test = self.comparisons.get_test(result.test_id)
             if test.status == "decided" and _needs_action(test):
-                action, detail = self._act(model, champion, test, settings, blocked=blocked)
+                action, detail = self._decisions.act(
+                    model, champion, test, settings, blocked=blocked
+                )
                 result = replace(result, action=action, detail=detail)
             final.append(result)
         for test in tests.values():
             current = self.comparisons.get_test(test.id)
             if current.status == "decided" and _needs_action(current):
                 if all(r.test_id != current.id for r in final):
-                    action, detail = self._act(model, champion, current, settings, blocked=blocked)
+                    action, detail = self._decisions.act(
+                        model, champion, current, settings, blocked=blocked
+                    )
                     final.append(make_result(current, None, 0, action, detail))
         return final
 
@@ -445,182 +455,12 @@ class ComparisonRunner:
         return list(fresh.request_ids), values, dict(state)
 
     # -- acting on decisions --------------------------------------------------------------------
+
     def guardrails(
         self, model: str, champion: VersionRow, challenger: int, settings: ComparisonConfig
     ) -> GuardrailResult:
         """The serving guardrails of ``challenger`` against ``champion`` as recorded now."""
-        rules = settings.guardrails
-        target = self.store.get_version(model, challenger)
-        violations: list[str] = []
-        latencies = self.store.latencies(model, since=target.created_at)
-        p99: dict[int, float] = {}
-        for version in (champion.version, challenger):
-            values = latencies.get(version, np.empty(0))
-            if values.size >= rules.min_latency_samples:
-                p99[version] = max(float(np.quantile(values, 0.99)), 1e-9)
-        latency_rules = rules.max_latency_p99_ratio is not None or rules.max_latency_p99_s
-        if latency_rules and len(p99) < 2:
-            counts = {
-                v: int(latencies.get(v, np.empty(0)).size) for v in (champion.version, challenger)
-            }
-            violations.append(
-                f"latency: need {rules.min_latency_samples} recorded latencies per version "
-                f"since v{challenger} was registered, got {counts}"
-            )
-        memory = {v.version: v.load_memory_bytes for v in (champion, target)}
-        memory_rules = rules.max_memory_ratio is not None or rules.max_memory_bytes is not None
-        if memory_rules and any(not m for m in memory.values()):
-            violations.append(f"memory: load memory not measured for every version: {memory}")
-        parity = float(target.details.get("parity_error", 0.0) or 0.0)
-        result = check_guardrails(
-            rules.limits(),
-            champion=ServingProfile(
-                latency_p99_s=p99.get(champion.version, 1.0),
-                memory_bytes=memory[champion.version] or 1,
-            ),
-            challenger=ServingProfile(
-                latency_p99_s=p99.get(challenger, 1.0),
-                memory_bytes=memory[challenger] or 1,
-            ),
-            parity_error=parity,
-        )
-        measured = [
-            v
-            for v in result.violations
-            if not (v.startswith("max_latency") and len(p99) < 2)
-            and not (v.startswith("max_memory") and any(not m for m in memory.values()))
-        ]
-        violations += measured
-        return GuardrailResult(passed=not violations, violations=tuple(violations))
-
-    def _act(
-        self,
-        model: str,
-        champion: VersionRow,
-        test: ComparisonTestRow,
-        settings: ComparisonConfig,
-        *,
-        blocked: bool,
-    ) -> tuple[Action, tuple[str, ...]]:
-        look = self.comparisons.latest_look(test.id)
-        evidence: dict[str, Any] = {
-            "test_id": test.id,
-            "kind": test.kind,
-            "champion_version": test.champion_version,
-            "challenger_version": test.challenger_version,
-            "n": test.n,
-            "correction": test.correction,
-        }
-        if look is not None:
-            evidence.update(
-                method=look.method,
-                estimate=look.estimate,
-                ci=[look.ci_low, look.ci_high],
-                p_value=look.p_value,
-                adjusted_p_value=look.adjusted_p_value,
-                family_size=look.family_size,
-            )
-        if test.decision == "challenger_worse":
-            outcome = self.dispatcher.handle(
-                model, "challenger_worse", evidence, dedupe_key=f"comparison:{test.id}"
-            )
-            self.comparisons.finish_test(
-                test.id, status="decided", outcome={"action": "notified", "trigger": outcome.action}
-            )
-            return "notified", (outcome.describe(),)
-        if test.champion_version != champion.version:
-            self.comparisons.finish_test(
-                test.id,
-                status="closed",
-                outcome={"action": "closed", "reason": "the champion changed before promotion"},
-            )
-            return "closed", ("the champion changed before promotion",)
-        if blocked:
-            first = test.outcome is None
-            self.comparisons.finish_test(
-                test.id, status="decided", outcome={"action": "blocked_srm"}
-            )
-            if first:
-                self.store.add_event(
-                    model=model,
-                    type="promotion_blocked",
-                    payload={**evidence, "reason": "sample ratio mismatch in the live split"},
-                )
-            return "blocked_srm", ("sample ratio mismatch in the live split",)
-        guard = self.guardrails(model, champion, test.challenger_version, settings)
-        evidence["guardrails"] = {"passed": guard.passed, "violations": list(guard.violations)}
-        outcome = self.dispatcher.handle(
-            model, "challenger_better", evidence, dedupe_key=f"comparison:{test.id}", actor=ACTOR
-        )
-        if outcome.action != "promote" or outcome.status != "taken":
-            self.comparisons.finish_test(
-                test.id, status="decided", outcome={"action": "notified", "trigger": outcome.action}
-            )
-            return "notified", (outcome.describe(),)
-        if not guard.passed:
-            self.store.add_event(
-                model=model,
-                type="promotion_refused",
-                payload={**evidence, "violations": list(guard.violations)},
-            )
-            self.comparisons.finish_test(
-                test.id,
-                status="decided",
-                outcome={"action": "refused", "violations": list(guard.violations)},
-            )
-            logger.warning(
-                "model=%s v%d won but breaks guardrails: %s",
-                model,
-                test.challenger_version,
-                "; ".join(guard.violations),
-            )
-            return "refused", guard.violations
-        reason = (
-            f"comparison {test.id}: v{test.challenger_version} beat v{test.champion_version} "
-            f"({test.kind}, n={test.n}, p={evidence.get('adjusted_p_value')})"
-        )
-        from tunewatch import _governance as governance
-
-        try:
-            promoted = governance.promote(
-                self.store,
-                self.config,
-                model,
-                test.challenger_version,
-                actor=ACTOR,
-                reason=reason,
-            )
-        except ConflictError as exc:
-            logger.warning(
-                "model=%s promotion of v%d failed: %s", model, test.challenger_version, exc.message
-            )
-            self.store.add_event(
-                model=model,
-                type="promotion_failed",
-                payload={**evidence, "error": exc.message, "code": exc.code},
-            )
-            self.comparisons.finish_test(
-                test.id,
-                status="decided",
-                outcome={"action": "promotion_failed", "error": exc.message},
-            )
-            return "promotion_failed", (exc.message,)
-        if promoted.status == "pending_approval":
-            assert promoted.approval is not None
-            self.comparisons.finish_test(
-                test.id,
-                status="decided",
-                outcome={"action": "pending_approval", "approval": promoted.approval.id},
-            )
-            return "pending_approval", promoted.approval.rules
-        self.comparisons.finish_test(
-            test.id, status="decided", outcome={"action": "promoted", "guardrails": "passed"}
-        )
-        if self.on_lineup_change is not None:
-            self.on_lineup_change(model)
-        return "promoted", (reason,)
-
-    # -- rollback watch -------------------------------------------------------------------------
+        return self._decisions.guardrails(model, champion, challenger, settings)
 
     def _split_since(self, model: str, split: SplitConfig) -> datetime | None:
         if split.start is not None:
