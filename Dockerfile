@@ -14,6 +14,7 @@ COPY shadow ./shadow
 COPY retune ./retune
 COPY tunewatch ./tunewatch
 RUN pip install -c constraints.txt . && rm -rf /root/.cache
+COPY configs ./configs
 COPY configs/tunewatch.yaml /etc/tunewatch/tunewatch.yaml
 
 USER tunewatch
