@@ -21,6 +21,7 @@ from tests.conftest import service_missing
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tunewatch._background import BackgroundServer, _free_port
 from tunewatch._example import ExampleModel, example_data
+from tunewatch._tuning import TuningJobRunner
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -191,3 +192,19 @@ def test_drift_alert_travels_through_prometheus_and_alertmanager_to_one_job(
     assert trigger["alertname"] == "TunewatchDriftDetected"
     alerts = httpx.get(f"{stack['prometheus']}/api/v1/alerts").json()["data"]["alerts"]
     assert any(a["labels"]["alertname"] == "TunewatchDriftDetected" for a in alerts)
+
+    # the job runs (here, in-process; the daemon's launcher would start a worker) and
+    # registers its winner as a shadow challenger
+    done = TuningJobRunner(
+        store=daemon.store,
+        registry=daemon.registry,
+        artefacts=daemon.artefacts,
+        config=daemon.config,
+        worker="e2e",
+    ).run(jobs[0].id)
+    assert done.status == "succeeded", done.error
+    assert done.result is not None
+    challenger = daemon.store.get_version(MODEL, done.result["version"])
+    assert challenger.stage == "shadow" and challenger.details["trigger"]["event"] == (
+        "alert_received"
+    )
