@@ -393,3 +393,31 @@ def test_cli_compare_and_comparisons_print_the_looks(
     assert "v2 vs v1" in capsys.readouterr().out
     assert main([*env, "comparisons", MODEL, "--challenger", "2"]) == 0
     assert "n=200" in capsys.readouterr().out
+
+
+def test_auc_objective_uses_group_sequential_delong_and_promotes_a_better_ranker(
+    template: Path, tmp_path: Path, trained: list[ExampleModel]
+) -> None:
+    d = copy_daemon(
+        template,
+        tmp_path / "auc",
+        models=[{"name": MODEL, "task": "binary", "objective": {"name": "roc_auc"}}],
+    )
+    try:
+        t = traffic(trained, 2500, seed=11)
+        loop = runner(d, delong_look_every=500, delong_looks=5)
+        decided = None
+        for start in range(0, 2500, 500):
+            feed_better(d, t, start, start + 500)
+            results = [r for r in loop.run(MODEL) if r.kind == "delong"]
+            assert results, "the AUC objective must be compared by DeLong"
+            if results[0].decision != "continue":
+                decided = results[0]
+                break
+        assert decided is not None, "the oracle never beat the logistic champion on AUC"
+        assert decided.decision == "challenger_better" and decided.correction == "bonferroni"
+        assert decided.action == "promoted"
+        champion = d.store.champion(MODEL)
+        assert champion is not None and champion.version == 2
+    finally:
+        d.close()

@@ -437,8 +437,8 @@ class ComparisonRunner:
             )
         result: GroupSequentialLook = gsd.look(
             np.concatenate([seen.labels, fresh.labels]),
-            positive_proba(np.concatenate([seen.answer, fresh.answer])),
-            positive_proba(np.concatenate([seen.paired, fresh.paired])),
+            positive_proba(_rows(seen.answer, fresh.answer)),
+            positive_proba(_rows(seen.paired, fresh.paired)),
         )
         values = LookValues(
             method="group_sequential_delong",
@@ -491,3 +491,8 @@ def _with(look: LookValues, *, adjusted: float, decision: str, k: int) -> LookVa
         correction=look.correction,
         family_size=k,
     )
+
+
+def _rows(seen: np.ndarray, fresh: np.ndarray) -> np.ndarray:
+    """Stack output rows; an empty read has no reliable column count, so it is skipped."""
+    return fresh if seen.shape[0] == 0 else np.concatenate([seen, fresh])
