@@ -25,7 +25,11 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/scoring.py
+	$(BIN)/python bench/drift.py
+	$(BIN)/python bench/warmstart.py
+	$(BIN)/python bench/dashboard.py
 
 clean:
 	rm -rf $(VENV) .tunewatch-demo .pytest_cache .mypy_cache .ruff_cache
