@@ -392,7 +392,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from tunewatch._demo import run_demo
 
-    return run_demo(data_dir=Path(args.data_dir), requests=args.requests)
+    return run_demo(data_dir=Path(args.data_dir), seed=args.seed)
 
 
 def _comparison_runner(config: Config, store: Store) -> ComparisonRunner:
@@ -575,7 +575,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the example loop on a fresh embedded store")
     p.add_argument("--data-dir", default=".tunewatch-demo")
-    p.add_argument("--requests", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("compare", help="run a model's comparison loop now and print it")
     p.add_argument("model")

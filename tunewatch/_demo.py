@@ -171,7 +171,7 @@ def _run_job(daemon: Daemon, job_id: int) -> dict[str, Any]:
     return job.result
 
 
-def run_demo(*, data_dir: Path, requests: int = 2000, seed: int = 0) -> int:
+def run_demo(*, data_dir: Path, seed: int = 0) -> int:
     started = time.perf_counter()
     if data_dir.exists():
         shutil.rmtree(data_dir)
@@ -182,7 +182,7 @@ def run_demo(*, data_dir: Path, requests: int = 2000, seed: int = 0) -> int:
     _step(f"fresh store at {daemon.config.store_url}")
     summary: dict[str, Any] = {}
     try:
-        summary = _loop(daemon, scorer, labeller, requests=max(requests, 1500), seed=seed)
+        summary = _loop(daemon, scorer, labeller, seed=seed)
     finally:
         daemon.launcher.stop()
         daemon.close()
@@ -195,9 +195,7 @@ def run_demo(*, data_dir: Path, requests: int = 2000, seed: int = 0) -> int:
     return 0 if ok else 1
 
 
-def _loop(
-    daemon: Daemon, scorer: str, labeller: str, *, requests: int, seed: int
-) -> dict[str, Any]:
+def _loop(daemon: Daemon, scorer: str, labeller: str, *, seed: int) -> dict[str, Any]:
     from sklearn.linear_model import LogisticRegression
 
     from retune import to_onnx
