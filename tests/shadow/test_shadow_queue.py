@@ -190,3 +190,17 @@ def test_backlog_is_scored_in_one_batch_with_one_latency_probe(logistic: Exporte
         expected = logistic.model.primary(logistic.model.run(x))
         assert result.values is not None
         np.testing.assert_allclose(result.values, expected, rtol=0, atol=1e-6)
+
+
+def test_shadow_workers_run_at_a_lower_os_priority_than_serving(logistic: Exported) -> None:
+    import os
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    collect = Collector(expected=1)
+    with ShadowQueue(maxsize=2, on_result=collect, nice=5) as q:
+        q.submit(job("r", np.zeros((1, N_FEATURES), dtype=np.float32), challenger(logistic, 2)))
+        assert collect.done.wait(WAIT_S)
+        worker = next(t for t in threading.enumerate() if t.name == "shadow-0")
+        assert worker.native_id is not None
+        assert os.getpriority(os.PRIO_PROCESS, worker.native_id) == min(base + 5, 19)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == base  # the serving thread is untouched
