@@ -42,7 +42,7 @@ from tunewatch._registry import VersionMetadata  # noqa: E402
 
 DURATION_S = 10
 CONNECTIONS = 16
-ROUNDS = 2
+ROUNDS = 3
 MODEL = "credit"
 
 

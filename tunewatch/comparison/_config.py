@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,9 +11,6 @@ from shadow.stats import (
     GuardrailConfig,
 )
 from tunewatch._split import SplitConfig
-
-if TYPE_CHECKING:  # _config nests ComparisonConfig: import nothing that imports _config
-    pass
 
 
 class _Frozen(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -15,6 +15,8 @@ from shadow.stats import (
     TwoSampleSequentialTest,
 )
 from tunewatch._errors import ConflictError
+from tunewatch.comparison._config import RollbackWatchConfig
+from tunewatch.comparison._results import ACTOR, ComparisonResult, make_result
 from tunewatch.store import Store
 from tunewatch.store._comparisons import (
     ComparisonLookRow,
@@ -22,13 +24,6 @@ from tunewatch.store._comparisons import (
     ComparisonTestRow,
     LookValues,
 )
-
-if TYPE_CHECKING:  # _config nests ComparisonConfig: import nothing that imports _config
-    pass
-
-
-from tunewatch.comparison._config import RollbackWatchConfig
-from tunewatch.comparison._results import ACTOR, ComparisonResult, make_result
 
 logger = logging.getLogger(__name__)
 
