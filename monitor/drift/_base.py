@@ -207,3 +207,20 @@ class DriftMethod(ABC):
             n_ref=summary.n,
             n_cur=current.n,
         )
+
+
+class DiscreteTest(DriftMethod):
+    """A p-value test on counts (chi-square, Z-test): categorical columns, and numeric
+    columns with at most 20 distinct reference values. Drift when ``p_value < threshold``
+    (default 0.05)."""
+
+    kinds: ClassVar[frozenset[ColumnKind]] = frozenset({"num", "cat"})
+    returns_p_value: ClassVar[bool] = True
+    default_threshold: ClassVar[float] = 0.05
+
+    def _degenerate(
+        self, summary: ColumnSummary, current: PreparedColumn, min_rows: int
+    ) -> str | None:
+        if summary.kind == "num" and getattr(summary, "value_counts", None) is None:
+            return f"{self.name} needs a discrete column (at most 20 distinct reference values)"
+        return super()._degenerate(summary, current, min_rows)

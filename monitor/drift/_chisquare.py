@@ -7,12 +7,12 @@ from typing import ClassVar
 import numpy as np
 from scipy import stats
 
-from monitor.drift._base import DriftMethod, MethodName, PreparedColumn
+from monitor.drift._base import DiscreteTest, MethodName, PreparedColumn
 from monitor.drift._frequencies import aligned_counts
-from monitor.drift._profile import ColumnKind, ColumnSummary
+from monitor.drift._profile import ColumnSummary
 
 
-class ChiSquare(DriftMethod):
+class ChiSquare(DiscreteTest):
     """Chi-square test of the current counts against the reference shares scaled to the
     current size (evidently's formulation). A value absent from the reference but seen
     now makes the statistic infinite (p = 0). Applies to categorical columns and to
@@ -20,16 +20,6 @@ class ChiSquare(DriftMethod):
     ``p_value < threshold`` (default 0.05)."""
 
     name: ClassVar[MethodName] = "chisquare"
-    kinds: ClassVar[frozenset[ColumnKind]] = frozenset({"num", "cat"})
-    returns_p_value: ClassVar[bool] = True
-    default_threshold: ClassVar[float] = 0.05
-
-    def _degenerate(
-        self, summary: ColumnSummary, current: PreparedColumn, min_rows: int
-    ) -> str | None:
-        if summary.kind == "num" and getattr(summary, "value_counts", None) is None:
-            return "chisquare needs a discrete column (at most 20 distinct reference values)"
-        return super()._degenerate(summary, current, min_rows)
 
     def _compute(
         self, summary: ColumnSummary, current: PreparedColumn

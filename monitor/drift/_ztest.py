@@ -7,28 +7,18 @@ from typing import ClassVar
 import numpy as np
 from scipy import stats
 
-from monitor.drift._base import DriftMethod, MethodName, PreparedColumn
+from monitor.drift._base import DiscreteTest, MethodName, PreparedColumn
 from monitor.drift._frequencies import aligned_counts
-from monitor.drift._profile import ColumnKind, ColumnSummary
+from monitor.drift._profile import ColumnSummary
 
 
-class ZTest(DriftMethod):
+class ZTest(DiscreteTest):
     """Two-sided Z-test for the difference of two proportions: the share of the first
     value (in sorted order) against all others, as evidently does for columns with two
     distinct values and at most 1000 reference rows. Drift when ``p_value < threshold``
     (default 0.05)."""
 
     name: ClassVar[MethodName] = "z"
-    kinds: ClassVar[frozenset[ColumnKind]] = frozenset({"num", "cat"})
-    returns_p_value: ClassVar[bool] = True
-    default_threshold: ClassVar[float] = 0.05
-
-    def _degenerate(
-        self, summary: ColumnSummary, current: PreparedColumn, min_rows: int
-    ) -> str | None:
-        if summary.kind == "num" and getattr(summary, "value_counts", None) is None:
-            return "z needs a discrete column (at most 20 distinct reference values)"
-        return super()._degenerate(summary, current, min_rows)
 
     def _compute(
         self, summary: ColumnSummary, current: PreparedColumn
