@@ -62,6 +62,20 @@ def _running_with_heartbeat(storage: optuna.storages.RDBStorage, study: str) -> 
     return bool(set(running) & beating)
 
 
+def _running_are_stale(storage: optuna.storages.RDBStorage, study: str, grace_s: float) -> bool:
+    """Optuna's own staleness rule: the database clock minus the last heartbeat exceeds the
+    grace period for every running trial."""
+    running = [
+        t._trial_id for t in _trials(storage, study) if t.state == optuna.trial.TrialState.RUNNING
+    ]
+    with storage.engine.connect() as conn:
+        now = conn.execute(text("SELECT now()")).scalar_one().replace(tzinfo=None)
+        beats = dict(conn.execute(text("SELECT trial_id, heartbeat FROM trial_heartbeats")).all())
+    return bool(running) and all(
+        tid in beats and (now - beats[tid]).total_seconds() > grace_s for tid in running
+    )
+
+
 def _wait_for(predicate: object, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -98,7 +112,7 @@ def test_killed_worker_trial_is_failed_retried_and_the_study_completes(
     victim.communicate(timeout=10)  # reaps it and closes its pipes
     assert optuna.trial.TrialState.RUNNING in _states(storage, study)  # orphaned by the kill
     # the heartbeat grace period (2 × 1 s) must pass before the trial counts as stale
-    time.sleep(2.5)
+    _wait_for(lambda: _running_are_stale(storage, study, grace_s=2.0), timeout=30)
     survivor = _worker(pg_url, study, 4)
     out, err = survivor.communicate(timeout=120)
     assert survivor.returncode == 0, err
