@@ -19,6 +19,7 @@ from ._schema import (
     outputs,
     requests,
 )
+from ._windows import label_rows
 
 # -- reading labelled traffic ---------------------------------------------------------------
 
@@ -139,7 +140,7 @@ def _assemble(rows: list[Row[Any]], *, paired: bool) -> LabelledBatch:
         if "look" in r._fields:
             looks.append(int(r.look))
         n = int(r.n_rows)
-        y = _label_values(r.value, n)
+        y = label_rows(r.value, n)
         if y is None or r.a_rows != n or r.a_cols != k:
             continue  # malformed for this comparison: read (to be consumed), not used
         if paired and (r.b_rows != n or r.b_cols != k2):
@@ -159,14 +160,6 @@ def _assemble(rows: list[Row[Any]], *, paired: bool) -> LabelledBatch:
         else None,
         looks=np.asarray(looks, dtype=np.int64) if looks else None,
     )
-
-
-def _label_values(value: Any, n: int) -> list[float] | None:
-    if isinstance(value, list):
-        return [float(v) for v in value] if len(value) == n else None
-    if isinstance(value, int | float) and not isinstance(value, bool) and n == 1:
-        return [float(value)]
-    return None
 
 
 def count_split_arms(

@@ -109,7 +109,7 @@ def _assemble(model: str, rows: list[Any], n_features: int) -> Window:
         else:
             outs.append(np.full((n, k), np.nan, dtype=np.float32))
             versions.extend([-1] * n)
-        ys.extend(_label_values(r.value, n))
+        ys.extend(label_rows(r.value, n) or [np.nan] * n)
         label_at.extend([r.label_at.timestamp() if r.label_at is not None else np.nan] * n)
     return Window(
         model=model,
@@ -123,12 +123,14 @@ def _assemble(model: str, rows: list[Any], n_features: int) -> Window:
     )
 
 
-def _label_values(value: Any, n: int) -> list[float]:
-    if value is None:
-        return [np.nan] * n
+def label_rows(value: Any, n: int) -> list[float] | None:
+    """A stored label spread over its request's ``n`` rows: a list with one value per row,
+    or a number for a one-row request; ``None`` when it is missing or does not fit."""
     if isinstance(value, list):
-        return [float(v) for v in value] if len(value) == n else [np.nan] * n
-    return [float(value)] * n if n == 1 else [np.nan] * n
+        return [float(v) for v in value] if len(value) == n else None
+    if isinstance(value, int | float) and not isinstance(value, bool) and n == 1:
+        return [float(value)]
+    return None
 
 
 def read_latencies(
