@@ -1,12 +1,12 @@
 """The shadow queue: challengers score the champion's requests off the request path.
 
-:meth:`ShadowQueue.submit` never blocks: when ``maxsize`` jobs are waiting it drops
-the new job, counts it in :attr:`ShadowQueue.dropped` and returns ``False``. Worker
-threads drain the backlog (up to ``max_batch`` jobs), score it with each challenger in
+:meth:`ShadowQueue.submit` (and :meth:`ShadowQueue.submit_many`, one hand-off for many
+jobs) never blocks: when ``maxsize`` jobs are waiting it drops the new job, counts it in
+:attr:`ShadowQueue.dropped` and returns ``False``. Worker threads drain the backlog (up
+to ``max_batch`` jobs; one hand-off is never split), score it with each challenger in
 one batched call (see :func:`score_many`), and hand the results to ``on_result`` in one
-call. A failing challenger becomes a result
-with ``error`` set; a failing ``on_result`` is logged and counted. Neither stops a
-worker.
+call. A failing challenger becomes a result with ``error`` set; a failing ``on_result``
+is logged and counted. Neither stops a worker.
 """
 
 from __future__ import annotations
@@ -180,13 +180,21 @@ class ShadowQueue:
 
     def submit(self, job: ShadowJob) -> bool:
         """Enqueue ``job`` without blocking; ``False`` (and a drop counted) if full."""
+        return self.submit_many([job]) == 1
+
+    def submit_many(self, jobs: Sequence[ShadowJob]) -> int:
+        """Enqueue as many of ``jobs`` as fit, in order, with one hand-off to the workers;
+        returns how many were taken (the rest are dropped and counted)."""
         with self._lock:
-            if self._closed or self._depth >= self.maxsize:
-                self._dropped += 1
-                return False
-            self._depth += 1
-        self._queue.put(job)
-        return True
+            if self._closed:
+                taken = 0
+            else:
+                taken = max(0, min(len(jobs), self.maxsize - self._depth))
+            self._depth += taken
+            self._dropped += len(jobs) - taken
+        if taken:
+            self._queue.put(jobs[:taken] if taken < len(jobs) else jobs)
+        return taken
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop accepting jobs, let workers finish those queued, then stop them."""
@@ -221,17 +229,17 @@ class ShadowQueue:
             first = self._queue.get()
             if first is _STOP:
                 return
-            jobs = [first]
+            jobs = list(first)
             stop = False
             while len(jobs) < self.max_batch:
                 try:
-                    job = self._queue.get_nowait()
+                    more = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if job is _STOP:
+                if more is _STOP:
                     stop = True
                     break
-                jobs.append(job)
+                jobs.extend(more)
             with self._lock:
                 self._depth -= len(jobs)
             self._handle(jobs)

@@ -54,9 +54,6 @@ class RecordingConfig(_Frozen):
     """Group commit: responses wait for their records to be durable; requests share commits."""
 
     max_batch: int = Field(default=512, gt=0)
-    # The writer waits this long after the first record of a group so that concurrent
-    # requests share the commit: fewer, larger commits for at most this much latency.
-    linger_ms: float = Field(default=0.5, ge=0, le=50)
 
 
 class ScoringConfig(_Frozen):

@@ -85,7 +85,6 @@ class Daemon:
             self.store,
             metrics=self.metrics,
             max_batch=config.recording.max_batch,
-            linger_s=config.recording.linger_ms / 1000,
         )
         self.runtime = ScoringRuntime(
             config=config,

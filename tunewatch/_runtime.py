@@ -7,6 +7,7 @@ challengers through the bounded shadow queue, and turns both into records.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -86,6 +87,8 @@ class ScoringRuntime:
             workers=config.scoring.shadow_workers,
         )
         metrics.track_queue_depth(lambda: float(self.queue.depth))
+        # Shadow jobs of the running event-loop iteration, per loop, not yet handed over.
+        self._shadow_pending: dict[asyncio.AbstractEventLoop, list[ShadowJob]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -323,11 +326,32 @@ class ScoringRuntime:
     def shadow(
         self, model: str, request_id: str, x: np.ndarray, challengers: tuple[LoadedVersion, ...]
     ) -> None:
-        """Hand acknowledged rows to the challengers; never blocks, drops when full."""
-        if challengers and not self.queue.submit(
-            ShadowJob(model=model, request_id=request_id, x=x, challengers=challengers)
-        ):
-            self.metrics.shadow_dropped.labels(model).inc()
+        """Hand acknowledged rows to the challengers; never blocks, drops when full.
+
+        Inside an event loop the jobs of one loop iteration are handed over together at
+        its end: one wake-up of the shadow workers per iteration, not per request.
+        """
+        if not challengers:
+            return
+        job = ShadowJob(model=model, request_id=request_id, x=x, challengers=challengers)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._submit_shadow([job])
+            return
+        pending = self._shadow_pending.get(loop)
+        if pending is None:
+            pending = self._shadow_pending[loop] = []
+            loop.call_soon(self._hand_over_shadow, loop)
+        pending.append(job)
+
+    def _hand_over_shadow(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._submit_shadow(self._shadow_pending.pop(loop))
+
+    def _submit_shadow(self, jobs: list[ShadowJob]) -> None:
+        taken = self.queue.submit_many(jobs)
+        for job in jobs[taken:]:
+            self.metrics.shadow_dropped.labels(job.model).inc()
 
     def _on_shadow_results(self, results: Sequence[ShadowResult]) -> None:
         records = []

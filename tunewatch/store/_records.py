@@ -120,7 +120,9 @@ def write_records_sqlite(
 
 def _sqlite_time(value: datetime) -> str:
     # What UTCDateTime + SQLAlchemy's SQLite DateTime write: naive UTC, microseconds.
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
 
 
 def _first(new_requests: Sequence[RequestRecord]) -> dict[_Key, RequestRecord]:
