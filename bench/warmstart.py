@@ -1,14 +1,16 @@
 """Warm-start benchmark: how many trials does a warm-started study need after drift?
 
 For each drift scenario and seed: a history study (cold TPE, ``HISTORY_TRIALS``) runs on
-the period before a concept change; on the period after it, four studies with the same
-budget (``BUDGET`` trials, 3-fold stratified CV, log-loss) run from the same seed:
+each period before the last (one period before a concept change; two for the recurring
+regime); on the last period, four studies with the same budget (``BUDGET`` trials, 3-fold
+stratified CV, log-loss) run from the same seed:
 
 * ``cold``     — TPE, no history;
-* ``enqueue``  — the history's top 5 configurations enqueued first, then TPE;
+* ``enqueue``  — the history's top 5 configurations, and the best configuration of each
+  branch (estimator family, selector) they leave out, enqueued first, then TPE;
 * ``box``      — TPE inside the learned box (Perrone et al. 2019), no exploration;
-* ``combined`` — ``retune.warmstart.Combined`` defaults: enqueue top 5 + a learned box on
-  numeric ranges only (margin 0.25; categorical choices stay open) + every 3rd sampled
+* ``combined`` — ``retune.warmstart.Combined`` defaults: the enqueue above + a learned box
+  on numeric ranges only (margin 0.25; categorical choices stay open) + every 3rd sampled
   trial explores the full space.
 
 Headline per scenario: ``ratio_<method>`` = median over seeds of (trials the method
@@ -77,7 +79,7 @@ SPACE: dict[str, Any] = {
     },
 }
 
-Generator = Callable[[np.random.Generator, bool], tuple[np.ndarray, np.ndarray]]
+Concept = Callable[[np.random.Generator, bool], tuple[np.ndarray, np.ndarray]]
 
 
 def _labels(rng: np.random.Generator, logit: np.ndarray, flip: float = 0.0) -> np.ndarray:
@@ -111,10 +113,19 @@ def noise_increase(rng: np.random.Generator, after: bool) -> tuple[np.ndarray, n
     return x, _labels(rng, logit, flip=0.2 if after else 0.0)
 
 
-SCENARIOS: dict[str, Generator] = {
-    "informative_shift": informative_shift,
-    "linear_to_interaction": linear_to_interaction,
-    "noise_increase": noise_increase,
+# A scenario: the concepts of its periods, oldest first; each period but the last gets a
+# history study, the last is the new period every method tunes on.
+SCENARIOS: dict[str, tuple[tuple[Concept, bool], ...]] = {
+    "informative_shift": ((informative_shift, False), (informative_shift, True)),
+    "linear_to_interaction": ((linear_to_interaction, False), (linear_to_interaction, True)),
+    "noise_increase": ((noise_increase, False), (noise_increase, True)),
+    # Recurring concepts (seasonal regimes): an interaction regime, then a linear one, then
+    # the interaction regime again; history holds a study of each earlier period.
+    "recurring_interaction": (
+        (linear_to_interaction, True),
+        (linear_to_interaction, False),
+        (linear_to_interaction, True),
+    ),
 }
 
 
@@ -133,10 +144,10 @@ def _best_curve(storage: str, study_name: str) -> list[float]:
 def _run_one(scenario: str, seed: int) -> dict[str, Any]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial otherwise
     space: SearchSpace = parse_search_space(SPACE)
-    gen = SCENARIOS[scenario]
     rng = np.random.default_rng(seed * 7919 + len(scenario))
-    x_old, y_old = gen(rng, False)
-    x_new, y_new = gen(rng, True)
+    *old_periods, (concept, after) = SCENARIOS[scenario]
+    old_data = [c(rng, a) for c, a in old_periods]
+    x_new, y_new = concept(rng, after)
     objective = make_objective("log_loss", task="binary")
     cv = StratifiedKFoldCV(n_splits=3)
     out: dict[str, Any] = {"curves": {}, "wall_s": {}}
@@ -148,16 +159,18 @@ def _run_one(scenario: str, seed: int) -> dict[str, Any]:
             "objective": objective,
             "cv": cv,
         }
-        run_study(
-            study_name="history",
-            x=x_old,
-            y=y_old,
-            budget=Budget(max_trials=HISTORY_TRIALS),
-            plan=None,
-            seed=seed,
-            **common,
-        )
-        history = load_history(storage, ["history"])
+        names = [f"history_{i}" for i in range(len(old_data))]
+        for i, (name, (x_old, y_old)) in enumerate(zip(names, old_data, strict=True)):
+            run_study(
+                study_name=name,
+                x=x_old,
+                y=y_old,
+                budget=Budget(max_trials=HISTORY_TRIALS),
+                plan=None,
+                seed=seed + 100 * i,
+                **common,
+            )
+        history = load_history(storage, names)
         plans = {
             "cold": None,
             "enqueue": EnqueueTopK(k=5).plan(history, space),
@@ -226,10 +239,12 @@ def main() -> None:
             "not_reached_counts_as": (BUDGET + 1) / BUDGET,
             "methods": {
                 "cold": "TPE (seeded), no history",
-                "enqueue": "top-5 history configurations enqueued, then TPE",
+                "enqueue": "top-5 history configurations and the best of each branch they "
+                "leave out enqueued, then TPE",
                 "box": "learned box from the best 20% of history, margin 0.1, no exploration",
-                "combined": "enqueue top-5 + numeric-only learned box (margin 0.25) + every 3rd "
-                "trial explores the full space",
+                "combined": "enqueue (as above) + numeric-only learned box (margin 0.25; a "
+                "losing family's parameters boxed around its own best) + every 3rd trial "
+                "explores the full space",
             },
         },
         "scenarios": _summarise(runs),

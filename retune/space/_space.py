@@ -59,6 +59,15 @@ class SearchSpace(BaseModel):
         """Every parameter (conditional ones included) by name."""
         return {name: param for name, _, param in _walk(self.params, "params")}
 
+    def branches(self) -> list[tuple[str, Choice]]:
+        """Every ``(parameter, choice)`` that opens conditional parameters (an estimator
+        family, a selector with its ``k``), parents before their children."""
+        out: list[tuple[str, Choice]] = []
+        for name, decl in self.declarations().items():
+            if isinstance(decl, CategoricalParam):
+                out.extend((name, c) for c in decl.choices if decl.children(c))
+        return out
+
     def active(
         self, params: Mapping[str, Any]
     ) -> dict[str, IntParam | FloatParam | CategoricalParam]:

@@ -34,6 +34,11 @@ class LearnedBox:
     ``restrict_choices=False`` narrows numeric ranges only: after a concept change the
     best estimator family or preprocessing choice itself may move, and a categorical
     restriction then excludes the new optimum from every non-exploring trial.
+
+    A conditional parameter none of the best configurations has (the parameters of a
+    family that did not win) is boxed around the best ``top_fraction`` of the
+    configurations that do have it: if that family wins after a change, its trials
+    start from where it did best, not from its whole range.
     """
 
     top_fraction: float = 0.2
@@ -65,8 +70,13 @@ class LearnedBox:
             return empty_plan(self.name, history, "no best configuration is valid here: full space")
         bounds: list[NumericBound] = []
         choices: dict[str, tuple[Any, ...]] = {}
+        per_branch: list[str] = []
         for name, decl in space.declarations().items():
             seen = [p[name] for p in best if name in p]
+            if not seen and not isinstance(decl, CategoricalParam):
+                seen = self._best_of_branch(history, space, name)
+                if seen:
+                    per_branch.append(name)
             if not seen:
                 continue
             if isinstance(decl, CategoricalParam):
@@ -95,5 +105,20 @@ class LearnedBox:
             choice_box=choices,
             history_studies=history.study_names,
             n_history_trials=len(history),
-            notes=(f"box from {len(best)} best configuration(s), margin {self.margin:g}",),
+            notes=(f"box from {len(best)} best configuration(s), margin {self.margin:g}",)
+            + (
+                (f"boxed around the best of their own branch: {', '.join(per_branch)}",)
+                if per_branch
+                else ()
+            ),
         )
+
+    def _best_of_branch(self, history: History, space: SearchSpace, name: str) -> list[Any]:
+        """Values of ``name`` in the best ``top_fraction`` of the trials that have it."""
+        having = [
+            p[name]
+            for p in (space.project(t.params) for t in history.best_first())
+            if p is not None and name in p
+        ]
+        keep = max(self.min_configs, math.ceil(self.top_fraction * len(having)))
+        return having[:keep]

@@ -207,3 +207,33 @@ def test_freeze_unimportant_records_importances_and_freezes_below_share() -> Non
     assert sum(plan.importances.values()) == pytest.approx(1.0)
     for name in plan.frozen:
         assert plan.importances[name] < 0.3
+
+
+def test_space_lists_the_choices_that_open_conditional_parameters() -> None:
+    assert small_space().branches() == [
+        ("estimator", "logistic"),
+        ("estimator", "gradient_boosting"),
+    ]
+
+
+def test_enqueue_adds_the_best_of_each_branch_the_top_k_leaves_out() -> None:
+    # The top 3 are all logistic; a concept change may make boosting the winner, so its
+    # best historical configuration is re-scored too (and only once).
+    plan = EnqueueTopK(k=3).plan(_history(), small_space())
+    families = [p["estimator"] for p in plan.enqueue]
+    assert families == ["logistic"] * 3 + ["gradient_boosting"]
+    assert any("estimator=gradient_boosting" in note for note in plan.notes)
+    top_only = EnqueueTopK(k=3, per_branch=False).plan(_history(), small_space())
+    assert [p["estimator"] for p in top_only.enqueue] == ["logistic"] * 3
+
+
+def test_learned_box_boxes_a_losing_branch_around_its_own_best() -> None:
+    # No boosting configuration is among the best, but boosting's parameters are still
+    # narrowed around the boosting trials (all at 10 trees) rather than left at 5..20.
+    plan = LearnedBox(top_fraction=0.25, margin=0.1, restrict_choices=False).plan(
+        _history(), small_space()
+    )
+    box = plan.box_for("gb_n_estimators")
+    assert box is not None and box.low <= 10 <= box.high
+    assert box.high - box.low < 20 - 5
+    assert any("gb_n_estimators" in note for note in plan.notes)
