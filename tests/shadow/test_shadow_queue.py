@@ -204,3 +204,32 @@ def test_shadow_workers_run_at_a_lower_os_priority_than_serving(logistic: Export
         assert worker.native_id is not None
         assert os.getpriority(os.PRIO_PROCESS, worker.native_id) == min(base + 5, 19)
     assert os.getpriority(os.PRIO_PROCESS, 0) == base  # the serving thread is untouched
+
+
+def test_submit_many_takes_what_fits_in_order_and_counts_the_rest(logistic: Exported) -> None:
+    entered = threading.Event()
+    release = threading.Event()
+    seen: list[str] = []
+
+    def blocked(results: Sequence[ShadowResult]) -> None:
+        seen.extend(r.request_id for r in results)
+        entered.set()
+        assert release.wait(WAIT_S)
+
+    x = np.zeros((1, N_FEATURES), dtype=np.float32)
+    q = ShadowQueue(maxsize=3, on_result=blocked, workers=1)
+    q.start()
+    try:
+        assert q.submit(job("busy", x, challenger(logistic, 2)))
+        assert entered.wait(WAIT_S)
+        names = ["a", "b", "c", "dropped-1", "dropped-2"]
+        assert q.submit_many([job(n, x, challenger(logistic, 2)) for n in names]) == 3
+        assert q.depth == 3 and q.dropped == 2
+        assert q.submit_many([job("dropped-3", x, challenger(logistic, 2))]) == 0
+        assert q.dropped == 3
+    finally:
+        release.set()
+        q.close(timeout=WAIT_S)
+    assert seen == ["busy", "a", "b", "c"]  # one hand-off, scored together, in order
+    assert q.processed == 4 and q.depth == 0
+    assert q.submit_many([job("closed", x, challenger(logistic, 2))]) == 0

@@ -1,0 +1,118 @@
+"""The group-commit writer on a real store (both backends): records of one event-loop
+iteration share one commit, a response's future resolves only once its rows are stored,
+duplicates are reported, and shadow outputs nobody waits for are written too."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+
+from monitor import ServingMetrics
+from tunewatch._recorder import Recorder
+from tunewatch.store import OutputRecord, RequestRecord, Store
+
+
+def _request(rid: str) -> RequestRecord:
+    return RequestRecord(
+        model="m",
+        request_id=rid,
+        received_at=datetime.now(UTC),
+        source="infer",
+        n_rows=1,
+        n_cols=2,
+        inputs=np.array([[1.0, 2.0]], dtype=np.float32).tobytes(),
+    )
+
+
+def _output(rid: str, version: int = 1) -> OutputRecord:
+    return OutputRecord(
+        model="m",
+        request_id=rid,
+        version=version,
+        role="champion" if version == 1 else "challenger",
+        latency_s=0.001,
+        n_rows=1,
+        n_cols=1,
+        values=np.array([[0.5]], dtype=np.float32).tobytes(),
+    )
+
+
+def _commits(metrics: ServingMetrics) -> tuple[float, float]:
+    """(commits, requests committed) from the batch-size histogram."""
+    samples = {s.name: s.value for m in metrics.record_batch_size.collect() for s in m.samples}
+    return samples["tunewatch_record_batch_size_count"], samples["tunewatch_record_batch_size_sum"]
+
+
+def test_records_of_one_loop_iteration_share_one_commit(model_store: Store) -> None:
+    metrics = ServingMetrics()
+    recorder = Recorder(model_store, metrics=metrics)
+    recorder.start()
+
+    async def burst() -> list[bool]:
+        # 20 handlers recording in the same iteration: one hand-over, one commit.
+        futures = [recorder.record(_request(f"r{i}"), [_output(f"r{i}")]) for i in range(20)]
+        return list(await asyncio.gather(*futures))
+
+    try:
+        assert asyncio.run(burst()) == [True] * 20
+        assert _commits(metrics) == (1.0, 20.0)
+        assert model_store.count_requests("m") == 20  # resolved means stored
+        assert model_store.count_outputs("m", 1) == 20
+    finally:
+        recorder.close()
+
+
+def test_a_recorded_id_comes_back_false_and_its_outputs_are_not_written(
+    model_store: Store,
+) -> None:
+    recorder = Recorder(model_store)
+    recorder.start()
+
+    async def twice() -> tuple[bool, bool]:
+        first = await recorder.record(_request("same"), [_output("same")])
+        again = await recorder.record(_request("same"), [_output("same", version=2)])
+        return first, again
+
+    try:
+        assert asyncio.run(twice()) == (True, False)
+        assert [o.version for o in model_store.get_outputs("m", "same")] == [1]
+    finally:
+        recorder.close()
+
+
+def test_shadow_outputs_are_written_without_anyone_waiting(model_store: Store) -> None:
+    recorder = Recorder(model_store)
+    recorder.start()
+    try:
+
+        async def one() -> bool:
+            return await recorder.record(_request("r"), [_output("r")])
+
+        assert asyncio.run(one())
+        recorder.record_outputs([_output("r", version=2)])  # from a shadow worker thread
+        deadline = time.monotonic() + 10
+        while model_store.count_outputs("m", 2) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert model_store.count_outputs("m", 2) == 1
+    finally:
+        recorder.close()
+
+
+def test_close_writes_what_is_queued(model_store: Store) -> None:
+    recorder = Recorder(model_store)
+    recorder.start()
+    recorder.record_outputs([])  # nothing: no empty commit
+    asyncio.run(_record_many(recorder, 5))
+    recorder.record_outputs([_output("r0", version=2)])
+    recorder.close()
+    assert model_store.count_requests("m") == 5
+    assert model_store.count_outputs("m", 2) == 1
+
+
+async def _record_many(recorder: Recorder, n: int) -> None:
+    await asyncio.gather(
+        *(recorder.record(_request(f"r{i}"), [_output(f"r{i}")]) for i in range(n))
+    )
