@@ -12,7 +12,6 @@ is logged and counted. Neither stops a worker.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -113,7 +112,6 @@ class ShadowQueue:
         workers: int = 1,
         name: str = "shadow",
         max_batch: int = 256,
-        nice: int = 10,
     ) -> None:
         if maxsize < 1:
             raise ValueError(f"`maxsize` must be >= 1, got {maxsize}")
@@ -123,7 +121,6 @@ class ShadowQueue:
             raise ValueError(f"`max_batch` must be >= 1, got {max_batch}")
         self.maxsize = maxsize
         self.max_batch = max_batch
-        self.nice = nice
         self.name = name
         self._on_result = on_result
         self._n_workers = workers
@@ -224,7 +221,6 @@ class ShadowQueue:
 
     # -- worker -------------------------------------------------------------------
     def _work(self) -> None:
-        self._lower_priority()
         while True:
             first = self._queue.get()
             if first is _STOP:
@@ -245,17 +241,6 @@ class ShadowQueue:
             self._handle(jobs)
             if stop:
                 return
-
-    def _lower_priority(self) -> None:
-        """Shadow work is best effort: run it at a lower OS priority than serving, so the
-        champion's requests get the CPU first when both want it (onnxruntime releases the
-        GIL while scoring, so this is where the challengers spend their time)."""
-        if self.nice <= 0:
-            return
-        try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
-        except (OSError, AttributeError) as exc:  # not Linux, or not permitted: carry on
-            logger.info("shadow queue %s: cannot lower its priority: %s", self.name, exc)
 
     def _handle(self, jobs: list[ShadowJob]) -> None:
         results: list[ShadowResult] = []

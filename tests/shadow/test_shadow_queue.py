@@ -192,20 +192,6 @@ def test_backlog_is_scored_in_one_batch_with_one_latency_probe(logistic: Exporte
         np.testing.assert_allclose(result.values, expected, rtol=0, atol=1e-6)
 
 
-def test_shadow_workers_run_at_a_lower_os_priority_than_serving(logistic: Exported) -> None:
-    import os
-
-    base = os.getpriority(os.PRIO_PROCESS, 0)
-    collect = Collector(expected=1)
-    with ShadowQueue(maxsize=2, on_result=collect, nice=5, name="nice-test") as q:
-        q.submit(job("r", np.zeros((1, N_FEATURES), dtype=np.float32), challenger(logistic, 2)))
-        assert collect.done.wait(WAIT_S)
-        worker = next(t for t in threading.enumerate() if t.name == "nice-test-0")
-        assert worker.native_id is not None
-        assert os.getpriority(os.PRIO_PROCESS, worker.native_id) == min(base + 5, 19)
-    assert os.getpriority(os.PRIO_PROCESS, 0) == base  # the serving thread is untouched
-
-
 def test_submit_many_takes_what_fits_in_order_and_counts_the_rest(logistic: Exported) -> None:
     entered = threading.Event()
     release = threading.Event()
