@@ -7,9 +7,11 @@ together, at the end of that iteration (``loop.call_soon``): one queue put and o
 wake-up per iteration rather than per request, which on a busy core is most of the cost of
 a hand-off. The writer takes everything that queued up while the last commit ran (up to
 ``max_batch`` requests), writes it in one transaction, commits and then resolves every
-future of the group with one ``call_soon_threadsafe`` per event loop. No timer is
-involved: under load the groups grow by themselves, and a lone request commits at the end
-of its loop iteration.
+future of the group with one ``call_soon_threadsafe`` per event loop. No request waits on
+a timer: under load the groups grow by themselves, and a lone request commits at the end
+of its loop iteration. Outputs nobody waits for (challengers scoring in shadow) are held
+for up to ``hold_s`` to ride in the next group's transaction instead of paying for a
+commit of their own (a third of all commits under load before).
 """
 
 from __future__ import annotations
@@ -49,10 +51,13 @@ class Recorder:
         *,
         metrics: ServingMetrics | None = None,
         max_batch: int = 512,
+        hold_s: float = 0.05,
     ) -> None:
         self._store = store
         self._metrics = metrics
         self._max_batch = max_batch
+        # How long outputs nobody waits for may wait for a group of requests to ride with.
+        self._hold_s = hold_s
         self._queue: queue.SimpleQueue[list[_Pending] | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         # Records of the running event-loop iteration, per loop, not yet handed over.
@@ -99,9 +104,17 @@ class Recorder:
         self._queue.put(self._batches.pop(loop))
 
     def _run(self) -> None:
+        # Outputs nobody waits for (shadow results) are held back to ride in the next
+        # group's transaction: a commit of its own would cost as much as a whole group's.
+        held: list[_Pending] = []
         stopping = False
         while not stopping:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=self._hold_s if held else None)
+            except queue.Empty:
+                self._commit(held)
+                held = []
+                continue
             if first is _STOP:
                 stopping = True
                 group: list[_Pending] = []
@@ -120,8 +133,11 @@ class Recorder:
                 assert isinstance(item, list)
                 group.extend(item)
                 n_requests += sum(p.request is not None for p in item)
-            if group:
-                self._commit(group)
+            held.extend(group)
+            if n_requests or stopping or sum(len(p.outputs) for p in held) >= self._max_batch:
+                if held:
+                    self._commit(held)
+                held = []
 
     def _commit(self, group: list[_Pending]) -> None:
         requests = [p.request for p in group if p.request is not None]

@@ -101,6 +101,39 @@ def test_shadow_outputs_are_written_without_anyone_waiting(model_store: Store) -
         recorder.close()
 
 
+def test_shadow_outputs_ride_in_the_next_groups_commit(model_store: Store) -> None:
+    metrics = ServingMetrics()
+    recorder = Recorder(model_store, metrics=metrics, hold_s=30.0)
+    recorder.start()
+    try:
+        asyncio.run(_record_many(recorder, 2))
+        assert _commits(metrics) == (1.0, 2.0)
+        recorder.record_outputs([_output("r0", version=2)])  # held back, not committed alone
+        time.sleep(0.2)
+        assert model_store.count_outputs("m", 2) == 0
+        asyncio.run(_record_many(recorder, 1, start=2))
+        assert _commits(metrics) == (2.0, 3.0)
+        assert model_store.count_outputs("m", 2) == 1  # it rode in the second commit
+    finally:
+        recorder.close()
+
+
+def test_held_outputs_are_committed_when_no_group_comes(model_store: Store) -> None:
+    metrics = ServingMetrics()
+    recorder = Recorder(model_store, metrics=metrics, hold_s=0.05)
+    recorder.start()
+    try:
+        asyncio.run(_record_many(recorder, 1))
+        recorder.record_outputs([_output("r0", version=2)])
+        deadline = time.monotonic() + 10
+        while model_store.count_outputs("m", 2) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert model_store.count_outputs("m", 2) == 1
+        assert _commits(metrics) == (2.0, 1.0)  # a commit of its own, with no requests
+    finally:
+        recorder.close()
+
+
 def test_close_writes_what_is_queued(model_store: Store) -> None:
     recorder = Recorder(model_store)
     recorder.start()
@@ -112,7 +145,7 @@ def test_close_writes_what_is_queued(model_store: Store) -> None:
     assert model_store.count_outputs("m", 2) == 1
 
 
-async def _record_many(recorder: Recorder, n: int) -> None:
+async def _record_many(recorder: Recorder, n: int, start: int = 0) -> None:
     await asyncio.gather(
-        *(recorder.record(_request(f"r{i}"), [_output(f"r{i}")]) for i in range(n))
+        *(recorder.record(_request(f"r{i}"), [_output(f"r{i}")]) for i in range(start, start + n))
     )
