@@ -30,7 +30,9 @@ SqliteSynchronous = Literal["NORMAL", "FULL"]
 READ_ONLY_OPTION = "tunewatch_read_only"
 
 
-def make_engine(url: str, *, sqlite_synchronous: SqliteSynchronous = "NORMAL") -> Engine:
+def make_engine(
+    url: str, *, sqlite_synchronous: SqliteSynchronous = "NORMAL", wal_autocheckpoint: bool = True
+) -> Engine:
     """Build the engine for a SQLite or PostgreSQL (``postgresql+psycopg://``) URL.
 
     SQLite is opened in WAL mode with ``busy_timeout=30000`` and foreign keys on, and
@@ -40,6 +42,8 @@ def make_engine(url: str, *, sqlite_synchronous: SqliteSynchronous = "NORMAL") -
     transaction survives a crash of the *process* (including ``kill -9``) at
     ``NORMAL``; only an operating-system crash or power loss can lose the last commits,
     and ``FULL`` (an fsync per commit) is needed only to survive that.
+    ``wal_autocheckpoint=False`` leaves checkpoints to the caller
+    (:class:`~tunewatch.store._checkpoint.WalCheckpointer`, as :class:`Store` does).
 
     PostgreSQL connections are pre-pinged so a restarted server costs one reconnect,
     not a failed request; ``?options=-csearch_path%3D<schema>`` in the URL is honoured.
@@ -55,14 +59,27 @@ def make_engine(url: str, *, sqlite_synchronous: SqliteSynchronous = "NORMAL") -
         if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed, connect_args={"check_same_thread": False})
-        _install_sqlite_hooks(engine, sqlite_synchronous)
+        _install_sqlite_hooks(engine, sqlite_synchronous, wal_autocheckpoint)
         return engine
     if backend == "postgresql":
         return create_engine(parsed, pool_pre_ping=True)
     raise ValueError(f"store `url` must be a sqlite or postgresql URL, got backend {backend!r}")
 
 
-def _install_sqlite_hooks(engine: Engine, synchronous: SqliteSynchronous) -> None:
+def sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite URL, or None (in-memory, URI filenames, PostgreSQL)."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        return None
+    return str(Path(database).expanduser())
+
+
+def _install_sqlite_hooks(
+    engine: Engine, synchronous: SqliteSynchronous, wal_autocheckpoint: bool
+) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from the sqlite3 module; "begin" emits BEGIN.
@@ -73,6 +90,8 @@ def _install_sqlite_hooks(engine: Engine, synchronous: SqliteSynchronous) -> Non
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA foreign_keys=ON")
+            if not wal_autocheckpoint:
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
         finally:
             cursor.close()
 

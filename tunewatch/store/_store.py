@@ -30,7 +30,15 @@ from . import (
     _tokens,
     _windows,
 )
-from ._engine import READ_ONLY_OPTION, SqliteSynchronous, make_engine, sqlite_write, transaction
+from ._checkpoint import WalCheckpointer
+from ._engine import (
+    READ_ONLY_OPTION,
+    SqliteSynchronous,
+    make_engine,
+    sqlite_file,
+    sqlite_write,
+    transaction,
+)
 from ._evaluations import EvaluationRow
 from ._governance import ApprovalRow
 from ._jobs import JobRow, JobStatus
@@ -56,15 +64,23 @@ class Store:
     """SQLite (embedded default) or PostgreSQL store for the registry, log and audit trail.
 
     Thread-safe: share one instance across threads. After ``fork`` call
-    ``store.engine.dispose(close=False)`` in the child.
+    ``store.engine.dispose(close=False)`` in the child. A SQLite file store checkpoints
+    its WAL from a thread of its own (:class:`WalCheckpointer`), never in a commit.
     """
 
     def __init__(self, url: str, *, sqlite_synchronous: SqliteSynchronous = "NORMAL") -> None:
+        path = sqlite_file(url)
         try:
-            self._engine = make_engine(url, sqlite_synchronous=sqlite_synchronous)
+            self._engine = make_engine(
+                url, sqlite_synchronous=sqlite_synchronous, wal_autocheckpoint=path is None
+            )
         except SQLAlchemyError as exc:
             raise StoreError(f"store `url` is not usable: {exc}") from exc
         self._read_engine = self._engine.execution_options(**{READ_ONLY_OPTION: True})
+        self._checkpointer: WalCheckpointer | None = None
+        if path is not None:
+            self._checkpointer = WalCheckpointer(path)
+            self._checkpointer.start()
 
     @classmethod
     def open(cls, url: str, *, sqlite_synchronous: SqliteSynchronous = "NORMAL") -> Store:
@@ -91,6 +107,8 @@ class Store:
             upgrade_to_head(conn)
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         self._engine.dispose()
 
     def __enter__(self) -> Self:
