@@ -93,9 +93,7 @@ def test_shadow_outputs_are_written_without_anyone_waiting(model_store: Store) -
 
         assert asyncio.run(one())
         recorder.record_outputs([_output("r", version=2)])  # from a shadow worker thread
-        deadline = time.monotonic() + 10
-        while model_store.count_outputs("m", 2) == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        _wait_for_challenger_output(model_store)
         assert model_store.count_outputs("m", 2) == 1
     finally:
         recorder.close()
@@ -125,9 +123,7 @@ def test_held_outputs_are_committed_when_no_group_comes(model_store: Store) -> N
     try:
         asyncio.run(_record_many(recorder, 1))
         recorder.record_outputs([_output("r0", version=2)])
-        deadline = time.monotonic() + 10
-        while model_store.count_outputs("m", 2) == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        _wait_for_challenger_output(model_store)
         assert model_store.count_outputs("m", 2) == 1
         assert _commits(metrics) == (2.0, 1.0)  # a commit of its own, with no requests
     finally:
@@ -143,6 +139,12 @@ def test_close_writes_what_is_queued(model_store: Store) -> None:
     recorder.close()
     assert model_store.count_requests("m") == 5
     assert model_store.count_outputs("m", 2) == 1
+
+
+def _wait_for_challenger_output(store: Store) -> None:
+    deadline = time.monotonic() + 10
+    while store.count_outputs("m", 2) == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 async def _record_many(recorder: Recorder, n: int, start: int = 0) -> None:
