@@ -141,12 +141,13 @@ class Recorder:
 
     def _commit(self, group: list[_Pending]) -> None:
         requests = [p.request for p in group if p.request is not None]
-        outputs = [o for p in group for o in p.outputs]
+        outputs = [o for p in group if p.request is not None for o in p.outputs]
+        shadow_outputs = [o for p in group if p.request is None for o in p.outputs]
         started = time.perf_counter()
         error: Exception | None = None
         inserted: list[bool] = []
         try:
-            inserted = self._store.write_records(requests, outputs)
+            inserted = self._store.write_records(requests, outputs, shadow_outputs)
         except StoreError as exc:
             error = exc
         except Exception as exc:  # the writer must survive anything; log and fail the group

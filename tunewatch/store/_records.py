@@ -34,23 +34,24 @@ _CHUNK = 500
 
 
 def write_records(
-    conn: Connection, new_requests: Sequence[RequestRecord], new_outputs: Sequence[OutputRecord]
+    conn: Connection,
+    new_requests: Sequence[RequestRecord],
+    new_outputs: Sequence[OutputRecord],
+    shadow_outputs: Sequence[OutputRecord] = (),
 ) -> list[bool]:
     """PostgreSQL (and any SQLAlchemy connection): insert requests, skipping ids already
-    stored, and outputs, in the caller's transaction.
-
-    Outputs of a request that turned out to be a duplicate are not written; outputs of
-    requests recorded earlier (shadow results arriving later) are.
-    """
+    stored, and outputs, in the caller's transaction (see ``Store.write_records``)."""
     first = _first(new_requests)
     inserted = _insert_requests_returning(conn, first)
-    duplicates = {k for k in first if k not in inserted}
-    _insert_outputs(conn, [o for o in new_outputs if (o.model, o.request_id) not in duplicates])
+    _insert_outputs(conn, _kept_outputs(first, inserted, new_outputs, shadow_outputs))
     return _flags(new_requests, inserted)
 
 
 def write_records_sqlite(
-    cursor: Any, new_requests: Sequence[RequestRecord], new_outputs: Sequence[OutputRecord]
+    cursor: Any,
+    new_requests: Sequence[RequestRecord],
+    new_outputs: Sequence[OutputRecord],
+    shadow_outputs: Sequence[OutputRecord] = (),
 ) -> list[bool]:
     """SQLite's hot path, on the driver cursor of a ``BEGIN IMMEDIATE`` transaction.
 
@@ -91,9 +92,8 @@ def write_records_sqlite(
             ],
         )
     inserted = set(new)
-    duplicates = {k for k in first if k not in inserted}
     kept = sorted(
-        (o for o in new_outputs if (o.model, o.request_id) not in duplicates),
+        _kept_outputs(first, inserted, new_outputs, shadow_outputs),
         key=lambda o: (o.model, o.request_id, o.version),
     )
     if kept:
@@ -123,6 +123,19 @@ def _sqlite_time(value: datetime) -> str:
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     return value.isoformat(" ", "microseconds")[:-6]  # without "+00:00"
+
+
+def _kept_outputs(
+    first: dict[_Key, RequestRecord],
+    inserted: set[_Key],
+    new_outputs: Sequence[OutputRecord],
+    shadow_outputs: Sequence[OutputRecord],
+) -> list[OutputRecord]:
+    """The outputs to write: a replayed request's own outputs are not; shadow ones are."""
+    duplicates = {k for k in first if k not in inserted}
+    kept = [o for o in new_outputs if (o.model, o.request_id) not in duplicates]
+    kept.extend(shadow_outputs)
+    return kept
 
 
 def _first(new_requests: Sequence[RequestRecord]) -> dict[_Key, RequestRecord]:

@@ -220,18 +220,24 @@ class Store:
     # -- scoring log --------------------------------------------------------------------
 
     def write_records(
-        self, requests: Sequence[RequestRecord], outputs: Sequence[OutputRecord]
+        self,
+        requests: Sequence[RequestRecord],
+        outputs: Sequence[OutputRecord],
+        shadow_outputs: Sequence[OutputRecord] = (),
     ) -> list[bool]:
         """Write a batch in one transaction; per request, True if it was new.
 
-        Outputs belonging to requests of this batch that already existed are not written;
-        outputs of requests recorded earlier (shadow results) are.
+        ``outputs`` of a request of this batch whose id was already stored are not
+        written (they belong to the replay, not to the stored request); outputs of
+        requests not in this batch are. ``shadow_outputs`` are results for requests
+        recorded earlier (challengers scoring in shadow): always written, whatever
+        requests ride in the same batch; one already stored is ignored.
         """
         if self.dialect == "sqlite":
             with sqlite_write(self._engine, "write_records") as cursor:
-                return _records.write_records_sqlite(cursor, requests, outputs)
+                return _records.write_records_sqlite(cursor, requests, outputs, shadow_outputs)
         with self._tx("write_records") as conn:
-            return _records.write_records(conn, requests, outputs)
+            return _records.write_records(conn, requests, outputs, shadow_outputs)
 
     def get_request(self, model: str, request_id: str) -> RequestRecord | None:
         with self._read("get_request") as conn:

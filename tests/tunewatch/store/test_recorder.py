@@ -116,6 +116,27 @@ def test_shadow_outputs_ride_in_the_next_groups_commit(model_store: Store) -> No
         recorder.close()
 
 
+def test_held_outputs_of_a_request_are_kept_when_they_ride_with_its_duplicate(
+    model_store: Store,
+) -> None:
+    # A replayed id in the same group must not take the earlier request's shadow outputs
+    # down with its own.
+    recorder = Recorder(model_store, hold_s=30.0)
+    recorder.start()
+
+    async def replay() -> bool:
+        return await recorder.record(_request("r0"), [_output("r0", version=3)])
+
+    try:
+        asyncio.run(_record_many(recorder, 1))
+        recorder.record_outputs([_output("r0", version=2)])  # held back
+        time.sleep(0.2)
+        assert asyncio.run(replay()) is False
+        assert [o.version for o in model_store.get_outputs("m", "r0")] == [1, 2]
+    finally:
+        recorder.close()
+
+
 def test_held_outputs_are_committed_when_no_group_comes(model_store: Store) -> None:
     metrics = ServingMetrics()
     recorder = Recorder(model_store, metrics=metrics, hold_s=0.05)
