@@ -107,10 +107,12 @@ class Recorder:
         # Outputs nobody waits for (shadow results) are held back to ride in the next
         # group's transaction: a commit of its own would cost as much as a whole group's.
         held: list[_Pending] = []
+        held_until = 0.0
         stopping = False
         while not stopping:
+            timeout = max(0.0, held_until - time.monotonic()) if held else None
             try:
-                first = self._queue.get(timeout=self._hold_s if held else None)
+                first = self._queue.get(timeout=timeout)
             except queue.Empty:
                 self._commit(held)
                 held = []
@@ -133,6 +135,8 @@ class Recorder:
                 assert isinstance(item, list)
                 group.extend(item)
                 n_requests += sum(p.request is not None for p in item)
+            if group and not held:
+                held_until = time.monotonic() + self._hold_s
             held.extend(group)
             if n_requests or stopping or sum(len(p.outputs) for p in held) >= self._max_batch:
                 if held:

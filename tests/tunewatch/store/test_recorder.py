@@ -151,6 +151,23 @@ def test_held_outputs_are_committed_when_no_group_comes(model_store: Store) -> N
         recorder.close()
 
 
+def test_held_outputs_wait_no_longer_than_hold_s_however_many_follow(
+    model_store: Store,
+) -> None:
+    recorder = Recorder(model_store, hold_s=0.3)
+    recorder.start()
+    try:
+        asyncio.run(_record_many(recorder, 1))
+        recorder.record_outputs([_output("r0", version=2)])
+        for version in range(3, 13):  # more shadow results, each well within hold_s
+            time.sleep(0.1)
+            recorder.record_outputs([_output("r0", version=version)])
+        # 1 s on, the first is stored: its deadline did not move with each arrival.
+        assert model_store.count_outputs("m", 2) == 1
+    finally:
+        recorder.close()
+
+
 def test_close_writes_what_is_queued(model_store: Store) -> None:
     recorder = Recorder(model_store)
     recorder.start()
