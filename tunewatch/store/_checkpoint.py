@@ -2,9 +2,9 @@
 
 SQLite's automatic checkpoint runs inside the ``COMMIT`` that pushes the WAL past 1,000
 pages: the committing thread copies the WAL into the database and syncs it while every
-request waiting on that commit waits too (champion p99 at saturation 5.3 ms with it,
-3.0 ms without, ``bench/scoring.py``). A store therefore turns it off and runs this
-thread instead:
+request waiting on that commit waits too (champion p99 at saturation 5.0–5.7 ms with it,
+3.6–4.8 ms with this thread instead, ``bench/scoring.py``). A store therefore turns it
+off and runs this thread instead:
 
 * every ``interval_s`` a ``PASSIVE`` checkpoint copies what the WAL holds, concurrently
   with the writer (it takes no writer lock);
@@ -75,7 +75,12 @@ class WalCheckpointer:
         if self._thread is not None:
             self._stop.set()
             self._thread.join(timeout)
+            if self._thread.is_alive():
+                return  # still checkpointing: its own exit closes the connection
             self._thread = None
+        if self._conn is not None:  # rounds run by hand (``checkpoint()``)
+            self._conn.close()
+            self._conn = None
 
     def checkpoint(self) -> list[CheckpointResult]:
         """One round: a passive checkpoint, and a restart when the WAL has grown past
