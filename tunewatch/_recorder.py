@@ -138,7 +138,12 @@ class Recorder:
             if group and not held:
                 held_until = time.monotonic() + self._hold_s
             held.extend(group)
-            if n_requests or stopping or sum(len(p.outputs) for p in held) >= self._max_batch:
+            if (
+                n_requests
+                or stopping
+                or time.monotonic() >= held_until
+                or sum(len(p.outputs) for p in held) >= self._max_batch
+            ):
                 if held:
                     self._commit(held)
                 held = []
