@@ -9,6 +9,7 @@ cannot deadlock each other.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -30,7 +31,7 @@ from ._types import (
 )
 
 _Key = tuple[str, str]
-_CHUNK = 500
+_CHUNK = 256  # rows per statement; a power of two (SQLite's limit: 32,766 variables)
 
 
 def write_records(
@@ -67,17 +68,19 @@ def write_records_sqlite(
     for model, ids in by_model.items():
         for i in range(0, len(ids), _CHUNK):
             chunk = ids[i : i + _CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            cursor.execute(
-                f"SELECT request_id FROM requests WHERE model = ? AND request_id IN ({marks})",
-                (model, *chunk),
-            )
+            # Padded to a power of two with repeats of the last id: a handful of
+            # statement texts, all of them in the connection's statement cache.
+            padded = chunk + chunk[-1:] * (_pow2(len(chunk)) - len(chunk))
+            cursor.execute(_select_existing_sql(len(padded)), (model, *padded))
             existing.update((model, r[0]) for r in cursor.fetchall())
     new = [k for k in sorted(first) if k not in existing]
     if new:
-        cursor.executemany(
+        _insert_rows(
+            cursor,
             "INSERT INTO requests (model, request_id, received_at, source, n_rows, n_cols, "
-            "inputs) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "inputs) VALUES ",
+            7,
+            "",
             [
                 (
                     r.model,
@@ -97,9 +100,12 @@ def write_records_sqlite(
         key=lambda o: (o.model, o.request_id, o.version),
     )
     if kept:
-        cursor.executemany(
+        _insert_rows(
+            cursor,
             "INSERT INTO outputs (model, request_id, version, role, latency_s, n_rows, n_cols, "
-            '"values", created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING',
+            '"values", created_at) VALUES ',
+            9,
+            " ON CONFLICT DO NOTHING",
             [
                 (
                     o.model,
@@ -116,6 +122,46 @@ def write_records_sqlite(
             ],
         )
     return _flags(new_requests, inserted)
+
+
+def _insert_rows(
+    cursor: Any, head: str, width: int, tail: str, rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Multi-row ``INSERT``s in power-of-two chunks (at most ``_CHUNK`` rows each).
+
+    ``executemany`` steps the statement once per row and releases the GIL around every
+    step; with the event loop waiting for the GIL on the same core, each release is a
+    thread switch. One statement per chunk steps once, and the power-of-two sizes keep
+    the statement texts few enough to stay prepared in the connection's cache.
+    """
+    i = 0
+    while i < len(rows):
+        n = min(_CHUNK, _pow2_floor(len(rows) - i))
+        chunk = rows[i : i + n]
+        cursor.execute(_insert_sql(head, width, tail, n), [v for row in chunk for v in row])
+        i += n
+
+
+@functools.cache
+def _insert_sql(head: str, width: int, tail: str, n_rows: int) -> str:
+    row = "(" + ", ".join("?" * width) + ")"
+    return head + ", ".join([row] * n_rows) + tail
+
+
+@functools.cache
+def _select_existing_sql(n_ids: int) -> str:
+    marks = ", ".join("?" * n_ids)
+    return f"SELECT request_id FROM requests WHERE model = ? AND request_id IN ({marks})"
+
+
+def _pow2(n: int) -> int:
+    """The smallest power of two >= ``n`` (``n`` >= 1)."""
+    return 1 << (n - 1).bit_length()
+
+
+def _pow2_floor(n: int) -> int:
+    """The largest power of two <= ``n`` (``n`` >= 1)."""
+    return 1 << (n.bit_length() - 1)
 
 
 def _sqlite_time(value: datetime) -> str:

@@ -262,6 +262,26 @@ def test_write_records_reports_duplicates_and_skips_their_outputs(model_store: S
     assert model_store.count_outputs("m", version=2) == 1
 
 
+@pytest.mark.parametrize("n", [1, 3, 255, 256, 257, 700])
+def test_write_records_of_any_batch_size_keeps_every_row_once(model_store: Store, n: int) -> None:
+    # Batches are written in power-of-two multi-row statements of at most 256 rows on
+    # SQLite; sizes around and past the chunk edges must neither lose nor repeat a row.
+    assert model_store.write_records([_request("old")], [_output("old")]) == [True]
+    ids = [f"r{i:04d}" for i in range(n)]
+    requests = [_request(r) for r in [*ids, "old", ids[-1]]]
+    flags = model_store.write_records(
+        requests,
+        [_output(r) for r in ids] + [_output("old", version=2)],
+        [_output(r, version=3) for r in ids],
+    )
+    assert flags == [True] * n + [False, False]
+    assert model_store.request_ids("m") == {*ids, "old"}
+    assert model_store.count_outputs("m", version=1) == n + 1
+    assert model_store.count_outputs("m", version=2) == 0  # the replay's output: skipped
+    assert model_store.count_outputs("m", version=3) == n
+    assert model_store.get_request("m", ids[-1]) == requests[n - 1]
+
+
 def test_shadow_outputs_may_arrive_before_their_request(model_store: Store) -> None:
     assert model_store.write_records([], [_output("later", version=2)]) == []
     assert model_store.write_records([], [_output("later", version=2)]) == []  # replay: ignored
