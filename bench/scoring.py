@@ -5,7 +5,10 @@ batch 1, server pinned to core 0 and wrk to core 1):
 
 (a) HTTP throughput of tunewatch (recording on, one shadow challenger) over the bare
     server's, and the same with recording and shadow off;
-(b) the champion's p99 latency with three shadow challengers over p99 with none;
+(b) the champion's p99 latency with three shadow challengers over p99 with none, at
+    saturation (wrk, ``shadow_p99_ratio``) and at half of the no-shadow server's
+    saturated throughput (an open-loop Poisson load from ``bench/_openloop.py``,
+    ``shadow_p99_ratio_open_loop``; the bare server runs at the same rate for scale);
 (c) in-process scoring overhead (validation + scoring) per call over bare
     ``session.run``, at batch 1 and batch 256.
 
@@ -23,8 +26,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -42,6 +47,7 @@ from tunewatch._registry import VersionMetadata  # noqa: E402
 
 DURATION_S = 6
 CONNECTIONS = 16
+OPEN_LOOP_LOAD = 0.5  # share of the no-shadow server's saturated throughput, per round
 ROUNDS = 5
 MODEL = "credit"
 
@@ -90,11 +96,14 @@ def _setup(workdir: Path, n_challengers: int, models: list[ExampleModel]) -> tup
     return path, token
 
 
+def _infer_body(row: np.ndarray) -> dict[str, Any]:
+    tensor = {"name": "input", "shape": [1, 8], "datatype": "FP32", "data": row.tolist()}
+    return {"inputs": [tensor]}
+
+
 def _lua(workdir: Path, token: str) -> Path:
     x, _ = example_data(1, seed=9)
-    body = json.dumps(
-        {"inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": x[0].tolist()}]}
-    )
+    body = json.dumps(_infer_body(x[0]))
     script = workdir / f"post-{hash_token(token)[:12]}.lua"
     script.write_text(
         'wrk.method = "POST"\n'
@@ -172,11 +181,41 @@ def _wrk(port: int, script: Path) -> dict[str, float]:
     return {"rps": rps, "p50_s": p50, "p99_s": p99}
 
 
-def _measure(args: list[str], script: Path) -> dict[str, float]:
+def _open_loop(port: int, body: Path, token: str, rate: float) -> dict[str, float]:
+    command = [
+        "taskset",
+        "-c",
+        "1",
+        sys.executable,
+        str(ROOT / "bench" / "_openloop.py"),
+        "--port",
+        str(port),
+        "--path",
+        f"/v2/models/{MODEL}/infer",
+        "--body",
+        str(body),
+        "--header",
+        f"Authorization: Bearer {token}",
+        "--rate",
+        f"{rate:.0f}",
+    ]
+    subprocess.run([*command, "--duration", "2"], capture_output=True, check=True)  # warm-up
+    out = subprocess.run(
+        [*command, "--duration", str(DURATION_S)], capture_output=True, text=True, check=True
+    ).stdout
+    result: dict[str, float] = json.loads(out)
+    if result["errors"] or result["answered"] != result["sent"]:
+        raise RuntimeError(f"open-loop run lost or failed requests: {result}")
+    return result
+
+
+def _measure(
+    args: list[str], script: Path, load: Callable[[int], dict[str, float]] | None = None
+) -> dict[str, float]:
     port = _free_port()
     proc = _run_server(args, port)
     try:
-        return _wrk(port, script)
+        return load(port) if load is not None else _wrk(port, script)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -245,10 +284,23 @@ def main() -> None:
             "shadows_0": (["tunewatch", "--config", str(cfg0)], _lua(workdir, token0)),
             "shadows_3": (["tunewatch", "--config", str(cfg3)], _lua(workdir, token3)),
         }
+        body = workdir / "body.json"
+        x, _ = example_data(1, seed=9)
+        body.write_text(json.dumps(_infer_body(x[0])))
+        tokens = {"baseline": "none", "shadows_0": token0, "shadows_3": token3}
+        open_runs: dict[str, list[dict[str, float]]] = {}
         for _ in range(ROUNDS):  # interleaved rounds, so drift in machine load hits all alike
             for name, (args, script) in plan.items():
                 runs.setdefault(name, []).append(_measure(args, script))
                 print(f"{name}: {runs[name][-1]}", flush=True)
+            rate = OPEN_LOOP_LOAD * runs["shadows_0"][-1]["rps"]
+            for name, token in tokens.items():
+
+                def load(port: int, token: str = token, rate: float = rate) -> dict[str, float]:
+                    return _open_loop(port, body, token, rate)
+
+                open_runs.setdefault(name, []).append(_measure(plan[name][0], Path(), load))
+                print(f"{name} open loop at {rate:.0f}/s: {open_runs[name][-1]}", flush=True)
         inproc = _in_process(models, workdir)
 
     def med(name: str, key: str) -> float:
@@ -265,6 +317,20 @@ def main() -> None:
         "throughput_ratio": med("tunewatch_full", "rps") / med("baseline", "rps"),
         "throughput_ratio_bare": med("tunewatch_bare", "rps") / med("baseline", "rps"),
         "shadow_p99_ratio": med("shadows_3", "p99_s") / med("shadows_0", "p99_s"),
+        "shadow_p99_ratio_open_loop": statistics.median(r["p99_s"] for r in open_runs["shadows_3"])
+        / statistics.median(r["p99_s"] for r in open_runs["shadows_0"]),
+        "open_loop": {
+            "load": f"{OPEN_LOOP_LOAD:g} x the no-shadow server's saturated throughput of the "
+            "round, Poisson arrivals, latency from each request's scheduled time",
+            **{
+                name: {
+                    key: statistics.median(r[key] for r in rs)
+                    for key in ("offered_rps", "p50_s", "p99_s", "p999_s", "p99_from_send_s")
+                }
+                | {"runs": rs}
+                for name, rs in open_runs.items()
+            },
+        },
         "paired_round_ratios": {
             "throughput_ratio": paired("tunewatch_full"),
             "throughput_ratio_bare": paired("tunewatch_bare"),
@@ -313,7 +379,12 @@ def main() -> None:
         json.dumps(
             {
                 k: result[k]
-                for k in ("throughput_ratio", "throughput_ratio_bare", "shadow_p99_ratio")
+                for k in (
+                    "throughput_ratio",
+                    "throughput_ratio_bare",
+                    "shadow_p99_ratio",
+                    "shadow_p99_ratio_open_loop",
+                )
             },
             indent=2,
         )
