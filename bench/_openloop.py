@@ -6,7 +6,8 @@ Latency is taken from each request's scheduled time to the last byte of its answ
 a server that falls behind is charged for the queue it builds (no coordinated
 omission). The dispatch loop spins on the clock (the generator owns its core, as wrk
 does) so requests leave within microseconds of their schedule; a connection is opened
-whenever every open one is busy. Prints one JSON object.
+whenever every open one is busy. Answers must carry ``Content-Length`` (no chunked
+encoding), as tunewatch's and Starlette's JSON answers do. Prints one JSON object.
 
     python bench/_openloop.py --port P --path /v2/models/m/infer --body body.json \\
         --header "Authorization: Bearer T" --rate 3000 --duration 6
@@ -105,16 +106,19 @@ async def _run(args: argparse.Namespace) -> dict[str, float | int]:
             idle.popleft()
         conn = idle.popleft() if idle else await connection()
         conn.send(request, scheduled)
-    deadline = time.perf_counter() + 10
+    deadline = time.perf_counter() + args.drain_timeout
     while len(done) < n and time.perf_counter() < deadline:
         await asyncio.sleep(0.001)
+    if not done:
+        raise SystemExit(f"no answer to any of {n} requests")
     latencies = np.array([end - scheduled for scheduled, _, end, _ in done])
     from_send = np.array([end - sent for _, sent, end, _ in done])
     errors = sum(1 for *_, status in done if status != 200)
-    span = max(end for _, _, end, _ in done) - start if done else 0.0
+    span = max(end for _, _, end, _ in done) - start
     return {
         "sent": n,
         "answered": len(done),
+        "lost": n - len(done),  # in flight on a connection the server closed, or too late
         "errors": errors,
         "offered_rps": args.rate,
         "achieved_rps": len(done) / span if span else 0.0,
@@ -139,6 +143,9 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=6.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--drain-timeout", type=float, default=10.0, help="seconds to wait for late answers"
+    )
     args = parser.parse_args()
     try:
         import uvloop

@@ -287,14 +287,15 @@ def main() -> None:
         body = workdir / "body.json"
         x, _ = example_data(1, seed=9)
         body.write_text(json.dumps(_infer_body(x[0])))
-        tokens = {"baseline": "none", "shadows_0": token0, "shadows_3": token3}
+        tokens = [("baseline", "none"), ("shadows_0", token0), ("shadows_3", token3)]
         open_runs: dict[str, list[dict[str, float]]] = {}
-        for _ in range(ROUNDS):  # interleaved rounds, so drift in machine load hits all alike
+        for i in range(ROUNDS):  # interleaved rounds, so drift in machine load hits all alike
             for name, (args, script) in plan.items():
                 runs.setdefault(name, []).append(_measure(args, script))
                 print(f"{name}: {runs[name][-1]}", flush=True)
             rate = OPEN_LOOP_LOAD * runs["shadows_0"][-1]["rps"]
-            for name, token in tokens.items():
+            # Rotated per round: none of the three always runs last, on the fullest store.
+            for name, token in tokens[i % 3 :] + tokens[: i % 3]:
 
                 def load(port: int, token: str = token, rate: float = rate) -> dict[str, float]:
                     return _open_loop(port, body, token, rate)
@@ -313,6 +314,10 @@ def main() -> None:
             r["rps"] / b["rps"] for r, b in zip(runs[name], runs["baseline"], strict=True)
         )
 
+    open_ratios = [
+        s3["p99_s"] / s0["p99_s"]
+        for s3, s0 in zip(open_runs["shadows_3"], open_runs["shadows_0"], strict=True)
+    ]
     result = {
         "throughput_ratio": med("tunewatch_full", "rps") / med("baseline", "rps"),
         "throughput_ratio_bare": med("tunewatch_bare", "rps") / med("baseline", "rps"),
@@ -334,6 +339,9 @@ def main() -> None:
         "paired_round_ratios": {
             "throughput_ratio": paired("tunewatch_full"),
             "throughput_ratio_bare": paired("tunewatch_bare"),
+            # per round (same offered rate), then the median; and the rounds' range
+            "shadow_p99_ratio_open_loop": statistics.median(open_ratios),
+            "shadow_p99_ratio_open_loop_range": [min(open_ratios), max(open_ratios)],
         },
         "in_process": inproc,
         "raw": {
@@ -352,7 +360,8 @@ def main() -> None:
             "rounds": ROUNDS,
             "server_core": 0,
             "load_core": 1,
-            "load_generator": "wrk",
+            "load_generator": "wrk (closed loop); bench/_openloop.py (open loop, 32 "
+            "connections to start, more opened when all are busy)",
             "model": "example logistic pipeline (8 features)",
             "challenger_full": "gradient boosting, 60 trees",
             "challengers_3": "gradient boosting 60 + 80 trees, random forest 50",

@@ -31,7 +31,10 @@ from ._types import (
 )
 
 _Key = tuple[str, str]
-_CHUNK = 256  # rows per statement; a power of two (SQLite's limit: 32,766 variables)
+_CHUNK = 500
+# Rows (or ids) per statement on SQLite's hot path: a power of two, and 9 x 256 variables
+# stay far below SQLite's limit (32,766 since 3.32).
+_ROWS_PER_STATEMENT = 256
 
 
 def write_records(
@@ -66,10 +69,10 @@ def write_records_sqlite(
     for model, request_id in first:
         by_model.setdefault(model, []).append(request_id)
     for model, ids in by_model.items():
-        for i in range(0, len(ids), _CHUNK):
-            chunk = ids[i : i + _CHUNK]
+        for i in range(0, len(ids), _ROWS_PER_STATEMENT):
+            chunk = ids[i : i + _ROWS_PER_STATEMENT]
             # Padded to a power of two with repeats of the last id: a handful of
-            # statement texts, all of them in the connection's statement cache.
+            # statement texts, which the connection's statement cache can keep prepared.
             padded = chunk + chunk[-1:] * (_pow2(len(chunk)) - len(chunk))
             cursor.execute(_select_existing_sql(len(padded)), (model, *padded))
             existing.update((model, r[0]) for r in cursor.fetchall())
@@ -127,17 +130,18 @@ def write_records_sqlite(
 def _insert_rows(
     cursor: Any, head: str, width: int, tail: str, rows: Sequence[tuple[Any, ...]]
 ) -> None:
-    """Multi-row ``INSERT``s in power-of-two chunks (at most ``_CHUNK`` rows each).
+    """Multi-row ``INSERT``s in power-of-two chunks (at most ``_ROWS_PER_STATEMENT``).
 
     ``executemany`` binds, steps and resets the statement once per row, releasing and
     re-taking the GIL around every step. One statement per chunk steps once; the
-    power-of-two sizes keep the statement texts few enough to stay prepared in the
-    connection's cache. Under load this cut the writer thread's CPU per request by
+    power-of-two sizes keep the statement texts few (9 per table), so the connection's
+    statement cache (128 entries, shared with the store's other statements) can keep
+    them prepared. Under load this cut the writer thread's CPU per request by
     8–15 % in three of four interleaved A/B runs.
     """
     i = 0
     while i < len(rows):
-        n = min(_CHUNK, _pow2_floor(len(rows) - i))
+        n = min(_ROWS_PER_STATEMENT, _pow2_floor(len(rows) - i))
         chunk = rows[i : i + n]
         cursor.execute(_insert_sql(head, width, tail, n), [v for row in chunk for v in row])
         i += n

@@ -21,10 +21,15 @@ def _wal_pages(db: Path) -> int:
 
 
 def _write_steadily(
-    db: Path, seconds: float, pause_s: float = 0.0, until_wal_pages: int | None = None
+    db: Path,
+    seconds: float,
+    pause_s: float = 0.0,
+    until_wal_pages: int | None = None,
+    until_rows: int | None = None,
 ) -> int:
     """Commit 20 rows at a time for ``seconds``, or until the WAL holds
-    ``until_wal_pages`` pages (a volume, not a time: hosts differ twofold in speed)."""
+    ``until_wal_pages`` pages or ``until_rows`` rows are written (a volume, not a time:
+    hosts differ twofold in speed)."""
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute("PRAGMA wal_autocheckpoint=0")  # as every store connection has it
@@ -33,6 +38,8 @@ def _write_steadily(
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if until_wal_pages is not None and _wal_pages(db) > until_wal_pages:
+            break
+        if until_rows is not None and n >= until_rows:
             break
         conn.execute("BEGIN IMMEDIATE")
         conn.executemany(
@@ -69,10 +76,11 @@ def test_the_wal_stays_bounded_under_steady_writes(tmp_path: Path) -> None:
     db = tmp_path / "t.db"
     store = Store.open(f"sqlite:///{db}")  # WAL mode; its checkpointer runs every 0.5 s
     try:
-        rows = _write_steadily(db, seconds=4.0, pause_s=0.0002)
-        # Unchecked, 4 s of these commits leave tens of thousands of pages in the WAL
-        # (the next test); the file never shrinks, so its size is the high-water mark.
-        assert rows > 20_000
+        # Unchecked, ~77k of these rows fill 6 x 4096 WAL pages (the next test); twice
+        # that volume, and the file (which never shrinks: its size is the high-water
+        # mark) must still be under the bound.
+        rows = _write_steadily(db, seconds=120.0, pause_s=0.0002, until_rows=160_000)
+        assert rows >= 160_000
         assert _wal_pages(db) < 6 * 4096
     finally:
         store.close()
@@ -86,8 +94,8 @@ def test_without_a_restart_a_passive_checkpoint_alone_lets_the_wal_grow(tmp_path
     passive_only = WalCheckpointer(str(db), interval_s=0.2, restart_pages=10**9)
     passive_only.start()
     try:
-        # The bound the next-door test holds with RESTARTs is passed within seconds
-        # (3 s on the slower hosts seen); a WAL that is ever rewound would not pass it.
+        # The bound the test above holds with RESTARTs is passed within seconds (3 s on
+        # the slower hosts seen); a WAL rewound again and again would never pass it.
         _write_steadily(db, seconds=30.0, pause_s=0.0002, until_wal_pages=6 * 4096)
         assert _wal_pages(db) > 6 * 4096
     finally:
