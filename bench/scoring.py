@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
@@ -96,14 +95,15 @@ def _setup(workdir: Path, n_challengers: int, models: list[ExampleModel]) -> tup
     return path, token
 
 
-def _infer_body(row: np.ndarray) -> dict[str, Any]:
-    tensor = {"name": "input", "shape": [1, 8], "datatype": "FP32", "data": row.tolist()}
-    return {"inputs": [tensor]}
+def _infer_body() -> str:
+    """The one request every load generator sends: batch 1, JSON tensors."""
+    x, _ = example_data(1, seed=9)
+    tensor = {"name": "input", "shape": [1, 8], "datatype": "FP32", "data": x[0].tolist()}
+    return json.dumps({"inputs": [tensor]})
 
 
 def _lua(workdir: Path, token: str) -> Path:
-    x, _ = example_data(1, seed=9)
-    body = json.dumps(_infer_body(x[0]))
+    body = _infer_body()
     script = workdir / f"post-{hash_token(token)[:12]}.lua"
     script.write_text(
         'wrk.method = "POST"\n'
@@ -285,8 +285,7 @@ def main() -> None:
             "shadows_3": (["tunewatch", "--config", str(cfg3)], _lua(workdir, token3)),
         }
         body = workdir / "body.json"
-        x, _ = example_data(1, seed=9)
-        body.write_text(json.dumps(_infer_body(x[0])))
+        body.write_text(_infer_body())
         tokens = [("baseline", "none"), ("shadows_0", token0), ("shadows_3", token3)]
         open_runs: dict[str, list[dict[str, float]]] = {}
         for i in range(ROUNDS):  # interleaved rounds, so drift in machine load hits all alike
