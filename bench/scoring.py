@@ -12,6 +12,9 @@ batch 1, server pinned to core 0 and wrk to core 1):
 (c) in-process scoring overhead (validation + scoring) per call over bare
     ``session.run``, at batch 1 and batch 256.
 
+Every tunewatch run also reports ``shadow_dropped_share``: the requests its challengers
+did not score (shadow queue full, or the shadow CPU share spent), read from ``/metrics``.
+
 Writes ``bench/results/scoring.json``. Needs Debian's ``wrk`` (``apt-get install wrk``).
 """
 
@@ -215,10 +218,27 @@ def _measure(
     port = _free_port()
     proc = _run_server(args, port)
     try:
-        return load(port) if load is not None else _wrk(port, script)
+        result = load(port) if load is not None else _wrk(port, script)
+        if args[0] == "tunewatch":
+            result["shadow_dropped_share"] = _dropped_share(port)
+        return result
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def _dropped_share(port: int) -> float:
+    """Requests the challengers did not score (queue full or CPU share spent), over all."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+
+    def total(name: str) -> float:
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith(f'{name}{{model="{MODEL}"')
+        )
+
+    return total("tunewatch_shadow_dropped_total") / total("tunewatch_inference_rows_total")
 
 
 def _in_process(models: list[ExampleModel], workdir: Path) -> dict[str, dict[str, float]]:
@@ -330,6 +350,7 @@ def main() -> None:
                 name: {
                     key: statistics.median(r[key] for r in rs)
                     for key in ("offered_rps", "p50_s", "p99_s", "p999_s", "p99_from_send_s")
+                    + (("shadow_dropped_share",) if name != "baseline" else ())
                 }
                 | {"runs": rs}
                 for name, rs in open_runs.items()
@@ -348,6 +369,11 @@ def main() -> None:
                 "rps": med(name, "rps"),
                 "p50_s": med(name, "p50_s"),
                 "p99_s": med(name, "p99_s"),
+                **(
+                    {"shadow_dropped_share": med(name, "shadow_dropped_share")}
+                    if name != "baseline"
+                    else {}
+                ),
                 "runs": r,
             }
             for name, r in runs.items()
@@ -364,6 +390,7 @@ def main() -> None:
             "model": "example logistic pipeline (8 features)",
             "challenger_full": "gradient boosting, 60 trees",
             "challengers_3": "gradient boosting 60 + 80 trees, random forest 50",
+            "shadow_cpu_share": build_config({}, env={}).scoring.shadow_cpu_share,
         },
         "versions": {
             p: version(p)

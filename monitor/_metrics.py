@@ -74,8 +74,9 @@ class ServingMetrics:
         )
         self.shadow_dropped = Counter(
             "tunewatch_shadow_dropped",
-            "Shadow jobs dropped because the queue was full.",
-            ["model"],
+            "Shadow jobs the challengers did not score: the queue was full (queue_full) or "
+            "they had used their CPU share (cpu_share).",
+            ["model", "reason"],
             registry=r,
         )
         self.shadow_errors = Counter(

@@ -19,7 +19,7 @@ from shadow._errors import (
     VersionNotLoadedError,
 )
 from shadow._onnx import OnnxModel, Signature, TensorSpec, signature_from_session
-from shadow._queue import ShadowJob, ShadowQueue, ShadowResult
+from shadow._queue import DropReason, ShadowJob, ShadowQueue, ShadowResult
 from shadow._validation import FeatureRange, validate_batch
 from shadow.stats import (
     ChallengerLook,
@@ -56,6 +56,7 @@ __all__ = [
     "CandidateRejectedError",
     "ChallengerLook",
     "DeLongResult",
+    "DropReason",
     "Decision",
     "Deployment",
     "FeatureRange",

@@ -7,6 +7,14 @@ to ``max_batch`` jobs; one hand-off is never split), score it with each challeng
 one batched call (see :func:`score_many`), and hand the results to ``on_result`` in one
 call. A failing challenger becomes a result with ``error`` set; a failing ``on_result``
 is logged and counted. Neither stops a worker.
+
+With ``cpu_share`` set, the workers use at most that share of one core's time: after a
+drain that took ``c`` seconds of their CPU (scoring and ``on_result``), the queue rests
+until ``c / cpu_share`` seconds after the drain began, and jobs offered while it rests are
+shed: refused and counted in :attr:`ShadowQueue.shed`. Under light load nothing is shed;
+on a saturated server the challengers score a sample of the requests instead of taking
+CPU from the champion. ``on_drop`` hears of every refused job with the reason,
+``"queue_full"`` or ``"cpu_share"``.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import numpy as np
 
@@ -26,6 +34,8 @@ from shadow._deployment import LoadedVersion
 logger = logging.getLogger(__name__)
 
 _STOP: Final = object()
+
+DropReason = Literal["queue_full", "cpu_share"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +122,8 @@ class ShadowQueue:
         workers: int = 1,
         name: str = "shadow",
         max_batch: int = 256,
+        cpu_share: float | None = None,
+        on_drop: Callable[[Sequence[ShadowJob], DropReason], None] | None = None,
     ) -> None:
         if maxsize < 1:
             raise ValueError(f"`maxsize` must be >= 1, got {maxsize}")
@@ -119,15 +131,22 @@ class ShadowQueue:
             raise ValueError(f"`workers` must be >= 1, got {workers}")
         if max_batch < 1:
             raise ValueError(f"`max_batch` must be >= 1, got {max_batch}")
+        if cpu_share is not None and not 0 < cpu_share <= 1:
+            raise ValueError(f"`cpu_share` must be in (0, 1] or None, got {cpu_share}")
         self.maxsize = maxsize
         self.max_batch = max_batch
         self.name = name
+        self.cpu_share = cpu_share
         self._on_result = on_result
+        self._on_drop = on_drop
         self._n_workers = workers
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._depth = 0
         self._dropped = 0
+        self._shed = 0
+        self._rest_until = 0.0  # time.monotonic() before which offered jobs are shed
+        self._stopping = threading.Event()
         self._processed = 0
         self._errors = 0
         self._callback_errors = 0
@@ -144,6 +163,16 @@ class ShadowQueue:
     def dropped(self) -> int:
         """Jobs refused because the queue was full (or closed)."""
         return self._dropped
+
+    @property
+    def shed(self) -> int:
+        """Jobs refused because the workers had used their ``cpu_share``."""
+        return self._shed
+
+    @property
+    def resting(self) -> bool:
+        """Whether jobs offered now would be shed (the workers used their ``cpu_share``)."""
+        return time.monotonic() < self._rest_until
 
     @property
     def processed(self) -> int:
@@ -182,15 +211,28 @@ class ShadowQueue:
     def submit_many(self, jobs: Sequence[ShadowJob]) -> int:
         """Enqueue as many of ``jobs`` as fit, in order, with one hand-off to the workers;
         returns how many were taken (the rest are dropped and counted)."""
+        reason: DropReason = "queue_full"
         with self._lock:
             if self._closed:
                 taken = 0
             else:
-                taken = max(0, min(len(jobs), self.maxsize - self._depth))
+                room = self.maxsize - self._depth
+                if time.monotonic() < self._rest_until:  # hold one drain's worth, shed the rest
+                    room = min(room, self.max_batch - self._depth)
+                    reason = "cpu_share"
+                taken = max(0, min(len(jobs), room))
             self._depth += taken
-            self._dropped += len(jobs) - taken
+            if reason == "cpu_share":
+                self._shed += len(jobs) - taken
+            else:
+                self._dropped += len(jobs) - taken
         if taken:
             self._queue.put(jobs[:taken] if taken < len(jobs) else jobs)
+        if taken < len(jobs) and self._on_drop is not None:
+            try:
+                self._on_drop(jobs[taken:], reason)
+            except Exception:  # the submitter (the event loop) must not fail for a counter
+                logger.exception("shadow queue %s: on_drop failed", self.name)
         return taken
 
     def close(self, timeout: float = 5.0) -> None:
@@ -199,6 +241,7 @@ class ShadowQueue:
             if self._closed:
                 return
             self._closed = True
+        self._stopping.set()
         for _ in self._threads:
             self._queue.put(_STOP)
         deadline = time.monotonic() + timeout
@@ -238,9 +281,22 @@ class ShadowQueue:
                 jobs.extend(more)
             with self._lock:
                 self._depth -= len(jobs)
+            began, cpu = time.monotonic(), time.thread_time()
             self._handle(jobs)
             if stop:
                 return
+            if self.cpu_share is not None:
+                self._rest(began, time.thread_time() - cpu)
+
+    def _rest(self, began: float, cpu_s: float) -> None:
+        """Shed new jobs until this drain's CPU is within ``cpu_share`` of the time since."""
+        assert self.cpu_share is not None
+        with self._lock:
+            self._rest_until = max(self._rest_until, began) + cpu_s / self.cpu_share
+            until = self._rest_until
+        pause = until - time.monotonic()
+        if pause > 0:
+            self._stopping.wait(pause)
 
     def _handle(self, jobs: list[ShadowJob]) -> None:
         results: list[ShadowResult] = []

@@ -60,6 +60,12 @@ class ScoringConfig(_Frozen):
     intra_op_threads: int = Field(default=1, ge=1)
     shadow_queue_size: int = Field(default=10_000, ge=1)
     shadow_workers: int = Field(default=1, ge=1)
+    # The most of one core's time the shadow workers may use (scoring and handing over the
+    # outputs; writing them costs the recorder about as much again). Past it, requests are
+    # shed from shadowing and counted (`tunewatch_shadow_dropped_total{reason="cpu_share"}`);
+    # null = no limit. A guardrail against a costly challenger: three tree ensembles at
+    # 3-4k requests/s use about 0.16 on the bench host.
+    shadow_cpu_share: float | None = Field(default=0.25, gt=0, le=1)
     candidate_memory_limit_mb: int = Field(default=2048, ge=64)
     candidate_timeout_s: float = Field(default=60.0, gt=0)
     # Every process re-reads lineups this often, so promotions made elsewhere (CLI,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ import numpy as np
 from monitor import ServingMetrics
 from shadow import (
     Deployment,
+    DropReason,
     FeatureRange,
     LoadedVersion,
     OnnxModel,
@@ -85,6 +87,8 @@ class ScoringRuntime:
             maxsize=config.scoring.shadow_queue_size,
             on_result=self._on_shadow_results,
             workers=config.scoring.shadow_workers,
+            cpu_share=config.scoring.shadow_cpu_share,
+            on_drop=self._on_shadow_drop,
         )
         metrics.track_queue_depth(lambda: float(self.queue.depth))
         # Shadow jobs of the running event-loop iteration, per loop, not yet handed over.
@@ -337,7 +341,7 @@ class ScoringRuntime:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            self._submit_shadow([job])
+            self.queue.submit_many([job])
             return
         pending = self._shadow_pending.get(loop)
         if pending is None:
@@ -346,12 +350,11 @@ class ScoringRuntime:
         pending.append(job)
 
     def _hand_over_shadow(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._submit_shadow(self._shadow_pending.pop(loop))
+        self.queue.submit_many(self._shadow_pending.pop(loop))
 
-    def _submit_shadow(self, jobs: list[ShadowJob]) -> None:
-        taken = self.queue.submit_many(jobs)
-        for job in jobs[taken:]:
-            self.metrics.shadow_dropped.labels(job.model).inc()
+    def _on_shadow_drop(self, jobs: Sequence[ShadowJob], reason: DropReason) -> None:
+        for model, n in Counter(job.model for job in jobs).items():
+            self.metrics.shadow_dropped.labels(model, reason).inc(n)
 
     def _on_shadow_results(self, results: Sequence[ShadowResult]) -> None:
         records = []

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -219,3 +220,78 @@ def test_submit_many_takes_what_fits_in_order_and_counts_the_rest(logistic: Expo
     assert seen == ["busy", "a", "b", "c"]  # one hand-off, scored together, in order
     assert q.processed == 4 and q.depth == 0
     assert q.submit_many([job("closed", x, challenger(logistic, 2))]) == 0
+
+
+def _burn(cpu_s: float) -> None:
+    """Spend ``cpu_s`` of this thread's CPU time."""
+    end = time.thread_time() + cpu_s
+    while time.thread_time() < end:
+        pass
+
+
+def test_cpu_share_holds_one_drain_while_resting_and_sheds_the_rest(logistic: Exported) -> None:
+    drained = threading.Event()
+    batches: list[list[str]] = []
+    refused: list[tuple[str, str]] = []
+
+    def costly(results: Sequence[ShadowResult]) -> None:
+        batches.append([r.request_id for r in results])
+        _burn(0.002)  # 2 ms of CPU at a 0.1 % share: the queue rests for 2 s or more
+        drained.set()
+
+    def on_drop(jobs: Sequence[ShadowJob], reason: str) -> None:
+        refused.extend((j.request_id, reason) for j in jobs)
+
+    x = np.zeros((1, N_FEATURES), dtype=np.float32)
+    q = ShadowQueue(maxsize=100, on_result=costly, max_batch=4, cpu_share=0.001, on_drop=on_drop)
+    q.start()
+    try:
+        assert q.submit(job("first", x, challenger(logistic, 2)))
+        assert drained.wait(WAIT_S)
+        deadline = time.monotonic() + WAIT_S
+        while not q.resting and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert q.resting
+        names = [f"r{i}" for i in range(10)]
+        assert q.submit_many([job(n, x, challenger(logistic, 2)) for n in names]) == 4
+        assert not q.submit(job("late", x, challenger(logistic, 2)))
+        assert q.shed == 7 and q.dropped == 0 and q.depth == 4
+        assert refused == [(n, "cpu_share") for n in [*names[4:], "late"]]
+    finally:
+        q.close(timeout=WAIT_S)  # wakes the resting worker, which scores what it holds
+    assert batches == [["first"], names[:4]]
+    assert q.processed == 5
+
+
+def test_cpu_share_bounds_the_workers_cpu_under_a_steady_stream(logistic: Exported) -> None:
+    worker_cpu: list[float] = []
+
+    def costly(results: Sequence[ShadowResult]) -> None:
+        _burn(0.002)
+        worker_cpu.append(time.thread_time())  # the worker thread's CPU since it started
+
+    x = np.zeros((1, N_FEATURES), dtype=np.float32)
+    q = ShadowQueue(maxsize=10_000, on_result=costly, max_batch=4, cpu_share=0.1)
+    q.start()
+    offered = 0
+    began = time.monotonic()
+    try:
+        while time.monotonic() - began < 1.5:  # a job every ~0.5 ms, drains of at most 4
+            q.submit(job(f"r{offered}", x, challenger(logistic, 2)))
+            offered += 1
+            time.sleep(0.0005)
+        wall = time.monotonic() - began
+        cpu = worker_cpu[-1]
+    finally:
+        q.close(timeout=WAIT_S)
+    # Unbounded, the worker burns 2 ms per drain back to back (~100 % of a core). The share
+    # lets it use 10 % of the wall time, plus the drain that was running at the end.
+    assert cpu <= 0.1 * wall * 1.25 + 0.01, (cpu, wall)
+    assert q.shed > 0 and q.dropped == 0
+    assert q.processed + q.shed == offered
+
+
+def test_constructor_refuses_a_cpu_share_outside_zero_to_one() -> None:
+    for share in (0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="cpu_share"):
+            ShadowQueue(maxsize=1, on_result=lambda results: None, cpu_share=share)
