@@ -14,6 +14,9 @@ batch 1, server pinned to core 0 and wrk to core 1):
 
 Every tunewatch run also reports ``shadow_dropped_share``: the requests its challengers
 did not score (shadow queue full, or the shadow CPU share spent), read from ``/metrics``.
+``shedding`` is the trade a lower ``scoring.shadow_cpu_share`` (``SHED_SHARE``) buys at
+saturation: the three-shadow server's p99 and throughput against the no-shadow one, and
+the share of requests its challengers skipped.
 
 Writes ``bench/results/scoring.json``. Needs Debian's ``wrk`` (``apt-get install wrk``).
 """
@@ -50,6 +53,7 @@ from tunewatch._registry import VersionMetadata  # noqa: E402
 DURATION_S = 6
 CONNECTIONS = 16
 OPEN_LOOP_LOAD = 0.5  # share of the no-shadow server's saturated throughput, per round
+SHED_SHARE = 0.05  # a shadow CPU share that binds at saturation, for the trade-off it buys
 ROUNDS = 5
 MODEL = "credit"
 
@@ -96,6 +100,13 @@ def _setup(workdir: Path, n_challengers: int, models: list[ExampleModel]) -> tup
     path = workdir / f"config-{n_challengers}.yaml"
     path.write_text(yaml.safe_dump({"data_dir": str(data)}))
     return path, token
+
+
+def _with_scoring(config: Path, name: str, scoring: dict[str, object]) -> Path:
+    """A copy of ``config`` with other ``scoring`` settings (same data and tokens)."""
+    path = config.with_name(f"{name}.yaml")
+    path.write_text(yaml.safe_dump(yaml.safe_load(config.read_text()) | {"scoring": scoring}))
+    return path
 
 
 def _infer_body() -> str:
@@ -303,6 +314,14 @@ def main() -> None:
             ),
             "shadows_0": (["tunewatch", "--config", str(cfg0)], _lua(workdir, token0)),
             "shadows_3": (["tunewatch", "--config", str(cfg3)], _lua(workdir, token3)),
+            "shadows_3_shed": (
+                [
+                    "tunewatch",
+                    "--config",
+                    str(_with_scoring(cfg3, "shed", {"shadow_cpu_share": SHED_SHARE})),
+                ],
+                _lua(workdir, token3),
+            ),
         }
         body = workdir / "body.json"
         body.write_text(_infer_body())
@@ -343,6 +362,17 @@ def main() -> None:
         "shadow_p99_ratio": med("shadows_3", "p99_s") / med("shadows_0", "p99_s"),
         "shadow_p99_ratio_open_loop": statistics.median(r["p99_s"] for r in open_runs["shadows_3"])
         / statistics.median(r["p99_s"] for r in open_runs["shadows_0"]),
+        "shedding": {
+            "shadow_cpu_share": SHED_SHARE,
+            "shadow_p99_ratio": med("shadows_3_shed", "p99_s") / med("shadows_0", "p99_s"),
+            "throughput_over_no_shadows": med("shadows_3_shed", "rps") / med("shadows_0", "rps"),
+            "shadow_dropped_share": med("shadows_3_shed", "shadow_dropped_share"),
+            "without_shedding": {
+                "shadow_p99_ratio": med("shadows_3", "p99_s") / med("shadows_0", "p99_s"),
+                "throughput_over_no_shadows": med("shadows_3", "rps") / med("shadows_0", "rps"),
+                "shadow_dropped_share": med("shadows_3", "shadow_dropped_share"),
+            },
+        },
         "open_loop": {
             "load": f"{OPEN_LOOP_LOAD:g} x the no-shadow server's saturated throughput of the "
             "round, Poisson arrivals, latency from each request's scheduled time",
