@@ -7,7 +7,7 @@ own ``CollectorRegistry`` so that several apps (tests, benchmarks) never collide
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE_LATEST
 from prometheus_client import (
@@ -17,6 +17,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
 
 # Inference latencies live between a few microseconds and a few hundred milliseconds.
 LATENCY_BUCKETS = (
@@ -79,6 +80,12 @@ class ServingMetrics:
             ["model", "reason"],
             registry=r,
         )
+        self.shadow_cpu = _ReadCounter(
+            "tunewatch_shadow_cpu_seconds",
+            "CPU time the challengers' shadow workers spent scoring and handing over "
+            "outputs; compare its rate with scoring.shadow_cpu_share.",
+        )
+        r.register(self.shadow_cpu)
         self.shadow_errors = Counter(
             "tunewatch_shadow_errors",
             "Challenger scoring failures.",
@@ -192,5 +199,24 @@ class ServingMetrics:
     def track_queue_depth(self, depth: Callable[[], float]) -> None:
         self.shadow_queue_depth.set_function(depth)
 
+    def track_shadow_cpu(self, seconds: Callable[[], float]) -> None:
+        """Read the shadow workers' total CPU time from ``seconds`` at each scrape."""
+        self.shadow_cpu.read = seconds
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ReadCounter:
+    """A counter whose value is read from ``read`` when scraped (0 until it is set)."""
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self._name = name
+        self._documentation = documentation
+        self.read: Callable[[], float] = lambda: 0.0
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self._name, self._documentation)
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self._name, self._documentation, value=self.read())

@@ -148,6 +148,7 @@ class ShadowQueue:
         self._depth = 0
         self._dropped = 0
         self._shed = 0
+        self._cpu_seconds = 0.0
         self._rest_until = 0.0  # time.monotonic() before which offered jobs are shed
         self._stopping = threading.Event()
         self._processed = 0
@@ -171,6 +172,11 @@ class ShadowQueue:
     def shed(self) -> int:
         """Jobs refused because the workers had used their ``cpu_share``."""
         return self._shed
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU time the workers spent on drains (scoring and ``on_result``), in total."""
+        return self._cpu_seconds
 
     @property
     def resting(self) -> bool:
@@ -286,10 +292,13 @@ class ShadowQueue:
                 self._depth -= len(jobs)
             began, cpu = time.monotonic(), time.thread_time()
             self._handle(jobs)
+            used = time.thread_time() - cpu
+            with self._lock:
+                self._cpu_seconds += used
             if stop:
                 return
             if self.cpu_share is not None:
-                self._rest(began, time.thread_time() - cpu)
+                self._rest(began, used)
 
     def _rest(self, began: float, cpu_s: float) -> None:
         """Shed new jobs until this drain's CPU is within ``cpu_share`` of the time since."""

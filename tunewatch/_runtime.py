@@ -91,6 +91,7 @@ class ScoringRuntime:
             on_drop=self._on_shadow_drop,
         )
         metrics.track_queue_depth(lambda: float(self.queue.depth))
+        metrics.track_shadow_cpu(lambda: self.queue.cpu_seconds)
         # Shadow jobs of the running event-loop iteration, per loop, not yet handed over.
         self._shadow_pending: dict[asyncio.AbstractEventLoop, list[ShadowJob]] = {}
 

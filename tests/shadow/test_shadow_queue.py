@@ -261,6 +261,7 @@ def test_cpu_share_holds_one_drain_while_resting_and_sheds_the_rest(logistic: Ex
         q.close(timeout=WAIT_S)  # wakes the resting worker, which scores what it holds
     assert batches == [["first"], names[:4]]
     assert q.processed == 5
+    assert q.cpu_seconds >= 2 * 0.002  # both drains' CPU, counted with or without a share
 
 
 def test_cpu_share_bounds_the_workers_cpu_under_a_steady_stream(logistic: Exported) -> None:

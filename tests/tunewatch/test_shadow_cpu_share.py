@@ -45,6 +45,12 @@ def test_requests_past_the_cpu_share_are_shed_counted_and_not_scored(
         text = runtime.metrics.exposition().decode()
         assert _dropped(text, "cpu_share") == 10
         assert _dropped(text, "queue_full") == 0
+        cpu = next(
+            float(line.split()[1])
+            for line in text.splitlines()
+            if line.startswith("tunewatch_shadow_cpu_seconds_total ")
+        )
+        assert 0 < cpu == runtime.queue.cpu_seconds
     finally:
         runtime.close()
     store = daemon.store
