@@ -6,18 +6,21 @@ jobs) never blocks: when ``maxsize`` jobs are waiting it drops the new job, coun
 to ``max_batch`` jobs; one hand-off is never split), score it with each challenger in
 one batched call (see :func:`score_many`), and hand the results to ``on_result`` in one
 call. A failing challenger becomes a result with ``error`` set; a failing ``on_result``
-is logged and counted. Neither stops a worker. ``max_batch`` defaults to 32: batching
-saves little per job beyond that, and a drain's Python work holds the GIL in one stretch
-that the champion waits out (held drains of 256 doubled its p99 at saturation).
+is logged and counted. Neither stops a worker. ``max_batch`` defaults to 32: larger
+batches save little (per job and model, 2.8-3.7 µs at 256 against 3.0-4.2 µs at 64 in a
+microbench), and a drain's Python work holds the GIL in one stretch that the champion
+waits out (held drains of 256 doubled its p99 at saturation).
 
 With ``cpu_share`` set, the workers use at most that share of one core's time: after a
 drain that took ``c`` seconds of their CPU (scoring and ``on_result``), the queue rests
-until ``c / cpu_share`` seconds after the drain began. While it rests it takes one drain's
-worth of jobs (``max_batch``), scored together when it ends, and sheds the rest: refused
-and counted in :attr:`ShadowQueue.shed`. Under light load nothing is shed; on a
-saturated server the challengers score a sample of the requests, in large cheap batches,
-instead of taking the champion's CPU. ``on_drop`` hears of every refused job with the
-reason, ``"queue_full"`` or ``"cpu_share"``.
+until ``c / cpu_share`` seconds after the drain began. While it rests it takes jobs until
+one drain's worth (``max_batch``) is waiting, scored together when it ends, and sheds the
+rest: refused and counted in :attr:`ShadowQueue.shed`. Jobs arriving while a drain runs
+are taken up to ``maxsize``, as without a share. Under light load nothing is shed; on a
+saturated server the challengers score a sample of the requests instead of taking the
+champion's CPU. The share counts the worker threads' own CPU only: with
+``intra_op_threads`` above 1, onnxruntime's pool threads are not in it. ``on_drop`` hears
+of every refused job with the reason, ``"queue_full"`` or ``"cpu_share"``.
 """
 
 from __future__ import annotations
@@ -180,7 +183,8 @@ class ShadowQueue:
 
     @property
     def resting(self) -> bool:
-        """Whether jobs offered now would be shed (the workers used their ``cpu_share``)."""
+        """Whether the workers are resting on their ``cpu_share``: jobs offered now are
+        taken only up to one drain's worth waiting (``max_batch``), the rest are shed."""
         return time.monotonic() < self._rest_until
 
     @property
@@ -214,35 +218,36 @@ class ShadowQueue:
             thread.start()
 
     def submit(self, job: ShadowJob) -> bool:
-        """Enqueue ``job`` without blocking; ``False`` (and a drop counted) if full."""
+        """Enqueue ``job`` without blocking; ``False`` (and the refusal counted) if the
+        queue is full or the workers are resting with a drain's worth waiting."""
         return self.submit_many([job]) == 1
 
     def submit_many(self, jobs: Sequence[ShadowJob]) -> int:
         """Enqueue as many of ``jobs`` as fit, in order, with one hand-off to the workers;
         returns how many were taken (the rest are dropped or shed, and counted)."""
-        reason: DropReason = "queue_full"
         with self._lock:
-            if self._closed:
-                taken = 0
-            else:
-                room = self.maxsize - self._depth
-                if time.monotonic() < self._rest_until:  # hold one drain's worth, shed the rest
-                    room = min(room, self.max_batch - self._depth)
-                    reason = "cpu_share"
-                taken = max(0, min(len(jobs), room))
+            fit = 0 if self._closed else max(0, min(len(jobs), self.maxsize - self._depth))
+            taken = fit
+            if fit and time.monotonic() < self._rest_until:  # hold one drain's worth
+                taken = max(0, min(fit, self.max_batch - self._depth))
             self._depth += taken
-            if reason == "cpu_share":
-                self._shed += len(jobs) - taken
-            else:
-                self._dropped += len(jobs) - taken
+            self._shed += fit - taken
+            self._dropped += len(jobs) - fit
         if taken:
             self._queue.put(jobs[:taken] if taken < len(jobs) else jobs)
-        if taken < len(jobs) and self._on_drop is not None:
-            try:
-                self._on_drop(jobs[taken:], reason)
-            except Exception:  # the submitter (the event loop) must not fail for a counter
-                logger.exception("shadow queue %s: on_drop failed", self.name)
+        if taken < fit:
+            self._report_drop(jobs[taken:fit], "cpu_share")
+        if fit < len(jobs):
+            self._report_drop(jobs[fit:], "queue_full")
         return taken
+
+    def _report_drop(self, jobs: Sequence[ShadowJob], reason: DropReason) -> None:
+        if self._on_drop is None:
+            return
+        try:
+            self._on_drop(jobs, reason)
+        except Exception:  # the submitter (the event loop) must not fail for a counter
+            logger.exception("shadow queue %s: on_drop failed", self.name)
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop accepting jobs, let workers finish those queued, then stop them."""
@@ -301,13 +306,15 @@ class ShadowQueue:
                 self._rest(began, used)
 
     def _rest(self, began: float, cpu_s: float) -> None:
-        """Shed new jobs until this drain's CPU is within ``cpu_share`` of the time since."""
+        """Rest until this drain's CPU is within ``cpu_share`` of the time since it began
+        (and until every other worker's drains are, too: they share one budget)."""
         assert self.cpu_share is not None
         with self._lock:
             self._rest_until = max(self._rest_until, began) + cpu_s / self.cpu_share
-            until = self._rest_until
-        pause = until - time.monotonic()
-        if pause > 0:
+        while not self._stopping.is_set():
+            pause = self._rest_until - time.monotonic()
+            if pause <= 0:
+                return
             self._stopping.wait(pause)
 
     def _handle(self, jobs: list[ShadowJob]) -> None:

@@ -64,7 +64,8 @@ class ScoringConfig(_Frozen):
     # outputs; writing them costs the recorder about as much again). Past it, requests are
     # shed from shadowing and counted (`tunewatch_shadow_dropped_total{reason="cpu_share"}`);
     # null = no limit. A guardrail against a costly challenger: three tree ensembles at
-    # 3-4k requests/s use about 0.16 on the bench host.
+    # 3-4k requests/s use about 0.16 on the bench host. It counts the shadow threads' own
+    # CPU, so with intra_op_threads > 1 onnxruntime's pool threads are not in it.
     shadow_cpu_share: float | None = Field(default=0.25, gt=0, le=1)
     candidate_memory_limit_mb: int = Field(default=2048, ge=64)
     candidate_timeout_s: float = Field(default=60.0, gt=0)

@@ -243,7 +243,7 @@ def test_cpu_share_holds_one_drain_while_resting_and_sheds_the_rest(logistic: Ex
         refused.extend((j.request_id, reason) for j in jobs)
 
     x = np.zeros((1, N_FEATURES), dtype=np.float32)
-    q = ShadowQueue(maxsize=100, on_result=costly, max_batch=4, cpu_share=0.001, on_drop=on_drop)
+    q = ShadowQueue(maxsize=8, on_result=costly, max_batch=4, cpu_share=0.001, on_drop=on_drop)
     q.start()
     try:
         assert q.submit(job("first", x, challenger(logistic, 2)))
@@ -255,8 +255,15 @@ def test_cpu_share_holds_one_drain_while_resting_and_sheds_the_rest(logistic: Ex
         names = [f"r{i}" for i in range(10)]
         assert q.submit_many([job(n, x, challenger(logistic, 2)) for n in names]) == 4
         assert not q.submit(job("late", x, challenger(logistic, 2)))
-        assert q.shed == 7 and q.dropped == 0 and q.depth == 4
-        assert refused == [(n, "cpu_share") for n in [*names[4:], "late"]]
+        assert q.shed == 5 and q.dropped == 2 and q.depth == 4
+        assert (
+            refused
+            == [
+                *[(n, "cpu_share") for n in names[4:8]],  # past one drain's worth
+                *[(n, "queue_full") for n in names[8:]],  # past maxsize, whatever the share
+                ("late", "cpu_share"),
+            ]
+        )
     finally:
         q.close(timeout=WAIT_S)  # wakes the resting worker, which scores what it holds
     assert batches == [["first"], names[:4]]
@@ -282,6 +289,7 @@ def test_cpu_share_bounds_the_workers_cpu_under_a_steady_stream(logistic: Export
             offered += 1
             time.sleep(0.0005)
         wall = time.monotonic() - began
+        assert worker_cpu, "no drain finished"
         cpu = worker_cpu[-1]
     finally:
         q.close(timeout=WAIT_S)
