@@ -20,6 +20,7 @@ from shadow._errors import (
 )
 from shadow._onnx import OnnxModel, Signature, TensorSpec, signature_from_session
 from shadow._queue import DropReason, ShadowJob, ShadowQueue, ShadowResult
+from shadow._sched import use_batch_scheduling
 from shadow._validation import FeatureRange, validate_batch
 from shadow.stats import (
     ChallengerLook,
@@ -99,5 +100,6 @@ __all__ = [
     "power_simulation",
     "signature_from_session",
     "srm_check",
+    "use_batch_scheduling",
     "validate_batch",
 ]

@@ -36,6 +36,7 @@ from typing import Any, Final, Literal
 import numpy as np
 
 from shadow._deployment import LoadedVersion
+from shadow._sched import use_batch_scheduling
 
 logger = logging.getLogger(__name__)
 
@@ -278,6 +279,7 @@ class ShadowQueue:
 
     # -- worker -------------------------------------------------------------------
     def _work(self) -> None:
+        use_batch_scheduling()
         while True:
             first = self._queue.get()
             if first is _STOP:

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from monitor import ServingMetrics
+from shadow import use_batch_scheduling
 from tunewatch._errors import StoreError
 from tunewatch.store import OutputRecord, RequestRecord, Store
 
@@ -104,6 +105,7 @@ class Recorder:
         self._queue.put(self._batches.pop(loop))
 
     def _run(self) -> None:
+        use_batch_scheduling()  # waking the writer must not preempt the event loop
         # Outputs nobody waits for (shadow results) are held back to ride in the next
         # group's transaction: a commit of its own would cost as much as a whole group's.
         held: list[_Pending] = []

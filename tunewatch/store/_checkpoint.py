@@ -25,6 +25,8 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 
+from shadow import use_batch_scheduling
+
 logger = logging.getLogger(__name__)
 
 _PATIENT_TIMEOUT_MS = 1000
@@ -114,6 +116,7 @@ class WalCheckpointer:
         return self._conn
 
     def _run(self) -> None:
+        use_batch_scheduling()
         try:
             while not self._stop.wait(self._interval_s):
                 self.checkpoint()
