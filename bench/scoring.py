@@ -55,6 +55,7 @@ DURATION_S = 6
 CONNECTIONS = 16
 OPEN_LOOP_LOAD = 0.5  # share of the no-shadow server's saturated throughput, per round
 SHED_SHARE = 0.05  # a shadow CPU share that binds at saturation, for the trade-off it buys
+DEFAULT_SHARE = build_config({}, env={}).scoring.shadow_cpu_share  # what every other run has
 ROUNDS = 5
 MODEL = "credit"
 
@@ -356,6 +357,13 @@ def main() -> None:
             r["rps"] / b["rps"] for r, b in zip(runs[name], runs["baseline"], strict=True)
         )
 
+    def against_no_shadows(name: str) -> dict[str, float]:
+        return {
+            "shadow_p99_ratio": med(name, "p99_s") / med("shadows_0", "p99_s"),
+            "throughput_over_no_shadows": med(name, "rps") / med("shadows_0", "rps"),
+            "shadow_dropped_share": med(name, "shadow_dropped_share"),
+        }
+
     open_ratios = [
         s3["p99_s"] / s0["p99_s"]
         for s3, s0 in zip(open_runs["shadows_3"], open_runs["shadows_0"], strict=True)
@@ -363,19 +371,15 @@ def main() -> None:
     result = {
         "throughput_ratio": med("tunewatch_full", "rps") / med("baseline", "rps"),
         "throughput_ratio_bare": med("tunewatch_bare", "rps") / med("baseline", "rps"),
-        "shadow_p99_ratio": med("shadows_3", "p99_s") / med("shadows_0", "p99_s"),
+        "shadow_p99_ratio": against_no_shadows("shadows_3")["shadow_p99_ratio"],
         "shadow_p99_ratio_open_loop": statistics.median(r["p99_s"] for r in open_runs["shadows_3"])
         / statistics.median(r["p99_s"] for r in open_runs["shadows_0"]),
         "shedding": {
             "shadow_cpu_share": SHED_SHARE,
-            "shadow_p99_ratio": med("shadows_3_shed", "p99_s") / med("shadows_0", "p99_s"),
-            "throughput_over_no_shadows": med("shadows_3_shed", "rps") / med("shadows_0", "rps"),
-            "shadow_dropped_share": med("shadows_3_shed", "shadow_dropped_share"),
+            **against_no_shadows("shadows_3_shed"),
             "at_default_share": {
-                "shadow_cpu_share": build_config({}, env={}).scoring.shadow_cpu_share,
-                "shadow_p99_ratio": med("shadows_3", "p99_s") / med("shadows_0", "p99_s"),
-                "throughput_over_no_shadows": med("shadows_3", "rps") / med("shadows_0", "rps"),
-                "shadow_dropped_share": med("shadows_3", "shadow_dropped_share"),
+                "shadow_cpu_share": DEFAULT_SHARE,
+                **against_no_shadows("shadows_3"),
             },
         },
         "open_loop": {
@@ -425,7 +429,7 @@ def main() -> None:
             "model": "example logistic pipeline (8 features)",
             "challenger_full": "gradient boosting, 60 trees",
             "challengers_3": "gradient boosting 60 + 80 trees, random forest 50",
-            "shadow_cpu_share": build_config({}, env={}).scoring.shadow_cpu_share,
+            "shadow_cpu_share": DEFAULT_SHARE,
         },
         "versions": {
             p: version(p)
