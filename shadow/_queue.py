@@ -11,16 +11,18 @@ batches save little (per job and model, 2.8-3.7 µs at 256 against 3.0-4.2 µs a
 microbench), and a drain's Python work holds the GIL in one stretch that the champion
 waits out (held drains of 256 doubled its p99 at saturation).
 
-With ``cpu_share`` set, the workers use at most that share of one core's time: after a
-drain that took ``c`` seconds of their CPU (scoring and ``on_result``), the queue rests
-until ``c / cpu_share`` seconds after the drain began. While it rests it takes jobs until
-one drain's worth (``max_batch``) is waiting, scored together when it ends, and sheds the
-rest: refused and counted in :attr:`ShadowQueue.shed`. Jobs arriving while a drain runs
-are taken up to ``maxsize``, as without a share. Under light load nothing is shed; on a
-saturated server the challengers score a sample of the requests instead of taking the
-champion's CPU. The share counts the worker threads' own CPU only: with
-``intra_op_threads`` above 1, onnxruntime's pool threads are not in it. ``on_drop`` hears
-of every refused job with the reason, ``"queue_full"`` or ``"cpu_share"``.
+With ``cpu_share`` set, the workers use at most that share of one core's time, measured
+over :attr:`ShadowQueue.share_window_s`: each drain that took ``c`` seconds of their CPU
+(scoring and ``on_result``) spends ``c / cpu_share`` seconds of the budget, and once the
+budget runs ahead of the clock the queue rests until the clock catches up. While it rests
+it takes jobs until one drain's worth (``max_batch``) is waiting, scored together when it
+ends, and sheds the rest: refused and counted in :attr:`ShadowQueue.shed`. Jobs arriving
+while a drain runs are taken up to ``maxsize``, as without a share. Under light load or
+in a short burst nothing is shed; on a saturated server the challengers score a sample
+of the requests instead of taking the champion's CPU. The share counts the worker
+threads' own CPU only: with ``intra_op_threads`` above 1, onnxruntime's pool threads are
+not in it. ``on_drop`` hears of every refused job with the reason, ``"queue_full"`` or
+``"cpu_share"``.
 """
 
 from __future__ import annotations
@@ -120,6 +122,10 @@ def score_many(jobs: Sequence[ShadowJob], loaded: LoadedVersion) -> list[ShadowR
 
 class ShadowQueue:
     """A bounded, non-blocking job queue drained by daemon worker threads."""
+
+    #: The ``cpu_share`` holds over windows this long: a burst after a quiet second is
+    #: scored whole, a steady overload is paced drain by drain.
+    share_window_s: Final = 1.0
 
     def __init__(
         self,
@@ -308,11 +314,14 @@ class ShadowQueue:
                 self._rest(began, used)
 
     def _rest(self, began: float, cpu_s: float) -> None:
-        """Rest until this drain's CPU is within ``cpu_share`` of the time since it began
-        (and until every other worker's drains are, too: they share one budget)."""
+        """Charge this drain's CPU to the budget (shared by every worker) and rest while
+        the budget is ahead of the clock."""
         assert self.cpu_share is not None
         with self._lock:
-            self._rest_until = max(self._rest_until, began) + cpu_s / self.cpu_share
+            # Idle time earns credit for at most one window: a burst may run ahead by
+            # ``cpu_share * share_window_s`` of CPU before the queue rests at all.
+            credit_from = began - self.share_window_s
+            self._rest_until = max(self._rest_until, credit_from) + cpu_s / self.cpu_share
         while not self._stopping.is_set():
             pause = self._rest_until - time.monotonic()
             if pause <= 0:

@@ -236,7 +236,7 @@ def test_cpu_share_holds_one_drain_while_resting_and_sheds_the_rest(logistic: Ex
 
     def costly(results: Sequence[ShadowResult]) -> None:
         batches.append([r.request_id for r in results])
-        _burn(0.002)  # 2 ms of CPU at a 0.1 % share: the queue rests for 2 s or more
+        _burn(0.004)  # 4 ms of CPU at a 0.1 % share: 4 s of budget, 1 s of it credit
         drained.set()
 
     def on_drop(jobs: Sequence[ShadowJob], reason: str) -> None:
@@ -268,7 +268,7 @@ def test_cpu_share_holds_one_drain_while_resting_and_sheds_the_rest(logistic: Ex
         q.close(timeout=WAIT_S)  # wakes the resting worker, which scores what it holds
     assert batches == [["first"], names[:4]]
     assert q.processed == 5
-    assert q.cpu_seconds >= 2 * 0.002  # both drains' CPU, counted with or without a share
+    assert q.cpu_seconds >= 2 * 0.004  # both drains' CPU, counted with or without a share
 
 
 def test_cpu_share_bounds_the_workers_cpu_under_a_steady_stream(logistic: Exported) -> None:
@@ -294,8 +294,9 @@ def test_cpu_share_bounds_the_workers_cpu_under_a_steady_stream(logistic: Export
     finally:
         q.close(timeout=WAIT_S)
     # Unbounded, the worker burns 2 ms per drain back to back (~100 % of a core). The share
-    # lets it use 10 % of the wall time, plus the drain that was running at the end.
-    assert cpu <= 0.1 * wall * 1.25 + 0.01, (cpu, wall)
+    # lets it use 10 % of the wall time plus one window's credit, and the drain that was
+    # running at the end.
+    assert cpu <= 0.1 * (wall + ShadowQueue.share_window_s) * 1.25 + 0.01, (cpu, wall)
     assert q.shed > 0 and q.dropped == 0
     assert q.processed + q.shed == offered
 
@@ -304,3 +305,25 @@ def test_constructor_refuses_a_cpu_share_outside_zero_to_one() -> None:
     for share in (0.0, -0.1, 1.5):
         with pytest.raises(ValueError, match="cpu_share"):
             ShadowQueue(maxsize=1, on_result=lambda results: None, cpu_share=share)
+
+
+def test_cpu_share_scores_a_burst_after_a_quiet_spell_whole(logistic: Exported) -> None:
+    drained = threading.Event()
+
+    def costly(results: Sequence[ShadowResult]) -> None:
+        _burn(0.002)  # 0.2 s of budget at a 1 % share: well inside one window's credit
+        drained.set()
+
+    x = np.zeros((1, N_FEATURES), dtype=np.float32)
+    q = ShadowQueue(maxsize=100, on_result=costly, max_batch=4, cpu_share=0.01)
+    q.start()
+    try:
+        assert q.submit(job("first", x, challenger(logistic, 2)))
+        assert drained.wait(WAIT_S)
+        time.sleep(0.05)  # the drain is charged to the budget right after on_result
+        assert not q.resting
+        names = [f"r{i}" for i in range(20)]
+        assert q.submit_many([job(n, x, challenger(logistic, 2)) for n in names]) == 20
+    finally:
+        q.close(timeout=WAIT_S)
+    assert q.shed == 0 and q.processed == 21
