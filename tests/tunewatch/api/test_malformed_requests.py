@@ -88,6 +88,17 @@ CASES: dict[str, Case] = {
     "duplicate_keys": Case(
         400, "duplicate_key", body=_raw('{"inputs": [], "inputs": [{"name": "input"}]}')
     ),
+    "duplicate_keys_nested": Case(
+        400,
+        "duplicate_key",
+        body=_raw(json.dumps(infer_body()).replace('"name"', '"name": "x", "name"')),
+    ),
+    "duplicate_keys_spelled_with_an_escape": Case(
+        400, "duplicate_key", body=_raw(json.dumps(infer_body())[:-1] + ', "\\u0069nputs": []}')
+    ),
+    "integer_with_5000_digits": Case(
+        400, "invalid_json", body=_raw(json.dumps(infer_body(id="x")).replace('"x"', "1" * 5000))
+    ),
     "oversize_body": Case(
         413, "body_too_large", body=infer_body([0.0] * 8 * 10_000, shape=(10_000, 8))
     ),
