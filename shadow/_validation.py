@@ -13,6 +13,7 @@ dtype's range (e.g. ``1e39`` for a float32 model) is reported as ``out_of_range`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -130,13 +131,13 @@ def validate_batch(
         # One reduction answers both questions: max |x| is NaN/inf iff some value is
         # non-finite, and above the target's max iff the down-cast would overflow.
         peak = np.abs(x).max()
-        if not np.isfinite(peak):
+        if not math.isfinite(peak):
             row, col = _first(~np.isfinite(x))
             raise InvalidInputError(
                 f"input {spec.name!r} must be finite, got {x[row, col]} at row {row}, column {col}",
                 code="non_finite",
             )
-        if target != x.dtype and (target.kind != "f" or peak > np.finfo(target).max):
+        if target != x.dtype and (target.kind != "f" or peak > _float_max(target)):
             _check_representable(x, target, spec.name)
     elif target != x.dtype:
         _check_representable(x, target, spec.name)
@@ -156,6 +157,17 @@ def validate_batch(
                 code="out_of_range",
             )
     return out
+
+
+_FLOAT_MAX: dict[np.dtype[Any], float] = {}
+
+
+def _float_max(dtype: np.dtype[Any]) -> float:
+    """``np.finfo(dtype).max``, looked up once per dtype (``np.finfo`` is slow per call)."""
+    limit = _FLOAT_MAX.get(dtype)
+    if limit is None:
+        limit = _FLOAT_MAX[dtype] = float(np.finfo(dtype).max)
+    return limit
 
 
 def _check_representable(x: np.ndarray[Any, Any], target: np.dtype[Any], name: str) -> None:

@@ -46,7 +46,7 @@ HEADER_LENGTH = "inference-header-content-length"
 
 
 def datatype_of(dtype: np.dtype[Any]) -> str:
-    return _BY_DTYPE.get(np.dtype(dtype), "BYTES")
+    return _BY_DTYPE.get(dtype, "BYTES")
 
 
 # Generated ids: a random per-process prefix and a counter — unique across restarts and

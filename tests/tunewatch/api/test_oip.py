@@ -8,6 +8,8 @@ import pytest
 from shadow import OnnxModel
 from tests.tunewatch.conftest import MODEL, Running
 from tunewatch._example import ExampleModel, example_data
+from tunewatch.api._errors import ApiError
+from tunewatch.api._oip import encode_outputs
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +69,28 @@ def test_named_version_scores_with_that_version(
     result = triton.infer(MODEL, [inp], model_version="2", headers=running.auth("scorer"))
     expected = OnnxModel.from_bytes(trained[1].onnx).run(x)["probabilities"]
     np.testing.assert_allclose(result.as_numpy("probabilities"), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("values", "finite"),
+    [
+        ([0.25, 0.75], True),
+        ([1e308, 1e308], True),  # the sum overflows; every value is finite
+        ([float("nan"), 0.5], False),
+        ([float("inf"), 0.5], False),
+        ([float("inf"), float("-inf")], False),
+    ],
+)
+def test_a_non_finite_model_output_is_a_422_and_a_large_finite_one_is_not(
+    values: list[float], finite: bool
+) -> None:
+    for dtype in (np.float32, np.float64):
+        if dtype is np.float32 and 1e308 in values:
+            continue
+        outputs = {"probabilities": np.asarray([values], dtype=dtype)}
+        if finite:
+            assert encode_outputs(outputs, None)[0]["data"].tolist() == values
+        else:
+            with pytest.raises(ApiError) as err:
+                encode_outputs(outputs, None)
+            assert (err.value.status, err.value.code) == (422, "non_finite_output")
