@@ -27,11 +27,10 @@ from tunewatch.api._errors import ApiError
 logger = logging.getLogger(__name__)
 
 
-def _fingerprint(alert: dict[str, Any]) -> str:
+def _fingerprint(alert: dict[str, Any], labels: dict[str, Any]) -> str:
     value = alert.get("fingerprint")
     if isinstance(value, str) and value:
         return value[:64]
-    labels = alert.get("labels") or {}
     text = "\n".join(f"{k}={labels[k]}" for k in sorted(labels))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -52,11 +51,12 @@ def handle_alerts(ctx: AppContext, body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(alert, dict):
             summary["ignored"].append("not an object")
             continue
-        labels = alert.get("labels") if isinstance(alert.get("labels"), dict) else {}
-        assert isinstance(labels, dict)
+        labels = alert.get("labels")
+        if not isinstance(labels, dict):
+            labels = {}
         name = str(labels.get("alertname", "unnamed"))
         starts_at = str(alert.get("startsAt", ""))
-        fingerprint = _fingerprint(alert)
+        fingerprint = _fingerprint(alert, labels)
         model = labels.get(label)
         status = alert.get("status", body.get("status"))
         if status == "resolved":

@@ -120,3 +120,13 @@ def test_malformed_payload_and_wrong_role_are_refused(hooked: Running) -> None:
     assert bad.status_code == 400 and bad.json()["code"] == "invalid_request"
     scorer = httpx.post(url, json=payload(alert("y")), headers=hooked.auth("scorer"))
     assert scorer.status_code == 403
+
+
+def test_an_alert_with_labels_that_are_not_an_object_is_ignored_not_a_500(
+    hooked: Running,
+) -> None:
+    url = f"{hooked.url}/v1/alerts/alertmanager"
+    odd = [alert("") | {"labels": labels} for labels in ([1.5, "x"], "model=credit", 7, None)]
+    r = httpx.post(url, json=payload(*odd), headers=hooked.auth("alertmanager"))
+    assert r.status_code == 200, r.text
+    assert r.json()["new_episodes"] == 0 and len(r.json()["ignored"]) == len(odd)
