@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from tunewatch.api._context import context
+from tunewatch.api._context import RowId, context
 from tunewatch.api._models import Limit, Operator, Reader
 from tunewatch.comparison import ChallengerSummary, ComparisonResult, ComparisonRunner
 from tunewatch.store._comparisons import ComparisonLookRow, ComparisonTestRow
@@ -80,7 +80,7 @@ async def list_comparisons(model: str, request: Request, _: Reader) -> dict[str,
 
 @router.get("/models/{model}/comparisons/{challenger}/history")
 async def comparison_history(
-    model: str, challenger: int, request: Request, _: Reader, limit: Limit = 10_000
+    model: str, challenger: RowId, request: Request, _: Reader, limit: Limit = 10_000
 ) -> dict[str, Any]:
     """Every look of the challenger's tests, oldest first (how the evidence grew)."""
     looks = await run_in_threadpool(runner(request).history, model, challenger, limit=limit)

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from tunewatch._auth import Principal
-from tunewatch.api._context import context
+from tunewatch.api._context import RowId, VersionFilter, context
 from tunewatch.api._models import Limit, Operator, Reader, require
 from tunewatch.store import EvaluationRow
 
@@ -44,7 +44,7 @@ def list_evaluations(
     request: Request,
     _: Reader,
     kind: Kind | None = None,
-    version: int | None = None,
+    version: VersionFilter = None,
     limit: Limit = 100,
 ) -> dict[str, Any]:
     rows = _history(request, model, kind, version, limit)
@@ -56,7 +56,7 @@ def _kind_route(kind: str) -> Any:
         model: str,
         request: Request,
         _: Reader,
-        version: int | None = None,
+        version: VersionFilter = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
     ) -> dict[str, Any]:
         rows = _history(request, model, kind, version, limit)
@@ -87,7 +87,7 @@ async def evaluate_now(model: str, request: Request, _: Operator) -> dict[str, A
 @router.get("/models/{model}/evaluations/{evaluation_id}/report", response_class=HTMLResponse)
 async def drift_report(
     model: str,
-    evaluation_id: int,
+    evaluation_id: RowId,
     request: Request,
     _: Annotated[Principal, Depends(require("read"))],
 ) -> HTMLResponse:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from tunewatch.api._context import context
+from tunewatch.api._context import RowId, context
 from tunewatch.api._models import Limit, Operator, Reader
 from tunewatch.store import JobRow
 
@@ -42,7 +42,7 @@ def list_jobs(
 
 
 @router.get("/jobs/{job_id}")
-def get_job(job_id: int, request: Request, _: Reader) -> dict[str, Any]:
+def get_job(job_id: RowId, request: Request, _: Reader) -> dict[str, Any]:
     """A job with its progress (trials done, best so far, budget) while it runs."""
     return job_json(context(request).runtime.store.get_job(job_id))
 

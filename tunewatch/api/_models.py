@@ -18,7 +18,7 @@ from tunewatch._auth import Principal
 from tunewatch._registry import Reference, VersionMetadata
 from tunewatch._report import build_report, write_report
 from tunewatch._runtime import version_or_404
-from tunewatch.api._context import authenticate, context
+from tunewatch.api._context import MAX_ID, RowId, authenticate, context
 from tunewatch.api._errors import ApiError
 from tunewatch.store import ApprovalRow, VersionRow
 
@@ -49,7 +49,7 @@ class RegisterVersion(_Body):
     feature_names: list[str] = Field(min_length=1)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     dataset_version: str | None = None
-    parent_version: int | None = None
+    parent_version: int | None = Field(default=None, ge=1, le=MAX_ID)
     study: str | None = None
     stage: Literal["shadow", "champion"] = "shadow"
     regulated: bool | None = None
@@ -114,7 +114,7 @@ def list_versions(model: str, request: Request, _: Reader) -> dict[str, Any]:
 
 
 @router.get("/models/{model}/versions/{version}")
-def get_version(model: str, version: int, request: Request, _: Reader) -> dict[str, Any]:
+def get_version(model: str, version: RowId, request: Request, _: Reader) -> dict[str, Any]:
     return version_json(version_or_404(context(request).runtime.store, model, version))
 
 
@@ -155,7 +155,7 @@ def register_version(
 @router.post("/models/{model}/versions/{version}/promote", response_model=None)
 def promote(
     model: str,
-    version: int,
+    version: RowId,
     body: StageChange,
     request: Request,
     principal: Operator,
@@ -201,7 +201,7 @@ def approval_json(a: ApprovalRow) -> dict[str, Any]:
 
 @router.get("/models/{model}/versions/{version}/report", response_model=None)
 def version_report(
-    model: str, version: int, request: Request, _: Reader, format: Literal["md", "html"] = "html"
+    model: str, version: RowId, request: Request, _: Reader, format: Literal["md", "html"] = "html"
 ) -> Response:  # noqa: A002
     """The version's rationale report: trigger, data, search, evidence, decision."""
     ctx = context(request)
@@ -258,7 +258,7 @@ def _decide(
 
 @router.post("/approvals/{approval_id}/approve")
 def approve(
-    approval_id: int, body: StageChange, request: Request, principal: Approver
+    approval_id: RowId, body: StageChange, request: Request, principal: Approver
 ) -> dict[str, Any]:
     """Approve a pending promotion (not by its requester); it is promoted atomically."""
     return _decide(request, approval_id, principal, body, approve=True)
@@ -266,7 +266,7 @@ def approve(
 
 @router.post("/approvals/{approval_id}/reject")
 def reject(
-    approval_id: int, body: StageChange, request: Request, principal: Approver
+    approval_id: RowId, body: StageChange, request: Request, principal: Approver
 ) -> dict[str, Any]:
     return _decide(request, approval_id, principal, body, approve=False)
 
@@ -274,7 +274,7 @@ def reject(
 @router.post("/models/{model}/versions/{version}/retire")
 def retire(
     model: str,
-    version: int,
+    version: RowId,
     body: StageChange,
     request: Request,
     principal: Operator,

@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from tunewatch._auth import AuthError, Principal
 from tunewatch._errors import TunewatchError
-from tunewatch.api._context import context
+from tunewatch.api._context import RowId, context
 from tunewatch.api._errors import status_for
 
 from . import _data, _svg
@@ -237,7 +237,7 @@ def drift_page(model: str, request: Request) -> Response:
 
 
 @router.get("/models/{model}/drift/{evaluation_id}/report")
-def drift_report_page(model: str, evaluation_id: int, request: Request) -> Response:
+def drift_report_page(model: str, evaluation_id: RowId, request: Request) -> Response:
     """The stored evidently report, for a session (the API route wants a bearer header)."""
     try:
         principal(request, "read")

@@ -15,6 +15,7 @@ from tests.tunewatch.conftest import Running
 
 INFER = "/v2/models/credit/infer"
 ROW = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]
+BIG = 2**31  # one past PostgreSQL's INTEGER, the type of every id and version column
 
 
 def infer_body(
@@ -216,6 +217,18 @@ CASES: dict[str, Case] = {
             "feature_names": [f"x{i}" for i in range(8)],
         },
     ),
+    "register_parent_version_beyond_the_store_s_integers": Case(
+        400,
+        "invalid_request",
+        path="/v1/models/credit/versions",
+        role="operator",
+        body={
+            "onnx_base64": "",
+            "task": "binary",
+            "feature_names": ["a"],
+            "parent_version": BIG,
+        },
+    ),
     "register_missing_fields": Case(
         400,
         "invalid_request",
@@ -236,6 +249,29 @@ CASES: dict[str, Case] = {
         role="operator",
         path="/v1/models/credit/versions/2/promote",
         body={},
+    ),
+    **{
+        f"id_beyond_the_store_s_integers_{i}": Case(
+            400, "invalid_request", method=method, path=path.format(BIG), body=body, role=role
+        )
+        for i, (method, path, body, role) in enumerate(
+            [
+                ("GET", "/v1/jobs/{}", None, "viewer"),
+                ("GET", "/v1/models/credit/versions/{}", None, "viewer"),
+                ("GET", "/v1/models/credit/versions/{}/report", None, "viewer"),
+                ("POST", "/v1/models/credit/versions/{}/promote", {"reason": "x"}, "operator"),
+                ("POST", "/v1/models/credit/versions/{}/retire", {"reason": "x"}, "operator"),
+                ("POST", "/v1/approvals/{}/approve", {"reason": "x"}, "approver"),
+                ("POST", "/v1/approvals/{}/reject", {"reason": "x"}, "approver"),
+                ("GET", "/v1/models/credit/comparisons/{}/history", None, "viewer"),
+                ("GET", "/v1/models/credit/evaluations/{}/report", None, "viewer"),
+                ("GET", "/v1/models/credit/evaluations?version={}", None, "viewer"),
+                ("GET", "/v1/models/credit/drift?version={}", None, "viewer"),
+            ]
+        )
+    },
+    "job_id_with_25_digits": Case(
+        400, "invalid_request", method="GET", path="/v1/jobs/" + "9" * 25, role="viewer"
     ),
     "get_on_infer": Case(405, "method_not_allowed", method="GET", body=None),
     "unknown_route": Case(404, "not_found", path="/v2/nothing/here", method="GET"),
