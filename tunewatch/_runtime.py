@@ -313,6 +313,7 @@ class ScoringRuntime:
         role: OutputRole,
         values: np.ndarray,
         latency_s: float | None,
+        created_at: datetime | None = None,
     ) -> OutputRecord:
         v32 = np.ascontiguousarray(values, dtype=np.float32)
         if v32.ndim == 1:
@@ -326,6 +327,7 @@ class ScoringRuntime:
             n_rows=v32.shape[0],
             n_cols=v32.shape[1],
             values=v32.tobytes(),
+            created_at=created_at or datetime.now(UTC),
         )
 
     def shadow(
@@ -359,25 +361,33 @@ class ScoringRuntime:
 
     def _on_shadow_results(self, results: Sequence[ShadowResult]) -> None:
         records = []
+        now = datetime.now(UTC)  # one drain, one timestamp: it is when they were recorded
+        hps: dict[tuple[str, int], str] = {}
         for r in results:
             if r.error is not None or r.values is None:
                 self.metrics.shadow_errors.labels(r.model, str(r.version)).inc()
                 continue
-            served = self._models.get(r.model)
-            hp = "unknown"
-            if served is not None:
-                try:
-                    hp = served.deployment.get(r.version).hyperparameter_set
-                except LookupError:
-                    pass  # the challenger left the lineup while it scored; keep its output
             if r.latency_s is not None:  # batched backlog results carry no latency
+                key = (r.model, r.version)
+                hp = hps.get(key)
+                if hp is None:
+                    hp = hps[key] = self._hyperparameter_set(r.model, r.version)
                 self._latency(r.model, r.version, hp, "challenger").observe(r.latency_s)
             records.append(
                 self.output_record(
-                    r.model, r.request_id, r.version, "challenger", r.values, r.latency_s
+                    r.model, r.request_id, r.version, "challenger", r.values, r.latency_s, now
                 )
             )
         self.recorder.record_outputs(records)
+
+    def _hyperparameter_set(self, model: str, version: int) -> str:
+        served = self._models.get(model)
+        if served is not None:
+            try:
+                return served.deployment.get(version).hyperparameter_set
+            except LookupError:
+                pass  # the challenger left the lineup while it scored; keep its output
+        return "unknown"
 
 
 def version_or_404(store: Store, model: str, version: int) -> VersionRow:
