@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from monitor import ServingMetrics
+from tunewatch._errors import StoreError
 from tunewatch._recorder import Recorder
 from tunewatch.store import OutputRecord, RequestRecord, Store
 
@@ -189,3 +190,26 @@ async def _record_many(recorder: Recorder, n: int, start: int = 0) -> None:
     await asyncio.gather(
         *(recorder.record(_request(f"r{i}"), [_output(f"r{i}")]) for i in range(start, start + n))
     )
+
+
+def test_a_record_the_store_refuses_fails_alone_not_its_whole_group(model_store: Store) -> None:
+    """A group commit that fails is retried record by record: the requests that shared it
+    with a bad one (here an output whose version overflows the store's integer) are
+    stored and acknowledged, and only the bad one gets the error."""
+    metrics = ServingMetrics()
+    recorder = Recorder(model_store, metrics=metrics)
+    recorder.start()
+
+    async def burst() -> list[bool | BaseException]:
+        futures = [recorder.record(_request(f"r{i}"), [_output(f"r{i}")]) for i in range(5)]
+        futures.insert(2, recorder.record(_request("bad"), [_output("bad", version=2**63)]))
+        return list(await asyncio.gather(*futures, return_exceptions=True))
+
+    try:
+        results = asyncio.run(burst())
+        assert isinstance(results.pop(2), StoreError)
+        assert results == [True] * 5
+        assert model_store.count_requests("m") == 5
+        assert model_store.count_outputs("m", 1) == 5
+    finally:
+        recorder.close()
