@@ -115,6 +115,12 @@ def decode_infer_request(
             f"unknown input {name!r}; the model's input is {signature.input.name!r}",
         )
     shape = _shape(tensor.get("shape"))
+    if len(shape) != signature.input.rank:
+        raise ApiError(
+            400,
+            "shape_mismatch",
+            f"input {name!r} has rank {signature.input.rank}, got shape {list(shape)}",
+        )
     expected = datatype_of(signature.input.dtype)
     datatype = tensor.get("datatype")
     if datatype != expected:
@@ -222,7 +228,7 @@ async def infer(
     ctx.auth.authenticate(authorization, "score")
     version = None
     if raw_version is not None:
-        if not raw_version.isdigit():
+        if not (raw_version.isascii() and raw_version.isdigit()):
             raise ApiError(
                 404, "version_not_found", f"model {model!r} has no version {raw_version!r}"
             )
@@ -230,7 +236,7 @@ async def infer(
     served = ctx.runtime.model(model)
     length = None
     if header_length is not None:
-        if not header_length.isdigit():
+        if not (header_length.isascii() and header_length.isdigit()):
             raise ApiError(
                 400, "invalid_binary", "Inference-Header-Content-Length must be an integer"
             )

@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tunewatch.api._body import parse_json_object
-from tunewatch.api._context import authenticate, context
+from tunewatch.api._context import MAX_ID, authenticate, context
 from tunewatch.api._errors import ApiError
 from tunewatch.api._oip import MAX_ID_LENGTH
 from tunewatch.store import LabelItem
@@ -112,8 +112,12 @@ async def mirror(request: Request) -> Response:
                     f"{where}.version is required: model {model!r} has no champion",
                 )
             version = champion.version
-        elif not isinstance(version, int) or isinstance(version, bool) or version < 1:
-            raise ApiError(400, "invalid_request", f"{where}.version must be a positive integer")
+        elif (
+            not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MAX_ID
+        ):
+            raise ApiError(
+                400, "invalid_request", f"{where}.version must be an integer in 1..{MAX_ID}"
+            )
         prepared.append((request_id, x, y, version))
     futures = [
         ctx.runtime.recorder.record(

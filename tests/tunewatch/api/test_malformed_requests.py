@@ -82,6 +82,7 @@ CASES: dict[str, Case] = {
     "data_length_not_matching_shape": Case(400, "shape_mismatch", body=infer_body(ROW[:7])),
     "negative_dimension": Case(400, "shape_mismatch", body=infer_body(shape=(-1, 8))),
     "ragged_nested_data": Case(400, "shape_mismatch", body=infer_body([[1.0, 2.0], [1.0]])),
+    "shape_with_65_dimensions": Case(400, "shape_mismatch", body=infer_body([0.5], shape=[1] * 65)),
     "wrong_datatype": Case(400, "dtype_mismatch", body=infer_body(datatype="FP64")),
     "string_values": Case(400, "dtype_mismatch", body=infer_body(["1.5"] * 8)),
     "boolean_values": Case(400, "dtype_mismatch", body=infer_body([True] * 8)),
@@ -122,6 +123,23 @@ CASES: dict[str, Case] = {
         "invalid_binary",
         body=BINARY_HEAD,
         headers={"Inference-Header-Content-Length": str(len(BINARY_HEAD) + 10)},
+    ),
+    "binary_header_length_a_superscript_digit": Case(
+        400,
+        "invalid_binary",
+        body=BINARY_HEAD,
+        headers={"Inference-Header-Content-Length": b"\xb2"},  # latin-1 "²": isdigit(), not int
+    ),
+    "version_a_superscript_digit": Case(
+        404, "version_not_found", path="/v2/models/credit/versions/%C2%B2/infer"
+    ),
+    "mirror_version_beyond_the_store_s_integers": Case(
+        400,
+        "invalid_request",
+        path="/v1/models/credit/records",
+        body={
+            "records": [{"id": "m-big", "inputs": [ROW], "outputs": [[0.5, 0.5]], "version": 2**63}]
+        },
     ),
     "binary_size_not_matching_shape": Case(
         400,
