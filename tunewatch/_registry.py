@@ -14,8 +14,8 @@ import numpy as np
 
 from shadow import CandidateRejectedError, inspect_candidate
 from tunewatch._artefacts import ArtefactStore
-from tunewatch._errors import NotFoundError, TunewatchError
-from tunewatch.store import ModelRow, Store, VersionRow
+from tunewatch._errors import ConflictError, NotFoundError, TunewatchError
+from tunewatch.store import ModelRow, Store, VersionRow, canonical_json
 
 logger = logging.getLogger(__name__)
 
@@ -158,25 +158,28 @@ class Registry:
                 f"{len(metadata.feature_names)} `feature_names` were given",
                 code="feature_count_mismatch",
             )
-        existing = self._existing_model(model)
-        if existing is not None and tuple(existing.feature_names) != metadata.feature_names:
+        try:
+            canonical_json(dict(metadata.hyperparameters))
+            canonical_json(dict(metadata.details))
+        except (TypeError, ValueError) as exc:
             raise RegistrationError(
-                f"model {model!r} has features {list(existing.feature_names)}; a version must "
-                f"take the same features, got {list(metadata.feature_names)}",
-                code="feature_names_mismatch",
-            )
+                f"hyperparameters and details must be plain JSON with finite numbers: {exc}",
+                code="invalid_request",
+            ) from exc
+        if reference is not None:
+            reference.check(len(metadata.feature_names))
+        existing = self._existing_model(model)
+        if existing is not None:
+            self._check_existing(existing, metadata, regulated=regulated)
         sha = self._artefacts.put(onnx_bytes)
         self._store.upsert_model(
             name=model,
             task=metadata.task,
             feature_names=list(metadata.feature_names),
-            regulated=bool(regulated)
-            if existing is None
-            else (existing.regulated if regulated is None else regulated),
+            regulated=bool(regulated) if existing is None else existing.regulated,
         )
         details: dict[str, Any] = {**metadata.details, "opset": info.opset}
         if reference is not None:
-            reference.check(len(metadata.feature_names))
             details["reference_sha256"] = self._artefacts.put(reference.to_bytes(), ".npz")
             details["reference_rows"] = int(reference.features.shape[0])
         row = self._store.add_version(
@@ -201,6 +204,37 @@ class Registry:
             actor,
         )
         return row
+
+    def _check_existing(
+        self,
+        existing: ModelRow,
+        metadata: VersionMetadata,
+        *,
+        regulated: bool | None,
+    ) -> None:
+        """A new version of a known model must fit it, and cannot change what governance
+        rests on: its task, its features or its regulated flag. (Nor its champion: the
+        store refuses a second one, ``champion_exists``; promotion is where approvals
+        apply.)"""
+        model = existing.name
+        if tuple(existing.feature_names) != metadata.feature_names:
+            raise RegistrationError(
+                f"model {model!r} has features {list(existing.feature_names)}; a version must "
+                f"take the same features, got {list(metadata.feature_names)}",
+                code="feature_names_mismatch",
+            )
+        if existing.task != metadata.task:
+            raise ConflictError(
+                f"model {model!r} is a {existing.task} model; a version cannot change its "
+                f"task to {metadata.task}",
+                code="task_mismatch",
+            )
+        if regulated is not None and regulated != existing.regulated:
+            raise ConflictError(
+                f"model {model!r} has regulated={existing.regulated}; a registration cannot "
+                "change it",
+                code="regulated_mismatch",
+            )
 
     def _existing_model(self, model: str) -> ModelRow | None:
         try:

@@ -84,7 +84,15 @@ def add_version(
             model_versions.c.model == model
         )
     ).scalar_one()
-    previous = _demote_champion(conn, model, now) if stage == "champion" else None
+    if stage == "champion":
+        champion = _champion(conn, model)
+        if champion is not None:
+            raise ConflictError(
+                f"model {model!r} already has a champion (version {champion}); register the "
+                "new version as a shadow and promote it, so that approvals and safe ranges "
+                "apply",
+                code="champion_exists",
+            )
     conn.execute(
         model_versions.insert().values(
             model=model,
@@ -111,7 +119,6 @@ def add_version(
             "artefact_sha256": artefact_sha256,
             "hyperparameter_set_id": hp_id,
             "stage": stage,
-            "previous_champion": previous,
         },
     )
     return get_version(conn, model, version)
@@ -209,14 +216,18 @@ def _lock_model(conn: Connection, model: str) -> None:
 
 
 def _demote_champion(conn: Connection, model: str, now: Any) -> int | None:
-    previous = conn.execute(
+    previous = _champion(conn, model)
+    if previous is not None:
+        _set_stage_row(conn, model, previous, "retired", now)
+    return previous
+
+
+def _champion(conn: Connection, model: str) -> int | None:
+    return conn.execute(
         select(model_versions.c.version).where(
             model_versions.c.model == model, model_versions.c.stage == "champion"
         )
     ).scalar_one_or_none()
-    if previous is not None:
-        _set_stage_row(conn, model, previous, "retired", now)
-    return previous
 
 
 def _set_stage_row(conn: Connection, model: str, version: int, stage: str, now: Any) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +13,7 @@ import pytest
 
 from tests.tunewatch.conftest import MODEL, Running, make_daemon
 from tunewatch._background import BackgroundServer
-from tunewatch._example import ExampleModel
+from tunewatch._example import ExampleModel, feature_names
 
 ROW = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]
 
@@ -142,3 +144,46 @@ def test_every_request_is_scored_by_exactly_one_champion_while_promoting(gov: Ru
     for rid in ids:
         champions = [o for o in store.get_outputs(MODEL, rid) if o.role == "champion"]
         assert len(champions) == 1, rid
+
+
+def _register(gov: Running, model: str, onnx: bytes, **fields: object) -> httpx.Response:
+    body = {
+        "onnx_base64": base64.b64encode(onnx).decode(),
+        "task": "binary",
+        "feature_names": list(feature_names(8)),
+        **fields,
+    }
+    return httpx.post(
+        f"{gov.url}/v1/models/{model}/versions",
+        content=json.dumps(body).encode(),  # json.dumps writes NaN, as some clients do
+        headers=gov.auth("operator") | {"Content-Type": "application/json"},
+        timeout=60,
+    )
+
+
+def test_a_registration_cannot_go_around_promotion_or_change_what_governance_rests_on(
+    gov: Running, trained: list[ExampleModel]
+) -> None:
+    onnx = trained[1].onnx
+    for model in (MODEL, "loans"):  # a second champion must go through promotion
+        r = _register(gov, model, onnx, stage="champion")
+        assert r.status_code == 409 and r.json()["code"] == "champion_exists", r.text
+    assert _infer_version(gov, "loans") == "1"
+
+    first = _register(gov, "bank", onnx, stage="champion", regulated=True)
+    assert first.status_code == 201, first.text  # a new model's first champion is fine
+    store = gov.daemon.store
+    before = (store.get_model("bank"), store.list_versions("bank"))
+    refused = {
+        "regulated_mismatch": _register(gov, "bank", onnx, regulated=False),
+        "task_mismatch": _register(gov, "bank", onnx, task="regression"),
+        "invalid": _register(gov, "bank", onnx, hyperparameters={"C": float("nan")}),
+    }
+    assert {k: r.status_code for k, r in refused.items()} == {
+        "regulated_mismatch": 409,
+        "task_mismatch": 409,
+        "invalid": 400,
+    }, {k: r.text for k, r in refused.items()}
+    assert refused["regulated_mismatch"].json()["code"] == "regulated_mismatch"
+    assert refused["task_mismatch"].json()["code"] == "task_mismatch"
+    assert (store.get_model("bank"), store.list_versions("bank")) == before  # nothing half-done

@@ -138,12 +138,16 @@ def test_versions_are_numbered_per_model_and_carry_their_hyperparameters(
         model_store.get_version("m", 3)
 
 
-def test_registering_a_champion_retires_the_previous_champion(model_store: Store) -> None:
-    _register(model_store, stage="champion")
-    v2 = _register(model_store, stage="champion")
-    assert model_store.champion("m") == v2
-    assert model_store.get_version("m", 1).stage == "retired"
-    assert [v.version for v in model_store.list_versions("m", stage="champion")] == [2]
+def test_a_second_champion_cannot_be_registered_only_promoted(model_store: Store) -> None:
+    """Registering straight into champion would skip the approvals promotion applies."""
+    v1 = _register(model_store, stage="champion")
+    audit_before = len(model_store.audit_log(limit=100))
+    with pytest.raises(ConflictError) as info:
+        _register(model_store, stage="champion")
+    assert info.value.code == "champion_exists"
+    assert model_store.champion("m") == v1
+    assert [v.version for v in model_store.list_versions("m")] == [1]
+    assert len(model_store.audit_log(limit=100)) == audit_before
 
 
 def test_second_champion_is_refused_by_the_database(model_store: Store) -> None:
