@@ -421,3 +421,34 @@ def test_auc_objective_uses_group_sequential_delong_and_promotes_a_better_ranker
         assert champion is not None and champion.version == 2
     finally:
         d.close()
+
+
+def test_two_winners_of_one_run_promote_one_and_close_the_other(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """Both challengers beat v1 at the same look: the first is promoted, and the second,
+    never compared with the new champion, is closed rather than promoted over it."""
+    daemon.registry.register(MODEL, trained[1].onnx, trained[1].metadata, actor="t")  # v3
+    t = traffic(trained, 2000, seed=7)
+    loop = runner(daemon)
+    actions: dict[int, str] = {}
+    for start in range(0, 2000, BATCH):
+        best = oracle(t.x[start : start + BATCH])
+        write(
+            daemon.store,
+            ids=range(start, start + BATCH),
+            x=t.x[start : start + BATCH],
+            y=t.y[start : start + BATCH],
+            answers={1: t.logistic[start : start + BATCH], 2: best, 3: best},
+        )
+        for r in loop.run(MODEL):
+            if r.kind == "paired" and r.action != "none":
+                actions[r.challenger_version] = r.action
+        if actions:
+            break
+    assert sorted(actions.values()) == ["closed", "promoted"], actions
+    winner = next(v for v, a in actions.items() if a == "promoted")
+    champion = daemon.store.champion(MODEL)
+    assert champion is not None and champion.version == winner
+    events = [e.type for e in daemon.store.list_events(model=MODEL, limit=100)]
+    assert events.count("promoted") == 1
