@@ -107,6 +107,15 @@ class Authenticator:
             )
 
     def authenticate(self, header: str | None, permission: str) -> Principal:
+        principal = self.identify(header)
+        if not principal.can(permission):
+            raise AuthError(
+                f"role {principal.role!r} may not {permission}", code="forbidden", status=403
+            )
+        return principal
+
+    def identify(self, header: str | None) -> Principal:
+        """The holder of the bearer token in ``header``, whatever it may do; 401 if none."""
         if self.disabled:
             return ANONYMOUS_ADMIN
         if not header:
@@ -122,10 +131,6 @@ class Authenticator:
         principal = self._resolve(hash_token(token))
         if principal is None:
             raise AuthError("invalid or revoked token", code="invalid_token", status=401)
-        if not principal.can(permission):
-            raise AuthError(
-                f"role {principal.role!r} may not {permission}", code="forbidden", status=403
-            )
         return principal
 
     def _resolve(self, digest: str) -> Principal | None:

@@ -11,10 +11,11 @@ from starlette.requests import Request
 
 from tunewatch.api._context import RowId, context
 from tunewatch.api._models import Limit, Operator, Reader
+from tunewatch.api._route import ApiRoute
 from tunewatch.comparison import ChallengerSummary, ComparisonResult, ComparisonRunner
 from tunewatch.store._comparisons import ComparisonLookRow, ComparisonTestRow
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=ApiRoute)
 
 
 def runner(request: Request) -> ComparisonRunner:

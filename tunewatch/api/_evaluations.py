@@ -13,9 +13,10 @@ from starlette.responses import HTMLResponse
 from tunewatch._auth import Principal
 from tunewatch.api._context import RowId, VersionFilter, context
 from tunewatch.api._models import Limit, Operator, Reader, require
+from tunewatch.api._route import ApiRoute
 from tunewatch.store import EvaluationRow
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=ApiRoute)
 Kind = Literal["drift", "decay", "estimate", "labels", "telemetry"]
 
 

@@ -12,9 +12,10 @@ from starlette.requests import Request
 
 from tunewatch.api._context import RowId, context
 from tunewatch.api._models import Limit, Operator, Reader
+from tunewatch.api._route import ApiRoute
 from tunewatch.store import JobRow
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=ApiRoute)
 
 
 class RetuneRequest(BaseModel):

@@ -20,9 +20,10 @@ from tunewatch._report import build_report, write_report
 from tunewatch._runtime import version_or_404
 from tunewatch.api._context import MAX_ID, RowId, authenticate, context
 from tunewatch.api._errors import ApiError
+from tunewatch.api._route import ApiRoute
 from tunewatch.store import ApprovalRow, VersionRow
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", route_class=ApiRoute)
 
 
 def require(*permissions: str) -> Callable[[Request], Principal]:
