@@ -273,6 +273,8 @@ class TuningConfig(_Frozen):
     # Optuna storage shared by all workers; default: its own SQLite file under data_dir,
     # so tuning never holds the scoring log's write lock. PostgreSQL for several machines.
     storage_url: str | None = None
+    # Workers heartbeat their job (and Optuna its trials, on an RDB storage) this often; a
+    # running job silent for 6 heartbeats is failed, so a dead worker frees its quota slot.
     heartbeat_s: int = Field(default=10, ge=1)
 
 

@@ -22,7 +22,7 @@ from tunewatch._registry import Registry
 from tunewatch._report import write_report
 from tunewatch._runtime import ScoringRuntime
 from tunewatch._scheduler import PerModelJob, Scheduler, Task
-from tunewatch._tuning import JobLauncher
+from tunewatch._tuning import STALE_HEARTBEATS, JobLauncher
 from tunewatch.api import AppContext, create_asgi
 from tunewatch.api._front import InferenceFront
 from tunewatch.comparison import ComparisonRunner
@@ -115,9 +115,13 @@ class Daemon:
             on_lineup_change=self._lineup_changed,
         )
         self.launcher = JobLauncher(
-            store=self.store, config_path=self._worker_config(), workers=config.tuning.workers
+            store=self.store,
+            config_path=self._worker_config(),
+            workers=config.tuning.workers,
+            stale_after_s=STALE_HEARTBEATS * config.tuning.heartbeat_s,
         )
-        tasks = [Task("launch_jobs", 2.0, self.launcher.tick)] if config.tuning.workers else []
+        # Always on: with no local workers it still fails jobs whose remote worker died.
+        tasks = [Task("launch_jobs", 2.0, self.launcher.tick)]
         self.scheduler = Scheduler(
             store=self.store,
             config=config,

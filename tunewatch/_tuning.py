@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,8 @@ class TuningJobRunner:
         cfg = self.config.model_or_default(model.name, model.task)
         logger.info("job=%d model=%s: tuning starts on %s", job.id, model.name, self.worker)
         try:
-            result = self._tune(job, model, cfg, on_progress)
+            with _Heartbeat(self.store, job.id, self.config.tuning.heartbeat_s):
+                result = self._tune(job, model, cfg, on_progress)
         except (
             TunewatchError,
             RetuneError,
@@ -262,6 +264,30 @@ class TuningJobRunner:
         }
 
 
+class _Heartbeat:
+    """Tells the store every ``interval_s`` that this job's worker is alive, from claim to
+    finish; the launcher fails jobs whose heartbeat stops (:meth:`JobLauncher.tick`)."""
+
+    def __init__(self, store: Store, job_id: int, interval_s: float) -> None:
+        self._store, self._job_id, self._interval = store, job_id, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="job-heartbeat")
+
+    def __enter__(self) -> None:
+        self._thread.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._store.heartbeat_job(self._job_id)
+            except TunewatchError as exc:
+                logger.warning("job=%d: heartbeat not written: %s", self._job_id, exc)
+
+
 class _ProgressReporter:
     """Copies the study's progress into the job row every second (API, metrics, CLI)."""
 
@@ -307,17 +333,30 @@ class _ProgressReporter:
             logger.warning("job=%d: progress not updated: %s", job_id, exc)
 
 
+#: A running job whose worker missed this many heartbeats in a row is failed.
+STALE_HEARTBEATS = 6
+
+
 class JobLauncher:
     """Starts worker processes for queued jobs (run by the scheduler's leader)."""
 
-    def __init__(self, *, store: Store, config_path: Path, workers: int) -> None:
+    def __init__(
+        self, *, store: Store, config_path: Path, workers: int, stale_after_s: float
+    ) -> None:
         self.store = store
         self.config_path = config_path
         self.workers = workers
+        self.stale_after_s = stale_after_s
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
 
     def tick(self) -> list[int]:
-        """Reap finished workers and start new ones; returns the job ids started."""
+        """Fail running jobs whose worker stopped heartbeating (any worker, on any host),
+        reap finished workers and start new ones; returns the job ids started."""
+        for job in self.store.fail_stale_jobs(older_than=timedelta(seconds=self.stale_after_s)):
+            logger.error("job=%d model=%s failed: %s", job.id, job.model, job.error)
+            self.store.add_event(
+                model=job.model, type="retune_failed", payload={"job": job.id, "error": job.error}
+            )
         for job_id, proc in list(self._procs.items()):
             if proc.poll() is not None:
                 del self._procs[job_id]

@@ -15,7 +15,7 @@ from tunewatch._cli import main
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
-from tunewatch._tuning import TuningJobRunner
+from tunewatch._tuning import STALE_HEARTBEATS, TuningJobRunner
 
 MODEL = "credit"
 SPACE = {
@@ -224,3 +224,34 @@ def test_rationale_report_tells_trigger_data_search_and_decision(
     config.write_text(yaml.safe_dump(daemon.config.model_dump(mode="json")))
     assert main(["--config", str(config), "report", MODEL, "2", "--print"]) == 0
     assert "# credit version 2: rationale" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_killed_worker_s_job_is_failed_after_its_heartbeats_stop_and_frees_the_quota(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    raw = _config(tmp_path, max_trials=10_000, wall_time_s=600)
+    raw["tuning"] = {"workers": 1, "max_concurrent_jobs": 1, "heartbeat_s": 1}
+    d = _daemon(raw, trained)
+    try:
+        outcome = d.dispatcher.handle(MODEL, "manual", {})
+        assert outcome.job_id is not None and d.launcher.tick() == [outcome.job_id]
+        deadline = time.monotonic() + 120
+        while d.store.get_job(outcome.job_id).status != "running":
+            assert time.monotonic() < deadline, "the worker never claimed the job"
+            time.sleep(0.2)
+        time.sleep(STALE_HEARTBEATS + 2)  # alive and heartbeating: not stale
+        d.launcher.tick()
+        assert d.store.get_job(outcome.job_id).status == "running"
+        assert d.dispatcher.handle(MODEL, "manual", {}).job_id is None  # the quota is full
+        d.launcher._procs[outcome.job_id].kill()  # SIGKILL: no chance to record anything
+        time.sleep(STALE_HEARTBEATS + 2)
+        d.launcher.tick()
+        job = d.store.get_job(outcome.job_id)
+        assert job.status == "failed" and "stopped heartbeating" in (job.error or ""), job
+        failed = d.store.list_events(model=MODEL, type="retune_failed")
+        assert [e.payload["job"] for e in failed] == [outcome.job_id]
+        assert d.dispatcher.handle(MODEL, "manual", {}).job_id is not None  # slot freed
+    finally:
+        d.launcher.stop()
+        d.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Row, func, select, update
@@ -121,6 +121,37 @@ def update_progress(conn: Connection, job_id: int, progress: Mapping[str, Any]) 
         .where(jobs.c.id == job_id)
         .values(progress=_clean(progress), heartbeat_at=utcnow())
     )
+
+
+def heartbeat(conn: Connection, job_id: int) -> None:
+    conn.execute(update(jobs).where(jobs.c.id == job_id).values(heartbeat_at=utcnow()))
+
+
+def fail_stale(conn: Connection, older_than: timedelta) -> list[JobRow]:
+    """Fail the running jobs whose heartbeat is older than ``older_than``: their worker is
+    presumed dead (killed, out of memory, its host gone), and they would otherwise hold a
+    slot of the concurrent-jobs quota for good."""
+    now = utcnow()
+    stale = [
+        _job(r)
+        for r in conn.execute(
+            select(jobs)
+            .where(jobs.c.status == "running", jobs.c.heartbeat_at < now - older_than)
+            .order_by(jobs.c.id)
+        )
+    ]
+    failed = []
+    for job in stale:
+        since = job.heartbeat_at.isoformat() if job.heartbeat_at else "never"
+        error = f"worker {job.worker!r} stopped heartbeating (last {since}); presumed dead"
+        done = conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job.id, jobs.c.status == "running")  # not if it just finished
+            .values(status="failed", error=error, finished_at=now)
+        )
+        if done.rowcount:
+            failed.append(get_job(conn, job.id))
+    return failed
 
 
 def finish_job(

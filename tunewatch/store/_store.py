@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, Self
 
@@ -463,6 +463,16 @@ class Store:
     def update_job_progress(self, job_id: int, progress: Mapping[str, Any]) -> None:
         with self._tx("update_job_progress") as conn:
             _jobs.update_progress(conn, job_id, progress)
+
+    def heartbeat_job(self, job_id: int) -> None:
+        """A running job's worker is alive (see :meth:`fail_stale_jobs`)."""
+        with self._tx("heartbeat_job") as conn:
+            _jobs.heartbeat(conn, job_id)
+
+    def fail_stale_jobs(self, *, older_than: timedelta) -> list[JobRow]:
+        """Fail running jobs with no heartbeat for ``older_than``; returns them."""
+        with self._tx("fail_stale_jobs") as conn:
+            return _jobs.fail_stale(conn, older_than)
 
     def finish_job(
         self,

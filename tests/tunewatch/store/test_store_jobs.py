@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from datetime import timedelta
 
 import pytest
 
@@ -59,3 +61,22 @@ def test_alert_episode_needs_a_decision_once(model_store: Store) -> None:
     assert not model_store.record_alert_episode(**kw)  # type: ignore[arg-type]
     assert model_store.resolve_alert_episode(fingerprint="fp", starts_at="t0")
     assert not model_store.resolve_alert_episode(fingerprint="never", starts_at="t0")
+
+
+def test_a_running_job_whose_worker_stopped_heartbeating_is_failed_and_frees_its_slot(
+    model_store: Store,
+) -> None:
+    quiet, _ = model_store.create_job(model="m", kind="retune", trigger={}, spec={})
+    alive, _ = model_store.create_job(model="m", kind="retune", trigger={}, spec={})
+    queued, _ = model_store.create_job(model="m", kind="retune", trigger={}, spec={})
+    model_store.claim_job(quiet.id, "w-dead")
+    time.sleep(0.3)
+    model_store.claim_job(alive.id, "w-alive")
+    model_store.heartbeat_job(alive.id)
+    failed = model_store.fail_stale_jobs(older_than=timedelta(seconds=0.2))
+    assert [j.id for j in failed] == [quiet.id]
+    assert failed[0].status == "failed" and "w-dead" in (failed[0].error or "")
+    assert model_store.get_job(alive.id).status == "running"
+    assert model_store.get_job(queued.id).status == "queued"  # never claimed: not stale
+    assert model_store.count_active_jobs() == 2
+    assert model_store.fail_stale_jobs(older_than=timedelta(seconds=0.2)) == []  # once
