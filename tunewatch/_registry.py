@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import tempfile
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,9 +89,13 @@ class Reference:
         np.savez(buffer, **arrays)  # type: ignore[arg-type]
         return buffer.getvalue()
 
+    #: The most a snapshot may unpack to; its arrays' headers are checked before any is read.
+    MAX_BYTES: ClassVar[int] = 1024**3
+
     @classmethod
     def from_bytes(cls, data: bytes) -> Reference:
         try:
+            _check_npz_size(data, cls.MAX_BYTES)
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 version = int(npz["format_version"]) if "format_version" in npz.files else 1
                 if version > cls.FORMAT_VERSION:
@@ -100,10 +106,33 @@ class Reference:
                     )
                 labels = npz["labels"] if "labels" in npz.files else None
                 return cls(features=npz["features"], labels=labels)
-        except (OSError, ValueError, KeyError) as exc:
+        except RegistrationError:
+            raise
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             raise RegistrationError(
                 f"reference snapshot is unreadable: {exc}", code="invalid_reference"
             ) from exc
+
+
+def _check_npz_size(data: bytes, limit: int) -> None:
+    """Refuse an ``.npz`` whose arrays would unpack to more than ``limit`` bytes, from the
+    shapes their headers declare (a few hundred compressed bytes can declare terabytes)."""
+    total = 0
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for name in archive.namelist():
+            with archive.open(name) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            total += math.prod(shape) * dtype.itemsize
+            if total > limit:
+                raise RegistrationError(
+                    f"reference snapshot would unpack to more than {limit} bytes "
+                    f"(array {name!r} declares shape {list(shape)} of {dtype})",
+                    code="invalid_reference",
+                )
 
 
 class Registry:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from tests.tunewatch.conftest import Running
@@ -62,6 +65,19 @@ BINARY_HEAD = json.dumps(
         ]
     }
 ).encode()
+
+
+def _npz_bomb() -> bytes:
+    """A 200-byte .npz whose one array declares 10**13 float32 values (36 TiB)."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (10**13,)}
+    )
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("features.npy", header.getvalue() + b"\0" * 64)
+    return out.getvalue()
+
 
 CASES: dict[str, Case] = {
     "nan_literal": Case(
@@ -270,6 +286,18 @@ CASES: dict[str, Case] = {
         path="/v1/models/credit/versions",
         body=b"{" * 1000,
         headers={"Content-Type": "application/json"},
+    ),
+    "register_with_a_reference_declaring_terabytes": Case(
+        400,
+        "invalid_reference",
+        path="/v1/models/credit/versions",
+        role="operator",
+        body={
+            "onnx_base64": "",
+            "task": "binary",
+            "feature_names": ["a"],
+            "reference_npz_base64": base64.b64encode(_npz_bomb()).decode(),
+        },
     ),
     "register_missing_fields": Case(
         400,
