@@ -281,13 +281,7 @@ def retire(
     principal: Operator,
 ) -> dict[str, Any]:
     ctx = context(request)
-    current = version_or_404(ctx.runtime.store, model, version)
-    if current.stage == "champion":
-        raise ApiError(
-            409,
-            "champion_cannot_retire",
-            f"version {version} is the champion; promote another version first",
-        )
+    version_or_404(ctx.runtime.store, model, version)
     row = ctx.runtime.store.set_stage(
         model, version, "retired", actor=principal.name, reason=body.reason
     )

@@ -193,6 +193,16 @@ def set_stage(
         )
     _lock_model(conn, model)
     current = get_version(conn, model, version)
+    if current.stage == "champion":  # checked under the lock: a promotion may have won
+        raise ConflictError(
+            f"version {version} of model {model!r} is the champion; promote another version first",
+            code="champion_cannot_retire",
+        )
+    if current.stage == "rolled_back":  # final: a retired version could be promoted again
+        raise ConflictError(
+            f"version {version} of model {model!r} was rolled back; that stage is final",
+            code="rolled_back_is_final",
+        )
     _set_stage_row(conn, model, version, stage, utcnow())
     details = {
         "version": version,

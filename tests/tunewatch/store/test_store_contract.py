@@ -469,3 +469,16 @@ def test_closed_postgres_port_raises_store_unavailable() -> None:
             store.migrate()
     finally:
         store.close()
+
+
+def test_set_stage_refuses_the_champion_and_a_rolled_back_version(model_store: Store) -> None:
+    _register(model_store, stage="champion")
+    _register(model_store)
+    with pytest.raises(ConflictError) as info:
+        model_store.set_stage("m", 1, "retired", actor="bob", reason="x")
+    assert info.value.code == "champion_cannot_retire"
+    model_store.set_stage("m", 2, "rolled_back", actor="bob", reason="bad latency")
+    with pytest.raises(ConflictError) as info:
+        model_store.set_stage("m", 2, "retired", actor="bob", reason="tidy up")
+    assert info.value.code == "rolled_back_is_final"
+    assert [v.stage for v in model_store.list_versions("m")] == ["champion", "rolled_back"]
