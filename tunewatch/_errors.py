@@ -33,6 +33,12 @@ class StoreUnavailableError(StoreError):
     code = "store_unavailable"
 
 
+class InvalidValueError(StoreError, ValueError):
+    """The database cannot hold a value it was given (too long, a NUL, out of range)."""
+
+    code = "invalid_value"
+
+
 class NotFoundError(StoreError, LookupError):
     """The named row does not exist."""
 

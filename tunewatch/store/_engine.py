@@ -12,6 +12,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, Table, create_engine, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import (
+    DataError,
     DBAPIError,
     IntegrityError,
     InterfaceError,
@@ -19,7 +20,7 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
-from .._errors import ConflictError, StoreError, StoreUnavailableError
+from .._errors import ConflictError, InvalidValueError, StoreError, StoreUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,10 @@ def transaction(engine: Engine, operation: str) -> Iterator[Connection]:
             yield conn
     except IntegrityError as exc:
         raise ConflictError(f"store {operation}: conflicts with stored data: {exc.orig}") from exc
+    except DataError as exc:
+        raise InvalidValueError(
+            f"store {operation}: a value the database cannot hold: {exc.orig}"
+        ) from exc
     except (OperationalError, InterfaceError) as exc:
         logger.warning("store %s: database unavailable: %s", operation, exc.orig)
         raise StoreUnavailableError(f"store {operation}: database unavailable: {exc.orig}") from exc

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Row, Select, func, select, update
 
-from .._errors import ConflictError, NotFoundError
+from .._errors import ConflictError, InvalidValueError, NotFoundError
 from ._audit import append_audit_in
 from ._canonical import hyperparameter_set_id, json_roundtrip
 from ._engine import dialect_insert
@@ -21,13 +21,18 @@ from ._events import add_event_in
 from ._schema import hyperparameter_sets, model_versions, models
 from ._types import STAGES, TASKS, ModelRow, Stage, Task, VersionRow, check_choice, utcnow
 
+#: Model names are ``VARCHAR(200)`` (PostgreSQL enforces it; SQLite would not).
+MAX_NAME = 200
+
 
 def upsert_model(
     conn: Connection, *, name: str, task: str, feature_names: Sequence[str], regulated: bool
 ) -> ModelRow:
     check_choice("task", task, TASKS)
-    if not name:
-        raise ValueError("model `name` must be a non-empty string")
+    if not 1 <= len(name) <= MAX_NAME or not name.isprintable():
+        raise InvalidValueError(
+            f"model `name` must be 1 to {MAX_NAME} printable characters, got {name[:80]!r}"
+        )
     features = [str(f) for f in feature_names]
     stmt = dialect_insert(conn, models).values(
         name=name, task=task, feature_names=features, regulated=regulated, created_at=utcnow()

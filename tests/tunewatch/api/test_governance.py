@@ -187,3 +187,10 @@ def test_a_registration_cannot_go_around_promotion_or_change_what_governance_res
     assert refused["regulated_mismatch"].json()["code"] == "regulated_mismatch"
     assert refused["task_mismatch"].json()["code"] == "task_mismatch"
     assert (store.get_model("bank"), store.list_versions("bank")) == before  # nothing half-done
+
+
+def test_a_model_name_the_store_cannot_hold_is_a_400(
+    gov: Running, trained: list[ExampleModel]
+) -> None:
+    r = _register(gov, "x" * 201, trained[1].onnx)
+    assert r.status_code == 400 and r.json()["code"] == "invalid_value", r.text
