@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -81,7 +82,9 @@ class ScoringRuntime:
         self.metrics = metrics
         self.recorder = recorder
         self._models: dict[str, ServedModel] = {}
-        self._sessions: dict[str, OnnxModel] = {}
+        self._sessions: dict[str, OnnxModel] = {}  # by artefact sha256
+        self._memory_labels: dict[tuple[str, int], tuple[str, str, str]] = {}
+        self._load_lock = threading.Lock()
         self._children: dict[object, Any] = {}  # by artefact sha256, shared across versions
         self.queue = ShadowQueue(
             maxsize=config.scoring.shadow_queue_size,
@@ -112,7 +115,16 @@ class ScoringRuntime:
 
     # -- loading ---------------------------------------------------------------------------
     def load(self, name: str) -> ServedModel:
-        """(Re)load a model's champion and shadow versions; swaps the lineup atomically."""
+        """(Re)load a model's champion and shadow versions; swaps the lineup atomically.
+
+        Loads are serialised (API threads, the refresh loop and the comparison loop all
+        load), and the sessions of versions no model serves any more are closed."""
+        with self._load_lock:
+            served = self._load(name)
+            self._evict()
+        return served
+
+    def _load(self, name: str) -> ServedModel:
         row = self.store.get_model(name)
         versions = self.store.list_versions(name)
         champion = next(
@@ -164,6 +176,23 @@ class ScoringRuntime:
             changed.append(row.name)
         return changed
 
+    def _evict(self) -> None:
+        """Drop sessions and memory gauges of versions no line-up holds (retired, rolled
+        back): without this every re-tune would leave a session for the daemon's life."""
+        live: dict[tuple[str, int], LoadedVersion] = {}
+        for served in self._models.values():
+            lineup = served.deployment.lineup
+            for loaded in (lineup.champion, *lineup.challengers):
+                if loaded is not None:
+                    live[(served.deployment.name, loaded.version)] = loaded
+        digests = {loaded.model.sha256 for loaded in live.values()}
+        for digest in [d for d in self._sessions if d not in digests]:
+            del self._sessions[digest]
+        for key, labels in list(self._memory_labels.items()):
+            if key not in live:
+                self.metrics.session_memory.remove(*labels)
+                del self._memory_labels[key]
+
     def _loaded(self, v: VersionRow, role: Role) -> LoadedVersion:
         session = self._sessions.get(v.artefact_sha256)
         if session is None:
@@ -172,9 +201,9 @@ class ScoringRuntime:
                 intra_op_threads=self.config.scoring.intra_op_threads,
             )
             self._sessions[v.artefact_sha256] = session
-        self.metrics.session_memory.labels(v.model, str(v.version), v.hyperparameter_set_id).set(
-            session.memory_bytes
-        )
+        labels = (v.model, str(v.version), v.hyperparameter_set_id)
+        self.metrics.session_memory.labels(*labels).set(session.memory_bytes)
+        self._memory_labels[(v.model, v.version)] = labels
         return LoadedVersion(
             version=v.version, model=session, hyperparameter_set=v.hyperparameter_set_id, role=role
         )
