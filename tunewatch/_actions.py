@@ -114,12 +114,6 @@ class Dispatcher:
                     f"{cooldown_min} min",
                     recent[0].id,
                 )
-        active = self.store.count_active_jobs()
-        quota = self.config.tuning.max_concurrent_jobs
-        if active >= quota:
-            return ActionOutcome(
-                "retune", "suppressed", f"quota: {active} tuning jobs active, at most {quota}"
-            )
         try:
             job, created = self.store.create_job(
                 model=model,
@@ -127,9 +121,11 @@ class Dispatcher:
                 trigger={"event": event, **dict(payload)},
                 spec={},
                 dedupe_key=dedupe_key,
+                max_active=self.config.tuning.max_concurrent_jobs,
             )
         except ConflictError as exc:
-            return ActionOutcome("retune", "suppressed", f"could not queue: {exc.message}")
+            reason = exc.message if exc.code == "quota" else f"could not queue: {exc.message}"
+            return ActionOutcome("retune", "suppressed", reason)
         if not created:
             return ActionOutcome("retune", "duplicate", f"already handled by job {job.id}", job.id)
         return ActionOutcome("retune", "taken", f"queued job {job.id} for {event}", job.id)

@@ -18,6 +18,7 @@ from ._types import utcnow
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 ACTIVE: tuple[str, ...] = ("queued", "running")
+_JOBS_LOCK = 0x74756E65  # "tune": the advisory lock key that serialises quota checks
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +53,28 @@ def create_job(
     trigger: Mapping[str, Any],
     spec: Mapping[str, Any],
     dedupe_key: str | None = None,
+    max_active: int | None = None,
 ) -> tuple[JobRow, bool]:
-    """Queue a job; with ``dedupe_key``, a second call returns the first job and False."""
+    """Queue a job; with ``dedupe_key``, a second call returns the first job and False.
+
+    With ``max_active``, the job is refused (``ConflictError``, code ``quota``) when that
+    many jobs are already queued or running, counted and inserted in one serialised step
+    (``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on PostgreSQL), so
+    simultaneous triggers cannot overshoot the quota."""
+    if max_active is not None:
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(_JOBS_LOCK)))
+        if dedupe_key is not None:
+            existing = conn.execute(
+                select(jobs.c.id).where(jobs.c.dedupe_key == dedupe_key)
+            ).scalar_one_or_none()
+            if existing is not None:
+                return get_job(conn, int(existing)), False
+        active = count_active(conn)
+        if active >= max_active:
+            raise ConflictError(
+                f"quota: {active} tuning jobs active, at most {max_active}", code="quota"
+            )
     stmt = (
         dialect_insert(conn, jobs)
         .values(

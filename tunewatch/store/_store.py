@@ -435,11 +435,20 @@ class Store:
         trigger: Mapping[str, Any],
         spec: Mapping[str, Any],
         dedupe_key: str | None = None,
+        max_active: int | None = None,
     ) -> tuple[JobRow, bool]:
-        """Queue a job; ``(job, created)``. A repeated ``dedupe_key`` returns the first."""
+        """Queue a job; ``(job, created)``. A repeated ``dedupe_key`` returns the first.
+        With ``max_active``, ``ConflictError`` (code ``quota``) when that many jobs are
+        queued or running already, checked atomically with the insert."""
         with self._tx("create_job") as conn:
             return _jobs.create_job(
-                conn, model=model, kind=kind, trigger=trigger, spec=spec, dedupe_key=dedupe_key
+                conn,
+                model=model,
+                kind=kind,
+                trigger=trigger,
+                spec=spec,
+                dedupe_key=dedupe_key,
+                max_active=max_active,
             )
 
     def get_job(self, job_id: int) -> JobRow:

@@ -80,3 +80,31 @@ def test_a_running_job_whose_worker_stopped_heartbeating_is_failed_and_frees_its
     assert model_store.get_job(queued.id).status == "queued"  # never claimed: not stale
     assert model_store.count_active_jobs() == 2
     assert model_store.fail_stale_jobs(older_than=timedelta(seconds=0.2)) == []  # once
+
+
+def test_simultaneous_jobs_never_overshoot_the_quota(model_store: Store) -> None:
+    created: list[bool] = []
+    refused: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            _, new = model_store.create_job(
+                model="m", kind="retune", trigger={}, spec={}, dedupe_key=f"k{i}", max_active=2
+            )
+        except ConflictError as exc:
+            with lock:
+                refused.append(exc.code)
+            return
+        with lock:
+            created.append(new)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert created == [True, True] and refused == ["quota"] * 6
+    assert model_store.count_active_jobs() == 2
