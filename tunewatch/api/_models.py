@@ -249,6 +249,8 @@ def _decide(
     decided, promoted = ctx.runtime.store.decide_approval(
         approval_id, approver=principal.name, approve=approve, reason=body.reason
     )
+    if approve and decided.status == "rejected":  # closed: the champion changed meanwhile
+        raise ApiError(409, "champion_changed", decided.decision_reason or "champion changed")
     out: dict[str, Any] = {"approval": approval_json(decided)}
     if promoted is not None:
         ctx.runtime.load(decided.model)

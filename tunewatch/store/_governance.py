@@ -34,6 +34,7 @@ class ApprovalRow:
     decision_reason: str | None
     created_at: datetime
     decided_at: datetime | None
+    champion_version: int | None = None  # the champion when it was requested
 
 
 def request_approval(
@@ -63,11 +64,13 @@ def request_approval(
     if pending is not None:
         return _approval(pending)
     now = utcnow()
+    current = champion(conn, model)
     approval_id = conn.execute(
         approvals.insert()
         .values(
             model=model,
             version=version,
+            champion_version=None if current is None else current.version,
             requested_by=requested_by,
             reason=reason,
             rules=list(rules),
@@ -105,6 +108,16 @@ def decide_approval(
             code="same_person",
         )
     status = "approved" if approve else "rejected"
+    now_champion = champion(conn, current.model)
+    changed = (None if now_champion is None else now_champion.version) != current.champion_version
+    if approve and current.champion_version is not None and changed:
+        # The request's evidence was against another champion: close it, do not promote.
+        status = "rejected"
+        new = "none" if now_champion is None else f"v{now_champion.version}"
+        reason = (
+            f"not promoted: the champion changed from v{current.champion_version} to {new} "
+            f"since the request ({reason})"
+        )
     conn.execute(
         update(approvals)
         .where(approvals.c.id == approval_id)
@@ -120,7 +133,7 @@ def decide_approval(
     )
     add_event_in(conn, model=current.model, type=f"approval_{status}", payload=details)
     promoted = None
-    if approve:
+    if status == "approved":
         promoted = promote(
             conn,
             current.model,
@@ -213,4 +226,5 @@ def _approval(row: Row[Any]) -> ApprovalRow:
         decision_reason=row.decision_reason,
         created_at=row.created_at,
         decided_at=row.decided_at,
+        champion_version=row.champion_version,
     )

@@ -258,6 +258,7 @@ approvals = Table(
     Column("decision_reason", String(2000), nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("decided_at", UTCDateTime, nullable=True),
+    Column("champion_version", Integer, nullable=True),  # when requested; NULL before 0006
     CheckConstraint("status IN ('pending', 'approved', 'rejected')", name="status"),
     Index("ix_approvals_model_status", "model", "status"),
 )

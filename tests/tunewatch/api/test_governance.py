@@ -194,3 +194,26 @@ def test_a_model_name_the_store_cannot_hold_is_a_400(
 ) -> None:
     r = _register(gov, "x" * 201, trained[1].onnx)
     assert r.status_code == 400 and r.json()["code"] == "invalid_value", r.text
+
+
+def test_an_approval_decided_after_the_champion_changed_closes_without_promoting(
+    gov: Running, trained: list[ExampleModel]
+) -> None:
+    r = _post(gov, "/v1/models/loans/versions/2/promote", "admin", reason="better than v1")
+    approval = r.json()["approval"]
+    assert approval["champion_version"] == 1
+    # Meanwhile v3 becomes champion through an approval of its own.
+    gov.daemon.registry.register("loans", trained[0].onnx, trained[0].metadata, actor="test")
+    other = _post(gov, "/v1/models/loans/versions/3/promote", "admin", reason="refresh")
+    ok = _post(
+        gov, f"/v1/approvals/{other.json()['approval']['id']}/approve", "approver", reason="y"
+    )
+    assert ok.status_code == 200 and _infer_version(gov, "loans") == "3"
+    late = _post(gov, f"/v1/approvals/{approval['id']}/approve", "approver", reason="looks good")
+    assert late.status_code == 409 and late.json()["code"] == "champion_changed", late.text
+    assert "from v1 to v3" in late.json()["error"]
+    assert _infer_version(gov, "loans") == "3"
+    [closed] = [a for a in gov.daemon.store.list_approvals(model="loans") if a.id == approval["id"]]
+    assert closed.status == "rejected" and "champion changed" in (closed.decision_reason or "")
+    again = _post(gov, "/v1/models/loans/versions/2/promote", "admin", reason="against v3")
+    assert again.status_code == 202 and again.json()["approval"]["id"] != approval["id"]
