@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from monitor import ServingMetrics
 from shadow import use_batch_scheduling
-from tunewatch._errors import StoreError
+from tunewatch._errors import StoreError, StoreUnavailableError
 from tunewatch.store import OutputRecord, RequestRecord, Store
 
 logger = logging.getLogger(__name__)
@@ -153,15 +153,17 @@ class Recorder:
     def _commit(self, group: list[_Pending]) -> None:
         """Write ``group`` in one transaction and resolve its futures. If the store refuses
         the group, each record is written on its own, so one bad record fails alone and
-        the requests that shared its commit are still stored and acknowledged."""
+        the requests that shared its commit are still stored and acknowledged. Not when
+        the store is unavailable: every record would wait out the same failure."""
         if not self._write(group) and len(group) > 1:
             logger.warning("retrying the %d records of a failed group one by one", len(group))
             for p in group:
                 self._write([p])
 
     def _write(self, group: list[_Pending]) -> bool:
-        """One transaction for ``group``; resolves its futures unless it failed and may be
-        retried record by record (then ``False`` and nothing resolved)."""
+        """One transaction for ``group``; resolves its futures (with the error, if it
+        failed) and returns ``True``, unless it failed in a way worth retrying record by
+        record: then ``False``, and nothing is resolved."""
         requests = [p.request for p in group if p.request is not None]
         outputs = [o for p in group if p.request is not None for o in p.outputs]
         shadow_outputs = [o for p in group if p.request is None for o in p.outputs]
@@ -177,7 +179,7 @@ class Recorder:
             error = StoreError(f"recording failed: {exc}")
         if error is not None:
             logger.error("group commit of %d requests failed: %s", len(requests), error)
-            if len(group) > 1:
+            if len(group) > 1 and not isinstance(error, StoreUnavailableError):
                 return False
         if self._metrics is not None:
             self._metrics.record_commit_latency.observe(time.perf_counter() - started)
@@ -196,7 +198,7 @@ class Recorder:
                 loop.call_soon_threadsafe(_resolve, pairs, error)
             except RuntimeError:  # the loop closed while we committed; nobody is waiting
                 logger.warning("event loop closed before %d records were acknowledged", len(pairs))
-        return error is None
+        return True
 
 
 def _resolve(pairs: list[tuple[asyncio.Future[bool], bool]], error: Exception | None) -> None:

@@ -9,9 +9,10 @@ import time
 from datetime import UTC, datetime
 
 import numpy as np
+import pytest
 
 from monitor import ServingMetrics
-from tunewatch._errors import StoreError
+from tunewatch._errors import StoreError, StoreUnavailableError
 from tunewatch._recorder import Recorder
 from tunewatch.store import OutputRecord, RequestRecord, Store
 
@@ -211,5 +212,32 @@ def test_a_record_the_store_refuses_fails_alone_not_its_whole_group(model_store:
         assert results == [True] * 5
         assert model_store.count_requests("m") == 5
         assert model_store.count_outputs("m", 1) == 5
+    finally:
+        recorder.close()
+
+
+def test_an_unavailable_store_fails_the_group_once_not_record_by_record(
+    model_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retrying each record of a group is for a record the store refuses; when the store
+    itself is unavailable every record would wait out the same failure in turn."""
+    calls: list[int] = []
+
+    def unavailable(requests: object, outputs: object, shadow_outputs: object = ()) -> None:
+        calls.append(len(requests))  # type: ignore[arg-type]
+        raise StoreUnavailableError("store write_records: database unavailable: locked")
+
+    monkeypatch.setattr(model_store, "write_records", unavailable)
+    recorder = Recorder(model_store)
+    recorder.start()
+
+    async def burst() -> list[bool | BaseException]:
+        futures = [recorder.record(_request(f"r{i}"), [_output(f"r{i}")]) for i in range(5)]
+        return list(await asyncio.gather(*futures, return_exceptions=True))
+
+    try:
+        results = asyncio.run(burst())
+        assert all(isinstance(r, StoreUnavailableError) for r in results)
+        assert calls == [5]
     finally:
         recorder.close()
