@@ -148,18 +148,21 @@ def heartbeat(conn: Connection, job_id: int) -> None:
     conn.execute(update(jobs).where(jobs.c.id == job_id).values(heartbeat_at=utcnow()))
 
 
+def _stale(older_than: timedelta) -> Any:
+    return (jobs.c.status == "running") & (jobs.c.heartbeat_at < utcnow() - older_than)
+
+
+def any_stale(conn: Connection, older_than: timedelta) -> bool:
+    return conn.execute(select(jobs.c.id).where(_stale(older_than)).limit(1)).first() is not None
+
+
 def fail_stale(conn: Connection, older_than: timedelta) -> list[JobRow]:
     """Fail the running jobs whose heartbeat is older than ``older_than``: their worker is
     presumed dead (killed, out of memory, its host gone), and they would otherwise hold a
     slot of the concurrent-jobs quota for good."""
     now = utcnow()
     stale = [
-        _job(r)
-        for r in conn.execute(
-            select(jobs)
-            .where(jobs.c.status == "running", jobs.c.heartbeat_at < now - older_than)
-            .order_by(jobs.c.id)
-        )
+        _job(r) for r in conn.execute(select(jobs).where(_stale(older_than)).order_by(jobs.c.id))
     ]
     failed = []
     for job in stale:

@@ -479,7 +479,12 @@ class Store:
             _jobs.heartbeat(conn, job_id)
 
     def fail_stale_jobs(self, *, older_than: timedelta) -> list[JobRow]:
-        """Fail running jobs with no heartbeat for ``older_than``; returns them."""
+        """Fail running jobs with no heartbeat for ``older_than``; returns them. Looks
+        first in a read, so the usual case takes no write lock (on SQLite, the one the
+        scoring log's writer needs)."""
+        with self._read("fail_stale_jobs") as conn:
+            if not _jobs.any_stale(conn, older_than):
+                return []
         with self._tx("fail_stale_jobs") as conn:
             return _jobs.fail_stale(conn, older_than)
 
