@@ -90,10 +90,10 @@ def add_version(
         )
     ).scalar_one()
     if stage == "champion":
-        champion = _champion(conn, model)
-        if champion is not None:
+        current = _champion(conn, model)
+        if current is not None:
             raise ConflictError(
-                f"model {model!r} already has a champion (version {champion}); register the "
+                f"model {model!r} already has a champion (version {current}); register the "
                 "new version as a shadow and promote it, so that approvals and safe ranges "
                 "apply",
                 code="champion_exists",
