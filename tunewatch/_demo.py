@@ -70,13 +70,15 @@ def demo_config(data_dir: Path) -> dict[str, Any]:
                 # champion (both models are equally wrong about the new concept), so the demo
                 # turns it off. See the README's notes on the rollback watch.
                 # Latency guardrail as a ceiling: a boosted challenger is legitimately slower
-                # than a logistic champion, and the demo's client shares the daemon's process.
+                # than a logistic champion, and the demo's client shares the daemon's process,
+                # so the challengers' single-request latencies include waits for the GIL. 50 ms
+                # was refused at 50.6 ms in two runs on a loaded 2-core host.
                 "comparison": {
                     "planned_n": 400,
                     "min_n": 50,
                     "interval_s": 5,
                     "rollback": {"enabled": False},
-                    "guardrails": {"max_latency_p99_ratio": None, "max_latency_p99_s": 0.05},
+                    "guardrails": {"max_latency_p99_ratio": None, "max_latency_p99_s": 0.25},
                 },
                 # the first champion's job ran minutes ago: no cool-down for the demo's drift
                 "triggers": [
