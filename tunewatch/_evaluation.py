@@ -10,6 +10,7 @@ follows. Degenerate windows are stored as ``insufficient_data``, never raised.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -289,7 +290,9 @@ class Evaluator:
                 {
                     "column": c.column,
                     "method": c.method,
-                    "statistic": c.statistic,
+                    # chi-square is infinite for a value the reference never had; JSON
+                    # has no infinity, and p = 0 with `drifted` says it all
+                    "statistic": _finite_or_none(c.statistic),
                     "p_value": c.p_value,
                     "threshold": c.threshold,
                     "drifted": c.drifted,
@@ -537,3 +540,7 @@ def _ts(epoch: float) -> datetime:
 
 def _iso(value: datetime | float) -> str:
     return value.isoformat() if isinstance(value, datetime) else _ts(value).isoformat()
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from shadow import OnnxModel
@@ -91,11 +92,22 @@ class Clock:
 
 
 def feed(
-    d: Daemon, clock: Clock, start: int, n: int, *, shift: float, seed: int, labels: bool = True
+    d: Daemon,
+    clock: Clock,
+    start: int,
+    n: int,
+    *,
+    shift: float,
+    seed: int,
+    labels: bool = True,
+    edit: Callable[[np.ndarray], None] | None = None,
 ) -> None:
     """Score ``n`` single-row requests of seeded example data with the champion and write
-    them (and their labels) the way the daemon records them, ``clock`` advancing 1 s each."""
+    them (and their labels) the way the daemon records them, ``clock`` advancing 1 s each.
+    ``edit`` may change the rows in place first."""
     x, y = example_data(n, seed=seed, shift=shift)
+    if edit is not None:
+        edit(x)
     champion = d.store.champion(MODEL)
     assert champion is not None
     session = OnnxModel.from_bytes(d.artefacts.get(champion.artefact_sha256))

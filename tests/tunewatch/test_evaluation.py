@@ -229,3 +229,36 @@ def test_only_one_scheduler_leads_and_another_takes_over(daemon: Daemon) -> None
         assert b.leader and b.scheduled() == ["evaluate:credit", "leadership"]
     finally:
         b.shutdown()
+
+
+def test_a_value_the_reference_never_had_is_drift_not_a_failed_evaluation(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """A discrete column (here x0 with three reference values) showing a new value makes
+    chi-square infinite (p = 0). The evaluation is stored, with that column drifted,
+    rather than failing on a statistic JSON cannot hold."""
+    reference = trained[0].reference
+    assert reference is not None
+    x = reference.features[:900].copy()
+    x[:, 0] = np.arange(len(x)) % 3
+    labels = None if reference.labels is None else reference.labels[:900]
+    v2 = daemon.registry.register(
+        MODEL,
+        trained[0].onnx,
+        trained[0].metadata,
+        actor="t",
+        reference=Reference(features=x, labels=labels),
+    )
+    daemon.store.promote(MODEL, v2.version, actor="t", reason="discrete reference")
+    clock = Clock()
+    daemon.evaluator.clock = clock
+
+    def new_value(rows: np.ndarray) -> None:
+        rows[:, 0] = 3.0
+
+    feed(daemon, clock, 0, WINDOW, shift=0.0, seed=5, edit=new_value)
+    rows = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}
+    [x0] = [c for c in rows["drift"].payload["columns"] if c["column"] == "x0"]
+    assert x0["method"] == "chisquare" and x0["drifted"] and x0["p_value"] == 0.0
+    assert x0["statistic"] is None  # infinite; JSON has no infinity
+    assert {"decay", "estimate"} <= set(rows)  # the steps after drift ran too
