@@ -57,6 +57,17 @@ class _Baseline:
     reference_accuracy: float | None
 
 
+#: How to serve :meth:`Evaluator.drift_report`'s HTML. evidently's report needs its own
+#: inline scripts and writes column names into one unescaped, so a feature name could
+#: smuggle in a script: ``sandbox`` renders the page in an opaque origin, where no script
+#: reaches the dashboard's origin, session cookie or API.
+DRIFT_REPORT_HEADERS = {
+    "Content-Security-Policy": "sandbox allow-scripts allow-popups",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+
+
 class Evaluator:
     def __init__(
         self,

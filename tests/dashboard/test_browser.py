@@ -185,3 +185,18 @@ def test_unknown_model_renders_a_404_page(viewer: Session, served: Served) -> No
     response = viewer.open("/dashboard/models/no-such-model/drift")
     assert response.status == 404
     assert "no-such-model" in viewer.page.locator("[data-status='404']").inner_text()
+
+
+def test_the_drift_report_renders_its_scripts_in_an_opaque_origin(
+    viewer: Session, served: Served
+) -> None:
+    """evidently's report runs its own inline scripts; served sandboxed, they run in an
+    opaque origin ("null"), so a script smuggled in through a column name could not reach
+    the dashboard's origin, session or API."""
+    [latest] = served.daemon.store.list_evaluations(served.model, kind="drift", limit=1)
+    response = viewer.open(f"/dashboard/models/{served.model}/drift/{latest.id}/report")
+    assert response.status == 200
+    viewer.page.wait_for_load_state("load")
+    assert viewer.page.evaluate("() => window.origin") == "null"
+    assert viewer.page.evaluate("() => document.scripts.length") > 0
+    assert viewer.page.evaluate("() => document.body.innerText.length") > 100  # it rendered

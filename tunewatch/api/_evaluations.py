@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from tunewatch._auth import Principal
+from tunewatch._evaluation import DRIFT_REPORT_HEADERS
 from tunewatch.api._context import RowId, VersionFilter, context
 from tunewatch.api._models import Limit, Operator, Reader, require
 from tunewatch.api._route import ApiRoute
@@ -95,4 +96,4 @@ async def drift_report(
     """evidently's HTML report of a drift evaluation's window (built once, then stored)."""
     evaluator = context(request).evaluator
     html = await run_in_threadpool(evaluator.drift_report, model, evaluation_id)
-    return HTMLResponse(html)
+    return HTMLResponse(html, headers=DRIFT_REPORT_HEADERS)

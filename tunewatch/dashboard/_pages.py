@@ -18,6 +18,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from tunewatch._auth import AuthError, Principal
 from tunewatch._errors import TunewatchError
+from tunewatch._evaluation import DRIFT_REPORT_HEADERS
 from tunewatch.api._context import RowId, context
 from tunewatch.api._errors import status_for
 
@@ -249,7 +250,7 @@ def drift_report_page(model: str, evaluation_id: RowId, request: Request) -> Res
         html = context(request).evaluator.drift_report(model, evaluation_id)
     except TunewatchError as exc:
         return error_page(status_for(exc), exc.message, None)
-    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+    return HTMLResponse(html, headers=DRIFT_REPORT_HEADERS)
 
 
 # -- decay ------------------------------------------------------------------------------------

@@ -68,6 +68,10 @@ def test_drift_report_is_evidently_html_built_once(evaluated: Running) -> None:
     report = f"{url}/v1/models/{MODEL}/evaluations/{drift['latest']['id']}/report"
     first = httpx.get(report, headers=evaluated.auth("viewer"), timeout=120)
     assert first.status_code == 200 and "<html" in first.text.lower()
+    # evidently's own inline scripts run, but in an opaque origin: a script smuggled in
+    # through a column name cannot reach the daemon's origin, session or API.
+    policy = first.headers["content-security-policy"]
+    assert policy.startswith("sandbox ") and "allow-same-origin" not in policy
     again = httpx.get(report, headers=evaluated.auth("viewer"), timeout=120)
     assert again.text == first.text
     stored = evaluated.daemon.store.list_evaluations(MODEL, kind="drift_report")
