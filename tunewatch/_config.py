@@ -128,6 +128,15 @@ class DriftEvaluationConfig(_Frozen):
     consecutive: int = Field(default=2, ge=1)
     cooldown_minutes: float = Field(default=360.0, ge=0)
 
+    @model_validator(mode="after")
+    def _sample_holds_min_rows(self) -> DriftEvaluationConfig:
+        if self.sample_size < self.min_rows:
+            raise ValueError(
+                f"`sample_size` ({self.sample_size}) must be at least `min_rows` "
+                f"({self.min_rows}): a smaller sample could never be tested"
+            )
+        return self
+
 
 class DecayEvaluationConfig(_Frozen):
     """Realised objective per window of matured labels and its trend."""
@@ -136,7 +145,7 @@ class DecayEvaluationConfig(_Frozen):
     window_s: float = Field(default=86_400.0, gt=0)
     maturity_s: float = Field(default=86_400.0, ge=0)
     horizon_windows: int = Field(default=30, ge=3)
-    min_windows: int = Field(default=3, ge=2)
+    min_windows: int = Field(default=3, ge=3)  # a trend needs three points
     # decay_detected when the trend worsens significantly and the objective is projected
     # to cross ``threshold`` (when given) within ``horizon_days``.
     threshold: float | None = None

@@ -71,3 +71,23 @@ def test_unreadable_and_non_mapping_files_are_config_errors(tmp_path: Path) -> N
     bad.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_config(bad, env={})
+
+
+@pytest.mark.parametrize(
+    ("evaluation", "message"),
+    [
+        ({"decay": {"min_windows": 2}}, r"min_windows: Input should be greater than or equal to 3"),
+        (
+            {"drift": {"min_rows": 500, "sample_size": 200}},
+            r"`sample_size` \(200\) must be at least",
+        ),
+    ],
+)
+def test_evaluation_settings_the_monitors_would_refuse_are_config_errors(
+    evaluation: dict[str, object], message: str
+) -> None:
+    """Accepted here, each of these made every scheduled evaluation of the model raise."""
+    with pytest.raises(ConfigError, match=message):
+        build_config(
+            {"models": [{"name": "m", "task": "binary", "evaluation": evaluation}]}, env={}
+        )
