@@ -25,7 +25,7 @@ import pandas as pd
 from scipy import stats
 
 from monitor._errors import EstimationError
-from monitor.objectives import Objective
+from monitor.objectives import Objective, ObjectiveError
 
 DecayStatus = Literal["insufficient_data", "decaying", "stable", "improving"]
 _DAY_S = 86_400.0
@@ -139,7 +139,12 @@ def realised_windows(
         in_window = bins == k
         labelled = in_window & np.isfinite(lt) & (lt <= hi + wait)
         n, n_requests = int(labelled.sum()), int(in_window.sum())
-        value = float(objective.value(truth[labelled], pred[labelled])) if n else None
+        value = None
+        if n:
+            try:
+                value = float(objective.value(truth[labelled], pred[labelled]))
+            except ObjectiveError:  # undefined here (ROC AUC of a window with one class)
+                value = None  # this window sits out the trend; the others still count
         delay = float(np.median(lt[labelled] - ts[labelled])) if n else None
         out.append(
             WindowValue(

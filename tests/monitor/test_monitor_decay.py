@@ -115,6 +115,22 @@ def test_realised_windows_count_only_matured_labels() -> None:
     assert len(not_yet) == 1  # the second window matures only at 260
 
 
+def test_a_window_with_one_class_sits_out_and_the_others_still_count() -> None:
+    """ROC AUC is undefined on a window whose labels are all one class (a fraud model's
+    quiet day): that window has no value, and the trend is fitted on the rest."""
+    auc = make_objective("roc_auc")
+    rng = np.random.default_rng(3)
+    t = np.arange(400, dtype=float)  # four windows of 100 requests
+    y = (rng.random(400) < 0.3).astype(float)
+    y[100:200] = 0.0  # no positives in the second window
+    pred = np.clip(0.3 * y + rng.random(400) * 0.7, 0, 1)
+    windows = realised_windows(y, pred, t, t + 1.0, objective=auc, window=100.0, maturity=5.0)
+    assert [w.value is None for w in windows] == [False, True, False, False]
+    assert windows[1].n == 100  # labelled, just not scoreable
+    result = DecayEstimator(auc, threshold=0.5).fit_windows(windows)
+    assert result.status != "insufficient_data"
+
+
 def test_invalid_arguments_name_the_field() -> None:
     with pytest.raises(EstimationError, match="`min_windows`"):
         DecayEstimator(make_objective("accuracy"), threshold=0.8, min_windows=2)
