@@ -24,6 +24,7 @@ from monitor import (
     ColumnDriftConfig,
     DecayEstimator,
     DriftDetector,
+    EstimationError,
     LatencySummary,
     MonitorError,
     ReferenceProfile,
@@ -254,8 +255,18 @@ class Evaluator:
         accuracy = None
         if model.task == "binary" and reference.labels is not None:
             p = positive_proba(scores)
-            cbpe = CBPE(seed=0).fit(p, reference.labels)
-            accuracy = float(((p >= 0.5) == (reference.labels >= 0.5)).mean())
+            try:
+                cbpe = CBPE(seed=0).fit(p, reference.labels)
+            except EstimationError as exc:  # one class, NaN or non-0/1 labels: no estimate,
+                # but drift and decay still run (the baseline is cached, so this is said once)
+                logger.warning(
+                    "model=%s version=%d: reference labels cannot calibrate an estimate: %s",
+                    champion.model,
+                    champion.version,
+                    exc,
+                )
+            else:
+                accuracy = float(((p >= 0.5) == (reference.labels >= 0.5)).mean())
         return _Baseline(profile, reference, scores, cbpe, accuracy)
 
     # -- kinds -----------------------------------------------------------------------------

@@ -262,3 +262,27 @@ def test_a_value_the_reference_never_had_is_drift_not_a_failed_evaluation(
     assert x0["method"] == "chisquare" and x0["drifted"] and x0["p_value"] == 0.0
     assert x0["statistic"] is None  # infinite; JSON has no infinity
     assert {"decay", "estimate"} <= set(rows)  # the steps after drift ran too
+
+
+def test_a_reference_whose_labels_cannot_calibrate_skips_the_estimate_not_the_evaluation(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """One-class reference labels cannot calibrate CBPE: the estimate says so, and drift,
+    decay and the rest are evaluated as usual (every evaluation used to raise)."""
+    reference = trained[0].reference
+    assert reference is not None
+    v2 = daemon.registry.register(
+        MODEL,
+        trained[0].onnx,
+        trained[0].metadata,
+        actor="t",
+        reference=Reference(features=reference.features, labels=np.zeros(len(reference.features))),
+    )
+    daemon.store.promote(MODEL, v2.version, actor="t", reason="one-class reference")
+    clock = Clock()
+    daemon.evaluator.clock = clock
+    feed(daemon, clock, 0, WINDOW, shift=0.0, seed=6)
+    rows = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}
+    assert rows["drift"].status == "ok"
+    assert rows["estimate"].status == "insufficient_data"
+    assert "decay" in rows
