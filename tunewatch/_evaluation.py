@@ -464,8 +464,9 @@ class Evaluator:
         }
 
     def _telemetry(self, model: ModelRow, window: Window) -> tuple[str, dict[str, Any]]:
-        since = _ts(window.received_at.min()) if window.n_rows else None
-        latencies = self.store.latencies(model.name, since=since)
+        if not window.n_rows:  # no `since` to read from: not the model's whole history
+            return "insufficient_data", {"alarm": False, "reason": "no requests in the window"}
+        latencies = self.store.latencies(model.name, since=_ts(window.received_at.min()))
         versions = {v.version: v for v in self.store.list_versions(model.name)}
         out: dict[str, Any] = {}
         for version, samples in sorted(latencies.items()):

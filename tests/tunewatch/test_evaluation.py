@@ -286,3 +286,21 @@ def test_a_reference_whose_labels_cannot_calibrate_skips_the_estimate_not_the_ev
     assert rows["drift"].status == "ok"
     assert rows["estimate"].status == "insufficient_data"
     assert "decay" in rows
+
+
+def test_telemetry_of_an_empty_window_reads_no_history(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no request in the window there is no start time to read latencies from; the
+    whole latency history of the model used to be read instead."""
+    reads: list[object] = []
+    real = daemon.store.latencies
+
+    def spy(model: str, *, since: object = None) -> object:
+        reads.append(since)
+        return real(model, since=since)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(daemon.store, "latencies", spy)
+    rows = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}
+    assert rows["telemetry"].status == "insufficient_data"
+    assert reads == []
