@@ -104,7 +104,6 @@ class Decisions:
     def act(
         self,
         model: str,
-        champion: VersionRow,
         test: ComparisonTestRow,
         settings: ComparisonConfig,
         *,
@@ -136,17 +135,16 @@ class Decisions:
                 test.id, status="decided", outcome={"action": "notified", "trigger": outcome.action}
             )
             return "notified", (outcome.describe(),)
-        # Re-read: an earlier decision of the same run (or another process) may have
-        # promoted since ``champion`` was read, and this test never saw the new one.
-        current = self.store.champion(model)
-        if current is None or test.champion_version != current.version:
+        # Read now, not at the start of the run: an earlier decision of the same run (or
+        # another process) may have promoted, and this test never saw the new champion.
+        champion = self.store.champion(model)
+        if champion is None or test.champion_version != champion.version:
             self.comparisons.finish_test(
                 test.id,
                 status="closed",
                 outcome={"action": "closed", "reason": "the champion changed before promotion"},
             )
             return "closed", ("the champion changed before promotion",)
-        champion = current
         if blocked:
             first = test.outcome is None
             self.comparisons.finish_test(

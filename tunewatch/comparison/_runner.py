@@ -175,9 +175,7 @@ class ComparisonRunner:
             if split_result is not None:
                 test = self.comparisons.get_test(split_result.test_id)
                 if test.status == "decided" and _needs_action(test):
-                    action, detail = self._decisions.act(
-                        model, champion, test, settings, blocked=blocked
-                    )
+                    action, detail = self._decisions.act(model, test, settings, blocked=blocked)
                     split_result = replace(split_result, action=action, detail=detail)
                 results.append(split_result)
         if self.metrics is not None:
@@ -323,18 +321,14 @@ class ComparisonRunner:
         for result in results:
             test = self.comparisons.get_test(result.test_id)
             if test.status == "decided" and _needs_action(test):
-                action, detail = self._decisions.act(
-                    model, champion, test, settings, blocked=blocked
-                )
+                action, detail = self._decisions.act(model, test, settings, blocked=blocked)
                 result = replace(result, action=action, detail=detail)
             final.append(result)
         for test in tests.values():
             current = self.comparisons.get_test(test.id)
             if current.status == "decided" and _needs_action(current):
                 if all(r.test_id != current.id for r in final):
-                    action, detail = self._decisions.act(
-                        model, champion, current, settings, blocked=blocked
-                    )
+                    action, detail = self._decisions.act(model, current, settings, blocked=blocked)
                     final.append(make_result(current, None, 0, action, detail))
         return final
 
