@@ -7,7 +7,7 @@ own ``CollectorRegistry`` so that several apps (tests, benchmarks) never collide
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE_LATEST
 from prometheus_client import (
@@ -205,6 +205,20 @@ class ServingMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+    @staticmethod
+    def forget(gauge: Gauge, *, model: str, keep: Container[str] = ()) -> None:
+        """Remove ``model``'s series of ``gauge`` but those whose ``version`` is in ``keep``.
+
+        A gauge holds its last value until its series is removed, so a figure that no
+        longer describes anything (a replaced champion's accuracy, a slope with no window
+        left to fit) would go on feeding dashboards and ``max by (model)`` alert rules.
+        """
+        for metric in gauge.collect():
+            for sample in metric.samples:
+                labels = sample.labels
+                if labels.get("model") == model and labels.get("version") not in keep:
+                    gauge.remove_by_labels(labels)
 
 
 class _ReadCounter:

@@ -112,6 +112,9 @@ class Evaluator:
         start = _ts(window.received_at.min()) if window.n_rows else None
         version = champion.version if champion else None
         baseline = self._baseline(champion, model) if champion else None
+        # per-version figures describe the champion only: a replaced one's must not linger
+        for gauge in (self.metrics.objective_realised, self.metrics.objective_estimated):
+            self.metrics.forget(gauge, model=name, keep={str(version)})
         rows = []
         if ev.drift.enabled:
             rows.append(
@@ -338,6 +341,7 @@ class Evaluator:
         )
         answered = window.versions >= 0
         if not answered.any():
+            self.metrics.forget(self.metrics.decay_slope, model=model.name)
             return "insufficient_data", {"alarm": False, "reason": "no scored requests"}
         y_pred = window.outputs[answered]
         if y_pred.shape[1] == 1 and model.task == "regression":
@@ -355,6 +359,7 @@ class Evaluator:
                 as_of=now.timestamp(),
             )
         except (MonitorError, ObjectiveError) as exc:
+            self.metrics.forget(self.metrics.decay_slope, model=model.name)
             return "insufficient_data", {"alarm": False, "reason": str(exc)}
         values = [w for w in windows if w.value is not None]
         threshold = d.threshold
@@ -377,6 +382,8 @@ class Evaluator:
         if result.slope_per_day is not None:
             sign = -1.0 if objective.greater_is_better else 1.0  # > 0 means getting worse
             self.metrics.decay_slope.labels(model.name).set(sign * result.slope_per_day)
+        else:
+            self.metrics.forget(self.metrics.decay_slope, model=model.name)
         soon = (
             result.projected_crossing is not None
             and result.projected_crossing - now <= timedelta(days=d.horizon_days)
@@ -465,6 +472,7 @@ class Evaluator:
 
     def _telemetry(self, model: ModelRow, window: Window) -> tuple[str, dict[str, Any]]:
         if not window.n_rows:  # no `since` to read from: not the model's whole history
+            self.metrics.forget(self.metrics.latency_p99, model=model.name)
             return "insufficient_data", {"alarm": False, "reason": "no requests in the window"}
         latencies = self.store.latencies(model.name, since=_ts(window.received_at.min()))
         versions = {v.version: v for v in self.store.list_versions(model.name)}
@@ -483,6 +491,7 @@ class Evaluator:
             }
             if summary.p99 is not None:
                 self.metrics.latency_p99.labels(model.name, str(version), hp).set(summary.p99)
+        self.metrics.forget(self.metrics.latency_p99, model=model.name, keep=out)
         status = "ok" if out else "insufficient_data"
         return status, {"alarm": False, "versions": out}
 

@@ -304,3 +304,49 @@ def test_telemetry_of_an_empty_window_reads_no_history(
     rows = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}
     assert rows["telemetry"].status == "insufficient_data"
     assert reads == []
+
+
+def _series(d: Daemon, metric: str) -> list[str]:
+    return [
+        line
+        for line in d.metrics.exposition().decode().splitlines()
+        if line.startswith(metric + "{") and f'model="{MODEL}"' in line
+    ]
+
+
+def test_a_replaced_champion_leaves_no_stale_per_version_series(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """A gauge keeps its last value until it is removed: the old champion's accuracy kept
+    feeding `max by (model)` in the alert rules after a promotion."""
+    run_stream(daemon, change_at=None, windows=2)
+    per_version = (
+        "tunewatch_objective_estimated",
+        "tunewatch_objective_realised",
+        "tunewatch_version_latency_p99_seconds",
+    )
+    for metric in per_version:
+        assert any('version="1"' in s for s in _series(daemon, metric)), metric
+    v2 = daemon.registry.register(
+        MODEL, trained[0].onnx, trained[0].metadata, actor="t", reference=trained[0].reference
+    )
+    daemon.store.promote(MODEL, v2.version, actor="t", reason="replace")
+    clock = daemon.evaluator.clock
+    assert isinstance(clock, Clock)
+    feed(daemon, clock, 10_000, WINDOW, shift=0.0, seed=9)  # a window scored by v2 only
+    daemon.evaluator.evaluate(MODEL)
+    for metric in per_version:
+        series = _series(daemon, metric)
+        assert any('version="2"' in s for s in series), metric
+        assert not any('version="1"' in s for s in series), metric
+
+
+def test_a_slope_with_no_windows_left_is_not_exported(daemon: Daemon) -> None:
+    """`TunewatchObjectiveDecaying` kept firing on a slope fitted days ago once the decay
+    horizon held no request to fit a new one."""
+    run_stream(daemon, change_at=None, windows=1)
+    daemon.metrics.decay_slope.labels(MODEL).set(0.5)  # as fitted on older windows
+    daemon.evaluator.clock = Clock(datetime.now(UTC) + timedelta(days=3))
+    rows = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}
+    assert rows["decay"].status == "insufficient_data"
+    assert _series(daemon, "tunewatch_decay_slope_per_day") == []
