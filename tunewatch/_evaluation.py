@@ -198,7 +198,12 @@ class Evaluator:
         champion = (
             self.store.get_version(name, target.version) if target.version is not None else None
         )
-        baseline = self._baseline(champion, model) if champion else None
+        baseline = None
+        if champion is not None:
+            try:
+                baseline = self._baselines[(champion.model, champion.version)]
+            except KeyError:  # an earlier champion's: built, not cached, as reports are rare
+                baseline = self._build_baseline(champion, model)
         if baseline is None:
             raise NotFoundError(
                 f"evaluation {evaluation_id} has no reference to compare with",
@@ -234,8 +239,12 @@ class Evaluator:
 
     # -- baseline --------------------------------------------------------------------------
     def _baseline(self, champion: VersionRow, model: ModelRow) -> _Baseline | None:
+        """The champion's baseline, cached: one per model, since each holds a reference
+        snapshot (up to 1 GiB unpacked) and a session."""
         key = (champion.model, champion.version)
         if key not in self._baselines:
+            for replaced in [k for k in list(self._baselines) if k[0] == champion.model]:
+                self._baselines.pop(replaced, None)
             self._baselines[key] = self._build_baseline(champion, model)
         return self._baselines[key]
 

@@ -350,3 +350,23 @@ def test_a_slope_with_no_windows_left_is_not_exported(daemon: Daemon) -> None:
     rows = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}
     assert rows["decay"].status == "insufficient_data"
     assert _series(daemon, "tunewatch_decay_slope_per_day") == []
+
+
+def test_a_replaced_champion_s_baseline_is_let_go(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """A baseline holds the reference snapshot (up to 1 GiB unpacked) and a session: one
+    was cached per champion ever evaluated and never let go."""
+    run_stream(daemon, change_at=None, windows=1)
+    v2 = daemon.registry.register(
+        MODEL, trained[0].onnx, trained[0].metadata, actor="t", reference=trained[0].reference
+    )
+    daemon.store.promote(MODEL, v2.version, actor="t", reason="replace")
+    daemon.evaluator.evaluate(MODEL)
+    assert set(daemon.evaluator._baselines) == {(MODEL, 2)}
+    # a report on the old champion's window builds its baseline without caching it
+    [old] = [
+        e for e in daemon.store.list_evaluations(MODEL, kind="drift", limit=10) if e.version == 1
+    ]
+    assert "<html" in daemon.evaluator.drift_report(MODEL, old.id).lower()
+    assert set(daemon.evaluator._baselines) == {(MODEL, 2)}
