@@ -268,10 +268,10 @@ def cmd_show_evaluations(args: argparse.Namespace) -> int:
 
     store = open_store(_config(args))
     try:
-        rows = store.list_evaluations(args.model, kind=args.command, limit=10_000)
-        if args.version is not None:
-            rows = [r for r in rows if r.version == args.version]
-        for row in rows[: args.limit]:
+        rows = store.list_evaluations(
+            args.model, kind=args.command, version=args.version, limit=args.limit
+        )
+        for row in rows:
             print(
                 f"{row.window_end:%Y-%m-%d %H:%M:%S} v{row.version} {row.status:<17} "
                 f"{_summary(row.kind, row.payload)}"

@@ -178,22 +178,18 @@ class Evaluator:
         """
         from tunewatch._errors import NotFoundError
 
-        for row in self.store.list_evaluations(name, kind="drift_report", limit=10_000):
-            if row.payload.get("evaluation") == evaluation_id:
-                return self.artefacts.get(row.payload["sha256"], ".html").decode()
-        target = next(
-            (
-                e
-                for e in self.store.list_evaluations(name, kind="drift", limit=10_000)
-                if e.id == evaluation_id
-            ),
-            None,
-        )
-        if target is None:
+        target = self.store.get_evaluation(name, evaluation_id)
+        if target.kind != "drift":
             raise NotFoundError(
                 f"model {name!r} has no drift evaluation {evaluation_id}",
                 code="evaluation_not_found",
             )
+        built = self.store.list_evaluations(
+            name, kind="drift_report", since=target.window_end, until=target.window_end
+        )
+        for row in built:
+            if row.payload.get("evaluation") == evaluation_id:
+                return self.artefacts.get(row.payload["sha256"], ".html").decode()
         model = self.store.get_model(name)
         champion = (
             self.store.get_version(name, target.version) if target.version is not None else None

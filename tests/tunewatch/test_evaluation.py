@@ -18,6 +18,7 @@ from tunewatch._example import ExampleModel, example_data
 from tunewatch._registry import Reference
 from tunewatch._scheduler import PerModelJob, Scheduler
 from tunewatch.store import RequestRecord
+from tunewatch.store._schema import evaluations
 
 MODEL = "credit"
 WINDOW = 600  # rows per evaluated window (documented constant of the golden test)
@@ -370,3 +371,35 @@ def test_a_replaced_champion_s_baseline_is_let_go(
     ]
     assert "<html" in daemon.evaluator.drift_report(MODEL, old.id).lower()
     assert set(daemon.evaluator._baselines) == {(MODEL, 2)}
+
+
+@pytest.mark.slow
+def test_the_report_of_an_old_window_is_found_after_ten_thousand_newer_ones(
+    daemon: Daemon,
+) -> None:
+    """Reports were looked up among the newest 10,000 drift evaluations (about 35 days at
+    one every five minutes); an older window's report answered 404."""
+    run_stream(daemon, change_at=None, windows=1)
+    [old] = daemon.store.list_evaluations(MODEL, kind="drift", limit=1)
+    later = old.window_end + timedelta(minutes=5)
+    with daemon.store.engine.begin() as conn:
+        conn.execute(
+            evaluations.insert(),
+            [
+                {
+                    "model": MODEL,
+                    "version": 1,
+                    "kind": kind,
+                    "status": "ok",
+                    "window_start": None,
+                    "window_end": later + timedelta(seconds=i),
+                    "payload": {},
+                    "created_at": later,
+                }
+                for i in range(10_000)
+                for kind in ("drift", "drift_report")
+            ],
+        )
+    html = daemon.evaluator.drift_report(MODEL, old.id)
+    assert "<html" in html.lower()
+    assert daemon.evaluator.drift_report(MODEL, old.id) == html  # stored, found again

@@ -34,10 +34,7 @@ def _history(
 ) -> list[EvaluationRow]:
     store = context(request).runtime.store
     store.get_model(model)
-    rows = store.list_evaluations(model, kind=kind, limit=limit if version is None else 10_000)
-    if version is not None:
-        rows = [r for r in rows if r.version == version][:limit]
-    return rows
+    return store.list_evaluations(model, kind=kind, version=version, limit=limit)
 
 
 @router.get("/models/{model}/evaluations")

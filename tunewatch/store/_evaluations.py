@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, Row, delete, select
 
+from .._errors import NotFoundError
 from ._canonical import canonical_json
 from ._engine import dialect_insert
 from ._schema import evaluations, leases
@@ -90,27 +91,46 @@ def list_evaluations(
     *,
     model: str,
     kind: str | None = None,
+    version: int | None = None,
     since: datetime | None = None,
+    until: datetime | None = None,
     limit: int = 1000,
 ) -> list[EvaluationRow]:
-    """Newest first."""
+    """Newest first; ``since`` and ``until`` bound ``window_end``, both inclusive."""
     stmt = select(evaluations).where(evaluations.c.model == model)
     if kind is not None:
         stmt = stmt.where(evaluations.c.kind == kind)
+    if version is not None:
+        stmt = stmt.where(evaluations.c.version == version)
     if since is not None:
         stmt = stmt.where(evaluations.c.window_end >= since)
+    if until is not None:
+        stmt = stmt.where(evaluations.c.window_end <= until)
     stmt = stmt.order_by(evaluations.c.window_end.desc(), evaluations.c.id.desc()).limit(limit)
-    return [
-        EvaluationRow(
-            int(r.id),
-            r.model,
-            r.version,
-            r.kind,
-            r.status,
-            r.window_start,
-            r.window_end,
-            dict(r.payload),
-            r.created_at,
+    return [_row(r) for r in conn.execute(stmt)]
+
+
+def get_evaluation(conn: Connection, *, model: str, evaluation_id: int) -> EvaluationRow:
+    stmt = select(evaluations).where(
+        evaluations.c.model == model, evaluations.c.id == evaluation_id
+    )
+    row = conn.execute(stmt).first()
+    if row is None:
+        raise NotFoundError(
+            f"model {model!r} has no evaluation {evaluation_id}", code="evaluation_not_found"
         )
-        for r in conn.execute(stmt)
-    ]
+    return _row(row)
+
+
+def _row(r: Row[Any]) -> EvaluationRow:
+    return EvaluationRow(
+        int(r.id),
+        r.model,
+        r.version,
+        r.kind,
+        r.status,
+        r.window_start,
+        r.window_end,
+        dict(r.payload),
+        r.created_at,
+    )

@@ -353,13 +353,26 @@ class Store:
         model: str,
         *,
         kind: str | None = None,
+        version: int | None = None,
         since: datetime | None = None,
+        until: datetime | None = None,
         limit: int = 1000,
     ) -> list[EvaluationRow]:
+        """Newest first; ``since`` and ``until`` bound ``window_end``, both inclusive."""
         with self._read("list_evaluations") as conn:
             return _evaluations.list_evaluations(
-                conn, model=model, kind=kind, since=since, limit=limit
+                conn,
+                model=model,
+                kind=kind,
+                version=version,
+                since=since,
+                until=until,
+                limit=limit,
             )
+
+    def get_evaluation(self, model: str, evaluation_id: int) -> EvaluationRow:
+        with self._read("get_evaluation") as conn:
+            return _evaluations.get_evaluation(conn, model=model, evaluation_id=evaluation_id)
 
     def window(
         self,

@@ -6,7 +6,9 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 
+from tunewatch._errors import NotFoundError
 from tunewatch.store import LabelItem, OutputRecord, RequestRecord, Store
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -87,6 +89,34 @@ def test_evaluations_come_back_newest_first_filtered_by_kind(model_store: Store)
     assert [e.window_end for e in drift] == [T0 + timedelta(hours=3), T0 + timedelta(hours=1)]
     assert drift[0].payload == {"share": 0.2, "columns": ["a", "b"]}
     assert len(model_store.list_evaluations("m", since=T0 + timedelta(hours=2))) == 2
+
+
+def test_evaluations_are_filtered_by_version_and_window_end_in_the_database(
+    model_store: Store,
+) -> None:
+    """The filters used to be applied in Python to the newest 10,000 rows, so an older
+    version's evaluations, or the report of an older window, vanished after a month."""
+    rows = [
+        model_store.add_evaluation(
+            model="m",
+            version=1 if i < 3 else 2,
+            kind="drift",
+            status="ok",
+            window_start=None,
+            window_end=T0 + timedelta(hours=i),
+            payload={"i": i},
+        )
+        for i in range(8)
+    ]
+    v1 = model_store.list_evaluations("m", kind="drift", version=1, limit=2)
+    assert [e.payload["i"] for e in v1] == [2, 1]
+    at = model_store.list_evaluations("m", since=rows[4].window_end, until=rows[4].window_end)
+    assert [e.id for e in at] == [rows[4].id]
+    assert model_store.get_evaluation("m", rows[0].id) == rows[0]
+    with pytest.raises(NotFoundError, match="evaluation"):
+        model_store.get_evaluation("m", rows[-1].id + 1)
+    with pytest.raises(NotFoundError):
+        model_store.get_evaluation("other", rows[0].id)  # another model's id is not found
 
 
 def test_window_expands_batches_and_joins_outputs_and_labels(model_store: Store) -> None:
