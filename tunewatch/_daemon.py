@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,7 +16,7 @@ from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._auth import Authenticator, hash_token
 from tunewatch._config import ENV_ADMIN_TOKEN, Config, ModelConfig
-from tunewatch._errors import NotFoundError
+from tunewatch._errors import ConfigError
 from tunewatch._evaluation import Evaluator
 from tunewatch._recorder import Recorder
 from tunewatch._registry import Registry
@@ -38,22 +39,37 @@ def open_store(config: Config) -> Store:
 
 
 def ensure_bootstrap_token(store: Store, env: Mapping[str, str]) -> None:
-    """Create the admin token named by ``TUNEWATCH_ADMIN_TOKEN`` if it is not stored yet."""
+    """Store the admin token named by ``TUNEWATCH_ADMIN_TOKEN`` unless it is stored already.
+
+    Changing the variable rotates the token: every earlier bootstrap token is revoked
+    (``bootstrap-admin``, ``bootstrap-admin-2`` …). A revoked token is refused rather than
+    brought back to life.
+    """
     token = env.get(ENV_ADMIN_TOKEN)
     if not token:
         return
     digest = hash_token(token)
     if store.token_by_hash(digest) is not None:
         return
-    try:
-        store.revoke_token(BOOTSTRAP_TOKEN_NAME)
-        logger.warning("replacing the bootstrap admin token from %s", ENV_ADMIN_TOKEN)
-    except NotFoundError:
-        pass  # first start: nothing to replace
-    name = BOOTSTRAP_TOKEN_NAME
-    existing = {t.name for t in store.list_tokens()}
-    suffix = 1
-    while name in existing:
+    tokens = store.list_tokens()
+    if any(t.token_hash == digest for t in tokens):
+        raise ConfigError(
+            f"{ENV_ADMIN_TOKEN} holds a token that was revoked; set a new one to rotate",
+            code="token_revoked",
+        )
+    names = {t.name for t in tokens}
+    for t in tokens:
+        if t.revoked_at is None and _BOOTSTRAP_NAME.fullmatch(t.name):
+            store.revoke_token(t.name)
+            store.append_audit(
+                actor="system",
+                action="revoke_token",
+                target=t.name,
+                details={"reason": f"{ENV_ADMIN_TOKEN} changed"},
+            )
+            logger.warning("%s changed: revoked the admin token %r", ENV_ADMIN_TOKEN, t.name)
+    name, suffix = BOOTSTRAP_TOKEN_NAME, 1
+    while name in names:
         suffix += 1
         name = f"{BOOTSTRAP_TOKEN_NAME}-{suffix}"
     store.add_token(name=name, role="admin", token_hash=digest)
@@ -63,6 +79,9 @@ def ensure_bootstrap_token(store: Store, env: Mapping[str, str]) -> None:
         target=name,
         details={"role": "admin", "source": ENV_ADMIN_TOKEN},
     )
+
+
+_BOOTSTRAP_NAME = re.compile(re.escape(BOOTSTRAP_TOKEN_NAME) + r"(-[0-9]+)?")
 
 
 class Daemon:

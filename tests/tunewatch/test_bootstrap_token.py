@@ -1,0 +1,57 @@
+"""The admin token from ``TUNEWATCH_ADMIN_TOKEN``: created once, rotated by changing it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tunewatch._auth import hash_token
+from tunewatch._daemon import ensure_bootstrap_token
+from tunewatch._errors import ConfigError
+from tunewatch.store import Store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store.open(f"sqlite:///{tmp_path / 'tw.db'}")
+    s.migrate()
+    return s
+
+
+def _active(store: Store) -> set[str]:
+    return {t.token_hash for t in store.list_tokens() if t.revoked_at is None}
+
+
+def test_the_same_token_at_every_start_is_stored_once(store: Store) -> None:
+    for _ in range(3):
+        ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": "a" * 32})
+    assert len(store.list_tokens()) == 1
+    assert _active(store) == {hash_token("a" * 32)}
+
+
+def test_rotating_leaves_only_the_newest_token_working(store: Store) -> None:
+    """Only the row named `bootstrap-admin` used to be revoked: from the second rotation
+    on, every earlier admin token stayed valid."""
+    for token in ("a" * 32, "b" * 32, "c" * 32, "d" * 32):
+        ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": token})
+        assert _active(store) == {hash_token(token)}
+    assert len(store.list_tokens()) == 4
+
+
+def test_a_revoked_token_is_refused_with_a_clear_error(store: Store) -> None:
+    """Going back to a revoked token crashed the start on a unique constraint; it must
+    not come back to life either."""
+    ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": "a" * 32})
+    ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": "b" * 32})
+    with pytest.raises(ConfigError, match="TUNEWATCH_ADMIN_TOKEN.*revoked"):
+        ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": "a" * 32})
+    assert _active(store) == {hash_token("b" * 32)}
+
+
+def test_other_admin_tokens_are_left_alone(store: Store) -> None:
+    store.add_token(name="ops-admin", role="admin", token_hash=hash_token("o" * 32))
+    store.add_token(name="bootstrap-admin-ci", role="admin", token_hash=hash_token("x" * 32))
+    ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": "a" * 32})
+    ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": "b" * 32})
+    assert _active(store) == {hash_token(t * 32) for t in "oxb"}
