@@ -28,6 +28,7 @@ from tunewatch._auth import hash_token, new_token
 from tunewatch._background import BackgroundServer
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
+from tunewatch._errors import ConfigError
 from tunewatch._example import example_data, feature_names
 from tunewatch._tuning import TuningJobRunner
 
@@ -173,10 +174,28 @@ def _run_job(daemon: Daemon, job_id: int) -> dict[str, Any]:
     return job.result
 
 
+#: Written into the demo's data directory: only a directory holding it is ever cleared.
+DEMO_MARKER = ".tunewatch-demo"
+
+
+def fresh_demo_dir(data_dir: Path) -> None:
+    """Make ``data_dir`` empty but for the demo's marker; refuse a directory with other
+    contents that the demo did not make (it may be a real store)."""
+    if data_dir.exists():
+        if not (data_dir / DEMO_MARKER).exists() and any(data_dir.iterdir()):
+            raise ConfigError(
+                f"--data-dir {str(data_dir)!r} is not empty and was not made by the demo, "
+                "which deletes its directory at every start: choose another or delete it yourself",
+                code="demo_dir_in_use",
+            )
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True)
+    (data_dir / DEMO_MARKER).write_text("made by `tunewatch demo`; cleared at its next start\n")
+
+
 def run_demo(*, data_dir: Path, seed: int = 0) -> int:
     started = time.perf_counter()
-    if data_dir.exists():
-        shutil.rmtree(data_dir)
+    fresh_demo_dir(data_dir)
     daemon = Daemon(build_config(demo_config(data_dir), env={}), env={})
     scorer, labeller = new_token(), new_token()
     daemon.store.add_token(name="demo-scorer", role="scorer", token_hash=hash_token(scorer))

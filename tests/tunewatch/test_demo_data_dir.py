@@ -1,0 +1,30 @@
+"""`tunewatch demo` starts from a fresh store: it may only clear a directory it made."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tunewatch._demo import fresh_demo_dir
+from tunewatch._errors import ConfigError
+
+
+def test_a_directory_the_demo_did_not_make_is_refused_and_kept(tmp_path: Path) -> None:
+    """`tunewatch demo --data-dir .tunewatch` used to delete the daemon's own store."""
+    (tmp_path / "tunewatch.db").write_text("production")
+    with pytest.raises(ConfigError, match="--data-dir.*not made by the demo"):
+        fresh_demo_dir(tmp_path)
+    assert (tmp_path / "tunewatch.db").read_text() == "production"
+
+
+def test_the_demo_s_own_directory_is_cleared_and_a_new_or_empty_one_used(tmp_path: Path) -> None:
+    new = tmp_path / "demo"
+    fresh_demo_dir(new)
+    (new / "tunewatch.db").write_text("last run")
+    fresh_demo_dir(new)
+    assert [p.name for p in new.iterdir()] == [".tunewatch-demo"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    fresh_demo_dir(empty)
+    assert (empty / ".tunewatch-demo").exists()
