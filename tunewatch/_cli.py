@@ -40,10 +40,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from tunewatch._daemon import open_store
+    from tunewatch.store import redact_url
 
     config = _config(args)
     open_store(config).close()
-    print(f"store at {config.store_url} is at the latest schema")
+    print(f"store at {redact_url(config.store_url)} is at the latest schema")
     return 0
 
 

@@ -192,7 +192,12 @@ class Daemon:
         """The effective configuration, written for the worker processes to read."""
         path = Path(self.config.data_dir).resolve() / "worker-config.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
+        text = yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
+        # the store and tuning URLs may carry a password: the owner's eyes only
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # also when the file was there, made under another mode
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
         return path
 
     def _lookup_token(self, digest: str) -> tuple[str, str, str] | None:

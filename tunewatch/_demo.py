@@ -31,6 +31,7 @@ from tunewatch._daemon import Daemon
 from tunewatch._errors import ConfigError
 from tunewatch._example import example_data, feature_names
 from tunewatch._tuning import TuningJobRunner
+from tunewatch.store import redact_url
 
 MODEL = "credit"
 WINDOW = 500
@@ -200,7 +201,7 @@ def run_demo(*, data_dir: Path, seed: int = 0) -> int:
     scorer, labeller = new_token(), new_token()
     daemon.store.add_token(name="demo-scorer", role="scorer", token_hash=hash_token(scorer))
     daemon.store.add_token(name="demo-labeller", role="labeller", token_hash=hash_token(labeller))
-    _step(f"fresh store at {daemon.config.store_url}")
+    _step(f"fresh store at {redact_url(daemon.config.store_url)}")
     summary: dict[str, Any] = {}
     try:
         summary = _loop(daemon, scorer, labeller, seed=seed)

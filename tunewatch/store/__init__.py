@@ -8,7 +8,7 @@ dataclasses; database errors surface as ``StoreError`` subclasses from
 from __future__ import annotations
 
 from ._canonical import canonical_json, hyperparameter_set_id
-from ._engine import make_engine
+from ._engine import make_engine, redact_url
 from ._evaluations import EvaluationRow
 from ._governance import ApprovalRow
 from ._jobs import JobRow, JobStatus
@@ -58,4 +58,5 @@ __all__ = [
     "hyperparameter_set_id",
     "make_engine",
     "metadata",
+    "redact_url",
 ]

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, Table, create_engine, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import (
+    ArgumentError,
     DataError,
     DBAPIError,
     IntegrityError,
@@ -29,6 +30,14 @@ SqliteSynchronous = Literal["NORMAL", "FULL"]
 #: Execution option marking a read-only scope: on SQLite it opens a plain (deferred)
 #: ``BEGIN`` instead of ``BEGIN IMMEDIATE`` so readers never queue behind the writer.
 READ_ONLY_OPTION = "tunewatch_read_only"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password, if any, shown as ``***`` (for messages and output)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
 
 
 def make_engine(
