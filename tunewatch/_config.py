@@ -15,8 +15,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from tunewatch._cron import crontab_trigger
 from tunewatch._errors import ConfigError
 from tunewatch.comparison import ComparisonConfig
 
@@ -226,6 +234,13 @@ class TuningJobConfig(_Frozen):
     # between runs. Missed runs coalesce into one; the job id is fixed per model.
     schedule_cron: str | None = None
     schedule_hours: float | None = Field(default=None, gt=0)
+
+    @field_validator("schedule_cron")
+    @classmethod
+    def _crontab(cls, value: str | None) -> str | None:
+        if value is not None:
+            crontab_trigger(value)  # raises ValueError naming the field and the rule
+        return value
 
     search_space: str = "configs/search_spaces/binary_tabular.yaml"
     window_rows: int = Field(default=20_000, ge=10)

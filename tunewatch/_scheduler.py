@@ -20,11 +20,11 @@ from functools import partial
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor import ServingMetrics
 from tunewatch._config import Config, ModelConfig
+from tunewatch._cron import crontab_trigger
 from tunewatch.store import Store
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class PerModelJob:
 
 def _trigger(when: float | str) -> BaseTrigger:
     if isinstance(when, str):
-        return CronTrigger.from_crontab(when, timezone=UTC)
+        return crontab_trigger(when)
     return IntervalTrigger(seconds=when)
 
 

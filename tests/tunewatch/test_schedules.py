@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from tests.tunewatch.conftest import MODEL, make_daemon
+from tunewatch._config import build_config
+from tunewatch._cron import crontab_trigger
+from tunewatch._errors import ConfigError
 from tunewatch._example import ExampleModel
 
 
@@ -50,3 +56,52 @@ def test_models_without_a_schedule_get_no_retune_job(
         ]
     finally:
         daemon.close()
+
+
+WEDNESDAY = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("expr", "fires"),
+    [
+        # APScheduler 3's from_crontab counts days of the week from Monday = 0, so crontab's
+        # Sunday ("0", the documented example) fired on Mondays and "7" was refused
+        ("0 3 * * 0", ["2025-01-05 03:00", "2025-01-12 03:00"]),
+        ("0 3 * * 7", ["2025-01-05 03:00", "2025-01-12 03:00"]),
+        ("0 3 * * sun", ["2025-01-05 03:00", "2025-01-12 03:00"]),
+        ("30 1 * * 1-5", ["2025-01-01 01:30", "2025-01-02 01:30", "2025-01-03 01:30"]),
+        ("0 0 * * 5-7", ["2025-01-03 00:00", "2025-01-04 00:00", "2025-01-05 00:00"]),
+        ("0 0 * * mon-sun/3", ["2025-01-02 00:00", "2025-01-05 00:00", "2025-01-06 00:00"]),
+        ("*/20 * * * *", ["2025-01-01 00:00", "2025-01-01 00:20", "2025-01-01 00:40"]),
+    ],
+)
+def test_cron_expressions_fire_as_crontab_reads_them(expr: str, fires: list[str]) -> None:
+    trigger = crontab_trigger(expr)
+    got, previous, now = [], None, WEDNESDAY
+    for _ in fires:
+        nxt = trigger.get_next_fire_time(previous, now)
+        assert nxt is not None
+        got.append(f"{nxt:%Y-%m-%d %H:%M}")
+        previous, now = nxt, nxt + timedelta(seconds=1)
+    assert got == fires
+
+
+@pytest.mark.parametrize(
+    ("expr", "rule"),
+    [
+        ("0 3 * * 8", "day of the week"),
+        ("0 3 * *", "5 fields"),
+        ("0 25 * * *", "hour"),
+        ("0 3 * * ²", "day of the week"),
+        ("0 3 * * 5-2", "day of the week"),
+    ],
+)
+def test_a_bad_cron_expression_is_a_config_error_naming_its_key(expr: str, rule: str) -> None:
+    """It used to be parsed only when the scheduler started, by APScheduler, whose error
+    named no key and stopped the daemon (or, at a later leadership tick, every job after
+    it)."""
+    with pytest.raises(ConfigError, match=f"models.0.tuning.schedule_cron.*{rule}"):
+        build_config(
+            {"models": [{"name": MODEL, "task": "binary", "tuning": {"schedule_cron": expr}}]},
+            env={},
+        )

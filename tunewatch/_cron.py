@@ -1,0 +1,84 @@
+"""Cron expressions read as crontab(5) reads them, for APScheduler 3.
+
+APScheduler 3's ``CronTrigger.from_crontab`` numbers the days of the week from Monday = 0,
+so crontab's ``0`` (Sunday) fires on Mondays and ``7`` (Sunday too) is refused. This module
+turns the day-of-week field into names before APScheduler sees it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+
+from apscheduler.triggers.cron import CronTrigger
+
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def crontab_trigger(expr: str) -> CronTrigger:
+    """The trigger of a 5-field crontab expression (minute hour day month day-of-week), in
+    UTC; raises ``ValueError`` naming the field and the rule."""
+    fields = expr.split()
+    if len(fields) != 5:
+        raise ValueError(
+            f"a cron expression has 5 fields (minute hour day month day-of-week), "
+            f"got {len(fields)} in {expr!r}"
+        )
+    minute, hour, day, month, weekday = fields
+    spec = {
+        "minute": minute,
+        "hour": hour,
+        "day": day,
+        "month": month,
+        "day_of_week": _weekdays(weekday),
+    }
+    for name, value in spec.items():  # one at a time, so that an error names its field
+        try:
+            CronTrigger(**{name: value}, timezone=UTC)
+        except ValueError as exc:
+            raise ValueError(f"{name.replace('_', ' ')}: {exc} in {expr!r}") from exc
+    return CronTrigger(**spec, timezone=UTC)
+
+
+def _weekdays(field: str) -> str:
+    """crontab's day-of-week field (0–7, both Sunday; names; lists, ranges, steps) as
+    APScheduler's comma-separated day names."""
+    if field in {"*", "?"}:
+        return "*"
+    days: set[int] = set()
+    for part in field.lower().split(","):
+        span, slash, step_text = part.partition("/")
+        step = _number(step_text, field) if slash else 1
+        if step < 1:
+            raise ValueError(f"day of the week: a step must be >= 1, got {field!r}")
+        if span == "*":
+            first, last = 0, 6
+        elif "-" in span:
+            a, b = span.split("-", 1)
+            first, last = _day(a, field), _day(b, field)
+            if b == "sun" and first > 0:
+                last = 7  # "fri-sun" ends on the Sunday after, as 5-7 does
+        else:
+            first = _day(span, field)
+            last = 7 if slash else first
+        if first > last:
+            raise ValueError(f"day of the week: range {span!r} runs backwards in {field!r}")
+        days.update(d % 7 for d in range(first, last + 1, step))
+    return ",".join(_DAYS[d] for d in sorted(days))
+
+
+def _day(token: str, field: str) -> int:
+    if token in _DAYS:
+        return _DAYS.index(token)
+    n = _number(token, field)
+    if n > 7:
+        raise ValueError(f"day of the week: {n} is not in 0-7 (0 and 7 are Sunday) in {field!r}")
+    return n
+
+
+def _number(token: str, field: str) -> int:
+    if not (token.isascii() and token.isdigit()):
+        raise ValueError(
+            f"day of the week: {token!r} is neither 0-7 nor a day name "
+            f"({', '.join(_DAYS)}) in {field!r}"
+        )
+    return int(token)
