@@ -378,8 +378,9 @@ def build_config(
     env = os.environ if env is None else env
     if env.get(ENV_DATA_DIR):
         data["data_dir"] = env[ENV_DATA_DIR]
-    if env.get(ENV_STORE_URL):
-        data["store"] = {**dict(data.get("store") or {}), "url": env[ENV_STORE_URL]}
+    store = data.get("store") or {}
+    if env.get(ENV_STORE_URL) and isinstance(store, Mapping):  # else validation says why
+        data["store"] = {**store, "url": env[ENV_STORE_URL]}
     version = data.get("version", CONFIG_VERSION)
     if isinstance(version, int) and version > CONFIG_VERSION:
         raise ConfigError(

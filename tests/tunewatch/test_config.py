@@ -91,3 +91,13 @@ def test_evaluation_settings_the_monitors_would_refuse_are_config_errors(
         build_config(
             {"models": [{"name": "m", "task": "binary", "evaluation": evaluation}]}, env={}
         )
+
+
+@pytest.mark.parametrize("store", ["x", ["url"], 3])
+def test_a_store_that_is_not_a_mapping_is_a_config_error_with_the_url_override(
+    store: object,
+) -> None:
+    """With TUNEWATCH_STORE_URL set, the override was merged into `store` by `dict()`,
+    which raised a bare ValueError or TypeError (a traceback from the CLI)."""
+    with pytest.raises(ConfigError, match="store: Input should be a valid dictionary"):
+        build_config({"store": store}, env={"TUNEWATCH_STORE_URL": "sqlite:///x.db"})
