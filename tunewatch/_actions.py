@@ -57,7 +57,9 @@ class Dispatcher:
         dedupe_key: str | None = None,
         actor: str = "system",
     ) -> ActionOutcome:
-        """Record ``event`` for ``model`` and carry out (or suppress) its action."""
+        """Record ``event`` for ``model`` and carry out (or suppress) its action; raises
+        ``NotFoundError`` for a model that is not registered, recording nothing."""
+        self.store.get_model(model)
         self.store.add_event(model=model, type=event, payload=dict(payload))
         if self.metrics is not None:
             self.metrics.events.labels(model, event).inc()

@@ -10,6 +10,7 @@ import yaml
 
 from tunewatch._cli import main
 from tunewatch._example import ExampleModel
+from tunewatch.store import Store
 
 
 @pytest.fixture
@@ -101,3 +102,37 @@ def test_config_errors_are_reported_without_a_traceback(
     assert main(["--config", str(bad), "models"]) == 2
     err = capsys.readouterr().err
     assert "server.prot" in err and "Traceback" not in err
+
+
+def _store(config: Path) -> Store:
+    return Store(f"sqlite:///{config.parent / 'data' / 'tunewatch.db'}")
+
+
+def test_a_token_name_is_never_reused_and_a_revocation_is_recorded_once(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Names are the actors in the audit log: a revoked token keeps its name. Reusing one
+    printed a raw UNIQUE-constraint error; revoking twice appended a second audit entry."""
+    assert run(config, "tokens", "create", "ci", "--role", "scorer") == 0
+    assert run(config, "tokens", "revoke", "ci") == 0
+    capsys.readouterr()
+    assert run(config, "tokens", "create", "ci", "--role", "scorer") == 2
+    err = capsys.readouterr().err
+    assert "token named 'ci' exists" in err and "UNIQUE" not in err
+    assert run(config, "tokens", "revoke", "ci") == 2
+    assert "already revoked" in capsys.readouterr().err
+    with _store(config) as store:
+        audit = store.audit_log(limit=100)
+    assert [a.action for a in audit].count("revoke_token") == 1
+
+
+def test_retune_of_an_unknown_model_records_nothing(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It stored `manual` and `action_suppressed` events for a model that does not exist
+    and printed a foreign-key error."""
+    assert run(config, "retune", "nosuch", "--reason", "try") == 2
+    err = capsys.readouterr().err
+    assert "nosuch" in err and "FOREIGN KEY" not in err
+    with _store(config) as store:
+        assert store.list_events(model="nosuch", limit=10) == []

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select, update
 
-from .._errors import NotFoundError
+from .._errors import ConflictError, NotFoundError
 from ._schema import api_tokens
 from ._types import TokenRow, utcnow
 
@@ -14,6 +14,12 @@ from ._types import TokenRow, utcnow
 def add_token(conn: Connection, *, name: str, role: str, token_hash: str) -> TokenRow:
     if len(token_hash) != 64:
         raise ValueError(f"`token_hash` must be a 64-character sha256 hex, got {len(token_hash)}")
+    if conn.execute(select(api_tokens.c.id).where(api_tokens.c.name == name)).first():
+        raise ConflictError(
+            f"an API token named {name!r} exists (a revoked token keeps its name, so that "
+            "the audit log names one token per actor): choose another name",
+            code="token_exists",
+        )
     token_id = conn.execute(
         api_tokens.insert()
         .values(name=name, role=role, token_hash=token_hash, created_at=utcnow())
@@ -23,14 +29,19 @@ def add_token(conn: Connection, *, name: str, role: str, token_hash: str) -> Tok
 
 
 def revoke_token(conn: Connection, name: str) -> TokenRow:
-    conn.execute(
+    revoked = conn.execute(
         update(api_tokens)
         .where(api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None))
         .values(revoked_at=utcnow())
-    )
+    ).rowcount
     row = conn.execute(select(api_tokens).where(api_tokens.c.name == name)).one_or_none()
     if row is None:
         raise NotFoundError(f"no API token named {name!r}")
+    if not revoked:
+        raise ConflictError(
+            f"API token {name!r} is already revoked (since {row.revoked_at:%Y-%m-%d %H:%M} UTC)",
+            code="token_revoked",
+        )
     return _token(row)
 
 
