@@ -161,8 +161,13 @@ class Registry:
         stage: Literal["shadow", "champion"] = "shadow",
         regulated: bool | None = None,
         reference: Reference | None = None,
+        once_per_study: bool = False,
     ) -> VersionRow:
         """Check ``onnx_bytes`` in a subprocess, store it, and add the version row.
+
+        With ``once_per_study`` a study registers one version at most: workers sharing a
+        job's study each finish with the same winner, and the first registers it
+        (``ConflictError`` ``study_registered`` for the others).
 
         ``reference`` is the training window (features, and labels when known): it is
         stored as a versioned snapshot with the version and is what drift is measured
@@ -223,6 +228,7 @@ class Registry:
             details=details,
             stage=stage,
             actor=actor,
+            once_per_study=once_per_study,
         )
         logger.info(
             "registered model=%s version=%d stage=%s sha256=%s by %s",

@@ -35,7 +35,7 @@ from retune.warmstart import Combined, EnqueueTopK, LearnedBox, WarmStartPlan
 from shadow import OnnxModel, ShadowError
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig
-from tunewatch._errors import TunewatchError
+from tunewatch._errors import ConflictError, TunewatchError
 from tunewatch._registry import Reference, Registry, VersionMetadata
 from tunewatch.store import JobRow, ModelRow, Store
 
@@ -73,6 +73,15 @@ class TuningJobRunner:
         try:
             with _Heartbeat(self.store, job.id, self.config.tuning.heartbeat_s):
                 result = self._tune(job, model, cfg, on_progress)
+        except _RegisteredElsewhere as exc:
+            logger.info(
+                "job=%d model=%s: %s; this worker's trials are in the study, and the worker "
+                "that registered finishes the job",
+                job.id,
+                model.name,
+                exc,
+            )
+            return self.store.get_job(job.id)
         except (
             TunewatchError,
             RetuneError,
@@ -235,22 +244,28 @@ class TuningJobRunner:
             "traffic_rows": n_traffic,
             "wall_s": result.wall_s,
         }
-        row = self.registry.register(
-            model.name,
-            exported.onnx,
-            VersionMetadata(
-                task=model.task,
-                feature_names=tuple(model.feature_names),
-                hyperparameters=dict(result.best_params),
-                dataset_version=version_of_data,
-                parent_version=champion.version if champion else None,
-                study=study,
-                details=details,
-            ),
-            actor=f"job:{job.id}",
-            stage="shadow",
-            reference=Reference(features=x, labels=y.astype(np.float64)),
-        )
+        try:
+            row = self.registry.register(
+                model.name,
+                exported.onnx,
+                VersionMetadata(
+                    task=model.task,
+                    feature_names=tuple(model.feature_names),
+                    hyperparameters=dict(result.best_params),
+                    dataset_version=version_of_data,
+                    parent_version=champion.version if champion else None,
+                    study=study,
+                    details=details,
+                ),
+                actor=f"job:{job.id}",
+                stage="shadow",
+                reference=Reference(features=x, labels=y.astype(np.float64)),
+                once_per_study=True,  # workers sharing the study: the first one registers
+            )
+        except ConflictError as exc:
+            if exc.code != "study_registered":
+                raise
+            raise _RegisteredElsewhere(exc.message) from exc
         return {
             "version": row.version,
             "study": study,
@@ -262,6 +277,10 @@ class TuningJobRunner:
             "warm_start": plan.strategies if plan else [],
             "parent": details and (champion.version if champion else None),
         }
+
+
+class _RegisteredElsewhere(Exception):
+    """Another worker of the same job registered the study's winner first."""
 
 
 class _Heartbeat:

@@ -3,6 +3,7 @@ gate -> a shadow challenger; in-process, through the CLI, and in a worker proces
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -255,3 +256,28 @@ def test_a_killed_worker_s_job_is_failed_after_its_heartbeats_stop_and_frees_the
     finally:
         d.launcher.stop()
         d.close()
+
+
+def test_of_two_workers_on_one_job_only_the_first_to_finish_registers(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """Workers join a running job's study (`tunewatch worker --job`, or `retune --run`
+    racing the launcher); each then refitted and registered the same winner as another
+    shadow version. Here the other worker has registered and is finishing the job."""
+    outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
+    assert outcome.job_id is not None
+    study = f"{MODEL}-job{outcome.job_id}"
+    other = daemon.registry.register(
+        MODEL,
+        trained[1].onnx,
+        dataclasses.replace(trained[1].metadata, study=study),
+        actor=f"job:{outcome.job_id}",
+        once_per_study=True,
+    )
+    job = _runner(daemon).run(outcome.job_id)
+    assert [v.version for v in daemon.store.list_versions(MODEL) if v.study == study] == [
+        other.version
+    ]
+    assert job.status == "running"  # the worker that registered finishes it
+    assert not daemon.store.list_events(model=MODEL, type="retune_failed", limit=1)
+    assert not daemon.store.list_events(model=MODEL, type="challenger_registered", limit=1)

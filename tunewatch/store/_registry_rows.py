@@ -70,12 +70,24 @@ def add_version(
     details: Mapping[str, Any] | None,
     load_memory_bytes: int | None,
     stage: str,
+    once_per_study: bool = False,
 ) -> VersionRow:
     if stage not in ("shadow", "champion"):
         raise ValueError(f"a new version's `stage` must be one of shadow, champion; got {stage!r}")
     if len(artefact_sha256) != 64:
         raise ValueError(f"`artefact_sha256` must be 64 hex characters, got {artefact_sha256!r}")
     _lock_model(conn, model)
+    if once_per_study and study is not None:
+        registered = conn.execute(
+            select(model_versions.c.version).where(
+                model_versions.c.model == model, model_versions.c.study == study
+            )
+        ).scalar()
+        if registered is not None:
+            raise ConflictError(
+                f"study {study!r} already registered version {registered} of {model!r}",
+                code="study_registered",
+            )
     params = json_roundtrip(dict(hyperparameters))
     hp_id = hyperparameter_set_id(params)
     now = utcnow()

@@ -169,7 +169,10 @@ class Store:
         details: Mapping[str, Any] | None = None,
         load_memory_bytes: int | None = None,
         stage: Literal["shadow", "champion"] = "shadow",
+        once_per_study: bool = False,
     ) -> VersionRow:
+        """Add the model's next version; with ``once_per_study``, raise ``ConflictError``
+        (``study_registered``) if ``study`` has registered a version already."""
         with self._tx("add_version") as conn:
             return _registry_rows.add_version(
                 conn,
@@ -184,6 +187,7 @@ class Store:
                 details=details,
                 load_memory_bytes=load_memory_bytes,
                 stage=stage,
+                once_per_study=once_per_study,
             )
 
     def get_version(self, model: str, version: int) -> VersionRow:

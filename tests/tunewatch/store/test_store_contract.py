@@ -150,6 +150,16 @@ def test_a_second_champion_cannot_be_registered_only_promoted(model_store: Store
     assert len(model_store.audit_log(limit=100)) == audit_before
 
 
+def test_a_study_registers_once_when_asked_and_under_the_model_lock(model_store: Store) -> None:
+    first = _register(model_store, study="m-job1", once_per_study=True)
+    with pytest.raises(ConflictError) as info:
+        _register(model_store, study="m-job1", once_per_study=True)
+    assert info.value.code == "study_registered" and "version 1" in info.value.message
+    assert _register(model_store, study="m-job1").version == 2  # a manual registration
+    assert _register(model_store, study="m-job2", once_per_study=True).version == 3
+    assert model_store.get_version("m", 1) == first
+
+
 def test_second_champion_is_refused_by_the_database(model_store: Store) -> None:
     _register(model_store, stage="champion")
     _register(model_store)
