@@ -6,7 +6,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -284,6 +286,10 @@ def cmd_show_evaluations(args: argparse.Namespace) -> int:
     return 0
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     import os
     import socket
@@ -319,7 +325,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
             ),
             worker=f"{socket.gethostname()}:{os.getpid()}",
         )
+        # the launcher stops workers with SIGTERM: unwind as from Ctrl-C, so that the job
+        # is queued again (and its running trial marked failed) rather than left running
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _interrupt)
         job = runner.run(args.job, on_progress=bar)
+    except KeyboardInterrupt:
+        print(f"\njob {args.job} interrupted: queued again for the next worker", file=sys.stderr)
+        return 130
     finally:
         store.close()
     print(file=sys.stderr)

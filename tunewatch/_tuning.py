@@ -96,6 +96,13 @@ class TuningJobRunner:
                 model=model.name, type="retune_failed", payload={"job": job.id, "error": message}
             )
             return self.store.finish_job(job.id, status="failed", error=message)
+        except KeyboardInterrupt:  # SIGINT, or SIGTERM in a worker: stopped, not failed
+            if self.store.requeue_job(job.id, self.worker):
+                logger.warning("job=%d model=%s: interrupted, queued again", job.id, model.name)
+                self.store.add_event(
+                    model=model.name, type="retune_interrupted", payload={"job": job.id}
+                )
+            raise
         except Exception as exc:  # the job boundary: log with traceback, record, re-raise
             logger.exception("job=%d model=%s crashed", job.id, model.name)
             self.store.finish_job(job.id, status="failed", error=f"{type(exc).__name__}: {exc}")

@@ -281,3 +281,34 @@ def test_of_two_workers_on_one_job_only_the_first_to_finish_registers(
     assert job.status == "running"  # the worker that registered finishes it
     assert not daemon.store.list_events(model=MODEL, type="retune_failed", limit=1)
     assert not daemon.store.list_events(model=MODEL, type="challenger_registered", limit=1)
+
+
+@pytest.mark.slow
+def test_a_worker_stopped_with_the_daemon_queues_its_job_again(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The launcher stops its workers with SIGTERM when the daemon shuts down. The job was
+    left `running` until presumed dead, then failed and never retried: a restart during a
+    drift- or alert-triggered job lost that retune."""
+    raw = _config(tmp_path, max_trials=10_000, wall_time_s=600)
+    raw["tuning"] = {"workers": 1, "max_concurrent_jobs": 1, "heartbeat_s": 1}
+    d = _daemon(raw, trained)
+    try:
+        outcome = d.dispatcher.handle(MODEL, "manual", {})
+        assert outcome.job_id is not None and d.launcher.tick() == [outcome.job_id]
+        deadline = time.monotonic() + 120
+        while d.store.get_job(outcome.job_id).progress.get("trials", 0) < 1:
+            assert time.monotonic() < deadline, "the worker never finished a trial"
+            time.sleep(0.2)
+        proc = d.launcher._procs[outcome.job_id]
+        d.launcher.stop()
+        assert proc.returncode is not None
+        job = d.store.get_job(outcome.job_id)
+        assert job.status == "queued" and job.error is None, job
+        [event] = d.store.list_events(model=MODEL, type="retune_interrupted")
+        assert event.payload["job"] == outcome.job_id
+        assert not d.store.list_events(model=MODEL, type="retune_failed")
+        assert d.launcher.tick() == [outcome.job_id]  # the next leader picks it up again
+    finally:
+        d.launcher.stop()
+        d.close()

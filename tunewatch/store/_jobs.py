@@ -136,6 +136,18 @@ def claim_job(conn: Connection, job_id: int, worker: str) -> JobRow:
     return get_job(conn, job_id)
 
 
+def requeue_job(conn: Connection, job_id: int, worker: str) -> bool:
+    """Put a running job back in the queue when ``worker``, the last to claim it, was
+    stopped (the daemon shutting down): the next launcher resumes its study. False when
+    the job is not running or another worker has claimed it since."""
+    stmt = (
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status == "running", jobs.c.worker == worker)
+        .values(status="queued", worker=None, heartbeat_at=None)
+    )
+    return bool(conn.execute(stmt).rowcount)
+
+
 def update_progress(conn: Connection, job_id: int, progress: Mapping[str, Any]) -> None:
     conn.execute(
         update(jobs)

@@ -486,6 +486,10 @@ class Store:
         with self._tx("claim_job") as conn:
             return _jobs.claim_job(conn, job_id, worker)
 
+    def requeue_job(self, job_id: int, worker: str) -> bool:
+        with self._tx("requeue_job") as conn:
+            return _jobs.requeue_job(conn, job_id, worker)
+
     def update_job_progress(self, job_id: int, progress: Mapping[str, Any]) -> None:
         with self._tx("update_job_progress") as conn:
             _jobs.update_progress(conn, job_id, progress)
