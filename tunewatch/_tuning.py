@@ -112,13 +112,18 @@ class TuningJobRunner:
 
     # -- the work --------------------------------------------------------------------------
     def _training_window(
-        self, model: ModelRow, cfg: ModelConfig
+        self, model: ModelRow, cfg: ModelConfig, job: JobRow
     ) -> tuple[np.ndarray, np.ndarray, int]:
+        """The newest ``window_rows`` requests, and the labels known, when ``job`` was
+        created: every worker that joins or resumes the job trains on the same data."""
         tj = cfg.tuning
         window = self.store.window(
-            model.name, n_features=len(model.feature_names), last_n=tj.window_rows
+            model.name,
+            n_features=len(model.feature_names),
+            last_n=tj.window_rows,
+            end=job.created_at,
         )
-        labelled = window.labelled()
+        labelled = window.labelled() & (window.label_received_at < job.created_at.timestamp())
         x, y = window.features[labelled], window.labels[labelled]
         n_traffic = int(labelled.sum())
         champion = self.store.champion(model.name)
@@ -159,7 +164,7 @@ class TuningJobRunner:
         self, job: JobRow, model: ModelRow, cfg: ModelConfig, on_progress: Any
     ) -> dict[str, Any]:
         tj = cfg.tuning
-        x, y, n_traffic = self._training_window(model, cfg)
+        x, y, n_traffic = self._training_window(model, cfg, job)
         version_of_data = dataset_version(x, y)
         space = load_search_space(tj.search_space)
         objective = make_objective(cfg.objective.name, task=model.task, **cfg.objective.params)

@@ -6,17 +6,20 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
+from retune.cv import dataset_version
 from tests.tunewatch.conftest import Clock, feed
 from tunewatch._cli import main
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
 from tunewatch._tuning import STALE_HEARTBEATS, TuningJobRunner
+from tunewatch.store import LabelItem
 
 MODEL = "credit"
 SPACE = {
@@ -312,3 +315,25 @@ def test_a_worker_stopped_with_the_daemon_queues_its_job_again(
     finally:
         d.launcher.stop()
         d.close()
+
+
+def test_every_worker_of_a_job_trains_on_the_same_window(daemon: Daemon) -> None:
+    """A worker joining a job (or resuming it after a restart) read the newest rows and
+    labels again; with traffic flowing they differed, the study refused the worker
+    (dataset mismatch) and the shared job was marked failed. The window ends when the
+    job was created."""
+    feed(daemon, Clock(), 9_000, 20, shift=0.5, seed=5, labels=False)  # labelled later
+    outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
+    assert outcome.job_id is not None
+    job = daemon.store.get_job(outcome.job_id)
+    model = daemon.store.get_model(MODEL)
+    cfg = daemon.config.model_or_default(MODEL, model.task)
+    runner = _runner(daemon)
+    x1, y1, _ = runner._training_window(model, cfg, job)
+    later = Clock(job.created_at + timedelta(seconds=5))
+    feed(daemon, later, 5_000, 50, shift=0.5, seed=4)  # new labelled traffic
+    daemon.store.add_labels(
+        MODEL, [LabelItem(request_id=f"r{9_000 + i}", value=1.0) for i in range(20)]
+    )  # and labels, arriving now, for requests made before the job
+    x2, y2, _ = runner._training_window(model, cfg, job)
+    assert dataset_version(x1, y1) == dataset_version(x2, y2)

@@ -77,9 +77,11 @@ def read_window(
     if end is not None:
         stmt = stmt.where(requests.c.received_at < end)
     if last_n is not None:
-        stmt = stmt.order_by(requests.c.received_at.desc()).limit(last_n)
+        # request id breaks ties, so that the same rows are read every time
+        stmt = stmt.order_by(requests.c.received_at.desc(), requests.c.request_id.desc())
+        stmt = stmt.limit(last_n)
     else:
-        stmt = stmt.order_by(requests.c.received_at)
+        stmt = stmt.order_by(requests.c.received_at, requests.c.request_id)
     rows = list(conn.execute(stmt).all())
     if last_n is not None:
         rows.reverse()
