@@ -11,7 +11,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
 from retune._export import check_parity, to_onnx
-from retune.space import fit_pipeline
+from retune.space import fit_pipeline, is_regression
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,15 +37,18 @@ def refit_and_export(
 ) -> ExportedModel:
     """Fit ``best_params`` on all of ``(x, y)``, export to ONNX and check parity.
 
-    Parity is checked on a stratified random ``holdout_fraction`` of the window (rows
-    the refit has seen, which is fine: parity compares two renderings of one model, not
-    generalisation). Raises :class:`~retune.ParityError` when ONNX and scikit-learn
+    Parity is checked on a random ``holdout_fraction`` of the window, stratified for a
+    classifier (rows the refit has seen, which is fine: parity compares two renderings of
+    one model, not generalisation). Raises :class:`~retune.ParityError` when ONNX and scikit-learn
     disagree beyond ``tolerance``, :class:`~retune.ExportError` when conversion fails.
     """
     if not 0 < holdout_fraction < 1:
         raise ValueError(f"`holdout_fraction` must be in (0, 1), got {holdout_fraction}")
     pipeline = fit_pipeline(best_params, x, y, seed=seed)
-    _, x_holdout = train_test_split(x, test_size=holdout_fraction, random_state=seed, stratify=y)
+    stratify = None if is_regression(best_params) else y
+    _, x_holdout = train_test_split(
+        x, test_size=holdout_fraction, random_state=seed, stratify=stratify
+    )
     onnx_bytes = to_onnx(pipeline, x.shape[1], name=name)
     parity = check_parity(onnx_bytes, pipeline, np.asarray(x_holdout), tolerance=tolerance)
     return ExportedModel(

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.objectives import ObjectiveError, make_objective
 from tunewatch._cron import crontab_trigger
 from tunewatch._errors import ConfigError
 from tunewatch.comparison import ComparisonConfig
@@ -242,7 +243,9 @@ class TuningJobConfig(_Frozen):
             crontab_trigger(value)  # raises ValueError naming the field and the rule
         return value
 
-    search_space: str = "configs/search_spaces/binary_tabular.yaml"
+    # None: configs/search_spaces/binary_tabular.yaml, or regression_tabular.yaml for a
+    # regression model
+    search_space: str | None = None
     window_rows: int = Field(default=20_000, ge=10)
     min_rows: int = Field(default=200, ge=10)
     include_reference: bool = True
@@ -275,6 +278,25 @@ class ModelConfig(_Frozen):
 
     def trigger(self, event: str) -> TriggerConfig | None:
         return next((t for t in self.triggers if t.on == event), None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _objective_of_the_task(cls, data: Any) -> Any:
+        if (
+            isinstance(data, Mapping)
+            and "objective" not in data
+            and data.get("task") == "regression"
+        ):
+            return {**data, "objective": {"name": "rmse"}}
+        return data
+
+    @model_validator(mode="after")
+    def _objective_fits(self) -> ModelConfig:
+        try:
+            make_objective(self.objective.name, task=self.task, **self.objective.params)
+        except ObjectiveError as exc:
+            raise ValueError(f"`objective`: {exc}") from exc
+        return self
 
 
 class AlertingConfig(_Frozen):
@@ -344,11 +366,7 @@ class Config(_Frozen):
 
     def model_or_default(self, name: str, task: str) -> ModelConfig:
         """The model's configuration, or the defaults for a model only registered."""
-        return self.model(name) or ModelConfig(
-            name=name,
-            task=task,  # type: ignore[arg-type]
-            objective=ObjectiveConfig(name="log_loss" if task != "regression" else "rmse"),
-        )
+        return self.model(name) or ModelConfig(name=name, task=task)  # type: ignore[arg-type]
 
     def trigger(self, model: str, event: str) -> TriggerConfig | None:
         """The model's trigger for ``event`` (the defaults for models not configured)."""

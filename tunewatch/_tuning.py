@@ -42,6 +42,14 @@ from tunewatch.store import JobRow, ModelRow, Store
 logger = logging.getLogger(__name__)
 
 
+#: The search space of a job whose model's config names none, per task.
+DEFAULT_SEARCH_SPACES = {
+    "binary": "configs/search_spaces/binary_tabular.yaml",
+    "multiclass": "configs/search_spaces/binary_tabular.yaml",
+    "regression": "configs/search_spaces/regression_tabular.yaml",
+}
+
+
 class TuningError(TunewatchError):
     """A job could not run (too little data, a bad search space …)."""
 
@@ -166,7 +174,8 @@ class TuningJobRunner:
         tj = cfg.tuning
         x, y, n_traffic = self._training_window(model, cfg, job)
         version_of_data = dataset_version(x, y)
-        space = load_search_space(tj.search_space)
+        space_path = tj.search_space or DEFAULT_SEARCH_SPACES[model.task]
+        space = load_search_space(space_path)
         objective = make_objective(cfg.objective.name, task=model.task, **cfg.objective.params)
         plan = self._plan(model, cfg, space)
         study = f"{model.name}-job{job.id}"
@@ -251,7 +260,7 @@ class TuningJobRunner:
             "parity_error": exported.parity_error,
             "latency_p99_s": float(np.quantile(latencies, 0.99)),
             "warm_start_plan": plan.to_dict() if plan else None,
-            "search_space": tj.search_space,
+            "search_space": space_path,
             "rows": int(x.shape[0]),
             "traffic_rows": n_traffic,
             "wall_s": result.wall_s,

@@ -13,7 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from monitor.objectives import Objective
 from retune._errors import CVError
 from retune.cv._base import CVScheme, FoldScores
-from retune.space import fit_pipeline
+from retune.space import fit_pipeline, is_regression
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +65,11 @@ def _fold_loss(
         warnings.simplefilter("always", ConvergenceWarning)
         try:
             pipeline = fit_pipeline(params, x[train], y[train], seed=seed)
-            proba = pipeline.predict_proba(x[test])
-            loss = float(objective.loss(y[test], proba))
+            if is_regression(params):
+                predicted = pipeline.predict(x[test])
+            else:
+                predicted = pipeline.predict_proba(x[test])
+            loss = float(objective.loss(y[test], predicted))
         except (ValueError, ArithmeticError) as exc:
             raise CVError(
                 f"configuration failed on fold {fold}: {type(exc).__name__}: {exc}"

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from retune.space._params import CategoricalParam, Choice, FloatParam, IntParam, Param
-from retune.space._pipeline import DEFAULTS, KNOWN_PARAMS, build_pipeline, fit_pipeline
+from retune.space._pipeline import (
+    DEFAULTS,
+    KNOWN_PARAMS,
+    build_pipeline,
+    fit_pipeline,
+    is_regression,
+)
 from retune.space._space import (
     FORMAT_VERSION,
     SearchSpace,
@@ -28,6 +34,7 @@ __all__ = [
     "Suggester",
     "build_pipeline",
     "fit_pipeline",
+    "is_regression",
     "load_search_space",
     "parse_search_space",
 ]

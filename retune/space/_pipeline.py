@@ -14,10 +14,14 @@ scaler             ``none`` | ``standard`` | ``robust``             ``none``
 selector           ``none`` | ``k_best``                            ``none``
 select_k           features kept by SelectKBest (capped at width)   10
 class_weight       ``none`` | ``balanced``                          ``none``
-estimator          ``logistic`` | ``gradient_boosting`` |           ``logistic``
-                   ``random_forest`` | ``extra_trees``
+estimator          classifiers: ``logistic`` | ``gradient_boosting``  ``logistic``
+                   | ``random_forest`` | ``extra_trees``;
+                   regressors: ``ridge`` |
+                   ``gradient_boosting_regressor`` |
+                   ``random_forest_regressor`` | ``extra_trees_regressor``
 C                  logistic inverse regularisation                  1.0
-gb_n_estimators,   GradientBoostingClassifier                       50, 3, 0.1,
+alpha              ridge regularisation strength                    1.0
+gb_n_estimators,   GradientBoosting{Classifier,Regressor}           50, 3, 0.1,
 gb_max_depth,                                                       1.0
 gb_learning_rate,
 gb_subsample
@@ -26,7 +30,9 @@ forest_min_samples_leaf  (forests; depth is always bounded)
 =================  ===============================================  ==============
 
 ``class_weight=balanced`` reaches gradient boosting as balanced sample weights
-(:func:`fit_pipeline` passes them), the other estimators as ``class_weight``.
+(:func:`fit_pipeline` passes them), the other classifiers as ``class_weight``; it is an
+error with a regressor. ``k_best`` ranks features by the F-test of the task
+(``f_classif`` or ``f_regression``).
 """
 
 from __future__ import annotations
@@ -38,12 +44,15 @@ from typing import Any
 import numpy as np
 from sklearn.ensemble import (
     ExtraTreesClassifier,
+    ExtraTreesRegressor,
     GradientBoostingClassifier,
+    GradientBoostingRegressor,
     RandomForestClassifier,
+    RandomForestRegressor,
 )
-from sklearn.feature_selection import SelectKBest, f_classif
+from sklearn.feature_selection import SelectKBest, f_classif, f_regression
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import RobustScaler, StandardScaler
 from sklearn.utils.class_weight import compute_sample_weight
@@ -61,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "class_weight": "none",
     "estimator": "logistic",
     "C": 1.0,
+    "alpha": 1.0,
     "gb_n_estimators": 50,
     "gb_max_depth": 3,
     "gb_learning_rate": 0.1,
@@ -75,8 +85,21 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "scaler": ("none", "standard", "robust"),
     "selector": ("none", "k_best"),
     "class_weight": ("none", "balanced"),
-    "estimator": ("logistic", "gradient_boosting", "random_forest", "extra_trees"),
+    "estimator": (
+        "logistic",
+        "gradient_boosting",
+        "random_forest",
+        "extra_trees",
+        "ridge",
+        "gradient_boosting_regressor",
+        "random_forest_regressor",
+        "extra_trees_regressor",
+    ),
 }
+#: The estimator choices that predict a number rather than class probabilities.
+REGRESSORS = frozenset(
+    {"ridge", "gradient_boosting_regressor", "random_forest_regressor", "extra_trees_regressor"}
+)
 KNOWN_PARAMS = frozenset(DEFAULTS)
 
 
@@ -92,6 +115,11 @@ def _resolve(params: Mapping[str, Any]) -> dict[str, Any]:
             raise SearchSpaceError(
                 f"`{name}` must be one of {list(choices)}, got {p[name]!r}", path=name
             )
+    if p["estimator"] in REGRESSORS and p["class_weight"] != "none":
+        raise SearchSpaceError(
+            f"`class_weight` applies to classifiers, not to the regressor {p['estimator']!r}",
+            path="class_weight",
+        )
     return p
 
 
@@ -114,12 +142,15 @@ def build_pipeline(params: Mapping[str, Any], *, n_features: int, seed: int) -> 
         k = int(p["select_k"])
         if k < 1:
             raise SearchSpaceError(f"`select_k` must be >= 1, got {k}", path="select_k")
-        steps.append(("select", SelectKBest(f_classif, k=min(k, n_features))))
+        score = f_regression if p["estimator"] in REGRESSORS else f_classif
+        steps.append(("select", SelectKBest(score, k=min(k, n_features))))
     steps.append(("model", _estimator(p, seed)))
     return Pipeline(steps)
 
 
 def _estimator(p: Mapping[str, Any], seed: int) -> Any:
+    if p["estimator"] in REGRESSORS:
+        return _regressor(p, seed)
     weight = "balanced" if p["class_weight"] == "balanced" else None
     if p["estimator"] == "logistic":
         return LogisticRegression(C=float(p["C"]), class_weight=weight, max_iter=500)
@@ -140,6 +171,36 @@ def _estimator(p: Mapping[str, Any], seed: int) -> Any:
         random_state=seed,
         n_jobs=1,
     )
+
+
+def _regressor(p: Mapping[str, Any], seed: int) -> Any:
+    if p["estimator"] == "ridge":
+        return Ridge(alpha=float(p["alpha"]))
+    if p["estimator"] == "gradient_boosting_regressor":
+        return GradientBoostingRegressor(
+            n_estimators=int(p["gb_n_estimators"]),
+            max_depth=int(p["gb_max_depth"]),
+            learning_rate=float(p["gb_learning_rate"]),
+            subsample=float(p["gb_subsample"]),
+            random_state=seed,
+        )
+    forest = (
+        RandomForestRegressor
+        if p["estimator"] == "random_forest_regressor"
+        else ExtraTreesRegressor
+    )
+    return forest(
+        n_estimators=int(p["forest_n_estimators"]),
+        max_depth=int(p["forest_max_depth"]),
+        min_samples_leaf=int(p["forest_min_samples_leaf"]),
+        random_state=seed,
+        n_jobs=1,
+    )
+
+
+def is_regression(params: Mapping[str, Any]) -> bool:
+    """Whether ``params`` builds a regressor (it predicts numbers, not probabilities)."""
+    return _resolve(params)["estimator"] in REGRESSORS
 
 
 def fit_pipeline(

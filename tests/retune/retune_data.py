@@ -50,3 +50,14 @@ SMALL_SPACE: dict[str, Any] = {
 def small_space(**changes: Any) -> SearchSpace:
     data = {**SMALL_SPACE, **changes}
     return parse_search_space(data)
+
+
+def regression(
+    seed: int, n: int = 240, n_features: int = 6, missing: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, n_features))
+    y = 2.0 * x[:, 0] - x[:, 1] ** 2 + rng.normal(scale=0.3, size=n)
+    if missing:
+        x[rng.random(x.shape) < missing] = np.nan
+    return x, y

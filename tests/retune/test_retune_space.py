@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from retune_data import SMALL_SPACE, binary, small_space
+from retune_data import SMALL_SPACE, binary, regression, small_space
 
 from retune import SearchSpaceError, check_parity, to_onnx
 from retune.space import (
@@ -16,7 +16,8 @@ from retune.space import (
     parse_search_space,
 )
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "search_spaces" / "binary_tabular.yaml"
+SPACES = Path(__file__).resolve().parents[2] / "configs" / "search_spaces"
+EXAMPLE = SPACES / "binary_tabular.yaml"
 
 
 class FixedSuggester:
@@ -171,3 +172,47 @@ def test_every_estimator_family_exports_to_onnx_with_parity(params: dict[str, An
     x[:150, 5] = np.nan  # a mostly-missing column for the dropper
     pipeline = fit_pipeline(params, x, y, seed=0)
     assert check_parity(to_onnx(pipeline, x.shape[1]), pipeline, x) <= 1e-4
+
+
+REGRESSORS: list[dict[str, Any]] = [
+    {"estimator": "ridge", "alpha": 3.0, "scaler": "standard", "missing": "indicator"},
+    {
+        "estimator": "gradient_boosting_regressor",
+        "selector": "k_best",
+        "select_k": 3,
+        "gb_n_estimators": 10,
+    },
+    {
+        "estimator": "random_forest_regressor",
+        "missing": "drop_columns",
+        "drop_threshold": 0.3,
+        "forest_n_estimators": 10,
+        "forest_max_depth": 4,
+    },
+    {"estimator": "extra_trees_regressor", "forest_n_estimators": 10, "forest_max_depth": 4},
+]
+
+
+@pytest.mark.parametrize("params", REGRESSORS, ids=[p["estimator"] for p in REGRESSORS])
+def test_every_regressor_family_exports_to_onnx_with_parity(params: dict[str, Any]) -> None:
+    """The pipeline built classifiers only: a regression model's every trial failed."""
+    x, y = regression(seed=3, missing=0.1)
+    x[:150, 5] = np.nan
+    pipeline = fit_pipeline(params, x, y, seed=0)
+    assert check_parity(to_onnx(pipeline, x.shape[1]), pipeline, x) <= 1e-4
+
+
+def test_the_regression_space_builds_a_regressor_at_every_point() -> None:
+    space = load_search_space(SPACES / "regression_tabular.yaml")
+    estimator = space.params["estimator"]
+    assert isinstance(estimator, CategoricalParam)
+    x, y = regression(seed=4)
+    for choice in estimator.choices:
+        params = space.sample(FixedSuggester({"estimator": choice, "selector": "k_best"}))
+        space.check(params)
+        assert fit_pipeline(params, x, y, seed=0).predict(x[:3]).shape == (3,)
+
+
+def test_class_weighting_a_regressor_is_an_error() -> None:
+    with pytest.raises(SearchSpaceError, match="class_weight.*classifiers"):
+        build_pipeline({"estimator": "ridge", "class_weight": "balanced"}, n_features=3, seed=0)

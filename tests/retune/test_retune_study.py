@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from retune_data import binary, small_space
+from retune_data import binary, regression, small_space
 
 import retune
 import retune.cv
@@ -172,3 +172,37 @@ def test_result_is_frozen(tmp_path: Any) -> None:
     with pytest.raises(AttributeError):
         result.best_value = 0.0  # type: ignore[misc]
     assert np.isfinite(result.wall_s) and result.plan is None
+
+
+def test_a_regression_study_cross_validates_refits_and_exports(tmp_path: Any) -> None:
+    """CV scored `predict_proba` and the refit's parity holdout was stratified on the
+    label: both fail for a regressor, so every regression job failed."""
+    x, y = regression(seed=5, n=300)
+    space = retune.space.parse_search_space(
+        {
+            "name": "reg",
+            "params": {
+                "estimator": {
+                    "type": "categorical",
+                    "choices": ["ridge", "gradient_boosting_regressor"],
+                    "when": {
+                        "ridge": {"alpha": {"type": "float", "low": 0.01, "high": 10.0}},
+                        "gradient_boosting_regressor": {
+                            "gb_n_estimators": {"type": "int", "low": 10, "high": 20}
+                        },
+                    },
+                }
+            },
+        }
+    )
+    result = _run(
+        tmp_path,
+        data=(x, y),
+        space=space,
+        objective=make_objective("rmse", task="regression"),
+        cv=retune.cv.TimeSeriesCV(n_splits=3),
+        budget=Budget(max_trials=4),
+    )
+    assert result.n_trials == 4 and 0 < result.best_value < 3
+    exported = refit_and_export(dict(result.best_params), x, y, tolerance=1e-4)
+    assert exported.parity_error <= 1e-4

@@ -101,3 +101,24 @@ def test_a_store_that_is_not_a_mapping_is_a_config_error_with_the_url_override(
     which raised a bare ValueError or TypeError (a traceback from the CLI)."""
     with pytest.raises(ConfigError, match="store: Input should be a valid dictionary"):
         build_config({"store": store}, env={"TUNEWATCH_STORE_URL": "sqlite:///x.db"})
+
+
+def test_a_regression_model_s_default_objective_is_rmse_and_a_misfit_is_refused() -> None:
+    """A configured regression model got `log_loss`, which every evaluation and retune of
+    it then refused; a named objective that does not fit the task is now a load error."""
+    config = build_config({"models": [{"name": "price", "task": "regression"}]}, env={})
+    assert config.models[0].objective.name == "rmse"
+    with pytest.raises(ConfigError, match="models.0: .*`objective`.*'log_loss' does not apply"):
+        build_config(
+            {
+                "models": [
+                    {"name": "price", "task": "regression", "objective": {"name": "log_loss"}}
+                ]
+            },
+            env={},
+        )
+    with pytest.raises(ConfigError, match="models.0: .*`objective` must be one of"):
+        build_config(
+            {"models": [{"name": "m", "task": "binary", "objective": {"name": "lgo_loss"}}]},
+            env={},
+        )

@@ -6,20 +6,24 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
+from retune import to_onnx
 from retune.cv import dataset_version
+from retune.space import fit_pipeline
 from tests.tunewatch.conftest import Clock, feed
 from tunewatch._cli import main
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
+from tunewatch._registry import VersionMetadata
 from tunewatch._tuning import STALE_HEARTBEATS, TuningJobRunner
-from tunewatch.store import LabelItem
+from tunewatch.store import LabelItem, OutputRecord, RequestRecord
 
 MODEL = "credit"
 SPACE = {
@@ -337,3 +341,65 @@ def test_every_worker_of_a_job_trains_on_the_same_window(daemon: Daemon) -> None
     )  # and labels, arriving now, for requests made before the job
     x2, y2, _ = runner._training_window(model, cfg, job)
     assert dataset_version(x1, y1) == dataset_version(x2, y2)
+
+
+def test_a_regression_model_is_retuned_from_its_own_search_space(tmp_path: Path) -> None:
+    """The pipelines were classifiers only and the refit's holdout was stratified on the
+    label, so every regression job failed; its default space was the binary one."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(400, 4)).astype(np.float32)
+    y = 2.0 * x[:, 0] - x[:, 1] + rng.normal(scale=0.2, size=400)
+    champion = fit_pipeline({"estimator": "ridge"}, x[:200], y[:200], seed=0)
+    raw = _config(tmp_path, max_trials=3, search_space=None)
+    raw["models"] = [{**raw["models"][0], "task": "regression"}]  # type: ignore[index]
+    d = Daemon(build_config(raw, env={}), env={})
+    try:
+        d.registry.register(
+            MODEL,
+            to_onnx(champion, 4),
+            VersionMetadata(task="regression", feature_names=("a", "b", "c", "d")),
+            actor="test",
+            stage="champion",
+        )
+        at = datetime.now(UTC) - timedelta(hours=1)
+        predicted = champion.predict(x).astype(np.float32).reshape(-1, 1)
+        d.store.write_records(
+            [
+                RequestRecord(
+                    model=MODEL,
+                    request_id=f"q{i}",
+                    received_at=at,
+                    source="infer",
+                    n_rows=1,
+                    n_cols=4,
+                    inputs=x[i : i + 1].tobytes(),
+                )
+                for i in range(400)
+            ],
+            [
+                OutputRecord(
+                    model=MODEL,
+                    request_id=f"q{i}",
+                    version=1,
+                    role="champion",
+                    latency_s=1e-4,
+                    n_rows=1,
+                    n_cols=1,
+                    values=predicted[i : i + 1].tobytes(),
+                )
+                for i in range(400)
+            ],
+        )
+        d.store.add_labels(
+            MODEL, [LabelItem(request_id=f"q{i}", value=float(y[i])) for i in range(400)]
+        )
+        outcome = d.dispatcher.handle(MODEL, "manual", {})
+        assert outcome.job_id is not None
+        job = _runner(d).run(outcome.job_id)
+        assert job.status == "succeeded", job.error
+        version = d.store.get_version(MODEL, 2)
+        assert version.details["search_space"].endswith("regression_tabular.yaml")
+        assert version.details["parity_error"] <= 1e-4
+        assert version.hyperparameters["estimator"].endswith(("ridge", "_regressor"))
+    finally:
+        d.close()
