@@ -38,14 +38,16 @@ def refit_and_export(
     """Fit ``best_params`` on all of ``(x, y)``, export to ONNX and check parity.
 
     Parity is checked on a random ``holdout_fraction`` of the window, stratified for a
-    classifier (rows the refit has seen, which is fine: parity compares two renderings of
+    classifier whose classes all have two rows or more (rows the refit has seen, which is fine: parity compares two renderings of
     one model, not generalisation). Raises :class:`~retune.ParityError` when ONNX and scikit-learn
     disagree beyond ``tolerance``, :class:`~retune.ExportError` when conversion fails.
     """
     if not 0 < holdout_fraction < 1:
         raise ValueError(f"`holdout_fraction` must be in (0, 1), got {holdout_fraction}")
     pipeline = fit_pipeline(best_params, x, y, seed=seed)
-    stratify = None if is_regression(best_params) else y
+    # stratified for a classifier, unless a class is too rare to split
+    classified = not is_regression(best_params)
+    stratify = y if classified and np.unique(y, return_counts=True)[1].min() >= 2 else None
     _, x_holdout = train_test_split(
         x, test_size=holdout_fraction, random_state=seed, stratify=stratify
     )

@@ -67,8 +67,10 @@ def _fold_loss(
             pipeline = fit_pipeline(params, x[train], y[train], seed=seed)
             if is_regression(params):
                 predicted = pipeline.predict(x[test])
-            else:
-                predicted = pipeline.predict_proba(x[test])
+            else:  # a column per class of the whole window, not only those the fold saw
+                proba = pipeline.predict_proba(x[test])
+                predicted = np.zeros((len(test), int(np.max(y)) + 1))
+                predicted[:, np.asarray(pipeline.classes_, dtype=np.int64)] = proba
             loss = float(objective.loss(y[test], predicted))
         except (ValueError, ArithmeticError) as exc:
             raise CVError(

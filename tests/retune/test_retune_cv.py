@@ -8,7 +8,7 @@ from retune_data import binary
 from sklearn.feature_selection import SelectKBest, f_classif
 
 from monitor.objectives import make_objective
-from retune import CVError
+from retune import CVError, refit_and_export
 from retune.cv import (
     CVScheme,
     GroupKFoldCV,
@@ -19,6 +19,7 @@ from retune.cv import (
     dataset_version,
     nested_estimate,
 )
+from retune.space import fit_pipeline
 
 LOGISTIC = {"estimator": "logistic", "scaler": "standard"}
 SCHEMES: dict[str, CVScheme] = {
@@ -171,3 +172,31 @@ def test_dataset_version_is_a_content_hash() -> None:
     x2[0, 0] += 1e-9
     assert dataset_version(x2, y, {"window": "2024-01"}) != v
     assert dataset_version(x, y, {"window": "2024-02"}) != v
+
+
+def test_a_class_missing_from_a_training_fold_is_scored_in_its_own_column() -> None:
+    """`predict_proba` has a column per class the fold saw: with class 1 absent from the
+    first time-series fold, class 2's probabilities sat in class 1's column."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 3))
+    y = np.where(x[:, 0] > 0, 2, 0)
+    y[150:] = np.where(x[150:, 1] > 0.5, 1, y[150:])  # class 1 appears late
+    objective = make_objective("log_loss", task="multiclass")
+    scheme = TimeSeriesCV(n_splits=2)
+    [(train, test), _] = list(scheme.split(x, y, seed=0))
+    assert 1 not in set(y[train]) and 1 in set(y[test])
+    scores = cross_validate(LOGISTIC, x, y, scheme=scheme, objective=objective, seed=0)
+    pipeline = fit_pipeline(LOGISTIC, x[train], y[train], seed=0)
+    full = np.zeros((len(test), 3))
+    full[:, pipeline.classes_] = pipeline.predict_proba(x[test])
+    assert scores.scores[0] == pytest.approx(objective.loss(y[test], full))
+
+
+def test_refit_holdout_is_not_stratified_when_a_class_has_one_row() -> None:
+    """train_test_split cannot stratify on a class with a single member: the export of
+    a window holding one such label raised."""
+    x, y = binary(seed=2, n=200)
+    y = y.copy()
+    y[0] = 2
+    exported = refit_and_export(LOGISTIC, x, y)
+    assert exported.parity_error <= 1e-4
