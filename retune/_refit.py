@@ -38,9 +38,10 @@ def refit_and_export(
     """Fit ``best_params`` on all of ``(x, y)``, export to ONNX and check parity.
 
     Parity is checked on a random ``holdout_fraction`` of the window, stratified for a
-    classifier whose classes all have two rows or more (rows the refit has seen, which is fine: parity compares two renderings of
-    one model, not generalisation). Raises :class:`~retune.ParityError` when ONNX and scikit-learn
-    disagree beyond ``tolerance``, :class:`~retune.ExportError` when conversion fails.
+    classifier whose classes all have two rows or more (rows the refit has seen, which
+    is fine: parity compares two renderings of one model, not generalisation). Raises
+    :class:`~retune.ParityError` when ONNX and scikit-learn disagree beyond
+    ``tolerance``, :class:`~retune.ExportError` when conversion fails.
     """
     if not 0 < holdout_fraction < 1:
         raise ValueError(f"`holdout_fraction` must be in (0, 1), got {holdout_fraction}")
