@@ -33,6 +33,15 @@ def _actor(args: argparse.Namespace) -> str:
     return str(args.actor or os.environ.get("USER") or "cli")
 
 
+def _registry(config: Config, store: Store) -> Registry:
+    return Registry(
+        store,
+        ArtefactStore(config.artefact_dir),
+        memory_limit_bytes=config.scoring.candidate_memory_limit_mb * 1024 * 1024,
+        timeout_s=config.scoring.candidate_timeout_s,
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from tunewatch._daemon import serve
 
@@ -56,12 +65,7 @@ def cmd_register(args: argparse.Namespace) -> int:
     config = _config(args)
     store = open_store(config)
     try:
-        registry = Registry(
-            store,
-            ArtefactStore(config.artefact_dir),
-            memory_limit_bytes=config.scoring.candidate_memory_limit_mb * 1024 * 1024,
-            timeout_s=config.scoring.candidate_timeout_s,
-        )
+        registry = _registry(config, store)
         hyperparameters = json.loads(args.hyperparameters) if args.hyperparameters else {}
         if not isinstance(hyperparameters, dict):
             raise TunewatchError("--hyperparameters must be a JSON object", code="invalid_argument")
@@ -317,12 +321,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             store=store,
             config=config,
             artefacts=ArtefactStore(config.artefact_dir),
-            registry=Registry(
-                store,
-                ArtefactStore(config.artefact_dir),
-                memory_limit_bytes=config.scoring.candidate_memory_limit_mb * 1024 * 1024,
-                timeout_s=config.scoring.candidate_timeout_s,
-            ),
+            registry=_registry(config, store),
             worker=f"{socket.gethostname()}:{os.getpid()}",
         )
         # the launcher stops workers with SIGTERM: unwind as from Ctrl-C, so that the job
@@ -384,6 +383,58 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             )
     finally:
         store.close()
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tunewatch._bundle import export_bundle
+    from tunewatch._daemon import open_store
+
+    config = _config(args)
+    store = open_store(config)
+    try:
+        written = export_bundle(
+            store,
+            ArtefactStore(config.artefact_dir),
+            config,
+            args.model,
+            args.path,
+            versions=args.version,
+        )
+    finally:
+        store.close()
+    print(f"exported {args.model} versions {written} to {args.path}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    import yaml
+
+    from tunewatch._bundle import import_bundle
+    from tunewatch._daemon import open_store
+
+    config = _config(args)
+    store = open_store(config)
+    try:
+        model, imported, model_config = import_bundle(
+            store,
+            _registry(config, store),
+            args.path,
+            actor=_actor(args),
+            max_artefact_bytes=config.server.max_artefact_bytes,
+            name=args.name,
+        )
+    finally:
+        store.close()
+    for i in imported:
+        state = "already present" if i.already_present else i.stage
+        print(f"{model} v{i.source_version} -> v{i.version} ({state})")
+    if args.config_out and model_config is not None:
+        model_config["name"] = model
+        Path(args.config_out).write_text(
+            yaml.safe_dump({"models": [model_config]}, sort_keys=False), encoding="utf-8"
+        )
+        print(f"the model's config from the bundle is in {args.config_out}: merge it into yours")
     return 0
 
 
@@ -573,6 +624,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("version", type=int)
     p.add_argument("--print", action="store_true", help="also print the Markdown")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="write a model's versions and config to a bundle")
+    p.add_argument("model")
+    p.add_argument("path", help="the bundle file to write (a zip)")
+    p.add_argument(
+        "--version", type=int, action="append", help="a version to export (default: champion)"
+    )
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import", help="register a bundle's versions (champion only if none)")
+    p.add_argument("path")
+    p.add_argument("--as", dest="name", help="register under this model name")
+    p.add_argument("--config-out", help="write the bundle's model config (YAML) here")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("models", help="list models and their versions")
     p.set_defaults(func=cmd_models)

@@ -1,0 +1,193 @@
+"""Model bundles between environments: export, import, and what an import refuses."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.tunewatch.conftest import MODEL, make_daemon
+from tunewatch._bundle import BundleError, ImportedVersion, export_bundle, import_bundle
+from tunewatch._cli import main
+from tunewatch._config import build_config
+from tunewatch._daemon import Daemon
+from tunewatch._errors import ConflictError
+from tunewatch._example import ExampleModel
+from tunewatch._registry import RegistrationError
+
+
+@pytest.fixture
+def source(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Daemon]:
+    """Version 1 champion, version 2 in shadow (its parent: 1)."""
+    daemon, _ = make_daemon(tmp_path / "source", trained)
+    yield daemon
+    daemon.close()
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Iterator[Daemon]:
+    daemon = Daemon(build_config({"data_dir": str(tmp_path / "target")}, env={}), env={})
+    yield daemon
+    daemon.close()
+
+
+def _export(d: Daemon, path: Path, versions: list[int] | None = None) -> Path:
+    export_bundle(d.store, d.artefacts, d.config, MODEL, path, versions=versions)
+    return path
+
+
+def _import(
+    d: Daemon, path: Path, name: str | None = None
+) -> tuple[str, list[ImportedVersion], dict[str, Any] | None]:
+    return import_bundle(
+        d.store, d.registry, path, actor="ops", max_artefact_bytes=10**8, name=name
+    )
+
+
+def test_versions_arrive_with_their_lineage_artefacts_and_references(
+    source: Daemon, target: Daemon, tmp_path: Path
+) -> None:
+    bundle = _export(source, tmp_path / "credit.zip", versions=[1, 2])
+    name, imported, _ = _import(target, bundle)
+    assert name == MODEL
+    assert [(i.source_version, i.version, i.stage) for i in imported] == [
+        (1, 1, "champion"),  # the target had no champion
+        (2, 2, "shadow"),
+    ]
+    for v in (1, 2):
+        before, after = source.store.get_version(MODEL, v), target.store.get_version(MODEL, v)
+        assert after.artefact_sha256 == before.artefact_sha256
+        assert after.hyperparameters == before.hyperparameters
+        assert after.details["reference_sha256"] == before.details["reference_sha256"]
+        assert after.details["imported"]["model"] == MODEL
+        assert after.details["imported"]["version"] == v
+        assert target.artefacts.get(after.artefact_sha256) == source.artefacts.get(
+            before.artefact_sha256
+        )
+    assert target.store.audit_log(limit=1)[0].action == "import_bundle"
+    assert target.store.verify_audit() is None
+
+
+def test_an_import_can_be_repeated_and_lands_in_shadow_beside_a_champion(
+    source: Daemon, target: Daemon, tmp_path: Path
+) -> None:
+    bundle = _export(source, tmp_path / "credit.zip", versions=[1, 2])
+    _import(target, bundle)
+    _, again, _ = _import(target, bundle)
+    assert [(i.version, i.already_present) for i in again] == [(1, True), (2, True)]
+    assert len(target.store.list_versions(MODEL)) == 2
+    _, renamed, _ = _import(target, _export(source, tmp_path / "champion.zip"), name="credit-eu")
+    assert [(i.source_version, i.version, i.stage) for i in renamed] == [(1, 1, "champion")]
+    source.store.promote(MODEL, 2, actor="t", reason="newer")
+    _, third, _ = _import(target, _export(source, tmp_path / "v2.zip"), name="credit-eu")
+    assert [(i.source_version, i.stage) for i in third] == [(2, "shadow")]  # governance decides
+
+
+def test_an_altered_artefact_is_refused_and_nothing_is_registered(
+    source: Daemon, target: Daemon, tmp_path: Path
+) -> None:
+    bundle = _export(source, tmp_path / "credit.zip")
+    altered = tmp_path / "altered.zip"
+    with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(altered, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            dst.writestr(info.filename, data + b"\0" if info.filename.endswith(".onnx") else data)
+    with pytest.raises(BundleError, match="does not match its SHA-256"):
+        _import(target, altered)
+    assert target.store.list_models() == []
+
+
+def _rewrite(bundle: Path, out: Path, edit: object) -> Path:
+    with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "manifest.json":
+                manifest = json.loads(data)
+                edit(manifest)  # type: ignore[operator]
+                data = json.dumps(manifest).encode()
+            dst.writestr(info.filename, data)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m.update(format_version=2), "newer than this tunewatch reads"),
+        (lambda m: m.update(format="zip"), "not a tunewatch bundle"),
+        (lambda m: m["versions"][0].update(artefact_sha256="../../etc/passwd"), "SHA-256"),
+        (lambda m: m["versions"][0].update(artefact_sha256="0" * 64), "lacks artefacts/0000"),
+        (lambda m: m.update(versions=[]), "`versions` is empty"),
+        (lambda m: m["model"].pop("task"), "incomplete"),
+    ],
+    ids=["newer-format", "not-a-bundle", "path-in-sha", "missing-member", "empty", "no-task"],
+)
+def test_a_malformed_manifest_is_refused_with_the_reason(
+    source: Daemon, target: Daemon, tmp_path: Path, edit: object, message: str
+) -> None:
+    bundle = _rewrite(_export(source, tmp_path / "a.zip"), tmp_path / "b.zip", edit)
+    with pytest.raises(BundleError, match=message):
+        _import(target, bundle)
+    assert target.store.list_models() == []
+
+
+def test_a_member_that_unpacks_past_the_limit_is_refused(
+    source: Daemon, target: Daemon, tmp_path: Path
+) -> None:
+    bundle = _export(source, tmp_path / "credit.zip")
+    with pytest.raises(BundleError, match="the limit is 100"):
+        import_bundle(target.store, target.registry, bundle, actor="ops", max_artefact_bytes=100)
+
+
+def test_the_target_model_s_task_features_and_regulation_still_apply(
+    source: Daemon, target: Daemon, trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    bundle = _export(source, tmp_path / "credit.zip")
+    target.registry.register(
+        MODEL, trained[0].onnx, trained[0].metadata, actor="t", stage="champion", regulated=True
+    )
+    with pytest.raises(ConflictError, match="regulated"):
+        _import(target, bundle)
+    target.registry.register(
+        "copy", trained[0].onnx, trained[0].metadata, actor="t", stage="champion"
+    )
+    _, fits, _ = _import(target, bundle, name="copy")  # same task and features
+    assert [i.stage for i in fits] == ["shadow"]
+    renamed = _rewrite(
+        bundle,
+        tmp_path / "renamed.zip",
+        lambda m: m["model"].update(feature_names=[f"f{i}" for i in range(8)]),
+    )
+    target.registry.register(
+        "other", trained[0].onnx, trained[0].metadata, actor="t", stage="champion"
+    )
+    with pytest.raises(RegistrationError, match="features"):
+        _import(target, renamed, name="other")
+
+
+def test_the_cli_exports_and_imports_with_the_model_s_config(
+    source: Daemon, trained: list[ExampleModel], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "source.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "data_dir": str(tmp_path / "source"),
+                "models": [{"name": MODEL, "task": "binary", "objective": {"name": "brier"}}],
+            }
+        )
+    )
+    bundle = tmp_path / "credit.zip"
+    assert main(["--config", str(config), "export", MODEL, str(bundle), "--version", "2"]) == 0
+    assert "exported credit versions [2]" in capsys.readouterr().out
+    target = tmp_path / "target.yaml"
+    target.write_text(json.dumps({"data_dir": str(tmp_path / "target")}))
+    snippet = tmp_path / "credit-config.yaml"
+    args = ["--config", str(target), "import", str(bundle), "--config-out", str(snippet)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "credit v2 -> v1 (shadow)" in out  # it was not the source's champion
+    assert "objective" in snippet.read_text() and "brier" in snippet.read_text()

@@ -1,0 +1,312 @@
+"""Model bundles: a model's versions, artefacts and configuration, moved between
+environments (``tunewatch export`` / ``tunewatch import``).
+
+A bundle is a zip file holding ``manifest.json`` (format version, the model, its config,
+each version's metadata and stage) and the versions' artefacts under
+``artefacts/<sha256>.onnx`` and ``artefacts/<sha256>.npz`` (reference snapshots). Nothing
+is extracted to disk: members are read by the names the manifest gives, within size
+limits, and each is checked against its SHA-256 before it is used. Imported versions go
+through the same registration as any other (the sandboxed candidate check, the model's
+task, features and regulated flag), so a bundle cannot bring in what an upload could not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tunewatch._artefacts import ArtefactStore
+from tunewatch._config import Config
+from tunewatch._errors import NotFoundError, TunewatchError
+from tunewatch._registry import Reference, Registry, VersionMetadata
+from tunewatch.store import Store
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "tunewatch-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+#: Details the registration writes itself; an import recomputes them.
+_DERIVED = ("opset", "reference_sha256", "reference_rows")
+_HEX = frozenset("0123456789abcdef")
+
+
+class BundleError(TunewatchError, ValueError):
+    """A bundle cannot be written or read: the message says which part and why."""
+
+    code = "invalid_bundle"
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedVersion:
+    source_version: int
+    version: int
+    stage: str
+    already_present: bool
+
+
+def export_bundle(
+    store: Store,
+    artefacts: ArtefactStore,
+    config: Config,
+    model: str,
+    path: str | Path,
+    *,
+    versions: Sequence[int] | None = None,
+) -> list[int]:
+    """Write ``model``'s ``versions`` (default: the champion) to the bundle at ``path``;
+    returns the versions written."""
+    row = store.get_model(model)
+    if versions:
+        chosen = [store.get_version(model, v) for v in sorted(set(versions))]
+    else:
+        champion = store.champion(model)
+        if champion is None:
+            raise BundleError(f"model {model!r} has no champion; name the versions to export")
+        chosen = [champion]
+    cfg = config.model(model)
+    entries, files = [], {}
+    for v in chosen:
+        files[f"artefacts/{v.artefact_sha256}.onnx"] = artefacts.get(v.artefact_sha256)
+        reference = v.details.get("reference_sha256")
+        if reference:
+            files[f"artefacts/{reference}.npz"] = artefacts.get(reference, ".npz")
+        entries.append(
+            {
+                "version": v.version,
+                "stage": v.stage,
+                "artefact_sha256": v.artefact_sha256,
+                "reference_sha256": reference,
+                "hyperparameters": v.hyperparameters,
+                "dataset_version": v.dataset_version,
+                "parent_version": v.parent_version,
+                "study": v.study,
+                "details": {k: x for k, x in v.details.items() if k not in _DERIVED},
+                "created_at": v.created_at.isoformat(),
+            }
+        )
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "exported_at": datetime.now(UTC).isoformat(),
+        "model": {
+            "name": row.name,
+            "task": row.task,
+            "feature_names": list(row.feature_names),
+            "regulated": row.regulated,
+        },
+        "config": cfg.model_dump(mode="json") if cfg is not None else None,
+        "versions": entries,
+    }
+    target = Path(path)
+    try:
+        with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
+            for name, data in files.items():
+                archive.writestr(name, data)
+    except OSError as exc:
+        raise BundleError(f"cannot write bundle {str(target)!r}: {exc.strerror}") from exc
+    logger.info("exported model=%s versions=%s to %s", model, [v.version for v in chosen], target)
+    return [v.version for v in chosen]
+
+
+def import_bundle(
+    store: Store,
+    registry: Registry,
+    path: str | Path,
+    *,
+    actor: str,
+    max_artefact_bytes: int,
+    name: str | None = None,
+) -> tuple[str, list[ImportedVersion], dict[str, Any] | None]:
+    """Register the bundle's versions under ``name`` (default: the bundle's model name).
+
+    Returns the model name, what became of each version, and the model's config from the
+    bundle (for the operator to merge into the target's config file). A version the model
+    already holds from this bundle's model is skipped, so an import can be repeated. The
+    bundle's champion becomes champion only where the model has none yet; everything
+    else arrives in shadow, to be promoted under the target's own governance.
+    """
+    digest = _sha256_file(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise BundleError(f"{str(path)!r} is not a readable bundle: {exc}") from exc
+    with archive:
+        manifest = _manifest(archive)
+        source = manifest["model"]
+        target = name or source["name"]
+        imported: list[ImportedVersion] = []
+        mapping: dict[int, int] = {}
+        for entry in sorted(manifest["versions"], key=lambda e: e["version"]):
+            done = _already_imported(store, target, source["name"], entry)
+            if done is not None:
+                mapping[entry["version"]] = done
+                imported.append(ImportedVersion(entry["version"], done, "present", True))
+                continue
+            onnx = _member(
+                archive, f"artefacts/{entry['artefact_sha256']}.onnx", max_artefact_bytes
+            )
+            reference = None
+            if entry.get("reference_sha256"):
+                data = _member(
+                    archive, f"artefacts/{entry['reference_sha256']}.npz", Reference.MAX_BYTES
+                )
+                reference = Reference.from_bytes(data)
+            champion_wanted = entry["stage"] == "champion" and _champion(store, target) is None
+            details = {
+                **entry["details"],
+                "imported": {
+                    "model": source["name"],
+                    "version": entry["version"],
+                    "parent_version": entry["parent_version"],
+                    "bundle_sha256": digest,
+                    "exported_at": manifest["exported_at"],
+                },
+            }
+            row = registry.register(
+                target,
+                onnx,
+                VersionMetadata(
+                    task=source["task"],
+                    feature_names=tuple(source["feature_names"]),
+                    hyperparameters=entry["hyperparameters"],
+                    dataset_version=entry["dataset_version"],
+                    parent_version=mapping.get(entry["parent_version"]),
+                    study=entry["study"],
+                    details=details,
+                ),
+                actor=actor,
+                stage="champion" if champion_wanted else "shadow",
+                regulated=bool(source["regulated"]),
+                reference=reference,
+            )
+            mapping[entry["version"]] = row.version
+            imported.append(ImportedVersion(entry["version"], row.version, row.stage, False))
+        store.append_audit(
+            actor=actor,
+            action="import_bundle",
+            target=target,
+            details={
+                "bundle_sha256": digest,
+                "from_model": source["name"],
+                "versions": {str(i.source_version): i.version for i in imported},
+            },
+        )
+    return target, imported, manifest.get("config")
+
+
+def _manifest(archive: zipfile.ZipFile) -> dict[str, Any]:
+    raw = _member(archive, MANIFEST, MAX_MANIFEST_BYTES, checked=False)
+    try:
+        manifest = json.loads(raw)
+    except ValueError as exc:
+        raise BundleError(f"the bundle's {MANIFEST} is not JSON: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"not a tunewatch bundle: {MANIFEST} lacks `format: {FORMAT}`")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise BundleError(f"`format_version` must be a positive integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise BundleError(
+            f"bundle format {version} is newer than this tunewatch reads ({FORMAT_VERSION}); "
+            "upgrade tunewatch"
+        )
+    try:
+        model = manifest["model"]
+        for key, kind in (("name", str), ("task", str), ("feature_names", list)):
+            if not isinstance(model[key], kind):
+                raise TypeError(f"`model.{key}` must be a {kind.__name__}")
+        for entry in manifest["versions"]:
+            _check_entry(entry)
+        if not manifest["versions"]:
+            raise ValueError("`versions` is empty")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"the bundle's {MANIFEST} is incomplete: {exc}") from exc
+    return manifest
+
+
+def _check_entry(entry: Mapping[str, Any]) -> None:
+    if not isinstance(entry.get("version"), int) or isinstance(entry.get("version"), bool):
+        raise TypeError(f"a version entry needs an integer `version`, got {entry!r:.200}")
+    for key in ("artefact_sha256", "reference_sha256"):
+        value = entry.get(key)
+        if key == "reference_sha256" and value is None:
+            continue
+        if not (
+            isinstance(value, str) and len(value) == 64 and set(value) <= set("0123456789abcdef")
+        ):
+            raise ValueError(
+                f"version {entry['version']}: `{key}` must be a SHA-256, got {value!r}"
+            )
+    for key, kind in (("hyperparameters", dict), ("details", dict), ("stage", str)):
+        if not isinstance(entry.get(key), kind):
+            raise TypeError(f"version {entry['version']}: `{key}` must be a {kind.__name__}")
+
+
+def _member(archive: zipfile.ZipFile, name: str, limit: int, *, checked: bool = True) -> bytes:
+    """The member ``name``, refused when missing, larger than ``limit`` once unpacked, or
+    (``checked``) not matching the SHA-256 in its name."""
+    try:
+        info = archive.getinfo(name)
+    except KeyError as exc:
+        raise BundleError(f"the bundle lacks {name}") from exc
+    if info.file_size > limit:
+        raise BundleError(f"{name} unpacks to {info.file_size} bytes; the limit is {limit}")
+    try:
+        with archive.open(info) as member:
+            data = member.read(limit + 1)
+    except (OSError, zipfile.BadZipFile, RuntimeError) as exc:  # RuntimeError: encrypted
+        raise BundleError(f"cannot read {name} from the bundle: {exc}") from exc
+    if len(data) > limit:
+        raise BundleError(f"{name} unpacks to more than {limit} bytes")
+    if checked:
+        expected = Path(name).stem
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise BundleError(f"{name} does not match its SHA-256: the bundle was altered")
+    return data
+
+
+def _already_imported(
+    store: Store, target: str, source_model: str, entry: Mapping[str, Any]
+) -> int | None:
+    try:
+        versions = store.list_versions(target)
+    except NotFoundError:
+        return None
+    for v in versions:
+        origin = v.details.get("imported") or {}
+        if (
+            v.artefact_sha256 == entry["artefact_sha256"]
+            and origin.get("model") == source_model
+            and origin.get("version") == entry["version"]
+        ):
+            return v.version
+    return None
+
+
+def _champion(store: Store, model: str) -> int | None:
+    try:
+        champion = store.champion(model)
+    except NotFoundError:
+        return None
+    return champion.version if champion is not None else None
+
+
+def _sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise BundleError(f"cannot read bundle {str(path)!r}: {exc.strerror}") from exc
+    return digest.hexdigest()
