@@ -206,7 +206,7 @@ def _plan_section(plan: dict[str, Any] | None) -> Section:
 
 def _evidence_section(store: Store, model: str, version: int) -> Section:
     rows: list[tuple[str, ...]] = [("event", "when", "details")]
-    for e in reversed(store.list_events(model=model, limit=500)):
+    for e in reversed(store.list_events(model=model, types=EVIDENCE, limit=100_000)):
         p = e.payload
         if e.type in EVIDENCE and version in (p.get("challenger_version"), p.get("version")):
             rows.append((e.type, e.created_at.isoformat(), _summary(p)))
@@ -234,9 +234,8 @@ def _summary(payload: dict[str, Any]) -> str:
 def _decision_section(store: Store, model: str, version: int) -> Section:
     target = f"{model}/v{version}"
     rows: list[tuple[str, ...]] = [("when", "action", "by", "reason")]
-    for a in reversed(store.audit_log(limit=10_000)):
-        if a.target == target:
-            rows.append((a.at.isoformat(), a.action, a.actor, str(a.details.get("reason", ""))))
+    for a in reversed(store.audit_log(limit=100_000, target=target)):
+        rows.append((a.at.isoformat(), a.action, a.actor, str(a.details.get("reason", ""))))
     approvals = [a for a in store.list_approvals(model=model, limit=1000) if a.version == version]
     extra: Sequence[Row] = tuple(
         (

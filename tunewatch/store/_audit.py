@@ -75,10 +75,11 @@ def append_audit_in(
     )
 
 
-def audit_log(conn: Connection, limit: int) -> list[AuditEntry]:
-    rows = conn.execute(
-        select(audit_entries).order_by(audit_entries.c.id.desc()).limit(limit)
-    ).all()
+def audit_log(conn: Connection, limit: int, target: str | None = None) -> list[AuditEntry]:
+    stmt = select(audit_entries)
+    if target is not None:
+        stmt = stmt.where(audit_entries.c.target == target)
+    rows = conn.execute(stmt.order_by(audit_entries.c.id.desc()).limit(limit)).all()
     return [_entry(r) for r in rows]
 
 

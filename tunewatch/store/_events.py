@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Row, select
@@ -28,13 +28,20 @@ def add_event_in(
 
 
 def list_events(
-    conn: Connection, *, model: str | None, type: str | None, limit: int
+    conn: Connection,
+    *,
+    model: str | None,
+    type: str | None,
+    limit: int,
+    types: Sequence[str] | None = None,
 ) -> list[Event]:
     stmt = select(events)
     if model is not None:
         stmt = stmt.where(events.c.model == model)
     if type is not None:
         stmt = stmt.where(events.c.type == type)
+    if types is not None:
+        stmt = stmt.where(events.c.type.in_(list(types)))
     rows = conn.execute(stmt.order_by(events.c.id.desc()).limit(limit))
     return [_event(r) for r in rows]
 

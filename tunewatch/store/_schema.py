@@ -195,6 +195,7 @@ audit_entries = Table(
     Column("details", JSON, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False, unique=True),
+    Index("ix_audit_entries_target", "target"),
 )
 
 # One row (id=1) holding the chain head; updating it serialises concurrent appenders.

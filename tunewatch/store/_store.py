@@ -278,11 +278,16 @@ class Store:
             return _events.add_event_in(conn, model=model, type=type, payload=payload)
 
     def list_events(
-        self, *, model: str | None = None, type: str | None = None, limit: int = 100
+        self,
+        *,
+        model: str | None = None,
+        type: str | None = None,
+        types: Sequence[str] | None = None,
+        limit: int = 100,
     ) -> list[Event]:
-        """Newest first."""
+        """Newest first; ``type`` or any of ``types``."""
         with self._read("list_events") as conn:
-            return _events.list_events(conn, model=model, type=type, limit=limit)
+            return _events.list_events(conn, model=model, type=type, types=types, limit=limit)
 
     def append_audit(
         self, *, actor: str, action: str, target: str, details: Mapping[str, Any]
@@ -292,10 +297,10 @@ class Store:
                 conn, actor=actor, action=action, target=target, details=details
             )
 
-    def audit_log(self, limit: int = 100) -> list[AuditEntry]:
-        """Newest first."""
+    def audit_log(self, limit: int = 100, *, target: str | None = None) -> list[AuditEntry]:
+        """Newest first (only those about ``target``, e.g. ``"model/v3"``, if given)."""
         with self._read("audit_log") as conn:
-            return _audit.audit_log(conn, limit)
+            return _audit.audit_log(conn, limit, target)
 
     def verify_audit(self) -> int | None:
         """Id of the first entry whose hash does not recompute or chain; None if intact."""

@@ -1,0 +1,41 @@
+"""A version's rationale report finds its evidence and decisions however old they are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.tunewatch.conftest import MODEL, make_daemon
+from tunewatch._example import ExampleModel
+from tunewatch._report import build_report
+from tunewatch.store._audit import append_audit_in
+from tunewatch.store._events import add_event_in
+
+
+@pytest.mark.slow
+def test_the_report_of_a_version_decided_long_ago_keeps_its_evidence_and_decisions(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The report read only the newest 500 events and 10,000 audit entries: on a busy
+    daemon an older version's report lost its comparison evidence and its promotion."""
+    d, _ = make_daemon(tmp_path, trained)  # v1 champion, v2 shadow
+    try:
+        d.store.add_event(
+            model=MODEL,
+            type="challenger_better",
+            payload={"challenger_version": 2, "champion_version": 1, "estimate": 0.031},
+        )
+        d.store.promote(MODEL, 2, actor="alice", reason="v2 won the paired test")
+        with d.store.engine.begin() as conn:
+            for i in range(600):
+                add_event_in(conn, model=MODEL, type="drift_detected", payload={"i": i})
+            for i in range(10_001):
+                append_audit_in(
+                    conn, actor="bot", action="create_token", target=f"t{i}", details={}
+                )
+        text = build_report(d.store, d.config, MODEL, 2).markdown()
+        assert "challenger_better" in text and "estimate=0.031" in text
+        assert "v2 won the paired test" in text and "alice" in text
+    finally:
+        d.close()
