@@ -342,7 +342,11 @@ class Evaluator:
         d = cfg.evaluation.decay
         horizon = timedelta(seconds=d.window_s * d.horizon_windows)
         window = self.store.window(
-            model.name, n_features=len(model.feature_names), start=now - horizon, end=now
+            model.name,
+            n_features=len(model.feature_names),
+            start=now - horizon,
+            end=now,
+            with_features=False,  # outputs, labels and times: not 30 days of input blobs
         )
         answered = window.versions >= 0
         if not answered.any():

@@ -391,11 +391,19 @@ class Store:
         start: datetime | None = None,
         end: datetime | None = None,
         last_n: int | None = None,
+        with_features: bool = True,
     ) -> Window:
-        """The model's log as arrays (features, production outputs, labels) per row."""
+        """The model's log as arrays (features, production outputs, labels) per row;
+        without ``with_features`` the input blobs are not read (``features`` is empty)."""
         with self._read("window") as conn:
             return _windows.read_window(
-                conn, model, n_features=n_features, start=start, end=end, last_n=last_n
+                conn,
+                model,
+                n_features=n_features,
+                start=start,
+                end=end,
+                last_n=last_n,
+                with_features=with_features,
             )
 
     def latencies(self, model: str, *, since: datetime | None = None) -> dict[int, np.ndarray]:

@@ -46,8 +46,13 @@ def read_window(
     start: datetime | None = None,
     end: datetime | None = None,
     last_n: int | None = None,
+    with_features: bool = True,
 ) -> Window:
-    """Requests of ``model`` received in ``[start, end)`` (or the newest ``last_n``)."""
+    """Requests of ``model`` received in ``[start, end)`` (or the newest ``last_n``).
+
+    Without ``with_features`` the input blobs are not read and ``features`` has no
+    columns: for figures over outputs and labels alone, such as decay.
+    """
     answered = and_(
         outputs.c.model == requests.c.model,
         outputs.c.request_id == requests.c.request_id,
@@ -62,7 +67,7 @@ def read_window(
             requests.c.received_at,
             requests.c.n_rows,
             requests.c.n_cols,
-            requests.c.inputs,
+            *([requests.c.inputs] if with_features else []),
             outputs.c.version,
             outputs.c.n_cols.label("out_cols"),
             outputs.c["values"].label("out_values"),
@@ -85,10 +90,10 @@ def read_window(
     rows = list(conn.execute(stmt).all())
     if last_n is not None:
         rows.reverse()
-    return _assemble(model, rows, n_features)
+    return _assemble(model, rows, n_features, with_features)
 
 
-def _assemble(model: str, rows: list[Any], n_features: int) -> Window:
+def _assemble(model: str, rows: list[Any], n_features: int, with_features: bool) -> Window:
     ids: list[str] = []
     at: list[float] = []
     feats: list[np.ndarray] = []
@@ -99,10 +104,10 @@ def _assemble(model: str, rows: list[Any], n_features: int) -> Window:
     k = max((r.out_cols for r in rows if r.out_cols is not None), default=1)
     for r in rows:
         n = r.n_rows
-        x = np.frombuffer(r.inputs, dtype=np.float32).reshape(n, r.n_cols)
         if r.n_cols != n_features:
             continue  # written under another feature schema: not comparable
-        feats.append(x)
+        if with_features:
+            feats.append(np.frombuffer(r.inputs, dtype=np.float32).reshape(n, r.n_cols))
         ids.extend([r.request_id] * n)
         at.extend([r.received_at.timestamp()] * n)
         if r.out_values is not None and r.out_cols == k:
@@ -117,7 +122,11 @@ def _assemble(model: str, rows: list[Any], n_features: int) -> Window:
         model=model,
         request_ids=tuple(ids),
         received_at=np.asarray(at, dtype=np.float64),
-        features=np.concatenate(feats) if feats else np.empty((0, n_features), np.float32),
+        features=(
+            (np.concatenate(feats) if feats else np.empty((0, n_features), np.float32))
+            if with_features
+            else np.empty((len(ids), 0), np.float32)
+        ),
         outputs=np.concatenate(outs) if outs else np.empty((0, k), np.float32),
         versions=np.asarray(versions, dtype=np.int64),
         labels=np.asarray(ys, dtype=np.float64),

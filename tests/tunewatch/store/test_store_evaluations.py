@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from sqlalchemy import event
 
 from tunewatch._errors import NotFoundError
 from tunewatch.store import LabelItem, OutputRecord, RequestRecord, Store
@@ -152,6 +153,32 @@ def test_window_expands_batches_and_joins_outputs_and_labels(model_store: Store)
         "m", n_features=2, start=T0 + timedelta(seconds=30), end=T0 + timedelta(minutes=2)
     )
     assert ranged.request_ids == ("r2",)
+
+
+def test_a_window_without_features_reads_no_input_blob(model_store: Store) -> None:
+    """Decay needs outputs, labels and times over 30 days, not the inputs: it read every
+    request's input blob of the horizon at each evaluation."""
+    r1, o1 = _record("r1", T0, [[1, 2], [3, 4]], [[0.1, 0.9], [0.2, 0.8]])
+    r2, o2 = _record("r2", T0 + timedelta(minutes=1), [[5, 6]], [[0.7, 0.3]])
+    model_store.write_records([r1, r2], [o1, o2])
+    model_store.add_labels("m", [LabelItem(request_id="r2", value=1.0)])
+    statements: list[str] = []
+
+    def spy(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(model_store.engine, "before_cursor_execute", spy)
+    try:
+        lean = model_store.window("m", n_features=2, with_features=False)
+    finally:
+        event.remove(model_store.engine, "before_cursor_execute", spy)
+    full = model_store.window("m", n_features=2)
+    assert lean.features.shape == (3, 0) and lean.n_rows == 3
+    for name in ("received_at", "outputs", "versions", "labels", "label_received_at"):
+        np.testing.assert_array_equal(getattr(lean, name), getattr(full, name))
+    assert lean.request_ids == full.request_ids
+    [read] = [s for s in statements if "FROM requests" in s]
+    assert "requests.inputs" not in read
 
 
 def test_empty_window_has_the_right_shapes(model_store: Store) -> None:
