@@ -105,17 +105,6 @@ class Dispatcher:
                     f"already handled by job {existing[0].id}",
                     existing[0].id,
                 )
-        recent = self.store.list_jobs(model=model, limit=1)
-        if recent and cooldown_min > 0:
-            since = self._now() - recent[0].created_at
-            if since < timedelta(minutes=cooldown_min):
-                return ActionOutcome(
-                    "retune",
-                    "suppressed",
-                    f"cooling down: job {recent[0].id} started {since} ago, cool-down "
-                    f"{cooldown_min} min",
-                    recent[0].id,
-                )
         try:
             job, created = self.store.create_job(
                 model=model,
@@ -124,9 +113,18 @@ class Dispatcher:
                 spec={},
                 dedupe_key=dedupe_key,
                 max_active=self.config.tuning.max_concurrent_jobs,
+                # checked with the insert, so that simultaneous triggers queue one job
+                cooldown_since=(
+                    self._now() - timedelta(minutes=cooldown_min) if cooldown_min > 0 else None
+                ),
             )
         except ConflictError as exc:
-            reason = exc.message if exc.code == "quota" else f"could not queue: {exc.message}"
+            if exc.code == "cooldown":
+                reason = f"{exc.message} ({cooldown_min} min)"
+            elif exc.code == "quota":
+                reason = exc.message
+            else:
+                reason = f"could not queue: {exc.message}"
             return ActionOutcome("retune", "suppressed", reason)
         if not created:
             return ActionOutcome("retune", "duplicate", f"already handled by job {job.id}", job.id)

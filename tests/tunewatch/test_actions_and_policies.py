@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -89,3 +90,34 @@ def test_policy_needs_consecutive_alarms_and_respects_cooldown() -> None:
     cooling = decide(policy, newest_first, last_event_at=T0 - timedelta(minutes=10), now=T0)
     assert not cooling.fire and "cooling down" in cooling.reason
     assert decide(policy, newest_first, last_event_at=T0 - timedelta(hours=2), now=T0).fire
+
+
+def test_simultaneous_triggers_in_a_cool_down_queue_one_job(store: Store) -> None:
+    config = build_config(
+        {
+            "tuning": {"max_concurrent_jobs": 10},
+            "models": [
+                {
+                    "name": "a",
+                    "task": "binary",
+                    "triggers": [{"on": "drift_detected", "do": "retune", "cooldown_minutes": 30}],
+                }
+            ],
+        },
+        env={},
+    )
+    d = Dispatcher(store, config)
+    start = threading.Barrier(6)
+    outcomes = []
+
+    def run() -> None:
+        start.wait()
+        outcomes.append(d.handle("a", "drift_detected", {}).status)
+
+    threads = [threading.Thread(target=run) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["suppressed"] * 5 + ["taken"]
+    assert len(store.list_jobs(model="a")) == 1

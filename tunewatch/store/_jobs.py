@@ -54,14 +54,16 @@ def create_job(
     spec: Mapping[str, Any],
     dedupe_key: str | None = None,
     max_active: int | None = None,
+    cooldown_since: datetime | None = None,
 ) -> tuple[JobRow, bool]:
     """Queue a job; with ``dedupe_key``, a second call returns the first job and False.
 
     With ``max_active``, the job is refused (``ConflictError``, code ``quota``) when that
-    many jobs are already queued or running, counted and inserted in one serialised step
-    (``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on PostgreSQL), so
-    simultaneous triggers cannot overshoot the quota."""
-    if max_active is not None:
+    many jobs are already queued or running; with ``cooldown_since``, when a job of the
+    model was queued since then (code ``cooldown``). Both are checked and the job inserted
+    in one serialised step (``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory
+    lock on PostgreSQL), so simultaneous triggers cannot overshoot either."""
+    if max_active is not None or cooldown_since is not None:
         if conn.dialect.name == "postgresql":
             conn.execute(select(func.pg_advisory_xact_lock(_JOBS_LOCK)))
         if dedupe_key is not None:
@@ -70,6 +72,20 @@ def create_job(
             ).scalar_one_or_none()
             if existing is not None:
                 return get_job(conn, int(existing)), False
+    if cooldown_since is not None:
+        recent = conn.execute(
+            select(jobs.c.id, jobs.c.created_at)
+            .where(jobs.c.model == model, jobs.c.created_at >= cooldown_since)
+            .order_by(jobs.c.id.desc())
+            .limit(1)
+        ).first()
+        if recent is not None:
+            raise ConflictError(
+                f"cooling down: job {recent.id} of {model!r} was queued at "
+                f"{recent.created_at:%Y-%m-%d %H:%M:%S} UTC, within the cool-down",
+                code="cooldown",
+            )
+    if max_active is not None:
         active = count_active(conn)
         if active >= max_active:
             raise ConflictError(

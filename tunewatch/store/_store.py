@@ -466,10 +466,12 @@ class Store:
         spec: Mapping[str, Any],
         dedupe_key: str | None = None,
         max_active: int | None = None,
+        cooldown_since: datetime | None = None,
     ) -> tuple[JobRow, bool]:
         """Queue a job; ``(job, created)``. A repeated ``dedupe_key`` returns the first.
-        With ``max_active``, ``ConflictError`` (code ``quota``) when that many jobs are
-        queued or running already, checked atomically with the insert."""
+        ``ConflictError`` with code ``quota`` when ``max_active`` jobs are queued or
+        running already, ``cooldown`` when a job of the model was queued since
+        ``cooldown_since``; both checked atomically with the insert."""
         with self._tx("create_job") as conn:
             return _jobs.create_job(
                 conn,
@@ -479,6 +481,7 @@ class Store:
                 spec=spec,
                 dedupe_key=dedupe_key,
                 max_active=max_active,
+                cooldown_since=cooldown_since,
             )
 
     def get_job(self, job_id: int) -> JobRow:

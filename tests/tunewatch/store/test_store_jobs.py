@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -108,3 +108,46 @@ def test_simultaneous_jobs_never_overshoot_the_quota(model_store: Store) -> None
         t.join()
     assert created == [True, True] and refused == ["quota"] * 6
     assert model_store.count_active_jobs() == 2
+
+
+def test_simultaneous_triggers_of_one_model_queue_one_job_in_its_cool_down(
+    model_store: Store,
+) -> None:
+    """The cool-down was read and then acted on in separate transactions: simultaneous
+    triggers (an alert and a drift event) each queued a job."""
+    created: list[bool] = []
+    refused: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(6)
+    since = datetime.now(UTC) - timedelta(minutes=30)
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            _, new = model_store.create_job(
+                model="m",
+                kind="retune",
+                trigger={},
+                spec={},
+                dedupe_key=f"c{i}",
+                max_active=100,
+                cooldown_since=since,
+            )
+        except ConflictError as exc:
+            with lock:
+                refused.append(exc.code)
+            return
+        with lock:
+            created.append(new)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert created == [True] and refused == ["cooldown"] * 5
+    later = datetime.now(UTC) + timedelta(seconds=1)  # the cool-down has passed
+    _, new = model_store.create_job(
+        model="m", kind="retune", trigger={}, spec={}, max_active=100, cooldown_since=later
+    )
+    assert new
