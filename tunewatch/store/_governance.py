@@ -110,13 +110,14 @@ def decide_approval(
     status = "approved" if approve else "rejected"
     now_champion = champion(conn, current.model)
     changed = (None if now_champion is None else now_champion.version) != current.champion_version
-    if approve and current.champion_version is not None and changed:
-        # The request's evidence was against another champion: close it, do not promote.
+    if approve and changed:
+        # The request's evidence was against another champion (or none: requested before
+        # there was one, or before requests recorded it): close it, do not promote.
         status = "rejected"
+        old = "none" if current.champion_version is None else f"v{current.champion_version}"
         new = "none" if now_champion is None else f"v{now_champion.version}"
         reason = (
-            f"not promoted: the champion changed from v{current.champion_version} to {new} "
-            f"since the request ({reason})"
+            f"not promoted: the champion changed from {old} to {new} since the request ({reason})"
         )
     conn.execute(
         update(approvals)

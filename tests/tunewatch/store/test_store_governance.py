@@ -82,3 +82,28 @@ def test_rollback_without_a_previous_champion_is_a_conflict(versions: Store) -> 
     with pytest.raises(ConflictError) as info:
         versions.rollback("m", actor="ops", reason="x")
     assert info.value.code == "no_previous_champion"
+
+
+def test_an_approval_requested_with_no_champion_closes_once_one_exists(
+    model_store: Store,
+) -> None:
+    """An approval records the champion it was requested against; one requested when
+    there was none (or before that was recorded) promoted over whatever champion had
+    arrived since, unseen by its evidence."""
+    for i in (1, 2):
+        model_store.add_version(
+            model="m",
+            artefact_sha256=f"{i:064d}",
+            hyperparameters={"C": i},
+            size_bytes=10,
+            actor="ci",
+        )
+    request = model_store.request_approval("m", 2, requested_by="alice", reason="x", rules=[])
+    assert request.champion_version is None
+    model_store.promote("m", 1, actor="ops", reason="first champion")
+    decided, promoted = model_store.decide_approval(
+        request.id, approver="bob", approve=True, reason="ok"
+    )
+    assert decided.status == "rejected" and promoted is None
+    assert "champion changed" in (decided.decision_reason or "")
+    assert model_store.champion("m").version == 1  # type: ignore[union-attr]
