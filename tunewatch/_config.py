@@ -244,7 +244,7 @@ class TuningJobConfig(_Frozen):
         return value
 
     # None: configs/search_spaces/binary_tabular.yaml, or regression_tabular.yaml for a
-    # regression model
+    # regression model, found beside the source tree or under the working directory
     search_space: str | None = None
     window_rows: int = Field(default=20_000, ge=10)
     min_rows: int = Field(default=200, ge=10)

@@ -44,10 +44,22 @@ logger = logging.getLogger(__name__)
 
 #: The search space of a job whose model's config names none, per task.
 DEFAULT_SEARCH_SPACES = {
-    "binary": "configs/search_spaces/binary_tabular.yaml",
-    "multiclass": "configs/search_spaces/binary_tabular.yaml",
-    "regression": "configs/search_spaces/regression_tabular.yaml",
+    "binary": "binary_tabular.yaml",
+    "multiclass": "binary_tabular.yaml",
+    "regression": "regression_tabular.yaml",
 }
+
+
+def default_search_space(task: str) -> str:
+    """The task's default space in ``configs/search_spaces/``: beside the source tree (a
+    checkout, an editable install), else under the working directory (the Docker image's
+    ``/opt/tunewatch``), so that it does not depend on where the daemon was started."""
+    name = DEFAULT_SEARCH_SPACES[task]
+    candidates = [
+        Path(__file__).resolve().parents[1] / "configs" / "search_spaces" / name,
+        Path.cwd() / "configs" / "search_spaces" / name,
+    ]
+    return str(next((c for c in candidates if c.exists()), candidates[0]))
 
 
 class TuningError(TunewatchError):
@@ -174,7 +186,7 @@ class TuningJobRunner:
         tj = cfg.tuning
         x, y, n_traffic = self._training_window(model, cfg, job)
         version_of_data = dataset_version(x, y)
-        space_path = tj.search_space or DEFAULT_SEARCH_SPACES[model.task]
+        space_path = tj.search_space or default_search_space(model.task)
         space = load_search_space(space_path)
         objective = make_objective(cfg.objective.name, task=model.task, **cfg.objective.params)
         plan = self._plan(model, cfg, space)

@@ -343,9 +343,13 @@ def test_every_worker_of_a_job_trains_on_the_same_window(daemon: Daemon) -> None
     assert dataset_version(x1, y1) == dataset_version(x2, y2)
 
 
-def test_a_regression_model_is_retuned_from_its_own_search_space(tmp_path: Path) -> None:
+def test_a_regression_model_is_retuned_from_its_own_search_space(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The pipelines were classifiers only and the refit's holdout was stratified on the
-    label, so every regression job failed; its default space was the binary one."""
+    label, so every regression job failed; its default space was the binary one, found
+    relative to the working directory (a service started elsewhere found none)."""
+    monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(7)
     x = rng.normal(size=(400, 4)).astype(np.float32)
     y = 2.0 * x[:, 0] - x[:, 1] + rng.normal(scale=0.2, size=400)
