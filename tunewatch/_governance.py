@@ -62,16 +62,32 @@ def promotion_rules(model: ModelRow, version: VersionRow, config: Config) -> lis
 
 
 def promote(
-    store: Store, config: Config, model: str, version: int, *, actor: str, reason: str
+    store: Store,
+    config: Config,
+    model: str,
+    version: int,
+    *,
+    actor: str,
+    reason: str,
+    expected_champion: int | None = None,
 ) -> PromotionOutcome:
-    """Promote now, or open an approval request when a rule says a second person must."""
+    """Promote now, or open an approval request when a rule says a second person must.
+    With ``expected_champion`` (the champion the evidence was about), neither happens if
+    another champion arrived meanwhile (``ConflictError``, ``champion_changed``)."""
     row = store.get_model(model)
     target = store.get_version(model, version)
     rules = promotion_rules(row, target, config)
     if rules:
         approval = store.request_approval(
-            model, version, requested_by=actor, reason=reason, rules=rules
+            model,
+            version,
+            requested_by=actor,
+            reason=reason,
+            rules=rules,
+            expected_champion=expected_champion,
         )
         return PromotionOutcome(status="pending_approval", approval=approval)
-    new, previous = store.promote(model, version, actor=actor, reason=reason)
+    new, previous = store.promote(
+        model, version, actor=actor, reason=reason, expected_champion=expected_champion
+    )
     return PromotionOutcome(status="promoted", champion=new, previous=previous)

@@ -452,3 +452,62 @@ def test_two_winners_of_one_run_promote_one_and_close_the_other(
     assert champion is not None and champion.version == winner
     events = [e.type for e in daemon.store.list_events(model=MODEL, limit=100)]
     assert events.count("promoted") == 1
+
+
+def test_a_promotion_landing_during_a_decision_is_not_overridden(
+    daemon: Daemon, trained: list[ExampleModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """v2's test against v1 decides "better"; an operator promotes v3 while the loop reads
+    the guardrails. v2 used to be promoted over v3, which its evidence never saw."""
+    daemon.registry.register(MODEL, trained[1].onnx, trained[1].metadata, actor="t")  # v3
+    t = traffic(trained, 2000, seed=7)
+    loop = runner(daemon)
+    real = loop._decisions.guardrails
+
+    def operator_promotes_v3_meanwhile(*args: object, **kwargs: object) -> object:
+        daemon.store.promote(MODEL, 3, actor="operator", reason="by hand")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop._decisions, "guardrails", operator_promotes_v3_meanwhile)
+    action = "none"
+    for start in range(0, 2000, BATCH):
+        feed_better(daemon, t, start, start + BATCH)
+        [paired] = [r for r in loop.run(MODEL) if r.kind == "paired" and r.challenger_version == 2]
+        action = paired.action
+        if action != "none":
+            break
+    assert action == "closed", action
+    champion = daemon.store.champion(MODEL)
+    assert champion is not None and champion.version == 3
+    assert daemon.store.get_version(MODEL, 2).stage == "shadow"
+
+
+def test_a_rollback_landing_after_another_promotion_changes_nothing(
+    daemon: Daemon, trained: list[ExampleModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watch finds v2 worse; an operator promotes v3 before the rollback is written.
+    The rollback used to roll back v3 (for good) and restore v2, the version found worse."""
+    t = _promote_a_worse_version(daemon, trained)
+    daemon.registry.register(MODEL, trained[1].onnx, trained[1].metadata, actor="t")  # v3
+    loop = runner(daemon)
+    real = loop.comparisons.record_look
+
+    def operator_promotes_v3_meanwhile(*args: object, **kwargs: object) -> object:
+        saved = real(*args, **kwargs)  # type: ignore[arg-type]
+        if kwargs.get("status") == "decided":
+            daemon.store.promote(MODEL, 3, actor="operator", reason="by hand")
+        return saved
+
+    monkeypatch.setattr(loop.comparisons, "record_look", operator_promotes_v3_meanwhile)
+    watch = None
+    for start in range(400, 1400, BATCH):
+        _feed_worse(daemon, t, start, start + BATCH)
+        [watch] = [r for r in loop.run(MODEL) if r.kind == "rollback_watch"]
+        if watch.action != "none":
+            break
+    assert watch is not None and watch.action == "closed", watch
+    champion = daemon.store.champion(MODEL)
+    assert champion is not None and champion.version == 3
+    assert daemon.store.get_version(MODEL, 3).stage == "champion"
+    assert daemon.store.get_version(MODEL, 2).stage == "retired"
+    assert daemon.store.list_events(model=MODEL, type="rollback_triggered") == []

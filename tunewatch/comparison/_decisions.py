@@ -199,8 +199,14 @@ class Decisions:
                 test.challenger_version,
                 actor=ACTOR,
                 reason=reason,
+                expected_champion=test.champion_version,
             )
         except ConflictError as exc:
+            if exc.code == "champion_changed":  # another promotion won meanwhile
+                self.comparisons.finish_test(
+                    test.id, status="closed", outcome={"action": "closed", "reason": exc.message}
+                )
+                return "closed", (exc.message,)
             logger.warning(
                 "model=%s promotion of v%d failed: %s", model, test.challenger_version, exc.message
             )

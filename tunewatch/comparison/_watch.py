@@ -192,8 +192,15 @@ class RollbackWatch:
             f"v{test.champion_version}'s before the promotion"
         )
         try:
-            restored, rolled = self.store.rollback(model, actor=ACTOR, reason=reason)
+            restored, rolled = self.store.rollback(
+                model, actor=ACTOR, reason=reason, expected_champion=test.challenger_version
+            )
         except ConflictError as exc:
+            if exc.code == "champion_changed":  # another promotion replaced it meanwhile
+                closed = self.comparisons.finish_test(
+                    test.id, status="closed", outcome={"action": "closed", "reason": exc.message}
+                )
+                return make_result(closed, look, fed, "closed", (exc.message,))
             logger.warning(
                 "model=%s rollback of v%d failed (%s): %s",
                 model,

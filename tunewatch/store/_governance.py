@@ -16,7 +16,14 @@ from sqlalchemy import Connection, Row, select, update
 from .._errors import ConflictError, NotFoundError
 from ._audit import append_audit_in
 from ._events import add_event_in
-from ._registry_rows import _lock_model, _set_stage_row, champion, get_version, promote
+from ._registry_rows import (
+    _lock_model,
+    _set_stage_row,
+    champion,
+    check_champion,
+    get_version,
+    promote,
+)
 from ._schema import approvals, events
 from ._types import VersionRow, utcnow
 
@@ -45,9 +52,11 @@ def request_approval(
     requested_by: str,
     reason: str,
     rules: Sequence[str],
+    expected_champion: int | None = None,
 ) -> ApprovalRow:
     """Record a promotion waiting for an approver; one pending request per version."""
     _lock_model(conn, model)
+    check_champion(conn, model, expected_champion)
     target = get_version(conn, model, version)
     if target.stage in ("champion", "rolled_back"):
         raise ConflictError(
@@ -164,10 +173,17 @@ def list_approvals(
 
 
 def rollback(
-    conn: Connection, model: str, *, actor: str, reason: str
+    conn: Connection,
+    model: str,
+    *,
+    actor: str,
+    reason: str,
+    expected_champion: int | None = None,
 ) -> tuple[VersionRow, VersionRow]:
-    """Restore the champion the current one replaced; the current one is rolled back."""
+    """Restore the champion the current one replaced; the current one is rolled back.
+    With ``expected_champion``, only if that version is still the champion."""
     _lock_model(conn, model)
+    check_champion(conn, model, expected_champion)
     current = champion(conn, model)
     if current is None:
         raise ConflictError(

@@ -170,9 +170,16 @@ def champion(conn: Connection, model: str) -> VersionRow | None:
 
 
 def promote(
-    conn: Connection, model: str, version: int, *, actor: str, reason: str
+    conn: Connection,
+    model: str,
+    version: int,
+    *,
+    actor: str,
+    reason: str,
+    expected_champion: int | None = None,
 ) -> tuple[VersionRow, VersionRow | None]:
     _lock_model(conn, model)
+    check_champion(conn, model, expected_champion)
     target = get_version(conn, model, version)
     if target.stage == "champion":
         raise ConflictError(f"model {model!r} version {version} is already the champion")
@@ -247,6 +254,22 @@ def _demote_champion(conn: Connection, model: str, now: Any) -> int | None:
     if previous is not None:
         _set_stage_row(conn, model, previous, "retired", now)
     return previous
+
+
+def check_champion(conn: Connection, model: str, expected: int | None) -> None:
+    """Under the model's lock: refuse (``champion_changed``) when ``expected`` is given and
+    is not the champion any more: a decision taken on evidence about one champion must
+    not act on another that arrived meanwhile."""
+    if expected is None:
+        return
+    current = _champion(conn, model)
+    if current != expected:
+        now = "no champion" if current is None else f"v{current}"
+        raise ConflictError(
+            f"model {model!r}: the champion changed from v{expected} to {now} since the "
+            "decision was taken",
+            code="champion_changed",
+        )
 
 
 def _champion(conn: Connection, model: str) -> int | None:

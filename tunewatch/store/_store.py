@@ -203,11 +203,26 @@ class Store:
             return _registry_rows.champion(conn, model)
 
     def promote(
-        self, model: str, version: int, *, actor: str, reason: str
+        self,
+        model: str,
+        version: int,
+        *,
+        actor: str,
+        reason: str,
+        expected_champion: int | None = None,
     ) -> tuple[VersionRow, VersionRow | None]:
-        """Make ``version`` the champion; returns (new champion, retired old champion)."""
+        """Make ``version`` the champion; returns (new champion, retired old champion).
+        With ``expected_champion``, ``ConflictError`` (``champion_changed``) unless that
+        version is still the champion (checked under the model's lock)."""
         with self._tx("promote") as conn:
-            return _registry_rows.promote(conn, model, version, actor=actor, reason=reason)
+            return _registry_rows.promote(
+                conn,
+                model,
+                version,
+                actor=actor,
+                reason=reason,
+                expected_champion=expected_champion,
+            )
 
     def set_stage(
         self,
@@ -421,11 +436,18 @@ class Store:
         requested_by: str,
         reason: str,
         rules: Sequence[str],
+        expected_champion: int | None = None,
     ) -> ApprovalRow:
         """A promotion that waits for an approver (idempotent per pending version)."""
         with self._tx("request_approval") as conn:
             return _governance.request_approval(
-                conn, model, version, requested_by=requested_by, reason=reason, rules=rules
+                conn,
+                model,
+                version,
+                requested_by=requested_by,
+                reason=reason,
+                rules=rules,
+                expected_champion=expected_champion,
             )
 
     def decide_approval(
@@ -447,13 +469,18 @@ class Store:
         with self._read("list_approvals") as conn:
             return _governance.list_approvals(conn, model=model, status=status, limit=limit)
 
-    def rollback(self, model: str, *, actor: str, reason: str) -> tuple[VersionRow, VersionRow]:
+    def rollback(
+        self, model: str, *, actor: str, reason: str, expected_champion: int | None = None
+    ) -> tuple[VersionRow, VersionRow]:
         """Restore the champion the current one replaced; ``(restored, rolled_back)``.
 
-        Raises ``ConflictError`` (code ``no_previous_champion``) when there is none.
+        Raises ``ConflictError`` (code ``no_previous_champion``) when there is none, and
+        (``champion_changed``) when ``expected_champion`` is given and no longer serves.
         """
         with self._tx("rollback") as conn:
-            return _governance.rollback(conn, model, actor=actor, reason=reason)
+            return _governance.rollback(
+                conn, model, actor=actor, reason=reason, expected_champion=expected_champion
+            )
 
     # -- jobs and alerts ----------------------------------------------------------------
 
