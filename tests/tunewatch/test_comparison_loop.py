@@ -511,3 +511,63 @@ def test_a_rollback_landing_after_another_promotion_changes_nothing(
     assert daemon.store.get_version(MODEL, 3).stage == "champion"
     assert daemon.store.get_version(MODEL, 2).stage == "retired"
     assert daemon.store.list_events(model=MODEL, type="rollback_triggered") == []
+
+
+def test_a_label_the_task_cannot_have_is_consumed_not_fatal(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """One binary label of 2.0 made every look raise: the paired test re-read the same
+    batch at every run, and the rollback watch stopped the whole comparison run."""
+    t = traffic(trained, 400, seed=7)
+    y = t.y.astype(np.float64)
+    y[3] = 2.0
+    write(
+        daemon.store,
+        ids=range(0, BATCH),
+        x=t.x[:BATCH],
+        y=y[:BATCH],
+        answers={1: t.logistic[:BATCH], 2: oracle(t.x[:BATCH])},
+    )
+    loop = runner(daemon)
+    [paired] = [r for r in loop.run(MODEL) if r.kind == "paired"]
+    assert paired.fed == BATCH and paired.look is not None and paired.look.n == BATCH - 1
+
+
+def test_a_bad_label_after_a_promotion_does_not_stop_the_watch(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    t = _promote_a_worse_version(daemon, trained)
+    bad = oracle(t.x[400:500])[:, ::-1].copy()
+    y = t.y[400:500].astype(np.float64)
+    y[0] = 2.0
+    write(daemon.store, ids=range(400, 500), x=t.x[400:500], y=y, answers={2: bad})
+    [watch] = [r for r in runner(daemon).run(MODEL) if r.kind == "rollback_watch"]
+    assert watch.fed == 100
+
+
+def test_versions_answering_different_classes_are_not_compared(daemon: Daemon) -> None:
+    """A re-tuning window missing a class gives a model with fewer output columns; its
+    column 1 was scored as the champion's column 1, whatever classes they stood for."""
+    daemon.store.upsert_model(name="mc", task="multiclass", feature_names=["a"])
+    for i, stage in ((1, "champion"), (2, "shadow")):
+        daemon.store.add_version(
+            model="mc",
+            artefact_sha256=f"{i:064d}",
+            hyperparameters={},
+            size_bytes=1,
+            actor="t",
+            stage=stage,  # type: ignore[arg-type]
+        )
+    rng = np.random.default_rng(0)
+    three = rng.dirichlet([1, 1, 1], size=50).astype(np.float32)
+    two = rng.dirichlet([1, 1], size=50).astype(np.float32)
+    write(
+        daemon.store,
+        ids=range(50),
+        x=np.zeros((50, 8), np.float32),
+        y=rng.integers(0, 2, size=50).astype(np.float64),
+        answers={1: three, 2: two},
+        model="mc",
+    )
+    [paired] = [r for r in runner(daemon, model="mc").run("mc") if r.kind == "paired"]
+    assert paired.action == "closed" and "3 classes" in paired.detail[0]

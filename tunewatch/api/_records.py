@@ -142,7 +142,7 @@ async def feedback(request: Request) -> Response:
     ctx = context(request)
     authenticate(request, "label")
     model = request.path_params["model"]
-    ctx.runtime.model(model)
+    task = ctx.runtime.model(model).row.task
     items = _items(
         parse_json_object(await request.body()), "items", ctx.runtime.config.server.max_items
     )
@@ -162,6 +162,13 @@ async def feedback(request: Request) -> Response:
                 400,
                 "invalid_label",
                 f"{where}.label must be a finite number or a non-empty list of them",
+            )
+        values = label if isinstance(label, list) else [label]
+        if task == "binary" and any(v not in (0, 1) for v in values):
+            raise ApiError(400, "invalid_label", f"{where}.label of a binary model is 0 or 1")
+        if task == "multiclass" and any(v < 0 or v != int(v) or v >= 2**31 for v in values):
+            raise ApiError(
+                400, "invalid_label", f"{where}.label of a multiclass model is a class index"
             )
         outcome = item.get("outcome")
         if outcome is not None and not _finite_number(outcome):

@@ -79,6 +79,10 @@ def _stateless(state: Mapping[str, Any]) -> dict[str, Any]:
     return {**state, "history": []}
 
 
+class Incomparable(Exception):
+    """The two versions' outputs cannot be compared at all (e.g. different classes)."""
+
+
 class ComparisonRunner:
     """Runs the comparison loop of one model at a time (see the module docstring).
 
@@ -275,6 +279,12 @@ class ComparisonRunner:
                     update = self._paired_update(model, champion, test, objective, settings)
                 else:
                     update = self._delong_update(model, champion, test, settings, k)
+            except Incomparable as exc:
+                closed = self.comparisons.finish_test(
+                    test.id, status="closed", outcome={"action": "closed", "reason": str(exc)}
+                )
+                results.append(make_result(closed, None, 0, "closed", (str(exc),)))
+                continue
             except (StatsError, ObjectiveError) as exc:
                 logger.warning(
                     "model=%s comparison of v%d against v%d cannot look: %s",
@@ -372,9 +382,12 @@ class ComparisonRunner:
         if not batch.request_ids:
             return None
         sequential = PairedSequentialTest.from_dict(test.state)
-        if batch.n_rows == 0:
-            return None
         assert batch.paired is not None
+        if batch.n_rows == 0:
+            k, k2 = batch.answer.shape[1], batch.paired.shape[1]
+            if k != k2 and max(k, k2) > 2:  # multiclass (a binary output has 1 or 2 columns)
+                raise Incomparable(f"the champion answers {k} classes, the challenger {k2}")
+            return None
         d = paired_differences(objective, batch.labels, batch.answer, batch.paired)
         look = sequential.update(d)
         values = LookValues(

@@ -16,6 +16,7 @@ from ._comparison_rows import (
 from ._schema import (
     comparison_consumed,
     labels,
+    models,
     outputs,
     requests,
 )
@@ -122,10 +123,28 @@ def read_labelled(
         stmt = stmt.order_by(labels.c.received_at, requests.c.request_id)
     if limit is not None:
         stmt = stmt.limit(limit)
-    return _assemble(list(conn.execute(stmt)), paired=paired_with is not None)
+    task = conn.execute(select(models.c.task).where(models.c.name == model)).scalar()
+    return _assemble(list(conn.execute(stmt)), paired=paired_with is not None, task=task)
 
 
-def _assemble(rows: list[Row[Any]], *, paired: bool) -> LabelledBatch:
+def _fits(task: str | None, y: list[float], *outputs: np.ndarray) -> bool:
+    """Whether a request's rows can be scored: labels the task can have (0/1 for binary,
+    a class index for multiclass), finite outputs. A row that cannot would make every
+    look raise, and with it the test stop for good."""
+    if not all(np.isfinite(o).all() for o in outputs):
+        return False
+    labels = np.asarray(y, dtype=np.float64)
+    if task == "binary":
+        return bool(np.isin(labels, (0.0, 1.0)).all())
+    if task == "multiclass":  # and both versions answer the same classes
+        k = outputs[0].shape[1]
+        if any(o.shape[1] != k for o in outputs):
+            return False
+        return bool(((labels >= 0) & (labels < k) & (labels == np.floor(labels))).all())
+    return bool(np.isfinite(labels).all())
+
+
+def _assemble(rows: list[Row[Any]], *, paired: bool, task: str | None) -> LabelledBatch:
     ids: list[str] = []
     index: list[int] = []
     ys: list[float] = []
@@ -145,11 +164,15 @@ def _assemble(rows: list[Row[Any]], *, paired: bool) -> LabelledBatch:
             continue  # malformed for this comparison: read (to be consumed), not used
         if paired and (r.b_rows != n or r.b_cols != k2):
             continue
+        a = np.frombuffer(r.a_values, dtype=np.float32).reshape(n, k)
+        b = np.frombuffer(r.b_values, dtype=np.float32).reshape(n, k2) if paired else None
+        if not _fits(task, y, a, *([b] if b is not None else [])):
+            continue  # read (to be consumed), not scored
         index.extend([position] * n)
         ys.extend(y)
-        answers.append(np.frombuffer(r.a_values, dtype=np.float32).reshape(n, k))
-        if paired:
-            others.append(np.frombuffer(r.b_values, dtype=np.float32).reshape(n, k2))
+        answers.append(a)
+        if b is not None:
+            others.append(b)
     return LabelledBatch(
         request_ids=tuple(ids),
         rows=np.asarray(index, dtype=np.int64),

@@ -213,6 +213,20 @@ CASES: dict[str, Case] = {
         body={"items": [{"request_id": "a", "label": "yes"}]},
         role="labeller",
     ),
+    "feedback_binary_label_not_0_or_1": Case(
+        400,
+        "invalid_label",
+        path="/v1/models/credit/feedback",
+        body={"items": [{"request_id": "a", "label": 2}]},
+        role="labeller",
+    ),
+    "feedback_binary_label_fractional_in_a_list": Case(
+        400,
+        "invalid_label",
+        path="/v1/models/credit/feedback",
+        body={"items": [{"request_id": "a", "label": [1, 0.5]}]},
+        role="labeller",
+    ),
     "feedback_unknown_field": Case(
         400,
         "invalid_request",

@@ -112,3 +112,39 @@ def test_split_arms_count_champion_answers_and_challenger_only_answers(
         model="m", champion_version=1, challenger_version=2, since=T0 + timedelta(seconds=8)
     )
     assert later == (0, 2)
+
+
+def test_rows_that_cannot_be_scored_are_read_to_be_consumed_but_give_no_rows(
+    model_store: Store,
+) -> None:
+    """A binary label of 2.0, or a challenger's NaN output, made every look raise; the
+    test re-read the same first batch at every run and never moved again."""
+    comparisons = ComparisonStore(model_store)
+    _log(model_store, 4)
+    nan = np.asarray([[np.nan, np.nan]], dtype=np.float32).tobytes()
+    model_store.write_records(
+        [RequestRecord("m", "r9", T0, "infer", 1, 2, np.zeros((1, 2), np.float32).tobytes())],
+        [
+            OutputRecord("m", "r9", 1, "champion", 0.001, 1, 2, _P),
+            OutputRecord("m", "r9", 2, "challenger", 0.002, 1, 2, nan),
+        ],
+    )
+    model_store.add_labels(
+        "m",
+        [
+            LabelItem("r0", 0.0),
+            LabelItem("r1", 2.0),  # not a binary label
+            LabelItem("r2", 1.0),
+            LabelItem("r3", 0.5),  # nor this
+            LabelItem("r9", 1.0),  # the challenger answered NaN
+        ],
+    )
+    batch = comparisons.read_labelled(model="m", answered_by=1, paired_with=2)
+    assert set(batch.request_ids) == {"r0", "r1", "r2", "r3", "r9"}  # all to be consumed
+    assert [batch.request_ids[i] for i in batch.rows] == ["r0", "r2"]
+    assert batch.labels.tolist() == [0.0, 1.0]
+    unpaired = comparisons.read_labelled(model="m", answered_by=1)
+    assert [unpaired.request_ids[i] for i in unpaired.rows] == ["r0", "r2", "r9"]
+
+
+_P = np.asarray([[0.4, 0.6]], dtype=np.float32).tobytes()
