@@ -15,7 +15,7 @@ import pytest
 
 from monitor.objectives import make_objective
 from shadow import OnnxModel
-from shadow.stats import PairedSequentialTest
+from shadow.stats import PairedSequentialTest, StatsError
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tunewatch import _governance as governance
 from tunewatch._config import build_config
@@ -571,3 +571,18 @@ def test_versions_answering_different_classes_are_not_compared(daemon: Daemon) -
     )
     [paired] = [r for r in runner(daemon, model="mc").run("mc") if r.kind == "paired"]
     assert paired.action == "closed" and "3 classes" in paired.detail[0]
+
+
+def test_a_watch_that_cannot_look_leaves_the_paired_tests_looking(
+    daemon: Daemon, trained: list[ExampleModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = traffic(trained, BATCH, seed=7)
+    feed_better(daemon, t, 0, BATCH)
+    loop = runner(daemon)
+
+    def cannot_look(*args: object) -> None:
+        raise StatsError("`differences` must hold finite values")
+
+    monkeypatch.setattr(loop._rollback_watch, "run", cannot_look)
+    [paired] = [r for r in loop.run(MODEL) if r.kind == "paired"]
+    assert paired.fed == BATCH

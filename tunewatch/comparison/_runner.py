@@ -148,9 +148,13 @@ class ComparisonRunner:
         objective = self._objective(model)
         results: list[ComparisonResult] = []
         if settings.rollback.enabled and objective.has_per_request_loss:
-            watch = self._rollback_watch.run(
-                model, settings.rollback, objective, settings.max_batch
-            )
+            try:
+                watch = self._rollback_watch.run(
+                    model, settings.rollback, objective, settings.max_batch
+                )
+            except (StatsError, ObjectiveError) as exc:  # the other tests still look
+                logger.warning("model=%s rollback watch cannot look: %s", model, exc)
+                watch = None
             if watch is not None:
                 results.append(watch)
         champion = self.store.champion(model)
@@ -175,7 +179,11 @@ class ComparisonRunner:
             blocked = check is not None and check.mismatch
         results += self._compare(model, champion, objective, settings, blocked=blocked)
         if settings.split is not None:
-            split_result = self._split_test.run(model, champion, objective, settings)
+            try:
+                split_result = self._split_test.run(model, champion, objective, settings)
+            except (StatsError, ObjectiveError) as exc:
+                logger.warning("model=%s live-split test cannot look: %s", model, exc)
+                split_result = None
             if split_result is not None:
                 test = self.comparisons.get_test(split_result.test_id)
                 if test.status == "decided" and _needs_action(test):
