@@ -586,3 +586,34 @@ def test_a_watch_that_cannot_look_leaves_the_paired_tests_looking(
     monkeypatch.setattr(loop._rollback_watch, "run", cannot_look)
     [paired] = [r for r in loop.run(MODEL) if r.kind == "paired"]
     assert paired.fed == BATCH
+
+
+def test_a_delong_look_with_one_class_waits_for_the_other_instead_of_stalling(
+    template: Path, tmp_path: Path, trained: list[ExampleModel]
+) -> None:
+    """The first look read exactly `look_every` rows; when they held one class, DeLong
+    refused, nothing was consumed, and every later run re-read the same rows."""
+    d = copy_daemon(
+        template,
+        tmp_path / "auc",
+        models=[{"name": MODEL, "task": "binary", "objective": {"name": "roc_auc"}}],
+    )
+    try:
+        t = traffic(trained, 200, seed=11)
+        negatives = np.flatnonzero(t.y == 0)[:50]
+        first = {"x": t.x[negatives], "y": t.y[negatives]}
+        write(
+            d.store,
+            ids=range(0, 50),
+            x=first["x"],
+            y=first["y"],
+            answers={1: t.logistic[negatives], 2: oracle(first["x"])},
+        )
+        loop = runner(d, delong_look_every=50, delong_looks=5)
+        [waiting] = [r for r in loop.run(MODEL) if r.kind == "delong"]
+        assert waiting.fed == 0  # one class only: not a look yet
+        feed_better(d, t, 100, 200)
+        [looked] = [r for r in loop.run(MODEL) if r.kind == "delong"]
+        assert looked.fed > 50 and looked.look is not None
+    finally:
+        d.close()

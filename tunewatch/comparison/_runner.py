@@ -423,21 +423,28 @@ class ComparisonRunner:
     ) -> tuple[list[str], LookValues, dict[str, Any]] | None:
         state = test.state
         wanted = int(state["look_every"]) * (test.looks + 1) - test.n
-        fresh = self.comparisons.read_labelled(
-            model=model,
-            answered_by=champion.version,
-            paired_with=test.challenger_version,
-            unconsumed_by=test.id,
-            limit=wanted,
-        )
-        if len(fresh.request_ids) < wanted:
-            return None  # the next planned look is not due yet
         seen = self.comparisons.read_labelled(
             model=model,
             answered_by=champion.version,
             paired_with=test.challenger_version,
             consumed_by=test.id,
         )
+        limit = wanted
+        while True:
+            fresh = self.comparisons.read_labelled(
+                model=model,
+                answered_by=champion.version,
+                paired_with=test.challenger_version,
+                unconsumed_by=test.id,
+                limit=limit,
+            )
+            if len(fresh.request_ids) < wanted:
+                return None  # the next planned look is not due yet
+            if np.unique(np.concatenate([seen.labels, fresh.labels])).size > 1:
+                break
+            if len(fresh.request_ids) < limit:
+                return None  # one class so far: the look waits for the other
+            limit *= 2  # a look needs both classes: take it later, on more requests
         gsd = GroupSequentialDeLong(
             alpha=float(state["alpha"]), planned_looks=int(state["planned_looks"])
         )
