@@ -167,9 +167,9 @@ def import_bundle(
                 "imported": {
                     "model": source["name"],
                     "version": entry["version"],
-                    "parent_version": entry["parent_version"],
+                    "parent_version": entry.get("parent_version"),
                     "bundle_sha256": digest,
-                    "exported_at": manifest["exported_at"],
+                    "exported_at": manifest.get("exported_at"),
                 },
             }
             row = registry.register(
@@ -179,9 +179,9 @@ def import_bundle(
                     task=source["task"],
                     feature_names=tuple(source["feature_names"]),
                     hyperparameters=entry["hyperparameters"],
-                    dataset_version=entry["dataset_version"],
-                    parent_version=mapping.get(entry["parent_version"]),
-                    study=entry["study"],
+                    dataset_version=entry.get("dataset_version"),
+                    parent_version=mapping.get(entry.get("parent_version") or 0),
+                    study=entry.get("study"),
                     details=details,
                 ),
                 actor=actor,
@@ -224,7 +224,7 @@ def _manifest(archive: zipfile.ZipFile) -> dict[str, Any]:
         model = manifest["model"]
         for key, kind in (("name", str), ("task", str), ("feature_names", list)):
             if not isinstance(model[key], kind):
-                raise TypeError(f"`model.{key}` must be a {kind.__name__}")
+                raise TypeError(f"`model.{key}` must be of type {kind.__name__}")
         for entry in manifest["versions"]:
             _check_entry(entry)
         if not manifest["versions"]:
@@ -249,7 +249,10 @@ def _check_entry(entry: Mapping[str, Any]) -> None:
             )
     for key, kind in (("hyperparameters", dict), ("details", dict), ("stage", str)):
         if not isinstance(entry.get(key), kind):
-            raise TypeError(f"version {entry['version']}: `{key}` must be a {kind.__name__}")
+            raise TypeError(f"version {entry['version']}: `{key}` must be of type {kind.__name__}")
+    for key, kinds in (("dataset_version", str), ("study", str), ("parent_version", int)):
+        if entry.get(key) is not None and not isinstance(entry[key], kinds):
+            raise TypeError(f"version {entry['version']}: `{key}` must be of type {kinds.__name__}")
 
 
 def _member(archive: zipfile.ZipFile, name: str, limit: int, *, checked: bool = True) -> bytes:

@@ -72,6 +72,19 @@ def test_versions_arrive_with_their_lineage_artefacts_and_references(
     assert target.store.verify_audit() is None
 
 
+def test_a_manifest_without_the_optional_lineage_imports(
+    source: Daemon, target: Daemon, tmp_path: Path
+) -> None:
+    def strip(m: dict[str, Any]) -> None:
+        for key in ("parent_version", "study", "dataset_version"):
+            m["versions"][0].pop(key)
+        m.pop("exported_at")
+
+    bundle = _rewrite(_export(source, tmp_path / "a.zip"), tmp_path / "b.zip", strip)
+    _, imported, _ = _import(target, bundle)
+    assert [i.stage for i in imported] == ["champion"]
+
+
 def test_an_import_can_be_repeated_and_lands_in_shadow_beside_a_champion(
     source: Daemon, target: Daemon, tmp_path: Path
 ) -> None:
@@ -122,8 +135,17 @@ def _rewrite(bundle: Path, out: Path, edit: object) -> Path:
         (lambda m: m["versions"][0].update(artefact_sha256="0" * 64), "lacks artefacts/0000"),
         (lambda m: m.update(versions=[]), "`versions` is empty"),
         (lambda m: m["model"].pop("task"), "incomplete"),
+        (lambda m: m["versions"][0].update(parent_version="v1"), "must be of type int"),
     ],
-    ids=["newer-format", "not-a-bundle", "path-in-sha", "missing-member", "empty", "no-task"],
+    ids=[
+        "newer-format",
+        "not-a-bundle",
+        "path-in-sha",
+        "missing-member",
+        "empty",
+        "no-task",
+        "parent-not-a-number",
+    ],
 )
 def test_a_malformed_manifest_is_refused_with_the_reason(
     source: Daemon, target: Daemon, tmp_path: Path, edit: object, message: str
