@@ -22,10 +22,17 @@ ROOT = HERE.parents[1]
 pytestmark = pytest.mark.postgres
 
 
-def _worker(url: str, study: str, max_trials: int) -> subprocess.Popen[str]:
+def _worker(url: str, study: str, max_trials: int, fold_s: float = 0.0) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{ROOT}"}
     return subprocess.Popen(
-        [sys.executable, str(HERE / "retune_worker.py"), url, study, str(max_trials)],
+        [
+            sys.executable,
+            str(HERE / "retune_worker.py"),
+            url,
+            study,
+            str(max_trials),
+            str(fold_s),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -104,7 +111,9 @@ def test_killed_worker_trial_is_failed_retried_and_the_study_completes(
     pg_url: str, storage: optuna.storages.RDBStorage
 ) -> None:
     study = f"kill-{uuid.uuid4().hex[:8]}"
-    victim = _worker(pg_url, study, 4)
+    # 1 s per fold: the kill lands inside a trial (a fast trial could finish between the
+    # check below and the kill, leaving nothing orphaned)
+    victim = _worker(pg_url, study, 4, fold_s=1.0)
     # kill only once the running trial's heartbeat is recorded: a trial killed before its
     # first heartbeat is indistinguishable from one that just started
     _wait_for(lambda: _running_with_heartbeat(storage, study), timeout=60)
