@@ -615,5 +615,10 @@ def test_a_delong_look_with_one_class_waits_for_the_other_instead_of_stalling(
         feed_better(d, t, 100, 200)
         [looked] = [r for r in loop.run(MODEL) if r.kind == "delong"]
         assert looked.fed > 50 and looked.look is not None
+        # the longer look does not eat into the next, which takes `look_every` new rows
+        # (its row count went to zero or below: LIMIT -n on PostgreSQL, a crash here)
+        assert looked.fed == 100
+        [second] = [r for r in loop.run(MODEL) if r.kind == "delong"]
+        assert second.fed == 50 and second.look is not None
     finally:
         d.close()

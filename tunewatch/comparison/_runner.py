@@ -422,7 +422,10 @@ class ComparisonRunner:
         k: int,
     ) -> tuple[list[str], LookValues, dict[str, Any]] | None:
         state = test.state
-        wanted = int(state["look_every"]) * (test.looks + 1) - test.n
+        every = int(state["look_every"])
+        # a look that waited for a second class took more rows: the next still needs
+        # `look_every` new ones (never a count of zero or less)
+        wanted = max(every * (test.looks + 1) - test.n, every)
         seen = self.comparisons.read_labelled(
             model=model,
             answered_by=champion.version,
