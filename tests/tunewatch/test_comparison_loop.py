@@ -622,3 +622,26 @@ def test_a_delong_look_with_one_class_waits_for_the_other_instead_of_stalling(
         assert second.fed == 50 and second.look is not None
     finally:
         d.close()
+
+
+def test_a_batch_of_only_unscorable_rows_is_consumed_and_the_test_moves_on(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """Unscorable rows give no rows to look at, so nothing was recorded, nothing was
+    consumed, and a batch made only of them was read again at every run."""
+    t = traffic(trained, 2, seed=7)
+    y = t.y[:2].astype(np.float64)
+    y[0] = 2.0  # the first request in label order cannot be scored
+    for i in range(2):
+        write(
+            daemon.store,
+            ids=range(i, i + 1),
+            x=t.x[i : i + 1],
+            y=y[i : i + 1],
+            answers={1: t.logistic[i : i + 1], 2: oracle(t.x[i : i + 1])},
+        )
+    loop = runner(daemon, max_batch=1)
+    [first] = [r for r in loop.run(MODEL) if r.kind == "paired"]
+    assert first.look is None
+    [second] = [r for r in loop.run(MODEL) if r.kind == "paired"]
+    assert second.fed == 1 and second.look is not None and second.look.n == 1

@@ -395,6 +395,7 @@ class ComparisonRunner:
             k, k2 = batch.answer.shape[1], batch.paired.shape[1]
             if k != k2 and max(k, k2) > 2:  # multiclass (a binary output has 1 or 2 columns)
                 raise Incomparable(f"the champion answers {k} classes, the challenger {k2}")
+            self.comparisons.consume_unscored(test, batch.request_ids)  # not read again
             return None
         d = paired_differences(objective, batch.labels, batch.answer, batch.paired)
         look = sequential.update(d)

@@ -78,6 +78,8 @@ class SplitTest:
             ),
         ]
         if arms[0].n_rows == 0 and arms[1].n_rows == 0:
+            unscored = [*arms[0].request_ids, *arms[1].request_ids]
+            self.comparisons.consume_unscored(test, unscored)  # not read again
             return make_result(test, None, 0, "none")
         losses = [
             np.asarray(objective.per_request_loss(a.labels, a.answer), dtype=np.float64)

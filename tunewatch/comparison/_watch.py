@@ -134,6 +134,7 @@ class RollbackWatch:
             limit=min(max_batch, rules.watch_requests - watched),
         )
         if batch.n_rows == 0:
+            self.comparisons.consume_unscored(test, batch.request_ids)  # not read again
             return make_result(test, None, 0, "none")
         losses = objective.per_request_loss(batch.labels, batch.answer)
         look = sequential.update(challenger=np.asarray(losses, dtype=np.float64))

@@ -7,6 +7,7 @@ Functions take a SQLAlchemy ``Connection`` like the other store modules;
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -39,6 +40,8 @@ from ._store import Store
 from ._types import utcnow
 
 # -- tests ----------------------------------------------------------------------------------
+
+logger = logging.getLogger(__name__)
 
 
 def _test(row: Row[Any]) -> ComparisonTestRow:
@@ -199,6 +202,28 @@ def record_look(
     return get_test(conn, test.id)
 
 
+def consume_unscored(
+    conn: Connection, test: ComparisonTestRow, *, request_ids: Sequence[str]
+) -> None:
+    """Mark requests that cannot be scored as consumed by ``test`` without a look (they add
+    nothing to its evidence), so that they are not read again. Refused like
+    :func:`record_look` when another process looked at the test since it was read."""
+    changed = conn.execute(
+        update(comparison_tests)
+        .where(comparison_tests.c.id == test.id, comparison_tests.c.looks == test.looks)
+        .values(updated_at=utcnow())
+    ).rowcount
+    if changed != 1:
+        raise ConflictError(
+            f"comparison test {test.id} was updated concurrently; look again",
+            code="comparison_moved_on",
+        )
+    conn.execute(
+        comparison_consumed.insert(),
+        [{"test_id": test.id, "request_id": rid, "look": test.looks} for rid in request_ids],
+    )
+
+
 def finish_test(
     conn: Connection,
     test_id: int,
@@ -354,6 +379,16 @@ class ComparisonStore:
     ) -> ComparisonTestRow:
         with self._tx("record_comparison_look") as conn:
             return record_look(conn, test, consumed=consumed, look=look, state=state, status=status)
+
+    def consume_unscored(self, test: ComparisonTestRow, request_ids: Sequence[str]) -> None:
+        """See :func:`consume_unscored`; a concurrent look makes it a no-op (logged)."""
+        if not request_ids:
+            return
+        try:
+            with self._tx("consume_unscored") as conn:
+                consume_unscored(conn, test, request_ids=request_ids)
+        except ConflictError as exc:
+            logger.warning("%s", exc.message)
 
     def finish_test(
         self,
