@@ -39,9 +39,9 @@ from ._split_checks import add_split_check, latest_split_check
 from ._store import Store
 from ._types import utcnow
 
-# -- tests ----------------------------------------------------------------------------------
-
 logger = logging.getLogger(__name__)
+
+# -- tests ----------------------------------------------------------------------------------
 
 
 def _test(row: Row[Any]) -> ComparisonTestRow:
