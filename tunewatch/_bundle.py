@@ -168,6 +168,9 @@ def import_bundle(
                     "model": source["name"],
                     "version": entry["version"],
                     "parent_version": entry.get("parent_version"),
+                    # study names number jobs per store: kept here, not as the version's
+                    # study, where it could collide with a job of this store
+                    "study": entry.get("study"),
                     "bundle_sha256": digest,
                     "exported_at": manifest.get("exported_at"),
                 },
@@ -180,13 +183,13 @@ def import_bundle(
                     feature_names=tuple(source["feature_names"]),
                     hyperparameters=entry["hyperparameters"],
                     dataset_version=entry.get("dataset_version"),
-                    parent_version=mapping.get(entry.get("parent_version") or 0),
-                    study=entry.get("study"),
+                    parent_version=_parent(store, target, source["name"], entry, mapping),
+                    study=None,
                     details=details,
                 ),
                 actor=actor,
                 stage="champion" if champion_wanted else "shadow",
-                regulated=bool(source["regulated"]),
+                regulated=source["regulated"],
                 reference=reference,
             )
             mapping[entry["version"]] = row.version
@@ -222,9 +225,16 @@ def _manifest(archive: zipfile.ZipFile) -> dict[str, Any]:
         )
     try:
         model = manifest["model"]
-        for key, kind in (("name", str), ("task", str), ("feature_names", list)):
-            if not isinstance(model[key], kind):
+        for key, kind in (
+            ("name", str),
+            ("task", str),
+            ("feature_names", list),
+            ("regulated", bool),
+        ):
+            if not isinstance(model.get(key), kind):
                 raise TypeError(f"`model.{key}` must be of type {kind.__name__}")
+        if not isinstance(manifest["versions"], list):
+            raise TypeError("`versions` must be a list")
         for entry in manifest["versions"]:
             _check_entry(entry)
         if not manifest["versions"]:
@@ -234,7 +244,9 @@ def _manifest(archive: zipfile.ZipFile) -> dict[str, Any]:
     return manifest
 
 
-def _check_entry(entry: Mapping[str, Any]) -> None:
+def _check_entry(entry: Any) -> None:
+    if not isinstance(entry, dict):
+        raise TypeError(f"each of `versions` must be an object, got {entry!r:.100}")
     if not isinstance(entry.get("version"), int) or isinstance(entry.get("version"), bool):
         raise TypeError(f"a version entry needs an integer `version`, got {entry!r:.200}")
     for key in ("artefact_sha256", "reference_sha256"):
@@ -276,6 +288,27 @@ def _member(archive: zipfile.ZipFile, name: str, limit: int, *, checked: bool = 
         if hashlib.sha256(data).hexdigest() != expected:
             raise BundleError(f"{name} does not match its SHA-256: the bundle was altered")
     return data
+
+
+def _parent(
+    store: Store, target: str, source_model: str, entry: Mapping[str, Any], mapping: dict[int, int]
+) -> int | None:
+    """The target's version that the entry's parent became: in this import, or brought in
+    by an earlier one."""
+    parent = entry.get("parent_version")
+    if parent is None:
+        return None
+    if parent in mapping:
+        return mapping[parent]
+    try:
+        versions = store.list_versions(target)
+    except NotFoundError:
+        return None
+    for v in versions:
+        origin = v.details.get("imported") or {}
+        if origin.get("model") == source_model and origin.get("version") == parent:
+            return v.version
+    return None
 
 
 def _already_imported(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 from collections.abc import Iterator
@@ -136,6 +137,10 @@ def _rewrite(bundle: Path, out: Path, edit: object) -> Path:
         (lambda m: m.update(versions=[]), "`versions` is empty"),
         (lambda m: m["model"].pop("task"), "incomplete"),
         (lambda m: m["versions"][0].update(parent_version="v1"), "must be of type int"),
+        (lambda m: m["model"].update(regulated="false"), "must be of type bool"),
+        (lambda m: m["model"].pop("regulated"), "must be of type bool"),
+        (lambda m: m.update(versions=["x"]), "must be an object"),
+        (lambda m: m.update(versions={"a": 1}), "must be a list"),
     ],
     ids=[
         "newer-format",
@@ -145,6 +150,10 @@ def _rewrite(bundle: Path, out: Path, edit: object) -> Path:
         "empty",
         "no-task",
         "parent-not-a-number",
+        "regulated-a-string",
+        "regulated-missing",
+        "version-not-an-object",
+        "versions-not-a-list",
     ],
 )
 def test_a_malformed_manifest_is_refused_with_the_reason(
@@ -213,3 +222,38 @@ def test_the_cli_exports_and_imports_with_the_model_s_config(
     out = capsys.readouterr().out
     assert "credit v2 -> v1 (shadow)" in out  # it was not the source's champion
     assert "objective" in snippet.read_text() and "brier" in snippet.read_text()
+
+
+def test_a_source_study_name_does_not_follow_the_version(
+    source: Daemon, target: Daemon, trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """Study names (`credit-job3`) number jobs per store: kept on an imported version, the
+    target's own job 3 found its study "already registered" and never registered."""
+    v3 = source.registry.register(
+        MODEL,
+        trained[1].onnx,
+        dataclasses.replace(trained[1].metadata, study="credit-job3"),
+        actor="job:3",
+    )
+    _, imported, _ = _import(target, _export(source, tmp_path / "v3.zip", versions=[v3.version]))
+    version = target.store.get_version(MODEL, imported[0].version)
+    assert version.study is None
+    assert version.details["imported"]["study"] == "credit-job3"
+
+
+def test_a_parent_imported_by_an_earlier_bundle_is_the_imported_version_s_parent(
+    source: Daemon, target: Daemon, trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """Parents were looked up among the bundle's own versions only: a child brought in by
+    a later bundle lost its lineage."""
+    child = source.registry.register(
+        MODEL,
+        trained[1].onnx,
+        dataclasses.replace(trained[1].metadata, parent_version=2),
+        actor="t",
+    )
+    _, [parent], _ = _import(target, _export(source, tmp_path / "v2.zip", versions=[2]))
+    _, [imported], _ = _import(
+        target, _export(source, tmp_path / "child.zip", versions=[child.version])
+    )
+    assert target.store.get_version(MODEL, imported.version).parent_version == parent.version
