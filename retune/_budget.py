@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 PrunerKind = Literal["none", "median", "successive_halving"]
-StopReason = Literal["max_trials", "wall_time", "cpu_time", "no_improvement", "exhausted"]
+StopReason = Literal[
+    "max_trials", "wall_time", "cpu_time", "no_improvement", "exhausted", "interrupted"
+]
 
 
 @dataclass(frozen=True, kw_only=True)

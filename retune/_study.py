@@ -10,7 +10,7 @@ enqueues the plan's configurations; later ones join and adopt the stored plan. W
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +72,7 @@ def run_study(
     groups: np.ndarray[Any, Any] | None = None,
     heartbeat_interval: int | None = None,
     cost_predictor: CostPredictor | None = None,
+    interrupted: Callable[[], bool] | None = None,
 ) -> TuningResult:
     """Tune ``space`` on ``(x, y)`` until ``budget`` stops the study; see the module docstring.
 
@@ -79,7 +80,9 @@ def run_study(
     journal file path. Trials minimise ``objective.loss`` averaged over ``cv`` folds;
     each trial records ``dataset_version``, ``fold_scores``, ``fold_spread`` and its
     ``outcome`` as user attributes. A configuration predicted by ``cost_predictor``
-    over the plan's cost ceiling is rejected (pruned) before training. Raises
+    over the plan's cost ceiling is rejected (pruned) before training. Once
+    ``interrupted()`` is true the study stops after the running trial
+    (``stopped_by="interrupted"``). Raises
     :class:`StudyError` for storage problems, for joining a study tuned on other data,
     and when no trial completed.
     """
@@ -113,6 +116,8 @@ def run_study(
         )
 
     def should_stop() -> str | None:
+        if interrupted is not None and interrupted():
+            return "interrupted"
         counted = [t for t in handle.trials() if OUTCOME in t.user_attrs]
         return tracker.stop_reason(len(counted), [t.value for t in counted])
 

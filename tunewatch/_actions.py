@@ -105,12 +105,14 @@ class Dispatcher:
                     f"already handled by job {existing[0].id}",
                     existing[0].id,
                 )
+        champion = self.store.champion(model)
         try:
             job, created = self.store.create_job(
                 model=model,
                 kind="retune",
                 trigger={"event": event, **dict(payload)},
-                spec={},
+                # the champion whose reference the job trains on, whoever serves later
+                spec={"champion_version": champion.version if champion else None},
                 dedupe_key=dedupe_key,
                 max_active=self.config.tuning.max_concurrent_jobs,
                 # checked with the insert, so that simultaneous triggers queue one job

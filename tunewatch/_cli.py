@@ -290,10 +290,6 @@ def cmd_show_evaluations(args: argparse.Namespace) -> int:
     return 0
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def cmd_worker(args: argparse.Namespace) -> int:
     import os
     import socket
@@ -303,6 +299,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     config = _config(args)
     store = open_store(config)
+    stop = threading.Event()
 
     def bar(progress: dict[str, Any]) -> None:
         done, total = int(progress.get("trials") or 0), int(progress.get("max_trials") or 1)
@@ -323,11 +320,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
             artefacts=ArtefactStore(config.artefact_dir),
             registry=_registry(config, store),
             worker=f"{socket.gethostname()}:{os.getpid()}",
+            stop=stop,
         )
-        # the launcher stops workers with SIGTERM: unwind as from Ctrl-C, so that the job
-        # is queued again (and its running trial marked failed) rather than left running
+        # the launcher stops workers with SIGTERM: finish the running trial, then queue
+        # the job again for the next worker to resume
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _interrupt)
+            signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
         job = runner.run(args.job, on_progress=bar)
     except KeyboardInterrupt:
         print(f"\njob {args.job} interrupted: queued again for the next worker", file=sys.stderr)
@@ -335,6 +333,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(file=sys.stderr)
+    if job.status == "queued":
+        print(f"job {job.id} stopped: queued again for the next worker", file=sys.stderr)
+        return 0
     if job.status != "succeeded":
         print(f"job {job.id} {job.status}: {job.error}", file=sys.stderr)
         return 1

@@ -37,7 +37,7 @@ from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig
 from tunewatch._errors import ConflictError, TunewatchError
 from tunewatch._registry import Reference, Registry, VersionMetadata
-from tunewatch.store import JobRow, ModelRow, Store
+from tunewatch.store import JobRow, ModelRow, Store, VersionRow
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +77,16 @@ class TuningJobRunner:
         artefacts: ArtefactStore,
         config: Config,
         worker: str,
+        stop: threading.Event | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.artefacts = artefacts
         self.config = config
         self.worker = worker
+        # set (by the worker's SIGTERM handler) to end the study after the running trial
+        # and put the job back in the queue for the next worker to resume
+        self.stop = stop
 
     def run(self, job_id: int, *, on_progress: Any = None) -> JobRow:
         """Run (or join) job ``job_id`` to its end; the job row records the outcome."""
@@ -93,6 +97,13 @@ class TuningJobRunner:
         try:
             with _Heartbeat(self.store, job.id, self.config.tuning.heartbeat_s):
                 result = self._tune(job, model, cfg, on_progress)
+        except _Interrupted:
+            if self.store.requeue_job(job.id, self.worker):
+                logger.warning("job=%d model=%s: stopped, queued again", job.id, model.name)
+                self.store.add_event(
+                    model=model.name, type="retune_interrupted", payload={"job": job.id}
+                )
+            return self.store.get_job(job.id)
         except _RegisteredElsewhere as exc:
             logger.info(
                 "job=%d model=%s: %s; this worker's trials are in the study, and the worker "
@@ -116,7 +127,7 @@ class TuningJobRunner:
                 model=model.name, type="retune_failed", payload={"job": job.id, "error": message}
             )
             return self.store.finish_job(job.id, status="failed", error=message)
-        except KeyboardInterrupt:  # SIGINT, or SIGTERM in a worker: stopped, not failed
+        except KeyboardInterrupt:  # Ctrl-C: stopped, not failed
             if self.store.requeue_job(job.id, self.worker):
                 logger.warning("job=%d model=%s: interrupted, queued again", job.id, model.name)
                 self.store.add_event(
@@ -146,7 +157,7 @@ class TuningJobRunner:
         labelled = window.labelled() & (window.label_received_at < job.created_at.timestamp())
         x, y = window.features[labelled], window.labels[labelled]
         n_traffic = int(labelled.sum())
-        champion = self.store.champion(model.name)
+        champion = self._parent(model, job)
         sha = champion.details.get("reference_sha256") if champion else None
         if tj.include_reference and sha:
             reference = Reference.from_bytes(self.artefacts.get(sha, ".npz"))
@@ -161,6 +172,15 @@ class TuningJobRunner:
         if model.task != "regression":
             y = y.astype(np.int64)
         return np.ascontiguousarray(x, dtype=np.float32), y, n_traffic
+
+    def _parent(self, model: ModelRow, job: JobRow) -> VersionRow | None:
+        """The champion the job was queued against (``spec.champion_version``), whose
+        reference rows it trains on and whose child it registers; the current one for
+        a job queued before jobs recorded it."""
+        version = job.spec.get("champion_version")
+        if isinstance(version, int):
+            return self.store.get_version(model.name, version)
+        return self.store.champion(model.name)
 
     def _plan(self, model: ModelRow, cfg: ModelConfig, space: Any) -> WarmStartPlan | None:
         kind = cfg.tuning.warm_start
@@ -230,9 +250,16 @@ class TuningJobRunner:
                 plan=plan,
                 seed=tj.seed,
                 heartbeat_interval=self.config.tuning.heartbeat_s if "://" in storage else None,
+                interrupted=self.stop.is_set if self.stop is not None else None,
             )
+        except RetuneError as exc:
+            if self.stop is not None and self.stop.is_set():
+                raise _Interrupted() from exc  # e.g. stopped before any trial completed
+            raise
         finally:
             progress.stop()
+        if self.stop is not None and self.stop.is_set():
+            raise _Interrupted()
         self.store.update_job_progress(
             job.id,
             {
@@ -257,7 +284,7 @@ class TuningJobRunner:
             started = time.perf_counter()
             session.run(row.reshape(1, -1))
             latencies.append(time.perf_counter() - started)
-        champion = self.store.champion(model.name)
+        champion = self._parent(model, job)
         details = {
             "job": job.id,
             "trigger": job.trigger,
@@ -310,6 +337,10 @@ class TuningJobRunner:
             "warm_start": plan.strategies if plan else [],
             "parent": details and (champion.version if champion else None),
         }
+
+
+class _Interrupted(Exception):
+    """The worker was asked to stop: the job goes back to the queue."""
 
 
 class _RegisteredElsewhere(Exception):
@@ -439,7 +470,14 @@ class JobLauncher:
         return started
 
     def stop(self) -> None:
+        """Ask the workers to stop (SIGTERM: each ends its running trial and queues its
+        job again); one still running after 30 s is killed, and its job is failed once
+        its heartbeats stop."""
         for proc in self._procs.values():
             proc.terminate()
         for proc in self._procs.values():
-            proc.wait(30)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

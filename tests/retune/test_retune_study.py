@@ -206,3 +206,14 @@ def test_a_regression_study_cross_validates_refits_and_exports(tmp_path: Any) ->
     assert result.n_trials == 4 and 0 < result.best_value < 3
     exported = refit_and_export(dict(result.best_params), x, y, tolerance=1e-4)
     assert exported.parity_error <= 1e-4
+
+
+def test_an_interrupted_study_stops_after_the_running_trial(tmp_path: Any) -> None:
+    asked: list[int] = []
+
+    def interrupted() -> bool:
+        asked.append(1)
+        return len(asked) > 2  # after two trials
+
+    result = _run(tmp_path, budget=Budget(max_trials=50), interrupted=interrupted)
+    assert result.stopped_by == "interrupted" and result.n_trials == 2

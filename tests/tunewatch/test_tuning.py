@@ -21,7 +21,7 @@ from tunewatch._cli import main
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
-from tunewatch._registry import VersionMetadata
+from tunewatch._registry import Reference, VersionMetadata
 from tunewatch._tuning import STALE_HEARTBEATS, TuningJobRunner
 from tunewatch.store import LabelItem, OutputRecord, RequestRecord
 
@@ -311,7 +311,7 @@ def test_a_worker_stopped_with_the_daemon_queues_its_job_again(
         d.launcher.stop()
         assert proc.returncode is not None
         job = d.store.get_job(outcome.job_id)
-        assert job.status == "queued" and job.error is None, job
+        assert job.status == "queued" and job.error is None, job.error
         [event] = d.store.list_events(model=MODEL, type="retune_interrupted")
         assert event.payload["job"] == outcome.job_id
         assert not d.store.list_events(model=MODEL, type="retune_failed")
@@ -407,3 +407,29 @@ def test_a_regression_model_is_retuned_from_its_own_search_space(
         assert version.hyperparameters["estimator"].endswith(("ridge", "_regressor"))
     finally:
         d.close()
+
+
+def test_a_job_trains_on_the_reference_of_the_champion_it_was_queued_against(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """The window was pinned to the job's creation, but the champion's reference rows
+    were read when a worker ran: a promotion in between (and a restart that queued the
+    job again) gave a joining worker other data, and the study refused it."""
+    outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
+    assert outcome.job_id is not None
+    job = daemon.store.get_job(outcome.job_id)
+    model = daemon.store.get_model(MODEL)
+    cfg = daemon.config.model_or_default(MODEL, model.task)
+    runner = _runner(daemon)
+    before = dataset_version(*runner._training_window(model, cfg, job)[:2])
+    reference = trained[1].reference
+    assert reference is not None
+    v2 = daemon.registry.register(
+        MODEL,
+        trained[1].onnx,
+        trained[1].metadata,
+        actor="t",
+        reference=Reference(features=reference.features[:50], labels=reference.labels[:50]),
+    )
+    daemon.store.promote(MODEL, v2.version, actor="t", reason="meanwhile")
+    assert dataset_version(*runner._training_window(model, cfg, job)[:2]) == before
