@@ -9,14 +9,17 @@ from __future__ import annotations
 
 from datetime import UTC
 
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
 
-def crontab_trigger(expr: str) -> CronTrigger:
+def crontab_trigger(expr: str) -> BaseTrigger:
     """The trigger of a 5-field crontab expression (minute hour day month day-of-week), in
-    UTC; raises ``ValueError`` naming the field and the rule."""
+    UTC; raises ``ValueError`` naming the field and the rule. As in crontab, when both
+    day fields are restricted a day matching either fires (APScheduler wants both)."""
     fields = expr.split()
     if len(fields) != 5:
         raise ValueError(
@@ -36,6 +39,12 @@ def crontab_trigger(expr: str) -> CronTrigger:
             CronTrigger(**{name: value}, timezone=UTC)
         except ValueError as exc:
             raise ValueError(f"{name.replace('_', ' ')}: {exc} in {expr!r}") from exc
+    if day not in {"*", "?"} and spec["day_of_week"] != "*":
+        by_date = {**spec, "day_of_week": "*"}
+        by_weekday = {**spec, "day": "*"}
+        return OrTrigger(
+            [CronTrigger(**by_date, timezone=UTC), CronTrigger(**by_weekday, timezone=UTC)]
+        )
     return CronTrigger(**spec, timezone=UTC)
 
 
