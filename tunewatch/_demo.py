@@ -175,7 +175,8 @@ def _run_job(daemon: Daemon, job_id: int) -> dict[str, Any]:
     return job.result
 
 
-#: Written into the demo's data directory: only a directory holding it is ever cleared.
+#: Written into the demo's data directory: only a directory holding it, or the default
+#: directory of that name (made by demos before the marker), is ever cleared.
 DEMO_MARKER = ".tunewatch-demo"
 
 
@@ -183,7 +184,8 @@ def fresh_demo_dir(data_dir: Path) -> None:
     """Make ``data_dir`` empty but for the demo's marker; refuse a directory with other
     contents that the demo did not make (it may be a real store)."""
     if data_dir.exists():
-        if not (data_dir / DEMO_MARKER).exists() and any(data_dir.iterdir()):
+        ours = (data_dir / DEMO_MARKER).exists() or data_dir.name == DEMO_MARKER  # the default
+        if not ours and any(data_dir.iterdir()):
             raise ConfigError(
                 f"--data-dir {str(data_dir)!r} is not empty and was not made by the demo, "
                 "which deletes its directory at every start: choose another or delete it yourself",

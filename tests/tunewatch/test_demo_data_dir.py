@@ -28,3 +28,12 @@ def test_the_demo_s_own_directory_is_cleared_and_a_new_or_empty_one_used(tmp_pat
     empty.mkdir()
     fresh_demo_dir(empty)
     assert (empty / ".tunewatch-demo").exists()
+
+
+def test_the_default_demo_directory_made_before_the_marker_is_cleared(tmp_path: Path) -> None:
+    """`make demo` after an upgrade: the demo's own default directory has no marker yet."""
+    old = tmp_path / ".tunewatch-demo"
+    old.mkdir()
+    (old / "tunewatch.db").write_text("an earlier demo")
+    fresh_demo_dir(old)
+    assert [p.name for p in old.iterdir()] == [".tunewatch-demo"]
