@@ -436,6 +436,8 @@ class JobLauncher:
         """Fail running jobs whose worker stopped heartbeating (any worker, on any host),
         reap finished workers and start new ones; returns the job ids started."""
         for job in self.store.fail_stale_jobs(older_than=timedelta(seconds=self.stale_after_s)):
+            if self._registered(job):
+                continue
             logger.error("job=%d model=%s failed: %s", job.id, job.model, job.error)
             self.store.add_event(
                 model=job.model, type="retune_failed", payload={"job": job.id, "error": job.error}
@@ -468,6 +470,36 @@ class JobLauncher:
             started.append(job.id)
             logger.info("started a worker for job %d (pid %d)", job.id, self._procs[job.id].pid)
         return started
+
+    def _registered(self, job: JobRow) -> bool:
+        """Finish a stale job as succeeded when its study registered a version: its worker
+        died between registering and finishing (a study registers once, so no other
+        worker would)."""
+        study = f"{job.model}-job{job.id}"
+        version = next((v for v in self.store.list_versions(job.model) if v.study == study), None)
+        if version is None:
+            return False
+        result = {
+            "version": version.version,
+            "study": study,
+            "best_value": version.details.get("best_value"),
+            "n_trials": version.details.get("n_trials"),
+            "stopped_by": version.details.get("stopped_by"),
+            "parity_error": version.details.get("parity_error"),
+            "dataset_version": version.dataset_version,
+            "warm_start": (version.details.get("warm_start_plan") or {}).get("strategies", []),
+            "parent": version.parent_version,
+            "recovered": "the worker died after registering; finished by the launcher",
+        }
+        self.store.add_event(model=job.model, type="challenger_registered", payload=result)
+        self.store.finish_job(job.id, status="succeeded", result=result)
+        logger.warning(
+            "job=%d model=%s: its worker died after registering version %d; finished",
+            job.id,
+            job.model,
+            version.version,
+        )
+        return True
 
     def stop(self) -> None:
         """Ask the workers to stop (SIGTERM: each ends its running trial and queues its

@@ -22,7 +22,7 @@ from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
 from tunewatch._registry import Reference, VersionMetadata
-from tunewatch._tuning import STALE_HEARTBEATS, TuningJobRunner
+from tunewatch._tuning import STALE_HEARTBEATS, JobLauncher, TuningJobRunner
 from tunewatch.store import LabelItem, OutputRecord, RequestRecord
 
 MODEL = "credit"
@@ -433,3 +433,33 @@ def test_a_job_trains_on_the_reference_of_the_champion_it_was_queued_against(
     )
     daemon.store.promote(MODEL, v2.version, actor="t", reason="meanwhile")
     assert dataset_version(*runner._training_window(model, cfg, job)[:2]) == before
+
+
+def test_a_job_whose_worker_died_after_registering_is_finished_as_succeeded(
+    daemon: Daemon, trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """A worker that registered the winner and died before finishing the job left it
+    `running`; it was then failed as stale although its version was in the registry (and
+    the study, registering once, would never register another)."""
+    outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
+    assert outcome.job_id is not None
+    daemon.store.claim_job(outcome.job_id, "w1")
+    study = f"{MODEL}-job{outcome.job_id}"
+    version = daemon.registry.register(
+        MODEL,
+        trained[1].onnx,
+        dataclasses.replace(trained[1].metadata, study=study),
+        actor=f"job:{outcome.job_id}",
+        once_per_study=True,
+    )
+    time.sleep(0.05)  # the worker's last heartbeat is now older than the launcher allows
+    launcher = JobLauncher(
+        store=daemon.store, config_path=tmp_path / "unused.yaml", workers=0, stale_after_s=0.01
+    )
+    assert launcher.tick() == []
+    job = daemon.store.get_job(outcome.job_id)
+    assert job.status == "succeeded" and job.result is not None, job.error
+    assert job.result["version"] == version.version and job.result["study"] == study
+    assert daemon.store.list_events(model=MODEL, type="retune_failed") == []
+    [event] = daemon.store.list_events(model=MODEL, type="challenger_registered")
+    assert event.payload["version"] == version.version
