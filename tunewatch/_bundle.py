@@ -298,22 +298,24 @@ def _parent(
     parent = entry.get("parent_version")
     if parent is None:
         return None
-    if parent in mapping:
-        return mapping[parent]
-    try:
-        versions = store.list_versions(target)
-    except NotFoundError:
-        return None
-    for v in versions:
-        origin = v.details.get("imported") or {}
-        if origin.get("model") == source_model and origin.get("version") == parent:
-            return v.version
-    return None
+    return (
+        mapping[parent] if parent in mapping else _imported_as(store, target, source_model, parent)
+    )
 
 
 def _already_imported(
     store: Store, target: str, source_model: str, entry: Mapping[str, Any]
 ) -> int | None:
+    return _imported_as(
+        store, target, source_model, entry["version"], sha256=entry["artefact_sha256"]
+    )
+
+
+def _imported_as(
+    store: Store, target: str, source_model: str, source_version: int, *, sha256: str | None = None
+) -> int | None:
+    """The target's version imported from ``source_model``'s ``source_version`` (with that
+    artefact, when ``sha256`` is given), if any."""
     try:
         versions = store.list_versions(target)
     except NotFoundError:
@@ -321,9 +323,9 @@ def _already_imported(
     for v in versions:
         origin = v.details.get("imported") or {}
         if (
-            v.artefact_sha256 == entry["artefact_sha256"]
-            and origin.get("model") == source_model
-            and origin.get("version") == entry["version"]
+            origin.get("model") == source_model
+            and origin.get("version") == source_version
+            and sha256 in (None, v.artefact_sha256)
         ):
             return v.version
     return None

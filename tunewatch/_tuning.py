@@ -98,11 +98,7 @@ class TuningJobRunner:
             with _Heartbeat(self.store, job.id, self.config.tuning.heartbeat_s):
                 result = self._tune(job, model, cfg, on_progress)
         except _Interrupted:
-            if self.store.requeue_job(job.id, self.worker):
-                logger.warning("job=%d model=%s: stopped, queued again", job.id, model.name)
-                self.store.add_event(
-                    model=model.name, type="retune_interrupted", payload={"job": job.id}
-                )
+            self._requeue(job)
             return self.store.get_job(job.id)
         except _RegisteredElsewhere as exc:
             logger.info(
@@ -128,11 +124,7 @@ class TuningJobRunner:
             )
             return self.store.finish_job(job.id, status="failed", error=message)
         except KeyboardInterrupt:  # Ctrl-C: stopped, not failed
-            if self.store.requeue_job(job.id, self.worker):
-                logger.warning("job=%d model=%s: interrupted, queued again", job.id, model.name)
-                self.store.add_event(
-                    model=model.name, type="retune_interrupted", payload={"job": job.id}
-                )
+            self._requeue(job)
             raise
         except Exception as exc:  # the job boundary: log with traceback, record, re-raise
             logger.exception("job=%d model=%s crashed", job.id, model.name)
@@ -140,6 +132,15 @@ class TuningJobRunner:
             raise
         self.store.add_event(model=model.name, type="challenger_registered", payload=result)
         return self.store.finish_job(job.id, status="succeeded", result=result)
+
+    def _requeue(self, job: JobRow) -> None:
+        """This worker was stopped: the job goes back to the queue, unless another worker
+        has claimed it since."""
+        if self.store.requeue_job(job.id, self.worker):
+            logger.warning("job=%d model=%s: stopped, queued again", job.id, job.model)
+            self.store.add_event(
+                model=job.model, type="retune_interrupted", payload={"job": job.id}
+            )
 
     # -- the work --------------------------------------------------------------------------
     def _training_window(

@@ -143,6 +143,19 @@ def daemon(template: Path, tmp_path: Path) -> Iterator[Daemon]:
     d.close()
 
 
+@pytest.fixture
+def auc_daemon(template: Path, tmp_path: Path) -> Iterator[Daemon]:
+    """The example models with ROC AUC as the objective: compared by group-sequential
+    DeLong tests."""
+    d = copy_daemon(
+        template,
+        tmp_path / "auc",
+        models=[{"name": MODEL, "task": "binary", "objective": {"name": "roc_auc"}}],
+    )
+    yield d
+    d.close()
+
+
 def feed_better(d: Daemon, t: Traffic, start: int, stop: int, **kw: object) -> None:
     write(
         d.store,
@@ -396,31 +409,24 @@ def test_cli_compare_and_comparisons_print_the_looks(
 
 
 def test_auc_objective_uses_group_sequential_delong_and_promotes_a_better_ranker(
-    template: Path, tmp_path: Path, trained: list[ExampleModel]
+    auc_daemon: Daemon, trained: list[ExampleModel]
 ) -> None:
-    d = copy_daemon(
-        template,
-        tmp_path / "auc",
-        models=[{"name": MODEL, "task": "binary", "objective": {"name": "roc_auc"}}],
-    )
-    try:
-        t = traffic(trained, 2500, seed=11)
-        loop = runner(d, delong_look_every=500, delong_looks=5)
-        decided = None
-        for start in range(0, 2500, 500):
-            feed_better(d, t, start, start + 500)
-            results = [r for r in loop.run(MODEL) if r.kind == "delong"]
-            assert results, "the AUC objective must be compared by DeLong"
-            if results[0].decision != "continue":
-                decided = results[0]
-                break
-        assert decided is not None, "the oracle never beat the logistic champion on AUC"
-        assert decided.decision == "challenger_better" and decided.correction == "bonferroni"
-        assert decided.action == "promoted"
-        champion = d.store.champion(MODEL)
-        assert champion is not None and champion.version == 2
-    finally:
-        d.close()
+    d = auc_daemon
+    t = traffic(trained, 2500, seed=11)
+    loop = runner(d, delong_look_every=500, delong_looks=5)
+    decided = None
+    for start in range(0, 2500, 500):
+        feed_better(d, t, start, start + 500)
+        results = [r for r in loop.run(MODEL) if r.kind == "delong"]
+        assert results, "the AUC objective must be compared by DeLong"
+        if results[0].decision != "continue":
+            decided = results[0]
+            break
+    assert decided is not None, "the oracle never beat the logistic champion on AUC"
+    assert decided.decision == "challenger_better" and decided.correction == "bonferroni"
+    assert decided.action == "promoted"
+    champion = d.store.champion(MODEL)
+    assert champion is not None and champion.version == 2
 
 
 def test_two_winners_of_one_run_promote_one_and_close_the_other(
@@ -589,39 +595,32 @@ def test_a_watch_that_cannot_look_leaves_the_paired_tests_looking(
 
 
 def test_a_delong_look_with_one_class_waits_for_the_other_instead_of_stalling(
-    template: Path, tmp_path: Path, trained: list[ExampleModel]
+    auc_daemon: Daemon, trained: list[ExampleModel]
 ) -> None:
     """The first look read exactly `look_every` rows; when they held one class, DeLong
     refused, nothing was consumed, and every later run re-read the same rows."""
-    d = copy_daemon(
-        template,
-        tmp_path / "auc",
-        models=[{"name": MODEL, "task": "binary", "objective": {"name": "roc_auc"}}],
+    d = auc_daemon
+    t = traffic(trained, 200, seed=11)
+    negatives = np.flatnonzero(t.y == 0)[:50]
+    first = {"x": t.x[negatives], "y": t.y[negatives]}
+    write(
+        d.store,
+        ids=range(0, 50),
+        x=first["x"],
+        y=first["y"],
+        answers={1: t.logistic[negatives], 2: oracle(first["x"])},
     )
-    try:
-        t = traffic(trained, 200, seed=11)
-        negatives = np.flatnonzero(t.y == 0)[:50]
-        first = {"x": t.x[negatives], "y": t.y[negatives]}
-        write(
-            d.store,
-            ids=range(0, 50),
-            x=first["x"],
-            y=first["y"],
-            answers={1: t.logistic[negatives], 2: oracle(first["x"])},
-        )
-        loop = runner(d, delong_look_every=50, delong_looks=5)
-        [waiting] = [r for r in loop.run(MODEL) if r.kind == "delong"]
-        assert waiting.fed == 0  # one class only: not a look yet
-        feed_better(d, t, 100, 200)
-        [looked] = [r for r in loop.run(MODEL) if r.kind == "delong"]
-        assert looked.fed > 50 and looked.look is not None
-        # the longer look does not eat into the next, which takes `look_every` new rows
-        # (its row count went to zero or below: LIMIT -n on PostgreSQL, a crash here)
-        assert looked.fed == 100
-        [second] = [r for r in loop.run(MODEL) if r.kind == "delong"]
-        assert second.fed == 50 and second.look is not None
-    finally:
-        d.close()
+    loop = runner(d, delong_look_every=50, delong_looks=5)
+    [waiting] = [r for r in loop.run(MODEL) if r.kind == "delong"]
+    assert waiting.fed == 0  # one class only: not a look yet
+    feed_better(d, t, 100, 200)
+    [looked] = [r for r in loop.run(MODEL) if r.kind == "delong"]
+    assert looked.fed > 50 and looked.look is not None
+    # the longer look does not eat into the next, which takes `look_every` new rows
+    # (its row count went to zero or below: LIMIT -n on PostgreSQL, a crash here)
+    assert looked.fed == 100
+    [second] = [r for r in loop.run(MODEL) if r.kind == "delong"]
+    assert second.fed == 50 and second.look is not None
 
 
 def test_a_batch_of_only_unscorable_rows_is_consumed_and_the_test_moves_on(

@@ -23,7 +23,7 @@ from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
 from tunewatch._registry import Reference, VersionMetadata
 from tunewatch._tuning import STALE_HEARTBEATS, JobLauncher, TuningJobRunner
-from tunewatch.store import LabelItem, OutputRecord, RequestRecord
+from tunewatch.store import LabelItem, OutputRecord, RequestRecord, VersionRow
 
 MODEL = "credit"
 SPACE = {
@@ -265,6 +265,17 @@ def test_a_killed_worker_s_job_is_failed_after_its_heartbeats_stop_and_frees_the
         d.close()
 
 
+def _register_as_the_job(d: Daemon, trained: list[ExampleModel], job_id: int) -> VersionRow:
+    """Register a version the way job ``job_id``'s worker does (once for its study)."""
+    return d.registry.register(
+        MODEL,
+        trained[1].onnx,
+        dataclasses.replace(trained[1].metadata, study=f"{MODEL}-job{job_id}"),
+        actor=f"job:{job_id}",
+        once_per_study=True,
+    )
+
+
 def test_of_two_workers_on_one_job_only_the_first_to_finish_registers(
     daemon: Daemon, trained: list[ExampleModel]
 ) -> None:
@@ -274,13 +285,7 @@ def test_of_two_workers_on_one_job_only_the_first_to_finish_registers(
     outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
     assert outcome.job_id is not None
     study = f"{MODEL}-job{outcome.job_id}"
-    other = daemon.registry.register(
-        MODEL,
-        trained[1].onnx,
-        dataclasses.replace(trained[1].metadata, study=study),
-        actor=f"job:{outcome.job_id}",
-        once_per_study=True,
-    )
+    other = _register_as_the_job(daemon, trained, outcome.job_id)
     job = _runner(daemon).run(outcome.job_id)
     assert [v.version for v in daemon.store.list_versions(MODEL) if v.study == study] == [
         other.version
@@ -445,16 +450,10 @@ def test_a_job_whose_worker_died_after_registering_is_finished_as_succeeded(
     assert outcome.job_id is not None
     daemon.store.claim_job(outcome.job_id, "w1")
     study = f"{MODEL}-job{outcome.job_id}"
-    version = daemon.registry.register(
-        MODEL,
-        trained[1].onnx,
-        dataclasses.replace(trained[1].metadata, study=study),
-        actor=f"job:{outcome.job_id}",
-        once_per_study=True,
-    )
-    time.sleep(0.05)  # the worker's last heartbeat is now older than the launcher allows
+    version = _register_as_the_job(daemon, trained, outcome.job_id)
+    # any heartbeat is stale at once: the worker is gone
     launcher = JobLauncher(
-        store=daemon.store, config_path=tmp_path / "unused.yaml", workers=0, stale_after_s=0.01
+        store=daemon.store, config_path=tmp_path / "unused.yaml", workers=0, stale_after_s=0.0
     )
     assert launcher.tick() == []
     job = daemon.store.get_job(outcome.job_id)

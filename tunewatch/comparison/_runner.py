@@ -393,7 +393,7 @@ class ComparisonRunner:
         assert batch.paired is not None
         if batch.n_rows == 0:
             k, k2 = batch.answer.shape[1], batch.paired.shape[1]
-            if k != k2 and max(k, k2) > 2:  # multiclass (a binary output has 1 or 2 columns)
+            if k != k2 and self.store.get_model(model).task == "multiclass":
                 raise Incomparable(f"the champion answers {k} classes, the challenger {k2}")
             self.comparisons.consume_unscored(test, batch.request_ids)  # not read again
             return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -82,17 +83,18 @@ def test_a_running_job_whose_worker_stopped_heartbeating_is_failed_and_frees_its
     assert model_store.fail_stale_jobs(older_than=timedelta(seconds=0.2)) == []  # once
 
 
-def test_simultaneous_jobs_never_overshoot_the_quota(model_store: Store) -> None:
+def _race(store: Store, n: int, **kwargs: Any) -> tuple[list[bool], list[str]]:
+    """``n`` threads create a job at once (dedupe keys differ); ``(created, refused codes)``."""
     created: list[bool] = []
     refused: list[str] = []
     lock = threading.Lock()
-    start = threading.Barrier(8)
+    start = threading.Barrier(n)
 
     def run(i: int) -> None:
         start.wait()
         try:
-            _, new = model_store.create_job(
-                model="m", kind="retune", trigger={}, spec={}, dedupe_key=f"k{i}", max_active=2
+            _, new = store.create_job(
+                model="m", kind="retune", trigger={}, spec={}, dedupe_key=f"k{i}", **kwargs
             )
         except ConflictError as exc:
             with lock:
@@ -101,11 +103,16 @@ def test_simultaneous_jobs_never_overshoot_the_quota(model_store: Store) -> None
         with lock:
             created.append(new)
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return created, refused
+
+
+def test_simultaneous_jobs_never_overshoot_the_quota(model_store: Store) -> None:
+    created, refused = _race(model_store, 8, max_active=2)
     assert created == [True, True] and refused == ["quota"] * 6
     assert model_store.count_active_jobs() == 2
 
@@ -115,36 +122,8 @@ def test_simultaneous_triggers_of_one_model_queue_one_job_in_its_cool_down(
 ) -> None:
     """The cool-down was read and then acted on in separate transactions: simultaneous
     triggers (an alert and a drift event) each queued a job."""
-    created: list[bool] = []
-    refused: list[str] = []
-    lock = threading.Lock()
-    start = threading.Barrier(6)
     since = datetime.now(UTC) - timedelta(minutes=30)
-
-    def run(i: int) -> None:
-        start.wait()
-        try:
-            _, new = model_store.create_job(
-                model="m",
-                kind="retune",
-                trigger={},
-                spec={},
-                dedupe_key=f"c{i}",
-                max_active=100,
-                cooldown_since=since,
-            )
-        except ConflictError as exc:
-            with lock:
-                refused.append(exc.code)
-            return
-        with lock:
-            created.append(new)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    created, refused = _race(model_store, 6, max_active=100, cooldown_since=since)
     assert created == [True] and refused == ["cooldown"] * 5
     later = datetime.now(UTC) + timedelta(seconds=1)  # the cool-down has passed
     _, new = model_store.create_job(
