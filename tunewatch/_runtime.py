@@ -321,7 +321,12 @@ class ScoringRuntime:
     # -- recording -------------------------------------------------------------------------
     @staticmethod
     def request_record(
-        model: str, request_id: str, x: np.ndarray, *, source: Source = "infer"
+        model: str,
+        request_id: str,
+        x: np.ndarray,
+        *,
+        source: Source = "infer",
+        unit_key: str | None = None,
     ) -> RequestRecord:
         x32 = np.ascontiguousarray(x, dtype=np.float32)
         return RequestRecord(
@@ -332,6 +337,7 @@ class ScoringRuntime:
             n_rows=x32.shape[0],
             n_cols=x32.shape[1],
             inputs=x32.tobytes(),
+            unit_key=unit_key,
         )
 
     @staticmethod

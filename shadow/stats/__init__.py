@@ -35,7 +35,7 @@ from shadow.stats._simulation import (
     wilson_interval,
 )
 from shadow.stats._spending import group_sequential_bounds, obrien_fleming_spending
-from shadow.stats._two_sample import TwoSampleSequentialTest
+from shadow.stats._two_sample import TwoSampleSequentialTest, UnitUpdate
 from shadow.stats.always_valid import MSPRT, AlwaysValidMethod, ConfidenceSequence, MethodName
 
 __all__ = [
@@ -66,6 +66,7 @@ __all__ = [
     "StatsError",
     "TwoSampleLook",
     "TwoSampleSequentialTest",
+    "UnitUpdate",
     "aa_false_positive_rate",
     "adjust",
     "assign",

@@ -18,7 +18,7 @@ from shadow.stats._delong import delong_arrays, delong_z
 from shadow.stats._errors import StatsError
 from shadow.stats._group_sequential import GroupSequentialDeLong, decide
 from shadow.stats._paired import PairedSequentialTest
-from shadow.stats._two_sample import TwoSampleSequentialTest
+from shadow.stats._two_sample import TwoSampleSequentialTest, unit_sums
 from shadow.stats._validation import check_positive_int
 
 SequentialTest = PairedSequentialTest | TwoSampleSequentialTest | GroupSequentialDeLong
@@ -117,7 +117,7 @@ def _simulate(
         n = np.broadcast_to(looks, (n_experiments, looks.size))
         a = _moments(rng.normal(0.0, sigma, shape), looks)
         b = _moments(rng.normal(effect, sigma, shape), looks)
-        arrays = test.evaluate((n, *a), (n, *b))
+        arrays = test.evaluate(unit_sums(n, *a), unit_sums(n, *b))
         return _Decisions(looks, arrays.decision, arrays.fixed_t_p <= test.alpha)
     # Group-sequential DeLong: planned, equally spaced looks up to n_max.
     looks = np.linspace(0, n_max, test.planned_looks + 1)[1:].round().astype(np.int64)

@@ -5,7 +5,7 @@ guardrails and the approval gate; the rollback watch."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -70,9 +70,11 @@ def write(
     latency: dict[int, float] | None = None,
     received_at: datetime | None = None,
     model: str = MODEL,
+    units: Sequence[str | None] | None = None,
 ) -> None:
     """Write requests ``ids`` (one row each) with each version's output and the labels,
-    the way the daemon records them (champion inline, challengers from the shadow queue)."""
+    the way the daemon records them (champion inline, challengers from the shadow queue);
+    ``units`` gives each request's unit key (default none)."""
     roles = roles or {}
     latency = latency or {}
     at = received_at or datetime.now(UTC)
@@ -80,8 +82,11 @@ def write(
     for j, i in enumerate(ids):
         rid = f"r{i}"
         row = np.ascontiguousarray(x[j : j + 1], dtype=np.float32)
+        unit = None if units is None else units[j]
         reqs.append(
-            RequestRecord(model, rid, at + timedelta(milliseconds=j), "infer", 1, 8, row.tobytes())
+            RequestRecord(
+                model, rid, at + timedelta(milliseconds=j), "infer", 1, 8, row.tobytes(), unit
+            )
         )
         for version, values in answers.items():
             v = np.ascontiguousarray(values[j : j + 1], dtype=np.float32)

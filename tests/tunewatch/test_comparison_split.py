@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shadow.stats import TwoSampleSequentialTest
 from tests.tunewatch.test_comparison_loop import (
     MODEL,
     copy_daemon,
@@ -51,18 +52,22 @@ def daemon(template: Path, tmp_path: Path) -> Iterator[Daemon]:  # noqa: F811
     d.close()
 
 
-def _split_traffic(d: Daemon, trained: list[ExampleModel], champion_share: float) -> None:
-    """10,000 split requests: the champion answers ``champion_share`` of them (shadowed by
-    a clearly better v2, labelled); v2 answers the rest alone."""
+def _split_traffic(
+    d: Daemon, trained: list[ExampleModel], champion_share: float, *, unkeyed: int = 0
+) -> None:
+    """10,000 split units of one request each: the champion answers ``champion_share`` of
+    them (shadowed by a clearly better v2, labelled); v2 answers the rest alone. Then
+    ``unkeyed`` requests without a unit key, which the champion answers."""
     n = 10_000
     n_champion = round(n * champion_share)
-    t = traffic(trained, n, seed=7)
+    t = traffic(trained, n + unkeyed, seed=7)
     write(
         d.store,
         ids=range(n_champion),
         x=t.x[:n_champion],
         y=t.y[:n_champion],
         answers={1: t.logistic[:n_champion], 2: oracle(t.x[:n_champion])},
+        units=[f"u{i}" for i in range(n_champion)],
     )
     rest = slice(n_champion, n)
     write(
@@ -72,7 +77,17 @@ def _split_traffic(d: Daemon, trained: list[ExampleModel], champion_share: float
         y=np.zeros(n - n_champion),
         answers={2: oracle(t.x[rest])},
         roles={2: "challenger"},
+        units=[f"u{i}" for i in range(n_champion, n)],
     )
+    if unkeyed:
+        extra = slice(n, n + unkeyed)
+        write(
+            d.store,
+            ids=range(n, n + unkeyed),
+            x=t.x[extra],
+            y=t.y[extra],
+            answers={1: t.logistic[extra], 2: oracle(t.x[extra])},
+        )
 
 
 def test_srm_on_a_52_48_split_fires_once_and_blocks_promotion(
@@ -93,12 +108,55 @@ def test_srm_on_a_52_48_split_fires_once_and_blocks_promotion(
     assert len(daemon.store.list_events(model=MODEL, type="promotion_blocked")) == 1
 
 
+@pytest.mark.parametrize("unkeyed", [0, 1000], ids=["keyed", "with-unkeyed-traffic"])
 def test_balanced_split_passes_the_check_and_promotes(
-    daemon: Daemon, trained: list[ExampleModel]
+    daemon: Daemon, trained: list[ExampleModel], unkeyed: int
 ) -> None:
-    _split_traffic(daemon, trained, 0.50)
+    # Requests without a unit key were never split: counted in the champion arm they
+    # made a balanced split look like 55/45.
+    _split_traffic(daemon, trained, 0.50, unkeyed=unkeyed)
     result = next(
         r for r in runner(daemon, split=SPLIT.model_dump()).run(MODEL) if r.kind == "paired"
     )
     assert daemon.store.list_events(model=MODEL, type="srm_detected") == []
     assert result.action == "promoted"
+
+
+def test_split_test_counts_units_not_their_requests(daemon: Daemon) -> None:
+    """40 units per arm answering 50 requests each: a unit's losses share the unit's
+    level. The challenger arm's units happen to be easier by 0.1 nats, well inside the
+    spread between units. Read as 4,000 independent requests the difference looks
+    decisive; read per unit it is not, and the test keeps looking."""
+    rng = np.random.default_rng(21)
+    per_unit, units = 50, 40
+    level = rng.normal(0.0, 0.3, (2, units)) + np.array([[0.6], [0.5]])
+    loss = np.clip(
+        np.tile(level, per_unit) + rng.normal(0.0, 0.05, (2, units * per_unit)),
+        0.05,
+        3.0,
+    )
+    p = np.exp(-loss)  # every label is 1, so each request's log loss is -log(p)
+    n = units * per_unit
+    loop = runner(
+        daemon, split=SPLIT.model_dump(), min_n=30, planned_n=400, rollback={"enabled": False}
+    )
+    for half in (slice(0, n // 2), slice(n // 2, n)):  # units come back after the first look
+        for arm, version in ((0, 1), (1, 2)):
+            write(
+                daemon.store,
+                ids=range(arm * n + half.start, arm * n + half.stop),
+                x=np.zeros((n // 2, 8), dtype=np.float32),
+                y=np.ones(n // 2),
+                answers={version: np.column_stack([1 - p[arm, half], p[arm, half]])},
+                roles={version: "champion" if version == 1 else "challenger"},
+                units=[f"a{arm}-u{i % units}" for i in range(half.start, half.stop)],
+            )
+        split = next(r for r in loop.run(MODEL) if r.kind == "split")
+        assert split.look is not None and split.look.n == units  # units of the challenger arm
+        assert split.look.decision == "continue" and split.action == "none"
+    test = loop.comparisons.get_test(split.test_id)
+    assert test.state["stats"][1][:2] == [units, n]  # 40 units, 2,000 outcomes
+    naive = TwoSampleSequentialTest(alpha=0.05, min_n=30, planned_n=400)
+    per_request = naive.update(champion=loss[0], challenger=loss[1])
+    assert per_request.decision == "challenger_better"  # what counting requests concluded
+    assert split.look.ci_high - split.look.ci_low > 3 * (per_request.ci_high - per_request.ci_low)

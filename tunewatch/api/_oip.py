@@ -24,6 +24,7 @@ from tunewatch import __version__
 from tunewatch.api._body import parse_json_object
 from tunewatch.api._context import AppContext, authenticate, context
 from tunewatch.api._errors import ApiError
+from tunewatch.store import MAX_UNIT_KEY_LENGTH
 from tunewatch.store import Role as OutputRole
 
 OIP_DATATYPES: dict[str, np.dtype[Any]] = {
@@ -184,11 +185,14 @@ def decode_infer_request(
             )
     params = req.get("parameters") or {}
     unit = params.get("unit_key") if isinstance(params, dict) else None
-    if unit is not None and (not isinstance(unit, str) or not 0 < len(unit) <= MAX_ID_LENGTH):
+    if unit is not None and not (
+        isinstance(unit, str) and 0 < len(unit) <= MAX_UNIT_KEY_LENGTH and unit.isprintable()
+    ):
         raise ApiError(
             400,
             "invalid_request",
-            f"`parameters.unit_key` must be a string of 1–{MAX_ID_LENGTH} characters",
+            f"`parameters.unit_key` must be a printable string of 1–{MAX_UNIT_KEY_LENGTH} "
+            "characters",
         )
     return request_id, array, names, unit
 
@@ -250,7 +254,7 @@ async def infer(
     if ctx.recording:
         role: OutputRole = "champion" if scored.version.role == "champion" else "challenger"
         inserted = await ctx.runtime.recorder.record(
-            ctx.runtime.request_record(model, request_id, x),
+            ctx.runtime.request_record(model, request_id, x, unit_key=unit_key),
             [
                 ctx.runtime.output_record(
                     model,

@@ -1,23 +1,30 @@
-"""The live split's own test: unpaired, always valid, on the objective's per-request
-losses of each arm (requests the champion answered vs requests the split challenger
-answered alone). Its decision acts like a paired test's (guardrails, governance)."""
+"""The live split's own test: unpaired, always valid, on the objective's losses of each
+arm's units (units whose requests the champion answered vs units the split challenger
+answered alone). Assignment is per unit, so the analysis is too: each arm's estimate is its
+mean loss per outcome with a delta-method variance over units, and the store keeps each
+unit's running totals. Requests without a unit key were never split and are not read.
+Its decision acts like a paired test's (guardrails, governance)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import Literal
 
 import numpy as np
 
 from monitor.objectives import Objective
-from shadow.stats import TwoSampleSequentialTest
+from shadow.stats import TwoSampleSequentialTest, UnitUpdate
 from tunewatch._errors import ConflictError
 from tunewatch.comparison._config import ComparisonConfig
 from tunewatch.comparison._results import ComparisonResult, make_result
 from tunewatch.comparison._watch import watch_values
 from tunewatch.store import Store, VersionRow
-from tunewatch.store._comparisons import ComparisonStore
+from tunewatch.store._comparisons import ComparisonStore, LabelledBatch, UnitTotal
+
+Arm = Literal["champion", "challenger"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,37 +66,29 @@ class SplitTest:
         if test.status != "open":
             return None
         since = self.since(model)
-        arms = [
-            self.comparisons.read_labelled(
-                model=model,
-                answered_by=champion.version,
-                received_from=since,
-                unconsumed_by=test.id,
-                limit=settings.max_batch,
-            ),
-            self.comparisons.read_labelled(
-                model=model,
-                answered_by=split.challenger,
-                roles=("challenger",),
-                alone=True,
-                received_from=since,
-                unconsumed_by=test.id,
-                limit=settings.max_batch,
-            ),
-        ]
-        if arms[0].n_rows == 0 and arms[1].n_rows == 0:
-            unscored = [*arms[0].request_ids, *arms[1].request_ids]
-            self.comparisons.consume_unscored(test, unscored)  # not read again
+        read = functools.partial(
+            self.comparisons.read_labelled,
+            model=model,
+            received_from=since,
+            unconsumed_by=test.id,
+            limit=settings.max_batch,
+            keyed=True,
+        )
+        arms: dict[Arm, LabelledBatch] = {
+            "champion": read(answered_by=champion.version),
+            "challenger": read(answered_by=split.challenger, roles=("challenger",), alone=True),
+        }
+        consumed = [rid for batch in arms.values() for rid in batch.request_ids]
+        if all(batch.n_rows == 0 for batch in arms.values()):
+            self.comparisons.consume_unscored(test, consumed)  # not read again
             return make_result(test, None, 0, "none")
-        losses = [
-            np.asarray(objective.per_request_loss(a.labels, a.answer), dtype=np.float64)
-            if a.n_rows
-            else None
-            for a in arms
-        ]
+        updates: dict[Arm, UnitUpdate] = {}
+        totals: list[UnitTotal] = []
+        for arm, batch in arms.items():
+            if batch.n_rows:
+                updates[arm] = self._unit_update(test.id, arm, batch, objective, totals)
         sequential = TwoSampleSequentialTest.from_dict(test.state)
-        look = sequential.update(champion=losses[0], challenger=losses[1])
-        consumed = [*arms[0].request_ids, *arms[1].request_ids]
+        look = sequential.update_units(**updates)
         try:
             saved = self.comparisons.record_look(
                 test,
@@ -97,8 +96,33 @@ class SplitTest:
                 look=watch_values(look, settings.method),
                 state={**sequential.to_dict(), "history": []},
                 status="open" if look.decision == "continue" else "decided",
+                units=totals,
             )
         except ConflictError as exc:
             logger.warning("model=%s %s", model, exc.message)
             return None
         return make_result(saved, self.comparisons.latest_look(saved.id), len(consumed), "none")
+
+    def _unit_update(
+        self,
+        test_id: int,
+        arm: Arm,
+        batch: LabelledBatch,
+        objective: Objective,
+        totals: list[UnitTotal],
+    ) -> UnitUpdate:
+        """What ``batch`` adds to each of its units in ``arm``; appends the units' new
+        totals to ``totals``."""
+        losses = np.asarray(objective.per_request_loss(batch.labels, batch.answer), np.float64)
+        keys, unit_of_row = np.unique(
+            np.asarray([batch.units[i] for i in batch.rows], dtype=object), return_inverse=True
+        )
+        added_n = np.bincount(unit_of_row, minlength=keys.size).astype(np.float64)
+        added_total = np.bincount(unit_of_row, weights=losses, minlength=keys.size)
+        known = self.comparisons.unit_totals(test_id, arm, keys.tolist())
+        before = np.asarray([known.get(k, (0, 0.0)) for k in keys], dtype=np.float64)
+        after = before + np.stack([added_n, added_total], axis=1)
+        totals.extend(
+            UnitTotal(arm, str(k), int(n), float(t)) for k, (n, t) in zip(keys, after, strict=True)
+        )
+        return UnitUpdate(before[:, 0], before[:, 1], added_n, added_total)

@@ -15,6 +15,7 @@ from ._jobs import JobRow, JobStatus
 from ._schema import UTCDateTime, metadata
 from ._store import Store
 from ._types import (
+    MAX_UNIT_KEY_LENGTH,
     AuditEntry,
     Event,
     LabelItem,
@@ -42,6 +43,7 @@ __all__ = [
     "LabelItem",
     "LabelRow",
     "LabelStatus",
+    "MAX_UNIT_KEY_LENGTH",
     "ModelRow",
     "OutputRecord",
     "RequestRecord",

@@ -92,10 +92,11 @@ class LabelledBatch:
     output on the same rows (``None`` when not read paired). ``request_ids`` lists every
     request read, ``rows`` maps each row to its position in ``request_ids``; requests
     whose label or output shapes do not fit are read (so they can be marked consumed)
-    but contribute no rows.
+    but contribute no rows. ``units`` holds each request's unit key (``None`` without one).
     """
 
     request_ids: tuple[str, ...]
+    units: tuple[str | None, ...]
     rows: np.ndarray  # int64 index into request_ids per row
     labels: np.ndarray  # float64 per row
     answer: np.ndarray  # float32 [rows, k]
@@ -105,6 +106,17 @@ class LabelledBatch:
     @property
     def n_rows(self) -> int:
         return int(self.labels.shape[0])
+
+
+@dataclass(frozen=True, slots=True)
+class UnitTotal:
+    """A live-split test's running totals for one unit of one arm: the ``n`` outcomes its
+    consumed requests gave and the sum of their losses."""
+
+    arm: Literal["champion", "challenger"]
+    unit_key: str
+    n: int
+    total: float
 
 
 @dataclass(frozen=True, slots=True)

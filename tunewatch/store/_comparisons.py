@@ -25,6 +25,7 @@ from ._comparison_rows import (
     SplitCheckRow,
     TestKind,
     TestStatus,
+    UnitTotal,
     _clean,
     _finite,
 )
@@ -35,7 +36,7 @@ from ._schema import (
     comparison_looks,
     comparison_tests,
 )
-from ._split_checks import add_split_check, latest_split_check
+from ._split_checks import add_split_check, latest_split_check, unit_totals, write_unit_totals
 from ._store import Store
 from ._types import utcnow
 
@@ -142,10 +143,12 @@ def record_look(
     look: LookValues,
     state: Mapping[str, Any],
     status: TestStatus,
+    units: Sequence[UnitTotal] = (),
 ) -> ComparisonTestRow:
-    """Store one look atomically: the requests it consumed, the look row and the test's new
-    state. Refused (``ConflictError``, code ``comparison_moved_on``) when another process
-    looked at this test since ``test`` was read, so no request is ever fed twice."""
+    """Store one look atomically: the requests it consumed, the look row, the test's new
+    state and (a live split's) new unit totals. Refused (``ConflictError``, code
+    ``comparison_moved_on``) when another process looked at this test since ``test`` was
+    read, so no request is ever fed twice."""
     now = utcnow()
     looks = test.looks + 1
     values: dict[str, Any] = {
@@ -175,6 +178,7 @@ def record_look(
             comparison_consumed.insert(),
             [{"test_id": test.id, "request_id": rid, "look": looks} for rid in consumed],
         )
+    write_unit_totals(conn, test.id, units)
     bootstrap = look.bootstrap_ci
     conn.execute(
         comparison_looks.insert().values(
@@ -376,9 +380,19 @@ class ComparisonStore:
         look: LookValues,
         state: Mapping[str, Any],
         status: TestStatus,
+        units: Sequence[UnitTotal] = (),
     ) -> ComparisonTestRow:
         with self._tx("record_comparison_look") as conn:
-            return record_look(conn, test, consumed=consumed, look=look, state=state, status=status)
+            return record_look(
+                conn, test, consumed=consumed, look=look, state=state, status=status, units=units
+            )
+
+    def unit_totals(
+        self, test_id: int, arm: str, unit_keys: Sequence[str]
+    ) -> dict[str, tuple[int, float]]:
+        """See :func:`unit_totals`."""
+        with self._read("split_unit_totals") as conn:
+            return unit_totals(conn, test_id, arm, unit_keys)
 
     def consume_unscored(self, test: ComparisonTestRow, request_ids: Sequence[str]) -> None:
         """See :func:`consume_unscored`; a concurrent look makes it a no-op (logged)."""
@@ -430,6 +444,7 @@ class ComparisonStore:
         limit: int | None = None,
         roles: tuple[str, ...] = ANSWERING_ROLES,
         alone: bool = False,
+        keyed: bool = False,
     ) -> LabelledBatch:
         """See :func:`read_labelled`."""
         with self._read("read_labelled") as conn:
@@ -446,6 +461,7 @@ class ComparisonStore:
                 limit=limit,
                 roles=roles,
                 alone=alone,
+                keyed=keyed,
             )
 
     def count_split_arms(
@@ -481,4 +497,5 @@ __all__ = [
     "SplitCheckRow",
     "TestKind",
     "TestStatus",
+    "UnitTotal",
 ]

@@ -39,12 +39,14 @@ def read_labelled(
     limit: int | None = None,
     roles: tuple[str, ...] = ANSWERING_ROLES,
     alone: bool = False,
+    keyed: bool = False,
 ) -> LabelledBatch:
     """Labelled requests that ``answered_by`` answered (with one of ``roles``; by default
     champion or external), with
     ``paired_with``'s output on the same requests when given (requests without it are
     left out). ``unconsumed_by`` leaves out requests a test already consumed;
-    ``consumed_by`` reads only those, with the look that consumed each.
+    ``consumed_by`` reads only those, with the look that consumed each. ``keyed`` reads
+    only requests that carry a unit key (a live split's units).
 
     Ordered by label arrival (then request id), so a test's reads are reproducible.
     """
@@ -63,6 +65,7 @@ def read_labelled(
     )
     columns: list[Any] = [
         requests.c.request_id,
+        requests.c.unit_key,
         requests.c.n_rows,
         labels.c.value,
         labels.c.received_at,
@@ -106,6 +109,8 @@ def read_labelled(
             )
             .exists()
         )
+    if keyed:
+        stmt = stmt.where(requests.c.unit_key.is_not(None))
     if unconsumed_by is not None:
         stmt = stmt.where(
             ~exists().where(
@@ -146,6 +151,7 @@ def _fits(task: str | None, y: list[float], *outputs: np.ndarray) -> bool:
 
 def _assemble(rows: list[Row[Any]], *, paired: bool, task: str | None) -> LabelledBatch:
     ids: list[str] = []
+    units: list[str | None] = []
     index: list[int] = []
     ys: list[float] = []
     answers: list[np.ndarray] = []
@@ -156,6 +162,7 @@ def _assemble(rows: list[Row[Any]], *, paired: bool, task: str | None) -> Labell
     for r in rows:
         position = len(ids)
         ids.append(r.request_id)
+        units.append(r.unit_key)
         if "look" in r._fields:
             looks.append(int(r.look))
         n = int(r.n_rows)
@@ -175,6 +182,7 @@ def _assemble(rows: list[Row[Any]], *, paired: bool, task: str | None) -> Labell
             others.append(b)
     return LabelledBatch(
         request_ids=tuple(ids),
+        units=tuple(units),
         rows=np.asarray(index, dtype=np.int64),
         labels=np.asarray(ys, dtype=np.float64),
         answer=np.concatenate(answers) if answers else np.empty((0, k), np.float32),
@@ -193,13 +201,15 @@ def count_split_arms(
     challenger_version: int,
     since: datetime | None,
 ) -> tuple[int, int]:
-    """Requests received since ``since`` answered by each arm of a live split:
+    """Units whose requests received since ``since`` each arm of a live split answered:
     ``(champion, challenger)``.
 
-    The champion arm is every request with an output of ``champion_version`` in role
-    ``champion``; the challenger arm every request with an output of
-    ``challenger_version`` and no output in role ``champion`` (the inference path records
-    the split challenger's answer without a champion answer).
+    The units are the requests' unit keys; a request without one was never split and
+    counts in neither arm. The champion arm holds units with a request that has an output
+    of ``champion_version`` in role ``champion``; the challenger arm units with a request
+    that has an output of ``challenger_version`` and no output in role ``champion`` (the
+    inference path records the split challenger's answer without a champion answer).
+    Assignment is by unit, so units, not requests, are what the expected share is of.
     """
     champion_answer = exists().where(
         outputs.c.model == requests.c.model,
@@ -220,7 +230,11 @@ def count_split_arms(
             any_champion.c.role == "champion",
         ),
     )
-    base = select(func.count()).select_from(requests).where(requests.c.model == model)
+    base = (
+        select(func.count(requests.c.unit_key.distinct()))
+        .select_from(requests)
+        .where(requests.c.model == model, requests.c.unit_key.is_not(None))
+    )
     if since is not None:
         base = base.where(requests.c.received_at >= since)
     n_champion = int(conn.execute(base.where(champion_answer)).scalar_one())

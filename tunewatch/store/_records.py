@@ -81,8 +81,8 @@ def write_records_sqlite(
         _insert_rows(
             cursor,
             "INSERT INTO requests (model, request_id, received_at, source, n_rows, n_cols, "
-            "inputs) VALUES ",
-            7,
+            "inputs, unit_key) VALUES ",
+            8,
             "",
             [
                 (
@@ -93,6 +93,7 @@ def write_records_sqlite(
                     r.n_rows,
                     r.n_cols,
                     r.inputs,
+                    r.unit_key,
                 )
                 for r in (first[k] for k in new)
             ],
@@ -244,6 +245,7 @@ def get_request(conn: Connection, model: str, request_id: str) -> RequestRecord 
         n_rows=row.n_rows,
         n_cols=row.n_cols,
         inputs=bytes(row.inputs),
+        unit_key=row.unit_key,
     )
 
 
@@ -392,6 +394,7 @@ def _request_params(r: RequestRecord) -> dict[str, Any]:
         "n_rows": r.n_rows,
         "n_cols": r.n_cols,
         "inputs": r.inputs,
+        "unit_key": r.unit_key,
     }
 
 

@@ -139,6 +139,7 @@ requests = Table(
     Column("n_rows", Integer, nullable=False),
     Column("n_cols", Integer, nullable=False),
     Column("inputs", LargeBinary, nullable=False),
+    Column("unit_key", String(128), nullable=True),  # a live split's unit (user, account …)
     PrimaryKeyConstraint("model", "request_id"),
     CheckConstraint(_in("source", SOURCES), name="source"),
     Index("ix_requests_model_received_at", "model", "received_at"),
@@ -344,6 +345,21 @@ comparison_consumed = Table(
     Column("request_id", String(128), nullable=False),
     Column("look", Integer, nullable=False),
     PrimaryKeyConstraint("test_id", "request_id"),
+)
+
+# A live-split test's running totals per unit and arm: the outcomes (rows) a unit's
+# consumed requests gave and the sum of their losses. The test's delta-method variance
+# needs each unit's totals before a look adds to them.
+split_units = Table(
+    "split_units",
+    metadata,
+    Column("test_id", Integer, ForeignKey("comparison_tests.id"), nullable=False),
+    Column("arm", String(16), nullable=False),
+    Column("unit_key", String(128), nullable=False),
+    Column("n", Integer, nullable=False),
+    Column("total", Float, nullable=False),
+    PrimaryKeyConstraint("test_id", "arm", "unit_key"),
+    CheckConstraint("arm IN ('champion', 'challenger')", name="arm"),
 )
 
 # Every look of every comparison: the time series dashboards draw the evidence from.

@@ -1,18 +1,19 @@
-"""Sample-ratio checks of live splits."""
+"""Live splits: sample-ratio checks, and each test's running totals per unit."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Row, select
 
-from ._comparison_rows import (
-    SplitCheckRow,
-)
-from ._schema import (
-    split_checks,
-)
+from ._comparison_rows import SplitCheckRow, UnitTotal
+from ._engine import dialect_insert
+from ._schema import split_checks, split_units
 from ._types import utcnow
+
+# Unit keys per IN (...) list: far under SQLite's and PostgreSQL's parameter limits.
+_KEYS_PER_STATEMENT = 500
 
 # -- split checks ---------------------------------------------------------------------------
 
@@ -79,3 +80,44 @@ def latest_split_check(
         stmt = stmt.where(split_checks.c.challenger_version == challenger_version)
     row = conn.execute(stmt.order_by(split_checks.c.id.desc()).limit(1)).first()
     return None if row is None else _split(row)
+
+
+# -- unit totals ----------------------------------------------------------------------------
+
+
+def unit_totals(
+    conn: Connection, test_id: int, arm: str, unit_keys: Sequence[str]
+) -> dict[str, tuple[int, float]]:
+    """The totals ``(n, total)`` the test holds for those of ``unit_keys`` it has seen in
+    ``arm``; units it has not seen are absent."""
+    found: dict[str, tuple[int, float]] = {}
+    keys = sorted(set(unit_keys))
+    for i in range(0, len(keys), _KEYS_PER_STATEMENT):
+        rows = conn.execute(
+            select(split_units.c.unit_key, split_units.c.n, split_units.c.total).where(
+                split_units.c.test_id == test_id,
+                split_units.c.arm == arm,
+                split_units.c.unit_key.in_(keys[i : i + _KEYS_PER_STATEMENT]),
+            )
+        )
+        found.update((r.unit_key, (int(r.n), float(r.total))) for r in rows)
+    return found
+
+
+def write_unit_totals(conn: Connection, test_id: int, totals: Sequence[UnitTotal]) -> None:
+    """Set the units' totals (they replace what the test held)."""
+    if not totals:
+        return
+    insert = dialect_insert(conn, split_units)
+    stmt = insert.on_conflict_do_update(
+        index_elements=[split_units.c.test_id, split_units.c.arm, split_units.c.unit_key],
+        set_={"n": insert.excluded.n, "total": insert.excluded.total},
+    )
+    ordered = sorted(totals, key=lambda t: (t.arm, t.unit_key))
+    conn.execute(
+        stmt,
+        [
+            {"test_id": test_id, "arm": t.arm, "unit_key": t.unit_key, "n": t.n, "total": t.total}
+            for t in ordered
+        ],
+    )

@@ -18,6 +18,7 @@ SOURCES: tuple[str, ...] = get_args(Source)
 ROLES: tuple[str, ...] = get_args(Role)
 
 FLOAT32_BYTES = 4
+MAX_UNIT_KEY_LENGTH = 128
 
 
 def utcnow() -> datetime:
@@ -75,7 +76,8 @@ class VersionRow:
 
 @dataclass(frozen=True, slots=True)
 class RequestRecord:
-    """One scored request; ``inputs`` is the C-order float32 matrix (n_rows x n_cols)."""
+    """One scored request; ``inputs`` is the C-order float32 matrix (n_rows x n_cols).
+    ``unit_key`` names the unit (user, account …) a live split assigned it by."""
 
     model: str
     request_id: str
@@ -84,9 +86,15 @@ class RequestRecord:
     n_rows: int
     n_cols: int
     inputs: bytes
+    unit_key: str | None = None
 
     def __post_init__(self) -> None:
         check_choice("source", self.source, SOURCES)
+        key = self.unit_key
+        if key is not None and not (0 < len(key) <= MAX_UNIT_KEY_LENGTH and key.isprintable()):
+            raise ValueError(
+                f"`unit_key` must be 1–{MAX_UNIT_KEY_LENGTH} printable characters, got {key!r}"
+            )
         _check_aware("received_at", self.received_at)
         _check_matrix("inputs", self.n_rows, self.n_cols, self.inputs)
 

@@ -58,15 +58,21 @@ def test_units_stick_to_their_arm_and_each_request_records_what_answered(split: 
     for i in (0, 1, 2, 3, 4, 5, 6, 7):
         roles = {(o.version, o.role) for o in store.get_outputs(MODEL, f"r{i}")}
         assert roles in ({(1, "champion")}, {(2, "challenger")}), roles
+        recorded = store.get_request(MODEL, f"r{i}")
+        assert recorded is not None and recorded.unit_key == f"customer-{i}"
 
 
 def test_requests_without_a_unit_key_go_to_the_champion(split: Running) -> None:
     body = {"inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": ROW}]}
     r = httpx.post(f"{split.url}/v2/models/{MODEL}/infer", json=body, headers=split.auth("scorer"))
     assert r.json()["model_version"] == "1"
-    bad = httpx.post(
-        f"{split.url}/v2/models/{MODEL}/infer",
-        json={**body, "parameters": {"unit_key": 7}},
-        headers=split.auth("scorer"),
-    )
-    assert bad.status_code == 400 and bad.json()["code"] == "invalid_request"
+    recorded = split.daemon.store.get_request(MODEL, r.json()["id"])
+    assert recorded is not None and recorded.unit_key is None
+    # a NUL would fail PostgreSQL's commit of every request in the group
+    for key in (7, "", "x" * 129, "user\x00"):
+        bad = httpx.post(
+            f"{split.url}/v2/models/{MODEL}/infer",
+            json={**body, "parameters": {"unit_key": key}},
+            headers=split.auth("scorer"),
+        )
+        assert bad.status_code == 400 and bad.json()["code"] == "invalid_request", key

@@ -10,7 +10,7 @@ import pytest
 
 from tunewatch._errors import ConflictError
 from tunewatch.store import LabelItem, OutputRecord, RequestRecord, Store
-from tunewatch.store._comparisons import ComparisonStore, LookValues
+from tunewatch.store._comparisons import ComparisonStore, LookValues, UnitTotal
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -92,26 +92,87 @@ def test_each_request_is_consumed_once_and_looks_form_a_history(model_store: Sto
     assert done.decided_at is not None and done.outcome == {"action": "promoted"}
 
 
-def test_split_arms_count_champion_answers_and_challenger_only_answers(
-    model_store: Store,
-) -> None:
-    _log(model_store, 6)  # champion answered (v2 shadowed)
+def _split_log(store: Store) -> None:
+    """r0–r5 answered by the champion (v2 shadowed), r6–r9 by v2 alone; units u0–u2 and
+    v0–v1 answer several requests each, r5 and r9 carry no unit key."""
+    keys = ["u0", "u0", "u1", "u2", "u2", None, "v0", "v0", "v1", None]
     reqs, outs = [], []
-    for i in range(6, 10):  # v2 answered alone
+    for i, key in enumerate(keys):
         x = np.zeros((1, 2), dtype=np.float32).tobytes()
-        reqs.append(RequestRecord("m", f"r{i}", T0 + timedelta(seconds=i), "infer", 1, 2, x))
-        p = np.asarray([[0.5, 0.5]], dtype=np.float32).tobytes()
-        outs.append(OutputRecord("m", f"r{i}", 2, "challenger", 0.002, 1, 2, p))
-    model_store.write_records(reqs, outs)
+        at = T0 + timedelta(seconds=i)
+        reqs.append(RequestRecord("m", f"r{i}", at, "infer", 1, 2, x, unit_key=key))
+        if i < 6:
+            outs.append(OutputRecord("m", f"r{i}", 1, "champion", 0.001, 1, 2, _P))
+        outs.append(OutputRecord("m", f"r{i}", 2, "challenger", 0.002, 1, 2, _P))
+    store.write_records(reqs, outs)
+    store.add_labels("m", [LabelItem(f"r{i}", float(i % 2)) for i in range(10)])
+
+
+def test_split_arms_count_the_units_each_arm_answered(model_store: Store) -> None:
+    """Requests of one unit are one unit of the split, and a request without a unit key
+    belongs to neither arm (it was never split): counting requests called an imbalance a
+    mismatch whenever unkeyed traffic or heavy users were in the log."""
+    _split_log(model_store)
     comparisons = ComparisonStore(model_store)
     counts = comparisons.count_split_arms(
         model="m", champion_version=1, challenger_version=2, since=None
     )
-    assert counts == (6, 4)
+    assert counts == (3, 2)
     later = comparisons.count_split_arms(
-        model="m", champion_version=1, challenger_version=2, since=T0 + timedelta(seconds=8)
+        model="m", champion_version=1, challenger_version=2, since=T0 + timedelta(seconds=7)
     )
     assert later == (0, 2)
+    assert model_store.get_request("m", "r0").unit_key == "u0"  # type: ignore[union-attr]
+
+
+def test_split_reads_keyed_requests_and_keeps_unit_totals(model_store: Store) -> None:
+    _split_log(model_store)
+    comparisons = ComparisonStore(model_store)
+    test, _ = comparisons.get_or_create_test(
+        model="m",
+        kind="split",
+        champion_version=1,
+        challenger_version=2,
+        correction=None,
+        state={},
+    )
+    batch = comparisons.read_labelled(model="m", answered_by=1, keyed=True)
+    assert batch.request_ids == ("r0", "r1", "r2", "r3", "r4")
+    assert batch.units == ("u0", "u0", "u1", "u2", "u2")
+    everything = comparisons.read_labelled(model="m", answered_by=1)
+    assert everything.units[-1] is None and len(everything.request_ids) == 6
+    assert comparisons.unit_totals(test.id, "champion", ["u0", "u1"]) == {}
+    saved = comparisons.record_look(
+        test,
+        consumed=["r0", "r1"],
+        look=_look(2),
+        state={},
+        status="open",
+        units=[UnitTotal("champion", "u0", 2, 0.5)],
+    )
+    comparisons.record_look(
+        saved,
+        consumed=["r2"],
+        look=_look(3),
+        state={},
+        status="open",
+        units=[UnitTotal("champion", "u0", 3, 0.75), UnitTotal("champion", "u1", 1, 2.0)],
+    )
+    assert comparisons.unit_totals(test.id, "champion", ["u0", "u1", "u2"]) == {
+        "u0": (3, 0.75),
+        "u1": (1, 2.0),
+    }
+    assert comparisons.unit_totals(test.id, "challenger", ["u0"]) == {}
+    with pytest.raises(ConflictError):  # a stale look writes no totals either
+        comparisons.record_look(
+            saved,
+            consumed=["r3"],
+            look=_look(4),
+            state={},
+            status="open",
+            units=[UnitTotal("champion", "u2", 1, 9.0)],
+        )
+    assert comparisons.unit_totals(test.id, "champion", ["u2"]) == {}
 
 
 def test_rows_that_cannot_be_scored_are_read_to_be_consumed_but_give_no_rows(

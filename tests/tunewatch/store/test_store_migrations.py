@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from shadow.stats import TwoSampleSequentialTest
 from tunewatch.store import Store, metadata
+from tunewatch.store._comparisons import ComparisonStore
 from tunewatch.store._migrate import alembic_config
 
 
@@ -25,5 +31,65 @@ def test_migrate_is_idempotent_and_matches_metadata(store_url: str) -> None:
             ]
             assert head is not None and int(head) >= 2
             assert conn.execute(sa.text("SELECT id, hash FROM audit_head")).all() == [(1, "0" * 64)]
+    finally:
+        store.close()
+
+
+def test_open_split_tests_start_again_per_unit(store_url: str) -> None:
+    """Revision 0008: an open split test counted requests as independent units; its
+    statistics restart (config kept), a decided one is left as it was."""
+    engine = sa.create_engine(store_url)
+    legacy = {
+        "format_version": 1,
+        "kind": "two_sample_sequential_test",
+        "config": {
+            "alpha": 0.05,
+            "method": "confidence_sequence",
+            "planned_n": 1000,
+            "min_n": 500,
+            "mixing_sd": None,
+            "greater_is_better": False,
+        },
+        "stats": [[900, 300.0, 200.0], [800, 250.0, 190.0]],
+        "p_value": 0.2,
+        "ci_low": -0.1,
+        "ci_high": 0.3,
+        "decision": "continue",
+        "history": [],
+    }
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0007")
+            conn.execute(
+                sa.text(
+                    "INSERT INTO models (name, task, feature_names, regulated, created_at) "
+                    "VALUES ('m', 'binary', '[]', false, CURRENT_TIMESTAMP)"
+                )
+            )
+            for status in ("open", "decided"):
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO comparison_tests (model, kind, champion_version, "
+                        "challenger_version, status, decision, n, looks, state, created_at, "
+                        "updated_at) VALUES ('m', 'split', 1, :v, :status, 'continue', 1700, 3, "
+                        ":state, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                    ),
+                    {
+                        "v": 2 if status == "open" else 3,
+                        "status": status,
+                        "state": json.dumps(legacy),
+                    },
+                )
+    finally:
+        engine.dispose()
+    store = Store.open(store_url)
+    try:
+        comparisons = ComparisonStore(store)
+        [opened, decided] = comparisons.list_tests("m", kind="split")
+        assert (opened.n, opened.looks) == (0, 3)
+        restarted = TwoSampleSequentialTest.from_dict(opened.state)
+        assert restarted.min_n == 500 and restarted.history == ()
+        assert restarted.update(champion=np.ones(3)).n_champion == 3
+        assert decided.n == 1700 and decided.state["stats"] == legacy["stats"]
     finally:
         store.close()

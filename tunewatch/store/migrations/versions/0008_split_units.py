@@ -1,0 +1,72 @@
+"""Live splits are analysed per unit: requests record their unit key, and each split test
+keeps its running totals per unit.
+
+Open split tests counted requests as independent; their statistics are reset (their
+looks stay in ``comparison_looks``) and they start again on requests that carry a unit
+key, which are the ones recorded from this revision on.
+
+Revision ID: 0008
+Revises: 0007
+Create Date: 2026-11-29
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0008"
+down_revision: str | None = "0007"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_tests = sa.table(
+    "comparison_tests",
+    sa.column("id", sa.Integer()),
+    sa.column("kind", sa.String()),
+    sa.column("status", sa.String()),
+    sa.column("n", sa.Integer()),
+    sa.column("state", sa.JSON()),
+)
+
+
+def upgrade() -> None:
+    op.add_column("requests", sa.Column("unit_key", sa.String(128), nullable=True))
+    op.create_table(
+        "split_units",
+        sa.Column("test_id", sa.Integer(), nullable=False),
+        sa.Column("arm", sa.String(16), nullable=False),
+        sa.Column("unit_key", sa.String(128), nullable=False),
+        sa.Column("n", sa.Integer(), nullable=False),
+        sa.Column("total", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("test_id", "arm", "unit_key", name="pk_split_units"),
+        sa.ForeignKeyConstraint(
+            ["test_id"], ["comparison_tests.id"], name="fk_split_units_test_id_comparison_tests"
+        ),
+        sa.CheckConstraint("arm IN ('champion', 'challenger')", name="ck_split_units_arm"),
+    )
+    conn = op.get_bind()
+    rows = conn.execute(
+        sa.select(_tests.c.id, _tests.c.state).where(
+            _tests.c.kind == "split", _tests.c.status == "open"
+        )
+    ).all()
+    for row in rows:
+        state = dict(row.state)
+        state.update(
+            stats=[[0.0] * 6, [0.0] * 6],
+            p_value=1.0,
+            ci_low=None,
+            ci_high=None,
+            decision="continue",
+            history=[],
+        )
+        conn.execute(sa.update(_tests).where(_tests.c.id == row.id).values(state=state, n=0))
+
+
+def downgrade() -> None:
+    op.drop_table("split_units")
+    with op.batch_alter_table("requests") as batch:
+        batch.drop_column("unit_key")
