@@ -250,6 +250,8 @@ async def infer(
     )
     x = ctx.runtime.validate(served, array)
     scored = ctx.runtime.score(served, x, version=version, unit_key=unit_key)
+    if version is not None:  # a pinned request was not split: it belongs to no arm
+        unit_key = None
     encoded = encode_outputs(scored.outputs, names)
     if ctx.recording:
         role: OutputRole = "champion" if scored.version.role == "champion" else "challenger"

@@ -68,6 +68,16 @@ def test_requests_without_a_unit_key_go_to_the_champion(split: Running) -> None:
     assert r.json()["model_version"] == "1"
     recorded = split.daemon.store.get_request(MODEL, r.json()["id"])
     assert recorded is not None and recorded.unit_key is None
+    # A request pinned to the split challenger was not split: recorded with its unit key
+    # it counted in the split's challenger arm and in the sample-ratio check.
+    pinned = httpx.post(
+        f"{split.url}/v2/models/{MODEL}/versions/2/infer",
+        json={**body, "id": "pinned", "parameters": {"unit_key": "customer-1"}},
+        headers=split.auth("scorer"),
+    )
+    assert pinned.status_code == 200 and pinned.json()["model_version"] == "2"
+    recorded = split.daemon.store.get_request(MODEL, "pinned")
+    assert recorded is not None and recorded.unit_key is None
     # a NUL would fail PostgreSQL's commit of every request in the group
     for key in (7, "", "x" * 129, "user\x00"):
         bad = httpx.post(
