@@ -2,8 +2,8 @@
 
 :meth:`ShadowQueue.submit` (and :meth:`ShadowQueue.submit_many`, one hand-off for many
 jobs) never blocks: when ``maxsize`` jobs are waiting it drops the new job, counts it in
-:attr:`ShadowQueue.dropped` and returns ``False``. Worker threads drain the backlog (up
-to ``max_batch`` jobs; one hand-off is never split), score it with each challenger in
+:attr:`ShadowQueue.dropped` and returns ``False``. Worker threads drain the backlog (at
+most ``max_batch`` jobs, however they were handed over), score it with each challenger in
 one batched call (see :func:`score_many`), and hand the results to ``on_result`` in one
 call. A failing challenger becomes a result with ``error`` set; a failing ``on_result``
 is logged and counted. Neither stops a worker. ``max_batch`` defaults to 32: larger
@@ -244,8 +244,8 @@ class ShadowQueue:
             self._depth += taken
             self._shed += fit - taken
             self._dropped += len(jobs) - fit
-        if taken:
-            self._queue.put(jobs[:taken] if taken < len(jobs) else jobs)
+        for start in range(0, taken, self.max_batch):  # no drain holds more than max_batch
+            self._queue.put(jobs[start : min(taken, start + self.max_batch)])
         if taken < fit:
             self._report_drop(jobs[taken:fit], "cpu_share")
         if fit < len(jobs):
@@ -290,11 +290,15 @@ class ShadowQueue:
     # -- worker -------------------------------------------------------------------
     def _work(self) -> None:
         use_batch_scheduling()
+        carried: list[ShadowJob] = []  # a hand-off that did not fit in the last drain
         while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            jobs = list(first)
+            if carried:
+                jobs, carried = carried, []
+            else:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                jobs = list(first)
             stop = False
             while len(jobs) < self.max_batch:
                 try:
@@ -303,6 +307,9 @@ class ShadowQueue:
                     break
                 if more is _STOP:
                     stop = True
+                    break
+                if len(jobs) + len(more) > self.max_batch:
+                    carried = list(more)
                     break
                 jobs.extend(more)
             with self._lock:

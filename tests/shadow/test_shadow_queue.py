@@ -327,3 +327,32 @@ def test_cpu_share_scores_a_burst_after_a_quiet_spell_whole(logistic: Exported) 
     finally:
         q.close(timeout=WAIT_S)
     assert q.shed == 0 and q.processed == 21
+
+
+def test_drains_hold_at_most_max_batch_jobs_however_they_were_handed_over(
+    logistic: Exported,
+) -> None:
+    """One hand-off carries a whole commit group (150 requests under a burst); drained
+    whole it held the GIL for one long stretch the champion waited out."""
+    entered = threading.Event()
+    release = threading.Event()
+    sizes: list[int] = []
+
+    def collect(results: Sequence[ShadowResult]) -> None:
+        sizes.append(len(results))
+        entered.set()
+        assert release.wait(WAIT_S)
+
+    x = np.zeros((1, N_FEATURES), dtype=np.float32)
+    q = ShadowQueue(maxsize=1000, on_result=collect, workers=1, max_batch=32)
+    q.start()
+    try:
+        assert q.submit(job("busy", x, challenger(logistic, 2)))
+        assert entered.wait(WAIT_S)
+        assert q.submit_many([job(f"a{i}", x, challenger(logistic, 2)) for i in range(20)]) == 20
+        assert q.submit_many([job(f"b{i}", x, challenger(logistic, 2)) for i in range(150)]) == 150
+    finally:
+        release.set()
+        q.close(timeout=WAIT_S)
+    assert sum(sizes) == 171 and max(sizes) <= 32, sizes
+    assert q.processed == 171 and q.depth == 0
