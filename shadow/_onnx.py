@@ -88,6 +88,15 @@ class Signature:
     def output_names(self) -> tuple[str, ...]:
         return tuple(o.name for o in self.outputs)
 
+    @property
+    def primary_width(self) -> int | None:
+        """Columns of the primary output as logged (a 1-D output is one column), or
+        ``None`` when the graph leaves it dynamic."""
+        spec = next(o for o in self.outputs if o.name == self.primary_output)
+        if spec.rank == 1:
+            return 1
+        return spec.shape[1] if spec.rank == 2 else None
+
     def output(self, name: str) -> TensorSpec:
         for spec in self.outputs:
             if spec.name == name:

@@ -13,10 +13,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tunewatch.api._body import parse_json_object
-from tunewatch.api._context import MAX_ID, authenticate, context
+from tunewatch.api._context import MAX_ID, AppContext, authenticate, context
 from tunewatch.api._errors import ApiError
 from tunewatch.api._oip import MAX_ID_LENGTH
 from tunewatch.store import LabelItem
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _items(body: dict[str, Any], key: str, limit: int) -> list[dict[str, Any]]:
@@ -54,7 +56,13 @@ def _id(item: dict[str, Any], key: str, where: str) -> str:
 
 
 def _finite_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """A JSON number that is a finite float (an integer past float64 is not)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # math.isfinite converts an int to float first
+        return False
 
 
 def _matrix(value: Any, where: str) -> np.ndarray:
@@ -81,6 +89,7 @@ async def mirror(request: Request) -> Response:
         parse_json_object(await request.body()), "records", ctx.runtime.config.server.max_items
     )
     champion = served.deployment.lineup.champion
+    width = ctx.runtime.signature(served).primary_width  # every version answers alike
     prepared = []
     seen: set[str] = set()
     for i, item in enumerate(items):
@@ -96,12 +105,15 @@ async def mirror(request: Request) -> Response:
         seen.add(request_id)
         x = ctx.runtime.validate(served, _matrix(item.get("inputs"), f"{where}.inputs"))
         y = _matrix(item.get("outputs"), f"{where}.outputs")
-        if y.shape[0] != x.shape[0] or not np.isfinite(y).all():
+        # Stored as float32: a value past its range would be stored as infinity.
+        fits = np.isfinite(y).all() and bool((np.abs(y) <= _FLOAT32_MAX).all())
+        if y.shape[0] != x.shape[0] or not fits or width not in (None, y.shape[1]):
+            columns = "" if width is None else f" of {width} columns"
             raise ApiError(
                 400,
                 "shape_mismatch",
-                f"{where}.outputs must have one finite row per input row "
-                f"({x.shape[0]}), got shape {list(y.shape)}",
+                f"{where}.outputs must have one row{columns} per input row ({x.shape[0]}), "
+                f"of numbers float32 can hold; got shape {list(y.shape)}",
             )
         version = item.get("version")
         if version is None:
@@ -119,6 +131,8 @@ async def mirror(request: Request) -> Response:
                 400, "invalid_request", f"{where}.version must be an integer in 1..{MAX_ID}"
             )
         prepared.append((request_id, x, y, version))
+    named = {version for *_, version in prepared}
+    await run_in_threadpool(_check_versions, ctx, model, named)
     futures = [
         ctx.runtime.recorder.record(
             ctx.runtime.request_record(model, rid, x, source="mirror"),
@@ -129,12 +143,23 @@ async def mirror(request: Request) -> Response:
     inserted = await asyncio.gather(*futures)
     challengers = served.deployment.lineup.challengers
     duplicates = []
-    for (rid, x, _, _), new in zip(prepared, inserted, strict=True):
+    for (rid, x, _, version), new in zip(prepared, inserted, strict=True):
         if not new:
             duplicates.append(rid)
-        elif ctx.shadowing:
-            ctx.runtime.shadow(model, rid, x, challengers)
+        elif ctx.shadowing:  # the record already holds the named version's answer
+            ctx.runtime.shadow(model, rid, x, tuple(c for c in challengers if c.version != version))
     return JSONResponse({"accepted": len(prepared) - len(duplicates), "duplicates": duplicates})
+
+
+def _check_versions(ctx: AppContext, model: str, versions: set[int]) -> None:
+    """Refuse records naming a version the model never registered."""
+    for version in sorted(versions):
+        try:
+            ctx.runtime.store.get_version(model, version)
+        except LookupError as exc:
+            raise ApiError(
+                404, "version_not_found", f"model {model!r} has no version {version}"
+            ) from exc
 
 
 async def feedback(request: Request) -> Response:

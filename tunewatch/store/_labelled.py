@@ -20,7 +20,7 @@ from ._schema import (
     outputs,
     requests,
 )
-from ._windows import label_rows
+from ._windows import label_rows, modal_width
 
 # -- reading labelled traffic ---------------------------------------------------------------
 
@@ -157,8 +157,8 @@ def _assemble(rows: list[Row[Any]], *, paired: bool, task: str | None) -> Labell
     answers: list[np.ndarray] = []
     others: list[np.ndarray] = []
     looks: list[int] = []
-    k = rows[0].a_cols if rows else 1
-    k2 = rows[0].b_cols if rows and paired else 1
+    k = modal_width([r.a_cols for r in rows])
+    k2 = modal_width([r.b_cols for r in rows]) if paired else 1
     for r in rows:
         position = len(ids)
         ids.append(r.request_id)

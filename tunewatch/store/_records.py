@@ -278,25 +278,31 @@ def request_ids(conn: Connection, model: str) -> set[str]:
 def add_labels(conn: Connection, model: str, items: Sequence[LabelItem]) -> list[LabelStatus]:
     """Insert new labels; classify each item against what is (now) stored.
 
+    A label must fit its request: one number per row, or a number for a one-row request
+    (``shape_mismatch`` otherwise, nothing stored). Labels are compared as numbers once
+    spread over the rows, so ``1``, ``[1]`` and ``1.0`` for a one-row request are one label.
     A label whose key another transaction inserted concurrently is read back after our
     ``ON CONFLICT DO NOTHING`` and compared, so concurrent replays are idempotent.
     """
     ids = sorted({i.request_id for i in items})
-    known: set[str] = set()
+    rows: dict[str, int] = {}
     stored: dict[str, tuple[str, float | None]] = {}
     for chunk in _chunks(ids):
-        known.update(
-            conn.execute(
-                select(requests.c.request_id).where(
-                    requests.c.model == model, requests.c.request_id.in_(chunk)
-                )
-            ).scalars()
+        found = conn.execute(
+            select(requests.c.request_id, requests.c.n_rows).where(
+                requests.c.model == model, requests.c.request_id.in_(chunk)
+            )
         )
+        rows.update((r.request_id, int(r.n_rows)) for r in found)
         stored.update(_stored_labels(conn, model, chunk))
+    fitted: list[LabelItem | None] = [
+        _fitted(item, rows[item.request_id]) if item.request_id in rows else None
+        for item in items
+    ]
     to_insert: dict[str, LabelItem] = {}
-    for item in items:
-        if item.request_id in known and item.request_id not in stored:
-            to_insert.setdefault(item.request_id, item)
+    for fit in fitted:
+        if fit is not None and fit.request_id not in stored:
+            to_insert.setdefault(fit.request_id, fit)
     created: set[str] = set()
     if to_insert:
         now = utcnow()
@@ -325,18 +331,31 @@ def add_labels(conn: Connection, model: str, items: Sequence[LabelItem]) -> list
 
     statuses: list[LabelStatus] = []
     reported_created: set[str] = set()
-    for item in items:
+    for item, fit in zip(items, fitted, strict=True):
         rid = item.request_id
-        if rid not in known:
+        if rid not in rows:
             statuses.append("unknown_request")
+        elif fit is None:
+            statuses.append("shape_mismatch")
         elif rid in created and rid not in reported_created:
             reported_created.add(rid)
             statuses.append("created")
-        elif stored[rid] == (_label_key(item.value), item.outcome):
+        elif stored[rid] == (_label_key(fit.value), fit.outcome):
             statuses.append("duplicate")
         else:
             statuses.append("conflict")
     return statuses
+
+
+def _fitted(item: LabelItem, n_rows: int) -> LabelItem | None:
+    """``item`` as stored for a request of ``n_rows`` rows (a one-row request's label is a
+    number, ``-0.0`` is ``0.0``, the outcome a float), or ``None`` if it does not fit."""
+    values = item.value if isinstance(item.value, list) else [item.value]
+    if len(values) != n_rows or (not isinstance(item.value, list) and n_rows != 1):
+        return None
+    floats = [float(v) + 0.0 for v in values]  # + 0.0 turns -0.0 into 0.0
+    outcome = None if item.outcome is None else float(item.outcome) + 0.0
+    return LabelItem(item.request_id, floats[0] if n_rows == 1 else floats, outcome)
 
 
 def get_label(conn: Connection, model: str, request_id: str) -> LabelRow | None:

@@ -10,7 +10,7 @@ Task = Literal["binary", "multiclass", "regression"]
 Stage = Literal["shadow", "champion", "retired", "rolled_back"]
 Source = Literal["infer", "mirror"]
 Role = Literal["champion", "challenger", "external"]
-LabelStatus = Literal["created", "duplicate", "conflict", "unknown_request"]
+LabelStatus = Literal["created", "duplicate", "conflict", "unknown_request", "shape_mismatch"]
 
 TASKS: tuple[str, ...] = get_args(Task)
 STAGES: tuple[str, ...] = get_args(Stage)

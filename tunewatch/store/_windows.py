@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -101,7 +103,7 @@ def _assemble(model: str, rows: list[Any], n_features: int, with_features: bool)
     versions: list[int] = []
     ys: list[float] = []
     label_at: list[float] = []
-    k = max((r.out_cols for r in rows if r.out_cols is not None), default=1)
+    k = modal_width([r.out_cols for r in rows])
     for r in rows:
         n = r.n_rows
         if r.n_cols != n_features:
@@ -132,6 +134,14 @@ def _assemble(model: str, rows: list[Any], n_features: int, with_features: bool)
         labels=np.asarray(ys, dtype=np.float64),
         label_received_at=np.asarray(label_at, dtype=np.float64),
     )
+
+
+def modal_width(widths: Sequence[int | None]) -> int:
+    """The output width most rows have (1 when none has one): a version answers with one
+    width, so a row of another width (an old mirrored record) is the odd one out, not the
+    rows around it."""
+    counts = Counter(w for w in widths if w is not None)
+    return counts.most_common(1)[0][0] if counts else 1
 
 
 def label_rows(value: Any, n: int) -> list[float] | None:

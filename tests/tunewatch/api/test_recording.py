@@ -119,3 +119,66 @@ def test_metrics_exposition_passes_promtool(running: Running, tmp_path) -> None:
         [str(promtool), "check", "metrics"], input=text, text=True, capture_output=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_label_must_fit_its_request_and_equal_labels_are_one_label(running: Running) -> None:
+    """A 3-value label on a 1-row request was stored (unusable) and every later correct
+    label was a conflict; ``1``, ``[1]``, ``1.0`` and an outcome past 2**53 replayed as
+    itself were conflicts too."""
+    assert _infer(running, "fit-1", [ROW]).status_code == 200
+    assert _infer(running, "fit-2", [ROW, ROW]).status_code == 200
+    url = f"{running.url}/v1/models/{MODEL}/feedback"
+
+    def post(*items: dict[str, object]) -> list[str]:
+        r = httpx.post(url, json={"items": list(items)}, headers=running.auth("labeller"))
+        assert r.status_code == 200, r.text
+        return [i["status"] for i in r.json()["results"]]
+
+    assert post(
+        {"request_id": "fit-1", "label": [1, 0, 1]},
+        {"request_id": "fit-2", "label": 1},
+        {"request_id": "fit-2", "label": [1, 0, 0]},
+    ) == ["shape_mismatch"] * 3
+    assert running.daemon.store.get_label(MODEL, "fit-1") is None
+    big = 9007199254740993
+    assert post(
+        {"request_id": "fit-1", "label": [1], "outcome": big},
+        {"request_id": "fit-2", "label": [-0.0, 1]},
+    ) == ["created", "created"]
+    assert post(
+        {"request_id": "fit-1", "label": 1, "outcome": big},
+        {"request_id": "fit-1", "label": 1.0, "outcome": float(big)},
+        {"request_id": "fit-2", "label": [0, 1.0]},
+    ) == ["duplicate"] * 3
+    label = running.daemon.store.get_label(MODEL, "fit-1")
+    assert label is not None and label.value == 1.0
+
+
+def test_mirror_outputs_must_fit_the_model_and_name_a_registered_version(
+    running: Running,
+) -> None:
+    """One mirrored record with three output columns on a binary model made every
+    comparison read (and consume) the next requests without scoring them; a value past
+    float32 was stored as infinity; an unregistered version was accepted."""
+    url = f"{running.url}/v1/models/{MODEL}/records"
+
+    def post(outputs: object, **extra: object) -> httpx.Response:
+        record = {"id": "mir-bad", "inputs": [ROW], "outputs": outputs, **extra}
+        return httpx.post(url, json={"records": [record]}, headers=running.auth("scorer"))
+
+    for outputs in ([[0.2, 0.3, 0.5]], [[0.5]], [[1e300, 0.5]]):
+        r = post(outputs)
+        assert r.status_code == 400 and r.json()["code"] == "shape_mismatch", (outputs, r.text)
+    r = post([[0.5, 0.5]], version=999)
+    assert r.status_code == 404 and r.json()["code"] == "version_not_found", r.text
+    assert running.daemon.store.get_request(MODEL, "mir-bad") is None
+    # a record of a version the daemon shadows keeps the external answer; the shadow
+    # does not score that version again
+    ok = post([[0.5, 0.5]], version=2)
+    assert ok.status_code == 200 and ok.json()["accepted"] == 1
+    after = {"id": "mir-after", "inputs": [ROW], "outputs": [[0.5, 0.5]]}
+    httpx.post(url, json={"records": [after]}, headers=running.auth("scorer")).raise_for_status()
+    store = running.daemon.store
+    _wait_for(lambda: any(o.version == 2 for o in store.get_outputs(MODEL, "mir-after")))
+    roles = {(o.version, o.role) for o in store.get_outputs(MODEL, "mir-bad")}
+    assert roles == {(2, "external")}

@@ -209,3 +209,22 @@ def test_rows_that_cannot_be_scored_are_read_to_be_consumed_but_give_no_rows(
 
 
 _P = np.asarray([[0.4, 0.6]], dtype=np.float32).tobytes()
+
+
+def test_an_output_of_another_width_read_first_does_not_drop_the_rest(model_store: Store) -> None:
+    """The batch's width was the first row's: a three-column answer labelled first made
+    every other request of the batch unscorable (and consumed)."""
+    wide = np.asarray([[0.2, 0.3, 0.5]], dtype=np.float32).tobytes()
+    x = np.zeros((1, 2), np.float32).tobytes()
+    model_store.write_records(
+        [RequestRecord("m", "odd", T0, "mirror", 1, 2, x)],
+        [OutputRecord("m", "odd", 1, "external", None, 1, 3, wide)],
+    )
+    model_store.add_labels("m", [LabelItem("odd", 1.0)])
+    _log(model_store, 3, challenger=False)
+    model_store.add_labels("m", [LabelItem(f"r{i}", 1.0) for i in range(3)])
+    batch = ComparisonStore(model_store).read_labelled(model="m", answered_by=1)
+    assert batch.request_ids[0] == "odd"
+    assert [batch.request_ids[i] for i in batch.rows] == ["r0", "r1", "r2"]
+    window = model_store.window("m", n_features=2)
+    assert np.isfinite(window.outputs).all(axis=1).sum() == 3 and window.outputs.shape[1] == 2

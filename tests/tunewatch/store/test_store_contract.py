@@ -355,7 +355,7 @@ def test_naive_datetimes_and_bad_matrices_are_refused_before_the_database() -> N
 
 
 def test_labels_replay_with_same_value_is_duplicate(model_store: Store) -> None:
-    model_store.write_records([_request("r1"), _request("r2")], [])
+    model_store.write_records([_request("r1", rows=1), _request("r2")], [])
     first = model_store.add_labels("m", [LabelItem("r1", 1), LabelItem("r2", [0.5, 1.5], 3.0)])
     replay = model_store.add_labels(
         "m", [LabelItem("r1", 1.0), LabelItem("r2", [0.5, 1.5], 3.0), LabelItem("r1", 1)]
@@ -368,7 +368,7 @@ def test_labels_replay_with_same_value_is_duplicate(model_store: Store) -> None:
 
 
 def test_labels_conflict_and_unknown_requests_change_nothing(model_store: Store) -> None:
-    model_store.write_records([_request("r1")], [])
+    model_store.write_records([_request("r1", rows=1)], [])
     statuses = model_store.add_labels(
         "m",
         [
@@ -386,7 +386,7 @@ def test_labels_conflict_and_unknown_requests_change_nothing(model_store: Store)
 
 def test_concurrent_duplicate_label_submissions_create_once(model_store: Store) -> None:
     ids = [f"r{i}" for i in range(30)]
-    model_store.write_records([_request(r) for r in ids], [])
+    model_store.write_records([_request(r, rows=1) for r in ids], [])
     results: list[list[str]] = [[] for _ in range(4)]
 
     def work(i: int) -> None:
