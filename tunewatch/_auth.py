@@ -133,6 +133,26 @@ class Authenticator:
             raise AuthError("invalid or revoked token", code="invalid_token", status=401)
         return principal
 
+    def resolved(self, header: str | None) -> bool:
+        """Whether :meth:`identify` can answer ``header`` without the database (auth is
+        off, the header is not a bearer token, or the token's answer is cached)."""
+        if self.disabled or not header:
+            return True
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            return True
+        cached = self._cache.get(hash_token(token))
+        return cached is not None and cached[0] > self._clock()
+
+    def resolve(self, header: str | None) -> None:
+        """Look ``header``'s token up and cache the answer (errors are for the request's
+        own check to raise): run off the event loop before a request that needs it."""
+        try:
+            self.identify(header)
+        except AuthError:
+            pass
+
     def _resolve(self, digest: str) -> Principal | None:
         now = self._clock()
         cached = self._cache.get(digest)

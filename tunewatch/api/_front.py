@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 import orjson
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shadow import ShadowError
@@ -40,12 +41,21 @@ class InferenceFront:
         self._count: dict[tuple[str, int], Any] = {}  # labelled children, looked up once
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        match = _INFER.match(scope["path"]) if scope["type"] == "http" else None
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        authorization = _text(headers.get(b"authorization"))
+        if not self.ctx.auth.resolved(authorization):
+            # A token not in the cache is looked up in a worker thread, so a slow or hung
+            # database holds this request only, not the event loop; every check the
+            # request makes afterwards reads the cache.
+            await run_in_threadpool(self.ctx.auth.resolve, authorization)
+        match = _INFER.match(scope["path"])
         if match is None:
             await self.app(scope, receive, send)
             return
         route = _ROUTES[match.group(2) is not None]
-        headers = dict(scope["headers"])
         try:
             if scope["method"] != "POST":
                 raise ApiError(405, "method_not_allowed", "inference takes POST")
@@ -54,7 +64,7 @@ class InferenceFront:
                 self.ctx,
                 match.group(1),
                 match.group(2),
-                _text(headers.get(b"authorization")),
+                authorization,
                 _text(headers.get(b"inference-header-content-length")),
                 body,
             )

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -44,6 +45,19 @@ OIP_DATATYPES: dict[str, np.dtype[Any]] = {
 _BY_DTYPE = {v: k for k, v in OIP_DATATYPES.items()}
 MAX_ID_LENGTH = 128
 HEADER_LENGTH = "inference-header-content-length"
+
+
+def _has_bool(data: list[Any]) -> bool:
+    """Whether nested JSON lists hold a boolean (numpy reads ``true`` among numbers as 1)."""
+    stack = [data]
+    while stack:
+        for value in stack.pop():
+            kind = type(value)
+            if kind is bool:
+                return True
+            if kind is list:
+                stack.append(value)
+    return False
 
 
 def datatype_of(dtype: np.dtype[Any]) -> str:
@@ -155,7 +169,7 @@ def decode_infer_request(
             array = np.asarray(data)
         except ValueError as exc:
             raise ApiError(400, "shape_mismatch", f"`data` is ragged: {exc}") from exc
-        if array.dtype.kind not in "iuf":
+        if array.dtype.kind not in "iuf" or _has_bool(data):
             raise ApiError(
                 400,
                 "dtype_mismatch",
@@ -317,10 +331,22 @@ async def model_metadata(request: Request) -> Response:
 
 
 async def model_ready(request: Request) -> Response:
+    """A model is ready when it has a champion; a version when it is in service."""
     ctx = context(request)
     served = ctx.runtime.model(request.path_params["model"])
-    if served.deployment.lineup.champion is None:
-        raise ApiError(503, "model_not_ready", f"model {served.row.name!r} has no champion")
+    lineup = served.deployment.lineup
+    raw = request.path_params.get("version")
+    if raw is None:
+        if lineup.champion is None:
+            raise ApiError(503, "model_not_ready", f"model {served.row.name!r} has no champion")
+        return Response(status_code=200)
+    in_service = [v.version for v in lineup.challengers] + (
+        [lineup.champion.version] if lineup.champion else []
+    )
+    if not (raw.isascii() and raw.isdigit() and int(raw) in in_service):
+        raise ApiError(
+            404, "version_not_found", f"model {served.row.name!r} has no version {raw!r} in service"
+        )
     return Response(status_code=200)
 
 
@@ -336,7 +362,7 @@ async def live(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     ctx = context(request)
-    ctx.runtime.store.ping()
+    await run_in_threadpool(ctx.runtime.store.ping)  # a hung database must not stall the loop
     return Response(status_code=200)
 
 

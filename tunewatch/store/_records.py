@@ -296,8 +296,7 @@ def add_labels(conn: Connection, model: str, items: Sequence[LabelItem]) -> list
         rows.update((r.request_id, int(r.n_rows)) for r in found)
         stored.update(_stored_labels(conn, model, chunk))
     fitted: list[LabelItem | None] = [
-        _fitted(item, rows[item.request_id]) if item.request_id in rows else None
-        for item in items
+        _fitted(item, rows[item.request_id]) if item.request_id in rows else None for item in items
     ]
     to_insert: dict[str, LabelItem] = {}
     for fit in fitted:

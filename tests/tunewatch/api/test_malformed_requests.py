@@ -102,6 +102,9 @@ CASES: dict[str, Case] = {
     "wrong_datatype": Case(400, "dtype_mismatch", body=infer_body(datatype="FP64")),
     "string_values": Case(400, "dtype_mismatch", body=infer_body(["1.5"] * 8)),
     "boolean_values": Case(400, "dtype_mismatch", body=infer_body([True] * 8)),
+    "booleans_among_numbers": Case(
+        400, "dtype_mismatch", body=infer_body([[True, False, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]])
+    ),
     "null_values": Case(400, "dtype_mismatch", body=infer_body([None] * 8)),
     "duplicate_keys": Case(
         400, "duplicate_key", body=_raw('{"inputs": [], "inputs": [{"name": "input"}]}')
@@ -359,6 +362,9 @@ CASES: dict[str, Case] = {
     ),
     "get_on_infer": Case(405, "method_not_allowed", method="GET", body=None),
     "unknown_route": Case(404, "not_found", path="/v2/nothing/here", method="GET"),
+    "ready_of_an_unknown_version": Case(
+        404, "version_not_found", path="/v2/models/credit/versions/999/ready", method="GET"
+    ),
 }
 
 

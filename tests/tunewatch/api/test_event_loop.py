@@ -1,0 +1,72 @@
+"""A database that stops answering must not stall the event loop: liveness and requests
+whose token is cached keep being answered while a readiness probe or a token lookup
+waits on the database."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.tunewatch.conftest import MODEL, make_daemon
+from tunewatch._auth import hash_token, new_token
+from tunewatch._background import BackgroundServer
+from tunewatch._example import ExampleModel
+
+WAIT_S = 10.0
+
+
+@pytest.fixture
+def served(trained: list[ExampleModel], tmp_path: Path) -> Iterator[tuple[Any, str, dict]]:
+    daemon, tokens = make_daemon(tmp_path, trained, extra={"scheduler": {"enabled": False}})
+    with BackgroundServer(daemon.app) as server:
+        yield daemon, server.url, tokens
+    daemon.close()
+
+
+def _hang(release: threading.Event, entered: threading.Event, call: Callable[..., Any]):  # type: ignore[no-untyped-def]
+    def hung(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        assert release.wait(WAIT_S)
+        return call(*args, **kwargs)
+
+    return hung
+
+
+@pytest.mark.parametrize("stalled", ["readiness_probe", "token_lookup"])
+def test_the_loop_answers_while_the_database_hangs(
+    served: tuple[Any, str, dict], stalled: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daemon, url, tokens = served
+    release, entered = threading.Event(), threading.Event()
+    viewer = {"Authorization": f"Bearer {tokens['viewer']}"}
+    assert httpx.get(f"{url}/v2/models/{MODEL}", headers=viewer).status_code == 200  # cached
+    if stalled == "readiness_probe":
+        monkeypatch.setattr(daemon.store, "ping", _hang(release, entered, daemon.store.ping))
+        path, headers = "/v2/health/ready", {}
+    else:
+        fresh = new_token()
+        daemon.store.add_token(name="late", role="viewer", token_hash=hash_token(fresh))
+        auth = daemon.auth
+        monkeypatch.setattr(auth, "_lookup", _hang(release, entered, auth._lookup))
+        path, headers = f"/v2/models/{MODEL}", {"Authorization": f"Bearer {fresh}"}
+    result: dict[str, int] = {}
+    waiting = threading.Thread(
+        target=lambda: result.update(
+            status=httpx.get(f"{url}{path}", headers=headers, timeout=WAIT_S).status_code
+        )
+    )
+    waiting.start()
+    try:
+        assert entered.wait(WAIT_S)
+        assert httpx.get(f"{url}/v2/health/live", timeout=3.0).status_code == 200
+        cached = httpx.get(f"{url}/v2/models/{MODEL}", headers=viewer, timeout=3.0)
+        assert cached.status_code == 200
+    finally:
+        release.set()
+        waiting.join(WAIT_S)
+    assert result == {"status": 200}
