@@ -5,7 +5,9 @@ first delivery still runs, so every firing alert is keyed by its episode
 (``fingerprint`` + ``startsAt``): the episode row and the job's unique ``dedupe_key``
 make a repeated or concurrent delivery create nothing new. The answer is 2xx after the
 commit, 503 when the store cannot commit (Alertmanager retries), and 2xx for valid
-payloads that are ignored (unknown model, a resolved alert never seen firing).
+payloads that are ignored (unknown model, a resolved alert never seen firing). An alert
+the store cannot hold (a NUL in a label) is ignored on its own: refusing the delivery
+would make Alertmanager resend the group, and its valid alerts would never be acted on.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tunewatch._errors import NotFoundError
+from tunewatch._errors import InvalidValueError, NotFoundError
 from tunewatch.api._body import parse_json_object
 from tunewatch.api._context import AppContext, authenticate, context
 from tunewatch.api._errors import ApiError
@@ -40,7 +42,6 @@ def handle_alerts(ctx: AppContext, body: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(alerts, list):
         raise ApiError(400, "invalid_request", "`alerts` must be a list (Alertmanager v4)")
     label = ctx.runtime.config.alerting.model_label
-    store = ctx.runtime.store
     summary: dict[str, Any] = {
         "received": len(alerts),
         "new_episodes": 0,
@@ -51,50 +52,67 @@ def handle_alerts(ctx: AppContext, body: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(alert, dict):
             summary["ignored"].append("not an object")
             continue
-        labels = alert.get("labels")
-        if not isinstance(labels, dict):
-            labels = {}
-        name = str(labels.get("alertname", "unnamed"))
-        starts_at = str(alert.get("startsAt", ""))
-        fingerprint = _fingerprint(alert, labels)
-        model = labels.get(label)
-        status = alert.get("status", body.get("status"))
-        if status == "resolved":
-            if not store.resolve_alert_episode(fingerprint=fingerprint, starts_at=starts_at):
-                summary["ignored"].append(f"{name}: resolved, never seen firing")
-            continue
-        if status != "firing":
-            summary["ignored"].append(f"{name}: status {status!r}")
-            continue
-        if not isinstance(model, str) or not _known(ctx, model):
-            summary["ignored"].append(f"{name}: no known model in label {label!r}")
-            continue
-        if not store.record_alert_episode(
-            fingerprint=fingerprint, starts_at=starts_at, model=model, alertname=name, labels=labels
-        ):
-            continue  # a repeat of an episode already decided
-        summary["new_episodes"] += 1
-        outcome = ctx.dispatcher.handle(
-            model,
-            "alert_received",
-            {
-                "alertname": name,
-                "fingerprint": fingerprint,
-                "startsAt": starts_at,
-                "labels": labels,
-            },
-            dedupe_key=f"alert:{fingerprint}:{starts_at}",
-            actor="alertmanager",
-        )
-        store.decide_alert_episode(
-            fingerprint=fingerprint, starts_at=starts_at, decision=outcome.describe()
-        )
-        if outcome.job_id is not None and outcome.status == "taken":
-            summary["jobs"].append(outcome.job_id)
+        try:
+            _handle_alert(ctx, body, alert, label, summary)
+        except InvalidValueError as exc:
+            summary["ignored"].append(f"cannot be stored: {exc.message}")
     return summary
 
 
+def _handle_alert(
+    ctx: AppContext,
+    body: dict[str, Any],
+    alert: dict[str, Any],
+    label: str,
+    summary: dict[str, Any],
+) -> None:
+    store = ctx.runtime.store
+    labels = alert.get("labels")
+    if not isinstance(labels, dict):
+        labels = {}
+    # As long as the columns hold: Alertmanager's own values are far shorter.
+    name = str(labels.get("alertname", "unnamed"))[:200]
+    starts_at = str(alert.get("startsAt", ""))[:64]
+    fingerprint = _fingerprint(alert, labels)
+    model = labels.get(label)
+    status = alert.get("status", body.get("status"))
+    if status == "resolved":
+        if not store.resolve_alert_episode(fingerprint=fingerprint, starts_at=starts_at):
+            summary["ignored"].append(f"{name}: resolved, never seen firing")
+        return
+    if status != "firing":
+        summary["ignored"].append(f"{name}: status {status!r}")
+        return
+    if not isinstance(model, str) or not _known(ctx, model):
+        summary["ignored"].append(f"{name}: no known model in label {label!r}")
+        return
+    if not store.record_alert_episode(
+        fingerprint=fingerprint, starts_at=starts_at, model=model, alertname=name, labels=labels
+    ):
+        return  # a repeat of an episode already decided
+    summary["new_episodes"] += 1
+    outcome = ctx.dispatcher.handle(
+        model,
+        "alert_received",
+        {
+            "alertname": name,
+            "fingerprint": fingerprint,
+            "startsAt": starts_at,
+            "labels": labels,
+        },
+        dedupe_key=f"alert:{fingerprint}:{starts_at}",
+        actor="alertmanager",
+    )
+    store.decide_alert_episode(
+        fingerprint=fingerprint, starts_at=starts_at, decision=outcome.describe()
+    )
+    if outcome.job_id is not None and outcome.status == "taken":
+        summary["jobs"].append(outcome.job_id)
+
+
 def _known(ctx: AppContext, model: str) -> bool:
+    if not (0 < len(model) <= 200 and model.isprintable()):  # no model is named so
+        return False
     try:
         ctx.runtime.store.get_model(model)
     except NotFoundError:

@@ -130,3 +130,44 @@ def test_an_alert_with_labels_that_are_not_an_object_is_ignored_not_a_500(
     r = httpx.post(url, json=payload(*odd), headers=hooked.auth("alertmanager"))
     assert r.status_code == 200, r.text
     assert r.json()["new_episodes"] == 0 and len(r.json()["ignored"]) == len(odd)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        alert("bad-model", model="cre\x00dit"),
+        alert("bad-start", starts="2026-11-28T10:00:00Z" + "0" * 80),
+        alert("bad-name", name="N" * 300),
+        alert("bad-label") | {"labels": {"alertname": "X", "model": MODEL, "note": "a\x00b"}},
+    ],
+    ids=["nul-in-model", "long-startsAt", "long-alertname", "nul-in-a-label"],
+)
+def test_one_odd_alert_does_not_block_the_rest_of_its_group(
+    trained: list[ExampleModel], tmp_path: Path, store_url: str, bad: dict[str, Any]
+) -> None:
+    """PostgreSQL refused a NUL or an over-long value, and the whole delivery was a 400:
+    Alertmanager resent the group and its valid alert never made a job."""
+    triggers = [{"on": "alert_received", "do": "retune", "cooldown_minutes": 0}]
+    daemon, tokens = make_daemon(
+        tmp_path,
+        trained,
+        store_url=store_url,
+        extra={
+            "tuning": {"max_concurrent_jobs": 100},
+            "models": [{"name": MODEL, "task": "binary", "triggers": triggers}],
+        },
+    )
+    try:
+        with BackgroundServer(daemon.app) as server:
+            r = httpx.post(
+                f"{server.url}/v1/alerts/alertmanager",
+                json=payload(bad, alert("good")),
+                headers={"Authorization": f"Bearer {tokens['alertmanager']}"},
+            )
+        assert r.status_code == 200, r.text
+        [job] = [
+            j for j in daemon.store.list_jobs(model=MODEL) if j.trigger["fingerprint"] == "good"
+        ]
+        assert job.status == "queued"
+    finally:
+        daemon.close()
