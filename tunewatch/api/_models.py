@@ -30,6 +30,7 @@ def require(*permissions: str) -> Callable[[Request], Principal]:
     def dependency(request: Request) -> Principal:
         return authenticate(request, *permissions)
 
+    dependency.permissions = permissions  # type: ignore[attr-defined]  # read by ApiRoute
     return dependency
 
 

@@ -1,13 +1,15 @@
-"""The route class of the ``/v1`` management API: who is calling is known before the body
-is read, and a JSON body is read by the same strict parser as the scoring routes.
+"""The route class of the ``/v1`` management API: the caller's permission is checked
+before the body is read, and a JSON body is read by the same strict parser as the scoring
+routes.
 
 FastAPI reads and parses a route's body before it runs the route's dependencies (where
 the permission check lives), with a parser that accepts ``NaN`` and duplicate keys. So
-without this an anonymous client could make the daemon read and parse bodies up to the
+without this any token holder could make the daemon read and parse bodies up to the
 artefact limit, and ``{"reason": NaN}`` would pass. Here a request with a body must carry
-a valid bearer token (any role; the route's own dependency still checks the permission),
-and a ``Content-Type: application/json`` body is parsed strictly and handed to FastAPI
-already decoded.
+a token with the route's permission (the ``require(...)`` dependencies it declares), the
+body is read here (so a body over the limit is a 413 whatever its content type), and a
+``Content-Type: application/json`` body is parsed strictly and handed to FastAPI already
+decoded.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from collections.abc import Callable, Coroutine
 from email.message import Message
 from typing import Any
 
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tunewatch.api._body import parse_json
-from tunewatch.api._context import context
+from tunewatch.api._context import authenticate, context
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -35,18 +38,30 @@ def _is_json(content_type: str | None) -> bool:
     )
 
 
+def _permissions(dependant: Dependant) -> tuple[str, ...]:
+    """The permissions the route's ``require(...)`` dependencies ask for (any one will do)."""
+    found: list[str] = []
+    for dependency in dependant.dependencies:
+        found.extend(getattr(dependency.call, "permissions", ()))
+        found.extend(_permissions(dependency))
+    return tuple(dict.fromkeys(found))
+
+
 class ApiRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        permissions = _permissions(self.dependant)
 
         async def route(request: Request) -> Response:
             if request.method not in ("GET", "HEAD", "OPTIONS"):
-                context(request).auth.identify(request.headers.get("authorization"))
-                if _is_json(request.headers.get("content-type")):
-                    body = await request.body()
-                    if body:
-                        # Starlette's Request.json() returns this cache; FastAPI reads it.
-                        request._json = parse_json(body)
+                if permissions:
+                    authenticate(request, *permissions)
+                else:
+                    context(request).auth.identify(request.headers.get("authorization"))
+                body = await request.body()  # FastAPI reads Starlette's cache of it
+                if body and _is_json(request.headers.get("content-type")):
+                    # Starlette's Request.json() returns this cache; FastAPI reads it.
+                    request._json = parse_json(body)
             return await handler(request)
 
         return route

@@ -47,6 +47,7 @@ class Case:
     role: str | None = "scorer"
     method: str = "POST"
     headers: dict[str, Any] = field(default_factory=dict)
+    chunked: bool = False  # sent without Content-Length, in chunks
 
 
 def _raw(text: str) -> bytes:
@@ -208,6 +209,33 @@ CASES: dict[str, Case] = {
     ),
     "scorer_cannot_register": Case(
         403, "forbidden", path="/v1/models/credit/versions", body={}, role="scorer"
+    ),
+    # The permission is checked before the body is read or parsed: a viewer could make the
+    # daemon read and parse up to the artefact limit.
+    "viewer_cannot_register_even_a_body_that_is_not_json": Case(
+        403,
+        "forbidden",
+        path="/v1/models/credit/versions",
+        body=b"{not json",
+        headers={"Content-Type": "application/json"},
+        role="viewer",
+    ),
+    "oversize_chunked_text_body_to_a_management_route": Case(
+        413,
+        "body_too_large",
+        path="/v1/models/credit/retune",
+        body=b"x" * (2 * 65536),  # the fixture's max_body_bytes is 65536
+        headers={"Content-Type": "text/plain"},
+        role="operator",
+        chunked=True,
+    ),
+    "oversize_chunked_body_without_content_type": Case(
+        413,
+        "body_too_large",
+        path="/v1/models/credit/versions/1/promote",
+        body=b"x" * (2 * 65536),  # the fixture's max_body_bytes is 65536
+        role="operator",
+        chunked=True,
     ),
     "feedback_label_not_a_number": Case(
         400,
@@ -381,7 +409,10 @@ def test_malformed_request_gets_documented_4xx(
     headers: dict[str, Any] = dict(case.headers)
     if case.role is not None:
         headers.update(running.auth(case.role))
-    if isinstance(case.body, bytes):
+    if isinstance(case.body, bytes) and case.chunked:
+        size = 16384
+        content = (case.body[i : i + size] for i in range(0, len(case.body), size))
+    elif isinstance(case.body, bytes):
         content = case.body
     elif case.body is None:
         content = None
