@@ -76,6 +76,7 @@ def check_role(role: str) -> str:
 
 
 TokenLookup = Callable[[str], "tuple[str, str, str] | None"]
+_MAX_CACHED = 10_000
 """Maps a token hash to ``(name, role, stored_hash)`` or ``None`` when unknown or revoked."""
 
 
@@ -165,8 +166,11 @@ class Authenticator:
         if found is not None and hmac.compare_digest(found[2].encode(), digest.encode()):
             principal = Principal(name=found[0], role=found[1])
         with self._lock:
-            if len(self._cache) > 10_000:
-                self._cache.clear()
+            if len(self._cache) >= _MAX_CACHED:
+                # A flood of made-up tokens: forget them, not the tokens that exist.
+                self._cache = {k: v for k, v in self._cache.items() if v[1] is not None}
+                if len(self._cache) >= _MAX_CACHED:
+                    self._cache.clear()
             self._cache[digest] = (now + self._ttl, principal)
         return principal
 

@@ -59,3 +59,24 @@ def test_disabled_auth_acts_as_admin_and_warns(caplog: pytest.LogCaptureFixture)
     auth = Authenticator(lambda h: None, disabled=True)
     assert auth.authenticate(None, "approve").role == "admin"
     assert "authentication is DISABLED" in caplog.text
+
+
+def test_a_flood_of_unknown_tokens_does_not_evict_the_known_ones() -> None:
+    """The cache was cleared whole past 10,000 entries, so random tokens sent a valid
+    token's every request back to the database."""
+    lookups: list[str] = []
+    table = {hash_token("tw_x"): ("x", "viewer", hash_token("tw_x"))}
+
+    def lookup(digest: str) -> tuple[str, str, str] | None:
+        lookups.append(digest)
+        return table.get(digest)
+
+    auth = Authenticator(lookup, ttl_s=60.0, clock=Clock())
+    assert auth.authenticate("Bearer tw_x", "read").name == "x"
+    for i in range(25_000):
+        with pytest.raises(AuthError):
+            auth.authenticate(f"Bearer tw_random_{i}", "read")
+    assert auth.resolved("Bearer tw_x")
+    before = len(lookups)
+    assert auth.authenticate("Bearer tw_x", "read").name == "x"
+    assert len(lookups) == before  # still cached
