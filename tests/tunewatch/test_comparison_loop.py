@@ -5,7 +5,7 @@ guardrails and the approval gate; the rollback watch."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -71,10 +71,12 @@ def write(
     received_at: datetime | None = None,
     model: str = MODEL,
     units: Sequence[str | None] | None = None,
+    labelled: Sequence[bool] | None = None,
 ) -> None:
     """Write requests ``ids`` (one row each) with each version's output and the labels,
     the way the daemon records them (champion inline, challengers from the shadow queue);
-    ``units`` gives each request's unit key (default none)."""
+    ``units`` gives each request's unit key (default none), ``labelled`` which requests
+    have their label yet (default all)."""
     roles = roles or {}
     latency = latency or {}
     at = received_at or datetime.now(UTC)
@@ -104,13 +106,25 @@ def write(
                 )  # type: ignore[arg-type]
             )
     store.write_records(reqs, outs)
-    store.add_labels(model, [LabelItem(f"r{i}", float(y[j])) for j, i in enumerate(ids)])
+    store.add_labels(
+        model,
+        [
+            LabelItem(f"r{i}", float(y[j]))
+            for j, i in enumerate(ids)
+            if labelled is None or labelled[j]
+        ],
+    )
 
 
 LOOSE = GuardrailSettings(max_memory_ratio=100.0)
 
 
-def runner(d: Daemon, model: str = MODEL, **settings: object) -> ComparisonRunner:
+def runner(
+    d: Daemon,
+    model: str = MODEL,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    **settings: object,
+) -> ComparisonRunner:
     settings = {"guardrails": LOOSE, "bootstrap_resamples": 0, **settings}
     cfg = ComparisonConfig.model_validate(settings)
     return ComparisonRunner(
@@ -120,6 +134,7 @@ def runner(d: Daemon, model: str = MODEL, **settings: object) -> ComparisonRunne
         metrics=d.metrics,
         on_lineup_change=d.runtime.load,
         settings={model: cfg},
+        clock=clock,
     )
 
 

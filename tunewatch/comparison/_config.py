@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shadow.stats import (
     GuardrailConfig,
@@ -80,3 +81,26 @@ class ComparisonConfig(_Frozen):
     split: SplitConfig | None = None
     srm_alpha: float = Field(default=0.001, gt=0, lt=1)
     srm_min_requests: int = Field(default=100, ge=2)
+    # Set it when a label's delay depends on the outcome (a default is known in days, a
+    # repayment at maturity): tests then read only requests at least this old, in the
+    # order they were received, instead of labels in the order they arrived.
+    label_maturity_s: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _watch_outlasts_maturity(self) -> ComparisonConfig:
+        watch_s, maturity = self.rollback.watch_s, self.label_maturity_s
+        if self.rollback.enabled and watch_s is not None and maturity is not None:
+            if watch_s <= maturity:
+                raise ValueError(
+                    f"`rollback.watch_s` ({watch_s:g}) must exceed `label_maturity_s` "
+                    f"({maturity:g}): no label of the watched requests would count before "
+                    "the watch passed"
+                )
+        return self
+
+    def matured_before(self, now: datetime) -> datetime | None:
+        """Requests received before this have every label they will get (``None``:
+        labels are read as they arrive)."""
+        if self.label_maturity_s is None:
+            return None
+        return now - timedelta(seconds=self.label_maturity_s)

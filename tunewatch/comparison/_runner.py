@@ -120,6 +120,7 @@ class ComparisonRunner:
             store,
             self.comparisons,
             lambda m: self._split_since(m, self.settings(m).split),  # type: ignore[arg-type]
+            clock,
         )
         self._rollback_watch = RollbackWatch(
             store, self.comparisons, clock=clock, on_lineup_change=on_lineup_change
@@ -149,9 +150,7 @@ class ComparisonRunner:
         results: list[ComparisonResult] = []
         if settings.rollback.enabled and objective.has_per_request_loss:
             try:
-                watch = self._rollback_watch.run(
-                    model, settings.rollback, objective, settings.max_batch
-                )
+                watch = self._rollback_watch.run(model, settings, objective)
             except (StatsError, ObjectiveError) as exc:  # the other tests still look
                 logger.warning("model=%s rollback watch cannot look: %s", model, exc)
                 watch = None
@@ -386,6 +385,7 @@ class ComparisonRunner:
             paired_with=test.challenger_version,
             unconsumed_by=test.id,
             limit=settings.max_batch,
+            matured_before=settings.matured_before(self.clock()),
         )
         if not batch.request_ids:
             return None
@@ -441,6 +441,7 @@ class ComparisonRunner:
                 paired_with=test.challenger_version,
                 unconsumed_by=test.id,
                 limit=limit,
+                matured_before=settings.matured_before(self.clock()),
             )
             if len(fresh.request_ids) < wanted:
                 return None  # the next planned look is not due yet

@@ -31,11 +31,16 @@ logger = logging.getLogger(__name__)
 
 class SplitTest:
     def __init__(
-        self, store: Store, comparisons: ComparisonStore, since: Callable[[str], datetime | None]
+        self,
+        store: Store,
+        comparisons: ComparisonStore,
+        since: Callable[[str], datetime | None],
+        clock: Callable[[], datetime],
     ) -> None:
         self.store = store
         self.comparisons = comparisons
         self.since = since
+        self.clock = clock
 
     def run(
         self, model: str, champion: VersionRow, objective: Objective, settings: ComparisonConfig
@@ -73,6 +78,7 @@ class SplitTest:
             unconsumed_by=test.id,
             limit=settings.max_batch,
             keyed=True,
+            matured_before=settings.matured_before(self.clock()),
         )
         arms: dict[Arm, LabelledBatch] = {
             "champion": read(answered_by=champion.version),

@@ -15,7 +15,7 @@ from shadow.stats import (
     TwoSampleSequentialTest,
 )
 from tunewatch._errors import ConflictError
-from tunewatch.comparison._config import RollbackWatchConfig
+from tunewatch.comparison._config import ComparisonConfig
 from tunewatch.comparison._results import ACTOR, ComparisonResult, make_result
 from tunewatch.store import Store
 from tunewatch.store._comparisons import (
@@ -46,8 +46,9 @@ class RollbackWatch:
         self.on_lineup_change = on_lineup_change
 
     def run(
-        self, model: str, rules: RollbackWatchConfig, objective: Objective, max_batch: int
+        self, model: str, settings: ComparisonConfig, objective: Objective
     ) -> ComparisonResult | None:
+        rules, max_batch = settings.rollback, settings.max_batch
         events = self.store.list_events(model=model, type="promoted", limit=1)
         if not events or events[0].payload.get("previous") is None:
             return None
@@ -63,10 +64,12 @@ class RollbackWatch:
         if existing:
             test = existing[0]
         else:
+            matured = settings.matured_before(self.clock())
             baseline = self.comparisons.read_labelled(
                 model=model,
                 answered_by=previous,
-                received_before=promoted_at,
+                # the newest requests before the promotion whose labels are all in
+                received_before=promoted_at if matured is None else min(promoted_at, matured),
                 newest_first=True,
                 limit=rules.baseline_requests,
             )
@@ -132,6 +135,7 @@ class RollbackWatch:
             received_from=promoted_at,
             unconsumed_by=test.id,
             limit=min(max_batch, rules.watch_requests - watched),
+            matured_before=settings.matured_before(self.clock()),
         )
         if batch.n_rows == 0:
             self.comparisons.consume_unscored(test, batch.request_ids)  # not read again

@@ -445,6 +445,7 @@ class ComparisonStore:
         roles: tuple[str, ...] = ANSWERING_ROLES,
         alone: bool = False,
         keyed: bool = False,
+        matured_before: datetime | None = None,
     ) -> LabelledBatch:
         """See :func:`read_labelled`."""
         with self._read("read_labelled") as conn:
@@ -462,6 +463,7 @@ class ComparisonStore:
                 roles=roles,
                 alone=alone,
                 keyed=keyed,
+                matured_before=matured_before,
             )
 
     def count_split_arms(

@@ -40,6 +40,7 @@ def read_labelled(
     roles: tuple[str, ...] = ANSWERING_ROLES,
     alone: bool = False,
     keyed: bool = False,
+    matured_before: datetime | None = None,
 ) -> LabelledBatch:
     """Labelled requests that ``answered_by`` answered (with one of ``roles``; by default
     champion or external), with
@@ -48,7 +49,10 @@ def read_labelled(
     ``consumed_by`` reads only those, with the look that consumed each. ``keyed`` reads
     only requests that carry a unit key (a live split's units).
 
-    Ordered by label arrival (then request id), so a test's reads are reproducible.
+    Ordered by label arrival (then request id), so a test's reads are reproducible. With
+    ``matured_before``, only requests received before it are read, in the order they were
+    received: when a label's delay depends on the outcome, the labels that arrive first
+    are a skewed sample, and requests old enough for every label to be in are not.
     """
     answer = outputs.alias("answer")
     joined = requests.join(
@@ -122,7 +126,10 @@ def read_labelled(
         stmt = stmt.where(requests.c.received_at >= received_from)
     if received_before is not None:
         stmt = stmt.where(requests.c.received_at < received_before)
-    if newest_first:
+    if matured_before is not None:
+        stmt = stmt.where(requests.c.received_at < matured_before)
+        stmt = stmt.order_by(requests.c.received_at, requests.c.request_id)
+    elif newest_first:
         stmt = stmt.order_by(labels.c.received_at.desc(), requests.c.request_id.desc())
     else:
         stmt = stmt.order_by(labels.c.received_at, requests.c.request_id)

@@ -1,0 +1,102 @@
+"""Labels whose delay depends on the outcome: a default is known within days, a repaid
+loan only at maturity. Read in arrival order, an early look sees mostly positives and
+judges the challenger on them; with ``label_maturity_s`` a look reads only requests old
+enough for every label to be in, in the order they were received."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.tunewatch.test_comparison_loop import (
+    MODEL,
+    _feed_worse,
+    _promote_a_worse_version,
+    copy_daemon,
+    runner,
+    template,  # noqa: F401  (module fixture)
+    write,
+)
+from tunewatch._daemon import Daemon
+from tunewatch._example import ExampleModel
+from tunewatch.comparison import ComparisonConfig
+
+MATURITY_S = 30 * 86_400.0
+
+
+@pytest.fixture
+def daemon(template: Path, tmp_path: Path) -> Iterator[Daemon]:  # noqa: F811
+    d = copy_daemon(template, tmp_path / "data")
+    yield d
+    d.close()
+
+
+def _log(d: Daemon, ids: range, y: np.ndarray, at: datetime, labelled: np.ndarray) -> None:
+    """Champion v1 always answers 0.5; challenger v2 always 0.9: better on positives,
+    far worse on negatives, worse over a balanced mix (log loss 1.20 against 0.69)."""
+    n = len(ids)
+    write(
+        d.store,
+        ids=ids,
+        x=np.zeros((n, 8), dtype=np.float32),
+        y=y,
+        answers={1: np.full((n, 2), 0.5), 2: np.tile([0.1, 0.9], (n, 1))},
+        received_at=at,
+        labelled=labelled.tolist(),
+    )
+
+
+def _scenario(d: Daemon) -> None:
+    now = datetime.now(UTC)
+    # 800 requests from 40 days ago, every label in, half of them positive
+    y = np.arange(800) % 2
+    _log(d, range(800), y, now - timedelta(days=40), np.ones(800, dtype=bool))
+    # 2,000 requests from the last hour: the 1,000 positives already labelled, the
+    # negatives' labels still to come
+    y = np.arange(2000) % 2
+    _log(d, range(800, 2800), y, now - timedelta(hours=1), y == 1)
+
+
+def test_arrival_order_calls_a_worse_challenger_better(daemon: Daemon) -> None:
+    _scenario(daemon)
+    paired = next(r for r in runner(daemon).run(MODEL) if r.kind == "paired")
+    assert paired.look is not None and paired.look.n == 1800  # 1,400 of them positive
+    assert paired.look.decision == "challenger_better"
+
+
+def test_matured_requests_in_request_order_judge_it_on_the_whole_mix(daemon: Daemon) -> None:
+    _scenario(daemon)
+    loop = runner(daemon, label_maturity_s=MATURITY_S)
+    paired = next(r for r in loop.run(MODEL) if r.kind == "paired")
+    assert paired.look is not None and paired.look.n == 800  # the matured requests only
+    assert paired.look.decision == "challenger_worse"
+    champion = daemon.store.champion(MODEL)
+    assert champion is not None and champion.version == 1
+
+
+def test_the_rollback_watch_waits_for_matured_requests(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    t = _promote_a_worse_version(daemon, trained)  # v1's baseline is an hour old
+    _feed_worse(daemon, t, 400, 1400)  # v2's requests: labelled, but not yet matured
+    now = datetime.now(UTC)
+    settings = {"label_maturity_s": 1800.0, "rollback": {"watch_s": 7200.0}}
+    early = runner(daemon, clock=lambda: now, **settings)
+    [watch] = [r for r in early.run(MODEL) if r.kind == "rollback_watch"]
+    assert watch.action == "none" and watch.look is None  # nothing matured to watch
+    later = runner(daemon, clock=lambda: now + timedelta(hours=1), **settings)
+    [watch] = [r for r in later.run(MODEL) if r.kind == "rollback_watch"]
+    assert watch.action == "rolled_back" and watch.look is not None
+    [event] = daemon.store.list_events(model=MODEL, type="rollback_triggered")
+    assert event.payload["baseline_n"] == 400
+
+
+def test_a_watch_shorter_than_the_maturity_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="must exceed `label_maturity_s`"):
+        ComparisonConfig.model_validate(
+            {"label_maturity_s": 86_400.0, "rollback": {"watch_s": 3600.0}}
+        )
