@@ -183,7 +183,8 @@ class Recorder:
                 return False
         if self._metrics is not None:
             self._metrics.record_commit_latency.observe(time.perf_counter() - started)
-            self._metrics.record_batch_size.observe(len(requests))
+            if requests:  # a commit of shadow outputs alone holds no request
+                self._metrics.record_batch_size.observe(len(requests))
             if error is not None:
                 self._metrics.record_failures.inc()
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bool], bool]]] = {}

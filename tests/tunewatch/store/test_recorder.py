@@ -86,7 +86,8 @@ def test_a_recorded_id_comes_back_false_and_its_outputs_are_not_written(
 
 
 def test_shadow_outputs_are_written_without_anyone_waiting(model_store: Store) -> None:
-    recorder = Recorder(model_store)
+    metrics = ServingMetrics()
+    recorder = Recorder(model_store, metrics=metrics)
     recorder.start()
     try:
 
@@ -97,6 +98,8 @@ def test_shadow_outputs_are_written_without_anyone_waiting(model_store: Store) -
         recorder.record_outputs([_output("r", version=2)])  # from a shadow worker thread
         _wait_for_challenger_output(model_store)
         assert model_store.count_outputs("m", 2) == 1
+        # a commit of shadow outputs alone is not a group of zero requests
+        assert _commits(metrics) == (1.0, 1.0)
     finally:
         recorder.close()
 
@@ -148,7 +151,11 @@ def test_held_outputs_are_committed_when_no_group_comes(model_store: Store) -> N
         recorder.record_outputs([_output("r0", version=2)])
         _wait_for_challenger_output(model_store)
         assert model_store.count_outputs("m", 2) == 1
-        assert _commits(metrics) == (2.0, 1.0)  # a commit of its own, with no requests
+        latency = {
+            s.name: s.value for m in metrics.record_commit_latency.collect() for s in m.samples
+        }
+        assert latency["tunewatch_record_commit_seconds_count"] == 2.0  # a commit of its own
+        assert _commits(metrics) == (1.0, 1.0)  # ... which held no request
     finally:
         recorder.close()
 
