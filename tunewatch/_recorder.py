@@ -63,6 +63,8 @@ class Recorder:
         self._thread: threading.Thread | None = None
         # Records of the running event-loop iteration, per loop, not yet handed over.
         self._batches: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+        self._closed = False
+        self._closing = threading.Lock()  # nothing is handed over behind the stop marker
 
     def start(self) -> None:
         if self._thread is None:
@@ -72,11 +74,22 @@ class Recorder:
             self._thread.start()
 
     def close(self, timeout: float = 10.0) -> None:
-        """Write everything queued so far, then stop the writer."""
-        if self._thread is not None:
+        """Write everything queued so far, then stop the writer. Records that arrive
+        later fail with :class:`~tunewatch.StoreUnavailableError` (no writer is left to
+        acknowledge them)."""
+        with self._closing:
+            self._closed = True
             self._queue.put(_STOP)
+        if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        while True:  # left behind by a writer that did not stop in time, or never ran
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(item, list):
+                _fail(item)
 
     def record(
         self, request: RequestRecord, outputs: Sequence[OutputRecord]
@@ -89,6 +102,9 @@ class Recorder:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
+        if self._closed:
+            future.set_exception(_closed_error())
+            return future
         batch = self._batches.get(loop)
         if batch is None:
             batch = self._batches[loop] = []
@@ -102,7 +118,12 @@ class Recorder:
             self._queue.put([_Pending(None, outputs, None, None)])
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._queue.put(self._batches.pop(loop))
+        batch = self._batches.pop(loop)
+        with self._closing:
+            if not self._closed:
+                self._queue.put(batch)
+                return
+        _fail(batch)
 
     def _run(self) -> None:
         use_batch_scheduling()  # waking the writer must not preempt the event loop
@@ -200,6 +221,21 @@ class Recorder:
             except RuntimeError:  # the loop closed while we committed; nobody is waiting
                 logger.warning("event loop closed before %d records were acknowledged", len(pairs))
         return True
+
+
+def _closed_error() -> StoreUnavailableError:
+    return StoreUnavailableError("the recorder is closed: the daemon is shutting down")
+
+
+def _fail(group: list[_Pending]) -> None:
+    """Fail the futures of records no writer will commit."""
+    error = _closed_error()
+    for p in group:
+        if p.future is not None and p.loop is not None:
+            try:
+                p.loop.call_soon_threadsafe(_resolve, [(p.future, False)], error)
+            except RuntimeError:  # its loop is closed: nobody is waiting
+                pass
 
 
 def _resolve(pairs: list[tuple[asyncio.Future[bool], bool]], error: Exception | None) -> None:

@@ -248,3 +248,33 @@ def test_an_unavailable_store_fails_the_group_once_not_record_by_record(
         assert calls == [5]
     finally:
         recorder.close()
+
+
+def test_a_record_after_close_fails_at_once_instead_of_waiting_forever(model_store: Store) -> None:
+    """A handler recording while the daemon shut down queued its record for a writer
+    that had stopped: its future never resolved and the request hung."""
+    recorder = Recorder(model_store)
+    recorder.start()
+    recorder.close()
+
+    async def late() -> None:
+        await asyncio.wait_for(recorder.record(_request("late"), [_output("late")]), 5.0)
+
+    with pytest.raises(StoreUnavailableError, match="closed"):
+        asyncio.run(late())
+    assert model_store.count_requests("m") == 0
+
+
+def test_records_handed_over_as_the_writer_stops_are_failed_not_left_waiting(
+    model_store: Store,
+) -> None:
+    recorder = Recorder(model_store)
+    recorder.start()
+
+    async def racing() -> list[object]:
+        futures = [recorder.record(_request(f"r{i}"), [_output(f"r{i}")]) for i in range(5)]
+        recorder.close()  # before this iteration's records are handed over
+        return await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), 5.0)
+
+    results = asyncio.run(racing())
+    assert all(isinstance(r, StoreUnavailableError) for r in results), results
