@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from tunewatch._errors import TunewatchError
+from tunewatch._errors import StoreError, TunewatchError
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,7 @@ def check_role(role: str) -> str:
 
 TokenLookup = Callable[[str], "tuple[str, str, str] | None"]
 _MAX_CACHED = 10_000
+_FAILURE_MEMORY_S = 1.0
 """Maps a token hash to ``(name, role, stored_hash)`` or ``None`` when unknown or revoked."""
 
 
@@ -100,6 +101,7 @@ class Authenticator:
         self._ttl = ttl_s
         self._clock = clock
         self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._failed: tuple[float, StoreError] | None = None  # the store's last refusal
         self._lock = threading.Lock()
         if disabled:
             logger.warning(
@@ -147,11 +149,13 @@ class Authenticator:
         return cached is not None and cached[0] > self._clock()
 
     def resolve(self, header: str | None) -> None:
-        """Look ``header``'s token up and cache the answer (errors are for the request's
-        own check to raise): run off the event loop before a request that needs it."""
+        """Look ``header``'s token up and cache the answer: run off the event loop before
+        a request that needs it. Errors are left for the request's own check to raise; a
+        store that failed is remembered for a second, so that check does not wait on the
+        database again from the event loop."""
         try:
             self.identify(header)
-        except AuthError:
+        except (AuthError, StoreError):
             pass
 
     def _resolve(self, digest: str) -> Principal | None:
@@ -159,7 +163,15 @@ class Authenticator:
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
-        found = self._lookup(digest)
+        failed = self._failed
+        if failed is not None and failed[0] > now:
+            raise failed[1]
+        try:
+            found = self._lookup(digest)
+        except StoreError as exc:
+            self._failed = (now + _FAILURE_MEMORY_S, exc)
+            raise
+        self._failed = None
         principal = None
         # Constant-time comparison of the stored digest, as bytes (compare_digest raises
         # TypeError on non-ASCII str).

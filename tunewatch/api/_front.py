@@ -44,7 +44,9 @@ class InferenceFront:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:  # the first of repeated headers, as Starlette
+            headers.setdefault(name, value)
         authorization = _text(headers.get(b"authorization"))
         if not self.ctx.auth.resolved(authorization):
             # A token not in the cache is looked up in a worker thread, so a slow or hung

@@ -15,6 +15,7 @@ import pytest
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tunewatch._auth import hash_token, new_token
 from tunewatch._background import BackgroundServer
+from tunewatch._errors import StoreUnavailableError
 from tunewatch._example import ExampleModel
 
 WAIT_S = 10.0
@@ -70,3 +71,38 @@ def test_the_loop_answers_while_the_database_hangs(
         release.set()
         waiting.join(WAIT_S)
     assert result == {"status": 200}
+
+
+def test_a_token_lookup_the_database_refuses_is_a_503_and_liveness_stays_up(
+    served: tuple[Any, str, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lookup made before a request escaped the app as a bare 500 (no JSON, not
+    counted) on every route, liveness included, while the database was down."""
+    daemon, url, _ = served
+
+    def down(digest: str) -> None:
+        raise StoreUnavailableError("store token_by_hash: database unavailable")
+
+    monkeypatch.setattr(daemon.auth, "_lookup", down)
+    fresh = {"Authorization": f"Bearer {new_token()}"}
+    body = {"inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": [0.0] * 8}]}
+    infer = httpx.post(f"{url}/v2/models/{MODEL}/infer", json=body, headers=fresh)
+    assert infer.status_code == 503 and infer.json()["code"] == "store_unavailable", infer.text
+    models = httpx.get(f"{url}/v1/models", headers=fresh)
+    assert models.status_code == 503 and set(models.json()) == {"error", "code"}, models.text
+    assert httpx.get(f"{url}/v2/health/live", headers=fresh).status_code == 200
+
+
+def test_the_first_of_two_authorization_headers_is_the_one_everywhere(
+    served: tuple[Any, str, dict],
+) -> None:
+    """The front looked up the last header off the loop while routes read the first,
+    which was then looked up on the loop."""
+    _, url, tokens = served
+    headers = [
+        ("Authorization", f"Bearer {tokens['scorer']}"),
+        ("Authorization", "Bearer tw_not_a_token"),
+    ]
+    body = {"inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": [0.0] * 8}]}
+    r = httpx.post(f"{url}/v2/models/{MODEL}/infer", json=body, headers=headers)
+    assert r.status_code == 200, r.text
