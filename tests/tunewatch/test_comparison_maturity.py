@@ -21,9 +21,11 @@ from tests.tunewatch.test_comparison_loop import (
     template,  # noqa: F401  (module fixture)
     write,
 )
+from tunewatch import _governance as governance
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
 from tunewatch.comparison import ComparisonConfig
+from tunewatch.store import LabelItem
 
 MATURITY_S = 30 * 86_400.0
 
@@ -45,6 +47,19 @@ def _log(d: Daemon, ids: range, y: np.ndarray, at: datetime, labelled: np.ndarra
         x=np.zeros((n, 8), dtype=np.float32),
         y=y,
         answers={1: np.full((n, 2), 0.5), 2: np.tile([0.1, 0.9], (n, 1))},
+        received_at=at,
+        labelled=labelled.tolist(),
+    )
+
+
+def _log_one(d: Daemon, ids: range, y: np.ndarray, at: datetime, labelled: np.ndarray) -> None:
+    """v1 alone answers 0.9 (the champion before a promotion)."""
+    write(
+        d.store,
+        ids=ids,
+        x=np.zeros((len(ids), 8), dtype=np.float32),
+        y=y,
+        answers={1: np.tile([0.1, 0.9], (len(ids), 1))},
         received_at=at,
         labelled=labelled.tolist(),
     )
@@ -81,18 +96,49 @@ def test_matured_requests_in_request_order_judge_it_on_the_whole_mix(daemon: Dae
 def test_the_rollback_watch_waits_for_matured_requests(
     daemon: Daemon, trained: list[ExampleModel]
 ) -> None:
+    """The watch used to be created at once, its baseline read from requests matured by
+    then: none, when the previous champion served for less than the maturity, and the
+    watch closed for good with nothing to compare."""
     t = _promote_a_worse_version(daemon, trained)  # v1's baseline is an hour old
     _feed_worse(daemon, t, 400, 1400)  # v2's requests: labelled, but not yet matured
     now = datetime.now(UTC)
-    settings = {"label_maturity_s": 1800.0, "rollback": {"watch_s": 7200.0}}
+    settings = {"label_maturity_s": 7200.0, "rollback": {"watch_s": 86_400.0}}
     early = runner(daemon, clock=lambda: now, **settings)
-    [watch] = [r for r in early.run(MODEL) if r.kind == "rollback_watch"]
-    assert watch.action == "none" and watch.look is None  # nothing matured to watch
-    later = runner(daemon, clock=lambda: now + timedelta(hours=1), **settings)
+    assert [r for r in early.run(MODEL) if r.kind == "rollback_watch"] == []
+    assert early.comparisons.list_tests(MODEL, kind="rollback_watch") == []
+    later = runner(daemon, clock=lambda: now + timedelta(hours=3), **settings)
     [watch] = [r for r in later.run(MODEL) if r.kind == "rollback_watch"]
     assert watch.action == "rolled_back" and watch.look is not None
     [event] = daemon.store.list_events(model=MODEL, type="rollback_triggered")
     assert event.payload["baseline_n"] == 400
+
+
+def test_the_watch_baseline_is_the_newest_matured_requests_not_the_latest_labels(
+    daemon: Daemon,
+) -> None:
+    """Among matured requests, those whose labels arrived last are the slow class: read
+    newest label first, the baseline was all negatives."""
+    now = datetime.now(UTC)
+    for day in range(60, 0, -3):  # v1 (answering 0.9 always) served 20 requests every 3 days
+        ids = range(day * 100, day * 100 + 20)
+        y = np.arange(20) % 2
+        _log_one(daemon, ids, y, now - timedelta(days=day), labelled=y == 1)
+    for day in range(60, 0, -3):  # the negatives' labels arrive last
+        daemon.store.add_labels(
+            MODEL, [LabelItem(f"r{day * 100 + i}", 0.0) for i in range(0, 20, 2)]
+        )
+    outcome = governance.promote(daemon.store, daemon.config, MODEL, 2, actor="t", reason="v2")
+    assert outcome.status == "promoted"
+    settings = {
+        "label_maturity_s": 30 * 86_400.0,
+        "rollback": {"watch_s": 40 * 86_400.0, "baseline_requests": 100},
+    }
+    loop = runner(daemon, clock=lambda: now + timedelta(days=31), **settings)
+    loop.run(MODEL)
+    [test] = loop.comparisons.list_tests(MODEL, kind="rollback_watch")
+    units, outcomes, total = test.state["stats"][0][:3]
+    assert units == outcomes == 100
+    assert 1.0 < total / outcomes < 1.4  # half positives (0.11), half negatives (2.30)
 
 
 def test_a_watch_shorter_than_the_maturity_is_a_config_error() -> None:

@@ -65,13 +65,17 @@ class RollbackWatch:
             test = existing[0]
         else:
             matured = settings.matured_before(self.clock())
+            if matured is not None and matured < promoted_at:
+                # Until then neither the baseline's newest requests nor any request the new
+                # champion answered has every label in: nothing fair to compare yet.
+                return None
             baseline = self.comparisons.read_labelled(
                 model=model,
                 answered_by=previous,
-                # the newest requests before the promotion whose labels are all in
-                received_before=promoted_at if matured is None else min(promoted_at, matured),
-                newest_first=True,
+                received_before=promoted_at,
+                newest_first=True,  # with a maturity: the newest requests, not labels
                 limit=rules.baseline_requests,
+                matured_before=matured,
             )
             sequential = TwoSampleSequentialTest(
                 alpha=rules.alpha,

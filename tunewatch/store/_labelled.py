@@ -51,8 +51,9 @@ def read_labelled(
 
     Ordered by label arrival (then request id), so a test's reads are reproducible. With
     ``matured_before``, only requests received before it are read, in the order they were
-    received: when a label's delay depends on the outcome, the labels that arrive first
-    are a skewed sample, and requests old enough for every label to be in are not.
+    received (``newest_first``: newest request first): when a label's delay depends on
+    the outcome, the labels that arrive first (or last) are a skewed sample, and requests
+    old enough for every label to be in are not.
     """
     answer = outputs.alias("answer")
     joined = requests.join(
@@ -128,7 +129,10 @@ def read_labelled(
         stmt = stmt.where(requests.c.received_at < received_before)
     if matured_before is not None:
         stmt = stmt.where(requests.c.received_at < matured_before)
-        stmt = stmt.order_by(requests.c.received_at, requests.c.request_id)
+        if newest_first:
+            stmt = stmt.order_by(requests.c.received_at.desc(), requests.c.request_id.desc())
+        else:
+            stmt = stmt.order_by(requests.c.received_at, requests.c.request_id)
     elif newest_first:
         stmt = stmt.order_by(labels.c.received_at.desc(), requests.c.request_id.desc())
     else:
