@@ -375,12 +375,22 @@ def get_label(conn: Connection, model: str, request_id: str) -> LabelRow | None:
 def _stored_labels(
     conn: Connection, model: str, ids: Sequence[str]
 ) -> dict[str, tuple[str, float | None]]:
+    """What each stored label is compared by: normalised as :func:`_fitted` does (labels
+    stored before normalisation, such as a one-row request's ``[1.0]``, included)."""
     rows = conn.execute(
-        select(labels.c.request_id, labels.c.value, labels.c.outcome).where(
-            labels.c.model == model, labels.c.request_id.in_(ids)
+        select(labels.c.request_id, labels.c.value, labels.c.outcome, requests.c.n_rows)
+        .join(
+            requests,
+            (requests.c.model == labels.c.model) & (requests.c.request_id == labels.c.request_id),
         )
+        .where(labels.c.model == model, labels.c.request_id.in_(ids))
     )
-    return {r.request_id: (_label_key(r.value), r.outcome) for r in rows}
+    stored: dict[str, tuple[str, float | None]] = {}
+    for r in rows:
+        item = LabelItem(r.request_id, _label_value(r.value), r.outcome)
+        fit = _fitted(item, int(r.n_rows)) or item  # a label that never fitted: as stored
+        stored[r.request_id] = (_label_key(fit.value), fit.outcome)
+    return stored
 
 
 def _label_value(value: Any) -> float | list[float]:

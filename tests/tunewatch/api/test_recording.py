@@ -134,22 +134,28 @@ def test_a_label_must_fit_its_request_and_equal_labels_are_one_label(running: Ru
         assert r.status_code == 200, r.text
         return [i["status"] for i in r.json()["results"]]
 
-    assert post(
-        {"request_id": "fit-1", "label": [1, 0, 1]},
-        {"request_id": "fit-2", "label": 1},
-        {"request_id": "fit-2", "label": [1, 0, 0]},
-    ) == ["shape_mismatch"] * 3
+    assert (
+        post(
+            {"request_id": "fit-1", "label": [1, 0, 1]},
+            {"request_id": "fit-2", "label": 1},
+            {"request_id": "fit-2", "label": [1, 0, 0]},
+        )
+        == ["shape_mismatch"] * 3
+    )
     assert running.daemon.store.get_label(MODEL, "fit-1") is None
     big = 9007199254740993
     assert post(
         {"request_id": "fit-1", "label": [1], "outcome": big},
         {"request_id": "fit-2", "label": [-0.0, 1]},
     ) == ["created", "created"]
-    assert post(
-        {"request_id": "fit-1", "label": 1, "outcome": big},
-        {"request_id": "fit-1", "label": 1.0, "outcome": float(big)},
-        {"request_id": "fit-2", "label": [0, 1.0]},
-    ) == ["duplicate"] * 3
+    assert (
+        post(
+            {"request_id": "fit-1", "label": 1, "outcome": big},
+            {"request_id": "fit-1", "label": 1.0, "outcome": float(big)},
+            {"request_id": "fit-2", "label": [0, 1.0]},
+        )
+        == ["duplicate"] * 3
+    )
     label = running.daemon.store.get_label(MODEL, "fit-1")
     assert label is not None and label.value == 1.0
 

@@ -21,6 +21,7 @@ from tunewatch.store import (
     VersionRow,
     hyperparameter_set_id,
 )
+from tunewatch.store._schema import labels
 
 SHA = "ab" * 32
 
@@ -492,3 +493,41 @@ def test_set_stage_refuses_the_champion_and_a_rolled_back_version(model_store: S
         model_store.set_stage("m", 2, "retired", actor="bob", reason="tidy up")
     assert info.value.code == "rolled_back_is_final"
     assert [v.stage for v in model_store.list_versions("m")] == ["champion", "rolled_back"]
+
+
+def test_a_label_stored_before_normalisation_still_replays_as_a_duplicate(
+    model_store: Store,
+) -> None:
+    """Labels used to be stored as sent: a one-row request's ``[1.0]``. Compared with the
+    normalised replay (``1.0``) it was a conflict."""
+    model_store.write_records([_request("old", rows=1), _request("pair")], [])
+    with model_store.engine.begin() as conn:
+        conn.execute(
+            labels.insert(),
+            [
+                {
+                    "model": "m",
+                    "request_id": "old",
+                    "value": [1.0],
+                    "outcome": None,
+                    "received_at": datetime.now(UTC),
+                },
+                {
+                    "model": "m",
+                    "request_id": "pair",
+                    "value": [-0.0, 1.0],
+                    "outcome": 2,
+                    "received_at": datetime.now(UTC),
+                },
+            ],
+        )
+    statuses = model_store.add_labels(
+        "m",
+        [
+            LabelItem("old", [1]),
+            LabelItem("old", 1),
+            LabelItem("pair", [0.0, 1.0], 2.0),
+            LabelItem("old", 0),
+        ],
+    )
+    assert statuses == ["duplicate", "duplicate", "duplicate", "conflict"]
