@@ -47,6 +47,12 @@ MAX_ID_LENGTH = 128
 HEADER_LENGTH = "inference-header-content-length"
 
 
+def _is_version(raw: str) -> bool:
+    """A version number as a path segment: ASCII digits, few enough for ``int`` (which
+    refuses strings past 4,300 digits) and for the store's integers."""
+    return raw.isascii() and raw.isdigit() and len(raw) <= 10
+
+
 def _has_bool(data: list[Any]) -> bool:
     """Whether nested JSON lists hold a boolean (numpy reads ``true`` among numbers as 1)."""
     stack = [data]
@@ -169,7 +175,9 @@ def decode_infer_request(
             array = np.asarray(data)
         except ValueError as exc:
             raise ApiError(400, "shape_mismatch", f"`data` is ragged: {exc}") from exc
-        if array.dtype.kind not in "iuf" or _has_bool(data):
+        # numpy reads `true` among numbers as 1: look for one when the text has one
+        maybe_bool = b"true" in json_part or b"false" in json_part
+        if array.dtype.kind not in "iuf" or (maybe_bool and _has_bool(data)):
             raise ApiError(
                 400,
                 "dtype_mismatch",
@@ -246,7 +254,7 @@ async def infer(
     ctx.auth.authenticate(authorization, "score")
     version = None
     if raw_version is not None:
-        if not (raw_version.isascii() and raw_version.isdigit()):
+        if not _is_version(raw_version):
             raise ApiError(
                 404, "version_not_found", f"model {model!r} has no version {raw_version!r}"
             )
@@ -254,7 +262,7 @@ async def infer(
     served = ctx.runtime.model(model)
     length = None
     if header_length is not None:
-        if not (header_length.isascii() and header_length.isdigit()):
+        if not (header_length.isascii() and header_length.isdigit() and len(header_length) < 19):
             raise ApiError(
                 400, "invalid_binary", "Inference-Header-Content-Length must be an integer"
             )
@@ -343,7 +351,7 @@ async def model_ready(request: Request) -> Response:
     in_service = [v.version for v in lineup.challengers] + (
         [lineup.champion.version] if lineup.champion else []
     )
-    if not (raw.isascii() and raw.isdigit() and int(raw) in in_service):
+    if not (_is_version(raw) and int(raw) in in_service):
         raise ApiError(
             404, "version_not_found", f"model {served.row.name!r} has no version {raw!r} in service"
         )

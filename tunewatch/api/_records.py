@@ -88,8 +88,10 @@ async def mirror(request: Request) -> Response:
     items = _items(
         parse_json_object(await request.body()), "records", ctx.runtime.config.server.max_items
     )
-    champion = served.deployment.lineup.champion
-    width = ctx.runtime.signature(served).primary_width  # every version answers alike
+    lineup = served.deployment.lineup
+    champion = lineup.champion
+    loaded = {v.version: v for v in (*lineup.challengers, *([champion] if champion else []))}
+    default_width = ctx.runtime.signature(served).primary_width
     prepared = []
     seen: set[str] = set()
     for i, item in enumerate(items):
@@ -105,16 +107,6 @@ async def mirror(request: Request) -> Response:
         seen.add(request_id)
         x = ctx.runtime.validate(served, _matrix(item.get("inputs"), f"{where}.inputs"))
         y = _matrix(item.get("outputs"), f"{where}.outputs")
-        # Stored as float32: a value past its range would be stored as infinity.
-        fits = np.isfinite(y).all() and bool((np.abs(y) <= _FLOAT32_MAX).all())
-        if y.shape[0] != x.shape[0] or not fits or width not in (None, y.shape[1]):
-            columns = "" if width is None else f" of {width} columns"
-            raise ApiError(
-                400,
-                "shape_mismatch",
-                f"{where}.outputs must have one row{columns} per input row ({x.shape[0]}), "
-                f"of numbers float32 can hold; got shape {list(y.shape)}",
-            )
         version = item.get("version")
         if version is None:
             if champion is None:
@@ -130,9 +122,23 @@ async def mirror(request: Request) -> Response:
             raise ApiError(
                 400, "invalid_request", f"{where}.version must be an integer in 1..{MAX_ID}"
             )
+        # As wide as the named version answers (the model's width for one not in service).
+        named = loaded.get(version)
+        width = default_width if named is None else named.model.signature.primary_width
+        # Stored as float32: a value past its range would be stored as infinity.
+        fits = np.isfinite(y).all() and bool((np.abs(y) <= _FLOAT32_MAX).all())
+        if y.shape[0] != x.shape[0] or not fits or width not in (None, y.shape[1]):
+            columns = "" if width is None else f" of {width} columns"
+            raise ApiError(
+                400,
+                "shape_mismatch",
+                f"{where}.outputs must have one row{columns} per input row ({x.shape[0]}), "
+                f"of numbers float32 can hold; got shape {list(y.shape)}",
+            )
         prepared.append((request_id, x, y, version))
-    named = {version for *_, version in prepared}
-    await run_in_threadpool(_check_versions, ctx, model, named)
+    unloaded = {version for *_, version in prepared} - set(loaded)
+    if unloaded:  # versions in service are registered; ask the store about the others
+        await run_in_threadpool(_check_versions, ctx, model, unloaded)
     futures = [
         ctx.runtime.recorder.record(
             ctx.runtime.request_record(model, rid, x, source="mirror"),

@@ -390,6 +390,22 @@ CASES: dict[str, Case] = {
     ),
     "get_on_infer": Case(405, "method_not_allowed", method="GET", body=None),
     "unknown_route": Case(404, "not_found", path="/v2/nothing/here", method="GET"),
+    # int() refuses strings past 4,300 digits: these were 500s
+    "version_with_5000_digits": Case(
+        404, "version_not_found", path="/v2/models/credit/versions/" + "1" * 5000 + "/infer"
+    ),
+    "ready_of_a_version_with_5000_digits": Case(
+        404,
+        "version_not_found",
+        path="/v2/models/credit/versions/" + "1" * 5000 + "/ready",
+        method="GET",
+    ),
+    "binary_header_length_with_5000_digits": Case(
+        400,
+        "invalid_binary",
+        body=BINARY_HEAD,
+        headers={"Inference-Header-Content-Length": "1" * 5000},
+    ),
     "ready_of_an_unknown_version": Case(
         404, "version_not_found", path="/v2/models/credit/versions/999/ready", method="GET"
     ),
