@@ -93,3 +93,37 @@ def test_open_split_tests_start_again_per_unit(store_url: str) -> None:
         assert decided.n == 1700 and decided.state["stats"] == legacy["stats"]
     finally:
         store.close()
+
+
+def test_downgrading_0008_leaves_states_the_older_code_can_read(store_url: str) -> None:
+    rng = np.random.default_rng(3)
+    watch = TwoSampleSequentialTest(min_n=5)
+    watch.update(champion=rng.normal(size=40), challenger=rng.normal(size=30))
+    store = Store.open(store_url)
+    try:
+        store.upsert_model(name="m", task="binary", feature_names=["a"])
+        comparisons = ComparisonStore(store)
+        for kind, version in (("rollback_watch", 2), ("split", 3)):
+            comparisons.get_or_create_test(
+                model="m",
+                kind=kind,
+                champion_version=1,
+                challenger_version=version,
+                correction=None,
+                state=watch.to_dict(),
+            )
+        with store.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0007")
+            rows = conn.execute(sa.text("SELECT kind, state FROM comparison_tests ORDER BY id"))
+            states = {
+                kind: state if isinstance(state, dict) else json.loads(state)
+                for kind, state in rows
+            }
+    finally:
+        store.close()
+    expected = [
+        [40, *watch.to_dict()["stats"][0][2:5:2]],
+        [30, *watch.to_dict()["stats"][1][2:5:2]],
+    ]
+    assert np.allclose(states["rollback_watch"]["stats"], expected)  # (n, sum, sum of squares)
+    assert np.asarray(states["split"]["stats"]).shape == (2, 3)

@@ -67,6 +67,31 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Revision 0007's code reads two-sample states as (n, sum, sum of squares) per arm:
+    # exact for units of one outcome each (every rollback watch); a split test whose
+    # units answered several requests starts again.
+    conn = op.get_bind()
+    rows = conn.execute(sa.select(_tests.c.id, _tests.c.kind, _tests.c.state)).all()
+    for row in rows:
+        state = dict(row.state)
+        stats: list[list[float]] = state.get("stats") or [[]]
+        if state.get("kind") != "two_sample_sequential_test" or len(stats[0]) != 6:
+            continue
+        values: dict[str, object]
+        if all(arm[0] == arm[1] for arm in stats):  # units == outcomes
+            state["stats"] = [[arm[0], arm[2], arm[4]] for arm in stats]
+            values = {"state": state}
+        else:
+            state.update(
+                stats=[[0.0] * 3, [0.0] * 3],
+                p_value=1.0,
+                ci_low=None,
+                ci_high=None,
+                decision="continue",
+                history=[],
+            )
+            values = {"state": state, "n": 0}
+        conn.execute(sa.update(_tests).where(_tests.c.id == row.id).values(**values))
     op.drop_table("split_units")
     with op.batch_alter_table("requests") as batch:
         batch.drop_column("unit_key")
