@@ -36,8 +36,9 @@ def test_migrate_is_idempotent_and_matches_metadata(store_url: str) -> None:
 
 
 def test_open_split_tests_start_again_per_unit(store_url: str) -> None:
-    """Revision 0008: an open split test counted requests as independent units; its
-    statistics restart (config kept), a decided one is left as it was."""
+    """Revision 0008: a split test counted requests as independent units. An open one
+    restarts (config kept), and so does one decided but not acted on (its promotion was
+    blocked or still to come: it would act on the old statistics); one that acted stays."""
     engine = sa.create_engine(store_url)
     legacy = {
         "format_version": 1,
@@ -66,18 +67,26 @@ def test_open_split_tests_start_again_per_unit(store_url: str) -> None:
                     "VALUES ('m', 'binary', '[]', false, CURRENT_TIMESTAMP)"
                 )
             )
-            for status in ("open", "decided"):
+            tests = [
+                ("open", "continue", None),
+                ("decided", "challenger_better", {"action": "blocked_srm"}),
+                ("decided", "challenger_better", {"action": "promoted"}),
+            ]
+            for version, (status, decision, outcome) in enumerate(tests, start=2):
                 conn.execute(
                     sa.text(
                         "INSERT INTO comparison_tests (model, kind, champion_version, "
-                        "challenger_version, status, decision, n, looks, state, created_at, "
-                        "updated_at) VALUES ('m', 'split', 1, :v, :status, 'continue', 1700, 3, "
-                        ":state, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                        "challenger_version, status, decision, n, looks, state, outcome, "
+                        "created_at, updated_at, decided_at) VALUES ('m', 'split', 1, :v, "
+                        ":status, :decision, 1700, 3, :state, :outcome, CURRENT_TIMESTAMP, "
+                        "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
                     ),
                     {
-                        "v": 2 if status == "open" else 3,
+                        "v": version,
                         "status": status,
+                        "decision": decision,
                         "state": json.dumps(legacy),
+                        "outcome": None if outcome is None else json.dumps(outcome),
                     },
                 )
     finally:
@@ -85,12 +94,15 @@ def test_open_split_tests_start_again_per_unit(store_url: str) -> None:
     store = Store.open(store_url)
     try:
         comparisons = ComparisonStore(store)
-        [opened, decided] = comparisons.list_tests("m", kind="split")
-        assert (opened.n, opened.looks) == (0, 3)
-        restarted = TwoSampleSequentialTest.from_dict(opened.state)
-        assert restarted.min_n == 500 and restarted.history == ()
-        assert restarted.update(champion=np.ones(3)).n_champion == 3
-        assert decided.n == 1700 and decided.state["stats"] == legacy["stats"]
+        [opened, blocked, acted] = comparisons.list_tests("m", kind="split")
+        for test in (opened, blocked):
+            assert (test.status, test.decision, test.outcome) == ("open", "continue", None)
+            assert (test.n, test.looks, test.decided_at) == (0, 3, None)
+            restarted = TwoSampleSequentialTest.from_dict(test.state)
+            assert restarted.min_n == 500 and restarted.history == ()
+            assert restarted.update(champion=np.ones(3)).n_champion == 3
+        assert acted.n == 1700 and acted.state["stats"] == legacy["stats"]
+        assert acted.outcome == {"action": "promoted"}
     finally:
         store.close()
 

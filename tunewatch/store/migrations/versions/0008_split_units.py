@@ -1,9 +1,10 @@
 """Live splits are analysed per unit: requests record their unit key, and each split test
 keeps its running totals per unit.
 
-Open split tests counted requests as independent; their statistics are reset (their
-looks stay in ``comparison_looks``) and they start again on requests that carry a unit
-key, which are the ones recorded from this revision on.
+Split tests counted requests as independent. Open ones, and decided ones that have not
+acted (a promotion blocked by the sample-ratio check or still to come would act on the
+old statistics), are reset (their looks stay in ``comparison_looks``) and start again on
+requests that carry a unit key, which are the ones recorded from this revision on.
 
 Revision ID: 0008
 Revises: 0007
@@ -29,6 +30,9 @@ _tests = sa.table(
     sa.column("status", sa.String()),
     sa.column("n", sa.Integer()),
     sa.column("state", sa.JSON()),
+    sa.column("decision", sa.String()),
+    sa.column("outcome", sa.JSON()),
+    sa.column("decided_at", sa.DateTime(timezone=True)),
 )
 
 
@@ -49,11 +53,15 @@ def upgrade() -> None:
     )
     conn = op.get_bind()
     rows = conn.execute(
-        sa.select(_tests.c.id, _tests.c.state).where(
-            _tests.c.kind == "split", _tests.c.status == "open"
+        sa.select(_tests.c.id, _tests.c.status, _tests.c.state, _tests.c.outcome).where(
+            _tests.c.kind == "split", _tests.c.status.in_(("open", "decided"))
         )
     ).all()
     for row in rows:
+        outcome = row.outcome if isinstance(row.outcome, dict) else None
+        acted = outcome is not None and outcome.get("action") != "blocked_srm"
+        if row.status == "decided" and (acted or (row.outcome is not None and outcome is None)):
+            continue
         state = dict(row.state)
         state.update(
             stats=[[0.0] * 6, [0.0] * 6],
@@ -63,7 +71,18 @@ def upgrade() -> None:
             decision="continue",
             history=[],
         )
-        conn.execute(sa.update(_tests).where(_tests.c.id == row.id).values(state=state, n=0))
+        conn.execute(
+            sa.update(_tests)
+            .where(_tests.c.id == row.id)
+            .values(
+                state=state,
+                n=0,
+                status="open",
+                decision="continue",
+                outcome=sa.null(),
+                decided_at=None,
+            )
+        )
 
 
 def downgrade() -> None:
