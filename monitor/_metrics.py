@@ -7,7 +7,7 @@ own ``CollectorRegistry`` so that several apps (tests, benchmarks) never collide
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterator
+from collections.abc import Callable, Container, Iterator, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE_LATEST
 from prometheus_client import (
@@ -183,6 +183,14 @@ class ServingMetrics:
             ["model", "version", "hyperparameter_set"],
             registry=r,
         )
+        self.alarm = Gauge(
+            "tunewatch_alarm",
+            "1 while the daemon's policy for an event holds (its last `consecutive` "
+            "evaluated windows alarmed; cool-down aside), else 0. Alert on this, not on "
+            "one window's figures, to apply the same hysteresis as the daemon.",
+            ["model", "event"],
+            registry=r,
+        )
         self.evaluations = Counter(
             "tunewatch_evaluations",
             "Evaluation runs by outcome (ok, insufficient_data, failed).",
@@ -207,8 +215,11 @@ class ServingMetrics:
         return generate_latest(self.registry)
 
     @staticmethod
-    def forget(gauge: Gauge, *, model: str, keep: Container[str] = ()) -> None:
-        """Remove ``model``'s series of ``gauge`` but those whose ``version`` is in ``keep``.
+    def forget(
+        gauge: Gauge, *, model: str, keep: Container[str] = (), only: Mapping[str, str] = {}
+    ) -> None:
+        """Remove ``model``'s series of ``gauge`` but those whose ``version`` is in ``keep``
+        (and, with ``only``, but those whose labels differ from it).
 
         A gauge holds its last value until its series is removed, so a figure that no
         longer describes anything (a replaced champion's accuracy, a slope with no window
@@ -217,7 +228,9 @@ class ServingMetrics:
         for metric in gauge.collect():
             for sample in metric.samples:
                 labels = sample.labels
-                if labels.get("model") == model and labels.get("version") not in keep:
+                if labels.get("model") != model or labels.get("version") in keep:
+                    continue
+                if all(labels.get(k) == v for k, v in only.items()):
                     gauge.remove_by_labels(labels)
 
 

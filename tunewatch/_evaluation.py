@@ -281,7 +281,10 @@ class Evaluator:
     def _drift(
         self, model: ModelRow, cfg: ModelConfig, window: Window, baseline: _Baseline | None
     ) -> tuple[str, dict[str, Any]]:
-        if baseline is None:
+        if baseline is None:  # nothing to compare with: no figure, not the last one held
+            m = self.metrics
+            for gauge in (m.drift_share, m.drift_detected, m.feature_drift):
+                m.forget(gauge, model=model.name)
             return "insufficient_data", {"alarm": False, "reason": "no reference snapshot"}
         d = cfg.evaluation.drift
         detector = DriftDetector(
@@ -425,10 +428,16 @@ class Evaluator:
     def _estimate(
         self, cfg: ModelConfig, window: Window, baseline: _Baseline | None, version: int | None
     ) -> tuple[str, dict[str, Any]]:
+        m = self.metrics
+        accuracy = {"objective": "accuracy"}  # this kind's series; decay sets the objective's
         if baseline is None or baseline.cbpe is None or baseline.reference_accuracy is None:
+            for gauge in (m.objective_estimated, m.objective_realised):
+                m.forget(gauge, model=window.model, only=accuracy)  # no figure held over
             return "insufficient_data", {"alarm": False, "reason": "no labelled reference snapshot"}
         answered = window.versions >= 0
         if answered.sum() < cfg.evaluation.drift.min_rows:
+            for gauge in (m.objective_estimated, m.objective_realised):
+                m.forget(gauge, model=window.model, only=accuracy)
             return "insufficient_data", {
                 "alarm": False,
                 "reason": "too few scored rows",
@@ -445,6 +454,8 @@ class Evaluator:
         self.metrics.objective_estimated.labels(name, str(version), "accuracy").set(estimate.value)
         if realised is not None:
             self.metrics.objective_realised.labels(name, str(version), "accuracy").set(realised)
+        else:
+            m.forget(m.objective_realised, model=name, only=accuracy)
         drop = baseline.reference_accuracy - estimate.value
         return "ok", {
             "alarm": bool(drop > cfg.evaluation.estimate.max_drop),
@@ -462,6 +473,8 @@ class Evaluator:
         self, model: ModelRow, cfg: ModelConfig, window: Window
     ) -> tuple[str, dict[str, Any]]:
         if window.n_rows == 0:
+            for gauge in (self.metrics.label_coverage, self.metrics.label_delay):
+                self.metrics.forget(gauge, model=model.name)
             return "insufficient_data", {"alarm": False, "reason": "empty window"}
         labelled = window.labelled()
         coverage = float(labelled.mean())
@@ -538,6 +551,8 @@ class Evaluator:
             decision = decide(
                 policy, history, now=now, last_event_at=last[0].created_at if last else None
             )
+            holds = decision.streak >= policy.consecutive
+            self.metrics.alarm.labels(name, policy.event).set(int(holds))
             if decision.fire:
                 latest = history[0]
                 self.dispatcher.handle(

@@ -68,6 +68,8 @@ def stack(trained: list[ExampleModel], tmp_path: Path) -> Iterator[dict[str, obj
                 {
                     "name": MODEL,
                     "task": "binary",
+                    # one drifted window raises the alarm (the shipped default is two)
+                    "evaluation": {"drift": {"consecutive": 1}},
                     "triggers": [
                         {"on": "drift_detected", "do": "notify"},
                         {"on": "alert_received", "do": "retune", "cooldown_minutes": 60},
@@ -161,7 +163,7 @@ def test_drift_alert_travels_through_prometheus_and_alertmanager_to_one_job(
         headers={"Authorization": f"Bearer {tokens['scorer']}"},
     )
     assert r.status_code == 200
-    daemon.evaluator.evaluate(MODEL)  # exports tunewatch_drift_detected{model="credit"} 1
+    daemon.evaluator.evaluate(MODEL)  # exports tunewatch_alarm{event="drift_detected"} 1
 
     deadline = time.monotonic() + 90
     jobs = []

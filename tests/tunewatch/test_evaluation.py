@@ -403,3 +403,40 @@ def test_the_report_of_an_old_window_is_found_after_ten_thousand_newer_ones(
     html = daemon.evaluator.drift_report(MODEL, old.id)
     assert "<html" in html.lower()
     assert daemon.evaluator.drift_report(MODEL, old.id) == html  # stored, found again
+
+
+def _value(d: Daemon, name: str, **labels: str) -> float | None:
+    return d.metrics.registry.get_sample_value(name, {"model": MODEL, **labels})
+
+
+def test_the_alarm_gauge_follows_the_policy_not_one_window(daemon: Daemon) -> None:
+    """The shipped drift alert fired (and retuned through Alertmanager) on one drifted
+    window, bypassing the two-window hysteresis the daemon itself applies."""
+    clock = Clock()
+    daemon.evaluator.clock = clock
+    daemon.dispatcher._clock = clock
+    alarms = []
+    for w in range(6):
+        feed(daemon, clock, w * WINDOW, WINDOW, shift=1.0 if w >= 3 else 0.0, seed=100 + w)
+        daemon.evaluator.evaluate(MODEL)
+        alarms.append(_value(daemon, "tunewatch_alarm", event="drift_detected"))
+    assert alarms == [0.0, 0.0, 0.0, 0.0, 1.0, 1.0]  # the second drifted window on
+    assert _value(daemon, "tunewatch_alarm", event="estimate_dropped") is not None
+
+
+def test_a_champion_without_a_reference_leaves_no_drift_figure_behind(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """The drift gauges kept the old champion's last window when the new champion had no
+    reference to compare with, and the drift alert stayed firing."""
+    run_stream(daemon, change_at=0, windows=2)
+    assert _value(daemon, "tunewatch_drift_detected") == 1.0
+    v2 = daemon.registry.register(MODEL, trained[0].onnx, trained[0].metadata, actor="t")
+    daemon.store.promote(MODEL, v2.version, actor="t", reason="no reference")
+    clock = daemon.evaluator.clock
+    assert isinstance(clock, Clock)
+    feed(daemon, clock, 10_000, WINDOW, shift=1.0, seed=9)
+    daemon.evaluator.evaluate(MODEL)
+    for name in ("tunewatch_drift_detected", "tunewatch_drift_share"):
+        assert _value(daemon, name) is None, name
+    assert not _series(daemon, "tunewatch_feature_drift_score")
