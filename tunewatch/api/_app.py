@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
@@ -44,6 +45,8 @@ class HttpMetricsMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif status >= 400 and message["type"] == "http.response.body":
+                self._count_error(message.get("body", b""))
             await send(message)
 
         try:
@@ -54,6 +57,14 @@ class HttpMetricsMiddleware:
                 scope.get("endpoint"), "unmatched"
             )
             self.metrics.http_requests.labels(template, str(status)).inc()
+
+    def _count_error(self, body: bytes) -> None:
+        """Count an error answer by its ``code`` (every one is ``{"error", "code"}``)."""
+        try:
+            code = orjson.loads(body).get("code")
+        except (orjson.JSONDecodeError, AttributeError):
+            code = None
+        self.metrics.http_errors.labels(code if isinstance(code, str) else "unknown").inc()
 
 
 def _openapi_oip(app: FastAPI) -> Callable[[], dict[str, Any]]:

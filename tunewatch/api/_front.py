@@ -38,6 +38,7 @@ class InferenceFront:
         self.ctx = ctx
         self.limit = max_body_bytes
         self._counter = ctx.runtime.metrics.http_requests
+        self._errors = ctx.runtime.metrics.http_errors
         self._count: dict[tuple[str, int], Any] = {}  # labelled children, looked up once
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -76,11 +77,13 @@ class InferenceFront:
             if status >= 500 and status != 503:
                 logger.error("inference on %s failed: %s", scope["path"], exc, exc_info=exc)
             payload = _error(code, message)
+            self._errors.labels(code).inc()
         except _Disconnected:
             return
         except Exception as exc:  # the request boundary: log it, answer without a trace
             logger.error("unhandled error in inference on %s", scope["path"], exc_info=exc)
             status, payload = 500, _error("internal", "internal error; see the daemon's log")
+            self._errors.labels("internal").inc()
         key = (route, status)
         child = self._count.get(key)
         if child is None:

@@ -450,3 +450,8 @@ def test_malformed_requests_are_many_and_no_500_was_ever_answered(
     assert len(CASES) >= 25
     metrics = client.get("/metrics").text
     assert 'status="500"' not in metrics
+    # errors by code, from the inference front and from the rest of the API alike
+    registry = running.daemon.metrics.registry
+    for code in ("shape_mismatch", "duplicate_key", "forbidden", "body_too_large", "not_found"):
+        count = registry.get_sample_value("tunewatch_http_errors_total", {"code": code})
+        assert count is not None and count >= 1, code
