@@ -204,6 +204,24 @@ class ServingMetrics:
             registry=r,
         )
 
+    def clear_evaluation(self) -> None:
+        """Drop every figure the scheduled evaluation exports: a process that no longer
+        leads the scheduler stops exporting them, so alert rules taking the ``max`` over
+        replicas read the leader's figures only."""
+        for gauge in (
+            self.drift_share,
+            self.drift_detected,
+            self.feature_drift,
+            self.objective_realised,
+            self.objective_estimated,
+            self.decay_slope,
+            self.label_coverage,
+            self.label_delay,
+            self.latency_p99,
+            self.alarm,
+        ):
+            gauge.clear()
+
     def track_queue_depth(self, depth: Callable[[], float]) -> None:
         self.shadow_queue_depth.set_function(depth)
 

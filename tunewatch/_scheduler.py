@@ -113,6 +113,8 @@ class Scheduler:
             logger.info("this process (%s) now leads the scheduler", self.holder)
         if not leader and self.leader:
             logger.warning("this process (%s) lost the scheduler lease", self.holder)
+            if self.metrics is not None:  # the new leader exports them from now on
+                self.metrics.clear_evaluation()
         self.leader = leader
         wanted: dict[str, tuple[float | str, Callable[[], None]]] = {}
         if leader:

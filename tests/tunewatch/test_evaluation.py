@@ -18,7 +18,7 @@ from tunewatch._example import ExampleModel, example_data
 from tunewatch._registry import Reference
 from tunewatch._scheduler import PerModelJob, Scheduler
 from tunewatch.store import RequestRecord
-from tunewatch.store._schema import evaluations
+from tunewatch.store._schema import evaluations, leases
 
 MODEL = "credit"
 WINDOW = 600  # rows per evaluated window (documented constant of the golden test)
@@ -440,3 +440,31 @@ def test_a_champion_without_a_reference_leaves_no_drift_figure_behind(
     for name in ("tunewatch_drift_detected", "tunewatch_drift_share"):
         assert _value(daemon, name) is None, name
     assert not _series(daemon, "tunewatch_feature_drift_score")
+
+
+def test_a_process_that_loses_the_lease_stops_exporting_evaluation_figures(
+    daemon: Daemon,
+) -> None:
+    """Prometheus scrapes every replica: a former leader's last drift figures fed
+    `max by (model)` in the alert rules long after another process took over."""
+    run_stream(daemon, change_at=0, windows=2)
+    assert _value(daemon, "tunewatch_drift_detected") == 1.0
+    a = Scheduler(
+        store=daemon.store, config=daemon.config, jobs=[], holder="a", metrics=daemon.metrics
+    )
+    a.start()
+    try:
+        assert a.leader
+        with daemon.store.engine.begin() as conn:  # the lease expires; "b" takes it
+            conn.execute(
+                leases.update().values(
+                    holder="b", expires_at=datetime.now(UTC) + timedelta(hours=1)
+                )
+            )
+        a._lead()
+        assert not a.leader
+        for name in ("tunewatch_drift_detected", "tunewatch_drift_share"):
+            assert _value(daemon, name) is None, name
+        assert _value(daemon, "tunewatch_alarm", event="drift_detected") is None
+    finally:
+        a.shutdown()
