@@ -40,12 +40,15 @@ class HttpMetricsMiddleware:
             await self.app(scope, receive, send)
             return
         status = 500
+        json_answer = False
+        started = False
 
         async def capture(message: Message) -> None:
-            nonlocal status
+            nonlocal status, json_answer, started
             if message["type"] == "http.response.start":
-                status = message["status"]
-            elif status >= 400 and message["type"] == "http.response.body":
+                status, started = message["status"], True
+                json_answer = (b"content-type", b"application/json") in message.get("headers", [])
+            elif status >= 400 and json_answer and message["type"] == "http.response.body":
                 self._count_error(message.get("body", b""))
             await send(message)
 
@@ -57,9 +60,12 @@ class HttpMetricsMiddleware:
                 scope.get("endpoint"), "unmatched"
             )
             self.metrics.http_requests.labels(template, str(status)).inc()
+            if not started:  # an unhandled error: answered 500 `internal` outside this
+                self.metrics.http_errors.labels("internal").inc()
 
     def _count_error(self, body: bytes) -> None:
-        """Count an error answer by its ``code`` (every one is ``{"error", "code"}``)."""
+        """Count an API error answer by its ``code`` (every one is ``{"error", "code"}``;
+        the dashboard's HTML error pages are not API errors)."""
         try:
             code = orjson.loads(body).get("code")
         except (orjson.JSONDecodeError, AttributeError):
