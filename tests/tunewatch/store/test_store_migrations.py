@@ -67,21 +67,39 @@ def test_open_split_tests_start_again_per_unit(store_url: str) -> None:
                     "VALUES ('m', 'binary', '[]', false, CURRENT_TIMESTAMP)"
                 )
             )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO hyperparameter_sets (id, params, created_at) "
+                    "VALUES ('hp', '{}', CURRENT_TIMESTAMP)"
+                )
+            )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO model_versions (model, version, artefact_sha256, "
+                    "hyperparameter_set_id, stage, details, size_bytes, created_at, "
+                    "stage_changed_at) VALUES ('m', 1, :sha, 'hp', 'champion', '{}', 1, "
+                    "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
+                ),
+                {"sha": "0" * 64},
+            )
             tests = [
-                ("open", "continue", None),
-                ("decided", "challenger_better", {"action": "blocked_srm"}),
-                ("decided", "challenger_better", {"action": "promoted"}),
+                (1, "open", "continue", None),
+                (1, "decided", "challenger_better", {"action": "blocked_srm"}),
+                (1, "decided", "challenger_better", {"action": "promoted"}),
+                # against a champion since replaced: nothing would ever look at it again
+                (7, "decided", "challenger_better", {"action": "blocked_srm"}),
             ]
-            for version, (status, decision, outcome) in enumerate(tests, start=2):
+            for version, (champion, status, decision, outcome) in enumerate(tests, start=2):
                 conn.execute(
                     sa.text(
                         "INSERT INTO comparison_tests (model, kind, champion_version, "
                         "challenger_version, status, decision, n, looks, state, outcome, "
-                        "created_at, updated_at, decided_at) VALUES ('m', 'split', 1, :v, "
+                        "created_at, updated_at, decided_at) VALUES ('m', 'split', :c, :v, "
                         ":status, :decision, 1700, 3, :state, :outcome, CURRENT_TIMESTAMP, "
                         "CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"
                     ),
                     {
+                        "c": champion,
                         "v": version,
                         "status": status,
                         "decision": decision,
@@ -94,7 +112,8 @@ def test_open_split_tests_start_again_per_unit(store_url: str) -> None:
     store = Store.open(store_url)
     try:
         comparisons = ComparisonStore(store)
-        [opened, blocked, acted] = comparisons.list_tests("m", kind="split")
+        [opened, blocked, acted, former] = comparisons.list_tests("m", kind="split")
+        assert (former.status, former.n) == ("decided", 1700)
         for test in (opened, blocked):
             assert (test.status, test.decision, test.outcome) == ("open", "continue", None)
             assert (test.n, test.looks, test.decided_at) == (0, 3, None)

@@ -23,9 +23,17 @@ down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+_versions = sa.table(
+    "model_versions",
+    sa.column("model", sa.String()),
+    sa.column("version", sa.Integer()),
+    sa.column("stage", sa.String()),
+)
 _tests = sa.table(
     "comparison_tests",
     sa.column("id", sa.Integer()),
+    sa.column("model", sa.String()),
+    sa.column("champion_version", sa.Integer()),
     sa.column("kind", sa.String()),
     sa.column("status", sa.String()),
     sa.column("n", sa.Integer()),
@@ -52,15 +60,32 @@ def upgrade() -> None:
         sa.CheckConstraint("arm IN ('champion', 'challenger')", name="ck_split_units_arm"),
     )
     conn = op.get_bind()
-    rows = conn.execute(
-        sa.select(_tests.c.id, _tests.c.status, _tests.c.state, _tests.c.outcome).where(
-            _tests.c.kind == "split", _tests.c.status.in_(("open", "decided"))
+    champions = {
+        (r.model, r.version)
+        for r in conn.execute(
+            sa.select(_versions.c.model, _versions.c.version).where(
+                _versions.c.stage == "champion"
+            )
         )
+    }
+    rows = conn.execute(
+        sa.select(
+            _tests.c.id,
+            _tests.c.model,
+            _tests.c.champion_version,
+            _tests.c.status,
+            _tests.c.state,
+            _tests.c.outcome,
+        ).where(_tests.c.kind == "split", _tests.c.status.in_(("open", "decided")))
     ).all()
     for row in rows:
         outcome = row.outcome if isinstance(row.outcome, dict) else None
         acted = outcome is not None and outcome.get("action") != "blocked_srm"
-        if row.status == "decided" and (acted or (row.outcome is not None and outcome is None)):
+        if row.status == "decided" and (
+            acted
+            or (row.outcome is not None and outcome is None)
+            or (row.model, row.champion_version) not in champions  # a pair no longer tested
+        ):
             continue
         state = dict(row.state)
         state.update(
