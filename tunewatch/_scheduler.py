@@ -102,19 +102,24 @@ class Scheduler:
         return sorted(job.id for job in self._aps.get_jobs())
 
     def _lead(self) -> None:
+        known = True
         try:
             leader = self.store.acquire_lease(
                 LEASE, self.holder, ttl_s=self.config.scheduler.lease_ttl_s
             )
         except Exception:  # the store is down: act as a follower until it is back
             logger.exception("scheduler lease renewal failed")
-            leader = False
+            leader, known = False, False
         if leader and not self.leader:
             logger.info("this process (%s) now leads the scheduler", self.holder)
         if not leader and self.leader:
             logger.warning("this process (%s) lost the scheduler lease", self.holder)
-            if self.metrics is not None:  # the new leader exports them from now on
-                self.metrics.clear_evaluation()
+        if known and not leader and self.metrics is not None:
+            # Another process leads and exports the evaluation figures. Cleared at every
+            # tick, not once: an evaluation still running here, or one asked for through
+            # the API, would export them again. Not after a failed renewal: a store hiccup
+            # would make the alerts resolve and fire again as new episodes.
+            self.metrics.clear_evaluation()
         self.leader = leader
         wanted: dict[str, tuple[float | str, Callable[[], None]]] = {}
         if leader:
