@@ -145,7 +145,7 @@ class Evaluator:
         rows.append(
             self._store(name, version, "telemetry", start, now, *self._telemetry(model, window))
         )
-        self._decide(name, cfg, now)
+        self._decide(name, cfg, now, {r.kind: r for r in rows})
         outcome = "insufficient_data" if all(r.status != "ok" for r in rows) else "ok"
         self.metrics.evaluations.labels(name, outcome).inc()
         return rows
@@ -391,6 +391,12 @@ class Evaluator:
             self.metrics.objective_realised.labels(
                 model.name, str(version.version if version else "none"), objective.name
             ).set(float(values[-1].value))  # type: ignore[arg-type]
+        else:  # no matured window: no figure, not the last one held
+            self.metrics.forget(
+                self.metrics.objective_realised,
+                model=model.name,
+                only={"objective": objective.name},
+            )
         if result.slope_per_day is not None:
             sign = -1.0 if objective.greater_is_better else 1.0  # > 0 means getting worse
             self.metrics.decay_slope.labels(model.name).set(sign * result.slope_per_day)
@@ -429,15 +435,14 @@ class Evaluator:
         self, cfg: ModelConfig, window: Window, baseline: _Baseline | None, version: int | None
     ) -> tuple[str, dict[str, Any]]:
         m = self.metrics
-        accuracy = {"objective": "accuracy"}  # this kind's series; decay sets the objective's
+        # The estimate exports the estimated accuracy only: the realised objective is the
+        # decay check's figure (over matured windows), which may be accuracy too.
         if baseline is None or baseline.cbpe is None or baseline.reference_accuracy is None:
-            for gauge in (m.objective_estimated, m.objective_realised):
-                m.forget(gauge, model=window.model, only=accuracy)  # no figure held over
+            m.forget(m.objective_estimated, model=window.model)  # no figure held over
             return "insufficient_data", {"alarm": False, "reason": "no labelled reference snapshot"}
         answered = window.versions >= 0
         if answered.sum() < cfg.evaluation.drift.min_rows:
-            for gauge in (m.objective_estimated, m.objective_realised):
-                m.forget(gauge, model=window.model, only=accuracy)
+            m.forget(m.objective_estimated, model=window.model)
             return "insufficient_data", {
                 "alarm": False,
                 "reason": "too few scored rows",
@@ -452,10 +457,6 @@ class Evaluator:
             realised = float(((pl >= 0.5) == (window.labels[labelled] >= 0.5)).mean())
         name = self.store.get_model(window.model).name
         self.metrics.objective_estimated.labels(name, str(version), "accuracy").set(estimate.value)
-        if realised is not None:
-            self.metrics.objective_realised.labels(name, str(version), "accuracy").set(realised)
-        else:
-            m.forget(m.objective_realised, model=name, only=accuracy)
         drop = baseline.reference_accuracy - estimate.value
         return "ok", {
             "alarm": bool(drop > cfg.evaluation.estimate.max_drop),
@@ -483,6 +484,8 @@ class Evaluator:
         self.metrics.label_coverage.labels(model.name).set(coverage)
         if median is not None:
             self.metrics.label_delay.labels(model.name).set(median)
+        else:  # no label in the window: no delay to report, not the last one
+            self.metrics.forget(self.metrics.label_delay, model=model.name)
         alarm = median is not None and median > cfg.evaluation.label_delay_alarm_s
         return "ok", {
             "alarm": bool(alarm),
@@ -518,7 +521,12 @@ class Evaluator:
         return status, {"alarm": False, "versions": out}
 
     # -- events ----------------------------------------------------------------------------
-    def _decide(self, name: str, cfg: ModelConfig, now: datetime) -> None:
+    def _decide(
+        self, name: str, cfg: ModelConfig, now: datetime, current: dict[str, EvaluationRow]
+    ) -> None:
+        """Raise the events whose policy fires now; export each policy's alarm state:
+        1 only while this run's window of its kind measured and alarmed and completed the
+        streak (a window that could not measure, or a kind switched off, is 0)."""
         ev = cfg.evaluation
         policies = [
             EventPolicy(
@@ -551,7 +559,13 @@ class Evaluator:
             decision = decide(
                 policy, history, now=now, last_event_at=last[0].created_at if last else None
             )
-            holds = decision.streak >= policy.consecutive
+            row = current.get(policy.kind)
+            holds = (
+                row is not None
+                and row.status == "ok"
+                and bool(row.payload.get("alarm", False))
+                and decision.streak >= policy.consecutive
+            )
             self.metrics.alarm.labels(name, policy.event).set(int(holds))
             if decision.fire:
                 latest = history[0]

@@ -321,11 +321,8 @@ def test_a_replaced_champion_leaves_no_stale_per_version_series(
     """A gauge keeps its last value until it is removed: the old champion's accuracy kept
     feeding `max by (model)` in the alert rules after a promotion."""
     run_stream(daemon, change_at=None, windows=2)
-    per_version = (
-        "tunewatch_objective_estimated",
-        "tunewatch_objective_realised",
-        "tunewatch_version_latency_p99_seconds",
-    )
+    # (the realised objective is the decay check's, exported once windows have matured)
+    per_version = ("tunewatch_objective_estimated", "tunewatch_version_latency_p99_seconds")
     for metric in per_version:
         assert any('version="1"' in s for s in _series(daemon, metric)), metric
     v2 = daemon.registry.register(
@@ -421,6 +418,11 @@ def test_the_alarm_gauge_follows_the_policy_not_one_window(daemon: Daemon) -> No
         daemon.evaluator.evaluate(MODEL)
         alarms.append(_value(daemon, "tunewatch_alarm", event="drift_detected"))
     assert alarms == [0.0, 0.0, 0.0, 0.0, 1.0, 1.0]  # the second drifted window on
+    # switched off, the kind's alarm drops instead of holding its last state
+    daemon.config.models[0].evaluation.drift.__dict__["enabled"] = False
+    feed(daemon, clock, 6 * WINDOW, WINDOW, shift=1.0, seed=200)
+    daemon.evaluator.evaluate(MODEL)
+    assert _value(daemon, "tunewatch_alarm", event="drift_detected") == 0.0
     assert _value(daemon, "tunewatch_alarm", event="estimate_dropped") is not None
 
 
@@ -440,6 +442,8 @@ def test_a_champion_without_a_reference_leaves_no_drift_figure_behind(
     for name in ("tunewatch_drift_detected", "tunewatch_drift_share"):
         assert _value(daemon, name) is None, name
     assert not _series(daemon, "tunewatch_feature_drift_score")
+    # the streak of the old champion's windows no longer holds the alarm up
+    assert _value(daemon, "tunewatch_alarm", event="drift_detected") == 0.0
 
 
 def test_a_process_that_loses_the_lease_stops_exporting_evaluation_figures(
@@ -466,5 +470,26 @@ def test_a_process_that_loses_the_lease_stops_exporting_evaluation_figures(
         for name in ("tunewatch_drift_detected", "tunewatch_drift_share"):
             assert _value(daemon, name) is None, name
         assert _value(daemon, "tunewatch_alarm", event="drift_detected") is None
+    finally:
+        a.shutdown()
+
+
+def test_a_follower_clears_figures_exported_after_it_lost_the_lease(daemon: Daemon) -> None:
+    a = Scheduler(
+        store=daemon.store, config=daemon.config, jobs=[], holder="a", metrics=daemon.metrics
+    )
+    with daemon.store.engine.begin() as conn:  # "b" leads
+        conn.execute(
+            leases.insert().values(
+                name="scheduler", holder="b", expires_at=datetime.now(UTC) + timedelta(hours=1)
+            )
+        )
+    a.start()
+    try:
+        assert not a.leader
+        run_stream(daemon, change_at=0, windows=2)  # e.g. POST /evaluate on this replica
+        assert _value(daemon, "tunewatch_drift_detected") == 1.0
+        a._lead()
+        assert _value(daemon, "tunewatch_drift_detected") is None
     finally:
         a.shutdown()
