@@ -160,3 +160,47 @@ def test_split_test_counts_units_not_their_requests(daemon: Daemon) -> None:
     per_request = naive.update(champion=loss[0], challenger=loss[1])
     assert per_request.decision == "challenger_better"  # what counting requests concluded
     assert split.look.ci_high - split.look.ci_low > 3 * (per_request.ci_high - per_request.ci_low)
+
+
+def test_a_split_decision_blocked_by_a_mismatch_acts_once_the_split_is_balanced(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """A decided split test returned early at every later run, so a promotion blocked by
+    the sample-ratio check was never retried (paired tests retry)."""
+    t = traffic(trained, 12_000, seed=7)
+    n_champion = 5200
+    write(  # the champion's arm: v2 does not shadow it, so only the split test can decide
+        daemon.store,
+        ids=range(n_champion),
+        x=t.x[:n_champion],
+        y=t.y[:n_champion],
+        answers={1: t.logistic[:n_champion]},
+        units=[f"u{i}" for i in range(n_champion)],
+    )
+    arm = slice(n_champion, 10_000)
+    write(
+        daemon.store,
+        ids=range(n_champion, 10_000),
+        x=t.x[arm],
+        y=t.y[arm],
+        answers={2: oracle(t.x[arm])},
+        roles={2: "challenger"},
+        units=[f"u{i}" for i in range(n_champion, 10_000)],
+    )
+    loop = runner(daemon, split=SPLIT.model_dump())
+    split = next(r for r in loop.run(MODEL) if r.kind == "split")
+    assert split.action == "blocked_srm"  # 5,200 against 4,800 units
+    more = slice(10_000, 10_400)  # the challenger's arm catches up: 5,200 against 5,200
+    write(
+        daemon.store,
+        ids=range(10_000, 10_400),
+        x=t.x[more],
+        y=t.y[more],
+        answers={2: oracle(t.x[more])},
+        roles={2: "challenger"},
+        units=[f"u{i}" for i in range(10_000, 10_400)],
+    )
+    split = next(r for r in loop.run(MODEL) if r.kind == "split")
+    assert split.action == "promoted"
+    champion = daemon.store.champion(MODEL)
+    assert champion is not None and champion.version == 2

@@ -78,3 +78,8 @@ def make_result(
         action=action,
         detail=detail,
     )
+
+
+def needs_action(test: ComparisonTestRow) -> bool:
+    """Decided tests act once; a promotion blocked by a sample-ratio mismatch retries."""
+    return test.outcome is None or test.outcome.get("action") == "blocked_srm"

@@ -63,6 +63,7 @@ from tunewatch.comparison._results import (
     ChallengerSummary,
     ComparisonResult,
     make_result,
+    needs_action,
 )
 from tunewatch.comparison._split_test import SplitTest
 from tunewatch.comparison._watch import RollbackWatch
@@ -185,7 +186,7 @@ class ComparisonRunner:
                 split_result = None
             if split_result is not None:
                 test = self.comparisons.get_test(split_result.test_id)
-                if test.status == "decided" and _needs_action(test):
+                if test.status == "decided" and needs_action(test):
                     action, detail = self._decisions.act(model, test, settings, blocked=blocked)
                     split_result = replace(split_result, action=action, detail=detail)
                 results.append(split_result)
@@ -337,13 +338,13 @@ class ComparisonRunner:
         final: list[ComparisonResult] = []
         for result in results:
             test = self.comparisons.get_test(result.test_id)
-            if test.status == "decided" and _needs_action(test):
+            if test.status == "decided" and needs_action(test):
                 action, detail = self._decisions.act(model, test, settings, blocked=blocked)
                 result = replace(result, action=action, detail=detail)
             final.append(result)
         for test in tests.values():
             current = self.comparisons.get_test(test.id)
-            if current.status == "decided" and _needs_action(current):
+            if current.status == "decided" and needs_action(current):
                 if all(r.test_id != current.id for r in final):
                     action, detail = self._decisions.act(model, current, settings, blocked=blocked)
                     final.append(make_result(current, None, 0, action, detail))
@@ -496,11 +497,6 @@ class ComparisonRunner:
             return self.store.get_version(model, split.challenger).created_at
         except LookupError:
             return None
-
-
-def _needs_action(test: ComparisonTestRow) -> bool:
-    """Decided tests act once; a promotion blocked by a sample-ratio mismatch retries."""
-    return test.outcome is None or test.outcome.get("action") == "blocked_srm"
 
 
 def _with(look: LookValues, *, adjusted: float, decision: str, k: int) -> LookValues:

@@ -19,7 +19,7 @@ from monitor.objectives import Objective
 from shadow.stats import TwoSampleSequentialTest, UnitUpdate
 from tunewatch._errors import ConflictError
 from tunewatch.comparison._config import ComparisonConfig
-from tunewatch.comparison._results import ComparisonResult, make_result
+from tunewatch.comparison._results import ComparisonResult, make_result, needs_action
 from tunewatch.comparison._watch import watch_values
 from tunewatch.store import Store, VersionRow
 from tunewatch.store._comparisons import ComparisonStore, LabelledBatch, UnitTotal
@@ -68,6 +68,8 @@ class SplitTest:
             correction=None,
             state=fresh.to_dict(),
         )
+        if test.status == "decided" and needs_action(test):  # e.g. blocked by a mismatch
+            return make_result(test, self.comparisons.latest_look(test.id), 0, "none")
         if test.status != "open":
             return None
         since = self.since(model)
