@@ -76,9 +76,10 @@ def check_role(role: str) -> str:
 
 
 TokenLookup = Callable[[str], "tuple[str, str, str] | None"]
+"""Maps a token hash to ``(name, role, stored_hash)`` or ``None`` when unknown or revoked."""
+
 _MAX_CACHED = 10_000
 _FAILURE_MEMORY_S = 1.0
-"""Maps a token hash to ``(name, role, stored_hash)`` or ``None`` when unknown or revoked."""
 
 
 class Authenticator:
@@ -123,9 +124,8 @@ class Authenticator:
             return ANONYMOUS_ADMIN
         if not header:
             raise AuthError("missing bearer token", code="unauthenticated", status=401)
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = _bearer(header)
+        if token is None:
             raise AuthError(
                 "the Authorization header must be 'Bearer <token>'",
                 code="unauthenticated",
@@ -139,11 +139,8 @@ class Authenticator:
     def resolved(self, header: str | None) -> bool:
         """Whether :meth:`identify` can answer ``header`` without the database (auth is
         off, the header is not a bearer token, or the token's answer is cached)."""
-        if self.disabled or not header:
-            return True
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = None if self.disabled or not header else _bearer(header)
+        if token is None:
             return True
         cached = self._cache.get(hash_token(token))
         return cached is not None and cached[0] > self._clock()
@@ -189,3 +186,10 @@ class Authenticator:
     def forget(self) -> None:
         with self._lock:
             self._cache.clear()
+
+
+def _bearer(header: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (``None`` if it is not one)."""
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None

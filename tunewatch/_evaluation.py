@@ -37,7 +37,7 @@ from shadow import OnnxModel
 from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig
-from tunewatch._policies import EventPolicy, decide
+from tunewatch._policies import decide, evaluation_policies
 from tunewatch._registry import Reference
 from tunewatch.store import EvaluationRow, ModelRow, Store, VersionRow, Window
 
@@ -527,31 +527,7 @@ class Evaluator:
         """Raise the events whose policy fires now; export each policy's alarm state:
         1 only while this run's window of its kind measured and alarmed and completed the
         streak (a window that could not measure, or a kind switched off, is 0)."""
-        ev = cfg.evaluation
-        policies = [
-            EventPolicy(
-                event="drift_detected",
-                kind="drift",
-                consecutive=ev.drift.consecutive,
-                cooldown=timedelta(minutes=ev.drift.cooldown_minutes),
-            ),
-            EventPolicy(
-                event="decay_detected",
-                kind="decay",
-                consecutive=ev.decay.consecutive,
-                cooldown=timedelta(minutes=ev.decay.cooldown_minutes),
-            ),
-            EventPolicy(
-                event="estimate_dropped",
-                kind="estimate",
-                consecutive=ev.estimate.consecutive,
-                cooldown=timedelta(minutes=ev.estimate.cooldown_minutes),
-            ),
-            EventPolicy(
-                event="label_delay_high", kind="labels", consecutive=1, cooldown=timedelta(days=1)
-            ),
-        ]
-        for policy in policies:
+        for policy in evaluation_policies(cfg.evaluation):
             history = self.store.list_evaluations(
                 name, kind=policy.kind, limit=policy.consecutive + 20
             )

@@ -9,8 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from tunewatch.store import EvaluationRow
+
+if TYPE_CHECKING:
+    from tunewatch._config import EvaluationConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,3 +68,30 @@ def decide(
         left = policy.cooldown - (now - last_event_at)
         return Decision(False, f"cooling down for another {left}", streak)
     return Decision(True, f"{streak} consecutive alarming {policy.kind} windows", streak)
+
+
+def evaluation_policies(ev: EvaluationConfig) -> list[EventPolicy]:
+    """The events a model's evaluation raises, with its configured hysteresis and cool-down."""
+    return [
+        EventPolicy(
+            event="drift_detected",
+            kind="drift",
+            consecutive=ev.drift.consecutive,
+            cooldown=timedelta(minutes=ev.drift.cooldown_minutes),
+        ),
+        EventPolicy(
+            event="decay_detected",
+            kind="decay",
+            consecutive=ev.decay.consecutive,
+            cooldown=timedelta(minutes=ev.decay.cooldown_minutes),
+        ),
+        EventPolicy(
+            event="estimate_dropped",
+            kind="estimate",
+            consecutive=ev.estimate.consecutive,
+            cooldown=timedelta(minutes=ev.estimate.cooldown_minutes),
+        ),
+        EventPolicy(
+            event="label_delay_high", kind="labels", consecutive=1, cooldown=timedelta(days=1)
+        ),
+    ]

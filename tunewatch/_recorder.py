@@ -102,9 +102,6 @@ class Recorder:
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
-        if self._closed:
-            future.set_exception(_closed_error())
-            return future
         batch = self._batches.get(loop)
         if batch is None:
             batch = self._batches[loop] = []
@@ -223,13 +220,9 @@ class Recorder:
         return True
 
 
-def _closed_error() -> StoreUnavailableError:
-    return StoreUnavailableError("the recorder is closed: the daemon is shutting down")
-
-
 def _fail(group: list[_Pending]) -> None:
     """Fail the futures of records no writer will commit."""
-    error = _closed_error()
+    error = StoreUnavailableError("the recorder is closed: the daemon is shutting down")
     for p in group:
         if p.future is not None and p.loop is not None:
             try:

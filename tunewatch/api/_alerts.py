@@ -111,8 +111,6 @@ def _handle_alert(
 
 
 def _known(ctx: AppContext, model: str) -> bool:
-    if not (0 < len(model) <= 200 and model.isprintable()):  # no model is named so
-        return False
     try:
         ctx.runtime.store.get_model(model)
     except NotFoundError:

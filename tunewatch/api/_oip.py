@@ -323,10 +323,7 @@ async def model_metadata(request: Request) -> Response:
     served = ctx.runtime.model(request.path_params["model"])
     lineup = served.deployment.lineup
     signature = ctx.runtime.signature(served)
-    versions = sorted(
-        [v.version for v in lineup.challengers]
-        + ([lineup.champion.version] if lineup.champion else [])
-    )
+    versions = sorted(lineup.versions)
     return JSONResponse(
         {
             "name": served.row.name,
@@ -348,10 +345,7 @@ async def model_ready(request: Request) -> Response:
         if lineup.champion is None:
             raise ApiError(503, "model_not_ready", f"model {served.row.name!r} has no champion")
         return Response(status_code=200)
-    in_service = [v.version for v in lineup.challengers] + (
-        [lineup.champion.version] if lineup.champion else []
-    )
-    if not (_is_version(raw) and int(raw) in in_service):
+    if not (_is_version(raw) and lineup.find(int(raw)) is not None):
         raise ApiError(
             404, "version_not_found", f"model {served.row.name!r} has no version {raw!r} in service"
         )

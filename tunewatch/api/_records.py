@@ -90,7 +90,6 @@ async def mirror(request: Request) -> Response:
     )
     lineup = served.deployment.lineup
     champion = lineup.champion
-    loaded = {v.version: v for v in (*lineup.challengers, *([champion] if champion else []))}
     default_width = ctx.runtime.signature(served).primary_width
     prepared = []
     seen: set[str] = set()
@@ -123,7 +122,7 @@ async def mirror(request: Request) -> Response:
                 400, "invalid_request", f"{where}.version must be an integer in 1..{MAX_ID}"
             )
         # As wide as the named version answers (the model's width for one not in service).
-        named = loaded.get(version)
+        named = lineup.find(version)
         width = default_width if named is None else named.model.signature.primary_width
         # Stored as float32: a value past its range would be stored as infinity.
         fits = np.isfinite(y).all() and bool((np.abs(y) <= _FLOAT32_MAX).all())
@@ -136,7 +135,7 @@ async def mirror(request: Request) -> Response:
                 f"of numbers float32 can hold; got shape {list(y.shape)}",
             )
         prepared.append((request_id, x, y, version))
-    unloaded = {version for *_, version in prepared} - set(loaded)
+    unloaded = {version for *_, version in prepared} - set(lineup.versions)
     if unloaded:  # versions in service are registered; ask the store about the others
         await run_in_threadpool(_check_versions, ctx, model, unloaded)
     futures = [
@@ -147,7 +146,7 @@ async def mirror(request: Request) -> Response:
         for rid, x, y, version in prepared
     ]
     inserted = await asyncio.gather(*futures)
-    challengers = served.deployment.lineup.challengers
+    challengers = lineup.challengers
     duplicates = []
     for (rid, x, _, version), new in zip(prepared, inserted, strict=True):
         if not new:

@@ -29,7 +29,7 @@ def upsert_model(
     conn: Connection, *, name: str, task: str, feature_names: Sequence[str], regulated: bool
 ) -> ModelRow:
     check_choice("task", task, TASKS)
-    if not 1 <= len(name) <= MAX_NAME or not name.isprintable():
+    if not _valid_name(name):
         raise InvalidValueError(
             f"model `name` must be 1 to {MAX_NAME} printable characters, got {name[:80]!r}"
         )
@@ -45,8 +45,17 @@ def upsert_model(
     return get_model(conn, name)
 
 
+def _valid_name(name: str) -> bool:
+    return 1 <= len(name) <= MAX_NAME and name.isprintable()
+
+
 def get_model(conn: Connection, name: str) -> ModelRow:
-    row = conn.execute(select(models).where(models.c.name == name)).one_or_none()
+    # No model is named so (PostgreSQL would refuse a NUL in the query itself).
+    row = (
+        conn.execute(select(models).where(models.c.name == name)).one_or_none()
+        if _valid_name(name)
+        else None
+    )
     if row is None:
         raise NotFoundError(f"model {name!r} is not registered")
     return _model(row)

@@ -63,9 +63,7 @@ def upgrade() -> None:
     champions = {
         (r.model, r.version)
         for r in conn.execute(
-            sa.select(_versions.c.model, _versions.c.version).where(
-                _versions.c.stage == "champion"
-            )
+            sa.select(_versions.c.model, _versions.c.version).where(_versions.c.stage == "champion")
         )
     }
     rows = conn.execute(
