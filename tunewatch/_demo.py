@@ -67,10 +67,6 @@ def demo_config(data_dir: Path) -> dict[str, Any]:
                     "window_rows": 4000,
                     "include_reference": False,
                 },
-                # The rollback watch compares a new champion with its predecessor's *recorded*
-                # losses; the concept change below would read as a degradation of the first
-                # champion (both models are equally wrong about the new concept), so the demo
-                # turns it off. See the README's notes on the rollback watch.
                 # Latency guardrail as a ceiling: a boosted challenger is legitimately slower
                 # than a logistic champion, and the demo's client shares the daemon's process,
                 # so the challengers' single-request latencies include waits for the GIL. 50 ms
@@ -79,7 +75,6 @@ def demo_config(data_dir: Path) -> dict[str, Any]:
                     "planned_n": 400,
                     "min_n": 50,
                     "interval_s": 5,
-                    "rollback": {"enabled": False},
                     "guardrails": {"max_latency_p99_ratio": None, "max_latency_p99_s": 0.25},
                 },
                 # the first champion's job ran minutes ago: no cool-down for the demo's drift
@@ -328,6 +323,9 @@ def _loop(daemon: Daemon, scorer: str, labeller: str, *, seed: int) -> dict[str,
                 summary["replaced"] = promoted.payload.get("previous")
                 summary["look"] = look
                 break
+        if summary.get("promoted"):
+            _step("rollback watch: the replaced champion scores the same requests in shadow")
+            summary["watch"] = _watch(daemon, url, scorer, labeller, seed)
         daemon.runtime.refresh()
         summary["champion"] = champion
         summary["report"] = str(
@@ -335,6 +333,33 @@ def _loop(daemon: Daemon, scorer: str, labeller: str, *, seed: int) -> dict[str,
         )
         summary["url"] = url
     return summary
+
+
+def _watch(daemon: Daemon, url: str, scorer: str, labeller: str, seed: int) -> Any:
+    """6. The paired rollback watch of the new champion: its first run keeps the replaced
+    champion in shadow; then traffic, labels and looks."""
+    daemon.comparisons.run(MODEL)
+    look = None
+    for w in range(3):
+        x, y = example_data(200, seed=seed + 200 + w, shift=0.8, concept=1)
+        ids = [f"w{w}-{i}" for i in range(200)]
+        asyncio.run(_score(url, scorer, x, ids))
+        _wait_for_shadow(daemon)
+        _label(url, labeller, ids, y)
+        results = daemon.comparisons.run(MODEL)
+        watch = next((r for r in results if r.kind == "rollback_watch"), None)
+        if watch is None or watch.look is None:
+            continue
+        look = watch.look
+        _step(
+            f"  n={look.n}: loss difference {look.estimate:+.4f} "
+            f"[{look.ci_low if look.ci_low is not None else float('-inf'):+.4f}, "
+            f"{look.ci_high if look.ci_high is not None else float('inf'):+.4f}] "
+            f"-> {look.decision} ({watch.action})"
+        )
+        if watch.action != "none":
+            break
+    return look
 
 
 def _print_summary(summary: dict[str, Any], elapsed: float) -> None:
@@ -361,6 +386,12 @@ def _print_summary(summary: dict[str, Any], elapsed: float) -> None:
             f"[{look.ci_low:+.4f}, {look.ci_high:+.4f}] (always-valid 95%) over n={look.n} "
             "paired requests"
         )
+        watch = summary.get("watch")
+        if watch is not None:
+            print(
+                f"  rollback watch        : v{summary['promoted']} against v{summary['replaced']}"
+                f" in shadow on the same requests, n={watch.n}: {watch.decision}"
+            )
     else:
         print("  promoted challenger   : none (the evidence did not suffice)")
     report = summary.get("report")

@@ -117,6 +117,9 @@ def write(
 
 
 LOOSE = GuardrailSettings(max_memory_ratio=100.0)
+# The watch against the previous champion's losses before the promotion (these tests
+# write no shadow outputs of the previous champion; test_comparison_watch.py: paired).
+UNPAIRED = {"paired": False}
 
 
 def runner(
@@ -371,7 +374,7 @@ def test_rollback_watch_restores_the_previous_champion(
     daemon: Daemon, trained: list[ExampleModel]
 ) -> None:
     t = _promote_a_worse_version(daemon, trained)
-    loop = runner(daemon)
+    loop = runner(daemon, rollback=UNPAIRED)
     watch = None
     for start in range(400, 1400, BATCH):
         _feed_worse(daemon, t, start, start + BATCH)
@@ -395,7 +398,7 @@ def test_rollback_without_a_previous_champion_is_recorded_not_raised(
     t = _promote_a_worse_version(daemon, trained)
     # Someone already rolled the previous champion back: nothing is left to restore.
     daemon.store.set_stage(MODEL, 1, "rolled_back", actor="test", reason="bad too")
-    loop = runner(daemon)
+    loop = runner(daemon, rollback=UNPAIRED)
     actions = []
     for start in range(400, 1400, BATCH):
         _feed_worse(daemon, t, start, start + BATCH)
@@ -515,7 +518,7 @@ def test_a_rollback_landing_after_another_promotion_changes_nothing(
     The rollback used to roll back v3 (for good) and restore v2, the version found worse."""
     t = _promote_a_worse_version(daemon, trained)
     daemon.registry.register(MODEL, trained[1].onnx, trained[1].metadata, actor="t")  # v3
-    loop = runner(daemon)
+    loop = runner(daemon, rollback=UNPAIRED)
     real = loop.comparisons.record_look
 
     def operator_promotes_v3_meanwhile(*args: object, **kwargs: object) -> object:
@@ -567,7 +570,8 @@ def test_a_bad_label_after_a_promotion_does_not_stop_the_watch(
     y = t.y[400:500].astype(np.float64)
     y[0] = 2.0
     write(daemon.store, ids=range(400, 500), x=t.x[400:500], y=y, answers={2: bad})
-    [watch] = [r for r in runner(daemon).run(MODEL) if r.kind == "rollback_watch"]
+    loop = runner(daemon, rollback=UNPAIRED)
+    [watch] = [r for r in loop.run(MODEL) if r.kind == "rollback_watch"]
     assert watch.fed == 100
 
 

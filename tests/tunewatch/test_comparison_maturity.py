@@ -102,7 +102,10 @@ def test_the_rollback_watch_waits_for_matured_requests(
     t = _promote_a_worse_version(daemon, trained)  # v1's baseline is an hour old
     _feed_worse(daemon, t, 400, 1400)  # v2's requests: labelled, but not yet matured
     now = datetime.now(UTC)
-    settings = {"label_maturity_s": 7200.0, "rollback": {"watch_s": 86_400.0}}
+    settings = {
+        "label_maturity_s": 7200.0,
+        "rollback": {"watch_s": 86_400.0, "paired": False},
+    }
     early = runner(daemon, clock=lambda: now, **settings)
     assert [r for r in early.run(MODEL) if r.kind == "rollback_watch"] == []
     assert early.comparisons.list_tests(MODEL, kind="rollback_watch") == []
@@ -131,7 +134,7 @@ def test_the_watch_baseline_is_the_newest_matured_requests_not_the_latest_labels
     assert outcome.status == "promoted"
     settings = {
         "label_maturity_s": 30 * 86_400.0,
-        "rollback": {"watch_s": 40 * 86_400.0, "baseline_requests": 100},
+        "rollback": {"watch_s": 40 * 86_400.0, "baseline_requests": 100, "paired": False},
     }
     loop = runner(daemon, clock=lambda: now + timedelta(days=31), **settings)
     loop.run(MODEL)

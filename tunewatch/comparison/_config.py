@@ -43,10 +43,18 @@ class GuardrailSettings(_Frozen):
 
 class RollbackWatchConfig(_Frozen):
     """After a promotion, compare the new champion's realised per-request losses with the
-    previous champion's over its last ``baseline_requests`` labelled requests; the watch
-    ends (passed) after ``watch_requests`` labelled requests or ``watch_s`` seconds."""
+    previous champion's; the watch ends (passed) after ``watch_requests`` labelled
+    requests or ``watch_s`` seconds.
+
+    ``paired`` (default): the previous champion is kept in shadow during the watch and
+    the two are compared on the same requests, with the comparison's paired burn-in
+    (``comparison.min_n``). Unpaired: with the previous champion's last
+    ``baseline_requests`` labelled requests before the promotion (burn-in ``min_n``),
+    which costs no shadow scoring, but traffic that grew harder since looks like a
+    worse model."""
 
     enabled: bool = True
+    paired: bool = True
     baseline_requests: int = Field(default=1000, ge=2)
     watch_requests: int = Field(default=5000, ge=1)
     watch_s: float | None = Field(default=None, gt=0)

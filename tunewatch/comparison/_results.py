@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from shadow.stats import GuardrailResult
 from tunewatch.store._comparisons import (
@@ -83,3 +84,8 @@ def make_result(
 def needs_action(test: ComparisonTestRow) -> bool:
     """Decided tests act once; a promotion blocked by a sample-ratio mismatch retries."""
     return test.outcome is None or test.outcome.get("action") == "blocked_srm"
+
+
+def stateless(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A test's state without its look history (the looks live in ``comparison_looks``)."""
+    return {**state, "history": []}

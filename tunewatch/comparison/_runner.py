@@ -3,8 +3,9 @@
 Each run of :meth:`ComparisonRunner.run` for one model
 
 1. watches the newest promotion: the new champion's realised per-request losses against
-   the losses the previous champion recorded over its last labelled requests before the
-   promotion, with an unpaired always-valid test; significant degradation rolls back;
+   the previous champion's, kept in shadow on the same requests (paired, always valid;
+   or unpaired, against its labelled requests before the promotion); significant
+   degradation rolls back;
 2. checks the live split's sample ratio (when a split is configured); a mismatch raises
    ``srm_detected`` and blocks promotions until it clears;
 3. feeds every shadow challenger's newly labelled requests — those with the champion's
@@ -64,6 +65,7 @@ from tunewatch.comparison._results import (
     ComparisonResult,
     make_result,
     needs_action,
+    stateless,
 )
 from tunewatch.comparison._split_test import SplitTest
 from tunewatch.comparison._watch import RollbackWatch
@@ -73,11 +75,6 @@ logger = logging.getLogger(__name__)
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _stateless(state: Mapping[str, Any]) -> dict[str, Any]:
-    """A test's state without its look history (the looks live in ``comparison_looks``)."""
-    return {**state, "history": []}
 
 
 class Incomparable(Exception):
@@ -248,7 +245,12 @@ class ComparisonRunner:
             )
             return []
         kind: Literal["paired", "delong"] = "paired" if paired else "delong"
-        shadow = {v.version: v for v in self.store.list_versions(model, stage="shadow")}
+        held = self._rollback_watch.held(model)  # the previous champion, watched
+        shadow = {
+            v.version: v
+            for v in self.store.list_versions(model, stage="shadow")
+            if v.version not in held
+        }
         existing = {
             t.challenger_version: t
             for t in self.comparisons.list_tests(
@@ -363,7 +365,7 @@ class ComparisonRunner:
                 bootstrap_resamples=settings.bootstrap_resamples,
                 seed=settings.seed + version,
             )
-            return _stateless(test.to_dict())
+            return stateless(test.to_dict())
         return {
             "format_version": 1,
             "kind": "group_sequential_delong",
@@ -413,7 +415,7 @@ class ComparisonRunner:
             bootstrap_ci=look.bootstrap_ci,
             correction=test.correction,
         )
-        return list(batch.request_ids), values, _stateless(sequential.to_dict())
+        return list(batch.request_ids), values, stateless(sequential.to_dict())
 
     def _delong_update(
         self,

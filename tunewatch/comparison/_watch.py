@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -11,12 +11,15 @@ import numpy as np
 
 from monitor.objectives import Objective
 from shadow.stats import (
+    Look,
+    PairedSequentialTest,
     TwoSampleLook,
     TwoSampleSequentialTest,
+    paired_differences,
 )
 from tunewatch._errors import ConflictError
 from tunewatch.comparison._config import ComparisonConfig
-from tunewatch.comparison._results import ACTOR, ComparisonResult, make_result
+from tunewatch.comparison._results import ACTOR, ComparisonResult, make_result, stateless
 from tunewatch.store import Store
 from tunewatch.store._comparisons import (
     ComparisonLookRow,
@@ -27,10 +30,21 @@ from tunewatch.store._comparisons import (
 
 logger = logging.getLogger(__name__)
 
+# A watch's state: its test's state and these keys.
+_PAIRED_KEYS = ("promoted_at", "paired", "kept_in_shadow")
+_UNPAIRED_KEYS = ("promoted_at", "baseline_n")
+
 
 class RollbackWatch:
-    """After a promotion: the new champion's realised losses against the previous
-    champion's recorded losses (unpaired, always valid); degradation rolls back."""
+    """After a promotion: is the new champion worse than the one it replaced?
+
+    Paired (the default): the previous champion is kept in shadow, and the new champion's
+    realised per-request losses are compared with the previous champion's on the same
+    requests. Unpaired: with the previous champion's recorded losses before the
+    promotion, which traffic that grew harder meanwhile makes look like a worse model.
+    Either test is always valid; degradation rolls back, and a version the watch kept in
+    shadow is retired again when the watch ends.
+    """
 
     def __init__(
         self,
@@ -45,17 +59,27 @@ class RollbackWatch:
         self.clock = clock
         self.on_lineup_change = on_lineup_change
 
+    def held(self, model: str) -> set[int]:
+        """Versions open watches keep in shadow: watched, not compared as challengers."""
+        return {
+            t.champion_version
+            for t in self.comparisons.list_tests(model, kind="rollback_watch", status="open")
+            if t.state.get("kept_in_shadow")
+        }
+
     def run(
         self, model: str, settings: ComparisonConfig, objective: Objective
     ) -> ComparisonResult | None:
         rules, max_batch = settings.rollback, settings.max_batch
         events = self.store.list_events(model=model, type="promoted", limit=1)
-        if not events or events[0].payload.get("previous") is None:
+        promotion = events[0] if events else None
+        if promotion is None or promotion.payload.get("previous") is None:
+            self._close_overtaken(model, None)
             return None
-        promotion = events[0]
         version = int(promotion.payload["version"])
         previous = int(promotion.payload["previous"])
         promoted_at = promotion.created_at
+        self._close_overtaken(model, (previous, version))
         existing = [
             t
             for t in self.comparisons.list_tests(model, kind="rollback_watch")
@@ -64,69 +88,40 @@ class RollbackWatch:
         if existing:
             test = existing[0]
         else:
-            matured = settings.matured_before(self.clock())
-            if matured is not None and matured < promoted_at:
-                # Until then neither the baseline's newest requests nor any request the new
-                # champion answered has every label in: nothing fair to compare yet.
-                return None
-            baseline = self.comparisons.read_labelled(
-                model=model,
-                answered_by=previous,
-                received_before=promoted_at,
-                newest_first=True,  # with a maturity: the newest requests, not labels
-                limit=rules.baseline_requests,
-                matured_before=matured,
-            )
-            sequential = TwoSampleSequentialTest(
-                alpha=rules.alpha,
-                method=rules.method,
-                planned_n=max(rules.watch_requests, rules.min_n),
-                min_n=rules.min_n,
-            )
-            if baseline.n_rows >= rules.min_n:
-                losses = objective.per_request_loss(baseline.labels, baseline.answer)
-                sequential.update(champion=np.asarray(losses, dtype=np.float64))
-            test, created = self.comparisons.get_or_create_test(
-                model=model,
-                kind="rollback_watch",
-                champion_version=previous,
-                challenger_version=version,
-                correction=None,
-                state={
-                    **sequential.to_dict(),
-                    "promoted_at": promoted_at.isoformat(),
-                    "baseline_n": baseline.n_rows,
-                },
-            )
-            if created and baseline.n_rows < rules.min_n:
-                why = (
-                    f"v{previous} recorded only {baseline.n_rows} labelled rows before the "
-                    f"promotion (need {rules.min_n}): nothing to compare with"
+            champion = self.store.champion(model)
+            if champion is None or champion.version != version:
+                return None  # rolled back or replaced before the watch began
+            if rules.paired:
+                started = self._start_paired(model, settings, version, previous, promoted_at)
+            else:
+                started = self._start_unpaired(
+                    model, settings, objective, version, previous, promoted_at
                 )
-                test = self.comparisons.finish_test(
-                    test.id, status="closed", outcome={"action": "closed", "reason": why}
-                )
-                logger.info("model=%s rollback watch of v%d: %s", model, version, why)
-                return make_result(test, None, 0, "closed", (why,))
+            if started is None or isinstance(started, ComparisonResult):
+                return started
+            test = started
         if test.status != "open":
             return None
+        paired = bool(test.state.get("paired"))
         champion = self.store.champion(model)
         if champion is None or champion.version != version:
-            closed = self.comparisons.finish_test(
-                test.id,
-                status="closed",
-                outcome={"action": "closed", "reason": "the champion changed during the watch"},
-            )
-            return make_result(closed, None, 0, "closed")
-        sequential = TwoSampleSequentialTest.from_dict(
-            {k: v for k, v in test.state.items() if k not in ("promoted_at", "baseline_n")}
-        )
-        history = sequential.history
-        watched = history[-1].n_challenger if history else 0
+            return self._close(test, "the champion changed during the watch")
+        if paired and self.store.get_version(model, previous).stage != "shadow":
+            return self._close(test, f"v{previous} left shadow: there is nothing to compare")
+        state = test.state
+        sequential: PairedSequentialTest | TwoSampleSequentialTest
+        if paired:
+            sequential = PairedSequentialTest.from_dict(_without(state, _PAIRED_KEYS))
+            watched = sequential.n
+        else:
+            sequential = TwoSampleSequentialTest.from_dict(_without(state, _UNPAIRED_KEYS))
+            history = sequential.history
+            watched = history[-1].n_challenger if history else 0
         over = rules.watch_s is not None and self.clock() - promoted_at >= timedelta(
             seconds=rules.watch_s
         )
         if watched >= rules.watch_requests or over:
+            self._release(test)
             passed = self.comparisons.finish_test(
                 test.id,
                 status="closed",
@@ -136,6 +131,7 @@ class RollbackWatch:
         batch = self.comparisons.read_labelled(
             model=model,
             answered_by=version,
+            paired_with=previous if paired else None,
             received_from=promoted_at,
             unconsumed_by=test.id,
             limit=min(max_batch, rules.watch_requests - watched),
@@ -144,24 +140,32 @@ class RollbackWatch:
         if batch.n_rows == 0:
             self.comparisons.consume_unscored(test, batch.request_ids)  # not read again
             return make_result(test, None, 0, "none")
-        losses = objective.per_request_loss(batch.labels, batch.answer)
-        look = sequential.update(challenger=np.asarray(losses, dtype=np.float64))
+        if isinstance(sequential, PairedSequentialTest):
+            assert batch.paired is not None
+            # loss(new champion) - loss(previous champion): positive is worse
+            d = paired_differences(objective, batch.labels, batch.paired, batch.answer)
+            look = paired_values(sequential.update(d), sequential.method)
+            new_state = {**state, **stateless(sequential.to_dict())}
+        else:
+            losses = objective.per_request_loss(batch.labels, batch.answer)
+            look = watch_values(
+                sequential.update(challenger=np.asarray(losses, dtype=np.float64)),
+                sequential.method,
+            )
+            new_state = {**state, **sequential.to_dict()}
         status: Literal["open", "decided", "closed"] = "open"
         if look.decision == "challenger_worse":
             status = "decided"
         elif look.decision == "challenger_better":
             status = "closed"
-        state = {
-            **sequential.to_dict(),
-            "promoted_at": test.state["promoted_at"],
-            "baseline_n": test.state["baseline_n"],
-        }
+        if status == "closed":
+            self._release(test)
         try:
             saved = self.comparisons.record_look(
                 test,
                 consumed=list(batch.request_ids),
-                look=watch_values(look, rules.method),
-                state=state,
+                look=look,
+                state=new_state,
                 status=status,
             )
         except ConflictError as exc:
@@ -172,20 +176,167 @@ class RollbackWatch:
             saved = self.comparisons.finish_test(
                 saved.id,
                 status="closed",
-                outcome={"action": "watch_passed", "n": look.n_challenger},
+                outcome={"action": "watch_passed", "n": look.n},
             )
             return make_result(saved, look_row, len(batch.request_ids), "watch_passed")
         if status == "open":
             return make_result(saved, look_row, len(batch.request_ids), "none")
         return self._rollback(model, saved, look_row, len(batch.request_ids))
 
+    def _start_paired(
+        self,
+        model: str,
+        settings: ComparisonConfig,
+        version: int,
+        previous: int,
+        promoted_at: datetime,
+    ) -> ComparisonTestRow | ComparisonResult | None:
+        rules = settings.rollback
+        stage = self.store.get_version(model, previous).stage
+        sequential = PairedSequentialTest(
+            alpha=rules.alpha,
+            method=rules.method,
+            planned_n=max(rules.watch_requests, settings.min_n),
+            min_n=settings.min_n,  # the paired burn-in (shadow.stats.DEFAULT_MIN_N)
+            mixing_sd=settings.mixing_sd,
+            bootstrap_resamples=0,
+        )
+        test, created = self.comparisons.get_or_create_test(
+            model=model,
+            kind="rollback_watch",
+            champion_version=previous,
+            challenger_version=version,
+            correction=None,
+            state={
+                **stateless(sequential.to_dict()),
+                "promoted_at": promoted_at.isoformat(),
+                "paired": True,
+                "kept_in_shadow": stage == "retired",
+            },
+        )
+        if not created:
+            return test
+        if stage == "rolled_back":
+            return self._close(
+                test, f"v{previous} was rolled back: there is nothing to compare or restore"
+            )
+        if stage == "retired":
+            try:
+                self.store.set_stage(
+                    model,
+                    previous,
+                    "shadow",
+                    actor=ACTOR,
+                    reason=(
+                        f"kept in shadow for rollback watch {test.id}: v{version} is compared "
+                        f"with v{previous} on the same requests"
+                    ),
+                )
+            except ConflictError as exc:  # promoted or rolled back meanwhile
+                return self._close(test, exc.message)
+            self._lineup_changed(model)
+        return test
+
+    def _start_unpaired(
+        self,
+        model: str,
+        settings: ComparisonConfig,
+        objective: Objective,
+        version: int,
+        previous: int,
+        promoted_at: datetime,
+    ) -> ComparisonTestRow | ComparisonResult | None:
+        rules = settings.rollback
+        matured = settings.matured_before(self.clock())
+        if matured is not None and matured < promoted_at:
+            # Until then neither the baseline's newest requests nor any request the new
+            # champion answered has every label in: nothing fair to compare yet.
+            return None
+        baseline = self.comparisons.read_labelled(
+            model=model,
+            answered_by=previous,
+            received_before=promoted_at,
+            newest_first=True,  # with a maturity: the newest requests, not labels
+            limit=rules.baseline_requests,
+            matured_before=matured,
+        )
+        sequential = TwoSampleSequentialTest(
+            alpha=rules.alpha,
+            method=rules.method,
+            planned_n=max(rules.watch_requests, rules.min_n),
+            min_n=rules.min_n,
+        )
+        if baseline.n_rows >= rules.min_n:
+            losses = objective.per_request_loss(baseline.labels, baseline.answer)
+            sequential.update(champion=np.asarray(losses, dtype=np.float64))
+        test, created = self.comparisons.get_or_create_test(
+            model=model,
+            kind="rollback_watch",
+            champion_version=previous,
+            challenger_version=version,
+            correction=None,
+            state={
+                **sequential.to_dict(),
+                "promoted_at": promoted_at.isoformat(),
+                "baseline_n": baseline.n_rows,
+            },
+        )
+        if created and baseline.n_rows < rules.min_n:
+            return self._close(
+                test,
+                f"v{previous} recorded only {baseline.n_rows} labelled rows before the "
+                f"promotion (need {rules.min_n}): nothing to compare with",
+            )
+        return test
+
+    def _close(self, test: ComparisonTestRow, why: str) -> ComparisonResult:
+        self._release(test)
+        closed = self.comparisons.finish_test(
+            test.id, status="closed", outcome={"action": "closed", "reason": why}
+        )
+        logger.info("model=%s rollback watch of v%d: %s", test.model, test.challenger_version, why)
+        return make_result(closed, None, 0, "closed", (why,))
+
+    def _close_overtaken(self, model: str, current: tuple[int, int] | None) -> None:
+        """Close open watches of earlier promotions (a later one replaced their champion)."""
+        for test in self.comparisons.list_tests(model, kind="rollback_watch", status="open"):
+            if (test.champion_version, test.challenger_version) != current:
+                self._close(test, "a later promotion replaced the watched champion")
+
+    def _release(self, test: ComparisonTestRow) -> None:
+        """Retire the version this watch kept in shadow, before the watch is closed (so
+        a crash in between leaves an open watch whose version left shadow, which closes)."""
+        if not test.state.get("kept_in_shadow"):
+            return
+        model, previous = test.model, test.champion_version
+        if self.store.get_version(model, previous).stage != "shadow":
+            return  # restored as champion, or moved by an operator
+        try:
+            self.store.set_stage(
+                model,
+                previous,
+                "retired",
+                actor=ACTOR,
+                reason=f"rollback watch {test.id} of v{test.challenger_version} ended",
+            )
+        except ConflictError as exc:  # promoted meanwhile
+            logger.info("model=%s v%d stays: %s", model, previous, exc.message)
+            return
+        self._lineup_changed(model)
+
+    def _lineup_changed(self, model: str) -> None:
+        if self.on_lineup_change is not None:
+            self.on_lineup_change(model)
+
     def _rollback(
         self, model: str, test: ComparisonTestRow, look: ComparisonLookRow | None, fed: int
     ) -> ComparisonResult:
+        paired = bool(test.state.get("paired"))
         evidence: dict[str, Any] = {
             "test_id": test.id,
             "version": test.challenger_version,
             "previous": test.champion_version,
+            "paired": paired,
             "baseline_n": test.state.get("baseline_n"),
         }
         if look is not None:
@@ -196,9 +347,10 @@ class RollbackWatch:
                 ci=[look.ci_low, look.ci_high],
                 p_value=look.p_value,
             )
+        against = "on the same requests" if paired else "before the promotion"
         reason = (
             f"rollback watch {test.id}: v{test.challenger_version}'s realised loss is worse than "
-            f"v{test.champion_version}'s before the promotion"
+            f"v{test.champion_version}'s {against}"
         )
         try:
             restored, rolled = self.store.rollback(
@@ -217,6 +369,7 @@ class RollbackWatch:
                 exc.code,
                 exc.message,
             )
+            self._release(test)
             self.store.add_event(
                 model=model,
                 type="rollback_failed",
@@ -258,3 +411,21 @@ def watch_values(look: TwoSampleLook, method: str) -> LookValues:
         decision=look.decision,
         fixed_t_p=look.fixed_t_p,
     )
+
+
+def paired_values(look: Look, method: str) -> LookValues:
+    return LookValues(
+        method=method,
+        n=look.n,
+        estimate=look.estimate,
+        ci_low=look.ci_low,
+        ci_high=look.ci_high,
+        p_value=look.p_value,
+        adjusted_p_value=look.p_value,
+        decision=look.decision,
+        fixed_t_p=look.fixed_t_p,
+    )
+
+
+def _without(state: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {k: v for k, v in state.items() if k not in keys}

@@ -1,0 +1,240 @@
+"""The paired rollback watch: after a promotion the previous champion stays in shadow and
+scores the same requests as the new one, so the watch compares the two on the same
+traffic. The unpaired watch compared the new champion's losses after the promotion with
+the previous champion's before it, and traffic that became harder (drift) looked like a
+worse model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.tunewatch.test_comparison_loop import (
+    BATCH,
+    MODEL,
+    Traffic,
+    copy_daemon,
+    oracle,
+    runner,
+    template,  # noqa: F401  (module fixture)
+    traffic,
+    write,
+)
+from tunewatch import _governance as governance
+from tunewatch._daemon import Daemon
+from tunewatch._example import ExampleModel
+from tunewatch.comparison import ComparisonResult, ComparisonRunner
+
+# After the promotion, labels are flipped with this probability: every model's loss rises.
+NOISE = 0.3
+
+
+@pytest.fixture
+def daemon(template: Path, tmp_path: Path) -> Iterator[Daemon]:  # noqa: F811
+    d = copy_daemon(template, tmp_path / "data")
+    yield d
+    d.close()
+
+
+def _promote_v2(d: Daemon, trained: list[ExampleModel], n: int = 2400) -> Traffic:
+    """v1 (logistic) answers 400 labelled requests of clean traffic an hour ago; v2 is
+    promoted."""
+    t = traffic(trained, n, seed=21)
+    write(
+        d.store,
+        ids=range(0, 400),
+        x=t.x[:400],
+        y=t.y[:400],
+        answers={1: t.logistic[:400]},
+        received_at=datetime.now(UTC) - timedelta(hours=1),
+    )
+    outcome = governance.promote(d.store, d.config, MODEL, 2, actor="test", reason="try v2")
+    assert outcome.status == "promoted"
+    return t
+
+
+def _feed(d: Daemon, t: Traffic, start: int, stop: int, v2: np.ndarray, y: np.ndarray) -> None:
+    """Requests answered by v2 (the champion), with v1's shadow output when v1 is in
+    shadow, the way the daemon records them."""
+    s = slice(start, stop)
+    answers = {2: v2[s]}
+    if d.store.get_version(MODEL, 1).stage == "shadow":
+        answers[1] = t.logistic[s]
+    write(
+        d.store,
+        ids=range(start, stop),
+        x=t.x[s],
+        y=y[s],
+        answers=answers,
+        roles={2: "champion", 1: "challenger"},
+    )
+
+
+def _watch(loop: ComparisonRunner) -> ComparisonResult | None:
+    found = [r for r in loop.run(MODEL) if r.kind == "rollback_watch"]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def _noisy(t: Traffic) -> tuple[np.ndarray, np.ndarray]:
+    """Harder traffic after the promotion: labels flipped with probability NOISE. v2
+    answers the true probability of the noisy labels (the best possible model), v1 its
+    logistic fit of the clean ones."""
+    flip = np.random.default_rng(3).random(t.y.size) < NOISE
+    y = np.where(flip, 1 - t.y, t.y)
+    p = NOISE + (1 - 2 * NOISE) * oracle(t.x)[:, 1]
+    return y, np.column_stack([1 - p, p]).astype(np.float32)
+
+
+def test_the_previous_champion_scores_in_shadow_and_a_worse_version_is_rolled_back(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    t = _promote_v2(daemon, trained)
+    assert daemon.store.get_version(MODEL, 1).stage == "retired"
+    loop = runner(daemon)
+    first = _watch(loop)
+    assert first is not None and first.action == "none"
+    assert daemon.store.get_version(MODEL, 1).stage == "shadow"
+    lineup = daemon.runtime.model(MODEL).deployment.lineup  # type: ignore[union-attr]
+    assert [v.version for v in lineup.challengers] == [1]
+    [kept] = daemon.store.list_events(model=MODEL, type="stage_changed")
+    assert kept.payload["stage"] == "shadow" and "rollback watch" in kept.payload["reason"]
+    # the kept champion is watched, not compared as a challenger that could be promoted
+    assert loop.comparisons.list_tests(MODEL, kind="paired", champion_version=2) == []
+    worse = oracle(t.x)[:, ::-1].copy()
+    watch = None
+    for start in range(400, 2400, BATCH):
+        _feed(daemon, t, start, start + BATCH, worse, t.y)
+        watch = _watch(loop)
+        assert watch is not None
+        if watch.action != "none":
+            break
+    assert watch is not None and watch.action == "rolled_back", watch
+    assert watch.look is not None and watch.look.decision == "challenger_worse"
+    assert watch.look.estimate is not None and watch.look.estimate > 0
+    champion = daemon.store.champion(MODEL)
+    assert champion is not None and champion.version == 1
+    assert daemon.store.get_version(MODEL, 2).stage == "rolled_back"
+    [event] = daemon.store.list_events(model=MODEL, type="rollback_triggered")
+    assert event.payload["restored"] == 1 and event.payload["paired"] is True
+    lineup = daemon.runtime.model(MODEL).deployment.lineup  # type: ignore[union-attr]
+    assert lineup.champion.version == 1 and lineup.challengers == ()
+
+
+def _run_noisy(daemon: Daemon, t: Traffic, loop: ComparisonRunner) -> ComparisonResult:
+    y, calibrated = _noisy(t)
+    watch = None
+    for start in range(400, t.y.size, BATCH):
+        _feed(daemon, t, start, start + BATCH, calibrated, y)
+        watch = _watch(loop)
+        assert watch is not None
+        if watch.action != "none":
+            break
+    assert watch is not None
+    return watch
+
+
+def test_harder_traffic_after_a_promotion_rolled_back_a_better_version_unpaired(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """The confound the paired watch removes, shown on the unpaired watch: v2 is the best
+    possible model of the noisy traffic, and still loses to v1's losses on clean traffic."""
+    t = _promote_v2(daemon, trained)
+    watch = _run_noisy(daemon, t, runner(daemon, rollback={"paired": False}))
+    assert watch.action == "rolled_back"
+    assert daemon.store.get_version(MODEL, 1).stage == "champion"
+
+
+def test_harder_traffic_after_a_promotion_does_not_roll_back_a_better_version(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    t = _promote_v2(daemon, trained, n=6400)
+    watch = _run_noisy(daemon, t, runner(daemon, rollback={"watch_requests": 5000}))
+    assert watch.action == "watch_passed", watch
+    assert watch.look is not None and watch.look.estimate is not None
+    assert watch.look.estimate < 0  # v2's loss is lower than v1's on the same requests
+    champion = daemon.store.champion(MODEL)
+    assert champion is not None and champion.version == 2
+    assert daemon.store.get_version(MODEL, 1).stage == "retired"  # out of shadow again
+    assert daemon.store.list_events(model=MODEL, type="rollback_triggered") == []
+    lineup = daemon.runtime.model(MODEL).deployment.lineup  # type: ignore[union-attr]
+    assert lineup.challengers == ()
+
+
+def test_a_previous_champion_already_in_shadow_stays_there_after_the_watch(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    t = _promote_v2(daemon, trained)
+    daemon.store.set_stage(MODEL, 1, "shadow", actor="operator", reason="keep comparing")
+    loop = runner(daemon, rollback={"watch_requests": 200})
+    _feed(daemon, t, 400, 700, oracle(t.x), t.y)
+    watch = _watch(loop)
+    assert watch is not None and watch.action == "none"
+    watch = _watch(loop)
+    assert watch is not None and watch.action == "watch_passed"
+    assert daemon.store.get_version(MODEL, 1).stage == "shadow"  # the operator's choice
+
+
+def test_a_watch_overtaken_by_another_promotion_releases_its_shadow(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """v1 kept in shadow for v2's watch; v3 is promoted before the watch ends. The old
+    watch is closed and v1 retired; the new watch keeps v2."""
+    _promote_v2(daemon, trained)
+    daemon.registry.register(MODEL, trained[1].onnx, trained[1].metadata, actor="t")  # v3
+    loop = runner(daemon)
+    _watch(loop)
+    assert daemon.store.get_version(MODEL, 1).stage == "shadow"
+    daemon.store.promote(MODEL, 3, actor="operator", reason="by hand")
+    watch = _watch(loop)
+    assert watch is not None and watch.action == "none"
+    assert daemon.store.get_version(MODEL, 1).stage == "retired"
+    assert daemon.store.get_version(MODEL, 2).stage == "shadow"
+    old, new = loop.comparisons.list_tests(MODEL, kind="rollback_watch")
+    assert (old.champion_version, old.challenger_version, old.status) == (1, 2, "closed")
+    assert (new.champion_version, new.challenger_version, new.status) == (2, 3, "open")
+
+
+def test_a_previous_champion_taken_out_of_shadow_closes_the_watch(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    _promote_v2(daemon, trained)
+    loop = runner(daemon)
+    _watch(loop)
+    daemon.store.set_stage(MODEL, 1, "retired", actor="operator", reason="save the CPU")
+    watch = _watch(loop)
+    assert watch is not None and watch.action == "closed"
+    assert "left shadow" in watch.detail[0]
+    assert _watch(loop) is None
+
+
+def test_a_rolled_back_previous_champion_closes_the_watch(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    _promote_v2(daemon, trained)
+    daemon.store.set_stage(MODEL, 1, "rolled_back", actor="test", reason="bad too")
+    watch = _watch(runner(daemon))
+    assert watch is not None and watch.action == "closed"
+    assert "rolled back" in watch.detail[0]
+    assert daemon.store.get_version(MODEL, 1).stage == "rolled_back"
+
+
+def test_the_paired_watch_reads_matured_requests_only(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    t = _promote_v2(daemon, trained)
+    now = datetime.now(UTC)
+    settings = {"label_maturity_s": 7200.0, "rollback": {"watch_s": 86_400.0}}
+    early = runner(daemon, clock=lambda: now, **settings)
+    _watch(early)  # created at once: v1 must score in shadow from the start
+    assert daemon.store.get_version(MODEL, 1).stage == "shadow"
+    _feed(daemon, t, 400, 1400, oracle(t.x)[:, ::-1].copy(), t.y)
+    watch = _watch(early)
+    assert watch is not None and watch.action == "none" and watch.fed == 0
+    later = runner(daemon, clock=lambda: now + timedelta(hours=3), **settings)
+    watch = _watch(later)
+    assert watch is not None and watch.action == "rolled_back"
