@@ -248,7 +248,10 @@ class DecayEstimator:
         crossing: datetime | None = None
         if heading_bad:
             x_cross = (self.threshold - intercept_origin) / slope
-            crossing = datetime.fromtimestamp(origin + x_cross * _DAY_S, tz=UTC)
+            try:
+                crossing = datetime.fromtimestamp(origin + x_cross * _DAY_S, tz=UTC)
+            except (OverflowError, OSError, ValueError):  # past any date: a rounding slope
+                crossing = None
             interval = float(
                 np.clip(self.tolerance / abs(slope), self.min_interval_days, self.max_interval_days)
             )

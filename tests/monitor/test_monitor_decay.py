@@ -144,3 +144,14 @@ def test_invalid_arguments_name_the_field() -> None:
             window=1.0,
             maturity=0.0,
         )
+
+
+@pytest.mark.parametrize("value", [0.1 + 0.2, 0.9])
+def test_a_flat_trend_with_a_rounding_slope_projects_no_crossing(value: float) -> None:
+    """Equal window values fit a slope of ~1e-17 a day; a crossing that far away is past
+    the last date a datetime can hold, and the evaluation run crashed on it."""
+    counts = [5, 9, 2, 7, 3, 8]
+    points = [(86_400.0 * (i + 1), value, n) for i, n in enumerate(counts)]
+    result = DecayEstimator(make_objective("accuracy"), threshold=value - 0.05).fit(points)
+    assert result.projected_crossing is None or result.projected_crossing.year < 9999
+    assert result.status == "stable"
