@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,8 +26,8 @@ from typing import Any
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
 from tunewatch._errors import NotFoundError, TunewatchError
-from tunewatch._registry import Reference, Registry, VersionMetadata
-from tunewatch.store import Store
+from tunewatch._registry import DERIVED_DETAILS, Reference, Registry, VersionMetadata
+from tunewatch.store import Store, valid_model_name
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +35,6 @@ FORMAT = "tunewatch-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
-#: Details the registration writes itself; an import recomputes them.
-_DERIVED = ("opset", "reference_sha256", "reference_rows")
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -89,7 +88,7 @@ def export_bundle(
                 "dataset_version": v.dataset_version,
                 "parent_version": v.parent_version,
                 "study": v.study,
-                "details": {k: x for k, x in v.details.items() if k not in _DERIVED},
+                "details": {k: x for k, x in v.details.items() if k not in DERIVED_DETAILS},
                 "created_at": v.created_at.isoformat(),
             }
         )
@@ -144,6 +143,8 @@ def import_bundle(
         manifest = _manifest(archive)
         source = manifest["model"]
         target = name or source["name"]
+        if not valid_model_name(target):
+            raise BundleError(f"model name {target[:80]!r} must be printable and not a path")
         imported: list[ImportedVersion] = []
         mapping: dict[int, int] = {}
         for entry in sorted(manifest["versions"], key=lambda e: e["version"]):
@@ -211,7 +212,7 @@ def _manifest(archive: zipfile.ZipFile) -> dict[str, Any]:
     raw = _member(archive, MANIFEST, MAX_MANIFEST_BYTES, checked=False)
     try:
         manifest = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise BundleError(f"the bundle's {MANIFEST} is not JSON: {exc}") from exc
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"not a tunewatch bundle: {MANIFEST} lacks `format: {FORMAT}`")
@@ -225,6 +226,10 @@ def _manifest(archive: zipfile.ZipFile) -> dict[str, Any]:
         )
     try:
         model = manifest["model"]
+        if not isinstance(model, dict):
+            raise TypeError("`model` must be an object")
+        if not isinstance(manifest.get("config"), dict | None):
+            raise TypeError("`config` must be an object")
         for key, kind in (
             ("name", str),
             ("task", str),
@@ -279,7 +284,12 @@ def _member(archive: zipfile.ZipFile, name: str, limit: int, *, checked: bool = 
     try:
         with archive.open(info) as member:
             data = member.read(limit + 1)
-    except (OSError, zipfile.BadZipFile, RuntimeError) as exc:  # RuntimeError: encrypted
+    except (
+        OSError,
+        zipfile.BadZipFile,
+        RuntimeError,
+        zlib.error,
+    ) as exc:  # RuntimeError: encrypted
         raise BundleError(f"cannot read {name} from the bundle: {exc}") from exc
     if len(data) > limit:
         raise BundleError(f"{name} unpacks to more than {limit} bytes")

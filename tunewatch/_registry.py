@@ -7,6 +7,7 @@ import logging
 import math
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,9 @@ from tunewatch._errors import ConflictError, NotFoundError, TunewatchError
 from tunewatch.store import ModelRow, Store, VersionRow, canonical_json
 
 logger = logging.getLogger(__name__)
+
+#: Details a registration writes itself (a caller's values for them are dropped).
+DERIVED_DETAILS = ("opset", "reference_sha256", "reference_rows")
 
 TASKS = ("binary", "multiclass", "regression")
 
@@ -108,7 +112,15 @@ class Reference:
                 return cls(features=npz["features"], labels=labels)
         except RegistrationError:
             raise
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            EOFError,
+            RuntimeError,  # an encrypted member, an unsupported compression method
+            zipfile.BadZipFile,
+            zlib.error,
+        ) as exc:
             raise RegistrationError(
                 f"reference snapshot is unreadable: {exc}", code="invalid_reference"
             ) from exc
@@ -126,7 +138,14 @@ def _check_npz_size(data: bytes, limit: int) -> None:
                     shape, _, dtype = np.lib.format.read_array_header_1_0(member)
                 else:
                     shape, _, dtype = np.lib.format.read_array_header_2_0(member)
-            total += math.prod(shape) * dtype.itemsize
+            if dtype.kind not in "biuf":
+                raise RegistrationError(
+                    f"reference array {name!r} must be numeric, got {dtype}",
+                    code="invalid_reference",
+                )
+            # as stored: features as float32, labels as float64, whatever was declared
+            stored = {"features.npy": 4, "labels.npy": 8}.get(name, 0)
+            total += math.prod(shape) * max(dtype.itemsize, stored)
             if total > limit:
                 raise RegistrationError(
                     f"reference snapshot would unpack to more than {limit} bytes "
@@ -212,7 +231,10 @@ class Registry:
             feature_names=list(metadata.feature_names),
             regulated=bool(regulated) if existing is None else existing.regulated,
         )
-        details: dict[str, Any] = {**metadata.details, "opset": info.opset}
+        details: dict[str, Any] = {
+            **{k: v for k, v in metadata.details.items() if k not in DERIVED_DETAILS},
+            "opset": info.opset,
+        }
         if reference is not None:
             details["reference_sha256"] = self._artefacts.put(reference.to_bytes(), ".npz")
             details["reference_rows"] = int(reference.features.shape[0])

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tunewatch._config import Config
+from tunewatch._errors import InvalidValueError
 from tunewatch._governance import promotion_rules
 from tunewatch.store import Store
 
@@ -255,6 +256,8 @@ def write_report(store: Store, config: Config, model: str, version: int) -> tupl
     folder.mkdir(parents=True, exist_ok=True)
     md = folder / f"{model}-v{version}.md"
     page = folder / f"{model}-v{version}.html"
+    if md.resolve().parent != folder or page.resolve().parent != folder:
+        raise InvalidValueError(f"model name {model!r} would write its report elsewhere")
     md.write_text(report.markdown(), encoding="utf-8")
     page.write_text(report.html(), encoding="utf-8")
     return md, page

@@ -141,6 +141,9 @@ def _rewrite(bundle: Path, out: Path, edit: object) -> Path:
         (lambda m: m["model"].pop("regulated"), "must be of type bool"),
         (lambda m: m.update(versions=["x"]), "must be an object"),
         (lambda m: m.update(versions={"a": 1}), "must be a list"),
+        (lambda m: m.update(model=["credit"]), "`model` must be an object"),
+        (lambda m: m.update(config=[1]), "`config` must be an object"),
+        (lambda m: m["model"].update(name="../../pwn"), "not a path"),
     ],
     ids=[
         "newer-format",
@@ -154,6 +157,9 @@ def _rewrite(bundle: Path, out: Path, edit: object) -> Path:
         "regulated-missing",
         "version-not-an-object",
         "versions-not-a-list",
+        "model-not-an-object",
+        "config-not-an-object",
+        "model-name-a-path",
     ],
 )
 def test_a_malformed_manifest_is_refused_with_the_reason(
@@ -257,3 +263,35 @@ def test_a_parent_imported_by_an_earlier_bundle_is_the_imported_version_s_parent
         target, _export(source, tmp_path / "child.zip", versions=[child.version])
     )
     assert target.store.get_version(MODEL, imported.version).parent_version == parent.version
+
+
+def test_a_manifest_nested_past_the_recursion_limit_is_refused(
+    target: Daemon, tmp_path: Path
+) -> None:
+    bundle = tmp_path / "deep.zip"
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.writestr("manifest.json", "[" * 100_000 + "]" * 100_000)
+    with pytest.raises(BundleError, match="not JSON"):
+        _import(target, bundle)
+
+
+def test_a_corrupt_compressed_member_is_refused(
+    source: Daemon, target: Daemon, tmp_path: Path
+) -> None:
+    bundle = _export(source, tmp_path / "credit.zip")
+    corrupt = tmp_path / "corrupt.zip"
+    with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(corrupt, "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+    data = bytearray(corrupt.read_bytes())
+    with zipfile.ZipFile(corrupt) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith(".onnx"))
+    at = info.header_offset
+    start = at + 30 + int.from_bytes(data[at + 26 : at + 28], "little")
+    start += int.from_bytes(data[at + 28 : at + 30], "little")
+    for k in range(start, start + 6):
+        data[k] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="cannot read"):
+        _import(target, corrupt)
+    assert target.store.list_models() == []

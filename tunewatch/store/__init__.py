@@ -12,6 +12,7 @@ from ._engine import make_engine, redact_url
 from ._evaluations import EvaluationRow
 from ._governance import ApprovalRow
 from ._jobs import JobRow, JobStatus
+from ._registry_rows import valid_model_name
 from ._schema import UTCDateTime, metadata
 from ._store import Store
 from ._types import (
@@ -61,4 +62,5 @@ __all__ = [
     "make_engine",
     "metadata",
     "redact_url",
+    "valid_model_name",
 ]

@@ -29,9 +29,10 @@ def upsert_model(
     conn: Connection, *, name: str, task: str, feature_names: Sequence[str], regulated: bool
 ) -> ModelRow:
     check_choice("task", task, TASKS)
-    if not _valid_name(name):
+    if not valid_model_name(name):
         raise InvalidValueError(
-            f"model `name` must be 1 to {MAX_NAME} printable characters, got {name[:80]!r}"
+            f"model `name` must be 1 to {MAX_NAME} printable characters, not a path (no `/`, "
+            f"`\\`, `.` or `..`), got {name[:80]!r}"
         )
     features = [str(f) for f in feature_names]
     stmt = dialect_insert(conn, models).values(
@@ -45,15 +46,21 @@ def upsert_model(
     return get_model(conn, name)
 
 
-def _valid_name(name: str) -> bool:
-    return 1 <= len(name) <= MAX_NAME and name.isprintable()
+def valid_model_name(name: str) -> bool:
+    """Reports and files are named after models: a name must not be a path."""
+    return (
+        1 <= len(name) <= MAX_NAME
+        and name.isprintable()
+        and not ({"/", "\\"} & set(name))
+        and name not in (".", "..")
+    )
 
 
 def get_model(conn: Connection, name: str) -> ModelRow:
     # No model is named so (PostgreSQL would refuse a NUL in the query itself).
     row = (
         conn.execute(select(models).where(models.c.name == name)).one_or_none()
-        if _valid_name(name)
+        if valid_model_name(name)
         else None
     )
     if row is None:

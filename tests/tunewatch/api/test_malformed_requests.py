@@ -80,6 +80,39 @@ def _npz_bomb() -> bytes:
     return out.getvalue()
 
 
+def _npz_corrupt_deflate() -> bytes:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, features=np.zeros((5, 8), np.float32))
+    data = bytearray(buffer.getvalue())
+    at = data.find(b"PK\x03\x04")
+    start = at + 30 + int.from_bytes(data[at + 26 : at + 28], "little")
+    start += int.from_bytes(data[at + 28 : at + 30], "little")
+    for k in range(start, start + 6):
+        data[k] ^= 0xFF
+    return bytes(data)
+
+
+def _npz_of(**arrays: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # type: ignore[arg-type]
+    return buffer.getvalue()
+
+
+def _register_with(reference: bytes) -> Case:
+    return Case(
+        400,
+        "invalid_reference",
+        path="/v1/models/credit/versions",
+        role="operator",
+        body={
+            "onnx_base64": "",
+            "task": "binary",
+            "feature_names": ["a"],
+            "reference_npz_base64": base64.b64encode(reference).decode(),
+        },
+    )
+
+
 CASES: dict[str, Case] = {
     "nan_literal": Case(
         400, "invalid_json", body=_raw(json.dumps(infer_body()).replace("0.1", "NaN"))
@@ -331,6 +364,10 @@ CASES: dict[str, Case] = {
         path="/v1/models/credit/versions",
         body=b"{" * 1000,
         headers={"Content-Type": "application/json"},
+    ),
+    "register_with_a_corrupt_deflate_reference": _register_with(_npz_corrupt_deflate()),
+    "register_with_a_text_reference": _register_with(
+        _npz_of(features=np.array([["a"]]), labels=np.array([1.0]))
     ),
     "register_with_a_reference_declaring_terabytes": Case(
         400,

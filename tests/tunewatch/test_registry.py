@@ -1,0 +1,73 @@
+"""Registration keeps what it derives itself, sizes references as they will be stored,
+and refuses model names that are paths."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.tunewatch.conftest import MODEL, make_daemon
+from tunewatch._errors import InvalidValueError
+from tunewatch._example import ExampleModel
+from tunewatch._registry import Reference, RegistrationError
+
+
+def _header_only(descr: str, shape: tuple[int, ...]) -> bytes:
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": descr, "fortran_order": False, "shape": shape}
+    )
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("features.npy", header.getvalue() + b"\0" * 64)
+    return out.getvalue()
+
+
+def test_a_reference_is_sized_as_it_will_be_stored() -> None:
+    """int8 features declaring 600 MB pass a 1 GiB limit as declared, and are 2.4 GB once
+    converted to float32 (an operator's 1 MB upload held ~10 GB at its peak)."""
+    with pytest.raises(RegistrationError, match="would unpack to more than"):
+        Reference.from_bytes(_header_only("|i1", (75_000_000, 8)))
+
+
+def test_a_text_reference_is_refused_before_it_is_read() -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, features=np.array([["a", "b"]]))
+    with pytest.raises(RegistrationError, match="numeric"):
+        Reference.from_bytes(buffer.getvalue())
+
+
+def test_details_the_registration_derives_cannot_be_supplied(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """A forged `reference_sha256` made every evaluation of the version fail (a 500 on the
+    API) and its export crash; a real one of another model swapped its drift baseline."""
+    daemon, _ = make_daemon(tmp_path / "data", trained)
+    try:
+        forged = dataclasses.replace(
+            trained[1].metadata,
+            details={"reference_sha256": "not-a-sha", "reference_rows": 7, "opset": 1, "x": 1},
+        )
+        row = daemon.registry.register(MODEL, trained[1].onnx, forged, actor="t")
+        assert "reference_sha256" not in row.details and "reference_rows" not in row.details
+        assert row.details["opset"] != 1 and row.details["x"] == 1
+    finally:
+        daemon.close()
+
+
+@pytest.mark.parametrize("name", ["../../pwn", "a/b", "a\\b", "..", "."])
+def test_a_model_name_that_is_a_path_is_refused(
+    trained: list[ExampleModel], tmp_path: Path, name: str
+) -> None:
+    """A bundle named `../../pwn` wrote its reports outside the data directory."""
+    daemon, _ = make_daemon(tmp_path / "data", trained)
+    try:
+        with pytest.raises(InvalidValueError, match="model `name`"):
+            daemon.registry.register(name, trained[0].onnx, trained[0].metadata, actor="t")
+    finally:
+        daemon.close()
