@@ -25,6 +25,7 @@ from monitor import (
     DecayEstimator,
     DriftDetector,
     EstimationError,
+    EvidentlyError,
     LatencySummary,
     MonitorError,
     ReferenceProfile,
@@ -37,6 +38,7 @@ from shadow import OnnxModel
 from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig
+from tunewatch._errors import TunewatchError
 from tunewatch._policies import decide, evaluation_policies
 from tunewatch._registry import Reference
 from tunewatch.store import EvaluationRow, ModelRow, Store, VersionRow, Window
@@ -184,6 +186,12 @@ class Evaluator:
                 f"model {name!r} has no drift evaluation {evaluation_id}",
                 code="evaluation_not_found",
             )
+        if target.status != "ok" or target.window_start is None:
+            raise NotFoundError(
+                f"drift evaluation {evaluation_id} measured no window ({target.status}): "
+                "there is no report of it",
+                code="evaluation_not_found",
+            )
         built = self.store.list_evaluations(
             name, kind="drift_report", since=target.window_end, until=target.window_end
         )
@@ -220,7 +228,23 @@ class Evaluator:
             window.outputs,
             window.labels if baseline.reference.labels is not None else None,
         )
-        html, _ = evidently_report(reference, current, column_types=_column_types(model, reference))
+        settings = self.config.model_or_default(name, model.task).evaluation.drift
+        try:  # judged as the stored verdict was: the model's methods and share
+            html, verdicts = evidently_report(
+                reference,
+                current,
+                columns={
+                    k: ColumnDriftConfig(method=v.method, threshold=v.threshold)
+                    for k, v in settings.columns.items()
+                },
+                column_types=_column_types(model, reference),
+                drift_share=settings.share_threshold,
+            )
+        except EvidentlyError as exc:
+            raise TunewatchError(
+                f"evidently could not build the report of drift evaluation {evaluation_id}: {exc}",
+                code="report_unavailable",
+            ) from exc
         sha = self.artefacts.put(html.encode(), ".html")
         self.store.add_evaluation(
             model=name,
@@ -229,7 +253,11 @@ class Evaluator:
             status="ok",
             window_start=target.window_start,
             window_end=target.window_end,
-            payload={"evaluation": evaluation_id, "sha256": sha},
+            payload={
+                "evaluation": evaluation_id,
+                "sha256": sha,
+                "drifted_columns": sorted(c for c, drifted in verdicts.items() if drifted),
+            },
         )
         return html
 

@@ -14,6 +14,7 @@ import pytest
 from tests.tunewatch.conftest import Clock, feed
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
+from tunewatch._errors import NotFoundError
 from tunewatch._example import ExampleModel, example_data
 from tunewatch._registry import Reference
 from tunewatch._scheduler import PerModelJob, Scheduler
@@ -493,3 +494,55 @@ def test_a_follower_clears_figures_exported_after_it_lost_the_lease(daemon: Daem
         assert _value(daemon, "tunewatch_drift_detected") is None
     finally:
         a.shutdown()
+
+
+def test_a_window_that_measured_nothing_has_no_report(daemon: Daemon) -> None:
+    """A drift evaluation with no traffic yet (insufficient_data) answered its report with
+    a 500, on the API and the dashboard, which links the latest window's report."""
+    daemon.evaluator.clock = Clock()
+    rows = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}
+    assert rows["drift"].status == "insufficient_data"
+    with pytest.raises(NotFoundError, match="measured no window"):
+        daemon.evaluator.drift_report(MODEL, rows["drift"].id)
+
+
+def test_the_report_judges_columns_as_the_model_s_drift_settings_do(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The report used evidently's defaults whatever the model's drift settings, so it
+    contradicted the stored verdict it explains."""
+    config = build_config(
+        {
+            "data_dir": str(tmp_path),
+            "scheduler": {"enabled": False},
+            "models": [
+                {
+                    "name": MODEL,
+                    "task": "binary",
+                    "evaluation": {
+                        "window_rows": WINDOW,
+                        "drift": {"columns": {"x0": {"method": "psi", "threshold": 100.0}}},
+                    },
+                }
+            ],
+        },
+        env={},
+    )
+    d = Daemon(config, env={})
+    try:
+        d.registry.register(
+            MODEL, trained[0].onnx, trained[0].metadata, actor="t", stage="champion",
+            reference=trained[0].reference,
+        )  # fmt: skip
+        clock = Clock()
+        d.evaluator.clock = clock
+        feed(d, clock, 0, WINDOW, shift=1.0, seed=3)
+        rows = {r.kind: r for r in d.evaluator.evaluate(MODEL)}
+        drifted = set(rows["drift"].payload["drifted_columns"])
+        assert "x0" not in drifted and "x1" in drifted
+        d.evaluator.drift_report(MODEL, rows["drift"].id)
+        [report] = d.store.list_evaluations(MODEL, kind="drift_report", limit=1)
+        assert "x0" not in report.payload["drifted_columns"]
+        assert "x1" in report.payload["drifted_columns"]
+    finally:
+        d.close()

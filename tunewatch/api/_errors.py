@@ -38,6 +38,7 @@ SHADOW_STATUS = {
 # Store / registry codes that do not follow their class's default status.
 CODE_STATUS = {
     "model_not_ready": 503,
+    "report_unavailable": 422,
 }
 
 
