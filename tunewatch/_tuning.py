@@ -122,16 +122,33 @@ class TuningJobRunner:
             self.store.add_event(
                 model=model.name, type="retune_failed", payload={"job": job.id, "error": message}
             )
-            return self.store.finish_job(job.id, status="failed", error=message)
+            return self._finish(job, status="failed", error=message)
         except KeyboardInterrupt:  # Ctrl-C: stopped, not failed
             self._requeue(job)
             raise
         except Exception as exc:  # the job boundary: log with traceback, record, re-raise
             logger.exception("job=%d model=%s crashed", job.id, model.name)
-            self.store.finish_job(job.id, status="failed", error=f"{type(exc).__name__}: {exc}")
+            self._finish(job, status="failed", error=f"{type(exc).__name__}: {exc}")
             raise
         self.store.add_event(model=model.name, type="challenger_registered", payload=result)
-        return self.store.finish_job(job.id, status="succeeded", result=result)
+        return self._finish(job, status="succeeded", result=result)
+
+    def _finish(self, job: JobRow, **outcome: Any) -> JobRow:
+        """Record the job's end, unless it ended meanwhile (the launcher failed it as stale
+        while this worker was slow to heartbeat): that end stands."""
+        try:
+            return self.store.finish_job(job.id, **outcome)
+        except ConflictError as exc:
+            if exc.code != "job_finished":
+                raise
+            logger.warning(
+                "job=%d model=%s: %s; this worker's outcome (%s) is not recorded on it",
+                job.id,
+                job.model,
+                exc.message,
+                outcome.get("status"),
+            )
+            return self.store.get_job(job.id)
 
     def _requeue(self, job: JobRow) -> None:
         """This worker was stopped: the job goes back to the queue, unless another worker
@@ -492,8 +509,13 @@ class JobLauncher:
             "parent": version.parent_version,
             "recovered": "the worker died after registering; finished by the launcher",
         }
+        try:  # failed as stale a moment ago: succeeded after all
+            self.store.finish_job(job.id, status="succeeded", result=result, replacing=("failed",))
+        except ConflictError as exc:  # finished otherwise meanwhile
+            if exc.code != "job_finished":
+                raise
+            return True
         self.store.add_event(model=job.model, type="challenger_registered", payload=result)
-        self.store.finish_job(job.id, status="succeeded", result=result)
         logger.warning(
             "job=%d model=%s: its worker died after registering version %d; finished",
             job.id,

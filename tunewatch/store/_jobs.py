@@ -148,7 +148,11 @@ def claim_job(conn: Connection, job_id: int, worker: str) -> JobRow:
     values: dict[str, Any] = {"status": "running", "heartbeat_at": now, "worker": worker}
     if job.started_at is None:
         values["started_at"] = now
-    conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
+    claimed = conn.execute(  # not if it was finished (or failed as stale) meanwhile
+        update(jobs).where(jobs.c.id == job_id, jobs.c.status.in_(ACTIVE)).values(**values)
+    )
+    if not claimed.rowcount:
+        raise ConflictError(f"job {job_id} was finished meanwhile", code="job_finished")
     return get_job(conn, job_id)
 
 
@@ -213,12 +217,16 @@ def finish_job(
     status: JobStatus,
     result: Mapping[str, Any] | None = None,
     error: str | None = None,
+    replacing: tuple[str, ...] = ACTIVE,
 ) -> JobRow:
+    """A job's final state, once: a job not in one of the ``replacing`` states (by
+    default: a job already finished, such as a late worker's result after the launcher
+    failed the job as stale) raises ``job_finished`` and keeps its state."""
     if status in ACTIVE:
         raise ValueError(f"`status` must be a final state, got {status!r}")
-    conn.execute(
+    finished = conn.execute(
         update(jobs)
-        .where(jobs.c.id == job_id)
+        .where(jobs.c.id == job_id, jobs.c.status.in_(replacing))
         .values(
             status=status,
             result=None if result is None else _clean(result),
@@ -226,6 +234,9 @@ def finish_job(
             finished_at=utcnow(),
         )
     )
+    if not finished.rowcount:
+        job = get_job(conn, job_id)
+        raise ConflictError(f"job {job_id} is already {job.status}", code="job_finished")
     return get_job(conn, job_id)
 
 

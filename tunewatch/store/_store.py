@@ -559,9 +559,13 @@ class Store:
         status: JobStatus,
         result: Mapping[str, Any] | None = None,
         error: str | None = None,
+        replacing: tuple[str, ...] = _jobs.ACTIVE,
     ) -> JobRow:
+        """See :func:`_jobs.finish_job`."""
         with self._tx("finish_job") as conn:
-            return _jobs.finish_job(conn, job_id, status=status, result=result, error=error)
+            return _jobs.finish_job(
+                conn, job_id, status=status, result=result, error=error, replacing=replacing
+            )
 
     def record_alert_episode(
         self,

@@ -83,6 +83,22 @@ def test_a_running_job_whose_worker_stopped_heartbeating_is_failed_and_frees_its
     assert model_store.fail_stale_jobs(older_than=timedelta(seconds=0.2)) == []  # once
 
 
+def test_a_job_failed_as_stale_stays_failed_when_its_worker_finishes_late(
+    model_store: Store,
+) -> None:
+    """The launcher failed a job whose worker was slow to heartbeat (the failure event
+    fired, its quota slot went to another job); the worker then finished it as succeeded."""
+    job, _ = model_store.create_job(model="m", kind="retune", trigger={}, spec={})
+    model_store.claim_job(job.id, "w-slow")
+    time.sleep(0.3)
+    [failed] = model_store.fail_stale_jobs(older_than=timedelta(seconds=0.2))
+    with pytest.raises(ConflictError) as info:
+        model_store.finish_job(job.id, status="succeeded", result={"version": 2})
+    assert info.value.code == "job_finished"
+    again = model_store.get_job(job.id)
+    assert (again.status, again.error, again.result) == ("failed", failed.error, None)
+
+
 def _race(store: Store, n: int, **kwargs: Any) -> tuple[list[bool], list[str]]:
     """``n`` threads create a job at once (dedupe keys differ); ``(created, refused codes)``."""
     created: list[bool] = []
