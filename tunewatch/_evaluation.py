@@ -121,13 +121,23 @@ class Evaluator:
         if ev.drift.enabled:
             rows.append(
                 self._store(
-                    name, version, "drift", start, now, *self._drift(model, cfg, window, baseline)
+                    name,
+                    version,
+                    "drift",
+                    start,
+                    now,
+                    *self._drift(model, cfg, window, baseline, version),
                 )
             )
         if ev.decay.enabled:
             rows.append(
                 self._store(
-                    name, version, "decay", None, now, *self._decay(model, cfg, objective, now)
+                    name,
+                    version,
+                    "decay",
+                    None,
+                    now,
+                    *self._decay(model, cfg, objective, now, version),
                 )
             )
         if ev.estimate.enabled and model.task == "binary":
@@ -147,7 +157,7 @@ class Evaluator:
         rows.append(
             self._store(name, version, "telemetry", start, now, *self._telemetry(model, window))
         )
-        self._decide(name, cfg, now, {r.kind: r for r in rows})
+        self._decide(name, cfg, now, {r.kind: r for r in rows}, version)
         outcome = "insufficient_data" if all(r.status != "ok" for r in rows) else "ok"
         self.metrics.evaluations.labels(name, outcome).inc()
         return rows
@@ -307,7 +317,12 @@ class Evaluator:
 
     # -- kinds -----------------------------------------------------------------------------
     def _drift(
-        self, model: ModelRow, cfg: ModelConfig, window: Window, baseline: _Baseline | None
+        self,
+        model: ModelRow,
+        cfg: ModelConfig,
+        window: Window,
+        baseline: _Baseline | None,
+        version: int | None,
     ) -> tuple[str, dict[str, Any]]:
         if baseline is None:  # nothing to compare with: no figure, not the last one held
             m = self.metrics
@@ -327,10 +342,12 @@ class Evaluator:
             min_rows=d.min_rows,
             sample_size=d.sample_size,
         )
+        # predictions: the champion's (its reference's are), none where another answered
+        outputs = np.where((window.versions == version)[:, None], window.outputs, np.nan)
         frame = _frame(
             model,
             window.features,
-            window.outputs,
+            outputs,
             window.labels if baseline.reference.labels is not None else None,
         )
         result = detector.check(frame)
@@ -368,7 +385,12 @@ class Evaluator:
         return ("ok" if testable else "insufficient_data"), payload
 
     def _decay(
-        self, model: ModelRow, cfg: ModelConfig, objective: Objective, now: datetime
+        self,
+        model: ModelRow,
+        cfg: ModelConfig,
+        objective: Objective,
+        now: datetime,
+        version: int | None,
     ) -> tuple[str, dict[str, Any]]:
         d = cfg.evaluation.decay
         horizon = timedelta(seconds=d.window_s * d.horizon_windows)
@@ -379,10 +401,14 @@ class Evaluator:
             end=now,
             with_features=False,  # outputs, labels and times: not 30 days of input blobs
         )
-        answered = window.versions >= 0
-        if not answered.any():
+        answered = window.versions == version  # the champion's trend, not its predecessors'
+        if version is None or not answered.any():
             self.metrics.forget(self.metrics.decay_slope, model=model.name)
-            return "insufficient_data", {"alarm": False, "reason": "no scored requests"}
+            self.metrics.forget(self.metrics.objective_realised, model=model.name)
+            return "insufficient_data", {
+                "alarm": False,
+                "reason": "no requests the champion answered",
+            }
         y_pred = window.outputs[answered]
         if y_pred.shape[1] == 1 and model.task == "regression":
             y_pred = y_pred[:, 0]
@@ -414,11 +440,10 @@ class Evaluator:
             tolerance=d.tolerance,
         )
         result = estimator.fit_windows(windows)
-        version = self.store.champion(model.name)
         if values:
-            self.metrics.objective_realised.labels(
-                model.name, str(version.version if version else "none"), objective.name
-            ).set(float(values[-1].value))  # type: ignore[arg-type]
+            self.metrics.objective_realised.labels(model.name, str(version), objective.name).set(
+                float(values[-1].value)  # type: ignore[arg-type]
+            )
         else:  # no matured window: no figure, not the last one held
             self.metrics.forget(
                 self.metrics.objective_realised,
@@ -468,7 +493,7 @@ class Evaluator:
         if baseline is None or baseline.cbpe is None or baseline.reference_accuracy is None:
             m.forget(m.objective_estimated, model=window.model)  # no figure held over
             return "insufficient_data", {"alarm": False, "reason": "no labelled reference snapshot"}
-        answered = window.versions >= 0
+        answered = window.versions == version  # CBPE is calibrated on the champion's scores
         if answered.sum() < cfg.evaluation.drift.min_rows:
             m.forget(m.objective_estimated, model=window.model)
             return "insufficient_data", {
@@ -550,14 +575,19 @@ class Evaluator:
 
     # -- events ----------------------------------------------------------------------------
     def _decide(
-        self, name: str, cfg: ModelConfig, now: datetime, current: dict[str, EvaluationRow]
+        self,
+        name: str,
+        cfg: ModelConfig,
+        now: datetime,
+        current: dict[str, EvaluationRow],
+        version: int | None,
     ) -> None:
         """Raise the events whose policy fires now; export each policy's alarm state:
         1 only while this run's window of its kind measured and alarmed and completed the
         streak (a window that could not measure, or a kind switched off, is 0)."""
         for policy in evaluation_policies(cfg.evaluation):
-            history = self.store.list_evaluations(
-                name, kind=policy.kind, limit=policy.consecutive + 20
+            history = self.store.list_evaluations(  # the champion's: no streak carries over
+                name, kind=policy.kind, version=version, limit=policy.consecutive + 20
             )
             last = self.store.list_events(model=name, type=policy.event, limit=1)
             decision = decide(
@@ -591,8 +621,10 @@ def _frame(
     out = np.asarray(outputs, dtype=np.float64)
     if model.task == "binary":
         frame[PREDICTION] = positive_proba(out) if out.size else np.empty(0)
-    elif model.task == "multiclass":
-        frame[PREDICTION] = out.argmax(axis=1).astype(str) if out.size else np.empty(0, str)
+    elif model.task == "multiclass":  # a row without an output has no predicted class
+        answered = ~np.isnan(out).any(axis=1) if out.size else np.empty(0, bool)
+        classes = out.argmax(axis=1).astype(str) if out.size else np.empty(0, str)
+        frame[PREDICTION] = pd.Series(classes, dtype=object).where(answered, None)
     else:
         frame[PREDICTION] = out.reshape(len(frame), -1)[:, 0] if out.size else np.empty(0)
     if labels is not None:

@@ -546,3 +546,89 @@ def test_the_report_judges_columns_as_the_model_s_drift_settings_do(
         assert "x1" in report.payload["drifted_columns"]
     finally:
         d.close()
+
+
+def _promote_a_copy(d: Daemon, trained: list[ExampleModel]) -> int:
+    v2 = d.registry.register(
+        MODEL, trained[0].onnx, trained[0].metadata, actor="t", reference=trained[0].reference
+    )
+    d.store.promote(MODEL, v2.version, actor="t", reason="replace")
+    return v2.version
+
+
+def test_a_drift_streak_does_not_carry_over_a_promotion(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """The old champion's drifted window (against its reference) counted toward the new
+    champion's two-window streak: the first drifted window of v2 raised drift_detected."""
+    clock = Clock()
+    daemon.evaluator.clock = clock
+    daemon.dispatcher._clock = clock
+    feed(daemon, clock, 0, WINDOW, shift=1.0, seed=100)
+    assert {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}["drift"].payload["alarm"]
+    _promote_a_copy(daemon, trained)
+    feed(daemon, clock, WINDOW, WINDOW, shift=1.0, seed=101)
+    assert {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}["drift"].payload["alarm"]
+    assert daemon.store.list_events(model=MODEL, type="drift_detected") == []
+    feed(daemon, clock, 2 * WINDOW, WINDOW, shift=1.0, seed=102)
+    daemon.evaluator.evaluate(MODEL)
+    assert len(daemon.store.list_events(model=MODEL, type="drift_detected")) == 1
+
+
+def test_decay_follows_the_champion_not_the_versions_before_it(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The decay trend and its realised gauge (labelled with the champion's version) read
+    every answered row of the horizon, the previous champion's included."""
+    config = build_config(
+        {
+            "data_dir": str(tmp_path),
+            "scheduler": {"enabled": False},
+            "models": [
+                {
+                    "name": MODEL,
+                    "task": "binary",
+                    # labels arrive now, up to 6 h after their requests: matured within 6 h
+                    "evaluation": {"decay": {"window_s": 3600, "maturity_s": 21_600}},
+                }
+            ],
+        },
+        env={},
+    )
+    daemon = Daemon(config, env={})
+    try:
+        daemon.registry.register(
+            MODEL, trained[0].onnx, trained[0].metadata, actor="t", stage="champion",
+            reference=trained[0].reference,
+        )  # fmt: skip
+        clock = Clock()
+        daemon.evaluator.clock = clock
+        for w in range(4):  # v1 answers four hourly decay windows
+            feed(daemon, clock, w * WINDOW, WINDOW, shift=0.0, seed=200 + w)
+            clock.now += timedelta(seconds=3600 - WINDOW)
+        clock.now = datetime.now(UTC) + timedelta(hours=6)  # every window has matured
+        first = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}["decay"]
+        assert first.status == "ok"
+        assert _series(daemon, "tunewatch_objective_realised") != []
+        version = _promote_a_copy(daemon, trained)
+        rows = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}
+        assert rows["decay"].version == version
+        assert rows["decay"].status == "insufficient_data"  # v2 answered nothing yet
+        assert _series(daemon, "tunewatch_objective_realised") == []
+    finally:
+        daemon.close()
+
+
+def test_a_row_without_an_output_has_no_predicted_class() -> None:
+    """Rows a live split's challenger answered (no champion output: NaN) were counted as
+    class "0", and raised prediction drift on a 50/50 split of unchanged traffic."""
+    from tunewatch._evaluation import PREDICTION, _frame
+    from tunewatch.store import ModelRow
+
+    model = ModelRow(
+        name="mc", task="multiclass", feature_names=("a",), regulated=False, created_at=T0
+    )
+    outputs = np.array([[0.1, 0.7, 0.2], [np.nan] * 3, [0.6, 0.3, 0.1]], dtype=np.float32)
+    frame = _frame(model, np.zeros((3, 1)), outputs, None)
+    assert frame[PREDICTION].tolist()[0] == "1" and frame[PREDICTION].tolist()[2] == "0"
+    assert frame[PREDICTION].isna().tolist() == [False, True, False]
