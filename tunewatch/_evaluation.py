@@ -352,11 +352,19 @@ class Evaluator:
         )
         result = detector.check(frame)
         testable = [c for c in result.columns if c.status != "insufficient_data"]
-        self.metrics.drift_share.labels(model.name).set(result.drifted_share)
-        self.metrics.drift_detected.labels(model.name).set(int(result.dataset_drift))
-        for c in testable:
-            if c.statistic is not None and c.column in model.feature_names:
-                self.metrics.feature_drift.labels(model.name, c.column).set(c.statistic)
+        m = self.metrics
+        if testable:
+            m.drift_share.labels(model.name).set(result.drifted_share)
+            m.drift_detected.labels(model.name).set(int(result.dataset_drift))
+        else:  # nothing was tested: no figure, not "no drift"
+            m.forget(m.drift_share, model=model.name)
+            m.forget(m.drift_detected, model=model.name)
+        measured = {c.column: c.statistic for c in testable if c.statistic is not None}
+        for column in model.feature_names:
+            if column in measured:
+                m.feature_drift.labels(model.name, column).set(measured[column])
+            else:
+                m.forget(m.feature_drift, model=model.name, only={"feature": column})
         payload = {
             "alarm": bool(result.dataset_drift),
             "drifted_share": result.drifted_share,

@@ -632,3 +632,16 @@ def test_a_row_without_an_output_has_no_predicted_class() -> None:
     frame = _frame(model, np.zeros((3, 1)), outputs, None)
     assert frame[PREDICTION].tolist()[0] == "1" and frame[PREDICTION].tolist()[2] == "0"
     assert frame[PREDICTION].isna().tolist() == [False, True, False]
+
+
+def test_drift_figures_that_could_not_be_measured_are_removed(daemon: Daemon) -> None:
+    """A window with no traffic exported drift share 0 and no drift: nothing was tested."""
+    clock = Clock()
+    daemon.evaluator.clock = clock
+    daemon.evaluator.evaluate(MODEL)  # no traffic yet
+    assert _series(daemon, "tunewatch_drift_share") == []
+    assert _series(daemon, "tunewatch_drift_detected") == []
+    feed(daemon, clock, 0, WINDOW, shift=1.0, seed=1)
+    daemon.evaluator.evaluate(MODEL)
+    assert _value(daemon, "tunewatch_drift_share") is not None
+    assert _value(daemon, "tunewatch_feature_drift_score", feature="x1") is not None
