@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
+import secrets
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -244,9 +244,10 @@ class TrialHandle:
 class StudyHandle:
     """One process's connection to a (possibly shared) study."""
 
-    def __init__(self, study: optuna.Study, *, created: bool) -> None:
+    def __init__(self, study: optuna.Study, *, created: bool, seed: int) -> None:
         self._study = study
         self.created = created
+        self.seed = seed  # this worker's sampler seed
         self.name = study.study_name
         self.stopped_by: str | None = None
 
@@ -331,13 +332,14 @@ def open_study(
 ) -> StudyHandle:
     """Create the study, or join it if it exists (another worker, or a restart).
 
-    A joining worker gets a sampler seed derived from ``seed`` and its pid, so workers
-    do not propose the same points.
+    The creating worker samples with ``seed``; a joining worker with a seed of its own
+    (random: workers on other hosts may share a pid), so workers do not propose the same
+    points.
     """
     with _translated(study_name, "opening storage"):
         backend = make_storage(storage, heartbeat_interval=heartbeat_interval)
         exists = study_name in optuna.get_all_study_names(backend)
-    worker_seed = seed if not exists else (seed * 1_000_003 + os.getpid()) % (2**31)
+    worker_seed = seed if not exists else secrets.randbits(31)
     base = TPESampler(seed=worker_seed)
     sampler: BaseSampler = base
     if plan is not None and not plan.is_empty or (plan is not None and plan.explore_every):
@@ -351,13 +353,14 @@ def open_study(
             direction="minimize",
             load_if_exists=True,
         )
-    return StudyHandle(study, created=not exists)
+    return StudyHandle(study, created=not exists, seed=worker_seed)
 
 
-def rebuild_sampler(handle: StudyHandle, plan: WarmStartPlan, *, seed: int) -> None:
-    """Swap in a plan-aware sampler (a joining worker adopting the study's stored plan)."""
-    base = TPESampler(seed=seed)
-    handle._study.sampler = PlanSampler(base, plan, seed=seed)
+def rebuild_sampler(handle: StudyHandle, plan: WarmStartPlan) -> None:
+    """Swap in a plan-aware sampler (a joining worker adopting the study's stored plan),
+    with the worker's own seed."""
+    base = TPESampler(seed=handle.seed)
+    handle._study.sampler = PlanSampler(base, plan, seed=handle.seed)
 
 
 # -- history and importances -----------------------------------------------------------------

@@ -96,7 +96,7 @@ def run_study(
         pruner=budget.pruner,
         heartbeat_interval=heartbeat_interval,
     )
-    plan = _settle_plan(handle, plan, version, seed)
+    plan = _settle_plan(handle, plan, version)
     if heartbeat_interval is not None:
         handle.fail_stale_trials()
 
@@ -126,7 +126,7 @@ def run_study(
 
 
 def _settle_plan(
-    handle: StudyHandle, plan: WarmStartPlan | None, version: str, seed: int
+    handle: StudyHandle, plan: WarmStartPlan | None, version: str
 ) -> WarmStartPlan | None:
     attrs = handle.user_attrs
     stored_version = attrs.get("dataset_version")
@@ -141,7 +141,7 @@ def _settle_plan(
         if plan is not None and stored != plan:
             logger.info("study %s: joining with the stored warm-start plan", handle.name)
         if not stored.is_empty or stored.explore_every:
-            rebuild_sampler(handle, stored, seed=seed + 7919 * (not handle.created))
+            rebuild_sampler(handle, stored)
         return stored
     handle.set_user_attr("dataset_version", version)
     if plan is not None:

@@ -217,3 +217,24 @@ def test_an_interrupted_study_stops_after_the_running_trial(tmp_path: Any) -> No
 
     result = _run(tmp_path, budget=Budget(max_trials=50), interrupted=interrupted)
     assert result.stopped_by == "interrupted" and result.n_trials == 2
+
+
+def test_workers_joining_a_study_with_a_plan_propose_different_points(tmp_path: Any) -> None:
+    """Adopting the stored plan rebuilt each joiner's sampler with one fixed seed, so every
+    joining worker proposed the same configurations."""
+    from retune._optuna import TrialHandle, open_study
+    from retune._study import _settle_plan
+    from retune.warmstart import NumericBound
+
+    space = small_space()
+    storage = f"sqlite:///{tmp_path}/optuna.db"
+    plan = WarmStartPlan(numeric_box=(NumericBound(name="C", low=0.01, high=100.0),))
+    proposals = []
+    for _ in range(3):  # the creator, then two joiners
+        handle = open_study(
+            storage=storage, study_name="s", seed=0, plan=plan, pruner="none",
+            heartbeat_interval=None,
+        )  # fmt: skip
+        _settle_plan(handle, plan, "v")
+        proposals.append(space.sample(TrialHandle(handle._study.ask())))
+    assert proposals[1] != proposals[2]
