@@ -139,12 +139,14 @@ def check_parity(
     *,
     tolerance: float = 1e-4,
 ) -> float:
-    """Max absolute difference between the estimator and the ONNX model on ``x_holdout``.
+    """The parity error between the estimator and the ONNX model on ``x_holdout``.
 
     Compares ``predict_proba`` (classifiers) or ``predict`` (regressors) with the ONNX
-    primary output. Raises :class:`ParityError` when the outputs differ in shape or
-    the difference exceeds ``tolerance``, and :class:`ExportError` when the ONNX model
-    cannot be loaded or run.
+    primary output: for a classifier the max absolute difference of a probability, for
+    a regressor the max absolute difference over the largest prediction's magnitude (at
+    least 1), since float32 keeps about 7 significant digits whatever the target's unit.
+    Raises :class:`ParityError` when the outputs differ in shape or the error exceeds
+    ``tolerance``, and :class:`ExportError` when the ONNX model cannot be loaded or run.
     """
     if not tolerance >= 0:
         raise ValueError(f"`tolerance` must be >= 0, got {tolerance}")
@@ -171,12 +173,15 @@ def check_parity(
             tolerance=tolerance,
         )
     diff = np.abs(got.astype(np.float64) - expected)
+    if _classifier_step(estimator) is None and np.isfinite(expected).all():
+        diff /= max(1.0, float(np.abs(expected).max()))
     max_diff = float(diff.max()) if np.isfinite(diff).all() else float("inf")
     if max_diff > tolerance:
         worst = np.where(np.isnan(diff), np.inf, diff)
         row = int(np.unravel_index(np.argmax(worst), diff.shape)[0])
         raise ParityError(
-            f"ONNX output differs from the estimator by up to {max_diff:.3g} "
+            f"ONNX output differs from the estimator by up to {max_diff:.3g}"
+            f"{'' if _classifier_step(estimator) is not None else ' (relative)'} "
             f"(tolerance {tolerance:g}; worst holdout row {row} of {x.shape[0]})",
             max_abs_diff=max_diff,
             tolerance=tolerance,

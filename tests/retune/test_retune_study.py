@@ -238,3 +238,14 @@ def test_workers_joining_a_study_with_a_plan_propose_different_points(tmp_path: 
         _settle_plan(handle, plan, "v")
         proposals.append(space.sample(TrialHandle(handle._study.ask())))
     assert proposals[1] != proposals[2]
+
+
+@pytest.mark.parametrize("scale", [1e3, 1e5])
+def test_a_regressor_s_parity_is_relative_to_its_predictions(scale: float) -> None:
+    """float32 rounding of a tree regressor predicting in the thousands exceeds 1e-4
+    absolute: every job whose winner was a boosted or forest regressor failed parity."""
+    x, y = regression(seed=3)
+    exported = refit_and_export(
+        {"estimator": "gradient_boosting_regressor"}, x, scale * (y + 5.0), tolerance=1e-4
+    )
+    assert exported.parity_error <= 1e-4
