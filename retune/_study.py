@@ -83,10 +83,17 @@ def run_study(
     over the plan's cost ceiling is rejected (pruned) before training. Once
     ``interrupted()`` is true the study stops after the running trial
     (``stopped_by="interrupted"``). Raises
-    :class:`StudyError` for storage problems, for joining a study tuned on other data,
-    and when no trial completed.
+    :class:`StudyError` for storage problems, for a window ``cv`` cannot split, for
+    joining a study tuned on other data, and when no trial completed.
     """
     version = dataset_version(x, y)
+    try:  # once, up front: a window no fold plan fits would fail every trial alike
+        for _ in cv.split(x, y, groups=groups, seed=seed):
+            pass
+    except CVError as exc:
+        raise StudyError(
+            f"the training window cannot be split by {cv.name}: {exc}", study_name=study_name
+        ) from exc
     tracker = BudgetTracker(budget)
     handle = open_study(
         storage=storage,

@@ -249,3 +249,14 @@ def test_a_regressor_s_parity_is_relative_to_its_predictions(scale: float) -> No
         {"estimator": "gradient_boosting_regressor"}, x, scale * (y + 5.0), tolerance=1e-4
     )
     assert exported.parity_error <= 1e-4
+
+
+def test_a_window_the_cv_cannot_split_fails_before_any_trial(tmp_path: Any) -> None:
+    """A class with fewer rows than folds made every trial fail at the split: the whole
+    budget burned, and the job said only that no trial completed."""
+    x, y = binary(seed=4, n=150)
+    y = np.zeros_like(y)
+    y[:2] = 1  # the rarer class has 2 rows, the CV wants 3 folds
+    with pytest.raises(StudyError, match="cannot be split") as info:
+        _run(tmp_path, data=(x, y), cv=StratifiedKFoldCV(n_splits=3), budget=Budget(max_trials=30))
+    assert "rarest" in str(info.value)
