@@ -50,7 +50,8 @@ def read_window(
     last_n: int | None = None,
     with_features: bool = True,
 ) -> Window:
-    """Requests of ``model`` received in ``[start, end)`` (or the newest ``last_n``).
+    """Requests of ``model`` received in ``[start, end)`` (or the newest holding
+    ``last_n`` rows: whole requests, so up to one request's rows more).
 
     Without ``with_features`` the input blobs are not read and ``features`` has no
     columns: for figures over outputs and labels alone, such as decay.
@@ -85,8 +86,15 @@ def read_window(
         stmt = stmt.where(requests.c.received_at < end)
     if last_n is not None:
         # request id breaks ties, so that the same rows are read every time
-        stmt = stmt.order_by(requests.c.received_at.desc(), requests.c.request_id.desc())
-        stmt = stmt.limit(last_n)
+        newest = (requests.c.received_at.desc(), requests.c.request_id.desc())
+        sizes = select(requests.c.n_rows).where(requests.c.model == model)
+        if start is not None:
+            sizes = sizes.where(requests.c.received_at >= start)
+        if end is not None:
+            sizes = sizes.where(requests.c.received_at < end)
+        counts = np.cumsum([n for (n,) in conn.execute(sizes.order_by(*newest).limit(last_n))])
+        enough = int(np.searchsorted(counts, last_n)) + 1  # requests holding last_n rows
+        stmt = stmt.order_by(*newest).limit(enough)
     else:
         stmt = stmt.order_by(requests.c.received_at, requests.c.request_id)
     rows = list(conn.execute(stmt).all())
