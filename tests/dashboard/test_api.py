@@ -89,6 +89,23 @@ def test_audit_filter_by_action_returns_only_that_action(served: Served) -> None
     assert filtered["audit"] and {a["action"] for a in filtered["audit"]} == {wanted}
 
 
+def test_a_busy_other_model_does_not_hide_a_model_s_audit_trail(served: Served) -> None:
+    """The view read the newest 500 audit entries of every model and filtered them by
+    model afterwards: another model's activity pushed this one's trail out of the page."""
+    before = _get(served, f"/v1/dashboard/models/{served.model}/events").json()
+    assert before["audit"] and before["audit_actions"]
+    for i in range(600):
+        served.daemon.store.append_audit(
+            actor="ops", action="set_stage", target=f"other/v{i}", details={}
+        )
+    after = _get(served, f"/v1/dashboard/models/{served.model}/events").json()
+    assert after["audit"] == before["audit"]
+    assert after["audit_actions"] == before["audit_actions"]
+    wanted = before["audit_actions"][0]
+    filtered = _get(served, f"/v1/dashboard/models/{served.model}/events", action=wanted).json()
+    assert filtered["audit"] and {a["action"] for a in filtered["audit"]} == {wanted}
+
+
 def test_tuning_reports_warm_start_plan_and_best_value_by_trial(served: Served) -> None:
     body = _get(served, f"/v1/dashboard/models/{served.model}/tuning").json()
     assert any(v["warm_start_plan"] for v in body["versions"])

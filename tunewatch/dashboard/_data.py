@@ -523,15 +523,8 @@ def events(
         src.store.get_model(model)
     found = src.store.list_events(model=model, type=type, limit=limit)
     types = sorted({e.type for e in src.store.list_events(model=model, limit=1000)})
-    entries = src.store.audit_log(limit=max(limit * 5, 500))
-    if model is not None:
-        entries = [a for a in entries if _names(a.target, model)]
-    actions = sorted({a.action for a in entries})
-    actors = sorted({a.actor for a in entries})
-    if action:
-        entries = [a for a in entries if a.action == action]
-    if actor:
-        entries = [a for a in entries if a.actor == actor]
+    entries = src.store.audit_log(limit, model=model, action=action or None, actor=actor or None)
+    actions, actors = src.store.audit_facets(model)
     return {
         "model": model,
         "filters": {"type": type, "action": action, "actor": actor, "limit": limit},
@@ -539,9 +532,5 @@ def events(
         "audit_actions": actions,
         "audit_actors": actors,
         "events": [_event_json(e) for e in found],
-        "audit": [_audit_json(a) for a in entries[:limit]],
+        "audit": [_audit_json(a) for a in entries],
     }
-
-
-def _names(target: str, model: str) -> bool:
-    return target == model or target.startswith((f"{model}:", f"{model}/", f"{model}@"))

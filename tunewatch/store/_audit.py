@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, or_, select, update
 
 from ._canonical import canonical_json, json_roundtrip
 from ._schema import ZERO_HASH, audit_entries, audit_head
@@ -75,12 +75,47 @@ def append_audit_in(
     )
 
 
-def audit_log(conn: Connection, limit: int, target: str | None = None) -> list[AuditEntry]:
+def audit_log(
+    conn: Connection,
+    limit: int,
+    target: str | None = None,
+    *,
+    model: str | None = None,
+    action: str | None = None,
+    actor: str | None = None,
+) -> list[AuditEntry]:
     stmt = select(audit_entries)
     if target is not None:
         stmt = stmt.where(audit_entries.c.target == target)
+    if model is not None:
+        stmt = stmt.where(_about(model))
+    if action is not None:
+        stmt = stmt.where(audit_entries.c.action == action)
+    if actor is not None:
+        stmt = stmt.where(audit_entries.c.actor == actor)
     rows = conn.execute(stmt.order_by(audit_entries.c.id.desc()).limit(limit)).all()
     return [_entry(r) for r in rows]
+
+
+def audit_facets(conn: Connection, model: str | None = None) -> tuple[list[str], list[str]]:
+    """The distinct actions and actors of the entries (about ``model``, if given)."""
+    found = []
+    for column in (audit_entries.c.action, audit_entries.c.actor):
+        stmt = select(column).distinct()
+        if model is not None:
+            stmt = stmt.where(_about(model))
+        found.append(sorted(str(v) for (v,) in conn.execute(stmt)))
+    return found[0], found[1]
+
+
+def _about(model: str) -> Any:
+    """Entries whose target names ``model``: the model itself, or ``model/v3``,
+    ``model:…``, ``model@…``."""
+    target = audit_entries.c.target
+    return or_(
+        target == model,
+        *(target.startswith(model + sep, autoescape=True) for sep in ("/", ":", "@")),
+    )
 
 
 def verify_audit(conn: Connection) -> int | None:

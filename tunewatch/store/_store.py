@@ -312,10 +312,25 @@ class Store:
                 conn, actor=actor, action=action, target=target, details=details
             )
 
-    def audit_log(self, limit: int = 100, *, target: str | None = None) -> list[AuditEntry]:
-        """Newest first (only those about ``target``, e.g. ``"model/v3"``, if given)."""
+    def audit_log(
+        self,
+        limit: int = 100,
+        *,
+        target: str | None = None,
+        model: str | None = None,
+        action: str | None = None,
+        actor: str | None = None,
+    ) -> list[AuditEntry]:
+        """Newest first; only those about ``target`` (e.g. ``"model/v3"``), about
+        ``model`` (the model or any of its versions), with ``action`` or by ``actor``, if
+        given."""
         with self._read("audit_log") as conn:
-            return _audit.audit_log(conn, limit, target)
+            return _audit.audit_log(conn, limit, target, model=model, action=action, actor=actor)
+
+    def audit_facets(self, model: str | None = None) -> tuple[list[str], list[str]]:
+        """The distinct actions and actors of the audit log (about ``model``, if given)."""
+        with self._read("audit_facets") as conn:
+            return _audit.audit_facets(conn, model)
 
     def verify_audit(self) -> int | None:
         """Id of the first entry whose hash does not recompute or chain; None if intact."""
