@@ -10,6 +10,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
+from retune._errors import ExportError
 from retune._export import check_parity, to_onnx
 from retune.space import fit_pipeline, is_regression
 
@@ -34,6 +35,7 @@ def refit_and_export(
     tolerance: float = 1e-4,
     seed: int = 0,
     name: str = "model",
+    n_classes: int | None = None,
 ) -> ExportedModel:
     """Fit ``best_params`` on all of ``(x, y)``, export to ONNX and check parity.
 
@@ -41,11 +43,15 @@ def refit_and_export(
     classifier whose classes all have two rows or more (rows the refit has seen, which
     is fine: parity compares two renderings of one model, not generalisation). Raises
     :class:`~retune.ParityError` when ONNX and scikit-learn disagree beyond
-    ``tolerance``, :class:`~retune.ExportError` when conversion fails.
+    ``tolerance``, :class:`~retune.ExportError` when conversion fails or when a
+    classifier would not answer one column per class ``0 .. n_classes - 1`` (by default
+    as many as it saw): a class missing from the window would shift the columns after it.
     """
     if not 0 < holdout_fraction < 1:
         raise ValueError(f"`holdout_fraction` must be in (0, 1), got {holdout_fraction}")
     pipeline = fit_pipeline(best_params, x, y, seed=seed)
+    if not is_regression(best_params):
+        _check_classes(np.asarray(pipeline.classes_), n_classes)
     # stratified for a classifier, unless a class is too rare to split
     classified = not is_regression(best_params)
     stratify = y if classified and np.unique(y, return_counts=True)[1].min() >= 2 else None
@@ -61,3 +67,14 @@ def refit_and_export(
         params=dict(best_params),
         n_features=int(x.shape[1]),
     )
+
+
+def _check_classes(classes: np.ndarray[Any, Any], n_classes: int | None) -> None:
+    expected = np.arange(len(classes) if n_classes is None else n_classes)
+    if classes.shape != expected.shape or not np.array_equal(classes, expected):
+        missing = sorted(set(expected.tolist()) - set(classes.tolist()))
+        raise ExportError(
+            f"the training window has no rows of class(es) {missing} (it has "
+            f"{classes.tolist()}): the exported model would answer {len(classes)} columns "
+            f"for classes 0..{len(expected) - 1}; widen the training window"
+        )

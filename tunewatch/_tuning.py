@@ -200,6 +200,15 @@ class TuningJobRunner:
             return self.store.get_version(model.name, version)
         return self.store.champion(model.name)
 
+    def _classes(self, model: ModelRow, parent: VersionRow | None, x: np.ndarray) -> int | None:
+        """How many classes a multiclass challenger must answer: as many as the version it
+        would replace (a window missing a class must not export fewer columns)."""
+        if model.task != "multiclass" or parent is None:
+            return None
+        session = OnnxModel.from_bytes(self.artefacts.get(parent.artefact_sha256))
+        probe = np.ascontiguousarray(np.nan_to_num(x[:1]), dtype=session.signature.input.dtype)
+        return int(session.primary(session.run(probe)).shape[1])
+
     def _plan(self, model: ModelRow, cfg: ModelConfig, space: Any) -> WarmStartPlan | None:
         kind = cfg.tuning.warm_start
         storage = self.config.tuning_storage_url
@@ -288,6 +297,7 @@ class TuningJobRunner:
                 "best_value": result.best_value,
             },
         )
+        champion = self._parent(model, job)
         exported = refit_and_export(
             dict(result.best_params),
             x,
@@ -295,6 +305,7 @@ class TuningJobRunner:
             tolerance=tj.parity_tolerance,
             seed=tj.seed,
             name=f"{model.name}-job{job.id}",
+            n_classes=self._classes(model, champion, x),
         )
         session = OnnxModel.from_bytes(exported.onnx)
         latencies = []
@@ -302,7 +313,6 @@ class TuningJobRunner:
             started = time.perf_counter()
             session.run(row.reshape(1, -1))
             latencies.append(time.perf_counter() - started)
-        champion = self._parent(model, job)
         details = {
             "job": job.id,
             "trigger": job.trigger,

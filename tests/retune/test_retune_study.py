@@ -260,3 +260,16 @@ def test_a_window_the_cv_cannot_split_fails_before_any_trial(tmp_path: Any) -> N
     with pytest.raises(StudyError, match="cannot be split") as info:
         _run(tmp_path, data=(x, y), cv=StratifiedKFoldCV(n_splits=3), budget=Budget(max_trials=30))
     assert "rarest" in str(info.value)
+
+
+@pytest.mark.parametrize("missing", [1, 2])
+def test_a_window_missing_a_class_is_not_exported_with_fewer_columns(missing: int) -> None:
+    """Without class 1 the refit answered two columns, and class 2's probability sat in
+    column 1: read by class index, as P(class 1). Parity compared the two narrow outputs
+    and passed."""
+    x, y = binary(seed=6)
+    y = np.where(y == 1, 2 if missing == 1 else 1, 0)
+    with pytest.raises(retune.ExportError, match="no rows of class"):
+        refit_and_export({"estimator": "logistic", "C": 1.0}, x, y, n_classes=3)
+    exported = refit_and_export({"estimator": "logistic", "C": 1.0}, x, np.where(y > 0, 1, 0))
+    assert exported.parity_error <= 1e-4  # all classes there: exported as before

@@ -462,3 +462,47 @@ def test_a_job_whose_worker_died_after_registering_is_finished_as_succeeded(
     assert daemon.store.list_events(model=MODEL, type="retune_failed") == []
     [event] = daemon.store.list_events(model=MODEL, type="challenger_registered")
     assert event.payload["version"] == version.version
+
+
+def test_a_multiclass_window_missing_a_class_fails_the_job_and_registers_nothing(
+    tmp_path: Path,
+) -> None:
+    """The champion answers three classes; the window's labels hold classes 0 and 1 only.
+    The refit answered two columns, passed parity (both renderings were narrow) and was
+    registered, to be compared and promoted against a three-class champion."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(400, 4)).astype(np.float32)
+    y3 = np.digitize(x[:, 0] + 0.3 * rng.normal(size=400), [-0.5, 0.5]).astype(np.float64)
+    champion = fit_pipeline({"estimator": "logistic", "C": 1.0}, x, y3, seed=0)
+    y = np.minimum(y3, 1.0)  # class 2 never labelled in the window
+    raw = _config(tmp_path, max_trials=2, search_space=None, include_reference=False)
+    raw["models"] = [{**raw["models"][0], "task": "multiclass"}]  # type: ignore[index]
+    d = Daemon(build_config(raw, env={}), env={})
+    try:
+        d.registry.register(
+            MODEL,
+            to_onnx(champion, 4),
+            VersionMetadata(task="multiclass", feature_names=("a", "b", "c", "d")),
+            actor="test",
+            stage="champion",
+        )
+        at = datetime.now(UTC) - timedelta(hours=1)
+        proba = champion.predict_proba(x).astype(np.float32)
+        d.store.write_records(
+            [
+                RequestRecord(MODEL, f"q{i}", at, "infer", 1, 4, x[i : i + 1].tobytes())
+                for i in range(400)
+            ],
+            [
+                OutputRecord(MODEL, f"q{i}", 1, "champion", 1e-4, 1, 3, proba[i].tobytes())
+                for i in range(400)
+            ],
+        )
+        d.store.add_labels(MODEL, [LabelItem(f"q{i}", float(y[i])) for i in range(400)])
+        outcome = d.dispatcher.handle(MODEL, "manual", {})
+        assert outcome.job_id is not None
+        job = _runner(d).run(outcome.job_id)
+        assert job.status == "failed" and "no rows of class(es) [2]" in (job.error or "")
+        assert [v.version for v in d.store.list_versions(MODEL)] == [1]
+    finally:
+        d.close()
