@@ -248,6 +248,9 @@ class TuningJobConfig(_Frozen):
     search_space: str | None = None
     window_rows: int = Field(default=20_000, ge=10)
     min_rows: int = Field(default=200, ge=10)
+    # the champion's labelled reference rows before the traffic window; a tuned champion's
+    # reference is its own training rows, of which the traffic ones are left out (the
+    # window reads them again)
     include_reference: bool = True
     cv: Literal["stratified", "time_series"] = "stratified"
     cv_folds: int = Field(default=3, ge=2)

@@ -163,8 +163,9 @@ class TuningJobRunner:
     def _training_window(
         self, model: ModelRow, cfg: ModelConfig, job: JobRow
     ) -> tuple[np.ndarray, np.ndarray, int]:
-        """The newest ``window_rows`` requests, and the labels known, when ``job`` was
-        created: every worker that joins or resumes the job trains on the same data."""
+        """The newest requests holding ``window_rows`` rows, and the labels known, when
+        ``job`` was created (every worker that joins or resumes the job trains on the same
+        data), after the champion's reference rows that are not earlier traffic."""
         tj = cfg.tuning
         window = self.store.window(
             model.name,
@@ -178,10 +179,14 @@ class TuningJobRunner:
         champion = self._parent(model, job)
         sha = champion.details.get("reference_sha256") if champion else None
         if tj.include_reference and sha:
+            assert champion is not None
             reference = Reference.from_bytes(self.artefacts.get(sha, ".npz"))
             if reference.labels is not None:
-                x = np.vstack([reference.features.astype(np.float32), x])
-                y = np.concatenate([reference.labels, y])
+                # a job's version holds its reference rows, then its traffic window's: the
+                # traffic is read again here, so only the rows before it are added
+                own = _reference_rows(champion, reference.labels.shape[0])
+                x = np.vstack([reference.features[:own].astype(np.float32), x])
+                y = np.concatenate([reference.labels[:own], y])
         if x.shape[0] < tj.min_rows:
             raise TuningError(
                 f"model {model.name!r} has {x.shape[0]} labelled rows; a job "
@@ -365,6 +370,15 @@ class TuningJobRunner:
             "warm_start": plan.strategies if plan else [],
             "parent": details and (champion.version if champion else None),
         }
+
+
+def _reference_rows(version: VersionRow, n: int) -> int:
+    """How many of ``version``'s ``n`` reference rows are not traffic: all of them, unless
+    a job registered it (its reference is its training rows, the traffic ones last)."""
+    traffic = version.details.get("traffic_rows")
+    if isinstance(traffic, int) and version.details.get("rows") == n:
+        return max(n - traffic, 0)
+    return n
 
 
 class _Interrupted(Exception):

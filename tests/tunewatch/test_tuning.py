@@ -506,3 +506,22 @@ def test_a_multiclass_window_missing_a_class_fails_the_job_and_registers_nothing
         assert [v.version for v in d.store.list_versions(MODEL)] == [1]
     finally:
         d.close()
+
+
+def test_a_second_job_does_not_train_on_the_first_job_s_traffic_twice(daemon: Daemon) -> None:
+    """A job registers its training rows (the reference and its traffic window) as the
+    new version's reference; the next job added that reference to a traffic window that
+    overlapped the first one, so those rows were in its data twice (shuffled CV scored
+    them in both training and test folds) and the reference grew every generation."""
+    first = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
+    assert first.job_id is not None
+    assert _runner(daemon).run(first.job_id).status == "succeeded"
+    v2 = daemon.store.get_version(MODEL, 2)
+    original = v2.details["rows"] - v2.details["traffic_rows"]
+    assert v2.details["traffic_rows"] == 400 and original > 0  # the fixture's traffic
+    daemon.store.promote(MODEL, 2, actor="t", reason="tuned")
+    second = daemon.dispatcher.handle(MODEL, "manual", {"reason": "again"})
+    assert second.job_id is not None
+    assert _runner(daemon).run(second.job_id).status == "succeeded"
+    v3 = daemon.store.get_version(MODEL, 3)
+    assert (v3.details["rows"], v3.details["traffic_rows"]) == (original + 400, 400)
