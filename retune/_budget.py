@@ -1,7 +1,9 @@
 """Tuning budgets and the stopping rule, independent of the tuner.
 
 A study stops at the first limit reached, checked after every finished trial:
-``max_trials`` (over all workers of the study), ``wall_time_s`` and ``cpu_time_s``
+``max_trials`` (trained trials over all workers of the study: a configuration rejected
+for its predicted serving cost is not trained and not counted), ``wall_time_s`` and
+``cpu_time_s``
 (this process's own clock and process time since :meth:`BudgetTracker.start`), and
 no improvement — the best loss improved by less than ``min_relative_improvement``
 (relative) over the last ``patience`` counted trials. A trial in flight when a time

@@ -57,6 +57,11 @@ class TuningResult:
     plan: WarmStartPlan | None
 
 
+#: Configurations rejected for their serving cost, per trial of the budget, before a
+#: study stops as ``exhausted``.
+MAX_COST_REJECTIONS = 10
+
+
 def run_study(
     *,
     storage: str,
@@ -126,7 +131,12 @@ def run_study(
         if interrupted is not None and interrupted():
             return "interrupted"
         counted = [t for t in handle.trials() if OUTCOME in t.user_attrs]
-        return tracker.stop_reason(len(counted), [t.value for t in counted])
+        # a configuration rejected for its serving cost is never trained: it spends no
+        # trial of the budget, but a space where nearly everything is too costly stops
+        trained = [t for t in counted if t.user_attrs[OUTCOME] != "cost_rejected"]
+        if len(counted) - len(trained) >= MAX_COST_REJECTIONS * max(budget.max_trials or 10, 1):
+            return "exhausted"
+        return tracker.stop_reason(len(trained), [t.value for t in trained])
 
     handle.optimize(objective_fn, should_stop=should_stop)
     return _result(handle, tracker, version, plan)

@@ -192,8 +192,10 @@ def _plan_section(plan: dict[str, Any] | None) -> Section:
     )
     return Section(
         "Warm-start plan",
+        text="" if plan.get("history_studies") else "Cold start: no earlier study to learn from.",
         rows=(
             ("strategies", plan.get("strategies")),
+            ("serving-cost ceiling", plan.get("cost") or "none"),
             ("history studies", plan.get("history_studies")),
             ("history trials", plan.get("n_history_trials")),
             ("configurations re-scored first", len(plan.get("enqueue", []))),

@@ -8,6 +8,7 @@ on any machine can join the same study through a shared Optuna RDB storage.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import subprocess
 import sys
@@ -31,7 +32,16 @@ from retune import (
 )
 from retune.cv import StratifiedKFoldCV, TimeSeriesCV, dataset_version
 from retune.space import load_search_space
-from retune.warmstart import Combined, EnqueueTopK, LearnedBox, WarmStartPlan
+from retune.warmstart import (
+    Combined,
+    CostCeiling,
+    CostPredictor,
+    CostSample,
+    EnqueueTopK,
+    LearnedBox,
+    WarmStartPlan,
+    nearest_cost_predictor,
+)
 from shadow import OnnxModel, ShadowError
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig
@@ -214,6 +224,42 @@ class TuningJobRunner:
         probe = np.ascontiguousarray(np.nan_to_num(x[:1]), dtype=session.signature.input.dtype)
         return int(session.primary(session.run(probe)).shape[1])
 
+    def _serving_cost(
+        self, model: ModelRow, cfg: ModelConfig, space: Any, job: JobRow
+    ) -> tuple[CostPredictor | None, CostCeiling | None]:
+        """From production telemetry: what each served hyperparameter set costs (its p99
+        latency over the last day, its sessions' memory), and the ceilings the promotion
+        guardrails would hold a challenger to next to the champion. Configurations
+        predicted over them are not trained: they could not be promoted."""
+        champion = self._parent(model, job)
+        guard = cfg.comparison.guardrails
+        latencies = self.store.latencies(model.name, since=job.created_at - timedelta(days=1))
+        samples, p99 = [], {}
+        for version in self.store.list_versions(model.name):
+            served = latencies.get(version.version)
+            if served is None or served.size < guard.min_latency_samples:
+                continue
+            p99[version.version] = float(np.quantile(served, 0.99))
+            samples.append(
+                CostSample(
+                    params=version.hyperparameters,
+                    latency_p99_s=p99[version.version],
+                    memory_bytes=float(version.load_memory_bytes or 0),
+                )
+            )
+        latency = [guard.max_latency_p99_s]
+        memory = [guard.max_memory_bytes]
+        if champion is not None and champion.version in p99 and guard.max_latency_p99_ratio:
+            latency.append(p99[champion.version] * guard.max_latency_p99_ratio)
+        if champion is not None and champion.load_memory_bytes and guard.max_memory_ratio:
+            memory.append(int(champion.load_memory_bytes * guard.max_memory_ratio))
+        max_latency = min((v for v in latency if v is not None), default=None)
+        max_memory = min((v for v in memory if v is not None), default=None)
+        if not samples or (max_latency is None and max_memory is None):
+            return None, None
+        ceiling = CostCeiling(max_latency_p99_s=max_latency, max_memory_bytes=max_memory)
+        return nearest_cost_predictor(samples, space), ceiling
+
     def _plan(self, model: ModelRow, cfg: ModelConfig, space: Any) -> WarmStartPlan | None:
         kind = cfg.tuning.warm_start
         storage = self.config.tuning_storage_url
@@ -242,6 +288,9 @@ class TuningJobRunner:
         space = load_search_space(space_path)
         objective = make_objective(cfg.objective.name, task=model.task, **cfg.objective.params)
         plan = self._plan(model, cfg, space)
+        predictor, ceiling = self._serving_cost(model, cfg, space, job)
+        if ceiling is not None:
+            plan = _with_ceiling(plan, ceiling)
         study = f"{model.name}-job{job.id}"
         storage = self.config.tuning_storage_url
         self.store.update_job_progress(
@@ -283,6 +332,7 @@ class TuningJobRunner:
                 seed=tj.seed,
                 heartbeat_interval=self.config.tuning.heartbeat_s if "://" in storage else None,
                 interrupted=self.stop.is_set if self.stop is not None else None,
+                cost_predictor=predictor,
             )
         except RetuneError as exc:
             if self.stop is not None and self.stop.is_set():
@@ -326,6 +376,7 @@ class TuningJobRunner:
             "n_trials": result.n_trials,
             "n_pruned": result.n_pruned,
             "n_vetoed": result.n_vetoed,
+            "n_cost_rejected": result.n_cost_rejected,
             "stopped_by": result.stopped_by,
             "fold_scores": list(result.fold_scores_of_best.scores),
             "fold_spread": result.fold_scores_of_best.spread,
@@ -370,6 +421,21 @@ class TuningJobRunner:
             "warm_start": plan.strategies if plan else [],
             "parent": details and (champion.version if champion else None),
         }
+
+
+def _with_ceiling(plan: WarmStartPlan | None, ceiling: CostCeiling) -> WarmStartPlan:
+    note = (
+        f"reject configurations predicted (nearest served configuration) over p99 "
+        f"{ceiling.max_latency_p99_s}s or {ceiling.max_memory_bytes} B"
+    )
+    if plan is None:
+        return WarmStartPlan(strategies=("cost_constraint",), cost=ceiling, notes=(note,))
+    return dataclasses.replace(
+        plan,
+        strategies=(*plan.strategies, "cost_constraint"),
+        cost=ceiling,
+        notes=(*plan.notes, note),
+    )
 
 
 def _reference_rows(version: VersionRow, n: int) -> int:

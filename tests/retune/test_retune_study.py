@@ -273,3 +273,27 @@ def test_a_window_missing_a_class_is_not_exported_with_fewer_columns(missing: in
         refit_and_export({"estimator": "logistic", "C": 1.0}, x, y, n_classes=3)
     exported = refit_and_export({"estimator": "logistic", "C": 1.0}, x, np.where(y > 0, 1, 0))
     assert exported.parity_error <= 1e-4  # all classes there: exported as before
+
+
+def test_configurations_rejected_for_cost_do_not_spend_the_trial_budget(tmp_path: Any) -> None:
+    """Rejected configurations are never trained, yet counted as trials: a budget of 4
+    whose first proposals were all too slow ended the study with nothing trained."""
+    plan = CostConstraint(max_latency_p99_s=0.005).plan(History(), small_space())
+
+    def predict(params: Any) -> tuple[float, float]:
+        return (0.02 if params["estimator"] == "gradient_boosting" else 0.001, 1e6)
+
+    result = _run(tmp_path, plan=plan, cost_predictor=predict, budget=Budget(max_trials=4))
+    trained = result.n_trials - result.n_cost_rejected
+    assert trained == 4 and result.best_params["estimator"] == "logistic"
+
+
+def test_a_space_where_every_configuration_is_too_costly_stops(tmp_path: Any) -> None:
+    plan = CostConstraint(max_latency_p99_s=0.005).plan(History(), small_space())
+    with pytest.raises(StudyError, match="no trial completed"):
+        _run(
+            tmp_path,
+            plan=plan,
+            cost_predictor=lambda params: (1.0, 1e6),
+            budget=Budget(max_trials=2),
+        )

@@ -237,3 +237,29 @@ def test_learned_box_boxes_a_losing_branch_around_its_own_best() -> None:
     assert box is not None and box.low <= 10 <= box.high
     assert box.high - box.low < 20 - 5
     assert any("gb_n_estimators" in note for note in plan.notes)
+
+
+def test_the_cost_predictor_answers_with_the_nearest_measured_configuration_of_its_branch() -> None:
+    from retune.warmstart import CostSample, nearest_cost_predictor
+
+    samples = [
+        CostSample(
+            params={"estimator": "logistic", "C": 1.0}, latency_p99_s=1e-4, memory_bytes=1e5
+        ),
+        CostSample(
+            params={"estimator": "gradient_boosting", "gb_n_estimators": 10, "gb_max_depth": 1},
+            latency_p99_s=2e-3,
+            memory_bytes=1e6,
+        ),
+        CostSample(
+            params={"estimator": "gradient_boosting", "gb_n_estimators": 20, "gb_max_depth": 3},
+            latency_p99_s=9e-3,
+            memory_bytes=5e6,
+        ),
+    ]
+    predict = nearest_cost_predictor(samples, small_space())
+    gb = {"scaler": "none", "estimator": "gradient_boosting", "gb_n_estimators": 20}
+    assert predict({**gb, "gb_max_depth": 3}) == (9e-3, 5e6)
+    assert predict({**gb, "gb_n_estimators": 5, "gb_max_depth": 1}) == (2e-3, 1e6)
+    assert predict({"scaler": "standard", "estimator": "logistic", "C": 0.01}) == (1e-4, 1e5)
+    assert nearest_cost_predictor(samples[:1], small_space())({**gb, "gb_max_depth": 3}) == (0, 0)

@@ -121,7 +121,8 @@ def test_job_registers_a_shadow_challenger_with_lineage_then_warm_starts(daemon:
     assert version.dataset_version.startswith("sha256:")
     assert len(version.details["fold_scores"]) == 2
     assert version.details["parity_error"] <= 1e-4
-    assert version.details["warm_start_plan"] is None  # nothing to learn from yet
+    # nothing to learn from yet: the plan holds only the serving-cost ceilings
+    assert version.details["warm_start_plan"]["strategies"] == ["cost_constraint"]
     assert job.progress["trials"] >= 4 and job.progress["best_value"] is not None
     second = daemon.dispatcher.handle(MODEL, "manual", {"reason": "again"})
     assert second.job_id is not None
@@ -525,3 +526,36 @@ def test_a_second_job_does_not_train_on_the_first_job_s_traffic_twice(daemon: Da
     assert _runner(daemon).run(second.job_id).status == "succeeded"
     v3 = daemon.store.get_version(MODEL, 3)
     assert (v3.details["rows"], v3.details["traffic_rows"]) == (original + 400, 400)
+
+
+def test_configurations_predicted_too_slow_to_promote_are_not_trained(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """Serving telemetry per hyperparameter set never reached a job: the cost constraint
+    was built without a predictor, so nothing was rejected. v1 (logistic) answers in
+    0.1 ms; a gradient-boosting version served at 50 ms, past the guardrails' 1.2 x the
+    champion's p99: the job trains no gradient-boosting configuration."""
+    gbm = {"scaler": "none", "estimator": "gradient_boosting", "gb_n_estimators": 20}
+    v2 = daemon.registry.register(
+        MODEL,
+        trained[1].onnx,
+        dataclasses.replace(trained[1].metadata, hyperparameters={**gbm, "gb_max_depth": 2}),
+        actor="t",
+    )
+    daemon.store.write_records(
+        [],
+        [
+            OutputRecord(MODEL, f"r{i}", v2.version, "challenger", 0.05, 1, 2, bytes(8))
+            for i in range(50)
+        ],
+    )
+    outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
+    assert outcome.job_id is not None
+    job = _runner(daemon).run(outcome.job_id)
+    assert job.status == "succeeded", job.error
+    version = daemon.store.get_version(MODEL, 3)
+    plan = version.details["warm_start_plan"]
+    assert "cost_constraint" in plan["strategies"]
+    assert plan["cost"]["max_latency_p99_s"] == pytest.approx(1.2e-4)
+    assert version.details["n_cost_rejected"] > 0
+    assert version.hyperparameters["estimator"] == "logistic"
