@@ -109,6 +109,7 @@ def run_study(
         heartbeat_interval=heartbeat_interval,
     )
     plan = _settle_plan(handle, plan, version)
+    space = _settle_space(handle, space)
     if heartbeat_interval is not None:
         handle.fail_stale_trials()
 
@@ -140,6 +141,24 @@ def run_study(
 
     handle.optimize(objective_fn, should_stop=should_stop)
     return _result(handle, tracker, version, plan)
+
+
+def _settle_space(handle: StudyHandle, space: SearchSpace) -> SearchSpace:
+    """The space the study began with: every worker and every resumption samples it (a
+    study resumed after its YAML was edited would have every trial refused by Optuna,
+    which does not let a categorical's choices change)."""
+    stored = handle.user_attrs.get("search_space")
+    if stored is None:
+        handle.set_user_attr("search_space", space.model_dump(mode="json"))
+        return space
+    began = SearchSpace.model_validate(stored)
+    if began != space:
+        logger.warning(
+            "study %s: the search space changed since the study began; it goes on with the "
+            "space it began with (the next job uses the new one)",
+            handle.name,
+        )
+    return began
 
 
 def _settle_plan(

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from retune_data import binary, regression, small_space
+from retune_data import SMALL_SPACE, binary, regression, small_space
 
 import retune
 import retune.cv
@@ -297,3 +297,18 @@ def test_a_space_where_every_configuration_is_too_costly_stops(tmp_path: Any) ->
             cost_predictor=lambda params: (1.0, 1e6),
             budget=Budget(max_trials=2),
         )
+
+
+def test_a_study_resumed_after_its_space_was_edited_keeps_its_own_space(tmp_path: Any) -> None:
+    """A job put back in the queue (its worker stopped) and resumed after the YAML gained
+    a choice failed every new trial: Optuna refuses a categorical whose choices changed."""
+    first = _run(tmp_path, budget=Budget(max_trials=2))
+    assert first.n_trials == 2
+    grown = small_space(
+        params={
+            **SMALL_SPACE["params"],
+            "scaler": {"type": "categorical", "choices": ["none", "standard", "robust"]},
+        }
+    )
+    resumed = _run(tmp_path, space=grown, budget=Budget(max_trials=4))
+    assert resumed.n_trials == 4 and resumed.best_params["scaler"] in ("none", "standard")
