@@ -295,14 +295,21 @@ class Evaluator:
         session = OnnxModel.from_bytes(self.artefacts.get(champion.artefact_sha256))
         features = np.ascontiguousarray(reference.features, dtype=np.float32)
         scores = session.primary(session.run(features))
+        if reference.scores is not None and reference.scores.shape == scores.shape:
+            # held out (a tuning job's out-of-fold scores): the version's own scores of
+            # rows it trained on are overconfident, and so would be the calibration, the
+            # reference accuracy and the prediction profile built on them
+            scores = np.asarray(reference.scores, dtype=np.float32)
         frame = _frame(model, features, scores, reference.labels)
         profile = ReferenceProfile.build(frame, column_types=_column_types(model, frame))
         cbpe = None
         accuracy = None
-        if model.task == "binary" and reference.labels is not None:
-            p = positive_proba(scores)
+        held = np.isfinite(scores).all(axis=1)  # a time series' first rows have no score
+        if model.task == "binary" and reference.labels is not None and held.any():
+            p = positive_proba(scores[held])
+            labels = reference.labels[held]
             try:
-                cbpe = CBPE(seed=0).fit(p, reference.labels)
+                cbpe = CBPE(seed=0).fit(p, labels)
             except EstimationError as exc:  # one class, NaN or non-0/1 labels: no estimate,
                 # but drift and decay still run (the baseline is cached, so this is said once)
                 logger.warning(
@@ -312,7 +319,7 @@ class Evaluator:
                     exc,
                 )
             else:
-                accuracy = float(((p >= 0.5) == (reference.labels >= 0.5)).mean())
+                accuracy = float(((p >= 0.5) == (labels >= 0.5)).mean())
         return _Baseline(profile, reference, scores, cbpe, accuracy)
 
     # -- kinds -----------------------------------------------------------------------------

@@ -60,10 +60,15 @@ class VersionMetadata:
 
 @dataclass(frozen=True, eq=False)
 class Reference:
-    """A version's reference window: its training features and, when known, labels."""
+    """A version's reference window: its training features and, when known, labels and
+    held-out scores (each row scored by a model that did not train on it; a tuning job
+    writes its winner's out-of-fold predictions, NaN for rows no fold held out). Without
+    scores a monitor scores the rows with the version itself, which is fair only for rows
+    it did not train on."""
 
     features: np.ndarray
     labels: np.ndarray | None = None
+    scores: np.ndarray | None = None
 
     FORMAT_VERSION: ClassVar[int] = 1
 
@@ -81,6 +86,14 @@ class Reference:
                 f"{list(self.labels.shape)}",
                 code="invalid_reference",
             )
+        if self.scores is not None and (
+            self.scores.ndim != 2 or self.scores.shape[0] != x.shape[0] or not self.scores.size
+        ):
+            raise RegistrationError(
+                f"reference scores must be a [rows ({x.shape[0]}), outputs] matrix, got shape "
+                f"{list(self.scores.shape)}",
+                code="invalid_reference",
+            )
 
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
@@ -90,6 +103,8 @@ class Reference:
         }
         if self.labels is not None:
             arrays["labels"] = np.asarray(self.labels, dtype=np.float64)
+        if self.scores is not None:
+            arrays["scores"] = np.asarray(self.scores, dtype=np.float32)
         np.savez(buffer, **arrays)  # type: ignore[arg-type]
         return buffer.getvalue()
 
@@ -109,7 +124,8 @@ class Reference:
                         code="invalid_reference",
                     )
                 labels = npz["labels"] if "labels" in npz.files else None
-                return cls(features=npz["features"], labels=labels)
+                scores = npz["scores"] if "scores" in npz.files else None
+                return cls(features=npz["features"], labels=labels, scores=scores)
         except RegistrationError:
             raise
         except (
@@ -144,7 +160,7 @@ def _check_npz_size(data: bytes, limit: int) -> None:
                     code="invalid_reference",
                 )
             # as stored: features as float32, labels as float64, whatever was declared
-            stored = {"features.npy": 4, "labels.npy": 8}.get(name, 0)
+            stored = {"features.npy": 4, "labels.npy": 8, "scores.npy": 4}.get(name, 0)
             total += math.prod(shape) * max(dtype.itemsize, stored)
             if total > limit:
                 raise RegistrationError(

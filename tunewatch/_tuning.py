@@ -30,7 +30,7 @@ from retune import (
     run_study,
     study_progress,
 )
-from retune.cv import StratifiedKFoldCV, TimeSeriesCV, dataset_version
+from retune.cv import StratifiedKFoldCV, TimeSeriesCV, dataset_version, out_of_fold
 from retune.space import load_search_space
 from retune.warmstart import (
     Combined,
@@ -403,7 +403,15 @@ class TuningJobRunner:
                 ),
                 actor=f"job:{job.id}",
                 stage="shadow",
-                reference=Reference(features=x, labels=y.astype(np.float64)),
+                reference=Reference(
+                    features=x,
+                    labels=y.astype(np.float64),
+                    # what monitors calibrate on: the winner's scores of rows it did not
+                    # train on (its own scores of its training rows are overconfident)
+                    scores=out_of_fold(result.best_params, x, y, scheme=cv, seed=tj.seed).astype(
+                        np.float32
+                    ),
+                ),
                 once_per_study=True,  # workers sharing the study: the first one registers
             )
         except ConflictError as exc:

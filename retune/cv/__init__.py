@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from retune.cv._base import CVScheme, FoldScores, Split, dataset_version
-from retune.cv._evaluate import PruningCallback, cross_validate
+from retune.cv._evaluate import PruningCallback, cross_validate, out_of_fold
 from retune.cv._grouped import GroupKFoldCV
 from retune.cv._nested import NestedCV, NestedEstimate, Selector, nested_estimate
 from retune.cv._stratified import StratifiedKFoldCV
@@ -23,4 +23,5 @@ __all__ = [
     "cross_validate",
     "dataset_version",
     "nested_estimate",
+    "out_of_fold",
 ]

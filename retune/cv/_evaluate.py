@@ -51,6 +51,43 @@ def cross_validate(
     return FoldScores.of(tuple(scores), max_fold_spread=scheme.max_fold_spread)
 
 
+def out_of_fold(
+    params: Mapping[str, Any],
+    x: np.ndarray[Any, Any],
+    y: np.ndarray[Any, Any],
+    *,
+    scheme: CVScheme,
+    seed: int,
+    groups: np.ndarray[Any, Any] | None = None,
+) -> np.ndarray[Any, Any]:
+    """Each row's prediction by the pipeline for ``params`` fitted on the folds that did
+    not hold it: a column per class (``0 .. max(y)``) or one for a regressor; NaN for rows
+    no test fold held (a time series' first rows). Scores a monitor can calibrate on:
+    a model's scores on its own training rows are overconfident."""
+    width = 1 if is_regression(params) else int(np.max(y)) + 1
+    out = np.full((len(x), width), np.nan)
+    for fold, (train, test) in enumerate(scheme.split(x, y, groups=groups, seed=seed)):
+        try:
+            pipeline = fit_pipeline(params, x[train], y[train], seed=seed)
+            out[test] = _predict(pipeline, params, x[test], width)
+        except (ValueError, ArithmeticError) as exc:
+            raise CVError(
+                f"configuration failed on fold {fold}: {type(exc).__name__}: {exc}"
+            ) from exc
+    return out
+
+
+def _predict(
+    pipeline: Any, params: Mapping[str, Any], x: np.ndarray[Any, Any], width: int
+) -> np.ndarray[Any, Any]:
+    """A column per class of the whole window, not only those the fold saw."""
+    if is_regression(params):
+        return np.asarray(pipeline.predict(x), dtype=np.float64).reshape(-1, 1)
+    predicted = np.zeros((len(x), width))
+    predicted[:, np.asarray(pipeline.classes_, dtype=np.int64)] = pipeline.predict_proba(x)
+    return predicted
+
+
 def _fold_loss(
     params: Mapping[str, Any],
     x: np.ndarray[Any, Any],
@@ -67,10 +104,8 @@ def _fold_loss(
             pipeline = fit_pipeline(params, x[train], y[train], seed=seed)
             if is_regression(params):
                 predicted = pipeline.predict(x[test])
-            else:  # a column per class of the whole window, not only those the fold saw
-                proba = pipeline.predict_proba(x[test])
-                predicted = np.zeros((len(test), int(np.max(y)) + 1))
-                predicted[:, np.asarray(pipeline.classes_, dtype=np.int64)] = proba
+            else:
+                predicted = _predict(pipeline, params, x[test], int(np.max(y)) + 1)
             loss = float(objective.loss(y[test], predicted))
         except (ValueError, ArithmeticError) as exc:
             raise CVError(

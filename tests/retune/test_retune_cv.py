@@ -18,6 +18,7 @@ from retune.cv import (
     cross_validate,
     dataset_version,
     nested_estimate,
+    out_of_fold,
 )
 from retune.space import fit_pipeline
 
@@ -200,3 +201,17 @@ def test_refit_holdout_is_not_stratified_when_a_class_has_one_row() -> None:
     y[0] = 2
     exported = refit_and_export(LOGISTIC, x, y)
     assert exported.parity_error <= 1e-4
+
+
+def test_out_of_fold_scores_come_from_models_that_never_saw_the_row() -> None:
+    """A deep forest's scores on its own training rows are near-certain; held out they
+    are not. A monitor calibrated on the former overestimates production accuracy."""
+    x, y = binary(seed=5, n=300)
+    params = {"estimator": "random_forest", "forest_n_estimators": 20, "forest_max_depth": 12}
+    held_out = out_of_fold(params, x, y, scheme=StratifiedKFoldCV(n_splits=3), seed=0)
+    assert held_out.shape == (300, 2) and np.isfinite(held_out).all()
+    in_sample = fit_pipeline(params, x, y, seed=0).predict_proba(x)
+    accuracy = lambda p: float(((p[:, 1] >= 0.5) == y).mean())  # noqa: E731
+    assert accuracy(in_sample) > accuracy(held_out) + 0.05
+    series = out_of_fold(params, x, y, scheme=TimeSeriesCV(n_splits=3), seed=0)
+    assert np.isnan(series[:10]).all() and np.isfinite(series[-10:]).all()

@@ -559,3 +559,24 @@ def test_configurations_predicted_too_slow_to_promote_are_not_trained(
     assert plan["cost"]["max_latency_p99_s"] == pytest.approx(1.2e-4)
     assert version.details["n_cost_rejected"] > 0
     assert version.hyperparameters["estimator"] == "logistic"
+
+
+def test_a_tuned_version_s_monitors_calibrate_on_held_out_scores(daemon: Daemon) -> None:
+    """A tuned version's reference is its training rows: scored by the version itself
+    they are in-sample, so CBPE was calibrated overconfident, the reference accuracy
+    inflated (an estimate drop could hardly fire) and the prediction profile too sharp.
+    The job stores its winner's out-of-fold scores with the reference; monitors use them."""
+    outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
+    assert outcome.job_id is not None
+    assert _runner(daemon).run(outcome.job_id).status == "succeeded"
+    version = daemon.store.get_version(MODEL, 2)
+    reference = Reference.from_bytes(
+        daemon.artefacts.get(version.details["reference_sha256"], ".npz")
+    )
+    assert reference.scores is not None and reference.scores.shape == (version.details["rows"], 2)
+    assert np.isfinite(reference.scores).all()  # stratified folds hold out every row
+    baseline = daemon.evaluator._build_baseline(version, daemon.store.get_model(MODEL))
+    assert baseline is not None
+    np.testing.assert_array_equal(baseline.scores, reference.scores)
+    held_out = float(((reference.scores[:, 1] >= 0.5) == (reference.labels >= 0.5)).mean())
+    assert baseline.reference_accuracy == pytest.approx(held_out)
