@@ -33,6 +33,7 @@ from monitor import (
     evidently_report,
     realised_windows,
 )
+from monitor.drift import METHODS as DRIFT_METHODS
 from monitor.objectives import Objective, ObjectiveError, make_objective, positive_proba
 from shadow import OnnxModel
 from tunewatch._actions import Dispatcher
@@ -239,13 +240,25 @@ class Evaluator:
             window.labels if baseline.reference.labels is not None else None,
         )
         settings = self.config.model_or_default(name, model.task).evaluation.drift
-        try:  # judged as the stored verdict was: the model's methods and share
+        # judged as the stored verdict was: each column with the method and threshold the
+        # evaluation used (tunewatch picks the default by the smaller sample, evidently by
+        # the reference alone), the dataset by the model's share
+        methods = {
+            c["column"]: ColumnDriftConfig(method=c["method"], threshold=c.get("threshold"))
+            for c in target.payload.get("columns", [])
+            if c.get("method") in DRIFT_METHODS
+        }
+        try:
             html, verdicts = evidently_report(
                 reference,
                 current,
                 columns={
-                    k: ColumnDriftConfig(method=v.method, threshold=v.threshold)
-                    for k, v in settings.columns.items()
+                    **methods,
+                    **{
+                        k: ColumnDriftConfig(method=v.method, threshold=v.threshold)
+                        for k, v in settings.columns.items()
+                        if k not in methods
+                    },
                 },
                 column_types=_column_types(model, reference),
                 drift_share=settings.share_threshold,

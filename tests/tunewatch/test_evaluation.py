@@ -645,3 +645,22 @@ def test_drift_figures_that_could_not_be_measured_are_removed(daemon: Daemon) ->
     daemon.evaluator.evaluate(MODEL)
     assert _value(daemon, "tunewatch_drift_share") is not None
     assert _value(daemon, "tunewatch_feature_drift_score", feature="x1") is not None
+
+
+def test_the_report_agrees_with_the_stored_verdict_on_a_small_window(daemon: Daemon) -> None:
+    """The verdict picks a column's default method by the smaller sample (a p-value test
+    for this 600-row window), evidently by the reference's size: the report is built
+    with the methods the verdict used."""
+    clock = Clock()
+    daemon.evaluator.clock = clock
+
+    def shift_two(x: np.ndarray) -> None:
+        x[:, :2] += 1.0
+
+    feed(daemon, clock, 0, WINDOW, shift=0.0, seed=4, edit=shift_two)
+    drift = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}["drift"]
+    assert {c["method"] for c in drift.payload["columns"]} <= {"ks", "chisquare", "z"}
+    daemon.evaluator.drift_report(MODEL, drift.id)
+    [report] = daemon.store.list_evaluations(MODEL, kind="drift_report", limit=1)
+    assert set(report.payload["drifted_columns"]) == set(drift.payload["drifted_columns"])
+    assert {"x0", "x1"} <= set(drift.payload["drifted_columns"])
