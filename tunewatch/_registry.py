@@ -241,12 +241,14 @@ class Registry:
         if existing is not None:
             self._check_existing(existing, metadata, regulated=regulated)
         sha = self._artefacts.put(onnx_bytes)
-        self._store.upsert_model(
+        ensured = self._store.ensure_model(
             name=model,
             task=metadata.task,
             feature_names=list(metadata.feature_names),
             regulated=bool(regulated) if existing is None else existing.regulated,
         )
+        if existing is None:  # another registration may have added the model meanwhile
+            self._check_existing(ensured, metadata, regulated=regulated)
         details: dict[str, Any] = {
             **{k: v for k, v in metadata.details.items() if k not in DERIVED_DETAILS},
             "opset": info.opset,

@@ -154,7 +154,7 @@ def test_a_viewer_cannot_trigger_an_evaluation(served: Served) -> None:
 def test_a_year_of_hourly_windows_is_downsampled(tmp_path: Path) -> None:
     config = build_config({"data_dir": str(tmp_path)}, env={})
     with Store.open(config.store_url) as store:
-        store.upsert_model(name="year", task="binary", feature_names=["a", "b", "c"])
+        store.ensure_model(name="year", task="binary", feature_names=["a", "b", "c"])
         add_year_of_windows(store, "year", hours=24 * 365)
     with serve(tmp_path) as served:
         drift = _get(served, "/v1/dashboard/models/year/drift").json()

@@ -28,7 +28,7 @@ class Clock:
 def store(tmp_path: Path) -> Store:
     s = Store.open(f"sqlite:///{tmp_path}/t.db")
     for name in ("a", "b", "c"):
-        s.upsert_model(name=name, task="binary", feature_names=["x"])
+        s.ensure_model(name=name, task="binary", feature_names=["x"])
     return s
 
 

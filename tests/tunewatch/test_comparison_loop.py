@@ -578,7 +578,7 @@ def test_a_bad_label_after_a_promotion_does_not_stop_the_watch(
 def test_versions_answering_different_classes_are_not_compared(daemon: Daemon) -> None:
     """A re-tuning window missing a class gives a model with fewer output columns; its
     column 1 was scored as the champion's column 1, whatever classes they stood for."""
-    daemon.store.upsert_model(name="mc", task="multiclass", feature_names=["a"])
+    daemon.store.ensure_model(name="mc", task="multiclass", feature_names=["a"])
     for i, stage in ((1, "champion"), (2, "shadow")):
         daemon.store.add_version(
             model="mc",

@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 
 from tests.tunewatch.conftest import MODEL, make_daemon
-from tunewatch._errors import InvalidValueError
+from tunewatch._config import build_config
+from tunewatch._daemon import Daemon
+from tunewatch._errors import ConflictError, InvalidValueError
 from tunewatch._example import ExampleModel
 from tunewatch._registry import Reference, RegistrationError
 
@@ -69,5 +71,26 @@ def test_a_model_name_that_is_a_path_is_refused(
     try:
         with pytest.raises(InvalidValueError, match="model `name`"):
             daemon.registry.register(name, trained[0].onnx, trained[0].metadata, actor="t")
+    finally:
+        daemon.close()
+
+
+def test_a_registration_racing_the_first_cannot_change_the_model(
+    trained: list[ExampleModel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both registrations saw no model yet; the later one overwrote the first's
+    `regulated=True` with False, and no audit entry said so."""
+    daemon = Daemon(build_config({"data_dir": str(tmp_path / "data")}, env={}), env={})
+    try:
+        model = trained[0]
+        daemon.registry.register(MODEL, model.onnx, model.metadata, actor="alice", regulated=True)
+        monkeypatch.setattr(daemon.registry, "_existing_model", lambda name: None)  # the race
+        with pytest.raises(ConflictError) as info:
+            daemon.registry.register(
+                MODEL, model.onnx, model.metadata, actor="bob", regulated=False
+            )
+        assert info.value.code == "regulated_mismatch"
+        assert daemon.store.get_model(MODEL).regulated is True
+        assert len(daemon.store.list_versions(MODEL)) == 1
     finally:
         daemon.close()

@@ -25,9 +25,10 @@ from ._types import STAGES, TASKS, ModelRow, Stage, Task, VersionRow, check_choi
 MAX_NAME = 200
 
 
-def upsert_model(
+def ensure_model(
     conn: Connection, *, name: str, task: str, feature_names: Sequence[str], regulated: bool
 ) -> ModelRow:
+    """The model, added with these attributes unless it exists (then left as it is)."""
     check_choice("task", task, TASKS)
     if not valid_model_name(name):
         raise InvalidValueError(
@@ -38,11 +39,9 @@ def upsert_model(
     stmt = dialect_insert(conn, models).values(
         name=name, task=task, feature_names=features, regulated=regulated, created_at=utcnow()
     )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[models.c.name],
-        set_={"task": task, "feature_names": features, "regulated": regulated},
-    )
-    conn.execute(stmt)
+    # a model is never changed here: a registration racing the model's first one finds
+    # it and is checked against it (its task, features and regulated flag stand)
+    conn.execute(stmt.on_conflict_do_nothing(index_elements=[models.c.name]))
     return get_model(conn, name)
 
 

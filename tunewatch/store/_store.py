@@ -139,11 +139,11 @@ class Store:
 
     # -- models and versions ------------------------------------------------------------
 
-    def upsert_model(
+    def ensure_model(
         self, *, name: str, task: Task, feature_names: Sequence[str], regulated: bool = False
     ) -> ModelRow:
-        with self._tx("upsert_model") as conn:
-            return _registry_rows.upsert_model(
+        with self._tx("ensure_model") as conn:
+            return _registry_rows.ensure_model(
                 conn, name=name, task=task, feature_names=feature_names, regulated=regulated
             )
 

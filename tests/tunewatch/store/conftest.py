@@ -21,5 +21,5 @@ def store(store_url: str) -> Iterator[Store]:
 @pytest.fixture
 def model_store(store: Store) -> Store:
     """A store with model ``m`` (binary, two features) registered."""
-    store.upsert_model(name="m", task="binary", feature_names=["a", "b"])
+    store.ensure_model(name="m", task="binary", feature_names=["a", "b"])
     return store

@@ -14,7 +14,7 @@ def test_a_model_name_the_store_cannot_hold_is_refused_as_a_value_error(
     model_store: Store, name: str
 ) -> None:
     with pytest.raises(ValueError):
-        model_store.upsert_model(name=name, task="binary", feature_names=["a"])
+        model_store.ensure_model(name=name, task="binary", feature_names=["a"])
 
 
 @pytest.mark.parametrize("name", ["a\x00b", "x" * 5000])

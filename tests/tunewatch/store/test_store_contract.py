@@ -81,18 +81,13 @@ def _run_threads(n: int, target: Callable[[int], None]) -> None:
 # -- models ------------------------------------------------------------------------------
 
 
-def test_upsert_model_inserts_then_updates_task_features_and_regulated(store: Store) -> None:
-    first = store.upsert_model(name="m", task="binary", feature_names=["a", "b"])
-    second = store.upsert_model(
-        name="m", task="multiclass", feature_names=["a", "b", "c"], regulated=True
-    )
-    assert (first.task, first.feature_names, first.regulated) == ("binary", ("a", "b"), False)
-    assert (second.task, second.feature_names, second.regulated) == (
-        "multiclass",
-        ("a", "b", "c"),
-        True,
-    )
-    assert second.created_at == first.created_at
+def test_ensure_model_inserts_once_and_never_changes_the_model(store: Store) -> None:
+    """A registration racing the model's first one overwrote its task, features and
+    regulated flag, unaudited: the model a regulated team registered became unregulated."""
+    first = store.ensure_model(name="m", task="binary", feature_names=["a", "b"], regulated=True)
+    second = store.ensure_model(name="m", task="multiclass", feature_names=["a", "b", "c"])
+    assert (first.task, first.feature_names, first.regulated) == ("binary", ("a", "b"), True)
+    assert second == first
     assert [m.name for m in store.list_models()] == ["m"]
 
 
@@ -105,7 +100,7 @@ def test_unknown_model_raises_not_found(store: Store) -> None:
 
 def test_invalid_task_is_refused_with_the_valid_choices(store: Store) -> None:
     with pytest.raises(ValueError, match="binary, multiclass, regression"):
-        store.upsert_model(name="m", task="ranking", feature_names=[])  # type: ignore[arg-type]
+        store.ensure_model(name="m", task="ranking", feature_names=[])  # type: ignore[arg-type]
 
 
 # -- versions and stages -----------------------------------------------------------------
@@ -114,7 +109,7 @@ def test_invalid_task_is_refused_with_the_valid_choices(store: Store) -> None:
 def test_versions_are_numbered_per_model_and_carry_their_hyperparameters(
     model_store: Store,
 ) -> None:
-    model_store.upsert_model(name="other", task="regression", feature_names=["x"])
+    model_store.ensure_model(name="other", task="regression", feature_names=["x"])
     v1 = _register(model_store, hyperparameters={"C": 1.0, "penalty": "l2"})
     v2 = _register(
         model_store,

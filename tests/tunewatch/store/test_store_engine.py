@@ -37,7 +37,7 @@ def test_sqlite_engine_uses_wal_busy_timeout_foreign_keys_and_chosen_synchronous
 def test_sqlite_reads_proceed_while_a_write_transaction_is_open(sqlite_url: str) -> None:
     store = Store.open(sqlite_url)
     try:
-        store.upsert_model(name="m", task="binary", feature_names=["a"])
+        store.ensure_model(name="m", task="binary", feature_names=["a"])
         with store.engine.begin() as writer:  # BEGIN IMMEDIATE: holds the write lock
             writer.execute(sa.text("UPDATE models SET regulated = 1"))
             assert store.get_model("m").regulated is False  # not blocked, sees committed

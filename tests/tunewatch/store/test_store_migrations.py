@@ -132,7 +132,7 @@ def test_downgrading_0008_leaves_states_the_older_code_can_read(store_url: str) 
     watch.update(champion=rng.normal(size=40), challenger=rng.normal(size=30))
     store = Store.open(store_url)
     try:
-        store.upsert_model(name="m", task="binary", feature_names=["a"])
+        store.ensure_model(name="m", task="binary", feature_names=["a"])
         comparisons = ComparisonStore(store)
         for kind, version in (("rollback_watch", 2), ("split", 3)):
             comparisons.get_or_create_test(
