@@ -27,7 +27,7 @@ from tests.tunewatch.test_comparison_loop import (
 from tunewatch import _governance as governance
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
-from tunewatch.comparison import ComparisonResult, ComparisonRunner
+from tunewatch.comparison import ComparisonConfig, ComparisonResult, ComparisonRunner
 
 # After the promotion, labels are flipped with this probability: every model's loss rises.
 NOISE = 0.3
@@ -170,7 +170,7 @@ def test_a_previous_champion_already_in_shadow_stays_there_after_the_watch(
 ) -> None:
     t = _promote_v2(daemon, trained)
     daemon.store.set_stage(MODEL, 1, "shadow", actor="operator", reason="keep comparing")
-    loop = runner(daemon, rollback={"watch_requests": 200})
+    loop = runner(daemon, min_n=100, rollback={"watch_requests": 200})
     _feed(daemon, t, 400, 700, oracle(t.x), t.y)
     watch = _watch(loop)
     assert watch is not None and watch.action == "none"
@@ -238,3 +238,78 @@ def test_the_paired_watch_reads_matured_requests_only(
     later = runner(daemon, clock=lambda: now + timedelta(hours=3), **settings)
     watch = _watch(later)
     assert watch is not None and watch.action == "rolled_back"
+
+
+def test_a_paired_watch_shorter_than_its_burn_in_is_a_config_error() -> None:
+    """With fewer watched requests than the paired burn-in, no look could ever decide:
+    every watch passed, a reversed model included."""
+    with pytest.raises(ValueError, match="`rollback.watch_requests`"):
+        ComparisonConfig.model_validate({"rollback": {"watch_requests": 400}})
+    ComparisonConfig.model_validate({"rollback": {"watch_requests": 400, "paired": False}})
+
+
+def test_switching_the_watch_off_releases_the_kept_champion(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    _promote_v2(daemon, trained)
+    _watch(runner(daemon))
+    assert daemon.store.get_version(MODEL, 1).stage == "shadow"
+    off = runner(daemon, rollback={"enabled": False})
+    off.run(MODEL)
+    assert daemon.store.get_version(MODEL, 1).stage == "retired"
+    [test] = off.comparisons.list_tests(MODEL, kind="rollback_watch")
+    assert test.status == "closed"
+
+
+def _decide_worse(daemon: Daemon, trained: list[ExampleModel], loop: ComparisonRunner) -> Traffic:
+    t = _promote_v2(daemon, trained)
+    _watch(loop)
+    worse = oracle(t.x)[:, ::-1].copy()
+    _feed(daemon, t, 400, 1400, worse, t.y)
+    return t
+
+
+def test_a_rollback_overtaken_by_a_promotion_releases_the_kept_champion(
+    daemon: Daemon, trained: list[ExampleModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daemon.registry.register(MODEL, trained[1].onnx, trained[1].metadata, actor="t")  # v3
+    loop = runner(daemon)
+    real = loop.comparisons.record_look
+
+    def operator_promotes_v3_meanwhile(*args: object, **kwargs: object) -> object:
+        saved = real(*args, **kwargs)  # type: ignore[arg-type]
+        if kwargs.get("status") == "decided":
+            daemon.store.promote(MODEL, 3, actor="operator", reason="by hand")
+        return saved
+
+    monkeypatch.setattr(loop.comparisons, "record_look", operator_promotes_v3_meanwhile)
+    _decide_worse(daemon, trained, loop)
+    watch = _watch(loop)
+    assert watch is not None and watch.action == "closed", watch
+    assert daemon.store.get_version(MODEL, 1).stage == "retired"
+
+
+def test_a_rollback_that_failed_once_is_retried(
+    daemon: Daemon, trained: list[ExampleModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decision was stored, then the rollback raised: the watch stayed decided with
+    nothing done, and the kept champion became an ordinary challenger."""
+    loop = runner(daemon)
+    real = daemon.store.rollback
+    calls = []
+
+    def flaky(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("the database went away")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(daemon.store, "rollback", flaky)
+    _decide_worse(daemon, trained, loop)
+    with pytest.raises(OSError):
+        loop.run(MODEL)
+    assert loop._rollback_watch.held(MODEL) == {1}
+    watch = _watch(loop)
+    assert watch is not None and watch.action == "rolled_back"
+    champion = daemon.store.champion(MODEL)
+    assert champion is not None and champion.version == 1

@@ -95,6 +95,17 @@ class ComparisonConfig(_Frozen):
     label_maturity_s: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
+    def _watch_outlasts_burn_in(self) -> ComparisonConfig:
+        rollback = self.rollback
+        if rollback.enabled and rollback.paired and rollback.watch_requests < self.min_n:
+            raise ValueError(
+                f"`rollback.watch_requests` ({rollback.watch_requests}) must be at least "
+                f"`min_n` ({self.min_n}), the paired watch's burn-in: no look could decide "
+                "before the watch passed"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _watch_outlasts_maturity(self) -> ComparisonConfig:
         watch_s, maturity = self.rollback.watch_s, self.label_maturity_s
         if self.rollback.enabled and watch_s is not None and maturity is not None:

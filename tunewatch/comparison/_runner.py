@@ -142,9 +142,11 @@ class ComparisonRunner:
     def run(self, model: str) -> list[ComparisonResult]:
         """One pass of the loop for ``model``; returns what happened per test."""
         settings = self.settings(model)
+        objective = self._objective(model)
+        if not (settings.enabled and settings.rollback.enabled and objective.has_per_request_loss):
+            self._rollback_watch.release(model, "the rollback watch was switched off")
         if not settings.enabled:
             return []
-        objective = self._objective(model)
         results: list[ComparisonResult] = []
         if settings.rollback.enabled and objective.has_per_request_loss:
             try:

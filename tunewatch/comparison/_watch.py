@@ -60,12 +60,23 @@ class RollbackWatch:
         self.on_lineup_change = on_lineup_change
 
     def held(self, model: str) -> set[int]:
-        """Versions open watches keep in shadow: watched, not compared as challengers."""
-        return {
-            t.champion_version
-            for t in self.comparisons.list_tests(model, kind="rollback_watch", status="open")
-            if t.state.get("kept_in_shadow")
-        }
+        """Versions watches keep in shadow: watched, not compared as challengers."""
+        return {t.champion_version for t in self._keeping(model)}
+
+    def release(self, model: str, why: str) -> None:
+        """Close the watches that keep a version in shadow, retiring it (the watch was
+        switched off: nothing would ever end them)."""
+        for test in self._keeping(model):
+            self._close(test, why)
+
+    def _keeping(self, model: str) -> list[ComparisonTestRow]:
+        """Watches still in charge of a version they keep in shadow: open, or decided
+        with the rollback not done yet."""
+        return [
+            t
+            for t in self.comparisons.list_tests(model, kind="rollback_watch")
+            if t.state.get("kept_in_shadow") and _pending(t)
+        ]
 
     def run(
         self, model: str, settings: ComparisonConfig, objective: Objective
@@ -100,6 +111,8 @@ class RollbackWatch:
             if started is None or isinstance(started, ComparisonResult):
                 return started
             test = started
+        if test.status == "decided" and test.outcome is None:  # the rollback did not happen
+            return self._rollback(model, test, self.comparisons.latest_look(test.id), 0)
         if test.status != "open":
             return None
         paired = bool(test.state.get("paired"))
@@ -298,9 +311,9 @@ class RollbackWatch:
         return make_result(closed, None, 0, "closed", (why,))
 
     def _close_overtaken(self, model: str, current: tuple[int, int] | None) -> None:
-        """Close open watches of earlier promotions (a later one replaced their champion)."""
-        for test in self.comparisons.list_tests(model, kind="rollback_watch", status="open"):
-            if (test.champion_version, test.challenger_version) != current:
+        """Close the watches of earlier promotions (a later one replaced their champion)."""
+        for test in self.comparisons.list_tests(model, kind="rollback_watch"):
+            if _pending(test) and (test.champion_version, test.challenger_version) != current:
                 self._close(test, "a later promotion replaced the watched champion")
 
     def _release(self, test: ComparisonTestRow) -> None:
@@ -358,6 +371,7 @@ class RollbackWatch:
             )
         except ConflictError as exc:
             if exc.code == "champion_changed":  # another promotion replaced it meanwhile
+                self._release(test)
                 closed = self.comparisons.finish_test(
                     test.id, status="closed", outcome={"action": "closed", "reason": exc.message}
                 )
@@ -429,3 +443,7 @@ def paired_values(look: Look, method: str) -> LookValues:
 
 def _without(state: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in state.items() if k not in keys}
+
+
+def _pending(test: ComparisonTestRow) -> bool:
+    return test.status == "open" or (test.status == "decided" and test.outcome is None)
