@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from tunewatch._config import Config
-from tunewatch._errors import InvalidValueError
 from tunewatch._governance import promotion_rules
 from tunewatch.store import Store
 
@@ -256,10 +255,9 @@ def write_report(store: Store, config: Config, model: str, version: int) -> tupl
     report = build_report(store, config, model, version)
     folder = Path(config.data_dir).resolve() / "reports"
     folder.mkdir(parents=True, exist_ok=True)
-    md = folder / f"{model}-v{version}.md"
-    page = folder / f"{model}-v{version}.html"
-    if md.resolve().parent != folder or page.resolve().parent != folder:
-        raise InvalidValueError(f"model name {model!r} would write its report elsewhere")
+    # a model named before names could not be paths: its separators are escaped
+    stem = f"{model.replace('%', '%25').replace('/', '%2F').replace(chr(92), '%5C')}-v{version}"
+    md, page = folder / f"{stem}.md", folder / f"{stem}.html"
     md.write_text(report.markdown(), encoding="utf-8")
     page.write_text(report.html(), encoding="utf-8")
     return md, page

@@ -39,3 +39,36 @@ def test_the_report_of_a_version_decided_long_ago_keeps_its_evidence_and_decisio
         assert "v2 won the paired test" in text and "alice" in text
     finally:
         d.close()
+
+
+def test_a_report_of_a_model_named_like_a_path_stays_in_the_reports_folder(
+    tmp_path: Path, trained: list[ExampleModel]
+) -> None:
+    """Names with `/` are refused for new models; one registered before wrote its report
+    into a folder that did not exist (or outside the data directory with `..`)."""
+    from datetime import UTC, datetime
+
+    from tunewatch._report import write_report
+    from tunewatch.store._schema import models
+
+    daemon, _ = make_daemon(tmp_path / "data", trained)
+    name = "../x/credit"
+    try:
+        with daemon.store.engine.begin() as conn:
+            conn.execute(
+                models.insert().values(
+                    name=name,
+                    task="binary",
+                    feature_names=list(trained[0].metadata.feature_names),
+                    regulated=False,
+                    created_at=datetime.now(UTC),
+                )
+            )
+        daemon.registry.register(
+            name, trained[0].onnx, trained[0].metadata, actor="t", stage="champion"
+        )
+        md, page = write_report(daemon.store, daemon.config, name, 1)
+        folder = (tmp_path / "data" / "reports").resolve()
+        assert md.parent == folder and page.parent == folder and md.exists()
+    finally:
+        daemon.close()

@@ -30,6 +30,10 @@ def ensure_model(
 ) -> ModelRow:
     """The model, added with these attributes unless it exists (then left as it is)."""
     check_choice("task", task, TASKS)
+    try:
+        return get_model(conn, name)  # one named before names could not be paths, too
+    except NotFoundError:
+        pass
     if not valid_model_name(name):
         raise InvalidValueError(
             f"model `name` must be 1 to {MAX_NAME} printable characters, not a path (no `/`, "
@@ -56,10 +60,12 @@ def valid_model_name(name: str) -> bool:
 
 
 def get_model(conn: Connection, name: str) -> ModelRow:
-    # No model is named so (PostgreSQL would refuse a NUL in the query itself).
+    # No model is named so (PostgreSQL would refuse a NUL in the query itself); names
+    # that are paths are refused for new models only: older ones are still found.
+    possible = 1 <= len(name) <= MAX_NAME and name.isprintable()
     row = (
         conn.execute(select(models).where(models.c.name == name)).one_or_none()
-        if valid_model_name(name)
+        if possible
         else None
     )
     if row is None:

@@ -23,3 +23,23 @@ def test_looking_up_an_impossible_name_finds_nothing_or_is_a_value_error(
 ) -> None:
     with pytest.raises((NotFoundError, ValueError)):
         model_store.get_model(name)
+
+
+def test_a_model_named_before_names_could_not_be_paths_is_still_found(model_store: Store) -> None:
+    """Names with `/` are refused for new models; one registered before stayed listed but
+    could not be looked up, which stopped the daemon from starting."""
+    from datetime import UTC, datetime
+
+    from tunewatch.store._schema import models
+
+    with model_store.engine.begin() as conn:
+        conn.execute(
+            models.insert().values(
+                name="team/credit",
+                task="binary",
+                feature_names=["a"],
+                regulated=False,
+                created_at=datetime.now(UTC),
+            )
+        )
+    assert model_store.get_model("team/credit").name == "team/credit"
