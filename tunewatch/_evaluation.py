@@ -9,6 +9,7 @@ follows. Degenerate windows are stored as ``insufficient_data``, never raised.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Callable
@@ -158,7 +159,7 @@ class Evaluator:
         rows.append(
             self._store(name, version, "telemetry", start, now, *self._telemetry(model, window))
         )
-        self._decide(name, cfg, now, {r.kind: r for r in rows}, version)
+        self._decide(name, cfg, now, {r.kind: r for r in rows}, champion)
         outcome = "insufficient_data" if all(r.status != "ok" for r in rows) else "ok"
         self.metrics.evaluations.labels(name, outcome).inc()
         return rows
@@ -608,14 +609,20 @@ class Evaluator:
         cfg: ModelConfig,
         now: datetime,
         current: dict[str, EvaluationRow],
-        version: int | None,
+        champion: VersionRow | None,
     ) -> None:
         """Raise the events whose policy fires now; export each policy's alarm state:
         1 only while this run's window of its kind measured and alarmed and completed the
         streak (a window that could not measure, or a kind switched off, is 0)."""
+        version = champion.version if champion else None
         for policy in evaluation_policies(cfg.evaluation):
-            history = self.store.list_evaluations(  # the champion's: no streak carries over
-                name, kind=policy.kind, version=version, limit=policy.consecutive + 20
+            history = list(  # no streak carries over a promotion or a rollback: the
+                itertools.takewhile(  # champion's windows since another version's
+                    lambda row: row.version == version,
+                    self.store.list_evaluations(
+                        name, kind=policy.kind, limit=policy.consecutive + 20
+                    ),
+                )
             )
             last = self.store.list_events(model=name, type=policy.event, limit=1)
             decision = decide(

@@ -664,3 +664,24 @@ def test_the_report_agrees_with_the_stored_verdict_on_a_small_window(daemon: Dae
     [report] = daemon.store.list_evaluations(MODEL, kind="drift_report", limit=1)
     assert set(report.payload["drifted_columns"]) == set(drift.payload["drifted_columns"])
     assert {"x0", "x1"} <= set(drift.payload["drifted_columns"])
+
+
+def test_a_streak_does_not_resume_when_a_champion_is_restored(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """Filtered by version, v1's drifted window from before v2's promotion counted again
+    once a rollback restored v1: its first drifted window after it completed the streak."""
+    clock = Clock()
+    daemon.evaluator.clock = clock
+    daemon.dispatcher._clock = clock
+    feed(daemon, clock, 0, WINDOW, shift=1.0, seed=300)
+    daemon.evaluator.evaluate(MODEL)  # v1 drifted: streak 1
+    _promote_a_copy(daemon, trained)
+    feed(daemon, clock, WINDOW, WINDOW, shift=0.0, seed=301)
+    daemon.evaluator.evaluate(MODEL)
+    daemon.store.rollback(MODEL, actor="t", reason="back to v1")
+    clock.now = datetime.now(UTC)  # evaluated after the rollback
+    feed(daemon, clock, 2 * WINDOW, WINDOW, shift=1.0, seed=302)
+    rows = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}
+    assert rows["drift"].version == 1 and rows["drift"].payload["alarm"]
+    assert daemon.store.list_events(model=MODEL, type="drift_detected") == []
