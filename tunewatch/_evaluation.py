@@ -237,32 +237,19 @@ class Evaluator:
         current = _frame(
             model,
             window.features,
-            window.outputs,
+            # predictions: the champion's, as the verdict read them
+            np.where((window.versions == target.version)[:, None], window.outputs, np.nan),
             window.labels if baseline.reference.labels is not None else None,
         )
         settings = self.config.model_or_default(name, model.task).evaluation.drift
-        # judged as the stored verdict was: each column with the method and threshold the
-        # evaluation used (tunewatch picks the default by the smaller sample, evidently by
-        # the reference alone), the dataset by the model's share
-        methods = {
-            c["column"]: ColumnDriftConfig(method=c["method"], threshold=c.get("threshold"))
-            for c in target.payload.get("columns", [])
-            if c.get("method") in DRIFT_METHODS
-        }
+        columns, drift_share = _judged_as(target.payload, settings)
         try:
             html, verdicts = evidently_report(
                 reference,
                 current,
-                columns={
-                    **methods,
-                    **{
-                        k: ColumnDriftConfig(method=v.method, threshold=v.threshold)
-                        for k, v in settings.columns.items()
-                        if k not in methods
-                    },
-                },
+                columns=columns,
                 column_types=_column_types(model, reference),
-                drift_share=settings.share_threshold,
+                drift_share=drift_share,
             )
         except EvidentlyError as exc:
             raise TunewatchError(
@@ -647,6 +634,47 @@ class Evaluator:
                         "window_end": latest.window_end.isoformat(),
                     },
                 )
+
+
+def _judged_as(
+    payload: dict[str, Any], settings: Any
+) -> tuple[dict[str, ColumnDriftConfig], float]:
+    """evidently's per-column methods and thresholds, and dataset share, that reproduce a
+    stored drift verdict: each column with the method the evaluation used (tunewatch picks
+    the default by the smaller sample, evidently by the reference alone); under the
+    ``bonferroni`` or ``fdr`` rule, p-value columns at the corrected threshold, and the
+    dataset drifted when any column did."""
+    stored = [c for c in payload.get("columns", []) if c.get("method") in DRIFT_METHODS]
+    thresholds: dict[str, float | None] = {c["column"]: c.get("threshold") for c in stored}
+    for name, spec in settings.columns.items():
+        thresholds.setdefault(name, spec.threshold)
+    methods = {c["column"]: c["method"] for c in stored}
+    for name, spec in settings.columns.items():
+        methods.setdefault(name, spec.method)
+    drift_share = settings.share_threshold
+    rule = payload.get("rule", "share")
+    tested = [c for c in stored if c.get("status") != "insufficient_data"]
+    with_p = sorted(
+        (float(c["p_value"]), c["column"]) for c in tested if c.get("p_value") is not None
+    )
+    if rule in ("bonferroni", "fdr") and with_p:
+        m = len(with_p)
+        if rule == "bonferroni":
+            cut = settings.alpha / m
+        else:  # Benjamini-Hochberg rejects the k smallest, k the largest with p_(k) <= k a/m:
+            # exactly the p-values under the critical value k a/m (p_(k+1) > (k+1) a/m)
+            k = max(
+                (j for j, (p, _) in enumerate(with_p, 1) if p <= j * settings.alpha / m), default=1
+            )
+            cut = math.nextafter(k * settings.alpha / m, math.inf)
+        for _, column in with_p:
+            thresholds[column] = max(cut, 5e-324)
+        drift_share = 1.0 / max(len(tested), 1)
+    columns = {
+        name: ColumnDriftConfig(method=methods[name], threshold=thresholds.get(name))
+        for name in methods
+    }
+    return columns, drift_share
 
 
 def _frame(

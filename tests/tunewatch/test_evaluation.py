@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.tunewatch.conftest import Clock, feed
@@ -685,3 +686,37 @@ def test_a_streak_does_not_resume_when_a_champion_is_restored(
     rows = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}
     assert rows["drift"].version == 1 and rows["drift"].payload["alarm"]
     assert daemon.store.list_events(model=MODEL, type="drift_detected") == []
+
+
+@pytest.mark.parametrize("rule", ["bonferroni", "fdr"])
+def test_the_report_applies_the_multiple_testing_rule_of_the_verdict(rule: str) -> None:
+    """Under bonferroni or fdr the verdict corrects the p-values; the report judged each
+    column at the raw threshold and named columns the verdict had cleared."""
+    from monitor import ReferenceProfile, evidently_report
+    from monitor.drift import DriftDetector
+    from tunewatch._config import DriftEvaluationConfig
+    from tunewatch._evaluation import _judged_as
+
+    rng = np.random.default_rng(0)
+    names = list("abcdefgh")
+    reference = pd.DataFrame(rng.normal(size=(3000, 8)), columns=names)
+    current = pd.DataFrame(rng.normal(size=(600, 8)), columns=names)
+    current["a"] += 0.11  # raw KS p about 0.01-0.04
+    current["b"] += 0.5
+    result = DriftDetector(ReferenceProfile.build(reference), dataset_rule=rule).check(current)
+    payload = {
+        "rule": rule,
+        "columns": [
+            {
+                "column": c.column,
+                "method": c.method,
+                "threshold": c.threshold,
+                "p_value": c.p_value,
+                "status": c.status,
+            }
+            for c in result.columns
+        ],
+    }
+    columns, share = _judged_as(payload, DriftEvaluationConfig(dataset_rule=rule))
+    _, verdicts = evidently_report(reference, current, columns=columns, drift_share=share)
+    assert {k for k, v in verdicts.items() if v} == set(result.drifted_columns) == {"b"}
