@@ -129,10 +129,14 @@ class TuningJobRunner:
         ) as exc:
             message = f"{type(exc).__name__}: {exc}"
             logger.error("job=%d model=%s failed: %s", job.id, model.name, message)
-            self.store.add_event(
-                model=model.name, type="retune_failed", payload={"job": job.id, "error": message}
-            )
-            return self._finish(job, status="failed", error=message)
+            row, finished = self._finish(job, status="failed", error=message)
+            if finished:  # not when the job had ended otherwise (and said so) meanwhile
+                self.store.add_event(
+                    model=model.name,
+                    type="retune_failed",
+                    payload={"job": job.id, "error": message},
+                )
+            return row
         except KeyboardInterrupt:  # Ctrl-C: stopped, not failed
             self._requeue(job)
             raise
@@ -140,14 +144,20 @@ class TuningJobRunner:
             logger.exception("job=%d model=%s crashed", job.id, model.name)
             self._finish(job, status="failed", error=f"{type(exc).__name__}: {exc}")
             raise
+        # its version is registered: succeeded, even if the launcher failed the job as
+        # stale meanwhile (as the launcher itself finishes a stale job whose version it sees)
+        row, _ = self._finish(
+            job, status="succeeded", result=result, replacing=("queued", "running", "failed")
+        )
         self.store.add_event(model=model.name, type="challenger_registered", payload=result)
-        return self._finish(job, status="succeeded", result=result)
+        return row
 
-    def _finish(self, job: JobRow, **outcome: Any) -> JobRow:
-        """Record the job's end, unless it ended meanwhile (the launcher failed it as stale
-        while this worker was slow to heartbeat): that end stands."""
+    def _finish(self, job: JobRow, **outcome: Any) -> tuple[JobRow, bool]:
+        """Record the job's end, unless it ended otherwise meanwhile (the launcher failed
+        it as stale while this worker was slow to heartbeat): that end stands. Returns
+        the job and whether this end was recorded."""
         try:
-            return self.store.finish_job(job.id, **outcome)
+            return self.store.finish_job(job.id, **outcome), True
         except ConflictError as exc:
             if exc.code != "job_finished":
                 raise
@@ -158,7 +168,7 @@ class TuningJobRunner:
                 exc.message,
                 outcome.get("status"),
             )
-            return self.store.get_job(job.id)
+            return self.store.get_job(job.id), False
 
     def _requeue(self, job: JobRow) -> None:
         """This worker was stopped: the job goes back to the queue, unless another worker

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -580,3 +581,46 @@ def test_a_tuned_version_s_monitors_calibrate_on_held_out_scores(daemon: Daemon)
     np.testing.assert_array_equal(baseline.scores, reference.scores)
     held_out = float(((reference.scores[:, 1] >= 0.5) == (reference.labels >= 0.5)).mean())
     assert baseline.reference_accuracy == pytest.approx(held_out)
+
+
+def _failed_as_stale_during(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch, then: Exception | None
+) -> TuningJobRunner:
+    """A runner whose job the launcher fails as stale while it tunes (the worker was slow
+    to heartbeat), after which the tuning succeeds or raises ``then``."""
+    runner = _runner(daemon)
+    real = runner._tune
+
+    def slow(job: Any, *args: Any) -> Any:
+        result = real(job, *args) if then is None else None
+        assert daemon.store.fail_stale_jobs(older_than=timedelta(0))
+        if then is not None:
+            raise then
+        return result
+
+    monkeypatch.setattr(runner, "_tune", slow)
+    return runner
+
+
+def test_a_job_failed_as_stale_whose_worker_registered_its_version_succeeds(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its version is registered and announced: the job recorded `failed` with no result
+    contradicted the registry and the events (the launcher, seeing the version first,
+    already finishes such a job as succeeded)."""
+    outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
+    assert outcome.job_id is not None
+    job = _failed_as_stale_during(daemon, monkeypatch, None).run(outcome.job_id)
+    assert job.status == "succeeded" and job.result is not None
+    assert job.result["version"] == 2
+
+
+def test_a_job_failed_as_stale_is_not_failed_twice(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
+    assert outcome.job_id is not None
+    runner = _failed_as_stale_during(daemon, monkeypatch, ValueError("late"))
+    job = runner.run(outcome.job_id)
+    assert job.status == "failed" and "presumed dead" in (job.error or "")
+    assert daemon.store.list_events(model=MODEL, type="retune_failed") == []
