@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, or_, select, update
+from sqlalchemy import Connection, Row, func, or_, select, update
 
 from ._canonical import canonical_json, json_roundtrip
 from ._schema import ZERO_HASH, audit_entries, audit_head
@@ -112,10 +112,8 @@ def _about(model: str) -> Any:
     """Entries whose target names ``model``: the model itself, or ``model/v3``,
     ``model:…``, ``model@…``."""
     target = audit_entries.c.target
-    return or_(
-        target == model,
-        *(target.startswith(model + sep, autoescape=True) for sep in ("/", ":", "@")),
-    )
+    head = func.substr(target, 1, len(model) + 1)  # compared exactly (SQLite's LIKE is not)
+    return or_(target == model, *(head == model + sep for sep in ("/", ":", "@")))
 
 
 def verify_audit(conn: Connection) -> int | None:

@@ -526,3 +526,14 @@ def test_a_label_stored_before_normalisation_still_replays_as_a_duplicate(
         ],
     )
     assert statuses == ["duplicate", "duplicate", "duplicate", "conflict"]
+
+
+def test_the_audit_log_of_a_model_matches_its_name_exactly(store: Store) -> None:
+    """SQLite's LIKE ignores case: `CREDIT`'s trail held `credit`'s entries."""
+    for target in ("credit/v3", "credit", "credit:x", "credit_eu/v1", "creditor/v1"):
+        store.append_audit(actor="alice", action="promote", target=target, details={})
+    assert store.audit_log(model="CREDIT") == []
+    assert store.audit_facets("CREDIT") == ([], [])
+    found = {a.target for a in store.audit_log(model="credit")}
+    assert found == {"credit/v3", "credit", "credit:x"}
+    assert {a.target for a in store.audit_log(model="credit_eu")} == {"credit_eu/v1"}
