@@ -73,6 +73,12 @@ def _check_classes(classes: np.ndarray[Any, Any], n_classes: int | None) -> None
     expected = np.arange(len(classes) if n_classes is None else n_classes)
     if classes.shape != expected.shape or not np.array_equal(classes, expected):
         missing = sorted(set(expected.tolist()) - set(classes.tolist()))
+        unknown = sorted(set(classes.tolist()) - set(expected.tolist()))
+        if unknown:
+            raise ExportError(
+                f"the training window's labels include class(es) {unknown} the model does "
+                f"not answer (classes 0..{len(expected) - 1}); check the labels fed back"
+            )
         raise ExportError(
             f"the training window has no rows of class(es) {missing} (it has "
             f"{classes.tolist()}): the exported model would answer {len(classes)} columns "

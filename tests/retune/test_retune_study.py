@@ -273,6 +273,8 @@ def test_a_window_missing_a_class_is_not_exported_with_fewer_columns(missing: in
         refit_and_export({"estimator": "logistic", "C": 1.0}, x, y, n_classes=3)
     exported = refit_and_export({"estimator": "logistic", "C": 1.0}, x, np.where(y > 0, 1, 0))
     assert exported.parity_error <= 1e-4  # all classes there: exported as before
+    with pytest.raises(retune.ExportError, match=r"include class\(es\) \[3\]"):
+        refit_and_export({"estimator": "logistic", "C": 1.0}, x, np.where(y > 0, 3, 0), n_classes=3)
 
 
 def test_configurations_rejected_for_cost_do_not_spend_the_trial_budget(tmp_path: Any) -> None:
