@@ -18,12 +18,12 @@ from tunewatch._auth import Authenticator, hash_token
 from tunewatch._config import ENV_ADMIN_TOKEN, Config, ModelConfig
 from tunewatch._errors import ConfigError
 from tunewatch._evaluation import Evaluator
+from tunewatch._launcher import STALE_HEARTBEATS, JobLauncher
 from tunewatch._recorder import Recorder
 from tunewatch._registry import Registry
 from tunewatch._report import write_report
 from tunewatch._runtime import ScoringRuntime
 from tunewatch._scheduler import PerModelJob, Scheduler, Task
-from tunewatch._tuning import STALE_HEARTBEATS, JobLauncher
 from tunewatch.api import AppContext, create_asgi
 from tunewatch.api._front import InferenceFront
 from tunewatch.comparison import ComparisonRunner

@@ -2,19 +2,15 @@
 refit and export with a parity gate, register the winner in shadow.
 
 A job runs in a worker process (``tunewatch worker --job ID``), never in the API's event
-loop; the leader starts workers for queued jobs (:class:`JobLauncher`), and more workers
-on any machine can join the same study through a shared Optuna RDB storage.
+loop; the leader starts workers for queued jobs (``tunewatch._launcher``), and more
+workers on any machine can join the same study through a shared Optuna RDB storage.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import subprocess
-import sys
 import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -32,21 +28,13 @@ from retune import (
 )
 from retune.cv import StratifiedKFoldCV, TimeSeriesCV, dataset_version, out_of_fold
 from retune.space import load_search_space
-from retune.warmstart import (
-    Combined,
-    CostCeiling,
-    CostPredictor,
-    CostSample,
-    EnqueueTopK,
-    LearnedBox,
-    WarmStartPlan,
-    nearest_cost_predictor,
-)
+from retune.warmstart import Combined, EnqueueTopK, LearnedBox, WarmStartPlan
 from shadow import OnnxModel, ShadowError
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig
 from tunewatch._errors import ConflictError, TunewatchError
 from tunewatch._registry import Reference, Registry, VersionMetadata
+from tunewatch._serving_cost import serving_cost, with_ceiling
 from tunewatch.store import JobRow, ModelRow, Store, VersionRow
 
 logger = logging.getLogger(__name__)
@@ -234,42 +222,6 @@ class TuningJobRunner:
         probe = np.ascontiguousarray(np.nan_to_num(x[:1]), dtype=session.signature.input.dtype)
         return int(session.primary(session.run(probe)).shape[1])
 
-    def _serving_cost(
-        self, model: ModelRow, cfg: ModelConfig, space: Any, job: JobRow
-    ) -> tuple[CostPredictor | None, CostCeiling | None]:
-        """From production telemetry: what each served hyperparameter set costs (its p99
-        latency over the last day, its sessions' memory), and the ceilings the promotion
-        guardrails would hold a challenger to next to the champion. Configurations
-        predicted over them are not trained: they could not be promoted."""
-        champion = self._parent(model, job)
-        guard = cfg.comparison.guardrails
-        latencies = self.store.latencies(model.name, since=job.created_at - timedelta(days=1))
-        samples, p99 = [], {}
-        for version in self.store.list_versions(model.name):
-            served = latencies.get(version.version)
-            if served is None or served.size < guard.min_latency_samples:
-                continue
-            p99[version.version] = float(np.quantile(served, 0.99))
-            samples.append(
-                CostSample(
-                    params=version.hyperparameters,
-                    latency_p99_s=p99[version.version],
-                    memory_bytes=float(version.load_memory_bytes or 0),
-                )
-            )
-        latency = [guard.max_latency_p99_s]
-        memory = [guard.max_memory_bytes]
-        if champion is not None and champion.version in p99 and guard.max_latency_p99_ratio:
-            latency.append(p99[champion.version] * guard.max_latency_p99_ratio)
-        if champion is not None and champion.load_memory_bytes and guard.max_memory_ratio:
-            memory.append(int(champion.load_memory_bytes * guard.max_memory_ratio))
-        max_latency = min((v for v in latency if v is not None), default=None)
-        max_memory = min((v for v in memory if v is not None), default=None)
-        if not samples or (max_latency is None and max_memory is None):
-            return None, None
-        ceiling = CostCeiling(max_latency_p99_s=max_latency, max_memory_bytes=max_memory)
-        return nearest_cost_predictor(samples, space), ceiling
-
     def _plan(self, model: ModelRow, cfg: ModelConfig, space: Any) -> WarmStartPlan | None:
         kind = cfg.tuning.warm_start
         storage = self.config.tuning_storage_url
@@ -298,9 +250,11 @@ class TuningJobRunner:
         space = load_search_space(space_path)
         objective = make_objective(cfg.objective.name, task=model.task, **cfg.objective.params)
         plan = self._plan(model, cfg, space)
-        predictor, ceiling = self._serving_cost(model, cfg, space, job)
+        predictor, ceiling = serving_cost(
+            self.store, model.name, cfg, self._parent(model, job), space, job.created_at
+        )
         if ceiling is not None:
-            plan = _with_ceiling(plan, ceiling)
+            plan = with_ceiling(plan, ceiling)
         study = f"{model.name}-job{job.id}"
         storage = self.config.tuning_storage_url
         self.store.update_job_progress(
@@ -441,21 +395,6 @@ class TuningJobRunner:
         }
 
 
-def _with_ceiling(plan: WarmStartPlan | None, ceiling: CostCeiling) -> WarmStartPlan:
-    note = (
-        f"reject configurations predicted (nearest served configuration) over p99 "
-        f"{ceiling.max_latency_p99_s}s or {ceiling.max_memory_bytes} B"
-    )
-    if plan is None:
-        return WarmStartPlan(strategies=("cost_constraint",), cost=ceiling, notes=(note,))
-    return dataclasses.replace(
-        plan,
-        strategies=(*plan.strategies, "cost_constraint"),
-        cost=ceiling,
-        notes=(*plan.notes, note),
-    )
-
-
 def _reference_rows(version: VersionRow, n: int) -> int:
     """How many of ``version``'s ``n`` reference rows are not traffic: all of them, unless
     a job registered it (its reference is its training rows, the traffic ones last)."""
@@ -475,7 +414,7 @@ class _RegisteredElsewhere(Exception):
 
 class _Heartbeat:
     """Tells the store every ``interval_s`` that this job's worker is alive, from claim to
-    finish; the launcher fails jobs whose heartbeat stops (:meth:`JobLauncher.tick`)."""
+    finish; the launcher fails jobs whose heartbeat stops (``JobLauncher.tick``)."""
 
     def __init__(self, store: Store, job_id: int, interval_s: float) -> None:
         self._store, self._job_id, self._interval = store, job_id, interval_s
@@ -540,107 +479,3 @@ class _ProgressReporter:
                 self._callback(progress)
         except (RetuneError, TunewatchError) as exc:
             logger.warning("job=%d: progress not updated: %s", job_id, exc)
-
-
-#: A running job whose worker missed this many heartbeats in a row is failed.
-STALE_HEARTBEATS = 6
-
-
-class JobLauncher:
-    """Starts worker processes for queued jobs (run by the scheduler's leader)."""
-
-    def __init__(
-        self, *, store: Store, config_path: Path, workers: int, stale_after_s: float
-    ) -> None:
-        self.store = store
-        self.config_path = config_path
-        self.workers = workers
-        self.stale_after_s = stale_after_s
-        self._procs: dict[int, subprocess.Popen[bytes]] = {}
-
-    def tick(self) -> list[int]:
-        """Fail running jobs whose worker stopped heartbeating (any worker, on any host),
-        reap finished workers and start new ones; returns the job ids started."""
-        for job in self.store.fail_stale_jobs(older_than=timedelta(seconds=self.stale_after_s)):
-            if self._registered(job):
-                continue
-            logger.error("job=%d model=%s failed: %s", job.id, job.model, job.error)
-            self.store.add_event(
-                model=job.model, type="retune_failed", payload={"job": job.id, "error": job.error}
-            )
-        for job_id, proc in list(self._procs.items()):
-            if proc.poll() is not None:
-                del self._procs[job_id]
-                if proc.returncode != 0:
-                    logger.warning("worker for job %d exited with %d", job_id, proc.returncode)
-        started = []
-        for job in reversed(self.store.list_jobs(status="queued", limit=50)):
-            if len(self._procs) >= self.workers:
-                break
-            if job.id in self._procs:
-                continue
-            self._procs[job.id] = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tunewatch._cli",
-                    "--config",
-                    str(self.config_path),
-                    "worker",
-                    "--job",
-                    str(job.id),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            started.append(job.id)
-            logger.info("started a worker for job %d (pid %d)", job.id, self._procs[job.id].pid)
-        return started
-
-    def _registered(self, job: JobRow) -> bool:
-        """Finish a stale job as succeeded when its study registered a version: its worker
-        died between registering and finishing (a study registers once, so no other
-        worker would)."""
-        study = f"{job.model}-job{job.id}"
-        version = next((v for v in self.store.list_versions(job.model) if v.study == study), None)
-        if version is None:
-            return False
-        result = {
-            "version": version.version,
-            "study": study,
-            "best_value": version.details.get("best_value"),
-            "n_trials": version.details.get("n_trials"),
-            "stopped_by": version.details.get("stopped_by"),
-            "parity_error": version.details.get("parity_error"),
-            "dataset_version": version.dataset_version,
-            "warm_start": (version.details.get("warm_start_plan") or {}).get("strategies", []),
-            "parent": version.parent_version,
-            "recovered": "the worker died after registering; finished by the launcher",
-        }
-        try:  # failed as stale a moment ago: succeeded after all
-            self.store.finish_job(job.id, status="succeeded", result=result, replacing=("failed",))
-        except ConflictError as exc:  # finished otherwise meanwhile
-            if exc.code != "job_finished":
-                raise
-            return True
-        self.store.add_event(model=job.model, type="challenger_registered", payload=result)
-        logger.warning(
-            "job=%d model=%s: its worker died after registering version %d; finished",
-            job.id,
-            job.model,
-            version.version,
-        )
-        return True
-
-    def stop(self) -> None:
-        """Ask the workers to stop (SIGTERM: each ends its running trial and queues its
-        job again); one still running after 30 s is killed, and its job is failed once
-        its heartbeats stop."""
-        for proc in self._procs.values():
-            proc.terminate()
-        for proc in self._procs.values():
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()

@@ -623,14 +623,14 @@ def test_decay_follows_the_champion_not_the_versions_before_it(
 def test_a_row_without_an_output_has_no_predicted_class() -> None:
     """Rows a live split's challenger answered (no champion output: NaN) were counted as
     class "0", and raised prediction drift on a 50/50 split of unchanged traffic."""
-    from tunewatch._evaluation import PREDICTION, _frame
+    from tunewatch._drift_report import PREDICTION, drift_frame
     from tunewatch.store import ModelRow
 
     model = ModelRow(
         name="mc", task="multiclass", feature_names=("a",), regulated=False, created_at=T0
     )
     outputs = np.array([[0.1, 0.7, 0.2], [np.nan] * 3, [0.6, 0.3, 0.1]], dtype=np.float32)
-    frame = _frame(model, np.zeros((3, 1)), outputs, None)
+    frame = drift_frame(model, np.zeros((3, 1)), outputs, None)
     assert frame[PREDICTION].tolist()[0] == "1" and frame[PREDICTION].tolist()[2] == "0"
     assert frame[PREDICTION].isna().tolist() == [False, True, False]
 
@@ -695,7 +695,7 @@ def test_the_report_applies_the_multiple_testing_rule_of_the_verdict(rule: str) 
     from monitor import ReferenceProfile, evidently_report
     from monitor.drift import DriftDetector
     from tunewatch._config import DriftEvaluationConfig
-    from tunewatch._evaluation import _judged_as
+    from tunewatch._drift_report import judged_as
 
     rng = np.random.default_rng(0)
     names = list("abcdefgh")
@@ -717,6 +717,6 @@ def test_the_report_applies_the_multiple_testing_rule_of_the_verdict(rule: str) 
             for c in result.columns
         ],
     }
-    columns, share = _judged_as(payload, DriftEvaluationConfig(dataset_rule=rule))
+    columns, share = judged_as(payload, DriftEvaluationConfig(dataset_rule=rule))
     _, verdicts = evidently_report(reference, current, columns=columns, drift_share=share)
     assert {k for k, v in verdicts.items() if v} == set(result.drifted_columns) == {"b"}

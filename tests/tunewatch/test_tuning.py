@@ -22,8 +22,9 @@ from tunewatch._cli import main
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
+from tunewatch._launcher import STALE_HEARTBEATS, JobLauncher
 from tunewatch._registry import Reference, VersionMetadata
-from tunewatch._tuning import STALE_HEARTBEATS, JobLauncher, TuningJobRunner
+from tunewatch._tuning import TuningJobRunner
 from tunewatch.store import LabelItem, OutputRecord, RequestRecord, VersionRow
 
 MODEL = "credit"

@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from tunewatch._auth import Principal
-from tunewatch._evaluation import DRIFT_REPORT_HEADERS
+from tunewatch._drift_report import DRIFT_REPORT_HEADERS
 from tunewatch.api._context import RowId, VersionFilter, context
 from tunewatch.api._models import Limit, Operator, Reader, require
 from tunewatch.api._route import ApiRoute

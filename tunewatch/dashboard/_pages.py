@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from tunewatch._auth import AuthError, Principal
+from tunewatch._drift_report import DRIFT_REPORT_HEADERS
 from tunewatch._errors import TunewatchError
-from tunewatch._evaluation import DRIFT_REPORT_HEADERS
 from tunewatch.api._context import RowId, context
 from tunewatch.api._errors import status_for
 

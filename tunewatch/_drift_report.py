@@ -1,0 +1,186 @@
+"""The frames drift is judged on (features, the champion's prediction, the label), and
+evidently's HTML report of a stored drift verdict, built once and kept."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from monitor import ColumnDriftConfig, EvidentlyError, evidently_report
+from monitor.drift import METHODS as DRIFT_METHODS
+from monitor.objectives import positive_proba
+from tunewatch._artefacts import ArtefactStore
+from tunewatch._config import Config
+from tunewatch._errors import NotFoundError, TunewatchError
+from tunewatch.store import ModelRow, Store, VersionRow
+
+PREDICTION = "__prediction__"
+LABEL = "__label__"
+
+#: How to serve :func:`drift_report`'s HTML. evidently's report needs its own
+#: inline scripts and writes column names into one unescaped, so a feature name could
+#: smuggle in a script: ``sandbox`` renders the page in an opaque origin, where no script
+#: reaches the dashboard's origin, session cookie or API.
+DRIFT_REPORT_HEADERS = {
+    "Content-Security-Policy": "sandbox allow-scripts allow-popups",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+
+
+def drift_report(
+    store: Store,
+    artefacts: ArtefactStore,
+    config: Config,
+    baseline_of: Callable[[VersionRow, ModelRow], Any],
+    name: str,
+    evaluation_id: int,
+) -> str:
+    """evidently's HTML drift report for a stored drift evaluation's window, judged as
+    the verdict was (:func:`judged_as`), against ``baseline_of(champion, model)``.
+
+    Built once (evidently is slow and imported lazily), stored content-addressed and
+    remembered as a ``drift_report`` evaluation; later calls return the stored file.
+    """
+    target = store.get_evaluation(name, evaluation_id)
+    if target.kind != "drift":
+        raise NotFoundError(
+            f"model {name!r} has no drift evaluation {evaluation_id}",
+            code="evaluation_not_found",
+        )
+    if target.status != "ok" or target.window_start is None:
+        raise NotFoundError(
+            f"drift evaluation {evaluation_id} measured no window ({target.status}): "
+            "there is no report of it",
+            code="evaluation_not_found",
+        )
+    built = store.list_evaluations(
+        name, kind="drift_report", since=target.window_end, until=target.window_end
+    )
+    for row in built:
+        if row.payload.get("evaluation") == evaluation_id:
+            return artefacts.get(row.payload["sha256"], ".html").decode()
+    model = store.get_model(name)
+    champion = store.get_version(name, target.version) if target.version is not None else None
+    baseline = baseline_of(champion, model) if champion is not None else None
+    if baseline is None:
+        raise NotFoundError(
+            f"evaluation {evaluation_id} has no reference to compare with",
+            code="evaluation_not_found",
+        )
+    window = store.window(
+        name,
+        n_features=len(model.feature_names),
+        start=target.window_start,
+        end=target.window_end + timedelta(microseconds=1),
+    )
+    reference = drift_frame(
+        model, baseline.reference.features, baseline.scores, baseline.reference.labels
+    )
+    current = drift_frame(
+        model,
+        window.features,
+        # predictions: the champion's, as the verdict read them
+        np.where((window.versions == target.version)[:, None], window.outputs, np.nan),
+        window.labels if baseline.reference.labels is not None else None,
+    )
+    settings = config.model_or_default(name, model.task).evaluation.drift
+    columns, drift_share = judged_as(target.payload, settings)
+    try:
+        html, verdicts = evidently_report(
+            reference,
+            current,
+            columns=columns,
+            column_types=column_types(model, reference),
+            drift_share=drift_share,
+        )
+    except EvidentlyError as exc:
+        raise TunewatchError(
+            f"evidently could not build the report of drift evaluation {evaluation_id}: {exc}",
+            code="report_unavailable",
+        ) from exc
+    sha = artefacts.put(html.encode(), ".html")
+    store.add_evaluation(
+        model=name,
+        version=target.version,
+        kind="drift_report",
+        status="ok",
+        window_start=target.window_start,
+        window_end=target.window_end,
+        payload={
+            "evaluation": evaluation_id,
+            "sha256": sha,
+            "drifted_columns": sorted(c for c, drifted in verdicts.items() if drifted),
+        },
+    )
+    return html
+
+
+def judged_as(payload: dict[str, Any], settings: Any) -> tuple[dict[str, ColumnDriftConfig], float]:
+    """evidently's per-column methods and thresholds, and dataset share, that reproduce a
+    stored drift verdict: each column with the method the evaluation used (tunewatch picks
+    the default by the smaller sample, evidently by the reference alone); under the
+    ``bonferroni`` or ``fdr`` rule, p-value columns at the corrected threshold, and the
+    dataset drifted when any column did."""
+    stored = [c for c in payload.get("columns", []) if c.get("method") in DRIFT_METHODS]
+    thresholds: dict[str, float | None] = {c["column"]: c.get("threshold") for c in stored}
+    for name, spec in settings.columns.items():
+        thresholds.setdefault(name, spec.threshold)
+    methods = {c["column"]: c["method"] for c in stored}
+    for name, spec in settings.columns.items():
+        methods.setdefault(name, spec.method)
+    drift_share = settings.share_threshold
+    rule = payload.get("rule", "share")
+    tested = [c for c in stored if c.get("status") != "insufficient_data"]
+    with_p = sorted(
+        (float(c["p_value"]), c["column"]) for c in tested if c.get("p_value") is not None
+    )
+    if rule in ("bonferroni", "fdr") and with_p:
+        m = len(with_p)
+        if rule == "bonferroni":
+            cut = settings.alpha / m
+        else:  # Benjamini-Hochberg rejects the k smallest, k the largest with p_(k) <= k a/m:
+            # exactly the p-values under the critical value k a/m (p_(k+1) > (k+1) a/m)
+            k = max(
+                (j for j, (p, _) in enumerate(with_p, 1) if p <= j * settings.alpha / m), default=1
+            )
+            cut = math.nextafter(k * settings.alpha / m, math.inf)
+        for _, column in with_p:
+            thresholds[column] = max(cut, 5e-324)
+        drift_share = 1.0 / max(len(tested), 1)
+    columns = {
+        name: ColumnDriftConfig(method=methods[name], threshold=thresholds.get(name))
+        for name in methods
+    }
+    return columns, drift_share
+
+
+def drift_frame(
+    model: ModelRow, features: np.ndarray, outputs: np.ndarray, labels: np.ndarray | None
+) -> pd.DataFrame:
+    frame = pd.DataFrame(np.asarray(features, dtype=np.float64), columns=list(model.feature_names))
+    out = np.asarray(outputs, dtype=np.float64)
+    if model.task == "binary":
+        frame[PREDICTION] = positive_proba(out) if out.size else np.empty(0)
+    elif model.task == "multiclass":  # a row without an output has no predicted class
+        answered = ~np.isnan(out).any(axis=1) if out.size else np.empty(0, bool)
+        classes = out.argmax(axis=1).astype(str) if out.size else np.empty(0, str)
+        frame[PREDICTION] = pd.Series(classes, dtype=object).where(answered, None)
+    else:
+        frame[PREDICTION] = out.reshape(len(frame), -1)[:, 0] if out.size else np.empty(0)
+    if labels is not None:
+        frame[LABEL] = labels
+    return frame
+
+
+def column_types(model: ModelRow, frame: pd.DataFrame) -> dict[str, Any]:
+    types: dict[str, Any] = {c: "num" for c in model.feature_names}
+    types[PREDICTION] = "cat" if model.task == "multiclass" else "num"
+    if LABEL in frame.columns:
+        types[LABEL] = "num" if model.task == "regression" else "cat"
+    return types

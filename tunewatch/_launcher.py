@@ -1,0 +1,118 @@
+"""Starting worker processes for queued re-tuning jobs, and failing jobs whose worker
+stopped heartbeating (run by the scheduler's leader)."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+from tunewatch._errors import ConflictError
+from tunewatch.store import JobRow, Store
+
+logger = logging.getLogger(__name__)
+
+#: A running job whose worker missed this many heartbeats in a row is failed.
+STALE_HEARTBEATS = 6
+
+
+class JobLauncher:
+    """Starts worker processes for queued jobs (run by the scheduler's leader)."""
+
+    def __init__(
+        self, *, store: Store, config_path: Path, workers: int, stale_after_s: float
+    ) -> None:
+        self.store = store
+        self.config_path = config_path
+        self.workers = workers
+        self.stale_after_s = stale_after_s
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def tick(self) -> list[int]:
+        """Fail running jobs whose worker stopped heartbeating (any worker, on any host),
+        reap finished workers and start new ones; returns the job ids started."""
+        for job in self.store.fail_stale_jobs(older_than=timedelta(seconds=self.stale_after_s)):
+            if self._registered(job):
+                continue
+            logger.error("job=%d model=%s failed: %s", job.id, job.model, job.error)
+            self.store.add_event(
+                model=job.model, type="retune_failed", payload={"job": job.id, "error": job.error}
+            )
+        for job_id, proc in list(self._procs.items()):
+            if proc.poll() is not None:
+                del self._procs[job_id]
+                if proc.returncode != 0:
+                    logger.warning("worker for job %d exited with %d", job_id, proc.returncode)
+        started = []
+        for job in reversed(self.store.list_jobs(status="queued", limit=50)):
+            if len(self._procs) >= self.workers:
+                break
+            if job.id in self._procs:
+                continue
+            self._procs[job.id] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tunewatch._cli",
+                    "--config",
+                    str(self.config_path),
+                    "worker",
+                    "--job",
+                    str(job.id),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            started.append(job.id)
+            logger.info("started a worker for job %d (pid %d)", job.id, self._procs[job.id].pid)
+        return started
+
+    def _registered(self, job: JobRow) -> bool:
+        """Finish a stale job as succeeded when its study registered a version: its worker
+        died between registering and finishing (a study registers once, so no other
+        worker would)."""
+        study = f"{job.model}-job{job.id}"
+        version = next((v for v in self.store.list_versions(job.model) if v.study == study), None)
+        if version is None:
+            return False
+        result = {
+            "version": version.version,
+            "study": study,
+            "best_value": version.details.get("best_value"),
+            "n_trials": version.details.get("n_trials"),
+            "stopped_by": version.details.get("stopped_by"),
+            "parity_error": version.details.get("parity_error"),
+            "dataset_version": version.dataset_version,
+            "warm_start": (version.details.get("warm_start_plan") or {}).get("strategies", []),
+            "parent": version.parent_version,
+            "recovered": "the worker died after registering; finished by the launcher",
+        }
+        try:  # failed as stale a moment ago: succeeded after all
+            self.store.finish_job(job.id, status="succeeded", result=result, replacing=("failed",))
+        except ConflictError as exc:  # finished otherwise meanwhile
+            if exc.code != "job_finished":
+                raise
+            return True
+        self.store.add_event(model=job.model, type="challenger_registered", payload=result)
+        logger.warning(
+            "job=%d model=%s: its worker died after registering version %d; finished",
+            job.id,
+            job.model,
+            version.version,
+        )
+        return True
+
+    def stop(self) -> None:
+        """Ask the workers to stop (SIGTERM: each ends its running trial and queues its
+        job again); one still running after 30 s is killed, and its job is failed once
+        its heartbeats stop."""
+        for proc in self._procs.values():
+            proc.terminate()
+        for proc in self._procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -1,0 +1,77 @@
+"""Serving-cost ceilings for a re-tuning job, from production telemetry: what each served
+hyperparameter set costs (p99 latency over the last day, session memory), and what the
+promotion guardrails would accept next to the champion."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from retune.warmstart import (
+    CostCeiling,
+    CostPredictor,
+    CostSample,
+    WarmStartPlan,
+    nearest_cost_predictor,
+)
+from tunewatch._config import ModelConfig
+from tunewatch.store import Store, VersionRow
+
+
+def serving_cost(
+    store: Store,
+    model: str,
+    cfg: ModelConfig,
+    champion: VersionRow | None,
+    space: Any,
+    until: datetime,
+) -> tuple[CostPredictor | None, CostCeiling | None]:
+    """The predictor (the nearest served configuration of the same branches) and the
+    ceilings, or ``(None, None)`` when nothing was served long enough or no guardrail
+    sets a limit. Configurations predicted over the ceilings are not trained: they
+    could not be promoted."""
+    guard = cfg.comparison.guardrails
+    latencies = store.latencies(model, since=until - timedelta(days=1))
+    samples, p99 = [], {}
+    for version in store.list_versions(model):
+        served = latencies.get(version.version)
+        if served is None or served.size < guard.min_latency_samples:
+            continue
+        p99[version.version] = float(np.quantile(served, 0.99))
+        samples.append(
+            CostSample(
+                params=version.hyperparameters,
+                latency_p99_s=p99[version.version],
+                memory_bytes=float(version.load_memory_bytes or 0),
+            )
+        )
+    latency = [guard.max_latency_p99_s]
+    memory = [guard.max_memory_bytes]
+    if champion is not None and champion.version in p99 and guard.max_latency_p99_ratio:
+        latency.append(p99[champion.version] * guard.max_latency_p99_ratio)
+    if champion is not None and champion.load_memory_bytes and guard.max_memory_ratio:
+        memory.append(int(champion.load_memory_bytes * guard.max_memory_ratio))
+    max_latency = min((v for v in latency if v is not None), default=None)
+    max_memory = min((v for v in memory if v is not None), default=None)
+    if not samples or (max_latency is None and max_memory is None):
+        return None, None
+    ceiling = CostCeiling(max_latency_p99_s=max_latency, max_memory_bytes=max_memory)
+    return nearest_cost_predictor(samples, space), ceiling
+
+
+def with_ceiling(plan: WarmStartPlan | None, ceiling: CostCeiling) -> WarmStartPlan:
+    note = (
+        f"reject configurations predicted (nearest served configuration) over p99 "
+        f"{ceiling.max_latency_p99_s}s or {ceiling.max_memory_bytes} B"
+    )
+    if plan is None:
+        return WarmStartPlan(strategies=("cost_constraint",), cost=ceiling, notes=(note,))
+    return dataclasses.replace(
+        plan,
+        strategies=(*plan.strategies, "cost_constraint"),
+        cost=ceiling,
+        notes=(*plan.notes, note),
+    )
