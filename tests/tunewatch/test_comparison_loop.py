@@ -348,10 +348,11 @@ def test_regulated_winner_waits_for_an_approver(
         d.close()
 
 
-def _promote_a_worse_version(d: Daemon, trained: list[ExampleModel]) -> Traffic:
-    """v1 answers 400 labelled requests an hour ago; v2 is promoted; v2 then answers with
-    inverted probabilities (far worse than v1 was)."""
-    t = traffic(trained, 1400, seed=21)
+def _promote_a_worse_version(d: Daemon, trained: list[ExampleModel], n: int = 1400) -> Traffic:
+    """v1 answers 400 labelled requests an hour ago; v2 is promoted (seeded traffic of
+    ``n`` rows in all); v2 then answers with inverted probabilities (far worse than v1
+    was) in the tests that feed it so."""
+    t = traffic(trained, n, seed=21)
     write(
         d.store,
         ids=range(0, 400),

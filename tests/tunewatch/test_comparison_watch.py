@@ -17,14 +17,13 @@ from tests.tunewatch.test_comparison_loop import (
     BATCH,
     MODEL,
     Traffic,
+    _promote_a_worse_version,
     copy_daemon,
     oracle,
     runner,
     template,  # noqa: F401  (module fixture)
-    traffic,
     write,
 )
-from tunewatch import _governance as governance
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
 from tunewatch.comparison import ComparisonConfig, ComparisonResult, ComparisonRunner
@@ -43,18 +42,7 @@ def daemon(template: Path, tmp_path: Path) -> Iterator[Daemon]:  # noqa: F811
 def _promote_v2(d: Daemon, trained: list[ExampleModel], n: int = 2400) -> Traffic:
     """v1 (logistic) answers 400 labelled requests of clean traffic an hour ago; v2 is
     promoted."""
-    t = traffic(trained, n, seed=21)
-    write(
-        d.store,
-        ids=range(0, 400),
-        x=t.x[:400],
-        y=t.y[:400],
-        answers={1: t.logistic[:400]},
-        received_at=datetime.now(UTC) - timedelta(hours=1),
-    )
-    outcome = governance.promote(d.store, d.config, MODEL, 2, actor="test", reason="try v2")
-    assert outcome.status == "promoted"
-    return t
+    return _promote_a_worse_version(d, trained, n)
 
 
 def _feed(d: Daemon, t: Traffic, start: int, stop: int, v2: np.ndarray, y: np.ndarray) -> None:

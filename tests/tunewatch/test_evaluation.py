@@ -28,23 +28,16 @@ WINDOW = 600  # rows per evaluated window (documented constant of the golden tes
 T0 = datetime.now(UTC) - timedelta(hours=6)
 
 
-@pytest.fixture
-def daemon(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Daemon]:
+def _champion_daemon(
+    trained: list[ExampleModel], tmp_path: Path, evaluation: dict[str, object]
+) -> Daemon:
+    """A daemon whose model has this ``evaluation`` config and the example champion with
+    its reference."""
     config = build_config(
         {
             "data_dir": str(tmp_path),
             "scheduler": {"enabled": False},
-            "models": [
-                {
-                    "name": MODEL,
-                    "task": "binary",
-                    "evaluation": {
-                        "window_rows": WINDOW,
-                        "drift": {"consecutive": 2, "cooldown_minutes": 600},
-                        "decay": {"window_s": 3600, "maturity_s": 0, "horizon_windows": 24},
-                    },
-                }
-            ],
+            "models": [{"name": MODEL, "task": "binary", "evaluation": evaluation}],
         },
         env={},
     )
@@ -56,6 +49,20 @@ def daemon(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Daemon]:
         actor="test",
         stage="champion",
         reference=trained[0].reference,
+    )
+    return d
+
+
+@pytest.fixture
+def daemon(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Daemon]:
+    d = _champion_daemon(
+        trained,
+        tmp_path,
+        {
+            "window_rows": WINDOW,
+            "drift": {"consecutive": 2, "cooldown_minutes": 600},
+            "decay": {"window_s": 3600, "maturity_s": 0, "horizon_windows": 24},
+        },
     )
     yield d
     d.close()
@@ -512,29 +519,15 @@ def test_the_report_judges_columns_as_the_model_s_drift_settings_do(
 ) -> None:
     """The report used evidently's defaults whatever the model's drift settings, so it
     contradicted the stored verdict it explains."""
-    config = build_config(
+    d = _champion_daemon(
+        trained,
+        tmp_path,
         {
-            "data_dir": str(tmp_path),
-            "scheduler": {"enabled": False},
-            "models": [
-                {
-                    "name": MODEL,
-                    "task": "binary",
-                    "evaluation": {
-                        "window_rows": WINDOW,
-                        "drift": {"columns": {"x0": {"method": "psi", "threshold": 100.0}}},
-                    },
-                }
-            ],
+            "window_rows": WINDOW,
+            "drift": {"columns": {"x0": {"method": "psi", "threshold": 100.0}}},
         },
-        env={},
     )
-    d = Daemon(config, env={})
     try:
-        d.registry.register(
-            MODEL, trained[0].onnx, trained[0].metadata, actor="t", stage="champion",
-            reference=trained[0].reference,
-        )  # fmt: skip
         clock = Clock()
         d.evaluator.clock = clock
         feed(d, clock, 0, WINDOW, shift=1.0, seed=3)
@@ -581,27 +574,11 @@ def test_decay_follows_the_champion_not_the_versions_before_it(
 ) -> None:
     """The decay trend and its realised gauge (labelled with the champion's version) read
     every answered row of the horizon, the previous champion's included."""
-    config = build_config(
-        {
-            "data_dir": str(tmp_path),
-            "scheduler": {"enabled": False},
-            "models": [
-                {
-                    "name": MODEL,
-                    "task": "binary",
-                    # labels arrive now, up to 6 h after their requests: matured within 6 h
-                    "evaluation": {"decay": {"window_s": 3600, "maturity_s": 21_600}},
-                }
-            ],
-        },
-        env={},
+    # labels arrive now, up to 6 h after their requests: matured within 6 h
+    daemon = _champion_daemon(
+        trained, tmp_path, {"decay": {"window_s": 3600, "maturity_s": 21_600}}
     )
-    daemon = Daemon(config, env={})
     try:
-        daemon.registry.register(
-            MODEL, trained[0].onnx, trained[0].metadata, actor="t", stage="champion",
-            reference=trained[0].reference,
-        )  # fmt: skip
         clock = Clock()
         daemon.evaluator.clock = clock
         for w in range(4):  # v1 answers four hourly decay windows

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from shadow.stats import GuardrailResult
+from shadow.stats import GuardrailResult, Look
 from tunewatch.store._comparisons import (
     ComparisonLookRow,
     ComparisonTestRow,
+    LookValues,
     SplitCheckRow,
 )
 
@@ -89,3 +90,20 @@ def needs_action(test: ComparisonTestRow) -> bool:
 def stateless(state: Mapping[str, Any]) -> dict[str, Any]:
     """A test's state without its look history (the looks live in ``comparison_looks``)."""
     return {**state, "history": []}
+
+
+def paired_values(look: Look, method: str, correction: str | None = None) -> LookValues:
+    """A paired test's look as stored (its p-value not adjusted yet)."""
+    return LookValues(
+        method=method,
+        n=look.n,
+        estimate=look.estimate,
+        ci_low=look.ci_low,
+        ci_high=look.ci_high,
+        p_value=look.p_value,
+        adjusted_p_value=look.p_value,
+        decision=look.decision,
+        fixed_t_p=look.fixed_t_p,
+        bootstrap_ci=look.bootstrap_ci,
+        correction=correction,
+    )

@@ -65,6 +65,7 @@ from tunewatch.comparison._results import (
     ComparisonResult,
     make_result,
     needs_action,
+    paired_values,
     stateless,
 )
 from tunewatch.comparison._split_test import SplitTest
@@ -403,20 +404,7 @@ class ComparisonRunner:
             self.comparisons.consume_unscored(test, batch.request_ids)  # not read again
             return None
         d = paired_differences(objective, batch.labels, batch.answer, batch.paired)
-        look = sequential.update(d)
-        values = LookValues(
-            method=sequential.method,
-            n=look.n,
-            estimate=look.estimate,
-            ci_low=look.ci_low,
-            ci_high=look.ci_high,
-            p_value=look.p_value,
-            adjusted_p_value=look.p_value,
-            decision=look.decision,
-            fixed_t_p=look.fixed_t_p,
-            bootstrap_ci=look.bootstrap_ci,
-            correction=test.correction,
-        )
+        values = paired_values(sequential.update(d), sequential.method, test.correction)
         return list(batch.request_ids), values, stateless(sequential.to_dict())
 
     def _delong_update(

@@ -11,7 +11,6 @@ import numpy as np
 
 from monitor.objectives import Objective
 from shadow.stats import (
-    Look,
     PairedSequentialTest,
     TwoSampleLook,
     TwoSampleSequentialTest,
@@ -19,7 +18,13 @@ from shadow.stats import (
 )
 from tunewatch._errors import ConflictError
 from tunewatch.comparison._config import ComparisonConfig
-from tunewatch.comparison._results import ACTOR, ComparisonResult, make_result, stateless
+from tunewatch.comparison._results import (
+    ACTOR,
+    ComparisonResult,
+    make_result,
+    paired_values,
+    stateless,
+)
 from tunewatch.store import Store
 from tunewatch.store._comparisons import (
     ComparisonLookRow,
@@ -417,20 +422,6 @@ def watch_values(look: TwoSampleLook, method: str) -> LookValues:
     return LookValues(
         method=method,
         n=int(look.n_challenger),
-        estimate=look.estimate,
-        ci_low=look.ci_low,
-        ci_high=look.ci_high,
-        p_value=look.p_value,
-        adjusted_p_value=look.p_value,
-        decision=look.decision,
-        fixed_t_p=look.fixed_t_p,
-    )
-
-
-def paired_values(look: Look, method: str) -> LookValues:
-    return LookValues(
-        method=method,
-        n=look.n,
         estimate=look.estimate,
         ci_low=look.ci_low,
         ci_high=look.ci_high,
