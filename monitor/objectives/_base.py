@@ -36,6 +36,13 @@ class Objective(ABC):
     def has_per_request_loss(self) -> bool:
         return type(self).per_request_loss is not Objective.per_request_loss
 
+    @property
+    def loss_range(self) -> float | None:
+        """The largest possible difference between two requests' losses, or ``None`` when
+        the loss is unbounded (a paired test uses it to allow for rare losses it has not
+        seen yet)."""
+        return None
+
     @abstractmethod
     def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
         """The metric over the window."""

@@ -40,6 +40,10 @@ class Brier(Objective):
     greater_is_better: ClassVar[bool] = False
     tasks: ClassVar[frozenset[str]] = frozenset({"binary", "multiclass"})
 
+    @property
+    def loss_range(self) -> float:
+        return 2.0  # a sure wrong class: 1 + 1 (binary models score the positive column: 1)
+
     def per_request_loss(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         t, p = check_lengths(y_true, y_pred)
         proba = class_proba(p)
@@ -62,6 +66,10 @@ class Accuracy(Objective):
         if not 0.0 < threshold < 1.0:
             raise ObjectiveError(f"`threshold` must be in (0, 1), got {threshold}")
         self.threshold = threshold
+
+    @property
+    def loss_range(self) -> float:
+        return 1.0
 
     def _predicted(self, proba: np.ndarray) -> np.ndarray:
         if proba.shape[1] == 2:
@@ -96,6 +104,10 @@ class CostWeightedError(Objective):
         if not np.isfinite(m).all() or (m < 0).any():
             raise ObjectiveError("`cost_matrix` entries must be finite and non-negative")
         self.cost_matrix = m
+
+    @property
+    def loss_range(self) -> float:
+        return float(self.cost_matrix.max() - self.cost_matrix.min())
 
     def per_request_loss(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         t, p = check_lengths(y_true, y_pred)

@@ -84,21 +84,25 @@ def evaluate_estimate(
     df: np.ndarray,
     active: np.ndarray,
     greater_is_better: bool,
+    allowance: np.ndarray | float = 0.0,
 ) -> LookArrays:
     """The always-valid and fixed-horizon inference at one look (vectorised).
 
     ``active`` marks looks with enough data to decide (``n >= min_n``); other looks report
-    an unbounded interval, ``p = 1`` and "continue".
+    an unbounded interval, ``p = 1`` and "continue". ``allowance`` widens the always-valid
+    interval on both sides and moves the tested estimate that much towards 0 (what losses
+    not seen yet could add); the fixed-horizon columns use the estimate as it is.
     """
     from shadow.stats._fixed import t_test
 
     theta = np.asarray(estimate, dtype=np.float64)
+    tested = np.sign(theta) * np.maximum(np.abs(theta) - allowance, 0.0)
     on = np.asarray(active, dtype=bool)
     # Inactive looks may carry an infinite variance (n < 2); keep the math finite there.
     v = np.where(on, estimate_variance, 1.0)
     unit = np.where(on, unit_variance, 1.0)
-    half = method.half_width(v, unit)
-    p = method.p_value(theta, v, unit)
+    half = method.half_width(v, unit) + allowance
+    p = method.p_value(tested, v, unit)
     p = np.where(on, p, 1.0)
     low = np.where(on, theta - half, -np.inf)
     high = np.where(on, theta + half, np.inf)
@@ -125,6 +129,19 @@ def sample_variance(n: np.ndarray, total: np.ndarray, total_sq: np.ndarray) -> n
     safe = np.maximum(count, 2.0)
     var = np.maximum(ss - s**2 / np.maximum(count, 1.0), 0.0) / (safe - 1.0)
     return np.asarray(np.where(count >= 2, var, np.inf))
+
+
+def skewness(
+    n: np.ndarray, total: np.ndarray, total_sq: np.ndarray, total_cube: np.ndarray
+) -> np.ndarray:
+    """Sample skewness ``m3 / m2**1.5`` from power sums (0 where the values are all equal)."""
+    count = np.maximum(np.asarray(n, dtype=np.float64), 1.0)
+    mean = np.asarray(total, dtype=np.float64) / count
+    m2 = np.maximum(np.asarray(total_sq, dtype=np.float64) / count - mean**2, 0.0)
+    m3 = np.asarray(total_cube, dtype=np.float64) / count - 3.0 * mean * total_sq / count
+    m3 = m3 + 2.0 * mean**3
+    spread = m2 > 1e-12 * np.maximum(mean**2, 1e-300)
+    return np.asarray(np.where(spread, m3 / np.where(spread, m2, 1.0) ** 1.5, 0.0))
 
 
 @dataclass(frozen=True)

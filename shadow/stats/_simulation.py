@@ -109,8 +109,10 @@ def _simulate(
     if isinstance(test, PairedSequentialTest):
         looks = _look_points(look_every, n_max)
         d = rng.normal(effect, sigma, shape) if differences is None else differences(rng, shape)
-        total, total_sq = _moments(np.asarray(d, dtype=np.float64), looks)
-        arrays = test.evaluate(np.broadcast_to(looks, total.shape), total, total_sq)
+        d = np.asarray(d, dtype=np.float64)
+        total, total_sq = _moments(d, looks)
+        total_cube = np.cumsum(d**3, axis=1)[:, looks - 1]
+        arrays = test.evaluate(np.broadcast_to(looks, total.shape), total, total_sq, total_cube)
         return _Decisions(looks, arrays.decision, arrays.fixed_t_p <= test.alpha)
     if isinstance(test, TwoSampleSequentialTest):
         looks = _look_points(look_every, n_max)

@@ -669,3 +669,23 @@ def test_a_batch_of_only_unscorable_rows_is_consumed_and_the_test_moves_on(
     assert first.look is None
     [second] = [r for r in loop.run(MODEL) if r.kind == "paired"]
     assert second.fed == 1 and second.look is not None and second.look.n == 1
+
+
+def test_a_bounded_objective_gives_its_paired_tests_its_loss_range(
+    template: Path, tmp_path: Path, trained: list[ExampleModel]
+) -> None:
+    """A cost matrix bounds what one request can cost, so the paired test allows for a
+    costly miss it has not seen yet (see shadow.stats.PairedSequentialTest)."""
+    cost = {"name": "cost", "params": {"cost_matrix": [[0, 1], [20, 0]]}}
+    d = copy_daemon(
+        template, tmp_path / "cost", models=[{"name": MODEL, "task": "binary", "objective": cost}]
+    )
+    try:
+        t = traffic(trained, 250, seed=2)
+        feed_better(d, t, 0, 250)
+        [paired] = [r for r in runner(d).run(MODEL) if r.kind == "paired"]
+        state = runner(d).comparisons.get_test(paired.test_id).state
+        assert state["config"]["loss_range"] == 20.0
+        assert state["total_cube"] is not None
+    finally:
+        d.close()

@@ -264,7 +264,7 @@ class ComparisonRunner:
         correction = settings.correction if paired else "bonferroni"
         tests = dict(existing)
         for version in sorted(set(shadow) - set(existing)):
-            state = self._new_state(kind, settings, k, version)
+            state = self._new_state(kind, settings, objective, k, version)
             tests[version], _ = self.comparisons.get_or_create_test(
                 model=model,
                 kind=kind,
@@ -356,7 +356,7 @@ class ComparisonRunner:
         return final
 
     def _new_state(
-        self, kind: str, settings: ComparisonConfig, k: int, version: int
+        self, kind: str, settings: ComparisonConfig, objective: Objective, k: int, version: int
     ) -> dict[str, Any]:
         if kind == "paired":
             test = PairedSequentialTest(
@@ -365,6 +365,7 @@ class ComparisonRunner:
                 planned_n=settings.planned_n,
                 min_n=settings.min_n,
                 mixing_sd=settings.mixing_sd,
+                loss_range=objective.loss_range,
                 bootstrap_resamples=settings.bootstrap_resamples,
                 seed=settings.seed + version,
             )

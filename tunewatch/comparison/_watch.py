@@ -108,7 +108,9 @@ class RollbackWatch:
             if champion is None or champion.version != version:
                 return None  # rolled back or replaced before the watch began
             if rules.paired:
-                started = self._start_paired(model, settings, version, previous, promoted_at)
+                started = self._start_paired(
+                    model, settings, objective, version, previous, promoted_at
+                )
             else:
                 started = self._start_unpaired(
                     model, settings, objective, version, previous, promoted_at
@@ -205,6 +207,7 @@ class RollbackWatch:
         self,
         model: str,
         settings: ComparisonConfig,
+        objective: Objective,
         version: int,
         previous: int,
         promoted_at: datetime,
@@ -217,6 +220,7 @@ class RollbackWatch:
             planned_n=max(rules.watch_requests, settings.min_n),
             min_n=settings.min_n,  # the paired burn-in (shadow.stats.DEFAULT_MIN_N)
             mixing_sd=settings.mixing_sd,
+            loss_range=objective.loss_range,
             bootstrap_resamples=0,
         )
         test, created = self.comparisons.get_or_create_test(
