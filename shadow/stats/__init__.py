@@ -26,7 +26,7 @@ from shadow.stats._multiple import (
     MultiChallengerLook,
     adjust,
 )
-from shadow.stats._paired import PairedSequentialTest, paired_differences
+from shadow.stats._paired import DEFAULT_MIN_N, PairedSequentialTest, paired_differences
 from shadow.stats._simulation import (
     PowerResult,
     SimulationResult,
@@ -39,6 +39,7 @@ from shadow.stats._two_sample import TwoSampleSequentialTest, UnitUpdate
 from shadow.stats.always_valid import MSPRT, AlwaysValidMethod, ConfidenceSequence, MethodName
 
 __all__ = [
+    "DEFAULT_MIN_N",
     "MSPRT",
     "AlwaysValidMethod",
     "Arm",

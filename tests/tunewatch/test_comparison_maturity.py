@@ -104,7 +104,7 @@ def test_the_rollback_watch_waits_for_matured_requests(
     now = datetime.now(UTC)
     settings = {
         "label_maturity_s": 7200.0,
-        "rollback": {"watch_s": 86_400.0, "paired": False},
+        "rollback": {"watch_s": 86_400.0, "paired": False, "min_n": 300},
     }
     early = runner(daemon, clock=lambda: now, **settings)
     assert [r for r in early.run(MODEL) if r.kind == "rollback_watch"] == []
@@ -134,7 +134,12 @@ def test_the_watch_baseline_is_the_newest_matured_requests_not_the_latest_labels
     assert outcome.status == "promoted"
     settings = {
         "label_maturity_s": 30 * 86_400.0,
-        "rollback": {"watch_s": 40 * 86_400.0, "baseline_requests": 100, "paired": False},
+        "rollback": {
+            "watch_s": 40 * 86_400.0,
+            "baseline_requests": 100,
+            "paired": False,
+            "min_n": 100,
+        },
     }
     loop = runner(daemon, clock=lambda: now + timedelta(days=31), **settings)
     loop.run(MODEL)

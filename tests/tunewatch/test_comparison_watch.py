@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from shadow.stats import TwoSampleSequentialTest
+from shadow.stats._two_sample import unit_sums
 from tests.tunewatch.test_comparison_loop import (
     BATCH,
     MODEL,
@@ -27,6 +29,7 @@ from tests.tunewatch.test_comparison_loop import (
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
 from tunewatch.comparison import ComparisonConfig, ComparisonResult, ComparisonRunner
+from tunewatch.comparison._config import RollbackWatchConfig
 
 # After the promotion, labels are flipped with this probability: every model's loss rises.
 NOISE = 0.3
@@ -132,7 +135,8 @@ def test_harder_traffic_after_a_promotion_rolled_back_a_better_version_unpaired(
     """The confound the paired watch removes, shown on the unpaired watch: v2 is the best
     possible model of the noisy traffic, and still loses to v1's losses on clean traffic."""
     t = _promote_v2(daemon, trained)
-    watch = _run_noisy(daemon, t, runner(daemon, rollback={"paired": False}))
+    # v1 answered 400 labelled requests: a burn-in of 300 lets it be the baseline.
+    watch = _run_noisy(daemon, t, runner(daemon, rollback={"paired": False, "min_n": 300}))
     assert watch.action == "rolled_back"
     assert daemon.store.get_version(MODEL, 1).stage == "champion"
 
@@ -233,7 +237,51 @@ def test_a_paired_watch_shorter_than_its_burn_in_is_a_config_error() -> None:
     every watch passed, a reversed model included."""
     with pytest.raises(ValueError, match="`rollback.watch_requests`"):
         ComparisonConfig.model_validate({"rollback": {"watch_requests": 400}})
-    ComparisonConfig.model_validate({"rollback": {"watch_requests": 400, "paired": False}})
+    ComparisonConfig.model_validate(
+        {"rollback": {"watch_requests": 400, "paired": False, "min_n": 300}}
+    )
+
+
+def test_an_unpaired_watch_shorter_than_its_burn_in_is_a_config_error() -> None:
+    for rollback in ({"watch_requests": 400}, {"baseline_requests": 400}):
+        with pytest.raises(ValueError, match="the unpaired watch's burn-in"):
+            ComparisonConfig.model_validate({"rollback": {"paired": False, **rollback}})
+
+
+def test_the_unpaired_watch_burn_in_keeps_skewed_equal_losses_under_alpha() -> None:
+    """Log losses of one calibrated model (traffic p ~ Beta(0.2, 10)) on both sides of
+    the promotion, looked at every 50 requests as the watch would: at the old burn-in of
+    30 a quarter of such watches decided, most of them "better" (a watch that passes
+    whatever the new champion is)."""
+    rng = np.random.default_rng(5)
+
+    def losses(shape: tuple[int, int]) -> np.ndarray:
+        p = np.clip(rng.beta(0.2, 10.0, shape), 1e-12, 1 - 1e-12)
+        return np.where(rng.random(shape) < p, -np.log(p), -np.log1p(-p))
+
+    rules = RollbackWatchConfig(paired=False)
+    looks = np.arange(50, rules.watch_requests + 1, 50)
+    rates = {}
+    for min_n in (rules.min_n, 30):
+        test = TwoSampleSequentialTest(
+            alpha=rules.alpha, planned_n=rules.watch_requests, min_n=min_n
+        )
+        decided = 0
+        for _ in range(2):
+            base, new = losses((200, rules.baseline_requests)), losses((200, rules.watch_requests))
+            n = np.broadcast_to(looks.astype(np.float64), (200, looks.size))
+            champion = unit_sums(
+                np.full((200, looks.size), float(rules.baseline_requests)),
+                np.broadcast_to(base.sum(axis=1, keepdims=True), n.shape),
+                np.broadcast_to((base**2).sum(axis=1, keepdims=True), n.shape),
+            )
+            challenger = unit_sums(
+                n, np.cumsum(new, axis=1)[:, looks - 1], np.cumsum(new**2, axis=1)[:, looks - 1]
+            )
+            decided += int((test.evaluate(champion, challenger).decision != 0).any(axis=1).sum())
+        rates[min_n] = decided / 400
+    assert rates[rules.min_n] <= 0.05
+    assert rates[30] > 0.15
 
 
 def test_switching_the_watch_off_releases_the_kept_champion(

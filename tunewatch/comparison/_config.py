@@ -8,9 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shadow.stats import (
-    GuardrailConfig,
-)
+from shadow.stats import DEFAULT_MIN_N, GuardrailConfig
 from tunewatch._split import SplitConfig
 
 
@@ -49,9 +47,11 @@ class RollbackWatchConfig(_Frozen):
     ``paired`` (default): the previous champion is kept in shadow during the watch and
     the two are compared on the same requests, with the comparison's paired burn-in
     (``comparison.min_n``). Unpaired: with the previous champion's last
-    ``baseline_requests`` labelled requests before the promotion (burn-in ``min_n``),
-    which costs no shadow scoring, but traffic that grew harder since looks like a
-    worse model."""
+    ``baseline_requests`` labelled requests before the promotion (burn-in ``min_n`` per
+    side, 500 as the paired test's: at 30, a quarter of simulated watches of one model
+    with skewed log losses on both sides decided, mostly "better", which passes the
+    watch), which costs no shadow scoring, but traffic that grew harder since looks like
+    a worse model."""
 
     enabled: bool = True
     paired: bool = True
@@ -60,7 +60,19 @@ class RollbackWatchConfig(_Frozen):
     watch_s: float | None = Field(default=None, gt=0)
     alpha: float = Field(default=0.05, gt=0, lt=1)
     method: Literal["confidence_sequence", "msprt"] = "confidence_sequence"
-    min_n: int = Field(default=30, ge=2)
+    min_n: int = Field(default=DEFAULT_MIN_N, ge=2)
+
+    @model_validator(mode="after")
+    def _unpaired_sides_outlast_burn_in(self) -> RollbackWatchConfig:
+        if self.enabled and not self.paired:
+            for field in ("baseline_requests", "watch_requests"):
+                if getattr(self, field) < self.min_n:
+                    raise ValueError(
+                        f"`rollback.{field}` ({getattr(self, field)}) must be at least "
+                        f"`rollback.min_n` ({self.min_n}), the unpaired watch's burn-in: "
+                        "no look could decide"
+                    )
+        return self
 
 
 class ComparisonConfig(_Frozen):
@@ -77,7 +89,7 @@ class ComparisonConfig(_Frozen):
     correction: Literal["holm", "bonferroni"] = "holm"
     planned_n: int = Field(default=1000, ge=2)
     # paired requests before a look may decide (shadow.stats.DEFAULT_MIN_N explains 500)
-    min_n: int = Field(default=500, ge=2)
+    min_n: int = Field(default=DEFAULT_MIN_N, ge=2)
     mixing_sd: float | None = Field(default=None, gt=0)
     bootstrap_resamples: int = Field(default=200, ge=0)
     seed: int = 0
