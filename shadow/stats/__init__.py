@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from shadow.stats._assignment import Arm, SRMResult, assign, assignment_bucket, srm_check
 from shadow.stats._bootstrap import PoissonBootstrap
-from shadow.stats._delong import DeLongResult, delong_arrays, delong_test
+from shadow.stats._delong import (
+    DELONG_MIN_PER_CLASS,
+    DeLongResult,
+    delong_arrays,
+    delong_test,
+)
 from shadow.stats._errors import StateVersionError, StatsError
 from shadow.stats._group_sequential import GroupSequentialDeLong, GroupSequentialLook
 from shadow.stats._guardrails import (
@@ -40,6 +45,7 @@ from shadow.stats.always_valid import MSPRT, AlwaysValidMethod, ConfidenceSequen
 
 __all__ = [
     "DEFAULT_MIN_N",
+    "DELONG_MIN_PER_CLASS",
     "MSPRT",
     "AlwaysValidMethod",
     "Arm",

@@ -7,6 +7,7 @@ from sklearn.metrics import roc_auc_score
 
 from monitor.objectives import roc_auc
 from shadow.stats import (
+    DELONG_MIN_PER_CLASS,
     GroupSequentialDeLong,
     StatsError,
     delong_arrays,
@@ -14,6 +15,8 @@ from shadow.stats import (
     group_sequential_bounds,
     obrien_fleming_spending,
 )
+from shadow.stats._delong import delong_z
+from shadow.stats._group_sequential import decide
 
 
 def _scores(seed: int, n: int, gain: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -110,3 +113,42 @@ def test_information_fractions_must_increase() -> None:
     test.look(y[:200], a[:200], b[:200], information_fraction=0.5)
     with pytest.raises(StatsError, match="`information_fraction` must increase"):
         test.look(y, a, b, information_fraction=0.4)
+
+
+def test_a_perfect_ranker_against_a_constant_score_is_infinitely_far_not_equal() -> None:
+    """Both models rank every pair alike (ties count a half), so DeLong's variance is 0;
+    the AUCs differ by 0.5 and the z-statistic said 0, p = 1."""
+    y = np.repeat([0, 1], 500)
+    result = delong_test(y, np.full(1000, 0.3), y.astype(np.float64))
+    assert result.difference == 0.5 and result.standard_error == 0.0
+    assert result.z == np.inf and result.p_value == 0.0
+    assert delong_test(y, y.astype(np.float64), np.full(1000, 0.3)).z == -np.inf
+
+
+def test_group_sequential_delong_at_low_prevalence_keeps_its_alpha() -> None:
+    """Exchangeable models (binormal, separation 1 sd, noise correlation 0.5) at 0.5 %
+    positives, on the runner's schedule: a look every 500 requests, five looks, where a
+    look waits for ``DELONG_MIN_PER_CLASS`` of each class. Looking as soon as both
+    classes were present rejected 12 % of 2,000 seeded runs."""
+    rng = np.random.default_rng(3)
+    critical = GroupSequentialDeLong(alpha=0.05, planned_looks=5).critical_values()
+    rejected, runs, n = 0, 600, 20_000
+    for _ in range(runs):
+        y = (rng.random(n) < 0.005).astype(np.int64)
+        noise = rng.multivariate_normal([0, 0], [[1, 0.5], [0.5, 1]], n)
+        positives = np.cumsum(y)
+        enough = (positives >= DELONG_MIN_PER_CLASS) & (
+            np.arange(1, n + 1) - positives >= DELONG_MIN_PER_CLASS
+        )
+        taken = 0
+        for k, bound in enumerate(critical):
+            m = taken + max(500 * (k + 1) - taken, 500)
+            m = max(m, int(np.argmax(enough)) + 1)
+            if m > n:
+                break
+            a, b, v = delong_arrays(y[:m], y[:m] + noise[:m, 0], y[:m] + noise[:m, 1])
+            taken = m
+            if decide(delong_z(a, b, v), bound) != 0:
+                rejected += 1
+                break
+    assert rejected / runs <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / runs)

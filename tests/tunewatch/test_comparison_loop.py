@@ -643,7 +643,8 @@ def test_a_delong_look_with_one_class_waits_for_the_other_instead_of_stalling(
     assert looked.fed > 50 and looked.look is not None
     # the longer look does not eat into the next, which takes `look_every` new rows
     # (its row count went to zero or below: LIMIT -n on PostgreSQL, a crash here)
-    assert looked.fed == 100
+    assert looked.fed == 150  # 30 positives (DELONG_MIN_PER_CLASS) take every row
+    feed_better(d, t, 50, 100)
     [second] = [r for r in loop.run(MODEL) if r.kind == "delong"]
     assert second.fed == 50 and second.look is not None
 
@@ -689,3 +690,28 @@ def test_a_bounded_objective_gives_its_paired_tests_its_loss_range(
         assert state["total_cube"] is not None
     finally:
         d.close()
+
+
+def test_a_delong_look_waits_for_enough_of_each_class(
+    auc_daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """DeLong's variance is far too small with a handful of positives: a look taken as
+    soon as both classes were present rejected exchangeable models in 12 % of simulated
+    runs at 0.5 % prevalence (tests/shadow/test_stats_delong.py)."""
+    d = auc_daemon
+    t = traffic(trained, 2000, seed=11)
+    order = np.concatenate([np.flatnonzero(t.y == 0), np.flatnonzero(t.y == 1)])
+    rows = np.concatenate([order[: 500 - 10], order[-10:]])  # 10 positives
+    write(
+        d.store,
+        ids=range(0, 500),
+        x=t.x[rows],
+        y=t.y[rows],
+        answers={1: t.logistic[rows], 2: oracle(t.x[rows])},
+    )
+    loop = runner(d, delong_look_every=500, delong_looks=5)
+    [waiting] = [r for r in loop.run(MODEL) if r.kind == "delong"]
+    assert waiting.fed == 0 and waiting.look is None
+    feed_better(d, t, 1000, 1500)
+    [looked] = [r for r in loop.run(MODEL) if r.kind == "delong"]
+    assert looked.fed == 1000 and looked.look is not None

@@ -35,6 +35,7 @@ import numpy as np
 from monitor import ServingMetrics
 from monitor.objectives import Objective, ObjectiveError, make_objective, positive_proba
 from shadow.stats import (
+    DELONG_MIN_PER_CLASS,
     GroupSequentialDeLong,
     GroupSequentialLook,
     GuardrailResult,
@@ -439,10 +440,12 @@ class ComparisonRunner:
             )
             if len(fresh.request_ids) < wanted:
                 return None  # the next planned look is not due yet
-            if np.unique(np.concatenate([seen.labels, fresh.labels])).size > 1:
+            labels = np.concatenate([seen.labels, fresh.labels])
+            positives = int(np.count_nonzero(labels == 1))
+            if min(positives, labels.size - positives) >= DELONG_MIN_PER_CLASS:
                 break
             if len(fresh.request_ids) < limit:
-                return None  # one class so far: the look waits for the other
+                return None  # too few of a class so far: the look waits for more
             limit *= 2  # a look needs both classes: take it later, on more requests
         gsd = GroupSequentialDeLong(
             alpha=float(state["alpha"]), planned_looks=int(state["planned_looks"])
