@@ -715,3 +715,26 @@ def test_a_delong_look_waits_for_enough_of_each_class(
     feed_better(d, t, 1000, 1500)
     [looked] = [r for r in loop.run(MODEL) if r.kind == "delong"]
     assert looked.fed == 1000 and looked.look is not None
+
+
+def test_a_whole_sample_objective_other_than_roc_auc_is_not_decided_on_roc_auc(
+    template: Path, tmp_path: Path, trained: list[ExampleModel], caplog: pytest.LogCaptureFixture
+) -> None:
+    """DeLong tests ROC AUC; PR AUC, F-beta and recall at a precision floor were decided on
+    it too, which can promote a challenger that is worse on the objective."""
+    d = copy_daemon(
+        template,
+        tmp_path / "pr",
+        models=[{"name": MODEL, "task": "binary", "objective": {"name": "pr_auc"}}],
+    )
+    try:
+        feed_better(d, traffic(trained, 2500, seed=11), 0, 2500)
+        loop = runner(d, delong_look_every=500, delong_looks=5)
+        with caplog.at_level("WARNING", logger="tunewatch.comparison._runner"):
+            assert loop.run(MODEL) == []
+        assert "objective pr_auc has no per-request loss" in caplog.text
+        assert loop.comparisons.list_tests(MODEL) == []
+        champion = d.store.champion(MODEL)
+        assert champion is not None and champion.version == 1
+    finally:
+        d.close()

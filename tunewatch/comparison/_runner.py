@@ -240,10 +240,14 @@ class ComparisonRunner:
         blocked: bool,
     ) -> list[ComparisonResult]:
         paired = objective.has_per_request_loss
-        if not paired and self.store.get_model(model).task != "binary":
+        if not paired and (
+            objective.name != "roc_auc" or self.store.get_model(model).task != "binary"
+        ):
+            # DeLong tests ROC AUC: deciding PR AUC or a recall at a precision floor on it
+            # promoted a challenger whose recall at precision 0.9 fell from 0.41 to 0.03.
             logger.warning(
-                "model=%s objective %s has no per-request loss and the model is not binary: "
-                "no comparison method fits",
+                "model=%s objective %s has no per-request loss and is not a binary model's "
+                "roc_auc: no comparison method fits, challengers are not compared",
                 model,
                 objective.name,
             )
