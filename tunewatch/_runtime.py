@@ -228,23 +228,41 @@ class ScoringRuntime:
         return list(self._models.values())
 
     # -- scoring ---------------------------------------------------------------------------
-    def validate(self, served: ServedModel, x: np.ndarray) -> np.ndarray:
+    def validate(
+        self, served: ServedModel, x: np.ndarray, signature: Signature | None = None
+    ) -> np.ndarray:
+        """Check decoded rows against ``signature`` (default: the model's)."""
         return validate_batch(
             x,
-            self.signature(served),
+            self.signature(served) if signature is None else signature,
             max_rows=self.config.server.max_batch_rows,
             ranges=served.ranges,
         )
 
-    def signature(self, served: ServedModel) -> Signature:
-        """The model's input/output signature (all its versions share the features)."""
+    def signature(self, served: ServedModel, version: int | None = None) -> Signature:
+        """The signature a request is read against: a named version's own, else the
+        model's — its champion's (all versions share the features, not necessarily the
+        input dtype or output names; a live split's arm gets the rows cast to its dtype)."""
+        if version is not None:
+            return self._in_service(served, version).model.signature
         lineup = served.deployment.lineup
-        version = lineup.champion or (lineup.challengers[0] if lineup.challengers else None)
-        if version is None:
+        champion = lineup.champion or (lineup.challengers[0] if lineup.challengers else None)
+        if champion is None:
             raise NotFoundError(
                 f"model {served.row.name!r} has no loaded version", code="model_not_ready"
             )
-        return version.model.signature
+        return champion.model.signature
+
+    @staticmethod
+    def _in_service(served: ServedModel, version: int) -> LoadedVersion:
+        try:
+            return served.deployment.get(version)
+        except VersionNotLoadedError as exc:
+            raise NotFoundError(
+                f"model {served.row.name!r} has no version {version} in service "
+                "(only the champion and shadow versions score)",
+                code="version_not_found",
+            ) from exc
 
     def score(
         self,
@@ -276,16 +294,14 @@ class ScoringRuntime:
                 )
                 if answering != chosen.version:
                     chosen = next(c for c in challengers if c.version == answering)
+                    # rows were read against the champion's signature: cast them to the
+                    # arm's input dtype, as a shadow's are
+                    dtype = chosen.model.signature.input.dtype
+                    if x.dtype != dtype:
+                        x = x.astype(dtype)
                 challengers = tuple(c for c in challengers if c.version != split.challenger)
-        else:
-            try:
-                chosen = served.deployment.get(version)
-            except VersionNotLoadedError as exc:
-                raise NotFoundError(
-                    f"model {served.row.name!r} has no version {version} in service "
-                    "(only the champion and shadow versions score)",
-                    code="version_not_found",
-                ) from exc
+        else:  # rows read against this version's own signature
+            chosen = self._in_service(served, version)
             challengers = ()
         started = time.perf_counter()
         outputs = chosen.model.run(x)

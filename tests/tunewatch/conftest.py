@@ -15,7 +15,8 @@ from tunewatch._auth import ROLES, hash_token, new_token
 from tunewatch._background import BackgroundServer
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
-from tunewatch._example import ExampleModel, example_data
+from tunewatch._example import ExampleModel, example_data, feature_names
+from tunewatch._registry import VersionMetadata
 from tunewatch.store import LabelItem, OutputRecord, RequestRecord
 
 MODEL = "credit"
@@ -55,6 +56,40 @@ def make_daemon(
         tokens[role] = new_token()
         daemon.store.add_token(name=f"test-{role}", role=role, token_hash=hash_token(tokens[role]))
     return daemon, tokens
+
+
+def logistic_variant(
+    *, input_dtype: str = "float32", outputs: tuple[str, str] = ("label", "probabilities")
+) -> ExampleModel:
+    """A logistic version of the example model with the same features but its own input
+    dtype (``float32`` or ``float64``) and output names (label, probabilities)."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import (
+        DoubleTensorType,
+        FloatTensorType,
+        Int64TensorType,
+    )
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = example_data(600, seed=11)
+    estimator = LogisticRegression(C=0.5).fit(x, y)
+    tensor = DoubleTensorType if input_dtype == "float64" else FloatTensorType
+    proto = convert_sklearn(
+        estimator,
+        initial_types=[("input", tensor([None, 8]))],
+        final_types=[(outputs[0], Int64TensorType([None])), (outputs[1], tensor([None, 2]))],
+        options={id(estimator): {"zipmap": False}},
+    )
+    return ExampleModel(
+        name=f"logistic-{input_dtype}-{outputs[1]}",
+        onnx=proto.SerializeToString(),
+        metadata=VersionMetadata(
+            task="binary",
+            feature_names=feature_names(8),
+            hyperparameters={"estimator": "logistic", "C": 0.5, "input": input_dtype},
+            dataset_version="example-seed11-n600",
+        ),
+    )
 
 
 @pytest.fixture(scope="module")

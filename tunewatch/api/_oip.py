@@ -219,10 +219,22 @@ def decode_infer_request(
     return request_id, array, names, unit
 
 
-def encode_outputs(outputs: dict[str, np.ndarray], names: list[str] | None) -> list[dict[str, Any]]:
+def encode_outputs(
+    outputs: dict[str, np.ndarray], names: list[str] | None, *, version: int | None = None
+) -> list[dict[str, Any]]:
+    """The named outputs (default all) as OIP tensors; ``version`` answered them.
+
+    Names were checked against the signature the request was read with; a live split's
+    arm may still lack one (its outputs can be named otherwise than the champion's)."""
     encoded = []
     for name in names or list(outputs):
-        value = outputs[name]
+        value = outputs.get(name)
+        if value is None:
+            raise ApiError(
+                400,
+                "unknown_output",
+                f"unknown output {name!r}; version {version} that answered has {sorted(outputs)}",
+            )
         if value.dtype.kind == "f" and not np.isfinite(value).all():
             raise ApiError(
                 422, "non_finite_output", f"the model produced non-finite values in output {name!r}"
@@ -267,14 +279,13 @@ async def infer(
                 400, "invalid_binary", "Inference-Header-Content-Length must be an integer"
             )
         length = int(header_length)
-    request_id, array, names, unit_key = decode_infer_request(
-        body, length, ctx.runtime.signature(served)
-    )
-    x = ctx.runtime.validate(served, array)
+    signature = ctx.runtime.signature(served, version)  # a named version reads its own
+    request_id, array, names, unit_key = decode_infer_request(body, length, signature)
+    x = ctx.runtime.validate(served, array, signature)
     scored = ctx.runtime.score(served, x, version=version, unit_key=unit_key)
     if version is not None:  # a pinned request was not split: it belongs to no arm
         unit_key = None
-    encoded = encode_outputs(scored.outputs, names)
+    encoded = encode_outputs(scored.outputs, names, version=scored.version.version)
     if ctx.recording:
         role: OutputRole = "champion" if scored.version.role == "champion" else "challenger"
         inserted = await ctx.runtime.recorder.record(

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.tunewatch.conftest import MODEL, Running, make_daemon
+from tests.tunewatch.conftest import MODEL, Running, logistic_variant, make_daemon
 from tunewatch._background import BackgroundServer
 from tunewatch._example import ExampleModel
 
@@ -86,3 +86,84 @@ def test_requests_without_a_unit_key_go_to_the_champion(split: Running) -> None:
             headers=split.auth("scorer"),
         )
         assert bad.status_code == 400 and bad.json()["code"] == "invalid_request", key
+
+
+@pytest.fixture
+def split_to_variant(
+    request: pytest.FixtureRequest, trained: list[ExampleModel], tmp_path: Path
+) -> Iterator[Running]:
+    """Half the units split to version 3, a version with its own input dtype or output
+    names (``request.param``: the ``logistic_variant`` arguments)."""
+    daemon, tokens = make_daemon(
+        tmp_path,
+        trained,
+        extra={
+            "scheduler": {"enabled": False},
+            "models": [
+                {
+                    "name": MODEL,
+                    "task": "binary",
+                    "comparison": {"split": {"challenger": 3, "percent": 50, "salt": "exp-2"}},
+                }
+            ],
+        },
+    )
+    variant = logistic_variant(**request.param)
+    daemon.registry.register(MODEL, variant.onnx, variant.metadata, actor="test")
+    with BackgroundServer(daemon.app) as server:
+        yield Running(daemon=daemon, server=server, tokens=tokens)
+    daemon.close()
+
+
+@pytest.mark.parametrize("split_to_variant", [{"input_dtype": "float64"}], indirect=True)
+def test_the_split_arm_scores_the_request_in_its_own_input_dtype(
+    split_to_variant: Running,
+) -> None:
+    by_request: dict[str, str] = {}
+    with httpx.Client(base_url=split_to_variant.url, headers=split_to_variant.auth("scorer")) as c:
+        for i in range(40):
+            body = {
+                "id": f"r{i}",
+                "parameters": {"unit_key": f"unit-{i}"},
+                "inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": ROW}],
+            }
+            r = c.post(f"/v2/models/{MODEL}/infer", json=body)
+            assert r.status_code == 200, r.text
+            by_request[f"r{i}"] = r.json()["model_version"]
+            if r.json()["model_version"] == "3":
+                (probs,) = (o for o in r.json()["outputs"] if o["name"] == "probabilities")
+                assert probs["datatype"] == "FP64"
+    answered = Counter(by_request.values())
+    assert answered["3"] >= 10 and answered["1"] >= 10, answered
+    store = split_to_variant.daemon.store
+    for rid, arm in by_request.items():  # every request of either arm is recorded
+        recorded = {(o.version, o.role) for o in store.get_outputs(MODEL, rid)}
+        answer = (1, "champion") if arm == "1" else (3, "challenger")
+        assert answer in recorded, (rid, recorded)
+
+
+@pytest.mark.parametrize("split_to_variant", [{"outputs": ("predicted", "scores")}], indirect=True)
+def test_an_output_the_split_arm_lacks_is_a_400_not_an_internal_error(
+    split_to_variant: Running,
+) -> None:
+    answered: Counter[str] = Counter()
+    with httpx.Client(base_url=split_to_variant.url, headers=split_to_variant.auth("scorer")) as c:
+        for i in range(40):
+            body = {
+                "parameters": {"unit_key": f"unit-{i}"},
+                "inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": ROW}],
+            }
+            r = c.post(f"/v2/models/{MODEL}/infer", json=body)
+            assert r.status_code == 200, r.text  # all outputs: each arm answers its own
+            arm = r.json()["model_version"]
+            answered[arm] += 1
+            r = c.post(
+                f"/v2/models/{MODEL}/infer",
+                json={**body, "outputs": [{"name": "probabilities"}]},
+            )
+            if arm == "3":  # sticky: the same arm, which has no such output
+                assert r.status_code == 400, r.text
+                assert r.json()["code"] == "unknown_output" and "scores" in r.json()["error"]
+            else:
+                assert r.status_code == 200 and r.json()["model_version"] == "1", r.text
+    assert answered["3"] >= 10 and answered["1"] >= 10, answered

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import httpx
 import numpy as np
 import pytest
 
 from shadow import OnnxModel
-from tests.tunewatch.conftest import MODEL, Running
+from tests.tunewatch.conftest import MODEL, Running, logistic_variant, make_daemon
+from tunewatch._background import BackgroundServer
 from tunewatch._example import ExampleModel, example_data
 from tunewatch.api._errors import ApiError
 from tunewatch.api._oip import encode_outputs
@@ -94,3 +98,62 @@ def test_a_non_finite_model_output_is_a_422_and_a_large_finite_one_is_not(
             with pytest.raises(ApiError) as err:
                 encode_outputs(outputs, None)
             assert (err.value.status, err.value.code) == (422, "non_finite_output")
+
+
+@pytest.fixture(scope="module")
+def mixed(
+    trained: list[ExampleModel], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
+    """The example champion and challenger, plus version 3 taking float64 input and
+    version 4 answering other output names (the same features: the registry accepts them)."""
+    daemon, tokens = make_daemon(
+        tmp_path_factory.mktemp("mixed"), trained, extra={"scheduler": {"enabled": False}}
+    )
+    for variant in (
+        logistic_variant(input_dtype="float64"),
+        logistic_variant(outputs=("predicted", "scores")),
+    ):
+        daemon.registry.register(MODEL, variant.onnx, variant.metadata, actor="test")
+    with BackgroundServer(daemon.app) as server:
+        yield Running(daemon=daemon, server=server, tokens=tokens)
+    daemon.close()
+
+
+def _infer_body(rid: str, x: np.ndarray, datatype: str, **extra: object) -> dict[str, object]:
+    tensor = {"name": "input", "shape": list(x.shape), "datatype": datatype}
+    return {"id": rid, "inputs": [{**tensor, "data": x.ravel().tolist()}], **extra}
+
+
+def test_a_pinned_version_reads_its_own_input_dtype(mixed: Running) -> None:
+    x, _ = example_data(3, seed=5)
+    x64 = x.astype(np.float64)
+    expected = OnnxModel.from_bytes(logistic_variant(input_dtype="float64").onnx).run(x64)
+    with httpx.Client(base_url=mixed.url, headers=mixed.auth("scorer")) as c:
+        r = c.post(f"/v2/models/{MODEL}/versions/3/infer", json=_infer_body("p64", x64, "FP64"))
+        assert r.status_code == 200, r.text
+        (probs,) = (o for o in r.json()["outputs"] if o["name"] == "probabilities")
+        assert probs["datatype"] == "FP64"
+        np.testing.assert_array_equal(np.reshape(probs["data"], (3, 2)), expected["probabilities"])
+        # the champion's datatype is not the version's: refused as such, not by onnxruntime
+        r = c.post(f"/v2/models/{MODEL}/versions/3/infer", json=_infer_body("p32", x, "FP32"))
+        assert r.status_code == 400 and r.json()["code"] == "dtype_mismatch"
+        assert "FP64" in r.json()["error"]
+    outputs = mixed.daemon.store.get_outputs(MODEL, "p64")
+    assert [(o.version, o.role) for o in outputs] == [(3, "challenger")]
+
+
+def test_a_pinned_version_answers_its_own_output_names(mixed: Running) -> None:
+    x, _ = example_data(2, seed=6)
+    with httpx.Client(base_url=mixed.url, headers=mixed.auth("scorer")) as c:
+        r = c.post(
+            f"/v2/models/{MODEL}/versions/4/infer",
+            json=_infer_body("n1", x, "FP32", outputs=[{"name": "scores"}]),
+        )
+        assert r.status_code == 200, r.text
+        assert [o["name"] for o in r.json()["outputs"]] == ["scores"]
+        r = c.post(
+            f"/v2/models/{MODEL}/versions/4/infer",
+            json=_infer_body("n2", x, "FP32", outputs=[{"name": "probabilities"}]),
+        )
+        assert r.status_code == 400, r.text
+        assert r.json()["code"] == "unknown_output" and "scores" in r.json()["error"]
