@@ -183,7 +183,7 @@ class Recorder:
         failed) and returns ``True``, unless it failed in a way worth retrying record by
         record: then ``False``, and nothing is resolved."""
         requests = [p.request for p in group if p.request is not None]
-        outputs = [o for p in group if p.request is not None for o in p.outputs]
+        outputs = _winning_outputs(group)
         shadow_outputs = [o for p in group if p.request is None for o in p.outputs]
         started = time.perf_counter()
         error: Exception | None = None
@@ -218,6 +218,24 @@ class Recorder:
             except RuntimeError:  # the loop closed while we committed; nobody is waiting
                 logger.warning("event loop closed before %d records were acknowledged", len(pairs))
         return True
+
+
+def _winning_outputs(group: list[_Pending]) -> list[OutputRecord]:
+    """The outputs of the requests of ``group`` that can be stored: of an id sent twice in
+    one group only the first copy's. The store keeps the first copy and refuses the others
+    (409), but cannot tell whose outputs are whose: a refused copy's answer would be stored
+    under the first copy's rows and block the real ones (outputs are unique per version)."""
+    outputs: list[OutputRecord] = []
+    seen: set[tuple[str, str]] = set()
+    for p in group:
+        request = p.request
+        if request is None:
+            continue
+        key = (request.model, request.request_id)
+        if key not in seen:
+            seen.add(key)
+            outputs.extend(p.outputs)
+    return outputs
 
 
 def _fail(group: list[_Pending]) -> None:

@@ -248,7 +248,9 @@ class Store:
 
         ``outputs`` of a request of this batch whose id was already stored are not
         written (they belong to the replay, not to the stored request); outputs of
-        requests not in this batch are. ``shadow_outputs`` are results for requests
+        requests not in this batch are. An id twice in ``requests`` is stored once, the
+        first copy (the others are False); ``outputs`` are not told apart by copy, so pass
+        only the first copy's (the recorder does). ``shadow_outputs`` are results for requests
         recorded earlier (challengers scoring in shadow): always written, whatever
         requests ride in the same batch; one already stored is ignored.
         """

@@ -85,6 +85,43 @@ def test_a_recorded_id_comes_back_false_and_its_outputs_are_not_written(
         recorder.close()
 
 
+def test_an_id_twice_in_one_group_stores_only_the_winners_outputs(model_store: Store) -> None:
+    # Two requests with one id in the same commit (a champion request and one pinned to
+    # version 2): the second is refused, and its answer must not be stored under the first
+    # request — nor block version 2's shadow score of the first request's rows.
+    metrics = ServingMetrics()
+    recorder = Recorder(model_store, metrics=metrics)
+    recorder.start()
+
+    async def same_iteration() -> list[bool]:
+        futures = [
+            recorder.record(_request("dup"), [_output("dup")]),
+            recorder.record(_request("dup"), [_output("dup", version=2)]),
+        ]
+        return list(await asyncio.gather(*futures))
+
+    try:
+        assert asyncio.run(same_iteration()) == [True, False]
+        assert _commits(metrics) == (1.0, 2.0)  # one group held both
+        assert [o.version for o in model_store.get_outputs("m", "dup")] == [1]
+        shadow = OutputRecord(
+            model="m",
+            request_id="dup",
+            version=2,
+            role="challenger",
+            latency_s=0.002,
+            n_rows=1,
+            n_cols=1,
+            values=np.array([[0.25]], dtype=np.float32).tobytes(),
+        )
+        recorder.record_outputs([shadow])
+        _wait_for_challenger_output(model_store)
+        stored = {o.version: o for o in model_store.get_outputs("m", "dup")}
+        assert stored[2].values == shadow.values and stored[2].latency_s == 0.002
+    finally:
+        recorder.close()
+
+
 def test_shadow_outputs_are_written_without_anyone_waiting(model_store: Store) -> None:
     metrics = ServingMetrics()
     recorder = Recorder(model_store, metrics=metrics)
