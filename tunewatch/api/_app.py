@@ -113,6 +113,8 @@ def _openapi_oip(app: FastAPI) -> Callable[[], dict[str, Any]]:
             "/v2/health/ready",
             "/v2/models/{model}",
             "/v2/models/{model}/ready",
+            "/v2/models/{model}/versions/{version}",
+            "/v2/models/{model}/versions/{version}/ready",
         ):
             schema["paths"][path] = {
                 "get": {

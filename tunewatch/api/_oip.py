@@ -329,12 +329,25 @@ def _tensor_meta(spec: Any) -> dict[str, Any]:
 
 
 async def model_metadata(request: Request) -> Response:
+    """A model's metadata (its versions in service, its champion's signature), or with a
+    version in the path that version's own (the signature its requests are read against)."""
     ctx = context(request)
     authenticate(request, "score", "read")
     served = ctx.runtime.model(request.path_params["model"])
-    lineup = served.deployment.lineup
-    signature = ctx.runtime.signature(served)
-    versions = sorted(lineup.versions)
+    raw = request.path_params.get("version")
+    if raw is None:
+        signature = ctx.runtime.signature(served)
+        versions = sorted(served.deployment.lineup.versions)
+    else:
+        loaded = served.deployment.lineup.find(int(raw)) if _is_version(raw) else None
+        if loaded is None:
+            raise ApiError(
+                404,
+                "version_not_found",
+                f"model {served.row.name!r} has no version {raw!r} in service",
+            )
+        signature = loaded.model.signature
+        versions = [loaded.version]
     return JSONResponse(
         {
             "name": served.row.name,
@@ -385,5 +398,6 @@ routes = [
     Route("/v2/health/ready", ready, methods=["GET"]),
     Route("/v2/models/{model}", model_metadata, methods=["GET"]),
     Route("/v2/models/{model}/ready", model_ready, methods=["GET"]),
+    Route("/v2/models/{model}/versions/{version}", model_metadata, methods=["GET"]),
     Route("/v2/models/{model}/versions/{version}/ready", model_ready, methods=["GET"]),
 ]

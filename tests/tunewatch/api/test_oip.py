@@ -157,3 +157,28 @@ def test_a_pinned_version_answers_its_own_output_names(mixed: Running) -> None:
         )
         assert r.status_code == 400, r.text
         assert r.json()["code"] == "unknown_output" and "scores" in r.json()["error"]
+
+
+def test_version_metadata_is_that_versions_own_signature(mixed: Running) -> None:
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(url=mixed.url.removeprefix("http://"))
+    try:
+        meta = client.get_model_metadata(MODEL, model_version="3", headers=mixed.auth("scorer"))
+        assert meta["inputs"] == [{"name": "input", "datatype": "FP64", "shape": [-1, 8]}]
+        assert meta["versions"] == ["3"]
+        meta = client.get_model_metadata(MODEL, model_version="4", headers=mixed.auth("scorer"))
+        assert [o["name"] for o in meta["outputs"]] == ["predicted", "scores"]
+        champion = client.get_model_metadata(MODEL, headers=mixed.auth("scorer"))
+        assert champion["versions"] == ["1", "2", "3", "4"]
+        assert champion["inputs"][0]["datatype"] == "FP32"
+    finally:
+        client.close()
+    with httpx.Client(base_url=mixed.url, headers=mixed.auth("scorer")) as c:
+        for version in ("9", "x", "1" * 11):
+            r = c.get(f"/v2/models/{MODEL}/versions/{version}")
+            assert r.status_code == 404, (version, r.text)
+            assert r.json()["code"] == "version_not_found"
+        r = c.get(f"/v2/models/{MODEL}/versions/1", headers={"Authorization": "Bearer tw_nope"})
+        assert r.status_code == 401
+        assert "/v2/models/{model}/versions/{version}" in c.get("/openapi.json").json()["paths"]
