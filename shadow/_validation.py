@@ -198,7 +198,12 @@ def _check_representable(x: np.ndarray[Any, Any], target: np.dtype[Any], name: s
                 f"at row {row}, column {col}",
                 code="dtype_mismatch",
             )
-    outside = (x < info.min) | (x > info.max)
+        # The max (2**63 - 1, ...) rounds up to max + 1 as a float, which would pass
+        # ``x > max`` and wrap in the cast: bound by max + 1, a power of two, exclusively.
+        # The min (0 or -2**(bits - 1)) is exact.
+        outside = (x < info.min) | (x >= 2.0 ** (info.bits - (target.kind == "i")))
+    else:
+        outside = (x < info.min) | (x > info.max)
     if outside.any():
         row, col = _first(outside)
         raise InvalidInputError(

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from shadow_models import N_FEATURES, Data, Exported
 
-from shadow import FeatureRange, InvalidInputError, Signature, TensorSpec, validate_batch
+from shadow import (
+    FeatureRange,
+    InvalidInputError,
+    OnnxModel,
+    Signature,
+    TensorSpec,
+    validate_batch,
+)
 
 
 def codes_of(
@@ -148,6 +155,55 @@ def test_integer_model_input_refuses_fractions_and_overflow() -> None:
     assert codes_of(np.array([[1.0, 2.5]]), sig) == "dtype_mismatch"
     assert codes_of(np.array([[1, 2**40]]), sig) == "out_of_range"
     assert validate_batch(np.array([[1.0, 2.0]]), sig, max_rows=1).dtype == np.int32
+
+
+@pytest.mark.parametrize(
+    ("dtype", "first_outside", "last_inside", "x_dtype"),
+    [
+        pytest.param(np.int64, 2.0**63, 2.0**63 - 1024, np.float64, id="int64"),
+        pytest.param(np.uint64, 2.0**64, 2.0**64 - 2048, np.float64, id="uint64"),
+        pytest.param(np.int32, 2.0**31, 2.0**31 - 128, np.float32, id="int32-from-fp32"),
+        pytest.param(np.uint32, 2.0**32, 2.0**32 - 256, np.float32, id="uint32-from-fp32"),
+    ],
+)
+def test_an_integer_input_refuses_the_float_that_rounds_up_to_its_max_plus_one(
+    dtype: type, first_outside: float, last_inside: float, x_dtype: type
+) -> None:
+    # iinfo.max (2**63 - 1 …) rounds up to 2**63 as a float: that value passed and wrapped
+    sig = Signature(
+        TensorSpec("X", np.dtype(dtype), (None, 2)),
+        (TensorSpec("y", np.dtype(np.float32), (None, 1)),),
+        "y",
+    )
+    assert codes_of(np.array([[0.0, first_outside]], dtype=x_dtype), sig) == "out_of_range"
+    out = validate_batch(np.array([[0.0, last_inside]], dtype=x_dtype), sig, max_rows=1)
+    assert int(out[0, 1]) == int(last_inside)
+    low = float(np.iinfo(dtype).min)
+    assert int(validate_batch(np.array([[low, 0.0]]), sig, max_rows=1)[0, 0]) == int(low)
+    assert codes_of(np.array([[2 * low - 1, 0.0]]), sig) == "out_of_range"
+
+
+def test_an_int64_model_never_receives_a_wrapped_value(data: Data) -> None:
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import Int64TensorType
+    from sklearn.linear_model import LogisticRegression
+
+    counts = np.rint(np.abs(data.x_train) * 10).astype(np.int64)
+    estimator = LogisticRegression(random_state=0).fit(counts, data.y_class)
+    proto = convert_sklearn(
+        estimator,
+        initial_types=[("input", Int64TensorType([None, N_FEATURES]))],
+        options={id(estimator): {"zipmap": False}},
+    )
+    model = OnnxModel.from_bytes(proto.SerializeToString())
+    x = np.zeros((1, N_FEATURES))
+    x[0, 0] = 2.0**63  # cast, it would arrive as -2**63
+    with pytest.raises(InvalidInputError) as info:
+        validate_batch(x, model.signature, max_rows=1)
+    assert info.value.code == "out_of_range" and "int64" in info.value.message
+    x[0, 0] = 2.0**62
+    valid = validate_batch(x, model.signature, max_rows=1)
+    assert valid[0, 0] == 2**62 and model.run(valid)["probabilities"].shape == (1, 2)
 
 
 def test_nan_never_reaches_the_session(boosting: Exported, data: Data) -> None:
