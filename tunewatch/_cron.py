@@ -19,7 +19,8 @@ _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 def crontab_trigger(expr: str) -> BaseTrigger:
     """The trigger of a 5-field crontab expression (minute hour day month day-of-week), in
     UTC; raises ``ValueError`` naming the field and the rule. As in crontab, when both
-    day fields are restricted a day matching either fires (APScheduler wants both)."""
+    day fields are restricted — neither starts with ``*``, so ``*/2`` is unrestricted — a
+    day matching either fires (APScheduler wants both); otherwise both must match."""
     fields = expr.split()
     if len(fields) != 5:
         raise ValueError(
@@ -39,7 +40,7 @@ def crontab_trigger(expr: str) -> BaseTrigger:
             CronTrigger(**{name: value}, timezone=UTC)
         except ValueError as exc:
             raise ValueError(f"{name.replace('_', ' ')}: {exc} in {expr!r}") from exc
-    if day not in {"*", "?"} and spec["day_of_week"] != "*":
+    if not day.startswith(("*", "?")) and not weekday.startswith(("*", "?")):
         by_date = {**spec, "day_of_week": "*"}
         by_weekday = {**spec, "day": "*"}
         return OrTrigger(

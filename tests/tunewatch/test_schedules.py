@@ -76,6 +76,10 @@ WEDNESDAY = datetime(2025, 1, 1, tzinfo=UTC)
         # both day fields restricted: either matches (crontab), not both (APScheduler)
         ("0 0 1 * 1", ["2025-01-01 00:00", "2025-01-06 00:00", "2025-01-13 00:00"]),
         ("0 0 1,15 * sun", ["2025-01-01 00:00", "2025-01-05 00:00", "2025-01-12 00:00"]),
+        # a field starting with "*" counts as unrestricted, a step too: both must match
+        # (they were OR-ed: "*/2" fired on every odd day and every Monday)
+        ("0 0 */2 * 1", ["2025-01-13 00:00", "2025-01-27 00:00", "2025-02-03 00:00"]),
+        ("0 0 1 * */2", ["2025-02-01 00:00", "2025-03-01 00:00", "2025-04-01 00:00"]),
     ],
 )
 def test_cron_expressions_fire_as_crontab_reads_them(expr: str, fires: list[str]) -> None:
