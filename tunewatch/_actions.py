@@ -69,8 +69,8 @@ class Dispatcher:
         if trigger.do == "retune":
             outcome = self._retune(model, event, payload, trigger.cooldown_minutes, dedupe_key)
         else:
-            # promote/rollback/notify are carried out by their owners (the comparison
-            # loop promotes with governance; notify is the event itself).
+            # promote and notify are carried out by their owners (the comparison loop
+            # promotes with governance; notify is the event itself).
             outcome = ActionOutcome(trigger.do, "taken", f"{event} recorded for {trigger.do}")
         self.store.add_event(
             model=model,

@@ -203,15 +203,49 @@ EventType = Literal[
     "schedule",
     "manual",
 ]
-Action = Literal["retune", "promote", "rollback", "notify"]
+# What a trigger can cause. ``retune`` queues a job (the dispatcher), ``promote`` is carried
+# out by the comparison loop for the version that won (so only on challenger_better), and
+# ``notify`` is the recorded event itself. Rollbacks come from the rollback watch
+# (``comparison.rollback``) or an operator, never from a trigger.
+Action = Literal["retune", "promote", "notify"]
 
 
 class TriggerConfig(_Frozen):
-    """When ``on`` happens to a model, do ``do`` — at most once per ``cooldown_minutes``."""
+    """When ``on`` happens to a model, do ``do`` — a retune at most once per
+    ``cooldown_minutes``."""
 
     on: EventType
     do: Action
     cooldown_minutes: float = Field(default=60.0, ge=0)
+
+    @field_validator("do", mode="before")
+    @classmethod
+    def _not_rollback(cls, value: Any) -> Any:
+        if value == "rollback":
+            raise ValueError(
+                "`do: rollback` is not carried out by a trigger; the rollback watch "
+                "(`comparison.rollback`) rolls a promotion back, and an operator with "
+                "`tunewatch rollback` or POST /v1/models/{m}/rollback"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _carried_out(self) -> TriggerConfig:
+        if self.do == "promote" and self.on != "challenger_better":
+            raise ValueError(
+                "`do: promote` needs `on: challenger_better` (the only event naming a "
+                f"version to promote), got on: {self.on}"
+            )
+        if (
+            self.do != "retune"
+            and "cooldown_minutes" in self.model_fields_set
+            and self.cooldown_minutes > 0
+        ):
+            raise ValueError(
+                "`cooldown_minutes` applies to `do: retune` only (a promotion or a notice "
+                f"is not held back), got {self.cooldown_minutes} with do: {self.do}"
+            )
+        return self
 
 
 DEFAULT_TRIGGERS: tuple[TriggerConfig, ...] = (

@@ -122,3 +122,57 @@ def test_a_regression_model_s_default_objective_is_rmse_and_a_misfit_is_refused(
             {"models": [{"name": "m", "task": "binary", "objective": {"name": "lgo_loss"}}]},
             env={},
         )
+
+
+@pytest.mark.parametrize(
+    ("trigger", "message"),
+    [
+        (
+            {"on": "decay_detected", "do": "rollback"},
+            r"triggers\.0\.do: .*`do: rollback` is not carried out by a trigger.*"
+            r"comparison\.rollback.*got 'rollback'",
+        ),
+        (
+            {"on": "drift_detected", "do": "promote"},
+            r"triggers\.0: .*`do: promote` needs `on: challenger_better`.*got on: drift_detected",
+        ),
+        (
+            {"on": "challenger_better", "do": "promote", "cooldown_minutes": 600},
+            r"triggers\.0: .*`cooldown_minutes` applies to `do: retune` only.*"
+            r"got 600.0 with do: promote",
+        ),
+        (
+            {"on": "srm_detected", "do": "notify", "cooldown_minutes": 5},
+            r"triggers\.0: .*`cooldown_minutes` applies to `do: retune` only.*"
+            r"got 5.0 with do: notify",
+        ),
+    ],
+    ids=["rollback", "promote-on-drift", "promote-cooldown", "notify-cooldown"],
+)
+def test_a_trigger_nothing_would_carry_out_is_a_config_error(
+    trigger: dict[str, object], message: str
+) -> None:
+    """The dispatcher recorded such actions as taken, but no code rolled back, promoted on
+    another event than a won comparison, or held a promotion or notice for a cool-down."""
+    with pytest.raises(ConfigError, match=message):
+        build_config({"models": [{"name": "m", "task": "binary", "triggers": [trigger]}]}, env={})
+
+
+def test_promote_and_notify_triggers_without_a_cooldown_load() -> None:
+    config = build_config(
+        {
+            "models": [
+                {
+                    "name": "m",
+                    "task": "binary",
+                    "triggers": [
+                        {"on": "challenger_better", "do": "promote"},
+                        {"on": "drift_detected", "do": "notify", "cooldown_minutes": 0},
+                        {"on": "alert_received", "do": "retune", "cooldown_minutes": 30},
+                    ],
+                }
+            ]
+        },
+        env={},
+    )
+    assert [t.do for t in config.models[0].triggers] == ["promote", "notify", "retune"]
