@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -28,6 +29,7 @@ from monitor.objectives import ObjectiveError, make_objective
 from tunewatch._cron import crontab_trigger
 from tunewatch._errors import ConfigError
 from tunewatch.comparison import ComparisonConfig
+from tunewatch.store import MAX_MODEL_NAME, valid_model_name
 
 CONFIG_VERSION = 1
 ENV_STORE_URL = "TUNEWATCH_STORE_URL"
@@ -301,7 +303,9 @@ class TuningJobConfig(_Frozen):
 
 
 class ModelConfig(_Frozen):
-    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.-]+$")
+    # The store's rule for a new model's name; a model only registered gets its defaults
+    # under the name the store holds (see Config.model_or_default).
+    name: str
     task: Task
     # Regulated models never promote without an approver who is not the requester.
     regulated: bool = False
@@ -315,6 +319,18 @@ class ModelConfig(_Frozen):
 
     def trigger(self, event: str) -> TriggerConfig | None:
         return next((t for t in self.triggers if t.on == event), None)
+
+    @field_validator("name")
+    @classmethod
+    def _name_the_store_takes(cls, value: str, info: ValidationInfo) -> str:
+        if info.context is not None and info.context.get("registered"):
+            return value  # the store holds it, perhaps from before names could not be paths
+        if not valid_model_name(value):
+            raise ValueError(
+                f"a model `name` must be 1 to {MAX_MODEL_NAME} printable characters and not a "
+                f"path (no `/` or `\\`, not `.` or `..`), as the store requires"
+            )
+        return value
 
     @model_validator(mode="before")
     @classmethod
@@ -402,8 +418,11 @@ class Config(_Frozen):
         return next((m for m in self.models if m.name == name), None)
 
     def model_or_default(self, name: str, task: str) -> ModelConfig:
-        """The model's configuration, or the defaults for a model only registered."""
-        return self.model(name) or ModelConfig(name=name, task=task)  # type: ignore[arg-type]
+        """The model's configuration, or the defaults for a model only registered (its
+        name as the store holds it, which is not checked again)."""
+        return self.model(name) or ModelConfig.model_validate(
+            {"name": name, "task": task}, context={"registered": True}
+        )
 
     def trigger(self, model: str, event: str) -> TriggerConfig | None:
         """The model's trigger for ``event`` (the defaults for models not configured)."""

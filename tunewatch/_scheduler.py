@@ -124,14 +124,10 @@ class Scheduler:
         wanted: dict[str, tuple[float | str, Callable[[], None]]] = {}
         if leader:
             for model in self.store.list_models():
-                cfg = self.config.model_or_default(model.name, model.task)
-                for job in self.jobs:
-                    interval = job.when(cfg)
-                    if interval is not None:
-                        wanted[f"{job.name}:{model.name}"] = (
-                            interval,
-                            self._guarded(job.name, model.name, partial(job.run, model.name)),
-                        )
+                try:
+                    wanted.update(self._model_jobs(model.name, model.task))
+                except Exception:  # one model's jobs, not every model's: log and go on
+                    logger.exception("could not schedule the jobs of model=%s", model.name)
             for task in self.tasks:
                 wanted[task.name] = (task.interval_s, self._guarded(task.name, None, task.run))
         for existing in self._aps.get_jobs():
@@ -141,6 +137,20 @@ class Scheduler:
         for job_id, (interval, fn) in wanted.items():
             if job_id not in have:
                 self._aps.add_job(fn, _trigger(interval), id=job_id, replace_existing=True)
+
+    def _model_jobs(
+        self, model: str, task: str
+    ) -> dict[str, tuple[float | str, Callable[[], None]]]:
+        cfg = self.config.model_or_default(model, task)
+        wanted: dict[str, tuple[float | str, Callable[[], None]]] = {}
+        for job in self.jobs:
+            interval = job.when(cfg)
+            if interval is not None:
+                wanted[f"{job.name}:{model}"] = (
+                    interval,
+                    self._guarded(job.name, model, partial(job.run, model)),
+                )
+        return wanted
 
     def _guarded(
         self, name: str, model: str | None, fn: Callable[[], object]

@@ -176,3 +176,22 @@ def test_promote_and_notify_triggers_without_a_cooldown_load() -> None:
         env={},
     )
     assert [t.do for t in config.models[0].triggers] == ["promote", "notify", "retune"]
+
+
+def test_a_model_name_follows_the_store_s_rule() -> None:
+    """The config allowed only ^[A-Za-z0-9_.-]+$ while the store registers any printable
+    name that is not a path, so a registered 'fraud model' could not be configured."""
+    config = build_config({"models": [{"name": "fraud model", "task": "binary"}]}, env={})
+    assert config.models[0].name == "fraud model"
+    with pytest.raises(ConfigError, match=r"models\.0\.name: .*not a path.*got 'a/b'"):
+        build_config({"models": [{"name": "a/b", "task": "binary"}]}, env={})
+
+
+@pytest.mark.parametrize("name", ["fraud model", "crédit", "old/path"])
+def test_a_registered_model_without_a_config_gets_the_defaults(name: str) -> None:
+    """model_or_default raised a ValidationError for names the store holds (a name with a
+    space, an accent, or a path registered before names could not be paths), which made
+    the scheduler, evaluations and comparisons of every model fail."""
+    config = build_config({}, env={})
+    cfg = config.model_or_default(name, "regression")
+    assert (cfg.name, cfg.task, cfg.objective.name) == (name, "regression", "rmse")

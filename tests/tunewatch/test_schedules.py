@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from tests.tunewatch.conftest import MODEL, make_daemon
-from tunewatch._config import build_config
+from tunewatch._config import ModelConfig, build_config
 from tunewatch._cron import crontab_trigger
 from tunewatch._errors import ConfigError
 from tunewatch._example import ExampleModel
+from tunewatch._scheduler import PerModelJob, Scheduler
+from tunewatch.store import Store
 
 
 def test_cron_schedule_gets_a_fixed_coalescing_job_that_queues_a_retune(
@@ -112,3 +114,47 @@ def test_a_bad_cron_expression_is_a_config_error_naming_its_key(expr: str, rule:
             {"models": [{"name": MODEL, "task": "binary", "tuning": {"schedule_cron": expr}}]},
             env={},
         )
+
+
+def test_a_model_named_with_a_space_gets_its_jobs_and_does_not_stop_the_others(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """One registered model whose name the config's stricter pattern refused made the
+    leader schedule nothing, for any model, and the daemon fail to start."""
+    daemon, _ = make_daemon(tmp_path, trained, extra={"tuning": {"workers": 0}})
+    champion = trained[0]
+    daemon.registry.register("fraud model", champion.onnx, champion.metadata, actor="test")
+    daemon.start()
+    try:
+        assert daemon.scheduler.leader
+        assert {"evaluate:credit", "evaluate:fraud model", "launch_jobs"} <= set(
+            daemon.scheduler.scheduled()
+        )
+    finally:
+        daemon.close()
+
+
+def test_a_model_whose_jobs_cannot_be_built_does_not_stop_the_others(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = build_config({"data_dir": str(tmp_path)}, env={})
+    store = Store.open(config.store_url)
+    for name in ("a", "b", "c"):
+        store.ensure_model(name=name, task="binary", feature_names=["x"])
+
+    def when(cfg: ModelConfig) -> float:
+        if cfg.name == "b":
+            raise RuntimeError("no schedule for b")
+        return 60.0
+
+    scheduler = Scheduler(
+        store=store, config=config, jobs=[PerModelJob("evaluate", when, lambda model: None)]
+    )
+    try:
+        scheduler._lead()
+        assert scheduler.leader
+        assert scheduler.scheduled() == ["evaluate:a", "evaluate:c"]
+        assert "model=b" in caplog.text and "no schedule for b" in caplog.text
+    finally:
+        store.release_lease("scheduler", scheduler.holder)
+        store.close()

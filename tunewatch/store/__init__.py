@@ -12,6 +12,7 @@ from ._engine import make_engine, redact_url
 from ._evaluations import EvaluationRow
 from ._governance import ApprovalRow
 from ._jobs import JobRow, JobStatus
+from ._registry_rows import MAX_NAME as MAX_MODEL_NAME
 from ._registry_rows import valid_model_name
 from ._schema import UTCDateTime, metadata
 from ._store import Store
@@ -44,6 +45,7 @@ __all__ = [
     "LabelItem",
     "LabelRow",
     "LabelStatus",
+    "MAX_MODEL_NAME",
     "MAX_UNIT_KEY_LENGTH",
     "ModelRow",
     "OutputRecord",
