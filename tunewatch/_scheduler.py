@@ -1,10 +1,13 @@
 """Scheduled work, run by one leader process only.
 
 Every process runs a small APScheduler (3.x) ``BackgroundScheduler`` whose only standing
-job renews a lease in the store. The process holding the lease schedules the per-model
-jobs (evaluation, comparisons, re-tuning schedules) with fixed ids, ``coalesce=True`` and
-``max_instances=1``; a process that loses the lease removes them. A failing job is
-logged with its traceback, counted, and simply runs again at its next tick.
+job renews a lease in the store, on a thread of its own: the jobs' pool, full of long
+evaluations, cannot hold the renewal back past the lease's expiry. The process holding the
+lease schedules the per-model jobs (evaluation, comparisons, re-tuning schedules) with
+fixed ids, ``coalesce=True`` and ``max_instances=1``; a process that loses the lease
+removes them, and a job starts only while the lease this process last renewed is
+unexpired by its own clock. A failing job is logged with its traceback, counted, and
+simply runs again at its next tick.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 from functools import partial
 
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -30,6 +35,7 @@ from tunewatch.store import Store
 logger = logging.getLogger(__name__)
 
 LEASE = "scheduler"
+LEASE_EXECUTOR = "lease"  # the renewal's own thread
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +74,7 @@ class Scheduler:
         tasks: list[Task] | None = None,
         metrics: ServingMetrics | None = None,
         holder: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.config = config
@@ -76,15 +83,25 @@ class Scheduler:
         self.metrics = metrics
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.leader = False
+        self._clock = clock
+        # when the lease this process last took or renewed expires, by ``clock``: counted
+        # from before the renewal was sent, so never later than the store's expiry
+        self._lease_until: float | None = None
         self._aps = BackgroundScheduler(
             timezone=UTC,
+            executors={"default": ThreadPoolExecutor(10), LEASE_EXECUTOR: ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
         )
 
     def start(self) -> None:
         ttl = self.config.scheduler.lease_ttl_s
         self._aps.add_job(
-            self._lead, IntervalTrigger(seconds=ttl / 3), id="leadership", replace_existing=True
+            self._lead,
+            IntervalTrigger(seconds=ttl / 3),
+            id="leadership",
+            executor=LEASE_EXECUTOR,
+            misfire_grace_time=None,  # late is better than never: the lease may be free
+            replace_existing=True,
         )
         self._aps.start()
         self._lead()
@@ -97,16 +114,17 @@ class Scheduler:
             except Exception:  # shutting down: log and let the lease expire on its own
                 logger.exception("could not release the scheduler lease")
             self.leader = False
+            self._lease_until = None
 
     def scheduled(self) -> list[str]:
         return sorted(job.id for job in self._aps.get_jobs())
 
     def _lead(self) -> None:
         known = True
+        ttl = self.config.scheduler.lease_ttl_s
+        sent = self._clock()
         try:
-            leader = self.store.acquire_lease(
-                LEASE, self.holder, ttl_s=self.config.scheduler.lease_ttl_s
-            )
+            leader = self.store.acquire_lease(LEASE, self.holder, ttl_s=ttl)
         except Exception:  # the store is down: act as a follower until it is back
             logger.exception("scheduler lease renewal failed")
             leader, known = False, False
@@ -121,6 +139,7 @@ class Scheduler:
             # would make the alerts resolve and fire again as new episodes.
             self.metrics.clear_evaluation()
         self.leader = leader
+        self._lease_until = sent + ttl if leader else None
         wanted: dict[str, tuple[float | str, Callable[[], None]]] = {}
         if leader:
             for model in self.store.list_models():
@@ -156,6 +175,15 @@ class Scheduler:
         self, name: str, model: str | None, fn: Callable[[], object]
     ) -> Callable[[], None]:
         def run() -> None:
+            if not self._holds_lease():
+                logger.warning(
+                    "scheduled %s of model=%s skipped: this process (%s) holds no unexpired "
+                    "scheduler lease",
+                    name,
+                    model,
+                    self.holder,
+                )
+                return
             try:
                 fn()
             except Exception:  # the job boundary: log, count, retry at the next tick
@@ -164,3 +192,7 @@ class Scheduler:
                     self.metrics.evaluations.labels(model or "-", f"{name}_failed").inc()
 
         return run
+
+    def _holds_lease(self) -> bool:
+        until = self._lease_until
+        return until is not None and self._clock() < until

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
 
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tunewatch._config import ModelConfig, build_config
@@ -157,4 +159,77 @@ def test_a_model_whose_jobs_cannot_be_built_does_not_stop_the_others(
         assert "model=b" in caplog.text and "no schedule for b" in caplog.text
     finally:
         store.release_lease("scheduler", scheduler.holder)
+        store.close()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_job_is_skipped_once_the_lease_this_process_renewed_has_expired(
+    tmp_path: Path,
+) -> None:
+    """A leader whose renewal could not run (its pool was busy) kept starting jobs while
+    another replica had taken the expired lease: two leaders."""
+    config = build_config({"data_dir": str(tmp_path), "scheduler": {"lease_ttl_s": 30}}, env={})
+    store = Store.open(config.store_url)
+    store.ensure_model(name="a", task="binary", feature_names=["x"])
+    runs: list[str] = []
+    clock = FakeClock()
+    scheduler = Scheduler(
+        store=store,
+        config=config,
+        jobs=[PerModelJob("evaluate", lambda cfg: 60.0, runs.append)],
+        clock=clock,
+    )
+    try:
+        scheduler._lead()
+        job = scheduler._aps.get_job("evaluate:a")
+        job.func()
+        clock.now += 29.0  # renewed 29 s ago: still ours
+        job.func()
+        clock.now += 2.0  # 31 s: the lease may belong to another process by now
+        job.func()
+        assert runs == ["a", "a"]
+        scheduler._lead()  # renewed
+        job.func()
+        assert runs == ["a", "a", "a"]
+    finally:
+        store.release_lease("scheduler", scheduler.holder)
+        store.close()
+
+
+def test_the_lease_is_renewed_while_every_job_thread_is_busy(tmp_path: Path) -> None:
+    """The renewal shared the jobs' thread pool: ten long jobs held every thread and the
+    lease expired under a leader that went on starting jobs."""
+    config = build_config({"data_dir": str(tmp_path), "scheduler": {"lease_ttl_s": 30}}, env={})
+    store = Store.open(config.store_url)
+    scheduler = Scheduler(store=store, config=config, jobs=[])
+    started, release, renewed = threading.Semaphore(0), threading.Event(), threading.Event()
+
+    def busy() -> None:
+        started.release()
+        release.wait(60)
+
+    def executed(event: JobExecutionEvent) -> None:
+        if event.job_id == "leadership":
+            renewed.set()
+
+    scheduler.start()
+    try:
+        assert scheduler.leader
+        for i in range(10):  # APScheduler's default pool has 10 threads
+            scheduler._aps.add_job(busy, id=f"busy{i}")
+        for _ in range(10):
+            assert started.acquire(timeout=30)
+        scheduler._aps.add_listener(executed, EVENT_JOB_EXECUTED)
+        scheduler._aps.get_job("leadership").modify(next_run_time=datetime.now(UTC))
+        assert renewed.wait(30), "the lease renewal waited for a job thread"
+    finally:
+        release.set()
+        scheduler.shutdown()
         store.close()
