@@ -9,6 +9,7 @@ environment only (``TUNEWATCH_ADMIN_TOKEN``), never from the file.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -164,6 +165,19 @@ class DecayEvaluationConfig(_Frozen):
     tolerance: float = Field(default=0.01, gt=0)
     consecutive: int = Field(default=1, ge=1)
     cooldown_minutes: float = Field(default=1440.0, ge=0)
+
+    @model_validator(mode="after")
+    def _horizon_holds_min_windows(self) -> DecayEvaluationConfig:
+        maturing = math.ceil(self.maturity_s / self.window_s)  # windows whose labels are young
+        matured = self.horizon_windows - maturing
+        if matured < self.min_windows:
+            raise ValueError(
+                f"`horizon_windows` ({self.horizon_windows}) minus the windows still maturing "
+                f"(ceil(`maturity_s` {self.maturity_s} / `window_s` {self.window_s}) = "
+                f"{maturing}) leaves {matured} matured windows, fewer than `min_windows` "
+                f"({self.min_windows}): decay could never be measured"
+            )
+        return self
 
 
 class EstimateEvaluationConfig(_Frozen):

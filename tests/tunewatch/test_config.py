@@ -77,6 +77,18 @@ def test_unreadable_and_non_mapping_files_are_config_errors(tmp_path: Path) -> N
     ("evaluation", "message"),
     [
         ({"decay": {"min_windows": 2}}, r"min_windows: Input should be greater than or equal to 3"),
+        # the documented minimum horizon with the default maturity left 2 matured windows
+        # for a trend that needs 3: decay was insufficient_data forever
+        (
+            {"decay": {"horizon_windows": 3}},
+            r"decay: .*`horizon_windows` \(3\) minus the windows still maturing "
+            r"\(ceil\(`maturity_s` 86400.0 / `window_s` 86400.0\) = 1\) leaves 2 matured "
+            r"windows, fewer than `min_windows` \(3\)",
+        ),
+        (
+            {"decay": {"horizon_windows": 10, "window_s": 3600, "maturity_s": 28_000}},
+            r"leaves 2 matured windows, fewer than `min_windows` \(3\)",
+        ),
         (
             {"drift": {"min_rows": 500, "sample_size": 200}},
             r"`sample_size` \(200\) must be at least",
