@@ -282,7 +282,10 @@ class TuningJobConfig(_Frozen):
     """How a model's re-tuning job runs: space, data, CV, warm start, budget, export."""
 
     # A standing schedule besides the triggers: a cron expression ("0 3 * * 0") or hours
-    # between runs. Missed runs coalesce into one; the job id is fixed per model.
+    # between runs, counted from the last scheduled run the store recorded (or the model's
+    # registration), not from a restart or failover; runs missed while no process led
+    # coalesce into one, run as soon as a leader schedules the job. The job id is fixed
+    # per model.
     schedule_cron: str | None = None
     schedule_hours: float | None = Field(default=None, gt=0)
 

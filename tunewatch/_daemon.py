@@ -7,6 +7,7 @@ import os
 import re
 import threading
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -147,7 +148,12 @@ class Daemon:
             metrics=self.metrics,
             jobs=[
                 PerModelJob("evaluate", lambda m: m.evaluation.interval_s, self.evaluator.evaluate),
-                PerModelJob("retune_schedule", _schedule, self._scheduled_retune),
+                PerModelJob(
+                    "retune_schedule",
+                    _schedule,
+                    self._scheduled_retune,
+                    last_run=self._last_scheduled_retune,
+                ),
                 PerModelJob(
                     "compare",
                     lambda m: m.comparison.interval_s if m.comparison.enabled else None,
@@ -187,6 +193,12 @@ class Daemon:
 
     def _scheduled_retune(self, model: str) -> None:
         self.dispatcher.handle(model, "schedule", {"reason": "standing schedule"})
+
+    def _last_scheduled_retune(self, model: str) -> datetime:
+        """When the standing schedule last fired for ``model`` (its ``schedule`` event),
+        or when the model was registered: the schedule counts from there."""
+        last = self.store.list_events(model=model, type="schedule", limit=1)
+        return last[0].created_at if last else self.store.get_model(model).created_at
 
     def _worker_config(self) -> Path:
         """The effective configuration, written for the worker processes to read."""

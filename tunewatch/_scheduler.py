@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from functools import partial
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -42,17 +42,29 @@ LEASE_EXECUTOR = "lease"  # the renewal's own thread
 class PerModelJob:
     """A job every model gets: ``run(model)`` on the trigger ``when(model_config)`` gives:
     seconds between runs, a cron expression (``"0 3 * * 0"``), or ``None`` (not for this
-    model)."""
+    model).
+
+    With ``last_run(model)`` (when it last ran, as the store recorded it) the schedule
+    counts from that run rather than from when a leader added the job, and a run missed
+    meanwhile (no process led, or the daemon was down) runs once right away.
+    """
 
     name: str
     when: Callable[[ModelConfig], float | str | None]
     run: Callable[[str], object]
+    last_run: Callable[[str], datetime] | None = None
 
 
 def _trigger(when: float | str) -> BaseTrigger:
     if isinstance(when, str):
         return crontab_trigger(when)
     return IntervalTrigger(seconds=when)
+
+
+def _next_run(trigger: BaseTrigger, last: datetime, now: datetime) -> datetime | None:
+    """The first time ``trigger`` fires after ``last``, or ``now`` when that has passed."""
+    due = trigger.get_next_fire_time(last, last)
+    return None if due is None else max(due, now)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +74,15 @@ class Task:
     name: str
     interval_s: float
     run: Callable[[], object]
+
+
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """A job the leader should have: its trigger, what it runs, when it last ran."""
+
+    when: float | str
+    fn: Callable[[], None]
+    last_run: Callable[[], datetime] | None
 
 
 class Scheduler:
@@ -140,7 +161,7 @@ class Scheduler:
             self.metrics.clear_evaluation()
         self.leader = leader
         self._lease_until = sent + ttl if leader else None
-        wanted: dict[str, tuple[float | str, Callable[[], None]]] = {}
+        wanted: dict[str, Wanted] = {}
         if leader:
             for model in self.store.list_models():
                 try:
@@ -148,26 +169,40 @@ class Scheduler:
                 except Exception:  # one model's jobs, not every model's: log and go on
                     logger.exception("could not schedule the jobs of model=%s", model.name)
             for task in self.tasks:
-                wanted[task.name] = (task.interval_s, self._guarded(task.name, None, task.run))
+                wanted[task.name] = Wanted(
+                    task.interval_s, self._guarded(task.name, None, task.run), None
+                )
         for existing in self._aps.get_jobs():
             if existing.id != "leadership" and existing.id not in wanted:
                 existing.remove()
         have = {j.id for j in self._aps.get_jobs()}
-        for job_id, (interval, fn) in wanted.items():
-            if job_id not in have:
-                self._aps.add_job(fn, _trigger(interval), id=job_id, replace_existing=True)
+        now = datetime.now(UTC)
+        for job_id, want in wanted.items():
+            if job_id in have:
+                continue
+            trigger = _trigger(want.when)
+            try:
+                first = None if want.last_run is None else _next_run(trigger, want.last_run(), now)
+            except Exception:  # the store is down: count from now, as without a record
+                logger.exception("could not read when %s last ran", job_id)
+                first = None
+            if first is None:
+                self._aps.add_job(want.fn, trigger, id=job_id, replace_existing=True)
+            else:
+                self._aps.add_job(
+                    want.fn, trigger, id=job_id, next_run_time=first, replace_existing=True
+                )
 
-    def _model_jobs(
-        self, model: str, task: str
-    ) -> dict[str, tuple[float | str, Callable[[], None]]]:
+    def _model_jobs(self, model: str, task: str) -> dict[str, Wanted]:
         cfg = self.config.model_or_default(model, task)
-        wanted: dict[str, tuple[float | str, Callable[[], None]]] = {}
+        wanted: dict[str, Wanted] = {}
         for job in self.jobs:
-            interval = job.when(cfg)
-            if interval is not None:
-                wanted[f"{job.name}:{model}"] = (
-                    interval,
+            when = job.when(cfg)
+            if when is not None:
+                wanted[f"{job.name}:{model}"] = Wanted(
+                    when,
                     self._guarded(job.name, model, partial(job.run, model)),
+                    None if job.last_run is None else partial(job.last_run, model),
                 )
         return wanted
 

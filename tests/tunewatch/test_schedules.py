@@ -233,3 +233,82 @@ def test_the_lease_is_renewed_while_every_job_thread_is_busy(tmp_path: Path) -> 
         release.set()
         scheduler.shutdown()
         store.close()
+
+
+def test_an_interval_schedule_counts_from_its_last_run_not_from_when_it_was_added(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The interval restarted whenever the leader added the job (a restart, a failover, a
+    failed renewal), so a daemon restarted more often than schedule_hours never ran it."""
+    daemon, _ = make_daemon(
+        tmp_path,
+        trained,
+        extra={
+            "tuning": {"workers": 0},
+            "models": [{"name": MODEL, "task": "binary", "tuning": {"schedule_hours": 24}}],
+        },
+    )
+    daemon.start()
+    try:
+        job = daemon.scheduler._aps.get_job("retune_schedule:credit")
+        registered = daemon.store.get_model(MODEL).created_at
+        assert job.next_run_time == registered + timedelta(hours=24)  # never ran: since then
+        job.func()
+        (ran,) = daemon.store.list_events(model=MODEL, type="schedule")
+        job.remove()  # as a failed renewal or a restart does
+        daemon.scheduler._lead()
+        job = daemon.scheduler._aps.get_job("retune_schedule:credit")
+        assert job.next_run_time == ran.created_at + timedelta(hours=24)
+    finally:
+        daemon.close()
+
+
+@pytest.mark.parametrize("when", [3600.0, "0 * * * *"], ids=["interval", "cron"])
+def test_a_schedule_missed_while_no_process_led_runs_once_right_away(
+    tmp_path: Path, when: float | str
+) -> None:
+    config = build_config({"data_dir": str(tmp_path)}, env={})
+    store = Store.open(config.store_url)
+    store.ensure_model(name="a", task="binary", feature_names=["x"])
+    ran = threading.Event()
+    last = datetime.now(UTC) - timedelta(hours=5)
+    scheduler = Scheduler(
+        store=store,
+        config=config,
+        jobs=[
+            PerModelJob(
+                "retune_schedule", lambda cfg: when, lambda m: ran.set(), last_run=lambda m: last
+            )
+        ],
+    )
+    scheduler.start()
+    try:
+        assert ran.wait(30), "the missed run waited for the next tick"
+        job = scheduler._aps.get_job("retune_schedule:a")
+        assert job.next_run_time > datetime.now(UTC)  # once, then on the schedule again
+    finally:
+        scheduler.shutdown()
+        store.close()
+
+
+def test_a_schedule_not_yet_due_keeps_its_time(tmp_path: Path) -> None:
+    config = build_config({"data_dir": str(tmp_path)}, env={})
+    store = Store.open(config.store_url)
+    store.ensure_model(name="a", task="binary", feature_names=["x"])
+    last = datetime.now(UTC) - timedelta(minutes=10)
+    scheduler = Scheduler(
+        store=store,
+        config=config,
+        jobs=[
+            PerModelJob(
+                "retune_schedule", lambda cfg: 3600.0, lambda m: None, last_run=lambda m: last
+            )
+        ],
+    )
+    scheduler.start()
+    try:
+        job = scheduler._aps.get_job("retune_schedule:a")
+        assert job.next_run_time == last + timedelta(hours=1)
+    finally:
+        scheduler.shutdown()
+        store.close()
