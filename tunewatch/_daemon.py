@@ -17,7 +17,7 @@ from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._auth import Authenticator, hash_token
 from tunewatch._config import ENV_ADMIN_TOKEN, Config, ModelConfig
-from tunewatch._errors import ConfigError
+from tunewatch._errors import ConfigError, ConflictError
 from tunewatch._evaluation import Evaluator
 from tunewatch._launcher import STALE_HEARTBEATS, JobLauncher
 from tunewatch._recorder import Recorder
@@ -44,7 +44,8 @@ def ensure_bootstrap_token(store: Store, env: Mapping[str, str]) -> None:
 
     Changing the variable rotates the token: every earlier bootstrap token is revoked
     (``bootstrap-admin``, ``bootstrap-admin-2`` …). A revoked token is refused rather than
-    brought back to life.
+    brought back to life. Replicas starting together may race through this: a revocation
+    or the new token a racing replica stored first counts as done.
     """
     token = env.get(ENV_ADMIN_TOKEN)
     if not token:
@@ -53,7 +54,10 @@ def ensure_bootstrap_token(store: Store, env: Mapping[str, str]) -> None:
     if store.token_by_hash(digest) is not None:
         return
     tokens = store.list_tokens()
-    if any(t.token_hash == digest for t in tokens):
+    ours = [t for t in tokens if t.token_hash == digest]
+    if any(t.revoked_at is None for t in ours):
+        return  # a replica starting with us stored it since we looked
+    if ours:
         raise ConfigError(
             f"{ENV_ADMIN_TOKEN} holds a token that was revoked; set a new one to rotate",
             code="token_revoked",
@@ -61,7 +65,12 @@ def ensure_bootstrap_token(store: Store, env: Mapping[str, str]) -> None:
     names = {t.name for t in tokens}
     for t in tokens:
         if t.revoked_at is None and _BOOTSTRAP_NAME.fullmatch(t.name):
-            store.revoke_token(t.name)
+            try:
+                store.revoke_token(t.name)
+            except ConflictError as exc:
+                if exc.code != "token_revoked":
+                    raise
+                continue  # a replica starting with us revoked it (and audited that)
             store.append_audit(
                 actor="system",
                 action="revoke_token",
@@ -73,7 +82,12 @@ def ensure_bootstrap_token(store: Store, env: Mapping[str, str]) -> None:
     while name in names:
         suffix += 1
         name = f"{BOOTSTRAP_TOKEN_NAME}-{suffix}"
-    store.add_token(name=name, role="admin", token_hash=digest)
+    try:
+        store.add_token(name=name, role="admin", token_hash=digest)
+    except ConflictError:
+        if store.token_by_hash(digest) is not None:
+            return  # a replica starting with us stored it first (and audited that)
+        raise
     store.append_audit(
         actor="system",
         action="create_token",

@@ -9,7 +9,7 @@ import pytest
 from tunewatch._auth import hash_token
 from tunewatch._daemon import ensure_bootstrap_token
 from tunewatch._errors import ConfigError
-from tunewatch.store import Store
+from tunewatch.store import Store, TokenRow
 
 
 @pytest.fixture
@@ -55,3 +55,40 @@ def test_other_admin_tokens_are_left_alone(store: Store) -> None:
     ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": "a" * 32})
     ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": "b" * 32})
     assert _active(store) == {hash_token(t * 32) for t in "oxb"}
+
+
+@pytest.mark.parametrize("other_replica", ["before", "after"])
+def test_replicas_rotating_the_token_together_both_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, other_replica: str
+) -> None:
+    """Two replicas started after a rotation: the one that read the tokens before the other
+    revoked and stored died on 'already revoked' / 'exists'; one that read them after
+    took the other's new token for a revoked one."""
+    url = f"sqlite:///{tmp_path / 'tw.db'}"
+    first, other, racing = Store.open(url), Store.open(url), Store.open(url)
+    first.migrate()
+    ensure_bootstrap_token(first, {"TUNEWATCH_ADMIN_TOKEN": "a" * 32})
+    rotated = {"TUNEWATCH_ADMIN_TOKEN": "b" * 32}
+    read = racing.list_tokens
+
+    def read_while_the_other_replica_rotates() -> list[TokenRow]:
+        if other_replica == "after":
+            ensure_bootstrap_token(other, rotated)
+            return read()
+        rows = read()
+        ensure_bootstrap_token(other, rotated)
+        return rows
+
+    monkeypatch.setattr(racing, "list_tokens", read_while_the_other_replica_rotates)
+    ensure_bootstrap_token(racing, rotated)
+    assert [(t.name, t.revoked_at is None) for t in first.list_tokens()] == [
+        ("bootstrap-admin", False),
+        ("bootstrap-admin-2", True),
+    ]
+    assert _active(first) == {hash_token("b" * 32)}
+    actions = [(e.action, e.target) for e in first.audit_log()]
+    assert sorted(actions) == [
+        ("create_token", "bootstrap-admin"),
+        ("create_token", "bootstrap-admin-2"),
+        ("revoke_token", "bootstrap-admin"),
+    ]
