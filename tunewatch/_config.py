@@ -234,6 +234,15 @@ class TriggerConfig(_Frozen):
     do: Action
     cooldown_minutes: float = Field(default=60.0, ge=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _cooldown_of_retunes(cls, data: Any) -> Any:
+        """Only a retune has a default cool-down; others have none, so the effective
+        configuration written for the workers loads as it was dumped."""
+        if isinstance(data, dict) and data.get("do") != "retune":
+            data = {"cooldown_minutes": 0.0, **data}
+        return data
+
     @field_validator("do", mode="before")
     @classmethod
     def _not_rollback(cls, value: Any) -> Any:
@@ -252,11 +261,7 @@ class TriggerConfig(_Frozen):
                 "`do: promote` needs `on: challenger_better` (the only event naming a "
                 f"version to promote), got on: {self.on}"
             )
-        if (
-            self.do != "retune"
-            and "cooldown_minutes" in self.model_fields_set
-            and self.cooldown_minutes > 0
-        ):
+        if self.do != "retune" and self.cooldown_minutes > 0:
             raise ValueError(
                 "`cooldown_minutes` applies to `do: retune` only (a promotion or a notice "
                 f"is not held back), got {self.cooldown_minutes} with do: {self.do}"

@@ -188,6 +188,10 @@ def test_promote_and_notify_triggers_without_a_cooldown_load() -> None:
         env={},
     )
     assert [t.do for t in config.models[0].triggers] == ["promote", "notify", "retune"]
+    # the workers read the effective configuration back: it must load as it was dumped
+    # (a promote trigger's default cool-down was dumped as 60 and then refused)
+    assert [t.cooldown_minutes for t in config.models[0].triggers] == [0.0, 0.0, 30.0]
+    assert build_config(config.model_dump(mode="json"), env={}) == config
 
 
 def test_a_model_name_follows_the_store_s_rule() -> None:
