@@ -1,9 +1,10 @@
 """Promotion gates: who may promote what, and when a second person must approve.
 
 A promotion waits for an approver who is not the requester when the model is marked
-regulated, or when any of the version's hyperparameters lies outside its configured safe
-range. Everything else is promoted at once. Both paths are atomic in the store (stage,
-audit entry and event in one transaction).
+regulated, or when any of the version's hyperparameters lies outside its safe range: the
+model's ``safe_ranges`` or the ``safe:`` bounds of its search space (a space that cannot be
+read makes every promotion wait). Everything else is promoted at once. Both paths are
+atomic in the store (stage, audit entry and event in one transaction).
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from retune import SearchSpaceError
+from retune.space import load_search_space
 from tunewatch._config import Config, SafeRange
+from tunewatch._tuning import default_search_space
 from tunewatch.store import ApprovalRow, ModelRow, Store, VersionRow
 
 
@@ -58,7 +62,21 @@ def promotion_rules(model: ModelRow, version: VersionRow, config: Config) -> lis
             f"outside safe range: {u}"
             for u in unsafe_hyperparameters(version.hyperparameters, cfg.safe_ranges)
         ]
-    return rules
+    return rules + outside_search_space(model, version.hyperparameters, config)
+
+
+def outside_search_space(model: ModelRow, params: Mapping[str, Any], config: Config) -> list[str]:
+    """The rules the ``safe:`` bounds of the model's search space (the one its jobs tune
+    in) set for ``params``; a space that cannot be read is a rule of its own."""
+    cfg = config.model(model.name)  # not model_or_default: older names may not validate
+    path = (cfg.tuning.search_space if cfg is not None else None) or default_search_space(
+        model.task
+    )
+    try:
+        space = load_search_space(path)
+    except SearchSpaceError as exc:
+        return [f"search space unreadable, safe ranges not checked: {exc}"]
+    return [f"outside safe range: {u}" for u in space.outside_safe_ranges(params)]
 
 
 def promote(

@@ -110,7 +110,8 @@ class SearchSpace(BaseModel):
         return out
 
     def outside_safe_ranges(self, params: Mapping[str, Any]) -> list[str]:
-        """One message per active parameter whose value lies outside its safe range."""
+        """One message per active parameter whose value lies outside its safe range (a value
+        that is not a number counts as outside a numeric one)."""
         problems: list[str] = []
         for name, decl in self.active(params).items():
             if name not in params or decl.safe is None:
@@ -119,6 +120,11 @@ class SearchSpace(BaseModel):
             if isinstance(decl, CategoricalParam):
                 if value not in decl.safe:
                     problems.append(f"`{name}` = {value!r} is not a safe choice {list(decl.safe)}")
+            elif isinstance(value, bool) or not isinstance(value, int | float):
+                problems.append(
+                    f"`{name}` = {value!r} is not a number, so not in its safe range "
+                    f"[{decl.safe[0]}, {decl.safe[1]}]"
+                )
             elif not decl.safe[0] <= value <= decl.safe[1]:
                 problems.append(
                     f"`{name}` = {value!r} is outside its safe range "

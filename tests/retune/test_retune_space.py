@@ -119,6 +119,15 @@ def test_outside_safe_ranges_names_each_offending_param() -> None:
     assert "`C` = 8.0 is outside its safe range [0.01, 5.0]" in problems[1]
 
 
+def test_outside_safe_ranges_names_a_value_that_is_not_a_number() -> None:
+    space = small_space()
+    problems = space.outside_safe_ranges({"scaler": "standard", "estimator": "logistic", "C": "8"})
+    assert problems == ["`C` = '8' is not a number, so not in its safe range [0.01, 5.0]"]
+    assert space.outside_safe_ranges(
+        {"scaler": "standard", "estimator": "logistic", "C": float("nan")}
+    ) == ["`C` = nan is outside its safe range [0.01, 5.0]"]
+
+
 def test_project_drops_removed_params_and_rejects_removed_choices() -> None:
     space = small_space()
     old = {"scaler": "robust", "estimator": "logistic", "C": 0.1}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import threading
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pytest
 from tests.tunewatch.conftest import MODEL, Running, make_daemon
 from tunewatch._background import BackgroundServer
 from tunewatch._example import ExampleModel, feature_names
+from tunewatch._governance import promotion_rules
 
 ROW = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]
 
@@ -74,6 +76,58 @@ def test_safe_promotion_is_immediate(gov: Running) -> None:
     r = _post(gov, f"/v1/models/{MODEL}/versions/3/promote", "operator", reason="refresh")
     assert r.status_code == 200 and r.json()["status"] == "promoted"
     assert _infer_version(gov) == "3"
+
+
+def test_a_winner_outside_the_search_space_safe_ranges_waits_for_a_second_person(
+    gov: Running, trained: list[ExampleModel]
+) -> None:
+    # binary_tabular.yaml: extra_trees is not a safe estimator, depth 12 is past [2, 10]
+    params = {
+        "missing": "none",
+        "imputer": "mean",
+        "scaler": "standard",
+        "selector": "none",
+        "class_weight": "none",
+        "estimator": "extra_trees",
+        "forest_n_estimators": 100,
+        "forest_max_depth": 12,
+        "forest_min_samples_leaf": 1,
+    }
+    metadata = dataclasses.replace(trained[1].metadata, hyperparameters=params)
+    row = gov.daemon.registry.register(MODEL, trained[1].onnx, metadata, actor="test")
+    r = _post(gov, f"/v1/models/{MODEL}/versions/{row.version}/promote", "operator", reason="won")
+    assert r.status_code == 202, r.text
+    assert r.json()["approval"]["rules"] == [
+        "outside safe range: `estimator` = 'extra_trees' is not a safe choice "
+        "['logistic', 'gradient_boosting', 'random_forest']",
+        "outside safe range: `forest_max_depth` = 12 is outside its safe range [2, 10]",
+    ]
+    assert _infer_version(gov) == "1"
+
+
+def test_an_unreadable_search_space_makes_every_promotion_wait(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    daemon, _ = make_daemon(
+        tmp_path,
+        trained,
+        extra={
+            "models": [
+                {
+                    "name": MODEL,
+                    "task": "binary",
+                    "tuning": {"search_space": str(tmp_path / "gone.yaml")},
+                }
+            ]
+        },
+    )
+    try:
+        store = daemon.store
+        rules = promotion_rules(store.get_model(MODEL), store.get_version(MODEL, 2), daemon.config)
+        assert len(rules) == 1 and rules[0].startswith("search space unreadable, safe ranges ")
+        assert "gone.yaml" in rules[0]
+    finally:
+        daemon.close()
 
 
 def test_the_requester_cannot_approve_a_regulated_promotion(gov: Running) -> None:
