@@ -26,6 +26,7 @@ from typing import Any
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
 from tunewatch._errors import NotFoundError, TunewatchError
+from tunewatch._governance import champion_registration_rules
 from tunewatch._registry import DERIVED_DETAILS, Reference, Registry, VersionMetadata
 from tunewatch.store import Store, valid_model_name
 
@@ -120,6 +121,7 @@ def export_bundle(
 def import_bundle(
     store: Store,
     registry: Registry,
+    config: Config,
     path: str | Path,
     *,
     actor: str,
@@ -131,8 +133,9 @@ def import_bundle(
     Returns the model name, what became of each version, and the model's config from the
     bundle (for the operator to merge into the target's config file). A version the model
     already holds from this bundle's model is skipped, so an import can be repeated. The
-    bundle's champion becomes champion only where the model has none yet; everything
-    else arrives in shadow, to be promoted under the target's own governance.
+    bundle's champion becomes champion only where the model has none yet and promoting it
+    would need no approver (``config`` holds the target's rules); everything else arrives
+    in shadow, to be promoted under the target's own governance.
     """
     digest = _sha256_file(path)
     try:
@@ -162,7 +165,19 @@ def import_bundle(
                     archive, f"artefacts/{entry['reference_sha256']}.npz", Reference.MAX_BYTES
                 )
                 reference = Reference.from_bytes(data)
-            champion_wanted = entry["stage"] == "champion" and _champion(store, target) is None
+            # champion only where there is none and its promotion would need no approver
+            champion_wanted = (
+                entry["stage"] == "champion"
+                and _champion(store, target) is None
+                and not champion_registration_rules(
+                    store,
+                    config,
+                    target,
+                    task=source["task"],
+                    regulated=source["regulated"],
+                    hyperparameters=entry["hyperparameters"],
+                )
+            )
             details = {
                 **entry["details"],
                 "imported": {

@@ -61,6 +61,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_register(args: argparse.Namespace) -> int:
     from tunewatch._daemon import open_store
+    from tunewatch._governance import check_champion_registration
 
     config = _config(args)
     store = open_store(config)
@@ -75,6 +76,15 @@ def cmd_register(args: argparse.Namespace) -> int:
             hyperparameters=hyperparameters,
             dataset_version=args.dataset_version,
         )
+        if args.stage == "champion":
+            check_champion_registration(
+                store,
+                config,
+                args.model,
+                task=args.task,
+                regulated=None,
+                hyperparameters=hyperparameters,
+            )
         reference = None
         if args.reference:
             reference = Reference.from_bytes(Path(args.reference).read_bytes())
@@ -420,6 +430,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         model, imported, model_config = import_bundle(
             store,
             _registry(config, store),
+            config,
             args.path,
             actor=_actor(args),
             max_artefact_bytes=config.server.max_artefact_bytes,

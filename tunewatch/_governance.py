@@ -17,6 +17,7 @@ from typing import Any, Literal
 from retune import SearchSpaceError
 from retune.space import load_search_space
 from tunewatch._config import Config, SafeRange
+from tunewatch._errors import ConflictError, NotFoundError
 from tunewatch._tuning import default_search_space
 from tunewatch.store import ApprovalRow, ModelRow, Store, VersionRow
 
@@ -53,30 +54,95 @@ def unsafe_hyperparameters(params: Mapping[str, Any], safe: Mapping[str, SafeRan
 
 def promotion_rules(model: ModelRow, version: VersionRow, config: Config) -> list[str]:
     """The rules that make this promotion wait for an approver (empty: none)."""
+    return _rules(
+        config,
+        model.name,
+        model.task,
+        regulated=model.regulated,
+        hyperparameters=version.hyperparameters,
+    )
+
+
+def check_champion_registration(
+    store: Store,
+    config: Config,
+    model: str,
+    *,
+    task: str,
+    regulated: bool | None,
+    hyperparameters: Mapping[str, Any],
+) -> None:
+    """A version registered as the champion skips promotion, so it must pass the gate a
+    promotion would: where a rule would make the promotion wait (a regulated model, even
+    for its first champion; unsafe hyperparameters), the registration is refused
+    (``ConflictError``, ``approval_required``) and the operator registers the version as a
+    shadow and promotes it. The store refuses a second champion (``champion_exists``)."""
+    if _exists(store, model) and store.champion(model) is not None:
+        return  # the store refuses it, ``champion_exists``: promote instead
+    rules = champion_registration_rules(
+        store, config, model, task=task, regulated=regulated, hyperparameters=hyperparameters
+    )
+    if rules:
+        raise ConflictError(
+            f"a version cannot be registered as the champion of {model!r} when its promotion "
+            f"would wait for an approver ({'; '.join(rules)}): register it as a shadow and "
+            "promote it",
+            code="approval_required",
+        )
+
+
+def champion_registration_rules(
+    store: Store,
+    config: Config,
+    model: str,
+    *,
+    task: str,
+    regulated: bool | None,
+    hyperparameters: Mapping[str, Any],
+) -> list[str]:
+    """The rules that would make a version registered as the champion wait for an
+    approver, were it promoted instead (the model may not exist yet)."""
+    row = _exists(store, model)
+    if row is None:
+        flagged = bool(regulated)
+    else:
+        flagged, task = row.regulated or bool(regulated), row.task
+    return _rules(config, model, task, regulated=flagged, hyperparameters=hyperparameters)
+
+
+def _exists(store: Store, model: str) -> ModelRow | None:
+    try:
+        return store.get_model(model)
+    except NotFoundError:
+        return None
+
+
+def _rules(
+    config: Config,
+    model: str,
+    task: str,
+    *,
+    regulated: bool,
+    hyperparameters: Mapping[str, Any],
+) -> list[str]:
     rules = []
-    cfg = config.model(model.name)
-    if model.regulated or (cfg is not None and cfg.regulated):
+    cfg = config.model(model)
+    if regulated or (cfg is not None and cfg.regulated):
         rules.append("regulated model")
     if cfg is not None:
         rules += [
             f"outside safe range: {u}"
-            for u in unsafe_hyperparameters(version.hyperparameters, cfg.safe_ranges)
+            for u in unsafe_hyperparameters(hyperparameters, cfg.safe_ranges)
         ]
-    return rules + outside_search_space(model, version.hyperparameters, config)
-
-
-def outside_search_space(model: ModelRow, params: Mapping[str, Any], config: Config) -> list[str]:
-    """The rules the ``safe:`` bounds of the model's search space (the one its jobs tune
-    in) set for ``params``; a space that cannot be read is a rule of its own."""
-    cfg = config.model(model.name)  # not model_or_default: older names may not validate
-    path = (cfg.tuning.search_space if cfg is not None else None) or default_search_space(
-        model.task
+    # not model_or_default: a name from before names were checked may not validate
+    space_path = (cfg.tuning.search_space if cfg is not None else None) or default_search_space(
+        task
     )
     try:
-        space = load_search_space(path)
+        space = load_search_space(space_path)
     except SearchSpaceError as exc:
-        return [f"search space unreadable, safe ranges not checked: {exc}"]
-    return [f"outside safe range: {u}" for u in space.outside_safe_ranges(params)]
+        return [*rules, f"search space unreadable, safe ranges not checked: {exc}"]
+    return rules + [f"outside safe range: {u}" for u in space.outside_safe_ranges(hyperparameters)]
 
 
 def promote(

@@ -200,6 +200,9 @@ class Registry:
     ) -> VersionRow:
         """Check ``onnx_bytes`` in a subprocess, store it, and add the version row.
 
+        ``stage="champion"`` skips promotion and its gate: where an operator asks for it,
+        the caller checks ``_governance.check_champion_registration`` first.
+
         With ``once_per_study`` a study registers one version at most: workers sharing a
         job's study each finish with the same winner, and the first registers it
         (``ConflictError`` ``study_registered`` for the others).

@@ -45,7 +45,13 @@ def _import(
     d: Daemon, path: Path, name: str | None = None
 ) -> tuple[str, list[ImportedVersion], dict[str, Any] | None]:
     return import_bundle(
-        d.store, d.registry, path, actor="ops", max_artefact_bytes=10**8, name=name
+        d.store,
+        d.registry,
+        d.config,
+        path,
+        actor="ops",
+        max_artefact_bytes=10**8,
+        name=name,
     )
 
 
@@ -176,7 +182,14 @@ def test_a_member_that_unpacks_past_the_limit_is_refused(
 ) -> None:
     bundle = _export(source, tmp_path / "credit.zip")
     with pytest.raises(BundleError, match="the limit is 100"):
-        import_bundle(target.store, target.registry, bundle, actor="ops", max_artefact_bytes=100)
+        import_bundle(
+            target.store,
+            target.registry,
+            target.config,
+            bundle,
+            actor="ops",
+            max_artefact_bytes=100,
+        )
 
 
 def test_the_target_model_s_task_features_and_regulation_still_apply(
@@ -203,6 +216,23 @@ def test_the_target_model_s_task_features_and_regulation_still_apply(
     )
     with pytest.raises(RegistrationError, match="features"):
         _import(target, renamed, name="other")
+
+
+def test_a_champion_imported_where_a_promotion_would_wait_lands_in_shadow(
+    source: Daemon, tmp_path: Path
+) -> None:
+    bundle = _export(source, tmp_path / "credit.zip", versions=[1, 2])
+    raw = {
+        "data_dir": str(tmp_path / "regulated"),
+        "models": [{"name": MODEL, "task": "binary", "regulated": True}],
+    }
+    target = Daemon(build_config(raw, env={}), env={})
+    try:
+        _, imported, _ = _import(target, bundle)
+        assert [(i.source_version, i.stage) for i in imported] == [(1, "shadow"), (2, "shadow")]
+        assert target.store.champion(MODEL) is None  # promote it: an approver decides
+    finally:
+        target.close()
 
 
 def test_the_cli_exports_and_imports_with_the_model_s_config(

@@ -41,7 +41,6 @@ def test_register_promote_approve_rollback_round_trip(
         ref = tmp_path / f"m{i}.npz"
         assert model.reference is not None
         ref.write_bytes(model.reference.to_bytes())
-        stage = "champion" if i == 0 else "shadow"
         assert (
             run(
                 config,
@@ -54,23 +53,25 @@ def test_register_promote_approve_rollback_round_trip(
                 features,
                 "--hyperparameters",
                 json.dumps({"i": i}),
-                "--stage",
-                stage,
                 "--reference",
                 str(ref),
             )
             == 0
         )
     out = capsys.readouterr().out
-    assert "registered credit version 1 (champion)" in out
+    assert "registered credit version 1 (shadow)" in out
     assert "registered credit version 2 (shadow)" in out
 
+    assert run(config, "promote", "credit", "1", "--reason", "the first champion") == 0
+    assert "waits for an approver (request 1): regulated model" in capsys.readouterr().out
+    assert run(config, "approve", "1", "--reason", "reviewed", actor="bob") == 0
+    assert "credit version 1 is champion" in capsys.readouterr().out
     assert run(config, "promote", "credit", "2", "--reason", "won the A/B test") == 0
     out = capsys.readouterr().out
-    assert "waits for an approver (request 1): regulated model" in out
-    assert run(config, "approve", "1", "--reason", "mine") == 2  # alice asked: refused
+    assert "waits for an approver (request 2): regulated model" in out
+    assert run(config, "approve", "2", "--reason", "mine") == 2  # alice asked: refused
     assert "another person must decide it" in capsys.readouterr().err
-    assert run(config, "approve", "1", "--reason", "reviewed", actor="bob") == 0
+    assert run(config, "approve", "2", "--reason", "reviewed", actor="bob") == 0
     assert "credit version 2 is champion" in capsys.readouterr().out
 
     assert run(config, "rollback", "credit", "--reason", "worse") == 0
@@ -78,6 +79,20 @@ def test_register_promote_approve_rollback_round_trip(
     assert run(config, "models") == 0
     listing = capsys.readouterr().out
     assert "v1    champion" in listing and "v2    rolled_back" in listing
+
+
+def test_a_regulated_model_s_champion_cannot_be_registered_around_an_approver(
+    config: Path, tmp_path: Path, trained: list[ExampleModel], capsys: pytest.CaptureFixture[str]
+) -> None:
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(trained[0].onnx)
+    features = ",".join(trained[0].metadata.feature_names)
+    args = ("register", "credit", str(onnx), "--task", "binary", "--features", features)
+    assert run(config, *args, "--stage", "champion") == 2
+    err = capsys.readouterr().err
+    assert "cannot be registered as the champion of 'credit'" in err and "regulated model" in err
+    assert run(config, "models") == 0
+    assert "credit" not in capsys.readouterr().out  # nothing was registered
 
 
 def test_tokens_are_printed_once_and_revocable(

@@ -128,6 +128,15 @@ def register_version(
     principal: Registrar,
 ) -> dict[str, Any]:
     ctx = context(request)
+    if body.stage == "champion":
+        governance.check_champion_registration(
+            ctx.runtime.store,
+            ctx.runtime.config,
+            model,
+            task=body.task,
+            regulated=body.regulated,
+            hyperparameters=body.hyperparameters,
+        )
     data = _b64(body.onnx_base64, "onnx_base64")
     metadata = VersionMetadata(
         task=body.task,

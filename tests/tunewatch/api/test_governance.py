@@ -224,8 +224,8 @@ def test_a_registration_cannot_go_around_promotion_or_change_what_governance_res
         assert r.status_code == 409 and r.json()["code"] == "champion_exists", r.text
     assert _infer_version(gov, "loans") == "1"
 
-    first = _register(gov, "bank", onnx, stage="champion", regulated=True)
-    assert first.status_code == 201, first.text  # a new model's first champion is fine
+    first = _register(gov, "bank", onnx, regulated=True)
+    assert first.status_code == 201, first.text
     store = gov.daemon.store
     before = (store.get_model("bank"), store.list_versions("bank"))
     refused = {
@@ -241,6 +241,42 @@ def test_a_registration_cannot_go_around_promotion_or_change_what_governance_res
     assert refused["regulated_mismatch"].json()["code"] == "regulated_mismatch"
     assert refused["task_mismatch"].json()["code"] == "task_mismatch"
     assert (store.get_model("bank"), store.list_versions("bank")) == before  # nothing half-done
+
+
+def test_registering_a_champion_passes_the_promotion_gate(
+    gov: Running, trained: list[ExampleModel]
+) -> None:
+    onnx, store = trained[1].onnx, gov.daemon.store
+    # a regulated model's first champion needs an approver as much as its next ones
+    refused = _register(gov, "bank", onnx, stage="champion", regulated=True)
+    assert refused.status_code == 409 and refused.json()["code"] == "approval_required"
+    assert "regulated model" in refused.json()["error"] and "promote" in refused.json()["error"]
+    assert [m.name for m in store.list_models()] == ["credit", "loans"]  # nothing half-done
+
+    assert _register(gov, "bank", onnx, regulated=True).status_code == 201
+    r = _post(gov, "/v1/models/bank/versions/1/promote", "operator", reason="first")
+    assert r.status_code == 202
+    pending = r.json()["approval"]["id"]
+    # with no champion yet, another version cannot go around that request either
+    around = _register(gov, "bank", onnx, stage="champion")
+    assert around.status_code == 409 and around.json()["code"] == "approval_required"
+    assert store.champion("bank") is None and [v.version for v in store.list_versions("bank")] == [
+        1
+    ]
+    [still] = [a for a in store.list_approvals(model="bank") if a.id == pending]
+    assert still.status == "pending"
+
+    # an unregulated model's first champion is registered at once when its hyperparameters
+    # are safe, and not when they lie outside its search space's safe bounds
+    unsafe = _register(
+        gov, "cards", onnx, stage="champion", hyperparameters={"estimator": "extra_trees"}
+    )
+    assert unsafe.status_code == 409 and unsafe.json()["code"] == "approval_required"
+    assert "'extra_trees' is not a safe choice" in unsafe.json()["error"]
+    safe = _register(
+        gov, "cards", onnx, stage="champion", hyperparameters={"estimator": "logistic"}
+    )
+    assert safe.status_code == 201 and safe.json()["stage"] == "champion", safe.text
 
 
 def test_a_model_name_the_store_cannot_hold_is_a_400(
