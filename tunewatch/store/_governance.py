@@ -54,7 +54,9 @@ def request_approval(
     rules: Sequence[str],
     expected_champion: int | None = None,
 ) -> ApprovalRow:
-    """Record a promotion waiting for an approver; one pending request per version."""
+    """Record a promotion waiting for an approver; one pending request per version and
+    champion. A pending request made against another champion (whose approval would be
+    refused, ``champion_changed``) is closed as superseded, audited, and a new one opened."""
     _lock_model(conn, model)
     check_champion(conn, model, expected_champion)
     target = get_version(conn, model, version)
@@ -63,6 +65,8 @@ def request_approval(
             f"model {model!r} version {version} is {target.stage}; it cannot be promoted",
             code="not_promotable",
         )
+    current = champion(conn, model)
+    current_version = None if current is None else current.version
     pending = conn.execute(
         select(approvals).where(
             approvals.c.model == model,
@@ -70,16 +74,15 @@ def request_approval(
             approvals.c.status == "pending",
         )
     ).first()
-    if pending is not None:
+    if pending is not None and pending.champion_version == current_version:
         return _approval(pending)
     now = utcnow()
-    current = champion(conn, model)
     approval_id = conn.execute(
         approvals.insert()
         .values(
             model=model,
             version=version,
-            champion_version=None if current is None else current.version,
+            champion_version=current_version,
             requested_by=requested_by,
             reason=reason,
             rules=list(rules),
@@ -88,6 +91,8 @@ def request_approval(
         )
         .returning(approvals.c.id)
     ).scalar_one()
+    if pending is not None:
+        _supersede(conn, _approval(pending), approval_id, current_version, actor=requested_by)
     details = {"approval": approval_id, "version": version, "rules": list(rules), "reason": reason}
     append_audit_in(
         conn,
@@ -98,6 +103,36 @@ def request_approval(
     )
     add_event_in(conn, model=model, type="approval_requested", payload=details)
     return get_approval(conn, approval_id)
+
+
+def _supersede(
+    conn: Connection,
+    stale: ApprovalRow,
+    new_id: int,
+    champion_version: int | None,
+    *,
+    actor: str,
+) -> None:
+    old = "none" if stale.champion_version is None else f"v{stale.champion_version}"
+    now = "none" if champion_version is None else f"v{champion_version}"
+    reason = (
+        f"superseded by request {new_id}: the champion changed from {old} to {now} "
+        "since the request"
+    )
+    conn.execute(
+        update(approvals)
+        .where(approvals.c.id == stale.id)
+        .values(status="rejected", decided_by=actor, decision_reason=reason, decided_at=utcnow())
+    )
+    details = {"approval": stale.id, "version": stale.version, "reason": reason}
+    append_audit_in(
+        conn,
+        actor=actor,
+        action="approval_rejected",
+        target=f"{stale.model}/v{stale.version}",
+        details=details,
+    )
+    add_event_in(conn, model=stale.model, type="approval_rejected", payload=details)
 
 
 def decide_approval(

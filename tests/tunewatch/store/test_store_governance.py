@@ -107,3 +107,34 @@ def test_an_approval_requested_with_no_champion_closes_once_one_exists(
     assert decided.status == "rejected" and promoted is None
     assert "champion changed" in (decided.decision_reason or "")
     assert model_store.champion("m").version == 1  # type: ignore[union-attr]
+
+
+def test_a_request_against_a_new_champion_replaces_the_stale_pending_one(versions: Store) -> None:
+    stale = versions.request_approval(
+        "m", 3, requested_by="tunewatch", reason="v3 beat v1", rules=["regulated"]
+    )
+    assert stale.champion_version == 1
+    versions.promote("m", 2, actor="ops", reason="meanwhile")
+    fresh = versions.request_approval(
+        "m",
+        3,
+        requested_by="tunewatch",
+        reason="v3 beat v2",
+        rules=["regulated"],
+        expected_champion=2,
+    )
+    assert fresh.id != stale.id
+    assert (fresh.status, fresh.champion_version, fresh.reason) == ("pending", 2, "v3 beat v2")
+    closed = versions.get_approval(stale.id)
+    assert closed.status == "rejected" and closed.decided_by == "tunewatch"
+    assert closed.decision_reason == (
+        f"superseded by request {fresh.id}: the champion changed from v1 to v2 since the request"
+    )
+    entry = versions.audit_log(limit=2)[1]
+    assert (entry.action, entry.target) == ("approval_rejected", "m/v3")
+    decided, promoted = versions.decide_approval(
+        fresh.id, approver="bob", approve=True, reason="looks good"
+    )
+    assert decided.status == "approved" and promoted is not None
+    assert versions.champion("m").version == 3  # type: ignore[union-attr]
+    assert versions.verify_audit() is None
