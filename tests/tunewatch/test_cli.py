@@ -95,6 +95,30 @@ def test_a_regulated_model_s_champion_cannot_be_registered_around_an_approver(
     assert "credit" not in capsys.readouterr().out  # nothing was registered
 
 
+def test_an_approval_that_promotes_nothing_fails_with_the_reason(
+    config: Path, tmp_path: Path, trained: list[ExampleModel], capsys: pytest.CaptureFixture[str]
+) -> None:
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(trained[0].onnx)
+    features = ",".join(trained[0].metadata.feature_names)
+    for _ in range(2):
+        register = ("register", "credit", str(onnx), "--task", "binary", "--features", features)
+        assert run(config, *register) == 0
+    assert run(config, "promote", "credit", "1", "--reason", "first") == 0  # request 1
+    assert run(config, "promote", "credit", "2", "--reason", "also first") == 0  # request 2
+    assert run(config, "approve", "1", "--reason", "ok", actor="bob") == 0
+    capsys.readouterr()
+    # request 2 was made when there was no champion; version 1 is champion now
+    assert run(config, "approve", "2", "--reason", "ok", actor="bob") == 1
+    captured = capsys.readouterr()
+    assert "approval 2 rejected by bob" in captured.out
+    assert (
+        "tunewatch: error: credit version 2 was not promoted: the champion changed from none "
+        "to v1 since the request (ok)" in captured.err
+    )
+    assert run(config, "reject", "1", "--reason", "late", actor="carol") == 2  # already decided
+
+
 def test_tokens_are_printed_once_and_revocable(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
