@@ -25,6 +25,18 @@ logger = logging.getLogger(__name__)
 #: Details a registration writes itself (a caller's values for them are dropped).
 DERIVED_DETAILS = ("opset", "reference_sha256", "reference_rows")
 
+
+def recorded_parity_error(details: Mapping[str, Any]) -> float | None:
+    """A version's ``details.parity_error`` (its export's parity gap; 0.0 when none is
+    recorded), or ``None`` when the value is not a finite number >= 0."""
+    value = details.get("parity_error")
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
+
+
 TASKS = ("binary", "multiclass", "regression")
 
 
@@ -238,6 +250,13 @@ class Registry:
                 f"hyperparameters and details must be plain JSON with finite numbers: {exc}",
                 code="invalid_request",
             ) from exc
+        if "parity_error" in metadata.details:  # the comparison loop's parity guardrail
+            value = metadata.details["parity_error"]
+            if value is None or recorded_parity_error(metadata.details) is None:
+                raise RegistrationError(
+                    f"`details.parity_error` must be a finite number >= 0, got {value!r}",
+                    code="invalid_request",
+                )
         if reference is not None:
             reference.check(len(metadata.feature_names))
         existing = self._existing_model(model)

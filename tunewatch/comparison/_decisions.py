@@ -15,6 +15,7 @@ from shadow.stats import (
     check_guardrails,
 )
 from tunewatch._errors import ConflictError
+from tunewatch._registry import recorded_parity_error
 from tunewatch.store import Store, VersionRow
 from tunewatch.store._comparisons import (
     ComparisonStore,
@@ -79,7 +80,12 @@ class Decisions:
         memory_rules = rules.max_memory_ratio is not None or rules.max_memory_bytes is not None
         if memory_rules and any(not m for m in memory.values()):
             violations.append(f"memory: load memory not measured for every version: {memory}")
-        parity = float(target.details.get("parity_error", 0.0) or 0.0)
+        parity = recorded_parity_error(target.details)
+        if parity is None:  # registered before the value was checked
+            violations.append(
+                f"parity: v{challenger} records `parity_error` = "
+                f"{target.details.get('parity_error')!r}, not a finite number >= 0"
+            )
         result = check_guardrails(
             rules.limits(),
             champion=ServingProfile(
@@ -90,7 +96,7 @@ class Decisions:
                 latency_p99_s=p99.get(challenger, 1.0),
                 memory_bytes=memory[challenger] or 1,
             ),
-            parity_error=parity,
+            parity_error=parity or 0.0,
         )
         measured = [
             v
