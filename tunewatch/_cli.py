@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +23,29 @@ if TYPE_CHECKING:
     from tunewatch.comparison import ComparisonRunner
     from tunewatch.store import Store
     from tunewatch.store._comparisons import ComparisonLookRow
+
+
+#: The largest row id (version, approval, job) the store holds, as the API's ``MAX_ID``.
+MAX_ID = 2**31 - 1
+#: The most rows a listing prints, as the API's ``limit``.
+MAX_LIMIT = 10_000
+
+
+def _int_in(name: str, low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer in ``[low, high]``, else a usage error naming both."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"`{name}` must be an integer in [{low}, {high}], got {text!r}"
+            )
+        return value
+
+    return parse
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -566,7 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the daemon")
     p.add_argument("--host")
-    p.add_argument("--port", type=int)
+    p.add_argument("--port", type=_int_in("port", 0, 65535))
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("migrate", help="create or upgrade the store's schema")
@@ -588,7 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("promote", help="make a version the champion, or ask for approval")
     p.add_argument("model")
-    p.add_argument("version", type=int)
+    p.add_argument("version", type=_int_in("version", 1, MAX_ID))
     p.add_argument("--reason", required=True)
     p.set_defaults(func=cmd_promote)
 
@@ -597,7 +620,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("reject", "reject a pending promotion"),
     ):
         p = sub.add_parser(name, help=text)
-        p.add_argument("approval", type=int)
+        p.add_argument("approval", type=_int_in("approval", 1, MAX_ID))
         p.add_argument("--reason", required=True)
         p.set_defaults(func=cmd_decide)
 
@@ -619,12 +642,12 @@ def build_parser() -> argparse.ArgumentParser:
     for kind in ("drift", "decay", "estimate", "labels", "telemetry"):
         p = sub.add_parser(kind, help=f"show a model's {kind} evaluations, newest first")
         p.add_argument("model")
-        p.add_argument("--version", type=int)
-        p.add_argument("--limit", type=int, default=10)
+        p.add_argument("--version", type=_int_in("version", 1, MAX_ID))
+        p.add_argument("--limit", type=_int_in("limit", 1, MAX_LIMIT), default=10)
         p.set_defaults(func=cmd_show_evaluations)
 
     p = sub.add_parser("worker", help="run (or join) a re-tuning job in this process")
-    p.add_argument("--job", type=int, required=True)
+    p.add_argument("--job", type=_int_in("job", 1, MAX_ID), required=True)
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("retune", help="queue a manual re-tuning job for a model")
@@ -635,12 +658,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("jobs", help="list re-tuning jobs and their progress")
     p.add_argument("--model")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=_int_in("limit", 1, MAX_LIMIT), default=20)
     p.set_defaults(func=cmd_jobs)
 
     p = sub.add_parser("report", help="write a version's rationale report (Markdown, HTML)")
     p.add_argument("model")
-    p.add_argument("version", type=int)
+    p.add_argument("version", type=_int_in("version", 1, MAX_ID))
     p.add_argument("--print", action="store_true", help="also print the Markdown")
     p.set_defaults(func=cmd_report)
 
@@ -648,7 +671,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("path", help="the bundle file to write (a zip)")
     p.add_argument(
-        "--version", type=int, action="append", help="a version to export (default: champion)"
+        "--version",
+        type=_int_in("version", 1, MAX_ID),
+        action="append",
+        help="a version to export (default: champion)",
     )
     p.set_defaults(func=cmd_export)
 
@@ -673,7 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the example loop on a fresh embedded store")
     p.add_argument("--data-dir", default=".tunewatch-demo")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_int_in("seed", 0, 2**32 - 1), default=0)
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("compare", help="run a model's comparison loop now and print it")
     p.add_argument("model")
@@ -683,8 +709,12 @@ def build_parser() -> argparse.ArgumentParser:
         "comparisons", help="latest look per challenger, or one challenger's history"
     )
     p.add_argument("model")
-    p.add_argument("--challenger", type=int, help="show this version's looks, oldest first")
-    p.add_argument("--limit", type=int, default=1000)
+    p.add_argument(
+        "--challenger",
+        type=_int_in("challenger", 1, MAX_ID),
+        help="show this version's looks, oldest first",
+    )
+    p.add_argument("--limit", type=_int_in("limit", 1, MAX_LIMIT), default=1000)
     p.set_defaults(func=cmd_comparisons)
     return parser
 

@@ -119,6 +119,35 @@ def test_an_approval_that_promotes_nothing_fails_with_the_reason(
     assert run(config, "reject", "1", "--reason", "late", actor="carol") == 2  # already decided
 
 
+def test_integer_arguments_out_of_their_range_are_usage_errors(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    huge = "99999999999999999999"  # past SQLite's integers: OverflowError tracebacks
+    cases = [
+        ("promote", "credit", huge, "--reason", "x"),
+        ("promote", "credit", "0", "--reason", "x"),
+        ("approve", huge, "--reason", "x"),
+        ("worker", "--job", huge),
+        ("report", "credit", huge),
+        ("drift", "credit", "--version", huge),
+        ("drift", "credit", "--limit", "-1"),
+        ("jobs", "--limit", "-5"),
+        ("comparisons", "credit", "--challenger", huge),
+        ("export", "credit", "out.zip", "--version", "-3"),
+        ("serve", "--port", "99999"),  # was served on 99999 mod 65536
+        ("demo", "--seed", "-1"),
+    ]
+    for args in cases:
+        with pytest.raises(SystemExit) as exited:
+            run(config, *args)
+        assert exited.value.code == 2, args
+        err = capsys.readouterr().err
+        assert "must be an integer in [" in err and "Traceback" not in err, (args, err)
+    with pytest.raises(SystemExit):
+        run(config, "promote", "credit", "two", "--reason", "x")
+    assert "`version` must be an integer in [1, 2147483647], got 'two'" in capsys.readouterr().err
+
+
 def test_tokens_are_printed_once_and_revocable(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
