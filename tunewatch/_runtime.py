@@ -27,6 +27,7 @@ from shadow import (
     LoadedVersion,
     OnnxModel,
     Role,
+    ShadowError,
     ShadowJob,
     ShadowQueue,
     ShadowResult,
@@ -36,7 +37,7 @@ from shadow import (
 )
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
-from tunewatch._errors import NotFoundError
+from tunewatch._errors import NotFoundError, StoreError, StoreUnavailableError
 from tunewatch._recorder import Recorder
 from tunewatch._split import SplitConfig, route
 from tunewatch.store import ModelRow, OutputRecord, RequestRecord, Source, Store, VersionRow
@@ -130,7 +131,11 @@ class ScoringRuntime:
         champion = next(
             (self._loaded(v, "champion") for v in versions if v.stage == "champion"), None
         )
-        challengers = tuple(self._loaded(v, "challenger") for v in versions if v.stage == "shadow")
+        challengers = tuple(
+            loaded
+            for v in versions
+            if v.stage == "shadow" and (loaded := self._challenger(v)) is not None
+        )
         served = self._models.get(name)
         if served is None or served.row != row:
             deployment = served.deployment if served is not None else Deployment(name)
@@ -172,7 +177,15 @@ class ScoringRuntime:
                 )
                 if have == wanted and served.row == row:
                     continue
-            self.load(row.name)
+            try:
+                self.load(row.name)
+            except (StoreError, ShadowError) as exc:  # one model's fault: the others reload
+                if isinstance(exc, StoreUnavailableError):
+                    raise
+                logger.error(
+                    "model=%s lineup cannot be loaded, serving the last one: %s", row.name, exc
+                )
+                continue
             changed.append(row.name)
         return changed
 
@@ -192,6 +205,22 @@ class ScoringRuntime:
             if key not in live:
                 self.metrics.session_memory.remove(*labels)
                 del self._memory_labels[key]
+
+    def _challenger(self, v: VersionRow) -> LoadedVersion | None:
+        """A shadow version, or ``None`` (logged) when its artefact cannot be loaded: a
+        challenger is best-effort and must not keep the champion from being served."""
+        try:
+            return self._loaded(v, "challenger")
+        except (StoreError, ShadowError) as exc:
+            if isinstance(exc, StoreUnavailableError):
+                raise
+            logger.error(
+                "model=%s version=%d cannot be loaded, it is not shadowed: %s",
+                v.model,
+                v.version,
+                exc,
+            )
+            return None
 
     def _loaded(self, v: VersionRow, role: Role) -> LoadedVersion:
         session = self._sessions.get(v.artefact_sha256)

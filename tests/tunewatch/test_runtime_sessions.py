@@ -39,3 +39,35 @@ def test_a_retired_challenger_s_session_and_gauge_are_dropped(
         assert gbm in runtime._sessions and _gauged_versions(daemon) == {"1", "3"}
     finally:
         daemon.close()
+
+
+def test_a_challenger_whose_artefact_cannot_load_does_not_block_the_lineup(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """A shadow version's artefact gone from the data directory (a replica without the
+    shared directory, a disk fault) stopped its model's reload — a promotion made in the
+    store was never served — and the refresh of every model after it."""
+    daemon, _ = make_daemon(tmp_path, trained)  # v1 champion (logistic), v2 shadow (gbm)
+    try:
+        runtime = daemon.runtime
+        gbm = daemon.store.get_version(MODEL, 2).artefact_sha256
+        daemon.artefacts.path(gbm).unlink()
+        daemon.registry.register(MODEL, trained[0].onnx, trained[0].metadata, actor="t")
+        daemon.store.promote(MODEL, 3, actor="t", reason="promoted elsewhere")
+        daemon.registry.register(
+            "other", trained[0].onnx, trained[0].metadata, actor="t", stage="champion"
+        )
+        assert set(runtime.refresh()) == {MODEL, "other"}
+        lineup = runtime.model(MODEL).deployment.lineup
+        assert lineup.champion is not None and lineup.champion.version == 3
+        assert lineup.challengers == ()  # v2 cannot load: not shadowed, not fatal
+        assert runtime.model("other").deployment.lineup.champion is not None
+        # a champion that cannot load is an error of that model only
+        daemon.store.promote(MODEL, 2, actor="t", reason="a bad promotion")
+        daemon.registry.register(
+            "third", trained[0].onnx, trained[0].metadata, actor="t", stage="champion"
+        )
+        assert runtime.refresh() == ["third"]
+        assert runtime.model(MODEL).deployment.lineup.champion.version == 3  # kept serving
+    finally:
+        daemon.close()
