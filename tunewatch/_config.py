@@ -112,6 +112,17 @@ class SafeRange(_Frozen):
     high: float | None = None
     choices: tuple[str | int | float | bool, ...] | None = None
 
+    @model_validator(mode="after")
+    def _one_meaning(self) -> SafeRange:
+        if self.choices is not None and (self.low is not None or self.high is not None):
+            raise ValueError(
+                f"a safe range takes either `choices` or `low`/`high`, not both, got "
+                f"choices={list(self.choices)}, low={self.low}, high={self.high}"
+            )
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError(f"`low` must be <= `high`, got low={self.low}, high={self.high}")
+        return self
+
 
 class ObjectiveConfig(_Frozen):
     """The model's primary objective (``monitor.objectives``), e.g. ``log_loss`` or

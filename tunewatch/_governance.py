@@ -39,7 +39,10 @@ def unsafe_hyperparameters(params: Mapping[str, Any], safe: Mapping[str, SafeRan
             continue
         value = params[name]
         if rule.choices is not None:
-            if value not in rule.choices:
+            # ``True == 1``: a flag is one of the choices only as a flag, a number as a number
+            if not any(
+                value == c and isinstance(value, bool) == isinstance(c, bool) for c in rule.choices
+            ):
                 out.append(f"{name}={value!r} not in {sorted(map(str, rule.choices))}")
             continue
         if isinstance(value, bool) or not isinstance(value, int | float):

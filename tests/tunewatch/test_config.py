@@ -211,3 +211,32 @@ def test_a_registered_model_without_a_config_gets_the_defaults(name: str) -> Non
     config = build_config({}, env={})
     cfg = config.model_or_default(name, "regression")
     assert (cfg.name, cfg.task, cfg.objective.name) == (name, "regression", "rmse")
+
+
+@pytest.mark.parametrize(
+    ("rule", "message"),
+    [
+        ({"low": 10, "high": 1}, "`low` must be <= `high`, got low=10.0, high=1.0"),
+        ({"low": 1, "choices": [5]}, "either `choices` or `low`/`high`, not both"),
+    ],
+    ids=["reversed", "choices-and-range"],
+)
+def test_a_safe_range_that_cannot_mean_what_it_says_is_a_config_error(
+    rule: dict[str, object], message: str
+) -> None:
+    """A reversed range held every value unsafe, and choices beside a range dropped the
+    range without a word."""
+    raw = {"models": [{"name": "m", "task": "binary", "safe_ranges": {"n_estimators": rule}}]}
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        build_config(raw, env={})
+
+
+def test_a_boolean_is_not_a_safe_choice_of_one_and_zero() -> None:
+    """``True == 1`` in Python: ``choices: [1]`` let ``True`` through as safe."""
+    from tunewatch._config import SafeRange
+    from tunewatch._governance import unsafe_hyperparameters
+
+    ints, flags = SafeRange(choices=(1, 0)), SafeRange(choices=(True,))
+    assert unsafe_hyperparameters({"a": True}, {"a": ints}) == ["a=True not in ['0', '1']"]
+    assert unsafe_hyperparameters({"a": 1}, {"a": flags}) == ["a=1 not in ['True']"]
+    assert unsafe_hyperparameters({"a": 1.0, "b": True}, {"a": ints, "b": flags}) == []
