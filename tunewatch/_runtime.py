@@ -84,6 +84,10 @@ class ScoringRuntime:
         self.recorder = recorder
         self._models: dict[str, ServedModel] = {}
         self._sessions: dict[str, OnnxModel] = {}  # by artefact sha256
+        # shadow versions whose artefact failed to load, (model, version) -> artefact sha256:
+        # refresh leaves them out of the lineup it wants, so it does not reload (and log)
+        # them every tick; a reload for another reason tries them again
+        self._unloadable: dict[tuple[str, int], str] = {}
         self._memory_labels: dict[tuple[str, int], tuple[str, str, str]] = {}
         self._load_lock = threading.Lock()
         self._children: dict[object, Any] = {}  # by artefact sha256, shared across versions
@@ -166,7 +170,12 @@ class ScoringRuntime:
             versions = self.store.list_versions(row.name)
             wanted = (
                 next((v.version for v in versions if v.stage == "champion"), None),
-                tuple(v.version for v in versions if v.stage == "shadow"),
+                tuple(
+                    v.version
+                    for v in versions
+                    if v.stage == "shadow"
+                    and self._unloadable.get((v.model, v.version)) != v.artefact_sha256
+                ),
             )
             served = self._models.get(row.name)
             if served is not None:
@@ -210,10 +219,11 @@ class ScoringRuntime:
         """A shadow version, or ``None`` (logged) when its artefact cannot be loaded: a
         challenger is best-effort and must not keep the champion from being served."""
         try:
-            return self._loaded(v, "challenger")
+            loaded = self._loaded(v, "challenger")
         except (StoreError, ShadowError) as exc:
             if isinstance(exc, StoreUnavailableError):
                 raise
+            self._unloadable[(v.model, v.version)] = v.artefact_sha256
             logger.error(
                 "model=%s version=%d cannot be loaded, it is not shadowed: %s",
                 v.model,
@@ -221,6 +231,8 @@ class ScoringRuntime:
                 exc,
             )
             return None
+        self._unloadable.pop((v.model, v.version), None)
+        return loaded
 
     def _loaded(self, v: VersionRow, role: Role) -> LoadedVersion:
         session = self._sessions.get(v.artefact_sha256)

@@ -61,6 +61,7 @@ def test_a_challenger_whose_artefact_cannot_load_does_not_block_the_lineup(
         lineup = runtime.model(MODEL).deployment.lineup
         assert lineup.champion is not None and lineup.champion.version == 3
         assert lineup.challengers == ()  # v2 cannot load: not shadowed, not fatal
+        assert runtime.refresh() == []  # and not retried every tick while nothing changed
         assert runtime.model("other").deployment.lineup.champion is not None
         # a champion that cannot load is an error of that model only
         daemon.store.promote(MODEL, 2, actor="t", reason="a bad promotion")
