@@ -27,7 +27,7 @@ from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
 from tunewatch._errors import NotFoundError, TunewatchError
 from tunewatch._governance import champion_registration_rules
-from tunewatch._registry import DERIVED_DETAILS, Reference, Registry, VersionMetadata
+from tunewatch._registry import DERIVED_DETAILS, TASKS, Reference, Registry, VersionMetadata
 from tunewatch.store import Store, valid_model_name
 
 logger = logging.getLogger(__name__)
@@ -253,6 +253,10 @@ def _manifest(archive: zipfile.ZipFile) -> dict[str, Any]:
         ):
             if not isinstance(model.get(key), kind):
                 raise TypeError(f"`model.{key}` must be of type {kind.__name__}")
+        if model["task"] not in TASKS:
+            raise ValueError(
+                f"`model.task` must be one of {', '.join(TASKS)}, got {model['task']!r}"
+            )
         if not isinstance(manifest["versions"], list):
             raise TypeError("`versions` must be a list")
         for entry in manifest["versions"]:

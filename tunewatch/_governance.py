@@ -18,7 +18,7 @@ from retune import SearchSpaceError
 from retune.space import load_search_space
 from tunewatch._config import Config, SafeRange
 from tunewatch._errors import ConflictError, NotFoundError
-from tunewatch._tuning import default_search_space
+from tunewatch._tuning import DEFAULT_SEARCH_SPACES, default_search_space
 from tunewatch.store import ApprovalRow, ModelRow, Store, VersionRow
 
 
@@ -138,9 +138,11 @@ def _rules(
             for u in unsafe_hyperparameters(hyperparameters, cfg.safe_ranges)
         ]
     # not model_or_default: a name from before names were checked may not validate
-    space_path = (cfg.tuning.search_space if cfg is not None else None) or default_search_space(
-        task
-    )
+    space_path = cfg.tuning.search_space if cfg is not None else None
+    if space_path is None:
+        if task not in DEFAULT_SEARCH_SPACES:
+            return rules  # a task the registry refuses: nothing to be promoted
+        space_path = default_search_space(task)
     try:
         space = load_search_space(space_path)
     except SearchSpaceError as exc:

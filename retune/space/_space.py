@@ -210,7 +210,7 @@ def load_search_space(path: str | Path) -> SearchSpace:
     """Read a search-space YAML file (see ``configs/search_spaces/binary_tabular.yaml``)."""
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise SearchSpaceError(f"cannot read search space {str(path)!r}: {exc}") from exc
     if not isinstance(data, dict):
         raise SearchSpaceError(f"search space {str(path)!r} must be a mapping at the top level")

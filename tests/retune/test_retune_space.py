@@ -225,3 +225,11 @@ def test_the_regression_space_builds_a_regressor_at_every_point() -> None:
 def test_class_weighting_a_regressor_is_an_error() -> None:
     with pytest.raises(SearchSpaceError, match="class_weight.*classifiers"):
         build_pipeline({"estimator": "ridge", "class_weight": "balanced"}, n_features=3, seed=0)
+
+
+def test_a_search_space_file_that_is_not_utf8_is_a_search_space_error(tmp_path: Path) -> None:
+    """It escaped as a UnicodeDecodeError: a 500 where governance reads the safe ranges."""
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("params: {C: {type: float, low: 0.1, high: 1.0}}  # café\n".encode("latin-1"))
+    with pytest.raises(SearchSpaceError, match="cannot read search space"):
+        load_search_space(path)

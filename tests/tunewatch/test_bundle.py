@@ -150,6 +150,7 @@ def _rewrite(bundle: Path, out: Path, edit: object) -> Path:
         (lambda m: m.update(model=["credit"]), "`model` must be an object"),
         (lambda m: m.update(config=[1]), "`config` must be an object"),
         (lambda m: m["model"].update(name="../../pwn"), "not a path"),
+        (lambda m: m["model"].update(task="ranking"), "`model.task` must be one of binary"),
     ],
     ids=[
         "newer-format",
@@ -166,6 +167,7 @@ def _rewrite(bundle: Path, out: Path, edit: object) -> Path:
         "model-not-an-object",
         "config-not-an-object",
         "model-name-a-path",
+        "unknown-task",
     ],
 )
 def test_a_malformed_manifest_is_refused_with_the_reason(
