@@ -310,11 +310,13 @@ def _loop(daemon: Daemon, scorer: str, labeller: str, *, seed: int) -> dict[str,
             _wait_for_shadow(daemon)
             _label(url, labeller, ids, y)
             results = daemon.comparisons.run(MODEL)
-            look = next((r.look for r in results if r.look is not None), None)
+            look = next(
+                (r.look for r in results if r.kind == "paired" and r.look is not None), None
+            )
             if look is not None:
                 _step(
                     f"  n={look.n}: loss difference {look.estimate:+.4f} "
-                    f"[{look.ci_low:+.4f}, {look.ci_high:+.4f}] -> {look.decision}"
+                    f"{_interval(look.ci_low, look.ci_high)} -> {look.decision}"
                 )
             current = daemon.store.champion(MODEL)
             if current is not None and current.version == challenger:
@@ -353,9 +355,7 @@ def _watch(daemon: Daemon, url: str, scorer: str, labeller: str, seed: int) -> A
         look = watch.look
         _step(
             f"  n={look.n}: loss difference {look.estimate:+.4f} "
-            f"[{look.ci_low if look.ci_low is not None else float('-inf'):+.4f}, "
-            f"{look.ci_high if look.ci_high is not None else float('inf'):+.4f}] "
-            f"-> {look.decision} ({watch.action})"
+            f"{_interval(look.ci_low, look.ci_high)} -> {look.decision} ({watch.action})"
         )
         if watch.action != "none":
             break
@@ -383,7 +383,7 @@ def _print_summary(summary: dict[str, Any], elapsed: float) -> None:
         print(
             f"  promoted challenger   : v{summary['promoted']} replaced v{summary['champion']}"
             f"; measured per-request log-loss change {look.estimate:+.4f} "
-            f"[{look.ci_low:+.4f}, {look.ci_high:+.4f}] (always-valid 95%) over n={look.n} "
+            f"{_interval(look.ci_low, look.ci_high)} (always-valid 95%) over n={look.n} "
             "paired requests"
         )
         watch = summary.get("watch")
@@ -402,3 +402,10 @@ def _print_summary(summary: dict[str, Any], elapsed: float) -> None:
         "/v1/jobs, /v1/audit (the daemon stopped with the demo)"
     )
     print(f"  finished in {elapsed:.0f}s")
+
+
+def _interval(low: float | None, high: float | None) -> str:
+    """A look's confidence interval; a look in the burn-in has none (unbounded sides)."""
+    if low is None or high is None:
+        return "(burn-in: no interval yet)"
+    return f"[{low:+.4f}, {high:+.4f}]"
