@@ -18,6 +18,7 @@ from tunewatch._auth import ROLES, check_role, hash_token, new_token
 from tunewatch._config import Config, load_config
 from tunewatch._errors import TunewatchError
 from tunewatch._registry import Reference, Registry, VersionMetadata, feature_names_from
+from tunewatch.store import MAX_ID
 
 if TYPE_CHECKING:
     from tunewatch.comparison import ComparisonRunner
@@ -25,8 +26,6 @@ if TYPE_CHECKING:
     from tunewatch.store._comparisons import ComparisonLookRow
 
 
-#: The largest row id (version, approval, job) the store holds, as the API's ``MAX_ID``.
-MAX_ID = 2**31 - 1
 #: The most rows a listing prints, as the API's ``limit``.
 MAX_LIMIT = 10_000
 

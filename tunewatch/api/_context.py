@@ -14,11 +14,11 @@ from tunewatch._evaluation import Evaluator
 from tunewatch._registry import Registry
 from tunewatch._runtime import ScoringRuntime
 from tunewatch.comparison import ComparisonRunner
+from tunewatch.store import MAX_ID
 
 # Ids and version numbers are INTEGER columns, 32-bit in PostgreSQL. A larger number in a
 # path or query can match nothing and would fail in the database driver (SQLite: past 64
 # bits), so it is refused as a bad request before any lookup.
-MAX_ID = 2**31 - 1
 RowId = Annotated[int, Path(ge=0, le=MAX_ID)]
 VersionFilter = Annotated[int | None, Query(ge=0, le=MAX_ID)]
 

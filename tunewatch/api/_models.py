@@ -18,10 +18,10 @@ from tunewatch._auth import Principal
 from tunewatch._registry import Reference, VersionMetadata
 from tunewatch._report import build_report, write_report
 from tunewatch._runtime import version_or_404
-from tunewatch.api._context import MAX_ID, RowId, authenticate, context
+from tunewatch.api._context import RowId, authenticate, context
 from tunewatch.api._errors import ApiError
 from tunewatch.api._route import ApiRoute
-from tunewatch.store import ApprovalRow, VersionRow
+from tunewatch.store import MAX_ID, ApprovalRow, VersionRow
 
 router = APIRouter(prefix="/v1", route_class=ApiRoute)
 

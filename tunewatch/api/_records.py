@@ -13,10 +13,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tunewatch.api._body import parse_json_object
-from tunewatch.api._context import MAX_ID, AppContext, authenticate, context
+from tunewatch.api._context import AppContext, authenticate, context
 from tunewatch.api._errors import ApiError
 from tunewatch.api._oip import MAX_ID_LENGTH
-from tunewatch.store import LabelItem
+from tunewatch.store import MAX_ID, LabelItem
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 

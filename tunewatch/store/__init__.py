@@ -14,7 +14,7 @@ from ._governance import ApprovalRow
 from ._jobs import JobRow, JobStatus
 from ._registry_rows import MAX_NAME as MAX_MODEL_NAME
 from ._registry_rows import valid_model_name
-from ._schema import UTCDateTime, metadata
+from ._schema import MAX_ID, UTCDateTime, metadata
 from ._store import Store
 from ._types import (
     MAX_UNIT_KEY_LENGTH,
@@ -45,6 +45,7 @@ __all__ = [
     "LabelItem",
     "LabelRow",
     "LabelStatus",
+    "MAX_ID",
     "MAX_MODEL_NAME",
     "MAX_UNIT_KEY_LENGTH",
     "ModelRow",

@@ -32,6 +32,10 @@ from ._types import ROLES, SOURCES, STAGES, TASKS
 
 ZERO_HASH = "0" * 64
 
+#: The largest row id (version, approval, job) an INTEGER column holds (PostgreSQL int4):
+#: the API and the CLI refuse larger ones before they reach the database.
+MAX_ID = 2**31 - 1
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",

@@ -12,27 +12,23 @@ import pytest
 
 from tests.tunewatch.conftest import MODEL, Running, logistic_variant, make_daemon
 from tunewatch._background import BackgroundServer
+from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
 
 ROW = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]
 
 
+def _split_daemon(
+    tmp_path: Path, trained: list[ExampleModel], **split: object
+) -> tuple[Daemon, dict[str, str]]:
+    """The example daemon with a live split of its model (``split``: the split settings)."""
+    models = [{"name": MODEL, "task": "binary", "comparison": {"split": split}}]
+    return make_daemon(tmp_path, trained, extra={"scheduler": {"enabled": False}, "models": models})
+
+
 @pytest.fixture
 def split(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Running]:
-    daemon, tokens = make_daemon(
-        tmp_path,
-        trained,
-        extra={
-            "scheduler": {"enabled": False},
-            "models": [
-                {
-                    "name": MODEL,
-                    "task": "binary",
-                    "comparison": {"split": {"challenger": 2, "percent": 30, "salt": "exp-1"}},
-                }
-            ],
-        },
-    )
+    daemon, tokens = _split_daemon(tmp_path, trained, challenger=2, percent=30, salt="exp-1")
     with BackgroundServer(daemon.app) as server:
         yield Running(daemon=daemon, server=server, tokens=tokens)
     daemon.close()
@@ -94,20 +90,7 @@ def split_to_variant(
 ) -> Iterator[Running]:
     """Half the units split to version 3, a version with its own input dtype or output
     names (``request.param``: the ``logistic_variant`` arguments)."""
-    daemon, tokens = make_daemon(
-        tmp_path,
-        trained,
-        extra={
-            "scheduler": {"enabled": False},
-            "models": [
-                {
-                    "name": MODEL,
-                    "task": "binary",
-                    "comparison": {"split": {"challenger": 3, "percent": 50, "salt": "exp-2"}},
-                }
-            ],
-        },
-    )
+    daemon, tokens = _split_daemon(tmp_path, trained, challenger=3, percent=50, salt="exp-2")
     variant = logistic_variant(**request.param)
     daemon.registry.register(MODEL, variant.onnx, variant.metadata, actor="test")
     with BackgroundServer(daemon.app) as server:
