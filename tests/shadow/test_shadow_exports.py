@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import ast
 import inspect
+import subprocess
+import sys
 from pathlib import Path
 
 import shadow
@@ -37,3 +39,17 @@ def test_onnxruntime_is_imported_only_by_the_onnx_module() -> None:
         p.name for p in package.glob("*.py") if "import onnxruntime" in p.read_text()
     )
     assert importers == ["_onnx.py"]
+
+
+def test_the_package_root_stays_light_for_the_candidate_probe() -> None:
+    # `python -m shadow._probe` imports `shadow` in a child for every registration;
+    # the statistics stack (SciPy, scikit-learn, monitor) must not come with it.
+    code = (
+        "import sys, shadow._probe; "
+        "print(sorted(m for m in ('scipy', 'sklearn', 'monitor', 'shadow.stats') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
