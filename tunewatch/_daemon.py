@@ -132,6 +132,7 @@ class Daemon:
             self.artefacts,
             memory_limit_bytes=config.scoring.candidate_memory_limit_mb * 1024 * 1024,
             timeout_s=config.scoring.candidate_timeout_s,
+            regulated_models=[m.name for m in config.models if m.regulated],
         )
         self.dispatcher = Dispatcher(self.store, config, metrics=self.metrics)
         self.evaluator = Evaluator(

@@ -8,7 +8,7 @@ import math
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -192,11 +192,15 @@ class Registry:
         *,
         memory_limit_bytes: int = 2 * 1024**3,
         timeout_s: float = 60.0,
+        regulated_models: Collection[str] = (),
     ) -> None:
         self._store = store
         self._artefacts = artefacts
         self._memory_limit = memory_limit_bytes
         self._timeout = timeout_s
+        # Models the config regulates are created regulated: the store's flag is what a
+        # process whose config does not list the model goes by.
+        self._regulated = frozenset(regulated_models)
 
     def register(
         self,
@@ -260,6 +264,11 @@ class Registry:
         if reference is not None:
             reference.check(len(metadata.feature_names))
         existing = self._existing_model(model)
+        if model in self._regulated and not regulated:
+            # Regulation only tightens: where the config regulates the model, a caller's
+            # "not regulated" (an unregulated bundle, say) is not a conflict, and a new
+            # model is created regulated.
+            regulated = True if existing is None else None
         if existing is not None:
             self._check_existing(existing, metadata, regulated=regulated)
         sha = self._artefacts.put(onnx_bytes)

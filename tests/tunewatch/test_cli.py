@@ -204,3 +204,21 @@ def test_retune_of_an_unknown_model_records_nothing(
     assert "nosuch" in err and "FOREIGN KEY" not in err
     with _store(config) as store:
         assert store.list_events(model="nosuch", limit=10) == []
+
+
+def test_a_model_the_config_regulates_is_stored_regulated_when_first_registered(
+    config: Path, tmp_path: Path, trained: list[ExampleModel]
+) -> None:
+    # The store's flag is what a replica whose config does not list the model goes by.
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(trained[0].onnx)
+    features = ",".join(trained[0].metadata.feature_names)
+    assert (
+        run(config, "register", "credit", str(onnx), "--task", "binary", "--features", features)
+        == 0
+    )
+    store = Store.open(f"sqlite:///{tmp_path / 'data' / 'tunewatch.db'}")
+    try:
+        assert store.get_model("credit").regulated
+    finally:
+        store.close()

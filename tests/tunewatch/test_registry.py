@@ -94,3 +94,28 @@ def test_a_registration_racing_the_first_cannot_change_the_model(
         assert len(daemon.store.list_versions(MODEL)) == 1
     finally:
         daemon.close()
+
+
+def test_a_model_the_config_regulates_is_created_regulated_whatever_the_caller_says(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The store's flag is what a replica whose config does not list the model goes by:
+    a model registered without the flag under a config that regulates it was stored
+    unregulated, and such a replica promoted it without an approver."""
+    config = build_config(
+        {
+            "data_dir": str(tmp_path / "data"),
+            "models": [{"name": "loans", "task": "binary", "regulated": True}],
+        },
+        env={},
+    )
+    daemon = Daemon(config, env={})
+    try:
+        row = daemon.registry.register(
+            "loans", trained[0].onnx, trained[0].metadata, actor="t", regulated=False
+        )
+        assert daemon.store.get_model(row.model).regulated
+        other = daemon.registry.register("other", trained[0].onnx, trained[0].metadata, actor="t")
+        assert not daemon.store.get_model(other.model).regulated
+    finally:
+        daemon.close()
