@@ -97,7 +97,7 @@ def _setup(workdir: Path, n_challengers: int, models: list[ExampleModel]) -> tup
     for m in models[1 : 1 + n_challengers]:
         daemon.registry.register(MODEL, m.onnx, m.metadata, actor="bench", stage="shadow")
     token = new_token()
-    daemon.store.add_token(name="bench", role="scorer", token_hash=hash_token(token))
+    daemon.store.add_token(name="bench", role="scorer", token_hash=hash_token(token), actor="bench")
     daemon.close()
     path = workdir / f"config-{n_challengers}.yaml"
     path.write_text(yaml.safe_dump({"data_dir": str(data)}))

@@ -33,7 +33,7 @@ from tunewatch._commands import (
     cmd_worker,
 )
 from tunewatch._errors import TunewatchError
-from tunewatch.store import MAX_ID
+from tunewatch.store import MAX_ACTOR_LENGTH, MAX_ID, valid_actor
 
 #: The most rows a listing prints, as the API's ``limit``.
 MAX_LIMIT = 10_000
@@ -56,6 +56,17 @@ def _int_in(name: str, low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _actor(text: str) -> str:
+    """An argparse type: an actor the audit log can hold, else a usage error (checked
+    before the command writes anything)."""
+    if not valid_actor(text):
+        raise argparse.ArgumentTypeError(
+            f"`--actor` must be 1 to {MAX_ACTOR_LENGTH} printable characters, got "
+            f"{len(text)} characters: {text!r:.60}"
+        )
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tunewatch",
@@ -64,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", help="YAML config (default: $TUNEWATCH_CONFIG or built-in defaults)"
     )
-    parser.add_argument("--actor", help="who is acting, for the audit log (default: $USER)")
+    parser.add_argument(
+        "--actor", type=_actor, help="who is acting, for the audit log (default: $USER)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 

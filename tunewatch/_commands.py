@@ -29,7 +29,19 @@ def _config(args: argparse.Namespace) -> Config:
 
 
 def _actor(args: argparse.Namespace) -> str:
-    return str(args.actor or os.environ.get("USER") or "cli")
+    """``--actor`` (checked by the parser), else ``$USER`` if the audit log can hold it."""
+    from tunewatch.store import MAX_ACTOR_LENGTH, valid_actor
+
+    if args.actor:
+        return str(args.actor)
+    user = os.environ.get("USER") or "cli"
+    if not valid_actor(user):
+        raise TunewatchError(
+            f"$USER must be 1 to {MAX_ACTOR_LENGTH} printable characters to name the actor, "
+            f"got {len(user)} characters: {user!r:.60}; pass --actor",
+            code="invalid_argument",
+        )
+    return user
 
 
 def _registry(config: Config, store: Store) -> Registry:
@@ -208,28 +220,23 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_tokens(args: argparse.Namespace) -> int:
     from tunewatch._daemon import open_store
 
+    actor = _actor(args)
     store = open_store(_config(args))
     try:
         if args.action == "create":
             token = new_token()
             row = store.add_token(
-                name=args.name, role=check_role(args.role), token_hash=hash_token(token)
-            )
-            store.append_audit(
-                actor=_actor(args),
-                action="create_token",
-                target=row.name,
-                details={"role": row.role},
+                name=args.name,
+                role=check_role(args.role),
+                token_hash=hash_token(token),
+                actor=actor,
             )
             print(token)
             print(
                 f"token {row.name!r} ({row.role}) created; it is shown only once", file=sys.stderr
             )
         elif args.action == "revoke":
-            row = store.revoke_token(args.name)
-            store.append_audit(
-                actor=_actor(args), action="revoke_token", target=row.name, details={}
-            )
+            row = store.revoke_token(args.name, actor=actor)
             print(f"token {row.name!r} revoked")
         else:
             for t in store.list_tokens():

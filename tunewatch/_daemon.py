@@ -66,34 +66,30 @@ def ensure_bootstrap_token(store: Store, env: Mapping[str, str]) -> None:
     for t in tokens:
         if t.revoked_at is None and _BOOTSTRAP_NAME.fullmatch(t.name):
             try:
-                store.revoke_token(t.name)
+                store.revoke_token(
+                    t.name, actor="system", details={"reason": f"{ENV_ADMIN_TOKEN} changed"}
+                )
             except ConflictError as exc:
                 if exc.code != "token_revoked":
                     raise
                 continue  # a replica starting with us revoked it (and audited that)
-            store.append_audit(
-                actor="system",
-                action="revoke_token",
-                target=t.name,
-                details={"reason": f"{ENV_ADMIN_TOKEN} changed"},
-            )
             logger.warning("%s changed: revoked the admin token %r", ENV_ADMIN_TOKEN, t.name)
     name, suffix = BOOTSTRAP_TOKEN_NAME, 1
     while name in names:
         suffix += 1
         name = f"{BOOTSTRAP_TOKEN_NAME}-{suffix}"
     try:
-        store.add_token(name=name, role="admin", token_hash=digest)
+        store.add_token(
+            name=name,
+            role="admin",
+            token_hash=digest,
+            actor="system",
+            details={"source": ENV_ADMIN_TOKEN},
+        )
     except ConflictError:
         if store.token_by_hash(digest) is not None:
             return  # a replica starting with us stored it first (and audited that)
         raise
-    store.append_audit(
-        actor="system",
-        action="create_token",
-        target=name,
-        details={"role": "admin", "source": ENV_ADMIN_TOKEN},
-    )
 
 
 _BOOTSTRAP_NAME = re.compile(re.escape(BOOTSTRAP_TOKEN_NAME) + r"(-[0-9]+)?")

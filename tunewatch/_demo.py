@@ -196,8 +196,11 @@ def run_demo(*, data_dir: Path, seed: int = 0) -> int:
     fresh_demo_dir(data_dir)
     daemon = Daemon(build_config(demo_config(data_dir), env={}), env={})
     scorer, labeller = new_token(), new_token()
-    daemon.store.add_token(name="demo-scorer", role="scorer", token_hash=hash_token(scorer))
-    daemon.store.add_token(name="demo-labeller", role="labeller", token_hash=hash_token(labeller))
+    for name, role, token in (
+        ("demo-scorer", "scorer", scorer),
+        ("demo-labeller", "labeller", labeller),
+    ):
+        daemon.store.add_token(name=name, role=role, token_hash=hash_token(token), actor="demo")
     _step(f"fresh store at {redact_url(daemon.config.store_url)}")
     summary: dict[str, Any] = {}
     try:

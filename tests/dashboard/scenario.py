@@ -63,7 +63,10 @@ def serve(data_dir: Path) -> Iterator[Served]:
     for role in ROLES:
         tokens[role] = new_token()
         daemon.store.add_token(
-            name=f"dash-{role}-{tokens[role][-6:]}", role=role, token_hash=hash_token(tokens[role])
+            name=f"dash-{role}-{tokens[role][-6:]}",
+            role=role,
+            token_hash=hash_token(tokens[role]),
+            actor="test",
         )
     try:
         with BackgroundServer(daemon.app) as server:

@@ -54,7 +54,9 @@ def make_daemon(
     tokens = {}
     for role in ROLES:
         tokens[role] = new_token()
-        daemon.store.add_token(name=f"test-{role}", role=role, token_hash=hash_token(tokens[role]))
+        daemon.store.add_token(
+            name=f"test-{role}", role=role, token_hash=hash_token(tokens[role]), actor="test"
+        )
     return daemon, tokens
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from tunewatch._auth import hash_token
 from tunewatch._daemon import ensure_bootstrap_token
-from tunewatch._errors import ConfigError
+from tunewatch._errors import ConfigError, StoreError
 from tunewatch.store import Store, TokenRow
 
 
@@ -50,8 +51,10 @@ def test_a_revoked_token_is_refused_with_a_clear_error(store: Store) -> None:
 
 
 def test_other_admin_tokens_are_left_alone(store: Store) -> None:
-    store.add_token(name="ops-admin", role="admin", token_hash=hash_token("o" * 32))
-    store.add_token(name="bootstrap-admin-ci", role="admin", token_hash=hash_token("x" * 32))
+    store.add_token(name="ops-admin", role="admin", token_hash=hash_token("o" * 32), actor="ops")
+    store.add_token(
+        name="bootstrap-admin-ci", role="admin", token_hash=hash_token("x" * 32), actor="ops"
+    )
     ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": "a" * 32})
     ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": "b" * 32})
     assert _active(store) == {hash_token(t * 32) for t in "oxb"}
@@ -92,3 +95,28 @@ def test_replicas_rotating_the_token_together_both_start(
         ("create_token", "bootstrap-admin-2"),
         ("revoke_token", "bootstrap-admin"),
     ]
+
+
+def _break_audit_appends(store: Store) -> None:
+    with store.engine.begin() as conn:  # sabotage the audit chain head
+        conn.execute(sa.text("DELETE FROM audit_head"))
+
+
+def test_a_bootstrap_token_whose_audit_append_fails_is_not_stored(store_url: str) -> None:
+    """The token was stored in one transaction and audited in a second: a failing append
+    left an active admin token with no audit entry."""
+    with Store.open(store_url) as store:
+        _break_audit_appends(store)
+        with pytest.raises(StoreError):
+            ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": "a" * 32})
+        assert store.list_tokens() == []
+
+
+def test_a_rotation_whose_audit_append_fails_revokes_nothing(store_url: str) -> None:
+    with Store.open(store_url) as store:
+        ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": "a" * 32})
+        _break_audit_appends(store)
+        with pytest.raises(StoreError):
+            ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": "b" * 32})
+        assert _active(store) == {hash_token("a" * 32)}
+        assert [t.name for t in store.list_tokens()] == ["bootstrap-admin"]

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 import yaml
 
 from tunewatch._cli import main
@@ -162,6 +163,67 @@ def test_tokens_are_printed_once_and_revocable(
     assert run(config, "tokens", "revoke", "nobody") == 2
 
 
+@pytest.fixture
+def backend(tmp_path: Path, store_url: str) -> tuple[Path, str]:
+    """A config whose store is ``store_url`` (SQLite or PostgreSQL), and that URL."""
+    path = tmp_path / "backend.yaml"
+    raw = {"data_dir": str(tmp_path / "data"), "store": {"url": store_url}}
+    path.write_text(yaml.safe_dump(raw))
+    return path, store_url
+
+
+@pytest.mark.parametrize(
+    "actor",
+    [
+        pytest.param("a" * 201, id="longer_than_the_audit_column"),
+        pytest.param("ops\nadmin", id="a_newline"),
+        pytest.param("ops\x00", id="a_nul"),
+    ],
+)
+def test_an_actor_the_audit_log_cannot_hold_is_a_usage_error_before_any_write(
+    backend: tuple[Path, str], actor: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`audit_entries.actor` is VARCHAR(200): on PostgreSQL a longer --actor failed the
+    audit append after the token was stored (active, unaudited, never printed)."""
+    config, url = backend
+    with pytest.raises(SystemExit) as exited:
+        run(config, "tokens", "create", "ops", "--role", "admin", actor=actor)
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    assert "`--actor` must be 1 to 200 printable characters" in captured.err
+    with Store.open(url) as store:
+        assert store.list_tokens() == [] and store.audit_log() == []
+
+
+def test_a_user_name_the_audit_log_cannot_hold_must_be_replaced_with_actor(
+    config: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("USER", "u" * 201)
+    assert main(["--config", str(config), "tokens", "create", "ops", "--role", "admin"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "$USER must be 1 to 200 printable characters" in captured.err
+    assert "pass --actor" in captured.err
+    with Store.open(_store_url(config)) as store:
+        assert store.list_tokens() == []
+
+
+def test_a_token_whose_audit_append_fails_is_neither_stored_nor_printed(
+    backend: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, url = backend
+    assert run(config, "tokens", "create", "old", "--role", "admin") == 0
+    with Store.open(url) as store, store.engine.begin() as conn:  # sabotage the chain head
+        conn.execute(sa.text("DELETE FROM audit_head"))
+    capsys.readouterr()
+    assert run(config, "tokens", "create", "new", "--role", "admin") == 2
+    assert run(config, "tokens", "revoke", "old") == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    with Store.open(url) as store:
+        assert [(t.name, t.revoked_at) for t in store.list_tokens()] == [("old", None)]
+
+
 def test_config_errors_are_reported_without_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -172,8 +234,12 @@ def test_config_errors_are_reported_without_a_traceback(
     assert "server.prot" in err and "Traceback" not in err
 
 
+def _store_url(config: Path) -> str:
+    return f"sqlite:///{config.parent / 'data' / 'tunewatch.db'}"
+
+
 def _store(config: Path) -> Store:
-    return Store(f"sqlite:///{config.parent / 'data' / 'tunewatch.db'}")
+    return Store(_store_url(config))
 
 
 def test_a_token_name_is_never_reused_and_a_revocation_is_recorded_once(

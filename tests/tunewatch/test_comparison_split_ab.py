@@ -55,8 +55,8 @@ def test_split_challenger_that_answers_better_is_promoted(
         stage="shadow",
     )
     scorer, labeller = new_token(), new_token()
-    d.store.add_token(name="s", role="scorer", token_hash=hash_token(scorer))
-    d.store.add_token(name="l", role="labeller", token_hash=hash_token(labeller))
+    d.store.add_token(name="s", role="scorer", token_hash=hash_token(scorer), actor="test")
+    d.store.add_token(name="l", role="labeller", token_hash=hash_token(labeller), actor="test")
     x, y = example_data(600, seed=9, concept=1)
     x = np.clip(x, -9, 9)
     try:

@@ -17,6 +17,7 @@ from ._registry_rows import valid_model_name
 from ._schema import MAX_ID, UTCDateTime, metadata
 from ._store import Store
 from ._types import (
+    MAX_ACTOR_LENGTH,
     MAX_UNIT_KEY_LENGTH,
     AuditEntry,
     Event,
@@ -32,6 +33,7 @@ from ._types import (
     Task,
     TokenRow,
     VersionRow,
+    valid_actor,
 )
 from ._windows import Window
 
@@ -45,6 +47,7 @@ __all__ = [
     "LabelItem",
     "LabelRow",
     "LabelStatus",
+    "MAX_ACTOR_LENGTH",
     "MAX_ID",
     "MAX_MODEL_NAME",
     "MAX_UNIT_KEY_LENGTH",
@@ -65,5 +68,6 @@ __all__ = [
     "make_engine",
     "metadata",
     "redact_url",
+    "valid_actor",
     "valid_model_name",
 ]

@@ -339,13 +339,28 @@ class Store:
         with self._read("verify_audit") as conn:
             return _audit.verify_audit(conn)
 
-    def add_token(self, *, name: str, role: str, token_hash: str) -> TokenRow:
+    def add_token(
+        self,
+        *,
+        name: str,
+        role: str,
+        token_hash: str,
+        actor: str,
+        details: Mapping[str, Any] | None = None,
+    ) -> TokenRow:
+        """Store a token and its ``create_token`` audit entry (by ``actor``, with the role
+        and ``details``) in one transaction."""
         with self._tx("add_token") as conn:
-            return _tokens.add_token(conn, name=name, role=role, token_hash=token_hash)
+            return _tokens.add_token(
+                conn, name=name, role=role, token_hash=token_hash, actor=actor, details=details
+            )
 
-    def revoke_token(self, name: str) -> TokenRow:
+    def revoke_token(
+        self, name: str, *, actor: str, details: Mapping[str, Any] | None = None
+    ) -> TokenRow:
+        """Revoke a token and append its ``revoke_token`` audit entry in one transaction."""
         with self._tx("revoke_token") as conn:
-            return _tokens.revoke_token(conn, name)
+            return _tokens.revoke_token(conn, name, actor=actor, details=details)
 
     def list_tokens(self) -> list[TokenRow]:
         with self._read("list_tokens") as conn:

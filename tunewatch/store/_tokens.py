@@ -1,17 +1,32 @@
-"""API tokens: only sha256 hashes are stored (hashing happens in the caller)."""
+"""API tokens: only sha256 hashes are stored (hashing happens in the caller).
+
+Creating and revoking a token write its audit entry inside the caller's transaction, so
+a token and its record land together or not at all.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Connection, Row, select, update
 
 from .._errors import ConflictError, NotFoundError
+from ._audit import append_audit_in
 from ._schema import api_tokens
 from ._types import TokenRow, utcnow
 
 
-def add_token(conn: Connection, *, name: str, role: str, token_hash: str) -> TokenRow:
+def add_token(
+    conn: Connection,
+    *,
+    name: str,
+    role: str,
+    token_hash: str,
+    actor: str,
+    details: Mapping[str, Any] | None = None,
+) -> TokenRow:
+    """Store a token and audit it (``create_token``; ``details`` adds to its role)."""
     if len(token_hash) != 64:
         raise ValueError(f"`token_hash` must be a 64-character sha256 hex, got {len(token_hash)}")
     if conn.execute(select(api_tokens.c.id).where(api_tokens.c.name == name)).first():
@@ -25,10 +40,20 @@ def add_token(conn: Connection, *, name: str, role: str, token_hash: str) -> Tok
         .values(name=name, role=role, token_hash=token_hash, created_at=utcnow())
         .returning(api_tokens.c.id)
     ).scalar_one()
+    append_audit_in(
+        conn,
+        actor=actor,
+        action="create_token",
+        target=name,
+        details={**(details or {}), "role": role},
+    )
     return _token(conn.execute(select(api_tokens).where(api_tokens.c.id == token_id)).one())
 
 
-def revoke_token(conn: Connection, name: str) -> TokenRow:
+def revoke_token(
+    conn: Connection, name: str, *, actor: str, details: Mapping[str, Any] | None = None
+) -> TokenRow:
+    """Revoke an active token and audit it (``revoke_token``)."""
     revoked = conn.execute(
         update(api_tokens)
         .where(api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None))
@@ -42,6 +67,7 @@ def revoke_token(conn: Connection, name: str) -> TokenRow:
             f"API token {name!r} is already revoked (since {row.revoked_at:%Y-%m-%d %H:%M} UTC)",
             code="token_revoked",
         )
+    append_audit_in(conn, actor=actor, action="revoke_token", target=name, details=details or {})
     return _token(row)
 
 

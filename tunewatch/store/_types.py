@@ -19,10 +19,19 @@ ROLES: tuple[str, ...] = get_args(Role)
 
 FLOAT32_BYTES = 4
 MAX_UNIT_KEY_LENGTH = 128
+#: Who acted, as the audit log records it: ``audit_entries.actor`` (like the approvals'
+#: ``requested_by`` and ``decided_by``) is VARCHAR(200), which PostgreSQL enforces.
+MAX_ACTOR_LENGTH = 200
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def valid_actor(actor: str) -> bool:
+    """Whether the audit log can hold ``actor``: 1 to ``MAX_ACTOR_LENGTH`` printable
+    characters."""
+    return 1 <= len(actor) <= MAX_ACTOR_LENGTH and actor.isprintable()
 
 
 def check_choice(field_name: str, value: object, choices: tuple[str, ...]) -> None:

@@ -32,7 +32,9 @@ def served(template: Path, tmp_path: Path) -> Iterator[Running]:  # noqa: F811
     tokens = {}
     for role in ROLES:
         tokens[role] = new_token()
-        daemon.store.add_token(name=f"api-{role}", role=role, token_hash=hash_token(tokens[role]))
+        daemon.store.add_token(
+            name=f"api-{role}", role=role, token_hash=hash_token(tokens[role]), actor="test"
+        )
     daemon.app.app.include_router(router)
     with BackgroundServer(daemon.app) as server:
         yield Running(daemon=daemon, server=server, tokens=tokens)

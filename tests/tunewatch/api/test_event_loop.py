@@ -51,7 +51,9 @@ def test_the_loop_answers_while_the_database_hangs(
         path, headers = "/v2/health/ready", {}
     else:
         fresh = new_token()
-        daemon.store.add_token(name="late", role="viewer", token_hash=hash_token(fresh))
+        daemon.store.add_token(
+            name="late", role="viewer", token_hash=hash_token(fresh), actor="test"
+        )
         auth = daemon.auth
         monkeypatch.setattr(auth, "_lookup", _hang(release, entered, auth._lookup))
         path, headers = f"/v2/models/{MODEL}", {"Authorization": f"Bearer {fresh}"}

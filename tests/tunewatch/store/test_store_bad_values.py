@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tunewatch._errors import NotFoundError
-from tunewatch.store import Store
+from tunewatch.store import MAX_ACTOR_LENGTH, Store, valid_actor
+from tunewatch.store._schema import approvals, audit_entries
 
 
 @pytest.mark.parametrize("name", ["a\x00b", "x" * 201, ""])
@@ -43,3 +44,12 @@ def test_a_model_named_before_names_could_not_be_paths_is_still_found(model_stor
             )
         )
     assert model_store.get_model("team/credit").name == "team/credit"
+
+
+def test_the_actor_limit_is_the_length_of_every_column_that_names_an_actor() -> None:
+    """The CLI refuses an `--actor` past ``MAX_ACTOR_LENGTH`` before writing: the limit
+    must be the columns' own, or PostgreSQL refuses an audit entry the check let through."""
+    columns = (audit_entries.c.actor, approvals.c.requested_by, approvals.c.decided_by)
+    assert [getattr(c.type, "length", None) for c in columns] == [MAX_ACTOR_LENGTH] * 3
+    assert valid_actor("a" * MAX_ACTOR_LENGTH) and not valid_actor("a" * (MAX_ACTOR_LENGTH + 1))
+    assert not valid_actor("") and not valid_actor("ops\n")

@@ -448,17 +448,44 @@ def test_audit_chain_detects_tampering(store: Store) -> None:
 
 
 def test_tokens_are_looked_up_by_hash_until_revoked(store: Store) -> None:
-    token = store.add_token(name="ci", role="operator", token_hash="1" * 64)
-    store.add_token(name="ro", role="viewer", token_hash="2" * 64)
+    token = store.add_token(name="ci", role="operator", token_hash="1" * 64, actor="alice")
+    store.add_token(name="ro", role="viewer", token_hash="2" * 64, actor="alice")
     with pytest.raises(ConflictError):
-        store.add_token(name="ci", role="viewer", token_hash="3" * 64)
+        store.add_token(name="ci", role="viewer", token_hash="3" * 64, actor="alice")
     assert store.token_by_hash("1" * 64) == token
-    revoked = store.revoke_token("ci")
+    revoked = store.revoke_token("ci", actor="bob")
     assert revoked.revoked_at is not None and revoked.revoked_at.tzinfo == UTC
     assert store.token_by_hash("1" * 64) is None
     assert [t.name for t in store.list_tokens()] == ["ci", "ro"]
     with pytest.raises(NotFoundError):
-        store.revoke_token("nope")
+        store.revoke_token("nope", actor="bob")
+
+
+def test_token_changes_are_audited_in_their_own_transaction(store: Store) -> None:
+    store.add_token(
+        name="ci", role="operator", token_hash="1" * 64, actor="alice", details={"via": "cli"}
+    )
+    store.revoke_token("ci", actor="bob", details={"reason": "leaked"})
+    entries = [(e.actor, e.action, e.target, e.details) for e in store.audit_log(target="ci")]
+    assert entries == [
+        ("bob", "revoke_token", "ci", {"reason": "leaked"}),
+        ("alice", "create_token", "ci", {"role": "operator", "via": "cli"}),
+    ]
+    assert store.verify_audit() is None
+
+
+def test_a_token_change_whose_audit_append_fails_is_not_made(store: Store) -> None:
+    """Tokens were stored (or revoked) in one transaction and audited in a second: a
+    failing append left an active, unaudited token whose name was taken."""
+    store.add_token(name="old", role="admin", token_hash="1" * 64, actor="alice")
+    with store.engine.begin() as conn:  # sabotage the audit chain head
+        conn.execute(sa.text("DELETE FROM audit_head"))
+    with pytest.raises(StoreError):
+        store.add_token(name="new", role="admin", token_hash="2" * 64, actor="alice")
+    with pytest.raises(StoreError):
+        store.revoke_token("old", actor="alice")
+    assert [(t.name, t.revoked_at) for t in store.list_tokens()] == [("old", None)]
+    assert store.token_by_hash("2" * 64) is None
 
 
 def test_ping_succeeds_on_a_reachable_database(store: Store) -> None:
