@@ -27,6 +27,10 @@ from ._registry_rows import (
 from ._schema import approvals, events
 from ._types import VersionRow, utcnow
 
+#: ``approvals.reason`` and ``approvals.decision_reason`` are VARCHAR(2000) (PostgreSQL
+#: enforces it); the API accepts reasons up to this length.
+MAX_REASON_LENGTH = 2000
+
 
 @dataclass(frozen=True, slots=True)
 class ApprovalRow:
@@ -166,7 +170,12 @@ def decide_approval(
     conn.execute(
         update(approvals)
         .where(approvals.c.id == approval_id)
-        .values(status=status, decided_by=approver, decision_reason=reason, decided_at=utcnow())
+        .values(
+            status=status,
+            decided_by=approver,
+            decision_reason=_fit_reason(reason),
+            decided_at=utcnow(),
+        )
     )
     details = {"approval": approval_id, "version": current.version, "reason": reason}
     append_audit_in(
@@ -187,6 +196,15 @@ def decide_approval(
             reason=f"approved request {approval_id} by {current.requested_by}: {reason}",
         )
     return get_approval(conn, approval_id), promoted
+
+
+def _fit_reason(reason: str) -> str:
+    """``reason`` cut to the column with a closing ``…`` if it is longer: the explanation
+    prepended to an approver's reason may push it past the limit. The audit entry and the
+    event keep the whole text."""
+    if len(reason) <= MAX_REASON_LENGTH:
+        return reason
+    return reason[: MAX_REASON_LENGTH - 1] + "…"
 
 
 def get_approval(conn: Connection, approval_id: int) -> ApprovalRow:

@@ -6,6 +6,8 @@ import pytest
 
 from tunewatch._errors import ConflictError
 from tunewatch.store import Store
+from tunewatch.store._governance import MAX_REASON_LENGTH
+from tunewatch.store._schema import approvals
 
 
 @pytest.fixture
@@ -138,3 +140,32 @@ def test_a_request_against_a_new_champion_replaces_the_stale_pending_one(version
     assert decided.status == "approved" and promoted is not None
     assert versions.champion("m").version == 3  # type: ignore[union-attr]
     assert versions.verify_audit() is None
+
+
+def test_a_stale_approval_closes_with_the_longest_reason_an_approver_may_give(
+    versions: Store,
+) -> None:
+    """Closing a stale approval prepends why to the approver's reason (up to 2000
+    characters through the API): 2069 characters did not fit `decision_reason`
+    (VARCHAR(2000)), PostgreSQL refused them and the approval stayed pending."""
+    request = versions.request_approval("m", 3, requested_by="alice", reason="x", rules=[])
+    versions.promote("m", 2, actor="ops", reason="meanwhile")
+    words = "checked " * 249 + "all fine"  # 2000 characters
+    decided, promoted = versions.decide_approval(
+        request.id, approver="bob", approve=True, reason=words
+    )
+    assert decided.status == "rejected" and promoted is None
+    assert versions.get_approval(request.id) == decided
+    composed = f"not promoted: the champion changed from v1 to v2 since the request ({words})"
+    stored = decided.decision_reason or ""
+    assert len(stored) == MAX_REASON_LENGTH and stored.endswith("…")
+    assert stored == composed[: MAX_REASON_LENGTH - 1] + "…"
+    entry = versions.audit_log(limit=1)[0]  # the whole text is kept in the audit log
+    assert (entry.action, entry.details["reason"]) == ("approval_rejected", composed)
+    assert versions.champion("m").version == 2  # type: ignore[union-attr]
+    assert versions.verify_audit() is None
+
+
+def test_the_reason_limit_is_the_length_of_the_approval_columns() -> None:
+    columns = (approvals.c.reason, approvals.c.decision_reason)
+    assert [getattr(c.type, "length", None) for c in columns] == [MAX_REASON_LENGTH] * 2
