@@ -65,9 +65,10 @@ def make_engine(
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(url)
+        if path is not None:  # the file opened is the one a WalCheckpointer is given
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            parsed = parsed.set(database=path)
         engine = create_engine(parsed, connect_args={"check_same_thread": False})
         _install_sqlite_hooks(engine, sqlite_synchronous, wal_autocheckpoint)
         return engine
@@ -77,7 +78,8 @@ def make_engine(
 
 
 def sqlite_file(url: str) -> str | None:
-    """The database file of a SQLite URL, or None (in-memory, URI filenames, PostgreSQL)."""
+    """The database file of a SQLite URL, ``~`` expanded, or None (in-memory, URI
+    filenames, PostgreSQL). :func:`make_engine` opens this file."""
     parsed = make_url(url)
     database = parsed.database
     if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":

@@ -46,6 +46,31 @@ def test_sqlite_reads_proceed_while_a_write_transaction_is_open(sqlite_url: str)
         store.close()
 
 
+def test_a_home_relative_url_opens_the_file_its_checkpointer_watches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`sqlite:///~/…` made the expanded directory but opened the literal `~/…` path
+    (relative to the working directory), while the WAL checkpointer watched the expanded
+    file, which never existed: the WAL was never checkpointed and grew without bound."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "~" / "tw").mkdir(parents=True)  # a literal `~` path would open too
+    expected = home / "tw" / "tunewatch.db"
+    store = Store.open("sqlite:///~/tw/tunewatch.db")
+    try:
+        store.append_audit(actor="ops", action="x", target="t", details={})
+        with store.engine.connect() as conn:
+            rows = conn.exec_driver_sql("PRAGMA database_list").all()
+        assert [file for _, name, file in rows if name == "main"] == [str(expected)]
+        assert store._checkpointer is not None
+        assert store._checkpointer._path == str(expected)
+        assert [r.mode for r in store._checkpointer.checkpoint()] == ["PASSIVE"]
+        assert not (tmp_path / "~" / "tw" / "tunewatch.db").exists()
+    finally:
+        store.close()
+
+
 def test_unknown_synchronous_level_is_refused() -> None:
     with pytest.raises(ValueError, match="NORMAL, FULL"):
         make_engine("sqlite://", sqlite_synchronous="OFF")  # type: ignore[arg-type]
