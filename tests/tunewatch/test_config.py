@@ -240,3 +240,26 @@ def test_a_boolean_is_not_a_safe_choice_of_one_and_zero() -> None:
     assert unsafe_hyperparameters({"a": True}, {"a": ints}) == ["a=True not in ['0', '1']"]
     assert unsafe_hyperparameters({"a": 1}, {"a": flags}) == ["a=1 not in ['True']"]
     assert unsafe_hyperparameters({"a": 1.0, "b": True}, {"a": ints, "b": flags}) == []
+
+
+def test_a_trigger_written_in_plain_yaml_loads(tmp_path: Path) -> None:
+    # YAML 1.1 reads an unquoted `on` as the boolean true: the obvious way to write a
+    # trigger was refused with "Keys should be strings, got True".
+    path = tmp_path / "tunewatch.yaml"
+    path.write_text(
+        "models:\n"
+        "  - name: credit\n"
+        "    task: binary\n"
+        "    regulated: true\n"
+        "    triggers:\n"
+        "      - on: drift_detected\n"
+        "        do: retune\n"
+        "      - on: challenger_better\n"
+        "        do: notify\n"
+    )
+    model = load_config(path).models[0]
+    assert model.regulated is True
+    assert [(t.on, t.do) for t in model.triggers] == [
+        ("drift_detected", "retune"),
+        ("challenger_better", "notify"),
+    ]
