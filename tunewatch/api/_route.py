@@ -8,8 +8,9 @@ without this any token holder could make the daemon read and parse bodies up to 
 artefact limit, and ``{"reason": NaN}`` would pass. Here a request with a body must carry
 a token with the route's permission (the ``require(...)`` dependencies it declares), the
 body is read here (so a body over the limit is a 413 whatever its content type), and a
-``Content-Type: application/json`` body is parsed strictly and handed to FastAPI already
-decoded.
+body the route takes is parsed strictly and handed to FastAPI already decoded. Like the
+inference routes, such a body needs no ``Content-Type``; one that is not JSON (``curl
+-d`` sends a form's) is a 415 naming it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from starlette.responses import Response
 
 from tunewatch.api._body import parse_json
 from tunewatch.api._context import authenticate, context
+from tunewatch.api._errors import ApiError
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -48,6 +50,10 @@ def _permissions(dependant: Dependant) -> tuple[str, ...]:
 
 
 class ApiRoute(APIRoute):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # a body without a Content-Type is JSON too (checked and parsed below)
+        super().__init__(*args, **{**kwargs, "strict_content_type": False})
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         permissions = _permissions(self.dependant)
@@ -59,7 +65,15 @@ class ApiRoute(APIRoute):
                 else:
                     context(request).auth.identify(request.headers.get("authorization"))
                 body = await request.body()  # FastAPI reads Starlette's cache of it
-                if body and _is_json(request.headers.get("content-type")):
+                if body and self.body_field is not None:
+                    content_type = request.headers.get("content-type")
+                    if content_type and not _is_json(content_type):
+                        raise ApiError(
+                            415,
+                            "unsupported_media_type",
+                            f"the body must be JSON (Content-Type: application/json or "
+                            f"none), got Content-Type {content_type!r}",
+                        )
                     # Starlette's Request.json() returns this cache; FastAPI reads it.
                     request._json = parse_json(body)
             return await handler(request)

@@ -349,6 +349,24 @@ CASES: dict[str, Case] = {
         body=b'{"reason": NaN}',
         headers={"Content-Type": "application/json"},
     ),
+    # Without a Content-Type the body is JSON, read by the same strict parser.
+    "management_body_with_a_nan_literal_and_no_content_type": Case(
+        400,
+        "invalid_json",
+        role="operator",
+        path="/v1/models/credit/versions/2/promote",
+        body=b'{"reason": NaN}',
+    ),
+    # `curl -d` sends a form's Content-Type: it was read as no body at all ("Input
+    # should be a valid dictionary"), a message that did not name the header.
+    "management_json_body_sent_as_a_form": Case(
+        415,
+        "unsupported_media_type",
+        role="operator",
+        path="/v1/models/credit/versions/2/promote",
+        body=b'{"reason": "r"}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    ),
     "management_body_with_duplicate_keys": Case(
         400,
         "duplicate_key",
@@ -492,3 +510,14 @@ def test_malformed_requests_are_many_and_no_500_was_ever_answered(
     for code in ("shape_mismatch", "duplicate_key", "forbidden", "body_too_large", "not_found"):
         count = registry.get_sample_value("tunewatch_http_errors_total", {"code": code})
         assert count is not None and count >= 1, code
+
+
+def test_a_management_body_without_a_content_type_is_read_as_json(
+    running: Running, client: httpx.Client
+) -> None:
+    r = client.post(
+        "/v1/models/credit/versions/999/promote",
+        content=b'{"reason": "no header"}',
+        headers=running.auth("operator"),
+    )
+    assert r.status_code == 404 and r.json()["code"] == "version_not_found", r.text
