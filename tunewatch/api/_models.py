@@ -321,7 +321,9 @@ def audit_log(
 ) -> dict[str, Any]:
     store = context(request).runtime.store
     entries = store.audit_log(limit=limit)
+    broken = store.verify_audit()
     return {
         "entries": [{**asdict(e), "at": e.at.isoformat()} for e in entries],
-        "chain_intact": store.verify_audit() is None,
+        "chain_intact": broken is None,
+        "chain_break": None if broken is None else asdict(broken),
     }

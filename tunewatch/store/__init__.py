@@ -19,6 +19,8 @@ from ._store import Store
 from ._types import (
     MAX_ACTOR_LENGTH,
     MAX_UNIT_KEY_LENGTH,
+    AuditBreak,
+    AuditBreakKind,
     AuditEntry,
     Event,
     LabelItem,
@@ -39,6 +41,8 @@ from ._windows import Window
 
 __all__ = [
     "ApprovalRow",
+    "AuditBreak",
+    "AuditBreakKind",
     "AuditEntry",
     "EvaluationRow",
     "Event",

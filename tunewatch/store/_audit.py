@@ -4,8 +4,15 @@ Each entry's ``hash`` is ``sha256(prev_hash + canonical_json({at, actor, action,
 target, details}))`` and ``prev_hash`` is the previous entry's hash (64 zeros for the
 first). Appends update the single ``audit_head`` row in the same transaction: on
 PostgreSQL that row lock serialises concurrent appenders, on SQLite ``BEGIN IMMEDIATE``
-already does. The database refuses UPDATE and DELETE on ``audit_entries`` (triggers
-installed by the migration).
+already does.
+
+The database itself (triggers installed by the migrations) refuses UPDATE, DELETE and
+TRUNCATE on ``audit_entries``, and on SQLite an INSERT over an existing id or hash
+(``INSERT OR REPLACE`` deletes without firing DELETE triggers) or below the last id; it
+lets ``audit_head`` move only forward, to the hash of an entry whose ``prev_hash`` is the
+old head. Without a key the chain cannot tell a rewrite from the original, so
+:func:`verify_audit` also checks that the log ends at ``audit_head``: whoever bypasses the
+triggers to remove or rewrite the newest entries must rewrite the head as well.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from sqlalchemy import Connection, Row, func, or_, select, update
 
 from ._canonical import canonical_json, json_roundtrip
 from ._schema import ZERO_HASH, audit_entries, audit_head
-from ._types import AuditEntry, utcnow
+from ._types import AuditBreak, AuditEntry, utcnow
 
 
 def entry_hash(
@@ -116,27 +123,98 @@ def _about(model: str) -> Any:
     return or_(target == model, *(head == model + sep for sep in ("/", ":", "@")))
 
 
-def verify_audit(conn: Connection) -> int | None:
-    """Id of the first entry that does not chain or whose hash does not recompute."""
-    expected_prev = ZERO_HASH
-    result = conn.execute(
-        select(audit_entries).order_by(audit_entries.c.id).execution_options(yield_per=1000)
-    )
-    for row in result:
-        entry = _entry(row)
-        recomputed = entry_hash(
-            entry.prev_hash,
-            at=entry.at,
-            actor=entry.actor,
-            action=entry.action,
-            target=entry.target,
-            details=entry.details,
+def verify_audit(conn: Connection) -> AuditBreak | None:
+    """The first break in the chain, or ``None`` if the log is intact.
+
+    Every entry must chain to the one before it and its hash must recompute; the last
+    entry's hash must be the ``audit_head`` row's, so a removed tail or a rewritten last
+    entry (which still chains) is found too. The head is read by the same statement as
+    the entries, so both come from one snapshot and a concurrent append cannot make an
+    intact log look truncated.
+    """
+    head_of_log = select(audit_head.c.hash).where(audit_head.c.id == 1).scalar_subquery()
+    while True:
+        result = conn.execute(
+            select(audit_entries, head_of_log.label("head_of_log"))
+            .order_by(audit_entries.c.id)
+            .execution_options(yield_per=1000)
         )
-        if entry.prev_hash != expected_prev or entry.hash != recomputed:
-            result.close()
-            return entry.id
-        expected_prev = entry.hash
+        last: AuditEntry | None = None
+        head: str | None = None
+        for row in result:
+            entry = _entry(row)
+            broken = _chain_break(entry, last)
+            if broken is not None:
+                result.close()
+                return broken
+            last, head = entry, row.head_of_log
+        if last is None:
+            head, appended = conn.execute(
+                select(head_of_log, select(audit_entries.c.id).exists())
+            ).one()
+            if appended:  # entries were appended after the scan began: scan again
+                continue
+        return _head_break(conn, head, last)
+
+
+def _chain_break(entry: AuditEntry, previous: AuditEntry | None) -> AuditBreak | None:
+    expected_prev = ZERO_HASH if previous is None else previous.hash
+    if entry.prev_hash != expected_prev:
+        before = "the log's start" if previous is None else f"entry {previous.id}"
+        return AuditBreak(
+            kind="prev_hash",
+            entry_id=entry.id,
+            message=(
+                f"audit entry {entry.id} does not chain: its prev_hash is {entry.prev_hash}, "
+                f"but {before} has hash {expected_prev} (an entry between them was removed, "
+                f"or one of them altered)"
+            ),
+        )
+    recomputed = entry_hash(
+        entry.prev_hash,
+        at=entry.at,
+        actor=entry.actor,
+        action=entry.action,
+        target=entry.target,
+        details=entry.details,
+    )
+    if entry.hash != recomputed:
+        return AuditBreak(
+            kind="hash",
+            entry_id=entry.id,
+            message=(
+                f"audit entry {entry.id} was altered: its stored hash {entry.hash} does not "
+                f"match its contents, which hash to {recomputed}"
+            ),
+        )
     return None
+
+
+def _head_break(conn: Connection, head: str | None, last: AuditEntry | None) -> AuditBreak | None:
+    """Whether the chain ends where ``audit_head`` (``head``) says it does."""
+    if head == (ZERO_HASH if last is None else last.hash):
+        return None
+    entry_id = None if last is None else last.id
+    if head is None:
+        return AuditBreak(kind="head", entry_id=entry_id, message="the audit_head row is missing")
+    if last is None:
+        ends, why = "the log has no entries", "its entries were removed"
+    else:
+        ends = f"the log ends at entry {last.id} (hash {last.hash})"
+        why = f"entries after {last.id} were removed or entry {last.id} was rewritten"
+    if head == ZERO_HASH:
+        where: str | None = "the empty log's hash"
+    else:
+        at = conn.execute(select(audit_entries.c.id).where(audit_entries.c.hash == head)).scalar()
+        where = None if at is None else f"the hash of entry {at}"
+    if where is None:
+        message = f"{ends}, but audit_head is {head}, which no entry has: {why}"
+    else:
+        message = (
+            f"{ends}, but audit_head is {head} ({where}): the entries after it were added "
+            f"without moving audit_head"
+        )
+    return AuditBreak(kind="head", entry_id=entry_id, message=message)
 
 
 def _entry(row: Row[Any]) -> AuditEntry:

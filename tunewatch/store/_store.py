@@ -44,6 +44,7 @@ from ._governance import ApprovalRow
 from ._jobs import JobRow, JobStatus
 from ._migrate import upgrade_to_head
 from ._types import (
+    AuditBreak,
     AuditEntry,
     Event,
     LabelItem,
@@ -334,8 +335,9 @@ class Store:
         with self._read("audit_facets") as conn:
             return _audit.audit_facets(conn, model)
 
-    def verify_audit(self) -> int | None:
-        """Id of the first entry whose hash does not recompute or chain; None if intact."""
+    def verify_audit(self) -> AuditBreak | None:
+        """The first break in the audit chain (an entry that does not chain or whose hash
+        does not recompute, or a log that does not end at ``audit_head``); None if intact."""
         with self._read("verify_audit") as conn:
             return _audit.verify_audit(conn)
 

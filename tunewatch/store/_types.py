@@ -11,6 +11,7 @@ Stage = Literal["shadow", "champion", "retired", "rolled_back"]
 Source = Literal["infer", "mirror"]
 Role = Literal["champion", "challenger", "external"]
 LabelStatus = Literal["created", "duplicate", "conflict", "unknown_request", "shape_mismatch"]
+AuditBreakKind = Literal["prev_hash", "hash", "head"]
 
 TASKS: tuple[str, ...] = get_args(Task)
 STAGES: tuple[str, ...] = get_args(Stage)
@@ -173,6 +174,23 @@ class AuditEntry:
     details: dict[str, Any]
     prev_hash: str
     hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuditBreak:
+    """Why the audit log fails verification.
+
+    ``kind`` is ``"prev_hash"`` when entry ``entry_id`` does not chain to the entry
+    before it, ``"hash"`` when its stored hash does not recompute from its contents, and
+    ``"head"`` when every entry chains but the last one (``entry_id``; ``None`` when there
+    are none) does not end where the ``audit_head`` row says the log ends: newer entries
+    were removed, the last one was rewritten, or entries were added past the head.
+    ``message`` says which, with the ids and hashes involved.
+    """
+
+    kind: AuditBreakKind
+    entry_id: int | None
+    message: str
 
 
 @dataclass(frozen=True, slots=True)

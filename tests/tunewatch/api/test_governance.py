@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from tests.tunewatch.conftest import MODEL, Running, make_daemon
 from tunewatch._background import BackgroundServer
@@ -160,6 +161,21 @@ def test_rollback_restores_the_previous_champion_and_then_refuses(gov: Running) 
     assert again.status_code == 409 and again.json()["code"] == "no_previous_champion"
     audit = httpx.get(f"{gov.url}/v1/audit", headers=gov.auth("viewer")).json()
     assert audit["chain_intact"] and audit["entries"][0]["action"] == "rollback"
+    assert audit["chain_break"] is None
+
+
+def test_the_audit_endpoint_reports_a_removed_newest_entry(gov: Running) -> None:
+    store = gov.daemon.store
+    newest, before = store.audit_log(limit=2)
+    with store.engine.begin() as conn:  # removed by someone who can drop the trigger
+        conn.execute(sa.text("DROP TRIGGER audit_entries_no_delete"))
+        conn.execute(sa.text("DELETE FROM audit_entries WHERE id = :id"), {"id": newest.id})
+    audit = httpx.get(f"{gov.url}/v1/audit", headers=gov.auth("viewer")).json()
+    assert audit["chain_intact"] is False
+    assert audit["entries"][0]["id"] == before.id
+    broken = audit["chain_break"]
+    assert (broken["kind"], broken["entry_id"]) == ("head", before.id)
+    assert newest.hash in broken["message"] and before.hash in broken["message"]
 
 
 def test_every_request_is_scored_by_exactly_one_champion_while_promoting(gov: Running) -> None:

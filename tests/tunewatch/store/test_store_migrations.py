@@ -5,16 +5,20 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.exc import IntegrityError
 
 from shadow.stats import TwoSampleSequentialTest
 from tunewatch.store import Store, metadata
+from tunewatch.store._audit import append_audit_in
 from tunewatch.store._comparisons import ComparisonStore
 from tunewatch.store._migrate import alembic_config
+from tunewatch.store._schema import audit_head
 
 
 def test_migrate_is_idempotent_and_matches_metadata(store_url: str) -> None:
@@ -158,3 +162,60 @@ def test_downgrading_0008_leaves_states_the_older_code_can_read(store_url: str) 
     ]
     assert np.allclose(states["rollback_watch"]["stats"], expected)  # (n, sum, sum of squares)
     assert np.asarray(states["split"]["stats"]).shape == (2, 3)
+
+
+def test_an_audit_log_written_before_0009_still_verifies_and_is_protected(
+    store_url: str,
+) -> None:
+    engine = sa.create_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0008")
+            written = [
+                append_audit_in(conn, actor="alice", action="x", target=f"t{i}", details={"i": i})
+                for i in range(3)
+            ]
+    finally:
+        engine.dispose()
+    store = Store.open(store_url)
+    try:
+        assert store.audit_log() == written[::-1]
+        assert store.verify_audit() is None
+        with (
+            pytest.raises(IntegrityError, match="audit_head only moves forward"),
+            store.engine.begin() as conn,
+        ):
+            conn.execute(sa.update(audit_head).values(hash=written[1].hash))
+        appended = store.append_audit(actor="bob", action="y", target="t", details={})
+        assert appended.prev_hash == written[2].hash
+        assert store.verify_audit() is None
+    finally:
+        store.close()
+
+
+def test_downgrading_0009_keeps_the_entries_append_only_and_upgrading_restores_it(
+    store_url: str,
+) -> None:
+    store = Store.open(store_url)
+    try:
+        entries = [
+            store.append_audit(actor="alice", action="x", target="t", details={"i": i})
+            for i in range(2)
+        ]
+        with store.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0008")
+            conn.execute(sa.update(audit_head).values(hash=entries[0].hash))  # 0008 allowed it
+            conn.execute(sa.update(audit_head).values(hash=entries[1].hash))
+        with pytest.raises(IntegrityError, match="append-only"), store.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM audit_entries"))  # revision 0001's triggers
+        store.migrate()
+        with (
+            pytest.raises(IntegrityError, match="audit_head only moves forward"),
+            store.engine.begin() as conn,
+        ):
+            conn.execute(sa.update(audit_head).values(hash=entries[0].hash))
+        assert store.verify_audit() is None
+        store.append_audit(actor="bob", action="y", target="t", details={})
+        assert store.verify_audit() is None
+    finally:
+        store.close()
