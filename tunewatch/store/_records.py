@@ -396,7 +396,7 @@ def _stored_labels(
 def _label_value(value: Any) -> float | list[float]:
     """Labels are numbers: read them back as floats on every backend.
 
-    (SQLite's JSON column has NUMERIC affinity, so a stored ``1.0`` reads back as ``1``.)
+    (Labels stored before they were normalised to floats may hold JSON integers, ``[1]``.)
     """
     if isinstance(value, list):
         return [float(v) for v in value]

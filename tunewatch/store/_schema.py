@@ -26,6 +26,9 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import TypeCompiler
 from sqlalchemy.types import TypeDecorator
 
 from ._types import ROLES, SOURCES, STAGES, TASKS
@@ -74,6 +77,26 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+class _SQLiteTextJSON(sqlite.JSON):
+    """SQLite's JSON in a column declared ``TEXT``.
+
+    SQLite gives a column declared ``JSON`` NUMERIC affinity: the JSON text of a bare
+    number is converted to INTEGER or REAL by SQLite's own parser, which does not always
+    round correctly (``2.434619594169251`` becomes ``2.4346195941692512``) and turns
+    integers past 64 bits into REALs. A ``TEXT`` column keeps the text as written.
+    """
+
+
+@compiles(_SQLiteTextJSON, "sqlite")
+def _sqlite_text_json(type_: _SQLiteTextJSON, compiler: TypeCompiler, **kw: Any) -> str:
+    return "TEXT"
+
+
+#: JSON whose value may be a bare number (a label): ``TEXT`` on SQLite, ``JSON`` elsewhere.
+#: Columns that hold only objects or arrays keep ``JSON``: SQLite leaves their text alone.
+ScalarJSON = JSON().with_variant(_SQLiteTextJSON(), "sqlite")
 
 
 def _in(column: str, choices: tuple[str, ...]) -> str:
@@ -171,7 +194,7 @@ labels = Table(
     metadata,
     Column("model", String(200), nullable=False),
     Column("request_id", String(128), nullable=False),
-    Column("value", JSON, nullable=False),
+    Column("value", ScalarJSON, nullable=False),
     Column("outcome", Float, nullable=True),
     Column("received_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("model", "request_id"),

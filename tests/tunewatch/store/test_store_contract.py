@@ -367,6 +367,24 @@ def test_labels_replay_with_same_value_is_duplicate(model_store: Store) -> None:
     assert label.received_at.tzinfo == UTC
 
 
+# SQLite's own text-to-REAL conversion rounds these 1 ulp off (Python's is exact).
+_HARD_FLOATS = (2.434619594169251, 5.463067962873653e-09, 3.513967440118033e220)
+
+
+def test_a_scalar_label_replays_as_a_duplicate_and_reads_back_exactly(model_store: Store) -> None:
+    """SQLite gave the JSON ``value`` column NUMERIC affinity: a scalar label's JSON text
+    became a REAL by SQLite's parser, off by 1 ulp, and its replay was a conflict."""
+    ids = [f"r{i}" for i in range(len(_HARD_FLOATS))]
+    model_store.write_records([_request(r, rows=1) for r in ids], [])
+    items = [LabelItem(r, v) for r, v in zip(ids, _HARD_FLOATS, strict=True)]
+    assert model_store.add_labels("m", items) == ["created"] * len(ids)
+    assert model_store.add_labels("m", items) == ["duplicate"] * len(ids)
+    for rid, sent in zip(ids, _HARD_FLOATS, strict=True):
+        label = model_store.get_label("m", rid)
+        assert label is not None and isinstance(label.value, float)
+        assert label.value.hex() == sent.hex()
+
+
 def test_labels_conflict_and_unknown_requests_change_nothing(model_store: Store) -> None:
     model_store.write_records([_request("r1", rows=1)], [])
     statuses = model_store.add_labels(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -14,11 +15,12 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.exc import IntegrityError
 
 from shadow.stats import TwoSampleSequentialTest
-from tunewatch.store import Store, metadata
+from tunewatch.store import LabelItem, RequestRecord, Store, metadata
 from tunewatch.store._audit import append_audit_in
 from tunewatch.store._comparisons import ComparisonStore
 from tunewatch.store._migrate import alembic_config
-from tunewatch.store._schema import audit_head
+from tunewatch.store._records import _label_value
+from tunewatch.store._schema import audit_head, labels
 
 
 def test_migrate_is_idempotent_and_matches_metadata(store_url: str) -> None:
@@ -217,5 +219,105 @@ def test_downgrading_0009_keeps_the_entries_append_only_and_upgrading_restores_i
         assert store.verify_audit() is None
         store.append_audit(actor="bob", action="y", target="t", details={})
         assert store.verify_audit() is None
+    finally:
+        store.close()
+
+
+def _labels_at_0009(store_url: str, sent: dict[str, str]) -> dict[str, float | list[float]]:
+    """A store at revision 0009 with the labels ``sent`` (request id -> JSON text), and
+    the values they read back as there."""
+    engine = sa.create_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0009")
+            conn.execute(
+                sa.text(
+                    "INSERT INTO models (name, task, feature_names, regulated, created_at) "
+                    "VALUES ('m', 'regression', '[\"a\"]', false, CURRENT_TIMESTAMP)"
+                )
+            )
+            for rid, text in sent.items():
+                rows = len(json.loads(text)) if text.startswith("[") else 1
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO requests (model, request_id, received_at, source, n_rows, "
+                        "n_cols, inputs) VALUES ('m', :rid, CURRENT_TIMESTAMP, 'infer', :rows, "
+                        "1, :inputs)"
+                    ),
+                    {"rid": rid, "rows": rows, "inputs": np.zeros(rows, np.float32).tobytes()},
+                )
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO labels (model, request_id, value, received_at) "
+                        "VALUES ('m', :rid, :value, CURRENT_TIMESTAMP)"
+                    ),
+                    {"rid": rid, "value": text},
+                )
+            stored = conn.execute(sa.select(labels.c.request_id, labels.c.value)).all()
+    finally:
+        engine.dispose()
+    return {rid: _label_value(value) for rid, value in stored}
+
+
+_SENT = {
+    "hard": "2.434619594169251",  # SQLite's parser stores 2.4346195941692512
+    "tiny": "5.463067962873653e-09",
+    "whole": "1.0",  # stored by SQLite as INTEGER 1
+    "plain": "0.1",
+    "rows": "[0.5, 2.434619594169251]",  # array text: never converted
+}
+
+
+def test_labels_stored_before_0010_read_back_unchanged_and_replay_as_duplicates(
+    store_url: str,
+) -> None:
+    before = _labels_at_0009(store_url, _SENT)
+    store = Store.open(store_url)
+    try:
+        after = {rid: store.get_label("m", rid) for rid in _SENT}
+        for rid, value in before.items():
+            label = after[rid]
+            assert label is not None and json.dumps(label.value) == json.dumps(value)
+        assert after["rows"].value == [0.5, 2.434619594169251]  # type: ignore[union-attr]
+        replay = [LabelItem(rid, value) for rid, value in before.items()]
+        assert store.add_labels("m", replay) == ["duplicate"] * len(replay)
+        if store.dialect == "sqlite":
+            with store.engine.connect() as conn:
+                stored = dict(conn.execute(sa.text("SELECT request_id, value FROM labels")).all())
+                kinds = conn.execute(sa.text("SELECT DISTINCT typeof(value) FROM labels"))
+                assert kinds.scalars().all() == ["text"]
+            assert stored["hard"] == repr(before["hard"]) == "2.4346195941692512"
+            assert stored["whole"] == "1.0" and stored["plain"] == "0.1"
+            assert stored["rows"] == _SENT["rows"]
+        # a label sent from now on is kept exactly
+        store.write_records(
+            [RequestRecord("m", "new", datetime.now(UTC), "infer", 1, 1, b"\0" * 4)], []
+        )
+        sent = LabelItem("new", 2.434619594169251)
+        assert store.add_labels("m", [sent, sent]) == ["created", "duplicate"]
+        assert store.get_label("m", "new").value == 2.434619594169251  # type: ignore[union-attr]
+    finally:
+        store.close()
+
+
+def test_downgrading_0010_keeps_every_label_readable(store_url: str) -> None:
+    store = Store.open(store_url)
+    try:
+        store.ensure_model(name="m", task="regression", feature_names=["a"])
+        store.write_records(
+            [
+                RequestRecord("m", rid, datetime.now(UTC), "infer", n, 1, b"\0" * 4 * n)
+                for rid, n in (("one", 1), ("two", 2))
+            ],
+            [],
+        )
+        store.add_labels("m", [LabelItem("one", 0.1), LabelItem("two", [0.5, 1.5])])
+        with store.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0009")
+        assert store.get_label("m", "one").value == 0.1  # type: ignore[union-attr]
+        assert store.get_label("m", "two").value == [0.5, 1.5]  # type: ignore[union-attr]
+        store.migrate()
+        assert store.add_labels("m", [LabelItem("one", 0.1)]) == ["duplicate"]
+        assert store.get_label("m", "two").value == [0.5, 1.5]  # type: ignore[union-attr]
     finally:
         store.close()
