@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from shadow import OnnxModel
 from tunewatch._auth import ROLES, hash_token, new_token
@@ -17,7 +18,7 @@ from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel, example_data, feature_names
 from tunewatch._registry import VersionMetadata
-from tunewatch.store import LabelItem, OutputRecord, RequestRecord
+from tunewatch.store import LabelItem, OutputRecord, RequestRecord, Store
 
 MODEL = "credit"
 
@@ -58,6 +59,17 @@ def make_daemon(
             name=f"test-{role}", role=role, token_hash=hash_token(tokens[role]), actor="test"
         )
     return daemon, tokens
+
+
+def break_audit_appends(store: Store) -> None:
+    """Make every later audit append fail: delete the chain's head, past the trigger
+    that keeps it from moving anywhere but forward."""
+    with store.engine.begin() as conn:
+        if store.dialect == "sqlite":
+            conn.execute(sa.text("DROP TRIGGER audit_head_no_delete"))
+        else:
+            conn.execute(sa.text("ALTER TABLE audit_head DISABLE TRIGGER USER"))
+        conn.execute(sa.text("DELETE FROM audit_head"))
 
 
 def logistic_variant(

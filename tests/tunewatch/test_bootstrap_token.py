@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
+from tests.tunewatch.conftest import break_audit_appends
 from tunewatch._auth import hash_token
 from tunewatch._daemon import ensure_bootstrap_token
 from tunewatch._errors import ConfigError, StoreError
@@ -97,16 +97,11 @@ def test_replicas_rotating_the_token_together_both_start(
     ]
 
 
-def _break_audit_appends(store: Store) -> None:
-    with store.engine.begin() as conn:  # sabotage the audit chain head
-        conn.execute(sa.text("DELETE FROM audit_head"))
-
-
 def test_a_bootstrap_token_whose_audit_append_fails_is_not_stored(store_url: str) -> None:
     """The token was stored in one transaction and audited in a second: a failing append
     left an active admin token with no audit entry."""
     with Store.open(store_url) as store:
-        _break_audit_appends(store)
+        break_audit_appends(store)
         with pytest.raises(StoreError):
             ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": "a" * 32})
         assert store.list_tokens() == []
@@ -115,7 +110,7 @@ def test_a_bootstrap_token_whose_audit_append_fails_is_not_stored(store_url: str
 def test_a_rotation_whose_audit_append_fails_revokes_nothing(store_url: str) -> None:
     with Store.open(store_url) as store:
         ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": "a" * 32})
-        _break_audit_appends(store)
+        break_audit_appends(store)
         with pytest.raises(StoreError):
             ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": "b" * 32})
         assert _active(store) == {hash_token("a" * 32)}

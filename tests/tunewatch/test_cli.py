@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 import yaml
 
+from tests.tunewatch.conftest import break_audit_appends
 from tunewatch._cli import main
 from tunewatch._example import ExampleModel
 from tunewatch.store import Store
@@ -213,8 +213,8 @@ def test_a_token_whose_audit_append_fails_is_neither_stored_nor_printed(
 ) -> None:
     config, url = backend
     assert run(config, "tokens", "create", "old", "--role", "admin") == 0
-    with Store.open(url) as store, store.engine.begin() as conn:  # sabotage the chain head
-        conn.execute(sa.text("DELETE FROM audit_head"))
+    with Store.open(url) as store:
+        break_audit_appends(store)
     capsys.readouterr()
     assert run(config, "tokens", "create", "new", "--role", "admin") == 2
     assert run(config, "tokens", "revoke", "old") == 2

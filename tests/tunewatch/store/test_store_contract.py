@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from tests.tunewatch.conftest import break_audit_appends
 from tunewatch._errors import ConflictError, NotFoundError, StoreError, StoreUnavailableError
 from tunewatch.store import (
     LabelItem,
@@ -204,12 +205,7 @@ def test_promote_rolls_back_entirely_when_its_audit_append_fails(model_store: St
     _register(model_store, stage="champion")
     _register(model_store)
     events_before = model_store.list_events()
-    with model_store.engine.begin() as conn:  # sabotage the audit chain head
-        if model_store.dialect == "sqlite":
-            conn.execute(sa.text("DROP TRIGGER audit_head_no_delete"))
-        else:
-            conn.execute(sa.text("ALTER TABLE audit_head DISABLE TRIGGER USER"))
-        conn.execute(sa.text("DELETE FROM audit_head"))
+    break_audit_appends(model_store)
     with pytest.raises(StoreError):
         model_store.promote("m", 2, actor="bob", reason="x")
     assert model_store.champion("m").version == 1  # type: ignore[union-attr]
@@ -501,8 +497,7 @@ def test_a_token_change_whose_audit_append_fails_is_not_made(store: Store) -> No
     """Tokens were stored (or revoked) in one transaction and audited in a second: a
     failing append left an active, unaudited token whose name was taken."""
     store.add_token(name="old", role="admin", token_hash="1" * 64, actor="alice")
-    with store.engine.begin() as conn:  # sabotage the audit chain head
-        conn.execute(sa.text("DELETE FROM audit_head"))
+    break_audit_appends(store)
     with pytest.raises(StoreError):
         store.add_token(name="new", role="admin", token_hash="2" * 64, actor="alice")
     with pytest.raises(StoreError):
