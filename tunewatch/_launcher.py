@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+import threading
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,17 +24,33 @@ class JobLauncher:
     """Starts worker processes for queued jobs (run by the scheduler's leader)."""
 
     def __init__(
-        self, *, store: Store, config_path: Path, workers: int, stale_after_s: float
+        self,
+        *,
+        store: Store,
+        config_path: Path,
+        workers: int,
+        stale_after_s: float,
+        command: Sequence[str] | None = None,
     ) -> None:
         self.store = store
         self.config_path = config_path
         self.workers = workers
         self.stale_after_s = stale_after_s
+        # a worker's command line, the job id appended
+        self.command = list(command) if command is not None else _worker_command(config_path)
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        # held while a worker is started or the workers are listed to stop; once
+        # ``_stopping`` is set no worker is started (a tick may still be running when the
+        # daemon stops the launcher: the scheduler's shutdown does not wait for it)
+        self._lock = threading.Lock()
+        self._stopping = False
 
     def tick(self) -> list[int]:
         """Fail running jobs whose worker stopped heartbeating (any worker, on any host),
-        reap finished workers and start new ones; returns the job ids started."""
+        reap finished workers and start new ones; returns the job ids started. Does
+        nothing once the launcher is stopping."""
+        if self._stopping:
+            return []
         for job in self.store.fail_stale_jobs(older_than=timedelta(seconds=self.stale_after_s)):
             if self._registered(job):
                 continue
@@ -40,33 +58,27 @@ class JobLauncher:
             self.store.add_event(
                 model=job.model, type="retune_failed", payload={"job": job.id, "error": job.error}
             )
-        for job_id, proc in list(self._procs.items()):
-            if proc.poll() is not None:
-                del self._procs[job_id]
-                if proc.returncode != 0:
-                    logger.warning("worker for job %d exited with %d", job_id, proc.returncode)
+        with self._lock:
+            for job_id, proc in list(self._procs.items()):
+                if proc.poll() is not None:
+                    del self._procs[job_id]
+                    if proc.returncode != 0:
+                        logger.warning("worker for job %d exited with %d", job_id, proc.returncode)
         started = []
         for job in reversed(self.store.list_jobs(status="queued", limit=50)):
-            if len(self._procs) >= self.workers:
-                break
-            if job.id in self._procs:
-                continue
-            self._procs[job.id] = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tunewatch._cli",
-                    "--config",
-                    str(self.config_path),
-                    "worker",
-                    "--job",
-                    str(job.id),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            with self._lock:
+                if self._stopping or len(self._procs) >= self.workers:
+                    break
+                if job.id in self._procs:
+                    continue
+                proc = subprocess.Popen(
+                    [*self.command, str(job.id)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                self._procs[job.id] = proc
             started.append(job.id)
-            logger.info("started a worker for job %d (pid %d)", job.id, self._procs[job.id].pid)
+            logger.info("started a worker for job %d (pid %d)", job.id, proc.pid)
         return started
 
     def _registered(self, job: JobRow) -> bool:
@@ -107,12 +119,21 @@ class JobLauncher:
     def stop(self) -> None:
         """Ask the workers to stop (SIGTERM: each ends its running trial and queues its
         job again); one still running after 30 s is killed, and its job is failed once
-        its heartbeats stop."""
-        for proc in self._procs.values():
+        its heartbeats stop. No worker is started afterwards, by a tick running now or
+        later."""
+        with self._lock:
+            self._stopping = True
+            procs = list(self._procs.values())
+            self._procs.clear()
+        for proc in procs:
             proc.terminate()
-        for proc in self._procs.values():
+        for proc in procs:
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def _worker_command(config_path: Path) -> list[str]:
+    return [sys.executable, "-m", "tunewatch._cli", "--config", str(config_path), "worker", "--job"]

@@ -323,7 +323,11 @@ def test_a_worker_stopped_with_the_daemon_queues_its_job_again(
         [event] = d.store.list_events(model=MODEL, type="retune_interrupted")
         assert event.payload["job"] == outcome.job_id
         assert not d.store.list_events(model=MODEL, type="retune_failed")
-        assert d.launcher.tick() == [outcome.job_id]  # the next leader picks it up again
+        # the next leader (a stopped launcher starts no worker) picks it up again
+        d.launcher = JobLauncher(
+            store=d.store, config_path=d.launcher.config_path, workers=1, stale_after_s=60.0
+        )
+        assert d.launcher.tick() == [outcome.job_id]
     finally:
         d.launcher.stop()
         d.close()
