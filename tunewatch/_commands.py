@@ -316,9 +316,9 @@ def cmd_show_evaluations(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     import os
-    import socket
 
     from tunewatch._daemon import open_store
+    from tunewatch._launcher import worker_id
     from tunewatch._tuning import TuningJobRunner
 
     config = _config(args)
@@ -343,7 +343,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             config=config,
             artefacts=ArtefactStore(config.artefact_dir),
             registry=_registry(config, store),
-            worker=f"{socket.gethostname()}:{os.getpid()}",
+            worker=worker_id(os.getpid()),
             stop=stop,
         )
         # the launcher stops workers with SIGTERM: finish the running trial, then queue

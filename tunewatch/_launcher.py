@@ -4,9 +4,11 @@ stopped heartbeating (run by the scheduler's leader)."""
 from __future__ import annotations
 
 import logging
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -20,6 +22,11 @@ logger = logging.getLogger(__name__)
 STALE_HEARTBEATS = 6
 
 
+def worker_id(pid: int) -> str:
+    """The name a worker process claims its job under (``host:pid``)."""
+    return f"{socket.gethostname()}:{pid}"
+
+
 class JobLauncher:
     """Starts worker processes for queued jobs (run by the scheduler's leader)."""
 
@@ -31,6 +38,7 @@ class JobLauncher:
         workers: int,
         stale_after_s: float,
         command: Sequence[str] | None = None,
+        stop_timeout_s: float = 30.0,
     ) -> None:
         self.store = store
         self.config_path = config_path
@@ -38,6 +46,7 @@ class JobLauncher:
         self.stale_after_s = stale_after_s
         # a worker's command line, the job id appended
         self.command = list(command) if command is not None else _worker_command(config_path)
+        self.stop_timeout_s = stop_timeout_s
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         # held while a worker is started or the workers are listed to stop; once
         # ``_stopping`` is set no worker is started (a tick may still be running when the
@@ -118,21 +127,43 @@ class JobLauncher:
 
     def stop(self) -> None:
         """Ask the workers to stop (SIGTERM: each ends its running trial and queues its
-        job again); one still running after 30 s is killed, and its job is failed once
-        its heartbeats stop. No worker is started afterwards, by a tick running now or
-        later."""
+        job again); one still running after ``stop_timeout_s`` is killed, and its job
+        queued again here, so the next worker resumes its study (without the trial it
+        was running). No worker is started afterwards, by a tick running now or later."""
         with self._lock:
             self._stopping = True
-            procs = list(self._procs.values())
+            procs = list(self._procs.items())
             self._procs.clear()
-        for proc in procs:
+        for _, proc in procs:
             proc.terminate()
-        for proc in procs:
+        deadline = time.monotonic() + self.stop_timeout_s
+        for job_id, proc in procs:
             try:
-                proc.wait(30)
+                proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+                self._requeue_killed(job_id, proc.pid)
+
+    def _requeue_killed(self, job_id: int, pid: int) -> None:
+        """Queue again the job of the worker just killed, unless another worker has
+        claimed it since (or it is no longer running)."""
+        try:
+            if not self.store.requeue_job(job_id, worker_id(pid)):
+                return
+            model = self.store.get_job(job_id).model
+            self.store.add_event(model=model, type="retune_interrupted", payload={"job": job_id})
+        except Exception:  # shutting down: log; the job is failed once its heartbeats stop
+            logger.exception("could not queue job %d again after killing its worker", job_id)
+            return
+        logger.warning(
+            "job=%d model=%s: its worker (pid %d) did not stop within %.0f s and was "
+            "killed; queued again",
+            job_id,
+            model,
+            pid,
+            self.stop_timeout_s,
+        )
 
 
 def _worker_command(config_path: Path) -> list[str]:

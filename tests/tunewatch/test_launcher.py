@@ -5,19 +5,29 @@ launcher appends the job id to its command line), so no tuning runs."""
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tunewatch._launcher import JobLauncher
+from tunewatch._launcher import JobLauncher, worker_id
 from tunewatch.store import Store
 
 #: A worker that does nothing for two minutes (ends at SIGTERM).
 IDLE_WORKER = [sys.executable, "-c", "import time; time.sleep(120)"]
+#: A worker deep in a long trial: it does not end at SIGTERM. Given a directory, it makes
+#: a file there named after its job once it ignores SIGTERM.
+STUBBORN_WORKER = [
+    sys.executable,
+    "-c",
+    "import pathlib, signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "pathlib.Path(sys.argv[1], sys.argv[2]).touch(); time.sleep(120)",
+]
 
 
 @pytest.fixture
@@ -74,3 +84,36 @@ def test_a_tick_still_running_when_the_launcher_stops_starts_no_worker(
     assert not tick.is_alive()
     assert started == [] and after == []
     assert [proc.pid for proc in leftover] == []
+
+
+def test_a_worker_killed_at_shutdown_has_its_job_queued_again(store: Store, tmp_path: Path) -> None:
+    """A worker still in its trial when the stop timeout ran out was killed and its job
+    left `running`: the next leader failed it as stale (its alert episode and cool-down
+    slot spent) instead of resuming its study."""
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    ours, _ = store.create_job(model="m", kind="retune", trigger={}, spec={})
+    joined, _ = store.create_job(model="m", kind="retune", trigger={}, spec={})
+    launcher = _launcher(store, tmp_path, [*STUBBORN_WORKER, str(ready)], stop_timeout_s=0.2)
+    assert launcher.tick() == [ours.id, joined.id]
+    procs = dict(launcher._procs)
+    for job_id, proc in procs.items():  # what a worker does first
+        store.claim_job(job_id, worker_id(proc.pid))
+    store.claim_job(joined.id, "elsewhere:1")  # another worker joined that study since
+    deadline = time.monotonic() + 30
+    while len(list(ready.iterdir())) < len(procs):
+        assert time.monotonic() < deadline, "the workers did not start"
+        time.sleep(0.05)
+    launcher.stop()
+    assert [proc.returncode for proc in procs.values()] == [-signal.SIGKILL] * 2
+    job = store.get_job(ours.id)
+    assert (job.status, job.worker, job.heartbeat_at, job.error) == ("queued", None, None, None)
+    assert store.get_job(joined.id).status == "running"  # its other worker goes on
+    interrupted = store.list_events(model="m", type="retune_interrupted")
+    assert [event.payload["job"] for event in interrupted] == [ours.id]
+    assert not store.list_events(model="m", type="retune_failed")
+    nxt = _launcher(store, tmp_path, IDLE_WORKER)  # the next leader resumes the study
+    try:
+        assert nxt.tick() == [ours.id]
+    finally:
+        nxt.stop()
