@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Row, delete, select
 
 from .._errors import NotFoundError
 from ._canonical import canonical_json
+from ._clock import db_now
 from ._engine import dialect_insert
 from ._schema import evaluations, leases
 from ._types import utcnow
@@ -32,20 +33,19 @@ class EvaluationRow:
     created_at: datetime
 
 
-def acquire_lease(
-    conn: Connection, name: str, holder: str, ttl_s: float, now: datetime | None = None
-) -> bool:
+def acquire_lease(conn: Connection, name: str, holder: str, ttl_s: float) -> bool:
     """Take or renew the lease ``name`` for ``holder``; False if someone else holds it.
 
-    One atomic upsert: insert, or update only when the lease expired or is ours.
+    One atomic upsert: insert, or update only when the lease expired or is ours. Expiry
+    is set and checked by the database's clock: the candidates' own clocks may disagree
+    by more than the lease's time to live.
     """
-    now = now or utcnow()
-    expires = now + timedelta(seconds=ttl_s)
+    expires = db_now(conn, timedelta(seconds=ttl_s))
     insert = dialect_insert(conn, leases).values(name=name, holder=holder, expires_at=expires)
     stmt = insert.on_conflict_do_update(
         index_elements=[leases.c.name],
         set_={"holder": holder, "expires_at": expires},
-        where=(leases.c.expires_at < now) | (leases.c.holder == holder),
+        where=(leases.c.expires_at <= db_now(conn)) | (leases.c.holder == holder),
     ).returning(leases.c.holder)
     return conn.execute(stmt).first() is not None
 

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Row, func, select, update
 
 from .._errors import ConflictError, NotFoundError
 from ._canonical import canonical_json
+from ._clock import db_now
 from ._engine import dialect_insert
 from ._schema import alert_episodes, jobs
 from ._types import utcnow
@@ -144,7 +145,7 @@ def claim_job(conn: Connection, job_id: int, worker: str) -> JobRow:
     job = get_job(conn, job_id)
     if job.status not in ACTIVE:
         raise ConflictError(f"job {job_id} is {job.status}", code="job_finished")
-    now = utcnow()
+    now = db_now(conn)  # heartbeats are compared across hosts: by the database's clock
     values: dict[str, Any] = {"status": "running", "heartbeat_at": now, "worker": worker}
     if job.started_at is None:
         values["started_at"] = now
@@ -172,20 +173,23 @@ def update_progress(conn: Connection, job_id: int, progress: Mapping[str, Any]) 
     conn.execute(
         update(jobs)
         .where(jobs.c.id == job_id)
-        .values(progress=_clean(progress), heartbeat_at=utcnow())
+        .values(progress=_clean(progress), heartbeat_at=db_now(conn))
     )
 
 
 def heartbeat(conn: Connection, job_id: int) -> None:
-    conn.execute(update(jobs).where(jobs.c.id == job_id).values(heartbeat_at=utcnow()))
+    conn.execute(update(jobs).where(jobs.c.id == job_id).values(heartbeat_at=db_now(conn)))
 
 
-def _stale(older_than: timedelta) -> Any:
-    return (jobs.c.status == "running") & (jobs.c.heartbeat_at < utcnow() - older_than)
+def _stale(conn: Connection, older_than: timedelta) -> Any:
+    """Running with no heartbeat for ``older_than``, by the database's clock (which wrote
+    the heartbeats): the worker's host and the leader's may disagree by minutes."""
+    return (jobs.c.status == "running") & (jobs.c.heartbeat_at < db_now(conn, -older_than))
 
 
 def any_stale(conn: Connection, older_than: timedelta) -> bool:
-    return conn.execute(select(jobs.c.id).where(_stale(older_than)).limit(1)).first() is not None
+    stmt = select(jobs.c.id).where(_stale(conn, older_than)).limit(1)
+    return conn.execute(stmt).first() is not None
 
 
 def fail_stale(conn: Connection, older_than: timedelta) -> list[JobRow]:
@@ -194,7 +198,8 @@ def fail_stale(conn: Connection, older_than: timedelta) -> list[JobRow]:
     slot of the concurrent-jobs quota for good."""
     now = utcnow()
     stale = [
-        _job(r) for r in conn.execute(select(jobs).where(_stale(older_than)).order_by(jobs.c.id))
+        _job(r)
+        for r in conn.execute(select(jobs).where(_stale(conn, older_than)).order_by(jobs.c.id))
     ]
     failed = []
     for job in stale:

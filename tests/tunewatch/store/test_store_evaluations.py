@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event
 
 from tunewatch._errors import NotFoundError
-from tunewatch.store import LabelItem, OutputRecord, RequestRecord, Store
+from tunewatch.store import LabelItem, OutputRecord, RequestRecord, Store, _evaluations
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -56,6 +56,34 @@ def test_only_one_holder_gets_the_lease_until_it_expires(store: Store) -> None:
     store.release_lease("scheduler", "a")
     assert store.acquire_lease("scheduler", "b", ttl_s=0.0)
     assert store.acquire_lease("scheduler", "a", ttl_s=30)  # b's lease had expired at once
+
+
+def test_holders_whose_clocks_disagree_cannot_both_hold_the_lease(
+    store: Store, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lease expiry was computed and checked by each holder's own clock: a process whose
+    clock ran ahead saw the leader's unexpired lease as expired and took it (two leaders,
+    every scheduled job run twice)."""
+    other = Store.open(store_url)  # another daemon, on another host
+    try:
+        monkeypatch.setattr(
+            _evaluations, "utcnow", lambda: datetime.now(UTC) - timedelta(minutes=2)
+        )
+        assert store.acquire_lease("scheduler", "behind", ttl_s=30)
+        monkeypatch.setattr(
+            _evaluations, "utcnow", lambda: datetime.now(UTC) + timedelta(minutes=2)
+        )
+        assert not other.acquire_lease("scheduler", "ahead", ttl_s=30)
+        monkeypatch.setattr(
+            _evaluations, "utcnow", lambda: datetime.now(UTC) - timedelta(minutes=2)
+        )
+        assert store.acquire_lease("scheduler", "behind", ttl_s=30)  # renewed
+        assert not other.acquire_lease("scheduler", "ahead", ttl_s=30)
+        store.release_lease("scheduler", "behind")
+        assert other.acquire_lease("scheduler", "ahead", ttl_s=30)
+        assert not store.acquire_lease("scheduler", "behind", ttl_s=30)
+    finally:
+        other.close()
 
 
 def test_concurrent_candidates_elect_exactly_one_leader(store: Store) -> None:

@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from tunewatch._errors import ConflictError
-from tunewatch.store import Store
+from tunewatch.store import Store, _jobs
+from tunewatch.store._schema import jobs
 
 
 def test_concurrent_jobs_with_one_dedupe_key_create_one(model_store: Store) -> None:
@@ -81,6 +83,50 @@ def test_a_running_job_whose_worker_stopped_heartbeating_is_failed_and_frees_its
     assert model_store.get_job(queued.id).status == "queued"  # never claimed: not stale
     assert model_store.count_active_jobs() == 2
     assert model_store.fail_stale_jobs(older_than=timedelta(seconds=0.2)) == []  # once
+
+
+def _host_clock(monkeypatch: pytest.MonkeyPatch, offset: timedelta) -> None:
+    """This process's wall clock runs ``offset`` off (another host's, say)."""
+    monkeypatch.setattr(_jobs, "utcnow", lambda: datetime.now(UTC) + offset)
+
+
+def test_job_liveness_is_judged_by_the_database_s_clock_not_the_hosts(
+    model_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Heartbeats and the staleness test used each process's own clock: a live worker on a
+    host two minutes behind the leader's was failed as stale at the leader's next tick
+    (freeing its quota slot while it ran), and a dead one on a host ahead was not."""
+    behind, _ = model_store.create_job(model="m", kind="retune", trigger={}, spec={})
+    ahead, _ = model_store.create_job(model="m", kind="retune", trigger={}, spec={})
+    _host_clock(monkeypatch, timedelta(minutes=2))  # the dead worker's host, before it died
+    model_store.claim_job(ahead.id, "ahead:1")
+    model_store.heartbeat_job(ahead.id)
+    time.sleep(0.3)
+    _host_clock(monkeypatch, -timedelta(minutes=2))  # the live worker's host
+    model_store.claim_job(behind.id, "behind:1")
+    model_store.heartbeat_job(behind.id)
+    model_store.update_job_progress(behind.id, {"trials": 1})
+    _host_clock(monkeypatch, timedelta(0))  # the leader's host
+    failed = model_store.fail_stale_jobs(older_than=timedelta(seconds=0.2))
+    assert [j.id for j in failed] == [ahead.id]
+    assert model_store.get_job(behind.id).status == "running"
+    assert model_store.count_active_jobs() == 1
+
+
+def test_heartbeats_written_before_the_database_s_clock_was_used_still_compare(
+    model_store: Store,
+) -> None:
+    """Rows from earlier releases hold heartbeats the process wrote with its own clock."""
+    old, _ = model_store.create_job(model="m", kind="retune", trigger={}, spec={})
+    recent, _ = model_store.create_job(model="m", kind="retune", trigger={}, spec={})
+    for job in (old, recent):
+        model_store.claim_job(job.id, "w")
+    now = datetime.now(UTC)
+    with model_store.engine.begin() as conn:  # as a worker of an earlier release wrote them
+        for job, at in ((old, now - timedelta(minutes=10)), (recent, now - timedelta(seconds=5))):
+            conn.execute(update(jobs).where(jobs.c.id == job.id).values(heartbeat_at=at))
+    assert [j.id for j in model_store.fail_stale_jobs(older_than=timedelta(minutes=1))] == [old.id]
+    assert model_store.get_job(recent.id).status == "running"
 
 
 def test_a_job_failed_as_stale_stays_failed_when_its_worker_finishes_late(
