@@ -90,7 +90,12 @@ class ScoringRuntime:
         self._unloadable: dict[tuple[str, int], str] = {}
         self._memory_labels: dict[tuple[str, int], tuple[str, str, str]] = {}
         self._load_lock = threading.Lock()
-        self._children: dict[object, Any] = {}  # by artefact sha256, shared across versions
+        # labelled metric children, looked up once per label set (the scoring hot path):
+        # latency by (model, version, hyperparameter set, role), rows by model; and the
+        # versions with a shadow error series. A version's go when it leaves every lineup.
+        self._latency_children: dict[tuple[str, int, str, str], Any] = {}
+        self._row_children: dict[str, Any] = {}
+        self._error_versions: set[tuple[str, int]] = set()
         self.queue = ShadowQueue(
             maxsize=config.scoring.shadow_queue_size,
             on_result=self._on_shadow_results,
@@ -199,8 +204,9 @@ class ScoringRuntime:
         return changed
 
     def _evict(self) -> None:
-        """Drop sessions and memory gauges of versions no line-up holds (retired, rolled
-        back): without this every re-tune would leave a session for the daemon's life."""
+        """Drop sessions and per-version series (memory, latency, shadow errors) of
+        versions no line-up holds (retired, rolled back): without this every re-tune would
+        leave a session and a dozen exported series for the daemon's life."""
         live: dict[tuple[str, int], LoadedVersion] = {}
         for served in self._models.values():
             lineup = served.deployment.lineup
@@ -214,6 +220,15 @@ class ScoringRuntime:
             if key not in live:
                 self.metrics.session_memory.remove(*labels)
                 del self._memory_labels[key]
+        # copied at once (scoring and shadow threads add to them meanwhile)
+        for model, version, hp, role in list(self._latency_children):
+            if (model, version) not in live:
+                self.metrics.inference_latency.remove(model, str(version), hp, role)
+                self._latency_children.pop((model, version, hp, role), None)
+        for model, version in list(self._error_versions):
+            if (model, version) not in live:
+                self.metrics.shadow_errors.remove(model, str(version))
+                self._error_versions.discard((model, version))
 
     def _challenger(self, v: VersionRow) -> LoadedVersion | None:
         """A shadow version, or ``None`` (logged) when its artefact cannot be loaded: a
@@ -362,17 +377,17 @@ class ScoringRuntime:
     def _latency(self, model: str, version: int, hp: str, role: str) -> Any:
         """The labelled histogram child, looked up once per label set (hot path)."""
         key = (model, version, hp, role)
-        child = self._children.get(key)
+        child = self._latency_children.get(key)
         if child is None:
-            child = self._children[key] = self.metrics.inference_latency.labels(
+            child = self._latency_children[key] = self.metrics.inference_latency.labels(
                 model, str(version), hp, role
             )
         return child
 
     def _rows(self, model: str) -> Any:
-        child = self._children.get(model)
+        child = self._row_children.get(model)
         if child is None:
-            child = self._children[model] = self.metrics.inference_rows.labels(model)
+            child = self._row_children[model] = self.metrics.inference_rows.labels(model)
         return child
 
     # -- recording -------------------------------------------------------------------------
@@ -454,16 +469,19 @@ class ScoringRuntime:
     def _on_shadow_results(self, results: Sequence[ShadowResult]) -> None:
         records = []
         now = datetime.now(UTC)  # one drain, one timestamp: it is when they were recorded
-        hps: dict[tuple[str, int], str] = {}
+        # None: the challenger left the lineup while it scored, and its series with it
+        hps: dict[tuple[str, int], str | None] = {}
         for r in results:
+            key = (r.model, r.version)
+            if key not in hps:
+                hps[key] = self._hyperparameter_set(r.model, r.version)
+            hp = hps[key]
             if r.error is not None or r.values is None:
-                self.metrics.shadow_errors.labels(r.model, str(r.version)).inc()
+                if hp is not None:
+                    self._error_versions.add(key)
+                    self.metrics.shadow_errors.labels(r.model, str(r.version)).inc()
                 continue
-            if r.latency_s is not None:  # batched backlog results carry no latency
-                key = (r.model, r.version)
-                hp = hps.get(key)
-                if hp is None:
-                    hp = hps[key] = self._hyperparameter_set(r.model, r.version)
+            if r.latency_s is not None and hp is not None:  # a backlog batch has no latency
                 self._latency(r.model, r.version, hp, "challenger").observe(r.latency_s)
             records.append(
                 self.output_record(
@@ -472,14 +490,16 @@ class ScoringRuntime:
             )
         self.recorder.record_outputs(records)
 
-    def _hyperparameter_set(self, model: str, version: int) -> str:
+    def _hyperparameter_set(self, model: str, version: int) -> str | None:
+        """The hyperparameter set of a version in ``model``'s lineup; None when it has
+        left it (its output is still recorded, but no series is made for it again)."""
         served = self._models.get(model)
-        if served is not None:
-            try:
-                return served.deployment.get(version).hyperparameter_set
-            except LookupError:
-                pass  # the challenger left the lineup while it scored; keep its output
-        return "unknown"
+        if served is None:
+            return None
+        try:
+            return served.deployment.get(version).hyperparameter_set
+        except LookupError:
+            return None
 
 
 def version_or_404(store: Store, model: str, version: int) -> VersionRow:

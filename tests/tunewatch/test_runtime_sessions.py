@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from prometheus_client import generate_latest
 
+from shadow import ShadowResult
 from tests.tunewatch.conftest import MODEL, make_daemon
+from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
 
 
@@ -37,6 +40,67 @@ def test_a_retired_challenger_s_session_and_gauge_are_dropped(
         daemon.registry.register(MODEL, trained[1].onnx, trained[1].metadata, actor="t")
         runtime.load(MODEL)
         assert gbm in runtime._sessions and _gauged_versions(daemon) == {"1", "3"}
+    finally:
+        daemon.close()
+
+
+def _series(daemon: Daemon, name: str, *labels: str) -> set[tuple[str, ...]]:
+    """The label values (``labels``) of metric ``name``'s series in the registry."""
+    return {
+        tuple(sample.labels[label] for label in labels)
+        for metric in daemon.metrics.registry.collect()
+        if metric.name == name
+        for sample in metric.samples
+    }
+
+
+def test_a_retired_version_s_latency_and_shadow_error_series_are_dropped(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """Retiring a version removed its memory gauge only: its latency histogram (per role,
+    one series a bucket) and its shadow error counter stayed exported for the daemon's
+    life, one more set of series at every re-tune."""
+    daemon, _ = make_daemon(tmp_path, trained)  # v1 champion (logistic), v2 shadow (gbm)
+    try:
+        runtime = daemon.runtime
+        served = runtime.load(MODEL)
+        x = np.zeros((2, len(served.row.feature_names)), np.float32)
+        runtime.score(served, x)  # the champion answers
+        runtime.score(served, x, version=2)  # the challenger, named in the request
+        runtime._on_shadow_results(  # the challenger shadowing: one answer, one failure
+            [
+                ShadowResult(MODEL, "r1", 2, np.zeros((2, 1), np.float32), 0.001),
+                ShadowResult(MODEL, "r2", 2, None, None, error="RuntimeError: boom"),
+            ]
+        )
+        latency = "tunewatch_inference_latency_seconds"
+        errors = "tunewatch_shadow_errors"
+        assert _series(daemon, latency, "version", "role") == {
+            ("1", "champion"),
+            ("2", "challenger"),
+        }
+        assert _series(daemon, errors, "version") == {("2",)}
+        daemon.store.set_stage(MODEL, 2, "retired", actor="t", reason="done")
+        runtime.load(MODEL)
+        assert _series(daemon, latency, "version", "role") == {("1", "champion")}
+        assert _series(daemon, errors, "version") == set()
+        # a shadow answer of the retired version still in the queue exports nothing again
+        runtime._on_shadow_results([ShadowResult(MODEL, "r3", 2, np.zeros((2, 1)), 0.001)])
+        assert _series(daemon, latency, "version", "role") == {("1", "champion")}
+        # v1's series, still served, go on counting
+        runtime.score(runtime.model(MODEL), x)
+        assert (
+            daemon.metrics.registry.get_sample_value(
+                f"{latency}_count",
+                {
+                    "model": MODEL,
+                    "version": "1",
+                    "hyperparameter_set": runtime.model(MODEL).deployment.get(1).hyperparameter_set,
+                    "role": "champion",
+                },
+            )
+            == 2
+        )
     finally:
         daemon.close()
 
