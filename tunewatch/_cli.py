@@ -219,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # one line per HTTP request the demo's client sends, thousands
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return int(args.func(args))
     except TunewatchError as exc:

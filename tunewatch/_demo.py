@@ -1,6 +1,7 @@
 """``tunewatch demo``: the whole loop on a fresh embedded SQLite store.
 
-1. Train a first champion on the history period of a stream (a cold-started study).
+1. Register a seed model of a stream's history period as champion, then promote the
+   winner of a cold-started study on that period in its place.
 2. Serve it over the Open Inference Protocol; replay traffic with delayed labels.
 3. The stream changes concept (and shifts); evaluation detects drift over consecutive
    windows and the trigger queues a re-tuning job.

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from tunewatch import ConfigError, build_config, load_config
+from tunewatch._config import DEFAULT_TRIGGERS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -13,6 +14,7 @@ def test_documented_example_config_loads() -> None:
     config = load_config(ROOT / "configs" / "tunewatch.yaml", env={})
     assert config.models[0].name == "credit"
     assert config.store_url.startswith("sqlite:///")
+    assert config.models[0].triggers == DEFAULT_TRIGGERS  # written out, `on:` unquoted
 
 
 def test_misspelt_key_is_an_error_naming_its_path() -> None:
