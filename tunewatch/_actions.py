@@ -26,6 +26,13 @@ class ActionOutcome:
     reason: str
     job_id: int | None = None
 
+    @property
+    def final(self) -> bool:
+        """Whether the trigger is settled: the action was taken, had been taken already,
+        or there is none. A suppressed action (quota, cool-down) is still owed, and the
+        same trigger seen again later may get it."""
+        return self.status != "suppressed"
+
     def describe(self) -> str:
         job = f" (job {self.job_id})" if self.job_id is not None else ""
         return f"{self.action} {self.status}{job}: {self.reason}"

@@ -3,11 +3,14 @@
 Delivery is at least once and a slow handler can receive the same group again while the
 first delivery still runs, so every firing alert is keyed by its episode
 (``fingerprint`` + ``startsAt``): the episode row and the job's unique ``dedupe_key``
-make a repeated or concurrent delivery create nothing new. The answer is 2xx after the
-commit, 503 when the store cannot commit (Alertmanager retries), and 2xx for valid
-payloads that are ignored (unknown model, a resolved alert never seen firing). An alert
-the store cannot hold (a NUL in a label) is ignored on its own: refusing the delivery
-would make Alertmanager resend the group, and its valid alerts would never be acted on.
+make a repeated or concurrent delivery create nothing new. Only a final outcome (a job
+queued, one queued before, no action configured) decides an episode: a retune that the
+quota or a cool-down suppressed leaves it open, and a later delivery of the alert, while
+it fires, tries again. The answer is 2xx after the commit, 503 when the store cannot
+commit (Alertmanager retries), and 2xx for valid payloads that are ignored (unknown
+model, a resolved alert never seen firing). An alert the store cannot hold (a NUL in a
+label) is ignored on its own: refusing the delivery would make Alertmanager resend the
+group, and its valid alerts would never be acted on.
 """
 
 from __future__ import annotations
@@ -89,7 +92,7 @@ def _handle_alert(
     if not store.record_alert_episode(
         fingerprint=fingerprint, starts_at=starts_at, model=model, alertname=name, labels=labels
     ):
-        return  # a repeat of an episode already decided
+        return  # a repeat of an episode already decided, or resolved since
     summary["new_episodes"] += 1
     outcome = ctx.dispatcher.handle(
         model,
@@ -103,9 +106,12 @@ def _handle_alert(
         dedupe_key=f"alert:{fingerprint}:{starts_at}",
         actor="alertmanager",
     )
-    store.decide_alert_episode(
-        fingerprint=fingerprint, starts_at=starts_at, decision=outcome.describe()
-    )
+    if outcome.final:
+        store.decide_alert_episode(
+            fingerprint=fingerprint, starts_at=starts_at, decision=outcome.describe()
+        )
+    # else (quota full, cooling down) the episode stays open: Alertmanager resends a
+    # firing alert every repeat_interval, and a later delivery may find room for its job
     if outcome.job_id is not None and outcome.status == "taken":
         summary["jobs"].append(outcome.job_id)
 

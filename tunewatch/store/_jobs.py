@@ -255,7 +255,9 @@ def record_alert_episode(
     labels: Mapping[str, Any],
 ) -> bool:
     """True while this (fingerprint, startsAt) firing episode still needs a decision:
-    when it is new, or when an earlier delivery stored it but died before deciding."""
+    when it is new, when an earlier delivery stored it but died before deciding, or when
+    no delivery got a final outcome for it yet (its action was suppressed). False once it
+    is decided or resolved (a late firing delivery of a resolved episode acts on nothing)."""
     stmt = (
         dialect_insert(conn, alert_episodes)
         .values(
@@ -272,12 +274,12 @@ def record_alert_episode(
         )
     )
     conn.execute(stmt)
-    decision = conn.execute(
-        select(alert_episodes.c.decision).where(
+    row = conn.execute(
+        select(alert_episodes.c.status, alert_episodes.c.decision).where(
             alert_episodes.c.fingerprint == fingerprint, alert_episodes.c.starts_at == starts_at
         )
-    ).scalar_one()
-    return decision is None
+    ).one()
+    return row.status == "firing" and row.decision is None
 
 
 def decide_alert_episode(

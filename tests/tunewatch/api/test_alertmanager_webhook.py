@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +14,22 @@ import httpx
 import pytest
 
 from tests.tunewatch.conftest import MODEL, Running, make_daemon
+from tunewatch._actions import Dispatcher
 from tunewatch._background import BackgroundServer
+from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
+from tunewatch.api._alerts import handle_alerts
 
 FIRING_AT = "2026-11-28T10:00:00Z"
 NEVER = "0001-01-01T00:00:00Z"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
 
 
 def alert(
@@ -169,5 +182,90 @@ def test_one_odd_alert_does_not_block_the_rest_of_its_group(
             j for j in daemon.store.list_jobs(model=MODEL) if j.trigger["fingerprint"] == "good"
         ]
         assert job.status == "queued"
+    finally:
+        daemon.close()
+
+
+def _retune_daemon(
+    trained: list[ExampleModel],
+    tmp_path: Path,
+    store_url: str | None,
+    *,
+    quota: int,
+    cooldown: float,
+) -> tuple[Daemon, dict[str, str]]:
+    triggers = [{"on": "alert_received", "do": "retune", "cooldown_minutes": cooldown}]
+    return make_daemon(
+        tmp_path,
+        trained,
+        store_url=store_url,
+        extra={
+            "tuning": {"max_concurrent_jobs": quota},
+            "models": [{"name": MODEL, "task": "binary", "triggers": triggers}],
+        },
+    )
+
+
+def _job_fingerprints(daemon: Daemon) -> list[str]:
+    return sorted(j.trigger["fingerprint"] for j in daemon.store.list_jobs(model=MODEL))
+
+
+def test_an_episode_suppressed_by_the_quota_gets_its_job_from_a_later_delivery(
+    trained: list[ExampleModel], tmp_path: Path, store_url: str
+) -> None:
+    """A suppressed retune was stored as the episode's decision, and every later delivery
+    of the still-firing alert was dropped as a repeat: the alert was never acted on."""
+    daemon, tokens = _retune_daemon(trained, tmp_path, store_url, quota=1, cooldown=0)
+    group = payload(alert("fp1"), alert("fp2"))
+    try:
+        with BackgroundServer(daemon.app) as server:
+
+            def deliver() -> dict[str, Any]:
+                r = httpx.post(
+                    f"{server.url}/v1/alerts/alertmanager",
+                    json=group,
+                    headers={"Authorization": f"Bearer {tokens['alertmanager']}"},
+                )
+                assert r.status_code == 200, r.text
+                body: dict[str, Any] = r.json()
+                return body
+
+            assert len(deliver()["jobs"]) == 1  # fp2 is suppressed: the quota is full
+            assert deliver()["jobs"] == []  # still full
+            assert _job_fingerprints(daemon) == ["fp1"]
+            [job] = daemon.store.list_jobs(model=MODEL)
+            daemon.store.finish_job(job.id, status="succeeded", result={})
+            assert len(deliver()["jobs"]) == 1  # room now: the open episode is acted on
+            daemon.store.finish_job(
+                daemon.store.list_jobs(model=MODEL)[0].id, status="succeeded", result={}
+            )
+            assert deliver()["jobs"] == []  # both episodes are decided
+        assert _job_fingerprints(daemon) == ["fp1", "fp2"]
+        suppressed = daemon.store.list_events(model=MODEL, type="action_suppressed")
+        assert len(suppressed) == 2 and all("quota" in e.payload["reason"] for e in suppressed)
+    finally:
+        daemon.close()
+
+
+def test_an_episode_first_seen_in_a_cool_down_gets_its_job_after_it(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    daemon, _ = _retune_daemon(trained, tmp_path, None, quota=10, cooldown=60)
+    clock = Clock()
+    ctx = dataclasses.replace(
+        daemon.app.ctx, dispatcher=Dispatcher(daemon.store, daemon.config, clock=clock)
+    )
+    try:
+        assert len(handle_alerts(ctx, payload(alert("fp1")))["jobs"]) == 1
+        assert handle_alerts(ctx, payload(alert("fp1"), alert("fp2"), alert("fp3")))["jobs"] == []
+        handle_alerts(ctx, payload(alert("fp3", status="resolved")))
+        clock.now += timedelta(minutes=61)
+        # fp2 still fires and gets its job; fp3 resolved meanwhile, so a late delivery of
+        # it firing acts on nothing
+        repeat = payload(alert("fp1"), alert("fp2"), alert("fp3"))
+        assert len(handle_alerts(ctx, repeat)["jobs"]) == 1
+        clock.now += timedelta(minutes=61)
+        assert handle_alerts(ctx, repeat)["jobs"] == []
+        assert _job_fingerprints(daemon) == ["fp1", "fp2"]
     finally:
         daemon.close()
