@@ -19,6 +19,11 @@ from tunewatch.store import Store
 logger = logging.getLogger(__name__)
 
 
+# The outcomes that settle a trigger (see ActionOutcome.final): an action taken, one taken
+# before (a duplicate), or none configured. A suppressed action is still owed.
+SETTLED: tuple[str, ...] = ("taken", "duplicate", "none")
+
+
 @dataclass(frozen=True, slots=True)
 class ActionOutcome:
     action: str
@@ -31,7 +36,7 @@ class ActionOutcome:
         """Whether the trigger is settled: the action was taken, had been taken already,
         or there is none. A suppressed action (quota, cool-down) is still owed, and the
         same trigger seen again later may get it."""
-        return self.status != "suppressed"
+        return self.status in SETTLED
 
     def describe(self) -> str:
         job = f" (job {self.job_id})" if self.job_id is not None else ""

@@ -33,7 +33,7 @@ from monitor import (
 )
 from monitor.objectives import Objective, ObjectiveError, make_objective, positive_proba
 from shadow import OnnxModel
-from tunewatch._actions import Dispatcher
+from tunewatch._actions import SETTLED, Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig
 from tunewatch._drift_report import column_types, drift_frame, drift_report
@@ -518,9 +518,11 @@ class Evaluator:
                     ),
                 )
             )
-            last = self.store.list_events(model=name, type=policy.event, limit=1)
+            # the cool-down runs from the last settled action, not from the last event:
+            # a retune the quota or the trigger's cool-down suppressed is tried again
+            last = self.store.last_action(name, trigger=policy.event, outcomes=SETTLED)
             decision = decide(
-                policy, history, now=now, last_event_at=last[0].created_at if last else None
+                policy, history, now=now, last_event_at=last.created_at if last else None
             )
             row = current.get(policy.kind)
             holds = (

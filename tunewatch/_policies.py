@@ -1,7 +1,8 @@
 """Policies turn evaluation results into events, with hysteresis and cool-down.
 
 A policy is stateless: it decides from the stored evaluations (newest first) and the
-time of its own last event, so a restarted daemon decides exactly as before.
+time its event last settled an action (taken, or no action configured; a suppressed one
+does not count), so a restarted daemon decides exactly as before.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ class EventPolicy:
     """Raise ``event`` when the last ``consecutive`` evaluations of ``kind`` alarmed.
 
     An evaluation alarms when its payload has ``"alarm": true``; ``insufficient_data``
-    windows neither alarm nor break a streak. After an event, the policy stays quiet for
-    ``cooldown``.
+    windows neither alarm nor break a streak. After an event whose action settled, the
+    policy stays quiet for ``cooldown``; after one whose action the quota or the trigger's
+    cool-down suppressed, the next alarming run raises the event again.
     """
 
     event: str

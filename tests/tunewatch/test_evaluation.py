@@ -29,15 +29,23 @@ T0 = datetime.now(UTC) - timedelta(hours=6)
 
 
 def _champion_daemon(
-    trained: list[ExampleModel], tmp_path: Path, evaluation: dict[str, object]
+    trained: list[ExampleModel],
+    tmp_path: Path,
+    evaluation: dict[str, object],
+    *,
+    model: dict[str, object] | None = None,
+    tuning: dict[str, object] | None = None,
 ) -> Daemon:
-    """A daemon whose model has this ``evaluation`` config and the example champion with
-    its reference."""
+    """A daemon whose model has this ``evaluation`` config (and the rest of ``model``) and
+    the example champion with its reference."""
     config = build_config(
         {
             "data_dir": str(tmp_path),
             "scheduler": {"enabled": False},
-            "models": [{"name": MODEL, "task": "binary", "evaluation": evaluation}],
+            "tuning": tuning or {},
+            "models": [
+                {"name": MODEL, "task": "binary", "evaluation": evaluation, **(model or {})}
+            ],
         },
         env={},
     )
@@ -96,6 +104,47 @@ def test_drift_event_fires_at_the_second_drifted_window_and_only_once(daemon: Da
     actions = daemon.store.list_events(model=MODEL, type="action_taken", limit=5)
     assert actions and actions[0].payload["action"] == "retune"
     assert daemon.store.count_active_jobs() == 1
+
+
+def test_a_drift_retune_the_quota_suppressed_is_retried_at_the_next_alarming_window(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The policy's cool-down counted from the drift event, whatever became of its action:
+    a retune the quota suppressed silenced the drift for the whole cool-down."""
+    d = _champion_daemon(
+        trained,
+        tmp_path,
+        {"window_rows": WINDOW, "drift": {"consecutive": 2, "cooldown_minutes": 600}},
+        model={"triggers": [{"on": "drift_detected", "do": "retune", "cooldown_minutes": 0}]},
+        tuning={"max_concurrent_jobs": 1},
+    )
+    try:
+        blocker, _ = d.store.create_job(
+            model=MODEL, kind="retune", trigger={"event": "manual"}, spec={}
+        )
+        clock = Clock()
+        d.evaluator.clock = clock
+        d.dispatcher._clock = clock
+        for w in range(8):
+            if w == 6:  # the quota frees after the first drift event (window 5)
+                d.store.finish_job(blocker.id, status="succeeded", result={})
+            feed(d, clock, w * WINDOW, WINDOW, shift=1.0 if w >= 4 else 0.0, seed=100 + w)
+            d.evaluator.evaluate(MODEL)
+        actions = [
+            (e.type, e.payload["trigger"])
+            for e in reversed(d.store.list_events(model=MODEL, limit=50))
+            if e.type.startswith("action_")
+        ]
+        assert actions == [  # windows 5 (the quota is full) and 6, then the cool-down
+            ("action_suppressed", "drift_detected"),
+            ("action_taken", "drift_detected"),
+        ]
+        [job] = [
+            j for j in d.store.list_jobs(model=MODEL) if j.trigger["event"] == "drift_detected"
+        ]
+        assert job.status == "queued"
+    finally:
+        d.close()
 
 
 def test_stationary_stream_never_alarms(daemon: Daemon) -> None:

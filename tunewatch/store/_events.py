@@ -46,6 +46,24 @@ def list_events(
     return [_event(r) for r in rows]
 
 
+def last_action(
+    conn: Connection, *, model: str, trigger: str, outcomes: Sequence[str]
+) -> Event | None:
+    """The newest ``action_<outcome>`` event of ``model`` (one of ``outcomes``) whose
+    ``trigger`` was ``trigger``; None when there is none."""
+    row = conn.execute(
+        select(events)
+        .where(
+            events.c.model == model,
+            events.c.type.in_([f"action_{o}" for o in outcomes]),
+            events.c.payload["trigger"].as_string() == trigger,
+        )
+        .order_by(events.c.id.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else _event(row)
+
+
 def _event(row: Row[Any]) -> Event:
     return Event(
         id=row.id,

@@ -307,6 +307,12 @@ class Store:
         with self._read("list_events") as conn:
             return _events.list_events(conn, model=model, type=type, types=types, limit=limit)
 
+    def last_action(self, model: str, *, trigger: str, outcomes: Sequence[str]) -> Event | None:
+        """The newest action event of ``model`` for ``trigger`` with one of ``outcomes``
+        (the dispatcher records ``action_<outcome>`` with the trigger in its payload)."""
+        with self._read("last_action") as conn:
+            return _events.last_action(conn, model=model, trigger=trigger, outcomes=outcomes)
+
     def append_audit(
         self, *, actor: str, action: str, target: str, details: Mapping[str, Any]
     ) -> AuditEntry:

@@ -424,6 +424,24 @@ def test_events_are_listed_newest_first_and_filtered(store: Store) -> None:
     assert len(store.list_events(limit=1)) == 1
 
 
+def test_last_action_is_the_newest_of_the_given_outcomes_for_that_trigger(store: Store) -> None:
+    def action(outcome: str, trigger: str, model: str = "m") -> int:
+        payload = {"action": "retune", "trigger": trigger, "reason": "r", "job": None}
+        return store.add_event(model=model, type=f"action_{outcome}", payload=payload).id
+
+    assert store.last_action("m", trigger="drift_detected", outcomes=("taken",)) is None
+    taken = action("taken", "drift_detected")
+    action("suppressed", "drift_detected")
+    action("taken", "decay_detected")
+    action("taken", "drift_detected", model="other")
+    store.add_event(model="m", type="drift_detected", payload={"trigger": "drift_detected"})
+    last = store.last_action("m", trigger="drift_detected", outcomes=("taken", "none"))
+    assert last is not None and last.id == taken
+    none = action("none", "drift_detected")
+    last = store.last_action("m", trigger="drift_detected", outcomes=("taken", "none"))
+    assert last is not None and last.id == none
+
+
 def test_audit_entries_chain_from_zero_hash(store: Store) -> None:
     a = store.append_audit(actor="alice", action="login", target="ui", details={"n": 1})
     b = store.append_audit(actor="bob", action="retune", target="m", details={"k": (1, 2)})
