@@ -2,15 +2,17 @@
 
 Delivery is at least once and a slow handler can receive the same group again while the
 first delivery still runs, so every firing alert is keyed by its episode
-(``fingerprint`` + ``startsAt``): the episode row and the job's unique ``dedupe_key``
-make a repeated or concurrent delivery create nothing new. Only a final outcome (a job
-queued, one queued before, no action configured) decides an episode: a retune that the
-quota or a cool-down suppressed leaves it open, and a later delivery of the alert, while
-it fires, tries again. The answer is 2xx after the commit, 503 when the store cannot
-commit (Alertmanager retries), and 2xx for valid payloads that are ignored (unknown
-model, a resolved alert never seen firing). An alert the store cannot hold (a NUL in a
-label) is ignored on its own: refusing the delivery would make Alertmanager resend the
-group, and its valid alerts would never be acted on.
+(``fingerprint`` + ``startsAt``) and one delivery at a time claims it (a compare-and-set
+on the episode row; a claim whose delivery died is taken over after
+``store._jobs.CLAIM_TIMEOUT``). Only the claimant dispatches, and the job's unique
+``dedupe_key`` keeps it to one job per episode. Only a final outcome (a job queued, one
+queued before, no action configured) decides an episode: a retune that the quota or a
+cool-down suppressed, or a dispatch that failed, releases it, and a later delivery of the
+alert, while it fires, tries again. The answer is 2xx after the commit, 503 when the
+store cannot commit (Alertmanager retries), and 2xx for valid payloads that are ignored
+(unknown model, a resolved alert never seen firing). An alert the store cannot hold (a
+NUL in a label) is ignored on its own: refusing the delivery would make Alertmanager
+resend the group, and its valid alerts would never be acted on.
 """
 
 from __future__ import annotations
@@ -89,29 +91,40 @@ def _handle_alert(
     if not isinstance(model, str) or not _known(ctx, model):
         summary["ignored"].append(f"{name}: no known model in label {label!r}")
         return
-    if not store.record_alert_episode(
+    claim = store.claim_alert_episode(
         fingerprint=fingerprint, starts_at=starts_at, model=model, alertname=name, labels=labels
-    ):
-        return  # a repeat of an episode already decided, or resolved since
-    summary["new_episodes"] += 1
-    outcome = ctx.dispatcher.handle(
-        model,
-        "alert_received",
-        {
-            "alertname": name,
-            "fingerprint": fingerprint,
-            "startsAt": starts_at,
-            "labels": labels,
-        },
-        dedupe_key=f"alert:{fingerprint}:{starts_at}",
-        actor="alertmanager",
     )
-    if outcome.final:
-        store.decide_alert_episode(
-            fingerprint=fingerprint, starts_at=starts_at, decision=outcome.describe()
+    if claim is None:
+        return  # decided, resolved since, or another delivery is deciding it right now
+    summary["new_episodes"] += 1
+    try:
+        outcome = ctx.dispatcher.handle(
+            model,
+            "alert_received",
+            {
+                "alertname": name,
+                "fingerprint": fingerprint,
+                "startsAt": starts_at,
+                "labels": labels,
+            },
+            dedupe_key=f"alert:{fingerprint}:{starts_at}",
+            actor="alertmanager",
         )
-    # else (quota full, cooling down) the episode stays open: Alertmanager resends a
-    # firing alert every repeat_interval, and a later delivery may find room for its job
+    except Exception:
+        # released for Alertmanager's retry (a 503) or the next delivery; the error
+        # itself goes on to the request boundary
+        store.settle_alert_episode(
+            fingerprint=fingerprint, starts_at=starts_at, claim=claim, decision=None
+        )
+        raise
+    # Only a final outcome decides the episode; a retune that the quota or a cool-down
+    # suppressed releases it for a later delivery of the alert.
+    store.settle_alert_episode(
+        fingerprint=fingerprint,
+        starts_at=starts_at,
+        claim=claim,
+        decision=outcome.describe() if outcome.final else None,
+    )
     if outcome.job_id is not None and outcome.status == "taken":
         summary["jobs"].append(outcome.job_id)
 

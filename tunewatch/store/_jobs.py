@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -245,7 +246,26 @@ def finish_job(
     return get_job(conn, job_id)
 
 
-def record_alert_episode(
+# How long a delivery holds an alert episode it claimed. Deciding takes milliseconds; a
+# claim this old belongs to a delivery that died (process killed) and is taken over.
+CLAIM_TIMEOUT = timedelta(minutes=5)
+# A claim is stored in ``decision`` as this prefix, the claim time and a random token,
+# until the delivery writes the final decision (a dispatcher outcome, which starts with
+# the action's name) or releases the episode (back to NULL).
+_CLAIMED = "claimed at "
+
+
+def _claimed_at(decision: str) -> datetime | None:
+    if not decision.startswith(_CLAIMED):
+        return None
+    return datetime.fromisoformat(decision[len(_CLAIMED) :].split(" ", 1)[0])
+
+
+def _episode(fingerprint: str, starts_at: str) -> Any:
+    return (alert_episodes.c.fingerprint == fingerprint) & (alert_episodes.c.starts_at == starts_at)
+
+
+def claim_alert_episode(
     conn: Connection,
     *,
     fingerprint: str,
@@ -253,11 +273,17 @@ def record_alert_episode(
     model: str | None,
     alertname: str,
     labels: Mapping[str, Any],
-) -> bool:
-    """True while this (fingerprint, startsAt) firing episode still needs a decision:
-    when it is new, when an earlier delivery stored it but died before deciding, or when
-    no delivery got a final outcome for it yet (its action was suppressed). False once it
-    is decided or resolved (a late firing delivery of a resolved episode acts on nothing)."""
+    stale_after: timedelta = CLAIM_TIMEOUT,
+) -> str | None:
+    """Store this (fingerprint, startsAt) firing episode and claim it for one delivery.
+
+    Returns the claim (for :func:`settle_alert_episode`) when the episode still needs a
+    decision: it is new, a delivery before released it (its action was suppressed), or
+    the delivery that claimed it did so over ``stale_after`` ago and never settled it.
+    None when it is decided, resolved, or held by another delivery. The claim is a
+    compare-and-set on ``decision``, so of concurrent deliveries exactly one gets it (on
+    PostgreSQL the losers' UPDATE waits for the winner's commit and then matches nothing;
+    SQLite serialises writing transactions)."""
     stmt = (
         dialect_insert(conn, alert_episodes)
         .values(
@@ -274,22 +300,38 @@ def record_alert_episode(
         )
     )
     conn.execute(stmt)
+    where = _episode(fingerprint, starts_at)
     row = conn.execute(
-        select(alert_episodes.c.status, alert_episodes.c.decision).where(
-            alert_episodes.c.fingerprint == fingerprint, alert_episodes.c.starts_at == starts_at
-        )
+        select(alert_episodes.c.status, alert_episodes.c.decision).where(where)
     ).one()
-    return row.status == "firing" and row.decision is None
-
-
-def decide_alert_episode(
-    conn: Connection, *, fingerprint: str, starts_at: str, decision: str
-) -> None:
-    conn.execute(
-        update(alert_episodes)
-        .where(alert_episodes.c.fingerprint == fingerprint, alert_episodes.c.starts_at == starts_at)
-        .values(decision=decision[:400])
+    if row.status != "firing":
+        return None
+    now = utcnow()
+    held: str | None = row.decision
+    if held is not None:
+        since = _claimed_at(held)
+        if since is None or now - since < stale_after:
+            return None  # decided, or another delivery is deciding
+    claim = f"{_CLAIMED}{now.isoformat()} {secrets.token_hex(8)}"
+    unchanged = (
+        alert_episodes.c.decision.is_(None) if held is None else (alert_episodes.c.decision == held)
     )
+    taken = conn.execute(update(alert_episodes).where(where, unchanged).values(decision=claim))
+    return claim if taken.rowcount else None
+
+
+def settle_alert_episode(
+    conn: Connection, *, fingerprint: str, starts_at: str, claim: str, decision: str | None
+) -> bool:
+    """Write the final ``decision`` of an episode held by ``claim``, or with None release
+    it for a later delivery. False when the claim was taken over meanwhile (it timed
+    out): the episode is left to the delivery that holds it now."""
+    settled = conn.execute(
+        update(alert_episodes)
+        .where(_episode(fingerprint, starts_at), alert_episodes.c.decision == claim)
+        .values(decision=None if decision is None else decision[:400])
+    )
+    return bool(settled.rowcount)
 
 
 def resolve_alert_episode(conn: Connection, *, fingerprint: str, starts_at: str) -> bool:

@@ -607,7 +607,7 @@ class Store:
                 conn, job_id, status=status, result=result, error=error, replacing=replacing
             )
 
-    def record_alert_episode(
+    def claim_alert_episode(
         self,
         *,
         fingerprint: str,
@@ -615,23 +615,30 @@ class Store:
         model: str | None,
         alertname: str,
         labels: Mapping[str, Any],
-    ) -> bool:
-        """True while this firing episode still needs a decision (at-least-once delivery:
-        a repeat of a decided episode is False)."""
-        with self._tx("record_alert_episode") as conn:
-            return _jobs.record_alert_episode(
+        stale_after: timedelta = _jobs.CLAIM_TIMEOUT,
+    ) -> str | None:
+        """Store a firing episode and claim it for this delivery: the claim while it
+        still needs a decision, None when it is decided, resolved or held by another
+        delivery (at-least-once and concurrent delivery). See
+        :func:`_jobs.claim_alert_episode`."""
+        with self._tx("claim_alert_episode") as conn:
+            return _jobs.claim_alert_episode(
                 conn,
                 fingerprint=fingerprint,
                 starts_at=starts_at,
                 model=model,
                 alertname=alertname,
                 labels=labels,
+                stale_after=stale_after,
             )
 
-    def decide_alert_episode(self, *, fingerprint: str, starts_at: str, decision: str) -> None:
-        with self._tx("decide_alert_episode") as conn:
-            _jobs.decide_alert_episode(
-                conn, fingerprint=fingerprint, starts_at=starts_at, decision=decision
+    def settle_alert_episode(
+        self, *, fingerprint: str, starts_at: str, claim: str, decision: str | None
+    ) -> bool:
+        """The final ``decision`` of a claimed episode, or None to release it."""
+        with self._tx("settle_alert_episode") as conn:
+            return _jobs.settle_alert_episode(
+                conn, fingerprint=fingerprint, starts_at=starts_at, claim=claim, decision=decision
             )
 
     def resolve_alert_episode(self, *, fingerprint: str, starts_at: str) -> bool:

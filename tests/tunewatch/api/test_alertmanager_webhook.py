@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -14,9 +15,10 @@ import httpx
 import pytest
 
 from tests.tunewatch.conftest import MODEL, Running, make_daemon
-from tunewatch._actions import Dispatcher
+from tunewatch._actions import ActionOutcome, Dispatcher
 from tunewatch._background import BackgroundServer
 from tunewatch._daemon import Daemon
+from tunewatch._errors import StoreUnavailableError
 from tunewatch._example import ExampleModel
 from tunewatch.api._alerts import handle_alerts
 
@@ -267,5 +269,62 @@ def test_an_episode_first_seen_in_a_cool_down_gets_its_job_after_it(
         clock.now += timedelta(minutes=61)
         assert handle_alerts(ctx, repeat)["jobs"] == []
         assert _job_fingerprints(daemon) == ["fp1", "fp2"]
+    finally:
+        daemon.close()
+
+
+def test_concurrent_redeliveries_of_an_episode_dispatch_it_once(
+    trained: list[ExampleModel], tmp_path: Path, store_url: str
+) -> None:
+    """Every delivery that arrived before the first one decided ran the dispatcher: one
+    job, but an alert_received and an action event per delivery (and as many counts in
+    tunewatch_events_total)."""
+    daemon, _ = _retune_daemon(trained, tmp_path, store_url, quota=100, cooldown=0)
+    start = threading.Barrier(8)
+    summaries: list[dict[str, Any]] = []
+
+    def deliver() -> None:
+        start.wait()
+        summaries.append(handle_alerts(daemon.app.ctx, payload(alert("fpX"))))
+
+    try:
+        threads = [threading.Thread(target=deliver) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(summaries) == 8 and sum(s["new_episodes"] for s in summaries) == 1
+        events = [e.type for e in daemon.store.list_events(model=MODEL, limit=100)]
+        assert sorted(events) == ["action_taken", "alert_received"]
+        assert _job_fingerprints(daemon) == ["fpX"]
+    finally:
+        daemon.close()
+
+
+class _FailingOnce(Dispatcher):
+    """A dispatcher whose first call fails the way an unreachable store does."""
+
+    failed = False
+
+    def handle(self, *args: Any, **kwargs: Any) -> ActionOutcome:
+        if not self.failed:
+            self.failed = True
+            raise StoreUnavailableError("the store is unavailable")
+        return super().handle(*args, **kwargs)
+
+
+def test_a_delivery_that_fails_releases_its_episode_for_the_retry(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The delivery answered 503 must not leave the episode claimed: Alertmanager's retry
+    (seconds later, well within the claim's timeout) has to act on it."""
+    daemon, _ = _retune_daemon(trained, tmp_path, None, quota=100, cooldown=0)
+    ctx = dataclasses.replace(daemon.app.ctx, dispatcher=_FailingOnce(daemon.store, daemon.config))
+    try:
+        with pytest.raises(StoreUnavailableError):
+            handle_alerts(ctx, payload(alert("fp1")))
+        assert len(handle_alerts(ctx, payload(alert("fp1")))["jobs"]) == 1
+        assert handle_alerts(ctx, payload(alert("fp1")))["jobs"] == []
+        assert _job_fingerprints(daemon) == ["fp1"]
     finally:
         daemon.close()

@@ -50,20 +50,76 @@ def test_job_lifecycle_claim_progress_finish(model_store: Store) -> None:
     assert info.value.code == "job_finished"
 
 
-def test_alert_episode_needs_a_decision_once(model_store: Store) -> None:
-    kw = {
-        "fingerprint": "fp",
-        "starts_at": "t0",
-        "model": "m",
-        "alertname": "A",
-        "labels": {"model": "m"},
-    }
-    assert model_store.record_alert_episode(**kw)  # type: ignore[arg-type]
-    assert model_store.record_alert_episode(**kw)  # type: ignore[arg-type]  # undecided yet
-    model_store.decide_alert_episode(fingerprint="fp", starts_at="t0", decision="retune taken")
-    assert not model_store.record_alert_episode(**kw)  # type: ignore[arg-type]
+EPISODE: dict[str, Any] = {
+    "fingerprint": "fp",
+    "starts_at": "t0",
+    "model": "m",
+    "alertname": "A",
+    "labels": {"model": "m"},
+}
+
+
+def test_alert_episode_is_claimed_by_one_delivery_until_a_final_decision(
+    model_store: Store,
+) -> None:
+    first = model_store.claim_alert_episode(**EPISODE)
+    assert first is not None
+    assert model_store.claim_alert_episode(**EPISODE) is None  # held by the first delivery
+    # a suppressed action releases it: a later delivery may claim it again
+    assert model_store.settle_alert_episode(
+        fingerprint="fp", starts_at="t0", claim=first, decision=None
+    )
+    second = model_store.claim_alert_episode(**EPISODE)
+    assert second is not None and second != first
+    assert model_store.settle_alert_episode(
+        fingerprint="fp", starts_at="t0", claim=second, decision="retune taken (job 1)"
+    )
+    assert model_store.claim_alert_episode(**EPISODE) is None  # decided for good
     assert model_store.resolve_alert_episode(fingerprint="fp", starts_at="t0")
     assert not model_store.resolve_alert_episode(fingerprint="never", starts_at="t0")
+
+
+def test_a_claim_whose_delivery_died_is_retaken_after_the_timeout(model_store: Store) -> None:
+    dead = model_store.claim_alert_episode(**EPISODE)
+    assert dead is not None
+    assert model_store.claim_alert_episode(**EPISODE, stale_after=timedelta(hours=1)) is None
+    retaken = model_store.claim_alert_episode(**EPISODE, stale_after=timedelta(0))
+    assert retaken is not None and retaken != dead
+    # the first delivery, had it only been slow, can no longer decide or release
+    assert not model_store.settle_alert_episode(
+        fingerprint="fp", starts_at="t0", claim=dead, decision=None
+    )
+    assert model_store.claim_alert_episode(**EPISODE, stale_after=timedelta(hours=1)) is None
+    assert model_store.settle_alert_episode(
+        fingerprint="fp", starts_at="t0", claim=retaken, decision="retune duplicate (job 1)"
+    )
+
+
+def test_a_resolved_episode_is_not_claimed(model_store: Store) -> None:
+    claim = model_store.claim_alert_episode(**EPISODE)
+    assert claim is not None
+    model_store.settle_alert_episode(fingerprint="fp", starts_at="t0", claim=claim, decision=None)
+    assert model_store.resolve_alert_episode(fingerprint="fp", starts_at="t0")
+    assert model_store.claim_alert_episode(**EPISODE) is None
+
+
+def test_concurrent_deliveries_claim_an_episode_once(model_store: Store) -> None:
+    start = threading.Barrier(8)
+    claims: list[str | None] = []
+    lock = threading.Lock()
+
+    def run() -> None:
+        start.wait()
+        claim = model_store.claim_alert_episode(**EPISODE)
+        with lock:
+            claims.append(claim)
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(claims) == 8 and len([c for c in claims if c is not None]) == 1
 
 
 def test_a_running_job_whose_worker_stopped_heartbeating_is_failed_and_frees_its_slot(
