@@ -1,6 +1,8 @@
 """Events to actions: each model's triggers decide what an event causes, subject to
 per-model cool-downs and a daemon-wide quota on concurrent tuning jobs. Every action,
-taken or suppressed, is recorded as an event with its reason.
+taken or suppressed, is recorded as an event (``action_<status>``) with its reason; a
+promotion is recorded by the comparison loop that carries it out, once the guardrails
+and governance have decided (taken, refused or pending approval).
 """
 
 from __future__ import annotations
@@ -20,14 +22,17 @@ logger = logging.getLogger(__name__)
 
 
 # The outcomes that settle a trigger (see ActionOutcome.final): an action taken, one taken
-# before (a duplicate), or none configured. A suppressed action is still owed.
-SETTLED: tuple[str, ...] = ("taken", "duplicate", "none")
+# before (a duplicate), none configured, a promotion refused or sent for approval. A
+# suppressed action is still owed; a deferred one (promote) is recorded by its owner.
+SETTLED: tuple[str, ...] = ("taken", "duplicate", "none", "refused", "pending_approval")
 
 
 @dataclass(frozen=True, slots=True)
 class ActionOutcome:
     action: str
-    status: Literal["taken", "suppressed", "duplicate", "none"]
+    status: Literal[
+        "taken", "suppressed", "duplicate", "none", "deferred", "refused", "pending_approval"
+    ]
     reason: str
     job_id: int | None = None
 
@@ -78,12 +83,21 @@ class Dispatcher:
         trigger = self.config.trigger(model, event)
         if trigger is None:
             return ActionOutcome("none", "none", f"no trigger configured for {event}")
+        if trigger.do == "promote":
+            # carried out by the comparison loop, whose guardrails and governance may
+            # refuse it or send it for approval: it records the outcome (see record)
+            return ActionOutcome(
+                "promote", "deferred", f"{event}: the comparison loop decides the promotion"
+            )
         if trigger.do == "retune":
             outcome = self._retune(model, event, payload, trigger.cooldown_minutes, dedupe_key)
-        else:
-            # promote and notify are carried out by their owners (the comparison loop
-            # promotes with governance; notify is the event itself).
+        else:  # notify: the recorded event is the notice
             outcome = ActionOutcome(trigger.do, "taken", f"{event} recorded for {trigger.do}")
+        self.record(model, event, outcome, actor=actor)
+        return outcome
+
+    def record(self, model: str, event: str, outcome: ActionOutcome, *, actor: str) -> None:
+        """Record what became of the action ``event`` caused: ``action_<status>``."""
         self.store.add_event(
             model=model,
             type=f"action_{outcome.status}",
@@ -96,6 +110,18 @@ class Dispatcher:
             },
         )
         logger.info("model=%s event=%s -> %s", model, event, outcome.describe())
+
+    def record_promotion(
+        self,
+        model: str,
+        status: Literal["taken", "refused", "pending_approval"],
+        reason: str,
+        *,
+        actor: str,
+    ) -> ActionOutcome:
+        """Record what became of a deferred ``do: promote`` (on challenger_better)."""
+        outcome = ActionOutcome("promote", status, reason)
+        self.record(model, "challenger_better", outcome, actor=actor)
         return outcome
 
     def _retune(

@@ -190,6 +190,15 @@ def feed_better(d: Daemon, t: Traffic, start: int, stop: int, **kw: object) -> N
     )
 
 
+def promote_actions(d: Daemon) -> list[tuple[str, str]]:
+    """The recorded outcomes of ``do: promote`` (oldest first): event type and reason."""
+    return [
+        (e.type, e.payload["reason"])
+        for e in reversed(d.store.list_events(model=MODEL, limit=200))
+        if e.type.startswith("action_") and e.payload.get("action") == "promote"
+    ]
+
+
 def test_better_challenger_is_promoted_within_documented_requests(
     daemon: Daemon, trained: list[ExampleModel]
 ) -> None:
@@ -217,6 +226,8 @@ def test_better_challenger_is_promoted_within_documented_requests(
     # Decided once: the next run neither re-fires nor re-promotes.
     events = [e.type for e in daemon.store.list_events(model=MODEL, limit=50)]
     assert events.count("challenger_better") == 1 and events.count("promoted") == 1
+    [(taken, reason)] = promote_actions(daemon)
+    assert taken == "action_taken" and "v2 beat v1" in reason
     loop.run(MODEL)
     events = [e.type for e in daemon.store.list_events(model=MODEL, limit=50)]
     assert events.count("challenger_better") == 1
@@ -317,6 +328,9 @@ def test_guardrails_refuse_a_slow_large_winner(daemon: Daemon, trained: list[Exa
     assert any("3x the champion" in v for v in refused.payload["violations"])
     champion_now = daemon.store.champion(MODEL)
     assert champion_now is not None and champion_now.version == 1
+    # the log says what happened: refused, not a promotion taken
+    [(refused_action, reason)] = promote_actions(daemon)
+    assert refused_action == "action_refused" and "max_memory_ratio" in reason
     loop.run(MODEL)
     assert len(daemon.store.list_events(model=MODEL, type="promotion_refused")) == 1
 
@@ -342,6 +356,8 @@ def test_regulated_winner_waits_for_an_approver(
         assert "regulated model" in approval.rules
         champion = d.store.champion(MODEL)
         assert champion is not None and champion.version == 1
+        [(pending, reason)] = promote_actions(d)
+        assert pending == "action_pending_approval" and f"approval {approval.id}" in reason
         loop.run(MODEL)
         assert len(d.store.list_approvals(model=MODEL)) == 1
     finally:
@@ -482,6 +498,8 @@ def test_two_winners_of_one_run_promote_one_and_close_the_other(
     assert champion is not None and champion.version == winner
     events = [e.type for e in daemon.store.list_events(model=MODEL, limit=100)]
     assert events.count("promoted") == 1
+    # the closed test never reached the dispatcher
+    assert [t for t, _ in promote_actions(daemon)] == ["action_taken"]
 
 
 def test_a_promotion_landing_during_a_decision_is_not_overridden(
@@ -509,6 +527,8 @@ def test_a_promotion_landing_during_a_decision_is_not_overridden(
     assert action == "closed", action
     champion = daemon.store.champion(MODEL)
     assert champion is not None and champion.version == 3
+    [(refused, reason)] = promote_actions(daemon)
+    assert refused == "action_refused" and "champion" in reason
     assert daemon.store.get_version(MODEL, 2).stage == "shadow"
 
 

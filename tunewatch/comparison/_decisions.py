@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -168,12 +168,13 @@ class Decisions:
         outcome = self.dispatcher.handle(
             model, "challenger_better", evidence, dedupe_key=f"comparison:{test.id}", actor=ACTOR
         )
-        if outcome.action != "promote" or outcome.status != "taken":
+        if outcome.action != "promote" or outcome.status != "deferred":
             self.comparisons.finish_test(
                 test.id, status="decided", outcome={"action": "notified", "trigger": outcome.action}
             )
             return "notified", (outcome.describe(),)
         if not guard.passed:
+            self._promotion(model, "refused", "guardrails: " + "; ".join(guard.violations))
             self.store.add_event(
                 model=model,
                 type="promotion_refused",
@@ -208,6 +209,7 @@ class Decisions:
                 expected_champion=test.champion_version,
             )
         except ConflictError as exc:
+            self._promotion(model, "refused", exc.message)
             if exc.code == "champion_changed":  # another promotion won meanwhile
                 self.comparisons.finish_test(
                     test.id, status="closed", outcome={"action": "closed", "reason": exc.message}
@@ -229,17 +231,29 @@ class Decisions:
             return "promotion_failed", (exc.message,)
         if promoted.status == "pending_approval":
             assert promoted.approval is not None
+            self._promotion(
+                model,
+                "pending_approval",
+                f"approval {promoted.approval.id}: " + "; ".join(promoted.approval.rules),
+            )
             self.comparisons.finish_test(
                 test.id,
                 status="decided",
                 outcome={"action": "pending_approval", "approval": promoted.approval.id},
             )
             return "pending_approval", promoted.approval.rules
+        self._promotion(model, "taken", reason)
         self.comparisons.finish_test(
             test.id, status="decided", outcome={"action": "promoted", "guardrails": "passed"}
         )
         if self.on_lineup_change is not None:
             self.on_lineup_change(model)
         return "promoted", (reason,)
+
+    def _promotion(
+        self, model: str, status: Literal["taken", "refused", "pending_approval"], reason: str
+    ) -> None:
+        """Record what became of the ``do: promote`` the dispatcher deferred to us."""
+        self.dispatcher.record_promotion(model, status, reason, actor=ACTOR)
 
     # -- rollback watch -------------------------------------------------------------------------
