@@ -88,6 +88,9 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_constant)
 # start of each string whose text begins with optional whitespace and a colon.
 _KEY_END = re.compile(rb'"[ \t\n\r]*:')
 _STRICT: Final = object()
+# An escaped UTF-16 surrogate (\uD800-\uDFFF). Paired, the stdlib decodes it into one
+# character; alone, into a str no UTF-8 encoder accepts (the store, the response, the log).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _fast(body: bytes) -> Any:
@@ -115,8 +118,23 @@ def _fast(body: bytes) -> Any:
     return tree
 
 
+def _refuse_lone_surrogates(tree: Any) -> None:
+    try:
+        json.dumps(tree, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ApiError(
+            400,
+            "invalid_json",
+            f"invalid JSON: a string holds the lone surrogate \\u{ord(exc.object[exc.start]):04x}"
+            ", which is not a Unicode character",
+        ) from exc
+
+
 def parse_json(body: bytes) -> Any:
-    """Strict JSON: no NaN/Infinity literals, no duplicate keys, UTF-8 only."""
+    """Strict JSON: no NaN/Infinity literals, no duplicate keys, UTF-8 only, and no lone
+    surrogate escapes (orjson refuses them; the stdlib decodes them into strings that no
+    UTF-8 encoder takes). Only the strict parser sees escapes, so the fast read costs
+    nothing more."""
     if not body:
         raise ApiError(400, "invalid_json", "request body is empty")
     tree = _fast(body)
@@ -127,7 +145,10 @@ def parse_json(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise ApiError(400, "invalid_json", f"request body is not UTF-8: {exc.reason}") from exc
     try:
-        return _DECODER.decode(text)
+        tree = _DECODER.decode(text)
+        if _SURROGATE_ESCAPE.search(text) is not None:
+            _refuse_lone_surrogates(tree)
+        return tree
     except json.JSONDecodeError as exc:
         raise ApiError(
             400, "invalid_json", f"invalid JSON: {exc.msg} at position {exc.pos}"

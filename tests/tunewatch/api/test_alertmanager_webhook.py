@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import threading
 from collections.abc import Iterator
@@ -145,6 +146,21 @@ def test_an_alert_with_labels_that_are_not_an_object_is_ignored_not_a_500(
     r = httpx.post(url, json=payload(*odd), headers=hooked.auth("alertmanager"))
     assert r.status_code == 200, r.text
     assert r.json()["new_episodes"] == 0 and len(r.json()["ignored"]) == len(odd)
+
+
+def test_a_body_with_a_lone_surrogate_is_refused_as_invalid_json(hooked: Running) -> None:
+    """Such a body decoded into a str the store and the response could not encode: a 500.
+    Alertmanager (Go) never escapes a lone surrogate, so this is no alert of a real group."""
+    body = json.dumps(payload(alert("fpV", name="\udfff"), alert("good"))).encode()
+    assert b"\\udfff" in body
+    r = httpx.post(
+        f"{hooked.url}/v1/alerts/alertmanager",
+        content=body,
+        headers={**hooked.auth("alertmanager"), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 400, r.text
+    assert set(r.json()) == {"error", "code"} and r.json()["code"] == "invalid_json"
+    assert hooked.daemon.store.list_jobs(model=MODEL) == []
 
 
 @pytest.mark.parametrize(

@@ -84,3 +84,28 @@ def test_what_orjson_refuses_is_answered_by_the_strict_parser(body: bytes) -> No
     with pytest.raises(ApiError) as err:
         _body.parse_json(body)
     assert err.value.status == 400 and err.value.code == "invalid_json"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"a": "\\udfff"}',
+        b'{"\\ud800": 1}',
+        b'["x\\ud83d"]',
+        b'"\\ude00\\ud83d"',
+        b'{"labels": {"alertname": "\\uDFFF"}}',
+    ],
+    ids=["lone-low", "in-a-key", "lone-high", "pair-reversed", "upper-case-hex"],
+)
+def test_a_lone_surrogate_escape_is_refused(body: bytes) -> None:
+    """The stdlib decodes it into a str that no UTF-8 encoder (PostgreSQL, the response,
+    the logs) accepts, and the webhook answered 500. orjson refuses it as well."""
+    with pytest.raises(ApiError) as err:
+        _body.parse_json(body)
+    assert err.value.status == 400 and err.value.code == "invalid_json"
+    assert "surrogate" in err.value.message
+
+
+def test_escaped_surrogate_pairs_and_an_escaped_backslash_are_text() -> None:
+    assert _body.parse_json(b'{"a": "\\ud83d\\ude00"}') == {"a": "\U0001f600"}
+    assert _body.parse_json(b'{"a": "\\\\udfff"}') == {"a": "\\udfff"}

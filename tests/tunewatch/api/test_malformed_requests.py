@@ -164,6 +164,9 @@ CASES: dict[str, Case] = {
     "not_json": Case(400, "invalid_json", body=b"inputs=1"),
     "empty_body": Case(400, "invalid_json", body=b""),
     "invalid_utf8": Case(400, "invalid_json", body=b'{"inputs": "\xff\xfe"}'),
+    "lone_surrogate_in_the_id": Case(
+        400, "invalid_json", body=_raw(json.dumps(infer_body(id="\udfff")))
+    ),
     "deeply_nested_json": Case(400, "invalid_json", body=b"[" * 30_000 + b"]" * 30_000),
     "top_level_array": Case(400, "invalid_request", body=[infer_body()]),
     "missing_inputs": Case(400, "missing_input", body={"id": "x"}),
