@@ -7,11 +7,13 @@ import logging
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from tunewatch._errors import ConflictError
 from tunewatch.store import JobRow, Store
@@ -20,6 +22,11 @@ logger = logging.getLogger(__name__)
 
 #: A running job whose worker missed this many heartbeats in a row is failed.
 STALE_HEARTBEATS = 6
+#: A queued job whose workers failed this many times in a row before claiming it (a bad
+#: environment, a store they cannot reach) is failed with the last one's stderr.
+MAX_LAUNCHES = 3
+#: How much of a failed worker's stderr the job's error keeps (its end).
+_STDERR_TAIL = 2000
 
 
 def worker_id(pid: int) -> str:
@@ -48,6 +55,8 @@ class JobLauncher:
         self.command = list(command) if command is not None else _worker_command(config_path)
         self.stop_timeout_s = stop_timeout_s
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._stderr: dict[int, Any] = {}  # a worker's stderr, a temporary file
+        self._failed_starts: dict[int, int] = {}  # per job, in a row
         # held while a worker is started or the workers are listed to stop; once
         # ``_stopping`` is set no worker is started (a tick may still be running when the
         # daemon stops the launcher: the scheduler's shutdown does not wait for it)
@@ -68,11 +77,11 @@ class JobLauncher:
                 model=job.model, type="retune_failed", payload={"job": job.id, "error": job.error}
             )
         with self._lock:
-            for job_id, proc in list(self._procs.items()):
-                if proc.poll() is not None:
-                    del self._procs[job_id]
-                    if proc.returncode != 0:
-                        logger.warning("worker for job %d exited with %d", job_id, proc.returncode)
+            exited = [(j, p) for j, p in self._procs.items() if p.poll() is not None]
+            for job_id, _ in exited:
+                del self._procs[job_id]
+        for job_id, proc in exited:
+            self._reap(job_id, proc)
         started = []
         for job in reversed(self.store.list_jobs(status="queued", limit=50)):
             with self._lock:
@@ -80,15 +89,56 @@ class JobLauncher:
                     break
                 if job.id in self._procs:
                     continue
+                stderr = tempfile.TemporaryFile()
                 proc = subprocess.Popen(
-                    [*self.command, str(job.id)],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
+                    [*self.command, str(job.id)], stdout=subprocess.DEVNULL, stderr=stderr
                 )
                 self._procs[job.id] = proc
+                self._stderr[job.id] = stderr
             started.append(job.id)
             logger.info("started a worker for job %d (pid %d)", job.id, proc.pid)
         return started
+
+    def _reap(self, job_id: int, proc: subprocess.Popen[bytes]) -> None:
+        """Count a worker that failed before claiming its job (the job is still queued);
+        at :data:`MAX_LAUNCHES` in a row the job is failed with the worker's stderr."""
+        stderr = self._stderr.pop(job_id, None)
+        try:
+            tail = _tail(stderr)
+        finally:
+            if stderr is not None:
+                stderr.close()
+        if proc.returncode == 0 or self.store.get_job(job_id).status != "queued":
+            self._failed_starts.pop(job_id, None)
+            if proc.returncode != 0:
+                logger.warning("worker for job %d exited with %d", job_id, proc.returncode)
+            return
+        failures = self._failed_starts[job_id] = self._failed_starts.get(job_id, 0) + 1
+        logger.warning(
+            "worker for job %d exited with %d before claiming it (%d of %d): %s",
+            job_id,
+            proc.returncode,
+            failures,
+            MAX_LAUNCHES,
+            tail.splitlines()[-1] if tail else "(no stderr)",
+        )
+        if failures < MAX_LAUNCHES:
+            return
+        del self._failed_starts[job_id]
+        error = (
+            f"its worker exited with {proc.returncode} before claiming the job, "
+            f"{MAX_LAUNCHES} times in a row; the last one's stderr ends:\n{tail}"
+        )
+        try:
+            job = self.store.finish_job(job_id, status="failed", error=error, replacing=("queued",))
+        except ConflictError as exc:  # claimed or finished meanwhile
+            if exc.code != "job_finished":
+                raise
+            return
+        logger.error("job=%d model=%s failed: %s", job.id, job.model, error)
+        self.store.add_event(
+            model=job.model, type="retune_failed", payload={"job": job.id, "error": error}
+        )
 
     def _registered(self, job: JobRow) -> bool:
         """Finish a stale job as succeeded when its study registered a version: its worker
@@ -134,6 +184,9 @@ class JobLauncher:
             self._stopping = True
             procs = list(self._procs.items())
             self._procs.clear()
+            for stderr in self._stderr.values():
+                stderr.close()
+            self._stderr.clear()
         for _, proc in procs:
             proc.terminate()
         deadline = time.monotonic() + self.stop_timeout_s
@@ -164,6 +217,14 @@ class JobLauncher:
             pid,
             self.stop_timeout_s,
         )
+
+
+def _tail(stderr: Any) -> str:
+    if stderr is None:
+        return ""
+    stderr.seek(0, 2)
+    stderr.seek(max(0, stderr.tell() - _STDERR_TAIL))
+    return str(stderr.read().decode("utf-8", "replace").strip())
 
 
 def _worker_command(config_path: Path) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tunewatch._launcher import JobLauncher, worker_id
+from tunewatch._launcher import MAX_LAUNCHES, JobLauncher, worker_id
 from tunewatch.store import Store
 
 #: A worker that does nothing for two minutes (ends at SIGTERM).
@@ -117,3 +117,54 @@ def test_a_worker_killed_at_shutdown_has_its_job_queued_again(store: Store, tmp_
         assert nxt.tick() == [ours.id]
     finally:
         nxt.stop()
+
+
+#: A worker that cannot start: it fails before claiming its job, with a reason on stderr.
+BROKEN_WORKER = [
+    sys.executable,
+    "-c",
+    "import sys; sys.stderr.write('Traceback ...\\nImportError: no module named x\\n'); "
+    "sys.exit(3)",
+]
+
+
+def _tick_until_the_workers_exit(launcher: JobLauncher) -> list[int]:
+    started = launcher.tick()
+    deadline = time.monotonic() + 30
+    while any(proc.poll() is None for proc in launcher._procs.values()):
+        assert time.monotonic() < deadline, "the workers did not exit"
+        time.sleep(0.05)
+    return started
+
+
+def test_a_job_whose_worker_fails_before_claiming_it_is_failed_with_the_reason(
+    store: Store, tmp_path: Path
+) -> None:
+    """A worker that died at start (a bad environment, the store unreachable from it) was
+    started again every tick, forever, with its stderr thrown away: its job stayed queued,
+    held a slot of the quota, and nothing said why."""
+    job, _ = store.create_job(model="m", kind="retune", trigger={}, spec={})
+    launcher = _launcher(store, tmp_path, BROKEN_WORKER)
+    starts = [_tick_until_the_workers_exit(launcher) for _ in range(MAX_LAUNCHES + 2)]
+    assert starts[:MAX_LAUNCHES] == [[job.id]] * MAX_LAUNCHES
+    assert starts[MAX_LAUNCHES:] == [[], []]
+    failed = store.get_job(job.id)
+    assert failed.status == "failed" and failed.error is not None
+    assert f"exited with 3 before claiming the job, {MAX_LAUNCHES} times" in failed.error
+    assert "ImportError: no module named x" in failed.error
+    events = store.list_events(model="m", type="retune_failed")
+    assert [event.payload["job"] for event in events] == [job.id]
+
+
+def test_only_failed_starts_in_a_row_count(store: Store, tmp_path: Path) -> None:
+    """A worker stopped with the daemon queues its job again and exits 0: the starts
+    that failed before it are not held against the job."""
+    job, _ = store.create_job(model="m", kind="retune", trigger={}, spec={})
+    launcher = _launcher(store, tmp_path, BROKEN_WORKER)
+    for command in (BROKEN_WORKER, [sys.executable, "-c", "pass"], BROKEN_WORKER):
+        launcher.command = command
+        for _ in range(MAX_LAUNCHES - 1 if command is BROKEN_WORKER else 1):
+            assert _tick_until_the_workers_exit(launcher) == [job.id]
+    launcher.tick()  # reaps the last one
+    assert store.get_job(job.id).status == "queued"
+    launcher.stop()
