@@ -321,3 +321,49 @@ def test_downgrading_0010_keeps_every_label_readable(store_url: str) -> None:
         assert store.get_label("m", "two").value == [0.5, 1.5]  # type: ignore[union-attr]
     finally:
         store.close()
+
+
+def test_episodes_whose_retune_was_suppressed_before_0011_are_open_again(
+    store_url: str,
+) -> None:
+    """Before the fix a suppressed retune closed its alert episode for good; after the
+    upgrade the next delivery of a still-firing one gets its job."""
+    engine = sa.create_engine(store_url)
+    decisions = {
+        "quota": ("firing", "retune suppressed: quota: 2 tuning jobs active"),
+        "cooling": ("firing", "retune suppressed: cool-down: 12 min left (60 min)"),
+        "resolved": ("resolved", "retune suppressed: quota: 2 tuning jobs active"),
+        "taken": ("firing", "retune taken (job 3): alert_received recorded for retune"),
+    }
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0010")
+            for fingerprint, (status, decision) in decisions.items():
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO alert_episodes (fingerprint, starts_at, model, alertname, "
+                        "status, labels, received_at, decision) VALUES (:f, 't0', 'm', 'A', "
+                        ":status, '{}', CURRENT_TIMESTAMP, :decision)"
+                    ),
+                    {"f": fingerprint, "status": status, "decision": decision},
+                )
+            command.upgrade(alembic_config(conn), "0011")
+            after = dict(
+                conn.execute(sa.text("SELECT fingerprint, decision FROM alert_episodes")).all()
+            )
+    finally:
+        engine.dispose()
+    assert after == {
+        "quota": None,
+        "cooling": None,
+        "resolved": decisions["resolved"][1],
+        "taken": decisions["taken"][1],
+    }
+    store = Store.open(store_url)
+    try:
+        claim = store.claim_alert_episode(
+            fingerprint="quota", starts_at="t0", model="m", alertname="A", labels={}
+        )
+        assert claim is not None  # the next delivery of the still-firing alert acts
+    finally:
+        store.close()
