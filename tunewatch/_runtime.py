@@ -90,6 +90,10 @@ class ScoringRuntime:
         self._unloadable: dict[tuple[str, int], str] = {}
         self._memory_labels: dict[tuple[str, int], tuple[str, str, str]] = {}
         self._load_lock = threading.Lock()
+        # held while a per-version series is made or removed: a series is made only for a
+        # version in its line-up, so one scored or shadowed while it was retired is not
+        # made again after its removal
+        self._series_lock = threading.Lock()
         # labelled metric children, looked up once per label set (the scoring hot path):
         # latency by (model, version, hyperparameter set, role), rows by model; and the
         # versions with a shadow error series. A version's go when it leaves every lineup.
@@ -220,15 +224,15 @@ class ScoringRuntime:
             if key not in live:
                 self.metrics.session_memory.remove(*labels)
                 del self._memory_labels[key]
-        # copied at once (scoring and shadow threads add to them meanwhile)
-        for model, version, hp, role in list(self._latency_children):
-            if (model, version) not in live:
-                self.metrics.inference_latency.remove(model, str(version), hp, role)
-                self._latency_children.pop((model, version, hp, role), None)
-        for model, version in list(self._error_versions):
-            if (model, version) not in live:
-                self.metrics.shadow_errors.remove(model, str(version))
-                self._error_versions.discard((model, version))
+        with self._series_lock:
+            for model, version, hp, role in list(self._latency_children):
+                if (model, version) not in live:
+                    self.metrics.inference_latency.remove(model, str(version), hp, role)
+                    del self._latency_children[(model, version, hp, role)]
+            for model, version in list(self._error_versions):
+                if (model, version) not in live:
+                    self.metrics.shadow_errors.remove(model, str(version))
+                    self._error_versions.discard((model, version))
 
     def _challenger(self, v: VersionRow) -> LoadedVersion | None:
         """A shadow version, or ``None`` (logged) when its artefact cannot be loaded: a
@@ -375,13 +379,17 @@ class ScoringRuntime:
         )
 
     def _latency(self, model: str, version: int, hp: str, role: str) -> Any:
-        """The labelled histogram child, looked up once per label set (hot path)."""
+        """The labelled histogram child, looked up once per label set (hot path); a
+        version no longer in its line-up gets none (its series were removed)."""
         key = (model, version, hp, role)
         child = self._latency_children.get(key)
         if child is None:
-            child = self._latency_children[key] = self.metrics.inference_latency.labels(
-                model, str(version), hp, role
-            )
+            with self._series_lock:
+                if self._hyperparameter_set(model, version) is None:
+                    return _UNEXPORTED
+                child = self._latency_children[key] = self.metrics.inference_latency.labels(
+                    model, str(version), hp, role
+                )
         return child
 
     def _rows(self, model: str) -> Any:
@@ -478,8 +486,7 @@ class ScoringRuntime:
             hp = hps[key]
             if r.error is not None or r.values is None:
                 if hp is not None:
-                    self._error_versions.add(key)
-                    self.metrics.shadow_errors.labels(r.model, str(r.version)).inc()
+                    self._shadow_error(r.model, r.version).inc()
                 continue
             if r.latency_s is not None and hp is not None:  # a backlog batch has no latency
                 self._latency(r.model, r.version, hp, "challenger").observe(r.latency_s)
@@ -489,6 +496,13 @@ class ScoringRuntime:
                 )
             )
         self.recorder.record_outputs(records)
+
+    def _shadow_error(self, model: str, version: int) -> Any:
+        with self._series_lock:
+            if self._hyperparameter_set(model, version) is None:
+                return _UNEXPORTED
+            self._error_versions.add((model, version))
+            return self.metrics.shadow_errors.labels(model, str(version))
 
     def _hyperparameter_set(self, model: str, version: int) -> str | None:
         """The hyperparameter set of a version in ``model``'s lineup; None when it has
@@ -500,6 +514,19 @@ class ScoringRuntime:
             return served.deployment.get(version).hyperparameter_set
         except LookupError:
             return None
+
+
+class _Unexported:
+    """Where a figure of a version that left its line-up goes: nowhere."""
+
+    def observe(self, value: float) -> None:
+        pass
+
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+
+_UNEXPORTED = _Unexported()
 
 
 def version_or_404(store: Store, model: str, version: int) -> VersionRow:

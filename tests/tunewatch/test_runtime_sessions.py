@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from prometheus_client import generate_latest
 
-from shadow import ShadowResult
+from shadow import OnnxModel, ShadowResult
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
@@ -134,5 +135,37 @@ def test_a_challenger_whose_artefact_cannot_load_does_not_block_the_lineup(
         )
         assert runtime.refresh() == ["third"]
         assert runtime.model(MODEL).deployment.lineup.champion.version == 3  # kept serving
+    finally:
+        daemon.close()
+
+
+def test_a_request_in_flight_when_its_version_retires_does_not_bring_its_series_back(
+    trained: list[ExampleModel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request read the line-up, then the version was retired and its series removed
+    while it scored; its latency was then observed into a series made anew, exported
+    until the model's next line-up change."""
+    daemon, _ = make_daemon(tmp_path, trained)
+    try:
+        runtime = daemon.runtime
+        served = runtime.load(MODEL)
+        x = np.zeros((2, len(served.row.feature_names)), np.float32)
+        v2 = served.deployment.get(2).model
+        run = type(v2).run
+
+        def retired_while_scoring(self: OnnxModel, rows: np.ndarray) -> dict[str, np.ndarray]:
+            outputs = run(self, rows)
+            if self is v2:
+                daemon.store.set_stage(MODEL, 2, "retired", actor="t", reason="done")
+                runtime.load(MODEL)
+            return outputs
+
+        monkeypatch.setattr(type(v2), "run", retired_while_scoring)
+        runtime.score(served, x, version=2)
+        latency = "tunewatch_inference_latency_seconds"
+        assert _series(daemon, latency, "version", "role") == set()
+        monkeypatch.undo()
+        runtime.score(runtime.model(MODEL), x)  # the champion's is made as usual
+        assert _series(daemon, latency, "version", "role") == {("1", "champion")}
     finally:
         daemon.close()
