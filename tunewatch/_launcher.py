@@ -23,8 +23,10 @@ logger = logging.getLogger(__name__)
 #: A running job whose worker missed this many heartbeats in a row is failed.
 STALE_HEARTBEATS = 6
 #: A queued job whose workers failed this many times in a row before claiming it (a bad
-#: environment, a store they cannot reach) is failed with the last one's stderr.
-MAX_LAUNCHES = 3
+#: environment, a store they cannot reach) is failed with the last one's stderr. After
+#: the n-th failure the next worker waits ``retry_after_s · 2ⁿ⁻¹`` (5, 10, 20, 40 s by
+#: default), so an outage shorter than about 75 s fails no job.
+MAX_LAUNCHES = 5
 #: How much of a failed worker's stderr the job's error keeps (its end).
 _STDERR_TAIL = 2000
 
@@ -46,6 +48,7 @@ class JobLauncher:
         stale_after_s: float,
         command: Sequence[str] | None = None,
         stop_timeout_s: float = 30.0,
+        retry_after_s: float = 5.0,
     ) -> None:
         self.store = store
         self.config_path = config_path
@@ -54,9 +57,11 @@ class JobLauncher:
         # a worker's command line, the job id appended
         self.command = list(command) if command is not None else _worker_command(config_path)
         self.stop_timeout_s = stop_timeout_s
+        self.retry_after_s = retry_after_s
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._stderr: dict[int, Any] = {}  # a worker's stderr, a temporary file
         self._failed_starts: dict[int, int] = {}  # per job, in a row
+        self._not_before: dict[int, float] = {}  # per job: no worker before (monotonic)
         # held while a worker is started or the workers are listed to stop; once
         # ``_stopping`` is set no worker is started (a tick may still be running when the
         # daemon stops the launcher: the scheduler's shutdown does not wait for it)
@@ -80,14 +85,18 @@ class JobLauncher:
             exited = [(j, p) for j, p in self._procs.items() if p.poll() is not None]
             for job_id, _ in exited:
                 del self._procs[job_id]
-        for job_id, proc in exited:
-            self._reap(job_id, proc)
+            outputs = [self._stderr.pop(job_id, None) for job_id, _ in exited]
+        for (job_id, proc), err in zip(exited, outputs, strict=True):
+            try:
+                self._reap(job_id, proc, err)
+            except Exception:  # the store, say: the other workers are still reaped
+                logger.exception("could not check on the worker of job %d", job_id)
         started = []
         for job in reversed(self.store.list_jobs(status="queued", limit=50)):
             with self._lock:
                 if self._stopping or len(self._procs) >= self.workers:
                     break
-                if job.id in self._procs:
+                if job.id in self._procs or self._not_before.get(job.id, 0) > time.monotonic():
                     continue
                 stderr = tempfile.TemporaryFile()
                 proc = subprocess.Popen(
@@ -99,10 +108,9 @@ class JobLauncher:
             logger.info("started a worker for job %d (pid %d)", job.id, proc.pid)
         return started
 
-    def _reap(self, job_id: int, proc: subprocess.Popen[bytes]) -> None:
+    def _reap(self, job_id: int, proc: subprocess.Popen[bytes], stderr: Any) -> None:
         """Count a worker that failed before claiming its job (the job is still queued);
         at :data:`MAX_LAUNCHES` in a row the job is failed with the worker's stderr."""
-        stderr = self._stderr.pop(job_id, None)
         try:
             tail = _tail(stderr)
         finally:
@@ -110,6 +118,7 @@ class JobLauncher:
                 stderr.close()
         if proc.returncode == 0 or self.store.get_job(job_id).status != "queued":
             self._failed_starts.pop(job_id, None)
+            self._not_before.pop(job_id, None)
             if proc.returncode != 0:
                 logger.warning("worker for job %d exited with %d", job_id, proc.returncode)
             return
@@ -123,8 +132,10 @@ class JobLauncher:
             tail.splitlines()[-1] if tail else "(no stderr)",
         )
         if failures < MAX_LAUNCHES:
+            self._not_before[job_id] = time.monotonic() + self.retry_after_s * 2 ** (failures - 1)
             return
         del self._failed_starts[job_id]
+        self._not_before.pop(job_id, None)
         error = (
             f"its worker exited with {proc.returncode} before claiming the job, "
             f"{MAX_LAUNCHES} times in a row; the last one's stderr ends:\n{tail}"
@@ -184,9 +195,9 @@ class JobLauncher:
             self._stopping = True
             procs = list(self._procs.items())
             self._procs.clear()
-            for stderr in self._stderr.values():
-                stderr.close()
-            self._stderr.clear()
+            files, self._stderr = self._stderr, {}
+        for stderr in files.values():
+            stderr.close()
         for _, proc in procs:
             proc.terminate()
         deadline = time.monotonic() + self.stop_timeout_s

@@ -144,7 +144,7 @@ def test_a_job_whose_worker_fails_before_claiming_it_is_failed_with_the_reason(
     started again every tick, forever, with its stderr thrown away: its job stayed queued,
     held a slot of the quota, and nothing said why."""
     job, _ = store.create_job(model="m", kind="retune", trigger={}, spec={})
-    launcher = _launcher(store, tmp_path, BROKEN_WORKER)
+    launcher = _launcher(store, tmp_path, BROKEN_WORKER, retry_after_s=0)
     starts = [_tick_until_the_workers_exit(launcher) for _ in range(MAX_LAUNCHES + 2)]
     assert starts[:MAX_LAUNCHES] == [[job.id]] * MAX_LAUNCHES
     assert starts[MAX_LAUNCHES:] == [[], []]
@@ -160,7 +160,7 @@ def test_only_failed_starts_in_a_row_count(store: Store, tmp_path: Path) -> None
     """A worker stopped with the daemon queues its job again and exits 0: the starts
     that failed before it are not held against the job."""
     job, _ = store.create_job(model="m", kind="retune", trigger={}, spec={})
-    launcher = _launcher(store, tmp_path, BROKEN_WORKER)
+    launcher = _launcher(store, tmp_path, BROKEN_WORKER, retry_after_s=0)
     for command in (BROKEN_WORKER, [sys.executable, "-c", "pass"], BROKEN_WORKER):
         launcher.command = command
         for _ in range(MAX_LAUNCHES - 1 if command is BROKEN_WORKER else 1):
@@ -168,3 +168,16 @@ def test_only_failed_starts_in_a_row_count(store: Store, tmp_path: Path) -> None
     launcher.tick()  # reaps the last one
     assert store.get_job(job.id).status == "queued"
     launcher.stop()
+
+
+def test_a_failed_start_is_retried_only_after_a_growing_wait(store: Store, tmp_path: Path) -> None:
+    """Workers failing during a short outage of the store must not exhaust a job's starts
+    tick after tick (the launcher ticks every 2 s)."""
+    job, _ = store.create_job(model="m", kind="retune", trigger={}, spec={})
+    launcher = _launcher(store, tmp_path, BROKEN_WORKER, retry_after_s=60)
+    assert _tick_until_the_workers_exit(launcher) == [job.id]
+    assert launcher.tick() == []  # reaped, counted, and waiting
+    launcher._not_before[job.id] = 0  # the wait is over
+    assert launcher.tick() == [job.id]
+    launcher.stop()
+    assert store.get_job(job.id).status == "queued"
