@@ -1,6 +1,7 @@
 """The database's clock, for the times several hosts compare: job heartbeats against the
-staleness limit, and the scheduler lease's expiry. Each host's own clock may run minutes
-off the others'; the database's is the one they share."""
+staleness limit, the scheduler lease's expiry, and the age of an alert episode's claim.
+Each host's own clock may run minutes off the others'; the database's is the one they
+share."""
 
 from __future__ import annotations
 

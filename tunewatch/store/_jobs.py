@@ -249,9 +249,10 @@ def finish_job(
 # How long a delivery holds an alert episode it claimed. Deciding takes milliseconds; a
 # claim this old belongs to a delivery that died (process killed) and is taken over.
 CLAIM_TIMEOUT = timedelta(minutes=5)
-# A claim is stored in ``decision`` as this prefix, the claim time and a random token,
-# until the delivery writes the final decision (a dispatcher outcome, which starts with
-# the action's name) or releases the episode (back to NULL).
+# A claim is stored in ``decision`` as this prefix, the claim time (the database's clock,
+# ISO 8601 in UTC) and a random token, until the delivery writes the final decision (a
+# dispatcher outcome, which starts with the action's name) or releases the episode (back
+# to NULL).
 _CLAIMED = "claimed at "
 
 
@@ -283,7 +284,9 @@ def claim_alert_episode(
     None when it is decided, resolved, or held by another delivery. The claim is a
     compare-and-set on ``decision``, so of concurrent deliveries exactly one gets it (on
     PostgreSQL the losers' UPDATE waits for the winner's commit and then matches nothing;
-    SQLite serialises writing transactions)."""
+    SQLite serialises writing transactions). Claims are stamped and aged by the database's
+    clock, read with the row: the replicas' own clocks may disagree by more than
+    ``stale_after``."""
     stmt = (
         dialect_insert(conn, alert_episodes)
         .values(
@@ -301,12 +304,11 @@ def claim_alert_episode(
     )
     conn.execute(stmt)
     where = _episode(fingerprint, starts_at)
-    row = conn.execute(
-        select(alert_episodes.c.status, alert_episodes.c.decision).where(where)
-    ).one()
+    columns = (alert_episodes.c.status, alert_episodes.c.decision, db_now(conn).label("now"))
+    row = conn.execute(select(*columns).where(where)).one()
     if row.status != "firing":
         return None
-    now = utcnow()
+    now: datetime = row.now
     held: str | None = row.decision
     if held is not None:
         since = _claimed_at(held)

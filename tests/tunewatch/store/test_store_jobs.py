@@ -12,7 +12,7 @@ from sqlalchemy import update
 
 from tunewatch._errors import ConflictError
 from tunewatch.store import Store, _jobs
-from tunewatch.store._schema import jobs
+from tunewatch.store._schema import alert_episodes, jobs
 
 
 def test_concurrent_jobs_with_one_dedupe_key_create_one(model_store: Store) -> None:
@@ -183,6 +183,51 @@ def test_heartbeats_written_before_the_database_s_clock_was_used_still_compare(
             conn.execute(update(jobs).where(jobs.c.id == job.id).values(heartbeat_at=at))
     assert [j.id for j in model_store.fail_stale_jobs(older_than=timedelta(minutes=1))] == [old.id]
     assert model_store.get_job(recent.id).status == "running"
+
+
+def test_alert_claims_are_timed_by_the_database_s_clock_not_the_hosts(
+    model_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Claims were stamped and aged by each replica's own clock: a live claim from a host
+    ten minutes behind was taken over at once (both deliveries dispatched, the first one's
+    outcome was lost), and a dead one from a host ahead could not be retaken."""
+    live = {**EPISODE, "fingerprint": "live"}
+    _host_clock(monkeypatch, -timedelta(minutes=10))  # the claiming replica's host
+    claim = model_store.claim_alert_episode(**live)
+    assert claim is not None
+    for offset in (timedelta(0), timedelta(minutes=10)):  # other replicas, while it decides
+        _host_clock(monkeypatch, offset)
+        assert model_store.claim_alert_episode(**live) is None
+    assert model_store.settle_alert_episode(
+        fingerprint="live", starts_at="t0", claim=claim, decision="retune taken (job 1)"
+    )
+
+    dead = {**EPISODE, "fingerprint": "dead"}
+    _host_clock(monkeypatch, timedelta(minutes=10))  # the host of a delivery that then died
+    gone = model_store.claim_alert_episode(**dead)
+    assert gone is not None
+    _host_clock(monkeypatch, -timedelta(minutes=10))  # the next delivery's host
+    assert model_store.claim_alert_episode(**dead, stale_after=timedelta(hours=1)) is None
+    retaken = model_store.claim_alert_episode(**dead, stale_after=timedelta(0))
+    assert retaken is not None and retaken != gone
+
+
+def test_claims_written_before_the_database_s_clock_was_used_still_age(
+    model_store: Store,
+) -> None:
+    """An earlier release stamped claims with its host's clock, in the same text."""
+    for fingerprint in ("old", "recent"):
+        assert model_store.claim_alert_episode(**{**EPISODE, "fingerprint": fingerprint})
+    now = datetime.now(UTC)
+    with model_store.engine.begin() as conn:  # as a delivery of an earlier release wrote them
+        for fingerprint, at in (("old", now - timedelta(minutes=10)), ("recent", now)):
+            conn.execute(
+                update(alert_episodes)
+                .where(alert_episodes.c.fingerprint == fingerprint)
+                .values(decision=f"claimed at {at.isoformat()} 0123456789abcdef")
+            )
+    assert model_store.claim_alert_episode(**{**EPISODE, "fingerprint": "old"}) is not None
+    assert model_store.claim_alert_episode(**{**EPISODE, "fingerprint": "recent"}) is None
 
 
 def test_a_job_failed_as_stale_stays_failed_when_its_worker_finishes_late(
