@@ -49,6 +49,28 @@ def ensure_model(
     return get_model(conn, name)
 
 
+def regulate_model(conn: Connection, name: str, *, actor: str, reason: str) -> bool:
+    """Set the model's ``regulated`` flag from false to true and audit it
+    (``regulate_model``), both in the caller's transaction; ``False`` (and no entry) when
+    it was regulated already. Regulation only tightens: nothing clears the flag."""
+    changed = conn.execute(
+        update(models)
+        .where(models.c.name == name, models.c.regulated.is_(False))
+        .values(regulated=True)
+    ).rowcount
+    if not changed:
+        get_model(conn, name)  # NotFoundError for a model that does not exist
+        return False
+    append_audit_in(
+        conn,
+        actor=actor,
+        action="regulate_model",
+        target=name,
+        details={"regulated": True, "reason": reason},
+    )
+    return True
+
+
 def valid_model_name(name: str) -> bool:
     """Reports and files are named after models: a name must not be a path."""
     return (

@@ -148,6 +148,12 @@ class Store:
                 conn, name=name, task=task, feature_names=feature_names, regulated=regulated
             )
 
+    def regulate_model(self, name: str, *, actor: str, reason: str) -> bool:
+        """Mark the model regulated, audited in the same transaction; ``False`` when it
+        was already. There is no way back: regulation only tightens."""
+        with self._tx("regulate_model") as conn:
+            return _registry_rows.regulate_model(conn, name, actor=actor, reason=reason)
+
     def get_model(self, name: str) -> ModelRow:
         with self._read("get_model") as conn:
             return _registry_rows.get_model(conn, name)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tunewatch._errors import ConflictError
+from tests.tunewatch.conftest import break_audit_appends
+from tunewatch._errors import ConflictError, NotFoundError, StoreError
 from tunewatch.store import Store
 from tunewatch.store._governance import MAX_REASON_LENGTH
 from tunewatch.store._schema import approvals
@@ -169,3 +170,26 @@ def test_a_stale_approval_closes_with_the_longest_reason_an_approver_may_give(
 def test_the_reason_limit_is_the_length_of_the_approval_columns() -> None:
     columns = (approvals.c.reason, approvals.c.decision_reason)
     assert [getattr(c.type, "length", None) for c in columns] == [MAX_REASON_LENGTH] * 2
+
+
+def test_regulating_a_model_sets_its_flag_once_with_an_audit_entry(model_store: Store) -> None:
+    """A model stored unregulated (before the config regulated it) could not be
+    regulated at all: registrations kept the stored flag and refused to change it."""
+    assert model_store.regulate_model("m", actor="tunewatch", reason="the config regulates it")
+    assert model_store.get_model("m").regulated is True
+    [entry] = model_store.audit_log(action="regulate_model")
+    assert (entry.actor, entry.target) == ("tunewatch", "m")
+    assert entry.details == {"regulated": True, "reason": "the config regulates it"}
+    # already regulated: nothing changes and nothing more is audited
+    assert not model_store.regulate_model("m", actor="bob", reason="again")
+    assert len(model_store.audit_log(action="regulate_model")) == 1
+    assert model_store.verify_audit() is None
+    with pytest.raises(NotFoundError):
+        model_store.regulate_model("nosuch", actor="tunewatch", reason="x")
+
+
+def test_a_model_whose_regulation_cannot_be_audited_stays_as_it_was(model_store: Store) -> None:
+    break_audit_appends(model_store)
+    with pytest.raises(StoreError):
+        model_store.regulate_model("m", actor="tunewatch", reason="the config regulates it")
+    assert model_store.get_model("m").regulated is False
