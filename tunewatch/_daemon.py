@@ -130,6 +130,7 @@ class Daemon:
             timeout_s=config.scoring.candidate_timeout_s,
             regulated_models=[m.name for m in config.models if m.regulated],
         )
+        self.registry.regulate_configured()  # models stored unregulated before the config
         self.dispatcher = Dispatcher(self.store, config, metrics=self.metrics)
         self.evaluator = Evaluator(
             store=self.store,

@@ -39,6 +39,9 @@ def recorded_parity_error(details: Mapping[str, Any]) -> float | None:
 
 TASKS = ("binary", "multiclass", "regression")
 
+#: The audit reason when a model is marked regulated because the config says so.
+CONFIG_REASON = "the config of this process regulates it (`models[].regulated: true`)"
+
 
 class RegistrationError(TunewatchError, ValueError):
     """A candidate or its metadata was refused; ``code`` says why."""
@@ -202,6 +205,20 @@ class Registry:
         # process whose config does not list the model goes by.
         self._regulated = frozenset(regulated_models)
 
+    def regulate_configured(self, *, actor: str = "tunewatch") -> list[str]:
+        """Mark regulated in the store every existing model the config regulates whose
+        stored flag is false (each audited); returns their names. A daemon does this when
+        it starts, so that a replica whose config does not list a model applies the rule."""
+        tightened = []
+        for name in sorted(self._regulated):
+            existing = self._existing_model(name)
+            if existing is None or existing.regulated:
+                continue
+            if self._store.regulate_model(name, actor=actor, reason=CONFIG_REASON):
+                logger.info("model=%s is now regulated in the store: %s", name, CONFIG_REASON)
+                tightened.append(name)
+        return tightened
+
     def register(
         self,
         model: str,
@@ -264,11 +281,11 @@ class Registry:
         if reference is not None:
             reference.check(len(metadata.feature_names))
         existing = self._existing_model(model)
-        if model in self._regulated and not regulated:
+        configured = model in self._regulated
+        if configured:
             # Regulation only tightens: where the config regulates the model, a caller's
-            # "not regulated" (an unregulated bundle, say) is not a conflict, and a new
-            # model is created regulated.
-            regulated = True if existing is None else None
+            # "not regulated" (an unregulated bundle, say) is not a conflict.
+            regulated = True
         if existing is not None:
             self._check_existing(existing, metadata, regulated=regulated)
         sha = self._artefacts.put(onnx_bytes)
@@ -280,6 +297,14 @@ class Registry:
         )
         if existing is None:  # another registration may have added the model meanwhile
             self._check_existing(ensured, metadata, regulated=regulated)
+        if regulated and not ensured.regulated:
+            # stored unregulated (before the config regulated it, or by a replica whose
+            # config does not list it): the store's flag is what every replica goes by
+            self._store.regulate_model(
+                model,
+                actor=actor,
+                reason=CONFIG_REASON if configured else "a registration asked for regulated=true",
+            )
         details: dict[str, Any] = {
             **{k: v for k, v in metadata.details.items() if k not in DERIVED_DETAILS},
             "opset": info.opset,
@@ -319,9 +344,9 @@ class Registry:
         regulated: bool | None,
     ) -> None:
         """A new version of a known model must fit it, and cannot change what governance
-        rests on: its task, its features or its regulated flag. (Nor its champion: the
-        store refuses a second one, ``champion_exists``; promotion is where approvals
-        apply.)"""
+        rests on: its task, its features, or its regulated flag back to false (setting it
+        is allowed: regulation only tightens). (Nor its champion: the store refuses a
+        second one, ``champion_exists``; promotion is where approvals apply.)"""
         model = existing.name
         if tuple(existing.feature_names) != metadata.feature_names:
             raise RegistrationError(
@@ -335,10 +360,10 @@ class Registry:
                 f"task to {metadata.task}",
                 code="task_mismatch",
             )
-        if regulated is not None and regulated != existing.regulated:
+        if regulated is False and existing.regulated:
             raise ConflictError(
-                f"model {model!r} has regulated={existing.regulated}; a registration cannot "
-                "change it",
+                f"model {model!r} is regulated; a registration cannot make it unregulated "
+                "(regulation only tightens)",
                 code="regulated_mismatch",
             )
 

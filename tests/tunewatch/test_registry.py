@@ -16,7 +16,7 @@ from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._errors import ConflictError, InvalidValueError
 from tunewatch._example import ExampleModel
-from tunewatch._registry import Reference, RegistrationError
+from tunewatch._registry import Reference, RegistrationError, Registry
 
 
 def _header_only(descr: str, shape: tuple[int, ...]) -> bytes:
@@ -117,5 +117,82 @@ def test_a_model_the_config_regulates_is_created_regulated_whatever_the_caller_s
         assert daemon.store.get_model(row.model).regulated
         other = daemon.registry.register("other", trained[0].onnx, trained[0].metadata, actor="t")
         assert not daemon.store.get_model(other.model).regulated
+    finally:
+        daemon.close()
+
+
+def _daemon(tmp_path: Path, store_url: str, *, regulates: bool) -> Daemon:
+    raw: dict[str, object] = {"data_dir": str(tmp_path / "data"), "store": {"url": store_url}}
+    if regulates:
+        raw["models"] = [{"name": "loans", "task": "binary", "regulated": True}]
+    return Daemon(build_config(raw, env={}), env={})
+
+
+def test_a_daemon_regulates_the_stored_models_its_config_regulates_when_it_starts(
+    trained: list[ExampleModel], tmp_path: Path, store_url: str
+) -> None:
+    """A model stored unregulated before its config regulated it stayed unregulated, so a
+    replica whose config does not list it promoted it without an approver."""
+    before = _daemon(tmp_path, store_url, regulates=False)
+    try:
+        for name in ("loans", "other"):
+            before.registry.register(
+                name, trained[0].onnx, trained[0].metadata, actor="t", stage="champion"
+            )
+    finally:
+        before.close()
+    regulating = _daemon(tmp_path, store_url, regulates=True)
+    try:
+        assert regulating.store.get_model("loans").regulated is True
+        assert regulating.store.get_model("other").regulated is False
+        [entry] = regulating.store.audit_log(action="regulate_model")
+        assert (entry.actor, entry.target) == ("tunewatch", "loans")
+        assert "config" in entry.details["reason"]
+    finally:
+        regulating.close()
+    replica = _daemon(tmp_path, store_url, regulates=False)  # its config does not list it
+    try:
+        assert replica.store.get_model("loans").regulated is True  # never loosened
+        with pytest.raises(ConflictError) as info:
+            replica.registry.register(
+                "loans", trained[1].onnx, trained[1].metadata, actor="t", regulated=False
+            )
+        assert info.value.code == "regulated_mismatch"
+        assert len(replica.store.audit_log(action="regulate_model")) == 1
+    finally:
+        replica.close()
+
+
+def test_a_registration_asking_for_regulation_regulates_an_existing_model(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """`regulated=True` for a model stored unregulated was refused as a change: the flag
+    could not be set once the model existed."""
+    daemon = Daemon(build_config({"data_dir": str(tmp_path / "data")}, env={}), env={})
+    try:
+        daemon.registry.register("loans", trained[0].onnx, trained[0].metadata, actor="t")
+        row = daemon.registry.register(
+            "loans", trained[1].onnx, trained[1].metadata, actor="alice", regulated=True
+        )
+        assert row.version == 2 and daemon.store.get_model("loans").regulated is True
+        [entry] = daemon.store.audit_log(action="regulate_model")
+        assert (entry.actor, entry.target) == ("alice", "loans")
+    finally:
+        daemon.close()
+
+
+def test_a_registration_regulates_an_existing_model_its_config_regulates(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The model was stored unregulated after this process started (by a replica whose
+    config does not list it): the registration kept the stored flag."""
+    daemon = Daemon(build_config({"data_dir": str(tmp_path / "data")}, env={}), env={})
+    try:
+        daemon.registry.register("loans", trained[0].onnx, trained[0].metadata, actor="t")
+        registry = Registry(daemon.store, daemon.artefacts, regulated_models=["loans"])
+        registry.register("loans", trained[1].onnx, trained[1].metadata, actor="bob")
+        assert daemon.store.get_model("loans").regulated is True
+        [entry] = daemon.store.audit_log(action="regulate_model")
+        assert entry.actor == "bob" and "config" in entry.details["reason"]
     finally:
         daemon.close()

@@ -258,6 +258,11 @@ def test_a_registration_cannot_go_around_promotion_or_change_what_governance_res
     assert refused["task_mismatch"].json()["code"] == "task_mismatch"
     assert (store.get_model("bank"), store.list_versions("bank")) == before  # nothing half-done
 
+    # regulation only tightens: a registration may regulate a model stored unregulated
+    assert _register(gov, "atm", onnx).status_code == 201
+    tightened = _register(gov, "atm", onnx, regulated=True)
+    assert tightened.status_code == 201 and store.get_model("atm").regulated, tightened.text
+
 
 def test_registering_a_champion_passes_the_promotion_gate(
     gov: Running, trained: list[ExampleModel]
