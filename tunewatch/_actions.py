@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 # before (a duplicate), none configured, a promotion refused or sent for approval. A
 # suppressed action is still owed; a deferred one (promote) is recorded by its owner.
 SETTLED: tuple[str, ...] = ("taken", "duplicate", "none", "refused", "pending_approval")
+#: Every outcome recorded as an ``action_<outcome>`` event.
+OUTCOMES: tuple[str, ...] = (*SETTLED, "suppressed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +37,8 @@ class ActionOutcome:
     ]
     reason: str
     job_id: int | None = None
+    # why a suppressed action was: "quota", "cooldown" or "error"
+    cause: str | None = None
 
     @property
     def final(self) -> bool:
@@ -107,6 +111,7 @@ class Dispatcher:
                 "reason": outcome.reason,
                 "job": outcome.job_id,
                 "actor": actor,
+                **({"cause": outcome.cause} if outcome.cause is not None else {}),
             },
         )
         logger.info("model=%s event=%s -> %s", model, event, outcome.describe())
@@ -160,12 +165,12 @@ class Dispatcher:
             )
         except ConflictError as exc:
             if exc.code == "cooldown":
-                reason = f"{exc.message} ({cooldown_min} min)"
+                reason, cause = f"{exc.message} ({cooldown_min} min)", "cooldown"
             elif exc.code == "quota":
-                reason = exc.message
+                reason, cause = exc.message, "quota"
             else:
-                reason = f"could not queue: {exc.message}"
-            return ActionOutcome("retune", "suppressed", reason)
+                reason, cause = f"could not queue: {exc.message}", "error"
+            return ActionOutcome("retune", "suppressed", reason, cause=cause)
         if not created:
             return ActionOutcome("retune", "duplicate", f"already handled by job {job.id}", job.id)
         return ActionOutcome("retune", "taken", f"queued job {job.id} for {event}", job.id)

@@ -33,7 +33,7 @@ from monitor import (
 )
 from monitor.objectives import Objective, ObjectiveError, make_objective, positive_proba
 from shadow import OnnxModel
-from tunewatch._actions import SETTLED, Dispatcher
+from tunewatch._actions import OUTCOMES, SETTLED, Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig
 from tunewatch._drift_report import column_types, drift_frame, drift_report
@@ -497,6 +497,26 @@ class Evaluator:
         return status, {"alarm": False, "versions": out}
 
     # -- events ----------------------------------------------------------------------------
+    def _cooling_since(self, name: str, event: str) -> datetime | None:
+        """When the policy's cool-down started: its last event, unless the quota kept
+        that event's retune from being queued (still owed: the cool-down then runs from
+        the last event whose action settled). A retune the trigger's own cool-down
+        suppressed settles it (the model was just retuned), as does an event with no
+        action configured, or whose action event was lost after its job was queued."""
+        fired = self.store.list_events(model=name, type=event, limit=1)
+        if not fired:
+            return None
+        outcome = self.store.last_action(name, trigger=event, outcomes=OUTCOMES)
+        if (
+            outcome is None
+            or outcome.id < fired[0].id
+            or outcome.type != "action_suppressed"
+            or outcome.payload.get("cause") != "quota"
+        ):
+            return fired[0].created_at
+        settled = self.store.last_action(name, trigger=event, outcomes=SETTLED)
+        return settled.created_at if settled is not None else None
+
     def _decide(
         self,
         name: str,
@@ -518,11 +538,8 @@ class Evaluator:
                     ),
                 )
             )
-            # the cool-down runs from the last settled action, not from the last event:
-            # a retune the quota or the trigger's cool-down suppressed is tried again
-            last = self.store.last_action(name, trigger=policy.event, outcomes=SETTLED)
             decision = decide(
-                policy, history, now=now, last_event_at=last.created_at if last else None
+                policy, history, now=now, last_event_at=self._cooling_since(name, policy.event)
             )
             row = current.get(policy.kind)
             holds = (

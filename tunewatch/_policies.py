@@ -1,7 +1,7 @@
 """Policies turn evaluation results into events, with hysteresis and cool-down.
 
 A policy is stateless: it decides from the stored evaluations (newest first) and the
-time its event last settled an action (taken, or no action configured; a suppressed one
+time of its last event (whose retune, if the job quota suppressed it, is still owed and
 does not count), so a restarted daemon decides exactly as before.
 """
 

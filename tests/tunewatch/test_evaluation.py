@@ -147,6 +147,85 @@ def test_a_drift_retune_the_quota_suppressed_is_retried_at_the_next_alarming_win
         d.close()
 
 
+def _drift_events(d: Daemon) -> list[str]:
+    return [
+        e.type
+        for e in reversed(d.store.list_events(model=MODEL, limit=100))
+        if e.type == "drift_detected" or e.type.startswith("action_")
+    ]
+
+
+def _drifting(d: Daemon, windows: int = 8) -> None:
+    clock = Clock()
+    d.evaluator.clock = clock
+    d.dispatcher._clock = clock
+    for w in range(windows):
+        feed(d, clock, w * WINDOW, WINDOW, shift=1.0 if w >= 4 else 0.0, seed=100 + w)
+        d.evaluator.evaluate(MODEL)
+
+
+def test_a_policy_without_a_trigger_still_cools_down(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """With the cool-down counted from settled actions only, a policy whose event has no
+    trigger (no action event at all) raised its event at every alarming run."""
+    d = _champion_daemon(
+        trained,
+        tmp_path,
+        {"window_rows": WINDOW, "drift": {"consecutive": 2, "cooldown_minutes": 600}},
+        model={"triggers": [{"on": "alert_received", "do": "retune"}]},
+    )
+    try:
+        _drifting(d)
+        assert _drift_events(d) == ["drift_detected"]
+    finally:
+        d.close()
+
+
+def test_a_retune_the_trigger_s_cool_down_suppressed_settles_the_policy(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The model was just retuned (here by hand): the policy's retune is suppressed by the
+    trigger's cool-down, and the policy's own cool-down then holds. Retrying it at every
+    run raised the event and a suppression each time, then queued a second job inside the
+    policy's cool-down."""
+    d = _champion_daemon(
+        trained,
+        tmp_path,
+        {"window_rows": WINDOW, "drift": {"consecutive": 2, "cooldown_minutes": 600}},
+        model={"triggers": [{"on": "drift_detected", "do": "retune", "cooldown_minutes": 30}]},
+    )
+    try:
+        d.store.create_job(model=MODEL, kind="retune", trigger={"event": "manual"}, spec={})
+        _drifting(d)
+        assert _drift_events(d) == ["drift_detected", "action_suppressed"]
+    finally:
+        d.close()
+
+
+def test_a_retune_whose_action_event_was_lost_still_starts_the_cool_down(
+    trained: list[ExampleModel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job and its `action_taken` are written in two transactions: with the second
+    lost (a crash, the store failing between them) the next alarming run queued another
+    job inside the policy's cool-down."""
+    d = _champion_daemon(
+        trained,
+        tmp_path,
+        {"window_rows": WINDOW, "drift": {"consecutive": 2, "cooldown_minutes": 600}},
+        model={"triggers": [{"on": "drift_detected", "do": "retune", "cooldown_minutes": 0}]},
+    )
+    try:
+        monkeypatch.setattr(d.dispatcher, "record", lambda *args, **kwargs: None)
+        _drifting(d)
+        drift_jobs = [
+            j for j in d.store.list_jobs(model=MODEL) if j.trigger["event"] == "drift_detected"
+        ]
+        assert len(drift_jobs) == 1
+    finally:
+        d.close()
+
+
 def test_stationary_stream_never_alarms(daemon: Daemon) -> None:
     assert run_stream(daemon, change_at=None) == [False] * 8
     assert daemon.store.list_events(model=MODEL, type="drift_detected", limit=1) == []
