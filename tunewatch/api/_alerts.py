@@ -9,7 +9,8 @@ on the episode row; a claim whose delivery died is taken over after
 queued before, no action configured) decides an episode: a retune that the quota or a
 cool-down suppressed, or a dispatch that failed, releases it, and a later delivery of the
 alert, while it fires, tries again. The answer is 2xx after the commit, 503 when the
-store cannot commit (Alertmanager retries), and 2xx for valid payloads that are ignored
+store cannot commit or an episode's claim is held by a delivery that does not decide
+within ``CLAIM_WAIT_S`` (it died: Alertmanager retries until the claim times out), and 2xx for valid payloads that are ignored
 (unknown model, a resolved alert never seen firing). An alert the store cannot hold (a
 NUL in a label) is ignored on its own: refusing the delivery would make Alertmanager
 resend the group, and its valid alerts would never be acted on.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -42,6 +44,10 @@ def _fingerprint(alert: dict[str, Any], labels: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+#: How long a delivery waits for another one that holds an episode's claim to decide it.
+CLAIM_WAIT_S = 2.0
+
+
 def handle_alerts(ctx: AppContext, body: dict[str, Any]) -> dict[str, Any]:
     alerts = body.get("alerts")
     if not isinstance(alerts, list):
@@ -52,6 +58,7 @@ def handle_alerts(ctx: AppContext, body: dict[str, Any]) -> dict[str, Any]:
         "new_episodes": 0,
         "jobs": [],
         "ignored": [],
+        "busy": [],  # claimed by another delivery: the webhook answers 503
     }
     for alert in alerts:
         if not isinstance(alert, dict):
@@ -91,11 +98,23 @@ def _handle_alert(
     if not isinstance(model, str) or not _known(ctx, model):
         summary["ignored"].append(f"{name}: no known model in label {label!r}")
         return
-    claim = store.claim_alert_episode(
-        fingerprint=fingerprint, starts_at=starts_at, model=model, alertname=name, labels=labels
-    )
-    if claim is None:
-        return  # decided, resolved since, or another delivery is deciding it right now
+    # Decided or resolved: done. Claimed by another delivery: it decides in milliseconds,
+    # so wait a little for it; one still holding the claim died deciding (killed, or the
+    # store failed before it could release the claim): busy, answered 503 so Alertmanager
+    # retries until the claim times out and a retry takes it.
+    deadline = time.monotonic() + CLAIM_WAIT_S
+    while True:
+        claim = store.claim_alert_episode(
+            fingerprint=fingerprint, starts_at=starts_at, model=model, alertname=name, labels=labels
+        )
+        if claim is not None:
+            break
+        if not store.alert_episode_claimed(fingerprint=fingerprint, starts_at=starts_at):
+            return
+        if time.monotonic() >= deadline:
+            summary["busy"].append(name)
+            return
+        time.sleep(0.05)
     summary["new_episodes"] += 1
     try:
         outcome = ctx.dispatcher.handle(
@@ -142,6 +161,12 @@ async def alertmanager_webhook(request: Request) -> Response:
     authenticate(request, "alert")
     body = parse_json_object(await request.body())
     summary = await run_in_threadpool(handle_alerts, ctx, body)
+    if summary["busy"]:
+        raise ApiError(
+            503,
+            "alert_busy",
+            f"alerts {summary['busy']} are being decided by another delivery; retry",
+        )
     return JSONResponse(summary)
 
 

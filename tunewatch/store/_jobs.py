@@ -247,8 +247,10 @@ def finish_job(
 
 
 # How long a delivery holds an alert episode it claimed. Deciding takes milliseconds; a
-# claim this old belongs to a delivery that died (process killed) and is taken over.
-CLAIM_TIMEOUT = timedelta(minutes=5)
+# claim this old belongs to a delivery that died (killed, or the store failed before it
+# could release the claim) and is taken over. Deliveries meanwhile are answered 503 (see
+# alert_episode_claimed), so Alertmanager retries until one takes it.
+CLAIM_TIMEOUT = timedelta(minutes=1)
 # A claim is stored in ``decision`` as this prefix, the claim time (the database's clock,
 # ISO 8601 in UTC) and a random token, until the delivery writes the final decision (a
 # dispatcher outcome, which starts with the action's name) or releases the episode (back
@@ -320,6 +322,16 @@ def claim_alert_episode(
     )
     taken = conn.execute(update(alert_episodes).where(where, unchanged).values(decision=claim))
     return claim if taken.rowcount else None
+
+
+def alert_episode_claimed(conn: Connection, *, fingerprint: str, starts_at: str) -> bool:
+    """Whether a delivery holds this firing episode's claim (live or not yet timed out)."""
+    decision = conn.execute(
+        select(alert_episodes.c.decision).where(
+            _episode(fingerprint, starts_at), alert_episodes.c.status == "firing"
+        )
+    ).scalar_one_or_none()
+    return decision is not None and _claimed_at(decision) is not None
 
 
 def settle_alert_episode(

@@ -638,6 +638,12 @@ class Store:
                 stale_after=stale_after,
             )
 
+    def alert_episode_claimed(self, *, fingerprint: str, starts_at: str) -> bool:
+        """Whether a delivery holds this firing episode's claim: it is being decided, or
+        the delivery died before it could release it (taken over after the timeout)."""
+        with self._read("alert_episode_claimed") as conn:
+            return _jobs.alert_episode_claimed(conn, fingerprint=fingerprint, starts_at=starts_at)
+
     def settle_alert_episode(
         self, *, fingerprint: str, starts_at: str, claim: str, decision: str | None
     ) -> bool:

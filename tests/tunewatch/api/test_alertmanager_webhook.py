@@ -344,3 +344,47 @@ def test_a_delivery_that_fails_releases_its_episode_for_the_retry(
         assert _job_fingerprints(daemon) == ["fp1"]
     finally:
         daemon.close()
+
+
+def test_an_episode_a_dead_delivery_still_holds_is_answered_503_until_it_can_be_taken(
+    trained: list[ExampleModel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a real outage the release fails too, so the failed delivery's claim stays held:
+    Alertmanager's retry found the episode claimed, answered 200 with no job, and the
+    alert counted as delivered waited for its next repeat (4 h) for a retune."""
+    daemon, tokens = _retune_daemon(trained, tmp_path, None, quota=100, cooldown=0)
+    store = daemon.store
+    settle = store.settle_alert_episode
+
+    def unreachable(**kwargs: Any) -> bool:
+        raise StoreUnavailableError("the store is unavailable")
+
+    try:
+        ctx = dataclasses.replace(
+            daemon.app.ctx, dispatcher=_FailingOnce(daemon.store, daemon.config)
+        )
+        monkeypatch.setattr(store, "settle_alert_episode", unreachable)
+        with pytest.raises(StoreUnavailableError):
+            handle_alerts(ctx, payload(alert("fp1")))
+        monkeypatch.setattr(store, "settle_alert_episode", settle)
+        retry = handle_alerts(ctx, payload(alert("fp1")))
+        assert retry["jobs"] == [] and retry["busy"] == ["TunewatchDriftHigh"]
+        with BackgroundServer(daemon.app) as server:
+            r = httpx.post(
+                f"{server.url}/v1/alerts/alertmanager",
+                json=payload(alert("fp1")),
+                headers={"Authorization": f"Bearer {tokens['alertmanager']}"},
+            )
+        assert r.status_code == 503 and r.json()["code"] == "alert_busy", r.text
+        # once the claim is older than its timeout, the next retry takes it
+        taken = store.claim_alert_episode(
+            fingerprint="fp1",
+            starts_at=FIRING_AT,
+            model=MODEL,
+            alertname="TunewatchDriftHigh",
+            labels=alert("fp1")["labels"],
+            stale_after=timedelta(0),
+        )
+        assert taken is not None
+    finally:
+        daemon.close()
