@@ -10,8 +10,9 @@ queued before, no action configured) decides an episode: a retune that the quota
 cool-down suppressed, or a dispatch that failed, releases it, and a later delivery of the
 alert, while it fires, tries again. The answer is 2xx after the commit, 503 when the
 store cannot commit or an episode's claim is held by a delivery that does not decide
-within ``CLAIM_WAIT_S`` (it died: Alertmanager retries until the claim times out), and 2xx for valid payloads that are ignored
-(unknown model, a resolved alert never seen firing). An alert the store cannot hold (a
+within ``CLAIM_WAIT_S`` (it died: Alertmanager retries until the claim times out), and
+2xx for valid payloads that are ignored (unknown model, a resolved alert never seen
+firing). An alert the store cannot hold (a
 NUL in a label) is ignored on its own: refusing the delivery would make Alertmanager
 resend the group, and its valid alerts would never be acted on.
 """
