@@ -122,7 +122,17 @@ class SafeRange(_Frozen):
             )
         if self.low is not None and self.high is not None and self.low > self.high:
             raise ValueError(f"`low` must be <= `high`, got low={self.low}, high={self.high}")
+        words = [c for c in self.choices or () if isinstance(c, str) and c.lower() in _FLAGS]
+        if words:
+            raise ValueError(
+                f"`choices` {words}: write a flag as true or false (this file reads yes/no/"
+                "on/off as text, a search space as a flag, so they would never match)"
+            )
         return self
+
+
+# YAML 1.1's other spellings of a flag, which search spaces (PyYAML) still read as one
+_FLAGS = frozenset({"yes", "no", "on", "off", "y", "n"})
 
 
 class ObjectiveConfig(_Frozen):

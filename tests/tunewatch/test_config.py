@@ -265,3 +265,21 @@ def test_a_trigger_written_in_plain_yaml_loads(tmp_path: Path) -> None:
         ("drift_detected", "retune"),
         ("challenger_better", "notify"),
     ]
+
+
+@pytest.mark.parametrize("word", ["yes", "no", "on", "off", "Yes", "OFF"])
+def test_a_safe_choice_written_as_a_yaml_1_1_flag_word_is_refused(
+    tmp_path: Path, word: str
+) -> None:
+    # The config reads `yes` as text (YAML 1.2), a search space as a flag (YAML 1.1): a
+    # tuned flag would never be a safe choice, and every promotion would wait silently.
+    path = tmp_path / "tunewatch.yaml"
+    path.write_text(
+        "models:\n"
+        "  - name: credit\n"
+        "    task: binary\n"
+        "    safe_ranges:\n"
+        f"      early_stopping: {{choices: [{word}, true]}}\n"
+    )
+    with pytest.raises(ConfigError, match="write a flag as true or false"):
+        load_config(path)
