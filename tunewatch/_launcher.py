@@ -92,7 +92,7 @@ class JobLauncher:
             except Exception:  # the store, say: the other workers are still reaped
                 logger.exception("could not check on the worker of job %d", job_id)
         started = []
-        for job in reversed(self.store.list_jobs(status="queued", limit=50)):
+        for job in self.store.list_jobs(status="queued", limit=50, oldest_first=True):
             with self._lock:
                 if self._stopping or len(self._procs) >= self.workers:
                     break

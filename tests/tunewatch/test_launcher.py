@@ -181,3 +181,16 @@ def test_a_failed_start_is_retried_only_after_a_growing_wait(store: Store, tmp_p
     assert launcher.tick() == [job.id]
     launcher.stop()
     assert store.get_job(job.id).status == "queued"
+
+
+def test_the_oldest_queued_job_is_started_first_however_many_wait(
+    store: Store, tmp_path: Path
+) -> None:
+    """The launcher read the newest 50 queued jobs: past 50, the oldest waited until the
+    queue shrank, however long that took."""
+    oldest = [store.create_job(model="m", kind="retune", trigger={}, spec={})[0] for _ in range(55)]
+    launcher = _launcher(store, tmp_path, IDLE_WORKER)
+    try:
+        assert launcher.tick() == [oldest[0].id, oldest[1].id]  # two workers
+    finally:
+        launcher.stop()

@@ -123,14 +123,20 @@ def get_job(conn: Connection, job_id: int) -> JobRow:
 
 
 def list_jobs(
-    conn: Connection, *, model: str | None, status: str | None, limit: int
+    conn: Connection,
+    *,
+    model: str | None,
+    status: str | None,
+    limit: int,
+    oldest_first: bool = False,
 ) -> list[JobRow]:
     stmt = select(jobs)
     if model is not None:
         stmt = stmt.where(jobs.c.model == model)
     if status is not None:
         stmt = stmt.where(jobs.c.status == status)
-    return [_job(r) for r in conn.execute(stmt.order_by(jobs.c.id.desc()).limit(limit))]
+    order = jobs.c.id.asc() if oldest_first else jobs.c.id.desc()
+    return [_job(r) for r in conn.execute(stmt.order_by(order).limit(limit))]
 
 
 def count_active(conn: Connection, model: str | None = None) -> int:

@@ -562,10 +562,18 @@ class Store:
             return _jobs.get_job(conn, job_id)
 
     def list_jobs(
-        self, *, model: str | None = None, status: str | None = None, limit: int = 100
+        self,
+        *,
+        model: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        oldest_first: bool = False,
     ) -> list[JobRow]:
+        """Jobs newest first (or oldest first), at most ``limit``."""
         with self._read("list_jobs") as conn:
-            return _jobs.list_jobs(conn, model=model, status=status, limit=limit)
+            return _jobs.list_jobs(
+                conn, model=model, status=status, limit=limit, oldest_first=oldest_first
+            )
 
     def count_active_jobs(self, model: str | None = None) -> int:
         with self._read("count_active_jobs") as conn:
