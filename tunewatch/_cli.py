@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from tunewatch._auth import ROLES
 from tunewatch._commands import (
     cmd_approvals,
+    cmd_audit,
     cmd_compare,
     cmd_comparisons,
     cmd_decide,
@@ -180,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list models and their versions")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser(
+        "audit", help="print the newest audit entries and verify the chain (exit 1 if broken)"
+    )
+    p.add_argument("--limit", type=_int_in("limit", 1, MAX_LIMIT), default=20)
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("tokens", help="manage API tokens")
     tsub = p.add_subparsers(dest="action", required=True)

@@ -217,6 +217,25 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+
+    store = open_store(_config(args))
+    try:
+        entries = store.audit_log(limit=args.limit)
+        broken = store.verify_audit()
+    finally:
+        store.close()
+    for e in reversed(entries):  # oldest of them first, as the chain runs
+        details = json.dumps(e.details, sort_keys=True) if e.details else ""
+        print(f"{e.id:>6}  {e.at:%Y-%m-%d %H:%M:%S}  {e.actor}  {e.action}  {e.target}  {details}")
+    if broken is not None:
+        print(f"audit chain broken ({broken.kind}): {broken.message}")
+        return 1
+    print("audit chain intact")
+    return 0
+
+
 def cmd_tokens(args: argparse.Namespace) -> int:
     from tunewatch._daemon import open_store
 

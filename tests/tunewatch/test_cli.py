@@ -288,3 +288,20 @@ def test_a_model_the_config_regulates_is_stored_regulated_when_first_registered(
         assert store.get_model("credit").regulated
     finally:
         store.close()
+
+
+def test_the_audit_command_lists_entries_and_fails_on_a_broken_chain(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An auditor with the store's credentials checks the chain without a daemon."""
+    assert run(config, "tokens", "create", "ci", "--role", "viewer") == 0
+    capsys.readouterr()
+    assert run(config, "audit") == 0
+    out = capsys.readouterr().out
+    assert 'alice  create_token  ci  {"role": "viewer"}' in out
+    assert out.rstrip().endswith("audit chain intact")
+    with Store.open(_store_url(config)) as store:
+        break_audit_appends(store)
+    assert run(config, "audit", "--limit", "1") == 1
+    captured = capsys.readouterr()
+    assert "audit chain broken (head)" in captured.out
