@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from tunewatch._errors import ConflictError
+from tunewatch._errors import ConflictError, StoreError
 from tunewatch.store import JobRow, Store
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ class JobLauncher:
         for (job_id, proc), err in zip(exited, outputs, strict=True):
             try:
                 self._reap(job_id, proc, err)
-            except Exception:  # the store, say: the other workers are still reaped
+            except (StoreError, OSError):  # one worker's: the others are still reaped
                 logger.exception("could not check on the worker of job %d", job_id)
         started = []
         for job in self.store.list_jobs(status="queued", limit=50, oldest_first=True):
@@ -217,7 +217,7 @@ class JobLauncher:
                 return
             model = self.store.get_job(job_id).model
             self.store.add_event(model=model, type="retune_interrupted", payload={"job": job_id})
-        except Exception:  # shutting down: log; the job is failed once its heartbeats stop
+        except StoreError:  # shutting down: log; the job is failed once its heartbeats stop
             logger.exception("could not queue job %d again after killing its worker", job_id)
             return
         logger.warning(
