@@ -187,6 +187,7 @@ outputs = Table(
     Column("created_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("model", "request_id", "version"),
     CheckConstraint(_in("role", ROLES), name="role"),
+    Index("ix_outputs_model_created_at", "model", "created_at"),  # latencies since a time
 )
 
 labels = Table(
@@ -210,6 +211,7 @@ events = Table(
     Column("payload", JSON, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_events_model_created_at", "model", "created_at"),
+    Index("ix_events_model_type_id", "model", "type", "id"),  # a model's newest of a type
 )
 
 audit_entries = Table(

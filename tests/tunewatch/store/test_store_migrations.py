@@ -367,3 +367,20 @@ def test_episodes_whose_retune_was_suppressed_before_0011_are_open_again(
         assert claim is not None  # the next delivery of the still-firing alert acts
     finally:
         store.close()
+
+
+def test_0012_keeps_an_index_the_operator_built_beforehand(store_url: str) -> None:
+    """On a large PostgreSQL store an operator builds the outputs index ahead with
+    ``CREATE INDEX CONCURRENTLY`` (no write lock); the upgrade keeps it, then verifies."""
+    engine = sa.create_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0011")
+            conn.execute(
+                sa.text("CREATE INDEX ix_outputs_model_created_at ON outputs (model, created_at)")
+            )
+            command.upgrade(alembic_config(conn), "head")
+            indexes = {i["name"] for i in sa.inspect(conn).get_indexes("outputs")}
+    finally:
+        engine.dispose()
+    assert "ix_outputs_model_created_at" in indexes

@@ -1,0 +1,34 @@
+"""Evaluation's reads are served by indexes: one model's outputs since a time (its
+latencies), and one model's newest events of some types (the last action of a trigger).
+
+Building the outputs index locks a PostgreSQL table against writes while it runs; on a
+large store an operator may build it first with ``CREATE INDEX CONCURRENTLY`` under the
+same name, and this revision keeps it.
+
+Revision ID: 0012
+Revises: 0011
+Create Date: 2026-11-30
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alembic import op
+
+revision: str = "0012"
+down_revision: str | None = "0011"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_index(
+        "ix_outputs_model_created_at", "outputs", ["model", "created_at"], if_not_exists=True
+    )
+    op.create_index("ix_events_model_type_id", "events", ["model", "type", "id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_events_model_type_id", table_name="events")
+    op.drop_index("ix_outputs_model_created_at", table_name="outputs")
