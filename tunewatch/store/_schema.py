@@ -187,7 +187,15 @@ outputs = Table(
     Column("created_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("model", "request_id", "version"),
     CheckConstraint(_in("role", ROLES), name="role"),
-    Index("ix_outputs_model_created_at", "model", "created_at"),  # latencies since a time
+    # Latencies since a time. Partial: batched shadow outputs carry no latency and cost
+    # the write path no index entry.
+    Index(
+        "ix_outputs_model_created_at",
+        "model",
+        "created_at",
+        sqlite_where=text("latency_s IS NOT NULL"),
+        postgresql_where=text("latency_s IS NOT NULL"),
+    ),
 )
 
 labels = Table(

@@ -1,5 +1,7 @@
 """Evaluation's reads are served by indexes: one model's outputs since a time (its
 latencies), and one model's newest events of some types (the last action of a trigger).
+The outputs index holds only rows with a latency (champion answers, one per shadow
+drain): batched shadow outputs add no index entry to the write path.
 
 Building the outputs index locks a PostgreSQL table against writes while it runs; on a
 large store an operator may build it first with ``CREATE INDEX CONCURRENTLY`` under the
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
@@ -24,7 +27,12 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_index(
-        "ix_outputs_model_created_at", "outputs", ["model", "created_at"], if_not_exists=True
+        "ix_outputs_model_created_at",
+        "outputs",
+        ["model", "created_at"],
+        if_not_exists=True,
+        sqlite_where=sa.text("latency_s IS NOT NULL"),
+        postgresql_where=sa.text("latency_s IS NOT NULL"),
     )
     op.create_index("ix_events_model_type_id", "events", ["model", "type", "id"])
 
