@@ -83,8 +83,9 @@ def check_split(
     alpha: float = 0.001,
     min_requests: int = 100,
 ) -> SplitCheckRow | None:
-    """Count the requests each arm answered since the split began, run the chi-square
-    sample-ratio check and store it; a new mismatch raises ``srm_detected`` through the
+    """Count the units each arm answered since the split began, run the sample-ratio
+    check (always valid, so looking at every tick does not inflate false mismatches; see
+    :func:`shadow.stats.srm_check`) and store it; a new mismatch raises ``srm_detected`` through the
     dispatcher (once per mismatch episode, not every tick). ``None`` while fewer than
     ``min_requests`` requests were split."""
     start = split.start or since
@@ -126,6 +127,7 @@ def check_split(
                 "n_challenger": n_challenger,
                 "chi2": result.chi2,
                 "p_value": result.p_value,
+                "fixed_p_value": result.fixed_p_value,
                 "alpha": alpha,
             },
             dedupe_key=f"srm:{model}:{split.salt}:{row.id}",

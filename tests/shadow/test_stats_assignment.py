@@ -48,12 +48,21 @@ def test_assignment_arguments_are_validated() -> None:
         assign("u", salt="", percent=50)
 
 
-def test_srm_fires_on_a_52_48_split_at_10000() -> None:
-    result = srm_check(4800, 5200, 0.5)
-    assert result.chi2 == pytest.approx(16.0)
+def test_srm_fires_on_a_52_48_split_at_20000() -> None:
+    result = srm_check(9600, 10400, 0.5)
+    assert result.chi2 == pytest.approx(32.0)
     assert result.p_value < 0.001
     assert result.mismatch
     assert result.observed_share == pytest.approx(0.52)
+
+
+def test_srm_at_10000_a_52_48_split_is_not_yet_evidence_at_any_look() -> None:
+    """Chi-square's fixed-horizon p-value (6e-5) is reported beside; the decision uses
+    the always-valid one, which a 52/48 split of 10,000 units does not cross."""
+    result = srm_check(4800, 5200, 0.5)
+    assert result.fixed_p_value == pytest.approx(6.3e-5, rel=0.01)
+    assert 0.001 < result.p_value < 0.01
+    assert not result.mismatch
 
 
 def test_srm_rarely_fires_on_fair_50_50_splits() -> None:
@@ -61,6 +70,37 @@ def test_srm_rarely_fires_on_fair_50_50_splits() -> None:
     treated = rng.binomial(10_000, 0.5, size=1000)
     alarms = sum(srm_check(10_000 - int(t), int(t), 0.5).mismatch for t in treated)
     assert alarms / 1000 <= 0.01
+
+
+def test_srm_checked_at_every_look_keeps_false_alarms_under_alpha() -> None:
+    """A/A: 300 fair splits, each checked after every 50 units for 200 looks. Chi-square
+    at alpha 0.01 looked at this often raised a mismatch in 14 % of them; the mixture
+    test's p-value is valid at every look at once (Ville's inequality)."""
+    rng = np.random.default_rng(7)
+    treated = rng.binomial(50, 0.5, size=(300, 200)).cumsum(axis=1)
+    totals = 50 * np.arange(1, 201)
+    ever = [
+        any(
+            srm_check(int(n - t), int(t), 0.5, alpha=0.01).mismatch
+            for t, n in zip(row, totals, strict=True)
+        )
+        for row in treated
+    ]
+    assert np.mean(ever) <= 0.01
+
+
+def test_srm_finds_a_40_60_split_within_a_thousand_units() -> None:
+    rng = np.random.default_rng(11)
+    found = []
+    for _ in range(50):
+        treated = rng.binomial(50, 0.4, size=20).cumsum()
+        looks = [
+            srm_check(int(n - t), int(t), 0.5).mismatch
+            for t, n in zip(treated, 50 * np.arange(1, 21), strict=True)
+        ]
+        found.append(looks.index(True) if True in looks else None)
+    assert None not in found
+    assert np.median(found) * 50 + 50 <= 800
 
 
 def test_srm_handles_unequal_expected_shares() -> None:
@@ -73,3 +113,5 @@ def test_srm_arguments_are_validated() -> None:
         srm_check(10, 10, 1.0)
     with pytest.raises(StatsError, match="positive total"):
         srm_check(0, 0, 0.5)
+    with pytest.raises(StatsError, match=r"`concentration` must be > 0, got 0"):
+        srm_check(10, 10, 0.5, concentration=0)

@@ -90,15 +90,15 @@ def _split_traffic(
         )
 
 
-def test_srm_on_a_52_48_split_fires_once_and_blocks_promotion(
+def test_srm_on_a_53_47_split_fires_once_and_blocks_promotion(
     daemon: Daemon, trained: list[ExampleModel]
 ) -> None:
-    _split_traffic(daemon, trained, 0.52)
+    _split_traffic(daemon, trained, 0.53)
     loop = runner(daemon, split=SPLIT.model_dump())
     result = next(r for r in loop.run(MODEL) if r.kind == "paired")
     [event] = daemon.store.list_events(model=MODEL, type="srm_detected")
-    assert event.payload["n_champion"] == 5200 and event.payload["n_challenger"] == 4800
-    assert event.payload["p_value"] < 0.001
+    assert event.payload["n_champion"] == 5300 and event.payload["n_challenger"] == 4700
+    assert event.payload["p_value"] < 0.001 and event.payload["fixed_p_value"] < 1e-8
     # v2 is clearly better on the champion's requests, but the split is broken.
     assert result.decision == "challenger_better" and result.action == "blocked_srm"
     champion = daemon.store.champion(MODEL)
@@ -168,7 +168,7 @@ def test_a_split_decision_blocked_by_a_mismatch_acts_once_the_split_is_balanced(
     """A decided split test returned early at every later run, so a promotion blocked by
     the sample-ratio check was never retried (paired tests retry)."""
     t = traffic(trained, 12_000, seed=7)
-    n_champion = 5200
+    n_champion = 5300
     write(  # the champion's arm: v2 does not shadow it, so only the split test can decide
         daemon.store,
         ids=range(n_champion),
@@ -189,16 +189,16 @@ def test_a_split_decision_blocked_by_a_mismatch_acts_once_the_split_is_balanced(
     )
     loop = runner(daemon, split=SPLIT.model_dump())
     split = next(r for r in loop.run(MODEL) if r.kind == "split")
-    assert split.action == "blocked_srm"  # 5,200 against 4,800 units
-    more = slice(10_000, 10_400)  # the challenger's arm catches up: 5,200 against 5,200
+    assert split.action == "blocked_srm"  # 5,300 against 4,700 units
+    more = slice(10_000, 10_600)  # the challenger's arm catches up: 5,300 against 5,300
     write(
         daemon.store,
-        ids=range(10_000, 10_400),
+        ids=range(10_000, 10_600),
         x=t.x[more],
         y=t.y[more],
         answers={2: oracle(t.x[more])},
         roles={2: "challenger"},
-        units=[f"u{i}" for i in range(10_000, 10_400)],
+        units=[f"u{i}" for i in range(10_000, 10_600)],
     )
     split = next(r for r in loop.run(MODEL) if r.kind == "split")
     assert split.action == "promoted"
