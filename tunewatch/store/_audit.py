@@ -116,11 +116,14 @@ def audit_facets(conn: Connection, model: str | None = None) -> tuple[list[str],
 
 
 def _about(model: str) -> Any:
-    """Entries whose target names ``model``: the model itself, or ``model/v3``,
-    ``model:…``, ``model@…``."""
+    """Entries whose target names ``model``: the model itself (``regulate_model``,
+    ``import_bundle``) or one of its versions (``model/v3``), the only targets written
+    about a model. Nothing else that starts with the name is: model names may hold ':'
+    and '@', and a token is audited under its own name."""
     target = audit_entries.c.target
-    head = func.substr(target, 1, len(model) + 1)  # compared exactly (SQLite's LIKE is not)
-    return or_(target == model, *(head == model + sep for sep in ("/", ":", "@")))
+    prefix = f"{model}/v"
+    head = func.substr(target, 1, len(prefix))  # compared exactly (SQLite's LIKE is not)
+    return or_(target == model, head == prefix)
 
 
 def verify_audit(conn: Connection) -> AuditBreak | None:

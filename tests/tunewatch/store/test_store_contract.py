@@ -598,5 +598,24 @@ def test_the_audit_log_of_a_model_matches_its_name_exactly(store: Store) -> None
     assert store.audit_log(model="CREDIT") == []
     assert store.audit_facets("CREDIT") == ([], [])
     found = {a.target for a in store.audit_log(model="credit")}
-    assert found == {"credit/v3", "credit", "credit:x"}
+    assert found == {"credit/v3", "credit"}  # `credit:x` names another model or a token
     assert {a.target for a in store.audit_log(model="credit_eu")} == {"credit_eu/v1"}
+
+
+def test_a_model_s_audit_trail_leaves_out_models_and_tokens_whose_names_extend_it(
+    store: Store,
+) -> None:
+    """Targets beginning `credit:` or `credit@` counted as credit's, though nothing writes
+    such a target for credit: model names may hold ':' and '@' and a token is audited under
+    its own name, so credit's trail listed model credit:eu's versions and token credit@bot,
+    and their actors among its filters."""
+    for name in ("credit", "credit:eu"):
+        store.ensure_model(name=name, task="binary", feature_names=["a", "b"])
+    _register(store, "credit")
+    store.add_version(
+        model="credit:eu", artefact_sha256=SHA, hyperparameters={}, size_bytes=1, actor="eu-team"
+    )
+    store.add_token(name="credit@bot", role="viewer", token_hash="1" * 64, actor="admin")
+    assert [a.target for a in store.audit_log(model="credit")] == ["credit/v1"]
+    assert store.audit_facets("credit") == (["register_version"], ["alice"])
+    assert [a.target for a in store.audit_log(model="credit:eu")] == ["credit:eu/v1"]
