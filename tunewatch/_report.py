@@ -9,6 +9,7 @@ report can be rebuilt at any time and always says what the audit log says.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,20 +48,20 @@ class Report:
         return f"{self.model} version {self.version}: rationale"
 
     def markdown(self) -> str:
-        out = [f"# {self.title}", ""]
+        out = [f"# {_md(self.title)}", ""]
         for s in self.sections:
-            out += [f"## {s.title}", ""]
+            out += [f"## {_md(s.title)}", ""]
             if s.text:
-                out += [s.text, ""]
+                out += [_md(s.text), ""]
             for key, value in s.rows:
-                out.append(f"- **{key}**: {_fmt(value)}")
+                out.append(f"- **{_md(key)}**: {_md(_fmt(value))}")
             if s.rows:
                 out.append("")
             if s.table:
                 header, *body = s.table
-                out.append("| " + " | ".join(header) + " |")
+                out.append("| " + " | ".join(_md(h) for h in header) + " |")
                 out.append("|" + "---|" * len(header))
-                out += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in body]
+                out += ["| " + " | ".join(_md(_fmt(c)) for c in row) + " |" for row in body]
                 out.append("")
         return "\n".join(out)
 
@@ -97,6 +98,16 @@ class Report:
                 )
         parts.append("</body></html>")
         return "".join(parts)
+
+
+_MD_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": r"\|"})
+
+
+def _md(text: str) -> str:
+    """``text`` as one line of Markdown: '<', '>' and '&' as HTML entities (Markdown
+    passes raw HTML through), '|' escaped (it ends a table cell) and line breaks as
+    ``<br>`` (one ends a table row or a list item)."""
+    return re.sub(r"\r\n?|\n", "<br>", text.translate(_MD_ESCAPES))
 
 
 def _fmt(value: Any) -> str:

@@ -1,0 +1,50 @@
+"""Rationale reports: what the Markdown says, and where the files go."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+from tests.tunewatch.conftest import MODEL, make_daemon
+from tunewatch._example import ExampleModel
+from tunewatch._report import build_report
+
+
+def _table(markdown: str, header: str) -> list[list[str]]:
+    """The body rows of the Markdown table under ``header``, split at unescaped pipes."""
+    lines = markdown[markdown.index(header) :].split("\n\n")[0].splitlines()[2:]
+    return [re.split(r"(?<!\\)\|", line)[1:-1] for line in lines]
+
+
+def test_markdown_report_escapes_pipes_newlines_and_html_in_values(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """Values went into the Markdown unescaped: a '|' split a table cell, a newline ended
+    the table, and raw HTML reached the stored .md and `?format=md` (the HTML report
+    escaped them)."""
+    daemon, _ = make_daemon(tmp_path, trained)
+    try:
+        hp = {
+            **trained[0].metadata.hyperparameters,
+            "features": "age|income",
+            "note": "line1\n<img src=x onerror=alert(1)> & more",
+        }
+        meta = dataclasses.replace(trained[0].metadata, hyperparameters=hp)
+        row = daemon.registry.register(MODEL, trained[0].onnx, meta, actor="t", stage="shadow")
+        daemon.store.promote(MODEL, row.version, actor="alice", reason="won|by far\nsee <b>")
+        report = build_report(daemon.store, daemon.config, MODEL, row.version)
+        md = report.markdown()
+        params = _table(md, "| parameter | value |")
+        assert all(len(cells) == 2 for cells in params), params
+        values = {k.strip(): v.strip() for k, v in params}
+        assert values["features"] == r"age\|income"
+        assert values["note"] == "line1<br>&lt;img src=x onerror=alert(1)&gt; &amp; more"
+        decisions = _table(md, "| when | action | by | reason |")
+        assert all(len(cells) == 4 for cells in decisions), decisions
+        assert decisions[-1][3].strip() == r"won\|by far<br>see &lt;b&gt;"
+        assert "<img" not in md and "<b>" not in md
+        # the HTML report escapes for HTML only: the value reads as it was given
+        assert "age|income" in report.html() and "&lt;img src=x" in report.html()
+    finally:
+        daemon.close()
