@@ -22,7 +22,7 @@ from tunewatch._evaluation import Evaluator
 from tunewatch._launcher import STALE_HEARTBEATS, JobLauncher
 from tunewatch._recorder import Recorder
 from tunewatch._registry import Registry
-from tunewatch._report import write_report
+from tunewatch._report import refresh_reports
 from tunewatch._runtime import ScoringRuntime
 from tunewatch._scheduler import PerModelJob, Scheduler, Task
 from tunewatch.api import AppContext, create_asgi
@@ -201,7 +201,7 @@ class Daemon:
         self.runtime.load(model)
         champion = self.store.champion(model)
         if champion is not None:
-            write_report(self.store, self.config, model, champion.version)
+            refresh_reports(self.store, self.config, model, (champion.version,))
 
     def _scheduled_retune(self, model: str) -> None:
         self.dispatcher.handle(model, "schedule", {"reason": "standing schedule"})

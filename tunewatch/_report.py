@@ -8,9 +8,11 @@ report can be rebuilt at any time and always says what the audit log says.
 
 from __future__ import annotations
 
+import hashlib
 import html
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,10 @@ from tunewatch._config import Config
 from tunewatch._governance import promotion_rules
 from tunewatch.store import Store
 
+logger = logging.getLogger(__name__)
+
+#: The longest file name, in bytes, of the usual file systems (ext4, XFS, Btrfs, tmpfs).
+NAME_MAX = 255
 Row = tuple[str, Any]
 EVIDENCE = (
     "challenger_better",
@@ -262,13 +268,45 @@ def _decision_section(store: Store, model: str, version: int) -> Section:
 
 
 def write_report(store: Store, config: Config, model: str, version: int) -> tuple[Path, Path]:
-    """Write ``<data_dir>/reports/<model>-v<version>.md`` and ``.html``."""
+    """Write ``<data_dir>/reports/<model>-v<version>.md`` and ``.html`` (see
+    :func:`report_stem` for the file name)."""
     report = build_report(store, config, model, version)
     folder = Path(config.data_dir).resolve() / "reports"
     folder.mkdir(parents=True, exist_ok=True)
-    # a model named before names could not be paths: its separators are escaped
-    stem = f"{model.replace('%', '%25').replace('/', '%2F').replace(chr(92), '%5C')}-v{version}"
+    stem = report_stem(model, version)
     md, page = folder / f"{stem}.md", folder / f"{stem}.html"
     md.write_text(report.markdown(), encoding="utf-8")
     page.write_text(report.html(), encoding="utf-8")
     return md, page
+
+
+def refresh_reports(store: Store, config: Config, model: str, versions: Iterable[int]) -> None:
+    """Write the reports of ``versions`` after a committed promotion, approval or
+    rollback. One that cannot be written is logged with its traceback, not raised: the
+    change it explains stands, and ``GET …/report`` and ``tunewatch report`` rebuild it
+    from the store."""
+    for version in versions:
+        try:
+            write_report(store, config, model, version)
+        except OSError:
+            logger.exception(
+                "model=%s version=%d: writing the rationale report failed (the change "
+                "stands; the report is rebuilt from the store on request)",
+                model,
+                version,
+            )
+
+
+def report_stem(model: str, version: int) -> str:
+    """The reports' file name without its suffix: ``<model>-v<version>``, with '%' and
+    the path separators of a model named before names could not be paths escaped. A
+    name that would make the file name longer than :data:`NAME_MAX` bytes is cut, and the
+    first 16 hex digits of its sha256 keep it apart from the names it shares the cut
+    part with."""
+    escaped = model.replace("%", "%25").replace("/", "%2F").replace("\\", "%5C")
+    suffix = f"-v{version}"
+    if len(f"{escaped}{suffix}.html".encode()) <= NAME_MAX:
+        return escaped + suffix
+    tail = f"~{hashlib.sha256(model.encode()).hexdigest()[:16]}{suffix}"
+    room = NAME_MAX - len(f"{tail}.html".encode())
+    return escaped.encode()[:room].decode("utf-8", errors="ignore") + tail

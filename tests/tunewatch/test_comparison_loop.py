@@ -4,6 +4,7 @@ guardrails and the approval gate; the rollback watch."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -126,8 +127,11 @@ def runner(
     d: Daemon,
     model: str = MODEL,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    lineup_changed: Callable[[str], object] | None = None,
     **settings: object,
 ) -> ComparisonRunner:
+    """A runner with these settings; after a promotion or rollback it reloads the lineup,
+    or calls ``lineup_changed`` (``d.comparisons.on_lineup_change``: as the daemon does)."""
     settings = {"guardrails": LOOSE, "bootstrap_resamples": 0, **settings}
     cfg = ComparisonConfig.model_validate(settings)
     return ComparisonRunner(
@@ -135,7 +139,7 @@ def runner(
         d.config,
         dispatcher=d.dispatcher,
         metrics=d.metrics,
-        on_lineup_change=d.runtime.load,
+        on_lineup_change=lineup_changed or d.runtime.load,
         settings={model: cfg},
         clock=clock,
     )
@@ -231,6 +235,29 @@ def test_better_challenger_is_promoted_within_documented_requests(
     loop.run(MODEL)
     events = [e.type for e in daemon.store.list_events(model=MODEL, limit=50)]
     assert events.count("challenger_better") == 1
+
+
+def test_a_report_that_cannot_be_written_does_not_stop_an_automatic_promotion(
+    daemon: Daemon, trained: list[ExampleModel], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The daemon writes the new champion's report after the promotion is committed; when
+    that raised, the exception escaped into the comparison run, past the lineup reload's
+    caller and the rest of the run. It is logged instead: the report is rebuilt from the
+    store on request."""
+    (Path(daemon.config.data_dir) / "reports").write_text("not a folder")
+    t = traffic(trained, 2000, seed=7)
+    loop = runner(daemon, lineup_changed=daemon.comparisons.on_lineup_change)
+    actions = []
+    with caplog.at_level(logging.ERROR, logger="tunewatch._report"):
+        for start in range(0, 2000, BATCH):
+            feed_better(daemon, t, start, start + BATCH)
+            actions += [r.action for r in loop.run(MODEL) if r.kind == "paired"]
+            if "promoted" in actions:
+                break
+    assert actions[-1] == "promoted"
+    assert daemon.runtime.model(MODEL).deployment.lineup.champion.version == 2  # type: ignore[union-attr]
+    [failure] = [r for r in caplog.records if "rationale report" in r.getMessage()]
+    assert failure.exc_info is not None and "version=2" in failure.getMessage()
 
 
 def test_equal_challenger_is_not_declared_better(

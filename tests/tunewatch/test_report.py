@@ -48,3 +48,33 @@ def test_markdown_report_escapes_pipes_newlines_and_html_in_values(
         assert "age|income" in report.html() and "&lt;img src=x" in report.html()
     finally:
         daemon.close()
+
+
+def test_report_files_of_a_long_model_name_fit_a_file_name_and_stay_apart(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The file name was the escaped model name and `-vN.md`, never measured: a valid
+    name of 130 'é' (260 bytes) or 90 '%' (270 bytes escaped) is past the 255-byte limit
+    of a file name, and writing the report raised OSError after the change it explains
+    was committed. A short name keeps its file name."""
+    from tunewatch._report import write_report
+
+    daemon, _ = make_daemon(tmp_path, trained)
+    names = ["é" * 130, "é" * 129 + "e", "%" * 90, "\U0001f600" * 200]
+    try:
+        for name in names:
+            daemon.registry.register(
+                name, trained[0].onnx, trained[0].metadata, actor="t", stage="champion"
+            )
+        folder = (tmp_path / "reports").resolve()
+        written = [write_report(daemon.store, daemon.config, name, 1) for name in names]
+        for md, page in written:
+            assert md.parent == page.parent == folder
+            assert len(page.name.encode()) <= 255 and md.read_text(encoding="utf-8")
+            assert md.name.endswith("-v1.md") and page.stem == md.stem
+        assert written[0][0].name.startswith("é" * 50)
+        assert len({md for md, _ in written}) == len(names)
+        short = write_report(daemon.store, daemon.config, MODEL, 1)
+        assert [p.name for p in short] == ["credit-v1.md", "credit-v1.html"]
+    finally:
+        daemon.close()

@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from tunewatch import _governance as governance
 from tunewatch._auth import Principal
 from tunewatch._registry import Reference, VersionMetadata
-from tunewatch._report import build_report, write_report
+from tunewatch._report import build_report, refresh_reports
 from tunewatch._runtime import version_or_404
 from tunewatch.api._context import RowId, authenticate, context
 from tunewatch.api._errors import ApiError
@@ -190,7 +190,7 @@ def promote(
             status_code=202,
         )
     ctx.runtime.load(model)
-    write_report(ctx.runtime.store, ctx.runtime.config, model, version)
+    refresh_reports(ctx.runtime.store, ctx.runtime.config, model, (version,))
     return promotion_json(outcome.champion, outcome.previous)
 
 
@@ -264,7 +264,7 @@ def _decide(
     out: dict[str, Any] = {"approval": approval_json(decided)}
     if promoted is not None:
         ctx.runtime.load(decided.model)
-        write_report(ctx.runtime.store, ctx.runtime.config, decided.model, decided.version)
+        refresh_reports(ctx.runtime.store, ctx.runtime.config, decided.model, (decided.version,))
         out.update(promotion_json(*promoted))
     return out
 

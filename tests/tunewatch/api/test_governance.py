@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -162,6 +164,45 @@ def test_rollback_restores_the_previous_champion_and_then_refuses(gov: Running) 
     audit = httpx.get(f"{gov.url}/v1/audit", headers=gov.auth("viewer")).json()
     assert audit["chain_intact"] and audit["entries"][0]["action"] == "rollback"
     assert audit["chain_break"] is None
+
+
+def test_promoting_a_model_with_a_long_name_answers_with_the_promotion(
+    gov: Running, trained: list[ExampleModel]
+) -> None:
+    """130 'é' is a valid name (130 characters) but 260 bytes: the report's file name
+    was past the 255-byte limit, so the promotion was committed and answered 500."""
+    name = "é" * 130
+    for model, stage in zip(trained, ("champion", "shadow"), strict=True):
+        gov.daemon.registry.register(name, model.onnx, model.metadata, actor="t", stage=stage)  # type: ignore[arg-type]
+    r = _post(gov, f"/v1/models/{quote(name, safe='')}/versions/2/promote", "operator", reason="x")
+    assert r.status_code == 200, r.text
+    assert r.json()["champion"]["version"] == 2
+    [page] = (Path(gov.daemon.config.data_dir) / "reports").glob("*-v2.html")
+    assert page.name.startswith("é" * 50) and len(page.name.encode()) <= 255
+
+
+def test_a_report_that_cannot_be_written_does_not_fail_a_committed_promotion(
+    gov: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Writing the report came after the promotion was committed: when it raised, the
+    request answered 500 though the new champion served. The report is rebuilt from the
+    store on request, so the failure is logged and the promotion answered."""
+    (Path(gov.daemon.config.data_dir) / "reports").write_text("not a folder")
+    with caplog.at_level(logging.ERROR, logger="tunewatch._report"):
+        r = _post(gov, f"/v1/models/{MODEL}/versions/3/promote", "operator", reason="refresh")
+        assert r.status_code == 200 and r.json()["champion"]["version"] == 3, r.text
+        pending = _post(gov, "/v1/models/loans/versions/2/promote", "operator", reason="won")
+        approval = pending.json()["approval"]["id"]
+        ok = _post(gov, f"/v1/approvals/{approval}/approve", "approver", reason="reviewed")
+        assert ok.status_code == 200 and ok.json()["champion"]["version"] == 2, ok.text
+    assert _infer_version(gov) == "3" and _infer_version(gov, "loans") == "2"
+    failures = [rec for rec in caplog.records if "rationale report" in rec.getMessage()]
+    assert [(rec.exc_info is not None) for rec in failures] == [True, True]
+    assert "credit" in failures[0].getMessage() and "loans" in failures[1].getMessage()
+    report = httpx.get(
+        f"{gov.url}/v1/models/{MODEL}/versions/3/report?format=md", headers=gov.auth("viewer")
+    )
+    assert report.status_code == 200 and "| promote | test-operator | refresh |" in report.text
 
 
 def test_the_audit_endpoint_reports_a_removed_newest_entry(gov: Running) -> None:
