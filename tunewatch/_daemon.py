@@ -197,11 +197,17 @@ class Daemon:
 
     def _lineup_changed(self, model: str) -> None:
         """After the loop promoted or rolled back: serve the new lineup, write the
-        champion's rationale report."""
+        champion's rationale report and, when the latest rollback restored it, the
+        rolled-back version's."""
         self.runtime.load(model)
         champion = self.store.champion(model)
-        if champion is not None:
-            refresh_reports(self.store, self.config, model, (champion.version,))
+        if champion is None:
+            return
+        versions = [champion.version]
+        last = self.store.list_events(model=model, type="rolled_back", limit=1)
+        if last and last[0].payload.get("version") == champion.version:
+            versions.append(int(last[0].payload["rolled_back"]))
+        refresh_reports(self.store, self.config, model, versions)
 
     def _scheduled_retune(self, model: str) -> None:
         self.dispatcher.handle(model, "schedule", {"reason": "standing schedule"})

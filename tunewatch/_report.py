@@ -19,7 +19,7 @@ from typing import Any
 
 from tunewatch._config import Config
 from tunewatch._governance import promotion_rules
-from tunewatch.store import Store
+from tunewatch.store import AuditEntry, Store
 
 logger = logging.getLogger(__name__)
 
@@ -251,10 +251,9 @@ def _summary(payload: dict[str, Any]) -> str:
 
 
 def _decision_section(store: Store, model: str, version: int) -> Section:
-    target = f"{model}/v{version}"
     rows: list[tuple[str, ...]] = [("when", "action", "by", "reason")]
-    for a in reversed(store.audit_log(limit=100_000, target=target)):
-        rows.append((a.at.isoformat(), a.action, a.actor, str(a.details.get("reason", ""))))
+    for a in _decisions(store, model, version):
+        rows.append((a.at.isoformat(), _action(a), a.actor, str(a.details.get("reason", ""))))
     approvals = [a for a in store.list_approvals(model=model, limit=1000) if a.version == version]
     extra: Sequence[Row] = tuple(
         (
@@ -265,6 +264,26 @@ def _decision_section(store: Store, model: str, version: int) -> Section:
         for a in approvals
     )
     return Section("Decisions and approvals", rows=tuple(extra), table=tuple(rows))
+
+
+def _decisions(store: Store, model: str, version: int) -> list[AuditEntry]:
+    """The audit entries about ``version``, oldest first: those targeting it, and the
+    rollbacks that rolled it back (audited against the version they restored, with the
+    rolled-back one in ``details["rolled_back"]``)."""
+    own = store.audit_log(limit=100_000, target=f"{model}/v{version}")
+    rolled_back = [
+        a
+        for a in store.audit_log(limit=100_000, model=model, action="rollback")
+        if a.details.get("rolled_back") == version
+    ]
+    return sorted({a.id: a for a in (*own, *rolled_back)}.values(), key=lambda a: a.id)
+
+
+def _action(entry: AuditEntry) -> str:
+    d = entry.details
+    if entry.action == "rollback" and {"version", "rolled_back"} <= d.keys():
+        return f"rollback (v{d['rolled_back']} rolled back, v{d['version']} restored)"
+    return entry.action
 
 
 def write_report(store: Store, config: Config, model: str, version: int) -> tuple[Path, Path]:

@@ -436,6 +436,27 @@ def test_rollback_watch_restores_the_previous_champion(
     assert daemon.runtime.model(MODEL).deployment.lineup.champion.version == 1  # type: ignore[union-attr]
 
 
+def test_an_automatic_rollback_rewrites_the_reports_of_both_versions(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """After a rollback the daemon wrote only the restored champion's report: the
+    rolled-back version's copy still said it was champion, with no rollback in it."""
+    t = _promote_a_worse_version(daemon, trained)
+    loop = runner(daemon, rollback=UNPAIRED, lineup_changed=daemon.comparisons.on_lineup_change)
+    actions = []
+    for start in range(400, 1400, BATCH):
+        _feed_worse(daemon, t, start, start + BATCH)
+        actions += [r.action for r in loop.run(MODEL) if r.kind == "rollback_watch"]
+        if "rolled_back" in actions:
+            break
+    assert actions[-1] == "rolled_back"
+    folder = Path(daemon.config.data_dir) / "reports"
+    rolled_back = (folder / f"{MODEL}-v2.md").read_text(encoding="utf-8")
+    assert "- **stage**: rolled_back" in rolled_back
+    assert "| rollback (v2 rolled back, v1 restored) | tunewatch | rollback watch" in rolled_back
+    assert "- **stage**: champion" in (folder / f"{MODEL}-v1.md").read_text(encoding="utf-8")
+
+
 def test_rollback_without_a_previous_champion_is_recorded_not_raised(
     daemon: Daemon, trained: list[ExampleModel]
 ) -> None:

@@ -78,3 +78,25 @@ def test_report_files_of_a_long_model_name_fit_a_file_name_and_stay_apart(
         assert [p.name for p in short] == ["credit-v1.md", "credit-v1.html"]
     finally:
         daemon.close()
+
+
+def test_the_report_of_a_rolled_back_version_says_who_rolled_it_back_and_why(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The rollback is audited against the restored version (`credit/v1`) and the report
+    read only entries whose target was its own version: v2's report said `rolled_back`
+    with no who, when or why."""
+    daemon, _ = make_daemon(tmp_path, trained)  # v1 champion, v2 shadow
+    try:
+        daemon.store.promote(MODEL, 2, actor="alice", reason="won in shadow")
+        daemon.store.rollback(MODEL, actor="bob", reason="pager at 3am")
+        decisions = {}
+        for version in (2, 1):
+            md = build_report(daemon.store, daemon.config, MODEL, version).markdown()
+            table = _table(md, "| when | action | by | reason |")
+            decisions[version] = [tuple(c.strip() for c in row[1:]) for row in table]
+        rollback = ("rollback (v2 rolled back, v1 restored)", "bob", "pager at 3am")
+        assert decisions[2][-2:] == [("promote", "alice", "won in shadow"), rollback]
+        assert decisions[1][-1] == rollback
+    finally:
+        daemon.close()

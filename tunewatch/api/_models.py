@@ -233,6 +233,9 @@ def rollback(
         model, actor=principal.name, reason=body.reason
     )
     ctx.runtime.load(model)
+    refresh_reports(
+        ctx.runtime.store, ctx.runtime.config, model, (restored.version, rolled_back.version)
+    )
     return {
         "status": "rolled_back",
         "champion": version_json(restored),

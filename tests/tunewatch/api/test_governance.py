@@ -181,12 +181,12 @@ def test_promoting_a_model_with_a_long_name_answers_with_the_promotion(
     assert page.name.startswith("é" * 50) and len(page.name.encode()) <= 255
 
 
-def test_a_report_that_cannot_be_written_does_not_fail_a_committed_promotion(
+def test_a_report_that_cannot_be_written_does_not_fail_a_committed_promotion_or_rollback(
     gov: Running, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Writing the report came after the promotion was committed: when it raised, the
     request answered 500 though the new champion served. The report is rebuilt from the
-    store on request, so the failure is logged and the promotion answered."""
+    store on request, so the failure is logged and the change answered."""
     (Path(gov.daemon.config.data_dir) / "reports").write_text("not a folder")
     with caplog.at_level(logging.ERROR, logger="tunewatch._report"):
         r = _post(gov, f"/v1/models/{MODEL}/versions/3/promote", "operator", reason="refresh")
@@ -195,14 +195,31 @@ def test_a_report_that_cannot_be_written_does_not_fail_a_committed_promotion(
         approval = pending.json()["approval"]["id"]
         ok = _post(gov, f"/v1/approvals/{approval}/approve", "approver", reason="reviewed")
         assert ok.status_code == 200 and ok.json()["champion"]["version"] == 2, ok.text
-    assert _infer_version(gov) == "3" and _infer_version(gov, "loans") == "2"
+        back = _post(gov, "/v1/models/loans/rollback", "operator", reason="worse")
+        assert back.status_code == 200 and back.json()["champion"]["version"] == 1, back.text
+    assert _infer_version(gov) == "3" and _infer_version(gov, "loans") == "1"
     failures = [rec for rec in caplog.records if "rationale report" in rec.getMessage()]
-    assert [(rec.exc_info is not None) for rec in failures] == [True, True]
-    assert "credit" in failures[0].getMessage() and "loans" in failures[1].getMessage()
+    assert all(rec.exc_info is not None for rec in failures)
+    assert [rec.args for rec in failures] == [(MODEL, 3), ("loans", 2), ("loans", 1), ("loans", 2)]
     report = httpx.get(
         f"{gov.url}/v1/models/{MODEL}/versions/3/report?format=md", headers=gov.auth("viewer")
     )
     assert report.status_code == 200 and "| promote | test-operator | refresh |" in report.text
+
+
+def test_a_rollback_rewrites_the_reports_of_both_versions(gov: Running) -> None:
+    """The rollback wrote no report: the rolled-back version's copy still said it was
+    champion, and the restored one's did not say it was restored."""
+    assert _post(gov, f"/v1/models/{MODEL}/versions/3/promote", "operator", reason="r").is_success
+    r = _post(gov, f"/v1/models/{MODEL}/rollback", "operator", reason="worse in prod")
+    assert r.status_code == 200, r.text
+    folder = Path(gov.daemon.config.data_dir) / "reports"
+    rolled_back, restored = (folder / f"{MODEL}-v{v}.md" for v in (3, 1))
+    assert "- **stage**: rolled_back" in rolled_back.read_text(encoding="utf-8")
+    assert "- **stage**: champion" in restored.read_text(encoding="utf-8")
+    for report in (rolled_back, restored):
+        text = report.read_text(encoding="utf-8")
+        assert "| rollback (v3 rolled back, v1 restored) | test-operator | worse in prod |" in text
 
 
 def test_the_audit_endpoint_reports_a_removed_newest_entry(gov: Running) -> None:
