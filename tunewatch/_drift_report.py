@@ -91,12 +91,16 @@ def drift_report(
     )
     settings = config.model_or_default(name, model.task).evaluation.drift
     columns, drift_share = judged_as(target.payload, settings)
+    # evidently judges every typed column: only those the verdict tested, so that the
+    # dataset share divides by the columns the verdict's did
+    untested = untested_columns(target.payload)
+    types = {c: kind for c, kind in column_types(model, reference).items() if c not in untested}
     try:
         html, verdicts = evidently_report(
             reference,
             current,
             columns=columns,
-            column_types=column_types(model, reference),
+            column_types=types,
             drift_share=drift_share,
         )
     except EvidentlyError as exc:
@@ -121,12 +125,23 @@ def drift_report(
     return html
 
 
+def untested_columns(payload: dict[str, Any]) -> frozenset[str]:
+    """The columns a stored drift verdict could not test (``insufficient_data``: too few
+    values in the window, e.g. the label when few requests are labelled yet). The
+    verdict's dataset share leaves them out of its denominator."""
+    stored = payload.get("columns", [])
+    return frozenset(payload.get("insufficient", [])) | {
+        c["column"] for c in stored if c.get("status") == "insufficient_data"
+    }
+
+
 def judged_as(payload: dict[str, Any], settings: Any) -> tuple[dict[str, ColumnDriftConfig], float]:
     """evidently's per-column methods and thresholds, and dataset share, that reproduce a
-    stored drift verdict: each column with the method the evaluation used (tunewatch picks
-    the default by the smaller sample, evidently by the reference alone); under the
-    ``bonferroni`` or ``fdr`` rule, p-value columns at the corrected threshold, and the
-    dataset drifted when any column did."""
+    stored drift verdict: each column the verdict tested with the method the evaluation
+    used (tunewatch picks the default by the smaller sample, evidently by the reference
+    alone), none it could not test (:func:`untested_columns`); under the ``bonferroni`` or
+    ``fdr`` rule, p-value columns at the corrected threshold, and the dataset drifted when
+    any column did."""
     stored = [c for c in payload.get("columns", []) if c.get("method") in DRIFT_METHODS]
     thresholds: dict[str, float | None] = {c["column"]: c.get("threshold") for c in stored}
     for name, spec in settings.columns.items():
@@ -153,9 +168,11 @@ def judged_as(payload: dict[str, Any], settings: Any) -> tuple[dict[str, ColumnD
         for _, column in with_p:
             thresholds[column] = max(cut, 5e-324)
         drift_share = 1.0 / max(len(tested), 1)
+    untested = untested_columns(payload)
     columns = {
         name: ColumnDriftConfig(method=methods[name], threshold=thresholds.get(name))
         for name in methods
+        if name not in untested
     }
     return columns, drift_share
 

@@ -19,7 +19,7 @@ from tunewatch._errors import NotFoundError
 from tunewatch._example import ExampleModel, example_data
 from tunewatch._registry import Reference
 from tunewatch._scheduler import PerModelJob, Scheduler
-from tunewatch.store import RequestRecord
+from tunewatch.store import LabelItem, RequestRecord
 from tunewatch.store._schema import evaluations, leases
 
 MODEL = "credit"
@@ -770,6 +770,36 @@ def test_the_report_agrees_with_the_stored_verdict_on_a_small_window(daemon: Dae
     [report] = daemon.store.list_evaluations(MODEL, kind="drift_report", limit=1)
     assert set(report.payload["drifted_columns"]) == set(drift.payload["drifted_columns"])
     assert {"x0", "x1"} <= set(drift.payload["drifted_columns"])
+
+
+def test_the_report_leaves_out_the_columns_the_verdict_could_not_test(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """Under the `share` rule the verdict divides by the columns it tested, leaving out
+    the label when fewer than `min_rows` requests of the window are labelled; evidently
+    was handed every column at the same share threshold, divided by one more, and said
+    "Dataset Drift is NOT detected" of a window the verdict called drifted."""
+    d = _champion_daemon(trained, tmp_path, {"drift": {"share_threshold": 0.55}})
+    try:
+        clock = Clock(datetime.now(UTC) - timedelta(minutes=30))
+
+        def shift_three(x: np.ndarray) -> None:
+            x[:, :3] += 3.0
+
+        feed(d, clock, 0, 400, shift=0.0, seed=5, labels=False, edit=shift_three)
+        d.store.add_labels(MODEL, [LabelItem(f"r{i}", float(i % 2)) for i in range(20)])
+        d.evaluator.clock = lambda: clock.now + timedelta(seconds=1)
+        drift = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["drift"]
+        p = drift.payload
+        assert p["alarm"] and p["insufficient"] == ["__label__"]
+        # the scenario: drifted over the tested columns, not over every column
+        assert len(p["drifted_columns"]) / len(p["columns"]) < 0.55 <= p["drifted_share"]
+        html = d.evaluator.drift_report(MODEL, drift.id)
+        assert "Dataset Drift is detected. Dataset drift detection threshold is 0.55" in html
+        [report] = d.store.list_evaluations(MODEL, kind="drift_report", limit=1)
+        assert report.payload["drifted_columns"] == sorted(p["drifted_columns"])
+    finally:
+        d.close()
 
 
 def test_a_streak_does_not_resume_when_a_champion_is_restored(
