@@ -234,7 +234,10 @@ class Registry:
         """Check ``onnx_bytes`` in a subprocess, store it, and add the version row.
 
         ``stage="champion"`` skips promotion and its gate: where an operator asks for it,
-        the caller checks ``_governance.check_champion_registration`` first.
+        the caller checks ``_governance.check_champion_registration`` first (a fast
+        answer before the candidate check). The store checks the regulated flag again
+        under the model's lock when it adds the version (``ConflictError``
+        ``approval_required``): the model may have been regulated meanwhile.
 
         With ``once_per_study`` a study registers one version at most: workers sharing a
         job's study each finish with the same winner, and the first registers it

@@ -199,8 +199,9 @@ def test_the_target_model_s_task_features_and_regulation_still_apply(
 ) -> None:
     bundle = _export(source, tmp_path / "credit.zip")
     target.registry.register(
-        MODEL, trained[0].onnx, trained[0].metadata, actor="t", stage="champion", regulated=True
+        MODEL, trained[0].onnx, trained[0].metadata, actor="t", stage="champion"
     )
+    target.store.regulate_model(MODEL, actor="t", reason="regulated after its first champion")
     with pytest.raises(ConflictError, match="regulated"):
         _import(target, bundle)
     target.registry.register(

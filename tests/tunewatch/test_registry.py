@@ -7,10 +7,12 @@ import dataclasses
 import io
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+import tunewatch._registry as registry_module
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
@@ -194,5 +196,33 @@ def test_a_registration_regulates_an_existing_model_its_config_regulates(
         assert daemon.store.get_model("loans").regulated is True
         [entry] = daemon.store.audit_log(action="regulate_model")
         assert entry.actor == "bob" and "config" in entry.details["reason"]
+    finally:
+        daemon.close()
+
+
+def test_a_model_regulated_during_the_candidate_check_gets_no_champion(
+    trained: list[ExampleModel], tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The approval rule was checked before the sandboxed load (seconds) and never again:
+    a model regulated meanwhile (another registration with `regulated: true`, a daemon
+    starting whose config regulates it) got a champion no approver saw."""
+    daemon = _daemon(tmp_path, store_url, regulates=False)
+    try:
+        daemon.registry.register("loans", trained[1].onnx, trained[1].metadata, actor="t")
+        inspect = registry_module.inspect_candidate
+
+        def regulated_meanwhile(path: Path, **kwargs: Any) -> Any:
+            info = inspect(path, **kwargs)
+            daemon.store.regulate_model("loans", actor="bob", reason="meanwhile")
+            return info
+
+        monkeypatch.setattr(registry_module, "inspect_candidate", regulated_meanwhile)
+        with pytest.raises(ConflictError) as info:
+            daemon.registry.register(
+                "loans", trained[0].onnx, trained[0].metadata, actor="t", stage="champion"
+            )
+        assert info.value.code == "approval_required"
+        assert daemon.store.champion("loans") is None
+        assert [v.version for v in daemon.store.list_versions("loans")] == [1]
     finally:
         daemon.close()

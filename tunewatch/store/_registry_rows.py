@@ -3,7 +3,9 @@
 Every function runs inside the caller's transaction. Version numbers are assigned
 under a lock on the model's row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite's
 ``BEGIN IMMEDIATE`` already serialises writers), and the partial unique index on
-``model_versions(model) WHERE stage = 'champion'`` backs the one-champion rule.
+``model_versions(model) WHERE stage = 'champion'`` backs the one-champion rule. A version
+is registered as the champion only when the model has none and, read under that lock, is
+not regulated (its promotion would wait for an approver).
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def add_version(
         raise ValueError(f"a new version's `stage` must be one of shadow, champion; got {stage!r}")
     if len(artefact_sha256) != 64:
         raise ValueError(f"`artefact_sha256` must be 64 hex characters, got {artefact_sha256!r}")
-    _lock_model(conn, model)
+    locked = _lock_model(conn, model)
     if once_per_study and study is not None:
         registered = conn.execute(
             select(model_versions.c.version).where(
@@ -152,6 +154,13 @@ def add_version(
                 "new version as a shadow and promote it, so that approvals and safe ranges "
                 "apply",
                 code="champion_exists",
+            )
+        if locked.regulated:  # read under the lock: a caller's earlier check may be stale
+            raise ConflictError(
+                f"model {model!r} is regulated: a version cannot be registered as its "
+                "champion, because its promotion would wait for an approver; register it as "
+                "a shadow and promote it",
+                code="approval_required",
             )
     conn.execute(
         model_versions.insert().values(
@@ -284,12 +293,14 @@ def set_stage(
     return get_version(conn, model, version)
 
 
-def _lock_model(conn: Connection, model: str) -> None:
+def _lock_model(conn: Connection, model: str) -> ModelRow:
+    """Lock the model's row for the transaction and return it as it is now."""
     found = conn.execute(
-        select(models.c.name).where(models.c.name == model).with_for_update()
+        select(models).where(models.c.name == model).with_for_update()
     ).one_or_none()
     if found is None:
         raise NotFoundError(f"model {model!r} is not registered")
+    return _model(found)
 
 
 def _demote_champion(conn: Connection, model: str, now: Any) -> int | None:

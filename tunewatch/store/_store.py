@@ -179,7 +179,9 @@ class Store:
         once_per_study: bool = False,
     ) -> VersionRow:
         """Add the model's next version; with ``once_per_study``, raise ``ConflictError``
-        (``study_registered``) if ``study`` has registered a version already."""
+        (``study_registered``) if ``study`` has registered a version already. As the
+        champion only where the model has none (``champion_exists``) and is not regulated
+        (``approval_required``), both read under the model's lock."""
         with self._tx("add_version") as conn:
             return _registry_rows.add_version(
                 conn,

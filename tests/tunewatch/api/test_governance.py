@@ -9,12 +9,14 @@ import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
+import tunewatch._registry as registry_module
 from tests.tunewatch.conftest import MODEL, Running, make_daemon
 from tunewatch._background import BackgroundServer
 from tunewatch._example import ExampleModel, feature_names
@@ -42,8 +44,9 @@ def gov(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Running]:
         },
     )
     daemon.registry.register(MODEL, trained[0].onnx, trained[0].metadata, actor="test")
-    for model, stage in zip(trained, ("champion", "shadow"), strict=True):
-        daemon.registry.register("loans", model.onnx, model.metadata, actor="test", stage=stage)  # type: ignore[arg-type]
+    for model in trained:  # a regulated model's champion is promoted, never registered
+        daemon.registry.register("loans", model.onnx, model.metadata, actor="test")
+    daemon.store.promote("loans", 1, actor="test", reason="the first champion")
     with BackgroundServer(daemon.app) as server:
         yield Running(daemon=daemon, server=server, tokens=tokens)
     daemon.close()
@@ -356,6 +359,27 @@ def test_registering_a_champion_passes_the_promotion_gate(
         gov, "cards", onnx, stage="champion", hyperparameters={"estimator": "logistic"}
     )
     assert safe.status_code == 201 and safe.json()["stage"] == "champion", safe.text
+
+
+def test_a_model_regulated_while_its_candidate_is_checked_gets_no_champion(
+    gov: Running, trained: list[ExampleModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gate was checked before the sandboxed load and never again: the model was
+    regulated meanwhile and the version landed as its champion with no approver."""
+    store = gov.daemon.store
+    assert _register(gov, "bank", trained[1].onnx).status_code == 201
+    inspect = registry_module.inspect_candidate
+
+    def regulated_meanwhile(path: Path, **kwargs: Any) -> Any:
+        info = inspect(path, **kwargs)
+        store.regulate_model("bank", actor="bob", reason="a replica's config regulates it")
+        return info
+
+    monkeypatch.setattr(registry_module, "inspect_candidate", regulated_meanwhile)
+    r = _register(gov, "bank", trained[1].onnx, stage="champion")
+    assert r.status_code == 409, r.text
+    assert r.json()["code"] == "approval_required" and "regulated" in r.json()["error"]
+    assert store.champion("bank") is None and len(store.list_versions("bank")) == 1
 
 
 def test_a_model_name_the_store_cannot_hold_is_a_400(

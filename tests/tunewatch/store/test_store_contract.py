@@ -147,6 +147,20 @@ def test_a_second_champion_cannot_be_registered_only_promoted(model_store: Store
     assert len(model_store.audit_log(limit=100)) == audit_before
 
 
+def test_a_regulated_model_gets_no_champion_by_registration(model_store: Store) -> None:
+    """The approval rule was checked only before the candidate's slow sandboxed load: a
+    model regulated meanwhile got a champion no approver saw. Checked under the lock."""
+    model_store.regulate_model("m", actor="bob", reason="regulated meanwhile")
+    audit_before = len(model_store.audit_log(limit=100))
+    with pytest.raises(ConflictError) as info:
+        _register(model_store, stage="champion")
+    assert info.value.code == "approval_required"
+    assert "'m' is regulated" in info.value.message and "promote" in info.value.message
+    assert model_store.champion("m") is None and model_store.list_versions("m") == []
+    assert len(model_store.audit_log(limit=100)) == audit_before
+    assert _register(model_store).stage == "shadow"  # a shadow is promoted, with approval
+
+
 def test_a_study_registers_once_when_asked_and_under_the_model_lock(model_store: Store) -> None:
     first = _register(model_store, study="m-job1", once_per_study=True)
     with pytest.raises(ConflictError) as info:
