@@ -39,6 +39,30 @@ def recorded_parity_error(details: Mapping[str, Any]) -> float | None:
 
 TASKS = ("binary", "multiclass", "regression")
 
+#: How deep a version's ``hyperparameters`` and ``details`` may nest (the JSON object
+#: itself is the first level): far past any real use, and well inside what every reader
+#: and serialiser of a version (the API's included) handles.
+MAX_METADATA_DEPTH = 32
+
+
+def json_depth(value: Any) -> int:
+    """How many levels of dicts and lists ``value`` nests (a dict or list is one level, a
+    scalar none); iterative, so any depth is measured."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Collection[Any] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 #: The audit reason when a model is marked regulated because the config says so.
 CONFIG_REASON = "the config of this process regulates it (`models[].regulated: true`)"
 
@@ -266,6 +290,16 @@ class Registry:
                 f"{len(metadata.feature_names)} `feature_names` were given",
                 code="feature_count_mismatch",
             )
+        for name, value in (
+            ("hyperparameters", metadata.hyperparameters),
+            ("details", metadata.details),
+        ):
+            depth = json_depth(value)
+            if depth > MAX_METADATA_DEPTH:
+                raise RegistrationError(
+                    f"`{name}` must nest at most {MAX_METADATA_DEPTH} levels deep, got {depth}",
+                    code="invalid_request",
+                )
         try:
             canonical_json(dict(metadata.hyperparameters))
             canonical_json(dict(metadata.details))

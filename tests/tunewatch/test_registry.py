@@ -18,7 +18,7 @@ from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._errors import ConflictError, InvalidValueError
 from tunewatch._example import ExampleModel
-from tunewatch._registry import Reference, RegistrationError, Registry
+from tunewatch._registry import MAX_METADATA_DEPTH, Reference, RegistrationError, Registry
 
 
 def _header_only(descr: str, shape: tuple[int, ...]) -> bytes:
@@ -224,5 +224,38 @@ def test_a_model_regulated_during_the_candidate_check_gets_no_champion(
         assert info.value.code == "approval_required"
         assert daemon.store.champion("loans") is None
         assert [v.version for v in daemon.store.list_versions("loans")] == [1]
+    finally:
+        daemon.close()
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"a": value}
+    return dict(value)
+
+
+@pytest.mark.parametrize("field", ["hyperparameters", "details"])
+def test_metadata_nested_past_the_bound_is_refused_before_anything_is_written(
+    trained: list[ExampleModel], tmp_path: Path, field: str
+) -> None:
+    """300 levels passed every check and were committed; serialising the version then
+    failed: the API answered 500 after the commit and listed the model's versions with
+    500 from then on."""
+    daemon = Daemon(build_config({"data_dir": str(tmp_path / "data")}, env={}), env={})
+    try:
+        deep = dataclasses.replace(trained[0].metadata, **{field: _nested(MAX_METADATA_DEPTH + 1)})
+        with pytest.raises(RegistrationError) as info:
+            daemon.registry.register("deep", trained[0].onnx, deep, actor="t")
+        assert info.value.code == "invalid_request"
+        assert f"`{field}`" in info.value.message
+        assert f"at most {MAX_METADATA_DEPTH} levels deep, got {MAX_METADATA_DEPTH + 1}" in (
+            info.value.message
+        )
+        assert daemon.store.list_models() == []
+        assert not any(daemon.artefacts.root.rglob("*.onnx"))
+        at_bound = dataclasses.replace(trained[0].metadata, **{field: _nested(MAX_METADATA_DEPTH)})
+        row = daemon.registry.register("deep", trained[0].onnx, at_bound, actor="t")
+        assert getattr(row, field)["a"] == _nested(MAX_METADATA_DEPTH)["a"]
     finally:
         daemon.close()

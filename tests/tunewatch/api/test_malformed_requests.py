@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from tests.tunewatch.conftest import Running
+from tunewatch._example import ExampleModel
 
 INFER = "/v2/models/credit/infer"
 ROW = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]
@@ -500,6 +501,30 @@ def test_malformed_request_gets_documented_4xx(
     assert body["code"] == case.code
     assert isinstance(body["error"], str) and body["error"]
     assert "Traceback" not in r.text
+
+
+def test_a_registration_nested_too_deeply_is_a_400_and_writes_nothing(
+    running: Running, client: httpx.Client, trained: list[ExampleModel]
+) -> None:
+    """Details nested 300 levels were committed, then answered 500 (a retry registered
+    the version again), and the model's version list answered 500 from then on."""
+    details: Any = 1
+    for _ in range(300):
+        details = {"a": details}
+    body = {
+        "onnx_base64": base64.b64encode(trained[0].onnx).decode(),
+        "task": "binary",
+        "feature_names": list(trained[0].metadata.feature_names),
+        "details": details,
+    }
+    r = client.post(
+        "/v1/models/deep/versions",
+        content=json.dumps(body).encode(),
+        headers=running.auth("operator") | {"Content-Type": "application/json"},
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "invalid_request" and "`details`" in r.json()["error"]
+    assert client.get("/v1/models/deep", headers=running.auth("viewer")).status_code == 404
 
 
 def test_malformed_requests_are_many_and_no_500_was_ever_answered(
