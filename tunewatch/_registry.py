@@ -198,8 +198,9 @@ def _check_npz_size(data: bytes, limit: int) -> None:
                     f"reference array {name!r} must be numeric, got {dtype}",
                     code="invalid_reference",
                 )
-            # as stored: features as float32, labels as float64, whatever was declared
-            stored = {"features.npy": 4, "labels.npy": 8, "scores.npy": 4}.get(name, 0)
+            # as stored: features as float32, labels as float64, whatever was declared;
+            # numpy serves npz["labels"] from a member named `labels.npy` or plain `labels`
+            stored = {"features": 4, "labels": 8, "scores": 4}.get(name.removesuffix(".npy"), 0)
             total += math.prod(shape) * max(dtype.itemsize, stored)
             if total > limit:
                 raise RegistrationError(

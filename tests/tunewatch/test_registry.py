@@ -21,22 +21,34 @@ from tunewatch._example import ExampleModel
 from tunewatch._registry import MAX_METADATA_DEPTH, Reference, RegistrationError, Registry
 
 
-def _header_only(descr: str, shape: tuple[int, ...]) -> bytes:
+def _header_only(descr: str, shape: tuple[int, ...], name: str = "features.npy") -> bytes:
     header = io.BytesIO()
     np.lib.format.write_array_header_1_0(
         header, {"descr": descr, "fortran_order": False, "shape": shape}
     )
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("features.npy", header.getvalue() + b"\0" * 64)
+        archive.writestr(name, header.getvalue() + b"\0" * 64)
     return out.getvalue()
 
 
-def test_a_reference_is_sized_as_it_will_be_stored() -> None:
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [
+        ("features.npy", (75_000_000, 8)),
+        ("features", (75_000_000, 8)),
+        ("labels.npy", (150_000_000,)),
+        ("labels", (150_000_000,)),
+    ],
+)
+def test_a_reference_is_sized_as_it_will_be_stored(name: str, shape: tuple[int, ...]) -> None:
     """int8 features declaring 600 MB pass a 1 GiB limit as declared, and are 2.4 GB once
-    converted to float32 (an operator's 1 MB upload held ~10 GB at its peak)."""
+    converted to float32 (an operator's 1 MB upload held ~10 GB at its peak). numpy
+    serves `npz["labels"]` from a member named plain `labels` as well: such members were
+    counted as declared, so a 1 MB upload could declare 1 GiB of int8 labels (8 GiB as
+    stored float64)."""
     with pytest.raises(RegistrationError, match="would unpack to more than"):
-        Reference.from_bytes(_header_only("|i1", (75_000_000, 8)))
+        Reference.from_bytes(_header_only("|i1", shape, name))
 
 
 def test_a_text_reference_is_refused_before_it_is_read() -> None:
