@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import lzma
 import math
 import tempfile
 import zipfile
@@ -155,7 +156,9 @@ class Reference:
         try:
             _check_npz_size(data, cls.MAX_BYTES)
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                version = int(npz["format_version"]) if "format_version" in npz.files else 1
+                version = (
+                    _format_version(npz["format_version"]) if "format_version" in npz.files else 1
+                )
                 if version > cls.FORMAT_VERSION:
                     raise RegistrationError(
                         f"reference snapshot format {version} is newer than this tunewatch "
@@ -175,10 +178,23 @@ class Reference:
             RuntimeError,  # an encrypted member, an unsupported compression method
             zipfile.BadZipFile,
             zlib.error,
+            lzma.LZMAError,  # bz2's corrupt streams are OSError
         ) as exc:
             raise RegistrationError(
                 f"reference snapshot is unreadable: {exc}", code="invalid_reference"
             ) from exc
+
+
+def _format_version(value: np.ndarray) -> int:
+    """A snapshot's ``format_version``: a 0-d integer array holding a number >= 1."""
+    if value.ndim != 0 or value.dtype.kind not in "iu" or int(value) < 1:
+        raise RegistrationError(
+            "reference `format_version` must be a positive integer scalar, got "
+            f"shape {list(value.shape)} of {value.dtype}"
+            + (f" holding {value.item()!r}" if value.ndim == 0 else ""),
+            code="invalid_reference",
+        )
+    return int(value)
 
 
 def _check_npz_size(data: bytes, limit: int) -> None:

@@ -58,6 +58,45 @@ def test_a_text_reference_is_refused_before_it_is_read() -> None:
         Reference.from_bytes(buffer.getvalue())
 
 
+@pytest.mark.parametrize(
+    "format_version",
+    [np.array([1, 2]), np.array(np.inf), np.array(1.5), np.array(0), np.array(True)],
+    ids=["1-d", "infinite", "fractional", "zero", "boolean"],
+)
+def test_a_reference_format_version_must_be_a_positive_integer_scalar(
+    format_version: np.ndarray,
+) -> None:
+    """A 1-d or infinite `format_version` escaped as TypeError/OverflowError: the API
+    answered 500 and `tunewatch import` printed a traceback; 1.5 was read as 1."""
+    buffer = io.BytesIO()
+    np.savez(buffer, format_version=format_version, features=np.zeros((5, 1), np.float32))
+    with pytest.raises(RegistrationError, match="`format_version` must be") as info:
+        Reference.from_bytes(buffer.getvalue())
+    assert info.value.code == "invalid_reference"
+
+
+def test_a_reference_with_a_corrupt_lzma_member_is_refused() -> None:
+    array = io.BytesIO()
+    np.lib.format.write_array(array, np.zeros((50, 8), np.float32))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_LZMA) as archive:
+        archive.writestr("features.npy", array.getvalue())
+    data = bytearray(out.getvalue())
+    start = 30 + len("features.npy") + 9  # past the local header and LZMA's properties
+    for k in range(start, start + 8):
+        data[k] ^= 0x5A
+    with pytest.raises(RegistrationError, match="unreadable") as info:
+        Reference.from_bytes(bytes(data))
+    assert info.value.code == "invalid_reference"
+
+
+def test_a_reference_round_trips_with_its_format_version() -> None:
+    reference = Reference(features=np.ones((3, 2)), labels=np.array([0.0, 1.0, 1.0]))
+    again = Reference.from_bytes(reference.to_bytes())
+    assert np.array_equal(again.features, reference.features)
+    assert again.labels is not None and np.array_equal(again.labels, reference.labels)
+
+
 def test_details_the_registration_derives_cannot_be_supplied(
     trained: list[ExampleModel], tmp_path: Path
 ) -> None:

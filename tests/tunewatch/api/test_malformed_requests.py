@@ -93,6 +93,19 @@ def _npz_corrupt_deflate() -> bytes:
     return bytes(data)
 
 
+def _npz_corrupt_lzma() -> bytes:
+    array = io.BytesIO()
+    np.lib.format.write_array(array, np.zeros((50, 8), np.float32))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_LZMA) as archive:
+        archive.writestr("features.npy", array.getvalue())
+    data = bytearray(out.getvalue())
+    start = 30 + len("features.npy") + 9  # past the local header and LZMA's properties
+    for k in range(start, start + 8):
+        data[k] ^= 0x5A
+    return bytes(data)
+
+
 def _npz_of(**arrays: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)  # type: ignore[arg-type]
@@ -388,6 +401,13 @@ CASES: dict[str, Case] = {
         headers={"Content-Type": "application/json"},
     ),
     "register_with_a_corrupt_deflate_reference": _register_with(_npz_corrupt_deflate()),
+    "register_with_a_corrupt_lzma_reference": _register_with(_npz_corrupt_lzma()),
+    "register_with_a_reference_format_version_not_a_scalar": _register_with(
+        _npz_of(format_version=np.array([1, 2]), features=np.zeros((5, 1), np.float32))
+    ),
+    "register_with_an_infinite_reference_format_version": _register_with(
+        _npz_of(format_version=np.array(np.inf), features=np.zeros((5, 1), np.float32))
+    ),
     "register_with_a_text_reference": _register_with(
         _npz_of(features=np.array([["a"]]), labels=np.array([1.0]))
     ),
