@@ -209,6 +209,11 @@ def _check_npz_size(data: bytes, limit: int) -> None:
                     shape, _, dtype = np.lib.format.read_array_header_1_0(member)
                 else:
                     shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            if any(dim < 0 for dim in shape):  # numpy's header parser takes them
+                raise RegistrationError(
+                    f"reference array {name!r} declares a negative dimension: shape {list(shape)}",
+                    code="invalid_reference",
+                )
             if dtype.kind not in "biuf":
                 raise RegistrationError(
                     f"reference array {name!r} must be numeric, got {dtype}",

@@ -51,6 +51,23 @@ def test_a_reference_is_sized_as_it_will_be_stored(name: str, shape: tuple[int, 
         Reference.from_bytes(_header_only("|i1", shape, name))
 
 
+def test_a_negative_dimension_cannot_cancel_a_huge_one() -> None:
+    """numpy's header parser takes negative dimensions: one member declaring -10**12
+    values cancelled the 10**12 float32 features of the next in the running total, and
+    numpy then tried to allocate 3.6 TiB (a 500 `internal`; less, and it was held)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, shape in (("cancel.npy", (-(10**12),)), ("features.npy", (10**12,))):
+            header = io.BytesIO()
+            np.lib.format.write_array_header_1_0(
+                header, {"descr": "<f4", "fortran_order": False, "shape": shape}
+            )
+            archive.writestr(name, header.getvalue() + b"\0" * 64)
+    with pytest.raises(RegistrationError, match="negative dimension") as info:
+        Reference.from_bytes(out.getvalue())
+    assert info.value.code == "invalid_reference"
+
+
 def test_a_text_reference_is_refused_before_it_is_read() -> None:
     buffer = io.BytesIO()
     np.savez(buffer, features=np.array([["a", "b"]]))
