@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 from pathlib import Path
 
 from tunewatch._errors import NotFoundError, StoreError
+
+logger = logging.getLogger(__name__)
 
 
 class ArtefactStore:
@@ -22,19 +25,31 @@ class ArtefactStore:
         return self.root / sha256[:2] / f"{sha256}{suffix}"
 
     def put(self, data: bytes, suffix: str = ".onnx") -> str:
-        """Write ``data`` durably (temp file, fsync, rename) and return its SHA-256."""
+        """Write ``data`` durably (temp file, fsync, rename, fsync of the directory and of
+        any directory created for it) and return its SHA-256. A file already under that
+        name is kept only when its content matches it; a damaged one is replaced."""
         digest = hashlib.sha256(data).hexdigest()
         target = self.path(digest, suffix)
-        if target.exists():
+        if _holds(target, digest):
             return digest
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            logger.warning("artefact %s under %s is damaged; writing it again", digest, self.root)
+        created = [d for d in (target.parent, *target.parent.parents) if not d.exists()]
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            _fsync_directory(target.parent)  # the rename
+            for directory in created:  # each new directory's entry in its parent
+                _fsync_directory(directory.parent)
         except OSError as exc:
             raise StoreError(f"cannot write artefact {digest} under {self.root}: {exc}") from exc
         return digest
@@ -49,3 +64,20 @@ class ArtefactStore:
         if hashlib.sha256(data).hexdigest() != sha256:
             raise StoreError(f"artefact {sha256} is corrupt: its content hash differs")
         return data
+
+
+def _holds(target: Path, sha256: str) -> bool:
+    """Whether ``target`` is a readable file whose content hashes to ``sha256``."""
+    try:
+        with target.open("rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest() == sha256
+    except OSError:  # missing, a directory, unreadable: written (again) by the caller
+        return False
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
