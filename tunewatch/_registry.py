@@ -6,6 +6,7 @@ import io
 import logging
 import lzma
 import math
+import re
 import tempfile
 import zipfile
 import zlib
@@ -431,6 +432,19 @@ class Registry:
             return self._store.get_model(model)
         except NotFoundError:
             return None
+
+
+def check_caller_study(model: str, study: str | None) -> None:
+    """Refuse a ``study`` a caller names like one of the model's tuning jobs' studies
+    (``{model}-job{id}``, numbered per store): a study registers one version, so a version
+    registered by hand under job 7's study would stand in for job 7's winner. A job's
+    worker registers under its study through :meth:`Registry.register` directly."""
+    if study is not None and re.fullmatch(re.escape(model) + "-job[0-9]+", study):
+        raise RegistrationError(
+            f"`study` must not match `{model}-job<number>`: those names are reserved for "
+            f"the studies of {model!r}'s tuning jobs, got {study!r}",
+            code="invalid_request",
+        )
 
 
 def feature_names_from(value: Sequence[str] | str) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 
 from tunewatch import _governance as governance
 from tunewatch._auth import Principal
-from tunewatch._registry import Reference, VersionMetadata
+from tunewatch._registry import Reference, VersionMetadata, check_caller_study
 from tunewatch._report import build_report, refresh_reports
 from tunewatch._runtime import version_or_404
 from tunewatch.api._context import RowId, authenticate, context
@@ -52,7 +52,11 @@ class RegisterVersion(_Body):
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     dataset_version: str | None = None
     parent_version: int | None = Field(default=None, ge=1, le=MAX_ID)
-    study: str | None = None
+    study: str | None = Field(
+        default=None,
+        description="The study that produced the version; `{model}-job<number>` is reserved "
+        "for this store's tuning jobs.",
+    )
     stage: Literal["shadow", "champion"] = "shadow"
     regulated: bool | None = None
     details: dict[str, Any] = Field(default_factory=dict)
@@ -128,6 +132,7 @@ def register_version(
     principal: Registrar,
 ) -> dict[str, Any]:
     ctx = context(request)
+    check_caller_study(model, body.study)
     if body.stage == "champion":
         governance.check_champion_registration(
             ctx.runtime.store,

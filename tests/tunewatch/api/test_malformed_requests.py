@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import zipfile
@@ -545,6 +546,43 @@ def test_a_registration_nested_too_deeply_is_a_400_and_writes_nothing(
     assert r.status_code == 400, r.text
     assert r.json()["code"] == "invalid_request" and "`details`" in r.json()["error"]
     assert client.get("/v1/models/deep", headers=running.auth("viewer")).status_code == 404
+
+
+def test_a_registration_cannot_take_a_tuning_job_s_study_name(
+    running: Running, client: httpx.Client, trained: list[ExampleModel]
+) -> None:
+    """Study names number a model's jobs (`credit-job7`) and a study registers once: a
+    version registered by hand with job 7's study made job 7's worker find its study
+    registered, and the launcher finished job 7 as succeeded with the hand-made version."""
+    store = running.daemon.store
+    job, _ = store.create_job(model="credit", kind="retune", trigger={"event": "manual"}, spec={})
+    study = f"credit-job{job.id}"
+    body = {
+        "onnx_base64": base64.b64encode(trained[0].onnx).decode(),
+        "task": "binary",
+        "feature_names": list(trained[0].metadata.feature_names),
+    }
+    headers = running.auth("operator")
+    before = len(store.list_versions("credit"))
+    r = client.post("/v1/models/credit/versions", json={**body, "study": study}, headers=headers)
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "invalid_request"
+    assert "`study`" in r.json()["error"] and "`credit-job<number>`" in r.json()["error"]
+    assert len(store.list_versions("credit")) == before
+    # the job's own registration (its worker's path) is what takes the name
+    row = running.daemon.registry.register(
+        "credit",
+        trained[0].onnx,
+        dataclasses.replace(trained[0].metadata, study=study),
+        actor=f"job:{job.id}",
+        once_per_study=True,
+    )
+    assert row.study == study
+    # any other study name is the caller's to record
+    other = client.post(
+        "/v1/models/credit/versions", json={**body, "study": "optuna-credit-2024"}, headers=headers
+    )
+    assert other.status_code == 201 and other.json()["study"] == "optuna-credit-2024", other.text
 
 
 def test_malformed_requests_are_many_and_no_500_was_ever_answered(
