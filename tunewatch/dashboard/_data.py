@@ -261,10 +261,11 @@ def drift(
         members = [index[i] for i in bucket]
         alarming = [m for m in members if m.alarm]
         picks.append((members, len(alarming), (alarming or members)[-1]))
-    loaded = payloads(src.store, [p[2].id for p in picks])
+    latest = index[-1] if index else None
+    shown_ids = {p[2].id for p in picks}
+    loaded = payloads(src.store, sorted(shown_ids | ({latest.id} if latest else set())))
     features = list(row.feature_names)
     seen = set(features)
-    latest = index[-1] if index else None
     latest_payload = loaded.get(latest.id, {}) if latest is not None else {}
     for c in latest_payload.get("columns", []):
         if c.get("column") not in seen:

@@ -1,0 +1,114 @@
+"""The drift page and its JSON: heatmap columns over many windows and the latest window."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from tests.dashboard.scenario import Served, serve
+
+FEATURES = [f"x{i}" for i in range(4)]
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A daemon with no models; each test adds its own model and drift windows."""
+    with serve(tmp_path_factory.mktemp("drift")) as running:
+        yield running
+
+
+def _column(name: str, p: float) -> dict[str, Any]:
+    return {
+        "column": name,
+        "method": "ks",
+        "statistic": 1 - p,
+        "p_value": p,
+        "threshold": 0.05,
+        "drifted": p < 0.05,
+        "status": "ok",
+        "n_cur": 500,
+    }
+
+
+def _add_windows(
+    served: Served, model: str, ps: Sequence[dict[str, float]], alarms: Sequence[bool]
+) -> None:
+    """One hourly drift window per entry of ``ps`` (feature -> p-value), oldest first."""
+    store = served.daemon.store
+    store.ensure_model(name=model, task="binary", feature_names=FEATURES)
+    start = datetime.now(UTC) - timedelta(hours=len(ps) + 1)
+    for i, (by_feature, alarm) in enumerate(zip(ps, alarms, strict=True)):
+        columns = [_column(f, p) for f, p in by_feature.items()]
+        drifted = [c["column"] for c in columns if c["drifted"]]
+        store.add_evaluation(
+            model=model,
+            version=None,
+            kind="drift",
+            status="drift" if alarm else "ok",
+            window_start=start + timedelta(hours=i),
+            window_end=start + timedelta(hours=i + 1),
+            payload={
+                "alarm": alarm,
+                "drifted_share": len(drifted) / len(FEATURES),
+                "drifted_columns": drifted,
+                "rule": "share",
+                "columns": columns,
+            },
+        )
+
+
+def _drift(served: Served, model: str, **params: str) -> dict[str, Any]:
+    r = httpx.get(
+        f"{served.url}/v1/dashboard/models/{quote(model, safe='')}/drift",
+        headers=served.auth("viewer"),
+        params=params,
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def _page(served: Served, model: str) -> str:
+    r = httpx.get(
+        f"{served.url}/dashboard/models/{quote(model, safe='')}/drift",
+        cookies={"tunewatch_session": served.tokens["viewer"]},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    return r.text
+
+
+def test_latest_window_keeps_its_columns_when_an_older_window_of_its_column_alarmed(
+    daemon: Served,
+) -> None:
+    """The newest heatmap column shows its newest alarming window; the latest window (which
+    recovered) was not that one, and its payload used to be left unread."""
+    quiet = dict.fromkeys(FEATURES, 0.6)
+    loud = dict.fromkeys(FEATURES, 0.001)
+    _add_windows(daemon, "recovered", [quiet, quiet, loud, quiet], [False, False, True, False])
+    body = _drift(daemon, "recovered", max_points="2")
+    latest = body["latest"]
+    assert latest["alarm"] is False
+    assert latest["rule"] == "share"
+    assert [c["column"] for c in latest["columns"]] == FEATURES
+
+
+def test_drift_page_lists_the_latest_window_s_features_when_columns_hold_two_windows(
+    daemon: Served,
+) -> None:
+    """800 windows fill the page's 400 columns two at a time; the window before the latest
+    alarmed, so the newest column shows it rather than the latest."""
+    quiet = dict.fromkeys(FEATURES, 0.6)
+    loud = dict.fromkeys(FEATURES, 0.001)
+    n = 800
+    ps = [loud if i == n - 2 else quiet for i in range(n)]
+    _add_windows(daemon, "recovered-page", ps, [i == n - 2 for i in range(n)])
+    page = _page(daemon, "recovered-page")
+    table = page[page.index("<h2>Latest window") :]
+    assert all(f"<td>{f}</td>" in table for f in FEATURES), table[:400]
