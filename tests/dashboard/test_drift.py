@@ -112,3 +112,47 @@ def test_drift_page_lists_the_latest_window_s_features_when_columns_hold_two_win
     page = _page(daemon, "recovered-page")
     table = page[page.index("<h2>Latest window") :]
     assert all(f"<td>{f}</td>" in table for f in FEATURES), table[:400]
+
+
+def test_a_column_shows_the_highest_score_and_any_drift_of_all_its_windows(
+    daemon: Served,
+) -> None:
+    """Four windows in two columns, no dataset alarm: each column used to copy its newest
+    window, so x0's drift in window 0 vanished behind window 1's calm."""
+    ps = [
+        {"x0": 0.001, "x1": 0.5, "x2": 0.7},
+        {"x0": 0.9, "x1": 0.2, "x2": 0.7},
+        {"x0": 0.8, "x1": 0.6, "x2": 0.04},
+        {"x0": 0.7, "x1": 0.6},
+    ]
+    _add_windows(daemon, "bucketed", ps, [False] * 4)
+    body = _drift(daemon, "bucketed", max_points="2")
+    first, second = body["columns"]
+    assert body["features"] == FEATURES
+    assert (first["windows"], second["windows"]) == (2, 2)
+    assert first["scores"][:3] == pytest.approx([0.999, 0.8, 0.3])
+    assert first["drifted"] == [True, False, False, False]
+    assert second["scores"][:3] == pytest.approx([0.3, 0.4, 0.96])
+    assert second["drifted"] == [False, False, True, False]
+    assert first["scores"][3] is None and second["scores"][3] is None
+
+
+def test_a_column_links_its_newest_alarming_window_and_counts_its_alarms(
+    daemon: Served,
+) -> None:
+    loud = dict.fromkeys(FEATURES, 0.001)
+    half = {"x0": 0.001, "x1": 0.001, "x2": 0.6, "x3": 0.6}
+    quiet = dict.fromkeys(FEATURES, 0.6)
+    _add_windows(daemon, "alarming", [loud, half] + [quiet] * 4, [True, True] + [False] * 4)
+    body = _drift(daemon, "alarming", max_points="2")
+    windows = daemon.daemon.store.list_evaluations("alarming", kind="drift", limit=10)
+    newest_alarm = sorted(windows, key=lambda w: w.window_end)[1]
+    column, calm = body["columns"]
+    assert (column["windows"], column["alarms"]) == (3, 2)
+    assert column["evaluation"] == newest_alarm.id
+    assert column["alarm"] is True and column["status"] == "drift"
+    assert column["drifted_share"] == 0.5
+    assert column["window_end"] == newest_alarm.window_end.isoformat()
+    assert column["drifted"] == [True] * 4
+    assert (calm["windows"], calm["alarms"], calm["alarm"]) == (3, 0, False)
+    assert calm["drifted"] == [False] * 4

@@ -63,7 +63,9 @@ def drift(
     """Drift per feature over the newest `windows` windows (oldest first), aggregated into
     at most `max_points` columns: `scores[i]` is feature `features[i]`'s highest drift score
     on [0, 1] (1 - p, or statistic over twice the threshold) in the column, `drifted[i]`
-    whether any window drifted; `latest` links the evidently report."""
+    whether any window drifted; `evaluation`, `status`, `alarm`, `window_end` and
+    `drifted_share` are of the column's newest window that raised the alarm, else its
+    newest; `latest` links the evidently report. Every window in range is read."""
     return _data.drift(sources(request), model, windows=windows, max_points=max_points)
 
 

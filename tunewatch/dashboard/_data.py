@@ -20,7 +20,7 @@ from tunewatch.store import AuditEntry, Event, JobRow, Store, VersionRow
 from tunewatch.store._comparisons import ComparisonLookRow, ComparisonStore, ComparisonTestRow
 
 from ._downsample import MAX_POINTS, buckets, downsample, downsample_indices
-from ._queries import WindowRef, payloads, window_index
+from ._queries import WindowRef, payloads, stream_windows, window_ids, window_index
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +237,10 @@ def ab_results(src: Sources, model: str, *, max_points: int = MAX_POINTS) -> dic
 def _drift_score(column: dict[str, Any]) -> float | None:
     """A column's drift on [0, 1]: 1 - p for tests that give a p-value, else the statistic
     over twice its threshold (so the threshold sits at 0.5), capped at 1."""
-    p = _finite(column.get("p_value"))
+    p = column.get("p_value")
+    if type(p) is float and 0.0 <= p <= 1.0:  # the common case, first: the drift page folds
+        return 1.0 - p  # every window's columns through here
+    p = _finite(p)
     if p is not None:
         return min(max(1.0 - p, 0.0), 1.0)
     stat, threshold = _finite(column.get("statistic")), _finite(column.get("threshold"))
@@ -248,50 +251,88 @@ def _drift_score(column: dict[str, Any]) -> float | None:
     return min(max(stat / (2 * threshold), 0.0), 1.0)
 
 
+class _Column:
+    """One heatmap column, folded from its windows newest first: the count of alarms, each
+    feature's highest score and whether any window drifted it, and the window it shows
+    (the newest that raised the drift alarm, else the newest)."""
+
+    __slots__ = ("alarms", "drifted", "highest", "share", "shown")
+
+    def __init__(self) -> None:
+        self.alarms = 0
+        self.shown: WindowRef | None = None
+        self.share: float | None = None
+        self.highest: dict[str, float] = {}
+        self.drifted: set[str] = set()
+
+    def add(self, ref: WindowRef, payload: dict[str, Any]) -> None:
+        self.alarms += ref.alarm
+        if self.shown is None or (ref.alarm and not self.shown.alarm):
+            self.shown, self.share = ref, _finite(payload.get("drifted_share"))
+        highest, drifted = self.highest, self.drifted
+        for c in payload.get("columns", []):
+            name = str(c.get("column"))
+            score = _drift_score(c)
+            if score is not None and score > highest.get(name, -1.0):
+                highest[name] = score
+            if c.get("drifted"):
+                drifted.add(name)
+
+
 def drift(
     src: Sources, model: str, *, windows: int = MAX_WINDOWS, max_points: int = MAX_POINTS
 ) -> dict[str, Any]:
     """Per-feature drift over the newest ``windows`` evaluation windows, oldest first, in at
-    most ``max_points`` columns. Each column stands for a run of consecutive windows and
-    shows one of them: the newest that raised the drift alarm, else the newest."""
+    most ``max_points`` columns. Each column stands for a run of consecutive windows: its
+    ``scores`` are each feature's highest drift score in the run and ``drifted`` whether any
+    window of the run drifted the feature; its ``evaluation``, ``status``, ``alarm``,
+    ``window_end`` and ``drifted_share`` are of one window, the newest that raised the drift
+    alarm, else the newest.
+
+    Every window in range is read, so the cost grows with ``windows`` (a year of hourly
+    windows by default, at most 100,000 through the API) and with the number of features,
+    not with ``max_points``; payloads are streamed and folded into the columns as they
+    arrive, so memory holds one chunk of payloads and the columns' aggregates."""
     row = src.store.get_model(model)
-    index = window_index(src.store, model, "drift", limit=windows)
-    picks = []
-    for bucket in buckets(len(index), max_points):
-        members = [index[i] for i in bucket]
-        alarming = [m for m in members if m.alarm]
-        picks.append((members, len(alarming), (alarming or members)[-1]))
-    latest = index[-1] if index else None
-    shown_ids = {p[2].id for p in picks}
-    loaded = payloads(src.store, sorted(shown_ids | ({latest.id} if latest else set())))
+    ids = window_ids(src.store, model, "drift", limit=windows)
+    runs = buckets(len(ids), max_points)
+    column_of = {ids[i]: k for k, run in enumerate(runs) for i in run}
+    folded = [_Column() for _ in runs]
+    latest: WindowRef | None = None
+    latest_payload: dict[str, Any] = {}
+    for ref, payload in stream_windows(src.store, model, "drift", limit=windows):
+        k = column_of.get(ref.id)
+        if k is None:  # written after the ids were read
+            continue
+        if ref.id == ids[-1]:
+            latest, latest_payload = ref, payload
+        folded[k].add(ref, payload)
     features = list(row.feature_names)
     seen = set(features)
-    latest_payload = loaded.get(latest.id, {}) if latest is not None else {}
     for c in latest_payload.get("columns", []):
         if c.get("column") not in seen:
             seen.add(c["column"])
             features.append(str(c["column"]))
-    columns = []
-    for members, alarms, shown in picks:
-        payload = loaded.get(shown.id, {})
-        by_name = {str(c.get("column")): c for c in payload.get("columns", [])}
-        columns.append(
-            {
-                "window_end": _iso(shown.window_end),
-                "windows": len(members),
-                "alarms": alarms,
-                "evaluation": shown.id,
-                "status": shown.status,
-                "alarm": shown.alarm,
-                "drifted_share": _finite(payload.get("drifted_share")),
-                "scores": [_drift_score(by_name[f]) if f in by_name else None for f in features],
-                "drifted": [bool(by_name.get(f, {}).get("drifted")) for f in features],
-            }
-        )
+    columns = [
+        {
+            "window_end": _iso(col.shown.window_end),
+            "windows": len(run),
+            "alarms": col.alarms,
+            "evaluation": col.shown.id,
+            "status": col.shown.status,
+            "alarm": col.shown.alarm,
+            "drifted_share": col.share,
+            "scores": [col.highest.get(f) for f in features],
+            "drifted": [f in col.drifted for f in features],
+        }
+        for run, col in zip(runs, folded, strict=True)
+        # unread only if windows written since the ids pushed its oldest past the limit
+        if col.shown is not None
+    ]
     return {
         "model": model,
         "features": features,
-        "windows_total": len(index),
+        "windows_total": len(ids),
         "columns": columns,
         "latest": None
         if latest is None

@@ -195,11 +195,13 @@ def drift_page(model: str, request: Request) -> Response:
             [str(c["window_end"])[:16].replace("T", " ") for c in cols],
             [[c["scores"][r] for c in cols] for r in range(len(data["features"]))],
             flagged=[[c["drifted"][r] for c in cols] for r in range(len(data["features"]))],
-            label="drift score per feature and window (1 - p, or statistic / 2x threshold)",
+            label="highest drift score per feature in each column of windows "
+            "(1 - p, or statistic / 2x threshold)",
         )
         parts = [
             f"<p>{data['windows_total']} drift windows in {len(cols)} columns; colour is the "
-            "drift score (white 0 … red 1), outlined cells drifted.</p>",
+            "highest drift score among a column's windows (white 0 … red 1), outlined cells "
+            "drifted in at least one of them.</p>",
             chart,
         ]
         latest = data["latest"]
