@@ -156,3 +156,12 @@ def test_a_column_links_its_newest_alarming_window_and_counts_its_alarms(
     assert column["drifted"] == [True] * 4
     assert (calm["windows"], calm["alarms"], calm["alarm"]) == (3, 0, False)
     assert calm["drifted"] == [False] * 4
+
+
+def test_latest_report_link_quotes_the_model_name(daemon: Served) -> None:
+    """Model names may hold `?`, `#`, `%` and spaces; unquoted, the link named model
+    `credit` (the rest read as a query and a fragment)."""
+    name = "credit?eu#2 %"
+    _add_windows(daemon, name, [dict.fromkeys(FEATURES, 0.6)], [False])
+    latest = _drift(daemon, name)["latest"]
+    assert latest["report"] == f"/v1/models/credit%3Feu%232%20%25/evaluations/{latest['id']}/report"

@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from retune import RetuneError, load_history
 from tunewatch.comparison import ComparisonRunner
@@ -344,7 +345,7 @@ def drift(
             "rule": latest_payload.get("rule"),
             "drifted_columns": latest_payload.get("drifted_columns", []),
             "columns": latest_payload.get("columns", []),
-            "report": f"/v1/models/{model}/evaluations/{latest.id}/report",
+            "report": f"/v1/models/{quote(model, safe='')}/evaluations/{latest.id}/report",
         },
     }
 
