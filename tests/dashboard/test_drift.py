@@ -165,3 +165,22 @@ def test_latest_report_link_quotes_the_model_name(daemon: Served) -> None:
     _add_windows(daemon, name, [dict.fromkeys(FEATURES, 0.6)], [False])
     latest = _drift(daemon, name)["latest"]
     assert latest["report"] == f"/v1/models/credit%3Feu%232%20%25/evaluations/{latest['id']}/report"
+
+
+def test_latest_window_table_shows_a_feature_name_with_a_t_at_index_10_verbatim(
+    daemon: Served,
+) -> None:
+    name = "days_sinceTransaction_count"
+    daemon.daemon.store.ensure_model(name="named", task="binary", feature_names=[name])
+    now = datetime.now(UTC)
+    daemon.daemon.store.add_evaluation(
+        model="named",
+        version=None,
+        kind="drift",
+        status="ok",
+        window_start=now - timedelta(hours=1),
+        window_end=now,
+        payload={"alarm": False, "rule": "share", "columns": [_column(name, 0.5)]},
+    )
+    page = _page(daemon, "named")
+    assert f"<td>{name}</td>" in page[page.index("<h2>Latest window") :]

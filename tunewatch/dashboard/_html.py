@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from html import escape
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -72,7 +73,10 @@ def fmt(value: Any, digits: int = 4) -> str:
             return str(value)
         return f"{value:.{digits}g}"
     if isinstance(value, str) and len(value) >= 19 and value[10:11] == "T":
-        return value[:19].replace("T", " ")
+        try:  # only an ISO timestamp is shortened, not any name with a T at index 10
+            return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            return value
     if isinstance(value, dict | list):
         return json.dumps(value, sort_keys=True, default=str)
     return str(value)
