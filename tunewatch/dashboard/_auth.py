@@ -4,11 +4,17 @@ The cookie holds the bearer token itself (validated on every request by the daem
 :class:`~tunewatch._auth.Authenticator`, so revoking the token ends the session). It is
 ``HttpOnly`` (no script can read it), ``SameSite=Strict`` (no cross-site request carries
 it) and ``Secure`` when the page was served over HTTPS. Tokens never appear in URLs.
+
+SameSite restricts sending the cookie, not storing one: a page on another site could
+auto-submit the login form with the attacker's token and sign the victim in as the
+attacker (login CSRF). :func:`check_same_origin` refuses such posts by the headers a
+browser sets and a page cannot forge (``Sec-Fetch-Site``, else ``Origin``); a client that
+sends neither (curl, a script) is no browser a page could drive, and passes.
 """
 
 from __future__ import annotations
 
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -34,6 +40,34 @@ def principal(request: Request, permission: str = "read") -> Principal:
 def check_token(request: Request, token: str) -> Principal:
     """Validate a pasted token for reading (raises :class:`AuthError`)."""
     return context(request).auth.authenticate(f"Bearer {token.strip()}", "read")
+
+
+def check_same_origin(request: Request) -> None:
+    """Refuse (403 ``cross_site``) a form post another site's page made: ``Sec-Fetch-Site``
+    must be ``same-origin`` (or ``none``, the user's own navigation) when sent; without it,
+    an ``Origin`` must name this host, as the request's ``Host`` header does."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        if site.lower() in ("same-origin", "none"):
+            return
+        raise AuthError(
+            f"refused a cross-site form post: Sec-Fetch-Site must be same-origin or none, "
+            f"got {site!r}",
+            code="cross_site",
+            status=403,
+        )
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    host = request.headers.get("host", "")
+    if origin != "null" and urlsplit(origin).netloc.lower() == host.lower():
+        return
+    raise AuthError(
+        f"refused a cross-site form post: Origin must be this dashboard's host {host!r}, "
+        f"got {origin!r}",
+        code="cross_site",
+        status=403,
+    )
 
 
 def form_field(body: bytes, name: str) -> str:

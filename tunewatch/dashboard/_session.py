@@ -1,9 +1,10 @@
 """Dashboard sessions and the page wrapper every page renders through.
 
 The login page takes a pasted token (validated for ``read``) and keeps it in an HttpOnly,
-SameSite=Strict cookie; :func:`render_page` sends a browser without a valid session to
-the login page and turns our errors into HTML error pages (never a 500 for an unknown
-model or a refused token).
+SameSite=Strict cookie; sign-in and sign-out posted by another site's page are refused
+(403). :func:`render_page` sends a browser without a valid session to the login page and
+turns our errors into HTML error pages (never a 500 for an unknown model or a refused
+token).
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from tunewatch._auth import AuthError, Principal
 from tunewatch._errors import TunewatchError
 from tunewatch.api._errors import status_for
 
-from ._auth import check_token, clear_session, form_field, principal, set_session
+from ._auth import (
+    check_same_origin,
+    check_token,
+    clear_session,
+    form_field,
+    principal,
+    set_session,
+)
 from ._html import error_page, respond, shell
 
 logger = logging.getLogger(__name__)
@@ -72,6 +80,7 @@ def login_page() -> HTMLResponse:
 @router.post(LOGIN.removeprefix("/dashboard"))
 async def login(request: Request) -> Response:
     try:
+        check_same_origin(request)
         token = form_field(await request.body(), "token")
         await run_in_threadpool(check_token, request, token)
     except AuthError as exc:
@@ -82,7 +91,11 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
-def logout() -> Response:
+def logout(request: Request) -> Response:
+    try:
+        check_same_origin(request)
+    except AuthError as exc:
+        return error_page(exc.status, exc.message, None)
     response = RedirectResponse(LOGIN, status_code=303)
     clear_session(response)
     return response
