@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel, example_data
 from tunewatch.comparison import ComparisonConfig, ComparisonRunner, GuardrailSettings
 from tunewatch.store import LabelItem, OutputRecord, RequestRecord, Store
+from tunewatch.store._comparisons import ComparisonStore
 
 # A challenger scoring the true probabilities beats the logistic champion by ~0.05 nats
 # per request (sd ~0.3): fed 100 labelled requests per run (seed 7) the always-valid test
@@ -806,3 +808,51 @@ def test_a_whole_sample_objective_other_than_roc_auc_is_not_decided_on_roc_auc(
         assert champion is not None and champion.version == 1
     finally:
         d.close()
+
+
+def test_guardrails_read_only_the_newest_latencies_of_the_champion_and_the_challenger(
+    daemon: Daemon, trained: list[ExampleModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each A/B page view and each tick computes the guardrails; they read every latency
+    of every version since the challenger was registered. Now the newest
+    ``latency_samples`` of the two versions: v2 was slow for 300 requests and fast for
+    the newest 100, so over its newest 100 it passes."""
+    t = traffic(trained, 400, seed=7)
+    for ids, slow in ((range(0, 300), 0.05), (range(300, 400), 0.001)):
+        write(
+            daemon.store,
+            ids=ids,
+            x=t.x[ids.start : ids.stop],
+            y=t.y[ids.start : ids.stop],
+            answers={1: t.logistic[ids.start : ids.stop], 2: t.gbm[ids.start : ids.stop]},
+            latency={1: 0.001, 2: slow},
+        )
+    ComparisonStore(daemon.store).get_or_create_test(
+        model=MODEL,
+        kind="paired",
+        champion_version=1,
+        challenger_version=2,
+        correction=None,
+        state={},
+    )
+    reads: list[dict[int, int]] = []
+    real = daemon.store.latencies
+
+    def counting(*args: Any, **kwargs: Any) -> dict[int, np.ndarray]:
+        out = real(*args, **kwargs)
+        reads.append({v: xs.size for v, xs in out.items()})
+        return out
+
+    monkeypatch.setattr(daemon.store, "latencies", counting)
+    guard = GuardrailSettings(
+        max_latency_p99_ratio=1.2, max_memory_ratio=100.0, latency_samples=100
+    )
+    [item] = runner(daemon, guardrails=guard).summary(MODEL)
+    assert reads == [{1: 100, 2: 100}]
+    assert item.guardrails is not None and item.guardrails.passed, item.guardrails
+
+
+def test_a_latency_minimum_above_the_latencies_read_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="`min_latency_samples` \\(200\\) must be at most"):
+        GuardrailSettings(min_latency_samples=200, latency_samples=100)
+    assert GuardrailSettings(min_latency_samples=100, latency_samples=100).latency_samples == 100

@@ -19,8 +19,11 @@ class _Frozen(BaseModel):
 class GuardrailSettings(_Frozen):
     """Serving limits a winning challenger must also meet (see ``GuardrailConfig``).
     Ratios compare with the champion; ``None`` switches a rule off. Latency is the p99
-    of the latencies recorded since the challenger was registered; with fewer than
-    ``min_latency_samples`` per version the latency rules refuse (nothing measured)."""
+    of each version's newest ``latency_samples`` latencies recorded since the challenger
+    was registered (10,000 by default: a p99 then rests on its 100 slowest, and the read
+    stays bounded however long the challenger runs, though every A/B page view and every
+    tick reads it); with fewer than ``min_latency_samples`` per version the latency rules
+    refuse (nothing measured)."""
 
     max_latency_p99_ratio: float | None = Field(default=1.2, gt=0)
     max_latency_p99_s: float | None = Field(default=None, gt=0)
@@ -28,6 +31,17 @@ class GuardrailSettings(_Frozen):
     max_memory_bytes: int | None = Field(default=None, gt=0)
     max_parity_error: float | None = Field(default=1e-4, gt=0)
     min_latency_samples: int = Field(default=20, ge=1)
+    latency_samples: int = Field(default=10_000, ge=1)
+
+    @model_validator(mode="after")
+    def _samples_hold_the_minimum(self) -> GuardrailSettings:
+        if self.min_latency_samples > self.latency_samples:
+            raise ValueError(
+                f"`min_latency_samples` ({self.min_latency_samples}) must be at most "
+                f"`latency_samples` ({self.latency_samples}), the latencies read per "
+                "version: the latency rules could never measure"
+            )
+        return self
 
     def limits(self) -> GuardrailConfig:
         return GuardrailConfig(

@@ -61,7 +61,12 @@ class Decisions:
         rules = settings.guardrails
         target = self.store.get_version(model, challenger)
         violations: list[str] = []
-        latencies = self.store.latencies(model, since=target.created_at)
+        latencies = self.store.latencies(
+            model,
+            since=target.created_at,
+            versions=(champion.version, challenger),
+            newest=rules.latency_samples,
+        )
         p99: dict[int, float] = {}
         for version in (champion.version, challenger):
             values = latencies.get(version, np.empty(0))

@@ -469,10 +469,21 @@ class Store:
                 with_features=with_features,
             )
 
-    def latencies(self, model: str, *, since: datetime | None = None) -> dict[int, np.ndarray]:
-        """Recorded single-request latencies (seconds) per version since ``since``."""
+    def latencies(
+        self,
+        model: str,
+        *,
+        since: datetime | None = None,
+        versions: Sequence[int] | None = None,
+        newest: int | None = None,
+    ) -> dict[int, np.ndarray]:
+        """Recorded single-request latencies (seconds) per version since ``since``; of
+        ``versions`` only when given, and with ``newest`` only that many per version, the
+        newest (a bounded read; ``newest`` needs ``versions``)."""
         with self._read("latencies") as conn:
-            return _windows.read_latencies(conn, model, since=since)
+            return _windows.read_latencies(
+                conn, model, since=since, versions=versions, newest=newest
+            )
 
     # -- governance -----------------------------------------------------------------------
 

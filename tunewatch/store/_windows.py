@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, and_, select
 
+from .._errors import InvalidValueError
 from ._schema import labels, outputs, requests
 
 
@@ -163,14 +164,40 @@ def label_rows(value: Any, n: int) -> list[float] | None:
 
 
 def read_latencies(
-    conn: Connection, model: str, *, since: datetime | None = None
+    conn: Connection,
+    model: str,
+    *,
+    since: datetime | None = None,
+    versions: Sequence[int] | None = None,
+    newest: int | None = None,
 ) -> dict[int, np.ndarray]:
-    """Recorded single-request latencies (seconds) per version since ``since``."""
-    stmt = select(outputs.c.version, outputs.c.latency_s).where(
-        outputs.c.model == model, outputs.c.latency_s.is_not(None)
-    )
+    """Recorded single-request latencies (seconds) per version since ``since``; of
+    ``versions`` only when given. With ``newest`` (which needs ``versions``) only that
+    many per version, the newest, read by one query per version that walks the
+    (model, created_at) index from the newest end and stops there."""
+    where = [outputs.c.model == model, outputs.c.latency_s.is_not(None)]
     if since is not None:
-        stmt = stmt.where(outputs.c.created_at >= since)
+        where.append(outputs.c.created_at >= since)
+    if newest is not None:
+        if versions is None:
+            raise InvalidValueError("`newest` needs `versions`: the bound is per version")
+        if newest < 1:
+            raise InvalidValueError(f"`newest` must be at least 1, got {newest}")
+        out: dict[int, np.ndarray] = {}
+        for version in dict.fromkeys(versions):
+            stmt = (
+                select(outputs.c.latency_s)
+                .where(*where, outputs.c.version == version)
+                .order_by(outputs.c.created_at.desc())
+                .limit(newest)
+            )
+            values = [float(v) for v in conn.execute(stmt).scalars()]
+            if values:
+                out[int(version)] = np.asarray(values[::-1], dtype=np.float64)
+        return out
+    stmt = select(outputs.c.version, outputs.c.latency_s).where(*where)
+    if versions is not None:
+        stmt = stmt.where(outputs.c.version.in_(list(versions)))
     by_version: dict[int, list[float]] = {}
     for version, latency in conn.execute(stmt):
         by_version.setdefault(int(version), []).append(float(latency))

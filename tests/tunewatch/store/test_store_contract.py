@@ -633,3 +633,45 @@ def test_a_model_s_audit_trail_leaves_out_models_and_tokens_whose_names_extend_i
     assert [a.target for a in store.audit_log(model="credit")] == ["credit/v1"]
     assert store.audit_facets("credit") == (["register_version"], ["alice"])
     assert [a.target for a in store.audit_log(model="credit:eu")] == ["credit:eu/v1"]
+
+
+def _timed_outputs(store: Store, version: int, latencies: list[float], start: datetime) -> None:
+    """One output of ``version`` per latency, a second apart from ``start``."""
+    store.write_records(
+        [],
+        [
+            OutputRecord(
+                model="m",
+                request_id=f"v{version}-{i}",
+                version=version,
+                role="champion",
+                latency_s=latency,
+                n_rows=1,
+                n_cols=1,
+                values=np.zeros((1, 1), np.float32).tobytes(),
+                created_at=start + timedelta(seconds=i),
+            )
+            for i, latency in enumerate(latencies)
+        ],
+    )
+
+
+def test_latencies_of_some_versions_keep_only_the_newest_per_version(model_store: Store) -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for version in (1, 2, 3):
+        _timed_outputs(model_store, version, [version + i / 100 for i in range(10)], start)
+    read = model_store.latencies("m", since=start + timedelta(seconds=2), versions=[1, 2], newest=4)
+    assert sorted(read) == [1, 2]
+    assert read[1].tolist() == pytest.approx([1.06, 1.07, 1.08, 1.09])
+    assert read[2].tolist() == pytest.approx([2.06, 2.07, 2.08, 2.09])
+    fewer = model_store.latencies("m", since=start + timedelta(seconds=8), versions=[3], newest=4)
+    assert fewer[3].tolist() == pytest.approx([3.08, 3.09])
+    everything = model_store.latencies("m", versions=[3])
+    assert sorted(everything) == [3] and everything[3].size == 10
+
+
+def test_newest_latencies_without_versions_are_refused_with_the_field(
+    model_store: Store,
+) -> None:
+    with pytest.raises(ValueError, match="`newest` needs `versions`"):
+        model_store.latencies("m", newest=10)

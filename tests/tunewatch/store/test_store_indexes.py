@@ -62,3 +62,15 @@ def test_the_last_action_uses_the_events_type_index(model_store: Store) -> None:
         "events",
     )
     assert "ix_events_model_type_id" in plan, plan
+
+
+def test_the_newest_latencies_of_a_version_use_the_outputs_time_index(
+    model_store: Store,
+) -> None:
+    since = datetime(2026, 1, 1, tzinfo=UTC)
+    plan = _plan(
+        model_store,
+        lambda: model_store.latencies("m", since=since, versions=[1], newest=10_000),
+        "outputs",
+    )
+    assert "ix_outputs_model_created_at" in plan, plan
