@@ -15,20 +15,30 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from shadow import CandidateRejectedError, inspect_candidate
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
-from tunewatch._errors import NotFoundError, TunewatchError
+from tunewatch._errors import ConflictError, NotFoundError, StoreError, TunewatchError
 from tunewatch._governance import champion_registration_rules
-from tunewatch._registry import DERIVED_DETAILS, TASKS, Reference, Registry, VersionMetadata
-from tunewatch.store import Store, valid_model_name
+from tunewatch._registry import (
+    DERIVED_DETAILS,
+    TASKS,
+    Reference,
+    RegistrationError,
+    Registry,
+    VersionMetadata,
+    recorded_parity_error,
+)
+from tunewatch.store import Store, canonical_json, valid_model_name
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +146,12 @@ def import_bundle(
     bundle's champion becomes champion only where the model has none yet and promoting it
     would need no approver (``config`` holds the target's rules); everything else arrives
     in shadow, to be promoted under the target's own governance.
+
+    Every member is read, checked against its hash and inspected, and every version's
+    metadata checked against the target model, before the first version is registered: a
+    refused bundle registers nothing. Should a registration still fail (a champion
+    registered meanwhile, the store), the audit log records ``import_bundle_failed`` with
+    the versions registered until then.
     """
     digest = _sha256_file(path)
     try:
@@ -148,68 +164,39 @@ def import_bundle(
         target = name or source["name"]
         if not valid_model_name(target):
             raise BundleError(f"model name {target[:80]!r} must be printable and not a path")
-        imported: list[ImportedVersion] = []
-        mapping: dict[int, int] = {}
-        for entry in sorted(manifest["versions"], key=lambda e: e["version"]):
-            done = _already_imported(store, target, source["name"], entry)
-            if done is not None:
-                mapping[entry["version"]] = done
-                imported.append(ImportedVersion(entry["version"], done, "present", True))
-                continue
-            onnx = _member(
-                archive, f"artefacts/{entry['artefact_sha256']}.onnx", max_artefact_bytes
-            )
-            reference = None
-            if entry.get("reference_sha256"):
-                data = _member(
-                    archive, f"artefacts/{entry['reference_sha256']}.npz", Reference.MAX_BYTES
-                )
-                reference = Reference.from_bytes(data)
-            # champion only where there is none and its promotion would need no approver
-            champion_wanted = (
-                entry["stage"] == "champion"
-                and _champion(store, target) is None
-                and not champion_registration_rules(
-                    store,
-                    config,
+        present, planned = _plan(
+            store,
+            config,
+            archive,
+            manifest,
+            target,
+            digest=digest,
+            max_artefact_bytes=max_artefact_bytes,
+        )
+        mapping = dict(present)
+        imported = [ImportedVersion(s, v, "present", True) for s, v in present.items()]
+        registered: dict[int, int] = {}
+        try:
+            for plan in planned:
+                entry = plan.entry
+                row = registry.register(
                     target,
-                    task=source["task"],
+                    _artefact(archive, entry, max_artefact_bytes),
+                    replace(
+                        plan.metadata,
+                        parent_version=_parent(store, target, source["name"], entry, mapping),
+                    ),
+                    actor=actor,
+                    stage=plan.stage,
                     regulated=source["regulated"],
-                    hyperparameters=entry["hyperparameters"],
+                    reference=_reference(archive, entry),
                 )
-            )
-            details = {
-                **entry["details"],
-                "imported": {
-                    "model": source["name"],
-                    "version": entry["version"],
-                    "parent_version": entry.get("parent_version"),
-                    # study names number jobs per store: kept here, not as the version's
-                    # study, where it could collide with a job of this store
-                    "study": entry.get("study"),
-                    "bundle_sha256": digest,
-                    "exported_at": manifest.get("exported_at"),
-                },
-            }
-            row = registry.register(
-                target,
-                onnx,
-                VersionMetadata(
-                    task=source["task"],
-                    feature_names=tuple(source["feature_names"]),
-                    hyperparameters=entry["hyperparameters"],
-                    dataset_version=entry.get("dataset_version"),
-                    parent_version=_parent(store, target, source["name"], entry, mapping),
-                    study=None,
-                    details=details,
-                ),
-                actor=actor,
-                stage="champion" if champion_wanted else "shadow",
-                regulated=source["regulated"],
-                reference=reference,
-            )
-            mapping[entry["version"]] = row.version
-            imported.append(ImportedVersion(entry["version"], row.version, row.stage, False))
+                mapping[entry["version"]] = registered[entry["version"]] = row.version
+                imported.append(ImportedVersion(entry["version"], row.version, row.stage, False))
+        except Exception as exc:
+            _audit_failure(store, actor, target, digest, source["name"], registered, exc)
+            raise
+        imported.sort(key=lambda i: i.source_version)
         store.append_audit(
             actor=actor,
             action="import_bundle",
@@ -221,6 +208,193 @@ def import_bundle(
             },
         )
     return target, imported, manifest.get("config")
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """A version the import will register: its manifest entry, its metadata (but for the
+    parent, known once the versions before it are registered) and its stage."""
+
+    entry: Mapping[str, Any]
+    metadata: VersionMetadata
+    stage: Literal["champion", "shadow"]
+
+
+def _plan(
+    store: Store,
+    config: Config,
+    archive: zipfile.ZipFile,
+    manifest: Mapping[str, Any],
+    target: str,
+    *,
+    digest: str,
+    max_artefact_bytes: int,
+) -> tuple[dict[int, int], list[_Planned]]:
+    """Check the whole bundle against the target without registering anything: which
+    versions the target holds already (source version -> its version), and what to
+    register. Raises what registering would, for any version."""
+    source = manifest["model"]
+    _check_fits(store, config, target, source)
+    present: dict[int, int] = {}
+    planned: list[_Planned] = []
+    # champion only where there is none and its promotion would need no approver
+    champion_free = _champion(store, target) is None
+    for entry in sorted(manifest["versions"], key=lambda e: e["version"]):
+        done = _already_imported(store, target, source["name"], entry)
+        if done is not None:
+            present[entry["version"]] = done
+            continue
+        metadata = VersionMetadata(
+            task=source["task"],
+            feature_names=tuple(source["feature_names"]),
+            hyperparameters=entry["hyperparameters"],
+            dataset_version=entry.get("dataset_version"),
+            study=None,
+            details={
+                **entry["details"],
+                "imported": {
+                    "model": source["name"],
+                    "version": entry["version"],
+                    "parent_version": entry.get("parent_version"),
+                    # study names number jobs per store: kept here, not as the version's
+                    # study, where it could collide with a job of this store
+                    "study": entry.get("study"),
+                    "bundle_sha256": digest,
+                    "exported_at": manifest.get("exported_at"),
+                },
+            },
+        )
+        _check_candidate(config, _artefact(archive, entry, max_artefact_bytes), metadata)
+        reference = _reference(archive, entry)
+        if reference is not None:
+            reference.check(len(metadata.feature_names))
+        champion = (
+            champion_free
+            and entry["stage"] == "champion"
+            and not champion_registration_rules(
+                store,
+                config,
+                target,
+                task=source["task"],
+                regulated=source["regulated"],
+                hyperparameters=entry["hyperparameters"],
+            )
+        )
+        champion_free = champion_free and not champion
+        planned.append(_Planned(entry, metadata, "champion" if champion else "shadow"))
+    return present, planned
+
+
+def _check_fits(store: Store, config: Config, target: str, source: Mapping[str, Any]) -> None:
+    """The checks ``Registry.register`` makes against an existing model: the bundle's
+    versions must take its features, be of its task, and not make it unregulated."""
+    try:
+        existing = store.get_model(target)
+    except NotFoundError:
+        return
+    cfg = config.model(target)
+    regulated = True if cfg is not None and cfg.regulated else source["regulated"]
+    if tuple(existing.feature_names) != tuple(source["feature_names"]):
+        raise RegistrationError(
+            f"model {target!r} has features {list(existing.feature_names)}; a version must "
+            f"take the same features, got {list(source['feature_names'])}",
+            code="feature_names_mismatch",
+        )
+    if existing.task != source["task"]:
+        raise ConflictError(
+            f"model {target!r} is a {existing.task} model; a version cannot change its "
+            f"task to {source['task']}",
+            code="task_mismatch",
+        )
+    if regulated is False and existing.regulated:
+        raise ConflictError(
+            f"model {target!r} is regulated; a registration cannot make it unregulated "
+            "(regulation only tightens)",
+            code="regulated_mismatch",
+        )
+
+
+def _check_candidate(config: Config, onnx: bytes, metadata: VersionMetadata) -> None:
+    """The checks ``Registry.register`` makes of a candidate before it stores anything:
+    the sandboxed load under the target's limits, the feature count, plain-JSON
+    hyperparameters and details, a valid ``parity_error``."""
+    with tempfile.TemporaryDirectory(prefix="tunewatch-bundle-") as tmp:
+        candidate = Path(tmp) / "candidate.onnx"
+        candidate.write_bytes(onnx)
+        try:
+            info = inspect_candidate(
+                candidate,
+                memory_limit_bytes=config.scoring.candidate_memory_limit_mb * 1024 * 1024,
+                timeout_s=config.scoring.candidate_timeout_s,
+            )
+        except CandidateRejectedError as exc:
+            raise RegistrationError(exc.message, code=exc.code) from exc
+    if info.signature.n_features != len(metadata.feature_names):
+        raise RegistrationError(
+            f"the model takes {info.signature.n_features} features but "
+            f"{len(metadata.feature_names)} `feature_names` were given",
+            code="feature_count_mismatch",
+        )
+    try:
+        canonical_json(dict(metadata.hyperparameters))
+        canonical_json(dict(metadata.details))
+    except (TypeError, ValueError) as exc:
+        raise RegistrationError(
+            f"hyperparameters and details must be plain JSON with finite numbers: {exc}",
+            code="invalid_request",
+        ) from exc
+    if "parity_error" in metadata.details and recorded_parity_error(metadata.details) is None:
+        raise RegistrationError(
+            "`details.parity_error` must be a finite number >= 0, got "
+            f"{metadata.details['parity_error']!r}",
+            code="invalid_request",
+        )
+
+
+def _artefact(archive: zipfile.ZipFile, entry: Mapping[str, Any], limit: int) -> bytes:
+    return _member(archive, f"artefacts/{entry['artefact_sha256']}.onnx", limit)
+
+
+def _reference(archive: zipfile.ZipFile, entry: Mapping[str, Any]) -> Reference | None:
+    sha = entry.get("reference_sha256")
+    if not sha:
+        return None
+    return Reference.from_bytes(_member(archive, f"artefacts/{sha}.npz", Reference.MAX_BYTES))
+
+
+def _audit_failure(
+    store: Store,
+    actor: str,
+    target: str,
+    digest: str,
+    source_model: str,
+    registered: Mapping[int, int],
+    exc: Exception,
+) -> None:
+    """Record an import that failed after its checks, and the versions it registered."""
+    code = exc.code if isinstance(exc, TunewatchError) else type(exc).__name__
+    logger.warning(
+        "import of bundle %s into model=%s failed after registering %s: %s",
+        digest[:12],
+        target,
+        dict(registered),
+        exc,
+    )
+    try:
+        store.append_audit(
+            actor=actor,
+            action="import_bundle_failed",
+            target=target,
+            details={
+                "bundle_sha256": digest,
+                "from_model": source_model,
+                "versions": {str(s): v for s, v in registered.items()},
+                "error": str(exc)[:1000],
+                "code": code,
+            },
+        )
+    except StoreError:
+        logger.exception("could not audit the failed import into model=%s", target)
 
 
 def _manifest(archive: zipfile.ZipFile) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import zipfile
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._errors import ConflictError
 from tunewatch._example import ExampleModel
-from tunewatch._registry import RegistrationError
+from tunewatch._registry import Reference, RegistrationError, Registry, VersionMetadata
 
 
 @pytest.fixture
@@ -328,3 +329,99 @@ def test_a_corrupt_compressed_member_is_refused(
     with pytest.raises(BundleError, match="cannot read"):
         _import(target, corrupt)
     assert target.store.list_models() == []
+
+
+def _swap_member(bundle: Path, out: Path, version: int, kind: str, data: bytes) -> Path:
+    """``bundle`` with ``version``'s artefact (``kind`` "onnx") or reference ("npz")
+    replaced by ``data``, stored under its own SHA-256 as the manifest names it: a bundle
+    whose hashes all match but whose content the target must refuse."""
+    sha = hashlib.sha256(data).hexdigest()
+    key = {"onnx": "artefact_sha256", "npz": "reference_sha256"}[kind]
+
+    def edit(m: dict[str, Any]) -> None:
+        next(e for e in m["versions"] if e["version"] == version)[key] = sha
+
+    _rewrite(bundle, out, edit)
+    with zipfile.ZipFile(out, "a") as archive:
+        archive.writestr(f"artefacts/{sha}.{kind}", data)
+    return out
+
+
+def _narrow_reference(trained: list[ExampleModel]) -> bytes:
+    reference = trained[1].reference
+    assert reference is not None
+    return Reference(features=reference.features[:, :3], labels=reference.labels).to_bytes()
+
+
+@pytest.mark.parametrize(
+    ("spoil", "error", "message"),
+    [
+        ("altered-artefact", BundleError, "does not match its SHA-256"),
+        ("not-onnx", RegistrationError, "ONNX|parse|protobuf"),
+        ("reference-of-3-features", RegistrationError, r"\[rows, 8\] matrix"),
+    ],
+    ids=["altered-artefact", "not-onnx", "reference-of-3-features"],
+)
+def test_a_bundle_refused_at_its_second_version_registers_nothing(
+    source: Daemon,
+    target: Daemon,
+    trained: list[ExampleModel],
+    tmp_path: Path,
+    spoil: str,
+    error: type[Exception],
+    message: str,
+) -> None:
+    """Members were read and checked one version at a time, between registrations: a
+    bundle refused at version 2 had made version 1 the target's champion, with no
+    `import_bundle` entry in the audit log."""
+    bundle = _export(source, tmp_path / "credit.zip", versions=[1, 2])
+    spoiled = tmp_path / "spoiled.zip"
+    if spoil == "altered-artefact":
+        sha = source.store.get_version(MODEL, 2).artefact_sha256
+        with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(spoiled, "w") as dst:
+            for info in src.infolist():
+                data = src.read(info)
+                dst.writestr(info.filename, data + b"\0" if sha in info.filename else data)
+    elif spoil == "not-onnx":
+        _swap_member(bundle, spoiled, 2, "onnx", b"not an onnx model")
+    else:
+        _swap_member(bundle, spoiled, 2, "npz", _narrow_reference(trained))
+    with pytest.raises(error, match=message):
+        _import(target, spoiled)
+    assert target.store.list_models() == []
+    assert target.store.audit_log(limit=10) == []
+
+
+class _RacedRegistry(Registry):
+    """A registry before whose ``n``-th registration another registration makes a
+    champion of ``model``: what a concurrent upload does while an import runs."""
+
+    def __init__(self, daemon: Daemon, onnx: bytes, metadata: VersionMetadata, n: int) -> None:
+        super().__init__(daemon.store, daemon.artefacts)
+        self._calls, self._n, self._rival = 0, n, (onnx, metadata)
+
+    def register(self, model: str, *args: Any, **kwargs: Any) -> Any:
+        self._calls += 1
+        if self._calls == self._n:
+            onnx, metadata = self._rival
+            super().register(model, onnx, metadata, actor="rival", stage="champion")
+        return super().register(model, *args, **kwargs)
+
+
+def test_a_registration_that_fails_during_the_import_is_audited_with_what_it_registered(
+    source: Daemon, target: Daemon, trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    source.store.promote(MODEL, 2, actor="t", reason="newer")  # the bundle's champion: v2
+    bundle = _export(source, tmp_path / "credit.zip", versions=[1, 2])
+    raced = _RacedRegistry(target, trained[0].onnx, trained[0].metadata, n=2)
+    with pytest.raises(ConflictError, match="already has a champion"):
+        import_bundle(
+            target.store, raced, target.config, bundle, actor="ops", max_artefact_bytes=10**8
+        )
+    failed = target.store.audit_log(limit=1)[0]
+    assert failed.action == "import_bundle_failed"
+    assert failed.target == MODEL
+    assert failed.details["versions"] == {"1": 1}  # the rival's champion took v2
+    assert failed.details["code"] == "champion_exists"
+    assert "already has a champion" in failed.details["error"]
+    assert target.store.verify_audit() is None
