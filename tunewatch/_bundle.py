@@ -47,6 +47,10 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 _HEX = frozenset("0123456789abcdef")
+#: Details a tuning job writes about the store it ran in: its job and trigger, and how many
+#: of the version's reference rows were that store's traffic (which that store's next job
+#: reads again). An import keeps them under ``details.imported``, not as the target's.
+PER_STORE_DETAILS = ("job", "trigger", "rows", "traffic_rows")
 
 
 class BundleError(TunewatchError, ValueError):
@@ -251,7 +255,7 @@ def _plan(
             dataset_version=entry.get("dataset_version"),
             study=None,
             details={
-                **entry["details"],
+                **{k: v for k, v in entry["details"].items() if k not in PER_STORE_DETAILS},
                 "imported": {
                     "model": source["name"],
                     "version": entry["version"],
@@ -259,6 +263,7 @@ def _plan(
                     # study names number jobs per store: kept here, not as the version's
                     # study, where it could collide with a job of this store
                     "study": entry.get("study"),
+                    **{k: entry["details"][k] for k in PER_STORE_DETAILS if k in entry["details"]},
                     "bundle_sha256": digest,
                     "exported_at": manifest.get("exported_at"),
                 },

@@ -397,7 +397,10 @@ class TuningJobRunner:
 
 def _reference_rows(version: VersionRow, n: int) -> int:
     """How many of ``version``'s ``n`` reference rows are not traffic: all of them, unless
-    a job registered it (its reference is its training rows, the traffic ones last)."""
+    a job of this store registered it (its reference is its training rows, the traffic
+    ones last). An imported version's traffic was another store's: none is read here."""
+    if "imported" in version.details:  # imports once kept the source's `traffic_rows` here
+        return n
     traffic = version.details.get("traffic_rows")
     if isinstance(traffic, int) and version.details.get("rows") == n:
         return max(n - traffic, 0)

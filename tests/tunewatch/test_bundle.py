@@ -20,6 +20,7 @@ from tunewatch._daemon import Daemon
 from tunewatch._errors import ConflictError
 from tunewatch._example import ExampleModel
 from tunewatch._registry import Reference, RegistrationError, Registry, VersionMetadata
+from tunewatch._tuning import TuningJobRunner
 
 
 @pytest.fixture
@@ -425,3 +426,66 @@ def test_a_registration_that_fails_during_the_import_is_audited_with_what_it_reg
     assert failed.details["code"] == "champion_exists"
     assert "already has a champion" in failed.details["error"]
     assert target.store.verify_audit() is None
+
+
+def _first_job_rows(d: Daemon) -> int:
+    """How many rows a tuning job queued now in ``d`` would train on."""
+    outcome = d.dispatcher.handle(MODEL, "manual", {"reason": "test"})
+    assert outcome.job_id is not None
+    model = d.store.get_model(MODEL)
+    runner = TuningJobRunner(
+        store=d.store, registry=d.registry, artefacts=d.artefacts, config=d.config, worker="t"
+    )
+    x, _, n_traffic = runner._training_window(
+        model, d.config.model_or_default(MODEL, model.task), d.store.get_job(outcome.job_id)
+    )
+    assert n_traffic == 0
+    return int(x.shape[0])
+
+
+def test_an_imported_job_s_version_keeps_its_source_s_job_details_apart(
+    source: Daemon, target: Daemon, trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """A job's version records its job, trigger, and how many of its reference rows were
+    its store's traffic (``traffic_rows``, which that store's next job reads again rather
+    than take from the reference). Imported verbatim, they described the target: its
+    dashboard showed the source's job, and its first job dropped the traffic rows from
+    the imported champion's reference, with no such traffic of its own to read."""
+    reference = trained[0].reference
+    assert reference is not None
+    n = reference.features.shape[0]
+    per_store = {"job": 3, "trigger": {"event": "drift"}, "rows": n, "traffic_rows": n - 200}
+    tuned = source.registry.register(
+        MODEL,
+        trained[0].onnx,
+        dataclasses.replace(trained[0].metadata, details={**per_store, "n_trials": 40}),
+        actor="job:3",
+        reference=reference,
+    )
+    source.store.promote(MODEL, tuned.version, actor="t", reason="tuned")
+    _import(target, _export(source, tmp_path / "credit.zip"))
+    champion = target.store.champion(MODEL)
+    assert champion is not None
+    assert not set(per_store) & set(champion.details)
+    assert {k: champion.details["imported"][k] for k in per_store} == per_store
+    assert champion.details["n_trials"] == 40  # what describes the version itself stays
+    assert _first_job_rows(target) == n
+
+
+def test_a_version_imported_with_traffic_rows_beside_its_origin_keeps_every_reference_row(
+    target: Daemon, trained: list[ExampleModel]
+) -> None:
+    """Imports before `traffic_rows` moved under `details.imported` left it beside it."""
+    reference = trained[0].reference
+    assert reference is not None
+    n = reference.features.shape[0]
+    details = {"rows": n, "traffic_rows": n - 200, "imported": {"model": MODEL, "version": 3}}
+    target.registry.register(
+        MODEL,
+        trained[0].onnx,
+        dataclasses.replace(trained[0].metadata, details=details),
+        actor="ops",
+        stage="champion",
+        reference=reference,
+    )
+    assert _first_job_rows(target) == n
