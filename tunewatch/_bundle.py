@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from shadow import CandidateRejectedError, inspect_candidate
 from tunewatch._artefacts import ArtefactStore
@@ -38,7 +38,7 @@ from tunewatch._registry import (
     VersionMetadata,
     recorded_parity_error,
 )
-from tunewatch.store import Store, canonical_json, valid_model_name
+from tunewatch.store import Stage, Store, canonical_json, valid_model_name
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ FORMAT = "tunewatch-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+STAGES: tuple[str, ...] = get_args(Stage)
 _HEX = frozenset("0123456789abcdef")
 #: Details a tuning job writes about the store it ran in: its job and trigger, and how many
 #: of the version's reference rows were that store's traffic (which that store's next job
@@ -148,8 +149,9 @@ def import_bundle(
     bundle (for the operator to merge into the target's config file). A version the model
     already holds from this bundle's model is skipped, so an import can be repeated. The
     bundle's champion becomes champion only where the model has none yet and promoting it
-    would need no approver (``config`` holds the target's rules); everything else arrives
-    in shadow, to be promoted under the target's own governance.
+    would need no approver (``config`` holds the target's rules); versions the source
+    retired or rolled back arrive retired, everything else in shadow, to be promoted under
+    the target's own governance.
 
     Every member is read, checked against its hash and inspected, and every version's
     metadata checked against the target model, before the first version is registered: a
@@ -191,11 +193,19 @@ def import_bundle(
                         parent_version=_parent(store, target, source["name"], entry, mapping),
                     ),
                     actor=actor,
-                    stage=plan.stage,
+                    stage="champion" if plan.stage == "champion" else "shadow",
                     regulated=source["regulated"],
                     reference=_reference(archive, entry),
                 )
                 mapping[entry["version"]] = registered[entry["version"]] = row.version
+                if plan.stage == "retired":
+                    row = store.set_stage(
+                        target,
+                        row.version,
+                        "retired",
+                        actor=actor,
+                        reason=f"{entry['stage']} in {source['name']} (v{entry['version']})",
+                    )
                 imported.append(ImportedVersion(entry["version"], row.version, row.stage, False))
         except Exception as exc:
             _audit_failure(store, actor, target, digest, source["name"], registered, exc)
@@ -217,11 +227,12 @@ def import_bundle(
 @dataclass(frozen=True, slots=True)
 class _Planned:
     """A version the import will register: its manifest entry, its metadata (but for the
-    parent, known once the versions before it are registered) and its stage."""
+    parent, known once the versions before it are registered) and its stage: retired
+    where the source retired or rolled it back, not a challenger to promote again."""
 
     entry: Mapping[str, Any]
     metadata: VersionMetadata
-    stage: Literal["champion", "shadow"]
+    stage: Literal["champion", "shadow", "retired"]
 
 
 def _plan(
@@ -259,6 +270,7 @@ def _plan(
                 "imported": {
                     "model": source["name"],
                     "version": entry["version"],
+                    "stage": entry["stage"],
                     "parent_version": entry.get("parent_version"),
                     # study names number jobs per store: kept here, not as the version's
                     # study, where it could collide with a job of this store
@@ -286,7 +298,14 @@ def _plan(
             )
         )
         champion_free = champion_free and not champion
-        planned.append(_Planned(entry, metadata, "champion" if champion else "shadow"))
+        stage: Literal["champion", "shadow", "retired"] = (
+            "champion"
+            if champion
+            else "retired"
+            if entry["stage"] in ("retired", "rolled_back")
+            else "shadow"
+        )
+        planned.append(_Planned(entry, metadata, stage))
     return present, planned
 
 
@@ -465,6 +484,11 @@ def _check_entry(entry: Any) -> None:
     for key, kind in (("hyperparameters", dict), ("details", dict), ("stage", str)):
         if not isinstance(entry.get(key), kind):
             raise TypeError(f"version {entry['version']}: `{key}` must be of type {kind.__name__}")
+    if entry["stage"] not in STAGES:
+        raise ValueError(
+            f"version {entry['version']}: `stage` must be one of {', '.join(STAGES)}, "
+            f"got {entry['stage']!r:.40}"
+        )
     for key, kinds in (("dataset_version", str), ("study", str), ("parent_version", int)):
         if entry.get(key) is not None and not isinstance(entry[key], kinds):
             raise TypeError(f"version {entry['version']}: `{key}` must be of type {kinds.__name__}")

@@ -153,6 +153,10 @@ def _rewrite(bundle: Path, out: Path, edit: object) -> Path:
         (lambda m: m.update(config=[1]), "`config` must be an object"),
         (lambda m: m["model"].update(name="../../pwn"), "not a path"),
         (lambda m: m["model"].update(task="ranking"), "`model.task` must be one of binary"),
+        (
+            lambda m: m["versions"][0].update(stage="staging"),
+            "`stage` must be one of shadow",
+        ),
     ],
     ids=[
         "newer-format",
@@ -170,6 +174,7 @@ def _rewrite(bundle: Path, out: Path, edit: object) -> Path:
         "config-not-an-object",
         "model-name-a-path",
         "unknown-task",
+        "unknown-stage",
     ],
 )
 def test_a_malformed_manifest_is_refused_with_the_reason(
@@ -489,3 +494,34 @@ def test_a_version_imported_with_traffic_rows_beside_its_origin_keeps_every_refe
         reference=reference,
     )
     assert _first_job_rows(target) == n
+
+
+def test_versions_retired_or_rolled_back_in_the_source_arrive_retired(
+    source: Daemon, target: Daemon, trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """Every version but the champion arrived in shadow: one rolled back in the source
+    became a challenger in the target, scored on live traffic and promotable (at once,
+    by the default `challenger_better -> promote` trigger of an unregulated model)."""
+    source.store.promote(MODEL, 2, actor="t", reason="try v2")
+    source.store.rollback(MODEL, actor="t", reason="v2 broke production")
+    v3 = source.registry.register(MODEL, trained[1].onnx, trained[1].metadata, actor="t")
+    source.store.promote(MODEL, v3.version, actor="t", reason="v3")
+    assert [v.stage for v in source.store.list_versions(MODEL)] == [
+        "retired",
+        "rolled_back",
+        "champion",
+    ]
+    _, imported, _ = _import(target, _export(source, tmp_path / "credit.zip", versions=[1, 2, 3]))
+    assert [(i.source_version, i.stage) for i in imported] == [
+        (1, "retired"),
+        (2, "retired"),
+        (3, "champion"),
+    ]
+    versions = target.store.list_versions(MODEL)
+    assert [v.stage for v in versions] == ["retired", "retired", "champion"]
+    assert [v.details["imported"]["stage"] for v in versions] == [
+        "retired",
+        "rolled_back",
+        "champion",
+    ]
+    assert target.store.list_versions(MODEL, stage="shadow") == []
