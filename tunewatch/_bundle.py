@@ -147,11 +147,12 @@ def import_bundle(
 
     Returns the model name, what became of each version, and the model's config from the
     bundle (for the operator to merge into the target's config file). A version the model
-    already holds from this bundle's model is skipped, so an import can be repeated. The
-    bundle's champion becomes champion only where the model has none yet and promoting it
-    would need no approver (``config`` holds the target's rules); versions the source
-    retired or rolled back arrive retired, everything else in shadow, to be promoted under
-    the target's own governance.
+    already holds is skipped (the same artefact, imported from that version or from the
+    same origin, or the origin itself), so an import can be repeated and a round trip
+    between environments adds nothing. The bundle's champion becomes champion only where
+    the model has none yet and promoting it would need no approver (``config`` holds the
+    target's rules); versions the source retired or rolled back arrive retired, everything
+    else in shadow, to be promoted under the target's own governance.
 
     Every member is read, checked against its hash and inspected, and every version's
     metadata checked against the target model, before the first version is registered: a
@@ -265,21 +266,7 @@ def _plan(
             hyperparameters=entry["hyperparameters"],
             dataset_version=entry.get("dataset_version"),
             study=None,
-            details={
-                **{k: v for k, v in entry["details"].items() if k not in PER_STORE_DETAILS},
-                "imported": {
-                    "model": source["name"],
-                    "version": entry["version"],
-                    "stage": entry["stage"],
-                    "parent_version": entry.get("parent_version"),
-                    # study names number jobs per store: kept here, not as the version's
-                    # study, where it could collide with a job of this store
-                    "study": entry.get("study"),
-                    **{k: entry["details"][k] for k in PER_STORE_DETAILS if k in entry["details"]},
-                    "bundle_sha256": digest,
-                    "exported_at": manifest.get("exported_at"),
-                },
-            },
+            details=_details(entry, source["name"], manifest, digest),
         )
         _check_candidate(config, _artefact(archive, entry, max_artefact_bytes), metadata)
         reference = _reference(archive, entry)
@@ -307,6 +294,50 @@ def _plan(
         )
         planned.append(_Planned(entry, metadata, stage))
     return present, planned
+
+
+def _details(
+    entry: Mapping[str, Any], source_model: str, manifest: Mapping[str, Any], digest: str
+) -> dict[str, Any]:
+    """The imported version's details: the entry's, but for what described the source
+    store, which goes under ``imported`` with where the version came from. A version the
+    source had imported itself keeps that record (``via``) and its first ``origin``."""
+    details = entry["details"]
+    incoming = details.get("imported")
+    origin = _origin(incoming) or (source_model, entry["version"])
+    record = {
+        "model": source_model,
+        "version": entry["version"],
+        "origin": {"model": origin[0], "version": origin[1]},
+        "stage": entry["stage"],
+        "parent_version": entry.get("parent_version"),
+        # study names number jobs per store: kept here, not as the version's study,
+        # where it could collide with a job of this store
+        "study": entry.get("study"),
+        **{k: details[k] for k in PER_STORE_DETAILS if k in details},
+        "bundle_sha256": digest,
+        "exported_at": manifest.get("exported_at"),
+    }
+    if incoming is not None:
+        record["via"] = incoming
+    return {
+        **{k: v for k, v in details.items() if k not in (*PER_STORE_DETAILS, "imported")},
+        "imported": record,
+    }
+
+
+def _origin(record: Any) -> tuple[str, int] | None:
+    """Where the version an ``imported`` record describes was first registered: the
+    record's ``origin``, else the model and version it was imported from (records before
+    origins were kept); ``None`` for no record or a malformed one."""
+    if not isinstance(record, Mapping):
+        return None
+    for found in (record.get("origin"), record):
+        if isinstance(found, Mapping):
+            model, version = found.get("model"), found.get("version")
+            if isinstance(model, str) and type(version) is int:  # not a bool
+                return model, version
+    return None
 
 
 def _check_fits(store: Store, config: Config, target: str, source: Mapping[str, Any]) -> None:
@@ -538,27 +569,37 @@ def _parent(
 def _already_imported(
     store: Store, target: str, source_model: str, entry: Mapping[str, Any]
 ) -> int | None:
-    return _imported_as(
-        store, target, source_model, entry["version"], sha256=entry["artefact_sha256"]
-    )
+    """The target's version that the entry is already, if any: one with its artefact that
+    was imported from this version of ``source_model``, or that has the same origin (it
+    came by another way, or it is the origin: the entry is on its way back)."""
+    try:
+        versions = store.list_versions(target)
+    except NotFoundError:
+        return None
+    origin = _origin(entry["details"].get("imported")) or (source_model, entry["version"])
+    for v in versions:
+        if v.artefact_sha256 != entry["artefact_sha256"]:
+            continue
+        record = v.details.get("imported")
+        own = _origin(record) or (target, v.version)
+        if own == origin or _source(record) == (source_model, entry["version"]):
+            return v.version
+    return None
 
 
-def _imported_as(
-    store: Store, target: str, source_model: str, source_version: int, *, sha256: str | None = None
-) -> int | None:
-    """The target's version imported from ``source_model``'s ``source_version`` (with that
-    artefact, when ``sha256`` is given), if any."""
+def _source(record: Any) -> tuple[Any, Any] | None:
+    """The model and version an ``imported`` record says the version was imported from."""
+    return (record.get("model"), record.get("version")) if isinstance(record, Mapping) else None
+
+
+def _imported_as(store: Store, target: str, source_model: str, source_version: int) -> int | None:
+    """The target's version imported from ``source_model``'s ``source_version``, if any."""
     try:
         versions = store.list_versions(target)
     except NotFoundError:
         return None
     for v in versions:
-        origin = v.details.get("imported") or {}
-        if (
-            origin.get("model") == source_model
-            and origin.get("version") == source_version
-            and sha256 in (None, v.artefact_sha256)
-        ):
+        if _source(v.details.get("imported")) == (source_model, source_version):
             return v.version
     return None
 

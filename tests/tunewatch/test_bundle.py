@@ -525,3 +525,48 @@ def test_versions_retired_or_rolled_back_in_the_source_arrive_retired(
         "champion",
     ]
     assert target.store.list_versions(MODEL, stage="shadow") == []
+
+
+def test_versions_that_come_back_from_a_round_trip_are_already_present(
+    source: Daemon, target: Daemon, tmp_path: Path
+) -> None:
+    """An import replaced the incoming `details.imported` and recognised only versions
+    brought in from the bundle's model: exported back, the source's own versions came
+    in again as shadows (its champion challenged by a copy of itself)."""
+    _import(target, _export(source, tmp_path / "there.zip", versions=[1, 2]))
+    _, back, _ = import_bundle(
+        source.store,
+        source.registry,
+        source.config,
+        _export(target, tmp_path / "back.zip", versions=[1, 2]),
+        actor="ops",
+        max_artefact_bytes=10**8,
+    )
+    assert [(i.source_version, i.version, i.already_present) for i in back] == [
+        (1, 1, True),
+        (2, 2, True),
+    ]
+    assert len(source.store.list_versions(MODEL)) == 2
+
+
+def test_a_version_imported_twice_over_keeps_its_origin(
+    source: Daemon, target: Daemon, tmp_path: Path
+) -> None:
+    """Imported from a store that had imported it, a version lost where it came from, and
+    the same version brought in from its origin as well arrived twice."""
+    _import(target, _export(source, tmp_path / "b.zip", versions=[1, 2]), name="credit-eu")
+    third = Daemon(build_config({"data_dir": str(tmp_path / "third")}, env={}), env={})
+    try:
+        export_bundle(
+            target.store, target.artefacts, target.config, "credit-eu", tmp_path / "c.zip"
+        )
+        _, [via], _ = _import(third, tmp_path / "c.zip")
+        version = third.store.get_version("credit-eu", via.version)
+        assert version.details["imported"]["model"] == "credit-eu"
+        assert version.details["imported"]["origin"] == {"model": MODEL, "version": 1}
+        assert version.details["imported"]["via"]["model"] == MODEL  # the first import's record
+        _, again, _ = _import(third, _export(source, tmp_path / "a.zip", versions=[1]), "credit-eu")
+        assert [(i.version, i.already_present) for i in again] == [(via.version, True)]
+        assert len(third.store.list_versions("credit-eu")) == 1
+    finally:
+        third.close()
