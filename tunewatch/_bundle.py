@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import lzma
 import tempfile
 import zipfile
 import zlib
@@ -414,7 +415,12 @@ def _reference(archive: zipfile.ZipFile, entry: Mapping[str, Any]) -> Reference 
     sha = entry.get("reference_sha256")
     if not sha:
         return None
-    return Reference.from_bytes(_member(archive, f"artefacts/{sha}.npz", Reference.MAX_BYTES))
+    name = f"artefacts/{sha}.npz"
+    data = _member(archive, name, Reference.MAX_BYTES)
+    try:
+        return Reference.from_bytes(data)
+    except lzma.LZMAError as exc:  # a snapshot is a zip as well; from_bytes lets this pass
+        raise BundleError(f"{name}: the reference snapshot is unreadable: {exc}") from exc
 
 
 def _audit_failure(
@@ -537,12 +543,17 @@ def _member(archive: zipfile.ZipFile, name: str, limit: int, *, checked: bool = 
     try:
         with archive.open(info) as member:
             data = member.read(limit + 1)
+    except EOFError as exc:
+        raise BundleError(
+            f"cannot read {name} from the bundle: it ends before its declared size"
+        ) from exc
     except (
-        OSError,
+        OSError,  # and bz2's errors
         zipfile.BadZipFile,
-        RuntimeError,
+        RuntimeError,  # encrypted, or a compression method zipfile does not read
         zlib.error,
-    ) as exc:  # RuntimeError: encrypted
+        lzma.LZMAError,
+    ) as exc:
         raise BundleError(f"cannot read {name} from the bundle: {exc}") from exc
     if len(data) > limit:
         raise BundleError(f"{name} unpacks to more than {limit} bytes")

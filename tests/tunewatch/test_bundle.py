@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import json
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -570,3 +571,81 @@ def test_a_version_imported_twice_over_keeps_its_origin(
         assert len(third.store.list_versions("credit-eu")) == 1
     finally:
         third.close()
+
+
+def _lzma_corrupt(bundle: Path, out: Path, member: str) -> None:
+    """``bundle`` with every member LZMA-compressed (zip method 14) and ``member``'s
+    compressed data damaged."""
+    with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_LZMA) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+    data = bytearray(out.read_bytes())
+    with zipfile.ZipFile(out) as archive:
+        at = next(i for i in archive.infolist() if i.filename.endswith(member)).header_offset
+    start = at + 30 + int.from_bytes(data[at + 26 : at + 28], "little")
+    start += int.from_bytes(data[at + 28 : at + 30], "little")
+    for k in range(start + 9, start + 17):
+        data[k] ^= 0x5A
+    out.write_bytes(bytes(data))
+
+
+def _ends_early(bundle: Path, out: Path, member: str) -> None:
+    """``bundle`` stored uncompressed, with ``member``'s central directory entry declaring
+    more data than the file holds after it."""
+    with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info))
+    data = bytearray(out.read_bytes())
+    with zipfile.ZipFile(out) as archive:
+        name = next(i.filename for i in archive.infolist() if i.filename.endswith(member))
+    entry = data.index(b"PK\x01\x02")  # the central directory's entries
+    while not data[entry + 46 :].startswith(name.encode()):
+        entry = data.index(b"PK\x01\x02", entry + 4)
+    size = len(data).to_bytes(4, "little")
+    data[entry + 20 : entry + 28] = size + size  # compressed and uncompressed sizes
+    out.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("member", ["manifest.json", ".onnx"], ids=["manifest", "artefact"])
+@pytest.mark.parametrize("damage", [_lzma_corrupt, _ends_early], ids=["lzma", "ends-early"])
+def test_the_cli_refuses_a_damaged_member_with_the_reason(
+    source: Daemon,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    member: str,
+    damage: Callable[[Path, Path, str], None],
+) -> None:
+    """An LZMA member's decompression error (zip method 14) and a member ending before
+    its declared size (EOFError) escaped `tunewatch import` as tracebacks."""
+    damaged = tmp_path / "damaged.zip"
+    damage(_export(source, tmp_path / "credit.zip"), damaged, member)
+    config = tmp_path / "target.yaml"
+    config.write_text(json.dumps({"data_dir": str(tmp_path / "target")}))
+    assert main(["--config", str(config), "--actor", "ops", "import", str(damaged)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tunewatch: error: cannot read ")
+    assert member in err.splitlines()[0]
+
+
+def test_a_reference_snapshot_with_a_corrupt_lzma_array_is_refused(
+    source: Daemon, target: Daemon, trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The snapshot is a zip too: its arrays' LZMA errors escaped the import as well."""
+    reference = trained[0].reference
+    assert reference is not None
+    with zipfile.ZipFile(io.BytesIO(reference.to_bytes())) as npz:
+        arrays = {i.filename: npz.read(i) for i in npz.infolist()}
+    packed = io.BytesIO()
+    with zipfile.ZipFile(packed, "w", zipfile.ZIP_LZMA) as npz:
+        for name, data in arrays.items():
+            npz.writestr(name, data)
+    snapshot = bytearray(packed.getvalue())
+    start = 30 + len(next(iter(arrays)))
+    for k in range(start + 9, start + 17):
+        snapshot[k] ^= 0x5A
+    bundle = _swap_member(
+        _export(source, tmp_path / "credit.zip"), tmp_path / "b.zip", 1, "npz", bytes(snapshot)
+    )
+    with pytest.raises(BundleError, match="the reference snapshot is unreadable"):
+        _import(target, bundle)
+    assert target.store.list_models() == []
