@@ -17,9 +17,10 @@ import json
 import logging
 import lzma
 import tempfile
+import uuid
 import zipfile
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -159,7 +160,8 @@ def import_bundle(
     metadata checked against the target model, before the first version is registered: a
     refused bundle registers nothing. Should a registration still fail (a champion
     registered meanwhile, the store), the audit log records ``import_bundle_failed`` with
-    the versions registered until then.
+    the versions registered until then. Imports into one model take turns: one started
+    while another runs is refused (``ConflictError``, ``import_in_progress``).
     """
     digest = _sha256_file(path)
     try:
@@ -172,58 +174,132 @@ def import_bundle(
         target = name or source["name"]
         if not valid_model_name(target):
             raise BundleError(f"model name {target[:80]!r} must be printable and not a path")
-        present, planned = _plan(
-            store,
-            config,
-            archive,
-            manifest,
-            target,
-            digest=digest,
-            max_artefact_bytes=max_artefact_bytes,
-        )
-        mapping = dict(present)
-        imported = [ImportedVersion(s, v, "present", True) for s, v in present.items()]
-        registered: dict[int, int] = {}
-        try:
-            for plan in planned:
-                entry = plan.entry
-                row = registry.register(
-                    target,
-                    _artefact(archive, entry, max_artefact_bytes),
-                    replace(
-                        plan.metadata,
-                        parent_version=_parent(store, target, source["name"], entry, mapping),
-                    ),
-                    actor=actor,
-                    stage="champion" if plan.stage == "champion" else "shadow",
-                    regulated=source["regulated"],
-                    reference=_reference(archive, entry),
-                )
-                mapping[entry["version"]] = registered[entry["version"]] = row.version
-                if plan.stage == "retired":
-                    row = store.set_stage(
-                        target,
-                        row.version,
-                        "retired",
-                        actor=actor,
-                        reason=f"{entry['stage']} in {source['name']} (v{entry['version']})",
-                    )
-                imported.append(ImportedVersion(entry["version"], row.version, row.stage, False))
-        except Exception as exc:
-            _audit_failure(store, actor, target, digest, source["name"], registered, exc)
-            raise
-        imported.sort(key=lambda i: i.source_version)
-        store.append_audit(
-            actor=actor,
-            action="import_bundle",
-            target=target,
-            details={
-                "bundle_sha256": digest,
-                "from_model": source["name"],
-                "versions": {str(i.source_version): i.version for i in imported},
-            },
-        )
+        # renewed before each candidate check, which may take its whole timeout
+        ttl = 2 * config.scoring.candidate_timeout_s + 60
+        with _ImportLease(store, target, ttl_s=ttl) as lease:
+            present, planned = _plan(
+                store,
+                config,
+                archive,
+                manifest,
+                target,
+                digest=digest,
+                max_artefact_bytes=max_artefact_bytes,
+                renew=lease.renew,
+            )
+            imported = _apply(
+                store,
+                registry,
+                archive,
+                manifest,
+                target,
+                present,
+                planned,
+                actor=actor,
+                digest=digest,
+                max_artefact_bytes=max_artefact_bytes,
+                renew=lease.renew,
+            )
     return target, imported, manifest.get("config")
+
+
+def _apply(
+    store: Store,
+    registry: Registry,
+    archive: zipfile.ZipFile,
+    manifest: Mapping[str, Any],
+    target: str,
+    present: Mapping[int, int],
+    planned: Sequence[_Planned],
+    *,
+    actor: str,
+    digest: str,
+    max_artefact_bytes: int,
+    renew: Callable[[], None],
+) -> list[ImportedVersion]:
+    """Register what :func:`_plan` found to register, and audit the import (or, should
+    a registration fail, the versions registered until then)."""
+    source = manifest["model"]
+    mapping = dict(present)
+    imported = [ImportedVersion(s, v, "present", True) for s, v in present.items()]
+    registered: dict[int, int] = {}
+    try:
+        for plan in planned:
+            entry = plan.entry
+            renew()
+            row = registry.register(
+                target,
+                _artefact(archive, entry, max_artefact_bytes),
+                replace(
+                    plan.metadata,
+                    parent_version=_parent(store, target, source["name"], entry, mapping),
+                ),
+                actor=actor,
+                stage="champion" if plan.stage == "champion" else "shadow",
+                regulated=source["regulated"],
+                reference=_reference(archive, entry),
+            )
+            mapping[entry["version"]] = registered[entry["version"]] = row.version
+            if plan.stage == "retired":
+                row = store.set_stage(
+                    target,
+                    row.version,
+                    "retired",
+                    actor=actor,
+                    reason=f"{entry['stage']} in {source['name']} (v{entry['version']})",
+                )
+            imported.append(ImportedVersion(entry["version"], row.version, row.stage, False))
+    except Exception as exc:
+        _audit_failure(store, actor, target, digest, source["name"], registered, exc)
+        raise
+    imported.sort(key=lambda i: i.source_version)
+    store.append_audit(
+        actor=actor,
+        action="import_bundle",
+        target=target,
+        details={
+            "bundle_sha256": digest,
+            "from_model": source["name"],
+            "versions": {str(i.source_version): i.version for i in imported},
+        },
+    )
+    return imported
+
+
+class _ImportLease:
+    """Imports into one model take turns: each holds the store's lease on it (named after
+    a digest of the model's name, which may be longer than a lease's) while it checks and
+    registers. Another import meanwhile is refused (``ConflictError``,
+    ``import_in_progress``): it would find the versions not there yet and register them
+    twice. A lease left by an import that died expires after ``ttl_s``; ``renew`` before
+    each step that may take long."""
+
+    def __init__(self, store: Store, model: str, *, ttl_s: float) -> None:
+        self._store, self._model, self._ttl = store, model, ttl_s
+        self._name = f"import:{hashlib.sha256(model.encode()).hexdigest()[:32]}"
+        self._holder = f"import:{uuid.uuid4().hex}"
+
+    def renew(self) -> None:
+        if not self._store.acquire_lease(self._name, self._holder, ttl_s=self._ttl):
+            raise ConflictError(
+                f"another import into model {self._model!r} is in progress; retry once it "
+                "has finished (an import skips the versions already there)",
+                code="import_in_progress",
+            )
+
+    def __enter__(self) -> _ImportLease:
+        self.renew()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._store.release_lease(self._name, self._holder)
+        except StoreError:
+            logger.exception(
+                "could not release the import lease of model=%s; it expires in %g s",
+                self._model,
+                self._ttl,
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +322,7 @@ def _plan(
     *,
     digest: str,
     max_artefact_bytes: int,
+    renew: Callable[[], None],
 ) -> tuple[dict[int, int], list[_Planned]]:
     """Check the whole bundle against the target without registering anything: which
     versions the target holds already (source version -> its version), and what to
@@ -269,6 +346,7 @@ def _plan(
             study=None,
             details=_details(entry, source["name"], manifest, digest),
         )
+        renew()
         _check_candidate(config, _artefact(archive, entry, max_artefact_bytes), metadata)
         reference = _reference(archive, entry)
         if reference is not None:

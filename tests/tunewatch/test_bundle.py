@@ -649,3 +649,55 @@ def test_a_reference_snapshot_with_a_corrupt_lzma_array_is_refused(
     with pytest.raises(BundleError, match="the reference snapshot is unreadable"):
         _import(target, bundle)
     assert target.store.list_models() == []
+
+
+class _InterleavedRegistry(Registry):
+    """A registry whose first registration lets another import of ``bundle`` run first:
+    two imports at once, in a set order."""
+
+    def __init__(self, daemon: Daemon, bundle: Path) -> None:
+        super().__init__(daemon.store, daemon.artefacts)
+        self._daemon, self._bundle = daemon, bundle
+        self.other: list[ImportedVersion] | Exception | None = None
+
+    def register(self, model: str, *args: Any, **kwargs: Any) -> Any:
+        if self.other is None:
+            try:
+                self.other = _import(self._daemon, self._bundle)[1]
+            except ConflictError as exc:
+                self.other = exc
+        return super().register(model, *args, **kwargs)
+
+
+def test_an_import_into_a_model_while_another_runs_is_refused(
+    source: Daemon, store_url: str, tmp_path: Path
+) -> None:
+    """Two imports of one bundle at once (two replicas' deploy hooks) each found the
+    versions not there yet, and each registered them."""
+    bundle = _export(source, tmp_path / "credit.zip", versions=[2])
+    raw = {"data_dir": str(tmp_path / "target"), "store": {"url": store_url}}
+    target = Daemon(build_config(raw, env={}), env={})
+    try:
+        interleaved = _InterleavedRegistry(target, bundle)
+        _, [first], _ = import_bundle(
+            target.store, interleaved, target.config, bundle, actor="ops", max_artefact_bytes=10**8
+        )
+        assert isinstance(interleaved.other, ConflictError)
+        assert interleaved.other.code == "import_in_progress"
+        assert "another import into model 'credit' is in progress" in str(interleaved.other)
+        assert [v.version for v in target.store.list_versions(MODEL)] == [first.version]
+        _, [again], _ = _import(target, bundle)  # once it has finished
+        assert (again.version, again.already_present) == (first.version, True)
+    finally:
+        target.close()
+
+
+def test_a_refused_import_does_not_hold_up_the_next(
+    source: Daemon, target: Daemon, tmp_path: Path
+) -> None:
+    bundle = _export(source, tmp_path / "credit.zip")
+    spoiled = _swap_member(bundle, tmp_path / "spoiled.zip", 1, "onnx", b"not an onnx model")
+    with pytest.raises(RegistrationError):
+        _import(target, spoiled)
+    _, [imported], _ = _import(target, bundle)
+    assert imported.stage == "champion"
