@@ -1,0 +1,162 @@
+"""Reading a bundle: its manifest, checked field by field, and its members, read in
+memory by the names the manifest gives, within size limits, and checked against the
+SHA-256 in their names before they are used."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import lzma
+import zipfile
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, get_args
+
+from tunewatch._errors import TunewatchError
+from tunewatch._registry import TASKS, Reference
+from tunewatch.store import Stage
+
+FORMAT = "tunewatch-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+STAGES: tuple[str, ...] = get_args(Stage)
+_HEX = frozenset("0123456789abcdef")
+
+
+class BundleError(TunewatchError, ValueError):
+    """A bundle cannot be written or read: the message says which part and why."""
+
+    code = "invalid_bundle"
+
+
+def read_manifest(archive: zipfile.ZipFile) -> dict[str, Any]:
+    raw = read_member(archive, MANIFEST, MAX_MANIFEST_BYTES, checked=False)
+    try:
+        manifest = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise BundleError(f"the bundle's {MANIFEST} is not JSON: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BundleError(f"not a tunewatch bundle: {MANIFEST} lacks `format: {FORMAT}`")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise BundleError(f"`format_version` must be a positive integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise BundleError(
+            f"bundle format {version} is newer than this tunewatch reads ({FORMAT_VERSION}); "
+            "upgrade tunewatch"
+        )
+    try:
+        model = manifest["model"]
+        if not isinstance(model, dict):
+            raise TypeError("`model` must be an object")
+        if not isinstance(manifest.get("config"), dict | None):
+            raise TypeError("`config` must be an object")
+        for key, kind in (
+            ("name", str),
+            ("task", str),
+            ("feature_names", list),
+            ("regulated", bool),
+        ):
+            if not isinstance(model.get(key), kind):
+                raise TypeError(f"`model.{key}` must be of type {kind.__name__}")
+        if model["task"] not in TASKS:
+            raise ValueError(
+                f"`model.task` must be one of {', '.join(TASKS)}, got {model['task']!r}"
+            )
+        if not isinstance(manifest["versions"], list):
+            raise TypeError("`versions` must be a list")
+        for entry in manifest["versions"]:
+            _check_entry(entry)
+        if not manifest["versions"]:
+            raise ValueError("`versions` is empty")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"the bundle's {MANIFEST} is incomplete: {exc}") from exc
+    return manifest
+
+
+def _check_entry(entry: Any) -> None:
+    if not isinstance(entry, dict):
+        raise TypeError(f"each of `versions` must be an object, got {entry!r:.100}")
+    if not isinstance(entry.get("version"), int) or isinstance(entry.get("version"), bool):
+        raise TypeError(f"a version entry needs an integer `version`, got {entry!r:.200}")
+    for key in ("artefact_sha256", "reference_sha256"):
+        value = entry.get(key)
+        if key == "reference_sha256" and value is None:
+            continue
+        if not (isinstance(value, str) and len(value) == 64 and set(value) <= _HEX):
+            raise ValueError(
+                f"version {entry['version']}: `{key}` must be a SHA-256, got {value!r}"
+            )
+    for key, kind in (("hyperparameters", dict), ("details", dict), ("stage", str)):
+        if not isinstance(entry.get(key), kind):
+            raise TypeError(f"version {entry['version']}: `{key}` must be of type {kind.__name__}")
+    if entry["stage"] not in STAGES:
+        raise ValueError(
+            f"version {entry['version']}: `stage` must be one of {', '.join(STAGES)}, "
+            f"got {entry['stage']!r:.40}"
+        )
+    for key, kinds in (("dataset_version", str), ("study", str), ("parent_version", int)):
+        if entry.get(key) is not None and not isinstance(entry[key], kinds):
+            raise TypeError(f"version {entry['version']}: `{key}` must be of type {kinds.__name__}")
+
+
+def read_member(archive: zipfile.ZipFile, name: str, limit: int, *, checked: bool = True) -> bytes:
+    """The member ``name``, refused when missing, larger than ``limit`` once unpacked, or
+    (``checked``) not matching the SHA-256 in its name."""
+    try:
+        info = archive.getinfo(name)
+    except KeyError as exc:
+        raise BundleError(f"the bundle lacks {name}") from exc
+    if info.file_size > limit:
+        raise BundleError(f"{name} unpacks to {info.file_size} bytes; the limit is {limit}")
+    try:
+        with archive.open(info) as member:
+            data = member.read(limit + 1)
+    except EOFError as exc:
+        raise BundleError(
+            f"cannot read {name} from the bundle: it ends before its declared size"
+        ) from exc
+    except (
+        OSError,  # and bz2's errors
+        zipfile.BadZipFile,
+        RuntimeError,  # encrypted, or a compression method zipfile does not read
+        zlib.error,
+        lzma.LZMAError,
+    ) as exc:
+        raise BundleError(f"cannot read {name} from the bundle: {exc}") from exc
+    if len(data) > limit:
+        raise BundleError(f"{name} unpacks to more than {limit} bytes")
+    if checked:
+        expected = Path(name).stem
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise BundleError(f"{name} does not match its SHA-256: the bundle was altered")
+    return data
+
+
+def read_artefact(archive: zipfile.ZipFile, entry: Mapping[str, Any], limit: int) -> bytes:
+    return read_member(archive, f"artefacts/{entry['artefact_sha256']}.onnx", limit)
+
+
+def read_reference(archive: zipfile.ZipFile, entry: Mapping[str, Any]) -> Reference | None:
+    sha = entry.get("reference_sha256")
+    if not sha:
+        return None
+    name = f"artefacts/{sha}.npz"
+    data = read_member(archive, name, Reference.MAX_BYTES)
+    try:
+        return Reference.from_bytes(data)
+    except lzma.LZMAError as exc:  # a snapshot is a zip as well; from_bytes lets this pass
+        raise BundleError(f"{name}: the reference snapshot is unreadable: {exc}") from exc
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise BundleError(f"cannot read bundle {str(path)!r}: {exc.strerror}") from exc
+    return digest.hexdigest()

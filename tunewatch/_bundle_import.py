@@ -1,0 +1,419 @@
+"""Importing a bundle in two phases, under a lease on the target model: :func:`plan`
+reads and checks every member and version and writes nothing, then :func:`apply`
+registers what it found to register."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+import uuid
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from shadow import CandidateRejectedError, inspect_candidate
+from tunewatch._bundle_archive import read_artefact, read_reference
+from tunewatch._config import Config
+from tunewatch._errors import ConflictError, NotFoundError, StoreError, TunewatchError
+from tunewatch._governance import champion_registration_rules
+from tunewatch._registry import (
+    RegistrationError,
+    Registry,
+    VersionMetadata,
+    recorded_parity_error,
+)
+from tunewatch.store import Store, canonical_json
+
+logger = logging.getLogger(__name__)
+
+#: Details a tuning job writes about the store it ran in: its job and trigger, and how many
+#: of the version's reference rows were that store's traffic (which that store's next job
+#: reads again). An import keeps them under ``details.imported``, not as the target's.
+PER_STORE_DETAILS = ("job", "trigger", "rows", "traffic_rows")
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedVersion:
+    source_version: int
+    version: int
+    stage: str
+    already_present: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A version the import will register: its manifest entry, its metadata (but for the
+    parent, known once the versions before it are registered) and its stage: retired
+    where the source retired or rolled it back, not a challenger to promote again."""
+
+    entry: Mapping[str, Any]
+    metadata: VersionMetadata
+    stage: Literal["champion", "shadow", "retired"]
+
+
+def plan(
+    store: Store,
+    config: Config,
+    archive: zipfile.ZipFile,
+    manifest: Mapping[str, Any],
+    target: str,
+    *,
+    digest: str,
+    max_artefact_bytes: int,
+    renew: Callable[[], None],
+) -> tuple[dict[int, int], list[Planned]]:
+    """Check the whole bundle against the target without registering anything: which
+    versions the target holds already (source version -> its version), and what to
+    register. Raises what registering would, for any version."""
+    source = manifest["model"]
+    _check_fits(store, config, target, source)
+    present: dict[int, int] = {}
+    planned: list[Planned] = []
+    # champion only where there is none and its promotion would need no approver
+    champion_free = _champion(store, target) is None
+    for entry in sorted(manifest["versions"], key=lambda e: e["version"]):
+        done = _already_imported(store, target, source["name"], entry)
+        if done is not None:
+            present[entry["version"]] = done
+            continue
+        metadata = VersionMetadata(
+            task=source["task"],
+            feature_names=tuple(source["feature_names"]),
+            hyperparameters=entry["hyperparameters"],
+            dataset_version=entry.get("dataset_version"),
+            study=None,
+            details=_details(entry, source["name"], manifest, digest),
+        )
+        renew()
+        _check_candidate(config, read_artefact(archive, entry, max_artefact_bytes), metadata)
+        reference = read_reference(archive, entry)
+        if reference is not None:
+            reference.check(len(metadata.feature_names))
+        champion = (
+            champion_free
+            and entry["stage"] == "champion"
+            and not champion_registration_rules(
+                store,
+                config,
+                target,
+                task=source["task"],
+                regulated=source["regulated"],
+                hyperparameters=entry["hyperparameters"],
+            )
+        )
+        champion_free = champion_free and not champion
+        stage: Literal["champion", "shadow", "retired"] = (
+            "champion"
+            if champion
+            else "retired"
+            if entry["stage"] in ("retired", "rolled_back")
+            else "shadow"
+        )
+        planned.append(Planned(entry, metadata, stage))
+    return present, planned
+
+
+def apply(
+    store: Store,
+    registry: Registry,
+    archive: zipfile.ZipFile,
+    manifest: Mapping[str, Any],
+    target: str,
+    present: Mapping[int, int],
+    planned: Sequence[Planned],
+    *,
+    actor: str,
+    digest: str,
+    max_artefact_bytes: int,
+    renew: Callable[[], None],
+) -> list[ImportedVersion]:
+    """Register what :func:`plan` found to register, and audit the import (or, should
+    a registration fail, the versions registered until then)."""
+    source = manifest["model"]
+    mapping = dict(present)
+    imported = [ImportedVersion(s, v, "present", True) for s, v in present.items()]
+    registered: dict[int, int] = {}
+    try:
+        for step in planned:
+            entry = step.entry
+            renew()
+            row = registry.register(
+                target,
+                read_artefact(archive, entry, max_artefact_bytes),
+                replace(
+                    step.metadata,
+                    parent_version=_parent(store, target, source["name"], entry, mapping),
+                ),
+                actor=actor,
+                stage="champion" if step.stage == "champion" else "shadow",
+                regulated=source["regulated"],
+                reference=read_reference(archive, entry),
+            )
+            mapping[entry["version"]] = registered[entry["version"]] = row.version
+            if step.stage == "retired":
+                row = store.set_stage(
+                    target,
+                    row.version,
+                    "retired",
+                    actor=actor,
+                    reason=f"{entry['stage']} in {source['name']} (v{entry['version']})",
+                )
+            imported.append(ImportedVersion(entry["version"], row.version, row.stage, False))
+    except Exception as exc:
+        _audit_failure(store, actor, target, digest, source["name"], registered, exc)
+        raise
+    imported.sort(key=lambda i: i.source_version)
+    store.append_audit(
+        actor=actor,
+        action="import_bundle",
+        target=target,
+        details={
+            "bundle_sha256": digest,
+            "from_model": source["name"],
+            "versions": {str(i.source_version): i.version for i in imported},
+        },
+    )
+    return imported
+
+
+class ImportLease:
+    """Imports into one model take turns: each holds the store's lease on it (named after
+    a digest of the model's name, which may be longer than a lease's) while it checks and
+    registers. Another import meanwhile is refused (``ConflictError``,
+    ``import_in_progress``): it would find the versions not there yet and register them
+    twice. A lease left by an import that died expires after ``ttl_s``; ``renew`` before
+    each step that may take long."""
+
+    def __init__(self, store: Store, model: str, *, ttl_s: float) -> None:
+        self._store, self._model, self._ttl = store, model, ttl_s
+        self._name = f"import:{hashlib.sha256(model.encode()).hexdigest()[:32]}"
+        self._holder = f"import:{uuid.uuid4().hex}"
+
+    def renew(self) -> None:
+        if not self._store.acquire_lease(self._name, self._holder, ttl_s=self._ttl):
+            raise ConflictError(
+                f"another import into model {self._model!r} is in progress; retry once it "
+                "has finished (an import skips the versions already there)",
+                code="import_in_progress",
+            )
+
+    def __enter__(self) -> ImportLease:
+        self.renew()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self._store.release_lease(self._name, self._holder)
+        except StoreError:
+            logger.exception(
+                "could not release the import lease of model=%s; it expires in %g s",
+                self._model,
+                self._ttl,
+            )
+
+
+def _details(
+    entry: Mapping[str, Any], source_model: str, manifest: Mapping[str, Any], digest: str
+) -> dict[str, Any]:
+    """The imported version's details: the entry's, but for what described the source
+    store, which goes under ``imported`` with where the version came from. A version the
+    source had imported itself keeps that record (``via``) and its first ``origin``."""
+    details = entry["details"]
+    incoming = details.get("imported")
+    origin = _origin(incoming) or (source_model, entry["version"])
+    record = {
+        "model": source_model,
+        "version": entry["version"],
+        "origin": {"model": origin[0], "version": origin[1]},
+        "stage": entry["stage"],
+        "parent_version": entry.get("parent_version"),
+        # study names number jobs per store: kept here, not as the version's study,
+        # where it could collide with a job of this store
+        "study": entry.get("study"),
+        **{k: details[k] for k in PER_STORE_DETAILS if k in details},
+        "bundle_sha256": digest,
+        "exported_at": manifest.get("exported_at"),
+    }
+    if incoming is not None:
+        record["via"] = incoming
+    return {
+        **{k: v for k, v in details.items() if k not in (*PER_STORE_DETAILS, "imported")},
+        "imported": record,
+    }
+
+
+def _origin(record: Any) -> tuple[str, int] | None:
+    """Where the version an ``imported`` record describes was first registered: the
+    record's ``origin``, else the model and version it was imported from (records before
+    origins were kept); ``None`` for no record or a malformed one."""
+    if not isinstance(record, Mapping):
+        return None
+    for found in (record.get("origin"), record):
+        if isinstance(found, Mapping):
+            model, version = found.get("model"), found.get("version")
+            if isinstance(model, str) and type(version) is int:  # not a bool
+                return model, version
+    return None
+
+
+def _check_fits(store: Store, config: Config, target: str, source: Mapping[str, Any]) -> None:
+    """The checks ``Registry.register`` makes against an existing model: the bundle's
+    versions must take its features, be of its task, and not make it unregulated."""
+    try:
+        existing = store.get_model(target)
+    except NotFoundError:
+        return
+    cfg = config.model(target)
+    regulated = True if cfg is not None and cfg.regulated else source["regulated"]
+    if tuple(existing.feature_names) != tuple(source["feature_names"]):
+        raise RegistrationError(
+            f"model {target!r} has features {list(existing.feature_names)}; a version must "
+            f"take the same features, got {list(source['feature_names'])}",
+            code="feature_names_mismatch",
+        )
+    if existing.task != source["task"]:
+        raise ConflictError(
+            f"model {target!r} is a {existing.task} model; a version cannot change its "
+            f"task to {source['task']}",
+            code="task_mismatch",
+        )
+    if regulated is False and existing.regulated:
+        raise ConflictError(
+            f"model {target!r} is regulated; a registration cannot make it unregulated "
+            "(regulation only tightens)",
+            code="regulated_mismatch",
+        )
+
+
+def _check_candidate(config: Config, onnx: bytes, metadata: VersionMetadata) -> None:
+    """The checks ``Registry.register`` makes of a candidate before it stores anything:
+    the sandboxed load under the target's limits, the feature count, plain-JSON
+    hyperparameters and details, a valid ``parity_error``."""
+    with tempfile.TemporaryDirectory(prefix="tunewatch-bundle-") as tmp:
+        candidate = Path(tmp) / "candidate.onnx"
+        candidate.write_bytes(onnx)
+        try:
+            info = inspect_candidate(
+                candidate,
+                memory_limit_bytes=config.scoring.candidate_memory_limit_mb * 1024 * 1024,
+                timeout_s=config.scoring.candidate_timeout_s,
+            )
+        except CandidateRejectedError as exc:
+            raise RegistrationError(exc.message, code=exc.code) from exc
+    if info.signature.n_features != len(metadata.feature_names):
+        raise RegistrationError(
+            f"the model takes {info.signature.n_features} features but "
+            f"{len(metadata.feature_names)} `feature_names` were given",
+            code="feature_count_mismatch",
+        )
+    try:
+        canonical_json(dict(metadata.hyperparameters))
+        canonical_json(dict(metadata.details))
+    except (TypeError, ValueError) as exc:
+        raise RegistrationError(
+            f"hyperparameters and details must be plain JSON with finite numbers: {exc}",
+            code="invalid_request",
+        ) from exc
+    if "parity_error" in metadata.details and recorded_parity_error(metadata.details) is None:
+        raise RegistrationError(
+            "`details.parity_error` must be a finite number >= 0, got "
+            f"{metadata.details['parity_error']!r}",
+            code="invalid_request",
+        )
+
+
+def _audit_failure(
+    store: Store,
+    actor: str,
+    target: str,
+    digest: str,
+    source_model: str,
+    registered: Mapping[int, int],
+    exc: Exception,
+) -> None:
+    """Record an import that failed after its checks, and the versions it registered."""
+    code = exc.code if isinstance(exc, TunewatchError) else type(exc).__name__
+    logger.warning(
+        "import of bundle %s into model=%s failed after registering %s: %s",
+        digest[:12],
+        target,
+        dict(registered),
+        exc,
+    )
+    try:
+        store.append_audit(
+            actor=actor,
+            action="import_bundle_failed",
+            target=target,
+            details={
+                "bundle_sha256": digest,
+                "from_model": source_model,
+                "versions": {str(s): v for s, v in registered.items()},
+                "error": str(exc)[:1000],
+                "code": code,
+            },
+        )
+    except StoreError:
+        logger.exception("could not audit the failed import into model=%s", target)
+
+
+def _parent(
+    store: Store, target: str, source_model: str, entry: Mapping[str, Any], mapping: dict[int, int]
+) -> int | None:
+    """The target's version that the entry's parent became: in this import, or brought in
+    by an earlier one."""
+    parent = entry.get("parent_version")
+    if parent is None:
+        return None
+    return (
+        mapping[parent] if parent in mapping else _imported_as(store, target, source_model, parent)
+    )
+
+
+def _already_imported(
+    store: Store, target: str, source_model: str, entry: Mapping[str, Any]
+) -> int | None:
+    """The target's version that the entry is already, if any: one with its artefact that
+    was imported from this version of ``source_model``, or that has the same origin (it
+    came by another way, or it is the origin: the entry is on its way back)."""
+    try:
+        versions = store.list_versions(target)
+    except NotFoundError:
+        return None
+    origin = _origin(entry["details"].get("imported")) or (source_model, entry["version"])
+    for v in versions:
+        if v.artefact_sha256 != entry["artefact_sha256"]:
+            continue
+        record = v.details.get("imported")
+        own = _origin(record) or (target, v.version)
+        if own == origin or _source(record) == (source_model, entry["version"]):
+            return v.version
+    return None
+
+
+def _source(record: Any) -> tuple[Any, Any] | None:
+    """The model and version an ``imported`` record says the version was imported from."""
+    return (record.get("model"), record.get("version")) if isinstance(record, Mapping) else None
+
+
+def _imported_as(store: Store, target: str, source_model: str, source_version: int) -> int | None:
+    """The target's version imported from ``source_model``'s ``source_version``, if any."""
+    try:
+        versions = store.list_versions(target)
+    except NotFoundError:
+        return None
+    for v in versions:
+        if _source(v.details.get("imported")) == (source_model, source_version):
+            return v.version
+    return None
+
+
+def _champion(store: Store, model: str) -> int | None:
+    try:
+        champion = store.champion(model)
+    except NotFoundError:
+        return None
+    return champion.version if champion is not None else None
