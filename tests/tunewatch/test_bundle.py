@@ -646,8 +646,9 @@ def test_a_reference_snapshot_with_a_corrupt_lzma_array_is_refused(
     bundle = _swap_member(
         _export(source, tmp_path / "credit.zip"), tmp_path / "b.zip", 1, "npz", bytes(snapshot)
     )
-    with pytest.raises(BundleError, match="the reference snapshot is unreadable"):
+    with pytest.raises(RegistrationError, match="reference snapshot is unreadable") as refused:
         _import(target, bundle)
+    assert refused.value.code == "invalid_reference"
     assert target.store.list_models() == []
 
 
