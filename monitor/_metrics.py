@@ -186,8 +186,9 @@ class ServingMetrics:
         self.alarm = Gauge(
             "tunewatch_alarm",
             "1 while the daemon's policy for an event holds (its last `consecutive` "
-            "evaluated windows alarmed; cool-down aside), else 0. Alert on this, not on "
-            "one window's figures, to apply the same hysteresis as the daemon.",
+            "evaluated windows that share no request alarmed; cool-down aside), else 0. "
+            "Alert on this, not on one window's figures, to apply the same hysteresis as "
+            "the daemon.",
             ["model", "event"],
             registry=r,
         )

@@ -158,7 +158,8 @@ class DriftEvaluationConfig(_Frozen):
     min_rows: int = Field(default=100, ge=2)
     sample_size: int = Field(default=20_000, ge=100)
     columns: dict[str, ColumnDriftSpec] = Field(default_factory=dict)
-    # Hysteresis: this many consecutive drifted windows raise drift_detected.
+    # Hysteresis: this many consecutive drifted windows that share no request raise
+    # drift_detected (the same requests read again by a later run are one window).
     consecutive: int = Field(default=2, ge=1)
     cooldown_minutes: float = Field(default=360.0, ge=0)
 

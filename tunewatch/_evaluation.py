@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,11 +37,13 @@ from tunewatch._actions import OUTCOMES, SETTLED, Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig
 from tunewatch._drift_report import column_types, drift_frame, drift_report
-from tunewatch._policies import decide, evaluation_policies
+from tunewatch._policies import FIRST_REQUEST, LAST_REQUEST, decide, evaluation_policies
 from tunewatch._registry import Reference
 from tunewatch.store import EvaluationRow, ModelRow, Store, VersionRow, Window
 
 logger = logging.getLogger(__name__)
+
+_HISTORY_PAGE = 200  # evaluations read at a time past the first page
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -96,6 +98,7 @@ class Evaluator:
                 end=now,
             )
         start = _ts(window.received_at.min()) if window.n_rows else None
+        span = _requests_span(window.received_at)  # what the window-based kinds judged
         version = champion.version if champion else None
         baseline = self._baseline(champion, model) if champion else None
         # per-version figures describe the champion only: a replaced one's must not linger
@@ -111,6 +114,7 @@ class Evaluator:
                     start,
                     now,
                     *self._drift(model, cfg, window, baseline, version),
+                    span=span,
                 )
             )
         if ev.decay.enabled:
@@ -133,13 +137,18 @@ class Evaluator:
                     start,
                     now,
                     *self._estimate(cfg, window, baseline, version),
+                    span=span,
                 )
             )
         rows.append(
-            self._store(name, version, "labels", start, now, *self._labels(model, cfg, window))
+            self._store(
+                name, version, "labels", start, now, *self._labels(model, cfg, window), span=span
+            )
         )
         rows.append(
-            self._store(name, version, "telemetry", start, now, *self._telemetry(model, window))
+            self._store(
+                name, version, "telemetry", start, now, *self._telemetry(model, window), span=span
+            )
         )
         self._decide(name, cfg, now, {r.kind: r for r in rows}, champion)
         outcome = "insufficient_data" if all(r.status != "ok" for r in rows) else "ok"
@@ -155,7 +164,11 @@ class Evaluator:
         end: datetime,
         status: str,
         payload: dict[str, Any],
+        *,
+        span: Mapping[str, str] | None = None,
     ) -> EvaluationRow:
+        """Store one kind's verdict; ``span`` (the oldest and newest request judged) is
+        what hysteresis tells windows apart by (:func:`tunewatch._policies.decide`)."""
         return self.store.add_evaluation(
             model=model,
             version=version,
@@ -163,7 +176,7 @@ class Evaluator:
             status=status,
             window_start=start,
             window_end=end,
-            payload=payload,
+            payload={**payload, **(span or {})},
         )
 
     def drift_report(self, name: str, evaluation_id: int) -> str:
@@ -404,6 +417,11 @@ class Evaluator:
                 for w in windows
             ],
         }
+        if values:  # hysteresis tells decay verdicts apart by their newest matured window
+            newest = values[-1]
+            received = window.received_at[answered]
+            lo, hi = _epoch(newest.window_start), _epoch(newest.window_end)
+            payload.update(_requests_span(received[(received >= lo) & (received < hi)]))
         status = "insufficient_data" if result.status == "insufficient_data" else "ok"
         return status, payload
 
@@ -517,6 +535,29 @@ class Evaluator:
         settled = self.store.last_action(name, trigger=event, outcomes=SETTLED)
         return settled.created_at if settled is not None else None
 
+    def _history(
+        self, name: str, kind: str, version: int | None, *, first: int
+    ) -> Iterator[EvaluationRow]:
+        """The champion's evaluations of ``kind``, newest first, read from the store a
+        page at a time as the policy reads on (``first`` rows, then more): a streak of
+        windows sharing no request may lie behind many runs that re-read them. It ends at
+        another version's: no streak carries over a promotion or a rollback."""
+        seen: set[int] = set()
+        until: datetime | None = None
+        limit = first
+        while True:
+            page = self.store.list_evaluations(name, kind=kind, until=until, limit=limit)
+            fresh = [row for row in page if row.id not in seen]
+            for row in fresh:
+                if row.version != version:
+                    return
+                seen.add(row.id)
+                yield row
+            if len(page) < limit or not fresh:
+                return
+            until = page[-1].window_end  # inclusive: rows at that instant come again, once
+            limit = _HISTORY_PAGE
+
     def _decide(
         self,
         name: str,
@@ -527,19 +568,18 @@ class Evaluator:
     ) -> None:
         """Raise the events whose policy fires now; export each policy's alarm state:
         1 only while this run's window of its kind measured and alarmed and completed the
-        streak (a window that could not measure, or a kind switched off, is 0)."""
+        streak (a window that could not measure, or a kind switched off, is 0). Both
+        follow :func:`tunewatch._policies.decide`: a streak counts windows that share no
+        request."""
         version = champion.version if champion else None
         for policy in evaluation_policies(cfg.evaluation):
-            history = list(  # no streak carries over a promotion or a rollback: the
-                itertools.takewhile(  # champion's windows since another version's
-                    lambda row: row.version == version,
-                    self.store.list_evaluations(
-                        name, kind=policy.kind, limit=policy.consecutive + 20
-                    ),
-                )
-            )
+            history = self._history(name, policy.kind, version, first=policy.consecutive + 20)
+            latest = next(history, None)
             decision = decide(
-                policy, history, now=now, last_event_at=self._cooling_since(name, policy.event)
+                policy,
+                itertools.chain([latest], history) if latest is not None else (),
+                now=now,
+                last_event_at=self._cooling_since(name, policy.event),
             )
             row = current.get(policy.kind)
             holds = (
@@ -550,7 +590,7 @@ class Evaluator:
             )
             self.metrics.alarm.labels(name, policy.event).set(int(holds))
             if decision.fire:
-                latest = history[0]
+                assert latest is not None  # a streak has an evaluation
                 self.dispatcher.handle(
                     name,
                     policy.event,
@@ -560,6 +600,20 @@ class Evaluator:
                         "window_end": latest.window_end.isoformat(),
                     },
                 )
+
+
+def _requests_span(received_at: np.ndarray) -> dict[str, str]:
+    """The payload keys naming the oldest and newest request judged (none if none)."""
+    if not received_at.size:
+        return {}
+    return {
+        FIRST_REQUEST: _ts(received_at.min()).isoformat(),
+        LAST_REQUEST: _ts(received_at.max()).isoformat(),
+    }
+
+
+def _epoch(value: datetime | float) -> float:
+    return value.timestamp() if isinstance(value, datetime) else float(value)
 
 
 def _ts(epoch: float) -> datetime:

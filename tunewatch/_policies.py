@@ -3,11 +3,16 @@
 A policy is stateless: it decides from the stored evaluations (newest first) and the
 time of its last event (whose retune, if the job quota suppressed it, is still owed and
 does not count), so a restarted daemon decides exactly as before.
+
+Hysteresis counts windows of data, not runs: each run re-reads the newest requests, so
+without new traffic (or with a window longer than the interval) consecutive runs judge
+the same requests, and counting each run would let one drifted batch meet
+``consecutive: 2`` on its own. See :func:`decide`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -20,7 +25,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, kw_only=True)
 class EventPolicy:
-    """Raise ``event`` when the last ``consecutive`` evaluations of ``kind`` alarmed.
+    """Raise ``event`` when ``consecutive`` windows of ``kind`` that share no request
+    alarmed, with no measured window between them that did not (see :func:`decide`).
 
     An evaluation alarms when its payload has ``"alarm": true``; ``insufficient_data``
     windows neither alarm nor break a streak. After an event whose action settled, the
@@ -45,21 +51,57 @@ class Decision:
     streak: int
 
 
+FIRST_REQUEST = "first_request_at"
+LAST_REQUEST = "last_request_at"
+"""Payload keys (ISO times) of the oldest and newest request an evaluation judged."""
+
+
+def requests_span(evaluation: EvaluationRow) -> tuple[datetime, datetime] | None:
+    """When the oldest and the newest request behind ``evaluation`` were received, or
+    ``None`` when it did not record them (rows stored before it did)."""
+    first, last = evaluation.payload.get(FIRST_REQUEST), evaluation.payload.get(LAST_REQUEST)
+    if not isinstance(first, str) or not isinstance(last, str):
+        return None
+    try:
+        return datetime.fromisoformat(first), datetime.fromisoformat(last)
+    except ValueError:
+        return None
+
+
 def decide(
     policy: EventPolicy,
-    evaluations: Sequence[EvaluationRow],
+    evaluations: Iterable[EvaluationRow],
     *,
     last_event_at: datetime | None,
     now: datetime,
 ) -> Decision:
-    """Whether ``policy`` fires now, and why (or why not)."""
+    """Whether ``policy`` fires now, and why (or why not).
+
+    ``evaluations`` are read newest first, and only as far as the decision needs (an
+    iterator may page through the store). The streak counts windows that share no
+    request: an alarming evaluation counts when its newest request came before the
+    oldest request of the window counted after it. One that overlaps that window is
+    passed over: it judged largely the same requests — the same window read again with
+    no traffic between runs or two manual evaluations, a ``window_s`` longer than the
+    interval, ``window_rows`` more than the traffic between runs — and is no fresh
+    evidence. A measured evaluation that did not alarm ends the streak, overlapping or
+    not. So ``consecutive: 2`` means what it says: two windows of different requests
+    both alarmed (and every run between them too), which one drifted batch, however
+    often it is read, cannot do. Evaluations that did not record their requests
+    (stored before they did) count one each, as they used to.
+    """
     streak = 0
+    counted_from: datetime | None = None  # the oldest request of the last counted window
     for e in evaluations:  # newest first
         if e.kind != policy.kind or e.status == "insufficient_data":
             continue
         if not e.payload.get("alarm", False):
             break
+        span = requests_span(e)
+        if counted_from is not None and span is not None and span[1] >= counted_from:
+            continue  # shares requests with the window counted after it
         streak += 1
+        counted_from = span[0] if span is not None else None
         if streak >= policy.consecutive:
             break
     if streak < policy.consecutive:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -90,6 +91,61 @@ def test_policy_needs_consecutive_alarms_and_respects_cooldown() -> None:
     cooling = decide(policy, newest_first, last_event_at=T0 - timedelta(minutes=10), now=T0)
     assert not cooling.fire and "cooling down" in cooling.reason
     assert decide(policy, newest_first, last_event_at=T0 - timedelta(hours=2), now=T0).fire
+
+
+def _window(i: int, alarm: bool, first: int, last: int) -> EvaluationRow:
+    """A measured evaluation whose window held the requests received from minute
+    ``first`` to minute ``last`` (inclusive)."""
+    payload = {
+        "alarm": alarm,
+        "first_request_at": (T0 + timedelta(minutes=first)).isoformat(),
+        "last_request_at": (T0 + timedelta(minutes=last)).isoformat(),
+    }
+    return EvaluationRow(i, "a", 1, "drift", "ok", None, T0 + timedelta(minutes=i), payload, T0)
+
+
+DRIFT_TWICE = EventPolicy(
+    event="drift_detected", kind="drift", consecutive=2, cooldown=timedelta(hours=1)
+)
+
+
+def test_the_same_window_read_twice_is_one_window_of_the_streak() -> None:
+    newest_first = [_window(2, True, 0, 10), _window(1, True, 0, 10)]
+    decision = decide(DRIFT_TWICE, newest_first, last_event_at=None, now=T0)
+    assert not decision.fire and decision.streak == 1
+
+
+def test_an_overlapping_window_is_passed_over_and_the_next_disjoint_one_counts() -> None:
+    # minutes 5-15 and 0-10 share requests; 0-4 ended before 5-15 began
+    overlapping = [_window(3, True, 5, 15), _window(2, True, 0, 10)]
+    assert decide(DRIFT_TWICE, overlapping, last_event_at=None, now=T0).streak == 1
+    disjoint = [_window(3, True, 5, 15), _window(2, True, 0, 10), _window(1, True, 0, 4)]
+    decision = decide(DRIFT_TWICE, disjoint, last_event_at=None, now=T0)
+    assert decision.fire and decision.streak == 2
+
+
+def test_an_overlapping_window_that_did_not_alarm_still_ends_the_streak() -> None:
+    newest_first = [_window(3, True, 5, 15), _window(2, False, 0, 10), _window(1, True, 0, 4)]
+    decision = decide(DRIFT_TWICE, newest_first, last_event_at=None, now=T0)
+    assert not decision.fire and decision.streak == 1
+
+
+def test_evaluations_without_a_recorded_window_count_one_each() -> None:
+    """Rows stored before windows were recorded in the payload keep the old rule."""
+    newest_first = [_evaluation(2, True), _evaluation(1, True)]
+    assert decide(DRIFT_TWICE, newest_first, last_event_at=None, now=T0).fire
+
+
+def test_the_policy_reads_the_history_only_as_far_as_it_decides() -> None:
+    read: list[int] = []
+
+    def history() -> Iterator[EvaluationRow]:
+        for i in range(10, 0, -1):
+            read.append(i)
+            yield _window(i, i != 8, 10 * i, 10 * i + 9)
+
+    assert decide(DRIFT_TWICE, history(), last_event_at=None, now=T0).fire
+    assert read == [10, 9]
 
 
 def test_simultaneous_triggers_in_a_cool_down_queue_one_job(store: Store) -> None:

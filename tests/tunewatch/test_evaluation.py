@@ -164,6 +164,90 @@ def _drifting(d: Daemon, windows: int = 8) -> None:
         d.evaluator.evaluate(MODEL)
 
 
+def test_a_drifted_window_evaluated_again_without_new_traffic_is_not_a_second_window(
+    daemon: Daemon,
+) -> None:
+    """Each run read the newest rows again and counted its stored verdict as a new window:
+    one burst of drifted traffic, evaluated at the next scheduled run (or by a second
+    POST /evaluate) with no request between, met `consecutive: 2` and queued a retune."""
+    clock = Clock()
+    daemon.evaluator.clock = clock
+    daemon.dispatcher._clock = clock
+    feed(daemon, clock, 0, WINDOW, shift=0.0, seed=100)
+    daemon.evaluator.evaluate(MODEL)
+    feed(daemon, clock, WINDOW, WINDOW, shift=1.0, seed=101)  # one burst, then silence
+    verdicts = []
+    for _ in range(3):
+        verdicts.append({r.kind: r for r in daemon.evaluator.evaluate(MODEL)}["drift"])
+        clock.now += timedelta(minutes=5)  # the next scheduled run
+    assert all(v.payload["alarm"] for v in verdicts)
+    assert daemon.store.list_events(model=MODEL, type="drift_detected") == []
+    assert _value(daemon, "tunewatch_alarm", event="drift_detected") == 0.0
+    # a window of requests that came after the burst is the second drifted window
+    feed(daemon, clock, 2 * WINDOW, WINDOW, shift=1.0, seed=102)
+    daemon.evaluator.evaluate(MODEL)
+    assert len(daemon.store.list_events(model=MODEL, type="drift_detected")) == 1
+    assert _value(daemon, "tunewatch_alarm", event="drift_detected") == 1.0
+
+
+def test_a_streak_is_found_behind_many_runs_whose_windows_overlap(daemon: Daemon) -> None:
+    """Sparse traffic: a window slides over the drifted one a few requests a run, so
+    the window counted before the newest lies behind more runs than the policy's first
+    page of history holds."""
+    clock = Clock()
+    daemon.evaluator.clock = clock
+    daemon.dispatcher._clock = clock
+    feed(daemon, clock, 0, WINDOW, shift=1.0, seed=101)
+    first = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}["drift"]
+    sliding = {  # each shares requests with the first window and with the newest
+        **first.payload,
+        "last_request_at": (clock.now + timedelta(days=1)).isoformat(),
+    }
+    for i in range(40):
+        daemon.store.add_evaluation(
+            model=MODEL,
+            version=first.version,
+            kind="drift",
+            status="ok",
+            window_start=first.window_start,
+            window_end=first.window_end + timedelta(minutes=i + 1),
+            payload=sliding,
+        )
+    clock.now += timedelta(hours=1)
+    feed(daemon, clock, WINDOW, WINDOW, shift=1.0, seed=102)
+    daemon.evaluator.evaluate(MODEL)
+    assert len(daemon.store.list_events(model=MODEL, type="drift_detected")) == 1
+
+
+def test_a_window_longer_than_the_interval_counts_once_it_has_moved_past_the_last(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """A 20-minute `window_s` evaluated every 5 minutes: every run's window shares
+    requests with the three before it, so the streak completes at the first run whose
+    window starts after the first drifted window counted ended."""
+    d = _champion_daemon(
+        trained,
+        tmp_path,
+        {"window_rows": None, "window_s": 1200, "drift": {"consecutive": 2}},
+    )
+    try:
+        clock = Clock()
+        d.evaluator.clock = clock
+        d.dispatcher._clock = clock
+        alarms, fired = [], []
+        for run in range(8):  # 300 requests a run, one a second: drifted from the start
+            feed(d, clock, run * 300, 300, shift=1.0, seed=400 + run)
+            rows = {r.kind: r for r in d.evaluator.evaluate(MODEL)}
+            alarms.append(bool(rows["drift"].payload["alarm"]))
+            fired.append(len(d.store.list_events(model=MODEL, type="drift_detected")))
+        assert alarms == [True] * 8
+        # run 0's window is minutes 0-5; run 4's (minutes 5-20 of 300 s runs) is the
+        # first to start after it ended
+        assert fired == [0, 0, 0, 0, 1, 1, 1, 1]
+    finally:
+        d.close()
+
+
 def test_a_policy_without_a_trigger_still_cools_down(
     trained: list[ExampleModel], tmp_path: Path
 ) -> None:
