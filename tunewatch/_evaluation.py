@@ -304,8 +304,8 @@ class Evaluator:
                 {
                     "column": c.column,
                     "method": c.method,
-                    # chi-square is infinite for a value the reference never had; JSON
-                    # has no infinity, and p = 0 with `drifted` says it all
+                    # JSON has no infinity: a statistic that is not finite is stored as
+                    # null, `p_value` and `drifted` beside it
                     "statistic": _finite_or_none(c.statistic),
                     "p_value": c.p_value,
                     "threshold": c.threshold,

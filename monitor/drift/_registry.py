@@ -32,7 +32,8 @@ picked, above it distances."""
 def default_method(summary: ColumnSummary, current: PreparedColumn) -> type[DriftMethod]:
     """evidently 0.7's default, judged by the smaller sample rather than the reference
     alone: with at most 1000 rows, KS for numeric columns with more than 5 distinct
-    values, else chi-square (more than 2 values) or the Z-test (binary); with more,
+    values, else chi-square (more than 2 values; a two-sample test of homogeneity where
+    evidently's is goodness-of-fit) or the Z-test (binary); with more,
     Wasserstein for numeric columns with more than 5 distinct values, else
     Jensen-Shannon. Distinct values are counted over reference and current.
 
