@@ -173,7 +173,8 @@ class ServingMetrics:
         )
         self.label_delay = Gauge(
             "tunewatch_label_delay_seconds",
-            "Median delay between a request and its label in the latest window.",
+            "Median delay between a request and its label in the latest window; a request "
+            "still unlabelled counts as having waited until now (a lower bound).",
             ["model"],
             registry=r,
         )

@@ -340,6 +340,47 @@ def test_estimate_labels_decay_and_telemetry_are_stored_and_exported(daemon: Dae
         ), metric
 
 
+DAY = 86_400.0
+
+
+def test_a_window_whose_labels_never_came_raises_label_delay_high(daemon: Daemon) -> None:
+    """The median delay was taken over the rows whose label had arrived: with none
+    arrived there was no figure and no alarm, however old the requests."""
+    twenty_days_ago = Clock(datetime.now(UTC) - timedelta(days=20))
+    feed(daemon, twenty_days_ago, 0, WINDOW, shift=0.0, seed=1, labels=False)
+    daemon.evaluator.clock = lambda: datetime.now(UTC)
+    labels = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}["labels"].payload
+    assert labels["alarm"] and labels["median_delay_s"] > 19 * DAY
+    assert labels["unlabelled_share"] == 1.0 and labels["overdue_share"] == 1.0
+    assert labels["median_delay_labelled_s"] is None
+    assert (_value(daemon, "tunewatch_label_delay_seconds") or 0.0) > 19 * DAY
+    assert len(daemon.store.list_events(model=MODEL, type="label_delay_high")) == 1
+
+
+def test_a_fast_minority_of_labels_does_not_hide_a_late_majority(daemon: Daemon) -> None:
+    """90 % of the window's requests are 20 days old and unlabelled; the newest 10 %
+    were labelled within an hour. The delay was reported as about an hour."""
+    twenty_days_ago = Clock(datetime.now(UTC) - timedelta(days=20))
+    feed(daemon, twenty_days_ago, 0, 540, shift=0.0, seed=1, labels=False)
+    feed(daemon, Clock(datetime.now(UTC) - timedelta(hours=1)), 540, 60, shift=0.0, seed=2)
+    daemon.evaluator.clock = lambda: datetime.now(UTC)
+    labels = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}["labels"].payload
+    assert labels["median_delay_labelled_s"] < 3600
+    assert labels["alarm"] and labels["median_delay_s"] > 19 * DAY
+    assert labels["unlabelled_share"] == pytest.approx(0.9)
+
+
+def test_requests_still_within_the_delay_alarm_do_not_raise_it(daemon: Daemon) -> None:
+    """Unlabelled requests six hours old have waited six hours so far: the median delay
+    is at least that, well under the seven-day alarm."""
+    clock = Clock()  # six hours ago
+    feed(daemon, clock, 0, WINDOW, shift=0.0, seed=1, labels=False)
+    daemon.evaluator.clock = lambda: datetime.now(UTC)
+    labels = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}["labels"].payload
+    assert not labels["alarm"] and labels["overdue_share"] == 0.0
+    assert 5 * 3600 < labels["median_delay_s"] < 7 * 3600
+
+
 def _wait(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
