@@ -182,7 +182,8 @@ class DecayEvaluationConfig(_Frozen):
     horizon_windows: int = Field(default=30, ge=3)
     min_windows: int = Field(default=3, ge=3)  # a trend needs three points
     # decay_detected when the trend worsens significantly and the objective is projected
-    # to cross ``threshold`` (when given) within ``horizon_days``.
+    # to cross ``threshold`` within ``horizon_days``. Unset: 5 ``tolerance`` worse than
+    # the horizon's first ``min_windows`` matured windows, weighted by labelled requests.
     threshold: float | None = None
     horizon_days: float = Field(default=14.0, gt=0)
     tolerance: float = Field(default=0.01, gt=0)

@@ -29,6 +29,7 @@ from monitor import (
     MonitorError,
     ReferenceProfile,
     ServingMetrics,
+    WindowValue,
     realised_windows,
 )
 from monitor.objectives import Objective, ObjectiveError, make_objective, positive_proba
@@ -371,10 +372,11 @@ class Evaluator:
             return "insufficient_data", {"alarm": False, "reason": str(exc)}
         values = [w for w in windows if w.value is not None]
         threshold = d.threshold
+        anchor = None
         if threshold is None and values:
+            anchor = _early_level(values, d.min_windows)
             worse = 5 * d.tolerance
-            first = float(values[0].value)  # type: ignore[arg-type]
-            threshold = first - worse if objective.greater_is_better else first + worse
+            threshold = anchor - worse if objective.greater_is_better else anchor + worse
         estimator = DecayEstimator(
             objective,
             threshold=threshold if threshold is not None else 0.0,
@@ -405,6 +407,7 @@ class Evaluator:
             "alarm": bool(result.status == "decaying" and soon),
             "objective": objective.name,
             "threshold": threshold,
+            "threshold_anchor": anchor,  # without decay.threshold: where the horizon began
             "status": result.status,
             "slope_per_day": result.slope_per_day,
             "slope_ci": list(result.slope_ci) if result.slope_ci else None,
@@ -627,6 +630,17 @@ def _requests_span(received_at: np.ndarray) -> dict[str, str]:
         FIRST_REQUEST: _ts(received_at.min()).isoformat(),
         LAST_REQUEST: _ts(received_at.max()).isoformat(),
     }
+
+
+def _early_level(values: list[WindowValue], count: int) -> float:
+    """The objective where the decay horizon begins: its first ``count`` matured
+    windows' values weighted by their labelled requests, the weights the trend is fitted
+    with. The first window's value alone moved the default threshold as far as a window
+    of two requests can (accuracy 0 or 1), silencing a real decay or alarming a stable
+    model."""
+    early = values[:count]
+    total = sum(w.n for w in early)
+    return sum(float(w.value) * w.n for w in early if w.value is not None) / total
 
 
 def _epoch(value: datetime | float) -> float:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from shadow import OnnxModel
 from tests.tunewatch.conftest import Clock, feed
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
@@ -19,7 +20,7 @@ from tunewatch._errors import NotFoundError
 from tunewatch._example import ExampleModel, example_data
 from tunewatch._registry import Reference
 from tunewatch._scheduler import PerModelJob, Scheduler
-from tunewatch.store import LabelItem, RequestRecord
+from tunewatch.store import LabelItem, OutputRecord, RequestRecord
 from tunewatch.store._schema import evaluations, leases
 
 MODEL = "credit"
@@ -848,6 +849,86 @@ def test_decay_follows_the_champion_not_the_versions_before_it(
         assert _series(daemon, "tunewatch_objective_realised") == []
     finally:
         daemon.close()
+
+
+def _write_hour(d: Daemon, t0: datetime, hour: int, n: int, accuracy: float, seed: int) -> None:
+    """``n`` labelled requests in hour ``hour`` after ``t0`` whose champion predictions
+    are right with probability ``accuracy`` (all wrong when ``accuracy`` is 0)."""
+    x, _ = example_data(n, seed=seed)
+    champion = d.store.champion(MODEL)
+    assert champion is not None
+    session = OnnxModel.from_bytes(d.artefacts.get(champion.artefact_sha256))
+    probs = session.primary(session.run(x))
+    predicted = (probs[:, 1] >= 0.5).astype(float)
+    right = np.random.default_rng(seed).random(n) < accuracy
+    labels = np.where(right, predicted, 1.0 - predicted)
+    requests, outputs = [], []
+    for i in range(n):
+        rid, at = f"h{hour}-{i}", t0 + timedelta(hours=hour, seconds=10 + i)
+        requests.append(
+            RequestRecord(
+                model=MODEL,
+                request_id=rid,
+                received_at=at,
+                source="infer",
+                n_rows=1,
+                n_cols=8,
+                inputs=x[i : i + 1].tobytes(),
+            )
+        )
+        outputs.append(
+            OutputRecord(
+                model=MODEL,
+                request_id=rid,
+                version=champion.version,
+                role="champion",
+                latency_s=1e-4,
+                n_rows=1,
+                n_cols=2,
+                values=probs[i : i + 1].tobytes(),
+                created_at=at,
+            )
+        )
+    d.store.write_records(requests, outputs)
+    d.store.add_labels(
+        MODEL, [LabelItem(request_id=f"h{hour}-{i}", value=float(labels[i])) for i in range(n)]
+    )
+
+
+@pytest.mark.parametrize(
+    "tiny_first_window", [False, True], ids=["no-tiny-window", "a-two-request-first-window"]
+)
+def test_a_tiny_first_window_does_not_set_the_default_decay_threshold(
+    trained: list[ExampleModel], tmp_path: Path, tiny_first_window: bool
+) -> None:
+    """Accuracy falls from 0.90 to 0.80 over 23 hourly windows of 300 requests. With no
+    `decay.threshold` it was the oldest window's value less 5 tolerances: a first window
+    of two misclassified requests put it at -0.05, and the same significant decay raised
+    no alarm. It is now anchored on the early windows weighted by their labelled rows."""
+    d = _champion_daemon(
+        trained,
+        tmp_path,
+        {
+            "window_rows": WINDOW,
+            "decay": {"window_s": 3600, "maturity_s": 0, "horizon_windows": 24, "horizon_days": 1},
+        },
+        model={"objective": {"name": "accuracy"}},
+    )
+    try:
+        # labels are stamped with the database's time: requests after it have every
+        # label matured with maturity_s = 0
+        t0 = datetime.now(UTC) + timedelta(hours=1)
+        d.evaluator.clock = lambda: t0 + timedelta(hours=24)
+        if tiny_first_window:
+            _write_hour(d, t0, 0, 2, 0.0, seed=1)
+        for hour in range(1, 24):
+            _write_hour(d, t0, hour, 300, 0.90 - 0.10 * (hour - 1) / 22, seed=100 + hour)
+        decay = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["decay"].payload
+        assert decay["status"] == "decaying"
+        assert decay["threshold"] == pytest.approx(0.90 - 5 * 0.01, abs=0.03)
+        assert decay["alarm"]
+    finally:
+        d.close()
 
 
 def test_a_row_without_an_output_has_no_predicted_class() -> None:
