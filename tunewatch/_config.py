@@ -178,6 +178,9 @@ class DecayEvaluationConfig(_Frozen):
 
     enabled: bool = True
     window_s: float = Field(default=86_400.0, gt=0)
+    # Labels are complete this long after their request: decay counts a request once its
+    # label came within it of the window's end, label drift reads the labels of requests
+    # at least this old only.
     maturity_s: float = Field(default=86_400.0, ge=0)
     horizon_windows: int = Field(default=30, ge=3)
     min_windows: int = Field(default=3, ge=3)  # a trend needs three points

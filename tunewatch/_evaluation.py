@@ -114,7 +114,7 @@ class Evaluator:
                     "drift",
                     start,
                     now,
-                    *self._drift(model, cfg, window, baseline, version),
+                    *self._drift(model, cfg, window, baseline, version, now),
                     span=span,
                 )
             )
@@ -258,7 +258,15 @@ class Evaluator:
         window: Window,
         baseline: _Baseline | None,
         version: int | None,
+        now: datetime,
     ) -> tuple[str, dict[str, Any]]:
+        """Drift of the window's features, the champion's predictions and the labels.
+
+        Labels are read only for requests at least ``decay.maturity_s`` old, the
+        evaluation's "labels are complete after this": when a label's delay depends on
+        the outcome, the labels that came first are a biased sample (unchanged traffic
+        read as label drift, p = 6e-9 on 600 requests). With none so old the label
+        column is insufficient data."""
         if baseline is None:  # nothing to compare with: no figure, not the last one held
             m = self.metrics
             for gauge in (m.drift_share, m.drift_detected, m.feature_drift):
@@ -279,12 +287,11 @@ class Evaluator:
         )
         # predictions: the champion's (its reference's are), none where another answered
         outputs = np.where((window.versions == version)[:, None], window.outputs, np.nan)
-        frame = drift_frame(
-            model,
-            window.features,
-            outputs,
-            window.labels if baseline.reference.labels is not None else None,
-        )
+        labels = None
+        if baseline.reference.labels is not None:
+            matured = window.received_at <= now.timestamp() - cfg.evaluation.decay.maturity_s
+            labels = np.where(matured, window.labels, np.nan)
+        frame = drift_frame(model, window.features, outputs, labels)
         result = detector.check(frame)
         testable = [c for c in result.columns if c.status != "insufficient_data"]
         m = self.metrics

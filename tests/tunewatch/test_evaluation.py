@@ -796,6 +796,55 @@ def test_the_report_judges_columns_as_the_model_s_drift_settings_do(
         d.close()
 
 
+def test_labels_that_have_not_matured_are_not_tested_for_drift(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """A label's delay may depend on the outcome (a default is known at once, a
+    repayment later): the labels of the newest requests, mostly positives, made
+    unchanged traffic label drift (p = 6e-9) and, under `fdr`, dataset drift alone.
+    Labels are read only for requests older than `decay.maturity_s` (a day here)."""
+    d = _champion_daemon(
+        trained, tmp_path, {"window_rows": WINDOW, "drift": {"dataset_rule": "fdr"}}
+    )
+    try:
+        clock = Clock()  # six hours ago: no label has matured
+        d.evaluator.clock = clock
+        feed(d, clock, 0, WINDOW, shift=0.0, seed=103, labels=False)
+        _, y = example_data(WINDOW, seed=103, shift=0.0)
+        arrived = [i for i in range(WINDOW) if y[i] == 1 or i < WINDOW // 2]
+        d.store.add_labels(
+            MODEL, [LabelItem(request_id=f"r{i}", value=float(y[i])) for i in arrived]
+        )
+        drift = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["drift"].payload
+        [label] = [c for c in drift["columns"] if c["column"] == "__label__"]
+        assert label["status"] == "insufficient_data" and label["n_cur"] == 0
+        assert not drift["alarm"]
+    finally:
+        d.close()
+
+
+def test_labels_of_requests_older_than_the_maturity_are_tested_for_drift(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """Requests six hours old with a one-hour maturity: their labels are complete, and
+    a label distribution that changed (every label positive) is label drift. Newer
+    requests' labels in the same window are left out."""
+    d = _champion_daemon(trained, tmp_path, {"window_rows": WINDOW, "decay": {"maturity_s": 3600}})
+    try:
+        clock = Clock()  # six hours ago
+        evaluated_at = clock.now + timedelta(hours=6)
+        d.evaluator.clock = lambda: evaluated_at
+        feed(d, clock, 0, 400, shift=0.0, seed=104, labels=False)
+        clock.now += timedelta(hours=5, minutes=30)  # 200 requests half an hour old
+        feed(d, clock, 400, 200, shift=0.0, seed=105, labels=False)
+        d.store.add_labels(MODEL, [LabelItem(request_id=f"r{i}", value=1.0) for i in range(600)])
+        drift = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["drift"].payload
+        [label] = [c for c in drift["columns"] if c["column"] == "__label__"]
+        assert label["n_cur"] == 400 and label["drifted"]
+    finally:
+        d.close()
+
+
 def _promote_a_copy(d: Daemon, trained: list[ExampleModel]) -> int:
     v2 = d.registry.register(
         MODEL, trained[0].onnx, trained[0].metadata, actor="t", reference=trained[0].reference
