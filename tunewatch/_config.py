@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +27,8 @@ from pydantic import (
     model_validator,
 )
 
+from monitor.drift import METHODS as DRIFT_METHODS
+from monitor.drift import DriftError
 from monitor.objectives import ObjectiveError, make_objective
 from tunewatch._cron import crontab_trigger
 from tunewatch._errors import ConfigError
@@ -37,6 +39,10 @@ CONFIG_VERSION = 1
 ENV_STORE_URL = "TUNEWATCH_STORE_URL"
 ENV_DATA_DIR = "TUNEWATCH_DATA_DIR"
 ENV_ADMIN_TOKEN = "TUNEWATCH_ADMIN_TOKEN"
+# The drift frame's columns besides a model's features (tunewatch._drift_report builds
+# the frame under these names): the champion's prediction, and the label.
+PREDICTION_COLUMN = "__prediction__"
+LABEL_COLUMN = "__label__"
 
 Task = Literal["binary", "multiclass", "regression"]
 
@@ -144,8 +150,21 @@ class ObjectiveConfig(_Frozen):
 
 
 class ColumnDriftSpec(_Frozen):
+    """One column's drift method and threshold. Whether the column exists is checked
+    against the model's features when it registers or the daemon starts
+    (:meth:`Config.check_drift_columns`); whether the method fits the column's values
+    only against the champion's reference, at evaluation."""
+
     method: Literal["ks", "psi", "wasserstein", "jensenshannon", "chisquare", "z"]
     threshold: float | None = None
+
+    @model_validator(mode="after")
+    def _threshold_fits_the_method(self) -> ColumnDriftSpec:
+        try:
+            DRIFT_METHODS[self.method](threshold=self.threshold)
+        except DriftError as exc:
+            raise ValueError(f"method {self.method!r}: {exc}") from exc
+        return self
 
 
 class DriftEvaluationConfig(_Frozen):
@@ -472,6 +491,26 @@ class Config(_Frozen):
         return self.model(name) or ModelConfig.model_validate(
             {"name": name, "task": task}, context={"registered": True}
         )
+
+    def check_drift_columns(self, model: str, feature_names: Sequence[str]) -> None:
+        """Refuse ``evaluation.drift.columns`` of ``model`` naming a column its drift
+        frame does not have (its features, the prediction and the label): a model's
+        features are known only once it registers, and such a setting made every
+        evaluation of the model fail. Called when a version registers and, for stored
+        models, when the daemon starts."""
+        for i, cfg in enumerate(self.models):
+            if cfg.name != model:
+                continue
+            known = {*feature_names, PREDICTION_COLUMN, LABEL_COLUMN}
+            unknown = [c for c in cfg.evaluation.drift.columns if c not in known]
+            if unknown:
+                shown = ", ".join(list(feature_names)[:10])
+                more = f", … ({len(feature_names)} in all)" if len(feature_names) > 10 else ""
+                raise ConfigError(
+                    f"models.{i}.evaluation.drift.columns.{unknown[0]}: drift settings must "
+                    f"name a column of model {model!r}, got {unknown}; its columns are its "
+                    f"features ({shown}{more}), {PREDICTION_COLUMN} and {LABEL_COLUMN}"
+                )
 
     def trigger(self, model: str, event: str) -> TriggerConfig | None:
         """The model's trigger for ``event`` (the defaults for models not configured)."""

@@ -17,7 +17,7 @@ from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._auth import Authenticator, hash_token
 from tunewatch._config import ENV_ADMIN_TOKEN, Config, ModelConfig
-from tunewatch._errors import ConfigError, ConflictError
+from tunewatch._errors import ConfigError, ConflictError, NotFoundError
 from tunewatch._evaluation import Evaluator
 from tunewatch._launcher import STALE_HEARTBEATS, JobLauncher
 from tunewatch._recorder import Recorder
@@ -108,6 +108,11 @@ class Daemon:
     ) -> None:
         self.config = config
         self.store = open_store(config)
+        try:
+            _check_stored_features(config, self.store)
+        except ConfigError:
+            self.store.close()
+            raise
         ensure_bootstrap_token(self.store, os.environ if env is None else env)
         self.artefacts = ArtefactStore(config.artefact_dir)
         self.metrics = ServingMetrics()
@@ -129,6 +134,7 @@ class Daemon:
             memory_limit_bytes=config.scoring.candidate_memory_limit_mb * 1024 * 1024,
             timeout_s=config.scoring.candidate_timeout_s,
             regulated_models=[m.name for m in config.models if m.regulated],
+            check_features=config.check_drift_columns,
         )
         self.registry.regulate_configured()  # models stored unregulated before the config
         self.dispatcher = Dispatcher(self.store, config, metrics=self.metrics)
@@ -267,6 +273,17 @@ class Daemon:
                 continue
             if changed:
                 logger.info("lineups changed in the store, reloaded: %s", changed)
+
+
+def _check_stored_features(config: Config, store: Store) -> None:
+    """The config's settings that name columns, against the stored models' features
+    (a model's features are known only once it registered)."""
+    for cfg in config.models:
+        try:
+            stored = store.get_model(cfg.name)
+        except NotFoundError:
+            continue
+        config.check_drift_columns(cfg.name, stored.feature_names)
 
 
 def _schedule(model: ModelConfig) -> float | str | None:

@@ -24,6 +24,7 @@ from monitor import (
     ColumnDriftConfig,
     DecayEstimator,
     DriftDetector,
+    DriftError,
     EstimationError,
     LatencySummary,
     MonitorError,
@@ -267,24 +268,41 @@ class Evaluator:
         the outcome, the labels that came first are a biased sample (unchanged traffic
         read as label drift, p = 6e-9 on 600 requests). With none so old the label
         column is insufficient data."""
+        m = self.metrics
         if baseline is None:  # nothing to compare with: no figure, not the last one held
-            m = self.metrics
             for gauge in (m.drift_share, m.drift_detected, m.feature_drift):
                 m.forget(gauge, model=model.name)
             return "insufficient_data", {"alarm": False, "reason": "no reference snapshot"}
         d = cfg.evaluation.drift
-        detector = DriftDetector(
-            baseline.profile,
-            columns={
-                k: ColumnDriftConfig(method=v.method, threshold=v.threshold)
-                for k, v in d.columns.items()
-            },
-            dataset_rule=d.dataset_rule,
-            share_threshold=d.share_threshold,
-            alpha=d.alpha,
-            min_rows=d.min_rows,
-            sample_size=d.sample_size,
-        )
+        try:
+            detector = DriftDetector(
+                baseline.profile,
+                columns={
+                    k: ColumnDriftConfig(method=v.method, threshold=v.threshold)
+                    for k, v in d.columns.items()
+                },
+                dataset_rule=d.dataset_rule,
+                share_threshold=d.share_threshold,
+                alpha=d.alpha,
+                min_rows=d.min_rows,
+                sample_size=d.sample_size,
+            )
+        except DriftError as exc:
+            # a setting only the reference can refuse (chisquare on a continuous column,
+            # __label__ without reference labels): drift is lost, not the other kinds
+            logger.error(
+                "model=%s version=%s: drift not evaluated, evaluation.drift.columns does "
+                "not fit the champion's reference: %s",
+                model.name,
+                version,
+                exc,
+            )
+            for gauge in (m.drift_share, m.drift_detected, m.feature_drift):
+                m.forget(gauge, model=model.name)
+            return "insufficient_data", {
+                "alarm": False,
+                "reason": f"evaluation.drift.columns does not fit the reference: {exc}",
+            }
         # predictions: the champion's (its reference's are), none where another answered
         outputs = np.where((window.versions == version)[:, None], window.outputs, np.nan)
         labels = None
@@ -294,7 +312,6 @@ class Evaluator:
         frame = drift_frame(model, window.features, outputs, labels)
         result = detector.check(frame)
         testable = [c for c in result.columns if c.status != "insufficient_data"]
-        m = self.metrics
         if testable:
             m.drift_share.labels(model.name).set(result.drifted_share)
             m.drift_detected.labels(model.name).set(int(result.dataset_drift))

@@ -10,7 +10,7 @@ import re
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -243,8 +243,13 @@ class Registry:
         memory_limit_bytes: int = 2 * 1024**3,
         timeout_s: float = 60.0,
         regulated_models: Collection[str] = (),
+        check_features: Callable[[str, Sequence[str]], None] | None = None,
     ) -> None:
+        """``check_features(model, feature_names)`` is called before a version is stored:
+        the config's settings that name a model's columns are checked there (it raises
+        ``ConfigError``), as features are known only once a model registers."""
         self._store = store
+        self._check_features = check_features
         self._artefacts = artefacts
         self._memory_limit = memory_limit_bytes
         self._timeout = timeout_s
@@ -340,6 +345,8 @@ class Registry:
                 )
         if reference is not None:
             reference.check(len(metadata.feature_names))
+        if self._check_features is not None:
+            self._check_features(model, metadata.feature_names)
         existing = self._existing_model(model)
         configured = model in self._regulated
         if configured:

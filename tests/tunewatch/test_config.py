@@ -95,6 +95,15 @@ def test_unreadable_and_non_mapping_files_are_config_errors(tmp_path: Path) -> N
             {"drift": {"min_rows": 500, "sample_size": 200}},
             r"`sample_size` \(200\) must be at least",
         ),
+        (
+            {"drift": {"columns": {"x0": {"method": "ks", "threshold": 1.5}}}},
+            r"drift\.columns\.x0: .*method 'ks': `threshold` of a p-value test must be in "
+            r"\(0, 1\), got 1\.5",
+        ),
+        (
+            {"drift": {"columns": {"x0": {"method": "psi", "threshold": 0}}}},
+            r"drift\.columns\.x0: .*method 'psi': `threshold` must be a positive finite number",
+        ),
     ],
 )
 def test_evaluation_settings_the_monitors_would_refuse_are_config_errors(
@@ -283,3 +292,25 @@ def test_a_safe_choice_written_as_a_yaml_1_1_flag_word_is_refused(
     )
     with pytest.raises(ConfigError, match="write a flag as true or false"):
         load_config(path)
+
+
+def test_drift_settings_accept_the_columns_the_drift_frame_has() -> None:
+    """The check at registration knows the prediction and label columns by the names the
+    drift frame gives them."""
+    from tunewatch._config import LABEL_COLUMN, PREDICTION_COLUMN
+    from tunewatch._drift_report import LABEL, PREDICTION
+
+    assert (PREDICTION_COLUMN, LABEL_COLUMN) == (PREDICTION, LABEL)
+    columns = {c: {"method": "psi"} for c in ("x0", PREDICTION, LABEL)}
+    config = build_config(
+        {
+            "models": [
+                {"name": "m", "task": "binary", "evaluation": {"drift": {"columns": columns}}}
+            ]
+        },
+        env={},
+    )
+    config.check_drift_columns("m", ["x0", "x1"])
+    config.check_drift_columns("unconfigured", ["a"])
+    with pytest.raises(ConfigError, match=r"models\.0\.evaluation\.drift\.columns\.x0: .*'m'"):
+        config.check_drift_columns("m", ["a", "b"])

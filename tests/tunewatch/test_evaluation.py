@@ -845,6 +845,33 @@ def test_labels_of_requests_older_than_the_maturity_are_tested_for_drift(
         d.close()
 
 
+def test_a_drift_setting_the_reference_cannot_take_loses_drift_not_the_evaluation(
+    trained: list[ExampleModel], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """chisquare on a continuous feature is known to be wrong only against the
+    champion's reference: the detector refused it at every run, and the run raised
+    before decay, labels, the estimate and telemetry were stored."""
+    d = _champion_daemon(
+        trained,
+        tmp_path,
+        {"window_rows": WINDOW, "drift": {"columns": {"x0": {"method": "chisquare"}}}},
+    )
+    try:
+        clock = Clock()
+        d.evaluator.clock = clock
+        feed(d, clock, 0, WINDOW, shift=0.0, seed=103)
+        with caplog.at_level("ERROR", logger="tunewatch._evaluation"):
+            rows = {r.kind: r for r in d.evaluator.evaluate(MODEL)}
+        assert rows["drift"].status == "insufficient_data" and not rows["drift"].payload["alarm"]
+        assert "needs a discrete column" in rows["drift"].payload["reason"]
+        assert "evaluation.drift.columns" in caplog.text
+        assert {rows[k].status for k in ("labels", "telemetry", "estimate")} == {"ok"}
+        assert "decay" in rows
+        assert _series(d, "tunewatch_drift_share") == []
+    finally:
+        d.close()
+
+
 def _promote_a_copy(d: Daemon, trained: list[ExampleModel]) -> int:
     v2 = d.registry.register(
         MODEL, trained[0].onnx, trained[0].metadata, actor="t", reference=trained[0].reference

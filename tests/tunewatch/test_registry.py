@@ -16,7 +16,7 @@ import tunewatch._registry as registry_module
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
-from tunewatch._errors import ConflictError, InvalidValueError
+from tunewatch._errors import ConfigError, ConflictError, InvalidValueError, NotFoundError
 from tunewatch._example import ExampleModel
 from tunewatch._registry import MAX_METADATA_DEPTH, Reference, RegistrationError, Registry
 
@@ -296,6 +296,34 @@ def test_a_model_regulated_during_the_candidate_check_gets_no_champion(
         daemon.close()
 
 
+def _drift_columns(tmp_path: Path, columns: dict[str, object]) -> Daemon:
+    drifting = {"name": MODEL, "task": "binary", "evaluation": {"drift": {"columns": columns}}}
+    raw = {
+        "data_dir": str(tmp_path / "data"),
+        "models": [{"name": "loans", "task": "binary"}, drifting],
+    }
+    return Daemon(build_config(raw, env={}), env={})
+
+
+def test_a_drift_setting_for_a_column_the_model_lacks_refuses_its_registration(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """A misspelt column passed config loading (a model's features are known only once
+    it registers), then every evaluation of the model raised: drift, decay, labels,
+    estimate and telemetry were all lost."""
+    daemon = _drift_columns(tmp_path, {"x99": {"method": "ks"}})
+    try:
+        with pytest.raises(ConfigError) as info:
+            daemon.registry.register(MODEL, trained[0].onnx, trained[0].metadata, actor="t")
+        assert info.value.code == "invalid_config"
+        assert "models.1.evaluation.drift.columns.x99" in info.value.message
+        assert "__prediction__" in info.value.message and "x0" in info.value.message
+        with pytest.raises(NotFoundError):
+            daemon.store.get_model(MODEL)
+    finally:
+        daemon.close()
+
+
 def _nested(depth: int) -> dict[str, Any]:
     value: Any = 1
     for _ in range(depth):
@@ -327,3 +355,15 @@ def test_metadata_nested_past_the_bound_is_refused_before_anything_is_written(
         assert getattr(row, field)["a"] == _nested(MAX_METADATA_DEPTH)["a"]
     finally:
         daemon.close()
+
+
+def test_a_daemon_does_not_start_with_a_drift_setting_for_a_column_a_stored_model_lacks(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    before = _drift_columns(tmp_path, {"__prediction__": {"method": "ks"}})
+    try:
+        before.registry.register(MODEL, trained[0].onnx, trained[0].metadata, actor="t")
+    finally:
+        before.close()
+    with pytest.raises(ConfigError, match=r"models\.1\.evaluation\.drift\.columns\.age"):
+        _drift_columns(tmp_path, {"x0": {"method": "ks"}, "age": {"method": "ks"}})
