@@ -173,13 +173,16 @@ class TuningJobRunner:
     ) -> tuple[np.ndarray, np.ndarray, int]:
         """The newest requests holding ``window_rows`` rows, and the labels known, when
         ``job`` was created (every worker that joins or resumes the job trains on the same
-        data), after the champion's reference rows that are not earlier traffic."""
+        data), after the champion's reference rows that are not earlier traffic. With
+        ``comparison.label_maturity_s`` set, only requests at least that old then: younger
+        ones hold only their early labels (outcome-dependent delay), which would bias the
+        training set towards the early class."""
         tj = cfg.tuning
         window = self.store.window(
             model.name,
             n_features=len(model.feature_names),
             last_n=tj.window_rows,
-            end=job.created_at,
+            end=cfg.comparison.matured_before(job.created_at) or job.created_at,
         )
         labelled = window.labelled() & (window.label_received_at < job.created_at.timestamp())
         x, y = window.features[labelled], window.labels[labelled]

@@ -21,7 +21,7 @@ from tests.tunewatch.conftest import Clock, feed
 from tunewatch._cli import main
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
-from tunewatch._example import ExampleModel
+from tunewatch._example import ExampleModel, example_data
 from tunewatch._launcher import STALE_HEARTBEATS, JobLauncher
 from tunewatch._registry import Reference, VersionMetadata
 from tunewatch._tuning import TuningJobRunner
@@ -629,3 +629,44 @@ def test_a_job_failed_as_stale_is_not_failed_twice(
     job = runner.run(outcome.job_id)
     assert job.status == "failed" and "presumed dead" in (job.error or "")
     assert daemon.store.list_events(model=MODEL, type="retune_failed") == []
+
+
+def test_the_training_window_reads_only_requests_older_than_the_label_maturity(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """With outcome-dependent label delay the newest requests carry only their early
+    (positive) labels; the window read them, so the training set over-represented the
+    early class. With ``comparison.label_maturity_s`` set it reads, like the comparisons,
+    only requests at least that old when the job was queued."""
+    raw = _config(tmp_path, include_reference=False)
+    raw["models"][0]["comparison"] = {  # type: ignore[index]
+        "label_maturity_s": 300,
+        "rollback": {"enabled": False},
+    }
+    d = _daemon(raw, trained)  # 400 labelled requests six hours ago: matured
+    try:
+        now = datetime.now(UTC)
+        # 300 matured requests (1000 s to 700 s old) with every label, then 100 young
+        # ones (200 s to 100 s old) with only their positives labelled so far
+        feed(d, Clock(now - timedelta(seconds=1000)), 10_000, 300, shift=0.5, seed=3)
+        feed(d, Clock(now - timedelta(seconds=200)), 20_000, 100, shift=0.5, seed=4, labels=False)
+        _, y_young = example_data(100, seed=4, shift=0.5)
+        d.store.add_labels(
+            MODEL,
+            [
+                LabelItem(request_id=f"r{20_000 + i}", value=1.0)
+                for i in range(100)
+                if y_young[i] == 1
+            ],
+        )
+        _, y_matured = example_data(300, seed=3, shift=0.5)
+        outcome = d.dispatcher.handle(MODEL, "manual", {})
+        assert outcome.job_id is not None
+        job = d.store.get_job(outcome.job_id)
+        model = d.store.get_model(MODEL)
+        cfg = d.config.model_or_default(MODEL, model.task)
+        _, y_window, n_traffic = _runner(d)._training_window(model, cfg, job)
+        assert n_traffic == 400 + 300
+        assert y_window[-300:].tolist() == y_matured.astype(np.int64).tolist()
+    finally:
+        d.close()
