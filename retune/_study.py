@@ -231,6 +231,12 @@ def _run_trial(
         trial.set_attr("error", str(exc))
         trial.set_attr(OUTCOME, "error")
         raise FailTrial(str(exc)) from exc
+    except Exception as exc:  # the trial boundary: a bug or odd data fails one trial
+        logger.exception("study trial %d: configuration %s failed", trial.number, dict(params))
+        message = f"configuration failed: {type(exc).__name__}: {exc}"
+        trial.set_attr("error", message)
+        trial.set_attr(OUTCOME, "error")
+        raise FailTrial(message) from exc
     trial.set_attr("fold_scores", list(scores.scores))
     trial.set_attr("fold_spread", scores.spread)
     if scores.vetoed:

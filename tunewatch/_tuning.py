@@ -196,8 +196,22 @@ class TuningJobRunner:
                 # a job's version holds its reference rows, then its traffic window's: the
                 # traffic is read again here, so only the rows before it are added
                 own = _reference_rows(champion, reference.labels.shape[0])
-                x = np.vstack([reference.features[:own].astype(np.float32), x])
-                y = np.concatenate([reference.labels[:own], y])
+                labels = np.asarray(reference.labels[:own], dtype=np.float64)
+                usable = _valid_labels(labels, model.task)
+                if not usable.all():
+                    logger.warning(
+                        "job=%d model=%s: %d of version %d's %d reference rows have no "
+                        "label valid for a %s model (unlabelled, or not a class); left out",
+                        job.id,
+                        model.name,
+                        int((~usable).sum()),
+                        champion.version,
+                        own,
+                        model.task,
+                    )
+                features = reference.features[:own][usable].astype(np.float32)
+                x = np.vstack([features, x])
+                y = np.concatenate([labels[usable], y])
         if x.shape[0] < tj.min_rows:
             raise TuningError(
                 f"model {model.name!r} has {x.shape[0]} labelled rows; a job "
@@ -396,6 +410,17 @@ class TuningJobRunner:
             "warm_start": plan.strategies if plan else [],
             "parent": details and (champion.version if champion else None),
         }
+
+
+def _valid_labels(labels: np.ndarray, task: str) -> np.ndarray:
+    """Which ``labels`` a job can train on, by the rules the labels API enforces for the
+    task: finite; 0 or 1 (binary); a class index (multiclass)."""
+    usable = np.isfinite(labels)
+    if task == "binary":
+        usable &= (labels == 0) | (labels == 1)
+    elif task == "multiclass":
+        usable &= (labels >= 0) & (labels < 2**31) & (labels == np.floor(labels))
+    return np.asarray(usable)
 
 
 def _reference_rows(version: VersionRow, n: int) -> int:

@@ -314,3 +314,19 @@ def test_a_study_resumed_after_its_space_was_edited_keeps_its_own_space(tmp_path
     )
     resumed = _run(tmp_path, space=grown, budget=Budget(max_trials=4))
     assert resumed.n_trials == 4 and resumed.best_params["scaler"] in ("none", "standard")
+
+
+def test_a_configuration_failing_with_any_exception_is_a_failed_trial_not_a_crash(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A label no class index can hold (NaN cast to int64) made scoring raise IndexError,
+    which only ValueError/ArithmeticError were caught for: the first trial's exception
+    ended the study with a traceback. Each trial fails, logged with its traceback and
+    recorded, and the study ends with its own error."""
+    x, y = binary(seed=4, n=150)
+    y[::7] = np.iinfo(np.int64).min
+    with pytest.raises(StudyError, match="no trial completed"):
+        _run(tmp_path, data=(x, y), budget=Budget(max_trials=3))
+    logged = [r for r in caplog.records if r.name == "retune._study" and r.exc_info]
+    assert len(logged) == 3 and logged[0].exc_info is not None
+    assert logged[0].exc_info[0] is IndexError

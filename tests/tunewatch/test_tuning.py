@@ -670,3 +670,42 @@ def test_the_training_window_reads_only_requests_older_than_the_label_maturity(
         assert y_window[-300:].tolist() == y_matured.astype(np.int64).tolist()
     finally:
         d.close()
+
+
+def test_a_job_trains_only_on_reference_rows_with_a_valid_label(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """A reference may hold unlabelled rows (NaN: the registry takes them, the evaluator
+    reads them as "no estimate"); the window cast them to int64 (-2**63) as a class and
+    every trial crashed with an IndexError traceback. Rows whose label is not a class of
+    the task are left out."""
+    reference = trained[0].reference
+    assert reference is not None and reference.labels is not None
+    labels = np.asarray(reference.labels, dtype=np.float64).copy()
+    labels[::3] = np.nan  # never labelled
+    labels[1] = 2.0  # not a class of a binary model
+    d = Daemon(build_config(_config(tmp_path, max_trials=2), env={}), env={})
+    try:
+        d.registry.register(
+            MODEL,
+            trained[0].onnx,
+            trained[0].metadata,
+            actor="test",
+            stage="champion",
+            reference=dataclasses.replace(reference, labels=labels),
+        )
+        feed(d, Clock(), 0, 300, shift=0.5, seed=3)
+        outcome = d.dispatcher.handle(MODEL, "manual", {})
+        assert outcome.job_id is not None
+        job = d.store.get_job(outcome.job_id)
+        model = d.store.get_model(MODEL)
+        cfg = d.config.model_or_default(MODEL, model.task)
+        x, y, n_traffic = _runner(d)._training_window(model, cfg, job)
+        valid = np.isin(labels, (0.0, 1.0))
+        assert x.shape[0] == int(valid.sum()) + n_traffic
+        assert y[: int(valid.sum())].tolist() == labels[valid].astype(np.int64).tolist()
+        np.testing.assert_array_equal(x[: int(valid.sum())], reference.features[valid])
+        job = _runner(d).run(outcome.job_id)
+        assert job.status == "succeeded", job.error
+    finally:
+        d.close()
