@@ -1,4 +1,5 @@
-"""The only module of :mod:`retune` importing Optuna; it translates Optuna's errors.
+"""The only module of :mod:`retune` importing Optuna; it translates Optuna's errors, and
+those of the storage beneath it (an RDB's through SQLAlchemy, a journal file's).
 
 It opens (or joins) studies on an RDB URL or a journal file, applies a
 :class:`~retune.warmstart.WarmStartPlan` through a sampler wrapper, reads history and
@@ -42,6 +43,16 @@ MAX_STALE_RETRIES = 2
 _CATEGORICAL_TRIES = 8
 
 
+def _is_storage_error(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from the storage under Optuna, which lets it through
+    unwrapped: a journal file's I/O error, or an RDB's error as SQLAlchemy raises it.
+    SQLAlchemy's are recognised by their package, not imported: no domain package
+    imports SQLAlchemy (DESIGN.md §1)."""
+    if isinstance(exc, OSError):
+        return True
+    return any(cls.__module__.partition(".")[0] == "sqlalchemy" for cls in type(exc).__mro__)
+
+
 class PruneTrial(Exception):
     """Raised by an objective to end its trial as PRUNED."""
 
@@ -63,6 +74,12 @@ def _translated(study_name: str, doing: str) -> Iterator[None]:
         yield
     except (OptunaError, KeyError, ValueError, RuntimeError) as exc:
         if isinstance(exc, (PruneTrial, FailTrial)):
+            raise
+        raise StudyError(
+            f"{doing} failed: {type(exc).__name__}: {exc}", study_name=study_name
+        ) from exc
+    except Exception as exc:
+        if not _is_storage_error(exc):
             raise
         raise StudyError(
             f"{doing} failed: {type(exc).__name__}: {exc}", study_name=study_name
@@ -367,15 +384,20 @@ def rebuild_sampler(handle: StudyHandle, plan: WarmStartPlan) -> None:
 def load_history(storage: str, study_names: Sequence[str]) -> History:
     """Completed trials of ``study_names`` (oldest first), ranks normalised per study."""
     items: list[HistoryTrial] = []
-    backend = make_storage(storage, heartbeat_interval=None)
     for name in study_names:
         try:
+            backend = make_storage(storage, heartbeat_interval=None)
             study = optuna.load_study(study_name=name, storage=backend)
+            trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         except KeyError as exc:
             raise WarmStartError(f"history study {name!r} does not exist in {storage!r}") from exc
-        except OptunaError as exc:
-            raise WarmStartError(f"cannot read history study {name!r}: {exc}") from exc
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        except Exception as exc:
+            if not isinstance(exc, OptunaError) and not _is_storage_error(exc):
+                raise
+            raise WarmStartError(
+                f"cannot read history study {name!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        for t in trials:
             if t.value is not None:
                 items.append(
                     HistoryTrial(
@@ -429,14 +451,13 @@ class StudyProgress:
 
 def study_progress(storage: str, study_name: str) -> StudyProgress | None:
     """Progress of ``study_name``, or ``None`` when it does not exist (yet)."""
-    backend = make_storage(storage, heartbeat_interval=None)
-    try:
-        study = optuna.load_study(study_name=study_name, storage=backend)
-    except KeyError:
-        return None
-    except OptunaError as exc:
-        raise StudyError(f"cannot read study {study_name!r}: {exc}", study_name=study_name) from exc
-    trials = study.get_trials(deepcopy=False)
+    with _translated(study_name, "reading its progress"):
+        backend = make_storage(storage, heartbeat_interval=None)
+        try:
+            study = optuna.load_study(study_name=study_name, storage=backend)
+        except KeyError:
+            return None
+        trials = study.get_trials(deepcopy=False)
     states = [t.state for t in trials]
     complete = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
     return StudyProgress(

@@ -468,7 +468,8 @@ class _Heartbeat:
 
 
 class _ProgressReporter:
-    """Copies the study's progress into the job row every second (API, metrics, CLI)."""
+    """Copies the study's progress into the job row every second (API, metrics, CLI); a
+    report that fails is logged and skipped, never raised into the job."""
 
     def __init__(
         self, store: Store, job_id: int, storage: str, study: str, max_trials: int, callback: Any
@@ -510,3 +511,5 @@ class _ProgressReporter:
                 self._callback(progress)
         except (RetuneError, TunewatchError) as exc:
             logger.warning("job=%d: progress not updated: %s", job_id, exc)
+        except Exception:  # a report's boundary: it never ends the job it reports on
+            logger.exception("job=%d: progress not updated", job_id)

@@ -330,3 +330,17 @@ def test_a_configuration_failing_with_any_exception_is_a_failed_trial_not_a_cras
     logged = [r for r in caplog.records if r.name == "retune._study" and r.exc_info]
     assert len(logged) == 3 and logged[0].exc_info is not None
     assert logged[0].exc_info[0] is IndexError
+
+
+@pytest.mark.parametrize("kind", ["sqlite_url", "journal_file"])
+def test_an_unreachable_storage_is_a_study_error(tmp_path: Any, kind: str) -> None:
+    """SQLAlchemy's and the file system's errors escaped untranslated: a worker printed a
+    traceback instead of failing its job with one line."""
+    missing = tmp_path / "no" / "such" / "dir"
+    storage = f"sqlite:///{missing}/optuna.db" if kind == "sqlite_url" else str(missing / "j.log")
+    with pytest.raises(StudyError, match="'s'.*(OperationalError|FileNotFoundError)"):
+        _run(tmp_path, storage=storage)
+    with pytest.raises(StudyError, match="(OperationalError|FileNotFoundError)"):
+        retune.study_progress(storage, "s")
+    with pytest.raises(retune.WarmStartError, match="(OperationalError|FileNotFoundError)"):
+        load_history(storage, ["s"])

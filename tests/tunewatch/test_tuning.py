@@ -709,3 +709,40 @@ def test_a_job_trains_only_on_reference_rows_with_a_valid_label(
         assert job.status == "succeeded", job.error
     finally:
         d.close()
+
+
+def test_a_job_whose_optuna_storage_is_unreachable_fails_with_one_line(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    raw = _config(tmp_path)
+    raw["tuning"] = {  # type: ignore[index]
+        **raw["tuning"],  # type: ignore[dict-item]
+        "storage_url": f"sqlite:///{tmp_path}/no/such/dir/optuna.db",
+    }
+    d = _daemon(raw, trained)
+    try:
+        outcome = d.dispatcher.handle(MODEL, "manual", {})
+        assert outcome.job_id is not None
+        job = _runner(d).run(outcome.job_id)
+        assert job.status == "failed"
+        assert (job.error or "").startswith("StudyError:") and "unable to open" in (job.error or "")
+    finally:
+        d.close()
+
+
+def test_a_progress_report_that_fails_is_logged_and_the_job_goes_on(
+    daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The last progress copy ran in a ``finally`` on the main thread and let anything but
+    RetuneError/TunewatchError through: a failing report (a storage blip, a progress bar
+    writing to a closed terminal) replaced a finished study's result with a crash."""
+
+    def closed_terminal(progress: dict[str, Any]) -> None:
+        raise BrokenPipeError("stderr closed")
+
+    outcome = daemon.dispatcher.handle(MODEL, "manual", {})
+    assert outcome.job_id is not None
+    job = _runner(daemon).run(outcome.job_id, on_progress=closed_terminal)
+    assert job.status == "succeeded", job.error
+    logged = [r for r in caplog.records if "progress not updated" in r.getMessage()]
+    assert logged and logged[-1].exc_info is not None
