@@ -2,13 +2,15 @@
 
 Several processes calling :func:`run_study` with the same ``storage`` and
 ``study_name`` work on one study (Optuna RDB storage; PostgreSQL for real parallelism).
-The first one creates it, stores the warm-start plan and the dataset version, and
-enqueues the plan's configurations; later ones join and adopt the stored plan. With
+The first one creates it, stores the warm-start plan, the dataset version, the objective
+and the CV, and enqueues the plan's configurations; later ones join and adopt the stored
+plan, and are refused when their data, objective or CV differ. With
 ``heartbeat_interval`` set, trials of crashed workers are failed once stale and retried.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -89,7 +91,8 @@ def run_study(
     ``interrupted()`` is true the study stops after the running trial
     (``stopped_by="interrupted"``). Raises
     :class:`StudyError` for storage problems, for a window ``cv`` cannot split, for
-    joining a study tuned on other data, and when no trial completed.
+    joining a study tuned on other data, with another objective or CV, and when no trial
+    completed.
     """
     version = dataset_version(x, y)
     try:  # once, up front: a window no fold plan fits would fail every trial alike
@@ -109,6 +112,7 @@ def run_study(
         heartbeat_interval=heartbeat_interval,
     )
     plan = _settle_plan(handle, plan, version)
+    _settle_setup(handle, objective=_objective_setup(objective), cv=_cv_setup(cv, seed))
     space = _settle_space(handle, space)
     if heartbeat_interval is not None:
         handle.fail_stale_trials()
@@ -159,6 +163,52 @@ def _settle_space(handle: StudyHandle, space: SearchSpace) -> SearchSpace:
             handle.name,
         )
     return began
+
+
+def _objective_setup(objective: Objective) -> dict[str, Any]:
+    """What a study's losses mean: the objective's name and parameters (its public
+    attributes: a threshold, a cost matrix, …)."""
+    params = {k: v for k, v in vars(objective).items() if not k.startswith("_")}
+    return _as_json({"name": objective.name, "params": params})
+
+
+def _cv_setup(cv: CVScheme, seed: int | None) -> dict[str, Any]:
+    """Which folds a study's losses are averaged over: the scheme (name, splits, a time
+    series' gap and test size, a nested scheme's inner one) and the seed that shuffles
+    them. ``max_fold_spread`` only vetoes trials; it does not change their losses."""
+    settings: dict[str, Any] = {"name": cv.name, "n_splits": cv.n_splits}
+    for name in ("gap", "test_size"):
+        if hasattr(cv, name):
+            settings[name] = getattr(cv, name)
+    inner = getattr(cv, "inner", None)
+    if inner is not None:
+        settings["inner"] = _cv_setup(inner, None)
+    if seed is not None:
+        settings["seed"] = seed
+    return _as_json(settings)
+
+
+def _as_json(value: dict[str, Any]) -> dict[str, Any]:
+    """``value`` as a study attribute reads back (lists for tuples and arrays)."""
+    loaded: dict[str, Any] = json.loads(json.dumps(value, default=lambda v: np.asarray(v).tolist()))
+    return loaded
+
+
+def _settle_setup(handle: StudyHandle, **setup: dict[str, Any]) -> None:
+    """Pin the objective and the CV: a worker that joins (or resumes) the study with
+    another one would add losses that cannot be compared with the study's."""
+    attrs = handle.user_attrs
+    for key, value in setup.items():
+        stored = attrs.get(key)
+        if stored is None:
+            handle.set_user_attr(key, value)
+        elif stored != value:
+            raise StudyError(
+                f"it was tuned with {key} {json.dumps(stored, sort_keys=True)}, this worker "
+                f"has {json.dumps(value, sort_keys=True)}; its losses would not compare with "
+                "the study's (use the same config, or a new study)",
+                study_name=handle.name,
+            )
 
 
 def _settle_plan(

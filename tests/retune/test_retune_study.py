@@ -344,3 +344,31 @@ def test_an_unreachable_storage_is_a_study_error(tmp_path: Any, kind: str) -> No
         retune.study_progress(storage, "s")
     with pytest.raises(retune.WarmStartError, match="(OperationalError|FileNotFoundError)"):
         load_history(storage, ["s"])
+
+
+_ACCURACY = {"objective": make_objective("accuracy")}
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "named"),
+    [
+        ({}, _ACCURACY, "objective"),
+        (_ACCURACY, {"objective": make_objective("accuracy", threshold=0.3)}, "objective"),
+        ({}, {"cv": StratifiedKFoldCV(n_splits=3)}, "cv"),
+        ({}, {"cv": retune.cv.TimeSeriesCV(n_splits=2)}, "cv"),
+        ({}, {"seed": 1}, "cv"),
+    ],
+    ids=["other_objective", "other_objective_parameter", "other_folds", "other_scheme", "seed"],
+)
+def test_joining_with_another_objective_or_cv_is_refused(
+    tmp_path: Any, first: dict[str, Any], second: dict[str, Any], named: str
+) -> None:
+    """A worker on another machine (`tunewatch worker --job`) with another config joined
+    the study: its trials minimised another loss on other folds, and the best was picked
+    across incomparable numbers. Only the data were pinned."""
+    _run(tmp_path, budget=Budget(max_trials=2), **first)
+    with pytest.raises(StudyError, match=f"it was tuned with {named} ") as caught:
+        _run(tmp_path, budget=Budget(max_trials=4), **second)
+    assert "this worker has" in str(caught.value)
+    # the same setup joins and goes on
+    assert _run(tmp_path, budget=Budget(max_trials=3), **first).n_trials == 3
