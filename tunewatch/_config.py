@@ -364,7 +364,7 @@ class TuningJobConfig(_Frozen):
     wall_time_s: float | None = Field(default=900.0, gt=0)
     cpu_time_s: float | None = Field(default=None, gt=0)
     patience: int | None = Field(default=12, ge=1)
-    min_relative_improvement: float = Field(default=0.001, ge=0)
+    min_relative_improvement: float = Field(default=0.001, ge=0, lt=1)
     pruner: Literal["none", "median", "successive_halving"] = "median"
     parity_tolerance: float = Field(default=1e-4, ge=0)
     seed: int = 0

@@ -314,3 +314,30 @@ def test_drift_settings_accept_the_columns_the_drift_frame_has() -> None:
     config.check_drift_columns("unconfigured", ["a"])
     with pytest.raises(ConfigError, match=r"models\.0\.evaluation\.drift\.columns\.x0: .*'m'"):
         config.check_drift_columns("m", ["a", "b"])
+
+
+@pytest.mark.parametrize("value", [1.0, 1.5])
+def test_a_min_relative_improvement_the_budget_would_refuse_is_a_config_error(
+    value: float,
+) -> None:
+    """It loaded, and every job of the model then failed when `retune.Budget` refused it."""
+    tuning = {"min_relative_improvement": value}
+    raw = {"models": [{"name": "m", "task": "binary", "tuning": tuning}]}
+    with pytest.raises(ConfigError, match=r"tuning\.min_relative_improvement: .*less than 1"):
+        build_config(raw, env={})
+
+
+def test_every_budget_the_config_accepts_the_tuner_accepts() -> None:
+    from retune import Budget
+
+    tuning = {
+        "max_trials": 1,
+        "wall_time_s": 1e-9,
+        "cpu_time_s": 1e-9,
+        "patience": 1,
+        "min_relative_improvement": 0.999,
+        "pruner": "successive_halving",
+    }
+    config = build_config({"models": [{"name": "m", "task": "binary", "tuning": tuning}]}, env={})
+    tj = config.models[0].tuning
+    assert Budget(**{k: getattr(tj, k) for k in tuning}).min_relative_improvement == 0.999
