@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -263,3 +264,68 @@ def test_the_cost_predictor_answers_with_the_nearest_measured_configuration_of_i
     assert predict({**gb, "gb_n_estimators": 5, "gb_max_depth": 1}) == (2e-3, 1e6)
     assert predict({"scaler": "standard", "estimator": "logistic", "C": 0.01}) == (1e-4, 1e5)
     assert nearest_cost_predictor(samples[:1], small_space())({**gb, "gb_max_depth": 3}) == (0, 0)
+
+
+_SLOW_FOREST = {
+    "missing": "none",
+    "imputer": "median",
+    "scaler": "none",
+    "selector": "none",
+    "class_weight": "none",
+    "estimator": "random_forest",
+    "forest_n_estimators": 200,
+    "forest_max_depth": 12,
+    "forest_min_samples_leaf": 1,
+}
+
+
+def _tabular_space() -> SearchSpace:
+    from retune.space import load_search_space
+
+    return load_search_space(
+        Path(__file__).resolve().parents[2] / "configs" / "search_spaces" / "binary_tabular.yaml"
+    )
+
+
+def test_the_cost_predictor_matches_the_estimator_family_not_every_branch() -> None:
+    """A too-slow forest sampled with another selector (or imputer, scaler …) than the
+    served one matched no sample, was predicted to cost nothing and was trained."""
+    from retune.warmstart import CostCeiling, CostSample, nearest_cost_predictor
+
+    served = CostSample(params=_SLOW_FOREST, latency_p99_s=0.5, memory_bytes=1e6)
+    predict = nearest_cost_predictor([served], _tabular_space())
+    ceiling = CostCeiling(max_latency_p99_s=0.005)
+    assert ceiling.violation(*predict(_SLOW_FOREST)) is not None
+    other_branches = {**_SLOW_FOREST, "selector": "k_best", "select_k": 20, "scaler": "robust"}
+    assert predict(other_branches) == (0.5, 1e6)
+    logistic = {**_SLOW_FOREST, "estimator": "logistic", "C": 1.0}
+    assert predict(logistic) == (0.0, 0.0)  # another family: nothing known
+
+
+def test_the_cost_predictor_reads_a_served_configuration_with_its_defaults_filled() -> None:
+    """An operator-registered version names only the hyperparameters it set; compared on
+    raw keys it never matched the same pipeline sampled from the space."""
+    from retune.warmstart import CostSample, nearest_cost_predictor
+
+    served = {"estimator": "random_forest", "forest_n_estimators": 200, "forest_max_depth": 12}
+    samples = [CostSample(params=served, latency_p99_s=0.5, memory_bytes=1e6)]
+    predict = nearest_cost_predictor(samples, _tabular_space())
+    assert predict(_SLOW_FOREST) == (0.5, 1e6)
+
+
+def test_the_cost_predictor_prefers_the_sample_nearest_in_the_other_parameters() -> None:
+    from retune.warmstart import CostSample, nearest_cost_predictor
+
+    fast_k_best = {**_SLOW_FOREST, "selector": "k_best", "select_k": 5}
+    samples = [
+        CostSample(params=_SLOW_FOREST, latency_p99_s=0.5, memory_bytes=1e6),
+        CostSample(params=fast_k_best, latency_p99_s=1e-3, memory_bytes=1e5),
+        # no hyperparameters (a hand-built model): its family is unknown, not "logistic"
+        CostSample(params={}, latency_p99_s=9.0, memory_bytes=9e9),
+        # a vocabulary the space's pipelines do not speak
+        CostSample(params={"num_leaves": 31}, latency_p99_s=9.0, memory_bytes=9e9),
+    ]
+    predict = nearest_cost_predictor(samples, _tabular_space())
+    assert predict({**fast_k_best, "select_k": 6}) == (1e-3, 1e5)
+    assert predict({**_SLOW_FOREST, "forest_max_depth": 11}) == (0.5, 1e6)
+    assert predict({**_SLOW_FOREST, "estimator": "logistic", "C": 1.0}) == (0.0, 0.0)
