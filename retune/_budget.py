@@ -1,11 +1,12 @@
 """Tuning budgets and the stopping rule, independent of the tuner.
 
 A study stops at the first limit reached, checked after every finished trial:
-``max_trials`` (trained trials over all workers of the study: a configuration rejected
-for its predicted serving cost is not trained and not counted), ``wall_time_s`` and
-``cpu_time_s``
-(this process's own clock and process time since :meth:`BudgetTracker.start`), and
-no improvement — the best loss improved by less than ``min_relative_improvement``
+``max_trials`` (trained trials over all workers of the study, those running elsewhere
+included: a configuration rejected for its predicted serving cost is not trained and
+not counted), ``wall_time_s`` and ``cpu_time_s`` (this process's own clock and process
+time since :meth:`BudgetTracker.start`, plus what earlier runs of the study spent —
+:meth:`BudgetTracker.add_earlier` —, so a resumed study continues its budget), and no
+improvement — the best loss improved by less than ``min_relative_improvement``
 (relative) over the last ``patience`` counted trials. A trial in flight when a time
 limit passes is allowed to finish.
 """
@@ -71,23 +72,43 @@ class BudgetTracker:
         self._cpu_clock = cpu_clock
         self._t0 = clock()
         self._c0 = cpu_clock()
+        self._earlier_wall_s = 0.0
+        self._earlier_cpu_s = 0.0
 
     def start(self) -> None:
         self._t0 = self._clock()
         self._c0 = self._cpu_clock()
 
+    def add_earlier(self, *, wall_s: float, cpu_s: float) -> None:
+        """Count time that earlier runs of the study spent (a resumed study)."""
+        self._earlier_wall_s += wall_s
+        self._earlier_cpu_s += cpu_s
+
     @property
-    def wall_s(self) -> float:
+    def own_wall_s(self) -> float:
+        """This process's wall-clock seconds since :meth:`start`."""
         return self._clock() - self._t0
 
     @property
-    def cpu_s(self) -> float:
+    def own_cpu_s(self) -> float:
+        """This process's CPU seconds since :meth:`start`."""
         return self._cpu_clock() - self._c0
+
+    @property
+    def wall_s(self) -> float:
+        """Wall-clock seconds against the budget: earlier runs' and this process's."""
+        return self._earlier_wall_s + self.own_wall_s
+
+    @property
+    def cpu_s(self) -> float:
+        """CPU seconds against the budget: earlier runs' and this process's."""
+        return self._earlier_cpu_s + self.own_cpu_s
 
     def stop_reason(self, n_counted: int, losses: Sequence[float | None]) -> StopReason | None:
         """Why to stop now, if at all.
 
-        ``n_counted`` is the number of finished trials in the whole study; ``losses``
+        ``n_counted`` is the number of trials in the whole study that trained or are
+        training (finished ones, and those running in any worker); ``losses``
         is the loss of each counted trial in trial order (``None`` for trials without
         one: pruned, vetoed, rejected, failed).
         """

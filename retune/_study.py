@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from retune._optuna import (
     PruneTrial,
     StudyHandle,
     TrialHandle,
+    TrialRecord,
     open_study,
     rebuild_sampler,
 )
@@ -116,8 +118,18 @@ def run_study(
     space = _settle_space(handle, space)
     if heartbeat_interval is not None:
         handle.fail_stale_trials()
+    tracker.add_earlier(**_time_spent(handle))
+    run_key = f"{SPENT_PREFIX}{secrets.token_hex(8)}"
 
     def objective_fn(trial: TrialHandle) -> float:
+        if budget.max_trials is not None:
+            # workers that checked the budget at once may all have started a trial: the
+            # ones numbered beyond it give theirs up
+            ahead = sum(_takes_budget(t) for t in handle.trials() if t.number < trial.number)
+            if ahead >= budget.max_trials:
+                reason = f"max_trials ({budget.max_trials}) taken by the trials before it"
+                trial.set_attr("skipped", reason)
+                raise FailTrial(reason)
         return _run_trial(
             trial,
             space=space,
@@ -135,16 +147,60 @@ def run_study(
     def should_stop() -> str | None:
         if interrupted is not None and interrupted():
             return "interrupted"
-        counted = [t for t in handle.trials() if OUTCOME in t.user_attrs]
+        trials = handle.trials()
+        counted = [t for t in trials if OUTCOME in t.user_attrs]
         # a configuration rejected for its serving cost is never trained: it spends no
         # trial of the budget, but a space where nearly everything is too costly stops
         trained = [t for t in counted if t.user_attrs[OUTCOME] != "cost_rejected"]
         if len(counted) - len(trained) >= MAX_COST_REJECTIONS * max(budget.max_trials or 10, 1):
             return "exhausted"
-        return tracker.stop_reason(len(trained), [t.value for t in trained])
+        taken = sum(_takes_budget(t) for t in trials)  # trained, or training elsewhere
+        return tracker.stop_reason(taken, [t.value for t in trained])
 
-    handle.optimize(objective_fn, should_stop=should_stop)
+    try:
+        handle.optimize(objective_fn, should_stop=should_stop)
+    finally:
+        _record_time_spent(handle, run_key, tracker)
     return _result(handle, tracker, version, plan)
+
+
+SPENT_PREFIX = "time_spent:"
+"""Study attributes ``time_spent:<run>`` hold each run's ``wall_s`` and ``cpu_s``."""
+
+
+def _takes_budget(trial: TrialRecord) -> bool:
+    """Whether ``trial`` counts towards ``max_trials``: it trained (any outcome but a cost
+    rejection), or it is running and may train."""
+    outcome = trial.user_attrs.get(OUTCOME)
+    if outcome is not None:
+        return bool(outcome != "cost_rejected")
+    return trial.state == "RUNNING"
+
+
+def _time_spent(handle: StudyHandle) -> dict[str, float]:
+    """The wall and CPU seconds the study's earlier runs recorded when they stopped."""
+    runs = [v for k, v in handle.user_attrs.items() if k.startswith(SPENT_PREFIX)]
+    return {
+        "wall_s": float(sum(r.get("wall_s", 0.0) for r in runs)),
+        "cpu_s": float(sum(r.get("cpu_s", 0.0) for r in runs)),
+    }
+
+
+def _record_time_spent(handle: StudyHandle, key: str, tracker: BudgetTracker) -> None:
+    """Add this run's time to the study (one attribute per run: workers stopping at once
+    do not overwrite each other), so that a resumption continues the time budget."""
+    wall_s, cpu_s = tracker.own_wall_s, tracker.own_cpu_s
+    try:
+        handle.set_user_attr(key, {"wall_s": wall_s, "cpu_s": cpu_s})
+    except StudyError as exc:
+        logger.warning(
+            "study %s: this run's %.1f s wall / %.1f s CPU not recorded (a resumption will "
+            "not count them): %s",
+            handle.name,
+            wall_s,
+            cpu_s,
+            exc,
+        )
 
 
 def _settle_space(handle: StudyHandle, space: SearchSpace) -> SearchSpace:

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import inspect
+import threading
 from typing import Any
 
 import numpy as np
+import optuna
 import pytest
 from retune_data import SMALL_SPACE, binary, regression, small_space
 
@@ -372,3 +374,46 @@ def test_joining_with_another_objective_or_cv_is_refused(
     assert "this worker has" in str(caught.value)
     # the same setup joins and goes on
     assert _run(tmp_path, budget=Budget(max_trials=3), **first).n_trials == 3
+
+
+def _trained(storage: str, name: str = "s") -> int:
+    """Trials of the study that trained (a counted outcome other than a cost rejection)."""
+    from retune._optuna import make_storage
+
+    backend = make_storage(storage, heartbeat_interval=None)
+    study = optuna.load_study(study_name=name, storage=backend)
+    outcomes = [t.user_attrs.get("outcome") for t in study.trials]
+    return sum(o is not None and o != "cost_rejected" for o in outcomes)
+
+
+def test_max_trials_holds_over_workers_running_at_once(tmp_path: Any) -> None:
+    """A trial running in another worker was not counted: three workers with
+    ``max_trials=4`` trained 6."""
+    storage = str(tmp_path / "journal.log")
+    data = binary(seed=4, n=300)
+    results: list[retune.TuningResult] = []
+
+    def worker() -> None:
+        results.append(_run(tmp_path, data=data, budget=Budget(max_trials=4)))
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 3 and _trained(storage) == 4
+    assert all(r.stopped_by == "max_trials" for r in results)
+
+
+@pytest.mark.parametrize("limit", ["wall_time_s", "cpu_time_s"])
+def test_a_resumed_study_continues_the_time_budget_it_had_spent(tmp_path: Any, limit: str) -> None:
+    """A job queued again (SIGTERM) and resumed by the next worker started its wall and CPU
+    clocks from zero, so the study spent its time budget once per resumption."""
+    first = _run(tmp_path, budget=Budget(max_trials=3))
+    spent = first.wall_s if limit == "wall_time_s" else first.cpu_s
+    assert spent > 0
+    # half of what the first run spent: used up before the resumption starts a trial
+    second = _run(tmp_path, budget=Budget(max_trials=100, **{limit: spent / 2}))
+    assert second.stopped_by == limit[: -len("_s")]
+    assert _trained(str(tmp_path / "journal.log")) == 3
+    assert second.wall_s >= first.wall_s / 2 and second.cpu_s >= first.cpu_s / 2
