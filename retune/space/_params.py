@@ -15,6 +15,16 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Choice = str | int | float | bool
 
 
+#: How far (in steps) a float may lie from its grid and still be on it: float rounding.
+_GRID_TOLERANCE = 1e-8
+
+
+def _in_range(value: object, low: float, high: float) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and low <= value <= high
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -43,6 +53,14 @@ class IntParam(_Frozen):
             return False
         return self.low <= value <= self.high and (value - self.low) % self.step == 0
 
+    def snap(self, value: object) -> int | None:
+        """The grid value nearest ``value``, or ``None`` unless it is a number in range."""
+        if not _in_range(value, self.low, self.high):
+            return None
+        assert isinstance(value, int | float)
+        k = min(round((value - self.low) / self.step), (self.high - self.low) // self.step)
+        return int(self.low + k * self.step)
+
 
 class FloatParam(_Frozen):
     """A float in ``[low, high]`` (log-uniform when ``log``, on a grid when ``step``)."""
@@ -64,9 +82,28 @@ class FloatParam(_Frozen):
         return self
 
     def contains(self, value: object) -> bool:
+        """A finite number in range, on the grid when there is a ``step`` (up to float
+        rounding: ``0.1 * 3`` is on a grid of tenths)."""
         if isinstance(value, bool) or not isinstance(value, int | float):
             return False
-        return math.isfinite(value) and self.low <= value <= self.high
+        if not (math.isfinite(value) and self.low <= value <= self.high):
+            return False
+        if self.step is None:
+            return True
+        k = (value - self.low) / self.step
+        return abs(k - round(k)) <= _GRID_TOLERANCE
+
+    def snap(self, value: object) -> float | None:
+        """The grid value nearest ``value`` (``value`` itself without a ``step``), or
+        ``None`` unless it is a finite number in range."""
+        if not _in_range(value, self.low, self.high):
+            return None
+        assert isinstance(value, int | float)
+        if self.step is None:
+            return float(value)
+        last = math.floor((self.high - self.low) / self.step + _GRID_TOLERANCE)
+        k = min(round((value - self.low) / self.step), last)
+        return self.low + k * self.step
 
 
 class CategoricalParam(_Frozen):

@@ -96,17 +96,23 @@ class SearchSpace(BaseModel):
         """``params`` restricted to this space, or ``None`` if a value is invalid here.
 
         Parameters the space no longer has are dropped and parameters it gained are left
-        out (a sampler fills them); a value outside its declaration (a removed choice,
-        a bound that moved past it) makes the whole set invalid.
+        out (a sampler fills them); a number between grid points (the parameter gained a
+        ``step``) moves to the nearest one; a value outside its declaration (a removed
+        choice, a bound that moved past it) makes the whole set invalid.
         """
         active = self.active(params)
         out: dict[str, Any] = {}
         for name, decl in active.items():
             if name not in params:
                 continue
-            if not decl.contains(params[name]):
-                return None
-            out[name] = params[name]
+            value = params[name]
+            if not decl.contains(value):
+                if isinstance(decl, CategoricalParam):
+                    return None
+                value = decl.snap(value)
+                if value is None:
+                    return None
+            out[name] = value
         return out
 
     def outside_safe_ranges(self, params: Mapping[str, Any]) -> list[str]:
@@ -178,7 +184,9 @@ def _describe(decl: IntParam | FloatParam | CategoricalParam) -> str:
     if isinstance(decl, CategoricalParam):
         return f"one of {list(decl.choices)}"
     kind = "an integer" if isinstance(decl, IntParam) else "a finite number"
-    return f"{kind} in [{decl.low}, {decl.high}]"
+    stepped = decl.step != 1 if isinstance(decl, IntParam) else decl.step is not None
+    grid = f" on the grid of step {decl.step} from {decl.low}" if stepped else ""
+    return f"{kind} in [{decl.low}, {decl.high}]{grid}"
 
 
 def parse_search_space(data: Mapping[str, Any]) -> SearchSpace:

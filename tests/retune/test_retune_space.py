@@ -233,3 +233,47 @@ def test_a_search_space_file_that_is_not_utf8_is_a_search_space_error(tmp_path: 
     path.write_bytes("params: {C: {type: float, low: 0.1, high: 1.0}}  # café\n".encode("latin-1"))
     with pytest.raises(SearchSpaceError, match="cannot read search space"):
         load_search_space(path)
+
+
+def test_a_float_with_a_step_contains_only_its_grid() -> None:
+    """`contains` ignored `step`: a value between grid points passed `check` and
+    `project`, and warm start enqueued it (Optuna warned and trained it off the grid)."""
+    space = parse_search_space(
+        {
+            "name": "s",
+            "params": {"gb_subsample": {"type": "float", "low": 0.5, "high": 1.0, "step": 0.25}},
+        }
+    )
+    decl = space.declarations()["gb_subsample"]
+    assert decl.contains(0.75) and decl.contains(1.0)
+    assert not decl.contains(0.7185)
+    tenths = parse_search_space(
+        {"name": "t", "params": {"C": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.1}}}
+    ).declarations()["C"]
+    assert tenths.contains(0.1 * 3)  # 0.30000000000000004: on the grid, up to rounding
+    with pytest.raises(SearchSpaceError, match="gb_subsample"):
+        space.check({"gb_subsample": 0.7185})
+
+
+def test_project_moves_a_value_between_grid_points_to_the_nearest_one() -> None:
+    """A parameter that gained a step since a history trial ran: the trial's value moves
+    to the nearest grid point (it stays in range), so warm start still learns from it."""
+    space = parse_search_space(
+        {
+            "name": "s",
+            "params": {
+                "gb_subsample": {"type": "float", "low": 0.5, "high": 1.0, "step": 0.25},
+                "gb_n_estimators": {"type": "int", "low": 10, "high": 30, "step": 10},
+            },
+        }
+    )
+    assert space.project({"gb_subsample": 0.7185, "gb_n_estimators": 14}) == {
+        "gb_subsample": 0.75,
+        "gb_n_estimators": 10,
+    }
+    assert space.project({"gb_subsample": 0.99, "gb_n_estimators": 30}) == {
+        "gb_subsample": 1.0,
+        "gb_n_estimators": 30,
+    }
+    assert space.project({"gb_subsample": 1.2, "gb_n_estimators": 30}) is None  # out of range
+    assert space.project({"gb_subsample": 0.5, "gb_n_estimators": 31}) is None

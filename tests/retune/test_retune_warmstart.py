@@ -329,3 +329,44 @@ def test_the_cost_predictor_prefers_the_sample_nearest_in_the_other_parameters()
     assert predict({**fast_k_best, "select_k": 6}) == (1e-3, 1e5)
     assert predict({**_SLOW_FOREST, "forest_max_depth": 11}) == (0.5, 1e6)
     assert predict({**_SLOW_FOREST, "estimator": "logistic", "C": 1.0}) == (0.0, 0.0)
+
+
+def _history_before_a_step_was_added() -> tuple[History, SearchSpace]:
+    """History sampled while ``gb_subsample`` was continuous; the space now has a step."""
+    trials = [
+        HistoryTrial(
+            study_name="old",
+            number=i,
+            params={"estimator": "gradient_boosting", "gb_subsample": 0.5 + 0.031 * i},
+            value=float(abs(i - 9)),
+        )
+        for i in range(16)
+    ]
+    space = parse_search_space(
+        {
+            "name": "stepped",
+            "params": {
+                "estimator": {
+                    "type": "categorical",
+                    "choices": ["gradient_boosting"],
+                    "when": {
+                        "gradient_boosting": {
+                            "gb_subsample": {"type": "float", "low": 0.5, "high": 1.0, "step": 0.25}
+                        }
+                    },
+                }
+            },
+        }
+    )
+    return History.from_trials(trials), space
+
+
+def test_warm_start_enqueues_history_on_a_grid_the_space_gained() -> None:
+    """Off-grid history values were enqueued as they were: Optuna warned ("out of range")
+    and trained them off the grid, and fANOVA refused them as trials of the new space."""
+    history, space = _history_before_a_step_was_added()
+    plan = Combined(freeze=FreezeUnimportant(min_trials=10, seed=0)).plan(history, space)
+    assert plan.enqueue
+    for params in plan.enqueue:
+        space.check(params)
+    assert {p["gb_subsample"] for p in plan.enqueue} <= {0.5, 0.75, 1.0}
