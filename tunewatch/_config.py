@@ -356,8 +356,13 @@ class TuningJobConfig(_Frozen):
     # reference is its own training rows, of which the traffic ones are left out (the
     # window reads them again)
     include_reference: bool = True
+    # stratified: stratified k-fold for a classifier, shuffled k-fold for a regressor (no
+    # classes to stratify by); time_series: forward-chaining folds over the rows in the
+    # order they were received, leaving `cv_gap` rows out between training and test rows
+    # (labels that mature late, autocorrelation)
     cv: Literal["stratified", "time_series"] = "stratified"
     cv_folds: int = Field(default=3, ge=2)
+    cv_gap: int = Field(default=0, ge=0)
     max_fold_spread: float | None = Field(default=None, gt=0)
     warm_start: Literal["none", "enqueue", "box", "combined"] = "combined"
     max_trials: int = Field(default=30, ge=1)
@@ -368,6 +373,14 @@ class TuningJobConfig(_Frozen):
     pruner: Literal["none", "median", "successive_halving"] = "median"
     parity_tolerance: float = Field(default=1e-4, ge=0)
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _gap_of_a_time_series(self) -> TuningJobConfig:
+        if self.cv_gap and self.cv != "time_series":
+            raise ValueError(
+                f"`cv_gap` ({self.cv_gap}) applies to `cv: time_series`, got `cv: {self.cv}`"
+            )
+        return self
 
 
 class ModelConfig(_Frozen):

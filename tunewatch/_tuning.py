@@ -26,12 +26,19 @@ from retune import (
     run_study,
     study_progress,
 )
-from retune.cv import StratifiedKFoldCV, TimeSeriesCV, dataset_version, out_of_fold
+from retune.cv import (
+    CVScheme,
+    KFoldCV,
+    StratifiedKFoldCV,
+    TimeSeriesCV,
+    dataset_version,
+    out_of_fold,
+)
 from retune.space import load_search_space
 from retune.warmstart import Combined, EnqueueTopK, LearnedBox, WarmStartPlan
 from shadow import OnnxModel, ShadowError
 from tunewatch._artefacts import ArtefactStore
-from tunewatch._config import Config, ModelConfig
+from tunewatch._config import Config, ModelConfig, TuningJobConfig
 from tunewatch._errors import ConflictError, TunewatchError
 from tunewatch._registry import Reference, Registry, VersionMetadata
 from tunewatch._serving_cost import serving_cost, with_ceiling
@@ -284,11 +291,7 @@ class TuningJobRunner:
                 "max_trials": tj.max_trials,
             },
         )
-        cv: Any = (
-            StratifiedKFoldCV(n_splits=tj.cv_folds, max_fold_spread=tj.max_fold_spread)
-            if tj.cv == "stratified" and model.task != "regression"
-            else TimeSeriesCV(n_splits=tj.cv_folds, max_fold_spread=tj.max_fold_spread)
-        )
+        cv = cv_scheme(tj, model.task)
         budget = Budget(
             max_trials=tj.max_trials,
             wall_time_s=tj.wall_time_s,
@@ -410,6 +413,17 @@ class TuningJobRunner:
             "warm_start": plan.strategies if plan else [],
             "parent": details and (champion.version if champion else None),
         }
+
+
+def cv_scheme(tj: TuningJobConfig, task: str) -> CVScheme:
+    """The CV ``tuning.cv`` names for the task: ``stratified`` is stratified k-fold for a
+    classifier and shuffled k-fold for a regressor (no classes to stratify by);
+    ``time_series`` leaves ``cv_gap`` rows out between training and test rows."""
+    if tj.cv == "time_series":
+        return TimeSeriesCV(n_splits=tj.cv_folds, gap=tj.cv_gap, max_fold_spread=tj.max_fold_spread)
+    if task == "regression":
+        return KFoldCV(n_splits=tj.cv_folds, max_fold_spread=tj.max_fold_spread)
+    return StratifiedKFoldCV(n_splits=tj.cv_folds, max_fold_spread=tj.max_fold_spread)
 
 
 def _valid_labels(labels: np.ndarray, task: str) -> np.ndarray:

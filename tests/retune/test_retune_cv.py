@@ -4,7 +4,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from retune_data import binary
+from retune_data import binary, regression
 from sklearn.feature_selection import SelectKBest, f_classif
 
 from monitor.objectives import make_objective
@@ -12,6 +12,7 @@ from retune import CVError, refit_and_export
 from retune.cv import (
     CVScheme,
     GroupKFoldCV,
+    KFoldCV,
     NestedCV,
     StratifiedKFoldCV,
     TimeSeriesCV,
@@ -26,6 +27,7 @@ LOGISTIC = {"estimator": "logistic", "scaler": "standard"}
 SCHEMES: dict[str, CVScheme] = {
     "stratified": StratifiedKFoldCV(n_splits=3),
     "grouped": GroupKFoldCV(n_splits=3),
+    "kfold": KFoldCV(n_splits=3),
     "time_series": TimeSeriesCV(n_splits=3, gap=10),
     "nested": NestedCV(outer=StratifiedKFoldCV(n_splits=3), inner=StratifiedKFoldCV(n_splits=2)),
 }
@@ -215,3 +217,17 @@ def test_out_of_fold_scores_come_from_models_that_never_saw_the_row() -> None:
     assert accuracy(in_sample) > accuracy(held_out) + 0.05
     series = out_of_fold(params, x, y, scheme=TimeSeriesCV(n_splits=3), seed=0)
     assert np.isnan(series[:10]).all() and np.isfinite(series[-10:]).all()
+
+
+def test_kfold_holds_every_row_of_a_regression_window_out_once() -> None:
+    """A regression model's `cv: stratified` ran forward-chaining time-series CV instead
+    (stratifying needs classes): its first rows were never scored out of fold."""
+    x, y = regression(seed=3)
+    splits = list(KFoldCV(n_splits=4).split(x, y, seed=0))
+    held_out = np.sort(np.concatenate([test for _, test in splits]))
+    assert len(splits) == 4 and held_out.tolist() == list(range(len(y)))
+    assert splits[0][1].tolist() != list(range(len(splits[0][1])))  # shuffled
+    oof = out_of_fold({"estimator": "ridge"}, x, y, scheme=KFoldCV(n_splits=4), seed=0)
+    assert not np.isnan(oof).any()
+    with pytest.raises(CVError, match="5-fold needs >= 5 rows"):
+        list(KFoldCV(n_splits=5).split(x[:4], y[:4], seed=0))

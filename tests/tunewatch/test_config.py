@@ -341,3 +341,15 @@ def test_every_budget_the_config_accepts_the_tuner_accepts() -> None:
     config = build_config({"models": [{"name": "m", "task": "binary", "tuning": tuning}]}, env={})
     tj = config.models[0].tuning
     assert Budget(**{k: getattr(tj, k) for k in tuning}).min_relative_improvement == 0.999
+
+
+def test_a_cv_gap_is_a_time_series_setting() -> None:
+    time_series = {"cv": "time_series", "cv_gap": 50}
+    config = build_config(
+        {"models": [{"name": "m", "task": "binary", "tuning": time_series}]}, env={}
+    )
+    assert config.models[0].tuning.cv_gap == 50
+    with pytest.raises(ConfigError, match=r"`cv_gap` \(50\) applies to `cv: time_series`"):
+        build_config(
+            {"models": [{"name": "m", "task": "binary", "tuning": {"cv_gap": 50}}]}, env={}
+        )

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from retune import to_onnx
-from retune.cv import dataset_version
+from retune.cv import KFoldCV, StratifiedKFoldCV, TimeSeriesCV, dataset_version
 from retune.space import fit_pipeline
 from tests.tunewatch.conftest import Clock, feed
 from tunewatch._cli import main
@@ -746,3 +746,25 @@ def test_a_progress_report_that_fails_is_logged_and_the_job_goes_on(
     assert job.status == "succeeded", job.error
     logged = [r for r in caplog.records if "progress not updated" in r.getMessage()]
     assert logged and logged[-1].exc_info is not None
+
+
+@pytest.mark.parametrize(
+    ("task", "tuning", "expected"),
+    [
+        ("binary", {}, StratifiedKFoldCV(n_splits=3)),
+        ("regression", {}, KFoldCV(n_splits=3)),
+        ("regression", {"cv": "time_series", "cv_gap": 20}, TimeSeriesCV(n_splits=3, gap=20)),
+        ("binary", {"cv": "time_series", "cv_gap": 5}, TimeSeriesCV(n_splits=3, gap=5)),
+    ],
+    ids=["classifier_stratified", "regressor_stratified", "regressor_gap", "classifier_gap"],
+)
+def test_a_job_s_cv_follows_tuning_cv_and_its_gap(
+    task: str, tuning: dict[str, object], expected: object
+) -> None:
+    """A regression model's default `cv: stratified` ran forward-chaining time-series CV
+    (its first rows never held out, their reference scores NaN), and no key set the time
+    series' gap."""
+    from tunewatch._config import TuningJobConfig
+    from tunewatch._tuning import cv_scheme
+
+    assert cv_scheme(TuningJobConfig(**tuning), task) == expected  # type: ignore[arg-type]
