@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -86,12 +87,21 @@ def _translated(study_name: str, doing: str) -> Iterator[None]:
         ) from exc
 
 
+# Opening an RDB storage sets up Optuna's schema when the database is new, and two
+# threads doing it at once collide ("table studies already exists", a duplicate
+# alembic_version row): a job's progress reporter opens the storage while its worker
+# does. Opening is serialised in this process; processes starting on one new database
+# at the same instant can still collide (the launcher starts one worker per job).
+_OPENING = threading.Lock()
+
+
 def make_storage(storage: str, *, heartbeat_interval: int | None) -> optuna.storages.BaseStorage:
     """An RDB storage for ``dialect://`` URLs, else a journal file at that path."""
     if "://" in storage:
         if heartbeat_interval is None:
-            return RDBStorage(storage)
-        with _experimental_ok():
+            with _OPENING:
+                return RDBStorage(storage)
+        with _experimental_ok(), _OPENING:
             return RDBStorage(
                 storage,
                 heartbeat_interval=heartbeat_interval,

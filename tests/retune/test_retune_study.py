@@ -417,3 +417,28 @@ def test_a_resumed_study_continues_the_time_budget_it_had_spent(tmp_path: Any, l
     assert second.stopped_by == limit[: -len("_s")]
     assert _trained(str(tmp_path / "journal.log")) == 3
     assert second.wall_s >= first.wall_s / 2 and second.cpu_s >= first.cpu_s / 2
+
+
+def test_threads_opening_one_new_rdb_storage_together_all_get_it(tmp_path: Any) -> None:
+    """A job's progress thread opens the study's storage while its worker does: on a new
+    database each ran Optuna's schema set-up, and the later ones failed with "table
+    studies already exists" or a duplicate ``alembic_version`` row (30 of 30 fresh
+    SQLite files with 4 threads)."""
+    from retune._optuna import make_storage
+
+    for k in range(10):
+        url = f"sqlite:///{tmp_path}/optuna-{k}.db"
+        failures: list[BaseException] = []
+
+        def open_it(url: str = url, failures: list[BaseException] = failures) -> None:
+            try:
+                make_storage(url, heartbeat_interval=None)
+            except BaseException as exc:  # collected for the assertion below
+                failures.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
