@@ -4,15 +4,16 @@ Each run reads the model's current window from the store, compares it with the
 champion's reference snapshot, stores one evaluation row per kind (with ``"alarm"`` in
 its payload), exports the figures as Prometheus metrics, and lets the event policies
 (hysteresis, cool-down) decide whether an event — and through the dispatcher an action —
-follows. Degenerate windows are stored as ``insufficient_data``, never raised.
+follows. Degenerate windows are stored as ``insufficient_data``, never raised. The decay
+kind lives in :mod:`tunewatch._evaluation_decay`, the policies' decisions in
+:mod:`tunewatch._evaluation_events`.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,30 +23,26 @@ import numpy as np
 from monitor import (
     CBPE,
     ColumnDriftConfig,
-    DecayEstimator,
     DriftDetector,
     DriftError,
     EstimationError,
     LatencySummary,
-    MonitorError,
     ReferenceProfile,
     ServingMetrics,
-    WindowValue,
-    realised_windows,
 )
-from monitor.objectives import Objective, ObjectiveError, make_objective, positive_proba
+from monitor.objectives import make_objective, positive_proba
 from shadow import OnnxModel
-from tunewatch._actions import OUTCOMES, SETTLED, Dispatcher
+from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig
 from tunewatch._drift_report import column_types, drift_frame, drift_report
-from tunewatch._policies import FIRST_REQUEST, LAST_REQUEST, decide, evaluation_policies
+from tunewatch._evaluation_decay import decay_verdict
+from tunewatch._evaluation_events import PolicyEvents
 from tunewatch._registry import Reference
+from tunewatch._span import requests_span, ts
 from tunewatch.store import EvaluationRow, ModelRow, Store, VersionRow, Window
 
 logger = logging.getLogger(__name__)
-
-_HISTORY_PAGE = 200  # evaluations read at a time past the first page
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -77,6 +74,7 @@ class Evaluator:
         self.dispatcher = dispatcher
         self.clock = clock
         self._baselines: dict[tuple[str, int], _Baseline | None] = {}
+        self._events = PolicyEvents(store=store, metrics=metrics, dispatcher=dispatcher)
 
     # -- the run ---------------------------------------------------------------------------
     def evaluate(self, name: str) -> list[EvaluationRow]:
@@ -99,8 +97,8 @@ class Evaluator:
                 start=now - timedelta(seconds=ev.window_s),
                 end=now,
             )
-        start = _ts(window.received_at.min()) if window.n_rows else None
-        span = _requests_span(window.received_at)  # what the window-based kinds judged
+        start = ts(window.received_at.min()) if window.n_rows else None
+        span = requests_span(window.received_at)  # what the window-based kinds judged
         version = champion.version if champion else None
         baseline = self._baseline(champion, model) if champion else None
         # per-version figures describe the champion only: a replaced one's must not linger
@@ -127,7 +125,7 @@ class Evaluator:
                     "decay",
                     None,
                     now,
-                    *self._decay(model, cfg, objective, now, version),
+                    *decay_verdict(self.store, self.metrics, model, cfg, objective, now, version),
                 )
             )
         if ev.estimate.enabled and model.task == "binary":
@@ -158,7 +156,7 @@ class Evaluator:
                 name, version, "telemetry", start, now, *self._telemetry(model, window), span=span
             )
         )
-        self._decide(name, cfg, now, {r.kind: r for r in rows}, champion)
+        self._events.decide(name, cfg, now, {r.kind: r for r in rows}, champion)
         outcome = "insufficient_data" if all(r.status != "ok" for r in rows) else "ok"
         self.metrics.evaluations.labels(name, outcome).inc()
         return rows
@@ -351,113 +349,6 @@ class Evaluator:
         }
         return ("ok" if testable else "insufficient_data"), payload
 
-    def _decay(
-        self,
-        model: ModelRow,
-        cfg: ModelConfig,
-        objective: Objective,
-        now: datetime,
-        version: int | None,
-    ) -> tuple[str, dict[str, Any]]:
-        d = cfg.evaluation.decay
-        horizon = timedelta(seconds=d.window_s * d.horizon_windows)
-        window = self.store.window(
-            model.name,
-            n_features=len(model.feature_names),
-            start=now - horizon,
-            end=now,
-            with_features=False,  # outputs, labels and times: not 30 days of input blobs
-        )
-        answered = window.versions == version  # the champion's trend, not its predecessors'
-        if version is None or not answered.any():
-            self.metrics.forget(self.metrics.decay_slope, model=model.name)
-            self.metrics.forget(self.metrics.objective_realised, model=model.name)
-            return "insufficient_data", {
-                "alarm": False,
-                "reason": "no requests the champion answered",
-            }
-        y_pred = window.outputs[answered]
-        if y_pred.shape[1] == 1 and model.task == "regression":
-            y_pred = y_pred[:, 0]
-        try:
-            windows = realised_windows(
-                window.labels[answered],
-                y_pred,
-                window.received_at[answered],
-                window.label_received_at[answered],
-                objective=objective,
-                window=d.window_s,
-                maturity=d.maturity_s,
-                start=(now - horizon).timestamp(),
-                as_of=now.timestamp(),
-            )
-        except (MonitorError, ObjectiveError) as exc:
-            self.metrics.forget(self.metrics.decay_slope, model=model.name)
-            return "insufficient_data", {"alarm": False, "reason": str(exc)}
-        values = [w for w in windows if w.value is not None]
-        threshold = d.threshold
-        anchor = None
-        if threshold is None and values:
-            anchor = _early_level(values, d.min_windows)
-            worse = 5 * d.tolerance
-            threshold = anchor - worse if objective.greater_is_better else anchor + worse
-        estimator = DecayEstimator(
-            objective,
-            threshold=threshold if threshold is not None else 0.0,
-            min_windows=d.min_windows,
-            tolerance=d.tolerance,
-        )
-        result = estimator.fit_windows(windows)
-        if values:
-            self.metrics.objective_realised.labels(model.name, str(version), objective.name).set(
-                float(values[-1].value)  # type: ignore[arg-type]
-            )
-        else:  # no matured window: no figure, not the last one held
-            self.metrics.forget(
-                self.metrics.objective_realised,
-                model=model.name,
-                only={"objective": objective.name},
-            )
-        if result.slope_per_day is not None:
-            sign = -1.0 if objective.greater_is_better else 1.0  # > 0 means getting worse
-            self.metrics.decay_slope.labels(model.name).set(sign * result.slope_per_day)
-        else:
-            self.metrics.forget(self.metrics.decay_slope, model=model.name)
-        soon = (
-            result.projected_crossing is not None
-            and result.projected_crossing - now <= timedelta(days=d.horizon_days)
-        )
-        payload = {
-            "alarm": bool(result.status == "decaying" and soon),
-            "objective": objective.name,
-            "threshold": threshold,
-            "threshold_anchor": anchor,  # without decay.threshold: where the horizon began
-            "status": result.status,
-            "slope_per_day": result.slope_per_day,
-            "slope_ci": list(result.slope_ci) if result.slope_ci else None,
-            "current_estimate": result.current_estimate,
-            "projected_crossing": (
-                result.projected_crossing.isoformat() if result.projected_crossing else None
-            ),
-            "recommended_retune_interval_days": result.recommended_retune_interval_days,
-            "windows": [
-                {
-                    "end": _iso(w.window_end),
-                    "value": w.value,
-                    "n": w.n,
-                    "coverage": w.label_coverage,
-                }
-                for w in windows
-            ],
-        }
-        if values:  # hysteresis tells decay verdicts apart by their newest matured window
-            newest = values[-1]
-            received = window.received_at[answered]
-            lo, hi = _epoch(newest.window_start), _epoch(newest.window_end)
-            payload.update(_requests_span(received[(received >= lo) & (received < hi)]))
-        status = "insufficient_data" if result.status == "insufficient_data" else "ok"
-        return status, payload
-
     def _estimate(
         self, cfg: ModelConfig, window: Window, baseline: _Baseline | None, version: int | None
     ) -> tuple[str, dict[str, Any]]:
@@ -537,7 +428,7 @@ class Evaluator:
         if not window.n_rows:  # no `since` to read from: not the model's whole history
             self.metrics.forget(self.metrics.latency_p99, model=model.name)
             return "insufficient_data", {"alarm": False, "reason": "no requests in the window"}
-        latencies = self.store.latencies(model.name, since=_ts(window.received_at.min()))
+        latencies = self.store.latencies(model.name, since=ts(window.received_at.min()))
         versions = {v.version: v for v in self.store.list_versions(model.name)}
         out: dict[str, Any] = {}
         for version, samples in sorted(latencies.items()):
@@ -557,126 +448,6 @@ class Evaluator:
         self.metrics.forget(self.metrics.latency_p99, model=model.name, keep=out)
         status = "ok" if out else "insufficient_data"
         return status, {"alarm": False, "versions": out}
-
-    # -- events ----------------------------------------------------------------------------
-    def _cooling_since(self, name: str, event: str) -> datetime | None:
-        """When the policy's cool-down started: its last event, unless the quota kept
-        that event's retune from being queued (still owed: the cool-down then runs from
-        the last event whose action settled). A retune the trigger's own cool-down
-        suppressed settles it (the model was just retuned), as does an event with no
-        action configured, or whose action event was lost after its job was queued."""
-        fired = self.store.list_events(model=name, type=event, limit=1)
-        if not fired:
-            return None
-        outcome = self.store.last_action(name, trigger=event, outcomes=OUTCOMES)
-        if (
-            outcome is None
-            or outcome.id < fired[0].id
-            or outcome.type != "action_suppressed"
-            or outcome.payload.get("cause") != "quota"
-        ):
-            return fired[0].created_at
-        settled = self.store.last_action(name, trigger=event, outcomes=SETTLED)
-        return settled.created_at if settled is not None else None
-
-    def _history(
-        self, name: str, kind: str, version: int | None, *, first: int
-    ) -> Iterator[EvaluationRow]:
-        """The champion's evaluations of ``kind``, newest first, read from the store a
-        page at a time as the policy reads on (``first`` rows, then more): a streak of
-        windows sharing no request may lie behind many runs that re-read them. It ends at
-        another version's: no streak carries over a promotion or a rollback."""
-        seen: set[int] = set()
-        until: datetime | None = None
-        limit = first
-        while True:
-            page = self.store.list_evaluations(name, kind=kind, until=until, limit=limit)
-            fresh = [row for row in page if row.id not in seen]
-            for row in fresh:
-                if row.version != version:
-                    return
-                seen.add(row.id)
-                yield row
-            if len(page) < limit or not fresh:
-                return
-            until = page[-1].window_end  # inclusive: rows at that instant come again, once
-            limit = _HISTORY_PAGE
-
-    def _decide(
-        self,
-        name: str,
-        cfg: ModelConfig,
-        now: datetime,
-        current: dict[str, EvaluationRow],
-        champion: VersionRow | None,
-    ) -> None:
-        """Raise the events whose policy fires now; export each policy's alarm state:
-        1 only while this run's window of its kind measured and alarmed and completed the
-        streak (a window that could not measure, or a kind switched off, is 0). Both
-        follow :func:`tunewatch._policies.decide`: a streak counts windows that share no
-        request."""
-        version = champion.version if champion else None
-        for policy in evaluation_policies(cfg.evaluation):
-            history = self._history(name, policy.kind, version, first=policy.consecutive + 20)
-            latest = next(history, None)
-            decision = decide(
-                policy,
-                itertools.chain([latest], history) if latest is not None else (),
-                now=now,
-                last_event_at=self._cooling_since(name, policy.event),
-            )
-            row = current.get(policy.kind)
-            holds = (
-                row is not None
-                and row.status == "ok"
-                and bool(row.payload.get("alarm", False))
-                and decision.streak >= policy.consecutive
-            )
-            self.metrics.alarm.labels(name, policy.event).set(int(holds))
-            if decision.fire:
-                assert latest is not None  # a streak has an evaluation
-                self.dispatcher.handle(
-                    name,
-                    policy.event,
-                    {
-                        "reason": decision.reason,
-                        "evaluation": latest.id,
-                        "window_end": latest.window_end.isoformat(),
-                    },
-                )
-
-
-def _requests_span(received_at: np.ndarray) -> dict[str, str]:
-    """The payload keys naming the oldest and newest request judged (none if none)."""
-    if not received_at.size:
-        return {}
-    return {
-        FIRST_REQUEST: _ts(received_at.min()).isoformat(),
-        LAST_REQUEST: _ts(received_at.max()).isoformat(),
-    }
-
-
-def _early_level(values: list[WindowValue], count: int) -> float:
-    """The objective where the decay horizon begins: its first ``count`` matured
-    windows' values weighted by their labelled requests, the weights the trend is fitted
-    with. The first window's value alone moved the default threshold as far as a window
-    of two requests can (accuracy 0 or 1), silencing a real decay or alarming a stable
-    model."""
-    early = values[:count]
-    total = sum(w.n for w in early)
-    return sum(float(w.value) * w.n for w in early if w.value is not None) / total
-
-
-def _epoch(value: datetime | float) -> float:
-    return value.timestamp() if isinstance(value, datetime) else float(value)
-
-
-def _ts(epoch: float) -> datetime:
-    return datetime.fromtimestamp(float(epoch), UTC)
-
-
-def _iso(value: datetime | float) -> str:
-    return value.isoformat() if isinstance(value, datetime) else _ts(value).isoformat()
 
 
 def _finite_or_none(value: float | None) -> float | None:

@@ -1,0 +1,140 @@
+"""The decay kind of a scheduled evaluation: the champion's realised objective over time.
+
+Windows of ``decay.window_s`` whose labels have matured (``decay.maturity_s``) give one
+value each; :class:`monitor.DecayEstimator` fits their trend and projects when it
+crosses the threshold. Without ``decay.threshold`` the threshold is ``5 * tolerance``
+worse than where the horizon began.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from monitor import DecayEstimator, MonitorError, ServingMetrics, WindowValue, realised_windows
+from monitor.objectives import Objective, ObjectiveError
+from tunewatch._config import ModelConfig
+from tunewatch._span import epoch, iso, requests_span
+from tunewatch.store import ModelRow, Store
+
+
+def decay_verdict(
+    store: Store,
+    metrics: ServingMetrics,
+    model: ModelRow,
+    cfg: ModelConfig,
+    objective: Objective,
+    now: datetime,
+    version: int | None,
+) -> tuple[str, dict[str, Any]]:
+    """The decay verdict of ``version``: the realised objective per matured window over
+    the horizon, its trend and projected crossing of the threshold (see
+    :class:`monitor.DecayEstimator`), exported as metrics."""
+    d = cfg.evaluation.decay
+    horizon = timedelta(seconds=d.window_s * d.horizon_windows)
+    window = store.window(
+        model.name,
+        n_features=len(model.feature_names),
+        start=now - horizon,
+        end=now,
+        with_features=False,  # outputs, labels and times: not 30 days of input blobs
+    )
+    answered = window.versions == version  # the champion's trend, not its predecessors'
+    if version is None or not answered.any():
+        metrics.forget(metrics.decay_slope, model=model.name)
+        metrics.forget(metrics.objective_realised, model=model.name)
+        return "insufficient_data", {
+            "alarm": False,
+            "reason": "no requests the champion answered",
+        }
+    y_pred = window.outputs[answered]
+    if y_pred.shape[1] == 1 and model.task == "regression":
+        y_pred = y_pred[:, 0]
+    try:
+        windows = realised_windows(
+            window.labels[answered],
+            y_pred,
+            window.received_at[answered],
+            window.label_received_at[answered],
+            objective=objective,
+            window=d.window_s,
+            maturity=d.maturity_s,
+            start=(now - horizon).timestamp(),
+            as_of=now.timestamp(),
+        )
+    except (MonitorError, ObjectiveError) as exc:
+        metrics.forget(metrics.decay_slope, model=model.name)
+        return "insufficient_data", {"alarm": False, "reason": str(exc)}
+    values = [w for w in windows if w.value is not None]
+    threshold = d.threshold
+    anchor = None
+    if threshold is None and values:
+        anchor = _early_level(values, d.min_windows)
+        worse = 5 * d.tolerance
+        threshold = anchor - worse if objective.greater_is_better else anchor + worse
+    estimator = DecayEstimator(
+        objective,
+        threshold=threshold if threshold is not None else 0.0,
+        min_windows=d.min_windows,
+        tolerance=d.tolerance,
+    )
+    result = estimator.fit_windows(windows)
+    if values:
+        metrics.objective_realised.labels(model.name, str(version), objective.name).set(
+            float(values[-1].value)  # type: ignore[arg-type]
+        )
+    else:  # no matured window: no figure, not the last one held
+        metrics.forget(
+            metrics.objective_realised,
+            model=model.name,
+            only={"objective": objective.name},
+        )
+    if result.slope_per_day is not None:
+        sign = -1.0 if objective.greater_is_better else 1.0  # > 0 means getting worse
+        metrics.decay_slope.labels(model.name).set(sign * result.slope_per_day)
+    else:
+        metrics.forget(metrics.decay_slope, model=model.name)
+    soon = result.projected_crossing is not None and result.projected_crossing - now <= timedelta(
+        days=d.horizon_days
+    )
+    payload = {
+        "alarm": bool(result.status == "decaying" and soon),
+        "objective": objective.name,
+        "threshold": threshold,
+        "threshold_anchor": anchor,  # without decay.threshold: where the horizon began
+        "status": result.status,
+        "slope_per_day": result.slope_per_day,
+        "slope_ci": list(result.slope_ci) if result.slope_ci else None,
+        "current_estimate": result.current_estimate,
+        "projected_crossing": (
+            result.projected_crossing.isoformat() if result.projected_crossing else None
+        ),
+        "recommended_retune_interval_days": result.recommended_retune_interval_days,
+        "windows": [
+            {
+                "end": iso(w.window_end),
+                "value": w.value,
+                "n": w.n,
+                "coverage": w.label_coverage,
+            }
+            for w in windows
+        ],
+    }
+    if values:  # hysteresis tells decay verdicts apart by their newest matured window
+        newest = values[-1]
+        received = window.received_at[answered]
+        lo, hi = epoch(newest.window_start), epoch(newest.window_end)
+        payload.update(requests_span(received[(received >= lo) & (received < hi)]))
+    status = "insufficient_data" if result.status == "insufficient_data" else "ok"
+    return status, payload
+
+
+def _early_level(values: list[WindowValue], count: int) -> float:
+    """The objective where the decay horizon begins: its first ``count`` matured
+    windows' values weighted by their labelled requests, the weights the trend is fitted
+    with. The first window's value alone moved the default threshold as far as a window
+    of two requests can (accuracy 0 or 1), silencing a real decay or alarming a stable
+    model."""
+    early = values[:count]
+    total = sum(w.n for w in early)
+    return sum(float(w.value) * w.n for w in early if w.value is not None) / total

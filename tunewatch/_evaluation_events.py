@@ -1,0 +1,117 @@
+"""From stored verdicts to events: each policy's streak, cool-down and alarm gauge.
+
+After an evaluation stores its verdicts, every policy of the model's evaluation config
+(:func:`tunewatch._policies.evaluation_policies`) reads the champion's recent verdicts
+of its kind, decides with :func:`tunewatch._policies.decide` (hysteresis over windows
+that share no request, cool-down), exports ``tunewatch_alarm`` and hands an event that
+fires to the dispatcher.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from datetime import datetime
+
+from monitor import ServingMetrics
+from tunewatch._actions import OUTCOMES, SETTLED, Dispatcher
+from tunewatch._config import ModelConfig
+from tunewatch._policies import decide, evaluation_policies
+from tunewatch.store import EvaluationRow, Store, VersionRow
+
+_HISTORY_PAGE = 200  # evaluations read at a time past the first page
+
+
+class PolicyEvents:
+    """Decides a model's evaluation events after each run."""
+
+    def __init__(self, *, store: Store, metrics: ServingMetrics, dispatcher: Dispatcher) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.dispatcher = dispatcher
+
+    def _cooling_since(self, name: str, event: str) -> datetime | None:
+        """When the policy's cool-down started: its last event, unless the quota kept
+        that event's retune from being queued (still owed: the cool-down then runs from
+        the last event whose action settled). A retune the trigger's own cool-down
+        suppressed settles it (the model was just retuned), as does an event with no
+        action configured, or whose action event was lost after its job was queued."""
+        fired = self.store.list_events(model=name, type=event, limit=1)
+        if not fired:
+            return None
+        outcome = self.store.last_action(name, trigger=event, outcomes=OUTCOMES)
+        if (
+            outcome is None
+            or outcome.id < fired[0].id
+            or outcome.type != "action_suppressed"
+            or outcome.payload.get("cause") != "quota"
+        ):
+            return fired[0].created_at
+        settled = self.store.last_action(name, trigger=event, outcomes=SETTLED)
+        return settled.created_at if settled is not None else None
+
+    def _history(
+        self, name: str, kind: str, version: int | None, *, first: int
+    ) -> Iterator[EvaluationRow]:
+        """The champion's evaluations of ``kind``, newest first, read from the store a
+        page at a time as the policy reads on (``first`` rows, then more): a streak of
+        windows sharing no request may lie behind many runs that re-read them. It ends at
+        another version's: no streak carries over a promotion or a rollback."""
+        seen: set[int] = set()
+        until: datetime | None = None
+        limit = first
+        while True:
+            page = self.store.list_evaluations(name, kind=kind, until=until, limit=limit)
+            fresh = [row for row in page if row.id not in seen]
+            for row in fresh:
+                if row.version != version:
+                    return
+                seen.add(row.id)
+                yield row
+            if len(page) < limit or not fresh:
+                return
+            until = page[-1].window_end  # inclusive: rows at that instant come again, once
+            limit = _HISTORY_PAGE
+
+    def decide(
+        self,
+        name: str,
+        cfg: ModelConfig,
+        now: datetime,
+        current: dict[str, EvaluationRow],
+        champion: VersionRow | None,
+    ) -> None:
+        """Raise the events whose policy fires now; export each policy's alarm state:
+        1 only while this run's window of its kind measured and alarmed and completed the
+        streak (a window that could not measure, or a kind switched off, is 0). Both
+        follow :func:`tunewatch._policies.decide`: a streak counts windows that share no
+        request."""
+        version = champion.version if champion else None
+        for policy in evaluation_policies(cfg.evaluation):
+            history = self._history(name, policy.kind, version, first=policy.consecutive + 20)
+            latest = next(history, None)
+            decision = decide(
+                policy,
+                itertools.chain([latest], history) if latest is not None else (),
+                now=now,
+                last_event_at=self._cooling_since(name, policy.event),
+            )
+            row = current.get(policy.kind)
+            holds = (
+                row is not None
+                and row.status == "ok"
+                and bool(row.payload.get("alarm", False))
+                and decision.streak >= policy.consecutive
+            )
+            self.metrics.alarm.labels(name, policy.event).set(int(holds))
+            if decision.fire:
+                assert latest is not None  # a streak has an evaluation
+                self.dispatcher.handle(
+                    name,
+                    policy.event,
+                    {
+                        "reason": decision.reason,
+                        "evaluation": latest.id,
+                        "window_end": latest.window_end.isoformat(),
+                    },
+                )
