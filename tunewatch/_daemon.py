@@ -202,17 +202,21 @@ class Daemon:
         self._refresher: threading.Thread | None = None
 
     def _lineup_changed(self, model: str) -> None:
-        """After the loop promoted or rolled back: serve the new lineup, write the
-        champion's rationale report and, when the latest rollback restored it, the
-        rolled-back version's."""
+        """After the loop promoted or rolled back: serve the new lineup and write the
+        rationale reports of the champion and of the version the latest change moved
+        out (the champion a promotion replaced, the version a rollback rolled back)."""
         self.runtime.load(model)
         champion = self.store.champion(model)
         if champion is None:
             return
         versions = [champion.version]
-        last = self.store.list_events(model=model, type="rolled_back", limit=1)
+        last = self.store.list_events(model=model, types=("promoted", "rolled_back"), limit=1)
         if last and last[0].payload.get("version") == champion.version:
-            versions.append(int(last[0].payload["rolled_back"]))
+            moved_out = last[0].payload.get(
+                "previous" if last[0].type == "promoted" else "rolled_back"
+            )
+            if moved_out is not None:
+                versions.append(int(moved_out))
         refresh_reports(self.store, self.config, model, versions)
 
     def _scheduled_retune(self, model: str) -> None:

@@ -29,7 +29,7 @@ def serving_cost(
     space: Any,
     until: datetime,
 ) -> tuple[CostPredictor | None, CostCeiling | None]:
-    """The predictor (the nearest served configuration of the same branches) and the
+    """The predictor (the nearest served configuration of the same estimator family) and the
     ceilings, or ``(None, None)`` when nothing was served long enough or no guardrail
     sets a limit. Configurations predicted over the ceilings are not trained: they
     could not be promoted."""

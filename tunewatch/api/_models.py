@@ -195,7 +195,8 @@ def promote(
             status_code=202,
         )
     ctx.runtime.load(model)
-    refresh_reports(ctx.runtime.store, ctx.runtime.config, model, (version,))
+    replaced = () if outcome.previous is None else (outcome.previous.version,)
+    refresh_reports(ctx.runtime.store, ctx.runtime.config, model, (version, *replaced))
     return promotion_json(outcome.champion, outcome.previous)
 
 
@@ -272,7 +273,8 @@ def _decide(
     out: dict[str, Any] = {"approval": approval_json(decided)}
     if promoted is not None:
         ctx.runtime.load(decided.model)
-        refresh_reports(ctx.runtime.store, ctx.runtime.config, decided.model, (decided.version,))
+        versions = [row.version for row in promoted if row is not None]  # new, replaced
+        refresh_reports(ctx.runtime.store, ctx.runtime.config, decided.model, versions)
         out.update(promotion_json(*promoted))
     return out
 

@@ -203,7 +203,15 @@ def test_a_report_that_cannot_be_written_does_not_fail_a_committed_promotion_or_
     assert _infer_version(gov) == "3" and _infer_version(gov, "loans") == "1"
     failures = [rec for rec in caplog.records if "rationale report" in rec.getMessage()]
     assert all(rec.exc_info is not None for rec in failures)
-    assert [rec.args for rec in failures] == [(MODEL, 3), ("loans", 2), ("loans", 1), ("loans", 2)]
+    # each change's new champion and the version it moved out
+    assert [rec.args for rec in failures] == [
+        (MODEL, 3),
+        (MODEL, 1),
+        ("loans", 2),
+        ("loans", 1),
+        ("loans", 1),
+        ("loans", 2),
+    ]
     report = httpx.get(
         f"{gov.url}/v1/models/{MODEL}/versions/3/report?format=md", headers=gov.auth("viewer")
     )
@@ -223,6 +231,23 @@ def test_a_rollback_rewrites_the_reports_of_both_versions(gov: Running) -> None:
     for report in (rolled_back, restored):
         text = report.read_text(encoding="utf-8")
         assert "| rollback (v3 rolled back, v1 restored) | test-operator | worse in prod |" in text
+
+
+def test_a_promotion_rewrites_the_report_of_the_champion_it_replaced(gov: Running) -> None:
+    """Only the new champion's report was written: the replaced one's copy still said
+    it was champion. Through an approval too."""
+    folder = Path(gov.daemon.config.data_dir) / "reports"
+    for v in (1, 3):
+        (folder / f"{MODEL}-v{v}.md").unlink(missing_ok=True)
+    assert _post(gov, f"/v1/models/{MODEL}/versions/3/promote", "operator", reason="r").is_success
+    replaced = (folder / f"{MODEL}-v1.md").read_text(encoding="utf-8")
+    assert "- **stage**: champion" not in replaced and "| promote | test-operator | r |" in (
+        folder / f"{MODEL}-v3.md"
+    ).read_text(encoding="utf-8")
+    pending = _post(gov, "/v1/models/loans/versions/2/promote", "operator", reason="won")
+    approval = pending.json()["approval"]["id"]
+    assert _post(gov, f"/v1/approvals/{approval}/approve", "approver", reason="ok").is_success
+    assert "- **stage**: champion" not in (folder / "loans-v1.md").read_text(encoding="utf-8")
 
 
 def test_the_audit_endpoint_reports_a_removed_newest_entry(gov: Running) -> None:
