@@ -126,11 +126,48 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _trigger_rows(
+    details: dict[str, Any], imported: dict[str, Any] | None
+) -> tuple[tuple[str, Any], ...]:
+    """What made the version: its job's trigger; for a version imported from another
+    store, where it came from and the source's trigger (a bundle import moves them under
+    ``details.imported``: the job and trigger numbered that store's jobs)."""
+    trigger = details.get("trigger") or {}
+    if imported is None:
+        return tuple((str(k), v) for k, v in trigger.items()) or (
+            ("registered", "by hand (no tuning job)"),
+        )
+    origin = imported.get("origin") or {}
+    source = imported.get("trigger") or {}
+    return (
+        ("imported from", f"{imported.get('model')} v{imported.get('version')}"),
+        ("first registered as", f"{origin.get('model')} v{origin.get('version')}"),
+        ("stage in the source", imported.get("stage")),
+        ("bundle sha256", imported.get("bundle_sha256")),
+        ("exported at", imported.get("exported_at")),
+        *((f"source trigger {k}", v) for k, v in source.items()),
+    )
+
+
+def _row_counts(
+    details: dict[str, Any], imported: dict[str, Any] | None
+) -> tuple[tuple[str, Any], ...]:
+    if imported is None or "rows" in details:
+        return (
+            ("rows", details.get("rows")),
+            ("of which labelled traffic", details.get("traffic_rows")),
+        )
+    return (
+        ("rows (in the source store)", imported.get("rows")),
+        ("of which labelled traffic (in the source store)", imported.get("traffic_rows")),
+    )
+
+
 def build_report(store: Store, config: Config, model: str, version: int) -> Report:
     row = store.get_version(model, version)
     model_row = store.get_model(model)
     d = row.details
-    trigger = d.get("trigger") or {}
+    imported = d.get("imported") if isinstance(d.get("imported"), dict) else None
     sections = [
         Section(
             "Version",
@@ -145,17 +182,12 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
                 ("load memory (bytes)", row.load_memory_bytes),
             ),
         ),
-        Section(
-            "Trigger",
-            rows=tuple((str(k), v) for k, v in trigger.items())
-            or (("registered", "by hand (no tuning job)"),),
-        ),
+        Section("Trigger", rows=_trigger_rows(d, imported)),
         Section(
             "Data",
             rows=(
                 ("dataset version", row.dataset_version),
-                ("rows", d.get("rows")),
-                ("of which labelled traffic", d.get("traffic_rows")),
+                *_row_counts(d, imported),
                 ("reference snapshot", d.get("reference_sha256")),
                 ("reference rows", d.get("reference_rows")),
             ),

@@ -100,3 +100,35 @@ def test_the_report_of_a_rolled_back_version_says_who_rolled_it_back_and_why(
         assert decisions[1][-1] == rollback
     finally:
         daemon.close()
+
+
+def test_an_imported_version_s_report_says_where_it_came_from(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """An import moves the source store's job, trigger and row counts under
+    `details.imported`: the report then read no trigger and said the version was
+    registered by hand, with no rows."""
+    daemon, _ = make_daemon(tmp_path, trained)
+    try:
+        imported = {
+            "model": "credit-eu",
+            "version": 7,
+            "origin": {"model": "credit-eu", "version": 7},
+            "stage": "champion",
+            "job": 12,
+            "trigger": {"event": "drift_detected", "job": 12},
+            "rows": 1500,
+            "traffic_rows": 1300,
+            "bundle_sha256": "ab" * 32,
+            "exported_at": "2026-11-30T09:00:00+00:00",
+        }
+        meta = dataclasses.replace(trained[0].metadata, details={"imported": imported})
+        row = daemon.registry.register(MODEL, trained[0].onnx, meta, actor="t", stage="shadow")
+        md = build_report(daemon.store, daemon.config, MODEL, row.version).markdown()
+        assert "by hand" not in md
+        assert "- **imported from**: credit-eu v7" in md
+        assert "- **source trigger event**: drift_detected" in md
+        assert "- **rows (in the source store)**: 1500" in md
+        assert "- **of which labelled traffic (in the source store)**: 1300" in md
+    finally:
+        daemon.close()
