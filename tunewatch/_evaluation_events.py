@@ -10,6 +10,7 @@ fires to the dispatcher.
 from __future__ import annotations
 
 import itertools
+import logging
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -18,6 +19,8 @@ from tunewatch._actions import OUTCOMES, SETTLED, Dispatcher
 from tunewatch._config import ModelConfig
 from tunewatch._policies import decide, evaluation_policies
 from tunewatch.store import EvaluationRow, Store, VersionRow
+
+logger = logging.getLogger(__name__)
 
 _HISTORY_PAGE = 200  # evaluations read at a time past the first page
 
@@ -29,6 +32,7 @@ class PolicyEvents:
         self.store = store
         self.metrics = metrics
         self.dispatcher = dispatcher
+        self._outgrown: set[tuple[str, str]] = set()  # (model, event) warned about
 
     def _cooling_since(self, name: str, event: str) -> datetime | None:
         """When the policy's cool-down started: its last event, unless the quota kept
@@ -51,15 +55,16 @@ class PolicyEvents:
         return settled.created_at if settled is not None else None
 
     def _history(
-        self, name: str, kind: str, version: int | None, *, first: int
+        self, name: str, kind: str, version: int | None, *, first: int, most: int
     ) -> Iterator[EvaluationRow]:
-        """The champion's evaluations of ``kind``, newest first, read from the store a
-        page at a time as the policy reads on (``first`` rows, then more): a streak of
-        windows sharing no request may lie behind many runs that re-read them. It ends at
-        another version's: no streak carries over a promotion or a rollback."""
+        """The champion's newest evaluations of ``kind``, ``most`` at most, newest first,
+        read from the store a page at a time as the policy reads on (``first`` rows, then
+        more): a streak of windows sharing no request may lie behind many runs that
+        re-read them. It ends at another version's: no streak carries over a promotion or
+        a rollback."""
         seen: set[int] = set()
         until: datetime | None = None
-        limit = first
+        limit = min(first, most)
         while True:
             page = self.store.list_evaluations(name, kind=kind, until=until, limit=limit)
             fresh = [row for row in page if row.id not in seen]
@@ -68,10 +73,10 @@ class PolicyEvents:
                     return
                 seen.add(row.id)
                 yield row
-            if len(page) < limit or not fresh:
+            if len(page) < limit or not fresh or len(seen) >= most:
                 return
             until = page[-1].window_end  # inclusive: rows at that instant come again, once
-            limit = _HISTORY_PAGE
+            limit = min(_HISTORY_PAGE, most - len(seen) + 1)  # + the one read again
 
     def decide(
         self,
@@ -88,7 +93,13 @@ class PolicyEvents:
         request."""
         version = champion.version if champion else None
         for policy in evaluation_policies(cfg.evaluation):
-            history = self._history(name, policy.kind, version, first=policy.consecutive + 20)
+            history = self._history(
+                name,
+                policy.kind,
+                version,
+                first=policy.consecutive + 20,
+                most=policy.lookback,
+            )
             latest = next(history, None)
             decision = decide(
                 policy,
@@ -96,6 +107,7 @@ class PolicyEvents:
                 now=now,
                 last_event_at=self._cooling_since(name, policy.event),
             )
+            self._warn_outgrown(name, policy.event, decision.outgrown, decision.reason)
             row = current.get(policy.kind)
             holds = (
                 row is not None
@@ -115,3 +127,22 @@ class PolicyEvents:
                         "window_end": latest.window_end.isoformat(),
                     },
                 )
+
+    def _warn_outgrown(self, name: str, event: str, outgrown: bool, reason: str) -> None:
+        """Say once per process (and again after it recovers) that a policy's windows
+        renew more slowly than its look-back reaches: no streak of more than one window
+        can complete, so the event never fires."""
+        key = (name, event)
+        if not outgrown:
+            self._outgrown.discard(key)
+        elif key not in self._outgrown:
+            self._outgrown.add(key)
+            logger.warning(
+                "model=%s event=%s: %s, the oldest of them still reading requests of "
+                "the window counted last: its windows renew more slowly than the "
+                "look-back reaches, so the event cannot fire; lower "
+                "evaluation.window_rows, set window_s instead, or lower consecutive",
+                name,
+                event,
+                reason,
+            )

@@ -7,11 +7,16 @@ does not count), so a restarted daemon decides exactly as before.
 Hysteresis counts windows of data, not runs: each run re-reads the newest requests, so
 without new traffic (or with a window longer than the interval) consecutive runs judge
 the same requests, and counting each run would let one drifted batch meet
-``consecutive: 2`` on its own. See :func:`decide`.
+``consecutive: 2`` on its own. See :func:`decide`. A policy reads a bounded number of
+its kind's newest verdicts (:attr:`EventPolicy.lookback`): a streak must complete within
+them, so a run costs the same however long the model's history, and a streak never
+bridges a long stretch of runs that could not measure.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,25 +28,44 @@ if TYPE_CHECKING:
     from tunewatch._config import EvaluationConfig
 
 
+LOOKBACK_RUNS = 100
+"""Verdicts a policy reads per window of its streak, beyond the runs a window of fixed
+duration takes to renew (:attr:`EventPolicy.renewal_runs`): 8 h 20 min of 5-minute runs."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class EventPolicy:
     """Raise ``event`` when ``consecutive`` windows of ``kind`` that share no request
-    alarmed, with no measured window between them that did not (see :func:`decide`).
+    alarmed, with no measured window between them that did not, among the kind's newest
+    ``lookback`` verdicts (see :func:`decide`).
 
     An evaluation alarms when its payload has ``"alarm": true``; ``insufficient_data``
-    windows neither alarm nor break a streak. After an event whose action settled, the
-    policy stays quiet for ``cooldown``; after one whose action the quota or the trigger's
-    cool-down suppressed, the next alarming run raises the event again.
+    windows neither alarm nor break a streak, but count towards ``lookback``. After an
+    event whose action settled, the policy stays quiet for ``cooldown``; after one whose
+    action the quota or the trigger's cool-down suppressed, the next alarming run raises
+    the event again.
     """
 
     event: str
     kind: str
     consecutive: int = 2
     cooldown: timedelta = timedelta(hours=6)
+    # the runs a window of fixed duration takes to be replaced by one sharing no request
+    # with it (0: a window of rows renews with traffic, which no setting tells)
+    renewal_runs: int = 0
 
     def __post_init__(self) -> None:
         if self.consecutive < 1:
             raise ValueError(f"`consecutive` must be >= 1, got {self.consecutive}")
+        if self.renewal_runs < 0:
+            raise ValueError(f"`renewal_runs` must be >= 0, got {self.renewal_runs}")
+
+    @property
+    def lookback(self) -> int:
+        """How many of the kind's newest verdicts a decision reads at most:
+        :data:`LOOKBACK_RUNS` per window of the streak, and ``renewal_runs`` more before
+        each window after the newest."""
+        return self.consecutive * LOOKBACK_RUNS + (self.consecutive - 1) * self.renewal_runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +73,9 @@ class Decision:
     fire: bool
     reason: str
     streak: int
+    # the look-back ended on a verdict that re-read the window counted last: windows of
+    # the kind renew more slowly than the look-back reaches, so no streak can complete
+    outgrown: bool = False
 
 
 FIRST_REQUEST = "first_request_at"
@@ -89,21 +116,42 @@ def decide(
     both alarmed (and every run between them too), which one drifted batch, however
     often it is read, cannot do. Evaluations that did not record their requests
     (stored before they did) count one each, as they used to.
+
+    Only the newest ``policy.lookback`` evaluations are read: reaching that many ends the
+    streak. Without the bound each run paged back through every run that could not
+    measure (a model without traffic stores one per run), and joined an alarm from before
+    weeks of silence with today's; a window that is read again for longer than the
+    look-back (``window_rows`` filling slowly) cannot complete a streak, which the
+    decision reports as ``outgrown``.
     """
     streak = 0
     counted_from: datetime | None = None  # the oldest request of the last counted window
-    for e in evaluations:  # newest first
+    read = 0
+    rereads = False  # the last evaluation read shared requests with the window counted
+    for e in itertools.islice(evaluations, policy.lookback):  # newest first
+        read += 1
+        rereads = False
         if e.kind != policy.kind or e.status == "insufficient_data":
             continue
         if not e.payload.get("alarm", False):
             break
         span = requests_span(e)
         if counted_from is not None and span is not None and span[1] >= counted_from:
+            rereads = True
             continue  # shares requests with the window counted after it
         streak += 1
         counted_from = span[0] if span is not None else None
         if streak >= policy.consecutive:
             break
+    else:
+        if read == policy.lookback and streak < policy.consecutive:
+            return Decision(
+                False,
+                f"{streak}/{policy.consecutive} consecutive alarming windows within the "
+                f"newest {policy.lookback} {policy.kind} verdicts",
+                streak,
+                outgrown=rereads,
+            )
     if streak < policy.consecutive:
         return Decision(
             False, f"{streak}/{policy.consecutive} consecutive alarming windows", streak
@@ -115,27 +163,47 @@ def decide(
 
 
 def evaluation_policies(ev: EvaluationConfig) -> list[EventPolicy]:
-    """The events a model's evaluation raises, with its configured hysteresis and cool-down."""
+    """The events a model's evaluation raises, with its configured hysteresis and cool-down.
+
+    Each reads :data:`LOOKBACK_RUNS` verdicts per window of its streak, plus, before each
+    window after the newest, the runs a window of fixed duration takes to renew:
+    ``window_s`` for the kinds judging the current window, ``decay.window_s`` for decay
+    (its verdicts judge the newest matured one). A ``window_rows`` window renews with
+    traffic, which the config does not tell."""
+    current = _renewal(ev.window_s, ev.interval_s)
     return [
         EventPolicy(
             event="drift_detected",
             kind="drift",
             consecutive=ev.drift.consecutive,
             cooldown=timedelta(minutes=ev.drift.cooldown_minutes),
+            renewal_runs=current,
         ),
         EventPolicy(
             event="decay_detected",
             kind="decay",
             consecutive=ev.decay.consecutive,
             cooldown=timedelta(minutes=ev.decay.cooldown_minutes),
+            renewal_runs=_renewal(ev.decay.window_s, ev.interval_s),
         ),
         EventPolicy(
             event="estimate_dropped",
             kind="estimate",
             consecutive=ev.estimate.consecutive,
             cooldown=timedelta(minutes=ev.estimate.cooldown_minutes),
+            renewal_runs=current,
         ),
         EventPolicy(
-            event="label_delay_high", kind="labels", consecutive=1, cooldown=timedelta(days=1)
+            event="label_delay_high",
+            kind="labels",
+            consecutive=1,
+            cooldown=timedelta(days=1),
+            renewal_runs=current,
         ),
     ]
+
+
+def _renewal(window_s: float | None, interval_s: float) -> int:
+    """The runs a window of ``window_s`` takes to be replaced by one sharing no request
+    with it (none for a window of rows)."""
+    return math.ceil(window_s / interval_s) if window_s is not None else 0

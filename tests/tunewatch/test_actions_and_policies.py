@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tunewatch._actions import Dispatcher
-from tunewatch._config import build_config
-from tunewatch._policies import EventPolicy, decide
+from tunewatch._config import EvaluationConfig, build_config
+from tunewatch._policies import LOOKBACK_RUNS, EventPolicy, decide, evaluation_policies
 from tunewatch.store import EvaluationRow, Store
 
 T0 = datetime(2026, 11, 28, 12, tzinfo=UTC)
@@ -146,6 +146,64 @@ def test_the_policy_reads_the_history_only_as_far_as_it_decides() -> None:
 
     assert decide(DRIFT_TWICE, history(), last_event_at=None, now=T0).fire
     assert read == [10, 9]
+
+
+def test_a_streak_does_not_reach_past_the_policy_s_look_back() -> None:
+    """A quiet model stores an insufficient_data verdict every run: the policy paged back
+    through the whole quiet period at every run, for every policy, and joined an alarm
+    from weeks before it with today's."""
+    read: list[int] = []
+
+    def history(quiet: int) -> Iterator[EvaluationRow]:
+        n = quiet + 2
+        read.clear()
+        for i in range(n, 0, -1):
+            read.append(i)
+            if i == n:
+                yield _window(i, True, 10_000, 10_009)
+            elif i == 1:
+                yield _window(i, True, 0, 9)  # shares no request with the newest
+            else:
+                yield _evaluation(i, None, "insufficient_data")
+
+    assert DRIFT_TWICE.lookback == 2 * LOOKBACK_RUNS
+    within = decide(DRIFT_TWICE, history(DRIFT_TWICE.lookback - 2), last_event_at=None, now=T0)
+    assert within.fire and len(read) == DRIFT_TWICE.lookback
+    beyond = decide(DRIFT_TWICE, history(10 * DRIFT_TWICE.lookback), last_event_at=None, now=T0)
+    assert not beyond.fire and beyond.streak == 1
+    assert len(read) == DRIFT_TWICE.lookback  # not the whole history
+    assert f"newest {DRIFT_TWICE.lookback} drift verdicts" in beyond.reason
+    assert not beyond.outgrown  # the look-back ended on a run that could not measure
+
+
+def test_a_window_still_read_when_the_look_back_ends_is_flagged() -> None:
+    """A window_rows window that takes longer than the look-back to fill with new
+    requests is read again by every run the policy reads: its streak cannot complete,
+    which the decision says so that it can be logged."""
+    newest_first = [_window(i, True, 0, 10_000 + i) for i in range(500, 0, -1)]
+    decision = decide(DRIFT_TWICE, iter(newest_first), last_event_at=None, now=T0)
+    assert not decision.fire and decision.streak == 1 and decision.outgrown
+
+
+def test_a_long_window_looks_back_over_the_runs_it_takes_to_renew() -> None:
+    """A window_s (decay: decay.window_s) window longer than the interval is renewed
+    only every so many runs: the look-back adds them, so a day-long window evaluated
+    every five minutes can still complete a streak."""
+    ev = EvaluationConfig(window_rows=None, window_s=86_400)  # every 300 s
+    policies = {p.kind: p for p in evaluation_policies(ev)}
+    per_day = 86_400 // 300
+    assert policies["drift"].lookback == 2 * LOOKBACK_RUNS + per_day
+    assert policies["labels"].lookback == LOOKBACK_RUNS  # one window: no renewal to wait for
+    decay_twice = EvaluationConfig(decay={"consecutive": 2})  # decay.window_s: a day
+    [decay] = [p for p in evaluation_policies(decay_twice) if p.kind == "decay"]
+    assert decay.lookback == 2 * LOOKBACK_RUNS + per_day
+    by_rows = {p.kind: p for p in evaluation_policies(EvaluationConfig())}  # window_rows
+    assert by_rows["drift"].lookback == 2 * LOOKBACK_RUNS
+    # the window counted before the newest lies a day of runs back
+    newest_first = [_window(10_000, True, 1500, 2999)]
+    newest_first += [_window(10_000 - i, True, 1400, 2999 - i) for i in range(1, per_day + 5)]
+    newest_first += [_window(1, True, 0, 1499)]
+    assert decide(policies["drift"], iter(newest_first), last_event_at=None, now=T0).fire
 
 
 def test_simultaneous_triggers_in_a_cool_down_queue_one_job(store: Store) -> None:

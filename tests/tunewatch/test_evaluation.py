@@ -3,10 +3,12 @@ leader election, and a failing evaluation that never stops the scheduler."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -18,9 +20,10 @@ from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._errors import NotFoundError
 from tunewatch._example import ExampleModel, example_data
+from tunewatch._policies import evaluation_policies
 from tunewatch._registry import Reference
 from tunewatch._scheduler import PerModelJob, Scheduler
-from tunewatch.store import LabelItem, OutputRecord, RequestRecord
+from tunewatch.store import EvaluationRow, LabelItem, OutputRecord, RequestRecord
 from tunewatch.store._schema import evaluations, leases
 
 MODEL = "credit"
@@ -218,6 +221,93 @@ def test_a_streak_is_found_behind_many_runs_whose_windows_overlap(daemon: Daemon
     feed(daemon, clock, WINDOW, WINDOW, shift=1.0, seed=102)
     daemon.evaluator.evaluate(MODEL)
     assert len(daemon.store.list_events(model=MODEL, type="drift_detected")) == 1
+
+
+def test_a_window_read_again_for_longer_than_the_look_back_is_logged_once(
+    daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A window_rows window that a trickle of traffic renews more slowly than the policy's
+    look-back reaches cannot complete a streak: the operator is told, not left with an
+    event that never fires."""
+    clock = Clock()
+    daemon.evaluator.clock = clock
+    daemon.dispatcher._clock = clock
+    feed(daemon, clock, 0, WINDOW, shift=1.0, seed=101)
+    first = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}["drift"]
+    [policy] = [
+        p for p in evaluation_policies(daemon.config.models[0].evaluation) if p.kind == "drift"
+    ]
+    sliding = {  # each shares requests with the first window and with the newest
+        **first.payload,
+        "last_request_at": (clock.now + timedelta(days=1)).isoformat(),
+    }
+    for i in range(policy.lookback):
+        daemon.store.add_evaluation(
+            model=MODEL,
+            version=first.version,
+            kind="drift",
+            status="ok",
+            window_start=first.window_start,
+            window_end=first.window_end + timedelta(minutes=i + 1),
+            payload=sliding,
+        )
+    clock.now += timedelta(days=1)
+    with caplog.at_level(logging.WARNING, logger="tunewatch._evaluation_events"):
+        for run in range(2):
+            feed(daemon, clock, WINDOW + 10 * run, 10, shift=1.0, seed=102 + run)
+            assert {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}["drift"].payload["alarm"]
+    assert daemon.store.list_events(model=MODEL, type="drift_detected") == []
+    [warning] = [r for r in caplog.records if "renew more slowly" in r.getMessage()]
+    assert "model=credit event=drift_detected" in warning.getMessage()
+
+
+def test_a_quiet_period_longer_than_the_look_back_ends_the_streak_and_is_not_read(
+    trained: list[ExampleModel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model without traffic stores insufficient_data verdicts every run: each run
+    paged back through the whole quiet period (one read 6038 rows in 34 queries), for
+    every policy, and a drifted window after weeks of silence joined the one before it
+    into a streak."""
+    d = _champion_daemon(
+        trained, tmp_path, {"window_rows": None, "window_s": 600, "drift": {"consecutive": 2}}
+    )
+    try:
+        clock = Clock()
+        d.evaluator.clock = clock
+        d.dispatcher._clock = clock
+        feed(d, clock, 0, 600, shift=1.0, seed=101)
+        first = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["drift"]
+        assert first.payload["alarm"]
+        [policy] = [
+            p for p in evaluation_policies(d.config.models[0].evaluation) if p.kind == "drift"
+        ]
+        quiet = policy.lookback + 100  # runs that found no request
+        for i in range(quiet):
+            d.store.add_evaluation(
+                model=MODEL,
+                version=first.version,
+                kind="drift",
+                status="insufficient_data",
+                window_start=None,
+                window_end=first.window_end + timedelta(minutes=5 * (i + 1)),
+                payload={"alarm": False, "reason": "no requests in the window"},
+            )
+        clock.now += timedelta(minutes=5 * (quiet + 1))
+        read: dict[str | None, int] = {}
+        listed = d.store.list_evaluations
+
+        def counting(*args: Any, **kwargs: Any) -> list[EvaluationRow]:
+            rows = listed(*args, **kwargs)
+            read[kwargs.get("kind")] = read.get(kwargs.get("kind"), 0) + len(rows)
+            return rows
+
+        monkeypatch.setattr(d.store, "list_evaluations", counting)
+        feed(d, clock, 600, 600, shift=1.0, seed=102)  # drifted again, weeks later
+        assert {r.kind: r for r in d.evaluator.evaluate(MODEL)}["drift"].payload["alarm"]
+        assert d.store.list_events(model=MODEL, type="drift_detected") == []
+        assert read["drift"] <= policy.lookback + 2  # (a row at a page boundary comes twice)
+    finally:
+        d.close()
 
 
 def test_a_window_longer_than_the_interval_counts_once_it_has_moved_past_the_last(
