@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -17,7 +17,7 @@ from monitor.objectives import positive_proba
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
 from tunewatch._errors import NotFoundError, TunewatchError
-from tunewatch.store import ModelRow, Store, VersionRow
+from tunewatch.store import ModelRow, Store, VersionRow, Window
 
 PREDICTION = "__prediction__"
 LABEL = "__label__"
@@ -79,6 +79,7 @@ def drift_report(
         start=target.window_start,
         end=target.window_end + timedelta(microseconds=1),
     )
+    evaluation = config.model_or_default(name, model.task).evaluation
     reference = drift_frame(
         model, baseline.reference.features, baseline.scores, baseline.reference.labels
     )
@@ -87,9 +88,12 @@ def drift_report(
         window.features,
         # predictions: the champion's, as the verdict read them
         np.where((window.versions == target.version)[:, None], window.outputs, np.nan),
-        window.labels if baseline.reference.labels is not None else None,
+        # labels: those the verdict tested, matured when it ran
+        matured_labels(window, as_of=target.window_end, maturity_s=evaluation.decay.maturity_s)
+        if baseline.reference.labels is not None
+        else None,
     )
-    settings = config.model_or_default(name, model.task).evaluation.drift
+    settings = evaluation.drift
     columns, drift_share = judged_as(target.payload, settings)
     # evidently judges every typed column: only those the verdict tested, so that the
     # dataset share divides by the columns the verdict's did
@@ -175,6 +179,16 @@ def judged_as(payload: dict[str, Any], settings: Any) -> tuple[dict[str, ColumnD
         if name not in untested
     }
     return columns, drift_share
+
+
+def matured_labels(window: Window, *, as_of: datetime, maturity_s: float) -> np.ndarray:
+    """The labels of ``window`` drift tests at ``as_of``: those of requests received at
+    least ``maturity_s`` (``decay.maturity_s``, "labels are complete after this") before
+    it, missing (NaN) elsewhere. When a label's delay depends on the outcome, the labels
+    that came first are a biased sample: read as they arrived, unchanged traffic was label
+    drift at p = 6e-9. The verdict and its report both read them here."""
+    matured = window.received_at <= as_of.timestamp() - maturity_s
+    return np.where(matured, window.labels, np.nan)
 
 
 def drift_frame(

@@ -35,7 +35,7 @@ from shadow import OnnxModel
 from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig
-from tunewatch._drift_report import column_types, drift_frame, drift_report
+from tunewatch._drift_report import column_types, drift_frame, drift_report, matured_labels
 from tunewatch._evaluation_decay import decay_verdict
 from tunewatch._evaluation_events import PolicyEvents
 from tunewatch._registry import Reference
@@ -305,8 +305,7 @@ class Evaluator:
         outputs = np.where((window.versions == version)[:, None], window.outputs, np.nan)
         labels = None
         if baseline.reference.labels is not None:
-            matured = window.received_at <= now.timestamp() - cfg.evaluation.decay.maturity_s
-            labels = np.where(matured, window.labels, np.nan)
+            labels = matured_labels(window, as_of=now, maturity_s=cfg.evaluation.decay.maturity_s)
         frame = drift_frame(model, window.features, outputs, labels)
         result = detector.check(frame)
         testable = [c for c in result.columns if c.status != "insufficient_data"]

@@ -935,6 +935,36 @@ def test_labels_of_requests_older_than_the_maturity_are_tested_for_drift(
         d.close()
 
 
+def test_the_report_reads_the_labels_the_verdict_read(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The verdict tests the label on requests at least `decay.maturity_s` old only; the
+    report handed evidently every label of the window, the early (positive) labels of the
+    newest requests included, and called the label drifted where the verdict found no
+    drift."""
+    d = _champion_daemon(trained, tmp_path, {"window_rows": WINDOW, "decay": {"maturity_s": 3600}})
+    try:
+        clock = Clock()  # six hours ago
+        evaluated_at = clock.now + timedelta(hours=6)
+        d.evaluator.clock = lambda: evaluated_at
+        feed(d, clock, 0, 400, shift=0.0, seed=104)  # matured, with their true labels
+        clock.now += timedelta(hours=5, minutes=30)  # 200 requests half an hour old,
+        feed(d, clock, 400, 200, shift=0.0, seed=105, labels=False)
+        # whose labels came first for the positives (a delay that depends on the outcome)
+        d.store.add_labels(
+            MODEL, [LabelItem(request_id=f"r{i}", value=1.0) for i in range(400, 600)]
+        )
+        drift = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["drift"]
+        [label] = [c for c in drift.payload["columns"] if c["column"] == "__label__"]
+        assert label["status"] == "ok" and label["n_cur"] == 400 and not label["drifted"]
+        d.evaluator.drift_report(MODEL, drift.id)
+        [report] = d.store.list_evaluations(MODEL, kind="drift_report", limit=1)
+        assert "__label__" not in report.payload["drifted_columns"]
+        assert set(report.payload["drifted_columns"]) == set(drift.payload["drifted_columns"])
+    finally:
+        d.close()
+
+
 def test_a_drift_setting_the_reference_cannot_take_loses_drift_not_the_evaluation(
     trained: list[ExampleModel], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
