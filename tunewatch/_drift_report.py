@@ -1,5 +1,6 @@
-"""The frames drift is judged on (features, the champion's prediction, the label), and
-evidently's HTML report of a stored drift verdict, built once and kept."""
+"""The frames drift is judged on (features, the champion's prediction, the label — the
+latter on its own window of matured requests), and evidently's HTML report of a stored
+drift verdict, built once and kept."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from monitor import ColumnDriftConfig, EvidentlyError, evidently_report
 from monitor.drift import METHODS as DRIFT_METHODS
 from monitor.objectives import positive_proba
 from tunewatch._artefacts import ArtefactStore
-from tunewatch._config import Config
+from tunewatch._config import Config, EvaluationConfig
 from tunewatch._errors import NotFoundError, TunewatchError
 from tunewatch.store import ModelRow, Store, VersionRow, Window
 
@@ -42,7 +43,8 @@ def drift_report(
     evaluation_id: int,
 ) -> str:
     """evidently's HTML drift report for a stored drift evaluation's window, judged as
-    the verdict was (:func:`judged_as`), against ``baseline_of(champion, model)``.
+    the verdict was (:func:`judged_as`), against ``baseline_of(champion, model)``; the
+    label on the verdict's label window (:func:`label_window` as of its run).
 
     Built once (evidently is slow and imported lazily), stored content-addressed and
     remembered as a ``drift_report`` evaluation; later calls return the stored file.
@@ -80,6 +82,14 @@ def drift_report(
         end=target.window_end + timedelta(microseconds=1),
     )
     evaluation = config.model_or_default(name, model.task).evaluation
+    labels = None
+    if baseline.reference.labels is not None:  # those the verdict tested, when it ran
+        if "label_window" in target.payload:
+            labels = label_window(store, model, evaluation, as_of=target.window_end).labels
+        else:  # stored before labels had their own window: its matured requests'
+            labels = matured_labels(
+                window, as_of=target.window_end, maturity_s=evaluation.decay.maturity_s
+            )
     reference = drift_frame(
         model, baseline.reference.features, baseline.scores, baseline.reference.labels
     )
@@ -88,10 +98,7 @@ def drift_report(
         window.features,
         # predictions: the champion's, as the verdict read them
         np.where((window.versions == target.version)[:, None], window.outputs, np.nan),
-        # labels: those the verdict tested, matured when it ran
-        matured_labels(window, as_of=target.window_end, maturity_s=evaluation.decay.maturity_s)
-        if baseline.reference.labels is not None
-        else None,
+        labels,
     )
     settings = evaluation.drift
     columns, drift_share = judged_as(target.payload, settings)
@@ -181,12 +188,39 @@ def judged_as(payload: dict[str, Any], settings: Any) -> tuple[dict[str, ColumnD
     return columns, drift_share
 
 
+def label_window(
+    store: Store, model: ModelRow, evaluation: EvaluationConfig, *, as_of: datetime
+) -> Window:
+    """The requests whose labels drift tests at ``as_of`` (outputs, labels and times, no
+    inputs): the newest ``window_rows`` rows, or the ``window_s``, received at least
+    ``decay.maturity_s`` ("labels are complete after this") before it. The verdict and
+    its report both read them here.
+
+    When a label's delay depends on the outcome, the labels that came first are a biased
+    sample: read as they arrived, unchanged traffic was label drift at p = 6e-9. Taken as
+    the matured part of the newest window instead, a model whose window fills in less
+    than the maturity (5,000 rows a day: 3.5 requests a minute) never had one, and its
+    label was never tested."""
+    end = as_of - timedelta(seconds=evaluation.decay.maturity_s) + timedelta(microseconds=1)
+    if evaluation.window_rows is not None:
+        start, last_n = None, evaluation.window_rows
+    else:
+        assert evaluation.window_s is not None
+        start, last_n = end - timedelta(seconds=evaluation.window_s), None
+    return store.window(
+        model.name,
+        n_features=len(model.feature_names),
+        start=start,
+        end=end,
+        last_n=last_n,
+        with_features=False,
+    )
+
+
 def matured_labels(window: Window, *, as_of: datetime, maturity_s: float) -> np.ndarray:
-    """The labels of ``window`` drift tests at ``as_of``: those of requests received at
-    least ``maturity_s`` (``decay.maturity_s``, "labels are complete after this") before
-    it, missing (NaN) elsewhere. When a label's delay depends on the outcome, the labels
-    that came first are a biased sample: read as they arrived, unchanged traffic was label
-    drift at p = 6e-9. The verdict and its report both read them here."""
+    """The labels of ``window``'s requests at least ``maturity_s`` old at ``as_of``,
+    missing (NaN) elsewhere: what a drift verdict stored before labels had their own
+    window (:func:`label_window`) tested, for its report."""
     matured = window.received_at <= as_of.timestamp() - maturity_s
     return np.where(matured, window.labels, np.nan)
 
@@ -194,6 +228,11 @@ def matured_labels(window: Window, *, as_of: datetime, maturity_s: float) -> np.
 def drift_frame(
     model: ModelRow, features: np.ndarray, outputs: np.ndarray, labels: np.ndarray | None
 ) -> pd.DataFrame:
+    """One column per feature, the prediction, and the label when ``labels`` are given.
+
+    The labels may be another window's (:func:`label_window`): the frame is then as long
+    as the longer, the shorter's columns missing past their end, and each column's test
+    leaves its missing values out."""
     frame = pd.DataFrame(np.asarray(features, dtype=np.float64), columns=list(model.feature_names))
     out = np.asarray(outputs, dtype=np.float64)
     if model.task == "binary":
@@ -205,7 +244,9 @@ def drift_frame(
     else:
         frame[PREDICTION] = out.reshape(len(frame), -1)[:, 0] if out.size else np.empty(0)
     if labels is not None:
-        frame[LABEL] = labels
+        label = pd.Series(np.asarray(labels, dtype=np.float64))
+        frame = frame.reindex(range(max(len(frame), len(label))))
+        frame[LABEL] = label.reindex(frame.index)
     return frame
 
 

@@ -35,9 +35,15 @@ from shadow import OnnxModel
 from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig
-from tunewatch._drift_report import column_types, drift_frame, drift_report, matured_labels
+from tunewatch._drift_report import LABEL, column_types, drift_frame, drift_report, label_window
 from tunewatch._evaluation_decay import decay_verdict
 from tunewatch._evaluation_events import PolicyEvents
+from tunewatch._policies import (
+    FIRST_REQUEST,
+    LABEL_FIRST_REQUEST,
+    LABEL_LAST_REQUEST,
+    LAST_REQUEST,
+)
 from tunewatch._registry import Reference
 from tunewatch._span import requests_span, ts
 from tunewatch.store import EvaluationRow, ModelRow, Store, VersionRow, Window
@@ -259,13 +265,15 @@ class Evaluator:
         version: int | None,
         now: datetime,
     ) -> tuple[str, dict[str, Any]]:
-        """Drift of the window's features, the champion's predictions and the labels.
-
-        Labels are read only for requests at least ``decay.maturity_s`` old, the
-        evaluation's "labels are complete after this": when a label's delay depends on
-        the outcome, the labels that came first are a biased sample (unchanged traffic
-        read as label drift, p = 6e-9 on 600 requests). With none so old the label
-        column is insufficient data."""
+        """Drift of the window's features and the champion's predictions, and of the
+        labels of their own window (:func:`tunewatch._drift_report.label_window`): the
+        newest ``window_rows`` (or ``window_s``) requests at least ``decay.maturity_s``
+        old, the evaluation's "labels are complete after this". With none so old, or
+        with fewer than ``drift.min_rows`` requests in the current window (where the
+        label alone would make the dataset share), the label column is insufficient
+        data. The payload's ``label_window`` says which requests were read; when the
+        label drifted, ``label_first_request_at`` and ``label_last_request_at`` tell the
+        policy which labels the alarm rests on."""
         m = self.metrics
         if baseline is None:  # nothing to compare with: no figure, not the last one held
             for gauge in (m.drift_share, m.drift_detected, m.feature_drift):
@@ -304,8 +312,14 @@ class Evaluator:
         # predictions: the champion's (its reference's are), none where another answered
         outputs = np.where((window.versions == version)[:, None], window.outputs, np.nan)
         labels = None
-        if baseline.reference.labels is not None:
-            labels = matured_labels(window, as_of=now, maturity_s=cfg.evaluation.decay.maturity_s)
+        judged: dict[str, Any] = {}
+        if baseline.reference.labels is not None and window.n_rows < d.min_rows:
+            # the label alone would be the dataset share of a window that measured nothing
+            labels = np.empty(0)
+        elif baseline.reference.labels is not None:
+            matured = label_window(self.store, model, cfg.evaluation, as_of=now)
+            labels = matured.labels
+            judged = {"n": matured.n_rows, **requests_span(matured.received_at)}
         frame = drift_frame(model, window.features, outputs, labels)
         result = detector.check(frame)
         testable = [c for c in result.columns if c.status != "insufficient_data"]
@@ -326,7 +340,7 @@ class Evaluator:
             "drifted_share": result.drifted_share,
             "drifted_columns": list(result.drifted_columns),
             "rule": result.rule,
-            "n_current": result.n_current,
+            "n_current": window.n_rows,  # the label's window is its own
             "insufficient": list(result.insufficient),
             "columns": [
                 {
@@ -346,6 +360,11 @@ class Evaluator:
                 for c in result.columns
             ],
         }
+        if judged:
+            payload["label_window"] = judged
+            if LABEL in result.drifted_columns and FIRST_REQUEST in judged:
+                payload[LABEL_FIRST_REQUEST] = judged[FIRST_REQUEST]
+                payload[LABEL_LAST_REQUEST] = judged[LAST_REQUEST]
         return ("ok" if testable else "insufficient_data"), payload
 
     def _estimate(

@@ -82,11 +82,20 @@ FIRST_REQUEST = "first_request_at"
 LAST_REQUEST = "last_request_at"
 """Payload keys (ISO times) of the oldest and newest request an evaluation judged."""
 
+LABEL_FIRST_REQUEST = "label_first_request_at"
+LABEL_LAST_REQUEST = "label_last_request_at"
+"""Payload keys (ISO times) of the oldest and newest request of a drift verdict's label
+window when it found the label drifted: that window is its own, a maturity behind."""
 
-def requests_span(evaluation: EvaluationRow) -> tuple[datetime, datetime] | None:
-    """When the oldest and the newest request behind ``evaluation`` were received, or
-    ``None`` when it did not record them (rows stored before it did)."""
-    first, last = evaluation.payload.get(FIRST_REQUEST), evaluation.payload.get(LAST_REQUEST)
+
+def requests_span(
+    evaluation: EvaluationRow, *, labels: bool = False
+) -> tuple[datetime, datetime] | None:
+    """When the oldest and the newest request behind ``evaluation`` were received (with
+    ``labels``: those whose drifted labels it found), or ``None`` when it did not record
+    them (rows stored before it did, or no label drift)."""
+    keys = (LABEL_FIRST_REQUEST, LABEL_LAST_REQUEST) if labels else (FIRST_REQUEST, LAST_REQUEST)
+    first, last = (evaluation.payload.get(k) for k in keys)
     if not isinstance(first, str) or not isinstance(last, str):
         return None
     try:
@@ -115,7 +124,10 @@ def decide(
     not. So ``consecutive: 2`` means what it says: two windows of different requests
     both alarmed (and every run between them too), which one drifted batch, however
     often it is read, cannot do. Evaluations that did not record their requests
-    (stored before they did) count one each, as they used to.
+    (stored before they did) count one each, as they used to. Drift tests the label on
+    a window of its own, a maturity behind: when two verdicts both found the label
+    drifted, they also share requests when their label windows overlap (traffic that
+    grew since can renew the window a day ahead faster than the labels').
 
     Only the newest ``policy.lookback`` evaluations are read: reaching that many ends the
     streak. Without the bound each run paged back through every run that could not
@@ -126,6 +138,7 @@ def decide(
     """
     streak = 0
     counted_from: datetime | None = None  # the oldest request of the last counted window
+    labels_from: datetime | None = None  # ... of its label window, when the label drifted
     read = 0
     rereads = False  # the last evaluation read shared requests with the window counted
     for e in itertools.islice(evaluations, policy.lookback):  # newest first
@@ -136,11 +149,15 @@ def decide(
         if not e.payload.get("alarm", False):
             break
         span = requests_span(e)
-        if counted_from is not None and span is not None and span[1] >= counted_from:
+        labels = requests_span(e, labels=True)
+        if (counted_from is not None and span is not None and span[1] >= counted_from) or (
+            labels_from is not None and labels is not None and labels[1] >= labels_from
+        ):
             rereads = True
             continue  # shares requests with the window counted after it
         streak += 1
         counted_from = span[0] if span is not None else None
+        labels_from = labels[0] if labels is not None else None
         if streak >= policy.consecutive:
             break
     else:

@@ -148,6 +148,30 @@ def test_the_policy_reads_the_history_only_as_far_as_it_decides() -> None:
     assert read == [10, 9]
 
 
+def _label_drift(i: int, first: int, last: int, labels: tuple[int, int] | None) -> EvaluationRow:
+    """A drift verdict over minutes ``first``-``last`` whose alarm rests on the labels of
+    its label window (minutes ``labels``), when given."""
+    row = _window(i, True, first, last)
+    if labels is not None:
+        row.payload["label_first_request_at"] = (T0 + timedelta(minutes=labels[0])).isoformat()
+        row.payload["label_last_request_at"] = (T0 + timedelta(minutes=labels[1])).isoformat()
+    return row
+
+
+def test_verdicts_whose_drifted_labels_share_requests_are_one_window() -> None:
+    """The label is tested on a window of its own, a maturity behind: traffic that grew
+    renews the features' window faster than the labels', and one drifted label window
+    read by two runs was two alarming windows."""
+    same_labels = [_label_drift(2, 20, 29, (0, 9)), _label_drift(1, 10, 19, (0, 9))]
+    decision = decide(DRIFT_TWICE, same_labels, last_event_at=None, now=T0)
+    assert not decision.fire and decision.streak == 1
+    new_labels = [_label_drift(2, 20, 29, (5, 9)), _label_drift(1, 10, 19, (0, 4))]
+    assert decide(DRIFT_TWICE, new_labels, last_event_at=None, now=T0).fire
+    # a verdict whose alarm does not rest on the labels is told apart by its window
+    one_without = [_label_drift(2, 20, 29, None), _label_drift(1, 10, 19, (0, 9))]
+    assert decide(DRIFT_TWICE, one_without, last_event_at=None, now=T0).fire
+
+
 def test_a_streak_does_not_reach_past_the_policy_s_look_back() -> None:
     """A quiet model stores an insufficient_data verdict every run: the policy paged back
     through the whole quiet period at every run, for every policy, and joined an alarm

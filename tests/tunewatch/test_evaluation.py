@@ -965,6 +965,127 @@ def test_the_report_reads_the_labels_the_verdict_read(
         d.close()
 
 
+def test_matured_labels_of_a_busy_model_are_tested_on_their_own_window(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """Labels were taken only from the matured requests of the newest window: a model
+    whose `window_rows` (5000 by default) fill in less than `decay.maturity_s` (a day),
+    more than ~3.5 requests a minute, never had one, and its label drift was
+    insufficient_data at every run. The label is tested on the newest `window_rows`
+    requests at least a maturity old, and the report reads the same ones."""
+    d = _champion_daemon(trained, tmp_path, {"window_rows": WINDOW})  # maturity_s: a day
+    try:
+        two_days_ago = Clock(datetime.now(UTC) - timedelta(days=2))
+        feed(d, two_days_ago, 0, WINDOW, shift=0.0, seed=104, labels=False)
+        # every matured label positive: the label distribution changed completely
+        d.store.add_labels(MODEL, [LabelItem(request_id=f"r{i}", value=1.0) for i in range(WINDOW)])
+        recent = Clock()  # the last six hours: a window with no matured request
+        feed(d, recent, WINDOW, WINDOW, shift=0.0, seed=105, labels=False)
+        d.evaluator.clock = lambda: datetime.now(UTC)
+        drift = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["drift"]
+        [label] = [c for c in drift.payload["columns"] if c["column"] == "__label__"]
+        assert label["n_cur"] == WINDOW and label["drifted"]  # tested, and drifted
+        assert drift.payload["n_current"] == WINDOW  # the features' window
+        judged = drift.payload["label_window"]
+        assert judged["n"] == WINDOW
+        first = datetime.fromisoformat(judged["first_request_at"])
+        last = datetime.fromisoformat(judged["last_request_at"])
+        assert abs(last - two_days_ago.now) < timedelta(milliseconds=1)  # r599
+        assert abs(first - (last - timedelta(seconds=WINDOW - 1))) < timedelta(milliseconds=1)
+        # the alarm rests on those labels: hysteresis tells verdicts apart by them too
+        assert drift.payload["label_first_request_at"] == judged["first_request_at"]
+        d.evaluator.drift_report(MODEL, drift.id)
+        [report] = d.store.list_evaluations(MODEL, kind="drift_report", limit=1)
+        assert "__label__" in report.payload["drifted_columns"]
+    finally:
+        d.close()
+
+
+def test_a_window_too_small_to_measure_is_not_judged_on_its_labels_alone(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """With its own window, the label could be tested when the current window held too
+    few requests to test anything else: the dataset share of one column, the label, made
+    a quiet hour dataset drift."""
+    d = _champion_daemon(
+        trained, tmp_path, {"window_rows": None, "window_s": 600, "decay": {"maturity_s": 3600}}
+    )
+    try:
+        clock = Clock()  # six hours ago
+        clock.now += timedelta(hours=4, minutes=55)
+        feed(d, clock, 0, 300, shift=0.0, seed=105, labels=False)  # in the label window
+        d.store.add_labels(MODEL, [LabelItem(request_id=f"r{i}", value=1.0) for i in range(300)])
+        run = clock.now + timedelta(hours=1, minutes=5)
+        clock.now = run - timedelta(seconds=60)
+        feed(d, clock, 300, 10, shift=0.0, seed=106)  # fewer than drift.min_rows
+        d.evaluator.clock = lambda: run
+        drift = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["drift"]
+        assert drift.status == "insufficient_data" and not drift.payload["alarm"]
+        [label] = [c for c in drift.payload["columns"] if c["column"] == "__label__"]
+        assert label["status"] == "insufficient_data" and label["n_cur"] == 0
+    finally:
+        d.close()
+
+
+def test_the_report_of_a_verdict_stored_before_the_label_window_reads_its_labels(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """A verdict stored before labels had their own window tested the matured part of
+    its window: its report reads those labels, not the label window's."""
+    d = _champion_daemon(trained, tmp_path, {"window_rows": WINDOW, "decay": {"maturity_s": 3600}})
+    try:
+        clock = Clock()  # six hours ago
+        evaluated_at = clock.now + timedelta(hours=6)
+        d.evaluator.clock = lambda: evaluated_at
+        feed(d, clock, 0, 200, shift=0.0, seed=104, labels=False)  # only in the label window
+        d.store.add_labels(MODEL, [LabelItem(request_id=f"r{i}", value=1.0) for i in range(200)])
+        feed(d, clock, 200, 400, shift=0.0, seed=105)  # matured, true labels: in both
+        clock.now += timedelta(hours=5, minutes=30)
+        feed(d, clock, 600, 200, shift=0.0, seed=106, labels=False)  # not matured
+        drift = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["drift"]
+        assert "__label__" in drift.payload["drifted_columns"]  # the label window's labels
+        legacy = {
+            k: v
+            for k, v in drift.payload.items()
+            if k not in ("label_window", "label_first_request_at", "label_last_request_at")
+        }
+        legacy["drifted_columns"] = [c for c in legacy["drifted_columns"] if c != "__label__"]
+        with d.store.engine.begin() as conn:
+            conn.execute(
+                evaluations.update().where(evaluations.c.id == drift.id).values(payload=legacy)
+            )
+        d.evaluator.drift_report(MODEL, drift.id)
+        [report] = d.store.list_evaluations(MODEL, kind="drift_report", limit=1)
+        assert "__label__" not in report.payload["drifted_columns"]  # r200-r599's labels
+    finally:
+        d.close()
+
+
+def test_the_label_window_of_window_s_ends_a_maturity_before_the_run(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """With `window_s`, the label is tested on the requests of a `window_s` that ended
+    `decay.maturity_s` before the run, not on a window's matured part."""
+    d = _champion_daemon(
+        trained, tmp_path, {"window_rows": None, "window_s": 600, "decay": {"maturity_s": 3600}}
+    )
+    try:
+        clock = Clock()  # six hours ago
+        feed(d, clock, 0, 300, shift=0.0, seed=104)  # too old for either window
+        clock.now += timedelta(hours=4, minutes=50)
+        feed(d, clock, 300, 300, shift=0.0, seed=105)  # in the label window
+        run = clock.now + timedelta(hours=1, minutes=5)
+        clock.now = run - timedelta(seconds=300)
+        feed(d, clock, 600, 200, shift=0.0, seed=106)  # in the run's window
+        d.evaluator.clock = lambda: run
+        drift = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["drift"].payload
+        [label] = [c for c in drift["columns"] if c["column"] == "__label__"]
+        assert drift["label_window"]["n"] == 300 and label["n_cur"] == 300
+        assert drift["n_current"] == 200
+    finally:
+        d.close()
+
+
 def test_a_drift_setting_the_reference_cannot_take_loses_drift_not_the_evaluation(
     trained: list[ExampleModel], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -1140,6 +1261,22 @@ def test_a_row_without_an_output_has_no_predicted_class() -> None:
     frame = drift_frame(model, np.zeros((3, 1)), outputs, None)
     assert frame[PREDICTION].tolist()[0] == "1" and frame[PREDICTION].tolist()[2] == "0"
     assert frame[PREDICTION].isna().tolist() == [False, True, False]
+
+
+def test_a_label_window_of_another_length_leaves_the_other_columns_missing() -> None:
+    """The label is tested on its own window: the frame is as long as the longer of the
+    two, and a column's test leaves its missing values out."""
+    from tunewatch._drift_report import LABEL, PREDICTION, drift_frame
+    from tunewatch.store import ModelRow
+
+    model = ModelRow(name="b", task="binary", feature_names=("a",), regulated=False, created_at=T0)
+    outputs = np.array([[0.2, 0.8], [0.6, 0.4]], dtype=np.float32)
+    longer = drift_frame(model, np.ones((2, 1)), outputs, np.array([1.0, 0.0, 1.0]))
+    assert longer["a"].isna().tolist() == [False, False, True]
+    assert longer[PREDICTION].isna().tolist() == [False, False, True]
+    assert longer[LABEL].tolist() == [1.0, 0.0, 1.0]
+    shorter = drift_frame(model, np.ones((2, 1)), outputs, np.array([1.0]))
+    assert len(shorter) == 2 and shorter[LABEL].isna().tolist() == [False, True]
 
 
 def test_drift_figures_that_could_not_be_measured_are_removed(daemon: Daemon) -> None:

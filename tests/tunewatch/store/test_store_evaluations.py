@@ -225,3 +225,21 @@ def test_the_newest_n_of_a_window_counts_rows_not_requests(model_store: Store) -
     assert model_store.window("m", n_features=2, last_n=2).request_ids == ("q3", "q3")
     assert set(model_store.window("m", n_features=2, last_n=4).request_ids) == {"q2", "q3"}
     assert model_store.window("m", n_features=2, last_n=100).n_rows == 6
+
+
+def test_the_newest_n_before_an_end_are_the_newest_received_before_it(
+    model_store: Store,
+) -> None:
+    """Label drift reads the newest `window_rows` requests received a maturity before the
+    run: `last_n` counts back from `end`, not from the newest request."""
+    records = [
+        _record(f"q{i}", T0 + timedelta(minutes=i), [[i, i]], [[0.5, 0.5]]) for i in range(5)
+    ]
+    model_store.write_records([r for r, _ in records], [o for _, o in records])
+    model_store.add_labels("m", [LabelItem(request_id="q1", value=1.0)])
+    before = model_store.window(
+        "m", n_features=2, end=T0 + timedelta(minutes=3), last_n=2, with_features=False
+    )
+    assert before.request_ids == ("q1", "q2")
+    np.testing.assert_array_equal(before.labels[:1], [1.0])
+    assert np.isnan(before.labels[1]) and before.features.shape == (2, 0)
