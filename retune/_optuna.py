@@ -435,7 +435,14 @@ def param_importances(history: History, space: SearchSpace, *, seed: int) -> dic
         if projected is None:
             continue
         dists = {name: _distribution(declarations[name]) for name in projected}
-        study.add_trial(optuna.create_trial(params=projected, distributions=dists, value=t.rank))
+        try:
+            trial = optuna.create_trial(params=projected, distributions=dists, value=t.rank)
+            study.add_trial(trial)
+        except ValueError as exc:  # a projected point Optuna does not take: a bug here
+            raise WarmStartError(
+                f"history trial {t.number} of study {t.study_name!r} does not fit the space "
+                f"{space.name!r} as projected ({projected}): {exc}"
+            ) from exc
     if len(study.trials) < 2:
         return {}
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)

@@ -7,6 +7,7 @@ between two choices). Safe ranges are what promotion may deploy without an appro
 
 from __future__ import annotations
 
+import decimal
 import math
 from typing import Annotated, Literal
 
@@ -17,6 +18,8 @@ Choice = str | int | float | bool
 
 #: How far (in steps) a float may lie from its grid and still be on it: float rounding.
 _GRID_TOLERANCE = 1e-8
+#: How far (relative) a float may lie past a bound and still be that bound: a few ulps.
+_BOUND_TOLERANCE = 1e-12
 
 
 def _in_range(value: object, low: float, high: float) -> bool:
@@ -83,27 +86,44 @@ class FloatParam(_Frozen):
 
     def contains(self, value: object) -> bool:
         """A finite number in range, on the grid when there is a ``step`` (up to float
-        rounding: ``0.1 * 3`` is on a grid of tenths)."""
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        rounding: ``0.1 * 3`` is on a grid of tenths, and on ``[0, 0.3]`` it is the top
+        of the range)."""
+        if not self._near_range(value):
             return False
-        if not (math.isfinite(value) and self.low <= value <= self.high):
-            return False
+        assert isinstance(value, int | float)
         if self.step is None:
             return True
         k = (value - self.low) / self.step
         return abs(k - round(k)) <= _GRID_TOLERANCE
 
     def snap(self, value: object) -> float | None:
-        """The grid value nearest ``value`` (``value`` itself without a ``step``), or
-        ``None`` unless it is a finite number in range."""
-        if not _in_range(value, self.low, self.high):
+        """The grid value nearest ``value`` (``value`` itself without a ``step``), within
+        ``[low, high]`` and with the grid's decimals (``0.3``, not ``0.1 * 3``); ``None``
+        unless it is a finite number in range (up to float rounding at the bounds)."""
+        if not self._near_range(value):
             return None
         assert isinstance(value, int | float)
-        if self.step is None:
-            return float(value)
-        last = math.floor((self.high - self.low) / self.step + _GRID_TOLERANCE)
-        k = min(round((value - self.low) / self.step), last)
-        return self.low + k * self.step
+        snapped = float(value)
+        if self.step is not None:
+            last = math.floor((self.high - self.low) / self.step + _GRID_TOLERANCE)
+            k = min(max(round((value - self.low) / self.step), 0), last)
+            snapped = self.low + k * self.step
+            places = _decimals(self.low, self.step)
+            if places is not None:
+                snapped = round(snapped, places)
+        return min(max(snapped, self.low), self.high)
+
+    def _near_range(self, value: object) -> bool:
+        """A finite number in ``[low, high]``, or past a bound by float rounding only (a
+        few ulps; on a grid, ``_GRID_TOLERANCE`` of a step)."""
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if not math.isfinite(value):
+            return False
+        grid = _GRID_TOLERANCE * self.step if self.step is not None else 0.0
+        below = max(grid, _BOUND_TOLERANCE * abs(self.low))
+        above = max(grid, _BOUND_TOLERANCE * abs(self.high))
+        return self.low - below <= value <= self.high + above
 
 
 class CategoricalParam(_Frozen):
@@ -145,6 +165,18 @@ class CategoricalParam(_Frozen):
             if label in key.split("|"):
                 out.update(block)
         return out
+
+
+def _decimals(*numbers: float) -> int | None:
+    """The most decimal places any of ``numbers`` shows when printed (``0.1`` has 1,
+    ``1e-05`` has 5), or ``None`` past 15 (``1 / 3``): a grid's points are rounded to it."""
+    places = 0
+    for number in numbers:
+        exponent = decimal.Decimal(repr(number)).as_tuple().exponent
+        if not isinstance(exponent, int):
+            return None
+        places = max(places, -exponent)
+    return places if places <= 15 else None
 
 
 def _check_numeric(

@@ -97,8 +97,9 @@ class SearchSpace(BaseModel):
 
         Parameters the space no longer has are dropped and parameters it gained are left
         out (a sampler fills them); a number between grid points (the parameter gained a
-        ``step``) moves to the nearest one; a value outside its declaration (a removed
-        choice, a bound that moved past it) makes the whole set invalid.
+        ``step``) moves to the nearest one, and a float past a bound by rounding to the
+        bound (a configuration Optuna accepts as it is); a value outside its declaration
+        (a removed choice, a bound that moved past it) makes the whole set invalid.
         """
         active = self.active(params)
         out: dict[str, Any] = {}
@@ -106,9 +107,10 @@ class SearchSpace(BaseModel):
             if name not in params:
                 continue
             value = params[name]
-            if not decl.contains(value):
+            if isinstance(decl, FloatParam) or not decl.contains(value):
                 if isinstance(decl, CategoricalParam):
                     return None
+                # a float always: one past a bound by rounding comes back as that bound
                 value = decl.snap(value)
                 if value is None:
                     return None

@@ -277,3 +277,28 @@ def test_project_moves_a_value_between_grid_points_to_the_nearest_one() -> None:
     }
     assert space.project({"gb_subsample": 1.2, "gb_n_estimators": 30}) is None  # out of range
     assert space.project({"gb_subsample": 0.5, "gb_n_estimators": 31}) is None
+
+
+def test_snapping_to_the_top_of_a_grid_stays_in_range() -> None:
+    """``low + k * step`` overshot ``high`` by float rounding: 0.29 on [0, 0.3] step 0.1
+    snapped to 0.30000000000000004, a point outside the space (`check` refused it, Optuna
+    warned "out of range" and trained it)."""
+    space = parse_search_space(
+        {
+            "name": "s",
+            "params": {"p": {"type": "float", "low": 0.0, "high": 0.3, "step": 0.1}},
+        }
+    )
+    decl = space.declarations()["p"]
+    assert decl.snap(0.29) == 0.3
+    assert space.project({"p": 0.29}) == {"p": 0.3}
+    space.check({"p": 0.3})
+    # a value that overshoots a bound by rounding is that bound, not a value out of range
+    assert decl.contains(0.1 * 3) and decl.snap(0.1 * 3) == 0.3
+    assert space.project({"p": 0.1 * 3}) == {"p": 0.3}
+    assert space.project({"p": 0.31}) is None
+    # grid values come back as the grid's decimals, not accumulated rounding
+    tenths = parse_search_space(
+        {"name": "t", "params": {"C": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.1}}}
+    ).declarations()["C"]
+    assert tenths.snap(0.68) == 0.7 and tenths.snap(0.29) == 0.3

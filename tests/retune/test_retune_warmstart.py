@@ -370,3 +370,35 @@ def test_warm_start_enqueues_history_on_a_grid_the_space_gained() -> None:
     for params in plan.enqueue:
         space.check(params)
     assert {p["gb_subsample"] for p in plan.enqueue} <= {0.5, 0.75, 1.0}
+
+
+def _grid_history() -> tuple[History, SearchSpace]:
+    space = SearchSpace.model_validate(
+        {
+            "name": "s",
+            "params": {
+                "p": {"type": "float", "low": 0.0, "high": 0.3, "step": 0.1},
+                "q": {"type": "float", "low": 0.0, "high": 1.0},
+            },
+        }
+    )
+    rows = [(0.29, 0.1, 1.0), (0.1, 0.5, 2.0), (0.2, 0.9, 3.0), (0.0, 0.3, 0.5), (0.3, 0.7, 1.5)]
+    trials = [
+        HistoryTrial(study_name="a", number=i, params={"p": p, "q": q}, value=v)
+        for i, (p, q, v) in enumerate(rows)
+    ]
+    return History.from_trials(trials), space
+
+
+def test_history_snapped_to_the_top_of_a_grid_is_enqueued_and_weighed_in_range() -> None:
+    """0.29 on [0, 0.3] step 0.1 snapped to 0.30000000000000004: EnqueueTopK enqueued a
+    point outside the space, and fANOVA refused it with a bare ValueError."""
+    from retune._optuna import param_importances
+
+    history, space = _grid_history()
+    plan = EnqueueTopK(k=5).plan(history, space)
+    assert {p["p"] for p in plan.enqueue} <= {0.0, 0.1, 0.2, 0.3}
+    for params in plan.enqueue:
+        space.check(params)
+    shares = param_importances(history, space, seed=0)
+    assert set(shares) == {"p", "q"}
