@@ -5,7 +5,8 @@ A study stops at the first limit reached, checked after every finished trial:
 included: a configuration rejected for its predicted serving cost is not trained and
 not counted), ``wall_time_s`` and ``cpu_time_s`` (this process's own clock and process
 time since :meth:`BudgetTracker.start`, plus what earlier runs of the study spent —
-:meth:`BudgetTracker.add_earlier` —, so a resumed study continues its budget), and no
+:meth:`BudgetTracker.add_earlier`: wall seconds once however many workers ran in them,
+CPU seconds summed —, so a resumed study continues its budget), and no
 improvement — the best loss improved by less than ``min_relative_improvement``
 (relative) over the last ``patience`` counted trials. A trial in flight when a time
 limit passes is allowed to finish.

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -105,6 +107,7 @@ def run_study(
             f"the training window cannot be split by {cv.name}: {exc}", study_name=study_name
         ) from exc
     tracker = BudgetTracker(budget)
+    started_at = time.time()  # UTC epoch: the run's interval, beside other hosts' runs
     handle = open_study(
         storage=storage,
         study_name=study_name,
@@ -118,7 +121,7 @@ def run_study(
     space = _settle_space(handle, space)
     if heartbeat_interval is not None:
         handle.fail_stale_trials()
-    tracker.add_earlier(**_time_spent(handle))
+    tracker.add_earlier(**_time_spent(handle, before=started_at))
     run_key = f"{SPENT_PREFIX}{secrets.token_hex(8)}"
 
     def objective_fn(trial: TrialHandle) -> float:
@@ -160,12 +163,13 @@ def run_study(
     try:
         handle.optimize(objective_fn, should_stop=should_stop)
     finally:
-        _record_time_spent(handle, run_key, tracker)
+        _record_time_spent(handle, run_key, tracker, started_at=started_at)
     return _result(handle, tracker, version, plan)
 
 
 SPENT_PREFIX = "time_spent:"
-"""Study attributes ``time_spent:<run>`` hold each run's ``wall_s`` and ``cpu_s``."""
+"""Study attributes ``time_spent:<run>`` hold each run's ``wall_s`` and ``cpu_s``, and
+when it ran: ``started_at`` and ``ended_at``, UTC epoch seconds."""
 
 
 def _takes_budget(trial: TrialRecord) -> bool:
@@ -177,21 +181,57 @@ def _takes_budget(trial: TrialRecord) -> bool:
     return trial.state == "RUNNING"
 
 
-def _time_spent(handle: StudyHandle) -> dict[str, float]:
-    """The wall and CPU seconds the study's earlier runs recorded when they stopped."""
+def _time_spent(handle: StudyHandle, *, before: float) -> dict[str, float]:
+    """The wall and CPU seconds the study's earlier runs recorded when they stopped.
+
+    CPU seconds add up. Wall seconds are those of the union of the runs' intervals:
+    workers that ran at the same time spent the same seconds. An interval is cut at
+    ``before``, this run's start, from where its own clock counts. A run recorded
+    without its interval (before runs recorded it) adds its wall seconds as they are.
+    """
     runs = [v for k, v in handle.user_attrs.items() if k.startswith(SPENT_PREFIX)]
+    intervals: list[tuple[float, float]] = []
+    unplaced_s = 0.0
+    for run in runs:
+        began, ended = run.get("started_at"), run.get("ended_at")
+        if isinstance(began, int | float) and isinstance(ended, int | float):
+            intervals.append((float(began), min(float(ended), before)))
+        else:
+            unplaced_s += float(run.get("wall_s", 0.0))
     return {
-        "wall_s": float(sum(r.get("wall_s", 0.0) for r in runs)),
+        "wall_s": _covered_s(intervals) + unplaced_s,
         "cpu_s": float(sum(r.get("cpu_s", 0.0) for r in runs)),
     }
 
 
-def _record_time_spent(handle: StudyHandle, key: str, tracker: BudgetTracker) -> None:
+def _covered_s(intervals: list[tuple[float, float]]) -> float:
+    """The length of the union of ``intervals`` (``(start, end)`` pairs; empty ones count
+    nothing)."""
+    covered = 0.0
+    reach = -math.inf
+    for began, ended in sorted(intervals):
+        if ended <= max(began, reach):
+            continue
+        covered += ended - max(began, reach)
+        reach = ended
+    return covered
+
+
+def _record_time_spent(
+    handle: StudyHandle, key: str, tracker: BudgetTracker, *, started_at: float
+) -> None:
     """Add this run's time to the study (one attribute per run: workers stopping at once
-    do not overwrite each other), so that a resumption continues the time budget."""
+    do not overwrite each other), so that a resumption continues the time budget. The
+    interval ends ``wall_s`` after ``started_at``, measured by the monotonic clock."""
     wall_s, cpu_s = tracker.own_wall_s, tracker.own_cpu_s
+    record = {
+        "wall_s": wall_s,
+        "cpu_s": cpu_s,
+        "started_at": started_at,
+        "ended_at": started_at + wall_s,
+    }
     try:
-        handle.set_user_attr(key, {"wall_s": wall_s, "cpu_s": cpu_s})
+        handle.set_user_attr(key, record)
     except StudyError as exc:
         logger.warning(
             "study %s: this run's %.1f s wall / %.1f s CPU not recorded (a resumption will "

@@ -442,3 +442,66 @@ def test_threads_opening_one_new_rdb_storage_together_all_get_it(tmp_path: Any) 
         for thread in threads:
             thread.join()
         assert failures == []
+
+
+def _study_attrs(storage: str, name: str = "s") -> dict[str, Any]:
+    from retune._optuna import make_storage
+
+    backend = make_storage(storage, heartbeat_interval=None)
+    return dict(optuna.load_study(study_name=name, storage=backend).user_attrs)
+
+
+def _set_study_attr(storage: str, key: str, value: Any, name: str = "s") -> None:
+    from retune._optuna import make_storage
+
+    backend = make_storage(storage, heartbeat_interval=None)
+    optuna.load_study(study_name=name, storage=backend).set_user_attr(key, value)
+
+
+def test_a_resumed_study_counts_the_wall_time_of_parallel_runs_once(tmp_path: Any) -> None:
+    """Three workers interrupted after T seconds left 3T of wall time spent: the resumed
+    job stopped at once with ``wall_time`` while two thirds of its budget were left."""
+    storage = str(tmp_path / "journal.log")
+    _run(tmp_path, budget=Budget(max_trials=1))
+    # three workers that ran the same 1000 s, and a fourth that ran after them
+    for run, (began, ended) in enumerate([(1000.0, 2000.0)] * 3 + [(2500.0, 2600.0)]):
+        record = {"started_at": began, "ended_at": ended, "wall_s": ended - began, "cpu_s": 1.0}
+        _set_study_attr(storage, f"time_spent:run{run}", record)
+    resumed = _run(tmp_path, budget=Budget(max_trials=2, wall_time_s=1500))
+    assert resumed.stopped_by == "max_trials" and resumed.n_trials == 2
+    assert 1100 <= resumed.wall_s < 1500
+    assert resumed.cpu_s >= 4.0  # CPU seconds of parallel workers do add up
+    # a run recorded before runs recorded their interval: its seconds are added as they are
+    _set_study_attr(storage, "time_spent:legacy", {"wall_s": 400.0, "cpu_s": 0.0})
+    assert _run(tmp_path, budget=Budget(max_trials=3, wall_time_s=1500)).stopped_by == "wall_time"
+
+
+def test_each_run_records_when_it_ran(tmp_path: Any) -> None:
+    """A run's wall seconds alone cannot tell workers that ran at once from ones that ran
+    one after another; each run records its start and end (UTC epoch seconds)."""
+    storage = str(tmp_path / "journal.log")
+    data = binary(seed=4, n=150)
+    all_started = threading.Barrier(3, timeout=60)
+
+    def worker() -> None:
+        calls = iter(range(1_000))
+
+        def interrupted() -> bool:
+            if next(calls) == 0:  # before the first trial: every worker is running now
+                all_started.wait()
+                return False
+            return True  # after it
+
+        _run(tmp_path, data=data, budget=Budget(max_trials=100), interrupted=interrupted)
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    runs = [v for k, v in _study_attrs(storage).items() if k.startswith("time_spent:")]
+    assert len(runs) == 3
+    for run in runs:
+        # epoch seconds near 1.7e9 hold a difference to about 1e-7 s
+        assert run["ended_at"] - run["started_at"] == pytest.approx(run["wall_s"], abs=1e-6)
+    assert max(r["started_at"] for r in runs) < min(r["ended_at"] for r in runs)
