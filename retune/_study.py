@@ -292,8 +292,30 @@ def _as_json(value: dict[str, Any]) -> dict[str, Any]:
 
 def _settle_setup(handle: StudyHandle, **setup: dict[str, Any]) -> None:
     """Pin the objective and the CV: a worker that joins (or resumes) the study with
-    another one would add losses that cannot be compared with the study's."""
+    another one would add losses that cannot be compared with the study's.
+
+    A study is pinned by its first worker before any trial runs. One that has run
+    trials but has no pin was begun before studies were pinned (an upgrade): its losses
+    may come from another objective or other folds (a regression job's ``cv:
+    stratified`` was time-series CV), and nothing tells, so it is refused rather than
+    pinned to this worker's setup; its job has to be tuned again in a new study.
+    """
     attrs = handle.user_attrs
+    unpinned = [key for key in setup if attrs.get(key) is None]
+    if unpinned:
+        begun = [t for t in handle.trials() if t.state != "WAITING"]
+        # read again after the trials: a worker that pinned the study and began a trial
+        # since the first read is not mistaken for one from before pins
+        attrs = handle.user_attrs
+        unpinned = [key for key in setup if attrs.get(key) is None]
+        if begun and unpinned:
+            raise StudyError(
+                f"it has {len(begun)} trials but no recorded {' or '.join(unpinned)} (it "
+                "was begun before studies recorded them), so this worker's setup cannot be "
+                "verified against the losses it holds; tune in a new study (queue a new "
+                "job)",
+                study_name=handle.name,
+            )
     for key, value in setup.items():
         stored = attrs.get(key)
         if stored is None:

@@ -505,3 +505,47 @@ def test_each_run_records_when_it_ran(tmp_path: Any) -> None:
         # epoch seconds near 1.7e9 hold a difference to about 1e-7 s
         assert run["ended_at"] - run["started_at"] == pytest.approx(run["wall_s"], abs=1e-6)
     assert max(r["started_at"] for r in runs) < min(r["ended_at"] for r in runs)
+
+
+def _run_before_setups_were_pinned(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, **overrides: Any
+) -> None:
+    """A study run as the code before objective and CV were pinned ran it."""
+    import retune._study
+
+    with monkeypatch.context() as patched:
+        patched.setattr(retune._study, "_settle_setup", lambda handle, **setup: None)
+        _run(tmp_path, **overrides)
+    assert "cv" not in _study_attrs(str(tmp_path / "journal.log"))
+
+
+@pytest.mark.parametrize(
+    "resumed_with",
+    [{"cv": retune.cv.TimeSeriesCV(n_splits=2)}, {}],
+    ids=["another_cv", "the_same_setup"],
+)
+def test_a_study_begun_before_setups_were_pinned_is_not_resumed(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, resumed_with: dict[str, Any]
+) -> None:
+    """A regression job begun before the upgrade (time-series folds) and resumed after it
+    (k-fold) pinned the resumer's CV without a check and added its losses to the
+    others; the winner was picked across both."""
+    _run_before_setups_were_pinned(tmp_path, monkeypatch, budget=Budget(max_trials=2))
+    with pytest.raises(StudyError, match="cannot be verified") as caught:
+        _run(tmp_path, budget=Budget(max_trials=4), **resumed_with)
+    assert "new study" in str(caught.value)
+    assert _trained(str(tmp_path / "journal.log")) == 2
+    assert "cv" not in _study_attrs(str(tmp_path / "journal.log"))  # nothing pinned
+
+
+def test_a_study_with_no_trial_run_yet_pins_the_first_setup(tmp_path: Any) -> None:
+    """A study created (its warm-start configurations enqueued) by a worker that stopped
+    before its first trial has nothing to verify: the next one pins its setup."""
+    from retune._optuna import make_storage
+
+    storage = str(tmp_path / "journal.log")
+    backend = make_storage(storage, heartbeat_interval=None)
+    study = optuna.create_study(study_name="s", storage=backend)
+    study.enqueue_trial({"scaler": "standard", "estimator": "logistic", "C": 1.0})
+    assert _run(tmp_path, budget=Budget(max_trials=2)).n_trials == 2
+    assert _study_attrs(storage)["cv"]["name"] == StratifiedKFoldCV(n_splits=2).name
