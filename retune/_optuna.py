@@ -27,7 +27,7 @@ from optuna.distributions import (
     FloatDistribution,
     IntDistribution,
 )
-from optuna.exceptions import ExperimentalWarning, OptunaError
+from optuna.exceptions import ExperimentalWarning, OptunaError, UpdateFinishedTrialError
 from optuna.samplers import BaseSampler, TPESampler
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
@@ -293,6 +293,24 @@ class StudyHandle:
                 self._study.enqueue_trial(
                     dict(p), user_attrs={"warm_start": "enqueued"}, skip_if_exists=True
                 )
+
+    def fail_running_trials(self, reasons: Mapping[int, str]) -> list[int]:
+        """Fail the trials numbered in ``reasons`` that are still RUNNING, each with an
+        ``orphaned`` attribute giving its reason; returns the numbers failed (not one that
+        finished meanwhile)."""
+        failed: list[int] = []
+        with _translated(self.name, "failing orphaned trials"):
+            storage = self._study._storage
+            for t in self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if t.number not in reasons:
+                    continue
+                try:
+                    storage.set_trial_user_attr(t._trial_id, "orphaned", reasons[t.number])
+                    storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+                except UpdateFinishedTrialError:
+                    continue  # it finished meanwhile: it was not orphaned
+                failed.append(t.number)
+        return failed
 
     def fail_stale_trials(self) -> None:
         with _translated(self.name, "failing stale trials"), _experimental_ok():

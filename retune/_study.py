@@ -5,15 +5,15 @@ Several processes calling :func:`run_study` with the same ``storage`` and
 The first one creates it, stores the warm-start plan, the dataset version, the objective
 and the CV, and enqueues the plan's configurations; later ones join and adopt the stored
 plan, and are refused when their data, objective or CV differ. With
-``heartbeat_interval`` set, trials of crashed workers are failed once stale and retried.
+``heartbeat_interval`` set, trials of crashed workers are failed once stale and retried;
+without it, a run opening the study fails the trials no live run is training, as the
+runs' records tell (:mod:`retune._runs`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,6 +32,14 @@ from retune._optuna import (
     TrialRecord,
     open_study,
     rebuild_sampler,
+)
+from retune._runs import (
+    RUN_ATTR,
+    fail_orphaned_trials,
+    new_run_key,
+    record_run_end,
+    register_run,
+    time_spent,
 )
 from retune.cv import CVScheme, FoldScores, cross_validate, dataset_version
 from retune.space import SearchSpace
@@ -119,12 +127,11 @@ def run_study(
     plan = _settle_plan(handle, plan, version)
     _settle_setup(handle, objective=_objective_setup(objective), cv=_cv_setup(cv, seed))
     space = _settle_space(handle, space)
-    if heartbeat_interval is not None:
-        handle.fail_stale_trials()
-    tracker.add_earlier(**_time_spent(handle, before=started_at))
-    run_key = f"{SPENT_PREFIX}{secrets.token_hex(8)}"
+    run_key = new_run_key()
+    record = register_run(handle, run_key, started_at=started_at)
 
     def objective_fn(trial: TrialHandle) -> float:
+        trial.set_attr(RUN_ATTR, run_key)
         if budget.max_trials is not None:
             # workers that checked the budget at once may all have started a trial: the
             # ones numbered beyond it give theirs up
@@ -161,15 +168,15 @@ def run_study(
         return tracker.stop_reason(taken, [t.value for t in trained])
 
     try:
+        if heartbeat_interval is not None:
+            handle.fail_stale_trials()
+        else:  # no heartbeats: a trial no live run is training is told by the runs' records
+            fail_orphaned_trials(handle, own=run_key)
+        tracker.add_earlier(**time_spent(handle, before=started_at))
         handle.optimize(objective_fn, should_stop=should_stop)
     finally:
-        _record_time_spent(handle, run_key, tracker, started_at=started_at)
+        record_run_end(handle, run_key, record, tracker)
     return _result(handle, tracker, version, plan)
-
-
-SPENT_PREFIX = "time_spent:"
-"""Study attributes ``time_spent:<run>`` hold each run's ``wall_s`` and ``cpu_s``, and
-when it ran: ``started_at`` and ``ended_at``, UTC epoch seconds."""
 
 
 def _takes_budget(trial: TrialRecord) -> bool:
@@ -179,68 +186,6 @@ def _takes_budget(trial: TrialRecord) -> bool:
     if outcome is not None:
         return bool(outcome != "cost_rejected")
     return trial.state == "RUNNING"
-
-
-def _time_spent(handle: StudyHandle, *, before: float) -> dict[str, float]:
-    """The wall and CPU seconds the study's earlier runs recorded when they stopped.
-
-    CPU seconds add up. Wall seconds are those of the union of the runs' intervals:
-    workers that ran at the same time spent the same seconds. An interval is cut at
-    ``before``, this run's start, from where its own clock counts. A run recorded
-    without its interval (before runs recorded it) adds its wall seconds as they are.
-    """
-    runs = [v for k, v in handle.user_attrs.items() if k.startswith(SPENT_PREFIX)]
-    intervals: list[tuple[float, float]] = []
-    unplaced_s = 0.0
-    for run in runs:
-        began, ended = run.get("started_at"), run.get("ended_at")
-        if isinstance(began, int | float) and isinstance(ended, int | float):
-            intervals.append((float(began), min(float(ended), before)))
-        else:
-            unplaced_s += float(run.get("wall_s", 0.0))
-    return {
-        "wall_s": _covered_s(intervals) + unplaced_s,
-        "cpu_s": float(sum(r.get("cpu_s", 0.0) for r in runs)),
-    }
-
-
-def _covered_s(intervals: list[tuple[float, float]]) -> float:
-    """The length of the union of ``intervals`` (``(start, end)`` pairs; empty ones count
-    nothing)."""
-    covered = 0.0
-    reach = -math.inf
-    for began, ended in sorted(intervals):
-        if ended <= max(began, reach):
-            continue
-        covered += ended - max(began, reach)
-        reach = ended
-    return covered
-
-
-def _record_time_spent(
-    handle: StudyHandle, key: str, tracker: BudgetTracker, *, started_at: float
-) -> None:
-    """Add this run's time to the study (one attribute per run: workers stopping at once
-    do not overwrite each other), so that a resumption continues the time budget. The
-    interval ends ``wall_s`` after ``started_at``, measured by the monotonic clock."""
-    wall_s, cpu_s = tracker.own_wall_s, tracker.own_cpu_s
-    record = {
-        "wall_s": wall_s,
-        "cpu_s": cpu_s,
-        "started_at": started_at,
-        "ended_at": started_at + wall_s,
-    }
-    try:
-        handle.set_user_attr(key, record)
-    except StudyError as exc:
-        logger.warning(
-            "study %s: this run's %.1f s wall / %.1f s CPU not recorded (a resumption will "
-            "not count them): %s",
-            handle.name,
-            wall_s,
-            cpu_s,
-            exc,
-        )
 
 
 def _settle_space(handle: StudyHandle, space: SearchSpace) -> SearchSpace:

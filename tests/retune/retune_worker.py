@@ -1,6 +1,7 @@
 """A tuning worker process for the multi-process tests: ``python retune_worker.py URL
-STUDY MAX_TRIALS [FOLD_SECONDS]`` runs :func:`retune.run_study` and prints the result as
-JSON. ``FOLD_SECONDS`` stretches every fold, so that a kill lands inside a trial."""
+STUDY MAX_TRIALS [FOLD_SECONDS]`` runs :func:`retune.run_study` (on an RDB URL with 1 s
+heartbeats, or on a journal file) and prints the result as JSON. ``FOLD_SECONDS``
+stretches every fold, so that a kill lands inside a trial."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def main() -> None:
         budget=Budget(max_trials=max_trials),
         plan=None,
         seed=0,
-        heartbeat_interval=1,
+        heartbeat_interval=1 if "://" in url else None,  # a journal file has no heartbeats
     )
     print(
         json.dumps(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import threading
 from typing import Any
 
@@ -549,3 +550,105 @@ def test_a_study_with_no_trial_run_yet_pins_the_first_setup(tmp_path: Any) -> No
     study.enqueue_trial({"scaler": "standard", "estimator": "logistic", "C": 1.0})
     assert _run(tmp_path, budget=Budget(max_trials=2)).n_trials == 2
     assert _study_attrs(storage)["cv"]["name"] == StratifiedKFoldCV(n_splits=2).name
+
+
+def _ask_running_trial(storage: str, run: str | None = None, name: str = "s") -> int:
+    """A trial left RUNNING, as a worker killed in the middle of it leaves it; ``run``
+    names the run it belonged to."""
+    from retune._optuna import make_storage
+
+    backend = make_storage(storage, heartbeat_interval=None)
+    trial = optuna.load_study(study_name=name, storage=backend).ask()
+    if run is not None:
+        trial.set_user_attr("run", run)
+    return trial.number
+
+
+def _trial_states(storage: str, name: str = "s") -> dict[int, optuna.trial.FrozenTrial]:
+    from retune._optuna import make_storage
+
+    backend = make_storage(storage, heartbeat_interval=None)
+    return {t.number: t for t in optuna.load_study(study_name=name, storage=backend).trials}
+
+
+def test_a_trial_no_live_run_is_training_does_not_take_the_budget(tmp_path: Any) -> None:
+    """Without heartbeats (a journal file) a trial left RUNNING counted towards
+    ``max_trials`` forever: resumed to 4 trials, the study trained 3."""
+    storage = str(tmp_path / "journal.log")
+    assert _run(tmp_path, budget=Budget(max_trials=2)).n_trials == 2
+    left = _ask_running_trial(storage)
+    resumed = _run(tmp_path, budget=Budget(max_trials=4))
+    assert resumed.n_trials == 4 and _trained(storage) == 4
+    orphan = _trial_states(storage)[left]
+    assert orphan.state == optuna.trial.TrialState.FAIL
+    assert "no run" in orphan.user_attrs["orphaned"]
+
+
+def test_a_trial_of_a_run_that_may_be_live_elsewhere_keeps_its_place(tmp_path: Any) -> None:
+    """A run on another host that has not recorded its end may be training its trial:
+    without heartbeats nothing tells it from a killed one, so the trial counts (and so
+    does one naming no run while that run is live: it may be the instant before its run
+    named it)."""
+    storage = str(tmp_path / "journal.log")
+    _run(tmp_path, budget=Budget(max_trials=2))
+    record = {"started_at": 1.0, "host": "another-host", "pid": 1}
+    _set_study_attr(storage, "time_spent:elsewhere", record)
+    theirs, untagged = (
+        _ask_running_trial(storage, "time_spent:elsewhere"),
+        _ask_running_trial(storage),
+    )
+    assert _run(tmp_path, budget=Budget(max_trials=4)).stopped_by == "max_trials"
+    trials = _trial_states(storage)
+    assert trials[theirs].state == trials[untagged].state == optuna.trial.TrialState.RUNNING
+    assert _trained(storage) == 2
+
+
+def test_a_killed_worker_s_trial_is_failed_by_the_next_run_on_its_host(tmp_path: Any) -> None:
+    """A worker SIGKILLed (OOM) in the middle of a trial on a journal file: the next run
+    on the host sees its process gone, fails the trial and trains its whole budget."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": f"{here}{os.pathsep}{here.parents[1]}"}
+    storage = str(tmp_path / "journal.log")
+
+    def worker(max_trials: int, fold_s: float) -> subprocess.Popen[str]:
+        args = [storage, "s", str(max_trials), str(fold_s)]
+        return subprocess.Popen(
+            [sys.executable, str(here / "retune_worker.py"), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+
+    def running() -> list[int]:
+        if not (tmp_path / "journal.log").exists():
+            return []
+        try:
+            trials = _trial_states(storage).values()
+        except KeyError:  # the study is not created yet
+            return []
+        return [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+
+    victim = worker(4, fold_s=1.0)  # 1 s per fold: the kill lands inside the trial
+    deadline = time.monotonic() + 60
+    while not running():
+        assert victim.poll() is None and time.monotonic() < deadline, "no trial started"
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=10)  # reaped: its process is gone
+    [left] = running()
+    survivor = worker(2, fold_s=0.0)
+    out, err = survivor.communicate(timeout=120)
+    assert survivor.returncode == 0, err
+    assert _trained(storage) == 2
+    orphan = _trial_states(storage)[left]
+    assert orphan.state == optuna.trial.TrialState.FAIL
+    # killed after its trial named its run (or, rarely, in the instant before)
+    assert re.search("is gone|no run", orphan.user_attrs["orphaned"])
