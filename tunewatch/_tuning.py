@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -185,11 +186,12 @@ class TuningJobRunner:
         ones hold only their early labels (outcome-dependent delay), which would bias the
         training set towards the early class."""
         tj = cfg.tuning
+        matured_before = cfg.comparison.matured_before(job.created_at)
         window = self.store.window(
             model.name,
             n_features=len(model.feature_names),
             last_n=tj.window_rows,
-            end=cfg.comparison.matured_before(job.created_at) or job.created_at,
+            end=matured_before or job.created_at,
         )
         labelled = window.labelled() & (window.label_received_at < job.created_at.timestamp())
         x, y = window.features[labelled], window.labels[labelled]
@@ -219,14 +221,50 @@ class TuningJobRunner:
                 features = reference.features[:own][usable].astype(np.float32)
                 x = np.vstack([features, x])
                 y = np.concatenate([labels[usable], y])
+        # too little traffic: say whether the label maturity left the rest out
+        immature, maturity = 0, ""
+        if matured_before is not None and n_traffic < tj.min_rows:
+            immature = self._immature_rows(model, cfg, job, matured_before)
+            maturity = (
+                f"comparison.label_maturity_s ({cfg.comparison.label_maturity_s:.10g} s) left "
+                f"out {immature} labelled rows received less than that before the job was "
+                "queued"
+            )
+        if immature and x.shape[0] >= tj.min_rows:
+            logger.warning(
+                "job=%d model=%s: the window holds %d traffic rows and trains on %d "
+                "reference rows; %s",
+                job.id,
+                model.name,
+                n_traffic,
+                x.shape[0] - n_traffic,
+                maturity,
+            )
         if x.shape[0] < tj.min_rows:
             raise TuningError(
                 f"model {model.name!r} has {x.shape[0]} labelled rows; a job "
                 f"needs at least {tj.min_rows} (tuning.min_rows)"
+                + (f"; {maturity}" if immature else "")
             )
         if model.task != "regression":
             y = y.astype(np.int64)
         return np.ascontiguousarray(x, dtype=np.float32), y, n_traffic
+
+    def _immature_rows(
+        self, model: ModelRow, cfg: ModelConfig, job: JobRow, matured_before: datetime
+    ) -> int:
+        """Labelled requests of the newest ``window_rows`` the label maturity left out of
+        ``job``'s window: received after ``matured_before``, labelled before the job."""
+        young = self.store.window(
+            model.name,
+            n_features=len(model.feature_names),
+            last_n=cfg.tuning.window_rows,
+            start=matured_before,
+            end=job.created_at,
+            with_features=False,
+        )
+        labelled = young.labelled() & (young.label_received_at < job.created_at.timestamp())
+        return int(labelled.sum())
 
     def _parent(self, model: ModelRow, job: JobRow) -> VersionRow | None:
         """The champion the job was queued against (``spec.champion_version``), whose

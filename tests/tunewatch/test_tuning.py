@@ -24,7 +24,7 @@ from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel, example_data
 from tunewatch._launcher import STALE_HEARTBEATS, JobLauncher
 from tunewatch._registry import Reference, VersionMetadata
-from tunewatch._tuning import TuningJobRunner
+from tunewatch._tuning import TuningError, TuningJobRunner
 from tunewatch.store import LabelItem, OutputRecord, RequestRecord, VersionRow
 
 MODEL = "credit"
@@ -768,3 +768,54 @@ def test_a_job_s_cv_follows_tuning_cv_and_its_gap(
     from tunewatch._tuning import cv_scheme
 
     assert cv_scheme(TuningJobConfig(**tuning), task) == expected  # type: ignore[arg-type]
+
+
+def _window_of_a_manual_job(d: Daemon) -> tuple[np.ndarray, np.ndarray, int]:
+    outcome = d.dispatcher.handle(MODEL, "manual", {})
+    assert outcome.job_id is not None
+    job = d.store.get_job(outcome.job_id)
+    model = d.store.get_model(MODEL)
+    return _runner(d)._training_window(model, d.config.model_or_default(MODEL, model.task), job)
+
+
+def _maturity_longer_than_the_traffic(tmp_path: Path, **tuning: object) -> dict[str, object]:
+    raw = _config(tmp_path, **tuning)
+    raw["models"][0]["comparison"] = {  # type: ignore[index]
+        "label_maturity_s": 30 * 86_400,
+        "rollback": {"enabled": False},
+    }
+    return raw
+
+
+def test_a_window_emptied_by_the_label_maturity_names_it(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """A ``label_maturity_s`` longer than the model's traffic history left no row in the
+    window, and the job said the model "has 0 labelled rows" beside ``tuning.min_rows``
+    while the store held 400 labelled requests: the setting that left them out was not
+    named."""
+    d = _daemon(_maturity_longer_than_the_traffic(tmp_path, include_reference=False), trained)
+    try:  # 400 labelled requests six hours old
+        with pytest.raises(TuningError) as caught:
+            _window_of_a_manual_job(d)
+        message = str(caught.value)
+        assert "has 0 labelled rows" in message and "tuning.min_rows" in message
+        assert "comparison.label_maturity_s (2592000 s) left out 400 labelled rows" in message
+    finally:
+        d.close()
+
+
+def test_a_window_the_label_maturity_leaves_to_the_reference_warns(
+    trained: list[ExampleModel], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the champion's reference (the default) the job succeeded silently on the
+    reference alone (``traffic_rows`` 0)."""
+    d = _daemon(_maturity_longer_than_the_traffic(tmp_path), trained)
+    try:
+        with caplog.at_level("WARNING", logger="tunewatch._tuning"):
+            x, _, n_traffic = _window_of_a_manual_job(d)
+        assert n_traffic == 0 and x.shape[0] >= 100
+        [warning] = [r.getMessage() for r in caplog.records if "label_maturity_s" in r.getMessage()]
+        assert "0 traffic rows" in warning and "left out 400 labelled rows" in warning
+    finally:
+        d.close()
