@@ -14,6 +14,7 @@ import contextlib
 import logging
 import secrets
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -88,34 +89,76 @@ def _translated(study_name: str, doing: str) -> Iterator[None]:
 
 
 # Opening an RDB storage sets up Optuna's schema when the database is new, and two
-# threads doing it at once collide ("table studies already exists", a duplicate
-# alembic_version row): a job's progress reporter opens the storage while its worker
-# does. Opening is serialised in this process; processes starting on one new database
-# at the same instant can still collide (the launcher starts one worker per job).
+# openers doing it at once collide ("table studies already exists", a duplicate
+# alembic_version row). In a process (a job's progress reporter opens the storage while
+# its worker does) opening is serialised; processes (workers the launcher starts in one
+# tick, `tunewatch worker` on another host) retry: once the winner has set the schema up,
+# the others find it in place.
 _OPENING = threading.Lock()
+#: Tries at opening an RDB storage whose schema another process is setting up, and the
+#: wait before the first retry (doubled at each).
+_OPEN_TRIES = 6
+_OPEN_RETRY_S = 0.05
+_SCHEMA_SETUP_COLLISIONS = (
+    "already exists",  # a table (SQLite), a relation (PostgreSQL), an index
+    "alembic_version",  # the schema version row: a UNIQUE constraint
+    "duplicate key value",  # PostgreSQL's unique violation (pg_type, alembic_version)
+)
+
+
+def _is_schema_setup_collision(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database refusing Optuna's schema set-up because another
+    process was doing it at the same time."""
+    return (
+        _is_storage_error(exc)
+        and not isinstance(exc, OSError)
+        and any(text in str(exc) for text in _SCHEMA_SETUP_COLLISIONS)
+    )
 
 
 def make_storage(storage: str, *, heartbeat_interval: int | None) -> optuna.storages.BaseStorage:
     """An RDB storage for ``dialect://`` URLs, else a journal file at that path."""
     if "://" in storage:
-        if heartbeat_interval is None:
-            with _OPENING:
-                return RDBStorage(storage)
-        with _experimental_ok(), _OPENING:
-            return RDBStorage(
-                storage,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=2 * heartbeat_interval,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                    max_retry=MAX_STALE_RETRIES
-                ),
-            )
+        return _open_rdb(storage, heartbeat_interval=heartbeat_interval)
     if heartbeat_interval is not None:
         raise ValueError(
             "`heartbeat_interval` needs an RDB storage URL (journal files have no heartbeats), "
             f"got storage {storage!r}"
         )
     return JournalStorage(JournalFileBackend(storage))
+
+
+def _open_rdb(storage: str, *, heartbeat_interval: int | None) -> RDBStorage:
+    for attempt in range(_OPEN_TRIES - 1):
+        try:
+            return _new_rdb(storage, heartbeat_interval=heartbeat_interval)
+        except Exception as exc:
+            if not _is_schema_setup_collision(exc):
+                raise
+            wait_s = _OPEN_RETRY_S * 2**attempt
+            logger.info(
+                "opening the Optuna storage collided with another process setting its schema "
+                "up (%s: %s); trying again in %.2f s",
+                type(exc).__name__,
+                str(exc).splitlines()[0],
+                wait_s,
+            )
+        time.sleep(wait_s)
+    return _new_rdb(storage, heartbeat_interval=heartbeat_interval)
+
+
+def _new_rdb(storage: str, *, heartbeat_interval: int | None) -> RDBStorage:
+    with _OPENING, _experimental_ok():
+        if heartbeat_interval is None:
+            return RDBStorage(storage)
+        return RDBStorage(
+            storage,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=2 * heartbeat_interval,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                max_retry=MAX_STALE_RETRIES
+            ),
+        )
 
 
 # -- the plan-aware sampler -----------------------------------------------------------

@@ -652,3 +652,54 @@ def test_a_killed_worker_s_trial_is_failed_by_the_next_run_on_its_host(tmp_path:
     assert orphan.state == optuna.trial.TrialState.FAIL
     # killed after its trial named its run (or, rarely, in the instant before)
     assert re.search("is gone|no run", orphan.user_attrs["orphaned"])
+
+
+def test_processes_opening_one_new_rdb_storage_together_all_get_it(tmp_path: Any) -> None:
+    """The lock opening a storage serialises a process's threads only: worker processes
+    started in the same tick on a new database collided in Optuna's schema set-up ("table
+    ... already exists", a duplicate ``alembic_version`` row), 4 of 20 openings."""
+    import multiprocessing
+
+    from retune_openers import open_together
+
+    ctx = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded test process
+    urls = [f"sqlite:///{tmp_path}/optuna-{k}.db" for k in range(8)]
+    barrier, failures = ctx.Barrier(2, timeout=120), ctx.Queue()
+    args = (urls, barrier, failures)
+    processes = [ctx.Process(target=open_together, args=args) for _ in range(2)]
+    for process in processes:
+        process.start()
+    reported: list[str] = []
+    done = 0
+    while done < len(processes):
+        item = failures.get(timeout=180)
+        if item is None:
+            done += 1
+        else:
+            reported.append(item)
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    assert reported == []
+
+
+def test_only_a_schema_set_up_collision_is_retried() -> None:
+    """Opening retries the errors of another process setting the same new database up,
+    not a storage that is simply unusable."""
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from retune._optuna import _is_schema_setup_collision
+
+    def error(kind: type[Exception], message: str) -> Exception:
+        return kind("CREATE TABLE studies (...)", {}, Exception(message))
+
+    assert _is_schema_setup_collision(error(OperationalError, "table studies already exists"))
+    assert _is_schema_setup_collision(
+        error(IntegrityError, "UNIQUE constraint failed: alembic_version.version_num")
+    )
+    assert _is_schema_setup_collision(
+        error(IntegrityError, 'duplicate key value violates unique constraint "pg_type_typname"')
+    )
+    assert not _is_schema_setup_collision(error(OperationalError, "unable to open database file"))
+    assert not _is_schema_setup_collision(FileExistsError("already exists"))
+    assert not _is_schema_setup_collision(ValueError("table studies already exists"))
