@@ -150,6 +150,7 @@ def import_bundle(
         with ImportLease(store, target, ttl_s=ttl) as lease:
             present, planned = plan(
                 store,
+                registry,
                 config,
                 archive,
                 manifest,

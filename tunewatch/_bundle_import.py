@@ -6,26 +6,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import tempfile
 import uuid
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, Literal
 
-from shadow import CandidateRejectedError, inspect_candidate
+from shadow import CandidateInfo
 from tunewatch._bundle_archive import read_artefact, read_reference
 from tunewatch._config import Config
 from tunewatch._errors import ConflictError, NotFoundError, StoreError, TunewatchError
 from tunewatch._governance import champion_registration_rules
-from tunewatch._registry import (
-    RegistrationError,
-    Registry,
-    VersionMetadata,
-    recorded_parity_error,
-)
-from tunewatch.store import Store, canonical_json
+from tunewatch._registry import Registry, VersionMetadata
+from tunewatch.store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -46,16 +39,19 @@ class ImportedVersion:
 @dataclass(frozen=True, slots=True)
 class Planned:
     """A version the import will register: its manifest entry, its metadata (but for the
-    parent, known once the versions before it are registered) and its stage: retired
-    where the source retired or rolled it back, not a challenger to promote again."""
+    parent, known once the versions before it are registered), its stage (retired where
+    the source retired or rolled it back, not a challenger to promote again) and what
+    its candidate check found."""
 
     entry: Mapping[str, Any]
     metadata: VersionMetadata
     stage: Literal["champion", "shadow", "retired"]
+    inspected: CandidateInfo  # the sandboxed load's findings: not loaded again
 
 
 def plan(
     store: Store,
+    registry: Registry,
     config: Config,
     archive: zipfile.ZipFile,
     manifest: Mapping[str, Any],
@@ -67,9 +63,11 @@ def plan(
 ) -> tuple[dict[int, int], list[Planned]]:
     """Check the whole bundle against the target without registering anything: which
     versions the target holds already (source version -> its version), and what to
-    register. Raises what registering would, for any version."""
+    register. Raises what registering would, for any version: each goes through
+    ``Registry.check``, the registration's own checks."""
     source = manifest["model"]
-    _check_fits(store, config, target, source)
+    fit = VersionMetadata(task=source["task"], feature_names=tuple(source["feature_names"]))
+    registry.check_fit(target, fit, regulated=source["regulated"])
     present: dict[int, int] = {}
     planned: list[Planned] = []
     # champion only where there is none and its promotion would need no approver
@@ -88,10 +86,13 @@ def plan(
             details=_details(entry, source["name"], manifest, digest),
         )
         renew()
-        _check_candidate(config, read_artefact(archive, entry, max_artefact_bytes), metadata)
-        reference = read_reference(archive, entry)
-        if reference is not None:
-            reference.check(len(metadata.feature_names))
+        inspected = registry.check(
+            target,
+            read_artefact(archive, entry, max_artefact_bytes),
+            metadata,
+            regulated=source["regulated"],
+            reference=read_reference(archive, entry),
+        )
         champion = (
             champion_free
             and entry["stage"] == "champion"
@@ -112,7 +113,7 @@ def plan(
             if entry["stage"] in ("retired", "rolled_back")
             else "shadow"
         )
-        planned.append(Planned(entry, metadata, stage))
+        planned.append(Planned(entry, metadata, stage, inspected))
     return present, planned
 
 
@@ -151,6 +152,7 @@ def apply(
                 stage="champion" if step.stage == "champion" else "shadow",
                 regulated=source["regulated"],
                 reference=read_reference(archive, entry),
+                inspected=step.inspected,
             )
             mapping[entry["version"]] = registered[entry["version"]] = row.version
             if step.stage == "retired":
@@ -257,72 +259,6 @@ def _origin(record: Any) -> tuple[str, int] | None:
             if isinstance(model, str) and type(version) is int:  # not a bool
                 return model, version
     return None
-
-
-def _check_fits(store: Store, config: Config, target: str, source: Mapping[str, Any]) -> None:
-    """The checks ``Registry.register`` makes against an existing model: the bundle's
-    versions must take its features, be of its task, and not make it unregulated."""
-    try:
-        existing = store.get_model(target)
-    except NotFoundError:
-        return
-    cfg = config.model(target)
-    regulated = True if cfg is not None and cfg.regulated else source["regulated"]
-    if tuple(existing.feature_names) != tuple(source["feature_names"]):
-        raise RegistrationError(
-            f"model {target!r} has features {list(existing.feature_names)}; a version must "
-            f"take the same features, got {list(source['feature_names'])}",
-            code="feature_names_mismatch",
-        )
-    if existing.task != source["task"]:
-        raise ConflictError(
-            f"model {target!r} is a {existing.task} model; a version cannot change its "
-            f"task to {source['task']}",
-            code="task_mismatch",
-        )
-    if regulated is False and existing.regulated:
-        raise ConflictError(
-            f"model {target!r} is regulated; a registration cannot make it unregulated "
-            "(regulation only tightens)",
-            code="regulated_mismatch",
-        )
-
-
-def _check_candidate(config: Config, onnx: bytes, metadata: VersionMetadata) -> None:
-    """The checks ``Registry.register`` makes of a candidate before it stores anything:
-    the sandboxed load under the target's limits, the feature count, plain-JSON
-    hyperparameters and details, a valid ``parity_error``."""
-    with tempfile.TemporaryDirectory(prefix="tunewatch-bundle-") as tmp:
-        candidate = Path(tmp) / "candidate.onnx"
-        candidate.write_bytes(onnx)
-        try:
-            info = inspect_candidate(
-                candidate,
-                memory_limit_bytes=config.scoring.candidate_memory_limit_mb * 1024 * 1024,
-                timeout_s=config.scoring.candidate_timeout_s,
-            )
-        except CandidateRejectedError as exc:
-            raise RegistrationError(exc.message, code=exc.code) from exc
-    if info.signature.n_features != len(metadata.feature_names):
-        raise RegistrationError(
-            f"the model takes {info.signature.n_features} features but "
-            f"{len(metadata.feature_names)} `feature_names` were given",
-            code="feature_count_mismatch",
-        )
-    try:
-        canonical_json(dict(metadata.hyperparameters))
-        canonical_json(dict(metadata.details))
-    except (TypeError, ValueError) as exc:
-        raise RegistrationError(
-            f"hyperparameters and details must be plain JSON with finite numbers: {exc}",
-            code="invalid_request",
-        ) from exc
-    if "parity_error" in metadata.details and recorded_parity_error(metadata.details) is None:
-        raise RegistrationError(
-            "`details.parity_error` must be a finite number >= 0, got "
-            f"{metadata.details['parity_error']!r}",
-            code="invalid_request",
-        )
 
 
 def _audit_failure(

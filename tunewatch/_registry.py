@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import lzma
@@ -17,10 +18,10 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from shadow import CandidateRejectedError, inspect_candidate
+from shadow import CandidateInfo, CandidateRejectedError, inspect_candidate
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._errors import ConflictError, NotFoundError, TunewatchError
-from tunewatch.store import ModelRow, Store, VersionRow, canonical_json
+from tunewatch.store import ModelRow, Store, VersionRow, canonical_json, check_version_text
 
 logger = logging.getLogger(__name__)
 
@@ -232,6 +233,48 @@ def _check_npz_size(data: bytes, limit: int) -> None:
                 )
 
 
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    """What :meth:`Registry.check` found: the candidate's inspection, the model as it
+    stood (``None`` before its first version), and the regulated flag asked for once the
+    config's is applied."""
+
+    info: CandidateInfo
+    existing: ModelRow | None
+    regulated: bool | None
+
+
+def _check_metadata(metadata: VersionMetadata) -> None:
+    """Refuse metadata that a reader of the version (the API's serialiser included) could
+    not handle or that the store could not hold on either backend."""
+    for name, value in (
+        ("hyperparameters", metadata.hyperparameters),
+        ("details", metadata.details),
+    ):
+        depth = json_depth(value)
+        if depth > MAX_METADATA_DEPTH:
+            raise RegistrationError(
+                f"`{name}` must nest at most {MAX_METADATA_DEPTH} levels deep, got {depth}",
+                code="invalid_request",
+            )
+    try:
+        canonical_json(dict(metadata.hyperparameters))
+        canonical_json(dict(metadata.details))
+    except (TypeError, ValueError) as exc:
+        raise RegistrationError(
+            f"hyperparameters and details must be plain JSON with finite numbers: {exc}",
+            code="invalid_request",
+        ) from exc
+    if "parity_error" in metadata.details:  # the comparison loop's parity guardrail
+        value = metadata.details["parity_error"]
+        if value is None or recorded_parity_error(metadata.details) is None:
+            raise RegistrationError(
+                f"`details.parity_error` must be a finite number >= 0, got {value!r}",
+                code="invalid_request",
+            )
+    check_version_text(dataset_version=metadata.dataset_version, study=metadata.study)
+
+
 class Registry:
     """Validates and registers ONNX files as model versions."""
 
@@ -282,8 +325,10 @@ class Registry:
         regulated: bool | None = None,
         reference: Reference | None = None,
         once_per_study: bool = False,
+        inspected: CandidateInfo | None = None,
     ) -> VersionRow:
-        """Check ``onnx_bytes`` in a subprocess, store it, and add the version row.
+        """Check ``onnx_bytes`` and its metadata (:meth:`check`), store it, and add the
+        version row.
 
         ``stage="champion"`` skips promotion and its gate: where an operator asks for it,
         the caller checks ``_governance.check_champion_registration`` first (a fast
@@ -299,62 +344,19 @@ class Registry:
         stored as a versioned snapshot with the version and is what drift is measured
         against while this version is champion.
 
-        The file is loaded by a child process under a memory limit and a timeout before
-        the daemon ever opens it; external-data files and models whose input does not
-        match the declared features are refused.
+        ``inspected`` is what :meth:`check` returned for these bytes: their sandboxed
+        load is not repeated (it is, for other bytes).
         """
-        with tempfile.TemporaryDirectory(prefix="tunewatch-candidate-") as tmp:
-            path = Path(tmp) / "candidate.onnx"
-            path.write_bytes(onnx_bytes)
-            try:
-                info = inspect_candidate(
-                    path, memory_limit_bytes=self._memory_limit, timeout_s=self._timeout
-                )
-            except CandidateRejectedError as exc:
-                raise RegistrationError(exc.message, code=exc.code) from exc
-        if info.signature.n_features != len(metadata.feature_names):
-            raise RegistrationError(
-                f"the model takes {info.signature.n_features} features but "
-                f"{len(metadata.feature_names)} `feature_names` were given",
-                code="feature_count_mismatch",
-            )
-        for name, value in (
-            ("hyperparameters", metadata.hyperparameters),
-            ("details", metadata.details),
-        ):
-            depth = json_depth(value)
-            if depth > MAX_METADATA_DEPTH:
-                raise RegistrationError(
-                    f"`{name}` must nest at most {MAX_METADATA_DEPTH} levels deep, got {depth}",
-                    code="invalid_request",
-                )
-        try:
-            canonical_json(dict(metadata.hyperparameters))
-            canonical_json(dict(metadata.details))
-        except (TypeError, ValueError) as exc:
-            raise RegistrationError(
-                f"hyperparameters and details must be plain JSON with finite numbers: {exc}",
-                code="invalid_request",
-            ) from exc
-        if "parity_error" in metadata.details:  # the comparison loop's parity guardrail
-            value = metadata.details["parity_error"]
-            if value is None or recorded_parity_error(metadata.details) is None:
-                raise RegistrationError(
-                    f"`details.parity_error` must be a finite number >= 0, got {value!r}",
-                    code="invalid_request",
-                )
-        if reference is not None:
-            reference.check(len(metadata.feature_names))
-        if self._check_features is not None:
-            self._check_features(model, metadata.feature_names)
-        existing = self._existing_model(model)
+        checked = self._check(
+            model,
+            onnx_bytes,
+            metadata,
+            regulated=regulated,
+            reference=reference,
+            inspected=inspected,
+        )
+        info, existing, regulated = checked.info, checked.existing, checked.regulated
         configured = model in self._regulated
-        if configured:
-            # Regulation only tightens: where the config regulates the model, a caller's
-            # "not regulated" (an unregulated bundle, say) is not a conflict.
-            regulated = True
-        if existing is not None:
-            self._check_existing(existing, metadata, regulated=regulated)
         sha = self._artefacts.put(onnx_bytes)
         ensured = self._store.ensure_model(
             name=model,
@@ -402,6 +404,100 @@ class Registry:
             actor,
         )
         return row
+
+    def check(
+        self,
+        model: str,
+        onnx_bytes: bytes,
+        metadata: VersionMetadata,
+        *,
+        regulated: bool | None = None,
+        reference: Reference | None = None,
+        inspected: CandidateInfo | None = None,
+    ) -> CandidateInfo:
+        """Make every check :meth:`register` makes before it writes anything, and write
+        nothing; returns what the sandboxed load found, which :meth:`register` takes as
+        ``inspected`` to skip loading the same bytes again. A bundle import checks all its
+        versions so before it registers the first.
+
+        The metadata: ``hyperparameters`` and ``details`` plain JSON with finite numbers,
+        nesting at most ``MAX_METADATA_DEPTH`` levels; a ``details.parity_error`` a
+        finite number >= 0; ``dataset_version`` and ``study`` values the store holds on
+        either backend (``InvalidValueError``). The reference's shape; the config's
+        settings that name the model's columns; an existing model's task, features and
+        regulated flag (``regulated`` as :meth:`register` takes it). Then the candidate:
+        loaded by a child process under a memory limit and a timeout before the daemon
+        ever opens it; external-data files and models whose input does not match the
+        declared features are refused.
+        """
+        return self._check(
+            model,
+            onnx_bytes,
+            metadata,
+            regulated=regulated,
+            reference=reference,
+            inspected=inspected,
+        ).info
+
+    def _check(
+        self,
+        model: str,
+        onnx_bytes: bytes,
+        metadata: VersionMetadata,
+        *,
+        regulated: bool | None,
+        reference: Reference | None,
+        inspected: CandidateInfo | None,
+    ) -> _Checked:
+        _check_metadata(metadata)
+        if reference is not None:
+            reference.check(len(metadata.feature_names))
+        if self._check_features is not None:
+            self._check_features(model, metadata.feature_names)
+        existing, regulated = self._fit(model, metadata, regulated)
+        if inspected is None or inspected.sha256 != hashlib.sha256(onnx_bytes).hexdigest():
+            inspected = self._inspect(onnx_bytes)
+        if inspected.signature.n_features != len(metadata.feature_names):
+            raise RegistrationError(
+                f"the model takes {inspected.signature.n_features} features but "
+                f"{len(metadata.feature_names)} `feature_names` were given",
+                code="feature_count_mismatch",
+            )
+        return _Checked(info=inspected, existing=existing, regulated=regulated)
+
+    def check_fit(
+        self, model: str, metadata: VersionMetadata, *, regulated: bool | None = None
+    ) -> None:
+        """The checks :meth:`check` makes against the model as stored, alone: a version of
+        a known model takes its features, is of its task and does not make it
+        unregulated (``regulated`` as :meth:`register` takes it). A bundle import makes
+        them once for the whole bundle, the versions the model holds already included."""
+        self._fit(model, metadata, regulated)
+
+    def _fit(
+        self, model: str, metadata: VersionMetadata, regulated: bool | None
+    ) -> tuple[ModelRow | None, bool | None]:
+        """The model as stored (``None`` before its first version), checked against
+        ``metadata``, and the regulated flag asked for once the config's is applied."""
+        existing = self._existing_model(model)
+        if model in self._regulated:
+            # Regulation only tightens: where the config regulates the model, a caller's
+            # "not regulated" (an unregulated bundle, say) is not a conflict.
+            regulated = True
+        if existing is not None:
+            self._check_existing(existing, metadata, regulated=regulated)
+        return existing, regulated
+
+    def _inspect(self, onnx_bytes: bytes) -> CandidateInfo:
+        with tempfile.TemporaryDirectory(prefix="tunewatch-candidate-") as tmp:
+            path = Path(tmp) / "candidate.onnx"
+            path.write_bytes(onnx_bytes)
+            try:
+                return inspect_candidate(
+                    path, memory_limit_bytes=self._memory_limit, timeout_s=self._timeout
+                )
+            except CandidateRejectedError as exc:
+                raise RegistrationError(exc.message, code=exc.code) from exc
 
     def _check_existing(
         self,

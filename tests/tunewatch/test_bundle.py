@@ -6,6 +6,8 @@ import dataclasses
 import hashlib
 import io
 import json
+import re
+import subprocess
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ from tunewatch._bundle import BundleError, ImportedVersion, export_bundle, impor
 from tunewatch._cli import main
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
-from tunewatch._errors import ConflictError
+from tunewatch._errors import ConflictError, TunewatchError
 from tunewatch._example import ExampleModel
 from tunewatch._registry import Reference, RegistrationError, Registry, VersionMetadata
 from tunewatch._tuning import TuningJobRunner
@@ -397,6 +399,88 @@ def test_a_bundle_refused_at_its_second_version_registers_nothing(
         _import(target, spoiled)
     assert target.store.list_models() == []
     assert target.store.audit_log(limit=10) == []
+
+
+def _deep(levels: int) -> dict[str, Any]:
+    value: Any = 1
+    for _ in range(levels):
+        value = {"k": value}
+    return dict(value)
+
+
+_SECOND_VERSION_REFUSED = {
+    "details-too-deep": (
+        lambda e: e["details"].update(deep=_deep(40)),
+        "`details` must nest at most 32 levels deep",
+    ),
+    "hyperparameters-too-deep": (
+        lambda e: e["hyperparameters"].update(deep=_deep(40)),
+        "`hyperparameters` must nest at most 32 levels deep",
+    ),
+    "null-parity-error": (
+        lambda e: e["details"].update(parity_error=None),
+        "`details.parity_error` must be a finite number >= 0, got None",
+    ),
+    "dataset-version-too-long": (
+        lambda e: e.update(dataset_version="d" * 201),
+        "`dataset_version` must be at most 200 characters",
+    ),
+    "nul-in-dataset-version": (
+        lambda e: e.update(dataset_version="a\x00b"),
+        "`dataset_version` must be at most 200 characters, without NUL",
+    ),
+    "unpaired-surrogate-in-dataset-version": (
+        lambda e: e.update(dataset_version="\ud800"),
+        "unpaired surrogates",
+    ),
+}
+
+
+@pytest.mark.parametrize("spoil", list(_SECOND_VERSION_REFUSED))
+def test_a_version_the_registration_would_refuse_refuses_the_bundle_before_any_registers(
+    source: Daemon, store_url: str, tmp_path: Path, spoil: str
+) -> None:
+    """The check phase was a hand-copied subset of the registration's rules: without the
+    depth bound, with `parity_error: null` taken as none recorded, and without the store's
+    own limits (PostgreSQL refuses a NUL or a `dataset_version` past 200 characters, which
+    SQLite took), version 2 passed the checks and was refused once version 1 had become
+    the target's champion."""
+    edit, message = _SECOND_VERSION_REFUSED[spoil]
+    bundle = _rewrite(
+        _export(source, tmp_path / "credit.zip", versions=[1, 2]),
+        tmp_path / "spoiled.zip",
+        lambda m: edit(m["versions"][1]),
+    )
+    raw = {"data_dir": str(tmp_path / "target"), "store": {"url": store_url}}
+    target = Daemon(build_config(raw, env={}), env={})
+    try:
+        with pytest.raises(TunewatchError, match=re.escape(message)) as refused:
+            _import(target, bundle)
+        assert isinstance(refused.value, ValueError)
+        assert target.store.list_models() == []
+        assert target.store.audit_log(limit=10) == []
+    finally:
+        target.close()
+
+
+def test_each_candidate_is_loaded_once_per_import(
+    source: Daemon, target: Daemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check phase and the registration each loaded every candidate in the sandbox: a
+    child process per version and phase, each allowed `candidate_timeout_s`."""
+    bundle = _export(source, tmp_path / "credit.zip", versions=[1, 2])
+    probes: list[str] = []
+    run = subprocess.run
+
+    def counted(command: Any, *args: Any, **kwargs: Any) -> Any:
+        if "shadow._probe" in command:
+            probes.append(command[-1])
+        return run(command, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", counted)
+    _, imported, _ = _import(target, bundle)
+    assert [i.stage for i in imported] == ["champion", "shadow"]
+    assert len(probes) == 2
 
 
 class _RacedRegistry(Registry):

@@ -16,7 +16,13 @@ import tunewatch._registry as registry_module
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
-from tunewatch._errors import ConfigError, ConflictError, InvalidValueError, NotFoundError
+from tunewatch._errors import (
+    ConfigError,
+    ConflictError,
+    InvalidValueError,
+    NotFoundError,
+    TunewatchError,
+)
 from tunewatch._example import ExampleModel
 from tunewatch._registry import MAX_METADATA_DEPTH, Reference, RegistrationError, Registry
 
@@ -367,3 +373,63 @@ def test_a_daemon_does_not_start_with_a_drift_setting_for_a_column_a_stored_mode
         before.close()
     with pytest.raises(ConfigError, match=r"models\.1\.evaluation\.drift\.columns\.age"):
         _drift_columns(tmp_path, {"x0": {"method": "ks"}, "age": {"method": "ks"}})
+
+
+_REFUSED = {
+    "details-too-deep": {"details": _nested(MAX_METADATA_DEPTH + 1)},
+    "hyperparameters-not-json": {"hyperparameters": {"lr": float("nan")}},
+    "null-parity-error": {"details": {"parity_error": None}},
+    "dataset-version-too-long": {"dataset_version": "d" * 201},
+    "nul-in-study": {"study": "a\x00b"},
+}
+
+
+@pytest.mark.parametrize("spoil", list(_REFUSED))
+def test_check_refuses_what_register_refuses_and_writes_nothing(
+    trained: list[ExampleModel], tmp_path: Path, spoil: str
+) -> None:
+    """A bundle import checked its versions with a hand-copied subset of the registration's
+    rules: a version the registration then refused (too deep, `parity_error: null`, a
+    value PostgreSQL cannot hold) let the versions before it in."""
+    daemon = Daemon(build_config({"data_dir": str(tmp_path / "data")}, env={}), env={})
+    try:
+        metadata = dataclasses.replace(trained[0].metadata, **_REFUSED[spoil])
+        with pytest.raises(TunewatchError) as checked:
+            daemon.registry.check(MODEL, trained[0].onnx, metadata)
+        with pytest.raises(TunewatchError) as registered:
+            daemon.registry.register(MODEL, trained[0].onnx, metadata, actor="t")
+        assert isinstance(checked.value, ValueError)  # the API answers 400
+        assert (type(checked.value), checked.value.code, checked.value.message) == (
+            type(registered.value),
+            registered.value.code,
+            registered.value.message,
+        )
+        assert daemon.store.list_models() == []
+        assert not any(daemon.artefacts.root.rglob("*.onnx"))
+    finally:
+        daemon.close()
+
+
+def test_a_checked_candidate_is_registered_without_loading_it_again(
+    trained: list[ExampleModel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daemon = Daemon(build_config({"data_dir": str(tmp_path / "data")}, env={}), env={})
+    try:
+        loaded: list[bytes] = []
+        inspect = registry_module.inspect_candidate
+
+        def counted(path: Path, **kwargs: Any) -> Any:
+            loaded.append(path.read_bytes())
+            return inspect(path, **kwargs)
+
+        monkeypatch.setattr(registry_module, "inspect_candidate", counted)
+        model = trained[0]
+        info = daemon.registry.check(MODEL, model.onnx, model.metadata)
+        row = daemon.registry.register(MODEL, model.onnx, model.metadata, actor="t", inspected=info)
+        assert loaded == [model.onnx]
+        assert row.load_memory_bytes == info.load_memory_bytes
+        other = trained[1]  # another file's inspection does not stand for this one's
+        daemon.registry.register(MODEL, other.onnx, other.metadata, actor="t", inspected=info)
+        assert loaded == [model.onnx, other.onnx]
+    finally:
+        daemon.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Select, func, select, update
+from sqlalchemy import Column, Connection, Row, Select, String, func, select, update
 
 from .._errors import ConflictError, InvalidValueError, NotFoundError
 from ._audit import append_audit_in
@@ -83,6 +83,37 @@ def valid_model_name(name: str) -> bool:
     )
 
 
+def check_version_text(*, dataset_version: str | None, study: str | None) -> None:
+    """Refuse (``InvalidValueError``) a ``dataset_version`` or ``study`` that a version row
+    cannot hold on both backends: longer than its column (PostgreSQL enforces the
+    ``VARCHAR`` length, SQLite would not), holding a NUL (PostgreSQL refuses one), or
+    holding an unpaired surrogate (neither driver encodes one as UTF-8). The registry
+    checks with it before it stores anything."""
+    for column, value in (
+        (model_versions.c.dataset_version, dataset_version),
+        (model_versions.c.study, study),
+    ):
+        limit = _length(column)
+        if value is not None and (len(value) > limit or "\x00" in value or not _utf8(value)):
+            raise InvalidValueError(
+                f"`{column.name}` must be at most {limit} characters, without NUL or unpaired "
+                f"surrogates, got {len(value)} characters: {value[:80]!r}"
+            )
+
+
+def _length(column: Column[Any]) -> int:
+    assert isinstance(column.type, String) and column.type.length is not None
+    return column.type.length
+
+
+def _utf8(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def get_model(conn: Connection, name: str) -> ModelRow:
     # No model is named so (PostgreSQL would refuse a NUL in the query itself); names
     # that are paths are refused for new models only: older ones are still found.
@@ -121,6 +152,7 @@ def add_version(
         raise ValueError(f"a new version's `stage` must be one of shadow, champion; got {stage!r}")
     if len(artefact_sha256) != 64:
         raise ValueError(f"`artefact_sha256` must be 64 hex characters, got {artefact_sha256!r}")
+    check_version_text(dataset_version=dataset_version, study=study)
     locked = _lock_model(conn, model)
     if once_per_study and study is not None:
         registered = conn.execute(

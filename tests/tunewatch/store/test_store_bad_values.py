@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tunewatch._errors import NotFoundError
+from tunewatch._errors import InvalidValueError, NotFoundError
 from tunewatch.store import MAX_ACTOR_LENGTH, Store, valid_actor
 from tunewatch.store._schema import approvals, audit_entries
 
@@ -53,3 +53,35 @@ def test_the_actor_limit_is_the_length_of_every_column_that_names_an_actor() -> 
     assert [getattr(c.type, "length", None) for c in columns] == [MAX_ACTOR_LENGTH] * 3
     assert valid_actor("a" * MAX_ACTOR_LENGTH) and not valid_actor("a" * (MAX_ACTOR_LENGTH + 1))
     assert not valid_actor("") and not valid_actor("ops\n")
+
+
+@pytest.mark.parametrize("field", ["dataset_version", "study"])
+@pytest.mark.parametrize(
+    "value", ["d" * 201, "a\x00b", "\ud800"], ids=["too-long", "nul", "unpaired-surrogate"]
+)
+def test_a_version_text_the_store_cannot_hold_is_refused_on_both_backends(
+    model_store: Store, field: str, value: str
+) -> None:
+    """SQLite took a `dataset_version` of 300 characters or with a NUL that PostgreSQL
+    refused, and neither driver could encode an unpaired surrogate (a `UnicodeEncodeError`
+    escaped the store): a bundle checked on one backend failed half-way on the other."""
+    with pytest.raises(InvalidValueError, match=f"`{field}` must be at most 200 characters"):
+        model_store.add_version(
+            model="m",
+            artefact_sha256="a" * 64,
+            hyperparameters={},
+            size_bytes=1,
+            actor="t",
+            **{field: value},
+        )
+    assert model_store.list_versions("m") == []
+    assert model_store.audit_log(limit=5) == []
+    row = model_store.add_version(
+        model="m",
+        artefact_sha256="a" * 64,
+        hyperparameters={},
+        size_bytes=1,
+        actor="t",
+        **{field: "é" * 200},  # characters, not bytes
+    )
+    assert getattr(row, field) == "é" * 200
