@@ -149,20 +149,12 @@ def apply(
                     parent_version=_parent(store, target, source["name"], entry, mapping),
                 ),
                 actor=actor,
-                stage="champion" if step.stage == "champion" else "shadow",
+                stage=step.stage,  # retired in the same transaction: never a live shadow
                 regulated=source["regulated"],
                 reference=read_reference(archive, entry),
                 inspected=step.inspected,
             )
             mapping[entry["version"]] = registered[entry["version"]] = row.version
-            if step.stage == "retired":
-                row = store.set_stage(
-                    target,
-                    row.version,
-                    "retired",
-                    actor=actor,
-                    reason=f"{entry['stage']} in {source['name']} (v{entry['version']})",
-                )
             imported.append(ImportedVersion(entry["version"], row.version, row.stage, False))
     except Exception as exc:
         _audit_failure(store, actor, target, digest, source["name"], registered, exc)

@@ -321,7 +321,7 @@ class Registry:
         metadata: VersionMetadata,
         *,
         actor: str,
-        stage: Literal["shadow", "champion"] = "shadow",
+        stage: Literal["shadow", "champion", "retired"] = "shadow",
         regulated: bool | None = None,
         reference: Reference | None = None,
         once_per_study: bool = False,
@@ -335,6 +335,8 @@ class Registry:
         answer before the candidate check). The store checks the regulated flag again
         under the model's lock when it adds the version (``ConflictError``
         ``approval_required``): the model may have been regulated meanwhile.
+        ``stage="retired"`` registers the version out of service, in one transaction (a
+        bundle's version its source retired or rolled back).
 
         With ``once_per_study`` a study registers one version at most: workers sharing a
         job's study each finish with the same winner, and the first registers it

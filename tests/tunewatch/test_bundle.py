@@ -20,7 +20,7 @@ from tunewatch._bundle import BundleError, ImportedVersion, export_bundle, impor
 from tunewatch._cli import main
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
-from tunewatch._errors import ConflictError, TunewatchError
+from tunewatch._errors import ConflictError, StoreUnavailableError, TunewatchError
 from tunewatch._example import ExampleModel
 from tunewatch._registry import Reference, RegistrationError, Registry, VersionMetadata
 from tunewatch._tuning import TuningJobRunner
@@ -610,6 +610,26 @@ def test_versions_retired_or_rolled_back_in_the_source_arrive_retired(
         "champion",
     ]
     assert target.store.list_versions(MODEL, stage="shadow") == []
+
+
+def test_a_version_retired_in_the_source_is_never_a_shadow_in_the_target(
+    source: Daemon, target: Daemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was registered in shadow, then retired in a second transaction: should that
+    fail (the store unreachable a moment), it stayed a live challenger, and a repeated
+    import found it present and left it so."""
+    source.store.set_stage(MODEL, 2, "retired", actor="t", reason="old")
+    bundle = _export(source, tmp_path / "credit.zip", versions=[1, 2])
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailableError("store set_stage: database unavailable")
+
+    monkeypatch.setattr(target.store, "set_stage", unreachable)
+    _, imported, _ = _import(target, bundle)
+    assert [(i.source_version, i.stage) for i in imported] == [(1, "champion"), (2, "retired")]
+    assert target.store.list_versions(MODEL, stage="shadow") == []
+    [entry] = target.store.audit_log(action="register_version", target=f"{MODEL}/v2")
+    assert entry.details["stage"] == "retired"
 
 
 def test_versions_that_come_back_from_a_round_trip_are_already_present(

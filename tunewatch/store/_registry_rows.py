@@ -148,8 +148,10 @@ def add_version(
     stage: str,
     once_per_study: bool = False,
 ) -> VersionRow:
-    if stage not in ("shadow", "champion"):
-        raise ValueError(f"a new version's `stage` must be one of shadow, champion; got {stage!r}")
+    if stage not in ("shadow", "champion", "retired"):
+        raise ValueError(
+            f"a new version's `stage` must be one of shadow, champion, retired; got {stage!r}"
+        )
     if len(artefact_sha256) != 64:
         raise ValueError(f"`artefact_sha256` must be 64 hex characters, got {artefact_sha256!r}")
     check_version_text(dataset_version=dataset_version, study=study)

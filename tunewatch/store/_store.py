@@ -175,13 +175,14 @@ class Store:
         study: str | None = None,
         details: Mapping[str, Any] | None = None,
         load_memory_bytes: int | None = None,
-        stage: Literal["shadow", "champion"] = "shadow",
+        stage: Literal["shadow", "champion", "retired"] = "shadow",
         once_per_study: bool = False,
     ) -> VersionRow:
         """Add the model's next version; with ``once_per_study``, raise ``ConflictError``
         (``study_registered``) if ``study`` has registered a version already. As the
         champion only where the model has none (``champion_exists``) and is not regulated
-        (``approval_required``), both read under the model's lock."""
+        (``approval_required``), both read under the model's lock; ``retired`` adds it out
+        of service in the same transaction (a bundle's version its source retired)."""
         with self._tx("add_version") as conn:
             return _registry_rows.add_version(
                 conn,

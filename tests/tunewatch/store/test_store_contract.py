@@ -161,6 +161,24 @@ def test_a_regulated_model_gets_no_champion_by_registration(model_store: Store) 
     assert _register(model_store).stage == "shadow"  # a shadow is promoted, with approval
 
 
+def test_a_version_can_be_registered_retired_in_one_step(model_store: Store) -> None:
+    """A bundle's version its source retired was registered in shadow and retired in a
+    second transaction: should that fail, it stayed a live challenger, and a repeated
+    import found it present and left it so. A retired registration makes no champion,
+    needs no approver, and is audited like any other."""
+    model_store.regulate_model("m", actor="bob", reason="regulated")
+    retired = _register(model_store, stage="retired")
+    assert retired.stage == "retired"
+    assert model_store.champion("m") is None
+    assert model_store.list_versions("m", stage="shadow") == []
+    entry = model_store.audit_log(limit=1)[0]
+    assert (entry.action, entry.target) == ("register_version", "m/v1")
+    assert entry.details["stage"] == "retired"
+    assert model_store.promote("m", 1, actor="bob", reason="later")[0].stage == "champion"
+    with pytest.raises(ValueError, match="shadow, champion, retired; got 'rolled_back'"):
+        _register(model_store, stage="rolled_back")
+
+
 def test_a_study_registers_once_when_asked_and_under_the_model_lock(model_store: Store) -> None:
     first = _register(model_store, study="m-job1", once_per_study=True)
     with pytest.raises(ConflictError) as info:
