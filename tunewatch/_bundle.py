@@ -130,9 +130,10 @@ def import_bundle(
     Every member is read, checked against its hash and inspected, and every version's
     metadata checked against the target model, before the first version is registered: a
     refused bundle registers nothing. Should a registration still fail (a champion
-    registered meanwhile, the store), the audit log records ``import_bundle_failed`` with
-    the versions registered until then. Imports into one model take turns: one started
-    while another runs is refused (``ConflictError``, ``import_in_progress``).
+    registered meanwhile, the store) or the import be interrupted (Ctrl-C), the audit log
+    records ``import_bundle_failed`` with the versions registered until then. Imports into
+    one model take turns: one started while another runs is refused (``ConflictError``,
+    ``import_in_progress``).
     """
     digest = sha256_file(path)
     try:

@@ -156,7 +156,9 @@ def apply(
             )
             mapping[entry["version"]] = registered[entry["version"]] = row.version
             imported.append(ImportedVersion(entry["version"], row.version, row.stage, False))
-    except Exception as exc:
+    except BaseException as exc:
+        # The import's boundary: whatever ends it part-way (Ctrl-C and SystemExit too)
+        # leaves a record of the versions it registered, then goes on as it was.
         _audit_failure(store, actor, target, digest, source["name"], registered, exc)
         raise
     imported.sort(key=lambda i: i.source_version)
@@ -260,16 +262,18 @@ def _audit_failure(
     digest: str,
     source_model: str,
     registered: Mapping[int, int],
-    exc: Exception,
+    exc: BaseException,
 ) -> None:
-    """Record an import that failed after its checks, and the versions it registered."""
+    """Record an import that failed (or was interrupted) after its checks, and the
+    versions it registered."""
     code = exc.code if isinstance(exc, TunewatchError) else type(exc).__name__
+    error = str(exc) or type(exc).__name__  # a KeyboardInterrupt says nothing
     logger.warning(
         "import of bundle %s into model=%s failed after registering %s: %s",
         digest[:12],
         target,
         dict(registered),
-        exc,
+        error,
     )
     try:
         store.append_audit(
@@ -280,7 +284,7 @@ def _audit_failure(
                 "bundle_sha256": digest,
                 "from_model": source_model,
                 "versions": {str(s): v for s, v in registered.items()},
-                "error": str(exc)[:1000],
+                "error": error[:1000],
                 "code": code,
             },
         )

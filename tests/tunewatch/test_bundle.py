@@ -518,6 +518,40 @@ def test_a_registration_that_fails_during_the_import_is_audited_with_what_it_reg
     assert target.store.verify_audit() is None
 
 
+class _InterruptedRegistry(Registry):
+    """A registry whose ``n``-th registration is interrupted (Ctrl-C)."""
+
+    def __init__(self, daemon: Daemon, n: int) -> None:
+        super().__init__(daemon.store, daemon.artefacts)
+        self._calls, self._n = 0, n
+
+    def register(self, model: str, *args: Any, **kwargs: Any) -> Any:
+        self._calls += 1
+        if self._calls == self._n:
+            raise KeyboardInterrupt
+        return super().register(model, *args, **kwargs)
+
+
+def test_an_import_interrupted_part_way_is_audited_with_what_it_registered(
+    source: Daemon, target: Daemon, tmp_path: Path
+) -> None:
+    """Only an `Exception` was audited: Ctrl-C after version 1 had become the target's
+    champion left it there with no record of the import at all."""
+    bundle = _export(source, tmp_path / "credit.zip", versions=[1, 2])
+    interrupted = _InterruptedRegistry(target, n=2)
+    with pytest.raises(KeyboardInterrupt):
+        import_bundle(
+            target.store, interrupted, target.config, bundle, actor="ops", max_artefact_bytes=10**8
+        )
+    failed = target.store.audit_log(limit=1)[0]
+    assert (failed.action, failed.target) == ("import_bundle_failed", MODEL)
+    assert failed.details["versions"] == {"1": 1}
+    assert failed.details["code"] == failed.details["error"] == "KeyboardInterrupt"
+    assert target.store.verify_audit() is None
+    _, again, _ = _import(target, bundle)  # the lease was released: it can be repeated
+    assert [(i.version, i.already_present) for i in again] == [(1, True), (2, False)]
+
+
 def _first_job_rows(d: Daemon) -> int:
     """How many rows a tuning job queued now in ``d`` would train on."""
     outcome = d.dispatcher.handle(MODEL, "manual", {"reason": "test"})
