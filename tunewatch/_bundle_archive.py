@@ -73,6 +73,13 @@ def read_manifest(archive: zipfile.ZipFile) -> dict[str, Any]:
             raise ValueError("`versions` is empty")
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"the bundle's {MANIFEST} is incomplete: {exc}") from exc
+    seen: set[int] = set()
+    for entry in manifest["versions"]:
+        if entry["version"] in seen:  # it would be registered twice
+            raise BundleError(
+                f"the bundle's {MANIFEST} lists version {entry['version']} more than once"
+            )
+        seen.add(entry["version"])
     return manifest
 
 

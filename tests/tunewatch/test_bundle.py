@@ -160,6 +160,8 @@ def _rewrite(bundle: Path, out: Path, edit: object) -> Path:
             lambda m: m["versions"][0].update(stage="staging"),
             "`stage` must be one of shadow",
         ),
+        # registered twice: the checks looked each entry up in the store only
+        (lambda m: m.update(versions=m["versions"] * 2), "lists version 1 more than once"),
     ],
     ids=[
         "newer-format",
@@ -178,6 +180,7 @@ def _rewrite(bundle: Path, out: Path, edit: object) -> Path:
         "model-name-a-path",
         "unknown-task",
         "unknown-stage",
+        "version-listed-twice",
     ],
 )
 def test_a_malformed_manifest_is_refused_with_the_reason(
