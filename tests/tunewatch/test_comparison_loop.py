@@ -854,6 +854,42 @@ def test_guardrails_read_only_the_newest_latencies_of_the_champion_and_the_chall
     assert item.guardrails is not None and item.guardrails.passed, item.guardrails
 
 
+def test_the_latency_guardrail_compares_the_versions_over_the_same_period(
+    daemon: Daemon,
+) -> None:
+    """Two equally fast versions, 5 ms through busy hours then 1 ms in a quiet spell; the
+    challenger answers one request in five (a 20 % live-split arm). Each version's newest
+    ``latency_samples`` reached back over different periods — the champion's only over
+    the quiet spell — and read 'challenger p99 is 5x the champion's'. The champion's are
+    now read over the challenger's period, weighted alike in time."""
+    start = daemon.store.get_version(MODEL, 2).created_at + timedelta(seconds=1)
+    outputs = []
+    for i in range(4000):
+        latency = 0.005 if i < 3000 else 0.001
+        for version in (1, 2) if i % 5 == 0 else (1,):
+            outputs.append(
+                OutputRecord(
+                    model=MODEL,
+                    request_id=f"r{i}",
+                    version=version,
+                    role="champion" if version == 1 else "challenger",
+                    latency_s=latency,
+                    n_rows=1,
+                    n_cols=2,
+                    values=np.zeros((1, 2), np.float32).tobytes(),
+                    created_at=start + timedelta(seconds=i),
+                )
+            )
+    daemon.store.write_records([], outputs)
+    champion = daemon.store.champion(MODEL)
+    assert champion is not None
+    settings = ComparisonConfig(
+        guardrails=GuardrailSettings(max_memory_ratio=100.0, latency_samples=1000)
+    )
+    result = runner(daemon).guardrails(MODEL, champion, 2, settings)
+    assert [v for v in result.violations if "latency" in v] == []
+
+
 def test_a_latency_minimum_above_the_latencies_read_is_a_config_error() -> None:
     with pytest.raises(ValueError, match="`min_latency_samples` \\(200\\) must be at most"):
         GuardrailSettings(min_latency_samples=200, latency_samples=100)

@@ -169,24 +169,29 @@ def test_a_split_decision_blocked_by_a_mismatch_acts_once_the_split_is_balanced(
     the sample-ratio check was never retried (paired tests retry)."""
     t = traffic(trained, 12_000, seed=7)
     n_champion = 5300
-    write(  # the champion's arm: v2 does not shadow it, so only the split test can decide
-        daemon.store,
-        ids=range(n_champion),
-        x=t.x[:n_champion],
-        y=t.y[:n_champion],
-        answers={1: t.logistic[:n_champion]},
-        units=[f"u{i}" for i in range(n_champion)],
-    )
-    arm = slice(n_champion, 10_000)
-    write(
-        daemon.store,
-        ids=range(n_champion, 10_000),
-        x=t.x[arm],
-        y=t.y[arm],
-        answers={2: oracle(t.x[arm])},
-        roles={2: "challenger"},
-        units=[f"u{i}" for i in range(n_champion, 10_000)],
-    )
+    # The arms are served side by side (the latency guardrail compares them over the
+    # same moments): 100 requests of each arm at a time.
+    for lo in range(0, n_champion, 100):
+        ids = range(lo, lo + 100)
+        write(  # the champion's arm: v2 does not shadow it, so only the split test decides
+            daemon.store,
+            ids=ids,
+            x=t.x[lo : lo + 100],
+            y=t.y[lo : lo + 100],
+            answers={1: t.logistic[lo : lo + 100]},
+            units=[f"u{i}" for i in ids],
+        )
+        arm = range(n_champion + lo, min(n_champion + lo + 100, 10_000))
+        if arm:
+            write(
+                daemon.store,
+                ids=arm,
+                x=t.x[arm.start : arm.stop],
+                y=t.y[arm.start : arm.stop],
+                answers={2: oracle(t.x[arm.start : arm.stop])},
+                roles={2: "challenger"},
+                units=[f"u{i}" for i in arm],
+            )
     loop = runner(daemon, split=SPLIT.model_dump())
     split = next(r for r in loop.run(MODEL) if r.kind == "split")
     assert split.action == "blocked_srm"  # 5,300 against 4,700 units

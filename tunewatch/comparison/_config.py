@@ -19,11 +19,15 @@ class _Frozen(BaseModel):
 class GuardrailSettings(_Frozen):
     """Serving limits a winning challenger must also meet (see ``GuardrailConfig``).
     Ratios compare with the champion; ``None`` switches a rule off. Latency is the p99
-    of each version's newest ``latency_samples`` latencies recorded since the challenger
-    was registered (10,000 by default: a p99 then rests on its 100 slowest, and the read
+    of the challenger's newest ``latency_samples`` latencies recorded since it was
+    registered (10,000 by default: a p99 then rests on its 100 slowest, and the read
     stays bounded however long the challenger runs, though every A/B page view and every
-    tick reads it); with fewer than ``min_latency_samples`` per version the latency rules
-    refuse (nothing measured)."""
+    tick reads it) against the champion's over the same period, weighted alike in time:
+    the period is cut into 50 slices of equally many of the challenger's latencies, and
+    in each the champion's newest as many are read (all it has where fewer) — each
+    version's own newest would cover different periods when the challenger answers less
+    often, and a load that changed meanwhile would read as a difference; with fewer than
+    ``min_latency_samples`` per version the latency rules refuse (nothing measured)."""
 
     max_latency_p99_ratio: float | None = Field(default=1.2, gt=0)
     max_latency_p99_s: float | None = Field(default=None, gt=0)

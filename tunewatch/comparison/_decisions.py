@@ -61,11 +61,16 @@ class Decisions:
         rules = settings.guardrails
         target = self.store.get_version(model, challenger)
         violations: list[str] = []
+        # The champion's over the period of the challenger's newest: each version's own
+        # newest reach back over different periods when one answers more often (a live-
+        # split arm, one latency per shadow drain), and a load that changed meanwhile
+        # would read as a difference between the versions.
         latencies = self.store.latencies(
             model,
             since=target.created_at,
             versions=(champion.version, challenger),
             newest=rules.latency_samples,
+            aligned_to=challenger,
         )
         p99: dict[int, float] = {}
         for version in (champion.version, challenger):
@@ -79,7 +84,8 @@ class Decisions:
             }
             violations.append(
                 f"latency: need {rules.min_latency_samples} recorded latencies per version "
-                f"since v{challenger} was registered, got {counts}"
+                f"since v{challenger} was registered (the champion's over the period of "
+                f"v{challenger}'s), got {counts}"
             )
         memory = {v.version: v.load_memory_bytes for v in (champion, target)}
         memory_rules = rules.max_memory_ratio is not None or rules.max_memory_bytes is not None

@@ -477,13 +477,21 @@ class Store:
         since: datetime | None = None,
         versions: Sequence[int] | None = None,
         newest: int | None = None,
+        aligned_to: int | None = None,
     ) -> dict[int, np.ndarray]:
         """Recorded single-request latencies (seconds) per version since ``since``; of
         ``versions`` only when given, and with ``newest`` only that many per version, the
-        newest (a bounded read; ``newest`` needs ``versions``)."""
+        newest (a bounded read; ``newest`` needs ``versions``). With ``aligned_to`` (one
+        of ``versions``) the others' are read over the period of its newest instead,
+        weighted alike in time and at most as many."""
         with self._read("latencies") as conn:
             return _windows.read_latencies(
-                conn, model, since=since, versions=versions, newest=newest
+                conn,
+                model,
+                since=since,
+                versions=versions,
+                newest=newest,
+                aligned_to=aligned_to,
             )
 
     # -- governance -----------------------------------------------------------------------

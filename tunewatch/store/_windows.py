@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, and_, select
+from sqlalchemy import ColumnElement, Connection, and_, select, union_all
 
 from .._errors import InvalidValueError
 from ._schema import labels, outputs, requests
@@ -170,19 +170,34 @@ def read_latencies(
     since: datetime | None = None,
     versions: Sequence[int] | None = None,
     newest: int | None = None,
+    aligned_to: int | None = None,
 ) -> dict[int, np.ndarray]:
     """Recorded single-request latencies (seconds) per version since ``since``; of
     ``versions`` only when given. With ``newest`` (which needs ``versions``) only that
     many per version, the newest, read by one query per version that walks the
-    (model, created_at) index from the newest end and stops there."""
+    (model, created_at) index from the newest end and stops there.
+
+    With ``aligned_to`` (one of ``versions``; needs ``newest``) that version's newest
+    ``newest`` are read, and the other versions' over the same period, weighted alike in
+    time (see ``_read_aligned``), at most as many: a load that changed over time does not
+    read as a difference between versions that answer at different rates."""
     where = [outputs.c.model == model, outputs.c.latency_s.is_not(None)]
     if since is not None:
         where.append(outputs.c.created_at >= since)
+    if aligned_to is not None:
+        if newest is None:
+            raise InvalidValueError("`aligned_to` needs `newest`: it aligns with the newest")
+        if versions is None or aligned_to not in versions:
+            raise InvalidValueError(
+                f"`aligned_to` must be one of `versions` {list(versions or ())}, got {aligned_to}"
+            )
     if newest is not None:
         if versions is None:
             raise InvalidValueError("`newest` needs `versions`: the bound is per version")
         if newest < 1:
             raise InvalidValueError(f"`newest` must be at least 1, got {newest}")
+        if aligned_to is not None:
+            return _read_aligned(conn, where, versions, aligned_to, newest)
         out: dict[int, np.ndarray] = {}
         for version in dict.fromkeys(versions):
             stmt = (
@@ -202,3 +217,59 @@ def read_latencies(
     for version, latency in conn.execute(stmt):
         by_version.setdefault(int(version), []).append(float(latency))
     return {v: np.asarray(xs, dtype=np.float64) for v, xs in by_version.items()}
+
+
+# An aligned read cuts the aligned version's period into this many slices.
+ALIGNED_SLICES = 50
+
+
+def _read_aligned(
+    conn: Connection,
+    where: list[ColumnElement[bool]],
+    versions: Sequence[int],
+    aligned_to: int,
+    newest: int,
+) -> dict[int, np.ndarray]:
+    """``aligned_to``'s newest ``newest`` latencies, and each other version's over the
+    same period, weighted alike in time. The period begins after ``aligned_to``'s
+    latency before those (at ``since`` when there is none) and is cut into
+    ``ALIGNED_SLICES`` slices of equally many of ``aligned_to``'s latencies, each ending
+    at one; in each slice as many of another version's are read as ``aligned_to`` has
+    there, its newest (so within a slice they cover its end), or all it has where it has
+    fewer. One query per version, each of its branches walking an index back from a
+    slice's end: at most ``newest`` rows in all. Not in time order."""
+    rows = list(
+        conn.execute(
+            select(outputs.c.created_at, outputs.c.latency_s)
+            .where(*where, outputs.c.version == aligned_to)
+            .order_by(outputs.c.created_at.desc())
+            .limit(newest + 1)
+        )
+    )[::-1]
+    before = rows.pop(0)[0] if len(rows) > newest else None
+    if not rows:
+        return {}
+    moments = [at for at, _ in rows]
+    out = {int(aligned_to): np.asarray([float(v) for _, v in rows], dtype=np.float64)}
+    slices = np.array_split(np.arange(len(moments)), min(ALIGNED_SLICES, len(moments)))
+    for version in dict.fromkeys(versions):
+        if version == aligned_to:
+            continue
+        reads = []
+        for part in slices:
+            first, last = int(part[0]), int(part[-1])
+            stmt = (
+                select(outputs.c.latency_s)
+                .where(*where, outputs.c.version == version)
+                .where(outputs.c.created_at <= moments[last])
+                .order_by(outputs.c.created_at.desc())
+                .limit(len(part))
+            )
+            start = moments[first - 1] if first > 0 else before
+            if start is not None:
+                stmt = stmt.where(outputs.c.created_at > start)
+            reads.append(select(stmt.subquery().c.latency_s))
+        values = [float(v) for v in conn.execute(union_all(*reads)).scalars()]
+        if values:
+            out[int(version)] = np.asarray(values, dtype=np.float64)
+    return out

@@ -688,6 +688,73 @@ def test_latencies_of_some_versions_keep_only_the_newest_per_version(model_store
     assert sorted(everything) == [3] and everything[3].size == 10
 
 
+def _latencies_at(store: Store, version: int, seconds: list[float], start: datetime) -> None:
+    """One output of ``version`` at each of ``seconds`` after ``start``; its latency is
+    ``version + seconds / 100`` (so a value tells when it was recorded)."""
+    store.write_records(
+        [],
+        [
+            OutputRecord(
+                model="m",
+                request_id=f"v{version}-{s}",
+                version=version,
+                role="champion",
+                latency_s=version + s / 100,
+                n_rows=1,
+                n_cols=1,
+                values=np.zeros((1, 1), np.float32).tobytes(),
+                created_at=start + timedelta(seconds=s),
+            )
+            for s in seconds
+        ],
+    )
+
+
+def test_aligned_latencies_read_the_other_versions_over_the_same_period(
+    model_store: Store,
+) -> None:
+    """The champion answers every second, the challenger every fourth: the challenger's
+    newest 3 span 8 seconds, and the champion's newest 3 only 2 of them. Aligned, the
+    champion's are read in each slice of the challenger's period (after its latency
+    before those, or since ``since``), as many as the challenger's there."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    _latencies_at(model_store, 1, [float(s) for s in range(20)], start)
+    _latencies_at(model_store, 2, [2.5, 6.5, 10.5, 14.5, 18.5], start)
+    read = model_store.latencies("m", since=start, versions=[1, 2], newest=3, aligned_to=2)
+    assert read[2].tolist() == pytest.approx([2.105, 2.145, 2.185])
+    assert sorted(read[1].tolist()) == pytest.approx([1.10, 1.14, 1.18])
+    every = model_store.latencies("m", since=start, versions=[1, 2], newest=10, aligned_to=2)
+    assert every[2].size == 5
+    assert sorted(every[1].tolist()) == pytest.approx([1.02, 1.06, 1.10, 1.14, 1.18])
+
+
+def test_aligned_latencies_of_a_sparser_version_are_those_of_the_period(
+    model_store: Store,
+) -> None:
+    """The champion answers every fourth second, the challenger every second: the
+    champion's read are all it recorded in the challenger's period, none before it."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    _latencies_at(model_store, 1, [0.0, 4.0, 8.0, 12.0, 16.0], start)
+    _latencies_at(model_store, 2, [float(s) for s in range(1, 20)], start)
+    read = model_store.latencies("m", since=start, versions=[1, 2], newest=7, aligned_to=2)
+    assert read[2].size == 7  # seconds 13 to 19
+    assert read[1].tolist() == pytest.approx([1.16])
+    wider = model_store.latencies("m", since=start, versions=[1, 2], newest=8, aligned_to=2)
+    assert sorted(wider[1].tolist()) == pytest.approx([1.12, 1.16])
+    later = model_store.latencies(
+        "m", since=start + timedelta(seconds=17), versions=[1, 2], newest=6, aligned_to=2
+    )
+    assert later[2].tolist() == pytest.approx([2.17, 2.18, 2.19])
+    assert 1 not in later  # the champion recorded nothing since
+
+
+def test_aligned_latencies_need_newest_and_one_of_the_versions(model_store: Store) -> None:
+    with pytest.raises(ValueError, match="`aligned_to` needs `newest`"):
+        model_store.latencies("m", versions=[1, 2], aligned_to=2)
+    with pytest.raises(ValueError, match="`aligned_to` must be one of `versions`"):
+        model_store.latencies("m", versions=[1, 2], newest=10, aligned_to=3)
+
+
 def test_newest_latencies_without_versions_are_refused_with_the_field(
     model_store: Store,
 ) -> None:
