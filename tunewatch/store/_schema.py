@@ -187,11 +187,14 @@ outputs = Table(
     Column("created_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("model", "request_id", "version"),
     CheckConstraint(_in("role", ROLES), name="role"),
-    # Latencies since a time. Partial: batched shadow outputs carry no latency and cost
-    # the write path no index entry.
+    # A version's latencies since a time, or its newest (every latency read goes version
+    # by version: with the version in the index a sparse challenger's newest do not walk
+    # the champion's in between). Partial: batched shadow outputs carry no latency and
+    # cost the write path no index entry.
     Index(
-        "ix_outputs_model_created_at",
+        "ix_outputs_model_version_created_at",
         "model",
+        "version",
         "created_at",
         sqlite_where=text("latency_s IS NOT NULL"),
         postgresql_where=text("latency_s IS NOT NULL"),

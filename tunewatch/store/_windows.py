@@ -12,7 +12,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, Connection, and_, select, union_all
 
 from .._errors import InvalidValueError
-from ._schema import labels, outputs, requests
+from ._schema import labels, model_versions, outputs, requests
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -173,9 +173,11 @@ def read_latencies(
     aligned_to: int | None = None,
 ) -> dict[int, np.ndarray]:
     """Recorded single-request latencies (seconds) per version since ``since``; of
-    ``versions`` only when given. With ``newest`` (which needs ``versions``) only that
-    many per version, the newest, read by one query per version that walks the
-    (model, created_at) index from the newest end and stops there.
+    ``versions`` only when given, else of the model's registered versions. Read by one
+    query per version that seeks it in the (model, version, created_at) index, so a
+    version's read does not walk another's latencies. With ``newest`` (which needs
+    ``versions``) only that many per version, the newest: the query walks the index
+    from the newest end and stops there.
 
     With ``aligned_to`` (one of ``versions``; needs ``newest``) that version's newest
     ``newest`` are read, and the other versions' over the same period, weighted alike in
@@ -198,25 +200,25 @@ def read_latencies(
             raise InvalidValueError(f"`newest` must be at least 1, got {newest}")
         if aligned_to is not None:
             return _read_aligned(conn, where, versions, aligned_to, newest)
-        out: dict[int, np.ndarray] = {}
-        for version in dict.fromkeys(versions):
-            stmt = (
-                select(outputs.c.latency_s)
-                .where(*where, outputs.c.version == version)
-                .order_by(outputs.c.created_at.desc())
-                .limit(newest)
+    if versions is None:  # a handful of rows: then each version seeks its own latencies
+        versions = list(
+            conn.execute(
+                select(model_versions.c.version)
+                .where(model_versions.c.model == model)
+                .order_by(model_versions.c.version)
+            ).scalars()
+        )
+    out: dict[int, np.ndarray] = {}
+    for version in dict.fromkeys(versions):
+        stmt = select(outputs.c.latency_s).where(*where, outputs.c.version == version)
+        if newest is not None:
+            stmt = stmt.order_by(outputs.c.created_at.desc()).limit(newest)
+        values = [float(v) for v in conn.execute(stmt).scalars()]
+        if values:
+            out[int(version)] = np.asarray(
+                values[::-1] if newest is not None else values, dtype=np.float64
             )
-            values = [float(v) for v in conn.execute(stmt).scalars()]
-            if values:
-                out[int(version)] = np.asarray(values[::-1], dtype=np.float64)
-        return out
-    stmt = select(outputs.c.version, outputs.c.latency_s).where(*where)
-    if versions is not None:
-        stmt = stmt.where(outputs.c.version.in_(list(versions)))
-    by_version: dict[int, list[float]] = {}
-    for version, latency in conn.execute(stmt):
-        by_version.setdefault(int(version), []).append(float(latency))
-    return {v: np.asarray(xs, dtype=np.float64) for v, xs in by_version.items()}
+    return out
 
 
 # An aligned read cuts the aligned version's period into this many slices.

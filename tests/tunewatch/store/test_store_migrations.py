@@ -378,12 +378,15 @@ def test_0012_keeps_an_index_the_operator_built_beforehand(store_url: str) -> No
             command.upgrade(alembic_config(conn), "0011")
             conn.execute(
                 sa.text(
-                    "CREATE INDEX ix_outputs_model_created_at ON outputs (model, created_at) "
-                    "WHERE latency_s IS NOT NULL"
+                    "CREATE INDEX ix_outputs_model_version_created_at ON outputs "
+                    "(model, version, created_at) WHERE latency_s IS NOT NULL"
                 )
             )
             command.upgrade(alembic_config(conn), "head")
-            indexes = {i["name"] for i in sa.inspect(conn).get_indexes("outputs")}
+            indexes = {
+                i["name"]: i["column_names"] for i in sa.inspect(conn).get_indexes("outputs")
+            }
     finally:
         engine.dispose()
-    assert "ix_outputs_model_created_at" in indexes
+    assert indexes["ix_outputs_model_version_created_at"] == ["model", "version", "created_at"]
+    assert "ix_outputs_model_created_at" not in indexes
