@@ -68,6 +68,20 @@ def _actor(text: str) -> str:
     return text
 
 
+def _reason(text: str) -> str:
+    """An argparse type: a reason UTF-8 can encode, else a usage error (checked before the
+    command writes anything). An argument byte the locale cannot decode reaches Python as
+    a lone surrogate: stored, the reports quoting it could not be written."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise argparse.ArgumentTypeError(
+            f"`--reason` must be text UTF-8 can encode, got {text!r:.60}: a byte the "
+            "locale could not decode reaches Python as a lone surrogate"
+        ) from exc
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tunewatch",
@@ -107,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("promote", help="make a version the champion, or ask for approval")
     p.add_argument("model")
     p.add_argument("version", type=_int_in("version", 1, MAX_ID))
-    p.add_argument("--reason", required=True)
+    p.add_argument("--reason", type=_reason, required=True)
     p.set_defaults(func=cmd_promote)
 
     for name, text in (
@@ -116,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("approval", type=_int_in("approval", 1, MAX_ID))
-        p.add_argument("--reason", required=True)
+        p.add_argument("--reason", type=_reason, required=True)
         p.set_defaults(func=cmd_decide)
 
     p = sub.add_parser("approvals", help="list approval requests")
@@ -125,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rollback", help="restore the champion the current one replaced")
     p.add_argument("model")
-    p.add_argument("--reason", required=True)
+    p.add_argument("--reason", type=_reason, required=True)
     p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser(
@@ -147,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("retune", help="queue a manual re-tuning job for a model")
     p.add_argument("model")
-    p.add_argument("--reason", default="manual")
+    p.add_argument("--reason", type=_reason, default="manual")
     p.add_argument("--run", action="store_true", help="run the job in this process now")
     p.set_defaults(func=cmd_retune)
 

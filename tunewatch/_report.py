@@ -69,7 +69,7 @@ class Report:
                 out.append("|" + "---|" * len(header))
                 out += ["| " + " | ".join(_md(_fmt(c)) for c in row) + " |" for row in body]
                 out.append("")
-        return "\n".join(out)
+        return _encodable("\n".join(out))
 
     def html(self) -> str:
         e = html.escape
@@ -103,7 +103,14 @@ class Report:
                     + "</table>"
                 )
         parts.append("</body></html>")
-        return "".join(parts)
+        return _encodable("".join(parts))
+
+
+def _encodable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode as its escape: a lone surrogate (``\\udcff``)
+    from a reason the CLI stored before it refused argv's undecodable bytes. A report
+    explains a change made: written, served or printed, it must not fail on one."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 _MD_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": r"\|"})
@@ -333,13 +340,14 @@ def write_report(store: Store, config: Config, model: str, version: int) -> tupl
 
 def refresh_reports(store: Store, config: Config, model: str, versions: Iterable[int]) -> None:
     """Write the reports of ``versions`` after a committed promotion, approval or
-    rollback. One that cannot be written is logged with its traceback, not raised: the
-    change it explains stands, and ``GET …/report`` and ``tunewatch report`` rebuild it
-    from the store."""
+    rollback. One that cannot be written (``OSError``, or a ``ValueError`` such as a
+    text the file cannot encode) is logged with its traceback, not raised: the change it
+    explains stands, and ``GET …/report`` and ``tunewatch report`` rebuild it from the
+    store."""
     for version in versions:
         try:
             write_report(store, config, model, version)
-        except OSError:
+        except (OSError, ValueError):
             logger.exception(
                 "model=%s version=%d: writing the rationale report failed (the change "
                 "stands; the report is rebuilt from the store on request)",

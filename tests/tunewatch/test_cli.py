@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -178,6 +181,7 @@ def backend(tmp_path: Path, store_url: str) -> tuple[Path, str]:
         pytest.param("a" * 201, id="longer_than_the_audit_column"),
         pytest.param("ops\nadmin", id="a_newline"),
         pytest.param("ops\x00", id="a_nul"),
+        pytest.param("ops\udcff", id="a_lone_surrogate"),  # an undecodable argv byte
     ],
 )
 def test_an_actor_the_audit_log_cannot_hold_is_a_usage_error_before_any_write(
@@ -194,6 +198,49 @@ def test_an_actor_the_audit_log_cannot_hold_is_a_usage_error_before_any_write(
     assert "`--actor` must be 1 to 200 printable characters" in captured.err
     with Store.open(url) as store:
         assert store.list_tokens() == [] and store.audit_log() == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(["promote", "credit", "2"], id="promote"),
+        pytest.param(["approve", "1"], id="approve"),
+        pytest.param(["reject", "1"], id="reject"),
+        pytest.param(["rollback", "credit"], id="rollback"),
+        pytest.param(["retune", "credit"], id="retune"),
+    ],
+)
+def test_a_reason_utf8_cannot_encode_is_a_usage_error_before_any_write(
+    backend: tuple[Path, str], command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--reason $'ok \\xff'` reaches Python as a lone surrogate (argv decoding keeps an
+    undecodable byte so); it was stored, and every report quoting it failed to write."""
+    config, url = backend
+    with pytest.raises(SystemExit) as exited:
+        run(config, *command, "--reason", "ok \udcff")
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    assert "`--reason` must be text UTF-8 can encode" in captured.err
+    with Store.open(url) as store:
+        assert store.audit_log() == [] and store.list_jobs() == []
+
+
+def test_a_reason_with_a_byte_the_locale_cannot_decode_is_refused_from_the_shell(
+    backend: tuple[Path, str],
+) -> None:
+    """The real path: the shell passes `$'ok \\xff'` as bytes, Python decodes argv with
+    surrogateescape."""
+    config, url = backend
+    argv = [sys.executable.encode(), b"-m", b"tunewatch._cli", b"--config", bytes(config)]
+    argv += [b"--actor", b"ops", b"promote", b"credit", b"2", b"--reason", b"ok \xff"]
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(argv, capture_output=True, env=env, check=False)
+    assert done.returncode == 2, done.stderr
+    assert b"`--reason` must be text UTF-8 can encode" in done.stderr
+    with Store.open(url) as store:
+        assert store.audit_log() == []
 
 
 def test_a_user_name_the_audit_log_cannot_hold_must_be_replaced_with_actor(

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+import tunewatch._report as report_module
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tunewatch._example import ExampleModel
-from tunewatch._report import build_report
+from tunewatch._report import build_report, refresh_reports
 
 
 def _table(markdown: str, header: str) -> list[list[str]]:
@@ -130,5 +135,52 @@ def test_an_imported_version_s_report_says_where_it_came_from(
         assert "- **source trigger event**: drift_detected" in md
         assert "- **rows (in the source store)**: 1500" in md
         assert "- **of which labelled traffic (in the source store)**: 1300" in md
+    finally:
+        daemon.close()
+
+
+def test_a_reason_holding_a_lone_surrogate_is_written_escaped_in_the_reports(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """`tunewatch promote … --reason $'ok \\xff'` stored a lone surrogate (argv decoding
+    turns an undecodable byte into one); writing a report quoting it raised
+    UnicodeEncodeError, which refresh_reports let through after the change committed."""
+    daemon, _ = make_daemon(tmp_path, trained)  # v1 champion, v2 shadow
+    try:
+        daemon.store.promote(MODEL, 2, actor="ops", reason="bad byte \udcff from argv")
+        refresh_reports(daemon.store, daemon.config, MODEL, (2, 1))
+        folder = Path(daemon.config.data_dir) / "reports"
+        for suffix in ("md", "html"):
+            text = (folder / f"{MODEL}-v2.{suffix}").read_text(encoding="utf-8")
+            assert "bad byte \\udcff from argv" in text, suffix
+        assert "- **stage**: retired" in (folder / f"{MODEL}-v1.md").read_text(encoding="utf-8")
+    finally:
+        daemon.close()
+
+
+def test_a_report_failing_with_a_value_error_is_logged_and_the_others_written(
+    trained: list[ExampleModel],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Only OSError was caught: any other error of one report (UnicodeEncodeError is a
+    ValueError) escaped to the request that had committed the change, and the reports
+    after it were not written."""
+    daemon, _ = make_daemon(tmp_path, trained)
+    real = report_module.write_report
+
+    def failing_for_v2(store: Any, config: Any, model: str, version: int) -> Any:
+        if version == 2:
+            raise ValueError("cannot encode")
+        return real(store, config, model, version)
+
+    monkeypatch.setattr(report_module, "write_report", failing_for_v2)
+    try:
+        with caplog.at_level(logging.ERROR, logger="tunewatch._report"):
+            refresh_reports(daemon.store, daemon.config, MODEL, (2, 1))
+        [failure] = [r for r in caplog.records if "rationale report" in r.getMessage()]
+        assert failure.args == (MODEL, 2) and failure.exc_info is not None
+        assert (Path(daemon.config.data_dir) / "reports" / f"{MODEL}-v1.md").exists()
     finally:
         daemon.close()

@@ -233,6 +233,29 @@ def test_a_rollback_rewrites_the_reports_of_both_versions(gov: Running) -> None:
         assert "| rollback (v3 rolled back, v1 restored) | test-operator | worse in prod |" in text
 
 
+def test_a_rollback_over_a_reason_holding_a_lone_surrogate_answers_and_writes_reports(
+    gov: Running,
+) -> None:
+    """v3 was promoted by `tunewatch promote credit 3 --reason $'ok \\xff'` before the
+    CLI refused such a reason: argv decoding stored a lone surrogate. The API's rollback
+    committed, then writing the reports quoting it raised: 500 for a change made; and
+    ``GET …/report``, which rebuilds them, answered 500."""
+    gov.daemon.store.promote(MODEL, 3, actor="ops", reason="ok \udcff")
+    r = _post(gov, f"/v1/models/{MODEL}/rollback", "operator", reason="worse")
+    assert r.status_code == 200 and r.json()["champion"]["version"] == 1, r.text
+    folder = Path(gov.daemon.config.data_dir) / "reports"
+    rolled_back, restored = ((folder / f"{MODEL}-v{v}.md").read_text("utf-8") for v in (3, 1))
+    assert "| promote | ops | ok \\udcff |" in rolled_back
+    for text in (rolled_back, restored):
+        assert "| rollback (v3 rolled back, v1 restored) | test-operator | worse |" in text
+    for fmt in ("md", "html"):  # rebuilt from the store on request: it answered 500 too
+        page = httpx.get(
+            f"{gov.url}/v1/models/{MODEL}/versions/3/report?format={fmt}",
+            headers=gov.auth("viewer"),
+        )
+        assert page.status_code == 200 and "ok \\udcff" in page.text, (fmt, page.text)
+
+
 def test_a_promotion_rewrites_the_report_of_the_champion_it_replaced(gov: Running) -> None:
     """Only the new champion's report was written: the replaced one's copy still said
     it was champion. Through an approval too."""
