@@ -33,6 +33,7 @@ CROSS_SITE = {
     "sibling-subdomain": {"Origin": "https://other.example", "Sec-Fetch-Site": "same-site"},
     "old-browser-origin-only": {"Origin": EVIL},
     "opaque-origin": {"Origin": "null"},
+    "old-browser-behind-a-proxy": {"Origin": EVIL, "X-Forwarded-Host": "tunewatch.example"},
 }
 
 
@@ -57,6 +58,24 @@ def test_a_login_from_the_dashboard_itself_or_without_an_origin_signs_in(
     headers = {"Origin": served.url} if origin else {}
     if sec_fetch_site is not None:
         headers["Sec-Fetch-Site"] = sec_fetch_site
+    r = _post(served, "/dashboard/login", headers, served.tokens["viewer"])
+    assert r.status_code == 303, r.text
+    assert r.headers["set-cookie"].startswith("tunewatch_session=")
+
+
+@pytest.mark.parametrize(
+    "forwarded",
+    ["tunewatch.example", "tunewatch.example, 10.0.0.5:8080"],
+    ids=["one-proxy", "a-chain-of-proxies"],
+)
+def test_a_login_from_the_dashboard_behind_a_proxy_rewriting_host_signs_in(
+    served: Served, forwarded: str
+) -> None:
+    """nginx's and Apache's defaults send the daemon their own upstream as ``Host``; a
+    browser without ``Sec-Fetch-Site`` (Safari before 16.4) sends the page's ``Origin``,
+    which named another host than ``Host``: every sign-in was refused. The proxy's
+    ``X-Forwarded-Host`` (a cross-site form cannot set it) names the page's host."""
+    headers = {"Origin": "https://tunewatch.example", "X-Forwarded-Host": forwarded}
     r = _post(served, "/dashboard/login", headers, served.tokens["viewer"])
     assert r.status_code == 303, r.text
     assert r.headers["set-cookie"].startswith("tunewatch_session=")

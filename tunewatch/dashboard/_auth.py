@@ -8,8 +8,9 @@ it) and ``Secure`` when the page was served over HTTPS. Tokens never appear in U
 SameSite restricts sending the cookie, not storing one: a page on another site could
 auto-submit the login form with the attacker's token and sign the victim in as the
 attacker (login CSRF). :func:`check_same_origin` refuses such posts by the headers a
-browser sets and a page cannot forge (``Sec-Fetch-Site``, else ``Origin``); a client that
-sends neither (curl, a script) is no browser a page could drive, and passes.
+browser sets and a page cannot forge (``Sec-Fetch-Site``, else ``Origin`` against
+``Host`` or a proxy's ``X-Forwarded-Host``, which a form cannot set either); a client
+that sends neither (curl, a script) is no browser a page could drive, and passes.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def check_token(request: Request, token: str) -> Principal:
 def check_same_origin(request: Request) -> None:
     """Refuse (403 ``cross_site``) a form post another site's page made: ``Sec-Fetch-Site``
     must be ``same-origin`` (or ``none``, the user's own navigation) when sent; without it,
-    an ``Origin`` must name this host, as the request's ``Host`` header does."""
+    an ``Origin`` must name this host, as the request's ``Host`` header does or, behind a
+    proxy that rewrites ``Host``, its ``X-Forwarded-Host``."""
     site = request.headers.get("sec-fetch-site")
     if site is not None:
         if site.lower() in ("same-origin", "none"):
@@ -60,10 +62,15 @@ def check_same_origin(request: Request) -> None:
     if origin is None:
         return
     host = request.headers.get("host", "")
-    if origin != "null" and urlsplit(origin).netloc.lower() == host.lower():
+    # Behind a proxy that rewrites Host (nginx's and Apache's defaults) the page's host is
+    # in X-Forwarded-Host, one per proxy; a cross-site form cannot set that header.
+    forwarded = request.headers.get("x-forwarded-host", "")
+    hosts = {h.strip().lower() for h in (host, *forwarded.split(","))} - {""}
+    if origin != "null" and urlsplit(origin).netloc.lower() in hosts:
         return
+    names = f"{host!r}" + (f" or X-Forwarded-Host {forwarded!r}" if forwarded else "")
     raise AuthError(
-        f"refused a cross-site form post: Origin must be this dashboard's host {host!r}, "
+        f"refused a cross-site form post: Origin must be this dashboard's host {names}, "
         f"got {origin!r}",
         code="cross_site",
         status=403,
