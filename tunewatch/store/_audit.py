@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, or_, select, update
+from sqlalchemy import Connection, Row, and_, func, or_, select, update
 
 from ._canonical import canonical_json, json_roundtrip
 from ._schema import ZERO_HASH, audit_entries, audit_head
@@ -115,15 +115,21 @@ def audit_facets(conn: Connection, model: str | None = None) -> tuple[list[str],
     return found[0], found[1]
 
 
+# Audited under the token's own name, which may be a model's: never about the model.
+_TOKEN_ACTIONS = ("create_token", "revoke_token")
+
+
 def _about(model: str) -> Any:
     """Entries whose target names ``model``: the model itself (``regulate_model``,
     ``import_bundle``) or one of its versions (``model/v3``), the only targets written
     about a model. Nothing else that starts with the name is: model names may hold ':'
-    and '@', and a token is audited under its own name."""
+    and '@'. A token is audited under its own name, so one named like the model is not
+    about it either."""
     target = audit_entries.c.target
     prefix = f"{model}/v"
     head = func.substr(target, 1, len(prefix))  # compared exactly (SQLite's LIKE is not)
-    return or_(target == model, head == prefix)
+    itself = and_(target == model, audit_entries.c.action.not_in(_TOKEN_ACTIONS))
+    return or_(itself, head == prefix)
 
 
 def verify_audit(conn: Connection) -> AuditBreak | None:

@@ -653,6 +653,26 @@ def test_a_model_s_audit_trail_leaves_out_models_and_tokens_whose_names_extend_i
     assert [a.target for a in store.audit_log(model="credit:eu")] == ["credit:eu/v1"]
 
 
+def test_a_model_s_audit_trail_leaves_out_a_token_named_like_it(store: Store) -> None:
+    """A token is audited under its own name: `tunewatch tokens create credit` put its
+    creation and revocation in model credit's trail, and admin among its actors."""
+    store.ensure_model(name="credit", task="binary", feature_names=["a", "b"])
+    _register(store, "credit")
+    assert store.regulate_model("credit", actor="bob", reason="lending")
+    store.add_token(name="credit", role="scorer", token_hash="2" * 64, actor="admin")
+    store.revoke_token("credit", actor="admin")
+    trail = [(a.action, a.target) for a in store.audit_log(model="credit")]
+    assert trail == [("regulate_model", "credit"), ("register_version", "credit/v1")]
+    assert store.audit_facets("credit") == (
+        ["register_version", "regulate_model"],
+        ["alice", "bob"],
+    )
+    assert [a.action for a in store.audit_log(target="credit")][:2] == [
+        "revoke_token",
+        "create_token",
+    ]
+
+
 def _timed_outputs(store: Store, version: int, latencies: list[float], start: datetime) -> None:
     """One output of ``version`` per latency, a second apart from ``start``."""
     store.write_records(
