@@ -1,0 +1,125 @@
+"""The ``evaluation`` section of a model's configuration: drift, decay, estimate.
+
+Part of :mod:`tunewatch._config`, which re-exports these models; checked when the config
+loads, like the rest of it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from monitor.drift import METHODS as DRIFT_METHODS
+from monitor.drift import DriftError
+from tunewatch._config_base import Frozen as _Frozen
+
+# The drift frame's columns besides a model's features (tunewatch._drift_report builds
+# the frame under these names): the champion's prediction, and the label.
+PREDICTION_COLUMN = "__prediction__"
+LABEL_COLUMN = "__label__"
+
+
+class ColumnDriftSpec(_Frozen):
+    """One column's drift method and threshold. Whether the column exists is checked
+    against the model's features when it registers or the daemon starts
+    (:meth:`Config.check_drift_columns`); whether the method fits the column's values
+    only against the champion's reference, at evaluation."""
+
+    method: Literal["ks", "psi", "wasserstein", "jensenshannon", "chisquare", "z"]
+    threshold: float | None = None
+
+    @model_validator(mode="after")
+    def _threshold_fits_the_method(self) -> ColumnDriftSpec:
+        try:
+            DRIFT_METHODS[self.method](threshold=self.threshold)
+        except DriftError as exc:
+            raise ValueError(f"method {self.method!r}: {exc}") from exc
+        return self
+
+
+class DriftEvaluationConfig(_Frozen):
+    """Drift of features, predictions and labels against the champion's reference."""
+
+    enabled: bool = True
+    dataset_rule: Literal["share", "fdr", "bonferroni"] = "share"
+    share_threshold: float = Field(default=0.5, gt=0, le=1)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    min_rows: int = Field(default=100, ge=2)
+    sample_size: int = Field(default=20_000, ge=100)
+    columns: dict[str, ColumnDriftSpec] = Field(default_factory=dict)
+    # Hysteresis: this many consecutive drifted windows that share no request raise
+    # drift_detected (the same requests read again by a later run are one window).
+    consecutive: int = Field(default=2, ge=1)
+    cooldown_minutes: float = Field(default=360.0, ge=0)
+
+    @model_validator(mode="after")
+    def _sample_holds_min_rows(self) -> DriftEvaluationConfig:
+        if self.sample_size < self.min_rows:
+            raise ValueError(
+                f"`sample_size` ({self.sample_size}) must be at least `min_rows` "
+                f"({self.min_rows}): a smaller sample could never be tested"
+            )
+        return self
+
+
+class DecayEvaluationConfig(_Frozen):
+    """Realised objective per window of matured labels and its trend."""
+
+    enabled: bool = True
+    window_s: float = Field(default=86_400.0, gt=0)
+    # Labels are complete this long after their request: decay counts a request once its
+    # label came within it of the window's end, label drift reads the labels of requests
+    # at least this old only.
+    maturity_s: float = Field(default=86_400.0, ge=0)
+    horizon_windows: int = Field(default=30, ge=3)
+    min_windows: int = Field(default=3, ge=3)  # a trend needs three points
+    # decay_detected when the trend worsens significantly and the objective is projected
+    # to cross ``threshold`` within ``horizon_days``. Unset: 5 ``tolerance`` worse than
+    # the horizon's first ``min_windows`` matured windows, weighted by labelled requests.
+    threshold: float | None = None
+    horizon_days: float = Field(default=14.0, gt=0)
+    tolerance: float = Field(default=0.01, gt=0)
+    consecutive: int = Field(default=1, ge=1)
+    cooldown_minutes: float = Field(default=1440.0, ge=0)
+
+    @model_validator(mode="after")
+    def _horizon_holds_min_windows(self) -> DecayEvaluationConfig:
+        maturing = math.ceil(self.maturity_s / self.window_s)  # windows whose labels are young
+        matured = self.horizon_windows - maturing
+        if matured < self.min_windows:
+            raise ValueError(
+                f"`horizon_windows` ({self.horizon_windows}) minus the windows still maturing "
+                f"(ceil(`maturity_s` {self.maturity_s} / `window_s` {self.window_s}) = "
+                f"{maturing}) leaves {matured} matured windows, fewer than `min_windows` "
+                f"({self.min_windows}): decay could never be measured"
+            )
+        return self
+
+
+class EstimateEvaluationConfig(_Frozen):
+    """Label-free accuracy estimate (CBPE) for binary models, before labels arrive."""
+
+    enabled: bool = True
+    # estimate_dropped when the estimate falls this far below the reference accuracy.
+    max_drop: float = Field(default=0.05, gt=0, lt=1)
+    consecutive: int = Field(default=2, ge=1)
+    cooldown_minutes: float = Field(default=360.0, ge=0)
+
+
+class EvaluationConfig(_Frozen):
+    interval_s: float = Field(default=300.0, gt=0)
+    # The current window: the newest ``window_rows`` rows, or the last ``window_s``.
+    window_rows: int | None = Field(default=5000, ge=1)
+    window_s: float | None = Field(default=None, gt=0)
+    drift: DriftEvaluationConfig = DriftEvaluationConfig()
+    decay: DecayEvaluationConfig = DecayEvaluationConfig()
+    estimate: EstimateEvaluationConfig = EstimateEvaluationConfig()
+    label_delay_alarm_s: float = Field(default=7 * 86_400.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_window(self) -> EvaluationConfig:
+        if (self.window_rows is None) == (self.window_s is None):
+            raise ValueError("set exactly one of `window_rows` and `window_s`")
+        return self
