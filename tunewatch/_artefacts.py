@@ -44,9 +44,8 @@ class ArtefactStore:
                     fh.flush()
                     os.fsync(fh.fileno())
                 os.replace(tmp, target)
-            except BaseException:
+            finally:  # gone once renamed; left by a failed write
                 Path(tmp).unlink(missing_ok=True)
-                raise
             _fsync_directory(target.parent)  # the rename
             for directory in created:  # each new directory's entry in its parent
                 _fsync_directory(directory.parent)
