@@ -486,9 +486,19 @@ def _distribution(decl: IntParam | FloatParam | CategoricalParam) -> BaseDistrib
     return CategoricalDistribution(list(decl.choices))
 
 
+#: How Optuna's fANOVA refuses trials none of its trees can split (all values equal, or all
+#: parameters).
+_ZERO_VARIANCE = "zero total variance"
+
+
 def param_importances(history: History, space: SearchSpace, *, seed: int) -> dict[str, float]:
     """fANOVA importance shares (seeded) of the parameters every historical trial has,
-    with normalised ranks as the target (comparable across studies)."""
+    with normalised ranks as the target (comparable across studies).
+
+    Empty when there is nothing to share out: fewer than two trials project into
+    ``space``, or fANOVA finds no variance (their ranks are all equal, or no parameter
+    separates them).
+    """
     study = optuna.create_study(direction="minimize")
     declarations = space.declarations()
     for t in history.trials:
@@ -510,6 +520,8 @@ def param_importances(history: History, space: SearchSpace, *, seed: int) -> dic
     try:
         result = optuna.importance.get_param_importances(study, evaluator=evaluator)
     except (ValueError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and _ZERO_VARIANCE in str(exc):
+            return {}
         raise WarmStartError(f"importances could not be computed from history: {exc}") from exc
     return {name: float(share) for name, share in result.items()}
 

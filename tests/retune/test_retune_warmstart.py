@@ -402,3 +402,106 @@ def test_history_snapped_to_the_top_of_a_grid_is_enqueued_and_weighed_in_range()
         space.check(params)
     shares = param_importances(history, space, seed=0)
     assert set(shares) == {"p", "q"}
+
+
+def _space(**params: dict[str, Any]) -> SearchSpace:
+    return parse_search_space({"name": "s", "params": params})
+
+
+_UNIT = {"type": "float", "low": 0.0, "high": 1.0}
+
+
+def test_freeze_never_fixes_a_parameter_history_did_not_vary() -> None:
+    """fANOVA scores a parameter history held constant 0.0, and it was frozen on no
+    evidence: ``c`` here, or the estimator of a history with only ``logistic`` in a space
+    that added ``gradient_boosting`` (12 trials then tried the added family once)."""
+    space = _space(a=_UNIT, b=_UNIT, c={"type": "int", "low": 1, "high": 5})
+    trials = [
+        HistoryTrial(
+            study_name="old",
+            number=i,
+            params={"a": i / 19, "b": (7 * i % 20) / 19, "c": 3},
+            value=i,
+        )
+        for i in range(20)
+    ]
+    plan = FreezeUnimportant(min_share=0.1, min_trials=10).plan(History.from_trials(trials), space)
+    assert plan.importances["c"] == 0.0 and "c" not in plan.frozen
+    assert plan.frozen == {"b": 0.0}  # varied and unimportant: frozen at the best trial's value
+    assert any("'c'" in note and "did not vary" in note for note in plan.notes)
+
+    logistic_only = [
+        HistoryTrial(
+            study_name="old",
+            number=i,
+            params={
+                "scaler": ["none", "standard"][i % 2],
+                "estimator": "logistic",
+                "C": 0.01 * (i + 1),
+            },
+            value=abs(i - 12),
+        )
+        for i in range(20)
+    ]
+    plan = FreezeUnimportant(min_trials=10).plan(History.from_trials(logistic_only), small_space())
+    assert "estimator" not in plan.frozen
+
+
+def test_freeze_never_fixes_a_categorical_that_gained_choices() -> None:
+    trials = [
+        HistoryTrial(study_name="old", number=i, params={"a": i / 19, "kind": "xy"[i % 2]}, value=i)
+        for i in range(20)
+    ]
+    history = History.from_trials(trials)
+    same = _space(a=_UNIT, kind={"type": "categorical", "choices": ["x", "y"]})
+    assert FreezeUnimportant(min_trials=10).plan(history, same).frozen == {"kind": "x"}
+    gained = _space(a=_UNIT, kind={"type": "categorical", "choices": ["x", "y", "z"]})
+    plan = FreezeUnimportant(min_trials=10).plan(history, gained)
+    assert plan.frozen == {}
+    assert any("kind" in note and "'z'" in note for note in plan.notes)
+
+
+def test_freeze_counts_only_history_trials_valid_in_the_current_space() -> None:
+    """20 historical trials of which 3 have a C the space still allows: fANOVA ran on the
+    3 (min_trials 15 counted the 20) and froze the estimator."""
+    trials = [
+        HistoryTrial(
+            study_name="old",
+            number=i,
+            params={
+                "scaler": "standard" if i % 2 else "none",
+                "estimator": "logistic",
+                "C": 0.01 * (i + 1) if i < 17 else 5.0 + i - 17,
+            },
+            value=float(i % 7),
+        )
+        for i in range(20)
+    ]
+    narrowed = json.loads(json.dumps(SMALL_SPACE))
+    narrowed["params"]["estimator"]["when"]["logistic"]["C"].update(low=5.0, high=10.0, safe=None)
+    plan = FreezeUnimportant(min_trials=15).plan(
+        History.from_trials(trials), parse_search_space(narrowed)
+    )
+    assert plan.frozen == {} and plan.importances == {}
+    assert any("3 of 20" in note for note in plan.notes)
+
+
+def test_freeze_with_constant_history_freezes_nothing() -> None:
+    """All-equal objective values leave fANOVA no variance to share out; the plan raised
+    WarmStartError ("Encountered zero total variance in all trees")."""
+    trials = [
+        HistoryTrial(
+            study_name="s",
+            number=i,
+            params={
+                "scaler": ["none", "standard"][i % 2],
+                "estimator": "logistic",
+                "C": 0.01 * (i + 1),
+            },
+            value=0.5,
+        )
+        for i in range(20)
+    ]
+    plan = FreezeUnimportant(min_trials=15).plan(History.from_trials(trials), small_space())
+    assert plan.frozen == {} and plan.importances == {}
+    assert any("equal" in note and "nothing frozen" in note for note in plan.notes)
