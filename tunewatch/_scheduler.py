@@ -7,7 +7,8 @@ lease schedules the per-model jobs (evaluation, comparisons, re-tuning schedules
 fixed ids, ``coalesce=True`` and ``max_instances=1``; a process that loses the lease
 removes them, and a job starts only while the lease this process last renewed is
 unexpired by its own clock. A failing job is logged with its traceback, counted, and
-simply runs again at its next tick.
+simply runs again at its next tick. At shutdown, running jobs get ``STOP_GRACE_S`` to
+finish before the lease is released.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -36,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 LEASE = "scheduler"
 LEASE_EXECUTOR = "lease"  # the renewal's own thread
+# How long shutdown waits for running scheduled jobs (evaluations, comparisons) before it
+# releases the lease; with the launcher's 30 s for workers, within a 60 s stop timeout.
+STOP_GRACE_S = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +101,7 @@ class Scheduler:
         metrics: ServingMetrics | None = None,
         holder: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        stop_grace_s: float = STOP_GRACE_S,
     ) -> None:
         self.store = store
         self.config = config
@@ -105,6 +111,11 @@ class Scheduler:
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.leader = False
         self._clock = clock
+        self._stop_grace_s = stop_grace_s
+        self._stopping = False
+        self._lease_lock = threading.Lock()  # a renewal and the release at shutdown, in turn
+        self._running = 0  # scheduled jobs running now
+        self._idle = threading.Condition()
         # when the lease this process last took or renewed expires, by ``clock``: counted
         # from before the renewal was sent, so never later than the store's expiry
         self._lease_until: float | None = None
@@ -128,19 +139,38 @@ class Scheduler:
         self._lead()
 
     def shutdown(self) -> None:
+        """Stop starting jobs, give running ones ``stop_grace_s`` to finish, then release
+        the lease: released earlier, another process could run the same model's job
+        alongside a running one, and the daemon would close the store under it."""
+        with self._lease_lock:
+            self._stopping = True  # a renewal queued behind this one must not take it back
         self._aps.shutdown(wait=False)
-        if self.leader:
-            try:
-                self.store.release_lease(LEASE, self.holder)
-            except Exception:  # shutting down: log and let the lease expire on its own
-                logger.exception("could not release the scheduler lease")
-            self.leader = False
-            self._lease_until = None
+        with self._idle:
+            if not self._idle.wait_for(lambda: self._running == 0, self._stop_grace_s):
+                logger.warning(
+                    "%d scheduled jobs still running %.0f s after shutdown began; releasing "
+                    "the scheduler lease anyway",
+                    self._running,
+                    self._stop_grace_s,
+                )
+        with self._lease_lock:
+            if self.leader:
+                try:
+                    self.store.release_lease(LEASE, self.holder)
+                except Exception:  # shutting down: log and let the lease expire on its own
+                    logger.exception("could not release the scheduler lease")
+                self.leader = False
+                self._lease_until = None
 
     def scheduled(self) -> list[str]:
         return sorted(job.id for job in self._aps.get_jobs())
 
     def _lead(self) -> None:
+        with self._lease_lock:
+            if not self._stopping:
+                self._renew()
+
+    def _renew(self) -> None:
         known = True
         ttl = self.config.scheduler.lease_ttl_s
         sent = self._clock()
@@ -210,21 +240,29 @@ class Scheduler:
         self, name: str, model: str | None, fn: Callable[[], object]
     ) -> Callable[[], None]:
         def run() -> None:
-            if not self._holds_lease():
-                logger.warning(
-                    "scheduled %s of model=%s skipped: this process (%s) holds no unexpired "
-                    "scheduler lease",
-                    name,
-                    model,
-                    self.holder,
-                )
-                return
+            with self._idle:
+                self._running += 1
             try:
+                if self._stopping:
+                    return
+                if not self._holds_lease():
+                    logger.warning(
+                        "scheduled %s of model=%s skipped: this process (%s) holds no "
+                        "unexpired scheduler lease",
+                        name,
+                        model,
+                        self.holder,
+                    )
+                    return
                 fn()
             except Exception:  # the job boundary: log, count, retry at the next tick
                 logger.exception("scheduled %s of model=%s failed; retrying next tick", name, model)
                 if self.metrics is not None:
                     self.metrics.evaluations.labels(model or "-", f"{name}_failed").inc()
+            finally:
+                with self._idle:
+                    self._running -= 1
+                    self._idle.notify_all()
 
         return run
 

@@ -14,7 +14,7 @@ from tunewatch._config import ModelConfig, build_config
 from tunewatch._cron import crontab_trigger
 from tunewatch._errors import ConfigError
 from tunewatch._example import ExampleModel
-from tunewatch._scheduler import PerModelJob, Scheduler
+from tunewatch._scheduler import PerModelJob, Scheduler, Task
 from tunewatch.store import Store
 
 
@@ -311,4 +311,79 @@ def test_a_schedule_not_yet_due_keeps_its_time(tmp_path: Path) -> None:
         assert job.next_run_time == last + timedelta(hours=1)
     finally:
         scheduler.shutdown()
+        store.close()
+
+
+def test_shutdown_waits_for_a_running_job_before_releasing_the_lease(tmp_path: Path) -> None:
+    """Shutdown released the lease while a scheduled job was still running (APScheduler's
+    ``wait=False``): another process could take the lease and run the same model's job
+    concurrently, and the daemon closed the store under the running job."""
+    config = build_config({"data_dir": str(tmp_path), "scheduler": {"lease_ttl_s": 30}}, env={})
+    store = Store.open(config.store_url)
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        started.set()
+        release.wait(60)
+
+    scheduler = Scheduler(store=store, config=config, jobs=[], tasks=[Task("slow", 3600, slow)])
+    scheduler.start()
+    stopped = threading.Thread(target=scheduler.shutdown)
+    try:
+        assert scheduler.leader
+        scheduler._aps.get_job("slow").modify(next_run_time=datetime.now(UTC))
+        assert started.wait(30)
+        stopped.start()
+        stopped.join(0.5)
+        assert stopped.is_alive(), "shutdown returned while the job was running"
+        assert not store.acquire_lease("scheduler", "other", ttl_s=30)
+        release.set()
+        stopped.join(30)
+        assert not stopped.is_alive()
+        assert store.acquire_lease("scheduler", "other", ttl_s=30)
+    finally:
+        release.set()
+        if stopped.is_alive():
+            stopped.join(30)
+        store.close()
+
+
+def test_a_job_still_running_after_the_grace_period_does_not_hold_shutdown(
+    tmp_path: Path,
+) -> None:
+    config = build_config({"data_dir": str(tmp_path), "scheduler": {"lease_ttl_s": 30}}, env={})
+    store = Store.open(config.store_url)
+    started, release = threading.Event(), threading.Event()
+
+    def stuck() -> None:
+        started.set()
+        release.wait(60)
+
+    scheduler = Scheduler(
+        store=store, config=config, jobs=[], tasks=[Task("stuck", 3600, stuck)], stop_grace_s=0.2
+    )
+    scheduler.start()
+    try:
+        scheduler._aps.get_job("stuck").modify(next_run_time=datetime.now(UTC))
+        assert started.wait(30)
+        scheduler.shutdown()
+        assert store.acquire_lease("scheduler", "other", ttl_s=30)
+    finally:
+        release.set()
+        store.close()
+
+
+def test_a_renewal_after_shutdown_does_not_take_the_lease_back(tmp_path: Path) -> None:
+    """A renewal in flight on the lease thread when shutdown released the lease took it
+    back, so no other process could lead until it expired."""
+    config = build_config({"data_dir": str(tmp_path), "scheduler": {"lease_ttl_s": 30}}, env={})
+    store = Store.open(config.store_url)
+    scheduler = Scheduler(store=store, config=config, jobs=[])
+    scheduler.start()
+    try:
+        scheduler.shutdown()
+        scheduler._lead()
+        assert not scheduler.leader
+        assert store.acquire_lease("scheduler", "other", ttl_s=30)
+    finally:
         store.close()
