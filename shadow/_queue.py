@@ -39,6 +39,7 @@ import numpy as np
 
 from shadow._deployment import LoadedVersion
 from shadow._sched import use_batch_scheduling
+from shadow._validation import check_output
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,10 @@ def score(job: ShadowJob, loaded: LoadedVersion) -> ShadowResult:
         dtype = model.signature.input.dtype
         if x.dtype != dtype:
             x = x.astype(dtype)
-        values = model.primary(model.run(x))
+        outputs = model.run(x)
+        name = model.signature.primary_output
+        check_output(outputs[name], name)  # recorded as float32
+        values = model.primary(outputs)
     except Exception as exc:  # job boundary: record, log with traceback, carry on
         latency = time.perf_counter() - start
         logger.exception(
@@ -111,7 +115,10 @@ def score_many(jobs: Sequence[ShadowJob], loaded: LoadedVersion) -> list[ShadowR
     try:
         dtype = loaded.model.signature.input.dtype
         x = np.concatenate([j.x for j in rest]).astype(dtype, copy=False)
-        values = loaded.model.primary(loaded.model.run(x))
+        outputs = loaded.model.run(x)
+        name = loaded.model.signature.primary_output
+        check_output(outputs[name], name)  # else each job alone: the bad one fails
+        values = loaded.model.primary(outputs)
     except Exception:  # isolate the failing job below; each failure is logged there
         return results + [score(j, loaded) for j in rest]
     start = 0

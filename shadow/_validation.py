@@ -8,7 +8,10 @@ whole check costs a few microseconds.
 
 Overflow choice: a float64 value that is finite in the request but beyond the model
 dtype's range (e.g. ``1e39`` for a float32 model) is reported as ``out_of_range``, not
-``non_finite`` — the client sent a finite number, the model cannot represent it.
+``non_finite`` — the client sent a finite number, the model cannot represent it. A model
+taking float64 is held to float32's range all the same: rows are recorded as float32 and
+handed to challengers that may take float32, where such a value would become inf. For
+the same reason :func:`check_output` refuses a primary output float32 cannot hold.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from typing import Any, Final
 
 import numpy as np
 
-from shadow._errors import InvalidInputError
+from shadow._errors import InvalidInputError, ShadowError
 from shadow._onnx import Signature
 
 _RANGE_CACHE_MAX: Final[int] = 256
+_FLOAT32_MAX: Final[float] = float(np.finfo(np.float32).max)
 # id(tuple of ranges) -> (that tuple, lows, highs). The tuple is held so its id stays
 # unique while cached; only tuples (immutable, of frozen FeatureRange) are cached.
 _range_cache: dict[
@@ -98,7 +102,8 @@ def validate_batch(
     numeric dtype (``dtype_mismatch``: bool, strings, objects, complex), rank 2 with the
     model's feature count (``shape_mismatch``), at least one row (``empty_batch``), at
     most ``max_rows`` rows (``batch_too_large``), finite values (``non_finite``),
-    representable in the model's dtype (``out_of_range``; for integer inputs a
+    representable in the model's dtype and, for a dtype wider than float32, in float32
+    (``out_of_range``: rows are recorded and shadowed as float32; for integer inputs a
     fractional value is ``dtype_mismatch``), and within ``ranges`` — one
     :class:`FeatureRange` or ``None`` per feature (``out_of_range``). Pass ``ranges`` as
     a tuple to have its bounds cached between calls.
@@ -139,6 +144,14 @@ def validate_batch(
             )
         if target != x.dtype and (target.kind != "f" or peak > _float_max(target)):
             _check_representable(x, target, spec.name)
+        if peak > _FLOAT32_MAX:  # only a target wider than float32 gets here
+            row, col = _first(np.abs(x) > _FLOAT32_MAX)
+            raise InvalidInputError(
+                f"input {spec.name!r} value {x[row, col]} at row {row}, column {col} is beyond "
+                f"float32's range (max abs {_FLOAT32_MAX:.6g}), in which requests are recorded "
+                "and shadowed",
+                code="out_of_range",
+            )
     elif target != x.dtype:
         _check_representable(x, target, spec.name)
     out = np.ascontiguousarray(x, dtype=target)
@@ -211,3 +224,32 @@ def _check_representable(x: np.ndarray[Any, Any], target: np.dtype[Any], name: s
             f"the range of the model's {target} [{info.min}, {info.max}]",
             code="out_of_range",
         )
+
+
+def check_output(values: np.ndarray[Any, Any], name: str) -> None:
+    """Refuse a model's output ``values`` (named ``name``) that float32 cannot hold.
+
+    The primary output is recorded, and compared between versions, as float32: a NaN or
+    infinity (code ``non_finite_output``) or a float64 value past float32's range
+    (``output_out_of_range``, which the cast would make infinite) raises
+    :class:`~shadow.ShadowError` instead. Call it before the cast, which would warn.
+    """
+    if values.dtype.kind != "f" or values.size == 0:
+        return
+    peak = np.abs(values).max()
+    if math.isfinite(peak) and peak <= _FLOAT32_MAX:
+        return
+    finite = np.isfinite(values)
+    if not finite.all():
+        where = np.argwhere(~finite)[0]
+        raise ShadowError(
+            f"the model produced non-finite values in output {name!r}: "
+            f"{values[tuple(where)]} at index {where.tolist()}",
+            code="non_finite_output",
+        )
+    where = np.argwhere(np.abs(values) > _FLOAT32_MAX)[0]
+    raise ShadowError(
+        f"the model's output {name!r} value {values[tuple(where)]} at index {where.tolist()} "
+        f"is beyond float32's range (max abs {_FLOAT32_MAX:.6g}), in which outputs are recorded",
+        code="output_out_of_range",
+    )

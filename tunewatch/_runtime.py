@@ -33,6 +33,7 @@ from shadow import (
     ShadowResult,
     Signature,
     VersionNotLoadedError,
+    check_output,
     validate_batch,
 )
 from tunewatch._artefacts import ArtefactStore
@@ -370,6 +371,8 @@ class ScoringRuntime:
             served.row.name, chosen.version, chosen.hyperparameter_set, chosen.role
         ).observe(latency)
         self._rows(served.row.name).inc(x.shape[0])
+        primary = chosen.model.signature.primary_output
+        check_output(outputs[primary], primary)  # recorded as float32: refused, not inf
         return Scored(
             version=chosen,
             outputs=outputs,

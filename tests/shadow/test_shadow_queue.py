@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from shadow_models import N_FEATURES, Data, Exported
 
-from shadow import LoadedVersion, ShadowJob, ShadowQueue, ShadowResult
+from shadow import LoadedVersion, OnnxModel, ShadowJob, ShadowQueue, ShadowResult
 
 WAIT_S = 5.0  # upper bound for Event waits; tests never sleep
 
@@ -153,6 +153,35 @@ def test_challenger_with_other_input_dtype_gets_a_cast_copy(logistic: Exported, 
         assert collect.done.wait(WAIT_S)
     (result,) = collect.results
     assert result.error is None
+
+
+def test_a_challenger_output_float32_cannot_hold_is_an_error_not_inf(data: Data) -> None:
+    """A float64 challenger's output past float32's range was recorded as inf."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "factor"], ["y"])],
+        "scaled",
+        [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [None, N_FEATURES])],
+        [helper.make_tensor_value_info("y", TensorProto.DOUBLE, [None, N_FEATURES])],
+        [helper.make_tensor("factor", TensorProto.DOUBLE, [], [10.0])],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    scaled = LoadedVersion(
+        version=2, model=OnnxModel.from_bytes(proto.SerializeToString()), hyperparameter_set="hp"
+    )
+    big = np.zeros((1, N_FEATURES), dtype=np.float32)
+    big[0, 3] = 3e38  # scored 3e39
+    fits = big / 10
+    collect = Collector(expected=2)
+    with ShadowQueue(maxsize=2, on_result=collect) as q:
+        q.submit_many([job("big", big, scaled), job("fits", fits, scaled)])
+        assert collect.done.wait(WAIT_S)
+    results = {r.request_id: r for r in collect.results}
+    assert results["big"].values is None and results["big"].error is not None
+    assert "float32" in results["big"].error and "e+39 at index [0, 3]" in results["big"].error
+    assert results["fits"].error is None and results["fits"].values is not None
+    assert np.isfinite(results["fits"].values).all()
 
 
 @pytest.mark.parametrize(("maxsize", "workers"), [(0, 1), (1, 0)], ids=["maxsize", "workers"])

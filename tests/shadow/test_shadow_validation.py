@@ -146,6 +146,25 @@ def test_valid_float32_input_is_returned_without_copy(sig: Signature) -> None:
     assert validate_batch(x, sig, max_rows=1) is x
 
 
+def test_a_float64_model_refuses_values_float32_cannot_hold() -> None:
+    """Rows are recorded, and read by the other versions, as float32: 1e39 was taken by a
+    float64 model and recorded (and handed to a float32 challenger) as inf."""
+    sig = Signature(
+        TensorSpec("X", np.dtype(np.float64), (None, 2)),
+        (TensorSpec("y", np.dtype(np.float64), (None, 1)),),
+        "y",
+    )
+    with pytest.raises(InvalidInputError) as info:
+        validate_batch(np.array([[0.0, 1.0], [2.0, -1e39]]), sig, max_rows=2)
+    assert info.value.code == "out_of_range"
+    message = info.value.message
+    assert "'X'" in message and "-1e+39" in message and "row 1, column 1" in message
+    assert "float32" in message and "3.40282e+38" in message
+    limit = float(np.finfo(np.float32).max)
+    out = validate_batch(np.array([[limit, -limit]]), sig, max_rows=1)
+    assert out.dtype == np.float64 and out[0, 0] == limit
+
+
 def test_integer_model_input_refuses_fractions_and_overflow() -> None:
     sig = Signature(
         TensorSpec("X", np.dtype(np.int32), (None, 2)),

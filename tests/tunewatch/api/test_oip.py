@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -182,3 +183,90 @@ def test_version_metadata_is_that_versions_own_signature(mixed: Running) -> None
         r = c.get(f"/v2/models/{MODEL}/versions/1", headers={"Authorization": "Bearer tw_nope"})
         assert r.status_code == 401
         assert "/v2/models/{model}/versions/{version}" in c.get("/openapi.json").json()["paths"]
+
+
+def _scaled_variant(factor: float) -> ExampleModel:
+    """A version taking and answering float64: its probabilities are the first two
+    features times ``factor`` (past float32's range for a large feature)."""
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Slice", ["input", "starts", "ends", "axes"], ["first_two"]),
+        helper.make_node("Mul", ["first_two", "factor"], ["probabilities"]),
+        helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
+    ]
+    constants = [
+        helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
+        helper.make_tensor("ends", TensorProto.INT64, [1], [2]),
+        helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("factor", TensorProto.DOUBLE, [], [factor]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "scaled",
+        [helper.make_tensor_value_info("input", TensorProto.DOUBLE, [None, 8])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+            helper.make_tensor_value_info("probabilities", TensorProto.DOUBLE, [None, 2]),
+        ],
+        constants,
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    variant = logistic_variant(input_dtype="float64")
+    return ExampleModel(
+        name="scaled",
+        onnx=proto.SerializeToString(),
+        metadata=variant.metadata,
+    )
+
+
+def test_a_float64_value_beyond_float32_is_refused_not_recorded_as_inf(
+    mixed: Running, trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """A float64 version took 1e39 and answered 200 while the durable request record
+    (float32, as the store and the other versions read rows) held inf; an output past
+    float32 was recorded as inf the same way."""
+    x = np.zeros((1, 8))
+    x[0, 1] = 1e39
+    with httpx.Client(base_url=mixed.url, headers=mixed.auth("scorer")) as c:
+        r = c.post(f"/v2/models/{MODEL}/versions/3/infer", json=_infer_body("big", x, "FP64"))
+        assert r.status_code == 400, r.text
+        assert r.json()["code"] == "out_of_range"
+        message = r.json()["error"]
+        assert "'input'" in message and "1e+39" in message and "column 1" in message
+        assert "float32" in message and "3.40282e+38" in message
+        x[0, 1] = -3e38  # within float32: taken and recorded as sent
+        r = c.post(f"/v2/models/{MODEL}/versions/3/infer", json=_infer_body("edge", x, "FP64"))
+        assert r.status_code == 200, r.text
+    store = mixed.daemon.store
+    assert store.get_request(MODEL, "big") is None
+    edge = store.get_request(MODEL, "edge")
+    assert edge is not None
+    assert np.frombuffer(edge.inputs, dtype=np.float32)[1] == np.float32(-3e38)
+
+    scaled = _scaled_variant(10.0)
+    daemon, tokens = make_daemon(tmp_path, trained, extra={"scheduler": {"enabled": False}})
+    version = daemon.registry.register(MODEL, scaled.onnx, scaled.metadata, actor="test").version
+    daemon.runtime.load(MODEL)
+    scorer = {"Authorization": f"Bearer {tokens['scorer']}"}
+    x[0, 0], x[0, 1] = 3e38, 0.5  # the output: 3e39 and 5
+    path = f"/v2/models/{MODEL}/versions/{version}/infer"
+    try:
+        with BackgroundServer(daemon.app) as server:
+            with httpx.Client(base_url=server.url, headers=scorer) as c:
+                for rid, wanted in (("all", None), ("label-only", [{"name": "label"}])):
+                    extra = {} if wanted is None else {"outputs": wanted}
+                    r = c.post(path, json=_infer_body(rid, x, "FP64", **extra))
+                    assert r.status_code == 422, (rid, r.text)
+                    assert r.json()["code"] == "output_out_of_range"
+                    message = r.json()["error"]
+                    assert "'probabilities'" in message and "3e+39" in message
+                    assert "float32" in message
+                    assert daemon.store.get_request(MODEL, rid) is None
+                x[0, 0] = 3e37  # answered 3e38: within float32
+                r = c.post(path, json=_infer_body("fits", x, "FP64"))
+                assert r.status_code == 200, r.text
+        (output,) = daemon.store.get_outputs(MODEL, "fits")
+        assert np.frombuffer(output.values, dtype=np.float32)[0] == np.float32(3e38)
+    finally:
+        daemon.close()
