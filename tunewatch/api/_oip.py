@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from shadow import Signature
+from shadow import Signature, TensorSpec
 from tunewatch import __version__
 from tunewatch.api._body import parse_json_object
 from tunewatch.api._context import AppContext, authenticate, context
@@ -44,6 +44,7 @@ OIP_DATATYPES: dict[str, np.dtype[Any]] = {
 }
 _BY_DTYPE = {v: k for k, v in OIP_DATATYPES.items()}
 MAX_ID_LENGTH = 128
+MAX_DIMENSION = 2**31 - 1  # a free dimension of a request's `shape` (the batch's rows)
 HEADER_LENGTH = "inference-header-content-length"
 
 
@@ -86,7 +87,14 @@ def _request_id(raw: Any) -> str:
     return raw
 
 
-def _shape(raw: Any) -> tuple[int, ...]:
+def _dims(spec: TensorSpec) -> str:
+    return "[" + ", ".join("N" if d is None else str(d) for d in spec.shape) + "]"
+
+
+def _shape(raw: Any, spec: TensorSpec) -> tuple[int, ...]:
+    """The request's ``shape`` for input ``spec``: its rank, its fixed dimensions and at
+    most :data:`MAX_DIMENSION` in a free one, so that a shape holding no value (``[0,
+    2**62]``) cannot overflow numpy's reshape of the empty data."""
     if (
         not isinstance(raw, list)
         or not raw
@@ -95,6 +103,19 @@ def _shape(raw: Any) -> tuple[int, ...]:
         raise ApiError(
             400, "shape_mismatch", f"`shape` must be a list of non-negative integers, got {raw!r}"
         )
+    if len(raw) != spec.rank:
+        raise ApiError(
+            400, "shape_mismatch", f"input {spec.name!r} has rank {spec.rank}, got shape {raw}"
+        )
+    for axis, (got, fixed) in enumerate(zip(raw, spec.shape, strict=True)):
+        if got != fixed and (fixed is not None or got > MAX_DIMENSION):
+            rule = f"be {fixed}" if fixed is not None else f"be at most {MAX_DIMENSION}"
+            raise ApiError(
+                400,
+                "shape_mismatch",
+                f"input {spec.name!r} has shape {_dims(spec)}: dimension {axis} of `shape` "
+                f"must {rule}, got {got}",
+            )
     return tuple(raw)
 
 
@@ -135,13 +156,7 @@ def decode_infer_request(
             "unknown_input",
             f"unknown input {name!r}; the model's input is {signature.input.name!r}",
         )
-    shape = _shape(tensor.get("shape"))
-    if len(shape) != signature.input.rank:
-        raise ApiError(
-            400,
-            "shape_mismatch",
-            f"input {name!r} has rank {signature.input.rank}, got shape {list(shape)}",
-        )
+    shape = _shape(tensor.get("shape"), signature.input)
     expected = datatype_of(signature.input.dtype)
     datatype = tensor.get("datatype")
     if datatype != expected:

@@ -70,6 +70,18 @@ BINARY_HEAD = json.dumps(
 ).encode()
 
 
+def _empty_binary_head(shape: list[int]) -> bytes:
+    """A binary request of no bytes whose ``shape`` holds no value (numpy's reshape of
+    it failed as 'array is too big': a 500)."""
+    tensor = {
+        "name": "input",
+        "shape": shape,
+        "datatype": "FP32",
+        "parameters": {"binary_data_size": 0},
+    }
+    return json.dumps({"inputs": [tensor]}).encode()
+
+
 def _npz_bomb() -> bytes:
     """A 200-byte .npz whose one array declares 10**13 float32 values (36 TiB)."""
     header = io.BytesIO()
@@ -212,6 +224,20 @@ CASES: dict[str, Case] = {
             "records": [{"id": "m-big", "inputs": [ROW], "outputs": [[0.5, 0.5]], "version": 2**63}]
         },
     ),
+    **{
+        f"empty_data_shaped_{name}{suffix}": Case(
+            400,
+            "shape_mismatch",
+            body=infer_body([], shape=shape) if binary is None else binary,
+            headers={} if binary is None else {"Inference-Header-Content-Length": str(len(binary))},
+        )
+        for name, shape in (
+            ("0_by_2_62", [0, 2**62]),
+            ("0_by_2_63_minus_1", [0, 2**63 - 1]),
+            ("2_62_by_0", [2**62, 0]),
+        )
+        for suffix, binary in (("", None), ("_binary", _empty_binary_head(shape)))
+    },
     "binary_size_not_matching_shape": Case(
         400,
         "invalid_binary",
