@@ -270,3 +270,29 @@ def test_a_float64_value_beyond_float32_is_refused_not_recorded_as_inf(
         assert np.frombuffer(output.values, dtype=np.float32)[0] == np.float32(3e38)
     finally:
         daemon.close()
+
+
+def test_a_request_without_id_never_conflicts_with_a_client_id(running: Running) -> None:
+    """Generated ids were a per-process prefix and a counter, echoed to the client: one
+    could claim the next ones, and requests sent without an id then answered 409."""
+    x, _ = example_data(1, seed=8)
+    body = _infer_body("unused", np.clip(x, -9, 9), "FP32")
+    del body["id"]
+    with httpx.Client(base_url=running.url, headers=running.auth("scorer")) as c:
+        seen = c.post(f"/v2/models/{MODEL}/infer", json=body)
+        assert seen.status_code == 200, seen.text
+        first = seen.json()["id"]
+        stem, _, counter = first.rpartition("-")
+        step = int(counter) if counter.isdigit() else 0
+        # the ids the old scheme would have generated next, and the seen one extended
+        claimed = {f"{stem}-{step + k}" for k in range(1, 21)} | {f"{first}-1", first + "1"}
+        for rid in sorted(claimed):
+            r = c.post(f"/v2/models/{MODEL}/infer", json={**body, "id": rid})
+            assert r.status_code == 200, r.text
+        generated = []
+        for _ in range(20):
+            r = c.post(f"/v2/models/{MODEL}/infer", json=body)
+            assert r.status_code == 200, r.text
+            generated.append(r.json()["id"])
+    assert len(set(generated)) == len(generated) and not claimed & set(generated)
+    assert all(running.daemon.store.get_request(MODEL, rid) is not None for rid in generated)
