@@ -26,6 +26,11 @@ logger = logging.getLogger(__name__)
 _INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 _ROUTES = ("/v2/models/{model}/infer", "/v2/models/{model}/versions/{version}/infer")
 _JSON = [(b"content-type", b"application/json")]
+# Routes that read no token: probes and scrapes (which may carry one) answer without it.
+_OPEN = re.compile(
+    r"^/(?:healthz|readyz|metrics|v2(?:/health/(?:live|ready))?"
+    r"|v2/models/[^/]+(?:/versions/[^/]+)?/ready)$"
+)
 
 
 class _Disconnected(Exception):
@@ -49,10 +54,11 @@ class InferenceFront:
         for name, value in scope["headers"]:  # the first of repeated headers, as Starlette
             headers.setdefault(name, value)
         authorization = _text(headers.get(b"authorization"))
-        if not self.ctx.auth.resolved(authorization):
+        if not self.ctx.auth.resolved(authorization) and not _OPEN.match(scope["path"]):
             # A token not in the cache is looked up in a worker thread, so a slow or hung
             # database holds this request only, not the event loop; every check the
-            # request makes afterwards reads the cache.
+            # request makes afterwards reads the cache. A route that reads no token does
+            # not wait on the database for one.
             await run_in_threadpool(self.ctx.auth.resolve, authorization)
         match = _INFER.match(scope["path"])
         if match is None:

@@ -108,3 +108,43 @@ def test_the_first_of_two_authorization_headers_is_the_one_everywhere(
     body = {"inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": [0.0] * 8}]}
     r = httpx.post(f"{url}/v2/models/{MODEL}/infer", json=body, headers=headers)
     assert r.status_code == 200, r.text
+
+
+def test_health_and_metrics_do_not_wait_on_a_hung_token_store(
+    served: tuple[Any, str, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probe or a scrape carrying a token (Prometheus with a bearer token) waited on the
+    token lookup, though these routes read no token: with the database hung, liveness
+    answered only when the lookup did."""
+    daemon, url, _ = served
+    release, entered = threading.Event(), threading.Event()
+    auth = daemon.auth
+    monkeypatch.setattr(auth, "_lookup", _hang(release, entered, auth._lookup))
+    fresh = {"Authorization": f"Bearer {new_token()}"}
+    open_paths = (
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v2",
+        "/v2/health/live",
+        "/v2/health/ready",
+        f"/v2/models/{MODEL}/ready",
+        f"/v2/models/{MODEL}/versions/1/ready",
+    )
+    try:
+        for path in open_paths:
+            assert httpx.get(f"{url}{path}", headers=fresh, timeout=3.0).status_code == 200, path
+        assert not entered.is_set()
+        result: dict[str, int] = {}
+        waiting = threading.Thread(  # a route that reads the token still looks it up
+            target=lambda: result.update(
+                status=httpx.get(f"{url}/v1/models", headers=fresh, timeout=WAIT_S).status_code
+            )
+        )
+        waiting.start()
+        assert entered.wait(WAIT_S)
+        assert httpx.get(f"{url}/healthz", headers=fresh, timeout=3.0).status_code == 200
+    finally:
+        release.set()
+    waiting.join(WAIT_S)
+    assert result == {"status": 401}
