@@ -16,9 +16,24 @@ from tunewatch.api._body import parse_json_object
 from tunewatch.api._context import AppContext, authenticate, context
 from tunewatch.api._errors import ApiError
 from tunewatch.api._oip import MAX_ID_LENGTH
+from tunewatch.api._route import _is_json
 from tunewatch.store import MAX_ID, LabelItem
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, with or without ``Content-Type: application/json``, as
+    the other ``/v1`` routes read theirs; another type (``curl -d`` sends a form's) is 415."""
+    content_type = request.headers.get("content-type")
+    if content_type and not _is_json(content_type):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"the body must be JSON (Content-Type: application/json or none), got "
+            f"Content-Type {content_type!r}",
+        )
+    return parse_json_object(await request.body())
 
 
 def _items(body: dict[str, Any], key: str, limit: int) -> list[dict[str, Any]]:
@@ -85,9 +100,7 @@ async def mirror(request: Request) -> Response:
     authenticate(request, "score")
     model = request.path_params["model"]
     served = ctx.runtime.model(model)
-    items = _items(
-        parse_json_object(await request.body()), "records", ctx.runtime.config.server.max_items
-    )
+    items = _items(await _json_body(request), "records", ctx.runtime.config.server.max_items)
     lineup = served.deployment.lineup
     champion = lineup.champion
     default_width = ctx.runtime.signature(served).primary_width
@@ -173,9 +186,7 @@ async def feedback(request: Request) -> Response:
     authenticate(request, "label")
     model = request.path_params["model"]
     task = ctx.runtime.model(model).row.task
-    items = _items(
-        parse_json_object(await request.body()), "items", ctx.runtime.config.server.max_items
-    )
+    items = _items(await _json_body(request), "items", ctx.runtime.config.server.max_items)
     labels = []
     for i, item in enumerate(items):
         where = f"items[{i}]"

@@ -411,6 +411,24 @@ CASES: dict[str, Case] = {
         body=b'{"reason": "r"}',
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     ),
+    # feedback and mirror records took a form's Content-Type with 200, unlike the others
+    "feedback_sent_as_a_form": Case(
+        415,
+        "unsupported_media_type",
+        role="labeller",
+        path="/v1/models/credit/feedback",
+        body=b'{"items": [{"request_id": "form-1", "label": 1}]}',
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    ),
+    "mirror_records_sent_as_a_form": Case(
+        415,
+        "unsupported_media_type",
+        path="/v1/models/credit/records",
+        body=json.dumps(
+            {"records": [{"id": "form-1", "inputs": [ROW], "outputs": [[0.5, 0.5]]}]}
+        ).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    ),
     "management_body_with_duplicate_keys": Case(
         400,
         "duplicate_key",
