@@ -10,8 +10,10 @@ from shadow import (
     FeatureRange,
     InvalidInputError,
     OnnxModel,
+    ShadowError,
     Signature,
     TensorSpec,
+    check_output,
     validate_batch,
 )
 
@@ -240,3 +242,13 @@ def test_nan_never_reaches_the_session(boosting: Exported, data: Data) -> None:
         serve(x)
     assert info.value.code == "non_finite"
     assert np.isfinite(serve(data.x_holdout[:3])).all()
+
+
+def test_check_output_passes_finite_float32_values_whose_sum_overflows() -> None:
+    check_output(np.array([[3e38, 3e38]], dtype=np.float32), "probabilities")
+    with pytest.raises(ShadowError) as info:
+        check_output(np.array([[3e38, np.nan]], dtype=np.float32), "probabilities")
+    assert info.value.code == "non_finite_output"
+    with pytest.raises(ShadowError) as info:
+        check_output(np.array([[1.0, 1e39]], dtype=np.float64), "probabilities")
+    assert info.value.code == "output_out_of_range"

@@ -231,9 +231,14 @@ def decode_infer_request(
 
 
 def encode_outputs(
-    outputs: dict[str, np.ndarray], names: list[str] | None, *, version: int | None = None
+    outputs: dict[str, np.ndarray],
+    names: list[str] | None,
+    *,
+    version: int | None = None,
+    checked: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The named outputs (default all) as OIP tensors; ``version`` answered them.
+    """The named outputs (default all) as OIP tensors; ``version`` answered them. Output
+    ``checked`` was already found finite (the primary, by :func:`shadow.check_output`).
 
     Names were checked against the signature the request was read with; a live split's
     arm may still lack one (its outputs can be named otherwise than the champion's)."""
@@ -246,7 +251,7 @@ def encode_outputs(
                 "unknown_output",
                 f"unknown output {name!r}; version {version} that answered has {sorted(outputs)}",
             )
-        if value.dtype.kind == "f" and not np.isfinite(value).all():
+        if value.dtype.kind == "f" and name != checked and not np.isfinite(value).all():
             raise ApiError(
                 422, "non_finite_output", f"the model produced non-finite values in output {name!r}"
             )
@@ -296,7 +301,12 @@ async def infer(
     scored = ctx.runtime.score(served, x, version=version, unit_key=unit_key)
     if version is not None:  # a pinned request was not split: it belongs to no arm
         unit_key = None
-    encoded = encode_outputs(scored.outputs, names, version=scored.version.version)
+    encoded = encode_outputs(
+        scored.outputs,
+        names,
+        version=scored.version.version,
+        checked=scored.version.model.signature.primary_output,
+    )
     if ctx.recording:
         role: OutputRole = "champion" if scored.version.role == "champion" else "challenger"
         inserted = await ctx.runtime.recorder.record(
