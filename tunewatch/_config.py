@@ -9,14 +9,16 @@ environment only (``TUNEWATCH_ADMIN_TOKEN``), never from the file.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     Field,
     ValidationError,
     ValidationInfo,
@@ -25,6 +27,7 @@ from pydantic import (
 )
 
 from monitor.objectives import ObjectiveError, make_objective
+from retune.space import KNOWN_PARAMS
 from tunewatch._config_base import Frozen as _Frozen
 from tunewatch._config_evaluation import (
     LABEL_COLUMN as LABEL_COLUMN,
@@ -148,6 +151,22 @@ class SafeRange(_Frozen):
 
 # YAML 1.1's other spellings of a flag, which search spaces (PyYAML) still read as one
 _FLAGS = frozenset({"yes", "no", "on", "off", "y", "n"})
+
+
+def _pipeline_parameter(name: str) -> str:
+    """A safe range's name: one the tuned pipeline has (``retune.space``'s vocabulary).
+    Any other name never matches a hyperparameter, so its range would guard nothing."""
+    if name not in KNOWN_PARAMS:
+        near = difflib.get_close_matches(name, KNOWN_PARAMS, n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ValueError(
+            f"a safe range must name a parameter of the tuned pipeline{hint}, one of "
+            f"{sorted(KNOWN_PARAMS)}"
+        )
+    return name
+
+
+PipelineParameter = Annotated[str, AfterValidator(_pipeline_parameter)]
 
 
 class ObjectiveConfig(_Frozen):
@@ -296,7 +315,7 @@ class ModelConfig(_Frozen):
     # Regulated models never promote without an approver who is not the requester.
     regulated: bool = False
     features: tuple[FeatureConfig, ...] = ()
-    safe_ranges: dict[str, SafeRange] = Field(default_factory=dict)
+    safe_ranges: dict[PipelineParameter, SafeRange] = Field(default_factory=dict)
     triggers: tuple[TriggerConfig, ...] = DEFAULT_TRIGGERS
     objective: ObjectiveConfig = ObjectiveConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
@@ -440,7 +459,8 @@ class Config(_Frozen):
 def _format_errors(exc: ValidationError, source: str) -> str:
     lines = []
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"]) or "<root>"
+        # a mapping's key names its entry already: `safe_ranges.C`, not `safe_ranges.C.[key]`
+        path = ".".join(str(p) for p in err["loc"] if p != "[key]") or "<root>"
         value = err.get("input")
         shown = "" if isinstance(value, dict) else f", got {value!r}"
         lines.append(f"{path}: {err['msg']}{shown}")

@@ -237,9 +237,26 @@ def test_a_safe_range_that_cannot_mean_what_it_says_is_a_config_error(
 ) -> None:
     """A reversed range held every value unsafe, and choices beside a range dropped the
     range without a word."""
-    raw = {"models": [{"name": "m", "task": "binary", "safe_ranges": {"n_estimators": rule}}]}
+    raw = {"models": [{"name": "m", "task": "binary", "safe_ranges": {"gb_max_depth": rule}}]}
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         build_config(raw, env={})
+
+
+def test_a_safe_range_on_a_name_the_pipeline_does_not_have_is_a_config_error() -> None:
+    """A misspelt name (`learning_rate` for `gb_learning_rate`) loaded, and the guard it
+    was meant to be was gone: no hyperparameter has that name, so none was checked."""
+    raw = {
+        "models": [{"name": "m", "task": "binary", "safe_ranges": {"learning_rate": {"high": 0.2}}}]
+    }
+    with pytest.raises(ConfigError) as info:
+        build_config(raw, env={})
+    message = info.value.message
+    assert "models.0.safe_ranges.learning_rate: " in message
+    assert "got 'learning_rate'" in message and "did you mean 'gb_learning_rate'" in message
+    assert "'C', 'alpha', 'class_weight'" in message  # the names it may take
+    raw["models"][0]["safe_ranges"] = {"gb_learning_rate": {"high": 0.2}}
+    ranges = build_config(raw, env={}).models[0].safe_ranges
+    assert ranges["gb_learning_rate"].high == 0.2
 
 
 def test_a_boolean_is_not_a_safe_choice_of_one_and_zero() -> None:

@@ -27,8 +27,8 @@ ROW = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]
 
 @pytest.fixture
 def gov(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Running]:
-    """credit: v1 logistic champion, v2 gbm (n_estimators=60 outside the safe range
-    [1, 50]), v3 logistic again; loans: regulated."""
+    """credit: v1 logistic champion, v2 gbm (an estimator outside the safe choices
+    [logistic]), v3 logistic again; loans: regulated."""
     daemon, tokens = make_daemon(
         tmp_path,
         trained,
@@ -37,7 +37,7 @@ def gov(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Running]:
                 {
                     "name": MODEL,
                     "task": "binary",
-                    "safe_ranges": {"n_estimators": {"low": 1, "high": 50}},
+                    "safe_ranges": {"estimator": {"choices": ["logistic"]}},
                 },
                 {"name": "loans", "task": "binary", "regulated": True},
             ]
@@ -68,7 +68,9 @@ def test_unsafe_hyperparameters_wait_for_a_second_person(gov: Running) -> None:
     assert r.status_code == 202
     approval = r.json()["approval"]
     assert approval["status"] == "pending"
-    assert approval["rules"] == ["outside safe range: n_estimators=60 not in [1.0, 50.0]"]
+    assert approval["rules"] == [
+        "outside safe range: estimator='gradient_boosting' not in ['logistic']"
+    ]
     assert _infer_version(gov) == "1"
     denied = _post(gov, f"/v1/approvals/{approval['id']}/approve", "operator", reason="me")
     assert denied.status_code == 403  # operators cannot approve at all
@@ -104,6 +106,7 @@ def test_a_winner_outside_the_search_space_safe_ranges_waits_for_a_second_person
     r = _post(gov, f"/v1/models/{MODEL}/versions/{row.version}/promote", "operator", reason="won")
     assert r.status_code == 202, r.text
     assert r.json()["approval"]["rules"] == [
+        "outside safe range: estimator='extra_trees' not in ['logistic']",  # the config's
         "outside safe range: `estimator` = 'extra_trees' is not a safe choice "
         "['logistic', 'gradient_boosting', 'random_forest']",
         "outside safe range: `forest_max_depth` = 12 is outside its safe range [2, 10]",
