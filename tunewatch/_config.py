@@ -325,6 +325,22 @@ class ModelConfig(_Frozen):
     def trigger(self, event: str) -> TriggerConfig | None:
         return next((t for t in self.triggers if t.on == event), None)
 
+    @field_validator("triggers")
+    @classmethod
+    def _one_trigger_per_event(
+        cls, triggers: tuple[TriggerConfig, ...]
+    ) -> tuple[TriggerConfig, ...]:
+        first: dict[str, int] = {}
+        for i, t in enumerate(triggers):
+            if t.on in first:
+                raise ValueError(
+                    f"`triggers.{first[t.on]}` and `triggers.{i}` are both for `on: {t.on}` (do: "
+                    f"{triggers[first[t.on]].do} and do: {t.do}); only the first would "
+                    "apply: give an event one trigger"
+                )
+            first[t.on] = i
+        return triggers
+
     @field_validator("name")
     @classmethod
     def _name_the_store_takes(cls, value: str, info: ValidationInfo) -> str:

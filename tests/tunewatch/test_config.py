@@ -205,6 +205,23 @@ def test_promote_and_notify_triggers_without_a_cooldown_load() -> None:
     assert build_config(config.model_dump(mode="json"), env={}) == config
 
 
+def test_two_triggers_for_one_event_are_a_config_error() -> None:
+    """Both loaded and only the first applied: a `retune` listed after a `notify` for the
+    same event never ran."""
+    triggers = [
+        {"on": "challenger_better", "do": "promote"},
+        {"on": "drift_detected", "do": "notify"},
+        {"on": "drift_detected", "do": "retune", "cooldown_minutes": 30},
+    ]
+    raw = {"models": [{"name": "m", "task": "binary", "triggers": triggers}]}
+    with pytest.raises(
+        ConfigError,
+        match=r"models\.0\.triggers: .*`triggers\.1` and `triggers\.2` are both for "
+        r"`on: drift_detected` \(do: notify and do: retune\)",
+    ):
+        build_config(raw, env={})
+
+
 def test_a_model_name_follows_the_store_s_rule() -> None:
     """The config allowed only ^[A-Za-z0-9_.-]+$ while the store registers any printable
     name that is not a path, so a registered 'fraud model' could not be configured."""
