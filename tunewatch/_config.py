@@ -27,7 +27,8 @@ from pydantic import (
 )
 
 from monitor.objectives import ObjectiveError, make_objective
-from retune.space import KNOWN_PARAMS
+from retune import SearchSpaceError
+from retune.space import KNOWN_PARAMS, load_search_space
 from tunewatch._config_base import Frozen as _Frozen
 from tunewatch._config_evaluation import (
     LABEL_COLUMN as LABEL_COLUMN,
@@ -274,6 +275,19 @@ class TuningJobConfig(_Frozen):
     # None: configs/search_spaces/binary_tabular.yaml, or regression_tabular.yaml for a
     # regression model, found beside the source tree or under the working directory
     search_space: str | None = None
+
+    @field_validator("search_space")
+    @classmethod
+    def _space_loads(cls, value: str | None) -> str | None:
+        """Read once here as well as by every job: a file that is missing or that the
+        pipeline cannot build made every promotion wait or every trial fail."""
+        if value is not None:
+            try:
+                load_search_space(value)
+            except SearchSpaceError as exc:
+                raise ValueError(f"the search space does not load: {exc}") from exc
+        return value
+
     window_rows: int = Field(default=20_000, ge=10)
     min_rows: int = Field(default=200, ge=10)
     # the champion's labelled reference rows before the traffic window; a tuned champion's

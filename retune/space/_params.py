@@ -78,6 +78,8 @@ class FloatParam(_Frozen):
     @model_validator(mode="after")
     def _check(self) -> FloatParam:
         _check_numeric(self.low, self.high, self.log, self.safe)
+        if self.step is not None and not math.isfinite(self.step):
+            raise ValueError(f"`step` must be a finite number, got {self.step}")
         if self.step is not None and (self.log or not self.step > 0):
             raise ValueError(
                 f"`step` must be > 0 and cannot be combined with `log`, got {self.step}"
@@ -182,6 +184,10 @@ def _decimals(*numbers: float) -> int | None:
 def _check_numeric(
     low: float, high: float, log: bool, safe: tuple[float, float] | tuple[int, int] | None
 ) -> None:
+    # a sampler draws between the bounds: Optuna raises a bare OverflowError past them
+    for name, bound in (("low", low), ("high", high)):
+        if not math.isfinite(bound):
+            raise ValueError(f"`{name}` must be a finite number, got {bound}")
     if not low < high:
         raise ValueError(f"`low` must be < `high`, got low={low}, high={high}")
     if log and low <= 0:

@@ -7,6 +7,8 @@ through :class:`Suggester` (an Optuna trial fits it), so this module knows no tu
 
 from __future__ import annotations
 
+import difflib
+import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -16,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from retune._errors import SearchSpaceError
 from retune.space._params import CategoricalParam, Choice, FloatParam, IntParam, Param
+from retune.space._pipeline import _CHOICES, KNOWN_PARAMS
 
 FORMAT_VERSION = 1
 
@@ -192,7 +195,9 @@ def _describe(decl: IntParam | FloatParam | CategoricalParam) -> str:
 
 
 def parse_search_space(data: Mapping[str, Any]) -> SearchSpace:
-    """Validate a mapping (parsed YAML) into a :class:`SearchSpace`.
+    """Validate a mapping (parsed YAML) into a :class:`SearchSpace` of the pipeline's
+    vocabulary (:data:`KNOWN_PARAMS`, and the choices a categorical parameter such as
+    ``scaler`` takes), so a space loads only if the pipeline can build its every point.
 
     Errors are :class:`SearchSpaceError` whose ``path`` is the key path of the first
     problem, e.g. ``params.estimator.when.logistic.C.low``.
@@ -205,15 +210,79 @@ def parse_search_space(data: Mapping[str, Any]) -> SearchSpace:
             path="format_version",
         )
     try:
-        return SearchSpace.model_validate(data)
+        space = SearchSpace.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        path = ".".join(str(p) for p in first["loc"] if not str(p).startswith("function-"))
         raise SearchSpaceError(
             f"{first['msg']} (input {first.get('input')!r})"
             + (f"; {exc.error_count() - 1} more error(s)" if exc.error_count() > 1 else ""),
-            path=path,
+            path=_key_path(first["loc"]),
         ) from exc
+    _check_vocabulary(space)
+    return space
+
+
+#: The tags pydantic puts in an error's location after a parameter's name (its ``type``).
+_TAGS = frozenset({"int", "float", "categorical"})
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    """The key path in the file of a pydantic error location, without the tag of the
+    parameter type (``...gb_max_depth.int.low`` is ``...gb_max_depth.low``) or the names of
+    validator functions."""
+    out: list[str] = []
+    state = "top"  # what the next part is: top | name | tag | field | key
+    for part in (str(p) for p in loc if not str(p).startswith("function-")):
+        if state == "tag":
+            state = "field"
+            if part in _TAGS:
+                continue
+        out.append(part)
+        if state == "top":
+            state = "name" if part == "params" else "rest"
+        elif state == "name":
+            state = "tag"
+        elif state == "field":
+            state = "key" if part == "when" else "rest"
+        elif state == "key":
+            state = "name"
+    return ".".join(out)
+
+
+def _check_vocabulary(space: SearchSpace) -> None:
+    """Raise :class:`SearchSpaceError` for a name the pipeline does not have, or a choice
+    it does not take: it loaded, and every trial (or every one that drew the choice)
+    failed."""
+    for name, path, decl in _walk(space.params, "params"):
+        if name not in KNOWN_PARAMS:
+            near = difflib.get_close_matches(name, KNOWN_PARAMS, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise SearchSpaceError(
+                f"{name!r} is not a parameter of the pipeline{hint}, one of {sorted(KNOWN_PARAMS)}",
+                path=path,
+            )
+        known = _CHOICES.get(name)
+        if known is not None and not isinstance(decl, CategoricalParam):
+            raise SearchSpaceError(
+                f"`{name}` takes {list(known)}: declare it categorical, got type: {decl.type}",
+                path=path,
+            )
+        if not isinstance(decl, CategoricalParam):
+            continue
+        if known is not None:
+            unknown = [c for c in decl.choices if not (isinstance(c, str) and c in known)]
+            if unknown:
+                raise SearchSpaceError(
+                    f"`{name}` takes {list(known)}, got {unknown}", path=f"{path}.choices"
+                )
+            continue
+        text = [
+            c
+            for c in decl.choices
+            if isinstance(c, bool) or not isinstance(c, int | float) or not math.isfinite(c)
+        ]
+        if text:
+            raise SearchSpaceError(f"`{name}` takes a number, got {text}", path=f"{path}.choices")
 
 
 def load_search_space(path: str | Path) -> SearchSpace:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,102 @@ def test_duplicate_names_across_conditional_blocks_are_rejected() -> None:
         SearchSpaceError, match="'C' is declared at params.C and at params.e.when.a.C"
     ):
         parse_search_space(data)
+
+
+@pytest.mark.parametrize("path", sorted(SPACES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_space_loads(path: Path) -> None:
+    assert load_search_space(path).declarations()
+
+
+def _space_with(change: Any) -> dict[str, Any]:
+    data = copy.deepcopy(SMALL_SPACE)
+    change(data["params"])
+    return data
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "message"),
+    [
+        (
+            lambda p: p.update(scalr={"type": "categorical", "choices": ["none", "standard"]}),
+            "params.scalr",
+            r"not a parameter of the pipeline \(did you mean 'scaler'\?\), one of \['C', ",
+        ),
+        (
+            lambda p: p["estimator"]["when"]["gradient_boosting"].update(
+                gb_max_dept={"type": "int", "low": 1, "high": 3}
+            ),
+            "params.estimator.when.gradient_boosting.gb_max_dept",
+            r"not a parameter of the pipeline \(did you mean 'gb_max_depth'\?\)",
+        ),
+        (
+            lambda p: p["scaler"].update(choices=["none", "standrd"], safe=None),
+            "params.scaler.choices",
+            r"`scaler` takes \['none', 'standard', 'robust'\], got \['standrd'\]",
+        ),
+        (
+            lambda p: p.update(selector={"type": "int", "low": 0, "high": 1}),
+            "params.selector",
+            r"`selector` takes \['none', 'k_best'\]: declare it categorical, got type: int",
+        ),
+        (
+            lambda p: p["estimator"]["when"]["logistic"].update(
+                C={"type": "categorical", "choices": [0.1, "1"]}
+            ),
+            "params.estimator.when.logistic.C.choices",
+            r"`C` takes a number, got \['1'\]",
+        ),
+    ],
+    ids=[
+        "unknown-name",
+        "unknown-conditional-name",
+        "unknown-choice",
+        "not-categorical",
+        "text-for-a-number",
+    ],
+)
+def test_a_space_the_pipeline_cannot_build_is_refused_when_it_loads(
+    change: Any, path: str, message: str
+) -> None:
+    """It loaded, and every trial then failed (an unknown name), or every trial that drew
+    the misspelt choice, silently."""
+    with pytest.raises(SearchSpaceError, match=message) as info:
+        parse_search_space(_space_with(change))
+    assert info.value.path == path
+
+
+@pytest.mark.parametrize(
+    ("bounds", "field"),
+    [
+        ({"high": float("inf")}, "high"),
+        ({"low": float("-inf")}, "low"),
+        ({"step": float("inf")}, "step"),
+        ({"low": float("nan")}, "low"),
+    ],
+    ids=["high-inf", "low-minus-inf", "step-inf", "low-nan"],
+)
+def test_a_bound_that_is_not_finite_is_refused(bounds: dict[str, float], field: str) -> None:
+    """`high: .inf` loaded, and Optuna then raised a bare OverflowError at the first
+    trial."""
+    c = {"type": "float", "low": 0.001, "high": 10.0, **bounds}
+    data = _space_with(lambda p: p["estimator"]["when"]["logistic"].update(C=c))
+    with pytest.raises(SearchSpaceError, match=f"`{field}` must be a finite number") as info:
+        parse_search_space(data)
+    assert info.value.path == "params.estimator.when.logistic.C"
+
+
+def test_an_error_path_is_the_key_path_of_the_file() -> None:
+    """The path held pydantic's tags: `...estimator.categorical.when...gb_max_depth.int.low`."""
+    data = _space_with(
+        lambda p: p["estimator"]["when"]["gradient_boosting"]["gb_max_depth"].update(low=1.5)
+    )
+    with pytest.raises(SearchSpaceError) as info:
+        parse_search_space(data)
+    assert info.value.path == "params.estimator.when.gradient_boosting.gb_max_depth.low"
+    no_choices = _space_with(lambda p: p["scaler"].update(choices=[]))
+    with pytest.raises(SearchSpaceError) as info:
+        parse_search_space(no_choices)
+    assert info.value.path == "params.scaler"
 
 
 def test_newer_format_version_is_refused_with_the_reason() -> None:
@@ -286,17 +383,17 @@ def test_snapping_to_the_top_of_a_grid_stays_in_range() -> None:
     space = parse_search_space(
         {
             "name": "s",
-            "params": {"p": {"type": "float", "low": 0.0, "high": 0.3, "step": 0.1}},
+            "params": {"drop_threshold": {"type": "float", "low": 0.0, "high": 0.3, "step": 0.1}},
         }
     )
-    decl = space.declarations()["p"]
+    decl = space.declarations()["drop_threshold"]
     assert decl.snap(0.29) == 0.3
-    assert space.project({"p": 0.29}) == {"p": 0.3}
-    space.check({"p": 0.3})
+    assert space.project({"drop_threshold": 0.29}) == {"drop_threshold": 0.3}
+    space.check({"drop_threshold": 0.3})
     # a value that overshoots a bound by rounding is that bound, not a value out of range
     assert decl.contains(0.1 * 3) and decl.snap(0.1 * 3) == 0.3
-    assert space.project({"p": 0.1 * 3}) == {"p": 0.3}
-    assert space.project({"p": 0.31}) is None
+    assert space.project({"drop_threshold": 0.1 * 3}) == {"drop_threshold": 0.3}
+    assert space.project({"drop_threshold": 0.31}) is None
     # grid values come back as the grid's decimals, not accumulated rounding
     tenths = parse_search_space(
         {"name": "t", "params": {"C": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.1}}}

@@ -350,6 +350,40 @@ def test_drift_settings_accept_the_columns_the_drift_frame_has() -> None:
         config.check_drift_columns("m", ["a", "b"])
 
 
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        (None, r"cannot read search space '.*space\.yaml'"),
+        (
+            "name: s\nparams:\n  scalr: {type: categorical, choices: [none, standard]}\n",
+            r"params\.scalr: 'scalr' is not a parameter of the pipeline",
+        ),
+        (
+            "name: s\nparams:\n  scaler: {type: categorical, choices: [none, standrd]}\n",
+            r"params\.scaler\.choices: `scaler` takes \['none', 'standard', 'robust'\]",
+        ),
+        (
+            "name: s\nparams:\n  C: {type: float, low: 0.001, high: .inf}\n",
+            r"params\.C: .*`high` must be a finite number, got inf",
+        ),
+    ],
+    ids=["missing-file", "unknown-name", "unknown-choice", "infinite-bound"],
+)
+def test_a_search_space_that_does_not_load_is_a_config_error(
+    tmp_path: Path, space: str | None, message: str
+) -> None:
+    """It was read only when a job ran: a missing file made every promotion wait ("search
+    space unreadable"), a misspelt name or choice failed every trial that drew it."""
+    path = tmp_path / "space.yaml"
+    if space is not None:
+        path.write_text(space)
+    raw = {"models": [{"name": "m", "task": "binary", "tuning": {"search_space": str(path)}}]}
+    with pytest.raises(ConfigError, match=r"models\.0\.tuning\.search_space: .*" + message):
+        build_config(raw, env={})
+    path.write_text((ROOT / "configs" / "search_spaces" / "demo.yaml").read_text())
+    assert build_config(raw, env={}).models[0].tuning.search_space == str(path)
+
+
 @pytest.mark.parametrize("value", [1.0, 1.5])
 def test_a_min_relative_improvement_the_budget_would_refuse_is_a_config_error(
     value: float,

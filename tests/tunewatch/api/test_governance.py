@@ -117,6 +117,9 @@ def test_a_winner_outside_the_search_space_safe_ranges_waits_for_a_second_person
 def test_an_unreadable_search_space_makes_every_promotion_wait(
     trained: list[ExampleModel], tmp_path: Path
 ) -> None:
+    # the config refuses a space that does not load; this one goes after it loaded
+    gone = tmp_path / "gone.yaml"
+    gone.write_text("name: s\nparams:\n  C: {type: float, low: 0.1, high: 1.0}\n")
     daemon, _ = make_daemon(
         tmp_path,
         trained,
@@ -125,11 +128,12 @@ def test_an_unreadable_search_space_makes_every_promotion_wait(
                 {
                     "name": MODEL,
                     "task": "binary",
-                    "tuning": {"search_space": str(tmp_path / "gone.yaml")},
+                    "tuning": {"search_space": str(gone)},
                 }
             ]
         },
     )
+    gone.unlink()
     try:
         store = daemon.store
         rules = promotion_rules(store.get_model(MODEL), store.get_version(MODEL, 2), daemon.config)
