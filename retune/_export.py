@@ -12,6 +12,7 @@ ONNX side with :class:`shadow.OnnxModel` — the same loader that serves.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -148,8 +149,9 @@ def check_parity(
     Raises :class:`ParityError` when the outputs differ in shape or the error exceeds
     ``tolerance``, and :class:`ExportError` when the ONNX model cannot be loaded or run.
     """
-    if not tolerance >= 0:
-        raise ValueError(f"`tolerance` must be >= 0, got {tolerance}")
+    # an infinite tolerance passes any export: the gate would be off
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise ValueError(f"`tolerance` must be a finite number >= 0, got {tolerance}")
     x = np.asarray(x_holdout)
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"`x_holdout` must be a non-empty 2-D array, got shape {x.shape}")
@@ -175,8 +177,9 @@ def check_parity(
     diff = np.abs(got.astype(np.float64) - expected)
     if _classifier_step(estimator) is None and np.isfinite(expected).all():
         diff /= max(1.0, float(np.abs(expected).max()))
+    # a difference that is not a number (NaN, an infinite output) is the largest there is
     max_diff = float(diff.max()) if np.isfinite(diff).all() else float("inf")
-    if max_diff > tolerance:
+    if not max_diff <= tolerance:
         worst = np.where(np.isnan(diff), np.inf, diff)
         row = int(np.unravel_index(np.argmax(worst), diff.shape)[0])
         raise ParityError(

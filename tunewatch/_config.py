@@ -309,7 +309,8 @@ class TuningJobConfig(_Frozen):
     patience: int | None = Field(default=12, ge=1)
     min_relative_improvement: float = Field(default=0.001, ge=0, lt=1)
     pruner: Literal["none", "median", "successive_halving"] = "median"
-    parity_tolerance: float = Field(default=1e-4, ge=0)
+    # finite: an infinite tolerance passed any export, switching the parity gate off
+    parity_tolerance: float = Field(default=1e-4, ge=0, allow_inf_nan=False)
     seed: int = 0
 
     @model_validator(mode="after")

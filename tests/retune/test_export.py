@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import onnx
 import pytest
@@ -79,6 +81,27 @@ def test_parity_raises_for_onnx_of_another_model(fitted: Fitted) -> None:
     assert error.max_abs_diff > error.tolerance == 1e-4
     assert "differs from the estimator" in str(error)
     assert isinstance(error, ExportError) and isinstance(error, RetuneError)
+
+
+@pytest.mark.parametrize("tolerance", [float("inf"), float("nan"), -1e-4])
+def test_a_tolerance_that_would_pass_anything_or_nothing_is_refused(
+    fitted: Fitted, tolerance: float
+) -> None:
+    """An infinite tolerance passed the ONNX of another model: the gate was off."""
+    onnx_bytes = to_onnx(fitted.logistic, N_FEATURES)
+    with pytest.raises(ValueError, match="`tolerance` must be a finite number >= 0"):
+        check_parity(onnx_bytes, fitted.boosting, fitted.x_holdout, tolerance=tolerance)
+
+
+def test_a_difference_that_is_not_a_number_fails_however_large_the_tolerance(
+    fitted: Fitted,
+) -> None:
+    onnx_bytes = to_onnx(fitted.regression, N_FEATURES)
+    broken = copy.deepcopy(fitted.regression)
+    broken.coef_ = np.full_like(broken.coef_, np.nan)  # predicts NaN; the export does not
+    with pytest.raises(ParityError) as info:
+        check_parity(onnx_bytes, broken, fitted.x_holdout, tolerance=1e300)
+    assert info.value.max_abs_diff == float("inf")
 
 
 def test_parity_raises_when_output_shapes_differ(fitted: Fitted) -> None:

@@ -384,6 +384,14 @@ def test_a_search_space_that_does_not_load_is_a_config_error(
     assert build_config(raw, env={}).models[0].tuning.search_space == str(path)
 
 
+def test_an_infinite_parity_tolerance_is_a_config_error() -> None:
+    """It loaded, and every export passed the parity gate, that of another model too."""
+    tuning = {"parity_tolerance": float("inf")}
+    raw = {"models": [{"name": "m", "task": "binary", "tuning": tuning}]}
+    with pytest.raises(ConfigError, match=r"tuning\.parity_tolerance: Input should be a finite"):
+        build_config(raw, env={})
+
+
 @pytest.mark.parametrize("value", [1.0, 1.5])
 def test_a_min_relative_improvement_the_budget_would_refuse_is_a_config_error(
     value: float,
