@@ -29,6 +29,7 @@ from pydantic import (
 from monitor.objectives import ObjectiveError, make_objective
 from retune import SearchSpaceError
 from retune.space import KNOWN_PARAMS, load_search_space
+from tunewatch._config_base import MAX_DURATION_HOURS, MAX_DURATION_MINUTES
 from tunewatch._config_base import Frozen as _Frozen
 from tunewatch._config_evaluation import (
     LABEL_COLUMN as LABEL_COLUMN,
@@ -203,7 +204,9 @@ class TriggerConfig(_Frozen):
 
     on: EventType
     do: Action
-    cooldown_minutes: float = Field(default=60.0, ge=0)
+    cooldown_minutes: float = Field(
+        default=60.0, ge=0, le=MAX_DURATION_MINUTES, allow_inf_nan=False
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -263,7 +266,9 @@ class TuningJobConfig(_Frozen):
     # coalesce into one, run as soon as a leader schedules the job. The job id is fixed
     # per model.
     schedule_cron: str | None = None
-    schedule_hours: float | None = Field(default=None, gt=0)
+    schedule_hours: float | None = Field(
+        default=None, gt=0, le=MAX_DURATION_HOURS, allow_inf_nan=False
+    )
 
     @field_validator("schedule_cron")
     @classmethod

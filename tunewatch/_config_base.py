@@ -1,4 +1,5 @@
-"""The base of every configuration model: frozen, and a misspelt key is an error."""
+"""The base of every configuration model: frozen, and a misspelt key is an error; and the
+longest duration a setting may take."""
 
 from __future__ import annotations
 
@@ -7,3 +8,12 @@ from pydantic import BaseModel, ConfigDict
 
 class Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+#: The longest a duration setting (a cool-down, a schedule, a window) may be: ten years.
+#: ``.inf`` or a longer one does not mean "never": it overflows the datetime arithmetic
+#: it meets (``timedelta(minutes=...)``, ``now - cooldown``) and fails every run.
+MAX_DURATION_S = 10 * 365.25 * 86_400
+MAX_DURATION_MINUTES = MAX_DURATION_S / 60
+MAX_DURATION_HOURS = MAX_DURATION_S / 3600
+MAX_DURATION_DAYS = MAX_DURATION_S / 86_400

@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 
 from monitor.drift import METHODS as DRIFT_METHODS
 from monitor.drift import DriftError
+from tunewatch._config_base import MAX_DURATION_DAYS, MAX_DURATION_MINUTES, MAX_DURATION_S
 from tunewatch._config_base import Frozen as _Frozen
 
 # The drift frame's columns besides a model's features (tunewatch._drift_report builds
@@ -52,7 +53,9 @@ class DriftEvaluationConfig(_Frozen):
     # Hysteresis: this many consecutive drifted windows that share no request raise
     # drift_detected (the same requests read again by a later run are one window).
     consecutive: int = Field(default=2, ge=1)
-    cooldown_minutes: float = Field(default=360.0, ge=0)
+    cooldown_minutes: float = Field(
+        default=360.0, ge=0, le=MAX_DURATION_MINUTES, allow_inf_nan=False
+    )
 
     @model_validator(mode="after")
     def _sample_holds_min_rows(self) -> DriftEvaluationConfig:
@@ -68,21 +71,23 @@ class DecayEvaluationConfig(_Frozen):
     """Realised objective per window of matured labels and its trend."""
 
     enabled: bool = True
-    window_s: float = Field(default=86_400.0, gt=0)
+    window_s: float = Field(default=86_400.0, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
     # Labels are complete this long after their request: decay counts a request once its
     # label came within it of the window's end, label drift reads the labels of requests
     # at least this old only.
-    maturity_s: float = Field(default=86_400.0, ge=0)
+    maturity_s: float = Field(default=86_400.0, ge=0, le=MAX_DURATION_S, allow_inf_nan=False)
     horizon_windows: int = Field(default=30, ge=3)
     min_windows: int = Field(default=3, ge=3)  # a trend needs three points
     # decay_detected when the trend worsens significantly and the objective is projected
     # to cross ``threshold`` within ``horizon_days``. Unset: 5 ``tolerance`` worse than
     # the horizon's first ``min_windows`` matured windows, weighted by labelled requests.
     threshold: float | None = None
-    horizon_days: float = Field(default=14.0, gt=0)
+    horizon_days: float = Field(default=14.0, gt=0, le=MAX_DURATION_DAYS, allow_inf_nan=False)
     tolerance: float = Field(default=0.01, gt=0)
     consecutive: int = Field(default=1, ge=1)
-    cooldown_minutes: float = Field(default=1440.0, ge=0)
+    cooldown_minutes: float = Field(
+        default=1440.0, ge=0, le=MAX_DURATION_MINUTES, allow_inf_nan=False
+    )
 
     @model_validator(mode="after")
     def _horizon_holds_min_windows(self) -> DecayEvaluationConfig:
@@ -105,18 +110,22 @@ class EstimateEvaluationConfig(_Frozen):
     # estimate_dropped when the estimate falls this far below the reference accuracy.
     max_drop: float = Field(default=0.05, gt=0, lt=1)
     consecutive: int = Field(default=2, ge=1)
-    cooldown_minutes: float = Field(default=360.0, ge=0)
+    cooldown_minutes: float = Field(
+        default=360.0, ge=0, le=MAX_DURATION_MINUTES, allow_inf_nan=False
+    )
 
 
 class EvaluationConfig(_Frozen):
-    interval_s: float = Field(default=300.0, gt=0)
+    interval_s: float = Field(default=300.0, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
     # The current window: the newest ``window_rows`` rows, or the last ``window_s``.
     window_rows: int | None = Field(default=5000, ge=1)
-    window_s: float | None = Field(default=None, gt=0)
+    window_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
     drift: DriftEvaluationConfig = DriftEvaluationConfig()
     decay: DecayEvaluationConfig = DecayEvaluationConfig()
     estimate: EstimateEvaluationConfig = EstimateEvaluationConfig()
-    label_delay_alarm_s: float = Field(default=7 * 86_400.0, gt=0)
+    label_delay_alarm_s: float = Field(
+        default=7 * 86_400.0, gt=0, le=MAX_DURATION_S, allow_inf_nan=False
+    )
 
     @model_validator(mode="after")
     def _one_window(self) -> EvaluationConfig:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -382,6 +384,76 @@ def test_a_search_space_that_does_not_load_is_a_config_error(
         build_config(raw, env={})
     path.write_text((ROOT / "configs" / "search_spaces" / "demo.yaml").read_text())
     assert build_config(raw, env={}).models[0].tuning.search_space == str(path)
+
+
+TEN_YEARS_S = 10 * 365.25 * 86_400
+# (the key path, the model settings that put a value there, ten years in its unit)
+DURATIONS: list[tuple[str, Callable[[float], dict[str, object]], float]] = [
+    (
+        "triggers.0.cooldown_minutes",
+        lambda v: {"triggers": [{"on": "drift_detected", "do": "retune", "cooldown_minutes": v}]},
+        TEN_YEARS_S / 60,
+    ),
+    (
+        "evaluation.drift.cooldown_minutes",
+        lambda v: {"evaluation": {"drift": {"cooldown_minutes": v}}},
+        TEN_YEARS_S / 60,
+    ),
+    (
+        "evaluation.decay.cooldown_minutes",
+        lambda v: {"evaluation": {"decay": {"cooldown_minutes": v}}},
+        TEN_YEARS_S / 60,
+    ),
+    (
+        "evaluation.estimate.cooldown_minutes",
+        lambda v: {"evaluation": {"estimate": {"cooldown_minutes": v}}},
+        TEN_YEARS_S / 60,
+    ),
+    ("tuning.schedule_hours", lambda v: {"tuning": {"schedule_hours": v}}, TEN_YEARS_S / 3600),
+    ("evaluation.interval_s", lambda v: {"evaluation": {"interval_s": v}}, TEN_YEARS_S),
+    (
+        "evaluation.window_s",
+        lambda v: {"evaluation": {"window_rows": None, "window_s": v}},
+        TEN_YEARS_S,
+    ),
+    (
+        "evaluation.label_delay_alarm_s",
+        lambda v: {"evaluation": {"label_delay_alarm_s": v}},
+        TEN_YEARS_S,
+    ),
+    (
+        "evaluation.decay.window_s",
+        lambda v: {"evaluation": {"decay": {"window_s": v}}},
+        TEN_YEARS_S,
+    ),
+    (
+        "evaluation.decay.maturity_s",
+        lambda v: {"evaluation": {"decay": {"maturity_s": v, "window_s": TEN_YEARS_S}}},
+        TEN_YEARS_S,
+    ),
+    (
+        "evaluation.decay.horizon_days",
+        lambda v: {"evaluation": {"decay": {"horizon_days": v}}},
+        TEN_YEARS_S / 86_400,
+    ),
+]
+
+
+@pytest.mark.parametrize("too_long", [float("inf"), 1.1e9], ids=["inf", "1.1e9"])
+@pytest.mark.parametrize(
+    ("path", "settings", "ten_years"), DURATIONS, ids=[d[0] for d in DURATIONS]
+)
+def test_a_duration_past_ten_years_is_a_config_error(
+    path: str, settings: Callable[[float], dict[str, object]], ten_years: float, too_long: float
+) -> None:
+    """`.inf` loaded, and every evaluation then failed with an OverflowError (a cool-down
+    becomes a timedelta); a 1.1e9-minute trigger cool-down failed every retune
+    (`now - timedelta`); decay's `maturity_s: .inf` crashed the loader itself."""
+    raw = {"models": [{"name": "m", "task": "binary", **settings(too_long)}]}
+    with pytest.raises(ConfigError, match=rf"models\.0\.{re.escape(path)}: Input should be"):
+        build_config(raw, env={})
+    raw = {"models": [{"name": "m", "task": "binary", **settings(ten_years)}]}
+    build_config(raw, env={})
 
 
 def test_an_infinite_parity_tolerance_is_a_config_error() -> None:
