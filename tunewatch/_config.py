@@ -25,11 +25,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from monitor.objectives import ObjectiveError, make_objective
 from retune import SearchSpaceError
 from retune.space import KNOWN_PARAMS, load_search_space
-from tunewatch._config_base import MAX_DURATION_HOURS, MAX_DURATION_MINUTES
+from tunewatch._config_base import MAX_DURATION_HOURS, MAX_DURATION_MINUTES, MAX_DURATION_S
 from tunewatch._config_base import Frozen as _Frozen
 from tunewatch._config_evaluation import (
     LABEL_COLUMN as LABEL_COLUMN,
@@ -73,6 +75,22 @@ class StoreConfig(_Frozen):
     # power loss can lose the last commits. FULL syncs the WAL on every commit.
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
 
+    @field_validator("url")
+    @classmethod
+    def _a_store_we_open(cls, url: str | None) -> str | None:
+        if url is None:
+            return url
+        try:
+            backend = make_url(url).get_backend_name()
+        except ArgumentError:
+            raise ValueError(
+                "is not a database URL (sqlite:///path/to/file.db or "
+                "postgresql+psycopg://user@host/db)"
+            ) from None
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"must be a sqlite or postgresql URL, got backend {backend!r}")
+        return url
+
 
 class ServerConfig(_Frozen):
     host: str = "127.0.0.1"
@@ -101,17 +119,17 @@ class ScoringConfig(_Frozen):
     # CPU, so with intra_op_threads > 1 onnxruntime's pool threads are not in it.
     shadow_cpu_share: float | None = Field(default=0.25, gt=0, le=1)
     candidate_memory_limit_mb: int = Field(default=2048, ge=64)
-    candidate_timeout_s: float = Field(default=60.0, gt=0)
+    candidate_timeout_s: float = Field(default=60.0, gt=0, le=MAX_DURATION_S)
     # Every process re-reads lineups this often, so promotions made elsewhere (CLI,
     # another replica, the scheduler) reach it.
-    refresh_s: float = Field(default=5.0, gt=0)
+    refresh_s: float = Field(default=5.0, gt=0, le=MAX_DURATION_S)
 
 
 class AuthConfig(_Frozen):
     # Auth-less mode exists for local demos only; it must be switched on here and logs a
     # warning at start.
     disabled: bool = False
-    token_cache_ttl_s: float = Field(default=5.0, ge=0)
+    token_cache_ttl_s: float = Field(default=5.0, ge=0, le=MAX_DURATION_S)
 
 
 class FeatureConfig(_Frozen):
@@ -309,8 +327,8 @@ class TuningJobConfig(_Frozen):
     max_fold_spread: float | None = Field(default=None, gt=0)
     warm_start: Literal["none", "enqueue", "box", "combined"] = "combined"
     max_trials: int = Field(default=30, ge=1)
-    wall_time_s: float | None = Field(default=900.0, gt=0)
-    cpu_time_s: float | None = Field(default=None, gt=0)
+    wall_time_s: float | None = Field(default=900.0, gt=0, le=MAX_DURATION_S)
+    cpu_time_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
     patience: int | None = Field(default=12, ge=1)
     min_relative_improvement: float = Field(default=0.001, ge=0, lt=1)
     pruner: Literal["none", "median", "successive_halving"] = "median"
@@ -402,7 +420,7 @@ class AlertingConfig(_Frozen):
 class SchedulerConfig(_Frozen):
     # Only the process holding the store's lease runs scheduled work.
     enabled: bool = True
-    lease_ttl_s: float = Field(default=30.0, gt=1)
+    lease_ttl_s: float = Field(default=30.0, gt=1, le=MAX_DURATION_S)
 
 
 class TuningConfig(_Frozen):
@@ -554,6 +572,10 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+        ) from exc
     try:
         raw = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:

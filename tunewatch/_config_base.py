@@ -7,7 +7,9 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No setting means anything by NaN or an infinity: `.nan` passes every bound (a
+    # comparison with NaN is false), `.inf` overflows the arithmetic it meets.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 #: The longest a duration setting (a cool-down, a schedule, a window) may be: ten years.

@@ -501,3 +501,67 @@ def test_a_cv_gap_is_a_time_series_setting() -> None:
         build_config(
             {"models": [{"name": "m", "task": "binary", "tuning": {"cv_gap": 50}}]}, env={}
         )
+
+
+SERVICE_DURATIONS = [
+    ("scoring.refresh_s", {"scoring": {"refresh_s": "V"}}),
+    ("scoring.candidate_timeout_s", {"scoring": {"candidate_timeout_s": "V"}}),
+    ("auth.token_cache_ttl_s", {"auth": {"token_cache_ttl_s": "V"}}),
+    ("scheduler.lease_ttl_s", {"scheduler": {"lease_ttl_s": "V"}}),
+]
+
+
+def _with(settings: dict[str, dict[str, str]], value: float) -> dict[str, object]:
+    return {k: {kk: value for kk in v} for k, v in settings.items()}
+
+
+@pytest.mark.parametrize("too_long", [float("inf"), float("nan"), 1e12], ids=["inf", "nan", "1e12"])
+@pytest.mark.parametrize(
+    ("path", "settings"), SERVICE_DURATIONS, ids=[d[0] for d in SERVICE_DURATIONS]
+)
+def test_a_service_duration_that_is_not_finite_or_past_ten_years_is_a_config_error(
+    path: str, settings: dict[str, dict[str, str]], too_long: float
+) -> None:
+    """`scheduler.lease_ttl_s: .inf` (or 1e12) made `serve` exit with an OverflowError
+    traceback; `scoring.refresh_s: .inf` killed the refresh thread, so lineups were never
+    reloaded; NaN passed every `gt=` bound."""
+    with pytest.raises(ConfigError, match=rf"\n  {re.escape(path)}: Input should be"):
+        build_config(_with(settings, too_long), env={})
+    build_config(_with(settings, 3600.0), env={})
+
+
+def test_a_nan_anywhere_in_the_config_is_refused() -> None:
+    raw = {
+        "models": [
+            {"name": "m", "task": "binary", "features": [{"name": "a", "low": float("nan")}]}
+        ]
+    }
+    with pytest.raises(ConfigError, match=r"models\.0\.features\.0\.low: Input should be a finite"):
+        build_config(raw, env={})
+
+
+def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    """It escaped as a UnicodeDecodeError traceback."""
+    path = tmp_path / "tunewatch.yaml"
+    path.write_bytes(b"data_dir: caf\xe9\n")
+    with pytest.raises(
+        ConfigError, match=r"tunewatch\.yaml: not UTF-8 text \(byte 0xe9 at offset 13\)"
+    ):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("url", "rule"),
+    [
+        ("mysql://u@localhost/db", "must be a sqlite or postgresql URL, got backend 'mysql'"),
+        ("garbage", "is not a database URL"),
+    ],
+)
+def test_an_unusable_store_url_is_a_config_error_naming_it(url: str, rule: str) -> None:
+    """It loaded, and `serve` and every CLI command then failed with a ValueError or
+    SQLAlchemy's ArgumentError traceback; from the environment too."""
+    with pytest.raises(ConfigError, match=rf"\n  store\.url: .*{re.escape(rule)}"):
+        build_config({"store": {"url": url}}, env={})
+    with pytest.raises(ConfigError, match=rf"store\.url.*{re.escape(rule)}"):
+        build_config({}, env={"TUNEWATCH_STORE_URL": url})
+    build_config({"store": {"url": "postgresql+psycopg://postgres@127.0.0.1/test"}}, env={})
