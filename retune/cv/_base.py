@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -85,7 +86,16 @@ def dataset_version(
 
 
 def check_common(n_splits: int, max_fold_spread: float | None) -> None:
-    if n_splits < 2:
-        raise ValueError(f"`n_splits` must be >= 2, got {n_splits}")
+    if not is_count(n_splits, at_least=2):
+        raise ValueError(f"`n_splits` must be an int >= 2, got {n_splits!r}")
     if max_fold_spread is not None and not max_fold_spread > 0:
         raise ValueError(f"`max_fold_spread` must be > 0 or None, got {max_fold_spread}")
+
+
+def is_count(value: object, *, at_least: int) -> bool:
+    """Whether ``value`` is a whole number (a Python or NumPy int, not a bool) ``>= at_least``."""
+    return (
+        isinstance(value, numbers.Integral)
+        and not isinstance(value, bool | np.bool_)
+        and int(value) >= at_least
+    )

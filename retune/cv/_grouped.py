@@ -34,6 +34,11 @@ class GroupKFoldCV:
             raise CVError("group k-fold needs `groups` (one group id per row), got None")
         if len(groups) != len(y):
             raise CVError(f"`groups` has {len(groups)} entries for {len(y)} rows")
+        missing = _missing(np.asarray(groups))
+        if missing:
+            raise CVError(
+                f"`groups` has {missing} missing values (NaN or None); every row needs a group id"
+            )
         n_groups = len(np.unique(groups))
         if n_groups < self.n_splits:
             raise CVError(
@@ -41,3 +46,12 @@ class GroupKFoldCV:
             )
         folds = GroupKFold(n_splits=self.n_splits, shuffle=True, random_state=seed)
         yield from folds.split(x, y, groups)
+
+
+def _missing(groups: np.ndarray[Any, Any]) -> int:
+    """How many of ``groups`` are NaN or None (scikit-learn refuses either)."""
+    if groups.dtype.kind in "fc":
+        return int(np.isnan(groups).sum())
+    if groups.dtype.kind == "O":
+        return sum(g is None or (isinstance(g, float) and g != g) for g in groups.tolist())
+    return 0

@@ -12,7 +12,7 @@ import numpy as np
 from sklearn.model_selection import TimeSeriesSplit
 
 from retune._errors import CVError
-from retune.cv._base import Split, check_common
+from retune.cv._base import Split, check_common, is_count
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -25,8 +25,10 @@ class TimeSeriesCV:
 
     def __post_init__(self) -> None:
         check_common(self.n_splits, self.max_fold_spread)
-        if self.gap < 0:
-            raise ValueError(f"`gap` must be >= 0, got {self.gap}")
+        if not is_count(self.gap, at_least=0):
+            raise ValueError(f"`gap` must be an int >= 0, got {self.gap!r}")
+        if self.test_size is not None and not is_count(self.test_size, at_least=1):
+            raise ValueError(f"`test_size` must be an int >= 1 or None, got {self.test_size!r}")
 
     def split(
         self,

@@ -4,11 +4,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from retune_data import binary, regression
+from retune_data import binary, regression, small_space
 from sklearn.feature_selection import SelectKBest, f_classif
 
 from monitor.objectives import make_objective
-from retune import CVError, refit_and_export
+from retune import Budget, CVError, StudyError, refit_and_export, run_study
 from retune.cv import (
     CVScheme,
     GroupKFoldCV,
@@ -231,3 +231,47 @@ def test_kfold_holds_every_row_of_a_regression_window_out_once() -> None:
     assert not np.isnan(oof).any()
     with pytest.raises(CVError, match="5-fold needs >= 5 rows"):
         list(KFoldCV(n_splits=5).split(x[:4], y[:4], seed=0))
+
+
+def test_missing_group_ids_are_a_cv_error_naming_them_also_from_a_study(tmp_path: Any) -> None:
+    """NaN among `groups` escaped `run_study` as scikit-learn's bare ValueError ("Input
+    groups contains NaN"): the up-front split check only translated a CVError."""
+    x, y = binary(seed=9, n=150)
+    groups = np.where(np.arange(150) % 7 == 0, np.nan, np.arange(150) % 5)
+    with pytest.raises(CVError, match=r"`groups` has 22 missing values \(NaN or None\)"):
+        list(GroupKFoldCV(n_splits=3).split(x, y, groups=groups, seed=0))
+    named = np.where(np.arange(150) % 2 == 0, None, "a").astype(object)
+    with pytest.raises(CVError, match="`groups` has 75 missing values"):
+        list(GroupKFoldCV(n_splits=2).split(x, y, groups=named, seed=0))
+    with pytest.raises(StudyError, match="cannot be split by group_kfold: `groups` has 22 missing"):
+        run_study(
+            storage=str(tmp_path / "journal.log"),
+            study_name="s",
+            space=small_space(),
+            x=x,
+            y=y,
+            objective=make_objective("log_loss"),
+            cv=GroupKFoldCV(n_splits=3),
+            budget=Budget(max_trials=2),
+            plan=None,
+            seed=0,
+            groups=groups,
+        )
+
+
+@pytest.mark.parametrize("test_size", [0, -5, 2.5], ids=["zero", "negative", "fractional"])
+def test_a_time_series_test_size_must_be_a_whole_number_of_rows(test_size: Any) -> None:
+    """`test_size=-5` was accepted and gave every fold an empty test part (every trial of
+    a study then failed); 0 was accepted too."""
+    rule = f"`test_size` must be an int >= 1 or None, got {test_size}"
+    with pytest.raises(ValueError, match=rule):
+        TimeSeriesCV(n_splits=3, test_size=test_size)
+    assert TimeSeriesCV(n_splits=3, test_size=1).test_size == 1
+
+
+@pytest.mark.parametrize("scheme", [StratifiedKFoldCV, GroupKFoldCV, KFoldCV, TimeSeriesCV])
+@pytest.mark.parametrize("n_splits", [2.5, 1, True], ids=["fractional", "one", "bool"])
+def test_n_splits_must_be_an_int_of_at_least_two(scheme: Any, n_splits: Any) -> None:
+    with pytest.raises(ValueError, match=f"`n_splits` must be an int >= 2, got {n_splits}"):
+        scheme(n_splits=n_splits)
+    assert scheme(n_splits=np.int64(2)).n_splits == 2
