@@ -320,10 +320,17 @@ class TuningJobConfig(_Frozen):
     # stratified: stratified k-fold for a classifier, shuffled k-fold for a regressor (no
     # classes to stratify by); time_series: forward-chaining folds over the rows in the
     # order they were received, leaving `cv_gap` rows out between training and test rows
-    # (labels that mature late, autocorrelation)
-    cv: Literal["stratified", "time_series"] = "stratified"
+    # (labels that mature late, autocorrelation); grouped: group k-fold, all rows with the
+    # same value of the feature `cv_group_column` (a customer, a device) in one fold;
+    # nested: the study tunes on `cv_folds` inner folds, then the job tunes again on each
+    # of `cv_outer_folds` outer training parts and scores that choice on the outer test
+    # part — an unbiased estimate of the tuned model (`cv_outer_folds` more studies; both
+    # levels group k-fold with `cv_group_column` set, else as `stratified`)
+    cv: Literal["stratified", "time_series", "grouped", "nested"] = "stratified"
     cv_folds: int = Field(default=3, ge=2)
     cv_gap: int = Field(default=0, ge=0)
+    cv_group_column: str | None = Field(default=None, min_length=1)
+    cv_outer_folds: int | None = Field(default=None, ge=2)  # None: 3 with `cv: nested`
     max_fold_spread: float | None = Field(default=None, gt=0)
     warm_start: Literal["none", "enqueue", "box", "combined"] = "combined"
     max_trials: int = Field(default=30, ge=1)
@@ -341,6 +348,25 @@ class TuningJobConfig(_Frozen):
         if self.cv_gap and self.cv != "time_series":
             raise ValueError(
                 f"`cv_gap` ({self.cv_gap}) applies to `cv: time_series`, got `cv: {self.cv}`"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _groups_and_outer_folds(self) -> TuningJobConfig:
+        if self.cv == "grouped" and self.cv_group_column is None:
+            raise ValueError(
+                "`cv: grouped` needs `cv_group_column` (the feature whose value names a row's "
+                "group), got none"
+            )
+        if self.cv_group_column is not None and self.cv not in ("grouped", "nested"):
+            raise ValueError(
+                f"`cv_group_column` ({self.cv_group_column}) applies to `cv: grouped` or "
+                f"`cv: nested`, got `cv: {self.cv}`"
+            )
+        if self.cv_outer_folds is not None and self.cv != "nested":
+            raise ValueError(
+                f"`cv_outer_folds` ({self.cv_outer_folds}) applies to `cv: nested`, got "
+                f"`cv: {self.cv}`"
             )
         return self
 
@@ -485,22 +511,29 @@ class Config(_Frozen):
 
     def check_drift_columns(self, model: str, feature_names: Sequence[str]) -> None:
         """Refuse ``evaluation.drift.columns`` of ``model`` naming a column its drift
-        frame does not have (its features, the prediction and the label): a model's
-        features are known only once it registers, and such a setting made every
-        evaluation of the model fail. Called when a version registers and, for stored
-        models, when the daemon starts."""
+        frame does not have (its features, the prediction and the label), and a
+        ``tuning.cv_group_column`` that is not one of its features: a model's features
+        are known only once it registers, and such a setting made every evaluation (or
+        job) of the model fail. Called when a version registers and, for stored models,
+        when the daemon starts."""
         for i, cfg in enumerate(self.models):
             if cfg.name != model:
                 continue
             known = {*feature_names, PREDICTION_COLUMN, LABEL_COLUMN}
             unknown = [c for c in cfg.evaluation.drift.columns if c not in known]
+            shown = ", ".join(list(feature_names)[:10])
+            more = f", … ({len(feature_names)} in all)" if len(feature_names) > 10 else ""
             if unknown:
-                shown = ", ".join(list(feature_names)[:10])
-                more = f", … ({len(feature_names)} in all)" if len(feature_names) > 10 else ""
                 raise ConfigError(
                     f"models.{i}.evaluation.drift.columns.{unknown[0]}: drift settings must "
                     f"name a column of model {model!r}, got {unknown}; its columns are its "
                     f"features ({shown}{more}), {PREDICTION_COLUMN} and {LABEL_COLUMN}"
+                )
+            group = cfg.tuning.cv_group_column
+            if group is not None and group not in feature_names:
+                raise ConfigError(
+                    f"models.{i}.tuning.cv_group_column: the group column must be a feature "
+                    f"of model {model!r}, got {group!r}; its features are {shown}{more}"
                 )
 
     def trigger(self, model: str, event: str) -> TriggerConfig | None:

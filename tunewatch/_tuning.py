@@ -8,9 +8,12 @@ workers on any machine can join the same study through a shared Optuna RDB stora
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,14 +30,7 @@ from retune import (
     run_study,
     study_progress,
 )
-from retune.cv import (
-    CVScheme,
-    KFoldCV,
-    StratifiedKFoldCV,
-    TimeSeriesCV,
-    dataset_version,
-    out_of_fold,
-)
+from retune.cv import NestedCV, dataset_version, out_of_fold
 from retune.space import load_search_space
 from retune.warmstart import Combined, EnqueueTopK, LearnedBox, WarmStartPlan
 from shadow import OnnxModel, ShadowError
@@ -43,6 +39,7 @@ from tunewatch._config import Config, ModelConfig, TuningJobConfig
 from tunewatch._errors import ConflictError, TunewatchError
 from tunewatch._registry import Reference, Registry, VersionMetadata
 from tunewatch._serving_cost import serving_cost, with_ceiling
+from tunewatch._tuning_cv import cv_scheme, estimate_details, tuned_estimate
 from tunewatch.store import JobRow, ModelRow, Store, VersionRow
 
 logger = logging.getLogger(__name__)
@@ -266,6 +263,19 @@ class TuningJobRunner:
         labelled = young.labelled() & (young.label_received_at < job.created_at.timestamp())
         return int(labelled.sum())
 
+    @contextlib.contextmanager
+    def _interruptible(self) -> Iterator[None]:
+        """A study this worker was asked to stop ends the job as interrupted (queued
+        again), whether it returned or raised (stopped before any trial completed)."""
+        try:
+            yield
+        except RetuneError as exc:
+            if self.stop is not None and self.stop.is_set():
+                raise _Interrupted() from exc
+            raise
+        if self.stop is not None and self.stop.is_set():
+            raise _Interrupted()
+
     def _parent(self, model: ModelRow, job: JobRow) -> VersionRow | None:
         """The champion the job was queued against (``spec.champion_version``), whose
         reference rows it trains on and whose child it registers; the current one for
@@ -307,6 +317,7 @@ class TuningJobRunner:
     ) -> dict[str, Any]:
         tj = cfg.tuning
         x, y, n_traffic = self._training_window(model, cfg, job)
+        groups = cv_groups(tj, model.feature_names, x)  # None without a group column
         version_of_data = dataset_version(x, y)
         space_path = tj.search_space or default_search_space(model.task)
         space = load_search_space(space_path)
@@ -338,32 +349,39 @@ class TuningJobRunner:
             min_relative_improvement=tj.min_relative_improvement,
             pruner=tj.pruner,
         )
+        tune = functools.partial(
+            run_study,
+            storage=storage,
+            space=space,
+            objective=objective,
+            budget=budget,
+            plan=plan,
+            seed=tj.seed,
+            heartbeat_interval=self.config.tuning.heartbeat_s if "://" in storage else None,
+            interrupted=self.stop.is_set if self.stop is not None else None,
+            cost_predictor=predictor,
+        )
         progress = _ProgressReporter(self.store, job.id, storage, study, tj.max_trials, on_progress)
         progress.start()
         try:
-            result: TuningResult = run_study(
-                storage=storage,
-                study_name=study,
-                space=space,
-                x=x,
-                y=y,
-                objective=objective,
-                cv=cv,
-                budget=budget,
-                plan=plan,
-                seed=tj.seed,
-                heartbeat_interval=self.config.tuning.heartbeat_s if "://" in storage else None,
-                interrupted=self.stop.is_set if self.stop is not None else None,
-                cost_predictor=predictor,
-            )
-        except RetuneError as exc:
-            if self.stop is not None and self.stop.is_set():
-                raise _Interrupted() from exc  # e.g. stopped before any trial completed
-            raise
+            with self._interruptible():
+                result: TuningResult = tune(study_name=study, x=x, y=y, cv=cv, groups=groups)
         finally:
             progress.stop()
-        if self.stop is not None and self.stop.is_set():
-            raise _Interrupted()
+        estimate = None
+        if isinstance(cv, NestedCV):
+            self.store.update_job_progress(
+                job.id,
+                {
+                    "phase": "nested_estimate",
+                    "study": study,
+                    "max_trials": tj.max_trials,
+                    "trials": result.n_trials,
+                    "best_value": result.best_value,
+                },
+            )
+            with self._interruptible():
+                estimate = tuned_estimate(tune, study, x, y, cv, objective, tj.seed, groups)
         self.store.update_job_progress(
             job.id,
             {
@@ -402,6 +420,8 @@ class TuningJobRunner:
             "stopped_by": result.stopped_by,
             "fold_scores": list(result.fold_scores_of_best.scores),
             "fold_spread": result.fold_scores_of_best.spread,
+            "cv": {"scheme": cv.name, "group_column": tj.cv_group_column},
+            "nested_estimate": None if estimate is None else estimate_details(estimate),
             "parity_error": exported.parity_error,
             "latency_p99_s": float(np.quantile(latencies, 0.99)),
             "warm_start_plan": plan.to_dict() if plan else None,
@@ -430,9 +450,9 @@ class TuningJobRunner:
                     labels=y.astype(np.float64),
                     # what monitors calibrate on: the winner's scores of rows it did not
                     # train on (its own scores of its training rows are overconfident)
-                    scores=out_of_fold(result.best_params, x, y, scheme=cv, seed=tj.seed).astype(
-                        np.float32
-                    ),
+                    scores=out_of_fold(
+                        result.best_params, x, y, scheme=cv, seed=tj.seed, groups=groups
+                    ).astype(np.float32),
                 ),
                 once_per_study=True,  # workers sharing the study: the first one registers
             )
@@ -453,15 +473,28 @@ class TuningJobRunner:
         }
 
 
-def cv_scheme(tj: TuningJobConfig, task: str) -> CVScheme:
-    """The CV ``tuning.cv`` names for the task: ``stratified`` is stratified k-fold for a
-    classifier and shuffled k-fold for a regressor (no classes to stratify by);
-    ``time_series`` leaves ``cv_gap`` rows out between training and test rows."""
-    if tj.cv == "time_series":
-        return TimeSeriesCV(n_splits=tj.cv_folds, gap=tj.cv_gap, max_fold_spread=tj.max_fold_spread)
-    if task == "regression":
-        return KFoldCV(n_splits=tj.cv_folds, max_fold_spread=tj.max_fold_spread)
-    return StratifiedKFoldCV(n_splits=tj.cv_folds, max_fold_spread=tj.max_fold_spread)
+def cv_groups(
+    tj: TuningJobConfig, feature_names: Sequence[str], x: np.ndarray
+) -> np.ndarray | None:
+    """Each window row's group id for grouped CV: its ``cv_group_column`` feature (the
+    config is checked against the model's features when it registers; checked again
+    here for a model registered before the setting). ``None`` without a group column."""
+    column = tj.cv_group_column
+    if column is None:
+        return None
+    if column not in feature_names:
+        raise TuningError(
+            f"tuning.cv_group_column: the group column must be a feature of the model, got "
+            f"{column!r}; its features are {', '.join(feature_names)}"
+        )
+    groups = x[:, list(feature_names).index(column)]
+    missing = int(np.isnan(groups).sum())
+    if missing:
+        raise TuningError(
+            f"tuning.cv_group_column: the group column {column} is missing (NaN) in "
+            f"{missing} of the window's {len(groups)} rows; every row needs a group id"
+        )
+    return groups
 
 
 def _valid_labels(labels: np.ndarray, task: str) -> np.ndarray:

@@ -4,6 +4,7 @@ gate -> a shadow challenger; in-process, through the CLI, and in a worker proces
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,13 +15,23 @@ import numpy as np
 import pytest
 import yaml
 
-from retune import to_onnx
-from retune.cv import KFoldCV, StratifiedKFoldCV, TimeSeriesCV, dataset_version
+from monitor.objectives import make_objective
+from retune import study_progress, to_onnx
+from retune.cv import (
+    GroupKFoldCV,
+    KFoldCV,
+    NestedCV,
+    StratifiedKFoldCV,
+    TimeSeriesCV,
+    cross_validate,
+    dataset_version,
+)
 from retune.space import fit_pipeline
 from tests.tunewatch.conftest import Clock, feed
 from tunewatch._cli import main
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
+from tunewatch._errors import ConfigError
 from tunewatch._example import ExampleModel, example_data
 from tunewatch._launcher import STALE_HEARTBEATS, JobLauncher
 from tunewatch._registry import Reference, VersionMetadata
@@ -755,8 +766,37 @@ def test_a_progress_report_that_fails_is_logged_and_the_job_goes_on(
         ("regression", {}, KFoldCV(n_splits=3)),
         ("regression", {"cv": "time_series", "cv_gap": 20}, TimeSeriesCV(n_splits=3, gap=20)),
         ("binary", {"cv": "time_series", "cv_gap": 5}, TimeSeriesCV(n_splits=3, gap=5)),
+        (
+            "binary",
+            {"cv": "grouped", "cv_group_column": "x7"},
+            GroupKFoldCV(n_splits=3),
+        ),
+        (
+            "binary",
+            {"cv": "nested", "cv_outer_folds": 4},
+            NestedCV(outer=StratifiedKFoldCV(n_splits=4), inner=StratifiedKFoldCV(n_splits=3)),
+        ),
+        (
+            "regression",
+            {"cv": "nested"},
+            NestedCV(outer=KFoldCV(n_splits=3), inner=KFoldCV(n_splits=3)),
+        ),
+        (
+            "binary",
+            {"cv": "nested", "cv_group_column": "x7"},
+            NestedCV(outer=GroupKFoldCV(n_splits=3), inner=GroupKFoldCV(n_splits=3)),
+        ),
     ],
-    ids=["classifier_stratified", "regressor_stratified", "regressor_gap", "classifier_gap"],
+    ids=[
+        "classifier_stratified",
+        "regressor_stratified",
+        "regressor_gap",
+        "classifier_gap",
+        "grouped",
+        "classifier_nested",
+        "regressor_nested",
+        "grouped_nested",
+    ],
 )
 def test_a_job_s_cv_follows_tuning_cv_and_its_gap(
     task: str, tuning: dict[str, object], expected: object
@@ -819,3 +859,181 @@ def test_a_window_the_label_maturity_leaves_to_the_reference_warns(
         assert "0 traffic rows" in warning and "left out 400 labelled rows" in warning
     finally:
         d.close()
+
+
+def _customers(x: np.ndarray) -> None:
+    """Eight customers, told by feature x7 (the target does not depend on it)."""
+    x[:, 7] = np.arange(len(x)) % 8
+
+
+def _fed(trained: list[ExampleModel], raw: dict[str, object], edit: Any = _customers) -> Daemon:
+    d = Daemon(build_config(raw, env={}), env={})
+    d.registry.register(
+        MODEL,
+        trained[0].onnx,
+        trained[0].metadata,
+        actor="test",
+        stage="champion",
+        reference=trained[0].reference,
+    )
+    feed(d, Clock(), 0, 400, shift=0.5, seed=3, edit=edit)
+    return d
+
+
+def test_grouped_cv_from_config_keeps_each_group_in_one_fold(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """Only `stratified` and `time_series` could be configured: group k-fold was reachable
+    from the Python API only, and no job passed group ids to the study."""
+    raw = _config(tmp_path, cv="grouped", cv_group_column="x7", include_reference=False)
+    d = _fed(trained, raw)
+    try:
+        outcome = d.dispatcher.handle(MODEL, "manual", {})
+        assert outcome.job_id is not None
+        job = _runner(d).run(outcome.job_id)
+        assert job.status == "succeeded", job.error
+        version = d.store.get_version(MODEL, 2)
+        assert version.details["cv"] == {"scheme": "group_kfold", "group_column": "x7"}
+        model = d.store.get_model(MODEL)
+        x, y, _ = _runner(d)._training_window(
+            model, d.config.model_or_default(MODEL, model.task), job
+        )
+        groups = x[:, 7]
+        scheme = GroupKFoldCV(n_splits=2)
+        splits = list(scheme.split(x, y, groups=groups, seed=0))
+        for train, test in splits:
+            assert not set(groups[train]) & set(groups[test])
+        # the study scored its winner on exactly these folds (stratified ones score otherwise)
+        grouped = cross_validate(
+            version.hyperparameters,
+            x,
+            y,
+            scheme=scheme,
+            objective=make_objective("log_loss"),
+            seed=0,
+            groups=groups,
+        )
+        assert version.details["fold_scores"] == pytest.approx(grouped.scores, rel=1e-9)
+    finally:
+        d.close()
+
+
+def test_nested_cv_from_config_scores_the_tuning_on_outer_rows_it_never_saw(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """`cv: nested` could not be configured: a job's best value is the minimum over its
+    trials of CV estimates, biased low; nested CV re-runs the tuning on each outer
+    training part and scores its choice on the outer test part."""
+    raw = _config(tmp_path, cv="nested", cv_outer_folds=2, max_trials=2, include_reference=False)
+    d = _fed(trained, raw)
+    try:
+        outcome = d.dispatcher.handle(MODEL, "manual", {})
+        assert outcome.job_id is not None
+        job = _runner(d).run(outcome.job_id)
+        assert job.status == "succeeded", job.error
+        version = d.store.get_version(MODEL, 2)
+        assert len(version.details["fold_scores"]) == 2  # the study tuned on inner folds
+        estimate = version.details["nested_estimate"]
+        assert len(estimate["outer_scores"]) == 2 and len(estimate["chosen"]) == 2
+        assert estimate["mean"] == pytest.approx(np.mean(estimate["outer_scores"]))
+        model = d.store.get_model(MODEL)
+        x, y, _ = _runner(d)._training_window(
+            model, d.config.model_or_default(MODEL, model.task), job
+        )
+        outer = list(StratifiedKFoldCV(n_splits=2).split(x, y, seed=0))
+        storage = d.config.tuning_storage_url
+        for k, (train, test) in enumerate(outer):
+            # each outer part was tuned in a study of its own, on its training rows only
+            progress = study_progress(storage, f"{version.study}-outer{k}")
+            assert progress is not None and progress.n_complete >= 1
+            pipeline = fit_pipeline(estimate["chosen"][k], x[train], y[train], seed=0)
+            loss = make_objective("log_loss").loss(y[test], pipeline.predict_proba(x[test]))
+            assert estimate["outer_scores"][k] == pytest.approx(loss)
+    finally:
+        d.close()
+
+
+def test_a_group_column_with_missing_values_fails_the_job_naming_it(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    def unknown_customers(x: np.ndarray) -> None:
+        _customers(x)
+        x[::10, 7] = np.nan
+
+    raw = _config(tmp_path, cv="grouped", cv_group_column="x7", include_reference=False)
+    d = _fed(trained, raw, edit=unknown_customers)
+    try:
+        outcome = d.dispatcher.handle(MODEL, "manual", {})
+        assert outcome.job_id is not None
+        job = _runner(d).run(outcome.job_id)
+        assert job.status == "failed"
+        assert job.error == (
+            "TuningError: tuning.cv_group_column: the group column x7 is missing (NaN) in 40 "
+            "of the window's 400 rows; every row needs a group id"
+        )
+        assert [v.version for v in d.store.list_versions(MODEL)] == [1]
+    finally:
+        d.close()
+
+
+def test_a_group_column_that_is_not_a_feature_is_refused_when_the_model_registers(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    raw = _config(tmp_path, cv="grouped", cv_group_column="customer")
+    d = Daemon(build_config(raw, env={}), env={})
+    try:
+        with pytest.raises(ConfigError) as caught:
+            d.registry.register(
+                MODEL, trained[0].onnx, trained[0].metadata, actor="test", stage="champion"
+            )
+        assert str(caught.value) == (
+            "models.0.tuning.cv_group_column: the group column must be a feature of model "
+            "'credit', got 'customer'; its features are x0, x1, x2, x3, x4, x5, x6, x7"
+        )
+        assert d.store.list_versions(MODEL) == []
+    finally:
+        d.close()
+
+
+@pytest.mark.parametrize(
+    ("tuning", "message"),
+    [
+        (
+            {"cv": "grouped"},
+            "models.0.tuning: Value error, `cv: grouped` needs `cv_group_column` (the feature "
+            "whose value names a row's group), got none",
+        ),
+        (
+            {"cv_group_column": "x7"},
+            "models.0.tuning: Value error, `cv_group_column` (x7) applies to `cv: grouped` or "
+            "`cv: nested`, got `cv: stratified`",
+        ),
+        (
+            {"cv": "grouped", "cv_group_column": "x7", "cv_outer_folds": 3},
+            "models.0.tuning: Value error, `cv_outer_folds` (3) applies to `cv: nested`, got "
+            "`cv: grouped`",
+        ),
+        (
+            {"cv": "nested", "cv_outer_folds": 1},
+            "models.0.tuning.cv_outer_folds: Input should be greater than or equal to 2, got 1",
+        ),
+        (
+            {"cv": "grouped_kfold"},
+            "models.0.tuning.cv: Input should be 'stratified', 'time_series', 'grouped' or "
+            "'nested', got 'grouped_kfold'",
+        ),
+    ],
+    ids=[
+        "grouped_without_column",
+        "column_without_groups",
+        "outer_without_nested",
+        "one_outer_fold",
+        "unknown_scheme",
+    ],
+)
+def test_cv_settings_that_do_not_fit_together_are_config_errors(
+    tuning: dict[str, object], message: str
+) -> None:
+    raw = {"models": [{"name": "m", "task": "binary", "tuning": tuning}]}
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_config(raw, env={})

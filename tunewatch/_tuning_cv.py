@@ -1,0 +1,88 @@
+"""The CV of a re-tuning job: the scheme ``tuning.cv`` names, and nested CV's estimate of
+the tuning itself (the job tunes again on each outer training part)."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from monitor.objectives import Objective
+from retune import StudyError, TuningResult
+from retune.cv import (
+    CVScheme,
+    GroupKFoldCV,
+    KFoldCV,
+    NestedCV,
+    NestedEstimate,
+    StratifiedKFoldCV,
+    TimeSeriesCV,
+    nested_estimate,
+)
+from tunewatch._config import TuningJobConfig
+
+#: Outer folds of ``cv: nested`` when ``cv_outer_folds`` is not set.
+DEFAULT_OUTER_FOLDS = 3
+
+
+def cv_scheme(tj: TuningJobConfig, task: str) -> CVScheme:
+    """The CV ``tuning.cv`` names for the task: ``stratified`` is stratified k-fold for a
+    classifier and shuffled k-fold for a regressor (no classes to stratify by);
+    ``time_series`` leaves ``cv_gap`` rows out between training and test rows;
+    ``grouped`` is group k-fold over the ``cv_group_column`` feature; ``nested`` scores
+    trials on ``cv_folds`` inner folds and the tuning on ``cv_outer_folds`` outer ones,
+    both grouped with ``cv_group_column`` set, else as ``stratified``."""
+    spread = tj.max_fold_spread
+    outer_folds = tj.cv_outer_folds or DEFAULT_OUTER_FOLDS
+    if tj.cv == "time_series":
+        return TimeSeriesCV(n_splits=tj.cv_folds, gap=tj.cv_gap, max_fold_spread=spread)
+    if tj.cv_group_column is not None:  # cv: grouped, or nested over groups
+        inner: CVScheme = GroupKFoldCV(n_splits=tj.cv_folds, max_fold_spread=spread)
+        outer: CVScheme = GroupKFoldCV(n_splits=outer_folds)
+    elif task == "regression":
+        inner = KFoldCV(n_splits=tj.cv_folds, max_fold_spread=spread)
+        outer = KFoldCV(n_splits=outer_folds)
+    else:
+        inner = StratifiedKFoldCV(n_splits=tj.cv_folds, max_fold_spread=spread)
+        outer = StratifiedKFoldCV(n_splits=outer_folds)
+    return NestedCV(outer=outer, inner=inner) if tj.cv == "nested" else inner
+
+
+def tuned_estimate(
+    tune: Callable[..., TuningResult],
+    study: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    cv: NestedCV,
+    objective: Objective,
+    seed: int,
+    groups: np.ndarray | None,
+) -> NestedEstimate:
+    """Tune again, as the job did (``tune``: :func:`retune.run_study` with the job's space,
+    budget and warm-start plan), on each outer training part — study
+    ``<study>-outer<k>``, which a resumed or joining worker continues — and score the
+    configuration chosen there on the outer test part, which the tuning never saw."""
+    outer_fold = itertools.count()
+
+    def select(
+        x_train: np.ndarray, y_train: np.ndarray, groups_train: np.ndarray | None
+    ) -> dict[str, Any]:
+        name = f"{study}-outer{next(outer_fold)}"
+        result = tune(study_name=name, x=x_train, y=y_train, cv=cv.inner, groups=groups_train)
+        if result.stopped_by == "interrupted":  # the other outer parts would stop at once
+            raise StudyError("interrupted", study_name=name)
+        return dict(result.best_params)
+
+    return nested_estimate(select, x, y, scheme=cv, objective=objective, seed=seed, groups=groups)
+
+
+def estimate_details(estimate: NestedEstimate) -> dict[str, Any]:
+    """``estimate`` as a version's ``nested_estimate`` detail."""
+    return {
+        "outer_scores": list(estimate.outer.scores),
+        "mean": estimate.outer.mean,
+        "std": estimate.outer.std,
+        "chosen": [dict(c) for c in estimate.chosen],
+    }
