@@ -215,6 +215,8 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
             "Trials and fold scores",
             rows=(
                 ("objective", d.get("objective")),
+                ("CV scheme", (d.get("cv") or {}).get("scheme")),
+                ("CV group column", (d.get("cv") or {}).get("group_column")),
                 ("best CV value", d.get("best_value")),
                 ("trials", d.get("n_trials")),
                 ("pruned", d.get("n_pruned")),
@@ -222,6 +224,7 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
                 ("stopped by", d.get("stopped_by")),
                 ("fold scores", d.get("fold_scores")),
                 ("fold spread", d.get("fold_spread")),
+                ("nested CV estimate (outer folds)", _nested(d.get("nested_estimate"))),
                 ("importances", d.get("importances")),
             ),
         ),
@@ -236,6 +239,14 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
         _decision_section(store, model, version),
     ]
     return Report(model=model, version=version, sections=tuple(sections))
+
+
+def _nested(estimate: dict[str, Any] | None) -> str | None:
+    """The unbiased estimate of ``cv: nested``: the outer folds' mean and spread."""
+    if not estimate:
+        return None
+    scores = estimate.get("outer_scores") or []
+    return f"{estimate.get('mean'):.4g} ± {estimate.get('std'):.4g} over {len(scores)}"
 
 
 def _plan_section(plan: dict[str, Any] | None) -> Section:

@@ -35,6 +35,7 @@ from tunewatch._errors import ConfigError
 from tunewatch._example import ExampleModel, example_data
 from tunewatch._launcher import STALE_HEARTBEATS, JobLauncher
 from tunewatch._registry import Reference, VersionMetadata
+from tunewatch._report import build_report
 from tunewatch._tuning import TuningError, TuningJobRunner
 from tunewatch.store import LabelItem, OutputRecord, RequestRecord, VersionRow
 
@@ -949,6 +950,10 @@ def test_nested_cv_from_config_scores_the_tuning_on_outer_rows_it_never_saw(
             pipeline = fit_pipeline(estimate["chosen"][k], x[train], y[train], seed=0)
             loss = make_objective("log_loss").loss(y[test], pipeline.predict_proba(x[test]))
             assert estimate["outer_scores"][k] == pytest.approx(loss)
+        md = build_report(d.store, d.config, MODEL, 2).markdown()
+        assert "- **CV scheme**: nested" in md
+        mean, std = estimate["mean"], estimate["std"]
+        assert f"- **nested CV estimate (outer folds)**: {mean:.4g} ± {std:.4g} over 2" in md
     finally:
         d.close()
 
