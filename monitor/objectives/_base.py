@@ -52,6 +52,13 @@ class Objective(ABC):
         negation. Raises :class:`ObjectiveError` for objectives that do not decompose."""
         raise ObjectiveError(f"objective {self.name!r} has no per-request loss")
 
+    def valid_rows(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        """Which rows :meth:`per_request_loss` can score, as a boolean mask (every row
+        unless the objective says otherwise: MAPE has no loss for a label of 0). A paired
+        comparison consumes the requests of the others without using them, instead of
+        failing on them at every look."""
+        return np.ones(np.asarray(y_true).shape[0], dtype=bool)
+
     def loss(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
         """The value oriented so that lower is better (what tuners minimise)."""
         v = self.value(y_true, y_pred)

@@ -59,5 +59,8 @@ class MAPE(Objective):
             raise ObjectiveError("MAPE is undefined for zero labels; use MAE")
         return np.asarray(np.abs((t - p) / t))
 
+    def valid_rows(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+        return np.asarray(np.asarray(y_true, dtype=np.float64).reshape(-1) != 0)
+
     def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
         return float(self.per_request_loss(y_true, y_pred).mean())

@@ -85,6 +85,17 @@ def test_regression_objectives_match_scikit_learn() -> None:
     )
 
 
+def test_mape_marks_zero_labels_as_rows_it_cannot_score() -> None:
+    y = np.array([2.0, 0.0, -1.0])
+    pred = np.array([1.5, 0.5, -1.0])
+    mape = make_objective("mape")
+    assert mape.valid_rows(y, pred).tolist() == [True, False, True]
+    with pytest.raises(ObjectiveError, match="zero labels"):
+        mape.per_request_loss(y, pred)
+    assert mape.per_request_loss(y[[0, 2]], pred[[0, 2]]).tolist() == [0.25, 0.0]
+    assert make_objective("mae").valid_rows(y, pred).tolist() == [True, True, True]
+
+
 def test_objectives_without_a_per_request_loss_say_so(
     binary: tuple[np.ndarray, np.ndarray],
 ) -> None:

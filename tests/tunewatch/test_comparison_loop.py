@@ -635,6 +635,54 @@ def test_a_label_the_task_cannot_have_is_consumed_not_fatal(
     assert paired.fed == BATCH and paired.look is not None and paired.look.n == BATCH - 1
 
 
+def test_a_label_the_objective_cannot_score_is_consumed_and_a_worse_challenger_decided(
+    template: Path, tmp_path: Path
+) -> None:
+    """MAPE has no loss for a label of 0: one such request made every look raise, nothing
+    was consumed, and every later run read the same batch again (the test stayed at n 0)."""
+    d = copy_daemon(
+        template,
+        tmp_path / "mape",
+        models=[{"name": "reg", "task": "regression", "objective": {"name": "mape"}}],
+    )
+    try:
+        d.store.ensure_model(name="reg", task="regression", feature_names=["a"])
+        for i, stage in ((1, "champion"), (2, "shadow")):
+            d.store.add_version(
+                model="reg",
+                artefact_sha256=f"{i:064d}",
+                hyperparameters={},
+                size_bytes=1,
+                actor="t",
+                stage=stage,  # type: ignore[arg-type]
+            )
+        rng = np.random.default_rng(3)
+        y = rng.normal(5.0, 1.0, size=1000)
+        y[0] = 0.0  # a genuine zero outcome, first in label order
+        good = (y + rng.normal(0.0, 0.2, size=1000)).reshape(-1, 1)
+        loop = runner(d, model="reg")
+        looks = []
+        for start in range(0, 1000, BATCH):
+            s = slice(start, start + BATCH)
+            write(
+                d.store,
+                ids=range(start, start + BATCH),
+                x=np.zeros((BATCH, 8), np.float32),
+                y=y[s],
+                answers={1: good[s], 2: good[s] + 2.0},  # 2 off: about 40 % worse
+                model="reg",
+            )
+            [paired] = [r for r in loop.run("reg") if r.kind == "paired"]
+            looks.append(paired)
+            if paired.status != "open":
+                break
+        first = looks[0]
+        assert first.fed == BATCH and first.look is not None and first.look.n == BATCH - 1
+        assert paired.status == "decided" and paired.decision == "challenger_worse", paired
+    finally:
+        d.close()
+
+
 def test_a_bad_label_after_a_promotion_does_not_stop_the_watch(
     daemon: Daemon, trained: list[ExampleModel]
 ) -> None:

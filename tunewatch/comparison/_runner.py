@@ -398,6 +398,7 @@ class ComparisonRunner:
             unconsumed_by=test.id,
             limit=settings.max_batch,
             matured_before=settings.matured_before(self.clock()),
+            valid_rows=objective.valid_rows,
         )
         if not batch.request_ids:
             return None

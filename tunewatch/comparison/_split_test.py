@@ -81,6 +81,7 @@ class SplitTest:
             limit=settings.max_batch,
             keyed=True,
             matured_before=settings.matured_before(self.clock()),
+            valid_rows=objective.valid_rows,
         )
         arms: dict[Arm, LabelledBatch] = {
             "champion": read(answered_by=champion.version),

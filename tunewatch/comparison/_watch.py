@@ -156,6 +156,7 @@ class RollbackWatch:
             unconsumed_by=test.id,
             limit=min(max_batch, rules.watch_requests - watched),
             matured_before=settings.matured_before(self.clock()),
+            valid_rows=objective.valid_rows,
         )
         if batch.n_rows == 0:
             self.comparisons.consume_unscored(test, batch.request_ids)  # not read again
@@ -281,6 +282,7 @@ class RollbackWatch:
             newest_first=True,  # with a maturity: the newest requests, not labels
             limit=rules.baseline_requests,
             matured_before=matured,
+            valid_rows=objective.valid_rows,
         )
         sequential = TwoSampleSequentialTest(
             alpha=rules.alpha,

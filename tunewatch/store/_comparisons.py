@@ -30,7 +30,7 @@ from ._comparison_rows import (
     _finite,
 )
 from ._engine import READ_ONLY_OPTION, dialect_insert, transaction
-from ._labelled import count_split_arms, read_labelled
+from ._labelled import ValidRows, count_split_arms, read_labelled
 from ._schema import (
     comparison_consumed,
     comparison_looks,
@@ -446,6 +446,7 @@ class ComparisonStore:
         alone: bool = False,
         keyed: bool = False,
         matured_before: datetime | None = None,
+        valid_rows: ValidRows | None = None,
     ) -> LabelledBatch:
         """See :func:`read_labelled`."""
         with self._read("read_labelled") as conn:
@@ -464,6 +465,7 @@ class ComparisonStore:
                 alone=alone,
                 keyed=keyed,
                 matured_before=matured_before,
+                valid_rows=valid_rows,
             )
 
     def count_split_arms(

@@ -3,6 +3,7 @@ version's output on the same requests, each consumed once per test."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,9 @@ from ._windows import label_rows, modal_width
 
 # -- reading labelled traffic ---------------------------------------------------------------
 
+ValidRows = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""Which rows of (labels, one version's outputs) an objective can score: a boolean mask."""
+
 
 def read_labelled(
     conn: Connection,
@@ -41,6 +45,7 @@ def read_labelled(
     alone: bool = False,
     keyed: bool = False,
     matured_before: datetime | None = None,
+    valid_rows: ValidRows | None = None,
 ) -> LabelledBatch:
     """Labelled requests that ``answered_by`` answered (with one of ``roles``; by default
     champion or external), with
@@ -48,6 +53,10 @@ def read_labelled(
     left out). ``unconsumed_by`` leaves out requests a test already consumed;
     ``consumed_by`` reads only those, with the look that consumed each. ``keyed`` reads
     only requests that carry a unit key (a live split's units).
+
+    A request whose rows the task cannot have, or ``valid_rows`` (an objective's
+    :meth:`~monitor.objectives.Objective.valid_rows`) refuses for either output, is read
+    (so a test consumes it) but not used.
 
     Ordered by label arrival (then request id), so a test's reads are reproducible. With
     ``matured_before``, only requests received before it are read, in the order they were
@@ -140,16 +149,23 @@ def read_labelled(
     if limit is not None:
         stmt = stmt.limit(limit)
     task = conn.execute(select(models.c.task).where(models.c.name == model)).scalar()
-    return _assemble(list(conn.execute(stmt)), paired=paired_with is not None, task=task)
+    return _assemble(
+        list(conn.execute(stmt)), paired=paired_with is not None, task=task, valid_rows=valid_rows
+    )
 
 
-def _fits(task: str | None, y: list[float], *outputs: np.ndarray) -> bool:
+def _fits(
+    task: str | None, y: list[float], *outputs: np.ndarray, valid_rows: ValidRows | None
+) -> bool:
     """Whether a request's rows can be scored: labels the task can have (0/1 for binary,
-    a class index for multiclass), finite outputs. A row that cannot would make every
-    look raise, and with it the test stop for good."""
+    a class index for multiclass), finite outputs, rows the objective can score
+    (``valid_rows``). A row that cannot would make every look raise, and with it the test
+    stop for good."""
     if not all(np.isfinite(o).all() for o in outputs):
         return False
     labels = np.asarray(y, dtype=np.float64)
+    if valid_rows is not None and not all(valid_rows(labels, o).all() for o in outputs):
+        return False
     if task == "binary":
         return bool(np.isin(labels, (0.0, 1.0)).all())
     if task == "multiclass":  # and both versions answer the same classes
@@ -160,7 +176,9 @@ def _fits(task: str | None, y: list[float], *outputs: np.ndarray) -> bool:
     return bool(np.isfinite(labels).all())
 
 
-def _assemble(rows: list[Row[Any]], *, paired: bool, task: str | None) -> LabelledBatch:
+def _assemble(
+    rows: list[Row[Any]], *, paired: bool, task: str | None, valid_rows: ValidRows | None
+) -> LabelledBatch:
     ids: list[str] = []
     units: list[str | None] = []
     index: list[int] = []
@@ -184,7 +202,7 @@ def _assemble(rows: list[Row[Any]], *, paired: bool, task: str | None) -> Labell
             continue
         a = np.frombuffer(r.a_values, dtype=np.float32).reshape(n, k)
         b = np.frombuffer(r.b_values, dtype=np.float32).reshape(n, k2) if paired else None
-        if not _fits(task, y, a, *([b] if b is not None else [])):
+        if not _fits(task, y, a, *([b] if b is not None else []), valid_rows=valid_rows):
             continue  # read (to be consumed), not scored
         index.extend([position] * n)
         ys.extend(y)

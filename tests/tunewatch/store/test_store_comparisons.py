@@ -206,6 +206,10 @@ def test_rows_that_cannot_be_scored_are_read_to_be_consumed_but_give_no_rows(
     assert batch.labels.tolist() == [0.0, 1.0]
     unpaired = comparisons.read_labelled(model="m", answered_by=1)
     assert [unpaired.request_ids[i] for i in unpaired.rows] == ["r0", "r2", "r9"]
+    # rows the objective refuses (MAPE: a label of 0) are read to be consumed, not used
+    refused = comparisons.read_labelled(model="m", answered_by=1, valid_rows=lambda y, pred: y != 0)
+    assert set(refused.request_ids) == {"r0", "r1", "r2", "r3", "r9"}
+    assert [refused.request_ids[i] for i in refused.rows] == ["r2", "r9"]
 
 
 _P = np.asarray([[0.4, 0.6]], dtype=np.float32).tobytes()
