@@ -65,7 +65,7 @@ def traffic(trained: list[ExampleModel], n: int, seed: int) -> Traffic:
 def write(
     store: Store,
     *,
-    ids: range,
+    ids: Sequence[int],
     x: np.ndarray,
     y: np.ndarray,
     answers: dict[int, np.ndarray],

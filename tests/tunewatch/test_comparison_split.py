@@ -4,6 +4,7 @@ raises srm_detected and blocks promotions while it fails."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from shadow.stats import TwoSampleSequentialTest
 from tests.tunewatch.test_comparison_loop import (
     MODEL,
+    Traffic,
     copy_daemon,
     oracle,
     runner,
@@ -19,6 +21,7 @@ from tests.tunewatch.test_comparison_loop import (
     traffic,
     write,
 )
+from tunewatch import _governance as governance
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
 from tunewatch._split import SplitConfig, route
@@ -207,5 +210,85 @@ def test_a_split_decision_blocked_by_a_mismatch_acts_once_the_split_is_balanced(
     )
     split = next(r for r in loop.run(MODEL) if r.kind == "split")
     assert split.action == "promoted"
+    champion = daemon.store.champion(MODEL)
+    assert champion is not None and champion.version == 2
+
+
+def _serve_split(
+    d: Daemon,
+    t: Traffic,
+    units: range,
+    champion: int,
+    *,
+    shadowed: bool,
+    received_at: datetime | None = None,
+) -> int:
+    """One request per unit, routed by ``SPLIT`` between ``champion`` (answering like the
+    logistic model) and v2 (the oracle); ``shadowed``: v2 scores the champion's requests
+    too, as a split challenger in the lineup does. Returns how many units v2 answered."""
+    arm = {u: route((champion, 2), SPLIT, f"u{u}") for u in units}
+    ours = [u for u in units if arm[u] == champion]
+    theirs = [u for u in units if arm[u] == 2]
+    answers = {champion: t.logistic[ours]}
+    if shadowed:
+        answers[2] = oracle(t.x[ours])
+    write(
+        d.store,
+        ids=ours,
+        x=t.x[ours],
+        y=t.y[ours],
+        answers=answers,
+        roles={champion: "champion", 2: "challenger"},
+        units=[f"u{u}" for u in ours],
+        received_at=received_at,
+    )
+    write(
+        d.store,
+        ids=theirs,
+        x=t.x[theirs],
+        y=t.y[theirs],
+        answers={2: oracle(t.x[theirs])},
+        roles={2: "challenger"},
+        units=[f"u{u}" for u in theirs],
+        received_at=received_at,
+    )
+    return len(theirs)
+
+
+def test_a_promotion_during_a_split_is_no_sample_ratio_mismatch(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """After another version was promoted mid-split, the champion arm counted only the new
+    champion's units since the split began, the challenger arm all of v2's: a false
+    mismatch that raised srm_detected and blocked every promotion (v2's too). The split's
+    window starts again at the promotion: the new champion's split test is not fed v2's
+    units from before it."""
+    v3 = trained[0]  # another shadow challenger: a copy of the logistic champion
+    daemon.registry.register(
+        MODEL, v3.onnx, v3.metadata, actor="t", stage="shadow", reference=v3.reference
+    )  # type: ignore[arg-type]
+    t = traffic(trained, 5000, seed=7)
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    split = SPLIT.model_copy(update={"start": an_hour_ago - timedelta(hours=1)})
+    loop = runner(daemon, split=split.model_dump())
+    _serve_split(daemon, t, range(0, 1000), 1, shadowed=False, received_at=an_hour_ago)
+    loop.run(MODEL)
+    before = loop.comparisons.latest_split_check(MODEL, salt=SPLIT.salt)
+    assert before is not None and not before.mismatch
+    governance.promote(daemon.store, daemon.config, MODEL, 3, actor="op", reason="by hand")
+    for lo in range(1000, 5000, 200):  # v2 shadows the new champion: it wins, paired
+        alone = _serve_split(daemon, t, range(lo, lo + 200), 3, shadowed=True)
+        results = loop.run(MODEL)
+        check = loop.comparisons.latest_split_check(MODEL, salt=SPLIT.salt)
+        assert check is not None and not check.mismatch, check
+        if lo == 1000:
+            assert (check.n_champion + check.n_challenger, check.champion_version) == (200, 3)
+            [test] = [r for r in results if r.kind == "split"]
+            assert test.champion_version == 3 and test.look is not None
+            assert test.look.n == alone
+        if daemon.store.get_version(MODEL, 2).stage == "champion":
+            break
+    assert daemon.store.list_events(model=MODEL, type="srm_detected") == []
+    assert daemon.store.list_events(model=MODEL, type="promotion_blocked") == []
     champion = daemon.store.champion(MODEL)
     assert champion is not None and champion.version == 2

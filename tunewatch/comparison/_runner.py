@@ -492,12 +492,20 @@ class ComparisonRunner:
         return self._decisions.guardrails(model, champion, challenger, settings)
 
     def _split_since(self, model: str, split: SplitConfig) -> datetime | None:
-        if split.start is not None:
-            return split.start
-        try:
-            return self.store.get_version(model, split.challenger).created_at
-        except LookupError:
-            return None
+        """Where the live split's window starts, for its sample-ratio check and its test:
+        the split's ``start`` (default: when its challenger was registered), or the
+        newest change of champion after it. The split test is the current champion's,
+        so the challenger's units from before the change are no fair match for it."""
+        start = split.start
+        if start is None:
+            try:
+                start = self.store.get_version(model, split.challenger).created_at
+            except LookupError:
+                start = None
+        changes = self.store.list_events(model=model, types=("promoted", "rolled_back"), limit=1)
+        if changes and (start is None or changes[0].created_at > start):
+            return changes[0].created_at
+        return start
 
 
 def _with(look: LookValues, *, adjusted: float, decision: str, k: int) -> LookValues:

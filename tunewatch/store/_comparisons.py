@@ -469,13 +469,12 @@ class ComparisonStore:
             )
 
     def count_split_arms(
-        self, *, model: str, champion_version: int, challenger_version: int, since: datetime | None
+        self, *, model: str, challenger_version: int, since: datetime | None
     ) -> tuple[int, int]:
         with self._read("count_split_arms") as conn:
             return count_split_arms(
                 conn,
                 model=model,
-                champion_version=champion_version,
                 challenger_version=challenger_version,
                 since=since,
             )

@@ -226,7 +226,6 @@ def count_split_arms(
     conn: Connection,
     *,
     model: str,
-    champion_version: int,
     challenger_version: int,
     since: datetime | None,
 ) -> tuple[int, int]:
@@ -235,16 +234,17 @@ def count_split_arms(
 
     The units are the requests' unit keys; a request without one was never split and
     counts in neither arm. The champion arm holds units with a request that has an output
-    of ``champion_version`` in role ``champion``; the challenger arm units with a request
-    that has an output of ``challenger_version`` and no output in role ``champion`` (the
-    inference path records the split challenger's answer without a champion answer).
-    Assignment is by unit, so units, not requests, are what the expected share is of.
+    in role ``champion`` (of whichever version was champion then: counting only the
+    current one's called every promotion during a split a mismatch); the challenger arm
+    units with a request that has an output of ``challenger_version`` and no output in
+    role ``champion`` (the inference path records the split challenger's answer without a
+    champion answer). Assignment is by unit, so units, not requests, are what the
+    expected share is of.
     """
     champion_answer = exists().where(
         outputs.c.model == requests.c.model,
         outputs.c.request_id == requests.c.request_id,
         outputs.c.role == "champion",
-        outputs.c.version == champion_version,
     )
     any_champion = outputs.alias("any_champion")
     challenger_answer = and_(

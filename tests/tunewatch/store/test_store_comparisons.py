@@ -114,14 +114,20 @@ def test_split_arms_count_the_units_each_arm_answered(model_store: Store) -> Non
     mismatch whenever unkeyed traffic or heavy users were in the log."""
     _split_log(model_store)
     comparisons = ComparisonStore(model_store)
-    counts = comparisons.count_split_arms(
-        model="m", champion_version=1, challenger_version=2, since=None
-    )
+    counts = comparisons.count_split_arms(model="m", challenger_version=2, since=None)
     assert counts == (3, 2)
     later = comparisons.count_split_arms(
-        model="m", champion_version=1, challenger_version=2, since=T0 + timedelta(seconds=7)
+        model="m", challenger_version=2, since=T0 + timedelta(seconds=7)
     )
     assert later == (0, 2)
+    # v3 promoted meanwhile: its units are the champion arm's too (counting only the
+    # current champion's units called the split a mismatch after every promotion)
+    x = np.zeros((1, 2), dtype=np.float32).tobytes()
+    model_store.write_records(
+        [RequestRecord("m", "r10", T0 + timedelta(seconds=10), "infer", 1, 2, x, unit_key="w0")],
+        [OutputRecord("m", "r10", 3, "champion", 0.001, 1, 2, _P)],
+    )
+    assert comparisons.count_split_arms(model="m", challenger_version=2, since=None) == (4, 2)
     assert model_store.get_request("m", "r0").unit_key == "u0"  # type: ignore[union-attr]
 
 
