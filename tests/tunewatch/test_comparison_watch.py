@@ -191,6 +191,45 @@ def test_a_watch_overtaken_by_another_promotion_releases_its_shadow(
     assert (new.champion_version, new.challenger_version, new.status) == (2, 3, "open")
 
 
+def test_promoting_the_same_pair_again_starts_a_new_watch(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """v2 over v1, back to v1, v2 again: the second promotion of v2 over v1 found the
+    first one's closed watch of the pair and started none, so v1 was retired at once and
+    a far worse v2 was never rolled back."""
+    t = _promote_v2(daemon, trained)
+    loop = runner(daemon)
+    _watch(loop)
+    daemon.store.promote(MODEL, 1, actor="operator", reason="back to v1")
+    _watch(loop)
+    daemon.store.promote(MODEL, 2, actor="operator", reason="v2 again")
+    again = _watch(loop)
+    assert again is not None and again.action == "none" and again.status == "open"
+    assert daemon.store.get_version(MODEL, 1).stage == "shadow"
+    worse = oracle(t.x)[:, ::-1].copy()
+    watch = again
+    for start in range(400, 2400, BATCH):
+        _feed(daemon, t, start, start + BATCH, worse, t.y)
+        watch = _watch(loop)
+        assert watch is not None
+        if watch.action != "none":
+            break
+    assert watch.action == "rolled_back" and watch.test_id == again.test_id, watch
+    champion = daemon.store.champion(MODEL)
+    assert champion is not None and champion.version == 1
+    first, back, second = loop.comparisons.list_tests(MODEL, kind="rollback_watch")
+    assert [(w.champion_version, w.challenger_version) for w in (first, back, second)] == [
+        (1, 2),
+        (2, 1),
+        (1, 2),
+    ]
+    assert (first.status, first.outcome) == (
+        "closed",
+        {"action": "closed", "reason": "a later promotion replaced the watched champion"},
+    )
+    assert second.id == again.test_id and second.outcome == {"action": "rolled_back", "restored": 1}
+
+
 def test_a_previous_champion_taken_out_of_shadow_closes_the_watch(
     daemon: Daemon, trained: list[ExampleModel]
 ) -> None:

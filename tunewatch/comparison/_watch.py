@@ -25,7 +25,7 @@ from tunewatch.comparison._results import (
     paired_values,
     stateless,
 )
-from tunewatch.store import Store
+from tunewatch.store import Event, Store
 from tunewatch.store._comparisons import (
     ComparisonLookRow,
     ComparisonStore,
@@ -48,7 +48,8 @@ class RollbackWatch:
     requests. Unpaired: with the previous champion's recorded losses before the
     promotion, which traffic that grew harder meanwhile makes look like a worse model.
     Either test is always valid; degradation rolls back, and a version the watch kept in
-    shadow is retired again when the watch ends.
+    shadow is retired again when the watch ends. A watch follows one promotion: the same
+    pair promoted again (after a rollback or a flip back) is watched again.
     """
 
     def __init__(
@@ -95,11 +96,11 @@ class RollbackWatch:
         version = int(promotion.payload["version"])
         previous = int(promotion.payload["previous"])
         promoted_at = promotion.created_at
-        self._close_overtaken(model, (previous, version))
+        self._close_overtaken(model, promotion.id)
         existing = [
             t
             for t in self.comparisons.list_tests(model, kind="rollback_watch")
-            if t.champion_version == previous and t.challenger_version == version
+            if t.promotion_id == promotion.id
         ]
         if existing:
             test = existing[0]
@@ -107,14 +108,8 @@ class RollbackWatch:
             champion = self.store.champion(model)
             if champion is None or champion.version != version:
                 return None  # rolled back or replaced before the watch began
-            if rules.paired:
-                started = self._start_paired(
-                    model, settings, objective, version, previous, promoted_at
-                )
-            else:
-                started = self._start_unpaired(
-                    model, settings, objective, version, previous, promoted_at
-                )
+            start = self._start_paired if rules.paired else self._start_unpaired
+            started = start(model, settings, objective, version, previous, promotion)
             if started is None or isinstance(started, ComparisonResult):
                 return started
             test = started
@@ -211,7 +206,7 @@ class RollbackWatch:
         objective: Objective,
         version: int,
         previous: int,
-        promoted_at: datetime,
+        promotion: Event,
     ) -> ComparisonTestRow | ComparisonResult | None:
         rules = settings.rollback
         stage = self.store.get_version(model, previous).stage
@@ -232,10 +227,11 @@ class RollbackWatch:
             correction=None,
             state={
                 **stateless(sequential.to_dict()),
-                "promoted_at": promoted_at.isoformat(),
+                "promoted_at": promotion.created_at.isoformat(),
                 "paired": True,
                 "kept_in_shadow": stage == "retired",
             },
+            promotion_id=promotion.id,
         )
         if not created:
             return test
@@ -267,9 +263,10 @@ class RollbackWatch:
         objective: Objective,
         version: int,
         previous: int,
-        promoted_at: datetime,
+        promotion: Event,
     ) -> ComparisonTestRow | ComparisonResult | None:
         rules = settings.rollback
+        promoted_at = promotion.created_at
         matured = settings.matured_before(self.clock())
         if matured is not None and matured < promoted_at:
             # Until then neither the baseline's newest requests nor any request the new
@@ -304,6 +301,7 @@ class RollbackWatch:
                 "promoted_at": promoted_at.isoformat(),
                 "baseline_n": baseline.n_rows,
             },
+            promotion_id=promotion.id,
         )
         if created and baseline.n_rows < rules.min_n:
             return self._close(
@@ -321,10 +319,11 @@ class RollbackWatch:
         logger.info("model=%s rollback watch of v%d: %s", test.model, test.challenger_version, why)
         return make_result(closed, None, 0, "closed", (why,))
 
-    def _close_overtaken(self, model: str, current: tuple[int, int] | None) -> None:
-        """Close the watches of earlier promotions (a later one replaced their champion)."""
+    def _close_overtaken(self, model: str, current: int | None) -> None:
+        """Close the watches of promotions before ``current`` (the newest promotion's
+        event id): a later one replaced their champion."""
         for test in self.comparisons.list_tests(model, kind="rollback_watch"):
-            if _pending(test) and (test.champion_version, test.challenger_version) != current:
+            if _pending(test) and test.promotion_id != current:
                 self._close(test, "a later promotion replaced the watched champion")
 
     def _release(self, test: ComparisonTestRow) -> None:

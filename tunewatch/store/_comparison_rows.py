@@ -21,7 +21,9 @@ ANSWERING_ROLES = ("champion", "external")
 @dataclass(frozen=True, slots=True)
 class ComparisonTestRow:
     """One test of ``challenger_version`` against ``champion_version`` (for a rollback
-    watch: the new champion against the one it replaced) and its persisted state."""
+    watch: the new champion against the one it replaced) and its persisted state; a
+    rollback watch's ``promotion_id`` is the ``promoted`` event it follows (0 for the
+    other kinds)."""
 
     id: int
     model: str
@@ -38,6 +40,7 @@ class ComparisonTestRow:
     created_at: datetime
     updated_at: datetime
     decided_at: datetime | None
+    promotion_id: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -62,6 +62,7 @@ def _test(row: Row[Any]) -> ComparisonTestRow:
         created_at=row.created_at,
         updated_at=row.updated_at,
         decided_at=row.decided_at,
+        promotion_id=int(row.promotion_id),
     )
 
 
@@ -74,8 +75,10 @@ def get_or_create_test(
     challenger_version: int,
     correction: str | None,
     state: Mapping[str, Any],
+    promotion_id: int = 0,
 ) -> tuple[ComparisonTestRow, bool]:
-    """The pair's test, created open with ``state`` if there is none; ``(test, created)``."""
+    """The pair's test (a rollback watch's: of the promotion ``promotion_id``), created
+    open with ``state`` if there is none; ``(test, created)``."""
     now = utcnow()
     inserted = conn.execute(
         dialect_insert(conn, comparison_tests)
@@ -94,6 +97,7 @@ def get_or_create_test(
             created_at=now,
             updated_at=now,
             decided_at=None,
+            promotion_id=promotion_id,
         )
         .on_conflict_do_nothing()
         .returning(comparison_tests.c.id)
@@ -104,6 +108,7 @@ def get_or_create_test(
             comparison_tests.c.kind == kind,
             comparison_tests.c.champion_version == champion_version,
             comparison_tests.c.challenger_version == challenger_version,
+            comparison_tests.c.promotion_id == promotion_id,
         )
     ).one()
     return _test(row), inserted is not None
@@ -343,7 +348,9 @@ class ComparisonStore:
         challenger_version: int,
         correction: str | None,
         state: Mapping[str, Any],
+        promotion_id: int = 0,
     ) -> tuple[ComparisonTestRow, bool]:
+        """See :func:`get_or_create_test`."""
         with self._tx("get_or_create_comparison") as conn:
             return get_or_create_test(
                 conn,
@@ -353,6 +360,7 @@ class ComparisonStore:
                 challenger_version=challenger_version,
                 correction=correction,
                 state=state,
+                promotion_id=promotion_id,
             )
 
     def get_test(self, test_id: int) -> ComparisonTestRow:

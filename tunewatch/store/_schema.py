@@ -351,6 +351,9 @@ jobs = Table(
 # Sequential comparisons (paired shadow tests, group-sequential DeLong, rollback watches):
 # one row per test with its persisted state, so a restarted daemon continues the same
 # always-valid test. A pair is tested once per champion: a decided test is never reopened.
+# A rollback watch is one per promotion (``promotion_id``, the ``promoted`` event it
+# follows): a pair promoted again after a rollback or a flip back is watched again. The
+# other kinds have 0 there.
 comparison_tests = Table(
     "comparison_tests",
     metadata,
@@ -369,8 +372,14 @@ comparison_tests = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("decided_at", UTCDateTime, nullable=True),
+    Column("promotion_id", _EventId, nullable=False, server_default=text("0")),
     UniqueConstraint(
-        "model", "kind", "champion_version", "challenger_version", name="uq_comparison_tests_pair"
+        "model",
+        "kind",
+        "champion_version",
+        "challenger_version",
+        "promotion_id",
+        name="uq_comparison_tests_pair",
     ),
     CheckConstraint("status IN ('open', 'decided', 'closed')", name="status"),
     CheckConstraint("kind IN ('paired', 'delong', 'rollback_watch', 'split')", name="kind"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -20,7 +20,7 @@ from tunewatch.store._audit import append_audit_in
 from tunewatch.store._comparisons import ComparisonStore
 from tunewatch.store._migrate import alembic_config
 from tunewatch.store._records import _label_value
-from tunewatch.store._schema import audit_head, labels
+from tunewatch.store._schema import audit_head, comparison_consumed, comparison_tests, labels
 
 
 def test_migrate_is_idempotent_and_matches_metadata(store_url: str) -> None:
@@ -390,3 +390,84 @@ def test_0012_keeps_an_index_the_operator_built_beforehand(store_url: str) -> No
         engine.dispose()
     assert indexes["ix_outputs_model_version_created_at"] == ["model", "version", "created_at"]
     assert "ix_outputs_model_created_at" not in indexes
+
+
+def test_watches_before_0013_keep_their_promotion_and_a_pair_promoted_again_gets_its_own(
+    store_url: str,
+) -> None:
+    """Revision 0013: v2 over v1, back to v1, v2 again. Each watch written before it is
+    tied to the promotion it was started for, and the second promotion of v2 over v1 may
+    have a watch of its own (the pair's first one held the only place). A downgrade keeps
+    each pair's newest watch, deleting the older one with what points at it."""
+    store = Store.open(store_url)
+    try:
+        store.ensure_model(name="m", task="binary", feature_names=["a"])
+        with store.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0012")
+        promotions = [
+            store.add_event(model="m", type="promoted", payload={"version": v, "previous": p})
+            for v, p in ((2, 1), (1, 2), (2, 1))
+        ]
+        watched = promotions[:2]  # before 0013 the third got no watch
+        with store.engine.begin() as conn:
+            for event in watched:
+                payload = event.payload
+                conn.execute(
+                    sa.insert(comparison_tests).values(
+                        model="m",
+                        kind="rollback_watch",
+                        champion_version=payload["previous"],
+                        challenger_version=payload["version"],
+                        status="closed",
+                        decision="continue",
+                        n=0,
+                        looks=0,
+                        state={"promoted_at": event.created_at.isoformat()},
+                        created_at=event.created_at + timedelta(seconds=1),
+                        updated_at=event.created_at + timedelta(seconds=1),
+                    )
+                )
+            [first_id] = conn.execute(sa.select(sa.func.min(comparison_tests.c.id))).one()
+            conn.execute(
+                sa.insert(comparison_consumed).values(test_id=first_id, request_id="r0", look=1)
+            )
+            command.upgrade(alembic_config(conn), "head")
+        comparisons = ComparisonStore(store)
+        first, back = comparisons.list_tests("m", kind="rollback_watch")
+        assert (first.promotion_id, back.promotion_id) == (promotions[0].id, promotions[1].id)
+        again, created = comparisons.get_or_create_test(
+            model="m",
+            kind="rollback_watch",
+            champion_version=1,
+            challenger_version=2,
+            correction=None,
+            state={},
+            promotion_id=promotions[2].id,
+        )
+        assert created and again.id != first.id and again.status == "open"
+        paired, _ = comparisons.get_or_create_test(
+            model="m",
+            kind="paired",
+            champion_version=1,
+            challenger_version=2,
+            correction=None,
+            state={},
+        )
+        assert paired.promotion_id == 0
+        with store.engine.begin() as conn:
+            conn.execute(
+                sa.insert(comparison_consumed).values(test_id=back.id, request_id="r1", look=1)
+            )
+            command.downgrade(alembic_config(conn), "0012")
+            kept = conn.execute(sa.text("SELECT id FROM comparison_tests ORDER BY id")).all()
+            consumed = conn.execute(sa.text("SELECT test_id FROM comparison_consumed")).all()
+            command.upgrade(alembic_config(conn), "head")
+        assert kept == [(back.id,), (again.id,), (paired.id,)]
+        assert consumed == [(back.id,)]  # the deleted watch's went with it
+        assert [t.promotion_id for t in comparisons.list_tests("m")] == [
+            promotions[1].id,
+            promotions[2].id,  # the newest of its pair before it was created
+            0,
+        ]
+    finally:
+        store.close()
