@@ -25,8 +25,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from monitor.objectives import ObjectiveError, make_objective
 from retune import SearchSpaceError
@@ -74,22 +72,6 @@ class StoreConfig(_Frozen):
     # NORMAL: in WAL mode a commit survives a process crash (kill -9); only an OS crash or
     # power loss can lose the last commits. FULL syncs the WAL on every commit.
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
-
-    @field_validator("url")
-    @classmethod
-    def _a_store_we_open(cls, url: str | None) -> str | None:
-        if url is None:
-            return url
-        try:
-            backend = make_url(url).get_backend_name()
-        except ArgumentError:
-            raise ValueError(
-                "is not a database URL (sqlite:///path/to/file.db or "
-                "postgresql+psycopg://user@host/db)"
-            ) from None
-        if backend not in ("sqlite", "postgresql"):
-            raise ValueError(f"must be a sqlite or postgresql URL, got backend {backend!r}")
-        return url
 
 
 class ServerConfig(_Frozen):

@@ -548,20 +548,3 @@ def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> Non
         ConfigError, match=r"tunewatch\.yaml: not UTF-8 text \(byte 0xe9 at offset 13\)"
     ):
         load_config(path)
-
-
-@pytest.mark.parametrize(
-    ("url", "rule"),
-    [
-        ("mysql://u@localhost/db", "must be a sqlite or postgresql URL, got backend 'mysql'"),
-        ("garbage", "is not a database URL"),
-    ],
-)
-def test_an_unusable_store_url_is_a_config_error_naming_it(url: str, rule: str) -> None:
-    """It loaded, and `serve` and every CLI command then failed with a ValueError or
-    SQLAlchemy's ArgumentError traceback; from the environment too."""
-    with pytest.raises(ConfigError, match=rf"\n  store\.url: .*{re.escape(rule)}"):
-        build_config({"store": {"url": url}}, env={})
-    with pytest.raises(ConfigError, match=rf"store\.url.*{re.escape(rule)}"):
-        build_config({}, env={"TUNEWATCH_STORE_URL": url})
-    build_config({"store": {"url": "postgresql+psycopg://postgres@127.0.0.1/test"}}, env={})
