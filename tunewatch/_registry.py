@@ -272,7 +272,13 @@ def _check_metadata(metadata: VersionMetadata) -> None:
                 f"`details.parity_error` must be a finite number >= 0, got {value!r}",
                 code="invalid_request",
             )
-    check_version_text(dataset_version=metadata.dataset_version, study=metadata.study)
+    check_version_text(
+        dataset_version=metadata.dataset_version,
+        study=metadata.study,
+        hyperparameters=metadata.hyperparameters,
+        details=metadata.details,
+        feature_names=metadata.feature_names,
+    )
 
 
 class Registry:
@@ -425,7 +431,8 @@ class Registry:
         The metadata: ``hyperparameters`` and ``details`` plain JSON with finite numbers,
         nesting at most ``MAX_METADATA_DEPTH`` levels; a ``details.parity_error`` a
         finite number >= 0; ``dataset_version`` and ``study`` values the store holds on
-        either backend (``InvalidValueError``). The reference's shape; the config's
+        either backend, and no unpaired surrogate in the feature names, hyperparameters
+        or details (``InvalidValueError``). The reference's shape; the config's
         settings that name the model's columns; an existing model's task, features and
         regulated flag (``regulated`` as :meth:`register` takes it). Then the candidate:
         loaded by a child process under a memory limit and a timeout before the daemon

@@ -352,3 +352,49 @@ def test_the_audit_command_lists_entries_and_fails_on_a_broken_chain(
     assert run(config, "audit", "--limit", "1") == 1
     captured = capsys.readouterr()
     assert "audit chain broken (head)" in captured.out
+
+
+@pytest.mark.parametrize(
+    ("spoil", "where"),
+    [
+        pytest.param("features", "`feature_names[7]`", id="feature_name"),
+        pytest.param("hyperparameters", "`hyperparameters.C`", id="hyperparameter"),
+    ],
+)
+def test_register_refuses_a_lone_surrogate_in_features_or_hyperparameters(
+    config: Path,
+    tmp_path: Path,
+    trained: list[ExampleModel],
+    capsys: pytest.CaptureFixture[str],
+    spoil: str,
+    where: str,
+) -> None:
+    """`--features $'...,x7\xff'` (an argv byte no codec decodes) or a JSON `\udcff` was
+    stored; the API then answered 500 for every read of the model, the model list
+    included."""
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(trained[0].onnx)
+    names = list(trained[0].metadata.feature_names)
+    if spoil == "features":
+        names[-1] += "\udcff"
+    hyperparameters = '{"C": "\\udcff"}' if spoil == "hyperparameters" else "{}"
+    assert (
+        run(
+            config,
+            "register",
+            "credit",
+            str(onnx),
+            "--task",
+            "binary",
+            "--features",
+            ",".join(names),
+            "--hyperparameters",
+            hyperparameters,
+        )
+        == 2
+    )
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    assert f"{where} must be text UTF-8 can encode" in captured.err
+    with _store(config) as store:
+        assert store.list_models() == []

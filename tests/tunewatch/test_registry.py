@@ -433,3 +433,77 @@ def test_a_checked_candidate_is_registered_without_loading_it_again(
         assert loaded == [model.onnx, other.onnx]
     finally:
         daemon.close()
+
+
+_SURROGATE = "\udcff"  # what an argv or JSON byte no codec decodes becomes in Python
+
+_UNENCODABLE = {
+    "feature-name": ({"feature_names": f"x{_SURROGATE}"}, "`feature_names[2]`"),
+    "hyperparameter-value": ({"hyperparameters": {"C": _SURROGATE}}, "`hyperparameters.C`"),
+    "hyperparameter-key": (
+        {"hyperparameters": {f"C{_SURROGATE}": 1}},
+        "a key of `hyperparameters`",
+    ),
+    "nested-hyperparameter": (
+        {"hyperparameters": {"grid": [1, {"kernel": f"rbf{_SURROGATE}"}]}},
+        "`hyperparameters.grid[1].kernel`",
+    ),
+    "details-value": ({"details": {"note": _SURROGATE}}, "`details.note`"),
+}
+
+
+@pytest.mark.parametrize("spoil", list(_UNENCODABLE))
+def test_register_refuses_lone_surrogate_in_features_and_hyperparameters(
+    trained: list[ExampleModel], tmp_path: Path, spoil: str
+) -> None:
+    """`tunewatch register --features $'a,b,c\\xff'` (or `--hyperparameters '{"C":
+    "\\udcff"}'`, or the same in an API body or a bundle) stored the lone surrogate; every
+    read of the model then failed to serialise: the API answered 500 for the model list,
+    the model, its versions and the version, and an export carried it on."""
+    daemon = Daemon(build_config({"data_dir": str(tmp_path / "data")}, env={}), env={})
+    try:
+        changes, where = _UNENCODABLE[spoil]
+        if "feature_names" in changes:  # the third of the example model's 8 features
+            names = list(trained[0].metadata.feature_names)
+            names[2] = changes["feature_names"]
+            changes = {"feature_names": tuple(names)}
+        metadata = dataclasses.replace(trained[0].metadata, **changes)
+        with pytest.raises(InvalidValueError) as checked:  # a bundle import checks so
+            daemon.registry.check(MODEL, trained[0].onnx, metadata)
+        with pytest.raises(InvalidValueError) as registered:
+            daemon.registry.register(MODEL, trained[0].onnx, metadata, actor="t")
+        for info in (checked, registered):
+            assert isinstance(info.value, ValueError)  # the API answers 400
+            assert f"{where} must be text UTF-8 can encode" in info.value.message
+            assert "\\udcff" in info.value.message  # quoted, so the message itself prints
+        assert daemon.store.list_models() == []
+        assert not any(daemon.artefacts.root.rglob("*.onnx"))
+    finally:
+        daemon.close()
+
+
+def test_the_store_refuses_lone_surrogates_in_model_and_version_metadata(
+    store_url: str,
+) -> None:
+    """The store checks as well: a caller that goes around the registry cannot store what
+    no reader of the model can serialise."""
+    from tunewatch.store import Store
+
+    with Store.open(store_url) as store:
+        with pytest.raises(InvalidValueError, match=r"`feature_names\[1\]` must be text"):
+            store.ensure_model(name="m", task="binary", feature_names=["a", f"b{_SURROGATE}"])
+        store.ensure_model(name="m", task="binary", feature_names=["a", "b"])
+        for field, value in (
+            ("hyperparameters", {"lr": [0.1, _SURROGATE]}),
+            ("details", {f"k{_SURROGATE}": 1}),
+        ):
+            with pytest.raises(InvalidValueError, match=f"`{field}"):
+                store.add_version(
+                    model="m",
+                    artefact_sha256="a" * 64,
+                    hyperparameters=value if field == "hyperparameters" else {},
+                    size_bytes=1,
+                    actor="t",
+                    details=value if field == "details" else None,
+                )
+        assert store.list_versions("m") == []

@@ -42,6 +42,7 @@ def ensure_model(
             f"`\\`, `.` or `..`), got {name[:80]!r}"
         )
     features = [str(f) for f in feature_names]
+    check_version_text(dataset_version=None, study=None, feature_names=features)
     stmt = dialect_insert(conn, models).values(
         name=name, task=task, feature_names=features, regulated=regulated, created_at=utcnow()
     )
@@ -83,11 +84,21 @@ def valid_model_name(name: str) -> bool:
     )
 
 
-def check_version_text(*, dataset_version: str | None, study: str | None) -> None:
+def check_version_text(
+    *,
+    dataset_version: str | None,
+    study: str | None,
+    hyperparameters: Mapping[str, Any] | None = None,
+    details: Mapping[str, Any] | None = None,
+    feature_names: Sequence[str] = (),
+) -> None:
     """Refuse (``InvalidValueError``) a ``dataset_version`` or ``study`` that a version row
     cannot hold on both backends: longer than its column (PostgreSQL enforces the
     ``VARCHAR`` length, SQLite would not), holding a NUL (PostgreSQL refuses one), or
-    holding an unpaired surrogate (neither driver encodes one as UTF-8). The registry
+    holding an unpaired surrogate (neither driver encodes one as UTF-8); and an unpaired
+    surrogate anywhere in ``hyperparameters``, ``details`` (keys and values, at any depth)
+    or ``feature_names``: their JSON columns store one escaped, and no reader of the
+    model (the API's serialiser, a bundle, a report) can write it out again. The registry
     checks with it before it stores anything."""
     for column, value in (
         (model_versions.c.dataset_version, dataset_version),
@@ -99,6 +110,39 @@ def check_version_text(*, dataset_version: str | None, study: str | None) -> Non
                 f"`{column.name}` must be at most {limit} characters, without NUL or unpaired "
                 f"surrogates, got {len(value)} characters: {value[:80]!r}"
             )
+    for name, tree in (
+        ("feature_names", list(feature_names)),
+        ("hyperparameters", hyperparameters),
+        ("details", details),
+    ):
+        found = _unencodable(name, tree)
+        if found is not None:
+            where, text = found
+            raise InvalidValueError(
+                f"{where} must be text UTF-8 can encode, got {text[:80]!r}: an unpaired "
+                "surrogate (a byte the locale could not decode reaches Python as one)"
+            )
+
+
+def _unencodable(name: str, tree: Any) -> tuple[str, str] | None:
+    """The first string in ``tree`` (a JSON value; keys too, at any depth) that UTF-8
+    cannot encode, with where it is as a message names it (a path such as
+    ``hyperparameters.grid[1]`` in backquotes, or a key of one); ``None`` when there is
+    none. Iterative: any depth is walked."""
+    stack: list[tuple[str, Any]] = [(name, tree)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            if not _utf8(item):
+                return f"`{path}`", item
+        elif isinstance(item, Mapping):
+            for key in item:
+                if isinstance(key, str) and not _utf8(key):
+                    return f"a key of `{path}`", key
+            stack.extend((f"{path}.{key}", child) for key, child in reversed(list(item.items())))
+        elif isinstance(item, list | tuple):
+            stack.extend((f"{path}[{i}]", child) for i, child in reversed(list(enumerate(item))))
+    return None
 
 
 def _length(column: Column[Any]) -> int:
@@ -154,7 +198,12 @@ def add_version(
         )
     if len(artefact_sha256) != 64:
         raise ValueError(f"`artefact_sha256` must be 64 hex characters, got {artefact_sha256!r}")
-    check_version_text(dataset_version=dataset_version, study=study)
+    check_version_text(
+        dataset_version=dataset_version,
+        study=study,
+        hyperparameters=hyperparameters,
+        details=details,
+    )
     locked = _lock_model(conn, model)
     if once_per_study and study is not None:
         registered = conn.execute(
