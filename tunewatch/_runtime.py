@@ -115,10 +115,34 @@ class ScoringRuntime:
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
+        """Start recording and shadowing and load every model. A model whose line-up
+        cannot be loaded (its champion's artefact missing or unloadable) is logged and
+        served with an empty line-up: it is not ready (scoring it answers
+        ``model_not_ready``) and the refresh loop tries it again; the others are served."""
         self.recorder.start()
         self.queue.start()
         for row in self.store.list_models():
-            self.load(row.name)
+            try:
+                self.load(row.name)
+            except (StoreError, ShadowError) as exc:  # one model's fault: the others load
+                if isinstance(exc, StoreUnavailableError):
+                    raise
+                logger.error(
+                    "model=%s lineup cannot be loaded, it is not ready until a refresh "
+                    "loads it: %s",
+                    row.name,
+                    exc,
+                )
+                cfg = self.config.model(row.name)
+                self._models.setdefault(
+                    row.name,
+                    ServedModel(
+                        row=row,
+                        ranges=self._ranges(row),
+                        deployment=Deployment(row.name),
+                        split=cfg.comparison.split if cfg is not None else None,
+                    ),
+                )
 
     def close(self) -> None:
         self.queue.close()

@@ -1,0 +1,54 @@
+"""The scoring runtime's lifecycle: what one model's fault does to the others."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.tunewatch.conftest import MODEL
+from tunewatch._config import build_config
+from tunewatch._daemon import Daemon
+from tunewatch._errors import NotFoundError
+from tunewatch._example import ExampleModel
+
+
+def test_start_serves_other_models_when_one_champion_artefact_is_missing(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """`tunewatch serve` exited 3 when one model's champion artefact was missing: start()
+    loaded every model without the per-model handling refresh() has, so no model was
+    served at all."""
+    daemon = Daemon(build_config({"data_dir": str(tmp_path / "data")}, env={}), env={})
+    try:
+        good, bad = trained  # two artefacts: the models share none
+        daemon.registry.register(MODEL, good.onnx, good.metadata, actor="t", stage="champion")
+        lost = daemon.registry.register(
+            "other", bad.onnx, bad.metadata, actor="t", stage="champion"
+        )
+        path = daemon.artefacts.path(lost.artefact_sha256)
+        path.unlink()
+        runtime = daemon.runtime
+        try:
+            runtime.start()
+            served = runtime.model(MODEL)
+            x = np.zeros((2, len(served.row.feature_names)), np.float32)
+            assert runtime.score(served, x).version.version == 1
+            # the other is known and not ready: scoring it answers `model_not_ready` (503)
+            other = runtime.model("other")
+            assert other.deployment.lineup.champion is None
+            assert not runtime.ready
+            with pytest.raises(NotFoundError) as info:
+                runtime.score(other, x)
+            assert info.value.code == "model_not_ready"
+            # once the artefact is back, the refresh loop serves it
+            daemon.artefacts.put(bad.onnx)
+            assert runtime.refresh() == ["other"]
+            champion = runtime.model("other").deployment.lineup.champion
+            assert champion is not None and champion.version == lost.version
+            assert runtime.ready
+        finally:
+            runtime.close()
+    finally:
+        daemon.close()
