@@ -68,18 +68,29 @@ def _actor(text: str) -> str:
     return text
 
 
-def _reason(text: str) -> str:
-    """An argparse type: a reason UTF-8 can encode, else a usage error (checked before the
-    command writes anything). An argument byte the locale cannot decode reaches Python as
-    a lone surrogate: stored, the reports quoting it could not be written."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise argparse.ArgumentTypeError(
-            f"`--reason` must be text UTF-8 can encode, got {text!r:.60}: a byte the "
-            "locale could not decode reaches Python as a lone surrogate"
-        ) from exc
-    return text
+def _text(name: str) -> Callable[[str], str]:
+    """An argparse type: text UTF-8 can encode, else a usage error naming ``name`` (checked
+    before the command reads or writes anything). An argument byte the locale cannot
+    decode reaches Python as a lone surrogate: no database driver can send it, and a
+    stored one could not be written out again (reports, the API's answers)."""
+
+    def parse(text: str) -> str:
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise argparse.ArgumentTypeError(
+                f"`{name}` must be text UTF-8 can encode, got {text!r:.60}: a byte the "
+                "locale could not decode reaches Python as a lone surrogate"
+            ) from exc
+        return text
+
+    return parse
+
+
+_reason = _text("--reason")
+#: A model's name: only text is checked (a model named before names could not be paths
+#: is still found by it).
+_model = _text("model")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("register", help="register an ONNX file as a new model version")
-    p.add_argument("model")
+    p.add_argument("model", type=_model)
     p.add_argument("file")
     p.add_argument("--task", required=True, choices=["binary", "multiclass", "regression"])
     p.add_argument("--features", required=True, help="comma-separated feature names, in order")
@@ -119,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_register)
 
     p = sub.add_parser("promote", help="make a version the champion, or ask for approval")
-    p.add_argument("model")
+    p.add_argument("model", type=_model)
     p.add_argument("version", type=_int_in("version", 1, MAX_ID))
     p.add_argument("--reason", type=_reason, required=True)
     p.set_defaults(func=cmd_promote)
@@ -138,19 +149,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_approvals)
 
     p = sub.add_parser("rollback", help="restore the champion the current one replaced")
-    p.add_argument("model")
+    p.add_argument("model", type=_model)
     p.add_argument("--reason", type=_reason, required=True)
     p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser(
         "evaluate", help="evaluate a model now: drift, decay, estimate, labels, telemetry"
     )
-    p.add_argument("model")
+    p.add_argument("model", type=_model)
     p.set_defaults(func=cmd_evaluate)
 
     for kind in ("drift", "decay", "estimate", "labels", "telemetry"):
         p = sub.add_parser(kind, help=f"show a model's {kind} evaluations, newest first")
-        p.add_argument("model")
+        p.add_argument("model", type=_model)
         p.add_argument("--version", type=_int_in("version", 1, MAX_ID))
         p.add_argument("--limit", type=_int_in("limit", 1, MAX_LIMIT), default=10)
         p.set_defaults(func=cmd_show_evaluations)
@@ -160,24 +171,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("retune", help="queue a manual re-tuning job for a model")
-    p.add_argument("model")
+    p.add_argument("model", type=_model)
     p.add_argument("--reason", type=_reason, default="manual")
     p.add_argument("--run", action="store_true", help="run the job in this process now")
     p.set_defaults(func=cmd_retune)
 
     p = sub.add_parser("jobs", help="list re-tuning jobs and their progress")
-    p.add_argument("--model")
+    p.add_argument("--model", type=_text("--model"))
     p.add_argument("--limit", type=_int_in("limit", 1, MAX_LIMIT), default=20)
     p.set_defaults(func=cmd_jobs)
 
     p = sub.add_parser("report", help="write a version's rationale report (Markdown, HTML)")
-    p.add_argument("model")
+    p.add_argument("model", type=_model)
     p.add_argument("version", type=_int_in("version", 1, MAX_ID))
     p.add_argument("--print", action="store_true", help="also print the Markdown")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("export", help="write a model's versions and config to a bundle")
-    p.add_argument("model")
+    p.add_argument("model", type=_model)
     p.add_argument("path", help="the bundle file to write (a zip)")
     p.add_argument(
         "--version",
@@ -189,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("import", help="register a bundle's versions (champion only if none)")
     p.add_argument("path")
-    p.add_argument("--as", dest="name", help="register under this model name")
+    p.add_argument("--as", dest="name", type=_text("--as"), help="register under this model name")
     p.add_argument("--config-out", help="write the bundle's model config (YAML) here")
     p.set_defaults(func=cmd_import)
 
@@ -205,10 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tokens", help="manage API tokens")
     tsub = p.add_subparsers(dest="action", required=True)
     t = tsub.add_parser("create", help="create a token and print it once")
-    t.add_argument("name")
+    t.add_argument("name", type=_text("name"))
     t.add_argument("--role", required=True, choices=ROLES)
     t = tsub.add_parser("revoke")
-    t.add_argument("name")
+    t.add_argument("name", type=_text("name"))
     tsub.add_parser("list")
     p.set_defaults(func=cmd_tokens)
 
@@ -217,13 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_int_in("seed", 0, 2**32 - 1), default=0)
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("compare", help="run a model's comparison loop now and print it")
-    p.add_argument("model")
+    p.add_argument("model", type=_model)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser(
         "comparisons", help="latest look per challenger, or one challenger's history"
     )
-    p.add_argument("model")
+    p.add_argument("model", type=_model)
     p.add_argument(
         "--challenger",
         type=_int_in("challenger", 1, MAX_ID),

@@ -398,3 +398,67 @@ def test_register_refuses_a_lone_surrogate_in_features_or_hyperparameters(
     assert f"{where} must be text UTF-8 can encode" in captured.err
     with _store(config) as store:
         assert store.list_models() == []
+
+
+_UNDECODABLE = "bad\udcff"  # an argv byte the locale cannot decode reaches Python so
+
+
+@pytest.mark.parametrize(
+    ("command", "flag"),
+    [
+        pytest.param(["tokens", "create", _UNDECODABLE, "--role", "viewer"], "name", id="create"),
+        pytest.param(["tokens", "revoke", _UNDECODABLE], "name", id="revoke"),
+        pytest.param(["drift", _UNDECODABLE], "model", id="drift"),
+        pytest.param(["telemetry", _UNDECODABLE], "model", id="telemetry"),
+        pytest.param(["jobs", "--model", _UNDECODABLE], "--model", id="jobs"),
+        pytest.param(["evaluate", _UNDECODABLE], "model", id="evaluate"),
+        pytest.param(["promote", _UNDECODABLE, "2", "--reason", "r"], "model", id="promote"),
+        pytest.param(["rollback", _UNDECODABLE, "--reason", "r"], "model", id="rollback"),
+        pytest.param(["retune", _UNDECODABLE], "model", id="retune"),
+        pytest.param(["report", _UNDECODABLE, "1"], "model", id="report"),
+        pytest.param(["export", _UNDECODABLE, "b.zip"], "model", id="export"),
+        pytest.param(["import", "b.zip", "--as", _UNDECODABLE], "--as", id="import"),
+        pytest.param(["compare", _UNDECODABLE], "model", id="compare"),
+        pytest.param(["comparisons", _UNDECODABLE], "model", id="comparisons"),
+    ],
+)
+def test_undecodable_name_argument_is_a_usage_error(
+    config: Path, command: list[str], flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tunewatch tokens create $'bad\\xff'` (and a model named so to drift, jobs --model
+    …) ended in a UnicodeEncodeError traceback and exit 1 when the name reached the
+    database driver."""
+    with pytest.raises(SystemExit) as exited:
+        run(config, *command)
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    assert f"`{flag}` must be text UTF-8 can encode, got 'bad\\udcff'" in captured.err
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        pytest.param("garbage", "SQLAlchemy cannot parse as a URL", id="unparseable"),
+        pytest.param("mysql://x@h/db", "got backend 'mysql'", id="mysql"),
+        pytest.param("postgresql://u:secret@h:port/db", "cannot parse as a URL", id="bad_port"),
+    ],
+)
+def test_a_store_url_that_is_not_a_sqlite_or_postgresql_url_is_one_line_naming_the_setting(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    url: str,
+    expected: str,
+) -> None:
+    """`TUNEWATCH_STORE_URL=garbage` ended in SQLAlchemy's ArgumentError, a mysql URL in a
+    plain ValueError: tracebacks and exit 1."""
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "data")}))
+    monkeypatch.setenv("TUNEWATCH_STORE_URL", url)
+    assert main(["--config", str(path), "models"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    [line] = captured.err.splitlines()
+    assert line.startswith("tunewatch: error: `store.url` (or TUNEWATCH_STORE_URL) must be")
+    assert expected in line and "secret" not in line

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, make_url
+from sqlalchemy import URL, Connection, Engine, Table, create_engine, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import (
     ArgumentError,
@@ -21,7 +21,13 @@ from sqlalchemy.exc import (
     SQLAlchemyError,
 )
 
-from .._errors import ConflictError, InvalidValueError, StoreError, StoreUnavailableError
+from .._errors import (
+    ConfigError,
+    ConflictError,
+    InvalidValueError,
+    StoreError,
+    StoreUnavailableError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +68,8 @@ def make_engine(
         raise ValueError(
             f"`sqlite_synchronous` must be one of NORMAL, FULL; got {sqlite_synchronous!r}"
         )
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
+    parsed = parse_store_url(url)
+    if parsed.get_backend_name() == "sqlite":
         path = sqlite_file(url)
         if path is not None:  # the file opened is the one a WalCheckpointer is given
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -72,15 +77,40 @@ def make_engine(
         engine = create_engine(parsed, connect_args={"check_same_thread": False})
         _install_sqlite_hooks(engine, sqlite_synchronous, wal_autocheckpoint)
         return engine
-    if backend == "postgresql":
-        return create_engine(parsed, pool_pre_ping=True)
-    raise ValueError(f"store `url` must be a sqlite or postgresql URL, got backend {backend!r}")
+    return create_engine(parsed, pool_pre_ping=True)
+
+
+#: The setting a store URL comes from, as messages name it.
+_URL_SETTING = "`store.url` (or TUNEWATCH_STORE_URL)"
+
+
+def parse_store_url(url: str) -> URL:
+    """``url`` parsed, else ``ConfigError`` naming the setting: a SQLite or PostgreSQL URL
+    SQLAlchemy parses. An unparseable one is not quoted (it may hold a password)."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is no integer
+        raise ConfigError(
+            f"{_URL_SETTING} must be a sqlite or postgresql URL such as "
+            "sqlite:///path/to/tunewatch.db or postgresql+psycopg://user@host/db, got "
+            f"{len(url)} characters SQLAlchemy cannot parse as a URL (a port that is not a "
+            "number, say; the value is not shown: it may hold a password)",
+            code="invalid_store_url",
+        ) from exc
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"{_URL_SETTING} must be a sqlite or postgresql URL, got backend {backend!r} "
+            f"in {redact_url(url)}",
+            code="invalid_store_url",
+        )
+    return parsed
 
 
 def sqlite_file(url: str) -> str | None:
     """The database file of a SQLite URL, ``~`` expanded, or None (in-memory, URI
     filenames, PostgreSQL). :func:`make_engine` opens this file."""
-    parsed = make_url(url)
+    parsed = parse_store_url(url)
     database = parsed.database
     if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
         return None
