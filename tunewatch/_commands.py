@@ -44,6 +44,13 @@ def _actor(args: argparse.Namespace) -> str:
     return user
 
 
+def _shown(text: str) -> str:
+    """``text`` as a line of output shows it: as it is when printable, else quoted with
+    its control characters escaped, so that no stored name (one from before names had to
+    be printable) starts a line of its own."""
+    return text if text.isprintable() else repr(text)
+
+
 def _registry(config: Config, store: Store) -> Registry:
     return Registry(
         store,
@@ -193,7 +200,7 @@ def cmd_approvals(args: argparse.Namespace) -> int:
     try:
         for a in store.list_approvals(status=args.status):
             print(
-                f"{a.id:<5} {a.model} v{a.version:<4} {a.status:<9} by {a.requested_by}: "
+                f"{a.id:<5} {a.model} v{a.version:<4} {a.status:<9} by {_shown(a.requested_by)}: "
                 f"{'; '.join(a.rules)}"
             )
     finally:
@@ -228,8 +235,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
     finally:
         store.close()
     for e in reversed(entries):  # oldest of them first, as the chain runs
+        # json.dumps escapes what the details (reasons) hold
         details = json.dumps(e.details, sort_keys=True) if e.details else ""
-        print(f"{e.id:>6}  {e.at:%Y-%m-%d %H:%M:%S}  {e.actor}  {e.action}  {e.target}  {details}")
+        print(
+            f"{e.id:>6}  {e.at:%Y-%m-%d %H:%M:%S}  {_shown(e.actor)}  {_shown(e.action)}  "
+            f"{_shown(e.target)}  {details}"
+        )
     if broken is not None:
         print(f"audit chain broken ({broken.kind}): {broken.message}")
         return 1
@@ -261,7 +272,7 @@ def cmd_tokens(args: argparse.Namespace) -> int:
         else:
             for t in store.list_tokens():
                 state = f"revoked {t.revoked_at:%Y-%m-%d}" if t.revoked_at else "active"
-                print(f"{t.name:<30} {t.role:<13} {state}")
+                print(f"{_shown(t.name):<30} {t.role:<13} {state}")
     finally:
         store.close()
     return 0

@@ -462,3 +462,18 @@ def test_a_store_url_that_is_not_a_sqlite_or_postgresql_url_is_one_line_naming_t
     [line] = captured.err.splitlines()
     assert line.startswith("tunewatch: error: `store.url` (or TUNEWATCH_STORE_URL) must be")
     assert expected in line and "secret" not in line
+
+
+def test_the_audit_command_cannot_be_made_to_print_a_forged_line(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A token named `ops\\n    99  … alice  promote  credit/v2` (stored before names
+    followed the actor rule) acted as that actor: `tunewatch audit` printed its name as
+    is, and a second line that read as alice's promotion."""
+    forged = "ops\n    99  2026-01-01 00:00:00  alice  promote  credit/v2"
+    with Store.open(_store_url(config)) as store:
+        store.append_audit(actor=forged, action="promote", target=forged, details={})
+    assert run(config, "audit") == 0
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) == 2  # the entry, and the chain's verdict
+    assert repr(forged) in out.splitlines()[0]

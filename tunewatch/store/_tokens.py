@@ -11,10 +11,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, select, update
 
-from .._errors import ConflictError, NotFoundError
+from .._errors import ConflictError, InvalidValueError, NotFoundError
 from ._audit import append_audit_in
 from ._schema import api_tokens
-from ._types import TokenRow, utcnow
+from ._types import TokenRow, utcnow, valid_actor
+
+#: A token's name is ``VARCHAR(100)`` (PostgreSQL enforces it; SQLite would not).
+MAX_TOKEN_NAME = 100
 
 
 def add_token(
@@ -26,9 +29,18 @@ def add_token(
     actor: str,
     details: Mapping[str, Any] | None = None,
 ) -> TokenRow:
-    """Store a token and audit it (``create_token``; ``details`` adds to its role)."""
+    """Store a token and audit it (``create_token``; ``details`` adds to its role).
+
+    ``name`` is the actor of everything done with the token, so it follows the audit
+    log's rule for actors (printable: no newline can forge a line of the log), within
+    the column's ``MAX_TOKEN_NAME`` characters (``InvalidValueError``)."""
     if len(token_hash) != 64:
         raise ValueError(f"`token_hash` must be a 64-character sha256 hex, got {len(token_hash)}")
+    if not (valid_actor(name) and len(name) <= MAX_TOKEN_NAME):
+        raise InvalidValueError(
+            f"token `name` must be 1 to {MAX_TOKEN_NAME} printable characters (it names the "
+            f"actor in the audit log), got {len(name)} characters: {name!r:.60}"
+        )
     if conn.execute(select(api_tokens.c.id).where(api_tokens.c.name == name)).first():
         raise ConflictError(
             f"an API token named {name!r} exists (a revoked token keeps its name, so that "
