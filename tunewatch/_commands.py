@@ -330,6 +330,7 @@ def cmd_show_evaluations(args: argparse.Namespace) -> int:
 
     store = open_store(_config(args))
     try:
+        store.get_model(args.model)  # NotFoundError: "not registered" rather than "none yet"
         rows = store.list_evaluations(
             args.model, kind=args.command, version=args.version, limit=args.limit
         )
@@ -427,6 +428,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
     store = open_store(_config(args))
     try:
+        if args.model is not None:
+            store.get_model(args.model)  # NotFoundError: "not registered" rather than nothing
         for j in store.list_jobs(model=args.model, limit=args.limit):
             progress = j.progress
             done = f"{progress.get('trials', 0)}/{progress.get('max_trials', '?')} trials"

@@ -477,3 +477,22 @@ def test_the_audit_command_cannot_be_made_to_print_a_forged_line(
     out = capsys.readouterr().out
     assert len(out.splitlines()) == 2  # the entry, and the chain's verdict
     assert repr(forged) in out.splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        *(pytest.param([kind, "nosuch"], id=kind) for kind in ("drift", "decay", "telemetry")),
+        pytest.param(["jobs", "--model", "nosuch"], id="jobs"),
+    ],
+)
+def test_show_evaluations_of_unknown_model_exits_2(
+    config: Path, command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tunewatch drift nosuch` said "no drift evaluations of nosuch yet" and `jobs
+    --model nosuch` printed nothing, both exit 0, while evaluate, compare, promote and
+    export said the model is not registered and exited 2."""
+    assert run(config, *command) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "tunewatch: error: model 'nosuch' is not registered" in captured.err
