@@ -496,3 +496,23 @@ def test_show_evaluations_of_unknown_model_exits_2(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "tunewatch: error: model 'nosuch' is not registered" in captured.err
+
+
+def test_the_commands_package_exports_exactly_the_parser_s_handlers() -> None:
+    """`tunewatch._commands` is a front over one module per concern: what it lists is what
+    the parser dispatches to, no more and no less."""
+    import argparse
+
+    import tunewatch._commands as commands
+    from tunewatch._cli import build_parser
+
+    def handlers(parser: argparse.ArgumentParser) -> set[str]:
+        found = {parser.get_default("func").__name__} if parser.get_default("func") else set()
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    found |= handlers(sub)
+        return found
+
+    assert handlers(build_parser()) == set(commands.__all__)
+    assert all(getattr(commands, name).__name__ == name for name in commands.__all__)

@@ -1,0 +1,47 @@
+"""What every command takes from its parsed arguments: the config, the actor the audit
+log names, and the registry."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TYPE_CHECKING
+
+from tunewatch._artefacts import ArtefactStore
+from tunewatch._config import Config, load_config
+from tunewatch._errors import TunewatchError
+from tunewatch._registry import Registry
+
+if TYPE_CHECKING:
+    from tunewatch.store import Store
+
+
+def config_of(args: argparse.Namespace) -> Config:
+    return load_config(args.config or os.environ.get("TUNEWATCH_CONFIG"))
+
+
+def actor_of(args: argparse.Namespace) -> str:
+    """``--actor`` (checked by the parser), else ``$USER`` if the audit log can hold it."""
+    from tunewatch.store import MAX_ACTOR_LENGTH, valid_actor
+
+    if args.actor:
+        return str(args.actor)
+    user = os.environ.get("USER") or "cli"
+    if not valid_actor(user):
+        raise TunewatchError(
+            f"$USER must be 1 to {MAX_ACTOR_LENGTH} printable characters to name the actor, "
+            f"got {len(user)} characters: {user!r:.60}; pass --actor",
+            code="invalid_argument",
+        )
+    return user
+
+
+def registry_of(config: Config, store: Store) -> Registry:
+    return Registry(
+        store,
+        ArtefactStore(config.artefact_dir),
+        memory_limit_bytes=config.scoring.candidate_memory_limit_mb * 1024 * 1024,
+        timeout_s=config.scoring.candidate_timeout_s,
+        regulated_models=[m.name for m in config.models if m.regulated],
+        check_features=config.check_drift_columns,
+    )

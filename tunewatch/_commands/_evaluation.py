@@ -1,0 +1,161 @@
+"""Evaluating and comparing a model: ``evaluate`` and its evaluations by kind (``drift``,
+``decay``, ``estimate``, ``labels``, ``telemetry``), ``compare`` and ``comparisons``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING
+
+from tunewatch._artefacts import ArtefactStore
+from tunewatch._config import Config
+
+from ._context import config_of
+
+if TYPE_CHECKING:
+    from tunewatch.comparison import ComparisonRunner
+    from tunewatch.store import Store
+    from tunewatch.store._comparisons import ComparisonLookRow
+
+
+def _summary(kind: str, payload: dict[str, object]) -> str:
+    keys = {
+        "drift": ("alarm", "drifted_share", "drifted_columns", "rule", "n_current"),
+        "decay": (
+            "alarm",
+            "status",
+            "objective",
+            "slope_per_day",
+            "slope_ci",
+            "projected_crossing",
+            "recommended_retune_interval_days",
+        ),
+        "estimate": ("alarm", "metric", "estimated", "ci", "realised", "reference", "n"),
+        "labels": ("alarm", "coverage", "median_delay_s", "n_labelled", "n"),
+        "telemetry": ("versions",),
+    }.get(kind, tuple(payload))
+    return ", ".join(f"{k}={payload.get(k)}" for k in keys if k in payload) or str(
+        payload.get("reason", "")
+    )
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from monitor import ServingMetrics
+    from tunewatch._actions import Dispatcher
+    from tunewatch._daemon import open_store
+    from tunewatch._evaluation import Evaluator
+
+    config = config_of(args)
+    store = open_store(config)
+    try:
+        metrics = ServingMetrics()
+        evaluator = Evaluator(
+            store=store,
+            artefacts=ArtefactStore(config.artefact_dir),
+            config=config,
+            metrics=metrics,
+            dispatcher=Dispatcher(store, config, metrics=metrics),
+        )
+        for row in evaluator.evaluate(args.model):
+            print(f"{row.kind:<10} {row.status:<17} {_summary(row.kind, row.payload)}")
+        for event in store.list_events(model=args.model, limit=5):
+            print(f"event {event.created_at:%Y-%m-%d %H:%M:%S} {event.type} {event.payload}")
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_show_evaluations(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+
+    store = open_store(config_of(args))
+    try:
+        store.get_model(args.model)  # NotFoundError: "not registered" rather than "none yet"
+        rows = store.list_evaluations(
+            args.model, kind=args.command, version=args.version, limit=args.limit
+        )
+        for row in rows:
+            print(
+                f"{row.window_end:%Y-%m-%d %H:%M:%S} v{row.version} {row.status:<17} "
+                f"{_summary(row.kind, row.payload)}"
+            )
+        if not rows:
+            print(f"no {args.command} evaluations of {args.model} yet")
+    finally:
+        store.close()
+    return 0
+
+
+def _comparison_runner(config: Config, store: Store) -> ComparisonRunner:
+    from monitor import ServingMetrics
+    from tunewatch._actions import Dispatcher
+    from tunewatch.comparison import ComparisonRunner
+
+    metrics = ServingMetrics()
+    return ComparisonRunner(
+        store, config, dispatcher=Dispatcher(store, config, metrics=metrics), metrics=metrics
+    )
+
+
+def _look_line(look: ComparisonLookRow) -> str:
+    return (
+        f"n={look.n} estimate={look.estimate} ci=[{look.ci_low}, {look.ci_high}] "
+        f"p={look.p_value:.4g} adjusted_p={look.adjusted_p_value:.4g} ({look.correction}, "
+        f"k={look.family_size}) {look.decision}"
+    )
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+
+    config = config_of(args)
+    store = open_store(config)
+    try:
+        runner = _comparison_runner(config, store)
+        results = runner.run(args.model)
+        for r in results:
+            look = _look_line(r.look) if r.look is not None else "no new labelled requests"
+            print(
+                f"{r.kind:<14} v{r.challenger_version} vs v{r.champion_version} "
+                f"{r.status:<8} fed={r.fed} {look} action={r.action}"
+            )
+            for line in r.detail:
+                print(f"  {line}")
+        if not results:
+            print(f"nothing to compare for {args.model} (no shadow challengers or watch)")
+        print("a running daemon reloads a changed lineup within scoring.refresh_s")
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_comparisons(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+
+    config = config_of(args)
+    store = open_store(config)
+    try:
+        runner = _comparison_runner(config, store)
+        if args.challenger is not None:
+            for look in runner.history(args.model, args.challenger, limit=args.limit):
+                print(
+                    f"{look.created_at:%Y-%m-%d %H:%M:%S} v{look.champion_version} "
+                    f"{_look_line(look)}"
+                )
+            return 0
+        items = runner.summary(args.model)
+        for item in items:
+            t = item.test
+            latest = _look_line(item.look) if item.look is not None else "no looks yet"
+            print(
+                f"{t.kind:<14} v{t.challenger_version} vs v{t.champion_version} {t.status:<8} "
+                f"{latest}"
+            )
+            if item.guardrails is not None and not item.guardrails.passed:
+                print(f"  guardrails: {'; '.join(item.guardrails.violations)}")
+            if t.outcome:
+                print(f"  outcome: {t.outcome}")
+        if not items:
+            print(f"no comparisons of {args.model} yet")
+    finally:
+        store.close()
+    return 0

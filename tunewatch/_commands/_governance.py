@@ -1,0 +1,222 @@
+"""The registry and its governance: ``register``, ``promote``, ``approve``/``reject``,
+``rollback``, ``approvals``, ``models``, and who may act and what they did (``tokens``,
+``audit``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tunewatch._auth import check_role, hash_token, new_token
+from tunewatch._errors import TunewatchError
+from tunewatch._registry import Reference, VersionMetadata, feature_names_from
+
+from ._context import actor_of, config_of, registry_of
+
+
+def _shown(text: str) -> str:
+    """``text`` as a line of output shows it: as it is when printable, else quoted with
+    its control characters escaped, so that no stored name (one from before names had to
+    be printable) starts a line of its own."""
+    return text if text.isprintable() else repr(text)
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+    from tunewatch._governance import check_champion_registration
+
+    config = config_of(args)
+    store = open_store(config)
+    try:
+        registry = registry_of(config, store)
+        hyperparameters = json.loads(args.hyperparameters) if args.hyperparameters else {}
+        if not isinstance(hyperparameters, dict):
+            raise TunewatchError("--hyperparameters must be a JSON object", code="invalid_argument")
+        metadata = VersionMetadata(
+            task=args.task,
+            feature_names=feature_names_from(args.features),
+            hyperparameters=hyperparameters,
+            dataset_version=args.dataset_version,
+        )
+        if args.stage == "champion":
+            check_champion_registration(
+                store,
+                config,
+                args.model,
+                task=args.task,
+                regulated=None,
+                hyperparameters=hyperparameters,
+            )
+        reference = None
+        if args.reference:
+            reference = Reference.from_bytes(Path(args.reference).read_bytes())
+        row = registry.register(
+            args.model,
+            Path(args.file).read_bytes(),
+            metadata,
+            actor=actor_of(args),
+            stage=args.stage,
+            reference=reference,
+        )
+    finally:
+        store.close()
+    print(
+        f"registered {row.model} version {row.version} ({row.stage}), "
+        f"sha256 {row.artefact_sha256[:12]}, hyperparameter set {row.hyperparameter_set_id[:12]}"
+    )
+    print("a running daemon picks it up on restart or via the API registration route")
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+    from tunewatch._governance import promote
+
+    config = config_of(args)
+    store = open_store(config)
+    try:
+        outcome = promote(
+            store, config, args.model, args.version, actor=actor_of(args), reason=args.reason
+        )
+    finally:
+        store.close()
+    if outcome.approval is not None:
+        a = outcome.approval
+        print(
+            f"promotion of {a.model} version {a.version} waits for an approver "
+            f"(request {a.id}): {'; '.join(a.rules)}"
+        )
+        print(f"another person runs: tunewatch approve {a.id} --reason '...'")
+        return 0
+    assert outcome.champion is not None
+    was = f" (was version {outcome.previous.version})" if outcome.previous else ""
+    print(f"{outcome.champion.model} version {outcome.champion.version} is champion{was}")
+    return 0
+
+
+def cmd_decide(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+
+    store = open_store(config_of(args))
+    try:
+        decided, promoted = store.decide_approval(
+            args.approval,
+            approver=actor_of(args),
+            approve=args.command == "approve",
+            reason=args.reason,
+        )
+    finally:
+        store.close()
+    print(f"approval {decided.id} {decided.status} by {decided.decided_by}")
+    if promoted is not None:
+        print(f"{promoted[0].model} version {promoted[0].version} is champion")
+    elif args.command == "approve":  # closed unpromoted: the champion changed since
+        print(
+            f"tunewatch: error: {decided.model} version {decided.version} was "
+            f"{decided.decision_reason}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+
+    store = open_store(config_of(args))
+    try:
+        restored, rolled = store.rollback(args.model, actor=actor_of(args), reason=args.reason)
+    finally:
+        store.close()
+    print(
+        f"{restored.model} version {restored.version} is champion again; "
+        f"version {rolled.version} rolled back"
+    )
+    return 0
+
+
+def cmd_approvals(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+
+    store = open_store(config_of(args))
+    try:
+        for a in store.list_approvals(status=args.status):
+            print(
+                f"{a.id:<5} {a.model} v{a.version:<4} {a.status:<9} by {_shown(a.requested_by)}: "
+                f"{'; '.join(a.rules)}"
+            )
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+
+    store = open_store(config_of(args))
+    try:
+        for model in store.list_models():
+            print(f"{model.name}  task={model.task}  features={len(model.feature_names)}")
+            for v in store.list_versions(model.name):
+                print(
+                    f"  v{v.version:<4} {v.stage:<11} hp={v.hyperparameter_set_id[:12]} "
+                    f"sha256={v.artefact_sha256[:12]} created={v.created_at:%Y-%m-%d %H:%M}"
+                )
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+
+    store = open_store(config_of(args))
+    try:
+        entries = store.audit_log(limit=args.limit)
+        broken = store.verify_audit()
+    finally:
+        store.close()
+    for e in reversed(entries):  # oldest of them first, as the chain runs
+        # json.dumps escapes what the details (reasons) hold
+        details = json.dumps(e.details, sort_keys=True) if e.details else ""
+        print(
+            f"{e.id:>6}  {e.at:%Y-%m-%d %H:%M:%S}  {_shown(e.actor)}  {_shown(e.action)}  "
+            f"{_shown(e.target)}  {details}"
+        )
+    if broken is not None:
+        print(f"audit chain broken ({broken.kind}): {broken.message}")
+        return 1
+    print("audit chain intact")
+    return 0
+
+
+def cmd_tokens(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+
+    actor = actor_of(args)
+    store = open_store(config_of(args))
+    try:
+        if args.action == "create":
+            token = new_token()
+            row = store.add_token(
+                name=args.name,
+                role=check_role(args.role),
+                token_hash=hash_token(token),
+                actor=actor,
+            )
+            print(token)
+            print(
+                f"token {row.name!r} ({row.role}) created; it is shown only once", file=sys.stderr
+            )
+        elif args.action == "revoke":
+            row = store.revoke_token(args.name, actor=actor)
+            print(f"token {row.name!r} revoked")
+        else:
+            for t in store.list_tokens():
+                state = f"revoked {t.revoked_at:%Y-%m-%d}" if t.revoked_at else "active"
+                print(f"{_shown(t.name):<30} {t.role:<13} {state}")
+    finally:
+        store.close()
+    return 0

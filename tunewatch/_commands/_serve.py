@@ -1,0 +1,32 @@
+"""Running tunewatch: the daemon (``serve``), its store's schema (``migrate``) and the
+example loop (``demo``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ._context import config_of
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import serve
+
+    serve(config_of(args), host=args.host, port=args.port)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+    from tunewatch.store import redact_url
+
+    config = config_of(args)
+    open_store(config).close()
+    print(f"store at {redact_url(config.store_url)} is at the latest schema")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tunewatch._demo import run_demo
+
+    return run_demo(data_dir=Path(args.data_dir), seed=args.seed)

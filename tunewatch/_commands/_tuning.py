@@ -1,0 +1,111 @@
+"""Re-tuning: queue a job (``retune``), run or join one (``worker``), list them (``jobs``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from tunewatch._artefacts import ArtefactStore
+
+from ._context import actor_of, config_of, registry_of
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+    from tunewatch._launcher import worker_id
+    from tunewatch._tuning import TuningJobRunner
+
+    config = config_of(args)
+    store = open_store(config)
+    stop = threading.Event()
+
+    def bar(progress: dict[str, Any]) -> None:
+        done, total = int(progress.get("trials") or 0), int(progress.get("max_trials") or 1)
+        filled = min(30, 30 * done // max(total, 1))
+        best = progress.get("best_value")
+        print(
+            f"\rjob {args.job} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} trials"
+            f"  best {best if best is None else f'{best:.4f}'}",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        runner = TuningJobRunner(
+            store=store,
+            config=config,
+            artefacts=ArtefactStore(config.artefact_dir),
+            registry=registry_of(config, store),
+            worker=worker_id(os.getpid()),
+            stop=stop,
+        )
+        # the launcher stops workers with SIGTERM: finish the running trial, then queue
+        # the job again for the next worker to resume
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+        job = runner.run(args.job, on_progress=bar)
+    except KeyboardInterrupt:
+        print(f"\njob {args.job} interrupted: queued again for the next worker", file=sys.stderr)
+        return 130
+    finally:
+        store.close()
+    print(file=sys.stderr)
+    if job.status == "queued":
+        print(f"job {job.id} stopped: queued again for the next worker", file=sys.stderr)
+        return 0
+    if job.status != "succeeded":
+        print(f"job {job.id} {job.status}: {job.error}", file=sys.stderr)
+        return 1
+    assert job.result is not None
+    print(
+        f"job {job.id} succeeded: {job.model} version {job.result['version']} registered in "
+        f"shadow (study {job.result['study']}, {job.result['n_trials']} trials, best "
+        f"{job.result['best_value']:.4f})"
+    )
+    return 0
+
+
+def cmd_retune(args: argparse.Namespace) -> int:
+    from tunewatch._actions import Dispatcher
+    from tunewatch._daemon import open_store
+
+    config = config_of(args)
+    store = open_store(config)
+    try:
+        outcome = Dispatcher(store, config).handle(
+            args.model, "manual", {"reason": args.reason}, actor=actor_of(args)
+        )
+    finally:
+        store.close()
+    print(outcome.describe())
+    if outcome.job_id is not None and args.run:
+        args.job = outcome.job_id
+        return cmd_worker(args)
+    return 0 if outcome.status in ("taken", "duplicate") else 1
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from tunewatch._daemon import open_store
+
+    store = open_store(config_of(args))
+    try:
+        if args.model is not None:
+            store.get_model(args.model)  # NotFoundError: "not registered" rather than nothing
+        for j in store.list_jobs(model=args.model, limit=args.limit):
+            progress = j.progress
+            done = f"{progress.get('trials', 0)}/{progress.get('max_trials', '?')} trials"
+            extra = j.error or (
+                f"-> v{j.result['version']}" if j.result else progress.get("phase", "")
+            )
+            print(
+                f"{j.id:<5} {j.model:<16} {j.status:<10} {done:<14} {j.trigger.get('event')}"
+                f" {extra}"
+            )
+    finally:
+        store.close()
+    return 0
