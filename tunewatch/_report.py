@@ -215,8 +215,8 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
             "Trials and fold scores",
             rows=(
                 ("objective", d.get("objective")),
-                ("CV scheme", (d.get("cv") or {}).get("scheme")),
-                ("CV group column", (d.get("cv") or {}).get("group_column")),
+                ("CV scheme", _mapping(d.get("cv")).get("scheme")),
+                ("CV group column", _mapping(d.get("cv")).get("group_column")),
                 ("best CV value", d.get("best_value")),
                 ("trials", d.get("n_trials")),
                 ("pruned", d.get("n_pruned")),
@@ -241,20 +241,35 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
     return Report(model=model, version=version, sections=tuple(sections))
 
 
-def _nested(estimate: dict[str, Any] | None) -> str | None:
+def _mapping(value: Any) -> dict[str, Any]:
+    """``value`` if it is a mapping, else an empty one: a version's ``details`` are free
+    JSON (the API, a bundle), and a report of odd details still builds."""
+    return value if isinstance(value, dict) else {}
+
+
+def _nested(value: Any) -> str | None:
     """The unbiased estimate of ``cv: nested``: the outer folds' mean and spread."""
-    if not estimate:
+    estimate = _mapping(value)
+    mean, std, scores = estimate.get("mean"), estimate.get("std"), estimate.get("outer_scores")
+    if not all(isinstance(v, int | float) for v in (mean, std)):
         return None
-    scores = estimate.get("outer_scores") or []
-    return f"{estimate.get('mean'):.4g} ± {estimate.get('std'):.4g} over {len(scores)}"
+    n = len(scores) if isinstance(scores, list) else "?"
+    return f"{mean:.4g} ± {std:.4g} over {n}"
 
 
-def _plan_section(plan: dict[str, Any] | None) -> Section:
+def _sequence(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _plan_section(value: Any) -> Section:
+    plan = _mapping(value)
     if not plan:
         return Section("Warm-start plan", text="Cold start: no earlier study to learn from.")
-    bounds = tuple(
+    box = plan.get("numeric_box")
+    bounds: tuple[tuple[Any, ...], ...] = tuple(
         (b.get("name", "?"), b.get("low"), b.get("high"), b.get("log"))
-        for b in plan.get("numeric_box", [])
+        for b in (box if isinstance(box, list) else [])
+        if isinstance(b, dict)
     )
     return Section(
         "Warm-start plan",
@@ -264,7 +279,7 @@ def _plan_section(plan: dict[str, Any] | None) -> Section:
             ("serving-cost ceiling", plan.get("cost") or "none"),
             ("history studies", plan.get("history_studies")),
             ("history trials", plan.get("n_history_trials")),
-            ("configurations re-scored first", len(plan.get("enqueue", []))),
+            ("configurations re-scored first", len(_sequence(plan.get("enqueue")))),
             ("explore the full space every n-th trial", plan.get("explore_every")),
             ("frozen", plan.get("frozen") or "none"),
             ("notes", plan.get("notes")),
@@ -351,14 +366,14 @@ def write_report(store: Store, config: Config, model: str, version: int) -> tupl
 
 def refresh_reports(store: Store, config: Config, model: str, versions: Iterable[int]) -> None:
     """Write the reports of ``versions`` after a committed promotion, approval or
-    rollback. One that cannot be written (``OSError``, or a ``ValueError`` such as a
-    text the file cannot encode) is logged with its traceback, not raised: the change it
-    explains stands, and ``GET …/report`` and ``tunewatch report`` rebuild it from the
-    store."""
+    rollback. One that cannot be written, for whatever reason, is logged with its
+    traceback, not raised: the change it explains stands (raised, the request that
+    committed it would answer 500 and invite a retry), and ``GET …/report`` and
+    ``tunewatch report`` rebuild it from the store."""
     for version in versions:
         try:
             write_report(store, config, model, version)
-        except (OSError, ValueError):
+        except Exception:  # a boundary after the commit: log it, write the others
             logger.exception(
                 "model=%s version=%d: writing the rationale report failed (the change "
                 "stands; the report is rebuilt from the store on request)",

@@ -184,3 +184,36 @@ def test_a_report_failing_with_a_value_error_is_logged_and_the_others_written(
         assert (Path(daemon.config.data_dir) / "reports" / f"{MODEL}-v1.md").exists()
     finally:
         daemon.close()
+
+
+@pytest.mark.parametrize(
+    ("details", "row"),
+    [
+        ({"cv": "nested"}, "- **CV scheme**: —"),
+        ({"nested_estimate": [0.1, 0.2]}, "- **nested CV estimate (outer folds)**: —"),
+        ({"nested_estimate": {"mean": None}}, "- **nested CV estimate (outer folds)**: —"),
+        (
+            {"nested_estimate": {"mean": 0.25, "std": "x"}},
+            "- **nested CV estimate (outer folds)**: —",
+        ),
+        ({"warm_start_plan": ["enqueue"]}, "Cold start: no earlier study to learn from."),
+        ({"warm_start_plan": {"numeric_box": [1, {"name": "C"}]}}, "| C | — | — | — |"),
+    ],
+    ids=["cv_text", "nested_list", "nested_no_mean", "nested_text_std", "plan_list", "box_odd"],
+)
+def test_details_of_an_unexpected_shape_neither_fail_the_report_nor_the_promotion(
+    trained: list[ExampleModel], tmp_path: Path, details: dict[str, Any], row: str
+) -> None:
+    """`details` is free JSON (the API, a bundle): a `cv` given as text, a
+    `nested_estimate` as a list or without numbers, made the report raise, so its
+    `GET` answered 500 and so did a promotion of that version, after it had committed."""
+    daemon, _ = make_daemon(tmp_path, trained)
+    try:
+        meta = dataclasses.replace(trained[0].metadata, details=details)
+        row_ = daemon.registry.register(MODEL, trained[0].onnx, meta, actor="t", stage="shadow")
+        assert row in build_report(daemon.store, daemon.config, MODEL, row_.version).markdown()
+        daemon.store.promote(MODEL, row_.version, actor="t", reason="odd details")
+        refresh_reports(daemon.store, daemon.config, MODEL, (row_.version, 1))  # as the API
+        assert (Path(daemon.config.data_dir) / "reports" / f"{MODEL}-v{row_.version}.md").exists()
+    finally:
+        daemon.close()
