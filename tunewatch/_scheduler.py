@@ -139,36 +139,75 @@ class Scheduler:
         self._lead()
 
     def shutdown(self) -> None:
-        """Stop starting jobs, give running ones ``stop_grace_s`` to finish, then release
-        the lease: released earlier, another process could run the same model's job
-        alongside a running one, and the daemon would close the store under it."""
-        with self._lease_lock:
-            self._stopping = True  # a renewal queued behind this one must not take it back
-        self._aps.shutdown(wait=False)
-        with self._idle:
-            if not self._idle.wait_for(lambda: self._running == 0, self._stop_grace_s):
+        """Stop starting jobs, give running ones ``stop_grace_s`` to finish while the lease
+        is still renewed, then release it: released earlier, or left to expire, another
+        process could run the same model's job alongside a running one, and the daemon
+        would close the store under it. A renewal hanging in the store holds shutdown no
+        longer than the grace; it lets the lease go itself when it returns."""
+        self._stopping = True  # no renewal from now on takes or keeps the lease for long
+        self._aps.shutdown(wait=False)  # stops the renewal thread too: renewed here below
+        ttl = self.config.scheduler.lease_ttl_s
+        deadline = self._clock() + self._stop_grace_s
+        while True:
+            with self._idle:
+                left = deadline - self._clock()
+                if self._idle.wait_for(lambda: self._running == 0, max(0.0, min(left, ttl / 3))):
+                    break
+            if self._clock() >= deadline:
                 logger.warning(
                     "%d scheduled jobs still running %.0f s after shutdown began; releasing "
                     "the scheduler lease anyway",
                     self._running,
                     self._stop_grace_s,
                 )
-        with self._lease_lock:
+                break
+            self._hold(deadline)
+        if not self._lease_lock.acquire(timeout=max(0.0, deadline - self._clock())):
+            logger.warning(
+                "a scheduler lease renewal is still waiting on the store; it releases the "
+                "lease when it returns"
+            )
+            return
+        try:
+            self._release()
+        finally:
+            self._lease_lock.release()
+
+    def _hold(self, deadline: float) -> None:
+        """Renew the lease while shutdown waits for running jobs (no jobs are added)."""
+        if not self._lease_lock.acquire(timeout=max(0.0, deadline - self._clock())):
+            return
+        try:
             if self.leader:
-                try:
-                    self.store.release_lease(LEASE, self.holder)
-                except Exception:  # shutting down: log and let the lease expire on its own
-                    logger.exception("could not release the scheduler lease")
-                self.leader = False
-                self._lease_until = None
+                sent = self._clock()
+                ttl = self.config.scheduler.lease_ttl_s
+                self.leader = self.store.acquire_lease(LEASE, self.holder, ttl_s=ttl)
+                self._lease_until = sent + ttl if self.leader else None
+        except Exception:  # shutting down: log; the lease may expire under the job
+            logger.exception("scheduler lease renewal during shutdown failed")
+        finally:
+            self._lease_lock.release()
+
+    def _release(self) -> None:
+        """Give the lease up (the lease lock held)."""
+        if self.leader:
+            try:
+                self.store.release_lease(LEASE, self.holder)
+            except Exception:  # shutting down: log and let the lease expire on its own
+                logger.exception("could not release the scheduler lease")
+            self.leader = False
+            self._lease_until = None
 
     def scheduled(self) -> list[str]:
         return sorted(job.id for job in self._aps.get_jobs())
 
     def _lead(self) -> None:
         with self._lease_lock:
-            if not self._stopping:
-                self._renew()
+            if self._stopping:
+                return
+            self._renew()
+            if self._stopping:  # shutdown began while the store answered: let it go
+                self._release()
 
     def _renew(self) -> None:
         known = True
@@ -191,6 +230,8 @@ class Scheduler:
             self.metrics.clear_evaluation()
         self.leader = leader
         self._lease_until = sent + ttl if leader else None
+        if self._stopping:  # the scheduler's jobs are gone with it: nothing to add
+            return
         wanted: dict[str, Wanted] = {}
         if leader:
             for model in self.store.list_models():
@@ -210,18 +251,25 @@ class Scheduler:
         for job_id, want in wanted.items():
             if job_id in have:
                 continue
-            trigger = _trigger(want.when)
+            try:
+                trigger = _trigger(want.when)
+            except Exception:  # this job's schedule only, not every model's: log, go on
+                logger.exception("could not schedule %s every %r", job_id, want.when)
+                continue
             try:
                 first = None if want.last_run is None else _next_run(trigger, want.last_run(), now)
             except Exception:  # the store is down: count from now, as without a record
                 logger.exception("could not read when %s last ran", job_id)
                 first = None
-            if first is None:
-                self._aps.add_job(want.fn, trigger, id=job_id, replace_existing=True)
-            else:
-                self._aps.add_job(
-                    want.fn, trigger, id=job_id, next_run_time=first, replace_existing=True
-                )
+            try:
+                if first is None:
+                    self._aps.add_job(want.fn, trigger, id=job_id, replace_existing=True)
+                else:
+                    self._aps.add_job(
+                        want.fn, trigger, id=job_id, next_run_time=first, replace_existing=True
+                    )
+            except Exception:  # as above: the trigger's first time may overflow
+                logger.exception("could not schedule %s every %r", job_id, want.when)
 
     def _model_jobs(self, model: str, task: str) -> dict[str, Wanted]:
         cfg = self.config.model_or_default(model, task)

@@ -387,3 +387,94 @@ def test_a_renewal_after_shutdown_does_not_take_the_lease_back(tmp_path: Path) -
         assert store.acquire_lease("scheduler", "other", ttl_s=30)
     finally:
         store.close()
+
+
+def test_a_model_whose_trigger_cannot_be_added_does_not_stop_the_others(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A trigger APScheduler refuses (an interval whose seconds overflow a timedelta)
+    raised out of the renewal: the leader held the lease with no job for any model."""
+    config = build_config({"data_dir": str(tmp_path)}, env={})
+    store = Store.open(config.store_url)
+    for name in ("a", "b", "c"):
+        store.ensure_model(name=name, task="binary", feature_names=["x"])
+
+    def when(cfg: ModelConfig) -> float:
+        return 1e12 if cfg.name == "b" else 60.0
+
+    scheduler = Scheduler(
+        store=store, config=config, jobs=[PerModelJob("evaluate", when, lambda model: None)]
+    )
+    try:
+        scheduler._lead()
+        assert scheduler.leader
+        assert scheduler.scheduled() == ["evaluate:a", "evaluate:c"]
+        assert "evaluate:b" in caplog.text
+    finally:
+        store.release_lease("scheduler", scheduler.holder)
+        store.close()
+
+
+def test_a_shutting_down_leader_keeps_its_lease_while_its_job_runs(tmp_path: Path) -> None:
+    """Shutdown stopped the renewals with the scheduler's threads, so a lease shorter than
+    the grace expired under the running job and another process led beside it."""
+    config = build_config({"data_dir": str(tmp_path), "scheduler": {"lease_ttl_s": 2}}, env={})
+    store = Store.open(config.store_url)
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        started.set()
+        release.wait(60)
+
+    scheduler = Scheduler(store=store, config=config, jobs=[], tasks=[Task("slow", 3600, slow)])
+    scheduler.start()
+    stopped = threading.Thread(target=scheduler.shutdown)
+    try:
+        scheduler._aps.get_job("slow").modify(next_run_time=datetime.now(UTC))
+        assert started.wait(30)
+        stopped.start()
+        for _ in range(10):  # 5 s: two and a half lease lifetimes
+            assert not store.acquire_lease("scheduler", "other", ttl_s=2)
+            assert not release.wait(0.5)
+        release.set()
+        stopped.join(30)
+        assert not stopped.is_alive()
+        assert store.acquire_lease("scheduler", "other", ttl_s=2)
+    finally:
+        release.set()
+        if stopped.is_alive():
+            stopped.join(30)
+        store.close()
+
+
+def test_shutdown_is_not_held_by_a_renewal_hanging_in_the_store(tmp_path: Path) -> None:
+    """A renewal held the lease lock while the store hung, and shutdown waited for it
+    without bound; the renewal, once back, must not keep the lease either."""
+    config = build_config({"data_dir": str(tmp_path), "scheduler": {"lease_ttl_s": 30}}, env={})
+    store = Store.open(config.store_url)
+    scheduler = Scheduler(store=store, config=config, jobs=[], stop_grace_s=0.2)
+    scheduler.start()
+    real, hung, release = store.acquire_lease, threading.Event(), threading.Event()
+
+    def hanging(name: str, holder: str, *, ttl_s: float) -> bool:
+        hung.set()
+        release.wait(60)
+        return real(name, holder, ttl_s=ttl_s)
+
+    renewal = threading.Thread(target=scheduler._lead)
+    try:
+        store.acquire_lease = hanging  # type: ignore[method-assign]
+        renewal.start()
+        assert hung.wait(30)
+        stopped = threading.Thread(target=scheduler.shutdown)
+        stopped.start()
+        stopped.join(10)
+        assert not stopped.is_alive(), "shutdown waited for the hanging renewal"
+        release.set()
+        renewal.join(30)
+        store.acquire_lease = real  # type: ignore[method-assign]
+        assert not scheduler.leader
+        assert store.acquire_lease("scheduler", "other", ttl_s=30)
+    finally:
+        release.set()
+        store.close()
