@@ -28,7 +28,7 @@ from pydantic import (
 
 from monitor.objectives import ObjectiveError, make_objective
 from retune import SearchSpaceError
-from retune.space import KNOWN_PARAMS, load_search_space
+from retune.space import DEFAULTS, KNOWN_PARAMS, is_regression, load_search_space
 from tunewatch._config_base import MAX_DURATION_HOURS, MAX_DURATION_MINUTES, MAX_DURATION_S
 from tunewatch._config_base import Frozen as _Frozen
 from tunewatch._config_evaluation import (
@@ -283,14 +283,20 @@ class TuningJobConfig(_Frozen):
 
     @field_validator("search_space")
     @classmethod
-    def _space_loads(cls, value: str | None) -> str | None:
+    def _space_loads(cls, value: str | None, info: ValidationInfo) -> str | None:
         """Read once here as well as by every job: a file that is missing or that the
-        pipeline cannot build made every promotion wait or every trial fail."""
-        if value is not None:
-            try:
-                load_search_space(value)
-            except SearchSpaceError as exc:
-                raise ValueError(f"the search space does not load: {exc}") from exc
+        pipeline cannot build made every promotion wait or every trial fail. A relative
+        path is read beside the config file (as Prometheus reads its rule files) and kept
+        absolute, so a command run from any directory reads the same file."""
+        if value is None:
+            return value
+        base = None if info.context is None else info.context.get("config_dir")
+        if base is not None and not Path(value).is_absolute():
+            value = str(Path(base) / value)
+        try:
+            load_search_space(value)
+        except SearchSpaceError as exc:
+            raise ValueError(f"the search space does not load: {exc}") from exc
         return value
 
     window_rows: int = Field(default=20_000, ge=10)
@@ -409,6 +415,24 @@ class ModelConfig(_Frozen):
         ):
             return {**data, "objective": {"name": "rmse"}}
         return data
+
+    @model_validator(mode="after")
+    def _space_fits_task(self) -> ModelConfig:
+        """A regression model tuned in the classifiers' space (or the reverse) failed
+        every trial."""
+        if self.tuning.search_space is None:
+            return self
+        declared = load_search_space(self.tuning.search_space).declarations().get("estimator")
+        choices = getattr(declared, "choices", None) or (DEFAULTS["estimator"],)
+        regression = self.task == "regression"
+        wrong = [c for c in choices if is_regression({"estimator": c}) != regression]
+        if wrong:
+            kind = "regressors" if regression else "classifiers"
+            raise ValueError(
+                f"`tuning.search_space` {self.tuning.search_space} offers the estimator "
+                f"choice(s) {wrong}, which do not fit task {self.task!r} ({kind} only)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _objective_fits(self) -> ModelConfig:
@@ -541,8 +565,11 @@ def build_config(
     *,
     env: Mapping[str, str] | None = None,
     source: str = "<config>",
+    config_dir: str | Path | None = None,
 ) -> Config:
-    """Validate ``raw`` (the parsed YAML) with environment overrides applied."""
+    """Validate ``raw`` (the parsed YAML) with environment overrides applied; relative
+    file paths in it (``tuning.search_space``) are read under ``config_dir``, the config
+    file's directory, else the working directory."""
     data: dict[str, Any] = dict(raw or {})
     env = os.environ if env is None else env
     if env.get(ENV_DATA_DIR):
@@ -557,7 +584,8 @@ def build_config(
             f"({CONFIG_VERSION}); upgrade tunewatch"
         )
     try:
-        return Config.model_validate(data)
+        context = None if config_dir is None else {"config_dir": str(config_dir)}
+        return Config.model_validate(data, context=context)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, source)) from exc
 
@@ -597,4 +625,4 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(raw).__name__}")
-    return build_config(raw, env=env, source=str(path))
+    return build_config(raw, env=env, source=str(path), config_dir=path.resolve().parent)

@@ -5,6 +5,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tunewatch import ConfigError, build_config, load_config
 from tunewatch._config import DEFAULT_TRIGGERS
@@ -548,3 +549,40 @@ def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> Non
         ConfigError, match=r"tunewatch\.yaml: not UTF-8 text \(byte 0xe9 at offset 13\)"
     ):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("task", "space", "wrong"),
+    [
+        ("regression", "binary_tabular.yaml", "'logistic'"),
+        ("binary", "regression_tabular.yaml", "'ridge'"),
+    ],
+)
+def test_a_search_space_of_the_other_task_is_a_config_error(
+    task: str, space: str, wrong: str
+) -> None:
+    """A regression model pointed at the classifiers' space loaded, and every trial then
+    failed (`Unknown label type: continuous`)."""
+    path = ROOT / "configs" / "search_spaces" / space
+    raw = {"models": [{"name": "m", "task": task, "tuning": {"search_space": str(path)}}]}
+    with pytest.raises(
+        ConfigError, match=rf"models\.0: .*`tuning\.search_space`.*{wrong}.*task {task!r}"
+    ):
+        build_config(raw, env={})
+
+
+def test_a_relative_search_space_is_read_beside_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It was read from the working directory: the daemon found it, and a CLI command run
+    from elsewhere (`tunewatch approve`, `tokens`) could not load the config at all."""
+    (tmp_path / "etc" / "spaces").mkdir(parents=True)
+    space = tmp_path / "etc" / "spaces" / "mine.yaml"
+    space.write_text((ROOT / "configs" / "search_spaces" / "demo.yaml").read_text())
+    config = tmp_path / "etc" / "tunewatch.yaml"
+    models = [{"name": "m", "task": "binary", "tuning": {"search_space": "spaces/mine.yaml"}}]
+    config.write_text(yaml.safe_dump({"models": models}))
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    loaded = load_config(config, env={})
+    assert loaded.models[0].tuning.search_space == str(space)
