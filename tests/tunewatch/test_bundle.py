@@ -276,6 +276,26 @@ def test_the_cli_exports_and_imports_with_the_model_s_config(
     assert "objective" in snippet.read_text() and "brier" in snippet.read_text()
 
 
+def test_import_says_when_the_bundle_holds_no_config_for_config_out(
+    source: Daemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bundle exported under a config that does not list the model holds no model
+    config: `--config-out F` then wrote nothing and said nothing."""
+    config = tmp_path / "source.yaml"
+    config.write_text(json.dumps({"data_dir": str(tmp_path / "source")}))
+    bundle = tmp_path / "credit.zip"
+    assert main(["--config", str(config), "export", MODEL, str(bundle), "--version", "2"]) == 0
+    target = tmp_path / "target.yaml"
+    target.write_text(json.dumps({"data_dir": str(tmp_path / "target")}))
+    snippet = tmp_path / "credit-config.yaml"
+    args = ["--config", str(target), "import", str(bundle), "--config-out", str(snippet)]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "credit v2 -> v1 (shadow)" in captured.out
+    assert not snippet.exists()
+    assert f"the bundle holds no config for credit: {snippet} was not written" in captured.err
+
+
 def test_a_source_study_name_does_not_follow_the_version(
     source: Daemon, target: Daemon, trained: list[ExampleModel], tmp_path: Path
 ) -> None:

@@ -56,7 +56,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     for i in imported:
         state = "already present" if i.already_present else i.stage
         print(f"{model} v{i.source_version} -> v{i.version} ({state})")
-    if args.config_out and model_config is not None:
+    if args.config_out and model_config is None:
+        print(
+            f"tunewatch: the bundle holds no config for {model}: {args.config_out} was not "
+            "written (the source's config did not list the model)",
+            file=sys.stderr,
+        )
+    elif args.config_out and model_config is not None:
         model_config["name"] = model
         Path(args.config_out).write_text(
             yaml.safe_dump({"models": [model_config]}, sort_keys=False), encoding="utf-8"
