@@ -83,12 +83,12 @@ def check_split(
     alpha: float = 0.001,
     min_requests: int = 100,
 ) -> SplitCheckRow | None:
-    """Count the units each arm answered since ``since`` (where the split's window
-    starts: see ``ComparisonRunner``), run the sample-ratio
-    check (always valid, so looking at every tick does not inflate false mismatches; see
-    :func:`shadow.stats.srm_check`) and store it; a new mismatch raises ``srm_detected`` through the
-    dispatcher (once per mismatch episode, not every tick). ``None`` while fewer than
-    ``min_requests`` requests were split."""
+    """Count the units each arm answered since ``since`` (where the split starts, not
+    moved by a promotion: every unit a champion answered is the champion arm's), run the
+    sample-ratio check (always valid, so looking at every tick does not inflate false
+    mismatches; see :func:`shadow.stats.srm_check`) and store it; a new mismatch raises
+    ``srm_detected`` through the dispatcher (once per mismatch episode, not every tick).
+    ``None`` while fewer than ``min_requests`` requests were split."""
     n_champion, n_challenger = comparisons.count_split_arms(
         model=model, challenger_version=split.challenger, since=since
     )

@@ -260,9 +260,10 @@ def test_a_promotion_during_a_split_is_no_sample_ratio_mismatch(
 ) -> None:
     """After another version was promoted mid-split, the champion arm counted only the new
     champion's units since the split began, the challenger arm all of v2's: a false
-    mismatch that raised srm_detected and blocked every promotion (v2's too). The split's
-    window starts again at the promotion: the new champion's split test is not fed v2's
-    units from before it."""
+    mismatch that raised srm_detected and blocked every promotion (v2's too). The check
+    counts every unit a champion answered since the split began; the split test starts
+    again at the promotion: the new champion's split test is not fed v2's units from
+    before it."""
     v3 = trained[0]  # another shadow challenger: a copy of the logistic champion
     daemon.registry.register(
         MODEL, v3.onnx, v3.metadata, actor="t", stage="shadow", reference=v3.reference
@@ -282,7 +283,7 @@ def test_a_promotion_during_a_split_is_no_sample_ratio_mismatch(
         check = loop.comparisons.latest_split_check(MODEL, salt=SPLIT.salt)
         assert check is not None and not check.mismatch, check
         if lo == 1000:
-            assert (check.n_champion + check.n_challenger, check.champion_version) == (200, 3)
+            assert (check.n_champion + check.n_challenger, check.champion_version) == (1200, 3)
             [test] = [r for r in results if r.kind == "split"]
             assert test.champion_version == 3 and test.look is not None
             assert test.look.n == alone
@@ -292,3 +293,62 @@ def test_a_promotion_during_a_split_is_no_sample_ratio_mismatch(
     assert daemon.store.list_events(model=MODEL, type="promotion_blocked") == []
     champion = daemon.store.champion(MODEL)
     assert champion is not None and champion.version == 2
+
+
+def test_a_promotion_does_not_clear_a_real_sample_ratio_mismatch(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """The sample-ratio check's window moved to the newest promotion: a split sending 40 %
+    of units to v2 (50 % configured) counted from zero after v3 was promoted, the first
+    checks found no mismatch, and v2 — far better on the new champion's requests — was
+    promoted while the routing was still broken. The check counts from the split's start
+    (every unit a champion answered is the champion arm's); only the split test, the new
+    champion's, starts at the promotion."""
+    v3 = trained[0]  # another shadow challenger: a copy of the logistic champion
+    daemon.registry.register(
+        MODEL, v3.onnx, v3.metadata, actor="t", stage="shadow", reference=v3.reference
+    )  # type: ignore[arg-type]
+    t = traffic(trained, 2100, seed=7)
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    split = SPLIT.model_copy(update={"start": an_hour_ago - timedelta(hours=1)})
+    loop = runner(daemon, split=split.model_dump(), rollback={"enabled": False}, min_n=100)
+
+    def serve(units: range, champion: int, **kw: object) -> None:
+        """40 % of ``units`` answered by v2 alone, the rest by ``champion`` shadowed by
+        v2 scoring close to each label (far better)."""
+        theirs = [u for u in units if u % 5 < 2]
+        ours = [u for u in units if u % 5 >= 2]
+        near = np.clip(t.y[ours], 0.1, 0.9)
+        for ids, answers, roles in (
+            (ours, {champion: t.logistic[ours], 2: np.column_stack([1 - near, near])}, None),
+            (theirs, {2: oracle(t.x[theirs])}, {2: "challenger"}),
+        ):
+            write(
+                daemon.store,
+                ids=ids,
+                x=t.x[ids],
+                y=t.y[ids],
+                answers=answers,
+                roles=roles or {champion: "champion", 2: "challenger"},
+                units=[f"u{u}" for u in ids],
+                labelled=[False] * len(ids) if champion == 1 else None,
+                **kw,  # type: ignore[arg-type]
+            )
+
+    serve(range(0, 1500), 1, received_at=an_hour_ago)
+    loop.run(MODEL)
+    before = loop.comparisons.latest_split_check(MODEL, salt=SPLIT.salt)
+    assert before is not None and before.mismatch  # 900 against 600 units
+    governance.promote(daemon.store, daemon.config, MODEL, 3, actor="op", reason="by hand")
+    for lo in range(1500, 2100, 200):  # the same broken routing goes on
+        serve(range(lo, lo + 200), 3)
+        paired = next(r for r in loop.run(MODEL) if r.kind == "paired")
+        check = loop.comparisons.latest_split_check(MODEL, salt=SPLIT.salt)
+        assert check is not None and check.mismatch, check
+        assert (check.champion_version, check.n_champion + check.n_challenger) == (3, lo + 200)
+        if paired.decision == "challenger_better":
+            assert paired.action == "blocked_srm"
+    assert paired.decision == "challenger_better"
+    assert len(daemon.store.list_events(model=MODEL, type="srm_detected")) == 1  # one episode
+    champion = daemon.store.champion(MODEL)
+    assert champion is not None and champion.version == 3

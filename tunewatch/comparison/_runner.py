@@ -169,7 +169,7 @@ class ComparisonRunner:
                 model,
                 champion_version=champion.version,
                 split=settings.split,
-                since=self._split_since(model, settings.split),
+                since=self._split_start(model, settings.split),
                 alpha=settings.srm_alpha,
                 min_requests=settings.srm_min_requests,
             )
@@ -491,17 +491,23 @@ class ComparisonRunner:
         """The serving guardrails of ``challenger`` against ``champion`` as recorded now."""
         return self._decisions.guardrails(model, champion, challenger, settings)
 
+    def _split_start(self, model: str, split: SplitConfig) -> datetime | None:
+        """Where the live split starts, and its sample-ratio check's window with it: the
+        split's ``start`` (default: when its challenger was registered). A promotion does
+        not move it: every unit a champion answered is the champion arm's, and a check
+        counting from the promotion forgot a real mismatch and unblocked promotions."""
+        if split.start is not None:
+            return split.start
+        try:
+            return self.store.get_version(model, split.challenger).created_at
+        except LookupError:
+            return None
+
     def _split_since(self, model: str, split: SplitConfig) -> datetime | None:
-        """Where the live split's window starts, for its sample-ratio check and its test:
-        the split's ``start`` (default: when its challenger was registered), or the
-        newest change of champion after it. The split test is the current champion's,
-        so the challenger's units from before the change are no fair match for it."""
-        start = split.start
-        if start is None:
-            try:
-                start = self.store.get_version(model, split.challenger).created_at
-            except LookupError:
-                start = None
+        """Where the live split's test reads from: the split's start, or the newest change
+        of champion after it. The split test is the current champion's, so the
+        challenger's units from before the change are no fair match for it."""
+        start = self._split_start(model, split)
         changes = self.store.list_events(model=model, types=("promoted", "rolled_back"), limit=1)
         if changes and (start is None or changes[0].created_at > start):
             return changes[0].created_at
