@@ -20,6 +20,13 @@ import numpy as np
 
 Task = Literal["binary", "multiclass", "regression"]
 
+# The largest per-request loss a row may have to be scored. The paired and unpaired tests
+# sum losses' squares and cubes (the skewness) and multiply two variances (a loss to the
+# fourth power): at 1e50 all of them stay far inside a float for any number of requests,
+# while a loss of 5e160 (MAPE of a prediction of 5 for a label of 1e-160) overflowed and
+# the test's state could not be stored. No business loss comes near it.
+MAX_LOSS = 1e50
+
 
 class ObjectiveError(ValueError):
     """Inputs an objective cannot score (shapes, labels outside the classes, empty data)."""
@@ -53,11 +60,16 @@ class Objective(ABC):
         raise ObjectiveError(f"objective {self.name!r} has no per-request loss")
 
     def valid_rows(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-        """Which rows :meth:`per_request_loss` can score, as a boolean mask (every row
-        unless the objective says otherwise: MAPE has no loss for a label of 0). A paired
+        """Which rows :meth:`per_request_loss` can score, as a boolean mask: those whose
+        loss is a finite number of at most ``MAX_LOSS`` (every row of an objective
+        without a per-request loss; MAPE has no loss for a label of 0 either). A paired
         comparison consumes the requests of the others without using them, instead of
-        failing on them at every look."""
-        return np.ones(np.asarray(y_true).shape[0], dtype=bool)
+        failing on them, or overflowing, at every look."""
+        n = np.asarray(y_true).shape[0]
+        if not self.has_per_request_loss or n == 0:
+            return np.ones(n, dtype=bool)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            return scorable(self.per_request_loss(y_true, y_pred))
 
     def loss(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
         """The value oriented so that lower is better (what tuners minimise)."""
@@ -66,6 +78,12 @@ class Objective(ABC):
 
     def describe(self) -> str:
         return self.name
+
+
+def scorable(loss: np.ndarray) -> np.ndarray:
+    """Which per-request losses are finite numbers of at most ``MAX_LOSS`` in size."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(np.abs(np.asarray(loss, dtype=np.float64)) <= MAX_LOSS)
 
 
 def positive_proba(y_pred: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from monitor.objectives._base import Objective, ObjectiveError, check_lengths
+from monitor.objectives._base import Objective, ObjectiveError, check_lengths, scorable
 
 
 def _values(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -60,7 +60,14 @@ class MAPE(Objective):
         return np.asarray(np.abs((t - p) / t))
 
     def valid_rows(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-        return np.asarray(np.asarray(y_true, dtype=np.float64).reshape(-1) != 0)
+        """Rows whose loss is finite and at most ``MAX_LOSS``: not a label of 0, nor one
+        so small against its error (1e-310, 1e-160 for a prediction of 5) that the loss
+        is infinite or too large for the tests' sums of squares."""
+        if np.asarray(y_true).shape[0] == 0:
+            return np.ones(0, dtype=bool)
+        t, p = _values(y_true, y_pred)
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            return scorable(np.abs((t - p) / t))
 
     def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
         return float(self.per_request_loss(y_true, y_pred).mean())

@@ -96,6 +96,30 @@ def test_mape_marks_zero_labels_as_rows_it_cannot_score() -> None:
     assert make_objective("mae").valid_rows(y, pred).tolist() == [True, True, True]
 
 
+def test_mape_refuses_a_label_so_small_its_loss_is_not_a_finite_number() -> None:
+    """A label of 1e-310 against a prediction of 5 gives an infinite loss, 1e-160 one of
+    5e160 whose square (and cube: the paired test sums both) is not a float: valid_rows
+    let both through, since only 0 was refused, and the tests fed on them stopped or
+    crashed. A row is valid when its loss is finite and at most 1e50."""
+    mape = make_objective("mape")
+    assert mape.valid_rows(np.array([1e-310]), np.array([5.0])).tolist() == [False]
+    tiny = np.array([1e-160, 1e-49, 1e-51, 5.0])
+    assert mape.valid_rows(tiny, np.full(4, 5.0)).tolist() == [False, True, False, True]
+    assert mape.valid_rows(np.array([1e-160]), np.array([1e-160])).tolist() == [True]  # exact
+    assert mape.valid_rows(np.empty(0), np.empty(0)).tolist() == []
+
+
+def test_every_per_request_loss_over_the_bound_is_an_invalid_row() -> None:
+    """Not only MAPE: a regression label far from its prediction gives any objective a
+    loss the paired test's sums cannot hold."""
+    y, pred = np.array([1e30, 1.0, 1e60]), np.array([0.0, 1.5, 0.0])
+    assert make_objective("rmse").valid_rows(y, pred).tolist() == [False, True, False]
+    assert make_objective("mae").valid_rows(y, pred).tolist() == [True, True, False]
+    labels, proba = np.array([0, 1]), np.array([[1.0, 0.0], [0.5, 0.5]])
+    assert make_objective("log_loss").valid_rows(labels, proba).tolist() == [True, True]
+    assert make_objective("roc_auc").valid_rows(labels, proba).tolist() == [True, True]
+
+
 def test_objectives_without_a_per_request_loss_say_so(
     binary: tuple[np.ndarray, np.ndarray],
 ) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from monitor.objectives import _base as objectives_base
 from monitor.objectives import make_objective
 from shadow import OnnxModel
 from shadow.stats import PairedSequentialTest, StatsError
@@ -635,30 +636,40 @@ def test_a_label_the_task_cannot_have_is_consumed_not_fatal(
     assert paired.fed == BATCH and paired.look is not None and paired.look.n == BATCH - 1
 
 
-def test_a_label_the_objective_cannot_score_is_consumed_and_a_worse_challenger_decided(
-    template: Path, tmp_path: Path
-) -> None:
-    """MAPE has no loss for a label of 0: one such request made every look raise, nothing
-    was consumed, and every later run read the same batch again (the test stayed at n 0)."""
+def _mape_daemon(template: Path, target: Path) -> Daemon:
+    """A regression model ``reg`` under MAPE: v1 champion, v2 in shadow."""
     d = copy_daemon(
         template,
-        tmp_path / "mape",
+        target,
         models=[{"name": "reg", "task": "regression", "objective": {"name": "mape"}}],
     )
+    d.store.ensure_model(name="reg", task="regression", feature_names=["a"])
+    for i, stage in ((1, "champion"), (2, "shadow")):
+        d.store.add_version(
+            model="reg",
+            artefact_sha256=f"{i:064d}",
+            hyperparameters={},
+            size_bytes=1,
+            actor="t",
+            stage=stage,  # type: ignore[arg-type]
+        )
+    return d
+
+
+@pytest.mark.parametrize("label", [0.0, 1e-160, 1e-310], ids=["zero", "tiny", "subnormal"])
+def test_a_label_the_objective_cannot_score_is_consumed_and_a_worse_challenger_decided(
+    template: Path, tmp_path: Path, label: float
+) -> None:
+    """MAPE has no loss for a label of 0: one such request made every look raise, nothing
+    was consumed, and every later run read the same batch again (the test stayed at n 0).
+    A label of 1e-310 (accepted by the feedback route) gave an infinite loss and the same
+    stuck test; 1e-160 a loss whose square overflowed, and storing the look raised out of
+    every run. MAPE scores a row only when its loss is finite and at most 1e50."""
+    d = _mape_daemon(template, tmp_path / "mape")
     try:
-        d.store.ensure_model(name="reg", task="regression", feature_names=["a"])
-        for i, stage in ((1, "champion"), (2, "shadow")):
-            d.store.add_version(
-                model="reg",
-                artefact_sha256=f"{i:064d}",
-                hyperparameters={},
-                size_bytes=1,
-                actor="t",
-                stage=stage,  # type: ignore[arg-type]
-            )
         rng = np.random.default_rng(3)
         y = rng.normal(5.0, 1.0, size=1000)
-        y[0] = 0.0  # a genuine zero outcome, first in label order
+        y[0] = label  # first in label order
         good = (y + rng.normal(0.0, 0.2, size=1000)).reshape(-1, 1)
         loop = runner(d, model="reg")
         looks = []
@@ -679,6 +690,41 @@ def test_a_label_the_objective_cannot_score_is_consumed_and_a_worse_challenger_d
         first = looks[0]
         assert first.fed == BATCH and first.look is not None and first.look.n == BATCH - 1
         assert paired.status == "decided" and paired.decision == "challenger_worse", paired
+    finally:
+        d.close()
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy on the overflowing sums
+def test_a_look_whose_statistics_overflow_is_logged_not_raised_out_of_the_run(
+    template: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With the objective's bound on a loss lifted, a loss of 5e160 reaches the paired
+    test, whose sums of cubes and squares overflow: storing its state raised ValueError ("Out of
+    range float values are not JSON compliant") out of ComparisonRunner.run at every
+    tick, and the rollback watch and the split test were never reached. The look is
+    refused by the store, naming the state's key, and logged as one that cannot look."""
+    monkeypatch.setattr(objectives_base, "MAX_LOSS", float("inf"))
+    d = _mape_daemon(template, tmp_path / "mape")
+    try:
+        y = np.full(BATCH, 5.0)
+        y[0] = 1e-160
+        write(
+            d.store,
+            ids=range(BATCH),
+            x=np.zeros((BATCH, 8), np.float32),
+            y=y,
+            answers={1: np.full((BATCH, 1), 5.0), 2: np.full((BATCH, 1), 5.5)},
+            model="reg",
+        )
+        with caplog.at_level("WARNING", logger="tunewatch.comparison._runner"):
+            [paired] = [r for r in runner(d, model="reg").run("reg") if r.kind == "paired"]
+        assert paired.look is None and paired.status == "open"
+        assert "state.total_cube must be a finite number, got inf" in paired.detail[0], paired
+        [warning] = [r.getMessage() for r in caplog.records if "cannot look" in r.getMessage()]
+        assert "v2 against v1" in warning and "state.total_cube" in warning
     finally:
         d.close()
 

@@ -44,7 +44,7 @@ from shadow.stats import (
     adjust,
     paired_differences,
 )
-from tunewatch._errors import ConflictError
+from tunewatch._errors import ConflictError, InvalidValueError
 from tunewatch._split import SplitConfig, check_split
 from tunewatch.store import Store, VersionRow
 from tunewatch.store._comparisons import (
@@ -153,7 +153,7 @@ class ComparisonRunner:
         if settings.rollback.enabled and objective.has_per_request_loss:
             try:
                 watch = self._rollback_watch.run(model, settings, objective)
-            except (StatsError, ObjectiveError) as exc:  # the other tests still look
+            except (StatsError, ObjectiveError, InvalidValueError) as exc:  # others still look
                 logger.warning("model=%s rollback watch cannot look: %s", model, exc)
                 watch = None
             if watch is not None:
@@ -182,7 +182,7 @@ class ComparisonRunner:
         if settings.split is not None:
             try:
                 split_result = self._split_test.run(model, champion, objective, settings)
-            except (StatsError, ObjectiveError) as exc:
+            except (StatsError, ObjectiveError, InvalidValueError) as exc:
                 logger.warning("model=%s live-split test cannot look: %s", model, exc)
                 split_result = None
             if split_result is not None:
@@ -341,6 +341,16 @@ class ComparisonRunner:
                 )
             except ConflictError as exc:
                 logger.warning("model=%s %s", model, exc.message)
+                continue
+            except InvalidValueError as exc:  # e.g. statistics that overflowed
+                logger.warning(
+                    "model=%s comparison of v%d against v%d cannot look: %s",
+                    model,
+                    version,
+                    champion.version,
+                    exc.message,
+                )
+                results.append(make_result(test, None, 0, "none", (exc.message,)))
                 continue
             look_row = self.comparisons.latest_look(saved.id)
             results.append(make_result(saved, look_row, len(consumed), "none"))

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .._errors import InvalidValueError
 from ._canonical import canonical_json
 
 TestKind = Literal["paired", "delong", "rollback_watch", "split"]
@@ -143,5 +144,35 @@ def _finite(value: float | None) -> float | None:
 
 
 def _clean(obj: Mapping[str, Any]) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(canonical_json(dict(obj)))
+    """``obj`` as it is stored (JSON). A value that is not a finite number is an
+    ``InvalidValueError`` naming its key path: a look whose statistics overflowed cannot
+    be stored (the runner logs that the test cannot look)."""
+    try:
+        text = canonical_json(dict(obj))
+    except ValueError as exc:
+        where = _non_finite(dict(obj), "state")
+        if where is None:
+            raise InvalidValueError(f"comparison state cannot be stored: {exc}") from exc
+        raise InvalidValueError(
+            f"comparison {where[0]} must be a finite number, got {where[1]!r}"
+        ) from exc
+    result: dict[str, Any] = json.loads(text)
     return result
+
+
+def _non_finite(obj: Any, path: str) -> tuple[str, float] | None:
+    """The key path and value of the first float in ``obj`` (in stored key order) that is
+    not a finite number."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else (path, obj)
+    if isinstance(obj, Mapping):
+        items: list[tuple[Any, Any]] = sorted(obj.items(), key=lambda kv: str(kv[0]))
+    elif isinstance(obj, (list, tuple)):
+        items = list(enumerate(obj))
+    else:
+        return None
+    for key, value in items:
+        found = _non_finite(value, f"{path}.{key}")
+        if found is not None:
+            return found
+    return None

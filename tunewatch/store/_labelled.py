@@ -55,8 +55,9 @@ def read_labelled(
     only requests that carry a unit key (a live split's units).
 
     A request whose rows the task cannot have, or ``valid_rows`` (an objective's
-    :meth:`~monitor.objectives.Objective.valid_rows`) refuses for either output, is read
-    (so a test consumes it) but not used.
+    :meth:`~monitor.objectives.Objective.valid_rows`: a loss that is undefined, not
+    finite or too large) refuses for either output, is read (so a test consumes it) but
+    not used. ``valid_rows`` sees the batch's fitting rows at once.
 
     Ordered by label arrival (then request id), so a test's reads are reproducible. With
     ``matured_before``, only requests received before it are read, in the order they were
@@ -154,18 +155,13 @@ def read_labelled(
     )
 
 
-def _fits(
-    task: str | None, y: list[float], *outputs: np.ndarray, valid_rows: ValidRows | None
-) -> bool:
+def _fits(task: str | None, y: list[float], *outputs: np.ndarray) -> bool:
     """Whether a request's rows can be scored: labels the task can have (0/1 for binary,
-    a class index for multiclass), finite outputs, rows the objective can score
-    (``valid_rows``). A row that cannot would make every look raise, and with it the test
-    stop for good."""
+    a class index for multiclass), finite outputs. A row that cannot would make every
+    look raise, and with it the test stop for good."""
     if not all(np.isfinite(o).all() for o in outputs):
         return False
     labels = np.asarray(y, dtype=np.float64)
-    if valid_rows is not None and not all(valid_rows(labels, o).all() for o in outputs):
-        return False
     if task == "binary":
         return bool(np.isin(labels, (0.0, 1.0)).all())
     if task == "multiclass":  # and both versions answer the same classes
@@ -202,22 +198,33 @@ def _assemble(
             continue
         a = np.frombuffer(r.a_values, dtype=np.float32).reshape(n, k)
         b = np.frombuffer(r.b_values, dtype=np.float32).reshape(n, k2) if paired else None
-        if not _fits(task, y, a, *([b] if b is not None else []), valid_rows=valid_rows):
+        if not _fits(task, y, a, *([b] if b is not None else [])):
             continue  # read (to be consumed), not scored
         index.extend([position] * n)
         ys.extend(y)
         answers.append(a)
         if b is not None:
             others.append(b)
+    rows_of = np.asarray(index, dtype=np.int64)
+    labels_of = np.asarray(ys, dtype=np.float64)
+    answer = np.concatenate(answers) if answers else np.empty((0, k), np.float32)
+    other = np.concatenate(others) if others else np.empty((0, k2), np.float32)
+    if valid_rows is not None and rows_of.size:
+        # a request with a row the objective cannot score (its loss undefined, infinite or
+        # too large for the tests' sums) is read, to be consumed, but not used
+        valid = valid_rows(labels_of, answer)
+        if paired:
+            valid = valid & valid_rows(labels_of, other)
+        keep = ~np.isin(rows_of, rows_of[~valid])
+        rows_of, labels_of, answer = rows_of[keep], labels_of[keep], answer[keep]
+        other = other[keep] if paired else other
     return LabelledBatch(
         request_ids=tuple(ids),
         units=tuple(units),
-        rows=np.asarray(index, dtype=np.int64),
-        labels=np.asarray(ys, dtype=np.float64),
-        answer=np.concatenate(answers) if answers else np.empty((0, k), np.float32),
-        paired=(np.concatenate(others) if others else np.empty((0, k2), np.float32))
-        if paired
-        else None,
+        rows=rows_of,
+        labels=labels_of,
+        answer=answer,
+        paired=other if paired else None,
         looks=np.asarray(looks, dtype=np.int64) if looks else None,
     )
 
