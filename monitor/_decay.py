@@ -38,7 +38,10 @@ class WindowValue:
     ``window_end`` is a UTC ``datetime`` when the inputs were datetimes, else float
     seconds. ``n`` counts the requests with matured labels (``value`` is ``None`` when
     there are none), ``n_requests`` all requests in the window, ``label_coverage`` their
-    ratio and ``median_label_delay_s`` the median label delay of the counted requests."""
+    ratio and ``median_label_delay_s`` the median label delay of the counted requests.
+    ``n_left_out`` of the ``n`` have a label the objective cannot score (its
+    :meth:`~monitor.objectives.Objective.valid_rows`: a label of 0 under MAPE) and are not
+    in ``value`` (``None`` when all are)."""
 
     window_start: datetime | float
     window_end: datetime | float
@@ -47,6 +50,12 @@ class WindowValue:
     n_requests: int
     label_coverage: float
     median_label_delay_s: float | None
+    n_left_out: int = 0
+
+    @property
+    def n_scored(self) -> int:
+        """The requests behind ``value``."""
+        return self.n - self.n_left_out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,7 +116,9 @@ def realised_windows(
 
     ``timestamps`` are request times and ``label_times`` label arrival times (epoch
     seconds or datetime-likes; NaN/NaT/None for no label — ``y_true`` is ignored there).
-    A request counts when its label arrived at or before ``window_end + maturity``.
+    A request counts when its label arrived at or before ``window_end + maturity``; one
+    the objective cannot score is left out of its window's value (and counted in
+    ``n_left_out``): one label of 0 under MAPE took the whole window out of the trend.
     Windows start at ``start`` (default: the first request). With ``as_of`` set,
     windows whose labels cannot have matured by then (``window_end + maturity > as_of``)
     are left out.
@@ -139,10 +150,14 @@ def realised_windows(
         in_window = bins == k
         labelled = in_window & np.isfinite(lt) & (lt <= hi + wait)
         n, n_requests = int(labelled.sum()), int(in_window.sum())
-        value = None
+        value, left_out = None, 0
         if n:
             try:
-                value = float(objective.value(truth[labelled], pred[labelled]))
+                valid = np.asarray(objective.valid_rows(truth[labelled], pred[labelled]), bool)
+                left_out = int(n - valid.sum())
+                scored = np.flatnonzero(labelled)[valid]
+                if scored.size:
+                    value = float(objective.value(truth[scored], pred[scored]))
             except ObjectiveError:  # undefined here (ROC AUC of a window with one class)
                 value = None  # this window sits out the trend; the others still count
         delay = float(np.median(lt[labelled] - ts[labelled])) if n else None
@@ -155,6 +170,7 @@ def realised_windows(
                 n_requests=n_requests,
                 label_coverage=n / n_requests if n_requests else 0.0,
                 median_label_delay_s=delay,
+                n_left_out=left_out,
             )
         )
     return out
@@ -204,9 +220,14 @@ class DecayEstimator:
         self.confidence = confidence
 
     def fit_windows(self, windows: Sequence[WindowValue]) -> DecayResult:
-        """Fit on :func:`realised_windows` output (windows without a value are skipped)."""
+        """Fit on :func:`realised_windows` output (windows without a value are skipped),
+        each weighted by the requests its value was scored on."""
         return self.fit(
-            [(w.window_end, w.value, w.n) for w in windows if w.value is not None and w.n > 0]
+            [
+                (w.window_end, w.value, w.n_scored)
+                for w in windows
+                if w.value is not None and w.n_scored > 0
+            ]
         )
 
     def fit(self, points: Sequence[tuple[datetime | float, float, int]]) -> DecayResult:

@@ -131,6 +131,31 @@ def test_a_window_with_one_class_sits_out_and_the_others_still_count() -> None:
     assert result.status != "insufficient_data"
 
 
+def test_a_label_the_objective_cannot_score_leaves_its_row_out_not_its_window() -> None:
+    """MAPE raised on a single label of 0, so the whole window had no value: one genuine
+    zero outcome per 250 requests took 4 of 10 windows out of the trend. The row is left
+    out (a label of 1e-160, whose loss is too large to score, too) and the window says
+    how many were; the trend is weighted by the rows that were scored."""
+    mape = make_objective("mape")
+    rng = np.random.default_rng(0)
+    y = rng.normal(5.0, 1.0, 1000)
+    y[::250] = 0.0  # windows 0, 2, 5 and 7
+    y[950] = 1e-160
+    pred = y + rng.normal(0.0, 0.2, 1000)
+    t = np.arange(1000, dtype=float)
+    windows = realised_windows(y, pred, t, t + 1.0, objective=mape, window=100.0, maturity=10.0)
+    assert [w.n_left_out for w in windows] == [1, 0, 1, 0, 0, 1, 0, 1, 0, 1]
+    assert all(w.n == 100 and w.label_coverage == 1.0 for w in windows)
+    assert windows[0].value == pytest.approx(mape.value(y[1:100], pred[1:100]))
+    assert windows[1].value == pytest.approx(mape.value(y[100:200], pred[100:200]))
+    result = DecayEstimator(mape, threshold=1.0).fit_windows(windows)
+    assert result.n_windows == 10
+    only = realised_windows(
+        np.zeros(3), np.ones(3), t[:3], t[:3], objective=mape, window=100.0, maturity=0.0
+    )
+    assert [(w.n, w.n_left_out, w.value) for w in only] == [(3, 3, None)]
+
+
 def test_invalid_arguments_name_the_field() -> None:
     with pytest.raises(EstimationError, match="`min_windows`"):
         DecayEstimator(make_objective("accuracy"), threshold=0.8, min_windows=2)
