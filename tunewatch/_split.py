@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 class SplitConfig(BaseModel):
     """A live split: ``percent`` % of units answered by version ``challenger``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     challenger: int = Field(ge=1)
     percent: float = Field(gt=0, lt=100)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -586,3 +587,31 @@ def test_a_relative_search_space_is_read_beside_the_config_file(
     monkeypatch.chdir(tmp_path / "elsewhere")
     loaded = load_config(config, env={})
     assert loaded.models[0].tuning.search_space == str(space)
+
+
+COMPARISON_DURATIONS = [
+    ("comparison.interval_s", {"interval_s": "V"}),
+    ("comparison.label_maturity_s", {"label_maturity_s": "V"}),
+    ("comparison.rollback.watch_s", {"rollback": {"watch_s": "V"}}),
+    ("comparison.guardrails.max_latency_p99_s", {"guardrails": {"max_latency_p99_s": "V"}}),
+]
+
+
+def _put(settings: dict[str, Any], value: float) -> dict[str, Any]:
+    return {k: _put(v, value) if isinstance(v, dict) else value for k, v in settings.items()}
+
+
+@pytest.mark.parametrize("too_long", [float("inf"), float("nan"), 1e12], ids=["inf", "nan", "1e12"])
+@pytest.mark.parametrize(
+    ("path", "settings"), COMPARISON_DURATIONS, ids=[d[0] for d in COMPARISON_DURATIONS]
+)
+def test_a_comparison_duration_that_is_not_finite_or_past_ten_years_is_a_config_error(
+    path: str, settings: dict[str, Any], too_long: float
+) -> None:
+    """`label_maturity_s: 1e12` failed every retune with an OverflowError (a timedelta),
+    `interval_s: 1e12` made the scheduler's renewal raise and schedule no model at all."""
+    model = {"name": "m", "task": "binary", "comparison": _put(settings, too_long)}
+    with pytest.raises(ConfigError, match=rf"\n  models\.0\.{re.escape(path)}: Input should be"):
+        build_config({"models": [model]}, env={})
+    model = {"name": "m", "task": "binary", "comparison": _put(settings, 3600.0)}
+    build_config({"models": [model]}, env={})

@@ -9,11 +9,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shadow.stats import DEFAULT_MIN_N, GuardrailConfig
+from tunewatch._config_base import MAX_DURATION_S
 from tunewatch._split import SplitConfig
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No setting means anything by NaN or an infinity (see tunewatch._config_base.Frozen).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class GuardrailSettings(_Frozen):
@@ -30,7 +32,7 @@ class GuardrailSettings(_Frozen):
     ``min_latency_samples`` per version the latency rules refuse (nothing measured)."""
 
     max_latency_p99_ratio: float | None = Field(default=1.2, gt=0)
-    max_latency_p99_s: float | None = Field(default=None, gt=0)
+    max_latency_p99_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
     max_memory_ratio: float | None = Field(default=1.5, gt=0)
     max_memory_bytes: int | None = Field(default=None, gt=0)
     max_parity_error: float | None = Field(default=1e-4, gt=0)
@@ -75,7 +77,7 @@ class RollbackWatchConfig(_Frozen):
     paired: bool = True
     baseline_requests: int = Field(default=1000, ge=2)
     watch_requests: int = Field(default=5000, ge=1)
-    watch_s: float | None = Field(default=None, gt=0)
+    watch_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
     alpha: float = Field(default=0.05, gt=0, lt=1)
     method: Literal["confidence_sequence", "msprt"] = "confidence_sequence"
     min_n: int = Field(default=DEFAULT_MIN_N, ge=2)
@@ -98,7 +100,7 @@ class ComparisonConfig(_Frozen):
     ``comparison:``)."""
 
     enabled: bool = True
-    interval_s: float = Field(default=300.0, gt=0)
+    interval_s: float = Field(default=300.0, gt=0, le=MAX_DURATION_S)
     alpha: float = Field(default=0.05, gt=0, lt=1)
     method: Literal["confidence_sequence", "msprt"] = "confidence_sequence"
     # Holm on the always-valid p-values (default) or Bonferroni; each test's interval is
@@ -122,7 +124,7 @@ class ComparisonConfig(_Frozen):
     # Set it when a label's delay depends on the outcome (a default is known in days, a
     # repayment at maturity): tests then read only requests at least this old, in the
     # order they were received, instead of labels in the order they arrived.
-    label_maturity_s: float | None = Field(default=None, gt=0)
+    label_maturity_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
 
     @model_validator(mode="after")
     def _watch_outlasts_burn_in(self) -> ComparisonConfig:
