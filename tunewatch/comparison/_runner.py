@@ -30,19 +30,12 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-
 from monitor import ServingMetrics
-from monitor.objectives import Objective, ObjectiveError, make_objective, positive_proba
+from monitor.objectives import Objective, ObjectiveError, make_objective
 from shadow.stats import (
-    DELONG_MIN_PER_CLASS,
-    GroupSequentialDeLong,
-    GroupSequentialLook,
     GuardrailResult,
-    PairedSequentialTest,
     StatsError,
     adjust,
-    paired_differences,
 )
 from tunewatch._errors import ConflictError, InvalidValueError
 from tunewatch._split import SplitConfig, check_split
@@ -61,13 +54,12 @@ if TYPE_CHECKING:  # _config nests ComparisonConfig: import nothing that imports
 
 from tunewatch.comparison._config import ComparisonConfig
 from tunewatch.comparison._decisions import Decisions
+from tunewatch.comparison._looks import Incomparable, delong_update, new_state, paired_update
 from tunewatch.comparison._results import (
     ChallengerSummary,
     ComparisonResult,
     make_result,
     needs_action,
-    paired_values,
-    stateless,
 )
 from tunewatch.comparison._split_test import SplitTest
 from tunewatch.comparison._watch import RollbackWatch
@@ -77,10 +69,6 @@ logger = logging.getLogger(__name__)
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class Incomparable(Exception):
-    """The two versions' outputs cannot be compared at all (e.g. different classes)."""
 
 
 class ComparisonRunner:
@@ -269,7 +257,7 @@ class ComparisonRunner:
         correction = settings.correction if paired else "bonferroni"
         tests = dict(existing)
         for version in sorted(set(shadow) - set(existing)):
-            state = self._new_state(kind, settings, objective, k, version)
+            state = new_state(kind, settings, objective, k, version)
             tests[version], _ = self.comparisons.get_or_create_test(
                 model=model,
                 kind=kind,
@@ -294,9 +282,20 @@ class ComparisonRunner:
                 continue
             try:
                 if kind == "paired":
-                    update = self._paired_update(model, champion, test, objective, settings)
+                    update = paired_update(
+                        self.comparisons,
+                        self.store,
+                        self.clock(),
+                        model,
+                        champion,
+                        test,
+                        objective,
+                        settings,
+                    )
                 else:
-                    update = self._delong_update(model, champion, test, settings, k)
+                    update = delong_update(
+                        self.comparisons, self.clock(), model, champion, test, settings, k
+                    )
             except Incomparable as exc:
                 closed = self.comparisons.finish_test(
                     test.id, status="closed", outcome={"action": "closed", "reason": str(exc)}
@@ -370,129 +369,6 @@ class ComparisonRunner:
                     final.append(make_result(current, None, 0, action, detail))
         return final
 
-    def _new_state(
-        self, kind: str, settings: ComparisonConfig, objective: Objective, k: int, version: int
-    ) -> dict[str, Any]:
-        if kind == "paired":
-            test = PairedSequentialTest(
-                alpha=settings.alpha / k,
-                method=settings.method,
-                planned_n=settings.planned_n,
-                min_n=settings.min_n,
-                mixing_sd=settings.mixing_sd,
-                loss_range=objective.loss_range,
-                bootstrap_resamples=settings.bootstrap_resamples,
-                seed=settings.seed + version,
-            )
-            return stateless(test.to_dict())
-        return {
-            "format_version": 1,
-            "kind": "group_sequential_delong",
-            "alpha": settings.alpha / k,
-            "planned_looks": settings.delong_looks,
-            "look_every": settings.delong_look_every,
-        }
-
-    def _paired_update(
-        self,
-        model: str,
-        champion: VersionRow,
-        test: ComparisonTestRow,
-        objective: Objective,
-        settings: ComparisonConfig,
-    ) -> tuple[list[str], LookValues, dict[str, Any]] | None:
-        batch = self.comparisons.read_labelled(
-            model=model,
-            answered_by=champion.version,
-            paired_with=test.challenger_version,
-            unconsumed_by=test.id,
-            limit=settings.max_batch,
-            matured_before=settings.matured_before(self.clock()),
-            valid_rows=objective.valid_rows,
-        )
-        if not batch.request_ids:
-            return None
-        sequential = PairedSequentialTest.from_dict(test.state)
-        assert batch.paired is not None
-        if batch.n_rows == 0:
-            k, k2 = batch.answer.shape[1], batch.paired.shape[1]
-            if k != k2 and self.store.get_model(model).task == "multiclass":
-                raise Incomparable(f"the champion answers {k} classes, the challenger {k2}")
-            self.comparisons.consume_unscored(test, batch.request_ids)  # not read again
-            return None
-        d = paired_differences(objective, batch.labels, batch.answer, batch.paired)
-        values = paired_values(sequential.update(d), sequential.method, test.correction)
-        return list(batch.request_ids), values, stateless(sequential.to_dict())
-
-    def _delong_update(
-        self,
-        model: str,
-        champion: VersionRow,
-        test: ComparisonTestRow,
-        settings: ComparisonConfig,
-        k: int,
-    ) -> tuple[list[str], LookValues, dict[str, Any]] | None:
-        state = test.state
-        every = int(state["look_every"])
-        # a look that waited for a second class took more rows: the next still needs
-        # `look_every` new ones (never a count of zero or less)
-        wanted = max(every * (test.looks + 1) - test.n, every)
-        seen = self.comparisons.read_labelled(
-            model=model,
-            answered_by=champion.version,
-            paired_with=test.challenger_version,
-            consumed_by=test.id,
-        )
-        limit = wanted
-        while True:
-            fresh = self.comparisons.read_labelled(
-                model=model,
-                answered_by=champion.version,
-                paired_with=test.challenger_version,
-                unconsumed_by=test.id,
-                limit=limit,
-                matured_before=settings.matured_before(self.clock()),
-            )
-            if len(fresh.request_ids) < wanted:
-                return None  # the next planned look is not due yet
-            labels = np.concatenate([seen.labels, fresh.labels])
-            positives = int(np.count_nonzero(labels == 1))
-            if min(positives, labels.size - positives) >= DELONG_MIN_PER_CLASS:
-                break
-            if len(fresh.request_ids) < limit:
-                return None  # too few of a class so far: the look waits for more
-            limit *= 2  # a look needs both classes: take it later, on more requests
-        gsd = GroupSequentialDeLong(
-            alpha=float(state["alpha"]), planned_looks=int(state["planned_looks"])
-        )
-        assert seen.paired is not None and fresh.paired is not None
-        looks_of_rows = seen.looks[seen.rows] if seen.looks is not None else np.empty(0, int)
-        for j in range(1, test.looks + 1):  # replay the looks already taken
-            mask = looks_of_rows <= j
-            gsd.look(
-                seen.labels[mask],
-                positive_proba(seen.answer[mask]),
-                positive_proba(seen.paired[mask]),
-            )
-        result: GroupSequentialLook = gsd.look(
-            np.concatenate([seen.labels, fresh.labels]),
-            positive_proba(_rows(seen.answer, fresh.answer)),
-            positive_proba(_rows(seen.paired, fresh.paired)),
-        )
-        values = LookValues(
-            method="group_sequential_delong",
-            n=test.n + len(fresh.request_ids),
-            estimate=result.estimate,
-            ci_low=None,
-            ci_high=None,
-            p_value=result.p_value,
-            adjusted_p_value=min(1.0, result.p_value * k),
-            decision=result.decision,
-            correction="bonferroni",
-            family_size=k,
-        )
-        return list(fresh.request_ids), values, dict(state)
-
     # -- acting on decisions --------------------------------------------------------------------
 
     def guardrails(
@@ -539,8 +415,3 @@ def _with(look: LookValues, *, adjusted: float, decision: str, k: int) -> LookVa
         correction=look.correction,
         family_size=k,
     )
-
-
-def _rows(seen: np.ndarray, fresh: np.ndarray) -> np.ndarray:
-    """Stack output rows; an empty read has no reliable column count, so it is skipped."""
-    return fresh if seen.shape[0] == 0 else np.concatenate([seen, fresh])
