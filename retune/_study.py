@@ -41,7 +41,7 @@ from retune._runs import (
     register_run,
     time_spent,
 )
-from retune.cv import CVScheme, FoldScores, cross_validate, dataset_version
+from retune.cv import CVScheme, FoldScores, NestedCV, cross_validate, dataset_version
 from retune.space import SearchSpace
 from retune.warmstart import CostPredictor, WarmStartPlan
 
@@ -102,7 +102,8 @@ def run_study(
     over the plan's cost ceiling is rejected (pruned) before training. Once
     ``interrupted()`` is true the study stops after the running trial
     (``stopped_by="interrupted"``). Raises
-    :class:`StudyError` for storage problems, for a window ``cv`` cannot split, for
+    :class:`StudyError` for storage problems, for a window ``cv`` cannot split (a nested
+    scheme's outer training parts included: they are tuned next), for
     joining a study tuned on other data, with another objective or CV, and when no trial
     completed.
     """
@@ -110,6 +111,8 @@ def run_study(
     try:  # once, up front: a window no fold plan fits would fail every trial alike
         for _ in cv.split(x, y, groups=groups, seed=seed):
             pass
+        if isinstance(cv, NestedCV):  # and each outer part, which is tuned after this study
+            cv.check(x, y, groups=groups, seed=seed)
     except CVError as exc:
         raise StudyError(
             f"the training window cannot be split by {cv.name}: {exc}", study_name=study_name

@@ -49,3 +49,9 @@ class ConflictError(StoreError):
     """The write contradicts what is stored (a duplicate, a stage rule, an append-only row)."""
 
     code = "conflict"
+
+
+class TuningError(TunewatchError):
+    """A job could not run (too little data, a bad search space …)."""
+
+    code = "tuning_failed"

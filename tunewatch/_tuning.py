@@ -36,10 +36,10 @@ from retune.warmstart import Combined, EnqueueTopK, LearnedBox, WarmStartPlan
 from shadow import OnnxModel, ShadowError
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig, TuningJobConfig
-from tunewatch._errors import ConflictError, TunewatchError
+from tunewatch._errors import ConflictError, TunewatchError, TuningError
 from tunewatch._registry import Reference, Registry, VersionMetadata
 from tunewatch._serving_cost import serving_cost, with_ceiling
-from tunewatch._tuning_cv import cv_scheme, estimate_details, tuned_estimate
+from tunewatch._tuning_cv import check_nested, cv_scheme, estimate_details, tuned_estimate
 from tunewatch.store import JobRow, ModelRow, Store, VersionRow
 
 logger = logging.getLogger(__name__)
@@ -63,12 +63,6 @@ def default_search_space(task: str) -> str:
         Path.cwd() / "configs" / "search_spaces" / name,
     ]
     return str(next((c for c in candidates if c.exists()), candidates[0]))
-
-
-class TuningError(TunewatchError):
-    """A job could not run (too little data, a bad search space …)."""
-
-    code = "tuning_failed"
 
 
 class TuningJobRunner:
@@ -318,6 +312,9 @@ class TuningJobRunner:
         tj = cfg.tuning
         x, y, n_traffic = self._training_window(model, cfg, job)
         groups = cv_groups(tj, model.feature_names, x)  # None without a group column
+        cv = cv_scheme(tj, model.task)
+        if isinstance(cv, NestedCV):  # its outer parts are tuned after the main study
+            check_nested(cv, tj, x, y, groups)
         version_of_data = dataset_version(x, y)
         space_path = tj.search_space or default_search_space(model.task)
         space = load_search_space(space_path)
@@ -340,7 +337,6 @@ class TuningJobRunner:
                 "max_trials": tj.max_trials,
             },
         )
-        cv = cv_scheme(tj, model.task)
         budget = Budget(
             max_trials=tj.max_trials,
             wall_time_s=tj.wall_time_s,

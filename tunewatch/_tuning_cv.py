@@ -17,11 +17,13 @@ from retune.cv import (
     KFoldCV,
     NestedCV,
     NestedEstimate,
+    NestedSplitError,
     StratifiedKFoldCV,
     TimeSeriesCV,
     nested_estimate,
 )
 from tunewatch._config import TuningJobConfig
+from tunewatch._errors import TuningError
 
 #: Outer folds of ``cv: nested`` when ``cv_outer_folds`` is not set.
 DEFAULT_OUTER_FOLDS = 3
@@ -48,6 +50,34 @@ def cv_scheme(tj: TuningJobConfig, task: str) -> CVScheme:
         inner = StratifiedKFoldCV(n_splits=tj.cv_folds, max_fold_spread=spread)
         outer = StratifiedKFoldCV(n_splits=outer_folds)
     return NestedCV(outer=outer, inner=inner) if tj.cv == "nested" else inner
+
+
+def check_nested(
+    cv: NestedCV,
+    tj: TuningJobConfig,
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray | None,
+) -> None:
+    """Refuse, before any tuning, a window ``cv: nested`` cannot use: each outer training
+    part is tuned again with the inner scheme, and one it cannot split (too few groups, a
+    class rarer than the folds) failed the job only after the main study's whole budget.
+    Raises a :class:`TuningError` naming the part and the setting to change."""
+    outer_folds = cv.outer.n_splits
+    try:
+        cv.check(x, y, groups=groups, seed=tj.seed)
+    except NestedSplitError as exc:
+        if exc.outer_part is None:
+            raise TuningError(
+                f"tuning.cv_outer_folds: `cv: nested`: {exc}; lower tuning.cv_outer_folds "
+                f"({outer_folds})"
+            ) from exc
+        raise TuningError(
+            f"tuning.cv_folds: `cv: nested` tunes again on each of its {outer_folds} outer "
+            f"training parts, and {exc}; lower tuning.cv_folds ({tj.cv_folds}) or raise "
+            f"tuning.cv_outer_folds ({outer_folds}), which makes each outer training part "
+            "larger"
+        ) from exc
 
 
 def tuned_estimate(

@@ -6,7 +6,13 @@ from retune.cv._base import CVScheme, FoldScores, Split, dataset_version
 from retune.cv._evaluate import PruningCallback, cross_validate, out_of_fold
 from retune.cv._grouped import GroupKFoldCV
 from retune.cv._kfold import KFoldCV
-from retune.cv._nested import NestedCV, NestedEstimate, Selector, nested_estimate
+from retune.cv._nested import (
+    NestedCV,
+    NestedEstimate,
+    NestedSplitError,
+    Selector,
+    nested_estimate,
+)
 from retune.cv._stratified import StratifiedKFoldCV
 from retune.cv._time_series import TimeSeriesCV
 
@@ -17,6 +23,7 @@ __all__ = [
     "KFoldCV",
     "NestedCV",
     "NestedEstimate",
+    "NestedSplitError",
     "PruningCallback",
     "Selector",
     "Split",

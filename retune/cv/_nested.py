@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from monitor.objectives import Objective
+from retune._errors import CVError
 from retune.cv._base import CVScheme, FoldScores, Split
 from retune.cv._evaluate import cross_validate
 
@@ -46,6 +47,45 @@ class NestedCV:
         """The inner scheme's folds: what a tuning run on this data scores with."""
         yield from self.inner.split(x, y, groups=groups, seed=seed)
 
+    def check(
+        self,
+        x: np.ndarray[Any, Any],
+        y: np.ndarray[Any, Any],
+        *,
+        groups: np.ndarray[Any, Any] | None = None,
+        seed: int,
+    ) -> None:
+        """Split ``(x, y)`` as :func:`nested_estimate` will: by the outer scheme, then each
+        outer training part by the inner one (the selection tunes on it), so that data
+        nested CV cannot use is refused before any tuning, not after the first one. Raises
+        :class:`NestedSplitError` naming the part that cannot be split."""
+        try:
+            outer = list(self.outer.split(x, y, groups=groups, seed=seed))
+        except CVError as exc:
+            raise NestedSplitError(
+                f"the outer {self.outer.name} cannot split the data: {exc}", outer_part=None
+            ) from exc
+        for k, (train, _) in enumerate(outer):
+            g_train = None if groups is None else groups[train]
+            try:
+                for _ in self.inner.split(x[train], y[train], groups=g_train, seed=seed):
+                    pass
+            except CVError as exc:
+                raise NestedSplitError(
+                    f"outer training part {k} ({len(train)} rows) cannot be split by the "
+                    f"inner {self.inner.name}: {exc}",
+                    outer_part=k,
+                ) from exc
+
+
+class NestedSplitError(CVError):
+    """Nested CV cannot split its data: the outer scheme the whole of it
+    (``outer_part`` is ``None``), or the inner scheme outer training part ``outer_part``."""
+
+    def __init__(self, message: str, *, outer_part: int | None) -> None:
+        super().__init__(message)
+        self.outer_part = outer_part
+
 
 @dataclass(frozen=True, kw_only=True)
 class NestedEstimate:
@@ -65,7 +105,10 @@ def nested_estimate(
     seed: int,
     groups: np.ndarray[Any, Any] | None = None,
 ) -> NestedEstimate:
-    """Run ``select`` on every outer training part and score its choice on the outer test part."""
+    """Run ``select`` on every outer training part and score its choice on the outer test
+    part. Every part is split first (:meth:`NestedCV.check`): one that cannot be raises
+    :class:`NestedSplitError` before ``select`` runs on any."""
+    scheme.check(x, y, groups=groups, seed=seed)
     scores: list[float] = []
     chosen: list[Mapping[str, Any]] = []
     for train, test in scheme.outer.split(x, y, groups=groups, seed=seed):

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ from retune.cv import (
     GroupKFoldCV,
     KFoldCV,
     NestedCV,
+    NestedSplitError,
     StratifiedKFoldCV,
     TimeSeriesCV,
     cross_validate,
@@ -139,6 +141,69 @@ def test_nested_estimate_scores_each_outer_choice_on_unseen_rows() -> None:
     assert len(estimate.outer.scores) == 3
     assert all(c["C"] == 1.0 for c in estimate.chosen)  # weak regularisation wins on this signal
     assert 0.2 < estimate.outer.mean < 0.6
+
+
+def _rare_class(n_rare: int) -> tuple[np.ndarray, np.ndarray]:
+    x, y = binary(seed=5, n=120)
+    y = np.zeros_like(y)
+    y[:n_rare] = 1
+    return x, y
+
+
+def test_nested_cv_refuses_an_outer_training_part_the_inner_scheme_cannot_split(
+    tmp_path: Any,
+) -> None:
+    """Five rows of the rare class pass the inner 4-fold on the whole window, but an outer
+    training part holds 3 or 4 of them. Only the whole window was split up front, so the
+    selection (a whole tuning run) ran before the first outer part failed."""
+    x, y = _rare_class(5)
+    scheme = NestedCV(outer=StratifiedKFoldCV(n_splits=3), inner=StratifiedKFoldCV(n_splits=4))
+    assert len(list(scheme.split(x, y, seed=0))) == 4  # the whole window splits
+    with pytest.raises(NestedSplitError) as caught:
+        scheme.check(x, y, seed=0)
+    assert caught.value.outer_part is not None
+    assert re.fullmatch(
+        rf"outer training part {caught.value.outer_part} \(\d+ rows\) cannot be split by the "
+        r"inner stratified_kfold: stratified 4-fold needs >= 4 rows of every class, the "
+        r"rarest has 3",
+        str(caught.value),
+    )
+    selected: list[int] = []
+
+    def select(xt: np.ndarray, yt: np.ndarray, gt: np.ndarray | None) -> dict[str, Any]:
+        selected.append(len(yt))
+        return LOGISTIC
+
+    objective = make_objective("log_loss")
+    with pytest.raises(NestedSplitError):
+        nested_estimate(select, x, y, scheme=scheme, objective=objective, seed=0)
+    assert selected == []  # refused before the first selection
+    with pytest.raises(StudyError, match="cannot be split by nested: outer training part"):
+        run_study(
+            storage=str(tmp_path / "journal.log"),
+            study_name="nested",
+            space=small_space(),
+            x=x,
+            y=y,
+            objective=objective,
+            cv=scheme,
+            budget=Budget(max_trials=2),
+            plan=None,
+            seed=0,
+        )
+    assert not (tmp_path / "journal.log").exists()  # no study, no trial
+
+
+def test_nested_cv_refuses_data_its_outer_scheme_cannot_split() -> None:
+    x, y = _rare_class(2)
+    scheme = NestedCV(outer=StratifiedKFoldCV(n_splits=3), inner=StratifiedKFoldCV(n_splits=2))
+    with pytest.raises(NestedSplitError) as caught:
+        scheme.check(x, y, seed=0)
+    assert caught.value.outer_part is None
+    assert str(caught.value) == (
+        "the outer stratified_kfold cannot split the data: stratified 3-fold needs >= 3 rows "
+        "of every class, the rarest has 2"
+    )
 
 
 def test_selection_fitted_before_cv_leaks_and_in_fold_selection_does_not() -> None:

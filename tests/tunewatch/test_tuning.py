@@ -958,6 +958,38 @@ def test_nested_cv_from_config_scores_the_tuning_on_outer_rows_it_never_saw(
         d.close()
 
 
+def test_nested_cv_that_cannot_split_an_outer_part_fails_before_tuning(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """Five customers, 3 outer folds, 4 inner ones: the whole window's 5 customers make 4
+    inner folds, but an outer training part holds 3 or 4 of them. Only the whole window was
+    checked up front, so the main study spent its whole budget before the first outer
+    study found it could not split its rows and failed the job."""
+
+    def five_customers(x: np.ndarray) -> None:
+        x[:, 7] = np.arange(len(x)) % 5
+
+    raw = _config(tmp_path, cv="nested", cv_group_column="x7", cv_folds=4, include_reference=False)
+    d = _fed(trained, raw, edit=five_customers)
+    try:
+        outcome = d.dispatcher.handle(MODEL, "manual", {})
+        assert outcome.job_id is not None
+        job = _runner(d).run(outcome.job_id)
+        assert job.status == "failed"
+        assert job.error == (
+            "TuningError: tuning.cv_folds: `cv: nested` tunes again on each of its 3 outer "
+            "training parts, and outer training part 0 (240 rows) cannot be split by the "
+            "inner group_kfold: group 4-fold needs >= 4 groups, got 3; lower tuning.cv_folds "
+            "(4) or raise tuning.cv_outer_folds (3), which makes each outer training part "
+            "larger"
+        )
+        study = f"{MODEL}-job{outcome.job_id}"
+        assert study_progress(d.config.tuning_storage_url, study) is None  # no trial ran
+        assert [v.version for v in d.store.list_versions(MODEL)] == [1]
+    finally:
+        d.close()
+
+
 def test_a_group_column_with_missing_values_fails_the_job_naming_it(
     trained: list[ExampleModel], tmp_path: Path
 ) -> None:
