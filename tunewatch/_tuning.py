@@ -39,7 +39,13 @@ from tunewatch._config import Config, ModelConfig, TuningJobConfig
 from tunewatch._errors import ConflictError, TunewatchError, TuningError
 from tunewatch._registry import Reference, Registry, VersionMetadata
 from tunewatch._serving_cost import serving_cost, with_ceiling
-from tunewatch._tuning_cv import check_nested, cv_scheme, estimate_details, tuned_estimate
+from tunewatch._tuning_cv import (
+    check_nested,
+    cv_scheme,
+    estimate_details,
+    outer_plan,
+    tuned_estimate,
+)
 from tunewatch.store import JobRow, ModelRow, Store, VersionRow
 
 logger = logging.getLogger(__name__)
@@ -364,7 +370,7 @@ class TuningJobRunner:
                 result: TuningResult = tune(study_name=study, x=x, y=y, cv=cv, groups=groups)
         finally:
             progress.stop()
-        estimate = None
+        estimate, nested_plan = None, None
         if isinstance(cv, NestedCV):
             self.store.update_job_progress(
                 job.id,
@@ -376,8 +382,11 @@ class TuningJobRunner:
                     "best_value": result.best_value,
                 },
             )
+            nested_plan = outer_plan(ceiling)  # cold: see tuned_estimate
             with self._interruptible():
-                estimate = tuned_estimate(tune, study, x, y, cv, objective, tj.seed, groups)
+                estimate = tuned_estimate(
+                    tune, study, x, y, cv, objective, tj.seed, groups, nested_plan
+                )
         self.store.update_job_progress(
             job.id,
             {
@@ -417,7 +426,9 @@ class TuningJobRunner:
             "fold_scores": list(result.fold_scores_of_best.scores),
             "fold_spread": result.fold_scores_of_best.spread,
             "cv": {"scheme": cv.name, "group_column": tj.cv_group_column},
-            "nested_estimate": None if estimate is None else estimate_details(estimate),
+            "nested_estimate": (
+                None if estimate is None else estimate_details(estimate, nested_plan)
+            ),
             "parity_error": exported.parity_error,
             "latency_p99_s": float(np.quantile(latencies, 0.99)),
             "warm_start_plan": plan.to_dict() if plan else None,

@@ -22,8 +22,10 @@ from retune.cv import (
     TimeSeriesCV,
     nested_estimate,
 )
+from retune.warmstart import CostCeiling, WarmStartPlan
 from tunewatch._config import TuningJobConfig
 from tunewatch._errors import TuningError
+from tunewatch._serving_cost import with_ceiling
 
 #: Outer folds of ``cv: nested`` when ``cv_outer_folds`` is not set.
 DEFAULT_OUTER_FOLDS = 3
@@ -89,18 +91,26 @@ def tuned_estimate(
     objective: Objective,
     seed: int,
     groups: np.ndarray | None,
+    plan: WarmStartPlan | None,
 ) -> NestedEstimate:
-    """Tune again, as the job did (``tune``: :func:`retune.run_study` with the job's space,
-    budget and warm-start plan), on each outer training part — study
-    ``<study>-outer<k>``, which a resumed or joining worker continues — and score the
-    configuration chosen there on the outer test part, which the tuning never saw."""
+    """Tune again, as the job did (``tune``: :func:`retune.run_study` with the job's space
+    and budget), on each outer training part — study ``<study>-outer<k>``, which a resumed
+    or joining worker continues — and score the configuration chosen there on the outer
+    test part, which the tuning never saw.
+
+    The outer studies run ``plan``, not the job's warm-start plan: that one enqueues and
+    boxes around configurations earlier jobs chose on rows that may reappear in an outer
+    test part (the champion's reference, overlapping traffic), which would make the test
+    part seen. ``plan`` is the job's serving-cost ceilings only (:func:`outer_plan`)."""
     outer_fold = itertools.count()
 
     def select(
         x_train: np.ndarray, y_train: np.ndarray, groups_train: np.ndarray | None
     ) -> dict[str, Any]:
         name = f"{study}-outer{next(outer_fold)}"
-        result = tune(study_name=name, x=x_train, y=y_train, cv=cv.inner, groups=groups_train)
+        result = tune(
+            study_name=name, x=x_train, y=y_train, cv=cv.inner, groups=groups_train, plan=plan
+        )
         if result.stopped_by == "interrupted":  # the other outer parts would stop at once
             raise StudyError("interrupted", study_name=name)
         return dict(result.best_params)
@@ -108,11 +118,21 @@ def tuned_estimate(
     return nested_estimate(select, x, y, scheme=cv, objective=objective, seed=seed, groups=groups)
 
 
-def estimate_details(estimate: NestedEstimate) -> dict[str, Any]:
-    """``estimate`` as a version's ``nested_estimate`` detail."""
+def outer_plan(ceiling: CostCeiling | None) -> WarmStartPlan | None:
+    """The plan of the outer studies: cold (no history enqueued, the full space), with the
+    job's serving-cost ceilings, which read no label (a configuration's measured latency
+    and memory) and bound what the job itself may choose."""
+    return None if ceiling is None else with_ceiling(None, ceiling)
+
+
+def estimate_details(estimate: NestedEstimate, plan: WarmStartPlan | None) -> dict[str, Any]:
+    """``estimate`` as a version's ``nested_estimate`` detail; ``plan`` is the outer
+    studies' (:func:`outer_plan`)."""
     return {
         "outer_scores": list(estimate.outer.scores),
         "mean": estimate.outer.mean,
         "std": estimate.outer.std,
         "chosen": [dict(c) for c in estimate.chosen],
+        "warm_start": False,
+        "plan_strategies": list(plan.strategies) if plan is not None else [],
     }

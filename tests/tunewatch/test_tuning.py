@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import optuna
 import pytest
 import yaml
 
@@ -27,6 +28,7 @@ from retune.cv import (
     dataset_version,
 )
 from retune.space import fit_pipeline
+from retune.warmstart import WarmStartPlan
 from tests.tunewatch.conftest import Clock, feed
 from tunewatch._cli import main
 from tunewatch._config import build_config
@@ -954,6 +956,42 @@ def test_nested_cv_from_config_scores_the_tuning_on_outer_rows_it_never_saw(
         assert "- **CV scheme**: nested" in md
         mean, std = estimate["mean"], estimate["std"]
         assert f"- **nested CV estimate (outer folds)**: {mean:.4g} ± {std:.4g} over 2" in md
+    finally:
+        d.close()
+
+
+def test_nested_cv_tunes_each_outer_part_cold_without_the_job_s_history(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The outer studies got the job's warm-start plan: earlier jobs' best configurations,
+    chosen on rows that reappear in this window (outer test parts included), were enqueued
+    and the space narrowed around them, so the outer test scores no longer estimated the
+    tuning on rows it never saw. The main study still warm-starts."""
+    raw = _config(tmp_path, cv="nested", cv_outer_folds=2, max_trials=2, include_reference=False)
+    d = _fed(trained, raw)
+    try:
+        for _ in range(2):  # the second job has the first one's study as history
+            outcome = d.dispatcher.handle(MODEL, "manual", {})
+            assert outcome.job_id is not None
+            job = _runner(d).run(outcome.job_id)
+            assert job.status == "succeeded", job.error
+        version = d.store.get_version(MODEL, 3)
+        assert len(version.details["warm_start_plan"]["enqueue"]) >= 1
+
+        def study(name: str) -> optuna.Study:
+            return optuna.load_study(study_name=name, storage=d.config.tuning_storage_url)
+
+        main = study(version.study)
+        assert any("fixed_params" in t.system_attrs for t in main.trials)  # re-scored history
+        for k in range(2):
+            outer = study(f"{version.study}-outer{k}")
+            assert outer.trials and not any("fixed_params" in t.system_attrs for t in outer.trials)
+            plan = WarmStartPlan.from_json(outer.user_attrs["warmstart_plan"])
+            assert plan.is_empty and plan.history_studies == () and plan.explore_every is None
+            assert plan.strategies == ("cost_constraint",)  # the serving cost needs no label
+        estimate = version.details["nested_estimate"]
+        assert estimate["warm_start"] is False
+        assert estimate["plan_strategies"] == ["cost_constraint"]
     finally:
         d.close()
 
