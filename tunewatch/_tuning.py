@@ -1,5 +1,6 @@
-"""Re-tuning jobs: build the training window, plan the warm start, run the study,
-refit and export with a parity gate, register the winner in shadow.
+"""Re-tuning jobs: build the training window (:mod:`tunewatch._tuning_window`), plan the
+warm start, run the study (its CV: :mod:`tunewatch._tuning_cv`), refit and export with a
+parity gate, register the winner in shadow.
 
 A job runs in a worker process (``tunewatch worker --job ID``), never in the API's event
 loop; the leader starts workers for queued jobs (``tunewatch._launcher``), and more
@@ -13,8 +14,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from datetime import datetime
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +35,19 @@ from retune.space import load_search_space
 from retune.warmstart import Combined, EnqueueTopK, LearnedBox, WarmStartPlan
 from shadow import OnnxModel, ShadowError
 from tunewatch._artefacts import ArtefactStore
-from tunewatch._config import Config, ModelConfig, TuningJobConfig
-from tunewatch._errors import ConflictError, TunewatchError, TuningError
+from tunewatch._config import Config, ModelConfig
+from tunewatch._errors import ConflictError, TunewatchError
 from tunewatch._registry import Reference, Registry, VersionMetadata
 from tunewatch._serving_cost import serving_cost, with_ceiling
 from tunewatch._tuning_cv import (
     check_nested,
+    cv_groups,
     cv_scheme,
     estimate_details,
     outer_plan,
     tuned_estimate,
 )
+from tunewatch._tuning_window import training_window
 from tunewatch.store import JobRow, ModelRow, Store, VersionRow
 
 logger = logging.getLogger(__name__)
@@ -176,92 +178,10 @@ class TuningJobRunner:
     def _training_window(
         self, model: ModelRow, cfg: ModelConfig, job: JobRow
     ) -> tuple[np.ndarray, np.ndarray, int]:
-        """The newest requests holding ``window_rows`` rows, and the labels known, when
-        ``job`` was created (every worker that joins or resumes the job trains on the same
-        data), after the champion's reference rows that are not earlier traffic. With
-        ``comparison.label_maturity_s`` set, only requests at least that old then: younger
-        ones hold only their early labels (outcome-dependent delay), which would bias the
-        training set towards the early class."""
-        tj = cfg.tuning
-        matured_before = cfg.comparison.matured_before(job.created_at)
-        window = self.store.window(
-            model.name,
-            n_features=len(model.feature_names),
-            last_n=tj.window_rows,
-            end=matured_before or job.created_at,
+        """``job``'s training window (:func:`tunewatch._tuning_window.training_window`)."""
+        return training_window(
+            self.store, self.artefacts, model, cfg, job, parent=self._parent(model, job)
         )
-        labelled = window.labelled() & (window.label_received_at < job.created_at.timestamp())
-        x, y = window.features[labelled], window.labels[labelled]
-        n_traffic = int(labelled.sum())
-        champion = self._parent(model, job)
-        sha = champion.details.get("reference_sha256") if champion else None
-        if tj.include_reference and sha:
-            assert champion is not None
-            reference = Reference.from_bytes(self.artefacts.get(sha, ".npz"))
-            if reference.labels is not None:
-                # a job's version holds its reference rows, then its traffic window's: the
-                # traffic is read again here, so only the rows before it are added
-                own = _reference_rows(champion, reference.labels.shape[0])
-                labels = np.asarray(reference.labels[:own], dtype=np.float64)
-                usable = _valid_labels(labels, model.task)
-                if not usable.all():
-                    logger.warning(
-                        "job=%d model=%s: %d of version %d's %d reference rows have no "
-                        "label valid for a %s model (unlabelled, or not a class); left out",
-                        job.id,
-                        model.name,
-                        int((~usable).sum()),
-                        champion.version,
-                        own,
-                        model.task,
-                    )
-                features = reference.features[:own][usable].astype(np.float32)
-                x = np.vstack([features, x])
-                y = np.concatenate([labels[usable], y])
-        # too little traffic: say whether the label maturity left the rest out
-        immature, maturity = 0, ""
-        if matured_before is not None and n_traffic < tj.min_rows:
-            immature = self._immature_rows(model, cfg, job, matured_before)
-            maturity = (
-                f"comparison.label_maturity_s ({cfg.comparison.label_maturity_s:.10g} s) left "
-                f"out {immature} labelled rows received less than that before the job was "
-                "queued"
-            )
-        if immature and x.shape[0] >= tj.min_rows:
-            logger.warning(
-                "job=%d model=%s: the window holds %d traffic rows and trains on %d "
-                "reference rows; %s",
-                job.id,
-                model.name,
-                n_traffic,
-                x.shape[0] - n_traffic,
-                maturity,
-            )
-        if x.shape[0] < tj.min_rows:
-            raise TuningError(
-                f"model {model.name!r} has {x.shape[0]} labelled rows; a job "
-                f"needs at least {tj.min_rows} (tuning.min_rows)"
-                + (f"; {maturity}" if immature else "")
-            )
-        if model.task != "regression":
-            y = y.astype(np.int64)
-        return np.ascontiguousarray(x, dtype=np.float32), y, n_traffic
-
-    def _immature_rows(
-        self, model: ModelRow, cfg: ModelConfig, job: JobRow, matured_before: datetime
-    ) -> int:
-        """Labelled requests of the newest ``window_rows`` the label maturity left out of
-        ``job``'s window: received after ``matured_before``, labelled before the job."""
-        young = self.store.window(
-            model.name,
-            n_features=len(model.feature_names),
-            last_n=cfg.tuning.window_rows,
-            start=matured_before,
-            end=job.created_at,
-            with_features=False,
-        )
-        labelled = young.labelled() & (young.label_received_at < job.created_at.timestamp())
-        return int(labelled.sum())
 
     @contextlib.contextmanager
     def _interruptible(self) -> Iterator[None]:
@@ -478,53 +398,6 @@ class TuningJobRunner:
             "warm_start": plan.strategies if plan else [],
             "parent": details and (champion.version if champion else None),
         }
-
-
-def cv_groups(
-    tj: TuningJobConfig, feature_names: Sequence[str], x: np.ndarray
-) -> np.ndarray | None:
-    """Each window row's group id for grouped CV: its ``cv_group_column`` feature (the
-    config is checked against the model's features when it registers; checked again
-    here for a model registered before the setting). ``None`` without a group column."""
-    column = tj.cv_group_column
-    if column is None:
-        return None
-    if column not in feature_names:
-        raise TuningError(
-            f"tuning.cv_group_column: the group column must be a feature of the model, got "
-            f"{column!r}; its features are {', '.join(feature_names)}"
-        )
-    groups = x[:, list(feature_names).index(column)]
-    missing = int(np.isnan(groups).sum())
-    if missing:
-        raise TuningError(
-            f"tuning.cv_group_column: the group column {column} is missing (NaN) in "
-            f"{missing} of the window's {len(groups)} rows; every row needs a group id"
-        )
-    return groups
-
-
-def _valid_labels(labels: np.ndarray, task: str) -> np.ndarray:
-    """Which ``labels`` a job can train on, by the rules the labels API enforces for the
-    task: finite; 0 or 1 (binary); a class index (multiclass)."""
-    usable = np.isfinite(labels)
-    if task == "binary":
-        usable &= (labels == 0) | (labels == 1)
-    elif task == "multiclass":
-        usable &= (labels >= 0) & (labels < 2**31) & (labels == np.floor(labels))
-    return np.asarray(usable)
-
-
-def _reference_rows(version: VersionRow, n: int) -> int:
-    """How many of ``version``'s ``n`` reference rows are not traffic: all of them, unless
-    a job of this store registered it (its reference is its training rows, the traffic
-    ones last). An imported version's traffic was another store's: none is read here."""
-    if "imported" in version.details:  # imports once kept the source's `traffic_rows` here
-        return n
-    traffic = version.details.get("traffic_rows")
-    if isinstance(traffic, int) and version.details.get("rows") == n:
-        return max(n - traffic, 0)
-    return n
 
 
 class _Interrupted(Exception):

@@ -4,7 +4,7 @@ the tuning itself (the job tunes again on each outer training part)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -52,6 +52,30 @@ def cv_scheme(tj: TuningJobConfig, task: str) -> CVScheme:
         inner = StratifiedKFoldCV(n_splits=tj.cv_folds, max_fold_spread=spread)
         outer = StratifiedKFoldCV(n_splits=outer_folds)
     return NestedCV(outer=outer, inner=inner) if tj.cv == "nested" else inner
+
+
+def cv_groups(
+    tj: TuningJobConfig, feature_names: Sequence[str], x: np.ndarray
+) -> np.ndarray | None:
+    """Each window row's group id for grouped CV: its ``cv_group_column`` feature (the
+    config is checked against the model's features when it registers; checked again
+    here for a model registered before the setting). ``None`` without a group column."""
+    column = tj.cv_group_column
+    if column is None:
+        return None
+    if column not in feature_names:
+        raise TuningError(
+            f"tuning.cv_group_column: the group column must be a feature of the model, got "
+            f"{column!r}; its features are {', '.join(feature_names)}"
+        )
+    groups = x[:, list(feature_names).index(column)]
+    missing = int(np.isnan(groups).sum())
+    if missing:
+        raise TuningError(
+            f"tuning.cv_group_column: the group column {column} is missing (NaN) in "
+            f"{missing} of the window's {len(groups)} rows; every row needs a group id"
+        )
+    return groups
 
 
 def check_nested(

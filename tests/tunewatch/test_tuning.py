@@ -33,12 +33,12 @@ from tests.tunewatch.conftest import Clock, feed
 from tunewatch._cli import main
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
-from tunewatch._errors import ConfigError
+from tunewatch._errors import ConfigError, TuningError
 from tunewatch._example import ExampleModel, example_data
 from tunewatch._launcher import STALE_HEARTBEATS, JobLauncher
 from tunewatch._registry import Reference, VersionMetadata
 from tunewatch._report import build_report
-from tunewatch._tuning import TuningError, TuningJobRunner
+from tunewatch._tuning import TuningJobRunner
 from tunewatch.store import LabelItem, OutputRecord, RequestRecord, VersionRow
 
 MODEL = "credit"
@@ -855,7 +855,7 @@ def test_a_window_the_label_maturity_leaves_to_the_reference_warns(
     reference alone (``traffic_rows`` 0)."""
     d = _daemon(_maturity_longer_than_the_traffic(tmp_path), trained)
     try:
-        with caplog.at_level("WARNING", logger="tunewatch._tuning"):
+        with caplog.at_level("WARNING", logger="tunewatch._tuning_window"):
             x, _, n_traffic = _window_of_a_manual_job(d)
         assert n_traffic == 0 and x.shape[0] >= 100
         [warning] = [r.getMessage() for r in caplog.records if "label_maturity_s" in r.getMessage()]
