@@ -413,22 +413,22 @@ _UNIT = {"type": "float", "low": 0.0, "high": 1.0}
 
 def test_freeze_never_fixes_a_parameter_history_did_not_vary() -> None:
     """fANOVA scores a parameter history held constant 0.0, and it was frozen on no
-    evidence: ``c`` here, or the estimator of a history with only ``logistic`` in a space
+    evidence: ``select_k`` here, or the estimator of a history with only ``logistic`` in a space
     that added ``gradient_boosting`` (12 trials then tried the added family once)."""
-    space = _space(a=_UNIT, b=_UNIT, c={"type": "int", "low": 1, "high": 5})
+    space = _space(C=_UNIT, alpha=_UNIT, select_k={"type": "int", "low": 1, "high": 5})
     trials = [
         HistoryTrial(
             study_name="old",
             number=i,
-            params={"a": i / 19, "b": (7 * i % 20) / 19, "c": 3},
+            params={"C": i / 19, "alpha": (7 * i % 20) / 19, "select_k": 3},
             value=i,
         )
         for i in range(20)
     ]
     plan = FreezeUnimportant(min_share=0.1, min_trials=10).plan(History.from_trials(trials), space)
-    assert plan.importances["c"] == 0.0 and "c" not in plan.frozen
-    assert plan.frozen == {"b": 0.0}  # varied and unimportant: frozen at the best trial's value
-    assert any("'c'" in note and "did not vary" in note for note in plan.notes)
+    assert plan.importances["select_k"] == 0.0 and "select_k" not in plan.frozen
+    assert plan.frozen == {"alpha": 0.0}  # varied, unimportant: frozen at the best trial's value
+    assert any("'select_k'" in note and "did not vary" in note for note in plan.notes)
 
     logistic_only = [
         HistoryTrial(
@@ -449,16 +449,23 @@ def test_freeze_never_fixes_a_parameter_history_did_not_vary() -> None:
 
 def test_freeze_never_fixes_a_categorical_that_gained_choices() -> None:
     trials = [
-        HistoryTrial(study_name="old", number=i, params={"a": i / 19, "kind": "xy"[i % 2]}, value=i)
+        HistoryTrial(
+            study_name="old",
+            number=i,
+            params={"C": i / 19, "scaler": ("none", "standard")[i % 2]},
+            value=i,
+        )
         for i in range(20)
     ]
     history = History.from_trials(trials)
-    same = _space(a=_UNIT, kind={"type": "categorical", "choices": ["x", "y"]})
-    assert FreezeUnimportant(min_trials=10).plan(history, same).frozen == {"kind": "x"}
-    gained = _space(a=_UNIT, kind={"type": "categorical", "choices": ["x", "y", "z"]})
+    same = _space(C=_UNIT, scaler={"type": "categorical", "choices": ["none", "standard"]})
+    assert FreezeUnimportant(min_trials=10).plan(history, same).frozen == {"scaler": "none"}
+    gained = _space(
+        C=_UNIT, scaler={"type": "categorical", "choices": ["none", "standard", "robust"]}
+    )
     plan = FreezeUnimportant(min_trials=10).plan(history, gained)
     assert plan.frozen == {}
-    assert any("kind" in note and "'z'" in note for note in plan.notes)
+    assert any("scaler" in note and "'robust'" in note for note in plan.notes)
 
 
 def test_freeze_counts_only_history_trials_valid_in_the_current_space() -> None:
