@@ -254,7 +254,8 @@ def _nested(value: Any) -> str | None:
     if not all(isinstance(v, int | float) for v in (mean, std)):
         return None
     n = len(scores) if isinstance(scores, list) else "?"
-    return f"{mean:.4g} ± {std:.4g} over {n}"
+    cold = ", tuned cold" if estimate.get("warm_start") is False else ""
+    return f"{mean:.4g} ± {std:.4g} over {n}{cold}"
 
 
 def _sequence(value: Any) -> list[Any]:
