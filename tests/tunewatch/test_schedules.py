@@ -478,3 +478,36 @@ def test_shutdown_is_not_held_by_a_renewal_hanging_in_the_store(tmp_path: Path) 
     finally:
         release.set()
         store.close()
+
+
+def test_closing_the_daemon_stops_the_workers_while_scheduled_jobs_finish(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """Shutdown waited up to 20 s for running scheduled jobs and only then gave workers
+    their 30 s: with uvicorn's 10 s, a stuck worker was killed only after the 60 s a
+    container gets to stop."""
+    daemon, _ = make_daemon(tmp_path, trained, extra={"tuning": {"workers": 0}})
+    started, workers_stopping, finished = threading.Event(), threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def slow() -> None:  # ends when the workers are asked to stop, or after 5 s
+        started.set()
+        workers_stopping.wait(5)
+        finished.set()
+
+    stop = daemon.launcher.stop
+
+    def stopping() -> None:
+        seen.append(not finished.is_set())
+        workers_stopping.set()
+        stop()
+
+    daemon.scheduler.tasks.append(Task("slow", 3600, slow))
+    daemon.start()
+    try:
+        daemon.scheduler._aps.get_job("slow").modify(next_run_time=datetime.now(UTC))
+        assert started.wait(30)
+        daemon.launcher.stop = stopping  # type: ignore[method-assign]
+    finally:
+        daemon.close()
+    assert seen == [True], "the workers were stopped only after the scheduled job ended"
