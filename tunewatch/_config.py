@@ -465,7 +465,7 @@ class TuningConfig(_Frozen):
     storage_url: str | None = None
     # Workers heartbeat their job (and Optuna its trials, on an RDB storage) this often; a
     # running job silent for 6 heartbeats is failed, so a dead worker frees its quota slot.
-    heartbeat_s: int = Field(default=10, ge=1)
+    heartbeat_s: int = Field(default=10, ge=1, le=int(MAX_DURATION_S // 6))  # 6: stale
 
 
 class Config(_Frozen):

@@ -510,6 +510,7 @@ SERVICE_DURATIONS = [
     ("scoring.candidate_timeout_s", {"scoring": {"candidate_timeout_s": "V"}}),
     ("auth.token_cache_ttl_s", {"auth": {"token_cache_ttl_s": "V"}}),
     ("scheduler.lease_ttl_s", {"scheduler": {"lease_ttl_s": "V"}}),
+    ("tuning.heartbeat_s", {"tuning": {"heartbeat_s": "V"}}),
 ]
 
 
