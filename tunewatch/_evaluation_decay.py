@@ -131,10 +131,10 @@ def decay_verdict(
 
 def _early_level(values: list[WindowValue], count: int) -> float:
     """The objective where the decay horizon begins: its first ``count`` matured
-    windows' values weighted by their labelled requests, the weights the trend is fitted
-    with. The first window's value alone moved the default threshold as far as a window
-    of two requests can (accuracy 0 or 1), silencing a real decay or alarming a stable
-    model."""
-    early = values[:count]
-    total = sum(w.n for w in early)
-    return sum(float(w.value) * w.n for w in early if w.value is not None) / total
+    windows' values weighted by the labelled requests behind them (``n_scored``), the
+    weights the trend is fitted with. The first window's value alone moved the default
+    threshold as far as a window of two requests can (accuracy 0 or 1), silencing a real
+    decay or alarming a stable model."""
+    early = [w for w in values[:count] if w.value is not None and w.n_scored > 0]
+    total = sum(w.n_scored for w in early)
+    return sum(float(w.value) * w.n_scored for w in early if w.value is not None) / total

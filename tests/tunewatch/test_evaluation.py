@@ -1394,3 +1394,26 @@ def test_the_report_applies_the_multiple_testing_rule_of_the_verdict(rule: str) 
     columns, share = judged_as(payload, DriftEvaluationConfig(dataset_rule=rule))
     _, verdicts = evidently_report(reference, current, columns=columns, drift_share=share)
     assert {k for k, v in verdicts.items() if v} == set(result.drifted_columns) == {"b"}
+
+
+def test_the_decay_anchor_weights_windows_by_the_rows_behind_their_values() -> None:
+    """The trend is fitted with the scored rows as weights (a label MAPE cannot score is
+    left out of its window's value); the anchor weighted by every labelled request, so a
+    window whose value stood on 10 of its 100 rows weighed as if on all 100."""
+    from monitor import WindowValue
+    from tunewatch._evaluation_decay import _early_level
+
+    def window(value: float, n: int, left_out: int) -> WindowValue:
+        return WindowValue(
+            window_start=0.0,
+            window_end=1.0,
+            value=value,
+            n=n,
+            n_requests=n,
+            label_coverage=1.0,
+            median_label_delay_s=None,
+            n_left_out=left_out,
+        )
+
+    level = _early_level([window(0.9, 100, 90), window(0.5, 10, 0)], 2)
+    assert level == pytest.approx((0.9 * 10 + 0.5 * 10) / 20)
