@@ -133,16 +133,7 @@ class ScoringRuntime:
                     row.name,
                     exc,
                 )
-                cfg = self.config.model(row.name)
-                self._models.setdefault(
-                    row.name,
-                    ServedModel(
-                        row=row,
-                        ranges=self._ranges(row),
-                        deployment=Deployment(row.name),
-                        split=cfg.comparison.split if cfg is not None else None,
-                    ),
-                )
+                self._models.setdefault(row.name, self._served(row, None))
 
     def close(self) -> None:
         self.queue.close()
@@ -163,6 +154,17 @@ class ScoringRuntime:
             self._evict()
         return served
 
+    def _served(self, row: ModelRow, deployment: Deployment | None) -> ServedModel:
+        """``row`` as served: its ranges and split from the config, its ``deployment``
+        (a new one, with no line-up, when ``None``)."""
+        cfg = self.config.model(row.name)
+        return ServedModel(
+            row=row,
+            ranges=self._ranges(row),
+            deployment=deployment if deployment is not None else Deployment(row.name),
+            split=cfg.comparison.split if cfg is not None else None,
+        )
+
     def _load(self, name: str) -> ServedModel:
         row = self.store.get_model(name)
         versions = self.store.list_versions(name)
@@ -176,14 +178,7 @@ class ScoringRuntime:
         )
         served = self._models.get(name)
         if served is None or served.row != row:
-            deployment = served.deployment if served is not None else Deployment(name)
-            cfg = self.config.model(row.name)
-            served = ServedModel(
-                row=row,
-                ranges=self._ranges(row),
-                deployment=deployment,
-                split=cfg.comparison.split if cfg is not None else None,
-            )
+            served = self._served(row, served.deployment if served is not None else None)
             self._models[name] = served
         served.deployment.set_lineup(champion, challengers)
         if champion is not None:
