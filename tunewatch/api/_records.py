@@ -16,7 +16,7 @@ from tunewatch.api._body import parse_json_object
 from tunewatch.api._context import AppContext, authenticate, context
 from tunewatch.api._errors import ApiError
 from tunewatch.api._oip import MAX_ID_LENGTH
-from tunewatch.api._route import _is_json
+from tunewatch.api._route import check_json_type
 from tunewatch.store import MAX_ID, LabelItem
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -25,14 +25,7 @@ _FLOAT32_MAX = float(np.finfo(np.float32).max)
 async def _json_body(request: Request) -> dict[str, Any]:
     """The body as a JSON object, with or without ``Content-Type: application/json``, as
     the other ``/v1`` routes read theirs; another type (``curl -d`` sends a form's) is 415."""
-    content_type = request.headers.get("content-type")
-    if content_type and not _is_json(content_type):
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            f"the body must be JSON (Content-Type: application/json or none), got "
-            f"Content-Type {content_type!r}",
-        )
+    check_json_type(request.headers.get("content-type"))
     return parse_json_object(await request.body())
 
 

@@ -29,9 +29,19 @@ from tunewatch.api._context import authenticate, context
 from tunewatch.api._errors import ApiError
 
 
-def _is_json(content_type: str | None) -> bool:
-    if not content_type:
-        return False
+def check_json_type(content_type: str | None) -> None:
+    """A ``/v1`` body is JSON with or without ``Content-Type: application/json``;
+    another type (``curl -d`` sends a form's) is 415."""
+    if content_type and not _is_json(content_type):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"the body must be JSON (Content-Type: application/json or none), got "
+            f"Content-Type {content_type!r}",
+        )
+
+
+def _is_json(content_type: str) -> bool:
     message = Message()
     message["content-type"] = content_type
     subtype = message.get_content_subtype()
@@ -66,14 +76,7 @@ class ApiRoute(APIRoute):
                     context(request).auth.identify(request.headers.get("authorization"))
                 body = await request.body()  # FastAPI reads Starlette's cache of it
                 if body and self.body_field is not None:
-                    content_type = request.headers.get("content-type")
-                    if content_type and not _is_json(content_type):
-                        raise ApiError(
-                            415,
-                            "unsupported_media_type",
-                            f"the body must be JSON (Content-Type: application/json or "
-                            f"none), got Content-Type {content_type!r}",
-                        )
+                    check_json_type(request.headers.get("content-type"))
                     # Starlette's Request.json() returns this cache; FastAPI reads it.
                     request._json = parse_json(body)
             return await handler(request)
