@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from tunewatch._config import ModelConfig, build_config
 from tunewatch._cron import crontab_trigger
 from tunewatch._errors import ConfigError
 from tunewatch._example import ExampleModel
-from tunewatch._scheduler import PerModelJob, Scheduler, Task
+from tunewatch._scheduler import STOP_GRACE_S, PerModelJob, Scheduler, Task
 from tunewatch.store import Store
 
 
@@ -314,11 +317,21 @@ def test_a_schedule_not_yet_due_keeps_its_time(tmp_path: Path) -> None:
         store.close()
 
 
-def test_shutdown_waits_for_a_running_job_before_releasing_the_lease(tmp_path: Path) -> None:
-    """Shutdown released the lease while a scheduled job was still running (APScheduler's
-    ``wait=False``): another process could take the lease and run the same model's job
-    concurrently, and the daemon closed the store under the running job."""
-    config = build_config({"data_dir": str(tmp_path), "scheduler": {"lease_ttl_s": 30}}, env={})
+@dataclass
+class Leading:
+    """A leader running one scheduled job, ``slow``, until ``release`` is set."""
+
+    store: Store
+    scheduler: Scheduler
+    release: threading.Event
+
+
+@contextmanager
+def leading_with_a_running_job(
+    tmp_path: Path, *, lease_ttl_s: float, stop_grace_s: float = STOP_GRACE_S
+) -> Iterator[Leading]:
+    raw = {"data_dir": str(tmp_path), "scheduler": {"lease_ttl_s": lease_ttl_s}}
+    config = build_config(raw, env={})
     store = Store.open(config.store_url)
     started, release = threading.Event(), threading.Event()
 
@@ -326,51 +339,50 @@ def test_shutdown_waits_for_a_running_job_before_releasing_the_lease(tmp_path: P
         started.set()
         release.wait(60)
 
-    scheduler = Scheduler(store=store, config=config, jobs=[], tasks=[Task("slow", 3600, slow)])
+    scheduler = Scheduler(
+        store=store,
+        config=config,
+        jobs=[],
+        tasks=[Task("slow", 3600, slow)],
+        stop_grace_s=stop_grace_s,
+    )
     scheduler.start()
-    stopped = threading.Thread(target=scheduler.shutdown)
     try:
         assert scheduler.leader
         scheduler._aps.get_job("slow").modify(next_run_time=datetime.now(UTC))
         assert started.wait(30)
-        stopped.start()
-        stopped.join(0.5)
-        assert stopped.is_alive(), "shutdown returned while the job was running"
-        assert not store.acquire_lease("scheduler", "other", ttl_s=30)
-        release.set()
-        stopped.join(30)
-        assert not stopped.is_alive()
-        assert store.acquire_lease("scheduler", "other", ttl_s=30)
+        yield Leading(store, scheduler, release)
     finally:
         release.set()
-        if stopped.is_alive():
-            stopped.join(30)
         store.close()
+
+
+def test_shutdown_waits_for_a_running_job_before_releasing_the_lease(tmp_path: Path) -> None:
+    """Shutdown released the lease while a scheduled job was still running (APScheduler's
+    ``wait=False``): another process could take the lease and run the same model's job
+    concurrently, and the daemon closed the store under the running job."""
+    with leading_with_a_running_job(tmp_path, lease_ttl_s=30) as leading:
+        stopped = threading.Thread(target=leading.scheduler.shutdown)
+        stopped.start()
+        try:
+            stopped.join(0.5)
+            assert stopped.is_alive(), "shutdown returned while the job was running"
+            assert not leading.store.acquire_lease("scheduler", "other", ttl_s=30)
+            leading.release.set()
+            stopped.join(30)
+            assert not stopped.is_alive()
+            assert leading.store.acquire_lease("scheduler", "other", ttl_s=30)
+        finally:
+            leading.release.set()
+            stopped.join(30)
 
 
 def test_a_job_still_running_after_the_grace_period_does_not_hold_shutdown(
     tmp_path: Path,
 ) -> None:
-    config = build_config({"data_dir": str(tmp_path), "scheduler": {"lease_ttl_s": 30}}, env={})
-    store = Store.open(config.store_url)
-    started, release = threading.Event(), threading.Event()
-
-    def stuck() -> None:
-        started.set()
-        release.wait(60)
-
-    scheduler = Scheduler(
-        store=store, config=config, jobs=[], tasks=[Task("stuck", 3600, stuck)], stop_grace_s=0.2
-    )
-    scheduler.start()
-    try:
-        scheduler._aps.get_job("stuck").modify(next_run_time=datetime.now(UTC))
-        assert started.wait(30)
-        scheduler.shutdown()
-        assert store.acquire_lease("scheduler", "other", ttl_s=30)
-    finally:
-        release.set()
-        store.close()
+    with leading_with_a_running_job(tmp_path, lease_ttl_s=30, stop_grace_s=0.2) as leading:
+        leading.scheduler.shutdown()
+        assert leading.store.acquire_lease("scheduler", "other", ttl_s=30)
 
 
 def test_a_renewal_after_shutdown_does_not_take_the_lease_back(tmp_path: Path) -> None:
@@ -418,33 +430,20 @@ def test_a_model_whose_trigger_cannot_be_added_does_not_stop_the_others(
 def test_a_shutting_down_leader_keeps_its_lease_while_its_job_runs(tmp_path: Path) -> None:
     """Shutdown stopped the renewals with the scheduler's threads, so a lease shorter than
     the grace expired under the running job and another process led beside it."""
-    config = build_config({"data_dir": str(tmp_path), "scheduler": {"lease_ttl_s": 2}}, env={})
-    store = Store.open(config.store_url)
-    started, release = threading.Event(), threading.Event()
-
-    def slow() -> None:
-        started.set()
-        release.wait(60)
-
-    scheduler = Scheduler(store=store, config=config, jobs=[], tasks=[Task("slow", 3600, slow)])
-    scheduler.start()
-    stopped = threading.Thread(target=scheduler.shutdown)
-    try:
-        scheduler._aps.get_job("slow").modify(next_run_time=datetime.now(UTC))
-        assert started.wait(30)
+    with leading_with_a_running_job(tmp_path, lease_ttl_s=2) as leading:
+        stopped = threading.Thread(target=leading.scheduler.shutdown)
         stopped.start()
-        for _ in range(10):  # 5 s: two and a half lease lifetimes
-            assert not store.acquire_lease("scheduler", "other", ttl_s=2)
-            assert not release.wait(0.5)
-        release.set()
-        stopped.join(30)
-        assert not stopped.is_alive()
-        assert store.acquire_lease("scheduler", "other", ttl_s=2)
-    finally:
-        release.set()
-        if stopped.is_alive():
+        try:
+            for _ in range(10):  # 5 s: two and a half lease lifetimes
+                assert not leading.store.acquire_lease("scheduler", "other", ttl_s=2)
+                assert not leading.release.wait(0.5)
+            leading.release.set()
             stopped.join(30)
-        store.close()
+            assert not stopped.is_alive()
+            assert leading.store.acquire_lease("scheduler", "other", ttl_s=2)
+        finally:
+            leading.release.set()
+            stopped.join(30)
 
 
 def test_shutdown_is_not_held_by_a_renewal_hanging_in_the_store(tmp_path: Path) -> None:
