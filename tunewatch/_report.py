@@ -139,13 +139,13 @@ def _trigger_rows(
     """What made the version: its job's trigger; for a version imported from another
     store, where it came from and the source's trigger (a bundle import moves them under
     ``details.imported``: the job and trigger numbered that store's jobs)."""
-    trigger = details.get("trigger") or {}
+    trigger = _mapping(details.get("trigger"))
     if imported is None:
         return tuple((str(k), v) for k, v in trigger.items()) or (
             ("registered", "by hand (no tuning job)"),
         )
-    origin = imported.get("origin") or {}
-    source = imported.get("trigger") or {}
+    origin = _mapping(imported.get("origin"))
+    source = _mapping(imported.get("trigger"))
     return (
         ("imported from", f"{imported.get('model')} v{imported.get('version')}"),
         ("first registered as", f"{origin.get('model')} v{origin.get('version')}"),

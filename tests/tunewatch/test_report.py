@@ -198,8 +198,21 @@ def test_a_report_failing_with_a_value_error_is_logged_and_the_others_written(
         ),
         ({"warm_start_plan": ["enqueue"]}, "Cold start: no earlier study to learn from."),
         ({"warm_start_plan": {"numeric_box": [1, {"name": "C"}]}}, "| C | — | — | — |"),
+        ({"trigger": "manual"}, "- **registered**: by hand (no tuning job)"),
+        ({"imported": {"model": "m", "origin": "x"}}, "- **first registered as**: None vNone"),
+        ({"imported": {"model": "m", "trigger": ["a"]}}, "- **imported from**: m vNone"),
     ],
-    ids=["cv_text", "nested_list", "nested_no_mean", "nested_text_std", "plan_list", "box_odd"],
+    ids=[
+        "cv_text",
+        "nested_list",
+        "nested_no_mean",
+        "nested_text_std",
+        "plan_list",
+        "box_odd",
+        "trigger_text",
+        "origin_text",
+        "imported_trigger_list",
+    ],
 )
 def test_details_of_an_unexpected_shape_neither_fail_the_report_nor_the_promotion(
     trained: list[ExampleModel], tmp_path: Path, details: dict[str, Any], row: str
