@@ -286,13 +286,14 @@ class TuningJobConfig(_Frozen):
     def _space_loads(cls, value: str | None, info: ValidationInfo) -> str | None:
         """Read once here as well as by every job: a file that is missing or that the
         pipeline cannot build made every promotion wait or every trial fail. A relative
-        path is read beside the config file (as Prometheus reads its rule files) and kept
-        absolute, so a command run from any directory reads the same file."""
+        path is read beside the config file (as Prometheus reads its rule files), or in the
+        working directory for a config built without one, and kept absolute, so a command
+        run from any directory, and the workers' written-out copy, read the same file."""
         if value is None:
             return value
         base = None if info.context is None else info.context.get("config_dir")
-        if base is not None and not Path(value).is_absolute():
-            value = str(Path(base) / value)
+        if not Path(value).is_absolute():  # kept absolute: a written-out copy reads the same
+            value = str((Path(base) if base is not None else Path.cwd()) / value)
         try:
             load_search_space(value)
         except SearchSpaceError as exc:

@@ -616,3 +616,22 @@ def test_a_comparison_duration_that_is_not_finite_or_past_ten_years_is_a_config_
         build_config({"models": [model]}, env={})
     model = {"name": "m", "task": "binary", "comparison": _put(settings, 3600.0)}
     build_config({"models": [model]}, env={})
+
+
+def test_a_relative_search_space_without_a_config_file_is_kept_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config built without a file (the demo, library users) kept the path relative to
+    the working directory; the daemon writes it out for its workers, whose `load_config`
+    read it beside that file, so every worker failed to load its config."""
+    (tmp_path / "spaces").mkdir()
+    space = tmp_path / "spaces" / "mine.yaml"
+    space.write_text((ROOT / "configs" / "search_spaces" / "demo.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    models = [{"name": "m", "task": "binary", "tuning": {"search_space": "spaces/mine.yaml"}}]
+    built = build_config({"models": models}, env={})
+    assert built.models[0].tuning.search_space == str(space)
+    written = tmp_path / "elsewhere" / "worker-config.yaml"
+    written.parent.mkdir()
+    written.write_text(yaml.safe_dump(built.model_dump(mode="json")))
+    assert load_config(written, env={}).models[0].tuning.search_space == str(space)
