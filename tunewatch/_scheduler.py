@@ -113,6 +113,7 @@ class Scheduler:
         self._clock = clock
         self._stop_grace_s = stop_grace_s
         self._stopping = False
+        self._abandoned = False  # shutdown gave up waiting for a renewal: it releases
         self._lease_lock = threading.Lock()  # a renewal and the release at shutdown, in turn
         self._running = 0  # scheduled jobs running now
         self._idle = threading.Condition()
@@ -163,11 +164,13 @@ class Scheduler:
                 break
             self._hold(deadline)
         if not self._lease_lock.acquire(timeout=max(0.0, deadline - self._clock())):
-            logger.warning(
-                "a scheduler lease renewal is still waiting on the store; it releases the "
-                "lease when it returns"
-            )
-            return
+            self._abandoned = True
+            if not self._lease_lock.acquire(blocking=False):  # (it may have returned since)
+                logger.warning(
+                    "a scheduler lease renewal is still waiting on the store; it releases "
+                    "the lease when it returns"
+                )
+                return
         try:
             self._release()
         finally:
@@ -206,7 +209,7 @@ class Scheduler:
             if self._stopping:
                 return
             self._renew()
-            if self._stopping:  # shutdown began while the store answered: let it go
+            if self._abandoned:  # shutdown gave up waiting for this renewal: let it go
                 self._release()
 
     def _renew(self) -> None:

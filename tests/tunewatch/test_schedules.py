@@ -510,3 +510,40 @@ def test_closing_the_daemon_stops_the_workers_while_scheduled_jobs_finish(
     finally:
         daemon.close()
     assert seen == [True], "the workers were stopped only after the scheduled job ended"
+
+
+def test_a_renewal_in_flight_when_shutdown_begins_keeps_the_lease_while_the_job_runs(
+    tmp_path: Path,
+) -> None:
+    """A renewal waiting on the store when shutdown began released the lease on its
+    return, though shutdown was still holding it for the running job: another process
+    could lead beside it."""
+    with leading_with_a_running_job(tmp_path, lease_ttl_s=30) as leading:
+        store, scheduler = leading.store, leading.scheduler
+        real, asked, answer = store.acquire_lease, threading.Event(), threading.Event()
+
+        def slow_store(name: str, holder: str, *, ttl_s: float) -> bool:
+            asked.set()
+            answer.wait(60)
+            return real(name, holder, ttl_s=ttl_s)
+
+        store.acquire_lease = slow_store  # type: ignore[method-assign]
+        renewal = threading.Thread(target=scheduler._lead)  # the lease thread's tick
+        renewal.start()
+        assert asked.wait(30)
+        stopped = threading.Thread(target=scheduler.shutdown)
+        stopped.start()
+        try:
+            assert not leading.release.wait(0.3)  # shutdown is waiting for the job
+            answer.set()
+            renewal.join(30)
+            store.acquire_lease = real  # type: ignore[method-assign]
+            assert not leading.release.wait(0.3)
+            assert not store.acquire_lease("scheduler", "other", ttl_s=30)
+            leading.release.set()
+            stopped.join(30)
+            assert store.acquire_lease("scheduler", "other", ttl_s=30)
+        finally:
+            answer.set()
+            leading.release.set()
+            stopped.join(30)
