@@ -75,12 +75,14 @@ _last_us = 0
 
 
 def _generated_id() -> str:
-    """An id for a request sent without one: microseconds since the epoch (rising in
-    this process), then 64 random bits. The random part keeps a client from guessing an
-    id and claiming it first, as it could the ids of a per-process prefix and a counter
-    echoed in every answer (a request sent without an id then answered 409). The time
-    part keeps them in order: wholly random ids landed all over the store's primary-key
-    B-trees, and an insert at 320k rows cost 4x (57 µs against 14 µs a request)."""
+    """An id for a request sent without one: microseconds since the epoch, then 64
+    random bits. The random part keeps a client from guessing an id and claiming it
+    first, as it could the ids of a per-process prefix and a counter echoed in every
+    answer (a request sent without an id then answered 409). The time part keeps them in
+    order: wholly random ids landed all over the store's primary-key B-trees, and an
+    insert at 320k rows cost 4x (57 µs against 14 µs a request). The time rises from one
+    call to the next on the event loop that calls it (two threads calling at once could
+    share one; the random part tells them apart)."""
     global _last_us
     _last_us = max(time.time_ns() // 1000, _last_us + 1)
     return f"{_last_us:014x}{secrets.token_hex(8)}"
