@@ -148,13 +148,13 @@ class Scheduler:
         self._stopping = True  # no renewal from now on takes or keeps the lease for long
         self._aps.shutdown(wait=False)  # stops the renewal thread too: renewed here below
         ttl = self.config.scheduler.lease_ttl_s
-        deadline = self._clock() + self._stop_grace_s
+        deadline = time.monotonic() + self._stop_grace_s  # real time, whatever the clock
         while True:
             with self._idle:
-                left = deadline - self._clock()
+                left = deadline - time.monotonic()
                 if self._idle.wait_for(lambda: self._running == 0, max(0.0, min(left, ttl / 3))):
                     break
-            if self._clock() >= deadline:
+            if time.monotonic() >= deadline:
                 logger.warning(
                     "%d scheduled jobs still running %.0f s after shutdown began; releasing "
                     "the scheduler lease anyway",
@@ -163,7 +163,7 @@ class Scheduler:
                 )
                 break
             self._hold(deadline)
-        if not self._lease_lock.acquire(timeout=max(0.0, deadline - self._clock())):
+        if not self._lease_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             self._abandoned = True
             if not self._lease_lock.acquire(blocking=False):  # (it may have returned since)
                 logger.warning(
@@ -178,7 +178,7 @@ class Scheduler:
 
     def _hold(self, deadline: float) -> None:
         """Renew the lease while shutdown waits for running jobs (no jobs are added)."""
-        if not self._lease_lock.acquire(timeout=max(0.0, deadline - self._clock())):
+        if not self._lease_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
             return
         try:
             if self.leader:

@@ -547,3 +547,36 @@ def test_a_renewal_in_flight_when_shutdown_begins_keeps_the_lease_while_the_job_
             answer.set()
             leading.release.set()
             stopped.join(30)
+
+
+def test_shutdown_keeps_to_its_grace_with_an_injected_clock(tmp_path: Path) -> None:
+    """The grace was counted on the injected lease clock: one that does not advance (a
+    test's, a library user's) kept shutdown waiting for a stuck job for ever."""
+    config = build_config({"data_dir": str(tmp_path), "scheduler": {"lease_ttl_s": 30}}, env={})
+    store = Store.open(config.store_url)
+    started, release = threading.Event(), threading.Event()
+
+    def stuck() -> None:
+        started.set()
+        release.wait(60)
+
+    scheduler = Scheduler(
+        store=store,
+        config=config,
+        jobs=[],
+        tasks=[Task("stuck", 3600, stuck)],
+        clock=FakeClock(),
+        stop_grace_s=0.2,
+    )
+    scheduler.start()
+    stopped = threading.Thread(target=scheduler.shutdown)
+    try:
+        scheduler._aps.get_job("stuck").modify(next_run_time=datetime.now(UTC))
+        assert started.wait(30)
+        stopped.start()
+        stopped.join(10)
+        assert not stopped.is_alive(), "shutdown waited beyond its grace"
+    finally:
+        release.set()
+        stopped.join(30)
+        store.close()
