@@ -27,9 +27,8 @@ from pydantic import (
 )
 
 from monitor.objectives import ObjectiveError, make_objective
-from retune import SearchSpaceError
 from retune.space import DEFAULTS, KNOWN_PARAMS, is_regression, load_search_space
-from tunewatch._config_base import MAX_DURATION_HOURS, MAX_DURATION_MINUTES, MAX_DURATION_S
+from tunewatch._config_base import MAX_DURATION_MINUTES, MAX_DURATION_S
 from tunewatch._config_base import Frozen as _Frozen
 from tunewatch._config_evaluation import (
     LABEL_COLUMN as LABEL_COLUMN,
@@ -52,7 +51,7 @@ from tunewatch._config_evaluation import (
 from tunewatch._config_evaluation import (
     EvaluationConfig as EvaluationConfig,
 )
-from tunewatch._cron import crontab_trigger
+from tunewatch._config_tuning import TuningJobConfig as TuningJobConfig
 from tunewatch._errors import ConfigError
 from tunewatch.comparison import ComparisonConfig
 from tunewatch.store import MAX_MODEL_NAME, valid_model_name
@@ -204,9 +203,7 @@ class TriggerConfig(_Frozen):
 
     on: EventType
     do: Action
-    cooldown_minutes: float = Field(
-        default=60.0, ge=0, le=MAX_DURATION_MINUTES, allow_inf_nan=False
-    )
+    cooldown_minutes: float = Field(default=60.0, ge=0, le=MAX_DURATION_MINUTES)
 
     @model_validator(mode="before")
     @classmethod
@@ -255,109 +252,6 @@ DEFAULT_TRIGGERS: tuple[TriggerConfig, ...] = (
     TriggerConfig(on="srm_detected", do="notify", cooldown_minutes=0),
     TriggerConfig(on="label_delay_high", do="notify", cooldown_minutes=0),
 )
-
-
-class TuningJobConfig(_Frozen):
-    """How a model's re-tuning job runs: space, data, CV, warm start, budget, export."""
-
-    # A standing schedule besides the triggers: a cron expression ("0 3 * * 0") or hours
-    # between runs, counted from the last scheduled run the store recorded (or the model's
-    # registration), not from a restart or failover; runs missed while no process led
-    # coalesce into one, run as soon as a leader schedules the job. The job id is fixed
-    # per model.
-    schedule_cron: str | None = None
-    schedule_hours: float | None = Field(
-        default=None, gt=0, le=MAX_DURATION_HOURS, allow_inf_nan=False
-    )
-
-    @field_validator("schedule_cron")
-    @classmethod
-    def _crontab(cls, value: str | None) -> str | None:
-        if value is not None:
-            crontab_trigger(value)  # raises ValueError naming the field and the rule
-        return value
-
-    # None: configs/search_spaces/binary_tabular.yaml, or regression_tabular.yaml for a
-    # regression model, found beside the source tree or under the working directory
-    search_space: str | None = None
-
-    @field_validator("search_space")
-    @classmethod
-    def _space_loads(cls, value: str | None, info: ValidationInfo) -> str | None:
-        """Read once here as well as by every job: a file that is missing or that the
-        pipeline cannot build made every promotion wait or every trial fail. A relative
-        path is read beside the config file (as Prometheus reads its rule files), or in the
-        working directory for a config built without one, and kept absolute, so a command
-        run from any directory, and the workers' written-out copy, read the same file."""
-        if value is None:
-            return value
-        base = None if info.context is None else info.context.get("config_dir")
-        if not Path(value).is_absolute():  # kept absolute: a written-out copy reads the same
-            value = str((Path(base) if base is not None else Path.cwd()) / value)
-        try:
-            load_search_space(value)
-        except SearchSpaceError as exc:
-            raise ValueError(f"the search space does not load: {exc}") from exc
-        return value
-
-    window_rows: int = Field(default=20_000, ge=10)
-    min_rows: int = Field(default=200, ge=10)
-    # the champion's labelled reference rows before the traffic window; a tuned champion's
-    # reference is its own training rows, of which the traffic ones are left out (the
-    # window reads them again)
-    include_reference: bool = True
-    # stratified: stratified k-fold for a classifier, shuffled k-fold for a regressor (no
-    # classes to stratify by); time_series: forward-chaining folds over the rows in the
-    # order they were received, leaving `cv_gap` rows out between training and test rows
-    # (labels that mature late, autocorrelation); grouped: group k-fold, all rows with the
-    # same value of the feature `cv_group_column` (a customer, a device) in one fold;
-    # nested: the study tunes on `cv_folds` inner folds, then the job tunes again on each
-    # of `cv_outer_folds` outer training parts and scores that choice on the outer test
-    # part — an unbiased estimate of the tuned model (`cv_outer_folds` more studies; both
-    # levels group k-fold with `cv_group_column` set, else as `stratified`)
-    cv: Literal["stratified", "time_series", "grouped", "nested"] = "stratified"
-    cv_folds: int = Field(default=3, ge=2)
-    cv_gap: int = Field(default=0, ge=0)
-    cv_group_column: str | None = Field(default=None, min_length=1)
-    cv_outer_folds: int | None = Field(default=None, ge=2)  # None: 3 with `cv: nested`
-    max_fold_spread: float | None = Field(default=None, gt=0)
-    warm_start: Literal["none", "enqueue", "box", "combined"] = "combined"
-    max_trials: int = Field(default=30, ge=1)
-    wall_time_s: float | None = Field(default=900.0, gt=0, le=MAX_DURATION_S)
-    cpu_time_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
-    patience: int | None = Field(default=12, ge=1)
-    min_relative_improvement: float = Field(default=0.001, ge=0, lt=1)
-    pruner: Literal["none", "median", "successive_halving"] = "median"
-    # finite: an infinite tolerance passed any export, switching the parity gate off
-    parity_tolerance: float = Field(default=1e-4, ge=0, allow_inf_nan=False)
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _gap_of_a_time_series(self) -> TuningJobConfig:
-        if self.cv_gap and self.cv != "time_series":
-            raise ValueError(
-                f"`cv_gap` ({self.cv_gap}) applies to `cv: time_series`, got `cv: {self.cv}`"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _groups_and_outer_folds(self) -> TuningJobConfig:
-        if self.cv == "grouped" and self.cv_group_column is None:
-            raise ValueError(
-                "`cv: grouped` needs `cv_group_column` (the feature whose value names a row's "
-                "group), got none"
-            )
-        if self.cv_group_column is not None and self.cv not in ("grouped", "nested"):
-            raise ValueError(
-                f"`cv_group_column` ({self.cv_group_column}) applies to `cv: grouped` or "
-                f"`cv: nested`, got `cv: {self.cv}`"
-            )
-        if self.cv_outer_folds is not None and self.cv != "nested":
-            raise ValueError(
-                f"`cv_outer_folds` ({self.cv_outer_folds}) applies to `cv: nested`, got "
-                f"`cv: {self.cv}`"
-            )
-        return self
 
 
 class ModelConfig(_Frozen):

@@ -53,9 +53,7 @@ class DriftEvaluationConfig(_Frozen):
     # Hysteresis: this many consecutive drifted windows that share no request raise
     # drift_detected (the same requests read again by a later run are one window).
     consecutive: int = Field(default=2, ge=1)
-    cooldown_minutes: float = Field(
-        default=360.0, ge=0, le=MAX_DURATION_MINUTES, allow_inf_nan=False
-    )
+    cooldown_minutes: float = Field(default=360.0, ge=0, le=MAX_DURATION_MINUTES)
 
     @model_validator(mode="after")
     def _sample_holds_min_rows(self) -> DriftEvaluationConfig:
@@ -71,23 +69,21 @@ class DecayEvaluationConfig(_Frozen):
     """Realised objective per window of matured labels and its trend."""
 
     enabled: bool = True
-    window_s: float = Field(default=86_400.0, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    window_s: float = Field(default=86_400.0, gt=0, le=MAX_DURATION_S)
     # Labels are complete this long after their request: decay counts a request once its
     # label came within it of the window's end, label drift reads the labels of requests
     # at least this old only.
-    maturity_s: float = Field(default=86_400.0, ge=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    maturity_s: float = Field(default=86_400.0, ge=0, le=MAX_DURATION_S)
     horizon_windows: int = Field(default=30, ge=3)
     min_windows: int = Field(default=3, ge=3)  # a trend needs three points
     # decay_detected when the trend worsens significantly and the objective is projected
     # to cross ``threshold`` within ``horizon_days``. Unset: 5 ``tolerance`` worse than
     # the horizon's first ``min_windows`` matured windows, weighted by labelled requests.
     threshold: float | None = None
-    horizon_days: float = Field(default=14.0, gt=0, le=MAX_DURATION_DAYS, allow_inf_nan=False)
+    horizon_days: float = Field(default=14.0, gt=0, le=MAX_DURATION_DAYS)
     tolerance: float = Field(default=0.01, gt=0)
     consecutive: int = Field(default=1, ge=1)
-    cooldown_minutes: float = Field(
-        default=1440.0, ge=0, le=MAX_DURATION_MINUTES, allow_inf_nan=False
-    )
+    cooldown_minutes: float = Field(default=1440.0, ge=0, le=MAX_DURATION_MINUTES)
 
     @model_validator(mode="after")
     def _horizon_holds_min_windows(self) -> DecayEvaluationConfig:
@@ -110,22 +106,18 @@ class EstimateEvaluationConfig(_Frozen):
     # estimate_dropped when the estimate falls this far below the reference accuracy.
     max_drop: float = Field(default=0.05, gt=0, lt=1)
     consecutive: int = Field(default=2, ge=1)
-    cooldown_minutes: float = Field(
-        default=360.0, ge=0, le=MAX_DURATION_MINUTES, allow_inf_nan=False
-    )
+    cooldown_minutes: float = Field(default=360.0, ge=0, le=MAX_DURATION_MINUTES)
 
 
 class EvaluationConfig(_Frozen):
-    interval_s: float = Field(default=300.0, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    interval_s: float = Field(default=300.0, gt=0, le=MAX_DURATION_S)
     # The current window: the newest ``window_rows`` rows, or the last ``window_s``.
     window_rows: int | None = Field(default=5000, ge=1)
-    window_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S, allow_inf_nan=False)
+    window_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
     drift: DriftEvaluationConfig = DriftEvaluationConfig()
     decay: DecayEvaluationConfig = DecayEvaluationConfig()
     estimate: EstimateEvaluationConfig = EstimateEvaluationConfig()
-    label_delay_alarm_s: float = Field(
-        default=7 * 86_400.0, gt=0, le=MAX_DURATION_S, allow_inf_nan=False
-    )
+    label_delay_alarm_s: float = Field(default=7 * 86_400.0, gt=0, le=MAX_DURATION_S)
 
     @model_validator(mode="after")
     def _one_window(self) -> EvaluationConfig:

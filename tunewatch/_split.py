@@ -20,9 +20,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from shadow.stats import SRMResult, assign, srm_check
+from tunewatch._config_base import Frozen
 
 if TYPE_CHECKING:  # _config nests SplitConfig: import nothing that imports _config
     from tunewatch._actions import ActionOutcome, Dispatcher
@@ -31,10 +32,8 @@ if TYPE_CHECKING:  # _config nests SplitConfig: import nothing that imports _con
 logger = logging.getLogger(__name__)
 
 
-class SplitConfig(BaseModel):
+class SplitConfig(Frozen):
     """A live split: ``percent`` % of units answered by version ``challenger``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     challenger: int = Field(ge=1)
     percent: float = Field(gt=0, lt=100)

@@ -6,16 +6,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from shadow.stats import DEFAULT_MIN_N, GuardrailConfig
 from tunewatch._config_base import MAX_DURATION_S
+from tunewatch._config_base import Frozen as _Frozen
 from tunewatch._split import SplitConfig
-
-
-class _Frozen(BaseModel):
-    # No setting means anything by NaN or an infinity (see tunewatch._config_base.Frozen).
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class GuardrailSettings(_Frozen):
