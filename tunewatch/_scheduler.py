@@ -72,6 +72,17 @@ def _next_run(trigger: BaseTrigger, last: datetime, now: datetime) -> datetime |
     return None if due is None else max(due, now)
 
 
+def _first_run(job_id: str, want: Wanted, trigger: BaseTrigger, now: datetime) -> datetime | None:
+    """When ``want`` first runs: after its last run, or ``None`` (by its trigger from now)."""
+    if want.last_run is None:
+        return None
+    try:
+        return _next_run(trigger, want.last_run(), now)
+    except Exception:  # the store is down: count from now, as without a record
+        logger.exception("could not read when %s last ran", job_id)
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class Task:
     """A leader-only job that is not per model (e.g. starting workers for queued jobs)."""
@@ -254,24 +265,12 @@ class Scheduler:
         for job_id, want in wanted.items():
             if job_id in have:
                 continue
-            try:
+            try:  # this job's schedule only, not every model's (a trigger may overflow)
                 trigger = _trigger(want.when)
-            except Exception:  # this job's schedule only, not every model's: log, go on
-                logger.exception("could not schedule %s every %r", job_id, want.when)
-                continue
-            try:
-                first = None if want.last_run is None else _next_run(trigger, want.last_run(), now)
-            except Exception:  # the store is down: count from now, as without a record
-                logger.exception("could not read when %s last ran", job_id)
-                first = None
-            try:
-                if first is None:
-                    self._aps.add_job(want.fn, trigger, id=job_id, replace_existing=True)
-                else:
-                    self._aps.add_job(
-                        want.fn, trigger, id=job_id, next_run_time=first, replace_existing=True
-                    )
-            except Exception:  # as above: the trigger's first time may overflow
+                first = _first_run(job_id, want, trigger, now)
+                when = {} if first is None else {"next_run_time": first}
+                self._aps.add_job(want.fn, trigger, id=job_id, replace_existing=True, **when)
+            except Exception:
                 logger.exception("could not schedule %s every %r", job_id, want.when)
 
     def _model_jobs(self, model: str, task: str) -> dict[str, Wanted]:
