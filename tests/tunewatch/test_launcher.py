@@ -19,14 +19,14 @@ from tunewatch._launcher import MAX_LAUNCHES, JobLauncher, worker_id
 from tunewatch.store import Store
 
 #: A worker that does nothing for two minutes (ends at SIGTERM).
-IDLE_WORKER = [sys.executable, "-c", "import time; time.sleep(120)"]
+IDLE_WORKER = [sys.executable, "-c", "import signal; signal.pause()"]  # until a signal ends it
 #: A worker deep in a long trial: it does not end at SIGTERM. Given a directory, it makes
 #: a file there named after its job once it ignores SIGTERM.
 STUBBORN_WORKER = [
     sys.executable,
     "-c",
-    "import pathlib, signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-    "pathlib.Path(sys.argv[1], sys.argv[2]).touch(); time.sleep(120)",
+    "import pathlib, signal, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "pathlib.Path(sys.argv[1], sys.argv[2]).touch(); signal.pause()",
 ]
 
 
