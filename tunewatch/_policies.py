@@ -2,7 +2,10 @@
 
 A policy is stateless: it decides from the stored evaluations (newest first) and the
 time of its last event (whose retune, if the job quota suppressed it, is still owed and
-does not count), so a restarted daemon decides exactly as before.
+does not count), so a restarted daemon decides exactly as before. An event rests on new
+evidence only: it fires on a run whose own verdict of the kind measured and alarmed, with
+a streak of windows whose requests came after the policy's last event, and never for a
+kind switched off (see :func:`decide`).
 
 Hysteresis counts windows of data, not runs: each run re-reads the newest requests, so
 without new traffic (or with a window longer than the interval) consecutive runs judge
@@ -40,16 +43,19 @@ class EventPolicy:
     ``lookback`` verdicts (see :func:`decide`).
 
     An evaluation alarms when its payload has ``"alarm": true``; ``insufficient_data``
-    windows neither alarm nor break a streak, but count towards ``lookback``. After an
-    event whose action settled, the policy stays quiet for ``cooldown``; after one whose
-    action the quota or the trigger's cool-down suppressed, the next alarming run raises
-    the event again.
+    windows neither alarm nor break a streak, but count towards ``lookback``; the event
+    fires only on a run whose newest verdict of ``kind`` measured and alarmed. After an
+    event whose action settled, the policy stays quiet for ``cooldown`` and counts only
+    windows of requests received after it; after one whose action the quota suppressed,
+    the next alarming run raises the event again. A policy whose kind is switched off
+    (``enabled`` false: no verdict of it is stored) raises nothing.
     """
 
     event: str
     kind: str
     consecutive: int = 2
     cooldown: timedelta = timedelta(hours=6)
+    enabled: bool = True
     # the runs a window of fixed duration takes to be replaced by one sharing no request
     # with it (0: a window of rows renews with traffic, which no setting tells)
     renewal_runs: int = 0
@@ -129,6 +135,15 @@ def decide(
     drifted, they also share requests when their label windows overlap (traffic that
     grew since can renew the window a day ahead faster than the labels').
 
+    The event rests on new evidence: it fires only when the newest verdict of the kind
+    measured and alarmed (a run that could not measure raises nothing, whatever the
+    verdicts before it), and only when the streak's ``consecutive`` windows hold requests
+    received after ``last_event_at`` (a window that did not record them: judged after
+    it). Without that, the windows that had fired the event fired it again once the
+    cool-down ran out: read again by runs without new traffic, or behind runs that could
+    not measure. ``streak`` still counts them all: the alarm holds while they do. A
+    policy whose kind is switched off decides nothing.
+
     Only the newest ``policy.lookback`` evaluations are read: reaching that many ends the
     streak. Without the bound each run paged back through every run that could not
     measure (a model without traffic stores one per run), and joined an alarm from before
@@ -136,7 +151,11 @@ def decide(
     look-back (``window_rows`` filling slowly) cannot complete a streak, which the
     decision reports as ``outgrown``.
     """
+    if not policy.enabled:
+        return Decision(False, f"{policy.kind} evaluation is switched off", 0)
     streak = 0
+    fresh = 0  # counted windows of requests received after the last event
+    newest: EvaluationRow | None = None  # the newest verdict of the kind
     counted_from: datetime | None = None  # the oldest request of the last counted window
     labels_from: datetime | None = None  # ... of its label window, when the label drifted
     read = 0
@@ -144,7 +163,11 @@ def decide(
     for e in itertools.islice(evaluations, policy.lookback):  # newest first
         read += 1
         rereads = False
-        if e.kind != policy.kind or e.status == "insufficient_data":
+        if e.kind != policy.kind:
+            continue
+        if newest is None:
+            newest = e
+        if e.status == "insufficient_data":
             continue
         if not e.payload.get("alarm", False):
             break
@@ -156,6 +179,7 @@ def decide(
             rereads = True
             continue  # shares requests with the window counted after it
         streak += 1
+        fresh += _after(e, span, last_event_at)
         counted_from = span[0] if span is not None else None
         labels_from = labels[0] if labels is not None else None
         if streak >= policy.consecutive:
@@ -173,10 +197,40 @@ def decide(
         return Decision(
             False, f"{streak}/{policy.consecutive} consecutive alarming windows", streak
         )
+    assert newest is not None  # a streak has a verdict
+    if not _alarmed(newest):
+        return Decision(
+            False,
+            f"the newest {policy.kind} verdict "
+            + ("did not alarm" if newest.status == "ok" else f"is {newest.status}"),
+            streak,
+        )
+    if fresh < policy.consecutive:
+        return Decision(
+            False,
+            f"{fresh}/{policy.consecutive} consecutive alarming windows since the last event",
+            streak,
+        )
     if last_event_at is not None and now - last_event_at < policy.cooldown:
         left = policy.cooldown - (now - last_event_at)
         return Decision(False, f"cooling down for another {left}", streak)
     return Decision(True, f"{streak} consecutive alarming {policy.kind} windows", streak)
+
+
+def _alarmed(evaluation: EvaluationRow) -> bool:
+    """Whether ``evaluation`` measured and alarmed (what ``tunewatch_alarm`` holds on)."""
+    return evaluation.status == "ok" and bool(evaluation.payload.get("alarm", False))
+
+
+def _after(
+    evaluation: EvaluationRow, span: tuple[datetime, datetime] | None, since: datetime | None
+) -> bool:
+    """Whether ``evaluation`` judged only requests received after ``since`` (the last
+    event: the evaluation it was raised on judged requests up to then); one that did not
+    record its requests, when it ran after ``since``."""
+    if since is None:
+        return True
+    return (span[0] if span is not None else evaluation.window_end) > since
 
 
 def evaluation_policies(ev: EvaluationConfig) -> list[EventPolicy]:
@@ -186,7 +240,8 @@ def evaluation_policies(ev: EvaluationConfig) -> list[EventPolicy]:
     window after the newest, the runs a window of fixed duration takes to renew:
     ``window_s`` for the kinds judging the current window, ``decay.window_s`` for decay
     (its verdicts judge the newest matured one). A ``window_rows`` window renews with
-    traffic, which the config does not tell."""
+    traffic, which the config does not tell. A kind switched off gives a policy that
+    raises nothing (and whose alarm gauge drops to 0)."""
     current = _renewal(ev.window_s, ev.interval_s)
     return [
         EventPolicy(
@@ -194,6 +249,7 @@ def evaluation_policies(ev: EvaluationConfig) -> list[EventPolicy]:
             kind="drift",
             consecutive=ev.drift.consecutive,
             cooldown=timedelta(minutes=ev.drift.cooldown_minutes),
+            enabled=ev.drift.enabled,
             renewal_runs=current,
         ),
         EventPolicy(
@@ -201,6 +257,7 @@ def evaluation_policies(ev: EvaluationConfig) -> list[EventPolicy]:
             kind="decay",
             consecutive=ev.decay.consecutive,
             cooldown=timedelta(minutes=ev.decay.cooldown_minutes),
+            enabled=ev.decay.enabled,
             renewal_runs=_renewal(ev.decay.window_s, ev.interval_s),
         ),
         EventPolicy(
@@ -208,6 +265,7 @@ def evaluation_policies(ev: EvaluationConfig) -> list[EventPolicy]:
             kind="estimate",
             consecutive=ev.estimate.consecutive,
             cooldown=timedelta(minutes=ev.estimate.cooldown_minutes),
+            enabled=ev.estimate.enabled,
             renewal_runs=current,
         ),
         EventPolicy(

@@ -230,6 +230,59 @@ def test_a_long_window_looks_back_over_the_runs_it_takes_to_renew() -> None:
     assert decide(policies["drift"], iter(newest_first), last_event_at=None, now=T0).fire
 
 
+def test_a_fired_streak_does_not_fire_again_after_runs_that_could_not_measure() -> None:
+    """A quiet spell (window_s, no traffic) stores insufficient_data verdicts, which do not
+    break a streak: once the cool-down ran out, the two windows that had fired the event
+    fired it again, and queued another retune, with no new evidence."""
+    streak = [_window(10, True, 5, 9), _window(5, True, 0, 4)]
+    assert decide(DRIFT_TWICE, streak, last_event_at=None, now=T0).fire
+    fired = T0 + timedelta(minutes=10)
+    quiet = [_evaluation(10 + 5 * k, None, "insufficient_data") for k in range(84, 0, -1)]
+    later = T0 + timedelta(hours=7)
+    decision = decide(DRIFT_TWICE, quiet + streak, last_event_at=fired, now=later)
+    assert not decision.fire and "newest drift verdict" in decision.reason
+    assert not decide(DRIFT_TWICE, quiet + streak, last_event_at=None, now=later).fire
+
+
+def test_windows_judged_before_the_last_event_do_not_raise_it_again() -> None:
+    """A window_rows window without new traffic is read again at every run and alarms
+    each time: past the cool-down, the streak that had fired fired again on the same
+    requests. Only windows of requests received after the event count towards the next."""
+    fired = T0 + timedelta(minutes=10)
+    reread = [_window(i, True, 5, 9) for i in range(500, 10, -50)] + [
+        _window(10, True, 5, 9),
+        _window(5, True, 0, 4),
+    ]
+    later = T0 + timedelta(hours=7)
+    decision = decide(DRIFT_TWICE, reread, last_event_at=fired, now=later)
+    assert not decision.fire and decision.streak == 2  # the alarm still holds
+    assert "since the last event" in decision.reason
+    one_new = [_window(510, True, 20, 29), *reread]  # shares no request with 5-9
+    assert not decide(DRIFT_TWICE, one_new, last_event_at=fired, now=later).fire
+    two_new = [_window(520, True, 30, 39), *one_new]
+    assert decide(DRIFT_TWICE, two_new, last_event_at=fired, now=later).fire
+    # verdicts that did not record their requests count from their run's time
+    old_rows = [_evaluation(9, True), _evaluation(8, True)]
+    assert not decide(DRIFT_TWICE, old_rows, last_event_at=fired, now=later).fire
+    new_rows = [_evaluation(12, True), _evaluation(11, True)]
+    assert decide(DRIFT_TWICE, new_rows, last_event_at=fired, now=later).fire
+
+
+def test_a_switched_off_kind_raises_no_event() -> None:
+    """With drift switched off nothing new is stored, and the last stored streak re-fired
+    drift_detected at every expiry of the cool-down, for ever."""
+    off = EvaluationConfig(
+        drift={"enabled": False}, decay={"enabled": False}, estimate={"enabled": False}
+    )
+    policies = {p.kind: p for p in evaluation_policies(off)}
+    assert not policies["drift"].enabled and not policies["decay"].enabled
+    assert not policies["estimate"].enabled and policies["labels"].enabled
+    streak = [_window(10, True, 5, 9), _window(5, True, 0, 4)]
+    decision = decide(policies["drift"], streak, last_event_at=None, now=T0)
+    assert not decision.fire and "switched off" in decision.reason
+    assert all(p.enabled for p in evaluation_policies(EvaluationConfig()))
+
+
 def test_simultaneous_triggers_in_a_cool_down_queue_one_job(store: Store) -> None:
     config = build_config(
         {

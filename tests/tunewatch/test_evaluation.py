@@ -401,6 +401,57 @@ def test_a_retune_whose_action_event_was_lost_still_starts_the_cool_down(
         d.close()
 
 
+def test_a_fired_streak_is_not_raised_again_by_runs_that_measured_nothing(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """With `window_s` and traffic stopping, every run stores insufficient_data, which
+    does not break a streak: once the cool-down ran out, the two windows that had fired
+    drift_detected fired it again, and queued a second retune, on no new request."""
+    d = _champion_daemon(
+        trained,
+        tmp_path,
+        {
+            "window_rows": None,
+            "window_s": 600,
+            "drift": {"consecutive": 2, "cooldown_minutes": 360},
+        },
+        model={"triggers": [{"on": "drift_detected", "do": "retune", "cooldown_minutes": 0}]},
+    )
+    try:
+        clock = Clock()
+        d.evaluator.clock = clock
+        d.dispatcher._clock = clock
+        for w in range(2):
+            feed(d, clock, w * 600, 600, shift=1.0, seed=300 + w)
+            d.evaluator.evaluate(MODEL)
+        assert _drift_events(d) == ["drift_detected", "action_taken"]
+        for hours in (1, 7, 13):  # the event's time is the store's: past it, and past 6 h
+            clock.now = datetime.now(UTC) + timedelta(hours=hours)
+            assert {r.kind: r for r in d.evaluator.evaluate(MODEL)}["drift"].status == (
+                "insufficient_data"
+            )
+        assert _drift_events(d) == ["drift_detected", "action_taken"]
+        assert d.store.count_active_jobs() == 1
+    finally:
+        d.close()
+
+
+def test_a_switched_off_drift_check_raises_no_event_after_its_cool_down(daemon: Daemon) -> None:
+    """Switched off, drift stores no verdict: the last stored streak fired drift_detected
+    again at every expiry of the cool-down while tunewatch_alarm showed 0."""
+    _drifting(daemon)
+    assert len(daemon.store.list_events(model=MODEL, type="drift_detected")) == 1
+    daemon.config.models[0].evaluation.drift.__dict__["enabled"] = False
+    clock = daemon.evaluator.clock
+    assert isinstance(clock, Clock)
+    for run in range(3):  # 11 h apart: past the 600-minute cool-down each time
+        clock.now = datetime.now(UTC) + timedelta(hours=11 * (run + 1))
+        feed(daemon, clock, (10 + run) * WINDOW, WINDOW, shift=0.0, seed=500 + run)
+        assert "drift" not in {r.kind for r in daemon.evaluator.evaluate(MODEL)}
+    assert len(daemon.store.list_events(model=MODEL, type="drift_detected")) == 1
+    assert _value(daemon, "tunewatch_alarm", event="drift_detected") == 0.0
+
+
 def test_stationary_stream_never_alarms(daemon: Daemon) -> None:
     assert run_stream(daemon, change_at=None) == [False] * 8
     assert daemon.store.list_events(model=MODEL, type="drift_detected", limit=1) == []
