@@ -40,8 +40,8 @@ class WindowValue:
     there are none), ``n_requests`` all requests in the window, ``label_coverage`` their
     ratio and ``median_label_delay_s`` the median label delay of the counted requests.
     ``n_left_out`` of the ``n`` have a label the objective cannot score (its
-    :meth:`~monitor.objectives.Objective.valid_rows`: a label of 0 under MAPE) and are not
-    in ``value`` (``None`` when all are)."""
+    :meth:`~monitor.objectives.Objective.valid_rows`: a label of 0 under MAPE, a class the
+    model does not have) and are not in ``value`` (``None`` when all are)."""
 
     window_start: datetime | float
     window_end: datetime | float
@@ -118,7 +118,8 @@ def realised_windows(
     seconds or datetime-likes; NaN/NaT/None for no label — ``y_true`` is ignored there).
     A request counts when its label arrived at or before ``window_end + maturity``; one
     the objective cannot score is left out of its window's value (and counted in
-    ``n_left_out``): one label of 0 under MAPE took the whole window out of the trend.
+    ``n_left_out``): one label of 0 under MAPE, or of a class the model does not have,
+    took the whole window out of the trend.
     Windows start at ``start`` (default: the first request). With ``as_of`` set,
     windows whose labels cannot have matured by then (``window_end + maturity > as_of``)
     are left out.

@@ -59,17 +59,29 @@ class Objective(ABC):
         negation. Raises :class:`ObjectiveError` for objectives that do not decompose."""
         raise ObjectiveError(f"objective {self.name!r} has no per-request loss")
 
+    def classes(self, y_pred: np.ndarray) -> int | None:
+        """How many classes a label names for these predictions (a label must be an
+        integer in ``[0, classes)``), or ``None`` when labels are not classes."""
+        return None
+
     def valid_rows(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-        """Which rows :meth:`per_request_loss` can score, as a boolean mask: those whose
-        loss is a finite number of at most ``MAX_LOSS`` (every row of an objective
-        without a per-request loss; MAPE has no loss for a label of 0 either). A paired
-        comparison consumes the requests of the others without using them, instead of
-        failing on them, or overflowing, at every look."""
+        """Which rows the objective can score, as a boolean mask: a classifier's label
+        must name one of the predictions' classes (:meth:`classes`; not 7 of three, nor
+        1.5 or NaN), and the loss of an objective that has one must be a finite number
+        of at most ``MAX_LOSS`` (MAPE has no loss for a label of 0 either). A paired
+        comparison consumes the requests of the others without using them, and a decay
+        window leaves them out of its value, instead of failing on the whole batch, or
+        overflowing, at every look."""
         n = np.asarray(y_true).shape[0]
-        if not self.has_per_request_loss or n == 0:
-            return np.ones(n, dtype=bool)
-        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            return scorable(self.per_request_loss(y_true, y_pred))
+        if n == 0:
+            return np.ones(0, dtype=bool)
+        t, p = check_lengths(y_true, y_pred)
+        k = self.classes(p)
+        valid = np.ones(n, dtype=bool) if k is None else class_rows(t, k)
+        if self.has_per_request_loss and valid.any():
+            with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+                valid[valid] = scorable(self.per_request_loss(t[valid], p[valid]))
+        return valid
 
     def loss(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
         """The value oriented so that lower is better (what tuners minimise)."""
@@ -122,9 +134,15 @@ def check_lengths(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, n
     return t, p
 
 
+def class_rows(y_true: np.ndarray, n_classes: int) -> np.ndarray:
+    """Which labels name one of ``n_classes`` classes: integers in ``[0, n_classes)``."""
+    t = np.asarray(y_true, dtype=np.float64).reshape(-1)
+    with np.errstate(invalid="ignore"):
+        return np.asarray((t >= 0) & (t < n_classes) & (t == np.floor(t)))
+
+
 def class_labels(y_true: np.ndarray, n_classes: int) -> np.ndarray:
     t = np.asarray(y_true, dtype=np.float64).reshape(-1)
-    labels = t.astype(np.int64)
-    if not np.array_equal(labels, t) or labels.min() < 0 or labels.max() >= n_classes:
+    if not class_rows(t, n_classes).all():
         raise ObjectiveError(f"labels must be integers in [0, {n_classes - 1}]")
-    return labels
+    return t.astype(np.int64)

@@ -17,7 +17,14 @@ from monitor.objectives._base import (
 _EPS = 1e-15
 
 
-class LogLoss(Objective):
+class _ClassProbabilities(Objective):
+    """An objective of class probabilities: a label names one of their columns."""
+
+    def classes(self, y_pred: np.ndarray) -> int | None:
+        return int(class_proba(y_pred).shape[1])
+
+
+class LogLoss(_ClassProbabilities):
     name: ClassVar[str] = "log_loss"
     greater_is_better: ClassVar[bool] = False
     tasks: ClassVar[frozenset[str]] = frozenset({"binary", "multiclass"})
@@ -32,7 +39,7 @@ class LogLoss(Objective):
         return float(self.per_request_loss(y_true, y_pred).mean())
 
 
-class Brier(Objective):
+class Brier(_ClassProbabilities):
     """Multi-class Brier score (sum over classes); for binary models twice the usual
     one-column score is avoided by using the positive column only."""
 
@@ -57,7 +64,7 @@ class Brier(Objective):
         return float(self.per_request_loss(y_true, y_pred).mean())
 
 
-class Accuracy(Objective):
+class Accuracy(_ClassProbabilities):
     name: ClassVar[str] = "accuracy"
     greater_is_better: ClassVar[bool] = True
     tasks: ClassVar[frozenset[str]] = frozenset({"binary", "multiclass"})
@@ -108,6 +115,9 @@ class CostWeightedError(Objective):
     @property
     def loss_range(self) -> float:
         return float(self.cost_matrix.max() - self.cost_matrix.min())
+
+    def classes(self, y_pred: np.ndarray) -> int | None:
+        return int(self.cost_matrix.shape[0])
 
     def per_request_loss(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         t, p = check_lengths(y_true, y_pred)

@@ -42,7 +42,14 @@ def _curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return tp / (tp + fp), tp / total_pos, s[distinct]
 
 
-class RocAuc(Objective):
+class _BinaryRanking(Objective):
+    """A whole-sample metric of a binary model: a label is 0 or 1."""
+
+    def classes(self, y_pred: np.ndarray) -> int | None:
+        return 2
+
+
+class RocAuc(_BinaryRanking):
     name: ClassVar[str] = "roc_auc"
     greater_is_better: ClassVar[bool] = True
     tasks: ClassVar[frozenset[str]] = frozenset({"binary"})
@@ -51,7 +58,7 @@ class RocAuc(Objective):
         return roc_auc(*_binary(y_true, y_pred))
 
 
-class PrAuc(Objective):
+class PrAuc(_BinaryRanking):
     """Average precision (step-wise area under the precision-recall curve)."""
 
     name: ClassVar[str] = "pr_auc"
@@ -63,7 +70,7 @@ class PrAuc(Objective):
         return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-class FBeta(Objective):
+class FBeta(_BinaryRanking):
     name: ClassVar[str] = "f_beta"
     greater_is_better: ClassVar[bool] = True
     tasks: ClassVar[frozenset[str]] = frozenset({"binary"})
@@ -86,7 +93,7 @@ class FBeta(Objective):
         return 0.0 if denom == 0 else (1 + b2) * tp / denom
 
 
-class RecallAtPrecision(Objective):
+class RecallAtPrecision(_BinaryRanking):
     """Best recall among thresholds whose precision is at least ``min_precision``."""
 
     name: ClassVar[str] = "recall_at_precision"
@@ -104,7 +111,7 @@ class RecallAtPrecision(Objective):
         return float(recall[ok].max()) if ok.any() else 0.0
 
 
-class PrecisionAtRecall(Objective):
+class PrecisionAtRecall(_BinaryRanking):
     """Best precision among thresholds whose recall is at least ``min_recall``."""
 
     name: ClassVar[str] = "precision_at_recall"

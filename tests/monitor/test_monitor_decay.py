@@ -156,6 +156,22 @@ def test_a_label_the_objective_cannot_score_leaves_its_row_out_not_its_window() 
     assert [(w.n, w.n_left_out, w.value) for w in only] == [(3, 3, None)]
 
 
+def test_a_label_of_a_class_the_model_lacks_leaves_its_row_out_not_its_window() -> None:
+    """One label naming a class a three-class model does not have made accuracy raise
+    for the whole window, whose value was then None with no row left out."""
+    rng = np.random.default_rng(0)
+    t = np.sort(rng.uniform(0, 3 * 86_400, 300))  # three days of requests
+    y = rng.integers(0, 3, 300).astype(float)
+    pred = np.eye(3)[y.astype(int)] * 0.8 + 0.2 / 3  # right every time
+    y[5] = 7.0
+    accuracy = make_objective("accuracy", task="multiclass")
+    windows = realised_windows(
+        y, pred, t, t + 60.0, objective=accuracy, window=86_400, maturity=3600, as_of=4 * 86_400
+    )
+    assert [(w.value, w.n_left_out) for w in windows] == [(1.0, 1), (1.0, 0), (1.0, 0)]
+    assert windows[0].n_scored == windows[0].n - 1
+
+
 def test_invalid_arguments_name_the_field() -> None:
     with pytest.raises(EstimationError, match="`min_windows`"):
         DecayEstimator(make_objective("accuracy"), threshold=0.8, min_windows=2)

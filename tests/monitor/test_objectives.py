@@ -120,6 +120,30 @@ def test_every_per_request_loss_over_the_bound_is_an_invalid_row() -> None:
     assert make_objective("roc_auc").valid_rows(labels, proba).tolist() == [True, True]
 
 
+def test_a_label_that_is_not_one_of_the_classes_is_an_invalid_row() -> None:
+    """A class the model does not have (7 of three), a fraction or NaN made the loss
+    raise for the whole batch: one such label blanked a decay window."""
+    proba = np.array([[0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]] * 2)
+    labels = np.array([0.0, 7.0, 2.0, 1.5, np.nan, -1.0])
+    for name, params in [
+        ("log_loss", {}),
+        ("brier", {}),
+        ("accuracy", {}),
+        ("cost", {"cost_matrix": [[0, 1, 1], [1, 0, 1], [1, 1, 0]]}),
+    ]:
+        objective = make_objective(name, task="multiclass", **params)
+        valid = objective.valid_rows(labels, proba)
+        assert valid.tolist() == [True, False, True, False, False, False], name
+    binary = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
+    for name in ("accuracy", "log_loss", "roc_auc", "pr_auc", "f_beta"):
+        rows = make_objective(name).valid_rows(np.array([0.0, 1.0, 2.0]), binary)
+        assert rows.tolist() == [True, True, False], name
+    assert make_objective("accuracy").valid_rows(np.array([1.0, 2.0]), binary[:2, 1]).tolist() == [
+        True,
+        False,
+    ]
+
+
 def test_objectives_without_a_per_request_loss_say_so(
     binary: tuple[np.ndarray, np.ndarray],
 ) -> None:

@@ -12,6 +12,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tunewatch._errors import NotFoundError
+from tunewatch._runtime import ServedModel
 from tunewatch.api._body import parse_json_object
 from tunewatch.api._context import AppContext, authenticate, context
 from tunewatch.api._errors import ApiError
@@ -173,13 +175,29 @@ def _check_versions(ctx: AppContext, model: str, versions: set[int]) -> None:
             ) from exc
 
 
+_ANY_CLASS = 2**31  # one past the store's integers: a class index, of classes not known
+
+
+def _classes(ctx: AppContext, served: ServedModel) -> int:
+    """How many classes a multiclass model's label may name: the columns of the primary
+    output of the version the model's requests are read against (its champion's); any
+    class index when no version is in service or the graph leaves the width dynamic."""
+    try:
+        width = ctx.runtime.signature(served).primary_width
+    except NotFoundError:
+        return _ANY_CLASS
+    return _ANY_CLASS if width is None else max(width, 2)  # one column: a binary output
+
+
 async def feedback(request: Request) -> Response:
     """Attach ground truth by request id; replaying the same label is harmless."""
     ctx = context(request)
     authenticate(request, "label")
     model = request.path_params["model"]
-    task = ctx.runtime.model(model).row.task
+    served = ctx.runtime.model(model)
+    task = served.row.task
     items = _items(await _json_body(request), "items", ctx.runtime.config.server.max_items)
+    classes = _classes(ctx, served) if task == "multiclass" else _ANY_CLASS
     labels = []
     for i, item in enumerate(items):
         where = f"items[{i}]"
@@ -200,9 +218,12 @@ async def feedback(request: Request) -> Response:
         values = label if isinstance(label, list) else [label]
         if task == "binary" and any(v not in (0, 1) for v in values):
             raise ApiError(400, "invalid_label", f"{where}.label of a binary model is 0 or 1")
-        if task == "multiclass" and any(v < 0 or v != int(v) or v >= 2**31 for v in values):
+        if task == "multiclass" and any(v < 0 or v != int(v) or v >= classes for v in values):
+            named = f" in 0..{classes - 1}" if classes < _ANY_CLASS else ""
             raise ApiError(
-                400, "invalid_label", f"{where}.label of a multiclass model is a class index"
+                400,
+                "invalid_label",
+                f"{where}.label of a multiclass model is a class index{named}",
             )
         outcome = item.get("outcome")
         if outcome is not None and not _finite_number(outcome):
