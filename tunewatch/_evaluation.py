@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -80,12 +81,26 @@ class Evaluator:
         self.dispatcher = dispatcher
         self.clock = clock
         self._baselines: dict[tuple[str, int], _Baseline | None] = {}
+        self._running: dict[str, threading.Lock] = {}  # one evaluation of a model at a time
+        self._running_guard = threading.Lock()
         self._events = PolicyEvents(store=store, metrics=metrics, dispatcher=dispatcher)
 
     # -- the run ---------------------------------------------------------------------------
     def evaluate(self, name: str) -> list[EvaluationRow]:
-        """One evaluation of ``name``; returns the stored rows (one per kind)."""
-        model = self.store.get_model(name)
+        """One evaluation of ``name``; returns the stored rows (one per kind).
+
+        Evaluations of one model run one at a time in this process: a scheduled run and a
+        ``POST /evaluate`` at once both decided from the history before either's event,
+        and both raised it. (Another process evaluating the same model at the same time
+        still can; only the scheduler's leader evaluates on schedule.)"""
+        model = self.store.get_model(name)  # an unknown name gets no lock
+        with self._running_guard:
+            running = self._running.setdefault(name, threading.Lock())
+        with running:
+            return self._evaluate(model)
+
+    def _evaluate(self, model: ModelRow) -> list[EvaluationRow]:
+        name = model.name
         cfg = self.config.model_or_default(name, model.task)
         objective = make_objective(cfg.objective.name, task=model.task, **cfg.objective.params)
         champion = self.store.champion(name)

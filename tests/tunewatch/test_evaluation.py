@@ -3,7 +3,9 @@ leader election, and a failing evaluation that never stops the scheduler."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,7 +25,7 @@ from tunewatch._example import ExampleModel, example_data
 from tunewatch._policies import evaluation_policies
 from tunewatch._registry import Reference
 from tunewatch._scheduler import PerModelJob, Scheduler
-from tunewatch.store import EvaluationRow, LabelItem, OutputRecord, RequestRecord
+from tunewatch.store import EvaluationRow, Event, LabelItem, OutputRecord, RequestRecord
 from tunewatch.store._schema import evaluations, leases
 
 MODEL = "credit"
@@ -450,6 +452,40 @@ def test_a_switched_off_drift_check_raises_no_event_after_its_cool_down(daemon: 
         assert "drift" not in {r.kind for r in daemon.evaluator.evaluate(MODEL)}
     assert len(daemon.store.list_events(model=MODEL, type="drift_detected")) == 1
     assert _value(daemon, "tunewatch_alarm", event="drift_detected") == 0.0
+
+
+def test_two_evaluations_of_one_model_at_once_raise_its_event_once(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scheduled run and a POST /evaluate of the same model, running at once, both
+    decided from the history before either's event and both raised drift_detected (and
+    its notices). The barrier holds each run where it reads the policy's last event until
+    the other arrives there too; one run at a time, the first waits out its timeout."""
+    clock = Clock()
+    daemon.evaluator.clock = clock
+    daemon.dispatcher._clock = clock
+    feed(daemon, clock, 0, WINDOW, shift=1.0, seed=101)
+    daemon.evaluator.evaluate(MODEL)
+    feed(daemon, clock, WINDOW, WINDOW, shift=1.0, seed=102)
+    barrier = threading.Barrier(2, timeout=2.0)
+    listed = daemon.store.list_events
+
+    def meeting(*args: Any, **kwargs: Any) -> list[Event]:
+        events = listed(*args, **kwargs)
+        if kwargs.get("type") == "drift_detected":
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait()
+        return events
+
+    monkeypatch.setattr(daemon.store, "list_events", meeting)
+    runs = [threading.Thread(target=daemon.evaluator.evaluate, args=(MODEL,)) for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    monkeypatch.undo()
+    assert len(daemon.store.list_events(model=MODEL, type="drift_detected")) == 1
+    assert len(daemon.store.list_evaluations(MODEL, kind="drift", limit=10)) == 3
 
 
 def test_stationary_stream_never_alarms(daemon: Daemon) -> None:
