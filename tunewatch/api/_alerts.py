@@ -12,9 +12,12 @@ alert, while it fires, tries again. The answer is 2xx after the commit, 503 when
 store cannot commit or an episode's claim is held by a delivery that does not decide
 within ``CLAIM_WAIT_S`` (it died: Alertmanager retries until the claim times out), and
 2xx for valid payloads that are ignored (unknown model, a resolved alert never seen
-firing). An alert the store cannot hold (a
-NUL in a label) is ignored on its own: refusing the delivery would make Alertmanager
-resend the group, and its valid alerts would never be acted on.
+firing). An alert the store cannot hold is ignored on its own, with nothing of it stored:
+refusing the delivery would make Alertmanager resend the group, and its valid alerts
+would never be acted on. A NUL in a label's name or value, the fingerprint or
+``startsAt`` is such a value on both backends (PostgreSQL's ``json`` would keep one in a
+label but could not read the row's fields back, and every look-up of the model's actions
+would fail).
 """
 
 from __future__ import annotations
@@ -87,6 +90,10 @@ def _handle_alert(
     name = str(labels.get("alertname", "unnamed"))[:200]
     starts_at = str(alert.get("startsAt", ""))[:64]
     fingerprint = _fingerprint(alert, labels)
+    nul = _nul_in(labels, fingerprint=fingerprint, starts_at=starts_at)
+    if nul is not None:
+        summary["ignored"].append(f"{name!r}: a NUL in {nul}")
+        return
     model = labels.get(label)
     status = alert.get("status", body.get("status"))
     if status == "resolved":
@@ -147,6 +154,22 @@ def _handle_alert(
     )
     if outcome.job_id is not None and outcome.status == "taken":
         summary["jobs"].append(outcome.job_id)
+
+
+def _nul_in(labels: dict[str, Any], *, fingerprint: str, starts_at: str) -> str | None:
+    """Where the alert holds a NUL (a label's name or value, the fingerprint, startsAt);
+    None when nowhere. Anything deeper (a label value that is no string) is left to the
+    store, which refuses a NUL anywhere in the JSON it is given."""
+    for key, value in labels.items():
+        if "\x00" in str(key):
+            return f"a label name {key!r}"
+        if isinstance(value, str) and "\x00" in value:
+            return f"label {key!r}"
+    if "\x00" in fingerprint:
+        return "the fingerprint"
+    if "\x00" in starts_at:
+        return "startsAt"
+    return None
 
 
 def _known(ctx: AppContext, model: str) -> bool:

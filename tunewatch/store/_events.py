@@ -5,11 +5,36 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row, case, select
 
+from .._errors import InvalidValueError
 from ._canonical import json_roundtrip
 from ._schema import events
 from ._types import Event, utcnow
+
+
+def storable_json(value: Any, *, field: str) -> Any:
+    """``value`` as a JSON column stores it and reads it back (tuples as lists, keys as
+    text); ``InvalidValueError`` when a string in it (a key or a value, at any depth) holds
+    a NUL. PostgreSQL's ``json`` keeps one, escaped, but cannot turn it back into text: any
+    ``->>`` that reads the row fails, and a query filtering a table's rows on a field fails
+    on every row it meets. Refused on SQLite too, so both backends hold the same values."""
+    stored = json_roundtrip(value)
+    stack: list[tuple[str, Any]] = [(field, stored)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str) and "\x00" in item:
+            raise InvalidValueError(f"`{path}` must not hold a NUL, got {item[:80]!r}")
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if "\x00" in key:
+                    raise InvalidValueError(
+                        f"a key of `{path}` must not hold a NUL, got {key[:80]!r}"
+                    )
+                stack.append((f"{path}.{key}", child))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{i}]", child) for i, child in enumerate(item))
+    return stored
 
 
 def add_event_in(
@@ -17,7 +42,7 @@ def add_event_in(
 ) -> Event:
     if not type or len(type) > 64:
         raise ValueError(f"event `type` must be 1-64 characters, got {type!r}")
-    stored = json_roundtrip(dict(payload))
+    stored = storable_json(dict(payload), field="payload")
     created_at = utcnow()
     event_id = conn.execute(
         events.insert()
@@ -50,14 +75,17 @@ def last_action(
     conn: Connection, *, model: str, trigger: str, outcomes: Sequence[str]
 ) -> Event | None:
     """The newest ``action_<outcome>`` event of ``model`` (one of ``outcomes``) whose
-    ``trigger`` was ``trigger``; None when there is none."""
+    ``trigger`` was ``trigger``; None when there is none.
+
+    The trigger is read only out of the action events: PostgreSQL may test the conditions
+    of a ``WHERE`` in any order, and reading a field out of another event of the model
+    that holds a NUL (stored before :func:`storable_json` refused one) would fail the
+    query. A ``CASE`` evaluates its branch only for the rows its condition selects."""
+    types = [f"action_{o}" for o in outcomes]
+    action_trigger = case((events.c.type.in_(types), events.c.payload["trigger"].as_string()))
     row = conn.execute(
         select(events)
-        .where(
-            events.c.model == model,
-            events.c.type.in_([f"action_{o}" for o in outcomes]),
-            events.c.payload["trigger"].as_string() == trigger,
-        )
+        .where(events.c.model == model, events.c.type.in_(types), action_trigger == trigger)
         .order_by(events.c.id.desc())
         .limit(1)
     ).first()

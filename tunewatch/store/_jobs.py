@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,9 +11,9 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Row, func, select, update
 
 from .._errors import ConflictError, NotFoundError
-from ._canonical import canonical_json
 from ._clock import db_now
 from ._engine import dialect_insert
+from ._events import storable_json
 from ._schema import alert_episodes, jobs
 from ._types import utcnow
 
@@ -42,8 +41,8 @@ class JobRow:
     finished_at: datetime | None
 
 
-def _clean(value: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = json.loads(canonical_json(dict(value)))
+def _clean(value: Mapping[str, Any], field: str) -> dict[str, Any]:
+    out: dict[str, Any] = storable_json(dict(value), field=field)
     return out
 
 
@@ -99,9 +98,9 @@ def create_job(
             model=model,
             kind=kind,
             status="queued",
-            trigger=_clean(trigger),
+            trigger=_clean(trigger, "trigger"),
             dedupe_key=dedupe_key,
-            spec=_clean(spec),
+            spec=_clean(spec, "spec"),
             progress={},
             created_at=utcnow(),
         )
@@ -180,7 +179,7 @@ def update_progress(conn: Connection, job_id: int, progress: Mapping[str, Any]) 
     conn.execute(
         update(jobs)
         .where(jobs.c.id == job_id)
-        .values(progress=_clean(progress), heartbeat_at=db_now(conn))
+        .values(progress=_clean(progress, "progress"), heartbeat_at=db_now(conn))
     )
 
 
@@ -241,7 +240,7 @@ def finish_job(
         .where(jobs.c.id == job_id, jobs.c.status.in_(replacing))
         .values(
             status=status,
-            result=None if result is None else _clean(result),
+            result=None if result is None else _clean(result, "result"),
             error=None if error is None else error[:4000],
             finished_at=utcnow(),
         )
@@ -303,7 +302,7 @@ def claim_alert_episode(
             model=model,
             alertname=alertname,
             status="firing",
-            labels=_clean(labels),
+            labels=_clean(labels, "labels"),
             received_at=utcnow(),
         )
         .on_conflict_do_nothing(

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.tunewatch.conftest import MODEL, Running, make_daemon
-from tunewatch._actions import ActionOutcome, Dispatcher
+from tunewatch._actions import OUTCOMES, ActionOutcome, Dispatcher
 from tunewatch._background import BackgroundServer
 from tunewatch._daemon import Daemon
 from tunewatch._errors import StoreUnavailableError
@@ -200,6 +200,47 @@ def test_one_odd_alert_does_not_block_the_rest_of_its_group(
             j for j in daemon.store.list_jobs(model=MODEL) if j.trigger["fingerprint"] == "good"
         ]
         assert job.status == "queued"
+    finally:
+        daemon.close()
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"labels": {"alertname": "X", "model": MODEL, "note": "a\x00b"}},
+        {"labels": {"alertname": "X", "model": MODEL, "no\x00te": "b"}},
+        {"labels": {"alertname": "X\x00", "model": MODEL}},
+        {"fingerprint": "nul\x00"},
+        {"startsAt": FIRING_AT + "\x00"},
+    ],
+    ids=["label-value", "label-name", "alertname", "fingerprint", "startsAt"],
+)
+def test_an_alert_with_a_nul_is_ignored_and_leaves_nothing_stored(
+    trained: list[ExampleModel], tmp_path: Path, store_url: str, odd: dict[str, Any]
+) -> None:
+    """PostgreSQL's `json` takes a NUL (as \\u0000) that `->>` cannot read back: the
+    alert's episode, its alert_received event and its job were stored, and every later
+    look-up of the model's last action (each evaluation run's policies) failed for good."""
+    triggers = [
+        {"on": "alert_received", "do": "retune", "cooldown_minutes": 0},
+        {"on": "label_delay_high", "do": "notify"},
+    ]
+    daemon, _ = make_daemon(
+        tmp_path,
+        trained,
+        store_url=store_url,
+        extra={"models": [{"name": MODEL, "task": "binary", "triggers": triggers}]},
+    )
+    try:
+        summary = handle_alerts(daemon.app.ctx, payload(alert("nul") | odd, alert("good")))
+        assert [s for s in summary["ignored"] if "NUL" in s] == summary["ignored"]
+        assert len(summary["ignored"]) == 1 and summary["new_episodes"] == 1
+        assert _job_fingerprints(daemon) == ["good"]
+        received = daemon.store.list_events(model=MODEL, type="alert_received")
+        assert [e.payload["fingerprint"] for e in received] == ["good"]
+        daemon.dispatcher.handle(MODEL, "label_delay_high", {"reason": "test"})
+        last = daemon.store.last_action(MODEL, trigger="label_delay_high", outcomes=OUTCOMES)
+        assert last is not None and last.type == "action_taken"
     finally:
         daemon.close()
 

@@ -3,11 +3,15 @@ and both backends agree on them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
+
 import pytest
+from sqlalchemy import select
 
 from tunewatch._errors import InvalidValueError, NotFoundError
 from tunewatch.store import MAX_ACTOR_LENGTH, Store, valid_actor
-from tunewatch.store._schema import approvals, audit_entries
+from tunewatch.store._schema import alert_episodes, approvals, audit_entries, events
 
 
 @pytest.mark.parametrize("name", ["a\x00b", "x" * 201, ""])
@@ -85,3 +89,50 @@ def test_a_version_text_the_store_cannot_hold_is_refused_on_both_backends(
         **{field: "é" * 200},  # characters, not bytes
     )
     assert getattr(row, field) == "é" * 200
+
+
+_NUL_WRITES: dict[str, Callable[[Store], object]] = {
+    "event": lambda s: s.add_event(model="m", type="alert_received", payload={"x": ["a\x00b"]}),
+    "job-trigger": lambda s: s.create_job(
+        model="m", kind="retune", trigger={"labels": {"no\x00te": "b"}}, spec={}
+    ),
+    "alert-labels": lambda s: s.claim_alert_episode(
+        fingerprint="fp", starts_at="t0", model="m", alertname="A", labels={"note": "a\x00b"}
+    ),
+}
+
+
+@pytest.mark.parametrize("write", list(_NUL_WRITES.values()), ids=list(_NUL_WRITES))
+def test_a_json_value_holding_a_nul_is_refused_on_both_backends(
+    model_store: Store, write: Callable[[Store], object]
+) -> None:
+    """PostgreSQL's `json` stored a NUL (as \\u0000) that `->>` cannot read back: every
+    query reading a field of the row (a model's last action, each evaluation run) failed
+    from then on. SQLite held it, so the backends disagreed too."""
+    with pytest.raises(InvalidValueError, match="NUL"):
+        write(model_store)
+    assert model_store.list_events(model="m") == []
+    assert model_store.list_jobs(model="m") == []
+    with model_store.engine.begin() as conn:
+        assert conn.execute(select(alert_episodes)).first() is None
+
+
+def test_a_nul_stored_before_it_was_refused_does_not_break_the_last_action(
+    model_store: Store,
+) -> None:
+    """A row written before the store refused NULs: PostgreSQL's planner read the trigger
+    out of every event of the model, that row too, before it filtered on the type."""
+    with model_store.engine.begin() as conn:
+        conn.execute(
+            events.insert().values(
+                model="m",
+                type="alert_received",
+                payload={"trigger": "a\x00b", "labels": {"note": "a\x00b"}},
+                created_at=datetime.now(UTC),
+            )
+        )
+    model_store.add_event(model="m", type="action_taken", payload={"trigger": "drift_detected"})
+    outcomes = ["taken", "duplicate", "none", "refused", "pending_approval", "suppressed"]
+    last = model_store.last_action("m", trigger="drift_detected", outcomes=outcomes)
+    assert last is not None and last.payload["trigger"] == "drift_detected"
+    assert model_store.last_action("m", trigger="decay_detected", outcomes=outcomes) is None
