@@ -79,7 +79,13 @@ class Dispatcher:
         actor: str = "system",
     ) -> ActionOutcome:
         """Record ``event`` for ``model`` and carry out (or suppress) its action; raises
-        ``NotFoundError`` for a model that is not registered, recording nothing."""
+        ``NotFoundError`` for a model that is not registered, recording nothing.
+
+        The event, the job and the action event are written one after another: a failure
+        after the event (the store unavailable as the job is queued) raises and leaves the
+        event with neither a job nor an action event. An evaluation policy takes such a
+        retune as still owed (:mod:`tunewatch._evaluation_events`); an alert's episode is
+        released for the next delivery (:mod:`tunewatch.api._alerts`)."""
         self.store.get_model(model)
         self.store.add_event(model=model, type=event, payload=dict(payload))
         if self.metrics is not None:

@@ -18,11 +18,14 @@ from monitor import ServingMetrics
 from tunewatch._actions import OUTCOMES, SETTLED, Dispatcher
 from tunewatch._config import ModelConfig
 from tunewatch._policies import decide, evaluation_policies
-from tunewatch.store import EvaluationRow, Store, VersionRow
+from tunewatch.store import EvaluationRow, Event, Store, VersionRow
 
 logger = logging.getLogger(__name__)
 
 _HISTORY_PAGE = 200  # evaluations read at a time past the first page
+# A policy event's job, if queued, is among the model's newest jobs: the policy's
+# cool-down keeps its events hours apart, and the quota keeps jobs few.
+_JOBS_SINCE_EVENT = 50
 
 
 class PolicyEvents:
@@ -35,24 +38,38 @@ class PolicyEvents:
         self._outgrown: set[tuple[str, str]] = set()  # (model, event) warned about
 
     def _cooling_since(self, name: str, event: str) -> datetime | None:
-        """When the policy's cool-down started: its last event, unless the quota kept
-        that event's retune from being queued (still owed: the cool-down then runs from
-        the last event whose action settled). A retune the trigger's own cool-down
-        suppressed settles it (the model was just retuned), as does an event with no
-        action configured, or whose action event was lost after its job was queued."""
+        """When the policy's cool-down started: its last event, unless that event's retune
+        is still owed, and the cool-down then runs from the last event whose action
+        settled. A retune is owed when the quota kept it from being queued, or when its job
+        was never queued at all: the dispatch failed after the event was recorded (the
+        store failed, the process died), which left neither a job nor an action event. A
+        retune the trigger's own cool-down suppressed settles it (the model was just
+        retuned), as does an event with no action configured, or whose action event was
+        lost after its job was queued."""
         fired = self.store.list_events(model=name, type=event, limit=1)
         if not fired:
             return None
         outcome = self.store.last_action(name, trigger=event, outcomes=OUTCOMES)
-        if (
-            outcome is None
-            or outcome.id < fired[0].id
-            or outcome.type != "action_suppressed"
-            or outcome.payload.get("cause") != "quota"
-        ):
+        if outcome is not None and outcome.id > fired[0].id:
+            owed = outcome.type == "action_suppressed" and outcome.payload.get("cause") == "quota"
+        else:
+            owed = self._never_queued(name, fired[0])
+        if not owed:
             return fired[0].created_at
         settled = self.store.last_action(name, trigger=event, outcomes=SETTLED)
         return settled.created_at if settled is not None else None
+
+    def _never_queued(self, name: str, fired: Event) -> bool:
+        """Whether ``fired``, an event with no action event after it, causes a retune whose
+        job was never queued. The dispatcher queues the job with the event's own payload
+        as its trigger (the evaluation that fired it), so the job, had it been queued, is
+        among the model's newest."""
+        trigger = self.dispatcher.config.trigger(name, fired.type)
+        if trigger is None or trigger.do != "retune":
+            return False
+        queued = {"event": fired.type, **fired.payload}
+        newest = self.store.list_jobs(model=name, limit=_JOBS_SINCE_EVENT)
+        return not any(job.trigger == queued for job in newest)
 
     def _history(
         self, name: str, kind: str, version: int | None, *, first: int, most: int

@@ -20,7 +20,7 @@ from shadow import OnnxModel
 from tests.tunewatch.conftest import Clock, feed
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
-from tunewatch._errors import NotFoundError
+from tunewatch._errors import NotFoundError, StoreUnavailableError
 from tunewatch._example import ExampleModel, example_data
 from tunewatch._policies import evaluation_policies
 from tunewatch._registry import Reference
@@ -434,6 +434,51 @@ def test_a_fired_streak_is_not_raised_again_by_runs_that_measured_nothing(
             )
         assert _drift_events(d) == ["drift_detected", "action_taken"]
         assert d.store.count_active_jobs() == 1
+    finally:
+        d.close()
+
+
+def test_a_retune_whose_job_could_not_be_queued_is_retried_at_the_next_alarming_window(
+    trained: list[ExampleModel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The drift event is committed before its job is queued: when the job's insert failed
+    (the store briefly unavailable) there was no job and no action event, and the next
+    runs took the event for a settled one and cooled down for the policy's whole cool-down
+    (10 h here): the retune was lost."""
+    d = _champion_daemon(
+        trained,
+        tmp_path,
+        {"window_rows": WINDOW, "drift": {"consecutive": 2, "cooldown_minutes": 600}},
+        model={"triggers": [{"on": "drift_detected", "do": "retune", "cooldown_minutes": 0}]},
+    )
+    create_job = d.store.create_job
+    failed: list[str] = []
+
+    def failing_once(**kwargs: Any) -> Any:
+        if not failed:
+            failed.append(kwargs["trigger"]["event"])
+            raise StoreUnavailableError("store create_job: database unavailable: test")
+        return create_job(**kwargs)
+
+    try:
+        monkeypatch.setattr(d.store, "create_job", failing_once)
+        clock = Clock()
+        d.evaluator.clock = clock
+        d.dispatcher._clock = clock
+        for w in range(8):
+            feed(d, clock, w * WINDOW, WINDOW, shift=1.0 if w >= 4 else 0.0, seed=100 + w)
+            if w == 5:  # the first drift event: its job's insert fails
+                with pytest.raises(StoreUnavailableError):
+                    d.evaluator.evaluate(MODEL)
+            else:
+                d.evaluator.evaluate(MODEL)
+        assert failed == ["drift_detected"]
+        # window 6 raises the event again and queues its job; then the cool-down holds
+        assert _drift_events(d) == ["drift_detected", "drift_detected", "action_taken"]
+        [job] = [
+            j for j in d.store.list_jobs(model=MODEL) if j.trigger["event"] == "drift_detected"
+        ]
+        assert job.status == "queued"
     finally:
         d.close()
 
