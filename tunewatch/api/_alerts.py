@@ -12,12 +12,14 @@ alert, while it fires, tries again. The answer is 2xx after the commit, 503 when
 store cannot commit or an episode's claim is held by a delivery that does not decide
 within ``CLAIM_WAIT_S`` (it died: Alertmanager retries until the claim times out), and
 2xx for valid payloads that are ignored (unknown model, a resolved alert never seen
-firing). An alert the store cannot hold is ignored on its own, with nothing of it stored:
-refusing the delivery would make Alertmanager resend the group, and its valid alerts
-would never be acted on. A NUL in a label's name or value, the fingerprint or
-``startsAt`` is such a value on both backends (PostgreSQL's ``json`` would keep one in a
-label but could not read the row's fields back, and every look-up of the model's actions
-would fail).
+firing). An episode resolved before it was seen firing is stored resolved: Alertmanager
+never fires an episode again once it resolved, so a firing delivery of it that comes
+after (a retry, an HA peer's) is stale and acted on by no delivery. An alert the store
+cannot hold is ignored on its own, with nothing of it stored: refusing the delivery would
+make Alertmanager resend the group, and its valid alerts would never be acted on. A NUL
+in a label's name or value, the fingerprint or ``startsAt`` is such a value on both
+backends (PostgreSQL's ``json`` would keep one in a label but could not read the row's
+fields back, and every look-up of the model's actions would fail).
 """
 
 from __future__ import annotations
@@ -96,15 +98,16 @@ def _handle_alert(
         return
     model = labels.get(label)
     status = alert.get("status", body.get("status"))
-    if status == "resolved":
-        if not store.resolve_alert_episode(fingerprint=fingerprint, starts_at=starts_at):
-            summary["ignored"].append(f"{name}: resolved, never seen firing")
-        return
-    if status != "firing":
+    if status not in ("firing", "resolved"):
         summary["ignored"].append(f"{name}: status {status!r}")
         return
     if not isinstance(model, str) or not _known(ctx, model):
         summary["ignored"].append(f"{name}: no known model in label {label!r}")
+        return
+    if status == "resolved":
+        # one never seen firing is stored resolved: a late firing delivery of it is stale
+        if not store.resolve_alert_episode(fingerprint=fingerprint, starts_at=starts_at):
+            summary["ignored"].append(f"{name}: resolved, never seen firing")
         return
     # Decided or resolved: done. Claimed by another delivery: it decides in milliseconds,
     # so wait a little for it; one still holding the claim died deciding (killed, or the

@@ -354,17 +354,37 @@ def settle_alert_episode(
 
 
 def resolve_alert_episode(conn: Connection, *, fingerprint: str, starts_at: str) -> bool:
-    """Mark a firing episode resolved; False when it was never seen firing."""
-    result = conn.execute(
+    """Mark a firing episode resolved; False when it was not seen firing. An episode never
+    seen is stored resolved (without a model, name or labels): Alertmanager never fires an
+    episode again once it resolved, so a firing delivery that comes after the resolve (a
+    retry, an HA peer's) is stale, and :func:`claim_alert_episode` must not take it."""
+    now = utcnow()
+    was_firing = conn.execute(
         update(alert_episodes)
-        .where(
-            alert_episodes.c.fingerprint == fingerprint,
-            alert_episodes.c.starts_at == starts_at,
-            alert_episodes.c.status == "firing",
-        )
-        .values(status="resolved", resolved_at=utcnow())
+        .where(_episode(fingerprint, starts_at), alert_episodes.c.status == "firing")
+        .values(status="resolved", resolved_at=now)
     )
-    return bool(result.rowcount)
+    if was_firing.rowcount:
+        return True
+    stmt = dialect_insert(conn, alert_episodes).values(
+        fingerprint=fingerprint,
+        starts_at=starts_at,
+        model=None,
+        alertname="",
+        status="resolved",
+        labels={},
+        received_at=now,
+        resolved_at=now,
+    )
+    # a firing delivery that stored the episode since the UPDATE above: resolved after all
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[alert_episodes.c.fingerprint, alert_episodes.c.starts_at],
+            set_={"status": "resolved", "resolved_at": now},
+            where=alert_episodes.c.status == "firing",
+        )
+    )
+    return False
 
 
 def _job(row: Row[Any]) -> JobRow:

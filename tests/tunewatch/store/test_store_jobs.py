@@ -103,6 +103,20 @@ def test_a_resolved_episode_is_not_claimed(model_store: Store) -> None:
     assert model_store.claim_alert_episode(**EPISODE) is None
 
 
+def test_an_episode_resolved_before_it_was_seen_firing_is_not_claimed(
+    model_store: Store,
+) -> None:
+    """Alertmanager never fires an episode again once it resolved: a firing delivery that
+    comes after the resolve (a retry, an HA peer's) is stale. The resolve of an episode
+    never seen firing stored nothing, and the late firing delivery claimed it as new."""
+    assert not model_store.resolve_alert_episode(fingerprint="fp", starts_at="t0")
+    assert model_store.claim_alert_episode(**EPISODE) is None
+    assert not model_store.alert_episode_claimed(fingerprint="fp", starts_at="t0")
+    assert not model_store.resolve_alert_episode(fingerprint="fp", starts_at="t0")  # again
+    other = EPISODE | {"starts_at": "t1"}  # the alert firing anew is another episode
+    assert model_store.claim_alert_episode(**other) is not None
+
+
 def test_concurrent_deliveries_claim_an_episode_once(model_store: Store) -> None:
     start = threading.Barrier(8)
     claims: list[str | None] = []
