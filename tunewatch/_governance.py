@@ -4,14 +4,16 @@ A promotion waits for an approver who is not the requester when the model is mar
 regulated, or when any of the version's hyperparameters lies outside its safe range: the
 model's ``safe_ranges`` or the ``safe:`` bounds of its search space (a space that cannot be
 read makes every promotion wait). Everything else is promoted at once. Both paths are
-atomic in the store (stage, audit entry and event in one transaction).
+atomic in the store (stage, audit entry and event in one transaction). The store reads the
+regulated flag again when it promotes: a model regulated after the rules were read gets an
+approval request, not a champion.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from retune import SearchSpaceError
@@ -166,17 +168,24 @@ def promote(
     row = store.get_model(model)
     target = store.get_version(model, version)
     rules = promotion_rules(row, target, config)
-    if rules:
-        approval = store.request_approval(
-            model,
-            version,
-            requested_by=actor,
-            reason=reason,
-            rules=rules,
-            expected_champion=expected_champion,
-        )
-        return PromotionOutcome(status="pending_approval", approval=approval)
-    new, previous = store.promote(
-        model, version, actor=actor, reason=reason, expected_champion=expected_champion
+    if not rules:
+        try:
+            new, previous = store.promote(
+                model, version, actor=actor, reason=reason, expected_champion=expected_champion
+            )
+        except ConflictError as exc:
+            if exc.code != "approval_required":
+                raise
+            # regulated since it was read: the store reads the flag again under its lock
+            rules = promotion_rules(replace(row, regulated=True), target, config)
+        else:
+            return PromotionOutcome(status="promoted", champion=new, previous=previous)
+    approval = store.request_approval(
+        model,
+        version,
+        requested_by=actor,
+        reason=reason,
+        rules=rules,
+        expected_champion=expected_champion,
     )
-    return PromotionOutcome(status="promoted", champion=new, previous=previous)
+    return PromotionOutcome(status="pending_approval", approval=approval)

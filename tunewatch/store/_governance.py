@@ -194,6 +194,7 @@ def decide_approval(
             current.version,
             actor=approver,
             reason=f"approved request {approval_id} by {current.requested_by}: {reason}",
+            approved=True,
         )
     return get_approval(conn, approval_id), promoted
 

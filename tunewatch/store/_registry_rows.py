@@ -5,7 +5,8 @@ under a lock on the model's row (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
 ``BEGIN IMMEDIATE`` already serialises writers), and the partial unique index on
 ``model_versions(model) WHERE stage = 'champion'`` backs the one-champion rule. A version
 is registered as the champion only when the model has none and, read under that lock, is
-not regulated (its promotion would wait for an approver).
+not regulated (its promotion would wait for an approver); for the same reason a regulated
+model's version is promoted only by deciding its approval.
 """
 
 from __future__ import annotations
@@ -312,8 +313,19 @@ def promote(
     actor: str,
     reason: str,
     expected_champion: int | None = None,
+    approved: bool = False,
 ) -> tuple[VersionRow, VersionRow | None]:
-    _lock_model(conn, model)
+    """Make ``version`` the champion. A regulated model's only when ``approved`` (an
+    approver decided its request), else ``ConflictError`` (``approval_required``): the
+    flag is read under the lock, since a caller that found the model unregulated, and so
+    asked no approver, may have read it before it was regulated."""
+    locked = _lock_model(conn, model)
+    if locked.regulated and not approved:
+        raise ConflictError(
+            f"model {model!r} is regulated: its promotion waits for an approver (request "
+            "approval instead)",
+            code="approval_required",
+        )
     check_champion(conn, model, expected_champion)
     target = get_version(conn, model, version)
     if target.stage == "champion":

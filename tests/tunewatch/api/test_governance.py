@@ -46,7 +46,10 @@ def gov(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Running]:
     daemon.registry.register(MODEL, trained[0].onnx, trained[0].metadata, actor="test")
     for model in trained:  # a regulated model's champion is promoted, never registered
         daemon.registry.register("loans", model.onnx, model.metadata, actor="test")
-    daemon.store.promote("loans", 1, actor="test", reason="the first champion")
+    first = daemon.store.request_approval(
+        "loans", 1, requested_by="test", reason="the first champion", rules=["regulated model"]
+    )
+    daemon.store.decide_approval(first.id, approver="ci", approve=True, reason="checked")
     with BackgroundServer(daemon.app) as server:
         yield Running(daemon=daemon, server=server, tokens=tokens)
     daemon.close()

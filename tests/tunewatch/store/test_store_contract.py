@@ -174,7 +174,14 @@ def test_a_version_can_be_registered_retired_in_one_step(model_store: Store) -> 
     entry = model_store.audit_log(limit=1)[0]
     assert (entry.action, entry.target) == ("register_version", "m/v1")
     assert entry.details["stage"] == "retired"
-    assert model_store.promote("m", 1, actor="bob", reason="later")[0].stage == "champion"
+    # a regulated model's version is promoted through an approval, a retired one too
+    request = model_store.request_approval(
+        "m", 1, requested_by="bob", reason="later", rules=["regulated model"]
+    )
+    _, promoted = model_store.decide_approval(
+        request.id, approver="carol", approve=True, reason="checked"
+    )
+    assert promoted is not None and promoted[0].stage == "champion"
     with pytest.raises(ValueError, match="shadow, champion, retired; got 'rolled_back'"):
         _register(model_store, stage="rolled_back")
 

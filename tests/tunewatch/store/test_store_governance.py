@@ -193,3 +193,22 @@ def test_a_model_whose_regulation_cannot_be_audited_stays_as_it_was(model_store:
     with pytest.raises(StoreError):
         model_store.regulate_model("m", actor="tunewatch", reason="the config regulates it")
     assert model_store.get_model("m").regulated is False
+
+
+def test_a_regulated_model_is_promoted_only_by_an_approval(versions: Store) -> None:
+    """The flag is read under the model's lock: a caller that found the model
+    unregulated before it was regulated (and so asked no approver) is refused."""
+    versions.regulate_model("m", actor="bob", reason="regulated meanwhile")
+    with pytest.raises(ConflictError) as info:
+        versions.promote("m", 2, actor="alice", reason="it won")
+    assert info.value.code == "approval_required" and "'m' is regulated" in info.value.message
+    assert versions.champion("m").version == 1  # type: ignore[union-attr]
+    assert versions.audit_log(limit=10, action="promote") == []
+    request = versions.request_approval(
+        "m", 2, requested_by="alice", reason="it won", rules=["regulated model"]
+    )
+    decided, promoted = versions.decide_approval(
+        request.id, approver="carol", approve=True, reason="checked"
+    )
+    assert decided.status == "approved" and promoted is not None
+    assert versions.champion("m").version == 2  # type: ignore[union-attr]

@@ -1,0 +1,75 @@
+"""Promotion gates on a real store (SQLite and PostgreSQL): what a promotion decided on
+one reading of the model does when the model changes before it lands."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tunewatch import _governance as governance
+from tunewatch._config import Config, build_config
+from tunewatch.store import ModelRow, Store, VersionRow
+
+CONFIG = build_config({}, source="<test>")
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """Model ``m``, unregulated: v1 champion, v2 shadow."""
+    s = Store.open(store_url)
+    s.ensure_model(name="m", task="binary", feature_names=["a", "b"])
+    for i, stage in enumerate(("champion", "shadow"), start=1):
+        s.add_version(
+            model="m",
+            artefact_sha256=f"{i:064d}",
+            hyperparameters={},
+            size_bytes=10,
+            actor="ci",
+            stage=stage,  # type: ignore[arg-type]
+        )
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize(
+    "expected_champion", [None, 1], ids=["promoted_by_hand", "promoted_by_the_comparison_loop"]
+)
+def test_a_model_regulated_while_its_promotion_is_decided_waits_for_an_approver(
+    store: Store, monkeypatch: pytest.MonkeyPatch, expected_champion: int | None
+) -> None:
+    """The rules were read outside the store's transaction and the store never read the
+    flag again: a model regulated in between (a registration with `regulated: true`, a
+    replica starting with a config that regulates it) was promoted with no approver. The
+    comparison loop promotes through the same call, with the champion it compared."""
+    rules = governance.promotion_rules
+
+    def regulated_meanwhile(model: ModelRow, version: VersionRow, config: Config) -> list[str]:
+        found = rules(model, version, config)
+        store.regulate_model("m", actor="bob", reason="a replica's config regulates it")
+        return found
+
+    monkeypatch.setattr(governance, "promotion_rules", regulated_meanwhile)
+    outcome = governance.promote(
+        store,
+        CONFIG,
+        "m",
+        2,
+        actor="alice",
+        reason="it won",
+        expected_champion=expected_champion,
+    )
+    assert outcome.status == "pending_approval" and outcome.champion is None
+    assert outcome.approval is not None
+    assert (outcome.approval.requested_by, outcome.approval.reason) == ("alice", "it won")
+    assert outcome.approval.rules == ("regulated model",)
+    assert store.champion("m").version == 1  # type: ignore[union-attr]
+    assert store.audit_log(limit=10, action="promote") == []
+    decided, promoted = store.decide_approval(
+        outcome.approval.id, approver="carol", approve=True, reason="checked"
+    )
+    assert decided.status == "approved" and promoted is not None
+    assert store.champion("m").version == 2  # type: ignore[union-attr]
+    assert store.verify_audit() is None
