@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 from collections.abc import Mapping
 from datetime import datetime
@@ -29,10 +28,9 @@ from tunewatch.api import AppContext, create_asgi
 from tunewatch.api._front import InferenceFront
 from tunewatch.comparison import ComparisonRunner
 from tunewatch.store import Store
+from tunewatch.store._governance import BOOTSTRAP_NAME, BOOTSTRAP_TOKEN_NAME
 
 logger = logging.getLogger(__name__)
-
-BOOTSTRAP_TOKEN_NAME = "bootstrap-admin"
 
 
 def open_store(config: Config) -> Store:
@@ -43,7 +41,8 @@ def ensure_bootstrap_token(store: Store, env: Mapping[str, str]) -> None:
     """Store the admin token named by ``TUNEWATCH_ADMIN_TOKEN`` unless it is stored already.
 
     Changing the variable rotates the token: every earlier bootstrap token is revoked
-    (``bootstrap-admin``, ``bootstrap-admin-2`` …). A revoked token is refused rather than
+    (``bootstrap-admin``, ``bootstrap-admin-2`` …), all names of one person to the rule that
+    a requester may not decide their own approval. A revoked token is refused rather than
     brought back to life. Replicas starting together may race through this: a revocation
     or the new token a racing replica stored first counts as done.
     """
@@ -64,7 +63,7 @@ def ensure_bootstrap_token(store: Store, env: Mapping[str, str]) -> None:
         )
     names = {t.name for t in tokens}
     for t in tokens:
-        if t.revoked_at is None and _BOOTSTRAP_NAME.fullmatch(t.name):
+        if t.revoked_at is None and BOOTSTRAP_NAME.fullmatch(t.name):
             try:
                 store.revoke_token(
                     t.name, actor="system", details={"reason": f"{ENV_ADMIN_TOKEN} changed"}
@@ -90,9 +89,6 @@ def ensure_bootstrap_token(store: Store, env: Mapping[str, str]) -> None:
         if store.token_by_hash(digest) is not None:
             return  # a replica starting with us stored it first (and audited that)
         raise
-
-
-_BOOTSTRAP_NAME = re.compile(re.escape(BOOTSTRAP_TOKEN_NAME) + r"(-[0-9]+)?")
 
 
 class Daemon:

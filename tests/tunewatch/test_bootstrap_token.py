@@ -9,7 +9,7 @@ import pytest
 from tests.tunewatch.conftest import break_audit_appends
 from tunewatch._auth import hash_token
 from tunewatch._daemon import ensure_bootstrap_token
-from tunewatch._errors import ConfigError, StoreError
+from tunewatch._errors import ConfigError, ConflictError, StoreError
 from tunewatch.store import Store, TokenRow
 
 
@@ -115,3 +115,25 @@ def test_a_rotation_whose_audit_append_fails_revokes_nothing(store_url: str) -> 
             ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": "b" * 32})
         assert _active(store) == {hash_token("a" * 32)}
         assert [t.name for t in store.list_tokens()] == ["bootstrap-admin"]
+
+
+def test_the_admin_cannot_approve_their_own_request_after_rotating_the_token(
+    store: Store,
+) -> None:
+    store.ensure_model(name="m", task="binary", feature_names=["a"], regulated=True)
+    store.add_version(
+        model="m", artefact_sha256="1" * 64, hyperparameters={}, size_bytes=1, actor="ci"
+    )
+    ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": "a" * 32})
+    first = store.token_by_hash(hash_token("a" * 32))
+    assert first is not None
+    request = store.request_approval(
+        "m", 1, requested_by=first.name, reason="please", rules=["regulated model"]
+    )
+    ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": "b" * 32})
+    second = store.token_by_hash(hash_token("b" * 32))
+    assert second is not None and second.name != first.name
+    with pytest.raises(ConflictError) as info:
+        store.decide_approval(request.id, approver=second.name, approve=True, reason="lgtm")
+    assert info.value.code == "same_person"
+    assert store.champion("m") is None

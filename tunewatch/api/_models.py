@@ -211,6 +211,7 @@ def promotion_json(new: VersionRow | None, previous: VersionRow | None) -> dict[
 def approval_json(a: ApprovalRow) -> dict[str, Any]:
     out = asdict(a)
     out["rules"] = list(a.rules)
+    out["co_requesters"] = list(a.co_requesters)
     for key in ("created_at", "decided_at"):
         out[key] = out[key].isoformat() if out.get(key) else None
     return out

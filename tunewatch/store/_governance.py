@@ -2,10 +2,16 @@
 
 Each function runs inside the caller's transaction and writes its audit entry and event
 in that same transaction, so a decision and its record land together or not at all.
+
+Who asked for an approval is read from the audit log: its requester, and each other person
+whose request found it pending (their ``request_approval`` entries name it). None of them
+may decide it. The bootstrap admin is one person under every name a rotation of its token
+gives it (``bootstrap-admin``, ``bootstrap-admin-2`` …).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,12 +30,18 @@ from ._registry_rows import (
     get_version,
     promote,
 )
-from ._schema import approvals, events
+from ._schema import approvals, audit_entries, events
 from ._types import VersionRow, utcnow
 
 #: ``approvals.reason`` and ``approvals.decision_reason`` are VARCHAR(2000) (PostgreSQL
 #: enforces it); the API accepts reasons up to this length.
 MAX_REASON_LENGTH = 2000
+
+#: The admin token the daemon stores from ``TUNEWATCH_ADMIN_TOKEN``; changing the variable
+#: stores the new one as ``bootstrap-admin-2``, ``-3`` … (``BOOTSTRAP_NAME`` matches them
+#: all): one person, whoever holds the variable, under every one of those names.
+BOOTSTRAP_TOKEN_NAME = "bootstrap-admin"
+BOOTSTRAP_NAME = re.compile(re.escape(BOOTSTRAP_TOKEN_NAME) + r"(-[0-9]+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +58,14 @@ class ApprovalRow:
     created_at: datetime
     decided_at: datetime | None
     champion_version: int | None = None  # the champion when it was requested
+    #: others who asked for it while it was pending, in order (from the audit log)
+    co_requesters: tuple[str, ...] = ()
+
+
+def person(actor: str) -> str:
+    """Who ``actor`` is to the same-person rule: the bootstrap admin is one person under
+    each of its token's names; any other name is its own person."""
+    return BOOTSTRAP_TOKEN_NAME if BOOTSTRAP_NAME.fullmatch(actor) else actor
 
 
 def request_approval(
@@ -59,8 +79,10 @@ def request_approval(
     expected_champion: int | None = None,
 ) -> ApprovalRow:
     """Record a promotion waiting for an approver; one pending request per version and
-    champion. A pending request made against another champion (whose approval would be
-    refused, ``champion_changed``) is closed as superseded, audited, and a new one opened."""
+    champion. Another person asking for it is audited and recorded as one of its
+    requesters (none of whom may decide it), and gets the pending request back. A pending
+    request made against another champion (whose approval would be refused,
+    ``champion_changed``) is closed as superseded, audited, and a new one opened."""
     _lock_model(conn, model)
     check_champion(conn, model, expected_champion)
     target = get_version(conn, model, version)
@@ -79,7 +101,11 @@ def request_approval(
         )
     ).first()
     if pending is not None and pending.champion_version == current_version:
-        return _approval(pending)
+        found = _approval(conn, pending)
+        if person(requested_by) not in _requesters(found):
+            _record_request(conn, found.id, model, version, requested_by, reason, rules)
+            return get_approval(conn, found.id)
+        return found
     now = utcnow()
     approval_id = conn.execute(
         approvals.insert()
@@ -96,7 +122,23 @@ def request_approval(
         .returning(approvals.c.id)
     ).scalar_one()
     if pending is not None:
-        _supersede(conn, _approval(pending), approval_id, current_version, actor=requested_by)
+        stale = _approval(conn, pending)
+        _supersede(conn, stale, approval_id, current_version, actor=requested_by)
+    _record_request(conn, approval_id, model, version, requested_by, reason, rules)
+    return get_approval(conn, approval_id)
+
+
+def _record_request(
+    conn: Connection,
+    approval_id: int,
+    model: str,
+    version: int,
+    requested_by: str,
+    reason: str,
+    rules: Sequence[str],
+) -> None:
+    """Audit ``requested_by`` asking for approval ``approval_id``, which makes them one of
+    its requesters, and add the event."""
     details = {"approval": approval_id, "version": version, "rules": list(rules), "reason": reason}
     append_audit_in(
         conn,
@@ -106,7 +148,10 @@ def request_approval(
         details=details,
     )
     add_event_in(conn, model=model, type="approval_requested", payload=details)
-    return get_approval(conn, approval_id)
+
+
+def _requesters(approval: ApprovalRow) -> set[str]:
+    return {person(name) for name in (approval.requested_by, *approval.co_requesters)}
 
 
 def _supersede(
@@ -150,9 +195,12 @@ def decide_approval(
         raise ConflictError(
             f"approval {approval_id} is already {current.status}", code="already_decided"
         )
-    if approver == current.requested_by:
+    if person(approver) in _requesters(current):
+        asked = ", ".join(repr(name) for name in (current.requested_by, *current.co_requesters))
         raise ConflictError(
-            f"approval {approval_id} was requested by {approver!r}; another person must decide it",
+            f"approval {approval_id} was requested by {asked}; {approver!r} is one of them "
+            "(the bootstrap admin under any of its token's names): another person must "
+            "decide it",
             code="same_person",
         )
     status = "approved" if approve else "rejected"
@@ -212,7 +260,7 @@ def get_approval(conn: Connection, approval_id: int) -> ApprovalRow:
     row = conn.execute(select(approvals).where(approvals.c.id == approval_id)).first()
     if row is None:
         raise NotFoundError(f"approval {approval_id} does not exist", code="approval_not_found")
-    return _approval(row)
+    return _approval(conn, row)
 
 
 def list_approvals(
@@ -223,7 +271,7 @@ def list_approvals(
         stmt = stmt.where(approvals.c.model == model)
     if status is not None:
         stmt = stmt.where(approvals.c.status == status)
-    return [_approval(r) for r in conn.execute(stmt.order_by(approvals.c.id.desc()).limit(limit))]
+    return _approvals(conn, conn.execute(stmt.order_by(approvals.c.id.desc()).limit(limit)).all())
 
 
 def rollback(
@@ -284,7 +332,36 @@ def _replaced_by(conn: Connection, model: str, version: int) -> int | None:
     return None
 
 
-def _approval(row: Row[Any]) -> ApprovalRow:
+def _approval(conn: Connection, row: Row[Any]) -> ApprovalRow:
+    [approval] = _approvals(conn, [row])
+    return approval
+
+
+def _approvals(conn: Connection, rows: Sequence[Row[Any]]) -> list[ApprovalRow]:
+    """The rows, each with its co-requesters: the actors of the ``request_approval`` audit
+    entries naming it, other than its requester (one query for all the rows)."""
+    asked: dict[int, list[str]] = {}
+    targets = sorted({f"{row.model}/v{row.version}" for row in rows})
+    if targets:
+        entries = conn.execute(
+            select(audit_entries.c.actor, audit_entries.c.details)
+            .where(
+                audit_entries.c.action == "request_approval",
+                audit_entries.c.target.in_(targets),
+            )
+            .order_by(audit_entries.c.id)
+        )
+        for actor, details in entries:
+            approval = details.get("approval") if isinstance(details, dict) else None
+            if isinstance(approval, int) and actor not in asked.setdefault(approval, []):
+                asked[approval].append(actor)
+    return [
+        _row(row, tuple(a for a in asked.get(int(row.id), ()) if a != row.requested_by))
+        for row in rows
+    ]
+
+
+def _row(row: Row[Any], co_requesters: tuple[str, ...]) -> ApprovalRow:
     return ApprovalRow(
         id=int(row.id),
         model=row.model,
@@ -298,4 +375,5 @@ def _approval(row: Row[Any]) -> ApprovalRow:
         created_at=row.created_at,
         decided_at=row.decided_at,
         champion_version=row.champion_version,
+        co_requesters=co_requesters,
     )

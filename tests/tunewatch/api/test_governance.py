@@ -159,6 +159,30 @@ def test_the_requester_cannot_approve_a_regulated_promotion(gov: Running) -> Non
     assert _infer_version(gov, "loans") == "1"
 
 
+def test_a_second_requester_is_audited_and_cannot_approve_the_merged_request(
+    gov: Running,
+) -> None:
+    """Bob's promotion request got Alice's pending approval back (202) with no audit entry
+    and his reason dropped; as Alice had asked, he could then approve it himself."""
+    alice = _post(gov, "/v1/models/loans/versions/2/promote", "operator", reason="alice's")
+    bob = _post(gov, "/v1/models/loans/versions/2/promote", "admin", reason="bob's")
+    assert alice.status_code == bob.status_code == 202, bob.text
+    approval = bob.json()["approval"]
+    assert approval["id"] == alice.json()["approval"]["id"]
+    assert (approval["requested_by"], approval["co_requesters"]) == (
+        "test-operator",
+        ["test-admin"],
+    )
+    [entry] = gov.daemon.store.audit_log(limit=10, actor="test-admin", action="request_approval")
+    assert entry.details["reason"] == "bob's" and entry.details["approval"] == approval["id"]
+    same = _post(gov, f"/v1/approvals/{approval['id']}/approve", "admin", reason="lgtm")
+    assert same.status_code == 409 and same.json()["code"] == "same_person"
+    assert _infer_version(gov, "loans") == "1"
+    ok = _post(gov, f"/v1/approvals/{approval['id']}/approve", "approver", reason="checked")
+    assert ok.status_code == 200, ok.text
+    assert _infer_version(gov, "loans") == "2"
+
+
 def test_rollback_restores_the_previous_champion_and_then_refuses(gov: Running) -> None:
     assert (
         _post(

@@ -212,3 +212,66 @@ def test_a_regulated_model_is_promoted_only_by_an_approval(versions: Store) -> N
     )
     assert decided.status == "approved" and promoted is not None
     assert versions.champion("m").version == 2  # type: ignore[union-attr]
+
+
+def test_a_second_person_asking_for_a_pending_promotion_is_audited_and_cannot_decide_it(
+    versions: Store,
+) -> None:
+    """Bob's request was merged into Alice's pending one with no trace: his reason was
+    dropped, nothing was audited, and he could then approve it, since Alice asked."""
+    alice = versions.request_approval(
+        "m", 2, requested_by="alice", reason="alice's evidence", rules=["regulated model"]
+    )
+    bob = versions.request_approval(
+        "m", 2, requested_by="bob", reason="bob's evidence", rules=["regulated model"]
+    )
+    assert bob.id == alice.id and bob.requested_by == "alice"
+    assert bob.co_requesters == ("bob",) and alice.co_requesters == ()
+    [entry] = versions.audit_log(limit=10, actor="bob")
+    assert (entry.action, entry.target) == ("request_approval", "m/v2")
+    assert entry.details == {
+        "approval": alice.id,
+        "version": 2,
+        "rules": ["regulated model"],
+        "reason": "bob's evidence",
+    }
+    [event, _] = versions.list_events(model="m", type="approval_requested")
+    assert event.payload == entry.details
+    # asking again adds nobody and audits nothing more, as for the requester
+    versions.request_approval("m", 2, requested_by="bob", reason="again", rules=[])
+    versions.request_approval("m", 2, requested_by="alice", reason="again", rules=[])
+    assert versions.get_approval(alice.id).co_requesters == ("bob",)
+    assert len(versions.audit_log(limit=10, action="request_approval")) == 2
+    for person in ("alice", "bob"):
+        with pytest.raises(ConflictError) as info:
+            versions.decide_approval(alice.id, approver=person, approve=True, reason="me")
+        assert info.value.code == "same_person" and repr(person) in info.value.message
+    [listed] = versions.list_approvals(model="m")
+    assert listed.co_requesters == ("bob",)
+    decided, promoted = versions.decide_approval(
+        alice.id, approver="carol", approve=True, reason="checked"
+    )
+    assert decided.status == "approved" and promoted is not None
+    assert versions.verify_audit() is None
+
+
+@pytest.mark.parametrize(
+    ("requester", "approver"),
+    [("bootstrap-admin", "bootstrap-admin-2"), ("bootstrap-admin-2", "bootstrap-admin-10")],
+    ids=["first_and_rotated", "two_rotations"],
+)
+def test_the_bootstrap_admin_under_a_rotated_name_is_the_same_person(
+    versions: Store, requester: str, approver: str
+) -> None:
+    """Rotating TUNEWATCH_ADMIN_TOKEN names the new token bootstrap-admin-2, -3 …; the
+    check compared names, so its holder approved their own request after a rotation."""
+    request = versions.request_approval(
+        "m", 2, requested_by=requester, reason="x", rules=["regulated model"]
+    )
+    with pytest.raises(ConflictError) as info:
+        versions.decide_approval(request.id, approver=approver, approve=True, reason="me")
+    assert info.value.code == "same_person"
+    decided, _ = versions.decide_approval(
+        request.id, approver="bootstrap-admin-ci", approve=False, reason="another token"
+    )
+    assert decided.status == "rejected"
