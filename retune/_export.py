@@ -1,9 +1,12 @@
 """Export of fitted scikit-learn estimators to ONNX, with a parity gate.
 
 The only module of :mod:`retune` importing skl2onnx. Models are exported for the
-serving scope of :mod:`shadow`: one float32 input ``[None, n_features]``; classifiers
-(or Pipelines ending in one) without ZipMap, so they output ``label`` and a plain
-``probabilities`` tensor; regressors output ``variable`` ``[N, 1]``.
+serving scope of :mod:`shadow`: one input ``[None, n_features]`` (float32 unless told
+otherwise); classifiers (or Pipelines ending in one) without ZipMap, so they output
+``label`` and a plain ``probabilities`` tensor; regressors output ``variable`` ``[N, 1]``.
+An export that replaces a served version takes that version's :class:`~shadow.Signature`
+as ``like``: its input name and type, and its output names where the outputs match, so
+that a client's request valid for the one is valid for the other.
 
 float32 thresholds can flip tree paths, so an export is only trusted after
 :func:`check_parity` has compared it with the estimator on held-out rows, scoring the
@@ -13,10 +16,12 @@ ONNX side with :class:`shadow.OnnxModel` — the same loader that serves.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from onnx import TensorProto
+import onnx
+from onnx import TensorProto, helper
 from skl2onnx import convert_sklearn, update_registered_converter
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.base import is_classifier
@@ -24,7 +29,7 @@ from sklearn.pipeline import Pipeline
 
 from retune._errors import ExportError, ParityError
 from retune.space._transformers import MissingIndicatorAppender, SparseColumnDropper
-from shadow import InvalidInputError, OnnxModel, ShadowError
+from shadow import InvalidInputError, OnnxModel, ShadowError, Signature
 
 
 def _dropper_shape(operator: Any) -> None:
@@ -97,14 +102,28 @@ def to_onnx(
     name: str = "model",
     target_opset: int | None = None,
     input_name: str = "input",
+    like: Signature | None = None,
 ) -> bytes:
     """Convert a fitted estimator to ONNX bytes with input ``input: float32[None, n_features]``.
+
+    With ``like`` (the signature of the version the export may replace) the input takes
+    its name and element type instead: the trees and coefficients stay float32, a
+    ``Cast`` to float32 first in the graph reads the input of any other numeric type
+    (float64, say); and the outputs take its names, in order, where the graph has as
+    many outputs of the same element types and ranks (otherwise the converter's names
+    stay). ``like``'s width must be ``n_features``.
 
     Raises :class:`ExportError` (from the converter's own exception) when skl2onnx
     cannot convert it.
     """
     if n_features < 1:
         raise ValueError(f"`n_features` must be >= 1, got {n_features}")
+    if like is not None:
+        if like.n_features != n_features:
+            raise ValueError(
+                f"`like` takes {like.n_features} features but `n_features` is {n_features}"
+            )
+        input_name = like.input.name
     options: dict[int, dict[str, Any]] | None = None
     classifier = _classifier_step(estimator)
     if classifier is not None:
@@ -121,8 +140,63 @@ def to_onnx(
         raise ExportError(
             f"skl2onnx could not convert {type(estimator).__name__}: {type(exc).__name__}: {exc}"
         ) from exc
+    if like is not None:
+        _cast_input(proto.graph, helper.np_dtype_to_tensor_dtype(like.input.dtype))
+        _rename_outputs(proto.graph, like)
     data: bytes = proto.SerializeToString()
     return data
+
+
+def _value_names(graph: onnx.GraphProto) -> set[str]:
+    names = {v.name for v in graph.input} | {v.name for v in graph.output}
+    names |= {t.name for t in graph.initializer}
+    for node in graph.node:
+        names.update(node.input)
+        names.update(node.output)
+    return names
+
+
+def _cast_input(graph: onnx.GraphProto, elem_type: int) -> None:
+    """Make the graph's float32 input one of ``elem_type``, cast to float32 first."""
+    if elem_type == TensorProto.FLOAT:
+        return
+    source = graph.input[0]
+    taken = _value_names(graph)
+    cast = f"{source.name}_float32"
+    while cast in taken:
+        cast += "_"
+    for node in graph.node:
+        for i, value in enumerate(node.input):
+            if value == source.name:
+                node.input[i] = cast
+    node = helper.make_node("Cast", [source.name], [cast], to=TensorProto.FLOAT, name=cast)
+    graph.node.insert(0, node)
+    source.type.tensor_type.elem_type = elem_type
+
+
+def _rename_outputs(graph: onnx.GraphProto, like: Signature) -> None:
+    """Give the graph's outputs ``like``'s names, in order, where they match one for one
+    (element type and rank) and no other value of the graph has one of those names."""
+    outputs = list(graph.output)
+    wanted: Sequence[Any] = like.outputs
+    if len(outputs) != len(wanted):
+        return
+    for out, spec in zip(outputs, wanted, strict=True):
+        kind = out.type.tensor_type
+        if kind.elem_type != helper.np_dtype_to_tensor_dtype(spec.dtype):
+            return
+        if len(kind.shape.dim) != spec.rank:
+            return
+    renames = {o.name: s.name for o, s in zip(outputs, wanted, strict=True) if o.name != s.name}
+    if not renames or (set(renames.values()) & (_value_names(graph) - set(renames))):
+        return
+    for node in graph.node:
+        for i, value in enumerate(node.output):
+            node.output[i] = renames.get(value, value)
+        for i, value in enumerate(node.input):
+            node.input[i] = renames.get(value, value)
+    for out in graph.output:
+        out.name = renames.get(out.name, out.name)
 
 
 def _reference(estimator: Any, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:

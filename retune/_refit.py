@@ -13,6 +13,7 @@ from sklearn.pipeline import Pipeline
 from retune._errors import ExportError
 from retune._export import check_parity, to_onnx
 from retune.space import fit_pipeline, is_regression
+from shadow import Signature
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,6 +37,7 @@ def refit_and_export(
     seed: int = 0,
     name: str = "model",
     n_classes: int | None = None,
+    like: Signature | None = None,
 ) -> ExportedModel:
     """Fit ``best_params`` on all of ``(x, y)``, export to ONNX and check parity.
 
@@ -46,6 +48,10 @@ def refit_and_export(
     ``tolerance``, :class:`~retune.ExportError` when conversion fails or when a
     classifier would not answer one column per class ``0 .. n_classes - 1`` (by default
     as many as it saw): a class missing from the window would shift the columns after it.
+
+    ``like`` is the signature of the version the export may replace: the export takes
+    its input name and type, and its output names where the outputs match
+    (:func:`~retune.to_onnx`); parity is checked through that input.
     """
     if not 0 < holdout_fraction < 1:
         raise ValueError(f"`holdout_fraction` must be in (0, 1), got {holdout_fraction}")
@@ -58,7 +64,7 @@ def refit_and_export(
     _, x_holdout = train_test_split(
         x, test_size=holdout_fraction, random_state=seed, stratify=stratify
     )
-    onnx_bytes = to_onnx(pipeline, x.shape[1], name=name)
+    onnx_bytes = to_onnx(pipeline, x.shape[1], name=name, like=like)
     parity = check_parity(onnx_bytes, pipeline, np.asarray(x_holdout), tolerance=tolerance)
     return ExportedModel(
         onnx=onnx_bytes,

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from shadow import CandidateInfo, CandidateRejectedError, inspect_candidate
+from shadow import CandidateInfo, CandidateRejectedError, OnnxModel, TensorSpec, inspect_candidate
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._errors import ConflictError, NotFoundError, TunewatchError
 from tunewatch.store import ModelRow, Store, VersionRow, canonical_json, check_version_text
@@ -472,7 +472,27 @@ class Registry:
                 f"{len(metadata.feature_names)} `feature_names` were given",
                 code="feature_count_mismatch",
             )
+        if existing is not None:
+            self._check_input(model, inspected.signature.input)
         return _Checked(info=inspected, existing=existing, regulated=regulated)
+
+    def _check_input(self, model: str, candidate: TensorSpec) -> None:
+        """A version takes the input its model's champion takes, by name and width:
+        promoted, it must read the requests the champion's clients send (a request names
+        its input). Its element type may differ: rows read against the champion's
+        signature are cast to a shadow's or a split arm's type."""
+        champion = self._store.champion(model)
+        if champion is None:
+            return
+        served = OnnxModel.from_bytes(self._artefacts.get(champion.artefact_sha256))
+        expected = served.signature.input
+        if (candidate.name, candidate.shape[1:]) != (expected.name, expected.shape[1:]):
+            raise ConflictError(
+                f"the champion of model {model!r} (version {champion.version}) takes input "
+                f"{_describe(expected)}; a version must take an input of the same name and "
+                f"width, got {_describe(candidate)}",
+                code="signature_mismatch",
+            )
 
     def check_fit(
         self, model: str, metadata: VersionMetadata, *, regulated: bool | None = None
@@ -544,6 +564,11 @@ class Registry:
             return self._store.get_model(model)
         except NotFoundError:
             return None
+
+
+def _describe(spec: TensorSpec) -> str:
+    """``name: dtype[shape]``, as a message shows an input."""
+    return f"{spec.name}: {spec.dtype.name}[{', '.join(str(d) for d in spec.shape)}]"
 
 
 def check_caller_study(model: str, study: str | None) -> None:

@@ -205,14 +205,21 @@ class TuningJobRunner:
             return self.store.get_version(model.name, version)
         return self.store.champion(model.name)
 
-    def _classes(self, model: ModelRow, parent: VersionRow | None, x: np.ndarray) -> int | None:
+    def _served(self, model: ModelRow, parent: VersionRow | None) -> OnnxModel | None:
+        """The version whose serving contract the challenger takes: the parent, else the
+        current champion (a job queued with none), else none."""
+        version = parent if parent is not None else self.store.champion(model.name)
+        if version is None:
+            return None
+        return OnnxModel.from_bytes(self.artefacts.get(version.artefact_sha256))
+
+    def _classes(self, model: ModelRow, served: OnnxModel | None, x: np.ndarray) -> int | None:
         """How many classes a multiclass challenger must answer: as many as the version it
         would replace (a window missing a class must not export fewer columns)."""
-        if model.task != "multiclass" or parent is None:
+        if model.task != "multiclass" or served is None:
             return None
-        session = OnnxModel.from_bytes(self.artefacts.get(parent.artefact_sha256))
-        probe = np.ascontiguousarray(np.nan_to_num(x[:1]), dtype=session.signature.input.dtype)
-        return int(session.primary(session.run(probe)).shape[1])
+        probe = np.ascontiguousarray(np.nan_to_num(x[:1]), dtype=served.signature.input.dtype)
+        return int(served.primary(served.run(probe)).shape[1])
 
     def _plan(self, model: ModelRow, cfg: ModelConfig, space: Any) -> WarmStartPlan | None:
         kind = cfg.tuning.warm_start
@@ -318,6 +325,7 @@ class TuningJobRunner:
             },
         )
         champion = self._parent(model, job)
+        served = self._served(model, champion)
         exported = refit_and_export(
             dict(result.best_params),
             x,
@@ -325,11 +333,13 @@ class TuningJobRunner:
             tolerance=tj.parity_tolerance,
             seed=tj.seed,
             name=f"{model.name}-job{job.id}",
-            n_classes=self._classes(model, champion, x),
+            n_classes=self._classes(model, served, x),
+            # a request valid for the version it would replace is valid for it
+            like=None if served is None else served.signature,
         )
         session = OnnxModel.from_bytes(exported.onnx)
         latencies = []
-        for row in x[:200]:
+        for row in x[:200].astype(session.signature.input.dtype):
             started = time.perf_counter()
             session.run(row.reshape(1, -1))
             latencies.append(time.perf_counter() - started)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import onnx
@@ -10,7 +11,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 
 from retune import ExportError, ParityError, RetuneError, check_parity, to_onnx
-from shadow import OnnxModel
+from shadow import OnnxModel, Signature, TensorSpec
 
 N_FEATURES = 5
 
@@ -115,3 +116,41 @@ def test_parity_raises_when_holdout_does_not_fit_the_model(fitted: Fitted) -> No
     onnx_bytes = to_onnx(fitted.logistic, N_FEATURES)
     with pytest.raises(ParityError, match="refused the holdout"):
         check_parity(onnx_bytes, fitted.logistic, fitted.x_holdout[:, :3])
+
+
+def _signature(input_name: str, dtype: type, outputs: tuple[str, str]) -> Signature:
+    return Signature(
+        input=TensorSpec(name=input_name, dtype=np.dtype(dtype), shape=(None, N_FEATURES)),
+        outputs=(
+            TensorSpec(name=outputs[0], dtype=np.dtype(np.int64), shape=(None,)),
+            TensorSpec(name=outputs[1], dtype=np.dtype(np.float32), shape=(None, 2)),
+        ),
+        primary_output=outputs[1],
+    )
+
+
+def test_an_export_like_a_float64_signature_takes_its_input_and_output_names(
+    fitted: Fitted,
+) -> None:
+    like = _signature("float_input", np.float64, ("output_label", "output_probability"))
+    onnx_bytes = to_onnx(fitted.logistic, N_FEATURES, like=like)
+    sig = OnnxModel.from_bytes(onnx_bytes).signature
+    assert (sig.input.name, sig.input.dtype) == ("float_input", np.dtype(np.float64))
+    assert sig.output_names == ("output_label", "output_probability")
+    assert sig.primary_output == "output_probability"
+    # the float64 input is cast to the float32 model: parity holds through it
+    assert check_parity(onnx_bytes, fitted.logistic, fitted.x_holdout) <= 1e-4
+
+
+def test_an_export_like_a_signature_with_other_outputs_keeps_the_converter_s_names(
+    fitted: Fitted,
+) -> None:
+    like = dataclasses.replace(
+        _signature("x", np.float32, ("label", "probabilities")),
+        outputs=(TensorSpec(name="score", dtype=np.dtype(np.float32), shape=(None, 1)),),
+        primary_output="score",
+    )
+    sig = OnnxModel.from_bytes(to_onnx(fitted.regression, N_FEATURES, like=like)).signature
+    assert sig.input.name == "x" and sig.output_names == ("score",)
+    sig = OnnxModel.from_bytes(to_onnx(fitted.logistic, N_FEATURES, like=like)).signature
+    assert sig.input.name == "x" and sig.output_names == ("label", "probabilities")

@@ -11,8 +11,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sklearn.linear_model import LogisticRegression
 
 import tunewatch._registry as registry_module
+from retune import to_onnx
+from shadow import Signature, TensorSpec
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
@@ -23,7 +26,7 @@ from tunewatch._errors import (
     NotFoundError,
     TunewatchError,
 )
-from tunewatch._example import ExampleModel
+from tunewatch._example import ExampleModel, example_data
 from tunewatch._registry import MAX_METADATA_DEPTH, Reference, RegistrationError, Registry
 
 
@@ -507,3 +510,36 @@ def test_the_store_refuses_lone_surrogates_in_model_and_version_metadata(
                     details=value if field == "details" else None,
                 )
         assert store.list_versions("m") == []
+
+
+def test_a_version_whose_input_name_differs_from_the_champion_s_is_refused(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """Only the feature count was compared: a version whose input had another name
+    registered, and once promoted refused every request valid for the champion (a request
+    names its input). Another element type stays allowed, as the README says: rows read
+    against the champion's signature are cast to a shadow's type."""
+    daemon, _ = make_daemon(tmp_path / "data", trained)
+    try:
+        x, y = example_data(300, seed=0)
+        estimator = LogisticRegression().fit(x, y)
+
+        def exported(input_name: str, dtype: type) -> bytes:
+            spec = TensorSpec(name=input_name, dtype=np.dtype(dtype), shape=(None, 8))
+            return to_onnx(estimator, 8, like=Signature(input=spec, outputs=(), primary_output=""))
+
+        other = exported("float_input", np.float32)
+        with pytest.raises(ConflictError) as refused:
+            daemon.registry.check(MODEL, other, trained[0].metadata)
+        assert refused.value.code == "signature_mismatch"
+        assert "input: float32[None, 8]" in refused.value.message
+        assert "float_input: float32[None, 8]" in refused.value.message
+        with pytest.raises(ConflictError) as refused:
+            daemon.registry.register(MODEL, other, trained[0].metadata, actor="t")
+        assert refused.value.code == "signature_mismatch"
+        assert len(daemon.store.list_versions(MODEL)) == 2
+        as_float64 = exported("input", np.float64)
+        row = daemon.registry.register(MODEL, as_float64, trained[0].metadata, actor="t")
+        assert row.version == 3
+    finally:
+        daemon.close()

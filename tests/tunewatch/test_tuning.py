@@ -4,6 +4,7 @@ gate -> a shadow challenger; in-process, through the CLI, and in a worker proces
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -15,6 +16,9 @@ import numpy as np
 import optuna
 import pytest
 import yaml
+from skl2onnx import convert_sklearn
+from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+from sklearn.linear_model import LogisticRegression
 
 from monitor.objectives import make_objective
 from retune import study_progress, to_onnx
@@ -29,16 +33,18 @@ from retune.cv import (
 )
 from retune.space import fit_pipeline
 from retune.warmstart import WarmStartPlan
+from shadow import OnnxModel
 from tests.tunewatch.conftest import Clock, feed
 from tunewatch._cli import main
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._errors import ConfigError, TuningError
-from tunewatch._example import ExampleModel, example_data
+from tunewatch._example import ExampleModel, example_data, feature_names
 from tunewatch._launcher import STALE_HEARTBEATS, JobLauncher
 from tunewatch._registry import Reference, VersionMetadata
 from tunewatch._report import build_report
 from tunewatch._tuning import TuningJobRunner
+from tunewatch.api._oip import decode_infer_request
 from tunewatch.store import LabelItem, OutputRecord, RequestRecord, VersionRow
 
 MODEL = "credit"
@@ -1113,3 +1119,88 @@ def test_cv_settings_that_do_not_fit_together_are_config_errors(
     raw = {"models": [{"name": "m", "task": "binary", "tuning": tuning}]}
     with pytest.raises(ConfigError, match=re.escape(message)):
         build_config(raw, env={})
+
+
+def _write_traffic(d: Daemon, n: int = 300) -> None:
+    """Labelled single-row requests as the daemon records them (float32 rows), answered
+    by version 1."""
+    x, y = example_data(n, seed=3, shift=0.3)
+    at = datetime.now(UTC) - timedelta(hours=2)
+    requests = [
+        RequestRecord(
+            MODEL, f"r{i}", at + timedelta(seconds=i), "infer", 1, 8, x[i : i + 1].tobytes()
+        )
+        for i in range(n)
+    ]
+    outputs = [
+        OutputRecord(
+            MODEL,
+            f"r{i}",
+            1,
+            "champion",
+            1e-4,
+            1,
+            2,
+            np.full((1, 2), 0.5, np.float32).tobytes(),
+            created_at=at + timedelta(seconds=i),
+        )
+        for i in range(n)
+    ]
+    d.store.write_records(requests, outputs)
+    d.store.add_labels(MODEL, [LabelItem(f"r{i}", float(y[i])) for i in range(n)])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_tuned_version_takes_the_input_name_and_type_of_the_champion_it_replaces(
+    tmp_path: Path, dtype: str
+) -> None:
+    """The challenger was always exported with input `input: float32`: promoted over a
+    champion whose input is `float_input` (skl2onnx's own default) or float64, it refused
+    every request written against the champion (unknown_input, dtype_mismatch)."""
+    x, y = example_data(500, seed=0)
+    estimator = LogisticRegression().fit(x, y)
+    tensor = DoubleTensorType if dtype == "float64" else FloatTensorType
+    champion_onnx = convert_sklearn(
+        estimator,
+        initial_types=[("float_input", tensor([None, 8]))],
+        options={id(estimator): {"zipmap": False}},
+    ).SerializeToString()
+    d = Daemon(build_config(_config(tmp_path, max_trials=2), env={}), env={})
+    try:
+        d.registry.register(
+            MODEL,
+            champion_onnx,
+            VersionMetadata(task="binary", feature_names=feature_names(8)),
+            actor="test",
+            stage="champion",
+        )
+        _write_traffic(d)
+        outcome = d.dispatcher.handle(MODEL, "manual", {"reason": "test"})
+        assert outcome.job_id is not None
+        job = _runner(d).run(outcome.job_id)
+        assert job.status == "succeeded" and job.result is not None, job.error
+        champion, tuned = (
+            OnnxModel.from_bytes(d.artefacts.get(d.store.get_version(MODEL, v).artefact_sha256))
+            for v in (1, job.result["version"])
+        )
+        assert tuned.signature.input == champion.signature.input
+        assert tuned.signature.output_names == champion.signature.output_names
+        body = json.dumps(
+            {
+                "inputs": [
+                    {
+                        "name": "float_input",
+                        "shape": [1, 8],
+                        "datatype": "FP64" if dtype == "float64" else "FP32",
+                        "data": [0.1] * 8,
+                    }
+                ]
+            }
+        ).encode()
+        _, rows, _, _ = decode_infer_request(body, None, tuned.signature)
+        # decoded as the runtime does (rows cast to the model's type after validation)
+        scored = tuned.primary(tuned.run(rows.astype(tuned.signature.input.dtype)))
+        assert scored.shape == (1, 2)
+    finally:
+        d.close()
+
