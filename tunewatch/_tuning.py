@@ -198,12 +198,13 @@ class TuningJobRunner:
 
     def _parent(self, model: ModelRow, job: JobRow) -> VersionRow | None:
         """The champion the job was queued against (``spec.champion_version``), whose
-        reference rows it trains on and whose child it registers; the current one for
-        a job queued before jobs recorded it."""
-        version = job.spec.get("champion_version")
-        if isinstance(version, int):
-            return self.store.get_version(model.name, version)
-        return self.store.champion(model.name)
+        reference rows it trains on and whose child it registers: none for a job queued
+        while the model had none (``null``), the current one for a job queued before
+        jobs recorded it (no key)."""
+        if "champion_version" not in job.spec:
+            return self.store.champion(model.name)
+        version = job.spec["champion_version"]
+        return None if version is None else self.store.get_version(model.name, int(version))
 
     def _served(self, model: ModelRow, parent: VersionRow | None) -> OnnxModel | None:
         """The version whose serving contract the challenger takes: the parent, else the

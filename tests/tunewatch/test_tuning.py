@@ -1204,3 +1204,35 @@ def test_a_tuned_version_takes_the_input_name_and_type_of_the_champion_it_replac
     finally:
         d.close()
 
+
+def test_a_job_queued_without_a_champion_trains_on_no_champion_s_reference(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """A job queued while the model had no champion (`champion_version: null`) was taken
+    for one queued before jobs recorded it: it trained on the reference of whichever
+    champion a worker found, and registered as its child."""
+    d = Daemon(build_config(_config(tmp_path, max_trials=2), env={}), env={})
+    try:
+        first = trained[0]
+        v1 = d.registry.register(
+            MODEL, first.onnx, first.metadata, actor="t", stage="shadow", reference=first.reference
+        )
+        _write_traffic(d)
+        outcome = d.dispatcher.handle(MODEL, "manual", {"reason": "test"})
+        assert outcome.job_id is not None
+        job = d.store.get_job(outcome.job_id)
+        assert job.spec["champion_version"] is None
+        model = d.store.get_model(MODEL)
+        cfg = d.config.model_or_default(MODEL, model.task)
+        runner = _runner(d)
+        x, y, n_traffic = runner._training_window(model, cfg, job)
+        before = dataset_version(x, y)
+        d.store.promote(MODEL, v1.version, actor="t", reason="a champion, after the job")
+        assert dataset_version(*runner._training_window(model, cfg, job)[:2]) == before
+        done = runner.run(outcome.job_id)
+        assert done.status == "succeeded" and done.result is not None, done.error
+        version = d.store.get_version(MODEL, done.result["version"])
+        assert version.parent_version is None
+        assert version.details["rows"] == version.details["traffic_rows"] == n_traffic
+    finally:
+        d.close()
