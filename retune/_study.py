@@ -179,7 +179,7 @@ def run_study(
         handle.optimize(objective_fn, should_stop=should_stop)
     finally:
         record_run_end(handle, run_key, record, tracker)
-    return _result(handle, tracker, version, plan)
+    return _result(handle, tracker, version, plan, max_fold_spread=cv.max_fold_spread)
 
 
 def _takes_budget(trial: TrialRecord) -> bool:
@@ -230,6 +230,13 @@ def _cv_setup(cv: CVScheme, seed: int | None) -> dict[str, Any]:
     if seed is not None:
         settings["seed"] = seed
     return _as_json(settings)
+
+
+def _spread_within(attrs: Mapping[str, Any], max_fold_spread: float | None) -> bool:
+    """Whether a trial's recorded fold spread is within ``max_fold_spread`` (a trial that
+    recorded none, or no limit, is)."""
+    spread = attrs.get("fold_spread")
+    return max_fold_spread is None or spread is None or float(spread) <= max_fold_spread
 
 
 def _as_json(value: dict[str, Any]) -> dict[str, Any]:
@@ -363,15 +370,30 @@ def _run_trial(
 
 
 def _result(
-    handle: StudyHandle, tracker: BudgetTracker, version: str, plan: WarmStartPlan | None
+    handle: StudyHandle,
+    tracker: BudgetTracker,
+    version: str,
+    plan: WarmStartPlan | None,
+    *,
+    max_fold_spread: float | None,
 ) -> TuningResult:
+    """The study's outcome. The winner is the best complete trial whose fold spread is
+    within ``max_fold_spread``, the limit this run works under: a trial an earlier run
+    (or a joining worker) completed without that limit is vetoed here, counted in
+    ``n_vetoed``, rather than chosen. (The limit is not pinned with the CV: it changes
+    which trials may win, not what their losses mean.)"""
     trials = handle.trials()
     outcomes = [t.user_attrs.get(OUTCOME) for t in trials]
     complete = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
-    if not complete:
+    within = [t for t in complete if _spread_within(t.user_attrs, max_fold_spread)]
+    n_over = len(complete) - len(within)  # completed before the limit applied
+    if not within:
+        over = f"; {n_over} completed over max_fold_spread {max_fold_spread}" if n_over else ""
         raise StudyError(
-            "no trial completed; see the trials' `error` attributes", study_name=handle.name
+            f"no trial completed{over}; see the trials' `error` attributes",
+            study_name=handle.name,
         )
+    complete = within
     best = min(complete, key=lambda t: (t.value, t.number))
     assert best.value is not None
     folds = tuple(float(s) for s in best.user_attrs.get("fold_scores", [best.value]))
@@ -381,7 +403,7 @@ def _result(
         best_value=best.value,
         n_trials=sum(o is not None for o in outcomes),
         n_pruned=outcomes.count("pruned"),
-        n_vetoed=outcomes.count("vetoed"),
+        n_vetoed=outcomes.count("vetoed") + n_over,
         n_cost_rejected=outcomes.count("cost_rejected"),
         n_failed=outcomes.count("error"),
         stopped_by=handle.stopped_by or "exhausted",

@@ -703,3 +703,24 @@ def test_only_a_schema_set_up_collision_is_retried() -> None:
     assert not _is_schema_setup_collision(error(OperationalError, "unable to open database file"))
     assert not _is_schema_setup_collision(FileExistsError("already exists"))
     assert not _is_schema_setup_collision(ValueError("table studies already exists"))
+
+
+def test_a_study_resumed_with_max_fold_spread_vetoes_an_earlier_winner_over_it(
+    tmp_path: Any,
+) -> None:
+    """The veto applied only to trials run under it: a study resumed (or joined) with
+    `max_fold_spread` set chose as winner a trial an earlier run completed without it,
+    its fold spread over the limit in force."""
+    first = _run(tmp_path, budget=Budget(max_trials=6))
+    trials = _trial_states(str(tmp_path / "journal.log")).values()
+    steadiest = min(t.user_attrs["fold_spread"] for t in trials if t.value is not None)
+    assert steadiest < first.fold_scores_of_best.spread  # the seeded study's winner is not
+    limit = (steadiest + first.fold_scores_of_best.spread) / 2
+    second = _run(
+        tmp_path,
+        cv=StratifiedKFoldCV(n_splits=2, max_fold_spread=limit),
+        budget=Budget(max_trials=8),
+    )
+    assert second.fold_scores_of_best.spread <= limit
+    assert second.best_value >= first.best_value
+    assert second.n_vetoed >= 1
