@@ -96,6 +96,9 @@ class TuningJobRunner:
     def run(self, job_id: int, *, on_progress: Any = None) -> JobRow:
         """Run (or join) job ``job_id`` to its end; the job row records the outcome."""
         job = self.store.claim_job(job_id, self.worker)
+        registered = self._registered(job)
+        if registered is not None:
+            return registered
         model = self.store.get_model(job.model)
         cfg = self.config.model_or_default(model.name, model.task)
         logger.info("job=%d model=%s: tuning starts on %s", job.id, model.name, self.worker)
@@ -141,10 +144,35 @@ class TuningJobRunner:
             raise
         # its version is registered: succeeded, even if the launcher failed the job as
         # stale meanwhile (as the launcher itself finishes a stale job whose version it sees)
-        row, _ = self._finish(
+        row, finished = self._finish(
             job, status="succeeded", result=result, replacing=("queued", "running", "failed")
         )
-        self.store.add_event(model=model.name, type="challenger_registered", payload=result)
+        if finished:  # not when the launcher finished (and announced) it first
+            self.store.add_event(model=model.name, type="challenger_registered", payload=result)
+        return row
+
+    def _registered(self, job: JobRow) -> JobRow | None:
+        """Finish a job whose study registered its version already, before any work: its
+        worker died between registering and finishing (killed after the launcher's stop
+        timeout, say, and the job queued again), and the study, registering once, would
+        tune again only to be refused. ``None`` when no version is registered."""
+        version = registered_version(self.store, job)
+        if version is None:
+            return None
+        result = {
+            **job_result(version),
+            "recovered": "the worker that registered it stopped; finished by the next worker",
+        }
+        row, finished = self._finish(job, status="succeeded", result=result)
+        if finished:
+            self.store.add_event(model=job.model, type="challenger_registered", payload=result)
+            logger.warning(
+                "job=%d model=%s: version %d of its study was registered by an earlier "
+                "worker that did not finish the job; finished",
+                job.id,
+                job.model,
+                version.version,
+            )
         return row
 
     def _finish(self, job: JobRow, **outcome: Any) -> tuple[JobRow, bool]:
@@ -409,6 +437,28 @@ class TuningJobRunner:
             "warm_start": plan.strategies if plan else [],
             "parent": details and (champion.version if champion else None),
         }
+
+
+def registered_version(store: Store, job: JobRow) -> VersionRow | None:
+    """The version job ``job``'s study registered (a study registers one), if any."""
+    study = f"{job.model}-job{job.id}"
+    return next((v for v in store.list_versions(job.model) if v.study == study), None)
+
+
+def job_result(version: VersionRow) -> dict[str, Any]:
+    """A succeeded job's result, read back from the version its study registered (for a
+    job whose worker registered it and stopped before finishing the job)."""
+    return {
+        "version": version.version,
+        "study": version.study,
+        "best_value": version.details.get("best_value"),
+        "n_trials": version.details.get("n_trials"),
+        "stopped_by": version.details.get("stopped_by"),
+        "parity_error": version.details.get("parity_error"),
+        "dataset_version": version.dataset_version,
+        "warm_start": (version.details.get("warm_start_plan") or {}).get("strategies", []),
+        "parent": version.parent_version,
+    }
 
 
 class _Interrupted(Exception):

@@ -304,12 +304,27 @@ def test_of_two_workers_on_one_job_only_the_first_to_finish_registers(
 ) -> None:
     """Workers join a running job's study (`tunewatch worker --job`, or `retune --run`
     racing the launcher); each then refitted and registered the same winner as another
-    shadow version. Here the other worker has registered and is finishing the job."""
+    shadow version. Here the other worker registers while this one tunes, and is
+    finishing the job. (A version registered before a worker starts finishes the job at
+    once: test_a_worker_finding_its_job_s_version_registered_finishes_the_job_without_tuning.)"""
     outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
     assert outcome.job_id is not None
     study = f"{MODEL}-job{outcome.job_id}"
-    other = _register_as_the_job(daemon, trained, outcome.job_id)
-    job = _runner(daemon).run(outcome.job_id)
+    runner = _runner(daemon)
+    registry = runner.registry
+    registered: list[VersionRow] = []
+
+    class OtherWorkerFirst:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(registry, name)
+
+        def register(self, *args: Any, **kwargs: Any) -> VersionRow:
+            registered.append(_register_as_the_job(daemon, trained, outcome.job_id))
+            return registry.register(*args, **kwargs)
+
+    runner.registry = OtherWorkerFirst()  # type: ignore[assignment]
+    job = runner.run(outcome.job_id)
+    [other] = registered
     assert [v.version for v in daemon.store.list_versions(MODEL) if v.study == study] == [
         other.version
     ]
@@ -1236,3 +1251,55 @@ def test_a_job_queued_without_a_champion_trains_on_no_champion_s_reference(
         assert version.details["rows"] == version.details["traffic_rows"] == n_traffic
     finally:
         d.close()
+
+
+def test_a_worker_finding_its_job_s_version_registered_finishes_the_job_without_tuning(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """A worker registered the winner and was killed before finishing (the launcher's
+    stop: SIGTERM, then kill, then the job queued again). The next worker tuned the whole
+    study again, met `study_registered` and returned, leaving the job `running` with no
+    live worker until the launcher presumed it dead."""
+    outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
+    assert outcome.job_id is not None
+    daemon.store.claim_job(outcome.job_id, "host:1")
+    version = _register_as_the_job(daemon, trained, outcome.job_id)
+    assert daemon.store.requeue_job(outcome.job_id, "host:1")
+    study = f"{MODEL}-job{outcome.job_id}"
+    job = _runner(daemon).run(outcome.job_id)
+    assert job.status == "succeeded" and job.result is not None, job.error
+    assert job.result["version"] == version.version and job.result["study"] == study
+    assert study_progress(daemon.config.tuning_storage_url, study) is None  # not tuned again
+    assert [v.study for v in daemon.store.list_versions(MODEL)].count(study) == 1
+    [event] = daemon.store.list_events(model=MODEL, type="challenger_registered")
+    assert event.payload["version"] == version.version
+
+
+def test_a_job_the_launcher_finished_first_is_announced_once(
+    daemon: Daemon, tmp_path: Path
+) -> None:
+    """The launcher judged the worker's heartbeat stale right after it registered the
+    version, and finished the job as succeeded (announcing it); the worker, finding the
+    job finished, announced the version a second time."""
+    outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
+    assert outcome.job_id is not None
+    runner = _runner(daemon)
+    launcher = JobLauncher(
+        store=daemon.store, config_path=tmp_path / "unused.yaml", workers=0, stale_after_s=0.0
+    )
+    registry = runner.registry
+
+    class StaleAfterRegistering:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(registry, name)
+
+        def register(self, *args: Any, **kwargs: Any) -> VersionRow:
+            row = registry.register(*args, **kwargs)
+            launcher.tick()  # the heartbeat is stale at once
+            return row
+
+    runner.registry = StaleAfterRegistering()  # type: ignore[assignment]
+    job = runner.run(outcome.job_id)
+    assert job.status == "succeeded" and job.result is not None
+    [event] = daemon.store.list_events(model=MODEL, type="challenger_registered")
+    assert event.payload["version"] == job.result["version"]
