@@ -248,6 +248,15 @@ class Evaluator:
             # rows it trained on are overconfident, and so would be the calibration, the
             # reference accuracy and the prediction profile built on them
             scores = np.asarray(reference.scores, dtype=np.float32)
+        elif reference.scores is not None:  # registered before the width was checked
+            logger.warning(
+                "model=%s version=%d: reference scores of shape %s do not match the primary "
+                "output %s; its own scores of the reference rows are used instead",
+                champion.model,
+                champion.version,
+                list(reference.scores.shape),
+                list(scores.shape),
+            )
         frame = drift_frame(model, features, scores, reference.labels)
         profile = ReferenceProfile.build(frame, column_types=column_types(model, frame))
         cbpe = None

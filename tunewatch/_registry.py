@@ -472,6 +472,15 @@ class Registry:
                 f"{len(metadata.feature_names)} `feature_names` were given",
                 code="feature_count_mismatch",
             )
+        width = inspected.signature.primary_width
+        if reference is not None and reference.scores is not None and width is not None:
+            if reference.scores.shape[1] != width:
+                # else the baseline silently used the version's own (in-sample) scores
+                raise RegistrationError(
+                    f"reference scores must have one column per column of the primary "
+                    f"output ({width}), got {reference.scores.shape[1]}",
+                    code="invalid_reference",
+                )
         if existing is not None:
             self._check_input(model, inspected.signature.input)
         return _Checked(info=inspected, existing=existing, regulated=regulated)

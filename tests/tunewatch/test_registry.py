@@ -543,3 +543,29 @@ def test_a_version_whose_input_name_differs_from_the_champion_s_is_refused(
         assert row.version == 3
     finally:
         daemon.close()
+
+
+@pytest.mark.parametrize("width", [1, 3])
+def test_reference_scores_narrower_or_wider_than_the_primary_output_are_refused(
+    trained: list[ExampleModel], tmp_path: Path, width: int
+) -> None:
+    """A binary model's positive-class column alone registered, and its evaluations then
+    silently took the version's own in-sample scores instead of the held-out ones."""
+    daemon, _ = make_daemon(tmp_path / "data", trained)
+    try:
+        x, y = example_data(40, seed=3)
+        for scores in (np.full((40, width), 0.5), np.full((40, 2), 0.5)):
+            reference = Reference(features=x, labels=y.astype(np.float64), scores=scores)
+            if scores.shape[1] != 2:
+                with pytest.raises(RegistrationError, match="one column per column") as info:
+                    daemon.registry.register(
+                        MODEL, trained[1].onnx, trained[1].metadata, actor="t", reference=reference
+                    )
+                assert info.value.code == "invalid_reference"
+            else:
+                row = daemon.registry.register(
+                    MODEL, trained[1].onnx, trained[1].metadata, actor="t", reference=reference
+                )
+                assert row.details["reference_rows"] == 40
+    finally:
+        daemon.close()
