@@ -722,5 +722,7 @@ def test_a_study_resumed_with_max_fold_spread_vetoes_an_earlier_winner_over_it(
         budget=Budget(max_trials=8),
     )
     assert second.fold_scores_of_best.spread <= limit
-    assert second.best_value >= first.best_value
+    # the first run's winner is over the limit; the resumed run's own trials (sampled with
+    # a joining worker's random seed) may or may not beat its loss, so compare the winner
+    assert second.best_params != first.best_params
     assert second.n_vetoed >= 1
