@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tunewatch._errors import ConflictError, StoreError
+from tunewatch._tuning import job_result, registered_version
 from tunewatch.store import JobRow, Store
 
 logger = logging.getLogger(__name__)
@@ -155,20 +156,11 @@ class JobLauncher:
         """Finish a stale job as succeeded when its study registered a version: its worker
         died between registering and finishing (a study registers once, so no other
         worker would)."""
-        study = f"{job.model}-job{job.id}"
-        version = next((v for v in self.store.list_versions(job.model) if v.study == study), None)
+        version = registered_version(self.store, job)
         if version is None:
             return False
         result = {
-            "version": version.version,
-            "study": study,
-            "best_value": version.details.get("best_value"),
-            "n_trials": version.details.get("n_trials"),
-            "stopped_by": version.details.get("stopped_by"),
-            "parity_error": version.details.get("parity_error"),
-            "dataset_version": version.dataset_version,
-            "warm_start": (version.details.get("warm_start_plan") or {}).get("strategies", []),
-            "parent": version.parent_version,
+            **job_result(version),
             "recovered": "the worker died after registering; finished by the launcher",
         }
         try:  # failed as stale a moment ago: succeeded after all
