@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import threading
 import time
 from typing import Any
 
@@ -72,6 +73,9 @@ def datatype_of(dtype: np.dtype[Any]) -> str:
 
 
 _last_us = 0
+_random = ""  # hex digits from the OS's CSPRNG, 16 used per id
+_random_at = 0
+_id_lock = threading.Lock()
 
 
 def _generated_id() -> str:
@@ -81,11 +85,15 @@ def _generated_id() -> str:
     answer (a request sent without an id then answered 409). The time part keeps them in
     order: wholly random ids landed all over the store's primary-key B-trees, and an
     insert at 320k rows cost 4x (57 µs against 14 µs a request). The time rises from one
-    call to the next on the event loop that calls it (two threads calling at once could
-    share one; the random part tells them apart)."""
-    global _last_us
-    _last_us = max(time.time_ns() // 1000, _last_us + 1)
-    return f"{_last_us:014x}{secrets.token_hex(8)}"
+    call to the next, and the random bits are read from the OS 512 ids at a time (a
+    system call per id cost a microsecond of the event loop's)."""
+    global _last_us, _random, _random_at
+    with _id_lock:
+        _last_us = max(time.time_ns() // 1000, _last_us + 1)
+        if _random_at >= len(_random):
+            _random, _random_at = secrets.token_hex(4096), 0
+        _random_at += 16
+        return f"{_last_us:014x}{_random[_random_at - 16 : _random_at]}"
 
 
 def _request_id(raw: Any) -> str:
@@ -106,6 +114,16 @@ def _shape(raw: Any, spec: TensorSpec) -> tuple[int, ...]:
     """The request's ``shape`` for input ``spec``: its rank, its fixed dimensions and at
     most :data:`MAX_DIMENSION` in a free one, so that a shape holding no value (``[0,
     2**62]``) cannot overflow numpy's reshape of the empty data."""
+    if type(raw) is list and len(raw) == spec.rank:  # the usual request, checked quickly
+        for got, fixed in zip(raw, spec.shape):  # noqa: B905 (lengths checked)
+            if (
+                type(got) is not int
+                or got < 0
+                or (got != fixed and (fixed is not None or got > MAX_DIMENSION))
+            ):
+                break
+        else:
+            return tuple(raw)
     if (
         not isinstance(raw, list)
         or not raw
@@ -202,7 +220,7 @@ def decode_infer_request(
         except ValueError as exc:
             raise ApiError(400, "shape_mismatch", f"`data` is ragged: {exc}") from exc
         # numpy reads `true` among numbers as 1: look for one when the text has one
-        maybe_bool = b"true" in json_part or b"false" in json_part
+        maybe_bool = json_part.count(b"true") or json_part.count(b"false")  # `in`: 2x slower
         if array.dtype.kind not in "iuf" or (maybe_bool and _has_bool(data)):
             raise ApiError(
                 400,
