@@ -2,7 +2,8 @@
 per-model cool-downs and a daemon-wide quota on concurrent tuning jobs. Every action,
 taken or suppressed, is recorded as an event (``action_<status>``) with its reason; a
 promotion is recorded by the comparison loop that carries it out, once the guardrails
-and governance have decided (taken, refused or pending approval).
+and governance have decided (taken, refused or pending approval). A retune still owed may
+be tried again (:meth:`Dispatcher.retry`): only the attempt that settles it is recorded.
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from typing import Any, Literal
 from monitor import ServingMetrics
 from tunewatch._config import Config
 from tunewatch._errors import ConflictError
-from tunewatch.store import Store
+from tunewatch.store import Event, Store
 
 logger = logging.getLogger(__name__)
 
+# An owed retune's job, if queued, is among the model's newest: the quota keeps jobs few.
+_JOBS_SINCE_EVENT = 50
 
 # The outcomes that settle a trigger (see ActionOutcome.final): an action taken, one taken
 # before (a duplicate), none configured, a promotion refused or sent for approval. A
@@ -85,7 +88,8 @@ class Dispatcher:
         after the event (the store unavailable as the job is queued) raises and leaves the
         event with neither a job nor an action event. An evaluation policy takes such a
         retune as still owed (:mod:`tunewatch._evaluation_events`); an alert's episode is
-        released for the next delivery (:mod:`tunewatch.api._alerts`)."""
+        released for the next delivery (:mod:`tunewatch.api._alerts`); the standing
+        schedule's is tried again (:meth:`owed`, :meth:`retry`)."""
         self.store.get_model(model)
         self.store.add_event(model=model, type=event, payload=dict(payload))
         if self.metrics is not None:
@@ -104,6 +108,55 @@ class Dispatcher:
         else:  # notify: the recorded event is the notice
             outcome = ActionOutcome(trigger.do, "taken", f"{event} recorded for {trigger.do}")
         self.record(model, event, outcome, actor=actor)
+        return outcome
+
+    def owed(self, model: str, event: str) -> Event | None:
+        """The newest ``event`` of ``model`` if the retune it caused is still owed, else
+        ``None``. It is owed when the quota suppressed it, or when its job was never
+        queued: the dispatch failed after the event was recorded (the store failed, the
+        process died), leaving neither a job nor an action event. A retune the trigger's
+        cool-down suppressed is not owed (the model was just retuned), nor is an event
+        whose trigger is not a retune, nor one whose action event was lost after its job
+        was queued. Read from the store alone, so a restarted or new leader knows it."""
+        trigger = self.config.trigger(model, event)
+        if trigger is None or trigger.do != "retune":
+            return None
+        fired = self.store.list_events(model=model, type=event, limit=1)
+        if not fired:
+            return None
+        outcome = self.store.last_action(model, trigger=event, outcomes=OUTCOMES)
+        if outcome is not None and outcome.id > fired[0].id:
+            quota = outcome.type == "action_suppressed" and outcome.payload.get("cause") == "quota"
+            return fired[0] if quota else None
+        newest = self.store.list_jobs(model=model, limit=_JOBS_SINCE_EVENT)
+        queued = any(
+            job.trigger.get("event") == event and job.created_at >= fired[0].created_at
+            for job in newest
+        )
+        return None if queued else fired[0]
+
+    def retry(self, model: str, fired: Event, *, actor: str = "system") -> ActionOutcome:
+        """Try again to queue the retune ``fired`` (an event :meth:`owed` returned) still
+        owes, without recording the event again. The quota suppressing it again records
+        nothing, so retrying often adds no events; any other outcome is recorded and
+        settles the event. Its job's dedupe key is the event's, so a retry whose action
+        event was lost queues no second job."""
+        trigger = self.config.trigger(model, fired.type)
+        if trigger is None or trigger.do != "retune":
+            return ActionOutcome("none", "none", f"no retune configured for {fired.type}")
+        outcome = self._retune(
+            model,
+            fired.type,
+            fired.payload,
+            trigger.cooldown_minutes,
+            f"{fired.type}:{fired.id}",
+        )
+        if outcome.cause == "quota":
+            logger.debug(
+                "model=%s event=%d still owes a retune: %s", model, fired.id, outcome.reason
+            )
+        else:
+            self.record(model, fired.type, outcome, actor=actor)
         return outcome
 
     def record(self, model: str, event: str, outcome: ActionOutcome, *, actor: str) -> None:

@@ -32,6 +32,9 @@ from tunewatch.store._governance import BOOTSTRAP_NAME, BOOTSTRAP_TOKEN_NAME
 
 logger = logging.getLogger(__name__)
 
+# How often the leader tries again to queue a scheduled retune the quota suppressed.
+OWED_RETRY_S = 30.0
+
 
 def open_store(config: Config) -> Store:
     return Store.open(config.store_url, sqlite_synchronous=config.store.sqlite_synchronous)
@@ -134,6 +137,7 @@ class Daemon:
         )
         self.registry.regulate_configured()  # models stored unregulated before the config
         self.dispatcher = Dispatcher(self.store, config, metrics=self.metrics)
+        self._schedule_lock = threading.Lock()  # a schedule's run and its retries, in turn
         self.evaluator = Evaluator(
             store=self.store,
             artefacts=self.artefacts,
@@ -167,6 +171,11 @@ class Daemon:
                     _schedule,
                     self._scheduled_retune,
                     last_run=self._last_scheduled_retune,
+                ),
+                PerModelJob(
+                    "retune_owed",
+                    lambda m: OWED_RETRY_S if _schedule(m) is not None else None,
+                    self._owed_scheduled_retune,
                 ),
                 PerModelJob(
                     "compare",
@@ -216,7 +225,17 @@ class Daemon:
         refresh_reports(self.store, self.config, model, versions)
 
     def _scheduled_retune(self, model: str) -> None:
-        self.dispatcher.handle(model, "schedule", {"reason": "standing schedule"})
+        with self._schedule_lock:
+            self.dispatcher.handle(model, "schedule", {"reason": "standing schedule"})
+
+    def _owed_scheduled_retune(self, model: str) -> None:
+        """Queue the retune the standing schedule's last run still owes (the quota was
+        full, or the store failed before its job was queued), if it does: the schedule
+        counts its period from that run, and would otherwise not retune for a period."""
+        with self._schedule_lock:  # not beside the schedule's own run of this model
+            fired = self.dispatcher.owed(model, "schedule")
+            if fired is not None:
+                self.dispatcher.retry(model, fired)
 
     def _last_scheduled_retune(self, model: str) -> datetime:
         """When the standing schedule last fired for ``model`` (its ``schedule`` event),

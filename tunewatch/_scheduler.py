@@ -3,7 +3,8 @@
 Every process runs a small APScheduler (3.x) ``BackgroundScheduler`` whose only standing
 job renews a lease in the store, on a thread of its own: the jobs' pool, full of long
 evaluations, cannot hold the renewal back past the lease's expiry. The process holding the
-lease schedules the per-model jobs (evaluation, comparisons, re-tuning schedules) with
+lease schedules the per-model jobs (evaluation, comparisons, re-tuning schedules and
+the retries of a scheduled retune the quota suppressed) with
 fixed ids, ``coalesce=True`` and ``max_instances=1``; a process that loses the lease
 removes them, and a job starts only while the lease this process last renewed is
 unexpired by its own clock. A failing job is logged with its traceback, counted, and
