@@ -516,3 +516,21 @@ def test_the_commands_package_exports_exactly_the_parser_s_handlers() -> None:
 
     assert handlers(build_parser()) == set(commands.__all__)
     assert all(getattr(commands, name).__name__ == name for name in commands.__all__)
+
+
+def test_register_refuses_hyperparameters_nested_too_deeply_without_a_traceback(
+    config: Path, tmp_path: Path, trained: list[ExampleModel], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--hyperparameters` of 100,000 `[` raised RecursionError: a traceback, exit 1."""
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(trained[0].onnx)
+    names = ",".join(trained[0].metadata.feature_names)
+    code = run(
+        config, "register", "credit", str(onnx), "--task", "binary", "--features", names,
+        "--hyperparameters", "[" * 100_000,
+    )  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 2 and "Traceback" not in captured.err
+    assert "--hyperparameters" in captured.err and "nested too deeply" in captured.err
+    with _store(config) as store:
+        assert store.list_models() == []

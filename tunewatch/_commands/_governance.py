@@ -31,7 +31,12 @@ def cmd_register(args: argparse.Namespace) -> int:
     store = open_store(config)
     try:
         registry = registry_of(config, store)
-        hyperparameters = json.loads(args.hyperparameters) if args.hyperparameters else {}
+        try:
+            hyperparameters = json.loads(args.hyperparameters) if args.hyperparameters else {}
+        except RecursionError as exc:
+            raise TunewatchError(
+                "--hyperparameters is JSON nested too deeply", code="invalid_argument"
+            ) from exc
         if not isinstance(hyperparameters, dict):
             raise TunewatchError("--hyperparameters must be a JSON object", code="invalid_argument")
         metadata = VersionMetadata(
