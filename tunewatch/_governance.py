@@ -7,10 +7,19 @@ read makes every promotion wait). Everything else is promoted at once. Both path
 atomic in the store (stage, audit entry and event in one transaction). The store reads the
 regulated flag again when it promotes: a model regulated after the rules were read gets an
 approval request, not a champion.
+
+Whoever decides, a promoted version serves the champion's clients, whose requests are
+read against the champion's signature: :func:`check_promotion_signature` refuses a
+version that takes another input (name, width or element type) or lacks one of the
+champion's outputs, when it is promoted, before an approval is requested, and when an
+approval is decided. A shadow or a live-split arm may differ so (its rows are cast to its
+own type, it answers its own outputs); registration allows it. Rollback is not checked:
+it restores a champion that served.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -18,10 +27,15 @@ from typing import Any, Literal
 
 from retune import SearchSpaceError
 from retune.space import load_search_space
+from shadow import OnnxModel, Signature
+from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, SafeRange
 from tunewatch._errors import ConflictError, NotFoundError
+from tunewatch._registry import describe_input
 from tunewatch._tuning import DEFAULT_SEARCH_SPACES, default_search_space
 from tunewatch.store import ApprovalRow, ModelRow, Store, VersionRow
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +166,75 @@ def _rules(
     return rules + [f"outside safe range: {u}" for u in space.outside_safe_ranges(hyperparameters)]
 
 
+def check_promotion_signature(
+    artefacts: ArtefactStore, target: VersionRow, champion: VersionRow | None
+) -> None:
+    """Refuse (``ConflictError``, ``signature_mismatch``) to put ``target`` in the place of
+    ``champion`` when it takes another input than the champion (name, width or element
+    type: a client's FP32 request to a float64 champion is a 400 ``dtype_mismatch``) or
+    lacks an output the champion answers (a client asking for it gets a 400
+    ``unknown_output``). Tuned exports copy their parent's input and output names, and
+    pass. An artefact missing from this host's artefact directory is logged, and not
+    checked."""
+    if champion is None or champion.version == target.version:
+        return
+    served = _signature(artefacts, champion)
+    candidate = _signature(artefacts, target)
+    if served is None or candidate is None:
+        return
+    conflicts = []
+    if (candidate.input.name, candidate.input.dtype, candidate.input.shape[1:]) != (
+        served.input.name,
+        served.input.dtype,
+        served.input.shape[1:],
+    ):
+        conflicts.append(
+            f"it takes input {describe_input(candidate.input)}, the champion "
+            f"{describe_input(served.input)}"
+        )
+    missing = sorted(set(served.output_names) - set(candidate.output_names))
+    if missing:
+        conflicts.append(
+            f"it lacks the outputs {missing} the champion answers (it answers "
+            f"{sorted(candidate.output_names)})"
+        )
+    if conflicts:
+        raise ConflictError(
+            f"model {target.model!r}: version {target.version} cannot replace the champion "
+            f"(version {champion.version}), whose clients' requests it would read: "
+            f"{'; '.join(conflicts)}",
+            code="signature_mismatch",
+        )
+
+
+def _signature(artefacts: ArtefactStore, row: VersionRow) -> Signature | None:
+    try:
+        data = artefacts.get(row.artefact_sha256)
+    except NotFoundError as exc:
+        logger.warning(
+            "model=%s version=%d: its promotion signature is not checked: %s",
+            row.model,
+            row.version,
+            exc,
+        )
+        return None
+    return OnnxModel.from_bytes(data).signature
+
+
+def _checked_champion(
+    store: Store, artefacts: ArtefactStore, target: VersionRow, expected: int | None
+) -> int | None:
+    """Check ``target`` against the champion and return that champion's version, which
+    the promotion then expects (``expected`` itself when another champion serves: the
+    store refuses it, ``champion_changed``)."""
+    champion = store.champion(target.model)
+    found = None if champion is None else champion.version
+    if expected is not None and found != expected:
+        return expected
+    check_promotion_signature(artefacts, target, champion)
+    return found
+
+
 def promote(
     store: Store,
     config: Config,
@@ -161,13 +244,50 @@ def promote(
     actor: str,
     reason: str,
     expected_champion: int | None = None,
+    artefacts: ArtefactStore | None = None,
 ) -> PromotionOutcome:
     """Promote now, or open an approval request when a rule says a second person must.
     With ``expected_champion`` (the champion the evidence was about), neither happens if
-    another champion arrived meanwhile (``ConflictError``, ``champion_changed``)."""
+    another champion arrived meanwhile (``ConflictError``, ``champion_changed``). Neither
+    happens either for a version whose signature does not serve the champion's clients
+    (``ConflictError``, ``signature_mismatch``: :func:`check_promotion_signature`, with
+    ``artefacts`` those under the config's ``data_dir`` unless given); it is checked
+    against the champion the store replaces, again if another arrived meanwhile."""
+    artefacts = ArtefactStore(config.artefact_dir) if artefacts is None else artefacts
     row = store.get_model(model)
     target = store.get_version(model, version)
     rules = promotion_rules(row, target, config)
+    while True:
+        checked = _checked_champion(store, artefacts, target, expected_champion)
+        try:
+            return _promote_checked(
+                store,
+                config,
+                row,
+                target,
+                rules,
+                actor=actor,
+                reason=reason,
+                expected_champion=checked,
+            )
+        except ConflictError as exc:
+            if exc.code != "champion_changed" or expected_champion is not None:
+                raise
+            # a champion the check did not read arrived: check the version against it
+
+
+def _promote_checked(
+    store: Store,
+    config: Config,
+    row: ModelRow,
+    target: VersionRow,
+    rules: list[str],
+    *,
+    actor: str,
+    reason: str,
+    expected_champion: int | None,
+) -> PromotionOutcome:
+    model, version = row.name, target.version
     if not rules:
         try:
             new, previous = store.promote(
@@ -189,3 +309,34 @@ def promote(
         expected_champion=expected_champion,
     )
     return PromotionOutcome(status="pending_approval", approval=approval)
+
+
+def decide_approval(
+    store: Store,
+    config: Config,
+    approval_id: int,
+    *,
+    approver: str,
+    approve: bool,
+    reason: str,
+    artefacts: ArtefactStore | None = None,
+) -> tuple[ApprovalRow, tuple[VersionRow, VersionRow | None] | None]:
+    """Approve (the store promotes in the same transaction) or reject an approval
+    request. An approval's version is checked (:func:`check_promotion_signature`) against
+    the champion it was requested against, if that still serves: approved after another
+    arrived, the store closes it unpromoted. A request opened before promotions checked
+    signatures is so refused (``signature_mismatch``) and stays pending, to be rejected."""
+    if approve:
+        approval = store.get_approval(approval_id)
+        champion = store.champion(approval.model)
+        if (
+            approval.status == "pending"
+            and champion is not None
+            and champion.version == approval.champion_version
+        ):
+            check_promotion_signature(
+                ArtefactStore(config.artefact_dir) if artefacts is None else artefacts,
+                store.get_version(approval.model, approval.version),
+                champion,
+            )
+    return store.decide_approval(approval_id, approver=approver, approve=approve, reason=reason)

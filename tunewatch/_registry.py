@@ -488,8 +488,10 @@ class Registry:
     def _check_input(self, model: str, candidate: TensorSpec) -> None:
         """A version takes the input its model's champion takes, by name and width:
         promoted, it must read the requests the champion's clients send (a request names
-        its input). Its element type may differ: rows read against the champion's
-        signature are cast to a shadow's or a split arm's type."""
+        its input). Its element type and output names may differ: rows read against the
+        champion's signature are cast to a shadow's or a split arm's type, and a split arm
+        answers its own outputs; promotion refuses such a version
+        (``tunewatch._governance.check_promotion_signature``)."""
         champion = self._store.champion(model)
         if champion is None:
             return
@@ -498,8 +500,8 @@ class Registry:
         if (candidate.name, candidate.shape[1:]) != (expected.name, expected.shape[1:]):
             raise ConflictError(
                 f"the champion of model {model!r} (version {champion.version}) takes input "
-                f"{_describe(expected)}; a version must take an input of the same name and "
-                f"width, got {_describe(candidate)}",
+                f"{describe_input(expected)}; a version must take an input of the same name and "
+                f"width, got {describe_input(candidate)}",
                 code="signature_mismatch",
             )
 
@@ -575,7 +577,7 @@ class Registry:
             return None
 
 
-def _describe(spec: TensorSpec) -> str:
+def describe_input(spec: TensorSpec) -> str:
     """``name: dtype[shape]``, as a message shows an input."""
     return f"{spec.name}: {spec.dtype.name}[{', '.join(str(d) for d in spec.shape)}]"
 

@@ -103,10 +103,14 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 def cmd_decide(args: argparse.Namespace) -> int:
     from tunewatch._daemon import open_store
+    from tunewatch._governance import decide_approval
 
-    store = open_store(config_of(args))
+    config = config_of(args)
+    store = open_store(config)
     try:
-        decided, promoted = store.decide_approval(
+        decided, promoted = decide_approval(
+            store,
+            config,
             args.approval,
             approver=actor_of(args),
             approve=args.command == "approve",

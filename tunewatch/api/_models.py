@@ -266,8 +266,13 @@ def _decide(
     request: Request, approval_id: int, principal: Principal, body: StageChange, approve: bool
 ) -> dict[str, Any]:
     ctx = context(request)
-    decided, promoted = ctx.runtime.store.decide_approval(
-        approval_id, approver=principal.name, approve=approve, reason=body.reason
+    decided, promoted = governance.decide_approval(
+        ctx.runtime.store,
+        ctx.runtime.config,
+        approval_id,
+        approver=principal.name,
+        approve=approve,
+        reason=body.reason,
     )
     if approve and decided.status == "rejected":  # closed: the champion changed meanwhile
         raise ApiError(409, "champion_changed", decided.decision_reason or "champion changed")

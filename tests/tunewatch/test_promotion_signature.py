@@ -1,0 +1,205 @@
+"""A promoted version serves the champion's clients: every promotion path refuses one
+that takes another input dtype or lacks an output the champion answers (a shadow or a
+split arm may, and registration accepts it), and rollback restores any champion."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.tunewatch.conftest import MODEL, logistic_variant, make_daemon
+from tests.tunewatch.test_comparison_loop import BATCH, oracle, runner, traffic, write
+from tunewatch import _governance as governance
+from tunewatch._background import BackgroundServer
+from tunewatch._cli import main
+from tunewatch._config import build_config
+from tunewatch._daemon import Daemon
+from tunewatch._errors import ConflictError
+from tunewatch._example import ExampleModel
+
+#: The template's versions: v1 the example champion (float32 in, label and
+#: probabilities out), v2 the example challenger (the same signature), v3 a version
+#: taking float64, v4 one answering other output names.
+FLOAT64, RENAMED = 3, 4
+
+
+@pytest.fixture(scope="module")
+def template(
+    trained: list[ExampleModel], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, str]]:
+    """A data directory with the four versions registered once, and its tokens."""
+    path = tmp_path_factory.mktemp("signature")
+    d, tokens = make_daemon(path, trained)
+    try:
+        for variant in (
+            logistic_variant(input_dtype="float64"),
+            logistic_variant(outputs=("predicted", "scores")),
+        ):
+            d.registry.register(MODEL, variant.onnx, variant.metadata, actor="test")
+    finally:
+        d.close()
+    return path, tokens
+
+
+def _config(data_dir: Path, **extra: object) -> dict[str, object]:
+    return {"data_dir": str(data_dir), "scheduler": {"enabled": False}, **extra}
+
+
+def _copy(template: tuple[Path, dict[str, str]], tmp_path: Path, **extra: object) -> Daemon:
+    shutil.copytree(template[0], tmp_path / "data")
+    return Daemon(build_config(_config(tmp_path / "data", **extra), env={}), env={})
+
+
+@pytest.fixture
+def daemon(template: tuple[Path, dict[str, str]], tmp_path: Path) -> Iterator[Daemon]:
+    d = _copy(template, tmp_path)
+    yield d
+    d.close()
+
+
+REGULATED = [{"name": MODEL, "task": "binary", "regulated": True}]
+
+
+@pytest.fixture
+def regulated(template: tuple[Path, dict[str, str]], tmp_path: Path) -> Iterator[Daemon]:
+    d = _copy(template, tmp_path, models=REGULATED)
+    yield d
+    d.close()
+
+
+def _champion(d: Daemon) -> int:
+    champion = d.store.champion(MODEL)
+    assert champion is not None
+    return champion.version
+
+
+def test_a_version_taking_another_input_dtype_is_not_promoted(daemon: Daemon) -> None:
+    """Promoted, the float64 version read the champion's clients' FP32 requests against
+    its own signature: every one of them a 400 ``dtype_mismatch``."""
+    with pytest.raises(ConflictError) as err:
+        governance.promote(daemon.store, daemon.config, MODEL, FLOAT64, actor="ops", reason="r")
+    assert err.value.code == "signature_mismatch"
+    message = err.value.message
+    assert "version 3" in message and "(version 1)" in message
+    assert "input: float32[None, 8]" in message and "input: float64[None, 8]" in message
+    assert _champion(daemon) == 1
+    assert daemon.store.audit_log(limit=10, action="promote") == []
+    # a version with the champion's signature is promoted as before
+    outcome = governance.promote(daemon.store, daemon.config, MODEL, 2, actor="ops", reason="r")
+    assert outcome.status == "promoted" and _champion(daemon) == 2
+
+
+def test_a_version_lacking_an_output_the_champion_answers_is_not_promoted(
+    daemon: Daemon,
+) -> None:
+    """Promoted, the renamed version answered a client asking for ``probabilities`` with a
+    400 ``unknown_output``."""
+    with pytest.raises(ConflictError) as err:
+        governance.promote(daemon.store, daemon.config, MODEL, RENAMED, actor="ops", reason="r")
+    assert err.value.code == "signature_mismatch"
+    message = err.value.message
+    assert "lacks the outputs ['label', 'probabilities']" in message
+    assert "['predicted', 'scores']" in message
+    assert _champion(daemon) == 1
+
+
+def test_the_api_and_the_cli_refuse_it_with_409_signature_mismatch(
+    daemon: Daemon, template: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    operator = {"Authorization": f"Bearer {template[1]['operator']}"}
+    with BackgroundServer(daemon.app) as server, httpx.Client(base_url=server.url) as c:
+        for version in (FLOAT64, RENAMED):
+            r = c.post(
+                f"/v1/models/{MODEL}/versions/{version}/promote",
+                json={"reason": "by hand"},
+                headers=operator,
+            )
+            assert r.status_code == 409, r.text
+            assert r.json()["code"] == "signature_mismatch"
+    config = tmp_path / "tunewatch.yaml"
+    config.write_text(yaml.safe_dump(_config(tmp_path / "data")))
+    argv = ["--config", str(config), "--actor", "ops", "promote", MODEL, str(FLOAT64)]
+    assert main([*argv, "--reason", "by hand"]) == 2
+    assert _champion(daemon) == 1
+
+
+def test_a_regulated_model_opens_no_approval_for_a_version_it_would_refuse(
+    regulated: Daemon,
+) -> None:
+    with pytest.raises(ConflictError) as err:
+        governance.promote(
+            regulated.store, regulated.config, MODEL, FLOAT64, actor="ops", reason="r"
+        )
+    assert err.value.code == "signature_mismatch"
+    assert regulated.store.list_approvals(model=MODEL) == []
+
+
+def test_an_approval_of_such_a_version_does_not_promote_it(
+    regulated: Daemon, template: tuple[Path, dict[str, str]]
+) -> None:
+    """An approval requested before promotions checked signatures: deciding it is where
+    the check is made."""
+    approval = regulated.store.request_approval(
+        MODEL, FLOAT64, requested_by="ops", reason="r", rules=["regulated model"]
+    )
+    approver = {"Authorization": f"Bearer {template[1]['approver']}"}
+    with BackgroundServer(regulated.app) as server, httpx.Client(base_url=server.url) as c:
+        r = c.post(f"/v1/approvals/{approval.id}/approve", json={"reason": "ok"}, headers=approver)
+        assert r.status_code == 409, r.text
+        assert r.json()["code"] == "signature_mismatch"
+        assert "float64" in r.json()["error"]
+    assert _champion(regulated) == 1
+    assert regulated.store.get_approval(approval.id).status == "pending"  # rejecting it works
+    with pytest.raises(ConflictError) as err:
+        governance.decide_approval(
+            regulated.store, regulated.config, approval.id, approver="bob", approve=True, reason="x"
+        )
+    assert err.value.code == "signature_mismatch"
+    decided, promoted = governance.decide_approval(
+        regulated.store, regulated.config, approval.id, approver="bob", approve=False, reason="x"
+    )
+    assert decided.status == "rejected" and promoted is None
+
+
+def test_the_comparison_loop_records_the_refusal_of_such_a_winner(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """The float64 version answers every request better than the champion; its win is a
+    refused promotion, and the champion keeps serving."""
+    t = traffic(trained, 2000, seed=7)
+    loop = runner(daemon)
+    actions = []
+    for start in range(0, 2000, BATCH):
+        stop = start + BATCH
+        answers = {1: t.logistic[start:stop], FLOAT64: oracle(t.x[start:stop])}
+        x, y = t.x[start:stop], t.y[start:stop]
+        write(daemon.store, ids=range(start, stop), x=x, y=y, answers=answers)
+        actions += [r.action for r in loop.run(MODEL) if r.challenger_version == FLOAT64]
+        if set(actions) - {"none"}:
+            break
+    assert actions[-1] == "promotion_failed"
+    assert _champion(daemon) == 1
+    events = daemon.store.list_events(model=MODEL, limit=50)
+    [failed] = [e for e in events if e.type == "promotion_failed"]
+    assert failed.payload["code"] == "signature_mismatch"
+    [refused] = [e for e in events if e.type == "action_refused"]
+    assert refused.payload["action"] == "promote"
+    assert "float64" in refused.payload["reason"]
+
+
+def test_a_rollback_restores_a_champion_of_another_signature(daemon: Daemon) -> None:
+    """A float64 champion promoted before promotions checked signatures (straight through
+    the store, which does not read artefacts) still rolls back to its float32 predecessor;
+    promoting that predecessor again would be refused."""
+    daemon.store.promote(MODEL, FLOAT64, actor="ops", reason="before the check")
+    with pytest.raises(ConflictError) as err:
+        governance.promote(daemon.store, daemon.config, MODEL, 1, actor="ops", reason="back")
+    assert err.value.code == "signature_mismatch"
+    restored, rolled_back = daemon.store.rollback(MODEL, actor="ops", reason="clients break")
+    assert (restored.version, rolled_back.version) == (1, FLOAT64)
+    assert _champion(daemon) == 1
