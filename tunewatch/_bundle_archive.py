@@ -61,6 +61,14 @@ def read_manifest(archive: zipfile.ZipFile) -> dict[str, Any]:
         ):
             if not isinstance(model.get(key), kind):
                 raise TypeError(f"`model.{key}` must be of type {kind.__name__}")
+        names = model["feature_names"]
+        if (
+            not names or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names)
+        ):  # integers registered a model with their strings; lists were a TypeError
+            raise ValueError(
+                "`model.feature_names` must be a non-empty list of distinct strings, "
+                f"got {names!r:.200}"
+            )
         if model["task"] not in TASKS:
             raise ValueError(
                 f"`model.task` must be one of {', '.join(TASKS)}, got {model['task']!r}"

@@ -162,6 +162,18 @@ def _rewrite(bundle: Path, out: Path, edit: object) -> Path:
         ),
         # registered twice: the checks looked each entry up in the store only
         (lambda m: m.update(versions=m["versions"] * 2), "lists version 1 more than once"),
+        # integers left a model registered with their strings, then a mismatch; lists a
+        # TypeError traceback
+        (
+            lambda m: m["model"].update(feature_names=list(range(8))),
+            r"`model.feature_names` must be a non-empty list of distinct strings, got \[0, 1",
+        ),
+        (
+            lambda m: m["model"].update(feature_names=[[i] for i in range(8)]),
+            r"`model.feature_names` must be a non-empty list of distinct strings, got \[\[0\]",
+        ),
+        (lambda m: m["model"].update(feature_names=["a", "a"]), "distinct strings"),
+        (lambda m: m["model"].update(feature_names=[]), "non-empty list"),
     ],
     ids=[
         "newer-format",
@@ -181,6 +193,10 @@ def _rewrite(bundle: Path, out: Path, edit: object) -> Path:
         "unknown-task",
         "unknown-stage",
         "version-listed-twice",
+        "feature-names-integers",
+        "feature-names-lists",
+        "feature-names-repeated",
+        "feature-names-empty",
     ],
 )
 def test_a_malformed_manifest_is_refused_with_the_reason(
