@@ -2,8 +2,10 @@
 environments (``tunewatch export`` / ``tunewatch import``).
 
 A bundle is a zip file holding ``manifest.json`` (format version, the model, its config,
-each version's metadata and stage) and the versions' artefacts under
-``artefacts/<sha256>.onnx`` and ``artefacts/<sha256>.npz`` (reference snapshots). Nothing
+each version's metadata and stage, and where its parent was first registered), the
+versions' artefacts under ``artefacts/<sha256>.onnx`` and ``artefacts/<sha256>.npz``
+(reference snapshots), and the search space the config names, ``spaces/<sha256>.yaml``
+(``search_space`` in the manifest: the config keeps the source's path). Nothing
 is extracted to disk: members are read by the names the manifest gives, within size
 limits, and each is checked against its SHA-256 before it is used
 (:mod:`tunewatch._bundle_archive`). Imported versions go through the same registration as
@@ -14,10 +16,12 @@ anything is registered (:mod:`tunewatch._bundle_import`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,16 +31,31 @@ from tunewatch._bundle_archive import (
     FORMAT,
     FORMAT_VERSION,
     MANIFEST,
+    MAX_SPACE_BYTES,
     BundleError,
     read_manifest,
+    read_space,
     sha256_file,
+    space_member,
 )
-from tunewatch._bundle_import import ImportedVersion, ImportLease, apply, plan
+from tunewatch._bundle_import import ImportedVersion, ImportLease, apply, identity, plan
 from tunewatch._config import Config
+from tunewatch._errors import NotFoundError
 from tunewatch._registry import DERIVED_DETAILS, Registry
-from tunewatch.store import Store, valid_model_name
+from tunewatch.store import Store, VersionRow, valid_model_name
 
-__all__ = ["BundleError", "ImportedVersion", "export_bundle", "import_bundle"]
+__all__ = ["BundleError", "BundledConfig", "ImportedVersion", "export_bundle", "import_bundle"]
+
+
+@dataclass(frozen=True, slots=True)
+class BundledConfig:
+    """The model's config from a bundle, for the operator to merge into the target's, and
+    the search-space file it names (``settings["tuning"]["search_space"]`` is still the
+    source's path: write ``search_space`` out and point the setting at it)."""
+
+    settings: dict[str, Any]
+    search_space: bytes | None
+
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +81,11 @@ def export_bundle(
         chosen = [champion]
     cfg = config.model(model)
     entries, files = [], {}
+    space = None
+    if cfg is not None and cfg.tuning.search_space is not None:
+        data = _space_bytes(cfg.tuning.search_space)
+        space = {"sha256": hashlib.sha256(data).hexdigest()}
+        files[space_member(space["sha256"])] = data
     for v in chosen:
         files[f"artefacts/{v.artefact_sha256}.onnx"] = artefacts.get(v.artefact_sha256)
         reference = v.details.get("reference_sha256")
@@ -76,6 +100,7 @@ def export_bundle(
                 "hyperparameters": v.hyperparameters,
                 "dataset_version": v.dataset_version,
                 "parent_version": v.parent_version,
+                "parent_origin": _parent_origin(store, row.name, v),
                 "study": v.study,
                 "details": {k: x for k, x in v.details.items() if k not in DERIVED_DETAILS},
                 "created_at": v.created_at.isoformat(),
@@ -92,6 +117,7 @@ def export_bundle(
             "regulated": row.regulated,
         },
         "config": cfg.model_dump(mode="json") if cfg is not None else None,
+        "search_space": space,
         "versions": entries,
     }
     target = Path(path)
@@ -106,6 +132,32 @@ def export_bundle(
     return [v.version for v in chosen]
 
 
+def _parent_origin(store: Store, model: str, v: VersionRow) -> dict[str, Any] | None:
+    """Where ``v``'s parent was first registered (as an import records its ``origin``), and
+    its artefact: the target finds the parent by it when the bundle does not hold it."""
+    if v.parent_version is None:
+        return None
+    try:
+        parent = store.get_version(model, v.parent_version)
+    except NotFoundError:
+        return None
+    origin = identity(model, parent.version, parent.details)
+    return {"model": origin[0], "version": origin[1], "artefact_sha256": parent.artefact_sha256}
+
+
+def _space_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_SPACE_BYTES + 1)
+    except OSError as exc:
+        raise BundleError(f"cannot read search space {path!r}: {exc.strerror}") from exc
+    if len(data) > MAX_SPACE_BYTES:
+        raise BundleError(
+            f"search space {path!r} is larger than a bundle holds ({MAX_SPACE_BYTES} bytes)"
+        )
+    return data
+
+
 def import_bundle(
     store: Store,
     registry: Registry,
@@ -115,17 +167,19 @@ def import_bundle(
     actor: str,
     max_artefact_bytes: int,
     name: str | None = None,
-) -> tuple[str, list[ImportedVersion], dict[str, Any] | None]:
+) -> tuple[str, list[ImportedVersion], BundledConfig | None]:
     """Register the bundle's versions under ``name`` (default: the bundle's model name).
 
     Returns the model name, what became of each version, and the model's config from the
-    bundle (for the operator to merge into the target's config file). A version the model
-    already holds is skipped (the same artefact, imported from that version or from the
-    same origin, or the origin itself), so an import can be repeated and a round trip
-    between environments adds nothing. The bundle's champion becomes champion only where
-    the model has none yet and promoting it would need no approver (``config`` holds the
-    target's rules); versions the source retired or rolled back arrive retired, everything
-    else in shadow, to be promoted under the target's own governance.
+    bundle with its search space (for the operator to merge into the target's config file).
+    A version the model already holds is skipped (the same artefact, imported from that
+    version or from the same origin, or the origin itself), so an import can be repeated
+    and a round trip between environments adds nothing. A parent the bundle does not hold
+    is found where an earlier import brought it, or by where it was first registered. The
+    bundle's champion becomes champion only where the model has none yet and promoting it
+    would need no approver (``config`` holds the target's rules); versions the source
+    retired or rolled back arrive retired, everything else in shadow, to be promoted under
+    the target's own governance.
 
     Every member is read, checked against its hash and inspected, and every version's
     metadata checked against the target model, before the first version is registered: a
@@ -146,6 +200,7 @@ def import_bundle(
         target = name or source["name"]
         if not valid_model_name(target):
             raise BundleError(f"model name {target[:80]!r} must be printable and not a path")
+        space = read_space(archive, manifest)  # checked like the artefacts, before any write
         # renewed before each candidate check, which may take its whole timeout
         ttl = 2 * config.scoring.candidate_timeout_s + 60
         with ImportLease(store, target, ttl_s=ttl) as lease:
@@ -173,4 +228,5 @@ def import_bundle(
                 max_artefact_bytes=max_artefact_bytes,
                 renew=lease.renew,
             )
-    return target, imported, manifest.get("config")
+    settings = manifest.get("config")
+    return target, imported, None if settings is None else BundledConfig(settings, space)

@@ -21,6 +21,7 @@ FORMAT = "tunewatch-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
+MAX_SPACE_BYTES = 1024 * 1024
 STAGES: tuple[str, ...] = get_args(Stage)
 _HEX = frozenset("0123456789abcdef")
 
@@ -73,6 +74,11 @@ def read_manifest(archive: zipfile.ZipFile) -> dict[str, Any]:
             raise ValueError(
                 f"`model.task` must be one of {', '.join(TASKS)}, got {model['task']!r}"
             )
+        space = manifest.get("search_space")
+        if space is not None and not (isinstance(space, dict) and _is_sha256(space.get("sha256"))):
+            raise ValueError(
+                f"`search_space` must be an object with a SHA-256 `sha256`, got {space!r:.200}"
+            )
         if not isinstance(manifest["versions"], list):
             raise TypeError("`versions` must be a list")
         for entry in manifest["versions"]:
@@ -100,7 +106,7 @@ def _check_entry(entry: Any) -> None:
         value = entry.get(key)
         if key == "reference_sha256" and value is None:
             continue
-        if not (isinstance(value, str) and len(value) == 64 and set(value) <= _HEX):
+        if not _is_sha256(value):
             raise ValueError(
                 f"version {entry['version']}: `{key}` must be a SHA-256, got {value!r}"
             )
@@ -115,6 +121,21 @@ def _check_entry(entry: Any) -> None:
     for key, kinds in (("dataset_version", str), ("study", str), ("parent_version", int)):
         if entry.get(key) is not None and not isinstance(entry[key], kinds):
             raise TypeError(f"version {entry['version']}: `{key}` must be of type {kinds.__name__}")
+    origin = entry.get("parent_origin")  # absent from bundles written before it was
+    if origin is not None and not (
+        isinstance(origin, dict)
+        and isinstance(origin.get("model"), str)
+        and type(origin.get("version")) is int  # not a bool
+        and _is_sha256(origin.get("artefact_sha256"))
+    ):
+        raise TypeError(
+            f"version {entry['version']}: `parent_origin` must be an object with a string "
+            f"`model`, an integer `version` and a SHA-256 `artefact_sha256`, got {origin!r:.200}"
+        )
+
+
+def _is_sha256(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX
 
 
 def read_member(archive: zipfile.ZipFile, name: str, limit: int, *, checked: bool = True) -> bytes:
@@ -160,6 +181,19 @@ def read_reference(archive: zipfile.ZipFile, entry: Mapping[str, Any]) -> Refere
         return None
     name = f"artefacts/{sha}.npz"
     return Reference.from_bytes(read_member(archive, name, Reference.MAX_BYTES))
+
+
+def read_space(archive: zipfile.ZipFile, manifest: Mapping[str, Any]) -> bytes | None:
+    """The search-space file the model's config names (``spaces/<sha256>.yaml``), if the
+    bundle holds one."""
+    space = manifest.get("search_space")
+    if space is None:
+        return None
+    return read_member(archive, space_member(space["sha256"]), MAX_SPACE_BYTES)
+
+
+def space_member(sha256: str) -> str:
+    return f"spaces/{sha256}.yaml"
 
 
 def sha256_file(path: str | Path) -> str:

@@ -295,14 +295,36 @@ def _audit_failure(
 def _parent(
     store: Store, target: str, source_model: str, entry: Mapping[str, Any], mapping: dict[int, int]
 ) -> int | None:
-    """The target's version that the entry's parent became: in this import, or brought in
-    by an earlier one."""
+    """The target's version that the entry's parent became: in this import, brought in
+    from the source by an earlier one, or, by the entry's ``parent_origin``, the version
+    the parent was first registered as or one imported from there by another way (a
+    default bundle holds the champion only, whose parent the source may have imported
+    from the target itself). Bundles written before ``parent_origin`` stop at the second."""
     parent = entry.get("parent_version")
     if parent is None:
         return None
-    return (
-        mapping[parent] if parent in mapping else _imported_as(store, target, source_model, parent)
-    )
+    if parent in mapping:
+        return mapping[parent]
+    found = _imported_as(store, target, source_model, parent)
+    origin = entry.get("parent_origin")  # absent from bundles written before it was
+    if found is not None or origin is None:
+        return found
+    try:
+        versions = store.list_versions(target)
+    except NotFoundError:
+        return None
+    for v in versions:  # the artefact too: another store may have its own model so named
+        if v.artefact_sha256 == origin["artefact_sha256"] and identity(
+            target, v.version, v.details
+        ) == (origin["model"], origin["version"]):
+            return v.version
+    return None
+
+
+def identity(model: str, version: int, details: Mapping[str, Any]) -> tuple[str, int]:
+    """Where a version was first registered: its recorded origin if it was imported, else
+    itself. Imports recognise a version by it, on its way back too."""
+    return _origin(details.get("imported")) or (model, version)
 
 
 def _already_imported(
@@ -315,13 +337,13 @@ def _already_imported(
         versions = store.list_versions(target)
     except NotFoundError:
         return None
-    origin = _origin(entry["details"].get("imported")) or (source_model, entry["version"])
+    origin = identity(source_model, entry["version"], entry["details"])
     for v in versions:
         if v.artefact_sha256 != entry["artefact_sha256"]:
             continue
-        record = v.details.get("imported")
-        own = _origin(record) or (target, v.version)
-        if own == origin or _source(record) == (source_model, entry["version"]):
+        if identity(target, v.version, v.details) == origin or _source(
+            v.details.get("imported")
+        ) == (source_model, entry["version"]):
             return v.version
     return None
 

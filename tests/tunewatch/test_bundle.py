@@ -85,16 +85,30 @@ def test_versions_arrive_with_their_lineage_artefacts_and_references(
 
 
 def test_a_manifest_without_the_optional_lineage_imports(
-    source: Daemon, target: Daemon, tmp_path: Path
+    source: Daemon, target: Daemon, trained: list[ExampleModel], tmp_path: Path
 ) -> None:
     def strip(m: dict[str, Any]) -> None:
-        for key in ("parent_version", "study", "dataset_version"):
+        for key in ("parent_version", "parent_origin", "study", "dataset_version"):
             m["versions"][0].pop(key)
         m.pop("exported_at")
 
     bundle = _rewrite(_export(source, tmp_path / "a.zip"), tmp_path / "b.zip", strip)
     _, imported, _ = _import(target, bundle)
     assert [i.stage for i in imported] == ["champion"]
+    child = source.registry.register(
+        MODEL,
+        trained[1].onnx,
+        dataclasses.replace(trained[1].metadata, parent_version=1),
+        actor="t",
+    )
+    for versions, parent in (([child.version], None), ([1, child.version], 1)):
+        name = f"old-{len(versions)}"
+        before = _export(source, tmp_path / f"{name}.zip", versions=versions)
+        old = _rewrite(
+            before, tmp_path / f"{name}-old.zip", lambda m: m["versions"][-1].pop("parent_origin")
+        )
+        _, arrived, _ = _import(target, old, name=name)
+        assert target.store.get_version(name, arrived[-1].version).parent_version == parent
 
 
 def test_an_import_can_be_repeated_and_lands_in_shadow_beside_a_champion(
@@ -174,6 +188,10 @@ def _rewrite(bundle: Path, out: Path, edit: object) -> Path:
         ),
         (lambda m: m["model"].update(feature_names=["a", "a"]), "distinct strings"),
         (lambda m: m["model"].update(feature_names=[]), "non-empty list"),
+        (
+            lambda m: m["versions"][0].update(parent_origin={"model": "credit", "version": "1"}),
+            "`parent_origin` must be",
+        ),
     ],
     ids=[
         "newer-format",
@@ -197,6 +215,7 @@ def _rewrite(bundle: Path, out: Path, edit: object) -> Path:
         "feature-names-lists",
         "feature-names-repeated",
         "feature-names-empty",
+        "parent-origin-malformed",
     ],
 )
 def test_a_malformed_manifest_is_refused_with_the_reason(

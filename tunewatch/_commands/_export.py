@@ -6,10 +6,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tunewatch._artefacts import ArtefactStore
 
 from ._context import actor_of, config_of, registry_of
+
+if TYPE_CHECKING:
+    from tunewatch._bundle import BundledConfig
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -34,8 +38,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    import yaml
-
     from tunewatch._bundle import import_bundle
     from tunewatch._daemon import open_store
 
@@ -63,12 +65,28 @@ def cmd_import(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     elif args.config_out and model_config is not None:
-        model_config["name"] = model
-        Path(args.config_out).write_text(
-            yaml.safe_dump({"models": [model_config]}, sort_keys=False), encoding="utf-8"
-        )
+        _write_config(Path(args.config_out), model, model_config)
         print(f"the model's config from the bundle is in {args.config_out}: merge it into yours")
     return 0
+
+
+def _write_config(path: Path, model: str, bundled: BundledConfig) -> None:
+    """Write the model's config to ``path`` and the search space it names beside it: the
+    config names the written file by its absolute path, which reads the same file once the
+    snippet is merged into a config elsewhere."""
+    import yaml
+
+    settings = {**bundled.settings, "name": model}
+    if bundled.search_space is not None:
+        space = path.resolve().with_name(f"{path.stem}.search_space.yaml")
+        space.write_bytes(bundled.search_space)
+        tuning = settings.get("tuning")
+        settings["tuning"] = {
+            **(tuning if isinstance(tuning, dict) else {}),
+            "search_space": str(space),
+        }
+        print(f"its search space is in {space}")
+    path.write_text(yaml.safe_dump({"models": [settings]}, sort_keys=False), encoding="utf-8")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
