@@ -133,12 +133,18 @@ def test_open_split_tests_start_again_per_unit(store_url: str) -> None:
 
 
 def test_downgrading_0008_leaves_states_the_older_code_can_read(store_url: str) -> None:
+    """Also with a labelled request stored: SQLite rebuilds ``requests`` to drop
+    ``unit_key``, and dropping the old table failed on the label's foreign key."""
     rng = np.random.default_rng(3)
     watch = TwoSampleSequentialTest(min_n=5)
     watch.update(champion=rng.normal(size=40), challenger=rng.normal(size=30))
     store = Store.open(store_url)
     try:
         store.ensure_model(name="m", task="binary", feature_names=["a"])
+        store.write_records(
+            [RequestRecord("m", "r1", datetime.now(UTC), "infer", 1, 1, b"\0" * 4, "user-1")], []
+        )
+        assert store.add_labels("m", [LabelItem("r1", 1.0)]) == ["created"]
         comparisons = ComparisonStore(store)
         for kind, version in (("rollback_watch", 2), ("split", 3)):
             comparisons.get_or_create_test(
@@ -156,6 +162,9 @@ def test_downgrading_0008_leaves_states_the_older_code_can_read(store_url: str) 
                 kind: state if isinstance(state, dict) else json.loads(state)
                 for kind, state in rows
             }
+        assert store.get_label("m", "r1").value == 1.0  # type: ignore[union-attr]
+        store.migrate()
+        assert store.add_labels("m", [LabelItem("r1", 1.0)]) == ["duplicate"]
     finally:
         store.close()
     expected = [

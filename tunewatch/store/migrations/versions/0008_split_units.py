@@ -13,7 +13,8 @@ Create Date: 2026-11-29
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import sqlalchemy as sa
 from alembic import op
@@ -135,5 +136,30 @@ def downgrade() -> None:
             values = {"state": state, "n": 0}
         conn.execute(sa.update(_tests).where(_tests.c.id == row.id).values(**values))
     op.drop_table("split_units")
-    with op.batch_alter_table("requests") as batch:
+    with _labels_set_aside(), op.batch_alter_table("requests") as batch:
         batch.drop_column("unit_key")
+
+
+_LABEL_COLUMNS = "model, request_id, value, outcome, received_at"
+
+
+@contextmanager
+def _labels_set_aside() -> Iterator[None]:
+    """Rebuild ``requests`` in the block (SQLite: a batch copies it into a new table).
+
+    SQLite cannot drop a table that rows of another table refer to while foreign keys
+    are on, and cannot turn them off in a transaction; deferring them (revision 0013's
+    ``PRAGMA defer_foreign_keys``) is not enough here, since the labels of the dropped
+    rows would still count as violations at the commit. ``labels`` (at this revision
+    the only table referring to ``requests``, and far smaller) is set aside and emptied
+    before the block and put back after it, checked against the new table."""
+    if op.get_bind().dialect.name != "sqlite":
+        yield
+        return
+    # Untyped columns: no affinity, so each value comes back exactly as it was stored.
+    op.execute(f"CREATE TEMP TABLE _labels_kept ({_LABEL_COLUMNS})")
+    op.execute(f"INSERT INTO _labels_kept SELECT {_LABEL_COLUMNS} FROM labels")
+    op.execute("DELETE FROM labels")
+    yield
+    op.execute(f"INSERT INTO labels ({_LABEL_COLUMNS}) SELECT {_LABEL_COLUMNS} FROM _labels_kept")
+    op.execute("DROP TABLE _labels_kept")
