@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,6 +38,27 @@ SqliteSynchronous = Literal["NORMAL", "FULL"]
 #: ``BEGIN`` instead of ``BEGIN IMMEDIATE`` so readers never queue behind the writer.
 READ_ONLY_OPTION = "tunewatch_read_only"
 
+#: Execution option marking the scoring log's write scope: on PostgreSQL each statement
+#: in it is bounded by the lock timeout too (``SET LOCAL statement_timeout``), so a
+#: stalled group commit fails every request waiting on it with a 503, like a lock wait.
+BOUNDED_WRITE_OPTION = "tunewatch_bounded_write"
+
+#: How long a transaction waits for a lock before it fails with ``StoreUnavailableError``.
+DEFAULT_LOCK_TIMEOUT_S = 30.0
+
+#: libpq connection defaults (a key the URL's query sets wins): connecting gives up after
+#: 10 s; TCP keepalives find a dead peer of an idle connection (one waiting for an
+#: answer) within 10 + 5 x 3 = 25 s, and ``tcp_user_timeout`` one that stops
+#: acknowledging what was sent within 30 s, where the kernel would retry for ~15 minutes.
+_PG_CONNECT_DEFAULTS: dict[str, int] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
+
 
 def redact_url(url: str) -> str:
     """``url`` with its password, if any, shown as ``***`` (for messages and output)."""
@@ -47,7 +69,11 @@ def redact_url(url: str) -> str:
 
 
 def make_engine(
-    url: str, *, sqlite_synchronous: SqliteSynchronous = "NORMAL", wal_autocheckpoint: bool = True
+    url: str,
+    *,
+    sqlite_synchronous: SqliteSynchronous = "NORMAL",
+    wal_autocheckpoint: bool = True,
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
 ) -> Engine:
     """Build the engine for a SQLite or PostgreSQL (``postgresql+psycopg://``) URL.
 
@@ -63,11 +89,29 @@ def make_engine(
 
     PostgreSQL connections are pre-pinged so a restarted server costs one reconnect,
     not a failed request; ``?options=-csearch_path%3D<schema>`` in the URL is honoured.
+    They set ``lock_timeout`` (and the scoring log's writes, marked with
+    :data:`BOUNDED_WRITE_OPTION`, ``statement_timeout``) to ``lock_timeout_s``, and
+    connect with libpq's ``connect_timeout`` and TCP keepalives (unless the URL sets
+    them): a blocked or half-open connection fails its transaction with
+    ``StoreUnavailableError`` instead of waiting with no limit. Reads and migrations
+    have no statement limit (a migration waits for locks with no limit either).
+
+    ``lock_timeout_s`` (default 30) is how long a transaction waits for a lock: SQLite's
+    ``busy_timeout``, PostgreSQL's ``lock_timeout``.
     """
     if sqlite_synchronous not in ("NORMAL", "FULL"):
         raise ValueError(
             f"`sqlite_synchronous` must be one of NORMAL, FULL; got {sqlite_synchronous!r}"
         )
+    if (
+        isinstance(lock_timeout_s, bool)
+        or not isinstance(lock_timeout_s, int | float)
+        or not (math.isfinite(lock_timeout_s) and lock_timeout_s >= 0.001)
+    ):
+        raise ValueError(
+            f"`lock_timeout_s` must be a finite number of seconds >= 0.001, got {lock_timeout_s!r}"
+        )
+    lock_timeout_ms = round(lock_timeout_s * 1000)
     parsed = parse_store_url(url)
     if parsed.get_backend_name() == "sqlite":
         path = sqlite_file(url)
@@ -75,9 +119,12 @@ def make_engine(
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             parsed = parsed.set(database=path)
         engine = create_engine(parsed, connect_args={"check_same_thread": False})
-        _install_sqlite_hooks(engine, sqlite_synchronous, wal_autocheckpoint)
+        _install_sqlite_hooks(engine, sqlite_synchronous, wal_autocheckpoint, lock_timeout_ms)
         return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    connect_args = {k: v for k, v in _PG_CONNECT_DEFAULTS.items() if k not in parsed.query}
+    engine = create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+    _install_postgres_hooks(engine, lock_timeout_ms)
+    return engine
 
 
 #: The setting a store URL comes from, as messages name it.
@@ -120,7 +167,7 @@ def sqlite_file(url: str) -> str | None:
 
 
 def _install_sqlite_hooks(
-    engine: Engine, synchronous: SqliteSynchronous, wal_autocheckpoint: bool
+    engine: Engine, synchronous: SqliteSynchronous, wal_autocheckpoint: bool, busy_timeout_ms: int
 ) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -128,7 +175,7 @@ def _install_sqlite_hooks(
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA foreign_keys=ON")
@@ -145,14 +192,29 @@ def _install_sqlite_hooks(
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _install_postgres_hooks(engine: Engine, lock_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET lock_timeout = {lock_timeout_ms}")
+        dbapi_connection.commit()  # a session setting: it outlives this transaction
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        if conn.get_execution_options().get(BOUNDED_WRITE_OPTION):
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {lock_timeout_ms}")
+
+
 @contextmanager
 def transaction(engine: Engine, operation: str) -> Iterator[Connection]:
     """One transaction: commit on success, roll back on error, translate SQLAlchemy errors.
 
-    Connection problems (and SQLite's "database is locked") become
-    ``StoreUnavailableError``; constraint violations become ``ConflictError``; any other
-    ``SQLAlchemyError`` becomes ``StoreError``. Errors raised by the body that are not
-    SQLAlchemy's pass through unchanged (after the rollback).
+    Connection problems, SQLite's "database is locked" and PostgreSQL's lock and
+    statement timeouts (``lock_not_available``, ``query_canceled``: psycopg raises them
+    as ``OperationalError``) become ``StoreUnavailableError``; constraint violations
+    become ``ConflictError``; any other ``SQLAlchemyError`` becomes ``StoreError``.
+    Errors raised by the body that are not SQLAlchemy's pass through unchanged (after
+    the rollback).
     """
     try:
         with engine.begin() as conn:

@@ -24,5 +24,8 @@ def alembic_config(conn: Connection) -> Config:
 def upgrade_to_head(conn: Connection) -> None:
     """Upgrade the database on ``conn`` (already in a transaction) to the newest revision."""
     if conn.dialect.name == "postgresql":
+        # Waits with no limit, unlike the store's other transactions: for a concurrent
+        # migrator to finish, and for the locks its DDL needs.
+        conn.execute(text("SET LOCAL lock_timeout = 0"))
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
     command.upgrade(alembic_config(conn), "head")

@@ -32,6 +32,8 @@ from . import (
 )
 from ._checkpoint import WalCheckpointer
 from ._engine import (
+    BOUNDED_WRITE_OPTION,
+    DEFAULT_LOCK_TIMEOUT_S,
     READ_ONLY_OPTION,
     SqliteSynchronous,
     make_engine,
@@ -69,24 +71,41 @@ class Store:
     its WAL from a thread of its own (:class:`WalCheckpointer`), never in a commit.
     """
 
-    def __init__(self, url: str, *, sqlite_synchronous: SqliteSynchronous = "NORMAL") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        sqlite_synchronous: SqliteSynchronous = "NORMAL",
+        lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+    ) -> None:
         path = sqlite_file(url)
         try:
             self._engine = make_engine(
-                url, sqlite_synchronous=sqlite_synchronous, wal_autocheckpoint=path is None
+                url,
+                sqlite_synchronous=sqlite_synchronous,
+                wal_autocheckpoint=path is None,
+                lock_timeout_s=lock_timeout_s,
             )
         except SQLAlchemyError as exc:
             raise StoreError(f"store `url` is not usable: {exc}") from exc
         self._read_engine = self._engine.execution_options(**{READ_ONLY_OPTION: True})
+        self._log_engine = self._engine.execution_options(**{BOUNDED_WRITE_OPTION: True})
         self._checkpointer: WalCheckpointer | None = None
         if path is not None:
             self._checkpointer = WalCheckpointer(path)
             self._checkpointer.start()
 
     @classmethod
-    def open(cls, url: str, *, sqlite_synchronous: SqliteSynchronous = "NORMAL") -> Store:
-        """Construct and migrate to the newest schema."""
-        store = cls(url, sqlite_synchronous=sqlite_synchronous)
+    def open(
+        cls,
+        url: str,
+        *,
+        sqlite_synchronous: SqliteSynchronous = "NORMAL",
+        lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+    ) -> Store:
+        """Construct and migrate to the newest schema. ``lock_timeout_s``: see
+        :func:`~tunewatch.store.make_engine`."""
+        store = cls(url, sqlite_synchronous=sqlite_synchronous, lock_timeout_s=lock_timeout_s)
         try:
             store.migrate()
         except BaseException:
@@ -267,7 +286,7 @@ class Store:
         if self.dialect == "sqlite":
             with sqlite_write(self._engine, "write_records") as cursor:
                 return _records.write_records_sqlite(cursor, requests, outputs, shadow_outputs)
-        with self._tx("write_records") as conn:
+        with transaction(self._log_engine, "write_records") as conn:
             return _records.write_records(conn, requests, outputs, shadow_outputs)
 
     def get_request(self, model: str, request_id: str) -> RequestRecord | None:

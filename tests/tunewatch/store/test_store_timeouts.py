@@ -1,0 +1,157 @@
+"""A write blocked by a lock fails with ``StoreUnavailableError`` (503) after the store's
+lock timeout, on both backends, instead of waiting for as long as the lock is held."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import make_url
+
+from tunewatch import StoreUnavailableError
+from tunewatch.store import LabelItem, RequestRecord, Store, make_engine
+from tunewatch.store._engine import sqlite_file
+
+#: The timeout the tests configure, and how long a test waits for the blocked write
+#: before it gives up (releasing the lock, so a store that does not time out fails the
+#: test instead of hanging it).
+TIMEOUT_S = 0.5
+GIVE_UP_S = 10.0
+
+
+def _record(request_id: str) -> RequestRecord:
+    return RequestRecord("m", request_id, datetime.now(UTC), "infer", 1, 1, b"\0" * 4)
+
+
+@contextmanager
+def _table_locked(store_url: str) -> Iterator[Callable[[], None]]:
+    """Another session holds the lock a write to ``requests`` needs until the block ends
+    (or it calls the release it is given): on PostgreSQL ``LOCK TABLE requests IN ACCESS
+    EXCLUSIVE MODE``, on SQLite the write lock (``BEGIN IMMEDIATE``)."""
+    locker: Any
+    path = sqlite_file(store_url)
+    if path is not None:
+        locker = sqlite3.connect(path, isolation_level=None)
+        locker.execute("BEGIN IMMEDIATE")
+    else:
+        url = make_url(store_url)
+        schema = str(url.query["options"]).removeprefix("-csearch_path=")
+        locker = psycopg.connect(
+            f"host={url.host} port={url.port or 5432} user={url.username} dbname={url.database}"
+        )
+        locker.execute(f'LOCK TABLE "{schema}".requests IN ACCESS EXCLUSIVE MODE')
+    try:
+        yield locker.rollback
+    finally:
+        locker.rollback()
+        locker.close()
+
+
+def _blocked_call(call: Callable[[], object], release: Callable[[], None]) -> BaseException:
+    """What ``call`` raises while the lock is held, and the seconds it took to raise it."""
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        future = pool.submit(call)
+        try:
+            error = future.exception(timeout=GIVE_UP_S)
+        except TimeoutError:
+            release()  # lets the blocked write finish, so the pool can shut down
+            pytest.fail(f"the blocked write was still waiting after {GIVE_UP_S} s")
+        elapsed = time.monotonic() - started
+    assert error is not None, "the write succeeded while another session held the lock"
+    assert elapsed < GIVE_UP_S / 2, f"the write waited {elapsed:.1f} s"
+    return error
+
+
+@pytest.fixture
+def timed_store(store_url: str) -> Iterator[Store]:
+    store = Store.open(store_url, lock_timeout_s=TIMEOUT_S)
+    try:
+        store.ensure_model(name="m", task="binary", feature_names=["a"])
+        store.write_records([_record("r1")], [])
+        yield store
+    finally:
+        store.close()
+
+
+def test_a_scoring_log_write_blocked_by_a_lock_fails_as_unavailable_after_the_timeout(
+    store_url: str, timed_store: Store
+) -> None:
+    """The recorder's group commit: on PostgreSQL a `LOCK TABLE`, a plain `CREATE INDEX`
+    or `VACUUM FULL` made every scoring request wait with no limit."""
+    with _table_locked(store_url) as release:
+        error = _blocked_call(lambda: timed_store.write_records([_record("r2")], []), release)
+    assert isinstance(error, StoreUnavailableError), repr(error)
+    assert "timeout" in error.message or "locked" in error.message, error.message
+    assert timed_store.write_records([_record("r2")], []) == [True]  # the store recovers
+
+
+def test_a_label_write_blocked_by_a_lock_fails_as_unavailable_after_the_timeout(
+    store_url: str, timed_store: Store
+) -> None:
+    """Every writing transaction, not only the scoring log's, has the lock timeout
+    (PostgreSQL's `lock_not_available`); the label's foreign key reads `requests`."""
+    with _table_locked(store_url) as release:
+        error = _blocked_call(lambda: timed_store.add_labels("m", [LabelItem("r1", 1.0)]), release)
+    assert isinstance(error, StoreUnavailableError), repr(error)
+    if timed_store.dialect == "postgresql":
+        assert isinstance(error.__cause__, Exception)
+        assert isinstance(getattr(error.__cause__, "orig", None), psycopg.errors.LockNotAvailable)
+    assert timed_store.add_labels("m", [LabelItem("r1", 1.0)]) == ["created"]
+
+
+@pytest.mark.postgres
+def test_postgres_connections_bound_connecting_and_detect_a_dead_peer(pg_url: str) -> None:
+    """libpq's connect_timeout and TCP keepalives: a half-open connection fails the
+    transaction on it instead of leaving it waiting for an answer that never comes."""
+    engine = make_engine(pg_url, lock_timeout_s=TIMEOUT_S)
+    try:
+        with engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            assert isinstance(driver, psycopg.Connection)
+            params = driver.info.get_parameters()
+            settings = {
+                name: conn.exec_driver_sql(f"SHOW {name}").scalar()
+                for name in ("lock_timeout", "statement_timeout")
+            }
+    finally:
+        engine.dispose()
+    assert params["connect_timeout"] == "10"
+    assert params["keepalives"] == "1"
+    assert (
+        int(params["keepalives_idle"])
+        + int(params["keepalives_interval"]) * int(params["keepalives_count"])
+        <= 30
+    )
+    # Reads and migrations keep no statement limit: only the scoring log's writes do.
+    assert settings == {"lock_timeout": "500ms", "statement_timeout": "0"}
+
+
+@pytest.mark.postgres
+def test_connect_options_in_the_url_win_over_the_defaults(pg_url: str) -> None:
+    engine = make_engine(f"{pg_url}&connect_timeout=3&keepalives_idle=7")
+    try:
+        with engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            assert isinstance(driver, psycopg.Connection)
+            params = driver.info.get_parameters()
+            search_path = conn.exec_driver_sql("SHOW search_path").scalar()
+    finally:
+        engine.dispose()
+    assert (params["connect_timeout"], params["keepalives_idle"]) == ("3", "7")
+    assert search_path == str(make_url(pg_url).query["options"]).removeprefix("-csearch_path=")
+
+
+@pytest.mark.parametrize("value", [0, -1.0, float("nan"), float("inf"), True])
+def test_a_lock_timeout_that_is_no_positive_finite_number_is_refused(
+    sqlite_url: str, value: float
+) -> None:
+    with pytest.raises(ValueError, match="`lock_timeout_s` must be"):
+        make_engine(sqlite_url, lock_timeout_s=value)
