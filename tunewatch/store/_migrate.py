@@ -6,7 +6,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, text
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, inspect, text
+
+from .._errors import StoreError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -22,10 +25,33 @@ def alembic_config(conn: Connection) -> Config:
 
 
 def upgrade_to_head(conn: Connection) -> None:
-    """Upgrade the database on ``conn`` (already in a transaction) to the newest revision."""
+    """Upgrade the database on ``conn`` (already in a transaction) to the newest revision.
+
+    A store at a revision this build does not know (a newer tunewatch migrated it) is
+    refused with ``StoreError`` (``schema_too_new``) and left as it is.
+    """
     if conn.dialect.name == "postgresql":
         # Waits with no limit, unlike the store's other transactions: for a concurrent
         # migrator to finish, and for the locks its DDL needs.
         conn.execute(text("SET LOCAL lock_timeout = 0"))
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
-    command.upgrade(alembic_config(conn), "head")
+    config = alembic_config(conn)
+    _refuse_unknown_revisions(conn, ScriptDirectory.from_config(config))
+    command.upgrade(config, "head")
+
+
+def _refuse_unknown_revisions(conn: Connection, script: ScriptDirectory) -> None:
+    if not inspect(conn).has_table("alembic_version"):  # a new store
+        return
+    stored = set(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    unknown = sorted(stored - {revision.revision for revision in script.walk_revisions()})
+    if not unknown:
+        return
+    head = script.get_current_head()
+    raise StoreError(
+        f"the store's schema is at revision {', '.join(map(repr, unknown))}, which this "
+        f"tunewatch does not know (its newest is {head!r}): a newer tunewatch migrated it. "
+        "Run that version or a newer one (upgrade tunewatch), or first downgrade the store "
+        f"to revision {head!r} with the newer version's migrations",
+        code="schema_too_new",
+    )
