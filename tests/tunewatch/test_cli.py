@@ -442,6 +442,9 @@ def test_undecodable_name_argument_is_a_usage_error(
         pytest.param("garbage", "SQLAlchemy cannot parse as a URL", id="unparseable"),
         pytest.param("mysql://x@h/db", "got backend 'mysql'", id="mysql"),
         pytest.param("postgresql://u:secret@h:port/db", "cannot parse as a URL", id="bad_port"),
+        # drivers that are not installed ended in a ModuleNotFoundError traceback
+        pytest.param("postgresql+asyncpg://u:secret@h/db", "driver 'asyncpg'", id="asyncpg"),
+        pytest.param("sqlite+pysqlcipher:///x.db", "driver 'pysqlcipher'", id="pysqlcipher"),
     ],
 )
 def test_a_store_url_that_is_not_a_sqlite_or_postgresql_url_is_one_line_naming_the_setting(

@@ -131,6 +131,10 @@ def make_engine(
 _URL_SETTING = "`store.url` (or TUNEWATCH_STORE_URL)"
 
 
+#: The DB-API driver of each backend tunewatch installs (SQLAlchemy's default for both).
+_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
+
+
 def parse_store_url(url: str) -> URL:
     """``url`` parsed, else ``ConfigError`` naming the setting: a SQLite or PostgreSQL URL
     SQLAlchemy parses. An unparseable one is not quoted (it may hold a password)."""
@@ -149,6 +153,13 @@ def parse_store_url(url: str) -> URL:
         raise ConfigError(
             f"{_URL_SETTING} must be a sqlite or postgresql URL, got backend {backend!r} "
             f"in {redact_url(url)}",
+            code="invalid_store_url",
+        )
+    driver = parsed.get_driver_name()
+    if driver != _DRIVERS[backend]:  # another one is not installed: an ImportError later
+        raise ConfigError(
+            f"{_URL_SETTING} must be a {backend} URL with the driver {_DRIVERS[backend]!r} "
+            f"(the one installed) or none, got driver {driver!r} in {redact_url(url)}",
             code="invalid_store_url",
         )
     return parsed
