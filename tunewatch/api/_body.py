@@ -79,9 +79,26 @@ def _constant(name: str) -> Any:
     raise ApiError(400, "invalid_json", f"{name} is not valid JSON; send finite numbers only")
 
 
+_INT_LOW, _INT_HIGH = -(2**63), 2**64 - 1  # orjson's integers: int64 and uint64
+
+
+def _integer(text: str) -> int | float:
+    """An integer as orjson reads it: a Python int within int64 and uint64, the nearest
+    float beyond them (as in JavaScript). One beyond float64 (orjson refuses it) stays a
+    Python int, which no route takes for a number; past 4,300 digits ``int`` raises
+    ``ValueError``."""
+    value = int(text)
+    if _INT_LOW <= value <= _INT_HIGH:
+        return value
+    try:
+        return float(value)
+    except OverflowError:
+        return value
+
+
 # One decoder for every request: building it (and its C scanner) per call cost more
 # than decoding a small request.
-_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_constant)
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_constant, parse_int=_integer)
 
 # A quote, JSON whitespace, a colon. In a document without backslashes every quote
 # delimits a string, so this matches once at the end of each key, and once more at the
@@ -104,8 +121,8 @@ def _fast(body: bytes) -> Any:
     lost. Escapes (which could spell one key two ways), anything orjson refuses (NaN,
     Infinity, a BOM, bad UTF-8, nesting deeper than 1,024, a number beyond float64) and
     anything it cannot re-encode go to the strict parser, which also words the errors.
-    One difference is left: an integer beyond 64 bits reads as the nearest float here
-    (as in JavaScript), not as a Python int.
+    An integer beyond 64 bits reads as the nearest float here (as in JavaScript), and
+    the strict parser reads it so too (:func:`_integer`).
     """
     if b"\\" in body:
         return _STRICT

@@ -111,3 +111,33 @@ def test_a_lone_surrogate_escape_is_refused(body: bytes) -> None:
 def test_escaped_surrogate_pairs_and_an_escaped_backslash_are_text() -> None:
     assert _body.parse_json(b'{"a": "\\ud83d\\ude00"}') == {"a": "\U0001f600"}
     assert _body.parse_json(b'{"a": "\\\\udfff"}') == {"a": "\\udfff"}
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        "18446744073709551615",
+        "-9223372036854775808",
+        "18446744073709551616",
+        "-9223372036854775809",
+        "1" + "0" * 300,
+        "1" * 309,
+    ],
+    ids=["uint64-max", "int64-min", "2**64", "below-int64", "1e300", "309-digits"],
+)
+def test_an_integer_reads_the_same_with_and_without_an_escape_in_the_body(number: str) -> None:
+    """An escape anywhere (a unit key "müller" from `json.dumps`) sends the body to the
+    strict parser, which read an integer beyond 64 bits as a Python int (the row then
+    400 `dtype_mismatch`), where orjson reads it as the nearest float."""
+    plain = _body.parse_json(b'{"k": "muller", "data": [%s]}' % number.encode())
+    escaped = _body.parse_json(b'{"k": "m\\u00fcller", "data": [%s]}' % number.encode())
+    assert plain["data"] == escaped["data"]
+    assert type(plain["data"][0]) is type(escaped["data"][0])
+
+
+def test_an_integer_past_float64_is_refused_on_both_paths_alike() -> None:
+    """orjson refuses it (the strict parser then answers); it stays a Python int, which
+    the routes refuse as today, not infinity."""
+    for key in (b"muller", b"m\\u00fcller"):
+        tree = _body.parse_json(b'{"k": "%s", "data": [%s]}' % (key, b"1" * 310))
+        assert tree["data"] == [int("1" * 310)]
