@@ -1212,7 +1212,7 @@ def test_a_tuned_version_takes_the_input_name_and_type_of_the_champion_it_replac
                 ]
             }
         ).encode()
-        _, rows, _, _ = decode_infer_request(body, None, tuned.signature)
+        _, rows, _, _ = decode_infer_request(body, None, tuned.signature, max_rows=1)
         # decoded as the runtime does (rows cast to the model's type after validation)
         scored = tuned.primary(tuned.run(rows.astype(tuned.signature.input.dtype)))
         assert scored.shape == (1, 2)

@@ -149,10 +149,13 @@ def _shape(raw: Any, spec: TensorSpec) -> tuple[int, ...]:
 
 
 def decode_infer_request(
-    body: bytes, header_length: int | None, signature: Signature
+    body: bytes, header_length: int | None, signature: Signature, *, max_rows: int
 ) -> tuple[str, np.ndarray, list[str] | None, str | None]:
     """Turn an OIP request (JSON or binary extension) into ``(id, rows, output names,
-    unit key)``; the unit key (request ``parameters.unit_key``) makes live splits sticky."""
+    unit key)``; the unit key (request ``parameters.unit_key``) makes live splits sticky.
+
+    A ``shape`` of more than ``max_rows`` rows is refused (413 ``batch_too_large``) before
+    its data is converted: an 8 MiB body declaring 493k rows held the event loop 1.2 s."""
     if header_length is None:
         json_part, binary = body, b""
     else:
@@ -186,6 +189,12 @@ def decode_infer_request(
             f"unknown input {name!r}; the model's input is {signature.input.name!r}",
         )
     shape = _shape(tensor.get("shape"), signature.input)
+    if shape[0] > max_rows:
+        raise ApiError(
+            413,
+            "batch_too_large",
+            f"input {name!r} must have at most {max_rows} rows, got {shape[0]}",
+        )
     expected = datatype_of(signature.input.dtype)
     datatype = tensor.get("datatype")
     if datatype != expected:
@@ -329,7 +338,9 @@ async def infer(
             )
         length = int(header_length)
     signature = ctx.runtime.signature(served, version)  # a named version reads its own
-    request_id, array, names, unit_key = decode_infer_request(body, length, signature)
+    request_id, array, names, unit_key = decode_infer_request(
+        body, length, signature, max_rows=ctx.runtime.config.server.max_batch_rows
+    )
     x = ctx.runtime.validate(served, array, signature)
     scored = ctx.runtime.score(served, x, version=version, unit_key=unit_key)
     if version is not None:  # a pinned request was not split: it belongs to no arm

@@ -17,7 +17,7 @@ from tunewatch._runtime import ServedModel
 from tunewatch.api._body import parse_json_object
 from tunewatch.api._context import AppContext, authenticate, context
 from tunewatch.api._errors import ApiError
-from tunewatch.api._oip import MAX_ID_LENGTH
+from tunewatch.api._oip import MAX_ID_LENGTH, _has_bool
 from tunewatch.api._route import check_json_type
 from tunewatch.store import MAX_ID, LabelItem
 
@@ -75,18 +75,52 @@ def _finite_number(value: Any) -> bool:
         return False
 
 
-def _matrix(value: Any, where: str) -> np.ndarray:
+def _matrix(value: Any, where: str, *, max_rows: int, maybe_bool: bool) -> np.ndarray:
+    """A record's ``inputs`` or ``outputs`` as rows. The rows are counted in the JSON list
+    before numpy converts it (413 ``batch_too_large`` past ``max_rows``); booleans among
+    the numbers, which numpy reads as 1, are looked for when the body spells one
+    (``maybe_bool``), as inference does."""
+    outputs = where.endswith("outputs")  # a flat list: a column of outputs, a row of inputs
+    if type(value) is list and (outputs or (value and type(value[0]) is list)):
+        if len(value) > max_rows:
+            raise ApiError(
+                413,
+                "batch_too_large",
+                f"{where} must have at most {max_rows} rows, got {len(value)}",
+            )
     try:
         array = np.asarray(value)
     except ValueError as exc:
         raise ApiError(400, "shape_mismatch", f"{where} is ragged") from exc
-    if array.dtype.kind not in "iuf":
-        raise ApiError(400, "dtype_mismatch", f"{where} must hold only numbers")
+    kind = array.dtype.kind
+    if kind not in "iuf":
+        raise ApiError(
+            400,
+            "dtype_mismatch",
+            f"{where} must hold only numbers, got {kind!r} values (strings, booleans or nulls)",
+        )
+    if maybe_bool and type(value) is list and _has_bool(value):
+        raise ApiError(400, "dtype_mismatch", f"{where} must hold only numbers, got a boolean")
     if array.ndim == 1:
-        array = array.reshape(-1, 1) if where.endswith("outputs") else array.reshape(1, -1)
+        array = array.reshape(-1, 1) if outputs else array.reshape(1, -1)
     if array.ndim != 2:
         raise ApiError(400, "shape_mismatch", f"{where} must be a list of rows")
     return array
+
+
+def _check_probabilities(y: np.ndarray, where: str, task: str) -> None:
+    """A classifier's primary output holds probabilities: logits mirrored in their place
+    were stored as such and silently corrupted realised metrics, CBPE and paired
+    comparisons. Each value is checked alone (rows need not sum to one)."""
+    outside = (y < 0) | (y > 1)
+    if outside.any():
+        row, column = (int(i) for i in np.argwhere(outside)[0])
+        raise ApiError(
+            400,
+            "invalid_output",
+            f"{where}.outputs of a {task} model must be probabilities in [0, 1], got "
+            f"{y[row, column]} at row {row}, column {column}",
+        )
 
 
 async def mirror(request: Request) -> Response:
@@ -96,6 +130,10 @@ async def mirror(request: Request) -> Response:
     model = request.path_params["model"]
     served = ctx.runtime.model(model)
     items = _items(await _json_body(request), "records", ctx.runtime.config.server.max_items)
+    raw = await request.body()  # read once: Starlette keeps it
+    maybe_bool = b"true" in raw or b"false" in raw
+    max_rows = ctx.runtime.config.server.max_batch_rows
+    task = served.row.task
     lineup = served.deployment.lineup
     champion = lineup.champion
     default_width = ctx.runtime.signature(served).primary_width
@@ -112,8 +150,13 @@ async def mirror(request: Request) -> Response:
                 400, "duplicate_request_id", f"{where}.id {request_id!r} repeats in the batch"
             )
         seen.add(request_id)
-        x = ctx.runtime.validate(served, _matrix(item.get("inputs"), f"{where}.inputs"))
-        y = _matrix(item.get("outputs"), f"{where}.outputs")
+        inputs = _matrix(
+            item.get("inputs"), f"{where}.inputs", max_rows=max_rows, maybe_bool=maybe_bool
+        )
+        x = ctx.runtime.validate(served, inputs)
+        y = _matrix(
+            item.get("outputs"), f"{where}.outputs", max_rows=max_rows, maybe_bool=maybe_bool
+        )
         version = item.get("version")
         if version is None:
             if champion is None:
@@ -142,6 +185,8 @@ async def mirror(request: Request) -> Response:
                 f"{where}.outputs must have one row{columns} per input row ({x.shape[0]}), "
                 f"of numbers float32 can hold; got shape {list(y.shape)}",
             )
+        if task in ("binary", "multiclass"):
+            _check_probabilities(y, where, task)
         prepared.append((request_id, x, y, version))
     unloaded = {version for *_, version in prepared} - set(lineup.versions)
     if unloaded:  # versions in service are registered; ask the store about the others

@@ -224,6 +224,34 @@ CASES: dict[str, Case] = {
             "records": [{"id": "m-big", "inputs": [ROW], "outputs": [[0.5, 0.5]], "version": 2**63}]
         },
     ),
+    # the mirror read `true` among numbers as 1, where inference refuses it
+    "mirror_booleans_among_inputs": Case(
+        400,
+        "dtype_mismatch",
+        path="/v1/models/credit/records",
+        body={
+            "records": [{"id": "m-bool-in", "inputs": [[True, *ROW[1:]]], "outputs": [[0.5, 0.5]]}]
+        },
+    ),
+    "mirror_booleans_among_outputs": Case(
+        400,
+        "dtype_mismatch",
+        path="/v1/models/credit/records",
+        body={"records": [{"id": "m-bool-out", "inputs": [ROW], "outputs": [[0.5, True]]}]},
+    ),
+    # logits mirrored for a classifier were stored as its probabilities
+    "mirror_classifier_output_below_0": Case(
+        400,
+        "invalid_output",
+        path="/v1/models/credit/records",
+        body={"records": [{"id": "m-logit-lo", "inputs": [ROW], "outputs": [[-0.5, 1.5]]}]},
+    ),
+    "mirror_classifier_output_above_1": Case(
+        400,
+        "invalid_output",
+        path="/v1/models/credit/records",
+        body={"records": [{"id": "m-logit-hi", "inputs": [ROW], "outputs": [[0.5, 1.01]]}]},
+    ),
     **{
         f"empty_data_shaped_{name}{suffix}": Case(
             400,
