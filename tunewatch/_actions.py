@@ -55,6 +55,17 @@ class ActionOutcome:
         return f"{self.action} {self.status}{job}: {self.reason}"
 
 
+def owed_by_its_action(store: Store, model: str, fired: Event) -> bool | None:
+    """Whether the retune the event ``fired`` (the newest of its type) caused is still
+    owed, as its action event says: ``True`` when the quota suppressed it, ``False`` when
+    the action settled it or a cool-down suppressed it, ``None`` when no action event was
+    recorded after it (the caller then asks whether its job was queued at all)."""
+    outcome = store.last_action(model, trigger=fired.type, outcomes=OUTCOMES)
+    if outcome is None or outcome.id < fired.id:
+        return None
+    return outcome.type == "action_suppressed" and outcome.payload.get("cause") == "quota"
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -124,10 +135,9 @@ class Dispatcher:
         fired = self.store.list_events(model=model, type=event, limit=1)
         if not fired:
             return None
-        outcome = self.store.last_action(model, trigger=event, outcomes=OUTCOMES)
-        if outcome is not None and outcome.id > fired[0].id:
-            quota = outcome.type == "action_suppressed" and outcome.payload.get("cause") == "quota"
-            return fired[0] if quota else None
+        owed = owed_by_its_action(self.store, model, fired[0])
+        if owed is not None:
+            return fired[0] if owed else None
         newest = self.store.list_jobs(model=model, limit=_JOBS_SINCE_EVENT)
         queued = any(
             job.trigger.get("event") == event and job.created_at >= fired[0].created_at

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from monitor import ServingMetrics
-from tunewatch._actions import OUTCOMES, SETTLED, Dispatcher
+from tunewatch._actions import SETTLED, Dispatcher, owed_by_its_action
 from tunewatch._config import ModelConfig
 from tunewatch._policies import decide, evaluation_policies
 from tunewatch.store import EvaluationRow, Event, Store, VersionRow
@@ -49,10 +49,8 @@ class PolicyEvents:
         fired = self.store.list_events(model=name, type=event, limit=1)
         if not fired:
             return None
-        outcome = self.store.last_action(name, trigger=event, outcomes=OUTCOMES)
-        if outcome is not None and outcome.id > fired[0].id:
-            owed = outcome.type == "action_suppressed" and outcome.payload.get("cause") == "quota"
-        else:
+        owed = owed_by_its_action(self.store, name, fired[0])
+        if owed is None:
             owed = self._never_queued(name, fired[0])
         if not owed:
             return fired[0].created_at
