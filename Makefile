@@ -17,8 +17,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/tunewatch demo
 
+# Both cores: tests take their own ports, temp dirs and PostgreSQL schemas, so any
+# two can run at once (the dashboard tests copy one demo store: tests/dashboard/conftest.py).
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check monitor shadow retune tunewatch tests bench

@@ -239,7 +239,8 @@ def test_workers_joining_a_study_with_a_plan_propose_different_points(tmp_path: 
             heartbeat_interval=None,
         )  # fmt: skip
         _settle_plan(handle, plan, "v")
-        proposals.append(space.sample(TrialHandle(handle._study.ask())))
+        # several points each: one point of this small space repeats by chance (~1 in 50)
+        proposals.append([space.sample(TrialHandle(handle._study.ask())) for _ in range(4)])
     assert proposals[1] != proposals[2]
 
 
