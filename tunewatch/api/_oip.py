@@ -68,6 +68,22 @@ def _has_bool(data: list[Any]) -> bool:
     return False
 
 
+def _more_values_than(data: list[Any], size: int) -> bool:
+    """Whether ``data``, flat or nested by rows, has more than ``size`` entries, counted
+    without converting it: the top level's, or for nested rows the rows' entries. Each
+    stands for a value, or is an empty or ragged list that conversion refuses anyway."""
+    if len(data) > size:
+        return True
+    if not data or type(data[0]) is not list:
+        return False  # flat (a list among numbers is ragged)
+    count = 0
+    for row in data:
+        count += len(row) if type(row) is list else 1
+        if count > size:
+            return True
+    return False
+
+
 def datatype_of(dtype: np.dtype[Any]) -> str:
     return _BY_DTYPE.get(dtype, "BYTES")
 
@@ -224,6 +240,12 @@ def decode_infer_request(
         data = tensor.get("data")
         if not isinstance(data, list):
             raise ApiError(400, "invalid_request", "`data` must be a list of numbers")
+        if size and _more_values_than(data, size):  # before numpy reads them all
+            raise ApiError(
+                400,
+                "shape_mismatch",
+                f"`shape` {list(shape)} needs {size} values, `data` has more entries",
+            )
         try:
             array = np.asarray(data)
         except ValueError as exc:

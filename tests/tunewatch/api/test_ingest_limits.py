@@ -1,6 +1,7 @@
 """Ingest checks made before the rows are converted: the row limit, read from the raw JSON
 lists (a body declaring 493k rows was converted by numpy on the event loop, 1.2 s, before
-the limit refused it), and a classifier's mirrored outputs must be probabilities."""
+the limit refused it), the count of values against the shape, and a classifier's mirrored
+outputs must be probabilities."""
 
 from __future__ import annotations
 
@@ -59,6 +60,23 @@ def test_an_inference_declaring_too_many_rows_is_refused_before_its_data_is_read
     tensor = {"name": "input", "shape": [LIMIT + 1, 8], "datatype": "FP32", "data": data}
     r = _infer(running, json.dumps({"inputs": [tensor]}).encode())
     _refused_as_too_large(r, LIMIT + 1)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [[0.0] * 9 + ["x"], [[0.0] * 9 + ["x"]], [[0.0] * 4, [0.0] * 4, ["x"]]],
+    ids=["flat", "one-nested-row", "nested-rows"],
+)
+def test_an_inference_carrying_more_values_than_its_shape_is_refused_before_they_are_read(
+    running: Running, data: list[Any]
+) -> None:
+    """A body declaring one row but carrying 4M values was converted by numpy (~0.4 s on
+    the event loop) before the count refused it. A string among the values tells: read,
+    it is a `dtype_mismatch`."""
+    tensor = {"name": "input", "shape": [1, 8], "datatype": "FP32", "data": data}
+    r = _infer(running, json.dumps({"inputs": [tensor]}).encode())
+    assert (r.status_code, r.json()["code"]) == (400, "shape_mismatch"), r.text
+    assert "`shape` [1, 8] needs 8 values, `data` has more entries" in r.json()["error"]
 
 
 def test_a_binary_inference_declaring_too_many_rows_is_refused_before_its_bytes_are_read(
