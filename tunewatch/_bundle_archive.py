@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any, get_args
 
 from tunewatch._errors import TunewatchError
-from tunewatch._registry import TASKS, Reference
+from tunewatch._reference import Reference
+from tunewatch._registry import TASKS
 from tunewatch.store import Stage
 
 FORMAT = "tunewatch-bundle"

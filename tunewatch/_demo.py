@@ -222,7 +222,8 @@ def _loop(daemon: Daemon, scorer: str, labeller: str, *, seed: int) -> dict[str,
     from sklearn.linear_model import LogisticRegression
 
     from retune import to_onnx
-    from tunewatch._registry import Reference, VersionMetadata
+    from tunewatch._reference import Reference
+    from tunewatch._registry import VersionMetadata
 
     summary: dict[str, Any] = {}
     # 1. a first champion from the history period: a seed model, then a cold study

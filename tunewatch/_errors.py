@@ -55,3 +55,9 @@ class TuningError(TunewatchError):
     """A job could not run (too little data, a bad search space …)."""
 
     code = "tuning_failed"
+
+
+class RegistrationError(TunewatchError, ValueError):
+    """A candidate or its metadata was refused; ``code`` says why."""
+
+    code = "invalid_candidate"

@@ -45,7 +45,7 @@ from tunewatch._policies import (
     LABEL_LAST_REQUEST,
     LAST_REQUEST,
 )
-from tunewatch._registry import Reference
+from tunewatch._reference import Reference
 from tunewatch._span import requests_span, ts
 from tunewatch.store import EvaluationRow, ModelRow, Store, VersionRow, Window
 

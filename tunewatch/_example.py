@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from retune import to_onnx
-from tunewatch._registry import Reference, VersionMetadata
+from tunewatch._reference import Reference
+from tunewatch._registry import VersionMetadata
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -37,7 +37,8 @@ from shadow import OnnxModel, ShadowError
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig
 from tunewatch._errors import ConflictError, TunewatchError
-from tunewatch._registry import Reference, Registry, VersionMetadata
+from tunewatch._reference import Reference
+from tunewatch._registry import Registry, VersionMetadata
 from tunewatch._serving_cost import serving_cost, with_ceiling
 from tunewatch._tuning_cv import (
     check_nested,

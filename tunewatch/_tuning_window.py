@@ -12,7 +12,7 @@ import numpy as np
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import ModelConfig
 from tunewatch._errors import TuningError
-from tunewatch._registry import Reference
+from tunewatch._reference import Reference
 from tunewatch.store import JobRow, ModelRow, Store, VersionRow
 
 logger = logging.getLogger(__name__)

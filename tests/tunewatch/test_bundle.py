@@ -20,9 +20,15 @@ from tunewatch._bundle import BundleError, ImportedVersion, export_bundle, impor
 from tunewatch._cli import main
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
-from tunewatch._errors import ConflictError, StoreUnavailableError, TunewatchError
+from tunewatch._errors import (
+    ConflictError,
+    RegistrationError,
+    StoreUnavailableError,
+    TunewatchError,
+)
 from tunewatch._example import ExampleModel
-from tunewatch._registry import Reference, RegistrationError, Registry, VersionMetadata
+from tunewatch._reference import Reference
+from tunewatch._registry import Registry, VersionMetadata
 from tunewatch._tuning import TuningJobRunner
 
 

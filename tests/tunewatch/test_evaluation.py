@@ -23,7 +23,7 @@ from tunewatch._daemon import Daemon
 from tunewatch._errors import NotFoundError, StoreUnavailableError
 from tunewatch._example import ExampleModel, example_data
 from tunewatch._policies import evaluation_policies
-from tunewatch._registry import Reference
+from tunewatch._reference import Reference
 from tunewatch._scheduler import PerModelJob, Scheduler
 from tunewatch.store import EvaluationRow, Event, LabelItem, OutputRecord, RequestRecord
 from tunewatch.store._schema import evaluations, leases

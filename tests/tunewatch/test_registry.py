@@ -24,10 +24,12 @@ from tunewatch._errors import (
     ConflictError,
     InvalidValueError,
     NotFoundError,
+    RegistrationError,
     TunewatchError,
 )
 from tunewatch._example import ExampleModel, example_data
-from tunewatch._registry import MAX_METADATA_DEPTH, Reference, RegistrationError, Registry
+from tunewatch._reference import Reference
+from tunewatch._registry import MAX_METADATA_DEPTH, Registry
 
 
 def _header_only(descr: str, shape: tuple[int, ...], name: str = "features.npy") -> bytes:

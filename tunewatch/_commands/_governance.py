@@ -11,7 +11,8 @@ from pathlib import Path
 
 from tunewatch._auth import check_role, hash_token, new_token
 from tunewatch._errors import TunewatchError
-from tunewatch._registry import Reference, VersionMetadata, feature_names_from
+from tunewatch._reference import Reference
+from tunewatch._registry import VersionMetadata, feature_names_from
 
 from ._context import actor_of, config_of, registry_of
 

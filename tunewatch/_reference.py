@@ -1,0 +1,149 @@
+"""A version's reference snapshot: its training window (features, labels, held-out
+scores) as a versioned ``.npz``, checked before anything in it is unpacked."""
+
+from __future__ import annotations
+
+import io
+import lzma
+import math
+import zipfile
+import zlib
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from tunewatch._errors import RegistrationError
+
+
+@dataclass(frozen=True, eq=False)
+class Reference:
+    """A version's reference window: its training features and, when known, labels and
+    held-out scores (each row scored by a model that did not train on it; a tuning job
+    writes its winner's out-of-fold predictions, NaN for rows no fold held out). Without
+    scores a monitor scores the rows with the version itself, which is fair only for rows
+    it did not train on."""
+
+    features: np.ndarray
+    labels: np.ndarray | None = None
+    scores: np.ndarray | None = None
+
+    FORMAT_VERSION: ClassVar[int] = 1
+
+    def check(self, n_features: int) -> None:
+        x = self.features
+        if x.ndim != 2 or x.shape[1] != n_features or x.shape[0] == 0:
+            raise RegistrationError(
+                f"reference features must be a non-empty [rows, {n_features}] matrix, got "
+                f"shape {list(x.shape)}",
+                code="invalid_reference",
+            )
+        if self.labels is not None and self.labels.shape != (x.shape[0],):
+            raise RegistrationError(
+                f"reference labels must have one value per row ({x.shape[0]}), got shape "
+                f"{list(self.labels.shape)}",
+                code="invalid_reference",
+            )
+        if self.scores is not None and (
+            self.scores.ndim != 2 or self.scores.shape[0] != x.shape[0] or not self.scores.size
+        ):
+            raise RegistrationError(
+                f"reference scores must be a [rows ({x.shape[0]}), outputs] matrix, got shape "
+                f"{list(self.scores.shape)}",
+                code="invalid_reference",
+            )
+
+    def to_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        arrays = {
+            "format_version": np.array(self.FORMAT_VERSION),
+            "features": np.asarray(self.features, dtype=np.float32),
+        }
+        if self.labels is not None:
+            arrays["labels"] = np.asarray(self.labels, dtype=np.float64)
+        if self.scores is not None:
+            arrays["scores"] = np.asarray(self.scores, dtype=np.float32)
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]
+        return buffer.getvalue()
+
+    #: The most a snapshot may unpack to; its arrays' headers are checked before any is read.
+    MAX_BYTES: ClassVar[int] = 1024**3
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Reference:
+        try:
+            _check_npz_size(data, cls.MAX_BYTES)
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                version = (
+                    _format_version(npz["format_version"]) if "format_version" in npz.files else 1
+                )
+                if version > cls.FORMAT_VERSION:
+                    raise RegistrationError(
+                        f"reference snapshot format {version} is newer than this tunewatch "
+                        f"reads ({cls.FORMAT_VERSION}); upgrade tunewatch",
+                        code="invalid_reference",
+                    )
+                labels = npz["labels"] if "labels" in npz.files else None
+                scores = npz["scores"] if "scores" in npz.files else None
+                return cls(features=npz["features"], labels=labels, scores=scores)
+        except RegistrationError:
+            raise
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            EOFError,
+            RuntimeError,  # an encrypted member, an unsupported compression method
+            zipfile.BadZipFile,
+            zlib.error,
+            lzma.LZMAError,  # bz2's corrupt streams are OSError
+        ) as exc:
+            raise RegistrationError(
+                f"reference snapshot is unreadable: {exc}", code="invalid_reference"
+            ) from exc
+
+
+def _format_version(value: np.ndarray) -> int:
+    """A snapshot's ``format_version``: a 0-d integer array holding a number >= 1."""
+    if value.ndim != 0 or value.dtype.kind not in "iu" or int(value) < 1:
+        raise RegistrationError(
+            "reference `format_version` must be a positive integer scalar, got "
+            f"shape {list(value.shape)} of {value.dtype}"
+            + (f" holding {value.item()!r}" if value.ndim == 0 else ""),
+            code="invalid_reference",
+        )
+    return int(value)
+
+
+def _check_npz_size(data: bytes, limit: int) -> None:
+    """Refuse an ``.npz`` whose arrays would unpack to more than ``limit`` bytes, from the
+    shapes their headers declare (a few hundred compressed bytes can declare terabytes)."""
+    total = 0
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for name in archive.namelist():
+            with archive.open(name) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            if any(dim < 0 for dim in shape):  # numpy's header parser takes them
+                raise RegistrationError(
+                    f"reference array {name!r} declares a negative dimension: shape {list(shape)}",
+                    code="invalid_reference",
+                )
+            if dtype.kind not in "biuf":
+                raise RegistrationError(
+                    f"reference array {name!r} must be numeric, got {dtype}",
+                    code="invalid_reference",
+                )
+            # as stored: features as float32, labels as float64, whatever was declared;
+            # numpy serves npz["labels"] from a member named `labels.npy` or plain `labels`
+            stored = {"features": 4, "labels": 8, "scores": 4}.get(name.removesuffix(".npy"), 0)
+            total += math.prod(shape) * max(dtype.itemsize, stored)
+            if total > limit:
+                raise RegistrationError(
+                    f"reference snapshot would unpack to more than {limit} bytes "
+                    f"(array {name!r} declares shape {list(shape)} of {dtype})",
+                    code="invalid_reference",
+                )
