@@ -65,27 +65,31 @@ def _log_one(d: Daemon, ids: range, y: np.ndarray, at: datetime, labelled: np.nd
     )
 
 
-def _scenario(d: Daemon) -> None:
-    now = datetime.now(UTC)
+def _scenario(d: Daemon) -> datetime:
+    """Requests from after both versions were registered (none can carry both outputs
+    before); returns the time to look at them, 40 days after the first."""
+    start = datetime.now(UTC)
     # 800 requests from 40 days ago, every label in, half of them positive
     y = np.arange(800) % 2
-    _log(d, range(800), y, now - timedelta(days=40), np.ones(800, dtype=bool))
+    _log(d, range(800), y, start, np.ones(800, dtype=bool))
     # 2,000 requests from the last hour: the 1,000 positives already labelled, the
     # negatives' labels still to come
     y = np.arange(2000) % 2
+    now = start + timedelta(days=40)
     _log(d, range(800, 2800), y, now - timedelta(hours=1), y == 1)
+    return now
 
 
 def test_arrival_order_calls_a_worse_challenger_better(daemon: Daemon) -> None:
-    _scenario(daemon)
-    paired = next(r for r in runner(daemon).run(MODEL) if r.kind == "paired")
+    now = _scenario(daemon)
+    paired = next(r for r in runner(daemon, clock=lambda: now).run(MODEL) if r.kind == "paired")
     assert paired.look is not None and paired.look.n == 1800  # 1,400 of them positive
     assert paired.look.decision == "challenger_better"
 
 
 def test_matured_requests_in_request_order_judge_it_on_the_whole_mix(daemon: Daemon) -> None:
-    _scenario(daemon)
-    loop = runner(daemon, label_maturity_s=MATURITY_S)
+    now = _scenario(daemon)
+    loop = runner(daemon, clock=lambda: now, label_maturity_s=MATURITY_S)
     paired = next(r for r in loop.run(MODEL) if r.kind == "paired")
     assert paired.look is not None and paired.look.n == 800  # the matured requests only
     assert paired.look.decision == "challenger_worse"

@@ -54,7 +54,13 @@ if TYPE_CHECKING:  # _config nests ComparisonConfig: import nothing that imports
 
 from tunewatch.comparison._config import ComparisonConfig
 from tunewatch.comparison._decisions import Decisions
-from tunewatch.comparison._looks import Incomparable, delong_update, new_state, paired_update
+from tunewatch.comparison._looks import (
+    Incomparable,
+    delong_update,
+    new_state,
+    pairable_since,
+    paired_update,
+)
 from tunewatch.comparison._results import (
     ChallengerSummary,
     ComparisonResult,
@@ -280,6 +286,7 @@ class ComparisonRunner:
             p_values[version] = last.p_value if last is not None else 1.0
             if test.status != "open":
                 continue
+            since = pairable_since(champion, shadow[version])
             try:
                 if kind == "paired":
                     update = paired_update(
@@ -291,10 +298,11 @@ class ComparisonRunner:
                         test,
                         objective,
                         settings,
+                        since,
                     )
                 else:
                     update = delong_update(
-                        self.comparisons, self.clock(), model, champion, test, settings, k
+                        self.comparisons, self.clock(), model, champion, test, settings, k, since
                     )
             except Incomparable as exc:
                 closed = self.comparisons.finish_test(
