@@ -1021,3 +1021,55 @@ def test_a_look_reads_no_request_received_before_both_versions_were_registered(
         assert sum(fed) == 300, fed
     finally:
         d.close()
+
+
+def test_a_delong_look_replays_every_row_its_test_consumed_outside_the_read_bound(
+    template: Path,
+    tmp_path: Path,
+    trained: list[ExampleModel],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rows consumed by an open test before the read bound existed (or from a replica whose
+    clock ran behind) fell out of the replay of its earlier looks once the bound applied
+    to that read too: the third look left them out of its statistic, silently."""
+    import tunewatch.comparison._runner as runner_module
+
+    unbounded = lambda *_: datetime(1970, 1, 1, tzinfo=UTC)  # noqa: E731
+    looks = []
+    for upgrade in (False, True):
+        d = copy_daemon(
+            template,
+            tmp_path / f"upgrade-{upgrade}",
+            models=[{"name": MODEL, "task": "binary", "objective": {"name": "roc_auc"}}],
+        )
+        try:
+            t = traffic(trained, 900, seed=5)
+            registered = max(v.created_at for v in d.store.list_versions(MODEL))
+            for part, at in [
+                (slice(0, 100), registered - timedelta(minutes=70)),
+                (slice(100, 900), registered),
+            ]:
+                write(
+                    d.store,
+                    ids=range(part.start, part.stop),
+                    x=t.x[part],
+                    y=t.y[part],
+                    answers={1: t.logistic[part], 2: t.gbm[part]},
+                    received_at=at,
+                )
+            loop = runner(d, delong_look_every=150, delong_looks=10)
+            with monkeypatch.context() as m:
+                m.setattr(runner_module, "pairable_since", unbounded)
+                loop.run(MODEL)
+                loop.run(MODEL)  # looks 1 and 2 consume the 100 older rows
+                if not upgrade:
+                    loop.run(MODEL)
+            if upgrade:
+                loop.run(MODEL)  # look 3 with the bound
+            [test] = loop.comparisons.list_tests(MODEL, kind="delong")
+            look = loop.comparisons.latest_look(test.id)
+            assert test.looks == 3 and look is not None
+            looks.append((look.n, look.estimate, look.p_value))
+        finally:
+            d.close()
+    assert looks[0] == looks[1]

@@ -27,8 +27,9 @@ class Incomparable(Exception):
 
 
 #: How long before the later of two versions' registrations a request may have been
-#: received and still carry both their outputs: a serving replica's clock against the
-#: registering process's, and a shadow job queued across the lineup's change.
+#: received and still carry both their outputs: ``received_at`` is stamped after the
+#: lineup is read, by the serving replica's clock, ``created_at`` by the registering
+#: process's (a worker's, the CLI's), which may run minutes apart.
 CLOCK_MARGIN = timedelta(hours=1)
 
 
@@ -115,11 +116,10 @@ def delong_update(
     # a look that waited for a second class took more rows: the next still needs
     # `look_every` new ones (never a count of zero or less)
     wanted = max(every * (test.looks + 1) - test.n, every)
-    seen = comparisons.read_labelled(
+    seen = comparisons.read_labelled(  # every row the test consumed: no bound
         model=model,
         answered_by=champion.version,
         paired_with=test.challenger_version,
-        received_from=since,
         consumed_by=test.id,
     )
     limit = wanted

@@ -124,6 +124,16 @@ def read_labelled(
             )
             .exists()
         )
+    if consumed_by is not None:
+        # the same rows as the join, as a list to walk: without it SQLite walks the
+        # model's outputs (or requests) and probes the test's consumed rows for each
+        stmt = stmt.where(
+            requests.c.request_id.in_(
+                select(comparison_consumed.c.request_id).where(
+                    comparison_consumed.c.test_id == consumed_by
+                )
+            )
+        )
     if keyed:
         stmt = stmt.where(requests.c.unit_key.is_not(None))
     if unconsumed_by is not None:
