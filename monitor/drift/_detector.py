@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -79,10 +79,12 @@ class DriftDetector:
     * ``"fdr"``: columns tested by p-value tests drift when rejected by
       Benjamini-Hochberg at false-discovery rate ``alpha``; dataset drift when any
       column drifts;
-    * ``"bonferroni"``: as ``"fdr"`` with ``p < alpha / m`` (``m`` p-value columns).
+    * ``"bonferroni"``: as ``"fdr"`` with ``p <= alpha / m`` (``m`` p-value columns).
 
-    Distance methods have no p-value; under ``"fdr"``/``"bonferroni"`` they count when
-    the distance reaches their threshold.
+    Under ``"fdr"``/``"bonferroni"`` a p-value column's verdict is the rule's: its
+    ``threshold`` is the rule's cut-off and ``drifted`` says whether the rule rejected it
+    (a configured threshold of a p-value test applies under ``"share"`` only). Distance
+    methods have no p-value; they count when the distance reaches their threshold.
 
     Degenerate columns (missing from the window, fewer than ``min_rows`` non-missing
     values, all missing, constant) are reported with ``status="insufficient_data"`` and
@@ -191,24 +193,42 @@ class DriftDetector:
             )
         return self._combine(tuple(verdicts), n_current)
 
+    def _cutoff(self, p_values: np.ndarray) -> float:
+        """The p-value at or under which the rule rejects: Bonferroni's ``alpha / m``;
+        Benjamini-Hochberg's ``alpha * k / m`` for its ``k`` rejections (``alpha / m``
+        when there are none: every p-value is above it)."""
+        m = max(p_values.size, 1)
+        if self.dataset_rule == "fdr":
+            k = int(benjamini_hochberg(p_values, self.alpha).sum())
+            return self.alpha * max(k, 1) / m
+        return self.alpha / m
+
     def _combine(self, verdicts: tuple[ColumnDrift, ...], n_current: int) -> DriftResult:
         tested = [v for v in verdicts if v.status != "insufficient_data"]
         insufficient = tuple(v.column for v in verdicts if v.status == "insufficient_data")
         if self.dataset_rule == "share":
             drifted = [v.column for v in tested if v.drifted]
         else:
-            with_p = [v for v in tested if v.p_value is not None]
-            p_values = np.array([v.p_value for v in with_p], dtype=np.float64)
-            if self.dataset_rule == "fdr":
-                reject = benjamini_hochberg(p_values, self.alpha)
-            else:
-                reject = p_values < self.alpha / max(p_values.size, 1)
-            rejected = {v.column for v, r in zip(with_p, reject, strict=True) if r}
-            drifted = [
-                v.column
-                for v in tested
-                if v.column in rejected or (v.p_value is None and v.drifted)
-            ]
+            # A p-value test's column is judged by the rule, its verdict rebuilt with the
+            # rule's cut-off as its threshold: its own threshold's verdict contradicted
+            # the dataset's. Distances keep theirs.
+            p_values = np.array(
+                [v.p_value for v in tested if v.p_value is not None], dtype=np.float64
+            )
+            cutoff = self._cutoff(p_values)
+            verdicts = tuple(
+                v
+                if v.p_value is None or v.status == "insufficient_data"
+                else replace(
+                    v,
+                    threshold=cutoff,
+                    drifted=v.p_value <= cutoff,
+                    status="drift" if v.p_value <= cutoff else "ok",
+                )
+                for v in verdicts
+            )
+            tested = [v for v in verdicts if v.status != "insufficient_data"]
+            drifted = [v.column for v in tested if v.drifted]
         share = len(drifted) / len(tested) if tested else 0.0
         if self.dataset_rule == "share":
             dataset_drift = bool(tested) and share >= self.share_threshold

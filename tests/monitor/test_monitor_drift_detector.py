@@ -84,6 +84,32 @@ def test_multiple_testing_rules_hold_their_false_alarm_rate(rule: str) -> None:
     assert changed.dataset_drift and changed.column("age").method == "ks"
 
 
+@pytest.mark.parametrize("rule", ["fdr", "bonferroni"])
+@pytest.mark.parametrize("seed", range(6))
+def test_under_a_multiple_testing_rule_each_column_s_verdict_is_the_rule_s(
+    rule: str, seed: int
+) -> None:
+    """Each column kept its own uncorrected verdict (p < its threshold) while the rule
+    decided the dataset: a stored verdict said drift on columns the rule did not reject,
+    and none on one it did. A column's verdict is now the rule's, with the rule's cut-off
+    as its threshold."""
+    rng = np.random.default_rng(seed)
+    reference = pd.DataFrame({f"f{i}": rng.normal(size=800) for i in range(10)})
+    current = pd.DataFrame({f"f{i}": rng.normal(size=300) for i in range(10)})
+    current["f0"] += 0.2  # a mild shift in one column
+    result = DriftDetector(
+        ReferenceProfile.build(reference),
+        dataset_rule=rule,  # type: ignore[arg-type]
+        columns={"f1": ColumnDriftConfig(method="ks", threshold=0.5)},
+    ).check(current)
+    drifted = {c.column for c in result.columns if c.drifted}
+    assert drifted == set(result.drifted_columns)
+    assert {c.column for c in result.columns if c.status == "drift"} == drifted
+    for c in result.columns:
+        assert c.p_value is not None and c.drifted == (c.p_value <= c.threshold)
+        assert c.threshold <= 0.05  # the rule's cut-off, not f1's 0.5
+
+
 def test_degenerate_windows_are_insufficient_and_never_raise(profile: ReferenceProfile) -> None:
     detector = DriftDetector(profile)
     empty = detector.check(pd.DataFrame(columns=list(COLUMN_TYPES)))
