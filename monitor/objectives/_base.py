@@ -65,19 +65,20 @@ class Objective(ABC):
         return None
 
     def valid_rows(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-        """Which rows the objective can score, as a boolean mask: a classifier's label
-        must name one of the predictions' classes (:meth:`classes`; not 7 of three, nor
-        1.5 or NaN), and the loss of an objective that has one must be a finite number
-        of at most ``MAX_LOSS`` (MAPE has no loss for a label of 0 either). A paired
-        comparison consumes the requests of the others without using them, and a decay
-        window leaves them out of its value, instead of failing on the whole batch, or
-        overflowing, at every look."""
+        """Which rows the objective can score, as a boolean mask: every prediction of the
+        row must be finite, a classifier's label must name one of the predictions'
+        classes (:meth:`classes`; not 7 of three, nor 1.5 or NaN), and the loss of an
+        objective that has one must be a finite number of at most ``MAX_LOSS`` (MAPE has
+        no loss for a label of 0 either). A paired comparison consumes the requests of
+        the others without using them, and a decay window leaves them out of its value,
+        instead of failing on the whole batch, or overflowing, at every look."""
         n = np.asarray(y_true).shape[0]
         if n == 0:
             return np.ones(0, dtype=bool)
         t, p = check_lengths(y_true, y_pred)
         k = self.classes(p)
         valid = np.ones(n, dtype=bool) if k is None else class_rows(t, k)
+        valid &= np.isfinite(np.asarray(p, dtype=np.float64).reshape(n, -1)).all(axis=1)
         if self.has_per_request_loss and valid.any():
             with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
                 valid[valid] = scorable(self.per_request_loss(t[valid], p[valid]))

@@ -187,3 +187,23 @@ def test_every_objective_is_registered_by_its_name() -> None:
         "rmse",
         "mape",
     }
+
+
+PARAMS = {
+    "cost": {"cost_matrix": [[0.0, 1.0], [5.0, 0.0]]},
+    "recall_at_precision": {"min_precision": 0.8},
+    "precision_at_recall": {"min_recall": 0.8},
+}
+
+
+@pytest.mark.parametrize("name", sorted(OBJECTIVES))
+def test_a_row_with_a_non_finite_prediction_is_not_scorable(name: str) -> None:
+    """Only objectives with a loss looked at the predictions: accuracy, a cost matrix and
+    F-beta read a NaN probability as class 0, and ROC AUC was NaN over the whole batch."""
+    objective = make_objective(name, **PARAMS.get(name, {}))
+    if "regression" in objective.tasks:
+        y, pred = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.5, np.nan, np.inf, 3.5])
+    else:
+        y = np.array([0.0, 1.0, 1.0, 0.0])
+        pred = np.array([[0.8, 0.2], [np.nan, np.nan], [0.1, np.inf], [0.6, 0.4]])
+    assert objective.valid_rows(y, pred).tolist() == [True, False, False, True]
