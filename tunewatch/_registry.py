@@ -30,9 +30,38 @@ def recorded_parity_error(details: Mapping[str, Any]) -> float | None:
     value = details.get("parity_error")
     if value is None:
         return 0.0
+    number = finite_float(value)
+    return number if number is not None and number >= 0 else None
+
+
+def finite_float(value: Any) -> float | None:
+    """``value`` as a finite float, or ``None`` when it is not a number (a bool is not)
+    or no finite float holds it (NaN, infinity, an integer past float64's range, which
+    ``math.isfinite`` raises on)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) and value >= 0 else None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _beyond_float(value: Any) -> bool:
+    """Whether ``value`` holds, at any depth, an integer no float64 holds."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            try:
+                float(item)
+            except OverflowError:
+                return True
+    return False
 
 
 TASKS = ("binary", "multiclass", "regression")
@@ -111,6 +140,12 @@ def _check_metadata(metadata: VersionMetadata) -> None:
         if depth > MAX_METADATA_DEPTH:
             raise RegistrationError(
                 f"`{name}` must nest at most {MAX_METADATA_DEPTH} levels deep, got {depth}",
+                code="invalid_request",
+            )
+        if _beyond_float(value):
+            raise RegistrationError(
+                f"`{name}` holds an integer beyond float64's range (about 1.8e308): its "
+                "readers take numbers as floats",
                 code="invalid_request",
             )
     try:

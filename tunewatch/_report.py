@@ -19,6 +19,7 @@ from typing import Any
 
 from tunewatch._config import Config
 from tunewatch._governance import promotion_rules
+from tunewatch._registry import finite_float
 from tunewatch.store import AuditEntry, Store
 
 logger = logging.getLogger(__name__)
@@ -250,8 +251,10 @@ def _mapping(value: Any) -> dict[str, Any]:
 def _nested(value: Any) -> str | None:
     """The unbiased estimate of ``cv: nested``: the outer folds' mean and spread."""
     estimate = _mapping(value)
-    mean, std, scores = estimate.get("mean"), estimate.get("std"), estimate.get("outer_scores")
-    if not all(isinstance(v, int | float) for v in (mean, std)):
+    mean = finite_float(estimate.get("mean"))
+    std = finite_float(estimate.get("std"))
+    scores = estimate.get("outer_scores")
+    if mean is None or std is None:
         return None
     n = len(scores) if isinstance(scores, list) else "?"
     cold = ", tuned cold" if estimate.get("warm_start") is False else ""

@@ -29,7 +29,7 @@ from tunewatch._errors import (
 )
 from tunewatch._example import ExampleModel, example_data
 from tunewatch._reference import Reference
-from tunewatch._registry import MAX_METADATA_DEPTH, Registry
+from tunewatch._registry import MAX_METADATA_DEPTH, Registry, finite_float, recorded_parity_error
 
 
 def _header_only(descr: str, shape: tuple[int, ...], name: str = "features.npy") -> bytes:
@@ -366,6 +366,42 @@ def test_metadata_nested_past_the_bound_is_refused_before_anything_is_written(
         assert getattr(row, field)["a"] == _nested(MAX_METADATA_DEPTH)["a"]
     finally:
         daemon.close()
+
+
+HUGE = 10**400  # an integer no float holds (JSON has no limit; a bundle may carry one)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("details", {"parity_error": HUGE}),
+        ("details", {"best_value": HUGE}),
+        ("details", {"nested_estimate": {"mean": HUGE, "std": 1.0}}),
+        ("hyperparameters", {"C": [1, -HUGE]}),
+    ],
+    ids=["parity-error", "best-value", "nested-estimate", "hyperparameter"],
+)
+def test_metadata_holding_an_integer_past_float64_is_refused_before_anything_is_written(
+    trained: list[ExampleModel], tmp_path: Path, field: str, value: dict[str, Any]
+) -> None:
+    """`parity_error` as one was a 500 (`math.isfinite` overflowed); `best_value` or a
+    `nested_estimate` as one registered, then made the tuning page and the version's
+    report a 500 at every view."""
+    daemon = Daemon(build_config({"data_dir": str(tmp_path / "data")}, env={}), env={})
+    try:
+        meta = dataclasses.replace(trained[0].metadata, **{field: value})
+        with pytest.raises(RegistrationError) as info:
+            daemon.registry.register("huge", trained[0].onnx, meta, actor="t")
+        assert info.value.code == "invalid_request"
+        assert "beyond float64" in info.value.message
+        assert daemon.store.list_models() == []
+    finally:
+        daemon.close()
+    # a row stored before: its readers (the parity guardrail, the tuning page) see no number
+    assert recorded_parity_error({"parity_error": HUGE}) is None
+    assert finite_float(HUGE) is None and finite_float(-HUGE) is None
+    assert finite_float(3) == 3.0 and finite_float(float("nan")) is None
+    assert finite_float(True) is None
 
 
 def test_a_daemon_does_not_start_with_a_drift_setting_for_a_column_a_stored_model_lacks(

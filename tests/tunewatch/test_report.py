@@ -230,3 +230,11 @@ def test_details_of_an_unexpected_shape_neither_fail_the_report_nor_the_promotio
         assert (Path(daemon.config.data_dir) / "reports" / f"{MODEL}-v{row_.version}.md").exists()
     finally:
         daemon.close()
+
+
+def test_a_nested_estimate_of_integers_past_float64_is_no_estimate() -> None:
+    """A version stored with one (registration refuses it now) made its report a 500
+    at every view: formatting it overflowed."""
+    assert report_module._nested({"mean": 10**400, "std": 1.0}) is None
+    assert report_module._nested({"mean": 0.5, "std": 10**400}) is None
+    assert report_module._nested({"mean": 1, "std": 0.5, "outer_scores": [1]}) == ("1 ± 0.5 over 1")

@@ -84,16 +84,22 @@ _INT_LOW, _INT_HIGH = -(2**63), 2**64 - 1  # orjson's integers: int64 and uint64
 
 def _integer(text: str) -> int | float:
     """An integer as orjson reads it: a Python int within int64 and uint64, the nearest
-    float beyond them (as in JavaScript). One beyond float64 (orjson refuses it) stays a
-    Python int, which no route takes for a number; past 4,300 digits ``int`` raises
-    ``ValueError``."""
+    float beyond them (as in JavaScript). One beyond float64 (orjson refuses it) is
+    refused: kept as a Python int, a version's free-form ``details`` took it, and every
+    reader that checks a number with ``math.isfinite`` overflowed. Past 4,300 digits
+    ``int`` raises ``ValueError``."""
     value = int(text)
     if _INT_LOW <= value <= _INT_HIGH:
         return value
     try:
         return float(value)
     except OverflowError:
-        return value
+        raise ApiError(
+            400,
+            "invalid_json",
+            f"an integer of {len(text.lstrip('-'))} digits is larger than any number this "
+            "API reads (float64's largest is about 1.8e308)",
+        ) from None
 
 
 # One decoder for every request: building it (and its C scanner) per call cost more

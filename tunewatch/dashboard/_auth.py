@@ -66,7 +66,11 @@ def check_same_origin(request: Request) -> None:
     # in X-Forwarded-Host, one per proxy; a cross-site form cannot set that header.
     forwarded = request.headers.get("x-forwarded-host", "")
     hosts = {h.strip().lower() for h in (host, *forwarded.split(","))} - {""}
-    if origin != "null" and urlsplit(origin).netloc.lower() in hosts:
+    try:
+        netloc = urlsplit(origin).netloc.lower() if origin != "null" else None
+    except ValueError:  # "http://[::1": refused like any other host's
+        netloc = None
+    if netloc in hosts:
         return
     names = f"{host!r}" + (f" or X-Forwarded-Host {forwarded!r}" if forwarded else "")
     raise AuthError(

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from retune import RetuneError, load_history
+from tunewatch._registry import finite_float
 from tunewatch.comparison import ComparisonRunner
 from tunewatch.store import AuditEntry, Event, JobRow, Store, VersionRow
 from tunewatch.store._comparisons import ComparisonLookRow, ComparisonStore, ComparisonTestRow
@@ -41,12 +42,6 @@ class Sources:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _version_brief(v: VersionRow) -> dict[str, Any]:
@@ -142,16 +137,16 @@ def _look_json(look: ComparisonLookRow) -> dict[str, Any]:
     return {
         "id": look.id,
         "n": look.n,
-        "estimate": _finite(look.estimate),
-        "ci_low": _finite(look.ci_low),
-        "ci_high": _finite(look.ci_high),
-        "p_value": _finite(look.p_value),
-        "adjusted_p_value": _finite(look.adjusted_p_value),
+        "estimate": finite_float(look.estimate),
+        "ci_low": finite_float(look.ci_low),
+        "ci_high": finite_float(look.ci_high),
+        "p_value": finite_float(look.p_value),
+        "adjusted_p_value": finite_float(look.adjusted_p_value),
         "decision": look.decision,
         "method": look.method,
         "correction": look.correction,
         "family_size": look.family_size,
-        "fixed_t_p": _finite(look.fixed_t_p),
+        "fixed_t_p": finite_float(look.fixed_t_p),
         "created_at": _iso(look.created_at),
     }
 
@@ -219,8 +214,8 @@ def ab_results(src: Sources, model: str, *, max_points: int = MAX_POINTS) -> dic
                 "percent": s.percent,
                 "n_champion": s.n_champion,
                 "n_challenger": s.n_challenger,
-                "chi2": _finite(s.chi2),
-                "p_value": _finite(s.p_value),
+                "chi2": finite_float(s.chi2),
+                "p_value": finite_float(s.p_value),
                 "mismatch": s.mismatch,
                 "created_at": _iso(s.created_at),
             }
@@ -241,10 +236,10 @@ def _drift_score(column: dict[str, Any]) -> float | None:
     p = column.get("p_value")
     if type(p) is float and 0.0 <= p <= 1.0:  # the common case, first: the drift page folds
         return 1.0 - p  # every window's columns through here
-    p = _finite(p)
+    p = finite_float(p)
     if p is not None:
         return min(max(1.0 - p, 0.0), 1.0)
-    stat, threshold = _finite(column.get("statistic")), _finite(column.get("threshold"))
+    stat, threshold = finite_float(column.get("statistic")), finite_float(column.get("threshold"))
     if stat is None:
         return None
     if threshold is None or threshold <= 0:
@@ -269,7 +264,7 @@ class _Column:
     def add(self, ref: WindowRef, payload: dict[str, Any]) -> None:
         self.alarms += ref.alarm
         if self.shown is None or (ref.alarm and not self.shown.alarm):
-            self.shown, self.share = ref, _finite(payload.get("drifted_share"))
+            self.shown, self.share = ref, finite_float(payload.get("drifted_share"))
         highest, drifted = self.highest, self.drifted
         for c in payload.get("columns", []):
             name = str(c.get("column"))
@@ -379,19 +374,19 @@ def decay(
             "id": newest[0].id,
             "status": payload.get("status", newest[0].status),
             "objective": payload.get("objective"),
-            "threshold": _finite(payload.get("threshold")),
-            "slope_per_day": _finite(payload.get("slope_per_day")),
-            "current_estimate": _finite(payload.get("current_estimate")),
+            "threshold": finite_float(payload.get("threshold")),
+            "slope_per_day": finite_float(payload.get("slope_per_day")),
+            "current_estimate": finite_float(payload.get("current_estimate")),
             "projected_crossing": payload.get("projected_crossing"),
-            "recommended_retune_interval_days": _finite(
+            "recommended_retune_interval_days": finite_float(
                 payload.get("recommended_retune_interval_days")
             ),
             "windows": [
                 {
                     "end": w.get("end"),
-                    "value": _finite(w.get("value")),
+                    "value": finite_float(w.get("value")),
                     "n": w.get("n"),
-                    "coverage": _finite(w.get("coverage")),
+                    "coverage": finite_float(w.get("coverage")),
                 }
                 for w in downsample(payload.get("windows", []), max_points)
             ],
@@ -403,13 +398,13 @@ def decay(
             {
                 "window_end": _iso(ref.window_end),
                 "status": ref.status,
-                "estimated": _finite(payload.get("estimated")),
-                "ci_low": _finite(ci[0]),
-                "ci_high": _finite(ci[1]),
-                "realised": _finite(payload.get("realised")),
+                "estimated": finite_float(payload.get("estimated")),
+                "ci_low": finite_float(ci[0]),
+                "ci_high": finite_float(ci[1]),
+                "realised": finite_float(payload.get("realised")),
                 "n": payload.get("n"),
                 "n_labelled": payload.get("n_labelled"),
-                "reference": _finite(payload.get("reference")),
+                "reference": finite_float(payload.get("reference")),
             }
         )
     return {
@@ -420,8 +415,8 @@ def decay(
             {
                 "window_end": _iso(ref.window_end),
                 "status": ref.status,
-                "coverage": _finite(payload.get("coverage")),
-                "median_delay_s": _finite(payload.get("median_delay_s")),
+                "coverage": finite_float(payload.get("coverage")),
+                "median_delay_s": finite_float(payload.get("median_delay_s")),
                 "n": payload.get("n"),
             }
             for ref, payload in labels
@@ -456,9 +451,9 @@ def telemetry(
                 "stage": v.stage if v else None,
                 "hyperparameter_set": item.get("hyperparameter_set"),
                 "hyperparameters": v.hyperparameters if v else None,
-                "p50_s": _finite(item.get("p50")),
-                "p90_s": _finite(item.get("p90")),
-                "p99_s": _finite(item.get("p99")),
+                "p50_s": finite_float(item.get("p50")),
+                "p90_s": finite_float(item.get("p90")),
+                "p99_s": finite_float(item.get("p99")),
                 "n": item.get("n"),
                 "memory_bytes": item.get("memory_bytes"),
                 "window_end": item["window_end"],
@@ -470,7 +465,7 @@ def telemetry(
         history.append(
             {
                 "window_end": _iso(ref.window_end),
-                "p99_s": {k: _finite(item.get("p99")) for k, item in versions_seen.items()},
+                "p99_s": {k: finite_float(item.get("p99")) for k, item in versions_seen.items()},
             }
         )
     return {"model": model, "current": current, "history": history}
@@ -537,11 +532,11 @@ def tuning(src: Sources, model: str, *, max_points: int = MAX_POINTS) -> dict[st
                 "hyperparameters": v.hyperparameters,
                 "parent_version": v.parent_version,
                 "job": d.get("job"),
-                "best_value": _finite(d.get("best_value")),
+                "best_value": finite_float(d.get("best_value")),
                 "n_trials": d.get("n_trials"),
                 "stopped_by": d.get("stopped_by"),
                 "fold_scores": d.get("fold_scores"),
-                "fold_spread": _finite(d.get("fold_spread")),
+                "fold_spread": finite_float(d.get("fold_spread")),
                 "warm_start_plan": d.get("warm_start_plan"),
             }
         )
