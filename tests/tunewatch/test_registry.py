@@ -404,6 +404,30 @@ def test_metadata_holding_an_integer_past_float64_is_refused_before_anything_is_
     assert finite_float(True) is None
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("details", {"note": "a\x00b"}),
+        ("details", {"a\x00b": 1}),
+        ("hyperparameters", {"grid": [["x\x00"]]}),
+    ],
+    ids=["details-value", "details-key", "hyperparameter"],
+)
+def test_metadata_holding_a_nul_is_refused_on_both_backends_alike(
+    trained: list[ExampleModel], tmp_path: Path, field: str, value: dict[str, Any]
+) -> None:
+    """PostgreSQL's `json` kept a NUL that no `->>` can read back; event and alert JSON
+    refused one, a version's metadata did not (and SQLite took it silently)."""
+    daemon = Daemon(build_config({"data_dir": str(tmp_path / "data")}, env={}), env={})
+    try:
+        meta = dataclasses.replace(trained[0].metadata, **{field: value})
+        with pytest.raises(InvalidValueError, match="must not hold a NUL"):
+            daemon.registry.register("nul", trained[0].onnx, meta, actor="t")
+        assert daemon.store.list_models() == []
+    finally:
+        daemon.close()
+
+
 def test_a_daemon_does_not_start_with_a_drift_setting_for_a_column_a_stored_model_lacks(
     trained: list[ExampleModel], tmp_path: Path
 ) -> None:

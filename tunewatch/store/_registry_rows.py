@@ -20,7 +20,7 @@ from .._errors import ConflictError, InvalidValueError, NotFoundError
 from ._audit import append_audit_in
 from ._canonical import hyperparameter_set_id, json_roundtrip
 from ._engine import dialect_insert
-from ._events import add_event_in
+from ._events import add_event_in, storable_json
 from ._schema import hyperparameter_sets, model_versions, models
 from ._types import STAGES, TASKS, ModelRow, Stage, Task, VersionRow, check_choice, utcnow
 
@@ -97,9 +97,10 @@ def check_version_text(
     cannot hold on both backends: longer than its column (PostgreSQL enforces the
     ``VARCHAR`` length, SQLite would not), holding a NUL (PostgreSQL refuses one), or
     holding an unpaired surrogate (neither driver encodes one as UTF-8); and an unpaired
-    surrogate anywhere in ``hyperparameters``, ``details`` (keys and values, at any depth)
-    or ``feature_names``: their JSON columns store one escaped, and no reader of the
-    model (the API's serialiser, a bundle, a report) can write it out again. The registry
+    surrogate or a NUL anywhere in ``hyperparameters``, ``details`` (keys and values, at
+    any depth) or ``feature_names``: their JSON columns store one escaped, and no reader
+    of the model (the API's serialiser, a bundle, a report; PostgreSQL's ``->>`` for a
+    NUL) can write it out again. The registry
     checks with it before it stores anything."""
     for column, value in (
         (model_versions.c.dataset_version, dataset_version),
@@ -123,6 +124,8 @@ def check_version_text(
                 f"{where} must be text UTF-8 can encode, got {text[:80]!r}: an unpaired "
                 "surrogate (a byte the locale could not decode reaches Python as one)"
             )
+        if tree is not None:
+            storable_json(tree, field=name)  # no NUL: as events' and alerts' JSON
 
 
 def _unencodable(name: str, tree: Any) -> tuple[str, str] | None:
