@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -36,8 +36,34 @@ logger = logging.getLogger(__name__)
 OWED_RETRY_S = 30.0
 
 
+#: How far this process's clock may run from the database's before opening the store
+#: warns. Leases, heartbeats and alert claims use the database's clock; a comparison
+#: reads from a version's registration, by the registering host's clock, less an hour
+#: (``tunewatch.comparison.CLOCK_MARGIN``), against requests stamped by a replica's.
+CLOCK_WARNING = timedelta(minutes=5)
+
+
 def open_store(config: Config) -> Store:
-    return Store.open(config.store_url, sqlite_synchronous=config.store.sqlite_synchronous)
+    store = Store.open(config.store_url, sqlite_synchronous=config.store.sqlite_synchronous)
+    warn_on_clock_offset(store)
+    return store
+
+
+def warn_on_clock_offset(
+    store: Store, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> timedelta:
+    """Log a warning when this host's clock is more than ``CLOCK_WARNING`` off the
+    database's; returns the offset (the database's clock minus this host's)."""
+    offset = store.clock_offset(now)
+    if abs(offset) > CLOCK_WARNING:
+        logger.warning(
+            "this host's clock runs %.0f s %s the database's: keep hosts' clocks in sync "
+            "(NTP); a comparison skips the requests a replica stamped more than an hour "
+            "before a version's registration by the registering host's clock",
+            abs(offset.total_seconds()),
+            "behind" if offset > timedelta(0) else "ahead of",
+        )
+    return offset
 
 
 def ensure_bootstrap_token(store: Store, env: Mapping[str, str]) -> None:

@@ -5,9 +5,10 @@ share."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Interval, String, func, literal, type_coerce
+from sqlalchemy import Connection, Interval, String, func, literal, select, type_coerce
 from sqlalchemy.sql.elements import ColumnElement
 
 from ._schema import UTCDateTime
@@ -26,3 +27,12 @@ def db_now(conn: Connection, offset: timedelta = timedelta(0)) -> ColumnElement[
         modifier = literal(f"{offset.total_seconds():+.6f} seconds", String)
         return func.strftime(_SQLITE_FORMAT, "now", modifier, type_=UTCDateTime)
     return type_coerce(func.now() + literal(offset, Interval()), UTCDateTime)
+
+
+def clock_offset(conn: Connection, now: Callable[[], datetime]) -> timedelta:
+    """The database's clock minus ``now``'s (this process's), read once: positive when
+    this host's clock runs behind. On SQLite both are this host's, so about zero."""
+    before = now()
+    db = conn.execute(select(db_now(conn))).scalar_one()
+    after = now()
+    return db - (before + (after - before) / 2)

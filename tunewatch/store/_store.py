@@ -8,7 +8,7 @@ labels), ``_events``, ``_audit`` and ``_tokens``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from .._errors import StoreError
 from . import (
     _audit,
+    _clock,
     _evaluations,
     _events,
     _governance,
@@ -59,6 +60,7 @@ from ._types import (
     Task,
     TokenRow,
     VersionRow,
+    utcnow,
 )
 from ._windows import Window
 
@@ -156,6 +158,11 @@ class Store:
     def _read(self, operation: str) -> Iterator[Connection]:
         with transaction(self._read_engine, operation) as conn:
             yield conn
+
+    def clock_offset(self, now: Callable[[], datetime] = utcnow) -> timedelta:
+        """The database's clock minus this process's (see :func:`._clock.clock_offset`)."""
+        with self._read("clock_offset") as conn:
+            return _clock.clock_offset(conn, now)
 
     # -- models and versions ------------------------------------------------------------
 
