@@ -162,13 +162,17 @@ def _utf8(value: str) -> bool:
     return True
 
 
+def _possible_name(name: str) -> bool:
+    """Whether a model may be named ``name``: no model is named otherwise, and PostgreSQL
+    would refuse a NUL in the query itself (a 400 where SQLite found nothing). Names that
+    are paths are refused for new models only: older ones are still found."""
+    return 1 <= len(name) <= MAX_NAME and name.isprintable()
+
+
 def get_model(conn: Connection, name: str) -> ModelRow:
-    # No model is named so (PostgreSQL would refuse a NUL in the query itself); names
-    # that are paths are refused for new models only: older ones are still found.
-    possible = 1 <= len(name) <= MAX_NAME and name.isprintable()
     row = (
         conn.execute(select(models).where(models.c.name == name)).one_or_none()
-        if possible
+        if _possible_name(name)
         else None
     )
     if row is None:
@@ -281,11 +285,15 @@ def add_version(
 
 
 def get_version(conn: Connection, model: str, version: int) -> VersionRow:
-    row = conn.execute(
-        _version_select().where(
-            model_versions.c.model == model, model_versions.c.version == version
-        )
-    ).one_or_none()
+    row = (
+        conn.execute(
+            _version_select().where(
+                model_versions.c.model == model, model_versions.c.version == version
+            )
+        ).one_or_none()
+        if _possible_name(model)
+        else None
+    )
     if row is None:
         raise NotFoundError(f"model {model!r} has no version {version}")
     return _version(row)
@@ -393,9 +401,11 @@ def set_stage(
 
 def _lock_model(conn: Connection, model: str) -> ModelRow:
     """Lock the model's row for the transaction and return it as it is now."""
-    found = conn.execute(
-        select(models).where(models.c.name == model).with_for_update()
-    ).one_or_none()
+    found = (
+        conn.execute(select(models).where(models.c.name == model).with_for_update()).one_or_none()
+        if _possible_name(model)
+        else None
+    )
     if found is None:
         raise NotFoundError(f"model {model!r} is not registered")
     return _model(found)

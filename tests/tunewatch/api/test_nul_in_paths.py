@@ -1,0 +1,61 @@
+"""A model name holding a NUL in a path: registration refuses one (PostgreSQL cannot
+hold it), so no such model exists, and every route answers it as it answers any unknown
+model, on both backends. On PostgreSQL the driver refused the query parameter and the
+same request was a 400 `invalid_value` naming the driver's message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+
+from tests.tunewatch.conftest import make_daemon
+from tunewatch._background import BackgroundServer
+from tunewatch._example import ExampleModel
+
+NAME = "a%00b"
+ROUTES = [
+    ("GET", f"/v1/models/{NAME}", "viewer"),
+    ("GET", f"/v1/models/{NAME}/versions", "viewer"),
+    ("GET", f"/v1/models/{NAME}/versions/1", "viewer"),
+    ("GET", f"/v1/models/{NAME}/versions/1/report", "viewer"),
+    ("GET", f"/v1/models/{NAME}/evaluations", "viewer"),
+    ("GET", f"/v1/models/{NAME}/comparisons", "viewer"),
+    ("GET", f"/v1/models/{NAME}/comparisons/2/history", "viewer"),
+    ("POST", f"/v1/models/{NAME}/rollback", "operator"),
+    ("POST", f"/v1/models/{NAME}/versions/1/retire", "operator"),
+    ("POST", f"/v1/models/{NAME}/versions/1/promote", "operator"),
+    ("POST", f"/v1/models/{NAME}/evaluate", "operator"),
+    ("POST", f"/v1/models/{NAME}/compare", "operator"),
+    ("POST", f"/v1/models/{NAME}/retune", "operator"),
+]
+
+
+def test_a_model_name_holding_a_nul_is_not_found_on_either_backend(
+    trained: list[ExampleModel], tmp_path: Path, store_url: str
+) -> None:
+    daemon, tokens = make_daemon(tmp_path / "data", trained, store_url=store_url)
+
+    def answer(client: httpx.Client, method: str, path: str, role: str) -> tuple[int, str]:
+        r = client.request(
+            method,
+            path,
+            headers={"Authorization": f"Bearer {tokens[role]}"},
+            json={"reason": "test"} if method == "POST" else None,
+        )
+        return r.status_code, r.json().get("code")
+
+    try:
+        with (
+            BackgroundServer(daemon.app) as server,
+            httpx.Client(base_url=server.url, timeout=30) as client,
+        ):
+            wrong = {}
+            for method, path, role in ROUTES:
+                unknown = answer(client, method, path.replace(NAME, "nosuch"), role)
+                nul = answer(client, method, path, role)
+                if nul != unknown or unknown[0] != 404:
+                    wrong[f"{method} {path}"] = (nul, unknown)
+    finally:
+        daemon.close()
+    assert wrong == {}
