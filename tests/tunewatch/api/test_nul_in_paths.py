@@ -29,6 +29,13 @@ ROUTES = [
     ("POST", f"/v1/models/{NAME}/compare", "operator"),
     ("POST", f"/v1/models/{NAME}/retune", "operator"),
 ]
+# filters: no stored row holds a NUL, so none matches (PostgreSQL refused the query: 400)
+FILTERS = [
+    f"/v1/events?model={NAME}",
+    f"/v1/events?type={NAME}",
+    f"/v1/approvals?model={NAME}",
+    f"/v1/jobs?model={NAME}",
+]
 
 
 def test_a_model_name_holding_a_nul_is_not_found_on_either_backend(
@@ -56,6 +63,11 @@ def test_a_model_name_holding_a_nul_is_not_found_on_either_backend(
                 nul = answer(client, method, path, role)
                 if nul != unknown or unknown[0] != 404:
                     wrong[f"{method} {path}"] = (nul, unknown)
+            viewer = {"Authorization": f"Bearer {tokens['viewer']}"}
+            for path in FILTERS:
+                r = client.get(path, headers=viewer)
+                if r.status_code != 200 or any(r.json().values()):
+                    wrong[path] = (r.status_code, r.text[:160])
     finally:
         daemon.close()
     assert wrong == {}
