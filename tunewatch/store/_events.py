@@ -37,6 +37,12 @@ def storable_json(value: Any, *, field: str) -> Any:
     return stored
 
 
+def holds_nul(*filters: str | None) -> bool:
+    """Whether a text filter holds a NUL: no stored row does (the store refuses one), so
+    none matches. PostgreSQL refuses one in a query (a 400 where SQLite found nothing)."""
+    return any(f is not None and "\x00" in f for f in filters)
+
+
 def add_event_in(
     conn: Connection, *, model: str | None, type: str, payload: Mapping[str, Any]
 ) -> Event:
@@ -60,6 +66,8 @@ def list_events(
     limit: int,
     types: Sequence[str] | None = None,
 ) -> list[Event]:
+    if holds_nul(model, type, *(types or ())):
+        return []
     stmt = select(events)
     if model is not None:
         stmt = stmt.where(events.c.model == model)

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Row, select, update
 
 from .._errors import ConflictError, NotFoundError
 from ._audit import append_audit_in
-from ._events import add_event_in
+from ._events import add_event_in, holds_nul
 from ._registry_rows import (
     _lock_model,
     _set_stage_row,
@@ -266,6 +266,8 @@ def get_approval(conn: Connection, approval_id: int) -> ApprovalRow:
 def list_approvals(
     conn: Connection, *, model: str | None, status: str | None, limit: int
 ) -> list[ApprovalRow]:
+    if holds_nul(model):
+        return []
     stmt = select(approvals)
     if model is not None:
         stmt = stmt.where(approvals.c.model == model)

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Row, func, select, update
 from .._errors import ConflictError, NotFoundError
 from ._clock import db_now
 from ._engine import dialect_insert
-from ._events import storable_json
+from ._events import holds_nul, storable_json
 from ._schema import alert_episodes, jobs
 from ._types import utcnow
 
@@ -129,6 +129,8 @@ def list_jobs(
     limit: int,
     oldest_first: bool = False,
 ) -> list[JobRow]:
+    if holds_nul(model):
+        return []
     stmt = select(jobs)
     if model is not None:
         stmt = stmt.where(jobs.c.model == model)

@@ -65,12 +65,6 @@ from ._types import (
 from ._windows import Window
 
 
-def _holds_nul(*filters: str | None) -> bool:
-    """Whether a text filter holds a NUL: no stored row does (the store refuses one), so
-    none matches. PostgreSQL refuses one in a query (a 400 where SQLite found nothing)."""
-    return any(f is not None and "\x00" in f for f in filters)
-
-
 class Store:
     """SQLite (embedded default) or PostgreSQL store for the registry, log and audit trail.
 
@@ -345,8 +339,6 @@ class Store:
         limit: int = 100,
     ) -> list[Event]:
         """Newest first; ``type`` or any of ``types``."""
-        if _holds_nul(model, type, *(types or ())):
-            return []
         with self._read("list_events") as conn:
             return _events.list_events(conn, model=model, type=type, types=types, limit=limit)
 
@@ -568,8 +560,6 @@ class Store:
     def list_approvals(
         self, *, model: str | None = None, status: str | None = None, limit: int = 100
     ) -> list[ApprovalRow]:
-        if _holds_nul(model):
-            return []
         with self._read("list_approvals") as conn:
             return _governance.list_approvals(conn, model=model, status=status, limit=limit)
 
@@ -628,8 +618,6 @@ class Store:
         oldest_first: bool = False,
     ) -> list[JobRow]:
         """Jobs newest first (or oldest first), at most ``limit``."""
-        if _holds_nul(model):
-            return []
         with self._read("list_jobs") as conn:
             return _jobs.list_jobs(
                 conn, model=model, status=status, limit=limit, oldest_first=oldest_first
