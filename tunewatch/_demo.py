@@ -334,7 +334,6 @@ def _loop(daemon: Daemon, scorer: str, labeller: str, *, seed: int) -> dict[str,
             _step("rollback watch: the replaced champion scores the same requests in shadow")
             summary["watch"] = _watch(daemon, url, scorer, labeller, seed)
         daemon.runtime.refresh()
-        summary["champion"] = champion
         summary["report"] = str(
             Path(daemon.config.data_dir).resolve() / "reports" / f"{MODEL}-v{challenger}.html"
         )
@@ -386,7 +385,7 @@ def _print_summary(summary: dict[str, Any], elapsed: float) -> None:
     if summary.get("promoted"):
         assert look is not None
         print(
-            f"  promoted challenger   : v{summary['promoted']} replaced v{summary['champion']}"
+            f"  promoted challenger   : v{summary['promoted']} replaced v{summary['replaced']}"
             f"; measured per-request log-loss change {look.estimate:+.4f} "
             f"{_interval(look.ci_low, look.ci_high)} (always-valid 95%) over n={look.n} "
             "paired requests"

@@ -24,7 +24,6 @@ def test_events_run_in_order_from_drift_to_promotion_and_the_report_exists(
     out = capsys.readouterr().out
     assert "drift detected        : window" in out
     assert "warm-started study    : credit-job2 from ['credit-job1']" in out
-    assert "promoted challenger   : v3 replaced v2" in out
 
     store = Store(f"sqlite:///{data / 'tunewatch.db'}")
     try:
@@ -44,7 +43,17 @@ def test_events_run_in_order_from_drift_to_promotion_and_the_report_exists(
         assert drift < retune < registered < better < promoted
         assert events[registered].payload["warm_start"][0] == "combined"
         assert events[better].payload["challenger_version"] == 3
-        assert events[promoted].payload == {**events[promoted].payload, "version": 3, "previous": 2}
+        # v2's paired rollback watch (v1 in shadow, on the changed concept) may decide first
+        # and restore v1, which v3 then replaces: the demo said "replaced v2" regardless
+        rolled_back = [e for e in events[:promoted] if e.type == "rollback_triggered"]
+        previous = 1 if rolled_back else 2
+        assert [e.payload["rolled_back"] for e in rolled_back] in ([], [2])
+        assert events[promoted].payload == {
+            **events[promoted].payload,
+            "version": 3,
+            "previous": previous,
+        }
+        assert f"promoted challenger   : v3 replaced v{previous}" in out
         champion = store.champion(MODEL)
         assert champion is not None and champion.version == 3
         job = store.get_job(events[retune].payload["job"])
