@@ -18,7 +18,7 @@ from monitor.drift._base import (
     PreparedColumn,
     prepare_current,
 )
-from monitor.drift._profile import NumericSummary, ReferenceProfile
+from monitor.drift._profile import NumericSummary, ReferenceProfile, columns_by_text
 from monitor.drift._registry import METHODS, default_method
 
 logger = logging.getLogger(__name__)
@@ -86,11 +86,12 @@ class DriftDetector:
     (a configured threshold of a p-value test applies under ``"share"`` only). Distance
     methods have no p-value; they count when the distance reaches their threshold.
 
-    Degenerate columns (missing from the window, fewer than ``min_rows`` non-missing
-    values, all missing, constant) are reported with ``status="insufficient_data"`` and
-    a reason; :meth:`check` never raises on window contents. Windows longer than
-    ``sample_size`` rows are sampled without replacement (seeded by ``seed``; ``None``
-    disables sampling).
+    Window columns are matched to the profile's by their text (a column ``0`` is the
+    profile's ``"0"``). Degenerate columns (missing from the window, named twice, fewer
+    than ``min_rows`` non-missing values, all missing, constant) are reported with
+    ``status="insufficient_data"`` and a reason; :meth:`check` never raises on window
+    contents. Windows longer than ``sample_size`` rows are sampled without replacement
+    (seeded by ``seed``; ``None`` disables sampling).
     """
 
     def __init__(
@@ -165,9 +166,10 @@ class DriftDetector:
             rng = np.random.default_rng(self.seed)
             rows = np.sort(rng.choice(n_current, size=self.sample_size, replace=False))
             window = current.iloc[rows]
+        by_text, seen = columns_by_text(window.columns)
         verdicts: list[ColumnDrift] = []
         for name, summary in self.profile.columns.items():
-            if name not in window.columns:
+            if seen.get(name, 0) != 1:
                 empty = PreparedColumn(0, 0, np.empty(0), {})
                 method = self.method_for(name, empty)
                 verdicts.append(
@@ -179,13 +181,17 @@ class DriftDetector:
                         threshold=method.threshold,
                         drifted=False,
                         status="insufficient_data",
-                        reason="column missing from the current window",
+                        reason=(
+                            f"the current window has {seen[name]} columns named {name!r}"
+                            if name in seen
+                            else "column missing from the current window"
+                        ),
                         n_ref=summary.n,
                         n_cur=0,
                     )
                 )
                 continue
-            prepared = prepare_current(summary, window[name])
+            prepared = prepare_current(summary, window[by_text[name]])
             verdicts.append(
                 self.method_for(name, prepared).test_prepared(
                     summary, prepared, column=name, min_rows=self.min_rows

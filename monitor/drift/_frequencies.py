@@ -45,7 +45,12 @@ def sturges_histograms(
     n_bins = int(np.ceil(np.log2(summary.n + current.n) + 1.0))
     if hi <= lo:
         hi = lo + 1.0
-    edges = np.linspace(lo, hi, n_bins + 1)
+    if np.isfinite(hi - lo):
+        edges = np.linspace(lo, hi, n_bins + 1)
+    else:  # the span overflows: place the edges in units of the ends' magnitude
+        scale = max(abs(lo), abs(hi))
+        edges = np.linspace(lo / scale, hi / scale, n_bins + 1) * scale
+        edges[0], edges[-1] = lo, hi
     ref = np.histogram(summary.sample, edges)[0] / summary.sample.size
     cur = np.histogram(current.values, edges)[0] / current.values.size
     return ref, cur

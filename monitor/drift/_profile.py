@@ -8,7 +8,11 @@ A profile keeps, per column, what the drift methods need and nothing else:
   deciles with the reference share in each, and the value counts when the column has
   at most :data:`DISCRETE_MAX_VALUES` distinct values (evidently treats such columns as
   discrete);
-* categorical columns: the category frequencies (categories are compared as strings).
+* categorical columns: the category frequencies. Categories are compared by their text,
+  numbers by value (:func:`category_key`): ``1``, ``1.0`` and ``np.int64(1)`` are one
+  category, as a column of integer codes reads as floats once pandas meets a missing value.
+
+Columns are named by their text: a frame's column ``0`` is the profile's ``"0"``.
 
 Profiles serialise to a JSON-able dict (:meth:`ReferenceProfile.to_dict`) or to UTF-8
 JSON bytes (:meth:`ReferenceProfile.to_bytes`), carrying :data:`FORMAT_VERSION`; loading
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
@@ -28,8 +33,10 @@ import pandas as pd
 
 from monitor._errors import DriftError, ProfileFormatError
 
-FORMAT_VERSION = 1
-"""Version written by :meth:`ReferenceProfile.to_dict`; newer payloads are refused."""
+FORMAT_VERSION = 2
+"""Version written by :meth:`ReferenceProfile.to_dict`; newer payloads are refused.
+Format 1 kept a float category as Python's text of it (``"1.0"``); reading one maps such
+a category to its number's text (``"1"``)."""
 
 DISCRETE_MAX_VALUES = 20
 """Numeric columns with at most this many distinct values also keep their value counts
@@ -92,14 +99,29 @@ def numeric_values(values: Any) -> np.ndarray:
     return finite
 
 
+def category_key(value: Any) -> str:
+    """A category's text: numbers by value (``1``, ``1.0`` and ``np.int64(1)`` are
+    ``"1"``), booleans as ``"True"``/``"False"``, anything else as ``str`` gives it."""
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        if number.is_integer() and abs(number) < 2**63:
+            return str(int(number))
+        return repr(number)
+    return str(value)
+
+
 def category_counts(values: Any) -> dict[str, int]:
-    """Category -> count of a column-like input; categories are compared as strings."""
+    """Category -> count of a column-like input (categories by :func:`category_key`)."""
     series = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values).ravel())
     counts: dict[str, int] = {}
     for key, count in series.value_counts(dropna=True).items():
         if not count:  # unobserved levels of a pandas Categorical
             continue
-        name = str(key)
+        name = category_key(key)
         counts[name] = counts.get(name, 0) + int(count)
     return counts
 
@@ -113,6 +135,27 @@ def discrete_counts(sorted_values: np.ndarray, limit: int) -> dict[float, int] |
         return None
     counts = np.diff(np.r_[starts, sorted_values.size])
     return {float(sorted_values[s]): int(c) for s, c in zip(starts, counts, strict=True)}
+
+
+def columns_by_text(columns: pd.Index) -> tuple[dict[str, Any], dict[str, int]]:
+    """A frame's columns by their text, and how many columns read as each text."""
+    found: dict[str, Any] = {}
+    seen: dict[str, int] = {}
+    for column in columns:
+        name = str(column)
+        found.setdefault(name, column)
+        seen[name] = seen.get(name, 0) + 1
+    return found, seen
+
+
+def _moments(ordered: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of a sorted non-empty array, computed in units of its
+    largest magnitude, so values past 1e154 (whose squares overflow) keep both finite."""
+    scale = max(abs(float(ordered[0])), abs(float(ordered[-1])))
+    if scale <= 1e150:
+        return float(ordered.mean()), float(ordered.std())
+    unit = ordered / scale
+    return float(unit.mean()) * scale, float(unit.std()) * scale
 
 
 def _summarise_numeric(
@@ -133,11 +176,12 @@ def _summarise_numeric(
     else:
         edges, shares = np.empty(0), np.ones(1)
     counts = discrete_counts(ordered, DISCRETE_MAX_VALUES)
+    mean, std = _moments(ordered) if n else (0.0, 0.0)
     return NumericSummary(
         n=n,
         n_missing=int(len(column) - n),
-        mean=float(ordered.mean()) if n else 0.0,
-        std=float(ordered.std()) if n else 0.0,
+        mean=mean,
+        std=std,
         sample=sample,
         psi_edges=tuple(float(e) for e in edges),
         psi_shares=tuple(float(s) for s in shares),
@@ -174,35 +218,44 @@ class ReferenceProfile:
     ) -> ReferenceProfile:
         """Summarise ``frame``.
 
-        ``column_types`` maps each column to profile to ``"num"`` or ``"cat"``; when
-        ``None`` every column is profiled, numeric dtypes (not bool) as ``"num"`` and
-        everything else as ``"cat"``. Numeric samples keep at most ``max_sample`` values,
-        drawn without replacement by a generator seeded with ``seed``.
+        ``column_types`` maps each column to profile, by its text, to ``"num"`` or
+        ``"cat"``; when ``None`` every column is profiled, numeric dtypes (not bool) as
+        ``"num"`` and everything else as ``"cat"``. Numeric samples keep at most
+        ``max_sample`` values, drawn without replacement by a generator seeded with
+        ``seed``. Two columns whose names read the same (``1`` and ``"1"``) are refused.
         """
         if max_sample < 2:
             raise DriftError(f"`max_sample` must be at least 2, got {max_sample}")
+        by_text, seen = columns_by_text(frame.columns)
+        clashes = sorted(name for name, count in seen.items() if count > 1)
+        if clashes:
+            raise DriftError(
+                f"the frame has {seen[clashes[0]]} columns named {clashes[0]!r}: a profile "
+                "names each column by its text"
+            )
         if column_types is None:
             types: Mapping[str, ColumnKind] = {
-                str(name): (
+                name: (
                     "num"
-                    if pd.api.types.is_numeric_dtype(frame[name])
-                    and not pd.api.types.is_bool_dtype(frame[name])
+                    if pd.api.types.is_numeric_dtype(frame[column])
+                    and not pd.api.types.is_bool_dtype(frame[column])
                     else "cat"
                 )
-                for name in frame.columns
+                for name, column in by_text.items()
             }
         else:
             types = column_types
-        missing = sorted(set(types) - {str(c) for c in frame.columns})
+        missing = sorted(set(types) - set(by_text))
         if missing:
             raise DriftError(f"`column_types` names columns not in the frame: {missing}")
         rng = np.random.default_rng(seed)
         columns: dict[str, ColumnSummary] = {}
         for name, kind in types.items():
+            values = frame[by_text[name]]
             if kind == "num":
-                columns[name] = _summarise_numeric(frame[name], max_sample=max_sample, rng=rng)
+                columns[name] = _summarise_numeric(values, max_sample=max_sample, rng=rng)
             elif kind == "cat":
-                columns[name] = _summarise_categorical(frame[name])
+                columns[name] = _summarise_categorical(values)
             else:
                 raise DriftError(
                     f"`column_types[{name!r}]` must be one of 'cat', 'num', got {kind!r}"
@@ -297,10 +350,13 @@ class ReferenceProfile:
                         ),
                     )
                 elif c["kind"] == "cat":
+                    counts = [(str(k), int(v)) for k, v in c["counts"]]
+                    if version < 2:
+                        counts = _format_1_categories(counts)
                     columns[name] = CategoricalSummary(
                         n=int(c["n"]),
                         n_missing=int(c["n_missing"]),
-                        counts=tuple((str(k), int(v)) for k, v in c["counts"]),
+                        counts=tuple(sorted(counts)),
                     )
                 else:
                     raise ValueError(f"column {name!r} has unknown kind {c['kind']!r}")
@@ -317,3 +373,18 @@ class ReferenceProfile:
                 found=version,
                 supported=FORMAT_VERSION,
             ) from exc
+
+
+_FLOAT_TEXT = re.compile(r"-?(?:\d+\.\d*(?:e[+-]\d+)?|\d+e[+-]\d+|inf|nan)")
+
+
+def _format_1_categories(counts: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """Format 1's categories under format 2's keys: a float category was kept as Python's
+    text of it (``"1.0"``, ``"1e+16"``), now as its :func:`category_key`. A text category
+    that reads like a float is read as one too: format 1 did not say which it was."""
+    merged: dict[str, int] = {}
+    for key, count in counts:
+        if _FLOAT_TEXT.fullmatch(key):
+            key = category_key(float(key))
+        merged[key] = merged.get(key, 0) + count
+    return list(merged.items())

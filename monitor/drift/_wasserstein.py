@@ -36,5 +36,10 @@ class Wasserstein(DriftMethod):
         self, summary: ColumnSummary, current: PreparedColumn
     ) -> tuple[float, float | None]:
         assert isinstance(summary, NumericSummary)
-        norm = max(summary.std, 0.001)
-        return wasserstein_sorted(summary.sample, current.values) / norm, None
+        u, v = summary.sample, current.values
+        # in units of the largest magnitude when the gaps between values could overflow
+        scale = max(abs(float(u[0])), abs(float(u[-1])), abs(float(v[0])), abs(float(v[-1])))
+        if scale <= 1e150:
+            scale = 1.0
+        norm = max(summary.std, 0.001) / scale
+        return wasserstein_sorted(u / scale, v / scale) / norm, None

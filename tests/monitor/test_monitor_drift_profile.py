@@ -8,7 +8,10 @@ import pytest
 
 from monitor.drift import (
     FORMAT_VERSION,
+    ColumnDrift,
+    ColumnDriftConfig,
     DriftDetector,
+    DriftError,
     ProfileFormatError,
     ReferenceProfile,
 )
@@ -67,3 +70,74 @@ def test_column_types_are_inferred_from_dtypes() -> None:
         "c": "cat",
         "d": "num",
     }
+
+
+def test_non_text_column_names_are_profiled_and_checked_by_their_text() -> None:
+    rng = np.random.default_rng(0)
+    reference = pd.DataFrame({0: rng.normal(size=2000), 1: rng.integers(0, 3, 2000)})
+    profile = ReferenceProfile.build(reference, column_types={"0": "num", "1": "cat"})
+    assert ReferenceProfile.build(reference).column_types == {"0": "num", "1": "num"}
+    current = pd.DataFrame({0: rng.normal(size=500) + 1.0, 1: rng.integers(0, 3, 500)})
+    result = DriftDetector(profile).check(current)
+    assert result.column("0").status == "drift" and result.column("0").n_cur == 500
+    assert result.column("1").status == "ok" and result.column("1").n_cur == 500
+
+
+def test_columns_whose_names_read_the_same_are_refused_or_insufficient() -> None:
+    rng = np.random.default_rng(1)
+    clash = pd.DataFrame(rng.normal(size=(100, 2)), columns=pd.Index([1, "1"], dtype=object))
+    with pytest.raises(DriftError, match="2 columns named '1'"):
+        ReferenceProfile.build(clash)
+    profile = ReferenceProfile.build(pd.DataFrame({"1": rng.normal(size=100)}))
+    verdict = DriftDetector(profile).check(clash).column("1")
+    assert verdict.status == "insufficient_data"
+    assert verdict.reason == "the current window has 2 columns named '1'"
+
+
+def test_integer_categories_match_their_float_form_once_a_value_is_missing() -> None:
+    # pandas stores a column of integer codes as floats once it holds a missing value
+    rng = np.random.default_rng(2)
+    reference = pd.DataFrame({"code": rng.integers(0, 4, 3000)})
+    profile = ReferenceProfile.build(reference, column_types={"code": "cat"})
+    current = reference.iloc[:600].astype(np.float64)  # the reference's own rows
+    current.loc[0, "code"] = np.nan
+    verdict = DriftDetector(profile).check(current).column("code")
+    assert (verdict.status, verdict.n_cur) == ("ok", 599)
+    assert [k for k, _ in profile.columns["code"].counts] == ["0", "1", "2", "3"]  # type: ignore[union-attr]
+
+
+def test_a_format_1_profile_s_float_categories_read_as_numbers() -> None:
+    # format 1 kept a float category as its text, "1.0": it must still match 1.0 and 1
+    rng = np.random.default_rng(3)
+    reference = pd.DataFrame({"code": rng.integers(0, 4, 3000).astype(np.float64)})
+    data = ReferenceProfile.build(reference, column_types={"code": "cat"}).to_dict()
+    data["format_version"] = 1
+    data["columns"]["code"]["counts"] = [
+        [f"{k}.0", v] for k, v in data["columns"]["code"]["counts"]
+    ]
+    loaded = ReferenceProfile.from_dict(data)
+    assert [k for k, _ in loaded.columns["code"].counts] == ["0", "1", "2", "3"]  # type: ignore[union-attr]
+    current = reference.iloc[:600]
+    assert DriftDetector(loaded).check(current).column("code").status == "ok"
+
+
+@pytest.mark.parametrize("scale", [1e160, 1e300])
+@pytest.mark.parametrize("method", ["ks", "psi", "wasserstein", "jensenshannon"])
+def test_numeric_statistics_do_not_depend_on_the_column_s_scale(method: str, scale: float) -> None:
+    rng = np.random.default_rng(4)
+    reference = rng.normal(size=3000)
+    current = rng.normal(size=500) * 1.5 + 0.5
+    config = {"x": ColumnDriftConfig(method=method)}  # type: ignore[arg-type]
+
+    def check(s: float) -> ColumnDrift:
+        profile = ReferenceProfile.build(pd.DataFrame({"x": reference * s}))
+        return (
+            DriftDetector(profile, columns=config)
+            .check(pd.DataFrame({"x": current * s}))
+            .column("x")
+        )
+
+    unit, scaled = check(1.0), check(scale)
+    assert unit.status == "drift"
+    assert scaled.status == unit.status
+    assert scaled.statistic == pytest.approx(unit.statistic, rel=1e-9)
