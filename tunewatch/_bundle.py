@@ -199,7 +199,10 @@ def import_bundle(
         source = manifest["model"]
         target = name or source["name"]
         if not valid_model_name(target):
-            raise BundleError(f"model name {target[:80]!r} must be printable and not a path")
+            raise BundleError(
+                f"model name {target[:80]!r} must be printable, not a path and no space first "
+                "or last"
+            )
         space = read_space(archive, manifest)  # checked like the artefacts, before any write
         # renewed before each candidate check, which may take its whole timeout
         ttl = 2 * config.scoring.candidate_timeout_s + 60

@@ -295,8 +295,9 @@ class ModelConfig(_Frozen):
             return value  # the store holds it, perhaps from before names could not be paths
         if not valid_model_name(value):
             raise ValueError(
-                f"a model `name` must be 1 to {MAX_MODEL_NAME} printable characters and not a "
-                f"path (no `/` or `\\`, not `.` or `..`), as the store requires"
+                f"a model `name` must be 1 to {MAX_MODEL_NAME} printable characters, not a "
+                f"path (no `/` or `\\`, not `.` or `..`) and no space first or last, as the "
+                "store requires"
             )
         return value
 

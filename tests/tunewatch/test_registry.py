@@ -143,8 +143,8 @@ def test_details_the_registration_derives_cannot_be_supplied(
         daemon.close()
 
 
-@pytest.mark.parametrize("name", ["../../pwn", "a/b", "a\\b", "..", "."])
-def test_a_model_name_that_is_a_path_is_refused(
+@pytest.mark.parametrize("name", ["../../pwn", "a/b", "a\\b", "..", ".", "   ", "fraud ", " fraud"])
+def test_a_model_name_that_is_a_path_or_spaced_is_refused(
     trained: list[ExampleModel], tmp_path: Path, name: str
 ) -> None:
     """A bundle named `../../pwn` wrote its reports outside the data directory."""

@@ -40,7 +40,7 @@ def ensure_model(
     if not valid_model_name(name):
         raise InvalidValueError(
             f"model `name` must be 1 to {MAX_NAME} printable characters, not a path (no `/`, "
-            f"`\\`, `.` or `..`), got {name[:80]!r}"
+            f"`\\`, `.` or `..`) and no space first or last, got {name[:80]!r}"
         )
     features = [str(f) for f in feature_names]
     check_version_text(dataset_version=None, study=None, feature_names=features)
@@ -76,10 +76,12 @@ def regulate_model(conn: Connection, name: str, *, actor: str, reason: str) -> b
 
 
 def valid_model_name(name: str) -> bool:
-    """Reports and files are named after models: a name must not be a path."""
+    """Reports and files are named after models: a name must not be a path, nor start or
+    end with a space (``"fraud "`` beside ``"fraud"``, or a name of spaces only)."""
     return (
         1 <= len(name) <= MAX_NAME
         and name.isprintable()
+        and name.strip() == name
         and not ({"/", "\\"} & set(name))
         and name not in (".", "..")
     )
