@@ -23,7 +23,9 @@ def t_test(
     theta = np.asarray(estimate, dtype=np.float64)
     se = np.sqrt(np.maximum(np.asarray(estimate_variance, dtype=np.float64), VARIANCE_FLOOR))
     dof = np.maximum(np.asarray(df, dtype=np.float64), 1.0)
-    p = 2.0 * sps.t.sf(np.abs(theta) / se, dof)
+    with np.errstate(over="ignore"):  # a nonzero estimate of zero variance: t is inf, p 0
+        t = np.abs(theta) / se
+    p = 2.0 * sps.t.sf(t, dof)
     q = sps.t.isf(alpha / 2.0, dof) * se
     return np.asarray(p), np.asarray(theta - q), np.asarray(theta + q)
 
@@ -35,5 +37,7 @@ def welch_df(var_a: np.ndarray, n_a: np.ndarray, var_b: np.ndarray, n_b: np.ndar
     a = np.asarray(var_a, dtype=np.float64) / na
     b = np.asarray(var_b, dtype=np.float64) / nb
     num = (a + b) ** 2
-    den = np.maximum(a**2 / (na - 1.0) + b**2 / (nb - 1.0), VARIANCE_FLOOR**2)
-    return np.asarray(np.clip(num / den, 1.0, na + nb - 2.0))
+    den = a**2 / (na - 1.0) + b**2 / (nb - 1.0)
+    # both arms without spread (or too little to square): no evidence either way, df 1
+    ratio = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    return np.asarray(np.clip(ratio, 1.0, na + nb - 2.0))

@@ -89,6 +89,37 @@ def test_identical_models_give_zero_differences_and_no_decision() -> None:
     assert look.fixed_t_p == 1.0
 
 
+@pytest.mark.parametrize("method", ["confidence_sequence", "msprt"])
+def test_the_same_differences_in_smaller_units_decide_alike(method: str) -> None:
+    """An absolute variance floor of 1e-18 stopped a 17-sd effect from deciding once the
+    losses were in units 1e-8 smaller (squared errors of a regressor of rates ~1e-4)."""
+    d = np.random.default_rng(1).normal(-0.3, 1.0, 3000)
+    looks = {}
+    for scale in (1.0, 1e-4, 1e-8, 1e-12, 1e-60):
+        # msprt's fixed mixing sd is on the losses' scale: scale it with them
+        mixing_sd = 0.5 * scale if method == "msprt" else None
+        test = PairedSequentialTest(method=method, mixing_sd=mixing_sd, bootstrap_resamples=0)
+        looks[scale] = test.update(d * scale)
+    for scale, look in looks.items():
+        assert look.decision == "challenger_better"
+        assert look.p_value == pytest.approx(looks[1.0].p_value, rel=1e-6)
+        assert look.fixed_t_p == pytest.approx(looks[1.0].fixed_t_p, rel=1e-6)
+        assert (look.ci_low / scale, look.ci_high / scale) == pytest.approx(
+            (looks[1.0].ci_low, looks[1.0].ci_high), rel=1e-6
+        )
+        assert (look.fixed_ci[0] / scale, look.fixed_ci[1] / scale) == pytest.approx(
+            looks[1.0].fixed_ci, rel=1e-6
+        )
+
+
+def test_a_constant_nonzero_difference_decides_and_a_zero_one_does_not() -> None:
+    worse = PairedSequentialTest(bootstrap_resamples=0).update(np.full(600, 0.25))
+    assert (worse.decision, worse.p_value) == ("challenger_worse", 0.0)
+    assert worse.ci_low == pytest.approx(0.25) and worse.ci_high == pytest.approx(0.25)
+    same = PairedSequentialTest(bootstrap_resamples=0).update(np.zeros(600))
+    assert (same.decision, same.p_value) == ("continue", 1.0)
+
+
 def test_fixed_horizon_columns_match_scipy_and_the_bootstrap() -> None:
     d = _stream(4, 1500, mean=-0.02)
     look = PairedSequentialTest(bootstrap_resamples=2000, seed=5).update(d)

@@ -23,11 +23,15 @@ from abc import ABC, abstractmethod
 from typing import ClassVar
 
 import numpy as np
+from scipy import special
 
 from shadow.stats._validation import check_alpha, check_positive_int
 
-# Below this the variance is treated as zero (identical models give exactly zero differences).
-VARIANCE_FLOOR = 1e-18
+# Variances are floored here: zero for identical models (every difference exactly zero).
+# The floor is the smallest normal float, not a loss-scale constant: the statistic depends
+# only on ``theta^2 / V`` and ``tau^2 / V``, so losses in units 1e-8 smaller must decide
+# alike (an absolute floor of 1e-18 stopped a 17-sd effect deciding at that scale).
+VARIANCE_FLOOR = float(np.finfo(np.float64).tiny)
 
 
 class AlwaysValidMethod(ABC):
@@ -44,20 +48,26 @@ class AlwaysValidMethod(ABC):
         """``tau^2``, on the effect's scale, given the per-unit variance (the variance of
         one paired difference, or the sum of the two arms' variances)."""
 
-    def _terms(
+    def _log_terms(
         self, estimate_variance: np.ndarray, unit_variance: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
+        """``log V`` and ``log(tau^2 / V)``, each variance floored at
+        :data:`VARIANCE_FLOOR`: in logs, so no ratio over- or underflows at any scale."""
         v = np.maximum(np.asarray(estimate_variance, dtype=np.float64), VARIANCE_FLOOR)
         tau2 = np.maximum(self.mixing_variance(np.asarray(unit_variance)), VARIANCE_FLOOR)
-        return v, tau2
+        log_v = np.log(v)
+        return log_v, np.log(tau2) - log_v
 
     def log_likelihood_ratio(
         self, estimate: np.ndarray, estimate_variance: np.ndarray, unit_variance: np.ndarray
     ) -> np.ndarray:
-        """``log Lambda`` of the mixture against ``effect = 0``."""
-        v, tau2 = self._terms(estimate_variance, unit_variance)
-        theta = np.asarray(estimate, dtype=np.float64)
-        return np.asarray(0.5 * np.log(v / (v + tau2)) + theta**2 * tau2 / (2.0 * v * (v + tau2)))
+        """``log Lambda`` of the mixture against ``effect = 0``: with ``r = tau^2 / V`` and
+        ``z^2 = theta^2 / V``, ``-log(1 + r) / 2 + z^2 r / (2 (1 + r))``."""
+        log_v, log_r = self._log_terms(estimate_variance, unit_variance)
+        theta = np.abs(np.asarray(estimate, dtype=np.float64))
+        with np.errstate(divide="ignore", over="ignore"):  # theta = 0; z^2 past 1e308 is inf
+            z2 = np.exp(2.0 * np.log(theta) - log_v)
+        return np.asarray(-0.5 * np.logaddexp(0.0, log_r) + 0.5 * z2 * special.expit(log_r))
 
     def p_value(
         self, estimate: np.ndarray, estimate_variance: np.ndarray, unit_variance: np.ndarray
@@ -67,9 +77,11 @@ class AlwaysValidMethod(ABC):
         return np.asarray(np.exp(np.minimum(-log_lr, 0.0)))
 
     def half_width(self, estimate_variance: np.ndarray, unit_variance: np.ndarray) -> np.ndarray:
-        """Half-width of the confidence sequence around the estimate at one look."""
-        v, tau2 = self._terms(estimate_variance, unit_variance)
-        return np.asarray(np.sqrt(v * (v + tau2) / tau2 * np.log((v + tau2) / (v * self.alpha**2))))
+        """Half-width of the confidence sequence around the estimate at one look:
+        ``sqrt(V (1 + 1/r) log((1 + r) / alpha^2))``."""
+        log_v, log_r = self._log_terms(estimate_variance, unit_variance)
+        scale = np.exp(0.5 * (log_v + np.logaddexp(0.0, -log_r)))
+        return np.asarray(scale * np.sqrt(np.logaddexp(0.0, log_r) - 2.0 * np.log(self.alpha)))
 
 
 def optimal_mixing_constant(alpha: float) -> float:
