@@ -23,7 +23,7 @@ from shadow.stats._guardrails import (
     ServingProfile,
     check_guardrails,
 )
-from shadow.stats._look import Decision, Look, LookArrays, TwoSampleLook
+from shadow.stats._look import Decision, Look, LookArrays, TwoSampleLook, family_decision
 from shadow.stats._multiple import (
     ChallengerLook,
     Correction,
@@ -81,6 +81,7 @@ __all__ = [
     "check_guardrails",
     "delong_arrays",
     "delong_test",
+    "family_decision",
     "group_sequential_bounds",
     "obrien_fleming_spending",
     "paired_differences",

@@ -147,13 +147,19 @@ def skewness(
 @dataclass(frozen=True)
 class RunningInference:
     """What a sequential test carries from look to look: the running minimum of the
-    always-valid p-value, the running intersection of the confidence sequence and the
-    first decision (decisions are final)."""
+    always-valid p-value, the running intersection of the confidence sequence, the first
+    decision (decisions are final) and ``evidence``, the sign of the estimate at the look
+    that set the running p-value (``None`` for a state stored before it was kept).
+
+    A family-wise correction may act on the running p-value looks after it was set (Holm's
+    step-down releases it when another test decides); the direction is then the one that
+    evidence had, not the current estimate's, which may have crossed zero since."""
 
     p_value: float = 1.0
     ci_low: float = -np.inf
     ci_high: float = np.inf
     decision: Decision = "continue"
+    evidence: int | None = 0
 
     def advance(self, arrays: LookArrays) -> RunningInference:
         """Fold in one look (``arrays`` holding 0-d arrays)."""
@@ -166,12 +172,31 @@ class RunningInference:
         decision = self.decision
         if decision == "continue":
             decision = DECISIONS[int(arrays.decision)]
+        p_value, evidence = self.p_value, self.evidence
+        if float(arrays.p_value) < p_value:
+            p_value, evidence = float(arrays.p_value), int(np.sign(arrays.estimate))
         return RunningInference(
-            p_value=min(self.p_value, float(arrays.p_value)),
+            p_value=p_value,
             ci_low=low,
             ci_high=high,
             decision=decision,
+            evidence=evidence,
         )
+
+
+def family_decision(
+    adjusted_p_value: float, *, alpha: float, evidence: int | None, estimate: float
+) -> Decision:
+    """A loss comparison's decision under a family-wise correction: decided when the
+    adjusted p-value is at most ``alpha``, in the direction of the ``evidence`` that set
+    the test's running p-value (the current ``estimate``'s for a state stored before
+    evidence was kept). Negative is better: the challenger's loss minus the champion's."""
+    if adjusted_p_value > alpha:
+        return "continue"
+    sign = evidence if evidence is not None else int(np.sign(estimate))
+    if sign == 0:  # no look moved the p-value off 1: nothing to decide on
+        return "continue"
+    return "challenger_better" if sign < 0 else "challenger_worse"
 
 
 def check_decision(value: object) -> Decision:

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 
 from shadow.stats._errors import StatsError
-from shadow.stats._look import Decision, Look
+from shadow.stats._look import Decision, Look, family_decision
 from shadow.stats._paired import PairedSequentialTest
 from shadow.stats._validation import check_alpha
 from shadow.stats.always_valid import MethodName
@@ -136,9 +136,12 @@ class MultiChallengerComparison:
         results = []
         for name, look in self._looks.items():
             if self._decided[name] == "continue" and look is not None:
-                if adjusted[name] <= self.alpha:
-                    better = look.estimate < 0
-                    self._decided[name] = "challenger_better" if better else "challenger_worse"
+                self._decided[name] = family_decision(
+                    adjusted[name],
+                    alpha=self.alpha,
+                    evidence=self._tests[name].evidence,
+                    estimate=look.estimate,
+                )
             results.append(
                 ChallengerLook(
                     name=name,

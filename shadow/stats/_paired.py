@@ -141,6 +141,13 @@ class PairedSequentialTest:
         return self._running.decision
 
     @property
+    def evidence(self) -> int | None:
+        """The sign of the estimate at the look that set the running p-value (``-1``:
+        the challenger's losses were lower), ``None`` for a state stored before it was
+        kept; see :func:`family_decision`."""
+        return self._running.evidence
+
+    @property
     def history(self) -> tuple[Look, ...]:
         """Every look so far, oldest first (how the evidence grew)."""
         return tuple(self._history)
@@ -249,6 +256,7 @@ class PairedSequentialTest:
             "ci_low": encode_bound(self._running.ci_low),
             "ci_high": encode_bound(self._running.ci_high),
             "decision": self._running.decision,
+            "evidence": self._running.evidence,
             "history": [_encode_look(look) for look in self._history],
             "bootstrap": None if self._bootstrap is None else self._bootstrap.to_dict(),
         }
@@ -268,6 +276,7 @@ class PairedSequentialTest:
                 ci_low=decode_bound(data["ci_low"], unbounded=-np.inf),
                 ci_high=decode_bound(data["ci_high"], unbounded=np.inf),
                 decision=check_decision(data["decision"]),
+                evidence=_evidence(data.get("evidence")),  # absent from older states
             )
             test._history = [_decode_look(item) for item in data["history"]]
             if data["bootstrap"] is not None:
@@ -302,3 +311,11 @@ def _decode_look(item: Mapping[str, Any]) -> Look:
         ),
         bootstrap_ci=None if boot is None else (float(boot[0]), float(boot[1])),
     )
+
+
+def _evidence(value: Any) -> int | None:
+    if value is None:
+        return None
+    if value not in (-1, 0, 1) or isinstance(value, bool):
+        raise ValueError(f"`evidence` must be -1, 0, 1 or null, got {value!r}")
+    return int(value)

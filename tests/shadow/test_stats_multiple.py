@@ -1,9 +1,17 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
-from shadow.stats import MultiChallengerComparison, StatsError, adjust
+from shadow.stats import (
+    MultiChallengerComparison,
+    PairedSequentialTest,
+    StatsError,
+    adjust,
+    family_decision,
+)
 
 P = {"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.005}
 
@@ -77,3 +85,43 @@ def test_unknown_or_duplicate_challengers_are_refused() -> None:
     comparison = MultiChallengerComparison(["a"])
     with pytest.raises(StatsError, match=r"unknown challengers \['b'\]; known: a"):
         comparison.update({"b": np.zeros(3)})
+
+
+def test_holm_decides_in_the_direction_of_the_evidence_not_of_the_latest_estimate() -> None:
+    """A's running p-value was set by a look that found it worse (between alpha/2 and
+    alpha: not enough with two challengers); its estimate later crossed zero. When B's
+    win released A through Holm's step-down, A was called better on that old evidence."""
+    for seed in range(50):
+        family = MultiChallengerComparison(["A", "B"], correction="holm", min_n=500)
+        rng = np.random.default_rng(seed)
+        for _ in range(20):
+            a = family.update({"A": rng.normal(0.08, 1.0, 100)}).by_name("A")
+            if a.decision != "continue" or 0.025 < a.adjusted_p_value <= 0.05:
+                break
+        if a.decision == "continue" and 0.025 < a.look.p_value <= 0.05:  # type: ignore[union-attr]
+            break
+    else:
+        pytest.fail("no seed of 50 left A's evidence between alpha/2 and alpha")
+    assert family.tests["A"].evidence == 1
+    for _ in range(10):  # A's later losses: a hair lower than the champion's
+        a = family.update({"A": rng.normal(-0.025, 1.0, 1000)}).by_name("A")
+    assert a.decision == "continue" and a.look is not None and a.look.estimate < 0
+    look = family.update({"B": rng.normal(-0.5, 1.0, 1000)})
+    assert look.by_name("B").decision == "challenger_better"
+    released = look.by_name("A")
+    assert released.adjusted_p_value <= 0.05
+    assert released.decision == "challenger_worse"
+
+
+def test_evidence_survives_the_state_and_an_older_state_falls_back_to_the_estimate() -> None:
+    test = PairedSequentialTest(min_n=30, bootstrap_resamples=0)
+    test.update(np.random.default_rng(0).normal(0.3, 1.0, 200))
+    state = test.to_dict()
+    assert state["evidence"] == 1
+    assert PairedSequentialTest.from_dict(json.loads(json.dumps(state))).evidence == 1
+    del state["evidence"]
+    older = PairedSequentialTest.from_dict(state)
+    assert older.evidence is None
+    assert family_decision(0.01, alpha=0.05, evidence=None, estimate=-0.2) == "challenger_better"
+    assert family_decision(0.01, alpha=0.05, evidence=1, estimate=-0.2) == "challenger_worse"
+    assert family_decision(0.06, alpha=0.05, evidence=-1, estimate=-0.2) == "continue"

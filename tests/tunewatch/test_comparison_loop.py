@@ -555,6 +555,60 @@ def test_two_winners_of_one_run_promote_one_and_close_the_other(
     assert [t for t, _ in promote_actions(daemon)] == ["action_taken"]
 
 
+def _log_loss_outputs(y: np.ndarray, differences: np.ndarray) -> np.ndarray:
+    """Outputs whose log loss exceeds a model's that gives the true class 0.6 by
+    ``differences`` (negative: lower loss)."""
+    q = 0.6 * np.exp(-differences)
+    p1 = np.where(y == 1, q, 1.0 - q)
+    return np.column_stack([1.0 - p1, p1]).astype(np.float32)
+
+
+def test_holm_decides_a_released_challenger_in_the_direction_of_its_evidence(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """v2's running p-value (0.035) was set by a look that found it worse, not enough at
+    alpha/2 for two challengers. Its later losses were a hair lower, so its estimate
+    crossed zero. v3's win then released v2 through Holm's step-down, and v2 was called
+    better on that evidence, and promoted (it is acted on first)."""
+    daemon.registry.register(MODEL, trained[1].onnx, trained[1].metadata, actor="t")  # v3
+    loop = runner(daemon)
+    alternating = np.where(np.arange(3200) % 2 == 0, 0.3, -0.3)  # symmetric spread
+    phases = [  # requests, v2's and v3's mean loss difference from the champion
+        (range(0, 600), 0.039, 0.0),
+        (range(600, 2600), -0.02, 0.0),
+        (range(2600, 3200), 0.0, -0.3),
+    ]
+    x, _ = example_data(3200, seed=3)
+    y = (np.arange(3200) % 3 == 0).astype(np.float64)
+    results = []
+    for ids, v2, v3 in phases:
+        part = slice(ids.start, ids.stop)
+        spread = alternating[part]
+        write(
+            daemon.store,
+            ids=ids,
+            x=x[part],
+            y=y[part],
+            answers={
+                1: _log_loss_outputs(y[part], np.zeros(len(ids))),
+                2: _log_loss_outputs(y[part], v2 + spread if v2 else np.zeros(len(ids))),
+                3: _log_loss_outputs(y[part], v3 + spread if v3 else np.zeros(len(ids))),
+            },
+        )
+        results.append({r.challenger_version: r for r in loop.run(MODEL) if r.kind == "paired"})
+    first, second, last = (
+        {v: r.look for v, r in looks.items() if r.look is not None} for looks in results
+    )
+    assert 0.025 < first[2].p_value <= 0.05 and first[2].decision == "continue"
+    assert second[2].estimate is not None and second[2].estimate < 0
+    assert second[2].p_value == first[2].p_value and second[2].decision == "continue"
+    assert last[3].decision == "challenger_better" and results[2][3].action == "promoted"
+    assert last[2].adjusted_p_value <= 0.05
+    assert last[2].decision == "challenger_worse"
+    champion = daemon.store.champion(MODEL)
+    assert champion is not None and champion.version == 3
+
+
 def test_a_promotion_landing_during_a_decision_is_not_overridden(
     daemon: Daemon, trained: list[ExampleModel], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -33,9 +33,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from monitor import ServingMetrics
 from monitor.objectives import Objective, ObjectiveError, make_objective
 from shadow.stats import (
+    Decision,
     GuardrailResult,
+    PairedSequentialTest,
     StatsError,
     adjust,
+    family_decision,
 )
 from tunewatch._errors import ConflictError, InvalidValueError
 from tunewatch._split import SplitConfig, check_split
@@ -330,10 +333,14 @@ class ComparisonRunner:
         adjusted = {int(name): p for name, p in adjusted_by_name.items()}
         for version, (test, consumed, look, state) in pending.items():
             if kind == "paired":
-                decision = "continue"
-                if look.n >= settings.min_n and adjusted[version] <= settings.alpha:
-                    better = look.estimate is not None and look.estimate < 0
-                    decision = "challenger_better" if better else "challenger_worse"
+                decision: Decision = "continue"
+                if look.n >= settings.min_n and look.estimate is not None:
+                    decision = family_decision(
+                        adjusted[version],
+                        alpha=settings.alpha,
+                        evidence=PairedSequentialTest.from_dict(state).evidence,
+                        estimate=look.estimate,
+                    )
                 look = _with(look, adjusted=adjusted[version], decision=decision, k=k)
                 status: Literal["open", "decided", "closed"] = (
                     "open" if decision == "continue" else "decided"
