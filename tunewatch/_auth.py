@@ -80,13 +80,18 @@ TokenLookup = Callable[[str], "tuple[str, str, str] | None"]
 
 _MAX_CACHED = 10_000
 _FAILURE_MEMORY_S = 1.0
+#: The least time an answer is kept: the front looks a token up in a worker thread and
+#: the request reads the answer from the cache when the event loop resumes it, so an answer
+#: kept shorter (``ttl_s: 0``) sent every request's check back to the database, on the loop.
+_MIN_KEEP_S = 1.0
 
 
 class Authenticator:
     """Resolves ``Authorization`` headers to principals, with a short positive/negative cache.
 
     The cache keeps the hot scoring path off the database; a revoked token stops working
-    within ``ttl_s`` seconds.
+    within ``ttl_s`` seconds (at least one: see :data:`_MIN_KEEP_S`), counted from when
+    its lookup answered.
     """
 
     def __init__(
@@ -166,7 +171,9 @@ class Authenticator:
         try:
             found = self._lookup(digest)
         except StoreError as exc:
-            self._failed = (now + _FAILURE_MEMORY_S, exc)
+            # from when it failed: a store that takes seconds to fail is not asked again
+            # by the request that waited for it
+            self._failed = (self._clock() + _FAILURE_MEMORY_S, exc)
             raise
         self._failed = None
         principal = None
@@ -180,7 +187,7 @@ class Authenticator:
                 self._cache = {k: v for k, v in self._cache.items() if v[1] is not None}
                 if len(self._cache) >= _MAX_CACHED:
                     self._cache.clear()
-            self._cache[digest] = (now + self._ttl, principal)
+            self._cache[digest] = (self._clock() + max(self._ttl, _MIN_KEEP_S), principal)
         return principal
 
     def forget(self) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from tunewatch._auth import ROLE_PERMISSIONS, ROLES, Authenticator, AuthError, hash_token
+from tunewatch._errors import StoreUnavailableError
 
 
 class Clock:
@@ -80,3 +81,46 @@ def test_a_flood_of_unknown_tokens_does_not_evict_the_known_ones() -> None:
     before = len(lookups)
     assert auth.authenticate("Bearer tw_x", "read").name == "x"
     assert len(lookups) == before  # still cached
+
+
+@pytest.mark.parametrize("ttl", [0.0, 1.0, 5.0])
+def test_an_answer_looked_up_slowly_is_still_cached_for_the_request(ttl: float) -> None:
+    """The entry's lifetime was counted from when the lookup started: a lookup slower
+    than the ttl (or any lookup with ttl 0) stored an entry that had already expired, so
+    the request's own check looked the token up again, on the event loop."""
+    clock = Clock()
+    lookups: list[str] = []
+    table = {hash_token("tw_x"): ("x", "viewer", hash_token("tw_x"))}
+
+    def slow(digest: str) -> tuple[str, str, str] | None:
+        lookups.append(digest)
+        clock.now += 6.0  # a database answering in 6 s
+        return table.get(digest)
+
+    auth = Authenticator(slow, ttl_s=ttl, clock=clock)
+    auth.resolve("Bearer tw_x")  # the front, in a worker thread
+    assert auth.resolved("Bearer tw_x")
+    assert auth.authenticate("Bearer tw_x", "read").name == "x"  # the request, on the loop
+    assert len(lookups) == 1
+
+
+def test_a_store_that_fails_slowly_is_remembered_for_the_request() -> None:
+    """The failure memory (1 s) was counted from the lookup's start: a store that took
+    4 s to fail was asked again from the event loop by the request's own check."""
+    clock = Clock()
+    calls: list[str] = []
+
+    def failing(digest: str) -> tuple[str, str, str] | None:
+        calls.append(digest)
+        clock.now += 4.0
+        raise StoreUnavailableError("database is down")
+
+    auth = Authenticator(failing, clock=clock)
+    auth.resolve("Bearer tw_x")
+    with pytest.raises(StoreUnavailableError):
+        auth.authenticate("Bearer tw_x", "read")
+    assert len(calls) == 1
+    clock.now += 1.5  # past the memory: asked again
+    with pytest.raises(StoreUnavailableError):
+        auth.authenticate("Bearer tw_x", "read")
+    assert len(calls) == 2
