@@ -54,7 +54,8 @@ async def retune(
 ) -> dict[str, Any]:
     """Queue a manual re-tuning job (subject to the cool-down and the job quota)."""
     ctx = context(request)
-    ctx.runtime.store.get_model(model)
+    # an unknown model is the dispatcher's NotFoundError (404), read in the threadpool: a
+    # read here held the event loop, every request with it, while the database was slow
     outcome = await run_in_threadpool(
         ctx.dispatcher.handle, model, "manual", {"reason": body.reason}, actor=principal.name
     )

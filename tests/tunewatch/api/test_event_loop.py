@@ -4,6 +4,7 @@ waits on the database."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import event
 
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tunewatch._auth import hash_token, new_token
@@ -148,3 +150,43 @@ def test_health_and_metrics_do_not_wait_on_a_hung_token_store(
         release.set()
     waiting.join(WAIT_S)
     assert result == {"status": 401}
+
+
+def test_the_async_routes_read_the_store_off_the_event_loop(
+    served: tuple[Any, str, dict],
+) -> None:
+    """`POST /v1/models/{m}/retune` read the model on the loop: a slow database held
+    every request, liveness included, for as long as the read took."""
+    daemon, url, tokens = served
+    on_loop: list[str] = []
+
+    def checkout(*_: Any) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        on_loop.append(threading.current_thread().name)
+
+    engine = daemon.store._engine
+    event.listen(engine, "engine_connect", checkout)
+    operator = {"Authorization": f"Bearer {tokens['operator']}"}
+    try:
+        calls = [
+            ("POST", f"/v1/models/{MODEL}/retune", {"reason": "test"}),
+            ("POST", "/v1/models/nope/retune", {"reason": "test"}),
+            ("POST", f"/v1/models/{MODEL}/compare", None),
+            ("POST", f"/v1/models/{MODEL}/evaluate", None),
+            ("GET", f"/v1/models/{MODEL}/comparisons", None),
+            ("GET", f"/v2/models/{MODEL}", None),
+            ("GET", f"/v2/models/{MODEL}/ready", None),
+        ]
+        statuses = [
+            httpx.request(
+                method, f"{url}{path}", json=body, headers=operator, timeout=30.0
+            ).status_code
+            for method, path, body in calls
+        ]
+    finally:
+        event.remove(engine, "engine_connect", checkout)
+    assert statuses[1] == 404 and all(s < 500 for s in statuses), statuses
+    assert on_loop == []
