@@ -75,7 +75,9 @@ def ensure_bootstrap_token(store: Store, env: Mapping[str, str]) -> None:
     brought back to life. Replicas starting together may race through this: a revocation
     or the new token a racing replica stored first counts as done.
     """
-    token = env.get(ENV_ADMIN_TOKEN)
+    # stripped as a bearer token is: a secret file's trailing newline hashed with it made
+    # a token no Authorization header could match
+    token = (env.get(ENV_ADMIN_TOKEN) or "").strip()
     if not token:
         return
     digest = hash_token(token)

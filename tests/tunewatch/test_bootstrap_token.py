@@ -137,3 +137,12 @@ def test_the_admin_cannot_approve_their_own_request_after_rotating_the_token(
         store.decide_approval(request.id, approver=second.name, approve=True, reason="lgtm")
     assert info.value.code == "same_person"
     assert store.champion("m") is None
+
+
+def test_a_token_with_surrounding_whitespace_works_as_its_bearer_form(store: Store) -> None:
+    """A secret file ending in a newline, mounted as the variable, was hashed with the
+    newline, and no Authorization header (whose token is stripped) could match it."""
+    ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": " tw_from_a_file\n"})
+    assert _active(store) == {hash_token("tw_from_a_file")}
+    ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": "tw_from_a_file"})
+    assert len(store.list_tokens()) == 1  # the same token, not a rotation
