@@ -17,7 +17,7 @@ import numpy as np
 
 from shadow.stats._errors import StatsError
 from shadow.stats._look import Decision, Look, family_decision
-from shadow.stats._paired import PairedSequentialTest
+from shadow.stats._paired import DEFAULT_MIN_N, PairedSequentialTest
 from shadow.stats._validation import check_alpha
 from shadow.stats.always_valid import MethodName
 
@@ -75,7 +75,9 @@ class MultiChallengerComparison:
     sequence). Decisions: with ``correction="bonferroni"`` a challenger is decided when its
     own test decides; with ``"holm"`` when its Holm-adjusted always-valid p-value is at most
     ``alpha`` (never fewer decisions than Bonferroni). The default follows the method:
-    Bonferroni for confidence sequences, Holm for mSPRT p-values.
+    Bonferroni for confidence sequences, Holm for mSPRT p-values. ``min_n`` and
+    ``loss_range`` go to every challenger's :class:`PairedSequentialTest`, whose defaults
+    and documentation say why skewed losses need both.
     """
 
     def __init__(
@@ -86,8 +88,9 @@ class MultiChallengerComparison:
         method: MethodName = "confidence_sequence",
         correction: Correction | None = None,
         planned_n: int = 1000,
-        min_n: int = 30,
+        min_n: int = DEFAULT_MIN_N,
         mixing_sd: float | None = None,
+        loss_range: float | None = None,
         bootstrap_resamples: int = 0,
         seed: int = 0,
     ) -> None:
@@ -110,6 +113,7 @@ class MultiChallengerComparison:
                 planned_n=planned_n,
                 min_n=min_n,
                 mixing_sd=mixing_sd,
+                loss_range=loss_range,
                 bootstrap_resamples=bootstrap_resamples,
                 seed=seed + i,
             )
