@@ -110,7 +110,9 @@ def category_key(value: Any) -> str:
         number = float(value)
         if number.is_integer() and abs(number) < 2**63:
             return str(int(number))
-        return repr(number)
+        # the shortest text at the value's own precision: a float32 0.1 is "0.1", as a
+        # float64 0.1 is (its float64 repr is "0.10000000149011612")
+        return str(value) if isinstance(value, np.floating) else repr(number)
     return str(value)
 
 

@@ -15,6 +15,7 @@ from monitor.drift import (
     ProfileFormatError,
     ReferenceProfile,
 )
+from monitor.drift._profile import category_key
 from tests.monitor._streams import COLUMN_TYPES, window
 
 
@@ -104,6 +105,12 @@ def test_integer_categories_match_their_float_form_once_a_value_is_missing() -> 
     verdict = DriftDetector(profile).check(current).column("code")
     assert (verdict.status, verdict.n_cur) == ("ok", 599)
     assert [k for k, _ in profile.columns["code"].counts] == ["0", "1", "2", "3"]  # type: ignore[union-attr]
+
+
+def test_a_category_reads_alike_at_either_float_precision() -> None:
+    assert category_key(np.float32(0.1)) == category_key(np.float64(0.1)) == category_key(0.1)
+    assert category_key(np.float32(2.0)) == category_key(2) == category_key(np.int8(2)) == "2"
+    assert (category_key(True), category_key("1.0"), category_key(1e20)) == ("True", "1.0", "1e+20")
 
 
 def test_a_format_1_profile_s_float_categories_read_as_numbers() -> None:
