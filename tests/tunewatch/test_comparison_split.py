@@ -352,3 +352,39 @@ def test_a_promotion_does_not_clear_a_real_sample_ratio_mismatch(
     assert len(daemon.store.list_events(model=MODEL, type="srm_detected")) == 1  # one episode
     champion = daemon.store.champion(MODEL)
     assert champion is not None and champion.version == 3
+
+
+def test_a_bounded_objective_gives_the_split_test_its_loss_range_and_cube_sums(
+    template: Path,  # noqa: F811
+    tmp_path: Path,
+    trained: list[ExampleModel],
+) -> None:
+    """A cost matrix bounds what one request can cost: the split test allows for a costly
+    miss neither arm has shown yet, and keeps the cube sums its skewness rule needs
+    (shadow.stats.TwoSampleSequentialTest: 35 % of seeded equal-cost splits were called
+    for the rare-miss model without them)."""
+    cost = {"name": "cost", "params": {"cost_matrix": [[0, 1], [20, 0]]}}
+    d = copy_daemon(
+        template, tmp_path / "cost", models=[{"name": MODEL, "task": "binary", "objective": cost}]
+    )
+    try:
+        t = traffic(trained, 200, seed=8)
+        for arm, version in ((0, 1), (1, 2)):
+            rows = slice(arm * 100, arm * 100 + 100)
+            write(
+                d.store,
+                ids=range(rows.start, rows.stop),
+                x=t.x[rows],
+                y=t.y[rows],
+                answers={version: oracle(t.x[rows])},
+                roles={version: "champion" if version == 1 else "challenger"},
+                units=[f"u{i}" for i in range(rows.start, rows.stop)],
+            )
+        loop = runner(d, split=SPLIT.model_dump(), rollback={"enabled": False})
+        [split] = [r for r in loop.run(MODEL) if r.kind == "split"]
+        state = loop.comparisons.get_test(split.test_id).state
+        assert state["config"]["loss_range"] == 20.0
+        assert np.asarray(state["stats_with_cubes"]).shape == (2, 10)
+        assert state["stats"][1][:2] == [100, 100]
+    finally:
+        d.close()

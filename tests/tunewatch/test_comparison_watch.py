@@ -388,3 +388,30 @@ def test_a_rollback_that_failed_once_is_retried(
     assert watch is not None and watch.action == "rolled_back"
     champion = daemon.store.champion(MODEL)
     assert champion is not None and champion.version == 1
+
+
+def test_a_bounded_objective_gives_the_unpaired_watch_its_loss_range(
+    template: Path,  # noqa: F811
+    tmp_path: Path,
+    trained: list[ExampleModel],
+) -> None:
+    """A baseline that has not shown a rare costly miss looks better than it is: with
+    models of equal expected cost under ``[[0, 1], [20, 0]]`` the unpaired watch rolled an
+    equally good champion back in 15 % of seeded watches, which the skewness rule cannot
+    prevent and the cost matrix's bound as ``loss_range`` does (tests/shadow/
+    test_stats_two_sample.py)."""
+    cost = {"name": "cost", "params": {"cost_matrix": [[0, 1], [20, 0]]}}
+    d = copy_daemon(
+        template, tmp_path / "cost", models=[{"name": MODEL, "task": "binary", "objective": cost}]
+    )
+    try:
+        _promote_v2(d, trained)
+        loop = runner(d, rollback={"paired": False, "min_n": 300})
+        watch = _watch(loop)
+        assert watch is not None
+        state = loop.comparisons.get_test(watch.test_id).state
+        assert state["config"]["loss_range"] == 20.0
+        assert np.asarray(state["stats_with_cubes"]).shape == (2, 10)
+        assert state["baseline_n"] == 400
+    finally:
+        d.close()

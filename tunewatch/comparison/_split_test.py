@@ -59,6 +59,10 @@ class SplitTest:
             method=settings.method,
             planned_n=settings.planned_n,
             min_n=settings.min_n,
+            # Both arms' outcomes are the objective's per-request losses (lower is better),
+            # so its bound allows for a costly loss neither arm has shown yet; the skewness
+            # rule is the test's own (shadow.stats._paired.SKEW_BURN_IN).
+            loss_range=objective.loss_range,
         )
         test, _ = self.comparisons.get_or_create_test(
             model=model,

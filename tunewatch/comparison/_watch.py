@@ -286,6 +286,9 @@ class RollbackWatch:
             method=rules.method,
             planned_n=max(rules.watch_requests, rules.min_n),
             min_n=rules.min_n,
+            # Losses on both sides: a baseline that has not shown a rare costly miss yet
+            # looks better than it is, which only the objective's bound can tell.
+            loss_range=objective.loss_range,
         )
         if baseline.n_rows >= rules.min_n:
             losses = objective.per_request_loss(baseline.labels, baseline.answer)
