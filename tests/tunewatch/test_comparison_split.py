@@ -165,19 +165,15 @@ def test_split_test_counts_units_not_their_requests(daemon: Daemon) -> None:
     assert split.look.ci_high - split.look.ci_low > 3 * (per_request.ci_high - per_request.ci_low)
 
 
-def test_a_split_decision_blocked_by_a_mismatch_acts_once_the_split_is_balanced(
-    daemon: Daemon, trained: list[ExampleModel]
-) -> None:
-    """A decided split test returned early at every later run, so a promotion blocked by
-    the sample-ratio check was never retried (paired tests retry)."""
-    t = traffic(trained, 12_000, seed=7)
+def _mismatched_split(d: Daemon, t: Traffic) -> None:
+    """5,300 units in the champion's arm against 4,700 in v2's, of a 50 % split; the arms
+    are served side by side (the latency guardrail compares them over the same moments):
+    100 requests of each at a time."""
     n_champion = 5300
-    # The arms are served side by side (the latency guardrail compares them over the
-    # same moments): 100 requests of each arm at a time.
     for lo in range(0, n_champion, 100):
         ids = range(lo, lo + 100)
         write(  # the champion's arm: v2 does not shadow it, so only the split test decides
-            daemon.store,
+            d.store,
             ids=ids,
             x=t.x[lo : lo + 100],
             y=t.y[lo : lo + 100],
@@ -187,7 +183,7 @@ def test_a_split_decision_blocked_by_a_mismatch_acts_once_the_split_is_balanced(
         arm = range(n_champion + lo, min(n_champion + lo + 100, 10_000))
         if arm:
             write(
-                daemon.store,
+                d.store,
                 ids=arm,
                 x=t.x[arm.start : arm.stop],
                 y=t.y[arm.start : arm.stop],
@@ -195,21 +191,85 @@ def test_a_split_decision_blocked_by_a_mismatch_acts_once_the_split_is_balanced(
                 roles={2: "challenger"},
                 units=[f"u{i}" for i in arm],
             )
-    loop = runner(daemon, split=SPLIT.model_dump())
-    split = next(r for r in loop.run(MODEL) if r.kind == "split")
-    assert split.action == "blocked_srm"  # 5,300 against 4,700 units
-    more = slice(10_000, 10_600)  # the challenger's arm catches up: 5,300 against 5,300
+
+
+def _more_challenger_units(d: Daemon, t: Traffic, ids: range, at: datetime | None = None) -> None:
+    more = slice(ids.start, ids.stop)
     write(
-        daemon.store,
-        ids=range(10_000, 10_600),
+        d.store,
+        ids=ids,
         x=t.x[more],
         y=t.y[more],
         answers={2: oracle(t.x[more])},
         roles={2: "challenger"},
-        units=[f"u{i}" for i in range(10_000, 10_600)],
+        units=[f"u{i}" for i in ids],
+        received_at=at,
     )
+
+
+def test_a_detected_mismatch_stays_detected_while_the_arms_even_out(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """The always-valid evidence is the largest Bayes factor seen: once past 1/alpha the
+    split is known broken. The check re-read the current counts, so arms that evened out
+    (or noise, in 35 % of simulated real 48.5/51.5 mismatches) unblocked the promotion."""
+    t = traffic(trained, 12_000, seed=7)
+    _mismatched_split(daemon, t)
+    loop = runner(daemon, split=SPLIT.model_dump())
+    split = next(r for r in loop.run(MODEL) if r.kind == "split")
+    assert split.action == "blocked_srm"  # 5,300 against 4,700 units
+    first = loop.comparisons.latest_split_check(MODEL, salt=SPLIT.salt, challenger_version=2)
+    assert first is not None and first.mismatch
+    _more_challenger_units(daemon, t, range(10_000, 10_600))  # 5,300 against 5,300
+    split = next(r for r in loop.run(MODEL) if r.kind == "split")
+    assert split.action == "blocked_srm"
+    check = loop.comparisons.latest_split_check(MODEL, salt=SPLIT.salt, challenger_version=2)
+    assert (
+        check is not None
+        and check.mismatch
+        and (check.n_champion, check.n_challenger)
+        == (
+            5300,
+            5300,
+        )
+    )
+    assert check.p_value == first.p_value  # the running minimum: the evidence seen
+    assert len(daemon.store.list_events(model=MODEL, type="srm_detected")) == 1
+    champion = daemon.store.champion(MODEL)
+    assert champion is not None and champion.version == 1
+
+
+def test_a_split_decision_blocked_by_a_mismatch_acts_once_a_new_start_counts_afresh(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """A decided split test returned early at every later run, so a promotion blocked by
+    the sample-ratio check was never retried (paired tests retry). A mismatch ends when
+    the operator restarts the count (a later `start`, after fixing the assignment)."""
+    t = traffic(trained, 12_000, seed=7)
+    _mismatched_split(daemon, t)
+    loop = runner(daemon, split=SPLIT.model_dump())
+    split = next(r for r in loop.run(MODEL) if r.kind == "split")
+    assert split.action == "blocked_srm"
+    restart = datetime.now(UTC)
+    later = restart + timedelta(seconds=1)
+    for lo in range(10_000, 11_000, 100):  # the fixed assignment: 500 units in each arm
+        ids = range(lo, lo + 50)
+        write(
+            daemon.store,
+            ids=ids,
+            x=t.x[lo : lo + 50],
+            y=t.y[lo : lo + 50],
+            answers={1: t.logistic[lo : lo + 50]},
+            units=[f"u{i}" for i in ids],
+            received_at=later,
+        )
+        _more_challenger_units(daemon, t, range(lo + 50, lo + 100), at=later)
+    loop = runner(daemon, split=SPLIT.model_dump() | {"start": restart})
     split = next(r for r in loop.run(MODEL) if r.kind == "split")
     assert split.action == "promoted"
+    check = loop.comparisons.latest_split_check(MODEL, salt=SPLIT.salt, challenger_version=2)
+    assert check is not None and not check.mismatch
+    assert (check.n_champion, check.n_challenger) == (500, 500)
     champion = daemon.store.champion(MODEL)
     assert champion is not None and champion.version == 2
 
