@@ -153,6 +153,14 @@ def test_the_watch_baseline_is_the_newest_matured_requests_not_the_latest_labels
     assert 1.0 < total / outcomes < 1.4  # half positives (0.11), half negatives (2.30)
 
 
+def test_a_mixing_sd_without_msprt_is_a_config_error() -> None:
+    """The paired tests refused it at every run ("`mixing_sd` applies to method 'msprt'
+    only"), so no challenger was ever compared."""
+    with pytest.raises(ValueError, match="`mixing_sd` applies to `method: msprt` only"):
+        ComparisonConfig.model_validate({"mixing_sd": 0.3})
+    assert ComparisonConfig.model_validate({"mixing_sd": 0.3, "method": "msprt"}).mixing_sd == 0.3
+
+
 def test_a_watch_shorter_than_the_maturity_is_a_config_error() -> None:
     with pytest.raises(ValueError, match="must exceed `label_maturity_s`"):
         ComparisonConfig.model_validate(

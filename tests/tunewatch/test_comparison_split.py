@@ -440,10 +440,17 @@ def test_a_bounded_objective_gives_the_split_test_its_loss_range_and_cube_sums(
                 roles={version: "champion" if version == 1 else "challenger"},
                 units=[f"u{i}" for i in range(rows.start, rows.stop)],
             )
-        loop = runner(d, split=SPLIT.model_dump(), rollback={"enabled": False})
+        loop = runner(
+            d,
+            split=SPLIT.model_dump(),
+            rollback={"enabled": False},
+            method="msprt",
+            mixing_sd=0.3,
+        )
         [split] = [r for r in loop.run(MODEL) if r.kind == "split"]
         state = loop.comparisons.get_test(split.test_id).state
         assert state["config"]["loss_range"] == 20.0
+        assert state["config"]["mixing_sd"] == 0.3  # as the paired tests have it
         assert np.asarray(state["stats_with_cubes"]).shape == (2, 10)
         assert state["stats"][1][:2] == [100, 100]
     finally:

@@ -406,12 +406,41 @@ def test_a_bounded_objective_gives_the_unpaired_watch_its_loss_range(
     )
     try:
         _promote_v2(d, trained)
-        loop = runner(d, rollback={"paired": False, "min_n": 300})
+        loop = runner(
+            d,
+            method="msprt",
+            mixing_sd=0.3,
+            rollback={"paired": False, "min_n": 300, "method": "msprt"},
+        )
         watch = _watch(loop)
         assert watch is not None
         state = loop.comparisons.get_test(watch.test_id).state
         assert state["config"]["loss_range"] == 20.0
+        assert state["config"]["mixing_sd"] == 0.3  # as the paired watch has it
         assert np.asarray(state["stats_with_cubes"]).shape == (2, 10)
         assert state["baseline_n"] == 400
+    finally:
+        d.close()
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_an_msprt_comparison_s_mixing_sd_does_not_stop_a_confidence_sequence_watch(
+    template: Path,  # noqa: F811
+    tmp_path: Path,
+    trained: list[ExampleModel],
+    paired: bool,
+) -> None:
+    """`comparison: {method: msprt, mixing_sd: …}` went to the watch, whose own method
+    (`rollback.method`, confidence sequence by default) refuses a mixing sd: every run
+    logged "rollback watch cannot look" and no watch ever looked."""
+    d = copy_daemon(template, tmp_path / "d")
+    try:
+        _promote_v2(d, trained)
+        loop = runner(d, method="msprt", mixing_sd=0.3, rollback={"paired": paired, "min_n": 300})
+        watch = _watch(loop)
+        assert watch is not None
+        state = loop.comparisons.get_test(watch.test_id).state
+        assert state["config"]["method"] == "confidence_sequence"
+        assert state["config"]["mixing_sd"] is None
     finally:
         d.close()

@@ -123,6 +123,16 @@ class ComparisonConfig(_Frozen):
     label_maturity_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
 
     @model_validator(mode="after")
+    def _mixing_sd_of_msprt(self) -> ComparisonConfig:
+        if self.mixing_sd is not None and self.method != "msprt":
+            raise ValueError(
+                f"`mixing_sd` applies to `method: msprt` only, got {self.mixing_sd} with "
+                f"`method: {self.method}` (a confidence sequence tunes its mixing to "
+                "`planned_n`)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _watch_outlasts_burn_in(self) -> ComparisonConfig:
         rollback = self.rollback
         if rollback.enabled and rollback.paired and rollback.watch_requests < self.min_n:

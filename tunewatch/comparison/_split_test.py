@@ -59,6 +59,7 @@ class SplitTest:
             method=settings.method,
             planned_n=settings.planned_n,
             min_n=settings.min_n,
+            mixing_sd=settings.mixing_sd,  # an effect on the losses' scale, as paired
             # Both arms' outcomes are the objective's per-request losses (lower is better),
             # so its bound allows for a costly loss neither arm has shown yet; the skewness
             # rule is the test's own (shadow.stats._paired.SKEW_BURN_IN).

@@ -215,7 +215,7 @@ class RollbackWatch:
             method=rules.method,
             planned_n=max(rules.watch_requests, settings.min_n),
             min_n=settings.min_n,  # the paired burn-in (shadow.stats.DEFAULT_MIN_N)
-            mixing_sd=settings.mixing_sd,
+            mixing_sd=_mixing_sd(settings),
             loss_range=objective.loss_range,
             bootstrap_resamples=0,
         )
@@ -286,6 +286,7 @@ class RollbackWatch:
             method=rules.method,
             planned_n=max(rules.watch_requests, rules.min_n),
             min_n=rules.min_n,
+            mixing_sd=_mixing_sd(settings),
             # Losses on both sides: a baseline that has not shown a rare costly miss yet
             # looks better than it is, which only the objective's bound can tell.
             loss_range=objective.loss_range,
@@ -446,3 +447,9 @@ def _without(state: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
 
 def _pending(test: ComparisonTestRow) -> bool:
     return test.status == "open" or (test.status == "decided" and test.outcome is None)
+
+
+def _mixing_sd(settings: ComparisonConfig) -> float | None:
+    """The comparison's mSPRT mixing sd for the watch when the watch runs an mSPRT too (a
+    confidence sequence refuses one: every run of such a watch failed before it looked)."""
+    return settings.mixing_sd if settings.rollback.method == "msprt" else None
