@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, Literal
 
 from monitor import ServingMetrics
@@ -73,15 +73,10 @@ class Dispatcher:
         config: Config,
         *,
         metrics: ServingMetrics | None = None,
-        clock: Any = None,
     ) -> None:
         self.store = store
         self.config = config
         self.metrics = metrics
-        self._clock = clock
-
-    def _now(self) -> datetime:
-        return self._clock() if self._clock is not None else datetime.now(UTC)
 
     def handle(
         self,
@@ -227,10 +222,9 @@ class Dispatcher:
                 spec={"champion_version": champion.version if champion else None},
                 dedupe_key=dedupe_key,
                 max_active=self.config.tuning.max_concurrent_jobs,
-                # checked with the insert, so that simultaneous triggers queue one job
-                cooldown_since=(
-                    self._now() - timedelta(minutes=cooldown_min) if cooldown_min > 0 else None
-                ),
+                # checked with the insert, so that simultaneous triggers queue one job, and
+                # by the database's clock, which every host queueing jobs shares
+                cooldown=timedelta(minutes=cooldown_min) if cooldown_min > 0 else None,
             )
         except ConflictError as exc:
             if exc.code == "cooldown":

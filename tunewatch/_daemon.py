@@ -194,16 +194,20 @@ class Daemon:
             metrics=self.metrics,
             jobs=[
                 PerModelJob("evaluate", lambda m: m.evaluation.interval_s, self.evaluator.evaluate),
+                # queueing a retune takes milliseconds: a thread of their own, so that
+                # evaluations filling the shared pool do not hold a scheduled retune back
                 PerModelJob(
                     "retune_schedule",
                     _schedule,
                     self._scheduled_retune,
                     last_run=self._last_scheduled_retune,
+                    threads=1,
                 ),
                 PerModelJob(
                     "retune_owed",
                     lambda m: OWED_RETRY_S if _schedule(m) is not None else None,
                     self._owed_scheduled_retune,
+                    threads=1,
                 ),
                 PerModelJob(
                     "compare",

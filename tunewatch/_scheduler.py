@@ -10,6 +10,13 @@ removes them, and a job starts only while the lease this process last renewed is
 unexpired by its own clock. A failing job is logged with its traceback, counted, and
 simply runs again at its next tick. At shutdown, running jobs get ``STOP_GRACE_S`` to
 finish before the lease is released.
+
+A run that waits for a thread runs late rather than not at all (``misfire_grace_time=None``;
+coalescing makes a backlog one run): with APScheduler's 60 s grace, a scheduled retune
+held behind ten long evaluations was dropped unrecorded and ran a period later. Interval
+jobs of one kind added together start spread over their interval rather than at one
+instant, and leader tasks (the job launcher) have threads of their own, so a backlog of
+per-model runs cannot hold them back.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -39,6 +46,8 @@ logger = logging.getLogger(__name__)
 
 LEASE = "scheduler"
 LEASE_EXECUTOR = "lease"  # the renewal's own thread
+TASK_EXECUTOR = "tasks"  # the leader tasks' own threads, one each
+SHARED_THREADS = 10  # the pool of the per-model jobs without threads of their own
 # How long shutdown waits for running scheduled jobs (evaluations, comparisons) before it
 # releases the lease; with the launcher's 30 s for workers, within a 60 s stop timeout.
 STOP_GRACE_S = 20.0
@@ -53,12 +62,25 @@ class PerModelJob:
     With ``last_run(model)`` (when it last ran, as the store recorded it) the schedule
     counts from that run rather than from when a leader added the job, and a run missed
     meanwhile (no process led, or the daemon was down) runs once right away.
+
+    With ``threads``, the job's runs have a pool of that many threads of their own, for a
+    short job that must not wait behind long ones (queueing a scheduled retune behind
+    evaluations); by default they share one pool of ``SHARED_THREADS``.
     """
 
     name: str
     when: Callable[[ModelConfig], float | str | None]
     run: Callable[[str], object]
     last_run: Callable[[str], datetime] | None = None
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"`threads` must be at least 1, got {self.threads}")
+
+    @property
+    def executor(self) -> str:
+        return "default" if self.threads is None else f"own:{self.name}"
 
 
 def _trigger(when: float | str) -> BaseTrigger:
@@ -95,11 +117,27 @@ class Task:
 
 @dataclass(frozen=True, slots=True)
 class Wanted:
-    """A job the leader should have: its trigger, what it runs, when it last ran."""
+    """A job the leader should have: its trigger, what it runs, when it last ran, its
+    kind (a ``PerModelJob``'s or ``Task``'s name) and the executor its runs take."""
 
     when: float | str
     fn: Callable[[], None]
     last_run: Callable[[], datetime] | None
+    kind: str
+    executor: str
+
+
+def _spread(added: dict[str, Wanted]) -> dict[str, float]:
+    """For each interval job in ``added`` that counts from now (no last run), the share
+    of its interval after which it first runs: the k-th of n of a kind at (k + 1) / n,
+    so the last runs a whole interval from now, as without spreading, and none sooner
+    than 1 / n of it. Deterministic, and the phase stays: each later run is an interval
+    after the one before."""
+    kinds: dict[str, list[str]] = {}
+    for job_id, want in added.items():
+        if want.last_run is None and not isinstance(want.when, str):
+            kinds.setdefault(want.kind, []).append(job_id)
+    return {job_id: (k + 1) / len(ids) for ids in kinds.values() for k, job_id in enumerate(ids)}
 
 
 class Scheduler:
@@ -132,10 +170,20 @@ class Scheduler:
         # when the lease this process last took or renewed expires, by ``clock``: counted
         # from before the renewal was sent, so never later than the store's expiry
         self._lease_until: float | None = None
+        executors = {
+            "default": ThreadPoolExecutor(SHARED_THREADS),
+            LEASE_EXECUTOR: ThreadPoolExecutor(1),
+            TASK_EXECUTOR: ThreadPoolExecutor(max(1, len(self.tasks))),
+        }
+        for job in jobs:
+            if job.threads is not None:
+                executors[job.executor] = ThreadPoolExecutor(job.threads)
         self._aps = BackgroundScheduler(
             timezone=UTC,
-            executors={"default": ThreadPoolExecutor(10), LEASE_EXECUTOR: ThreadPoolExecutor(1)},
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
+            executors=executors,
+            # late rather than never: a run held back past APScheduler's grace is dropped
+            # unrecorded; coalescing turns a backlog into one run
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
 
     def start(self) -> None:
@@ -256,21 +304,34 @@ class Scheduler:
                     logger.exception("could not schedule the jobs of model=%s", model.name)
             for task in self.tasks:
                 wanted[task.name] = Wanted(
-                    task.interval_s, self._guarded(task.name, None, task.run), None
+                    task.interval_s,
+                    self._guarded(task.name, None, task.run),
+                    None,
+                    task.name,
+                    TASK_EXECUTOR,
                 )
         for existing in self._aps.get_jobs():
             if existing.id != "leadership" and existing.id not in wanted:
                 existing.remove()
         have = {j.id for j in self._aps.get_jobs()}
+        added = {job_id: want for job_id, want in wanted.items() if job_id not in have}
+        spread = _spread(added)
         now = datetime.now(UTC)
-        for job_id, want in wanted.items():
-            if job_id in have:
-                continue
+        for job_id, want in added.items():
             try:  # this job's schedule only, not every model's (a trigger may overflow)
                 trigger = _trigger(want.when)
                 first = _first_run(job_id, want, trigger, now)
+                if job_id in spread:
+                    first = now + timedelta(seconds=float(want.when) * spread[job_id])
                 when = {} if first is None else {"next_run_time": first}
-                self._aps.add_job(want.fn, trigger, id=job_id, replace_existing=True, **when)
+                self._aps.add_job(
+                    want.fn,
+                    trigger,
+                    id=job_id,
+                    executor=want.executor,
+                    replace_existing=True,
+                    **when,
+                )
             except Exception:
                 logger.exception("could not schedule %s every %r", job_id, want.when)
 
@@ -284,6 +345,8 @@ class Scheduler:
                     when,
                     self._guarded(job.name, model, partial(job.run, model)),
                     None if job.last_run is None else partial(job.last_run, model),
+                    job.name,
+                    job.executor,
                 )
         return wanted
 

@@ -8,21 +8,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from tunewatch._actions import Dispatcher
 from tunewatch._config import EvaluationConfig, build_config
 from tunewatch._policies import LOOKBACK_RUNS, EventPolicy, decide, evaluation_policies
-from tunewatch.store import EvaluationRow, Store
+from tunewatch.store import EvaluationRow, Store, _jobs
+from tunewatch.store._schema import jobs
 
 T0 = datetime(2026, 11, 28, 12, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -47,13 +41,12 @@ def test_cooldown_quota_and_dedupe_suppress_with_reasons(store: Store) -> None:
         },
         env={},
     )
-    clock = Clock()
-    d = Dispatcher(store, config, clock=clock)
+    d = Dispatcher(store, config)
     first = d.handle("a", "drift_detected", {"share": 0.6})
     assert first.status == "taken" and first.job_id is not None
     again = d.handle("a", "drift_detected", {"share": 0.7})
     assert again.status == "suppressed" and "cooling down" in again.reason
-    clock.now += timedelta(minutes=31)
+    _age_jobs(store, "a", timedelta(minutes=31))
     assert d.handle("a", "drift_detected", {}).status == "taken"  # cool-down over
     quota = d.handle("b", "manual", {})
     assert quota.status == "suppressed" and quota.reason.startswith("quota: 2 tuning jobs")
@@ -62,6 +55,47 @@ def test_cooldown_quota_and_dedupe_suppress_with_reasons(store: Store) -> None:
     events = [e.type for e in store.list_events(model="a", limit=20)]
     assert events.count("action_taken") == 2 and events.count("action_suppressed") == 1
     assert "drift_detected" in events
+
+
+def _age_jobs(store: Store, model: str, by: timedelta) -> None:
+    """Move ``model``'s jobs ``by`` into the past, as if that long had passed since."""
+    for job in store.list_jobs(model=model):
+        with store.engine.begin() as conn:
+            conn.execute(
+                update(jobs).where(jobs.c.id == job.id).values(created_at=job.created_at - by)
+            )
+
+
+def _cooling(store: Store, minutes: float) -> Dispatcher:
+    trigger = {"on": "drift_detected", "do": "retune", "cooldown_minutes": minutes}
+    model = {"name": "a", "task": "binary", "triggers": [trigger]}
+    raw = {"tuning": {"max_concurrent_jobs": 10}, "models": [model]}
+    return Dispatcher(store, build_config(raw, env={}))
+
+
+def test_a_trigger_s_cool_down_is_timed_by_the_database_s_clock_not_the_hosts(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job's queue time was stamped by the clock of the host that queued it and compared
+    with the deciding host's ``now - cool-down``: with hosts 10 minutes apart, a 5-minute
+    cool-down was over the moment a slow host queued a job, and held 15 minutes after a
+    fast one did."""
+    store = Store.open(store_url)
+    try:
+        store.ensure_model(name="a", task="binary", feature_names=["x"])
+        d = _cooling(store, 5)
+        for skew in (timedelta(minutes=-10), timedelta(minutes=10)):
+            # the queueing replica's clock, as the store read it
+            monkeypatch.setattr(_jobs, "utcnow", lambda skew=skew: datetime.now(UTC) + skew)
+            assert d.handle("a", "drift_detected", {}).status == "taken"
+            monkeypatch.undo()  # the deciding host keeps time
+            again = d.handle("a", "drift_detected", {})
+            assert again.status == "suppressed" and "cooling down" in again.reason, skew
+            _age_jobs(store, "a", timedelta(minutes=6))  # the cool-down is over
+        assert d.handle("a", "drift_detected", {}).status == "taken"
+        assert len(store.list_jobs(model="a")) == 3
+    finally:
+        store.close()
 
 
 def test_notify_actions_are_recorded_not_queued(store: Store) -> None:

@@ -85,7 +85,6 @@ def daemon(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Daemon]:
 def run_stream(d: Daemon, *, change_at: int | None, windows: int = 8) -> list[bool]:
     clock = Clock()
     d.evaluator.clock = clock
-    d.dispatcher._clock = clock
     alarms = []
     for w in range(windows):
         shifted = change_at is not None and w >= change_at
@@ -130,7 +129,6 @@ def test_a_drift_retune_the_quota_suppressed_is_retried_at_the_next_alarming_win
         )
         clock = Clock()
         d.evaluator.clock = clock
-        d.dispatcher._clock = clock
         for w in range(8):
             if w == 6:  # the quota frees after the first drift event (window 5)
                 d.store.finish_job(blocker.id, status="succeeded", result={})
@@ -164,7 +162,6 @@ def _drift_events(d: Daemon) -> list[str]:
 def _drifting(d: Daemon, windows: int = 8) -> None:
     clock = Clock()
     d.evaluator.clock = clock
-    d.dispatcher._clock = clock
     for w in range(windows):
         feed(d, clock, w * WINDOW, WINDOW, shift=1.0 if w >= 4 else 0.0, seed=100 + w)
         d.evaluator.evaluate(MODEL)
@@ -178,7 +175,6 @@ def test_a_drifted_window_evaluated_again_without_new_traffic_is_not_a_second_wi
     POST /evaluate) with no request between, met `consecutive: 2` and queued a retune."""
     clock = Clock()
     daemon.evaluator.clock = clock
-    daemon.dispatcher._clock = clock
     feed(daemon, clock, 0, WINDOW, shift=0.0, seed=100)
     daemon.evaluator.evaluate(MODEL)
     feed(daemon, clock, WINDOW, WINDOW, shift=1.0, seed=101)  # one burst, then silence
@@ -202,7 +198,6 @@ def test_a_streak_is_found_behind_many_runs_whose_windows_overlap(daemon: Daemon
     page of history holds."""
     clock = Clock()
     daemon.evaluator.clock = clock
-    daemon.dispatcher._clock = clock
     feed(daemon, clock, 0, WINDOW, shift=1.0, seed=101)
     first = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}["drift"]
     sliding = {  # each shares requests with the first window and with the newest
@@ -233,7 +228,6 @@ def test_a_window_read_again_for_longer_than_the_look_back_is_logged_once(
     event that never fires."""
     clock = Clock()
     daemon.evaluator.clock = clock
-    daemon.dispatcher._clock = clock
     feed(daemon, clock, 0, WINDOW, shift=1.0, seed=101)
     first = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}["drift"]
     [policy] = [
@@ -276,7 +270,6 @@ def test_a_quiet_period_longer_than_the_look_back_ends_the_streak_and_is_not_rea
     try:
         clock = Clock()
         d.evaluator.clock = clock
-        d.dispatcher._clock = clock
         feed(d, clock, 0, 600, shift=1.0, seed=101)
         first = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["drift"]
         assert first.payload["alarm"]
@@ -326,7 +319,6 @@ def test_a_window_longer_than_the_interval_counts_once_it_has_moved_past_the_las
     try:
         clock = Clock()
         d.evaluator.clock = clock
-        d.dispatcher._clock = clock
         alarms, fired = [], []
         for run in range(8):  # 300 requests a run, one a second: drifted from the start
             feed(d, clock, run * 300, 300, shift=1.0, seed=400 + run)
@@ -422,7 +414,6 @@ def test_a_fired_streak_is_not_raised_again_by_runs_that_measured_nothing(
     try:
         clock = Clock()
         d.evaluator.clock = clock
-        d.dispatcher._clock = clock
         for w in range(2):
             feed(d, clock, w * 600, 600, shift=1.0, seed=300 + w)
             d.evaluator.evaluate(MODEL)
@@ -464,7 +455,6 @@ def test_a_retune_whose_job_could_not_be_queued_is_retried_at_the_next_alarming_
         monkeypatch.setattr(d.store, "create_job", failing_once)
         clock = Clock()
         d.evaluator.clock = clock
-        d.dispatcher._clock = clock
         for w in range(8):
             feed(d, clock, w * WINDOW, WINDOW, shift=1.0 if w >= 4 else 0.0, seed=100 + w)
             if w == 5:  # the first drift event: its job's insert fails
@@ -508,7 +498,6 @@ def test_two_evaluations_of_one_model_at_once_raise_its_event_once(
     the other arrives there too; one run at a time, the first waits out its timeout."""
     clock = Clock()
     daemon.evaluator.clock = clock
-    daemon.dispatcher._clock = clock
     feed(daemon, clock, 0, WINDOW, shift=1.0, seed=101)
     daemon.evaluator.evaluate(MODEL)
     feed(daemon, clock, WINDOW, WINDOW, shift=1.0, seed=102)
@@ -899,7 +888,6 @@ def test_the_alarm_gauge_follows_the_policy_not_one_window(daemon: Daemon) -> No
     window, bypassing the two-window hysteresis the daemon itself applies."""
     clock = Clock()
     daemon.evaluator.clock = clock
-    daemon.dispatcher._clock = clock
     alarms = []
     for w in range(6):
         feed(daemon, clock, w * WINDOW, WINDOW, shift=1.0 if w >= 3 else 0.0, seed=100 + w)
@@ -1263,7 +1251,6 @@ def test_a_drift_streak_does_not_carry_over_a_promotion(
     champion's two-window streak: the first drifted window of v2 raised drift_detected."""
     clock = Clock()
     daemon.evaluator.clock = clock
-    daemon.dispatcher._clock = clock
     feed(daemon, clock, 0, WINDOW, shift=1.0, seed=100)
     assert {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}["drift"].payload["alarm"]
     _promote_a_copy(daemon, trained)
@@ -1483,7 +1470,6 @@ def test_a_streak_does_not_resume_when_a_champion_is_restored(
     once a rollback restored v1: its first drifted window after it completed the streak."""
     clock = Clock()
     daemon.evaluator.clock = clock
-    daemon.dispatcher._clock = clock
     feed(daemon, clock, 0, WINDOW, shift=1.0, seed=300)
     daemon.evaluator.evaluate(MODEL)  # v1 drifted: streak 1
     _promote_a_copy(daemon, trained)

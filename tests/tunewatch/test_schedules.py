@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from apscheduler.events import EVENT_JOB_EXECUTED, JobExecutionEvent
+from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobEvent, JobExecutionEvent
 
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tunewatch._config import ModelConfig, build_config
@@ -580,3 +580,133 @@ def test_shutdown_keeps_to_its_grace_with_an_injected_clock(tmp_path: Path) -> N
         release.set()
         stopped.join(30)
         store.close()
+
+
+def test_a_due_run_held_back_past_a_minute_runs_late_rather_than_never(tmp_path: Path) -> None:
+    """APScheduler 3 drops a run that starts more than ``misfire_grace_time`` after its
+    time, and the per-model jobs had 60 s: a scheduled retune that waited behind ten long
+    evaluations for a thread was lost with nothing recorded (retune_owed had no
+    ``schedule`` event to retry), and ran a whole period later. APScheduler judges the
+    lateness when a thread starts the run; here the run is 120 s late when it is due."""
+    config = build_config({"data_dir": str(tmp_path)}, env={})
+    store = Store.open(config.store_url)
+    store.ensure_model(name="a", task="binary", feature_names=["x"])
+    ran: list[str] = []
+    outcomes: list[int] = []
+    decided = threading.Event()
+
+    def finished(event: JobEvent) -> None:
+        if event.job_id == "retune_schedule:a":
+            outcomes.append(event.code)
+            decided.set()
+
+    scheduler = Scheduler(
+        store=store,
+        config=config,
+        jobs=[PerModelJob("retune_schedule", lambda cfg: 3600.0, ran.append)],
+    )
+    scheduler._aps.add_listener(finished, EVENT_JOB_EXECUTED | EVENT_JOB_MISSED)
+    scheduler.start()
+    try:
+        job = scheduler._aps.get_job("retune_schedule:a")
+        job.modify(next_run_time=datetime.now(UTC) - timedelta(seconds=120))
+        assert decided.wait(10)
+        assert outcomes == [EVENT_JOB_EXECUTED] and ran == ["a"]
+        assert job.next_run_time > datetime.now(UTC)  # one late run, then on the schedule
+    finally:
+        scheduler.shutdown()
+        store.close()
+
+
+def test_interval_jobs_added_together_start_spread_over_their_interval(tmp_path: Path) -> None:
+    """Every model's evaluation was added in one renewal, so all of them fired at the same
+    instant every interval: with more models than the pool's 10 threads and runs longer
+    than the grace time, the same two of twelve models were never evaluated."""
+    config = build_config({"data_dir": str(tmp_path)}, env={})
+    store = Store.open(config.store_url)
+    names = [f"m{i:02d}" for i in range(12)]
+    for name in names:
+        store.ensure_model(name=name, task="binary", feature_names=["x"])
+    scheduler = Scheduler(
+        store=store, config=config, jobs=[PerModelJob("evaluate", lambda cfg: 60.0, print)]
+    )
+    before = datetime.now(UTC)
+    scheduler.start()
+    after = datetime.now(UTC)
+    try:
+        firsts = sorted(scheduler._aps.get_job(f"evaluate:{n}").next_run_time for n in names)
+        assert [b - a for a, b in zip(firsts, firsts[1:], strict=False)] == [
+            timedelta(seconds=5)
+        ] * 11
+        assert before + timedelta(seconds=5) <= firsts[0] <= after + timedelta(seconds=5)
+        assert firsts[-1] <= after + timedelta(seconds=60)  # none later than before
+    finally:
+        scheduler.shutdown()
+        store.close()
+
+
+@contextmanager
+def every_shared_thread_busy(scheduler: Scheduler) -> Iterator[None]:
+    """Ten running jobs hold every thread of the per-model jobs' shared pool."""
+    started, release = threading.Semaphore(0), threading.Event()
+
+    def busy() -> None:
+        started.release()
+        release.wait(60)
+
+    try:
+        for i in range(10):
+            scheduler._aps.add_job(busy, id=f"busy{i}")
+        for _ in range(10):
+            assert started.acquire(timeout=30)
+        yield
+    finally:
+        release.set()
+
+
+def test_a_task_runs_while_every_per_model_job_thread_is_busy(tmp_path: Path) -> None:
+    """The job launcher shared the evaluations' pool: ten long evaluations held every
+    thread and queued retunes waited for them to finish before a worker started."""
+    config = build_config({"data_dir": str(tmp_path)}, env={})
+    store = Store.open(config.store_url)
+    launched = threading.Event()
+    scheduler = Scheduler(
+        store=store, config=config, jobs=[], tasks=[Task("launch_jobs", 3600, launched.set)]
+    )
+    scheduler.start()
+    try:
+        with every_shared_thread_busy(scheduler):
+            scheduler._aps.get_job("launch_jobs").modify(next_run_time=datetime.now(UTC))
+            assert launched.wait(5), "the task waited for a per-model job's thread"
+    finally:
+        scheduler.shutdown()
+        store.close()
+
+
+def test_a_job_given_threads_of_its_own_runs_while_the_shared_pool_is_busy(
+    tmp_path: Path,
+) -> None:
+    config = build_config({"data_dir": str(tmp_path)}, env={})
+    store = Store.open(config.store_url)
+    store.ensure_model(name="a", task="binary", feature_names=["x"])
+    queued = threading.Event()
+    scheduler = Scheduler(
+        store=store,
+        config=config,
+        jobs=[
+            PerModelJob("retune_schedule", lambda cfg: 3600.0, lambda m: queued.set(), threads=1)
+        ],
+    )
+    scheduler.start()
+    try:
+        with every_shared_thread_busy(scheduler):
+            scheduler._aps.get_job("retune_schedule:a").modify(next_run_time=datetime.now(UTC))
+            assert queued.wait(5), "the scheduled retune waited for a shared thread"
+    finally:
+        scheduler.shutdown()
+        store.close()
+
+
+def test_a_job_s_own_pool_needs_a_thread() -> None:
+    with pytest.raises(ValueError, match=r"`threads` must be at least 1, got 0"):
+        PerModelJob("retune_schedule", lambda cfg: 3600.0, print, threads=0)

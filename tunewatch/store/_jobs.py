@@ -55,16 +55,20 @@ def create_job(
     spec: Mapping[str, Any],
     dedupe_key: str | None = None,
     max_active: int | None = None,
-    cooldown_since: datetime | None = None,
+    cooldown: timedelta | None = None,
 ) -> tuple[JobRow, bool]:
     """Queue a job; with ``dedupe_key``, a second call returns the first job and False.
 
     With ``max_active``, the job is refused (``ConflictError``, code ``quota``) when that
-    many jobs are already queued or running; with ``cooldown_since``, when a job of the
-    model was queued since then (code ``cooldown``). Both are checked and the job inserted
-    in one serialised step (``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory
-    lock on PostgreSQL), so simultaneous triggers cannot overshoot either."""
-    if max_active is not None or cooldown_since is not None:
+    many jobs are already queued or running; with ``cooldown``, when a job of the model
+    was queued less than that long ago (code ``cooldown``). Both are checked and the job
+    inserted in one serialised step (``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped
+    advisory lock on PostgreSQL), so simultaneous triggers cannot overshoot either.
+
+    A job's queue time is the database's clock, and the cool-down is measured on it: the
+    host queueing a job and the host deciding the next may be minutes apart (two hosts 10
+    minutes apart ended a 5-minute cool-down the moment the slow one queued a job)."""
+    if max_active is not None or cooldown is not None:
         if conn.dialect.name == "postgresql":
             conn.execute(select(func.pg_advisory_xact_lock(_JOBS_LOCK)))
         if dedupe_key is not None:
@@ -73,10 +77,10 @@ def create_job(
             ).scalar_one_or_none()
             if existing is not None:
                 return get_job(conn, int(existing)), False
-    if cooldown_since is not None:
+    if cooldown is not None:
         recent = conn.execute(
             select(jobs.c.id, jobs.c.created_at)
-            .where(jobs.c.model == model, jobs.c.created_at >= cooldown_since)
+            .where(jobs.c.model == model, jobs.c.created_at >= db_now(conn, -cooldown))
             .order_by(jobs.c.id.desc())
             .limit(1)
         ).first()
@@ -102,7 +106,7 @@ def create_job(
             dedupe_key=dedupe_key,
             spec=_clean(spec, "spec"),
             progress={},
-            created_at=utcnow(),
+            created_at=db_now(conn),  # cool-downs compare it across hosts
         )
         .on_conflict_do_nothing(index_elements=[jobs.c.dedupe_key])
         .returning(jobs.c.id)

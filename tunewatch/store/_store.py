@@ -587,12 +587,12 @@ class Store:
         spec: Mapping[str, Any],
         dedupe_key: str | None = None,
         max_active: int | None = None,
-        cooldown_since: datetime | None = None,
+        cooldown: timedelta | None = None,
     ) -> tuple[JobRow, bool]:
         """Queue a job; ``(job, created)``. A repeated ``dedupe_key`` returns the first.
         ``ConflictError`` with code ``quota`` when ``max_active`` jobs are queued or
-        running already, ``cooldown`` when a job of the model was queued since
-        ``cooldown_since``; both checked atomically with the insert."""
+        running already, ``cooldown`` when a job of the model was queued less than
+        ``cooldown`` ago by the database's clock; both checked atomically with the insert."""
         with self._tx("create_job") as conn:
             return _jobs.create_job(
                 conn,
@@ -602,7 +602,7 @@ class Store:
                 spec=spec,
                 dedupe_key=dedupe_key,
                 max_active=max_active,
-                cooldown_since=cooldown_since,
+                cooldown=cooldown,
             )
 
     def get_job(self, job_id: int) -> JobRow:

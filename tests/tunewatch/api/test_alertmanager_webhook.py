@@ -8,12 +8,13 @@ import random
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import update
 
 from tests.tunewatch.conftest import MODEL, Running, make_daemon
 from tunewatch._actions import OUTCOMES, ActionOutcome, Dispatcher
@@ -22,17 +23,10 @@ from tunewatch._daemon import Daemon
 from tunewatch._errors import StoreUnavailableError
 from tunewatch._example import ExampleModel
 from tunewatch.api._alerts import handle_alerts
+from tunewatch.store._schema import jobs
 
 FIRING_AT = "2026-11-28T10:00:00Z"
 NEVER = "0001-01-01T00:00:00Z"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def alert(
@@ -291,6 +285,16 @@ def _retune_daemon(
     )
 
 
+def _age_jobs(daemon: Daemon, by: timedelta) -> None:
+    """Move the jobs ``by`` into the past, as if that long had passed since (cool-downs
+    are timed by the database's clock)."""
+    for job in daemon.store.list_jobs(model=MODEL):
+        with daemon.store.engine.begin() as conn:
+            conn.execute(
+                update(jobs).where(jobs.c.id == job.id).values(created_at=job.created_at - by)
+            )
+
+
 def _job_fingerprints(daemon: Daemon) -> list[str]:
     return sorted(j.trigger["fingerprint"] for j in daemon.store.list_jobs(model=MODEL))
 
@@ -336,20 +340,17 @@ def test_an_episode_first_seen_in_a_cool_down_gets_its_job_after_it(
     trained: list[ExampleModel], tmp_path: Path
 ) -> None:
     daemon, _ = _retune_daemon(trained, tmp_path, None, quota=10, cooldown=60)
-    clock = Clock()
-    ctx = dataclasses.replace(
-        daemon.app.ctx, dispatcher=Dispatcher(daemon.store, daemon.config, clock=clock)
-    )
+    ctx = daemon.app.ctx
     try:
         assert len(handle_alerts(ctx, payload(alert("fp1")))["jobs"]) == 1
         assert handle_alerts(ctx, payload(alert("fp1"), alert("fp2"), alert("fp3")))["jobs"] == []
         handle_alerts(ctx, payload(alert("fp3", status="resolved")))
-        clock.now += timedelta(minutes=61)
+        _age_jobs(daemon, timedelta(minutes=61))
         # fp2 still fires and gets its job; fp3 resolved meanwhile, so a late delivery of
         # it firing acts on nothing
         repeat = payload(alert("fp1"), alert("fp2"), alert("fp3"))
         assert len(handle_alerts(ctx, repeat)["jobs"]) == 1
-        clock.now += timedelta(minutes=61)
+        _age_jobs(daemon, timedelta(minutes=61))
         assert handle_alerts(ctx, repeat)["jobs"] == []
         assert _job_fingerprints(daemon) == ["fp1", "fp2"]
     finally:

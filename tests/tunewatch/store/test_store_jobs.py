@@ -299,11 +299,59 @@ def test_simultaneous_triggers_of_one_model_queue_one_job_in_its_cool_down(
 ) -> None:
     """The cool-down was read and then acted on in separate transactions: simultaneous
     triggers (an alert and a drift event) each queued a job."""
-    since = datetime.now(UTC) - timedelta(minutes=30)
-    created, refused = _race(model_store, 6, max_active=100, cooldown_since=since)
+    cooldown = timedelta(minutes=30)
+    created, refused = _race(model_store, 6, max_active=100, cooldown=cooldown)
     assert created == [True] and refused == ["cooldown"] * 5
-    later = datetime.now(UTC) + timedelta(seconds=1)  # the cool-down has passed
+    _age_jobs(model_store, timedelta(minutes=31))  # the cool-down has passed
     _, new = model_store.create_job(
-        model="m", kind="retune", trigger={}, spec={}, max_active=100, cooldown_since=later
+        model="m", kind="retune", trigger={}, spec={}, max_active=100, cooldown=cooldown
     )
     assert new
+
+
+def _age_jobs(store: Store, by: timedelta) -> None:
+    """Move model ``m``'s jobs ``by`` into the past, as if that long had passed since."""
+    for job in store.list_jobs(model="m"):
+        with store.engine.begin() as conn:
+            conn.execute(
+                update(jobs).where(jobs.c.id == job.id).values(created_at=job.created_at - by)
+            )
+
+
+def test_a_cool_down_is_timed_by_the_database_s_clock_not_the_hosts(
+    model_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job was stamped by the clock of the host that queued it, and the cool-down's start
+    came from the deciding host's: a job queued on a host 10 minutes slow was outside a
+    5-minute cool-down the moment it was queued."""
+    _host_clock(monkeypatch, -timedelta(minutes=10))  # the queueing host's
+    model_store.create_job(model="m", kind="retune", trigger={}, spec={})
+    _host_clock(monkeypatch, timedelta(0))  # the deciding host's
+    with pytest.raises(ConflictError) as info:
+        model_store.create_job(
+            model="m", kind="retune", trigger={}, spec={}, cooldown=timedelta(minutes=5)
+        )
+    assert info.value.code == "cooldown"
+
+
+def test_jobs_queued_before_the_database_s_clock_was_used_still_cool_down(
+    model_store: Store,
+) -> None:
+    """Rows from earlier releases hold the queue time the process wrote with its own clock."""
+    job, _ = model_store.create_job(model="m", kind="retune", trigger={}, spec={})
+
+    def queued(ago: timedelta) -> None:  # as a process of an earlier release wrote it
+        with model_store.engine.begin() as conn:
+            at = datetime.now(UTC) - ago
+            conn.execute(update(jobs).where(jobs.c.id == job.id).values(created_at=at))
+
+    def again() -> bool:
+        return model_store.create_job(
+            model="m", kind="retune", trigger={}, spec={}, cooldown=timedelta(minutes=5)
+        )[1]
+
+    queued(timedelta(minutes=1))
+    with pytest.raises(ConflictError, match="cooling down"):
+        again()
+    queued(timedelta(minutes=10))
+    assert again()
