@@ -37,6 +37,7 @@ from optuna.trial import FrozenTrial, TrialState
 from retune._budget import PrunerKind
 from retune._errors import StudyError, WarmStartError
 from retune.space import CategoricalParam, Choice, FloatParam, IntParam, SearchSpace
+from retune.space._params import grid_bounds
 from retune.warmstart._base import History, HistoryTrial, WarmStartPlan
 
 logger = logging.getLogger(__name__)
@@ -260,8 +261,10 @@ def _narrow(
             return None
         return IntDistribution(ilo, ihi, log=dist.log, step=step)
     if dist.step is not None:
-        lo = dist.low + np.ceil((lo - dist.low) / dist.step) * dist.step
-        hi = dist.low + np.floor((hi - dist.low) / dist.step) * dist.step
+        bounds = grid_bounds(dist.low, dist.step, lo, hi)
+        if bounds is None:
+            return None
+        lo, hi = bounds
     if not lo < hi:
         return None
     return FloatDistribution(float(lo), float(hi), log=dist.log, step=dist.step)

@@ -169,6 +169,22 @@ class CategoricalParam(_Frozen):
         return out
 
 
+def grid_bounds(low: float, step: float, lo: float, hi: float) -> tuple[float, float] | None:
+    """The first and last points of the grid ``low + k * step`` inside ``[lo, hi]``, with
+    the grid's decimals, or ``None`` when fewer than two are: counted with
+    ``_GRID_TOLERANCE`` of a step, since ``(0.7 - 0.1) / 0.1`` is 5.999… in binary floats
+    and a box ending at 0.7 lost its top point."""
+    first = math.ceil((lo - low) / step - _GRID_TOLERANCE)
+    last = math.floor((hi - low) / step + _GRID_TOLERANCE)
+    if first >= last:
+        return None
+    places = _decimals(low, step)
+    bounds = (low + first * step, low + last * step)
+    if places is None:
+        return bounds
+    return round(bounds[0], places), round(bounds[1], places)
+
+
 def _decimals(*numbers: float) -> int | None:
     """The most decimal places any of ``numbers`` shows when printed (``0.1`` has 1,
     ``1e-05`` has 5), or ``None`` past 15 (``1 / 3``): a grid's points are rounded to it."""

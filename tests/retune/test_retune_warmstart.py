@@ -512,3 +512,20 @@ def test_freeze_with_constant_history_freezes_nothing() -> None:
     plan = FreezeUnimportant(min_trials=15).plan(History.from_trials(trials), small_space())
     assert plan.frozen == {} and plan.importances == {}
     assert any("equal" in note and "nothing frozen" in note for note in plan.notes)
+
+
+def test_a_learned_box_on_a_grid_keeps_every_grid_point_it_covers() -> None:
+    """The box was snapped with floor((0.7 - 0.1) / 0.1) in binary floats (5.999…): a box
+    recorded as [0.44, 0.7] sampled only 0.5 and 0.6, never the previous optimum 0.7."""
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    from retune._optuna import _narrow
+
+    grid = FloatDistribution(0.1, 0.7, step=0.1)
+    assert _narrow(grid, 0.44, 0.7) == FloatDistribution(0.5, 0.7, step=0.1)
+    assert _narrow(grid, 0.3, 0.7) == FloatDistribution(0.3, 0.7, step=0.1)
+    assert _narrow(grid, 0.1, 0.3) == FloatDistribution(0.1, 0.3, step=0.1)
+    assert _narrow(grid, 0.41, 0.49) is None  # no grid point inside
+    fine = FloatDistribution(1e-5, 3e-4, step=1e-5)
+    assert _narrow(fine, 2.9e-4, 3e-4) == FloatDistribution(2.9e-4, 3e-4, step=1e-5)
+    assert _narrow(IntDistribution(1, 9, step=2), 2, 9) == IntDistribution(3, 9, step=2)
