@@ -537,3 +537,28 @@ def test_register_refuses_hyperparameters_nested_too_deeply_without_a_traceback(
     assert "--hyperparameters" in captured.err and "nested too deeply" in captured.err
     with _store(config) as store:
         assert store.list_models() == []
+
+
+def test_promote_approve_and_rollback_write_the_versions_reports_as_the_api_does(
+    config: Path, tmp_path: Path, trained: list[ExampleModel]
+) -> None:
+    """The API rewrote `<data_dir>/reports/<model>-v<version>.*` at each promotion,
+    approval and rollback; the CLI wrote none, so the files kept an older story."""
+    reports = tmp_path / "data" / "reports"
+    features = ",".join(trained[0].metadata.feature_names)
+    for i, model in enumerate(trained):
+        onnx = tmp_path / f"m{i}.onnx"
+        onnx.write_bytes(model.onnx)
+        assert run(config, "register", "credit", str(onnx), "--task", "binary",
+                   "--features", features) == 0  # fmt: skip
+    assert run(config, "promote", "credit", "1", "--reason", "first") == 0  # waits
+    assert not reports.exists()
+    assert run(config, "approve", "1", "--reason", "reviewed", actor="bob") == 0
+    assert "promote" in (reports / "credit-v1.md").read_text(encoding="utf-8")
+    assert run(config, "promote", "credit", "2", "--reason", "better") == 0
+    assert run(config, "approve", "2", "--reason", "reviewed", actor="bob") == 0
+    assert (reports / "credit-v2.html").exists()
+    assert run(config, "rollback", "credit", "--reason", "worse") == 0
+    for version in (1, 2):
+        text = (reports / f"credit-v{version}.md").read_text(encoding="utf-8")
+        assert "rollback (v2 rolled back, v1 restored)" in text, version

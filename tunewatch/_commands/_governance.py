@@ -13,6 +13,7 @@ from tunewatch._auth import check_role, hash_token, new_token
 from tunewatch._errors import TunewatchError
 from tunewatch._reference import Reference
 from tunewatch._registry import VersionMetadata, feature_names_from
+from tunewatch._report import refresh_reports
 
 from ._context import actor_of, config_of, registry_of
 
@@ -86,6 +87,9 @@ def cmd_promote(args: argparse.Namespace) -> int:
         outcome = promote(
             store, config, args.model, args.version, actor=actor_of(args), reason=args.reason
         )
+        if outcome.champion is not None:  # as the API does: the reports tell the change
+            replaced = () if outcome.previous is None else (outcome.previous.version,)
+            refresh_reports(store, config, args.model, (outcome.champion.version, *replaced))
     finally:
         store.close()
     if outcome.approval is not None:
@@ -117,6 +121,9 @@ def cmd_decide(args: argparse.Namespace) -> int:
             approve=args.command == "approve",
             reason=args.reason,
         )
+        if promoted is not None:
+            versions = [row.version for row in promoted if row is not None]  # new, replaced
+            refresh_reports(store, config, decided.model, versions)
     finally:
         store.close()
     print(f"approval {decided.id} {decided.status} by {decided.decided_by}")
@@ -135,9 +142,11 @@ def cmd_decide(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     from tunewatch._daemon import open_store
 
-    store = open_store(config_of(args))
+    config = config_of(args)
+    store = open_store(config)
     try:
         restored, rolled = store.rollback(args.model, actor=actor_of(args), reason=args.reason)
+        refresh_reports(store, config, args.model, (restored.version, rolled.version))
     finally:
         store.close()
     print(
