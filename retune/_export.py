@@ -28,17 +28,31 @@ from sklearn.base import is_classifier
 from sklearn.pipeline import Pipeline
 
 from retune._errors import ExportError, ParityError
-from retune.space._transformers import MissingIndicatorAppender, SparseColumnDropper
+from retune.space._transformers import (
+    KBestColumnSelector,
+    MissingIndicatorAppender,
+    SparseColumnDropper,
+)
 from shadow import InvalidInputError, OnnxModel, ShadowError, Signature
 
 
-def _dropper_shape(operator: Any) -> None:
+def _kept_columns(raw: Any) -> list[int]:
+    """The input columns a column-keeping step passes on, in order."""
+    if isinstance(raw, KBestColumnSelector):
+        return [int(i) for i in raw.get_support(indices=True)]
+    return [int(i) for i in raw.keep_]
+
+
+def _kept_shape(operator: Any) -> None:
     n_rows = operator.inputs[0].get_first_dimension()
-    operator.outputs[0].type = FloatTensorType([n_rows, len(operator.raw_operator.keep_)])
+    n_kept = len(_kept_columns(operator.raw_operator))
+    operator.outputs[0].type = FloatTensorType([n_rows, n_kept])
 
 
-def _dropper_convert(scope: Any, operator: Any, container: Any) -> None:
-    keep = [int(i) for i in operator.raw_operator.keep_]
+def _kept_convert(scope: Any, operator: Any, container: Any) -> None:
+    keep = _kept_columns(operator.raw_operator)
+    if not keep:  # SelectKBest keeps at least one column; a guard, not a case
+        raise RuntimeError(f"{type(operator.raw_operator).__name__} keeps no column")
     indices = scope.get_unique_variable_name("keep_columns")
     container.add_initializer(indices, TensorProto.INT64, [len(keep)], keep)
     container.add_node(
@@ -46,7 +60,7 @@ def _dropper_convert(scope: Any, operator: Any, container: Any) -> None:
         [operator.inputs[0].full_name, indices],
         operator.outputs[0].full_name,
         axis=1,
-        name=scope.get_unique_operator_name("DropSparseColumns"),
+        name=scope.get_unique_operator_name("KeepColumns"),
     )
 
 
@@ -77,7 +91,10 @@ def _indicator_convert(scope: Any, operator: Any, container: Any) -> None:
 
 
 update_registered_converter(
-    SparseColumnDropper, "TunewatchSparseColumnDropper", _dropper_shape, _dropper_convert
+    SparseColumnDropper, "TunewatchSparseColumnDropper", _kept_shape, _kept_convert
+)
+update_registered_converter(
+    KBestColumnSelector, "TunewatchKBestColumnSelector", _kept_shape, _kept_convert
 )
 update_registered_converter(
     MissingIndicatorAppender,

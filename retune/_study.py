@@ -42,6 +42,7 @@ from retune._runs import (
     time_spent,
 )
 from retune.cv import CVScheme, FoldScores, NestedCV, cross_validate, dataset_version
+from retune.cv._window import check_window
 from retune.space import SearchSpace
 from retune.warmstart import CostPredictor, WarmStartPlan
 
@@ -103,7 +104,9 @@ def run_study(
     ``interrupted()`` is true the study stops after the running trial
     (``stopped_by="interrupted"``). Raises
     :class:`StudyError` for storage problems, for a window ``cv`` cannot split (a nested
-    scheme's outer training parts included: they are tuned next), for
+    scheme's outer training parts included: they are tuned next), for one no trial could
+    complete on (a classification window or training fold of one class, a test fold
+    ``objective`` cannot score: :func:`~retune.cv._window.check_window`), for
     joining a study tuned on other data, with another objective or CV, and when no trial
     completed.
     """
@@ -116,6 +119,13 @@ def run_study(
     except CVError as exc:
         raise StudyError(
             f"the training window cannot be split by {cv.name}: {exc}", study_name=study_name
+        ) from exc
+    try:  # and one no configuration could fit or be scored on fails every trial alike too
+        check_window(x, y, scheme=cv, objective=objective, seed=seed, groups=groups)
+    except CVError as exc:
+        raise StudyError(
+            f"no trial could complete on the training window with {cv.name}: {exc}",
+            study_name=study_name,
         ) from exc
     tracker = BudgetTracker(budget)
     started_at = time.time()  # UTC epoch: the run's interval, beside other hosts' runs

@@ -17,7 +17,11 @@ from retune.space._space import (
     load_search_space,
     parse_search_space,
 )
-from retune.space._transformers import MissingIndicatorAppender, SparseColumnDropper
+from retune.space._transformers import (
+    KBestColumnSelector,
+    MissingIndicatorAppender,
+    SparseColumnDropper,
+)
 
 __all__ = [
     "DEFAULTS",
@@ -27,6 +31,7 @@ __all__ = [
     "Choice",
     "FloatParam",
     "IntParam",
+    "KBestColumnSelector",
     "MissingIndicatorAppender",
     "Param",
     "SearchSpace",

@@ -50,7 +50,7 @@ from sklearn.ensemble import (
     RandomForestClassifier,
     RandomForestRegressor,
 )
-from sklearn.feature_selection import SelectKBest, f_classif, f_regression
+from sklearn.feature_selection import f_classif, f_regression
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
@@ -58,7 +58,11 @@ from sklearn.preprocessing import RobustScaler, StandardScaler
 from sklearn.utils.class_weight import compute_sample_weight
 
 from retune._errors import SearchSpaceError
-from retune.space._transformers import MissingIndicatorAppender, SparseColumnDropper
+from retune.space._transformers import (
+    KBestColumnSelector,
+    MissingIndicatorAppender,
+    SparseColumnDropper,
+)
 
 DEFAULTS: dict[str, Any] = {
     "missing": "none",
@@ -143,7 +147,7 @@ def build_pipeline(params: Mapping[str, Any], *, n_features: int, seed: int) -> 
         if k < 1:
             raise SearchSpaceError(f"`select_k` must be >= 1, got {k}", path="select_k")
         score = f_regression if p["estimator"] in REGRESSORS else f_classif
-        steps.append(("select", SelectKBest(score, k=min(k, n_features))))
+        steps.append(("select", KBestColumnSelector(score, k=min(k, n_features))))
     steps.append(("model", _estimator(p, seed)))
     return Pipeline(steps)
 
@@ -222,6 +226,11 @@ def fit_pipeline(
         warnings.filterwarnings("ignore", message=r"Features .* are constant", category=UserWarning)
         warnings.filterwarnings(
             "ignore", message=r"invalid value encountered", category=RuntimeWarning
+        )
+        # `drop_columns` can leave fewer columns than `select_k` (capped at the window's
+        # width, not at what the dropper keeps): SelectKBest then keeps them all and warns.
+        warnings.filterwarnings(
+            "ignore", message=r"k=\d+ is greater than n_features", category=UserWarning
         )
         pipeline.fit(x, y, **fit_kwargs)
     return pipeline

@@ -1,8 +1,9 @@
-"""The two preprocessing steps scikit-learn lacks in a convertible form.
+"""The three preprocessing steps scikit-learn lacks in a convertible form.
 
-Both are plain scikit-learn transformers; their ONNX converters are registered in
-:mod:`retune._export` (skl2onnx has none for ``MissingIndicator`` and
-``SimpleImputer(add_indicator=True)`` mis-shapes the graph).
+All are plain scikit-learn transformers; their ONNX converters are registered in
+:mod:`retune._export` (skl2onnx has none for ``MissingIndicator``,
+``SimpleImputer(add_indicator=True)`` mis-shapes the graph, and its ``SelectKBest``
+converter writes an invalid graph when the one kept column is column 0).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.feature_selection import SelectKBest
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 
@@ -49,3 +51,14 @@ class MissingIndicatorAppender(TransformerMixin, BaseEstimator):  # type: ignore
         check_is_fitted(self, "n_features_in_")
         arr = validate_data(self, x, ensure_all_finite="allow-nan", dtype=np.float64, reset=False)
         return np.hstack([arr, np.isnan(arr).astype(np.float64)])
+
+
+class KBestColumnSelector(SelectKBest):  # type: ignore[misc]
+    """``SelectKBest`` itself (same scores, same kept columns), under its own class so
+    that its ONNX converter is ours: a ``Gather`` of the kept column indices.
+
+    skl2onnx's converter tests ``indices.any()`` to tell "no column kept", so a selector
+    keeping only column 0 (``select_k: 1`` with the best column first, a one-feature
+    model, ``drop_columns`` leaving one column) became a ``ConstantOfShape`` of the float
+    input, which onnxruntime refuses to load.
+    """

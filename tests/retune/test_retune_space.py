@@ -5,8 +5,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime
 import pytest
 from retune_data import SMALL_SPACE, binary, regression, small_space
+from sklearn.feature_selection import SelectKBest, f_classif, f_regression
 
 from retune import SearchSpaceError, check_parity, to_onnx
 from retune.space import (
@@ -399,3 +401,64 @@ def test_snapping_to_the_top_of_a_grid_stays_in_range() -> None:
         {"name": "t", "params": {"C": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.1}}}
     ).declarations()["C"]
     assert tenths.snap(0.68) == 0.7 and tenths.snap(0.29) == 0.3
+
+
+def _one_column_windows() -> dict[str, tuple[dict[str, Any], np.ndarray, np.ndarray]]:
+    x, y = binary(seed=7)  # the label follows columns 0 and 1: k_best keeps column 0 first
+    sparse = x.copy()
+    sparse[:180, 1:] = np.nan  # columns 1.. are 75% missing: the dropper keeps column 0 only
+    one = x[:, :1].copy()
+    logistic: dict[str, Any] = {"estimator": "logistic", "selector": "k_best"}
+    return {
+        "select_k_1": ({**logistic, "select_k": 1}, x, y),
+        "one_feature_model": ({**logistic, "select_k": 3}, one, y),
+        "drop_columns_leaves_one": (
+            {**logistic, "select_k": 2, "missing": "drop_columns", "drop_threshold": 0.5},
+            sparse,
+            y,
+        ),
+        "forest_select_k_1": (
+            {
+                "estimator": "random_forest",
+                "selector": "k_best",
+                "select_k": 1,
+                "forest_n_estimators": 10,
+                "forest_max_depth": 4,
+            },
+            x,
+            y,
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", list(_one_column_windows()))
+def test_a_k_best_selector_keeping_one_column_exports_with_parity(case: str) -> None:
+    """skl2onnx's selector converter wrote `ConstantOfShape` (an invalid graph onnxruntime
+    refuses to load) when the kept column indices were all zero — one kept column, the
+    first: `select_k: 1`, a one-feature model, or `drop_columns` leaving one column. CV
+    scored such a configuration normally, so a job it won failed at export."""
+    params, x, y = _one_column_windows()[case]
+    train, held_out = np.arange(200), np.arange(200, len(x))
+    pipeline = fit_pipeline(params, x[train], y[train], seed=0)
+    assert pipeline.named_steps["select"].get_support(indices=True).tolist() == [0]
+    session = onnxruntime.InferenceSession(
+        to_onnx(pipeline, x.shape[1]), providers=["CPUExecutionProvider"]
+    )
+    _, probabilities = session.run(None, {"input": x[held_out].astype(np.float32)})
+    np.testing.assert_allclose(probabilities, pipeline.predict_proba(x[held_out]), atol=1e-4)
+
+
+def test_the_k_best_selector_keeps_the_columns_select_k_best_keeps() -> None:
+    """The selector has its own ONNX converter, not its own ranking: CV results stand."""
+    x, y = binary(seed=8, n_features=8)
+    r, t = regression(seed=8, n_features=8)
+    for params, xx, yy, score in (
+        ({"estimator": "logistic"}, x, y, f_classif),
+        ({"estimator": "ridge"}, r, t, f_regression),
+    ):
+        for k in (1, 3, 8):
+            pipeline = fit_pipeline({**params, "selector": "k_best", "select_k": k}, xx, yy, seed=0)
+            selector = pipeline.named_steps["select"]
+            reference = SelectKBest(score, k=k).fit(xx, yy)
+            np.testing.assert_array_equal(selector.get_support(), reference.get_support())
+            np.testing.assert_array_equal(selector.scores_, reference.scores_)

@@ -14,10 +14,11 @@ import retune
 import retune.cv
 import retune.space
 import retune.warmstart
-from monitor.objectives import make_objective
+from monitor.objectives import LogLoss, make_objective
 from retune import (
     Budget,
     BudgetTracker,
+    CVError,
     ParityError,
     StudyError,
     load_history,
@@ -326,11 +327,17 @@ def test_a_configuration_failing_with_any_exception_is_a_failed_trial_not_a_cras
     """A label no class index can hold (NaN cast to int64) made scoring raise IndexError,
     which only ValueError/ArithmeticError were caught for: the first trial's exception
     ended the study with a traceback. Each trial fails, logged with its traceback and
-    recorded, and the study ends with its own error."""
-    x, y = binary(seed=4, n=150)
-    y[::7] = np.iinfo(np.int64).min
+    recorded, and the study ends with its own error. (Such labels are now refused before
+    any trial; an objective raising IndexError on a model's predictions stands in.)"""
+
+    class IndexingLogLoss(LogLoss):
+        def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
+            if np.ptp(np.asarray(y_pred), axis=0).any():  # a model's, not a constant
+                raise IndexError("index -9223372036854775808 is out of bounds for axis 1")
+            return super().value(y_true, y_pred)
+
     with pytest.raises(StudyError, match="no trial completed"):
-        _run(tmp_path, data=(x, y), budget=Budget(max_trials=3))
+        _run(tmp_path, objective=IndexingLogLoss(), budget=Budget(max_trials=3))
     logged = [r for r in caplog.records if r.name == "retune._study" and r.exc_info]
     assert len(logged) == 3 and logged[0].exc_info is not None
     assert logged[0].exc_info[0] is IndexError
@@ -727,3 +734,103 @@ def test_a_study_resumed_with_max_fold_spread_vetoes_an_earlier_winner_over_it(
     # a joining worker's random seed) may or may not beat its loss, so compare the winner
     assert second.best_params != first.best_params
     assert second.n_vetoed >= 1
+
+
+def _series_with_quiet_tail() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 3))
+    y = (x[:, 0] > 0).astype(np.int64)
+    y[-30:] = 0  # the last time-series test fold (rows 90..119) holds class 0 only
+    return x, y
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [("roc_auc", {}), ("pr_auc", {}), ("recall_at_precision", {"min_precision": 0.5})],
+)
+def test_an_objective_no_test_fold_can_score_is_refused_before_any_trial(
+    tmp_path: Any, name: str, params: dict[str, Any]
+) -> None:
+    """A time-series test fold of one class made the ranking objective raise in every
+    trial: the whole budget trained configurations that all failed, and the job said
+    only that no trial completed."""
+    with pytest.raises(StudyError, match=rf"{name} cannot be computed on test fold 2 \(30 rows"):
+        _run(
+            tmp_path,
+            data=_series_with_quiet_tail(),
+            objective=make_objective(name, task="binary", **params),
+            cv=retune.cv.TimeSeriesCV(n_splits=3),
+            budget=Budget(max_trials=8),
+        )
+    assert not (tmp_path / "journal.log").exists()  # refused before the study was opened
+
+
+def test_a_test_fold_of_one_class_is_tuned_under_an_objective_that_scores_it(
+    tmp_path: Any,
+) -> None:
+    result = _run(
+        tmp_path,
+        data=_series_with_quiet_tail(),
+        cv=retune.cv.TimeSeriesCV(n_splits=3),
+        budget=Budget(max_trials=2),
+    )
+    assert result.n_trials == 2 and result.n_failed == 0
+
+
+def test_a_classification_window_of_one_class_is_refused_before_any_trial(
+    tmp_path: Any,
+) -> None:
+    """Stratified k-fold splits a window of one class; each trial then failed to fit."""
+    x, _ = binary(seed=4, n=150)
+    with pytest.raises(StudyError, match=r"needs >= 2 classes in the training window, got \[1\]"):
+        _run(tmp_path, data=(x, np.ones(150, dtype=np.int64)), budget=Budget(max_trials=8))
+    assert not (tmp_path / "journal.log").exists()
+
+
+def test_a_time_series_training_fold_of_one_class_is_refused_for_a_classifier(
+    tmp_path: Any,
+) -> None:
+    x, y = binary(seed=4, n=150)
+    y[:60] = 0  # the first training fold (rows 0..38) holds class 0 only
+    with pytest.raises(
+        StudyError, match=r"training fold 0 \(39 rows, 0\.\.38\) has one class only"
+    ):
+        _run(tmp_path, data=(x, y), cv=retune.cv.TimeSeriesCV(n_splits=3))
+
+
+def test_a_regression_window_whose_first_rows_share_one_value_is_tuned_over_time(
+    tmp_path: Any,
+) -> None:
+    """Time-series CV applied its classifier check to a regression target: a window whose
+    first rows share one value (no demand yet) was refused as "one class only"."""
+    x, y = regression(seed=5, n=200)
+    y[:60] = 0.0
+    result = _run(
+        tmp_path,
+        data=(x, y),
+        space=retune.space.parse_search_space(
+            {"name": "r", "params": {"estimator": {"type": "categorical", "choices": ["ridge"]}}}
+        ),
+        objective=make_objective("mae", task="regression"),
+        cv=retune.cv.TimeSeriesCV(n_splits=3),
+        budget=Budget(max_trials=2),
+    )
+    assert result.n_trials == 2 and result.n_failed == 0
+
+
+def test_labels_that_are_not_class_indices_are_refused_before_any_trial(tmp_path: Any) -> None:
+    """A NaN label cast to int64 (the int64 minimum) made every trial fail to score."""
+    x, y = binary(seed=4, n=150)
+    y[::7] = np.iinfo(np.int64).min
+    with pytest.raises(StudyError, match=r"labels must be class indices .* in 22 rows"):
+        _run(tmp_path, data=(x, y), budget=Budget(max_trials=3))
+    assert not (tmp_path / "journal.log").exists()
+
+
+def test_a_label_far_beyond_any_class_is_refused_before_any_prediction_is_built() -> None:
+    from retune.cv._window import MAX_CLASSES, check_window
+
+    x = np.zeros((6, 2))
+    y = np.array([0, 1, 0, 1, 0, float(10**9)])
+    with pytest.raises(CVError, match=f"class indices below {MAX_CLASSES}, got 1000000000"):
+        check_window(x, y, scheme=StratifiedKFoldCV(n_splits=2), objective=LogLoss(), seed=0)
