@@ -38,6 +38,14 @@ class Reference:
                 f"shape {list(x.shape)}",
                 code="invalid_reference",
             )
+        largest = float(np.finfo(np.float32).max)  # features are stored as float32
+        if (x > largest).any() or (x < -largest).any():
+            raise RegistrationError(
+                "reference features must be finite numbers or NaN (missing) within float32's "
+                f"range (±{largest:.4g}), as a request's must: the snapshot stores them as "
+                "float32",
+                code="invalid_reference",
+            )
         if self.labels is not None and self.labels.shape != (x.shape[0],):
             raise RegistrationError(
                 f"reference labels must have one value per row ({x.shape[0]}), got shape "
@@ -50,6 +58,35 @@ class Reference:
             raise RegistrationError(
                 f"reference scores must be a [rows ({x.shape[0]}), outputs] matrix, got shape "
                 f"{list(self.scores.shape)}",
+                code="invalid_reference",
+            )
+
+    def check_labels(self, task: str, *, classes: int | None) -> None:
+        """Refuse labels the model's ``task`` cannot have, by the rules the labels API
+        enforces: 0 or 1 (binary), a class index below ``classes`` (multiclass; any when
+        ``None``), a finite number (regression). NaN is an unknown label: allowed."""
+        if self.labels is None:
+            return
+        y = np.asarray(self.labels, dtype=np.float64)
+        known = y[~np.isnan(y)]
+        if not np.isfinite(known).all():
+            raise RegistrationError(
+                "reference labels must be finite numbers or NaN (unknown), got "
+                f"{int(np.isinf(known).sum())} infinite",
+                code="invalid_reference",
+            )
+        if task == "binary":
+            bad, rule = known[(known != 0) & (known != 1)], "0 or 1"
+        elif task == "multiclass":
+            top = classes if classes is not None else 2**31
+            wrong = (known < 0) | (known != np.floor(known)) | (known >= top)
+            bad, rule = known[wrong], f"a class index (0 to {top - 1})"
+        else:
+            return
+        if bad.size:
+            raise RegistrationError(
+                f"reference labels of a {task} model must be {rule} or NaN (unknown), got "
+                f"{np.unique(bad)[:5].tolist()} in {bad.size} rows",
                 code="invalid_reference",
             )
 

@@ -364,6 +364,10 @@ class Registry:
                 code="feature_count_mismatch",
             )
         width = inspected.signature.primary_width
+        if reference is not None:
+            # a multiclass model's classes are its primary output's columns
+            classes = width if metadata.task == "multiclass" else None
+            reference.check_labels(metadata.task, classes=classes)
         if reference is not None and reference.scores is not None and width is not None:
             if reference.scores.shape[1] != width:
                 # else the baseline silently used the version's own (in-sample) scores

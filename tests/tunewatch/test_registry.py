@@ -143,6 +143,64 @@ def test_details_the_registration_derives_cannot_be_supplied(
         daemon.close()
 
 
+@pytest.mark.parametrize(
+    ("labels", "features", "message"),
+    [
+        ([0.0, 1.0, 2.0, 1.0], None, "labels of a binary model must be 0 or 1"),
+        ([0.0, 1.0, 0.5, 1.0], None, "labels of a binary model must be 0 or 1"),
+        ([0.0, 1.0, np.inf, 1.0], None, "labels must be finite numbers or NaN"),
+        (None, np.inf, "features must be finite numbers or NaN"),
+        (None, 1e39, "features must be finite numbers or NaN"),  # float32's inf once stored
+    ],
+    ids=["binary-2", "binary-half", "infinite-label", "infinite-feature", "beyond-float32"],
+)
+def test_a_reference_whose_labels_or_features_the_model_cannot_have_is_refused(
+    trained: list[ExampleModel],
+    tmp_path: Path,
+    labels: list[float] | None,
+    features: float | None,
+    message: str,
+) -> None:
+    """A binary model's reference labelled 2 was registered: CBPE could not calibrate,
+    the label profile held a class no request can have, and the tuning window dropped
+    those rows silently; an infinite feature, or one float32 cannot hold, became inf in
+    the stored snapshot."""
+    daemon, _ = make_daemon(tmp_path / "data", trained)
+    try:
+        x = np.zeros((4, 8))
+        if features is not None:
+            x[2, 3] = features
+        y = None if labels is None else np.array(labels)
+        with pytest.raises(RegistrationError, match=message) as info:
+            daemon.registry.register(
+                MODEL,
+                trained[0].onnx,
+                trained[0].metadata,
+                actor="t",
+                reference=Reference(features=x, labels=y),
+            )
+        assert info.value.code == "invalid_reference"
+        # unknown labels (NaN) and missing features (NaN) are a reference's to have
+        x[2, 3], x[1, 0] = 0.0, np.nan
+        known = Reference(features=x, labels=np.array([0.0, np.nan, 1.0, 1.0]))
+        daemon.registry.register(
+            MODEL, trained[0].onnx, trained[0].metadata, actor="t", reference=known
+        )
+    finally:
+        daemon.close()
+
+
+def test_multiclass_reference_labels_are_class_indices_of_the_model_s_outputs() -> None:
+    reference = Reference(features=np.zeros((3, 2)), labels=np.array([0.0, 2.0, np.nan]))
+    reference.check_labels("multiclass", classes=3)
+    reference.check_labels("regression", classes=None)
+    for labels, classes in (([0.0, 3.0], 3), ([0.0, 1.5], 3), ([-1.0, 1.0], None)):
+        bad = Reference(features=np.zeros((2, 2)), labels=np.array(labels))
+        with pytest.raises(RegistrationError, match="class index") as info:
+            bad.check_labels("multiclass", classes=classes)
+        assert info.value.code == "invalid_reference"
+
+
 @pytest.mark.parametrize("name", ["../../pwn", "a/b", "a\\b", "..", ".", "   ", "fraud ", " fraud"])
 def test_a_model_name_that_is_a_path_or_spaced_is_refused(
     trained: list[ExampleModel], tmp_path: Path, name: str
