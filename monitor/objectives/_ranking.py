@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import numpy as np
@@ -70,14 +71,19 @@ class PrAuc(_BinaryRanking):
         return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
+MAX_BETA = 1e100
+
+
 class FBeta(_BinaryRanking):
     name: ClassVar[str] = "f_beta"
     greater_is_better: ClassVar[bool] = True
     tasks: ClassVar[frozenset[str]] = frozenset({"binary"})
 
     def __init__(self, *, beta: float = 1.0, threshold: float = 0.5) -> None:
-        if beta <= 0:
-            raise ObjectiveError(f"`beta` must be > 0, got {beta}")
+        # beta**2 must be a float: past 1e154 it overflowed at every evaluation (and an
+        # F-beta that far out is recall)
+        if not (math.isfinite(beta) and 0 < beta <= MAX_BETA):
+            raise ObjectiveError(f"`beta` must be a finite number in (0, {MAX_BETA:g}], got {beta}")
         if not 0.0 < threshold < 1.0:
             raise ObjectiveError(f"`threshold` must be in (0, 1), got {threshold}")
         self.beta, self.threshold = beta, threshold

@@ -172,6 +172,15 @@ def test_invalid_objective_configuration_names_the_rule() -> None:
         make_objective("log_loss").value(np.array([0, 3]), np.array([[0.5, 0.5], [0.5, 0.5]]))
 
 
+@pytest.mark.parametrize("beta", [0.0, -1.0, float("nan"), float("inf"), 1e200])
+def test_an_f_beta_whose_beta_cannot_be_squared_is_refused(beta: float) -> None:
+    """beta=1e200 loaded, and beta**2 raised OverflowError at every evaluation: decay,
+    the estimate, labels, telemetry and the events were lost each run."""
+    with pytest.raises(ObjectiveError, match="`beta` must be a finite number in"):
+        make_objective("f_beta", beta=beta)
+    assert make_objective("f_beta", beta=1e100).value(np.array([1, 0]), np.array([0.9, 0.1])) == 1.0
+
+
 def test_every_objective_is_registered_by_its_name() -> None:
     assert set(OBJECTIVES) == {
         "log_loss",
