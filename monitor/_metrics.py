@@ -173,8 +173,9 @@ class ServingMetrics:
         )
         self.label_delay = Gauge(
             "tunewatch_label_delay_seconds",
-            "Median delay between a request and its label in the latest window; a request "
-            "still unlabelled counts as having waited until now (a lower bound).",
+            "Median delay between a request and its label, the larger of the latest window's "
+            "and that of the requests at least label_delay_alarm_s old; a request still "
+            "unlabelled counts as having waited until now (a lower bound).",
             ["model"],
             registry=r,
         )

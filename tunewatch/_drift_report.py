@@ -201,7 +201,15 @@ def label_window(
     the matured part of the newest window instead, a model whose window fills in less
     than the maturity (5,000 rows a day: 3.5 requests a minute) never had one, and its
     label was never tested."""
-    end = as_of - timedelta(seconds=evaluation.decay.maturity_s) + timedelta(microseconds=1)
+    return aged_window(store, model, evaluation, as_of=as_of, age_s=evaluation.decay.maturity_s)
+
+
+def aged_window(
+    store: Store, model: ModelRow, evaluation: EvaluationConfig, *, as_of: datetime, age_s: float
+) -> Window:
+    """The newest ``window_rows`` requests, or the ``window_s``, received at least
+    ``age_s`` before ``as_of`` (outputs, labels and times, no inputs)."""
+    end = as_of - timedelta(seconds=age_s) + timedelta(microseconds=1)
     if evaluation.window_rows is not None:
         start, last_n = None, evaluation.window_rows
     else:

@@ -36,7 +36,14 @@ from shadow import OnnxModel
 from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig
-from tunewatch._drift_report import LABEL, column_types, drift_frame, drift_report, label_window
+from tunewatch._drift_report import (
+    LABEL,
+    aged_window,
+    column_types,
+    drift_frame,
+    drift_report,
+    label_window,
+)
 from tunewatch._evaluation_decay import decay_verdict
 from tunewatch._evaluation_events import PolicyEvents
 from tunewatch._policies import (
@@ -440,8 +447,16 @@ class Evaluator:
         or delay) is a lower bound of the true median delay, exact once all are labelled.
         The median over the labelled ones alone (``median_delay_labelled_s``) reads only
         the labels that came, and fast: with none arrived it had no figure, and a tenth
-        labelled within the hour hid nine tenths unlabelled for weeks. The alarm is that
-        lower bound past ``label_delay_alarm_s``: the median delay is certainly longer.
+        labelled within the hour hid nine tenths unlabelled for weeks.
+
+        That lower bound cannot exceed how far back the window reaches, so a model whose
+        window spans less than ``label_delay_alarm_s`` (5,000 rows of a model answering
+        over 715 requests a day, at 7 days) never raised the alarm, whatever its labels
+        did. Requests received at least ``label_delay_alarm_s`` ago (a window of the same
+        size, ending there) answer it exactly: each one's label came within the limit or
+        did not. The alarm is the lower bound past the limit, or more than half of those
+        requests late (``late_share``): either way the median delay is longer. The gauge
+        holds the larger of the two medians, both lower bounds.
         """
         if window.n_rows == 0:
             for gauge in (self.metrics.label_coverage, self.metrics.label_delay):
@@ -453,10 +468,22 @@ class Evaluator:
         waited = np.maximum(now.timestamp() - window.received_at[~labelled], 0.0)
         median = float(np.median(np.concatenate([delays, waited])))
         limit = cfg.evaluation.label_delay_alarm_s
+        aged = aged_window(self.store, model, cfg.evaluation, as_of=now, age_s=limit)
+        late_share, aged_median = None, 0.0
+        if aged.n_rows:
+            came = aged.labelled()
+            aged_delays = np.full(aged.n_rows, np.inf)  # not labelled yet: past the limit
+            aged_delays[came] = aged.label_received_at[came] - aged.received_at[came]
+            late_share = float((aged_delays > limit).mean())
+            waited_aged = now.timestamp() - aged.received_at
+            aged_median = float(np.median(np.minimum(aged_delays, waited_aged)))
+        alarm = median > limit or (late_share is not None and late_share > 0.5)
         self.metrics.label_coverage.labels(model.name).set(coverage)
-        self.metrics.label_delay.labels(model.name).set(median)
+        self.metrics.label_delay.labels(model.name).set(max(median, aged_median))
         return "ok", {
-            "alarm": bool(median > limit),
+            "alarm": bool(alarm),
+            "late_share": late_share,  # of the requests at least the limit old: late or none
+            "n_aged": aged.n_rows,
             "coverage": coverage,
             "median_delay_s": median,  # at least: unlabelled requests count as waited so far
             "median_delay_labelled_s": float(np.median(delays)) if delays.size else None,

@@ -582,6 +582,33 @@ def test_a_fast_minority_of_labels_does_not_hide_a_late_majority(daemon: Daemon)
     assert labels["unlabelled_share"] == pytest.approx(0.9)
 
 
+def test_a_busy_model_whose_labels_stopped_raises_label_delay_high(daemon: Daemon) -> None:
+    """The median delay was read over the current window only, and no request there had
+    waited longer than the window reaches back: a model whose 600-row window spans a day
+    never raised the seven-day alarm, whatever the labels did. Requests at least the
+    alarm's age tell it: here none of them was ever labelled."""
+    feed(daemon, Clock(datetime.now(UTC) - timedelta(days=20)), 0, WINDOW, shift=0.0, seed=1,
+         labels=False)  # fmt: skip
+    feed(daemon, Clock(datetime.now(UTC) - timedelta(days=1)), WINDOW, WINDOW, shift=0.0,
+         seed=2, labels=False)  # fmt: skip
+    daemon.evaluator.clock = lambda: datetime.now(UTC)
+    labels = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}["labels"].payload
+    assert labels["median_delay_s"] < 2 * DAY  # the current window: a day old at most
+    assert labels["late_share"] == 1.0 and labels["n_aged"] == WINDOW
+    assert labels["alarm"]
+    assert (_value(daemon, "tunewatch_label_delay_seconds") or 0.0) > 19 * DAY
+    assert len(daemon.store.list_events(model=MODEL, type="label_delay_high")) == 1
+
+
+def test_requests_labelled_in_time_raise_no_label_delay_alarm_when_old(daemon: Daemon) -> None:
+    clock = Clock()  # six hours ago; labelled now
+    feed(daemon, clock, 0, WINDOW, shift=0.0, seed=1)
+    daemon.evaluator.clock = lambda: datetime.now(UTC) + timedelta(days=8)
+    labels = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}["labels"].payload
+    assert labels["n_aged"] == WINDOW and labels["late_share"] == 0.0
+    assert not labels["alarm"] and labels["median_delay_s"] < 7 * 3600
+
+
 def test_requests_still_within_the_delay_alarm_do_not_raise_it(daemon: Daemon) -> None:
     """Unlabelled requests six hours old have waited six hours so far: the median delay
     is at least that, well under the seven-day alarm."""
