@@ -244,9 +244,29 @@ def transaction(engine: Engine, operation: str) -> Iterator[Connection]:
             raise StoreUnavailableError(
                 f"store {operation}: database connection lost: {exc.orig}"
             ) from exc
+        if _unavailable(exc.orig):
+            logger.warning("store %s: database unavailable: %s", operation, exc.orig)
+            raise StoreUnavailableError(
+                f"store {operation}: database unavailable: {exc.orig}"
+            ) from exc
         raise StoreError(f"store {operation} failed: {exc.orig}") from exc
     except SQLAlchemyError as exc:
         raise StoreError(f"store {operation} failed: {exc}") from exc
+
+
+#: PostgreSQL's SQLSTATEs of a database that cannot take the write now, whatever the
+#: data: a read-only transaction (a failover left the URL on a standby; psycopg raises it
+#: as InternalError, which was a 500 per request), and the classes of insufficient
+#: resources, operator intervention and system errors, and connection exceptions.
+_UNAVAILABLE_SQLSTATES = ("25006",)
+_UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
+
+
+def _unavailable(error: BaseException | None) -> bool:
+    state = getattr(error, "sqlstate", None)
+    return isinstance(state, str) and (
+        state in _UNAVAILABLE_SQLSTATES or state[:2] in _UNAVAILABLE_CLASSES
+    )
 
 
 @contextmanager

@@ -155,3 +155,20 @@ def test_a_lock_timeout_that_is_no_positive_finite_number_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match="`lock_timeout_s` must be"):
         make_engine(sqlite_url, lock_timeout_s=value)
+
+
+@pytest.mark.postgres
+def test_a_read_only_postgresql_is_unavailable_not_an_error(pg_url: str) -> None:
+    """A failover that left the URL on a standby (or `default_transaction_read_only`):
+    psycopg raises "cannot execute INSERT in a read-only transaction" as InternalError,
+    which became a plain StoreError: a 500 per request, and the recorder retried every
+    group record by record."""
+    Store.open(pg_url).close()  # the schema, migrated
+    store = Store(pg_url + "%20-cdefault_transaction_read_only%3Don")
+    try:
+        with pytest.raises(StoreUnavailableError, match="read-only"):
+            store.write_records([_record("r1")], [])
+        with pytest.raises(StoreUnavailableError, match="read-only"):
+            store.ensure_model(name="m", task="binary", feature_names=["a"])
+    finally:
+        store.close()
