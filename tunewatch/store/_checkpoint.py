@@ -11,10 +11,12 @@ off and runs this thread instead:
 * a WAL is rewound only when a writer finds it wholly checkpointed, which under steady
   writes never happens, so once the WAL holds ``restart_pages`` a ``RESTART`` checkpoint
   takes the writer lock for what little the passive one left over and rewinds it. Its
-  busy timeout is short (``busy_timeout_ms``): a writer that keeps the lock or a long
-  reader makes it give up until the next round rather than hold the writer back — until
-  the WAL holds four times ``restart_pages``; from then on it waits up to a second, so
-  the WAL stays bounded however busy the writer is.
+  busy timeout is short (``busy_timeout_ms``): a writer that keeps the lock makes it give
+  up until the next round rather than hold the writer back — until the WAL holds four
+  times ``restart_pages``; from then on it waits up to a second, so the WAL stays bounded
+  however busy the writer is. A reader that holds the WAL back (the passive checkpoint
+  could not copy all of it) would keep a RESTART waiting on the writer lock for nothing,
+  each round: none is tried until the passive checkpoint catches up.
 """
 
 from __future__ import annotations
@@ -94,7 +96,11 @@ class WalCheckpointer:
             conn = self._connection()
             results = [_checkpoint(conn, "PASSIVE")]
             log_pages = results[0].log_pages
-            if log_pages >= self._restart_pages:
+            # A passive checkpoint that could not copy the whole WAL was held back by a
+            # reader, which a RESTART must wait for too, holding the writer lock all the
+            # while: it is tried once the passive one has caught up.
+            caught_up = results[0].checkpointed_pages >= log_pages
+            if caught_up and log_pages >= self._restart_pages:
                 patient = log_pages >= 4 * self._restart_pages
                 if patient:
                     conn.execute(f"PRAGMA busy_timeout={_PATIENT_TIMEOUT_MS}")

@@ -183,3 +183,33 @@ def test_a_round_before_the_file_exists_does_nothing_and_creates_nothing(
 def test_bad_settings_are_refused(tmp_path: Path, kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         WalCheckpointer(str(tmp_path / "t.db"), **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_restart_is_not_tried_while_a_reader_holds_the_wal_back(tmp_path: Path) -> None:
+    """A long read (an evaluation's window) pins the WAL, which is when it grows past
+    four times `restart_pages`: each round's RESTART then took the writer lock and
+    waited a second for the reader, failing, and every group commit waited with it."""
+    db = tmp_path / "t.db"
+    idle = _wal_of(db, pages=50)
+    reader = sqlite3.connect(db, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM t").fetchone()  # an old snapshot, held
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("PRAGMA wal_autocheckpoint=0")
+    for i in range(50, 100):
+        writer.execute("INSERT INTO t VALUES (?, ?)", (i, b"x" * 3000))
+    checkpointer = WalCheckpointer(str(db), restart_pages=8)
+    try:
+        started = time.monotonic()
+        results = checkpointer.checkpoint()
+        waited = time.monotonic() - started
+        [passive] = results  # no RESTART: it could not rewind a WAL a reader holds
+        assert passive.checkpointed_pages < passive.log_pages and waited < 0.5
+        reader.execute("COMMIT")  # the reader is done: the next round rewinds
+        passive, restart = checkpointer.checkpoint()
+        assert passive.checkpointed_pages == passive.log_pages and not restart.busy
+    finally:
+        checkpointer.close()
+        writer.close()
+        reader.close()
+        idle.close()
