@@ -75,8 +75,8 @@ class ServingMetrics:
         )
         self.shadow_dropped = Counter(
             "tunewatch_shadow_dropped",
-            "Shadow jobs the challengers did not score: the queue was full (queue_full) or "
-            "they had used their CPU share (cpu_share).",
+            "Shadow jobs the challengers did not score: the queue was full or closed, or still "
+            "queued at shutdown (queue_full), or they had used their CPU share (cpu_share).",
             ["model", "reason"],
             registry=r,
         )
@@ -106,7 +106,9 @@ class ServingMetrics:
         )
         self.record_failures = Counter(
             "tunewatch_record_failures",
-            "Group commits that failed; their requests were answered 503.",
+            "Group commits that failed, sets of records failed untried behind an unavailable "
+            "store or left at shutdown (their requests were answered 503), and shadow outputs "
+            "handed over after the recorder closed.",
             registry=r,
         )
         self.labels_received = Counter(

@@ -23,6 +23,12 @@ of the requests instead of taking the champion's CPU. The share counts the worke
 threads' own CPU only: with ``intra_op_threads`` above 1, onnxruntime's pool threads are
 not in it. ``on_drop`` hears of every refused job with the reason, ``"queue_full"`` or
 ``"cpu_share"``.
+
+Every job taken is scored and handed to ``on_result``, or counted in
+:attr:`ShadowQueue.dropped` (and reported as ``"queue_full"``, as jobs offered to a
+closed queue are): :meth:`ShadowQueue.close` drops the jobs still queued when its timeout
+runs out. A drain already running then goes on after ``close`` returns; its results
+still reach ``on_result``.
 """
 
 from __future__ import annotations
@@ -185,7 +191,8 @@ class ShadowQueue:
 
     @property
     def dropped(self) -> int:
-        """Jobs refused because the queue was full (or closed)."""
+        """Jobs refused because the queue was full (or closed), and jobs still queued when
+        :meth:`close` timed out."""
         return self._dropped
 
     @property
@@ -250,8 +257,9 @@ class ShadowQueue:
             self._depth += taken
             self._shed += fit - taken
             self._dropped += len(jobs) - fit
-        for start in range(0, taken, self.max_batch):  # no drain holds more than max_batch
-            self._queue.put(jobs[start : min(taken, start + self.max_batch)])
+            # put under the lock: a close() cannot slip its stop markers in ahead of them
+            for start in range(0, taken, self.max_batch):  # no drain holds more than max_batch
+                self._queue.put(jobs[start : min(taken, start + self.max_batch)])
         if taken < fit:
             self._report_drop(jobs[taken:fit], "cpu_share")
         if fit < len(jobs):
@@ -267,24 +275,50 @@ class ShadowQueue:
             logger.exception("shadow queue %s: on_drop failed", self.name)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop accepting jobs, let workers finish those queued, then stop them."""
+        """Stop accepting jobs, let workers finish those queued, then stop them. Jobs
+        still queued after ``timeout`` are dropped: counted in :attr:`dropped` and
+        reported to ``on_drop`` as ``"queue_full"``."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+            for _ in self._threads:
+                self._queue.put(_STOP)
         self._stopping.set()
-        for _ in self._threads:
-            self._queue.put(_STOP)
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
-        if self.running:
+        left = self._take_queued()
+        if left:
             logger.warning(
-                "shadow queue %s: workers still busy after %.1f s, %d jobs left",
+                "shadow queue %s: %d queued jobs dropped unscored: no worker took them "
+                "within the %.1f s close timeout",
                 self.name,
+                len(left),
                 timeout,
-                self._depth,
             )
+            self._report_drop(left, "queue_full")
+
+    def _take_queued(self) -> list[ShadowJob]:
+        """Take the jobs no worker took (counted as dropped), leaving the stop markers
+        for the workers still busy."""
+        left: list[ShadowJob] = []
+        stops = 0
+        with self._lock:
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stops += 1
+                else:
+                    left.extend(item)
+            for _ in range(stops):
+                self._queue.put(_STOP)
+            self._depth -= len(left)
+            self._dropped += len(left)
+        return left
 
     def __enter__(self) -> ShadowQueue:
         self.start()

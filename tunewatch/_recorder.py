@@ -12,6 +12,16 @@ a timer: under load the groups grow by themselves, and a lone request commits at
 of its loop iteration. Outputs nobody waits for (challengers scoring in shadow) are held
 for up to ``hold_s`` to ride in the next group's transaction instead of paying for a
 commit of their own (a third of all commits under load before).
+
+When a group fails because the store is unavailable (a lock held past ``lock_timeout_s``,
+a server gone), everything queued behind it fails with the same error without being
+tried: each group would wait out its own lock timeout, so a request behind N groups got
+its 503 after N timeouts (60 s of a held lock at 2k requests/s: ~234 groups of 512, two
+hours) while the queue grew. ``tunewatch_record_failures_total`` counts failed groups:
+each failed commit, each set of records failed with it untried, what is left in the
+queue when the recorder closes, and each hand-off of shadow outputs after it closed
+(a shadow drain that finished during shutdown). Shadow outputs have no request to answer
+503, so that count is the only trace of their loss.
 """
 
 from __future__ import annotations
@@ -65,6 +75,7 @@ class Recorder:
         self._batches: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
         self._closed = False
         self._closing = threading.Lock()  # nothing is handed over behind the stop marker
+        self._late_outputs_logged = False
 
     def start(self) -> None:
         if self._thread is None:
@@ -83,13 +94,18 @@ class Recorder:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        left: list[_Pending] = []
         while True:  # left behind by a writer that did not stop in time, or never ran
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
-                return
+                break
             if isinstance(item, list):
-                _fail(item)
+                left.extend(item)
+        if left:
+            logger.error("the recorder closed with %d records unwritten", len(left))
+            self._count_failure()
+            _fail(left, _closed_error())
 
     def record(
         self, request: RequestRecord, outputs: Sequence[OutputRecord]
@@ -110,9 +126,24 @@ class Recorder:
         return future
 
     def record_outputs(self, outputs: Sequence[OutputRecord]) -> None:
-        """Queue outputs nobody waits for (challengers scoring in shadow); any thread."""
-        if outputs:
-            self._queue.put([_Pending(None, outputs, None, None)])
+        """Queue outputs nobody waits for (challengers scoring in shadow); any thread.
+        Once the recorder is closed they are not written: counted as a failure (a shadow
+        drain finishing after shutdown), and logged the first time."""
+        if not outputs:
+            return
+        with self._closing:
+            if not self._closed:
+                self._queue.put([_Pending(None, outputs, None, None)])
+                return
+            first = not self._late_outputs_logged
+            self._late_outputs_logged = True
+        if first:
+            logger.warning(
+                "%d shadow outputs recorded after the recorder closed are not written; "
+                "later ones are only counted in tunewatch_record_failures_total",
+                len(outputs),
+            )
+        self._count_failure()
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
         batch = self._batches.pop(loop)
@@ -120,7 +151,7 @@ class Recorder:
             if not self._closed:
                 self._queue.put(batch)
                 return
-        _fail(batch)
+        _fail(batch, _closed_error())
 
     def _run(self) -> None:
         use_batch_scheduling()  # waking the writer must not preempt the event loop
@@ -134,7 +165,7 @@ class Recorder:
             try:
                 first = self._queue.get(timeout=timeout)
             except queue.Empty:
-                self._commit(held)
+                stopping = self._commit(held)
                 held = []
                 continue
             if first is _STOP:
@@ -164,24 +195,67 @@ class Recorder:
                 or time.monotonic() >= held_until
                 or sum(len(p.outputs) for p in held) >= self._max_batch
             ):
-                if held:
-                    self._commit(held)
+                if held and self._commit(held):
+                    stopping = True
                 held = []
 
-    def _commit(self, group: list[_Pending]) -> None:
+    def _commit(self, group: list[_Pending]) -> bool:
         """Write ``group`` in one transaction and resolve its futures. If the store refuses
         the group, each record is written on its own, so one bad record fails alone and
         the requests that shared its commit are still stored and acknowledged. Not when
-        the store is unavailable: every record would wait out the same failure."""
-        if not self._write(group) and len(group) > 1:
+        the store is unavailable: every record would wait out the same failure, so the
+        rest of the group and everything queued behind it fail with that error, untried.
+        Returns whether the stop marker was among what was failed so."""
+        error = self._write(group)
+        if _worth_retrying(group, error):
             logger.warning("retrying the %d records of a failed group one by one", len(group))
-            for p in group:
-                self._write([p])
+            for i, p in enumerate(group):
+                error = self._write([p])
+                if isinstance(error, StoreUnavailableError):
+                    self._fail_unavailable(group[i + 1 :], error)
+                    break
+        if isinstance(error, StoreUnavailableError):  # rare: the hot path pays one check
+            return self._fail_queued(error)
+        return False
 
-    def _write(self, group: list[_Pending]) -> bool:
-        """One transaction for ``group``; resolves its futures (with the error, if it
-        failed) and returns ``True``, unless it failed in a way worth retrying record by
-        record: then ``False``, and nothing is resolved."""
+    def _fail_queued(self, error: StoreUnavailableError) -> bool:
+        """Fail everything queued so far with ``error``, unwritten; whether the stop marker
+        was among it. Records handed over later form the next group, which tries again."""
+        failed: list[_Pending] = []
+        stopping = False
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                stopping = True
+            else:
+                assert isinstance(item, list)
+                failed.extend(item)
+        self._fail_unavailable(failed, error)
+        return stopping
+
+    def _fail_unavailable(self, failed: list[_Pending], error: StoreUnavailableError) -> None:
+        if not failed:
+            return
+        logger.error(
+            "failing %d records (%d requests) without writing them: the store is unavailable: %s",
+            len(failed),
+            sum(p.request is not None for p in failed),
+            error,
+        )
+        self._count_failure()
+        _fail(failed, error)
+
+    def _count_failure(self) -> None:
+        if self._metrics is not None:
+            self._metrics.record_failures.inc()
+
+    def _write(self, group: list[_Pending]) -> Exception | None:
+        """One transaction for ``group``; returns its error (``None`` when it committed)
+        and resolves its futures with it, unless it failed in a way worth retrying record
+        by record (:func:`_worth_retrying`): then nothing is resolved."""
         requests = [p.request for p in group if p.request is not None]
         outputs = _winning_outputs(group)
         shadow_outputs = [o for p in group if p.request is None for o in p.outputs]
@@ -197,8 +271,8 @@ class Recorder:
             error = StoreError(f"recording failed: {exc}")
         if error is not None:
             logger.error("group commit of %d requests failed: %s", len(requests), error)
-            if len(group) > 1 and not isinstance(error, StoreUnavailableError):
-                return False
+            if _worth_retrying(group, error):
+                return error
         if self._metrics is not None:
             self._metrics.record_commit_latency.observe(time.perf_counter() - started)
             if requests:  # a commit of shadow outputs alone holds no request
@@ -212,12 +286,14 @@ class Recorder:
                 continue
             ok = True if error is not None else next(results)
             by_loop.setdefault(p.loop, []).append((p.future, ok))
-        for loop, pairs in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_resolve, pairs, error)
-            except RuntimeError:  # the loop closed while we committed; nobody is waiting
-                logger.warning("event loop closed before %d records were acknowledged", len(pairs))
-        return True
+        _notify(by_loop, error)
+        return error
+
+
+def _worth_retrying(group: list[_Pending], error: Exception | None) -> bool:
+    """Whether a failed group is retried record by record: not one record alone, and not
+    when the store is unavailable (every record would wait out the same failure)."""
+    return error is not None and len(group) > 1 and not isinstance(error, StoreUnavailableError)
 
 
 def _winning_outputs(group: list[_Pending]) -> list[OutputRecord]:
@@ -238,15 +314,28 @@ def _winning_outputs(group: list[_Pending]) -> list[OutputRecord]:
     return outputs
 
 
-def _fail(group: list[_Pending]) -> None:
-    """Fail the futures of records no writer will commit."""
-    error = StoreUnavailableError("the recorder is closed: the daemon is shutting down")
+def _closed_error() -> StoreUnavailableError:
+    return StoreUnavailableError("the recorder is closed: the daemon is shutting down")
+
+
+def _fail(group: list[_Pending], error: StoreError) -> None:
+    """Fail the futures of records no writer will commit, one wake-up per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bool], bool]]] = {}
     for p in group:
         if p.future is not None and p.loop is not None:
-            try:
-                p.loop.call_soon_threadsafe(_resolve, [(p.future, False)], error)
-            except RuntimeError:  # its loop is closed: nobody is waiting
-                pass
+            by_loop.setdefault(p.loop, []).append((p.future, False))
+    _notify(by_loop, error)
+
+
+def _notify(
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bool], bool]]],
+    error: Exception | None,
+) -> None:
+    for loop, pairs in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, pairs, error)
+        except RuntimeError:  # the loop closed while we committed; nobody is waiting
+            logger.warning("event loop closed before %d records were acknowledged", len(pairs))
 
 
 def _resolve(pairs: list[tuple[asyncio.Future[bool], bool]], error: Exception | None) -> None:

@@ -385,3 +385,69 @@ def test_drains_hold_at_most_max_batch_jobs_however_they_were_handed_over(
         q.close(timeout=WAIT_S)
     assert sum(sizes) == 171 and max(sizes) <= 32, sizes
     assert q.processed == 171 and q.depth == 0
+
+
+def test_jobs_left_when_close_times_out_are_counted_as_dropped(logistic: Exported) -> None:
+    """The worker is still busy when close() gives up: the jobs queued behind it are not
+    scored, and were counted nowhere (only logged)."""
+    entered = threading.Event()
+    release = threading.Event()
+    seen: list[str] = []
+    drops: list[tuple[list[str], str]] = []
+
+    def blocked(results: Sequence[ShadowResult]) -> None:
+        seen.extend(r.request_id for r in results)
+        entered.set()
+        assert release.wait(WAIT_S)
+
+    x = np.zeros((1, N_FEATURES), dtype=np.float32)
+    q = ShadowQueue(
+        maxsize=4,
+        on_result=blocked,
+        workers=1,
+        on_drop=lambda jobs, reason: drops.append(([j.request_id for j in jobs], reason)),
+    )
+    q.start()
+    try:
+        assert q.submit(job("busy", x, challenger(logistic, 2)))
+        assert entered.wait(WAIT_S)  # the only worker is now stuck in on_result
+        assert q.submit_many([job(n, x, challenger(logistic, 2)) for n in "abc"]) == 3
+        q.close(timeout=0.05)  # the worker stays stuck past it
+        assert q.dropped == 3 and q.depth == 0
+        assert drops == [(["a", "b", "c"], "queue_full")]
+    finally:
+        release.set()
+    for thread in q._threads:  # the stuck drain finishes, then the worker stops
+        thread.join(WAIT_S)
+    assert not q.running
+    assert seen == ["busy"] and q.processed == 1
+
+
+def test_a_close_between_a_submit_and_its_hand_off_cannot_strand_the_jobs(
+    logistic: Exported,
+) -> None:
+    """submit_many counted its jobs under the lock but put them on the queue after
+    releasing it: a close() in between put the workers' stop markers first, and the jobs
+    were neither scored nor counted. Here a close() runs at the hand-off whenever the
+    lock lets one in there."""
+    collect = Collector(expected=1)
+    x = np.zeros((1, N_FEATURES), dtype=np.float32)
+    q = ShadowQueue(maxsize=4, on_result=collect, workers=1)
+    q.start()
+    real = q._queue
+
+    class CloseAtHandOff:
+        def put(self, item: object) -> None:
+            if isinstance(item, list) and not q._lock.locked():
+                q.close(timeout=WAIT_S)
+            real.put(item)
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+    q._queue = CloseAtHandOff()  # type: ignore[assignment]
+    taken = q.submit_many([job("r1", x, challenger(logistic, 2))])
+    q.close(timeout=WAIT_S)
+    assert taken == 1
+    assert q.processed + q.dropped == 1 and q.depth == 0
+    assert [r.request_id for r in collect.results] == ["r1"]

@@ -5,8 +5,12 @@ duplicates are reported, and shadow outputs nobody waits for are written too."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import sqlite3
+import threading
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +19,7 @@ from monitor import ServingMetrics
 from tunewatch._errors import StoreError, StoreUnavailableError
 from tunewatch._recorder import Recorder
 from tunewatch.store import OutputRecord, RequestRecord, Store
+from tunewatch.store._engine import sqlite_file
 
 
 def _request(rid: str) -> RequestRecord:
@@ -315,3 +320,124 @@ def test_records_handed_over_as_the_writer_stops_are_failed_not_left_waiting(
 
     results = asyncio.run(racing())
     assert all(isinstance(r, StoreUnavailableError) for r in results), results
+
+
+def _failures(metrics: ServingMetrics) -> float:
+    return next(
+        s.value
+        for m in metrics.record_failures.collect()
+        for s in m.samples
+        if s.name.endswith("_total")
+    )
+
+
+def test_records_queued_behind_an_unavailable_group_fail_with_it(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While another session holds the write lock, each group waited out its own lock
+    timeout: a request behind N groups got its 503 after N timeouts (12 requests in
+    groups of 2 at 0.3 s: the last after 1.8 s), the queue growing all the while. Now
+    everything queued when a group fails as unavailable fails with it, unwritten."""
+    store = Store.open(sqlite_url, lock_timeout_s=0.3)
+    store.ensure_model(name="m", task="binary", feature_names=["a", "b"])
+    attempts: list[int] = []
+    writing = threading.Event()
+    write_records = store.write_records
+
+    def spy(requests: Any, outputs: Any, shadow_outputs: Any = ()) -> list[bool]:
+        attempts.append(len(requests))
+        writing.set()
+        return write_records(requests, outputs, shadow_outputs)
+
+    monkeypatch.setattr(store, "write_records", spy)
+    metrics = ServingMetrics()
+    recorder = Recorder(store, metrics=metrics, max_batch=2)
+    recorder.start()
+    locker = sqlite3.connect(sqlite_file(sqlite_url) or "", isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # another writer (a migration, retention) holds it
+
+    async def behind_a_blocked_commit() -> list[object]:
+        futures = [recorder.record(_request("r0"), [_output("r0")])]
+        assert await asyncio.to_thread(writing.wait, 10.0)  # r0's commit waits on the lock
+        for i in range(1, 12):  # one hand-off per loop iteration: groups of max_batch
+            futures.append(recorder.record(_request(f"r{i}"), [_output(f"r{i}")]))
+            await asyncio.sleep(0)
+        recorder.record_outputs([_output("r0", version=2)])  # a shadow output, held too
+        return list(await asyncio.gather(*futures, return_exceptions=True))
+
+    try:
+        results = asyncio.run(behind_a_blocked_commit())
+        assert isinstance(results[0], StoreUnavailableError)
+        assert all(r is results[0] for r in results)  # the same error, not their own
+        assert attempts == [1]  # nothing behind the failed group was tried
+        assert _failures(metrics) == 2.0  # the failed commit, and what queued behind it
+        locker.rollback()  # the lock is free again: the writer goes on
+        assert asyncio.run(_record_one(recorder, "after")) is True
+    finally:
+        locker.rollback()
+        locker.close()
+        recorder.close()
+        store.close()
+
+
+def test_a_group_retried_record_by_record_stops_once_the_store_is_unavailable(
+    model_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A refused group is retried one record at a time; when the store turns unavailable
+    during the retry, each remaining record would wait out its own lock timeout."""
+    calls: list[int] = []
+
+    def refused_then_unavailable(
+        requests: Any, outputs: object, shadow_outputs: object = ()
+    ) -> None:
+        calls.append(len(requests))
+        if len(calls) == 1:
+            raise StoreError("store write_records: value out of range")
+        raise StoreUnavailableError("store write_records: database unavailable: locked")
+
+    monkeypatch.setattr(model_store, "write_records", refused_then_unavailable)
+    recorder = Recorder(model_store)
+    recorder.start()
+
+    async def burst() -> list[object]:
+        futures = [recorder.record(_request(f"r{i}"), [_output(f"r{i}")]) for i in range(5)]
+        return list(await asyncio.gather(*futures, return_exceptions=True))
+
+    try:
+        results = asyncio.run(burst())
+        assert all(isinstance(r, StoreUnavailableError) for r in results), results
+        assert calls == [5, 1]
+    finally:
+        recorder.close()
+
+
+def test_outputs_recorded_after_close_are_counted_as_failures_and_logged_once(
+    model_store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A shadow drain that finishes after the daemon closed its recorder put its outputs
+    on a queue nobody reads: not written, counted nowhere."""
+    metrics = ServingMetrics()
+    recorder = Recorder(model_store, metrics=metrics)
+    recorder.start()
+    recorder.close()
+    with caplog.at_level(logging.WARNING, logger="tunewatch._recorder"):
+        recorder.record_outputs([_output("r0", version=2)])
+        recorder.record_outputs([_output("r1", version=2)])
+    assert _failures(metrics) == 2.0
+    assert len([r for r in caplog.records if "after the recorder closed" in r.message]) == 1
+    assert model_store.count_outputs("m", 2) == 0
+
+
+def test_outputs_no_writer_took_are_counted_as_failures_on_close(model_store: Store) -> None:
+    """Records left in the queue by a writer that did not stop in time (here: never ran)
+    are failed on close; shadow outputs among them have no future to fail, so they are
+    counted."""
+    metrics = ServingMetrics()
+    recorder = Recorder(model_store, metrics=metrics)
+    recorder.record_outputs([_output("r0", version=2)])
+    recorder.close()
+    assert _failures(metrics) == 1.0
+
+
+async def _record_one(recorder: Recorder, rid: str) -> bool:
+    return await recorder.record(_request(rid), [_output(rid)])
