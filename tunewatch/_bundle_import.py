@@ -307,6 +307,11 @@ def _parent(
         return mapping[parent]
     found = _imported_as(store, target, source_model, parent)
     origin = entry.get("parent_origin")  # absent from bundles written before it was
+    if found is not None and origin is not None:
+        # a model of that name and version from another store is not the parent: its
+        # artefact must be the parent's too
+        if store.get_version(target, found).artefact_sha256 != origin["artefact_sha256"]:
+            found = None
     if found is not None or origin is None:
         return found
     try:

@@ -372,6 +372,31 @@ def test_a_parent_imported_by_an_earlier_bundle_is_the_imported_version_s_parent
     assert target.store.get_version(MODEL, imported.version).parent_version == parent.version
 
 
+def test_a_parent_is_not_taken_from_another_store_s_model_of_the_same_name(
+    source: Daemon, target: Daemon, trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The target imported `credit` v1 from another environment, then a version of the
+    source whose parent is the source's own v1 (not in the target): the parent was matched by
+    model name and version alone, and the other environment's v1 became its parent."""
+    other = Daemon(build_config({"data_dir": str(tmp_path / "other")}, env={}), env={})
+    try:
+        other.registry.register(
+            MODEL, trained[1].onnx, trained[1].metadata, actor="b", stage="champion"
+        )
+        _, [foreign], _ = _import(target, _export(other, tmp_path / "other.zip"))
+    finally:
+        other.close()
+    own = source.registry.register(
+        MODEL,
+        trained[1].onnx,
+        dataclasses.replace(trained[1].metadata, parent_version=1),
+        actor="t",
+    )
+    _, [child], _ = _import(target, _export(source, tmp_path / "child.zip", versions=[own.version]))
+    assert child.version != foreign.version
+    assert target.store.get_version(MODEL, child.version).parent_version is None
+
+
 def test_a_manifest_nested_past_the_recursion_limit_is_refused(
     target: Daemon, tmp_path: Path
 ) -> None:
