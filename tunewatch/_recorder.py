@@ -94,14 +94,7 @@ class Recorder:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        left: list[_Pending] = []
-        while True:  # left behind by a writer that did not stop in time, or never ran
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(item, list):
-                left.extend(item)
+        left, _ = _drain(self._queue)  # a writer that did not stop in time, or never ran
         if left:
             logger.error("the recorder closed with %d records unwritten", len(left))
             self._count_failure()
@@ -221,18 +214,7 @@ class Recorder:
     def _fail_queued(self, error: StoreUnavailableError) -> bool:
         """Fail everything queued so far with ``error``, unwritten; whether the stop marker
         was among it. Records handed over later form the next group, which tries again."""
-        failed: list[_Pending] = []
-        stopping = False
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is _STOP:
-                stopping = True
-            else:
-                assert isinstance(item, list)
-                failed.extend(item)
+        failed, stopping = _drain(self._queue)
         self._fail_unavailable(failed, error)
         return stopping
 
@@ -288,6 +270,24 @@ class Recorder:
             by_loop.setdefault(p.loop, []).append((p.future, ok))
         _notify(by_loop, error)
         return error
+
+
+def _drain(
+    handed: queue.SimpleQueue[list[_Pending] | object],
+) -> tuple[list[_Pending], bool]:
+    """Everything handed over so far, and whether the stop marker was among it."""
+    records: list[_Pending] = []
+    stopping = False
+    while True:
+        try:
+            item = handed.get_nowait()
+        except queue.Empty:
+            return records, stopping
+        if item is _STOP:
+            stopping = True
+        else:
+            assert isinstance(item, list)
+            records.extend(item)
 
 
 def _worth_retrying(group: list[_Pending], error: Exception | None) -> bool:
