@@ -25,7 +25,7 @@ from shadow._errors import (
 from shadow._onnx import OnnxModel, Signature, TensorSpec, signature_from_session
 from shadow._queue import DropReason, ShadowJob, ShadowQueue, ShadowResult
 from shadow._sched import use_batch_scheduling
-from shadow._validation import FeatureRange, check_output, validate_batch
+from shadow._validation import FeatureRange, cast_rows, check_output, validate_batch
 
 __all__ = [
     "CandidateInfo",
@@ -46,6 +46,7 @@ __all__ = [
     "Signature",
     "TensorSpec",
     "VersionNotLoadedError",
+    "cast_rows",
     "check_output",
     "inspect_candidate",
     "signature_from_session",

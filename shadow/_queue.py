@@ -45,7 +45,7 @@ import numpy as np
 from shadow._deployment import LoadedVersion
 from shadow._errors import ShadowError
 from shadow._sched import use_batch_scheduling
-from shadow._validation import check_output
+from shadow._validation import cast_rows, check_output
 
 logger = logging.getLogger(__name__)
 
@@ -80,10 +80,7 @@ def score(job: ShadowJob, loaded: LoadedVersion) -> ShadowResult:
     start = time.perf_counter()
     try:
         model = loaded.model
-        x = job.x
-        dtype = model.signature.input.dtype
-        if x.dtype != dtype:
-            x = x.astype(dtype)
+        x = cast_rows(job.x, model.signature.input.dtype, model.signature.input.name)
         outputs = model.run(x)
         name = model.signature.primary_output
         check_output(outputs[name], name)  # recorded as float32
@@ -118,8 +115,8 @@ def score_many(jobs: Sequence[ShadowJob], loaded: LoadedVersion) -> list[ShadowR
     if not rest:
         return results
     try:
-        dtype = loaded.model.signature.input.dtype
-        x = np.concatenate([j.x for j in rest]).astype(dtype, copy=False)
+        spec = loaded.model.signature.input
+        x = cast_rows(np.concatenate([j.x for j in rest]), spec.dtype, spec.name)
         outputs = loaded.model.run(x)
         name = loaded.model.signature.primary_output
         check_output(outputs[name], name)  # else each job alone: the bad one fails

@@ -235,6 +235,17 @@ def _check_representable(x: np.ndarray[Any, Any], target: np.dtype[Any], name: s
         )
 
 
+def cast_rows(x: np.ndarray[Any, Any], dtype: np.dtype[Any], name: str) -> np.ndarray[Any, Any]:
+    """Rows validated against one signature, cast to another version's input ``dtype``
+    (a shadow's, a split arm's): ``InvalidInputError`` (``out_of_range``) for a value the
+    cast would change, as that version's own route refuses it. A float32 70000 cast to a
+    float16 input was inf, which the version then scored."""
+    if x.dtype == dtype:
+        return x
+    _check_representable(x, dtype, name)
+    return x.astype(dtype)
+
+
 def check_output(values: np.ndarray[Any, Any], name: str) -> None:
     """Refuse a model's output ``values`` (named ``name``) that float32 cannot hold.
 

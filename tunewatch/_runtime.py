@@ -33,6 +33,7 @@ from shadow import (
     ShadowResult,
     Signature,
     VersionNotLoadedError,
+    cast_rows,
     check_output,
     validate_batch,
 )
@@ -375,10 +376,10 @@ class ScoringRuntime:
                 if answering != chosen.version:
                     chosen = next(c for c in challengers if c.version == answering)
                     # rows were read against the champion's signature: cast them to the
-                    # arm's input dtype, as a shadow's are
-                    dtype = chosen.model.signature.input.dtype
-                    if x.dtype != dtype:
-                        x = x.astype(dtype)
+                    # arm's input dtype, as a shadow's are, refusing what the cast would
+                    # change (400 out_of_range, as the arm's own route answers)
+                    spec = chosen.model.signature.input
+                    x = cast_rows(x, spec.dtype, spec.name)
                 challengers = tuple(c for c in challengers if c.version != split.challenger)
         else:  # rows read against this version's own signature
             chosen = self._in_service(served, version)

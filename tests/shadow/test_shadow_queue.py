@@ -451,3 +451,38 @@ def test_a_close_between_a_submit_and_its_hand_off_cannot_strand_the_jobs(
     assert taken == 1
     assert q.processed + q.dropped == 1 and q.depth == 0
     assert [r.request_id for r in collect.results] == ["r1"]
+
+
+def _float16_doubler() -> LoadedVersion:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "x"], ["y"])],
+        "half",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [None, N_FEATURES])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [None, N_FEATURES])],
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return LoadedVersion(
+        version=2, model=OnnxModel.from_bytes(proto.SerializeToString()), hyperparameter_set="hp"
+    )
+
+
+def test_a_row_a_challenger_s_input_type_cannot_hold_is_an_error_not_a_changed_row() -> None:
+    """Rows read against the champion's float32 signature were cast to a float16
+    challenger's input unchecked: 70000 became inf, and the challenger scored it."""
+    half = _float16_doubler()
+    wide = np.zeros((1, N_FEATURES), dtype=np.float32)
+    wide[0, 2] = 70000.0  # past float16's 65504
+    fits = np.ones((1, N_FEATURES), dtype=np.float32)
+    collect = Collector(expected=4)
+    with ShadowQueue(maxsize=4, on_result=collect) as q:
+        q.submit_many([job("fits", fits, half), job("wide", wide, half)])  # alone, batched
+        q.submit_many([job("wide-first", wide, half), job("fits-2", fits, half)])
+        assert collect.done.wait(WAIT_S)
+    results = {r.request_id: r for r in collect.results}
+    for name in ("wide", "wide-first"):
+        assert results[name].values is None and results[name].error is not None
+        assert "float16" in results[name].error and "70000" in results[name].error
+    for name in ("fits", "fits-2"):
+        assert results[name].error is None and results[name].values is not None

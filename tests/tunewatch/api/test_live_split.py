@@ -3,6 +3,7 @@ what answered, the split challenger never shadowing."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,3 +151,57 @@ def test_an_output_the_split_arm_lacks_is_a_400_not_an_internal_error(
             else:
                 assert r.status_code == 200 and r.json()["model_version"] == "1", r.text
     assert answered["3"] >= 10 and answered["1"] >= 10, answered
+
+
+def _float16_input(model: ExampleModel) -> ExampleModel:
+    """``model`` taking float16 rows: a Cast to float32 in front of its graph."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    proto = onnx.ModelProto.FromString(model.onnx)
+    graph = proto.graph
+    name = graph.input[0].name
+    for node in graph.node:
+        node.input[:] = [f"{name}_f32" if i == name else i for i in node.input]
+    graph.node.insert(0, helper.make_node("Cast", [name], [f"{name}_f32"], to=TensorProto.FLOAT))
+    del graph.input[:]
+    graph.input.append(helper.make_tensor_value_info(name, TensorProto.FLOAT16, [None, 8]))
+    hyperparameters = {**model.metadata.hyperparameters, "input": "float16"}
+    return dataclasses.replace(
+        model,
+        onnx=proto.SerializeToString(),
+        metadata=dataclasses.replace(model.metadata, hyperparameters=hyperparameters),
+    )
+
+
+def test_a_split_arm_refuses_a_value_its_input_type_cannot_hold(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """Rows read against the float32 champion were cast to a float16 arm unchecked:
+    70000 became inf, the arm scored it and the client got 200, where the arm's own
+    route answers 400 out_of_range."""
+    daemon, tokens = _split_daemon(tmp_path, trained, challenger=3, percent=50, salt="exp-3")
+    half = _float16_input(logistic_variant())
+    daemon.registry.register(MODEL, half.onnx, half.metadata, actor="test")
+    wide = [70000.0, *ROW[1:]]
+    statuses: Counter[tuple[int, str]] = Counter()
+    try:
+        with (
+            BackgroundServer(daemon.app) as server,
+            httpx.Client(
+                base_url=server.url, headers={"Authorization": f"Bearer {tokens['scorer']}"}
+            ) as c,
+        ):
+            for i in range(30):
+                body = {
+                    "id": f"r{i}",
+                    "parameters": {"unit_key": f"unit-{i}"},
+                    "inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32",
+                                "data": wide}],
+                }  # fmt: skip
+                r = c.post(f"/v2/models/{MODEL}/infer", json=body)
+                answer = r.json()
+                statuses[(r.status_code, answer.get("model_version") or answer.get("code"))] += 1
+    finally:
+        daemon.close()
+    assert set(statuses) == {(200, "1"), (400, "out_of_range")}, statuses
