@@ -33,7 +33,7 @@ from tunewatch._config import Config, SafeRange
 from tunewatch._errors import ConflictError, NotFoundError
 from tunewatch._registry import describe_input
 from tunewatch._tuning import DEFAULT_SEARCH_SPACES, default_search_space
-from tunewatch.store import ApprovalRow, ModelRow, Store, VersionRow
+from tunewatch.store import NO_CHAMPION, ApprovalRow, ModelRow, Store, VersionRow
 
 logger = logging.getLogger(__name__)
 
@@ -226,13 +226,14 @@ def _checked_champion(
 ) -> int | None:
     """Check ``target`` against the champion and return that champion's version, which
     the promotion then expects (``expected`` itself when another champion serves: the
-    store refuses it, ``champion_changed``)."""
+    store refuses it, ``champion_changed``), or ``NO_CHAMPION`` when there is none: a
+    first champion registered meanwhile is refused too, and checked against."""
     champion = store.champion(target.model)
     found = None if champion is None else champion.version
     if expected is not None and found != expected:
         return expected
     check_promotion_signature(artefacts, target, champion)
-    return found
+    return NO_CHAMPION if found is None else found
 
 
 def promote(

@@ -203,3 +203,33 @@ def test_a_rollback_restores_a_champion_of_another_signature(daemon: Daemon) -> 
     restored, rolled_back = daemon.store.rollback(MODEL, actor="ops", reason="clients break")
     assert (restored.version, rolled_back.version) == (1, FLOAT64)
     assert _champion(daemon) == 1
+
+
+def test_a_first_champion_arriving_during_a_promotion_is_checked_against_not_replaced(
+    trained: list[ExampleModel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no champion at the check, the promotion told the store to expect nothing, and
+    the store checked nothing: a float32 first champion registered meanwhile was retired
+    by a float64 version whose signature no check had read against it."""
+    d = Daemon(build_config(_config(tmp_path / "fresh"), env={}), env={})
+    try:
+        wide = logistic_variant(input_dtype="float64")
+        d.registry.register("fresh", wide.onnx, wide.metadata, actor="t", stage="shadow")
+        checked = governance._checked_champion
+
+        def racing(*args: object) -> int | None:
+            found = checked(*args)  # type: ignore[arg-type]
+            monkeypatch.setattr(governance, "_checked_champion", checked)
+            d.registry.register(  # another operator's first champion, meanwhile
+                "fresh", trained[0].onnx, trained[0].metadata, actor="other", stage="champion"
+            )
+            return found
+
+        monkeypatch.setattr(governance, "_checked_champion", racing)
+        with pytest.raises(ConflictError) as info:
+            governance.promote(d.store, d.config, "fresh", 1, actor="ops", reason="first")
+        assert info.value.code == "signature_mismatch"
+        champion = d.store.champion("fresh")
+        assert champion is not None and champion.version == 2
+    finally:
+        d.close()

@@ -13,7 +13,7 @@ from ._evaluations import EvaluationRow
 from ._governance import ApprovalRow
 from ._jobs import JobRow, JobStatus
 from ._registry_rows import MAX_NAME as MAX_MODEL_NAME
-from ._registry_rows import check_version_text, valid_model_name
+from ._registry_rows import NO_CHAMPION, check_version_text, valid_model_name
 from ._schema import MAX_ID, UTCDateTime, metadata
 from ._store import Store
 from ._types import (
@@ -56,6 +56,7 @@ __all__ = [
     "MAX_MODEL_NAME",
     "MAX_UNIT_KEY_LENGTH",
     "ModelRow",
+    "NO_CHAMPION",
     "OutputRecord",
     "RequestRecord",
     "Role",

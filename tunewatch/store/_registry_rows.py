@@ -420,17 +420,24 @@ def _demote_champion(conn: Connection, model: str, now: Any) -> int | None:
     return previous
 
 
+#: ``expected_champion`` of a caller that found no champion (versions start at 1).
+NO_CHAMPION = 0
+
+
 def check_champion(conn: Connection, model: str, expected: int | None) -> None:
     """Under the model's lock: refuse (``champion_changed``) when ``expected`` is given and
     is not the champion any more: a decision taken on evidence about one champion must
-    not act on another that arrived meanwhile."""
+    not act on another that arrived meanwhile. :data:`NO_CHAMPION` expects none: a first
+    champion registered meanwhile was replaced by a version checked against nothing."""
     if expected is None:
         return
     current = _champion(conn, model)
-    if current != expected:
+    wanted = None if expected == NO_CHAMPION else expected
+    if current != wanted:
+        was = "no champion" if wanted is None else f"v{wanted}"
         now = "no champion" if current is None else f"v{current}"
         raise ConflictError(
-            f"model {model!r}: the champion changed from v{expected} to {now} since the "
+            f"model {model!r}: the champion changed from {was} to {now} since the "
             "decision was taken",
             code="champion_changed",
         )
