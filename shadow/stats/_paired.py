@@ -147,6 +147,15 @@ class PairedSequentialTest:
         kept; see :func:`family_decision`."""
         return self._running.evidence
 
+    @staticmethod
+    def evidence_in(state: Mapping[str, Any]) -> int | None:
+        """:attr:`evidence` of a state from :meth:`to_dict`, read without rebuilding the
+        test (its bootstrap included)."""
+        try:
+            return _evidence(state.get("evidence"))
+        except ValueError as exc:
+            raise StatsError(f"{_KIND} state is malformed: {exc}") from exc
+
     @property
     def history(self) -> tuple[Look, ...]:
         """Every look so far, oldest first (how the evidence grew)."""

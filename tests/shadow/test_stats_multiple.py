@@ -120,7 +120,9 @@ def test_evidence_survives_the_state_and_an_older_state_falls_back_to_the_estima
     state = test.to_dict()
     assert state["evidence"] == 1
     assert PairedSequentialTest.from_dict(json.loads(json.dumps(state))).evidence == 1
+    assert PairedSequentialTest.evidence_in(state) == 1
     del state["evidence"]
+    assert PairedSequentialTest.evidence_in(state) is None
     older = PairedSequentialTest.from_dict(state)
     assert older.evidence is None
     assert family_decision(0.01, alpha=0.05, evidence=None, estimate=-0.2) == "challenger_better"

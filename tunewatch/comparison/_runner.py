@@ -338,7 +338,7 @@ class ComparisonRunner:
                     decision = family_decision(
                         adjusted[version],
                         alpha=settings.alpha,
-                        evidence=PairedSequentialTest.from_dict(state).evidence,
+                        evidence=PairedSequentialTest.evidence_in(state),
                         estimate=look.estimate,
                     )
                 look = _with(look, adjusted=adjusted[version], decision=decision, k=k)
