@@ -1,9 +1,10 @@
-"""Reading request bodies: size limits before parsing, strict JSON."""
+"""Reading request bodies: size limits before parsing, content codings, strict JSON."""
 
 from __future__ import annotations
 
 import json
 import re
+import zlib
 from typing import Any, Final
 
 import orjson
@@ -35,6 +36,11 @@ class BodyLimitMiddleware:
             return
         path: str = scope["path"]
         limit = self.artefact_limit if path.endswith("/versions") else self.limit
+        try:
+            wbits = content_coding(_first_header(scope, b"content-encoding"))
+        except ApiError as exc:
+            await error_response(exc.status, exc.code, str(exc))(scope, receive, send)
+            return
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -63,7 +69,113 @@ class BodyLimitMiddleware:
                     raise BodyTooLargeError(limit)
             return message
 
-        await self.app(scope, limited, send)
+        if wbits is None:
+            await self.app(scope, limited, send)
+            return
+        try:
+            body = decompress(await _read(limited), wbits, limit)
+        except ApiError as exc:
+            await error_response(exc.status, exc.code, str(exc))(scope, receive, send)
+            return
+        except _Disconnected:
+            return
+        headers = [
+            (name, value)
+            for name, value in scope["headers"]
+            if name not in (b"content-encoding", b"content-length")
+        ]
+        headers.append((b"content-length", str(len(body)).encode()))
+        sent = False
+
+        async def decoded() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()  # a disconnect, when it comes
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app({**scope, "headers": headers}, decoded, send)
+
+
+class _Disconnected(Exception):
+    """The client went away before sending its whole body."""
+
+
+async def _read(receive: Receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _first_header(scope: Scope, wanted: bytes) -> bytes | None:
+    for name, value in scope["headers"]:  # the first of repeated headers, as Starlette
+        if name == wanted:
+            return value  # type: ignore[no-any-return]
+    return None
+
+
+# Content codings a request body may arrive in (RFC 9110 §8.4.1), as zlib window bits:
+# tritonclient's ``request_compression_algorithm`` sends gzip or deflate (zlib format).
+_CODINGS: Final = {b"gzip": 16 + zlib.MAX_WBITS, b"x-gzip": 16 + zlib.MAX_WBITS}
+_CODINGS_ZLIB: Final = {b"deflate": zlib.MAX_WBITS}
+
+
+def content_coding(value: bytes | None) -> int | None:
+    """zlib's window bits for a request's ``Content-Encoding``; ``None`` for none or
+    ``identity``. Any other coding is 415 ``unsupported_content_encoding``."""
+    if value is None:
+        return None
+    token = value.strip().lower()
+    if token in (b"", b"identity"):
+        return None
+    wbits = _CODINGS.get(token, _CODINGS_ZLIB.get(token))
+    if wbits is None:
+        raise ApiError(
+            415,
+            "unsupported_content_encoding",
+            f"Content-Encoding {value.decode('latin-1')!r} is not supported; "
+            "send gzip, deflate or identity",
+        )
+    return wbits
+
+
+def decompress(body: bytes, wbits: int, limit: int) -> bytes:
+    """``body`` decoded, refused past ``limit`` bytes as it decompresses (a small body
+    may expand a thousandfold). gzip may hold several members, one after another."""
+    coding = "deflate" if wbits == zlib.MAX_WBITS else "gzip"
+    parts: list[bytes] = []
+    size = 0
+    data = body
+    while True:
+        decoder = zlib.decompressobj(wbits)
+        try:
+            part = decoder.decompress(data, limit - size + 1)
+        except zlib.error as exc:
+            raise ApiError(
+                400, "invalid_encoding", f"request body is not valid {coding}: {exc}"
+            ) from exc
+        size += len(part)
+        if size > limit:
+            raise ApiError(
+                413,
+                "body_too_large",
+                f"request body exceeds the limit of {limit} bytes once decompressed",
+            )
+        parts.append(part)
+        if not decoder.eof:
+            raise ApiError(400, "invalid_encoding", f"request body is truncated {coding}")
+        data = decoder.unused_data
+        if not data:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
+        if coding == "deflate":
+            raise ApiError(
+                400, "invalid_encoding", "request body has data after its deflate stream"
+            )
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

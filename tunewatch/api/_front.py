@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shadow import ShadowError
 from tunewatch._errors import TunewatchError
+from tunewatch.api._body import content_coding, decompress
 from tunewatch.api._context import AppContext
 from tunewatch.api._errors import ApiError, describe
 from tunewatch.api._oip import infer
@@ -105,6 +106,11 @@ class InferenceFront:
         await send({"type": "http.response.body", "body": payload})
 
     async def _body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+        wbits = content_coding(headers.get(b"content-encoding"))
+        body = await self._read(headers, receive)
+        return body if wbits is None else decompress(body, wbits, self.limit)
+
+    async def _read(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
         declared = headers.get(b"content-length")
         if declared is not None:
             if not declared.isdigit():

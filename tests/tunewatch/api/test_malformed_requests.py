@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import gzip
 import io
 import json
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -558,6 +560,60 @@ CASES: dict[str, Case] = {
         body=BINARY_HEAD,
         headers={"Inference-Header-Content-Length": "1" * 5000},
     ),
+    # Content-Encoding: gzip and deflate bodies are read decompressed (tritonclient's
+    # request_compression_algorithm); they were parsed as raw bytes
+    "infer_with_an_unknown_content_encoding": Case(
+        415,
+        "unsupported_content_encoding",
+        body=json.dumps(infer_body()).encode(),
+        headers={"Content-Encoding": "br"},
+    ),
+    "feedback_with_an_unknown_content_encoding": Case(
+        415,
+        "unsupported_content_encoding",
+        role="labeller",
+        path="/v1/models/credit/feedback",
+        body=json.dumps({"items": [{"request_id": "br-1", "label": 1}]}).encode(),
+        headers={"Content-Encoding": "br", "Content-Type": "application/json"},
+    ),
+    "infer_with_a_corrupt_gzip_body": Case(
+        400,
+        "invalid_encoding",
+        body=gzip.compress(json.dumps(infer_body()).encode())[:-12] + b"\x00" * 12,
+        headers={"Content-Encoding": "gzip"},
+    ),
+    "infer_with_a_truncated_deflate_body": Case(
+        400,
+        "invalid_encoding",
+        body=zlib.compress(json.dumps(infer_body()).encode())[:20],
+        headers={"Content-Encoding": "deflate"},
+    ),
+    "mirror_records_with_a_plain_body_declared_gzip": Case(
+        400,
+        "invalid_encoding",
+        path="/v1/models/credit/records",
+        body=json.dumps(
+            {"records": [{"id": "gz-1", "inputs": [ROW], "outputs": [[0.5, 0.5]]}]}
+        ).encode(),
+        headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+    ),
+    # a small compressed body past the limit once decompressed (65,536 bytes in tests)
+    "infer_with_a_gzip_bomb": Case(
+        413,
+        "body_too_large",
+        body=gzip.compress(b" " * 70_000 + json.dumps(infer_body()).encode()),
+        headers={"Content-Encoding": "gzip"},
+    ),
+    "feedback_with_a_deflate_bomb": Case(
+        413,
+        "body_too_large",
+        role="labeller",
+        path="/v1/models/credit/feedback",
+        body=zlib.compress(
+            json.dumps({"items": [{"request_id": "x" * 70_000, "label": 1}]}).encode()
+        ),
+        headers={"Content-Encoding": "deflate", "Content-Type": "application/json"},
+    ),
     "ready_of_an_unknown_version": Case(
         404, "version_not_found", path="/v2/models/credit/versions/999/ready", method="GET"
     ),
@@ -679,3 +735,21 @@ def test_a_management_body_without_a_content_type_is_read_as_json(
         headers=running.auth("operator"),
     )
     assert r.status_code == 404 and r.json()["code"] == "version_not_found", r.text
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "identity"])
+def test_compressed_management_bodies_are_read_decompressed(
+    encoding: str, running: Running, client: httpx.Client
+) -> None:
+    body = json.dumps({"items": [{"request_id": f"never-seen-{encoding}", "label": 1}]}).encode()
+    content = {"gzip": gzip.compress, "deflate": zlib.compress}.get(encoding, bytes)(body)
+    r = client.post(
+        "/v1/models/credit/feedback",
+        content=content,
+        headers=running.auth("labeller")
+        | {"Content-Encoding": encoding, "Content-Type": "application/json"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["results"] == [
+        {"request_id": f"never-seen-{encoding}", "status": "unknown_request"}
+    ]

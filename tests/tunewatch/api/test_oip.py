@@ -311,3 +311,34 @@ def test_generated_ids_rise_in_order_so_the_store_appends_them() -> None:
     tails = {rid[-16:] for rid in ids}
     assert len(tails) == len(ids) and all(len(rid) == 30 for rid in ids)
     int(ids[0], 16)  # hex
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_tritonclient_compressed_requests_score_as_plain_ones(
+    algorithm: str,
+    binary: bool,
+    running: Running,
+    triton,
+    trained: list[ExampleModel],  # type: ignore[no-untyped-def]
+) -> None:
+    # tritonclient's request_compression_algorithm sends Content-Encoding: gzip or
+    # deflate; the body was read as raw JSON and answered 400 invalid_json.
+    import tritonclient.http as httpclient
+
+    x, _ = example_data(3, seed=7)
+    x = np.clip(x, -9, 9)
+    inp = httpclient.InferInput("input", list(x.shape), "FP32")
+    inp.set_data_from_numpy(x, binary_data=binary)
+    outputs = [httpclient.InferRequestedOutput("probabilities", binary_data=binary)]
+    result = triton.infer(
+        MODEL,
+        [inp],
+        outputs=outputs,
+        request_id=f"triton-{algorithm}-{binary}",
+        headers=running.auth("scorer"),
+        request_compression_algorithm=algorithm,
+    )
+    expected = OnnxModel.from_bytes(trained[0].onnx).run(x)["probabilities"]
+    np.testing.assert_array_equal(result.as_numpy("probabilities"), expected)
+    assert result.get_response()["id"] == f"triton-{algorithm}-{binary}"
