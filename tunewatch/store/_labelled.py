@@ -21,7 +21,7 @@ from ._schema import (
     outputs,
     requests,
 )
-from ._windows import label_rows, modal_width
+from ._windows import byte_ordered, label_rows, modal_width
 
 # -- reading labelled traffic ---------------------------------------------------------------
 
@@ -147,16 +147,19 @@ def read_labelled(
         stmt = stmt.where(requests.c.received_at >= received_from)
     if received_before is not None:
         stmt = stmt.where(requests.c.received_at < received_before)
+    # request id breaks ties in byte order on every backend, so a limited read takes the
+    # same requests on each
+    tie = byte_ordered(requests.c.request_id, conn.dialect.name)
     if matured_before is not None:
         stmt = stmt.where(requests.c.received_at < matured_before)
         if newest_first:
-            stmt = stmt.order_by(requests.c.received_at.desc(), requests.c.request_id.desc())
+            stmt = stmt.order_by(requests.c.received_at.desc(), tie.desc())
         else:
-            stmt = stmt.order_by(requests.c.received_at, requests.c.request_id)
+            stmt = stmt.order_by(requests.c.received_at, tie)
     elif newest_first:
-        stmt = stmt.order_by(labels.c.received_at.desc(), requests.c.request_id.desc())
+        stmt = stmt.order_by(labels.c.received_at.desc(), tie.desc())
     else:
-        stmt = stmt.order_by(labels.c.received_at, requests.c.request_id)
+        stmt = stmt.order_by(labels.c.received_at, tie)
     if limit is not None:
         stmt = stmt.limit(limit)
     task = conn.execute(select(models.c.task).where(models.c.name == model)).scalar()

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, and_, select, union_all
+from sqlalchemy import ColumnElement, Connection, and_, or_, select, union_all
 
 from .._errors import InvalidValueError
 from ._schema import labels, model_versions, outputs, requests
@@ -85,23 +85,52 @@ def read_window(
         stmt = stmt.where(requests.c.received_at >= start)
     if end is not None:
         stmt = stmt.where(requests.c.received_at < end)
+    tie = byte_ordered(requests.c.request_id, conn.dialect.name)
     if last_n is not None:
-        # request id breaks ties, so that the same rows are read every time
-        newest = (requests.c.received_at.desc(), requests.c.request_id.desc())
-        sizes = select(requests.c.n_rows).where(requests.c.model == model)
+        # the newest requests holding last_n rows, request id breaking ties so that the
+        # same rows are read every time; empty requests hold none and may be passed over
+        sizes = select(requests.c.received_at, requests.c.request_id, requests.c.n_rows).where(
+            requests.c.model == model, requests.c.n_rows > 0
+        )
         if start is not None:
             sizes = sizes.where(requests.c.received_at >= start)
         if end is not None:
             sizes = sizes.where(requests.c.received_at < end)
-        counts = np.cumsum([n for (n,) in conn.execute(sizes.order_by(*newest).limit(last_n))])
-        enough = int(np.searchsorted(counts, last_n)) + 1  # requests holding last_n rows
-        stmt = stmt.order_by(*newest).limit(enough)
-    else:
-        stmt = stmt.order_by(requests.c.received_at, requests.c.request_id)
-    rows = list(conn.execute(stmt).all())
-    if last_n is not None:
-        rows.reverse()
+        newest = list(
+            conn.execute(sizes.order_by(requests.c.received_at.desc(), tie.desc()).limit(last_n))
+        )
+        if not newest:
+            return _assemble(model, [], n_features, with_features)
+        oldest = int(np.searchsorted(np.cumsum([r.n_rows for r in newest]), last_n))
+        # Bounded by the keys just read, not by a count: on PostgreSQL the next statement
+        # sees requests committed since, and under a LIMIT newer ones pushed these out;
+        # between the keys, the requests just sized (and any stamped among them since).
+        stmt = stmt.where(_at_or_before(newest[0].received_at, newest[0].request_id, tie))
+        if oldest < len(newest):  # else fewer than last_n rows: every request up to there
+            key = newest[oldest]
+            stmt = stmt.where(_at_or_after(key.received_at, key.request_id, tie))
+    rows = list(conn.execute(stmt.order_by(requests.c.received_at, tie)).all())
     return _assemble(model, rows, n_features, with_features)
+
+
+def byte_ordered(request_id: ColumnElement[str], dialect: str) -> ColumnElement[str]:
+    """``request_id`` compared byte by byte, as SQLite compares text, for tie-breaks: in
+    PostgreSQL's database collation (en-US: "alpha" before "Beta") a limited read took
+    other requests than on SQLite."""
+    return request_id.collate("C") if dialect == "postgresql" else request_id
+
+
+def _at_or_before(at: datetime, request_id: str, tie: ColumnElement[str]) -> ColumnElement[bool]:
+    """Requests at or before (``at``, ``request_id``) in (received_at, ``tie``) order:
+    spelt with the time bound alone first, which the (model, received_at) index seeks."""
+    column = requests.c.received_at
+    return and_(column <= at, or_(column < at, tie <= request_id))
+
+
+def _at_or_after(at: datetime, request_id: str, tie: ColumnElement[str]) -> ColumnElement[bool]:
+    """Requests at or after (``at``, ``request_id``) in (received_at, ``tie``) order."""
+    column = requests.c.received_at
+    return and_(column >= at, or_(column > at, tie >= request_id))
 
 
 def _assemble(model: str, rows: list[Any], n_features: int, with_features: bool) -> Window:

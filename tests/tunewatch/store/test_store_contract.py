@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from tests.conftest import PG_BASE_URL
 from tests.tunewatch.conftest import break_audit_appends
 from tunewatch._errors import ConflictError, NotFoundError, StoreError, StoreUnavailableError
 from tunewatch.store import (
@@ -22,6 +24,7 @@ from tunewatch.store import (
     VersionRow,
     hyperparameter_set_id,
 )
+from tunewatch.store._comparisons import ComparisonStore
 from tunewatch.store._schema import labels
 
 SHA = "ab" * 32
@@ -787,3 +790,110 @@ def test_newest_latencies_without_versions_are_refused_with_the_field(
 ) -> None:
     with pytest.raises(ValueError, match="`newest` needs `versions`"):
         model_store.latencies("m", newest=10)
+
+
+# -- windows and tie-breaks ------------------------------------------------------------
+
+
+def _rows_request(rid: str, at: datetime, rows: int) -> RequestRecord:
+    return RequestRecord(
+        model="m",
+        request_id=rid,
+        received_at=at,
+        source="infer",
+        n_rows=rows,
+        n_cols=2,
+        inputs=np.zeros((rows, 2), np.float32).tobytes(),
+    )
+
+
+def test_the_newest_n_keep_their_rows_when_requests_land_during_the_read(
+    model_store: Store, store_url: str
+) -> None:
+    """`window(last_n=…)` reads the newest requests' sizes, then their rows: on
+    PostgreSQL each statement sees its own commits, and 5 one-row requests committed in
+    between pushed 5 of the 50-row requests out of a 500-row window (255 rows read)."""
+    t0 = datetime.now(UTC) - timedelta(hours=1)
+    batches = [_rows_request(f"b{i:03d}", t0 + timedelta(seconds=i), 50) for i in range(20)]
+    model_store.write_records(batches, [])
+    writer = Store.open(store_url)
+    landed: list[str] = []
+
+    def land_after_sizes(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if not landed and "FROM requests" in statement and "JOIN" not in statement:
+            now = datetime.now(UTC)
+            singles = [_rows_request(f"s{i}", now + timedelta(milliseconds=i), 1) for i in range(5)]
+            writer.write_records(singles, [])
+            landed.extend(r.request_id for r in singles)
+
+    sa.event.listen(model_store.engine, "after_cursor_execute", land_after_sizes)
+    try:
+        w = model_store.window("m", n_features=2, last_n=500, with_features=False)
+    finally:
+        sa.event.remove(model_store.engine, "after_cursor_execute", land_after_sizes)
+        writer.close()
+    assert landed, "the concurrent requests never landed: the sizes statement was not seen"
+    assert 500 <= w.n_rows <= 500 + 50, f"window of last_n=500 read {w.n_rows} rows"
+    assert {f"b{i:03d}" for i in range(10, 20)} <= set(w.request_ids)
+
+
+# Byte order (SQLite's BINARY): "Beta" < "Zeta" < "alpha" < "gamma"; en-US would give
+# alpha < Beta < gamma < Zeta.
+_TIED_IDS = ["Zeta", "alpha", "Beta", "gamma"]
+
+
+def _tied_reads(url: str) -> dict[str, tuple[str, ...]]:
+    """What the limited reads take of four requests received, and labelled, at once."""
+    store = Store.open(url)
+    try:
+        store.ensure_model(name="m", task="binary", feature_names=["a", "b"])
+        _register(store, stage="champion")
+        now = datetime.now(UTC)
+        store.write_records(
+            [_rows_request(r, now, 2) for r in _TIED_IDS], [_output(r) for r in _TIED_IDS]
+        )
+        store.add_labels("m", [LabelItem(r, [1.0, 0.0]) for r in _TIED_IDS])
+        comparisons = ComparisonStore(store)
+        later = now + timedelta(hours=1)
+        return {
+            "labelled": comparisons.read_labelled(model="m", answered_by=1, limit=2).request_ids,
+            "labelled newest first": comparisons.read_labelled(
+                model="m", answered_by=1, limit=2, newest_first=True
+            ).request_ids,
+            "matured": comparisons.read_labelled(
+                model="m", answered_by=1, limit=2, matured_before=later
+            ).request_ids,
+            "matured newest first": comparisons.read_labelled(
+                model="m", answered_by=1, limit=2, matured_before=later, newest_first=True
+            ).request_ids,
+            "window last_n": store.window("m", n_features=2, last_n=4).request_ids,
+            "window": store.window("m", n_features=2).request_ids,
+        }
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_ties_are_broken_in_byte_order_whatever_the_database_collation(
+    pg_available: None, sqlite_url: str
+) -> None:
+    """Requests tied in time are taken in request-id byte order on both backends: under
+    an en-US collation PostgreSQL ordered "alpha" before "Beta", so a look with a limit
+    consumed other requests than on SQLite."""
+    import psycopg
+
+    name = f"tw_icu_{uuid.uuid4().hex[:12]}"
+    admin = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(
+            f'CREATE DATABASE "{name}" TEMPLATE template0 LOCALE_PROVIDER icu '
+            "ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+        )
+    try:
+        icu = _tied_reads(sa.make_url(PG_BASE_URL).set(database=name).render_as_string(False))
+    finally:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    assert icu == _tied_reads(sqlite_url)
+    assert icu["labelled"] == ("Beta", "Zeta")
+    assert icu["window last_n"] == ("alpha", "alpha", "gamma", "gamma")
