@@ -35,6 +35,27 @@ LATENCY_BUCKETS = (
     0.25,
     1.0,
 )
+# A group commit takes a millisecond or so, unless it waits for a lock: the store's
+# lock timeout (SQLite's busy_timeout, PostgreSQL's lock_timeout) lets it wait 30 s, and a
+# quantile read from the histogram is capped at its largest finite bucket.
+COMMIT_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 
 
 class ServingMetrics:
@@ -64,7 +85,9 @@ class ServingMetrics:
         )
         self.inference_rows = Counter(
             "tunewatch_inference_rows",
-            "Rows scored by the champion.",
+            "Rows scored in answer to inference requests, by whichever version answered "
+            "(the champion, a live split's challenger arm, or the version a request named); "
+            "shadow scoring and mirrored records add none.",
             ["model"],
             registry=r,
         )
@@ -100,8 +123,8 @@ class ServingMetrics:
         )
         self.record_commit_latency = Histogram(
             "tunewatch_record_commit_seconds",
-            "Time to write and commit one group of records.",
-            buckets=LATENCY_BUCKETS,
+            "Time to write and commit one group of records, lock waits included.",
+            buckets=COMMIT_BUCKETS,
             registry=r,
         )
         self.record_failures = Counter(
@@ -119,7 +142,9 @@ class ServingMetrics:
         )
         self.session_memory = Gauge(
             "tunewatch_session_memory_bytes",
-            "Resident memory measured when the version's onnxruntime session was loaded.",
+            "Resident memory an onnxruntime session of the version takes, measured in a "
+            "process of its own when the version was registered (the figure the promotion "
+            "guardrails and serving-cost ceilings read), per version in service.",
             ["model", "version", "hyperparameter_set"],
             registry=r,
         )

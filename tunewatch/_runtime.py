@@ -282,12 +282,22 @@ class ScoringRuntime:
                 intra_op_threads=self.config.scoring.intra_op_threads,
             )
             self._sessions[v.artefact_sha256] = session
-        labels = (v.model, str(v.version), v.hyperparameter_set_id)
-        self.metrics.session_memory.labels(*labels).set(session.memory_bytes)
-        self._memory_labels[(v.model, v.version)] = labels
+        self._gauge_memory(v)
         return LoadedVersion(
             version=v.version, model=session, hyperparameter_set=v.hyperparameter_set_id, role=role
         )
+
+    def _gauge_memory(self, v: VersionRow) -> None:
+        """Export the version's load memory as measured when it was registered (in a
+        process of its own, the figure the guardrails, serving-cost ceilings and dashboard
+        read), not this process's RSS growth while loading: that is 0 or a few pages, and
+        0 for an artefact whose pages were loaded before. A version stored without a
+        figure exports none rather than a different measurement."""
+        if v.load_memory_bytes is None:
+            return
+        labels = (v.model, str(v.version), v.hyperparameter_set_id)
+        self.metrics.session_memory.labels(*labels).set(v.load_memory_bytes)
+        self._memory_labels[(v.model, v.version)] = labels
 
     def _ranges(self, row: ModelRow) -> tuple[FeatureRange | None, ...] | None:
         cfg = self.config.model(row.name)

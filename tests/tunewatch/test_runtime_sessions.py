@@ -169,3 +169,65 @@ def test_a_request_in_flight_when_its_version_retires_does_not_bring_its_series_
         assert _series(daemon, latency, "version", "role") == {("1", "champion")}
     finally:
         daemon.close()
+
+
+def _memory_gauge(daemon: Daemon) -> dict[str, float]:
+    return {
+        sample.labels["version"]: sample.value
+        for metric in daemon.metrics.session_memory.collect()
+        for sample in metric.samples
+    }
+
+
+def test_the_session_memory_gauge_reports_the_figure_measured_at_registration(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The gauge was the daemon's own RSS growth while it loaded the session: 0 or a few
+    pages, different at every load (0 after a promotion and rollback reloaded it), while
+    the guardrails, serving-cost ceilings and dashboard read the version's
+    ``load_memory_bytes`` measured in a fresh process when it was registered."""
+    daemon, _ = make_daemon(tmp_path, trained)  # v1 champion (logistic), v2 shadow (gbm)
+    try:
+        runtime = daemon.runtime
+        stored = {str(v.version): v.load_memory_bytes for v in daemon.store.list_versions(MODEL)}
+        assert all(stored.values())  # measured when registered
+        runtime.load(MODEL)
+        assert _memory_gauge(daemon) == stored
+        runtime._sessions.clear()  # reloaded afresh, as a promotion and rollback do
+        runtime.load(MODEL)
+        assert _memory_gauge(daemon) == stored
+        # a version stored without a figure exports none rather than another measurement
+        onnx = trained[0].onnx
+        daemon.store.add_version(
+            model=MODEL,
+            artefact_sha256=daemon.artefacts.put(onnx),
+            hyperparameters={},
+            size_bytes=len(onnx),
+            actor="t",
+        )
+        runtime.load(MODEL)
+        assert _memory_gauge(daemon) == stored
+    finally:
+        daemon.close()
+
+
+def test_inference_rows_count_every_answered_row_whichever_version_answered(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The counter counts rows a named version (or a live split's challenger arm) answered
+    too, not only the champion's, as its help said; shadow scoring adds none."""
+    daemon, _ = make_daemon(tmp_path, trained)  # v1 champion (logistic), v2 shadow (gbm)
+    try:
+        runtime = daemon.runtime
+        served = runtime.load(MODEL)
+        x = np.zeros((3, len(served.row.feature_names)), np.float32)
+        runtime.score(served, x)  # the champion answers
+        runtime.score(served, x[:2], version=2)  # the challenger, named in the request
+        runtime._on_shadow_results([ShadowResult(MODEL, "r1", 2, np.zeros((3, 1)), 0.001)])
+        rows = "tunewatch_inference_rows_total"
+        assert daemon.metrics.registry.get_sample_value(rows, {"model": MODEL}) == 5
+        (family,) = (m for m in daemon.metrics.registry.collect() if m.name + "_total" == rows)
+        assert "whichever version answered" in family.documentation
+        assert "by the champion" not in family.documentation
+    finally:
+        daemon.close()

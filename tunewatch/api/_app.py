@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -10,6 +10,7 @@ import orjson
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitor import CONTENT_TYPE_LATEST, ServingMetrics
@@ -73,8 +74,25 @@ class HttpMetricsMiddleware:
         self.metrics.http_errors.labels(code if isinstance(code, str) else "unknown").inc()
 
 
+def _templates(routes: Iterable[Route]) -> dict[object, str]:
+    """Plain Starlette routes' path templates by endpoint: the router sets no
+    ``scope["route"]`` for them, only the endpoint, so a handler serving two paths would
+    count one's answers under the other's template."""
+    templates: dict[object, str] = {}
+    for route in routes:
+        known = templates.setdefault(route.endpoint, route.path)
+        if known != route.path:
+            raise ValueError(
+                f"routes {known!r} and {route.path!r} share the endpoint "
+                f"{getattr(route.endpoint, '__qualname__', route.endpoint)!r}; the HTTP "
+                "metrics name a route by its endpoint, so each route needs its own"
+            )
+    return templates
+
+
 def _openapi_oip(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """FastAPI's schema plus the hand-described Starlette routes (OIP, mirror, feedback)."""
+    """FastAPI's schema plus the hand-described Starlette routes (OIP, mirror, feedback,
+    the Alertmanager webhook)."""
     base = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -107,6 +125,46 @@ def _openapi_oip(app: FastAPI) -> Callable[[], dict[str, Any]]:
                     },
                 }
             }
+        schema["paths"]["/v1/alerts/alertmanager"] = {
+            "post": {
+                "summary": "Alertmanager webhook (payload version 4; the alertmanager role): "
+                "each firing alert naming a known model in the `alerting.model_label` label "
+                "is one episode (`fingerprint` + `startsAt`) acted on once, whatever the "
+                "redelivery. Alerts it cannot act on are ignored and listed, not refused.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["alerts"],
+                                "properties": {
+                                    "alerts": {"type": "array", "items": {"type": "object"}}
+                                },
+                                "additionalProperties": True,
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": '`{"received": int, "new_episodes": int, "jobs": '
+                        '[job id], "ignored": [str], "busy": []}`'
+                    },
+                    "400": err,
+                    "401": err,
+                    "403": err,
+                    "413": err,
+                    "415": err,
+                    "503": {
+                        "description": '`{"error": str, "code": str}`: `alert_busy` (an '
+                        "episode is held by another delivery that has not decided it; "
+                        "Alertmanager's retry takes it once the claim times out) or "
+                        "`store_unavailable`"
+                    },
+                },
+            }
+        }
         for path in (
             "/v2",
             "/v2/health/live",
@@ -181,9 +239,7 @@ def create_app(
     app.add_middleware(
         BodyLimitMiddleware, limit=server.max_body_bytes, artefact_limit=server.max_artefact_bytes
     )
-    templates: dict[object, str] = {
-        r.endpoint: r.path for r in (*_oip.routes, *_records.routes, *_alerts.routes)
-    }
+    templates = _templates((*_oip.routes, *_records.routes, *_alerts.routes))
     app.add_middleware(HttpMetricsMiddleware, metrics=ctx.runtime.metrics, templates=templates)
     return app
 

@@ -416,28 +416,37 @@ def _tensor_meta(spec: Any) -> dict[str, Any]:
 
 
 async def model_metadata(request: Request) -> Response:
-    """A model's metadata (its versions in service, its champion's signature), or with a
-    version in the path that version's own (the signature its requests are read against)."""
+    """A model's metadata: its versions in service and its champion's signature."""
     ctx = context(request)
     authenticate(request, "score", "read")
     served = ctx.runtime.model(request.path_params["model"])
-    raw = request.path_params.get("version")
-    if raw is None:
-        signature = ctx.runtime.signature(served)
-        versions = sorted(served.deployment.lineup.versions)
-    else:
-        loaded = served.deployment.lineup.find(int(raw)) if _is_version(raw) else None
-        if loaded is None:
-            raise ApiError(
-                404,
-                "version_not_found",
-                f"model {served.row.name!r} has no version {raw!r} in service",
-            )
-        signature = loaded.model.signature
-        versions = [loaded.version]
+    versions = sorted(served.deployment.lineup.versions)
+    return _metadata(served.row.name, ctx.runtime.signature(served), versions)
+
+
+async def version_metadata(request: Request) -> Response:
+    """A version's metadata: its own signature, the one its requests are read against.
+
+    A handler of its own (not :func:`model_metadata`'s): the HTTP metrics name a plain
+    route's template by its endpoint."""
+    ctx = context(request)
+    authenticate(request, "score", "read")
+    served = ctx.runtime.model(request.path_params["model"])
+    raw = request.path_params["version"]
+    loaded = served.deployment.lineup.find(int(raw)) if _is_version(raw) else None
+    if loaded is None:
+        raise ApiError(
+            404,
+            "version_not_found",
+            f"model {served.row.name!r} has no version {raw!r} in service",
+        )
+    return _metadata(served.row.name, loaded.model.signature, [loaded.version])
+
+
+def _metadata(name: str, signature: Signature, versions: list[int]) -> Response:
     return JSONResponse(
         {
-            "name": served.row.name,
+            "name": name,
             "versions": [str(v) for v in versions],
             "platform": "onnxruntime_onnx",
             "inputs": [_tensor_meta(signature.input)],
@@ -447,16 +456,21 @@ async def model_metadata(request: Request) -> Response:
 
 
 async def model_ready(request: Request) -> Response:
-    """A model is ready when it has a champion; a version when it is in service."""
+    """A model is ready when it has a champion."""
     ctx = context(request)
     served = ctx.runtime.model(request.path_params["model"])
-    lineup = served.deployment.lineup
-    raw = request.path_params.get("version")
-    if raw is None:
-        if lineup.champion is None:
-            raise ApiError(503, "model_not_ready", f"model {served.row.name!r} has no champion")
-        return Response(status_code=200)
-    if not (_is_version(raw) and lineup.find(int(raw)) is not None):
+    if served.deployment.lineup.champion is None:
+        raise ApiError(503, "model_not_ready", f"model {served.row.name!r} has no champion")
+    return Response(status_code=200)
+
+
+async def version_ready(request: Request) -> Response:
+    """A version is ready when it is in service (a handler of its own, as
+    :func:`version_metadata`)."""
+    ctx = context(request)
+    served = ctx.runtime.model(request.path_params["model"])
+    raw = request.path_params["version"]
+    if not (_is_version(raw) and served.deployment.lineup.find(int(raw)) is not None):
         raise ApiError(
             404, "version_not_found", f"model {served.row.name!r} has no version {raw!r} in service"
         )
@@ -485,6 +499,6 @@ routes = [
     Route("/v2/health/ready", ready, methods=["GET"]),
     Route("/v2/models/{model}", model_metadata, methods=["GET"]),
     Route("/v2/models/{model}/ready", model_ready, methods=["GET"]),
-    Route("/v2/models/{model}/versions/{version}", model_metadata, methods=["GET"]),
-    Route("/v2/models/{model}/versions/{version}/ready", model_ready, methods=["GET"]),
+    Route("/v2/models/{model}/versions/{version}", version_metadata, methods=["GET"]),
+    Route("/v2/models/{model}/versions/{version}/ready", version_ready, methods=["GET"]),
 ]

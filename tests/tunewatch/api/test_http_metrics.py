@@ -1,16 +1,22 @@
-"""Error answers counted by code: API errors by their ``code``, an unhandled error as
-``internal`` (answered outside the metrics middleware), HTML pages not at all."""
+"""HTTP metrics and the app's schema: error answers counted by code (API errors by their
+``code``, an unhandled error as ``internal`` answered outside the metrics middleware, HTML
+pages not at all), answers by the template of the route that matched, and every route
+in the OpenAPI schema."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+import httpx
 import pytest
 from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Route
 
 from monitor import ServingMetrics
-from tunewatch.api._app import HttpMetricsMiddleware
+from tests.tunewatch.conftest import MODEL, Running
+from tunewatch.api import _alerts, _oip, _records
+from tunewatch.api._app import HttpMetricsMiddleware, _templates
 
 
 def _call(app: Any, metrics: ServingMetrics) -> None:
@@ -46,3 +52,49 @@ def test_error_answers_are_counted_by_code() -> None:
     with pytest.raises(RuntimeError):
         _call(broken, metrics)
     assert _errors(metrics) == {"forbidden": 1.0, "internal": 1.0}
+
+
+def test_answers_are_counted_by_the_template_of_the_route_that_matched(
+    running: Running,
+) -> None:
+    """A model's metadata and readiness share their handlers with a version's, and were
+    counted under the version's templates: a handler named one template."""
+    registry = running.daemon.metrics.registry
+
+    def count(route: str) -> float:
+        value = registry.get_sample_value(
+            "tunewatch_http_requests_total", {"route": route, "status": "200"}
+        )
+        return value or 0.0
+
+    templates = {
+        f"/v2/models/{MODEL}": "/v2/models/{model}",
+        f"/v2/models/{MODEL}/ready": "/v2/models/{model}/ready",
+        f"/v2/models/{MODEL}/versions/1": "/v2/models/{model}/versions/{version}",
+        f"/v2/models/{MODEL}/versions/1/ready": "/v2/models/{model}/versions/{version}/ready",
+    }
+    before = {template: count(template) for template in templates.values()}
+    for path in templates:
+        r = httpx.get(f"{running.url}{path}", headers=running.auth("scorer"))
+        assert r.status_code == 200, r.text
+    assert {t: count(t) - before[t] for t in templates.values()} == dict.fromkeys(
+        templates.values(), 1.0
+    )
+
+
+def test_a_handler_shared_by_two_plain_routes_is_refused_when_the_app_is_built() -> None:
+    async def shared(scope: Any, receive: Any, send: Any) -> None:
+        pass
+
+    routes = [Route("/a/{x}", shared), Route("/a/{x}/b/{y}", shared)]
+    with pytest.raises(ValueError, match=r"routes '/a/\{x\}' and '/a/\{x\}/b/\{y\}' share"):
+        _templates(routes)
+    app_routes = (*_oip.routes, *_records.routes, *_alerts.routes)
+    assert sorted(_templates(app_routes).values()) == sorted(r.path for r in app_routes)
+
+
+def test_the_alertmanager_webhook_is_in_the_openapi_schema(running: Running) -> None:
+    paths = httpx.get(f"{running.url}/openapi.json").json()["paths"]
+    post = paths["/v1/alerts/alertmanager"]["post"]
+    assert post["requestBody"]["content"]["application/json"]["schema"]["type"] == "object"
+    assert set(post["responses"]) == {"200", "400", "401", "403", "413", "415", "503"}

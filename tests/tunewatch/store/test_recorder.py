@@ -19,7 +19,7 @@ from monitor import ServingMetrics
 from tunewatch._errors import StoreError, StoreUnavailableError
 from tunewatch._recorder import Recorder
 from tunewatch.store import OutputRecord, RequestRecord, Store
-from tunewatch.store._engine import sqlite_file
+from tunewatch.store._engine import DEFAULT_LOCK_TIMEOUT_S, sqlite_file
 
 
 def _request(rid: str) -> RequestRecord:
@@ -441,3 +441,22 @@ def test_outputs_no_writer_took_are_counted_as_failures_on_close(model_store: St
 
 async def _record_one(recorder: Recorder, rid: str) -> bool:
     return await recorder.record(_request(rid), [_output(rid)])
+
+
+def test_commit_latency_buckets_reach_the_longest_lock_wait() -> None:
+    """The commit histogram had the inference buckets, the largest finite one 1 s: a commit
+    stalled seconds on a lock (up to the store's lock timeout) landed in +Inf, and
+    ``histogram_quantile`` (the dashboard's p99 commit) read 1 s at most."""
+    metrics = ServingMetrics()
+    metrics.record_commit_latency.observe(5.0)  # a commit that waited 5 s for a lock
+    buckets = {
+        float(s.labels["le"]): s.value
+        for m in metrics.record_commit_latency.collect()
+        for s in m.samples
+        if s.name.endswith("_bucket")
+    }
+    finite = sorted(le for le in buckets if le != float("inf"))
+    assert finite[-1] >= DEFAULT_LOCK_TIMEOUT_S
+    below = max(le for le in finite if le < 5.0)
+    assert (buckets[below], buckets[5.0]) == (0.0, 1.0)  # told from a shorter stall
+    assert below >= 2.5 and finite[0] <= 0.001  # and a fast commit from a slow one
