@@ -19,7 +19,11 @@ cannot hold is ignored on its own, with nothing of it stored: refusing the deliv
 make Alertmanager resend the group, and its valid alerts would never be acted on. A NUL
 in a label's name or value, the fingerprint or ``startsAt`` is such a value on both
 backends (PostgreSQL's ``json`` would keep one in a label but could not read the row's
-fields back, and every look-up of the model's actions would fail).
+fields back, and every look-up of the model's actions would fail). Alertmanager's labels
+are strings: a label whose value is anything else is dropped (logged) before the alert
+is read, so no nested value reaches the episode, the event or the job (one nested a few
+hundred deep made every listing that showed it fail to serialise). Nothing else of the
+payload (annotations, the group's labels) is stored.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -42,7 +47,7 @@ from tunewatch.api._errors import ApiError
 logger = logging.getLogger(__name__)
 
 
-def _fingerprint(alert: dict[str, Any], labels: dict[str, Any]) -> str:
+def _fingerprint(alert: dict[str, Any], labels: dict[str, str]) -> str:
     value = alert.get("fingerprint")
     if isinstance(value, str) and value:
         return value[:64]
@@ -50,15 +55,43 @@ def _fingerprint(alert: dict[str, Any], labels: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-#: How long a delivery waits for another one that holds an episode's claim to decide it.
+#: How long a delivery waits for other ones that hold its episodes' claims to decide them.
 CLAIM_WAIT_S = 2.0
 
 
-def handle_alerts(ctx: AppContext, body: dict[str, Any]) -> dict[str, Any]:
+class _ClaimWait:
+    """A delivery's one wait for claims that other deliveries hold: ``CLAIM_WAIT_S`` from
+    its first held episode, shared by all its alerts. Each alert waiting its own made a
+    group of N episodes that a dead delivery held answer its 503 after N times that."""
+
+    def __init__(self, clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
+        self._clock = clock
+        self._sleep = sleep
+        self._deadline: float | None = None
+
+    def pause(self) -> bool:
+        """Wait a moment before trying a held claim again; False once the wait is over."""
+        now = self._clock()
+        if self._deadline is None:
+            self._deadline = now + CLAIM_WAIT_S
+        if now >= self._deadline:
+            return False
+        self._sleep(0.05)
+        return True
+
+
+def handle_alerts(
+    ctx: AppContext,
+    body: dict[str, Any],
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Any]:
     alerts = body.get("alerts")
     if not isinstance(alerts, list):
         raise ApiError(400, "invalid_request", "`alerts` must be a list (Alertmanager v4)")
     label = ctx.runtime.config.alerting.model_label
+    wait = _ClaimWait(clock, sleep)
     summary: dict[str, Any] = {
         "received": len(alerts),
         "new_episodes": 0,
@@ -71,7 +104,7 @@ def handle_alerts(ctx: AppContext, body: dict[str, Any]) -> dict[str, Any]:
             summary["ignored"].append("not an object")
             continue
         try:
-            _handle_alert(ctx, body, alert, label, summary)
+            _handle_alert(ctx, body, alert, label, summary, wait)
         except InvalidValueError as exc:
             summary["ignored"].append(f"cannot be stored: {exc.message}")
     return summary
@@ -83,13 +116,12 @@ def _handle_alert(
     alert: dict[str, Any],
     label: str,
     summary: dict[str, Any],
+    wait: _ClaimWait,
 ) -> None:
     store = ctx.runtime.store
-    labels = alert.get("labels")
-    if not isinstance(labels, dict):
-        labels = {}
+    labels = _string_labels(alert.get("labels"))
     # As long as the columns hold: Alertmanager's own values are far shorter.
-    name = str(labels.get("alertname", "unnamed"))[:200]
+    name = labels.get("alertname", "unnamed")[:200]
     starts_at = str(alert.get("startsAt", ""))[:64]
     fingerprint = _fingerprint(alert, labels)
     nul = _nul_in(labels, fingerprint=fingerprint, starts_at=starts_at)
@@ -113,7 +145,6 @@ def _handle_alert(
     # so wait a little for it; one still holding the claim died deciding (killed, or the
     # store failed before it could release the claim): busy, answered 503 so Alertmanager
     # retries until the claim times out and a retry takes it.
-    deadline = time.monotonic() + CLAIM_WAIT_S
     while True:
         claim = store.claim_alert_episode(
             fingerprint=fingerprint, starts_at=starts_at, model=model, alertname=name, labels=labels
@@ -122,10 +153,9 @@ def _handle_alert(
             break
         if not store.alert_episode_claimed(fingerprint=fingerprint, starts_at=starts_at):
             return
-        if time.monotonic() >= deadline:
+        if not wait.pause():
             summary["busy"].append(name)
             return
-        time.sleep(0.05)
     summary["new_episodes"] += 1
     try:
         outcome = ctx.dispatcher.handle(
@@ -159,14 +189,31 @@ def _handle_alert(
         summary["jobs"].append(outcome.job_id)
 
 
-def _nul_in(labels: dict[str, Any], *, fingerprint: str, starts_at: str) -> str | None:
+def _string_labels(labels: Any) -> dict[str, str]:
+    """An alert's ``labels`` with only the labels whose value is a string, as
+    Alertmanager's always are; the rest are dropped and logged. Not an object: none."""
+    if not isinstance(labels, dict):
+        return {}
+    kept = {k: v for k, v in labels.items() if isinstance(k, str) and isinstance(v, str)}
+    if len(kept) < len(labels):
+        dropped = sorted(str(k) for k in labels if k not in kept)
+        logger.warning(
+            "alert %r: dropped %d label(s) whose value is not a string (Alertmanager's "
+            "labels are strings): %s",
+            kept.get("alertname", "unnamed")[:200],
+            len(dropped),
+            [k[:100] for k in dropped[:10]],
+        )
+    return kept
+
+
+def _nul_in(labels: dict[str, str], *, fingerprint: str, starts_at: str) -> str | None:
     """Where the alert holds a NUL (a label's name or value, the fingerprint, startsAt);
-    None when nowhere. Anything deeper (a label value that is no string) is left to the
-    store, which refuses a NUL anywhere in the JSON it is given."""
+    None when nowhere."""
     for key, value in labels.items():
-        if "\x00" in str(key):
+        if "\x00" in key:
             return f"a label name {key!r}"
-        if isinstance(value, str) and "\x00" in value:
+        if "\x00" in value:
             return f"label {key!r}"
     if "\x00" in fingerprint:
         return "the fingerprint"

@@ -22,7 +22,7 @@ from tunewatch._background import BackgroundServer
 from tunewatch._daemon import Daemon
 from tunewatch._errors import StoreUnavailableError
 from tunewatch._example import ExampleModel
-from tunewatch.api._alerts import handle_alerts
+from tunewatch.api._alerts import CLAIM_WAIT_S, handle_alerts
 from tunewatch.store._schema import jobs
 
 FIRING_AT = "2026-11-28T10:00:00Z"
@@ -147,6 +147,37 @@ def test_an_alert_with_labels_that_are_not_an_object_is_ignored_not_a_500(
     r = httpx.post(url, json=payload(*odd), headers=hooked.auth("alertmanager"))
     assert r.status_code == 200, r.text
     assert r.json()["new_episodes"] == 0 and len(r.json()["ignored"]) == len(odd)
+
+
+def test_label_values_that_are_not_strings_are_dropped_and_the_listings_still_answer(
+    hooked: Running,
+) -> None:
+    """A label nested 260 deep was stored in the episode, the alert_received event and the
+    job's trigger: the webhook answered 200, then /v1/events, /v1/jobs, /v1/jobs/{id} and
+    the dashboard's overview answered 500 (too deep to serialise) while the row was
+    listed. Alertmanager's labels are strings; anything else is dropped."""
+    deep: Any = []
+    for _ in range(260):
+        deep = [deep]
+    odd = alert("fpDeep")
+    odd["labels"] |= {"deep": deep, "count": 3, "flag": True, "none": None, "map": {"a": "b"}}
+    odd["annotations"] = {"summary": deep}
+    r = httpx.post(
+        f"{hooked.url}/v1/alerts/alertmanager",
+        json=payload(odd),
+        headers=hooked.auth("alertmanager"),
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["new_episodes"] == 1 and r.json()["ignored"] == []
+    [job_id] = r.json()["jobs"]
+    viewer = hooked.auth("viewer")
+    for path in ("/v1/events", "/v1/jobs", f"/v1/jobs/{job_id}", "/v1/dashboard/overview"):
+        listed = httpx.get(f"{hooked.url}{path}", headers=viewer, timeout=60)
+        assert listed.status_code == 200, f"{path}: {listed.status_code} {listed.text[:300]}"
+    kept = alert("fpDeep")["labels"]
+    assert hooked.daemon.store.get_job(job_id).trigger["labels"] == kept
+    [event] = hooked.daemon.store.list_events(model=MODEL, type="alert_received")
+    assert event.payload["labels"] == kept
 
 
 def test_a_body_with_a_lone_surrogate_is_refused_as_invalid_json(hooked: Running) -> None:
@@ -454,5 +485,47 @@ def test_an_episode_a_dead_delivery_still_holds_is_answered_503_until_it_can_be_
             stale_after=timedelta(0),
         )
         assert taken is not None
+    finally:
+        daemon.close()
+
+
+class _FakeTime:
+    """A monotonic clock that moves only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.slept += seconds
+
+
+def test_a_delivery_whose_episodes_dead_deliveries_hold_waits_once_not_once_per_alert(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """Each held alert waited its own CLAIM_WAIT_S: a group of 8 alerts that a dead
+    delivery held answered its 503 after 16 s, where one wait is what it needs."""
+    daemon, _ = _retune_daemon(trained, tmp_path, None, quota=100, cooldown=0)
+    held = [alert(f"held{i}") for i in range(6)]
+    try:
+        for a in held:  # claimed by a delivery that died before it settled them
+            assert daemon.store.claim_alert_episode(
+                fingerprint=a["fingerprint"],
+                starts_at=FIRING_AT,
+                model=MODEL,
+                alertname=a["labels"]["alertname"],
+                labels=a["labels"],
+            )
+        fake = _FakeTime()
+        summary = handle_alerts(
+            daemon.app.ctx, payload(*held, alert("free")), clock=fake.clock, sleep=fake.sleep
+        )
+        assert summary["busy"] == ["TunewatchDriftHigh"] * len(held)
+        assert CLAIM_WAIT_S <= fake.slept <= CLAIM_WAIT_S + 0.1, fake.slept
+        assert _job_fingerprints(daemon) == ["free"]
     finally:
         daemon.close()
