@@ -43,6 +43,9 @@ from retune.warmstart._base import History, HistoryTrial, WarmStartPlan
 logger = logging.getLogger(__name__)
 
 MAX_STALE_RETRIES = 2
+#: A RUNNING trial is stale, and failed, once its last heartbeat is this many heartbeat
+#: intervals old (by the database's clock): Optuna's grace period.
+STALE_AFTER_HEARTBEATS = 2
 _CATEGORICAL_TRIES = 8
 
 
@@ -129,6 +132,15 @@ def make_storage(storage: str, *, heartbeat_interval: int | None) -> optuna.stor
     return JournalStorage(JournalFileBackend(storage))
 
 
+def close_storage(backend: optuna.storages.BaseStorage) -> None:
+    """Close the connections ``backend`` holds: an RDB storage's engine keeps a pool of
+    them open until the garbage collector frees it (on PostgreSQL each is a server
+    process), so a storage opened for a read or a run is closed after it."""
+    if isinstance(backend, RDBStorage):
+        backend.remove_session()
+        backend.engine.dispose()
+
+
 def _open_rdb(storage: str, *, heartbeat_interval: int | None) -> RDBStorage:
     for attempt in range(_OPEN_TRIES - 1):
         try:
@@ -155,7 +167,7 @@ def _new_rdb(storage: str, *, heartbeat_interval: int | None) -> RDBStorage:
         return RDBStorage(
             storage,
             heartbeat_interval=heartbeat_interval,
-            grace_period=2 * heartbeat_interval,
+            grace_period=STALE_AFTER_HEARTBEATS * heartbeat_interval,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                 max_retry=MAX_STALE_RETRIES
             ),
@@ -271,6 +283,19 @@ def _narrow(
 
 
 # -- studies ----------------------------------------------------------------------------
+OUTCOME = "outcome"
+"""Trial user attribute: ``complete`` | ``pruned`` | ``vetoed`` | ``cost_rejected`` | ``error``."""
+
+
+def ran(user_attrs: Mapping[str, Any]) -> bool:
+    """Whether a trial ran, as :class:`~retune.TuningResult` and :func:`study_progress`
+    count trials: it recorded an ``outcome`` (trained, pruned, vetoed, failed, or rejected
+    for its serving cost). Not one WAITING (a warm-start configuration enqueued), one
+    still running, one given up untrained beyond ``max_trials`` (``skipped``), nor one a
+    killed worker left."""
+    return user_attrs.get(OUTCOME) is not None
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrialRecord:
     number: int
@@ -317,8 +342,16 @@ class TrialHandle:
 class StudyHandle:
     """One process's connection to a (possibly shared) study."""
 
-    def __init__(self, study: optuna.Study, *, created: bool, seed: int) -> None:
+    def __init__(
+        self,
+        study: optuna.Study,
+        *,
+        created: bool,
+        seed: int,
+        storage: optuna.storages.BaseStorage,
+    ) -> None:
         self._study = study
+        self._storage = storage  # as opened: the study holds it wrapped in a cache
         self.created = created
         self.seed = seed  # this worker's sampler seed
         self.name = study.study_name
@@ -357,6 +390,11 @@ class StudyHandle:
                     continue  # it finished meanwhile: it was not orphaned
                 failed.append(t.number)
         return failed
+
+    def close(self) -> None:
+        """Close this process's connections to the study's storage (see
+        :func:`close_storage`); the handle is not used after."""
+        close_storage(self._storage)
 
     def fail_stale_trials(self) -> None:
         with _translated(self.name, "failing stale trials"), _experimental_ok():
@@ -429,22 +467,27 @@ def open_study(
     """
     with _translated(study_name, "opening storage"):
         backend = make_storage(storage, heartbeat_interval=heartbeat_interval)
-        exists = study_name in optuna.get_all_study_names(backend)
-    worker_seed = seed if not exists else secrets.randbits(31)
-    base = TPESampler(seed=worker_seed)
-    sampler: BaseSampler = base
-    if plan is not None and not plan.is_empty or (plan is not None and plan.explore_every):
-        sampler = PlanSampler(base, plan, seed=worker_seed)
-    with _translated(study_name, "creating or loading the study"):
-        study = optuna.create_study(
-            storage=backend,
-            study_name=study_name,
-            sampler=sampler,
-            pruner=_pruner(pruner),
-            direction="minimize",
-            load_if_exists=True,
-        )
-    return StudyHandle(study, created=not exists, seed=worker_seed)
+    try:
+        with _translated(study_name, "opening storage"):
+            exists = study_name in optuna.get_all_study_names(backend)
+        worker_seed = seed if not exists else secrets.randbits(31)
+        base = TPESampler(seed=worker_seed)
+        sampler: BaseSampler = base
+        if plan is not None and not plan.is_empty or (plan is not None and plan.explore_every):
+            sampler = PlanSampler(base, plan, seed=worker_seed)
+        with _translated(study_name, "creating or loading the study"):
+            study = optuna.create_study(
+                storage=backend,
+                study_name=study_name,
+                sampler=sampler,
+                pruner=_pruner(pruner),
+                direction="minimize",
+                load_if_exists=True,
+            )
+    except BaseException:
+        close_storage(backend)
+        raise
+    return StudyHandle(study, created=not exists, seed=worker_seed, storage=backend)
 
 
 def rebuild_sampler(handle: StudyHandle, plan: WarmStartPlan) -> None:
@@ -458,26 +501,34 @@ def rebuild_sampler(handle: StudyHandle, plan: WarmStartPlan) -> None:
 def load_history(storage: str, study_names: Sequence[str]) -> History:
     """Completed trials of ``study_names`` (oldest first), ranks normalised per study."""
     items: list[HistoryTrial] = []
-    for name in study_names:
-        try:
-            backend = make_storage(storage, heartbeat_interval=None)
-            study = optuna.load_study(study_name=name, storage=backend)
-            trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        except KeyError as exc:
-            raise WarmStartError(f"history study {name!r} does not exist in {storage!r}") from exc
-        except Exception as exc:
-            if not isinstance(exc, OptunaError) and not _is_storage_error(exc):
-                raise
-            raise WarmStartError(
-                f"cannot read history study {name!r}: {type(exc).__name__}: {exc}"
-            ) from exc
-        for t in trials:
-            if t.value is not None:
-                items.append(
-                    HistoryTrial(
-                        study_name=name, number=t.number, params=dict(t.params), value=t.value
+    backend: optuna.storages.BaseStorage | None = None  # one for all the studies
+    try:
+        for name in study_names:
+            try:
+                if backend is None:
+                    backend = make_storage(storage, heartbeat_interval=None)
+                study = optuna.load_study(study_name=name, storage=backend)
+                trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            except KeyError as exc:
+                raise WarmStartError(
+                    f"history study {name!r} does not exist in {storage!r}"
+                ) from exc
+            except Exception as exc:
+                if not isinstance(exc, OptunaError) and not _is_storage_error(exc):
+                    raise
+                raise WarmStartError(
+                    f"cannot read history study {name!r}: {type(exc).__name__}: {exc}"
+                ) from exc
+            for t in trials:
+                if t.value is not None:
+                    items.append(
+                        HistoryTrial(
+                            study_name=name, number=t.number, params=dict(t.params), value=t.value
+                        )
                     )
-                )
+    finally:
+        if backend is not None:
+            close_storage(backend)
     return History.from_trials(items)
 
 
@@ -531,10 +582,14 @@ def param_importances(history: History, space: SearchSpace, *, seed: int) -> dic
 
 @dataclass(frozen=True, slots=True)
 class StudyProgress:
-    """How far a study got: trials by state and the best value so far (lower is better)."""
+    """How far a study got: the trials that ran (:func:`ran`, as
+    :attr:`TuningResult.n_trials <retune.TuningResult>` counts them) and those of them
+    rejected for their serving cost (untrained: ``max_trials`` counts the others), trials
+    by state, and the best value so far (lower is better)."""
 
     study_name: str
     n_trials: int
+    n_cost_rejected: int
     n_complete: int
     n_running: int
     n_pruned: int
@@ -546,16 +601,20 @@ def study_progress(storage: str, study_name: str) -> StudyProgress | None:
     """Progress of ``study_name``, or ``None`` when it does not exist (yet)."""
     with _translated(study_name, "reading its progress"):
         backend = make_storage(storage, heartbeat_interval=None)
-        try:
+        try:  # a job's reporter reads every second: no connection is left to pile up
             study = optuna.load_study(study_name=study_name, storage=backend)
+            trials = study.get_trials(deepcopy=False)
         except KeyError:
             return None
-        trials = study.get_trials(deepcopy=False)
+        finally:
+            close_storage(backend)
     states = [t.state for t in trials]
     complete = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    outcomes = [t.user_attrs.get(OUTCOME) for t in trials if ran(t.user_attrs)]
     return StudyProgress(
         study_name=study_name,
-        n_trials=len(trials),
+        n_trials=len(outcomes),
+        n_cost_rejected=outcomes.count("cost_rejected"),
         n_complete=len(complete),
         n_running=states.count(TrialState.RUNNING),
         n_pruned=states.count(TrialState.PRUNED),

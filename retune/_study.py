@@ -5,9 +5,11 @@ Several processes calling :func:`run_study` with the same ``storage`` and
 The first one creates it, stores the warm-start plan, the dataset version, the objective
 and the CV, and enqueues the plan's configurations; later ones join and adopt the stored
 plan, and are refused when their data, objective or CV differ. With
-``heartbeat_interval`` set, trials of crashed workers are failed once stale and retried;
-without it, a run opening the study fails the trials no live run is training, as the
-runs' records tell (:mod:`retune._runs`).
+``heartbeat_interval`` set, trials of crashed workers are failed once stale and retried,
+and a run whose ``max_trials`` only trials running elsewhere fill waits until each has
+ended, gone stale or shown its worker alive (:func:`_await_running_trials`); without it,
+a run opening the study fails the trials no live run is training, as the runs' records
+tell (:mod:`retune._runs`).
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from monitor.objectives import Objective
 from retune._budget import Budget, BudgetTracker
 from retune._errors import CVError, StudyError
 from retune._optuna import (
+    OUTCOME,
+    STALE_AFTER_HEARTBEATS,
     FailTrial,
     PruneTrial,
     StudyHandle,
     TrialHandle,
     TrialRecord,
     open_study,
+    ran,
     rebuild_sampler,
 )
 from retune._runs import (
@@ -47,9 +52,6 @@ from retune.space import SearchSpace
 from retune.warmstart import CostPredictor, WarmStartPlan
 
 logger = logging.getLogger(__name__)
-
-OUTCOME = "outcome"
-"""Trial user attribute: ``complete`` | ``pruned`` | ``vetoed`` | ``cost_rejected`` | ``error``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,59 +139,71 @@ def run_study(
         pruner=budget.pruner,
         heartbeat_interval=heartbeat_interval,
     )
-    plan = _settle_plan(handle, plan, version)
-    _settle_setup(handle, objective=_objective_setup(objective), cv=_cv_setup(cv, seed))
-    space = _settle_space(handle, space)
-    run_key = new_run_key()
-    record = register_run(handle, run_key, started_at=started_at)
+    try:  # the run's connections are closed after it: a worker runs several studies
+        plan = _settle_plan(handle, plan, version)
+        _settle_setup(handle, objective=_objective_setup(objective), cv=_cv_setup(cv, seed))
+        space = _settle_space(handle, space)
+        run_key = new_run_key()
+        record = register_run(handle, run_key, started_at=started_at)
 
-    def objective_fn(trial: TrialHandle) -> float:
-        trial.set_attr(RUN_ATTR, run_key)
-        if budget.max_trials is not None:
-            # workers that checked the budget at once may all have started a trial: the
-            # ones numbered beyond it give theirs up
-            ahead = sum(_takes_budget(t) for t in handle.trials() if t.number < trial.number)
-            if ahead >= budget.max_trials:
-                reason = f"max_trials ({budget.max_trials}) taken by the trials before it"
-                trial.set_attr("skipped", reason)
-                raise FailTrial(reason)
-        return _run_trial(
-            trial,
-            space=space,
-            x=x,
-            y=y,
-            objective=objective,
-            cv=cv,
-            seed=seed,
-            groups=groups,
-            version=version,
-            plan=plan,
-            cost_predictor=cost_predictor,
-        )
+        def objective_fn(trial: TrialHandle) -> float:
+            trial.set_attr(RUN_ATTR, run_key)
+            if budget.max_trials is not None:
+                # workers that checked the budget at once may all have started a trial: the
+                # ones numbered beyond it give theirs up
+                ahead = sum(_takes_budget(t) for t in handle.trials() if t.number < trial.number)
+                if ahead >= budget.max_trials:
+                    reason = f"max_trials ({budget.max_trials}) taken by the trials before it"
+                    trial.set_attr("skipped", reason)
+                    raise FailTrial(reason)
+            return _run_trial(
+                trial,
+                space=space,
+                x=x,
+                y=y,
+                objective=objective,
+                cv=cv,
+                seed=seed,
+                groups=groups,
+                version=version,
+                plan=plan,
+                cost_predictor=cost_predictor,
+            )
 
-    def should_stop() -> str | None:
-        if interrupted is not None and interrupted():
-            return "interrupted"
-        trials = handle.trials()
-        counted = [t for t in trials if OUTCOME in t.user_attrs]
-        # a configuration rejected for its serving cost is never trained: it spends no
-        # trial of the budget, but a space where nearly everything is too costly stops
-        trained = [t for t in counted if t.user_attrs[OUTCOME] != "cost_rejected"]
-        if len(counted) - len(trained) >= MAX_COST_REJECTIONS * max(budget.max_trials or 10, 1):
-            return "exhausted"
-        taken = sum(_takes_budget(t) for t in trials)  # trained, or training elsewhere
-        return tracker.stop_reason(taken, [t.value for t in trained])
+        def stop_reason() -> str | None:
+            if interrupted is not None and interrupted():
+                return "interrupted"
+            trials = handle.trials()
+            counted = [t for t in trials if ran(t.user_attrs)]
+            # a configuration rejected for its serving cost is never trained: it spends no
+            # trial of the budget, but a space where nearly everything is too costly stops
+            trained = [t for t in counted if t.user_attrs[OUTCOME] != "cost_rejected"]
+            if len(counted) - len(trained) >= MAX_COST_REJECTIONS * max(budget.max_trials or 10, 1):
+                return "exhausted"
+            taken = sum(_takes_budget(t) for t in trials)  # trained, or training elsewhere
+            return tracker.stop_reason(taken, [t.value for t in trained])
 
-    try:
-        if heartbeat_interval is not None:
-            handle.fail_stale_trials()
-        else:  # no heartbeats: a trial no live run is training is told by the runs' records
-            fail_orphaned_trials(handle, own=run_key)
-        tracker.add_earlier(**time_spent(handle, before=started_at))
-        handle.optimize(objective_fn, should_stop=should_stop)
+        def should_stop() -> str | None:
+            if heartbeat_interval is None:
+                return stop_reason()
+            handle.fail_stale_trials()  # at every check: none stays RUNNING past its grace
+            reason = stop_reason()
+            if reason == "max_trials" and _await_running_trials(
+                handle, heartbeat_interval=heartbeat_interval, interrupted=interrupted
+            ):
+                reason = stop_reason()
+            return reason
+
+        try:
+            if heartbeat_interval is None:  # a trial no live run is training: the runs' records
+                fail_orphaned_trials(handle, own=run_key)
+            tracker.add_earlier(**time_spent(handle, before=started_at))
+            handle.optimize(objective_fn, should_stop=should_stop)
+        finally:
+            record_run_end(handle, run_key, record, tracker)
+        return _result(handle, tracker, version, plan, max_fold_spread=cv.max_fold_spread)
     finally:
-        record_run_end(handle, run_key, record, tracker)
-    return _result(handle, tracker, version, plan, max_fold_spread=cv.max_fold_spread)
+        handle.close()
 
 
 def _takes_budget(trial: TrialRecord) -> bool:
@@ -199,6 +213,43 @@ def _takes_budget(trial: TrialRecord) -> bool:
     if outcome is not None:
         return bool(outcome != "cost_rejected")
     return trial.state == "RUNNING"
+
+
+def _await_running_trials(
+    handle: StudyHandle, *, heartbeat_interval: int, interrupted: Callable[[], bool] | None
+) -> bool:
+    """Wait until each trial RUNNING now has ended, been failed as stale, or shown that its
+    worker lives; returns whether any was running.
+
+    A trial running in another worker takes a place of ``max_trials``, but a killed
+    worker's trial looks the same until its last heartbeat is ``STALE_AFTER_HEARTBEATS``
+    intervals old: a run resumed at once stopped on that place, short of the budget, and
+    left the trial RUNNING for good. Failing stale trials as it polls, the run waits one
+    interval past that grace (a SQLite clock counts whole seconds): a trial neither ended
+    nor stale by then has had a heartbeat since the wait began. Called with no trial of
+    this run's own running (between trials).
+    """
+    waiting = {t.number for t in handle.trials() if t.state == "RUNNING"}
+    if not waiting:
+        return False
+    poll_s = min(1.0, heartbeat_interval / 4)
+    wait_s = (STALE_AFTER_HEARTBEATS + 1) * heartbeat_interval + poll_s
+    logger.info(
+        "study %s: max_trials is taken with trials %s running elsewhere; waiting up to %.1f s "
+        "(heartbeat_interval %d s) for each to end, go stale or heartbeat",
+        handle.name,
+        sorted(waiting),
+        wait_s,
+        heartbeat_interval,
+    )
+    deadline = time.monotonic() + wait_s
+    while True:
+        time.sleep(poll_s)
+        late = time.monotonic() >= deadline  # read before: the staleness check must be later
+        handle.fail_stale_trials()
+        waiting &= {t.number for t in handle.trials() if t.state == "RUNNING"}
+        if not waiting or late or (interrupted is not None and interrupted()):
+            return True
 
 
 def _settle_space(handle: StudyHandle, space: SearchSpace) -> SearchSpace:
@@ -411,7 +462,7 @@ def _result(
         study_name=handle.name,
         best_params=dict(best.params),
         best_value=best.value,
-        n_trials=sum(o is not None for o in outcomes),
+        n_trials=sum(ran(t.user_attrs) for t in trials),
         n_pruned=outcomes.count("pruned"),
         n_vetoed=outcomes.count("vetoed") + n_over,
         n_cost_rejected=outcomes.count("cost_rejected"),

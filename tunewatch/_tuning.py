@@ -336,6 +336,7 @@ class TuningJobRunner:
                     "study": study,
                     "max_trials": tj.max_trials,
                     "trials": result.n_trials,
+                    "cost_rejected": result.n_cost_rejected,
                     "best_value": result.best_value,
                 },
             )
@@ -351,6 +352,7 @@ class TuningJobRunner:
                 "study": study,
                 "max_trials": tj.max_trials,
                 "trials": result.n_trials,
+                "cost_rejected": result.n_cost_rejected,
                 "best_value": result.best_value,
             },
         )
@@ -527,7 +529,8 @@ class _ProgressReporter:
             progress = {
                 "phase": "tuning",
                 "study": study,
-                "trials": p.n_trials,
+                "trials": p.n_trials,  # those that ran, as the result counts them
+                "cost_rejected": p.n_cost_rejected,
                 "complete": p.n_complete,
                 "pruned": p.n_pruned,
                 "best_value": p.best_value,

@@ -3,6 +3,7 @@ failed by the heartbeat and retried, and the study completes."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -15,7 +16,12 @@ from pathlib import Path
 
 import optuna
 import pytest
+from retune_data import binary, small_space
 from sqlalchemy import text
+
+from monitor.objectives import make_objective
+from retune import Budget, load_history, run_study, study_progress
+from retune.cv import StratifiedKFoldCV
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -135,3 +141,53 @@ def test_killed_worker_trial_is_failed_retried_and_the_study_completes(
     retried = [t for t in trials if t.system_attrs.get("failed_trial") is not None]
     assert retried and retried[0].state == optuna.trial.TrialState.COMPLETE
     assert json.loads(out.strip().splitlines()[-1])["stopped_by"] == "max_trials"
+
+
+def test_reading_progress_history_and_tuning_leave_no_connection_open(
+    pg_url: str, storage: optuna.storages.RDBStorage
+) -> None:
+    """Each progress read (a job's reporter reads once a second) opened a storage with a
+    connection pool of its own and never closed it, nor did a history read (one storage
+    per study) or a finished study: their idle connections stayed open until the garbage
+    collector freed the engines, 34 per worker at peak."""
+    app = f"tw_{uuid.uuid4().hex[:12]}"  # the connections opened below, and no others
+    url = f"{pg_url}&application_name={app}"
+    x, y = binary(seed=4, n=150)
+
+    def open_connections() -> int:
+        """Those left open: a closed one's server process takes a moment to leave."""
+        query = text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :app")
+        deadline = time.monotonic() + 5
+        while True:
+            with storage.engine.connect() as conn:
+                n = int(conn.execute(query, {"app": app}).scalar_one())
+            if n == 0 or time.monotonic() > deadline:
+                return n
+            time.sleep(0.05)
+
+    gc.disable()  # as between two of the collector's passes
+    try:
+        run_study(
+            storage=url,
+            study_name="s",
+            space=small_space(),
+            x=x,
+            y=y,
+            objective=make_objective("log_loss"),
+            cv=StratifiedKFoldCV(n_splits=2),
+            budget=Budget(max_trials=2),
+            plan=None,
+            seed=0,
+            heartbeat_interval=1,
+        )
+        after_study = open_connections()
+        for _ in range(5):
+            progress = study_progress(url, "s")
+            assert progress is not None and progress.n_trials == 2
+        assert study_progress(url, "missing") is None
+        after_progress = open_connections()
+        assert len(load_history(url, ["s", "s"])) == 4
+        after_history = open_connections()
+    finally:
+        gc.enable()
+    assert (after_study, after_progress, after_history) == (0, 0, 0)

@@ -1,14 +1,24 @@
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import inspect
+import os
 import re
+import signal
+import sqlite3
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
 import pytest
 from retune_data import SMALL_SPACE, binary, regression, small_space
+from retune_worker import SlowFolds
 
 import retune
 import retune.cv
@@ -293,6 +303,28 @@ def test_configurations_rejected_for_cost_do_not_spend_the_trial_budget(tmp_path
     result = _run(tmp_path, plan=plan, cost_predictor=predict, budget=Budget(max_trials=4))
     trained = result.n_trials - result.n_cost_rejected
     assert trained == 4 and result.best_params["estimator"] == "logistic"
+
+
+def test_progress_counts_the_trials_that_ran_as_the_result_does(tmp_path: Any) -> None:
+    """Progress counted every trial the study held: warm-start configurations still
+    WAITING in the queue (a job with a lowered budget reported 5 trials of 2), trials
+    given up untrained and those a killed worker left. It counts those that ran, as
+    ``TuningResult.n_trials`` does, cost rejections beside."""
+    costly = CostConstraint(max_latency_p99_s=0.005).plan(History(), small_space())
+    logistic = [{"scaler": "standard", "estimator": "logistic", "C": c} for c in (1, 2, 3, 4)]
+    boosted = {"scaler": "none", "estimator": "gradient_boosting", "gb_n_estimators": 5}
+    plan = dataclasses.replace(costly, enqueue=({**boosted, "gb_max_depth": 1}, *logistic))
+
+    def predict(params: Any) -> tuple[float, float]:
+        return (0.02 if params["estimator"] == "gradient_boosting" else 0.001, 1e6)
+
+    result = _run(tmp_path, plan=plan, cost_predictor=predict, budget=Budget(max_trials=2))
+    progress = retune.study_progress(str(tmp_path / "journal.log"), "s")
+    assert progress is not None
+    assert (result.n_trials, result.n_cost_rejected) == (3, 1)  # 2 configurations still wait
+    assert progress.n_trials == 3
+    assert progress.n_cost_rejected == 1
+    assert progress.n_complete == 2 and progress.n_running == 0
 
 
 def test_a_space_where_every_configuration_is_too_costly_stops(tmp_path: Any) -> None:
@@ -611,48 +643,49 @@ def test_a_trial_of_a_run_that_may_be_live_elsewhere_keeps_its_place(tmp_path: A
     assert _trained(storage) == 2
 
 
+def _worker_process(storage: str, max_trials: int, fold_s: float) -> subprocess.Popen[str]:
+    """A worker process (``retune_worker.py``) tuning study ``s`` of ``storage``: 1 s
+    heartbeats on an RDB URL; ``fold_s`` seconds per fold."""
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": f"{here}{os.pathsep}{here.parents[1]}"}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(here / "retune_worker.py"),
+            storage,
+            "s",
+            str(max_trials),
+            str(fold_s),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _running(storage: str) -> list[int]:
+    """The RUNNING trials of study ``s`` (none before the study exists)."""
+    try:
+        trials = _trial_states(storage).values()
+    except KeyError:  # the study is not created yet
+        return []
+    return [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+
+
 def test_a_killed_worker_s_trial_is_failed_by_the_next_run_on_its_host(tmp_path: Any) -> None:
     """A worker SIGKILLed (OOM) in the middle of a trial on a journal file: the next run
     on the host sees its process gone, fails the trial and trains its whole budget."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
-    here = Path(__file__).resolve().parent
-    env = {**os.environ, "PYTHONPATH": f"{here}{os.pathsep}{here.parents[1]}"}
     storage = str(tmp_path / "journal.log")
-
-    def worker(max_trials: int, fold_s: float) -> subprocess.Popen[str]:
-        args = [storage, "s", str(max_trials), str(fold_s)]
-        return subprocess.Popen(
-            [sys.executable, str(here / "retune_worker.py"), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-
-    def running() -> list[int]:
-        if not (tmp_path / "journal.log").exists():
-            return []
-        try:
-            trials = _trial_states(storage).values()
-        except KeyError:  # the study is not created yet
-            return []
-        return [t.number for t in trials if t.state == optuna.trial.TrialState.RUNNING]
-
-    victim = worker(4, fold_s=1.0)  # 1 s per fold: the kill lands inside the trial
+    victim = _worker_process(storage, 4, fold_s=1.0)  # 1 s per fold: the kill lands inside
     deadline = time.monotonic() + 60
-    while not running():
+    while not (tmp_path / "journal.log").exists() or not _running(storage):
         assert victim.poll() is None and time.monotonic() < deadline, "no trial started"
         time.sleep(0.05)
     victim.send_signal(signal.SIGKILL)
     victim.communicate(timeout=10)  # reaped: its process is gone
-    [left] = running()
-    survivor = worker(2, fold_s=0.0)
+    [left] = _running(storage)
+    survivor = _worker_process(storage, 2, fold_s=0.0)
     out, err = survivor.communicate(timeout=120)
     assert survivor.returncode == 0, err
     assert _trained(storage) == 2
@@ -660,6 +693,66 @@ def test_a_killed_worker_s_trial_is_failed_by_the_next_run_on_its_host(tmp_path:
     assert orphan.state == optuna.trial.TrialState.FAIL
     # killed after its trial named its run (or, rarely, in the instant before)
     assert re.search("is gone|no run", orphan.user_attrs["orphaned"])
+
+
+def _beating(path: Path) -> bool:
+    """Whether a RUNNING trial of the SQLite file at ``path`` recorded a heartbeat."""
+    if not path.exists():
+        return False
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        try:
+            query = (
+                "SELECT count(*) FROM trial_heartbeats h JOIN trials t "
+                "ON h.trial_id = t.trial_id WHERE t.state = 'RUNNING'"
+            )
+            return bool(conn.execute(query).fetchone()[0])
+        except sqlite3.OperationalError:  # the schema is not set up yet
+            return False
+
+
+def test_a_run_resumed_at_once_does_not_count_a_killed_worker_s_trial_with_heartbeats(
+    tmp_path: Any,
+) -> None:
+    """With heartbeats a RUNNING trial counted towards ``max_trials`` until Optuna found it
+    stale (two heartbeat intervals without one): a run resumed at once after its worker
+    was killed on the last trial of the budget stopped with ``max_trials``, registering a
+    winner of two trials of three, and nothing failed the killed trial: it stayed RUNNING
+    for good."""
+    path = tmp_path / "optuna.db"
+    storage = f"sqlite:///{path}"
+
+    def killable() -> bool:  # two trials trained, the third one running and beating
+        return bool(_running(storage)) and _trained(storage) == 2 and _beating(path)
+
+    victim = _worker_process(storage, 3, fold_s=0.5)  # the third trial runs for 1.5 s
+    deadline = time.monotonic() + 60
+    while not (path.exists() and killable()):
+        assert victim.poll() is None and time.monotonic() < deadline, "no third trial ran"
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=10)
+    [left] = _running(storage)
+    # resumed at once, in this process (a new one takes longer to start than the trial
+    # takes to go stale), with the worker's data and setup
+    x, y = binary(seed=21, n=1500, n_features=10)
+    resumed = run_study(
+        storage=storage,
+        study_name="s",
+        space=small_space(),
+        x=x,
+        y=y,
+        objective=make_objective("log_loss"),
+        cv=SlowFolds(n_splits=3),
+        budget=Budget(max_trials=3),
+        plan=None,
+        seed=0,
+        heartbeat_interval=1,
+    )
+    assert (resumed.n_trials, resumed.stopped_by) == (3, "max_trials")
+    assert _trained(storage) == 3
+    trials = _trial_states(storage)
+    assert trials[left].state == optuna.trial.TrialState.FAIL
+    assert _running(storage) == []
 
 
 def test_processes_opening_one_new_rdb_storage_together_all_get_it(tmp_path: Any) -> None:

@@ -190,6 +190,40 @@ def test_too_little_labelled_data_fails_with_the_rule(
         d.close()
 
 
+def test_job_progress_counts_the_trials_that_ran_not_those_still_queued(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """Progress counted every trial of the job's study, the warm-start configurations
+    still queued included: a job of ``max_trials: 2`` after one of 10 reported 5 trials
+    of 2 while 2 ran. It counts the trials that ran, as the job's result does."""
+    d = _daemon(_config(tmp_path, max_trials=10), trained)
+    try:
+        first = d.dispatcher.handle(MODEL, "manual", {"reason": "history"})
+        assert first.job_id is not None
+        assert _runner(d).run(first.job_id).status == "succeeded"
+    finally:
+        d.close()
+    d = Daemon(build_config(_config(tmp_path, max_trials=2), env={}), env={})
+    try:
+        second = d.dispatcher.handle(MODEL, "manual", {"reason": "lowered budget"})
+        assert second.job_id is not None
+        seen: list[int] = []
+        job = _runner(d).run(second.job_id, on_progress=lambda p: seen.append(p["trials"]))
+        assert job.status == "succeeded", job.error
+        assert job.result is not None
+        storage = optuna.storages.RDBStorage(d.config.tuning_storage_url)
+        try:
+            study = optuna.load_study(study_name=job.result["study"], storage=storage)
+            queued = [t for t in study.trials if t.state == optuna.trial.TrialState.WAITING]
+        finally:
+            storage.engine.dispose()
+        assert queued  # warm-start configurations the budget left untried
+        assert seen and max(seen) == seen[-1] == job.result["n_trials"] == 2
+        assert job.progress["trials"] == 2
+    finally:
+        d.close()
+
+
 def test_cli_retune_runs_with_a_progress_bar_and_jobs_lists_it(
     daemon: Daemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -24,11 +24,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def bar(progress: dict[str, Any]) -> None:
-        done, total = int(progress.get("trials") or 0), int(progress.get("max_trials") or 1)
+        # the trials trained, as max_trials counts them: not those rejected for their cost
+        rejected = int(progress.get("cost_rejected") or 0)
+        done = int(progress.get("trials") or 0) - rejected
+        total = int(progress.get("max_trials") or 1)
         filled = min(30, 30 * done // max(total, 1))
         best = progress.get("best_value")
         print(
             f"\rjob {args.job} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} trials"
+            f"{f' (+{rejected} rejected for serving cost)' if rejected else ''}"
             f"  best {best if best is None else f'{best:.4f}'}",
             end="",
             file=sys.stderr,
