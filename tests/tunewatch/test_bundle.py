@@ -337,6 +337,35 @@ def test_import_says_when_the_bundle_holds_no_config_for_config_out(
     assert f"the bundle holds no config for credit: {snippet} was not written" in captured.err
 
 
+def test_import_refuses_a_config_out_it_cannot_write_before_importing_anything(
+    source: Daemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--config-out` in a missing directory registered the versions, then failed (exit
+    2) writing the snippet: a script saw a failed import of a store that had changed."""
+    config = tmp_path / "source.yaml"
+    config.write_text(
+        json.dumps(
+            {
+                "data_dir": str(tmp_path / "source"),
+                "models": [{"name": MODEL, "task": "binary", "objective": {"name": "brier"}}],
+            }
+        )
+    )
+    bundle = tmp_path / "credit.zip"
+    assert main(["--config", str(config), "export", MODEL, str(bundle), "--version", "2"]) == 0
+    capsys.readouterr()
+    target = tmp_path / "target.yaml"
+    target.write_text(json.dumps({"data_dir": str(tmp_path / "target")}))
+    snippet = tmp_path / "missing" / "credit-config.yaml"
+    args = ["--config", str(target), "import", str(bundle), "--config-out", str(snippet)]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert "--config-out" in captured.err and "is not a directory" in captured.err
+    assert "->" not in captured.out
+    assert main(["--config", str(target), "models"]) == 0
+    assert MODEL not in capsys.readouterr().out
+
+
 def test_a_source_study_name_does_not_follow_the_version(
     source: Daemon, target: Daemon, trained: list[ExampleModel], tmp_path: Path
 ) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunewatch._artefacts import ArtefactStore
+from tunewatch._errors import TunewatchError
 
 from ._context import actor_of, config_of, registry_of
 
@@ -42,6 +43,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     from tunewatch._daemon import open_store
 
     config = config_of(args)
+    if args.config_out:  # before anything is imported: a failed write after read as a failure
+        folder = Path(args.config_out).resolve().parent
+        if not folder.is_dir():
+            raise TunewatchError(
+                f"--config-out {args.config_out}: {folder} is not a directory; nothing was imported"
+            )
     store = open_store(config)
     try:
         model, imported, model_config = import_bundle(

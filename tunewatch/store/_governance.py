@@ -197,10 +197,11 @@ def decide_approval(
         )
     if person(approver) in _requesters(current):
         asked = ", ".join(repr(name) for name in (current.requested_by, *current.co_requesters))
+        bootstrap = person(approver) == BOOTSTRAP_TOKEN_NAME
         raise ConflictError(
-            f"approval {approval_id} was requested by {asked}; {approver!r} is one of them "
-            "(the bootstrap admin under any of its token's names): another person must "
-            "decide it",
+            f"approval {approval_id} was requested by {asked}; {approver!r} is one of them"
+            + (" (the bootstrap admin under any of its token's names)" if bootstrap else "")
+            + ": another person must decide it",
             code="same_person",
         )
     status = "approved" if approve else "rejected"
