@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,7 +26,7 @@ from pydantic import (
 )
 
 from monitor.objectives import ObjectiveError, make_objective
-from retune.space import DEFAULTS, KNOWN_PARAMS, is_regression, load_search_space
+from retune.space import DEFAULTS, KNOWN_PARAMS, is_regression, load_search_space, read_yaml
 from tunewatch._config_base import MAX_DURATION_MINUTES, MAX_DURATION_S
 from tunewatch._config_base import Frozen as _Frozen
 from tunewatch._config_evaluation import (
@@ -99,7 +98,9 @@ class ScoringConfig(_Frozen):
     # 3-4k requests/s use about 0.16 on the bench host. It counts the shadow threads' own
     # CPU, so with intra_op_threads > 1 onnxruntime's pool threads are not in it.
     shadow_cpu_share: float | None = Field(default=0.25, gt=0, le=1)
-    candidate_memory_limit_mb: int = Field(default=2048, ge=64)
+    # The candidate's loader process's address-space limit (setrlimit), whose byte count
+    # is a signed 64-bit integer: a larger one failed every registration.
+    candidate_memory_limit_mb: int = Field(default=2048, ge=64, le=(2**63 - 1) // 2**20)
     candidate_timeout_s: float = Field(default=60.0, gt=0, le=MAX_DURATION_S)
     # Every process re-reads lineups this often, so promotions made elsewhere (CLI,
     # another replica, the scheduler) reach it.
@@ -411,16 +412,27 @@ class Config(_Frozen):
             {"name": name, "task": task}, context={"registered": True}
         )
 
-    def check_drift_columns(self, model: str, feature_names: Sequence[str]) -> None:
-        """Refuse ``evaluation.drift.columns`` of ``model`` naming a column its drift
-        frame does not have (its features, the prediction and the label), and a
-        ``tuning.cv_group_column`` that is not one of its features: a model's features
-        are known only once it registers, and such a setting made every evaluation (or
-        job) of the model fail. Called when a version registers and, for stored models,
-        when the daemon starts."""
+    def check_registered_model(
+        self, model: str, feature_names: Sequence[str], *, task: str
+    ) -> None:
+        """Refuse a ``task`` of ``model`` other than its versions' ``task``,
+        ``evaluation.drift.columns`` naming a column its drift frame does not have (its
+        features, the prediction and the label), and a ``tuning.cv_group_column`` that is
+        not one of its features: a model's task and features are known only once it
+        registers, and such a setting made every evaluation (or job) of the model fail.
+        Called when a version registers and, for stored models, when the daemon starts."""
         for i, cfg in enumerate(self.models):
             if cfg.name != model:
                 continue
+            if cfg.task != task:
+                # the evaluator and the comparisons build the config's objective for the
+                # versions' scores: every run of the model failed
+                raise ConfigError(
+                    f"models.{i}.task: a model's task in the config must be its versions' "
+                    f"task, got {cfg.task!r} for model {model!r}, whose versions are "
+                    f"{task!r} (a model's task never changes: correct the config, or "
+                    "register the version under another name)"
+                )
             known = {*feature_names, PREDICTION_COLUMN, LABEL_COLUMN}
             unknown = [c for c in cfg.evaluation.drift.columns if c not in known]
             shown = ", ".join(list(feature_names)[:10])
@@ -486,22 +498,6 @@ def build_config(
         raise ConfigError(_format_errors(exc, source)) from exc
 
 
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader with YAML 1.2's booleans, ``true`` and ``false`` only.
-
-    YAML 1.1 also reads unquoted ``on``/``off``/``yes``/``no`` as booleans, so a
-    trigger's ``on: drift_detected`` became the key ``True``."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
 def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Config:
     """Load the YAML file at ``path`` (or only defaults and environment when ``None``)."""
     if path is None:
@@ -516,7 +512,7 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
             f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
         ) from exc
     try:
-        raw = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
+        raw = read_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     if raw is not None and not isinstance(raw, dict):

@@ -7,7 +7,8 @@ loads, like the rest of it.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -25,7 +26,7 @@ LABEL_COLUMN = "__label__"
 class ColumnDriftSpec(_Frozen):
     """One column's drift method and threshold. Whether the column exists is checked
     against the model's features when it registers or the daemon starts
-    (:meth:`Config.check_drift_columns`); whether the method fits the column's values
+    (:meth:`Config.check_registered_model`); whether the method fits the column's values
     only against the champion's reference, at evaluation."""
 
     method: Literal["ks", "psi", "wasserstein", "jensenshannon", "chisquare", "z"]
@@ -119,8 +120,20 @@ class EvaluationConfig(_Frozen):
     estimate: EstimateEvaluationConfig = EstimateEvaluationConfig()
     label_delay_alarm_s: float = Field(default=7 * 86_400.0, gt=0, le=MAX_DURATION_S)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _seconds_replace_rows(cls, data: Any) -> Any:
+        """A ``window_s`` given alone replaces the default ``window_rows``."""
+        seconds = isinstance(data, Mapping) and data.get("window_s") is not None
+        if seconds and "window_rows" not in data:
+            return {**data, "window_rows": None}
+        return data
+
     @model_validator(mode="after")
     def _one_window(self) -> EvaluationConfig:
         if (self.window_rows is None) == (self.window_s is None):
-            raise ValueError("set exactly one of `window_rows` and `window_s`")
+            raise ValueError(
+                "set exactly one of `window_rows` and `window_s`, got "
+                f"window_rows={self.window_rows}, window_s={self.window_s}"
+            )
         return self

@@ -136,7 +136,7 @@ class Daemon:
         self.config = config
         self.store = open_store(config)
         try:
-            _check_stored_features(config, self.store)
+            check_stored_models(config, self.store)
         except ConfigError:
             self.store.close()
             raise
@@ -161,7 +161,7 @@ class Daemon:
             memory_limit_bytes=config.scoring.candidate_memory_limit_mb * 1024 * 1024,
             timeout_s=config.scoring.candidate_timeout_s,
             regulated_models=[m.name for m in config.models if m.regulated],
-            check_features=config.check_drift_columns,
+            check_features=config.check_registered_model,
         )
         self.registry.regulate_configured()  # models stored unregulated before the config
         self.dispatcher = Dispatcher(self.store, config, metrics=self.metrics)
@@ -330,15 +330,15 @@ class Daemon:
                 logger.info("lineups changed in the store, reloaded: %s", changed)
 
 
-def _check_stored_features(config: Config, store: Store) -> None:
-    """The config's settings that name columns, against the stored models' features
-    (a model's features are known only once it registered)."""
+def check_stored_models(config: Config, store: Store) -> None:
+    """The config's tasks and settings that name columns, against the stored models'
+    tasks and features (known only once a model registered)."""
     for cfg in config.models:
         try:
             stored = store.get_model(cfg.name)
         except NotFoundError:
             continue
-        config.check_drift_columns(cfg.name, stored.feature_names)
+        config.check_registered_model(cfg.name, stored.feature_names, task=stored.task)
 
 
 def _schedule(model: ModelConfig) -> float | str | None:

@@ -38,12 +38,15 @@ class Reference:
                 f"shape {list(x.shape)}",
                 code="invalid_reference",
             )
-        largest = float(np.finfo(np.float32).max)  # features are stored as float32
+        # features are stored as float32. Its largest as a float32 scalar, not a Python
+        # float: a float16 array would cast that down to float16's inf (inf > inf is
+        # false) where a float32 one lifts the array to float32.
+        largest = np.finfo(np.float32).max
         if (x > largest).any() or (x < -largest).any():
             raise RegistrationError(
                 "reference features must be finite numbers or NaN (missing) within float32's "
-                f"range (±{largest:.4g}), as a request's must: the snapshot stores them as "
-                "float32",
+                f"range (±{float(largest):.4g}), as a request's must: the snapshot stores them "
+                "as float32",
                 code="invalid_reference",
             )
         if self.labels is not None and self.labels.shape != (x.shape[0],):
@@ -58,6 +61,15 @@ class Reference:
             raise RegistrationError(
                 f"reference scores must be a [rows ({x.shape[0]}), outputs] matrix, got shape "
                 f"{list(self.scores.shape)}",
+                code="invalid_reference",
+            )
+        if self.scores is not None and (
+            (self.scores > largest).any() or (self.scores < -largest).any()
+        ):
+            raise RegistrationError(
+                "reference scores must be finite numbers or NaN (a row no fold held out) "
+                f"within float32's range (±{float(largest):.4g}): the snapshot stores them as "
+                "float32",
                 code="invalid_reference",
             )
 

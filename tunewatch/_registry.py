@@ -7,10 +7,10 @@ import logging
 import math
 import re
 import tempfile
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from shadow import CandidateInfo, CandidateRejectedError, OnnxModel, TensorSpec, inspect_candidate
 from tunewatch._artefacts import ArtefactStore
@@ -172,6 +172,13 @@ def _check_metadata(metadata: VersionMetadata) -> None:
     )
 
 
+class FeatureCheck(Protocol):
+    """The config's check of a model's task and of its settings that name columns
+    (:meth:`tunewatch._config.Config.check_registered_model`); raises ``ConfigError``."""
+
+    def __call__(self, model: str, feature_names: Sequence[str], *, task: str) -> None: ...
+
+
 class Registry:
     """Validates and registers ONNX files as model versions."""
 
@@ -183,11 +190,12 @@ class Registry:
         memory_limit_bytes: int = 2 * 1024**3,
         timeout_s: float = 60.0,
         regulated_models: Collection[str] = (),
-        check_features: Callable[[str, Sequence[str]], None] | None = None,
+        check_features: FeatureCheck | None = None,
     ) -> None:
-        """``check_features(model, feature_names)`` is called before a version is stored:
-        the config's settings that name a model's columns are checked there (it raises
-        ``ConfigError``), as features are known only once a model registers."""
+        """``check_features(model, feature_names, task=...)`` is called before a version
+        is stored: the config's task of the model and its settings that name the model's
+        columns are checked there (it raises ``ConfigError``), as a model's task and
+        features are known only once it registers."""
         self._store = store
         self._check_features = check_features
         self._artefacts = artefacts
@@ -323,12 +331,12 @@ class Registry:
         nesting at most ``MAX_METADATA_DEPTH`` levels; a ``details.parity_error`` a
         finite number >= 0; ``dataset_version`` and ``study`` values the store holds on
         either backend, and no unpaired surrogate in the feature names, hyperparameters
-        or details (``InvalidValueError``). The reference's shape; the config's
-        settings that name the model's columns; an existing model's task, features and
-        regulated flag (``regulated`` as :meth:`register` takes it). Then the candidate:
-        loaded by a child process under a memory limit and a timeout before the daemon
-        ever opens it; external-data files and models whose input does not match the
-        declared features are refused.
+        or details (``InvalidValueError``). The reference's shape; the config's task
+        of the model and its settings that name the model's columns; an existing model's
+        task, features and regulated flag (``regulated`` as :meth:`register` takes it).
+        Then the candidate: loaded by a child process under a memory limit and a timeout
+        before the daemon ever opens it; external-data files and models whose input does
+        not match the declared features are refused.
         """
         return self._check(
             model,
@@ -353,7 +361,7 @@ class Registry:
         if reference is not None:
             reference.check(len(metadata.feature_names))
         if self._check_features is not None:
-            self._check_features(model, metadata.feature_names)
+            self._check_features(model, metadata.feature_names, task=metadata.task)
         existing, regulated = self._fit(model, metadata, regulated)
         if inspected is None or inspected.sha256 != hashlib.sha256(onnx_bytes).hexdigest():
             inspected = self._inspect(onnx_bytes)

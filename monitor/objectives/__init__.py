@@ -37,7 +37,8 @@ OBJECTIVES: dict[str, type[Objective]] = {
 
 
 def make_objective(name: str, *, task: str | None = None, **params: Any) -> Objective:
-    """Build an objective by name, checking it fits the model's task."""
+    """Build an objective by name, checking it fits the model's task (a binary model's
+    cost matrix is 2x2)."""
     cls = OBJECTIVES.get(name)
     if cls is None:
         raise ObjectiveError(
@@ -52,6 +53,13 @@ def make_objective(name: str, *, task: str | None = None, **params: Any) -> Obje
             f"objective {name!r} does not apply to {task} models "
             f"(it fits {', '.join(sorted(cls.tasks))})"
         )
+    if task == "binary" and isinstance(objective, CostWeightedError):
+        k = objective.cost_matrix.shape[0]
+        if k != 2:  # else every window's predictions (two classes) fail to score
+            raise ObjectiveError(
+                "`cost_matrix` of a binary model must be 2x2 (cost[true][predicted] of "
+                f"classes 0 and 1), got {k}x{k}"
+            )
     return objective
 
 

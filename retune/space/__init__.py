@@ -22,6 +22,7 @@ from retune.space._transformers import (
     MissingIndicatorAppender,
     SparseColumnDropper,
 )
+from retune.space._yaml import DuplicateKeyError, read_yaml
 
 __all__ = [
     "DEFAULTS",
@@ -29,6 +30,7 @@ __all__ = [
     "KNOWN_PARAMS",
     "CategoricalParam",
     "Choice",
+    "DuplicateKeyError",
     "FloatParam",
     "IntParam",
     "KBestColumnSelector",
@@ -42,4 +44,5 @@ __all__ = [
     "is_regression",
     "load_search_space",
     "parse_search_space",
+    "read_yaml",
 ]

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from retune._errors import SearchSpaceError
 from retune.space._params import CategoricalParam, Choice, FloatParam, IntParam, Param
 from retune.space._pipeline import _CHOICES, KNOWN_PARAMS
+from retune.space._yaml import DuplicateKeyError, read_yaml
 
 FORMAT_VERSION = 1
 
@@ -286,9 +287,12 @@ def _check_vocabulary(space: SearchSpace) -> None:
 
 
 def load_search_space(path: str | Path) -> SearchSpace:
-    """Read a search-space YAML file (see ``configs/search_spaces/binary_tabular.yaml``)."""
+    """Read a search-space YAML file (see ``configs/search_spaces/binary_tabular.yaml``);
+    a key given twice in a mapping is an error."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = read_yaml(Path(path).read_text(encoding="utf-8"))
+    except DuplicateKeyError as exc:
+        raise SearchSpaceError(exc.detail, path=exc.path) from exc
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise SearchSpaceError(f"cannot read search space {str(path)!r}: {exc}") from exc
     if not isinstance(data, dict):

@@ -65,6 +65,19 @@ def test_per_request_losses_average_to_the_value(binary: tuple[np.ndarray, np.nd
         )
 
 
+def test_a_binary_model_s_cost_matrix_must_be_two_by_two() -> None:
+    """A 3x3 matrix was accepted for a binary model; every window then raised "cost
+    matrix is 3x3 but predictions have 2 classes", so decay stayed insufficient_data."""
+    with pytest.raises(ObjectiveError) as info:
+        make_objective("cost", task="binary", cost_matrix=[[0, 1, 1], [5, 0, 1], [1, 1, 0]])
+    assert str(info.value) == (
+        "`cost_matrix` of a binary model must be 2x2 (cost[true][predicted] of classes 0 "
+        "and 1), got 3x3"
+    )
+    assert make_objective("cost", task="binary", cost_matrix=[[0, 1], [5, 0]])
+    assert make_objective("cost", task="multiclass", cost_matrix=[[0, 1, 1]] * 3)
+
+
 def test_cost_weighted_error_takes_the_bayes_decision() -> None:
     cost = make_objective("cost", cost_matrix=[[0, 1], [10, 0]])
     # p=0.2 positive: expected cost of predicting 0 is 0.2*10=2 > predicting 1 is 0.8*1

@@ -462,3 +462,34 @@ def test_the_k_best_selector_keeps_the_columns_select_k_best_keeps() -> None:
             reference = SelectKBest(score, k=k).fit(xx, yy)
             np.testing.assert_array_equal(selector.get_support(), reference.get_support())
             np.testing.assert_array_equal(selector.scores_, reference.scores_)
+
+
+def test_a_key_given_twice_is_a_search_space_error_naming_its_path_and_lines(
+    tmp_path: Path,
+) -> None:
+    """The last one won silently: a bound written twice searched the other range."""
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        "name: s\n"
+        "params:\n"
+        "  C: {type: float, low: 0.1, high: 1.0}\n"
+        "  estimator:\n"
+        "    type: categorical\n"
+        "    choices: [logistic]\n"
+        "    choices: [logistic, extra_trees]\n"
+    )
+    with pytest.raises(SearchSpaceError) as info:
+        load_search_space(path)
+    assert info.value.path == "params.estimator.choices"
+    assert str(info.value) == (
+        "params.estimator.choices: a key may be given once in a mapping, got it at lines 6 "
+        "and 7 (YAML readers keep one of them silently)"
+    )
+    path.write_text(
+        "name: s\n"
+        "shared: &shared {type: float, low: 0.1, high: 1.0}\n"
+        "params:\n"
+        "  C: {<<: *shared, high: 10.0}\n"
+    )
+    with pytest.raises(SearchSpaceError, match="shared"):  # past the merge: the schema's
+        load_search_space(path)

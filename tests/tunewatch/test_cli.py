@@ -535,8 +535,30 @@ def test_register_refuses_hyperparameters_nested_too_deeply_without_a_traceback(
     captured = capsys.readouterr()
     assert code == 2 and "Traceback" not in captured.err
     assert "--hyperparameters" in captured.err and "nested too deeply" in captured.err
-    with _store(config) as store:
-        assert store.list_models() == []
+    assert not (tmp_path / "data").exists()  # read before the store is opened
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("{bad", "--hyperparameters must be a JSON object, got text that is not JSON: "),
+        ("[1]", "--hyperparameters must be a JSON object, got an array: [1]"),
+    ],
+)
+def test_register_names_hyperparameters_that_are_not_a_json_object_before_opening_the_store(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], value: str, message: str
+) -> None:
+    """`{bad` printed only json's "Expecting property name enclosed in double quotes",
+    after the store had been opened (and created)."""
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"not read")
+    code = run(
+        config, "register", "credit", str(onnx), "--task", "binary", "--features", "a",
+        "--hyperparameters", value,
+    )  # fmt: skip
+    assert code == 2
+    assert capsys.readouterr().err.startswith(f"tunewatch: error: {message}")
+    assert not (tmp_path / "data").exists()
 
 
 def test_promote_approve_and_rollback_write_the_versions_reports_as_the_api_does(
@@ -562,3 +584,34 @@ def test_promote_approve_and_rollback_write_the_versions_reports_as_the_api_does
     for version in (1, 2):
         text = (reports / f"credit-v{version}.md").read_text(encoding="utf-8")
         assert "rollback (v2 rolled back, v1 restored)" in text, version
+
+
+@pytest.mark.parametrize("command", ["evaluate", "compare"])
+def test_evaluate_and_compare_refuse_a_config_task_other_than_the_stored_one(
+    command: str,
+    config: Path,
+    tmp_path: Path,
+    trained: list[ExampleModel],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A config listing a binary model as regression made `evaluate` and `compare` end in
+    a traceback (the config's objective against the stored task): they check the stored
+    models as the daemon does when it starts."""
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(trained[0].onnx)
+    features = ",".join(trained[0].metadata.feature_names)
+    register = ("register", "credit", str(onnx), "--task", "binary", "--features", features)
+    assert run(config, *register) == 0
+    regression = tmp_path / "regression.yaml"
+    regression.write_text(
+        yaml.safe_dump(
+            {
+                "data_dir": str(tmp_path / "data"),
+                "models": [{"name": "credit", "task": "regression"}],
+            }
+        )
+    )
+    capsys.readouterr()
+    assert run(regression, command, "credit") == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tunewatch: error: models.0.task:") and "'binary'" in err

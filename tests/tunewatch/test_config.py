@@ -151,6 +151,37 @@ def test_a_regression_model_s_default_objective_is_rmse_and_a_misfit_is_refused(
         )
 
 
+def test_a_binary_model_s_cost_matrix_of_three_classes_is_a_config_error() -> None:
+    """It loaded; every decay window then failed scoring and decay read
+    insufficient_data for ever."""
+    three = [[0, 1, 1], [5, 0, 1], [1, 1, 0]]
+    objective = {"name": "cost", "params": {"cost_matrix": three}}
+    with pytest.raises(
+        ConfigError, match=r"models\.0: .*`objective`: `cost_matrix` of a binary model must be 2x2"
+    ):
+        build_config({"models": [{"name": "m", "task": "binary", "objective": objective}]}, env={})
+    model = {"name": "m", "task": "multiclass", "objective": objective}
+    assert build_config({"models": [model]}, env={}).models[0].objective.name == "cost"
+
+
+def test_an_evaluation_window_in_seconds_alone_replaces_the_default_row_window() -> None:
+    """`evaluation: {window_s: 3600}` was refused ("set exactly one of ...") for the
+    default `window_rows` it never set, though the warning for a slowly renewed row
+    window says to give the model a `window_s`."""
+
+    def evaluation(settings: dict[str, object]) -> Any:
+        raw = {"models": [{"name": "m", "task": "binary", "evaluation": settings}]}
+        return build_config(raw, env={}).models[0].evaluation
+
+    seconds = evaluation({"window_s": 3600})
+    assert (seconds.window_rows, seconds.window_s) == (None, 3600.0)
+    assert evaluation({}).window_rows == 5000
+    assert evaluation({"window_rows": None, "window_s": 60}).window_s == 60.0
+    for both in ({"window_rows": 5000, "window_s": 3600}, {"window_rows": None}):
+        with pytest.raises(ConfigError, match="set exactly one of `window_rows` and `window_s`"):
+            evaluation(both)
+
+
 @pytest.mark.parametrize(
     ("trigger", "message"),
     [
@@ -314,6 +345,128 @@ def test_a_trigger_written_in_plain_yaml_loads(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "auth:\n  disabled: false\n  disabled: true\n",
+            "auth.disabled: a key may be given once in a mapping, got it at lines 2 and 3",
+        ),
+        (
+            "auth: {disabled: false, disabled: true}\n",
+            "auth.disabled: a key may be given once in a mapping, got it at lines 1 and 1",
+        ),
+        (
+            "models:\n  - {name: a, task: binary, regulated: true}\nmodels:\n  - {name: b}\n",
+            "models: a key may be given once in a mapping, got it at lines 1 and 3",
+        ),
+        (
+            "models:\n  - name: a\n    task: binary\n  - name: b\n    task: binary\n    name: c\n",
+            "models.1.name: a key may be given once in a mapping, got it at lines 4 and 6",
+        ),
+    ],
+    ids=["block", "flow", "top-level", "in-a-list"],
+)
+def test_a_key_given_twice_is_a_config_error_naming_its_path_and_lines(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """The last one won silently: `auth: {disabled: false, disabled: true}` switched
+    authentication off, a second `models:` dropped the first's regulated model."""
+    path = tmp_path / "tunewatch.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert info.value.message == (
+        f"{path}: not valid YAML: {message} (YAML readers keep one of them silently)"
+    )
+
+
+def test_a_merge_key_s_entries_may_be_overridden(tmp_path: Path) -> None:
+    path = tmp_path / "tunewatch.yaml"
+    path.write_text(
+        "base: &base {name: x, task: binary, regulated: true}\n"
+        "models:\n"
+        "  - {<<: *base, name: a}\n"
+        "  - {<<: *base, name: b, regulated: false}\n"
+    )
+    with pytest.raises(ConfigError, match=r"base: Extra inputs are not permitted"):
+        load_config(path, env={})  # read past the merge keys: refused by the schema only
+
+
+@pytest.mark.parametrize(
+    ("text", "read"),
+    [
+        ("server: {port: 010}", 10),
+        ("server: {port: 0010}", 10),
+        ("server: {port: 09}", 9),
+        ("server: {port: 0x200}", 512),
+        ("server: {port: +80}", 80),
+        ("server: {port: 8_080}", 8080),
+        ("scoring: {refresh_s: 2.5}", 2.5),
+        ("scoring: {refresh_s: 1.5e+1}", 15.0),
+        ("scoring: {refresh_s: 1e1}", 10.0),
+        ("scoring: {refresh_s: .5}", 0.5),
+        ("scoring: {refresh_s: 7}", 7.0),
+    ],
+)
+def test_numbers_are_read_as_yaml_1_2_reads_them(tmp_path: Path, text: str, read: float) -> None:
+    """YAML 1.1 read `010` as octal 8 and `1:30` as 90 (base 60)."""
+    path = tmp_path / "tunewatch.yaml"
+    path.write_text(text + "\n")
+    config = load_config(path, env={})
+    assert read in (config.server.port, config.scoring.refresh_s)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("server: {port: '1:30'}", "server.port: Input should be a valid integer"),
+        ("server: {port: 1:30}", "server.port: Input should be a valid integer"),
+        ("scoring: {refresh_s: 1:30}", "scoring.refresh_s: Input should be a valid number"),
+        ("server: {port: 0b11}", "server.port: Input should be a valid integer"),
+        ("server: {port: true}", "server.port: Input should be a number, not a flag, got True"),
+        (
+            "scoring: {refresh_s: false}",
+            "scoring.refresh_s: Input should be a number, not a flag, got False",
+        ),
+        ("version: true", "version: Input should be a number, not a flag, got True"),
+        ("scoring: {refresh_s: .inf}", "scoring.refresh_s: Input should be a finite number"),
+        ("scoring: {refresh_s: .nan}", "scoring.refresh_s: Input should be a finite number"),
+    ],
+)
+def test_numbers_yaml_1_1_read_differently_and_flags_are_not_numbers(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """`port: true` was port 1."""
+    path = tmp_path / "tunewatch.yaml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert message in info.value.message
+
+
+def test_a_config_written_with_pyyaml_reads_back_the_same(tmp_path: Path) -> None:
+    """The daemon writes its config out for its workers with PyYAML (YAML 1.1), which
+    quotes only the text YAML 1.1 would read as something else: a text YAML 1.2 alone
+    reads as a number came back a number."""
+    names = ["1e3", "0o17", "09", "-.5", "1_0", "1:30", "on"]
+    raw = {
+        "models": [
+            {
+                "name": name,
+                "task": "binary",
+                "features": [{"name": name, "low": 1e-05, "high": 1e20}],
+                "evaluation": {"decay": {"tolerance": 0.0001}},
+            }
+            for name in names
+        ],
+    }
+    config = build_config(raw, env={})
+    path = tmp_path / "worker-config.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    assert load_config(path, env={}) == config
+
+
 @pytest.mark.parametrize("word", ["yes", "no", "on", "off", "Yes", "OFF"])
 def test_a_safe_choice_written_as_a_yaml_1_1_flag_word_is_refused(
     tmp_path: Path, word: str
@@ -348,10 +501,12 @@ def test_drift_settings_accept_the_columns_the_drift_frame_has() -> None:
         },
         env={},
     )
-    config.check_drift_columns("m", ["x0", "x1"])
-    config.check_drift_columns("unconfigured", ["a"])
+    config.check_registered_model("m", ["x0", "x1"], task="binary")
+    config.check_registered_model("unconfigured", ["a"], task="regression")
     with pytest.raises(ConfigError, match=r"models\.0\.evaluation\.drift\.columns\.x0: .*'m'"):
-        config.check_drift_columns("m", ["a", "b"])
+        config.check_registered_model("m", ["a", "b"], task="binary")
+    with pytest.raises(ConfigError, match=r"^models\.0\.task: .*got 'binary' .*'multiclass'"):
+        config.check_registered_model("m", ["x0", "x1"], task="multiclass")
 
 
 @pytest.mark.parametrize(

@@ -190,6 +190,42 @@ def test_a_reference_whose_labels_or_features_the_model_cannot_have_is_refused(
         daemon.close()
 
 
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64"])
+@pytest.mark.parametrize("value", [np.inf, -np.inf], ids=["plus-inf", "minus-inf"])
+def test_an_infinite_reference_value_is_refused_whatever_its_float_dtype(
+    dtype: str, value: float
+) -> None:
+    """float32's largest, compared with a float16 array, became float16's inf: inf > inf
+    is false, so an infinite float16 feature passed and drift on its column was
+    insufficient_data for good."""
+    x = np.zeros((3, 2), dtype=dtype)
+    x[1, 1] = value
+    with pytest.raises(RegistrationError, match="features must be finite numbers or NaN") as info:
+        Reference(features=x).check(2)
+    assert info.value.code == "invalid_reference"
+    y = np.array([0.0, value, 1.0], dtype=dtype)
+    with pytest.raises(RegistrationError, match="labels must be finite numbers or NaN") as info:
+        Reference(features=np.zeros((3, 2), dtype=dtype), labels=y).check_labels(
+            "regression", classes=None
+        )
+    assert info.value.code == "invalid_reference"
+    # NaN (missing) and the largest finite value of the dtype are a reference's to have
+    x[1, 1], x[0, 0] = np.nan, np.finfo(dtype).max if dtype != "float64" else 1e38
+    Reference(features=x).check(2)
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, 1e300])
+def test_reference_scores_must_be_finite_or_nan_within_float32(value: float) -> None:
+    """Scores are stored as float32 and had no range check: 1e300 was kept as inf."""
+    scores = np.full((3, 2), 0.5)
+    scores[1, 0] = value
+    with pytest.raises(RegistrationError, match="scores must be finite numbers or NaN") as info:
+        Reference(features=np.zeros((3, 2)), scores=scores).check(2)
+    assert info.value.code == "invalid_reference"
+    scores[1, 0] = np.nan  # a row no fold held out
+    Reference(features=np.zeros((3, 2)), scores=scores).check(2)
+
+
 def test_multiclass_reference_labels_are_class_indices_of_the_model_s_outputs() -> None:
     reference = Reference(features=np.zeros((3, 2)), labels=np.array([0.0, 2.0, np.nan]))
     reference.check_labels("multiclass", classes=3)
@@ -389,6 +425,68 @@ def test_a_drift_setting_for_a_column_the_model_lacks_refuses_its_registration(
         assert "__prediction__" in info.value.message and "x0" in info.value.message
         with pytest.raises(NotFoundError):
             daemon.store.get_model(MODEL)
+    finally:
+        daemon.close()
+
+
+def _regression_config(tmp_path: Path, store_url: str) -> dict[str, object]:
+    return {
+        "data_dir": str(tmp_path / "data"),
+        "store": {"url": store_url},
+        "models": [{"name": "loans", "task": "binary"}, {"name": MODEL, "task": "regression"}],
+    }
+
+
+def test_a_version_of_another_task_than_the_config_says_refuses_its_registration(
+    trained: list[ExampleModel], tmp_path: Path, store_url: str
+) -> None:
+    """A binary version of a model the config calls regression was registered; every
+    evaluation and comparison then built the config's objective (rmse) against binary
+    scores and failed."""
+    daemon = Daemon(build_config(_regression_config(tmp_path, store_url), env={}), env={})
+    try:
+        with pytest.raises(ConfigError) as info:
+            daemon.registry.register(MODEL, trained[0].onnx, trained[0].metadata, actor="t")
+        assert info.value.code == "invalid_config"
+        assert info.value.message == (
+            f"models.1.task: a model's task in the config must be its versions' task, got "
+            f"'regression' for model {MODEL!r}, whose versions are 'binary' (a model's task "
+            "never changes: correct the config, or register the version under another name)"
+        )
+        with pytest.raises(NotFoundError):
+            daemon.store.get_model(MODEL)
+    finally:
+        daemon.close()
+
+
+def test_a_daemon_refuses_to_start_when_a_stored_model_is_of_another_task_than_configured(
+    trained: list[ExampleModel], tmp_path: Path, store_url: str
+) -> None:
+    """A config calling a stored binary model regression loaded and the daemon started;
+    `tunewatch evaluate`, POST /v1/models/{m}/evaluate and every scheduled run then failed
+    building rmse against the binary model's scores."""
+    raw = _regression_config(tmp_path, store_url)
+    before = Daemon(build_config({**raw, "models": []}, env={}), env={})
+    try:
+        before.registry.register(MODEL, trained[0].onnx, trained[0].metadata, actor="t")
+    finally:
+        before.close()
+    with pytest.raises(ConfigError, match=r"^models\.1\.task: .*got 'regression' .*'binary'"):
+        Daemon(build_config(raw, env={}), env={})
+
+
+def test_the_largest_candidate_memory_limit_the_config_takes_loads_a_candidate(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """99999999999999 MB loaded, then every registration failed with a SubprocessError
+    traceback: the child's address-space limit must fit a signed 64-bit byte count."""
+    largest = {"scoring": {"candidate_memory_limit_mb": (2**63 - 1) // 2**20}}
+    with pytest.raises(ConfigError, match=r"scoring\.candidate_memory_limit_mb: .*less than or"):
+        build_config({"scoring": {"candidate_memory_limit_mb": 99999999999999}}, env={})
+    daemon = Daemon(build_config({"data_dir": str(tmp_path / "data"), **largest}, env={}), env={})
+    try:
+        row = daemon.registry.register(MODEL, trained[0].onnx, trained[0].metadata, actor="t")
+        assert row.version == 1
     finally:
         daemon.close()
 

@@ -43,5 +43,5 @@ def registry_of(config: Config, store: Store) -> Registry:
         memory_limit_bytes=config.scoring.candidate_memory_limit_mb * 1024 * 1024,
         timeout_s=config.scoring.candidate_timeout_s,
         regulated_models=[m.name for m in config.models if m.regulated],
-        check_features=config.check_drift_columns,
+        check_features=config.check_registered_model,
     )

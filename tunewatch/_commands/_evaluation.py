@@ -41,12 +41,13 @@ def _summary(kind: str, payload: dict[str, object]) -> str:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from monitor import ServingMetrics
     from tunewatch._actions import Dispatcher
-    from tunewatch._daemon import open_store
+    from tunewatch._daemon import check_stored_models, open_store
     from tunewatch._evaluation import Evaluator
 
     config = config_of(args)
     store = open_store(config)
     try:
+        check_stored_models(config, store)  # as the daemon does when it starts
         metrics = ServingMetrics()
         evaluator = Evaluator(
             store=store,
@@ -105,11 +106,12 @@ def _look_line(look: ComparisonLookRow) -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from tunewatch._daemon import open_store
+    from tunewatch._daemon import check_stored_models, open_store
 
     config = config_of(args)
     store = open_store(config)
     try:
+        check_stored_models(config, store)
         runner = _comparison_runner(config, store)
         results = runner.run(args.model)
         for r in results:

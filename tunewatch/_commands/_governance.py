@@ -25,22 +25,40 @@ def _shown(text: str) -> str:
     return text if text.isprintable() else repr(text)
 
 
+def _hyperparameters(text: str | None) -> dict[str, object]:
+    """``--hyperparameters``: a JSON object (none: ``{}``), read before anything opens."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except RecursionError as exc:
+        raise TunewatchError(
+            "--hyperparameters is JSON nested too deeply", code="invalid_argument"
+        ) from exc
+    except json.JSONDecodeError as exc:
+        raise TunewatchError(
+            f"--hyperparameters must be a JSON object, got text that is not JSON: {exc}",
+            code="invalid_argument",
+        ) from exc
+    if not isinstance(value, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+        raise TunewatchError(
+            f"--hyperparameters must be a JSON object, got {kind.get(type(value), 'a number')}: "
+            f"{text:.60}",
+            code="invalid_argument",
+        )
+    return value
+
+
 def cmd_register(args: argparse.Namespace) -> int:
     from tunewatch._daemon import open_store
     from tunewatch._governance import check_champion_registration
 
+    hyperparameters = _hyperparameters(args.hyperparameters)
     config = config_of(args)
     store = open_store(config)
     try:
         registry = registry_of(config, store)
-        try:
-            hyperparameters = json.loads(args.hyperparameters) if args.hyperparameters else {}
-        except RecursionError as exc:
-            raise TunewatchError(
-                "--hyperparameters is JSON nested too deeply", code="invalid_argument"
-            ) from exc
-        if not isinstance(hyperparameters, dict):
-            raise TunewatchError("--hyperparameters must be a JSON object", code="invalid_argument")
         metadata = VersionMetadata(
             task=args.task,
             feature_names=feature_names_from(args.features),
@@ -73,7 +91,7 @@ def cmd_register(args: argparse.Namespace) -> int:
         f"registered {row.model} version {row.version} ({row.stage}), "
         f"sha256 {row.artefact_sha256[:12]}, hyperparameter set {row.hyperparameter_set_id[:12]}"
     )
-    print("a running daemon picks it up on restart or via the API registration route")
+    print("a running daemon loads it within scoring.refresh_s")
     return 0
 
 

@@ -1,0 +1,110 @@
+"""The YAML every tunewatch file is read in: YAML 1.2's booleans and numbers, no key
+given twice in a mapping. Configs and search spaces alike go through :func:`read_yaml`."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping gives a key twice, which YAML forbids and PyYAML reads silently (the
+    last one wins). ``path`` is the key's dotted path; the message starts with it."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(f"{path}: {detail}")
+        self.path = path
+        self.detail = detail
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's booleans, ``true`` and ``false`` only, that
+    refuses a key given twice in a mapping.
+
+    YAML 1.1 also reads unquoted ``on``/``off``/``yes``/``no`` as booleans, so a
+    trigger's ``on: drift_detected`` became the key ``True``. A key given twice was read
+    as its last value: ``auth: {disabled: false, disabled: true}`` switched auth off."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        _refuse_duplicate_keys(self, node)
+        return super().construct_document(node)
+
+
+def _refuse_duplicate_keys(loader: yaml.SafeLoader, root: yaml.Node) -> None:
+    """Raise ``DuplicateKeyError`` naming the key path and both lines of the first key
+    given twice in one mapping. A merge key's (``<<: *base``) entries are defaults the
+    mapping's own keys override, not duplicates. Each node is visited once, however many
+    aliases name it."""
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, str]] = [(root, "")]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        prefix = f"{path}." if path else ""
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((item, f"{prefix}{i}") for i, item in enumerate(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            lines: dict[Any, int] = {}
+            for key, value in node.value:
+                if key.tag == "tag:yaml.org,2002:merge" or not isinstance(key, yaml.ScalarNode):
+                    stack.append((value, path))
+                    continue
+                name = loader.construct_object(key)
+                line = key.start_mark.line + 1
+                if name in lines:
+                    raise DuplicateKeyError(
+                        f"{prefix}{key.value}",
+                        f"a key may be given once in a mapping, got it at lines "
+                        f"{lines[name]} and {line} (YAML readers keep one of them silently)",
+                    )
+                lines[name] = line
+                stack.append((value, f"{prefix}{key.value}"))
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    """An integer as YAML 1.2 reads it: ``010`` is ten, where YAML 1.1 read eight."""
+    text = str(loader.construct_scalar(node))
+    try:
+        return int(text[2:], 16) if text.startswith("0x") else int(text, 10)
+    except ValueError:  # an explicit `!!int` on other text
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{text!r} is not an integer", node.start_mark
+        ) from None
+
+
+_NUMBERS = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _NUMBERS]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+# Numbers as YAML 1.2 reads them, of the forms YAML 1.1 reads as numbers too: no base-60
+# (`1:30` was 90), binary or `_`, and a leading zero is decimal. PyYAML (YAML 1.1) quotes
+# only text YAML 1.1 reads as something else, so a form only YAML 1.2 reads as a number
+# (`1e3`, `0o17`, `09`) stays text here, and a config PyYAML wrote reads back the same.
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?(?:0|[1-9][0-9]*|0[0-7]+)|0x[0-9a-fA-F]+)$"),
+    list("-+0123456789"),
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?[0-9]+\.[0-9]*(?:[eE][-+][0-9]+)?|\.[0-9]+(?:[eE][-+][0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+.0123456789"),
+)
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+def read_yaml(text: str) -> Any:
+    """``text`` read as YAML 1.2 reads it (see :class:`_Loader`); a key given twice in one
+    mapping raises :class:`DuplicateKeyError` (a ``yaml.YAMLError``), naming its path."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
