@@ -21,6 +21,7 @@ from sqlalchemy import text
 
 from monitor.objectives import make_objective
 from retune import Budget, load_history, run_study, study_progress
+from retune._runs import RUN_ATTR
 from retune.cv import StratifiedKFoldCV
 
 HERE = Path(__file__).resolve().parent
@@ -102,7 +103,9 @@ def test_two_worker_processes_share_one_study(
     pg_url: str, storage: optuna.storages.RDBStorage
 ) -> None:
     study = f"two-{uuid.uuid4().hex[:8]}"
-    procs = [_worker(pg_url, study, 6) for _ in range(2)]
+    # 0.3 s per fold: one worker alone would take seconds over the six trials, so the
+    # other, started with it, trains some of them
+    procs = [_worker(pg_url, study, 6, fold_s=0.3) for _ in range(2)]
     outs = [p.communicate(timeout=120) for p in procs]
     for proc, (_, err) in zip(procs, outs, strict=True):
         assert proc.returncode == 0, err
@@ -111,6 +114,9 @@ def test_two_worker_processes_share_one_study(
     # the trial running in the other worker counts: exactly max_trials are trained (a
     # worker that started one beyond the budget at the same time gives it up untrained)
     assert sum("outcome" in t.user_attrs for t in trials) == 6
+    # both workers trained: each run records itself on its trials (a second worker that
+    # waited for the first to finish, or never joined, reported the same result)
+    assert len({t.user_attrs[RUN_ATTR] for t in trials if "outcome" in t.user_attrs}) == 2
     # a worker stops as soon as the other's trial in flight fills the budget
     assert all(r["n_trials"] >= 5 and r["stopped_by"] == "max_trials" for r in results)
     assert optuna.trial.TrialState.RUNNING not in [t.state for t in trials]

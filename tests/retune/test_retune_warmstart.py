@@ -203,11 +203,15 @@ def test_missing_history_study_is_a_clear_error(tmp_path: Any) -> None:
 
 
 def test_freeze_unimportant_records_importances_and_freezes_below_share() -> None:
-    plan = FreezeUnimportant(min_share=0.3, min_trials=10, seed=0).plan(_history(), small_space())
+    plan = FreezeUnimportant(min_share=0.5, min_trials=10, seed=0).plan(_history(), small_space())
     assert set(plan.importances) <= {"scaler", "estimator"}
     assert sum(plan.importances.values()) == pytest.approx(1.0)
-    for name in plan.frozen:
-        assert plan.importances[name] < 0.3
+    below = {name for name, share in plan.importances.items() if share < 0.5}
+    # the history's two parameters share the importance about evenly (0.52 and 0.48):
+    # at a share of 0.5 exactly one is below it (at 0.3, none was, and the check ran on
+    # nothing)
+    assert len(below) == 1, plan.importances
+    assert set(plan.frozen) == below
 
 
 def test_space_lists_the_choices_that_open_conditional_parameters() -> None:

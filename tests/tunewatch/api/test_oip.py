@@ -44,10 +44,19 @@ def test_tritonclient_probabilities_equal_onnxruntime(
         MODEL, [inp], outputs=outputs, request_id=f"triton-{binary}", headers=running.auth("scorer")
     )
     got = result.as_numpy("probabilities")
-    expected = OnnxModel.from_bytes(trained[0].onnx).run(x)["probabilities"]
-    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(got, _onnxruntime(trained[0].onnx, x))
     assert result.get_response()["id"] == f"triton-{binary}"
     assert result.get_response()["model_version"] == "1"
+
+
+def _onnxruntime(onnx: bytes, x: np.ndarray) -> np.ndarray:
+    """The probabilities a plain onnxruntime session gives, not the daemon's own wrapper
+    (which the server scores with: a bug in it would be on both sides)."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
+    [probabilities] = session.run(["probabilities"], {"input": x})
+    return np.asarray(probabilities)
 
 
 def test_tritonclient_health_and_metadata(running: Running, triton) -> None:  # type: ignore[no-untyped-def]
@@ -339,6 +348,7 @@ def test_tritonclient_compressed_requests_score_as_plain_ones(
         headers=running.auth("scorer"),
         request_compression_algorithm=algorithm,
     )
-    expected = OnnxModel.from_bytes(trained[0].onnx).run(x)["probabilities"]
-    np.testing.assert_array_equal(result.as_numpy("probabilities"), expected)
+    np.testing.assert_array_equal(
+        result.as_numpy("probabilities"), _onnxruntime(trained[0].onnx, x)
+    )
     assert result.get_response()["id"] == f"triton-{algorithm}-{binary}"
