@@ -279,6 +279,16 @@ class Scheduler:
         try:
             leader = self.store.acquire_lease(LEASE, self.holder, ttl_s=ttl)
         except Exception:  # the store is down: act as a follower until it is back
+            if self._holds_lease():
+                # Still ours until it runs out: keep the jobs (their starts check the
+                # lease) and their times, and try again at the next tick. Dropped and
+                # added anew when the store came back, each counted from then: outages
+                # shorter than the lease postponed every evaluation again and again.
+                logger.exception(
+                    "scheduler lease renewal failed; the lease is this process's for %.1f s more",
+                    (self._lease_until or sent) - sent,
+                )
+                return
             logger.exception("scheduler lease renewal failed")
             leader, known = False, False
         if leader and not self.leader:
