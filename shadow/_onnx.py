@@ -17,6 +17,7 @@ time :class:`~shadow.InvalidInputError`, anything else at run time
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ import onnx
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
+from shadow import _deadline
 from shadow._errors import (
     CandidateRejectedError,
     InvalidInputCode,
@@ -35,6 +37,8 @@ from shadow._errors import (
     ModelLoadError,
     ShadowError,
 )
+
+logger = logging.getLogger(__name__)
 
 _ORT_DTYPES: Final[Mapping[str, np.dtype[Any]]] = {
     "tensor(float)": np.dtype(np.float32),
@@ -283,12 +287,23 @@ class OnnxModel:
         "_run",
         "_session",
         "memory_bytes",
+        "run_timeout_s",
         "sha256",
         "signature",
     )
 
-    def __init__(self, session: ort.InferenceSession, *, sha256: str, memory_bytes: int) -> None:
+    def __init__(
+        self,
+        session: ort.InferenceSession,
+        *,
+        sha256: str,
+        memory_bytes: int,
+        run_timeout_s: float | None = None,
+    ) -> None:
+        if run_timeout_s is not None and not run_timeout_s > 0:
+            raise ValueError(f"`run_timeout_s` must be > 0 or None, got {run_timeout_s}")
         self._session = session
+        self.run_timeout_s = run_timeout_s
         self.signature: Signature = signature_from_session(session)
         self.sha256: str = sha256
         self.memory_bytes: int = max(0, memory_bytes)
@@ -303,9 +318,16 @@ class OnnxModel:
 
     @classmethod
     def from_bytes(
-        cls, data: bytes, *, intra_op_threads: int = 1, inter_op_threads: int = 1
+        cls,
+        data: bytes,
+        *,
+        intra_op_threads: int = 1,
+        inter_op_threads: int = 1,
+        run_timeout_s: float | None = None,
     ) -> OnnxModel:
         """Create a CPU session with explicit thread counts and sequential execution.
+        With ``run_timeout_s``, a run still going after that many seconds is stopped
+        (:mod:`shadow._deadline`) and raises :class:`~shadow.ShadowError` ``run_timeout``.
 
         Raises :class:`~shadow.CandidateRejectedError` for bytes that are not ONNX
         (``not_onnx``), reference external data (``external_data``) or have an
@@ -337,12 +359,22 @@ class OnnxModel:
         except Exception as exc:  # every ORT load failure is a distinct pybind class
             raise ModelLoadError(f"onnxruntime could not load the model: {exc}") from exc
         memory = _rss_bytes() - before
-        return cls(session, sha256=hashlib.sha256(data).hexdigest(), memory_bytes=memory)
+        return cls(
+            session,
+            sha256=hashlib.sha256(data).hexdigest(),
+            memory_bytes=memory,
+            run_timeout_s=run_timeout_s,
+        )
 
     def run(self, x: np.ndarray[Any, Any]) -> dict[str, np.ndarray[Any, Any]]:
         """Score a validated batch; returns every output by name."""
+        timeout = self.run_timeout_s
+        options = token = None
+        if timeout is not None:
+            options = _deadline.thread_options(ort.RunOptions)
+            token = _deadline.watch(options, timeout)
         try:
-            results = self._run(self._output_names, {self._input_name: x}, None)
+            results = self._run(self._output_names, {self._input_name: x}, options)
         except (ort_state.InvalidArgument, ValueError, TypeError) as exc:
             text = str(exc)
             code: InvalidInputCode = (
@@ -350,9 +382,25 @@ class OnnxModel:
             )
             raise InvalidInputError(f"onnxruntime refused the input: {text}", code=code) from exc
         except Exception as exc:  # any other ORT failure at run time
+            if token is not None and _deadline.end(token, options):
+                token = None
+                logger.warning(
+                    "model %s: a run of %d rows passed its %s s deadline and was stopped",
+                    self.sha256[:12],
+                    x.shape[0] if x.ndim else 1,
+                    timeout,
+                )
+                raise ShadowError(
+                    f"the model did not finish scoring within {timeout} s "
+                    "(scoring.run_timeout_s) and was stopped",
+                    code="run_timeout",
+                ) from exc
             raise ShadowError(
                 f"onnxruntime failed while scoring: {exc}", code="run_failed"
             ) from exc
+        finally:
+            if token is not None:
+                _deadline.end(token, options)
         return dict(zip(self._output_names, results, strict=True))
 
     def primary(self, outputs: Mapping[str, np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:

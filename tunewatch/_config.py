@@ -89,6 +89,10 @@ class RecordingConfig(_Frozen):
 
 class ScoringConfig(_Frozen):
     intra_op_threads: int = Field(default=1, ge=1)
+    # A served run (champion, split arm, shadow) still going after this long is stopped
+    # and answered 503 `run_timeout`: a graph can loop for as long as its input says, and
+    # the champion runs on the event loop. None: no deadline.
+    run_timeout_s: float | None = Field(default=5.0, gt=0, le=3600)
     shadow_queue_size: int = Field(default=10_000, ge=1)
     shadow_workers: int = Field(default=1, ge=1)
     # The most of one core's time the shadow workers may use (scoring and handing over the

@@ -280,6 +280,7 @@ class ScoringRuntime:
             session = OnnxModel.from_bytes(
                 self.artefacts.get(v.artefact_sha256),
                 intra_op_threads=self.config.scoring.intra_op_threads,
+                run_timeout_s=self.config.scoring.run_timeout_s,
             )
             self._sessions[v.artefact_sha256] = session
         self._gauge_memory(v)

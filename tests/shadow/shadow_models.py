@@ -41,3 +41,56 @@ def make_data(seed: int) -> Data:
 def export(estimator: Any) -> Exported:
     onnx_bytes = to_onnx(estimator, N_FEATURES)
     return Exported(estimator, onnx_bytes, OnnxModel.from_bytes(onnx_bytes))
+
+
+def looping_model(n_features: int = N_FEATURES) -> bytes:
+    """A binary classifier ``[N, n_features] -> probabilities [N, 2]`` whose ``Loop``
+    runs 1e12 times the sum of its input's absolute values: a row of zeros answers at
+    once (a probe's row), any other row practically never."""
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    body = h.make_graph(
+        [h.make_node("Identity", ["c"], ["c_out"]), h.make_node("Add", ["a", "zero"], ["a_out"])],
+        "body",
+        [
+            h.make_tensor_value_info("i", T.INT64, []),
+            h.make_tensor_value_info("c", T.BOOL, []),
+            h.make_tensor_value_info("a", T.FLOAT, []),
+        ],
+        [
+            h.make_tensor_value_info("c_out", T.BOOL, []),
+            h.make_tensor_value_info("a_out", T.FLOAT, []),
+        ],
+        initializer=[h.make_tensor("zero", T.FLOAT, [], [0.0])],
+    )
+    nodes = [
+        h.make_node("Abs", ["input"], ["abs"]),
+        h.make_node("ReduceSum", ["abs"], ["s"], keepdims=0),
+        h.make_node("Mul", ["s", "big"], ["sb"]),
+        h.make_node("Cast", ["sb"], ["trip"], to=T.INT64),
+        h.make_node("Loop", ["trip", "true", "zero_f"], ["acc"], body=body),
+        h.make_node("Slice", ["input", "start", "end", "axis"], ["col"]),
+        h.make_node("Sigmoid", ["col"], ["p1"]),
+        h.make_node("Sub", ["one", "p1"], ["p0"]),
+        h.make_node("Concat", ["p0", "p1"], ["pc"], axis=1),
+        h.make_node("Add", ["pc", "acc"], ["probabilities"]),
+    ]
+    graph = h.make_graph(
+        nodes,
+        "looping",
+        [h.make_tensor_value_info("input", T.FLOAT, [None, n_features])],
+        [h.make_tensor_value_info("probabilities", T.FLOAT, [None, 2])],
+        initializer=[
+            h.make_tensor("big", T.FLOAT, [], [1e12]),
+            h.make_tensor("true", T.BOOL, [], [True]),
+            h.make_tensor("zero_f", T.FLOAT, [], [0.0]),
+            h.make_tensor("one", T.FLOAT, [], [1.0]),
+            h.make_tensor("start", T.INT64, [1], [0]),
+            h.make_tensor("end", T.INT64, [1], [1]),
+            h.make_tensor("axis", T.INT64, [1], [1]),
+        ],
+    )
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    model.ir_version = 8
+    return bytes(model.SerializeToString())

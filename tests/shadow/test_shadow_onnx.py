@@ -141,3 +141,31 @@ def test_from_bytes_translates_onnxruntime_load_failure() -> None:
 def test_from_bytes_refuses_zero_threads(logistic: Exported) -> None:
     with pytest.raises(ValueError, match="intra_op_threads"):
         OnnxModel.from_bytes(logistic.onnx_bytes, intra_op_threads=0)
+
+
+def test_a_run_past_its_deadline_is_stopped_and_the_next_one_runs(
+    logistic: Exported, data: Data
+) -> None:
+    """A graph whose loop count comes from its input answered a probe's zeros at once
+    and never answered a real row: as champion it held the event loop, and the daemon
+    answered nothing at all. A run past ``run_timeout_s`` is stopped."""
+    from shadow_models import looping_model
+
+    from shadow import ShadowError
+
+    model = OnnxModel.from_bytes(looping_model(), run_timeout_s=0.2)
+    zeros = np.zeros((1, N_FEATURES), np.float32)
+    np.testing.assert_allclose(model.run(zeros)["probabilities"], [[0.5, 0.5]])
+    with pytest.raises(ShadowError) as info:
+        model.run(np.ones((1, N_FEATURES), np.float32))
+    assert info.value.code == "run_timeout" and "0.2 s" in info.value.message
+    # the thread's next runs are not stopped: the flag was cleared
+    for _ in range(3):
+        np.testing.assert_allclose(model.run(zeros)["probabilities"], [[0.5, 0.5]])
+    # a model that answers in time answers as without a deadline
+    timed = OnnxModel.from_bytes(logistic.onnx_bytes, run_timeout_s=0.2)
+    plain = OnnxModel.from_bytes(logistic.onnx_bytes)
+    x = data.x_train[:50].astype(np.float32)
+    np.testing.assert_array_equal(timed.run(x)["probabilities"], plain.run(x)["probabilities"])
+    with pytest.raises(ValueError, match="`run_timeout_s` must be > 0"):
+        OnnxModel.from_bytes(logistic.onnx_bytes, run_timeout_s=0)

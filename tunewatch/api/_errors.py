@@ -33,6 +33,7 @@ class ApiError(TunewatchError):
 # Shadow (input validation, loading) codes and the status each answers with.
 SHADOW_STATUS = {
     "batch_too_large": 413,
+    "run_timeout": 503,
     "version_not_loaded": 404,
 }
 # Store / registry codes that do not follow their class's default status.
