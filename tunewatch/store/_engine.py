@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -117,6 +118,7 @@ def make_engine(
         path = sqlite_file(url)
         if path is not None:  # the file opened is the one a WalCheckpointer is given
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(path)
             parsed = parsed.set(database=path)
         engine = create_engine(parsed, connect_args={"check_same_thread": False})
         _install_sqlite_hooks(engine, sqlite_synchronous, wal_autocheckpoint, lock_timeout_ms)
@@ -125,6 +127,19 @@ def make_engine(
     engine = create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
     _install_postgres_hooks(engine, lock_timeout_ms)
     return engine
+
+
+def _create_private(path: str) -> None:
+    """Create a new database file readable by its owner only (an empty file is an empty
+    SQLite database; SQLite gives its WAL and shared-memory files the database's mode).
+    It holds every scored request's features, the labels and the audit log: under the
+    usual umask it was 0644, readable by any local user. An existing file keeps its
+    mode."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 #: The setting a store URL comes from, as messages name it.

@@ -82,3 +82,23 @@ def test_canonical_json_is_sorted_compact_and_refuses_nan() -> None:
         canonical_json({"x": math.nan})
     assert hyperparameter_set_id({"a": 1, "b": 2}) == hyperparameter_set_id({"b": 2, "a": 1})
     assert len(hyperparameter_set_id({})) == 64
+
+
+def test_a_new_sqlite_store_and_its_wal_are_readable_by_their_owner_only(
+    tmp_path: Path,
+) -> None:
+    """Under the usual umask (022) the database, holding every scored request's features,
+    the labels and the audit log, was 0644: any local user could read it, while the
+    artefacts beside it were 0600."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        store = Store.open(f"sqlite:///{tmp_path / 'data' / 'tunewatch.db'}")
+        store.ensure_model(name="m", task="binary", feature_names=["x"])  # writes: a WAL
+        modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "data").iterdir()}
+        store.close()
+    finally:
+        os.umask(old)
+    assert "tunewatch.db-wal" in modes, modes
+    assert all(mode & 0o077 == 0 for mode in modes.values()), modes
