@@ -38,24 +38,7 @@ LATENCY_BUCKETS = (
 # A group commit takes a millisecond or so, unless it waits for a lock: the store's
 # lock timeout (SQLite's busy_timeout, PostgreSQL's lock_timeout) lets it wait 30 s, and a
 # quantile read from the histogram is capped at its largest finite bucket.
-COMMIT_BUCKETS = (
-    0.0001,
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-    30.0,
-)
+COMMIT_BUCKETS = (*LATENCY_BUCKETS[1:], 2.5, 5.0, 10.0, 30.0)
 
 
 class ServingMetrics:

@@ -467,7 +467,8 @@ def open_study(
     """
     with _translated(study_name, "opening storage"):
         backend = make_storage(storage, heartbeat_interval=heartbeat_interval)
-    try:
+    with contextlib.ExitStack() as on_failure:  # closed unless the handle takes it
+        on_failure.callback(close_storage, backend)
         with _translated(study_name, "opening storage"):
             exists = study_name in optuna.get_all_study_names(backend)
         worker_seed = seed if not exists else secrets.randbits(31)
@@ -484,9 +485,7 @@ def open_study(
                 direction="minimize",
                 load_if_exists=True,
             )
-    except BaseException:
-        close_storage(backend)
-        raise
+        on_failure.pop_all()
     return StudyHandle(study, created=not exists, seed=worker_seed, storage=backend)
 
 

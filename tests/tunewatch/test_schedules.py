@@ -173,11 +173,9 @@ class FakeClock:
         return self.now
 
 
-def test_a_job_is_skipped_once_the_lease_this_process_renewed_has_expired(
-    tmp_path: Path,
-) -> None:
-    """A leader whose renewal could not run (its pool was busy) kept starting jobs while
-    another replica had taken the expired lease: two leaders."""
+def _leasing(tmp_path: Path) -> tuple[Store, Scheduler, list[str], FakeClock]:
+    """A scheduler on a 30 s lease over one model `a`, its evaluations recorded in
+    ``runs``, on a clock the test moves."""
     config = build_config({"data_dir": str(tmp_path), "scheduler": {"lease_ttl_s": 30}}, env={})
     store = Store.open(config.store_url)
     store.ensure_model(name="a", task="binary", feature_names=["x"])
@@ -189,6 +187,15 @@ def test_a_job_is_skipped_once_the_lease_this_process_renewed_has_expired(
         jobs=[PerModelJob("evaluate", lambda cfg: 60.0, runs.append)],
         clock=clock,
     )
+    return store, scheduler, runs, clock
+
+
+def test_a_job_is_skipped_once_the_lease_this_process_renewed_has_expired(
+    tmp_path: Path,
+) -> None:
+    """A leader whose renewal could not run (its pool was busy) kept starting jobs while
+    another replica had taken the expired lease: two leaders."""
+    store, scheduler, runs, clock = _leasing(tmp_path)
     try:
         scheduler._lead()
         job = scheduler._aps.get_job("evaluate:a")
@@ -213,17 +220,7 @@ def test_a_failed_renewal_keeps_the_schedule_while_the_lease_lasts(
     every job, though the lease was still its own; the next renewal took it back and
     added the jobs anew, counted from then: six 2.5 s outages on a 15 s evaluation
     interval lost five evaluations in a row."""
-    config = build_config({"data_dir": str(tmp_path), "scheduler": {"lease_ttl_s": 30}}, env={})
-    store = Store.open(config.store_url)
-    store.ensure_model(name="a", task="binary", feature_names=["x"])
-    runs: list[str] = []
-    clock = FakeClock()
-    scheduler = Scheduler(
-        store=store,
-        config=config,
-        jobs=[PerModelJob("evaluate", lambda cfg: 60.0, runs.append)],
-        clock=clock,
-    )
+    store, scheduler, runs, clock = _leasing(tmp_path)
     acquire = store.acquire_lease
 
     def down(*args: object, **kwargs: object) -> bool:

@@ -27,7 +27,11 @@ def triton(running: Running):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+# tritonclient's request_compression_algorithm sends Content-Encoding: gzip or deflate;
+# such a body was read as raw JSON and answered 400 invalid_json
+@pytest.mark.parametrize("algorithm", [None, "gzip", "deflate"], ids=["plain", "gzip", "deflate"])
 def test_tritonclient_probabilities_equal_onnxruntime(
+    algorithm: str | None,
     binary: bool,
     running: Running,
     triton,
@@ -40,12 +44,18 @@ def test_tritonclient_probabilities_equal_onnxruntime(
     inp = httpclient.InferInput("input", list(x.shape), "FP32")
     inp.set_data_from_numpy(x, binary_data=binary)
     outputs = [httpclient.InferRequestedOutput("probabilities", binary_data=binary)]
+    request_id = f"triton-{algorithm}-{binary}"
     result = triton.infer(
-        MODEL, [inp], outputs=outputs, request_id=f"triton-{binary}", headers=running.auth("scorer")
+        MODEL,
+        [inp],
+        outputs=outputs,
+        request_id=request_id,
+        headers=running.auth("scorer"),
+        request_compression_algorithm=algorithm,
     )
     got = result.as_numpy("probabilities")
     np.testing.assert_array_equal(got, _onnxruntime(trained[0].onnx, x))
-    assert result.get_response()["id"] == f"triton-{binary}"
+    assert result.get_response()["id"] == request_id
     assert result.get_response()["model_version"] == "1"
 
 
@@ -320,35 +330,3 @@ def test_generated_ids_rise_in_order_so_the_store_appends_them() -> None:
     tails = {rid[-16:] for rid in ids}
     assert len(tails) == len(ids) and all(len(rid) == 30 for rid in ids)
     int(ids[0], 16)  # hex
-
-
-@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
-@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
-def test_tritonclient_compressed_requests_score_as_plain_ones(
-    algorithm: str,
-    binary: bool,
-    running: Running,
-    triton,
-    trained: list[ExampleModel],  # type: ignore[no-untyped-def]
-) -> None:
-    # tritonclient's request_compression_algorithm sends Content-Encoding: gzip or
-    # deflate; the body was read as raw JSON and answered 400 invalid_json.
-    import tritonclient.http as httpclient
-
-    x, _ = example_data(3, seed=7)
-    x = np.clip(x, -9, 9)
-    inp = httpclient.InferInput("input", list(x.shape), "FP32")
-    inp.set_data_from_numpy(x, binary_data=binary)
-    outputs = [httpclient.InferRequestedOutput("probabilities", binary_data=binary)]
-    result = triton.infer(
-        MODEL,
-        [inp],
-        outputs=outputs,
-        request_id=f"triton-{algorithm}-{binary}",
-        headers=running.auth("scorer"),
-        request_compression_algorithm=algorithm,
-    )
-    np.testing.assert_array_equal(
-        result.as_numpy("probabilities"), _onnxruntime(trained[0].onnx, x)
-    )
-    assert result.get_response()["id"] == f"triton-{algorithm}-{binary}"
