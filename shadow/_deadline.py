@@ -16,6 +16,7 @@ microsecond); the watchdog, started by the first watched run, wakes every
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -76,6 +77,19 @@ def end(token: int, options: Stoppable | None) -> bool:
         return True
 
 
+def _after_fork_in_child() -> None:
+    """A forked child has only the forking thread: no watchdog, and maybe a lock some
+    other thread held. Start afresh; the child's first watched run starts a watchdog."""
+    global _watchdog, _lock
+    _watchdog = None
+    _lock = threading.Lock()
+    _inflight.clear()
+    _expired.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _start_watchdog() -> None:
     global _watchdog
     with _lock:
@@ -95,3 +109,64 @@ def _watch() -> None:
                 if token in _inflight:
                     _expired.add(token)
                     options.terminate = True
+
+
+class RunBreaker:
+    """Refuses a model's runs for a while after several in a row passed their deadline.
+
+    A deadline stops one run, but a model that loops on every real row still holds its
+    caller for the whole deadline on each: a champion scored on the event loop stalled
+    the daemon ``run_timeout_s`` per request. After :attr:`TRIP_AFTER` consecutive
+    timeouts the breaker opens: runs are refused at once for a pause that starts at
+    ``pause_s`` and doubles (up to ``max_pause_s``) each time the one run let through
+    after a pause times out again. Any run that finishes closes it. One slow batch among
+    quick ones never opens it.
+
+    Reads and writes are single attribute operations: two threads racing past an ending
+    pause may both try a run, which costs one more deadline, never a wrong answer.
+    """
+
+    TRIP_AFTER: Final = 3
+
+    __slots__ = ("_clock", "_max_pause_s", "_pause_s", "consecutive", "open_until", "pause_s")
+
+    def __init__(
+        self,
+        *,
+        pause_s: float = 30.0,
+        max_pause_s: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 0 < pause_s <= max_pause_s:
+            raise ValueError(f"`pause_s` must be in (0, max_pause_s={max_pause_s}], got {pause_s}")
+        self._pause_s = pause_s
+        self._max_pause_s = max_pause_s
+        self._clock = clock
+        #: Timeouts since the last run that finished.
+        self.consecutive = 0
+        #: The pause the next opening lasts.
+        self.pause_s = pause_s
+        #: Until when (on ``clock``) runs are refused; 0 while closed.
+        self.open_until = 0.0
+
+    def refusing_for(self) -> float:
+        """Seconds the breaker still refuses runs; 0 when a run may go."""
+        if not self.open_until:  # the hot path: one attribute read
+            return 0.0
+        return max(0.0, self.open_until - self._clock())
+
+    def finished(self) -> None:
+        """A run finished (well or with an error of its own): close the breaker."""
+        if self.consecutive:
+            self.consecutive = 0
+            self.pause_s = self._pause_s
+            self.open_until = 0.0
+
+    def timed_out(self) -> bool:
+        """A run passed its deadline; returns whether the breaker opened."""
+        self.consecutive += 1
+        if self.consecutive < self.TRIP_AFTER:
+            return False
+        self.open_until = self._clock() + self.pause_s
+        self.pause_s = min(self.pause_s * 2, self._max_pause_s)
+        return True

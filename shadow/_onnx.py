@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -281,6 +282,7 @@ class OnnxModel:
     """
 
     __slots__ = (
+        "_breaker",
         "_input_name",
         "_output_names",
         "_primary",
@@ -304,6 +306,7 @@ class OnnxModel:
             raise ValueError(f"`run_timeout_s` must be > 0 or None, got {run_timeout_s}")
         self._session = session
         self.run_timeout_s = run_timeout_s
+        self._breaker = None if run_timeout_s is None else _deadline.RunBreaker()
         self.signature: Signature = signature_from_session(session)
         self.sha256: str = sha256
         self.memory_bytes: int = max(0, memory_bytes)
@@ -369,8 +372,17 @@ class OnnxModel:
     def run(self, x: np.ndarray[Any, Any]) -> dict[str, np.ndarray[Any, Any]]:
         """Score a validated batch; returns every output by name."""
         timeout = self.run_timeout_s
+        breaker = self._breaker
         options = token = None
-        if timeout is not None:
+        if breaker is not None and timeout is not None:
+            refusing = breaker.refusing_for()
+            if refusing:
+                raise ShadowError(
+                    f"the model's last {breaker.consecutive} runs passed the {timeout} s "
+                    f"deadline (scoring.run_timeout_s); it is not run for another "
+                    f"{math.ceil(refusing)} s",
+                    code="run_timeout",
+                )
             options = _deadline.thread_options(ort.RunOptions)
             token = _deadline.watch(options, timeout)
         try:
@@ -384,11 +396,17 @@ class OnnxModel:
         except Exception as exc:  # any other ORT failure at run time
             if token is not None and _deadline.end(token, options):
                 token = None
+                assert breaker is not None  # a token means a deadline, and so a breaker
+                opened = breaker.timed_out()
                 logger.warning(
-                    "model %s: a run of %d rows passed its %s s deadline and was stopped",
+                    "model %s: a run of %d rows passed its %s s deadline and was stopped%s",
                     self.sha256[:12],
                     x.shape[0] if x.ndim else 1,
                     timeout,
+                    f"; {breaker.consecutive} in a row: its runs are refused for "
+                    f"{breaker.refusing_for():.0f} s"
+                    if opened
+                    else "",
                 )
                 raise ShadowError(
                     f"the model did not finish scoring within {timeout} s "
@@ -401,6 +419,8 @@ class OnnxModel:
         finally:
             if token is not None:
                 _deadline.end(token, options)
+                assert breaker is not None
+                breaker.finished()
         return dict(zip(self._output_names, results, strict=True))
 
     def primary(self, outputs: Mapping[str, np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:

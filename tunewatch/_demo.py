@@ -188,7 +188,7 @@ def fresh_demo_dir(data_dir: Path) -> None:
                 code="demo_dir_in_use",
             )
         shutil.rmtree(data_dir)
-    data_dir.mkdir(parents=True)
+    data_dir.mkdir(mode=0o700, parents=True)
     (data_dir / DEMO_MARKER).write_text("made by `tunewatch demo`; cleared at its next start\n")
 
 

@@ -486,3 +486,22 @@ def test_a_row_a_challenger_s_input_type_cannot_hold_is_an_error_not_a_changed_r
         assert "float16" in results[name].error and "70000" in results[name].error
     for name in ("fits", "fits-2"):
         assert results[name].error is None and results[name].values is not None
+
+
+def test_a_batch_past_its_deadline_fails_every_job_without_scoring_each_alone() -> None:
+    """A batched run that timed out was retried job by job: a looping challenger then
+    held the shadow worker ``run_timeout_s`` per queued request."""
+    from shadow_models import looping_model
+
+    from shadow._queue import score_many
+
+    looping = OnnxModel.from_bytes(looping_model(), run_timeout_s=0.1)
+    version = LoadedVersion(version=3, model=looping, hyperparameter_set="hp")
+    zeros = np.zeros((1, N_FEATURES), np.float32)
+    ones = np.ones((1, N_FEATURES), np.float32)
+    jobs = [job("probe", zeros, version)] + [job(f"r{i}", ones, version) for i in range(4)]
+    results = score_many(jobs, version)
+    assert results[0].error is None  # the probe row answers at once
+    assert [r.request_id for r in results[1:]] == ["r0", "r1", "r2", "r3"]
+    assert all(r.values is None and "within 0.1 s" in (r.error or "") for r in results[1:])
+    assert looping._breaker is not None and looping._breaker.consecutive == 1  # one run

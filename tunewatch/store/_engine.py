@@ -117,7 +117,9 @@ def make_engine(
     if parsed.get_backend_name() == "sqlite":
         path = sqlite_file(url)
         if path is not None:  # the file opened is the one a WalCheckpointer is given
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # the data directory, if this makes it, is the owner's only: reports and the
+            # tuning storage live beside the database
+            Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             _create_private(path)
             parsed = parsed.set(database=path)
         engine = create_engine(parsed, connect_args={"check_same_thread": False})

@@ -51,5 +51,14 @@ def test_a_champion_that_never_finishes_is_a_503_and_the_daemon_keeps_answering(
             assert other.status_code == 200, other.text
             again = client.post("/v2/models/loopy/infer", json=body([0.0] * 8), headers=scorer)
             assert again.status_code == 200, again.text
+            # every real row loops: after three deadlines in a row the version's runs are
+            # refused at once instead of holding the event loop a deadline each
+            for _ in range(3):
+                stuck = client.post("/v2/models/loopy/infer", json=body([1.0] * 8), headers=scorer)
+                assert stuck.json().get("code") == "run_timeout", stuck.text
+            refused = client.post("/v2/models/loopy/infer", json=body([0.0] * 8), headers=scorer)
+            assert (refused.status_code, refused.json()["code"]) == (503, "run_timeout")
+            # not run: refused at once, even for a row it answers
+            assert "last 3 runs passed the 0.3 s deadline" in refused.json()["error"]
     finally:
         daemon.close()

@@ -97,8 +97,11 @@ def test_a_new_sqlite_store_and_its_wal_are_readable_by_their_owner_only(
         store = Store.open(f"sqlite:///{tmp_path / 'data' / 'tunewatch.db'}")
         store.ensure_model(name="m", task="binary", feature_names=["x"])  # writes: a WAL
         modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "data").iterdir()}
+        folder = (tmp_path / "data").stat().st_mode & 0o777
         store.close()
     finally:
         os.umask(old)
     assert "tunewatch.db-wal" in modes, modes
     assert all(mode & 0o077 == 0 for mode in modes.values()), modes
+    # the directory it made too: reports and the tuning storage live beside the store
+    assert folder == 0o700, oct(folder)
