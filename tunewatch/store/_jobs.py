@@ -19,7 +19,8 @@ from ._types import utcnow
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 ACTIVE: tuple[str, ...] = ("queued", "running")
-_JOBS_LOCK = 0x74756E65  # "tune": the advisory lock key that serialises quota checks
+_JOBS_LOCK = 0x6A6F6273  # "jobs": the advisory lock key that serialises quota checks
+# (its own: migrations hold "tune", and every quota check waited out a migration)
 
 
 @dataclass(frozen=True, slots=True)

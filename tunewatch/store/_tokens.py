@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Row, select, update
 
 from .._errors import ConflictError, InvalidValueError, NotFoundError
 from ._audit import append_audit_in
+from ._engine import dialect_insert
 from ._schema import api_tokens
 from ._types import TokenRow, utcnow, valid_actor
 
@@ -41,17 +42,21 @@ def add_token(
             f"token `name` must be 1 to {MAX_TOKEN_NAME} printable characters (it names the "
             f"actor in the audit log), got {len(name)} characters: {name!r:.60}"
         )
-    if conn.execute(select(api_tokens.c.id).where(api_tokens.c.name == name)).first():
+    # one statement: a check before the insert read nothing on PostgreSQL while another
+    # transaction held an uncommitted token of the name, and the insert then hit the
+    # unique index with the driver's message
+    token_id = conn.execute(
+        dialect_insert(conn, api_tokens)
+        .values(name=name, role=role, token_hash=token_hash, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=[api_tokens.c.name])
+        .returning(api_tokens.c.id)
+    ).scalar_one_or_none()
+    if token_id is None:
         raise ConflictError(
             f"an API token named {name!r} exists (a revoked token keeps its name, so that "
             "the audit log names one token per actor): choose another name",
             code="token_exists",
         )
-    token_id = conn.execute(
-        api_tokens.insert()
-        .values(name=name, role=role, token_hash=token_hash, created_at=utcnow())
-        .returning(api_tokens.c.id)
-    ).scalar_one()
     append_audit_in(
         conn,
         actor=actor,

@@ -355,3 +355,29 @@ def test_jobs_queued_before_the_database_s_clock_was_used_still_cool_down(
         again()
     queued(timedelta(minutes=10))
     assert again()
+
+
+@pytest.mark.postgres
+def test_a_quota_check_does_not_wait_for_a_migration(pg_url: str) -> None:
+    """Migrations and quota checks took the same advisory lock key: while any process
+    migrated, every alert- or schedule-triggered retune waited, and failed 503 after the
+    lock timeout."""
+    import sqlalchemy as sa
+
+    from tunewatch.store import _migrate
+
+    store = Store.open(pg_url, lock_timeout_s=1)
+    store.ensure_model(name="m", task="binary", feature_names=["a"])
+    engine = sa.create_engine(pg_url)
+    try:
+        with engine.begin() as migrating:  # what a migrator holds for its whole run
+            migrating.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _migrate._PG_MIGRATION_LOCK}
+            )
+            job, created = store.create_job(
+                model="m", kind="retune", trigger={}, spec={}, max_active=5
+            )
+        assert created and job.status == "queued"
+    finally:
+        engine.dispose()
+        store.close()

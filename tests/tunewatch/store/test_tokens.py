@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tunewatch._errors import InvalidValueError
+from tunewatch._errors import ConflictError, InvalidValueError
 from tunewatch.store import Store
 
 
@@ -37,3 +37,50 @@ def test_a_token_name_of_the_column_s_length_is_stored(store: Store) -> None:
         name
     )
     assert [(e.actor, e.target) for e in store.audit_log()] == [("alice", name)]
+
+
+def test_a_token_name_taken_by_a_concurrent_writer_is_token_exists(
+    store: Store, store_url: str
+) -> None:
+    """On PostgreSQL the name check read nothing while another transaction held an
+    uncommitted token of that name; the insert then waited, hit the unique index and
+    answered the driver's text under code ``conflict`` (SQLite: ``token_exists``)."""
+    import threading
+    import time
+
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(store_url)
+    outcome: list[BaseException | None] = []
+
+    def add() -> None:
+        try:
+            store.add_token(name="tok", role="viewer", token_hash="2" * 64, actor="bob")
+            outcome.append(None)
+        except BaseException as exc:  # the outcome is what the test asserts
+            outcome.append(exc)
+
+    try:
+        with engine.connect() as other:
+            other.execute(
+                sa.text(
+                    "INSERT INTO api_tokens (name, role, token_hash, created_at) "
+                    "VALUES ('tok', 'viewer', :h, CURRENT_TIMESTAMP)"
+                ),
+                {"h": "1" * 64},
+            )
+            adder = threading.Thread(target=add)
+            adder.start()
+            if engine.dialect.name == "postgresql":  # wait until the insert waits on ours
+                waiting = sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                deadline = time.monotonic() + 10
+                with engine.connect() as probe:
+                    while not probe.execute(waiting).scalar() and time.monotonic() < deadline:
+                        time.sleep(0.02)
+            other.commit()
+        adder.join(30)
+    finally:
+        engine.dispose()
+    assert len(outcome) == 1 and isinstance(outcome[0], ConflictError), outcome
+    assert outcome[0].code == "token_exists", outcome[0]
+    assert "an API token named 'tok' exists" in outcome[0].message
