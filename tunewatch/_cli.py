@@ -251,8 +251,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if not args.verbose:  # one line per HTTP request the demo's client sends, thousands
-        logging.getLogger("httpx").setLevel(logging.WARNING)
+    if not args.verbose:
+        # httpx: a line per HTTP request the demo's client sends, thousands; apscheduler:
+        # two per run of the 2 s launcher and the 10 s lease, 100k a day burying the rest
+        for name in ("httpx", "apscheduler"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return int(args.func(args))
     except TunewatchError as exc:

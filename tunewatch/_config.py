@@ -480,12 +480,21 @@ def build_config(
     config_dir: str | Path | None = None,
 ) -> Config:
     """Validate ``raw`` (the parsed YAML) with environment overrides applied; relative
-    file paths in it (``tuning.search_space``) are read under ``config_dir``, the config
-    file's directory, else the working directory."""
+    paths in it (``data_dir``, ``tuning.search_space``) are under ``config_dir``, the
+    config file's directory, else the working directory (as ``$TUNEWATCH_DATA_DIR``)."""
     data: dict[str, Any] = dict(raw or {})
     env = os.environ if env is None else env
+    # A relative data_dir is made absolute here, so that the config the daemon writes out
+    # for its workers names the same one: the file's own is beside the file, as
+    # `tuning.search_space` (read from another directory, the same config made and
+    # migrated an empty store there, and listed no models); the environment's or the
+    # default under the working directory.
+    base = Path(config_dir) if config_dir is not None and "data_dir" in data else Path.cwd()
     if env.get(ENV_DATA_DIR):
-        data["data_dir"] = env[ENV_DATA_DIR]
+        data["data_dir"], base = env[ENV_DATA_DIR], Path.cwd()
+    data_dir = data.get("data_dir", Config.model_fields["data_dir"].default)
+    if isinstance(data_dir, str) and data_dir:
+        data["data_dir"] = str(base / data_dir)  # an absolute data_dir stays as it is
     store = data.get("store") or {}
     if env.get(ENV_STORE_URL) and isinstance(store, Mapping):  # else validation says why
         data["store"] = {**store, "url": env[ENV_STORE_URL]}

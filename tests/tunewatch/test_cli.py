@@ -615,3 +615,40 @@ def test_evaluate_and_compare_refuse_a_config_task_other_than_the_stored_one(
     assert run(regression, command, "credit") == 2
     err = capsys.readouterr().err
     assert err.startswith("tunewatch: error: models.0.task:") and "'binary'" in err
+
+
+def test_show_evaluations_of_a_version_names_it_and_refuses_an_unknown_one(
+    config: Path, tmp_path: Path, trained: list[ExampleModel], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tunewatch drift credit --version 99` said "no drift evaluations of credit yet",
+    exit 0, for a version that does not exist (and so for every version)."""
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(trained[0].onnx)
+    features = ",".join(trained[0].metadata.feature_names)
+    assert (
+        run(config, "register", "credit", str(onnx), "--task", "binary", "--features", features)
+        == 0
+    )
+    capsys.readouterr()
+    assert run(config, "drift", "credit", "--version", "1") == 0
+    assert capsys.readouterr().out == "no drift evaluations of credit version 1 yet\n"
+    assert run(config, "drift", "credit", "--version", "99") == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "tunewatch: error: model 'credit' has no version 99" in captured.err
+
+
+def test_the_scheduler_s_routine_lines_are_left_out_unless_verbose(config: Path) -> None:
+    """`tunewatch serve` logged two apscheduler lines per run of the 2 s launcher and the
+    10 s lease at INFO: about 100k lines a day burying the daemon's own."""
+    import logging
+
+    scheduler = logging.getLogger("apscheduler")
+    try:
+        assert run(config, "models") == 0
+        assert scheduler.level == logging.WARNING
+        scheduler.setLevel(logging.NOTSET)
+        assert main(["--config", str(config), "-v", "models"]) == 0
+        assert scheduler.level == logging.NOTSET
+    finally:
+        scheduler.setLevel(logging.NOTSET)

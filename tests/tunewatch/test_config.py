@@ -59,6 +59,31 @@ def test_environment_overrides_store_url_and_data_dir() -> None:
     assert config.data_dir == "/srv/tw"
 
 
+def test_a_relative_data_dir_is_beside_the_config_file_wherever_it_is_read_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read from another directory, the same config made and migrated an empty store
+    there: `tunewatch --config /etc/tw/tunewatch.yaml models` listed nothing and
+    `register` wrote where the daemon never reads."""
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    (folder / "tw.yaml").write_text("data_dir: state\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_config(folder / "tw.yaml", env={}).data_dir == str(folder / "state")
+    # the environment's is the operator's own, under the working directory as before
+    env = {"TUNEWATCH_DATA_DIR": "mine"}
+    assert load_config(folder / "tw.yaml", env=env).data_dir == str(tmp_path / "mine")
+    assert build_config({"data_dir": "state"}, env={}).data_dir == str(tmp_path / "state")
+    (folder / "bare.yaml").write_text("models: []\n")
+    assert load_config(folder / "bare.yaml", env={}).data_dir == str(tmp_path / ".tunewatch")
+    # absolute, so that the copy the daemon writes for its workers under the data
+    # directory names the same one when read from there
+    config = load_config(folder / "tw.yaml", env={})
+    (folder / "state").mkdir()
+    (folder / "state" / "worker.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    assert load_config(folder / "state" / "worker.yaml", env={}) == config
+
+
 def test_newer_config_version_is_refused_with_reason() -> None:
     with pytest.raises(ConfigError, match="newer than this tunewatch understands"):
         build_config({"version": 2}, env={})

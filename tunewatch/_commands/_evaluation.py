@@ -71,6 +71,8 @@ def cmd_show_evaluations(args: argparse.Namespace) -> int:
     store = open_store(config_of(args))
     try:
         store.get_model(args.model)  # NotFoundError: "not registered" rather than "none yet"
+        if args.version is not None:
+            store.get_version(args.model, args.version)  # likewise for an unknown version
         rows = store.list_evaluations(
             args.model, kind=args.command, version=args.version, limit=args.limit
         )
@@ -80,7 +82,8 @@ def cmd_show_evaluations(args: argparse.Namespace) -> int:
                 f"{_summary(row.kind, row.payload)}"
             )
         if not rows:
-            print(f"no {args.command} evaluations of {args.model} yet")
+            of = args.model if args.version is None else f"{args.model} version {args.version}"
+            print(f"no {args.command} evaluations of {of} yet")
     finally:
         store.close()
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -22,6 +23,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     config = config_of(args)
     store = open_store(config)
     stop = threading.Event()
+
+    if not args.verbose:  # Optuna's line per trial would break the bar on stderr
+        logging.getLogger("optuna").setLevel(logging.WARNING)
 
     def bar(progress: dict[str, Any]) -> None:
         # the trials trained, as max_trials counts them: not those rejected for their cost
