@@ -472,10 +472,7 @@ def open_study(
         with _translated(study_name, "opening storage"):
             exists = study_name in optuna.get_all_study_names(backend)
         worker_seed = seed if not exists else secrets.randbits(31)
-        base = TPESampler(seed=worker_seed)
-        sampler: BaseSampler = base
-        if plan is not None and not plan.is_empty or (plan is not None and plan.explore_every):
-            sampler = PlanSampler(base, plan, seed=worker_seed)
+        sampler = _sampler(plan, seed=worker_seed)
         with _translated(study_name, "creating or loading the study"):
             study = optuna.create_study(
                 storage=backend,
@@ -489,11 +486,19 @@ def open_study(
     return StudyHandle(study, created=not exists, seed=worker_seed, storage=backend)
 
 
-def rebuild_sampler(handle: StudyHandle, plan: WarmStartPlan) -> None:
-    """Swap in a plan-aware sampler (a joining worker adopting the study's stored plan),
-    with the worker's own seed."""
-    base = TPESampler(seed=handle.seed)
-    handle._study.sampler = PlanSampler(base, plan, seed=handle.seed)
+def rebuild_sampler(handle: StudyHandle, plan: WarmStartPlan | None) -> None:
+    """Swap in the sampler of ``plan`` (a joining or resuming worker adopting the study's
+    stored plan, which may be empty or none), with the worker's own seed."""
+    handle._study.sampler = _sampler(plan, seed=handle.seed)
+
+
+def _sampler(plan: WarmStartPlan | None, *, seed: int) -> BaseSampler:
+    """TPE narrowed by ``plan`` (:class:`PlanSampler`), or plain TPE for no plan or one
+    that narrows nothing (cost ceilings only: they reject configurations, not draws)."""
+    base = TPESampler(seed=seed)
+    if plan is None or (plan.is_empty and not plan.explore_every):
+        return base
+    return PlanSampler(base, plan, seed=seed)
 
 
 # -- history and importances -----------------------------------------------------------------

@@ -348,6 +348,15 @@ def _settle_setup(handle: StudyHandle, **setup: dict[str, Any]) -> None:
 def _settle_plan(
     handle: StudyHandle, plan: WarmStartPlan | None, version: str
 ) -> WarmStartPlan | None:
+    """The warm-start plan every worker of the study samples by: ``plan`` for the worker
+    that begins it, the stored one for a worker joining or resuming it.
+
+    The first worker stores its plan (if any) and enqueues its configurations, then the
+    dataset version: a study with a dataset version has settled its plan, so a worker
+    finding one adopts what is stored, an empty plan (cost ceilings only) or none at all
+    included, and its sampler is rebuilt from it. Otherwise it sampled by its own plan's
+    box and frozen values, a plan the study never recorded.
+    """
     attrs = handle.user_attrs
     stored_version = attrs.get("dataset_version")
     if stored_version is not None and stored_version != version:
@@ -356,14 +365,20 @@ def _settle_plan(
             "use a new study name for a new training window",
             study_name=handle.name,
         )
-    if "warmstart_plan" in attrs:
-        stored = WarmStartPlan.from_json(attrs["warmstart_plan"])
-        if plan is not None and stored != plan:
-            logger.info("study %s: joining with the stored warm-start plan", handle.name)
-        if not stored.is_empty or stored.explore_every:
-            rebuild_sampler(handle, stored)
+    if "warmstart_plan" in attrs or stored_version is not None:
+        stored = (
+            WarmStartPlan.from_json(attrs["warmstart_plan"]) if "warmstart_plan" in attrs else None
+        )
+        if stored != plan:
+            logger.info(
+                "study %s: joining with the stored warm-start plan (%s), not this worker's",
+                handle.name,
+                "none" if stored is None else ", ".join(stored.strategies) or "empty",
+            )
+        rebuild_sampler(handle, stored)
+        if stored_version is None:  # the first worker stopped between the two writes
+            handle.set_user_attr("dataset_version", version)
         return stored
-    handle.set_user_attr("dataset_version", version)
     if plan is not None:
         handle.set_user_attr("warmstart_plan", plan.to_json())
         if plan.enqueue:
@@ -371,6 +386,7 @@ def _settle_plan(
             logger.info(
                 "study %s: enqueued %d warm-start configurations", handle.name, len(plan.enqueue)
             )
+    handle.set_user_attr("dataset_version", version)
     return plan
 
 

@@ -393,7 +393,8 @@ class TuningJobRunner:
             ),
             "parity_error": exported.parity_error,
             "latency_p99_s": float(np.quantile(latencies, 0.99)),
-            "warm_start_plan": plan.to_dict() if plan else None,
+            # the plan the study ran by: a joining or resuming worker adopts the stored one
+            "warm_start_plan": result.plan.to_dict() if result.plan else None,
             "search_space": space_path,
             "rows": int(x.shape[0]),
             "traffic_rows": n_traffic,
@@ -437,7 +438,7 @@ class TuningJobRunner:
             "stopped_by": result.stopped_by,
             "parity_error": exported.parity_error,
             "dataset_version": version_of_data,
-            "warm_start": plan.strategies if plan else [],
+            "warm_start": list(result.plan.strategies) if result.plan else [],
             "parent": details and (champion.version if champion else None),
         }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from retune._errors import SearchSpaceError
 from retune.space._params import CategoricalParam, Choice, FloatParam, IntParam, Param
-from retune.space._pipeline import _CHOICES, KNOWN_PARAMS
+from retune.space._pipeline import _CHOICES, DEFAULTS, KNOWN_PARAMS, REGRESSORS
 from retune.space._yaml import DuplicateKeyError, read_yaml
 
 FORMAT_VERSION = 1
@@ -197,8 +198,10 @@ def _describe(decl: IntParam | FloatParam | CategoricalParam) -> str:
 
 def parse_search_space(data: Mapping[str, Any]) -> SearchSpace:
     """Validate a mapping (parsed YAML) into a :class:`SearchSpace` of the pipeline's
-    vocabulary (:data:`KNOWN_PARAMS`, and the choices a categorical parameter such as
-    ``scaler`` takes), so a space loads only if the pipeline can build its every point.
+    vocabulary (:data:`KNOWN_PARAMS`, the choices a categorical parameter such as
+    ``scaler`` takes, each numeric parameter's type and domain, and ``class_weight`` only
+    beside classifiers), so a space loads only if the pipeline can build its every point
+    as recorded.
 
     Errors are :class:`SearchSpaceError` whose ``path`` is the key path of the first
     problem, e.g. ``params.estimator.when.logistic.C.low``.
@@ -250,10 +253,49 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(out)
 
 
+@dataclass(frozen=True)
+class _Domain:
+    """The values a numeric pipeline parameter may take: ``integer`` when the pipeline
+    builds it with ``int()`` (a fraction would be recorded but not trained), between
+    ``low`` and ``high`` (open ends excluded)."""
+
+    integer: bool
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def broken_rule(self, value: float) -> str | None:
+        """The rule ``value`` breaks (``">= 1"``), or ``None`` if it is in the domain."""
+        if value < self.low or (self.low_open and value == self.low):
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if value > self.high or (self.high_open and value == self.high):
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        return None
+
+
+#: Each numeric parameter's domain, as :mod:`retune.space._pipeline` builds it and as the
+#: step it reaches validates it (scikit-learn's ``_parameter_constraints``).
+_DOMAINS: dict[str, _Domain] = {
+    "drop_threshold": _Domain(integer=False, low=0.0, high=1.0),  # a share of missing values
+    "select_k": _Domain(integer=True, low=1),  # SelectKBest keeps >= 1 column
+    "C": _Domain(integer=False, low=0.0, low_open=True),  # LogisticRegression: (0, inf)
+    "alpha": _Domain(integer=False, low=0.0),  # Ridge: [0, inf)
+    "gb_n_estimators": _Domain(integer=True, low=1),
+    "gb_max_depth": _Domain(integer=True, low=1),
+    "gb_learning_rate": _Domain(integer=False, low=0.0),
+    "gb_subsample": _Domain(integer=False, low=0.0, high=1.0, low_open=True),  # (0, 1]
+    "forest_n_estimators": _Domain(integer=True, low=1),
+    "forest_max_depth": _Domain(integer=True, low=1),
+    "forest_min_samples_leaf": _Domain(integer=True, low=1),  # a count: built with int()
+}
+
+
 def _check_vocabulary(space: SearchSpace) -> None:
-    """Raise :class:`SearchSpaceError` for a name the pipeline does not have, or a choice
-    it does not take: it loaded, and every trial (or every one that drew the choice)
-    failed."""
+    """Raise :class:`SearchSpaceError` for a name the pipeline does not have, a choice
+    it does not take, a number outside the parameter's domain (:data:`_DOMAINS`) or a
+    ``class_weight`` that can meet a regressor: it loaded, and every trial (or every one
+    that drew the value) failed, or trained another model than the one recorded."""
     for name, path, decl in _walk(space.params, "params"):
         if name not in KNOWN_PARAMS:
             near = difflib.get_close_matches(name, KNOWN_PARAMS, n=1)
@@ -284,6 +326,87 @@ def _check_vocabulary(space: SearchSpace) -> None:
         ]
         if text:
             raise SearchSpaceError(f"`{name}` takes a number, got {text}", path=f"{path}.choices")
+    for name, path, decl in _walk(space.params, "params"):
+        _check_domain(name, path, decl)
+    _check_class_weight(space)
+
+
+def _check_domain(name: str, path: str, decl: IntParam | FloatParam | CategoricalParam) -> None:
+    """Raise :class:`SearchSpaceError` unless every value ``decl`` can draw is in the
+    domain of ``name``: an integer where the pipeline builds one, within its bounds."""
+    domain = _DOMAINS.get(name)
+    if domain is None:  # a categorical of the vocabulary, checked by its choices
+        return
+    if isinstance(decl, CategoricalParam):
+        values = [c for c in decl.choices if isinstance(c, int | float)]  # numbers: checked
+        fractions = [c for c in values if not isinstance(c, int)]
+        if domain.integer and fractions:
+            raise SearchSpaceError(
+                f"`{name}` is built as an integer: its choices must be integers, got {fractions}",
+                path=f"{path}.choices",
+            )
+        broken = [(c, rule) for c in values if (rule := domain.broken_rule(c)) is not None]
+        if broken:
+            rule = broken[0][1]
+            raise SearchSpaceError(
+                f"`{name}` choices must be {rule}, got {[c for c, r in broken if r == rule]}",
+                path=f"{path}.choices",
+            )
+        return
+    if domain.integer and isinstance(decl, FloatParam):
+        raise SearchSpaceError(
+            f"`{name}` is built as an integer: declare it type: int, got type: {decl.type}",
+            path=path,
+        )
+    for field in ("low", "high"):
+        value = getattr(decl, field)
+        rule = domain.broken_rule(value)
+        if rule is not None:
+            raise SearchSpaceError(
+                f"`{name}` {field} must be {rule}, got {value}", path=f"{path}.{field}"
+            )
+
+
+def _check_class_weight(space: SearchSpace) -> None:
+    """Raise :class:`SearchSpaceError` if a point of ``space`` can weight classes
+    (``class_weight`` other than ``none``) with a regressor, which the pipeline refuses."""
+    where = {name: path for name, path, _ in _walk(space.params, "params")}
+    if "class_weight" not in where:
+        return
+    paired: set[Choice] = set()
+    weights: set[Choice] = set()
+    for combo in _reachable(space.params, frozenset({"class_weight", "estimator"})):
+        point = dict(combo)
+        weight = point.get("class_weight", DEFAULTS["class_weight"])
+        estimator = point.get("estimator", DEFAULTS["estimator"])
+        if weight != "none" and estimator in REGRESSORS:
+            weights.add(weight)
+            paired.add(estimator)
+    if paired:
+        raise SearchSpaceError(
+            f"`class_weight` applies to classifiers only, but the space can pair "
+            f"{', '.join(sorted(map(repr, weights)))} with the regressor(s) "
+            f"{sorted(map(str, paired))}; declare it under the classifiers' `estimator.when` "
+            "choices, or leave it out",
+            path=where["class_weight"],
+        )
+
+
+def _reachable(
+    params: Mapping[str, Param], names: frozenset[str]
+) -> set[frozenset[tuple[str, Choice]]]:
+    """Every combination of choices of the categorical ``names`` that one point of
+    ``params`` can hold (a name a point does not reach is absent from its combination)."""
+    combos: set[frozenset[tuple[str, Choice]]] = {frozenset()}
+    for name, decl in params.items():
+        if not isinstance(decl, CategoricalParam):
+            continue
+        options: set[frozenset[tuple[str, Choice]]] = set()
+        for choice in decl.choices:
+            own = frozenset({(name, choice)}) if name in names else frozenset()
+            options.update(own | sub for sub in _reachable(decl.children(choice), names))
+        combos = {a | b for a in combos for b in options}
+    return combos
 
 
 def load_search_space(path: str | Path) -> SearchSpace:

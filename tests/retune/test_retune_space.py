@@ -168,6 +168,249 @@ def test_a_space_the_pipeline_cannot_build_is_refused_when_it_loads(
     assert info.value.path == path
 
 
+def _forest_space(**declared: Any) -> dict[str, Any]:
+    """A space of one random forest with ``declared`` parameters under it."""
+    estimator = {"type": "categorical", "choices": ["random_forest"]}
+    return {
+        "name": "f",
+        "params": {"estimator": {**estimator, "when": {"random_forest": declared}}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "decl", "message"),
+    [
+        (
+            "forest_n_estimators",
+            {"type": "float", "low": 3.0, "high": 6.0},
+            r"`forest_n_estimators` is built as an integer: declare it type: int, got type: "
+            r"float",
+        ),
+        (
+            "forest_max_depth",
+            {"type": "categorical", "choices": [2, 4.5]},
+            r"`forest_max_depth` is built as an integer: its choices must be integers, "
+            r"got \[4\.5\]",
+        ),
+    ],
+    ids=["float-range", "float-choice"],
+)
+def test_an_integer_parameter_declared_with_fractions_is_refused(
+    name: str, decl: dict[str, Any], message: str
+) -> None:
+    """`forest_n_estimators: {type: float}` loaded: a trial recorded 4.25 while int() built
+    4 trees, so the hyperparameters, their hash and the safe ranges described a model
+    nobody trained."""
+    with pytest.raises(SearchSpaceError, match=message) as info:
+        parse_search_space(_forest_space(**{name: decl}))
+    choices = ".choices" if decl["type"] == "categorical" else ""
+    assert info.value.path == f"params.estimator.when.random_forest.{name}{choices}"
+
+
+def _declared(name: str, decl: dict[str, Any]) -> dict[str, Any]:
+    return {"name": "d", "params": {name: decl}}
+
+
+@pytest.mark.parametrize(
+    ("name", "decl", "field", "message"),
+    [
+        ("forest_max_depth", {"type": "int", "low": 0, "high": 2}, "low", ">= 1, got 0"),
+        ("forest_n_estimators", {"type": "int", "low": 0, "high": 5}, "low", ">= 1, got 0"),
+        ("forest_min_samples_leaf", {"type": "int", "low": 0, "high": 5}, "low", ">= 1, got 0"),
+        ("gb_n_estimators", {"type": "int", "low": -10, "high": 5}, "low", ">= 1, got -10"),
+        ("gb_max_depth", {"type": "int", "low": 0, "high": 3}, "low", ">= 1, got 0"),
+        ("gb_subsample", {"type": "float", "low": 0.5, "high": 1.5}, "high", "<= 1, got 1.5"),
+        ("gb_subsample", {"type": "float", "low": 0.0, "high": 1.0}, "low", "> 0, got 0.0"),
+        ("gb_subsample", {"type": "float", "low": 1.2, "high": 1.5}, "low", "<= 1, got 1.2"),
+        ("gb_learning_rate", {"type": "float", "low": -0.1, "high": 0.5}, "low", ">= 0, got -0.1"),
+        ("drop_threshold", {"type": "float", "low": 0.5, "high": 2.0}, "high", "<= 1, got 2.0"),
+        ("drop_threshold", {"type": "float", "low": -0.5, "high": 0.5}, "low", ">= 0, got -0.5"),
+        ("select_k", {"type": "int", "low": 0, "high": 3}, "low", ">= 1, got 0"),
+        ("C", {"type": "float", "low": 0.0, "high": 1.0}, "low", "> 0, got 0.0"),
+        ("alpha", {"type": "float", "low": -1.0, "high": 1.0}, "low", ">= 0, got -1.0"),
+    ],
+    ids=[
+        "forest-depth-0",
+        "forest-trees-0",
+        "forest-leaf-0",
+        "gb-trees-negative",
+        "gb-depth-0",
+        "subsample-over-1",
+        "subsample-0",
+        "subsample-all-over-1",
+        "learning-rate-negative",
+        "drop-threshold-over-1",
+        "drop-threshold-negative",
+        "select-k-0",
+        "C-0",
+        "alpha-negative",
+    ],
+)
+def test_a_bound_outside_the_pipeline_s_domain_is_refused(
+    name: str, decl: dict[str, Any], field: str, message: str
+) -> None:
+    """It loaded, and every trial that drew a value past the domain failed (scikit-learn's
+    parameter validation, the column dropper's share, SelectKBest's k)."""
+    with pytest.raises(SearchSpaceError, match=f"`{name}` {field} must be {message}$") as info:
+        parse_search_space(_declared(name, decl))
+    assert info.value.path == f"params.{name}.{field}"
+
+
+def test_a_numeric_choice_outside_the_pipeline_s_domain_is_refused() -> None:
+    data = _declared("gb_subsample", {"type": "categorical", "choices": [0.5, 1.0, 1.5]})
+    with pytest.raises(
+        SearchSpaceError, match=r"`gb_subsample` choices must be <= 1, got \[1\.5\]"
+    ):
+        parse_search_space(data)
+    data = _declared("select_k", {"type": "categorical", "choices": [0, 2]})
+    with pytest.raises(
+        SearchSpaceError, match=r"`select_k` choices must be >= 1, got \[0\]"
+    ) as info:
+        parse_search_space(data)
+    assert info.value.path == "params.select_k.choices"
+
+
+def test_every_numeric_pipeline_parameter_has_a_domain() -> None:
+    from retune.space._pipeline import _CHOICES, KNOWN_PARAMS
+    from retune.space._space import _DOMAINS
+
+    assert set(_DOMAINS) == KNOWN_PARAMS - set(_CHOICES)
+
+
+def test_a_space_at_the_edges_of_every_domain_loads_and_builds_there() -> None:
+    """The checks refuse only what the pipeline cannot build: the closed ends of each
+    domain (a subsample of 1, a drop threshold of 0 or 1, one tree of depth 1) load, and
+    a point there fits."""
+    space = parse_search_space(
+        {
+            "name": "edges",
+            "params": {
+                "missing": {
+                    "type": "categorical",
+                    "choices": ["drop_columns"],
+                    "when": {
+                        "drop_columns": {"drop_threshold": {"type": "float", "low": 0, "high": 1}}
+                    },
+                },
+                "selector": {
+                    "type": "categorical",
+                    "choices": ["k_best"],
+                    "when": {"k_best": {"select_k": {"type": "int", "low": 1, "high": 3}}},
+                },
+                "estimator": {
+                    "type": "categorical",
+                    "choices": ["gradient_boosting", "random_forest", "logistic"],
+                    "when": {
+                        "gradient_boosting": {
+                            "gb_n_estimators": {"type": "int", "low": 1, "high": 3},
+                            "gb_max_depth": {"type": "int", "low": 1, "high": 2},
+                            "gb_learning_rate": {"type": "float", "low": 0.0, "high": 0.5},
+                            "gb_subsample": {"type": "categorical", "choices": [0.5, 1.0]},
+                        },
+                        "random_forest": {
+                            "forest_n_estimators": {"type": "categorical", "choices": [1, 2]},
+                            "forest_max_depth": {"type": "int", "low": 1, "high": 2},
+                            "forest_min_samples_leaf": {"type": "int", "low": 1, "high": 2},
+                        },
+                        "logistic": {"C": {"type": "int", "low": 1, "high": 10}},
+                    },
+                },
+            },
+        }
+    )
+    x, y = binary(seed=3, n=60)
+    for estimator in ("gradient_boosting", "random_forest", "logistic"):
+        for at_high in (False, True):
+            params = space.sample(_EdgeSuggester(estimator, at_high))
+            space.check(params)
+            assert fit_pipeline(params, x, y, seed=0).predict_proba(x[:2]).shape == (2, 2)
+
+
+class _EdgeSuggester(FixedSuggester):
+    """Picks ``estimator`` and the low (or high) end of every range and list of choices."""
+
+    def __init__(self, estimator: str, at_high: bool) -> None:
+        super().__init__({"estimator": estimator})
+        self.at_high = at_high
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int, log: bool) -> int:
+        return high if self.at_high else low
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None, log: bool
+    ) -> float:
+        return high if self.at_high else low
+
+    def suggest_categorical(self, name: str, choices: tuple[Any, ...]) -> Any:
+        if name in self.overrides:
+            return self.overrides[name]
+        return choices[-1] if self.at_high else choices[0]
+
+
+_REGRESSORS_WITH_CLASS_WEIGHT: dict[str, Any] = {
+    "name": "r",
+    "params": {
+        "class_weight": {"type": "categorical", "choices": ["none", "balanced"]},
+        "estimator": {"type": "categorical", "choices": ["ridge", "gradient_boosting_regressor"]},
+    },
+}
+
+
+def test_class_weight_beside_regressor_choices_is_refused() -> None:
+    """Every trial that drew `balanced` with a regressor raised: a regression space that
+    declared `class_weight` loaded and lost those trials."""
+    with pytest.raises(
+        SearchSpaceError,
+        match=r"`class_weight` applies to classifiers only, but the space can pair 'balanced' "
+        r"with the regressor\(s\) \['gradient_boosting_regressor', 'ridge'\]",
+    ) as info:
+        parse_search_space(_REGRESSORS_WITH_CLASS_WEIGHT)
+    assert info.value.path == "params.class_weight"
+    # nested under a choice that opens the regressors, it pairs with them all the same
+    nested = {
+        "name": "n",
+        "params": {
+            "scaler": {
+                "type": "categorical",
+                "choices": ["none", "standard"],
+                "when": {
+                    "standard": {"class_weight": {"type": "categorical", "choices": ["balanced"]}}
+                },
+            },
+            "estimator": {"type": "categorical", "choices": ["logistic", "ridge"]},
+        },
+    }
+    with pytest.raises(SearchSpaceError, match=r"with the regressor\(s\) \['ridge'\]") as info:
+        parse_search_space(nested)
+    assert info.value.path == "params.scaler.when.standard.class_weight"
+
+
+def test_class_weight_that_never_meets_a_regressor_loads() -> None:
+    only_none = copy.deepcopy(_REGRESSORS_WITH_CLASS_WEIGHT)
+    only_none["params"]["class_weight"]["choices"] = ["none"]
+    parse_search_space(only_none)
+    under_the_classifier = {
+        "name": "m",
+        "params": {
+            "estimator": {
+                "type": "categorical",
+                "choices": ["logistic", "ridge"],
+                "when": {
+                    "logistic": {
+                        "class_weight": {"type": "categorical", "choices": ["none", "balanced"]}
+                    }
+                },
+            }
+        },
+    }
+    parse_search_space(under_the_classifier)
+    no_estimator = {  # the pipeline's default estimator is the logistic classifier
+        "name": "d",
+        "params": {"class_weight": {"type": "categorical", "choices": ["none", "balanced"]}},
+    }
+    parse_search_space(no_estimator)
+
+
 @pytest.mark.parametrize(
     ("bounds", "field"),
     [
@@ -347,8 +590,11 @@ def test_a_float_with_a_step_contains_only_its_grid() -> None:
     assert decl.contains(0.75) and decl.contains(1.0)
     assert not decl.contains(0.7185)
     tenths = parse_search_space(
-        {"name": "t", "params": {"C": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.1}}}
-    ).declarations()["C"]
+        {
+            "name": "t",
+            "params": {"drop_threshold": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.1}},
+        }
+    ).declarations()["drop_threshold"]
     assert tenths.contains(0.1 * 3)  # 0.30000000000000004: on the grid, up to rounding
     with pytest.raises(SearchSpaceError, match="gb_subsample"):
         space.check({"gb_subsample": 0.7185})
@@ -398,8 +644,11 @@ def test_snapping_to_the_top_of_a_grid_stays_in_range() -> None:
     assert space.project({"drop_threshold": 0.31}) is None
     # grid values come back as the grid's decimals, not accumulated rounding
     tenths = parse_search_space(
-        {"name": "t", "params": {"C": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.1}}}
-    ).declarations()["C"]
+        {
+            "name": "t",
+            "params": {"drop_threshold": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.1}},
+        }
+    ).declarations()["drop_threshold"]
     assert tenths.snap(0.68) == 0.7 and tenths.snap(0.29) == 0.3
 
 

@@ -927,3 +927,51 @@ def test_a_label_far_beyond_any_class_is_refused_before_any_prediction_is_built(
     y = np.array([0, 1, 0, 1, 0, float(10**9)])
     with pytest.raises(CVError, match=f"class indices below {MAX_CLASSES}, got 1000000000"):
         check_window(x, y, scheme=StratifiedKFoldCV(n_splits=2), objective=LogLoss(), seed=0)
+
+
+_LOGISTIC_SCALED = {
+    "name": "logistic",
+    "params": {
+        "scaler": {"type": "categorical", "choices": ["none", "standard", "robust"]},
+        "estimator": {
+            "type": "categorical",
+            "choices": ["logistic"],
+            "when": {"logistic": {"C": {"type": "float", "low": 1e-4, "high": 100.0, "log": True}}},
+        },
+    },
+}
+
+
+@pytest.mark.parametrize("stored", ["cost-only", "none"])
+def test_a_worker_joining_a_study_samples_by_its_stored_plan_even_an_empty_one(
+    tmp_path: Any, stored: str
+) -> None:
+    """A stored plan of cost ceilings only counts as empty, and a study begun without a
+    plan stores none: a worker joining (or resuming) it kept sampling with its own plan's
+    box and frozen values, a plan the study never recorded (C drawn in [50, 60] and the
+    scaler frozen while the stored plan and `result.plan` said neither)."""
+    from retune.warmstart import CostCeiling, NumericBound
+
+    first_plan = None
+    if stored == "cost-only":
+        first_plan = WarmStartPlan(
+            strategies=("cost_constraint",), cost=CostCeiling(max_latency_p99_s=10.0)
+        )
+    space = retune.space.parse_search_space(_LOGISTIC_SCALED)
+    first = _run(tmp_path, space=space, plan=first_plan, budget=Budget(max_trials=2))
+    assert first.plan == first_plan
+    own = WarmStartPlan(
+        strategies=("combined",),
+        numeric_box=(NumericBound(name="C", low=50.0, high=60.0),),
+        frozen={"scaler": "robust"},
+    )
+    joined = _run(tmp_path, space=space, plan=own, budget=Budget(max_trials=12))
+    assert joined.plan == first_plan  # the plan the study ran by, not the joiner's
+    attrs = _study_attrs(str(tmp_path / "journal.log"))
+    assert attrs.get("warmstart_plan") == (None if first_plan is None else first_plan.to_json())
+    later = [t for t in _trial_states(str(tmp_path / "journal.log")).values() if t.number >= 2]
+    assert len(later) == 10
+    # ten draws of the full space: one outside [50, 60] (log-uniform over 1e-4..100) and one
+    # not `robust` are all but certain; under the joiner's plan there were none
+    assert any(not 50.0 <= t.params["C"] <= 60.0 for t in later)
+    assert any(t.params["scaler"] != "robust" for t in later)

@@ -412,19 +412,19 @@ def _space(**params: dict[str, Any]) -> SearchSpace:
     return parse_search_space({"name": "s", "params": params})
 
 
-_UNIT = {"type": "float", "low": 0.0, "high": 1.0}
+_UNIT = {"type": "float", "low": 0.0, "high": 1.0}  # a domain holding 0 and 1
 
 
 def test_freeze_never_fixes_a_parameter_history_did_not_vary() -> None:
     """fANOVA scores a parameter history held constant 0.0, and it was frozen on no
     evidence: ``select_k`` here, or the estimator of a history with only ``logistic`` in a space
     that added ``gradient_boosting`` (12 trials then tried the added family once)."""
-    space = _space(C=_UNIT, alpha=_UNIT, select_k={"type": "int", "low": 1, "high": 5})
+    space = _space(drop_threshold=_UNIT, alpha=_UNIT, select_k={"type": "int", "low": 1, "high": 5})
     trials = [
         HistoryTrial(
             study_name="old",
             number=i,
-            params={"C": i / 19, "alpha": (7 * i % 20) / 19, "select_k": 3},
+            params={"drop_threshold": i / 19, "alpha": (7 * i % 20) / 19, "select_k": 3},
             value=i,
         )
         for i in range(20)
@@ -456,16 +456,19 @@ def test_freeze_never_fixes_a_categorical_that_gained_choices() -> None:
         HistoryTrial(
             study_name="old",
             number=i,
-            params={"C": i / 19, "scaler": ("none", "standard")[i % 2]},
+            params={"drop_threshold": i / 19, "scaler": ("none", "standard")[i % 2]},
             value=i,
         )
         for i in range(20)
     ]
     history = History.from_trials(trials)
-    same = _space(C=_UNIT, scaler={"type": "categorical", "choices": ["none", "standard"]})
+    same = _space(
+        drop_threshold=_UNIT, scaler={"type": "categorical", "choices": ["none", "standard"]}
+    )
     assert FreezeUnimportant(min_trials=10).plan(history, same).frozen == {"scaler": "none"}
     gained = _space(
-        C=_UNIT, scaler={"type": "categorical", "choices": ["none", "standard", "robust"]}
+        drop_threshold=_UNIT,
+        scaler={"type": "categorical", "choices": ["none", "standard", "robust"]},
     )
     plan = FreezeUnimportant(min_trials=10).plan(history, gained)
     assert plan.frozen == {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
 import time
 from collections.abc import Iterator
@@ -160,6 +161,24 @@ def test_job_registers_a_shadow_challenger_with_lineage_then_warm_starts(daemon:
     assert [c.version for c in lineup.challengers] == [2, 3]
 
 
+def test_a_job_records_the_warm_start_plan_its_study_ran_by(daemon: Daemon) -> None:
+    """A worker joining or resuming a job's study samples by the plan the study stored; the
+    version's details and the job's result recorded the worker's own plan instead (here
+    its serving-cost ceiling, where the study ran with none)."""
+    outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
+    assert outcome.job_id is not None
+    stored = WarmStartPlan(strategies=("enqueue_top_k",), notes=("stored by the first worker",))
+    optuna.create_study(
+        study_name=f"{MODEL}-job{outcome.job_id}", storage=daemon.config.tuning_storage_url
+    ).set_user_attr("warmstart_plan", stored.to_json())
+    job = _runner(daemon).run(outcome.job_id)
+    assert job.status == "succeeded", job.error
+    assert job.result is not None
+    version = daemon.store.get_version(MODEL, job.result["version"])
+    assert version.details["warm_start_plan"] == stored.to_dict()
+    assert list(job.result["warm_start"]) == ["enqueue_top_k"]
+
+
 def test_parity_failure_fails_the_job_clearly_and_registers_nothing(
     trained: list[ExampleModel], tmp_path: Path
 ) -> None:
@@ -229,7 +248,14 @@ def test_cli_retune_runs_with_a_progress_bar_and_jobs_lists_it(
 ) -> None:
     config = tmp_path / "cli.yaml"
     config.write_text(yaml.safe_dump(daemon.config.model_dump(mode="json")))
-    assert main(["--config", str(config), "retune", MODEL, "--reason", "cli", "--run"]) == 0
+    optuna_logger = logging.getLogger("optuna")
+    try:
+        assert main(["--config", str(config), "retune", MODEL, "--reason", "cli", "--run"]) == 0
+        # Optuna's line per trial, on stderr too, broke the bar into lines of hundreds of
+        # characters; it speaks only of warnings unless -v
+        assert optuna_logger.level == logging.WARNING
+    finally:
+        optuna_logger.setLevel(logging.NOTSET)
     captured = capsys.readouterr()
     assert "trials" in captured.err and "[" in captured.err  # the progress bar
     assert "registered in shadow" in captured.out
@@ -423,6 +449,32 @@ def test_every_worker_of_a_job_trains_on_the_same_window(daemon: Daemon) -> None
     )  # and labels, arriving now, for requests made before the job
     x2, y2, _ = runner._training_window(model, cfg, job)
     assert dataset_version(x1, y1) == dataset_version(x2, y2)
+
+
+def test_a_regression_space_that_weights_classes_is_a_config_error(tmp_path: Path) -> None:
+    """A regression model's space with `class_weight: [none, balanced]` loaded, and every
+    trial that drew `balanced` raised (the pipeline weights classes, not numbers)."""
+    space = tmp_path / "regression.yaml"
+    space.write_text(
+        yaml.safe_dump(
+            {
+                "name": "r",
+                "params": {
+                    "class_weight": {"type": "categorical", "choices": ["none", "balanced"]},
+                    "estimator": {"type": "categorical", "choices": ["ridge"]},
+                },
+            }
+        )
+    )
+    raw = _config(tmp_path, search_space=str(space))
+    raw["models"] = [{**raw["models"][0], "task": "regression"}]  # type: ignore[index]
+    with pytest.raises(
+        ConfigError,
+        match=r"models\.0\.tuning\.search_space: .*params\.class_weight: `class_weight` "
+        r"applies to classifiers only, but the space can pair 'balanced' with the "
+        r"regressor\(s\) \['ridge'\]",
+    ):
+        build_config(raw, env={})
 
 
 def test_a_regression_model_is_retuned_from_its_own_search_space(
