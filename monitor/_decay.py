@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from numbers import Real
 from typing import Any, Literal
 
 import numpy as np
@@ -78,9 +79,25 @@ class DecayResult:
     status: DecayStatus
 
 
+def _is_missing(value: Any) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT
+
+
+def _is_number_or_missing(value: Any) -> bool:
+    return _is_missing(value) or (
+        isinstance(value, Real) and not isinstance(value, bool | np.bool_)
+    )
+
+
 def _seconds(values: Any) -> tuple[np.ndarray, bool]:
     """Float epoch seconds (NaN for missing) and whether the input was datetime-like."""
     arr = np.asarray(values)
+    if arr.dtype == object and all(_is_number_or_missing(v) for v in arr.ravel()):
+        # numbers with None for missing: epoch seconds, not pandas' nanoseconds
+        arr = np.array(
+            [np.nan if _is_missing(v) else float(v) for v in arr.ravel()],
+            dtype=np.float64,
+        ).reshape(arr.shape)
     if arr.dtype.kind in "iuf":
         return arr.astype(np.float64), False
     stamps = pd.to_datetime(pd.Series(arr.ravel()), utc=True)

@@ -99,6 +99,20 @@ def _is_numeric(value: HyperparameterValue) -> bool:
     return isinstance(value, bool | int | float)
 
 
+def _finite(name: str, value: HyperparameterValue, where: str = "") -> float:
+    """``value`` as a float; NaN, infinities and integers past the float range are
+    refused by the hyperparameter's name."""
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise EstimationError(
+            f"hyperparameter {name!r} must be a finite number, got {value!r}{where}"
+        )
+    return number
+
+
 class ServingCostModel:
     """Predicts p99 latency and memory from hyperparameters; build with :meth:`fit`."""
 
@@ -113,6 +127,7 @@ class ServingCostModel:
         mean: np.ndarray,
         scale: np.ndarray,
         report: CorrelationReport,
+        exponent: np.ndarray | None = None,
     ) -> None:
         self._numeric = numeric
         self._logged = logged
@@ -121,6 +136,8 @@ class ServingCostModel:
         self._memory = memory_model
         self._mean = mean
         self._scale = scale
+        # ``mean`` and ``scale`` are in units of 2**exponent per feature (0: no scaling)
+        self._exponent = np.zeros(mean.shape, dtype=np.int32) if exponent is None else exponent
         self.report = report
         """Spearman correlations computed at fit time."""
 
@@ -147,7 +164,12 @@ class ServingCostModel:
             else:
                 categorical[name] = tuple(sorted({str(v) for v in values}))
         columns = {
-            name: np.array([float(r.hyperparameters.get(name, 0)) for r in rows])
+            name: np.array(
+                [
+                    _finite(name, r.hyperparameters.get(name, 0), f" in telemetry row {i}")
+                    for i, r in enumerate(rows)
+                ]
+            )
             for name in numeric
         }
         logged = tuple(name for name in numeric if np.all(columns[name] > 0))
@@ -177,9 +199,14 @@ class ServingCostModel:
             report=CorrelationReport(correlations=tuple(correlations)),
         )
         raw = np.vstack([model._features(r.hyperparameters) for r in rows])
-        model._mean = raw.mean(axis=0)
-        model._scale = np.where(raw.std(axis=0) > 0, raw.std(axis=0), 1.0)
-        x = (raw - model._mean) / model._scale
+        # standardise in units of a power of two near each feature's largest magnitude:
+        # exact, and values near the float limit do not overflow the mean and spread
+        _, model._exponent = np.frexp(np.abs(raw).max(axis=0, initial=0.0))
+        units = np.ldexp(raw, -model._exponent)
+        model._mean = units.mean(axis=0)
+        spread = units.std(axis=0)
+        model._scale = np.where(spread > 0, spread, 1.0)
+        x = (units - model._mean) / model._scale
         model._latency.fit(x, np.log(latency))
         model._memory.fit(x, np.log(memory))
         return model
@@ -190,9 +217,10 @@ class ServingCostModel:
             value = hyperparameters.get(name, 0)
             if not _is_numeric(value):
                 raise EstimationError(f"hyperparameter {name!r} must be numeric, got {value!r}")
-            out.append(float(value))
+            number = _finite(name, value)
+            out.append(number)
             if name in self._logged:
-                out.append(math.log(max(float(value), 1e-12)))
+                out.append(math.log(max(number, 1e-12)))
         for name, levels in self._categorical.items():
             value = str(hyperparameters.get(name, ""))
             out.extend(1.0 if value == level else 0.0 for level in levels)
@@ -201,7 +229,8 @@ class ServingCostModel:
     def predict(self, hyperparameters: Mapping[str, HyperparameterValue]) -> CostPrediction:
         """Predicted p99 latency (seconds) and memory (bytes); unknown hyperparameters
         are ignored, unseen categorical values get no category effect."""
-        x = ((self._features(hyperparameters) - self._mean) / self._scale).reshape(1, -1)
+        units = np.ldexp(self._features(hyperparameters), -self._exponent)
+        x = ((units - self._mean) / self._scale).reshape(1, -1)
         return CostPrediction(
             latency_p99_s=float(np.exp(self._latency.predict(x)[0])),
             memory_bytes=float(np.exp(self._memory.predict(x)[0])),

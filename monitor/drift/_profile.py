@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -160,6 +161,23 @@ def _moments(ordered: np.ndarray) -> tuple[float, float]:
     return float(unit.mean()) * scale, float(unit.std()) * scale
 
 
+def _deciles(ordered: np.ndarray) -> np.ndarray:
+    """The interior PSI edges: deciles of a sorted non-empty array. Past half the largest
+    float, the span between two neighbours can overflow and its interpolation give
+    -inf; there the deciles are interpolated in units of a power of two near the largest
+    magnitude, which scales exactly (but for values so small beside the largest that they
+    fall under the smallest normal float), so the edges stay finite and where a decile
+    falls on a value the edge is that value."""
+    qs = np.linspace(0.0, 1.0, PSI_BINS + 1)[1:-1]
+    top = max(abs(float(ordered[0])), abs(float(ordered[-1])))
+    if top <= np.finfo(np.float64).max / 2:
+        deciles: np.ndarray = np.quantile(ordered, qs)
+    else:
+        _, exponent = math.frexp(top)
+        deciles = np.ldexp(np.quantile(np.ldexp(ordered, -exponent), qs), exponent)
+    return deciles
+
+
 def _summarise_numeric(
     column: pd.Series, *, max_sample: int, rng: np.random.Generator
 ) -> NumericSummary:
@@ -171,8 +189,7 @@ def _summarise_numeric(
     else:
         sample = ordered
     if n:
-        qs = np.quantile(ordered, np.linspace(0.0, 1.0, PSI_BINS + 1)[1:-1])
-        edges = np.unique(qs)
+        edges = np.unique(_deciles(ordered))
         idx = np.searchsorted(edges, ordered, side="right")
         shares = np.bincount(idx, minlength=edges.size + 1) / n
     else:
@@ -333,9 +350,17 @@ class ReferenceProfile:
                 found=version,
                 supported=FORMAT_VERSION,
             )
+        raw_columns = data.get("columns")
+        if not isinstance(raw_columns, Mapping):
+            raise ProfileFormatError(
+                f"reference profile (format_version {version}) is malformed: `columns` must "
+                f"be an object of column name -> summary, got {type(raw_columns).__name__}",
+                found=version,
+                supported=FORMAT_VERSION,
+            )
         try:
             columns: dict[str, ColumnSummary] = {}
-            for name, c in data["columns"].items():
+            for name, c in raw_columns.items():
                 if c["kind"] == "num":
                     raw = base64.b64decode(c["sample"], validate=True)
                     vc = c["value_counts"]

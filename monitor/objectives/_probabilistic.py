@@ -105,7 +105,12 @@ class CostWeightedError(Objective):
     tasks: ClassVar[frozenset[str]] = frozenset({"binary", "multiclass"})
 
     def __init__(self, *, cost_matrix: list[list[float]]) -> None:
-        m = np.asarray(cost_matrix, dtype=np.float64)
+        try:
+            m = np.asarray(cost_matrix, dtype=np.float64)
+        except (TypeError, ValueError) as exc:  # ragged rows, text entries
+            raise ObjectiveError(
+                f"`cost_matrix` must be a square matrix of numbers, got {cost_matrix!r}"
+            ) from exc
         if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:
             raise ObjectiveError(f"`cost_matrix` must be square, at least 2x2, got {m.shape}")
         if not np.isfinite(m).all() or (m < 0).any():

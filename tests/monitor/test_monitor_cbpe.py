@@ -74,3 +74,22 @@ def test_unfitted_or_unusable_inputs_raise_estimation_error() -> None:
             np.array([0.5]),
             metric="mcc",  # type: ignore[arg-type]
         )
+
+
+def test_accuracy_interval_half_width_is_the_poisson_binomial_normal_interval() -> None:
+    """Reference scores 0.2, 0.4, 0.6, 0.8 (ten each) with 1, 3, 7, 9 positives: isotonic
+    calibration returns exactly 0.1, 0.3, 0.7, 0.9. A window of 25 of each score has
+    per-request chances of being right c = 0.9, 0.7, 0.7, 0.9 (threshold 0.5), so
+    accuracy 0.8 and half-width z * sqrt(sum c (1 - c)) / n = 1.95996 * sqrt(15) / 100."""
+    levels = np.array([0.2, 0.4, 0.6, 0.8])
+    positives = [1, 3, 7, 9]
+    ref_scores = np.repeat(levels, 10)
+    ref_labels = np.concatenate([[1] * k + [0] * (10 - k) for k in positives])
+    cbpe = CBPE().fit(ref_scores, ref_labels)
+    np.testing.assert_allclose(cbpe.calibrated(levels), [0.1, 0.3, 0.7, 0.9], rtol=1e-12)
+
+    estimate = cbpe.estimate(np.repeat(levels, 25))
+    half = 1.959963984540054 * np.sqrt(25 * (0.09 + 0.21 + 0.21 + 0.09)) / 100
+    assert half == pytest.approx(0.0759091, abs=1e-7)
+    assert estimate.n == 100 and estimate.value == pytest.approx(0.8, rel=1e-12)
+    assert (estimate.ci_lo, estimate.ci_hi) == pytest.approx((0.8 - half, 0.8 + half), rel=1e-12)

@@ -196,3 +196,76 @@ def test_a_flat_trend_with_a_rounding_slope_projects_no_crossing(value: float) -
     result = DecayEstimator(make_objective("accuracy"), threshold=value - 0.05).fit(points)
     assert result.projected_crossing is None or result.projected_crossing.year < 9999
     assert result.status == "stable"
+
+
+def test_golden_weighted_trend_with_unequal_weights() -> None:
+    """Six daily windows with unequal request counts. Weighted least squares
+    (``(X'WX)^-1 X'Wy``, sigma^2 = sum(w r^2) / (n - 2), t(0.975, 4) = 2.7764) gives slope
+    -0.0194720 per day with 95 % interval (-0.0268821, -0.0120618): wholly below zero,
+    so decaying. Unweighted, the slope would be -0.0188571; a 4x wider interval would
+    straddle zero."""
+    days = np.array([0.0, 1, 2, 3, 4, 5])
+    values = np.array([0.90, 0.88, 0.87, 0.83, 0.84, 0.80])
+    weights = np.array([100, 50, 80, 120, 60, 90])
+    accuracy = make_objective("accuracy")
+    result = DecayEstimator(accuracy, threshold=0.7, tolerance=0.05).fit(
+        [(d * 86_400.0, v, int(n)) for d, v, n in zip(days, values, weights, strict=True)]
+    )
+    # the same fit by the normal equations
+    x = np.column_stack([np.ones_like(days), days])
+    xtwx = x.T @ (weights[:, None] * x)
+    beta = np.linalg.solve(xtwx, x.T @ (weights * values))
+    sigma2 = np.sum(weights * (values - x @ beta) ** 2) / (days.size - 2)
+    half = 2.7764451051977934 * np.sqrt(sigma2 * np.linalg.inv(xtwx)[1, 1])
+    assert beta[1] == pytest.approx(-0.019471982758620693, rel=1e-9)
+    assert (beta[1] - half, beta[1] + half) == pytest.approx(
+        (-0.02688212041109586, -0.012061845106145523), rel=1e-9
+    )
+    assert np.polyfit(days, values, 1)[0] == pytest.approx(-0.018857142857142857)
+
+    assert result.status == "decaying" and result.n_windows == 6
+    assert result.slope_per_day == pytest.approx(-0.019471982758620693, rel=1e-9)
+    assert result.slope_ci == pytest.approx((-0.02688212041109586, -0.012061845106145523), rel=1e-9)
+    assert result.intercept == pytest.approx(0.9002693965517241, rel=1e-9)
+    assert result.current_estimate == pytest.approx(0.8029094827586206, rel=1e-9)
+    crossing_day = (0.7 - 0.9002693965517241) / -0.019471982758620693
+    assert result.projected_crossing is not None
+    assert result.projected_crossing.timestamp() / 86_400.0 == pytest.approx(crossing_day)
+    assert result.recommended_retune_interval_days == pytest.approx(0.05 / 0.019471982758620693)
+
+
+def test_label_times_as_a_list_of_floats_with_none_read_as_epoch_seconds() -> None:
+    """A list of floats with None for "no label" became an object array that pandas read
+    as nanoseconds since 1970: every label "arrived" at 1.7 s, so late labels counted as
+    matured (n = 5 instead of 0) with a label delay of -1.7e9 s."""
+    accuracy = make_objective("accuracy")
+    t = 1.7e9 + np.arange(20.0)
+    y, pred = np.ones(20), np.full(20, 0.9)
+    for lag, expected_n, expected_delay in [(50.0, [0, 0], None), (2.0, [5, 5], 2.0)]:
+        label_times = [float(s + lag) if i % 2 == 0 else None for i, s in enumerate(t)]
+        windows = realised_windows(
+            y, pred, t, label_times, objective=accuracy, window=10.0, maturity=5.0
+        )
+        as_nan = realised_windows(
+            y,
+            pred,
+            t,
+            np.array([np.nan if v is None else v for v in label_times]),
+            objective=accuracy,
+            window=10.0,
+            maturity=5.0,
+        )
+        assert windows == as_nan
+        assert [w.n for w in windows] == expected_n
+        assert windows[0].median_label_delay_s == expected_delay
+        assert windows[0].window_start == 1.7e9  # seconds, not a datetime
+
+
+def test_datetime_label_times_with_none_still_read_as_datetimes() -> None:
+    accuracy = make_objective("accuracy")
+    t = [START + timedelta(seconds=s) for s in range(4)]
+    labels = [START + timedelta(seconds=s + 2) if s % 2 == 0 else None for s in range(4)]
+    windows = realised_windows(
+        np.ones(4), np.full(4, 0.9), t, labels, objective=accuracy, window=10.0, maturity=0.0
+    )
+    assert [(w.window_start, w.n, w.median_label_delay_s) for w in windows] == [(START, 2, 2.0)]

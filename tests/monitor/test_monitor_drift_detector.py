@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from monitor.drift import (
     ColumnDriftConfig,
@@ -196,6 +197,48 @@ def test_benjamini_hochberg_matches_the_step_up_rule() -> None:
     # sorted: 0.002, 0.01, 0.03, 0.04, 0.5 vs 0.01, 0.02, 0.03, 0.04, 0.05
     assert benjamini_hochberg(p, 0.05).tolist() == [True, True, True, False, True]
     assert benjamini_hochberg(np.array([]), 0.05).tolist() == []
+
+
+def test_benjamini_hochberg_steps_up_past_a_p_value_over_its_own_cut_off() -> None:
+    """The vector above rejects the same under step-down; these do not. [0.03, 0.04] at
+    0.05: the smallest p is over its cut-off 0.025, the largest is under its 0.05, so the
+    step-up rule rejects both (step-down and Bonferroni's 0.025 reject neither)."""
+    assert benjamini_hochberg(np.array([0.03, 0.04]), 0.05).tolist() == [True, True]
+    assert benjamini_hochberg(np.array([0.04, 0.03]), 0.05).tolist() == [True, True]
+    # cut-offs 0.0167, 0.0333, 0.05: 0.04 misses its own but 0.045 passes the last
+    assert benjamini_hochberg(np.array([0.045, 0.01, 0.04]), 0.05).tolist() == [True] * 3
+    assert benjamini_hochberg(np.array([0.03, 0.06]), 0.05).tolist() == [False, False]
+
+
+def test_fdr_and_bonferroni_differ_on_a_golden_pair_of_binary_columns() -> None:
+    """Two binary columns (400 reference rows each: the z-test), shifted from a 50 % "b"
+    share to 230/400 and 229/400: two-sided p = 0.03339 and 0.03978 (scipy's 2x2
+    chi-square test without correction agrees). With m = 2 and alpha = 0.05,
+    Bonferroni's cut-off 0.025 rejects neither; Benjamini-Hochberg rejects both (the
+    larger p is under 2/2 * 0.05), so its cut-off is 0.05."""
+    reference = pd.DataFrame(
+        {"u": ["a"] * 200 + ["b"] * 200, "v": ["a"] * 200 + ["b"] * 200}, dtype=object
+    )
+    current = pd.DataFrame(
+        {"u": ["a"] * 170 + ["b"] * 230, "v": ["a"] * 171 + ["b"] * 229}, dtype=object
+    )
+    profile = ReferenceProfile.build(reference)
+    expected = {
+        "u": stats.chi2_contingency([[200, 200], [170, 230]], correction=False).pvalue,
+        "v": stats.chi2_contingency([[200, 200], [171, 229]], correction=False).pvalue,
+    }
+    assert expected == pytest.approx({"u": 0.03339418118368212, "v": 0.039780563112074736})
+
+    fdr = DriftDetector(profile, dataset_rule="fdr", alpha=0.05).check(current)
+    assert {c.column: c.method for c in fdr.columns} == {"u": "z", "v": "z"}
+    assert {c.column: c.p_value for c in fdr.columns} == pytest.approx(expected)
+    assert fdr.drifted_columns == ("u", "v") and fdr.dataset_drift
+    assert [(c.threshold, c.status) for c in fdr.columns] == [(0.05, "drift")] * 2
+
+    bonferroni = DriftDetector(profile, dataset_rule="bonferroni", alpha=0.05).check(current)
+    assert {c.column: c.p_value for c in bonferroni.columns} == pytest.approx(expected)
+    assert bonferroni.drifted_columns == () and not bonferroni.dataset_drift
+    assert [(c.threshold, c.status) for c in bonferroni.columns] == [(0.025, "ok")] * 2
 
 
 @pytest.mark.parametrize("rows", [100, 300])

@@ -195,3 +195,58 @@ def test_psi_uses_reference_decile_bins() -> None:
     assert result.statistic is not None and result.statistic < 0.01
     assert len(summary.psi_edges) == 9  # type: ignore[union-attr]
     assert np.allclose(summary.psi_shares, 0.1)  # type: ignore[union-attr]
+
+
+_REF_ABC = ["a"] * 500 + ["b"] * 300 + ["c"] * 200
+_CUR_ABC = ["a"] * 420 + ["b"] * 330 + ["c"] * 250
+
+
+def test_psi_over_categories_is_the_hand_computed_sum() -> None:
+    """Shares r = (0.5, 0.3, 0.2), c = (0.42, 0.33, 0.25):
+    PSI = sum((r - c) ln(r / c)) = 0.027965"""
+    r, c = np.array([0.5, 0.3, 0.2]), np.array([0.42, 0.33, 0.25])
+    expected = float(np.sum((r - c) * np.log(r / c)))
+    assert expected == pytest.approx(0.027965, abs=1e-6)
+    result = METHODS["psi"]().test(_summary(np.array(_REF_ABC, dtype=object), "cat"), _CUR_ABC)
+    assert result.statistic == pytest.approx(expected, rel=1e-12)
+
+
+def test_psi_over_reference_deciles_is_the_hand_computed_sum() -> None:
+    """Reference 0..99: deciles at 9.9, 19.8, ..., 89.1, a tenth in each bin. Current
+    50..149: nothing in the first five bins (floored to 1e-4), a tenth in each of the
+    next four, 60 % in the last."""
+    result = METHODS["psi"]().test(_summary(np.arange(100.0), "num"), np.arange(50.0, 150.0))
+    expected = 5 * (0.1 - 1e-4) * np.log(0.1 / 1e-4) + (0.1 - 0.6) * np.log(0.1 / 0.6)
+    assert expected == pytest.approx(4.3463, abs=1e-4)
+    assert result.statistic == pytest.approx(expected, rel=1e-12)
+
+
+def test_jensen_shannon_is_the_natural_log_distance() -> None:
+    """sqrt((KL(r || m) + KL(c || m)) / 2) with m = (r + c) / 2 and natural logs (in log 2
+    it would be 1.2011 times larger)."""
+    r, c = np.array([0.5, 0.3, 0.2]), np.array([0.42, 0.33, 0.25])
+    m = (r + c) / 2
+    expected = float(np.sqrt((np.sum(r * np.log(r / m)) + np.sum(c * np.log(c / m))) / 2))
+    assert expected == pytest.approx(0.059079, abs=1e-6)
+    result = METHODS["jensenshannon"]().test(
+        _summary(np.array(_REF_ABC, dtype=object), "cat"), _CUR_ABC
+    )
+    assert result.statistic == pytest.approx(expected, rel=1e-12)
+
+
+def test_z_test_is_the_two_sided_two_proportion_test() -> None:
+    """Reference 60 "a" / 40 "b", current 100 / 100: the share of "b" (all but the first
+    value) is 0.4 against 0.5; pooled 140/300. z = -0.1 / sqrt(pooled (1 - pooled)
+    (1/100 + 1/200)) = -1.6366, two-sided p = 0.10171 — scipy's 2x2 chi-square test of
+    homogeneity without correction (z**2 is its statistic)."""
+    ref = np.array(["a"] * 60 + ["b"] * 40, dtype=object)
+    cur = np.array(["a"] * 100 + ["b"] * 100, dtype=object)
+    pooled = 140 / 300
+    z = (0.4 - 0.5) / np.sqrt(pooled * (1 - pooled) * (1 / 100 + 1 / 200))
+    chi2 = stats.chi2_contingency([[60, 40], [100, 100]], correction=False)
+    assert (z, 2 * stats.norm.sf(abs(z))) == pytest.approx((-1.636634, 0.101707), abs=1e-6)
+    result = METHODS["z"]().test(_summary(ref, "cat"), cur)
+    assert result.statistic == pytest.approx(z, rel=1e-12)
+    assert result.statistic**2 == pytest.approx(chi2.statistic, rel=1e-12)  # type: ignore[operator]
+    assert result.p_value == pytest.approx(chi2.pvalue, rel=1e-12)
+    assert result.status == "ok"  # 0.10 > 0.05 (a one-sided p of 0.051 would be too)

@@ -148,3 +148,40 @@ def test_numeric_statistics_do_not_depend_on_the_column_s_scale(method: str, sca
     assert unit.status == "drift"
     assert scaled.status == unit.status
     assert scaled.statistic == pytest.approx(unit.statistic, rel=1e-9)
+
+
+def test_a_column_at_the_float_limits_keeps_finite_decile_edges_and_serialises() -> None:
+    """Deciles of a column of -1.7e308 and 1.7e308 were interpolated across a span that
+    overflows: the median edge came out -inf and ``to_bytes`` raised JSON's raw
+    "Out of range float values" ValueError."""
+    values = np.r_[np.full(100, -1.7e308), np.full(100, 1.7e308)]
+    profile = ReferenceProfile.build(pd.DataFrame({"x": values}))
+    summary = profile.columns["x"]
+    assert summary.psi_edges == (-1.7e308, 0.0, 1.7e308)  # type: ignore[union-attr]
+    assert summary.psi_shares == (0.0, 0.5, 0.0, 0.5)  # type: ignore[union-attr]
+    loaded = ReferenceProfile.from_bytes(profile.to_bytes())
+    assert loaded.to_dict() == profile.to_dict()
+    current = pd.DataFrame({"x": values[::-1]})
+    psi = DriftDetector(loaded, columns={"x": ColumnDriftConfig(method="psi")}).check(current)
+    assert psi.column("x").status == "ok" and psi.column("x").statistic == 0.0
+
+
+def test_decile_edges_at_the_float_limits_scale_exactly_with_the_column() -> None:
+    """Interpolated in units of a power of two, the edges of a column near the float
+    limits are those of the same column scaled down by 2**1000, scaled back up: exact,
+    and on the reference values where a decile falls on one."""
+    values = np.r_[np.full(60, -1.5e308), np.full(40, 1e308), np.full(100, 1.6e308)]
+    edges = ReferenceProfile.build(pd.DataFrame({"x": values})).columns["x"].psi_edges  # type: ignore[union-attr]
+    small = ReferenceProfile.build(pd.DataFrame({"x": np.ldexp(values, -1000)})).columns["x"]
+    assert edges == tuple(float(e) for e in np.ldexp(small.psi_edges, 1000))  # type: ignore[union-attr]
+    # deciles at rows 19.9, 39.8 | 59.7 (across the overflowing span) | 79.6 | 99.5 | 119.4..
+    assert len(edges) == 5 and (edges[0], edges[2], edges[4]) == (-1.5e308, 1e308, 1.6e308)
+    # -1.5e308 + 0.7 * (1e308 + 1.5e308), and 1e308 + 0.5 * (1.6e308 - 1e308)
+    assert edges[1:4:2] == pytest.approx((2.5e307, 1.3e308))
+
+
+def test_a_payload_whose_columns_are_not_an_object_is_a_profile_format_error() -> None:
+    payload = b'{"format_version": 2, "columns": [], "n_rows": 1, "max_sample": 2, "seed": 0}'
+    with pytest.raises(ProfileFormatError, match="`columns` must be an object") as info:
+        ReferenceProfile.from_bytes(payload)
+    assert (info.value.found, info.value.supported) == (2, FORMAT_VERSION)

@@ -90,3 +90,40 @@ def test_cost_model_rejects_configs_over_the_latency_ceiling() -> None:
 def test_cost_model_needs_enough_rows() -> None:
     with pytest.raises(EstimationError, match="min_rows=5"):
         ServingCostModel.fit(_telemetry(np.random.default_rng(3), 3))
+
+
+def _rows_with_c(values: list[float]) -> list[HyperparameterTelemetry]:
+    return [
+        HyperparameterTelemetry(
+            hyperparameters={"C": v, "depth": i + 1},
+            latency_p99_s=0.01 * (i + 1),
+            memory_bytes=1e6 * (i + 1),
+        )
+        for i, v in enumerate(values)
+    ]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_hyperparameter_is_refused_by_name_and_value(bad: float) -> None:
+    """NaN or inf in one row reached ridge regression, which raised scikit-learn's raw
+    "Input X contains NaN" ValueError."""
+    with pytest.raises(EstimationError) as info:
+        ServingCostModel.fit(_rows_with_c([1.0, 2.0, bad, 4.0, 5.0]))
+    assert str(info.value) == (
+        f"hyperparameter 'C' must be a finite number, got {bad!r} in telemetry row 2"
+    )
+    model = ServingCostModel.fit(_rows_with_c([1.0, 2.0, 3.0, 4.0, 5.0]))
+    with pytest.raises(EstimationError, match=r"hyperparameter 'C' must be a finite number"):
+        model.predict({"C": bad, "depth": 2})
+
+
+def test_hyperparameters_near_the_float_limit_are_fitted() -> None:
+    """Values of 1e308 overflowed the column means to inf (and the standardised features
+    to NaN); the features are standardised in units of a power of two per column."""
+    model = ServingCostModel.fit(_rows_with_c([1e308, 1e308, 1.0, 2.0, 3.0]))
+    cost = model.predict({"C": 1.0, "depth": 2})
+    assert np.isfinite(cost.latency_p99_s) and np.isfinite(cost.memory_bytes)
+    assert model.report.get("C").n == 5
+    for c in (1e308, -1e308, 0.0):
+        far = model.predict({"C": c, "depth": 5})
+        assert np.isfinite(far.latency_p99_s) and np.isfinite(far.memory_bytes)

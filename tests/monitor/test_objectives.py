@@ -78,6 +78,18 @@ def test_a_binary_model_s_cost_matrix_must_be_two_by_two() -> None:
     assert make_objective("cost", task="multiclass", cost_matrix=[[0, 1, 1]] * 3)
 
 
+@pytest.mark.parametrize(
+    "matrix",
+    [[[0, 1], [1]], [[0, "a"], [1, 0]], [[0, [1]], [1, 0]]],
+    ids=["ragged", "text", "nested"],
+)
+def test_a_cost_matrix_that_is_not_a_matrix_of_numbers_is_refused(matrix: object) -> None:
+    """A ragged matrix raised numpy's "inhomogeneous shape" ValueError."""
+    with pytest.raises(ObjectiveError) as info:
+        make_objective("cost", task="binary", cost_matrix=matrix)
+    assert str(info.value) == f"`cost_matrix` must be a square matrix of numbers, got {matrix!r}"
+
+
 def test_cost_weighted_error_takes_the_bayes_decision() -> None:
     cost = make_objective("cost", cost_matrix=[[0, 1], [10, 0]])
     # p=0.2 positive: expected cost of predicting 0 is 0.2*10=2 > predicting 1 is 0.8*1
