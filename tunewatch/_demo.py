@@ -31,12 +31,11 @@ from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._errors import ConfigError
 from tunewatch._example import example_data, feature_names
-from tunewatch._tuning import TuningJobRunner
+from tunewatch._tuning import TuningJobRunner, shipped_search_space
 from tunewatch.store import redact_url
 
 MODEL = "credit"
 WINDOW = 500
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _step(message: str) -> None:
@@ -44,7 +43,7 @@ def _step(message: str) -> None:
 
 
 def demo_config(data_dir: Path) -> dict[str, Any]:
-    space = ROOT / "configs" / "search_spaces" / "demo.yaml"
+    space = shipped_search_space("demo.yaml")  # a wheel's install has no source tree
     return {
         "data_dir": str(data_dir),
         "scheduler": {"enabled": False},  # the demo decides when each step runs

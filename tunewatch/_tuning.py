@@ -63,10 +63,14 @@ DEFAULT_SEARCH_SPACES = {
 
 
 def default_search_space(task: str) -> str:
-    """The task's default space in ``configs/search_spaces/``: beside the source tree (a
+    """The task's default space (see :func:`shipped_search_space`)."""
+    return shipped_search_space(DEFAULT_SEARCH_SPACES[task])
+
+
+def shipped_search_space(name: str) -> str:
+    """The space ``name`` in ``configs/search_spaces/``: beside the source tree (a
     checkout, an editable install), else under the working directory (the Docker image's
     ``/opt/tunewatch``), so that it does not depend on where the daemon was started."""
-    name = DEFAULT_SEARCH_SPACES[task]
     candidates = [
         Path(__file__).resolve().parents[1] / "configs" / "search_spaces" / name,
         Path.cwd() / "configs" / "search_spaces" / name,

@@ -37,3 +37,21 @@ def test_the_default_demo_directory_made_before_the_marker_is_cleared(tmp_path: 
     (old / "tunewatch.db").write_text("an earlier demo")
     fresh_demo_dir(old)
     assert [p.name for p in old.iterdir()] == [".tunewatch-demo"]
+
+
+def test_the_demo_finds_its_search_space_without_a_source_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Installed from a wheel (the Docker image's `pip install .`), the demo looked for
+    `configs/search_spaces/demo.yaml` beside the installed package only, and exited 2;
+    the daemon's default spaces were also looked for under the working directory."""
+    import tunewatch._tuning as tuning
+    from tunewatch._demo import demo_config
+
+    monkeypatch.setattr(tuning, "__file__", str(tmp_path / "site" / "tunewatch" / "_tuning.py"))
+    shipped = tmp_path / "opt" / "configs" / "search_spaces"
+    shipped.mkdir(parents=True)
+    (shipped / "demo.yaml").write_text("estimator: {type: categorical, choices: [logistic]}\n")
+    monkeypatch.chdir(tmp_path / "opt")
+    (model,) = demo_config(tmp_path / "data")["models"]
+    assert model["tuning"]["search_space"] == str(shipped / "demo.yaml")
