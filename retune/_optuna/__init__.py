@@ -1,0 +1,57 @@
+"""The only part of :mod:`retune` importing Optuna; it translates Optuna's errors, and
+those of the storage beneath it (an RDB's through SQLAlchemy, a journal file's).
+
+It opens (or joins) studies on an RDB URL or a journal file, applies a
+:class:`~retune.warmstart.WarmStartPlan` through a sampler wrapper, reads history and
+computes importances. Optuna's experimental features used here (heartbeats, stale-trial
+retry, ``fail_stale_trials``) are used knowingly: their ``ExperimentalWarning`` is
+silenced around those calls only.
+
+A front over one module per job: :mod:`._storage` (opening, closing, translating errors),
+:mod:`._sampler` (the plan-aware sampler), :mod:`._handles` (a worker's study and
+trials), :mod:`._reads` (history, importances, progress).
+"""
+
+from retune._optuna._handles import (
+    OUTCOME,
+    StudyHandle,
+    TrialHandle,
+    TrialRecord,
+    open_study,
+    ran,
+    rebuild_sampler,
+)
+from retune._optuna._reads import StudyProgress, load_history, param_importances, study_progress
+from retune._optuna._sampler import PlanSampler, _narrow
+from retune._optuna._storage import (
+    MAX_STALE_RETRIES,
+    STALE_AFTER_HEARTBEATS,
+    FailTrial,
+    PruneTrial,
+    _is_schema_setup_collision,
+    close_storage,
+    make_storage,
+)
+
+__all__ = [
+    "MAX_STALE_RETRIES",
+    "OUTCOME",
+    "STALE_AFTER_HEARTBEATS",
+    "FailTrial",
+    "PlanSampler",
+    "PruneTrial",
+    "StudyHandle",
+    "StudyProgress",
+    "TrialHandle",
+    "TrialRecord",
+    "_is_schema_setup_collision",
+    "_narrow",
+    "close_storage",
+    "load_history",
+    "make_storage",
+    "open_study",
+    "param_importances",
+    "ran",
+    "rebuild_sampler",
+    "study_progress",
+]

@@ -1,0 +1,236 @@
+"""Studies as a worker sees them: opening or joining one, its trials, and the handle an
+objective suggests through."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, TrialState
+
+from retune._budget import PrunerKind
+from retune._errors import StudyError
+from retune._optuna._sampler import _sampler
+from retune._optuna._storage import (
+    FailTrial,
+    PruneTrial,
+    _experimental_ok,
+    _translated,
+    close_storage,
+    make_storage,
+)
+from retune.space import Choice
+from retune.warmstart._base import WarmStartPlan
+
+OUTCOME = "outcome"
+"""Trial user attribute: ``complete`` | ``pruned`` | ``vetoed`` | ``cost_rejected`` | ``error``."""
+
+
+def ran(user_attrs: Mapping[str, Any]) -> bool:
+    """Whether a trial ran, as :class:`~retune.TuningResult` and :func:`study_progress`
+    count trials: it recorded an ``outcome`` (trained, pruned, vetoed, failed, or rejected
+    for its serving cost). Not one WAITING (a warm-start configuration enqueued), one
+    still running, one given up untrained beyond ``max_trials`` (``skipped``), nor one a
+    killed worker left."""
+    return user_attrs.get(OUTCOME) is not None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialRecord:
+    number: int
+    state: str
+    value: float | None
+    params: Mapping[str, Any]
+    user_attrs: Mapping[str, Any]
+
+
+class TrialHandle:
+    """What an objective sees of a running trial (and a :class:`~retune.space.Suggester`)."""
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        self._trial = trial
+
+    @property
+    def number(self) -> int:
+        return self._trial.number
+
+    def suggest_int(self, name: str, low: int, high: int, *, step: int, log: bool) -> int:
+        return self._trial.suggest_int(name, low, high, step=step, log=log)
+
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None, log: bool
+    ) -> float:
+        return self._trial.suggest_float(name, low, high, step=step, log=log)
+
+    def suggest_categorical(self, name: str, choices: tuple[Choice, ...]) -> Choice:
+        value = self._trial.suggest_categorical(name, list(choices))
+        if value is None:  # choices never contain None: the space forbids it
+            raise StudyError(f"`{name}` sampled None", study_name=self._trial.study.study_name)
+        return value
+
+    def set_attr(self, key: str, value: Any) -> None:
+        self._trial.set_user_attr(key, value)
+
+    def report_fold(self, fold: int, mean_loss: float) -> None:
+        """Report the running mean after ``fold``; raise :class:`PruneTrial` when pruned."""
+        self._trial.report(mean_loss, fold)
+        if self._trial.should_prune():
+            raise PruneTrial(f"pruned after fold {fold} at mean loss {mean_loss:.6g}")
+
+
+class StudyHandle:
+    """One process's connection to a (possibly shared) study."""
+
+    def __init__(
+        self,
+        study: optuna.Study,
+        *,
+        created: bool,
+        seed: int,
+        storage: optuna.storages.BaseStorage,
+    ) -> None:
+        self._study = study
+        self._storage = storage  # as opened: the study holds it wrapped in a cache
+        self.created = created
+        self.seed = seed  # this worker's sampler seed
+        self.name = study.study_name
+        self.stopped_by: str | None = None
+
+    @property
+    def user_attrs(self) -> dict[str, Any]:
+        with _translated(self.name, "reading study attributes"):
+            return dict(self._study.user_attrs)
+
+    def set_user_attr(self, key: str, value: Any) -> None:
+        with _translated(self.name, "writing a study attribute"):
+            self._study.set_user_attr(key, value)
+
+    def enqueue(self, params: Sequence[Mapping[str, Any]]) -> None:
+        with _translated(self.name, "enqueueing warm-start trials"):
+            for p in params:
+                self._study.enqueue_trial(
+                    dict(p), user_attrs={"warm_start": "enqueued"}, skip_if_exists=True
+                )
+
+    def fail_running_trials(self, reasons: Mapping[int, str]) -> list[int]:
+        """Fail the trials numbered in ``reasons`` that are still RUNNING, each with an
+        ``orphaned`` attribute giving its reason; returns the numbers failed (not one that
+        finished meanwhile)."""
+        failed: list[int] = []
+        with _translated(self.name, "failing orphaned trials"):
+            storage = self._study._storage
+            for t in self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+                if t.number not in reasons:
+                    continue
+                try:
+                    storage.set_trial_user_attr(t._trial_id, "orphaned", reasons[t.number])
+                    storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+                except UpdateFinishedTrialError:
+                    continue  # it finished meanwhile: it was not orphaned
+                failed.append(t.number)
+        return failed
+
+    def close(self) -> None:
+        """Close this process's connections to the study's storage (see
+        :func:`close_storage`); the handle is not used after."""
+        close_storage(self._storage)
+
+    def fail_stale_trials(self) -> None:
+        with _translated(self.name, "failing stale trials"), _experimental_ok():
+            optuna.storages.fail_stale_trials(self._study)
+
+    def trials(self) -> list[TrialRecord]:
+        with _translated(self.name, "reading trials"):
+            frozen = self._study.get_trials(deepcopy=False)
+        return [
+            TrialRecord(
+                number=t.number,
+                state=t.state.name,
+                value=t.value if t.state == TrialState.COMPLETE else None,
+                params=dict(t.params),
+                user_attrs=dict(t.user_attrs),
+            )
+            for t in frozen
+        ]
+
+    def optimize(
+        self,
+        objective: Callable[[TrialHandle], float],
+        *,
+        should_stop: Callable[[], str | None],
+    ) -> None:
+        """Run trials until ``should_stop`` returns a reason (checked before and after each)."""
+        reason = should_stop()
+        if reason is not None:
+            self.stopped_by = reason
+            return
+
+        def run(trial: optuna.Trial) -> float:
+            try:
+                return objective(TrialHandle(trial))
+            except PruneTrial as exc:
+                raise optuna.TrialPruned(str(exc)) from exc
+
+        def after(study: optuna.Study, trial: FrozenTrial) -> None:
+            why = should_stop()
+            if why is not None:
+                self.stopped_by = why
+                study.stop()
+
+        with _translated(self.name, "optimising"), _experimental_ok():
+            self._study.optimize(run, callbacks=[after], catch=(FailTrial,), gc_after_trial=False)
+
+
+def _pruner(kind: PrunerKind) -> optuna.pruners.BasePruner:
+    if kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    if kind == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+def open_study(
+    *,
+    storage: str,
+    study_name: str,
+    seed: int,
+    plan: WarmStartPlan | None,
+    pruner: PrunerKind,
+    heartbeat_interval: int | None,
+) -> StudyHandle:
+    """Create the study, or join it if it exists (another worker, or a restart).
+
+    The creating worker samples with ``seed``; a joining worker with a seed of its own
+    (random: workers on other hosts may share a pid), so workers do not propose the same
+    points.
+    """
+    with _translated(study_name, "opening storage"):
+        backend = make_storage(storage, heartbeat_interval=heartbeat_interval)
+    with contextlib.ExitStack() as on_failure:  # closed unless the handle takes it
+        on_failure.callback(close_storage, backend)
+        with _translated(study_name, "opening storage"):
+            exists = study_name in optuna.get_all_study_names(backend)
+        worker_seed = seed if not exists else secrets.randbits(31)
+        sampler = _sampler(plan, seed=worker_seed)
+        with _translated(study_name, "creating or loading the study"):
+            study = optuna.create_study(
+                storage=backend,
+                study_name=study_name,
+                sampler=sampler,
+                pruner=_pruner(pruner),
+                direction="minimize",
+                load_if_exists=True,
+            )
+        on_failure.pop_all()
+    return StudyHandle(study, created=not exists, seed=worker_seed, storage=backend)
+
+
+def rebuild_sampler(handle: StudyHandle, plan: WarmStartPlan | None) -> None:
+    """Swap in the sampler of ``plan`` (a joining or resuming worker adopting the study's
+    stored plan, which may be empty or none), with the worker's own seed."""
+    handle._study.sampler = _sampler(plan, seed=handle.seed)

@@ -1,0 +1,148 @@
+"""Reading finished studies: the history warm start learns from, fANOVA importances,
+and a study's progress."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.exceptions import OptunaError
+from optuna.trial import TrialState
+
+from retune._errors import WarmStartError
+from retune._optuna._handles import OUTCOME, ran
+from retune._optuna._storage import _is_storage_error, _translated, close_storage, make_storage
+from retune.space import CategoricalParam, FloatParam, IntParam, SearchSpace
+from retune.warmstart._base import History, HistoryTrial
+
+
+def load_history(storage: str, study_names: Sequence[str]) -> History:
+    """Completed trials of ``study_names`` (oldest first), ranks normalised per study."""
+    items: list[HistoryTrial] = []
+    backend: optuna.storages.BaseStorage | None = None  # one for all the studies
+    try:
+        for name in study_names:
+            try:
+                if backend is None:
+                    backend = make_storage(storage, heartbeat_interval=None)
+                study = optuna.load_study(study_name=name, storage=backend)
+                trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            except KeyError as exc:
+                raise WarmStartError(
+                    f"history study {name!r} does not exist in {storage!r}"
+                ) from exc
+            except Exception as exc:
+                if not isinstance(exc, OptunaError) and not _is_storage_error(exc):
+                    raise
+                raise WarmStartError(
+                    f"cannot read history study {name!r}: {type(exc).__name__}: {exc}"
+                ) from exc
+            for t in trials:
+                if t.value is not None:
+                    items.append(
+                        HistoryTrial(
+                            study_name=name, number=t.number, params=dict(t.params), value=t.value
+                        )
+                    )
+    finally:
+        if backend is not None:
+            close_storage(backend)
+    return History.from_trials(items)
+
+
+def _distribution(decl: IntParam | FloatParam | CategoricalParam) -> BaseDistribution:
+    if isinstance(decl, IntParam):
+        return IntDistribution(decl.low, decl.high, log=decl.log, step=decl.step)
+    if isinstance(decl, FloatParam):
+        return FloatDistribution(decl.low, decl.high, log=decl.log, step=decl.step)
+    return CategoricalDistribution(list(decl.choices))
+
+
+#: How Optuna's fANOVA refuses trials none of its trees can split (all values equal, or all
+#: parameters).
+_ZERO_VARIANCE = "zero total variance"
+
+
+def param_importances(history: History, space: SearchSpace, *, seed: int) -> dict[str, float]:
+    """fANOVA importance shares (seeded) of the parameters every historical trial has,
+    with normalised ranks as the target (comparable across studies).
+
+    Empty when there is nothing to share out: fewer than two trials project into
+    ``space``, or fANOVA finds no variance (their ranks are all equal, or no parameter
+    separates them).
+    """
+    study = optuna.create_study(direction="minimize")
+    declarations = space.declarations()
+    for t in history.trials:
+        projected = space.project(t.params)
+        if projected is None:
+            continue
+        dists = {name: _distribution(declarations[name]) for name in projected}
+        try:
+            trial = optuna.create_trial(params=projected, distributions=dists, value=t.rank)
+            study.add_trial(trial)
+        except ValueError as exc:  # a projected point Optuna does not take: a bug here
+            raise WarmStartError(
+                f"history trial {t.number} of study {t.study_name!r} does not fit the space "
+                f"{space.name!r} as projected ({projected}): {exc}"
+            ) from exc
+    if len(study.trials) < 2:
+        return {}
+    evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
+    try:
+        result = optuna.importance.get_param_importances(study, evaluator=evaluator)
+    except (ValueError, RuntimeError) as exc:
+        if isinstance(exc, RuntimeError) and _ZERO_VARIANCE in str(exc):
+            return {}
+        raise WarmStartError(f"importances could not be computed from history: {exc}") from exc
+    return {name: float(share) for name, share in result.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class StudyProgress:
+    """How far a study got: the trials that ran (:func:`ran`, as
+    :attr:`TuningResult.n_trials <retune.TuningResult>` counts them) and those of them
+    rejected for their serving cost (untrained: ``max_trials`` counts the others), trials
+    by state, and the best value so far (lower is better)."""
+
+    study_name: str
+    n_trials: int
+    n_cost_rejected: int
+    n_complete: int
+    n_running: int
+    n_pruned: int
+    n_failed: int
+    best_value: float | None
+
+
+def study_progress(storage: str, study_name: str) -> StudyProgress | None:
+    """Progress of ``study_name``, or ``None`` when it does not exist (yet)."""
+    with _translated(study_name, "reading its progress"):
+        backend = make_storage(storage, heartbeat_interval=None)
+        try:  # a job's reporter reads every second: no connection is left to pile up
+            study = optuna.load_study(study_name=study_name, storage=backend)
+            trials = study.get_trials(deepcopy=False)
+        except KeyError:
+            return None
+        finally:
+            close_storage(backend)
+    states = [t.state for t in trials]
+    complete = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    outcomes = [t.user_attrs.get(OUTCOME) for t in trials if ran(t.user_attrs)]
+    return StudyProgress(
+        study_name=study_name,
+        n_trials=len(outcomes),
+        n_cost_rejected=outcomes.count("cost_rejected"),
+        n_complete=len(complete),
+        n_running=states.count(TrialState.RUNNING),
+        n_pruned=states.count(TrialState.PRUNED),
+        n_failed=states.count(TrialState.FAIL),
+        best_value=min(complete) if complete else None,
+    )
