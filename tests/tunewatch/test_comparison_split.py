@@ -455,3 +455,44 @@ def test_a_bounded_objective_gives_the_split_test_its_loss_range_and_cube_sums(
         assert state["stats"][1][:2] == [100, 100]
     finally:
         d.close()
+
+
+def test_a_promoted_split_challenger_raises_no_mismatch_and_blocks_nothing(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """Once the split's own challenger (v2) is champion, every unit is counted in the
+    champion arm: the check reported a mismatch (srm_detected) and blocked every later
+    promotion — v3's here — until an operator changed the split. A split whose challenger
+    left shadow splits nothing: it is not checked and blocks nothing."""
+    t = traffic(trained, 3000, seed=7)
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    split = SPLIT.model_copy(update={"start": an_hour_ago - timedelta(hours=1)})
+    loop = runner(daemon, split=split.model_dump(), rollback={"enabled": False})
+    _serve_split(daemon, t, range(0, 1000), 1, shadowed=False, received_at=an_hour_ago)
+    loop.run(MODEL)
+    before = loop.comparisons.latest_split_check(MODEL, salt=SPLIT.salt)
+    assert before is not None and not before.mismatch
+    governance.promote(daemon.store, daemon.config, MODEL, 2, actor="op", reason="split won")
+    daemon.registry.register(MODEL, trained[1].onnx, trained[1].metadata, actor="t")  # v3
+    paired = None
+    for lo in range(1000, 3000, 200):  # v2 answers every unit; v3 shadows it, far better
+        ids = range(lo, lo + 200)
+        near = np.clip(t.y[lo : lo + 200], 0.1, 0.9)
+        write(
+            daemon.store,
+            ids=ids,
+            x=t.x[lo : lo + 200],
+            y=t.y[lo : lo + 200],
+            answers={2: t.logistic[lo : lo + 200], 3: np.column_stack([1 - near, near])},
+            roles={2: "champion", 3: "challenger"},
+            units=[f"u{u}" for u in ids],
+        )
+        paired = next(r for r in loop.run(MODEL) if r.kind == "paired")
+        if paired.action != "none":
+            break
+    assert paired is not None and paired.action == "promoted", paired
+    assert loop.comparisons.latest_split_check(MODEL, salt=SPLIT.salt) == before
+    assert daemon.store.list_events(model=MODEL, type="srm_detected") == []
+    assert daemon.store.list_events(model=MODEL, type="promotion_blocked") == []
+    champion = daemon.store.champion(MODEL)
+    assert champion is not None and champion.version == 3

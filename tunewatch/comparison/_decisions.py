@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from shadow.stats import (
-    GuardrailResult,
     ServingProfile,
     check_guardrails,
 )
@@ -20,6 +20,7 @@ from tunewatch.store import Store, VersionRow
 from tunewatch.store._comparisons import (
     ComparisonStore,
     ComparisonTestRow,
+    Replaces,
 )
 
 if TYPE_CHECKING:  # _config nests ComparisonConfig: import nothing that imports _config
@@ -31,6 +32,8 @@ from tunewatch.comparison._config import ComparisonConfig
 from tunewatch.comparison._results import (
     ACTOR,
     Action,
+    CheckedGuardrails,
+    needs_action,
 )
 
 logger = logging.getLogger(__name__)
@@ -56,11 +59,12 @@ class Decisions:
 
     def guardrails(
         self, model: str, champion: VersionRow, challenger: int, settings: ComparisonConfig
-    ) -> GuardrailResult:
+    ) -> CheckedGuardrails:
         """The serving guardrails of ``challenger`` against ``champion`` as recorded now."""
         rules = settings.guardrails
         target = self.store.get_version(model, challenger)
         violations: list[str] = []
+        notes: list[str] = []
         # The champion's over the period of the challenger's newest: each version's own
         # newest reach back over different periods when one answers more often (a live-
         # split arm, one latency per shadow drain), and a load that changed meanwhile
@@ -77,16 +81,40 @@ class Decisions:
             values = latencies.get(version, np.empty(0))
             if values.size >= rules.min_latency_samples:
                 p99[version] = max(float(np.quantile(values, 0.99)), 1e-9)
+        counts = {
+            v: int(latencies.get(v, np.empty(0)).size) for v in (champion.version, challenger)
+        }
+        limits = rules.limits()
         latency_rules = rules.max_latency_p99_ratio is not None or rules.max_latency_p99_s
-        if latency_rules and len(p99) < 2:
-            counts = {
-                v: int(latencies.get(v, np.empty(0)).size) for v in (champion.version, challenger)
-            }
+        # Mirror mode records the champion's answers without a latency: the ratio cannot
+        # apply (it refused every winner for good), the challenger's own cap still can.
+        elsewhere = bool(
+            latency_rules
+            and champion.version not in p99
+            and self.comparisons.scored_elsewhere(
+                model, champion.version, since=target.created_at, newest=rules.latency_samples
+            )
+        )
+        if elsewhere:
+            limits = replace(limits, max_latency_p99_ratio=None)
+            if rules.max_latency_p99_ratio is not None:
+                notes.append(
+                    "champion scored elsewhere: latency ratio not checked "
+                    f"(v{champion.version}'s answers are recorded without latencies)"
+                )
+            if rules.max_latency_p99_s is not None and challenger not in p99:
+                violations.append(
+                    f"latency: need {rules.min_latency_samples} recorded latencies of "
+                    f"v{challenger} since it was registered for `max_latency_p99_s` "
+                    f"(v{champion.version} is scored elsewhere), got {counts[challenger]}"
+                )
+        elif latency_rules and len(p99) < 2:
             violations.append(
                 f"latency: need {rules.min_latency_samples} recorded latencies per version "
                 f"since v{challenger} was registered (the champion's over the period of "
                 f"v{challenger}'s), got {counts}"
             )
+        latency_measured = challenger in p99 if elsewhere else len(p99) == 2
         memory = {v.version: v.load_memory_bytes for v in (champion, target)}
         memory_rules = rules.max_memory_ratio is not None or rules.max_memory_bytes is not None
         if memory_rules and any(not m for m in memory.values()):
@@ -98,7 +126,7 @@ class Decisions:
                 f"{target.details.get('parity_error')!r}, not a finite number >= 0"
             )
         result = check_guardrails(
-            rules.limits(),
+            limits,
             champion=ServingProfile(
                 latency_p99_s=p99.get(champion.version, 1.0),
                 memory_bytes=memory[champion.version] or 1,
@@ -112,11 +140,13 @@ class Decisions:
         measured = [
             v
             for v in result.violations
-            if not (v.startswith("max_latency") and len(p99) < 2)
+            if not (v.startswith("max_latency") and not latency_measured)
             and not (v.startswith("max_memory") and any(not m for m in memory.values()))
         ]
         violations += measured
-        return GuardrailResult(passed=not violations, violations=tuple(violations))
+        return CheckedGuardrails(
+            passed=not violations, violations=tuple(violations), notes=tuple(notes)
+        )
 
     def act(
         self,
@@ -126,6 +156,12 @@ class Decisions:
         *,
         blocked: bool,
     ) -> tuple[Action, tuple[str, ...]]:
+        """Act on the decided ``test`` once. Outcomes are settled in the store by a
+        compare-and-set: a run that finds the test settled by another — a second process
+        comparing the same model — records nothing and returns ``"none"``. A promotion,
+        a refusal or a closing is settled before what it records; a notice (notify,
+        retune) after it is handed over, so that a failure between the two sends it
+        again rather than never (see :meth:`_notify`)."""
         look = self.comparisons.latest_look(test.id)
         evidence: dict[str, Any] = {
             "test_id": test.id,
@@ -145,56 +181,63 @@ class Decisions:
                 family_size=look.family_size,
             )
         if test.decision == "challenger_worse":
-            outcome = self.dispatcher.handle(
-                model, "challenger_worse", evidence, dedupe_key=f"comparison:{test.id}"
-            )
-            self.comparisons.finish_test(
-                test.id, status="decided", outcome={"action": "notified", "trigger": outcome.action}
-            )
-            return "notified", (outcome.describe(),)
+            return self._notify(model, test, evidence, actor="system")
         # Read now, not at the start of the run: an earlier decision of the same run (or
         # another process) may have promoted, and this test never saw the new champion.
         champion = self.store.champion(model)
         if champion is None or test.champion_version != champion.version:
-            self.comparisons.finish_test(
-                test.id,
-                status="closed",
-                outcome={"action": "closed", "reason": "the champion changed before promotion"},
+            if champion is not None and champion.version == test.challenger_version:
+                return self._close(model, test, f"v{champion.version} is the champion already")
+            return self._close(model, test, "the champion changed before promotion")
+        # An operator may have retired (or rolled back) the winner since it was decided,
+        # e.g. while a sample-ratio mismatch held its promotion: it is not promoted.
+        stage = self.store.get_version(model, test.challenger_version).stage
+        if stage != "shadow":
+            return self._close(
+                model,
+                test,
+                f"v{test.challenger_version} is {stage}, not in shadow: only a shadow "
+                "challenger is promoted",
             )
-            return "closed", ("the champion changed before promotion",)
         if blocked:
-            first = test.outcome is None
-            self.comparisons.finish_test(
-                test.id, status="decided", outcome={"action": "blocked_srm"}
-            )
-            if first:
+            why = "sample ratio mismatch in the live split"
+            if self._settle(test, "decided", {"action": "blocked_srm"}, replaces="unset"):
                 self.store.add_event(
-                    model=model,
-                    type="promotion_blocked",
-                    payload={**evidence, "reason": "sample ratio mismatch in the live split"},
+                    model=model, type="promotion_blocked", payload={**evidence, "reason": why}
                 )
-            return "blocked_srm", ("sample ratio mismatch in the live split",)
+            elif not _blocked(self.comparisons.get_test(test.id)):
+                return self._lost(model, test)
+            return "blocked_srm", (why,)
         guard = self.guardrails(model, champion, test.challenger_version, settings)
         evidence["guardrails"] = {"passed": guard.passed, "violations": list(guard.violations)}
-        outcome = self.dispatcher.handle(
-            model, "challenger_better", evidence, dedupe_key=f"comparison:{test.id}", actor=ACTOR
-        )
-        if outcome.action != "promote" or outcome.status != "deferred":
-            self.comparisons.finish_test(
-                test.id, status="decided", outcome={"action": "notified", "trigger": outcome.action}
+        noted: dict[str, Any] = {}
+        if guard.notes:
+            evidence["guardrails"]["notes"] = noted["guardrail_notes"] = list(guard.notes)
+            logger.info(
+                "model=%s guardrails of v%d: %s",
+                model,
+                test.challenger_version,
+                "; ".join(guard.notes),
             )
-            return "notified", (outcome.describe(),)
+        trigger = self._trigger(model, test.decision)
+        if trigger != "promote":
+            return self._notify(model, test, evidence, actor=ACTOR)
         if not guard.passed:
+            refused = {"action": "refused", "violations": list(guard.violations), **noted}
+            if not self._settle(test, "decided", refused):
+                return self._lost(model, test)
+            self.dispatcher.handle(
+                model,
+                "challenger_better",
+                evidence,
+                dedupe_key=f"comparison:{test.id}",
+                actor=ACTOR,
+            )
             self._promotion(model, "refused", "guardrails: " + "; ".join(guard.violations))
             self.store.add_event(
                 model=model,
                 type="promotion_refused",
                 payload={**evidence, "violations": list(guard.violations)},
-            )
-            self.comparisons.finish_test(
-                test.id,
-                status="decided",
-                outcome={"action": "refused", "violations": list(guard.violations)},
             )
             logger.warning(
                 "model=%s v%d won but breaks guardrails: %s",
@@ -203,6 +246,14 @@ class Decisions:
                 "; ".join(guard.violations),
             )
             return "refused", guard.violations
+        # The promotion's outcome is known only once it is tried; the promotion itself is
+        # a compare-and-set on the champion, so of two runs here one promotes. Read the
+        # test again first: another process may have acted on it during this run.
+        if not needs_action(self.comparisons.get_test(test.id)):
+            return self._lost(model, test)
+        self.dispatcher.handle(
+            model, "challenger_better", evidence, dedupe_key=f"comparison:{test.id}", actor=ACTOR
+        )
         reason = (
             f"comparison {test.id}: v{test.challenger_version} beat v{test.champion_version} "
             f"({test.kind}, n={test.n}, p={evidence.get('adjusted_p_value')})"
@@ -220,12 +271,19 @@ class Decisions:
                 expected_champion=test.champion_version,
             )
         except ConflictError as exc:
-            self._promotion(model, "refused", exc.message)
             if exc.code == "champion_changed":  # another promotion won meanwhile
-                self.comparisons.finish_test(
-                    test.id, status="closed", outcome={"action": "closed", "reason": exc.message}
-                )
+                now = self.store.champion(model)
+                if now is not None and now.version == test.challenger_version:
+                    return self._lost(model, test)  # another run promoted this very version
+                closed = {"action": "closed", "reason": exc.message}
+                if not self._settle(test, "closed", closed):
+                    return self._lost(model, test)
+                self._promotion(model, "refused", exc.message)
                 return "closed", (exc.message,)
+            failed = {"action": "promotion_failed", "error": exc.message}
+            if not self._settle(test, "decided", failed):
+                return self._lost(model, test)
+            self._promotion(model, "refused", exc.message)
             logger.warning(
                 "model=%s promotion of v%d failed: %s", model, test.challenger_version, exc.message
             )
@@ -234,32 +292,84 @@ class Decisions:
                 type="promotion_failed",
                 payload={**evidence, "error": exc.message, "code": exc.code},
             )
-            self.comparisons.finish_test(
-                test.id,
-                status="decided",
-                outcome={"action": "promotion_failed", "error": exc.message},
-            )
             return "promotion_failed", (exc.message,)
         if promoted.status == "pending_approval":
             assert promoted.approval is not None
+            pending = {"action": "pending_approval", "approval": promoted.approval.id, **noted}
+            if not self._settle(test, "decided", pending):
+                return self._lost(model, test)
             self._promotion(
                 model,
                 "pending_approval",
                 f"approval {promoted.approval.id}: " + "; ".join(promoted.approval.rules),
             )
-            self.comparisons.finish_test(
-                test.id,
-                status="decided",
-                outcome={"action": "pending_approval", "approval": promoted.approval.id},
-            )
             return "pending_approval", promoted.approval.rules
-        self._promotion(model, "taken", reason)
-        self.comparisons.finish_test(
-            test.id, status="decided", outcome={"action": "promoted", "guardrails": "passed"}
+        # Only this run promoted (the champion's compare-and-set): its outcome stands over
+        # a "champion changed" another run may have written meanwhile.
+        self._settle(
+            test,
+            "decided",
+            {"action": "promoted", "guardrails": "passed", **noted},
+            replaces="any",
         )
+        self._promotion(model, "taken", reason)
         if self.on_lineup_change is not None:
             self.on_lineup_change(model)
         return "promoted", (reason,)
+
+    def _notify(
+        self, model: str, test: ComparisonTestRow, evidence: dict[str, Any], *, actor: str
+    ) -> tuple[Action, tuple[str, ...]]:
+        """Hand a decision whose trigger is not a promotion (notify, retune) to the
+        dispatcher, then settle the test: at least once, not at most — a crash between the
+        two sends it again at the next run rather than losing it (a retune's job is
+        deduplicated by the test). A run that finds the test settled sends nothing; two
+        processes racing past that read may both record the event."""
+        if not needs_action(self.comparisons.get_test(test.id)):
+            return self._lost(model, test)
+        outcome = self.dispatcher.handle(
+            model, test.decision, evidence, dedupe_key=f"comparison:{test.id}", actor=actor
+        )
+        self._settle(test, "decided", {"action": "notified", "trigger": outcome.action})
+        return "notified", (outcome.describe(),)
+
+    def _trigger(self, model: str, event: str) -> str:
+        """What the model's trigger for ``event`` does (``"none"`` without one)."""
+        trigger = self.config.trigger(model, event)
+        return "none" if trigger is None else trigger.do
+
+    def _settle(
+        self,
+        test: ComparisonTestRow,
+        status: Literal["decided", "closed"],
+        outcome: dict[str, Any],
+        *,
+        replaces: Replaces = "retryable",
+    ) -> bool:
+        """Settle ``test``; ``False`` when another run settled it first."""
+        settled = self.comparisons.settle_test(
+            test.id, status=status, outcome=outcome, replaces=replaces
+        )
+        return settled is not None
+
+    def _close(
+        self, model: str, test: ComparisonTestRow, why: str
+    ) -> tuple[Action, tuple[str, ...]]:
+        if not self._settle(test, "closed", {"action": "closed", "reason": why}):
+            return self._lost(model, test)
+        return "closed", (why,)
+
+    def _lost(self, model: str, test: ComparisonTestRow) -> tuple[Action, tuple[str, ...]]:
+        """Another run acted on ``test`` first: this one records nothing."""
+        current = self.comparisons.get_test(test.id)
+        done = (current.outcome or {}).get("action", current.status)
+        logger.info(
+            "model=%s comparison test %d: another comparison run acted first (%s)",
+            model,
+            test.id,
+            done,
+        )
+        return "none", (f"another comparison run acted on test {test.id} first: {done}",)
 
     def _promotion(
         self, model: str, status: Literal["taken", "refused", "pending_approval"], reason: str
@@ -268,3 +378,7 @@ class Decisions:
         self.dispatcher.record_promotion(model, status, reason, actor=ACTOR)
 
     # -- rollback watch -------------------------------------------------------------------------
+
+
+def _blocked(test: ComparisonTestRow) -> bool:
+    return test.outcome is not None and test.outcome.get("action") == "blocked_srm"

@@ -142,9 +142,13 @@ def delong_update(
         if len(fresh.request_ids) < limit:
             return None  # too few of a class so far: the look waits for more
         limit *= 2  # a look needs both classes: take it later, on more requests
-    gsd = GroupSequentialDeLong(
-        alpha=float(state["alpha"]), planned_looks=int(state["planned_looks"])
-    )
+    # At the Bonferroni share of the challengers compared now (k), never above the one
+    # the test had: a test started alone kept alpha while later challengers took alpha/k
+    # each, and v2 was promoted at p = 0.0375 of a family of three. Its earlier looks are
+    # replayed at the lower alpha too (higher bounds: none of them decides there), and any
+    # look's nominal alpha is at most alpha/k, so a decision's adjusted p is <= alpha.
+    alpha = min(float(state["alpha"]), settings.alpha / k)
+    gsd = GroupSequentialDeLong(alpha=alpha, planned_looks=int(state["planned_looks"]))
     assert seen.paired is not None and fresh.paired is not None
     looks_of_rows = seen.looks[seen.rows] if seen.looks is not None else np.empty(0, int)
     for j in range(1, test.looks + 1):  # replay the looks already taken
@@ -171,7 +175,7 @@ def delong_update(
         correction="bonferroni",
         family_size=k,
     )
-    return list(fresh.request_ids), values, dict(state)
+    return list(fresh.request_ids), values, {**state, "alpha": alpha}
 
 
 def _rows(seen: np.ndarray, fresh: np.ndarray) -> np.ndarray:

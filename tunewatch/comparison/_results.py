@@ -49,6 +49,14 @@ class ComparisonResult:
     detail: tuple[str, ...] = ()
 
 
+@dataclass(frozen=True)
+class CheckedGuardrails(GuardrailResult):
+    """The guardrails as checked, with ``notes`` on rules that could not apply and were
+    passed (recorded with the decision: "champion scored elsewhere: …")."""
+
+    notes: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class ChallengerSummary:
     """A test of the current champion as the API shows it."""

@@ -6,7 +6,8 @@ Each run of :meth:`ComparisonRunner.run` for one model
    the previous champion's, kept in shadow on the same requests (paired, always valid;
    or unpaired, against its labelled requests before the promotion); significant
    degradation rolls back;
-2. checks the live split's sample ratio (when a split is configured); a mismatch raises
+2. checks the live split's sample ratio (when a split is configured and its challenger
+   is still in shadow: a promoted or retired one splits nothing); a mismatch raises
    ``srm_detected`` and blocks promotions until it clears;
 3. feeds every shadow challenger's newly labelled requests — those with the champion's
    output, the challenger's output and a label, each fed once whatever order they arrive
@@ -14,7 +15,9 @@ Each run of :meth:`ComparisonRunner.run` for one model
    the same test. Objectives without a per-request loss (ROC AUC …) use a
    group-sequential DeLong test at fixed looks instead. Several challengers share the
    error rate (Holm on the always-valid p-values, or Bonferroni);
-4. acts on decided tests once: ``challenger_better`` checks the guardrails, goes through
+4. acts on decided tests once (each test's outcome is settled in the store before any
+   event, so of two runs acting at once only one records anything): ``challenger_better``
+   closes the test when its challenger left shadow, checks the guardrails, goes through
    the dispatcher and — when the trigger says promote and the guardrails pass —
    promotes through the governance gate (which may open an approval instead);
    ``challenger_worse`` goes through the dispatcher (notify).
@@ -25,6 +28,7 @@ Every look is stored (``comparison_looks``) so dashboards can draw how the evide
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -34,7 +38,6 @@ from monitor import ServingMetrics
 from monitor.objectives import Objective, ObjectiveError, make_objective
 from shadow.stats import (
     Decision,
-    GuardrailResult,
     PairedSequentialTest,
     StatsError,
     adjust,
@@ -66,6 +69,7 @@ from tunewatch.comparison._looks import (
 )
 from tunewatch.comparison._results import (
     ChallengerSummary,
+    CheckedGuardrails,
     ComparisonResult,
     make_result,
     needs_action,
@@ -123,6 +127,8 @@ class ComparisonRunner:
             store, self.comparisons, clock=clock, on_lineup_change=on_lineup_change
         )
         self._settings = dict(settings or {})
+        self._running: dict[str, threading.Lock] = {}  # one run of a model at a time
+        self._running_guard = threading.Lock()
 
     # -- configuration ----------------------------------------------------------------------
     def settings(self, model: str) -> ComparisonConfig:
@@ -139,7 +145,20 @@ class ComparisonRunner:
 
     # -- the run ----------------------------------------------------------------------------
     def run(self, model: str) -> list[ComparisonResult]:
-        """One pass of the loop for ``model``; returns what happened per test."""
+        """One pass of the loop for ``model``; returns what happened per test.
+
+        Runs of one model take turns in this process: the scheduled run and a ``POST
+        /compare`` at once both acted on one decided test (two challenger_better events,
+        and the promoting test closed as "the champion changed"). Another process comparing
+        the same model meanwhile (the CLI on another host) is met by the store: each test
+        is settled once, and only the run that settled it records anything."""
+        self.store.get_model(model)  # an unknown name gets no lock
+        with self._running_guard:
+            running = self._running.setdefault(model, threading.Lock())
+        with running:
+            return self._run(model)
+
+    def _run(self, model: str) -> list[ComparisonResult]:
         settings = self.settings(model)
         objective = self._objective(model)
         if not (settings.enabled and settings.rollback.enabled and objective.has_per_request_loss):
@@ -159,7 +178,7 @@ class ComparisonRunner:
         if champion is None:
             return results
         blocked = False
-        if settings.split is not None:
+        if settings.split is not None and self._splitting(model, settings.split):
             check = check_split(
                 self.comparisons,
                 self.dispatcher,
@@ -388,9 +407,19 @@ class ComparisonRunner:
 
     def guardrails(
         self, model: str, champion: VersionRow, challenger: int, settings: ComparisonConfig
-    ) -> GuardrailResult:
+    ) -> CheckedGuardrails:
         """The serving guardrails of ``challenger`` against ``champion`` as recorded now."""
         return self._decisions.guardrails(model, champion, challenger, settings)
+
+    def _splitting(self, model: str, split: SplitConfig) -> bool:
+        """Whether the live split still splits: its challenger is in shadow (a version out
+        of the lineup answers no unit, see :func:`tunewatch._split.route`). Once it was
+        promoted every unit counts in the champion arm: the check reported a mismatch,
+        raised ``srm_detected`` and blocked every later promotion."""
+        try:
+            return self.store.get_version(model, split.challenger).stage == "shadow"
+        except LookupError:
+            return False
 
     def _split_start(self, model: str, split: SplitConfig) -> datetime | None:
         """Where the live split starts, and its sample-ratio check's window with it: the

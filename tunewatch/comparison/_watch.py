@@ -414,11 +414,15 @@ class RollbackWatch:
             type="rollback_triggered",
             payload={**evidence, "restored": restored.version, "rolled_back": rolled.version},
         )
-        done = self.comparisons.finish_test(
+        # Only this run rolled back (the store's compare-and-set on the champion): its
+        # outcome stands over a "champion changed" another run may have written meanwhile.
+        done = self.comparisons.settle_test(
             test.id,
             status="decided",
             outcome={"action": "rolled_back", "restored": restored.version},
+            replaces="any",
         )
+        assert done is not None  # "any" replaces whatever stands
         if self.on_lineup_change is not None:
             self.on_lineup_change(model)
         logger.warning(

@@ -11,9 +11,9 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import ColumnElement, Connection, Row, Text, cast, or_, select, update
 
 from .._errors import ConflictError, NotFoundError
 from ._comparison_rows import (
@@ -35,6 +35,8 @@ from ._schema import (
     comparison_consumed,
     comparison_looks,
     comparison_tests,
+    outputs,
+    requests,
 )
 from ._split_checks import add_split_check, latest_split_check, unit_totals, write_unit_totals
 from ._store import Store
@@ -233,6 +235,18 @@ def consume_unscored(
     )
 
 
+#: What settling a test may replace: no outcome yet (``"unset"``); that or a promotion
+#: blocked by a sample-ratio mismatch, which is retried (``"retryable"``); anything
+#: (``"any"``: the promotion that happened, which only one run can have made).
+Replaces = Literal["unset", "retryable", "any"]
+
+
+def _unset() -> ColumnElement[bool]:
+    # a test is created with the JSON ``null`` (SQLAlchemy's JSON type writes ``None`` so)
+    outcome = comparison_tests.c.outcome
+    return or_(outcome.is_(None), cast(outcome, Text) == "null")
+
+
 def finish_test(
     conn: Connection,
     test_id: int,
@@ -240,8 +254,15 @@ def finish_test(
     status: TestStatus,
     outcome: Mapping[str, Any] | None = None,
     decision: str | None = None,
-) -> ComparisonTestRow:
-    """Set a test's status and what the loop did about it (promotion, refusal, rollback)."""
+    replaces: Replaces = "retryable",
+) -> ComparisonTestRow | None:
+    """Set a test's status and what the loop did about it (promotion, refusal, rollback),
+    as a compare-and-set on its outcome: only while nothing settled it yet (see
+    :data:`Replaces`). ``None`` when another finisher settled it first: nothing is
+    written, and its caller records nothing either. Two runs comparing one model at
+    once — a scheduled one and a ``POST /compare``, or the CLI on another host — both
+    acted on one decided test: two notices, and a promotion's outcome overwritten with
+    "closed: the champion changed"."""
     now = utcnow()
     values: dict[str, Any] = {"status": status, "updated_at": now}
     if outcome is not None:
@@ -251,7 +272,14 @@ def finish_test(
     current = get_test(conn, test_id)
     if status != "open" and current.decided_at is None:
         values["decided_at"] = now
-    conn.execute(update(comparison_tests).where(comparison_tests.c.id == test_id).values(**values))
+    stmt = update(comparison_tests).where(comparison_tests.c.id == test_id)
+    if replaces == "unset":
+        stmt = stmt.where(_unset())
+    elif replaces == "retryable":
+        blocked = comparison_tests.c.outcome["action"].as_string() == "blocked_srm"
+        stmt = stmt.where(or_(_unset(), blocked))
+    if conn.execute(stmt.values(**values)).rowcount != 1:
+        return None
     return get_test(conn, test_id)
 
 
@@ -316,6 +344,32 @@ def latest_look(conn: Connection, test_id: int) -> ComparisonLookRow | None:
         .limit(1)
     ).first()
     return None if row is None else _look(row)
+
+
+def scored_elsewhere(
+    conn: Connection, model: str, version: int, *, since: datetime, newest: int
+) -> bool:
+    """Whether ``version`` answered any of the model's newest ``newest`` requests received
+    since ``since`` elsewhere: recorded by mirror mode (role ``external``), without a
+    latency. A bounded read: the requests' time index, then each one's output by key."""
+    recent = (
+        select(requests.c.request_id)
+        .where(requests.c.model == model, requests.c.received_at >= since)
+        .order_by(requests.c.received_at.desc())
+        .limit(newest)
+        .subquery()
+    )
+    found = conn.execute(
+        select(outputs.c.request_id)
+        .join(recent, outputs.c.request_id == recent.c.request_id)
+        .where(
+            outputs.c.model == model,
+            outputs.c.version == version,
+            outputs.c.role == "external",
+        )
+        .limit(1)
+    ).first()
+    return found is not None
 
 
 # -- the front ------------------------------------------------------------------------------
@@ -420,8 +474,32 @@ class ComparisonStore:
         outcome: Mapping[str, Any] | None = None,
         decision: str | None = None,
     ) -> ComparisonTestRow:
+        """Settle a test unless another finisher did (see :func:`finish_test`); the test
+        as it stands afterwards, unchanged when it was settled already. A caller that
+        records anything after settling uses :meth:`settle_test`, which tells."""
+        done = self.settle_test(test_id, status=status, outcome=outcome, decision=decision)
+        if done is not None:
+            return done
+        current = self.get_test(test_id)
+        logger.info(
+            "comparison test %d was settled already (%s); left as it is", test_id, current.outcome
+        )
+        return current
+
+    def settle_test(
+        self,
+        test_id: int,
+        *,
+        status: TestStatus,
+        outcome: Mapping[str, Any] | None = None,
+        decision: str | None = None,
+        replaces: Replaces = "retryable",
+    ) -> ComparisonTestRow | None:
+        """See :func:`finish_test`: ``None`` when another finisher settled the test first."""
         with self._tx("finish_comparison") as conn:
-            return finish_test(conn, test_id, status=status, outcome=outcome, decision=decision)
+            return finish_test(
+                conn, test_id, status=status, outcome=outcome, decision=decision, replaces=replaces
+            )
 
     def history(
         self,
@@ -437,6 +515,11 @@ class ComparisonStore:
     def latest_look(self, test_id: int) -> ComparisonLookRow | None:
         with self._read("latest_comparison_look") as conn:
             return latest_look(conn, test_id)
+
+    def scored_elsewhere(self, model: str, version: int, *, since: datetime, newest: int) -> bool:
+        """See :func:`scored_elsewhere`."""
+        with self._read("scored_elsewhere") as conn:
+            return scored_elsewhere(conn, model, version, since=since, newest=newest)
 
     def read_labelled(
         self,
@@ -505,6 +588,7 @@ __all__ = [
     "ComparisonTestRow",
     "LabelledBatch",
     "LookValues",
+    "Replaces",
     "SplitCheckRow",
     "TestKind",
     "TestStatus",
