@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 import pytest
+from scipy import special
+from scipy import stats as sps
 
 from shadow.stats import StatsError, assign, assignment_bucket, srm_check
 
@@ -106,6 +109,41 @@ def test_srm_finds_a_40_60_split_within_a_thousand_units() -> None:
 def test_srm_handles_unequal_expected_shares() -> None:
     assert not srm_check(9000, 1000, 0.1).mismatch
     assert srm_check(8800, 1200, 0.1).mismatch
+
+
+def test_srm_chi_square_at_an_unequal_split_matches_the_hand_computed_value() -> None:
+    """10,000 units expected 9,000 / 1,000: (1200 - 1000)**2 / 1000 + (8800 - 9000)**2 / 9000
+    = 40 + 4.444, each arm's squared deviation over its own expected count."""
+    result = srm_check(8800, 1200, 0.1)
+    assert result.chi2 == pytest.approx(400.0 / 9.0, rel=1e-12)
+    reference = sps.chisquare([8800, 1200], f_exp=[9000, 1000])
+    assert result.chi2 == pytest.approx(reference.statistic, rel=1e-12)
+    assert result.fixed_p_value == pytest.approx(reference.pvalue, rel=1e-9)
+    assert (result.observed_share, result.expected_share) == (0.12, 0.1)
+
+
+def _beta_binomial_p(n_control: int, n_treatment: int, share: float) -> float:
+    """``min(1, 1 / Bayes factor)`` of a ``Beta(100 share, 100 (1 - share))`` mixture on the
+    treatment's share against ``share`` (Lindon & Malek 2022), by scipy's log beta."""
+    a, b = 100.0 * share, 100.0 * (1.0 - share)
+    log_bf = (
+        special.betaln(a + n_treatment, b + n_control)
+        - special.betaln(a, b)
+        - n_treatment * math.log(share)
+        - n_control * math.log(1.0 - share)
+    )
+    return min(1.0, math.exp(-log_bf))
+
+
+def test_srm_flags_a_p_value_at_or_below_alpha() -> None:
+    """A 48.45/51.55 split of 20,000 units has an always-valid p of 0.000998, just under
+    the default alpha of 0.001: a mismatch. A p-value equal to alpha is one too."""
+    result = srm_check(9690, 10310, 0.5)
+    assert result.p_value == pytest.approx(_beta_binomial_p(9690, 10310, 0.5), rel=1e-9)
+    assert 0.0009 < result.p_value <= 0.001
+    assert result.mismatch
+    assert srm_check(9690, 10310, 0.5, alpha=result.p_value).mismatch
+    assert not srm_check(9700, 10300, 0.5).mismatch  # p = 0.0018
 
 
 def test_srm_arguments_are_validated() -> None:

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats as sps
 from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
@@ -152,3 +153,88 @@ def test_group_sequential_delong_at_low_prevalence_keeps_its_alpha() -> None:
                 rejected += 1
                 break
     assert rejected / runs <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / runs)
+
+
+def _delong_by_definition(
+    y: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> tuple[float, float, float]:
+    """DeLong et al. (1988) from the pairwise kernel ``psi(x, z) = [x > z] + [x = z] / 2``
+    over every positive ``x`` and negative ``z``: each model's AUC, and the variance of the
+    difference ``S10 / m + S01 / k`` from the placement values of the ``m`` positives and
+    the ``k`` negatives."""
+
+    def kernel(scores: np.ndarray) -> np.ndarray:
+        x, z = scores[y == 1][:, None], scores[y == 0][None, :]
+        return np.asarray((x > z) + 0.5 * (x == z))
+
+    psi_a, psi_b = kernel(a), kernel(b)
+    m, k = psi_a.shape
+    v10 = psi_b.mean(axis=1) - psi_a.mean(axis=1)  # one per positive
+    v01 = psi_b.mean(axis=0) - psi_a.mean(axis=0)  # one per negative
+    variance = v10.var(ddof=1) / m + v01.var(ddof=1) / k
+    return float(psi_a.mean()), float(psi_b.mean()), float(variance)
+
+
+def test_delong_standard_error_at_ten_percent_positives_matches_the_definition() -> None:
+    """199 positives against 1,801 negatives (ties included): the positives' placement
+    variance is divided by their count, the negatives' by theirs (swapped, the standard
+    error was 4.5 % too small)."""
+    rng = np.random.default_rng(12)
+    y = (rng.random(2000) < 0.1).astype(np.int64)
+    noise = rng.multivariate_normal([0.0, 0.0], [[1.0, 0.6], [0.6, 1.0]], 2000)
+    a, b = np.round(y * 1.0 + noise[:, 0], 1), y * 1.4 + noise[:, 1]
+    result = delong_test(y, a, b)
+    auc_a, auc_b, variance = _delong_by_definition(y, a, b)
+    assert (result.n_positive, result.n_negative) == (199, 1801)
+    assert (result.auc_champion, result.auc_challenger) == pytest.approx((auc_a, auc_b), rel=1e-12)
+    assert result.standard_error == pytest.approx(np.sqrt(variance), rel=1e-9)
+    assert result.z == pytest.approx((auc_b - auc_a) / np.sqrt(variance), rel=1e-9)
+    assert result.p_value == pytest.approx(2 * sps.norm.sf(abs(result.z)), rel=1e-9)
+
+
+def test_group_sequential_decisions_are_two_sided() -> None:
+    z = np.array([-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0])
+    assert decide(z, 2.0).tolist() == [-1, -1, 0, 0, 0, 1, 1]
+
+
+def test_a_clearly_worse_ranker_is_decided_worse_at_the_first_look() -> None:
+    """The challenger separates the classes by 0.4 sd, the champion by 1 sd: z = -6.3 at
+    the first of four looks, beyond its critical |z| of 4.33."""
+    y, a, b = _scores(7, 2000, gain=-0.6)
+    test = GroupSequentialDeLong(alpha=0.05, planned_looks=4)
+    looks = [test.look(y[:n], a[:n], b[:n]) for n in (500, 1000, 1500, 2000)]
+    assert looks[0].z == pytest.approx(-6.259, abs=1e-3)
+    assert looks[0].critical_z == pytest.approx(4.333, abs=1e-3)
+    assert [look.decision for look in looks] == ["challenger_worse"] * 4
+    assert test.decision == "challenger_worse"
+
+
+def test_nominal_alpha_is_the_two_sided_tail_beyond_the_critical_value() -> None:
+    """One planned look spends all of alpha: |z| >= 1.96, nominal alpha 0.05. At every look
+    the nominal alpha is ``2 P(Z >= critical)``, so ``p <= nominal_alpha`` exactly when
+    ``|z| >= critical``."""
+    y, a, b = _scores(7, 2000, gain=0.1)
+    single = GroupSequentialDeLong(alpha=0.05, planned_looks=1).look(y, a, b)
+    assert single.critical_z == pytest.approx(1.959964, abs=1e-6)
+    assert single.nominal_alpha == pytest.approx(0.05, rel=1e-9)
+    test = GroupSequentialDeLong(alpha=0.05, planned_looks=4)
+    for n in (500, 1000, 1500, 2000):
+        look = test.look(y[:n], a[:n], b[:n])
+        assert look.nominal_alpha == pytest.approx(2 * sps.norm.sf(look.critical_z), rel=1e-12)
+    assert test.history[-1].nominal_alpha == pytest.approx(0.0440, abs=1e-4)
+
+
+def test_the_last_planned_look_spends_what_is_left_of_alpha_whatever_fraction_it_is_given() -> None:
+    """Two planned looks, the second passed 0.8: it is the end of the plan, so it counts as
+    information fraction 1 and spends all of alpha. Lan-DeMets O'Brien-Fleming bounds at
+    (0.5, 1): 2.963 and 1.969 (gsDesign, rpact); at (0.5, 0.8) it would be 2.266 with 0.024
+    spent, and the rest of alpha never."""
+    y, a, b = _scores(7, 2000, gain=0.1)
+    test = GroupSequentialDeLong(alpha=0.05, planned_looks=2)
+    first = test.look(y[:1000], a[:1000], b[:1000], information_fraction=0.5)
+    last = test.look(y, a, b, information_fraction=0.8)
+    assert first.critical_z == pytest.approx(2.963, abs=1e-3)
+    assert last.information_fraction == 1.0
+    assert last.alpha_spent == pytest.approx(0.05, rel=1e-12)
+    assert last.critical_z == pytest.approx(1.969, abs=1e-3)
+    assert last.critical_z == group_sequential_bounds([0.5, 1.0], alpha=0.05)[1]

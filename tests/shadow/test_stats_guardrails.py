@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from shadow.stats import GuardrailConfig, ServingProfile, StatsError, check_guardrails
+from shadow.stats import (
+    GuardrailConfig,
+    GuardrailResult,
+    ServingProfile,
+    StatsError,
+    check_guardrails,
+)
 
 CHAMPION = ServingProfile(latency_p99_s=0.020, memory_bytes=100_000_000)
 
@@ -47,3 +53,17 @@ def test_guardrail_values_are_validated() -> None:
         check_guardrails(
             GuardrailConfig(), champion=CHAMPION, challenger=CHAMPION, parity_error=float("nan")
         )
+
+
+def test_a_challenger_exactly_at_every_limit_passes_and_one_byte_over_does_not() -> None:
+    """The limits are maxima: 1.2x the champion's latency, 1.5x its memory and the
+    absolute caps themselves pass; a byte more memory breaks the ratio and the cap."""
+    config = GuardrailConfig(max_latency_p99_s=0.024, max_memory_bytes=150_000_000)
+    at_limit = ServingProfile(latency_p99_s=0.024, memory_bytes=150_000_000)
+    result = check_guardrails(config, champion=CHAMPION, challenger=at_limit, parity_error=1e-4)
+    assert result == GuardrailResult(passed=True, violations=())
+    over = ServingProfile(latency_p99_s=0.024, memory_bytes=150_000_001)
+    violations = check_guardrails(
+        config, champion=CHAMPION, challenger=over, parity_error=1e-4
+    ).violations
+    assert [v.split(":")[0] for v in violations] == ["max_memory_ratio", "max_memory_bytes"]

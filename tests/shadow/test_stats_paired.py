@@ -376,3 +376,93 @@ def test_skewness_and_loss_range_survive_the_state_and_older_states_continue() -
 def test_invalid_loss_range_is_refused_with_the_field_named() -> None:
     with pytest.raises(StatsError, match="`loss_range` must be finite and >= 0, got -1"):
         PairedSequentialTest(loss_range=-1.0)
+
+
+def _normal_mixture(
+    theta: float, v: float, unit: float, *, alpha: float, planned_n: int
+) -> tuple[float, float]:
+    """The confidence sequence's half-width and the always-valid p-value of an estimate
+    ``theta`` of variance ``v`` (Howard et al. 2021; Johari et al. 2017), mixing variance
+    ``tau**2 = unit * c(alpha) / planned_n``, ``c(alpha) = -2 log alpha + log(1 - 2 log
+    alpha)``."""
+    c = -2.0 * np.log(alpha) + np.log(1.0 - 2.0 * np.log(alpha))
+    tau2 = unit * c / planned_n
+    half = np.sqrt(v * (v + tau2) / tau2 * np.log((v + tau2) / (v * alpha**2)))
+    lam = np.sqrt(v / (v + tau2)) * np.exp(theta**2 * tau2 / (2.0 * v * (v + tau2)))
+    return float(half), float(min(1.0, 1.0 / lam))
+
+
+def test_a_loss_range_moves_the_interval_and_the_estimate_by_its_allowance() -> None:
+    """Loss range 10, 1,000 differences, alpha 0.05: a loss not seen yet could move the
+    mean by ``10 log(2 / 0.05) / 1000 = 0.0369``. The interval widens by that on each side
+    and the p-value tests the estimate moved that much towards 0: here the interval still
+    holds 0 and nothing is decided (with ``log(1 / alpha)`` it decided)."""
+    d = _stream(5, 1000, mean=-0.085)
+    look = PairedSequentialTest(bootstrap_resamples=0, loss_range=10.0).update(d)
+    mean, var = d.mean(), d.var(ddof=1)
+    allowance = 10.0 * np.log(2.0 / 0.05) / 1000
+    assert allowance == pytest.approx(0.036889, abs=1e-6)
+    half, _ = _normal_mixture(mean, var / 1000, var, alpha=0.05, planned_n=1000)
+    _, p = _normal_mixture(mean + allowance, var / 1000, var, alpha=0.05, planned_n=1000)
+    assert look.estimate == pytest.approx(mean, rel=1e-12)
+    assert look.ci_low == pytest.approx(mean - half - allowance, abs=1e-12)
+    assert look.ci_high == pytest.approx(mean + half + allowance, abs=1e-12)
+    assert look.p_value == pytest.approx(p, rel=1e-9)
+    assert look.ci_low < 0 < look.ci_high and look.p_value > 0.05
+    assert look.decision == "continue"
+
+
+def test_with_a_loss_range_the_interval_and_the_p_value_agree_at_every_look() -> None:
+    """The allowance widens the interval exactly as much as it moves the tested estimate,
+    so the interval excludes 0 at the looks the p-value decides, not before (loss range
+    5: a look every 50 differences, deciding at n = 700)."""
+    test = PairedSequentialTest(planned_n=500, bootstrap_resamples=0, loss_range=5.0)
+    d = _stream(1, 3000, mean=-0.06)
+    decided = []
+    for batch in np.split(d, 60):
+        look = test.update(batch)
+        excludes_zero = look.ci_high < 0 or look.ci_low > 0
+        assert (look.p_value <= test.alpha) == excludes_zero, look
+        assert (look.decision != "continue") == excludes_zero, look
+        decided.append(look.decision != "continue")
+    assert decided.index(True) * 50 + 50 == 700
+
+
+def test_a_look_at_exactly_min_n_may_decide() -> None:
+    d = np.full(100, -1.0) + _stream(3, 100, sd=0.01)
+    short = PairedSequentialTest(min_n=100, bootstrap_resamples=0).update(d[:99])
+    assert (short.decision, short.p_value) == ("continue", 1.0)
+    look = PairedSequentialTest(min_n=100, bootstrap_resamples=0).update(d)
+    assert look.n == 100
+    assert look.decision == "challenger_better"
+    assert look.ci_high < 0
+
+
+def test_msprt_mixes_at_its_own_alpha() -> None:
+    """``c(0.01) = -2 log 0.01 + log(1 - 2 log 0.01) = 11.5337``: the mixing variance per
+    unit variance is ``c(alpha) / planned_n`` at the test's alpha (at 0.05's, 7.94, the
+    p-value below was 2 % off)."""
+    assert MSPRT(alpha=0.01, planned_n=1000).mixing_variance(np.asarray(1.0)) == pytest.approx(
+        11.533741 / 1000, rel=1e-7
+    )
+    d = _stream(0, 1500, mean=-0.045)
+    look = PairedSequentialTest(alpha=0.01, method="msprt", bootstrap_resamples=0).update(d)
+    mean, var = d.mean(), d.var(ddof=1)
+    _, p = _normal_mixture(mean, var / 1500, var, alpha=0.01, planned_n=1000)
+    assert look.p_value == pytest.approx(p, rel=1e-9)
+    assert look.p_value == pytest.approx(0.001427, rel=1e-3)
+    assert look.decision == "challenger_better"
+
+
+def test_the_bootstrap_interval_is_the_central_95_percent_of_the_replicate_means() -> None:
+    """At alpha 0.05 the percentile interval cuts 2.5 % off each end of the replicate means
+    (read back from the test's state), and is about as wide as the t interval."""
+    d = _stream(4, 1500, mean=-0.02)
+    test = PairedSequentialTest(bootstrap_resamples=2000, seed=5)
+    look = test.update(d)
+    boot = test.to_dict()["bootstrap"]
+    means = np.asarray(boot["sums"]) / np.asarray(boot["weights"])
+    assert look.bootstrap_ci is not None
+    assert look.bootstrap_ci == pytest.approx(tuple(np.quantile(means, [0.025, 0.975])), rel=1e-12)
+    width = look.bootstrap_ci[1] - look.bootstrap_ci[0]
+    assert width / (look.fixed_ci[1] - look.fixed_ci[0]) == pytest.approx(1.0, abs=0.05)

@@ -174,3 +174,41 @@ def test_wilson_interval_matches_a_hand_computed_value() -> None:
     low, high = wilson_interval(50, 1000)
     assert low == pytest.approx(0.038130, abs=2e-6)
     assert high == pytest.approx(0.065314, abs=2e-6)
+
+
+def test_with_one_planned_look_naive_peeking_is_the_group_sequential_test_itself() -> None:
+    """One planned look spends all of alpha at once, at the two-sided fixed-horizon
+    critical |z| = 1.96: the naive rate, checked at the same single look, is the same count
+    (8 of 200 runs; at the one-sided |z| >= 1.645 it counted 17)."""
+    result = aa_false_positive_rate(
+        lambda: GroupSequentialDeLong(alpha=ALPHA, planned_looks=1),
+        n_experiments=200,
+        n_max=500,
+        seed=5,
+    )
+    assert result.looks == (500,)
+    assert result.false_positives == 8
+    assert result.naive_false_positives == result.false_positives
+
+
+def test_n_for_80_percent_is_the_look_by_which_eight_of_ten_runs_were_declared_better() -> None:
+    """Ten seeded runs, cross-checked by feeding each one's differences to ``update`` look
+    by look: ``n_for_80_percent`` is the eighth-smallest first-decision n."""
+
+    def factory() -> PairedSequentialTest:
+        return PairedSequentialTest(alpha=ALPHA, bootstrap_resamples=0)
+
+    result = power_simulation(
+        factory, effect=EFFECT, sigma=SIGMA, n_experiments=10, n_max=4000, seed=31
+    )
+    d = np.random.default_rng(31).normal(EFFECT, SIGMA, (10, 4000))  # the simulation's draw
+    firsts = []
+    for row in d:
+        test = factory()
+        looks = (test.update(batch) for batch in np.split(row, 80))
+        firsts.append(next(look.n for look in looks if look.decision == "challenger_better"))
+    assert result.declared_better == 10
+    assert result.median_n_to_better == np.median(firsts)
+    assert result.n_for_80_percent == sorted(firsts)[7] == 1400
+    assert sum(n <= result.n_for_80_percent for n in firsts) >= 8
+    assert sum(n < result.n_for_80_percent for n in firsts) < 8

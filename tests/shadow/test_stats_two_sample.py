@@ -7,7 +7,7 @@ import pytest
 from scipy import stats as sps
 
 from shadow.stats import StatsError, TwoSampleSequentialTest, UnitUpdate
-from shadow.stats._two_sample import ratio_third_cumulant, unit_sums
+from shadow.stats._two_sample import ratio_third_cumulant, ratio_variance, unit_sums
 
 
 def test_fixed_columns_match_welch_and_the_interval_is_wider() -> None:
@@ -359,3 +359,69 @@ def test_a_state_of_one_outcome_per_unit_downgraded_and_upgraded_keeps_its_cube_
 def test_invalid_loss_range_is_refused_with_the_field_named() -> None:
     with pytest.raises(StatsError, match="`loss_range` must be finite and >= 0, got -1"):
         TwoSampleSequentialTest(loss_range=-1.0)
+
+
+def _normal_mixture(
+    theta: float, v: float, unit: float, *, alpha: float, planned_n: int
+) -> tuple[float, float]:
+    """The confidence sequence's half-width and the always-valid p-value of an estimate
+    ``theta`` of variance ``v``, mixing variance ``tau**2 = unit * c(alpha) / planned_n``
+    (as in test_stats_paired.py)."""
+    c = -2.0 * np.log(alpha) + np.log(1.0 - 2.0 * np.log(alpha))
+    tau2 = unit * c / planned_n
+    half = np.sqrt(v * (v + tau2) / tau2 * np.log((v + tau2) / (v * alpha**2)))
+    lam = np.sqrt(v / (v + tau2)) * np.exp(theta**2 * tau2 / (2.0 * v * (v + tau2)))
+    return float(half), float(min(1.0, 1.0 / lam))
+
+
+def _heavy_users(rng: np.random.Generator, shift: float) -> tuple[np.ndarray, np.ndarray]:
+    """200 units of 1 to 9 outcomes each, whose per-outcome loss grows with their count
+    (``shift + 0.1 n``): the unit's mean is not the arm's, so the cross term matters."""
+    counts = rng.integers(1, 10, 200).astype(np.float64)
+    sums = counts * (shift + 0.1 * counts) + rng.normal(0.0, 1.0, 200) * np.sqrt(counts)
+    return counts, sums
+
+
+def test_the_delta_method_variance_is_the_sum_of_squared_unit_residuals() -> None:
+    """``K/(K-1) sum_u (s_u - R n_u)**2 / N**2`` (Deng et al. 2018), expanded over the unit
+    sums as ``ss - 2 R ns + R**2 nn``: without its last two terms it was 43 % too large."""
+    counts, sums = _heavy_users(np.random.default_rng(3), 0.5)
+    zeros = np.zeros(200)
+    ratio, var = ratio_variance(tuple(UnitUpdate(zeros, zeros, counts, sums).sums()))
+    r = sums.sum() / counts.sum()
+    assert float(ratio) == pytest.approx(r, rel=1e-12)
+    direct = 200 / 199 * ((sums - r * counts) ** 2).sum() / counts.sum() ** 2
+    assert float(var) == pytest.approx(direct, rel=1e-9)
+
+
+def test_heavy_users_decide_on_the_delta_method_with_an_allowance_per_outcome() -> None:
+    """Two arms of 200 heavy users (998 and 980 outcomes), loss range 2: the estimate moves
+    towards 0 by ``2 log(2 / 0.05) (1/998 + 1/980) = 0.0149``, what one unseen outcome could
+    add to either arm's mean (per unit, 1/200 + 1/200, it was 0.074 and hid the decision).
+    Interval, p-value and Welch's columns follow from the delta-method variances."""
+    rng = np.random.default_rng(3)
+    (ca, sa), (cb, sb) = _heavy_users(rng, 0.5), _heavy_users(rng, 0.3)
+    zeros = np.zeros(200)
+    look = TwoSampleSequentialTest(loss_range=2.0).update_units(
+        champion=UnitUpdate(zeros, zeros, ca, sa), challenger=UnitUpdate(zeros, zeros, cb, sb)
+    )
+    ra, rb = sa.sum() / ca.sum(), sb.sum() / cb.sum()
+    var_a = 200 / 199 * ((sa - ra * ca) ** 2).sum() / ca.sum() ** 2
+    var_b = 200 / 199 * ((sb - rb * cb) ** 2).sum() / cb.sum() ** 2
+    estimate, v, unit = rb - ra, var_a + var_b, 200 * (var_a + var_b)
+    allowance = 2.0 * np.log(2.0 / 0.05) * (1.0 / ca.sum() + 1.0 / cb.sum())
+    assert (ca.sum(), cb.sum()) == (998, 980)
+    assert allowance == pytest.approx(0.014921, abs=1e-6)
+    half, _ = _normal_mixture(estimate, v, unit, alpha=0.05, planned_n=1000)
+    _, p = _normal_mixture(estimate + allowance, v, unit, alpha=0.05, planned_n=1000)
+    assert look.estimate == pytest.approx(estimate, rel=1e-12)
+    assert look.ci_low == pytest.approx(estimate - half - allowance, rel=1e-9)
+    assert look.ci_high == pytest.approx(estimate + half + allowance, rel=1e-9)
+    assert look.p_value == pytest.approx(p, rel=1e-9)
+    assert look.ci_high < 0 and look.decision == "challenger_better"
+    # Welch on the unit variances: df = 199 (var_a + var_b)**2 / (var_a**2 + var_b**2), the
+    # half-width its t quantile times the standard error
+    df = 199 * (var_a + var_b) ** 2 / (var_a**2 + var_b**2)
+    fixed = sps.t.isf(0.025, df) * np.sqrt(v)
+    assert look.fixed_ci == pytest.approx((estimate - fixed, estimate + fixed), rel=1e-9)
+    assert look.fixed_t_p == pytest.approx(2 * sps.t.sf(abs(estimate) / np.sqrt(v), df), rel=1e-9)
