@@ -154,3 +154,18 @@ def test_an_export_like_a_signature_with_other_outputs_keeps_the_converter_s_nam
     assert sig.input.name == "x" and sig.output_names == ("score",)
     sig = OnnxModel.from_bytes(to_onnx(fitted.logistic, N_FEATURES, like=like)).signature
     assert sig.input.name == "x" and sig.output_names == ("label", "probabilities")
+
+
+@pytest.mark.parametrize("shift", [-100.0, 100.0], ids=["onnx_lower", "onnx_higher"])
+def test_parity_fails_for_a_regressor_whose_onnx_is_off_in_either_direction(
+    fitted: Fitted, shift: float
+) -> None:
+    """The difference is absolute: an export predicting 100 lower on every row fails
+    as one predicting 100 higher does (relative to the largest prediction)."""
+    shifted = copy.deepcopy(fitted.regression)
+    shifted.intercept_ = shifted.intercept_ + shift
+    expected = fitted.regression.predict(fitted.x_holdout)
+    with pytest.raises(ParityError) as info:
+        check_parity(to_onnx(shifted, N_FEATURES), fitted.regression, fitted.x_holdout)
+    relative = 100.0 / max(1.0, float(np.abs(expected).max()))
+    assert info.value.max_abs_diff == pytest.approx(relative, rel=1e-5)

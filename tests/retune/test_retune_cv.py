@@ -12,6 +12,7 @@ from monitor.objectives import make_objective
 from retune import Budget, CVError, StudyError, refit_and_export, run_study
 from retune.cv import (
     CVScheme,
+    FoldScores,
     GroupKFoldCV,
     KFoldCV,
     NestedCV,
@@ -340,3 +341,59 @@ def test_n_splits_must_be_an_int_of_at_least_two(scheme: Any, n_splits: Any) -> 
     with pytest.raises(ValueError, match=f"`n_splits` must be an int >= 2, got {n_splits}"):
         scheme(n_splits=n_splits)
     assert scheme(n_splits=np.int64(2)).n_splits == 2
+
+
+def test_time_series_folds_leave_exactly_gap_rows_between_train_and_test() -> None:
+    """240 rows, 3 splits: test parts of 60 rows from row 60; gap=10 ends each training
+    part 10 rows before its test part, not 9 or 11."""
+    x, y = binary(seed=1)
+    folds = [
+        (int(train.min()), int(train.max()), int(test.min()), int(test.max()))
+        for train, test in TimeSeriesCV(n_splits=3, gap=10).split(x, y, seed=0)
+    ]
+    assert folds == [(0, 49, 60, 119), (0, 109, 120, 179), (0, 169, 180, 239)]
+
+
+def test_a_fold_spread_exactly_at_max_fold_spread_is_not_vetoed() -> None:
+    at_limit = FoldScores.of((0.25, 0.5), max_fold_spread=0.25)
+    assert (at_limit.spread, at_limit.vetoed) == (0.25, False)
+    assert FoldScores.of((0.25, 0.5), max_fold_spread=0.125).vetoed
+
+
+def test_stratified_folds_split_when_the_rarest_class_has_exactly_n_splits_rows() -> None:
+    x = np.arange(30, dtype=float).reshape(-1, 1)
+    y = np.array([1, 1, 1] + [0] * 27)
+    folds = list(StratifiedKFoldCV(n_splits=3).split(x, y, seed=0))
+    assert [int(y[test].sum()) for _, test in folds] == [1, 1, 1]  # one rare row per test part
+    with pytest.raises(CVError, match="the rarest has 3"):
+        list(StratifiedKFoldCV(n_splits=4).split(x, y, seed=0))
+
+
+def test_grouped_folds_split_when_there_are_exactly_n_splits_groups() -> None:
+    x = np.arange(30, dtype=float).reshape(-1, 1)
+    y = np.zeros(30)
+    groups = np.repeat([0, 1, 2], 10)
+    folds = list(GroupKFoldCV(n_splits=3).split(x, y, groups=groups, seed=0))
+    assert sorted(tuple(np.unique(groups[test]).tolist()) for _, test in folds) == [
+        (0,),
+        (1,),
+        (2,),
+    ]
+    with pytest.raises(CVError, match="needs >= 4 groups, got 3"):
+        list(GroupKFoldCV(n_splits=4).split(x, y, groups=groups, seed=0))
+
+
+def test_nested_estimate_scores_each_choice_on_its_outer_test_rows() -> None:
+    """Each outer score is the loss of the chosen configuration fitted on the outer
+    training part and scored on the outer test part (not on rows it was fitted on)."""
+    x, y = binary(seed=5)
+    scheme = NestedCV(outer=StratifiedKFoldCV(n_splits=3), inner=StratifiedKFoldCV(n_splits=2))
+    objective = make_objective("log_loss")
+    params = {"estimator": "logistic", "C": 1.0}
+    estimate = nested_estimate(lambda *_: params, x, y, scheme=scheme, objective=objective, seed=0)
+    expected = []
+    for train, test in scheme.outer.split(x, y, groups=None, seed=0):
+        pipeline = fit_pipeline(params, x[train], y[train], seed=0)
+        expected.append(objective.loss(y[test], pipeline.predict_proba(x[test])))
+    assert estimate.outer.scores == pytest.approx(expected, rel=1e-12)
+    assert estimate.outer.scores == pytest.approx((0.494105, 0.432496, 0.375054), abs=1e-6)

@@ -93,6 +93,20 @@ def test_no_improvement_stops_early() -> None:
     assert tracker.stop_reason(5, [1.0, 0.9, 0.899, 0.898, 0.5]) is None
 
 
+def test_no_improvement_stops_on_flat_losses_under_the_default_min_relative_improvement() -> None:
+    tracker = BudgetTracker(Budget(max_trials=100, patience=2))  # min_relative_improvement=0
+    assert tracker.stop_reason(3, [1.0, 1.0, 1.0]) == "no_improvement"
+    assert tracker.stop_reason(3, [1.0, 1.0, 0.999]) is None
+
+
+def test_no_improvement_stops_a_maximised_objective_whose_negative_losses_stall() -> None:
+    """Accuracy 0.5000 -> 0.5002 as losses (-accuracy) is 0.04 % better, under 1 %; the
+    improvement is relative to the loss's magnitude, whatever its sign."""
+    tracker = BudgetTracker(Budget(max_trials=100, patience=2, min_relative_improvement=0.01))
+    assert tracker.stop_reason(3, [-0.5, -0.5001, -0.5002]) == "no_improvement"
+    assert tracker.stop_reason(3, [-0.5, -0.55, -0.6]) is None  # 20 % better
+
+
 def test_wall_and_cpu_budgets_use_the_injected_clocks() -> None:
     now = {"wall": 0.0, "cpu": 0.0}
     tracker = BudgetTracker(
@@ -975,3 +989,52 @@ def test_a_worker_joining_a_study_samples_by_its_stored_plan_even_an_empty_one(
     # not `robust` are all but certain; under the joiner's plan there were none
     assert any(not 50.0 <= t.params["C"] <= 60.0 for t in later)
     assert any(t.params["scaler"] != "robust" for t in later)
+
+
+def test_enqueued_trials_waiting_to_run_do_not_count_towards_no_improvement(
+    tmp_path: Any,
+) -> None:
+    """Six enqueued configurations each improve on the last (C 0.01 .. 9): the WAITING
+    ones have no loss yet and must not read as trials that failed to improve, which
+    stopped the study after its first trial under patience 3."""
+    plan = WarmStartPlan(
+        enqueue=tuple(
+            {"scaler": "standard", "estimator": "logistic", "C": c}
+            for c in (0.01, 0.1, 1.0, 3.0, 5.0, 9.0)
+        )
+    )
+    result = _run(tmp_path, plan=plan, budget=Budget(max_trials=8, patience=3))
+    assert (result.n_trials, result.stopped_by) == (8, "max_trials")
+    assert result.best_params == {"scaler": "standard", "estimator": "logistic", "C": 9.0}
+
+
+def test_successive_halving_prunes_trials_worse_at_a_fold(tmp_path: Any) -> None:
+    plan = WarmStartPlan(
+        enqueue=tuple(
+            {"scaler": "none", "estimator": "logistic", "C": c}
+            for c in (1.0, 1.01, 1.02, 1.03, 1.04, 1e-3)
+        )
+    )
+    result = _run(
+        tmp_path,
+        plan=plan,
+        cv=StratifiedKFoldCV(n_splits=3),
+        budget=Budget(max_trials=6, pruner="successive_halving"),
+    )
+    assert (result.n_trials, result.n_pruned) == (6, 5)
+
+
+def test_a_study_resumed_with_max_fold_spread_exactly_at_the_winner_s_spread_keeps_it(
+    tmp_path: Any,
+) -> None:
+    """The limit is inclusive in the winner filter as in the veto itself: a resumed
+    study (no trial left to run) whose limit equals its winner's spread keeps it."""
+    first = _run(tmp_path, budget=Budget(max_trials=6))
+    limit = first.fold_scores_of_best.spread
+    resumed = _run(
+        tmp_path,
+        cv=StratifiedKFoldCV(n_splits=2, max_fold_spread=limit),
+        budget=Budget(max_trials=6),
+    )
+    assert resumed.n_trials == 6  # nothing new ran
+    assert (resumed.best_params, resumed.best_value) == (first.best_params, first.best_value)

@@ -14,6 +14,7 @@ from retune.space import SearchSpace, parse_search_space
 from retune.warmstart import (
     PLAN_FORMAT_VERSION,
     Combined,
+    CostCeiling,
     CostConstraint,
     EnqueueTopK,
     ExploreShare,
@@ -21,6 +22,7 @@ from retune.warmstart import (
     History,
     HistoryTrial,
     LearnedBox,
+    NumericBound,
     WarmStartPlan,
     WarmStartStrategy,
 )
@@ -536,3 +538,141 @@ def test_a_learned_box_on_a_grid_keeps_every_grid_point_it_covers() -> None:
     fine = FloatDistribution(1e-5, 3e-4, step=1e-5)
     assert _narrow(fine, 2.9e-4, 3e-4) == FloatDistribution(2.9e-4, 3e-4, step=1e-5)
     assert _narrow(IntDistribution(1, 9, step=2), 2, 9) == IntDistribution(3, 9, step=2)
+
+
+def _ranked(rows: list[tuple[str, int, dict[str, Any], float]]) -> History:
+    return History.from_trials(
+        HistoryTrial(study_name=s, number=n, params=p, value=v) for s, n, p, v in rows
+    )
+
+
+def _logistic(c: float) -> dict[str, Any]:
+    return {"scaler": "standard", "estimator": "logistic", "C": c}
+
+
+_GB_GOOD = {
+    "scaler": "none",
+    "estimator": "gradient_boosting",
+    "gb_n_estimators": 20,
+    "gb_max_depth": 3,
+}
+_GB_BAD = {
+    "scaler": "none",
+    "estimator": "gradient_boosting",
+    "gb_n_estimators": 5,
+    "gb_max_depth": 1,
+}
+
+
+def test_enqueue_top_k_counts_a_configuration_best_in_two_studies_once() -> None:
+    """C=1 is the best of both studies: k=2 enqueues it and the next distinct one, C=0.1."""
+    history = _ranked(
+        [
+            ("old", 0, _logistic(1.0), 1.0),
+            ("old", 1, _logistic(0.1), 2.0),
+            ("new", 0, _logistic(1.0), 0.5),
+            ("new", 1, _logistic(0.1), 0.6),
+        ]
+    )
+    plan = EnqueueTopK(k=2, per_branch=False).plan(history, small_space())
+    assert plan.enqueue == (_logistic(1.0), _logistic(0.1))
+
+
+def test_enqueue_adds_the_best_not_the_worst_configuration_of_a_left_out_branch() -> None:
+    history = _ranked(
+        [("s", 0, _logistic(1.0), 0.1), ("s", 1, _GB_GOOD, 0.5), ("s", 2, _GB_BAD, 0.9)]
+    )
+    plan = EnqueueTopK(k=1).plan(history, small_space())
+    assert plan.enqueue == (_logistic(1.0), _GB_GOOD)
+
+
+def test_learned_box_falls_back_to_the_min_configs_best_configurations() -> None:
+    """Top 20 % of 5 trials is one; min_configs=3 takes the best three (C 1, 2, 3), not
+    the worst three (C 3, 0.001, 0.002)."""
+    history = _ranked(
+        [("s", i, _logistic(c), float(i)) for i, c in enumerate([1.0, 2.0, 3.0, 1e-3, 2e-3])]
+    )
+    box = (
+        LearnedBox(top_fraction=0.2, min_configs=3, margin=0.0)
+        .plan(history, small_space())
+        .box_for("C")
+    )
+    assert box is not None
+    assert (box.low, box.high) == pytest.approx((1.0, 3.0), rel=1e-12)
+
+
+def test_learned_box_widens_both_sides_by_the_margin() -> None:
+    """C spans 1e-3..10 (4 decades, log): a 0.1 margin is 0.4 decades each side of 0.01..0.1."""
+    history = _ranked(
+        [("s", i, _logistic(c), float(i)) for i, c in enumerate([0.01, 0.1, 5.0, 0.002])]
+    )
+    box = (
+        LearnedBox(top_fraction=0.5, min_configs=1, margin=0.1)
+        .plan(history, small_space())
+        .box_for("C")
+    )
+    assert box is not None
+    assert box.low == pytest.approx(0.01 * 10**-0.4, rel=1e-12)
+    assert box.high == pytest.approx(0.1 * 10**0.4, rel=1e-12)
+
+
+def test_learned_box_boxes_a_losing_branch_around_its_best_trials_not_its_worst() -> None:
+    rows = [("s", i, _logistic(1.0 + i), float(i)) for i in range(8)]
+    rows += [("s", 8, _GB_GOOD, 8.5), ("s", 9, {**_GB_GOOD, "gb_n_estimators": 15}, 8.6)]
+    rows += [("s", 10 + i, _GB_BAD, 9.0 + i) for i in range(4)]
+    plan = LearnedBox(top_fraction=0.2, min_configs=2, margin=0.0, restrict_choices=False).plan(
+        _ranked(rows), small_space()
+    )
+    # boosting's best two have 20 and 15 trees; its worst four have 5
+    assert plan.box_for("gb_n_estimators") == NumericBound(
+        name="gb_n_estimators", low=15.0, high=20.0
+    )
+
+
+def test_learned_box_rounds_an_integer_range_outwards() -> None:
+    space = parse_search_space(
+        {
+            "name": "trees",
+            "params": {
+                "estimator": {
+                    "type": "categorical",
+                    "choices": ["extra_trees"],
+                    "when": {
+                        "extra_trees": {
+                            "forest_n_estimators": {"type": "int", "low": 1, "high": 95}
+                        }
+                    },
+                }
+            },
+        }
+    )
+    rows = [
+        ("s", i, {"estimator": "extra_trees", "forest_n_estimators": v}, float(i))
+        for i, v in enumerate([50, 60, 5, 95])
+    ]
+    plan = LearnedBox(top_fraction=0.4, min_configs=2, margin=0.1).plan(_ranked(rows), space)
+    # 50..60 widened by 0.1 * 94 = 9.4 each side is 40.6..69.4: outwards 40..70, not 41..69
+    assert plan.box_for("forest_n_estimators") == NumericBound(
+        name="forest_n_estimators", low=40.0, high=70.0
+    )
+
+
+@pytest.mark.parametrize(("share", "every"), [(0.25, 4), (1 / 3, 3), (0.3, 3), (0.35, 3), (1.0, 1)])
+def test_explore_share_explores_every_round_one_over_share_th_trial(
+    share: float, every: int
+) -> None:
+    strategy = ExploreShare(share=share)
+    assert strategy.every == every
+    assert strategy.plan(History(), small_space()).explore_every == every
+
+
+def test_a_cost_ceiling_rejects_a_configuration_over_its_memory_limit() -> None:
+    ceiling = CostCeiling(max_memory_bytes=1000)
+    assert ceiling.violation(0.0, 2000.0) == "predicted memory 2000 B > 1000 B"
+    assert ceiling.violation(0.0, 1000.0) is None
+
+
+def test_a_cost_ceiling_accepts_a_latency_exactly_at_its_limit() -> None:
+    ceiling = CostCeiling(max_latency_p99_s=0.05)
+    assert ceiling.violation(0.05, 0.0) is None
+    assert ceiling.violation(0.0501, 0.0) == "predicted p99 latency 0.0501s > 0.05s"
