@@ -106,6 +106,17 @@ def test_value_outside_feature_range_is_out_of_range_naming_feature_and_range(
     assert "[0.0, 1.0]" in info.value.message
 
 
+def test_a_range_on_the_last_feature_is_enforced(sig: Signature) -> None:
+    last = N_FEATURES - 1
+    ranges = (*([None] * last), FeatureRange(-10.0, 10.0))
+    x = row(0.5)
+    x[0, last] = 50.0
+    with pytest.raises(InvalidInputError) as info:
+        validate_batch(x, sig, max_rows=10, ranges=ranges)
+    assert info.value.code == "out_of_range"
+    assert f"feature {last}" in info.value.message and "50.0" in info.value.message
+
+
 def test_values_on_range_bounds_are_accepted(sig: Signature) -> None:
     ranges = [FeatureRange(0.0, 1.0)] * N_FEATURES
     x = np.array([[0.0, 1.0, 0.0, 1.0, 0.5, 0.5]])
