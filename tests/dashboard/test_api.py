@@ -37,7 +37,7 @@ def test_every_model_endpoint_answers_a_viewer(served: Served, page: str) -> Non
 def test_unknown_model_is_a_404_not_a_500(served: Served, page: str) -> None:
     r = _get(served, f"/v1/dashboard/models/nope/{page}")
     assert r.status_code == 404
-    assert r.json()["code"] == "not_found"
+    assert r.json()["code"] == "model_not_found"  # as on every route
     page_r = httpx.get(
         f"{served.url}/dashboard/models/nope/{page}",
         cookies={"tunewatch_session": served.tokens["viewer"]},

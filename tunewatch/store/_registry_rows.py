@@ -178,7 +178,7 @@ def get_model(conn: Connection, name: str) -> ModelRow:
         else None
     )
     if row is None:
-        raise NotFoundError(f"model {name!r} is not registered")
+        raise NotFoundError(f"model {name!r} is not registered", code="model_not_found")
     return _model(row)
 
 
@@ -409,7 +409,7 @@ def _lock_model(conn: Connection, model: str) -> ModelRow:
         else None
     )
     if found is None:
-        raise NotFoundError(f"model {model!r} is not registered")
+        raise NotFoundError(f"model {model!r} is not registered", code="model_not_found")
     return _model(found)
 
 

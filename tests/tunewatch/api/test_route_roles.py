@@ -154,3 +154,19 @@ def test_a_token_tried_before_it_exists_is_accepted_once_the_cache_time_passed(
     store.add_token(name="late", role="scorer", token_hash=hash_token(token), actor="test")
     clock.now += max(ttl, 1.0) + 0.001  # the cache keeps any answer at least one second
     assert auth.authenticate(header, "score").name == "late"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        pytest.param("POST", "/v1/models/nosuch/retune", {"reason": "x"}, id="retune"),
+        pytest.param("POST", "/v2/models/nosuch/infer", {"inputs": []}, id="infer"),
+        pytest.param("GET", "/v1/models/nosuch/versions", None, id="versions"),
+    ],
+)
+def test_an_unknown_model_is_model_not_found_on_every_route(
+    running: Running, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    """Inference answered `model_not_found` and the store's routes `not_found`."""
+    r = httpx.request(method, f"{running.url}{path}", json=body, headers=running.auth("admin"))
+    assert (r.status_code, r.json()["code"]) == (404, "model_not_found"), r.text
