@@ -122,13 +122,23 @@ class RunBreaker:
     after a pause times out again. Any run that finishes closes it. One slow batch among
     quick ones never opens it.
 
-    Reads and writes are single attribute operations: two threads racing past an ending
-    pause may both try a run, which costs one more deadline, never a wrong answer.
+    Changes hold a lock (a run finishing between another's count and its opening left
+    the breaker open with no timeout counted); the check before each run reads one
+    attribute, so two threads racing past an ending pause may both try a run, which
+    costs one more deadline, never a wrong answer.
     """
 
     TRIP_AFTER: Final = 3
 
-    __slots__ = ("_clock", "_max_pause_s", "_pause_s", "consecutive", "open_until", "pause_s")
+    __slots__ = (
+        "_clock",
+        "_lock",
+        "_max_pause_s",
+        "_pause_s",
+        "consecutive",
+        "open_until",
+        "pause_s",
+    )
 
     def __init__(
         self,
@@ -142,6 +152,7 @@ class RunBreaker:
         self._pause_s = pause_s
         self._max_pause_s = max_pause_s
         self._clock = clock
+        self._lock = threading.Lock()
         #: Timeouts since the last run that finished.
         self.consecutive = 0
         #: The pause the next opening lasts.
@@ -157,16 +168,18 @@ class RunBreaker:
 
     def finished(self) -> None:
         """A run finished (well or with an error of its own): close the breaker."""
-        if self.consecutive:
-            self.consecutive = 0
-            self.pause_s = self._pause_s
-            self.open_until = 0.0
+        if self.consecutive or self.open_until:  # the hot path: nothing to reset
+            with self._lock:
+                self.consecutive = 0
+                self.pause_s = self._pause_s
+                self.open_until = 0.0
 
     def timed_out(self) -> bool:
         """A run passed its deadline; returns whether the breaker opened."""
-        self.consecutive += 1
-        if self.consecutive < self.TRIP_AFTER:
-            return False
-        self.open_until = self._clock() + self.pause_s
-        self.pause_s = min(self.pause_s * 2, self._max_pause_s)
-        return True
+        with self._lock:
+            self.consecutive += 1
+            if self.consecutive < self.TRIP_AFTER:
+                return False
+            self.open_until = self._clock() + self.pause_s
+            self.pause_s = min(self.pause_s * 2, self._max_pause_s)
+            return True

@@ -101,3 +101,27 @@ def test_runs_in_a_forked_child_are_stopped_at_their_deadline() -> None:
         waiter.join()
         pytest.fail("the forked child's run was not stopped within 10 s")
     assert os.waitstatus_to_exitcode(statuses[0]) == 0
+
+
+def test_a_run_finishing_while_another_times_out_leaves_the_breaker_consistent() -> None:
+    """A run finishing between a timeout's count and its opening reset the count, and
+    the timeout then opened the breaker anyway: a working model refused for 30 s ("the
+    model's last 0 runs passed…"), its next pause doubled."""
+    import threading
+
+    clock = Clock()
+    breaker = RunBreaker(pause_s=30.0, clock=clock)
+    breaker.timed_out()
+    breaker.timed_out()
+    finisher = threading.Thread(target=breaker.finished)
+
+    def tick() -> float:  # the third timeout reads the clock: the other run ends now
+        finisher.start()
+        finisher.join(0.2)  # blocked behind the timeout's lock, as it must be
+        return clock.now
+
+    breaker._clock = tick
+    assert breaker.timed_out() is True
+    finisher.join(5)
+    # the finished run came after the opening and closed it: nothing left half-reset
+    assert (breaker.consecutive, breaker.open_until, breaker.pause_s) == (0, 0.0, 30.0)

@@ -488,9 +488,10 @@ def test_a_row_a_challenger_s_input_type_cannot_hold_is_an_error_not_a_changed_r
         assert results[name].error is None and results[name].values is not None
 
 
-def test_a_batch_past_its_deadline_fails_every_job_without_scoring_each_alone() -> None:
-    """A batched run that timed out was retried job by job: a looping challenger then
-    held the shadow worker ``run_timeout_s`` per queued request."""
+def test_a_looping_challenger_s_backlog_costs_at_most_three_deadlines() -> None:
+    """A batched run that timed out was retried job by job: a challenger looping on every
+    row held the shadow worker ``run_timeout_s`` per queued request. Its breaker opens
+    after three deadlines in a row, and the rest of the backlog is refused at once."""
     from shadow_models import looping_model
 
     from shadow._queue import score_many
@@ -499,9 +500,46 @@ def test_a_batch_past_its_deadline_fails_every_job_without_scoring_each_alone() 
     version = LoadedVersion(version=3, model=looping, hyperparameter_set="hp")
     zeros = np.zeros((1, N_FEATURES), np.float32)
     ones = np.ones((1, N_FEATURES), np.float32)
-    jobs = [job("probe", zeros, version)] + [job(f"r{i}", ones, version) for i in range(4)]
+    jobs = [job("probe", zeros, version)] + [job(f"r{i}", ones, version) for i in range(6)]
     results = score_many(jobs, version)
     assert results[0].error is None  # the probe row answers at once
-    assert [r.request_id for r in results[1:]] == ["r0", "r1", "r2", "r3"]
-    assert all(r.values is None and "within 0.1 s" in (r.error or "") for r in results[1:])
-    assert looping._breaker is not None and looping._breaker.consecutive == 1  # one run
+    assert [r.request_id for r in results[1:]] == [f"r{i}" for i in range(6)]
+    errors = [r.error or "" for r in results[1:]]
+    # the batch and two jobs alone passed the deadline; the other four were refused
+    assert sum("within 0.1 s" in e for e in errors) == 2
+    assert sum("last 3 runs passed the 0.1 s deadline" in e for e in errors) == 4
+
+
+def test_a_backlog_too_slow_to_score_as_one_batch_is_scored_job_by_job() -> None:
+    """A model slow per row (its loop runs as long as the batch's rows add up to) may
+    pass its deadline on a drained backlog's batch while each request alone answers in
+    time: each job is then scored alone, not failed with the batch."""
+    import time
+
+    import onnx
+    from shadow_models import looping_model
+
+    from shadow._queue import score_many
+
+    def slow_model(iterations_per_unit: float) -> bytes:
+        graph = onnx.load_from_string(looping_model())
+        (big,) = [i for i in graph.graph.initializer if i.name == "big"]
+        big.float_data[:] = [iterations_per_unit]
+        return graph.SerializeToString()
+
+    row = np.full((1, N_FEATURES), 1.0 / N_FEATURES, np.float32)  # sum |x| = 1 per row
+    probe = OnnxModel.from_bytes(slow_model(1e5))
+    began = time.perf_counter()
+    probe.run(row)
+    per_unit = (time.perf_counter() - began) / 1e5
+    iterations = 0.05 / max(per_unit, 1e-12)  # about 50 ms a row on this host
+    began = time.perf_counter()
+    OnnxModel.from_bytes(slow_model(iterations)).run(row)
+    one_row_s = time.perf_counter() - began
+    # the deadline holds one row four times over, not the backlog's eight rows
+    slow = OnnxModel.from_bytes(slow_model(iterations), run_timeout_s=4 * one_row_s + 0.05)
+    version = LoadedVersion(version=4, model=slow, hyperparameter_set="hp")
+    jobs = [job(f"r{i}", row, version) for i in range(9)]
+    results = score_many(jobs, version)
+    assert [r.error for r in results] == [None] * 9
+    assert all(r.values is not None and r.values.shape == (1, 2) for r in results)
