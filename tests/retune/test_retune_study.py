@@ -132,16 +132,19 @@ def test_cpu_budget_stops_a_real_study(tmp_path: Any) -> None:
     assert result.stopped_by == "cpu_time" and result.n_trials >= 1 and result.cpu_s >= 0.3
 
 
-def test_fold_pruning_prunes_bad_trials(tmp_path: Any) -> None:
-    plan = WarmStartPlan(
-        enqueue=tuple(
-            {"scaler": "none", "estimator": "logistic", "C": c}
-            for c in (1.0, 1.01, 1.02, 1.03, 1.04, 1e-3)
-        )
+# five close configurations and a bad one last: a pruner stops the bad one at a fold
+_PRUNABLE = WarmStartPlan(
+    enqueue=tuple(
+        {"scaler": "none", "estimator": "logistic", "C": c}
+        for c in (1.0, 1.01, 1.02, 1.03, 1.04, 1e-3)
     )
+)
+
+
+def test_fold_pruning_prunes_bad_trials(tmp_path: Any) -> None:
     result = _run(
         tmp_path,
-        plan=plan,
+        plan=_PRUNABLE,
         cv=StratifiedKFoldCV(n_splits=3),
         budget=Budget(max_trials=6, pruner="median"),
     )
@@ -1009,15 +1012,9 @@ def test_enqueued_trials_waiting_to_run_do_not_count_towards_no_improvement(
 
 
 def test_successive_halving_prunes_trials_worse_at_a_fold(tmp_path: Any) -> None:
-    plan = WarmStartPlan(
-        enqueue=tuple(
-            {"scaler": "none", "estimator": "logistic", "C": c}
-            for c in (1.0, 1.01, 1.02, 1.03, 1.04, 1e-3)
-        )
-    )
     result = _run(
         tmp_path,
-        plan=plan,
+        plan=_PRUNABLE,
         cv=StratifiedKFoldCV(n_splits=3),
         budget=Budget(max_trials=6, pruner="successive_halving"),
     )

@@ -35,6 +35,17 @@ def run(config: Path, *args: str, actor: str = "alice") -> int:
     return main(["--config", str(config), "--actor", actor, *args])
 
 
+def _register(config: Path, tmp_path: Path, model: ExampleModel) -> None:
+    """Register ``model`` as a shadow version of ``credit`` through the CLI."""
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(model.onnx)
+    features = ",".join(model.metadata.feature_names)
+    assert (
+        run(config, "register", "credit", str(onnx), "--task", "binary", "--features", features)
+        == 0
+    )
+
+
 def test_register_promote_approve_rollback_round_trip(
     config: Path, tmp_path: Path, trained: list[ExampleModel], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -323,13 +334,7 @@ def test_a_model_the_config_regulates_is_stored_regulated_when_first_registered(
     config: Path, tmp_path: Path, trained: list[ExampleModel]
 ) -> None:
     # The store's flag is what a replica whose config does not list the model goes by.
-    onnx = tmp_path / "m.onnx"
-    onnx.write_bytes(trained[0].onnx)
-    features = ",".join(trained[0].metadata.feature_names)
-    assert (
-        run(config, "register", "credit", str(onnx), "--task", "binary", "--features", features)
-        == 0
-    )
+    _register(config, tmp_path, trained[0])
     store = Store.open(f"sqlite:///{tmp_path / 'data' / 'tunewatch.db'}")
     try:
         assert store.get_model("credit").regulated
@@ -622,13 +627,7 @@ def test_show_evaluations_of_a_version_names_it_and_refuses_an_unknown_one(
 ) -> None:
     """`tunewatch drift credit --version 99` said "no drift evaluations of credit yet",
     exit 0, for a version that does not exist (and so for every version)."""
-    onnx = tmp_path / "m.onnx"
-    onnx.write_bytes(trained[0].onnx)
-    features = ",".join(trained[0].metadata.feature_names)
-    assert (
-        run(config, "register", "credit", str(onnx), "--task", "binary", "--features", features)
-        == 0
-    )
+    _register(config, tmp_path, trained[0])
     capsys.readouterr()
     assert run(config, "drift", "credit", "--version", "1") == 0
     assert capsys.readouterr().out == "no drift evaluations of credit version 1 yet\n"
