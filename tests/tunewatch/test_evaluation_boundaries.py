@@ -1,7 +1,8 @@
 """Boundaries of the evaluation policies that the other tests left free to move: the
 edge of a cool-down, of two windows sharing one request, of a window received at the
 last event's instant, each kind's own settings, and the label-delay alarm's half share
-and the smallest window an evaluation measures."""
+and the smallest window an evaluation measures, and the evidence a decay verdict
+counts as its own (its newest matured window)."""
 
 from __future__ import annotations
 
@@ -208,5 +209,41 @@ def test_a_decay_crossing_its_threshold_after_the_horizon_raises_no_alarm(
         assert crossing - (t0 + timedelta(hours=24)) > timedelta(days=1)
         assert not decay["alarm"]
         assert d.store.list_events(model=MODEL, type="decay_detected") == []
+    finally:
+        d.close()
+
+
+def test_two_decay_alarms_an_hour_apart_are_two_windows_of_evidence(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """A decay verdict's evidence is its newest matured window, not the whole horizon:
+    hourly checks of a steady decay share 23 hours of requests, and read as one window
+    they would never make ``decay.consecutive: 2`` and raise ``decay_detected``."""
+    d = _champion_daemon(
+        trained,
+        tmp_path,
+        {
+            "window_rows": 600,
+            "decay": {
+                "window_s": 3600,
+                "maturity_s": 0,
+                "horizon_windows": 24,
+                "horizon_days": 1,
+                "consecutive": 2,
+            },
+        },
+        model={"objective": {"name": "accuracy"}},
+    )
+    try:
+        t0 = datetime.now(UTC) + timedelta(hours=1)  # every label matured (maturity_s 0)
+        for hour in range(1, 25):
+            _write_hour(d, t0, hour, 300, 0.90 - 0.10 * (hour - 1) / 22, seed=100 + hour)
+        alarms = []
+        for at in (24, 25):  # the second check's newest window is hour 24
+            d.evaluator.clock = lambda at=at: t0 + timedelta(hours=at)
+            alarms.append({r.kind: r for r in d.evaluator.evaluate(MODEL)}["decay"].payload)
+        assert [a["alarm"] for a in alarms] == [True, True]
+        assert alarms[0]["last_request_at"] < alarms[1]["first_request_at"]
+        assert len(d.store.list_events(model=MODEL, type="decay_detected")) == 1
     finally:
         d.close()
