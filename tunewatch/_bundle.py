@@ -19,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import uuid
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -114,22 +116,49 @@ def export_bundle(
             "name": row.name,
             "task": row.task,
             "feature_names": list(row.feature_names),
-            "regulated": row.regulated,
+            # the config's flag too: a daemon sets the store's from it only when it starts
+            "regulated": row.regulated or (cfg is not None and cfg.regulated),
         },
         "config": cfg.model_dump(mode="json") if cfg is not None else None,
         "search_space": space,
         "versions": entries,
     }
     target = Path(path)
-    try:
-        with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr(MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
-            for name, data in files.items():
-                archive.writestr(name, data)
-    except OSError as exc:
-        raise BundleError(f"cannot write bundle {str(target)!r}: {exc.strerror}") from exc
+    _write_zip(target, json.dumps(manifest, indent=2, sort_keys=True), files)
     logger.info("exported model=%s versions=%s to %s", model, [v.version for v in chosen], target)
     return [v.version for v in chosen]
+
+
+def _write_zip(target: Path, manifest: str, files: dict[str, bytes]) -> None:
+    """Write the bundle beside ``target`` and rename it into place once it is on disk: a
+    write that fails part-way (a full disk) leaves whatever was at ``target`` as it was,
+    and no partial file."""
+    if not target.name:  # "." or "/": no file to write, nor a name to write it beside
+        raise BundleError(f"cannot write bundle {str(target)!r}: it names a directory")
+    # created like any file the process writes (its umask applies), not private
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    except OSError as exc:
+        raise BundleError(f"cannot write bundle {str(target)!r}: {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+                archive.writestr(MANIFEST, manifest)
+                for name, data in files.items():
+                    archive.writestr(name, data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, target)
+    except BaseException as exc:  # Ctrl-C too: the partial file goes either way
+        try:
+            partial.unlink(missing_ok=True)
+        except OSError:
+            logger.exception("could not remove the partial bundle %s", partial)
+        if isinstance(exc, OSError):
+            reason = exc.strerror or exc
+            raise BundleError(f"cannot write bundle {str(target)!r}: {reason}") from exc
+        raise
 
 
 def _parent_origin(store: Store, model: str, v: VersionRow) -> dict[str, Any] | None:
@@ -192,7 +221,12 @@ def import_bundle(
     digest = sha256_file(path)
     try:
         archive = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile) as exc:
+    except (
+        OSError,
+        zipfile.BadZipFile,
+        UnicodeDecodeError,  # a member name flagged UTF-8 that is not
+        NotImplementedError,  # a member needing a newer zip version to extract
+    ) as exc:
         raise BundleError(f"{str(path)!r} is not a readable bundle: {exc}") from exc
     with archive:
         manifest = read_manifest(archive)

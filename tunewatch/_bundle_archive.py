@@ -159,6 +159,7 @@ def read_member(archive: zipfile.ZipFile, name: str, limit: int, *, checked: boo
         OSError,  # and bz2's errors
         zipfile.BadZipFile,
         RuntimeError,  # encrypted, or a compression method zipfile does not read
+        UnicodeDecodeError,  # a local header's name flagged UTF-8 that is not
         zlib.error,
         lzma.LZMAError,
     ) as exc:

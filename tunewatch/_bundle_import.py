@@ -17,7 +17,7 @@ from tunewatch._bundle_archive import read_artefact, read_reference
 from tunewatch._config import Config
 from tunewatch._errors import ConflictError, NotFoundError, StoreError, TunewatchError
 from tunewatch._governance import champion_registration_rules
-from tunewatch._registry import Registry, VersionMetadata
+from tunewatch._registry import Registry, VersionMetadata, describe_input
 from tunewatch.store import Store
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,8 @@ def plan(
     """Check the whole bundle against the target without registering anything: which
     versions the target holds already (source version -> its version), and what to
     register. Raises what registering would, for any version: each goes through
-    ``Registry.check``, the registration's own checks."""
+    ``Registry.check``, the registration's own checks, and each after the champion the
+    import registers is checked against that champion's input, as it will be then."""
     source = manifest["model"]
     fit = VersionMetadata(task=source["task"], feature_names=tuple(source["feature_names"]))
     registry.check_fit(target, fit, regulated=source["regulated"])
@@ -72,6 +73,9 @@ def plan(
     planned: list[Planned] = []
     # champion only where there is none and its promotion would need no approver
     champion_free = _champion(store, target) is None
+    # the champion this import registers, which the registration checks later versions
+    # against as it checks them against the target's (Registry.check cannot: not there yet)
+    new_champion: Planned | None = None
     for entry in sorted(manifest["versions"], key=lambda e: e["version"]):
         done = _already_imported(store, target, source["name"], entry)
         if done is not None:
@@ -113,8 +117,29 @@ def plan(
             if entry["stage"] in ("retired", "rolled_back")
             else "shadow"
         )
-        planned.append(Planned(entry, metadata, stage, inspected))
+        if new_champion is not None:
+            _check_input(target, new_champion, entry["version"], inspected)
+        step = Planned(entry, metadata, stage, inspected)
+        if champion:
+            new_champion = step
+        planned.append(step)
     return present, planned
+
+
+def _check_input(target: str, champion: Planned, version: int, inspected: CandidateInfo) -> None:
+    """A version after the bundle's champion takes its input, by name and width, as the
+    registration will require once that champion is the target's
+    (``Registry._check_input``): else the import would stop part-way."""
+    expected = champion.inspected.signature.input
+    got = inspected.signature.input
+    if (got.name, got.shape[1:]) != (expected.name, expected.shape[1:]):
+        raise ConflictError(
+            f"the bundle's champion (version {champion.entry['version']}) takes input "
+            f"{describe_input(expected)} and becomes model {target!r}'s champion; version "
+            f"{version} takes {describe_input(got)}: a version must take an input of the "
+            "same name and width as the champion; nothing was imported",
+            code="signature_mismatch",
+        )
 
 
 def apply(

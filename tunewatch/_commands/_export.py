@@ -44,11 +44,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     config = config_of(args)
     if args.config_out:  # before anything is imported: a failed write after read as a failure
-        folder = Path(args.config_out).resolve().parent
-        if not folder.is_dir():
-            raise TunewatchError(
-                f"--config-out {args.config_out}: {folder} is not a directory; nothing was imported"
-            )
+        _check_config_out(Path(args.config_out))
     store = open_store(config)
     try:
         model, imported, model_config = import_bundle(
@@ -77,6 +73,27 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_config_out(path: Path) -> None:
+    """Refuse ``--config-out`` where the snippet or the search space beside it
+    (:func:`_write_config`) could not be written as a file."""
+    folder = path.resolve().parent
+    if not folder.is_dir():
+        raise TunewatchError(
+            f"--config-out {path}: {folder} is not a directory; nothing was imported"
+        )
+    for destination in (path, _space_path(path)):
+        if destination.is_dir():
+            raise TunewatchError(
+                f"--config-out {path}: {destination} is a directory, where the import writes "
+                "a file; nothing was imported"
+            )
+
+
+def _space_path(path: Path) -> Path:
+    """Where the search space goes beside the snippet at ``path``."""
+    return path.resolve().with_name(f"{path.stem}.search_space.yaml")
+
+
 def _write_config(path: Path, model: str, bundled: BundledConfig) -> None:
     """Write the model's config to ``path`` and the search space it names beside it: the
     config names the written file by its absolute path, which reads the same file once the
@@ -85,7 +102,7 @@ def _write_config(path: Path, model: str, bundled: BundledConfig) -> None:
 
     settings = {**bundled.settings, "name": model}
     if bundled.search_space is not None:
-        space = path.resolve().with_name(f"{path.stem}.search_space.yaml")
+        space = _space_path(path)
         space.write_bytes(bundled.search_space)
         tuning = settings.get("tuning")
         settings["tuning"] = {
