@@ -5,20 +5,27 @@ drift verdict, built once and kept."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from monitor import ColumnDriftConfig, EvidentlyError, evidently_report
+from monitor import (
+    ColumnDriftConfig,
+    DriftDetector,
+    EvidentlyError,
+    ReferenceProfile,
+    evidently_report,
+)
 from monitor.drift import METHODS as DRIFT_METHODS
+from monitor.drift import NumericSummary
 from monitor.objectives import positive_proba
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, EvaluationConfig
 from tunewatch._errors import NotFoundError, TunewatchError
-from tunewatch.store import ModelRow, Store, VersionRow, Window
+from tunewatch.store import EvaluationRow, ModelRow, Store, VersionRow, Window
 
 PREDICTION = "__prediction__"
 LABEL = "__label__"
@@ -43,8 +50,8 @@ def drift_report(
     evaluation_id: int,
 ) -> str:
     """evidently's HTML drift report for a stored drift evaluation's window, judged as
-    the verdict was (:func:`judged_as`), against ``baseline_of(champion, model)``; the
-    label on the verdict's label window (:func:`label_window` as of its run).
+    the verdict was (:func:`judged_as`), against ``baseline_of(champion, model)``, on the
+    values the verdict tested (:func:`judged_frames`).
 
     Built once (evidently is slow and imported lazily), stored content-addressed and
     remembered as a ``drift_report`` evaluation; later calls return the stored file.
@@ -75,33 +82,9 @@ def drift_report(
             f"evaluation {evaluation_id} has no reference to compare with",
             code="evaluation_not_found",
         )
-    window = store.window(
-        name,
-        n_features=len(model.feature_names),
-        start=target.window_start,
-        end=target.window_end + timedelta(microseconds=1),
-    )
     evaluation = config.model_or_default(name, model.task).evaluation
-    labels = None
-    if baseline.reference.labels is not None:  # those the verdict tested, when it ran
-        if "label_window" in target.payload:
-            labels = label_window(store, model, evaluation, as_of=target.window_end).labels
-        else:  # stored before labels had their own window: its matured requests'
-            labels = matured_labels(
-                window, as_of=target.window_end, maturity_s=evaluation.decay.maturity_s
-            )
-    reference = drift_frame(
-        model, baseline.reference.features, baseline.scores, baseline.reference.labels
-    )
-    current = drift_frame(
-        model,
-        window.features,
-        # predictions: the champion's, as the verdict read them
-        np.where((window.versions == target.version)[:, None], window.outputs, np.nan),
-        labels,
-    )
-    settings = evaluation.drift
-    columns, drift_share = judged_as(target.payload, settings)
+    columns, drift_share = judged_as(target.payload, evaluation.drift)
+    reference, current = judged_frames(store, model, evaluation, target, baseline, columns)
     # evidently judges every typed column: only those the verdict tested, so that the
     # dataset share divides by the columns the verdict's did
     untested = untested_columns(target.payload)
@@ -134,6 +117,92 @@ def drift_report(
         },
     )
     return html
+
+
+def judged_frames(
+    store: Store,
+    model: ModelRow,
+    evaluation: EvaluationConfig,
+    target: EvaluationRow,
+    baseline: Any,
+    columns: Mapping[str, ColumnDriftConfig],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The reference and the window of a stored drift verdict as it tested them, its
+    columns tested with ``columns``' methods: the reference's numeric columns as the
+    verdict's profile held them (:func:`reference_frame`); the window's features and the
+    champion's predictions, and the labels of the verdict's label window (of the matured
+    part of its window, for a verdict stored before labels had their own window) that
+    had arrived by its run (:func:`labels_received`), then the rows of that frame its
+    detector tested (:meth:`monitor.drift.DriftDetector.sample`, at the model's
+    ``drift.sample_size``)."""
+    assert target.window_start is not None and target.version is not None
+    window = store.window(
+        model.name,
+        n_features=len(model.feature_names),
+        start=target.window_start,
+        end=target.window_end + timedelta(microseconds=1),
+    )
+    labels = None
+    if baseline.reference.labels is not None:  # those the verdict tested, when it ran
+        if "label_window" in target.payload:
+            labelled = label_window(store, model, evaluation, as_of=target.window_end)
+            labels = labels_received(labelled, by=target.window_end)
+        else:  # stored before labels had their own window: its matured requests'
+            labels = matured_labels(
+                window, as_of=target.window_end, maturity_s=evaluation.decay.maturity_s
+            )
+    current = drift_frame(
+        model,
+        window.features,
+        # predictions: the champion's, as the verdict read them
+        np.where((window.versions == target.version)[:, None], window.outputs, np.nan),
+        labels,
+    )
+    settings = evaluation.drift
+    detector = DriftDetector(
+        baseline.profile, min_rows=settings.min_rows, sample_size=settings.sample_size
+    )
+    return reference_frame(model, baseline, columns), detector.sample(current)
+
+
+#: The methods that compare a numeric column's reference sample (the profile keeps at
+#: most 10,000 values), not its full counts or bins: Jensen-Shannon only on a continuous
+#: column (its histograms; a discrete one's counts are the full column's).
+SAMPLE_METHODS = frozenset({"ks", "wasserstein", "jensenshannon"})
+
+
+def reference_frame(
+    model: ModelRow, baseline: Any, columns: Mapping[str, ColumnDriftConfig]
+) -> pd.DataFrame:
+    """The champion's reference as its drift verdicts compare it: the reference rows'
+    features (as float32, as the profile read them), the champion's predictions and the
+    labels, each numeric column whose method compares the profile's sample
+    (:data:`SAMPLE_METHODS`) replaced by that sample, missing past its end. Chi-square,
+    z and PSI read the full column (its counts; PSI its decile bins), as the profile
+    keeps them."""
+    frame = drift_frame(
+        model,
+        np.asarray(baseline.reference.features, dtype=np.float32),
+        baseline.scores,
+        baseline.reference.labels,
+    )
+    profile: ReferenceProfile = baseline.profile
+    for name, spec in columns.items():
+        summary = profile.columns.get(name)
+        if not isinstance(summary, NumericSummary) or name not in frame.columns:
+            continue
+        if spec.method not in SAMPLE_METHODS or (
+            spec.method == "jensenshannon" and summary.value_counts is not None
+        ):
+            continue
+        frame[name] = pd.Series(summary.sample).reindex(frame.index)
+    return frame
+
+
+def labels_received(window: Window, *, by: datetime) -> np.ndarray:
+    """``window``'s labels that had arrived by ``by``, missing (NaN) for the rest: what a
+    drift verdict run at ``by`` read of them (a stored label is never changed)."""
+    return np.where(window.label_received_at <= by.timestamp(), window.labels, np.nan)
 
 
 def untested_columns(payload: dict[str, Any]) -> frozenset[str]:
@@ -226,11 +295,12 @@ def aged_window(
 
 
 def matured_labels(window: Window, *, as_of: datetime, maturity_s: float) -> np.ndarray:
-    """The labels of ``window``'s requests at least ``maturity_s`` old at ``as_of``,
-    missing (NaN) elsewhere: what a drift verdict stored before labels had their own
-    window (:func:`label_window`) tested, for its report."""
+    """The labels of ``window``'s requests at least ``maturity_s`` old at ``as_of`` that
+    had arrived by then, missing (NaN) elsewhere: what a drift verdict run at ``as_of``
+    and stored before labels had their own window (:func:`label_window`) tested, for its
+    report."""
     matured = window.received_at <= as_of.timestamp() - maturity_s
-    return np.where(matured, window.labels, np.nan)
+    return np.where(matured, labels_received(window, by=as_of), np.nan)
 
 
 def drift_frame(

@@ -158,14 +158,23 @@ class DriftDetector:
             return configured
         return default_method(self.profile.columns[column], current)()
 
-    def check(self, current: pd.DataFrame) -> DriftResult:
-        """Compare ``current`` with the reference, column by column."""
+    def sample(self, current: pd.DataFrame) -> pd.DataFrame:
+        """The rows of ``current`` that :meth:`check` tests: all of them up to
+        ``sample_size``, else ``sample_size`` drawn without replacement by a generator
+        seeded with ``seed``, in their order in ``current``. The same frame gives the same
+        rows, so a report can show what a verdict tested."""
         n_current = len(current)
-        window = current
-        if self.sample_size is not None and n_current > self.sample_size:
-            rng = np.random.default_rng(self.seed)
-            rows = np.sort(rng.choice(n_current, size=self.sample_size, replace=False))
-            window = current.iloc[rows]
+        if self.sample_size is None or n_current <= self.sample_size:
+            return current
+        rng = np.random.default_rng(self.seed)
+        rows = np.sort(rng.choice(n_current, size=self.sample_size, replace=False))
+        return current.iloc[rows]
+
+    def check(self, current: pd.DataFrame) -> DriftResult:
+        """Compare ``current`` with the reference, column by column (on :meth:`sample`'s
+        rows of it)."""
+        n_current = len(current)
+        window = self.sample(current)
         by_text, seen = columns_by_text(window.columns)
         verdicts: list[ColumnDrift] = []
         for name, summary in self.profile.columns.items():

@@ -1095,8 +1095,6 @@ def test_the_report_reads_the_labels_the_verdict_read(
     d = _champion_daemon(trained, tmp_path, {"window_rows": WINDOW, "decay": {"maturity_s": 3600}})
     try:
         clock = Clock()  # six hours ago
-        evaluated_at = clock.now + timedelta(hours=6)
-        d.evaluator.clock = lambda: evaluated_at
         feed(d, clock, 0, 400, shift=0.0, seed=104)  # matured, with their true labels
         clock.now += timedelta(hours=5, minutes=30)  # 200 requests half an hour old,
         feed(d, clock, 400, 200, shift=0.0, seed=105, labels=False)
@@ -1104,6 +1102,8 @@ def test_the_report_reads_the_labels_the_verdict_read(
         d.store.add_labels(
             MODEL, [LabelItem(request_id=f"r{i}", value=1.0) for i in range(400, 600)]
         )
+        run = datetime.now(UTC)  # after the labels, stamped with the real time
+        d.evaluator.clock = lambda: run
         drift = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["drift"]
         [label] = [c for c in drift.payload["columns"] if c["column"] == "__label__"]
         assert label["status"] == "ok" and label["n_cur"] == 400 and not label["drifted"]
@@ -1185,13 +1185,13 @@ def test_the_report_of_a_verdict_stored_before_the_label_window_reads_its_labels
     d = _champion_daemon(trained, tmp_path, {"window_rows": WINDOW, "decay": {"maturity_s": 3600}})
     try:
         clock = Clock()  # six hours ago
-        evaluated_at = clock.now + timedelta(hours=6)
-        d.evaluator.clock = lambda: evaluated_at
         feed(d, clock, 0, 200, shift=0.0, seed=104, labels=False)  # only in the label window
         d.store.add_labels(MODEL, [LabelItem(request_id=f"r{i}", value=1.0) for i in range(200)])
         feed(d, clock, 200, 400, shift=0.0, seed=105)  # matured, true labels: in both
         clock.now += timedelta(hours=5, minutes=30)
         feed(d, clock, 600, 200, shift=0.0, seed=106, labels=False)  # not matured
+        run = datetime.now(UTC)  # after the labels, stamped with the real time
+        d.evaluator.clock = lambda: run
         drift = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["drift"]
         assert "__label__" in drift.payload["drifted_columns"]  # the label window's labels
         legacy = {

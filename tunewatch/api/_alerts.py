@@ -12,26 +12,31 @@ alert, while it fires, tries again. The answer is 2xx after the commit, 503 when
 store cannot commit or an episode's claim is held by a delivery that does not decide
 within ``CLAIM_WAIT_S`` (it died: Alertmanager retries until the claim times out), and
 2xx for valid payloads that are ignored (unknown model, a resolved alert never seen
-firing). An episode resolved before it was seen firing is stored resolved: Alertmanager
-never fires an episode again once it resolved, so a firing delivery of it that comes
-after (a retry, an HA peer's) is stale and acted on by no delivery. An alert the store
-cannot hold is ignored on its own, with nothing of it stored: refusing the delivery would
-make Alertmanager resend the group, and its valid alerts would never be acted on. A NUL
-in a label's name or value, the fingerprint or ``startsAt`` is such a value on both
-backends (PostgreSQL's ``json`` would keep one in a label but could not read the row's
-fields back, and every look-up of the model's actions would fail). Alertmanager's labels
-are strings: a label whose value is anything else is dropped (logged) before the alert
-is read, so no nested value reaches the episode, the event or the job (one nested a few
-hundred deep made every listing that showed it fail to serialise). Nothing else of the
-payload (annotations, the group's labels) is stored.
+firing, an alert whose ``startsAt`` is not an RFC 3339 time: Alertmanager always sends
+one, and without it every episode of the alert would share one key). An alert without a
+fingerprint is keyed by a hash of its labels. An episode resolved before it was seen
+firing is stored resolved: Alertmanager never fires an episode again once it resolved,
+so a firing delivery of it that comes after (a retry, an HA peer's) is stale and acted
+on by no delivery. An alert the store cannot hold is ignored on its own, with nothing of
+it stored: refusing the delivery would make Alertmanager resend the group, and its valid
+alerts would never be acted on. A NUL in a label's name or value, the fingerprint or
+``startsAt`` is such a value on both backends (PostgreSQL's ``json`` would keep one in a
+label but could not read the row's fields back, and every look-up of the model's actions
+would fail). Alertmanager's labels are strings: a label whose value is anything else is
+dropped (logged) before the alert is read, so no nested value reaches the episode, the
+event or the job (one nested a few hundred deep made every listing that showed it fail
+to serialise). Nothing else of the payload (annotations, the group's labels) is stored.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import re
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -46,13 +51,67 @@ from tunewatch.api._errors import ApiError
 
 logger = logging.getLogger(__name__)
 
+_MISSING = object()  # an alert without startsAt
+
 
 def _fingerprint(alert: dict[str, Any], labels: dict[str, str]) -> str:
+    """The alert's ``fingerprint``, else a hash of its labels: of their JSON, which tells
+    ``{"x": "1\\nz=2"}`` from ``{"x": "1", "z": "2"}`` (``k=v`` lines did not)."""
     value = alert.get("fingerprint")
     if isinstance(value, str) and value:
         return value[:64]
-    text = "\n".join(f"{k}={labels[k]}" for k in sorted(labels))
+    text = json.dumps(sorted(labels.items()))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+#: RFC 3339's date-time (section 5.6), as Go's time.RFC3339Nano writes Alertmanager's.
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?"
+    r"(?:[Zz]|[+-](\d{2}):(\d{2}))",
+    re.ASCII,
+)
+
+
+def _starts_at(value: Any) -> str | None:
+    """``startsAt`` as sent when it is an RFC 3339 time of at most 64 characters (the
+    episode's column), else None. Alertmanager always sends one: without it every
+    episode of an alert shared one key, and after the first resolved the later ones were
+    taken for stale deliveries of it."""
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    match = _RFC3339.fullmatch(value)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, off_h, off_m = match.groups()
+    if off_h is not None and (int(off_h) > 23 or int(off_m) > 59):
+        return None
+    try:
+        datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+    except ValueError:  # a day, hour, minute or second no calendar has
+        return None
+    return value
+
+
+def _shown(value: Any) -> str:
+    """A JSON value for a message: a string's first 64 characters, a number or ``null``,
+    or what kind of container it is (a nested one may be too deep to print)."""
+    if isinstance(value, str):
+        return repr(value[:64]) + ("..." if len(value) > 64 else "")
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "null" if value is None else repr(value)[:64]
+
+
+def dedupe_key(fingerprint: str, starts_at: str) -> str:
+    """The job key of an episode: ``alert:{fingerprint}:{startsAt}``, which a fingerprint
+    without a colon (Alertmanager's are hex) reads back unambiguously; one holding a colon
+    gets ``alert#{len(fingerprint)}:{fingerprint}:{startsAt}``, which no key of the first
+    form can equal (``#`` where it has ``:``). At most 138 characters."""
+    if ":" not in fingerprint:
+        return f"alert:{fingerprint}:{starts_at}"
+    return f"alert#{len(fingerprint)}:{fingerprint}:{starts_at}"
 
 
 #: How long a delivery waits for other ones that hold its episodes' claims to decide them.
@@ -122,11 +181,23 @@ def _handle_alert(
     labels = _string_labels(alert.get("labels"))
     # As long as the columns hold: Alertmanager's own values are far shorter.
     name = labels.get("alertname", "unnamed")[:200]
-    starts_at = str(alert.get("startsAt", ""))[:64]
+    raw_starts = alert.get("startsAt", _MISSING)
     fingerprint = _fingerprint(alert, labels)
-    nul = _nul_in(labels, fingerprint=fingerprint, starts_at=starts_at)
+    nul = _nul_in(
+        labels,
+        fingerprint=fingerprint,
+        starts_at=raw_starts if isinstance(raw_starts, str) else "",
+    )
     if nul is not None:
         summary["ignored"].append(f"{name!r}: a NUL in {nul}")
+        return
+    starts_at = _starts_at(raw_starts)
+    if starts_at is None:
+        shown = "none" if raw_starts is _MISSING else _shown(raw_starts)
+        summary["ignored"].append(
+            f"{name}: `startsAt` must be an RFC 3339 time of at most 64 characters "
+            f"(Alertmanager always sends one), got {shown}"
+        )
         return
     model = labels.get(label)
     status = alert.get("status", body.get("status"))
@@ -167,7 +238,7 @@ def _handle_alert(
                 "startsAt": starts_at,
                 "labels": labels,
             },
-            dedupe_key=f"alert:{fingerprint}:{starts_at}",
+            dedupe_key=dedupe_key(fingerprint, starts_at),
             actor="alertmanager",
         )
     except Exception:
