@@ -496,3 +496,41 @@ def test_a_promoted_split_challenger_raises_no_mismatch_and_blocks_nothing(
     assert daemon.store.list_events(model=MODEL, type="promotion_blocked") == []
     champion = daemon.store.champion(MODEL)
     assert champion is not None and champion.version == 3
+
+
+def test_a_split_challenger_back_in_shadow_is_checked_from_its_return(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """v2, the split's challenger, was champion for a while and then kept in shadow (as a
+    rollback watch keeps a replaced champion): the check counted from the split's start,
+    every unit of v2's time as champion in the champion arm, and a balanced split after
+    its return read as a mismatch that blocked promotions. Units count from when the
+    challenger last entered shadow."""
+    t = traffic(trained, 3000, seed=7)
+    now = datetime.now(UTC)
+    split = SPLIT.model_copy(update={"start": now - timedelta(hours=3)})
+    loop = runner(daemon, split=split.model_dump(), rollback={"enabled": False})
+    _serve_split(daemon, t, range(0, 1000), 1, shadowed=False, received_at=now - timedelta(hours=2))
+    loop.run(MODEL)
+    before = loop.comparisons.latest_split_check(MODEL, salt=SPLIT.salt)
+    assert before is not None and not before.mismatch
+    governance.promote(daemon.store, daemon.config, MODEL, 2, actor="op", reason="split won")
+    write(  # v2 answers every unit as champion
+        daemon.store,
+        ids=range(1000, 2000),
+        x=t.x[1000:2000],
+        y=t.y[1000:2000],
+        answers={2: t.logistic[1000:2000]},
+        roles={2: "champion"},
+        units=[f"u{u}" for u in range(1000, 2000)],
+        received_at=now - timedelta(hours=1),
+    )
+    daemon.registry.register(MODEL, trained[0].onnx, trained[0].metadata, actor="t")  # v3
+    governance.promote(daemon.store, daemon.config, MODEL, 3, actor="op", reason="by hand")
+    daemon.store.set_stage(MODEL, 2, "shadow", actor="op", reason="kept for the watch")
+    _serve_split(daemon, t, range(2000, 3000), 3, shadowed=False)
+    loop.run(MODEL)
+    check = loop.comparisons.latest_split_check(MODEL, salt=SPLIT.salt)
+    assert check is not None and check.champion_version == 3
+    assert check.n_champion + check.n_challenger == 1000 and not check.mismatch, check
+    assert daemon.store.list_events(model=MODEL, type="srm_detected") == []

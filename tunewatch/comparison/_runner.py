@@ -423,15 +423,22 @@ class ComparisonRunner:
 
     def _split_start(self, model: str, split: SplitConfig) -> datetime | None:
         """Where the live split starts, and its sample-ratio check's window with it: the
-        split's ``start`` (default: when its challenger was registered). A promotion does
-        not move it: every unit a champion answered is the champion arm's, and a check
-        counting from the promotion forgot a real mismatch and unblocked promotions."""
-        if split.start is not None:
-            return split.start
+        split's ``start`` (default: when its challenger was registered), or when the
+        challenger returned to shadow if it left it since and that is later. Another
+        version's promotion does not move it: every unit a champion answered is the
+        champion arm's, and a check counting from the promotion forgot a real mismatch and
+        unblocked promotions. The challenger's own time out of shadow does: as champion it
+        answered every unit (all in the champion arm), and a balanced split after its
+        return read as a mismatch."""
         try:
-            return self.store.get_version(model, split.challenger).created_at
+            challenger = self.store.get_version(model, split.challenger)
         except LookupError:
-            return None
+            return split.start
+        start = split.start if split.start is not None else challenger.created_at
+        returned = challenger.stage_changed_at > challenger.created_at
+        if challenger.stage == "shadow" and returned:
+            start = max(start, challenger.stage_changed_at)
+        return start
 
     def _split_since(self, model: str, split: SplitConfig) -> datetime | None:
         """Where the live split's test reads from: the split's start, or the newest change
