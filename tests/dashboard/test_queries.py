@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tunewatch.dashboard._queries import stream_windows, window_ids, window_index
+from tunewatch.dashboard._queries import stream_windows, window_ids
 from tunewatch.store import Store
 
 
@@ -43,8 +43,8 @@ def store(store_url: str) -> Iterator[Store]:
 
 
 def test_window_ids_are_the_newest_of_the_kind_oldest_first(store: Store) -> None:
-    index = window_index(store, "m", "drift", limit=3)
-    assert window_ids(store, "m", "drift", limit=3) == [r.id for r in index]
+    newest = store.list_evaluations("m", kind="drift", limit=3)
+    assert window_ids(store, "m", "drift", limit=3) == [r.id for r in reversed(newest)]
     assert len(window_ids(store, "m", "drift", limit=100)) == 5
 
 
@@ -52,8 +52,9 @@ def test_stream_windows_yields_the_newest_payloads_newest_first_in_small_chunks(
     store: Store,
 ) -> None:
     streamed = list(stream_windows(store, "m", "drift", limit=4, chunk=3))
-    index = window_index(store, "m", "drift", limit=4)
-    assert [ref for ref, _ in streamed] == list(reversed(index))
+    newest = store.list_evaluations("m", kind="drift", limit=4)
+    assert [ref.id for ref, _ in streamed] == [r.id for r in newest]
+    assert [ref.window_end for ref, _ in streamed] == [r.window_end for r in newest]
     assert [p["drifted_share"] for _, p in streamed] == [1.0, 0.75, 0.5, 0.25]
     assert [ref.alarm for ref, _ in streamed] == [False, True, False, False]
     assert streamed[0][1]["columns"] == [{"column": "a"}]

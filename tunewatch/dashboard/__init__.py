@@ -6,7 +6,14 @@ Mount with ``app.include_router(router)``.
 
 from __future__ import annotations
 
-from ._downsample import MAX_POINTS, buckets, downsample, downsample_indices
+from ._downsample import MAX_POINTS, buckets, downsample, downsample_indices, extreme_indices
 from ._router import router
 
-__all__ = ["MAX_POINTS", "buckets", "downsample", "downsample_indices", "router"]
+__all__ = [
+    "MAX_POINTS",
+    "buckets",
+    "downsample",
+    "downsample_indices",
+    "extreme_indices",
+    "router",
+]

@@ -14,7 +14,7 @@ from starlette.requests import Request
 
 from tunewatch._auth import Principal
 
-from . import _data
+from . import _data, _series
 from ._auth import principal
 from ._downsample import MAX_POINTS
 from ._sources import sources
@@ -28,6 +28,7 @@ Reader = Annotated[Principal, Depends(_reader)]
 MaxPoints = Annotated[int, Query(ge=2, le=5000)]
 Windows = Annotated[int, Query(ge=1, le=100_000)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
+TestLimit = Annotated[int, Query(ge=0, le=100)]
 Filter = Annotated[str | None, Query(max_length=200)]
 
 router = APIRouter(prefix="/v1/dashboard", tags=["dashboard"])
@@ -42,14 +43,21 @@ def overview(request: Request, _: Reader) -> dict[str, Any]:
 
 @router.get("/models/{model}/ab")
 def ab_results(
-    model: str, request: Request, _: Reader, max_points: MaxPoints = MAX_POINTS
+    model: str,
+    request: Request,
+    _: Reader,
+    max_points: MaxPoints = MAX_POINTS,
+    limit: TestLimit = _data.AB_TESTS,
 ) -> dict[str, Any]:
-    """Every comparison test (newest first): status, decision, n, correction and its looks
-    over n (`series`: estimate, always-valid `ci_low`/`ci_high`, p-values, decision), with
-    `decision_look` the index into `series` of the look that decided (kept by downsampling).
-    The current champion's tests also carry `guardrails`; `srm` is the newest live-split
+    """Comparison tests, newest first: the `limit` newest (0-100, default 20) and every
+    open test of the current champion however old; `tests_total` counts them all. Each
+    has its status, decision, n, correction and at most `max_points` of its looks over n
+    (`series`, evenly spaced, the first and last kept: estimate, always-valid
+    `ci_low`/`ci_high`, p-values, decision; `series_total` looks in all), with
+    `decision_look` the index into `series` of the look that decided (always kept). The
+    current champion's tests also carry `guardrails`; `srm` is the newest live-split
     sample-ratio check."""
-    return _data.ab_results(sources(request), model, max_points=max_points)
+    return _data.ab_results(sources(request), model, max_points=max_points, limit=limit)
 
 
 @router.get("/models/{model}/drift")
@@ -57,7 +65,7 @@ def drift(
     model: str,
     request: Request,
     _: Reader,
-    windows: Windows = _data.MAX_WINDOWS,
+    windows: Windows = _series.MAX_WINDOWS,
     max_points: MaxPoints = MAX_POINTS,
 ) -> dict[str, Any]:
     """Drift per feature over the newest `windows` windows (oldest first), aggregated into
@@ -66,7 +74,7 @@ def drift(
     whether any window drifted; `evaluation`, `status`, `alarm`, `window_end` and
     `drifted_share` are of the column's newest window that raised the alarm, else its
     newest; `latest` links the evidently report. Every window in range is read."""
-    return _data.drift(sources(request), model, windows=windows, max_points=max_points)
+    return _series.drift(sources(request), model, windows=windows, max_points=max_points)
 
 
 @router.get("/models/{model}/decay")
@@ -74,12 +82,15 @@ def decay(
     model: str,
     request: Request,
     _: Reader,
-    windows: Windows = _data.MAX_WINDOWS,
+    windows: Windows = _series.MAX_WINDOWS,
     max_points: MaxPoints = MAX_POINTS,
 ) -> dict[str, Any]:
     """The newest decay trend (objective per window, slope, projected crossing), the
-    label-free estimate against the realised metric per window, and label coverage."""
-    return _data.decay(sources(request), model, windows=windows, max_points=max_points)
+    label-free estimate against the realised metric per window, and label coverage. Every
+    window of the newest `windows` is read; each series keeps at most `max_points` of them,
+    the first, the last and those holding each stretch's lowest and highest values, so a
+    one-window collapse is never dropped."""
+    return _series.decay(sources(request), model, windows=windows, max_points=max_points)
 
 
 @router.get("/models/{model}/telemetry")
@@ -87,12 +98,14 @@ def telemetry(
     model: str,
     request: Request,
     _: Reader,
-    windows: Windows = _data.MAX_WINDOWS,
+    windows: Windows = _series.MAX_WINDOWS,
     max_points: MaxPoints = MAX_POINTS,
 ) -> dict[str, Any]:
     """Latency p50/p90/p99 (seconds) and load memory per version and hyperparameter set
-    (newest telemetry window), and p99 per version over time."""
-    return _data.telemetry(sources(request), model, windows=windows, max_points=max_points)
+    (newest telemetry window), and p99 per version over time: every window of the newest
+    `windows` is read and at most `max_points` kept, the first, the last and, per version,
+    the one with each stretch's highest p99, so a one-window spike is never dropped."""
+    return _series.telemetry(sources(request), model, windows=windows, max_points=max_points)
 
 
 @router.get("/models/{model}/tuning")

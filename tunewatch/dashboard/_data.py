@@ -1,8 +1,10 @@
-"""The JSON behind each dashboard page (served as-is under ``/v1/dashboard/...``).
+"""The JSON behind each dashboard page (served as-is under ``/v1/dashboard/...``): the
+overview, A/B results, tuning history, events and audit here; the pages over evaluation
+windows (drift, decay, latency and memory) in :mod:`tunewatch.dashboard._series`.
 
 Each function reads the store once per page and downsamples every series on the server
 (:data:`~tunewatch.dashboard._downsample.MAX_POINTS` points at most), so a year of hourly
-windows stays a few hundred points on the wire.
+windows or a long A/B test stays a few hundred points on the wire.
 """
 
 from __future__ import annotations
@@ -13,22 +15,24 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote
 
 from retune import RetuneError, load_history
 from tunewatch._registry import finite_float
 from tunewatch.comparison import ComparisonRunner
 from tunewatch.store import AuditEntry, Event, JobRow, Store, VersionRow
-from tunewatch.store._comparisons import ComparisonLookRow, ComparisonStore, ComparisonTestRow
+from tunewatch.store._comparisons import ComparisonLookRow, ComparisonTestRow
 
-from ._downsample import MAX_POINTS, buckets, downsample, downsample_indices
-from ._queries import WindowRef, payloads, stream_windows, window_ids, window_index
+from ._downsample import MAX_POINTS, downsample
+from ._queries import (
+    newest_tests,
+    sampled_looks,
+)
 
 logger = logging.getLogger(__name__)
 
 ACTIVE_JOBS = ("queued", "running")
-MAX_WINDOWS = 24 * 366  # a year of hourly evaluation windows
 ALARM_EVENTS = 200
+AB_TESTS = 20  # the A/B page's default number of newest tests
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +102,11 @@ def overview(src: Sources) -> dict[str, Any]:
     """Every model: champion, challengers, the newest evaluation of each kind, recent
     alarms and events, active jobs."""
     store = src.store
-    active = [j for j in store.list_jobs(limit=200) if j.status in ACTIVE_JOBS]
+    active = sorted(  # asked by status: a long-running job is older than the newest jobs
+        (j for status in ACTIVE_JOBS for j in store.list_jobs(status=status, limit=1000)),
+        key=lambda j: j.id,
+        reverse=True,
+    )
     models = []
     for m in store.list_models():
         versions = store.list_versions(m.name)
@@ -157,12 +165,9 @@ def _decided_index(looks: list[ComparisonLookRow]) -> int | None:
 
 
 def _test_json(
-    test: ComparisonTestRow, looks: list[ComparisonLookRow], max_points: int
+    test: ComparisonTestRow, looks: list[ComparisonLookRow], total: int
 ) -> dict[str, Any]:
     decided = _decided_index(looks)
-    keep = [] if decided is None else [decided]
-    picked = downsample_indices(len(looks), max_points, keep)
-    series = [_look_json(looks[i]) for i in picked]
     return {
         "id": test.id,
         "kind": test.kind,
@@ -176,36 +181,34 @@ def _test_json(
         "outcome": test.outcome,
         "created_at": _iso(test.created_at),
         "decided_at": _iso(test.decided_at),
-        "decision_look": None if decided is None else picked.index(decided),
-        "series": series,
-        "series_total": len(looks),
+        "decision_look": decided,
+        "series": [_look_json(lk) for lk in looks],
+        "series_total": total,
         "guardrails": None,
         "current": False,
     }
 
 
-def ab_results(src: Sources, model: str, *, max_points: int = MAX_POINTS) -> dict[str, Any]:
-    """Every comparison test of the model (newest first) with its looks over n; the tests
-    of the current champion also carry guardrails and the live-split (SRM) check."""
+def ab_results(
+    src: Sources, model: str, *, max_points: int = MAX_POINTS, limit: int = AB_TESTS
+) -> dict[str, Any]:
+    """The model's comparison tests, newest first: the ``limit`` newest, and every open
+    test of the current champion (and the newest rollback watch) however old, each with
+    at most ``max_points`` of its looks over n (evenly spaced, the deciding look kept).
+    The current champion's tests also carry guardrails and the live-split (SRM) check;
+    ``tests_total`` counts every test, shown or not."""
     src.store.get_model(model)
-    comparisons = ComparisonStore(src.store)
-    tests = comparisons.list_tests(model)
-    looks_by_test: dict[int, list[ComparisonLookRow]] = {t.id: [] for t in tests}
-    for challenger in sorted({t.challenger_version for t in tests}):
-        for look in comparisons.history(model, challenger, limit=1_000_000):
-            looks_by_test.setdefault(look.test_id, []).append(look)
-    out = {t.id: _test_json(t, looks_by_test[t.id], max_points) for t in tests}
+    summary = src.runner.summary(model)
+    shown, total = newest_tests(src.store, model, limit=limit)
+    ids = {t.id for t in shown}
+    shown += [i.test for i in summary if i.test.status == "open" and i.test.id not in ids]
+    shown.sort(key=lambda t: t.id, reverse=True)
+    out = {}
+    for test in shown:
+        looks, n_looks = sampled_looks(src.store, test, max_points=max_points)
+        out[test.id] = _test_json(test, looks, n_looks)
     split: dict[str, Any] | None = None
-    for item in src.runner.summary(model):
-        entry = out.get(item.test.id)
-        if entry is None:
-            continue
-        entry["current"] = True
-        if item.guardrails is not None:
-            entry["guardrails"] = {
-                "passed": item.guardrails.passed,
-                "violations": list(item.guardrails.violations),
-            }
+    for item in summary:
         if item.split is not None:
             s = item.split
             split = {
@@ -219,261 +222,23 @@ def ab_results(src: Sources, model: str, *, max_points: int = MAX_POINTS) -> dic
                 "mismatch": s.mismatch,
                 "created_at": _iso(s.created_at),
             }
+        entry = out.get(item.test.id)
+        if entry is None:
+            continue
+        entry["current"] = True
+        if item.guardrails is not None:
+            entry["guardrails"] = {
+                "passed": item.guardrails.passed,
+                "violations": list(item.guardrails.violations),
+            }
     return {
         "model": model,
-        "tests": [out[t.id] for t in reversed(tests)],
+        "tests": list(out.values()),
+        "tests_total": total,
+        "limit": limit,
         "srm": split,
         "max_points": max_points,
     }
-
-
-# -- drift ------------------------------------------------------------------------------------
-
-
-def _drift_score(column: dict[str, Any]) -> float | None:
-    """A column's drift on [0, 1]: 1 - p for tests that give a p-value, else the statistic
-    over twice its threshold (so the threshold sits at 0.5), capped at 1."""
-    p = column.get("p_value")
-    if type(p) is float and 0.0 <= p <= 1.0:  # the common case, first: the drift page folds
-        return 1.0 - p  # every window's columns through here
-    p = finite_float(p)
-    if p is not None:
-        return min(max(1.0 - p, 0.0), 1.0)
-    stat, threshold = finite_float(column.get("statistic")), finite_float(column.get("threshold"))
-    if stat is None:
-        return None
-    if threshold is None or threshold <= 0:
-        return min(max(stat, 0.0), 1.0)
-    return min(max(stat / (2 * threshold), 0.0), 1.0)
-
-
-class _Column:
-    """One heatmap column, folded from its windows newest first: the count of alarms, each
-    feature's highest score and whether any window drifted it, and the window it shows
-    (the newest that raised the drift alarm, else the newest)."""
-
-    __slots__ = ("alarms", "drifted", "highest", "share", "shown")
-
-    def __init__(self) -> None:
-        self.alarms = 0
-        self.shown: WindowRef | None = None
-        self.share: float | None = None
-        self.highest: dict[str, float] = {}
-        self.drifted: set[str] = set()
-
-    def add(self, ref: WindowRef, payload: dict[str, Any]) -> None:
-        self.alarms += ref.alarm
-        if self.shown is None or (ref.alarm and not self.shown.alarm):
-            self.shown, self.share = ref, finite_float(payload.get("drifted_share"))
-        highest, drifted = self.highest, self.drifted
-        for c in payload.get("columns", []):
-            name = str(c.get("column"))
-            score = _drift_score(c)
-            if score is not None and score > highest.get(name, -1.0):
-                highest[name] = score
-            if c.get("drifted"):
-                drifted.add(name)
-
-
-def drift(
-    src: Sources, model: str, *, windows: int = MAX_WINDOWS, max_points: int = MAX_POINTS
-) -> dict[str, Any]:
-    """Per-feature drift over the newest ``windows`` evaluation windows, oldest first, in at
-    most ``max_points`` columns. Each column stands for a run of consecutive windows: its
-    ``scores`` are each feature's highest drift score in the run and ``drifted`` whether any
-    window of the run drifted the feature; its ``evaluation``, ``status``, ``alarm``,
-    ``window_end`` and ``drifted_share`` are of one window, the newest that raised the drift
-    alarm, else the newest.
-
-    Every window in range is read, so the cost grows with ``windows`` (a year of hourly
-    windows by default, at most 100,000 through the API) and with the number of features,
-    not with ``max_points``; payloads are streamed and folded into the columns as they
-    arrive, so memory holds one chunk of payloads and the columns' aggregates."""
-    row = src.store.get_model(model)
-    ids = window_ids(src.store, model, "drift", limit=windows)
-    runs = buckets(len(ids), max_points)
-    column_of = {ids[i]: k for k, run in enumerate(runs) for i in run}
-    folded = [_Column() for _ in runs]
-    latest: WindowRef | None = None
-    latest_payload: dict[str, Any] = {}
-    for ref, payload in stream_windows(src.store, model, "drift", limit=windows):
-        k = column_of.get(ref.id)
-        if k is None:  # written after the ids were read
-            continue
-        if ref.id == ids[-1]:
-            latest, latest_payload = ref, payload
-        folded[k].add(ref, payload)
-    features = list(row.feature_names)
-    seen = set(features)
-    for c in latest_payload.get("columns", []):
-        if c.get("column") not in seen:
-            seen.add(c["column"])
-            features.append(str(c["column"]))
-    columns = [
-        {
-            "window_end": _iso(col.shown.window_end),
-            "windows": len(run),
-            "alarms": col.alarms,
-            "evaluation": col.shown.id,
-            "status": col.shown.status,
-            "alarm": col.shown.alarm,
-            "drifted_share": col.share,
-            "scores": [col.highest.get(f) for f in features],
-            "drifted": [f in col.drifted for f in features],
-        }
-        for run, col in zip(runs, folded, strict=True)
-        # unread only if windows written since the ids pushed its oldest past the limit
-        if col.shown is not None
-    ]
-    return {
-        "model": model,
-        "features": features,
-        "windows_total": len(ids),
-        "columns": columns,
-        "latest": None
-        if latest is None
-        else {
-            "id": latest.id,
-            "status": latest.status,
-            "window_end": _iso(latest.window_end),
-            "alarm": latest.alarm,
-            "rule": latest_payload.get("rule"),
-            "drifted_columns": latest_payload.get("drifted_columns", []),
-            "columns": latest_payload.get("columns", []),
-            "report": f"/v1/models/{quote(model, safe='')}/evaluations/{latest.id}/report",
-        },
-    }
-
-
-# -- decay ------------------------------------------------------------------------------------
-
-
-def _sampled(
-    src: Sources, model: str, kind: str, windows: int, max_points: int
-) -> list[tuple[WindowRef, dict[str, Any]]]:
-    """At most ``max_points`` evenly picked windows of ``kind`` (oldest first) with their
-    payloads; only those payloads are read."""
-    index = downsample(window_index(src.store, model, kind, limit=windows), max_points)
-    loaded = payloads(src.store, [r.id for r in index])
-    return [(r, loaded[r.id]) for r in index if r.id in loaded]
-
-
-def decay(
-    src: Sources, model: str, *, windows: int = MAX_WINDOWS, max_points: int = MAX_POINTS
-) -> dict[str, Any]:
-    """The decay trend (newest decay evaluation's windows), the label-free estimate against
-    the realised metric over time, and label coverage over time."""
-    src.store.get_model(model)
-    newest = src.store.list_evaluations(model, kind="decay", limit=1)
-    estimates = _sampled(src, model, "estimate", windows, max_points)
-    labels = _sampled(src, model, "labels", windows, max_points)
-    trend: dict[str, Any] | None = None
-    if newest:
-        payload = newest[0].payload
-        trend = {
-            "id": newest[0].id,
-            "status": payload.get("status", newest[0].status),
-            "objective": payload.get("objective"),
-            "threshold": finite_float(payload.get("threshold")),
-            "slope_per_day": finite_float(payload.get("slope_per_day")),
-            "current_estimate": finite_float(payload.get("current_estimate")),
-            "projected_crossing": payload.get("projected_crossing"),
-            "recommended_retune_interval_days": finite_float(
-                payload.get("recommended_retune_interval_days")
-            ),
-            "windows": [
-                {
-                    "end": w.get("end"),
-                    "value": finite_float(w.get("value")),
-                    "n": w.get("n"),
-                    "coverage": finite_float(w.get("coverage")),
-                }
-                for w in downsample(payload.get("windows", []), max_points)
-            ],
-        }
-    estimate_points = []
-    for ref, payload in estimates:
-        ci = payload.get("ci") or [None, None]
-        estimate_points.append(
-            {
-                "window_end": _iso(ref.window_end),
-                "status": ref.status,
-                "estimated": finite_float(payload.get("estimated")),
-                "ci_low": finite_float(ci[0]),
-                "ci_high": finite_float(ci[1]),
-                "realised": finite_float(payload.get("realised")),
-                "n": payload.get("n"),
-                "n_labelled": payload.get("n_labelled"),
-                "reference": finite_float(payload.get("reference")),
-            }
-        )
-    return {
-        "model": model,
-        "decay": trend,
-        "estimate": estimate_points,
-        "labels": [
-            {
-                "window_end": _iso(ref.window_end),
-                "status": ref.status,
-                "coverage": finite_float(payload.get("coverage")),
-                "median_delay_s": finite_float(payload.get("median_delay_s")),
-                "n": payload.get("n"),
-            }
-            for ref, payload in labels
-        ],
-    }
-
-
-# -- latency and memory -----------------------------------------------------------------------
-
-
-def telemetry(
-    src: Sources, model: str, *, windows: int = MAX_WINDOWS, max_points: int = MAX_POINTS
-) -> dict[str, Any]:
-    """Latency quantiles and load memory per version (hyperparameter set): each version's
-    newest entry in the last 50 telemetry windows, and p99 per version over time."""
-    src.store.get_model(model)
-    versions = {v.version: v for v in src.store.list_versions(model)}
-    index = window_index(src.store, model, "telemetry", limit=windows)
-    recent = index[-50:]
-    sampled = downsample(index, max_points)
-    loaded = payloads(src.store, sorted({r.id for r in (*recent, *sampled)}))
-    newest: dict[str, dict[str, Any]] = {}
-    for ref in reversed(recent):  # each version's newest entry in the recent windows
-        for key, item in loaded.get(ref.id, {}).get("versions", {}).items():
-            newest.setdefault(key, {**item, "window_end": _iso(ref.window_end)})
-    current = []
-    for key, item in sorted(newest.items(), key=_vkey):
-        v = versions.get(int(key)) if key.isdigit() else None
-        current.append(
-            {
-                "version": int(key) if key.isdigit() else key,
-                "stage": v.stage if v else None,
-                "hyperparameter_set": item.get("hyperparameter_set"),
-                "hyperparameters": v.hyperparameters if v else None,
-                "p50_s": finite_float(item.get("p50")),
-                "p90_s": finite_float(item.get("p90")),
-                "p99_s": finite_float(item.get("p99")),
-                "n": item.get("n"),
-                "memory_bytes": item.get("memory_bytes"),
-                "window_end": item["window_end"],
-            }
-        )
-    history = []
-    for ref in sampled:
-        versions_seen = loaded.get(ref.id, {}).get("versions", {})
-        history.append(
-            {
-                "window_end": _iso(ref.window_end),
-                "p99_s": {k: finite_float(item.get("p99")) for k, item in versions_seen.items()},
-            }
-        )
-    return {"model": model, "current": current, "history": history}
-
-
-def _vkey(item: tuple[str, Any]) -> tuple[int, str]:
-    key = item[0]
-    return (int(key), "") if key.isdigit() else (1 << 30, key)
 
 
 # -- tuning -----------------------------------------------------------------------------------
@@ -560,7 +325,7 @@ def events(
     if model is not None:
         src.store.get_model(model)
     found = src.store.list_events(model=model, type=type, limit=limit)
-    types = sorted({e.type for e in src.store.list_events(model=model, limit=1000)})
+    types = src.store.event_types(model)
     entries = src.store.audit_log(limit, model=model, action=action or None, actor=actor or None)
     actions, actors = src.store.audit_facets(model)
     return {

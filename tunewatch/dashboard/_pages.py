@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from html import escape
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -22,7 +22,7 @@ from tunewatch._errors import TunewatchError
 from tunewatch.api._context import RowId, context
 from tunewatch.api._errors import status_for
 
-from . import _data, _svg
+from . import _data, _series, _svg
 from ._auth import principal
 from ._html import e, error_page, model_url, pre, shell, status, table
 from ._session import LOGIN, render_page
@@ -95,9 +95,11 @@ def model_page(model: str) -> Response:
 
 
 @router.get("/models/{model}/ab")
-def ab_page(model: str, request: Request) -> Response:
+def ab_page(
+    model: str, request: Request, limit: Annotated[int, Query(ge=0, le=100)] = _data.AB_TESTS
+) -> Response:
     def render(who: Principal) -> str:
-        data = _data.ab_results(sources(request), model)
+        data = _data.ab_results(sources(request), model, limit=limit)
         parts = []
         srm = data["srm"]
         if srm is not None:
@@ -115,6 +117,19 @@ def ab_page(model: str, request: Request) -> Response:
             parts.append('<p class="muted">Live split (SRM): no split configured or checked.</p>')
         if not data["tests"]:
             parts.append('<p class="muted">No comparisons yet.</p>')
+        elif len(data["tests"]) < data["tests_total"]:
+            wider = min(100, 2 * max(limit, 10))
+            more = (
+                f' <a class="more" href="{escape(model_url(model, "ab", {"limit": str(wider)}))}">'
+                f"Show the {wider} newest</a>."
+                if wider > limit
+                else ""
+            )
+            parts.append(
+                f'<p class="muted shown">Showing {len(data["tests"])} of '
+                f"{data['tests_total']} tests: the {limit} newest and the current champion's "
+                f"open ones (<code>?limit=</code>, 0 to 100).{more}</p>"
+            )
         for t in data["tests"]:
             looks = [
                 _svg.Look(
@@ -188,7 +203,7 @@ def ab_page(model: str, request: Request) -> Response:
 @router.get("/models/{model}/drift")
 def drift_page(model: str, request: Request) -> Response:
     def render(who: Principal) -> str:
-        data = _data.drift(sources(request), model)
+        data = _series.drift(sources(request), model)
         cols = data["columns"]
         chart = _svg.heatmap(
             data["features"],
@@ -276,7 +291,7 @@ def _time_series(points: list[dict[str, Any]], x_key: str, **keys: str) -> list[
 @router.get("/models/{model}/decay")
 def decay_page(model: str, request: Request) -> Response:
     def render(who: Principal) -> str:
-        data = _data.decay(sources(request), model)
+        data = _series.decay(sources(request), model)
         parts = []
         trend = data["decay"]
         if trend is None:
@@ -367,7 +382,7 @@ def decay_page(model: str, request: Request) -> Response:
 @router.get("/models/{model}/telemetry")
 def telemetry_page(model: str, request: Request) -> Response:
     def render(who: Principal) -> str:
-        data = _data.telemetry(sources(request), model)
+        data = _series.telemetry(sources(request), model)
         current = data["current"]
         groups = [f"v{c['version']} {str(c['hyperparameter_set'])[:8]}" for c in current]
         ms = [

@@ -19,6 +19,10 @@ PAD_RIGHT = 16
 PAD_TOP = 28
 PAD_BOTTOM = 36
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf")
+#: Line series past the palette reuse its colours with the next dash pattern.
+DASHES = ("", "6 3", "2 2", "8 3 2 3")
+LEGEND_ROW = 14  # px per legend row
+CHAR_WIDTH = 6.5  # px, a generous estimate for the 11 px legend font
 
 
 def _num(value: float) -> str:
@@ -73,7 +77,11 @@ def _frame(
     label: str,
     body: list[str],
     x_ticks: Callable[[float], str] | None = _fmt,
+    top: float = PAD_TOP,
+    height: int = HEIGHT,
 ) -> str:
+    """Axes, ticks and labels around ``body``; the plot spans ``top`` to ``height -
+    PAD_BOTTOM`` (a taller chart leaves room above it for rows of legend)."""
     ticks = []
     for i in range(5):
         value = y.lo + (y.hi - y.lo) * i / 4
@@ -93,20 +101,20 @@ def _frame(
         seen.add(text)
         anchor = "start" if i == 0 else "end" if i == 4 else "middle"
         ticks.append(
-            f'<text x="{_num(x(value))}" y="{HEIGHT - PAD_BOTTOM + 16}" '
+            f'<text x="{_num(x(value))}" y="{height - PAD_BOTTOM + 16}" '
             f'text-anchor="{anchor}">{escape(text)}</text>'
         )
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
-        f'width="{WIDTH}" height="{HEIGHT}" role="img" aria-label="{escape(label)}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
+        f'width="{WIDTH}" height="{height}" role="img" aria-label="{escape(label)}" '
         f'class="chart">'
         f"<title>{escape(label)}</title>"
         f'<g class="axes">{"".join(ticks)}'
-        f'<line x1="{PAD_LEFT}" x2="{PAD_LEFT}" y1="{PAD_TOP}" y2="{HEIGHT - PAD_BOTTOM}" '
+        f'<line x1="{PAD_LEFT}" x2="{PAD_LEFT}" y1="{_num(top)}" y2="{height - PAD_BOTTOM}" '
         f'class="axis"/>'
-        f'<line x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{HEIGHT - PAD_BOTTOM}" '
-        f'y2="{HEIGHT - PAD_BOTTOM}" class="axis"/>'
-        f'<text x="{(PAD_LEFT + WIDTH - PAD_RIGHT) / 2}" y="{HEIGHT - 4}" '
+        f'<line x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{height - PAD_BOTTOM}" '
+        f'y2="{height - PAD_BOTTOM}" class="axis"/>'
+        f'<text x="{(PAD_LEFT + WIDTH - PAD_RIGHT) / 2}" y="{height - 4}" '
         f'text-anchor="middle" class="label">{escape(x_label)}</text>'
         f'<text x="8" y="14" class="label">{escape(y_label)}</text></g>'
         f"{''.join(body)}</svg>"
@@ -195,21 +203,44 @@ class Series:
     y: Sequence[float | None]
 
 
+def _legend_layout(names: Sequence[str], start: float) -> list[tuple[float, int]]:
+    """Each legend entry's ``(x, row)``: entries flow left to right from ``start`` and
+    wrap to a new row (at the left edge) before one would pass the chart's right edge."""
+    out: list[tuple[float, int]] = []
+    x, row = start, 0
+    for name in names:
+        width = _legend_width(name)
+        if x + width > WIDTH - PAD_RIGHT and x > 8:
+            x, row = 8.0, row + 1
+        out.append((x, row))
+        x += width + 16
+    return out
+
+
+def _legend_width(name: str) -> float:
+    return 26 + CHAR_WIDTH * len(name)
+
+
 def line_chart(
     series: Sequence[Series], *, x_label: str, y_label: str, label: str, x_time: bool = False
 ) -> str:
-    """Lines (gaps where a value is missing) with a legend; with ``x_time`` x is epoch
-    seconds, labelled as UTC clock times."""
+    """Lines (gaps where a value is missing) with a legend above the plot, wrapped into
+    rows; series past the palette's colours are told apart by dash patterns. With
+    ``x_time`` x is epoch seconds, labelled as UTC clock times."""
     xs = [v for s in series for v in s.x]
     ys = [v for s in series for v in s.y if v is not None]
     if not xs or not ys:
         return _empty(label)
+    layout = _legend_layout([s.name for s in series], max(PAD_LEFT + 8, 24 + 6 * len(y_label)))
+    extra = LEGEND_ROW * max((row for _, row in layout), default=0)
+    top, height = PAD_TOP + extra, HEIGHT + extra
     x = _Scale.of(xs, PAD_LEFT, WIDTH - PAD_RIGHT)
-    y = _Scale.of(ys, HEIGHT - PAD_BOTTOM, PAD_TOP)
+    y = _Scale.of(ys, height - PAD_BOTTOM, top)
     body: list[str] = []
-    legend_x = max(PAD_LEFT + 8, 24 + 6 * len(y_label))
-    for i, s in enumerate(series):
+    for i, (s, (lx, row)) in enumerate(zip(series, layout, strict=True)):
         colour = PALETTE[i % len(PALETTE)]
+        dash = DASHES[(i // len(PALETTE)) % len(DASHES)]
+        dashed = f' stroke-dasharray="{dash}"' if dash else ""
         segments: list[list[str]] = [[]]
         for px, py in zip(s.x, s.y, strict=True):
             if py is None or not math.isfinite(py):
@@ -222,13 +253,16 @@ def line_chart(
                 body.append(f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{colour}"/>')
             elif seg:
                 body.append(
-                    f'<polyline class="series" stroke="{colour}" points="{" ".join(seg)}"/>'
+                    f'<polyline class="series" stroke="{colour}"{dashed} points="{" ".join(seg)}"/>'
                 )
+        ly = 6 + LEGEND_ROW * row
         body.append(
-            f'<g class="legend" data-series="{escape(s.name)}" data-points="{len(s.x)}">'
-            f'<rect x="{legend_x + 150 * i}" y="6" width="10" height="10" '
-            f'fill="{colour}"/><text x="{legend_x + 14 + 150 * i}" y="15">'
-            f"{escape(s.name)}</text></g>"
+            f'<g class="legend" data-series="{escape(s.name)}" data-points="{len(s.x)}" '
+            f'data-x="{_num(lx)}" data-y="{ly}" data-right="{_num(lx + _legend_width(s.name))}" '
+            f'data-colour="{colour}" data-dash="{dash}">'
+            f'<line class="swatch" x1="{_num(lx)}" x2="{_num(lx + 20)}" y1="{ly + 5}" '
+            f'y2="{ly + 5}" stroke="{colour}" stroke-width="3"{dashed}/>'
+            f'<text x="{_num(lx + 24)}" y="{ly + 9}">{escape(s.name)}</text></g>'
         )
     return _frame(
         x,
@@ -238,6 +272,8 @@ def line_chart(
         label=label,
         body=body,
         x_ticks=_clock(x.hi - x.lo) if x_time else _fmt,
+        top=top,
+        height=height,
     )
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, and_, func, or_, select, update
 
 from ._canonical import canonical_json, json_roundtrip
+from ._events import holds_nul
 from ._schema import ZERO_HASH, audit_entries, audit_head
 from ._types import AuditBreak, AuditEntry, utcnow
 
@@ -91,6 +92,10 @@ def audit_log(
     action: str | None = None,
     actor: str | None = None,
 ) -> list[AuditEntry]:
+    """Newest first, at most ``limit``; a filter holding a NUL matches nothing, on both
+    backends (no stored entry holds one; PostgreSQL would refuse the query)."""
+    if holds_nul(target, model, action, actor):
+        return []
     stmt = select(audit_entries)
     if target is not None:
         stmt = stmt.where(audit_entries.c.target == target)
@@ -106,6 +111,8 @@ def audit_log(
 
 def audit_facets(conn: Connection, model: str | None = None) -> tuple[list[str], list[str]]:
     """The distinct actions and actors of the entries (about ``model``, if given)."""
+    if holds_nul(model):
+        return [], []
     found = []
     for column in (audit_entries.c.action, audit_entries.c.actor):
         stmt = select(column).distinct()

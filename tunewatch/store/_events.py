@@ -79,6 +79,17 @@ def list_events(
     return [_event(r) for r in rows]
 
 
+def event_types(conn: Connection, *, model: str | None) -> list[str]:
+    """The distinct types of every event (of ``model``, if given), sorted; the
+    ``(model, type, id)`` index answers for one model."""
+    if holds_nul(model):
+        return []
+    stmt = select(events.c.type).distinct()
+    if model is not None:
+        stmt = stmt.where(events.c.model == model)
+    return sorted(str(t) for (t,) in conn.execute(stmt))
+
+
 def last_action(
     conn: Connection, *, model: str, trigger: str, outcomes: Sequence[str]
 ) -> Event | None:

@@ -342,6 +342,11 @@ class Store:
         with self._read("list_events") as conn:
             return _events.list_events(conn, model=model, type=type, types=types, limit=limit)
 
+    def event_types(self, model: str | None = None) -> list[str]:
+        """The distinct types of every event (of ``model``, if given), sorted."""
+        with self._read("event_types") as conn:
+            return _events.event_types(conn, model=model)
+
     def last_action(self, model: str, *, trigger: str, outcomes: Sequence[str]) -> Event | None:
         """The newest action event of ``model`` for ``trigger`` with one of ``outcomes``
         (the dispatcher records ``action_<outcome>`` with the trigger in its payload)."""
