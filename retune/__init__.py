@@ -19,11 +19,18 @@ from retune._errors import (
 )
 from retune._export import check_parity, to_onnx
 from retune._history import load_history, plan_warm_start
-from retune._optuna import StudyProgress, study_progress
+from retune._optuna import (
+    MIN_IMPORTANCE_TRIALS,
+    StudyImportances,
+    StudyProgress,
+    study_importances,
+    study_progress,
+)
 from retune._refit import ExportedModel, refit_and_export
 from retune._study import TuningResult, run_study
 
 __all__ = [
+    "MIN_IMPORTANCE_TRIALS",
     "Budget",
     "BudgetTracker",
     "CVError",
@@ -35,6 +42,7 @@ __all__ = [
     "SearchSpaceError",
     "StopReason",
     "StudyError",
+    "StudyImportances",
     "StudyProgress",
     "TuningResult",
     "WarmStartError",
@@ -43,6 +51,7 @@ __all__ = [
     "plan_warm_start",
     "refit_and_export",
     "run_study",
+    "study_importances",
     "study_progress",
     "to_onnx",
 ]

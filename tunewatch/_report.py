@@ -1,9 +1,10 @@
 """Rationale reports: why a model version exists and why it serves (Markdown and HTML).
 
 For every version: what triggered it, the data window and its version, the search space
-and warm-start plan, the trials and fold scores, the comparison evidence with intervals,
-the guardrails, and the decision with its approver — all read back from the store, so a
-report can be rebuilt at any time and always says what the audit log says.
+and warm-start plan, the trials and fold scores, the hyperparameter importances, the
+comparison evidence with intervals, the guardrails, and the decisions with their
+approvers (a replaced champion's included) — all read back from the store, so a report
+can be rebuilt at any time and always says what the audit log says.
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ Row = tuple[str, Any]
 EVIDENCE = (
     "challenger_better",
     "challenger_worse",
+    "promotion_blocked",
     "promotion_refused",
+    "promotion_failed",
     "srm_detected",
     "rollback_triggered",
 )
@@ -176,11 +179,13 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
     model_row = store.get_model(model)
     d = row.details
     imported = d.get("imported") if isinstance(d.get("imported"), dict) else None
+    decisions = _decisions(store, model, version)
     sections = [
         Section(
             "Version",
             rows=(
                 ("stage", row.stage),
+                *_replaced_by(row.stage, decisions, version),
                 ("created", row.created_at.isoformat()),
                 ("artefact sha256", row.artefact_sha256),
                 ("hyperparameter set", row.hyperparameter_set_id),
@@ -211,7 +216,7 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
                 *((k, v) for k, v in sorted(row.hyperparameters.items())),
             ),
         ),
-        _plan_section(d.get("warm_start_plan")),
+        _plan_section(d.get("warm_start_plan"), d.get("n_cost_rejected")),
         Section(
             "Trials and fold scores",
             rows=(
@@ -226,9 +231,9 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
                 ("fold scores", d.get("fold_scores")),
                 ("fold spread", d.get("fold_spread")),
                 ("nested CV estimate (outer folds)", _nested(d.get("nested_estimate"))),
-                ("importances", d.get("importances")),
             ),
         ),
+        _importances_section(d.get("importances")),
         Section(
             "Export",
             rows=(
@@ -237,7 +242,7 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
             ),
         ),
         _evidence_section(store, model, version),
-        _decision_section(store, model, version),
+        _decision_section(store, model, version, decisions),
     ]
     return Report(model=model, version=version, sections=tuple(sections))
 
@@ -265,30 +270,70 @@ def _sequence(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _plan_section(value: Any) -> Section:
+def _shares(value: Any) -> list[tuple[str, float]]:
+    """Importance shares (a mapping of parameter to share), largest first; entries that
+    are not numbers are left out."""
+    shares = ((str(k), finite_float(v)) for k, v in _mapping(value).items())
+    return sorted(((k, v) for k, v in shares if v is not None), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _plan_section(value: Any, n_cost_rejected: Any) -> Section:
+    """The warm-start plan as :meth:`WarmStartPlan.to_dict <retune.warmstart.WarmStartPlan>`
+    stores it: the box (numeric ranges, and the choices a categorical is restricted to),
+    frozen values, the history's importances, the cost ceilings and what they rejected."""
     plan = _mapping(value)
     if not plan:
         return Section("Warm-start plan", text="Cold start: no earlier study to learn from.")
     box = plan.get("numeric_box")
-    bounds: tuple[tuple[Any, ...], ...] = tuple(
-        (b.get("name", "?"), b.get("low"), b.get("high"), b.get("log"))
+    bounds: list[tuple[Any, ...]] = [
+        (b.get("name", "?"), b.get("low"), b.get("high"), None)
         for b in (box if isinstance(box, list) else [])
         if isinstance(b, dict)
-    )
+    ]
+    bounds += [
+        (str(name), None, None, choices if isinstance(choices, list) else str(choices))
+        for name, choices in _mapping(plan.get("choice_box")).items()
+    ]
+    history_shares = ", ".join(f"{k} {v:.1%}" for k, v in _shares(plan.get("importances")))
     return Section(
         "Warm-start plan",
         text="" if plan.get("history_studies") else "Cold start: no earlier study to learn from.",
         rows=(
             ("strategies", plan.get("strategies")),
             ("serving-cost ceiling", plan.get("cost") or "none"),
+            ("configurations rejected for their serving cost (untrained)", n_cost_rejected),
             ("history studies", plan.get("history_studies")),
             ("history trials", plan.get("n_history_trials")),
+            ("importances in the history (fANOVA)", history_shares or "none"),
             ("configurations re-scored first", len(_sequence(plan.get("enqueue")))),
             ("explore the full space every n-th trial", plan.get("explore_every")),
             ("frozen", plan.get("frozen") or "none"),
             ("notes", plan.get("notes")),
         ),
-        table=(("narrowed parameter", "low", "high", "log"), *bounds) if bounds else (),
+        table=(("narrowed parameter", "low", "high", "choices"), *bounds) if bounds else (),
+    )
+
+
+def _importances_section(value: Any) -> Section:
+    """The tuned study's fANOVA importances (``details["importances"]``, as
+    :meth:`retune.StudyImportances.to_dict` stores them), or why there are none."""
+    title = "Hyperparameter importances (fANOVA)"
+    stored = _mapping(value)
+    shares = _shares(stored.get("shares"))
+    unrated = stored.get("not_rated")
+    not_rated: tuple[Row, ...] = (
+        (("not rated (not in every completed trial)", unrated),) if unrated else ()
+    )
+    if not shares:
+        reason = stored.get("reason")
+        if not isinstance(reason, str) or not reason:
+            return Section(title, text="None recorded for this version.")
+        return Section(title, text=f"Not computed: {reason.rstrip('.')}.", rows=not_rated)
+    n, seed = stored.get("n_complete"), stored.get("seed")
+    return Section(
+        title,
+        rows=(("computed from", f"{_fmt(n)} completed trials (seed {_fmt(seed)})"), *not_rated),
+        table=(("parameter", "share"), *((k, f"{v:.1%}") for k, v in shares)),
     )
 
 
@@ -313,16 +358,42 @@ def _summary(payload: dict[str, Any]) -> str:
         "adjusted_p_value",
         "correction",
         "method",
+        "guardrails",
         "violations",
         "reason",
+        "error",
+        "code",
     )
-    return "; ".join(f"{k}={_fmt(payload[k])}" for k in keys if k in payload)
+    guarded = isinstance(payload.get("guardrails"), dict)
+    return "; ".join(
+        f"{k}={_guardrails(payload[k]) if k == 'guardrails' else _fmt(payload[k])}"
+        for k in keys
+        if k in payload and not (k == "violations" and guarded)  # the guardrails list them
+    )
 
 
-def _decision_section(store: Store, model: str, version: int) -> Section:
+def _guardrails(value: Any) -> str:
+    """A comparison's guardrail outcome (``{"passed", "violations", "notes"}``): passed,
+    or failed with its violations, and the notes on what was not checked."""
+    guard = _mapping(value)
+    if not guard:
+        return _fmt(value)
+    violations = _sequence(guard.get("violations"))
+    outcome = "passed" if guard.get("passed") is True else "failed"
+    if violations:
+        outcome += ": " + "; ".join(_fmt(v) for v in violations)
+    notes = _sequence(guard.get("notes"))
+    return f"{outcome} (notes: {'; '.join(_fmt(n) for n in notes)})" if notes else outcome
+
+
+def _decision_section(
+    store: Store, model: str, version: int, decisions: Sequence[AuditEntry]
+) -> Section:
     rows: list[tuple[str, ...]] = [("when", "action", "by", "reason")]
-    for a in _decisions(store, model, version):
-        rows.append((a.at.isoformat(), _action(a), a.actor, str(a.details.get("reason", ""))))
+    for a in decisions:
+        rows.append(
+            (a.at.isoformat(), _action(a, version), a.actor, str(a.details.get("reason", "")))
+        )
     approvals = [a for a in store.list_approvals(model=model, limit=1000) if a.version == version]
     extra: Sequence[Row] = tuple(
         (
@@ -336,22 +407,53 @@ def _decision_section(store: Store, model: str, version: int) -> Section:
 
 
 def _decisions(store: Store, model: str, version: int) -> list[AuditEntry]:
-    """The audit entries about ``version``, oldest first: those targeting it, and the
+    """The audit entries about ``version``, oldest first: those targeting it, the
     rollbacks that rolled it back (audited against the version they restored, with the
-    rolled-back one in ``details["rolled_back"]``)."""
+    rolled-back one in ``details["rolled_back"]``) and the promotions that replaced it as
+    champion (audited against the promoted version, with it in ``details["previous"]``)."""
     own = store.audit_log(limit=100_000, target=f"{model}/v{version}")
     rolled_back = [
         a
         for a in store.audit_log(limit=100_000, model=model, action="rollback")
         if a.details.get("rolled_back") == version
     ]
-    return sorted({a.id: a for a in (*own, *rolled_back)}.values(), key=lambda a: a.id)
+    replaced = [
+        a
+        for a in store.audit_log(limit=100_000, model=model, action="promote")
+        if _replaced(a, version)
+    ]
+    entries = {a.id: a for a in (*own, *rolled_back, *replaced)}
+    return sorted(entries.values(), key=lambda a: a.id)
 
 
-def _action(entry: AuditEntry) -> str:
+def _replaced(entry: AuditEntry, version: int) -> bool:
+    """Whether ``entry`` is a promotion that replaced ``version`` as champion."""
+    d = entry.details
+    return (
+        entry.action == "promote"
+        and d.get("previous") == version
+        and d.get("version") not in (None, version)
+    )
+
+
+def _replaced_by(stage: str, decisions: Sequence[AuditEntry], version: int) -> tuple[Row, ...]:
+    """For a version that is no longer the champion, the promotion that last replaced it:
+    the successor, who promoted it, when and why."""
+    last = next((a for a in reversed(decisions) if _replaced(a, version)), None)
+    if last is None or stage == "champion":
+        return ()
+    why = last.details.get("reason")
+    tail = f": {why}" if why else ""
+    successor = f"v{last.details['version']} (by {last.actor}, at {last.at.isoformat()}{tail})"
+    return (("replaced by", successor),)
+
+
+def _action(entry: AuditEntry, version: int) -> str:
     d = entry.details
     if entry.action == "rollback" and {"version", "rolled_back"} <= d.keys():
         return f"rollback (v{d['rolled_back']} rolled back, v{d['version']} restored)"
+    if _replaced(entry, version):
+        return f"replaced by v{d['version']} (promote)"
     return entry.action
 
 

@@ -28,6 +28,7 @@ from retune import (
     TuningResult,
     refit_and_export,
     run_study,
+    study_importances,
     study_progress,
 )
 from retune.cv import NestedCV, dataset_version, out_of_fold
@@ -360,6 +361,7 @@ class TuningJobRunner:
                 "best_value": result.best_value,
             },
         )
+        importances = _importances(job, storage, study, seed=tj.seed)
         champion = self._parent(model, job)
         served = self._served(model, champion)
         exported = refit_and_export(
@@ -391,6 +393,7 @@ class TuningJobRunner:
             "stopped_by": result.stopped_by,
             "fold_scores": list(result.fold_scores_of_best.scores),
             "fold_spread": result.fold_scores_of_best.spread,
+            "importances": importances,
             "cv": {"scheme": cv.name, "group_column": tj.cv_group_column},
             "nested_estimate": (
                 None if estimate is None else estimate_details(estimate, nested_plan)
@@ -445,6 +448,34 @@ class TuningJobRunner:
             "warm_start": list(result.plan.strategies) if result.plan else [],
             "parent": details and (champion.version if champion else None),
         }
+
+
+def _importances(job: JobRow, storage: str, study: str, *, seed: int) -> dict[str, Any]:
+    """The finished study's fANOVA importances for the version's details and report
+    (:func:`retune.study_importances`): shares, or none with the reason. They explain the
+    version, they do not make it: a study whose importances cannot be computed registers
+    its winner all the same, with the reason."""
+    started = time.perf_counter()
+    try:
+        importances = study_importances(storage, study, seed=seed)
+    except RetuneError as exc:
+        logger.warning(
+            "job=%d model=%s: importances of study %s not computed: %s",
+            job.id,
+            job.model,
+            study,
+            exc,
+        )
+        return {"method": "fanova", "seed": seed, "shares": {}, "reason": str(exc)}
+    logger.info(
+        "job=%d model=%s: importances of %d completed trials computed in %.2f s%s",
+        job.id,
+        job.model,
+        importances.n_complete,
+        time.perf_counter() - started,
+        f" ({importances.reason})" if importances.reason else "",
+    )
+    return importances.to_dict()
 
 
 def registered_version(store: Store, job: JobRow) -> VersionRow | None:

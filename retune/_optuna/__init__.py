@@ -3,13 +3,15 @@ those of the storage beneath it (an RDB's through SQLAlchemy, a journal file's).
 
 It opens (or joins) studies on an RDB URL or a journal file, applies a
 :class:`~retune.warmstart.WarmStartPlan` through a sampler wrapper, reads history and
-computes importances. Optuna's experimental features used here (heartbeats, stale-trial
-retry, ``fail_stale_trials``) are used knowingly: their ``ExperimentalWarning`` is
-silenced around those calls only.
+computes importances (of history for warm start, of a finished study for its report).
+Optuna's experimental features used here (heartbeats, stale-trial retry,
+``fail_stale_trials``) are used knowingly: their ``ExperimentalWarning`` is silenced around
+those calls only.
 
 A front over one module per job: :mod:`._storage` (opening, closing, translating errors),
 :mod:`._sampler` (the plan-aware sampler), :mod:`._handles` (a worker's study and
-trials), :mod:`._reads` (history, importances, progress).
+trials), :mod:`._reads` (history, its importances, progress), :mod:`._importances` (a
+finished study's importances).
 """
 
 from retune._optuna._handles import (
@@ -20,6 +22,11 @@ from retune._optuna._handles import (
     open_study,
     ran,
     rebuild_sampler,
+)
+from retune._optuna._importances import (
+    MIN_IMPORTANCE_TRIALS,
+    StudyImportances,
+    study_importances,
 )
 from retune._optuna._reads import StudyProgress, load_history, param_importances, study_progress
 from retune._optuna._sampler import PlanSampler, _narrow
@@ -35,12 +42,14 @@ from retune._optuna._storage import (
 
 __all__ = [
     "MAX_STALE_RETRIES",
+    "MIN_IMPORTANCE_TRIALS",
     "OUTCOME",
     "STALE_AFTER_HEARTBEATS",
     "FailTrial",
     "PlanSampler",
     "PruneTrial",
     "StudyHandle",
+    "StudyImportances",
     "StudyProgress",
     "TrialHandle",
     "TrialRecord",
@@ -53,5 +62,6 @@ __all__ = [
     "param_importances",
     "ran",
     "rebuild_sampler",
+    "study_importances",
     "study_progress",
 ]

@@ -1,0 +1,191 @@
+"""What a version's rationale report shows of what the store holds (DESIGN.md §6):
+importances, the whole warm-start plan, every comparison outcome with its guardrails, and
+the promotion that replaced a champion."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from retune import MIN_IMPORTANCE_TRIALS
+from retune.warmstart import CostCeiling, NumericBound, WarmStartPlan
+from tests.tunewatch.conftest import MODEL
+from tests.tunewatch.test_comparison_decide import _mirrored
+from tests.tunewatch.test_comparison_loop import (
+    copy_daemon,
+    runner,
+    template,  # noqa: F401  (module fixture)
+    traffic,
+)
+from tests.tunewatch.test_comparison_split import SPLIT, _split_traffic
+from tests.tunewatch.test_tuning import _config, _daemon, _runner
+from tunewatch._daemon import Daemon
+from tunewatch._example import ExampleModel
+from tunewatch._report import build_report, refresh_reports
+
+
+@pytest.fixture
+def daemon(template: Path, tmp_path: Path) -> Iterator[Daemon]:  # noqa: F811
+    """The example champion (v1) and challenger (v2), copied from the module's template."""
+    d = copy_daemon(template, tmp_path / "data")
+    yield d
+    d.close()
+
+
+def _section(markdown: str, title: str) -> str:
+    start = markdown.index(f"## {title}")
+    end = markdown.find("\n## ", start + 1)
+    return markdown[start:] if end == -1 else markdown[start:end]
+
+
+def _report(d: Daemon, version: int) -> str:
+    return build_report(d.store, d.config, MODEL, version).markdown()
+
+
+@pytest.mark.slow
+def test_a_tuned_version_s_report_shows_its_study_s_fanova_importances(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The report read `details["importances"]`, which the tuner never wrote: the row was
+    always empty."""
+    d = _daemon(_config(tmp_path, max_trials=MIN_IMPORTANCE_TRIALS, pruner="none"), trained)
+    try:
+        outcome = d.dispatcher.handle(MODEL, "manual", {"reason": "test"})
+        assert outcome.job_id is not None
+        job = _runner(d).run(outcome.job_id)
+        assert job.status == "succeeded", job.error
+        stored = d.store.get_version(MODEL, 2).details["importances"]
+        assert stored["method"] == "fanova" and stored["reason"] is None
+        assert stored["n_complete"] >= MIN_IMPORTANCE_TRIALS and stored["seed"] == 0
+        shares = stored["shares"]
+        assert {"scaler", "estimator"} <= set(shares) <= {"scaler", "estimator", "C"}
+        assert set(stored["not_rated"]) <= {"C", "gb_n_estimators", "gb_max_depth"}
+        assert sum(shares.values()) == pytest.approx(1.0)
+        section = _section(_report(d, 2), "Hyperparameter importances")
+        assert f"computed from**: {stored['n_complete']} completed trials (seed 0)" in section
+        top = max(shares, key=shares.__getitem__)
+        assert f"| {top} | {shares[top]:.1%} |" in section
+    finally:
+        d.close()
+
+
+def test_a_version_whose_study_was_too_small_for_importances_reports_why(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """A version registered with no shares and a reason (a study of four trials, as the
+    tuner stores it) and one registered by hand, without any."""
+    reason = f"4 completed trials, fewer than the {MIN_IMPORTANCE_TRIALS} fANOVA needs"
+    details = {"importances": {"method": "fanova", "shares": {}, "reason": reason}}
+    meta = dataclasses.replace(trained[1].metadata, details=details)
+    row = daemon.registry.register(MODEL, trained[1].onnx, meta, actor="t", stage="shadow")
+    section = _section(_report(daemon, row.version), "Hyperparameter importances")
+    assert f"Not computed: {reason}." in section and "| parameter |" not in section
+    assert "None recorded" in _section(_report(daemon, 1), "Hyperparameter importances")
+
+
+def test_the_warm_start_plan_section_shows_every_part_of_the_stored_plan(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """A plan restricting `estimator` to gradient_boosting said nothing of it, a `log`
+    column the plan never stores read "—" in every row, and configurations rejected for
+    their serving cost were not counted."""
+    plan = WarmStartPlan(
+        strategies=("combined", "learned_box", "freeze_unimportant"),
+        numeric_box=(NumericBound(name="gb_n_estimators", low=10, high=20),),
+        choice_box={"estimator": ("gradient_boosting",), "scaler": ("none", "standard")},
+        frozen={"imputer": "median"},
+        cost=CostCeiling(max_latency_p99_s=0.05),
+        importances={"estimator": 0.8, "imputer": 0.05},
+        history_studies=("credit-job1",),
+        n_history_trials=8,
+    )
+    details = {"warm_start_plan": plan.to_dict(), "n_cost_rejected": 3}
+    meta = dataclasses.replace(trained[1].metadata, details=details)
+    row = daemon.registry.register(MODEL, trained[1].onnx, meta, actor="t", stage="shadow")
+    section = _section(_report(daemon, row.version), "Warm-start plan")
+    assert "| narrowed parameter | low | high | choices |" in section
+    assert "| gb_n_estimators | 10 | 20 | — |" in section
+    assert "| estimator | — | — | gradient_boosting |" in section
+    assert "| scaler | — | — | none, standard |" in section
+    assert "configurations rejected for their serving cost (untrained)**: 3" in section
+    assert "importances in the history (fANOVA)**: estimator 80.0%, imputer 5.0%" in section
+    assert "log" not in section
+
+
+def test_a_win_blocked_by_a_sample_ratio_mismatch_is_in_the_report_with_its_test(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """promotion_blocked, the only event holding the comparison when an SRM blocks a win,
+    was not among the report's evidence."""
+    _split_traffic(daemon, trained, 0.53)
+    loop = runner(daemon, split=SPLIT.model_dump())
+    assert next(r for r in loop.run(MODEL) if r.kind == "paired").action == "blocked_srm"
+    section = _section(_report(daemon, 2), "Comparison evidence")
+    [row] = [line for line in section.splitlines() if line.startswith("| promotion_blocked |")]
+    assert "reason=sample ratio mismatch in the live split" in row
+    assert re.search(r"estimate=-?[0-9.e-]+; ci=", row) and "p_value=" in row
+
+
+def test_a_failed_promotion_is_in_the_report_with_its_error(daemon: Daemon) -> None:
+    """promotion_failed was not among the report's evidence (payload as the comparison
+    loop writes it: the test's evidence, the error and its code)."""
+    daemon.store.add_event(
+        model=MODEL,
+        type="promotion_failed",
+        payload={
+            "test_id": 1,
+            "kind": "paired",
+            "champion_version": 1,
+            "challenger_version": 2,
+            "n": 900,
+            "estimate": -0.03,
+            "guardrails": {"passed": True, "violations": []},
+            "error": "v2 answers float64, v1 float32",
+            "code": "signature_mismatch",
+        },
+    )
+    section = _section(_report(daemon, 2), "Comparison evidence")
+    [row] = [line for line in section.splitlines() if line.startswith("| promotion_failed |")]
+    assert "error=v2 answers float64, v1 float32; code=signature_mismatch" in row
+
+
+def test_a_promoted_version_s_report_shows_its_guardrail_outcome_and_notes(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """The guardrails stored with challenger_better (here: passed, the latency ratio not
+    checked against a mirrored champion) were dropped from the report's evidence."""
+    t = traffic(trained, 2000, seed=7)
+    loop = runner(daemon)
+    for start in range(0, 2000, 100):
+        _mirrored(daemon, t, start, start + 100)
+        [paired] = [r for r in loop.run(MODEL) if r.kind == "paired"]
+        if paired.action != "none":
+            break
+    assert paired.action == "promoted"
+    section = _section(_report(daemon, 2), "Comparison evidence")
+    [row] = [line for line in section.splitlines() if line.startswith("| challenger_better |")]
+    assert "guardrails=passed (notes: champion scored elsewhere: latency ratio not checked" in row
+
+
+def test_the_report_of_a_replaced_champion_names_its_successor_who_and_why(
+    daemon: Daemon,
+) -> None:
+    """The promote audit entry targets the new champion: the replaced one's report said
+    `retired` with no successor, actor or reason."""
+    daemon.store.promote(MODEL, 2, actor="alice", reason="v2 won in shadow")
+    refresh_reports(daemon.store, daemon.config, MODEL, (2, 1))  # as POST …/promote does
+    md = (Path(daemon.config.data_dir) / "reports" / f"{MODEL}-v1.md").read_text()
+    [entry] = daemon.store.audit_log(model=MODEL, action="promote")
+    when = entry.at.isoformat()
+    version = _section(md, "Version")
+    assert "- **stage**: retired" in version
+    assert f"- **replaced by**: v2 (by alice, at {when}: v2 won in shadow)" in version
+    decisions = _section(md, "Decisions and approvals")
+    assert f"| {when} | replaced by v2 (promote) | alice | v2 won in shadow |" in decisions
+    # restored by a rollback, it is the champion again: no longer "replaced by"
+    daemon.store.rollback(MODEL, actor="bob", reason="pager")
+    assert "replaced by**" not in _section(_report(daemon, 1), "Version")
