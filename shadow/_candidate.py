@@ -26,18 +26,11 @@ from typing import Any, Final, cast
 
 from shadow._errors import CANDIDATE_REJECTED_CODES, CandidateRejectedCode, CandidateRejectedError
 from shadow._onnx import Signature, external_data_tensors, load_model_file, opset_imports
+from shadow._probe import MEMORY_MARKERS
 
 logger = logging.getLogger(__name__)
 
 _PACKAGE_ROOT: Final[str] = str(Path(__file__).resolve().parent.parent)
-_MEMORY_MARKERS: Final[tuple[str, ...]] = (
-    "MemoryError",
-    "bad_alloc",
-    "Cannot allocate memory",
-    "ENOMEM",
-    "out of memory",
-    "failed to map segment",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +153,7 @@ def _rejection(
             message = f"{message} (address-space limit {memory_limit_bytes} bytes)"
         logger.info("candidate %s rejected by probe: %s: %s", path, code, message)
         return CandidateRejectedError(f"{path}: {message}", code=code)
-    if any(marker in done.stderr for marker in _MEMORY_MARKERS):
+    if any(marker in done.stderr for marker in MEMORY_MARKERS):
         return CandidateRejectedError(
             f"{path}: the probe ran out of memory under an address-space limit of "
             f"{memory_limit_bytes} bytes: {stderr_line}",

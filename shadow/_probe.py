@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 
@@ -28,6 +29,21 @@ from shadow._onnx import OnnxModel
 EXIT_OK = 0
 EXIT_REJECTED = 2
 EXIT_MEMORY = 3
+
+#: Texts by which onnxruntime, the C++ runtime, Python or the loader say an allocation
+#: failed — under the probe's address-space limit, the candidate needs more memory than
+#: it allows: a load error holding one is ``load_memory``, not ``load_failed`` (the parent,
+#: :mod:`shadow._candidate`, reads a crashed probe's stderr for them too). onnxruntime's
+#: arena says "Failed to allocate memory for requested buffer of size N".
+MEMORY_MARKERS: Final[tuple[str, ...]] = (
+    "MemoryError",
+    "bad_alloc",
+    "Cannot allocate memory",
+    "ENOMEM",
+    "out of memory",
+    "failed to map segment",
+    "Failed to allocate memory",
+)
 
 
 def probe(path: Path) -> dict[str, object]:
@@ -58,7 +74,7 @@ def main(argv: list[str]) -> int:
         return EXIT_REJECTED
     except ShadowError as exc:
         text = exc.message
-        if "bad_alloc" in text or "Cannot allocate memory" in text:
+        if any(marker in text for marker in MEMORY_MARKERS):
             _emit({"error": "load_memory", "message": text})
             return EXIT_MEMORY
         _emit({"error": "load_failed", "message": text})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -54,14 +55,22 @@ class ArtefactStore:
         return digest
 
     def get(self, sha256: str, suffix: str = ".onnx") -> bytes:
-        """Read an artefact back, verifying its content still matches its name."""
+        """Read an artefact back, verifying its content still matches its name:
+        ``NotFoundError`` when it is missing, ``StoreError`` when it is damaged or cannot
+        be read (a directory in its place, no permission, an I/O error: the path and the
+        system's reason in the message), so that a caller handling one model's fault
+        handles every one."""
         target = self.path(sha256, suffix)
         try:
             data = target.read_bytes()
         except FileNotFoundError as exc:
             raise NotFoundError(f"artefact {sha256} is missing from {self.root}") from exc
+        except OSError as exc:
+            name = errno.errorcode.get(exc.errno) if exc.errno is not None else None
+            reason = f"{exc.strerror or exc}" + (f" ({name})" if name else "")
+            raise StoreError(f"artefact {sha256} cannot be read from {target}: {reason}") from exc
         if hashlib.sha256(data).hexdigest() != sha256:
-            raise StoreError(f"artefact {sha256} is corrupt: its content hash differs")
+            raise StoreError(f"artefact {sha256} at {target} is corrupt: its content hash differs")
         return data
 
 

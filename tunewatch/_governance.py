@@ -14,26 +14,40 @@ version that takes another input (name, width or element type) or lacks one of t
 champion's outputs, when it is promoted, before an approval is requested, and when an
 approval is decided. A shadow or a live-split arm may differ so (its rows are cast to its
 own type, it answers its own outputs); registration allows it. Rollback is not checked:
-it restores a champion that served.
+it restores a champion that served. A champion whose artefact cannot be read or loaded
+here is logged and not checked against: it must not block its own replacement.
+
+Every stage change that puts a version in service — a promotion, an approval, a rollback
+(:func:`rollback`) — first reads the version's artefact back (its hash verified) and loads
+it, and is refused before anything commits (``ConflictError``, ``artefact_unavailable``)
+when that fails: committed, it named a champion no process could serve (the daemon kept
+serving the one the store had replaced, and served nothing after a restart). The daemon's
+API loads it through the runtime (:meth:`tunewatch._runtime.ScoringRuntime.preload`), which
+keeps the session for the load that follows the change.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from retune import SearchSpaceError
 from retune.space import load_search_space
-from shadow import OnnxModel, Signature
+from shadow import OnnxModel, ShadowError, Signature
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, SafeRange
-from tunewatch._errors import ConflictError, NotFoundError
-from tunewatch._registry import describe_input
+from tunewatch._errors import ConflictError, NotFoundError, StoreError
+from tunewatch._registry import describe_input, served_signature
 from tunewatch._tuning import DEFAULT_SEARCH_SPACES, default_search_space
-from tunewatch.store import NO_CHAMPION, ApprovalRow, ModelRow, Store, VersionRow
+from tunewatch.store import MAX_ID, NO_CHAMPION, ApprovalRow, ModelRow, Store, VersionRow
+from tunewatch.store._governance import replaced_champion
+
+#: Opens a version's session before a stage change puts it in service (the serving
+#: runtime's :meth:`~tunewatch._runtime.ScoringRuntime.preload`, which keeps it).
+Preload = Callable[[VersionRow], OnnxModel]
 
 logger = logging.getLogger(__name__)
 
@@ -166,20 +180,48 @@ def _rules(
     return rules + [f"outside safe range: {u}" for u in space.outside_safe_ranges(hyperparameters)]
 
 
+def check_servable(
+    artefacts: ArtefactStore, target: VersionRow, *, preload: Preload | None = None
+) -> Signature:
+    """``target``'s signature, once its artefact is read back intact and loaded (by
+    ``preload`` when given, else in a session made and dropped here); refuse
+    (``ConflictError``, ``artefact_unavailable``) to put it in service when its artefact is
+    missing, damaged or unreadable, or onnxruntime cannot load it. Called before the stage
+    change commits, so that nothing is changed for such a version."""
+    try:
+        if preload is not None:
+            return preload(target).signature
+        return OnnxModel.from_bytes(artefacts.get(target.artefact_sha256)).signature
+    except (StoreError, ShadowError) as exc:
+        raise ConflictError(
+            f"model {target.model!r} version {target.version} cannot be put in service, and "
+            f"nothing was changed: {exc.message}; restore its artefact "
+            f"{target.artefact_sha256} (under {artefacts.root}) and try again",
+            code="artefact_unavailable",
+        ) from exc
+
+
 def check_promotion_signature(
-    artefacts: ArtefactStore, target: VersionRow, champion: VersionRow | None
+    artefacts: ArtefactStore,
+    target: VersionRow,
+    champion: VersionRow | None,
+    *,
+    candidate: Signature | None = None,
 ) -> None:
     """Refuse (``ConflictError``, ``signature_mismatch``) to put ``target`` in the place of
     ``champion`` when it takes another input than the champion (name, width or element
     type: a client's FP32 request to a float64 champion is a 400 ``dtype_mismatch``) or
     lacks an output the champion answers (a client asking for it gets a 400
     ``unknown_output``). Tuned exports copy their parent's input and output names, and
-    pass. An artefact missing from this host's artefact directory is logged, and not
-    checked."""
+    pass. ``candidate`` is ``target``'s signature where the caller has it
+    (:func:`check_servable`). An artefact that cannot be read or loaded from this host's
+    artefact directory (missing, damaged, unreadable) is logged, and not checked: a
+    champion in that state must not block its replacement."""
     if champion is None or champion.version == target.version:
         return
     served = _signature(artefacts, champion)
-    candidate = _signature(artefacts, target)
+    if candidate is None:
+        candidate = _signature(artefacts, target)
     if served is None or candidate is None:
         return
     conflicts = []
@@ -208,32 +250,33 @@ def check_promotion_signature(
 
 
 def _signature(artefacts: ArtefactStore, row: VersionRow) -> Signature | None:
-    try:
-        data = artefacts.get(row.artefact_sha256)
-    except NotFoundError as exc:
-        logger.warning(
-            "model=%s version=%d: its promotion signature is not checked: %s",
-            row.model,
-            row.version,
-            exc,
-        )
-        return None
-    return OnnxModel.from_bytes(data).signature
+    return served_signature(artefacts, row, unchecked="its promotion signature")
 
 
 def _checked_champion(
-    store: Store, artefacts: ArtefactStore, target: VersionRow, expected: int | None
+    store: Store,
+    artefacts: ArtefactStore,
+    target: VersionRow,
+    expected: int | None,
+    candidate: Signature | None = None,
 ) -> int | None:
-    """Check ``target`` against the champion and return that champion's version, which
-    the promotion then expects (``expected`` itself when another champion serves: the
-    store refuses it, ``champion_changed``), or ``NO_CHAMPION`` when there is none: a
-    first champion registered meanwhile is refused too, and checked against."""
+    """Check ``target`` (whose signature is ``candidate``, when known) against the
+    champion and return that champion's version, which the promotion then expects
+    (``expected`` itself when another champion serves: the store refuses it,
+    ``champion_changed``), or ``NO_CHAMPION`` when there is none: a first champion
+    registered meanwhile is refused too, and checked against."""
     champion = store.champion(target.model)
     found = None if champion is None else champion.version
     if expected is not None and found != expected:
         return expected
-    check_promotion_signature(artefacts, target, champion)
+    check_promotion_signature(artefacts, target, champion, candidate=candidate)
     return NO_CHAMPION if found is None else found
+
+
+def _in_service(target: VersionRow) -> bool:
+    """Whether the store refuses to promote ``target`` whatever its artefact: the
+    champion already, or rolled back (final). Its artefact is then not read."""
+    return target.stage in ("champion", "rolled_back")
 
 
 def promote(
@@ -246,20 +289,28 @@ def promote(
     reason: str,
     expected_champion: int | None = None,
     artefacts: ArtefactStore | None = None,
+    preload: Preload | None = None,
 ) -> PromotionOutcome:
     """Promote now, or open an approval request when a rule says a second person must.
     With ``expected_champion`` (the champion the evidence was about), neither happens if
     another champion arrived meanwhile (``ConflictError``, ``champion_changed``). Neither
-    happens either for a version whose signature does not serve the champion's clients
-    (``ConflictError``, ``signature_mismatch``: :func:`check_promotion_signature`, with
-    ``artefacts`` those under the config's ``data_dir`` unless given); it is checked
-    against the champion the store replaces, again if another arrived meanwhile."""
+    happens either for a version whose artefact cannot be read back intact or loaded
+    (``ConflictError``, ``artefact_unavailable``: :func:`check_servable`, through
+    ``preload`` when it is promoted now), nor for one whose signature does not serve the
+    champion's clients (``ConflictError``, ``signature_mismatch``:
+    :func:`check_promotion_signature`, with ``artefacts`` those under the config's
+    ``data_dir`` unless given); it is checked against the champion the store replaces,
+    again if another arrived meanwhile."""
     artefacts = ArtefactStore(config.artefact_dir) if artefacts is None else artefacts
     row = store.get_model(model)
     target = store.get_version(model, version)
     rules = promotion_rules(row, target, config)
+    candidate = None
+    if not _in_service(target):  # else the store refuses it
+        # an approval request loads nothing in the serving process: the approval does
+        candidate = check_servable(artefacts, target, preload=None if rules else preload)
     while True:
-        checked = _checked_champion(store, artefacts, target, expected_champion)
+        checked = _checked_champion(store, artefacts, target, expected_champion, candidate)
         try:
             return _promote_checked(
                 store,
@@ -321,23 +372,77 @@ def decide_approval(
     approve: bool,
     reason: str,
     artefacts: ArtefactStore | None = None,
+    preload: Preload | None = None,
 ) -> tuple[ApprovalRow, tuple[VersionRow, VersionRow | None] | None]:
     """Approve (the store promotes in the same transaction) or reject an approval
-    request. An approval's version is checked (:func:`check_promotion_signature`) against
-    the champion it was requested against, if that still serves: approved after another
-    arrived, the store closes it unpromoted. A request opened before promotions checked
-    signatures is so refused (``signature_mismatch``) and stays pending, to be rejected."""
+    request. An approval that promotes — its request's champion (or none) still serves:
+    approved after another arrived, the store closes it unpromoted — first reads and loads
+    its version (:func:`check_servable`, through ``preload`` when given) and checks it
+    (:func:`check_promotion_signature`) against that champion. A request for a version
+    whose artefact is unavailable (``artefact_unavailable``), or opened before promotions
+    checked signatures (``signature_mismatch``), is so refused and stays pending, to be
+    rejected or approved once its artefact is restored."""
     if approve:
         approval = store.get_approval(approval_id)
         champion = store.champion(approval.model)
+        found = None if champion is None else champion.version
+        target = store.get_version(approval.model, approval.version)
         if (
             approval.status == "pending"
-            and champion is not None
-            and champion.version == approval.champion_version
+            and found == approval.champion_version
+            and not _in_service(target)
         ):
-            check_promotion_signature(
-                ArtefactStore(config.artefact_dir) if artefacts is None else artefacts,
-                store.get_version(approval.model, approval.version),
-                champion,
-            )
+            artefacts = ArtefactStore(config.artefact_dir) if artefacts is None else artefacts
+            candidate = check_servable(artefacts, target, preload=preload)
+            check_promotion_signature(artefacts, target, champion, candidate=candidate)
     return store.decide_approval(approval_id, approver=approver, approve=approve, reason=reason)
+
+
+def rollback(
+    store: Store,
+    artefacts: ArtefactStore,
+    model: str,
+    *,
+    actor: str,
+    reason: str,
+    expected_champion: int | None = None,
+    preload: Preload | None = None,
+) -> tuple[VersionRow, VersionRow]:
+    """:meth:`Store.rollback <tunewatch.store.Store.rollback>` (``(restored,
+    rolled_back)``), once the version it restores reads back intact and loads
+    (:func:`check_servable`, through ``preload`` when given; ``ConflictError``,
+    ``artefact_unavailable``, and nothing changed, otherwise): committed, the rollback made
+    a champion no process could serve, and the version it replaced is rolled back for good.
+
+    The store is told to expect the champion whose predecessor was checked; without
+    ``expected_champion`` a champion that arrived meanwhile is read, and its predecessor
+    checked, again (with it, ``champion_changed`` as the store raises it)."""
+    store.get_model(model)  # an unknown model (a name no model can have): 404
+    while True:
+        current = store.champion(model)
+        found = None if current is None else current.version
+        if found is not None and expected_champion in (None, found):  # else refused
+            restored = _rollback_target(store, model, found)
+            if restored is not None and restored.stage != "rolled_back":  # else refused
+                check_servable(artefacts, restored, preload=preload)
+        expected = found if expected_champion is None else expected_champion
+        try:
+            return store.rollback(model, actor=actor, reason=reason, expected_champion=expected)
+        except ConflictError as exc:
+            if exc.code != "champion_changed" or expected_champion is not None:
+                raise
+            # another champion arrived since it was read: roll that one back, checked
+
+
+def _rollback_target(store: Store, model: str, champion: int) -> VersionRow | None:
+    """The version a rollback of ``champion`` restores, read as the store reads it
+    (:func:`~tunewatch.store._governance.replaced_champion`); ``None`` when there is none
+    (the store refuses the rollback, ``no_previous_champion``)."""
+    promotions = store.list_events(model=model, type="promoted", limit=MAX_ID)
+    previous = replaced_champion((e.payload for e in promotions), champion)
+    if previous is None:
+        return None
+    try:
+        return store.get_version(model, previous)
+    except NotFoundError:
+        return None  # the store refuses it

@@ -12,9 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from shadow import CandidateInfo, CandidateRejectedError, OnnxModel, TensorSpec, inspect_candidate
+from shadow import (
+    CandidateInfo,
+    CandidateRejectedError,
+    OnnxModel,
+    ShadowError,
+    Signature,
+    TensorSpec,
+    inspect_candidate,
+)
 from tunewatch._artefacts import ArtefactStore
-from tunewatch._errors import ConflictError, NotFoundError, RegistrationError
+from tunewatch._errors import ConflictError, NotFoundError, RegistrationError, StoreError
 from tunewatch._reference import Reference
 from tunewatch.store import ModelRow, Store, VersionRow, canonical_json, check_version_text
 
@@ -394,12 +402,16 @@ class Registry:
         its input). Its element type and output names may differ: rows read against the
         champion's signature are cast to a shadow's or a split arm's type, and a split arm
         answers its own outputs; promotion refuses such a version
-        (``tunewatch._governance.check_promotion_signature``)."""
+        (``tunewatch._governance.check_promotion_signature``). A champion whose artefact
+        cannot be read or loaded is logged and not checked against: registering the
+        version that replaces it must not fail on it."""
         champion = self._store.champion(model)
         if champion is None:
             return
-        served = OnnxModel.from_bytes(self._artefacts.get(champion.artefact_sha256))
-        expected = served.signature.input
+        served = served_signature(self._artefacts, champion, unchecked="a new version's input")
+        if served is None:
+            return
+        expected = served.input
         if (candidate.name, candidate.shape[1:]) != (expected.name, expected.shape[1:]):
             raise ConflictError(
                 f"the champion of model {model!r} (version {champion.version}) takes input "
@@ -440,7 +452,13 @@ class Registry:
                     path, memory_limit_bytes=self._memory_limit, timeout_s=self._timeout
                 )
             except CandidateRejectedError as exc:
-                raise RegistrationError(exc.message, code=exc.code) from exc
+                message = exc.message
+                if exc.code == "load_memory":
+                    message += (
+                        f"; the limit is `scoring.candidate_memory_limit_mb` "
+                        f"({self._memory_limit // 2**20}): raise it if the model needs more"
+                    )
+                raise RegistrationError(message, code=exc.code) from exc
 
     def _check_existing(
         self,
@@ -478,6 +496,26 @@ class Registry:
             return self._store.get_model(model)
         except NotFoundError:
             return None
+
+
+def served_signature(
+    artefacts: ArtefactStore, row: VersionRow, *, unchecked: str
+) -> Signature | None:
+    """``row``'s signature, read from its artefact; ``None`` (logged as a warning: what is
+    ``unchecked`` then) when the artefact is missing, damaged or unreadable, or does not
+    load. A check against the champion reads it so: a champion that cannot be read must
+    not block what replaces it."""
+    try:
+        return OnnxModel.from_bytes(artefacts.get(row.artefact_sha256)).signature
+    except (StoreError, ShadowError) as exc:
+        logger.warning(
+            "model=%s version=%d cannot be read or loaded, %s is not checked against it: %s",
+            row.model,
+            row.version,
+            unchecked,
+            exc,
+        )
+        return None
 
 
 def describe_input(spec: TensorSpec) -> str:

@@ -123,17 +123,7 @@ class ScoringRuntime:
         self.recorder.start()
         self.queue.start()
         for row in self.store.list_models():
-            try:
-                self.load(row.name)
-            except (StoreError, ShadowError) as exc:  # one model's fault: the others load
-                if isinstance(exc, StoreUnavailableError):
-                    raise
-                logger.error(
-                    "model=%s lineup cannot be loaded, it is not ready until a refresh "
-                    "loads it: %s",
-                    row.name,
-                    exc,
-                )
+            if self.try_load(row.name) is None:  # one model's fault: the others load
                 self._models.setdefault(row.name, self._served(row, None))
 
     def close(self) -> None:
@@ -154,6 +144,33 @@ class ScoringRuntime:
             served = self._load(name)
             self._evict()
         return served
+
+    def try_load(self, name: str) -> ServedModel | None:
+        """:meth:`load`, a fault of the model's own (an artefact of its champion missing,
+        damaged, unreadable or unloadable) logged and ``None`` returned: the line-up it
+        served stays (none, if it had none: not ready) and the refresh loop tries again.
+        A change already committed (a registration, a retirement) stands either way."""
+        try:
+            return self.load(name)
+        except (StoreError, ShadowError) as exc:
+            if isinstance(exc, StoreUnavailableError):
+                raise
+            logger.error(
+                "model=%s lineup cannot be loaded, serving the last one (none: not ready) "
+                "until a refresh loads it: %s",
+                name,
+                exc,
+            )
+            return None
+
+    def preload(self, v: VersionRow) -> OnnxModel:
+        """Open ``v``'s session unless one is open (its artefact read back, its hash
+        verified, onnxruntime's session made): a stage change that puts ``v`` in service
+        calls it before it commits, and is refused rather than committed for a version
+        this process cannot serve (``StoreError`` or ``ShadowError``). The load that
+        follows the change finds the session; one no line-up takes goes at the next load."""
+        with self._load_lock:
+            return self._session(v)
 
     def _served(self, row: ModelRow, deployment: Deployment | None) -> ServedModel:
         """``row`` as served: its ranges and split from the config, its ``deployment``
@@ -216,14 +233,7 @@ class ScoringRuntime:
                 )
                 if have == wanted and served.row == row:
                     continue
-            try:
-                self.load(row.name)
-            except (StoreError, ShadowError) as exc:  # one model's fault: the others reload
-                if isinstance(exc, StoreUnavailableError):
-                    raise
-                logger.error(
-                    "model=%s lineup cannot be loaded, serving the last one: %s", row.name, exc
-                )
+            if self.try_load(row.name) is None:  # one model's fault: the others reload
                 continue
             changed.append(row.name)
         return changed
@@ -274,7 +284,9 @@ class ScoringRuntime:
         self._unloadable.pop((v.model, v.version), None)
         return loaded
 
-    def _loaded(self, v: VersionRow, role: Role) -> LoadedVersion:
+    def _session(self, v: VersionRow) -> OnnxModel:
+        """``v``'s session, opened and kept (by artefact digest) unless it is open; the
+        caller holds the load lock."""
         session = self._sessions.get(v.artefact_sha256)
         if session is None:
             session = OnnxModel.from_bytes(
@@ -283,6 +295,10 @@ class ScoringRuntime:
                 run_timeout_s=self.config.scoring.run_timeout_s,
             )
             self._sessions[v.artefact_sha256] = session
+        return session
+
+    def _loaded(self, v: VersionRow, role: Role) -> LoadedVersion:
+        session = self._session(v)
         self._gauge_memory(v)
         return LoadedVersion(
             version=v.version, model=session, hyperparameter_set=v.hyperparameter_set_id, role=role

@@ -1127,3 +1127,28 @@ def test_a_delong_look_replays_every_row_its_test_consumed_outside_the_read_boun
         finally:
             d.close()
     assert looks[0] == looks[1]
+
+
+def test_a_rollback_watch_does_not_restore_a_version_whose_artefact_is_damaged(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """The watch rolled back through the store alone: v1, whose artefact no longer reads
+    back intact, became the champion no process could load, and v2 was rolled back for
+    good. The rollback is refused before it commits and recorded as failed."""
+    t = _promote_a_worse_version(daemon, trained)
+    v1 = daemon.store.get_version(MODEL, 1)
+    path = daemon.artefacts.path(v1.artefact_sha256)
+    path.write_bytes(path.read_bytes()[:100])  # truncated
+    loop = runner(daemon, rollback=UNPAIRED)
+    actions = []
+    for start in range(400, 1400, BATCH):
+        _feed_worse(daemon, t, start, start + BATCH)
+        actions += [r.action for r in loop.run(MODEL) if r.kind == "rollback_watch"]
+        if "rollback_failed" in actions:
+            break
+    assert actions[-1] == "rollback_failed", actions
+    [event] = daemon.store.list_events(model=MODEL, type="rollback_failed")
+    assert event.payload["code"] == "artefact_unavailable"
+    champion = daemon.store.champion(MODEL)
+    assert champion is not None and champion.version == 2
+    assert daemon.store.get_version(MODEL, 2).stage == "champion"

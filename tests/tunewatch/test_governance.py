@@ -3,26 +3,39 @@ one reading of the model does when the model changes before it lands."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tunewatch import _governance as governance
+from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, build_config
+from tunewatch._example import ExampleModel
 from tunewatch.store import ModelRow, Store, VersionRow
 
 CONFIG = build_config({}, source="<test>")
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
+def artefacts(tmp_path: Path, trained: list[ExampleModel]) -> ArtefactStore:
+    """The artefacts of ``m``'s versions: a promotion reads the one it puts in service."""
+    store = ArtefactStore(tmp_path / "artefacts")
+    for model in trained:
+        store.put(model.onnx)
+    return store
+
+
+@pytest.fixture
+def store(store_url: str, artefacts: ArtefactStore, trained: list[ExampleModel]) -> Iterator[Store]:
     """Model ``m``, unregulated: v1 champion, v2 shadow."""
     s = Store.open(store_url)
     s.ensure_model(name="m", task="binary", feature_names=["a", "b"])
-    for i, stage in enumerate(("champion", "shadow"), start=1):
+    for stage, model in zip(("champion", "shadow"), trained, strict=True):
         s.add_version(
             model="m",
-            artefact_sha256=f"{i:064d}",
+            artefact_sha256=hashlib.sha256(model.onnx).hexdigest(),
             hyperparameters={},
             size_bytes=10,
             actor="ci",
@@ -38,7 +51,10 @@ def store(store_url: str) -> Iterator[Store]:
     "expected_champion", [None, 1], ids=["promoted_by_hand", "promoted_by_the_comparison_loop"]
 )
 def test_a_model_regulated_while_its_promotion_is_decided_waits_for_an_approver(
-    store: Store, monkeypatch: pytest.MonkeyPatch, expected_champion: int | None
+    store: Store,
+    artefacts: ArtefactStore,
+    monkeypatch: pytest.MonkeyPatch,
+    expected_champion: int | None,
 ) -> None:
     """The rules were read outside the store's transaction and the store never read the
     flag again: a model regulated in between (a registration with `regulated: true`, a
@@ -60,6 +76,7 @@ def test_a_model_regulated_while_its_promotion_is_decided_waits_for_an_approver(
         actor="alice",
         reason="it won",
         expected_champion=expected_champion,
+        artefacts=artefacts,
     )
     assert outcome.status == "pending_approval" and outcome.champion is None
     assert outcome.approval is not None

@@ -158,12 +158,22 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    from tunewatch._artefacts import ArtefactStore
     from tunewatch._daemon import open_store
+    from tunewatch._governance import rollback
 
     config = config_of(args)
     store = open_store(config)
     try:
-        restored, rolled = store.rollback(args.model, actor=actor_of(args), reason=args.reason)
+        # refused, nothing changed, when the restored version's artefact cannot be read
+        # back intact or loaded (`artefact_unavailable`)
+        restored, rolled = rollback(
+            store,
+            ArtefactStore(config.artefact_dir),
+            args.model,
+            actor=actor_of(args),
+            reason=args.reason,
+        )
         refresh_reports(store, config, args.model, (restored.version, rolled.version))
     finally:
         store.close()

@@ -165,7 +165,7 @@ def register_version(
         regulated=body.regulated,
         reference=reference,
     )
-    ctx.runtime.load(model)
+    ctx.runtime.try_load(model)  # registered whether or not the line-up loads
     return version_json(row)
 
 
@@ -178,7 +178,9 @@ def promote(
     principal: Operator,
 ) -> dict[str, Any] | JSONResponse:
     """Promote now, or — for regulated models and hyperparameters outside their safe
-    ranges — open an approval request (202) that another person must decide."""
+    ranges — open an approval request (202) that another person must decide. A version
+    whose artefact this daemon cannot read back intact or load is refused, nothing
+    changed (409 ``artefact_unavailable``)."""
     ctx = context(request)
     version_or_404(ctx.runtime.store, model, version)
     outcome = governance.promote(
@@ -188,6 +190,8 @@ def promote(
         version,
         actor=principal.name,
         reason=body.reason,
+        artefacts=ctx.runtime.artefacts,
+        preload=ctx.runtime.preload,
     )
     if outcome.status == "pending_approval":
         assert outcome.approval is not None
@@ -195,7 +199,7 @@ def promote(
             {"status": outcome.status, "approval": approval_json(outcome.approval)},
             status_code=202,
         )
-    ctx.runtime.load(model)
+    ctx.runtime.try_load(model)  # its session is open: only the store can fail it
     replaced = () if outcome.previous is None else (outcome.previous.version,)
     refresh_reports(ctx.runtime.store, ctx.runtime.config, model, (version, *replaced))
     return promotion_json(outcome.champion, outcome.previous)
@@ -235,12 +239,19 @@ def version_report(
 def rollback(
     model: str, body: StageChange, request: Request, principal: Operator
 ) -> dict[str, Any]:
-    """Restore the champion the current one replaced (409 when there is none)."""
+    """Restore the champion the current one replaced (409 when there is none, and 409
+    ``artefact_unavailable``, nothing changed, when this daemon cannot read back intact or
+    load its artefact)."""
     ctx = context(request)
-    restored, rolled_back = ctx.runtime.store.rollback(
-        model, actor=principal.name, reason=body.reason
+    restored, rolled_back = governance.rollback(
+        ctx.runtime.store,
+        ctx.runtime.artefacts,
+        model,
+        actor=principal.name,
+        reason=body.reason,
+        preload=ctx.runtime.preload,
     )
-    ctx.runtime.load(model)
+    ctx.runtime.try_load(model)
     refresh_reports(
         ctx.runtime.store, ctx.runtime.config, model, (restored.version, rolled_back.version)
     )
@@ -274,12 +285,14 @@ def _decide(
         approver=principal.name,
         approve=approve,
         reason=body.reason,
+        artefacts=ctx.runtime.artefacts,
+        preload=ctx.runtime.preload,
     )
     if approve and decided.status == "rejected":  # closed: the champion changed meanwhile
         raise ApiError(409, "champion_changed", decided.decision_reason or "champion changed")
     out: dict[str, Any] = {"approval": approval_json(decided)}
     if promoted is not None:
-        ctx.runtime.load(decided.model)
+        ctx.runtime.try_load(decided.model)
         versions = [row.version for row in promoted if row is not None]  # new, replaced
         refresh_reports(ctx.runtime.store, ctx.runtime.config, decided.model, versions)
         out.update(promotion_json(*promoted))
@@ -314,7 +327,7 @@ def retire(
     row = ctx.runtime.store.set_stage(
         model, version, "retired", actor=principal.name, reason=body.reason
     )
-    ctx.runtime.load(model)
+    ctx.runtime.try_load(model)  # retired whether or not the line-up loads
     return version_json(row)
 
 

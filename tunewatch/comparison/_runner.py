@@ -43,6 +43,7 @@ from shadow.stats import (
     adjust,
     family_decision,
 )
+from tunewatch._artefacts import ArtefactStore
 from tunewatch._errors import ConflictError, InvalidValueError
 from tunewatch._split import SplitConfig, check_split
 from tunewatch.store import Store, VersionRow
@@ -124,7 +125,11 @@ class ComparisonRunner:
             clock,
         )
         self._rollback_watch = RollbackWatch(
-            store, self.comparisons, clock=clock, on_lineup_change=on_lineup_change
+            store,
+            self.comparisons,
+            artefacts=ArtefactStore(config.artefact_dir),
+            clock=clock,
+            on_lineup_change=on_lineup_change,
         )
         self._settings = dict(settings or {})
         self._running: dict[str, threading.Lock] = {}  # one run of a model at a time

@@ -16,6 +16,7 @@ from shadow.stats import (
     TwoSampleSequentialTest,
     paired_differences,
 )
+from tunewatch._artefacts import ArtefactStore
 from tunewatch._errors import ConflictError
 from tunewatch.comparison._config import ComparisonConfig
 from tunewatch.comparison._results import (
@@ -57,11 +58,13 @@ class RollbackWatch:
         store: Store,
         comparisons: ComparisonStore,
         *,
+        artefacts: ArtefactStore,
         clock: Callable[[], datetime],
         on_lineup_change: Callable[[str], object] | None,
     ) -> None:
         self.store = store
         self.comparisons = comparisons
+        self.artefacts = artefacts
         self.clock = clock
         self.on_lineup_change = on_lineup_change
 
@@ -379,9 +382,17 @@ class RollbackWatch:
             f"rollback watch {test.id}: v{test.challenger_version}'s realised loss is worse than "
             f"v{test.champion_version}'s {against}"
         )
+        from tunewatch import _governance as governance  # late, as in _decisions
+
         try:
-            restored, rolled = self.store.rollback(
-                model, actor=ACTOR, reason=reason, expected_champion=test.challenger_version
+            # a version whose artefact no longer reads back intact is not restored
+            restored, rolled = governance.rollback(
+                self.store,
+                self.artefacts,
+                model,
+                actor=ACTOR,
+                reason=reason,
+                expected_champion=test.challenger_version,
             )
         except ConflictError as exc:
             if exc.code == "champion_changed":  # another promotion replaced it meanwhile

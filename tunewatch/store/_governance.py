@@ -12,7 +12,7 @@ gives it (``bootstrap-admin``, ``bootstrap-admin-2`` …).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -320,15 +320,20 @@ def rollback(
 
 
 def _replaced_by(conn: Connection, model: str, version: int) -> int | None:
-    """The champion ``version`` replaced, from its latest ``promoted`` or ``rolled_back``
-    event."""
+    """The champion ``version`` replaced, from its latest ``promoted`` event."""
     rows = conn.execute(
-        select(events.c.type, events.c.payload)
-        .where(events.c.model == model, events.c.type.in_(("promoted",)))
+        select(events.c.payload)
+        .where(events.c.model == model, events.c.type == "promoted")
         .order_by(events.c.id.desc())
     )
-    for row in rows:
-        payload: dict[str, Any] = row.payload
+    return replaced_champion((row.payload for row in rows), version)
+
+
+def replaced_champion(promotions: Iterable[Mapping[str, Any]], version: int) -> int | None:
+    """The champion ``version`` replaced, read from the payloads of its model's
+    ``promoted`` events, newest first: what a rollback of ``version`` restores (``None``:
+    nothing). A caller checking that version before it rolls back reads it so too."""
+    for payload in promotions:
         if payload.get("version") == version:
             previous = payload.get("previous")
             return int(previous) if previous is not None else None

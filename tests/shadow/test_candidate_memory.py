@@ -1,0 +1,62 @@
+"""A candidate whose allocation onnxruntime refuses under the probe's address-space limit
+is refused for memory (``load_memory``), whichever of its arenas reports it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from shadow import CandidateRejectedError, inspect_candidate
+
+LIMIT = 1 << 30  # the probe's address space; the model asks for a 4 GiB buffer
+
+
+def allocating_model(*, when: str) -> bytes:
+    """A model needing a 4 GiB float buffer: a constant folded when its session is created
+    (``"load"``), or a tensor sized by the input, allocated when it runs (``"run"``)."""
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 8])]
+    output = helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 1])
+    inits = [
+        numpy_helper.from_array(np.array([1 << 30], np.int64), "big"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis"),
+    ]
+    if when == "load":
+        nodes = [helper.make_node("ConstantOfShape", ["big"], ["c"])]
+    else:
+        inits += [
+            numpy_helper.from_array(np.array([0], np.int64), "zero"),
+            numpy_helper.from_array(np.array([1], np.int64), "one"),
+        ]
+        nodes = [
+            helper.make_node("Shape", ["input"], ["s"]),
+            helper.make_node("Slice", ["s", "zero", "one"], ["n"]),
+            helper.make_node("Mul", ["n", "big"], ["m"]),
+            helper.make_node("ConstantOfShape", ["m"], ["c"]),
+        ]
+    nodes += [
+        helper.make_node("ReduceSum", ["c"], ["r"], keepdims=1),
+        helper.make_node("ReduceSum", ["input", "axis"], ["t"], keepdims=1),
+        helper.make_node("Add", ["t", "r"], ["probabilities"]),
+    ]
+    graph = helper.make_graph(nodes, "allocating", inputs, [output], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+@pytest.mark.parametrize("when", ["load", "run"])
+def test_an_arena_allocation_refused_under_the_limit_is_load_memory(
+    tmp_path: Path, when: str
+) -> None:
+    """onnxruntime's arena reports "Failed to allocate memory for requested buffer": it was
+    a ``load_failed``, so the operator was not told that the memory limit refused it."""
+    path = tmp_path / "big.onnx"
+    path.write_bytes(allocating_model(when=when))
+    with pytest.raises(CandidateRejectedError) as info:
+        inspect_candidate(path, memory_limit_bytes=LIMIT, timeout_s=60)
+    assert info.value.code == "load_memory"
+    assert f"address-space limit {LIMIT} bytes" in info.value.message

@@ -1,0 +1,356 @@
+"""A version whose artefact cannot be read back intact (missing, damaged, unreadable) or
+loaded is never put in service — every stage change that would serve it is refused
+before it commits — and a champion in that state never blocks replacing it."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+
+from tests.tunewatch.conftest import MODEL, logistic_variant, make_daemon
+from tunewatch import _governance as governance
+from tunewatch._artefacts import ArtefactStore
+from tunewatch._background import BackgroundServer
+from tunewatch._cli import main
+from tunewatch._config import build_config
+from tunewatch._daemon import Daemon
+from tunewatch._errors import ConflictError, NotFoundError, StoreError
+from tunewatch._example import ExampleModel
+
+DAMAGES = ["missing", "truncated", "a directory"]
+INFER = {"inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": [0.0] * 8}]}
+
+
+@pytest.fixture(scope="module")
+def template(
+    trained: list[ExampleModel], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, str]]:
+    """A data directory holding v1 (champion) and v2 (shadow), and its tokens."""
+    path = tmp_path_factory.mktemp("damaged")
+    d, tokens = make_daemon(path, trained)
+    d.close()
+    return path, tokens
+
+
+def _config(data_dir: Path, **extra: object) -> dict[str, object]:
+    return {"data_dir": str(data_dir), "scheduler": {"enabled": False}, **extra}
+
+
+def _copy(template: tuple[Path, dict[str, str]], tmp_path: Path, **extra: object) -> Daemon:
+    shutil.copytree(template[0], tmp_path / "data")
+    return Daemon(build_config(_config(tmp_path / "data", **extra), env={}), env={})
+
+
+@pytest.fixture
+def daemon(template: tuple[Path, dict[str, str]], tmp_path: Path) -> Iterator[Daemon]:
+    d = _copy(template, tmp_path)
+    yield d
+    d.close()
+
+
+def damage(d: Daemon, version: int, how: str, model: str = MODEL) -> Path:
+    """Make ``version``'s artefact missing, truncated, or a directory (unreadable as a
+    file even by root, which the tests run as)."""
+    path = d.artefacts.path(d.store.get_version(model, version).artefact_sha256)
+    if how == "truncated":
+        path.write_bytes(path.read_bytes()[:200])
+    else:
+        path.unlink()
+        if how == "a directory":
+            path.mkdir()
+    return path
+
+
+def _auth(template: tuple[Path, dict[str, str]], role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {template[1][role]}"}
+
+
+def _stages(d: Daemon) -> dict[int, str]:
+    return {v.version: v.stage for v in d.store.list_versions(MODEL)}
+
+
+def _served(d: Daemon) -> int | None:
+    champion = d.runtime.model(MODEL).deployment.lineup.champion
+    return None if champion is None else champion.version
+
+
+# -- a damaged champion does not block its replacement ---------------------------------
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_damaged_champion_does_not_block_promoting_a_healthy_shadow(
+    daemon: Daemon, template: tuple[Path, dict[str, str]], how: str
+) -> None:
+    """A truncated champion artefact made promoting the healthy shadow a 500
+    ``store_error``: the signature check tolerated only a missing file."""
+    damage(daemon, 1, how)
+    with BackgroundServer(daemon.app) as server, httpx.Client(base_url=server.url) as c:
+        assert _served(daemon) is None  # the champion cannot load after a restart
+        r = c.post(
+            f"/v1/models/{MODEL}/versions/2/promote",
+            json={"reason": "replace the damaged champion"},
+            headers=_auth(template, "operator"),
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["champion"]["version"] == 2
+        infer = c.post(f"/v2/models/{MODEL}/infer", json=INFER, headers=_auth(template, "scorer"))
+        assert infer.status_code == 200 and infer.json()["model_version"] == "2"
+    assert _stages(daemon) == {1: "retired", 2: "champion"}
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_damaged_champion_does_not_block_registering_a_version(
+    daemon: Daemon, template: tuple[Path, dict[str, str]], how: str
+) -> None:
+    """Registration read the champion's artefact to check the new version's input: a
+    damaged one made it a 500 ``store_error``, a missing one a 404."""
+    damage(daemon, 1, how)
+    new = logistic_variant()
+    body = {
+        "task": new.metadata.task,
+        "feature_names": list(new.metadata.feature_names),
+        "onnx_base64": base64.b64encode(new.onnx).decode(),
+    }
+    with BackgroundServer(daemon.app) as server, httpx.Client(base_url=server.url) as c:
+        r = c.post(f"/v1/models/{MODEL}/versions", json=body, headers=_auth(template, "admin"))
+        assert r.status_code == 201, r.text
+        assert r.json()["version"] == 3
+        r = c.post(
+            f"/v1/models/{MODEL}/versions/3/promote",
+            json={"reason": "the new one"},
+            headers=_auth(template, "operator"),
+        )
+        assert r.status_code == 200, r.text
+        assert _served(daemon) == 3
+
+
+# -- a version that cannot be read is not put in service --------------------------------
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_promoting_a_version_whose_artefact_cannot_be_read_commits_nothing(
+    daemon: Daemon, template: tuple[Path, dict[str, str]], how: str
+) -> None:
+    """The promotion committed, then the load failed: the API answered an error (404 for
+    a missing file) for a change that stood, this process kept serving the retired
+    version, and after a restart no version was served at all."""
+    daemon.store.set_stage(MODEL, 2, "retired", actor="t", reason="parked")
+    damage(daemon, 2, how)
+    with BackgroundServer(daemon.app) as server, httpx.Client(base_url=server.url) as c:
+        r = c.post(
+            f"/v1/models/{MODEL}/versions/2/promote",
+            json={"reason": "go"},
+            headers=_auth(template, "operator"),
+        )
+        assert r.status_code == 409, r.text
+        assert r.json()["code"] == "artefact_unavailable"
+        assert "version 2" in r.json()["error"]
+        assert _served(daemon) == 1
+    assert _stages(daemon) == {1: "champion", 2: "retired"}
+    assert daemon.store.audit_log(limit=10, action="promote") == []
+
+
+def test_a_first_champion_whose_artefact_cannot_be_read_is_not_promoted(
+    daemon: Daemon, trained: list[ExampleModel], template: tuple[Path, dict[str, str]]
+) -> None:
+    """With no champion to check a signature against, nothing read the version before
+    the store made it the champion."""
+    daemon.registry.register("fresh", trained[0].onnx, trained[0].metadata, actor="t")
+    damage(daemon, 1, "truncated", model="fresh")
+    with BackgroundServer(daemon.app) as server, httpx.Client(base_url=server.url) as c:
+        r = c.post(
+            "/v1/models/fresh/versions/1/promote",
+            json={"reason": "first"},
+            headers=_auth(template, "operator"),
+        )
+        assert r.status_code == 409, r.text
+        assert r.json()["code"] == "artefact_unavailable"
+    assert daemon.store.champion("fresh") is None
+
+
+def test_promoting_a_version_onnxruntime_cannot_load_commits_nothing(
+    daemon: Daemon, template: tuple[Path, dict[str, str]]
+) -> None:
+    """Bytes intact under their hash that do not load (stored past the registry's check)
+    are refused as unavailable, not a 422 from the signature check."""
+    sha = daemon.artefacts.put(b"not an onnx file")
+    daemon.store.add_version(
+        model=MODEL,
+        artefact_sha256=sha,
+        hyperparameters={},
+        size_bytes=16,
+        actor="t",
+        stage="retired",
+    )
+    with BackgroundServer(daemon.app) as server, httpx.Client(base_url=server.url) as c:
+        r = c.post(
+            f"/v1/models/{MODEL}/versions/3/promote",
+            json={"reason": "go"},
+            headers=_auth(template, "operator"),
+        )
+        assert r.status_code == 409, r.text
+        assert r.json()["code"] == "artefact_unavailable"
+    assert daemon.store.champion(MODEL).version == 1  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_rolling_back_to_a_version_whose_artefact_cannot_be_read_commits_nothing(
+    daemon: Daemon, template: tuple[Path, dict[str, str]], how: str
+) -> None:
+    """The rollback committed, then the load failed (500): the store named v1 champion
+    and v2 rolled back — final — while this process served v2, and a restart served
+    nothing."""
+    daemon.store.promote(MODEL, 2, actor="t", reason="v2 wins")
+    damage(daemon, 1, how)
+    with BackgroundServer(daemon.app) as server, httpx.Client(base_url=server.url) as c:
+        assert _served(daemon) == 2
+        r = c.post(
+            f"/v1/models/{MODEL}/rollback",
+            json={"reason": "v2 degrades"},
+            headers=_auth(template, "operator"),
+        )
+        assert r.status_code == 409, r.text
+        assert r.json()["code"] == "artefact_unavailable"
+        assert "version 1" in r.json()["error"]
+        assert _served(daemon) == 2
+    assert _stages(daemon) == {1: "retired", 2: "champion"}
+    assert daemon.store.audit_log(limit=10, action="rollback") == []
+
+
+def test_a_rollback_still_restores_a_readable_champion(daemon: Daemon) -> None:
+    daemon.store.promote(MODEL, 2, actor="t", reason="v2 wins")
+    restored, rolled = governance.rollback(
+        daemon.store, daemon.artefacts, MODEL, actor="ops", reason="v2 degrades"
+    )
+    assert (restored.version, rolled.version) == (1, 2)
+    with pytest.raises(ConflictError) as err:  # nothing left to roll back to
+        governance.rollback(daemon.store, daemon.artefacts, MODEL, actor="ops", reason="again")
+    assert err.value.code == "no_previous_champion"
+
+
+def test_a_rollback_expecting_its_champion_checks_what_it_restores(daemon: Daemon) -> None:
+    """The rollback watch's call: it names the champion it watched."""
+    daemon.store.promote(MODEL, 2, actor="t", reason="v2 wins")
+    damage(daemon, 1, "truncated")
+    with pytest.raises(ConflictError) as err:
+        governance.rollback(
+            daemon.store, daemon.artefacts, MODEL, actor="w", reason="worse", expected_champion=2
+        )
+    assert err.value.code == "artefact_unavailable"
+    with pytest.raises(ConflictError) as err:  # another champion: the store's answer
+        governance.rollback(
+            daemon.store, daemon.artefacts, MODEL, actor="w", reason="worse", expected_champion=1
+        )
+    assert err.value.code == "champion_changed"
+    assert _stages(daemon) == {1: "retired", 2: "champion"}
+
+
+def test_the_cli_refuses_to_promote_or_roll_back_to_an_unreadable_version(
+    daemon: Daemon,
+    trained: list[ExampleModel],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = tmp_path / "tunewatch.yaml"
+    config.write_text(yaml.safe_dump(_config(tmp_path / "data")))
+    cli = ["--config", str(config), "--actor", "ops"]
+    daemon.store.set_stage(MODEL, 2, "retired", actor="t", reason="parked")
+    damage(daemon, 2, "truncated")
+    assert main([*cli, "promote", MODEL, "2", "--reason", "go"]) == 2
+    assert "version 2" in capsys.readouterr().err
+    assert _stages(daemon) == {1: "champion", 2: "retired"}
+    daemon.artefacts.put(trained[1].onnx)  # v2's file repaired: promoted
+    assert main([*cli, "promote", MODEL, "2", "--reason", "go"]) == 0
+    damage(daemon, 1, "missing")
+    assert main([*cli, "rollback", MODEL, "--reason", "back"]) == 2
+    assert "version 1" in capsys.readouterr().err
+    assert _stages(daemon) == {1: "retired", 2: "champion"}
+
+
+@pytest.fixture
+def regulated(template: tuple[Path, dict[str, str]], tmp_path: Path) -> Iterator[Daemon]:
+    d = _copy(template, tmp_path, models=[{"name": MODEL, "task": "binary", "regulated": True}])
+    yield d
+    d.close()
+
+
+def test_an_approval_of_an_unreadable_version_does_not_promote_it(regulated: Daemon) -> None:
+    approval = regulated.store.request_approval(
+        MODEL, 2, requested_by="ops", reason="r", rules=["regulated model"], expected_champion=1
+    )
+    damage(regulated, 2, "truncated")
+    with pytest.raises(ConflictError) as err:
+        governance.decide_approval(
+            regulated.store, regulated.config, approval.id, approver="bob", approve=True, reason="x"
+        )
+    assert err.value.code == "artefact_unavailable"
+    assert regulated.store.get_approval(approval.id).status == "pending"
+    assert regulated.store.champion(MODEL).version == 1  # type: ignore[union-attr]
+
+
+def test_a_regulated_model_opens_no_approval_for_an_unreadable_version(
+    regulated: Daemon,
+) -> None:
+    damage(regulated, 2, "missing")
+    with pytest.raises(ConflictError) as err:
+        governance.promote(regulated.store, regulated.config, MODEL, 2, actor="ops", reason="r")
+    assert err.value.code == "artefact_unavailable"
+    assert regulated.store.list_approvals(model=MODEL) == []
+
+
+# -- an artefact that exists but cannot be read -----------------------------------------
+
+
+def test_an_artefact_that_cannot_be_read_is_a_store_error_naming_its_path(tmp_path: Path) -> None:
+    """``IsADirectoryError`` (``PermissionError``, ``EIO`` alike) escaped raw: the runtime's
+    per-model handling, which catches ``StoreError``, did not apply."""
+    artefacts = ArtefactStore(tmp_path)
+    sha = artefacts.put(b"onnx-bytes")
+    path = artefacts.path(sha)
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(StoreError) as err:
+        artefacts.get(sha)
+    assert not isinstance(err.value, NotFoundError)
+    assert str(path) in err.value.message and "Is a directory" in err.value.message
+
+
+def test_an_unreadable_shadow_artefact_stops_neither_refresh_nor_start(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """One shadow artefact that could not be read stopped ``refresh()`` for every model
+    after it, and ``start()`` after a restart."""
+    store, runtime = daemon.store, daemon.runtime
+    daemon.registry.register(
+        "other", trained[0].onnx, trained[0].metadata, actor="t", stage="champion"
+    )
+    runtime.start()
+    try:
+        new = logistic_variant()
+        v3 = daemon.registry.register(MODEL, new.onnx, new.metadata, actor="t")
+        damage(daemon, v3.version, "a directory")
+        daemon.registry.register("other", trained[1].onnx, trained[1].metadata, actor="t")
+        store.promote("other", 2, actor="t", reason="promoted elsewhere")
+        assert set(runtime.refresh()) == {MODEL, "other"}
+        lineup = runtime.model(MODEL).deployment.lineup
+        assert [c.version for c in lineup.challengers] == [2]  # v3 is not shadowed
+        assert runtime.model("other").deployment.lineup.champion.version == 2  # type: ignore[union-attr]
+    finally:
+        runtime.close()
+    restarted = Daemon(daemon.config, env={})
+    try:
+        restarted.runtime.start()
+        served = restarted.runtime.model(MODEL)
+        x = np.zeros((1, 8), np.float32)
+        assert restarted.runtime.score(served, x).version.version == 1
+        assert restarted.runtime.ready
+    finally:
+        restarted.runtime.close()
+        restarted.close()
