@@ -146,7 +146,12 @@ def judged_frames(
     if baseline.reference.labels is not None:  # those the verdict tested, when it ran
         if "label_window" in target.payload:
             labelled = label_window(store, model, evaluation, as_of=target.window_end)
-            labels = labels_received(labelled, by=target.window_end)
+            through = target.payload["label_window"].get("labels_through", _UNRECORDED)
+            labels = labels_received(
+                labelled,
+                # stored before the run recorded its newest label: those by its start
+                by=target.window_end.timestamp() if through is _UNRECORDED else through,
+            )
         else:  # stored before labels had their own window: its matured requests'
             labels = matured_labels(
                 window, as_of=target.window_end, maturity_s=evaluation.decay.maturity_s
@@ -167,8 +172,12 @@ def judged_frames(
 
 #: The methods that compare a numeric column's reference sample (the profile keeps at
 #: most 10,000 values), not its full counts or bins: Jensen-Shannon only on a continuous
-#: column (its histograms; a discrete one's counts are the full column's).
-SAMPLE_METHODS = frozenset({"ks", "wasserstein", "jensenshannon"})
+#: column (its histograms; a discrete one's counts are the full column's). Not
+#: Wasserstein: the verdict measures the sample's distance in the *full* column's
+#: standard deviations, and evidently divides by its reference's; given the sample, a
+#: rare large value the sample missed moved the report's scale, and its verdict, by
+#: twenty times. The full column's distance is the closer match.
+SAMPLE_METHODS = frozenset({"ks", "jensenshannon"})
 
 
 def reference_frame(
@@ -199,10 +208,16 @@ def reference_frame(
     return frame
 
 
-def labels_received(window: Window, *, by: datetime) -> np.ndarray:
-    """``window``'s labels that had arrived by ``by``, missing (NaN) for the rest: what a
-    drift verdict run at ``by`` read of them (a stored label is never changed)."""
-    return np.where(window.label_received_at <= by.timestamp(), window.labels, np.nan)
+_UNRECORDED = object()
+
+
+def labels_received(window: Window, *, by: float | None) -> np.ndarray:
+    """``window``'s labels that had arrived by ``by`` (epoch seconds; ``None``: none had),
+    missing (NaN) for the rest: what a drift verdict that read labels through ``by`` tested
+    of them (a stored label is never changed)."""
+    if by is None:
+        return np.full(window.labels.shape, np.nan)
+    return np.where(window.label_received_at <= by, window.labels, np.nan)
 
 
 def untested_columns(payload: dict[str, Any]) -> frozenset[str]:
@@ -300,7 +315,7 @@ def matured_labels(window: Window, *, as_of: datetime, maturity_s: float) -> np.
     and stored before labels had their own window (:func:`label_window`) tested, for its
     report."""
     matured = window.received_at <= as_of.timestamp() - maturity_s
-    return np.where(matured, labels_received(window, by=as_of), np.nan)
+    return np.where(matured, labels_received(window, by=as_of.timestamp()), np.nan)
 
 
 def drift_frame(

@@ -350,7 +350,14 @@ class Evaluator:
         elif baseline.reference.labels is not None:
             matured = label_window(self.store, model, cfg.evaluation, as_of=now)
             labels = matured.labels
-            judged = {"n": matured.n_rows, **requests_span(matured.received_at)}
+            arrived = matured.label_received_at[~np.isnan(matured.label_received_at)]
+            judged = {
+                "n": matured.n_rows,
+                **requests_span(matured.received_at),
+                # the newest label read (epoch seconds, the store's clock): the drift
+                # report tests the labels that had arrived by then, those this run read
+                "labels_through": float(arrived.max()) if arrived.size else None,
+            }
         frame = drift_frame(model, window.features, outputs, labels)
         result = detector.check(frame)
         testable = [c for c in result.columns if c.status != "insufficient_data"]

@@ -101,6 +101,43 @@ def test_labels_that_arrive_after_the_run_are_not_in_its_report(
         d.close()
 
 
+def test_labels_that_arrive_while_the_run_reads_are_in_its_report(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """A run takes its time (``now``) first and reads the label window later, after the
+    window and a first baseline: labels that arrived in between were in the verdict's test
+    and out of its report. The verdict records the newest label it read, and the report
+    tests the labels that had arrived by then."""
+    d = _daemon(
+        tmp_path,
+        {"window_rows": WINDOW, "decay": {"window_s": 3600, "maturity_s": 60}},
+    )
+    try:
+        d.registry.register(
+            MODEL,
+            trained[0].onnx,
+            trained[0].metadata,
+            actor="test",
+            stage="champion",
+            reference=trained[0].reference,
+        )
+        requests = Clock()  # six hours ago: every request has matured by the run
+        feed(d, requests, 0, WINDOW, shift=0.0, seed=4, labels=False)
+        run = datetime.now(UTC)  # the run's time, taken before these labels arrive
+        _, y = example_data(WINDOW, seed=4, shift=0.0)
+        d.store.add_labels(
+            MODEL, [LabelItem(request_id=f"r{i}", value=float(y[i])) for i in range(WINDOW)]
+        )
+        d.evaluator.clock = lambda: run
+        drift = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["drift"]
+        [label] = [c for c in drift.payload["columns"] if c["column"] == LABEL]
+        assert label["status"] == "ok" and label["n_cur"] == WINDOW
+        _, current = _frames(d, drift)
+        assert int(current[LABEL].notna().sum()) == WINDOW  # type: ignore[index]
+    finally:
+        d.close()
+
+
 @dataclass(frozen=True)
 class _Sampled:
     daemon: Daemon
@@ -170,3 +207,43 @@ def test_the_report_calls_drifted_the_columns_its_sampled_verdict_did(
     assert "x0" in drifted  # the scenario: the shift is seen in the samples
     report = _report(sampled.daemon, sampled.drift)
     assert report.payload["drifted_columns"] == sorted(drifted)
+
+
+def test_a_wasserstein_column_s_report_is_on_the_full_reference_the_verdict_scales_by(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The verdict measures the profile's sample's distance in the full column's standard
+    deviations; evidently divides by its reference's. Given the sample, which missed the
+    column's one large value, the report's scale shrank eighteen times and it called x0
+    drifted at a distance the verdict found 0.02."""
+    d = _daemon(tmp_path, {"window_rows": 2000})
+    try:
+        features, labels = example_data(REFERENCE_ROWS, seed=1)
+        features[5, 0] = 2000.0  # one outlier, which the profile's sample misses
+        reference = Reference(features=features, labels=labels.astype(np.float64), scores=None)
+        d.registry.register(
+            MODEL,
+            trained[0].onnx,
+            trained[0].metadata,
+            actor="test",
+            stage="champion",
+            reference=reference,
+        )
+        clock = Clock()
+        d.evaluator.clock = clock
+
+        def shift(x: np.ndarray) -> None:
+            x[:, 0] += 0.4
+
+        feed(d, clock, 0, 2000, shift=0.0, seed=2, edit=shift, labels=False)
+        drift = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["drift"]
+        [x0] = [c for c in drift.payload["columns"] if c["column"] == "x0"]
+        assert x0["method"] == "wasserstein" and not x0["drifted"]
+        ref, cur = _frames(d, drift)
+        r = ref["x0"].dropna().to_numpy()  # type: ignore[index]
+        c = cur["x0"].dropna().to_numpy()  # type: ignore[index]
+        assert r.size == REFERENCE_ROWS
+        # as evidently measures it: the report's verdict is the stored one
+        assert stats.wasserstein_distance(r, c) / max(float(np.std(r)), 1e-3) < x0["threshold"]
+    finally:
+        d.close()
