@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
@@ -100,9 +101,11 @@ def study_importances(
         rated.add_trials(complete)
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
         try:
-            result = optuna.importance.get_param_importances(
-                rated, evaluator=evaluator, params=common
-            )
+            # losses too large to square overflow to NaN shares, refused below
+            with np.errstate(over="ignore", invalid="ignore"):
+                result = optuna.importance.get_param_importances(
+                    rated, evaluator=evaluator, params=common
+                )
         except RuntimeError as exc:
             if _ZERO_VARIANCE not in str(exc):
                 raise
@@ -112,6 +115,13 @@ def study_importances(
                 "zero variance)",
                 not_rated,
             )
+    if not all(math.isfinite(share) for share in result.values()):
+        # losses so large that fANOVA's squares overflow: no shares rather than NaN ones
+        return none(
+            f"fANOVA's variances over the {n} completed trials' losses are not finite "
+            "(losses too large to square)",
+            not_rated,
+        )
     shares = sorted(result.items(), key=lambda item: (-item[1], item[0]))
     return StudyImportances(
         study_name=study_name,

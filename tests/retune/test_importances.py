@@ -124,6 +124,22 @@ def test_a_study_whose_losses_do_not_vary_has_no_importances_and_says_why(
     )
 
 
+def test_a_study_whose_losses_overflow_fanova_has_no_importances_and_says_why(
+    tmp_path: Path,
+) -> None:
+    """Finite losses near 1e160 overflow fANOVA's squares into NaN shares, which a
+    version's details refuse: the job that computed them failed to register its winner."""
+
+    def huge(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        y = trial.suggest_float("y", 0.0, 1.0)
+        return 1e160 * (1.0 + x + 0.1 * y)
+
+    result = study_importances(_study(tmp_path, huge, n_trials=12), "s", seed=0)
+    assert result.shares == {}
+    assert result.reason is not None and "not finite" in result.reason
+
+
 def test_importances_of_a_study_that_does_not_exist_are_a_study_error(tmp_path: Path) -> None:
     storage = _study(tmp_path, _x_matters, n_trials=1)
     with pytest.raises(StudyError) as err:
