@@ -21,16 +21,16 @@ Every stage change that puts a version in service — a promotion, an approval, 
 (:func:`rollback`) — first reads the version's artefact back (its hash verified) and loads
 it, and is refused before anything commits (``ConflictError``, ``artefact_unavailable``)
 when that fails: committed, it named a champion no process could serve (the daemon kept
-serving the one the store had replaced, and served nothing after a restart). The daemon's
-API loads it through the runtime (:meth:`tunewatch._runtime.ScoringRuntime.preload`), which
-keeps the session for the load that follows the change.
+serving the one the store had replaced, and served nothing after a restart). The session
+made for the check is dropped: one kept for the load that follows stayed open, a whole
+model's memory, when the change was then refused (an approval, ``same_person``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -44,10 +44,6 @@ from tunewatch._registry import describe_input, served_signature
 from tunewatch._tuning import DEFAULT_SEARCH_SPACES, default_search_space
 from tunewatch.store import MAX_ID, NO_CHAMPION, ApprovalRow, ModelRow, Store, VersionRow
 from tunewatch.store._governance import replaced_champion
-
-#: Opens a version's session before a stage change puts it in service (the serving
-#: runtime's :meth:`~tunewatch._runtime.ScoringRuntime.preload`, which keeps it).
-Preload = Callable[[VersionRow], OnnxModel]
 
 logger = logging.getLogger(__name__)
 
@@ -180,17 +176,13 @@ def _rules(
     return rules + [f"outside safe range: {u}" for u in space.outside_safe_ranges(hyperparameters)]
 
 
-def check_servable(
-    artefacts: ArtefactStore, target: VersionRow, *, preload: Preload | None = None
-) -> Signature:
-    """``target``'s signature, once its artefact is read back intact and loaded (by
-    ``preload`` when given, else in a session made and dropped here); refuse
+def check_servable(artefacts: ArtefactStore, target: VersionRow) -> Signature:
+    """``target``'s signature, once its artefact is read back intact and loaded (in a
+    session made and dropped here); refuse
     (``ConflictError``, ``artefact_unavailable``) to put it in service when its artefact is
     missing, damaged or unreadable, or onnxruntime cannot load it. Called before the stage
     change commits, so that nothing is changed for such a version."""
     try:
-        if preload is not None:
-            return preload(target).signature
         return OnnxModel.from_bytes(artefacts.get(target.artefact_sha256)).signature
     except (StoreError, ShadowError) as exc:
         raise ConflictError(
@@ -289,18 +281,16 @@ def promote(
     reason: str,
     expected_champion: int | None = None,
     artefacts: ArtefactStore | None = None,
-    preload: Preload | None = None,
 ) -> PromotionOutcome:
     """Promote now, or open an approval request when a rule says a second person must.
     With ``expected_champion`` (the champion the evidence was about), neither happens if
     another champion arrived meanwhile (``ConflictError``, ``champion_changed``). Neither
     happens either for a version whose artefact cannot be read back intact or loaded
-    (``ConflictError``, ``artefact_unavailable``: :func:`check_servable`, through
-    ``preload`` when it is promoted now), nor for one whose signature does not serve the
-    champion's clients (``ConflictError``, ``signature_mismatch``:
-    :func:`check_promotion_signature`, with ``artefacts`` those under the config's
-    ``data_dir`` unless given); it is checked against the champion the store replaces,
-    again if another arrived meanwhile."""
+    (``ConflictError``, ``artefact_unavailable``: :func:`check_servable`), nor for one
+    whose signature does not serve the champion's clients (``ConflictError``,
+    ``signature_mismatch``: :func:`check_promotion_signature`, with ``artefacts`` those
+    under the config's ``data_dir`` unless given); it is checked against the champion the
+    store replaces, again if another arrived meanwhile."""
     artefacts = ArtefactStore(config.artefact_dir) if artefacts is None else artefacts
     row = store.get_model(model)
     target = store.get_version(model, version)
@@ -308,7 +298,7 @@ def promote(
     candidate = None
     if not _in_service(target):  # else the store refuses it
         # an approval request loads nothing in the serving process: the approval does
-        candidate = check_servable(artefacts, target, preload=None if rules else preload)
+        candidate = check_servable(artefacts, target)
     while True:
         checked = _checked_champion(store, artefacts, target, expected_champion, candidate)
         try:
@@ -372,12 +362,11 @@ def decide_approval(
     approve: bool,
     reason: str,
     artefacts: ArtefactStore | None = None,
-    preload: Preload | None = None,
 ) -> tuple[ApprovalRow, tuple[VersionRow, VersionRow | None] | None]:
     """Approve (the store promotes in the same transaction) or reject an approval
     request. An approval that promotes — its request's champion (or none) still serves:
     approved after another arrived, the store closes it unpromoted — first reads and loads
-    its version (:func:`check_servable`, through ``preload`` when given) and checks it
+    its version (:func:`check_servable`) and checks it
     (:func:`check_promotion_signature`) against that champion. A request for a version
     whose artefact is unavailable (``artefact_unavailable``), or opened before promotions
     checked signatures (``signature_mismatch``), is so refused and stays pending, to be
@@ -393,7 +382,7 @@ def decide_approval(
             and not _in_service(target)
         ):
             artefacts = ArtefactStore(config.artefact_dir) if artefacts is None else artefacts
-            candidate = check_servable(artefacts, target, preload=preload)
+            candidate = check_servable(artefacts, target)
             check_promotion_signature(artefacts, target, champion, candidate=candidate)
     return store.decide_approval(approval_id, approver=approver, approve=approve, reason=reason)
 
@@ -406,11 +395,10 @@ def rollback(
     actor: str,
     reason: str,
     expected_champion: int | None = None,
-    preload: Preload | None = None,
 ) -> tuple[VersionRow, VersionRow]:
     """:meth:`Store.rollback <tunewatch.store.Store.rollback>` (``(restored,
     rolled_back)``), once the version it restores reads back intact and loads
-    (:func:`check_servable`, through ``preload`` when given; ``ConflictError``,
+    (:func:`check_servable`; ``ConflictError``,
     ``artefact_unavailable``, and nothing changed, otherwise): committed, the rollback made
     a champion no process could serve, and the version it replaced is rolled back for good.
 
@@ -424,7 +412,7 @@ def rollback(
         if found is not None and expected_champion in (None, found):  # else refused
             restored = _rollback_target(store, model, found)
             if restored is not None and restored.stage != "rolled_back":  # else refused
-                check_servable(artefacts, restored, preload=preload)
+                check_servable(artefacts, restored)
         expected = found if expected_champion is None else expected_champion
         try:
             return store.rollback(model, actor=actor, reason=reason, expected_champion=expected)

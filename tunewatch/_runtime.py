@@ -163,15 +163,6 @@ class ScoringRuntime:
             )
             return None
 
-    def preload(self, v: VersionRow) -> OnnxModel:
-        """Open ``v``'s session unless one is open (its artefact read back, its hash
-        verified, onnxruntime's session made): a stage change that puts ``v`` in service
-        calls it before it commits, and is refused rather than committed for a version
-        this process cannot serve (``StoreError`` or ``ShadowError``). The load that
-        follows the change finds the session; one no line-up takes goes at the next load."""
-        with self._load_lock:
-            return self._session(v)
-
     def _served(self, row: ModelRow, deployment: Deployment | None) -> ServedModel:
         """``row`` as served: its ranges and split from the config, its ``deployment``
         (a new one, with no line-up, when ``None``)."""

@@ -354,3 +354,23 @@ def test_an_unreadable_shadow_artefact_stops_neither_refresh_nor_start(
     finally:
         restarted.runtime.close()
         restarted.close()
+
+
+def test_a_refused_approval_leaves_no_session_of_its_version_open(
+    regulated: Daemon, template: tuple[Path, dict[str, str]]
+) -> None:
+    """The check before an approval opened the version's session in the serving runtime
+    and kept it for the load to follow; refused (``same_person``), the session of a
+    version no line-up takes stayed open, a whole model's memory, until another load."""
+    regulated.store.set_stage(MODEL, 2, "retired", actor="ops", reason="out of the lineup")
+    regulated.runtime.load(MODEL)
+    retired = regulated.store.get_version(MODEL, 2).artefact_sha256
+    assert retired not in regulated.runtime._sessions
+    admin = _auth(template, "admin")
+    with BackgroundServer(regulated.app) as server, httpx.Client(base_url=server.url) as c:
+        r = c.post(f"/v1/models/{MODEL}/versions/2/promote", json={"reason": "r"}, headers=admin)
+        assert r.status_code == 202, r.text
+        approval = r.json()["approval"]["id"]
+        r = c.post(f"/v1/approvals/{approval}/approve", json={"reason": "r"}, headers=admin)
+        assert r.status_code == 409 and r.json()["code"] == "same_person", r.text
+    assert retired not in regulated.runtime._sessions

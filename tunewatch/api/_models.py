@@ -191,7 +191,6 @@ def promote(
         actor=principal.name,
         reason=body.reason,
         artefacts=ctx.runtime.artefacts,
-        preload=ctx.runtime.preload,
     )
     if outcome.status == "pending_approval":
         assert outcome.approval is not None
@@ -249,7 +248,6 @@ def rollback(
         model,
         actor=principal.name,
         reason=body.reason,
-        preload=ctx.runtime.preload,
     )
     ctx.runtime.try_load(model)
     refresh_reports(
@@ -286,7 +284,6 @@ def _decide(
         approve=approve,
         reason=body.reason,
         artefacts=ctx.runtime.artefacts,
-        preload=ctx.runtime.preload,
     )
     if approve and decided.status == "rejected":  # closed: the champion changed meanwhile
         raise ApiError(409, "champion_changed", decided.decision_reason or "champion changed")
