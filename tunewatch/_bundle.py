@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import stat
 import uuid
 import zipfile
 from collections.abc import Sequence
@@ -132,24 +133,32 @@ def export_bundle(
 def _write_zip(target: Path, manifest: str, files: dict[str, bytes]) -> None:
     """Write the bundle beside ``target`` and rename it into place once it is on disk: a
     write that fails part-way (a full disk) leaves whatever was at ``target`` as it was,
-    and no partial file."""
+    and no partial file. A symlink at ``target`` is followed (its file is replaced, the
+    link stays), an existing file's mode is kept (a private bundle stays private), and
+    the partial file's name does not grow with ``target``'s."""
     if not target.name:  # "." or "/": no file to write, nor a name to write it beside
         raise BundleError(f"cannot write bundle {str(target)!r}: it names a directory")
-    # created like any file the process writes (its umask applies), not private
-    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+    final = Path(os.path.realpath(target))
+    try:
+        mode: int | None = stat.S_IMODE(final.stat().st_mode)
+    except OSError:
+        mode = None  # a new file: created like any the process writes (umask applies)
+    partial = final.with_name(f".tunewatch-export-{uuid.uuid4().hex[:16]}.partial")
     try:
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
         raise BundleError(f"cannot write bundle {str(target)!r}: {exc.strerror}") from exc
     try:
         with os.fdopen(fd, "wb") as f:
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
             with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as archive:
                 archive.writestr(MANIFEST, manifest)
                 for name, data in files.items():
                     archive.writestr(name, data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(partial, target)
+        os.replace(partial, final)
     except BaseException as exc:  # Ctrl-C too: the partial file goes either way
         try:
             partial.unlink(missing_ok=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 import struct
 import subprocess
 import sys
@@ -270,3 +272,36 @@ def test_a_failed_export_leaves_the_earlier_bundle_in_place_and_no_temporary_fil
     assert "cannot write bundle" in run.stdout and "File too large" in run.stdout
     assert bundle.read_bytes() == before
     assert sorted(p.name for p in out.iterdir()) == ["credit.zip"]
+
+
+def test_an_export_over_an_existing_bundle_keeps_its_mode_its_link_and_long_names(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """Writing beside the destination and renaming replaced the file itself: a private
+    (0600) bundle — training rows and labels — became 0644 under umask 022, a symlinked
+    destination became a plain file while its target kept the old bundle, and a name
+    near the 255-byte limit failed, the partial file's name 42 bytes longer."""
+    source, _ = make_daemon(tmp_path / "source", trained)
+    out = tmp_path / "out"
+    out.mkdir()
+    private = out / "private.zip"
+    private.write_bytes(b"old")
+    private.chmod(0o600)
+    real = out / "real.zip"
+    real.write_bytes(b"old")
+    link = out / "link.zip"
+    link.symlink_to(real)
+    long = out / ("b" * 240 + ".zip")
+    old_umask = os.umask(0o022)
+    try:
+        for destination in (private, link, long):
+            export_bundle(source.store, source.artefacts, source.config, MODEL, destination)
+    finally:
+        os.umask(old_umask)
+        source.close()
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    assert link.is_symlink() and zipfile.is_zipfile(real)
+    assert zipfile.is_zipfile(long)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["private.zip", "real.zip", "link.zip", long.name]
+    )
