@@ -49,6 +49,7 @@ from tunewatch._tuning_cv import (
     outer_plan,
     tuned_estimate,
 )
+from tunewatch._tuning_progress import Heartbeat, ProgressReporter
 from tunewatch._tuning_window import training_window
 from tunewatch.store import JobRow, ModelRow, Store, VersionRow
 
@@ -109,7 +110,7 @@ class TuningJobRunner:
         cfg = self.config.model_or_default(model.name, model.task)
         logger.info("job=%d model=%s: tuning starts on %s", job.id, model.name, self.worker)
         try:
-            with _Heartbeat(self.store, job.id, self.config.tuning.heartbeat_s):
+            with Heartbeat(self.store, job.id, self.config.tuning.heartbeat_s):
                 result = self._tune(job, model, cfg, on_progress)
         except _Interrupted:
             self._requeue(job)
@@ -325,7 +326,7 @@ class TuningJobRunner:
             interrupted=self.stop.is_set if self.stop is not None else None,
             cost_predictor=predictor,
         )
-        progress = _ProgressReporter(self.store, job.id, storage, study, tj.max_trials, on_progress)
+        progress = ProgressReporter(self.store, job.id, storage, study, tj.max_trials, on_progress)
         progress.start()
         try:
             with self._interruptible():
@@ -506,76 +507,3 @@ class _Interrupted(Exception):
 
 class _RegisteredElsewhere(Exception):
     """Another worker of the same job registered the study's winner first."""
-
-
-class _Heartbeat:
-    """Tells the store every ``interval_s`` that this job's worker is alive, from claim to
-    finish; the launcher fails jobs whose heartbeat stops (``JobLauncher.tick``)."""
-
-    def __init__(self, store: Store, job_id: int, interval_s: float) -> None:
-        self._store, self._job_id, self._interval = store, job_id, interval_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="job-heartbeat")
-
-    def __enter__(self) -> None:
-        self._thread.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self._store.heartbeat_job(self._job_id)
-            except TunewatchError as exc:
-                logger.warning("job=%d: heartbeat not written: %s", self._job_id, exc)
-
-
-class _ProgressReporter:
-    """Copies the study's progress into the job row every second (API, metrics, CLI); a
-    report that fails is logged and skipped, never raised into the job."""
-
-    def __init__(
-        self, store: Store, job_id: int, storage: str, study: str, max_trials: int, callback: Any
-    ) -> None:
-        self._args = (store, job_id, storage, study, max_trials)
-        self._callback = callback
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True, name="job-progress")
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._report()
-
-    def _run(self) -> None:
-        while not self._stop.wait(1.0):
-            self._report()
-
-    def _report(self) -> None:
-        store, job_id, storage, study, max_trials = self._args
-        try:
-            p = study_progress(storage, study)
-            if p is None:
-                return
-            progress = {
-                "phase": "tuning",
-                "study": study,
-                "trials": p.n_trials,  # those that ran, as the result counts them
-                "cost_rejected": p.n_cost_rejected,
-                "complete": p.n_complete,
-                "pruned": p.n_pruned,
-                "best_value": p.best_value,
-                "max_trials": max_trials,
-            }
-            store.update_job_progress(job_id, progress)
-            if self._callback is not None:
-                self._callback(progress)
-        except (RetuneError, TunewatchError) as exc:
-            logger.warning("job=%d: progress not updated: %s", job_id, exc)
-        except Exception:  # a report's boundary: it never ends the job it reports on
-            logger.exception("job=%d: progress not updated", job_id)

@@ -1,0 +1,88 @@
+"""A running tuning job's two background threads: its heartbeat, which tells the store
+the worker is alive, and its progress reporter, which copies the study's progress into
+the job row (the API, metrics and the CLI's progress bar read it there)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from retune import RetuneError, study_progress
+from tunewatch._errors import TunewatchError
+from tunewatch.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    """Tells the store every ``interval_s`` that this job's worker is alive, from claim to
+    finish; the launcher fails jobs whose heartbeat stops (``JobLauncher.tick``)."""
+
+    def __init__(self, store: Store, job_id: int, interval_s: float) -> None:
+        self._store, self._job_id, self._interval = store, job_id, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="job-heartbeat")
+
+    def __enter__(self) -> None:
+        self._thread.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._store.heartbeat_job(self._job_id)
+            except TunewatchError as exc:
+                logger.warning("job=%d: heartbeat not written: %s", self._job_id, exc)
+
+
+class ProgressReporter:
+    """Copies the study's progress into the job row every second (API, metrics, CLI); a
+    report that fails is logged and skipped, never raised into the job."""
+
+    def __init__(
+        self, store: Store, job_id: int, storage: str, study: str, max_trials: int, callback: Any
+    ) -> None:
+        self._args = (store, job_id, storage, study, max_trials)
+        self._callback = callback
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="job-progress")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._report()
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self._report()
+
+    def _report(self) -> None:
+        store, job_id, storage, study, max_trials = self._args
+        try:
+            p = study_progress(storage, study)
+            if p is None:
+                return
+            progress = {
+                "phase": "tuning",
+                "study": study,
+                "trials": p.n_trials,  # those that ran, as the result counts them
+                "cost_rejected": p.n_cost_rejected,
+                "complete": p.n_complete,
+                "pruned": p.n_pruned,
+                "best_value": p.best_value,
+                "max_trials": max_trials,
+            }
+            store.update_job_progress(job_id, progress)
+            if self._callback is not None:
+                self._callback(progress)
+        except (RetuneError, TunewatchError) as exc:
+            logger.warning("job=%d: progress not updated: %s", job_id, exc)
+        except Exception:  # a report's boundary: it never ends the job it reports on
+            logger.exception("job=%d: progress not updated", job_id)
