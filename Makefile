@@ -19,8 +19,9 @@ demo: $(STAMP)
 
 # Both cores: tests take their own ports, temp dirs and PostgreSQL schemas, so any
 # two can run at once (the dashboard tests copy one demo store: tests/dashboard/conftest.py).
+# The slowest tests are listed at the end: CI must stay under 20 minutes on two cores.
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist worksteal
+	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=25
 
 lint: $(STAMP)
 	$(BIN)/ruff check monitor shadow retune tunewatch tests bench
