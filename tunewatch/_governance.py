@@ -178,10 +178,10 @@ def _rules(
 
 def check_servable(artefacts: ArtefactStore, target: VersionRow) -> Signature:
     """``target``'s signature, once its artefact is read back intact and loaded (in a
-    session made and dropped here); refuse
-    (``ConflictError``, ``artefact_unavailable``) to put it in service when its artefact is
-    missing, damaged or unreadable, or onnxruntime cannot load it. Called before the stage
-    change commits, so that nothing is changed for such a version."""
+    session made and dropped here); refuse (``ConflictError``, ``artefact_unavailable``)
+    to put it in service when its artefact is missing, damaged or unreadable, or
+    onnxruntime cannot load it. Called before the stage change commits, so that nothing
+    is changed for such a version."""
     try:
         return OnnxModel.from_bytes(artefacts.get(target.artefact_sha256)).signature
     except (StoreError, ShadowError) as exc:
