@@ -148,6 +148,7 @@ def _write_zip(target: Path, manifest: str, files: dict[str, bytes]) -> None:
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except OSError as exc:
         raise BundleError(f"cannot write bundle {str(target)!r}: {exc.strerror}") from exc
+    replaced = False
     try:
         with os.fdopen(fd, "wb") as f:
             if mode is not None:
@@ -159,15 +160,16 @@ def _write_zip(target: Path, manifest: str, files: dict[str, bytes]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(partial, final)
-    except BaseException as exc:  # Ctrl-C too: the partial file goes either way
-        try:
-            partial.unlink(missing_ok=True)
-        except OSError:
-            logger.exception("could not remove the partial bundle %s", partial)
-        if isinstance(exc, OSError):
-            reason = exc.strerror or exc
-            raise BundleError(f"cannot write bundle {str(target)!r}: {reason}") from exc
-        raise
+        replaced = True
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise BundleError(f"cannot write bundle {str(target)!r}: {reason}") from exc
+    finally:
+        if not replaced:  # failed, or interrupted (Ctrl-C): the partial file goes
+            try:
+                partial.unlink(missing_ok=True)
+            except OSError:
+                logger.exception("could not remove the partial bundle %s", partial)
 
 
 def _parent_origin(store: Store, model: str, v: VersionRow) -> dict[str, Any] | None:
