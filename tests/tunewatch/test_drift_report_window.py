@@ -57,12 +57,10 @@ def _frames(d: Daemon, drift: EvaluationRow) -> tuple[object, object]:
     return judged_frames(d.store, model, evaluation, drift, baseline, columns)
 
 
-def test_labels_that_arrive_after_the_run_are_not_in_its_report(
-    trained: list[ExampleModel], tmp_path: Path
-) -> None:
-    """The report read the verdict's requests' labels as they stood at its first request:
-    the slower outcomes that came after the run (every one positive) were label drift in
-    the stored report of a verdict that tested half the labels and found none."""
+@pytest.fixture
+def unlabelled(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Daemon]:
+    """A champion with a reference and ``WINDOW`` requests six hours old (matured by any
+    run), no label yet."""
     d = _daemon(
         tmp_path,
         {"window_rows": WINDOW, "decay": {"window_s": 3600, "maturity_s": 60}},
@@ -76,66 +74,55 @@ def test_labels_that_arrive_after_the_run_are_not_in_its_report(
             stage="champion",
             reference=trained[0].reference,
         )
-        requests = Clock()  # six hours ago: every request has matured by the run
-        feed(d, requests, 0, WINDOW, shift=0.0, seed=4, labels=False)
-        _, y = example_data(WINDOW, seed=4, shift=0.0)
-        d.store.add_labels(
-            MODEL, [LabelItem(request_id=f"r{i}", value=float(y[i])) for i in range(0, WINDOW, 2)]
-        )
-        # labels are stamped with the real time: the run comes after the first half's
-        run = datetime.now(UTC)
-        d.evaluator.clock = lambda: run
-        drift = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["drift"]
-        [label] = [c for c in drift.payload["columns"] if c["column"] == LABEL]
-        assert label["status"] == "ok" and label["n_cur"] == WINDOW // 2
-        assert not label["drifted"]
-        d.store.add_labels(
-            MODEL, [LabelItem(request_id=f"r{i}", value=1.0) for i in range(1, WINDOW, 2)]
-        )
-        report = _report(d, drift)
-        assert LABEL not in report.payload["drifted_columns"]
-        assert report.payload["drifted_columns"] == sorted(drift.payload["drifted_columns"])
-        _, current = _frames(d, drift)  # the very labels the verdict tested
-        assert int(current[LABEL].notna().sum()) == label["n_cur"]  # type: ignore[index]
+        feed(d, Clock(), 0, WINDOW, shift=0.0, seed=4, labels=False)
+        yield d
     finally:
         d.close()
 
 
-def test_labels_that_arrive_while_the_run_reads_are_in_its_report(
-    trained: list[ExampleModel], tmp_path: Path
-) -> None:
+def test_labels_that_arrive_after_the_run_are_not_in_its_report(unlabelled: Daemon) -> None:
+    """The report read the verdict's requests' labels as they stood at its first request:
+    the slower outcomes that came after the run (every one positive) were label drift in
+    the stored report of a verdict that tested half the labels and found none."""
+    d = unlabelled
+    _, y = example_data(WINDOW, seed=4, shift=0.0)
+    d.store.add_labels(
+        MODEL, [LabelItem(request_id=f"r{i}", value=float(y[i])) for i in range(0, WINDOW, 2)]
+    )
+    # labels are stamped with the real time: the run comes after the first half's
+    run = datetime.now(UTC)
+    d.evaluator.clock = lambda: run
+    drift = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["drift"]
+    [label] = [c for c in drift.payload["columns"] if c["column"] == LABEL]
+    assert label["status"] == "ok" and label["n_cur"] == WINDOW // 2
+    assert not label["drifted"]
+    d.store.add_labels(
+        MODEL, [LabelItem(request_id=f"r{i}", value=1.0) for i in range(1, WINDOW, 2)]
+    )
+    report = _report(d, drift)
+    assert LABEL not in report.payload["drifted_columns"]
+    assert report.payload["drifted_columns"] == sorted(drift.payload["drifted_columns"])
+    _, current = _frames(d, drift)  # the very labels the verdict tested
+    assert int(current[LABEL].notna().sum()) == label["n_cur"]  # type: ignore[index]
+
+
+def test_labels_that_arrive_while_the_run_reads_are_in_its_report(unlabelled: Daemon) -> None:
     """A run takes its time (``now``) first and reads the label window later, after the
     window and a first baseline: labels that arrived in between were in the verdict's test
     and out of its report. The verdict records the newest label it read, and the report
     tests the labels that had arrived by then."""
-    d = _daemon(
-        tmp_path,
-        {"window_rows": WINDOW, "decay": {"window_s": 3600, "maturity_s": 60}},
+    d = unlabelled
+    run = datetime.now(UTC)  # the run's time, taken before these labels arrive
+    _, y = example_data(WINDOW, seed=4, shift=0.0)
+    d.store.add_labels(
+        MODEL, [LabelItem(request_id=f"r{i}", value=float(y[i])) for i in range(WINDOW)]
     )
-    try:
-        d.registry.register(
-            MODEL,
-            trained[0].onnx,
-            trained[0].metadata,
-            actor="test",
-            stage="champion",
-            reference=trained[0].reference,
-        )
-        requests = Clock()  # six hours ago: every request has matured by the run
-        feed(d, requests, 0, WINDOW, shift=0.0, seed=4, labels=False)
-        run = datetime.now(UTC)  # the run's time, taken before these labels arrive
-        _, y = example_data(WINDOW, seed=4, shift=0.0)
-        d.store.add_labels(
-            MODEL, [LabelItem(request_id=f"r{i}", value=float(y[i])) for i in range(WINDOW)]
-        )
-        d.evaluator.clock = lambda: run
-        drift = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["drift"]
-        [label] = [c for c in drift.payload["columns"] if c["column"] == LABEL]
-        assert label["status"] == "ok" and label["n_cur"] == WINDOW
-        _, current = _frames(d, drift)
-        assert int(current[LABEL].notna().sum()) == WINDOW  # type: ignore[index]
-    finally:
-        d.close()
+    d.evaluator.clock = lambda: run
+    drift = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["drift"]
+    [label] = [c for c in drift.payload["columns"] if c["column"] == LABEL]
+    assert label["status"] == "ok" and label["n_cur"] == WINDOW
+    _, current = _frames(d, drift)
+    assert int(current[LABEL].notna().sum()) == WINDOW  # type: ignore[index]
 
 
 @dataclass(frozen=True)
