@@ -5,7 +5,6 @@ before it commits — and a champion in that state never blocks replacing it."""
 from __future__ import annotations
 
 import base64
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,11 +14,11 @@ import pytest
 import yaml
 
 from tests.tunewatch.conftest import MODEL, logistic_variant, make_daemon
+from tests.tunewatch.test_promotion_signature import _config, _copy
 from tunewatch import _governance as governance
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._background import BackgroundServer
 from tunewatch._cli import main
-from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._errors import ConflictError, NotFoundError, StoreError
 from tunewatch._example import ExampleModel
@@ -37,15 +36,6 @@ def template(
     d, tokens = make_daemon(path, trained)
     d.close()
     return path, tokens
-
-
-def _config(data_dir: Path, **extra: object) -> dict[str, object]:
-    return {"data_dir": str(data_dir), "scheduler": {"enabled": False}, **extra}
-
-
-def _copy(template: tuple[Path, dict[str, str]], tmp_path: Path, **extra: object) -> Daemon:
-    shutil.copytree(template[0], tmp_path / "data")
-    return Daemon(build_config(_config(tmp_path / "data", **extra), env={}), env={})
 
 
 @pytest.fixture
