@@ -42,11 +42,16 @@ class Served:
 
 
 def seeded_dir(data_dir: Path) -> Path:
-    """Run the demo into ``data_dir`` (its progress lines are swallowed)."""
+    """Run the demo into ``data_dir`` (its progress lines are swallowed) and seed it."""
     with contextlib.redirect_stdout(io.StringIO()):
         code = run_demo(data_dir=data_dir)
     if code != 0:
         raise RuntimeError(f"the demo failed (exit {code}); no scenario to serve")
+    return seed_sequential_test(data_dir)
+
+
+def seed_sequential_test(data_dir: Path) -> Path:
+    """Add :func:`add_sequential_test` to the demo's store in ``data_dir``."""
     with Store.open(build_config({"data_dir": str(data_dir)}, env={}).store_url) as store:
         add_sequential_test(store, MODEL)
     return data_dir

@@ -3,25 +3,25 @@
 History study -> serving -> concept change -> drift over consecutive windows -> a queued
 re-tuning job -> a warm-started study in a worker process -> a shadow challenger -> a
 paired always-valid comparison -> promotion -> the promoted version's report.
+
+The run is the one the dashboard tests serve too (``tests/demo_run.py``): one demo a test run.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from tunewatch._demo import MODEL, run_demo
+from tests.demo_run import copy_of_demo
+from tunewatch._demo import MODEL
 from tunewatch.store import Store
 
 
 @pytest.mark.slow
 def test_events_run_in_order_from_drift_to_promotion_and_the_report_exists(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    data = tmp_path / "demo"
-    assert run_demo(data_dir=data) == 0
-    out = capsys.readouterr().out
+    demo = copy_of_demo(tmp_path_factory, "whole-loop")  # the demo exited 0
+    data, out = demo.data_dir, demo.output
     assert "drift detected        : window" in out
     assert "warm-started study    : credit-job2 from ['credit-job1']" in out
 
