@@ -2,8 +2,9 @@
 
 Run by :func:`shadow.inspect_candidate` under an address-space limit and a timeout,
 because a crafted model can crash or exhaust the process creating its session. It
-creates a session, reads the signature, scores one row of zeros and prints one JSON
-object to stdout:
+creates a session, reads the signature, scores two rows of zeros (one if the model
+declares a batch of one), checks the primary output holds a row per input row and
+prints one JSON object to stdout:
 
 - success (exit 0): ``{"signature": {...}, "memory_bytes": int}``
 - refusal (exit 2): ``{"error": code, "message": str}`` with a
@@ -47,11 +48,20 @@ MEMORY_MARKERS: Final[tuple[str, ...]] = (
 
 
 def probe(path: Path) -> dict[str, object]:
-    """Load ``path`` into a session and score one row of zeros."""
+    """Load ``path`` into a session and score two rows of zeros: the primary output
+    must hold one row per input row (a scalar or a ``[n_outputs, batch]`` output
+    cannot be recorded, nor split by request when a shadow backlog is batched)."""
     model = OnnxModel.from_bytes(path.read_bytes())
     spec = model.signature.input
-    x = np.zeros((1, model.signature.n_features), dtype=spec.dtype)
-    model.primary(model.run(x))
+    rows = 1 if spec.shape[0] == 1 else 2  # a model declaring a batch of one takes one
+    x = np.zeros((rows, model.signature.n_features), dtype=spec.dtype)
+    values = model.primary(model.run(x))
+    if values.ndim < 1 or values.shape[0] != rows:
+        raise CandidateRejectedError(
+            f"the model's output {model.signature.primary_output!r} must hold one row per "
+            f"input row: {rows} rows gave shape {list(values.shape)}",
+            code="unsupported_signature",
+        )
     return {"signature": model.signature.to_dict(), "memory_bytes": model.memory_bytes}
 
 

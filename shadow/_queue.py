@@ -85,6 +85,12 @@ def score(job: ShadowJob, loaded: LoadedVersion) -> ShadowResult:
         name = model.signature.primary_output
         check_output(outputs[name], name)  # recorded as float32
         values = model.primary(outputs)
+        if not _one_row_per_input_row(values, x):
+            raise ShadowError(
+                f"the model's output {name!r} must hold one row per input row "
+                f"({x.shape[0]}), got shape {values.shape}",
+                code="output_shape_mismatch",
+            )
     except Exception as exc:  # job boundary: record, log with traceback, carry on
         latency = time.perf_counter() - start
         logger.exception(
@@ -108,7 +114,9 @@ def score_many(jobs: Sequence[ShadowJob], loaded: LoadedVersion) -> list[ShadowR
     many requests). The first job is scored on its own so that every drained backlog
     yields one honest single-request latency; the batched ones carry ``latency_s=None``
     (their cost is shared, not a latency). If the batched run fails, each job is scored
-    alone so that one bad job cannot sink the others.
+    alone so that one bad job cannot sink the others; so too when the batch's primary
+    output does not hold one row per input row (a 0-d output, a ``[1, batch]`` one): it
+    cannot be split by request, and each job alone gets its own score or its own error.
     """
     results = [score(jobs[0], loaded)]
     rest = jobs[1:]
@@ -126,6 +134,8 @@ def score_many(jobs: Sequence[ShadowJob], loaded: LoadedVersion) -> list[ShadowR
         # alone does not, and a model that loops on every row opens its breaker after two
         # more (shadow._deadline.RunBreaker), then the rest are refused at once
         return results + [score(j, loaded) for j in rest]
+    if not _one_row_per_input_row(values, x):  # not batch-major: no slice is one job's
+        return results + [score(j, loaded) for j in rest]
     start = 0
     for job in rest:  # slices: np.split costs ~5x as much (50 against 10 µs for 31 jobs)
         end = start + job.x.shape[0]
@@ -134,6 +144,10 @@ def score_many(jobs: Sequence[ShadowJob], loaded: LoadedVersion) -> list[ShadowR
         )
         start = end
     return results
+
+
+def _one_row_per_input_row(values: np.ndarray[Any, Any], x: np.ndarray[Any, Any]) -> bool:
+    return values.ndim >= 1 and values.shape[0] == x.shape[0]
 
 
 class ShadowQueue:
@@ -386,7 +400,7 @@ class ShadowQueue:
             groups.setdefault(job.challengers, []).append(job)
         for challengers, group in groups.items():
             for loaded in challengers:
-                results.extend(score_many(group, loaded))
+                results.extend(self._score_group(group, loaded))
         failures = sum(1 for r in results if r.error is not None)
         callback_failed = False
         try:
@@ -404,3 +418,25 @@ class ShadowQueue:
             self._processed += len(jobs)
             self._errors += failures + callback_failed
             self._callback_errors += callback_failed
+
+    def _score_group(self, group: list[ShadowJob], loaded: LoadedVersion) -> list[ShadowResult]:
+        """:func:`score_many`, at the job boundary: an exception it lets out (a bug, not a
+        failing job, which is an error result already) fails this challenger's jobs of
+        the group, each an error result, and never the worker."""
+        try:
+            return score_many(group, loaded)
+        except Exception as exc:  # job boundary: log with traceback, record, carry on
+            logger.exception(
+                "shadow queue %s: scoring %d jobs failed unexpectedly: model=%s version=%d "
+                "(first request=%s)",
+                self.name,
+                len(group),
+                group[0].model,
+                loaded.version,
+                group[0].request_id,
+            )
+            error = f"{type(exc).__name__}: {exc}"
+            return [
+                ShadowResult(j.model, j.request_id, loaded.version, None, None, error)
+                for j in group
+            ]

@@ -87,14 +87,17 @@ class Recorder:
     def close(self, timeout: float = 10.0) -> None:
         """Write everything queued so far, then stop the writer. Records that arrive
         later fail with :class:`~tunewatch.StoreUnavailableError` (no writer is left to
-        acknowledge them)."""
+        acknowledge them). Records still queued after ``timeout`` fail with it too; a
+        writer still in a commit then stops once that commit ends."""
         with self._closing:
             self._closed = True
             self._queue.put(_STOP)
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        left, _ = _drain(self._queue)  # a writer that did not stop in time, or never ran
+        left, stopping = _drain(self._queue)  # a writer that did not stop in time, or never ran
+        if stopping:  # for the writer still committing: without it, it waits here forever
+            self._queue.put(_STOP)
         if left:
             logger.error("the recorder closed with %d records unwritten", len(left))
             self._count_failure()

@@ -82,6 +82,32 @@ def test_refuses_model_with_two_inputs(tmp_path: Path) -> None:
     assert error.code == "unsupported_signature"
 
 
+@pytest.mark.parametrize(
+    ("case", "node", "out_shape"),
+    [
+        ("scalar", helper.make_node("ReduceSum", ["X"], ["Y"], keepdims=0), []),
+        ("transposed", helper.make_node("Transpose", ["X"], ["Y"]), [3, None]),
+    ],
+    ids=["scalar", "transposed"],
+)
+def test_refuses_a_primary_output_without_one_row_per_input_row(
+    tmp_path: Path, case: str, node: onnx.NodeProto, out_shape: list[int | None]
+) -> None:
+    """Such an output cannot be split by request: scored, every backlog of a challenger
+    went one request at a time and every answer of a champion had no row to record."""
+    graph = helper.make_graph(
+        [node],
+        case,
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 3])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, out_shape)],
+    )
+    path = tmp_path / f"{case}.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    error = rejection(path)
+    assert error.code == "unsupported_signature"
+    assert "one row per input row" in error.message and "'Y'" in error.message
+
+
 def test_model_onnxruntime_cannot_load_is_load_failed(tmp_path: Path) -> None:
     graph = helper.make_graph(
         [helper.make_node("NoSuchOperator", ["X"], ["Y"])],

@@ -543,3 +543,132 @@ def test_a_backlog_too_slow_to_score_as_one_batch_is_scored_job_by_job() -> None
     results = score_many(jobs, version)
     assert [r.error for r in results] == [None] * 9
     assert all(r.values is not None and r.values.shape == (1, 2) for r in results)
+
+
+def _sum_model(*, scalar: bool = False, transposed: bool = False) -> LoadedVersion:
+    """Sums each row: ``[batch, 1]``; or the whole batch to a 0-d scalar (ReduceSum,
+    keepdims=0); or the row sums transposed to ``[1, batch]`` (not batch-major)."""
+    from onnx import TensorProto, helper
+
+    axes = [helper.make_tensor("axes", TensorProto.INT64, [1], [1])]
+    if scalar:
+        nodes = [helper.make_node("ReduceSum", ["x"], ["y"], keepdims=0)]
+        shape: list[int | str | None] = []
+        axes = []
+    elif transposed:
+        nodes = [
+            helper.make_node("ReduceSum", ["x", "axes"], ["s"], keepdims=1),
+            helper.make_node("Transpose", ["s"], ["y"], perm=[1, 0]),
+        ]
+        shape = [1, None]
+    else:
+        nodes = [helper.make_node("ReduceSum", ["x", "axes"], ["y"], keepdims=1)]
+        shape = [None, 1]
+    graph = helper.make_graph(
+        nodes,
+        "sum",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, N_FEATURES])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+        axes,
+    )
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    version = 3 if scalar else 4 if transposed else 2
+    return LoadedVersion(
+        version=version,
+        model=OnnxModel.from_bytes(proto.SerializeToString()),
+        hyperparameter_set="hp",
+    )
+
+
+def test_a_challenger_with_a_scalar_output_fails_its_jobs_not_the_worker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A challenger whose primary output is 0-d passed the one-row probe; a drained
+    backlog of two or more jobs sliced its 0-d batch output outside any ``try``: the
+    IndexError killed the only worker, and every later job of every model was dropped."""
+    good, scalar = _sum_model(), _sum_model(scalar=True)
+    x = np.ones((1, N_FEATURES), np.float32)
+    collect = Collector(expected=7)
+    with caplog.at_level(logging.ERROR, logger="shadow"):
+        with ShadowQueue(maxsize=10, on_result=collect, workers=1) as q:
+            # one hand-off: one drain of three jobs, the last two batched
+            assert q.submit_many([job(f"r{i}", x, good, scalar) for i in range(3)]) == 3
+            assert q.submit(job("later", x, good))  # taken after that drain: the worker lives
+            assert collect.done.wait(WAIT_S)
+            assert q.running
+    results = {(r.request_id, r.version): r for r in collect.results}
+    for i in range(3):
+        bad = results[(f"r{i}", scalar.version)]
+        assert bad.values is None and bad.error is not None
+        assert "one row per input row (1)" in bad.error and "shape ()" in bad.error
+        ok = results[(f"r{i}", good.version)]
+        assert ok.error is None and ok.values is not None
+        np.testing.assert_array_equal(ok.values, [[N_FEATURES]])
+    assert results[("later", good.version)].error is None
+    assert q.processed == 4 and q.errors == 3 and q.dropped == 0
+    assert sum("request=r" in r.getMessage() for r in caplog.records if r.exc_info) == 3
+
+
+def test_a_not_batch_major_challenger_s_backlog_is_scored_request_by_request() -> None:
+    """A challenger whose primary output is ``[1, batch]`` had its batched output split by
+    the input row counts: the first batched job got every job's scores, the others empty
+    arrays, all recorded as successes under the wrong request ids."""
+    transposed = _sum_model(transposed=True)
+    rows = [np.full((1, N_FEATURES), i, np.float32) for i in range(4)]
+    collect = Collector(expected=4)
+    with ShadowQueue(maxsize=10, on_result=collect) as q:
+        assert q.submit_many([job(f"r{i}", x, transposed) for i, x in enumerate(rows)]) == 4
+        assert collect.done.wait(WAIT_S)
+    assert [r.request_id for r in collect.results] == ["r0", "r1", "r2", "r3"]
+    for result, x in zip(collect.results, rows, strict=True):
+        alone = transposed.model.primary(transposed.model.run(x))
+        assert result.error is None and result.values is not None
+        np.testing.assert_array_equal(result.values, alone)
+        assert result.values.shape == (1, 1)
+    assert q.errors == 0 and q.processed == 4
+
+
+def test_a_job_whose_output_is_not_one_row_per_input_row_is_an_error() -> None:
+    """Scored alone, a ``[1, batch]`` output of a two-row request is one row for two:
+    an error result, not two requests' scores recorded as one row."""
+    from shadow._queue import score
+
+    transposed = _sum_model(transposed=True)
+    two = np.ones((2, N_FEATURES), np.float32)
+    result = score(job("two", two, transposed), transposed)
+    assert result.values is None and result.error is not None
+    assert "output 'y' must hold one row per input row (2), got shape (1, 2)" in result.error
+    one = score(job("one", two[:1], transposed), transposed)
+    assert one.error is None and one.values is not None and one.values.shape == (1, 1)
+
+
+def test_an_unexpected_scoring_failure_fails_its_jobs_not_the_worker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An exception out of scoring a group (here rows of objects, which the batched cast
+    refuses with a TypeError) escaped the worker's loop and ended the thread. It fails
+    that challenger's jobs of the group; other groups, in the same drain or later, are
+    scored."""
+    import dataclasses
+
+    good = _sum_model()
+    other = dataclasses.replace(good, version=5)  # another line-up: another group
+    odd = np.array([[None] * N_FEATURES], dtype=object)
+    x = np.ones((1, N_FEATURES), np.float32)
+    collect = Collector(expected=4)
+    with caplog.at_level(logging.ERROR, logger="shadow"):
+        with ShadowQueue(maxsize=10, on_result=collect, workers=1) as q:
+            assert q.submit_many([job(f"odd{i}", odd, good) for i in range(3)]) == 3
+            assert q.submit(job("later", x, other))
+            assert collect.done.wait(WAIT_S)
+            assert q.running
+    results = {r.request_id: r for r in collect.results}
+    for i in range(3):
+        failed = results[f"odd{i}"]
+        assert failed.values is None and failed.error is not None
+        assert failed.error.startswith("TypeError: ")
+    assert results["later"].error is None
+    assert q.processed == 4 and q.errors == 3
+    unexpected = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
+    assert len(unexpected) == 1 and unexpected[0].exc_info is not None
+    assert "version=2" in unexpected[0].getMessage()

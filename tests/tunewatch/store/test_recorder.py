@@ -380,6 +380,46 @@ def test_records_queued_behind_an_unavailable_group_fail_with_it(
         store.close()
 
 
+def test_a_writer_still_committing_when_close_times_out_stops_once_its_commit_ends(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``close`` drained everything left after its timeout, the stop marker with it: a
+    writer held in a commit past the timeout then waited on its queue forever."""
+    store = Store.open(sqlite_url, lock_timeout_s=30.0)  # the commit waits for the locker
+    store.ensure_model(name="m", task="binary", feature_names=["a", "b"])
+    writing = threading.Event()
+    write_records = store.write_records
+
+    def spy(requests: Any, outputs: Any, shadow_outputs: Any = ()) -> list[bool]:
+        writing.set()
+        return write_records(requests, outputs, shadow_outputs)
+
+    monkeypatch.setattr(store, "write_records", spy)
+    before = set(threading.enumerate())
+    recorder = Recorder(store)
+    recorder.start()
+    (writer,) = [t for t in threading.enumerate() if t not in before]
+    locker = sqlite3.connect(sqlite_file(sqlite_url) or "", isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+
+    async def close_during_a_commit() -> bool:
+        future = recorder.record(_request("r0"), [_output("r0")])
+        assert await asyncio.to_thread(writing.wait, 10.0)  # r0's commit waits on the lock
+        await asyncio.to_thread(recorder.close, 0.05)  # times out: the writer is held
+        locker.rollback()  # the commit goes on
+        return await future
+
+    try:
+        assert asyncio.run(close_during_a_commit()) is True
+        assert store.count_requests("m") == 1
+        writer.join(10.0)
+        assert not writer.is_alive()
+    finally:
+        locker.rollback()
+        locker.close()
+        store.close()
+
+
 def test_a_group_retried_record_by_record_stops_once_the_store_is_unavailable(
     model_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
