@@ -8,6 +8,7 @@ import zlib
 from typing import Any, Final
 
 import orjson
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tunewatch.api._errors import ApiError, error_response
@@ -19,10 +20,14 @@ class BodyTooLargeError(ApiError):
 
 
 class BodyLimitMiddleware:
-    """Refuses bodies over the limit from ``Content-Length`` or while streaming (chunked).
+    """Refuses bodies over the limit from ``Content-Length`` or while streaming (chunked),
+    and hands routes a gzip or deflate body inflated.
 
     Neither uvicorn nor Starlette limit body size; this runs before any route parses.
-    Registration uploads (``.../versions`` POST) get the larger artefact limit.
+    Registration uploads (``POST /v1/models/{model}/versions``) get the larger artefact
+    limit. A compressed body is read and inflated only when the route reads it, which a
+    route does after its permission check: a caller without a token the route accepts
+    costs no inflation.
     """
 
     def __init__(self, app: ASGIApp, *, limit: int, artefact_limit: int) -> None:
@@ -34,8 +39,8 @@ class BodyLimitMiddleware:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        limit = self.artefact_limit if path.endswith("/versions") else self.limit
+        registration = scope["method"] == "POST" and _REGISTRATION.match(scope["path"])
+        limit = self.artefact_limit if registration else self.limit
         try:
             wbits = content_coding(_first_header(scope, b"content-encoding"))
         except ApiError as exc:
@@ -72,44 +77,37 @@ class BodyLimitMiddleware:
         if wbits is None:
             await self.app(scope, limited, send)
             return
-        try:
-            body = decompress(await _read(limited), wbits, limit)
-        except ApiError as exc:
-            await error_response(exc.status, exc.code, str(exc))(scope, receive, send)
-            return
-        except _Disconnected:
-            return
+        pending = True
+
+        async def inflated() -> Message:
+            # Called when the route reads its body (after its permission check); the
+            # errors raised here reach the app's error handlers as the route's own.
+            nonlocal pending
+            if not pending:
+                return await receive()  # a disconnect, when it comes
+            pending = False
+            chunks = []
+            while True:
+                message = await limited()
+                if message["type"] == "http.disconnect":
+                    return message
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+            body = await inflate(b"".join(chunks), wbits, limit)
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        # the length is the compressed body's, and the route reads it decoded
         headers = [
             (name, value)
             for name, value in scope["headers"]
             if name not in (b"content-encoding", b"content-length")
         ]
-        headers.append((b"content-length", str(len(body)).encode()))
-        sent = False
-
-        async def decoded() -> Message:
-            nonlocal sent
-            if sent:
-                return await receive()  # a disconnect, when it comes
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app({**scope, "headers": headers}, decoded, send)
+        await self.app({**scope, "headers": headers}, inflated, send)
 
 
-class _Disconnected(Exception):
-    """The client went away before sending its whole body."""
-
-
-async def _read(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+# The route whose bodies may reach the artefact limit: a version's registration.
+_REGISTRATION: Final = re.compile(r"^/v1/models/[^/]+/versions$")
 
 
 def _first_header(scope: Scope, wanted: bytes) -> bytes | None:
@@ -144,17 +142,51 @@ def content_coding(value: bytes | None) -> int | None:
     return wbits
 
 
+# gzip members read in one body: tritonclient and gzip tools send one; a body of many
+# empty 20-byte members costs a decoder each, and nothing is gained by taking them.
+MAX_GZIP_MEMBERS: Final = 16
+_READ = 65536  # compressed bytes fed to zlib at a time: what it copies at a member's end
+# Inflated on the event loop: a body this small (compressed) when it inflates to no more
+# than _INLINE_OUTPUT; any other is inflated in a worker thread.
+_INLINE_INPUT = 65536
+_INLINE_OUTPUT = 1024 * 1024
+
+
 def decompress(body: bytes, wbits: int, limit: int) -> bytes:
     """``body`` decoded, refused past ``limit`` bytes as it decompresses (a small body
-    may expand a thousandfold). gzip may hold several members, one after another."""
+    may expand a thousandfold). gzip may hold up to :data:`MAX_GZIP_MEMBERS` members,
+    one after another."""
+    decoded = _decompress(body, wbits, limit, limit)
+    assert decoded is not None
+    return decoded
+
+
+async def inflate(body: bytes, wbits: int, limit: int) -> bytes:
+    """:func:`decompress` off the event loop, unless ``body`` is small and inflates
+    small: then the thread's hand-off would cost more than the inflation."""
+    if len(body) <= _INLINE_INPUT:
+        decoded = _decompress(body, wbits, limit, _INLINE_OUTPUT)
+        if decoded is not None:
+            return decoded
+    return await run_in_threadpool(decompress, body, wbits, limit)
+
+
+def _decompress(body: bytes, wbits: int, limit: int, budget: int) -> bytes | None:
+    """:func:`decompress`, or ``None`` once more than ``budget`` bytes came out (under
+    ``limit``). The body is fed to zlib a read at a time: zlib copies what follows a
+    member's end, and given the whole body it copied the rest of it at every member."""
     coding = "deflate" if wbits == zlib.MAX_WBITS else "gzip"
+    view = memoryview(body)
+    cap = min(limit, budget)
     parts: list[bytes] = []
     size = 0
-    data = body
+    decoder = zlib.decompressobj(wbits)
+    members = 1
+    data: bytes | memoryview = view[:_READ]
+    offset = len(data)
     while True:
-        decoder = zlib.decompressobj(wbits)
         try:
-            part = decoder.decompress(data, limit - size + 1)
+            part = decoder.decompress(data, cap - size + 1)
         except zlib.error as exc:
             raise ApiError(
                 400, "invalid_encoding", f"request body is not valid {coding}: {exc}"
@@ -166,16 +198,33 @@ def decompress(body: bytes, wbits: int, limit: int) -> bytes:
                 "body_too_large",
                 f"request body exceeds the limit of {limit} bytes once decompressed",
             )
+        if size > budget:
+            return None
         parts.append(part)
+        # under the cap, zlib took all of `data`: what it did not decode is unused_data
+        data = decoder.unused_data if decoder.eof else b""
+        if not data:
+            data = view[offset : offset + _READ]
+            offset += len(data)
         if not decoder.eof:
-            raise ApiError(400, "invalid_encoding", f"request body is truncated {coding}")
-        data = decoder.unused_data
+            if not data:
+                raise ApiError(400, "invalid_encoding", f"request body is truncated {coding}")
+            continue
         if not data:
             return parts[0] if len(parts) == 1 else b"".join(parts)
         if coding == "deflate":
             raise ApiError(
                 400, "invalid_encoding", "request body has data after its deflate stream"
             )
+        members += 1
+        if members > MAX_GZIP_MEMBERS:
+            raise ApiError(
+                400,
+                "invalid_encoding",
+                f"request body has data after its gzip member {MAX_GZIP_MEMBERS}; at "
+                f"most {MAX_GZIP_MEMBERS} members are read (send one)",
+            )
+        decoder = zlib.decompressobj(wbits)
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shadow import ShadowError
 from tunewatch._errors import TunewatchError
-from tunewatch.api._body import content_coding, decompress
+from tunewatch.api._body import content_coding, inflate
 from tunewatch.api._context import AppContext
 from tunewatch.api._errors import ApiError, describe
 from tunewatch.api._oip import infer
@@ -69,7 +69,7 @@ class InferenceFront:
         try:
             if scope["method"] != "POST":
                 raise ApiError(405, "method_not_allowed", "inference takes POST")
-            body = await self._body(headers, receive)
+            body = await self._body(headers, authorization, receive)
             payload = await infer(
                 self.ctx,
                 match.group(1),
@@ -105,10 +105,16 @@ class InferenceFront:
         )
         await send({"type": "http.response.body", "body": payload})
 
-    async def _body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+    async def _body(
+        self, headers: dict[bytes, bytes], authorization: str | None, receive: Receive
+    ) -> bytes:
         wbits = content_coding(headers.get(b"content-encoding"))
-        body = await self._read(headers, receive)
-        return body if wbits is None else decompress(body, wbits, self.limit)
+        if wbits is None:
+            return await self._read(headers, receive)
+        # Inflating costs far more than reading: only a caller who may score gets it
+        # (the token's answer is cached by now; `infer` checks it again, from the cache).
+        self.ctx.auth.authenticate(authorization, "score")
+        return await inflate(await self._read(headers, receive), wbits, self.limit)
 
     async def _read(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
         declared = headers.get(b"content-length")

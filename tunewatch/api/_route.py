@@ -7,10 +7,11 @@ the permission check lives), with a parser that accepts ``NaN`` and duplicate ke
 without this any token holder could make the daemon read and parse bodies up to the
 artefact limit, and ``{"reason": NaN}`` would pass. Here a request with a body must carry
 a token with the route's permission (the ``require(...)`` dependencies it declares), the
-body is read here (so a body over the limit is a 413 whatever its content type), and a
-body the route takes is parsed strictly and handed to FastAPI already decoded. Like the
-inference routes, such a body needs no ``Content-Type``; one that is not JSON (``curl
--d`` sends a form's) is a 415 naming it.
+body is read here (so a body over the limit is a 413 whatever its content type; a gzip
+or deflate body is inflated only now, as it is read), and a body the route takes is
+parsed strictly and handed to FastAPI already decoded. Like the inference routes, such
+a body needs no ``Content-Type``; one that is not JSON (``curl -d`` sends a form's) is a
+415 naming it.
 """
 
 from __future__ import annotations
