@@ -164,6 +164,42 @@ def _shape(raw: Any, spec: TensorSpec) -> tuple[int, ...]:
     return tuple(raw)
 
 
+def _shown(value: Any) -> str:
+    """A JSON value for a message, without converting a large one whole."""
+    if isinstance(value, list):
+        return f"an array of length {len(value)}"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    return repr(value)  # a number or a boolean
+
+
+def _parameters(raw: Any, where: str) -> dict[str, Any]:
+    """A ``parameters`` object (absent or ``null``: none)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ApiError(400, "invalid_request", f"`{where}` must be an object, got {_shown(raw)}")
+    return raw
+
+
+def _check_output_parameters(output: dict[str, Any], where: str) -> None:
+    """Refuse a requested output's parameter that would change what the output holds.
+
+    ``classification`` (tritonclient's ``class_count``) asks for the top classes as
+    labels: it was dropped, and its client got the raw probabilities in their place.
+    ``binary_data``, which tritonclient sends with every requested output, only asks
+    for the encoding: the answer stays JSON, which every client reads."""
+    params = _parameters(output.get("parameters"), where)
+    if "classification" in params:
+        raise ApiError(
+            400,
+            "unsupported_parameter",
+            f"`{where}.classification` is not supported (got {_shown(params['classification'])}"
+            f" for output {output['name']!r}): request the output without it and rank its "
+            "values",
+        )
+
+
 def decode_infer_request(
     body: bytes, header_length: int | None, signature: Signature, *, max_rows: int
 ) -> tuple[str, np.ndarray, list[str] | None, str | None]:
@@ -217,9 +253,7 @@ def decode_infer_request(
         raise ApiError(
             400, "dtype_mismatch", f"input {name!r} has datatype {expected}, got {datatype!r}"
         )
-    params = tensor.get("parameters") or {}
-    if not isinstance(params, dict):
-        raise ApiError(400, "invalid_request", "`parameters` must be an object")
+    params = _parameters(tensor.get("parameters"), "inputs[0].parameters")
     size = math.prod(shape)
     if "binary_data_size" in params:
         nbytes = params["binary_data_size"]
@@ -280,8 +314,10 @@ def decode_infer_request(
             raise ApiError(
                 400, "unknown_output", f"unknown outputs {unknown}; the model has {sorted(known)}"
             )
-    params = req.get("parameters") or {}
-    unit = params.get("unit_key") if isinstance(params, dict) else None
+        for i, output in enumerate(wanted):
+            _check_output_parameters(output, f"outputs[{i}].parameters")
+    params = _parameters(req.get("parameters"), "parameters")
+    unit = params.get("unit_key")
     if unit is not None and not (
         isinstance(unit, str) and 0 < len(unit) <= MAX_UNIT_KEY_LENGTH and unit.isprintable()
     ):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
@@ -19,7 +20,9 @@ from tunewatch.api._context import AppContext, authenticate, context
 from tunewatch.api._errors import ApiError
 from tunewatch.api._oip import MAX_ID_LENGTH, _has_bool
 from tunewatch.api._route import check_json_type
-from tunewatch.store import MAX_ID, LabelItem
+from tunewatch.store import MAX_ID, LabelItem, OutputRecord, RequestRecord, Store
+
+logger = logging.getLogger(__name__)
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -124,7 +127,11 @@ def _check_probabilities(y: np.ndarray, where: str, task: str) -> None:
 
 
 async def mirror(request: Request) -> Response:
-    """Record request + response pairs scored by the serving stack, then shadow them."""
+    """Record request + response pairs scored by the serving stack, then shadow them.
+
+    A record whose id is already recorded is not stored again: a ``duplicate`` when it
+    repeats the stored mirror record, a ``conflict`` (logged) when it does not — a
+    serving stack whose id counter restarted had its new traffic dropped as replays."""
     ctx = context(request)
     authenticate(request, "score")
     model = request.path_params["model"]
@@ -191,22 +198,84 @@ async def mirror(request: Request) -> Response:
     unloaded = {version for *_, version in prepared} - set(lineup.versions)
     if unloaded:  # versions in service are registered; ask the store about the others
         await run_in_threadpool(_check_versions, ctx, model, unloaded)
-    futures = [
-        ctx.runtime.recorder.record(
+    records = [
+        _Record(
             ctx.runtime.request_record(model, rid, x, source="mirror"),
-            [ctx.runtime.output_record(model, rid, version, "external", y, None)],
+            ctx.runtime.output_record(model, rid, version, "external", y, None),
         )
         for rid, x, y, version in prepared
     ]
+    futures = [ctx.runtime.recorder.record(r.request, [r.output]) for r in records]
     inserted = await asyncio.gather(*futures)
     challengers = lineup.challengers
-    duplicates = []
-    for (rid, x, _, version), new in zip(prepared, inserted, strict=True):
+    replayed = []
+    for (rid, x, _, version), record, new in zip(prepared, records, inserted, strict=True):
         if not new:
-            duplicates.append(rid)
+            replayed.append(record)
         elif ctx.shadowing:  # the record already holds the named version's answer
             ctx.runtime.shadow(model, rid, x, tuple(c for c in challengers if c.version != version))
-    return JSONResponse({"accepted": len(prepared) - len(duplicates), "duplicates": duplicates})
+    conflicts: set[str] = set()
+    if replayed:  # only an id already recorded costs a read
+        conflicts = await run_in_threadpool(_conflicts, ctx.runtime.store, replayed)
+    duplicates = [r.request.request_id for r in replayed if r.request.request_id not in conflicts]
+    conflicting = [r.request.request_id for r in replayed if r.request.request_id in conflicts]
+    if conflicting:
+        logger.warning(
+            "model %s: %d mirror records reuse a recorded request id with other inputs, "
+            "version or outputs and were not recorded (first: %r)",
+            model,
+            len(conflicting),
+            conflicting[0],
+        )
+    return JSONResponse(
+        {
+            "accepted": len(prepared) - len(replayed),
+            "duplicates": duplicates,
+            "conflicts": conflicting,
+        }
+    )
+
+
+class _Record(NamedTuple):
+    request: RequestRecord
+    output: OutputRecord
+
+
+def _conflicts(store: Store, records: list[_Record]) -> set[str]:
+    """The ids among ``records``, each already recorded, whose stored record is not the
+    same mirror record (see :func:`_is_replay`)."""
+    return {r.request.request_id for r in records if not _is_replay(store, r)}
+
+
+def _is_replay(store: Store, record: _Record) -> bool:
+    """Whether the stored record of ``record``'s id is this mirror record: a mirror
+    record (not a request scored here) of the same inputs, answered by the same version
+    with the same outputs, compared as stored (float32; ``-0.0`` equals ``0.0``)."""
+    request, output = record
+    stored = store.get_request(request.model, request.request_id)
+    if stored is None or stored.source != "mirror" or not _same_matrix(stored, request, "inputs"):
+        return False
+    answers = [
+        o for o in store.get_outputs(request.model, request.request_id) if o.role == "external"
+    ]
+    return (
+        len(answers) == 1
+        and answers[0].version == output.version
+        and _same_matrix(answers[0], output, "values")
+    )
+
+
+def _same_matrix(stored: Any, new: Any, field: str) -> bool:
+    """Whether two float32 matrices recorded in ``field`` hold the same numbers."""
+    if (stored.n_rows, stored.n_cols) != (new.n_rows, new.n_cols):
+        return False
+    return bool(
+        np.array_equal(
+            np.frombuffer(getattr(stored, field), np.float32),
+            np.frombuffer(getattr(new, field), np.float32),
+            equal_nan=True,
+        )
+    )
 
 
 def _check_versions(ctx: AppContext, model: str, versions: set[int]) -> None:

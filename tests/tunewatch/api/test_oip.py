@@ -330,3 +330,82 @@ def test_generated_ids_rise_in_order_so_the_store_appends_them() -> None:
     tails = {rid[-16:] for rid in ids}
     assert len(tails) == len(ids) and all(len(rid) == 30 for rid in ids)
     int(ids[0], 16)  # hex
+
+
+@pytest.mark.parametrize(
+    ("kind", "parameters"),
+    [("list", [1]), ("string", "x"), ("zero", 0), ("empty-list", [])],
+    ids=["list", "string", "zero", "empty_list"],
+)
+def test_request_parameters_that_are_not_an_object_are_refused(
+    running: Running, kind: str, parameters: object
+) -> None:
+    """The same mistake in a tensor's `parameters` was a 400; at the top level the
+    request was scored as if `parameters` (and its `unit_key`) had not been sent."""
+    x, _ = example_data(1, seed=3)
+    rid = f"params-{kind}"
+    body = _infer_body(rid, np.clip(x, -9, 9), "FP32", parameters=parameters)
+    r = httpx.post(
+        f"{running.url}/v2/models/{MODEL}/infer", json=body, headers=running.auth("scorer")
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "invalid_request" and "`parameters`" in r.json()["error"]
+    assert running.daemon.store.get_request(MODEL, rid) is None
+
+
+def test_a_tensor_s_parameters_that_are_not_an_object_name_the_tensor(running: Running) -> None:
+    x, _ = example_data(1, seed=3)
+    body = _infer_body("tensor-params", np.clip(x, -9, 9), "FP32")
+    body["inputs"][0]["parameters"] = []  # type: ignore[index]
+    r = httpx.post(
+        f"{running.url}/v2/models/{MODEL}/infer", json=body, headers=running.auth("scorer")
+    )
+    assert r.status_code == 400 and r.json()["code"] == "invalid_request", r.text
+    assert "`inputs[0].parameters`" in r.json()["error"]
+
+
+def test_a_classification_output_is_refused_not_answered_with_probabilities(
+    running: Running, triton
+) -> None:  # type: ignore[no-untyped-def]
+    """tritonclient's `class_count` asks for the top classes (`"classification": N`); the
+    parameter was dropped and the raw FP32 probabilities came back in their place."""
+    import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
+
+    x, _ = example_data(1, seed=4)
+    inp = httpclient.InferInput("input", [1, 8], "FP32")
+    inp.set_data_from_numpy(np.clip(x, -9, 9).astype(np.float32))
+    wanted = [httpclient.InferRequestedOutput("probabilities", class_count=1)]
+    with pytest.raises(InferenceServerException) as err:
+        triton.infer(
+            MODEL, [inp], outputs=wanted, request_id="classified", headers=running.auth("scorer")
+        )
+    assert err.value.status() == "400"
+    assert "classification" in err.value.message() and "probabilities" in err.value.message()
+    body = _infer_body(
+        "classified",
+        np.clip(x, -9, 9),
+        "FP32",
+        outputs=[{"name": "probabilities", "parameters": {"classification": 1}}],
+    )
+    r = httpx.post(
+        f"{running.url}/v2/models/{MODEL}/infer", json=body, headers=running.auth("scorer")
+    )
+    assert r.status_code == 400 and r.json()["code"] == "unsupported_parameter", r.text
+    assert running.daemon.store.get_request(MODEL, "classified") is None
+
+
+def test_an_output_s_binary_data_parameter_is_still_answered_in_json(running: Running) -> None:
+    """tritonclient sends `"binary_data": true` with every requested output by default."""
+    x, _ = example_data(1, seed=4)
+    body = _infer_body(
+        "binary-data-output",
+        np.clip(x, -9, 9),
+        "FP32",
+        outputs=[{"name": "probabilities", "parameters": {"binary_data": True}}],
+    )
+    r = httpx.post(
+        f"{running.url}/v2/models/{MODEL}/infer", json=body, headers=running.auth("scorer")
+    )
+    assert r.status_code == 200, r.text
+    assert [o["name"] for o in r.json()["outputs"]] == ["probabilities"]

@@ -89,9 +89,9 @@ def test_mirror_records_are_stored_and_shadowed(running: Running) -> None:
     }
     url = f"{running.url}/v1/models/{MODEL}/records"
     r = httpx.post(url, json=body, headers=running.auth("scorer"))
-    assert r.json() == {"accepted": 3, "duplicates": []}
+    assert r.json() == {"accepted": 3, "duplicates": [], "conflicts": []}
     again = httpx.post(url, json=body, headers=running.auth("scorer")).json()
-    assert again == {"accepted": 0, "duplicates": ["mir-0", "mir-1", "mir-2"]}
+    assert again == {"accepted": 0, "duplicates": ["mir-0", "mir-1", "mir-2"], "conflicts": []}
     store = running.daemon.store
     req = store.get_request(MODEL, "mir-0")
     assert req is not None and req.source == "mirror"

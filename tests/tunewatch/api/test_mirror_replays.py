@@ -1,0 +1,102 @@
+"""Mirror records whose id is already recorded: a replay is a duplicate, other rows a
+conflict, on both store backends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.tunewatch.conftest import MODEL, Running, make_daemon
+from tunewatch._background import BackgroundServer
+from tunewatch._example import ExampleModel
+
+ROW = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]
+OTHER = [0.0, 0.5, -0.5, 1.0, 0.25, -1.0, 2.0, 0.125]
+
+
+@pytest.fixture
+def mirroring(trained: list[ExampleModel], tmp_path: Path, store_url: str) -> Iterator[Running]:
+    daemon, tokens = make_daemon(
+        tmp_path, trained, store_url=store_url, extra={"scheduler": {"enabled": False}}
+    )
+    with BackgroundServer(daemon.app) as server:
+        yield Running(daemon=daemon, server=server, tokens=tokens)
+    daemon.close()
+
+
+def _post(running: Running, *records: dict[str, object]) -> httpx.Response:
+    return httpx.post(
+        f"{running.url}/v1/models/{MODEL}/records",
+        json={"records": list(records)},
+        headers=running.auth("scorer"),
+    )
+
+
+def _record(rid: str, inputs: list[float], outputs: list[float], **extra: object) -> dict:  # type: ignore[type-arg]
+    return {"id": rid, "inputs": [inputs], "outputs": [outputs], **extra}
+
+
+def test_a_reused_mirror_id_with_other_rows_is_a_conflict_and_a_replay_a_duplicate(
+    mirroring: Running,
+) -> None:
+    """A record reusing a recorded id with other inputs or outputs answered as a replay
+    (`duplicates`) and was dropped: a serving stack whose id counter restarted lost its
+    new traffic behind a 200. A replay is compared as stored (float32), so the same
+    numbers spelt as float32 rounds them are still a duplicate."""
+    first = _post(
+        mirroring,
+        _record("m-same", ROW, [0.3, 0.7]),
+        _record("m-inputs", ROW, [0.3, 0.7]),
+        _record("m-outputs", ROW, [0.3, 0.7]),
+        _record("m-version", ROW, [0.3, 0.7]),
+    )
+    assert first.json() == {"accepted": 4, "duplicates": [], "conflicts": []}, first.text
+    as_float32 = [float(v) for v in np.float32(ROW)]
+    again = _post(
+        mirroring,
+        _record("m-same", as_float32, [float(np.float32(0.3)), 0.7]),
+        _record("m-inputs", OTHER, [0.3, 0.7]),
+        _record("m-outputs", ROW, [0.9, 0.1]),
+        _record("m-version", ROW, [0.3, 0.7], version=2),
+        _record("m-new", OTHER, [0.9, 0.1]),
+    )
+    assert again.status_code == 200, again.text
+    assert again.json() == {
+        "accepted": 1,
+        "duplicates": ["m-same"],
+        "conflicts": ["m-inputs", "m-outputs", "m-version"],
+    }
+    store = mirroring.daemon.store
+    for rid in ("m-inputs", "m-outputs", "m-version"):
+        stored = store.get_request(MODEL, rid)
+        assert stored is not None
+        np.testing.assert_array_equal(np.frombuffer(stored.inputs, np.float32), np.float32(ROW))
+        external = [o for o in store.get_outputs(MODEL, rid) if o.role == "external"]
+        assert [o.version for o in external] == [1]
+        np.testing.assert_array_equal(
+            np.frombuffer(external[0].values, np.float32), np.float32([0.3, 0.7])
+        )
+
+
+def test_a_mirror_record_reusing_an_inferred_request_id_is_a_conflict(
+    mirroring: Running,
+) -> None:
+    """The id of a request scored here is not a replay of a mirror record, even with the
+    same rows and the champion's own answer."""
+    body = {
+        "id": "inferred",
+        "inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": ROW}],
+    }
+    scored = httpx.post(
+        f"{mirroring.url}/v2/models/{MODEL}/infer", json=body, headers=mirroring.auth("scorer")
+    )
+    assert scored.status_code == 200, scored.text
+    probabilities = next(o for o in scored.json()["outputs"] if o["name"] == "probabilities")
+    r = _post(mirroring, _record("inferred", ROW, probabilities["data"]))
+    assert r.json() == {"accepted": 0, "duplicates": [], "conflicts": ["inferred"]}, r.text
+    stored = mirroring.daemon.store.get_request(MODEL, "inferred")
+    assert stored is not None and stored.source == "infer"
