@@ -224,6 +224,29 @@ def _reference(estimator: Any, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     return ref.reshape(-1, 1) if ref.ndim == 1 else ref
 
 
+#: The smallest scale a regressor's difference is divided by: float32's smallest normal
+#: number, below which float32 keeps no relative precision (and a holdout predicted 0
+#: everywhere divides by no zero).
+_SMALLEST_SCALE = float(np.finfo(np.float32).tiny)
+
+
+def _regression_scale(expected: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Per-row scale of a regressor's differences: the row's own magnitude, and at least
+    the holdout's mean magnitude.
+
+    float32 keeps about 7 significant digits of each number the graph sums, so a faithful
+    export is off by a few 1e-7 of the row's magnitude, or of the magnitude of its terms
+    (an intercept, a boosting's initial value), about the targets' typical one, where
+    terms cancel to a prediction near 0. One scale for the holdout (its largest
+    prediction, at least 1) made the tolerance absolute for targets far below 1 and let
+    most rows be far off beside a few huge ones."""
+    magnitude = np.abs(expected)
+    scale: np.ndarray[Any, Any] = np.maximum(
+        magnitude, max(float(magnitude.mean()), _SMALLEST_SCALE)
+    )
+    return scale
+
+
 def check_parity(
     onnx_bytes: bytes,
     estimator: Any,
@@ -235,8 +258,9 @@ def check_parity(
 
     Compares ``predict_proba`` (classifiers) or ``predict`` (regressors) with the ONNX
     primary output: for a classifier the max absolute difference of a probability, for
-    a regressor the max absolute difference over the largest prediction's magnitude (at
-    least 1), since float32 keeps about 7 significant digits whatever the target's unit.
+    a regressor the max relative difference, each row's over its prediction's magnitude
+    or the holdout's mean magnitude, whichever is larger (:func:`_regression_scale`),
+    since float32 keeps about 7 significant digits whatever the target's unit.
     Raises :class:`ParityError` when the outputs differ in shape or the error exceeds
     ``tolerance``, and :class:`ExportError` when the ONNX model cannot be loaded or run.
     """
@@ -267,7 +291,7 @@ def check_parity(
         )
     diff = np.abs(got.astype(np.float64) - expected)
     if _classifier_step(estimator) is None and np.isfinite(expected).all():
-        diff /= max(1.0, float(np.abs(expected).max()))
+        diff /= _regression_scale(expected)
     # a difference that is not a number (NaN, an infinite output) is the largest there is
     max_diff = float(diff.max()) if np.isfinite(diff).all() else float("inf")
     if not max_diff <= tolerance:

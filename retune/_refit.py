@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,8 +43,9 @@ def refit_and_export(
     """Fit ``best_params`` on all of ``(x, y)``, export to ONNX and check parity.
 
     Parity is checked on a random ``holdout_fraction`` of the window, stratified for a
-    classifier whose classes all have two rows or more (rows the refit has seen, which
-    is fine: parity compares two renderings of one model, not generalisation). Raises
+    classifier whose classes all have two rows or more, when the holdout and the rest
+    each have a row for every class (rows the refit has seen, which is fine: parity
+    compares two renderings of one model, not generalisation). Raises
     :class:`~retune.ParityError` when ONNX and scikit-learn disagree beyond
     ``tolerance``, :class:`~retune.ExportError` when conversion fails or when a
     classifier would not answer one column per class ``0 .. n_classes - 1`` (by default
@@ -58,9 +60,7 @@ def refit_and_export(
     pipeline = fit_pipeline(best_params, x, y, seed=seed)
     if not is_regression(best_params):
         _check_classes(np.asarray(pipeline.classes_), n_classes)
-    # stratified for a classifier, unless a class is too rare to split
-    classified = not is_regression(best_params)
-    stratify = y if classified and np.unique(y, return_counts=True)[1].min() >= 2 else None
+    stratify = y if _can_stratify(y, holdout_fraction, best_params) else None
     _, x_holdout = train_test_split(
         x, test_size=holdout_fraction, random_state=seed, stratify=stratify
     )
@@ -73,6 +73,19 @@ def refit_and_export(
         params=dict(best_params),
         n_features=int(x.shape[1]),
     )
+
+
+def _can_stratify(
+    y: np.ndarray[Any, Any], holdout_fraction: float, best_params: Mapping[str, Any]
+) -> bool:
+    """Whether the parity holdout can be stratified on ``y``: a classifier's, with every
+    class of two rows or more, and as many rows in the holdout and in the rest as there
+    are classes (the sizes ``train_test_split`` takes: ``ceil(fraction * n)`` held out)."""
+    if is_regression(best_params):
+        return False
+    counts = np.unique(y, return_counts=True)[1]
+    n_test = math.ceil(holdout_fraction * len(y))
+    return bool(counts.min() >= 2 and min(n_test, len(y) - n_test) >= len(counts))
 
 
 def _check_classes(classes: np.ndarray[Any, Any], n_classes: int | None) -> None:

@@ -4,7 +4,8 @@ Several processes calling :func:`run_study` with the same ``storage`` and
 ``study_name`` work on one study (Optuna RDB storage; PostgreSQL for real parallelism).
 The first one creates it, stores the warm-start plan, the dataset version, the objective
 and the CV, and enqueues the plan's configurations; later ones join and adopt the stored
-plan, and are refused when their data, objective or CV differ. With
+plan, and are refused when their data, objective or CV (the rows' group ids included)
+differ. With
 ``heartbeat_interval`` set, trials of crashed workers are failed once stale and retried,
 and a run whose ``max_trials`` only trials running elsewhere fill waits until each has
 ended, gone stale or shown its worker alive (:func:`_await_running_trials`); without it,
@@ -14,6 +15,7 @@ tell (:mod:`retune._runs`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -108,9 +110,10 @@ def run_study(
     :class:`StudyError` for storage problems, for a window ``cv`` cannot split (a nested
     scheme's outer training parts included: they are tuned next), for one no trial could
     complete on (a classification window or training fold of one class, a test fold
-    ``objective`` cannot score: :func:`~retune.cv._window.check_window`), for
-    joining a study tuned on other data, with another objective or CV, and when no trial
-    completed.
+    ``objective`` cannot score: :func:`~retune.cv._window.check_window`), for a nested
+    scheme's outer part that could not be tuned or scored so (:meth:`NestedCV.check`),
+    for joining a study tuned on other data, with another objective or CV (group ids
+    included), and when no trial completed.
     """
     version = dataset_version(x, y)
     try:  # once, up front: a window no fold plan fits would fail every trial alike
@@ -129,6 +132,14 @@ def run_study(
             f"no trial could complete on the training window with {cv.name}: {exc}",
             study_name=study_name,
         ) from exc
+    if isinstance(cv, NestedCV):  # nor could an outer part's study, or its scoring, later
+        try:
+            cv.check(x, y, groups=groups, seed=seed, objective=objective)
+        except CVError as exc:
+            raise StudyError(
+                f"{cv.name} cannot estimate the tuning on the training window: {exc}",
+                study_name=study_name,
+            ) from exc
     tracker = BudgetTracker(budget)
     started_at = time.time()  # UTC epoch: the run's interval, beside other hosts' runs
     handle = open_study(
@@ -141,7 +152,9 @@ def run_study(
     )
     try:  # the run's connections are closed after it: a worker runs several studies
         plan = _settle_plan(handle, plan, version)
-        _settle_setup(handle, objective=_objective_setup(objective), cv=_cv_setup(cv, seed))
+        cv_setup = _cv_setup(cv, seed, groups=groups)
+        _settle_cv_pinned_before_groups(handle, cv_setup)
+        _settle_setup(handle, objective=_objective_setup(objective), cv=cv_setup)
         space = _settle_space(handle, space)
         run_key = new_run_key()
         record = register_run(handle, run_key, started_at=started_at)
@@ -277,10 +290,14 @@ def _objective_setup(objective: Objective) -> dict[str, Any]:
     return _as_json({"name": objective.name, "params": params})
 
 
-def _cv_setup(cv: CVScheme, seed: int | None) -> dict[str, Any]:
+def _cv_setup(
+    cv: CVScheme, seed: int | None, *, groups: np.ndarray[Any, Any] | None = None
+) -> dict[str, Any]:
     """Which folds a study's losses are averaged over: the scheme (name, splits, a time
-    series' gap and test size, a nested scheme's inner one) and the seed that shuffles
-    them. ``max_fold_spread`` only vetoes trials; it does not change their losses."""
+    series' gap and test size, a nested scheme's inner one), the seed that shuffles
+    them and the rows' group ids (:func:`_groups_version`, ``None`` without), both
+    recorded for the study's own scheme (a ``seed``), not for a nested one's inner.
+    ``max_fold_spread`` only vetoes trials; it does not change their losses."""
     settings: dict[str, Any] = {"name": cv.name, "n_splits": cv.n_splits}
     for name in ("gap", "test_size"):
         if hasattr(cv, name):
@@ -290,7 +307,52 @@ def _cv_setup(cv: CVScheme, seed: int | None) -> dict[str, Any]:
         settings["inner"] = _cv_setup(inner, None)
     if seed is not None:
         settings["seed"] = seed
+        settings["groups"] = None if groups is None else _groups_version(groups)
     return _as_json(settings)
+
+
+def _groups_version(groups: np.ndarray[Any, Any]) -> str:
+    """Content hash of the rows' group ids, as far as folds read them: each row's rank
+    among the distinct ids (ids renamed in the same order, ``3`` to ``3.0``, split the
+    rows alike). Pinned with the CV, since the dataset version hashes ``x`` and ``y``
+    only: another grouping of the same rows makes other folds."""
+    ids = np.asarray(groups).ravel()
+    try:
+        ranks = np.unique(ids, return_inverse=True)[1]
+    except TypeError:  # ids no order sorts (None among strings): no grouped scheme splits
+        ranks = np.unique(np.asarray([repr(g) for g in ids.tolist()]), return_inverse=True)[1]
+    digest = hashlib.sha256(f"{len(ids)}:".encode())
+    digest.update(np.ascontiguousarray(ranks, dtype=np.int64).tobytes())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _settle_cv_pinned_before_groups(handle: StudyHandle, setup: dict[str, Any]) -> None:
+    """Pin ``setup`` over a CV pinned before studies recorded group ids (an upgrade: its
+    pin has no ``groups``) where nothing the study holds can contradict it; otherwise
+    leave the pin to :func:`_settle_setup`, which refuses any difference.
+
+    A missing ``groups`` records none. A worker without groups is taken at its word: a
+    grouped scheme cannot split without them, and an ungrouped one's folds do not read
+    them. A worker with groups is too while no trial has begun; once one has, the group
+    ids its losses were averaged over are unknown (a job resumed after its
+    ``cv_group_column`` changed has the same data), so the study is refused, as one
+    begun before pins is."""
+    stored = handle.user_attrs.get("cv")
+    if not isinstance(stored, dict) or "groups" in stored:
+        return
+    if stored != {k: v for k, v in setup.items() if k != "groups"}:
+        return  # another CV: _settle_setup refuses it
+    if setup["groups"] is not None:
+        begun = [t for t in handle.trials() if t.state != "WAITING"]
+        if begun:
+            raise StudyError(
+                f"it has {len(begun)} trials but its pinned cv records no group ids (it "
+                "was pinned before studies recorded them), so this worker's `groups` "
+                "cannot be verified against the losses it holds; tune in a new study "
+                "(queue a new job)",
+                study_name=handle.name,
+            )
+    handle.set_user_attr("cv", setup)
 
 
 def _spread_within(attrs: Mapping[str, Any], max_fold_spread: float | None) -> bool:

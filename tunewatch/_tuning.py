@@ -282,12 +282,12 @@ class TuningJobRunner:
         x, y, n_traffic = self._training_window(model, cfg, job)
         groups = cv_groups(tj, model.feature_names, x)  # None without a group column
         cv = cv_scheme(tj, model.task)
+        objective = make_objective(cfg.objective.name, task=model.task, **cfg.objective.params)
         if isinstance(cv, NestedCV):  # its outer parts are tuned after the main study
-            check_nested(cv, tj, x, y, groups)
+            check_nested(cv, tj, x, y, groups, objective=objective)
         version_of_data = dataset_version(x, y)
         space_path = tj.search_space or default_search_space(model.task)
         space = load_search_space(space_path)
-        objective = make_objective(cfg.objective.name, task=model.task, **cfg.objective.params)
         plan = self._plan(model, cfg, space)
         predictor, ceiling = serving_cost(
             self.store, model.name, cfg, self._parent(model, job), space, job.created_at

@@ -84,19 +84,32 @@ def check_nested(
     x: np.ndarray,
     y: np.ndarray,
     groups: np.ndarray | None,
+    *,
+    objective: Objective | None = None,
 ) -> None:
     """Refuse, before any tuning, a window ``cv: nested`` cannot use: each outer training
     part is tuned again with the inner scheme, and one it cannot split (too few groups, a
     class rarer than the folds) failed the job only after the main study's whole budget.
-    Raises a :class:`TuningError` naming the part and the setting to change."""
+    With the job's ``objective``, each outer part is checked as a window is before a
+    study (:meth:`retune.cv.NestedCV.check`): an inner training fold of one class (a
+    customer's rows all of one class), or an outer test part the objective cannot score
+    (ROC AUC of one class), failed the job after the main study and the outer studies
+    before it. Raises a :class:`TuningError` naming the part and the setting to change."""
     outer_folds = cv.outer.n_splits
     try:
-        cv.check(x, y, groups=groups, seed=tj.seed)
+        cv.check(x, y, groups=groups, seed=tj.seed, objective=objective)
     except NestedSplitError as exc:
         if exc.outer_part is None:
             raise TuningError(
                 f"tuning.cv_outer_folds: `cv: nested`: {exc}; lower tuning.cv_outer_folds "
                 f"({outer_folds})"
+            ) from exc
+        if exc.test_part:
+            raise TuningError(
+                f"tuning.cv_outer_folds: `cv: nested` scores the tuning on each of its "
+                f"{outer_folds} outer test parts, and {exc}; lower tuning.cv_outer_folds "
+                f"({outer_folds}), which makes each outer test part larger, or choose an "
+                "objective that scores a part of one class"
             ) from exc
         raise TuningError(
             f"tuning.cv_folds: `cv: nested` tunes again on each of its {outer_folds} outer "

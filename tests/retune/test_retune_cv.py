@@ -144,6 +144,31 @@ def test_nested_estimate_scores_each_outer_choice_on_unseen_rows() -> None:
     assert 0.2 < estimate.outer.mean < 0.6
 
 
+def test_nested_selection_sees_exactly_the_outer_training_rows() -> None:
+    """The estimate is unbiased only if the selection never sees an outer test row: each
+    call gets the outer training part's rows, labels and group ids, in order, no more."""
+    x, y = binary(seed=5, n=120)
+    x[:, 0] = np.arange(len(y))  # a row id, to tell which rows the selection got
+    groups = _groups(len(y))
+    scheme = NestedCV(outer=GroupKFoldCV(n_splits=3), inner=GroupKFoldCV(n_splits=2))
+    received: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = []
+
+    def select(xt: np.ndarray, yt: np.ndarray, gt: np.ndarray | None) -> dict[str, Any]:
+        received.append((xt.copy(), yt.copy(), None if gt is None else gt.copy()))
+        return LOGISTIC
+
+    nested_estimate(
+        select, x, y, scheme=scheme, objective=make_objective("log_loss"), seed=0, groups=groups
+    )
+    outer = list(scheme.outer.split(x, y, groups=groups, seed=0))
+    assert len(received) == len(outer) == 3
+    for (xt, yt, gt), (train, test) in zip(received, outer, strict=True):
+        assert xt[:, 0].astype(int).tolist() == train.tolist()
+        assert not set(xt[:, 0].astype(int)) & set(test.tolist())
+        assert np.array_equal(yt, y[train])
+        assert gt is not None and np.array_equal(gt, groups[train])
+
+
 def _rare_class(n_rare: int) -> tuple[np.ndarray, np.ndarray]:
     x, y = binary(seed=5, n=120)
     y = np.zeros_like(y)
@@ -195,6 +220,85 @@ def test_nested_cv_refuses_an_outer_training_part_the_inner_scheme_cannot_split(
     assert not (tmp_path / "journal.log").exists()  # no study, no trial
 
 
+def _one_class_per_customer() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """12 customers of 10 rows, each customer's rows of one class (6 of each)."""
+    rng = np.random.default_rng(4)
+    groups = np.repeat(np.arange(12), 10).astype(float)
+    per_customer = np.array([0, 1] * 6)
+    rng.shuffle(per_customer)
+    y = per_customer[groups.astype(int)]
+    x = rng.normal(size=(len(y), 3))
+    x[:, 0] += y
+    return x, y, groups
+
+
+@pytest.mark.parametrize("objective", ["log_loss", "roc_auc"])
+def test_nested_cv_refuses_an_outer_part_whose_inner_training_fold_has_one_class(
+    tmp_path: Any, objective: str
+) -> None:
+    """Every outer training part splits, but the inner 2-fold of one leaves a training
+    fold of one class: the check only split the parts, so the main study and the first
+    outer one spent their budgets before the second outer study failed every trial."""
+    x, y, groups = _one_class_per_customer()
+    scheme = NestedCV(outer=GroupKFoldCV(n_splits=3), inner=GroupKFoldCV(n_splits=2))
+    loss = make_objective(objective)
+    scheme.check(x, y, groups=groups, seed=0)  # each part splits
+    with pytest.raises(NestedSplitError) as caught:
+        scheme.check(x, y, groups=groups, seed=0, objective=loss)
+    assert (caught.value.outer_part, caught.value.test_part) == (1, False)
+    assert str(caught.value) == (
+        "outer training part 1 (80 rows) cannot be tuned with the inner group_kfold: "
+        "training fold 0 (40 rows) has one class only ([1]); use fewer splits or a longer "
+        "window"
+    )
+    selected: list[int] = []
+
+    def select(xt: np.ndarray, yt: np.ndarray, gt: np.ndarray | None) -> dict[str, Any]:
+        selected.append(len(yt))
+        return LOGISTIC
+
+    with pytest.raises(NestedSplitError):
+        nested_estimate(select, x, y, scheme=scheme, objective=loss, seed=0, groups=groups)
+    assert selected == []  # refused before the first selection
+    with pytest.raises(
+        StudyError, match="nested cannot estimate the tuning.*outer training part 1"
+    ):
+        run_study(
+            storage=str(tmp_path / "journal.log"),
+            study_name="nested",
+            space=small_space(),
+            x=x,
+            y=y,
+            objective=loss,
+            cv=scheme,
+            budget=Budget(max_trials=2),
+            plan=None,
+            seed=0,
+            groups=groups,
+        )
+    assert not (tmp_path / "journal.log").exists()  # no study, no trial
+
+
+def test_nested_cv_refuses_an_outer_test_part_a_ranking_objective_cannot_score() -> None:
+    """Nine customers, three outer parts: the customers of outer test part 0 are all of
+    class 0. ROC AUC cannot score that part, found only after its outer study ran; log
+    loss can."""
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(9), 20)
+    x = rng.normal(size=(len(groups), 3))
+    y = (x[:, 0] + rng.normal(scale=0.5, size=len(groups)) > 0).astype(np.int64)
+    scheme = NestedCV(outer=GroupKFoldCV(n_splits=3), inner=GroupKFoldCV(n_splits=3))
+    _, test = next(scheme.outer.split(x, y, groups=groups, seed=0))
+    y[test] = 0
+    scheme.check(x, y, groups=groups, seed=0, objective=make_objective("log_loss"))
+    with pytest.raises(NestedSplitError) as caught:
+        scheme.check(x, y, groups=groups, seed=0, objective=make_objective("roc_auc"))
+    assert (caught.value.outer_part, caught.value.test_part) == (0, True)
+    assert str(caught.value).startswith(
+        f"objective roc_auc cannot be computed on outer test part 0 ({len(test)} rows): "
+    )
+
+
 def test_nested_cv_refuses_data_its_outer_scheme_cannot_split() -> None:
     x, y = _rare_class(2)
     scheme = NestedCV(outer=StratifiedKFoldCV(n_splits=3), inner=StratifiedKFoldCV(n_splits=2))
@@ -243,6 +347,24 @@ def test_dataset_version_is_a_content_hash() -> None:
     assert dataset_version(x, y, {"window": "2024-02"}) != v
 
 
+def test_dataset_version_changes_with_the_labels_and_their_rows() -> None:
+    """A window whose features are the same but whose labels differ (one label fed back
+    changed, two rows' labels swapped) is other data: a study tuned on the one must not
+    take trials of the other."""
+    x, y = binary(seed=1)
+    v = dataset_version(x, y)
+    relabelled = y.copy()
+    relabelled[7] = 1 - relabelled[7]
+    assert dataset_version(x, relabelled) != v
+    i, j = int(np.argmax(y == 0)), int(np.argmax(y == 1))
+    swapped = y.copy()
+    swapped[[i, j]] = swapped[[j, i]]
+    assert dataset_version(x, swapped) != v
+    rows = x.copy()
+    rows[[i, j]] = rows[[j, i]]  # the rows swapped, features and labels together
+    assert dataset_version(rows, swapped) != v
+
+
 def test_a_class_missing_from_a_training_fold_is_scored_in_its_own_column() -> None:
     """`predict_proba` has a column per class the fold saw: with class 1 absent from the
     first time-series fold, class 2's probabilities sat in class 1's column."""
@@ -268,6 +390,20 @@ def test_refit_holdout_is_not_stratified_when_a_class_has_one_row() -> None:
     y = y.copy()
     y[0] = 2
     exported = refit_and_export(LOGISTIC, x, y)
+    assert exported.parity_error <= 1e-4
+
+
+def test_refit_holdout_is_not_stratified_when_it_cannot_hold_every_class() -> None:
+    """Every class has 2 rows or more, so the holdout was stratified, but 12 classes of 3
+    rows leave a holdout of 8 rows (50 classes of 4 and 40 in a real window):
+    train_test_split's bare ValueError escaped after the whole study."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(12), 3)
+    x = rng.normal(size=(len(y), 4)) + y[:, None] * 0.1
+    exported = refit_and_export({"estimator": "logistic"}, x, y, n_classes=12)
+    assert exported.parity_error <= 1e-4
+    # a holdout of exactly one row per class (12 of 36) can be stratified, and splits
+    exported = refit_and_export({"estimator": "logistic"}, x, y, holdout_fraction=1 / 3)
     assert exported.parity_error <= 1e-4
 
 

@@ -1035,3 +1035,69 @@ def test_a_study_resumed_with_max_fold_spread_exactly_at_the_winner_s_spread_kee
     )
     assert resumed.n_trials == 6  # nothing new ran
     assert (resumed.best_params, resumed.best_value) == (first.best_params, first.best_value)
+
+
+_CUSTOMERS = np.arange(150) % 10  # binary(seed=4, n=150)'s rows, ten customers
+
+
+def _grouped(groups: np.ndarray | None, **overrides: Any) -> dict[str, Any]:
+    return {"cv": retune.cv.GroupKFoldCV(n_splits=2), "groups": groups, **overrides}
+
+
+def test_joining_a_grouped_study_with_other_group_ids_is_refused(tmp_path: Any) -> None:
+    """Neither the dataset version nor the pinned CV held the group ids: a worker (or a
+    resumed job whose `cv_group_column` changed) joined with another grouping, and the
+    winner was picked across losses of other folds, one of them leaking customers."""
+    _run(tmp_path, budget=Budget(max_trials=2), **_grouped(_CUSTOMERS))
+    with pytest.raises(StudyError, match="it was tuned with cv ") as caught:
+        _run(tmp_path, budget=Budget(max_trials=4), **_grouped(np.arange(150)))
+    assert '"groups": "sha256:' in str(caught.value)
+    assert _trained(str(tmp_path / "journal.log")) == 2
+    # the same customers join, under other ids in the same order (a float column)
+    same = _run(tmp_path, budget=Budget(max_trials=3), **_grouped(_CUSTOMERS * 10.0 + 3))
+    assert same.n_trials == 3
+
+
+def _pinned_before_groups_were(storage: str) -> None:
+    """The study's CV as it was pinned before group ids were recorded in it."""
+    cv = _study_attrs(storage)["cv"]
+    del cv["groups"]
+    _set_study_attr(storage, "cv", cv)
+
+
+def test_a_study_pinned_before_group_ids_were_resumes_only_without_groups(
+    tmp_path: Any,
+) -> None:
+    """Its pin records no group ids: a worker without groups is its setup (group ids do
+    not change an ungrouped scheme's folds), one with groups cannot be verified once
+    trials ran; neither is refused as a mismatch of the pin alone."""
+    storage = str(tmp_path / "journal.log")
+    _run(tmp_path, budget=Budget(max_trials=2))
+    _pinned_before_groups_were(storage)
+    assert _run(tmp_path, budget=Budget(max_trials=3)).n_trials == 3
+    assert _study_attrs(storage)["cv"]["groups"] is None  # pinned now
+
+    _run(tmp_path, "g", budget=Budget(max_trials=2), **_grouped(_CUSTOMERS))
+    cv = _study_attrs(storage, "g")["cv"]
+    del cv["groups"]
+    _set_study_attr(storage, "cv", cv, name="g")
+    with pytest.raises(StudyError, match="group ids .*cannot be verified") as caught:
+        _run(tmp_path, "g", budget=Budget(max_trials=4), **_grouped(_CUSTOMERS))
+    assert "new study" in str(caught.value)
+    assert _trained(storage, "g") == 2
+
+
+def test_a_study_pinned_before_group_ids_were_with_no_trial_pins_the_groups(
+    tmp_path: Any,
+) -> None:
+    from retune._optuna import make_storage
+
+    storage = str(tmp_path / "journal.log")
+    _run(tmp_path, budget=Budget(max_trials=1), **_grouped(_CUSTOMERS))
+    pinned = _study_attrs(storage)["cv"]
+    del pinned["groups"]
+    backend = make_storage(storage, heartbeat_interval=None)
+    study = optuna.create_study(study_name="fresh", storage=backend)
+    study.set_user_attr("cv", pinned)
+    assert _run(tmp_path, "fresh", budget=Budget(max_trials=1), **_grouped(_CUSTOMERS)).n_trials
+    assert _study_attrs(storage, "fresh")["cv"] == _study_attrs(storage)["cv"]

@@ -1142,6 +1142,97 @@ def test_nested_cv_that_cannot_split_an_outer_part_fails_before_tuning(
         d.close()
 
 
+def test_a_job_whose_nested_outer_part_cannot_be_tuned_fails_before_any_study(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """Six customers, each of one class: every outer part splits, but an inner training
+    fold holds one class; the job checks with its objective before its main study."""
+
+    def customers_of_one_class(x: np.ndarray) -> None:
+        _, y = example_data(len(x), seed=3, shift=0.5)  # what `feed` labels these rows
+        x[:, 7] = y * 3 + np.arange(len(x)) % 3
+
+    raw = _config(tmp_path, cv="nested", cv_group_column="x7", cv_folds=2, include_reference=False)
+    d = _fed(trained, raw, edit=customers_of_one_class)
+    try:
+        outcome = d.dispatcher.handle(MODEL, "manual", {})
+        assert outcome.job_id is not None
+        job = _runner(d).run(outcome.job_id)
+        assert job.status == "failed"
+        assert job.error is not None and job.error.startswith(
+            "TuningError: tuning.cv_folds: `cv: nested` tunes again on each of its 3 outer "
+            "training parts, and outer training part"
+        )
+        assert "has one class only" in job.error
+        study = f"{MODEL}-job{outcome.job_id}"
+        assert study_progress(d.config.tuning_storage_url, study) is None  # no trial ran
+    finally:
+        d.close()
+
+
+def _one_class_per_customer() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """12 customers of 10 rows, each customer's rows of one class (6 of each)."""
+    rng = np.random.default_rng(4)
+    groups = np.repeat(np.arange(12), 10).astype(float)
+    per_customer = np.array([0, 1] * 6)
+    rng.shuffle(per_customer)
+    y = per_customer[groups.astype(int)]
+    x = rng.normal(size=(len(y), 3))
+    x[:, 0] += y
+    return x, y, groups
+
+
+def test_nested_cv_whose_outer_part_cannot_be_tuned_is_refused_before_any_study() -> None:
+    """Labels per customer: every outer part splits, but the inner 2-fold of outer part 1
+    trains on customers of one class. The up-front check only split the parts; the main
+    study and outer study 0 ran their budgets before outer study 1 failed every trial."""
+    from tunewatch._config import TuningJobConfig
+    from tunewatch._tuning_cv import check_nested, cv_scheme
+
+    x, y, groups = _one_class_per_customer()
+    tj = TuningJobConfig(cv="nested", cv_group_column="g", cv_folds=2, cv_outer_folds=3, seed=0)
+    cv = cv_scheme(tj, "binary")
+    assert isinstance(cv, NestedCV)
+    for name in ("log_loss", "roc_auc"):
+        with pytest.raises(TuningError) as caught:
+            check_nested(cv, tj, x, y, groups, objective=make_objective(name))
+        assert str(caught.value) == (
+            "tuning.cv_folds: `cv: nested` tunes again on each of its 3 outer training parts, "
+            "and outer training part 1 (80 rows) cannot be tuned with the inner group_kfold: "
+            "training fold 0 (40 rows) has one class only ([1]); use fewer splits or a longer "
+            "window; lower tuning.cv_folds (2) or raise tuning.cv_outer_folds (3), which makes "
+            "each outer training part larger"
+        )
+
+
+def test_nested_cv_whose_outer_test_part_the_objective_cannot_score_is_refused() -> None:
+    from tunewatch._config import TuningJobConfig
+    from tunewatch._tuning_cv import check_nested, cv_scheme
+
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(9), 20).astype(float)
+    x = rng.normal(size=(len(groups), 3))
+    y = (x[:, 0] + rng.normal(scale=0.5, size=len(groups)) > 0).astype(np.int64)
+    tj = TuningJobConfig(cv="nested", cv_group_column="g", cv_folds=3, cv_outer_folds=3, seed=0)
+    cv = cv_scheme(tj, "binary")
+    assert isinstance(cv, NestedCV)
+    _, test = next(cv.outer.split(x, y, groups=groups, seed=0))
+    y[test] = 0  # the customers of outer test part 0 are all of class 0
+    check_nested(cv, tj, x, y, groups, objective=make_objective("log_loss"))
+    with pytest.raises(TuningError) as caught:
+        check_nested(cv, tj, x, y, groups, objective=make_objective("roc_auc"))
+    message = str(caught.value)
+    assert message.startswith(
+        "tuning.cv_outer_folds: `cv: nested` scores the tuning on each of its 3 outer test "
+        f"parts, and objective roc_auc cannot be computed on outer test part 0 ({len(test)} "
+        "rows): "
+    )
+    assert message.endswith(
+        "lower tuning.cv_outer_folds (3), which makes each outer test part "
+        "larger, or choose an objective that scores a part of one class"
+    )
+
+
 def test_a_group_column_with_missing_values_fails_the_job_naming_it(
     trained: list[ExampleModel], tmp_path: Path
 ) -> None:
