@@ -14,6 +14,7 @@ from optuna.distributions import (
     IntDistribution,
 )
 from optuna.exceptions import OptunaError
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from retune._errors import WarmStartError
@@ -24,7 +25,8 @@ from retune.warmstart._base import History, HistoryTrial
 
 
 def load_history(storage: str, study_names: Sequence[str]) -> History:
-    """Completed trials of ``study_names`` (oldest first), ranks normalised per study."""
+    """Completed trials of ``study_names`` (oldest first), ranks normalised per study;
+    a maximised study's values are negated, as every history value is a loss."""
     items: list[HistoryTrial] = []
     backend: optuna.storages.BaseStorage | None = None  # one for all the studies
     try:
@@ -44,11 +46,21 @@ def load_history(storage: str, study_names: Sequence[str]) -> History:
                 raise WarmStartError(
                     f"cannot read history study {name!r}: {type(exc).__name__}: {exc}"
                 ) from exc
+            if len(study.directions) != 1:
+                raise WarmStartError(
+                    f"history study {name!r} has {len(study.directions)} objectives; warm "
+                    "start reads single-objective studies"
+                )
+            # history values are losses (lower is better): a maximised value, negated
+            sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
             for t in trials:
                 if t.value is not None:
                     items.append(
                         HistoryTrial(
-                            study_name=name, number=t.number, params=dict(t.params), value=t.value
+                            study_name=name,
+                            number=t.number,
+                            params=dict(t.params),
+                            value=sign * t.value,
                         )
                     )
     finally:

@@ -11,7 +11,10 @@ from retune.warmstart._base import History, WarmStartPlan
 
 @dataclass(frozen=True, kw_only=True)
 class ExploreShare:
-    """Every ``round(1 / share)``-th sampled trial samples the full space."""
+    """Every ``round(1 / share)``-th sampled trial samples the full space.
+
+    ``share`` is 1 (every trial) or at most 0.5: past one half, every k-th trial is every
+    trial or every other one, and 0.75 explored every trial (the box never applied)."""
 
     share: float = 0.25
     name: str = "explore_share"
@@ -19,6 +22,11 @@ class ExploreShare:
     def __post_init__(self) -> None:
         if not 0 < self.share <= 1:
             raise ValueError(f"`share` must be in (0, 1], got {self.share}")
+        if 0.5 < self.share < 1:
+            raise ValueError(
+                f"`share` must be 1 or at most 0.5, got {self.share}: every k-th trial "
+                "explores, so a share past one half would be every trial or every other"
+            )
 
     @property
     def every(self) -> int:

@@ -199,6 +199,33 @@ def test_plan_from_a_newer_format_is_refused() -> None:
         WarmStartPlan.from_dict(data)
 
 
+def test_history_of_a_maximised_study_ranks_its_highest_value_best(tmp_path: Any) -> None:
+    """History values are losses: a study that maximised (one a library user passes) had
+    its ranking read upside down, and its worst configurations enqueued as the best."""
+    import optuna
+
+    storage = f"sqlite:///{tmp_path}/history.db"
+    study = optuna.create_study(study_name="maximised", storage=storage, direction="maximize")
+    for c in (0.01, 1.0, 10.0):
+        study.enqueue_trial({"C": c})
+    study.optimize(lambda t: t.suggest_float("C", 1e-3, 10.0, log=True), n_trials=3)
+    history = load_history(storage, ["maximised"])
+    best = min(history.trials, key=lambda t: t.value)
+    assert best.params == {"C": 10.0}
+
+
+def test_history_of_a_multi_objective_study_is_a_clear_error(tmp_path: Any) -> None:
+    import optuna
+
+    storage = f"sqlite:///{tmp_path}/history.db"
+    study = optuna.create_study(
+        study_name="two", storage=storage, directions=["minimize", "minimize"]
+    )
+    study.optimize(lambda t: (t.suggest_float("C", 0.1, 1.0), 1.0), n_trials=1)
+    with pytest.raises(WarmStartError, match="'two' has 2 objectives"):
+        load_history(storage, ["two"])
+
+
 def test_missing_history_study_is_a_clear_error(tmp_path: Any) -> None:
     with pytest.raises(WarmStartError, match="'nope' does not exist"):
         load_history(str(tmp_path / "journal.log"), ["nope"])
@@ -655,6 +682,14 @@ def test_learned_box_rounds_an_integer_range_outwards() -> None:
     assert plan.box_for("forest_n_estimators") == NumericBound(
         name="forest_n_estimators", low=40.0, high=70.0
     )
+
+
+@pytest.mark.parametrize("share", [0.6, 0.75, 0.99])
+def test_an_explore_share_no_every_kth_trial_gives_is_refused(share: float) -> None:
+    """Past one half, every k-th trial is every trial or every other: 0.75 explored every
+    trial, and the box and frozen values were never applied."""
+    with pytest.raises(ValueError, match=f"`share` must be 1 or at most 0.5, got {share}"):
+        ExploreShare(share=share)
 
 
 @pytest.mark.parametrize(("share", "every"), [(0.25, 4), (1 / 3, 3), (0.3, 3), (0.35, 3), (1.0, 1)])
