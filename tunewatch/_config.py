@@ -24,8 +24,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
-from monitor.objectives import ObjectiveError, make_objective
+from monitor.objectives import CostWeightedError, ObjectiveError, make_objective
 from retune.space import DEFAULTS, KNOWN_PARAMS, is_regression, load_search_space, read_yaml
 from tunewatch._config_base import MAX_DURATION_MINUTES, MAX_DURATION_S
 from tunewatch._config_base import Frozen as _Frozen
@@ -73,7 +75,8 @@ class StoreConfig(_Frozen):
 
 
 class ServerConfig(_Frozen):
-    host: str = "127.0.0.1"
+    # "" listened on every interface
+    host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
     max_artefact_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
@@ -277,6 +280,24 @@ class ModelConfig(_Frozen):
     def trigger(self, event: str) -> TriggerConfig | None:
         return next((t for t in self.triggers if t.on == event), None)
 
+    @field_validator("features")
+    @classmethod
+    def _one_range_per_feature(
+        cls, features: tuple[FeatureConfig, ...]
+    ) -> tuple[FeatureConfig, ...]:
+        """Whether the names are the model's features is checked when it registers
+        (:meth:`Config.check_registered_model`)."""
+        first: dict[str, int] = {}
+        for i, f in enumerate(features):
+            if f.name in first:
+                # the last range silently replaced the first
+                raise ValueError(
+                    f"`features.{first[f.name]}` and `features.{i}` both name {f.name!r}: "
+                    f"a feature's range must name it once, got {f.name!r} more than once"
+                )
+            first[f.name] = i
+        return features
+
     @field_validator("triggers")
     @classmethod
     def _one_trigger_per_event(
@@ -332,6 +353,21 @@ class ModelConfig(_Frozen):
             raise ValueError(
                 f"`tuning.search_space` {self.tuning.search_space} offers the estimator "
                 f"choice(s) {wrong}, which do not fit task {self.task!r} ({kind} only)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _schedule_has_its_trigger(self) -> ModelConfig:
+        """A standing schedule fires the `schedule` event: with no trigger for it (a
+        ``triggers`` list replaces the defaults, which have one) each run recorded the
+        event and queued nothing."""
+        schedule = self.tuning.schedule_cron or self.tuning.schedule_hours
+        if schedule is not None and self.trigger("schedule") is None:
+            key = "schedule_cron" if self.tuning.schedule_cron else "schedule_hours"
+            raise ValueError(
+                f"`tuning.{key}` ({schedule}) fires the `schedule` event, which no trigger "
+                "carries out: add a trigger `on: schedule` (`{on: schedule, do: retune}`) "
+                f"to `triggers`, got triggers for {[t.on for t in self.triggers]}"
             )
         return self
 
@@ -417,14 +453,22 @@ class Config(_Frozen):
         )
 
     def check_registered_model(
-        self, model: str, feature_names: Sequence[str], *, task: str
+        self,
+        model: str,
+        feature_names: Sequence[str],
+        *,
+        task: str,
+        classes: int | None = None,
     ) -> None:
         """Refuse a ``task`` of ``model`` other than its versions' ``task``,
         ``evaluation.drift.columns`` naming a column its drift frame does not have (its
-        features, the prediction and the label), and a ``tuning.cv_group_column`` that is
-        not one of its features: a model's task and features are known only once it
-        registers, and such a setting made every evaluation (or job) of the model fail.
-        Called when a version registers and, for stored models, when the daemon starts."""
+        features, the prediction and the label), ``features`` ranges naming no feature,
+        a ``tuning.cv_group_column`` that is not one of its features, and, with
+        ``classes`` (a multiclass version's primary output width), an objective of
+        another number of classes (a ``cost_matrix``): a model's task, features and
+        classes are known only once it registers, and such a setting made every
+        evaluation (or job) of the model fail, or guarded nothing. Called when a version
+        registers and, for stored models (without ``classes``), when the daemon starts."""
         for i, cfg in enumerate(self.models):
             if cfg.name != model:
                 continue
@@ -447,18 +491,62 @@ class Config(_Frozen):
                     f"name a column of model {model!r}, got {unknown}; its columns are its "
                     f"features ({shown}{more}), {PREDICTION_COLUMN} and {LABEL_COLUMN}"
                 )
+            for j, feature in enumerate(cfg.features):
+                if feature.name not in feature_names:
+                    # its range guarded nothing, with only a log warning
+                    raise ConfigError(
+                        f"models.{i}.features.{j}.name: a feature range must name a feature "
+                        f"of model {model!r}, got {feature.name!r}; its features are "
+                        f"{shown}{more}"
+                    )
             group = cfg.tuning.cv_group_column
             if group is not None and group not in feature_names:
                 raise ConfigError(
                     f"models.{i}.tuning.cv_group_column: the group column must be a feature "
                     f"of model {model!r}, got {group!r}; its features are {shown}{more}"
                 )
+            if classes is not None:
+                _check_classes(i, cfg, classes)
 
     def trigger(self, model: str, event: str) -> TriggerConfig | None:
         """The model's trigger for ``event`` (the defaults for models not configured)."""
         cfg = self.model(model)
         triggers = cfg.triggers if cfg is not None else DEFAULT_TRIGGERS
         return next((t for t in triggers if t.on == event), None)
+
+
+def _check_classes(index: int, cfg: ModelConfig, classes: int) -> None:
+    """The model's objective scores ``classes`` classes: a ``cost_matrix`` of another
+    size failed every decay window (decay read insufficient_data for ever, silently)
+    and every tuning trial."""
+    objective = make_objective(cfg.objective.name, task=cfg.task, **cfg.objective.params)
+    if isinstance(objective, CostWeightedError):
+        k = objective.cost_matrix.shape[0]
+        if k != classes:
+            raise ConfigError(
+                f"models.{index}.objective.params.cost_matrix: a cost matrix has a row and a "
+                f"column per class of the model, got {k}x{k} for model {cfg.name!r}, whose "
+                f"versions have {classes} classes (their output's columns)"
+            )
+
+
+def _anchored(url: str, base: Path) -> str:
+    """``url`` with a relative SQLite database path made absolute under ``base``; any
+    other URL (an absolute or ``~/`` path, ``sqlite://`` in memory, a ``file:`` URI,
+    another database) as it is."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme.partition("+")[0].lower() != "sqlite":
+        return url
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url  # the store says why when it opens
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return url
+    if Path(database).expanduser().is_absolute():
+        return url  # `~/…` too: the store expands it
+    return parsed.set(database=str(base / database)).render_as_string(hide_password=False)
 
 
 def _format_errors(exc: ValidationError, source: str) -> str:
@@ -495,9 +583,25 @@ def build_config(
     data_dir = data.get("data_dir", Config.model_fields["data_dir"].default)
     if isinstance(data_dir, str) and data_dir:
         data["data_dir"] = str(base / data_dir)  # an absolute data_dir stays as it is
+    # A relative SQLite path in the store's URL, and in the Optuna storage's (a URL or a
+    # journal file), is made absolute as data_dir is: the file's beside the file, the
+    # environment's under the working directory (it followed the working directory).
+    file_base = Path(config_dir) if config_dir is not None else Path.cwd()
     store = data.get("store") or {}
     if env.get(ENV_STORE_URL) and isinstance(store, Mapping):  # else validation says why
-        data["store"] = {**store, "url": env[ENV_STORE_URL]}
+        data["store"] = {**store, "url": _anchored(env[ENV_STORE_URL], Path.cwd())}
+    elif isinstance(store, Mapping) and isinstance(store.get("url"), str):
+        data["store"] = {**store, "url": _anchored(store["url"], file_base)}
+    tuning = data.get("tuning")
+    if isinstance(tuning, Mapping) and isinstance(tuning.get("storage_url"), str):
+        url = tuning["storage_url"]
+        journal = url and "://" not in url  # Optuna's journal file at that path
+        data["tuning"] = {
+            **tuning,
+            "storage_url": (
+                str(file_base / Path(url).expanduser()) if journal else _anchored(url, file_base)
+            ),
+        }
     version = data.get("version", CONFIG_VERSION)
     if isinstance(version, int) and version > CONFIG_VERSION:
         raise ConfigError(

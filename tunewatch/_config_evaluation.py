@@ -137,3 +137,16 @@ class EvaluationConfig(_Frozen):
                 f"window_rows={self.window_rows}, window_s={self.window_s}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _window_holds_min_rows(self) -> EvaluationConfig:
+        """Drift, and the accuracy estimate, test a window of at least ``drift.min_rows``
+        rows: a smaller ``window_rows`` read insufficient_data at every run."""
+        testing = self.drift.enabled or self.estimate.enabled
+        if testing and self.window_rows is not None and self.window_rows < self.drift.min_rows:
+            raise ValueError(
+                f"`window_rows` ({self.window_rows}) must be at least `drift.min_rows` "
+                f"({self.drift.min_rows}): drift and the accuracy estimate of a smaller "
+                "window could never be tested"
+            )
+        return self

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 from typing import Literal
 
@@ -13,6 +15,9 @@ from retune.space import load_search_space
 from tunewatch._config_base import MAX_DURATION_HOURS, MAX_DURATION_S
 from tunewatch._config_base import Frozen as _Frozen
 from tunewatch._cron import crontab_trigger
+
+#: The largest search-space file the config reads (they are a few kilobytes).
+MAX_SEARCH_SPACE_BYTES = 2**20
 
 
 class TuningJobConfig(_Frozen):
@@ -50,6 +55,7 @@ class TuningJobConfig(_Frozen):
         base = None if info.context is None else info.context.get("config_dir")
         if not Path(value).is_absolute():  # kept absolute: a written-out copy reads the same
             value = str((Path(base) if base is not None else Path.cwd()) / value)
+        _small_regular_file(value)
         try:
             load_search_space(value)
         except SearchSpaceError as exc:
@@ -89,6 +95,26 @@ class TuningJobConfig(_Frozen):
     seed: int = 0
 
     @model_validator(mode="after")
+    def _one_schedule(self) -> TuningJobConfig:
+        if self.schedule_cron is not None and self.schedule_hours is not None:
+            # the cron expression won and the hours were silently ignored
+            raise ValueError(
+                "set either `schedule_cron` or `schedule_hours`, not both, got "
+                f"schedule_cron={self.schedule_cron!r}, schedule_hours={self.schedule_hours}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _window_holds_min_rows(self) -> TuningJobConfig:
+        if not self.include_reference and self.window_rows < self.min_rows:
+            raise ValueError(
+                f"`window_rows` ({self.window_rows}) must be at least `min_rows` "
+                f"({self.min_rows}) with `include_reference: false`: a job trains on the "
+                "window alone, and every job would fail"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _gap_of_a_time_series(self) -> TuningJobConfig:
         if self.cv_gap and self.cv != "time_series":
             raise ValueError(
@@ -114,3 +140,20 @@ class TuningJobConfig(_Frozen):
                 f"`cv: {self.cv}`"
             )
         return self
+
+
+def _small_regular_file(path: str) -> None:
+    """Refuse a search space that is not a regular file of at most
+    ``MAX_SEARCH_SPACE_BYTES``: ``/dev/zero`` was read without end, a pipe blocked the
+    load. A missing file is left to the loader, whose message says so."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"the search space {path} is not a regular file")
+    if info.st_size > MAX_SEARCH_SPACE_BYTES:
+        raise ValueError(
+            f"the search space {path} is larger than 1 MiB ({info.st_size} bytes); a search "
+            "space is a few kilobytes of YAML"
+        )

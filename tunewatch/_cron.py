@@ -7,20 +7,26 @@ turns the day-of-week field into names before APScheduler sees it.
 
 from __future__ import annotations
 
-from datetime import UTC
+from datetime import UTC, datetime
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+# One Gregorian cycle (400 years, a whole number of weeks): the calendar repeats after it,
+# so an expression that does not fire within it never fires.
+_CYCLE_START = datetime(2000, 1, 1, tzinfo=UTC)
+_CYCLE_END = datetime(2401, 1, 1, tzinfo=UTC)
 
 
 def crontab_trigger(expr: str) -> BaseTrigger:
     """The trigger of a 5-field crontab expression (minute hour day month day-of-week), in
     UTC; raises ``ValueError`` naming the field and the rule. As in crontab, when both
     day fields are restricted — neither starts with ``*``, so ``*/2`` is unrestricted — a
-    day matching either fires (APScheduler wants both); otherwise both must match."""
+    day matching either fires (APScheduler wants both); otherwise both must match. An
+    expression that never fires (``0 3 30 2 *``) is refused: APScheduler would add its
+    job paused, with no next run time."""
     fields = expr.split()
     if len(fields) != 5:
         raise ValueError(
@@ -41,10 +47,18 @@ def crontab_trigger(expr: str) -> BaseTrigger:
         except ValueError as exc:
             raise ValueError(f"{name.replace('_', ' ')}: {exc} in {expr!r}") from exc
     if not day.startswith(("*", "?")) and not weekday.startswith(("*", "?")):
+        # a day of the week fires in every month, so the OR of the two always fires
         by_date = {**spec, "day_of_week": "*"}
         by_weekday = {**spec, "day": "*"}
         return OrTrigger(
             [CronTrigger(**by_date, timezone=UTC), CronTrigger(**by_weekday, timezone=UTC)]
+        )
+    probe = CronTrigger(**spec, timezone=UTC, start_date=_CYCLE_START, end_date=_CYCLE_END)
+    if probe.get_next_fire_time(None, _CYCLE_START) is None:  # a few ms: 400 years of months
+        raise ValueError(
+            f"{expr!r} never fires: no month it names ({month!r}) has a day of the month "
+            f"{day!r} (February has at most 29 days; April, June, September and November "
+            "30)"
         )
     return CronTrigger(**spec, timezone=UTC)
 

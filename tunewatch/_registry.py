@@ -181,10 +181,18 @@ def _check_metadata(metadata: VersionMetadata) -> None:
 
 
 class FeatureCheck(Protocol):
-    """The config's check of a model's task and of its settings that name columns
+    """The config's check of a model's task, of its settings that name columns and, with
+    ``classes``, of its objective's classes
     (:meth:`tunewatch._config.Config.check_registered_model`); raises ``ConfigError``."""
 
-    def __call__(self, model: str, feature_names: Sequence[str], *, task: str) -> None: ...
+    def __call__(
+        self,
+        model: str,
+        feature_names: Sequence[str],
+        *,
+        task: str,
+        classes: int | None = None,
+    ) -> None: ...
 
 
 class Registry:
@@ -380,6 +388,11 @@ class Registry:
                 code="feature_count_mismatch",
             )
         width = inspected.signature.primary_width
+        multiclass = metadata.task == "multiclass" and width is not None and width > 1
+        if self._check_features is not None and multiclass:
+            # a multiclass model's classes are its primary output's columns, known only
+            # now: a cost matrix of another size failed every evaluation and trial
+            self._check_features(model, metadata.feature_names, task=metadata.task, classes=width)
         if reference is not None:
             # a multiclass model's classes are its primary output's columns
             classes = width if metadata.task == "multiclass" else None

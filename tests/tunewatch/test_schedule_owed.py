@@ -6,8 +6,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tunewatch._daemon import Daemon
 from tunewatch._errors import StoreUnavailableError
@@ -235,12 +233,12 @@ def test_a_scheduled_retune_the_cooldown_suppressed_is_not_owed(
         daemon.close()
 
 
-@pytest.mark.parametrize("action", ["notify", "none"])
 def test_a_schedule_without_a_retune_trigger_owes_nothing(
-    trained: list[ExampleModel], tmp_path: Path, action: str
+    trained: list[ExampleModel], tmp_path: Path
 ) -> None:
-    triggers = [{"on": "schedule", "do": "notify"}] if action == "notify" else []
-    daemon = _daemon(tmp_path, trained, triggers=triggers)
+    """A schedule with no `on: schedule` trigger at all is a config error
+    (tests/tunewatch/test_config_consistency.py)."""
+    daemon = _daemon(tmp_path, trained, triggers=[{"on": "schedule", "do": "notify"}])
     daemon.start()
     try:
         _fire_the_schedule(daemon)

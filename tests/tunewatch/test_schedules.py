@@ -121,6 +121,40 @@ def test_a_bad_cron_expression_is_a_config_error_naming_its_key(expr: str, rule:
         )
 
 
+@pytest.mark.parametrize(
+    "expr", ["0 3 30 2 *", "0 0 31 4,6,9,11 *", "0 0 30-31 2 *", "59 23 31 2,4 */2"]
+)
+def test_a_cron_expression_that_never_fires_is_a_config_error(expr: str) -> None:
+    """It loaded, and APScheduler added the job paused (no next run time): the model was
+    never retuned on schedule, and nothing said so."""
+    with pytest.raises(
+        ConfigError, match=r"models\.0\.tuning\.schedule_cron: .*never fires.*day of the month"
+    ):
+        build_config(
+            {"models": [{"name": MODEL, "task": "binary", "tuning": {"schedule_cron": expr}}]},
+            env={},
+        )
+
+
+@pytest.mark.parametrize("expr", ["0 0 29 2 *", "0 0 29 2 */7", "0 0 31 2 1", "0 0 31 */2 *"])
+def test_a_cron_expression_that_fires_rarely_loads(expr: str) -> None:
+    """February 29th (on a Sunday: once in 28 years at most), or a Monday of February."""
+    assert crontab_trigger(expr).get_next_fire_time(None, WEDNESDAY) is not None
+    build_config(
+        {"models": [{"name": MODEL, "task": "binary", "tuning": {"schedule_cron": expr}}]},
+        env={},
+    )
+
+
+def test_a_cron_schedule_and_an_interval_schedule_are_a_config_error() -> None:
+    """`schedule_hours` beside `schedule_cron` was silently ignored."""
+    tuning = {"schedule_cron": "0 3 * * 0", "schedule_hours": 1}
+    with pytest.raises(
+        ConfigError, match=r"models\.0\.tuning: .*either `schedule_cron` or `schedule_hours`"
+    ):
+        build_config({"models": [{"name": MODEL, "task": "binary", "tuning": tuning}]}, env={})
+
+
 def test_a_model_named_with_a_space_gets_its_jobs_and_does_not_stop_the_others(
     trained: list[ExampleModel], tmp_path: Path
 ) -> None:
