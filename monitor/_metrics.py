@@ -171,7 +171,9 @@ class ServingMetrics:
         )
         self.decay_slope = Gauge(
             "tunewatch_decay_slope_per_day",
-            "Trend of the realised objective per day (sign: the objective's own).",
+            "Trend of the realised objective per day, signed so that a positive value is "
+            "getting worse whichever way the objective points (a falling accuracy, a rising "
+            "log loss).",
             ["model"],
             registry=r,
         )

@@ -68,6 +68,7 @@ class _Baseline:
     scores: np.ndarray  # the champion's primary output on the reference features
     cbpe: CBPE | None
     reference_accuracy: float | None
+    no_estimate: str | None  # why ``cbpe`` is None: the estimate's reason
 
 
 class Evaluator:
@@ -268,23 +269,36 @@ class Evaluator:
         profile = ReferenceProfile.build(frame, column_types=column_types(model, frame))
         cbpe = None
         accuracy = None
-        held = np.isfinite(scores).all(axis=1)  # a time series' first rows have no score
-        if model.task == "binary" and reference.labels is not None and held.any():
-            p = positive_proba(scores[held])
-            labels = reference.labels[held]
-            try:
-                cbpe = CBPE(seed=0).fit(p, labels)
-            except EstimationError as exc:  # one class, NaN or non-0/1 labels: no estimate,
-                # but drift and decay still run (the baseline is cached, so this is said once)
-                logger.warning(
-                    "model=%s version=%d: reference labels cannot calibrate an estimate: %s",
-                    champion.model,
-                    champion.version,
-                    exc,
-                )
+        no_estimate = None
+        if model.task != "binary":
+            no_estimate = "the estimate is of binary models only"
+        elif reference.labels is None:
+            no_estimate = "the reference snapshot has no labels"
+        else:
+            # calibrated on the rows with both a score (a time series' first rows have
+            # none) and a known label (NaN is unknown): CBPE refused a NaN label, and the
+            # reference accuracy counted one as misclassified
+            labels = np.asarray(reference.labels, dtype=np.float64)
+            known = np.isfinite(scores).all(axis=1) & ~np.isnan(labels)
+            if not known.any():
+                no_estimate = "no reference row has both a score and a known label"
             else:
-                accuracy = float(((p >= 0.5) == (labels >= 0.5)).mean())
-        return _Baseline(profile, reference, scores, cbpe, accuracy)
+                p = positive_proba(scores[known])
+                labels = labels[known]
+                try:
+                    cbpe = CBPE(seed=0).fit(p, labels)
+                except EstimationError as exc:  # one class or non-0/1 labels: no estimate,
+                    # but drift and decay still run (the baseline is cached: said once)
+                    logger.warning(
+                        "model=%s version=%d: reference labels cannot calibrate an estimate: %s",
+                        champion.model,
+                        champion.version,
+                        exc,
+                    )
+                    no_estimate = f"the reference labels cannot calibrate an estimate: {exc}"
+                else:
+                    accuracy = float(((p >= 0.5) == (labels >= 0.5)).mean())
+        return _Baseline(profile, reference, scores, cbpe, accuracy, no_estimate)
 
     # -- kinds -----------------------------------------------------------------------------
     def _drift(
@@ -413,7 +427,8 @@ class Evaluator:
         # decay check's figure (over matured windows), which may be accuracy too.
         if baseline is None or baseline.cbpe is None or baseline.reference_accuracy is None:
             m.forget(m.objective_estimated, model=window.model)  # no figure held over
-            return "insufficient_data", {"alarm": False, "reason": "no labelled reference snapshot"}
+            reason = "no reference snapshot" if baseline is None else baseline.no_estimate
+            return "insufficient_data", {"alarm": False, "reason": reason}
         answered = window.versions == version  # CBPE is calibrated on the champion's scores
         if answered.sum() < cfg.evaluation.drift.min_rows:
             m.forget(m.objective_estimated, model=window.model)

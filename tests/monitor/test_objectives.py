@@ -49,6 +49,16 @@ def test_recall_at_precision_floor_matches_the_curve(binary: tuple[np.ndarray, n
     )
 
 
+def test_a_floor_of_one_is_met_by_the_threshold_that_reaches_it() -> None:
+    """Recall 1.0 is reached only at the lowest threshold (every row positive): its
+    precision, 2 of 4; precision 1.0 only at the highest, where recall is 1 of 2."""
+    y = np.array([1, 0, 0, 1])
+    p = np.array([0.9, 0.8, 0.3, 0.2])
+    proba = np.column_stack([1 - p, p])
+    assert make_objective("precision_at_recall", min_recall=1.0).value(y, proba) == 0.5
+    assert make_objective("recall_at_precision", min_precision=1.0).value(y, proba) == 0.5
+
+
 def test_per_request_losses_average_to_the_value(binary: tuple[np.ndarray, np.ndarray]) -> None:
     y, proba = binary
     for name, params in [
