@@ -4,13 +4,14 @@ stopped heartbeating (run by the scheduler's leader)."""
 from __future__ import annotations
 
 import logging
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,11 @@ STALE_HEARTBEATS = 6
 #: the n-th failure the next worker waits ``retry_after_s · 2ⁿ⁻¹`` (5, 10, 20, 40 s by
 #: default), so an outage shorter than about 75 s fails no job.
 MAX_LAUNCHES = 5
-#: How much of a failed worker's stderr the job's error keeps (its end).
+#: How much of a worker's stderr is read when it exits: at most its last 20 lines, from
+#: its last 4 KiB.
+_STDERR_LINES = 20
+_STDERR_BYTES = 4096
+#: How much of that a failed job's error keeps (its end).
 _STDERR_TAIL = 2000
 
 
@@ -50,6 +55,7 @@ class JobLauncher:
         command: Sequence[str] | None = None,
         stop_timeout_s: float = 30.0,
         retry_after_s: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.config_path = config_path
@@ -59,6 +65,7 @@ class JobLauncher:
         self.command = list(command) if command is not None else _worker_command(config_path)
         self.stop_timeout_s = stop_timeout_s
         self.retry_after_s = retry_after_s
+        self.clock = clock  # monotonic seconds: when a failed start is retried
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._stderr: dict[int, Any] = {}  # a worker's stderr, a temporary file
         self._failed_starts: dict[int, int] = {}  # per job, in a row
@@ -97,7 +104,7 @@ class JobLauncher:
             with self._lock:
                 if self._stopping or len(self._procs) >= self.workers:
                     break
-                if job.id in self._procs or self._not_before.get(job.id, 0) > time.monotonic():
+                if job.id in self._procs or self._not_before.get(job.id, 0) > self.clock():
                     continue
                 stderr = tempfile.TemporaryFile()
                 proc = subprocess.Popen(
@@ -111,17 +118,19 @@ class JobLauncher:
 
     def _reap(self, job_id: int, proc: subprocess.Popen[bytes], stderr: Any) -> None:
         """Count a worker that failed before claiming its job (the job is still queued);
-        at :data:`MAX_LAUNCHES` in a row the job is failed with the worker's stderr."""
+        at :data:`MAX_LAUNCHES` in a row the job is failed with the worker's stderr. One
+        that had claimed its job is reported by :meth:`_reap_claimed`."""
         try:
             tail = _tail(stderr)
         finally:
             if stderr is not None:
                 stderr.close()
-        if proc.returncode == 0 or self.store.get_job(job_id).status != "queued":
+        job = self.store.get_job(job_id)
+        if proc.returncode == 0 or job.status != "queued":
             self._failed_starts.pop(job_id, None)
             self._not_before.pop(job_id, None)
-            if proc.returncode != 0:
-                logger.warning("worker for job %d exited with %d", job_id, proc.returncode)
+            if job.status != "queued":
+                self._reap_claimed(job, proc, tail)
             return
         failures = self._failed_starts[job_id] = self._failed_starts.get(job_id, 0) + 1
         logger.warning(
@@ -133,13 +142,13 @@ class JobLauncher:
             tail.splitlines()[-1] if tail else "(no stderr)",
         )
         if failures < MAX_LAUNCHES:
-            self._not_before[job_id] = time.monotonic() + self.retry_after_s * 2 ** (failures - 1)
+            self._not_before[job_id] = self.clock() + self.retry_after_s * 2 ** (failures - 1)
             return
         del self._failed_starts[job_id]
         self._not_before.pop(job_id, None)
         error = (
             f"its worker exited with {proc.returncode} before claiming the job, "
-            f"{MAX_LAUNCHES} times in a row; the last one's stderr ends:\n{tail}"
+            f"{MAX_LAUNCHES} times in a row; the last one's stderr ends:\n{tail[-_STDERR_TAIL:]}"
         )
         try:
             job = self.store.finish_job(job_id, status="failed", error=error, replacing=("queued",))
@@ -150,6 +159,58 @@ class JobLauncher:
         logger.error("job=%d model=%s failed: %s", job.id, job.model, error)
         self.store.add_event(
             model=job.model, type="retune_failed", payload={"job": job.id, "error": error}
+        )
+
+    def _reap_claimed(self, job: JobRow, proc: subprocess.Popen[bytes], tail: str) -> None:
+        """A worker that had claimed ``job`` exited. Its stderr (its log) is gone with it:
+        a failure's end is logged here. A job it still holds (``running`` under its
+        name: killed, say by the OOM killer, or dead without finishing) is failed now,
+        with the exit status and the stderr's end, rather than once its heartbeats are
+        missed; a job another worker claimed since, or one that ended, is left alone."""
+        if proc.returncode == 0:
+            return
+        worker = worker_id(proc.pid)
+        status = describe_exit(proc.returncode)
+        if job.status != "running" or job.worker != worker:
+            logger.warning(
+                "job=%d model=%s: its worker (pid %d) exited with %s; the job is %s%s; "
+                "the worker's stderr ends:\n%s",
+                job.id,
+                job.model,
+                proc.pid,
+                status,
+                job.status,
+                f" (claimed by {job.worker})" if job.status == "running" else "",
+                tail or "(nothing)",
+            )
+            return
+        error = (
+            f"worker {worker!r} exited with {status} while running the job; its stderr "
+            f"ends:\n{tail[-_STDERR_TAIL:] or '(nothing)'}"
+        )
+        try:
+            failed = self.store.finish_job(
+                job.id, status="failed", error=error, replacing=("running",), worker=worker
+            )
+        except ConflictError as exc:  # claimed by another worker, or finished, meanwhile
+            if exc.code not in ("job_claimed", "job_finished"):
+                raise
+            logger.warning(
+                "job=%d model=%s: its worker (pid %d) exited with %s; left as it is (%s); "
+                "the worker's stderr ends:\n%s",
+                job.id,
+                job.model,
+                proc.pid,
+                status,
+                exc.message,
+                tail or "(nothing)",
+            )
+            return
+        if self._registered(failed):
+            return
+        logger.error("job=%d model=%s failed: %s", failed.id, failed.model, error)
+        self.store.add_event(
+            model=failed.model, type="retune_failed", payload={"job": failed.id, "error": error}
         )
 
     def _registered(self, job: JobRow) -> bool:
@@ -222,12 +283,30 @@ class JobLauncher:
         )
 
 
+def describe_exit(returncode: int) -> str:
+    """A worker's exit status for a person: ``status 1``, ``SIGSEGV (-11)``, ``SIGKILL
+    (-9): killed, e.g. out of memory``."""
+    if returncode >= 0:
+        return f"status {returncode}"
+    try:
+        name = signal.Signals(-returncode).name
+    except ValueError:
+        name = f"signal {-returncode}"
+    if -returncode == signal.SIGKILL:
+        return f"{name} ({returncode}): killed, e.g. out of memory"
+    return f"{name} ({returncode})"
+
+
 def _tail(stderr: Any) -> str:
+    """The end of a worker's stderr: its last lines, as a terminal shows them (a progress
+    bar redrawn with carriage returns is its last drawing)."""
     if stderr is None:
         return ""
     stderr.seek(0, 2)
-    stderr.seek(max(0, stderr.tell() - _STDERR_TAIL))
-    return str(stderr.read().decode("utf-8", "replace").strip())
+    stderr.seek(max(0, stderr.tell() - _STDERR_BYTES))
+    text = stderr.read().decode("utf-8", "replace").strip()
+    lines = [line.rstrip("\r").rsplit("\r", 1)[-1].rstrip() for line in text.split("\n")]
+    return "\n".join(lines[-_STDERR_LINES:]).strip()
 
 
 def _worker_command(config_path: Path) -> list[str]:

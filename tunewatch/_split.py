@@ -87,7 +87,9 @@ def check_split(
     sample-ratio check (always valid, so looking at every tick does not inflate false
     mismatches; see :func:`shadow.stats.srm_check`) and store it, with the smallest p-value
     and any mismatch of the same count before it; a new mismatch raises ``srm_detected``
-    through the dispatcher (once per mismatch episode, not every tick).
+    through the dispatcher (once per mismatch episode, not every tick); a retune it
+    caused that is still owed (the quota suppressed it) is tried again at the episode's
+    later checks.
     ``None`` while fewer than ``min_requests`` requests were split."""
     n_champion, n_challenger = comparisons.count_split_arms(
         model=model, challenger_version=split.challenger, since=since
@@ -124,7 +126,9 @@ def check_split(
         p_value=p_value,
         mismatch=mismatch,
     )
-    if mismatch and not (grown and previous is not None and previous.mismatch):
+    if mismatch and grown and previous is not None and previous.mismatch:
+        _retry_owed_retune(dispatcher, model, split)
+    elif mismatch:
         outcome: ActionOutcome = dispatcher.handle(
             model,
             "srm_detected",
@@ -154,3 +158,20 @@ def check_split(
             outcome.describe(),
         )
     return row
+
+
+def _retry_owed_retune(dispatcher: Dispatcher, model: str, split: SplitConfig) -> None:
+    """The mismatch episode goes on: a ``do: retune`` its ``srm_detected`` raised that is
+    still owed (the quota suppressed it, or the dispatch failed before queuing its job)
+    is tried again (:meth:`Dispatcher.retry`: nothing is recorded while the quota holds
+    it, and its outcome once it settles). A retune a cool-down suppressed is not owed:
+    the model was just retuned."""
+    fired = dispatcher.owed(model, "srm_detected")
+    if fired is None:
+        return
+    if (fired.payload.get("salt"), fired.payload.get("challenger_version")) != (
+        split.salt,
+        split.challenger,
+    ):  # an earlier split's: that experiment is over
+        return
+    dispatcher.retry(model, fired)

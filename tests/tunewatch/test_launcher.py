@@ -172,12 +172,21 @@ def test_only_failed_starts_in_a_row_count(store: Store, tmp_path: Path) -> None
 
 def test_a_failed_start_is_retried_only_after_a_growing_wait(store: Store, tmp_path: Path) -> None:
     """Workers failing during a short outage of the store must not exhaust a job's starts
-    tick after tick (the launcher ticks every 2 s)."""
+    tick after tick (the launcher ticks every 2 s): the wait doubles with each failure in
+    a row (a constant one passed the test as it was)."""
     job, _ = store.create_job(model="m", kind="retune", trigger={}, spec={})
-    launcher = _launcher(store, tmp_path, BROKEN_WORKER, retry_after_s=60)
+    now = [1000.0]  # the launcher's monotonic clock, in seconds
+    launcher = _launcher(store, tmp_path, BROKEN_WORKER, retry_after_s=60, clock=lambda: now[0])
     assert _tick_until_the_workers_exit(launcher) == [job.id]
-    assert launcher.tick() == []  # reaped, counted, and waiting
-    launcher._not_before[job.id] = 0  # the wait is over
+    assert launcher.tick() == []  # reaped, counted, and waiting 60 s
+    now[0] = 1059.9
+    assert launcher.tick() == []
+    now[0] = 1060.0
+    assert _tick_until_the_workers_exit(launcher) == [job.id]
+    assert launcher.tick() == []  # the second failure in a row: twice the first wait
+    now[0] = 1179.9
+    assert launcher.tick() == []
+    now[0] = 1180.0
     assert launcher.tick() == [job.id]
     launcher.stop()
     assert store.get_job(job.id).status == "queued"

@@ -323,13 +323,25 @@ class Decisions:
         """Hand a decision whose trigger is not a promotion (notify, retune) to the
         dispatcher, then settle the test: at least once, not at most — a crash between the
         two sends it again at the next run rather than losing it (a retune's job is
-        deduplicated by the test). A run that finds the test settled sends nothing; two
-        processes racing past that read may both record the event."""
+        deduplicated by the test). A retune the quota suppressed is still owed (as
+        :meth:`~tunewatch._actions.Dispatcher.owed` reads it): the test is left unsettled,
+        and each run tries again (recording the event and its action again) until the job
+        is queued; one a cool-down suppressed is settled, the model having just been
+        retuned. A run that finds the test settled sends nothing; two processes racing
+        past that read may both record the event."""
         if not needs_action(self.comparisons.get_test(test.id)):
             return self._lost(model, test)
         outcome = self.dispatcher.handle(
             model, test.decision, evidence, dedupe_key=f"comparison:{test.id}", actor=actor
         )
+        if outcome.cause == "quota":
+            logger.info(
+                "model=%s comparison test %d: %s; tried again at the next run",
+                model,
+                test.id,
+                outcome.describe(),
+            )
+            return "none", (f"{outcome.describe()}; tried again at the next run",)
         self._settle(test, "decided", {"action": "notified", "trigger": outcome.action})
         return "notified", (outcome.describe(),)
 

@@ -236,16 +236,20 @@ def finish_job(
     result: Mapping[str, Any] | None = None,
     error: str | None = None,
     replacing: tuple[str, ...] = ACTIVE,
+    worker: str | None = None,
 ) -> JobRow:
     """A job's final state, once: a job not in one of the ``replacing`` states (by
     default: a job already finished, such as a late worker's result after the launcher
-    failed the job as stale) raises ``job_finished`` and keeps its state."""
+    failed the job as stale) raises ``job_finished`` and keeps its state. Given a
+    ``worker``, only while that worker is the last to have claimed the job: one another
+    worker claimed since raises ``job_claimed`` and keeps its state."""
     if status in ACTIVE:
         raise ValueError(f"`status` must be a final state, got {status!r}")
+    stmt = update(jobs).where(jobs.c.id == job_id, jobs.c.status.in_(replacing))
+    if worker is not None:
+        stmt = stmt.where(jobs.c.worker == worker)
     finished = conn.execute(
-        update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.status.in_(replacing))
-        .values(
+        stmt.values(
             status=status,
             result=None if result is None else _clean(result, "result"),
             error=None if error is None else error[:4000],
@@ -254,6 +258,11 @@ def finish_job(
     )
     if not finished.rowcount:
         job = get_job(conn, job_id)
+        if job.status in replacing:  # so the worker differs
+            raise ConflictError(
+                f"job {job_id} is claimed by worker {job.worker!r}, not {worker!r}",
+                code="job_claimed",
+            )
         raise ConflictError(f"job {job_id} is already {job.status}", code="job_finished")
     return get_job(conn, job_id)
 

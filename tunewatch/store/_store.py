@@ -667,11 +667,18 @@ class Store:
         result: Mapping[str, Any] | None = None,
         error: str | None = None,
         replacing: tuple[str, ...] = _jobs.ACTIVE,
+        worker: str | None = None,
     ) -> JobRow:
         """See :func:`_jobs.finish_job`."""
         with self._tx("finish_job") as conn:
             return _jobs.finish_job(
-                conn, job_id, status=status, result=result, error=error, replacing=replacing
+                conn,
+                job_id,
+                status=status,
+                result=result,
+                error=error,
+                replacing=replacing,
+                worker=worker,
             )
 
     def claim_alert_episode(

@@ -381,3 +381,31 @@ def test_a_quota_check_does_not_wait_for_a_migration(pg_url: str) -> None:
     finally:
         engine.dispose()
         store.close()
+
+
+def test_finishing_as_a_worker_leaves_a_job_another_worker_claimed_since(
+    model_store: Store,
+) -> None:
+    """The launcher fails the job of a worker it reaped dead only while that worker holds
+    it: one that another worker joined since (workers share a study) is that worker's."""
+    job, _ = model_store.create_job(model="m", kind="retune", trigger={}, spec={})
+    model_store.claim_job(job.id, "host:1")
+    model_store.claim_job(job.id, "host:2")
+    with pytest.raises(ConflictError) as info:
+        model_store.finish_job(
+            job.id, status="failed", error="dead", replacing=("running",), worker="host:1"
+        )
+    assert info.value.code == "job_claimed" and "'host:2', not 'host:1'" in info.value.message
+    assert (model_store.get_job(job.id).status, model_store.get_job(job.id).error) == (
+        "running",
+        None,
+    )
+    failed = model_store.finish_job(
+        job.id, status="failed", error="dead", replacing=("running",), worker="host:2"
+    )
+    assert (failed.status, failed.error) == ("failed", "dead")
+    with pytest.raises(ConflictError) as info:
+        model_store.finish_job(
+            job.id, status="failed", error="again", replacing=("running",), worker="host:2"
+        )
+    assert info.value.code == "job_finished"
