@@ -109,12 +109,13 @@ def ensure_bootstrap_token(store: Store, env: Mapping[str, str]) -> None:
         suffix += 1
         name = f"{BOOTSTRAP_TOKEN_NAME}-{suffix}"
     try:
-        store.add_token(
+        store.add_token(  # only this path may take the bootstrap admin's names
             name=name,
             role="admin",
             token_hash=digest,
             actor="system",
             details={"source": ENV_ADMIN_TOKEN},
+            bootstrap=True,
         )
     except ConflictError:
         if store.token_by_hash(digest) is not None:

@@ -24,6 +24,23 @@ def test_every_role_is_mapped_and_admin_holds_every_permission() -> None:
     assert ROLE_PERMISSIONS["admin"] >= set().union(*ROLE_PERMISSIONS.values())
 
 
+def test_each_role_holds_exactly_the_permissions_the_api_table_gives_it() -> None:
+    """Written out from the README's API table (DESIGN §6 names the roles), not read
+    from the table the daemon enforces: a viewer given ``register`` passed every test.
+    GET routes are a viewer's, and the roles that act on what they read (operator,
+    approver) read too; the machine roles (scorer, labeller, alertmanager) only send."""
+    assert ROLE_PERMISSIONS == {
+        "viewer": {"read"},
+        "scorer": {"score"},  # OIP inference and mirror records
+        "labeller": {"label"},  # feedback
+        "alertmanager": {"alert"},  # the Alertmanager webhook
+        # register; promote, rollback, retire, evaluate, compare, retune
+        "operator": {"read", "register", "operate"},
+        "approver": {"read", "approve"},  # approve, reject
+        "admin": {"read", "score", "label", "alert", "register", "operate", "approve"},
+    }
+
+
 def test_missing_malformed_unknown_and_wrong_role_tokens_are_refused() -> None:
     auth = _auth({"tw_good": ("s", "scorer")}, Clock())
     cases = [

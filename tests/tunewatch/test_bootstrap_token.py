@@ -146,3 +146,31 @@ def test_a_token_with_surrounding_whitespace_works_as_its_bearer_form(store: Sto
     assert _active(store) == {hash_token("tw_from_a_file")}
     ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": "tw_from_a_file"})
     assert len(store.list_tokens()) == 1  # the same token, not a rotation
+
+
+def test_no_one_can_create_a_token_under_the_bootstrap_admin_s_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tunewatch tokens create bootstrap-admin-7` made a token the same-person rule took
+    for the bootstrap admin, and the next rotation revoked it; the variable's own tokens
+    are still stored and rotated under those names."""
+    import yaml
+
+    from tunewatch._cli import main
+
+    url = f"sqlite:///{tmp_path / 'tw.db'}"
+    config = tmp_path / "tunewatch.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path), "store": {"url": url}}))
+    create = ["--config", str(config), "tokens", "create", "bootstrap-admin-7"]
+    assert main([*create, "--role", "approver"]) == 2
+    err = capsys.readouterr().err
+    assert "token `name` must not be 'bootstrap-admin' or 'bootstrap-admin-<n>'" in err
+    assert "Traceback" not in err
+    with Store.open(url) as store:
+        assert store.list_tokens() == []
+        for token in ("a" * 32, "b" * 32):
+            ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": token})
+        assert [(t.name, t.revoked_at is None) for t in store.list_tokens()] == [
+            ("bootstrap-admin", False),
+            ("bootstrap-admin-2", True),
+        ]

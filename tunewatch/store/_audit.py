@@ -13,21 +13,37 @@ lets ``audit_head`` move only forward, to the hash of an entry whose ``prev_hash
 old head. Without a key the chain cannot tell a rewrite from the original, so
 :func:`verify_audit` also checks that the log ends at ``audit_head``: whoever bypasses the
 triggers to remove or rewrite the newest entries must rewrite the head as well.
+
+Whoever bypasses them on SQLite can also store a value of another type than the column's
+(a BLOB actor, text that is not UTF-8, a time or JSON that does not parse). Rows are read
+raw there and decoded column by column: such a row is a break (``hash``: its contents
+cannot be read, so its hash cannot be recomputed), and the log lists it with
+:data:`UNREADABLE` in place of what could not be read (see :func:`audit_log`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, and_, func, or_, select, update
+from sqlalchemy import Connection, LargeBinary, and_, cast, func, or_, select, update
+from sqlalchemy.engine import Dialect, RowMapping
 
 from ._canonical import canonical_json, json_roundtrip
 from ._events import holds_nul
 from ._schema import ZERO_HASH, audit_entries, audit_head
 from ._types import AuditBreak, AuditEntry, utcnow
+
+#: What :func:`audit_log` shows for a text column it cannot read, and for such a time,
+#: the epoch; the entry's ``details`` then say what was stored (``{"unreadable":
+#: {column: why}, "details": the stored details, when they could be read}``).
+UNREADABLE = "<unreadable>"
+UNREADABLE_AT = datetime(1970, 1, 1, tzinfo=UTC)
+
+_TEXT_COLUMNS = ("actor", "action", "target", "prev_hash", "hash")
 
 
 def entry_hash(
@@ -93,10 +109,12 @@ def audit_log(
     actor: str | None = None,
 ) -> list[AuditEntry]:
     """Newest first, at most ``limit``; a filter holding a NUL matches nothing, on both
-    backends (no stored entry holds one; PostgreSQL would refuse the query)."""
+    backends (no stored entry holds one; PostgreSQL would refuse the query). An entry
+    whose row cannot be read is listed with what could be (:data:`UNREADABLE` for the
+    rest) and ``details`` saying why, never raised."""
     if holds_nul(target, model, action, actor):
         return []
-    stmt = select(audit_entries)
+    stmt = select(*_read_columns(conn.dialect))
     if target is not None:
         stmt = stmt.where(audit_entries.c.target == target)
     if model is not None:
@@ -106,7 +124,8 @@ def audit_log(
     if actor is not None:
         stmt = stmt.where(audit_entries.c.actor == actor)
     rows = conn.execute(stmt.order_by(audit_entries.c.id.desc()).limit(limit)).all()
-    return [_entry(r) for r in rows]
+    read = _RowReader(conn.dialect)
+    return [read(r._mapping).shown() for r in rows]
 
 
 def audit_facets(conn: Connection, model: str | None = None) -> tuple[list[str], list[str]]:
@@ -151,15 +170,17 @@ def verify_audit(conn: Connection) -> AuditBreak | None:
     head_of_log = select(audit_head.c.hash).where(audit_head.c.id == 1).scalar_subquery()
     while True:
         result = conn.execute(
-            select(audit_entries, head_of_log.label("head_of_log"))
+            select(*_read_columns(conn.dialect), head_of_log.label("head_of_log"))
             .order_by(audit_entries.c.id)
             .execution_options(yield_per=1000)
         )
+        read = _RowReader(conn.dialect)
         last: AuditEntry | None = None
         head: str | None = None
         for row in result:
-            entry = _entry(row)
-            broken = _chain_break(entry, last)
+            decoded = read(row._mapping)
+            entry = decoded.entry
+            broken = decoded.unreadable_break() or _chain_break(entry, last)
             if broken is not None:
                 result.close()
                 return broken
@@ -233,14 +254,138 @@ def _head_break(conn: Connection, head: str | None, last: AuditEntry | None) -> 
     return AuditBreak(kind="head", entry_id=entry_id, message=message)
 
 
-def _entry(row: Row[Any]) -> AuditEntry:
-    return AuditEntry(
-        id=row.id,
-        at=row.at,
-        actor=row.actor,
-        action=row.action,
-        target=row.target,
-        details=row.details,
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-    )
+def _read_columns(dialect: Dialect) -> list[Any]:
+    """The entry's columns to select. SQLite's hold any type whatever they are declared:
+    each is read as its bytes beside its ``typeof``, for :class:`_RowReader` (a text that is
+    not UTF-8 failed the whole query, as though the database were unavailable).
+    PostgreSQL's hold only their own type."""
+    if dialect.name != "sqlite":
+        return list(audit_entries.c)
+    columns: list[Any] = [audit_entries.c.id]
+    for column in audit_entries.c:
+        if column.name != "id":
+            columns.append(cast(column, LargeBinary).label(column.name))
+            columns.append(func.typeof(column).label(f"{column.name}__type"))
+    return columns
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    """A row read column by column: ``entry`` holds what was read, ``unreadable`` says
+    why each other column could not be (empty: the row as stored)."""
+
+    entry: AuditEntry
+    unreadable: dict[str, str]
+    details: Any  # the stored details, if they parsed (as JSON of any kind)
+
+    def unreadable_break(self) -> AuditBreak | None:
+        if not self.unreadable:
+            return None
+        why = "; ".join(f"`{column}` {why}" for column, why in self.unreadable.items())
+        return AuditBreak(
+            kind="unreadable",
+            entry_id=self.entry.id,
+            message=(
+                f"audit entry {self.entry.id} is unreadable, so its hash cannot be "
+                f"recomputed: {why} (it was rewritten past the database's triggers)"
+            ),
+        )
+
+    def shown(self) -> AuditEntry:
+        if not self.unreadable:
+            return self.entry
+        details: dict[str, Any] = {"unreadable": dict(self.unreadable)}
+        if "details" not in self.unreadable or self.details is not None:
+            details["details"] = self.details
+        return AuditEntry(
+            id=self.entry.id,
+            at=self.entry.at,
+            actor=self.entry.actor,
+            action=self.entry.action,
+            target=self.entry.target,
+            details=details,
+            prev_hash=self.entry.prev_hash,
+            hash=self.entry.hash,
+        )
+
+
+#: What a column's own result processing may raise on a value of another type (a time's
+#: parse ``ValueError``, ``UTCDateTime``'s check that it got a datetime ``AssertionError``,
+#: JSON's ``JSONDecodeError`` or, nested past the interpreter's depth, ``RecursionError``).
+_DECODE_ERRORS = (ValueError, TypeError, OverflowError, RecursionError, AssertionError)
+
+#: What a column holds, for a message about a value that does not parse as it.
+_KINDS = {"at": "a time", "details": "JSON"}
+
+
+class _RowReader:
+    """Reads rows selected by :func:`_read_columns` column by column (on SQLite from each
+    column's bytes and ``typeof``, then processed as its type does — a time's parse,
+    JSON's), recording a column that cannot be read rather than raising."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._raw = dialect.name == "sqlite"
+        self._columns = [c.name for c in audit_entries.c if c.name != "id"]
+        self._process: dict[str, Callable[[Any], Any] | None] = {
+            c.name: c.type.dialect_impl(dialect).result_processor(dialect, None)
+            for c in audit_entries.c
+        }
+
+    def __call__(self, stored: RowMapping) -> _Decoded:
+        values: dict[str, Any] = {}
+        unreadable: dict[str, str] = {}
+        for name in self._columns:
+            try:
+                values[name] = self._value(stored, name) if self._raw else stored[name]
+            except _DECODE_ERRORS as exc:
+                unreadable[name] = str(exc)
+        details = values.get("details")
+        if "details" in values and not isinstance(details, dict):
+            unreadable["details"] = f"holds {_stored(details)}, not a JSON object"
+        for name in _TEXT_COLUMNS:
+            if name in values and not isinstance(values[name], str):
+                unreadable[name] = f"holds {_stored(values[name])}, not text"
+        if "at" in values and not isinstance(values["at"], datetime):
+            unreadable["at"] = f"holds {_stored(values['at'])}, not a time"
+        if unreadable:
+            for name in _TEXT_COLUMNS:
+                values[name] = UNREADABLE if name in unreadable else values[name]
+            values["at"] = UNREADABLE_AT if "at" in unreadable else values["at"]
+            values["details"] = {} if "details" in unreadable else details
+        entry = AuditEntry(
+            id=int(stored["id"]),
+            at=values["at"],
+            actor=values["actor"],
+            action=values["action"],
+            target=values["target"],
+            details=values["details"],
+            prev_hash=values["prev_hash"],
+            hash=values["hash"],
+        )
+        return _Decoded(entry, unreadable, details)
+
+    def _value(self, stored: RowMapping, name: str) -> Any:
+        """Column ``name`` decoded from its SQLite bytes and ``typeof``."""
+        kind = stored[f"{name}__type"]
+        if kind != "text":
+            article = "an" if str(kind)[:1] in "aeiou" else "a"
+            raise TypeError(f"is stored as {article} {str(kind).upper()}, not text")
+        raw = bytes(stored[name])
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"holds {_stored(raw)}, not UTF-8 text") from exc
+        process = self._process[name]
+        if process is None:
+            return text
+        try:
+            return process(text)
+        except _DECODE_ERRORS as exc:
+            what = _KINDS.get(name, "its type")
+            raise ValueError(f"holds {_stored(text)}, not {what} ({exc})") from exc
+
+
+def _stored(value: Any) -> str:
+    """``value`` for a message: its repr, at most 80 characters."""
+    shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:79] + "…"

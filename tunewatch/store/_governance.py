@@ -7,6 +7,10 @@ Who asked for an approval is read from the audit log: its requester, and each ot
 whose request found it pending (their ``request_approval`` entries name it). None of them
 may decide it. The bootstrap admin is one person under every name a rotation of its token
 gives it (``bootstrap-admin``, ``bootstrap-admin-2`` …).
+
+A request is for a version as it stands: retiring or rolling back the version closes its
+pending requests (:func:`close_pending_approvals`), and approving one whose version was so
+moved after it was requested is refused (``stage_changed``).
 """
 
 from __future__ import annotations
@@ -168,26 +172,60 @@ def _supersede(
         f"superseded by request {new_id}: the champion changed from {old} to {now} "
         "since the request"
     )
+    _close(conn, stale.id, stale.model, stale.version, actor=actor, reason=reason)
+
+
+def close_pending_approvals(
+    conn: Connection, model: str, version: int, *, stage: str, actor: str, reason: str
+) -> None:
+    """Close (rejected, by ``actor``) the pending approvals of ``version``, which has just
+    moved to ``stage`` (retired or rolled back) other than by its own promotion, each
+    audited and with its event as a superseded one is: approved later, it promoted the
+    version an operator had pulled. ``reason`` is the move's."""
+    pending = conn.execute(
+        select(approvals.c.id).where(
+            approvals.c.model == model,
+            approvals.c.version == version,
+            approvals.c.status == "pending",
+        )
+    ).scalars()
+    why = f"not promoted: v{version} was {_stage_word(stage)} since the request ({reason})"
+    for approval_id in list(pending):
+        _close(conn, approval_id, model, version, actor=actor, reason=why)
+
+
+def _close(
+    conn: Connection, approval_id: int, model: str, version: int, *, actor: str, reason: str
+) -> None:
+    """Reject pending approval ``approval_id`` for ``reason`` (cut to the column; the
+    audit entry and the event keep it whole), audited, with its event."""
     conn.execute(
         update(approvals)
-        .where(approvals.c.id == stale.id)
-        .values(status="rejected", decided_by=actor, decision_reason=reason, decided_at=utcnow())
+        .where(approvals.c.id == approval_id)
+        .values(
+            status="rejected",
+            decided_by=actor,
+            decision_reason=_fit_reason(reason),
+            decided_at=utcnow(),
+        )
     )
-    details = {"approval": stale.id, "version": stale.version, "reason": reason}
+    details = {"approval": approval_id, "version": version, "reason": reason}
     append_audit_in(
-        conn,
-        actor=actor,
-        action="approval_rejected",
-        target=f"{stale.model}/v{stale.version}",
-        details=details,
+        conn, actor=actor, action="approval_rejected", target=f"{model}/v{version}", details=details
     )
-    add_event_in(conn, model=stale.model, type="approval_rejected", payload=details)
+    add_event_in(conn, model=model, type="approval_rejected", payload=details)
+
+
+def _stage_word(stage: str) -> str:
+    return stage.replace("_", " ")
 
 
 def decide_approval(
     conn: Connection, approval_id: int, *, approver: str, approve: bool, reason: str
 ) -> tuple[ApprovalRow, tuple[VersionRow, VersionRow | None] | None]:
-    """Approve (and promote, atomically) or reject. The requester may not decide."""
+    """Approve (and promote, atomically) or reject. The requester may not decide; a
+    request whose version was retired or rolled back since is not approved
+    (``stage_changed``)."""
     current = get_approval(conn, approval_id)
     _lock_model(conn, current.model)
     current = get_approval(conn, approval_id)  # re-read under the lock
@@ -216,6 +254,8 @@ def decide_approval(
         reason = (
             f"not promoted: the champion changed from {old} to {new} since the request ({reason})"
         )
+    if status == "approved":
+        _check_stage_unchanged(conn, current)
     conn.execute(
         update(approvals)
         .where(approvals.c.id == approval_id)
@@ -246,6 +286,52 @@ def decide_approval(
             approved=True,
         )
     return get_approval(conn, approval_id), promoted
+
+
+def _check_stage_unchanged(conn: Connection, approval: ApprovalRow) -> None:
+    """Refuse (``stage_changed``) to approve a request whose version was retired or
+    rolled back after it was requested: such a move closes the version's pending
+    requests, but one left open by an earlier tunewatch (or a rolled-back version's,
+    opened before its own promotion) would promote a version an operator had pulled. A
+    version requested while retired may be promoted again; its request stands until the
+    version is moved."""
+    target = get_version(conn, approval.model, approval.version)
+    moved = "rolled_back" if target.stage == "rolled_back" else _moved_since(conn, approval)
+    if moved is None:
+        return
+    raise ConflictError(
+        f"model {approval.model!r} version {approval.version} was {_stage_word(moved)} after "
+        f"approval {approval.id} was requested (it is {_stage_word(target.stage)} now): "
+        "reject the request, and request the promotion again if the version should still be "
+        "promoted",
+        code="stage_changed",
+    )
+
+
+def _moved_since(conn: Connection, approval: ApprovalRow) -> str | None:
+    """The stage, other than shadow, that ``set_stage`` last moved the approval's version
+    to after the request (its first ``request_approval`` entry naming it); ``None`` when it
+    was not moved so. A request with no such entry (none was written) is judged by the
+    version's stage: only a shadow's stands."""
+    entries = conn.execute(
+        select(audit_entries.c.action, audit_entries.c.details)
+        .where(
+            audit_entries.c.target == f"{approval.model}/v{approval.version}",
+            audit_entries.c.action.in_(("request_approval", "set_stage")),
+        )
+        .order_by(audit_entries.c.id)
+    )
+    requested, moved = False, None
+    for action, details in entries:
+        found = details if isinstance(details, dict) else {}
+        if action == "request_approval":
+            requested = requested or found.get("approval") == approval.id
+        elif requested and found.get("stage") != "shadow":
+            moved = str(found.get("stage"))
+    if requested:
+        return moved
+    stage = get_version(conn, approval.model, approval.version).stage
+    return None if stage == "shadow" else stage
 
 
 def _fit_reason(reason: str) -> str:
@@ -316,6 +402,9 @@ def rollback(
         conn, actor=actor, action="rollback", target=f"{model}/v{previous}", details=details
     )
     add_event_in(conn, model=model, type="rolled_back", payload=details)
+    close_pending_approvals(
+        conn, model, current.version, stage="rolled_back", actor=actor, reason=reason
+    )
     return get_version(conn, model, previous), get_version(conn, model, current.version)
 
 

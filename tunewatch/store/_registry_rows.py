@@ -370,6 +370,9 @@ def promote(
 def set_stage(
     conn: Connection, model: str, version: int, stage: str, *, actor: str, reason: str
 ) -> VersionRow:
+    """Move ``version`` to ``stage`` (not the champion's), audited (``set_stage``) with a
+    ``stage_changed`` event. Retired or rolled back, its pending approvals are closed in
+    the same transaction (rejected, by ``actor``, each audited as ``approval_rejected``)."""
     if stage not in ("shadow", "retired", "rolled_back"):
         raise ValueError(
             f"`stage` must be one of shadow, retired, rolled_back (use promote() for "
@@ -398,6 +401,11 @@ def set_stage(
         conn, actor=actor, action="set_stage", target=f"{model}/v{version}", details=details
     )
     add_event_in(conn, model=model, type="stage_changed", payload=details)
+    if stage != "shadow":
+        # a retired or rolled-back version's pending approval would promote it when approved
+        from ._governance import close_pending_approvals  # it imports this module
+
+        close_pending_approvals(conn, model, version, stage=stage, actor=actor, reason=reason)
     return get_version(conn, model, version)
 
 

@@ -395,12 +395,20 @@ class Store:
         token_hash: str,
         actor: str,
         details: Mapping[str, Any] | None = None,
+        bootstrap: bool = False,
     ) -> TokenRow:
         """Store a token and its ``create_token`` audit entry (by ``actor``, with the role
-        and ``details``) in one transaction."""
+        and ``details``) in one transaction; only ``bootstrap`` may take the bootstrap
+        admin's names (:func:`_tokens.add_token`)."""
         with self._tx("add_token") as conn:
             return _tokens.add_token(
-                conn, name=name, role=role, token_hash=token_hash, actor=actor, details=details
+                conn,
+                name=name,
+                role=role,
+                token_hash=token_hash,
+                actor=actor,
+                details=details,
+                bootstrap=bootstrap,
             )
 
     def revoke_token(

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Row, select, update
 from .._errors import ConflictError, InvalidValueError, NotFoundError
 from ._audit import append_audit_in
 from ._engine import dialect_insert
+from ._governance import BOOTSTRAP_NAME, BOOTSTRAP_TOKEN_NAME
 from ._schema import api_tokens
 from ._types import TokenRow, utcnow, valid_actor
 
@@ -29,18 +30,30 @@ def add_token(
     token_hash: str,
     actor: str,
     details: Mapping[str, Any] | None = None,
+    bootstrap: bool = False,
 ) -> TokenRow:
     """Store a token and audit it (``create_token``; ``details`` adds to its role).
 
     ``name`` is the actor of everything done with the token, so it follows the audit
     log's rule for actors (printable: no newline can forge a line of the log), within
-    the column's ``MAX_TOKEN_NAME`` characters (``InvalidValueError``)."""
+    the column's ``MAX_TOKEN_NAME`` characters (``InvalidValueError``). The bootstrap
+    admin's names (``bootstrap-admin``, ``bootstrap-admin-<n>``) are one person to the
+    rule that a requester may not decide their own approval, and a change of
+    ``TUNEWATCH_ADMIN_TOKEN`` revokes the tokens holding them: only the daemon storing
+    that variable's token takes one (``bootstrap``; ``InvalidValueError`` otherwise)."""
     if len(token_hash) != 64:
         raise ValueError(f"`token_hash` must be a 64-character sha256 hex, got {len(token_hash)}")
     if not (valid_actor(name) and len(name) <= MAX_TOKEN_NAME):
         raise InvalidValueError(
             f"token `name` must be 1 to {MAX_TOKEN_NAME} printable characters (it names the "
             f"actor in the audit log), got {len(name)} characters: {name!r:.60}"
+        )
+    if not bootstrap and BOOTSTRAP_NAME.fullmatch(name):
+        raise InvalidValueError(
+            f"token `name` must not be {BOOTSTRAP_TOKEN_NAME!r} or "
+            f"'{BOOTSTRAP_TOKEN_NAME}-<n>': those name the admin token stored from "
+            f"TUNEWATCH_ADMIN_TOKEN (one person under all of them, and revoked when it "
+            f"changes), got {name!r}"
         )
     # one statement: a check before the insert read nothing on PostgreSQL while another
     # transaction held an uncommitted token of the name, and the insert then hit the

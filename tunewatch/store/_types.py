@@ -11,7 +11,7 @@ Stage = Literal["shadow", "champion", "retired", "rolled_back"]
 Source = Literal["infer", "mirror"]
 Role = Literal["champion", "challenger", "external"]
 LabelStatus = Literal["created", "duplicate", "conflict", "unknown_request", "shape_mismatch"]
-AuditBreakKind = Literal["prev_hash", "hash", "head"]
+AuditBreakKind = Literal["prev_hash", "hash", "head", "unreadable"]
 
 TASKS: tuple[str, ...] = get_args(Task)
 STAGES: tuple[str, ...] = get_args(Stage)

@@ -79,6 +79,47 @@ ROUTES = {
         frozenset({"viewer", "scorer", "operator", "approver", "admin"}),
         (200, None),
     ),
+    "register": Guarded(
+        "POST",
+        "/v1/models/no-such-model/versions",
+        OPERATORS,
+        (400, "invalid_request"),  # no artefact: refused before anything is stored
+        lambda role: {},
+    ),
+    "promote": Guarded(
+        "POST",
+        f"/v1/models/{MODEL}/versions/99/promote",
+        OPERATORS,
+        (404, "version_not_found"),
+        lambda role: REASON,
+    ),
+    "approve": Guarded(
+        "POST",
+        "/v1/approvals/999/approve",
+        frozenset({"approver", "admin"}),
+        (404, "approval_not_found"),
+        lambda role: REASON,
+    ),
+    "evaluate": Guarded(
+        "POST", "/v1/models/no-such-model/evaluate", OPERATORS, (404, "model_not_found")
+    ),
+    "compare": Guarded(
+        "POST", "/v1/models/no-such-model/compare", OPERATORS, (404, "model_not_found")
+    ),
+    "feedback": Guarded(
+        "POST",
+        "/v1/models/no-such-model/feedback",
+        frozenset({"labeller", "admin"}),
+        (404, "model_not_found"),
+        lambda role: {"items": [{"request_id": "r1", "label": 1}]},
+    ),
+    "alert_webhook": Guarded(
+        "POST",
+        "/v1/alerts/alertmanager",
+        frozenset({"alertmanager", "admin"}),
+        (200, None),  # no alerts: nothing queued
+        lambda role: {"version": "4", "status": "firing", "alerts": []},
+    ),
 }
 
 

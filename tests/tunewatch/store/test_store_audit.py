@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -214,3 +215,55 @@ def test_verify_audit_names_the_entry_that_does_not_chain(store: Store) -> None:
 
 def test_an_empty_log_with_the_initial_head_verifies(store: Store) -> None:
     assert store.verify_audit() is None
+
+
+# -- rows a tamperer left unreadable (SQLite: its columns hold any type) ----------------------
+
+UNREADABLE = {
+    "actor_a_blob": ("actor = CAST('mallory' AS BLOB)", "actor", "stored as a BLOB, not text"),
+    "actor_not_utf8": ("actor = CAST(X'6D616CFF' AS TEXT)", "actor", "not UTF-8"),
+    "details_a_number": ("details = 7", "details", "stored as an INTEGER, not text"),
+    "details_not_json": ("details = '{not json'", "details", "not JSON"),
+    "details_a_list": ("details = '[1, 2]'", "details", "not a JSON object"),
+    "at_not_a_time": ("at = 'yesterday'", "at", "not a time"),
+    "at_with_a_suffix": ("at = at || ' tampered'", "at", "not a time"),
+}
+
+
+@pytest.mark.parametrize(("change", "column", "why"), UNREADABLE.values(), ids=UNREADABLE)
+def test_an_unreadable_entry_is_a_break_and_is_listed(
+    sqlite_url: str, change: str, column: str, why: str
+) -> None:
+    """A row rewritten with a value of another type (the triggers dropped first) crashed
+    the check and the listing: TypeError, JSONDecodeError, ValueError, or a UTF-8 error
+    read as 'database unavailable'; GET /v1/audit answered 500 or 503."""
+    with Store.open(sqlite_url) as store:
+        entries = _entries(store, 4)
+        with store.engine.begin() as conn:
+            _bypass_triggers(conn)
+            conn.execute(
+                sa.text(f"UPDATE audit_entries SET {change} WHERE id = :id"), {"id": entries[1].id}
+            )
+        broken = store.verify_audit()
+        assert broken is not None
+        assert (broken.kind, broken.entry_id) == ("unreadable", entries[1].id)
+        assert f"audit entry {entries[1].id} is unreadable" in broken.message
+        assert f"`{column}`" in broken.message and why in broken.message
+        listed = store.audit_log()
+        assert [e.id for e in listed] == [e.id for e in reversed(entries)]
+        assert listed[0] == entries[3] and listed[3] == entries[0]  # the others as stored
+        shown = listed[2]
+        assert shown.id == entries[1].id and shown.prev_hash == entries[1].prev_hash
+        assert why in shown.details["unreadable"][column]
+        assert set(shown.details["unreadable"]) == {column}
+        if column != "details":
+            assert shown.details["details"] == entries[1].details
+        if column != "actor":
+            assert shown.actor == "alice"
+        else:
+            assert shown.actor == "<unreadable>"
+        if column == "at":
+            assert shown.at == datetime(1970, 1, 1, tzinfo=UTC)
+        else:
+            assert shown.at == entries[1].at
+        assert store.audit_log(actor="alice", limit=2)[0] == entries[3]

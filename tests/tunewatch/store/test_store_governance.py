@@ -277,3 +277,130 @@ def test_the_bootstrap_admin_under_a_rotated_name_is_the_same_person(
         request.id, approver="bootstrap-admin-ci", approve=False, reason="another token"
     )
     assert decided.status == "rejected"
+
+
+def _reopen(store: Store, approval_id: int) -> None:
+    """Leave approval ``approval_id`` pending, as versions before closing one on a stage
+    change did."""
+    with store.engine.begin() as conn:
+        conn.execute(
+            approvals.update()
+            .where(approvals.c.id == approval_id)
+            .values(status="pending", decided_by=None, decision_reason=None, decided_at=None)
+        )
+
+
+@pytest.mark.parametrize(
+    ("stage", "word"), [("retired", "retired"), ("rolled_back", "rolled back")]
+)
+def test_a_version_leaving_shadow_closes_its_pending_approval(
+    versions: Store, stage: str, word: str
+) -> None:
+    """A pending approval survived its version's retirement: approving it then made the
+    retired version the champion."""
+    request = versions.request_approval(
+        "m", 2, requested_by="alice", reason="v2 won", rules=["regulated model"]
+    )
+    versions.set_stage("m", 2, stage, actor="ops", reason="v2 leaks PII")  # type: ignore[arg-type]
+    closed = versions.get_approval(request.id)
+    assert (closed.status, closed.decided_by) == ("rejected", "ops")
+    assert closed.decision_reason == f"not promoted: v2 was {word} since the request (v2 leaks PII)"
+    closing, moving = versions.audit_log(limit=2)
+    assert (moving.action, closing.actor, closing.action, closing.target) == (
+        "set_stage",
+        "ops",
+        "approval_rejected",
+        "m/v2",
+    )
+    assert closing.details == {
+        "approval": request.id,
+        "version": 2,
+        "reason": closed.decision_reason,
+    }
+    [event] = versions.list_events(model="m", type="approval_rejected")
+    assert event.payload == closing.details
+    with pytest.raises(ConflictError) as info:
+        versions.decide_approval(request.id, approver="bob", approve=True, reason="fine")
+    assert info.value.code == "already_decided"
+    assert versions.champion("m").version == 1  # type: ignore[union-attr]
+    assert versions.get_version("m", 2).stage == stage
+    assert versions.verify_audit() is None
+
+
+def test_retiring_a_retired_version_closes_the_request_to_bring_it_back(
+    versions: Store,
+) -> None:
+    """A retired version may be promoted again; retiring it once more, as an operator
+    pulling it does, closes the request made meanwhile."""
+    versions.promote("m", 2, actor="ops", reason="v2 won")  # v1 retired
+    request = versions.request_approval("m", 1, requested_by="alice", reason="back", rules=[])
+    versions.set_stage("m", 1, "retired", actor="ops", reason="v1 leaks PII")
+    closed = versions.get_approval(request.id)
+    assert closed.status == "rejected"
+    assert closed.decision_reason == "not promoted: v1 was retired since the request (v1 leaks PII)"
+
+
+def test_moving_a_version_into_shadow_leaves_its_approval_pending(versions: Store) -> None:
+    versions.promote("m", 2, actor="ops", reason="v2 won")  # v1 retired
+    request = versions.request_approval("m", 1, requested_by="alice", reason="back", rules=[])
+    versions.set_stage("m", 1, "shadow", actor="watch", reason="kept for a rollback watch")
+    assert versions.get_approval(request.id).status == "pending"
+
+
+def test_a_retired_version_requested_while_retired_is_promoted_on_approval(
+    versions: Store,
+) -> None:
+    versions.promote("m", 2, actor="ops", reason="v2 won")  # v1 retired
+    request = versions.request_approval("m", 1, requested_by="alice", reason="back", rules=[])
+    decided, promoted = versions.decide_approval(
+        request.id, approver="bob", approve=True, reason="v2 degraded"
+    )
+    assert decided.status == "approved" and promoted is not None
+    assert versions.champion("m").version == 1  # type: ignore[union-attr]
+
+
+def test_a_rollback_closes_the_rolled_back_version_s_pending_approval(versions: Store) -> None:
+    request = versions.request_approval("m", 2, requested_by="alice", reason="won", rules=[])
+    versions.promote("m", 2, actor="ops", reason="won, unregulated")
+    versions.rollback("m", actor="ops", reason="degraded")  # v1 champion again
+    closed = versions.get_approval(request.id)
+    assert (closed.status, closed.decided_by) == ("rejected", "ops")
+    assert closed.decision_reason == "not promoted: v2 was rolled back since the request (degraded)"
+    assert versions.verify_audit() is None
+
+
+@pytest.mark.parametrize("stage", ["retired", "rolled_back"])
+def test_an_approval_left_pending_after_its_version_left_shadow_is_refused(
+    versions: Store, stage: str
+) -> None:
+    """An approval left open by an earlier version (which did not close one when its
+    version moved) is refused, not promoted; it can still be rejected."""
+    request = versions.request_approval("m", 2, requested_by="alice", reason="won", rules=[])
+    versions.set_stage("m", 2, stage, actor="ops", reason="pulled")  # type: ignore[arg-type]
+    _reopen(versions, request.id)
+    with pytest.raises(ConflictError) as info:
+        versions.decide_approval(request.id, approver="bob", approve=True, reason="fine")
+    assert info.value.code == "stage_changed"
+    word = stage.replace("_", " ")
+    assert f"model 'm' version 2 was {word} after approval {request.id} was requested" in (
+        info.value.message
+    )
+    assert versions.champion("m").version == 1  # type: ignore[union-attr]
+    assert versions.get_approval(request.id).status == "pending"
+    decided, promoted = versions.decide_approval(
+        request.id, approver="bob", approve=False, reason="pulled"
+    )
+    assert decided.status == "rejected" and promoted is None
+
+
+def test_retiring_with_the_longest_reason_closes_the_approval_with_it_cut(versions: Store) -> None:
+    """The closing reason wraps the retirement's (up to 2000 characters through the API):
+    uncut, PostgreSQL's VARCHAR(2000) refused it and the retirement failed."""
+    request = versions.request_approval("m", 2, requested_by="alice", reason="won", rules=[])
+    words = "pulled " * 285 + "x" * 5  # 2000 characters
+    versions.set_stage("m", 2, "retired", actor="ops", reason=words)
+    stored = versions.get_approval(request.id).decision_reason or ""
+    assert len(stored) == MAX_REASON_LENGTH and stored.endswith("…")
+    entry = versions.audit_log(limit=1)[0]
+    assert entry.details["reason"] == f"not promoted: v2 was retired since the request ({words})"
+    assert versions.get_version("m", 2).stage == "retired"

@@ -84,3 +84,25 @@ def test_a_token_name_taken_by_a_concurrent_writer_is_token_exists(
     assert len(outcome) == 1 and isinstance(outcome[0], ConflictError), outcome
     assert outcome[0].code == "token_exists", outcome[0]
     assert "an API token named 'tok' exists" in outcome[0].message
+
+
+@pytest.mark.parametrize("name", ["bootstrap-admin", "bootstrap-admin-2", "bootstrap-admin-7"])
+def test_a_token_cannot_take_a_name_of_the_bootstrap_admin(store: Store, name: str) -> None:
+    """A token created as `bootstrap-admin-7` (for a person called carol) was the
+    bootstrap admin to the same-person rule, and the next change of
+    TUNEWATCH_ADMIN_TOKEN revoked it."""
+    with pytest.raises(InvalidValueError) as info:
+        store.add_token(name=name, role="approver", token_hash="1" * 64, actor="alice")
+    assert info.value.code == "invalid_value"
+    assert "token `name` must not be 'bootstrap-admin' or 'bootstrap-admin-<n>'" in (
+        info.value.message
+    )
+    assert f"got {name!r}" in info.value.message
+    assert store.list_tokens() == [] and store.audit_log() == []
+
+
+@pytest.mark.parametrize("name", ["bootstrap-admin-ci", "Bootstrap-Admin-7", "bootstrap-admin-"])
+def test_names_near_the_bootstrap_admin_s_are_ordinary(store: Store, name: str) -> None:
+    assert store.add_token(name=name, role="admin", token_hash="1" * 64, actor="alice").name == (
+        name
+    )
