@@ -302,6 +302,15 @@ class Daemon:
             self._refresher.start()
             if self.config.scheduler.enabled:
                 self.scheduler.start()
+            elif self.config.tuning.workers:
+                # the launcher is a task of the leader's: a retune answered "taken" here
+                # stays queued, holding a quota slot, until a leader starts it
+                logger.warning(
+                    "scheduler.enabled is false: this process starts no tuning job "
+                    "(tuning.workers: %d unused); queued jobs start on the scheduler's "
+                    "leader only",
+                    self.config.tuning.workers,
+                )
             self._started = True
 
     def close(self) -> None:

@@ -203,3 +203,31 @@ def test_the_oldest_queued_job_is_started_first_however_many_wait(
         assert launcher.tick() == [oldest[0].id, oldest[1].id]  # two workers
     finally:
         launcher.stop()
+
+
+@pytest.mark.parametrize("workers", [0, 1], ids=["no-workers", "one-worker"])
+def test_a_daemon_with_workers_but_no_scheduler_says_its_jobs_will_not_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, workers: int
+) -> None:
+    """The launcher runs on the scheduler's leader only: with the scheduler off, a retune
+    answered "taken" stayed queued for good, filling the quota, and nothing said why."""
+    from tunewatch._config import build_config
+    from tunewatch._daemon import Daemon
+
+    raw = {
+        "data_dir": str(tmp_path),
+        "scheduler": {"enabled": False},
+        "tuning": {"workers": workers},
+    }
+    daemon = Daemon(build_config(raw, env={}), env={})
+    with caplog.at_level("WARNING", logger="tunewatch._daemon"):
+        daemon.start()
+    daemon.close()
+    warned = [r.getMessage() for r in caplog.records if "scheduler" in r.getMessage()]
+    if workers:
+        assert warned == [
+            "scheduler.enabled is false: this process starts no tuning job "
+            "(tuning.workers: 1 unused); queued jobs start on the scheduler's leader only"
+        ]
+    else:
+        assert warned == []
