@@ -328,15 +328,15 @@ def _groups_version(groups: np.ndarray[Any, Any]) -> str:
 
 def _settle_cv_pinned_before_groups(handle: StudyHandle, setup: dict[str, Any]) -> None:
     """Pin ``setup`` over a CV pinned before studies recorded group ids (an upgrade: its
-    pin has no ``groups``) where nothing the study holds can contradict it; otherwise
-    leave the pin to :func:`_settle_setup`, which refuses any difference.
+    pin has no ``groups``) when the rest of it matches; otherwise leave the pin to
+    :func:`_settle_setup`, which refuses any difference.
 
-    A missing ``groups`` records none. A worker without groups is taken at its word: a
-    grouped scheme cannot split without them, and an ungrouped one's folds do not read
-    them. A worker with groups is too while no trial has begun; once one has, the group
-    ids its losses were averaged over are unknown (a job resumed after its
-    ``cv_group_column`` changed has the same data), so the study is refused, as one
-    begun before pins is."""
+    A missing ``groups`` records none, so such a study's grouping cannot be checked: a
+    worker without groups is taken at its word (a grouped scheme cannot split without
+    them, and an ungrouped one's folds do not read them), and so is one with groups —
+    the jobs running at the upgrade resume that way, on the same rows and grouping —
+    with a warning once trials ran, since a ``cv_group_column`` changed at the same
+    time would go unseen this once."""
     stored = handle.user_attrs.get("cv")
     if not isinstance(stored, dict) or "groups" in stored:
         return
@@ -345,12 +345,11 @@ def _settle_cv_pinned_before_groups(handle: StudyHandle, setup: dict[str, Any]) 
     if setup["groups"] is not None:
         begun = [t for t in handle.trials() if t.state != "WAITING"]
         if begun:
-            raise StudyError(
-                f"it has {len(begun)} trials but its pinned cv records no group ids (it "
-                "was pinned before studies recorded them), so this worker's `groups` "
-                "cannot be verified against the losses it holds; tune in a new study "
-                "(queue a new job)",
-                study_name=handle.name,
+            logger.warning(
+                "study %s: its cv was pinned before studies recorded group ids; its %d "
+                "trials are taken as grouped as this worker's rows are (pinned now)",
+                handle.name,
+                len(begun),
             )
     handle.set_user_attr("cv", setup)
 

@@ -549,6 +549,37 @@ def _anchored(url: str, base: Path) -> str:
     return parsed.set(database=str(base / database)).render_as_string(hide_password=False)
 
 
+def _beside(url: str, base: Path, key: str, source: str) -> str:
+    """``url`` (a database URL, or the path of Optuna's journal file) with a relative
+    SQLite or journal path made absolute under ``base``. Refused when that file does not
+    exist but the one under the working directory, where releases before 2026-12 read it,
+    does: an upgraded daemon silently made and migrated a new, empty store."""
+    journal = bool(url) and "://" not in url  # Optuna's journal file at that path
+    anchored = str(base / Path(url).expanduser()) if journal else _anchored(url, base)
+    if anchored == url or base == Path.cwd():
+        return anchored
+    earlier = str(Path.cwd() / Path(url)) if journal else _anchored(url, Path.cwd())
+    here, there = _database_file(anchored, journal), _database_file(earlier, journal)
+    if here is not None and there is not None and not here.exists() and there.exists():
+        raise ConfigError(
+            f"{source}: `{key}` names the relative path {url!r}, which is read beside the "
+            f"config file, as {here}, which does not exist; earlier releases read it under "
+            f"the working directory, as {there}, which does: write the one you mean as an "
+            "absolute path"
+        )
+    return anchored
+
+
+def _database_file(url: str, journal: bool) -> Path | None:
+    if journal:
+        return Path(url)
+    try:
+        database = make_url(url).database
+    except ArgumentError:
+        return None
+    return Path(database) if database else None
+
+
 def _format_errors(exc: ValidationError, source: str) -> str:
     lines = []
     for err in exc.errors():
@@ -591,16 +622,14 @@ def build_config(
     if env.get(ENV_STORE_URL) and isinstance(store, Mapping):  # else validation says why
         data["store"] = {**store, "url": _anchored(env[ENV_STORE_URL], Path.cwd())}
     elif isinstance(store, Mapping) and isinstance(store.get("url"), str):
-        data["store"] = {**store, "url": _anchored(store["url"], file_base)}
+        url = store["url"]
+        data["store"] = {**store, "url": _beside(url, file_base, "store.url", source)}
     tuning = data.get("tuning")
     if isinstance(tuning, Mapping) and isinstance(tuning.get("storage_url"), str):
         url = tuning["storage_url"]
-        journal = url and "://" not in url  # Optuna's journal file at that path
         data["tuning"] = {
             **tuning,
-            "storage_url": (
-                str(file_base / Path(url).expanduser()) if journal else _anchored(url, file_base)
-            ),
+            "storage_url": _beside(url, file_base, "tuning.storage_url", source),
         }
     version = data.get("version", CONFIG_VERSION)
     if isinstance(version, int) and version > CONFIG_VERSION:

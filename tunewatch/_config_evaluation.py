@@ -6,6 +6,7 @@ loads, like the rest of it.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -16,6 +17,8 @@ from monitor.drift import METHODS as DRIFT_METHODS
 from monitor.drift import DriftError
 from tunewatch._config_base import MAX_DURATION_DAYS, MAX_DURATION_MINUTES, MAX_DURATION_S
 from tunewatch._config_base import Frozen as _Frozen
+
+logger = logging.getLogger(__name__)
 
 # The drift frame's columns besides a model's features (tunewatch._drift_report builds
 # the frame under these names): the champion's prediction, and the label.
@@ -141,12 +144,17 @@ class EvaluationConfig(_Frozen):
     @model_validator(mode="after")
     def _window_holds_min_rows(self) -> EvaluationConfig:
         """Drift, and the accuracy estimate, test a window of at least ``drift.min_rows``
-        rows: a smaller ``window_rows`` read insufficient_data at every run."""
+        rows: a smaller ``window_rows`` holds enough only when its newest request does (a
+        window is whole requests), else it reads insufficient_data at every run. Said
+        when the config loads, not refused: batched traffic may fill it."""
         testing = self.drift.enabled or self.estimate.enabled
         if testing and self.window_rows is not None and self.window_rows < self.drift.min_rows:
-            raise ValueError(
-                f"`window_rows` ({self.window_rows}) must be at least `drift.min_rows` "
-                f"({self.drift.min_rows}): drift and the accuracy estimate of a smaller "
-                "window could never be tested"
+            logger.warning(
+                "evaluation.window_rows (%d) is below drift.min_rows (%d): drift and the "
+                "accuracy estimate are tested only when the newest request alone holds "
+                "%d rows, and read insufficient_data otherwise",
+                self.window_rows,
+                self.drift.min_rows,
+                self.drift.min_rows,
             )
         return self

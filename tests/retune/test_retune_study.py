@@ -1065,12 +1065,13 @@ def _pinned_before_groups_were(storage: str) -> None:
     _set_study_attr(storage, "cv", cv)
 
 
-def test_a_study_pinned_before_group_ids_were_resumes_only_without_groups(
-    tmp_path: Any,
+def test_a_study_pinned_before_group_ids_were_resumes_with_or_without_groups(
+    tmp_path: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Its pin records no group ids: a worker without groups is its setup (group ids do
-    not change an ungrouped scheme's folds), one with groups cannot be verified once
-    trials ran; neither is refused as a mismatch of the pin alone."""
+    not change an ungrouped scheme's folds), and one with groups resumes (the grouped
+    jobs running at the upgrade: refused, each failed when the daemon restarted), with
+    a warning, and pins them; neither is refused as a mismatch of the pin alone."""
     storage = str(tmp_path / "journal.log")
     _run(tmp_path, budget=Budget(max_trials=2))
     _pinned_before_groups_were(storage)
@@ -1078,13 +1079,14 @@ def test_a_study_pinned_before_group_ids_were_resumes_only_without_groups(
     assert _study_attrs(storage)["cv"]["groups"] is None  # pinned now
 
     _run(tmp_path, "g", budget=Budget(max_trials=2), **_grouped(_CUSTOMERS))
-    cv = _study_attrs(storage, "g")["cv"]
-    del cv["groups"]
-    _set_study_attr(storage, "cv", cv, name="g")
-    with pytest.raises(StudyError, match="group ids .*cannot be verified") as caught:
+    pinned = _study_attrs(storage, "g")["cv"]
+    del pinned["groups"]
+    _set_study_attr(storage, "cv", pinned, name="g")
+    with caplog.at_level("WARNING", logger="retune._study"):
         _run(tmp_path, "g", budget=Budget(max_trials=4), **_grouped(_CUSTOMERS))
-    assert "new study" in str(caught.value)
-    assert _trained(storage, "g") == 2
+    assert any("pinned before studies recorded group ids" in r.getMessage() for r in caplog.records)
+    assert _trained(storage, "g") == 4
+    assert _study_attrs(storage, "g")["cv"]["groups"] is not None  # pinned now
 
 
 def test_a_study_pinned_before_group_ids_were_with_no_trial_pins_the_groups(

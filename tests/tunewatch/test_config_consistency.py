@@ -66,28 +66,43 @@ def test_a_multiclass_version_whose_classes_the_cost_matrix_does_not_fit_is_not_
         daemon.close()
 
 
-def test_an_evaluation_window_of_fewer_rows_than_drift_needs_is_a_config_error() -> None:
-    """Drift (and the accuracy estimate) read insufficient_data at every run."""
-    with pytest.raises(
-        ConfigError,
-        match=r"models\.0\.evaluation: .*`window_rows` \(50\).*`drift\.min_rows` \(100\)",
-    ):
+def test_an_evaluation_window_of_fewer_rows_than_drift_needs_is_said_at_load(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Drift (and the accuracy estimate) read insufficient_data at every run, unless the
+    newest request alone fills the window (a window is whole requests): said, not
+    refused, since a config of batched traffic that loaded before still works."""
+    with caplog.at_level("WARNING", logger="tunewatch._config_evaluation"):
         build_config({"models": [_model(evaluation={"window_rows": 50})]}, env={})
-    fits = {"window_rows": 50, "drift": {"min_rows": 50}}
-    assert build_config({"models": [_model(evaluation=fits)]}, env={})
-    off = {"window_rows": 50, "drift": {"enabled": False}, "estimate": {"enabled": False}}
-    assert build_config({"models": [_model(evaluation=off)]}, env={})
+        assert [r.getMessage() for r in caplog.records] == [
+            "evaluation.window_rows (50) is below drift.min_rows (100): drift and the "
+            "accuracy estimate are tested only when the newest request alone holds 100 "
+            "rows, and read insufficient_data otherwise"
+        ]
+        caplog.clear()
+        fits = {"window_rows": 50, "drift": {"min_rows": 50}}
+        build_config({"models": [_model(evaluation=fits)]}, env={})
+        off = {"window_rows": 50, "drift": {"enabled": False}, "estimate": {"enabled": False}}
+        build_config({"models": [_model(evaluation=off)]}, env={})
+        assert caplog.records == []
 
 
-def test_a_tuning_window_of_fewer_rows_than_a_job_needs_is_a_config_error() -> None:
-    """Without the reference rows, every job failed on its `min_rows` check."""
+def test_a_tuning_window_of_fewer_rows_than_a_job_needs_is_said_at_load(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Without the reference rows, every job failed on its `min_rows` check (unless the
+    newest request alone held them)."""
     tuning = {"window_rows": 50, "min_rows": 100, "include_reference": False}
-    with pytest.raises(
-        ConfigError, match=r"models\.0\.tuning: .*`window_rows` \(50\).*`min_rows` \(100\)"
-    ):
+    with caplog.at_level("WARNING", logger="tunewatch._config_tuning"):
         build_config({"models": [_model(tuning=tuning)]}, env={})
-    # the champion's reference rows may fill the window
-    assert build_config({"models": [_model(tuning={**tuning, "include_reference": True})]}, env={})
+        assert [r.getMessage() for r in caplog.records] == [
+            "tuning.window_rows (50) is below tuning.min_rows (100) with include_reference "
+            "false: a job fails unless the newest request alone holds 100 labelled rows"
+        ]
+        caplog.clear()
+        # the champion's reference rows may fill the window
+        build_config({"models": [_model(tuning={**tuning, "include_reference": True})]}, env={})
+        assert caplog.records == []
 
 
 @pytest.mark.parametrize("schedule", [{"schedule_hours": 24}, {"schedule_cron": "0 3 * * 0"}])
@@ -138,6 +153,31 @@ def test_a_relative_sqlite_store_url_is_beside_the_config_file(
     worker.parent.mkdir()
     worker.write_text(yaml.safe_dump(config.model_dump(mode="json")))
     assert load_config(worker, env={}) == config
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "existing"),
+    [
+        ("store", {"url": "sqlite:///tw.db"}, "tw.db"),
+        ("tuning", {"storage_url": "sqlite:///optuna.db"}, "optuna.db"),
+        ("tuning", {"storage_url": "studies.log"}, "studies.log"),
+    ],
+    ids=["store-url", "tuning-storage-url", "tuning-journal"],
+)
+def test_a_relative_path_an_earlier_release_read_under_the_working_directory_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, value: dict[str, str], existing: str
+) -> None:
+    """An install whose store sat under the service's working directory: after the
+    upgrade the same config named a file beside it, and the daemon made and migrated an
+    empty store there (no models, no champion, no history)."""
+    path = _file(tmp_path / "etc", {key: value})
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "srv" / existing).write_bytes(b"")
+    monkeypatch.chdir(tmp_path / "srv")
+    with pytest.raises(ConfigError, match="earlier releases read it under the working dir"):
+        load_config(path, env={})
+    (tmp_path / "etc" / existing).write_bytes(b"")  # both exist: the file's, as documented
+    load_config(path, env={})
 
 
 @pytest.mark.parametrize(
