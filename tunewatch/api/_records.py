@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -131,7 +132,10 @@ async def mirror(request: Request) -> Response:
 
     A record whose id is already recorded is not stored again: a ``duplicate`` when it
     repeats the stored mirror record, a ``conflict`` (logged) when it does not — a
-    serving stack whose id counter restarted had its new traffic dropped as replays."""
+    serving stack whose id counter restarted had its new traffic dropped as replays. A
+    record naming no version is answered by the champion of the day, so its replay is
+    held to the stored inputs and outputs only: a batch re-sent after a promotion is
+    still a replay."""
     ctx = context(request)
     authenticate(request, "score")
     model = request.path_params["model"]
@@ -165,6 +169,7 @@ async def mirror(request: Request) -> Response:
             item.get("outputs"), f"{where}.outputs", max_rows=max_rows, maybe_bool=maybe_bool
         )
         version = item.get("version")
+        named_version = version is not None
         if version is None:
             if champion is None:
                 raise ApiError(
@@ -194,28 +199,29 @@ async def mirror(request: Request) -> Response:
             )
         if task in ("binary", "multiclass"):
             _check_probabilities(y, where, task)
-        prepared.append((request_id, x, y, version))
-    unloaded = {version for *_, version in prepared} - set(lineup.versions)
+        prepared.append((request_id, x, y, version, named_version))
+    unloaded = {version for _, _, _, version, _ in prepared} - set(lineup.versions)
     if unloaded:  # versions in service are registered; ask the store about the others
         await run_in_threadpool(_check_versions, ctx, model, unloaded)
     records = [
         _Record(
             ctx.runtime.request_record(model, rid, x, source="mirror"),
             ctx.runtime.output_record(model, rid, version, "external", y, None),
+            named_version,
         )
-        for rid, x, y, version in prepared
+        for rid, x, y, version, named_version in prepared
     ]
     futures = [ctx.runtime.recorder.record(r.request, [r.output]) for r in records]
     inserted = await asyncio.gather(*futures)
     challengers = lineup.challengers
     replayed = []
-    for (rid, x, _, version), record, new in zip(prepared, records, inserted, strict=True):
+    for (rid, x, _, version, _), record, new in zip(prepared, records, inserted, strict=True):
         if not new:
             replayed.append(record)
         elif ctx.shadowing:  # the record already holds the named version's answer
             ctx.runtime.shadow(model, rid, x, tuple(c for c in challengers if c.version != version))
     conflicts: set[str] = set()
-    if replayed:  # only an id already recorded costs a read
+    if replayed:  # only ids already recorded are read back, in chunks
         conflicts = await run_in_threadpool(_conflicts, ctx.runtime.store, replayed)
     duplicates = [r.request.request_id for r in replayed if r.request.request_id not in conflicts]
     conflicting = [r.request.request_id for r in replayed if r.request.request_id in conflicts]
@@ -239,30 +245,47 @@ async def mirror(request: Request) -> Response:
 class _Record(NamedTuple):
     request: RequestRecord
     output: OutputRecord
+    named_version: bool  # False: the output's version is the champion's at the time
 
 
-def _conflicts(store: Store, records: list[_Record]) -> set[str]:
+def _conflicts(store: Store, records: Sequence[_Record]) -> set[str]:
     """The ids among ``records``, each already recorded, whose stored record is not the
-    same mirror record (see :func:`_is_replay`)."""
-    return {r.request.request_id for r in records if not _is_replay(store, r)}
+    same mirror record (see :func:`_is_replay`). The stored records are read in chunks
+    of ids, a model at a time: a re-sent batch of thousands of records is a few reads."""
+    by_model: dict[str, list[_Record]] = {}
+    for r in records:
+        by_model.setdefault(r.request.model, []).append(r)
+    conflicts: set[str] = set()
+    for model, batch in by_model.items():
+        stored = store.get_external_records(model, [r.request.request_id for r in batch])
+        conflicts.update(
+            r.request.request_id
+            for r in batch
+            if not _is_replay(r, stored.get(r.request.request_id))
+        )
+    return conflicts
 
 
-def _is_replay(store: Store, record: _Record) -> bool:
-    """Whether the stored record of ``record``'s id is this mirror record: a mirror
-    record (not a request scored here) of the same inputs, answered by the same version
-    with the same outputs, compared as stored (float32; ``-0.0`` equals ``0.0``)."""
-    request, output = record
-    stored = store.get_request(request.model, request.request_id)
-    if stored is None or stored.source != "mirror" or not _same_matrix(stored, request, "inputs"):
+def _is_replay(record: _Record, stored: tuple[RequestRecord, list[OutputRecord]] | None) -> bool:
+    """Whether ``stored`` (the stored request of ``record``'s id with its ``external``
+    outputs) is this mirror record: a mirror record (not a request scored here) of the
+    same inputs with the same outputs, compared as stored (float32; ``-0.0`` equals
+    ``0.0``), answered by the same version when ``record`` named one. A record naming
+    none took the champion of the day, which a promotion since may have changed."""
+    if stored is None:
         return False
-    answers = [
-        o for o in store.get_outputs(request.model, request.request_id) if o.role == "external"
-    ]
-    return (
-        len(answers) == 1
-        and answers[0].version == output.version
-        and _same_matrix(answers[0], output, "values")
-    )
+    request, output, named_version = record
+    stored_request, answers = stored
+    if (
+        stored_request.source != "mirror"
+        or not _same_matrix(stored_request, request, "inputs")
+        or len(answers) != 1
+    ):
+        return False
+    (answer,) = answers
+    if named_version and answer.version != output.version:
+        return False
+    return _same_matrix(answer, output, "values")
 
 
 def _same_matrix(stored: Any, new: Any, field: str) -> bool:

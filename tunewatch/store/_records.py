@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, Row, func, select
 
@@ -235,18 +235,7 @@ def get_request(conn: Connection, model: str, request_id: str) -> RequestRecord 
     row = conn.execute(
         select(requests).where(requests.c.model == model, requests.c.request_id == request_id)
     ).one_or_none()
-    if row is None:
-        return None
-    return RequestRecord(
-        model=row.model,
-        request_id=row.request_id,
-        received_at=row.received_at,
-        source=cast(Source, row.source),
-        n_rows=row.n_rows,
-        n_cols=row.n_cols,
-        inputs=bytes(row.inputs),
-        unit_key=row.unit_key,
-    )
+    return None if row is None else _request(row)
 
 
 def get_outputs(conn: Connection, model: str, request_id: str) -> list[OutputRecord]:
@@ -256,6 +245,39 @@ def get_outputs(conn: Connection, model: str, request_id: str) -> list[OutputRec
         .order_by(outputs.c.version)
     )
     return [_output(r) for r in rows]
+
+
+class ExternalRecord(NamedTuple):
+    """A stored request with its outputs of role ``external`` (the serving stack's)."""
+
+    request: RequestRecord
+    outputs: list[OutputRecord]
+
+
+def get_external_records(
+    conn: Connection, model: str, request_ids: Sequence[str]
+) -> dict[str, ExternalRecord]:
+    """The stored requests among ``request_ids`` by id, each with its ``external``
+    outputs (in version order): two ``IN`` reads per chunk of ids, not two per id."""
+    found: dict[str, ExternalRecord] = {}
+    for chunk in _chunks(sorted(set(request_ids))):
+        rows = conn.execute(
+            select(requests).where(requests.c.model == model, requests.c.request_id.in_(chunk))
+        )
+        found.update((r.request_id, ExternalRecord(_request(r), [])) for r in rows)
+        answers = conn.execute(
+            select(outputs)
+            .where(
+                outputs.c.model == model,
+                outputs.c.request_id.in_(chunk),
+                outputs.c.role == "external",
+            )
+            .order_by(outputs.c.request_id, outputs.c.version)
+        )
+        for a in answers:
+            if a.request_id in found:  # an answer whose request is not stored: left out
+                found[a.request_id].outputs.append(_output(a))
+    return found
 
 
 def count_requests(conn: Connection, model: str) -> int:
@@ -451,4 +473,17 @@ def _output(row: Row[Any]) -> OutputRecord:
         n_cols=row.n_cols,
         values=bytes(row._mapping["values"]),
         created_at=row.created_at,
+    )
+
+
+def _request(row: Row[Any]) -> RequestRecord:
+    return RequestRecord(
+        model=row.model,
+        request_id=row.request_id,
+        received_at=row.received_at,
+        source=cast(Source, row.source),
+        n_rows=row.n_rows,
+        n_cols=row.n_cols,
+        inputs=bytes(row.inputs),
+        unit_key=row.unit_key,
     )

@@ -304,6 +304,14 @@ class Store:
         with self._read("get_outputs") as conn:
             return _records.get_outputs(conn, model, request_id)
 
+    def get_external_records(
+        self, model: str, request_ids: Sequence[str]
+    ) -> dict[str, _records.ExternalRecord]:
+        """The stored requests among ``request_ids`` by id, each with its outputs of role
+        ``external``; in one read transaction, a few statements per 500 ids."""
+        with self._read("get_external_records") as conn:
+            return _records.get_external_records(conn, model, request_ids)
+
     def count_requests(self, model: str) -> int:
         with self._read("count_requests") as conn:
             return _records.count_requests(conn, model)

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from tests.tunewatch.conftest import MODEL, Running, make_daemon
 from tunewatch._background import BackgroundServer
@@ -100,3 +101,57 @@ def test_a_mirror_record_reusing_an_inferred_request_id_is_a_conflict(
     assert r.json() == {"accepted": 0, "duplicates": [], "conflicts": ["inferred"]}, r.text
     stored = mirroring.daemon.store.get_request(MODEL, "inferred")
     assert stored is not None and stored.source == "infer"
+
+
+def test_a_replay_naming_no_version_is_a_duplicate_after_a_promotion(mirroring: Running) -> None:
+    """A record naming no version is answered by the champion of the day: a batch
+    re-sent after a promotion (a client timeout) was compared with the new champion and
+    reported, and logged, as conflicts though it repeated the stored records exactly. Only
+    a record that names a version is held to it."""
+    sent = [_record("p-same", ROW, [0.3, 0.7]), _record("p-named", ROW, [0.3, 0.7])]
+    assert _post(mirroring, *sent).json() == {"accepted": 2, "duplicates": [], "conflicts": []}
+    promoted = httpx.post(
+        f"{mirroring.url}/v1/models/{MODEL}/versions/2/promote",
+        json={"reason": "it won"},
+        headers=mirroring.auth("operator"),
+    )
+    assert promoted.status_code == 200 and promoted.json()["status"] == "promoted", promoted.text
+    again = _post(
+        mirroring,
+        _record("p-same", ROW, [0.3, 0.7]),
+        _record("p-named", ROW, [0.3, 0.7], version=2),
+    )
+    assert again.json() == {"accepted": 0, "duplicates": ["p-same"], "conflicts": ["p-named"]}
+    named_as_stored = _post(mirroring, _record("p-named", ROW, [0.3, 0.7], version=1))
+    assert named_as_stored.json() == {"accepted": 0, "duplicates": ["p-named"], "conflicts": []}
+
+
+def test_a_replayed_batch_is_read_back_in_chunks_not_per_record(mirroring: Running) -> None:
+    """Each re-sent record cost two reads, one after another: a re-sent batch of the
+    10,000 records a request may carry kept the request busy for seconds. The stored
+    records are read in chunks of ids; counted here are the statements that read them."""
+    n = 600  # past one chunk of ids
+    records = [_record(f"c{i}", ROW, [0.3, 0.7]) for i in range(n)]
+    first = _post(mirroring, *records)
+    assert first.json() == {"accepted": n, "duplicates": [], "conflicts": []}
+    reads: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and (
+            "FROM requests" in statement or "FROM outputs" in statement
+        ):
+            reads.append(statement)
+
+    engine = mirroring.daemon.store.engine
+    sa.event.listen(engine, "before_cursor_execute", count)
+    try:
+        again = _post(mirroring, *records[:-1], _record(records[-1]["id"], ROW, [0.9, 0.1]))
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert again.status_code == 200, again.text
+    assert again.json() == {
+        "accepted": 0,
+        "duplicates": [r["id"] for r in records[:-1]],
+        "conflicts": [f"c{n - 1}"],
+    }
+    assert 0 < len(reads) <= 4, f"{len(reads)} reads of the stored records: {reads[:1]}"

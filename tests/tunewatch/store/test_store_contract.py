@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from collections.abc import Callable
@@ -340,6 +341,28 @@ def test_shadow_outputs_may_arrive_before_their_request(model_store: Store) -> N
     assert model_store.count_outputs("m", version=2) == 1
     assert model_store.write_records([_request("later")], [_output("later")]) == [True]
     assert [o.version for o in model_store.get_outputs("m", "later")] == [1, 2]
+
+
+def test_external_records_are_read_back_by_id_in_chunks(model_store: Store) -> None:
+    """The stored requests among the ids asked for, each with its outputs of role
+    ``external`` (the serving stack's answer), read past one chunk of ids; ids not stored
+    are left out, other models' rows and other roles' outputs too."""
+    ids = [f"x{i:04d}" for i in range(501)]
+    mirrored = [dataclasses.replace(_request(r), source="mirror") for r in ids]
+    external = [dataclasses.replace(_output(r), role="external") for r in ids]
+    scored = _request("scored")
+    model_store.ensure_model(name="other", task="binary", feature_names=["a", "b"])
+    model_store.write_records(
+        [*mirrored, scored, _request(ids[0], model="other")],
+        [*external, _output("scored"), _output(ids[0], model="other")],
+        [_output(ids[-1], version=2)],  # a challenger's answer: not the serving stack's
+    )
+    found = model_store.get_external_records("m", [*ids, "scored", "missing"])
+    assert sorted(found) == sorted([*ids, "scored"])
+    assert found[ids[-1]] == (mirrored[-1], [external[-1]])
+    assert found[ids[0]] == (mirrored[0], [external[0]])
+    assert found["scored"] == (scored, [])
+    assert model_store.get_external_records("m", []) == {}
 
 
 def test_concurrent_write_records_with_same_ids_insert_once(model_store: Store) -> None:
