@@ -140,12 +140,20 @@ class Dispatcher:
         )
         return None if queued else fired[0]
 
-    def retry(self, model: str, fired: Event, *, actor: str = "system") -> ActionOutcome:
-        """Try again to queue the retune ``fired`` (an event :meth:`owed` returned) still
-        owes, without recording the event again. The quota suppressing it again records
-        nothing, so retrying often adds no events; any other outcome is recorded and
-        settles the event. Its job's dedupe key is the event's, so a retry whose action
-        event was lost queues no second job."""
+    def retry(
+        self,
+        model: str,
+        fired: Event,
+        *,
+        actor: str = "system",
+        dedupe_key: str | None = None,
+    ) -> ActionOutcome:
+        """Try again to queue the retune ``fired`` (an event :meth:`owed` returned, or one
+        a comparison test handed over) still owes, without recording the event again. The
+        quota suppressing it again records nothing, so retrying often adds no events; any
+        other outcome is recorded and settles the event. Its job's dedupe key is the
+        event's, or ``dedupe_key`` (the one :meth:`handle` was given for it), so a retry
+        whose action event was lost queues no second job."""
         trigger = self.config.trigger(model, fired.type)
         if trigger is None or trigger.do != "retune":
             return ActionOutcome("none", "none", f"no retune configured for {fired.type}")
@@ -154,7 +162,7 @@ class Dispatcher:
             fired.type,
             fired.payload,
             trigger.cooldown_minutes,
-            f"{fired.type}:{fired.id}",
+            dedupe_key if dedupe_key is not None else f"{fired.type}:{fired.id}",
         )
         if outcome.cause == "quota":
             logger.debug(

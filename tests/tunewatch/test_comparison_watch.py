@@ -444,3 +444,29 @@ def test_an_msprt_comparison_s_mixing_sd_does_not_stop_a_confidence_sequence_wat
         assert state["config"]["mixing_sd"] is None
     finally:
         d.close()
+
+
+def test_a_request_to_bring_the_kept_champion_back_outlives_the_watch_s_end(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """An operator asked during the watch to promote v1 again: the watch's end, retiring
+    v1 as it was before the watch, closed the request as rejected by tunewatch."""
+    t = _promote_v2(daemon, trained)
+    loop = runner(daemon, min_n=100, rollback={"watch_requests": 200})
+    _watch(loop)
+    assert daemon.store.get_version(MODEL, 1).stage == "shadow"
+    request = daemon.store.request_approval(
+        MODEL, 1, requested_by="alice", reason="v2 looks worse on segment X", rules=["regulated"]
+    )
+    _feed(daemon, t, 400, 700, oracle(t.x), t.y)
+    _watch(loop)
+    watch = _watch(loop)
+    assert watch is not None and watch.action == "watch_passed"
+    assert daemon.store.get_version(MODEL, 1).stage == "retired"
+    assert daemon.store.get_approval(request.id).status == "pending"
+    decided, promoted = daemon.store.decide_approval(
+        request.id, approver="bob", approve=True, reason="agreed"
+    )
+    assert decided.status == "approved" and promoted is not None
+    champion = daemon.store.champion(MODEL)
+    assert champion is not None and champion.version == 1

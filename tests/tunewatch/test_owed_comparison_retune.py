@@ -13,7 +13,7 @@ from tunewatch._actions import Dispatcher
 from tunewatch._config import Config, build_config
 from tunewatch._split import SplitConfig, check_split
 from tunewatch.comparison._decisions import Decisions
-from tunewatch.store import OutputRecord, RequestRecord, Store
+from tunewatch.store import Event, OutputRecord, RequestRecord, Store
 from tunewatch.store._comparisons import ComparisonStore
 
 
@@ -51,39 +51,104 @@ def _fill_the_quota(dispatcher: Dispatcher) -> int:
     return busy.job_id
 
 
+def _worse_test(comparisons: ComparisonStore, challenger: int) -> int:
+    """A paired test decided ``challenger_worse`` for v``challenger``; its id."""
+    test, _ = comparisons.get_or_create_test(
+        model="a", kind="paired", champion_version=1, challenger_version=challenger,
+        correction=None, state={},
+    )  # fmt: skip
+    comparisons.settle_test(test.id, status="decided", decision="challenger_worse")
+    return test.id
+
+
+def _events(store: Store, type: str) -> list[Event]:
+    return store.list_events(model="a", type=type)
+
+
 def test_a_worse_challenger_s_retune_the_quota_suppressed_is_queued_once_it_frees(
     store: Store,
 ) -> None:
     """The comparison test was settled as "notified" although the quota had suppressed
-    its retune: later runs found it settled, and the retune was never queued."""
+    its retune: later runs found it settled, and the retune was never queued. Then each
+    run while the quota held it recorded the event and its suppression again (every
+    300 s by default)."""
     config = _config("challenger_worse")
     dispatcher = Dispatcher(store, config)
     busy = _fill_the_quota(dispatcher)
     comparisons = ComparisonStore(store)
-    test, _ = comparisons.get_or_create_test(
-        model="a", kind="paired", champion_version=1, challenger_version=2, correction=None,
-        state={},
-    )  # fmt: skip
-    comparisons.settle_test(test.id, status="decided", decision="challenger_worse")
+    test_id = _worse_test(comparisons, 2)
     decisions = Decisions(store, config, comparisons, dispatcher=dispatcher, on_lineup_change=None)
     settings = config.model_or_default("a", "binary").comparison
 
-    action, detail = decisions.act("a", comparisons.get_test(test.id), settings, blocked=False)
+    action, detail = decisions.act("a", comparisons.get_test(test_id), settings, blocked=False)
     assert action == "none" and "retune suppressed" in detail[0] and "quota" in detail[0]
-    assert comparisons.get_test(test.id).outcome is None  # still owed
+    assert comparisons.get_test(test_id).outcome is None  # still owed
     assert store.list_jobs(model="a") == []
 
-    action, _ = decisions.act("a", comparisons.get_test(test.id), settings, blocked=False)
-    assert action == "none" and store.list_jobs(model="a") == []  # the quota still full
+    for _ in range(4):  # the quota still full: nothing queued, nothing more recorded
+        action, detail = decisions.act("a", comparisons.get_test(test_id), settings, blocked=False)
+        assert action == "none" and "quota" in detail[0]
+        assert comparisons.get_test(test_id).outcome is None
+    assert store.list_jobs(model="a") == []
+    [fired] = _events(store, "challenger_worse")
+    assert fired.payload["test_id"] == test_id
+    [suppressed] = _events(store, "action_suppressed")
+    assert suppressed.payload["cause"] == "quota"
 
     store.finish_job(busy, status="succeeded", result={})
-    action, detail = decisions.act("a", comparisons.get_test(test.id), settings, blocked=False)
+    action, detail = decisions.act("a", comparisons.get_test(test_id), settings, blocked=False)
     [job] = store.list_jobs(model="a")
     assert action == "notified" and f"job {job.id}" in detail[0]
-    assert (job.status, job.dedupe_key) == ("queued", f"comparison:{test.id}")
-    assert comparisons.get_test(test.id).outcome == {"action": "notified", "trigger": "retune"}
-    again, _ = decisions.act("a", comparisons.get_test(test.id), settings, blocked=False)
+    assert (job.status, job.dedupe_key) == ("queued", f"comparison:{test_id}")
+    assert job.trigger == {"event": "challenger_worse", **fired.payload}
+    assert comparisons.get_test(test_id).outcome == {"action": "notified", "trigger": "retune"}
+    [taken] = _events(store, "action_taken")
+    assert (taken.payload["trigger"], taken.payload["job"]) == ("challenger_worse", job.id)
+    again, _ = decisions.act("a", comparisons.get_test(test_id), settings, blocked=False)
     assert again == "none" and len(store.list_jobs(model="a")) == 1
+    assert len(_events(store, "challenger_worse")) == 1
+    assert len(_events(store, "action_suppressed")) == 1
+
+
+def test_two_worse_challengers_held_by_the_quota_each_record_their_event_once(
+    store: Store,
+) -> None:
+    """Each test retries on its own event: the newest ``challenger_worse`` of the model is
+    the other test's."""
+    config = _config("challenger_worse")
+    dispatcher = Dispatcher(store, config)
+    busy = _fill_the_quota(dispatcher)
+    comparisons = ComparisonStore(store)
+    tests = [_worse_test(comparisons, 2), _worse_test(comparisons, 3)]
+    decisions = Decisions(store, config, comparisons, dispatcher=dispatcher, on_lineup_change=None)
+    settings = config.model_or_default("a", "binary").comparison
+
+    def run() -> list[str]:
+        return [
+            decisions.act("a", comparisons.get_test(t), settings, blocked=False)[0]
+            for t in tests
+            if comparisons.get_test(t).outcome is None
+        ]
+
+    for _ in range(3):
+        assert run() == ["none", "none"]
+    fired = _events(store, "challenger_worse")
+    assert sorted(e.payload["test_id"] for e in fired) == tests
+    assert len(_events(store, "action_suppressed")) == 2
+
+    store.finish_job(busy, status="succeeded", result={})
+    assert run() == ["notified", "none"]  # the first test's job takes the only slot
+    [first] = store.list_jobs(model="a")
+    assert first.dedupe_key == f"comparison:{tests[0]}"
+    assert first.trigger["test_id"] == tests[0]
+    store.finish_job(first.id, status="succeeded", result={})
+    assert run() == ["notified"]
+    second, _ = store.list_jobs(model="a")
+    assert second.dedupe_key == f"comparison:{tests[1]}"
+    assert second.trigger["test_id"] == tests[1]
+    assert len(_events(store, "challenger_worse")) == 2
+    assert len(_events(store, "action_suppressed")) == 2
+    assert len(_events(store, "action_taken")) == 2
 
 
 SPLIT = SplitConfig(challenger=2, percent=50.0, salt="exp-1")

@@ -16,7 +16,7 @@ from shadow.stats import (
 )
 from tunewatch._errors import ConflictError
 from tunewatch._registry import recorded_parity_error
-from tunewatch.store import Store, VersionRow
+from tunewatch.store import Event, Store, VersionRow
 from tunewatch.store._comparisons import (
     ComparisonStore,
     ComparisonTestRow,
@@ -37,6 +37,10 @@ from tunewatch.comparison._results import (
 )
 
 logger = logging.getLogger(__name__)
+
+# An unsettled test's event is among its type's newest: each test decided so since has
+# recorded one event (once, the quota holding its retune or not).
+_HANDED_OVER_SCAN = 200
 
 
 class Decisions:
@@ -323,17 +327,24 @@ class Decisions:
         """Hand a decision whose trigger is not a promotion (notify, retune) to the
         dispatcher, then settle the test: at least once, not at most — a crash between the
         two sends it again at the next run rather than losing it (a retune's job is
-        deduplicated by the test). A retune the quota suppressed is still owed (as
-        :meth:`~tunewatch._actions.Dispatcher.owed` reads it): the test is left unsettled,
-        and each run tries again (recording the event and its action again) until the job
-        is queued; one a cool-down suppressed is settled, the model having just been
-        retuned. A run that finds the test settled sends nothing; two processes racing
-        past that read may both record the event."""
+        deduplicated by the test). A retune the quota suppressed is still owed: the test
+        is left unsettled, and each run tries again until the job is queued; one a
+        cool-down suppressed is settled, the model having just been retuned. The event
+        and its suppression are recorded once: a later run retries the retune of the event
+        this test recorded (:meth:`~tunewatch._actions.Dispatcher.retry`, still
+        deduplicated by the test), which records nothing while the quota holds it and the
+        outcome once it settles. A run that finds the test settled sends nothing; two
+        processes racing past that read may both record the event."""
         if not needs_action(self.comparisons.get_test(test.id)):
             return self._lost(model, test)
-        outcome = self.dispatcher.handle(
-            model, test.decision, evidence, dedupe_key=f"comparison:{test.id}", actor=actor
-        )
+        dedupe_key = f"comparison:{test.id}"
+        fired = self._handed_over(model, test)
+        if fired is not None:
+            outcome = self.dispatcher.retry(model, fired, actor=actor, dedupe_key=dedupe_key)
+        else:
+            outcome = self.dispatcher.handle(
+                model, test.decision, evidence, dedupe_key=dedupe_key, actor=actor
+            )
         if outcome.cause == "quota":
             logger.info(
                 "model=%s comparison test %d: %s; tried again at the next run",
@@ -344,6 +355,18 @@ class Decisions:
             return "none", (f"{outcome.describe()}; tried again at the next run",)
         self._settle(test, "decided", {"action": "notified", "trigger": outcome.action})
         return "notified", (outcome.describe(),)
+
+    def _handed_over(self, model: str, test: ComparisonTestRow) -> Event | None:
+        """The event an earlier run recorded for the unsettled ``test`` when its trigger is
+        a retune, whose retune is still owed (the quota held it, or the run failed before
+        settling the test); ``None`` when there is none to retry, and the event is to be
+        recorded. Matched by the test its payload names: several tests may be decided so
+        at once. One older than its type's newest :data:`_HANDED_OVER_SCAN` is not found,
+        and the event is recorded again: at least once, not at most."""
+        if self._trigger(model, test.decision) != "retune":
+            return None
+        fired = self.store.list_events(model=model, type=test.decision, limit=_HANDED_OVER_SCAN)
+        return next((e for e in fired if e.payload.get("test_id") == test.id), None)
 
     def _trigger(self, model: str, event: str) -> str:
         """What the model's trigger for ``event`` does (``"none"`` without one)."""

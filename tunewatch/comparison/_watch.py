@@ -335,7 +335,9 @@ class RollbackWatch:
 
     def _release(self, test: ComparisonTestRow) -> None:
         """Retire the version this watch kept in shadow, before the watch is closed (so
-        a crash in between leaves an open watch whose version left shadow, which closes)."""
+        a crash in between leaves an open watch whose version left shadow, which closes).
+        It returns to the stage it had before the watch, so an operator's pending request
+        to promote it (made during the watch) stands: the move keeps its approvals."""
         if not test.state.get("kept_in_shadow"):
             return
         model, previous = test.model, test.champion_version
@@ -348,6 +350,7 @@ class RollbackWatch:
                 "retired",
                 actor=ACTOR,
                 reason=f"rollback watch {test.id} of v{test.challenger_version} ended",
+                close_approvals=False,
             )
         except ConflictError as exc:  # promoted meanwhile
             logger.info("model=%s v%d stays: %s", model, previous, exc.message)

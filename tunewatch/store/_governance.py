@@ -10,7 +10,9 @@ gives it (``bootstrap-admin``, ``bootstrap-admin-2`` …).
 
 A request is for a version as it stands: retiring or rolling back the version closes its
 pending requests (:func:`close_pending_approvals`), and approving one whose version was so
-moved after it was requested is refused (``stage_changed``).
+moved after it was requested is refused (``stage_changed``). The rollback watch returning
+the previous champion it kept in shadow to retired (``approvals_kept``) is no such move:
+the version is back where it was, and a request to promote it stands.
 """
 
 from __future__ import annotations
@@ -311,8 +313,10 @@ def _check_stage_unchanged(conn: Connection, approval: ApprovalRow) -> None:
 def _moved_since(conn: Connection, approval: ApprovalRow) -> str | None:
     """The stage, other than shadow, that ``set_stage`` last moved the approval's version
     to after the request (its first ``request_approval`` entry naming it); ``None`` when it
-    was not moved so. A request with no such entry (none was written) is judged by the
-    version's stage: only a shadow's stands."""
+    was not moved so. A move that kept the version's approvals (``approvals_kept``: the
+    rollback watch returning the version it lent to shadow to its earlier stage) pulled
+    nothing and is passed over. A request with no such entry (none was written) is judged
+    by the version's stage: only a shadow's stands."""
     entries = conn.execute(
         select(audit_entries.c.action, audit_entries.c.details)
         .where(
@@ -326,7 +330,7 @@ def _moved_since(conn: Connection, approval: ApprovalRow) -> str | None:
         found = details if isinstance(details, dict) else {}
         if action == "request_approval":
             requested = requested or found.get("approval") == approval.id
-        elif requested and found.get("stage") != "shadow":
+        elif requested and found.get("stage") != "shadow" and not found.get("approvals_kept"):
             moved = str(found.get("stage"))
     if requested:
         return moved

@@ -368,11 +368,22 @@ def promote(
 
 
 def set_stage(
-    conn: Connection, model: str, version: int, stage: str, *, actor: str, reason: str
+    conn: Connection,
+    model: str,
+    version: int,
+    stage: str,
+    *,
+    actor: str,
+    reason: str,
+    close_approvals: bool = True,
 ) -> VersionRow:
     """Move ``version`` to ``stage`` (not the champion's), audited (``set_stage``) with a
     ``stage_changed`` event. Retired or rolled back, its pending approvals are closed in
-    the same transaction (rejected, by ``actor``, each audited as ``approval_rejected``)."""
+    the same transaction (rejected, by ``actor``, each audited as ``approval_rejected``),
+    unless ``close_approvals`` is false: a version returned to the stage it had before it
+    was lent to shadow (the rollback watch's end) was not pulled, and its requests stand.
+    Such a move's audit entry and event say ``approvals_kept``, so that approving one of
+    them later does not read it as a pull (``stage_changed``)."""
     if stage not in ("shadow", "retired", "rolled_back"):
         raise ValueError(
             f"`stage` must be one of shadow, retired, rolled_back (use promote() for "
@@ -397,11 +408,14 @@ def set_stage(
         "previous_stage": current.stage,
         "reason": reason,
     }
+    keeps = not close_approvals and stage != "shadow"
+    if keeps:
+        details["approvals_kept"] = True
     append_audit_in(
         conn, actor=actor, action="set_stage", target=f"{model}/v{version}", details=details
     )
     add_event_in(conn, model=model, type="stage_changed", payload=details)
-    if stage != "shadow":
+    if stage != "shadow" and not keeps:
         # a retired or rolled-back version's pending approval would promote it when approved
         from ._governance import close_pending_approvals  # it imports this module
 

@@ -268,9 +268,18 @@ class Store:
         *,
         actor: str,
         reason: str,
+        close_approvals: bool = True,
     ) -> VersionRow:
         with self._tx("set_stage") as conn:
-            return _registry_rows.set_stage(conn, model, version, stage, actor=actor, reason=reason)
+            return _registry_rows.set_stage(
+                conn,
+                model,
+                version,
+                stage,
+                actor=actor,
+                reason=reason,
+                close_approvals=close_approvals,
+            )
 
     # -- scoring log --------------------------------------------------------------------
 

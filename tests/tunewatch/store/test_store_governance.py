@@ -404,3 +404,69 @@ def test_retiring_with_the_longest_reason_closes_the_approval_with_it_cut(versio
     entry = versions.audit_log(limit=1)[0]
     assert entry.details["reason"] == f"not promoted: v2 was retired since the request ({words})"
     assert versions.get_version("m", 2).stage == "retired"
+
+
+def _watch_keeps_v1(versions: Store) -> None:
+    """v2 promoted over v1 (retired), and v1 kept in shadow for v2's rollback watch."""
+    versions.promote("m", 2, actor="ops", reason="v2 won")
+    versions.set_stage("m", 1, "shadow", actor="tunewatch", reason="kept for rollback watch 1")
+
+
+def test_a_rollback_watch_returning_its_kept_version_leaves_the_request_to_promote_it(
+    versions: Store,
+) -> None:
+    """The watch's end retires the version it kept in shadow, to the stage it had before:
+    that closed an operator's request, made during the watch, to bring it back, and
+    approving it answered already_decided."""
+    _watch_keeps_v1(versions)
+    request = versions.request_approval("m", 1, requested_by="alice", reason="back", rules=[])
+    versions.set_stage(
+        "m", 1, "retired", actor="tunewatch", reason="watch 1 ended", close_approvals=False
+    )
+    assert versions.get_approval(request.id).status == "pending"
+    entry = versions.audit_log(limit=1)[0]
+    assert (entry.action, entry.details["stage"], entry.details["approvals_kept"]) == (
+        "set_stage",
+        "retired",
+        True,
+    )
+    decided, promoted = versions.decide_approval(
+        request.id, approver="bob", approve=True, reason="v2 degraded on segment X"
+    )
+    assert decided.status == "approved" and promoted is not None
+    assert versions.champion("m").version == 1  # type: ignore[union-attr]
+    assert versions.verify_audit() is None
+
+
+def test_an_operator_retiring_a_version_after_the_watch_returned_it_closes_its_request(
+    versions: Store,
+) -> None:
+    """The watch's return is passed over, an operator's move after it is not."""
+    _watch_keeps_v1(versions)
+    request = versions.request_approval("m", 1, requested_by="alice", reason="back", rules=[])
+    versions.set_stage(
+        "m", 1, "retired", actor="tunewatch", reason="watch 1 ended", close_approvals=False
+    )
+    versions.set_stage("m", 1, "retired", actor="ops", reason="v1 leaks PII")
+    closed = versions.get_approval(request.id)
+    assert (closed.status, closed.decided_by) == ("rejected", "ops")
+    _reopen(versions, request.id)  # as an earlier tunewatch left it
+    with pytest.raises(ConflictError) as info:
+        versions.decide_approval(request.id, approver="bob", approve=True, reason="fine")
+    assert info.value.code == "stage_changed"
+
+
+def test_a_watch_s_return_does_not_hide_an_operator_s_earlier_move(versions: Store) -> None:
+    """An approval left open across an operator's retirement stays refused when a watch's
+    return follows it."""
+    _watch_keeps_v1(versions)
+    request = versions.request_approval("m", 1, requested_by="alice", reason="back", rules=[])
+    versions.set_stage("m", 1, "retired", actor="ops", reason="pulled")
+    versions.set_stage("m", 1, "shadow", actor="tunewatch", reason="kept for watch 2")
+    versions.set_stage(
+        "m", 1, "retired", actor="tunewatch", reason="watch 2 ended", close_approvals=False
+    )
+    _reopen(versions, request.id)
+    with pytest.raises(ConflictError) as info:
+        versions.decide_approval(request.id, approver="bob", approve=True, reason="fine")
+    assert info.value.code == "stage_changed"
