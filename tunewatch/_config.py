@@ -419,6 +419,26 @@ class Config(_Frozen):
     models: tuple[ModelConfig, ...] = ()
 
     @model_validator(mode="after")
+    def _stores_of_their_own(self) -> Config:
+        """An in-memory SQLite store is each connection's own (the daemon reported ready
+        while every other thread read an empty database), and the tuning storage in the
+        store's own database shares Alembic's version table with it (Optuna's migrations
+        and the store's refused each other)."""
+        url = self.store.url
+        if url is not None and _in_memory_sqlite(url):
+            raise ValueError(
+                f"`store.url` {url!r} is an in-memory SQLite database, which each "
+                "connection has its own of: give a file (sqlite:////path/tunewatch.db)"
+            )
+        if self.tuning.storage_url is not None and self.tuning.storage_url == self.store_url:
+            raise ValueError(
+                "`tuning.storage_url` must not be the store's own database (`store.url`): "
+                "Optuna's tables and the store's share Alembic's version table there; give "
+                "it a database or schema of its own"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _unique_models(self) -> Config:
         names = [m.name for m in self.models]
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -528,6 +548,17 @@ def _check_classes(index: int, cfg: ModelConfig, classes: int) -> None:
                 f"column per class of the model, got {k}x{k} for model {cfg.name!r}, whose "
                 f"versions have {classes} classes (their output's columns)"
             )
+
+
+def _in_memory_sqlite(url: str) -> bool:
+    scheme = url.partition("://")[0].partition("+")[0].lower()
+    if scheme != "sqlite":
+        return False
+    try:
+        database = make_url(url).database
+    except ArgumentError:
+        return False  # the store says why when it opens
+    return not database or database == ":memory:" or "mode=memory" in database
 
 
 def _anchored(url: str, base: Path) -> str:

@@ -143,8 +143,6 @@ def test_a_relative_sqlite_store_url_is_beside_the_config_file(
     for url in (
         "sqlite:////srv/tw.db",
         "sqlite:///~/tw.db",
-        "sqlite://",
-        "sqlite:///:memory:",
         "postgresql+psycopg://u:p@h/db",
     ):
         assert build_config({"store": {"url": url}}, env={}).store_url == url
@@ -249,3 +247,24 @@ def test_a_search_space_that_is_not_a_small_regular_file_is_a_config_error(
         path, rule = str(big), r"larger than 1 MiB"
     with pytest.raises(ConfigError, match=rf"models\.0\.tuning\.search_space: .*{rule}"):
         build_config({"models": [_model(tuning={"search_space": path})]}, env={})
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"], ids=["empty", "memory"])
+def test_an_in_memory_sqlite_store_is_a_config_error(url: str) -> None:
+    """Each connection has its own: the daemon said ready and every other thread read an
+    empty database (503 `no such table` on every route, the scheduler failing each tick)."""
+    with pytest.raises(ConfigError, match="in-memory SQLite"):
+        build_config({"store": {"url": url}}, env={})
+
+
+def test_a_tuning_storage_in_the_store_s_own_database_is_a_config_error(tmp_path: Path) -> None:
+    """Both keep Alembic's `alembic_version`: Optuna refused the store's, or the daemon
+    called Optuna's revision a newer tunewatch's."""
+    url = f"sqlite:///{tmp_path}/tw.db"
+    with pytest.raises(ConfigError, match="must not be the store's own database"):
+        build_config({"store": {"url": url}, "tuning": {"storage_url": url}}, env={})
+    default = build_config({"data_dir": str(tmp_path)}, env={})
+    with pytest.raises(ConfigError, match="must not be the store's own database"):
+        build_config(
+            {"data_dir": str(tmp_path), "tuning": {"storage_url": default.store_url}}, env={}
+        )

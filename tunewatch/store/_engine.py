@@ -17,11 +17,13 @@ from sqlalchemy.exc import (
     ArgumentError,
     DataError,
     DBAPIError,
+    DisconnectionError,
     IntegrityError,
     InterfaceError,
     OperationalError,
     SQLAlchemyError,
 )
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from .._errors import (
     ConfigError,
@@ -122,13 +124,26 @@ def make_engine(
             Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             _create_private(path)
             parsed = parsed.set(database=path)
-        engine = create_engine(parsed, connect_args={"check_same_thread": False})
+        engine = _create(parsed, connect_args={"check_same_thread": False})
         _install_sqlite_hooks(engine, sqlite_synchronous, wal_autocheckpoint, lock_timeout_ms)
         return engine
     connect_args = {k: v for k, v in _PG_CONNECT_DEFAULTS.items() if k not in parsed.query}
-    engine = create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+    engine = _create(parsed, pool_pre_ping=True, connect_args=connect_args)
     _install_postgres_hooks(engine, lock_timeout_ms)
     return engine
+
+
+def _create(url: URL, **kwargs: Any) -> Engine:
+    """``create_engine``, whose driver reads the URL's query now: a value it cannot take
+    (``?timeout=abc``) escaped as a bare ``ValueError`` (a traceback from the CLI)."""
+    try:
+        return create_engine(url, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"{_URL_SETTING} has a query value the {url.get_backend_name()} driver cannot "
+            f"take: {exc} (in {redact_url(url.render_as_string(hide_password=False))})",
+            code="invalid_store_url",
+        ) from exc
 
 
 def _create_private(path: str) -> None:
@@ -267,6 +282,12 @@ def transaction(engine: Engine, operation: str) -> Iterator[Connection]:
                 f"store {operation}: database unavailable: {exc.orig}"
             ) from exc
         raise StoreError(f"store {operation} failed: {exc.orig}") from exc
+    except (PoolTimeoutError, DisconnectionError) as exc:
+        # every pooled connection held past the pool's timeout (a lock stall backs the
+        # pool up): it was a StoreError (500), and the recorder retried a group record
+        # by record, each waiting out the pool's timeout again
+        logger.warning("store %s: database unavailable: %s", operation, exc)
+        raise StoreUnavailableError(f"store {operation}: database unavailable: {exc}") from exc
     except SQLAlchemyError as exc:
         raise StoreError(f"store {operation} failed: {exc}") from exc
 

@@ -105,3 +105,39 @@ def test_a_new_sqlite_store_and_its_wal_are_readable_by_their_owner_only(
     assert all(mode & 0o077 == 0 for mode in modes.values()), modes
     # the directory it made too: reports and the tuning storage live beside the store
     assert folder == 0o700, oct(folder)
+
+
+@pytest.mark.parametrize(
+    "query", ["timeout=abc", "check_same_thread=maybe"], ids=["timeout", "check-same-thread"]
+)
+def test_a_sqlite_url_query_value_the_driver_cannot_take_is_a_config_error(
+    tmp_path: Path, query: str
+) -> None:
+    """`tunewatch migrate` printed a traceback ending in the driver's ValueError."""
+    from tunewatch._errors import ConfigError
+
+    with pytest.raises(ConfigError, match="query") as caught:
+        make_engine(f"sqlite:///{tmp_path}/tw.db?{query}")
+    assert caught.value.code == "invalid_store_url"
+
+
+def test_a_pool_that_stays_exhausted_is_the_store_unavailable(sqlite_url: str) -> None:
+    """Every connection held past the pool's timeout was a StoreError (500, and the
+    recorder retried a group record by record, a pool timeout each); it is a 503."""
+    from sqlalchemy import text
+
+    from tunewatch._errors import StoreUnavailableError
+    from tunewatch.store._engine import transaction
+
+    engine = make_engine(sqlite_url).execution_options()
+    engine = engine.engine
+    engine.pool._timeout = 0.05  # type: ignore[attr-defined]
+    held = [engine.connect() for _ in range(engine.pool.size() + engine.pool._max_overflow)]  # type: ignore[attr-defined]
+    try:
+        with pytest.raises(StoreUnavailableError, match="unavailable"):
+            with transaction(engine, "probe") as conn:
+                conn.execute(text("SELECT 1"))
+    finally:
+        for conn in held:
+            conn.close()
+        engine.dispose()
