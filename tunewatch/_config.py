@@ -24,8 +24,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from monitor.objectives import CostWeightedError, ObjectiveError, make_objective
 from retune.space import DEFAULTS, KNOWN_PARAMS, is_regression, load_search_space, read_yaml
@@ -52,6 +50,7 @@ from tunewatch._config_evaluation import (
 from tunewatch._config_evaluation import (
     EvaluationConfig as EvaluationConfig,
 )
+from tunewatch._config_paths import anchored, beside, in_memory_sqlite
 from tunewatch._config_tuning import TuningJobConfig as TuningJobConfig
 from tunewatch._errors import ConfigError
 from tunewatch.comparison import ComparisonConfig
@@ -425,7 +424,7 @@ class Config(_Frozen):
         store's own database shares Alembic's version table with it (Optuna's migrations
         and the store's refused each other)."""
         url = self.store.url
-        if url is not None and _in_memory_sqlite(url):
+        if url is not None and in_memory_sqlite(url):
             raise ValueError(
                 f"`store.url` {url!r} is an in-memory SQLite database, which each "
                 "connection has its own of: give a file (sqlite:////path/tunewatch.db)"
@@ -550,67 +549,6 @@ def _check_classes(index: int, cfg: ModelConfig, classes: int) -> None:
             )
 
 
-def _in_memory_sqlite(url: str) -> bool:
-    scheme = url.partition("://")[0].partition("+")[0].lower()
-    if scheme != "sqlite":
-        return False
-    try:
-        database = make_url(url).database
-    except ArgumentError:
-        return False  # the store says why when it opens
-    return not database or database == ":memory:" or "mode=memory" in database
-
-
-def _anchored(url: str, base: Path) -> str:
-    """``url`` with a relative SQLite database path made absolute under ``base``; any
-    other URL (an absolute or ``~/`` path, ``sqlite://`` in memory, a ``file:`` URI,
-    another database) as it is."""
-    scheme, sep, _ = url.partition("://")
-    if not sep or scheme.partition("+")[0].lower() != "sqlite":
-        return url
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return url  # the store says why when it opens
-    database = parsed.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return url
-    if Path(database).expanduser().is_absolute():
-        return url  # `~/…` too: the store expands it
-    return parsed.set(database=str(base / database)).render_as_string(hide_password=False)
-
-
-def _beside(url: str, base: Path, key: str, source: str) -> str:
-    """``url`` (a database URL, or the path of Optuna's journal file) with a relative
-    SQLite or journal path made absolute under ``base``. Refused when that file does not
-    exist but the one under the working directory, where releases before 2026-12 read it,
-    does: an upgraded daemon silently made and migrated a new, empty store."""
-    journal = bool(url) and "://" not in url  # Optuna's journal file at that path
-    anchored = str(base / Path(url).expanduser()) if journal else _anchored(url, base)
-    if anchored == url or base == Path.cwd():
-        return anchored
-    earlier = str(Path.cwd() / Path(url)) if journal else _anchored(url, Path.cwd())
-    here, there = _database_file(anchored, journal), _database_file(earlier, journal)
-    if here is not None and there is not None and not here.exists() and there.exists():
-        raise ConfigError(
-            f"{source}: `{key}` names the relative path {url!r}, which is read beside the "
-            f"config file, as {here}, which does not exist; earlier releases read it under "
-            f"the working directory, as {there}, which does: write the one you mean as an "
-            "absolute path"
-        )
-    return anchored
-
-
-def _database_file(url: str, journal: bool) -> Path | None:
-    if journal:
-        return Path(url)
-    try:
-        database = make_url(url).database
-    except ArgumentError:
-        return None
-    return Path(database) if database else None
-
-
 def _format_errors(exc: ValidationError, source: str) -> str:
     lines = []
     for err in exc.errors():
@@ -651,16 +589,16 @@ def build_config(
     file_base = Path(config_dir) if config_dir is not None else Path.cwd()
     store = data.get("store") or {}
     if env.get(ENV_STORE_URL) and isinstance(store, Mapping):  # else validation says why
-        data["store"] = {**store, "url": _anchored(env[ENV_STORE_URL], Path.cwd())}
+        data["store"] = {**store, "url": anchored(env[ENV_STORE_URL], Path.cwd())}
     elif isinstance(store, Mapping) and isinstance(store.get("url"), str):
         url = store["url"]
-        data["store"] = {**store, "url": _beside(url, file_base, "store.url", source)}
+        data["store"] = {**store, "url": beside(url, file_base, "store.url", source)}
     tuning = data.get("tuning")
     if isinstance(tuning, Mapping) and isinstance(tuning.get("storage_url"), str):
         url = tuning["storage_url"]
         data["tuning"] = {
             **tuning,
-            "storage_url": _beside(url, file_base, "tuning.storage_url", source),
+            "storage_url": beside(url, file_base, "tuning.storage_url", source),
         }
     version = data.get("version", CONFIG_VERSION)
     if isinstance(version, int) and version > CONFIG_VERSION:

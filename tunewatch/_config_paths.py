@@ -1,0 +1,75 @@
+"""Where a config's database paths point: relative SQLite paths (and Optuna journal
+files) in ``store.url`` and ``tuning.storage_url`` are made absolute, beside the config
+file as ``data_dir`` is, and in-memory SQLite is told apart. Part of
+:mod:`tunewatch._config`, which calls these while it builds a config.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from tunewatch._errors import ConfigError
+
+
+def in_memory_sqlite(url: str) -> bool:
+    scheme = url.partition("://")[0].partition("+")[0].lower()
+    if scheme != "sqlite":
+        return False
+    try:
+        database = make_url(url).database
+    except ArgumentError:
+        return False  # the store says why when it opens
+    return not database or database == ":memory:" or "mode=memory" in database
+
+
+def anchored(url: str, base: Path) -> str:
+    """``url`` with a relative SQLite database path made absolute under ``base``; any
+    other URL (an absolute or ``~/`` path, ``sqlite://`` in memory, a ``file:`` URI,
+    another database) as it is."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme.partition("+")[0].lower() != "sqlite":
+        return url
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return url  # the store says why when it opens
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return url
+    if Path(database).expanduser().is_absolute():
+        return url  # `~/…` too: the store expands it
+    return parsed.set(database=str(base / database)).render_as_string(hide_password=False)
+
+
+def beside(url: str, base: Path, key: str, source: str) -> str:
+    """``url`` (a database URL, or the path of Optuna's journal file) with a relative
+    SQLite or journal path made absolute under ``base``. Refused when that file does not
+    exist but the one under the working directory, where releases before 2026-12 read it,
+    does: an upgraded daemon silently made and migrated a new, empty store."""
+    journal = bool(url) and "://" not in url  # Optuna's journal file at that path
+    absolute = str(base / Path(url).expanduser()) if journal else anchored(url, base)
+    if absolute == url or base == Path.cwd():
+        return absolute
+    earlier = str(Path.cwd() / Path(url)) if journal else anchored(url, Path.cwd())
+    here, there = _database_file(absolute, journal), _database_file(earlier, journal)
+    if here is not None and there is not None and not here.exists() and there.exists():
+        raise ConfigError(
+            f"{source}: `{key}` names the relative path {url!r}, which is read beside the "
+            f"config file, as {here}, which does not exist; earlier releases read it under "
+            f"the working directory, as {there}, which does: write the one you mean as an "
+            "absolute path"
+        )
+    return absolute
+
+
+def _database_file(url: str, journal: bool) -> Path | None:
+    if journal:
+        return Path(url)
+    try:
+        database = make_url(url).database
+    except ArgumentError:
+        return None
+    return Path(database) if database else None
