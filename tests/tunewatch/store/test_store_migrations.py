@@ -480,3 +480,35 @@ def test_watches_before_0013_keep_their_promotion_and_a_pair_promoted_again_gets
         ]
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+def test_processes_opening_one_new_postgres_store_together_all_get_it(pg_url: str) -> None:
+    """Replicas started together on an empty database each migrate it. Without the
+    migration's advisory lock, 3 of 4 processes racing a first start failed ("relation
+    ... already exists", a duplicate ``alembic_version`` row)."""
+    import multiprocessing
+
+    from store_openers import open_together
+
+    ctx = multiprocessing.get_context("spawn")  # fork is unsafe in a threaded test process
+    barrier, outcomes = ctx.Barrier(4, timeout=120), ctx.Queue()
+    processes = [
+        ctx.Process(target=open_together, args=(pg_url, barrier, outcomes)) for _ in range(4)
+    ]
+    for process in processes:
+        process.start()
+    reported = [outcomes.get(timeout=180) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    assert reported == [None] * 4
+    store = Store.open(pg_url)
+    try:
+        with store.engine.connect() as conn:
+            stored = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars()
+            assert list(stored) == [
+                ScriptDirectory.from_config(alembic_config(conn)).get_current_head()
+            ]
+    finally:
+        store.close()
