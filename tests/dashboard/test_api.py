@@ -81,6 +81,32 @@ def test_events_filter_by_type_returns_only_that_type(served: Served) -> None:
     assert filtered["events"] and {e["type"] for e in filtered["events"]} == {wanted}
 
 
+def test_empty_type_filter_means_all_events(served: Served) -> None:
+    """``?type=`` (the form of an "all" chip) matched only events typed '' - none - while
+    an empty ``action`` or ``actor`` meant all, and the page highlighted "all" over an
+    empty table."""
+    path = f"/v1/dashboard/models/{served.model}/events"
+    everything = _get(served, path).json()
+    assert everything["events"]
+    for empty in ({"type": ""}, {"type": "", "action": "", "actor": ""}):
+        body = _get(served, path, **empty).json()
+        assert body["events"] == everything["events"]
+        assert body["audit"] == everything["audit"]
+        assert body["filters"] == {"type": None, "action": None, "actor": None, "limit": 100}
+    cookies = {"tunewatch_session": served.tokens["viewer"]}
+    pages = [
+        httpx.get(
+            f"{served.url}/dashboard/models/{served.model}/events",
+            params=params,
+            cookies=cookies,
+            timeout=60,
+        ).text
+        for params in ({}, {"type": ""})
+    ]
+    rows = [page.count('<span class="event-type">') for page in pages]
+    assert rows[0] == rows[1] == len(everything["events"])
+
+
 def test_audit_filter_by_action_returns_only_that_action(served: Served) -> None:
     body = _get(served, f"/v1/dashboard/models/{served.model}/events").json()
     assert body["audit_actions"]

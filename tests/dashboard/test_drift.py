@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,6 +13,7 @@ import httpx
 import pytest
 
 from tests.dashboard.scenario import Served, serve
+from tunewatch.store._schema import evaluations
 
 FEATURES = [f"x{i}" for i in range(4)]
 
@@ -184,3 +187,44 @@ def test_latest_window_table_shows_a_feature_name_with_a_t_at_index_10_verbatim(
     )
     page = _page(daemon, "named")
     assert f"<td>{name}</td>" in page[page.index("<h2>Latest window") :]
+
+
+def test_drift_page_renders_nonfinite_as_missing(daemon: Served) -> None:
+    """A window an older writer stored with NaN and infinity (bulk-inserted: SQLAlchemy's
+    JSON serializer allows them) showed ``nan`` and ``inf`` on the page, ``null`` in the
+    JSON; both now say the value is missing."""
+    daemon.daemon.store.ensure_model(name="nonfinite", task="binary", feature_names=FEATURES)
+    now = datetime.now(UTC)
+    columns = [
+        {**_column("x0", 0.5), "statistic": math.nan, "p_value": math.nan},
+        {**_column("x1", 0.5), "statistic": math.inf, "p_value": -math.inf},
+    ]
+    with daemon.daemon.store.engine.begin() as conn:
+        conn.execute(
+            evaluations.insert(),
+            [
+                {
+                    "model": "nonfinite",
+                    "version": None,
+                    "kind": "drift",
+                    "status": "ok",
+                    "window_start": now - timedelta(hours=1),
+                    "window_end": now,
+                    "created_at": now,
+                    "payload": {
+                        "alarm": False,
+                        "drifted_share": math.nan,
+                        "drifted_columns": [],
+                        "rule": "share",
+                        "columns": columns,
+                    },
+                }
+            ],
+        )
+    latest = _drift(daemon, "nonfinite")["latest"]
+    assert [(c["statistic"], c["p_value"]) for c in latest["columns"]] == [(None, None)] * 2
+    page = _page(daemon, "nonfinite")
+    table = page[page.index("<h2>Latest window") :]
+    rows = re.findall(r"<tr><td>(x[01])</td><td>ks</td><td>([^<]*)</td><td>([^<]*)</td>", table)
+    assert rows == [("x0", "—", "—"), ("x1", "—", "—")], table[:600]
+    assert not re.search(r">-?(nan|inf)<", table)

@@ -270,6 +270,33 @@ def test_ab_shows_the_open_current_test_and_the_newest_others_up_to_limit(
     assert "4 of 31 tests" in page.text
 
 
+def test_ab_page_limit_zero_reports_hidden_tests(served: Served) -> None:
+    """With no open test of the current champion, ``?limit=0`` shows no test; the page
+    said "No comparisons yet." over three decided ones."""
+    served.store.ensure_model(name="ab-decided", task="binary", feature_names=["a"])
+    tests = [
+        {**_test_row(i, 100 + i, 200 + i, "decided"), "model": "ab-decided"}
+        for i in range(101, 104)
+    ]
+    _insert(served.store, comparison_tests, tests)
+    looks = [
+        {
+            **_look(i, 100 + i, 200 + i, k, "continue" if k else "challenger_worse"),
+            "model": "ab-decided",
+        }
+        for i in range(101, 104)
+        for k in range(2)
+    ]
+    _insert(served.store, comparison_looks, looks)
+    body = served.get("/v1/dashboard/models/ab-decided/ab", limit="0").json()
+    assert (body["tests"], body["tests_total"]) == ([], 3)
+    page = served.page("/dashboard/models/ab-decided/ab", limit="0")
+    assert page.status_code == 200, page.text
+    assert "No comparisons yet." not in page.text
+    assert "Showing 0 of 3 tests" in page.text
+    assert 'href="/dashboard/models/ab-decided/ab?limit=20">Show the 20 newest</a>' in page.text
+
+
 @pytest.mark.parametrize("bad", ["-1", "101", "many"])
 def test_ab_limit_out_of_range_is_a_400_naming_the_field(ab_model: Served, bad: str) -> None:
     for path in ("/v1/dashboard/models/ab/ab", "/dashboard/models/ab/ab"):

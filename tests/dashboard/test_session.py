@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from urllib.parse import urlencode
 
 import httpx
 import pytest
 
 from tests.dashboard.scenario import Served, serve
+from tunewatch._auth import hash_token
 
 EVIL = "https://evil.example"
 
@@ -93,3 +95,38 @@ def test_a_logout_posted_from_another_site_is_refused_and_keeps_the_session(
     same = _post(served, "/dashboard/logout", own)
     assert same.status_code == 303 and same.headers["location"] == "/dashboard/login"
     assert same.headers["set-cookie"].startswith('tunewatch_session=""')
+
+
+NOT_PRINTABLE_ASCII = {
+    # Starlette could not encode '€' into Set-Cookie: the sign-in was a 500
+    "euro-sign": "tw_€uro-admin-token",
+    # Latin-1 holds it, but an API client sends it as UTF-8 and the daemon reads headers
+    # as Latin-1: a token the dashboard took that no Authorization header could match
+    "latin-1-letter": "tw_café-admin-token",
+    "control-character": "tw_bell\x07-admin-token",
+}
+
+
+@pytest.mark.parametrize("token", NOT_PRINTABLE_ASCII.values(), ids=NOT_PRINTABLE_ASCII.keys())
+def test_login_with_non_ascii_token_is_refused_not_500(served: Served, token: str) -> None:
+    """A stored token (``TUNEWATCH_ADMIN_TOKEN`` took any text) that is not printable
+    ASCII is refused at sign-in like a wrong one, with the form and a message."""
+    served.daemon.store.add_token(
+        name=f"odd-{len(token)}-{ord(max(token))}",
+        role="admin",
+        token_hash=hash_token(token),
+        actor="test",
+    )
+    r = httpx.post(
+        f"{served.url}/dashboard/login",
+        content=urlencode({"token": token}),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        follow_redirects=False,
+        timeout=30,
+    )
+    assert r.status_code == 401, r.text
+    assert "set-cookie" not in r.headers
+    assert "text/html" in r.headers["content-type"]
+    assert 'name="token"' in r.text  # the form again
+    assert "token must be printable ASCII" in r.text
+    assert token not in r.text  # the secret is not echoed

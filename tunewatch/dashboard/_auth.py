@@ -39,8 +39,29 @@ def principal(request: Request, permission: str = "read") -> Principal:
 
 
 def check_token(request: Request, token: str) -> Principal:
-    """Validate a pasted token for reading (raises :class:`AuthError`)."""
-    return context(request).auth.authenticate(f"Bearer {token.strip()}", "read")
+    """Validate a pasted token for reading (raises :class:`AuthError`).
+
+    A token that is not printable ASCII is refused (401) before it is looked up, however
+    it was stored: a cookie cannot carry it unescaped (``€`` made the sign-in a 500), an
+    ``Authorization`` header sent as UTF-8 arrives read as Latin-1, and every token
+    ``tunewatch`` makes is ``tw_`` and URL-safe characters."""
+    token = token.strip()
+    for at, char in enumerate(token):
+        if not " " <= char <= "~":
+            raise AuthError(
+                f"the token must be printable ASCII (as every tunewatch token is), got "
+                f"{_char_name(char)} at position {at + 1}",
+                code="invalid_token",
+                status=401,
+            )
+    return context(request).auth.authenticate(f"Bearer {token}", "read")
+
+
+def _char_name(char: str) -> str:
+    """A character named without echoing the secret around it: ``'€' (U+20AC)``; a
+    control character by its code point only."""
+    code = f"U+{ord(char):04X}"
+    return f"{char!r} ({code})" if char.isprintable() else code
 
 
 def check_same_origin(request: Request) -> None:

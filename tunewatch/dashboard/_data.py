@@ -321,12 +321,14 @@ def events(
     limit: int = 100,
 ) -> dict[str, Any]:
     """Events (filter by ``type``) and the audit log (filter by ``action``, ``actor``),
-    newest first; with ``model``, audit entries whose target names the model."""
+    newest first; with ``model``, audit entries whose target names the model. An empty
+    filter (``?type=``, the form of an "all" chip) means all, as no filter does."""
+    type, action, actor = type or None, action or None, actor or None
     if model is not None:
         src.store.get_model(model)
     found = src.store.list_events(model=model, type=type, limit=limit)
     types = src.store.event_types(model)
-    entries = src.store.audit_log(limit, model=model, action=action or None, actor=actor or None)
+    entries = src.store.audit_log(limit, model=model, action=action, actor=actor)
     actions, actors = src.store.audit_facets(model)
     return {
         "model": model,

@@ -63,14 +63,17 @@ code{font-size:12px}
 
 
 def fmt(value: Any, digits: int = 4) -> str:
-    """A cell's text: numbers rounded, None as an em dash, timestamps shortened."""
+    """A cell's text: numbers rounded, None as an em dash, timestamps shortened.
+
+    NaN and the infinities (in payloads older writers stored) are missing values, an em
+    dash like None, as the JSON endpoints answer them ``null``; no page means "inf"."""
     if value is None:
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
         if not math.isfinite(value):
-            return str(value)
+            return "—"
         return f"{value:.{digits}g}"
     if isinstance(value, str) and len(value) >= 19 and value[10:11] == "T":
         try:  # only an ISO timestamp is shortened, not any name with a T at index 10
@@ -78,8 +81,20 @@ def fmt(value: Any, digits: int = 4) -> str:
         except ValueError:
             return value
     if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True, default=str)
+        return json.dumps(_finite(value), sort_keys=True, default=str)
     return str(value)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN and infinity at any depth as None (``null``, not the
+    ``NaN`` no JSON reader takes)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def e(value: Any, digits: int = 4) -> str:
@@ -100,7 +115,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, cls: str = "
 def pre(value: Any) -> str:
     if value is None or value == {} or value == []:
         return '<span class="muted">—</span>'
-    text = escape(json.dumps(value, indent=1, sort_keys=True, default=str))
+    text = escape(json.dumps(_finite(value), indent=1, sort_keys=True, default=str))
     if len(text) > 400:  # long documents (warm-start plans) fold away, no script needed
         return f"<details><summary>{len(text)} characters</summary><pre>{text}</pre></details>"
     return f"<pre>{text}</pre>"

@@ -115,7 +115,7 @@ def ab_page(
             )
         else:
             parts.append('<p class="muted">Live split (SRM): no split configured or checked.</p>')
-        if not data["tests"]:
+        if not data["tests_total"]:
             parts.append('<p class="muted">No comparisons yet.</p>')
         elif len(data["tests"]) < data["tests_total"]:
             wider = min(100, 2 * max(limit, 10))
