@@ -42,8 +42,10 @@ from tunewatch._config import Config
 from tunewatch._errors import NotFoundError, StoreError, StoreUnavailableError
 from tunewatch._recorder import Recorder
 from tunewatch._split import SplitConfig, route
+from tunewatch.comparison._watch import watched_versions
 from tunewatch.store import ModelRow, OutputRecord, RequestRecord, Source, Store, VersionRow
 from tunewatch.store import Role as OutputRole
+from tunewatch.store._comparisons import ComparisonStore
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +87,7 @@ class ScoringRuntime:
         self.metrics = metrics
         self.recorder = recorder
         self._models: dict[str, ServedModel] = {}
+        self._comparisons = ComparisonStore(store)  # which version a rollback watch keeps
         self._sessions: dict[str, OnnxModel] = {}  # by artefact sha256
         # shadow versions whose artefact failed to load, (model, version) -> artefact sha256:
         # refresh leaves them out of the lineup it wants, so it does not reload (and log)
@@ -124,7 +127,7 @@ class ScoringRuntime:
         self.queue.start()
         for row in self.store.list_models():
             if self.try_load(row.name) is None:  # one model's fault: the others load
-                self._models.setdefault(row.name, self._served(row, None))
+                self._models.setdefault(row.name, self._served(row, None, self._split(row.name)))
 
     def close(self) -> None:
         self.queue.close()
@@ -163,16 +166,28 @@ class ScoringRuntime:
             )
             return None
 
-    def _served(self, row: ModelRow, deployment: Deployment | None) -> ServedModel:
-        """``row`` as served: its ranges and split from the config, its ``deployment``
-        (a new one, with no line-up, when ``None``)."""
-        cfg = self.config.model(row.name)
+    def _served(
+        self, row: ModelRow, deployment: Deployment | None, split: SplitConfig | None
+    ) -> ServedModel:
+        """``row`` as served: its ranges from the config, ``split`` (see :meth:`_split`),
+        its ``deployment`` (a new one, with no line-up, when ``None``)."""
         return ServedModel(
             row=row,
             ranges=self._ranges(row),
             deployment=deployment if deployment is not None else Deployment(row.name),
-            split=cfg.comparison.split if cfg is not None else None,
+            split=split,
         )
+
+    def _split(self, name: str) -> SplitConfig | None:
+        """The model's live split as served: the config's, none while a rollback watch
+        compares the champion with the split's challenger. Kept in shadow for the watch,
+        that version shadows the champion: answering its split share instead, it gave the
+        watch no pair (see :func:`tunewatch.comparison._watch.watched_versions`)."""
+        cfg = self.config.model(name)
+        split = cfg.comparison.split if cfg is not None else None
+        if split is not None and split.challenger in watched_versions(self._comparisons, name):
+            return None
+        return split
 
     def _load(self, name: str) -> ServedModel:
         row = self.store.get_model(name)
@@ -185,9 +200,11 @@ class ScoringRuntime:
             for v in versions
             if v.stage == "shadow" and (loaded := self._challenger(v)) is not None
         )
+        split = self._split(name)
         served = self._models.get(name)
-        if served is None or served.row != row:
-            served = self._served(row, served.deployment if served is not None else None)
+        if served is None or served.row != row or served.split != split:
+            deployment = served.deployment if served is not None else None
+            served = self._served(row, deployment, split)
             self._models[name] = served
         served.deployment.set_lineup(champion, challengers)
         if champion is not None:
@@ -222,7 +239,7 @@ class ScoringRuntime:
                     lineup.champion.version if lineup.champion else None,
                     tuple(c.version for c in lineup.challengers),
                 )
-                if have == wanted and served.row == row:
+                if have == wanted and served.row == row and served.split == self._split(row.name):
                     continue
             if self.try_load(row.name) is None:  # one model's fault: the others reload
                 continue

@@ -25,6 +25,7 @@ from tunewatch import _governance as governance
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
 from tunewatch._split import SplitConfig, route
+from tunewatch.comparison import ComparisonRunner
 
 SPLIT = SplitConfig(challenger=2, percent=50.0, salt="exp-1")
 
@@ -534,3 +535,116 @@ def test_a_split_challenger_back_in_shadow_is_checked_from_its_return(
     assert check is not None and check.champion_version == 3
     assert check.n_champion + check.n_challenger == 1000 and not check.mismatch, check
     assert daemon.store.list_events(model=MODEL, type="srm_detected") == []
+
+
+@pytest.fixture
+def split_daemon(template: Path, tmp_path: Path) -> Iterator[Daemon]:  # noqa: F811
+    """The example models with ``SPLIT`` configured, so the runtime routes by it."""
+    d = copy_daemon(
+        template,
+        tmp_path / "split",
+        models=[{"name": MODEL, "task": "binary", "comparison": {"split": SPLIT.model_dump()}}],
+    )
+    yield d
+    d.close()
+
+
+def _answered(d: Daemon, t: Traffic, units: range) -> dict[int, int]:
+    """How many of one request per unit each version answers as the runtime routes them,
+    and (key 0) how many of them v2 shadowed."""
+    served = d.runtime.model(MODEL)
+    counts: dict[int, int] = {}
+    for u in units:
+        scored = d.runtime.score(served, t.x[u : u + 1], unit_key=f"u{u}")
+        counts[scored.version.version] = counts.get(scored.version.version, 0) + 1
+        if 2 in [c.version for c in scored.challengers]:
+            counts[0] = counts.get(0, 0) + 1
+    return counts
+
+
+def _v2_kept_for_v3_s_watch(d: Daemon, trained: list[ExampleModel]) -> ComparisonRunner:
+    """v2, the split's challenger, won and was promoted; v3 replaced it later: v3's
+    paired rollback watch compares it with v2, kept in shadow."""
+    v3 = trained[0]
+    d.registry.register(MODEL, v3.onnx, v3.metadata, actor="t", stage="shadow")
+    loop = runner(d, split=SPLIT.model_dump())
+    governance.promote(d.store, d.config, MODEL, 2, actor="op", reason="v2 won the split")
+    loop.run(MODEL)
+    governance.promote(d.store, d.config, MODEL, 3, actor="op", reason="v3 now")
+    d.runtime.load(MODEL)
+    return loop
+
+
+def test_a_split_challenger_kept_for_a_rollback_watch_only_shadows(
+    split_daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """v3's watch moved v2 back to shadow; v2 being the split's challenger, it answered
+    half the live traffic (602 of 1,200 requests), never shadowed v3 (the watch got no
+    pair: open for ever), and a split test v3 vs v2 started that could promote v2 back.
+    While a watch keeps it, it shadows the champion and nothing splits."""
+    d = split_daemon
+    t = traffic(trained, 600, seed=7)
+    loop = _v2_kept_for_v3_s_watch(d, trained)
+    [watch] = [r for r in loop.run(MODEL) if r.kind == "rollback_watch"]
+    assert (watch.champion_version, watch.challenger_version, watch.status) == (2, 3, "open")
+    assert d.store.get_version(MODEL, 2).stage == "shadow"
+    assert _answered(d, t, range(0, 200)) == {3: 200, 0: 200}  # v3 answers, v2 shadows
+    write(  # as the runtime records them: v3 answers, v2 shadows
+        d.store,
+        ids=range(0, 400),
+        x=t.x[:400],
+        y=t.y[:400],
+        answers={3: t.logistic[:400], 2: oracle(t.x[:400])},
+        roles={3: "champion", 2: "challenger"},
+        units=[f"u{u}" for u in range(400)],
+    )
+    results = loop.run(MODEL)
+    [watch] = [r for r in results if r.kind == "rollback_watch"]
+    assert watch.fed == 400 and watch.look is not None and watch.look.n == 400
+    assert [r for r in results if r.kind == "split"] == []
+    assert loop.comparisons.list_tests(MODEL, kind="split", champion_version=3) == []
+    assert loop.comparisons.latest_split_check(MODEL, salt=SPLIT.salt, challenger_version=2) is None
+
+
+def test_a_split_resumes_after_the_watch_that_paused_it_from_the_watch_s_end(
+    split_daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """v2 was back in shadow (the operator's doing) when v3's watch began: the watch
+    compares with it and leaves it there. When the watch ends the split answers again
+    (a replica's refresh notices), and its sample-ratio check counts from the watch's end:
+    every unit of the watch was the champion's, no mismatch."""
+    d = split_daemon
+    t = traffic(trained, 2000, seed=7)
+    loop = _v2_kept_for_v3_s_watch(d, trained)
+    d.store.set_stage(MODEL, 2, "shadow", actor="operator", reason="keep comparing")
+    [watch] = [r for r in loop.run(MODEL) if r.kind == "rollback_watch"]
+    assert (watch.champion_version, watch.challenger_version, watch.status) == (2, 3, "open")
+    assert _answered(d, t, range(0, 200)) == {3: 200, 0: 200}
+    # During the watch v3 answers 300 units, v2 shadows them (both alike): received
+    # after v2's return to shadow (stamped from it: 10 ms of requests), before the end.
+    returned = d.store.get_version(MODEL, 2).stage_changed_at
+    for lo in range(0, 300, 10):
+        write(
+            d.store,
+            ids=range(lo, lo + 10),
+            x=t.x[lo : lo + 10],
+            y=t.y[lo : lo + 10],
+            answers={3: t.logistic[lo : lo + 10], 2: t.logistic[lo : lo + 10]},
+            roles={3: "champion", 2: "challenger"},
+            units=[f"u{u}" for u in range(lo, lo + 10)],
+            received_at=returned + timedelta(milliseconds=1),
+        )
+    assert d.runtime.refresh() == []
+    runner(d, split=SPLIT.model_dump(), rollback={"enabled": False}).run(MODEL)
+    [ended] = loop.comparisons.list_tests(MODEL, kind="rollback_watch", champion_version=2)
+    assert ended.status == "closed" and d.store.get_version(MODEL, 2).stage == "shadow"
+    assert ended.decided_at is not None and ended.decided_at > returned + timedelta(seconds=0.02)
+    assert d.runtime.refresh() == [MODEL]
+    counts = _answered(d, t, range(1000, 2000))
+    assert 0 not in counts and 450 <= counts[2] <= 550  # 50 % of 1,000 units, 3 standard deviations
+    _serve_split(d, t, range(1000, 2000), 3, shadowed=False)
+    loop.run(MODEL)
+    check = loop.comparisons.latest_split_check(MODEL, salt=SPLIT.salt, challenger_version=2)
+    assert check is not None and check.n_champion + check.n_challenger == 1000, check  # not 1300
+    assert not check.mismatch
+    assert d.store.list_events(model=MODEL, type="srm_detected") == []

@@ -470,3 +470,42 @@ def test_a_request_to_bring_the_kept_champion_back_outlives_the_watch_s_end(
     assert decided.status == "approved" and promoted is not None
     champion = daemon.store.champion(MODEL)
     assert champion is not None and champion.version == 1
+
+
+def test_a_watch_between_versions_answering_different_classes_closes_as_incomparable(
+    daemon: Daemon,
+) -> None:
+    """v2 answers two classes, v1 (kept in shadow) three: no request could be scored, the
+    watch never looked and never ended (6,000 labelled requests past its 5,000), holding
+    v1 in shadow for ever."""
+    daemon.store.ensure_model(name="mc", task="multiclass", feature_names=["a"])
+    for i, stage in ((1, "champion"), (2, "shadow")):
+        daemon.store.add_version(
+            model="mc",
+            artefact_sha256=f"{i:064d}",
+            hyperparameters={},
+            size_bytes=1,
+            actor="t",
+            stage=stage,  # type: ignore[arg-type]
+        )
+    daemon.store.promote("mc", 2, actor="operator", reason="v2 replaces v1")
+    loop = runner(daemon, model="mc", lineup_changed=lambda m: None)
+    [start] = [r for r in loop.run("mc") if r.kind == "rollback_watch"]
+    assert start.status == "open" and daemon.store.get_version("mc", 1).stage == "shadow"
+    rng = np.random.default_rng(0)
+    write(
+        daemon.store,
+        ids=range(200),
+        x=np.zeros((200, 8), np.float32),
+        y=rng.integers(0, 2, size=200).astype(np.float64),
+        answers={2: rng.dirichlet([1, 1], 200), 1: rng.dirichlet([1, 1, 1], 200)},
+        roles={2: "champion", 1: "challenger"},
+        model="mc",
+    )
+    [watch] = [r for r in loop.run("mc") if r.kind == "rollback_watch"]
+    assert (watch.status, watch.action) == ("closed", "closed"), watch
+    assert watch.detail == ("v2 answers 2 classes, v1 3: their losses cannot be compared",)
+    assert daemon.store.get_version("mc", 1).stage == "retired"
+    assert loop._rollback_watch.held("mc") == set()
+    champion = daemon.store.champion("mc")
+    assert champion is not None and champion.version == 2

@@ -7,14 +7,17 @@ Each run of :meth:`ComparisonRunner.run` for one model
    or unpaired, against its labelled requests before the promotion); significant
    degradation rolls back;
 2. checks the live split's sample ratio (when a split is configured and its challenger
-   is still in shadow: a promoted or retired one splits nothing); a mismatch raises
+   is still in shadow: a promoted or retired one splits nothing, nor one a paired
+   rollback watch compares with, which only shadows); a mismatch raises
    ``srm_detected`` and blocks promotions until it clears;
 3. feeds every shadow challenger's newly labelled requests — those with the champion's
    output, the challenger's output and a label, each fed once whatever order they arrive
    in — to a paired always-valid test whose state is persisted, so a restart continues
-   the same test. Objectives without a per-request loss (ROC AUC …) use a
-   group-sequential DeLong test at fixed looks instead. Several challengers share the
-   error rate (Holm on the always-valid p-values, or Bonferroni);
+   the same test. A challenger that leaves shadow closes its test, which opens again
+   where it stopped when the challenger returns. Objectives without a per-request loss
+   (ROC AUC …) use a group-sequential DeLong test at the looks it planned as it started
+   instead. Several challengers share the error rate (Holm on the always-valid p-values,
+   or Bonferroni);
 4. acts on decided tests once (each test's outcome is settled in the store before any
    event, so of two runs acting at once only one records anything): ``challenger_better``
    closes the test when its challenger left shadow, checks the guardrails, goes through
@@ -76,9 +79,12 @@ from tunewatch.comparison._results import (
     needs_action,
 )
 from tunewatch.comparison._split_test import SplitTest
-from tunewatch.comparison._watch import RollbackWatch
+from tunewatch.comparison._watch import RollbackWatch, watched_until, watched_versions
 
 logger = logging.getLogger(__name__)
+
+#: Why a test whose challenger left shadow was closed; it opens again on its return.
+LEFT_SHADOW = "challenger left shadow"
 
 
 def _utcnow() -> datetime:
@@ -305,10 +311,16 @@ class ComparisonRunner:
         for version, test in sorted(tests.items()):
             if test.status == "open" and version not in shadow:
                 closed = self.comparisons.finish_test(
-                    test.id, status="closed", outcome={"reason": "challenger left shadow"}
+                    test.id, status="closed", outcome={"reason": LEFT_SHADOW}
                 )
                 results.append(make_result(closed, None, 0, "closed"))
                 continue
+            if test.status == "closed" and version in shadow and _left_shadow(test):
+                # Back in shadow: the test goes on where it stopped (always valid, and
+                # its time out of shadow added no pair). Closed for good, the challenger
+                # was never compared with this champion again.
+                reopened = self.comparisons.reopen_test(test.id, reason=LEFT_SHADOW)
+                test = tests[version] = reopened or self.comparisons.get_test(test.id)
             last = self.comparisons.latest_look(test.id)
             p_values[version] = last.p_value if last is not None else 1.0
             if test.status != "open":
@@ -371,8 +383,10 @@ class ComparisonRunner:
                 )
             else:
                 status = "open" if look.decision == "continue" else "decided"
-                if status == "open" and test.looks + 1 >= settings.delong_looks:
-                    status = "closed"  # every planned look spent without a difference
+                # every look the test planned (its own bounds: ``delong_looks`` as it
+                # started; raised since, the test stayed open and could look no more)
+                if status == "open" and test.looks + 1 >= int(state["planned_looks"]):
+                    status = "closed"  # spent without a difference
             try:
                 saved = self.comparisons.record_look(
                     test, consumed=consumed, look=look, state=state, status=status
@@ -420,11 +434,15 @@ class ComparisonRunner:
         """Whether the live split still splits: its challenger is in shadow (a version out
         of the lineup answers no unit, see :func:`tunewatch._split.route`). Once it was
         promoted every unit counts in the champion arm: the check reported a mismatch,
-        raised ``srm_detected`` and blocked every later promotion."""
+        raised ``srm_detected`` and blocked every later promotion. Nor while a rollback
+        watch compares with it: it shadows the champion then (see
+        :func:`~tunewatch.comparison._watch.watched_versions`)."""
         try:
-            return self.store.get_version(model, split.challenger).stage == "shadow"
+            if self.store.get_version(model, split.challenger).stage != "shadow":
+                return False
         except LookupError:
             return False
+        return split.challenger not in watched_versions(self.comparisons, model)
 
     def _split_start(self, model: str, split: SplitConfig) -> datetime | None:
         """Where the live split starts, and its sample-ratio check's window with it: the
@@ -434,7 +452,8 @@ class ComparisonRunner:
         champion arm's, and a check counting from the promotion forgot a real mismatch and
         unblocked promotions. The challenger's own time out of shadow does: as champion it
         answered every unit (all in the champion arm), and a balanced split after its
-        return read as a mismatch."""
+        return read as a mismatch. So does a rollback watch that kept it shadowing: the
+        split counts from the watch's end."""
         try:
             challenger = self.store.get_version(model, split.challenger)
         except LookupError:
@@ -443,6 +462,10 @@ class ComparisonRunner:
         returned = challenger.stage_changed_at > challenger.created_at
         if challenger.stage == "shadow" and returned:
             start = max(start, challenger.stage_changed_at)
+        if challenger.stage == "shadow":
+            ended = watched_until(self.comparisons, model, split.challenger)
+            if ended is not None:
+                start = max(start, ended)
         return start
 
     def _split_since(self, model: str, split: SplitConfig) -> datetime | None:
@@ -454,6 +477,11 @@ class ComparisonRunner:
         if changes and (start is None or changes[0].created_at > start):
             return changes[0].created_at
         return start
+
+
+def _left_shadow(test: ComparisonTestRow) -> bool:
+    """Whether ``test`` was closed because its challenger left shadow."""
+    return test.outcome is not None and test.outcome.get("reason") == LEFT_SHADOW
 
 
 def _with(look: LookValues, *, adjusted: float, decision: str, k: int) -> LookValues:

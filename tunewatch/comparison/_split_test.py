@@ -20,7 +20,7 @@ from shadow.stats import TwoSampleSequentialTest, UnitUpdate
 from tunewatch._errors import ConflictError
 from tunewatch.comparison._config import ComparisonConfig
 from tunewatch.comparison._results import ComparisonResult, make_result, needs_action
-from tunewatch.comparison._watch import watch_values
+from tunewatch.comparison._watch import watch_values, watched_versions
 from tunewatch.store import Store, VersionRow
 from tunewatch.store._comparisons import ComparisonStore, LabelledBatch, UnitTotal
 
@@ -54,6 +54,8 @@ class SplitTest:
             return None
         if challenger.stage != "shadow":
             return None
+        if split.challenger in watched_versions(self.comparisons, model):
+            return None  # it shadows the champion for a rollback watch: it splits nothing
         fresh = TwoSampleSequentialTest(
             alpha=settings.alpha,
             method=settings.method,

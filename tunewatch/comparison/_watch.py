@@ -37,7 +37,7 @@ from tunewatch.store._comparisons import (
 logger = logging.getLogger(__name__)
 
 # A watch's state: its test's state and these keys.
-_PAIRED_KEYS = ("promoted_at", "paired", "kept_in_shadow")
+_PAIRED_KEYS = ("promoted_at", "paired", "kept_in_shadow", "shadow_pending")
 _UNPAIRED_KEYS = ("promoted_at", "baseline_n")
 
 
@@ -51,6 +51,11 @@ class RollbackWatch:
     Either test is always valid; degradation rolls back, and a version the watch kept in
     shadow is retired again when the watch ends. A watch follows one promotion: the same
     pair promoted again (after a rollback or a flip back) is watched again.
+
+    The version a paired watch compares with only shadows, live split or not (see
+    :func:`watched_versions`). Each step that can fail alone is retried by the next run:
+    moving that version to shadow (until the move is recorded), and recording a rollback
+    the watch committed.
     """
 
     def __init__(
@@ -73,10 +78,12 @@ class RollbackWatch:
         return {t.champion_version for t in self._keeping(model)}
 
     def release(self, model: str, why: str) -> None:
-        """Close the watches that keep a version in shadow, retiring it (the watch was
-        switched off: nothing would ever end them)."""
-        for test in self._keeping(model):
-            self._close(test, why)
+        """Close the pending watches, retiring a version one kept in shadow (the watch was
+        switched off: nothing would ever end them, and a live split would stay paused for
+        the version one compares with)."""
+        for test in self.comparisons.list_tests(model, kind="rollback_watch"):
+            if _pending(test):
+                self._close(test, why)
 
     def _keeping(self, model: str) -> list[ComparisonTestRow]:
         """Watches still in charge of a version they keep in shadow: open, or decided
@@ -124,6 +131,11 @@ class RollbackWatch:
         champion = self.store.champion(model)
         if champion is None or champion.version != version:
             return self._close(test, "the champion changed during the watch")
+        if paired and test.state.get("shadow_pending"):
+            kept = self._keep_in_shadow(test)
+            if isinstance(kept, ComparisonResult):
+                return kept
+            test = kept
         if paired and self.store.get_version(model, previous).stage != "shadow":
             return self._close(test, f"v{previous} left shadow: there is nothing to compare")
         state = test.state
@@ -157,6 +169,15 @@ class RollbackWatch:
             valid_rows=objective.valid_rows,
         )
         if batch.n_rows == 0:
+            if batch.paired is not None and batch.request_ids:
+                k, k2 = batch.answer.shape[1], batch.paired.shape[1]
+                if k != k2 and self.store.get_model(model).task == "multiclass":
+                    # no request of theirs ever scores: watched, it would never end
+                    return self._close(
+                        test,
+                        f"v{version} answers {k} classes, v{previous} {k2}: "
+                        "their losses cannot be compared",
+                    )
             self.comparisons.consume_unscored(test, batch.request_ids)  # not read again
             return make_result(test, None, 0, "none")
         if isinstance(sequential, PairedSequentialTest):
@@ -233,6 +254,10 @@ class RollbackWatch:
                 "promoted_at": promotion.created_at.isoformat(),
                 "paired": True,
                 "kept_in_shadow": stage == "retired",
+                # until the move to shadow is done: a failure between the test's commit
+                # and the move (a store error, a crash) left v{previous} retired, and the
+                # next run closed the watch as "v{previous} left shadow"
+                "shadow_pending": stage == "retired",
             },
             promotion_id=promotion.id,
         )
@@ -243,6 +268,18 @@ class RollbackWatch:
                 test, f"v{previous} was rolled back: there is nothing to compare or restore"
             )
         if stage == "retired":
+            return self._keep_in_shadow(test)
+        # Already in shadow: it stops answering a live split's units (see watched_versions).
+        self._lineup_changed(model)
+        return test
+
+    def _keep_in_shadow(self, test: ComparisonTestRow) -> ComparisonTestRow | ComparisonResult:
+        """Move the previous champion from retired to shadow for ``test``, then record the
+        move as done (until then every run tries it again). Found in shadow already (the
+        move was made and its record failed), it is only recorded; anywhere else, the
+        caller finds it out of shadow and closes the watch."""
+        model, previous = test.model, test.champion_version
+        if self.store.get_version(model, previous).stage == "retired":
             try:
                 self.store.set_stage(
                     model,
@@ -250,14 +287,21 @@ class RollbackWatch:
                     "shadow",
                     actor=ACTOR,
                     reason=(
-                        f"kept in shadow for rollback watch {test.id}: v{version} is compared "
-                        f"with v{previous} on the same requests"
+                        f"kept in shadow for rollback watch {test.id}: "
+                        f"v{test.challenger_version} is compared with v{previous} on the same "
+                        "requests"
                     ),
                 )
             except ConflictError as exc:  # promoted or rolled back meanwhile
                 return self._close(test, exc.message)
             self._lineup_changed(model)
-        return test
+        if self.store.get_version(model, previous).stage != "shadow":
+            return test
+        try:
+            return self.comparisons.write_state(test, {**test.state, "shadow_pending": False})
+        except ConflictError as exc:  # another run recorded it first
+            logger.info("model=%s %s", model, exc.message)
+            return self.comparisons.get_test(test.id)
 
     def _start_unpaired(
         self,
@@ -398,6 +442,10 @@ class RollbackWatch:
                 expected_champion=test.challenger_version,
             )
         except ConflictError as exc:
+            if exc.code == "champion_changed" and self._rolled_back_by(test, reason):
+                # this watch's own rollback, committed by a run that failed before it
+                # recorded it: recorded now, not closed as "the champion changed"
+                return self._settle_rollback(model, test, look, fed, evidence, reason)
             if exc.code == "champion_changed":  # another promotion replaced it meanwhile
                 self._release(test)
                 closed = self.comparisons.finish_test(
@@ -443,6 +491,89 @@ class RollbackWatch:
             "model=%s rolled back v%d to v%d: %s", model, rolled.version, restored.version, reason
         )
         return make_result(done, look, fed, "rolled_back", (reason,))
+
+    def _rolled_back_by(self, test: ComparisonTestRow, reason: str) -> bool:
+        """Whether the champion's newest change is ``test``'s own rollback (its reason):
+        the previous champion restored, the watched version rolled back."""
+        model, previous = test.model, test.champion_version
+        champion = self.store.champion(model)
+        if champion is None or champion.version != previous:
+            return False
+        if self.store.get_version(model, test.challenger_version).stage != "rolled_back":
+            return False
+        changes = self.store.list_events(model=model, types=("promoted", "rolled_back"), limit=1)
+        if not changes or changes[0].type != "rolled_back":
+            return False
+        payload = changes[0].payload
+        return (payload.get("version"), payload.get("rolled_back"), payload.get("reason")) == (
+            previous,
+            test.challenger_version,
+            reason,
+        )
+
+    def _settle_rollback(
+        self,
+        model: str,
+        test: ComparisonTestRow,
+        look: ComparisonLookRow | None,
+        fed: int,
+        evidence: dict[str, Any],
+        reason: str,
+    ) -> ComparisonResult:
+        """Record a rollback of ``test`` committed by an earlier run: settled first, so of
+        two runs doing it only one records the event (unless the earlier run wrote it
+        before it failed)."""
+        outcome = {"action": "rolled_back", "restored": test.champion_version}
+        done = self.comparisons.settle_test(
+            test.id, status="decided", outcome=outcome, replaces="unset"
+        )
+        if done is None:  # another run recorded it
+            current = self.comparisons.get_test(test.id)
+            return make_result(current, look, fed, "none")
+        recorded = self.store.list_events(model=model, type="rollback_triggered", limit=1)
+        if not recorded or recorded[0].payload.get("test_id") != test.id:
+            self.store.add_event(
+                model=model,
+                type="rollback_triggered",
+                payload={
+                    **evidence,
+                    "restored": test.champion_version,
+                    "rolled_back": test.challenger_version,
+                },
+            )
+        self._lineup_changed(model)
+        logger.warning(
+            "model=%s rolled back v%d to v%d (recorded late): %s",
+            model,
+            test.challenger_version,
+            test.champion_version,
+            reason,
+        )
+        return make_result(done, look, fed, "rolled_back", (reason,))
+
+
+def watched_versions(comparisons: ComparisonStore, model: str) -> set[int]:
+    """The versions pending paired rollback watches compare their champion with. Each must
+    shadow the champion, scoring the requests it answers, so a live split whose challenger
+    it is sends it no units and tests nothing meanwhile: answering its split share, it gave
+    the watch no pair (open for ever, or passed without evidence), and a split test could
+    promote it back during the watch. See :func:`tunewatch._split.route`."""
+    return {
+        t.champion_version
+        for t in comparisons.list_tests(model, kind="rollback_watch")
+        if t.state.get("paired") and _pending(t)
+    }
+
+
+def watched_until(comparisons: ComparisonStore, model: str, version: int) -> datetime | None:
+    """When the newest paired rollback watch comparing with ``version`` ended (``None``:
+    none did). A live split that ``version`` challenges splits again from there."""
+    ended = [
+        t.decided_at or t.updated_at
+        for t in comparisons.list_tests(model, kind="rollback_watch", champion_version=version)
+        if t.state.get("paired") and not _pending(t)
+    ]
+    return max(ended, default=None)
 
 
 def watch_values(look: TwoSampleLook, method: str) -> LookValues:

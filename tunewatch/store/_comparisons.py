@@ -283,6 +283,41 @@ def finish_test(
     return get_test(conn, test_id)
 
 
+def reopen_test(conn: Connection, test_id: int, *, reason: str) -> ComparisonTestRow | None:
+    """Open again a test closed with ``reason`` (its challenger left shadow and returned):
+    its state continues where it stopped, which an always-valid test allows (the pause
+    added no pair). ``None`` when it does not stand closed so (another run reopened it)."""
+    changed = conn.execute(
+        update(comparison_tests)
+        .where(
+            comparison_tests.c.id == test_id,
+            comparison_tests.c.status == "closed",
+            comparison_tests.c.outcome["reason"].as_string() == reason,
+        )
+        .values(status="open", outcome=None, decided_at=None, updated_at=utcnow())
+    ).rowcount
+    return get_test(conn, test_id) if changed == 1 else None
+
+
+def write_state(
+    conn: Connection, test: ComparisonTestRow, *, state: Mapping[str, Any]
+) -> ComparisonTestRow:
+    """Replace a test's state without a look (a step of the test that is no evidence).
+    Refused like :func:`record_look` when another process looked at the test since
+    ``test`` was read."""
+    changed = conn.execute(
+        update(comparison_tests)
+        .where(comparison_tests.c.id == test.id, comparison_tests.c.looks == test.looks)
+        .values(state=_clean(state), updated_at=utcnow())
+    ).rowcount
+    if changed != 1:
+        raise ConflictError(
+            f"comparison test {test.id} was updated concurrently; look again",
+            code="comparison_moved_on",
+        )
+    return get_test(conn, test.id)
+
+
 # -- looks ----------------------------------------------------------------------------------
 
 
@@ -500,6 +535,16 @@ class ComparisonStore:
             return finish_test(
                 conn, test_id, status=status, outcome=outcome, decision=decision, replaces=replaces
             )
+
+    def reopen_test(self, test_id: int, *, reason: str) -> ComparisonTestRow | None:
+        """See :func:`reopen_test`."""
+        with self._tx("reopen_comparison") as conn:
+            return reopen_test(conn, test_id, reason=reason)
+
+    def write_state(self, test: ComparisonTestRow, state: Mapping[str, Any]) -> ComparisonTestRow:
+        """See :func:`write_state`."""
+        with self._tx("write_comparison_state") as conn:
+            return write_state(conn, test, state=state)
 
     def history(
         self,
