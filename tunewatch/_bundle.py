@@ -45,7 +45,7 @@ from tunewatch._bundle_import import ImportedVersion, ImportLease, apply, identi
 from tunewatch._config import Config
 from tunewatch._errors import NotFoundError
 from tunewatch._registry import DERIVED_DETAILS, Registry
-from tunewatch.store import Store, VersionRow, valid_model_name
+from tunewatch.store import MAX_MODEL_NAME, Store, VersionRow, valid_model_name
 
 __all__ = ["BundleError", "BundledConfig", "ImportedVersion", "export_bundle", "import_bundle"]
 
@@ -242,11 +242,11 @@ def import_bundle(
     with archive:
         manifest = read_manifest(archive)
         source = manifest["model"]
-        target = name or source["name"]
+        target = source["name"] if name is None else name  # "" is refused below
         if not valid_model_name(target):
             raise BundleError(
-                f"model name {target[:80]!r} must be printable, not a path and no space first "
-                "or last"
+                f"model name {target[:80]!r} must be 1 to {MAX_MODEL_NAME} printable characters, "
+                "not a path and no space first or last"
             )
         space = read_space(archive, manifest)  # checked like the artefacts, before any write
         # renewed before each candidate check, which may take its whole timeout

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import sys
@@ -246,6 +247,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # A file name the locale could not decode reaches Python as a lone surrogate, which a
+    # strict UTF-8 stdout (any UTF-8 locale but C's) refused: printing the path of a bundle
+    # already written failed with a traceback and exit 1. It is printed escaped instead.
+    restore = [
+        (stream, stream.errors)
+        for stream in (sys.stdout, sys.stderr)
+        if isinstance(stream, io.TextIOWrapper)
+    ]
+    for stream, _ in restore:
+        stream.reconfigure(errors="backslashreplace")
+    try:
+        return _run(argv)
+    finally:
+        for stream, errors in restore:
+            stream.reconfigure(errors=errors)
+
+
+def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,

@@ -54,7 +54,7 @@ from tunewatch._config_paths import anchored, beside, in_memory_sqlite
 from tunewatch._config_tuning import TuningJobConfig as TuningJobConfig
 from tunewatch._errors import ConfigError
 from tunewatch.comparison import ComparisonConfig
-from tunewatch.store import MAX_MODEL_NAME, valid_model_name
+from tunewatch.store import MAX_MODEL_NAME, redact_url, valid_model_name
 
 CONFIG_VERSION = 1
 ENV_STORE_URL = "TUNEWATCH_STORE_URL"
@@ -64,6 +64,41 @@ ENV_ADMIN_TOKEN = "TUNEWATCH_ADMIN_TOKEN"
 Task = Literal["binary", "multiclass", "regression"]
 
 
+def _without_nul(value: str | None, what: str, *, url: bool = False) -> str | None:
+    """``value`` unless it holds a NUL character, which no file name (and so no SQLite
+    database, journal file or directory) can, nor a database driver send: it escaped as
+    ``ValueError: embedded null byte`` from wherever the path was first used (a traceback
+    from the CLI, a failed job). In a URL (``url``, with ``://``) ``%00`` is one too: the
+    URL's parts are read percent-decoded."""
+    if value is None:
+        return None
+    found = [value.find("\0")]
+    if url and "://" in value:
+        found.append(value.find("%00"))
+    positions = [i for i in found if i >= 0]
+    if positions:
+        written = "NUL character (\\x00, or %00 in a URL)" if url else "NUL character (\\x00)"
+        raise ValueError(
+            f"{what} must not hold a {written}, as no file name can; got one at position "
+            f"{min(positions)} of {len(value)} characters"
+        )
+    return value
+
+
+#: Settings whose value may hold a password: an error about one shows it redacted.
+_SECRET_KEYS = frozenset({"store.url", "tuning.storage_url"})
+
+
+def _redacted(value: str) -> str:
+    """A database URL with its password as ``***`` (a journal file's path as it is)."""
+    if "://" not in value:
+        return value
+    try:
+        return redact_url(value)
+    except ValueError:  # a port that is not a number
+        return "<unparseable URL>"
+
+
 class StoreConfig(_Frozen):
     """Where records live. ``url`` defaults to SQLite under ``data_dir``."""
 
@@ -71,6 +106,11 @@ class StoreConfig(_Frozen):
     # NORMAL: in WAL mode a commit survives a process crash (kill -9); only an OS crash or
     # power loss can lose the last commits. FULL syncs the WAL on every commit.
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+
+    @field_validator("url")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        return _without_nul(value, "a database URL", url=True)
 
 
 class ServerConfig(_Frozen):
@@ -403,6 +443,11 @@ class TuningConfig(_Frozen):
     # running job silent for 6 heartbeats is failed, so a dead worker frees its quota slot.
     heartbeat_s: int = Field(default=10, ge=1, le=int(MAX_DURATION_S // 6))  # 6: stale
 
+    @field_validator("storage_url")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        return _without_nul(value, "a database URL or journal file", url=True)
+
 
 class Config(_Frozen):
     version: Literal[1] = 1
@@ -416,6 +461,11 @@ class Config(_Frozen):
     scheduler: SchedulerConfig = SchedulerConfig()
     tuning: TuningConfig = TuningConfig()
     models: tuple[ModelConfig, ...] = ()
+
+    @field_validator("data_dir")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        return str(_without_nul(value, "a directory name"))
 
     @model_validator(mode="after")
     def _stores_of_their_own(self) -> Config:
@@ -555,7 +605,10 @@ def _format_errors(exc: ValidationError, source: str) -> str:
         # a mapping's key names its entry already: `safe_ranges.C`, not `safe_ranges.C.[key]`
         path = ".".join(str(p) for p in err["loc"] if p != "[key]") or "<root>"
         value = err.get("input")
-        shown = "" if isinstance(value, dict) else f", got {value!r}"
+        if path in _SECRET_KEYS and isinstance(value, str):
+            shown = f", got {_redacted(value)!r}"
+        else:
+            shown = "" if isinstance(value, dict) else f", got {value!r}"
         lines.append(f"{path}: {err['msg']}{shown}")
     return f"invalid configuration in {source}:\n  " + "\n  ".join(lines)
 
@@ -630,6 +683,11 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
         raw = read_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except RecursionError as exc:  # PyYAML recurses once per level of nesting
+        raise ConfigError(
+            f"{path}: not readable YAML: nested deeper than the YAML reader can follow (a few "
+            "hundred levels of `[`, `{` or indentation; a configuration needs fewer than ten)"
+        ) from exc
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(raw).__name__}")
     return build_config(raw, env=env, source=str(path), config_dir=path.resolve().parent)

@@ -418,6 +418,12 @@ def load_search_space(path: str | Path) -> SearchSpace:
         raise SearchSpaceError(exc.detail, path=exc.path) from exc
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise SearchSpaceError(f"cannot read search space {str(path)!r}: {exc}") from exc
+    except RecursionError as exc:  # PyYAML recurses once per level of nesting
+        raise SearchSpaceError(
+            f"cannot read search space {str(path)!r}: nested deeper than the YAML reader can "
+            "follow (a few hundred levels of `[`, `{` or indentation; a search space needs "
+            "fewer than ten)"
+        ) from exc
     if not isinstance(data, dict):
         raise SearchSpaceError(f"search space {str(path)!r} must be a mapping at the top level")
     return parse_search_space(data)

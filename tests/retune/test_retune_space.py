@@ -742,3 +742,13 @@ def test_a_key_given_twice_is_a_search_space_error_naming_its_path_and_lines(
     )
     with pytest.raises(SearchSpaceError, match="shared"):  # past the merge: the schema's
         load_search_space(path)
+
+
+def test_a_search_space_nested_too_deeply_is_refused_with_the_reason(tmp_path: Path) -> None:
+    """PyYAML recurses once per level: 5000 `[` escaped as a RecursionError traceback from
+    the config that named the file."""
+    path = tmp_path / "space.yaml"
+    path.write_text("name: s\nparams: " + "[" * 5000 + "]" * 5000 + "\n")
+    deeper = r"space\.yaml': nested deeper than the YAML reader can follow"
+    with pytest.raises(SearchSpaceError, match=deeper):
+        load_search_space(path)

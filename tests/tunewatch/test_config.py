@@ -815,3 +815,64 @@ def test_a_relative_search_space_without_a_config_file_is_kept_absolute(
     written.parent.mkdir()
     written.write_text(yaml.safe_dump(built.model_dump(mode="json")))
     assert load_config(written, env={}).models[0].tuning.search_space == str(space)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (
+            {"data_dir": "a\0b"},
+            r"data_dir: Value error, a directory name must not hold a NUL character "
+            r"\(\\x00\), as no file name can; got one at position \d+ of \d+ characters, "
+            r"got '.*a\\x00b'",
+        ),
+        (
+            {"store": {"url": "postgresql+psycopg://ops:secret@db/tune\0watch"}},
+            r"store\.url: Value error, a database URL must not hold a NUL character \(\\x00, or "
+            r"%00 in a URL\), as no file name can; got one at position 39 of 45 characters, "
+            r"got 'postgresql\+psycopg://ops:\*\*\*@db/tune%00watch'",
+        ),
+        (
+            {"store": {"url": "sqlite:///a\0b.db"}},  # made absolute: `a%00b.db`
+            r"store\.url: Value error, a database URL must not hold a NUL character \(\\x00, or "
+            r"%00 in a URL\), as no file name can; got one at position \d+ of \d+ characters, "
+            r"got 'sqlite:////.*/a%00b\.db'",
+        ),
+        (
+            {"tuning": {"storage_url": "sqlite:////data/a%00b.db"}},
+            r"tuning\.storage_url: Value error, a database URL or journal file must not hold a "
+            r"NUL character \(\\x00, or %00 in a URL\), as no file name can; got one at "
+            r"position 17 of 24 characters",
+        ),
+        (
+            {"tuning": {"storage_url": "/data/journal\0.log"}},
+            r"tuning\.storage_url: Value error, a database URL or journal file must not hold a "
+            r"NUL character \(\\x00, or %00 in a URL\), as no file name can; got one at "
+            r"position 13 of 18 characters, got '/data/journal\\x00\.log'",
+        ),
+    ],
+    ids=[
+        "data-dir",
+        "store-url-postgresql",
+        "store-url-sqlite",
+        "tuning-storage-url-percent-encoded",
+        "tuning-journal-file",
+    ],
+)
+def test_a_nul_character_in_a_path_setting_is_a_config_error(
+    raw: dict[str, Any], message: str
+) -> None:
+    """No file name holds one: `data_dir`'s and `store.url`'s escaped from the store's
+    opening as `ValueError: embedded null byte` tracebacks; the tuning storage's failed
+    every job."""
+    with pytest.raises(ConfigError, match=message) as info:
+        build_config(raw, env={})
+    assert "secret" not in info.value.message  # a URL's password is not shown
+
+
+def test_a_config_nested_too_deeply_is_a_config_error(tmp_path: Path) -> None:
+    """PyYAML recurses once per level: 5000 `[` escaped as a RecursionError traceback."""
+    path = tmp_path / "tunewatch.yaml"
+    path.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match=r"tunewatch\.yaml: not readable YAML: nested deeper"):
+        load_config(path, env={})

@@ -17,7 +17,25 @@ if TYPE_CHECKING:
 
 
 def config_of(args: argparse.Namespace) -> Config:
-    return load_config(args.config or os.environ.get("TUNEWATCH_CONFIG"))
+    """``--config``, else ``$TUNEWATCH_CONFIG``, else the built-in defaults. An empty one
+    is refused: ``--config ""`` read as the defaults (a new store made and migrated under
+    the working directory), an empty variable as the working directory."""
+    if args.config is not None:
+        if not args.config:
+            raise TunewatchError(
+                "`--config` must name a configuration file, got an empty value (leave the "
+                "flag out for $TUNEWATCH_CONFIG or the built-in defaults)",
+                code="invalid_argument",
+            )
+        return load_config(args.config)
+    path = os.environ.get("TUNEWATCH_CONFIG")
+    if path == "":
+        raise TunewatchError(
+            "$TUNEWATCH_CONFIG is set but empty: name a configuration file in it, or unset "
+            "it for the built-in defaults",
+            code="invalid_argument",
+        )
+    return load_config(path)
 
 
 def actor_of(args: argparse.Namespace) -> str:

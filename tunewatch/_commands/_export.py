@@ -4,6 +4,8 @@ rationale report (``report``)."""
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,8 +45,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     from tunewatch._daemon import open_store
 
     config = config_of(args)
-    if args.config_out:  # before anything is imported: a failed write after read as a failure
-        _check_config_out(Path(args.config_out))
+    out = None if args.config_out is None else Path(args.config_out)
+    if out is not None:  # before anything is imported: a failed write after reads as a failure
+        _check_config_out(args.config_out)
     store = open_store(config)
     try:
         model, imported, model_config = import_bundle(
@@ -58,24 +61,48 @@ def cmd_import(args: argparse.Namespace) -> int:
         )
     finally:
         store.close()
+    # the files are written before anything is printed: output that failed left them unwritten
+    space, failure = None, None
+    if out is not None and model_config is not None:
+        try:
+            space = _write_config(out, model, model_config)
+        except OSError as exc:
+            failure = f"cannot write {exc.filename}: {exc.strerror}"
     for i in imported:
         state = "already present" if i.already_present else i.stage
         print(f"{model} v{i.source_version} -> v{i.version} ({state})")
-    if args.config_out and model_config is None:
+    if failure is not None:
         print(
-            f"tunewatch: the bundle holds no config for {model}: {args.config_out} was not "
+            f"tunewatch: error: the versions above were imported, but the model's config was "
+            f"not written: {failure}; run the same import again with another --config-out to "
+            "write it (versions already imported are skipped)",
+            file=sys.stderr,
+        )
+        return 1
+    if out is not None and model_config is None:
+        print(
+            f"tunewatch: the bundle holds no config for {model}: {out} was not "
             "written (the source's config did not list the model)",
             file=sys.stderr,
         )
-    elif args.config_out and model_config is not None:
-        _write_config(Path(args.config_out), model, model_config)
-        print(f"the model's config from the bundle is in {args.config_out}: merge it into yours")
+    elif out is not None:
+        if space is not None:
+            print(f"its search space is in {space}")
+        print(f"the model's config from the bundle is in {out}: merge it into yours")
     return 0
 
 
-def _check_config_out(path: Path) -> None:
+def _check_config_out(text: str) -> None:
     """Refuse ``--config-out`` where the snippet or the search space beside it
-    (:func:`_write_config`) could not be written as a file."""
+    (:func:`_write_config`) could not be written as a file: each is created and removed
+    (or, already there, must be writable), so that nothing is imported when the snippet
+    could not be written."""
+    if not text:
+        raise TunewatchError(
+            "`--config-out` must name a file, got an empty value; nothing was imported",
+            code="invalid_argument",
+        )
+    path = Path(text)
     folder = path.resolve().parent
     if not folder.is_dir():
         raise TunewatchError(
@@ -87,6 +114,20 @@ def _check_config_out(path: Path) -> None:
                 f"--config-out {path}: {destination} is a directory, where the import writes "
                 "a file; nothing was imported"
             )
+        target = destination.resolve()  # a link's target, which the write creates
+        try:
+            if target.exists():
+                if not os.access(target, os.W_OK):
+                    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+            else:
+                os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                target.unlink()
+        except OSError as exc:
+            raise TunewatchError(
+                f"--config-out {path}: cannot write {destination}: {exc.strerror}; nothing "
+                "was imported",
+                code="invalid_argument",
+            ) from exc
 
 
 def _space_path(path: Path) -> Path:
@@ -94,23 +135,34 @@ def _space_path(path: Path) -> Path:
     return path.resolve().with_name(f"{path.stem}.search_space.yaml")
 
 
-def _write_config(path: Path, model: str, bundled: BundledConfig) -> None:
-    """Write the model's config to ``path`` and the search space it names beside it: the
-    config names the written file by its absolute path, which reads the same file once the
-    snippet is merged into a config elsewhere."""
+def _write_config(path: Path, model: str, bundled: BundledConfig) -> Path | None:
+    """Write the model's config to ``path`` and the search space it names beside it, and
+    return where the search space went (None: the bundle has none). The config names the
+    written file by its absolute path, which reads the same file once the snippet is
+    merged into a config elsewhere. Prints nothing: the caller does, once both are written."""
     import yaml
 
     settings = {**bundled.settings, "name": model}
+    space = None
     if bundled.search_space is not None:
         space = _space_path(path)
-        space.write_bytes(bundled.search_space)
+        _write(space, bundled.search_space)
         tuning = settings.get("tuning")
         settings["tuning"] = {
             **(tuning if isinstance(tuning, dict) else {}),
             "search_space": str(space),
         }
-        print(f"its search space is in {space}")
-    path.write_text(yaml.safe_dump({"models": [settings]}, sort_keys=False), encoding="utf-8")
+    _write(path, yaml.safe_dump({"models": [settings]}, sort_keys=False).encode("utf-8"))
+    return space
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path``; an ``OSError`` names the file (a failed write, say a
+    full disk, names none)."""
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
-from pathlib import Path
 
 from tunewatch._auth import check_role, hash_token, new_token
 from tunewatch._errors import TunewatchError
@@ -50,12 +51,53 @@ def _hyperparameters(text: str | None) -> dict[str, object]:
     return value
 
 
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _read_input(path: str, name: str, limit: int) -> bytes:
+    """The regular file at ``path`` (the argument ``name``), of at most ``limit`` bytes
+    (``server.max_artefact_bytes``, as the API's uploads and bundle imports): it was read
+    whole whatever it was, ``/dev/zero`` until a MemoryError traceback."""
+    what = "the ONNX file" if name == "FILE" else "the reference snapshot (.npz)"
+    try:
+        mode = os.stat(path).st_mode  # before opening: a named pipe's open waits for a writer
+        if not stat.S_ISREG(mode):
+            kind = next((text for test, text in _KINDS if test(mode)), "not a file")
+            raise TunewatchError(
+                f"{name} {path} is not a regular file ({kind}): give {what}",
+                code="invalid_argument",
+            )
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+            size = max(len(data), os.fstat(f.fileno()).st_size)
+    except OSError as exc:
+        raise TunewatchError(
+            f"cannot read {name} {path}: {exc.strerror}", code="invalid_argument"
+        ) from exc
+    if size > limit:
+        raise TunewatchError(
+            f"{name} {path} holds {size} bytes, more than `server.max_artefact_bytes` "
+            f"({limit}): raise the setting to register it",
+            code="invalid_argument",
+        )
+    return data
+
+
 def cmd_register(args: argparse.Namespace) -> int:
     from tunewatch._daemon import open_store
     from tunewatch._governance import check_champion_registration
 
     hyperparameters = _hyperparameters(args.hyperparameters)
     config = config_of(args)
+    limit = config.server.max_artefact_bytes
+    artefact = _read_input(args.file, "FILE", limit)  # before the store opens
+    snapshot = None if args.reference is None else _read_input(args.reference, "--reference", limit)
     store = open_store(config)
     try:
         registry = registry_of(config, store)
@@ -74,12 +116,10 @@ def cmd_register(args: argparse.Namespace) -> int:
                 regulated=None,
                 hyperparameters=hyperparameters,
             )
-        reference = None
-        if args.reference:
-            reference = Reference.from_bytes(Path(args.reference).read_bytes())
+        reference = None if snapshot is None else Reference.from_bytes(snapshot)
         row = registry.register(
             args.model,
-            Path(args.file).read_bytes(),
+            artefact,
             metadata,
             actor=actor_of(args),
             stage=args.stage,
