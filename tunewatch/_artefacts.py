@@ -1,4 +1,8 @@
-"""Content-addressed artefact directory: a file's name is its SHA-256."""
+"""Content-addressed artefact directory: a file's name is its SHA-256.
+
+With a PostgreSQL store the store keeps each artefact's bytes and the directory is this
+host's verified cache of them.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,39 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tunewatch._errors import NotFoundError, StoreError
+
+if TYPE_CHECKING:
+    from tunewatch.store import Store
 
 logger = logging.getLogger(__name__)
 
 
 class ArtefactStore:
-    """Stores immutable blobs (ONNX files, reports) under ``root/<aa>/<sha256><suffix>``."""
+    """Stores immutable blobs (ONNX files, reference snapshots, drift reports) under
+    ``root/<aa>/<sha256><suffix>``.
 
-    def __init__(self, root: str | Path) -> None:
+    ``store``: the one every host of the deployment shares. When it is PostgreSQL (hosts
+    may share it: replicas, tuning workers on other machines, the CLI), :meth:`put` also
+    keeps the bytes in it and ``root`` is this host's cache: :meth:`get` reads a file that
+    is missing, damaged or unreadable here from the store, verifies its SHA-256 and
+    caches it again, so that each host may have its own ``data_dir``. When it is SQLite
+    (it lives on one host, beside its ``data_dir``), or not given, the directory is the
+    only copy and the store is neither written nor read: a second copy on the same disk
+    would only double its use. :meth:`put` of bytes already cached still writes them to
+    the store, so registering or importing an artefact stored before the store kept them
+    fills its row.
+    """
+
+    def __init__(self, root: str | Path, *, store: Store | None = None) -> None:
         self.root = Path(root)
+        self.store = store
+        #: the store keeping the bytes: given, and not SQLite
+        self._shared = store if store is not None and store.dialect != "sqlite" else None
 
     def path(self, sha256: str, suffix: str = ".onnx") -> Path:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
@@ -28,13 +53,75 @@ class ArtefactStore:
     def put(self, data: bytes, suffix: str = ".onnx") -> str:
         """Write ``data`` durably (temp file, fsync, rename, fsync of the directory and of
         any directory created for it) and return its SHA-256. A file already under that
-        name is kept only when its content matches it; a damaged one is replaced."""
+        name is kept only when its content matches it; a damaged one is replaced. Then,
+        with a PostgreSQL store, keep the bytes there (once: a row kept already is left
+        alone); its errors (``StoreError``) are raised after the file was written."""
         digest = hashlib.sha256(data).hexdigest()
         target = self.path(digest, suffix)
-        if _holds(target, digest):
-            return digest
-        if target.exists():
-            logger.warning("artefact %s under %s is damaged; writing it again", digest, self.root)
+        if not _holds(target, digest):
+            if target.exists():
+                logger.warning(
+                    "artefact %s under %s is damaged; writing it again", digest, self.root
+                )
+            self._write(target, digest, data)
+        if self._shared is not None:
+            self._shared.put_artefact(data, suffix)
+        return digest
+
+    def get(self, sha256: str, suffix: str = ".onnx") -> bytes:
+        """Read an artefact back, verifying its content still matches its name:
+        ``NotFoundError`` when it is missing, ``StoreError`` when it is damaged or cannot
+        be read (a directory in its place, no permission, an I/O error: the path and the
+        system's reason in the message), so that a caller handling one model's fault
+        handles every one. With a PostgreSQL store such a file is read from the store
+        instead, verified and cached again (a cache that cannot be written is logged,
+        and the bytes returned); the errors above are raised only when the store holds
+        no copy either, and say so, and ``StoreError`` when its copy is corrupt."""
+        target = self.path(sha256, suffix)
+        try:
+            return _read(self.root, target, sha256)
+        except StoreError as exc:
+            if self._shared is None:
+                raise
+            local = exc
+        data = self._shared.get_artefact(sha256, suffix)
+        if data is None:
+            raise type(local)(f"{local.message}; the store holds no copy of it") from local
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise StoreError(
+                f"{local.message}; its copy in the store is corrupt too: its content hash differs"
+            ) from local
+        try:
+            self._write(target, sha256, data)
+        except StoreError as exc:
+            logger.warning(
+                "artefact %s read from the store (%s) but not cached again: %s",
+                sha256,
+                local.message,
+                exc.message,
+            )
+        else:
+            logger.info("artefact %s cached again from the store: %s", sha256, local.message)
+        return data
+
+    def share_cached(self, keys: Iterable[tuple[str, str]]) -> int:
+        """Keep in a PostgreSQL store the artefacts of ``keys`` (SHA-256, suffix) cached
+        here that it lacks, and return how many: those put before the store kept
+        artefacts (schema 0014), which other hosts could not read. One not cached here
+        either (another host's, or damaged here) is left to the host holding it. Nothing
+        without a PostgreSQL store."""
+        if self._shared is None:
+            return 0
+        shared = 0
+        for sha256, suffix in sorted(self._shared.missing_artefacts(keys)):
+            try:
+                data = _read(self.root, self.path(sha256, suffix), sha256)
+            except StoreError:
+                continue
+            shared += self._shared.put_artefact(data, suffix)
+        return shared
+
+    def _write(self, target: Path, digest: str, data: bytes) -> None:
         created = [d for d in (target.parent, *target.parent.parents) if not d.exists()]
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -52,26 +139,21 @@ class ArtefactStore:
                 _fsync_directory(directory.parent)
         except OSError as exc:
             raise StoreError(f"cannot write artefact {digest} under {self.root}: {exc}") from exc
-        return digest
 
-    def get(self, sha256: str, suffix: str = ".onnx") -> bytes:
-        """Read an artefact back, verifying its content still matches its name:
-        ``NotFoundError`` when it is missing, ``StoreError`` when it is damaged or cannot
-        be read (a directory in its place, no permission, an I/O error: the path and the
-        system's reason in the message), so that a caller handling one model's fault
-        handles every one."""
-        target = self.path(sha256, suffix)
-        try:
-            data = target.read_bytes()
-        except FileNotFoundError as exc:
-            raise NotFoundError(f"artefact {sha256} is missing from {self.root}") from exc
-        except OSError as exc:
-            name = errno.errorcode.get(exc.errno) if exc.errno is not None else None
-            reason = f"{exc.strerror or exc}" + (f" ({name})" if name else "")
-            raise StoreError(f"artefact {sha256} cannot be read from {target}: {reason}") from exc
-        if hashlib.sha256(data).hexdigest() != sha256:
-            raise StoreError(f"artefact {sha256} at {target} is corrupt: its content hash differs")
-        return data
+
+def _read(root: Path, target: Path, sha256: str) -> bytes:
+    """``target``'s content, which must hash to ``sha256`` (see :meth:`ArtefactStore.get`)."""
+    try:
+        data = target.read_bytes()
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"artefact {sha256} is missing from {root}") from exc
+    except OSError as exc:
+        name = errno.errorcode.get(exc.errno) if exc.errno is not None else None
+        reason = f"{exc.strerror or exc}" + (f" ({name})" if name else "")
+        raise StoreError(f"artefact {sha256} cannot be read from {target}: {reason}") from exc
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise StoreError(f"artefact {sha256} at {target} is corrupt: its content hash differs")
+    return data
 
 
 def _holds(target: Path, sha256: str) -> bool:

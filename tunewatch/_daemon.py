@@ -15,7 +15,7 @@ from monitor import ServingMetrics
 from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._auth import Authenticator, hash_token
-from tunewatch._config import ENV_ADMIN_TOKEN, Config, ModelConfig
+from tunewatch._config import ENV_ADMIN_TOKEN, Config
 from tunewatch._errors import ConfigError, ConflictError, NotFoundError
 from tunewatch._evaluation import Evaluator
 from tunewatch._launcher import STALE_HEARTBEATS, JobLauncher
@@ -24,6 +24,7 @@ from tunewatch._registry import Registry
 from tunewatch._report import refresh_reports
 from tunewatch._runtime import ScoringRuntime
 from tunewatch._scheduler import PerModelJob, Scheduler, Task
+from tunewatch._standing_schedule import OWED_RETRY_S, StandingSchedule, schedule_of
 from tunewatch.api import AppContext, create_asgi
 from tunewatch.api._front import InferenceFront
 from tunewatch.comparison import ComparisonRunner
@@ -31,10 +32,6 @@ from tunewatch.store import Store
 from tunewatch.store._governance import BOOTSTRAP_NAME, BOOTSTRAP_TOKEN_NAME
 
 logger = logging.getLogger(__name__)
-
-# How often the leader tries again to queue a scheduled retune the quota suppressed.
-OWED_RETRY_S = 30.0
-
 
 #: How far this process's clock may run from the database's before opening the store
 #: warns. Leases, heartbeats and alert claims use the database's clock; a comparison
@@ -73,13 +70,17 @@ def ensure_bootstrap_token(store: Store, env: Mapping[str, str]) -> None:
     (``bootstrap-admin``, ``bootstrap-admin-2`` …), all names of one person to the rule that
     a requester may not decide their own approval. A revoked token is refused rather than
     brought back to life. Replicas starting together may race through this: a revocation
-    or the new token a racing replica stored first counts as done.
+    or the new token a racing replica stored first counts as done. A token that is not
+    printable ASCII, which no ``Authorization`` header can carry, is refused
+    (``ConfigError``) before the store is touched.
     """
     # stripped as a bearer token is: a secret file's trailing newline hashed with it made
     # a token no Authorization header could match
-    token = (env.get(ENV_ADMIN_TOKEN) or "").strip()
+    value = env.get(ENV_ADMIN_TOKEN) or ""
+    token = value.strip()
     if not token:
         return
+    _check_header_safe(value, lead=len(value) - len(value.lstrip()))
     digest = hash_token(token)
     if store.token_by_hash(digest) is not None:
         return
@@ -123,6 +124,19 @@ def ensure_bootstrap_token(store: Store, env: Mapping[str, str]) -> None:
         raise
 
 
+def _check_header_safe(value: str, *, lead: int) -> None:
+    """Refuse a token an ``Authorization`` header cannot carry: headers are Latin-1, and
+    ``tw_€uro…`` was stored only for every sign-in with it to fail. The offending
+    character is named by its code point and its position in the variable's value (its
+    first ``lead`` characters are the whitespace stripped off), never the token."""
+    for at, char in enumerate(value.strip()):
+        if not " " <= char <= "~":
+            raise ConfigError(
+                f"{ENV_ADMIN_TOKEN} must be printable ASCII (as an Authorization header "
+                f"carries it), got U+{ord(char):04X} at position {lead + at + 1}"
+            )
+
+
 class Daemon:
     """One tunewatch process: its store, artefacts, scoring runtime and HTTP app."""
 
@@ -133,16 +147,19 @@ class Daemon:
         env: Mapping[str, str] | None = None,
         recording: bool = True,
         shadowing: bool = True,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        # ``now``: the wall clock the scheduled jobs count their runs by
         self.config = config
         self.store = open_store(config)
         try:
             check_stored_models(config, self.store)
-        except ConfigError:
+            ensure_bootstrap_token(self.store, os.environ if env is None else env)
+        except Exception:  # refused to start: no store left open behind the error
             self.store.close()
             raise
-        ensure_bootstrap_token(self.store, os.environ if env is None else env)
-        self.artefacts = ArtefactStore(config.artefact_dir)
+        self.artefacts = ArtefactStore(config.artefact_dir, store=self.store)
+        _share_cached_artefacts(self.store, self.artefacts)
         self.metrics = ServingMetrics()
         self.recorder = Recorder(
             self.store,
@@ -166,7 +183,13 @@ class Daemon:
         )
         self.registry.regulate_configured()  # models stored unregulated before the config
         self.dispatcher = Dispatcher(self.store, config, metrics=self.metrics)
-        self._schedule_lock = threading.Lock()  # a schedule's run and its retries, in turn
+        self.schedule = StandingSchedule(
+            self.store,
+            config,
+            self.dispatcher,
+            now=now,
+            recount=lambda model: self.scheduler.recount("retune_schedule", model),
+        )
         self.evaluator = Evaluator(
             store=self.store,
             artefacts=self.artefacts,
@@ -193,27 +216,36 @@ class Daemon:
             store=self.store,
             config=config,
             metrics=self.metrics,
+            now=now,
             jobs=[
-                PerModelJob("evaluate", lambda m: m.evaluation.interval_s, self.evaluator.evaluate),
+                # counted from the last run the store recorded: a new leader counted each
+                # from its takeover, and frequent failovers or restarts meant none at all
+                PerModelJob(
+                    "evaluate",
+                    lambda m: m.evaluation.interval_s,
+                    self.evaluator.evaluate,
+                    last_run=self._last_evaluation,
+                ),
                 # queueing a retune takes milliseconds: a thread of their own, so that
                 # evaluations filling the shared pool do not hold a scheduled retune back
                 PerModelJob(
                     "retune_schedule",
-                    _schedule,
-                    self._scheduled_retune,
-                    last_run=self._last_scheduled_retune,
+                    schedule_of,
+                    self.schedule.run,
+                    last_run=self.schedule.last_run,
                     threads=1,
                 ),
                 PerModelJob(
                     "retune_owed",
-                    lambda m: OWED_RETRY_S if _schedule(m) is not None else None,
-                    self._owed_scheduled_retune,
+                    lambda m: OWED_RETRY_S if schedule_of(m) is not None else None,
+                    self.schedule.catch_up,
                     threads=1,
                 ),
                 PerModelJob(
                     "compare",
                     lambda m: m.comparison.interval_s if m.comparison.enabled else None,
                     self.comparisons.run,
+                    last_run=self._last_comparison,
                 ),
             ],
             tasks=tasks,
@@ -257,24 +289,18 @@ class Daemon:
                 versions.append(int(moved_out))
         refresh_reports(self.store, self.config, model, versions)
 
-    def _scheduled_retune(self, model: str) -> None:
-        with self._schedule_lock:
-            self.dispatcher.handle(model, "schedule", {"reason": "standing schedule"})
+    def _last_evaluation(self, model: str) -> datetime | None:
+        """When ``model`` was last evaluated, if ever: every evaluation stores a
+        ``telemetry`` row (one kind, so the newest is read by index)."""
+        newest = self.store.list_evaluations(model, kind="telemetry", limit=1)
+        return newest[0].created_at if newest else None
 
-    def _owed_scheduled_retune(self, model: str) -> None:
-        """Queue the retune the standing schedule's last run still owes (the quota was
-        full, or the store failed before its job was queued), if it does: the schedule
-        counts its period from that run, and would otherwise not retune for a period."""
-        with self._schedule_lock:  # not beside the schedule's own run of this model
-            fired = self.dispatcher.owed(model, "schedule")
-            if fired is not None:
-                self.dispatcher.retry(model, fired)
-
-    def _last_scheduled_retune(self, model: str) -> datetime:
-        """When the standing schedule last fired for ``model`` (its ``schedule`` event),
-        or when the model was registered: the schedule counts from there."""
-        last = self.store.list_events(model=model, type="schedule", limit=1)
-        return last[0].created_at if last else self.store.get_model(model).created_at
+    def _last_comparison(self, model: str) -> datetime | None:
+        """When a comparison of ``model`` last changed one of its tests (a look, requests
+        consumed, a test opened or settled), if ever. A run with nothing new to look at
+        records nothing: after one, a new leader compares soon rather than an interval on."""
+        tests = self.comparisons.comparisons.list_tests(model)
+        return max((t.updated_at for t in tests), default=None)
 
     def _worker_config(self) -> Path:
         """The effective configuration, written for the worker processes to read."""
@@ -340,6 +366,23 @@ class Daemon:
                 logger.info("lineups changed in the store, reloaded: %s", changed)
 
 
+def _share_cached_artefacts(store: Store, artefacts: ArtefactStore) -> None:
+    """Keep in a PostgreSQL store the versions' artefacts and reference snapshots cached
+    here that it lacks: registered before it kept artefacts, the other hosts could not
+    read them (see :meth:`ArtefactStore.share_cached`)."""
+    if store.dialect == "sqlite":
+        return
+    keys = set()
+    for model in store.list_models():
+        for version in store.list_versions(model.name):
+            keys.add((version.artefact_sha256, ".onnx"))
+            if isinstance(reference := version.details.get("reference_sha256"), str):
+                keys.add((reference, ".npz"))
+    shared = artefacts.share_cached(keys)
+    if shared:
+        logger.info("kept %d artefacts cached here in the store, for every host", shared)
+
+
 def check_stored_models(config: Config, store: Store) -> None:
     """The config's tasks and settings that name columns, against the stored models'
     tasks and features (known only once a model registered)."""
@@ -349,14 +392,6 @@ def check_stored_models(config: Config, store: Store) -> None:
         except NotFoundError:
             continue
         config.check_registered_model(cfg.name, stored.feature_names, task=stored.task)
-
-
-def _schedule(model: ModelConfig) -> float | str | None:
-    if model.tuning.schedule_cron:
-        return model.tuning.schedule_cron
-    if model.tuning.schedule_hours:
-        return model.tuning.schedule_hours * 3600
-    return None
 
 
 def serve(config: Config, *, host: str | None = None, port: int | None = None) -> None:

@@ -291,7 +291,7 @@ def promote(
     ``signature_mismatch``: :func:`check_promotion_signature`, with ``artefacts`` those
     under the config's ``data_dir`` unless given); it is checked against the champion the
     store replaces, again if another arrived meanwhile."""
-    artefacts = ArtefactStore(config.artefact_dir) if artefacts is None else artefacts
+    artefacts = ArtefactStore(config.artefact_dir, store=store) if artefacts is None else artefacts
     row = store.get_model(model)
     target = store.get_version(model, version)
     rules = promotion_rules(row, target, config)
@@ -381,7 +381,9 @@ def decide_approval(
             and found == approval.champion_version
             and not _in_service(target)
         ):
-            artefacts = ArtefactStore(config.artefact_dir) if artefacts is None else artefacts
+            artefacts = (
+                ArtefactStore(config.artefact_dir, store=store) if artefacts is None else artefacts
+            )
             candidate = check_servable(artefacts, target)
             check_promotion_signature(artefacts, target, champion, candidate=candidate)
     return store.decide_approval(approval_id, approver=approver, approve=approve, reason=reason)

@@ -13,10 +13,13 @@ finish before the lease is released.
 
 A run that waits for a thread runs late rather than not at all (``misfire_grace_time=None``;
 coalescing makes a backlog one run): with APScheduler's 60 s grace, a scheduled retune
-held behind ten long evaluations was dropped unrecorded and ran a period later. Interval
-jobs of one kind added together start spread over their interval rather than at one
-instant, and leader tasks (the job launcher) have threads of their own, so a backlog of
-per-model runs cannot hold them back.
+held behind ten long evaluations was dropped unrecorded and ran a period later. A job
+whose last run the store records (an evaluation, a comparison, a standing schedule's run)
+keeps its phase across leaders: a new leader runs it an interval after that run, or soon
+when that has passed (overdue runs of one kind spread over ``CATCH_UP_S``). Interval jobs
+of one kind with no record start spread over their interval rather than at one instant,
+and leader tasks (the job launcher) have threads of their own, so a backlog of per-model
+runs cannot hold them back.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -51,6 +55,10 @@ SHARED_THREADS = 10  # the pool of the per-model jobs without threads of their o
 # How long shutdown waits for running scheduled jobs (evaluations, comparisons) before it
 # releases the lease; with the launcher's 30 s for workers, within a 60 s stop timeout.
 STOP_GRACE_S = 20.0
+#: How long after a leader takes over the overdue runs of one kind (evaluations, say) start
+#: spread, one after another, rather than all at one instant; within their interval when
+#: that is shorter. A job with threads of its own (queueing a retune) runs at once.
+CATCH_UP_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +67,11 @@ class PerModelJob:
     seconds between runs, a cron expression (``"0 3 * * 0"``), or ``None`` (not for this
     model).
 
-    With ``last_run(model)`` (when it last ran, as the store recorded it) the schedule
-    counts from that run rather than from when a leader added the job, and a run missed
-    meanwhile (no process led, or the daemon was down) runs once right away.
+    With ``last_run(model)`` (when it last ran, as the store recorded it, or ``None``
+    when it holds no record) the schedule counts from that run rather than from when a
+    leader added the job, and a run missed meanwhile (no process led, or the daemon was
+    down) runs once, soon: a leader change or a restart postponed evaluations by up to an
+    interval each time, and more of them than one an interval meant none at all.
 
     With ``threads``, the job's runs have a pool of that many threads of their own, for a
     short job that must not wait behind long ones (queueing a scheduled retune behind
@@ -71,7 +81,7 @@ class PerModelJob:
     name: str
     when: Callable[[ModelConfig], float | str | None]
     run: Callable[[str], object]
-    last_run: Callable[[str], datetime] | None = None
+    last_run: Callable[[str], datetime | None] | None = None
     threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -89,21 +99,24 @@ def _trigger(when: float | str) -> BaseTrigger:
     return IntervalTrigger(seconds=when)
 
 
-def _next_run(trigger: BaseTrigger, last: datetime, now: datetime) -> datetime | None:
-    """The first time ``trigger`` fires after ``last``, or ``now`` when that has passed."""
-    due = trigger.get_next_fire_time(last, last)
-    return None if due is None else max(due, now)
+def due_after(when: float | str, last: datetime) -> datetime | None:
+    """When a job run on ``when`` (seconds between runs, or a cron expression) is next due
+    after a run at ``last``; ``None`` for a cron expression that fires no more."""
+    due: datetime | None = _trigger(when).get_next_fire_time(last, last)
+    return due
 
 
-def _first_run(job_id: str, want: Wanted, trigger: BaseTrigger, now: datetime) -> datetime | None:
-    """When ``want`` first runs: after its last run, or ``None`` (by its trigger from now)."""
+def _due(job_id: str, want: Wanted, trigger: BaseTrigger) -> datetime | None:
+    """When ``want`` is next due counted from its last run, or ``None`` when the store
+    holds no record of one (or could not say)."""
     if want.last_run is None:
         return None
     try:
-        return _next_run(trigger, want.last_run(), now)
+        last = want.last_run()
     except Exception:  # the store is down: count from now, as without a record
         logger.exception("could not read when %s last ran", job_id)
         return None
+    return None if last is None else trigger.get_next_fire_time(last, last)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,22 +135,49 @@ class Wanted:
 
     when: float | str
     fn: Callable[[], None]
-    last_run: Callable[[], datetime] | None
+    last_run: Callable[[], datetime | None] | None
     kind: str
     executor: str
 
 
-def _spread(added: dict[str, Wanted]) -> dict[str, float]:
-    """For each interval job in ``added`` that counts from now (no last run), the share
-    of its interval after which it first runs: the k-th of n of a kind at (k + 1) / n,
-    so the last runs a whole interval from now, as without spreading, and none sooner
-    than 1 / n of it. Deterministic, and the phase stays: each later run is an interval
-    after the one before."""
-    kinds: dict[str, list[str]] = {}
-    for job_id, want in added.items():
-        if want.last_run is None and not isinstance(want.when, str):
-            kinds.setdefault(want.kind, []).append(job_id)
-    return {job_id: (k + 1) / len(ids) for ids in kinds.values() for k, job_id in enumerate(ids)}
+def _first_runs(
+    added: dict[str, tuple[Wanted, datetime | None]], now: datetime
+) -> dict[str, datetime | None]:
+    """When each job in ``added`` (with when it is due counted from its last run, if the
+    store recorded one) first runs; ``None``: by its trigger from now (a cron job with no
+    record).
+
+    A job due later keeps that time. Overdue jobs of a kind run soon: the k-th of n at
+    k / n of ``CATCH_UP_S`` (or of the interval, when shorter), the first right away; a job
+    with threads of its own right away. Interval jobs of a kind with no record start
+    spread over their interval: the k-th of n at (k + 1) / n of it, so the last runs a
+    whole interval from now, as without spreading, and none sooner than 1 / n of it.
+    Deterministic, and the phase stays: each later run is an interval after the one
+    before."""
+    firsts: dict[str, datetime | None] = {}
+    overdue: dict[str, list[str]] = {}
+    fresh: dict[str, list[str]] = {}
+    for job_id, (want, due) in added.items():
+        if due is not None and due > now:
+            firsts[job_id] = due
+        elif due is not None and want.executor == "default":
+            overdue.setdefault(want.kind, []).append(job_id)
+        elif due is not None:
+            firsts[job_id] = now
+        elif isinstance(want.when, str):
+            firsts[job_id] = None
+        else:
+            fresh.setdefault(want.kind, []).append(job_id)
+    for ids in overdue.values():
+        for k, job_id in enumerate(ids):
+            when = added[job_id][0].when
+            span = CATCH_UP_S if isinstance(when, str) else min(float(when), CATCH_UP_S)
+            firsts[job_id] = now + timedelta(seconds=span * k / len(ids))
+    for ids in fresh.values():
+        for k, job_id in enumerate(ids):
+            share = (k + 1) / len(ids)
+            firsts[job_id] = now + timedelta(seconds=float(added[job_id][0].when) * share)
+    return firsts
 
 
 class Scheduler:
@@ -151,8 +191,11 @@ class Scheduler:
         metrics: ServingMetrics | None = None,
         holder: str | None = None,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
         stop_grace_s: float = STOP_GRACE_S,
     ) -> None:
+        """``clock`` times the lease (monotonic seconds); ``now`` is the wall clock the
+        jobs' first runs count from (their last runs are recorded by it)."""
         self.store = store
         self.config = config
         self.jobs = jobs
@@ -161,6 +204,7 @@ class Scheduler:
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.leader = False
         self._clock = clock
+        self._now = now
         self._stop_grace_s = stop_grace_s
         self._stopping = False
         self._abandoned = False  # shutdown gave up waiting for a renewal: it releases
@@ -264,6 +308,24 @@ class Scheduler:
     def scheduled(self) -> list[str]:
         return sorted(job.id for job in self._aps.get_jobs())
 
+    def recount(self, name: str, model: str) -> None:
+        """Count the ``PerModelJob`` ``name`` of ``model`` from its last run again, as a
+        new leader would: its next run is due after that (or now, when that has passed).
+        For a job that ran outside its schedule (a run caught up); nothing when this
+        process has no such job (it does not lead) or the store records no last run."""
+        job = self._aps.get_job(f"{name}:{model}")
+        per_model = next((j for j in self.jobs if j.name == name), None)
+        if job is None or per_model is None or per_model.last_run is None:
+            return
+        last = per_model.last_run(model)
+        due = None if last is None else job.trigger.get_next_fire_time(last, last)
+        if due is None:
+            return
+        try:
+            job.modify(next_run_time=max(due, self._now()))
+        except JobLookupError:  # removed meanwhile: this process lost the lease
+            logger.info("%s:%s was unscheduled before it could be counted again", name, model)
+
     def _lead(self) -> None:
         with self._lease_lock:
             if self._stopping:
@@ -325,18 +387,22 @@ class Scheduler:
                 existing.remove()
         have = {j.id for j in self._aps.get_jobs()}
         added = {job_id: want for job_id, want in wanted.items() if job_id not in have}
-        spread = _spread(added)
-        now = datetime.now(UTC)
+        triggers: dict[str, BaseTrigger] = {}
+        dues: dict[str, tuple[Wanted, datetime | None]] = {}
         for job_id, want in added.items():
             try:  # this job's schedule only, not every model's (a trigger may overflow)
-                trigger = _trigger(want.when)
-                first = _first_run(job_id, want, trigger, now)
-                if job_id in spread:
-                    first = now + timedelta(seconds=float(want.when) * spread[job_id])
+                triggers[job_id] = _trigger(want.when)
+                dues[job_id] = (want, _due(job_id, want, triggers[job_id]))
+            except Exception:
+                logger.exception("could not schedule %s every %r", job_id, want.when)
+        firsts = _first_runs(dues, self._now())
+        for job_id, (want, _) in dues.items():
+            first = firsts[job_id]
+            try:
                 when = {} if first is None else {"next_run_time": first}
                 self._aps.add_job(
                     want.fn,
-                    trigger,
+                    triggers[job_id],
                     id=job_id,
                     executor=want.executor,
                     replace_existing=True,

@@ -134,20 +134,13 @@ class TuningJobRunner:
         ) as exc:
             message = f"{type(exc).__name__}: {exc}"
             logger.error("job=%d model=%s failed: %s", job.id, model.name, message)
-            row, finished = self._finish(job, status="failed", error=message)
-            if finished:  # not when the job had ended otherwise (and said so) meanwhile
-                self.store.add_event(
-                    model=model.name,
-                    type="retune_failed",
-                    payload={"job": job.id, "error": message},
-                )
-            return row
+            return self._fail(job, message)
         except KeyboardInterrupt:  # Ctrl-C: stopped, not failed
             self._requeue(job)
             raise
         except Exception as exc:  # the job boundary: log with traceback, record, re-raise
             logger.exception("job=%d model=%s crashed", job.id, model.name)
-            self._finish(job, status="failed", error=f"{type(exc).__name__}: {exc}")
+            self._fail(job, f"{type(exc).__name__}: {exc}")
             raise
         # its version is registered: succeeded, even if the launcher failed the job as
         # stale meanwhile (as the launcher itself finishes a stale job whose version it sees)
@@ -179,6 +172,17 @@ class TuningJobRunner:
                 job.id,
                 job.model,
                 version.version,
+            )
+        return row
+
+    def _fail(self, job: JobRow, message: str) -> JobRow:
+        """Fail the job with ``message`` and announce it (``retune_failed``), unless it had
+        ended otherwise (and said so) meanwhile: a crash (a MemoryError) failed its job
+        unannounced, unlike the errors a study is expected to meet."""
+        row, finished = self._finish(job, status="failed", error=message)
+        if finished:
+            self.store.add_event(
+                model=job.model, type="retune_failed", payload={"job": job.id, "error": message}
             )
         return row
 

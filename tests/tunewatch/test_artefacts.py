@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from tunewatch._artefacts import ArtefactStore
-from tunewatch._errors import StoreError
+from tunewatch._errors import NotFoundError, StoreError
+from tunewatch.store import Store
 
 DATA = b"onnx-bytes" * 1000
 
@@ -71,3 +72,23 @@ def test_a_failed_put_leaves_no_temporary_file(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot write artefact"):
         store.put(DATA)
     assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
+
+
+def test_a_sqlite_store_keeps_no_second_copy_of_an_artefact(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """A SQLite store lives on one host, beside its data directory: a copy of every
+    artefact in it would only double the disk used, and a missing file is not looked up
+    there."""
+    store = Store.open(sqlite_url)
+    try:
+        a = ArtefactStore(tmp_path / "artefacts", store=store)
+        sha = a.put(DATA)
+        assert a.get(sha) == DATA
+        assert store.get_artefact(sha) is None
+        a.path(sha).unlink()
+        with pytest.raises(NotFoundError) as err:
+            a.get(sha)
+        assert err.value.message == f"artefact {sha} is missing from {a.root}"
+    finally:
+        store.close()

@@ -174,3 +174,50 @@ def test_no_one_can_create_a_token_under_the_bootstrap_admin_s_names(
             ("bootstrap-admin", False),
             ("bootstrap-admin-2", True),
         ]
+
+
+@pytest.mark.parametrize(
+    ("token", "named", "position"),
+    [
+        ("tw_€uro-admin-token", "U+20AC", 4),
+        ("tw_admin\ttoken", "U+0009", 9),
+        ("  tw_admin\x7ftoken", "U+007F", 11),  # counted in the value as set
+    ],
+    ids=["euro-sign", "tab", "delete-after-leading-spaces"],
+)
+def test_a_token_that_is_not_printable_ascii_is_refused_naming_where(
+    store: Store, token: str, named: str, position: int
+) -> None:
+    """`tw_€uro-admin-token` was stored, yet no Authorization header could carry it
+    (headers are Latin-1) and the dashboard's sign-in with it was a 500."""
+    with pytest.raises(ConfigError) as info:
+        ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": token})
+    message = info.value.message
+    assert message.startswith("TUNEWATCH_ADMIN_TOKEN must be printable ASCII")
+    assert f"{named} at position {position}" in message
+    assert token.strip() not in message and "admin" not in message  # the secret stays unsaid
+    assert store.list_tokens() == []
+
+
+def test_the_daemon_refuses_to_start_with_a_token_no_header_can_carry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import uvicorn
+    import yaml
+
+    from tunewatch._cli import main
+
+    def serving(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the daemon started serving")  # rather than hang the test
+
+    url = f"sqlite:///{tmp_path / 'tw.db'}"
+    config = tmp_path / "tunewatch.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path), "store": {"url": url}}))
+    monkeypatch.setenv("TUNEWATCH_ADMIN_TOKEN", "tw_€uro-admin-token")
+    monkeypatch.setattr(uvicorn, "run", serving)
+    assert main(["--config", str(config), "serve", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "TUNEWATCH_ADMIN_TOKEN must be printable ASCII" in err and "position 4" in err
+    assert "€uro" not in err and "Traceback" not in err
+    with Store.open(url) as store:
+        assert store.list_tokens() == []

@@ -23,7 +23,7 @@ WORKER = [
     sys.executable,
     "-c",
     """
-import os, signal, socket, sqlite3, sys
+import datetime, json, os, signal, socket, sqlite3, sys
 path, how, job = sys.argv[1], sys.argv[2], int(sys.argv[3])
 db = sqlite3.connect(path, isolation_level=None)
 me = f"{socket.gethostname()}:{os.getpid()}"
@@ -35,9 +35,12 @@ for i in range(40):
     print(f"[I] trial {i} finished", file=sys.stderr)
 print('Traceback (most recent call last):\\n  File "retune/_export.py", line 88, in refit\\n'
       "KeyError: 'gb_max_depth'", file=sys.stderr, flush=True)
-db.execute(
-    "UPDATE jobs SET status = 'failed', error = 'KeyError: ''gb_max_depth''' WHERE id = ?",
-    (job,),
+error = "KeyError: 'gb_max_depth'"
+db.execute("UPDATE jobs SET status = 'failed', error = ? WHERE id = ?", (error, job))
+now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+db.execute(  # and announces it, as a worker crashing in Python does
+    "INSERT INTO events (model, type, payload, created_at) VALUES ('m', 'retune_failed', ?, ?)",
+    (json.dumps({"job": job, "error": error}), now),
 )
 sys.exit(1)
 """,
@@ -116,14 +119,16 @@ def test_a_worker_that_crashed_after_claiming_has_its_traceback_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A worker crashing in Python logs its traceback to stderr, fails its job with one
-    line and exits 1: the traceback ended up nowhere. The job keeps the worker's own end;
-    the log gets the end of its stderr, at most 20 lines."""
+    line, announces it (`retune_failed`) and exits 1: the traceback ended up nowhere. The
+    job keeps the worker's own end and announcement; the log gets the end of its stderr,
+    at most 20 lines."""
     launcher, job_id, _ = run_worker("crash")
     caplog.set_level(logging.INFO, logger="tunewatch._launcher")
     launcher.tick()
     job = store.get_job(job_id)
     assert (job.status, job.error) == ("failed", "KeyError: 'gb_max_depth'")
-    assert store.list_events(model="m", type="retune_failed") == []  # the worker's to record
+    [event] = store.list_events(model="m", type="retune_failed")  # the worker's, not a second
+    assert event.payload == {"job": job_id, "error": job.error}
     [logged] = [m for m in _messages(caplog, logging.WARNING) if f"job={job_id}" in m]
     assert "exited with status 1" in logged
     assert "Traceback (most recent call last)" in logged and "KeyError: 'gb_max_depth'" in logged

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.tunewatch.conftest import MODEL, make_daemon
+from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._errors import StoreUnavailableError
 from tunewatch._example import ExampleModel
-from tunewatch.store import JobRow
+from tunewatch._standing_schedule import OWED_RETRY_S
+from tunewatch.store import Event, JobRow
+from tunewatch.store import _events as event_rows
 
 WEEKLY = {"schedule_hours": 168}
+WEEK = timedelta(hours=168)
 
 
 def _daemon(
@@ -246,4 +253,147 @@ def test_a_schedule_without_a_retune_trigger_owes_nothing(
         assert _schedule_jobs(daemon) == []
         assert daemon.store.count_active_jobs() == 0
     finally:
+        daemon.close()
+
+
+class WallClock:
+    """The daemon's wall clock, and the store's for the events it records, set by the test."""
+
+    def __init__(self) -> None:
+        self.at = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+def _daemon_on(
+    clock: WallClock, tmp_path: Path, trained: list[ExampleModel], store_url: str
+) -> Daemon:
+    """A daemon on a weekly schedule whose wall clock is ``clock``."""
+    raw = {
+        "data_dir": str(tmp_path),
+        "store": {"url": store_url},
+        "tuning": {"workers": 0},
+        "models": [{"name": MODEL, "task": "binary", "tuning": WEEKLY}],
+    }
+    daemon = Daemon(build_config(raw, env={}), env={}, now=clock)
+    daemon.registry.register(
+        MODEL,
+        trained[0].onnx,
+        trained[0].metadata,
+        actor="test",
+        stage="champion",
+        reference=trained[0].reference,
+    )  # type: ignore[arg-type]
+    return daemon
+
+
+def _refusing_once(
+    real: Callable[..., Any], refuse: Callable[[dict[str, Any]], bool], refused: list[str]
+) -> Callable[..., Any]:
+    """``real`` (a store method), but the first call ``refuse`` picks fails as a locked
+    SQLite database does; each refusal is noted in ``refused``."""
+
+    def call(**kwargs: Any) -> Any:
+        if not refused and refuse(kwargs):
+            refused.append(str(kwargs.get("type")))
+            raise StoreUnavailableError("database is locked")
+        return real(**kwargs)
+
+    return call
+
+
+def _check_what_is_owed(daemon: Daemon) -> None:
+    daemon.scheduler._aps.get_job(f"retune_owed:{MODEL}").func()
+
+
+def _schedule_events(daemon: Daemon) -> list[Event]:
+    return daemon.store.list_events(model=MODEL, type="schedule")
+
+
+def test_a_scheduled_retune_whose_event_the_store_refused_runs_once_the_store_is_back(
+    trained: list[ExampleModel],
+    tmp_path: Path,
+    store_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The run's `schedule` event could not be written ("database is locked"): no event,
+    no job, and the owed-retry job looked only at the previous run's event, whose job was
+    queued. The retune waited a whole period, though a restart would have run it at once."""
+    clock = WallClock()
+    monkeypatch.setattr(event_rows, "utcnow", clock)  # events recorded by the daemon's clock
+    daemon = _daemon_on(clock, tmp_path, trained, store_url)
+    daemon.start()
+    try:
+        _fire_the_schedule(daemon)  # the first run, recorded
+        [first] = _schedule_events(daemon)
+        clock.at = first.created_at + WEEK  # the next run is due
+        refused: list[str] = []
+        daemon.store.add_event = _refusing_once(  # type: ignore[method-assign]
+            daemon.store.add_event, lambda kw: kw["type"] == "schedule", refused
+        )
+        _fire_the_schedule(daemon)  # logged and counted by the job boundary
+        assert refused == ["schedule"] and len(_schedule_jobs(daemon)) == 1
+        clock.at = first.created_at + WEEK + timedelta(seconds=OWED_RETRY_S)
+        _check_what_is_owed(daemon)  # the schedule's own run may be on its way yet
+        assert len(_schedule_events(daemon)) == 1 and len(_schedule_jobs(daemon)) == 1
+        clock.at += timedelta(seconds=1)
+        _check_what_is_owed(daemon)
+        assert len(_schedule_events(daemon)) == 2
+        [_, caught_up] = _schedule_jobs(daemon)
+        assert caught_up.status == "queued"
+        assert _events(daemon) == ["schedule", "action_taken"] * 2
+        # the schedule counts from the run caught up, as a restarted leader would
+        [second, _] = _schedule_events(daemon)
+        job = daemon.scheduler._aps.get_job(f"retune_schedule:{MODEL}")
+        assert job.next_run_time == second.created_at + WEEK
+        _check_what_is_owed(daemon)
+        _fire_the_schedule(daemon)  # the schedule's own run, late: the run caught up
+        assert len(_schedule_events(daemon)) == 2 and len(_schedule_jobs(daemon)) == 2
+    finally:
+        daemon.close()
+
+
+def test_an_owed_check_before_the_schedule_is_due_queues_nothing(
+    trained: list[ExampleModel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = WallClock()
+    monkeypatch.setattr(event_rows, "utcnow", clock)
+    daemon = _daemon_on(clock, tmp_path, trained, f"sqlite:///{tmp_path / 'tw.db'}")
+    daemon.start()
+    try:
+        _fire_the_schedule(daemon)
+        [first] = _schedule_events(daemon)
+        for after in (timedelta(0), WEEK / 2, WEEK - timedelta(seconds=1), WEEK):
+            clock.at = first.created_at + after
+            _check_what_is_owed(daemon)
+        assert len(_schedule_events(daemon)) == 1 and len(_schedule_jobs(daemon)) == 1
+    finally:
+        daemon.close()
+
+
+def test_a_schedule_a_new_leader_could_not_read_the_last_run_of_is_caught_up(
+    trained: list[ExampleModel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Taking over with the store failing, the leader counted the schedule from then: a
+    week on, though a run was due an hour ago."""
+    clock = WallClock()
+    monkeypatch.setattr(event_rows, "utcnow", clock)
+    daemon = _daemon_on(clock, tmp_path, trained, f"sqlite:///{tmp_path / 'tw.db'}")
+    try:
+        daemon.dispatcher.handle(MODEL, "schedule", {"reason": "standing schedule"})
+        [first] = _schedule_events(daemon)
+        clock.at = first.created_at + WEEK + timedelta(hours=1)  # no process led meanwhile
+        refused: list[str] = []
+        daemon.store.list_events = _refusing_once(  # type: ignore[method-assign]
+            daemon.store.list_events, lambda kw: kw.get("type") == "schedule", refused
+        )
+        daemon.scheduler._lead()
+        assert refused == ["schedule"]
+        job = daemon.scheduler._aps.get_job(f"retune_schedule:{MODEL}")
+        assert job.next_run_time == clock.at + WEEK  # counted from now, as without a record
+        _check_what_is_owed(daemon)
+        assert len(_schedule_events(daemon)) == 2 and len(_schedule_jobs(daemon)) == 2
+    finally:
+        daemon.scheduler.store.release_lease("scheduler", daemon.scheduler.holder)
         daemon.close()

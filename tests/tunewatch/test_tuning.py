@@ -1486,3 +1486,39 @@ def test_a_job_the_launcher_finished_first_is_announced_once(
     assert job.status == "succeeded" and job.result is not None
     [event] = daemon.store.list_events(model=MODEL, type="challenger_registered")
     assert event.payload["version"] == job.result["version"]
+
+
+def test_a_job_whose_tuning_crashes_records_retune_failed(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected error (numpy's MemoryError on a window too large for the host) failed
+    the job and was re-raised, but left no `retune_failed` event: alerts and the event
+    feed never heard of the failure the listed errors announce."""
+    outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
+    assert outcome.job_id is not None
+    runner = _runner(daemon)
+
+    def out_of_memory(*args: Any) -> Any:
+        raise MemoryError("Unable to allocate 7.45 GiB for an array with shape (1000000000,)")
+
+    monkeypatch.setattr(runner, "_tune", out_of_memory)
+    with pytest.raises(MemoryError):
+        runner.run(outcome.job_id)
+    job = daemon.store.get_job(outcome.job_id)
+    assert job.status == "failed" and (job.error or "").startswith("MemoryError: Unable")
+    [event] = daemon.store.list_events(model=MODEL, type="retune_failed")
+    assert event.payload == {"job": outcome.job_id, "error": job.error}
+
+
+def test_a_job_failed_as_stale_before_its_tuning_crashed_is_announced_once(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The launcher's end stands: the crash announces no failure of its own."""
+    outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
+    assert outcome.job_id is not None
+    runner = _failed_as_stale_during(daemon, monkeypatch, MemoryError("Unable to allocate"))
+    with pytest.raises(MemoryError):
+        runner.run(outcome.job_id)
+    job = daemon.store.get_job(outcome.job_id)
+    assert job.status == "failed" and "presumed dead" in (job.error or "")
+    assert daemon.store.list_events(model=MODEL, type="retune_failed") == []

@@ -57,7 +57,7 @@ def actor_of(args: argparse.Namespace) -> str:
 def registry_of(config: Config, store: Store) -> Registry:
     return Registry(
         store,
-        ArtefactStore(config.artefact_dir),
+        ArtefactStore(config.artefact_dir, store=store),
         memory_limit_bytes=config.scoring.candidate_memory_limit_mb * 1024 * 1024,
         timeout_s=config.scoring.candidate_timeout_s,
         regulated_models=[m.name for m in config.models if m.regulated],

@@ -51,7 +51,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         metrics = ServingMetrics()
         evaluator = Evaluator(
             store=store,
-            artefacts=ArtefactStore(config.artefact_dir),
+            artefacts=ArtefactStore(config.artefact_dir, store=store),
             config=config,
             metrics=metrics,
             dispatcher=Dispatcher(store, config, metrics=metrics),

@@ -28,7 +28,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         written = export_bundle(
             store,
-            ArtefactStore(config.artefact_dir),
+            ArtefactStore(config.artefact_dir, store=store),
             config,
             args.model,
             args.path,

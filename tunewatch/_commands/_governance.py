@@ -209,7 +209,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         # back intact or loaded (`artefact_unavailable`)
         restored, rolled = rollback(
             store,
-            ArtefactStore(config.artefact_dir),
+            ArtefactStore(config.artefact_dir, store=store),
             args.model,
             actor=actor_of(args),
             reason=args.reason,

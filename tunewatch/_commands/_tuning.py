@@ -47,7 +47,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         runner = TuningJobRunner(
             store=store,
             config=config,
-            artefacts=ArtefactStore(config.artefact_dir),
+            artefacts=ArtefactStore(config.artefact_dir, store=store),
             registry=registry_of(config, store),
             worker=worker_id(os.getpid()),
             stop=stop,

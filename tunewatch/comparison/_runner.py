@@ -133,7 +133,7 @@ class ComparisonRunner:
         self._rollback_watch = RollbackWatch(
             store,
             self.comparisons,
-            artefacts=ArtefactStore(config.artefact_dir),
+            artefacts=ArtefactStore(config.artefact_dir, store=store),
             clock=clock,
             on_lineup_change=on_lineup_change,
         )

@@ -456,3 +456,17 @@ split_checks = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_split_checks_model_id", "model", "id"),
 )
+
+# The bytes of artefacts (ONNX files, reference snapshots, drift reports) by content, for
+# hosts sharing a PostgreSQL store: each host's artefact directory is a cache of these.
+# A SQLite store keeps none (see ``tunewatch._artefacts.ArtefactStore``).
+artefacts = Table(
+    "artefacts",
+    metadata,
+    Column("sha256", String(64), nullable=False),
+    Column("suffix", String(16), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("sha256", "suffix"),
+)

@@ -3,12 +3,12 @@
 Each public method opens one transaction through :func:`transaction` (which commits,
 rolls back and translates SQLAlchemy errors) and delegates to a module named after the
 concern: ``_registry_rows`` (models, versions), ``_records`` (requests, outputs,
-labels), ``_events``, ``_audit`` and ``_tokens``.
+labels), ``_artefact_blobs`` (artefacts' bytes), ``_events``, ``_audit`` and ``_tokens``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .._errors import StoreError
 from . import (
+    _artefact_blobs,
     _audit,
     _clock,
     _evaluations,
@@ -280,6 +281,25 @@ class Store:
                 reason=reason,
                 close_approvals=close_approvals,
             )
+
+    # -- artefacts ----------------------------------------------------------------------
+
+    def put_artefact(self, data: bytes, suffix: str = ".onnx") -> bool:
+        """Keep ``data`` under its SHA-256 and ``suffix`` (``.onnx``, ``.npz``, ``.html``)
+        for every host sharing the store; ``False`` when it was kept already."""
+        with self._tx("put_artefact") as conn:
+            return _artefact_blobs.put_artefact(conn, data, suffix)
+
+    def missing_artefacts(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Those of ``keys`` (SHA-256, suffix) whose bytes the store does not keep."""
+        with self._read("missing_artefacts") as conn:
+            return _artefact_blobs.missing_artefacts(conn, keys)
+
+    def get_artefact(self, sha256: str, suffix: str = ".onnx") -> bytes | None:
+        """The bytes kept under ``sha256`` and ``suffix``, or ``None``. Not verified: the
+        caller checks them against ``sha256`` (``ArtefactStore.get`` does)."""
+        with self._read("get_artefact") as conn:
+            return _artefact_blobs.get_artefact(conn, sha256, suffix)
 
     # -- scoring log --------------------------------------------------------------------
 
