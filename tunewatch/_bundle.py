@@ -23,7 +23,7 @@ import os
 import stat
 import uuid
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -207,6 +207,7 @@ def import_bundle(
     actor: str,
     max_artefact_bytes: int,
     name: str | None = None,
+    check_space: Callable[[], None] | None = None,
 ) -> tuple[str, list[ImportedVersion], BundledConfig | None]:
     """Register the bundle's versions under ``name`` (default: the bundle's model name).
 
@@ -227,7 +228,8 @@ def import_bundle(
     registered meanwhile, the store) or the import be interrupted (Ctrl-C), the audit log
     records ``import_bundle_failed`` with the versions registered until then. Imports into
     one model take turns: one started while another runs is refused (``ConflictError``,
-    ``import_in_progress``).
+    ``import_in_progress``). ``check_space`` is called, before anything is registered, when
+    the bundle holds a search space (the caller checks it can write it out).
     """
     digest = sha256_file(path)
     try:
@@ -249,6 +251,8 @@ def import_bundle(
                 "not a path and no space first or last"
             )
         space = read_space(archive, manifest)  # checked like the artefacts, before any write
+        if space is not None and check_space is not None:
+            check_space()  # where the caller will write it: refused, nothing is imported
         # renewed before each candidate check, which may take its whole timeout
         ttl = 2 * config.scoring.candidate_timeout_s + 60
         with ImportLease(store, target, ttl_s=ttl) as lease:

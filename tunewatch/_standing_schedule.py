@@ -38,7 +38,7 @@ class StandingSchedule:
     later, while a restarted leader, counting from the last event, would run it at once.
     So a run due (counted from the last event) more than ``OWED_RETRY_S`` ago runs when
     the owed-retry job next looks, after which ``recount(model)`` has the schedule's own
-    job count from it, as a restarted leader would; and a run less than ``OWED_RETRY_S``
+    job count from it, as a restarted leader would; and a run less than half a period
     after the last event is taken for the same run (the schedule's own job, late) and
     skipped. A run whose event was recorded but whose retune was not queued (the quota
     was full, the store failed) is retried (:meth:`Dispatcher.owed`).
@@ -112,10 +112,14 @@ class StandingSchedule:
         return None if when is None else due_after(when, self.last_run(model))
 
     def _same_run(self, model: str, last: datetime) -> bool:
-        """Whether a run now is the one recorded at ``last``: less than ``OWED_RETRY_S``
-        after it, or than half the time to the next due run, for a schedule that short."""
+        """Whether a run now is the one recorded at ``last``: less than half the time
+        from it to the next due run after it. The schedule's own job waits for one thread
+        shared by every model (many due at one cron time, a leader taking over after
+        downtime), so its run may come minutes after the catch-up ran it; a bound of
+        ``OWED_RETRY_S`` took such a run for a new one, and retuned twice. After a catch-up
+        the own job counts from it (``recount``), so its next run is a period on."""
         when = self._when(model)
         due = None if when is None else due_after(when, last)
         if due is None:
             return False
-        return self._now() - last < min(timedelta(seconds=OWED_RETRY_S), (due - last) / 2)
+        return self._now() - last < (due - last) / 2

@@ -272,3 +272,40 @@ def test_import_whose_snippet_write_fails_says_the_versions_were_imported(
         f"written: cannot write {out}: No space left on device" in captured.err
     )
     assert _models(target) == [MODEL]
+
+
+def test_import_writes_the_snippet_to_stdout_through_a_pipe(
+    trained: list[ExampleModel], target: Path, tmp_path: Path
+) -> None:
+    """`--config-out /dev/stdout | …`: the check before the import resolved /dev/stdout to
+    the pipe's /proc name, could not create it and refused the import; and it checked the
+    search space's file beside it for a bundle that holds none."""
+    daemon, _ = make_daemon(tmp_path / "plain", trained)
+    daemon.close()
+    config = _write_config(
+        tmp_path / "plain.yaml", tmp_path / "plain", models=[{"name": MODEL, "task": "binary"}]
+    )
+    bundle = tmp_path / "plain.zip"
+    assert main(["--config", str(config), "export", MODEL, str(bundle)]) == 0
+    argv = [sys.executable, "-m", "tunewatch._cli", "--config", str(target), "import"]
+    done = subprocess.run(
+        [*argv, str(bundle), "--config-out", "/dev/stdout"],
+        capture_output=True,  # stdout a pipe
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"name: {MODEL}" in done.stdout and "credit v1 -> v1 (champion)" in done.stdout
+    assert _models(target) == [MODEL]
+
+
+def test_import_refuses_a_search_space_it_cannot_write_before_importing(
+    bundle: Path, target: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The bundle holds a search space: the file beside the snippet must be writable too."""
+    out = tmp_path / "snippet.yaml"
+    (tmp_path / "snippet.search_space.yaml").mkdir()
+    assert main(["--config", str(target), "import", str(bundle), "--config-out", str(out)]) == 2
+    assert "is a directory, where the import writes a file" in capsys.readouterr().err
+    assert _models(target) == []

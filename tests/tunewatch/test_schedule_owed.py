@@ -354,6 +354,31 @@ def test_a_scheduled_retune_whose_event_the_store_refused_runs_once_the_store_is
         daemon.close()
 
 
+def test_the_schedule_s_own_run_long_late_after_a_catch_up_is_the_same_run(
+    trained: list[ExampleModel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catch-up ran a run whose own job was only waiting for the schedule's single
+    thread (many models due at one cron time, or a leader taking over after downtime); the
+    own run, executing more than 30 s later, recorded a second `schedule` event: two
+    retunes for one due time."""
+    clock = WallClock()
+    monkeypatch.setattr(event_rows, "utcnow", clock)
+    daemon = _daemon_on(clock, tmp_path, trained, f"sqlite:///{tmp_path / 'tw.db'}")
+    daemon.start()
+    try:
+        _fire_the_schedule(daemon)
+        [first] = _schedule_events(daemon)
+        daemon.store.finish_job(_schedule_jobs(daemon)[0].id, status="succeeded")
+        clock.at = first.created_at + WEEK + timedelta(seconds=OWED_RETRY_S + 1)
+        _check_what_is_owed(daemon)  # the own run is still queued behind the others
+        assert len(_schedule_events(daemon)) == 2
+        clock.at += timedelta(seconds=2 * OWED_RETRY_S + 1)
+        _fire_the_schedule(daemon)  # the own run for the same due time, at last
+        assert len(_schedule_events(daemon)) == 2 and len(_schedule_jobs(daemon)) == 2
+    finally:
+        daemon.close()
+
+
 def test_an_owed_check_before_the_schedule_is_due_queues_nothing(
     trained: list[ExampleModel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

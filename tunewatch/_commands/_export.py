@@ -58,6 +58,9 @@ def cmd_import(args: argparse.Namespace) -> int:
             actor=actor_of(args),
             max_artefact_bytes=config.server.max_artefact_bytes,
             name=args.name,
+            # the search space beside the snippet, for a bundle holding one, is checked
+            # once the bundle is read, before anything is imported
+            check_space=None if out is None else lambda: _check_writable(out, _space_path(out)),
         )
     finally:
         store.close()
@@ -93,10 +96,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def _check_config_out(text: str) -> None:
-    """Refuse ``--config-out`` where the snippet or the search space beside it
-    (:func:`_write_config`) could not be written as a file: each is created and removed
-    (or, already there, must be writable), so that nothing is imported when the snippet
-    could not be written."""
+    """Refuse ``--config-out`` where the snippet could not be written as a file, so that
+    nothing is imported when it could not be (see :func:`_check_writable`)."""
     if not text:
         raise TunewatchError(
             "`--config-out` must name a file, got an empty value; nothing was imported",
@@ -108,26 +109,32 @@ def _check_config_out(text: str) -> None:
         raise TunewatchError(
             f"--config-out {path}: {folder} is not a directory; nothing was imported"
         )
-    for destination in (path, _space_path(path)):
-        if destination.is_dir():
-            raise TunewatchError(
-                f"--config-out {path}: {destination} is a directory, where the import writes "
-                "a file; nothing was imported"
-            )
-        target = destination.resolve()  # a link's target, which the write creates
-        try:
-            if target.exists():
-                if not os.access(target, os.W_OK):
-                    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-            else:
-                os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-                target.unlink()
-        except OSError as exc:
-            raise TunewatchError(
-                f"--config-out {path}: cannot write {destination}: {exc.strerror}; nothing "
-                "was imported",
-                code="invalid_argument",
-            ) from exc
+    _check_writable(path, path)
+
+
+def _check_writable(path: Path, destination: Path) -> None:
+    """Refuse ``destination`` (the snippet at ``--config-out`` ``path``, or the search
+    space beside it) unless the import can write it: already there (a file, a link, a
+    pipe such as ``/dev/stdout``), it must be writable; else it is created and removed."""
+    if destination.is_dir():
+        raise TunewatchError(
+            f"--config-out {path}: {destination} is a directory, where the import writes "
+            "a file; nothing was imported"
+        )
+    try:
+        if destination.exists():  # through links: /dev/stdout's pipe has no name to create
+            if not os.access(destination, os.W_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        else:
+            target = destination.resolve()  # a link's target, which the write creates
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            target.unlink()
+    except OSError as exc:
+        raise TunewatchError(
+            f"--config-out {path}: cannot write {destination}: {exc.strerror}; nothing "
+            "was imported",
+            code="invalid_argument",
+        ) from exc
 
 
 def _space_path(path: Path) -> Path:

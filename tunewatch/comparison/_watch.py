@@ -558,11 +558,11 @@ def watched_versions(comparisons: ComparisonStore, model: str) -> set[int]:
     it is sends it no units and tests nothing meanwhile: answering its split share, it gave
     the watch no pair (open for ever, or passed without evidence), and a split test could
     promote it back during the watch. See :func:`tunewatch._split.route`."""
-    return {
-        t.champion_version
-        for t in comparisons.list_tests(model, kind="rollback_watch")
-        if t.state.get("paired") and _pending(t)
-    }
+    pending = [  # read by status: every closed watch of a model read each refresh tick
+        *comparisons.list_tests(model, kind="rollback_watch", status="open"),
+        *comparisons.list_tests(model, kind="rollback_watch", status="decided"),
+    ]
+    return {t.champion_version for t in pending if t.state.get("paired") and _pending(t)}
 
 
 def watched_until(comparisons: ComparisonStore, model: str, version: int) -> datetime | None:
