@@ -332,8 +332,12 @@ def main() -> None:
         body.write_text(_infer_body())
         tokens = [("baseline", "none"), ("shadows_0", token0), ("shadows_3", token3)]
         open_runs: dict[str, list[dict[str, float]]] = {}
+        names = list(plan)
         for i in range(ROUNDS):  # interleaved rounds, so drift in machine load hits all alike
-            for name, (args, script) in plan.items():
+            # Rotated per round, as the open-loop runs below: servers sharing a store
+            # (three shadows, shed or not) take turns at running on the fuller store.
+            for name in names[i % len(names) :] + names[: i % len(names)]:
+                args, script = plan[name]
                 runs.setdefault(name, []).append(_measure(args, script))
                 print(f"{name}: {runs[name][-1]}", flush=True)
             rate = OPEN_LOOP_LOAD * runs["shadows_0"][-1]["rps"]
