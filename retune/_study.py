@@ -161,6 +161,9 @@ def run_study(
 
         def objective_fn(trial: TrialHandle) -> float:
             trial.set_attr(RUN_ATTR, run_key)
+            # a stale trial's retry copies its attributes: an outcome recorded by the killed
+            # attempt is not this one's (it would count if this one is killed or skipped)
+            trial.set_attr(OUTCOME, None)
             if budget.max_trials is not None:
                 # workers that checked the budget at once may all have started a trial: the
                 # ones numbered beyond it give theirs up
@@ -187,7 +190,7 @@ def run_study(
             if interrupted is not None and interrupted():
                 return "interrupted"
             trials = handle.trials()
-            counted = [t for t in trials if ran(t.user_attrs)]
+            counted = [t for t in trials if _counts(t)]
             # a configuration rejected for its serving cost is never trained: it spends no
             # trial of the budget, but a space where nearly everything is too costly stops
             trained = [t for t in counted if t.user_attrs[OUTCOME] != "cost_rejected"]
@@ -219,9 +222,23 @@ def run_study(
         handle.close()
 
 
+def _counts(trial: TrialRecord) -> bool:
+    """Whether ``trial`` ran, as the result counts trials (:func:`ran`), and is not WAITING.
+
+    A stale trial's retry (a WAITING copy: Optuna's ``RetryHeartbeatStaleTrialCallback``)
+    copies its user attributes: a worker killed after its trial recorded an ``outcome``
+    but before Optuna marked it COMPLETE left an outcome on the retry too, and the one
+    training was counted twice (a run resumed to ``max_trials=3`` stopped at once with 4).
+    """
+    return trial.state != "WAITING" and ran(trial.user_attrs)
+
+
 def _takes_budget(trial: TrialRecord) -> bool:
     """Whether ``trial`` counts towards ``max_trials``: it trained (any outcome but a cost
-    rejection), or it is running and may train."""
+    rejection; not a WAITING retry's copy of its killed trial's, see :func:`_counts`), or
+    it is running and may train."""
+    if trial.state == "WAITING":
+        return False
     outcome = trial.user_attrs.get(OUTCOME)
     if outcome is not None:
         return bool(outcome != "cost_rejected")
@@ -521,7 +538,7 @@ def _result(
     ``n_vetoed``, rather than chosen. (The limit is not pinned with the CV: it changes
     which trials may win, not what their losses mean.)"""
     trials = handle.trials()
-    outcomes = [t.user_attrs.get(OUTCOME) for t in trials]
+    outcomes = [t.user_attrs.get(OUTCOME) for t in trials if _counts(t)]
     complete = [t for t in trials if t.state == "COMPLETE" and t.value is not None]
     within = [t for t in complete if _spread_within(t.user_attrs, max_fold_spread)]
     n_over = len(complete) - len(within)  # completed before the limit applied
@@ -539,7 +556,7 @@ def _result(
         study_name=handle.name,
         best_params=dict(best.params),
         best_value=best.value,
-        n_trials=sum(ran(t.user_attrs) for t in trials),
+        n_trials=len(outcomes),
         n_pruned=outcomes.count("pruned"),
         n_vetoed=outcomes.count("vetoed") + n_over,
         n_cost_rejected=outcomes.count("cost_rejected"),

@@ -147,7 +147,9 @@ def study_progress(storage: str, study_name: str) -> StudyProgress | None:
             close_storage(backend)
     states = [t.state for t in trials]
     complete = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    outcomes = [t.user_attrs.get(OUTCOME) for t in trials if ran(t.user_attrs)]
+    # a stale trial's WAITING retry carries the killed attempt's outcome until it runs
+    ran_here = [t for t in trials if t.state != TrialState.WAITING and ran(t.user_attrs)]
+    outcomes = [t.user_attrs.get(OUTCOME) for t in ran_here]
     return StudyProgress(
         study_name=study_name,
         n_trials=len(outcomes),

@@ -435,12 +435,14 @@ def test_joining_with_another_objective_or_cv_is_refused(
 
 
 def _trained(storage: str, name: str = "s") -> int:
-    """Trials of the study that trained (a counted outcome other than a cost rejection)."""
+    """Trials of the study that trained (a counted outcome other than a cost rejection;
+    not a WAITING retry's, which its killed trial recorded)."""
     from retune._optuna import make_storage
 
     backend = make_storage(storage, heartbeat_interval=None)
     study = optuna.load_study(study_name=name, storage=backend)
-    outcomes = [t.user_attrs.get("outcome") for t in study.trials]
+    waiting = optuna.trial.TrialState.WAITING
+    outcomes = [t.user_attrs.get("outcome") for t in study.trials if t.state != waiting]
     return sum(o is not None and o != "cost_rejected" for o in outcomes)
 
 
@@ -770,6 +772,55 @@ def test_a_run_resumed_at_once_does_not_count_a_killed_worker_s_trial_with_heart
     trials = _trial_states(storage)
     assert trials[left].state == optuna.trial.TrialState.FAIL
     assert _running(storage) == []
+
+
+def _killed_after_its_outcome(path: Path) -> int:
+    """A trial a worker left RUNNING when killed between recording its ``outcome`` and
+    Optuna marking it COMPLETE, its last heartbeat a minute old by the database's clock
+    (stale: the trial's retry, a WAITING copy, inherits its user attributes)."""
+    from retune._optuna import close_storage, make_storage
+
+    backend = make_storage(f"sqlite:///{path}", heartbeat_interval=1)
+    try:
+        with pytest.warns(UserWarning, match="Heartbeat"):  # asked outside Study.optimize
+            trial = optuna.load_study(study_name="s", storage=backend).ask()
+        for key, value in {"run": "time_spent:killed", "outcome": "complete"}.items():
+            trial.set_user_attr(key, value)
+        backend.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
+    finally:
+        close_storage(backend)
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE trial_heartbeats SET heartbeat = datetime('now', '-60 seconds')")
+    return trial.number
+
+
+def test_a_worker_killed_after_recording_its_outcome_is_counted_once_with_heartbeats(
+    tmp_path: Any,
+) -> None:
+    """The retry of a stale trial copies its user attributes: one killed after recording
+    its ``outcome`` but before it was COMPLETE was counted twice, itself and its WAITING
+    retry; a run resumed to 3 trials stopped at once reporting 4 (3 trained)."""
+    path = tmp_path / "optuna.db"
+    storage = f"sqlite:///{path}"
+
+    def resume(max_trials: int) -> retune.TuningResult:
+        return _run(
+            tmp_path, storage=storage, budget=Budget(max_trials=max_trials), heartbeat_interval=1
+        )
+
+    assert resume(2).n_trials == 2
+    killed = _killed_after_its_outcome(path)
+    resumed = resume(3)
+    assert (resumed.n_trials, resumed.stopped_by) == (3, "max_trials")
+    assert _trained(storage) == 3
+    trials = _trial_states(storage)
+    assert trials[killed].state == optuna.trial.TrialState.FAIL
+    [retry] = [t for t in trials.values() if t.state == optuna.trial.TrialState.WAITING]
+    # resumed further, the retry trains once and is counted once
+    assert resume(4).n_trials == 4 and _trained(storage) == 4
+    retried = _trial_states(storage)[retry.number]
+    assert retried.state == optuna.trial.TrialState.COMPLETE
+    assert retried.user_attrs["outcome"] == "complete"
 
 
 def test_processes_opening_one_new_rdb_storage_together_all_get_it(tmp_path: Any) -> None:
