@@ -159,7 +159,9 @@ class Daemon:
             self.store.close()
             raise
         self.artefacts = ArtefactStore(config.artefact_dir, store=self.store)
-        _share_cached_artefacts(self.store, self.artefacts)
+        shared = share_cached_artefacts(self.store, self.artefacts)
+        if shared:
+            logger.info("kept %d artefacts cached here in the store, for every host", shared)
         self.metrics = ServingMetrics()
         self.recorder = Recorder(
             self.store,
@@ -366,21 +368,20 @@ class Daemon:
                 logger.info("lineups changed in the store, reloaded: %s", changed)
 
 
-def _share_cached_artefacts(store: Store, artefacts: ArtefactStore) -> None:
+def share_cached_artefacts(store: Store, artefacts: ArtefactStore) -> int:
     """Keep in a PostgreSQL store the versions' artefacts and reference snapshots cached
-    here that it lacks: registered before it kept artefacts, the other hosts could not
-    read them (see :meth:`ArtefactStore.share_cached`)."""
+    here that it lacks, and return how many: registered before it kept artefacts, the
+    other hosts could not read them (see :meth:`ArtefactStore.share_cached`). At every
+    daemon start and ``tunewatch migrate``."""
     if store.dialect == "sqlite":
-        return
+        return 0
     keys = set()
     for model in store.list_models():
         for version in store.list_versions(model.name):
             keys.add((version.artefact_sha256, ".onnx"))
             if isinstance(reference := version.details.get("reference_sha256"), str):
                 keys.add((reference, ".npz"))
-    shared = artefacts.share_cached(keys)
-    if shared:
-        logger.info("kept %d artefacts cached here in the store, for every host", shared)
+    return artefacts.share_cached(keys)
 
 
 def check_stored_models(config: Config, store: Store) -> None:

@@ -245,3 +245,36 @@ def test_a_daemon_starting_shares_the_versions_its_host_registered_before_the_up
     assert other.get(reference, ".npz") == ArtefactStore(tmp_path / "A" / "artefacts").get(
         reference, ".npz"
     )
+
+
+@pytest.mark.postgres
+def test_migrate_shares_the_artefacts_its_host_cached_before_the_upgrade(
+    tmp_path: Path,
+    pg_url: str,
+    pg_store: Store,
+    trained: list[ExampleModel],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A host that runs no daemon (the CLI's, a worker's) had no way to give the store the
+    artefacts only its cache held."""
+    import json
+
+    from tunewatch._cli import main
+
+    legacy = Registry(pg_store, ArtefactStore(tmp_path / "A" / "artefacts"))
+    row = legacy.register(
+        "credit",
+        trained[0].onnx,
+        trained[0].metadata,
+        actor="test",
+        stage="champion",
+        reference=trained[0].reference,
+    )
+    config = tmp_path / "a.yaml"
+    config.write_text(json.dumps({"data_dir": str(tmp_path / "A"), "store": {"url": pg_url}}))
+    assert main(["--config", str(config), "migrate"]) == 0
+    assert "kept 2 artefacts cached here in the store" in capsys.readouterr().out
+    keys = {(row.artefact_sha256, ".onnx"), (row.details["reference_sha256"], ".npz")}
+    assert pg_store.missing_artefacts(keys) == set()
+    assert main(["--config", str(config), "migrate"]) == 0
+    assert "kept" not in capsys.readouterr().out

@@ -17,12 +17,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    from tunewatch._daemon import open_store
+    from tunewatch._artefacts import ArtefactStore
+    from tunewatch._daemon import open_store, share_cached_artefacts
     from tunewatch.store import redact_url
 
     config = config_of(args)
-    open_store(config).close()
+    store = open_store(config)
+    try:  # a host running no daemon (the CLI's, a worker's) gives its cache to the others
+        shared = share_cached_artefacts(store, ArtefactStore(config.artefact_dir, store=store))
+    finally:
+        store.close()
     print(f"store at {redact_url(config.store_url)} is at the latest schema")
+    if shared:
+        print(f"kept {shared} artefacts cached here in the store, for every host")
     return 0
 
 

@@ -3,9 +3,10 @@
 ONNX files, reference snapshots and drift reports were written only to the registering
 host's ``<data_dir>/artefacts``: a host sharing a PostgreSQL store (a replica, a tuning
 worker, the CLI elsewhere) found them missing. Each host's directory is now a cache of
-this table. Artefacts stored before this revision have no row: a daemon starting on a
-host that cached them fills it (as does registering or importing the same bytes again).
-A downgrade drops the table (the caches keep the files).
+this table. Artefacts stored before this revision have no row: a daemon starting, or
+`tunewatch migrate`, on a host that cached them fills it (as does registering or
+importing the same bytes again). A downgrade drops the table (the caches keep the
+files).
 
 Revision ID: 0014
 Revises: 0013
