@@ -29,6 +29,7 @@ from monitor.objectives import CostWeightedError, ObjectiveError, make_objective
 from retune.space import DEFAULTS, KNOWN_PARAMS, is_regression, load_search_space, read_yaml
 from tunewatch._config_base import MAX_DURATION_MINUTES, MAX_DURATION_S
 from tunewatch._config_base import Frozen as _Frozen
+from tunewatch._config_errors import format_errors
 from tunewatch._config_evaluation import (
     LABEL_COLUMN as LABEL_COLUMN,
 )
@@ -50,11 +51,11 @@ from tunewatch._config_evaluation import (
 from tunewatch._config_evaluation import (
     EvaluationConfig as EvaluationConfig,
 )
-from tunewatch._config_paths import anchored, beside, in_memory_sqlite
+from tunewatch._config_paths import anchored, beside, in_memory_sqlite, without_nul
 from tunewatch._config_tuning import TuningJobConfig as TuningJobConfig
 from tunewatch._errors import ConfigError
 from tunewatch.comparison import ComparisonConfig
-from tunewatch.store import MAX_MODEL_NAME, redact_url, valid_model_name
+from tunewatch.store import MAX_MODEL_NAME, valid_model_name
 
 CONFIG_VERSION = 1
 ENV_STORE_URL = "TUNEWATCH_STORE_URL"
@@ -62,41 +63,6 @@ ENV_DATA_DIR = "TUNEWATCH_DATA_DIR"
 ENV_ADMIN_TOKEN = "TUNEWATCH_ADMIN_TOKEN"
 
 Task = Literal["binary", "multiclass", "regression"]
-
-
-def _without_nul(value: str | None, what: str, *, url: bool = False) -> str | None:
-    """``value`` unless it holds a NUL character, which no file name (and so no SQLite
-    database, journal file or directory) can, nor a database driver send: it escaped as
-    ``ValueError: embedded null byte`` from wherever the path was first used (a traceback
-    from the CLI, a failed job). In a URL (``url``, with ``://``) ``%00`` is one too: the
-    URL's parts are read percent-decoded."""
-    if value is None:
-        return None
-    found = [value.find("\0")]
-    if url and "://" in value:
-        found.append(value.find("%00"))
-    positions = [i for i in found if i >= 0]
-    if positions:
-        written = "NUL character (\\x00, or %00 in a URL)" if url else "NUL character (\\x00)"
-        raise ValueError(
-            f"{what} must not hold a {written}, as no file name can; got one at position "
-            f"{min(positions)} of {len(value)} characters"
-        )
-    return value
-
-
-#: Settings whose value may hold a password: an error about one shows it redacted.
-_SECRET_KEYS = frozenset({"store.url", "tuning.storage_url"})
-
-
-def _redacted(value: str) -> str:
-    """A database URL with its password as ``***`` (a journal file's path as it is)."""
-    if "://" not in value:
-        return value
-    try:
-        return redact_url(value)
-    except ValueError:  # a port that is not a number
-        return "<unparseable URL>"
 
 
 class StoreConfig(_Frozen):
@@ -110,7 +76,7 @@ class StoreConfig(_Frozen):
     @field_validator("url")
     @classmethod
     def _no_nul(cls, value: str | None) -> str | None:
-        return _without_nul(value, "a database URL", url=True)
+        return without_nul(value, "a database URL", url=True)
 
 
 class ServerConfig(_Frozen):
@@ -446,7 +412,7 @@ class TuningConfig(_Frozen):
     @field_validator("storage_url")
     @classmethod
     def _no_nul(cls, value: str | None) -> str | None:
-        return _without_nul(value, "a database URL or journal file", url=True)
+        return without_nul(value, "a database URL or journal file", url=True)
 
 
 class Config(_Frozen):
@@ -465,7 +431,7 @@ class Config(_Frozen):
     @field_validator("data_dir")
     @classmethod
     def _no_nul(cls, value: str) -> str:
-        return str(_without_nul(value, "a directory name"))
+        return str(without_nul(value, "a directory name"))
 
     @model_validator(mode="after")
     def _stores_of_their_own(self) -> Config:
@@ -599,20 +565,6 @@ def _check_classes(index: int, cfg: ModelConfig, classes: int) -> None:
             )
 
 
-def _format_errors(exc: ValidationError, source: str) -> str:
-    lines = []
-    for err in exc.errors():
-        # a mapping's key names its entry already: `safe_ranges.C`, not `safe_ranges.C.[key]`
-        path = ".".join(str(p) for p in err["loc"] if p != "[key]") or "<root>"
-        value = err.get("input")
-        if path in _SECRET_KEYS and isinstance(value, str):
-            shown = f", got {_redacted(value)!r}"
-        else:
-            shown = "" if isinstance(value, dict) else f", got {value!r}"
-        lines.append(f"{path}: {err['msg']}{shown}")
-    return f"invalid configuration in {source}:\n  " + "\n  ".join(lines)
-
-
 def build_config(
     raw: Mapping[str, Any] | None = None,
     *,
@@ -663,7 +615,7 @@ def build_config(
         context = None if config_dir is None else {"config_dir": str(config_dir)}
         return Config.model_validate(data, context=context)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, source)) from exc
+        raise ConfigError(format_errors(exc, source)) from exc
 
 
 def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Config:

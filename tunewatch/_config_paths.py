@@ -1,6 +1,7 @@
 """Where a config's database paths point: relative SQLite paths (and Optuna journal
 files) in ``store.url`` and ``tuning.storage_url`` are made absolute, beside the config
-file as ``data_dir`` is, and in-memory SQLite is told apart. Part of
+file as ``data_dir`` is, in-memory SQLite is told apart, and paths holding a NUL are
+refused. Part of
 :mod:`tunewatch._config`, which calls these while it builds a config.
 """
 
@@ -73,3 +74,24 @@ def _database_file(url: str, journal: bool) -> Path | None:
     except ArgumentError:
         return None
     return Path(database) if database else None
+
+
+def without_nul(value: str | None, what: str, *, url: bool = False) -> str | None:
+    """``value`` unless it holds a NUL character, which no file name (and so no SQLite
+    database, journal file or directory) can, nor a database driver send: it escaped as
+    ``ValueError: embedded null byte`` from wherever the path was first used (a traceback
+    from the CLI, a failed job). In a URL (``url``, with ``://``) ``%00`` is one too: the
+    URL's parts are read percent-decoded."""
+    if value is None:
+        return None
+    found = [value.find("\0")]
+    if url and "://" in value:
+        found.append(value.find("%00"))
+    positions = [i for i in found if i >= 0]
+    if positions:
+        written = "NUL character (\\x00, or %00 in a URL)" if url else "NUL character (\\x00)"
+        raise ValueError(
+            f"{what} must not hold a {written}, as no file name can; got one at position "
+            f"{min(positions)} of {len(value)} characters"
+        )
+    return value
