@@ -29,8 +29,13 @@ ROOT = HERE.parents[1]
 pytestmark = pytest.mark.postgres
 
 
-def _worker(url: str, study: str, max_trials: int, fold_s: float = 0.0) -> subprocess.Popen[str]:
+def _worker(
+    url: str, study: str, max_trials: int, fold_s: float = 0.0, *, parked: Path | None = None
+) -> subprocess.Popen[str]:
+    """A worker process; with ``parked``, its first trial stops in its first fold for good
+    once it created that file."""
     env = {**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{ROOT}"}
+    parking = [] if parked is None else ["0", str(parked)]
     return subprocess.Popen(
         [
             sys.executable,
@@ -39,6 +44,7 @@ def _worker(url: str, study: str, max_trials: int, fold_s: float = 0.0) -> subpr
             study,
             str(max_trials),
             str(fold_s),
+            *parking,
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -123,12 +129,14 @@ def test_two_worker_processes_share_one_study(
 
 
 def test_killed_worker_trial_is_failed_retried_and_the_study_completes(
-    pg_url: str, storage: optuna.storages.RDBStorage
+    pg_url: str, storage: optuna.storages.RDBStorage, tmp_path: Path
 ) -> None:
     study = f"kill-{uuid.uuid4().hex[:8]}"
-    # 1 s per fold: the kill lands inside a trial (a fast trial could finish between the
-    # check below and the kill, leaving nothing orphaned)
-    victim = _worker(pg_url, study, 4, fold_s=1.0)
+    # its first trial parks: the kill lands inside it (a trial could otherwise finish
+    # between the check below and the kill, leaving nothing orphaned)
+    parked = tmp_path / "parked"
+    victim = _worker(pg_url, study, 4, parked=parked)
+    _wait_for(parked.exists, timeout=60)
     # kill only once the running trial's heartbeat is recorded: a trial killed before its
     # first heartbeat is indistinguishable from one that just started
     _wait_for(lambda: _running_with_heartbeat(storage, study), timeout=60)
