@@ -26,6 +26,7 @@ from tunewatch.comparison._results import (
     paired_values,
     stateless,
 )
+from tunewatch.comparison._watch_rollback import roll_back
 from tunewatch.store import Event, Store
 from tunewatch.store._comparisons import (
     ComparisonLookRow,
@@ -124,7 +125,7 @@ class RollbackWatch:
                 return started
             test = started
         if test.status == "decided" and test.outcome is None:  # the rollback did not happen
-            return self._rollback(model, test, self.comparisons.latest_look(test.id), 0)
+            return self._rollback(test, self.comparisons.latest_look(test.id), 0)
         if test.status != "open":
             return None
         paired = bool(test.state.get("paired"))
@@ -221,7 +222,7 @@ class RollbackWatch:
             return make_result(saved, look_row, len(batch.request_ids), "watch_passed")
         if status == "open":
             return make_result(saved, look_row, len(batch.request_ids), "none")
-        return self._rollback(model, saved, look_row, len(batch.request_ids))
+        return self._rollback(saved, look_row, len(batch.request_ids))
 
     def _start_paired(
         self,
@@ -406,150 +407,18 @@ class RollbackWatch:
             self.on_lineup_change(model)
 
     def _rollback(
-        self, model: str, test: ComparisonTestRow, look: ComparisonLookRow | None, fed: int
+        self, test: ComparisonTestRow, look: ComparisonLookRow | None, fed: int
     ) -> ComparisonResult:
-        paired = bool(test.state.get("paired"))
-        evidence: dict[str, Any] = {
-            "test_id": test.id,
-            "version": test.challenger_version,
-            "previous": test.champion_version,
-            "paired": paired,
-            "baseline_n": test.state.get("baseline_n"),
-        }
-        if look is not None:
-            evidence.update(
-                method=look.method,
-                n=look.n,
-                estimate=look.estimate,
-                ci=[look.ci_low, look.ci_high],
-                p_value=look.p_value,
-            )
-        against = "on the same requests" if paired else "before the promotion"
-        reason = (
-            f"rollback watch {test.id}: v{test.challenger_version}'s realised loss is worse than "
-            f"v{test.champion_version}'s {against}"
+        return roll_back(
+            self.store,
+            self.comparisons,
+            self.artefacts,
+            test,
+            look,
+            fed,
+            release=self._release,
+            lineup_changed=self._lineup_changed,
         )
-        from tunewatch import _governance as governance  # late, as in _decisions
-
-        try:
-            # a version whose artefact no longer reads back intact is not restored
-            restored, rolled = governance.rollback(
-                self.store,
-                self.artefacts,
-                model,
-                actor=ACTOR,
-                reason=reason,
-                expected_champion=test.challenger_version,
-            )
-        except ConflictError as exc:
-            if exc.code == "champion_changed" and self._rolled_back_by(test, reason):
-                # this watch's own rollback, committed by a run that failed before it
-                # recorded it: recorded now, not closed as "the champion changed"
-                return self._settle_rollback(model, test, look, fed, evidence, reason)
-            if exc.code == "champion_changed":  # another promotion replaced it meanwhile
-                self._release(test)
-                closed = self.comparisons.finish_test(
-                    test.id, status="closed", outcome={"action": "closed", "reason": exc.message}
-                )
-                return make_result(closed, look, fed, "closed", (exc.message,))
-            logger.warning(
-                "model=%s rollback of v%d failed (%s): %s",
-                model,
-                test.challenger_version,
-                exc.code,
-                exc.message,
-            )
-            self._release(test)
-            self.store.add_event(
-                model=model,
-                type="rollback_failed",
-                payload={**evidence, "error": exc.message, "code": exc.code},
-            )
-            failed = self.comparisons.finish_test(
-                test.id,
-                status="decided",
-                outcome={"action": "rollback_failed", "error": exc.message, "code": exc.code},
-            )
-            return make_result(failed, look, fed, "rollback_failed", (exc.message,))
-        self.store.add_event(
-            model=model,
-            type="rollback_triggered",
-            payload={**evidence, "restored": restored.version, "rolled_back": rolled.version},
-        )
-        # Only this run rolled back (the store's compare-and-set on the champion): its
-        # outcome stands over a "champion changed" another run may have written meanwhile.
-        done = self.comparisons.settle_test(
-            test.id,
-            status="decided",
-            outcome={"action": "rolled_back", "restored": restored.version},
-            replaces="any",
-        )
-        assert done is not None  # "any" replaces whatever stands
-        if self.on_lineup_change is not None:
-            self.on_lineup_change(model)
-        logger.warning(
-            "model=%s rolled back v%d to v%d: %s", model, rolled.version, restored.version, reason
-        )
-        return make_result(done, look, fed, "rolled_back", (reason,))
-
-    def _rolled_back_by(self, test: ComparisonTestRow, reason: str) -> bool:
-        """Whether the champion's newest change is ``test``'s own rollback (its reason):
-        the previous champion restored, the watched version rolled back."""
-        model, previous = test.model, test.champion_version
-        champion = self.store.champion(model)
-        if champion is None or champion.version != previous:
-            return False
-        if self.store.get_version(model, test.challenger_version).stage != "rolled_back":
-            return False
-        changes = self.store.list_events(model=model, types=("promoted", "rolled_back"), limit=1)
-        if not changes or changes[0].type != "rolled_back":
-            return False
-        payload = changes[0].payload
-        return (payload.get("version"), payload.get("rolled_back"), payload.get("reason")) == (
-            previous,
-            test.challenger_version,
-            reason,
-        )
-
-    def _settle_rollback(
-        self,
-        model: str,
-        test: ComparisonTestRow,
-        look: ComparisonLookRow | None,
-        fed: int,
-        evidence: dict[str, Any],
-        reason: str,
-    ) -> ComparisonResult:
-        """Record a rollback of ``test`` committed by an earlier run: settled first, so of
-        two runs doing it only one records the event (unless the earlier run wrote it
-        before it failed)."""
-        outcome = {"action": "rolled_back", "restored": test.champion_version}
-        done = self.comparisons.settle_test(
-            test.id, status="decided", outcome=outcome, replaces="unset"
-        )
-        if done is None:  # another run recorded it
-            current = self.comparisons.get_test(test.id)
-            return make_result(current, look, fed, "none")
-        recorded = self.store.list_events(model=model, type="rollback_triggered", limit=1)
-        if not recorded or recorded[0].payload.get("test_id") != test.id:
-            self.store.add_event(
-                model=model,
-                type="rollback_triggered",
-                payload={
-                    **evidence,
-                    "restored": test.champion_version,
-                    "rolled_back": test.challenger_version,
-                },
-            )
-        self._lineup_changed(model)
-        logger.warning(
-            "model=%s rolled back v%d to v%d (recorded late): %s",
-            model,
-            test.challenger_version,
-            test.champion_version,
-            reason,
-        )
-        return make_result(done, look, fed, "rolled_back", (reason,))
 
 
 def watched_versions(comparisons: ComparisonStore, model: str) -> set[int]:

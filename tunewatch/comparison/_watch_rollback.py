@@ -1,0 +1,188 @@
+"""The rollback a watch decided: the champion it watched rolled back to the version it
+replaced, and recorded (see :class:`~tunewatch.comparison._watch.RollbackWatch`). A
+rollback committed by a run that failed before recording it is recorded by the next."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from tunewatch._artefacts import ArtefactStore
+from tunewatch._errors import ConflictError
+from tunewatch.comparison._results import ACTOR, ComparisonResult, make_result
+from tunewatch.store import Store
+from tunewatch.store._comparisons import ComparisonLookRow, ComparisonStore, ComparisonTestRow
+
+logger = logging.getLogger(__name__)
+
+
+def roll_back(
+    store: Store,
+    comparisons: ComparisonStore,
+    artefacts: ArtefactStore,
+    test: ComparisonTestRow,
+    look: ComparisonLookRow | None,
+    fed: int,
+    *,
+    release: Callable[[ComparisonTestRow], None],
+    lineup_changed: Callable[[str], None],
+) -> ComparisonResult:
+    """Roll ``test``'s watched champion back to the version it replaced, and record it;
+    ``release`` retires the version the watch kept in shadow when the watch closes
+    without a rollback."""
+    model = test.model
+    paired = bool(test.state.get("paired"))
+    evidence: dict[str, Any] = {
+        "test_id": test.id,
+        "version": test.challenger_version,
+        "previous": test.champion_version,
+        "paired": paired,
+        "baseline_n": test.state.get("baseline_n"),
+    }
+    if look is not None:
+        evidence.update(
+            method=look.method,
+            n=look.n,
+            estimate=look.estimate,
+            ci=[look.ci_low, look.ci_high],
+            p_value=look.p_value,
+        )
+    against = "on the same requests" if paired else "before the promotion"
+    reason = (
+        f"rollback watch {test.id}: v{test.challenger_version}'s realised loss is worse than "
+        f"v{test.champion_version}'s {against}"
+    )
+    from tunewatch import _governance as governance  # late, as in _decisions
+
+    try:
+        # a version whose artefact no longer reads back intact is not restored
+        restored, rolled = governance.rollback(
+            store,
+            artefacts,
+            model,
+            actor=ACTOR,
+            reason=reason,
+            expected_champion=test.challenger_version,
+        )
+    except ConflictError as exc:
+        if exc.code == "champion_changed" and _rolled_back_by(store, test, reason):
+            # this watch's own rollback, committed by a run that failed before it
+            # recorded it: recorded now, not closed as "the champion changed"
+            return _settle_rollback(
+                store,
+                comparisons,
+                model,
+                test,
+                look,
+                fed,
+                evidence,
+                reason,
+                lineup_changed=lineup_changed,
+            )
+        if exc.code == "champion_changed":  # another promotion replaced it meanwhile
+            release(test)
+            closed = comparisons.finish_test(
+                test.id, status="closed", outcome={"action": "closed", "reason": exc.message}
+            )
+            return make_result(closed, look, fed, "closed", (exc.message,))
+        logger.warning(
+            "model=%s rollback of v%d failed (%s): %s",
+            model,
+            test.challenger_version,
+            exc.code,
+            exc.message,
+        )
+        release(test)
+        store.add_event(
+            model=model,
+            type="rollback_failed",
+            payload={**evidence, "error": exc.message, "code": exc.code},
+        )
+        failed = comparisons.finish_test(
+            test.id,
+            status="decided",
+            outcome={"action": "rollback_failed", "error": exc.message, "code": exc.code},
+        )
+        return make_result(failed, look, fed, "rollback_failed", (exc.message,))
+    store.add_event(
+        model=model,
+        type="rollback_triggered",
+        payload={**evidence, "restored": restored.version, "rolled_back": rolled.version},
+    )
+    # Only this run rolled back (the store's compare-and-set on the champion): its
+    # outcome stands over a "champion changed" another run may have written meanwhile.
+    done = comparisons.settle_test(
+        test.id,
+        status="decided",
+        outcome={"action": "rolled_back", "restored": restored.version},
+        replaces="any",
+    )
+    assert done is not None  # "any" replaces whatever stands
+    lineup_changed(model)
+    logger.warning(
+        "model=%s rolled back v%d to v%d: %s", model, rolled.version, restored.version, reason
+    )
+    return make_result(done, look, fed, "rolled_back", (reason,))
+
+
+def _rolled_back_by(store: Store, test: ComparisonTestRow, reason: str) -> bool:
+    """Whether the champion's newest change is ``test``'s own rollback (its reason):
+    the previous champion restored, the watched version rolled back."""
+    model, previous = test.model, test.champion_version
+    champion = store.champion(model)
+    if champion is None or champion.version != previous:
+        return False
+    if store.get_version(model, test.challenger_version).stage != "rolled_back":
+        return False
+    changes = store.list_events(model=model, types=("promoted", "rolled_back"), limit=1)
+    if not changes or changes[0].type != "rolled_back":
+        return False
+    payload = changes[0].payload
+    return (payload.get("version"), payload.get("rolled_back"), payload.get("reason")) == (
+        previous,
+        test.challenger_version,
+        reason,
+    )
+
+
+def _settle_rollback(
+    store: Store,
+    comparisons: ComparisonStore,
+    model: str,
+    test: ComparisonTestRow,
+    look: ComparisonLookRow | None,
+    fed: int,
+    evidence: dict[str, Any],
+    reason: str,
+    *,
+    lineup_changed: Callable[[str], None],
+) -> ComparisonResult:
+    """Record a rollback of ``test`` committed by an earlier run: settled first, so of
+    two runs doing it only one records the event (unless the earlier run wrote it
+    before it failed)."""
+    outcome = {"action": "rolled_back", "restored": test.champion_version}
+    done = comparisons.settle_test(test.id, status="decided", outcome=outcome, replaces="unset")
+    if done is None:  # another run recorded it
+        current = comparisons.get_test(test.id)
+        return make_result(current, look, fed, "none")
+    recorded = store.list_events(model=model, type="rollback_triggered", limit=1)
+    if not recorded or recorded[0].payload.get("test_id") != test.id:
+        store.add_event(
+            model=model,
+            type="rollback_triggered",
+            payload={
+                **evidence,
+                "restored": test.champion_version,
+                "rolled_back": test.challenger_version,
+            },
+        )
+    lineup_changed(model)
+    logger.warning(
+        "model=%s rolled back v%d to v%d (recorded late): %s",
+        model,
+        test.challenger_version,
+        test.champion_version,
+        reason,
+    )
+    return make_result(done, look, fed, "rolled_back", (reason,))
