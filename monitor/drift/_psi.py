@@ -12,10 +12,17 @@ from monitor.drift._profile import ColumnKind, ColumnSummary, NumericSummary
 
 
 class PopulationStability(DriftMethod):
-    """``PSI = sum((r - c) * ln(r / c))`` over bins. Numeric columns use the bins fixed
-    at build time from the reference deciles (so the reference shares come from the full
-    reference column); categorical columns use the union of categories. Empty bins are
-    floored as in evidently. Drift when PSI ``>= threshold`` (default 0.1)."""
+    """``PSI = sum((r - c) * ln(r / c))`` over bins. Categorical columns, and numeric
+    columns with at most 20 distinct reference values, are binned by value over the union
+    of the reference's and the window's values (as Jensen-Shannon and chi-square bin
+    them); other numeric columns use the bins fixed at build time from the reference
+    deciles, the outer two open (so the reference shares come from the full reference
+    column). Empty bins are floored as in evidently. Drift when PSI ``>= threshold``
+    (default 0.1).
+
+    Decile bins merged a discrete column's values: a column of 0s and 1s has the edges 0
+    and 1 and an open top bin, so 1s that became 7s, or a column always 0 in the
+    reference that is now 1 on half the rows, scored PSI 3e-5 and 0 (no drift)."""
 
     name: ClassVar[MethodName] = "psi"
     kinds: ClassVar[frozenset[ColumnKind]] = frozenset({"num", "cat"})
@@ -25,14 +32,14 @@ class PopulationStability(DriftMethod):
     def _compute(
         self, summary: ColumnSummary, current: PreparedColumn
     ) -> tuple[float, float | None]:
-        if isinstance(summary, NumericSummary):
+        counts = aligned_counts(summary, current)
+        if counts is not None:  # categories, or the values of a discrete numeric column
+            ref, cur = counts[0] / counts[0].sum(), counts[1] / counts[1].sum()
+        else:
+            assert isinstance(summary, NumericSummary)
             edges = np.asarray(summary.psi_edges)
             ref = np.asarray(summary.psi_shares)
             idx = np.searchsorted(edges, current.values, side="right")
             cur = np.bincount(idx, minlength=edges.size + 1) / current.values.size
-        else:
-            counts = aligned_counts(summary, current)
-            assert counts is not None
-            ref, cur = counts[0] / counts[0].sum(), counts[1] / counts[1].sum()
         ref, cur = fill_zeros(ref), fill_zeros(cur)
         return float(np.sum((ref - cur) * np.log(ref / cur))), None

@@ -2,9 +2,14 @@
 
 An objective scores predictions against labels. Every objective reports a ``value`` over a
 window and says whether higher is better; objectives that decompose per request also give
-``per_request_loss`` (lower is better), which paired shadow comparisons need. Objectives
-without one (ROC AUC, PR AUC, recall at a precision floor …) are compared by methods that
-fit whole-sample metrics (DeLong on fixed looks).
+``per_request_loss`` (lower is better), which the paired shadow comparison, the live
+split's test and the rollback watch need. Of the objectives without one, only a binary
+model's ROC AUC is compared between versions, by a group-sequential DeLong test on shadow
+traffic; PR AUC, F-beta, recall at a precision floor and precision at a recall floor are
+not compared at all (the comparison runner logs a warning and skips them: deciding them on
+ROC AUC could promote a challenger worse on the objective). They still serve monitoring
+(each decay window's realised value, and its trend) and tuning (the cross-validated
+:meth:`Objective.loss` a study minimises).
 
 Predictions are the model's primary output as a float array: class probabilities
 ``[n, n_classes]`` for classifiers (a ``[n]`` or ``[n, 1]`` array is read as the positive

@@ -1,4 +1,9 @@
-"""Whole-sample classification metrics: no per-request loss (compare them with DeLong)."""
+"""Whole-sample metrics of a binary model: no per-request loss.
+
+Monitoring (decay windows) and tuning (cross-validation) use all of them; between versions
+only ROC AUC is compared, by a group-sequential DeLong test. PR AUC, F-beta, recall at a
+precision floor and precision at a recall floor are not compared (no paired, split or
+DeLong test fits them)."""
 
 from __future__ import annotations
 

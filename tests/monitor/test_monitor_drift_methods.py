@@ -192,7 +192,7 @@ def test_psi_uses_reference_decile_bins() -> None:
     ref = rng.normal(0, 1, 10_000)
     summary = _summary(ref, "num")
     result = METHODS["psi"]().test(summary, rng.normal(0, 1, 10_000))
-    assert result.statistic is not None and result.statistic < 0.01
+    assert result.statistic == pytest.approx(0.0008634969830904384, rel=1e-12)
     assert len(summary.psi_edges) == 9  # type: ignore[union-attr]
     assert np.allclose(summary.psi_shares, 0.1)  # type: ignore[union-attr]
 
@@ -219,6 +219,46 @@ def test_psi_over_reference_deciles_is_the_hand_computed_sum() -> None:
     expected = 5 * (0.1 - 1e-4) * np.log(0.1 / 1e-4) + (0.1 - 0.6) * np.log(0.1 / 0.6)
     assert expected == pytest.approx(4.3463, abs=1e-4)
     assert result.statistic == pytest.approx(expected, rel=1e-12)
+
+
+def test_psi_of_a_continuous_shift_over_reference_deciles_is_unchanged() -> None:
+    """A column of many distinct values keeps the decile bins: the value PSI gave before
+    discrete columns were binned by value."""
+    rng = np.random.default_rng(2)
+    summary = _summary(rng.normal(0, 1, 3000), "num")
+    result = METHODS["psi"]().test(summary, rng.normal(1, 1, 3000))
+    assert result.statistic == pytest.approx(1.0792244647198939, rel=1e-12)
+
+
+def test_psi_flags_a_constant_reference_column_that_takes_a_new_value() -> None:
+    """Reference: 5,000 zeros; window: 2,500 zeros and 2,500 ones. Binned at the
+    reference deciles (one edge, at 0, with an open top bin) both sides put everything in
+    the top bin and PSI was 0. By value: r = (1, 1e-4 floored), c = (0.5, 0.5), PSI =
+    0.5 ln 2 + (0.5 - 1e-4) ln(0.5 / 1e-4) = 4.6044."""
+    summary = _summary(np.zeros(5000), "num")
+    result = METHODS["psi"]().test(summary, np.r_[np.zeros(2500), np.ones(2500)])
+    expected = 0.5 * np.log(2) + (0.5 - 1e-4) * np.log(0.5 / 1e-4)
+    assert expected == pytest.approx(4.6044, abs=1e-4)
+    assert result.status == "drift"
+    assert result.statistic == pytest.approx(expected, rel=1e-12)
+
+
+def test_psi_flags_a_binary_column_whose_code_moves_above_the_reference_maximum() -> None:
+    """A 0/1 column whose 1s become 7s: the decile bins' open top bin held both, and PSI
+    was 3e-5."""
+    rng = np.random.default_rng(0)
+    summary = _summary(rng.integers(0, 2, 5000).astype(float), "num")
+    result = METHODS["psi"]().test(summary, rng.integers(0, 2, 5000) * 7.0)
+    assert result.status == "drift"
+    assert result.statistic is not None and result.statistic > 5.0
+
+
+def test_psi_of_an_unchanged_binary_column_is_not_drift() -> None:
+    rng = np.random.default_rng(0)
+    summary = _summary(rng.integers(0, 2, 5000).astype(float), "num")
+    result = METHODS["psi"]().test(summary, rng.integers(0, 2, 5000).astype(float))
+    assert result.status == "ok"
+    assert result.statistic is not None and result.statistic < 1e-3
 
 
 def test_jensen_shannon_is_the_natural_log_distance() -> None:
