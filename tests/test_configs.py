@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from monitor import ServingMetrics
 from tests.conftest import service_missing
@@ -67,3 +68,83 @@ def test_rules_and_dashboard_only_use_metrics_tunewatch_exports() -> None:
             used |= _metric_names(target["expr"])
     used |= _metric_names(dashboard["templating"]["list"][1]["query"])
     assert used and used <= exported, sorted(used - exported)
+
+
+def test_no_shipped_rule_on_the_daemon_s_own_alarm_queues_a_retune() -> None:
+    """The daemon retunes on the decisions `tunewatch_alarm` exports itself, under its
+    cool-downs and new-evidence rule; a shipped rule on that gauge labelled
+    `action: retune` queued a second job on the same evidence at Alertmanager's next
+    repeat, once the first delivery had met the `alert_received` cool-down."""
+    rules = yaml.safe_load((CONFIGS / "prometheus" / "tunewatch.rules.yml").read_text())
+    on_alarm = [
+        rule
+        for group in rules["groups"]
+        for rule in group["rules"]
+        if "tunewatch_alarm" in rule["expr"]
+    ]
+    assert on_alarm
+    retuning = [r["alert"] for r in on_alarm if r.get("labels", {}).get("action") == "retune"]
+    assert retuning == []
+
+
+@pytest.mark.prometheus
+def test_the_label_delay_alert_follows_each_model_s_own_alarm_limit(tmp_path: Path) -> None:
+    """`evaluation.label_delay_alarm_s` is per model: the alert fires while the daemon's
+    `label_delay_high` alarm holds, not past a fixed week (a model allowed a day alarmed
+    at two days and was never alerted; one allowed a month was alerted at eight days)."""
+    promtool = _tool("promtool")
+    rules = yaml.safe_load((CONFIGS / "prometheus" / "tunewatch.rules.yml").read_text())
+    rule = next(
+        r
+        for group in rules["groups"]
+        for r in group["rules"]
+        if r["alert"] == "TunewatchLabelDelayHigh"
+    )
+    annotations = {
+        k: v.replace("{{ $labels.model }}", "daily") for k, v in rule["annotations"].items()
+    }
+    days = 86_400
+    tests = {
+        "rule_files": [str(CONFIGS / "prometheus" / "tunewatch.rules.yml")],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    # allowed a day, two days late: the daemon alarms
+                    {
+                        "series": 'tunewatch_label_delay_seconds{model="daily"}',
+                        "values": f"{2 * days}x120",
+                    },
+                    {
+                        "series": 'tunewatch_alarm{model="daily",event="label_delay_high"}',
+                        "values": "1x120",
+                    },
+                    # allowed a month, eight days late: it does not
+                    {
+                        "series": 'tunewatch_label_delay_seconds{model="monthly"}',
+                        "values": f"{8 * days}x120",
+                    },
+                    {
+                        "series": 'tunewatch_alarm{model="monthly",event="label_delay_high"}',
+                        "values": "0x120",
+                    },
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "90m",
+                        "alertname": "TunewatchLabelDelayHigh",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {"model": "daily", "severity": "ticket"},
+                                "exp_annotations": annotations,
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "label_delay.test.yml"
+    path.write_text(yaml.safe_dump(tests))
+    _run(promtool, "test", "rules", str(path))

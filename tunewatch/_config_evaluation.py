@@ -90,6 +90,19 @@ class DecayEvaluationConfig(_Frozen):
     cooldown_minutes: float = Field(default=1440.0, ge=0, le=MAX_DURATION_MINUTES)
 
     @model_validator(mode="after")
+    def _horizon_within_ten_years(self) -> DecayEvaluationConfig:
+        """Each run reads the horizon back from now: past year 1, computing its start
+        overflows, and every evaluation of the model fails."""
+        span = self.window_s * self.horizon_windows
+        if span > MAX_DURATION_S:
+            raise ValueError(
+                f"the decay horizon `window_s` × `horizon_windows` ({self.window_s} × "
+                f"{self.horizon_windows} = {span} s) must be at most ten years "
+                f"({MAX_DURATION_S} s), like every duration"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _horizon_holds_min_windows(self) -> DecayEvaluationConfig:
         maturing = math.ceil(self.maturity_s / self.window_s)  # windows whose labels are young
         matured = self.horizon_windows - maturing

@@ -1,7 +1,9 @@
 """The loop through real Prometheus and Alertmanager binaries (Debian packages, loopback).
 
-tunewatch exports drift gauges; Prometheus scrapes them and evaluates configs/'s rules;
-Alertmanager routes the alert to tunewatch's webhook; exactly one tuning job starts.
+tunewatch exports drift gauges; Prometheus scrapes them and evaluates configs/'s rules
+and a rule of the test's own; Alertmanager routes that rule's alert (`action: retune`) to
+tunewatch's webhook; exactly one tuning job starts. The shipped rules only notify (the
+daemon retunes on their decisions itself): their drift alert fires and queues nothing.
 """
 
 from __future__ import annotations
@@ -24,6 +26,28 @@ from tunewatch._example import ExampleModel, example_data
 from tunewatch._tuning import TuningJobRunner
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+SHIPPED_RULES = CONFIGS / "prometheus" / "tunewatch.rules.yml"
+RETUNE_ALERT = "DriftRetune"
+
+
+def _retune_rules(path: Path) -> Path:
+    """A rule file of the test's own: the shipped drift alert's expression, labelled
+    `action: retune` as an operator's rule on a signal the daemon cannot see would be,
+    so Alertmanager routes it to the webhook."""
+    shipped = yaml.safe_load(SHIPPED_RULES.read_text())
+    drift = next(
+        rule
+        for group in shipped["groups"]
+        for rule in group["rules"]
+        if rule["alert"] == "TunewatchDriftDetected"
+    )
+    rule = {
+        "alert": RETUNE_ALERT,
+        "expr": drift["expr"],
+        "labels": {"severity": "ticket", "action": "retune"},
+    }
+    path.write_text(yaml.safe_dump({"groups": [{"name": "e2e", "rules": [rule]}]}))
+    return path
 
 
 def _binary(name: str) -> str:
@@ -91,7 +115,10 @@ def stack(trained: list[ExampleModel], tmp_path: Path) -> Iterator[dict[str, obj
         (tmp_path / "am.yml").write_text(yaml.safe_dump(am))
         prom = yaml.safe_load((CONFIGS / "prometheus" / "prometheus.yml").read_text())
         prom["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
-        prom["rule_files"] = [str(CONFIGS / "prometheus" / "tunewatch.rules.yml")]
+        prom["rule_files"] = [
+            str(SHIPPED_RULES),
+            str(_retune_rules(tmp_path / "retune.rules.yml")),
+        ]
         prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [
             f"127.0.0.1:{am_port}"
         ]
@@ -191,9 +218,11 @@ def test_drift_alert_travels_through_prometheus_and_alertmanager_to_one_job(
     assert len(jobs) == 1
     trigger = jobs[0].trigger
     assert trigger["event"] == "alert_received"
-    assert trigger["alertname"] == "TunewatchDriftDetected"
+    assert trigger["alertname"] == RETUNE_ALERT
+    # the shipped drift alert fires too, and, without `action: retune`, queued nothing
     alerts = httpx.get(f"{stack['prometheus']}/api/v1/alerts").json()["data"]["alerts"]
-    assert any(a["labels"]["alertname"] == "TunewatchDriftDetected" for a in alerts)
+    firing = {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}
+    assert {"TunewatchDriftDetected", RETUNE_ALERT} <= firing
 
     # the job runs (here, in-process; the daemon's launcher would start a worker) and
     # registers its winner as a shadow challenger

@@ -569,7 +569,8 @@ def test_a_search_space_that_does_not_load_is_a_config_error(
 
 
 TEN_YEARS_S = 10 * 365.25 * 86_400
-# (the key path, the model settings that put a value there, ten years in its unit)
+# (the key path, the model settings that put a value there, the longest value that loads:
+# ten years in its unit, unless noted)
 DURATIONS: list[tuple[str, Callable[[float], dict[str, object]], float]] = [
     (
         "triggers.0.cooldown_minutes",
@@ -603,15 +604,18 @@ DURATIONS: list[tuple[str, Callable[[float], dict[str, object]], float]] = [
         lambda v: {"evaluation": {"label_delay_alarm_s": v}},
         TEN_YEARS_S,
     ),
+    # decay's horizon, `window_s` × `horizon_windows` (at least 3, and 3 more than the
+    # windows still maturing), is at most ten years too: its window at most a third of
+    # them, and its maturity at most the horizon less 3 matured windows
     (
         "evaluation.decay.window_s",
-        lambda v: {"evaluation": {"decay": {"window_s": v}}},
-        TEN_YEARS_S,
+        lambda v: {"evaluation": {"decay": {"window_s": v, "maturity_s": 0, "horizon_windows": 3}}},
+        TEN_YEARS_S / 3,
     ),
     (
         "evaluation.decay.maturity_s",
-        lambda v: {"evaluation": {"decay": {"maturity_s": v, "window_s": TEN_YEARS_S}}},
-        TEN_YEARS_S,
+        lambda v: {"evaluation": {"decay": {"maturity_s": v, "window_s": TEN_YEARS_S / 30}}},
+        TEN_YEARS_S * 27 / 30,
     ),
     (
         "evaluation.decay.horizon_days",
@@ -635,6 +639,24 @@ def test_a_duration_past_ten_years_is_a_config_error(
     with pytest.raises(ConfigError, match=rf"models\.0\.{re.escape(path)}: Input should be"):
         build_config(raw, env={})
     raw = {"models": [{"name": "m", "task": "binary", **settings(ten_years)}]}
+    build_config(raw, env={})
+
+
+def test_a_decay_horizon_past_ten_years_is_a_config_error() -> None:
+    """Each key stayed within its own cap, but `window_s` × `horizon_windows` reached
+    back past year 1: the config loaded, and every evaluation then failed with an
+    OverflowError computing the horizon's start."""
+    decay = {"window_s": 86_400, "horizon_windows": 800_000}
+    raw = {"models": [{"name": "m", "task": "binary", "evaluation": {"decay": decay}}]}
+    with pytest.raises(
+        ConfigError,
+        match=r"models\.0\.evaluation\.decay: .*the decay horizon `window_s` × "
+        r"`horizon_windows` \(86400\.0 × 800000 = 69120000000\.0 s\) must be at most ten "
+        r"years \(315576000\.0 s\)",
+    ):
+        build_config(raw, env={})
+    ten_years = {"window_s": TEN_YEARS_S / 30, "horizon_windows": 30}
+    raw = {"models": [{"name": "m", "task": "binary", "evaluation": {"decay": ten_years}}]}
     build_config(raw, env={})
 
 

@@ -18,7 +18,7 @@ from tunewatch._config import EvaluationConfig
 from tunewatch._daemon import Daemon
 from tunewatch._drift_report import LABEL
 from tunewatch._example import ExampleModel
-from tunewatch._policies import EventPolicy, decide, evaluation_policies
+from tunewatch._policies import Decision, EventPolicy, decide, evaluation_policies
 from tunewatch.store import EvaluationRow
 
 MODEL = "credit"
@@ -102,21 +102,32 @@ def test_label_delay_high_stays_quiet_for_a_day_after_it_fired() -> None:
 
 def test_each_kind_s_event_follows_its_own_consecutive_and_cool_down() -> None:
     """drift, decay and estimate each have their own settings: one kind's must not be
-    read for another's."""
+    read for another's. Each kind's settings differ from the others', so a policy that
+    took another kind's consecutive or cool-down decides differently."""
     ev = EvaluationConfig.model_validate(
         {
             "drift": {"consecutive": 3, "cooldown_minutes": 600},
             "decay": {"consecutive": 1, "cooldown_minutes": 30},
-            "estimate": {"consecutive": 1, "cooldown_minutes": 30},
+            "estimate": {"consecutive": 2, "cooldown_minutes": 90},
         }
     )
     policies = {p.kind: p for p in evaluation_policies(ev)}
     fired = T0 + timedelta(minutes=10)
     an_hour_later = fired + timedelta(hours=1)
-    for kind in ("decay", "estimate"):
-        one = [_window(50, 30, 39, kind=kind)]
-        decision = decide(policies[kind], one, last_event_at=fired, now=an_hour_later)
-        assert decision.fire, (kind, decision.reason)
+
+    def decision(kind: str, windows: int, now: datetime) -> Decision:
+        streak = [_window(50 - 10 * i, 30 - 10 * i, 39 - 10 * i, kind=kind) for i in range(windows)]
+        return decide(policies[kind], streak, last_event_at=fired, now=now)
+
+    # decay: one window, 30 minutes' cool-down
+    assert decision("decay", 1, an_hour_later).fire
+    # estimate: one window is not a streak of two; two are, within 90 minutes' cool-down
+    one = decision("estimate", 1, an_hour_later)
+    assert not one.fire and "1/2 consecutive" in one.reason, one.reason
+    cooling = decision("estimate", 2, an_hour_later)
+    assert not cooling.fire and "cooling down" in cooling.reason, cooling.reason
+    assert decision("estimate", 2, fired + timedelta(minutes=90)).fire
+    # drift: two windows are not a streak of three
     two = [_window(50, 30, 39), _window(40, 20, 29)]
     drift = decide(policies["drift"], two, last_event_at=None, now=an_hour_later)
     assert not drift.fire and drift.streak == 2
