@@ -368,11 +368,15 @@ class Daemon:
                 logger.info("lineups changed in the store, reloaded: %s", changed)
 
 
+#: How many drift reports :func:`share_cached_artefacts` reads per query.
+DRIFT_REPORTS_PAGE = 1000
+
+
 def share_cached_artefacts(store: Store, artefacts: ArtefactStore) -> int:
-    """Keep in a PostgreSQL store the versions' artefacts and reference snapshots cached
-    here that it lacks, and return how many: registered before it kept artefacts, the
-    other hosts could not read them (see :meth:`ArtefactStore.share_cached`). At every
-    daemon start and ``tunewatch migrate``."""
+    """Keep in a PostgreSQL store the versions' artefacts, reference snapshots and drift
+    reports cached here that it lacks, and return how many: stored before it kept
+    artefacts, the other hosts could not read them (see
+    :meth:`ArtefactStore.share_cached`). At every daemon start and ``tunewatch migrate``."""
     if store.dialect == "sqlite":
         return 0
     keys = set()
@@ -381,7 +385,32 @@ def share_cached_artefacts(store: Store, artefacts: ArtefactStore) -> int:
             keys.add((version.artefact_sha256, ".onnx"))
             if isinstance(reference := version.details.get("reference_sha256"), str):
                 keys.add((reference, ".npz"))
+        keys |= _drift_report_keys(store, model.name)
     return artefacts.share_cached(keys)
+
+
+def _drift_report_keys(store: Store, model: str) -> set[tuple[str, str]]:
+    """The HTML files of ``model``'s drift reports (its ``drift_report`` evaluations), read
+    newest first a page at a time, each page from the oldest window of the one before.
+    Should one window hold more than a page of reports, those past the page are left
+    (the windows before it are still read)."""
+    keys: set[tuple[str, str]] = set()
+    seen: set[int] = set()
+    until: datetime | None = None
+    while True:
+        page = store.list_evaluations(
+            model, kind="drift_report", until=until, limit=DRIFT_REPORTS_PAGE
+        )
+        fresh = [row for row in page if row.id not in seen]
+        for row in fresh:
+            seen.add(row.id)
+            if isinstance(sha := row.payload.get("sha256"), str):
+                keys.add((sha, ".html"))
+        oldest = page[-1].window_end if page else None
+        if len(page) < DRIFT_REPORTS_PAGE or oldest is None:
+            return keys
+        # a page holding nothing new is one window's reports alone: go on before it
+        until = oldest if fresh else oldest - timedelta(microseconds=1)
 
 
 def check_stored_models(config: Config, store: Store) -> None:

@@ -24,11 +24,12 @@ from monitor.drift import NumericSummary
 from monitor.objectives import positive_proba
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, EvaluationConfig
+from tunewatch._config_evaluation import LABEL_COLUMN, PREDICTION_COLUMN
 from tunewatch._errors import NotFoundError, TunewatchError
 from tunewatch.store import EvaluationRow, ModelRow, Store, VersionRow, Window
 
-PREDICTION = "__prediction__"
-LABEL = "__label__"
+PREDICTION = PREDICTION_COLUMN
+LABEL = LABEL_COLUMN
 
 #: How to serve :func:`drift_report`'s HTML. evidently's report needs its own
 #: inline scripts and writes column names into one unescaped, so a feature name could

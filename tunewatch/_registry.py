@@ -22,6 +22,7 @@ from shadow import (
     inspect_candidate,
 )
 from tunewatch._artefacts import ArtefactStore
+from tunewatch._config_evaluation import LABEL_COLUMN, PREDICTION_COLUMN
 from tunewatch._errors import ConflictError, NotFoundError, RegistrationError, StoreError
 from tunewatch._reference import Reference
 from tunewatch.store import ModelRow, Store, VersionRow, canonical_json, check_version_text
@@ -74,6 +75,10 @@ def _beyond_float(value: Any) -> bool:
 
 TASKS = ("binary", "multiclass", "regression")
 
+#: Feature names the drift frame takes for its own columns (the champion's prediction,
+#: the label): a feature so named had its drift computed from them instead.
+RESERVED_FEATURE_NAMES = (PREDICTION_COLUMN, LABEL_COLUMN)
+
 #: How deep a version's ``hyperparameters`` and ``details`` may nest (the JSON object
 #: itself is the first level): far past any real use, and well inside what every reader
 #: and serialiser of a version (the API's included) handles.
@@ -122,6 +127,13 @@ class VersionMetadata:
         if not self.feature_names or len(set(self.feature_names)) != len(self.feature_names):
             raise RegistrationError(
                 "`feature_names` must be a non-empty list of distinct names",
+                code="invalid_features",
+            )
+        if reserved := [n for n in self.feature_names if n in RESERVED_FEATURE_NAMES]:
+            raise RegistrationError(
+                "`feature_names` must not use the names the drift frame reserves for the "
+                f"prediction and the label ({', '.join(RESERVED_FEATURE_NAMES)}), got "
+                f"{', '.join(repr(n) for n in reserved)}",
                 code="invalid_features",
             )
 
@@ -178,6 +190,30 @@ def _check_metadata(metadata: VersionMetadata) -> None:
         details=metadata.details,
         feature_names=metadata.feature_names,
     )
+
+
+#: The columns of its primary output each task's objectives read: a binary model's
+#: probabilities of both classes or of the positive one, a regressor's prediction, a
+#: multiclass model's probability of each class.
+TASK_WIDTH_RULES = {
+    "binary": "1 or 2 columns (the positive class's probability, or both classes')",
+    "regression": "exactly 1 column (the prediction)",
+    "multiclass": "at least 2 columns (one probability per class)",
+}
+
+
+def check_task_width(task: str, width: int, output: str) -> None:
+    """Refuse (``task_output_mismatch``) a primary output of ``width`` columns that no
+    objective of ``task`` reads (:data:`TASK_WIDTH_RULES`): such a version registered,
+    even as champion, and every evaluation, comparison and retune of it then failed."""
+    fits = {"binary": width in (1, 2), "regression": width == 1, "multiclass": width >= 2}
+    if not fits[task]:
+        raise RegistrationError(
+            f"a {task} model's primary output must have {TASK_WIDTH_RULES[task]}, got "
+            f"{width} (output {output!r}): register the model under the task it was "
+            "trained for",
+            code="task_output_mismatch",
+        )
 
 
 class FeatureCheck(Protocol):
@@ -351,8 +387,9 @@ class Registry:
         of the model and its settings that name the model's columns; an existing model's
         task, features and regulated flag (``regulated`` as :meth:`register` takes it).
         Then the candidate: loaded by a child process under a memory limit and a timeout
-        before the daemon ever opens it; external-data files and models whose input does
-        not match the declared features are refused.
+        before the daemon ever opens it; external-data files, models whose input does
+        not match the declared features and models whose primary output has columns no
+        objective of the task reads (:data:`TASK_WIDTH_RULES`) are refused.
         """
         return self._check(
             model,
@@ -388,7 +425,9 @@ class Registry:
                 code="feature_count_mismatch",
             )
         width = inspected.signature.primary_width
-        multiclass = metadata.task == "multiclass" and width is not None and width > 1
+        if width is not None:
+            check_task_width(metadata.task, width, inspected.signature.primary_output)
+        multiclass = metadata.task == "multiclass" and width is not None
         if self._check_features is not None and multiclass:
             # a multiclass model's classes are its primary output's columns, known only
             # now: a cost matrix of another size failed every evaluation and trial

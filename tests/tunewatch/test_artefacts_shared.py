@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from tunewatch import _governance as governance
 from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import build_config
+from tunewatch._drift_report import drift_report
 from tunewatch._errors import NotFoundError, StoreError
 from tunewatch._example import ExampleModel
 from tunewatch._registry import Registry
@@ -278,3 +280,55 @@ def test_migrate_shares_the_artefacts_its_host_cached_before_the_upgrade(
     assert pg_store.missing_artefacts(keys) == set()
     assert main(["--config", str(config), "migrate"]) == 0
     assert "kept" not in capsys.readouterr().out
+
+
+@pytest.mark.postgres
+def test_drift_reports_cached_before_the_upgrade_are_shared_too(
+    tmp_path: Path, pg_store: Store, trained: list[ExampleModel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only versions' files and reference snapshots were shared: a drift report built on
+    a host before the upgrade stayed a 404 on every other host, although migration 0014
+    says such artefacts are filled. Read a page at a time (two reports of one window
+    straddle a page's edge here)."""
+    from tunewatch import _daemon
+
+    legacy = ArtefactStore(tmp_path / "A" / "artefacts")
+    Registry(pg_store, legacy).register(
+        "credit", trained[0].onnx, trained[0].metadata, actor="test", stage="champion"
+    )
+    end = datetime(2026, 1, 1, tzinfo=UTC)
+    reports = {}
+    for i, window_end in enumerate(end + timedelta(hours=h) for h in (0, 0, 1, 2, 3)):
+        drift = pg_store.add_evaluation(
+            model="credit",
+            version=1,
+            kind="drift",
+            status="ok",
+            window_start=window_end - timedelta(hours=1),
+            window_end=window_end,
+            payload={},
+        )
+        sha = legacy.put(f"<html>report {i}</html>".encode(), ".html")
+        pg_store.add_evaluation(
+            model="credit",
+            version=1,
+            kind="drift_report",
+            status="ok",
+            window_start=window_end - timedelta(hours=1),
+            window_end=window_end,
+            payload={"evaluation": drift.id, "sha256": sha, "drifted_columns": []},
+        )
+        reports[drift.id] = f"<html>report {i}</html>"
+    monkeypatch.setattr(_daemon, "DRIFT_REPORTS_PAGE", 2)
+    host_a = ArtefactStore(legacy.root, store=pg_store)
+    assert _daemon.share_cached_artefacts(pg_store, host_a) == 1 + len(reports)
+    host_b = ArtefactStore(tmp_path / "B" / "artefacts", store=pg_store)
+    config = build_config({"data_dir": str(tmp_path / "B")}, env={})
+    for evaluation_id, html in reports.items():
+        assert drift_report(pg_store, host_b, config, _no_baseline, "credit", evaluation_id) == html
+    assert _daemon.share_cached_artefacts(pg_store, host_a) == 0
+
+
+def _no_baseline(champion: object, model: object) -> None:
+    """A stored report is served without building a baseline."""
+    return None

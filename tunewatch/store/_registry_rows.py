@@ -226,6 +226,13 @@ def add_version(
                 f"study {study!r} already registered version {registered} of {model!r}",
                 code="study_registered",
             )
+    version = conn.execute(
+        select(func.coalesce(func.max(model_versions.c.version), 0) + 1).where(
+            model_versions.c.model == model
+        )
+    ).scalar_one()
+    if parent_version is not None:
+        _check_parent(conn, model, parent_version, version)
     params = json_roundtrip(dict(hyperparameters))
     hp_id = hyperparameter_set_id(params)
     now = utcnow()
@@ -234,11 +241,6 @@ def add_version(
         .values(id=hp_id, params=params, created_at=now)
         .on_conflict_do_nothing(index_elements=[hyperparameter_sets.c.id])
     )
-    version = conn.execute(
-        select(func.coalesce(func.max(model_versions.c.version), 0) + 1).where(
-            model_versions.c.model == model
-        )
-    ).scalar_one()
     if stage == "champion":
         current = _champion(conn, model)
         if current is not None:
@@ -284,6 +286,24 @@ def add_version(
         },
     )
     return get_version(conn, model, version)
+
+
+def _check_parent(conn: Connection, model: str, parent: int, version: int) -> None:
+    """Refuse (``InvalidValueError``) a ``parent`` of the new ``version`` that is not an
+    earlier version of ``model``: a version it does not have, a later one or the new one
+    itself, which lineage would show as a false parent or read in a loop. Read under the
+    model's lock, as the new version's number is."""
+    found = conn.execute(
+        select(model_versions.c.version).where(
+            model_versions.c.model == model, model_versions.c.version == parent
+        )
+    ).scalar()
+    if found is None or parent >= version:
+        known = f"1 to {version - 1}" if version > 1 else "it has none yet"
+        raise InvalidValueError(
+            f"`parent_version` must be an earlier version of model {model!r} ({known}), "
+            f"got {parent}"
+        )
 
 
 def get_version(conn: Connection, model: str, version: int) -> VersionRow:

@@ -16,7 +16,13 @@ from sqlalchemy.exc import IntegrityError
 
 from tests.conftest import PG_BASE_URL
 from tests.tunewatch.conftest import break_audit_appends
-from tunewatch._errors import ConflictError, NotFoundError, StoreError, StoreUnavailableError
+from tunewatch._errors import (
+    ConflictError,
+    InvalidValueError,
+    NotFoundError,
+    StoreError,
+    StoreUnavailableError,
+)
 from tunewatch.store import (
     LabelItem,
     OutputRecord,
@@ -198,6 +204,42 @@ def test_a_study_registers_once_when_asked_and_under_the_model_lock(model_store:
     assert _register(model_store, study="m-job1").version == 2  # a manual registration
     assert _register(model_store, study="m-job2", once_per_study=True).version == 3
     assert model_store.get_version("m", 1) == first
+
+
+@pytest.mark.parametrize(
+    "parent",
+    [
+        pytest.param(99, id="a-version-no-model-has"),
+        pytest.param(3, id="the-new-version-itself"),
+        pytest.param(4, id="a-version-only-another-model-has"),
+    ],
+)
+def test_a_version_s_parent_must_be_an_earlier_version_of_its_model(
+    model_store: Store, parent: int
+) -> None:
+    """A parent was stored unchecked: a version no model had, the version itself, or one
+    another model had, which lineage reports showed as the parent (and read in loops)."""
+    model_store.ensure_model(name="other", task="binary", feature_names=["a", "b"])
+    for _ in range(4):
+        _register(model_store, model="other")
+    _register(model_store)
+    _register(model_store, parent_version=1)
+    audit_before = len(model_store.audit_log(limit=100))
+    with pytest.raises(InvalidValueError) as info:
+        _register(model_store, parent_version=parent)
+    assert info.value.code == "invalid_value"
+    assert info.value.message == (
+        f"`parent_version` must be an earlier version of model 'm' (1 to 2), got {parent}"
+    )
+    assert [v.version for v in model_store.list_versions("m")] == [1, 2]
+    assert len(model_store.audit_log(limit=100)) == audit_before
+    assert _register(model_store, parent_version=2).parent_version == 2
+
+
+def test_a_first_version_has_no_parent_to_name(model_store: Store) -> None:
+    with pytest.raises(InvalidValueError, match=r"of model 'm' \(it has none yet\), got 1"):
+        _register(model_store, parent_version=1)
+    assert model_store.list_versions("m") == []
 
 
 def test_second_champion_is_refused_by_the_database(model_store: Store) -> None:

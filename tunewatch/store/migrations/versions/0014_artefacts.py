@@ -4,8 +4,9 @@ ONNX files, reference snapshots and drift reports were written only to the regis
 host's ``<data_dir>/artefacts``: a host sharing a PostgreSQL store (a replica, a tuning
 worker, the CLI elsewhere) found them missing. Each host's directory is now a cache of
 this table. Artefacts stored before this revision have no row: a daemon starting, or
-`tunewatch migrate`, on a host that cached them fills it (as does registering or
-importing the same bytes again). A downgrade drops the table (the caches keep the
+`tunewatch migrate`, on a host that cached them fills it (each version's ONNX file and
+reference snapshot, each `drift_report` evaluation's HTML), as does registering or
+importing the same bytes again. A downgrade drops the table (the caches keep the
 files).
 
 Revision ID: 0014
