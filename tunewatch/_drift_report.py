@@ -188,8 +188,8 @@ def reference_frame(
     features (as float32, as the profile read them), the champion's predictions and the
     labels, each numeric column whose method compares the profile's sample
     (:data:`SAMPLE_METHODS`) replaced by that sample, missing past its end. Chi-square,
-    z and PSI read the full column (its counts; PSI its decile bins), as the profile
-    keeps them."""
+    z and PSI read the full column (its counts; PSI its decile bins, or its values when
+    it holds at most 20 distinct ones), as the profile keeps them."""
     frame = drift_frame(
         model,
         np.asarray(baseline.reference.features, dtype=np.float32),
