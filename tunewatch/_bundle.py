@@ -36,6 +36,7 @@ from tunewatch._bundle_archive import (
     MANIFEST,
     MAX_SPACE_BYTES,
     BundleError,
+    open_bundle,
     read_manifest,
     read_space,
     sha256_file,
@@ -229,56 +230,84 @@ def import_bundle(
     records ``import_bundle_failed`` with the versions registered until then. Imports into
     one model take turns: one started while another runs is refused (``ConflictError``,
     ``import_in_progress``). ``check_space`` is called, before anything is registered, when
-    the bundle holds a search space (the caller checks it can write it out).
+    the bundle holds a search space (the caller checks it can write it out). ``path`` must
+    be a regular file: a device or a FIFO is refused (``BundleError``) before it is read.
     """
-    digest = sha256_file(path)
-    try:
-        archive = zipfile.ZipFile(path)
-    except (
-        OSError,
-        zipfile.BadZipFile,
-        UnicodeDecodeError,  # a member name flagged UTF-8 that is not
-        NotImplementedError,  # a member needing a newer zip version to extract
-    ) as exc:
-        raise BundleError(f"{str(path)!r} is not a readable bundle: {exc}") from exc
-    with archive:
-        manifest = read_manifest(archive)
-        source = manifest["model"]
-        target = source["name"] if name is None else name  # "" is refused below
-        if not valid_model_name(target):
-            raise BundleError(
-                f"model name {target[:80]!r} must be 1 to {MAX_MODEL_NAME} printable characters, "
-                "not a path and no space first or last"
-            )
-        space = read_space(archive, manifest)  # checked like the artefacts, before any write
-        if space is not None and check_space is not None:
-            check_space()  # where the caller will write it: refused, nothing is imported
-        # renewed before each candidate check, which may take its whole timeout
-        ttl = 2 * config.scoring.candidate_timeout_s + 60
-        with ImportLease(store, target, ttl_s=ttl) as lease:
-            present, planned = plan(
+    with open_bundle(path) as file:  # the file hashed is the file read
+        digest = sha256_file(file, path)
+        try:
+            archive = zipfile.ZipFile(file)
+        except (
+            OSError,
+            zipfile.BadZipFile,
+            UnicodeDecodeError,  # a member name flagged UTF-8 that is not
+            NotImplementedError,  # a member needing a newer zip version to extract
+        ) as exc:
+            raise BundleError(f"{str(path)!r} is not a readable bundle: {exc}") from exc
+        with archive:
+            return _import_archive(
                 store,
                 registry,
                 config,
                 archive,
-                manifest,
-                target,
-                digest=digest,
-                max_artefact_bytes=max_artefact_bytes,
-                renew=lease.renew,
-            )
-            imported = apply(
-                store,
-                registry,
-                archive,
-                manifest,
-                target,
-                present,
-                planned,
+                digest,
                 actor=actor,
-                digest=digest,
                 max_artefact_bytes=max_artefact_bytes,
-                renew=lease.renew,
+                name=name,
+                check_space=check_space,
             )
+
+
+def _import_archive(
+    store: Store,
+    registry: Registry,
+    config: Config,
+    archive: zipfile.ZipFile,
+    digest: str,
+    *,
+    actor: str,
+    max_artefact_bytes: int,
+    name: str | None,
+    check_space: Callable[[], None] | None,
+) -> tuple[str, list[ImportedVersion], BundledConfig | None]:
+    """:func:`import_bundle`, from the open archive whose file hashes to ``digest``."""
+    manifest = read_manifest(archive)
+    source = manifest["model"]
+    target = source["name"] if name is None else name  # "" is refused below
+    if not valid_model_name(target):
+        raise BundleError(
+            f"model name {target[:80]!r} must be 1 to {MAX_MODEL_NAME} printable characters, "
+            "not a path and no space first or last"
+        )
+    space = read_space(archive, manifest)  # checked like the artefacts, before any write
+    if space is not None and check_space is not None:
+        check_space()  # where the caller will write it: refused, nothing is imported
+    # renewed before each candidate check, which may take its whole timeout
+    ttl = 2 * config.scoring.candidate_timeout_s + 60
+    with ImportLease(store, target, ttl_s=ttl) as lease:
+        present, planned = plan(
+            store,
+            registry,
+            config,
+            archive,
+            manifest,
+            target,
+            digest=digest,
+            max_artefact_bytes=max_artefact_bytes,
+            renew=lease.renew,
+        )
+        imported = apply(
+            store,
+            registry,
+            archive,
+            manifest,
+            target,
+            present,
+            planned,
+            actor=actor,
+            digest=digest,
+            max_artefact_bytes=max_artefact_bytes,
+            renew=lease.renew,
+        )
     settings = manifest.get("config")
     return target, imported, None if settings is None else BundledConfig(settings, space)

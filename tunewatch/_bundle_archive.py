@@ -7,11 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 import lzma
+import os
+import stat
 import zipfile
 import zlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, BinaryIO, get_args
 
 from tunewatch._errors import TunewatchError
 from tunewatch._reference import Reference
@@ -198,12 +200,33 @@ def space_member(sha256: str) -> str:
     return f"spaces/{sha256}.yaml"
 
 
-def sha256_file(path: str | Path) -> str:
+def open_bundle(path: str | Path) -> BinaryIO:
+    """The bundle file at ``path``, open for reading: a regular file, else ``BundleError``
+    before anything is read (``/dev/zero`` was hashed without end). The file is checked
+    again once open, and opened without blocking (a FIFO would wait for a writer), in
+    case another took the path's place between the two."""
+    refused = f"cannot read bundle {str(path)!r}: not a regular file"
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise BundleError(refused)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise BundleError(f"cannot read bundle {str(path)!r}: {exc.strerror}") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BundleError(refused)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def sha256_file(file: BinaryIO, path: str | Path) -> str:
+    """The SHA-256 of ``file`` (the bundle at ``path``) from where it is to its end."""
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
     except OSError as exc:
         raise BundleError(f"cannot read bundle {str(path)!r}: {exc.strerror}") from exc
     return digest.hexdigest()

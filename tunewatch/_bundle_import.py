@@ -156,13 +156,16 @@ def apply(
     max_artefact_bytes: int,
     renew: Callable[[], None],
 ) -> list[ImportedVersion]:
-    """Register what :func:`plan` found to register, and audit the import (or, should
-    a registration fail, the versions registered until then)."""
+    """Mark the target regulated if the bundle is, register what :func:`plan` found to
+    register, and audit the import (or, should a registration fail, the versions
+    registered until then)."""
     source = manifest["model"]
     mapping = dict(present)
     imported = [ImportedVersion(s, v, "present", True) for s, v in present.items()]
     registered: dict[int, int] = {}
     try:
+        if source["regulated"]:
+            _regulate(store, target, actor=actor, digest=digest)
         for step in planned:
             entry = step.entry
             renew()
@@ -198,6 +201,21 @@ def apply(
         },
     )
     return imported
+
+
+def _regulate(store: Store, target: str, *, actor: str, digest: str) -> None:
+    """A regulated bundle marks an unregulated target regulated (audited), before anything
+    is registered: registering a version would, but the target may hold every version
+    already (imported before the source was regulated) and register none. A target not
+    there yet is created regulated by its first registration."""
+    try:
+        changed = store.regulate_model(
+            target, actor=actor, reason=f"imported a regulated bundle (sha256 {digest})"
+        )
+    except NotFoundError:
+        return  # not there yet: its first registration creates it regulated
+    if changed:
+        logger.info("model=%s marked regulated: bundle %s is", target, digest[:12])
 
 
 class ImportLease:

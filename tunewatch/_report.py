@@ -117,14 +117,24 @@ def _encodable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-_MD_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": r"\|"})
+_MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+#: What may begin Markdown syntax within a line (CommonMark and GFM): HTML, autolinks and
+#: entities (as entities: every flavour reads them), and, backslash-escaped, the backslash,
+#: links, images and footnotes, emphasis, code, strikethrough, math and table cells. An
+#: ``_`` between two letters or digits is left as it is: it never delimits emphasis.
+_MD_SPECIAL = re.compile(r"[&<>\\`*\[\]~$|]|(?<![^\W_])_|_(?![^\W_])")
+
+
+def _md_escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _MD_ENTITIES.get(char) or "\\" + char
 
 
 def _md(text: str) -> str:
-    """``text`` as one line of Markdown: '<', '>' and '&' as HTML entities (Markdown
-    passes raw HTML through), '|' escaped (it ends a table cell) and line breaks as
-    ``<br>`` (one ends a table row or a list item)."""
-    return re.sub(r"\r\n?|\n", "<br>", text.translate(_MD_ESCAPES))
+    """``text`` as one line of Markdown that reads as ``text``: nothing in it makes a
+    link, an image, raw HTML or markup (:data:`_MD_SPECIAL`; a backslash stays one),
+    and line breaks are ``<br>`` (one ends a table row or a list item)."""
+    return re.sub(r"\r\n?|\n", "<br>", _MD_SPECIAL.sub(_md_escape, text))
 
 
 def _fmt(value: Any) -> str:
@@ -216,7 +226,7 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
                 *((k, v) for k, v in sorted(row.hyperparameters.items())),
             ),
         ),
-        _plan_section(d.get("warm_start_plan"), d.get("n_cost_rejected")),
+        _plan_section(d.get("warm_start_plan"), d.get("n_cost_rejected"), _no_history(d, imported)),
         Section(
             "Trials and fold scores",
             rows=(
@@ -277,13 +287,31 @@ def _shares(value: Any) -> list[tuple[str, float]]:
     return sorted(((k, v) for k, v in shares if v is not None), key=lambda kv: (-kv[1], kv[0]))
 
 
-def _plan_section(value: Any, n_cost_rejected: Any) -> Section:
+def _no_history(details: dict[str, Any], imported: dict[str, Any] | None) -> str:
+    """Why a version's plan learned from no earlier study: no job tuned it, the job's
+    ``tuning.warm_start`` was ``none``, or there was none to learn from (a version tuned
+    before jobs recorded their warm-start mode: only that it learned from none)."""
+    record: Any = details if imported is None else imported
+    while isinstance(record, dict) and record.get("job") is None:
+        record = record.get("via")  # imported from a store that had imported it
+    if not isinstance(record, dict):
+        return "No tuning job: registered by hand."
+    mode = details.get("warm_start_mode")
+    if mode == "none":
+        return "Warm start off (tuning.warm_start: none)."
+    if mode is None:
+        return "Cold start: the study learned from no earlier one."
+    return "Cold start: no earlier study to learn from."
+
+
+def _plan_section(value: Any, n_cost_rejected: Any, no_history: str) -> Section:
     """The warm-start plan as :meth:`WarmStartPlan.to_dict <retune.warmstart.WarmStartPlan>`
     stores it: the box (numeric ranges, and the choices a categorical is restricted to),
-    frozen values, the history's importances, the cost ceilings and what they rejected."""
+    frozen values, the history's importances, the cost ceilings and what they rejected;
+    ``no_history`` says why, for a plan that learned from no earlier study."""
     plan = _mapping(value)
     if not plan:
-        return Section("Warm-start plan", text="Cold start: no earlier study to learn from.")
+        return Section("Warm-start plan", text=no_history)
     box = plan.get("numeric_box")
     bounds: list[tuple[Any, ...]] = [
         (b.get("name", "?"), b.get("low"), b.get("high"), None)
@@ -297,7 +325,7 @@ def _plan_section(value: Any, n_cost_rejected: Any) -> Section:
     history_shares = ", ".join(f"{k} {v:.1%}" for k, v in _shares(plan.get("importances")))
     return Section(
         "Warm-start plan",
-        text="" if plan.get("history_studies") else "Cold start: no earlier study to learn from.",
+        text="" if plan.get("history_studies") else no_history,
         rows=(
             ("strategies", plan.get("strategies")),
             ("serving-cost ceiling", plan.get("cost") or "none"),

@@ -407,6 +407,8 @@ class TuningJobRunner:
             "latency_p99_s": float(np.quantile(latencies, 0.99)),
             # the plan the study ran by: a joining or resuming worker adopts the stored one
             "warm_start_plan": result.plan.to_dict() if result.plan else None,
+            # this worker's `tuning.warm_start`: "none" learns from no earlier study
+            "warm_start_mode": tj.warm_start,
             "search_space": space_path,
             "rows": int(x.shape[0]),
             "traffic_rows": n_traffic,

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.tunewatch.conftest import MODEL, make_daemon
+from tests.tunewatch.conftest import MODEL
 from tunewatch._bundle import BundleError, ImportedVersion, export_bundle, import_bundle
 from tunewatch._cli import main
 from tunewatch._config import build_config
@@ -35,7 +35,16 @@ from tunewatch._tuning import TuningJobRunner
 @pytest.fixture
 def source(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Daemon]:
     """Version 1 champion, version 2 in shadow (its parent: 1)."""
-    daemon, _ = make_daemon(tmp_path / "source", trained)
+    daemon = Daemon(build_config({"data_dir": str(tmp_path / "source")}, env={}), env={})
+    for model, stage, parent in ((trained[0], "champion", None), (trained[1], "shadow", 1)):
+        daemon.registry.register(
+            MODEL,
+            model.onnx,
+            dataclasses.replace(model.metadata, parent_version=parent),
+            actor="test",
+            stage=stage,
+            reference=model.reference,
+        )
     yield daemon
     daemon.close()
 
@@ -76,6 +85,8 @@ def test_versions_arrive_with_their_lineage_artefacts_and_references(
         (1, 1, "champion"),  # the target had no champion
         (2, 2, "shadow"),
     ]
+    assert source.store.get_version(MODEL, 2).parent_version == 1
+    assert target.store.get_version(MODEL, 2).parent_version == 1  # v1 as imported
     for v in (1, 2):
         before, after = source.store.get_version(MODEL, v), target.store.get_version(MODEL, v)
         assert after.artefact_sha256 == before.artefact_sha256

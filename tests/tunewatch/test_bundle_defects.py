@@ -305,3 +305,69 @@ def test_an_export_over_an_existing_bundle_keeps_its_mode_its_link_and_long_name
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["private.zip", "real.zip", "link.zip", long.name]
     )
+
+
+def test_a_regulated_bundle_regulates_a_target_that_already_holds_its_versions(
+    trained: list[ExampleModel], target: Daemon, tmp_path: Path
+) -> None:
+    """Only registering a version marked the target regulated: a bundle exported again
+    once the source was regulated found every version there, registered nothing, and left
+    the target unregulated, its promotions needing no approver."""
+    source, _ = make_daemon(tmp_path / "source", trained)
+    try:
+        before, after = tmp_path / "before.zip", tmp_path / "after.zip"
+        export_bundle(source.store, source.artefacts, source.config, MODEL, before)
+        source.store.regulate_model(MODEL, actor="t", reason="regulated after its export")
+        export_bundle(source.store, source.artefacts, source.config, MODEL, after)
+    finally:
+        source.close()
+    _import(target, before)
+    assert target.store.get_model(MODEL).regulated is False
+    _, imported, _ = import_bundle(
+        target.store, target.registry, target.config, after, actor="ops", max_artefact_bytes=10**8
+    )
+    assert [(i.source_version, i.already_present) for i in imported] == [(1, True)]
+    assert target.store.get_model(MODEL).regulated is True
+    regulated, done = target.store.audit_log(limit=2)[::-1]
+    assert (regulated.action, regulated.actor, regulated.target) == ("regulate_model", "ops", MODEL)
+    assert "regulated bundle" in regulated.details["reason"]
+    assert done.action == "import_bundle"
+    _import(target, after)  # already regulated: nothing more to record
+    assert [a.action for a in target.store.audit_log(limit=2)] == [
+        "import_bundle",
+        "import_bundle",
+    ]
+    assert target.store.verify_audit() is None
+
+
+_IMPORT = """
+import sys
+from tunewatch._cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("kind", ["character-device", "fifo", "directory"])
+def test_import_refuses_a_path_that_is_not_a_regular_file_without_reading_it(
+    tmp_path: Path, kind: str
+) -> None:
+    """`tunewatch import /dev/zero` hashed the device until it was killed, and a FIFO no
+    one writes to blocked the open for good."""
+    path = {"character-device": Path("/dev/zero"), "fifo": tmp_path / "fifo"}.get(
+        kind, tmp_path / "folder"
+    )
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    config = tmp_path / "target.yaml"
+    config.write_text(json.dumps({"data_dir": str(tmp_path / "target")}))
+    run = subprocess.run(
+        [sys.executable, "-c", _IMPORT, "--config", str(config), "import", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,  # the device was read without end
+    )
+    assert run.returncode == 2, run.stderr
+    assert f"cannot read bundle {str(path)!r}: not a regular file" in run.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import logging
 import re
 from pathlib import Path
@@ -53,6 +54,57 @@ def test_markdown_report_escapes_pipes_newlines_and_html_in_values(
         assert "age|income" in report.html() and "&lt;img src=x" in report.html()
     finally:
         daemon.close()
+
+
+#: Values carrying Markdown's inline syntax, each to read back as given.
+INLINE = {
+    "image": "![x](http://127.0.0.1:9/beacon.png)",
+    "link": "[approve here](http://127.0.0.1:9/phish)",
+    "reference": "[approve][1] [1]: http://127.0.0.1:9/",
+    "autolink": "<http://127.0.0.1:9/>",
+    "emphasis": "*strong* __bold__ _it_ ~~gone~~",
+    "code": "`tick` $x$",
+    "escapes": "a\\|b \\* c\\",
+    "entity": "&lt; &#60; &amp;",
+    "intraword": "gb_n_estimators rolled_back",
+}
+
+
+def _markdown_of(values: dict[str, str]) -> str:
+    table = (("parameter", "value"), *sorted(values.items()))
+    return report_module.Report(
+        model="m", version=1, sections=(report_module.Section("S", table=table),)
+    ).markdown()
+
+
+def test_markdown_report_escapes_links_images_and_inline_syntax_in_values() -> None:
+    """Only `& < > |` and line breaks were escaped: a hyperparameter value put an image
+    (fetched when the .md is viewed) or a link with any text into the report."""
+    params = dict(_table(_markdown_of(INLINE), "| parameter | value |"))
+    values = {k.strip(): v.strip() for k, v in params.items()}
+    assert values["image"] == r"!\[x\](http://127.0.0.1:9/beacon.png)"
+    assert values["link"] == r"\[approve here\](http://127.0.0.1:9/phish)"
+    assert values["autolink"] == "&lt;http://127.0.0.1:9/&gt;"
+    assert values["emphasis"] == r"\*strong\* \_\_bold\_\_ \_it\_ \~\~gone\~\~"
+    assert values["code"] == r"\`tick\` \$x\$"
+    assert values["escapes"] == r"a\\\|b \\\* c\\"  # a backslash stays one
+    assert values["entity"] == "&amp;lt; &amp;#60; &amp;amp;"
+    assert values["intraword"] == "gb_n_estimators rolled_back"  # `_` inside a word is text
+
+
+def test_a_commonmark_renderer_shows_each_value_as_it_was_given() -> None:
+    """Rendered (CommonMark with tables and strikethrough, as GitHub renders a .md), no
+    value makes a link, an image or markup: each cell reads as the value it holds."""
+    from markdown_it import MarkdownIt
+
+    page = (
+        MarkdownIt("commonmark")
+        .enable(["table", "strikethrough"])
+        .render(_markdown_of(INLINE))
+    )
+    cells = re.findall(r"<tr>\n<td>(.*?)</td>\n<td>(.*?)</td>\n</tr>", page)
+    assert {k: html.unescape(v) for k, v in cells} == INLINE
+    assert "<a " not in page and "<img" not in page and "<h2>S</h2>" in page
 
 
 def test_report_files_of_a_long_model_name_fit_a_file_name_and_stay_apart(
@@ -196,7 +248,7 @@ def test_a_report_failing_with_a_value_error_is_logged_and_the_others_written(
             {"nested_estimate": {"mean": 0.25, "std": "x"}},
             "- **nested CV estimate (outer folds)**: —",
         ),
-        ({"warm_start_plan": ["enqueue"]}, "Cold start: no earlier study to learn from."),
+        ({"warm_start_plan": ["enqueue"]}, "No tuning job: registered by hand."),
         ({"warm_start_plan": {"numeric_box": [1, {"name": "C"}]}}, "| C | — | — | — |"),
         ({"warm_start_plan": {"choice_box": ["estimator"]}}, "- **strategies**: —"),
         ({"warm_start_plan": {"choice_box": {"estimator": "gb"}}}, "| estimator | — | — | gb |"),
