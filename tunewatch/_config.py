@@ -51,7 +51,13 @@ from tunewatch._config_evaluation import (
 from tunewatch._config_evaluation import (
     EvaluationConfig as EvaluationConfig,
 )
-from tunewatch._config_paths import anchored, beside, in_memory_sqlite, without_nul
+from tunewatch._config_paths import (
+    anchored,
+    beside,
+    data_dir_beside,
+    in_memory_sqlite,
+    without_nul,
+)
 from tunewatch._config_tuning import TuningJobConfig as TuningJobConfig
 from tunewatch._errors import ConfigError
 from tunewatch.comparison import ComparisonConfig
@@ -586,8 +592,13 @@ def build_config(
     if env.get(ENV_DATA_DIR):
         data["data_dir"], base = env[ENV_DATA_DIR], Path.cwd()
     data_dir = data.get("data_dir", Config.model_fields["data_dir"].default)
-    if isinstance(data_dir, str) and data_dir:
-        data["data_dir"] = str(base / data_dir)  # an absolute data_dir stays as it is
+    if isinstance(data_dir, str) and data_dir:  # an absolute data_dir stays as it is
+        # it holds the store unless a URL names one; the file's relative one is refused where
+        # only the working directory's holds it (an earlier release's store)
+        store = data.get("store") or {}
+        holds_store = isinstance(store, Mapping) and not store.get("url")
+        holds_store = holds_store and not env.get(ENV_STORE_URL)
+        data["data_dir"] = data_dir_beside(data_dir, base, source, holds_store=holds_store)
     # A relative SQLite path in the store's URL, and in the Optuna storage's (a URL or a
     # journal file), is made absolute as data_dir is: the file's beside the file, the
     # environment's under the working directory (it followed the working directory).

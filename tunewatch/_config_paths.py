@@ -1,7 +1,7 @@
 """Where a config's database paths point: relative SQLite paths (and Optuna journal
-files) in ``store.url`` and ``tuning.storage_url`` are made absolute, beside the config
-file as ``data_dir`` is, in-memory SQLite is told apart, and paths holding a NUL are
-refused. Part of
+files) in ``store.url`` and ``tuning.storage_url``, and a relative ``data_dir``, are made
+absolute, beside the config file, in-memory SQLite is told apart, and paths holding a NUL
+are refused. Part of
 :mod:`tunewatch._config`, which calls these while it builds a config.
 """
 
@@ -13,6 +13,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from tunewatch._errors import ConfigError
+
+# The default store's file under data_dir (`Config.store_url`).
+STORE_FILE = "tunewatch.db"
 
 
 def in_memory_sqlite(url: str) -> bool:
@@ -62,6 +65,27 @@ def beside(url: str, base: Path, key: str, source: str) -> str:
             f"config file, as {here}, which does not exist; earlier releases read it under "
             f"the working directory, as {there}, which does: write the one you mean as an "
             "absolute path"
+        )
+    return absolute
+
+
+def data_dir_beside(data_dir: str, base: Path, source: str, *, holds_store: bool) -> str:
+    """A config file's ``data_dir`` made absolute under ``base``, the file's directory.
+    Refused, as :func:`beside` refuses a URL, when it holds the store (no store URL is
+    given) and the store's file there does not exist but the one under the working
+    directory, where releases before 2026-12 read a file's ``data_dir``, does: an upgraded
+    daemon silently made and migrated a new, empty store beside the file."""
+    absolute = str(base / data_dir)
+    if not holds_store or Path(data_dir).is_absolute() or base == Path.cwd():
+        return absolute
+    here = Path(absolute) / STORE_FILE
+    there = Path.cwd() / data_dir / STORE_FILE
+    if not here.exists() and there.exists():
+        raise ConfigError(
+            f"{source}: `data_dir` names the relative path {data_dir!r}, which is read beside "
+            f"the config file: its store, {here}, does not exist; earlier releases read it "
+            f"under the working directory, whose store, {there}, does: write the one you mean "
+            "as an absolute path"
         )
     return absolute
 

@@ -14,7 +14,10 @@ from tunewatch._config import DEFAULT_TRIGGERS
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_documented_example_config_loads() -> None:
+def test_documented_example_config_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # read from an empty directory: a `.tunewatch` store an earlier command made under the
+    # repository's root would be refused as an earlier release's (test_config_data_dir.py)
+    monkeypatch.chdir(tmp_path)
     config = load_config(ROOT / "configs" / "tunewatch.yaml", env={})
     assert config.models[0].name == "credit"
     assert config.store_url.startswith("sqlite:///")
