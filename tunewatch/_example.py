@@ -60,11 +60,11 @@ def example_models(*, n_features: int = 8, seed: int = 0, n_rows: int = 4000) ->
         (
             "gbm",
             GradientBoostingClassifier(n_estimators=60, max_depth=3, random_state=seed),
-            {
+            {  # in the pipeline's vocabulary, which the safe ranges read
                 "estimator": "gradient_boosting",
-                "n_estimators": 60,
-                "max_depth": 3,
-                "learning_rate": 0.1,
+                "gb_n_estimators": 60,
+                "gb_max_depth": 3,
+                "gb_learning_rate": 0.1,
             },
         ),
     ]

@@ -2,8 +2,11 @@
 
 A promotion waits for an approver who is not the requester when the model is marked
 regulated, or when any of the version's hyperparameters lies outside its safe range: the
-model's ``safe_ranges`` or the ``safe:`` bounds of its search space (a space that cannot be
-read makes every promotion wait). Everything else is promoted at once. Both paths are
+model's ``safe_ranges`` or the ``safe:`` bounds of its search space, read at the values the
+pipeline builds (an absent name at its default). A space that cannot be read makes every
+promotion wait, and so do hyperparameters the pipeline would not build (a name outside its
+vocabulary, a choice it does not take), whose safe ranges cannot be checked. Everything
+else is promoted at once. Both paths are
 atomic in the store (stage, audit entry and event in one transaction). The store reads the
 regulated flag again when it promotes: a model regulated after the rules were read gets an
 approval request, not a champion.
@@ -173,7 +176,11 @@ def _rules(
         space = load_search_space(space_path)
     except SearchSpaceError as exc:
         return [*rules, f"search space unreadable, safe ranges not checked: {exc}"]
-    return rules + [f"outside safe range: {u}" for u in space.outside_safe_ranges(hyperparameters)]
+    try:
+        unsafe = space.outside_safe_ranges(hyperparameters)
+    except SearchSpaceError as exc:  # not a set the pipeline builds: `model__C`, `Logistic`
+        return [*rules, f"safe ranges not checked: {exc}"]
+    return rules + [f"outside safe range: {u}" for u in unsafe]
 
 
 def check_servable(artefacts: ArtefactStore, target: VersionRow) -> Signature:

@@ -9,11 +9,21 @@ from __future__ import annotations
 
 import decimal
 import math
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
 
 Choice = str | int | float | bool
+
+#: The largest magnitude of an integer in a space (a bound, a step, a safe range, a
+#: numeric choice): samplers draw, and study storages keep, numbers as floats, exact up to
+#: 2**53; past the float range ``math.isfinite`` raised a bare OverflowError.
+MAX_INT = 2**53
+#: An integer field: an int within ``MAX_INT``, not a flag (``true``), a float or text.
+_Int = Annotated[StrictInt, Field(ge=-MAX_INT, le=MAX_INT)]
+#: A float field: a float, or an int (``low: 1``), but not a flag or text.
+_Float = Annotated[float, Field(strict=True)]
 
 
 #: How far (in steps) a float may lie from its grid and still be on it: float rounding.
@@ -36,11 +46,11 @@ class IntParam(_Frozen):
     """An integer in ``[low, high]`` (``step`` apart, or log-uniform when ``log``)."""
 
     type: Literal["int"]
-    low: int
-    high: int
+    low: _Int
+    high: _Int
     log: bool = False
-    step: int = 1
-    safe: tuple[int, int] | None = None
+    step: _Int = 1
+    safe: tuple[_Int, _Int] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> IntParam:
@@ -69,11 +79,11 @@ class FloatParam(_Frozen):
     """A float in ``[low, high]`` (log-uniform when ``log``, on a grid when ``step``)."""
 
     type: Literal["float"]
-    low: float
-    high: float
+    low: _Float
+    high: _Float
     log: bool = False
-    step: float | None = None
-    safe: tuple[float, float] | None = None
+    step: _Float | None = None
+    safe: tuple[_Float, _Float] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> FloatParam:
@@ -136,6 +146,16 @@ class CategoricalParam(_Frozen):
     safe: tuple[Choice, ...] | None = None
     when: dict[str, dict[str, Param]] = Field(default_factory=dict)
 
+    @field_validator("choices")
+    @classmethod
+    def _drawable(cls, choices: tuple[Choice, ...]) -> tuple[Choice, ...]:
+        big = [c for c in choices if type(c) is int and abs(c) > MAX_INT]
+        if big:
+            raise ValueError(
+                f"an integer choice must be in [-{MAX_INT}, {MAX_INT}], got {shown(big[0])}"
+            )
+        return choices
+
     @model_validator(mode="after")
     def _check(self) -> CategoricalParam:
         if not self.choices:
@@ -167,6 +187,14 @@ class CategoricalParam(_Frozen):
             if label in key.split("|"):
                 out.update(block)
         return out
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` fit for a message: a run of more than 24 digits (a number past any
+    bound) as its first and last digits and its length, ``1000000000…0000 (401 digits)``."""
+    return re.sub(
+        r"\d{25,}", lambda m: f"{m[0][:10]}…{m[0][-4:]} ({len(m[0])} digits)", repr(value)
+    )
 
 
 def grid_bounds(low: float, step: float, lo: float, hi: float) -> tuple[float, float] | None:

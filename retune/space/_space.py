@@ -18,8 +18,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from retune._errors import SearchSpaceError
-from retune.space._params import CategoricalParam, Choice, FloatParam, IntParam, Param
-from retune.space._pipeline import _CHOICES, DEFAULTS, KNOWN_PARAMS, REGRESSORS
+from retune.space._params import (
+    CategoricalParam,
+    Choice,
+    FloatParam,
+    IntParam,
+    Param,
+    shown,
+)
+from retune.space._pipeline import _CHOICES, DEFAULTS, KNOWN_PARAMS, REGRESSORS, _resolve
 from retune.space._yaml import DuplicateKeyError, read_yaml
 
 FORMAT_VERSION = 1
@@ -123,25 +130,37 @@ class SearchSpace(BaseModel):
         return out
 
     def outside_safe_ranges(self, params: Mapping[str, Any]) -> list[str]:
-        """One message per active parameter whose value lies outside its safe range (a value
-        that is not a number counts as outside a numeric one)."""
+        """One message per parameter whose value, as the pipeline builds ``params``, lies
+        outside its safe range (a value that is not a number counts as outside a numeric
+        one).
+
+        ``params`` is read as :func:`~retune.space.build_pipeline` reads it: a name it
+        leaves out takes its default (:data:`DEFAULTS`), which is checked too, and opens
+        its conditional parameters (``{"C": 1000.0}`` builds the default ``logistic``
+        estimator with C = 1000). A set the pipeline would not build (a name outside its
+        vocabulary such as ``model__C``, a choice it does not take) raises
+        :class:`SearchSpaceError`: its safe ranges cannot be read, and it is not safe.
+        """
+        built = _resolve(params)
         problems: list[str] = []
-        for name, decl in self.active(params).items():
-            if name not in params or decl.safe is None:
+        for name, decl in self.active(built).items():
+            if name not in built or decl.safe is None:
                 continue
-            value = params[name]
+            value = built[name]
+            shown = f"`{name}` = {value!r}"
+            if name not in params:
+                shown += " (not recorded: the pipeline's default)"
             if isinstance(decl, CategoricalParam):
                 if value not in decl.safe:
-                    problems.append(f"`{name}` = {value!r} is not a safe choice {list(decl.safe)}")
+                    problems.append(f"{shown} is not a safe choice {list(decl.safe)}")
             elif isinstance(value, bool) or not isinstance(value, int | float):
                 problems.append(
-                    f"`{name}` = {value!r} is not a number, so not in its safe range "
+                    f"{shown} is not a number, so not in its safe range "
                     f"[{decl.safe[0]}, {decl.safe[1]}]"
                 )
             elif not decl.safe[0] <= value <= decl.safe[1]:
                 problems.append(
-                    f"`{name}` = {value!r} is outside its safe range "
-                    f"[{decl.safe[0]}, {decl.safe[1]}]"
+                    f"{shown} is outside its safe range [{decl.safe[0]}, {decl.safe[1]}]"
                 )
         return problems
 
@@ -218,7 +237,7 @@ def parse_search_space(data: Mapping[str, Any]) -> SearchSpace:
     except ValidationError as exc:
         first = exc.errors()[0]
         raise SearchSpaceError(
-            f"{first['msg']} (input {first.get('input')!r})"
+            f"{first['msg']} (input {shown(first.get('input'))})"
             + (f"; {exc.error_count() - 1} more error(s)" if exc.error_count() > 1 else ""),
             path=_key_path(first["loc"]),
         ) from exc
@@ -322,7 +341,9 @@ def _check_vocabulary(space: SearchSpace) -> None:
         text = [
             c
             for c in decl.choices
-            if isinstance(c, bool) or not isinstance(c, int | float) or not math.isfinite(c)
+            if isinstance(c, bool)
+            or not isinstance(c, int | float)
+            or (isinstance(c, float) and not math.isfinite(c))
         ]
         if text:
             raise SearchSpaceError(f"`{name}` takes a number, got {text}", path=f"{path}.choices")

@@ -12,6 +12,7 @@ import pytest
 from tunewatch import _governance as governance
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, build_config
+from tunewatch._errors import ConflictError
 from tunewatch._example import ExampleModel
 from tunewatch.store import ModelRow, Store, VersionRow
 
@@ -90,3 +91,48 @@ def test_a_model_regulated_while_its_promotion_is_decided_waits_for_an_approver(
     assert decided.status == "approved" and promoted is not None
     assert store.champion("m").version == 2  # type: ignore[union-attr]
     assert store.verify_audit() is None
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "rule"),
+    [
+        ({"C": 1000.0}, "outside safe range: `C` = 1000.0 is outside its safe range [0.001, 10.0]"),
+        (
+            {"estimator": "logistic", "model__C": 1000.0},
+            "safe ranges not checked: unknown pipeline parameter(s) ['model__C']",
+        ),
+        (
+            {"estimator": "gradient_boosting", "model__max_depth": 50},
+            "safe ranges not checked: unknown pipeline parameter(s) ['model__max_depth']",
+        ),
+    ],
+    ids=["C-without-its-estimator", "sklearn-style-C", "sklearn-style-max-depth"],
+)
+def test_hyperparameters_the_safe_ranges_did_not_read_make_a_promotion_wait(
+    store: Store,
+    artefacts: ArtefactStore,
+    trained: list[ExampleModel],
+    hyperparameters: dict[str, object],
+    rule: str,
+) -> None:
+    """The default space (binary_tabular.yaml) bounds C to [0.001, 10]: `{'C': 1000.0}`
+    builds LogisticRegression(C=1000) (the default estimator), and the gate, which skipped
+    C without its `estimator` and skipped names it did not know, promoted it at once."""
+    row = store.add_version(
+        model="m",
+        artefact_sha256=hashlib.sha256(trained[0].onnx).hexdigest(),
+        hyperparameters=hyperparameters,
+        size_bytes=10,
+        actor="ci",
+    )
+    outcome = governance.promote(
+        store, CONFIG, "m", row.version, actor="alice", reason="it won", artefacts=artefacts
+    )
+    assert outcome.status == "pending_approval" and outcome.approval is not None
+    assert len(outcome.approval.rules) == 1 and outcome.approval.rules[0].startswith(rule)
+    assert store.champion("m").version == 1  # type: ignore[union-attr]
+    with pytest.raises(ConflictError) as info:
+        governance.check_champion_registration(
+            store, CONFIG, "n", task="binary", regulated=None, hyperparameters=hyperparameters
+        )
+    assert info.value.code == "approval_required"
