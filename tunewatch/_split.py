@@ -9,15 +9,17 @@ What the inference path must record for the sample-ratio check: a request the sp
 challenger answers is written with the challenger's output (any role, normally
 ``"challenger"``) and **no** output in role ``"champion"``; a request the champion answers
 keeps its ``"champion"`` output (challengers may still shadow it). The check counts
-requests, not units: with many requests per unit it is conservative only if units are
-small; record one request per unit per period for an exact unit-level check.
+units, not requests: the distinct unit keys of the requests each arm answered (see
+:func:`tunewatch.store._labelled.count_split_arms`), since assignment is by unit. A
+change of the split's challenger, salt or share starts a new count (see
+:func:`check_split`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
@@ -28,6 +30,7 @@ from tunewatch._config_base import Frozen
 if TYPE_CHECKING:  # _config nests SplitConfig: import nothing that imports _config
     from tunewatch._actions import ActionOutcome, Dispatcher
     from tunewatch.store._comparisons import ComparisonStore, SplitCheckRow
+    from tunewatch.store._split_checks import SplitWindow
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +82,7 @@ def check_split(
     champion_version: int,
     split: SplitConfig,
     since: datetime | None,
+    now: datetime | None = None,
     alpha: float = 0.001,
     min_requests: int = 100,
 ) -> SplitCheckRow | None:
@@ -90,28 +94,51 @@ def check_split(
     through the dispatcher (once per mismatch episode, not every tick); a retune it
     caused that is still owed (the quota suppressed it) is tried again at the episode's
     later checks.
-    ``None`` while fewer than ``min_requests`` requests were split."""
+
+    The same count is that of a check of the same split (challenger, salt, share) counted
+    from the same time: a count restarted at a later ``since`` starts afresh, whatever
+    units it holds. A split whose challenger, salt or share differs from the newest
+    check's is a new split: its units count from ``now`` (default: the current time),
+    when the first check sees it (stored then, untested — p-value 1, no mismatch — while
+    too few units came), or from ``since`` if later, and only from requests stamped after
+    every one recorded by then (a host whose clock runs ahead stamps the old settings'
+    requests later). Counted from ``since`` alone, units assigned under both settings
+    were mixed (a returning unit that changed arms counted in both): a false mismatch
+    after a ramp of the share.
+
+    Returns the check of the count as it stands: ``None`` while fewer than
+    ``min_requests`` units were split and no check of the same count was stored."""
+    settings_since: datetime | None
+    last = comparisons.store.latest_split_window(model)
+    if last is None:  # the split's first check: its settings apply from its start
+        settings_since, changed = None, False
+    elif _settings(last.check) != (split.challenger, split.salt, split.percent):
+        at = now or datetime.now(UTC)  # a new split, seen now
+        settings_since, changed = comparisons.store.new_split_settings_since(model, at), True
+    else:
+        settings_since, changed = last.settings_since, False
+    window = _later(since, settings_since)
     n_champion, n_challenger = comparisons.count_split_arms(
-        model=model, challenger_version=split.challenger, since=since
+        model=model, challenger_version=split.challenger, since=window
     )
-    if n_champion + n_challenger < min_requests:
-        return None
-    result: SRMResult = srm_check(n_champion, n_challenger, split.percent / 100.0, alpha=alpha)
-    previous = comparisons.latest_split_check(
-        model, salt=split.salt, challenger_version=split.challenger
-    )
-    p_value, mismatch = result.p_value, result.mismatch
-    grown = (
-        previous is not None
-        and previous.percent == split.percent
-        and n_champion + n_challenger >= previous.n_champion + previous.n_challenger
-    )
-    if previous is not None and grown:
+    n = n_champion + n_challenger
+    previous = None
+    if last is not None and not changed and _same_count(last, window, n):
+        previous = last.check
+    if n < min_requests and not changed:
+        return previous
+    result: SRMResult | None = None
+    if n < min_requests:  # new settings, too few units yet: stored untested, to date them
+        chi2, p_value, mismatch = 0.0, 1.0, False
+    else:
+        result = srm_check(n_champion, n_challenger, split.percent / 100.0, alpha=alpha)
+        chi2, p_value, mismatch = result.chi2, result.p_value, result.mismatch
+    if previous is not None:
         # The same count grown: its always-valid evidence is the smallest p-value seen, and
         # a mismatch, once found, is final like a test's decision. Re-reading the current
         # value unblocked promotions on a broken split (a 48.5/51.5 split read "no
         # mismatch" again after detection in 35 % of 300 simulated runs). A count that
-        # shrank was restarted (a later ``start``), and a new salt or share is a new split.
+        # starts elsewhere (a later ``start``, a new challenger, salt or share) is new.
         p_value = min(p_value, previous.p_value)
         mismatch = mismatch or previous.mismatch
     row = comparisons.add_split_check(
@@ -122,13 +149,15 @@ def check_split(
         percent=split.percent,
         n_champion=n_champion,
         n_challenger=n_challenger,
-        chi2=result.chi2,
+        chi2=chi2,
         p_value=p_value,
         mismatch=mismatch,
+        since=window,
+        settings_since=settings_since,
     )
-    if mismatch and grown and previous is not None and previous.mismatch:
+    if mismatch and previous is not None and previous.mismatch:
         _retry_owed_retune(dispatcher, model, split)
-    elif mismatch:
+    elif mismatch and result is not None:
         outcome: ActionOutcome = dispatcher.handle(
             model,
             "srm_detected",
@@ -158,6 +187,25 @@ def check_split(
             outcome.describe(),
         )
     return row
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None or b is None:
+        return b if a is None else a
+    return max(a, b)
+
+
+def _settings(check: SplitCheckRow) -> tuple[int, str, float]:
+    return check.challenger_version, check.salt, check.percent
+
+
+def _same_count(last: SplitWindow, window: datetime | None, n: int) -> bool:
+    """Whether ``last`` (of the same split settings) checked the count of units received
+    from ``window``, of which there are ``n`` now. A check stored before checks recorded
+    their count (revision 0016) is taken for the same count when ``n`` is at least its."""
+    if last.since is None and window is not None:
+        return n >= last.check.n_champion + last.check.n_challenger
+    return last.since == window
 
 
 def _retry_owed_retune(dispatcher: Dispatcher, model: str, split: SplitConfig) -> None:

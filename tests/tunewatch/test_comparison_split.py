@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from shadow.stats import TwoSampleSequentialTest
 from tests.tunewatch.test_comparison_loop import (
@@ -26,6 +27,7 @@ from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
 from tunewatch._split import SplitConfig, route
 from tunewatch.comparison import ComparisonRunner
+from tunewatch.store._schema import split_checks
 
 SPLIT = SplitConfig(challenger=2, percent=50.0, salt="exp-1")
 
@@ -648,3 +650,173 @@ def test_a_split_resumes_after_the_watch_that_paused_it_from_the_watch_s_end(
     assert check is not None and check.n_champion + check.n_challenger == 1000, check  # not 1300
     assert not check.mismatch
     assert d.store.list_events(model=MODEL, type="srm_detected") == []
+
+
+def _serve_arms(
+    d: Daemon, t: Traffic, n: int, champion_share: float, *, first_id: int, at: datetime
+) -> tuple[int, int]:
+    """Labelled requests ``first_id`` … of ``n`` units, one each (rows of ``t`` from its
+    first): ``champion_share`` of them answered by the champion (v1, not shadowed), the
+    rest by v2 alone. Returns the units of each arm."""
+    k = round(n * champion_share)
+    for rows, answers, roles in (
+        (slice(0, k), {1: t.logistic[:k]}, {1: "champion"}),
+        (slice(k, n), {2: oracle(t.x[k:n])}, {2: "challenger"}),
+    ):
+        ids = range(first_id + rows.start, first_id + rows.stop)
+        write(
+            d.store,
+            ids=ids,
+            x=t.x[rows],
+            y=t.y[rows],
+            answers=answers,
+            roles=roles,
+            units=[f"u{i}" for i in ids],
+            received_at=at,
+        )
+    return k, n - k
+
+
+def _broken_split_blocks(d: Daemon, t: Traffic) -> None:
+    """The mismatched split of 5,300 against 4,700 units: the check finds the mismatch
+    and blocks the decided split test's promotion."""
+    _mismatched_split(d, t)
+    split = next(r for r in runner(d, split=SPLIT.model_dump()).run(MODEL) if r.kind == "split")
+    assert split.action == "blocked_srm"
+
+
+def test_a_new_start_clears_a_mismatch_when_it_counts_more_units_than_the_mismatch(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """The count restarted at a later `start` (the assignment fixed) already held more
+    units than the check that found the mismatch: judged "the same count grown" by its
+    total alone, the check kept the old mismatch and p-value (a balanced 5,500/5,500
+    read as a mismatch) and blocked promotions for good. A check carries
+    evidence over only from a check of the same split counted from the same start."""
+    _broken_split_blocks(daemon, traffic(trained, 12_000, seed=7))
+    restart = datetime.now(UTC)
+    later = restart + timedelta(seconds=1)
+    t = traffic(trained, 11_000, seed=8)
+    fixed = _serve_arms(daemon, t, 11_000, 0.5, first_id=20_000, at=later)
+    loop = runner(daemon, split=SPLIT.model_dump() | {"start": restart})
+    split = next(r for r in loop.run(MODEL) if r.kind == "split")
+    check = loop.comparisons.latest_split_check(MODEL, salt=SPLIT.salt, challenger_version=2)
+    assert check is not None and (check.n_champion, check.n_challenger) == fixed == (5500, 5500)
+    assert not check.mismatch and check.p_value > 0.001
+    assert split.action == "promoted"
+    assert len(daemon.store.list_events(model=MODEL, type="srm_detected")) == 1
+    champion = daemon.store.champion(MODEL)
+    assert champion is not None and champion.version == 2
+
+
+def test_a_new_start_under_the_minimum_count_does_not_fall_back_on_the_old_mismatch(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """While the restarted count is under `srm_min_requests` the check has nothing to
+    say: the runner read the newest check instead, the mismatch of the count before the
+    restart, and kept blocking. Only a check of the same split and start stands in."""
+    _broken_split_blocks(daemon, traffic(trained, 12_000, seed=7))
+    restart = datetime.now(UTC)
+    later = restart + timedelta(seconds=1)
+    _serve_arms(daemon, traffic(trained, 200, seed=8), 200, 0.5, first_id=20_000, at=later)
+    loop = runner(daemon, split=SPLIT.model_dump() | {"start": restart}, srm_min_requests=1000)
+    split = next(r for r in loop.run(MODEL) if r.kind == "split")
+    assert split.action == "promoted"
+    champion = daemon.store.champion(MODEL)
+    assert champion is not None and champion.version == 2
+
+
+def _serve_routed(
+    d: Daemon,
+    t: Traffic,
+    split: SplitConfig,
+    ids: range,
+    keys: range,
+    received_at: datetime | None = None,
+) -> tuple[int, int]:
+    """Requests ``ids``, one for each unit of ``keys``, answered as ``split`` routes them
+    and recorded as the inference path records them; not labelled (no test decides).
+    Returns the units of each arm."""
+    arm = [route((1, 2), split, f"u{k}") for k in keys]
+    ours = [i for i, a in zip(ids, arm, strict=True) if a == 1]
+    theirs = [i for i, a in zip(ids, arm, strict=True) if a == 2]
+    unit = dict(zip(ids, keys, strict=True))
+    for rows, answers in ((ours, {1: t.logistic[ours]}), (theirs, {2: oracle(t.x[theirs])})):
+        write(
+            d.store,
+            ids=rows,
+            x=t.x[rows],
+            y=t.y[rows],
+            answers=answers,
+            roles={1: "champion", 2: "challenger"},
+            units=[f"u{unit[i]}" for i in rows],
+            labelled=[False] * len(rows),
+            received_at=received_at,
+        )
+    return len(ours), len(theirs)
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [{"percent": 50.0}, {"salt": "exp-10-again"}],
+    ids=["share-ramped-to-50", "new-salt"],
+)
+def test_a_split_whose_share_or_salt_changes_is_counted_from_the_change(
+    daemon: Daemon, trained: list[ExampleModel], changed: dict[str, object]
+) -> None:
+    """A 10 % split ramped to 50 % (or reshuffled with a new salt) on the same start,
+    traffic routed exactly as configured throughout: the check went on counting from the
+    split's start, units assigned under both settings (a returning unit that changed arms
+    in both), a false mismatch (3,477/1,618 units after a ramp, expected share 0.5) that
+    raised srm_detected and blocked promotions for good. A new share or salt is a new
+    split: its units count from the first check that saw it, and only from requests
+    stamped after every request recorded by then (a host whose clock runs a minute ahead
+    stamped some of the old settings' requests after that check)."""
+    t = traffic(trained, 6300, seed=7)
+    now = datetime.now(UTC)
+    an_hour_ago = now - timedelta(hours=1)
+    before = SplitConfig(challenger=2, percent=10.0, salt="exp-10", start=an_hour_ago)
+    after = before.model_copy(update=changed)
+    _serve_routed(daemon, t, before, range(0, 3000), range(0, 3000), received_at=an_hour_ago)
+    ahead = now + timedelta(minutes=1)
+    _serve_routed(daemon, t, before, range(6000, 6300), range(5000, 5300), received_at=ahead)
+    first = runner(daemon, split=before.model_dump()).run(MODEL)
+    assert [r.action for r in first if r.kind == "split"] == ["none"]
+    loop = runner(daemon, split=after.model_dump())
+    assert [r.action for r in loop.run(MODEL) if r.kind == "split"] == ["none"]
+    seen = loop.comparisons.latest_split_check(MODEL, salt=after.salt, challenger_version=2)
+    assert seen is not None and seen.percent == after.percent  # when the change was seen
+    assert (seen.n_champion, seen.n_challenger, seen.mismatch) == (0, 0, False)
+    # Units come back (u1500 … u2999) and new ones arrive, routed by the new settings.
+    later = ahead + timedelta(minutes=1)
+    served = _serve_routed(daemon, t, after, range(3000, 6000), range(1500, 4500), later)
+    assert [r.action for r in loop.run(MODEL) if r.kind == "split"] == ["none"]
+    check = loop.comparisons.latest_split_check(MODEL, salt=after.salt, challenger_version=2)
+    assert check is not None and check.percent == after.percent
+    assert (check.n_champion, check.n_challenger) == served  # the units since the change
+    assert not check.mismatch
+    assert daemon.store.list_events(model=MODEL, type="srm_detected") == []
+
+
+def test_a_mismatch_found_before_checks_recorded_their_count_stays_detected(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """A check stored before revision 0016 records no count start: the next check of the
+    same split takes it for the same count when it holds at least as many units, as
+    checks did then, so an upgrade does not clear a mismatch the arms evened out since."""
+    t = traffic(trained, 12_000, seed=7)
+    _mismatched_split(daemon, t)
+    loop = runner(daemon, split=SPLIT.model_dump())
+    loop.run(MODEL)
+    first = loop.comparisons.latest_split_check(MODEL, salt=SPLIT.salt, challenger_version=2)
+    assert first is not None and first.mismatch
+    with daemon.store.engine.begin() as conn:  # as revision 0016 leaves an older check
+        conn.execute(sa.update(split_checks).values(since=None, settings_since=None))
+    _more_challenger_units(daemon, t, range(10_000, 10_600))  # 5,300 against 5,300
+    split = next(r for r in loop.run(MODEL) if r.kind == "split")
+    assert split.action == "blocked_srm"
+    check = loop.comparisons.latest_split_check(MODEL, salt=SPLIT.salt, challenger_version=2)
+    assert check is not None and (check.n_champion, check.n_challenger) == (5300, 5300)
+    assert check.mismatch and check.p_value == first.p_value
+    window = daemon.store.latest_split_window(MODEL)
+    assert window is not None and window.check == check and window.since is not None

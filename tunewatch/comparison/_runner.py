@@ -197,13 +197,10 @@ class ComparisonRunner:
                 champion_version=champion.version,
                 split=settings.split,
                 since=self._split_start(model, settings.split),
+                now=self.clock(),
                 alpha=settings.srm_alpha,
                 min_requests=settings.srm_min_requests,
             )
-            if check is None:
-                check = self.comparisons.latest_split_check(
-                    model, salt=settings.split.salt, challenger_version=settings.split.challenger
-                )
             blocked = check is not None and check.mismatch
         results += self._compare(model, champion, objective, settings, blocked=blocked)
         if settings.split is not None:
@@ -453,7 +450,9 @@ class ComparisonRunner:
         unblocked promotions. The challenger's own time out of shadow does: as champion it
         answered every unit (all in the champion arm), and a balanced split after its
         return read as a mismatch. So does a rollback watch that kept it shadowing: the
-        split counts from the watch's end."""
+        split counts from the watch's end. The check counts from later still after the
+        split's challenger, salt or share changed: from the first check that saw them
+        (see :func:`~tunewatch._split.check_split`)."""
         try:
             challenger = self.store.get_version(model, split.challenger)
         except LookupError:

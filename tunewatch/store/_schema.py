@@ -211,6 +211,7 @@ labels = Table(
     Column("received_at", UTCDateTime, nullable=False),
     PrimaryKeyConstraint("model", "request_id"),
     ForeignKeyConstraint(["model", "request_id"], ["requests.model", "requests.request_id"]),
+    Index("ix_labels_model_received_at", "model", "received_at"),  # a model's labels by arrival
 )
 
 events = Table(
@@ -283,6 +284,8 @@ evaluations = Table(
     Column("payload", JSON, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_evaluations_model_kind_window_end", "model", "kind", "window_end"),
+    # A model's newest of any kind, in the reads' order (ties on window_end by id).
+    Index("ix_evaluations_model_window_end_id", "model", "window_end", "id"),
 )
 
 # Promotions that wait for an approver (regulated models, unsafe hyperparameters).
@@ -436,6 +439,7 @@ comparison_looks = Table(
     Column("family_size", Integer, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_comparison_looks_model_challenger", "model", "challenger_version", "id"),
+    Index("ix_comparison_looks_test_id_id", "test_id", "id"),  # a test's latest look
 )
 
 # Sample-ratio checks of live splits (requests answered by each arm).
@@ -454,6 +458,11 @@ split_checks = Table(
     Column("p_value", Float, nullable=False),
     Column("mismatch", Boolean(create_constraint=False), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # The count the check judged: units received from ``since``; the split's challenger,
+    # salt and share applied from ``settings_since`` (NULL: from the split's start). Both
+    # NULL on checks stored before revision 0016.
+    Column("since", UTCDateTime, nullable=True),
+    Column("settings_since", UTCDateTime, nullable=True),
     Index("ix_split_checks_model_id", "model", "id"),
 )
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row, func, select
 
 from ._comparison_rows import SplitCheckRow, UnitTotal
 from ._engine import dialect_insert
-from ._schema import split_checks, split_units
+from ._schema import requests, split_checks, split_units
 from ._types import utcnow
 
 # Unit keys per IN (...) list: far under SQLite's and PostgreSQL's parameter limits.
@@ -48,7 +50,11 @@ def add_split_check(
     chi2: float,
     p_value: float,
     mismatch: bool,
+    since: datetime | None = None,
+    settings_since: datetime | None = None,
 ) -> SplitCheckRow:
+    """Store a check of the count of units received from ``since``; the split's challenger,
+    salt and share applied from ``settings_since`` (``None``: from the split's start)."""
     row_id = conn.execute(
         split_checks.insert()
         .values(
@@ -63,6 +69,8 @@ def add_split_check(
             p_value=p_value,
             mismatch=mismatch,
             created_at=utcnow(),
+            since=since,
+            settings_since=settings_since,
         )
         .returning(split_checks.c.id)
     ).scalar_one()
@@ -80,6 +88,44 @@ def latest_split_check(
         stmt = stmt.where(split_checks.c.challenger_version == challenger_version)
     row = conn.execute(stmt.order_by(split_checks.c.id.desc()).limit(1)).first()
     return None if row is None else _split(row)
+
+
+@dataclass(frozen=True, slots=True)
+class SplitWindow:
+    """A split check with the count it judged: units received from ``since``, the
+    split's challenger, salt and share applying from ``settings_since`` (``None``: from
+    the split's start). ``since`` is ``None`` too on checks stored before revision 0016,
+    which recorded neither."""
+
+    check: SplitCheckRow
+    since: datetime | None
+    settings_since: datetime | None
+
+
+def latest_split_window(conn: Connection, model: str) -> SplitWindow | None:
+    """The newest split check of ``model``, whatever split it checked, with its count."""
+    row = conn.execute(
+        select(split_checks)
+        .where(split_checks.c.model == model)
+        .order_by(split_checks.c.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return SplitWindow(_split(row), since=row.since, settings_since=row.settings_since)
+
+
+def new_settings_since(conn: Connection, model: str, now: datetime) -> datetime:
+    """Where the count of a live split whose settings changed starts when a check first
+    sees them at ``now``: there, or after the newest request of ``model`` recorded by
+    then if it is stamped later (by a host whose clock runs ahead), so that no request
+    recorded before the check saw the change is counted."""
+    newest: datetime | None = conn.execute(
+        select(func.max(requests.c.received_at)).where(requests.c.model == model)
+    ).scalar_one()
+    if newest is None:
+        return now
+    return max(now, newest + timedelta(microseconds=1))  # counts from ``received_at >=``
 
 
 # -- unit totals ----------------------------------------------------------------------------

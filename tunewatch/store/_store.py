@@ -47,6 +47,7 @@ from ._evaluations import EvaluationRow
 from ._governance import ApprovalRow
 from ._jobs import JobRow, JobStatus
 from ._migrate import upgrade_to_head
+from ._split_checks import SplitWindow, latest_split_window, new_settings_since
 from ._types import (
     AuditBreak,
     AuditEntry,
@@ -360,6 +361,20 @@ class Store:
     def get_label(self, model: str, request_id: str) -> LabelRow | None:
         with self._read("get_label") as conn:
             return _records.get_label(conn, model, request_id)
+
+    # -- live-split checks --------------------------------------------------------------
+
+    def latest_split_window(self, model: str) -> SplitWindow | None:
+        """The newest sample-ratio check of ``model``'s live split, whatever split it
+        checked, with the count it judged (see :class:`SplitWindow`)."""
+        with self._read("latest_split_window") as conn:
+            return latest_split_window(conn, model)
+
+    def new_split_settings_since(self, model: str, now: datetime) -> datetime:
+        """Where the count of ``model``'s live split starts when a check first sees its
+        new challenger, salt or share at ``now`` (see :func:`new_settings_since`)."""
+        with self._read("new_split_settings_since") as conn:
+            return new_settings_since(conn, model, now)
 
     # -- events, audit, tokens ----------------------------------------------------------
 

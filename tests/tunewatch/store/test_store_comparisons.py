@@ -131,6 +131,42 @@ def test_split_arms_count_the_units_each_arm_answered(model_store: Store) -> Non
     assert model_store.get_request("m", "r0").unit_key == "u0"  # type: ignore[union-attr]
 
 
+def test_split_checks_keep_the_count_they_judged(model_store: Store) -> None:
+    """Each check records where its count of units started and since when its split's
+    challenger, salt and share applied. A split whose settings change counts from when a
+    check first sees them, or after the newest request recorded by then if that is
+    stamped later (by a host whose clock runs ahead)."""
+    comparisons = ComparisonStore(model_store)
+    assert model_store.latest_split_window("m") is None
+    assert model_store.new_split_settings_since("m", T0) == T0  # no request yet
+    _split_log(model_store)  # the newest, r9, received at T0 + 9 s
+    ahead = T0 + timedelta(seconds=9, microseconds=1)
+    assert model_store.new_split_settings_since("m", T0 + timedelta(seconds=3)) == ahead
+    later = T0 + timedelta(minutes=1, microseconds=250)
+    assert model_store.new_split_settings_since("m", later) == later
+    checks = [("exp-1", 50.0, T0, None), ("exp-2", 20.0, later, later)]
+    for salt, percent, since, settings_since in checks:
+        comparisons.add_split_check(
+            model="m",
+            champion_version=1,
+            challenger_version=2,
+            salt=salt,
+            percent=percent,
+            n_champion=3,
+            n_challenger=2,
+            chi2=0.2,
+            p_value=1.0,
+            mismatch=False,
+            since=since,
+            settings_since=settings_since,
+        )
+        window = model_store.latest_split_window("m")
+        assert window is not None
+        assert (window.check.salt, window.check.percent) == (salt, percent)
+        assert (window.since, window.settings_since) == (since, settings_since)
+    assert comparisons.latest_split_check("m") == window.check
+
+
 def test_split_reads_keyed_requests_and_keeps_unit_totals(model_store: Store) -> None:
     _split_log(model_store)
     comparisons = ComparisonStore(model_store)

@@ -401,6 +401,54 @@ def test_0012_keeps_an_index_the_operator_built_beforehand(store_url: str) -> No
     assert "ix_outputs_model_created_at" not in indexes
 
 
+_INDEXES_0015 = {
+    "evaluations": ("ix_evaluations_model_window_end_id", ["model", "window_end", "id"]),
+    "comparison_looks": ("ix_comparison_looks_test_id_id", ["test_id", "id"]),
+    "labels": ("ix_labels_model_received_at", ["model", "received_at"]),
+}
+
+
+def _indexes(conn: sa.Connection, table: str) -> dict[str, list[str | None]]:
+    return {i["name"]: i["column_names"] for i in sa.inspect(conn).get_indexes(table)}
+
+
+def test_0015_keeps_an_index_the_operator_built_beforehand(store_url: str) -> None:
+    """``labels`` is as large as the scoring history: on PostgreSQL an operator builds its
+    index ahead with ``CREATE INDEX CONCURRENTLY``; the upgrade keeps it, builds the rest."""
+    engine = sa.create_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0014")
+            conn.execute(
+                sa.text("CREATE INDEX ix_labels_model_received_at ON labels (model, received_at)")
+            )
+            command.upgrade(alembic_config(conn), "head")
+            indexes = {table: _indexes(conn, table) for table in _INDEXES_0015}
+    finally:
+        engine.dispose()
+    for table, (name, columns) in _INDEXES_0015.items():
+        assert indexes[table][name] == columns, (table, indexes[table])
+
+
+def test_downgrading_0015_drops_its_indexes_and_upgrading_builds_them_again(
+    store_url: str,
+) -> None:
+    engine = sa.create_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "head")
+            command.downgrade(alembic_config(conn), "0014")
+            downgraded = {table: _indexes(conn, table) for table in _INDEXES_0015}
+            command.upgrade(alembic_config(conn), "head")
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            differences = compare_metadata(context, metadata)
+    finally:
+        engine.dispose()
+    for table, (name, _) in _INDEXES_0015.items():
+        assert name not in downgraded[table], (table, downgraded[table])
+    assert differences == []
+
+
 def test_watches_before_0013_keep_their_promotion_and_a_pair_promoted_again_gets_its_own(
     store_url: str,
 ) -> None:
@@ -478,6 +526,63 @@ def test_watches_before_0013_keep_their_promotion_and_a_pair_promoted_again_gets
             promotions[2].id,  # the newest of its pair before it was created
             0,
         ]
+    finally:
+        store.close()
+
+
+def test_split_checks_before_0016_have_no_count_start_and_a_downgrade_keeps_them(
+    store_url: str,
+) -> None:
+    """Revision 0016: each split check records where its count started and since when
+    its split's settings applied. A check stored before reads both as unknown (``None``);
+    a downgrade drops the columns and keeps the checks."""
+    store = Store.open(store_url)
+    try:
+        store.ensure_model(name="m", task="binary", feature_names=["a"])
+        with store.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0015")
+            conn.execute(
+                sa.text(
+                    "INSERT INTO split_checks (model, champion_version, challenger_version, "
+                    "salt, percent, n_champion, n_challenger, chi2, p_value, mismatch, "
+                    "created_at) VALUES ('m', 1, 2, 'exp-1', 50.0, 5300, 4700, 36.0, 1e-5, "
+                    "true, CURRENT_TIMESTAMP)"
+                )
+            )
+            command.upgrade(alembic_config(conn), "head")
+        older = store.latest_split_window("m")
+        assert older is not None and (older.since, older.settings_since) == (None, None)
+        assert (older.check.salt, older.check.n_champion, older.check.mismatch) == (
+            "exp-1",
+            5300,
+            True,
+        )
+        start = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+        ramped = start + timedelta(hours=5, microseconds=123)
+        ComparisonStore(store).add_split_check(
+            model="m",
+            champion_version=1,
+            challenger_version=2,
+            salt="exp-1",
+            percent=20.0,
+            n_champion=80,
+            n_challenger=20,
+            chi2=0.0,
+            p_value=1.0,
+            mismatch=False,
+            since=ramped,
+            settings_since=ramped,
+        )
+        newer = store.latest_split_window("m")
+        assert newer is not None and (newer.since, newer.settings_since) == (ramped, ramped)
+        assert newer.check.percent == 20.0
+        with store.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0015")
+            kept = conn.execute(
+                sa.text("SELECT percent, n_champion FROM split_checks ORDER BY id")
+            ).all()
+            command.upgrade(alembic_config(conn), "head")
+        assert kept == [(50.0, 5300), (20.0, 80)]
     finally:
         store.close()
 
