@@ -97,11 +97,7 @@ def test_a_commonmark_renderer_shows_each_value_as_it_was_given() -> None:
     value makes a link, an image or markup: each cell reads as the value it holds."""
     from markdown_it import MarkdownIt
 
-    page = (
-        MarkdownIt("commonmark")
-        .enable(["table", "strikethrough"])
-        .render(_markdown_of(INLINE))
-    )
+    page = MarkdownIt("commonmark").enable(["table", "strikethrough"]).render(_markdown_of(INLINE))
     cells = re.findall(r"<tr>\n<td>(.*?)</td>\n<td>(.*?)</td>\n</tr>", page)
     assert {k: html.unescape(v) for k, v in cells} == INLINE
     assert "<a " not in page and "<img" not in page and "<h2>S</h2>" in page
