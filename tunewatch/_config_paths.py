@@ -83,9 +83,10 @@ def data_dir_beside(data_dir: str, base: Path, source: str, *, holds_store: bool
     if not here.exists() and there.exists():
         raise ConfigError(
             f"{source}: `data_dir` names the relative path {data_dir!r}, which is read beside "
-            f"the config file: its store, {here}, does not exist; earlier releases read it "
-            f"under the working directory, whose store, {there}, does: write the one you mean "
-            "as an absolute path"
+            f"the config file: its store, {here}, does not exist, but the working "
+            f"directory's, {there}, does (earlier releases read a file's `data_dir` there, "
+            "and a command run without --config keeps its store there): write the one you "
+            "mean as an absolute path"
         )
     return absolute
 

@@ -104,28 +104,31 @@ def check_split(
     every one recorded by then (a host whose clock runs ahead stamps the old settings'
     requests later). Counted from ``since`` alone, units assigned under both settings
     were mixed (a returning unit that changed arms counted in both): a false mismatch
-    after a ramp of the share.
+    after a ramp of the share. The split's first check is stored too, untested while too
+    few units came, so that a change before then is seen as one.
 
-    Returns the check of the count as it stands: ``None`` while fewer than
-    ``min_requests`` units were split and no check of the same count was stored."""
+    Returns the check of the count as it stands (untested, p-value 1, while fewer than
+    ``min_requests`` units were split)."""
     settings_since: datetime | None
     last = comparisons.store.latest_split_window(model)
-    if last is None:  # the split's first check: its settings apply from its start
-        settings_since, changed = None, False
+    if last is None:  # the split's first check: its settings apply from its start, and
+        # it is stored even untested, so that a change of them before enough units came is
+        # seen (the count mixed a ramp's two shares: a false mismatch)
+        settings_since, new_settings = None, True
     elif _settings(last.check) != (split.challenger, split.salt, split.percent):
         at = now or datetime.now(UTC)  # a new split, seen now
-        settings_since, changed = comparisons.store.new_split_settings_since(model, at), True
+        settings_since, new_settings = comparisons.store.new_split_settings_since(model, at), True
     else:
-        settings_since, changed = last.settings_since, False
+        settings_since, new_settings = last.settings_since, False
     window = _later(since, settings_since)
     n_champion, n_challenger = comparisons.count_split_arms(
         model=model, challenger_version=split.challenger, since=window
     )
     n = n_champion + n_challenger
     previous = None
-    if last is not None and not changed and _same_count(last, window, n):
+    if last is not None and not new_settings and _same_count(last, window, n):
         previous = last.check
-    if n < min_requests and not changed:
+    if n < min_requests and not new_settings:
         return previous
     result: SRMResult | None = None
     if n < min_requests:  # new settings, too few units yet: stored untested, to date them

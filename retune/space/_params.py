@@ -12,7 +12,15 @@ import math
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 Choice = str | int | float | bool
 
@@ -22,8 +30,17 @@ Choice = str | int | float | bool
 MAX_INT = 2**53
 #: An integer field: an int within ``MAX_INT``, not a flag (``true``), a float or text.
 _Int = Annotated[StrictInt, Field(ge=-MAX_INT, le=MAX_INT)]
-#: A float field: a float, or an int (``low: 1``), but not a flag or text.
-_Float = Annotated[float, Field(strict=True)]
+
+
+def _not_a_flag(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError(f"a number is needed, not the flag {value!r}")
+    return value
+
+
+#: A float field: a float, an int (``low: 1``) or text a float reads (``1e-3``, which the
+#: YAML reader keeps as text, as YAML 1.1 does), but not a flag (``true`` was 1.0).
+_Float = Annotated[float, BeforeValidator(_not_a_flag)]
 
 
 #: How far (in steps) a float may lie from its grid and still be on it: float rounding.

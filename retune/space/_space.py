@@ -130,26 +130,28 @@ class SearchSpace(BaseModel):
         return out
 
     def outside_safe_ranges(self, params: Mapping[str, Any]) -> list[str]:
-        """One message per parameter whose value, as the pipeline builds ``params``, lies
-        outside its safe range (a value that is not a number counts as outside a numeric
-        one).
+        """One message per recorded parameter whose value lies outside its safe range (a
+        value that is not a number counts as outside a numeric one).
 
-        ``params`` is read as :func:`~retune.space.build_pipeline` reads it: a name it
-        leaves out takes its default (:data:`DEFAULTS`), which is checked too, and opens
-        its conditional parameters (``{"C": 1000.0}`` builds the default ``logistic``
-        estimator with C = 1000). A set the pipeline would not build (a name outside its
-        vocabulary such as ``model__C``, a choice it does not take) raises
-        :class:`SearchSpaceError`: its safe ranges cannot be read, and it is not safe.
+        Every name ``params`` records is checked against its declaration, whichever
+        branch declares it: ``{"C": 1000.0}`` names no estimator, and the pipeline would
+        build the default ``logistic`` one with C = 1000 (checked only under a recorded
+        ``logistic``, it passed). A name not recorded is not checked: a tuned version
+        records every parameter it was built with, and one registered by hand records
+        what it describes (filling in the pipeline's defaults read a regression model's
+        ``{}`` as the ``logistic`` estimator, never a safe regression choice). A set the
+        pipeline would not build (a name outside its vocabulary such as ``model__C``, a
+        choice it does not take) raises :class:`SearchSpaceError`: its safe ranges cannot
+        be read, and it is not safe.
         """
-        built = _resolve(params)
+        _resolve(params)  # refuses what the pipeline would not build
+        declared = self.declarations()
         problems: list[str] = []
-        for name, decl in self.active(built).items():
-            if name not in built or decl.safe is None:
+        for name, value in params.items():
+            decl = declared.get(name)
+            if decl is None or decl.safe is None:
                 continue
-            value = built[name]
             shown = f"`{name}` = {value!r}"
-            if name not in params:
-                shown += " (not recorded: the pipeline's default)"
             if isinstance(decl, CategoricalParam):
                 if value not in decl.safe:
                     problems.append(f"{shown} is not a safe choice {list(decl.safe)}")

@@ -85,7 +85,7 @@ def test_a_float_bound_past_the_float_range_is_refused_with_the_value_shortened(
 )
 def test_a_flag_is_not_a_number_of_a_space(declaration: str, path: str) -> None:
     """`low: true` loaded as 1, `safe: [true, 3]` as (1, 3)."""
-    with pytest.raises(SearchSpaceError, match="valid (integer|number)") as info:
+    with pytest.raises(SearchSpaceError, match="valid integer|not the flag") as info:
         _load(f"  {declaration}\n")
     assert info.value.path == path
     assert "True" in str(info.value) or "False" in str(info.value)
@@ -113,3 +113,14 @@ def test_a_float_field_takes_an_integer_as_a_float() -> None:
     assert isinstance(c, FloatParam) and c.safe is not None and c.step is not None
     assert (c.low, c.high, c.step, c.safe) == (1.0, 10.0, 1.0, (1.0, 5.0))
     assert all(type(v) is float for v in (c.low, c.high, c.step, *c.safe))
+
+
+@pytest.mark.parametrize("written", ["1e-3", "+1e-3", "1.0e-3", "0.001"])
+def test_a_float_field_takes_an_exponent_the_yaml_reader_keeps_as_text(written: str) -> None:
+    """The YAML reader keeps ``1e-3`` as text (as YAML 1.1 does); strict floats refused it,
+    so a space that loaded before the upgrade stopped the daemon starting."""
+    space = parse_search_space(
+        read_yaml(f"name: t\nparams:\n  C: {{type: float, low: {written}, high: 10, log: true}}\n")
+    )
+    c = space.declarations()["C"]
+    assert isinstance(c, FloatParam) and c.low == 0.001

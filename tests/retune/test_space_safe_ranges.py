@@ -1,6 +1,6 @@
-"""The safe-range gate reads a parameter set as the pipeline builds it: an absent name at
-its default, and a set the pipeline would not build (an unknown name, a choice it does not
-take) is not checked at all rather than passed."""
+"""The safe-range gate checks every recorded name against its declaration, whichever
+branch declares it, and a set the pipeline would not build (an unknown name, a choice it
+does not take) is not checked at all rather than passed."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from retune_data import small_space
 from retune import SearchSpaceError
 from retune.space import build_pipeline, load_search_space
 
-BINARY = Path(__file__).resolve().parents[2] / "configs" / "search_spaces" / "binary_tabular.yaml"
+SPACES = Path(__file__).resolve().parents[2] / "configs" / "search_spaces"
+BINARY = SPACES / "binary_tabular.yaml"
+REGRESSION = SPACES / "regression_tabular.yaml"
 
 
 def test_a_parameter_whose_parent_was_left_out_is_checked_under_the_default_parent() -> None:
@@ -27,11 +29,18 @@ def test_a_parameter_whose_parent_was_left_out_is_checked_under_the_default_pare
     assert space.outside_safe_ranges({"C": 5.0}) == []
 
 
-def test_an_absent_parameter_is_checked_at_the_default_the_pipeline_builds() -> None:
-    space = small_space()  # scaler: safe [standard]; the pipeline's default is none
-    assert space.outside_safe_ranges({"estimator": "logistic", "C": 1.0}) == [
-        "`scaler` = 'none' (not recorded: the pipeline's default) is not a safe choice ['standard']"
+def test_an_absent_parameter_is_not_checked_at_the_pipeline_s_default() -> None:
+    """Read at the pipeline's defaults, a regression model registered by hand with ``{}``
+    (the CLI's default) or without an estimator was the default ``logistic`` estimator,
+    never a safe regression choice: it could not be registered as champion and every
+    promotion waited for an approver."""
+    space = load_search_space(REGRESSION)
+    assert space.outside_safe_ranges({}) == []
+    assert space.outside_safe_ranges({"alpha": 0.5}) == []
+    assert space.outside_safe_ranges({"alpha": 500.0}) == [
+        "`alpha` = 500.0 is outside its safe range [0.01, 100.0]"
     ]
+    assert small_space().outside_safe_ranges({"estimator": "logistic", "C": 1.0}) == []
 
 
 @pytest.mark.parametrize(

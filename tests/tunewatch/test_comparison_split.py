@@ -798,6 +798,33 @@ def test_a_split_whose_share_or_salt_changes_is_counted_from_the_change(
     assert daemon.store.list_events(model=MODEL, type="srm_detected") == []
 
 
+def test_a_share_ramped_before_the_split_s_first_check_counted_is_counted_from_the_ramp(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """Fewer units than ``srm_min_requests`` came at 10 %, so no check was stored; ramped to
+    50 %, the first stored check had nothing to compare the settings with and counted
+    from the split's start, both shares mixed: a false mismatch (189/110 units, p 7e-4)
+    that blocked promotions. The split's first check is stored, untested, to date its
+    settings."""
+    t = traffic(trained, 400, seed=7)
+    now = datetime.now(UTC)
+    an_hour_ago = now - timedelta(hours=1)
+    before = SplitConfig(challenger=2, percent=10.0, salt="exp-10", start=an_hour_ago)
+    after = before.model_copy(update={"percent": 50.0})
+    _serve_routed(daemon, t, before, range(0, 99), range(0, 99), received_at=an_hour_ago)
+    first = runner(daemon, split=before.model_dump()).run(MODEL)
+    assert [r.action for r in first if r.kind == "split"] == ["none"]
+    loop = runner(daemon, split=after.model_dump())
+    assert [r.action for r in loop.run(MODEL) if r.kind == "split"] == ["none"]
+    later = now + timedelta(minutes=2)
+    served = _serve_routed(daemon, t, after, range(100, 400), range(100, 400), later)
+    assert [r.action for r in loop.run(MODEL) if r.kind == "split"] == ["none"]
+    check = loop.comparisons.latest_split_check(MODEL, salt=after.salt, challenger_version=2)
+    assert check is not None and (check.n_champion, check.n_challenger) == served
+    assert not check.mismatch
+    assert daemon.store.list_events(model=MODEL, type="srm_detected") == []
+
+
 def test_a_mismatch_found_before_checks_recorded_their_count_stays_detected(
     daemon: Daemon, trained: list[ExampleModel]
 ) -> None:

@@ -663,6 +663,15 @@ def test_a_decay_horizon_past_ten_years_is_a_config_error() -> None:
     build_config(raw, env={})
 
 
+def test_a_decay_horizon_of_a_huge_window_count_is_a_config_error_not_a_traceback() -> None:
+    """Multiplied out, a 401-digit `horizon_windows` raised OverflowError out of the
+    validator: a traceback, not a ConfigError."""
+    decay = {"window_s": 86_400, "horizon_windows": 10**400}
+    raw = {"models": [{"name": "m", "task": "binary", "evaluation": {"decay": decay}}]}
+    with pytest.raises(ConfigError, match=r"1000000000… \(401 digits\) = past the float range"):
+        build_config(raw, env={})
+
+
 def test_an_infinite_parity_tolerance_is_a_config_error() -> None:
     """It loaded, and every export passed the parity gate, that of another model too."""
     tuning = {"parity_tolerance": float("inf")}

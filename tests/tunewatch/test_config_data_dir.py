@@ -36,7 +36,8 @@ def test_a_relative_data_dir_whose_store_only_the_working_directory_holds_is_ref
     assert "`data_dir` names the relative path '.tunewatch'" in message
     assert str(tmp_path / "configs" / ".tunewatch" / "tunewatch.db") in message
     assert str(tmp_path / ".tunewatch" / "tunewatch.db") in message
-    assert "earlier releases read it under the working directory" in message
+    assert "earlier releases read a file's `data_dir` there" in message
+    assert "a command run without --config keeps its store there" in message
     assert "write the one you mean as an absolute path" in message
     assert not (tmp_path / "configs" / ".tunewatch").exists()  # nothing made
 

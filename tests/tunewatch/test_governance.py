@@ -136,3 +136,17 @@ def test_hyperparameters_the_safe_ranges_did_not_read_make_a_promotion_wait(
             store, CONFIG, "n", task="binary", regulated=None, hyperparameters=hyperparameters
         )
     assert info.value.code == "approval_required"
+
+
+@pytest.mark.parametrize(
+    "hyperparameters", [{}, {"alpha": 0.5}], ids=["nothing-recorded", "ridge-alpha-only"]
+)
+def test_a_regression_model_registered_by_hand_without_an_estimator_needs_no_approver(
+    store: Store, hyperparameters: dict[str, object]
+) -> None:
+    """Read at the pipeline's defaults, a regression version recording no estimator was
+    the default ``logistic`` one, never a safe regression choice: `register --stage
+    champion` of a first regression model was refused (``approval_required``)."""
+    governance.check_champion_registration(
+        store, CONFIG, "prices", task="regression", regulated=None, hyperparameters=hyperparameters
+    )
