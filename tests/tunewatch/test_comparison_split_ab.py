@@ -92,6 +92,10 @@ def test_split_challenger_that_answers_better_is_promoted(
         assert split.look is not None and split.look.decision == "challenger_better"
         assert split.look.n > 0 and split.look.ci_high < 0  # the challenger's loss is lower
         assert split.action == "promoted"
+        # each arm reads from a watermark of its own: the last request it consumed
+        marks = d.comparisons.comparisons.get_test(split.test_id).state["watermarks"]
+        assert set(marks) == {"champion", "challenger"}
+        assert {mark["order"] for mark in marks.values()} == {"label"}
         champion = d.store.champion(MODEL)
         assert champion is not None and champion.version == 2
     finally:

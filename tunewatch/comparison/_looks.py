@@ -19,7 +19,16 @@ from shadow.stats import (
 from tunewatch.comparison._config import ComparisonConfig
 from tunewatch.comparison._results import paired_values, stateless
 from tunewatch.store import Store, VersionRow
-from tunewatch.store._comparisons import ComparisonStore, ComparisonTestRow, LookValues
+from tunewatch.store._comparisons import (
+    ComparisonStore,
+    ComparisonTestRow,
+    LookValues,
+    advanced,
+    read_start,
+)
+
+#: The name of a paired or DeLong test's one read (its watermark's key in the state).
+READ = "labelled"
 
 
 class Incomparable(Exception):
@@ -76,6 +85,7 @@ def paired_update(
     settings: ComparisonConfig,
     since: datetime,
 ) -> tuple[list[str], LookValues, dict[str, Any]] | None:
+    matured = settings.matured_before(now)
     batch = comparisons.read_labelled(
         model=model,
         answered_by=champion.version,
@@ -83,7 +93,8 @@ def paired_update(
         received_from=since,
         unconsumed_by=test.id,
         limit=settings.max_batch,
-        matured_before=settings.matured_before(now),
+        matured_before=matured,
+        order_from=read_start(test.state, READ, "label" if matured is None else "request"),
         valid_rows=objective.valid_rows,
     )
     if not batch.request_ids:
@@ -94,11 +105,13 @@ def paired_update(
         k, k2 = batch.answer.shape[1], batch.paired.shape[1]
         if k != k2 and store.get_model(model).task == "multiclass":
             raise Incomparable(f"the champion answers {k} classes, the challenger {k2}")
-        comparisons.consume_unscored(test, batch.request_ids)  # not read again
+        # not read again
+        comparisons.consume_unscored(test, batch.request_ids, {READ: batch.last})
         return None
     d = paired_differences(objective, batch.labels, batch.answer, batch.paired)
     values = paired_values(sequential.update(d), sequential.method, test.correction)
-    return list(batch.request_ids), values, stateless(sequential.to_dict())
+    state = advanced(stateless(sequential.to_dict()), test.state, {READ: batch.last})
+    return list(batch.request_ids), values, state
 
 
 def delong_update(
@@ -123,6 +136,8 @@ def delong_update(
         consumed_by=test.id,
     )
     limit = wanted
+    matured = settings.matured_before(now)
+    order_from = read_start(state, READ, "label" if matured is None else "request")
     while True:
         fresh = comparisons.read_labelled(
             model=model,
@@ -131,7 +146,8 @@ def delong_update(
             received_from=since,
             unconsumed_by=test.id,
             limit=limit,
-            matured_before=settings.matured_before(now),
+            matured_before=matured,
+            order_from=order_from,
         )
         if len(fresh.request_ids) < wanted:
             return None  # the next planned look is not due yet
@@ -175,7 +191,11 @@ def delong_update(
         correction="bonferroni",
         family_size=k,
     )
-    return list(fresh.request_ids), values, {**state, "alpha": alpha}
+    return (
+        list(fresh.request_ids),
+        values,
+        advanced({**state, "alpha": alpha}, state, {READ: fresh.last}),
+    )
 
 
 def _rows(seen: np.ndarray, fresh: np.ndarray) -> np.ndarray:

@@ -22,7 +22,14 @@ from tunewatch.comparison._config import ComparisonConfig
 from tunewatch.comparison._results import ComparisonResult, make_result, needs_action
 from tunewatch.comparison._watch import watch_values, watched_versions
 from tunewatch.store import Store, VersionRow
-from tunewatch.store._comparisons import ComparisonStore, LabelledBatch, UnitTotal
+from tunewatch.store._comparisons import (
+    ComparisonStore,
+    LabelledBatch,
+    OrderKey,
+    UnitTotal,
+    Watermark,
+    read_start,
+)
 
 Arm = Literal["champion", "challenger"]
 
@@ -80,6 +87,8 @@ class SplitTest:
         if test.status != "open":
             return None
         since = self.since(model)
+        matured = settings.matured_before(self.clock())
+        order: OrderKey = "label" if matured is None else "request"
         read = functools.partial(
             self.comparisons.read_labelled,
             model=model,
@@ -87,16 +96,26 @@ class SplitTest:
             unconsumed_by=test.id,
             limit=settings.max_batch,
             keyed=True,
-            matured_before=settings.matured_before(self.clock()),
+            matured_before=matured,
             valid_rows=objective.valid_rows,
         )
+        # each arm reads from its own watermark (named after the arm)
         arms: dict[Arm, LabelledBatch] = {
-            "champion": read(answered_by=champion.version),
-            "challenger": read(answered_by=split.challenger, roles=("challenger",), alone=True),
+            "champion": read(
+                answered_by=champion.version,
+                order_from=read_start(test.state, "champion", order),
+            ),
+            "challenger": read(
+                answered_by=split.challenger,
+                roles=("challenger",),
+                alone=True,
+                order_from=read_start(test.state, "challenger", order),
+            ),
         }
+        marks: dict[str, Watermark | None] = {arm: b.last for arm, b in arms.items()}
         consumed = [rid for batch in arms.values() for rid in batch.request_ids]
         if all(batch.n_rows == 0 for batch in arms.values()):
-            self.comparisons.consume_unscored(test, consumed)  # not read again
+            self.comparisons.consume_unscored(test, consumed, marks)  # not read again
             return make_result(test, None, 0, "none")
         updates: dict[Arm, UnitUpdate] = {}
         totals: list[UnitTotal] = []
@@ -113,6 +132,7 @@ class SplitTest:
                 state={**sequential.to_dict(), "history": []},
                 status="open" if look.decision == "continue" else "decided",
                 units=totals,
+                watermarks=marks,
             )
         except ConflictError as exc:
             logger.warning("model=%s %s", model, exc.message)

@@ -33,13 +33,16 @@ from tunewatch.store._comparisons import (
     ComparisonStore,
     ComparisonTestRow,
     LookValues,
+    read_start,
 )
 
 logger = logging.getLogger(__name__)
 
-# A watch's state: its test's state and these keys.
+# A watch's state: its test's state and these keys (and its read's watermark).
 _PAIRED_KEYS = ("promoted_at", "paired", "kept_in_shadow", "shadow_pending")
 _UNPAIRED_KEYS = ("promoted_at", "baseline_n")
+#: The name of a watch's read of the new champion's requests (its watermark's key).
+_READ = "labelled"
 
 
 class RollbackWatch:
@@ -159,6 +162,7 @@ class RollbackWatch:
                 outcome={"action": "watch_passed", "n": watched},
             )
             return make_result(passed, None, 0, "watch_passed")
+        matured = settings.matured_before(self.clock())
         batch = self.comparisons.read_labelled(
             model=model,
             answered_by=version,
@@ -166,7 +170,8 @@ class RollbackWatch:
             received_from=promoted_at,
             unconsumed_by=test.id,
             limit=min(max_batch, rules.watch_requests - watched),
-            matured_before=settings.matured_before(self.clock()),
+            matured_before=matured,
+            order_from=read_start(state, _READ, "label" if matured is None else "request"),
             valid_rows=objective.valid_rows,
         )
         if batch.n_rows == 0:
@@ -179,7 +184,8 @@ class RollbackWatch:
                         f"v{version} answers {k} classes, v{previous} {k2}: "
                         "their losses cannot be compared",
                     )
-            self.comparisons.consume_unscored(test, batch.request_ids)  # not read again
+            # not read again
+            self.comparisons.consume_unscored(test, batch.request_ids, {_READ: batch.last})
             return make_result(test, None, 0, "none")
         if isinstance(sequential, PairedSequentialTest):
             assert batch.paired is not None
@@ -208,6 +214,7 @@ class RollbackWatch:
                 look=look,
                 state=new_state,
                 status=status,
+                watermarks={_READ: batch.last},
             )
         except ConflictError as exc:
             logger.warning("model=%s %s", model, exc.message)

@@ -6,7 +6,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
@@ -17,6 +17,29 @@ from ._canonical import canonical_json
 TestKind = Literal["paired", "delong", "rollback_watch", "split"]
 TestStatus = Literal["open", "decided", "closed"]
 ANSWERING_ROLES = ("champion", "external")
+
+#: How far before a test's watermark its next read starts. A test's read walks only rows
+#: from there (label arrival, or request receipt when reads wait for labels to mature)
+#: and leaves out those it consumed; a row that becomes readable (its label committed,
+#: or its paired shadow output written) more than this after newer rows were consumed
+#: is never compared.
+LATE_COMMIT_MARGIN = timedelta(minutes=10)
+
+#: The key of a test's state that holds its watermarks, one per read ("labelled"; a live
+#: split's "champion" and "challenger" arms).
+WATERMARKS = "watermarks"
+
+OrderKey = Literal["label", "request"]
+"""What a read is ordered by: label arrival (``labels.received_at``) or request receipt
+(``requests.received_at``, the order of reads that wait for labels to mature)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    """The order key of the last row a test consumed in one read."""
+
+    order: OrderKey
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +129,7 @@ class LabelledBatch:
     answer: np.ndarray  # float32 [rows, k]
     paired: np.ndarray | None  # float32 [rows, k2]
     looks: np.ndarray | None  # int64 per request: the look that consumed it (consumed reads)
+    last: Watermark | None = None  # the order key of the last request read (oldest first)
 
     @property
     def n_rows(self) -> int:
@@ -137,6 +161,55 @@ class SplitCheckRow:
     p_value: float
     mismatch: bool
     created_at: datetime
+
+
+def read_start(state: Mapping[str, Any], read: str, order: OrderKey) -> datetime | None:
+    """Where a test's next ``read`` in ``order`` starts: its watermark less
+    :data:`LATE_COMMIT_MARGIN`. ``None`` (from the test's start) without one, or with one
+    on another order key (the label maturity setting changed)."""
+    mark = _watermark(state, read)
+    if mark is None or mark.order != order:
+        return None
+    return mark.at - LATE_COMMIT_MARGIN
+
+
+def advanced(
+    state: Mapping[str, Any],
+    previous: Mapping[str, Any],
+    marks: Mapping[str, Watermark | None],
+) -> dict[str, Any]:
+    """``state`` with the watermarks of ``previous`` (the state it replaces) and of its own,
+    each read's moved on to ``marks`` (a batch's :attr:`LabelledBatch.last`; ``None``: an
+    empty read). A watermark never goes back on its order key: a late row read within
+    the margin is older than the newest row consumed before it."""
+    kept: dict[str, Any] = {**_marks(previous), **_marks(state)}
+    for read, mark in marks.items():
+        if mark is None:
+            continue
+        old = _watermark({WATERMARKS: kept}, read)
+        if old is None or old.order != mark.order or old.at < mark.at:
+            kept[read] = {"order": mark.order, "at": mark.at.isoformat()}
+    if not kept:
+        return dict(state)
+    return {**state, WATERMARKS: kept}
+
+
+def _marks(state: Mapping[str, Any]) -> dict[str, Any]:
+    marks = state.get(WATERMARKS)
+    return dict(marks) if isinstance(marks, Mapping) else {}
+
+
+def _watermark(state: Mapping[str, Any], read: str) -> Watermark | None:
+    item = _marks(state).get(read)
+    if not isinstance(item, Mapping) or item.get("order") not in ("label", "request"):
+        return None
+    try:
+        at = datetime.fromisoformat(str(item["at"]))
+    except (KeyError, ValueError):
+        return None  # unreadable: read from the test's start, once
+    if at.tzinfo is None:
+        return None
+    return Watermark(item["order"], at)
 
 
 def _finite(value: float | None) -> float | None:

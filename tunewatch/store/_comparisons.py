@@ -22,12 +22,16 @@ from ._comparison_rows import (
     ComparisonTestRow,
     LabelledBatch,
     LookValues,
+    OrderKey,
     SplitCheckRow,
     TestKind,
     TestStatus,
     UnitTotal,
+    Watermark,
     _clean,
     _finite,
+    advanced,
+    read_start,
 )
 from ._engine import READ_ONLY_OPTION, dialect_insert, transaction
 from ._labelled import ValidRows, count_split_arms, read_labelled
@@ -151,9 +155,12 @@ def record_look(
     state: Mapping[str, Any],
     status: TestStatus,
     units: Sequence[UnitTotal] = (),
+    watermarks: Mapping[str, Watermark | None] | None = None,
 ) -> ComparisonTestRow:
     """Store one look atomically: the requests it consumed, the look row, the test's new
-    state and (a live split's) new unit totals. Refused (``ConflictError``, code
+    state and (a live split's) new unit totals. The state keeps the test's watermarks,
+    each read's moved on to ``watermarks`` (the batches' last order keys: see
+    :func:`~._comparison_rows.advanced`). Refused (``ConflictError``, code
     ``comparison_moved_on``) when another process looked at this test since ``test`` was
     read, so no request is ever fed twice."""
     now = utcnow()
@@ -161,7 +168,7 @@ def record_look(
     values: dict[str, Any] = {
         "n": look.n,
         "looks": looks,
-        "state": _clean(state),
+        "state": _clean(advanced(state, test.state, watermarks or {})),
         "status": status,
         "decision": look.decision,
         "correction": look.correction,
@@ -214,15 +221,23 @@ def record_look(
 
 
 def consume_unscored(
-    conn: Connection, test: ComparisonTestRow, *, request_ids: Sequence[str]
+    conn: Connection,
+    test: ComparisonTestRow,
+    *,
+    request_ids: Sequence[str],
+    watermarks: Mapping[str, Watermark | None] | None = None,
 ) -> None:
     """Mark requests that cannot be scored as consumed by ``test`` without a look (they add
-    nothing to its evidence), so that they are not read again. Refused like
-    :func:`record_look` when another process looked at the test since it was read."""
+    nothing to its evidence), so that they are not read again, moving its watermarks on
+    like :func:`record_look`. Refused like :func:`record_look` when another process
+    looked at the test since it was read."""
+    values: dict[str, Any] = {"updated_at": utcnow()}
+    if watermarks:
+        values["state"] = _clean(advanced(test.state, test.state, watermarks))
     changed = conn.execute(
         update(comparison_tests)
         .where(comparison_tests.c.id == test.id, comparison_tests.c.looks == test.looks)
-        .values(updated_at=utcnow())
+        .values(**values)
     ).rowcount
     if changed != 1:
         raise ConflictError(
@@ -302,13 +317,13 @@ def reopen_test(conn: Connection, test_id: int, *, reason: str) -> ComparisonTes
 def write_state(
     conn: Connection, test: ComparisonTestRow, *, state: Mapping[str, Any]
 ) -> ComparisonTestRow:
-    """Replace a test's state without a look (a step of the test that is no evidence).
-    Refused like :func:`record_look` when another process looked at the test since
-    ``test`` was read."""
+    """Replace a test's state without a look (a step of the test that is no evidence),
+    keeping its watermarks. Refused like :func:`record_look` when another process looked
+    at the test since ``test`` was read."""
     changed = conn.execute(
         update(comparison_tests)
         .where(comparison_tests.c.id == test.id, comparison_tests.c.looks == test.looks)
-        .values(state=_clean(state), updated_at=utcnow())
+        .values(state=_clean(advanced(state, test.state, {})), updated_at=utcnow())
     ).rowcount
     if changed != 1:
         raise ConflictError(
@@ -478,10 +493,19 @@ class ComparisonStore:
         state: Mapping[str, Any],
         status: TestStatus,
         units: Sequence[UnitTotal] = (),
+        watermarks: Mapping[str, Watermark | None] | None = None,
     ) -> ComparisonTestRow:
+        """See :func:`record_look`."""
         with self._tx("record_comparison_look") as conn:
             return record_look(
-                conn, test, consumed=consumed, look=look, state=state, status=status, units=units
+                conn,
+                test,
+                consumed=consumed,
+                look=look,
+                state=state,
+                status=status,
+                units=units,
+                watermarks=watermarks,
             )
 
     def unit_totals(
@@ -491,13 +515,18 @@ class ComparisonStore:
         with self._read("split_unit_totals") as conn:
             return unit_totals(conn, test_id, arm, unit_keys)
 
-    def consume_unscored(self, test: ComparisonTestRow, request_ids: Sequence[str]) -> None:
+    def consume_unscored(
+        self,
+        test: ComparisonTestRow,
+        request_ids: Sequence[str],
+        watermarks: Mapping[str, Watermark | None] | None = None,
+    ) -> None:
         """See :func:`consume_unscored`; a concurrent look makes it a no-op (logged)."""
         if not request_ids:
             return
         try:
             with self._tx("consume_unscored") as conn:
-                consume_unscored(conn, test, request_ids=request_ids)
+                consume_unscored(conn, test, request_ids=request_ids, watermarks=watermarks)
         except ConflictError as exc:
             logger.warning("%s", exc.message)
 
@@ -582,6 +611,7 @@ class ComparisonStore:
         alone: bool = False,
         keyed: bool = False,
         matured_before: datetime | None = None,
+        order_from: datetime | None = None,
         valid_rows: ValidRows | None = None,
     ) -> LabelledBatch:
         """See :func:`read_labelled`."""
@@ -601,6 +631,7 @@ class ComparisonStore:
                 alone=alone,
                 keyed=keyed,
                 matured_before=matured_before,
+                order_from=order_from,
                 valid_rows=valid_rows,
             )
 
@@ -633,9 +664,13 @@ __all__ = [
     "ComparisonTestRow",
     "LabelledBatch",
     "LookValues",
+    "OrderKey",
     "Replaces",
     "SplitCheckRow",
     "TestKind",
     "TestStatus",
     "UnitTotal",
+    "Watermark",
+    "advanced",
+    "read_start",
 ]

@@ -4,15 +4,20 @@ version's output on the same requests, each consumed once per test."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Row, and_, exists, func, select
+from sqlalchemy import ColumnElement, Connection, Row, and_, exists, func, select
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 from ._comparison_rows import (
     ANSWERING_ROLES,
     LabelledBatch,
+    OrderKey,
+    Watermark,
 )
 from ._schema import (
     comparison_consumed,
@@ -45,6 +50,7 @@ def read_labelled(
     alone: bool = False,
     keyed: bool = False,
     matured_before: datetime | None = None,
+    order_from: datetime | None = None,
     valid_rows: ValidRows | None = None,
 ) -> LabelledBatch:
     """Labelled requests that ``answered_by`` answered (with one of ``roles``; by default
@@ -64,6 +70,12 @@ def read_labelled(
     received (``newest_first``: newest request first): when a label's delay depends on
     the outcome, the labels that arrive first (or last) are a skewed sample, and requests
     old enough for every label to be in are not.
+
+    ``order_from`` reads only rows whose order key (label arrival; with
+    ``matured_before``, request receipt) is at or after it: a test's read from its
+    watermark (see :func:`~._comparison_rows.read_start`), which walks the labels (or
+    requests) from there by their time index, not every request since ``received_from``.
+    An ascending read's batch carries its last row's order key (``last``).
     """
     answer = outputs.alias("answer")
     joined = requests.join(
@@ -84,6 +96,7 @@ def read_labelled(
         requests.c.n_rows,
         labels.c.value,
         labels.c.received_at,
+        requests.c.received_at.label("request_at"),
         answer.c.n_rows.label("a_rows"),
         answer.c.n_cols.label("a_cols"),
         answer.c["values"].label("a_values"),
@@ -143,15 +156,27 @@ def read_labelled(
                 comparison_consumed.c.request_id == requests.c.request_id,
             )
         )
+    order: OrderKey = "label" if matured_before is None else "request"
+    received: ColumnElement[datetime] = requests.c.received_at
+    if order_from is not None and order == "label":
+        stmt = stmt.where(labels.c.model == model, labels.c.received_at >= order_from)
+        if conn.dialect.name == "sqlite":
+            # a unary + keeps SQLite off the requests' time index, which walks every
+            # request since ``received_from``: the labels' index seeks the watermark
+            received = UnaryExpression(
+                requests.c.received_at, operator=operators.custom_op("+"), type_=received.type
+            )
+    elif order_from is not None:
+        stmt = stmt.where(requests.c.received_at >= order_from)
     if received_from is not None:
-        stmt = stmt.where(requests.c.received_at >= received_from)
+        stmt = stmt.where(received >= received_from)
     if received_before is not None:
-        stmt = stmt.where(requests.c.received_at < received_before)
+        stmt = stmt.where(received < received_before)
     # request id breaks ties in byte order on every backend, so a limited read takes the
     # same requests on each
     tie = byte_ordered(requests.c.request_id, conn.dialect.name)
     if matured_before is not None:
-        stmt = stmt.where(requests.c.received_at < matured_before)
+        stmt = stmt.where(received < matured_before)
         if newest_first:
             stmt = stmt.order_by(requests.c.received_at.desc(), tie.desc())
         else:
@@ -163,9 +188,12 @@ def read_labelled(
     if limit is not None:
         stmt = stmt.limit(limit)
     task = conn.execute(select(models.c.task).where(models.c.name == model)).scalar()
-    return _assemble(
-        list(conn.execute(stmt)), paired=paired_with is not None, task=task, valid_rows=valid_rows
-    )
+    rows = list(conn.execute(stmt))
+    batch = _assemble(rows, paired=paired_with is not None, task=task, valid_rows=valid_rows)
+    if not rows or newest_first:
+        return batch
+    last = rows[-1].received_at if order == "label" else rows[-1].request_at
+    return replace(batch, last=Watermark(order, last))
 
 
 def _fits(task: str | None, y: list[float], *outputs: np.ndarray) -> bool:

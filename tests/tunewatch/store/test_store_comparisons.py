@@ -10,7 +10,14 @@ import pytest
 
 from tunewatch._errors import ConflictError
 from tunewatch.store import LabelItem, OutputRecord, RequestRecord, Store
-from tunewatch.store._comparisons import ComparisonStore, LookValues, UnitTotal
+from tunewatch.store._comparison_rows import LATE_COMMIT_MARGIN
+from tunewatch.store._comparisons import (
+    ComparisonStore,
+    LookValues,
+    UnitTotal,
+    Watermark,
+    read_start,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -90,6 +97,82 @@ def test_each_request_is_consumed_once_and_looks_form_a_history(model_store: Sto
     assert look.ci_low is None and look.ci_high == 0.2 and look.bootstrap_ci == (-0.2, 0.0)
     done = comparisons.finish_test(test.id, status="decided", outcome={"action": "promoted"})
     assert done.decided_at is not None and done.outcome == {"action": "promoted"}
+
+
+def test_a_consumed_batch_moves_the_tests_watermark_and_reads_start_from_it(
+    model_store: Store,
+) -> None:
+    """Each read's watermark is the order key of the last row consumed; a read from it
+    less the margin leaves out older labels, and every state write keeps it."""
+    comparisons = ComparisonStore(model_store)
+    _log(model_store, 4)
+    for rid in ("r0", "r1", "r2", "r3"):  # one arrival each, in this order
+        model_store.add_labels("m", [LabelItem(rid, 1.0)])
+    arrived = {}
+    for rid in ("r0", "r1", "r2", "r3"):
+        label = model_store.get_label("m", rid)
+        assert label is not None
+        arrived[rid] = label.received_at
+    test, _ = comparisons.get_or_create_test(
+        model="m",
+        kind="paired",
+        champion_version=1,
+        challenger_version=2,
+        correction="holm",
+        state={"a": 1},
+    )
+    assert read_start(test.state, "labelled", "label") is None  # from the test's start
+    first = comparisons.read_labelled(
+        model="m", answered_by=1, paired_with=2, unconsumed_by=test.id, limit=1
+    )
+    assert first.request_ids == ("r0",) and first.last == Watermark("label", arrived["r0"])
+    comparisons.consume_unscored(test, first.request_ids, {"labelled": first.last})
+    test = comparisons.get_test(test.id)
+    assert read_start(test.state, "labelled", "label") == arrived["r0"] - LATE_COMMIT_MARGIN
+    assert read_start(test.state, "labelled", "request") is None  # another order key
+    second = comparisons.read_labelled(
+        model="m",
+        answered_by=1,
+        paired_with=2,
+        unconsumed_by=test.id,
+        limit=2,
+        order_from=read_start(test.state, "labelled", "label"),
+    )
+    assert second.request_ids == ("r1", "r2")
+    saved = comparisons.record_look(
+        test,
+        consumed=list(second.request_ids),
+        look=_look(2),
+        state={"a": 2},
+        status="open",
+        watermarks={"labelled": second.last},
+    )
+    assert saved.state["a"] == 2
+    assert read_start(saved.state, "labelled", "label") == arrived["r2"] - LATE_COMMIT_MARGIN
+    kept = comparisons.write_state(saved, {"a": 3})
+    assert read_start(kept.state, "labelled", "label") == arrived["r2"] - LATE_COMMIT_MARGIN
+    # a bound past r3's arrival leaves r3 out; at it, r3 is read
+    past = arrived["r3"] + timedelta(microseconds=1)
+    assert (
+        comparisons.read_labelled(
+            model="m", answered_by=1, paired_with=2, unconsumed_by=test.id, order_from=past
+        ).request_ids
+        == ()
+    )
+    at = comparisons.read_labelled(
+        model="m", answered_by=1, paired_with=2, unconsumed_by=test.id, order_from=arrived["r3"]
+    )
+    assert at.request_ids == ("r3",)
+    # reads that wait for labels to mature are ordered, and bounded, by request receipt
+    matured = comparisons.read_labelled(
+        model="m",
+        answered_by=1,
+        unconsumed_by=test.id,
+        matured_before=T0 + timedelta(days=1),
+        order_from=T0 + timedelta(seconds=3),
+    )
+    assert matured.request_ids == ("r3",)
+    assert matured.last == Watermark("request", T0 + timedelta(seconds=3))
 
 
 def _split_log(store: Store) -> None:

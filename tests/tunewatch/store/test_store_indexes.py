@@ -24,8 +24,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from tunewatch.store import OutputRecord, Store
+from tunewatch.store import OutputRecord, RequestRecord, Store
 from tunewatch.store._comparisons import ComparisonStore
+from tunewatch.store._schema import labels
 
 
 @contextmanager
@@ -191,3 +192,83 @@ def test_a_tests_latest_look_seeks_the_test_in_an_index(model_store: Store) -> N
     )
     plan = _plan(model_store, lambda: comparisons.latest_look(test.id), "comparison_looks")
     assert _seeks_in_order(plan, "comparison_looks", "ix_comparison_looks_test_id_id"), plan
+
+
+def _labelled_history(store: Store, n: int, start: datetime, step: timedelta) -> None:
+    """``n`` requests v1 answered and v2 shadowed, each labelled a minute later, one per
+    ``step`` from ``start``; the tables' statistics gathered, as a long history's are."""
+    outs = []
+    for i in range(n):
+        for version, role in ((1, "champion"), (2, "challenger")):
+            outs.append(
+                OutputRecord("m", f"r{i}", version, role, 0.001, 1, 1, b"x" * 4, start + step * i)
+            )
+    store.write_records(
+        [RequestRecord("m", f"r{i}", start + step * i, "infer", 1, 1, b"x" * 4) for i in range(n)],
+        outs,
+    )
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.insert(labels),
+            [
+                {
+                    "model": "m",
+                    "request_id": f"r{i}",
+                    "value": 1.0,
+                    "outcome": None,
+                    "received_at": start + step * i + timedelta(minutes=1),
+                }
+                for i in range(n)
+            ],
+        )
+    with store.engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE")
+
+
+def test_a_comparison_read_from_its_watermark_seeks_the_labels_index(model_store: Store) -> None:
+    """Not every request since the test began (a range scan of the requests' time index,
+    or of the whole table: 30 million rows per challenger per tick for a test open 30
+    days at a million requests a day): the labels from the watermark on, each one's
+    request and outputs by key."""
+    _versions(model_store, 2)
+    comparisons = ComparisonStore(model_store)
+    test, _ = comparisons.get_or_create_test(
+        model="m",
+        kind="paired",
+        champion_version=1,
+        challenger_version=2,
+        correction="holm",
+        state={},
+    )
+    since = datetime(2026, 1, 1, tzinfo=UTC)
+    _labelled_history(model_store, 3000, since, timedelta(minutes=20))  # about 42 days
+    plan = _plan(
+        model_store,
+        lambda: comparisons.read_labelled(
+            model="m",
+            answered_by=1,
+            paired_with=2,
+            received_from=since,
+            unconsumed_by=test.id,
+            limit=50_000,
+            order_from=since + timedelta(days=41),
+        ),
+        "requests",
+    )
+    if model_store.dialect == "sqlite":
+        seek = "SEARCH labels USING INDEX ix_labels_model_received_at (model=? AND received_at>?)"
+        by_key = (
+            "SEARCH requests USING INDEX sqlite_autoindex_requests_1 (model=? AND request_id=?)"
+        )
+        assert seek in plan and by_key in plan, plan
+    else:
+        assert "Index Scan on ix_labels_model_received_at" in plan or (
+            "Index Scan using ix_labels_model_received_at on labels" in plan
+        ), plan
+        by_key = (
+            r"Index Scan using pk_requests on requests\s+\(cost=[^)]*\)\s+Index Cond: "
+            r"\(\(\(model\)::text = 'm'::text\) AND \(\(request_id\)::text = \(labels\.request_id\)"
+        )
+        assert re.search(by_key, plan) is not None, plan
+    assert "ix_requests_model_received_at" not in plan, plan
+    assert "SCAN requests" not in plan and "Seq Scan on requests" not in plan, plan
