@@ -49,7 +49,7 @@ from tunewatch._background import _free_port  # noqa: E402
 from tunewatch._config import build_config  # noqa: E402
 from tunewatch._daemon import Daemon  # noqa: E402
 from tunewatch._example import ExampleModel, example_data, example_models  # noqa: E402
-from tunewatch._registry import VersionMetadata  # noqa: E402
+from tunewatch._version_metadata import VersionMetadata  # noqa: E402
 
 DURATION_S = 6
 CONNECTIONS = 16

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, get_args
 
 from tunewatch._errors import TunewatchError
 from tunewatch._reference import Reference
-from tunewatch._registry import TASKS
+from tunewatch._version_metadata import TASKS
 from tunewatch.store import Stage
 
 FORMAT = "tunewatch-bundle"

@@ -17,7 +17,8 @@ from tunewatch._bundle_archive import read_artefact, read_reference
 from tunewatch._config import Config
 from tunewatch._errors import ConflictError, NotFoundError, StoreError, TunewatchError
 from tunewatch._governance import champion_registration_rules
-from tunewatch._registry import Registry, VersionMetadata, describe_input
+from tunewatch._registry import Registry, describe_input
+from tunewatch._version_metadata import VersionMetadata
 from tunewatch.store import Store
 
 logger = logging.getLogger(__name__)

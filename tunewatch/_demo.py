@@ -222,7 +222,7 @@ def _loop(daemon: Daemon, scorer: str, labeller: str, *, seed: int) -> dict[str,
 
     from retune import to_onnx
     from tunewatch._reference import Reference
-    from tunewatch._registry import VersionMetadata
+    from tunewatch._version_metadata import VersionMetadata
 
     summary: dict[str, Any] = {}
     # 1. a first champion from the history period: a seed model, then a cold study

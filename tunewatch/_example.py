@@ -12,7 +12,7 @@ import numpy as np
 
 from retune import to_onnx
 from tunewatch._reference import Reference
-from tunewatch._registry import VersionMetadata
+from tunewatch._version_metadata import VersionMetadata
 
 
 @dataclass(frozen=True, slots=True, eq=False)

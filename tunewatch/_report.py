@@ -20,7 +20,7 @@ from typing import Any
 
 from tunewatch._config import Config
 from tunewatch._governance import promotion_rules
-from tunewatch._registry import finite_float
+from tunewatch._version_metadata import finite_float
 from tunewatch.store import AuditEntry, Store
 
 logger = logging.getLogger(__name__)

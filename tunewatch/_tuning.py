@@ -39,7 +39,7 @@ from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig
 from tunewatch._errors import ConflictError, TunewatchError
 from tunewatch._reference import Reference
-from tunewatch._registry import Registry, VersionMetadata
+from tunewatch._registry import Registry
 from tunewatch._serving_cost import serving_cost, with_ceiling
 from tunewatch._tuning_cv import (
     check_nested,
@@ -51,6 +51,7 @@ from tunewatch._tuning_cv import (
 )
 from tunewatch._tuning_progress import Heartbeat, ProgressReporter
 from tunewatch._tuning_window import training_window
+from tunewatch._version_metadata import VersionMetadata
 from tunewatch.store import JobRow, ModelRow, Store, VersionRow
 
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from tunewatch._background import BackgroundServer
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel, example_data, feature_names
-from tunewatch._registry import VersionMetadata
+from tunewatch._version_metadata import VersionMetadata
 from tunewatch.store import LabelItem, OutputRecord, RequestRecord, Store
 
 MODEL = "credit"

@@ -28,8 +28,9 @@ from tunewatch._errors import (
 )
 from tunewatch._example import ExampleModel
 from tunewatch._reference import Reference
-from tunewatch._registry import Registry, VersionMetadata
+from tunewatch._registry import Registry
 from tunewatch._tuning import TuningJobRunner
+from tunewatch._version_metadata import VersionMetadata
 
 
 @pytest.fixture

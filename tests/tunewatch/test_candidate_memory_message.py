@@ -12,7 +12,7 @@ from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._errors import RegistrationError
 from tunewatch._example import feature_names
-from tunewatch._registry import VersionMetadata
+from tunewatch._version_metadata import VersionMetadata
 
 
 def _folding_4gib_constant() -> bytes:

@@ -16,7 +16,7 @@ from tunewatch._background import BackgroundServer
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel, example_data, feature_names
-from tunewatch._registry import VersionMetadata
+from tunewatch._version_metadata import VersionMetadata
 
 
 def test_split_challenger_that_answers_better_is_promoted(

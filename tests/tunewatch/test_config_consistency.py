@@ -13,7 +13,7 @@ import yaml
 
 from tunewatch import ConfigError, build_config, load_config
 from tunewatch._daemon import Daemon
-from tunewatch._registry import VersionMetadata
+from tunewatch._version_metadata import VersionMetadata
 
 ROOT = Path(__file__).resolve().parents[2]
 TWO = [[0, 1], [5, 0]]

@@ -29,7 +29,8 @@ from tunewatch._errors import (
 )
 from tunewatch._example import ExampleModel, example_data
 from tunewatch._reference import Reference
-from tunewatch._registry import MAX_METADATA_DEPTH, Registry, finite_float, recorded_parity_error
+from tunewatch._registry import Registry
+from tunewatch._version_metadata import MAX_METADATA_DEPTH, finite_float, recorded_parity_error
 
 
 def _header_only(descr: str, shape: tuple[int, ...], name: str = "features.npy") -> bytes:

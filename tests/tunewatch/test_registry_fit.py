@@ -15,7 +15,8 @@ from retune import to_onnx
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config_evaluation import LABEL_COLUMN, PREDICTION_COLUMN
 from tunewatch._errors import InvalidValueError, NotFoundError, RegistrationError
-from tunewatch._registry import Registry, VersionMetadata
+from tunewatch._registry import Registry
+from tunewatch._version_metadata import VersionMetadata
 from tunewatch.api._errors import status_for
 from tunewatch.store import Store
 

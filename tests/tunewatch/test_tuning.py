@@ -43,9 +43,9 @@ from tunewatch._errors import ConfigError, TuningError
 from tunewatch._example import ExampleModel, example_data, feature_names
 from tunewatch._launcher import STALE_HEARTBEATS, JobLauncher
 from tunewatch._reference import Reference
-from tunewatch._registry import VersionMetadata
 from tunewatch._report import build_report
 from tunewatch._tuning import TuningJobRunner
+from tunewatch._version_metadata import VersionMetadata
 from tunewatch.api._oip import decode_infer_request
 from tunewatch.store import LabelItem, OutputRecord, RequestRecord, VersionRow
 

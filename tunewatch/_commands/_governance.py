@@ -13,8 +13,9 @@ import sys
 from tunewatch._auth import check_role, hash_token, new_token
 from tunewatch._errors import TunewatchError
 from tunewatch._reference import Reference
-from tunewatch._registry import VersionMetadata, feature_names_from
+from tunewatch._registry import feature_names_from
 from tunewatch._report import refresh_reports
+from tunewatch._version_metadata import VersionMetadata
 
 from ._context import actor_of, config_of, registry_of
 

@@ -16,9 +16,10 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from tunewatch import _governance as governance
 from tunewatch._auth import Principal
 from tunewatch._reference import Reference
-from tunewatch._registry import VersionMetadata, check_caller_study
+from tunewatch._registry import check_caller_study
 from tunewatch._report import build_report, refresh_reports
 from tunewatch._runtime import version_or_404
+from tunewatch._version_metadata import VersionMetadata
 from tunewatch.api._context import RowId, authenticate, context
 from tunewatch.api._errors import ApiError
 from tunewatch.api._route import ApiRoute

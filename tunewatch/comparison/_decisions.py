@@ -15,7 +15,7 @@ from shadow.stats import (
     check_guardrails,
 )
 from tunewatch._errors import ConflictError
-from tunewatch._registry import recorded_parity_error
+from tunewatch._version_metadata import recorded_parity_error
 from tunewatch.store import Event, Store, VersionRow
 from tunewatch.store._comparisons import (
     ComparisonStore,

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from retune import RetuneError, load_history
-from tunewatch._registry import finite_float
+from tunewatch._version_metadata import finite_float
 from tunewatch.comparison import ComparisonRunner
 from tunewatch.store import AuditEntry, Event, JobRow, Store, VersionRow
 from tunewatch.store._comparisons import ComparisonLookRow, ComparisonTestRow

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from tunewatch._registry import finite_float
+from tunewatch._version_metadata import finite_float
 
 from ._data import Sources, _iso
 from ._downsample import MAX_POINTS, Side, buckets, extreme_indices

@@ -16,7 +16,7 @@ from tunewatch._auth import hash_token, new_token
 from tunewatch._background import BackgroundServer
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
-from tunewatch._registry import VersionMetadata
+from tunewatch._version_metadata import VersionMetadata
 
 MODEL = "species"
 

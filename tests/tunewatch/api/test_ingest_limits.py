@@ -21,7 +21,7 @@ from tunewatch._auth import hash_token, new_token
 from tunewatch._background import BackgroundServer
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
-from tunewatch._registry import VersionMetadata
+from tunewatch._version_metadata import VersionMetadata
 
 ROW = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]
 LIMIT = 64  # the `running` daemon's `server.max_batch_rows`

@@ -11,7 +11,7 @@ from tests.shadow.shadow_models import looping_model
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tunewatch._background import BackgroundServer
 from tunewatch._example import ExampleModel, feature_names
-from tunewatch._registry import VersionMetadata
+from tunewatch._version_metadata import VersionMetadata
 
 
 def test_a_champion_that_never_finishes_is_a_503_and_the_daemon_keeps_answering(
