@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -152,12 +153,11 @@ class Daemon:
         # ``now``: the wall clock the scheduled jobs count their runs by
         self.config = config
         self.store = open_store(config)
-        try:
+        with contextlib.ExitStack() as refused:  # no store left open behind an error
+            refused.callback(self.store.close)
             check_stored_models(config, self.store)
             ensure_bootstrap_token(self.store, os.environ if env is None else env)
-        except Exception:  # refused to start: no store left open behind the error
-            self.store.close()
-            raise
+            refused.pop_all()
         self.artefacts = ArtefactStore(config.artefact_dir, store=self.store)
         shared = share_cached_artefacts(self.store, self.artefacts)
         if shared:

@@ -44,6 +44,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from monitor import ServingMetrics
 from tunewatch._config import Config, ModelConfig
 from tunewatch._cron import crontab_trigger
+from tunewatch._errors import StoreError
 from tunewatch.store import Store
 
 logger = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def _due(job_id: str, want: Wanted, trigger: BaseTrigger) -> datetime | None:
         return None
     try:
         last = want.last_run()
-    except Exception:  # the store is down: count from now, as without a record
+    except StoreError:  # the store is down: count from now, as without a record
         logger.exception("could not read when %s last ran", job_id)
         return None
     return None if last is None else trigger.get_next_fire_time(last, last)

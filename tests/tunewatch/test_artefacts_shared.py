@@ -19,7 +19,7 @@ from tunewatch._errors import NotFoundError, StoreError
 from tunewatch._example import ExampleModel
 from tunewatch._registry import Registry
 from tunewatch.comparison import ComparisonRunner
-from tunewatch.store import Store
+from tunewatch.store import Store, VersionRow
 from tunewatch.store._schema import artefacts
 
 DATA = b"onnx-bytes" * 1000
@@ -221,6 +221,20 @@ def test_share_cached_keeps_what_the_store_lacks_and_only_what_is_cached_here(
     assert a.share_cached(keys) == 0
 
 
+def _registered_before_the_upgrade(store: Store, data_dir: Path, model: ExampleModel) -> VersionRow:
+    """``model`` registered as champion with its reference by a host whose artefacts went
+    to ``data_dir``'s cache only, as before the store kept them."""
+    legacy = Registry(store, ArtefactStore(data_dir / "artefacts"))
+    return legacy.register(
+        "credit",
+        model.onnx,
+        model.metadata,
+        actor="test",
+        stage="champion",
+        reference=model.reference,
+    )
+
+
 @pytest.mark.postgres
 def test_a_daemon_starting_shares_the_versions_its_host_registered_before_the_upgrade(
     tmp_path: Path, pg_url: str, pg_store: Store, trained: list[ExampleModel]
@@ -229,15 +243,7 @@ def test_a_daemon_starting_shares_the_versions_its_host_registered_before_the_up
     host answered them as missing until someone registered the same file again."""
     from tunewatch._daemon import Daemon
 
-    legacy = Registry(pg_store, ArtefactStore(tmp_path / "A" / "artefacts"))
-    row = legacy.register(
-        "credit",
-        trained[0].onnx,
-        trained[0].metadata,
-        actor="test",
-        stage="champion",
-        reference=trained[0].reference,
-    )
+    row = _registered_before_the_upgrade(pg_store, tmp_path / "A", trained[0])
     reference = row.details["reference_sha256"]
     assert pg_store.missing_artefacts({(row.artefact_sha256, ".onnx"), (reference, ".npz")})
     config = build_config({"data_dir": str(tmp_path / "A"), "store": {"url": pg_url}}, env={})
@@ -263,15 +269,7 @@ def test_migrate_shares_the_artefacts_its_host_cached_before_the_upgrade(
 
     from tunewatch._cli import main
 
-    legacy = Registry(pg_store, ArtefactStore(tmp_path / "A" / "artefacts"))
-    row = legacy.register(
-        "credit",
-        trained[0].onnx,
-        trained[0].metadata,
-        actor="test",
-        stage="champion",
-        reference=trained[0].reference,
-    )
+    row = _registered_before_the_upgrade(pg_store, tmp_path / "A", trained[0])
     config = tmp_path / "a.yaml"
     config.write_text(json.dumps({"data_dir": str(tmp_path / "A"), "store": {"url": pg_url}}))
     assert main(["--config", str(config), "migrate"]) == 0

@@ -25,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from tunewatch.store import OutputRecord, RequestRecord, Store
-from tunewatch.store._comparisons import ComparisonStore
+from tunewatch.store._comparisons import ComparisonStore, ComparisonTestRow
 from tunewatch.store._schema import labels
 
 
@@ -178,10 +178,10 @@ def test_the_newest_evaluations_of_any_kind_are_read_in_order_from_an_index(
     assert _seeks_in_order(plan, "evaluations", "ix_evaluations_model_window_end_id"), plan
 
 
-def test_a_tests_latest_look_seeks_the_test_in_an_index(model_store: Store) -> None:
-    """Not by walking back through every look of other tests since the test's last."""
-    _versions(model_store, 2)
-    comparisons = ComparisonStore(model_store)
+def _paired_test(store: Store) -> tuple[ComparisonStore, ComparisonTestRow]:
+    """A paired test of v2 against v1 of model ``m`` (both registered here)."""
+    _versions(store, 2)
+    comparisons = ComparisonStore(store)
     test, _ = comparisons.get_or_create_test(
         model="m",
         kind="paired",
@@ -190,6 +190,12 @@ def test_a_tests_latest_look_seeks_the_test_in_an_index(model_store: Store) -> N
         correction="holm",
         state={},
     )
+    return comparisons, test
+
+
+def test_a_tests_latest_look_seeks_the_test_in_an_index(model_store: Store) -> None:
+    """Not by walking back through every look of other tests since the test's last."""
+    comparisons, test = _paired_test(model_store)
     plan = _plan(model_store, lambda: comparisons.latest_look(test.id), "comparison_looks")
     assert _seeks_in_order(plan, "comparison_looks", "ix_comparison_looks_test_id_id"), plan
 
@@ -230,16 +236,7 @@ def test_a_comparison_read_from_its_watermark_seeks_the_labels_index(model_store
     or of the whole table: 30 million rows per challenger per tick for a test open 30
     days at a million requests a day): the labels from the watermark on, each one's
     request and outputs by key."""
-    _versions(model_store, 2)
-    comparisons = ComparisonStore(model_store)
-    test, _ = comparisons.get_or_create_test(
-        model="m",
-        kind="paired",
-        champion_version=1,
-        challenger_version=2,
-        correction="holm",
-        state={},
-    )
+    comparisons, test = _paired_test(model_store)
     since = datetime(2026, 1, 1, tzinfo=UTC)
     _labelled_history(model_store, 3000, since, timedelta(minutes=20))  # about 42 days
     plan = _plan(
