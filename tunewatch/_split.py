@@ -10,7 +10,7 @@ challenger answers is written with the challenger's output (any role, normally
 ``"challenger"``) and **no** output in role ``"champion"``; a request the champion answers
 keeps its ``"champion"`` output (challengers may still shadow it). The check counts
 units, not requests: the distinct unit keys of the requests each arm answered (see
-:func:`tunewatch.store._labelled.count_split_arms`), since assignment is by unit. A
+:func:`tunewatch.store._split_counts.count_split_arms`), since assignment is by unit. A
 change of the split's challenger, salt or share starts a new count (see
 :func:`check_split`).
 """

@@ -18,6 +18,7 @@ from sqlalchemy import ColumnElement, Connection, Row, Text, cast, or_, select, 
 from .._errors import ConflictError, NotFoundError
 from ._comparison_rows import (
     ANSWERING_ROLES,
+    LATE_COMMIT_MARGIN,
     ComparisonLookRow,
     ComparisonTestRow,
     LabelledBatch,
@@ -34,7 +35,7 @@ from ._comparison_rows import (
     read_start,
 )
 from ._engine import READ_ONLY_OPTION, dialect_insert, transaction
-from ._labelled import ValidRows, count_split_arms, read_labelled
+from ._labelled import ValidRows, read_labelled
 from ._schema import (
     comparison_consumed,
     comparison_looks,
@@ -43,6 +44,7 @@ from ._schema import (
     requests,
 )
 from ._split_checks import add_split_check, latest_split_check, unit_totals, write_unit_totals
+from ._split_counts import count_split_arms
 from ._store import Store
 from ._types import utcnow
 
@@ -638,13 +640,16 @@ class ComparisonStore:
     def count_split_arms(
         self, *, model: str, challenger_version: int, since: datetime | None
     ) -> tuple[int, int]:
-        with self._read("count_split_arms") as conn:
-            return count_split_arms(
-                conn,
-                model=model,
-                challenger_version=challenger_version,
-                since=since,
-            )
+        """See :func:`~tunewatch.store._split_counts.count_split_arms`: the scan in a read
+        transaction, the new units in a write transaction."""
+        return count_split_arms(
+            lambda: self._read("count_split_arms"),
+            lambda: self._tx("count_split_arms"),
+            model=model,
+            challenger_version=challenger_version,
+            since=since,
+            margin=LATE_COMMIT_MARGIN,
+        )
 
     def add_split_check(self, **kwargs: Any) -> SplitCheckRow:
         """See :func:`add_split_check` (same keyword arguments)."""

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, Row, and_, exists, func, select
+from sqlalchemy import ColumnElement, Connection, Row, and_, exists, select
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
@@ -268,52 +268,3 @@ def _assemble(
         paired=other if paired else None,
         looks=np.asarray(looks, dtype=np.int64) if looks else None,
     )
-
-
-def count_split_arms(
-    conn: Connection,
-    *,
-    model: str,
-    challenger_version: int,
-    since: datetime | None,
-) -> tuple[int, int]:
-    """Units whose requests received since ``since`` each arm of a live split answered:
-    ``(champion, challenger)``.
-
-    The units are the requests' unit keys; a request without one was never split and
-    counts in neither arm. The champion arm holds units with a request that has an output
-    in role ``champion`` (of whichever version was champion then: counting only the
-    current one's called every promotion during a split a mismatch); the challenger arm
-    units with a request that has an output of ``challenger_version`` and no output in
-    role ``champion`` (the inference path records the split challenger's answer without a
-    champion answer). Assignment is by unit, so units, not requests, are what the
-    expected share is of.
-    """
-    champion_answer = exists().where(
-        outputs.c.model == requests.c.model,
-        outputs.c.request_id == requests.c.request_id,
-        outputs.c.role == "champion",
-    )
-    any_champion = outputs.alias("any_champion")
-    challenger_answer = and_(
-        exists().where(
-            outputs.c.model == requests.c.model,
-            outputs.c.request_id == requests.c.request_id,
-            outputs.c.version == challenger_version,
-        ),
-        ~exists().where(
-            any_champion.c.model == requests.c.model,
-            any_champion.c.request_id == requests.c.request_id,
-            any_champion.c.role == "champion",
-        ),
-    )
-    base = (
-        select(func.count(requests.c.unit_key.distinct()))
-        .select_from(requests)
-        .where(requests.c.model == model, requests.c.unit_key.is_not(None))
-    )
-    if since is not None:
-        base = base.where(requests.c.received_at >= since)
-    n_champion = int(conn.execute(base.where(champion_answer)).scalar_one())
-    n_challenger = int(conn.execute(base.where(challenger_answer)).scalar_one())
-    return n_champion, n_challenger

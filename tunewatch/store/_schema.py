@@ -414,6 +414,31 @@ split_units = Table(
     CheckConstraint("arm IN ('champion', 'challenger')", name="arm"),
 )
 
+# A live split's running count of units per arm, one per model: the count's window
+# (``since``, NULL from the split's start) and challenger, how far it has read (the newest
+# ``received_at`` it saw; it reads on from there less the late-commit margin) and its
+# totals. ``split_count_units`` holds the units it counted, so a returning unit is not
+# counted twice.
+split_counts = Table(
+    "split_counts",
+    metadata,
+    Column("model", String(200), ForeignKey("models.name"), primary_key=True),
+    Column("challenger_version", Integer, nullable=False),
+    Column("since", UTCDateTime, nullable=True),
+    Column("read_to", UTCDateTime, nullable=True),
+    Column("n_champion", Integer, nullable=False),
+    Column("n_challenger", Integer, nullable=False),
+)
+split_count_units = Table(
+    "split_count_units",
+    metadata,
+    Column("model", String(200), ForeignKey("split_counts.model"), nullable=False),
+    Column("arm", String(16), nullable=False),
+    Column("unit_key", String(128), nullable=False),
+    PrimaryKeyConstraint("model", "arm", "unit_key"),
+    CheckConstraint("arm IN ('champion', 'challenger')", name="arm"),
+)
+
 # Every look of every comparison: the time series dashboards draw the evidence from.
 comparison_looks = Table(
     "comparison_looks",

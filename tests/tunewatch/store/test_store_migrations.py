@@ -15,7 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.exc import IntegrityError
 
 from shadow.stats import TwoSampleSequentialTest
-from tunewatch.store import LabelItem, RequestRecord, Store, metadata
+from tunewatch.store import LabelItem, OutputRecord, RequestRecord, Store, metadata
 from tunewatch.store._audit import append_audit_in
 from tunewatch.store._comparisons import ComparisonStore
 from tunewatch.store._migrate import alembic_config
@@ -583,6 +583,49 @@ def test_split_checks_before_0016_have_no_count_start_and_a_downgrade_keeps_them
             ).all()
             command.upgrade(alembic_config(conn), "head")
         assert kept == [(50.0, 5300), (20.0, 80)]
+    finally:
+        store.close()
+
+
+def test_a_split_logged_before_0017_is_counted_whole_once_and_a_downgrade_drops_its_count(
+    store_url: str,
+) -> None:
+    """Revision 0017: a split's units are counted incrementally from a stored count. A
+    store upgraded with a split running has no count yet: the first check counts the
+    whole split, and the next ones go on from there. A downgrade drops the count; upgraded
+    again, the split is counted whole again."""
+    store = Store.open(store_url)
+    try:
+        store.ensure_model(name="m", task="binary", feature_names=["a"])
+        with store.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0016")
+        start = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+        x = np.zeros((1, 1), dtype=np.float32).tobytes()
+        p = np.asarray([[0.5, 0.5]], dtype=np.float32).tobytes()
+        store.write_records(
+            [
+                RequestRecord(
+                    "m", f"r{i}", start - timedelta(days=3 - i), "infer", 1, 1, x, unit_key=f"u{i}"
+                )
+                for i in range(3)
+            ],
+            [
+                OutputRecord(
+                    "m", f"r{i}", 1 + i % 2, ("champion", "challenger")[i % 2], 0.001, 1, 2, p
+                )
+                for i in range(3)
+            ],
+        )
+        with store.engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "head")
+        comparisons = ComparisonStore(store)
+        assert comparisons.count_split_arms(model="m", challenger_version=2, since=None) == (2, 1)
+        with store.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0016")
+            tables = set(sa.inspect(conn).get_table_names())
+            command.upgrade(alembic_config(conn), "head")
+        assert "split_counts" not in tables and "split_count_units" not in tables
+        assert comparisons.count_split_arms(model="m", challenger_version=2, since=None) == (2, 1)
     finally:
         store.close()
 
