@@ -52,6 +52,7 @@ from retune.cv import CVScheme, FoldScores, NestedCV, cross_validate, dataset_ve
 from retune.cv._window import check_window
 from retune.space import SearchSpace
 from retune.warmstart import CostPredictor, WarmStartPlan
+from retune.warmstart._base import objective_setup
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def run_study(
         plan = _settle_plan(handle, plan, version)
         cv_setup = _cv_setup(cv, seed, groups=groups)
         _settle_cv_pinned_before_groups(handle, cv_setup)
-        _settle_setup(handle, objective=_objective_setup(objective), cv=cv_setup)
+        _settle_setup(handle, objective=objective_setup(objective), cv=cv_setup)
         space = _settle_space(handle, space)
         run_key = new_run_key()
         record = register_run(handle, run_key, started_at=started_at)
@@ -300,13 +301,6 @@ def _settle_space(handle: StudyHandle, space: SearchSpace) -> SearchSpace:
     return began
 
 
-def _objective_setup(objective: Objective) -> dict[str, Any]:
-    """What a study's losses mean: the objective's name and parameters (its public
-    attributes: a threshold, a cost matrix, …)."""
-    params = {k: v for k, v in vars(objective).items() if not k.startswith("_")}
-    return _as_json({"name": objective.name, "params": params})
-
-
 def _cv_setup(
     cv: CVScheme, seed: int | None, *, groups: np.ndarray[Any, Any] | None = None
 ) -> dict[str, Any]:
@@ -433,7 +427,10 @@ def _settle_plan(
     dataset version: a study with a dataset version has settled its plan, so a worker
     finding one adopts what is stored, an empty plan (cost ceilings only) or none at all
     included, and its sampler is rebuilt from it. Otherwise it sampled by its own plan's
-    box and frozen values, a plan the study never recorded.
+    box and frozen values, a plan the study never recorded. A stored plan without a
+    dataset version was stopped before the settle ended, perhaps during the enqueue: the
+    worker finding it enqueues the stored plan's configurations again (those already in
+    the study are skipped) before writing the dataset version.
     """
     attrs = handle.user_attrs
     stored_version = attrs.get("dataset_version")
@@ -455,17 +452,26 @@ def _settle_plan(
             )
         rebuild_sampler(handle, stored)
         if stored_version is None:  # the first worker stopped between the two writes
+            _enqueue(handle, stored)  # maybe during the enqueue: what it did is skipped
             handle.set_user_attr("dataset_version", version)
         return stored
     if plan is not None:
         handle.set_user_attr("warmstart_plan", plan.to_json())
-        if plan.enqueue:
-            handle.enqueue(plan.enqueue)
-            logger.info(
-                "study %s: enqueued %d warm-start configurations", handle.name, len(plan.enqueue)
-            )
+        _enqueue(handle, plan)
     handle.set_user_attr("dataset_version", version)
     return plan
+
+
+def _enqueue(handle: StudyHandle, plan: WarmStartPlan | None) -> None:
+    """Enqueue ``plan``'s configurations, but none the study already has (enqueued, or
+    run): a worker completing a settle that another one was stopped in repeats it."""
+    if plan is not None and plan.enqueue:
+        handle.enqueue(plan.enqueue)
+        logger.info(
+            "study %s: enqueued %d warm-start configurations (those not in it already)",
+            handle.name,
+            len(plan.enqueue),
+        )
 
 
 def _run_trial(

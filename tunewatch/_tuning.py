@@ -10,6 +10,7 @@ workers on any machine can join the same study through a shared Optuna RDB stora
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import threading
@@ -21,11 +22,12 @@ from typing import Any
 import numpy as np
 
 from monitor import MonitorError
-from monitor.objectives import ObjectiveError, make_objective
+from monitor.objectives import Objective, ObjectiveError, make_objective
 from retune import (
     Budget,
     RetuneError,
     TuningResult,
+    load_history,
     refit_and_export,
     run_study,
     study_importances,
@@ -33,7 +35,13 @@ from retune import (
 )
 from retune.cv import NestedCV, dataset_version, out_of_fold
 from retune.space import load_search_space
-from retune.warmstart import Combined, EnqueueTopK, LearnedBox, WarmStartPlan
+from retune.warmstart import (
+    Combined,
+    EnqueueTopK,
+    LearnedBox,
+    WarmStartPlan,
+    WarmStartStrategy,
+)
 from shadow import OnnxModel, ShadowError
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig
@@ -262,23 +270,34 @@ class TuningJobRunner:
         probe = np.ascontiguousarray(np.nan_to_num(x[:1]), dtype=served.signature.input.dtype)
         return int(served.primary(served.run(probe)).shape[1])
 
-    def _plan(self, model: ModelRow, cfg: ModelConfig, space: Any) -> WarmStartPlan | None:
+    def _plan(
+        self, model: ModelRow, cfg: ModelConfig, space: Any, objective: Objective
+    ) -> WarmStartPlan | None:
+        """The warm start learned from the model's last succeeded jobs' studies that were
+        tuned for ``objective``: another objective's losses rank configurations otherwise.
+        The plan's notes count the studies left out (a plan of notes only, if all were)."""
         kind = cfg.tuning.warm_start
         storage = self.config.tuning_storage_url
-        history = [
+        studies = [
             j.result["study"]
             for j in reversed(self.store.list_jobs(model=model.name, status="succeeded", limit=20))
             if j.result and "study" in j.result
         ]
-        history = [h for h in history if study_progress(storage, h) is not None]
-        if kind == "none" or not history:
+        studies = [h for h in studies if study_progress(storage, h) is not None]
+        if kind == "none" or not studies:
             return None
-        strategy: Any = {"enqueue": EnqueueTopK(), "box": LearnedBox(), "combined": Combined()}[
-            kind
-        ]
-        from retune import plan_warm_start
-
-        return plan_warm_start(strategy, storage=storage, history_studies=history, space=space)
+        strategies: dict[str, WarmStartStrategy] = {
+            "enqueue": EnqueueTopK(),
+            "box": LearnedBox(),
+            "combined": Combined(),
+        }
+        history = load_history(storage, studies)
+        left_out = history.left_out_for(objective)
+        if left_out is None:
+            return strategies[kind].plan(history, space)
+        same = history.tuned_for(objective)
+        plan = strategies[kind].plan(same, space) if same.study_names else WarmStartPlan()
+        return dataclasses.replace(plan, notes=(*plan.notes, left_out))
 
     def _tune(
         self, job: JobRow, model: ModelRow, cfg: ModelConfig, on_progress: Any
@@ -293,7 +312,7 @@ class TuningJobRunner:
         version_of_data = dataset_version(x, y)
         space_path = tj.search_space or default_search_space(model.task)
         space = load_search_space(space_path)
-        plan = self._plan(model, cfg, space)
+        plan = self._plan(model, cfg, space, objective)
         predictor, ceiling = serving_cost(
             self.store, model.name, cfg, self._parent(model, job), space, job.created_at
         )

@@ -3,8 +3,9 @@ and a study's progress."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
 from optuna.distributions import (
@@ -26,8 +27,10 @@ from retune.warmstart._base import History, HistoryTrial
 
 def load_history(storage: str, study_names: Sequence[str]) -> History:
     """Completed trials of ``study_names`` (oldest first), ranks normalised per study;
-    a maximised study's values are negated, as every history value is a loss."""
+    a maximised study's values are negated, as every history value is a loss. Each
+    study's pinned objective is kept in :attr:`History.objectives`."""
     items: list[HistoryTrial] = []
+    objectives: dict[str, Mapping[str, Any] | None] = {}
     backend: optuna.storages.BaseStorage | None = None  # one for all the studies
     try:
         for name in study_names:
@@ -51,6 +54,8 @@ def load_history(storage: str, study_names: Sequence[str]) -> History:
                     f"history study {name!r} has {len(study.directions)} objectives; warm "
                     "start reads single-objective studies"
                 )
+            pinned = study.user_attrs.get("objective")
+            objectives[name] = pinned if isinstance(pinned, dict) else None
             # history values are losses (lower is better): a maximised value, negated
             sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
             for t in trials:
@@ -66,7 +71,7 @@ def load_history(storage: str, study_names: Sequence[str]) -> History:
     finally:
         if backend is not None:
             close_storage(backend)
-    return History.from_trials(items)
+    return History.from_trials(items, objectives=objectives)
 
 
 def _distribution(decl: IntParam | FloatParam | CategoricalParam) -> BaseDistribution:

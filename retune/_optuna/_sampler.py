@@ -70,6 +70,8 @@ class PlanSampler(BaseSampler):
             param_distribution, (FloatDistribution, IntDistribution)
         ):
             narrowed = _narrow(param_distribution, bound.low, bound.high)
+            if narrowed is not None and narrowed.low == narrowed.high:
+                return narrowed.low  # a box holding one point of its grid
             if narrowed is not None:
                 return self._base.sample_independent(study, trial, param_name, narrowed)
         allowed = self._plan.choice_box.get(param_name)
@@ -111,13 +113,15 @@ def _internal_or_none(dist: BaseDistribution, value: Any) -> float | None:
 
 def _narrow(
     dist: FloatDistribution | IntDistribution, low: float, high: float
-) -> BaseDistribution | None:
+) -> FloatDistribution | IntDistribution | None:
+    """``dist`` within ``[low, high]``: the points of its grid there (a single point is a
+    distribution too), or ``None`` when the box holds none of them."""
     lo, hi = max(dist.low, low), min(dist.high, high)
     if isinstance(dist, IntDistribution):
         step = dist.step
         ilo = dist.low + int(np.ceil((lo - dist.low) / step)) * step
         ihi = dist.low + int(np.floor((hi - dist.low) / step)) * step
-        if ilo >= ihi:
+        if ilo > ihi:
             return None
         return IntDistribution(ilo, ihi, log=dist.log, step=step)
     if dist.step is not None:
@@ -125,7 +129,7 @@ def _narrow(
         if bounds is None:
             return None
         lo, hi = bounds
-    if not lo < hi:
+    if lo > hi:
         return None
     return FloatDistribution(float(lo), float(hi), log=dist.log, step=dist.step)
 

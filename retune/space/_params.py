@@ -215,14 +215,36 @@ def shown(value: object) -> str:
 
 
 def grid_bounds(low: float, step: float, lo: float, hi: float) -> tuple[float, float] | None:
-    """The first and last points of the grid ``low + k * step`` inside ``[lo, hi]``, with
-    the grid's decimals, or ``None`` when fewer than two are: counted with
-    ``_GRID_TOLERANCE`` of a step, since ``(0.7 - 0.1) / 0.1`` is 5.999… in binary floats
-    and a box ending at 0.7 lost its top point."""
+    """The first and last points of the grid ``low + k * step`` inside ``[lo, hi]`` (the
+    same point when one is), with the grid's decimals, or ``None`` when none is: counted
+    with ``_GRID_TOLERANCE`` of a step, since ``(0.7 - 0.1) / 0.1`` is 5.999… in binary
+    floats and a box ending at 0.7 lost its top point."""
     first = math.ceil((lo - low) / step - _GRID_TOLERANCE)
     last = math.floor((hi - low) / step + _GRID_TOLERANCE)
-    if first >= last:
+    if first > last:
         return None
+    return _grid_points(low, step, first, last)
+
+
+def grid_box(
+    low: float, high: float, step: float, lo: float, hi: float
+) -> tuple[float, float] | None:
+    """``[lo, hi]`` (within ``[low, high]``) rounded outwards to the grid ``low + k * step``
+    of ``[low, high]``, with the grid's decimals, so that it keeps its width and holds at
+    least two grid points (one holding a single point at an end of the grid gains its
+    neighbour); ``None`` when the grid has fewer than two points (nothing to narrow)."""
+    top = math.floor((high - low) / step + _GRID_TOLERANCE)
+    if top < 1:
+        return None
+    first = max(math.floor((lo - low) / step + _GRID_TOLERANCE), 0)
+    last = min(math.ceil((hi - low) / step - _GRID_TOLERANCE), top)
+    if first == last:
+        first, last = (first - 1, last) if last == top else (first, last + 1)
+    return _grid_points(low, step, first, last)
+
+
+def _grid_points(low: float, step: float, first: int, last: int) -> tuple[float, float]:
+    """Grid points ``first`` and ``last`` of ``low + k * step``, with the grid's decimals."""
     places = _decimals(low, step)
     bounds = (low + first * step, low + last * step)
     if places is None:

@@ -107,18 +107,32 @@ class SearchSpace(BaseModel):
     def project(self, params: Mapping[str, Any]) -> dict[str, Any] | None:
         """``params`` restricted to this space, or ``None`` if a value is invalid here.
 
-        Parameters the space no longer has are dropped and parameters it gained are left
-        out (a sampler fills them); a number between grid points (the parameter gained a
-        ``step``) moves to the nearest one, and a float past a bound by rounding to the
-        bound (a configuration Optuna accepts as it is); a value outside its declaration
-        (a removed choice, a bound that moved past it) makes the whole set invalid.
+        ``params`` is read as the pipeline built it (absent names took :data:`DEFAULTS`).
+        A parent choice the space gained (a choice that opens conditional parameters, such
+        as ``estimator``) takes its default, so the history's children stay under it; a
+        configuration whose default the space does not offer is invalid. A choice the
+        space dropped (the pipeline builds its default then) is removed when it held its
+        default, and makes the set invalid otherwise: a ``gradient_boosting`` winner is
+        not the logistic model the space builds. Other parameters the space no longer has
+        are dropped, and those it gained are left out (a sampler fills them). A number
+        between grid points (the parameter gained a ``step``) moves to the nearest one,
+        and a float past a bound by rounding to the bound (a configuration Optuna accepts
+        as it is); a value outside its declaration (a removed choice, a bound that moved
+        past it) makes the whole set invalid.
         """
-        active = self.active(params)
+        declared = self.declarations()
+        for name, value in params.items():
+            if name not in declared and name in _CHOICES and value != DEFAULTS[name]:
+                return None  # the space builds the default choice instead
+        values = dict(params)
+        if not _fill_parents(self.params, values):
+            return None
+        active = self.active(values)
         out: dict[str, Any] = {}
         for name, decl in active.items():
-            if name not in params:
+            if name not in values:
                 continue
-            value = params[name]
+            value = values[name]
             if isinstance(decl, FloatParam) or not decl.contains(value):
                 if isinstance(decl, CategoricalParam):
                     return None
@@ -194,6 +208,22 @@ def _active(
         out[name] = decl
         if isinstance(decl, CategoricalParam) and name in values and decl.contains(values[name]):
             _active(decl.children(values[name]), values, out)
+
+
+def _fill_parents(params: Mapping[str, Param], values: dict[str, Any]) -> bool:
+    """Give each parent choice ``values`` lacks (one with conditional children, reached by
+    the choices made) the pipeline's default, parents before their children; ``False``
+    when that default is not one of its choices."""
+    for name, decl in params.items():
+        if not isinstance(decl, CategoricalParam) or not decl.when:
+            continue
+        if name not in values:
+            if name not in DEFAULTS or not decl.contains(DEFAULTS[name]):
+                return False
+            values[name] = DEFAULTS[name]
+        if decl.contains(values[name]) and not _fill_parents(decl.children(values[name]), values):
+            return False
+    return True
 
 
 def _sample(params: Mapping[str, Param], s: Suggester, out: dict[str, Any]) -> None:

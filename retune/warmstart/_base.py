@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from scipy.stats import rankdata
 
+from monitor.objectives import Objective
 from retune._errors import WarmStartError
 from retune.space import SearchSpace
 
@@ -36,13 +37,24 @@ class HistoryTrial:
 
 @dataclass(frozen=True, kw_only=True)
 class History:
-    """Completed trials of earlier studies, oldest study first, ranks normalised per study."""
+    """Completed trials of earlier studies, oldest study first, ranks normalised per study.
+
+    ``objectives`` holds what each study's losses mean, as it was pinned with the study
+    (:func:`objective_setup`; ``None`` for a study that recorded none): a study tuned for
+    another objective ranks configurations by another loss (:meth:`tuned_for`).
+    """
 
     trials: tuple[HistoryTrial, ...] = ()
     study_names: tuple[str, ...] = ()
+    objectives: Mapping[str, Mapping[str, Any] | None] = field(default_factory=dict)
 
     @classmethod
-    def from_trials(cls, trials: Iterable[HistoryTrial]) -> History:
+    def from_trials(
+        cls,
+        trials: Iterable[HistoryTrial],
+        *,
+        objectives: Mapping[str, Mapping[str, Any] | None] | None = None,
+    ) -> History:
         """Rank-normalise values within each study (ties share their mean rank)."""
         items = [t for t in trials if math.isfinite(t.value)]
         names = tuple(dict.fromkeys(t.study_name for t in items))
@@ -54,7 +66,35 @@ class History:
             ranked.extend(
                 replace(t, rank=float((r - 1) / scale)) for t, r in zip(own, ranks, strict=True)
             )
-        return cls(trials=tuple(ranked), study_names=names)
+        return cls(trials=tuple(ranked), study_names=names, objectives=dict(objectives or {}))
+
+    def tuned_for(self, objective: Objective) -> History:
+        """The studies whose pinned objective (name and parameters) is ``objective``; their
+        trials keep their ranks. One that recorded none is left out too: its losses may
+        be another objective's."""
+        setup = objective_setup(objective)
+        names = tuple(n for n in self.study_names if self.objectives.get(n) == setup)
+        return History(
+            trials=tuple(t for t in self.trials if t.study_name in names),
+            study_names=names,
+            objectives={n: self.objectives[n] for n in names},
+        )
+
+    def left_out_for(self, objective: Objective) -> str | None:
+        """A plan note naming the studies :meth:`tuned_for` leaves out, each with the
+        objective it was tuned for, or ``None`` when it leaves out none."""
+        kept = self.tuned_for(objective).study_names
+        other = [
+            f"{name} ({_objective_name(self.objectives.get(name))})"
+            for name in self.study_names
+            if name not in kept
+        ]
+        if not other:
+            return None
+        return (
+            f"left out {len(other)} earlier stud{'y' if len(other) == 1 else 'ies'} tuned for "
+            f"another objective than {objective.name!r}: {', '.join(other)}"
+        )
 
     def best_first(self) -> list[HistoryTrial]:
         """Trials by normalised rank; on ties the more recent study first."""
@@ -232,6 +272,21 @@ class WarmStartStrategy(Protocol):
     def name(self) -> str: ...
 
     def plan(self, history: History, space: SearchSpace) -> WarmStartPlan: ...
+
+
+def objective_setup(objective: Objective) -> dict[str, Any]:
+    """What a study's losses mean, as :func:`~retune.run_study` pins it with the study:
+    the objective's name and parameters (its public attributes: a threshold, a cost
+    matrix, …), as a study attribute reads back (lists for tuples and arrays)."""
+    params = {k: v for k, v in vars(objective).items() if not k.startswith("_")}
+    setup = {"name": objective.name, "params": params}
+    loaded: dict[str, Any] = json.loads(json.dumps(setup, default=lambda v: np.asarray(v).tolist()))
+    return loaded
+
+
+def _objective_name(pinned: Mapping[str, Any] | None) -> str:
+    name = None if pinned is None else pinned.get("name")
+    return "no recorded objective" if name is None else str(name)
 
 
 def log_or_linear(value: float, log: bool) -> float:

@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from retune.space import CategoricalParam, IntParam, SearchSpace
+from retune.space import CategoricalParam, FloatParam, IntParam, SearchSpace
+from retune.space._params import grid_box
 from retune.warmstart._base import (
     History,
     NumericBound,
@@ -28,9 +29,13 @@ from retune.warmstart._base import (
 class LearnedBox:
     """Box around the best ``top_fraction`` of each earlier study (at least ``min_configs``).
 
-    ``margin`` widens each numeric range by that share of the *full* range on each side.
+    ``margin`` widens each numeric range by that share of the *full* range on each side;
+    a range on a grid (an integer, a float with a ``step``) is then rounded outwards to
+    grid points, so the box holds at least two of them and is recorded as it is searched.
     Categorical choices are restricted to those seen among the best configurations
-    that the current space still offers; if none remain, the parameter is not restricted.
+    that the current space still offers, and those history never tried (a choice the
+    space gained: history is no evidence against it); if none remain, the parameter is
+    not restricted.
     ``restrict_choices=False`` narrows numeric ranges only: after a concept change the
     best estimator family or preprocessing choice itself may move, and a categorical
     restriction then excludes the new optimum from every non-exploring trial.
@@ -58,19 +63,19 @@ class LearnedBox:
     def plan(self, history: History, space: SearchSpace) -> WarmStartPlan:
         if not len(history):
             return empty_plan(self.name, history, "no history: full space")
-        best = [
-            p
-            for p in (
-                space.project(t.params)
-                for t in quantile_best(history, self.top_fraction, self.min_configs)
-            )
-            if p is not None
+        projected = [
+            space.project(t.params)
+            for t in quantile_best(history, self.top_fraction, self.min_configs)
         ]
+        best = [p for p in projected if p is not None]
         if not best:
             return empty_plan(self.name, history, "no best configuration is valid here: full space")
         bounds: list[NumericBound] = []
         choices: dict[str, tuple[Any, ...]] = {}
         per_branch: list[str] = []
+        gridded: list[str] = []
+        untried: list[str] = []
+        valid = [p for p in (space.project(t.params) for t in history.trials) if p is not None]
         for name, decl in space.declarations().items():
             seen = [p[name] for p in best if name in p]
             if not seen and not isinstance(decl, CategoricalParam):
@@ -82,9 +87,14 @@ class LearnedBox:
             if isinstance(decl, CategoricalParam):
                 if not self.restrict_choices:
                     continue
-                kept = tuple(c for c in decl.choices if c in seen)
+                # a choice history never tried (one the space gained) is no worse for it
+                tried = {repr(p[name]) for p in valid if name in p}
+                fresh = [c for c in decl.choices if repr(c) not in tried]
+                kept = tuple(c for c in decl.choices if c in seen or c in fresh)
                 if kept and len(kept) < len(decl.choices):
                     choices[name] = kept
+                    if fresh:
+                        untried.append(f"{name}: {', '.join(map(repr, fresh))}")
                 continue
             lo = log_or_linear(min(seen), decl.log)
             hi = log_or_linear(max(seen), decl.log)
@@ -98,19 +108,37 @@ class LearnedBox:
             low, high = max(low, decl.low), min(high, decl.high)
             if low >= high:  # a single value and no margin: keep a usable interval
                 continue
-            bounds.append(NumericBound(name=name, low=low, high=high))
+            if decl.step is not None and (isinstance(decl, FloatParam) or decl.step > 1):
+                # the sampler draws grid points only: record the box as it is searched
+                snapped = grid_box(decl.low, decl.high, decl.step, low, high)
+                if snapped is None:  # the grid holds one point: nothing to narrow
+                    continue
+                if snapped != (low, high):
+                    gridded.append(f"{name} [{snapped[0]:g}, {snapped[1]:g}]")
+                low, high = snapped
+            bounds.append(NumericBound(name=name, low=float(low), high=float(high)))
+        notes = [f"box from {len(best)} best configuration(s), margin {self.margin:g}"]
+        if len(best) < len(projected):
+            notes.append(
+                f"left out {len(projected) - len(best)} best configuration(s) invalid in "
+                f"space {space.name!r}"
+            )
+        if per_branch:
+            notes.append(f"boxed around the best of their own branch: {', '.join(per_branch)}")
+        if gridded:
+            notes.append(
+                "widened outwards to the grid of their step (at least two grid points): "
+                + ", ".join(gridded)
+            )
+        if untried:
+            notes.append(f"kept the choices history never tried: {'; '.join(untried)}")
         return WarmStartPlan(
             strategies=(self.name,),
             numeric_box=tuple(bounds),
             choice_box=choices,
             history_studies=history.study_names,
             n_history_trials=len(history),
-            notes=(f"box from {len(best)} best configuration(s), margin {self.margin:g}",)
-            + (
-                (f"boxed around the best of their own branch: {', '.join(per_branch)}",)
-                if per_branch
-                else ()
-            ),
+            notes=tuple(notes),
         )
 
     def _best_of_branch(self, history: History, space: SearchSpace, name: str) -> list[Any]:

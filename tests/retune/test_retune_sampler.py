@@ -7,8 +7,9 @@ from typing import Any
 
 import optuna
 
-from retune._optuna import PlanSampler
-from retune.warmstart import NumericBound, WarmStartPlan
+from retune._optuna import PlanSampler, TrialHandle
+from retune.space import parse_search_space
+from retune.warmstart import Combined, History, HistoryTrial, NumericBound, WarmStartPlan
 
 PLAN = WarmStartPlan(
     numeric_box=(NumericBound(name="C", low=50.0, high=60.0),),
@@ -53,3 +54,80 @@ def test_every_explore_every_th_trial_samples_the_full_space() -> None:
     other_family = [d["number"] for d in drawn if d["estimator"] != "logistic"]
     assert outside_box == [2, 5, 8]
     assert other_family == [2, 5, 8]  # the seeded draws leave the choice box there too
+
+
+def test_a_box_holding_one_grid_point_samples_that_point_not_the_full_range() -> None:
+    """A box [42, 78] on a grid of step 20 holds one point, 60 (and [0.25, 0.35] on a grid
+    of tenths holds 0.3): the sampler took it for no box and drew from 20..200."""
+    plan = WarmStartPlan(
+        numeric_box=(
+            NumericBound(name="n", low=42.0, high=78.0),
+            NumericBound(name="f", low=0.25, high=0.35),
+        )
+    )
+    study = optuna.create_study(
+        sampler=PlanSampler(optuna.samplers.RandomSampler(seed=0), plan, seed=0)
+    )
+    drawn = set()
+    for _ in range(8):
+        trial = study.ask()
+        drawn.add(
+            (
+                trial.suggest_int("n", 20, 200, step=20),
+                trial.suggest_float("f", 0.1, 0.7, step=0.1),
+            )
+        )
+        study.tell(trial, 1.0)
+    assert drawn == {(60, 0.3)}
+
+
+def test_a_learned_box_on_a_step_grid_samples_only_the_range_it_records() -> None:
+    """The learned box of gb_n_estimators (20..80 step 20) around the best configurations'
+    40 was recorded as [25, 55], and the non-exploring trials drew 20, 40, 60 and 80."""
+    space = parse_search_space(
+        {
+            "name": "grid",
+            "params": {
+                "estimator": {
+                    "type": "categorical",
+                    "choices": ["gradient_boosting"],
+                    "when": {
+                        "gradient_boosting": {
+                            "gb_n_estimators": {"type": "int", "low": 20, "high": 80, "step": 20}
+                        }
+                    },
+                }
+            },
+        }
+    )
+    trials = [
+        HistoryTrial(
+            study_name="old",
+            number=i,
+            value=float(i),
+            params={
+                "estimator": "gradient_boosting",
+                "gb_n_estimators": 40 if i < 5 else [20, 60, 80][i % 3],
+            },
+        )
+        for i in range(20)
+    ]
+    plan = Combined().plan(History.from_trials(trials), space)
+    box = plan.box_for("gb_n_estimators")
+    assert box is not None
+    study = optuna.create_study(
+        sampler=PlanSampler(optuna.samplers.TPESampler(seed=0), plan, seed=0)
+    )
+    boxed = set()
+    for _ in range(12):
+        trial = study.ask()
+        drawn = space.sample(TrialHandle(trial))
+        if (
+            plan.explore_every is None
+            or trial.number % plan.explore_every != plan.explore_every - 1
+        ):
+            boxed.add(drawn["gb_n_estimators"])
+        study.tell(trial, float(trial.number % 5))
+    grid = {v for v in range(20, 81, 20) if box.low <= v <= box.high}
+    assert boxed and boxed <= grid and len(grid) >= 2
+    assert (box.low, box.high) == (min(grid), max(grid))  # the record is the range searched

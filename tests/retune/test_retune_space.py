@@ -752,3 +752,54 @@ def test_a_search_space_nested_too_deeply_is_refused_with_the_reason(tmp_path: P
     deeper = r"space\.yaml': nested deeper than the YAML reader can follow"
     with pytest.raises(SearchSpaceError, match=deeper):
         load_search_space(path)
+
+
+def test_project_fills_a_parent_the_space_gained_with_the_pipeline_s_default() -> None:
+    """History tuned C with no `estimator` (the pipeline built its default, logistic); the
+    space gained `estimator` with C under `logistic`. C was dropped with its missing
+    parent, and warm start re-scored `{"scaler": "none"}` as the best configuration."""
+    space = small_space()
+    assert space.project({"scaler": "none", "C": 1.3}) == {
+        "scaler": "none",
+        "estimator": "logistic",
+        "C": 1.3,
+    }
+    # the default family is not a choice of the space: history's configuration is not in it
+    boosting = small_space(
+        params={
+            **SMALL_SPACE["params"],
+            "estimator": {
+                **SMALL_SPACE["params"]["estimator"],
+                "choices": ["gradient_boosting"],
+                "when": {
+                    "gradient_boosting": SMALL_SPACE["params"]["estimator"]["when"][
+                        "gradient_boosting"
+                    ]
+                },
+            },
+        }
+    )
+    assert boosting.project({"scaler": "none", "C": 1.3}) is None
+
+
+def test_project_skips_a_configuration_whose_dropped_choice_the_space_builds_otherwise() -> None:
+    """The space dropped `estimator`: its pipeline always builds logistic. A gradient
+    boosting configuration was projected to `{"scaler": "none"}` and re-scored as the
+    best historical configuration; a logistic one (the default) is still that."""
+    space = parse_search_space(
+        {
+            "name": "v1",
+            "params": {
+                "scaler": {"type": "categorical", "choices": ["none", "standard"]},
+                "C": {"type": "float", "low": 1e-3, "high": 10.0, "log": True},
+            },
+        }
+    )
+    assert (
+        space.project({"scaler": "none", "estimator": "gradient_boosting", "gb_n_estimators": 20})
+        is None
+    )
+    assert space.project({"scaler": "none", "estimator": "logistic", "C": 0.05}) == {
+        "scaler": "none",
+        "C": 0.05,
+    }

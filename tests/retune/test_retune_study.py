@@ -1164,3 +1164,33 @@ def test_a_study_pinned_before_group_ids_were_with_no_trial_pins_the_groups(
     study.set_user_attr("cv", pinned)
     assert _run(tmp_path, "fresh", budget=Budget(max_trials=1), **_grouped(_CUSTOMERS)).n_trials
     assert _study_attrs(storage, "fresh")["cv"] == _study_attrs(storage)["cv"]
+
+
+def test_a_worker_resuming_a_study_whose_enqueue_was_interrupted_enqueues_the_rest(
+    tmp_path: Any,
+) -> None:
+    """The first worker stores the plan, enqueues its configurations, then the dataset
+    version. Killed after enqueueing one of three, it left the plan stored and no dataset
+    version: the resuming worker adopted the plan and never enqueued the other two, while
+    the plan (and the report) listed all three as re-scored first."""
+    from retune._optuna import make_storage
+
+    storage = str(tmp_path / "journal.log")
+    configs = tuple(
+        {"scaler": "standard", "estimator": "logistic", "C": c} for c in (0.5, 3.0, 0.05)
+    )
+    plan = WarmStartPlan(strategies=("enqueue_top_k",), enqueue=configs)
+    backend = make_storage(storage, heartbeat_interval=None)
+    study = optuna.create_study(study_name="s", storage=backend)
+    study.set_user_attr("warmstart_plan", plan.to_json())
+    study.enqueue_trial(configs[0], user_attrs={"warm_start": "enqueued"}, skip_if_exists=True)
+
+    result = _run(tmp_path, plan=plan, budget=Budget(max_trials=4))
+    assert result.plan == plan
+    enqueued = [
+        t.params
+        for t in _trial_states(storage).values()
+        if t.user_attrs.get("warm_start") == "enqueued"
+    ]
+    assert sorted(p["C"] for p in enqueued) == [0.05, 0.5, 3.0]  # each once
+    assert _study_attrs(storage)["dataset_version"] == result.dataset_version

@@ -711,3 +711,206 @@ def test_a_cost_ceiling_accepts_a_latency_exactly_at_its_limit() -> None:
     ceiling = CostCeiling(max_latency_p99_s=0.05)
     assert ceiling.violation(0.05, 0.0) is None
     assert ceiling.violation(0.0501, 0.0) == "predicted p99 latency 0.0501s > 0.05s"
+
+
+def _grid_space() -> SearchSpace:
+    return parse_search_space(
+        {
+            "name": "grid",
+            "params": {
+                "drop_threshold": {"type": "float", "low": 0.1, "high": 0.9, "step": 0.1},
+                "estimator": {
+                    "type": "categorical",
+                    "choices": ["random_forest"],
+                    "when": {
+                        "random_forest": {
+                            "forest_n_estimators": {
+                                "type": "int",
+                                "low": 20,
+                                "high": 200,
+                                "step": 20,
+                            }
+                        }
+                    },
+                },
+            },
+        }
+    )
+
+
+def _forest(n: int, threshold: float) -> dict[str, Any]:
+    return {"drop_threshold": threshold, "estimator": "random_forest", "forest_n_estimators": n}
+
+
+def test_a_learned_box_holding_one_grid_point_is_widened_to_its_neighbours_and_says_so() -> None:
+    """The best configurations agree on 60 trees and a threshold of 0.5: widened by the
+    margin, the boxes [42, 78] and [0.42, 0.58] hold one grid point each. They were
+    recorded so (the sampler then drew from the full range); the box is the grid points
+    it holds, widened to the neighbouring ones when it holds fewer than two."""
+    rows = [("s", i, _forest(60, 0.5), float(i)) for i in range(3)]
+    rows += [("s", 3 + i, _forest(200, 0.9), 10.0 + i) for i in range(7)]
+    plan = LearnedBox(top_fraction=0.2, min_configs=3, margin=0.1).plan(
+        _ranked(rows), _grid_space()
+    )
+    assert plan.box_for("forest_n_estimators") == NumericBound(
+        name="forest_n_estimators", low=40.0, high=80.0
+    )
+    assert plan.box_for("drop_threshold") == NumericBound(name="drop_threshold", low=0.4, high=0.6)
+    widened = [n for n in plan.notes if "widened" in n]
+    assert widened and "forest_n_estimators" in widened[0] and "drop_threshold" in widened[0]
+
+
+def test_a_learned_box_on_a_grid_is_rounded_outwards_to_it() -> None:
+    """Best at 60 and 100 trees: [42, 118] is recorded as [40, 120], the grid points that
+    keep the margin (the sampler searched 60..100 of a box recorded as [42, 118])."""
+    rows = [("s", 0, _forest(60, 0.3), 0.0), ("s", 1, _forest(100, 0.6), 1.0)]
+    rows += [("s", 2 + i, _forest(200, 0.9), 10.0 + i) for i in range(8)]
+    plan = LearnedBox(top_fraction=0.2, min_configs=2, margin=0.1).plan(
+        _ranked(rows), _grid_space()
+    )
+    assert plan.box_for("forest_n_estimators") == NumericBound(
+        name="forest_n_estimators", low=40.0, high=120.0
+    )
+    # 0.3 .. 0.6 widened by 0.08 is 0.22 .. 0.68: the tenths 0.2 .. 0.7
+    assert plan.box_for("drop_threshold") == NumericBound(name="drop_threshold", low=0.2, high=0.7)
+    assert any("forest_n_estimators [40, 120]" in n for n in plan.notes)
+
+
+def test_a_box_at_the_end_of_a_grid_gains_the_neighbour_it_has() -> None:
+    """The grid 20..180 of [20, 199] step 20: [185, 199] holds no point; rounded outwards
+    it is 180 alone, and takes 160 beside it. A grid of one point narrows nothing."""
+    from retune.space._params import grid_box
+
+    assert grid_box(20, 199, 20, 185.0, 199.0) == (160, 180)
+    assert grid_box(20, 199, 20, 20.0, 25.0) == (20, 40)
+    assert grid_box(0.1, 0.7, 0.1, 0.44, 0.46) == (0.4, 0.5)
+    assert grid_box(1, 3, 5, 1.0, 3.0) is None
+
+
+def _families_space() -> SearchSpace:
+    """The estimator gained `random_forest`, a family no earlier study tried."""
+    return parse_search_space(
+        {
+            "name": "families",
+            "params": {
+                "estimator": {
+                    "type": "categorical",
+                    "choices": ["logistic", "gradient_boosting", "random_forest"],
+                    "when": {
+                        "logistic": {
+                            "C": {"type": "float", "low": 1e-3, "high": 10.0, "log": True}
+                        },
+                        "gradient_boosting": {"gb_max_depth": {"type": "int", "low": 1, "high": 5}},
+                        "random_forest": {
+                            "forest_max_depth": {"type": "int", "low": 2, "high": 12}
+                        },
+                    },
+                }
+            },
+        }
+    )
+
+
+def test_a_learned_box_keeps_a_choice_history_never_tried() -> None:
+    """`warm_start: box` restricted the estimator to the families among the best
+    configurations: `random_forest`, which the space gained and history never tried, was
+    never sampled. History is evidence against `gradient_boosting`, not against it."""
+    rows = [("s", i, {"estimator": "logistic", "C": 0.1 * (i + 1)}, float(i)) for i in range(5)]
+    rows += [
+        ("s", 5 + i, {"estimator": "gradient_boosting", "gb_max_depth": 3}, 9.0 + i)
+        for i in range(5)
+    ]
+    space = _families_space()
+    plan = LearnedBox(top_fraction=0.2, min_configs=2).plan(_ranked(rows), space)
+    assert plan.choice_box == {"estimator": ("logistic", "random_forest")}
+    assert any("random_forest" in n and "never tried" in n for n in plan.notes)
+
+    import optuna
+
+    from retune._optuna import PlanSampler, TrialHandle
+
+    study = optuna.create_study(
+        sampler=PlanSampler(optuna.samplers.TPESampler(seed=0), plan, seed=0)
+    )
+    drawn = []
+    for i in range(20):
+        trial = study.ask()
+        drawn.append(space.sample(TrialHandle(trial))["estimator"])
+        study.tell(trial, float(i % 4))
+    assert "random_forest" in drawn and "gradient_boosting" not in drawn
+
+
+def test_warm_start_reads_history_as_the_pipeline_built_it_across_a_changed_parent() -> None:
+    """The space dropped `estimator` (always logistic now): the gradient-boosting winners
+    were enqueued as logistic configurations. They are skipped and counted, and only the
+    logistic configuration is re-scored and boxed."""
+    space = parse_search_space(
+        {
+            "name": "v1",
+            "params": {
+                "scaler": {"type": "categorical", "choices": ["none", "standard"]},
+                "C": {"type": "float", "low": 1e-3, "high": 10.0, "log": True},
+            },
+        }
+    )
+    history = _ranked(
+        [
+            (
+                "old",
+                0,
+                {"scaler": "none", "estimator": "gradient_boosting", "gb_n_estimators": 20},
+                0.30,
+            ),
+            (
+                "old",
+                1,
+                {"scaler": "none", "estimator": "gradient_boosting", "gb_n_estimators": 15},
+                0.31,
+            ),
+            ("old", 2, {"scaler": "standard", "estimator": "logistic", "C": 0.05}, 0.45),
+        ]
+    )
+    plan = Combined().plan(history, space)
+    assert plan.enqueue == ({"scaler": "standard", "C": 0.05},)
+    assert any("skipped 2 configuration(s)" in n for n in plan.notes)
+    assert any("left out 2 best configuration(s)" in n for n in plan.notes)
+
+
+def test_history_keeps_only_the_studies_tuned_for_the_job_s_objective(tmp_path: Any) -> None:
+    """A study tuned for a cost matrix that favours recall ranks configurations by another
+    loss: read as history for a log-loss job, its best configurations were enqueued and
+    boxed as if they were log loss's, with no note."""
+    storage = str(tmp_path / "journal.log")
+    x, y = binary(seed=8, n=150)
+    tuned = {
+        "cost": make_objective("cost", cost_matrix=[[0, 1], [50, 0]]),
+        "loss": make_objective("log_loss"),
+    }
+    for name, objective in tuned.items():
+        run_study(
+            storage=storage,
+            study_name=name,
+            space=small_space(),
+            x=x,
+            y=y,
+            objective=objective,
+            cv=StratifiedKFoldCV(n_splits=2),
+            budget=Budget(max_trials=3),
+            plan=None,
+            seed=0,
+        )
+    history = load_history(storage, ["cost", "loss"])
+    assert history.objectives["cost"] == {
+        "name": "cost",
+        "params": {"cost_matrix": [[0.0, 1.0], [50.0, 0.0]]},
+    }
+    same = history.tuned_for(make_objective("log_loss"))
+    assert same.study_names == ("loss",)
+    assert [t for t in history.trials if t.study_name == "loss"] == list(same.trials)
+    assert history.left_out_for(make_objective("log_loss")) == (
+        "left out 1 earlier study tuned for another objective than 'log_loss': cost (cost)"
+    )
+    other_costs = make_objective("cost", cost_matrix=[[0, 1], [5, 0]])
+    assert history.tuned_for(other_costs).trials == ()
+    assert history.left_out_for(other_costs) is not None
+    assert same.left_out_for(make_objective("log_loss")) is None

@@ -161,6 +161,42 @@ def test_job_registers_a_shadow_challenger_with_lineage_then_warm_starts(daemon:
     assert [c.version for c in lineup.challengers] == [2, 3]
 
 
+def test_a_job_learns_only_from_studies_tuned_for_its_objective(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The model's objective changed from log loss to the Brier score: the next job took
+    the log-loss study as its history, re-scoring and boxing around what ranked best for
+    another loss, and its plan said nothing of it."""
+    raw = _config(tmp_path)
+    d = _daemon(raw, trained)
+    try:
+        first = d.dispatcher.handle(MODEL, "manual", {"reason": "history"})
+        assert first.job_id is not None
+        assert _runner(d).run(first.job_id).status == "succeeded"
+        models = [{**raw["models"][0], "objective": {"name": "brier"}}]  # type: ignore[index]
+        brier = TuningJobRunner(
+            store=d.store,
+            registry=d.registry,
+            artefacts=d.artefacts,
+            config=build_config({**raw, "models": models}, env={}),
+            worker="test",
+        )
+        second = d.dispatcher.handle(MODEL, "manual", {"reason": "new objective"})
+        assert second.job_id is not None
+        job = brier.run(second.job_id)
+        assert job.status == "succeeded", job.error
+        plan = d.store.get_version(MODEL, 3).details["warm_start_plan"]
+        assert plan["history_studies"] == [] and plan["enqueue"] == []
+        assert plan["numeric_box"] == [] and plan["explore_every"] is None
+        study = f"{MODEL}-job{first.job_id}"
+        assert any(
+            "left out 1 earlier study" in note and study in note and "log_loss" in note
+            for note in plan["notes"]
+        ), plan["notes"]
+    finally:
+        d.close()
+
+
 def test_a_job_records_the_warm_start_plan_its_study_ran_by(daemon: Daemon) -> None:
     """A worker joining or resuming a job's study samples by the plan the study stored; the
     version's details and the job's result recorded the worker's own plan instead (here
