@@ -10,7 +10,6 @@ workers on any machine can join the same study through a shared Optuna RDB stora
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import logging
 import threading
@@ -22,26 +21,17 @@ from typing import Any
 import numpy as np
 
 from monitor import MonitorError
-from monitor.objectives import Objective, ObjectiveError, make_objective
+from monitor.objectives import ObjectiveError, make_objective
 from retune import (
     Budget,
     RetuneError,
     TuningResult,
-    load_history,
     refit_and_export,
     run_study,
     study_importances,
-    study_progress,
 )
 from retune.cv import NestedCV, dataset_version, out_of_fold
 from retune.space import load_search_space
-from retune.warmstart import (
-    Combined,
-    EnqueueTopK,
-    LearnedBox,
-    WarmStartPlan,
-    WarmStartStrategy,
-)
 from shadow import OnnxModel, ShadowError
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig
@@ -57,6 +47,7 @@ from tunewatch._tuning_cv import (
     outer_plan,
     tuned_estimate,
 )
+from tunewatch._tuning_plan import warm_start_plan
 from tunewatch._tuning_progress import Heartbeat, ProgressReporter
 from tunewatch._tuning_window import training_window
 from tunewatch._version_metadata import VersionMetadata
@@ -270,35 +261,6 @@ class TuningJobRunner:
         probe = np.ascontiguousarray(np.nan_to_num(x[:1]), dtype=served.signature.input.dtype)
         return int(served.primary(served.run(probe)).shape[1])
 
-    def _plan(
-        self, model: ModelRow, cfg: ModelConfig, space: Any, objective: Objective
-    ) -> WarmStartPlan | None:
-        """The warm start learned from the model's last succeeded jobs' studies that were
-        tuned for ``objective``: another objective's losses rank configurations otherwise.
-        The plan's notes count the studies left out (a plan of notes only, if all were)."""
-        kind = cfg.tuning.warm_start
-        storage = self.config.tuning_storage_url
-        studies = [
-            j.result["study"]
-            for j in reversed(self.store.list_jobs(model=model.name, status="succeeded", limit=20))
-            if j.result and "study" in j.result
-        ]
-        studies = [h for h in studies if study_progress(storage, h) is not None]
-        if kind == "none" or not studies:
-            return None
-        strategies: dict[str, WarmStartStrategy] = {
-            "enqueue": EnqueueTopK(),
-            "box": LearnedBox(),
-            "combined": Combined(),
-        }
-        history = load_history(storage, studies)
-        left_out = history.left_out_for(objective)
-        if left_out is None:
-            return strategies[kind].plan(history, space)
-        same = history.tuned_for(objective)
-        plan = strategies[kind].plan(same, space) if same.study_names else WarmStartPlan()
-        return dataclasses.replace(plan, notes=(*plan.notes, left_out))
-
     def _tune(
         self, job: JobRow, model: ModelRow, cfg: ModelConfig, on_progress: Any
     ) -> dict[str, Any]:
@@ -312,7 +274,14 @@ class TuningJobRunner:
         version_of_data = dataset_version(x, y)
         space_path = tj.search_space or default_search_space(model.task)
         space = load_search_space(space_path)
-        plan = self._plan(model, cfg, space, objective)
+        plan = warm_start_plan(
+            self.store,
+            self.config.tuning_storage_url,
+            model.name,
+            kind=cfg.tuning.warm_start,
+            space=space,
+            objective=objective,
+        )
         predictor, ceiling = serving_cost(
             self.store, model.name, cfg, self._parent(model, job), space, job.created_at
         )
