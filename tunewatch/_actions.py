@@ -154,15 +154,11 @@ class Dispatcher:
         other outcome is recorded and settles the event. Its job's dedupe key is the
         event's, or ``dedupe_key`` (the one :meth:`handle` was given for it), so a retry
         whose action event was lost queues no second job."""
-        trigger = self.config.trigger(model, fired.type)
-        if trigger is None or trigger.do != "retune":
-            return ActionOutcome("none", "none", f"no retune configured for {fired.type}")
-        outcome = self._retune(
+        outcome = self.queue_owed(
             model,
             fired.type,
             fired.payload,
-            trigger.cooldown_minutes,
-            dedupe_key if dedupe_key is not None else f"{fired.type}:{fired.id}",
+            dedupe_key=dedupe_key if dedupe_key is not None else f"{fired.type}:{fired.id}",
         )
         if outcome.cause == "quota":
             logger.debug(
@@ -171,6 +167,18 @@ class Dispatcher:
         else:
             self.record(model, fired.type, outcome, actor=actor)
         return outcome
+
+    def queue_owed(
+        self, model: str, event: str, payload: Mapping[str, Any], *, dedupe_key: str
+    ) -> ActionOutcome:
+        """Try again to queue the retune an ``event`` recorded before (with ``payload``)
+        still owes, recording nothing: the caller records the outcome (:meth:`record`) once
+        it settles, as :meth:`retry` does. The job's ``dedupe_key`` is the one the first
+        attempt was given, so no attempt queues a second job."""
+        trigger = self.config.trigger(model, event)
+        if trigger is None or trigger.do != "retune":
+            return ActionOutcome("none", "none", f"no retune configured for {event}")
+        return self._retune(model, event, payload, trigger.cooldown_minutes, dedupe_key)
 
     def record(self, model: str, event: str, outcome: ActionOutcome, *, actor: str) -> None:
         """Record what became of the action ``event`` caused: ``action_<status>``."""

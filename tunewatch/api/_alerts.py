@@ -6,11 +6,15 @@ first delivery still runs, so every firing alert is keyed by its episode
 on the episode row; a claim whose delivery died is taken over after
 ``store._jobs.CLAIM_TIMEOUT``). Only the claimant dispatches, and the job's unique
 ``dedupe_key`` keeps it to one job per episode. Only a final outcome (a job queued, one
-queued before, no action configured) decides an episode: a retune that the quota or a
-cool-down suppressed, or a dispatch that failed, releases it, and a later delivery of the
-alert, while it fires, tries again. The answer is 2xx after the commit, 503 when the
-store cannot commit or an episode's claim is held by a delivery that does not decide
-within ``CLAIM_WAIT_S`` (it died: Alertmanager retries until the claim times out), and
+queued before, no action configured) decides an episode. A retune that the quota or a
+cool-down suppressed leaves it owed: the episode's ``alert_received`` and the suppression
+are recorded once, by the delivery that first claimed it, and a later delivery of the
+alert, while it fires, tries again to queue the job without recording the alert again
+(:meth:`Dispatcher.queue_owed`): nothing while it is still suppressed, the outcome once
+it settles. A dispatch that failed releases the episode, and the next delivery handles it
+anew. The answer is 2xx after the commit, 503 when the store cannot commit or an
+episode's claim stays held while the delivery waits ``CLAIM_WAIT_S`` for it (the delivery
+holding it died: Alertmanager retries until the claim times out), and
 2xx for valid payloads that are ignored (unknown model, a resolved alert never seen
 firing, an alert whose ``startsAt`` is not an RFC 3339 time: Alertmanager always sends
 one, and without it every episode of the alert would share one key). An alert without a
@@ -35,7 +39,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -44,6 +48,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tunewatch._actions import ActionOutcome
 from tunewatch._errors import InvalidValueError, NotFoundError
 from tunewatch.api._body import parse_json_object
 from tunewatch.api._context import AppContext, authenticate, context
@@ -114,29 +119,46 @@ def dedupe_key(fingerprint: str, starts_at: str) -> str:
     return f"alert#{len(fingerprint)}:{fingerprint}:{starts_at}"
 
 
-#: How long a delivery waits for other ones that hold its episodes' claims to decide them.
+#: How long a delivery waits for a claim another delivery holds, counted as time asleep.
 CLAIM_WAIT_S = 2.0
+_PAUSE_S = 0.05
+
+#: The decision of an episode whose retune the quota or a cool-down suppressed: the
+#: store's claim takes it for decided, and a later delivery tries the retune again.
+_OWED = "retune owed: suppressed by the quota or a cool-down; the next delivery retries it"
+_RESOLVED_OWED = "retune not taken: the alert resolved while its retune was owed"
+#: The causes of a suppressed retune that the alert's next delivery tries again.
+_OWED_CAUSES = ("quota", "cooldown")
 
 
 class _ClaimWait:
-    """A delivery's one wait for claims that other deliveries hold: ``CLAIM_WAIT_S`` from
-    its first held episode, shared by all its alerts. Each alert waiting its own made a
-    group of N episodes that a dead delivery held answer its 503 after N times that."""
+    """A delivery's waits for claims that other deliveries hold. A live delivery decides an
+    episode in milliseconds, so each held episode is waited for until ``CLAIM_WAIT_S`` of
+    this delivery's time asleep has gone by; the time spent deciding its other alerts does
+    not count (one deadline for the whole delivery made two overlapping deliveries of a
+    large group answer 503 after 2 s, although every claim they met settled at once). A
+    claim still held after its wait belongs to a delivery that died, and the episodes held
+    after it are busy at once: a group of N episodes a dead delivery held answered its 503
+    after N waits."""
 
     def __init__(self, clock: Callable[[], float], sleep: Callable[[float], None]) -> None:
         self._clock = clock
         self._sleep = sleep
-        self._deadline: float | None = None
+        self._outlasted = False  # a claim outlasted its wait: the holder looks dead
 
-    def pause(self) -> bool:
-        """Wait a moment before trying a held claim again; False once the wait is over."""
-        now = self._clock()
-        if self._deadline is None:
-            self._deadline = now + CLAIM_WAIT_S
-        if now >= self._deadline:
-            return False
-        self._sleep(0.05)
-        return True
+    def attempts(self) -> Iterator[None]:
+        """One attempt at an episode's claim at once, then one after each pause until the
+        wait for it is over (no pause once a claim outlasted its wait)."""
+        yield
+        waited = 0.0
+        while not self._outlasted:
+            if waited >= CLAIM_WAIT_S:
+                self._outlasted = True
+                return
+            before = self._clock()
+            self._sleep(_PAUSE_S)
+            waited += self._clock() - before
+            yield
 
 
 def handle_alerts(
@@ -211,35 +233,39 @@ def _handle_alert(
         # one never seen firing is stored resolved: a late firing delivery of it is stale
         if not store.resolve_alert_episode(fingerprint=fingerprint, starts_at=starts_at):
             summary["ignored"].append(f"{name}: resolved, never seen firing")
+        # an owed retune is no longer tried
+        store.settle_alert_episode(
+            fingerprint=fingerprint, starts_at=starts_at, claim=_OWED, decision=_RESOLVED_OWED
+        )
         return
-    # Decided or resolved: done. Claimed by another delivery: it decides in milliseconds,
-    # so wait a little for it; one still holding the claim died deciding (killed, or the
-    # store failed before it could release the claim): busy, answered 503 so Alertmanager
-    # retries until the claim times out and a retry takes it.
-    while True:
+    # Claimed by another delivery: it decides in milliseconds, so wait a little for it;
+    # one still holding the claim died deciding (killed, or the store failed before it
+    # could release the claim): busy, answered 503 so Alertmanager retries until the
+    # claim times out and a retry takes it. Not claimed: decided, resolved or owed.
+    payload = {
+        "alertname": name,
+        "fingerprint": fingerprint,
+        "startsAt": starts_at,
+        "labels": labels,
+    }
+    claim: str | None = None
+    for _ in wait.attempts():
         claim = store.claim_alert_episode(
             fingerprint=fingerprint, starts_at=starts_at, model=model, alertname=name, labels=labels
         )
         if claim is not None:
             break
         if not store.alert_episode_claimed(fingerprint=fingerprint, starts_at=starts_at):
+            _retry_owed(ctx, model, payload, summary, fingerprint=fingerprint, starts_at=starts_at)
             return
-        if not wait.pause():
-            summary["busy"].append(name)
-            return
+    if claim is None:
+        summary["busy"].append(name)
+        return
     summary["new_episodes"] += 1
+    key = dedupe_key(fingerprint, starts_at)
     try:
         outcome = ctx.dispatcher.handle(
-            model,
-            "alert_received",
-            {
-                "alertname": name,
-                "fingerprint": fingerprint,
-                "startsAt": starts_at,
-                "labels": labels,
-            },
-            dedupe_key=dedupe_key(fingerprint, starts_at),
-            actor="alertmanager",
+            model, "alert_received", payload, dedupe_key=key, actor="alertmanager"
         )
     except Exception:
         # released for Alertmanager's retry (a 503) or the next delivery; the error
@@ -249,13 +275,53 @@ def _handle_alert(
         )
         raise
     # Only a final outcome decides the episode; a retune that the quota or a cool-down
-    # suppressed releases it for a later delivery of the alert.
+    # suppressed is owed, tried again by a later delivery of the alert.
+    if outcome.final:
+        decision: str | None = outcome.describe()
+    else:
+        decision = _OWED if _still_owed(outcome) else None
     store.settle_alert_episode(
-        fingerprint=fingerprint,
-        starts_at=starts_at,
-        claim=claim,
-        decision=outcome.describe() if outcome.final else None,
+        fingerprint=fingerprint, starts_at=starts_at, claim=claim, decision=decision
     )
+    if outcome.job_id is not None and outcome.status == "taken":
+        summary["jobs"].append(outcome.job_id)
+
+
+def _still_owed(outcome: ActionOutcome) -> bool:
+    return outcome.status == "suppressed" and outcome.cause in _OWED_CAUSES
+
+
+def _retry_owed(
+    ctx: AppContext,
+    model: str,
+    payload: dict[str, Any],
+    summary: dict[str, Any],
+    *,
+    fingerprint: str,
+    starts_at: str,
+) -> None:
+    """A later delivery of an episode not claimed: when its retune is owed, try again to
+    queue it, recording nothing while it is still suppressed. The outcome is recorded once:
+    a job queued by the one delivery that queued it (its dedupe key), another outcome by
+    the one delivery whose compare-and-set settles the episode; a duplicate (a concurrent
+    delivery queued it) by none."""
+    store = ctx.runtime.store
+    # decided or resolved (a resolve closes an owed episode): nothing to do
+    if not store.settle_alert_episode(
+        fingerprint=fingerprint, starts_at=starts_at, claim=_OWED, decision=_OWED
+    ):
+        return
+    key = dedupe_key(fingerprint, starts_at)
+    outcome = ctx.dispatcher.queue_owed(model, "alert_received", payload, dedupe_key=key)
+    if _still_owed(outcome):
+        return
+    # a dispatch that failed releases the episode: the next delivery handles it anew
+    decision = outcome.describe() if outcome.final else None
+    settled = store.settle_alert_episode(
+        fingerprint=fingerprint, starts_at=starts_at, claim=_OWED, decision=decision
+    )
+    if outcome.status == "taken" or (settled and outcome.status != "duplicate"):
+        ctx.dispatcher.record(model, "alert_received", outcome, actor="alertmanager")
     if outcome.job_id is not None and outcome.status == "taken":
         summary["jobs"].append(outcome.job_id)
 
