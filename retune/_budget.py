@@ -6,7 +6,10 @@ included: a configuration rejected for its predicted serving cost is not trained
 not counted), ``wall_time_s`` and ``cpu_time_s`` (this process's own clock and process
 time since :meth:`BudgetTracker.start`, plus what earlier runs of the study spent —
 :meth:`BudgetTracker.add_earlier`: wall seconds once however many workers ran in them,
-CPU seconds summed —, so a resumed study continues its budget), and no
+CPU seconds summed; a run killed before it recorded its end up to its last finished
+trial, and one still working on another worker as far as it had recorded when this
+one started (workers working at once each check their own clocks plus that) —, so a
+resumed study continues its budget), and no
 improvement — the best loss improved by less than ``min_relative_improvement``
 (relative) over the last ``patience`` counted trials. A trial in flight when a time
 limit passes is allowed to finish.

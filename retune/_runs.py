@@ -2,12 +2,14 @@
 a study attribute ``time_spent:<run>``.
 
 A run writes its record when it starts — ``started_at`` (UTC epoch seconds), ``host``
-and ``pid`` — and completes it when it stops, with ``ended_at``, ``wall_s`` and
-``cpu_s``; every trial it begins names it in the trial attribute ``run``. The records
-serve twice:
+and ``pid`` —, rewrites it after each trial with the time it spent so far
+(``wall_s_so_far``, ``cpu_s_so_far`` and ``seen_at``, the end of that wall time), and
+completes it when it stops, with ``ended_at``, ``wall_s`` and ``cpu_s``; every trial it
+begins names it in the trial attribute ``run``. The records serve twice:
 
 - a resumed study continues its time budget (:func:`time_spent`): the CPU seconds of all
-  runs, and the wall seconds during which at least one run was working;
+  runs, and the wall seconds during which at least one run was working — a run that
+  recorded no end (killed, or still working elsewhere) up to its last record;
 - a trial left RUNNING by a killed worker is told from one a live worker is training
   without Optuna's heartbeats (a journal file, an RDB storage without
   ``heartbeat_interval``), and failed (:func:`fail_orphaned_trials`), so that it stops
@@ -53,10 +55,28 @@ def new_run_key() -> str:
 
 def register_run(handle: StudyHandle, key: str, *, started_at: float) -> dict[str, Any]:
     """Record that this run works on the study, before it begins a trial; returns the
-    record, which :func:`record_run_end` completes."""
+    record, which :func:`record_run_progress` rewrites and :func:`record_run_end`
+    completes."""
     record: dict[str, Any] = {"started_at": started_at, "host": this_host(), "pid": os.getpid()}
     handle.set_user_attr(key, record)
     return record
+
+
+def record_run_progress(
+    handle: StudyHandle, key: str, record: dict[str, Any], tracker: BudgetTracker
+) -> None:
+    """Rewrite this run's record (``record``, as :func:`register_run` returned it) with the
+    time it spent so far, at each budget check (before the first trial and after each): a
+    run killed before it records its end (the launcher's SIGKILL after its stop timeout,
+    the OOM killer) leaves what it spent up to its last finished trial, which a
+    resumption counts. Not an end: the run is still live (see :func:`_why_stopped`)."""
+    wall_s, cpu_s = tracker.own_wall_s, tracker.own_cpu_s
+    seen = {
+        "wall_s_so_far": wall_s,
+        "cpu_s_so_far": cpu_s,
+        "seen_at": record["started_at"] + wall_s,
+    }
+    _write(handle, key, {**record, **seen}, wall_s=wall_s, cpu_s=cpu_s, what="so far")
 
 
 def record_run_end(
@@ -68,41 +88,66 @@ def record_run_end(
     monotonic clock."""
     wall_s, cpu_s = tracker.own_wall_s, tracker.own_cpu_s
     ended = {**record, "wall_s": wall_s, "cpu_s": cpu_s, "ended_at": record["started_at"] + wall_s}
+    _write(handle, key, ended, wall_s=wall_s, cpu_s=cpu_s, what="at its end")
+
+
+def _write(
+    handle: StudyHandle,
+    key: str,
+    record: dict[str, Any],
+    *,
+    wall_s: float,
+    cpu_s: float,
+    what: str,
+) -> None:
+    """Write a run's record; one that cannot be written is logged, not raised: the run's
+    trials go on (a resumption counts what the run recorded before)."""
     try:
-        handle.set_user_attr(key, ended)
+        handle.set_user_attr(key, record)
     except StudyError as exc:
         logger.warning(
-            "study %s: this run's %.1f s wall / %.1f s CPU not recorded (a resumption will "
-            "not count them): %s",
+            "study %s: this run's %.1f s wall / %.1f s CPU %s not recorded (a resumption "
+            "will not count them): %s",
             handle.name,
             wall_s,
             cpu_s,
+            what,
             exc,
         )
 
 
-def time_spent(handle: StudyHandle, *, before: float) -> dict[str, float]:
-    """The wall and CPU seconds the study's earlier runs recorded when they stopped.
+def time_spent(handle: StudyHandle, *, before: float, own: str | None = None) -> dict[str, float]:
+    """The wall and CPU seconds the study's runs but ``own`` (this run's key) recorded:
+    when they stopped, or, for a run that recorded no end, at its last budget check
+    (:func:`record_run_progress`).
 
     CPU seconds add up. Wall seconds are those of the union of the runs' intervals:
     workers that ran at the same time spent the same seconds. An interval is cut at
     ``before``, this run's start, from where its own clock counts. A run recorded
-    without its interval (before runs recorded it) adds its wall seconds as they are;
-    a run that has not recorded its end adds nothing.
+    without its interval (before runs recorded it) adds its wall seconds as they are.
+    A run that recorded no end — killed, or still working on another worker — adds what
+    it last recorded: a killed run's time up to its last finished trial, and a live
+    one's wall seconds up to this run's start and CPU seconds as this run read them
+    (workers working at once each check their own clocks plus what the others had spent
+    before they started; none counts what the others spend after); one that recorded
+    nothing since it began adds nothing.
     """
-    runs = [v for k, v in handle.user_attrs.items() if k.startswith(SPENT_PREFIX)]
     intervals: list[tuple[float, float]] = []
-    unplaced_s = 0.0
-    for run in runs:
-        began, ended = run.get("started_at"), run.get("ended_at")
+    unplaced_s = cpu_s = 0.0
+    for key, run in handle.user_attrs.items():
+        if not key.startswith(SPENT_PREFIX) or key == own or not isinstance(run, dict):
+            continue
+        began = run.get("started_at")
+        if "ended_at" in run or "wall_s" in run:  # it recorded its end
+            ended, cpu = run.get("ended_at"), run.get("cpu_s", 0.0)
+        else:
+            ended, cpu = run.get("seen_at"), run.get("cpu_s_so_far", 0.0)
+        cpu_s += float(cpu)
         if isinstance(began, int | float) and isinstance(ended, int | float):
             intervals.append((float(began), min(float(ended), before)))
         else:
             unplaced_s += float(run.get("wall_s", 0.0))
-    return {
-        "wall_s": _covered_s(intervals) + unplaced_s,
-        "cpu_s": float(sum(r.get("cpu_s", 0.0) for r in runs)),
-    }
+    return {"wall_s": _covered_s(intervals) + unplaced_s, "cpu_s": cpu_s}
 
 
 def _covered_s(intervals: list[tuple[float, float]]) -> float:

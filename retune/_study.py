@@ -45,6 +45,7 @@ from retune._runs import (
     fail_orphaned_trials,
     new_run_key,
     record_run_end,
+    record_run_progress,
     register_run,
     time_spent,
 )
@@ -201,6 +202,8 @@ def run_study(
             return tracker.stop_reason(taken, [t.value for t in trained])
 
         def should_stop() -> str | None:
+            # after each trial: a run killed before its end leaves what it spent so far
+            record_run_progress(handle, run_key, record, tracker)
             if heartbeat_interval is None:
                 return stop_reason()
             handle.fail_stale_trials()  # at every check: none stays RUNNING past its grace
@@ -214,7 +217,7 @@ def run_study(
         try:
             if heartbeat_interval is None:  # a trial no live run is training: the runs' records
                 fail_orphaned_trials(handle, own=run_key)
-            tracker.add_earlier(**time_spent(handle, before=started_at))
+            tracker.add_earlier(**time_spent(handle, before=started_at, own=run_key))
             handle.optimize(objective_fn, should_stop=should_stop)
         finally:
             record_run_end(handle, run_key, record, tracker)

@@ -75,7 +75,7 @@ class ProgressReporter:
                 "trials": p.n_trials,  # those that ran, as the result counts them
                 "cost_rejected": p.n_cost_rejected,
                 "complete": p.n_complete,
-                "pruned": p.n_pruned,
+                "pruned": p.n_pruned,  # by outcome, as the result: not the cost rejections
                 "best_value": p.best_value,
                 "max_trials": max_trials,
             }

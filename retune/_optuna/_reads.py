@@ -125,9 +125,11 @@ def param_importances(history: History, space: SearchSpace, *, seed: int) -> dic
 @dataclass(frozen=True, slots=True)
 class StudyProgress:
     """How far a study got: the trials that ran (:func:`ran`, as
-    :attr:`TuningResult.n_trials <retune.TuningResult>` counts them) and those of them
-    rejected for their serving cost (untrained: ``max_trials`` counts the others), trials
-    by state, and the best value so far (lower is better)."""
+    :attr:`TuningResult.n_trials <retune.TuningResult>` counts them), those of them
+    rejected for their serving cost (untrained: ``max_trials`` counts the others) and
+    those pruned (by their outcome, as the result counts them: Optuna marks a cost
+    rejection PRUNED too), complete, running and failed trials by state, and the best
+    value so far (lower is better)."""
 
     study_name: str
     n_trials: int
@@ -161,7 +163,7 @@ def study_progress(storage: str, study_name: str) -> StudyProgress | None:
         n_cost_rejected=outcomes.count("cost_rejected"),
         n_complete=len(complete),
         n_running=states.count(TrialState.RUNNING),
-        n_pruned=states.count(TrialState.PRUNED),
+        n_pruned=outcomes.count("pruned"),  # not the cost rejections Optuna marks PRUNED
         n_failed=states.count(TrialState.FAIL),
         best_value=min(complete) if complete else None,
     )

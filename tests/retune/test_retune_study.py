@@ -325,7 +325,8 @@ def test_progress_counts_the_trials_that_ran_as_the_result_does(tmp_path: Any) -
     """Progress counted every trial the study held: warm-start configurations still
     WAITING in the queue (a job with a lowered budget reported 5 trials of 2), trials
     given up untrained and those a killed worker left. It counts those that ran, as
-    ``TuningResult.n_trials`` does, cost rejections beside."""
+    ``TuningResult.n_trials`` does, cost rejections beside. Optuna marks a cost rejection
+    PRUNED: progress counted it pruned too, where the result does not."""
     costly = CostConstraint(max_latency_p99_s=0.005).plan(History(), small_space())
     logistic = [{"scaler": "standard", "estimator": "logistic", "C": c} for c in (1, 2, 3, 4)]
     boosted = {"scaler": "none", "estimator": "gradient_boosting", "gb_n_estimators": 5}
@@ -341,6 +342,7 @@ def test_progress_counts_the_trials_that_ran_as_the_result_does(tmp_path: Any) -
     assert progress.n_trials == 3
     assert progress.n_cost_rejected == 1
     assert progress.n_complete == 2 and progress.n_running == 0
+    assert progress.n_pruned == result.n_pruned == 0
 
 
 def test_a_space_where_every_configuration_is_too_costly_stops(tmp_path: Any) -> None:
@@ -661,6 +663,35 @@ def test_a_trial_of_a_run_that_may_be_live_elsewhere_keeps_its_place(tmp_path: A
     assert _trained(storage) == 2
 
 
+def test_a_run_working_elsewhere_counts_the_time_it_last_recorded(tmp_path: Any) -> None:
+    """A run that has not recorded its end counted nothing, so a worker joining a job
+    an hour in had its whole ``wall_time_s`` again. It counts what it recorded after its
+    last trial (workers working at once each check their own clocks plus what the others
+    had spent before they started), and is still live: its running trial keeps its
+    place."""
+    storage = str(tmp_path / "journal.log")
+    _run(tmp_path, budget=Budget(max_trials=1))
+    began = time.time() - 1000
+    # on another host, 1000 s in, in a trial begun 100 s ago
+    record = {
+        "started_at": began,
+        "host": "another-host",
+        "pid": 1,
+        "wall_s_so_far": 900.0,
+        "cpu_s_so_far": 3.0,
+        "seen_at": began + 900.0,
+    }
+    _set_study_attr(storage, "time_spent:elsewhere", record)
+    theirs = _ask_running_trial(storage, "time_spent:elsewhere")
+    resumed = _run(tmp_path, budget=Budget(max_trials=3, wall_time_s=1500))
+    assert resumed.stopped_by == "max_trials"
+    assert 900 <= resumed.wall_s < 1500 and resumed.cpu_s >= 3.0
+    assert _trial_states(storage)[theirs].state == optuna.trial.TrialState.RUNNING
+    # a budget it used up stops a worker joining it before any trial
+    joined = _run(tmp_path, budget=Budget(max_trials=10, wall_time_s=800))
+    assert joined.stopped_by == "wall_time" and _trained(storage) == 2
+
+
 def _worker_process(
     storage: str, max_trials: int, fold_s: float, *, park: tuple[int, Path] | None = None
 ) -> subprocess.Popen[str]:
@@ -782,6 +813,61 @@ def test_a_run_resumed_at_once_does_not_count_a_killed_worker_s_trial_with_heart
     trials = _trial_states(storage)
     assert trials[left].state == optuna.trial.TrialState.FAIL
     assert _running(storage) == []
+
+
+def _resume_killed_worker_s_study(storage: str, budget: Budget) -> retune.TuningResult:
+    """Resume study ``s`` in this process with ``retune_worker.py``'s data and setup."""
+    x, y = binary(seed=21, n=1500, n_features=10)
+    return run_study(
+        storage=storage,
+        study_name="s",
+        space=small_space(),
+        x=x,
+        y=y,
+        objective=make_objective("log_loss"),
+        cv=SlowFolds(n_splits=3),
+        budget=budget,
+        plan=None,
+        seed=0,
+        heartbeat_interval=1 if "://" in storage else None,
+    )
+
+
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_a_resumed_study_counts_the_time_a_killed_worker_spent_until_its_last_trial(
+    tmp_path: Any, kind: str
+) -> None:
+    """A run recorded its wall and CPU seconds only when it stopped: a worker SIGKILLed
+    in a trial (the launcher kills one still running 30 s after SIGTERM, and queues its
+    job again) left its time uncounted, and every restart gave the job its whole
+    ``wall_time_s`` and ``cpu_time_s`` again. A run records its time after each trial;
+    a resumption counts a killed run's up to its last record."""
+    storage = str(tmp_path / "journal.log") if kind == "journal" else f"sqlite:///{tmp_path}/o.db"
+    parked = tmp_path / "parked"
+    # 0.4 s a fold: the run has spent at least its first trial's 3 folds, 1.2 s, by the
+    # time its second trial parks
+    victim = _worker_process(storage, 4, fold_s=0.4, park=(1, parked))
+    _await_parked(victim, parked)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=10)
+    assert _trained(storage) == 1
+    # the killed run's wall seconds are more than this whole budget: none is left
+    by_wall = _resume_killed_worker_s_study(storage, Budget(max_trials=100, wall_time_s=1.0))
+    assert by_wall.stopped_by == "wall_time" and by_wall.wall_s >= 1.2
+    assert _trained(storage) == 1
+    killed = [
+        run
+        for key, run in _study_attrs(storage).items()
+        if key.startswith("time_spent:") and "ended_at" not in run
+    ]
+    [record] = killed  # the resumption recorded its end; the killed run its last trial
+    assert record["cpu_s_so_far"] > 0 and record["wall_s_so_far"] >= 1.2
+    # its CPU seconds count as well (a budget of half of them is used up)
+    by_cpu = _resume_killed_worker_s_study(
+        storage, Budget(max_trials=100, cpu_time_s=record["cpu_s_so_far"] / 2)
+    )
+    assert by_cpu.stopped_by == "cpu_time" and by_cpu.cpu_s >= record["cpu_s_so_far"]
+    assert _trained(storage) == 1
 
 
 def _killed_after_its_outcome(path: Path) -> int:

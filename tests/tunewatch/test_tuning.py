@@ -728,6 +728,47 @@ def test_configurations_predicted_too_slow_to_promote_are_not_trained(
     assert version.hyperparameters["estimator"] == "logistic"
 
 
+def test_job_progress_and_the_jobs_list_count_cost_rejections_apart(
+    daemon: Daemon, trained: list[ExampleModel], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Optuna marks a configuration rejected for its serving cost PRUNED: the job's
+    progress counted it pruned, where the result does not, and ``tunewatch jobs`` showed
+    the trials with the rejections in them ("6/4 trials") while the worker's bar showed
+    those trained and the rejections beside. Both count as the result does."""
+    gbm = {"scaler": "none", "estimator": "gradient_boosting", "gb_n_estimators": 20}
+    v2 = daemon.registry.register(
+        MODEL,
+        trained[1].onnx,
+        dataclasses.replace(trained[1].metadata, hyperparameters={**gbm, "gb_max_depth": 2}),
+        actor="t",
+    )
+    daemon.store.write_records(
+        [],
+        [
+            OutputRecord(MODEL, f"r{i}", v2.version, "challenger", 0.05, 1, 2, bytes(8))
+            for i in range(50)
+        ],
+    )
+    outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
+    assert outcome.job_id is not None
+    seen: list[dict[str, Any]] = []
+    job = _runner(daemon).run(outcome.job_id, on_progress=seen.append)
+    assert job.status == "succeeded", job.error
+    details = daemon.store.get_version(MODEL, 3).details
+    rejected, pruned = details["n_cost_rejected"], details["n_pruned"]
+    assert rejected > 0
+    last = seen[-1]
+    assert (last["trials"], last["cost_rejected"]) == (details["n_trials"], rejected)
+    assert last["pruned"] == pruned
+    config = tmp_path / "cli.yaml"
+    config.write_text(yaml.safe_dump(daemon.config.model_dump(mode="json")))
+    capsys.readouterr()
+    assert main(["--config", str(config), "jobs", "--model", MODEL]) == 0
+    [line] = [x for x in capsys.readouterr().out.splitlines() if x.startswith(str(job.id))]
+    trained_trials = details["n_trials"] - rejected
+    assert f" {trained_trials}/4 trials (+{rejected} rejected for serving cost) " in line
+
+
 def test_a_tuned_version_s_monitors_calibrate_on_held_out_scores(daemon: Daemon) -> None:
     """A tuned version's reference is its training rows: scored by the version itself
     they are in-sample, so CBPE was calibrated overconfident, the reference accuracy

@@ -28,15 +28,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
         logging.getLogger("optuna").setLevel(logging.WARNING)
 
     def bar(progress: dict[str, Any]) -> None:
-        # the trials trained, as max_trials counts them: not those rejected for their cost
-        rejected = int(progress.get("cost_rejected") or 0)
-        done = int(progress.get("trials") or 0) - rejected
+        done, rejected = _trained(progress)
         total = int(progress.get("max_trials") or 1)
         filled = min(30, 30 * done // max(total, 1))
         best = progress.get("best_value")
         print(
             f"\rjob {args.job} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} trials"
-            f"{f' (+{rejected} rejected for serving cost)' if rejected else ''}"
+            f"{_rejected_note(rejected)}"
             f"  best {best if best is None else f'{best:.4f}'}",
             end="",
             file=sys.stderr,
@@ -78,6 +76,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trained(progress: dict[str, Any]) -> tuple[int, int]:
+    """A job's trials trained, as ``max_trials`` counts them, and those rejected for their
+    serving cost (untrained; progress counts them among its ``trials``)."""
+    rejected = int(progress.get("cost_rejected") or 0)
+    return int(progress.get("trials") or 0) - rejected, rejected
+
+
+def _rejected_note(rejected: int) -> str:
+    return f" (+{rejected} rejected for serving cost)" if rejected else ""
+
+
 def cmd_retune(args: argparse.Namespace) -> int:
     from tunewatch._actions import Dispatcher
     from tunewatch._daemon import open_store
@@ -106,7 +115,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
             store.get_model(args.model)  # NotFoundError: "not registered" rather than nothing
         for j in store.list_jobs(model=args.model, limit=args.limit):
             progress = j.progress
-            done = f"{progress.get('trials', 0)}/{progress.get('max_trials', '?')} trials"
+            trained, rejected = _trained(progress)
+            done = f"{trained}/{progress.get('max_trials', '?')} trials{_rejected_note(rejected)}"
             extra = j.error or (
                 f"-> v{j.result['version']}" if j.result else progress.get("phase", "")
             )
