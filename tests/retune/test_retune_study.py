@@ -253,7 +253,7 @@ def test_workers_joining_a_study_with_a_plan_propose_different_points(tmp_path: 
     """Adopting the stored plan rebuilt each joiner's sampler with one fixed seed, so every
     joining worker proposed the same configurations."""
     from retune._optuna import TrialHandle, open_study
-    from retune._study import _settle_plan
+    from retune._settle import settle_plan
     from retune.warmstart import NumericBound
 
     space = small_space()
@@ -265,7 +265,7 @@ def test_workers_joining_a_study_with_a_plan_propose_different_points(tmp_path: 
             storage=storage, study_name="s", seed=0, plan=plan, pruner="none",
             heartbeat_interval=None,
         )  # fmt: skip
-        _settle_plan(handle, plan, "v")
+        settle_plan(handle, plan, "v")
         # several points each: one point of this small space repeats by chance (~1 in 50)
         proposals.append([space.sample(TrialHandle(handle._study.ask())) for _ in range(4)])
     assert proposals[1] != proposals[2]
@@ -575,7 +575,7 @@ def _run_before_setups_were_pinned(
     import retune._study
 
     with monkeypatch.context() as patched:
-        patched.setattr(retune._study, "_settle_setup", lambda handle, **setup: None)
+        patched.setattr(retune._study, "settle_setup", lambda handle, **setup: None)
         _run(tmp_path, **overrides)
     assert "cv" not in _study_attrs(str(tmp_path / "journal.log"))
 

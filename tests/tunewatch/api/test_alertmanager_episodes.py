@@ -1,0 +1,396 @@
+"""The Alertmanager webhook's episodes across deliveries: a retune the quota or a cool-down
+suppressed is owed to a later delivery and recorded once; a claim another delivery holds
+is waited for, and one a dead delivery holds is answered 503."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from tests.tunewatch.api.alert_helpers import (
+    FIRING_AT,
+    alert,
+    job_fingerprints,
+    payload,
+    retune_daemon,
+)
+from tests.tunewatch.conftest import MODEL
+from tunewatch._actions import ActionOutcome, Dispatcher
+from tunewatch._background import BackgroundServer
+from tunewatch._daemon import Daemon
+from tunewatch._errors import StoreUnavailableError
+from tunewatch._example import ExampleModel
+from tunewatch.api._alerts import CLAIM_WAIT_S, dedupe_key, handle_alerts
+from tunewatch.store._schema import jobs
+
+
+def _age_jobs(daemon: Daemon, by: timedelta) -> None:
+    """Move the jobs ``by`` into the past, as if that long had passed since (cool-downs
+    are timed by the database's clock)."""
+    for job in daemon.store.list_jobs(model=MODEL):
+        with daemon.store.engine.begin() as conn:
+            conn.execute(
+                update(jobs).where(jobs.c.id == job.id).values(created_at=job.created_at - by)
+            )
+
+
+def test_an_episode_suppressed_by_the_quota_gets_its_job_from_a_later_delivery(
+    trained: list[ExampleModel], tmp_path: Path, store_url: str
+) -> None:
+    """A suppressed retune was stored as the episode's decision, and every later delivery
+    of the still-firing alert was dropped as a repeat: the alert was never acted on."""
+    daemon, tokens = retune_daemon(trained, tmp_path, store_url, quota=1, cooldown=0)
+    group = payload(alert("fp1"), alert("fp2"))
+    try:
+        with BackgroundServer(daemon.app) as server:
+
+            def deliver() -> dict[str, Any]:
+                r = httpx.post(
+                    f"{server.url}/v1/alerts/alertmanager",
+                    json=group,
+                    headers={"Authorization": f"Bearer {tokens['alertmanager']}"},
+                )
+                assert r.status_code == 200, r.text
+                body: dict[str, Any] = r.json()
+                return body
+
+            assert len(deliver()["jobs"]) == 1  # fp2 is suppressed: the quota is full
+            assert deliver()["jobs"] == []  # still full
+            assert job_fingerprints(daemon) == ["fp1"]
+            [job] = daemon.store.list_jobs(model=MODEL)
+            daemon.store.finish_job(job.id, status="succeeded", result={})
+            assert len(deliver()["jobs"]) == 1  # room now: the open episode is acted on
+            daemon.store.finish_job(
+                daemon.store.list_jobs(model=MODEL)[0].id, status="succeeded", result={}
+            )
+            assert deliver()["jobs"] == []  # both episodes are decided
+        assert job_fingerprints(daemon) == ["fp1", "fp2"]
+        suppressed = daemon.store.list_events(model=MODEL, type="action_suppressed")
+        # recorded once, by the first delivery: the second retried fp2 silently
+        assert len(suppressed) == 1 and "quota" in suppressed[0].payload["reason"]
+    finally:
+        daemon.close()
+
+
+def test_an_episode_first_seen_in_a_cool_down_gets_its_job_after_it(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    daemon, _ = retune_daemon(trained, tmp_path, None, quota=10, cooldown=60)
+    ctx = daemon.app.ctx
+    try:
+        assert len(handle_alerts(ctx, payload(alert("fp1")))["jobs"]) == 1
+        for _ in range(3):  # still in the cool-down: recorded once, retried silently
+            assert handle_alerts(ctx, payload(*map(alert, ("fp1", "fp2", "fp3"))))["jobs"] == []
+        handle_alerts(ctx, payload(alert("fp3", status="resolved")))
+        _age_jobs(daemon, timedelta(minutes=61))
+        # fp2 still fires and gets its job; fp3 resolved meanwhile, so a late delivery of
+        # it firing acts on nothing
+        repeat = payload(alert("fp1"), alert("fp2"), alert("fp3"))
+        assert len(handle_alerts(ctx, repeat)["jobs"]) == 1
+        _age_jobs(daemon, timedelta(minutes=61))
+        assert handle_alerts(ctx, repeat)["jobs"] == []
+        assert job_fingerprints(daemon) == ["fp1", "fp2"]
+        events = [e.type for e in daemon.store.list_events(model=MODEL, limit=100)]
+        assert sorted(events) == sorted(
+            ["alert_received"] * 3 + ["action_suppressed"] * 2 + ["action_taken"] * 2
+        )
+    finally:
+        daemon.close()
+
+
+def test_concurrent_redeliveries_of_an_episode_dispatch_it_once(
+    trained: list[ExampleModel], tmp_path: Path, store_url: str
+) -> None:
+    """Every delivery that arrived before the first one decided ran the dispatcher: one
+    job, but an alert_received and an action event per delivery (and as many counts in
+    tunewatch_events_total)."""
+    daemon, _ = retune_daemon(trained, tmp_path, store_url, quota=100, cooldown=0)
+    start = threading.Barrier(8)
+    summaries: list[dict[str, Any]] = []
+
+    def deliver() -> None:
+        start.wait()
+        summaries.append(handle_alerts(daemon.app.ctx, payload(alert("fpX"))))
+
+    try:
+        threads = [threading.Thread(target=deliver) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(summaries) == 8 and sum(s["new_episodes"] for s in summaries) == 1
+        events = [e.type for e in daemon.store.list_events(model=MODEL, limit=100)]
+        assert sorted(events) == ["action_taken", "alert_received"]
+        assert job_fingerprints(daemon) == ["fpX"]
+    finally:
+        daemon.close()
+
+
+class _FailingOnce(Dispatcher):
+    """A dispatcher whose first call fails the way an unreachable store does."""
+
+    failed = False
+
+    def handle(self, *args: Any, **kwargs: Any) -> ActionOutcome:
+        if not self.failed:
+            self.failed = True
+            raise StoreUnavailableError("the store is unavailable")
+        return super().handle(*args, **kwargs)
+
+
+def test_a_delivery_that_fails_releases_its_episode_for_the_retry(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The delivery answered 503 must not leave the episode claimed: Alertmanager's retry
+    (seconds later, well within the claim's timeout) has to act on it."""
+    daemon, _ = retune_daemon(trained, tmp_path, None, quota=100, cooldown=0)
+    ctx = dataclasses.replace(daemon.app.ctx, dispatcher=_FailingOnce(daemon.store, daemon.config))
+    try:
+        with pytest.raises(StoreUnavailableError):
+            handle_alerts(ctx, payload(alert("fp1")))
+        assert len(handle_alerts(ctx, payload(alert("fp1")))["jobs"]) == 1
+        assert handle_alerts(ctx, payload(alert("fp1")))["jobs"] == []
+        assert job_fingerprints(daemon) == ["fp1"]
+    finally:
+        daemon.close()
+
+
+def test_an_episode_a_dead_delivery_still_holds_is_answered_503_until_it_can_be_taken(
+    trained: list[ExampleModel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a real outage the release fails too, so the failed delivery's claim stays held:
+    Alertmanager's retry found the episode claimed, answered 200 with no job, and the
+    alert counted as delivered waited for its next repeat (4 h) for a retune."""
+    daemon, tokens = retune_daemon(trained, tmp_path, None, quota=100, cooldown=0)
+    store = daemon.store
+    settle = store.settle_alert_episode
+
+    def unreachable(**kwargs: Any) -> bool:
+        raise StoreUnavailableError("the store is unavailable")
+
+    try:
+        ctx = dataclasses.replace(
+            daemon.app.ctx, dispatcher=_FailingOnce(daemon.store, daemon.config)
+        )
+        monkeypatch.setattr(store, "settle_alert_episode", unreachable)
+        with pytest.raises(StoreUnavailableError):
+            handle_alerts(ctx, payload(alert("fp1")))
+        monkeypatch.setattr(store, "settle_alert_episode", settle)
+        retry = handle_alerts(ctx, payload(alert("fp1")))
+        assert retry["jobs"] == [] and retry["busy"] == ["TunewatchDriftHigh"]
+        with BackgroundServer(daemon.app) as server:
+            r = httpx.post(
+                f"{server.url}/v1/alerts/alertmanager",
+                json=payload(alert("fp1")),
+                headers={"Authorization": f"Bearer {tokens['alertmanager']}"},
+            )
+        assert r.status_code == 503 and r.json()["code"] == "alert_busy", r.text
+        # once the claim is older than its timeout, the next retry takes it
+        taken = store.claim_alert_episode(
+            fingerprint="fp1",
+            starts_at=FIRING_AT,
+            model=MODEL,
+            alertname="TunewatchDriftHigh",
+            labels=alert("fp1")["labels"],
+            stale_after=timedelta(0),
+        )
+        assert taken is not None
+    finally:
+        daemon.close()
+
+
+class _FakeTime:
+    """A monotonic clock that moves only when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.slept += seconds
+
+
+def test_a_delivery_whose_episodes_dead_deliveries_hold_waits_once_not_once_per_alert(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """Each held alert waited its own CLAIM_WAIT_S: a group of 8 alerts that a dead
+    delivery held answered its 503 after 16 s, where one wait is what it needs."""
+    daemon, _ = retune_daemon(trained, tmp_path, None, quota=100, cooldown=0)
+    held = [alert(f"held{i}") for i in range(6)]
+    try:
+        for a in held:  # claimed by a delivery that died before it settled them
+            assert daemon.store.claim_alert_episode(
+                fingerprint=a["fingerprint"],
+                starts_at=FIRING_AT,
+                model=MODEL,
+                alertname=a["labels"]["alertname"],
+                labels=a["labels"],
+            )
+        fake = _FakeTime()
+        summary = handle_alerts(
+            daemon.app.ctx, payload(*held, alert("free")), clock=fake.clock, sleep=fake.sleep
+        )
+        assert summary["busy"] == ["TunewatchDriftHigh"] * len(held)
+        assert CLAIM_WAIT_S <= fake.slept <= CLAIM_WAIT_S + 0.1, fake.slept
+        assert job_fingerprints(daemon) == ["free"]
+    finally:
+        daemon.close()
+
+
+class _LiveHolder(_FakeTime):
+    """Fake time in which a live delivery holding some of the episodes decides one of them
+    (its job queued, the episode settled) each time the code under test sleeps."""
+
+    def __init__(self, daemon: Daemon, held: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.daemon = daemon
+        self.claims: list[tuple[dict[str, Any], str]] = []
+        for a in held:
+            claim = daemon.store.claim_alert_episode(
+                fingerprint=a["fingerprint"],
+                starts_at=FIRING_AT,
+                model=MODEL,
+                alertname=a["labels"]["alertname"],
+                labels=a["labels"],
+            )
+            assert claim is not None
+            self.claims.append((a, claim))
+
+    def sleep(self, seconds: float) -> None:
+        super().sleep(seconds)
+        if not self.claims:
+            return
+        a, claim = self.claims.pop(0)
+        fp = a["fingerprint"]
+        outcome = self.daemon.dispatcher.handle(
+            MODEL,
+            "alert_received",
+            {"fingerprint": fp, "startsAt": FIRING_AT, "labels": a["labels"]},
+            dedupe_key=dedupe_key(fp, FIRING_AT),
+        )
+        self.daemon.store.settle_alert_episode(
+            fingerprint=fp, starts_at=FIRING_AT, claim=claim, decision=outcome.describe()
+        )
+
+
+class _SlowDispatcher(Dispatcher):
+    """A dispatcher whose every decision takes ``seconds`` on the fake clock, as one on a
+    loaded store does."""
+
+    def __init__(self, daemon: Daemon, fake: _FakeTime, seconds: float) -> None:
+        super().__init__(daemon.store, daemon.config)
+        self.fake = fake
+        self.seconds = seconds
+
+    def handle(self, *args: Any, **kwargs: Any) -> ActionOutcome:
+        self.fake.now += self.seconds
+        return super().handle(*args, **kwargs)
+
+
+def test_an_episode_a_live_delivery_settles_is_waited_for_however_long_the_group_took(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The wait ran to a deadline set at the delivery's first held episode, and deciding its
+    other alerts used it up: two overlapping deliveries of a large group answered 503 after
+    ~2 s although every claim they met settled within milliseconds."""
+    daemon, _ = retune_daemon(trained, tmp_path, None, quota=100, cooldown=0)
+    try:
+        fake = _LiveHolder(daemon, [alert("heldA"), alert("heldB")])
+        ctx = dataclasses.replace(daemon.app.ctx, dispatcher=_SlowDispatcher(daemon, fake, 1.5))
+        group = payload(alert("heldA"), alert("free1"), alert("free2"), alert("heldB"))
+        summary = handle_alerts(ctx, group, clock=fake.clock, sleep=fake.sleep)
+        assert summary["busy"] == [] and summary["new_episodes"] == 2, summary
+        assert fake.claims == []  # it waited for both held episodes, and both were decided
+        assert job_fingerprints(daemon) == ["free1", "free2", "heldA", "heldB"]
+    finally:
+        daemon.close()
+
+
+def test_repeated_deliveries_of_a_suppressed_episode_record_its_event_and_suppression_once(
+    trained: list[ExampleModel], tmp_path: Path, store_url: str
+) -> None:
+    """Each delivery of a still-firing alert whose retune the quota held recorded
+    `alert_received` and `action_suppressed` again (and counted the event again in
+    tunewatch_events_total): an hour of 5-minute repeats wrote 12 of each per episode."""
+    daemon, tokens = retune_daemon(trained, tmp_path, store_url, quota=1, cooldown=0)
+    group = payload(alert("fp1"), alert("fp2"), alert("fp3"))
+    try:
+        with BackgroundServer(daemon.app) as server:
+
+            def deliver() -> list[int]:
+                r = httpx.post(
+                    f"{server.url}/v1/alerts/alertmanager",
+                    json=group,
+                    headers={"Authorization": f"Bearer {tokens['alertmanager']}"},
+                )
+                assert r.status_code == 200, r.text
+                jobs: list[int] = r.json()["jobs"]
+                return jobs
+
+            def finish_jobs() -> None:
+                for job in daemon.store.list_jobs(model=MODEL):
+                    if job.status == "queued":
+                        daemon.store.finish_job(job.id, status="succeeded", result={})
+
+            assert len(deliver()) == 1  # fp1 queued; fp2 and fp3 suppressed by the quota
+            for _ in range(5):
+                assert deliver() == []  # the quota still holds them: nothing recorded
+            finish_jobs()
+            assert len(deliver()) == 1  # fp2 gets its job; fp3 is held again
+            assert deliver() == []
+            finish_jobs()
+            assert len(deliver()) == 1  # fp3 gets its job
+            assert deliver() == []
+            metrics = httpx.get(f"{server.url}/metrics").text
+        events = [e.type for e in daemon.store.list_events(model=MODEL, limit=1000)]
+        assert sorted(events) == sorted(
+            ["alert_received"] * 3 + ["action_taken"] * 3 + ["action_suppressed"] * 2
+        )
+        counted = f'tunewatch_events_total{{model="{MODEL}",type="alert_received"}} 3.0'
+        assert counted in metrics.splitlines()
+        assert job_fingerprints(daemon) == ["fp1", "fp2", "fp3"]
+    finally:
+        daemon.close()
+
+
+def test_concurrent_deliveries_of_an_owed_episode_queue_and_record_its_job_once(
+    trained: list[ExampleModel], tmp_path: Path, store_url: str
+) -> None:
+    daemon, _ = retune_daemon(trained, tmp_path, store_url, quota=1, cooldown=0)
+    ctx = daemon.app.ctx
+    try:
+        assert len(handle_alerts(ctx, payload(alert("fp1"), alert("fp2")))["jobs"]) == 1
+        [job] = daemon.store.list_jobs(model=MODEL)
+        daemon.store.finish_job(job.id, status="succeeded", result={})  # room for fp2
+        start = threading.Barrier(8)
+        summaries: list[dict[str, Any]] = []
+
+        def deliver() -> None:
+            start.wait()
+            summaries.append(handle_alerts(ctx, payload(alert("fp1"), alert("fp2"))))
+
+        threads = [threading.Thread(target=deliver) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(summaries) == 8 and sum(len(s["jobs"]) for s in summaries) == 1
+        assert all(s["busy"] == [] for s in summaries)
+        events = [e.type for e in daemon.store.list_events(model=MODEL, limit=100)]
+        assert sorted(events) == sorted(
+            ["alert_received"] * 2 + ["action_taken"] * 2 + ["action_suppressed"]
+        )
+        assert job_fingerprints(daemon) == ["fp1", "fp2"]
+    finally:
+        daemon.close()
