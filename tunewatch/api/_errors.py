@@ -63,11 +63,20 @@ def status_for(exc: TunewatchError) -> int:
     return 500
 
 
+# The answer to a store that cannot be reached or cannot commit. Its error's message
+# carries the driver's text (the database's host, port and user): that is for the
+# daemon's log, where the store logs it, and the CLI, not for any caller (during an
+# outage the token lookup fails too, so a made-up token was answered with it).
+STORE_UNAVAILABLE_MESSAGE = "the store is unavailable; retry later"
+
+
 def describe(exc: TunewatchError | ShadowError) -> tuple[int, str, str]:
-    """``(status, code, message)`` for one of our own errors."""
+    """``(status, code, message)`` for one of our own errors, as a caller is answered."""
     if isinstance(exc, ShadowError):
         status = SHADOW_STATUS.get(exc.code, 400 if isinstance(exc, ValueError) else 422)
         return status, exc.code, exc.message
+    if isinstance(exc, StoreUnavailableError):
+        return status_for(exc), exc.code, STORE_UNAVAILABLE_MESSAGE
     return status_for(exc), exc.code, exc.message
 
 

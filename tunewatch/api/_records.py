@@ -14,9 +14,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from shadow import Lineup, LoadedVersion
 from tunewatch._errors import NotFoundError
 from tunewatch._runtime import ServedModel
-from tunewatch.api._body import parse_json_object
+from tunewatch.api._body import INLINE_JSON_BYTES, off_loop, parse_json_object
 from tunewatch.api._context import AppContext, authenticate, context
 from tunewatch.api._errors import ApiError
 from tunewatch.api._oip import MAX_ID_LENGTH, _has_bool
@@ -26,13 +27,6 @@ from tunewatch.store import MAX_ID, LabelItem, OutputRecord, RequestRecord, Stor
 logger = logging.getLogger(__name__)
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-async def _json_body(request: Request) -> dict[str, Any]:
-    """The body as a JSON object, with or without ``Content-Type: application/json``, as
-    the other ``/v1`` routes read theirs; another type (``curl -d`` sends a form's) is 415."""
-    check_json_type(request.headers.get("content-type"))
-    return parse_json_object(await request.body())
 
 
 def _items(body: dict[str, Any], key: str, limit: int) -> list[dict[str, Any]]:
@@ -140,15 +134,57 @@ async def mirror(request: Request) -> Response:
     authenticate(request, "score")
     model = request.path_params["model"]
     served = ctx.runtime.model(model)
-    items = _items(await _json_body(request), "records", ctx.runtime.config.server.max_items)
-    raw = await request.body()  # read once: Starlette keeps it
+    check_json_type(request.headers.get("content-type"))
+    lineup = served.deployment.lineup
+    # Parsed and checked in a worker thread: on the event loop, a batch of 10,000
+    # records held every other request (liveness included) for 1-2 s.
+    batch = await off_loop(_mirrored, ctx, served, lineup, model, await request.body())
+    futures = [ctx.runtime.recorder.record(m.record.request, [m.record.output]) for m in batch]
+    inserted = await asyncio.gather(*futures)
+    others: dict[int, tuple[LoadedVersion, ...]] = {}  # the challengers but the answering one
+    replayed = []
+    for (record, x), new in zip(batch, inserted, strict=True):
+        if not new:
+            replayed.append(record)
+        elif ctx.shadowing:  # the record already holds the named version's answer
+            version = record.output.version
+            if version not in others:
+                others[version] = tuple(c for c in lineup.challengers if c.version != version)
+            ctx.runtime.shadow(model, record.request.request_id, x, others[version])
+    conflicts: set[str] = set()
+    if replayed:  # only ids already recorded are read back, in chunks
+        conflicts = await run_in_threadpool(_conflicts, ctx.runtime.store, replayed)
+    duplicates = [r.request.request_id for r in replayed if r.request.request_id not in conflicts]
+    conflicting = [r.request.request_id for r in replayed if r.request.request_id in conflicts]
+    if conflicting:
+        logger.warning(
+            "model %s: %d mirror records reuse a recorded request id with other inputs, "
+            "version or outputs and were not recorded (first: %r)",
+            model,
+            len(conflicting),
+            conflicting[0],
+        )
+    return JSONResponse(
+        {
+            "accepted": len(batch) - len(replayed),
+            "duplicates": duplicates,
+            "conflicts": conflicting,
+        }
+    )
+
+
+def _mirrored(
+    ctx: AppContext, served: ServedModel, lineup: Lineup, model: str, raw: bytes
+) -> list[_Mirrored]:
+    """The records of a mirror batch's body, parsed and checked (in a worker thread);
+    refused (4xx) at the first record that fails a check."""
+    items = _items(parse_json_object(raw), "records", ctx.runtime.config.server.max_items)
     maybe_bool = b"true" in raw or b"false" in raw
     max_rows = ctx.runtime.config.server.max_batch_rows
     task = served.row.task
-    lineup = served.deployment.lineup
     champion = lineup.champion
     default_width = ctx.runtime.signature(served).primary_width
-    prepared = []
+    batch = []
     seen: set[str] = set()
     for i, item in enumerate(items):
         where = f"records[{i}]"
@@ -199,53 +235,27 @@ async def mirror(request: Request) -> Response:
             )
         if task in ("binary", "multiclass"):
             _check_probabilities(y, where, task)
-        prepared.append((request_id, x, y, version, named_version))
-    unloaded = {version for _, _, _, version, _ in prepared} - set(lineup.versions)
-    if unloaded:  # versions in service are registered; ask the store about the others
-        await run_in_threadpool(_check_versions, ctx, model, unloaded)
-    records = [
-        _Record(
-            ctx.runtime.request_record(model, rid, x, source="mirror"),
-            ctx.runtime.output_record(model, rid, version, "external", y, None),
+        record = _Record(
+            ctx.runtime.request_record(model, request_id, x, source="mirror"),
+            ctx.runtime.output_record(model, request_id, version, "external", y, None),
             named_version,
         )
-        for rid, x, y, version, named_version in prepared
-    ]
-    futures = [ctx.runtime.recorder.record(r.request, [r.output]) for r in records]
-    inserted = await asyncio.gather(*futures)
-    challengers = lineup.challengers
-    replayed = []
-    for (rid, x, _, version, _), record, new in zip(prepared, records, inserted, strict=True):
-        if not new:
-            replayed.append(record)
-        elif ctx.shadowing:  # the record already holds the named version's answer
-            ctx.runtime.shadow(model, rid, x, tuple(c for c in challengers if c.version != version))
-    conflicts: set[str] = set()
-    if replayed:  # only ids already recorded are read back, in chunks
-        conflicts = await run_in_threadpool(_conflicts, ctx.runtime.store, replayed)
-    duplicates = [r.request.request_id for r in replayed if r.request.request_id not in conflicts]
-    conflicting = [r.request.request_id for r in replayed if r.request.request_id in conflicts]
-    if conflicting:
-        logger.warning(
-            "model %s: %d mirror records reuse a recorded request id with other inputs, "
-            "version or outputs and were not recorded (first: %r)",
-            model,
-            len(conflicting),
-            conflicting[0],
-        )
-    return JSONResponse(
-        {
-            "accepted": len(prepared) - len(replayed),
-            "duplicates": duplicates,
-            "conflicts": conflicting,
-        }
-    )
+        batch.append(_Mirrored(record, x))
+    unloaded = {m.record.output.version for m in batch} - set(lineup.versions)
+    if unloaded:  # versions in service are registered; ask the store about the others
+        _check_versions(ctx, model, unloaded)
+    return batch
 
 
 class _Record(NamedTuple):
     request: RequestRecord
     output: OutputRecord
     named_version: bool  # False: the output's version is the champion's at the time
+
+
+class _Mirrored(NamedTuple):
+    record: _Record
+    x: np.ndarray  # the rows as validated, for the challengers
 
 
 def _conflicts(store: Store, records: Sequence[_Record]) -> set[str]:
@@ -332,8 +342,31 @@ async def feedback(request: Request) -> Response:
     authenticate(request, "label")
     model = request.path_params["model"]
     served = ctx.runtime.model(model)
+    check_json_type(request.headers.get("content-type"))
+    raw = await request.body()
+    if len(raw) <= INLINE_JSON_BYTES:
+        labels = _labels(ctx, served, raw)
+    else:  # thousands of items, parsed and checked in a worker thread
+        labels = await off_loop(_labels, ctx, served, raw)
+    statuses = await run_in_threadpool(ctx.runtime.store.add_labels, model, labels)
+    counter = ctx.runtime.metrics.labels_received
+    for status in statuses:
+        counter.labels(model, status).inc()
+    return JSONResponse(
+        {
+            "results": [
+                {"request_id": item.request_id, "status": status}
+                for item, status in zip(labels, statuses, strict=True)
+            ]
+        }
+    )
+
+
+def _labels(ctx: AppContext, served: ServedModel, raw: bytes) -> list[LabelItem]:
+    """The labels of a feedback body, parsed and checked; refused (4xx) at the first item
+    that fails a check."""
     task = served.row.task
-    items = _items(await _json_body(request), "items", ctx.runtime.config.server.max_items)
+    items = _items(parse_json_object(raw), "items", ctx.runtime.config.server.max_items)
     classes = _classes(ctx, served) if task == "multiclass" else _ANY_CLASS
     labels = []
     for i, item in enumerate(items):
@@ -367,18 +400,7 @@ async def feedback(request: Request) -> Response:
             raise ApiError(400, "invalid_label", f"{where}.outcome must be a finite number")
         value = float(label) if not isinstance(label, list) else [float(v) for v in label]
         labels.append(LabelItem(request_id=request_id, value=value, outcome=outcome))
-    statuses = await run_in_threadpool(ctx.runtime.store.add_labels, model, labels)
-    counter = ctx.runtime.metrics.labels_received
-    for status in statuses:
-        counter.labels(model, status).inc()
-    return JSONResponse(
-        {
-            "results": [
-                {"request_id": item.request_id, "status": status}
-                for item, status in zip(labels, statuses, strict=True)
-            ]
-        }
-    )
+    return labels
 
 
 routes = [

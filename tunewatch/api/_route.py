@@ -25,7 +25,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tunewatch.api._body import parse_json
+from tunewatch.api._body import parse_json_async
 from tunewatch.api._context import authenticate, context
 from tunewatch.api._errors import ApiError
 
@@ -79,7 +79,7 @@ class ApiRoute(APIRoute):
                 if body and self.body_field is not None:
                     check_json_type(request.headers.get("content-type"))
                     # Starlette's Request.json() returns this cache; FastAPI reads it.
-                    request._json = parse_json(body)
+                    request._json = await parse_json_async(body)
             return await handler(request)
 
         return route

@@ -257,7 +257,9 @@ def transaction(engine: Engine, operation: str) -> Iterator[Connection]:
     as ``OperationalError``) become ``StoreUnavailableError``; constraint violations
     become ``ConflictError``; any other ``SQLAlchemyError`` becomes ``StoreError``.
     Errors raised by the body that are not SQLAlchemy's pass through unchanged (after
-    the rollback).
+    the rollback). A ``StoreUnavailableError`` is logged at warning here with the
+    driver's text, which its message keeps for the CLI: the HTTP API answers callers a
+    fixed message instead (the text names the database's host, port and user).
     """
     try:
         with engine.begin() as conn:
@@ -273,6 +275,7 @@ def transaction(engine: Engine, operation: str) -> Iterator[Connection]:
         raise StoreUnavailableError(f"store {operation}: database unavailable: {exc.orig}") from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:
+            logger.warning("store %s: database connection lost: %s", operation, exc.orig)
             raise StoreUnavailableError(
                 f"store {operation}: database connection lost: {exc.orig}"
             ) from exc
@@ -319,6 +322,7 @@ def sqlite_write(engine: Engine, operation: str) -> Iterator[sqlite3.Cursor]:
     try:
         pooled = engine.raw_connection()
     except SQLAlchemyError as exc:
+        logger.warning("store %s: database unavailable: %s", operation, exc)
         raise StoreUnavailableError(f"store {operation}: database unavailable: {exc}") from exc
     try:
         dbapi = pooled.driver_connection

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -141,3 +142,46 @@ def test_a_pool_that_stays_exhausted_is_the_store_unavailable(sqlite_url: str) -
         for conn in held:
             conn.close()
         engine.dispose()
+
+
+def test_an_unreachable_database_is_logged_with_the_driver_text_the_error_keeps(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The HTTP layer answers a fixed message (the driver's text names the database's
+    host, port and user); the error keeps the text for the CLI, and the log has it."""
+    from tunewatch._errors import StoreUnavailableError
+
+    store = Store("postgresql+psycopg://postgres@127.0.0.1:1/test")
+    caplog.set_level(logging.WARNING, logger="tunewatch.store")
+    try:
+        with pytest.raises(StoreUnavailableError) as caught:
+            store.ping()
+    finally:
+        store.close()
+    assert "127.0.0.1" in caught.value.message and "port 1 " in caught.value.message
+    logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("127.0.0.1" in m and "port 1 " in m for m in logged), logged
+
+
+def test_a_pool_exhausted_under_the_scoring_log_s_writer_is_logged(
+    sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The scoring log's write scope raised StoreUnavailableError for a pool that stayed
+    exhausted without a word in the log, where the HTTP answer sends an operator."""
+    from tunewatch._errors import StoreUnavailableError
+    from tunewatch.store._engine import sqlite_write
+
+    engine = make_engine(sqlite_url)
+    engine.pool._timeout = 0.05  # type: ignore[attr-defined]
+    held = [engine.connect() for _ in range(engine.pool.size() + engine.pool._max_overflow)]  # type: ignore[attr-defined]
+    caplog.set_level(logging.WARNING, logger="tunewatch.store")
+    try:
+        with pytest.raises(StoreUnavailableError, match="unavailable"):
+            with sqlite_write(engine, "write_records") as cursor:
+                cursor.execute("SELECT 1")
+    finally:
+        for conn in held:
+            conn.close()
+        engine.dispose()
+    logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("write_records" in m and "QueuePool" in m for m in logged), logged

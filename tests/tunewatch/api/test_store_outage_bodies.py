@@ -1,0 +1,121 @@
+"""A database outage answers 503 ``store_unavailable`` with a fixed message: the driver's
+text (the database's host, port and user) stays in the daemon's log.
+
+The 503 bodies carried the driver's error verbatim, to any caller: during an outage the
+token lookup fails, so a made-up token was answered with it too.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import make_url
+
+from tests.tunewatch.conftest import MODEL, Running, make_daemon
+from tunewatch._background import BackgroundServer
+from tunewatch._example import ExampleModel
+
+pytestmark = pytest.mark.postgres
+
+ROW = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]
+
+
+class _Proxy:
+    """A TCP proxy on a loopback port to ``target``; :meth:`close` is the outage: it
+    stops listening and cuts every connection it carried."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed: the outage
+                return
+            upstream = socket.create_connection(self.target)
+            with self.lock:
+                self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass  # the other side was cut
+        finally:
+            for s in (source, sink):
+                s.close()
+
+    def close(self) -> None:
+        try:  # wakes the accept() blocked in another thread, which close() alone does not
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # closed already
+        self.listener.close()
+        with self.lock:
+            for s in self.sockets:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already closed by its pipe
+                s.close()
+
+
+@pytest.fixture
+def proxied(
+    trained: list[ExampleModel], tmp_path: Path, pg_url: str
+) -> Iterator[tuple[Running, _Proxy]]:
+    url = make_url(pg_url)
+    proxy = _Proxy((url.host or "127.0.0.1", url.port or 5432))
+    through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    daemon, tokens = make_daemon(
+        tmp_path, trained, store_url=through, extra={"scheduler": {"enabled": False}}
+    )
+    try:
+        with BackgroundServer(daemon.app) as server:
+            yield Running(daemon=daemon, server=server, tokens=tokens), proxy
+    finally:
+        proxy.close()
+        daemon.close()
+
+
+def test_an_outage_answers_503_without_the_database_address(
+    proxied: tuple[Running, _Proxy], caplog: pytest.LogCaptureFixture
+) -> None:
+    running, proxy = proxied
+    infer = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 8], "data": ROW}]}
+    feedback = {"items": [{"request_id": "r1", "label": 1}]}
+    made_up = {"Authorization": "Bearer tw_made_up_token"}
+    calls = [
+        ("made-up token, inference", f"/v2/models/{MODEL}/infer", infer, made_up),
+        ("made-up token, feedback", f"/v1/models/{MODEL}/feedback", feedback, made_up),
+        ("scorer, inference", f"/v2/models/{MODEL}/infer", infer, running.auth("scorer")),
+        ("labeller, feedback", f"/v1/models/{MODEL}/feedback", feedback, running.auth("labeller")),
+    ]
+    for _, path, body, headers in calls[2:]:  # the tokens' answers are cached before
+        assert httpx.post(f"{running.url}{path}", json=body, headers=headers).status_code == 200
+    caplog.set_level(logging.WARNING, logger="tunewatch")
+    proxy.close()
+    for name, path, body, headers in calls:
+        r = httpx.post(f"{running.url}{path}", json=body, headers=headers, timeout=30.0)
+        assert r.status_code == 503, (name, r.text)
+        assert set(r.json()) == {"error", "code"} and r.json()["code"] == "store_unavailable"
+        for secret in ("127.0.0.1", str(proxy.port), "postgres", "psycopg", "connection"):
+            assert secret not in r.text, (name, r.text)
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any(str(proxy.port) in message for message in logged), logged
