@@ -79,6 +79,12 @@ class ServingMetrics:
             "Shadow jobs waiting for the challengers.",
             registry=r,
         )
+        self.shadow_queue_bytes = Gauge(
+            "tunewatch_shadow_queue_bytes",
+            "Bytes of request rows in the shadow jobs waiting for the challengers; past "
+            "scoring.shadow_queue_max_bytes requests are dropped (reason queue_full).",
+            registry=r,
+        )
         self.shadow_dropped = Counter(
             "tunewatch_shadow_dropped",
             "Shadow jobs the challengers did not score: the queue was full or closed, or still "

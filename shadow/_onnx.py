@@ -269,6 +269,16 @@ def _rss_bytes() -> int:
         return 0
 
 
+def thread_run_options() -> ort.RunOptions:
+    """The calling thread's ``RunOptions``, which its runs under a deadline pass to
+    onnxruntime (:func:`shadow._deadline.thread_options`). Another thread setting their
+    ``terminate`` stops this thread's run in flight and every later one: how
+    :meth:`shadow.ShadowQueue.close` ends a drain still in onnxruntime. A model with no
+    ``run_timeout_s`` runs without them and cannot be stopped so."""
+    options: ort.RunOptions = _deadline.thread_options(ort.RunOptions)
+    return options
+
+
 # ---------------------------------------------------------------------------------------
 
 
@@ -422,6 +432,15 @@ class OnnxModel:
                 assert breaker is not None
                 breaker.finished()
         return dict(zip(self._output_names, results, strict=True))
+
+    def with_run_timeout(self, run_timeout_s: float | None) -> OnnxModel:
+        """This model's session (shared, not copied) under another run deadline."""
+        return OnnxModel(
+            self._session,
+            sha256=self.sha256,
+            memory_bytes=self.memory_bytes,
+            run_timeout_s=run_timeout_s,
+        )
 
     def primary(self, outputs: Mapping[str, np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
         """The primary output as a float32 2-D array (``[N]`` becomes ``[N, 1]``)."""

@@ -3,8 +3,8 @@
 Run by :func:`shadow.inspect_candidate` under an address-space limit and a timeout,
 because a crafted model can crash or exhaust the process creating its session. It
 creates a session, reads the signature, scores two rows of zeros (one if the model
-declares a batch of one), checks the primary output holds a row per input row and
-prints one JSON object to stdout:
+declares a batch of one), checks the primary output holds a row per input row, scores
+rows of non-zero values (see :func:`probe`) and prints one JSON object to stdout:
 
 - success (exit 0): ``{"signature": {...}, "memory_bytes": int}``
 - refusal (exit 2): ``{"error": code, "message": str}`` with a
@@ -31,6 +31,13 @@ EXIT_OK = 0
 EXIT_REJECTED = 2
 EXIT_MEMORY = 3
 
+#: Values of the probe's non-zero rows, each a row of its own (clipped to the input's
+#: type; negative ones left out for an unsigned input).
+NON_ZERO_VALUES: Final[tuple[float, ...]] = (1.0, -1.0, 1000.0)
+#: The deadline of the run of the non-zero rows: a model still going after it is left to
+#: the serving deadline (``scoring.run_timeout_s``), as one that loops on its input is.
+NON_ZERO_RUN_TIMEOUT_S: Final = 1.0
+
 #: Texts by which onnxruntime, the C++ runtime, Python or the loader say an allocation
 #: failed — under the probe's address-space limit, the candidate needs more memory than
 #: it allows: a load error holding one is ``load_memory``, not ``load_failed`` (the parent,
@@ -50,7 +57,15 @@ MEMORY_MARKERS: Final[tuple[str, ...]] = (
 def probe(path: Path) -> dict[str, object]:
     """Load ``path`` into a session and score two rows of zeros: the primary output
     must hold one row per input row (a scalar or a ``[n_outputs, batch]`` output
-    cannot be recorded, nor split by request when a shadow backlog is batched)."""
+    cannot be recorded, nor split by request when a shadow backlog is batched).
+
+    Then score rows of :data:`NON_ZERO_VALUES`, so that a model allocating by the values
+    of its input does so under the probe's address-space limit: one allocating
+    ``sum(|x|) * 1e8`` floats answered the rows of zeros and took 3.6 GB of the daemon on
+    its first real row. Only running out of memory fails the candidate there; an error
+    or a run past :data:`NON_ZERO_RUN_TIMEOUT_S` is left to serving, which answers or
+    stops such runs one by one. No finite set of rows finds every such model (one may
+    allocate for one value only)."""
     model = OnnxModel.from_bytes(path.read_bytes())
     spec = model.signature.input
     rows = 1 if spec.shape[0] == 1 else 2  # a model declaring a batch of one takes one
@@ -62,7 +77,28 @@ def probe(path: Path) -> dict[str, object]:
             f"input row: {rows} rows gave shape {list(values.shape)}",
             code="unsupported_signature",
         )
+    _score_non_zero_rows(model.with_run_timeout(NON_ZERO_RUN_TIMEOUT_S), batch=rows > 1)
     return {"signature": model.signature.to_dict(), "memory_bytes": model.memory_bytes}
+
+
+def _score_non_zero_rows(model: OnnxModel, *, batch: bool) -> None:
+    spec = model.signature.input
+    if spec.dtype.kind == "f":
+        values = [min(v, float(np.finfo(spec.dtype).max)) for v in NON_ZERO_VALUES]
+    else:
+        info = np.iinfo(spec.dtype)
+        values = [min(max(v, info.min), info.max) for v in NON_ZERO_VALUES]
+        values = list(dict.fromkeys(v for v in values if v != 0))
+    x = np.repeat(np.asarray(values, dtype=spec.dtype)[:, None], model.signature.n_features, 1)
+    for rows in [x] if batch else np.split(x, len(x)):
+        try:
+            model.run(np.ascontiguousarray(rows))
+        except ShadowError as exc:
+            if any(marker in exc.message for marker in MEMORY_MARKERS):
+                raise
+            if exc.code == "run_timeout":
+                return  # the rest would loop too
+            # any other error on such a row is answered as such when served: not refused
 
 
 def _emit(payload: dict[str, object]) -> None:

@@ -1,8 +1,12 @@
 """The shadow queue: challengers score the champion's requests off the request path.
 
 :meth:`ShadowQueue.submit` (and :meth:`ShadowQueue.submit_many`, one hand-off for many
-jobs) never blocks: when ``maxsize`` jobs are waiting it drops the new job, counts it in
-:attr:`ShadowQueue.dropped` and returns ``False``. Worker threads drain the backlog (at
+jobs) never blocks: when ``maxsize`` jobs are waiting, or the new job's rows would take the
+rows of the jobs waiting past ``max_bytes`` (:attr:`ShadowQueue.queued_bytes`), it drops
+the new job, counts it in :attr:`ShadowQueue.dropped` and returns ``False``. A count
+alone let a slow challenger's backlog of large requests hold gigabytes (100 of 4096 rows
+x 512 float32 features: 800 MiB). The jobs a drain holds (at most ``max_batch``) are no
+longer waiting and count in neither bound. Worker threads drain the backlog (at
 most ``max_batch`` jobs, however they were handed over), score it with each challenger in
 one batched call (see :func:`score_many`), and hand the results to ``on_result`` in one
 call. A failing challenger becomes a result with ``error`` set; a failing ``on_result``
@@ -21,20 +25,23 @@ while a drain runs are taken up to ``maxsize``, as without a share. Under light 
 in a short burst nothing is shed; on a saturated server the challengers score a sample
 of the requests instead of taking the champion's CPU. The share counts the worker
 threads' own CPU only: with ``intra_op_threads`` above 1, onnxruntime's pool threads are
-not in it. ``on_drop`` hears of every refused job with the reason, ``"queue_full"`` or
-``"cpu_share"``.
+not in it. ``on_drop`` hears of every refused job with the reason, ``"queue_full"`` (past
+``maxsize`` or ``max_bytes``) or ``"cpu_share"``.
 
 Every job taken is scored and handed to ``on_result``, or counted in
 :attr:`ShadowQueue.dropped` (and reported as ``"queue_full"``, as jobs offered to a
 closed queue are): :meth:`ShadowQueue.close` drops the jobs still queued when its timeout
-runs out. A drain already running then goes on after ``close`` returns; its results
-still reach ``on_result``.
+runs out, and stops the runs of a drain still going (each job an error result, handed to
+``on_result``): a worker left inside onnxruntime when the interpreter exits aborts the
+process ("terminate called without an active exception", SIGABRT). Only runs under a
+deadline (a model's ``run_timeout_s``) can be stopped so.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -42,14 +49,22 @@ from typing import Any, Final, Literal, NamedTuple
 
 import numpy as np
 
+from shadow._deadline import POLL_S
 from shadow._deployment import LoadedVersion
 from shadow._errors import ShadowError
+from shadow._onnx import thread_run_options
 from shadow._sched import use_batch_scheduling
 from shadow._validation import cast_rows, check_output
 
 logger = logging.getLogger(__name__)
 
 _STOP: Final = object()
+
+#: How long :meth:`ShadowQueue.close` waits for workers whose runs it stopped.
+STOP_GRACE_S: Final = 1.0
+
+#: The default ``max_bytes``: request rows the jobs waiting may hold (``None``: no bound).
+DEFAULT_MAX_BYTES: Final = 256 * 2**20
 
 DropReason = Literal["queue_full", "cpu_share"]
 
@@ -146,6 +161,10 @@ def score_many(jobs: Sequence[ShadowJob], loaded: LoadedVersion) -> list[ShadowR
     return results
 
 
+def _nbytes(jobs: Sequence[ShadowJob]) -> int:
+    return sum(job.x.nbytes for job in jobs)
+
+
 def _one_row_per_input_row(values: np.ndarray[Any, Any], x: np.ndarray[Any, Any]) -> bool:
     return values.ndim >= 1 and values.shape[0] == x.shape[0]
 
@@ -167,9 +186,12 @@ class ShadowQueue:
         max_batch: int = 32,
         cpu_share: float | None = None,
         on_drop: Callable[[Sequence[ShadowJob], DropReason], None] | None = None,
+        max_bytes: int | None = DEFAULT_MAX_BYTES,
     ) -> None:
         if maxsize < 1:
             raise ValueError(f"`maxsize` must be >= 1, got {maxsize}")
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError(f"`max_bytes` must be >= 1 or None, got {max_bytes}")
         if workers < 1:
             raise ValueError(f"`workers` must be >= 1, got {workers}")
         if max_batch < 1:
@@ -177,6 +199,8 @@ class ShadowQueue:
         if cpu_share is not None and not 0 < cpu_share <= 1:
             raise ValueError(f"`cpu_share` must be in (0, 1] or None, got {cpu_share}")
         self.maxsize = maxsize
+        self.max_bytes = max_bytes
+        self._byte_limit = sys.maxsize if max_bytes is None else max_bytes
         self.max_batch = max_batch
         self.name = name
         self.cpu_share = cpu_share
@@ -186,6 +210,7 @@ class ShadowQueue:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._depth = 0
+        self._bytes = 0  # the rows (x.nbytes) of the jobs counted in _depth
         self._dropped = 0
         self._shed = 0
         self._cpu_seconds = 0.0
@@ -195,6 +220,7 @@ class ShadowQueue:
         self._errors = 0
         self._callback_errors = 0
         self._threads: list[threading.Thread] = []
+        self._run_options: list[Any] = []  # each worker's onnxruntime RunOptions
         self._closed = False
 
     # -- counters -----------------------------------------------------------------
@@ -202,6 +228,11 @@ class ShadowQueue:
     def depth(self) -> int:
         """Jobs waiting for a worker."""
         return self._depth
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of the rows (``x.nbytes``) of the jobs waiting for a worker."""
+        return self._bytes
 
     @property
     def dropped(self) -> int:
@@ -257,7 +288,8 @@ class ShadowQueue:
 
     def submit(self, job: ShadowJob) -> bool:
         """Enqueue ``job`` without blocking; ``False`` (and the refusal counted) if the
-        queue is full or the workers are resting with a drain's worth waiting."""
+        queue is full (in jobs or bytes) or the workers are resting with a drain's worth
+        waiting."""
         return self.submit_many([job]) == 1
 
     def submit_many(self, jobs: Sequence[ShadowJob]) -> int:
@@ -265,10 +297,20 @@ class ShadowQueue:
         returns how many were taken (the rest are dropped or shed, and counted)."""
         with self._lock:
             fit = 0 if self._closed else max(0, min(len(jobs), self.maxsize - self._depth))
+            room = self._byte_limit - self._bytes
+            size = 0
+            for i in range(fit):  # one add and compare per job: this is the champion's path
+                nbytes = jobs[i].x.nbytes
+                if size + nbytes > room:
+                    fit = i
+                    break
+                size += nbytes
             taken = fit
             if fit and time.monotonic() < self._rest_until:  # hold one drain's worth
                 taken = max(0, min(fit, self.max_batch - self._depth))
+                size = _nbytes(jobs[:taken])
             self._depth += taken
+            self._bytes += size
             self._shed += fit - taken
             self._dropped += len(jobs) - fit
             # put under the lock: a close() cannot slip its stop markers in ahead of them
@@ -291,7 +333,9 @@ class ShadowQueue:
     def close(self, timeout: float = 5.0) -> None:
         """Stop accepting jobs, let workers finish those queued, then stop them. Jobs
         still queued after ``timeout`` are dropped: counted in :attr:`dropped` and
-        reported to ``on_drop`` as ``"queue_full"``."""
+        reported to ``on_drop`` as ``"queue_full"``; the runs of a drain still going are
+        then stopped (their jobs become error results) and its worker waited for up to
+        :data:`STOP_GRACE_S` more."""
         with self._lock:
             if self._closed:
                 return
@@ -303,6 +347,8 @@ class ShadowQueue:
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         left = self._take_queued()
+        if self.running:
+            self._stop_runs()
         if left:
             logger.warning(
                 "shadow queue %s: %d queued jobs dropped unscored: no worker took them "
@@ -312,6 +358,22 @@ class ShadowQueue:
                 timeout,
             )
             self._report_drop(left, "queue_full")
+
+    def _stop_runs(self) -> None:
+        """Stop the workers' onnxruntime runs, the one in flight and any later one, and
+        wait for the workers to end. ``terminate`` is set again at each poll: a deadline
+        passing at the same moment clears it for the thread's next run."""
+        with self._lock:
+            run_options = list(self._run_options)
+        logger.warning("shadow queue %s: stopping the runs of a drain past close", self.name)
+        until = time.monotonic() + STOP_GRACE_S
+        while self.running and time.monotonic() < until:
+            for options in run_options:
+                options.terminate = True
+            for thread in self._threads:
+                thread.join(POLL_S)
+        if self.running:  # a model without run_timeout_s, or on_result
+            logger.warning("shadow queue %s: a worker outlived its stopped runs", self.name)
 
     def _take_queued(self) -> list[ShadowJob]:
         """Take the jobs no worker took (counted as dropped), leaving the stop markers
@@ -331,6 +393,7 @@ class ShadowQueue:
             for _ in range(stops):
                 self._queue.put(_STOP)
             self._depth -= len(left)
+            self._bytes -= _nbytes(left)
             self._dropped += len(left)
         return left
 
@@ -344,6 +407,8 @@ class ShadowQueue:
     # -- worker -------------------------------------------------------------------
     def _work(self) -> None:
         use_batch_scheduling()
+        with self._lock:  # for close() to stop this worker's runs
+            self._run_options.append(thread_run_options())
         carried: list[ShadowJob] = []  # a hand-off that did not fit in the last drain
         while True:
             if carried:
@@ -366,8 +431,10 @@ class ShadowQueue:
                     carried = list(more)
                     break
                 jobs.extend(more)
+            size = _nbytes(jobs)
             with self._lock:
                 self._depth -= len(jobs)
+                self._bytes -= size
             began, cpu = time.monotonic(), time.thread_time()
             self._handle(jobs)
             used = time.thread_time() - cpu

@@ -28,10 +28,11 @@ from shadow._onnx import Signature
 
 _RANGE_CACHE_MAX: Final[int] = 256
 _FLOAT32_MAX: Final[float] = float(np.finfo(np.float32).max)
-# id(tuple of ranges) -> (that tuple, lows, highs). The tuple is held so its id stays
-# unique while cached; only tuples (immutable, of frozen FeatureRange) are cached.
+# (id(tuple of ranges), dtype) -> (that tuple, lows, highs). The tuple is held so its id
+# stays unique while cached; only tuples (immutable, of frozen FeatureRange) are cached.
 _range_cache: dict[
-    int, tuple[tuple[FeatureRange | None, ...], np.ndarray[Any, Any], np.ndarray[Any, Any]]
+    tuple[int, np.dtype[Any]],
+    tuple[tuple[FeatureRange | None, ...], np.ndarray[Any, Any], np.ndarray[Any, Any]],
 ] = {}
 
 
@@ -57,9 +58,12 @@ class FeatureRange:
 
 
 def _bounds(
-    ranges: Sequence[FeatureRange | None], n_features: int
+    ranges: Sequence[FeatureRange | None], n_features: int, dtype: np.dtype[Any]
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-    cached = _range_cache.get(id(ranges))
+    """Lows and highs of ``ranges`` (infinite where open) rounded to ``dtype``, the
+    model's floating-point input type, or float64 for an integer input."""
+    key = (id(ranges), dtype)
+    cached = _range_cache.get(key)
     if cached is not None and cached[0] is ranges:
         return cached[1], cached[2]
     if len(ranges) != n_features:
@@ -72,10 +76,13 @@ def _bounds(
     highs = np.array(
         [np.inf if r is None or r.high is None else r.high for r in ranges], dtype=np.float64
     )
+    if dtype.kind == "f" and dtype != lows.dtype:
+        with np.errstate(over="ignore"):  # a bound past a float16's range: inf, as it acts
+            lows, highs = lows.astype(dtype), highs.astype(dtype)
     if isinstance(ranges, tuple):
         if len(_range_cache) >= _RANGE_CACHE_MAX:
             _range_cache.clear()
-        _range_cache[id(ranges)] = (ranges, lows, highs)
+        _range_cache[key] = (ranges, lows, highs)
     return lows, highs
 
 
@@ -107,6 +114,12 @@ def validate_batch(
     fractional value is ``dtype_mismatch``), and within ``ranges`` — one
     :class:`FeatureRange` or ``None`` per feature (``out_of_range``). Pass ``ranges`` as
     a tuple to have its bounds cached between calls.
+
+    For a floating-point input the range check compares the values as the model gets
+    them with the bounds rounded to the model's dtype: a value whose float32 is a
+    bound's float32 passes, whether it came as float32 (an OIP binary tensor) or float64
+    (JSON). Compared in float64, an FP32 0.99 (0.9900000095…) was refused against a
+    bound of 0.99 that the same value sent as JSON passed.
     """
     spec = signature.input
     kind = x.dtype.kind
@@ -157,16 +170,13 @@ def validate_batch(
     out = np.ascontiguousarray(x, dtype=target)
 
     if ranges is not None:
-        lows, highs = _bounds(ranges, n_features)
-        bad = (x < lows) | (x > highs)
+        lows, highs = _bounds(ranges, n_features, target)
+        values = out if target.kind == "f" else x  # an integer's cast is exact
+        bad = (values < lows) | (values > highs)
         if bad.any():
             row, col = _first(bad)
-            bound = FeatureRange(
-                None if np.isinf(lows[col]) else float(lows[col]),
-                None if np.isinf(highs[col]) else float(highs[col]),
-            )
             raise InvalidInputError(
-                f"feature {col} must be in {bound}, got {x[row, col]} at row {row}",
+                f"feature {col} must be in {ranges[col]}, got {x[row, col]} at row {row}",
                 code="out_of_range",
             )
     return out

@@ -108,6 +108,11 @@ class ScoringConfig(_Frozen):
     # the champion runs on the event loop. None: no deadline.
     run_timeout_s: float | None = Field(default=5.0, gt=0, le=3600)
     shadow_queue_size: int = Field(default=10_000, ge=1)
+    # The most bytes of request rows the shadow jobs waiting may hold; past it requests are
+    # dropped from shadowing and counted (`tunewatch_shadow_dropped_total{reason="queue_full"}`),
+    # as past shadow_queue_size. The job count alone let 100 default-size requests (4096 rows
+    # x 512 float32) hold 800 MiB behind a slow challenger, 78 GiB at 10,000 jobs.
+    shadow_queue_max_bytes: int = Field(default=256 * 2**20, ge=1)
     shadow_workers: int = Field(default=1, ge=1)
     # The most of one core's time the shadow workers may use (scoring and handing over the
     # outputs; writing them costs the recorder about as much again). Past it, requests are

@@ -111,8 +111,10 @@ class ScoringRuntime:
             workers=config.scoring.shadow_workers,
             cpu_share=config.scoring.shadow_cpu_share,
             on_drop=self._on_shadow_drop,
+            max_bytes=config.scoring.shadow_queue_max_bytes,
         )
         metrics.track_queue_depth(lambda: float(self.queue.depth))
+        metrics.shadow_queue_bytes.set_function(lambda: float(self.queue.queued_bytes))
         metrics.track_shadow_cpu(lambda: self.queue.cpu_seconds)
         # Shadow jobs of the running event-loop iteration, per loop, not yet handed over.
         self._shadow_pending: dict[asyncio.AbstractEventLoop, list[ShadowJob]] = {}

@@ -60,3 +60,56 @@ def test_an_arena_allocation_refused_under_the_limit_is_load_memory(
         inspect_candidate(path, memory_limit_bytes=LIMIT, timeout_s=60)
     assert info.value.code == "load_memory"
     assert f"address-space limit {LIMIT} bytes" in info.value.message
+
+
+def value_allocating_model() -> bytes:
+    """``[N, 8] -> [N, 1]`` allocating ``sum(|x|) * 1e8`` floats when it runs: nothing
+    for rows of zeros, 3.2 GB for one row of ones, 3.6 GB for an ordinary row."""
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 8])]
+    output = helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 1])
+    inits = [
+        numpy_helper.from_array(np.array(1e8, np.float32), "scale"),
+        numpy_helper.from_array(np.array([0], np.int64), "axis0"),
+        numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+    ]
+    nodes = [
+        helper.make_node("Abs", ["input"], ["abs"]),
+        helper.make_node("ReduceSum", ["abs"], ["s"], keepdims=0),
+        helper.make_node("Mul", ["s", "scale"], ["sb"]),
+        helper.make_node("Cast", ["sb"], ["n"], to=TensorProto.INT64),
+        helper.make_node("Unsqueeze", ["n", "axis0"], ["shape"]),
+        helper.make_node("ConstantOfShape", ["shape"], ["c"]),
+        helper.make_node("ReduceSum", ["c"], ["r"], keepdims=1),
+        helper.make_node("ReduceSum", ["input", "axis1"], ["t"], keepdims=1),
+        helper.make_node("Add", ["t", "r"], ["probabilities"]),
+    ]
+    graph = helper.make_graph(nodes, "value_allocating", inputs, [output], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def test_a_model_allocating_by_its_input_values_is_refused_for_memory(tmp_path: Path) -> None:
+    """The probe scored rows of zeros only: a model allocating by the values of its
+    input passed it and then took 3.6 GB of the daemon on its first real row. It scores
+    non-zero rows too, under the same address-space limit."""
+    path = tmp_path / "by_value.onnx"
+    path.write_bytes(value_allocating_model())
+    with pytest.raises(CandidateRejectedError) as info:
+        inspect_candidate(path, memory_limit_bytes=LIMIT, timeout_s=60)
+    assert info.value.code == "load_memory"
+    assert f"address-space limit {LIMIT} bytes" in info.value.message
+
+
+def test_a_model_looping_on_non_zero_rows_passes_inspection_for_the_serving_deadline(
+    tmp_path: Path,
+) -> None:
+    """The probe's non-zero rows run under a deadline of their own: a graph whose loop
+    runs as long as its input says is left to the serving deadline (``run_timeout_s``)
+    and its breaker, as before, not refused at registration."""
+    from shadow_models import looping_model
+
+    path = tmp_path / "loops.onnx"
+    path.write_bytes(looping_model())
+    info = inspect_candidate(path, memory_limit_bytes=2 * 1024**3, timeout_s=60)
+    assert info.signature.n_features == 6

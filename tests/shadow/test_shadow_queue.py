@@ -1,9 +1,13 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -672,3 +676,129 @@ def test_an_unexpected_scoring_failure_fails_its_jobs_not_the_worker(
     unexpected = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
     assert len(unexpected) == 1 and unexpected[0].exc_info is not None
     assert "version=2" in unexpected[0].getMessage()
+
+
+def test_jobs_past_the_byte_budget_are_dropped_as_queue_full_and_counted(
+    logistic: Exported,
+) -> None:
+    """The queue was bounded in jobs only: 100 requests of 4096 rows x 512 float32 held
+    800 MiB behind a slow challenger, ~78 GiB at the default 10,000 jobs. The rows of the
+    jobs waiting are bounded by ``max_bytes``; past it a job is refused as when full."""
+    entered = threading.Event()
+    release = threading.Event()
+    seen: list[str] = []
+    drops: list[tuple[list[str], str]] = []
+
+    def blocked(results: Sequence[ShadowResult]) -> None:
+        seen.extend(r.request_id for r in results)
+        entered.set()
+        assert release.wait(WAIT_S)
+
+    x = np.zeros((4, N_FEATURES), dtype=np.float32)  # 96 bytes a job
+    q = ShadowQueue(
+        maxsize=100,
+        max_bytes=3 * x.nbytes,
+        on_result=blocked,
+        workers=1,
+        on_drop=lambda jobs, reason: drops.append(([j.request_id for j in jobs], reason)),
+    )
+    q.start()
+    try:
+        assert q.submit(job("busy", x, challenger(logistic, 2)))
+        assert entered.wait(WAIT_S)  # the only worker is now stuck in on_result
+        assert q.queued_bytes == 0  # a job a drain holds is no longer waiting
+        names = ["a", "b", "c", "over-1", "over-2"]
+        assert q.submit_many([job(n, x, challenger(logistic, 2)) for n in names]) == 3
+        assert q.queued_bytes == 3 * x.nbytes and q.depth == 3
+        assert not q.submit(job("over-3", x[:1], challenger(logistic, 2)))  # 24 bytes more
+        assert q.dropped == 3
+        assert drops == [(["over-1", "over-2"], "queue_full"), (["over-3"], "queue_full")]
+    finally:
+        release.set()
+        q.close(timeout=WAIT_S)
+    assert seen == ["busy", "a", "b", "c"]
+    assert q.processed == 4 and q.queued_bytes == 0 and q.depth == 0
+
+
+def test_a_job_larger_than_the_whole_byte_budget_is_refused_even_when_the_queue_is_empty(
+    logistic: Exported,
+) -> None:
+    drops: list[tuple[list[str], str]] = []
+    big = np.zeros((8, N_FEATURES), dtype=np.float32)
+    q = ShadowQueue(
+        maxsize=10,
+        max_bytes=big.nbytes - 1,
+        on_result=lambda results: None,
+        on_drop=lambda jobs, reason: drops.append(([j.request_id for j in jobs], reason)),
+    )
+    try:
+        assert not q.submit(job("big", big, challenger(logistic, 2)))
+        assert q.submit(job("small", big[:1], challenger(logistic, 2)))
+        assert drops == [(["big"], "queue_full")]
+        assert q.dropped == 1 and q.queued_bytes == big[:1].nbytes
+    finally:
+        q.close(timeout=WAIT_S)  # never started: the job waiting is dropped
+    assert q.queued_bytes == 0 and q.dropped == 2
+
+
+def test_constructor_refuses_a_non_positive_byte_budget() -> None:
+    with pytest.raises(ValueError, match=r"`max_bytes` must be >= 1 or None, got 0"):
+        ShadowQueue(maxsize=1, max_bytes=0, on_result=lambda results: None)
+
+
+def _loop_forever() -> LoadedVersion:
+    """A challenger whose run on any non-zero row outlasts every test (deadline 600 s)."""
+    from shadow_models import looping_model
+
+    model = OnnxModel.from_bytes(looping_model(), run_timeout_s=600.0)
+    return LoadedVersion(version=3, model=model, hyperparameter_set="hp")
+
+
+def test_close_stops_a_drain_still_inside_onnxruntime_and_joins_the_worker() -> None:
+    """close() gave up on a worker looping in onnxruntime and returned with it alive; at
+    interpreter exit the process then aborted (SIGABRT, "terminate called without an
+    active exception"). The run is stopped, recorded as the job's error, and the worker
+    ends before close() returns."""
+    collect = Collector(expected=1)
+    q = ShadowQueue(maxsize=4, on_result=collect, workers=1)
+    q.start()
+    assert q.submit(job("loops", np.ones((1, N_FEATURES), np.float32), _loop_forever()))
+    assert q.submit(job("behind", np.ones((1, N_FEATURES), np.float32), _loop_forever()))
+    q.close(timeout=0.05)
+    assert not q.running
+    assert collect.done.is_set()
+    assert collect.results[0].request_id == "loops" and collect.results[0].error is not None
+    assert "terminate" in collect.results[0].error
+    assert q.processed + q.dropped == 2 and q.depth == 0
+
+
+def test_a_process_exiting_after_close_with_a_run_in_flight_exits_cleanly(
+    tmp_path: Path,
+) -> None:
+    """The same in a process of its own, which exits right after close()."""
+    from shadow_models import looping_model
+
+    model = tmp_path / "loops.onnx"
+    model.write_bytes(looping_model())
+    script = tmp_path / "exit_after_close.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import numpy as np
+            from shadow import LoadedVersion, OnnxModel, ShadowJob, ShadowQueue
+            data = open({str(model)!r}, "rb").read()
+            loops = LoadedVersion(3, OnnxModel.from_bytes(data, run_timeout_s=600.0), "hp")
+            q = ShadowQueue(maxsize=4, on_result=lambda results: None)
+            q.start()
+            q.submit(ShadowJob("m", "loops", np.ones((1, 6), np.float32), (loops,)))
+            q.close(timeout=0.05)
+            print("closed", flush=True)
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert "terminate called" not in done.stderr
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "closed"

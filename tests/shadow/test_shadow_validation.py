@@ -123,6 +123,47 @@ def test_values_on_range_bounds_are_accepted(sig: Signature) -> None:
     np.testing.assert_array_equal(validate_batch(x, sig, max_rows=1, ranges=ranges), x)
 
 
+def _bounded(low: float, high: float) -> tuple[FeatureRange | None, ...]:
+    return (FeatureRange(low, high), *([None] * (N_FEATURES - 1)))
+
+
+@pytest.mark.parametrize(
+    ("dtype", "high", "low"),
+    [
+        pytest.param(np.float32, 0.99, 0.01, id="binary-fp32"),  # 0.99 rounds up, 0.01 down
+        pytest.param(np.float64, 0.99, 0.01, id="json"),
+        pytest.param(np.float64, 0.990000005, 0.0099999999, id="json-rounding-to-the-bounds"),
+    ],
+)
+def test_a_value_whose_float32_is_a_bound_s_float32_is_accepted_however_it_was_sent(
+    dtype: type[np.floating], high: float, low: float, sig: Signature
+) -> None:
+    """0.99 sent as an OIP binary FP32 tensor (tritonclient's default) was refused
+    out_of_range against a bound of 0.99, and accepted sent as JSON, though the model and
+    the store see the same float32 either way: bounds are compared in the model's dtype."""
+    x = np.zeros((2, N_FEATURES), dtype=dtype)
+    x[0, 0], x[1, 0] = high, low
+    out = validate_batch(x, sig, max_rows=2, ranges=_bounded(0.01, 0.99))
+    assert out[0, 0] == np.float32(0.99) and out[1, 0] == np.float32(0.01)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["binary-fp32", "json"])
+def test_a_value_one_float32_step_past_a_bound_is_refused_however_it_was_sent(
+    dtype: type[np.floating], sig: Signature
+) -> None:
+    ranges = _bounded(0.01, 0.99)
+    for value in (
+        np.nextafter(np.float32(0.99), np.float32(1)),
+        np.nextafter(np.float32(0.01), np.float32(0)),
+    ):
+        x = np.zeros((1, N_FEATURES), dtype=dtype)
+        x[0, 0] = value
+        with pytest.raises(InvalidInputError) as info:
+            validate_batch(x, sig, max_rows=1, ranges=ranges)
+        assert info.value.code == "out_of_range"
+        assert "feature 0 must be in [0.01, 0.99]" in info.value.message
+
+
 def test_ranges_of_wrong_length_are_a_programming_error(sig: Signature) -> None:
     with pytest.raises(ValueError, match="one entry per feature"):
         validate_batch(row(), sig, max_rows=1, ranges=[FeatureRange(0.0, 1.0)])
