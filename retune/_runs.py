@@ -198,6 +198,12 @@ def fail_orphaned_trials(handle: StudyHandle, *, own: str) -> None:
         )
 
 
+def known_stopped(record: Any) -> bool:
+    """Whether the process of ``record`` (a run's record, or any mapping with its
+    ``host`` and ``pid``) is known to have stopped; ``False`` for no record at all."""
+    return isinstance(record, dict) and _why_stopped(record, this_host()) is not None
+
+
 def _why_stopped(record: Any, here: str) -> str | None:
     """Why the run of ``record`` is known to have stopped, or ``None`` if it may be live."""
     if not isinstance(record, dict):

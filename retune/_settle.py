@@ -8,17 +8,24 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from typing import Any
 
 import numpy as np
 
 from retune._errors import StudyError
 from retune._optuna import StudyHandle, rebuild_sampler
+from retune._runs import known_stopped, this_host
 from retune.cv import CVScheme
 from retune.space import SearchSpace
 from retune.warmstart import WarmStartPlan
 
 logger = logging.getLogger(__name__)
+
+#: The study attribute naming the process that stored the warm-start plan (its host and
+#: PID, as a run's record does): a worker finding the plan without a dataset version
+#: completes the settle only when that process is known to be gone.
+PLAN_BY_ATTR = "warmstart_plan_by"
 
 
 def settle_space(handle: StudyHandle, space: SearchSpace) -> SearchSpace:
@@ -159,9 +166,12 @@ def settle_plan(
     finding one adopts what is stored, an empty plan (cost ceilings only) or none at all
     included, and its sampler is rebuilt from it. Otherwise it sampled by its own plan's
     box and frozen values, a plan the study never recorded. A stored plan without a
-    dataset version was stopped before the settle ended, perhaps during the enqueue: the
-    worker finding it enqueues the stored plan's configurations again (those already in
-    the study are skipped) before writing the dataset version.
+    dataset version is a settle under way, or one stopped before it ended, perhaps during
+    the enqueue: a worker finding it completes the enqueue (configurations already in the
+    study are skipped) and writes the dataset version only when it knows the storing
+    process is gone (:data:`PLAN_BY_ATTR`, a process of its own host). A joiner
+    enqueueing while the storer still enqueued trained the configurations twice: Optuna's
+    ``skip_if_exists`` checks, then inserts.
     """
     attrs = handle.user_attrs
     stored_version = attrs.get("dataset_version")
@@ -182,11 +192,13 @@ def settle_plan(
                 "none" if stored is None else ", ".join(stored.strategies) or "empty",
             )
         rebuild_sampler(handle, stored)
-        if stored_version is None:  # the first worker stopped between the two writes
-            _enqueue(handle, stored)  # maybe during the enqueue: what it did is skipped
+        if stored_version is None and known_stopped(attrs.get(PLAN_BY_ATTR)):
+            # the first worker stopped between the two writes, maybe during the enqueue
+            _enqueue(handle, stored)  # what it enqueued is skipped
             handle.set_user_attr("dataset_version", version)
         return stored
     if plan is not None:
+        handle.set_user_attr(PLAN_BY_ATTR, {"host": this_host(), "pid": os.getpid()})
         handle.set_user_attr("warmstart_plan", plan.to_json())
         _enqueue(handle, plan)
     handle.set_user_attr("dataset_version", version)

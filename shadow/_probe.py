@@ -77,11 +77,13 @@ def probe(path: Path) -> dict[str, object]:
             f"input row: {rows} rows gave shape {list(values.shape)}",
             code="unsupported_signature",
         )
-    _score_non_zero_rows(model.with_run_timeout(NON_ZERO_RUN_TIMEOUT_S), batch=rows > 1)
+    _score_non_zero_rows(model.with_run_timeout(NON_ZERO_RUN_TIMEOUT_S))
     return {"signature": model.signature.to_dict(), "memory_bytes": model.memory_bytes}
 
 
-def _score_non_zero_rows(model: OnnxModel, *, batch: bool) -> None:
+def _score_non_zero_rows(model: OnnxModel) -> None:
+    """Score each of :data:`NON_ZERO_VALUES` in a run of its own, as many rows of it as
+    the model's batch dimension holds (one where it is dynamic)."""
     spec = model.signature.input
     if spec.dtype.kind == "f":
         values = [min(v, float(np.finfo(spec.dtype).max)) for v in NON_ZERO_VALUES]
@@ -89,10 +91,11 @@ def _score_non_zero_rows(model: OnnxModel, *, batch: bool) -> None:
         info = np.iinfo(spec.dtype)
         values = [min(max(v, info.min), info.max) for v in NON_ZERO_VALUES]
         values = list(dict.fromkeys(v for v in values if v != 0))
-    x = np.repeat(np.asarray(values, dtype=spec.dtype)[:, None], model.signature.n_features, 1)
-    for rows in [x] if batch else np.split(x, len(x)):
+    batch = spec.shape[0] or 1  # a fixed batch refuses any other number of rows
+    for value in values:
+        rows = np.full((batch, model.signature.n_features), value, dtype=spec.dtype)
         try:
-            model.run(np.ascontiguousarray(rows))
+            model.run(rows)
         except ShadowError as exc:
             if any(marker in exc.message for marker in MEMORY_MARKERS):
                 raise

@@ -116,7 +116,8 @@ def validate_batch(
     a tuple to have its bounds cached between calls.
 
     For a floating-point input the range check compares the values as the model gets
-    them with the bounds rounded to the model's dtype: a value whose float32 is a
+    them with the bounds rounded to the model's dtype, or to the input's where that is
+    narrower (an FP32 tensor sent to a float64 model): a value whose float32 is a
     bound's float32 passes, whether it came as float32 (an OIP binary tensor) or float64
     (JSON). Compared in float64, an FP32 0.99 (0.9900000095…) was refused against a
     bound of 0.99 that the same value sent as JSON passed.
@@ -170,8 +171,14 @@ def validate_batch(
     out = np.ascontiguousarray(x, dtype=target)
 
     if ranges is not None:
-        lows, highs = _bounds(ranges, n_features, target)
-        values = out if target.kind == "f" else x  # an integer's cast is exact
+        # a float input is compared in the narrower of its type and the model's: the
+        # model (float32) or the client (an FP32 tensor to a float64 model) rounded it so
+        compared, values = target, out
+        if target.kind != "f":
+            values = x  # an integer's cast is exact
+        elif x.dtype.kind == "f" and x.dtype.itemsize < target.itemsize:
+            compared, values = x.dtype, x
+        lows, highs = _bounds(ranges, n_features, compared)
         bad = (values < lows) | (values > highs)
         if bad.any():
             row, col = _first(bad)

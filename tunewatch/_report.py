@@ -323,9 +323,20 @@ def _plan_section(value: Any, n_cost_rejected: Any, no_history: str) -> Section:
         for name, choices in _mapping(plan.get("choice_box")).items()
     ]
     history_shares = ", ".join(f"{k} {v:.1%}" for k, v in _shares(plan.get("importances")))
+    text = ""
+    if not plan.get("history_studies"):
+        left_out = any(
+            isinstance(n, str) and "tuned for another objective" in n
+            for n in _sequence(plan.get("notes"))
+        )
+        text = (
+            "Cold start: every earlier study was tuned for another objective (see the notes)."
+            if left_out
+            else no_history
+        )
     return Section(
         "Warm-start plan",
-        text="" if plan.get("history_studies") else no_history,
+        text=text,
         rows=(
             ("strategies", plan.get("strategies")),
             ("serving-cost ceiling", plan.get("cost") or "none"),

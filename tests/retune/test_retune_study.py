@@ -34,6 +34,7 @@ from retune import (
     refit_and_export,
     run_study,
 )
+from retune._runs import this_host
 from retune.cv import StratifiedKFoldCV
 from retune.warmstart import CostConstraint, History, WarmStartPlan
 
@@ -1268,6 +1269,7 @@ def test_a_worker_resuming_a_study_whose_enqueue_was_interrupted_enqueues_the_re
     plan = WarmStartPlan(strategies=("enqueue_top_k",), enqueue=configs)
     backend = make_storage(storage, heartbeat_interval=None)
     study = optuna.create_study(study_name="s", storage=backend)
+    study.set_user_attr("warmstart_plan_by", {"host": this_host(), "pid": _gone_pid()})
     study.set_user_attr("warmstart_plan", plan.to_json())
     study.enqueue_trial(configs[0], user_attrs={"warm_start": "enqueued"}, skip_if_exists=True)
 
@@ -1280,3 +1282,40 @@ def test_a_worker_resuming_a_study_whose_enqueue_was_interrupted_enqueues_the_re
     ]
     assert sorted(p["C"] for p in enqueued) == [0.05, 0.5, 3.0]  # each once
     assert _study_attrs(storage)["dataset_version"] == result.dataset_version
+
+
+def _gone_pid() -> int:
+    """The PID of a process that ran here and is gone (reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])  # noqa: S603
+    proc.wait()
+    return proc.pid
+
+
+def test_a_worker_joining_while_the_plan_is_being_enqueued_enqueues_nothing(
+    tmp_path: Any,
+) -> None:
+    """A stored plan without a dataset version is also the state of a study whose first
+    worker is still enqueueing: a joiner enqueueing the plan again then trained its
+    configurations twice (Optuna's ``skip_if_exists`` checks, then inserts). Only a
+    worker that knows the storing process is gone completes its enqueue."""
+    from retune._optuna import make_storage
+
+    storage = str(tmp_path / "journal.log")
+    configs = tuple(
+        {"scaler": "standard", "estimator": "logistic", "C": c} for c in (0.5, 3.0, 0.05)
+    )
+    plan = WarmStartPlan(strategies=("enqueue_top_k",), enqueue=configs)
+    backend = make_storage(storage, heartbeat_interval=None)
+    study = optuna.create_study(study_name="s", storage=backend)
+    # the storing worker is this very process: alive
+    study.set_user_attr("warmstart_plan_by", {"host": this_host(), "pid": os.getpid()})
+    study.set_user_attr("warmstart_plan", plan.to_json())
+    study.enqueue_trial(configs[0], user_attrs={"warm_start": "enqueued"}, skip_if_exists=True)
+
+    _run(tmp_path, plan=plan, budget=Budget(max_trials=2))
+    enqueued = [
+        t.params
+        for t in _trial_states(storage).values()
+        if t.user_attrs.get("warm_start") == "enqueued"
+    ]
+    assert [p["C"] for p in enqueued] == [0.5]  # the storer enqueues the rest

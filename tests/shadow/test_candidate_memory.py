@@ -62,11 +62,11 @@ def test_an_arena_allocation_refused_under_the_limit_is_load_memory(
     assert f"address-space limit {LIMIT} bytes" in info.value.message
 
 
-def value_allocating_model() -> bytes:
+def value_allocating_model(batch: int | None = None) -> bytes:
     """``[N, 8] -> [N, 1]`` allocating ``sum(|x|) * 1e8`` floats when it runs: nothing
     for rows of zeros, 3.2 GB for one row of ones, 3.6 GB for an ordinary row."""
-    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 8])]
-    output = helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 1])
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 8])]
+    output = helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [batch, 1])
     inits = [
         numpy_helper.from_array(np.array(1e8, np.float32), "scale"),
         numpy_helper.from_array(np.array([0], np.int64), "axis0"),
@@ -89,12 +89,16 @@ def value_allocating_model() -> bytes:
     return model.SerializeToString()
 
 
-def test_a_model_allocating_by_its_input_values_is_refused_for_memory(tmp_path: Path) -> None:
+@pytest.mark.parametrize("batch", [None, 1, 2], ids=["dynamic", "fixed-1", "fixed-2"])
+def test_a_model_allocating_by_its_input_values_is_refused_for_memory(
+    tmp_path: Path, batch: int | None
+) -> None:
     """The probe scored rows of zeros only: a model allocating by the values of its
     input passed it and then took 3.6 GB of the daemon on its first real row. It scores
-    non-zero rows too, under the same address-space limit."""
+    non-zero rows too, under the same address-space limit, in batches of the size the
+    model declares (three rows at once were refused by a model fixed at two, unnoticed)."""
     path = tmp_path / "by_value.onnx"
-    path.write_bytes(value_allocating_model())
+    path.write_bytes(value_allocating_model(batch))
     with pytest.raises(CandidateRejectedError) as info:
         inspect_candidate(path, memory_limit_bytes=LIMIT, timeout_s=60)
     assert info.value.code == "load_memory"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -145,6 +146,23 @@ def test_a_value_whose_float32_is_a_bound_s_float32_is_accepted_however_it_was_s
     x[0, 0], x[1, 0] = high, low
     out = validate_batch(x, sig, max_rows=2, ranges=_bounded(0.01, 0.99))
     assert out[0, 0] == np.float32(0.99) and out[1, 0] == np.float32(0.01)
+
+
+def test_an_fp32_value_at_a_bound_is_accepted_by_a_float64_model(sig: Signature) -> None:
+    """Rounding the bounds to the model's dtype left a float64 model refusing 0.99 sent
+    as an FP32 tensor (0.9900000095…) that the same model accepted as JSON: a float
+    input is compared in the narrower of its own type and the model's."""
+    wide = dataclasses.replace(
+        sig, input=dataclasses.replace(sig.input, dtype=np.dtype(np.float64))
+    )
+    x = np.zeros((2, N_FEATURES), dtype=np.float32)
+    x[0, 0], x[1, 0] = 0.99, 0.01
+    out = validate_batch(x, wide, max_rows=2, ranges=_bounded(0.01, 0.99))
+    assert out.dtype == np.float64 and out[0, 0] == np.float64(np.float32(0.99))
+    x[0, 0] = np.nextafter(np.float32(0.99), np.float32(1))
+    with pytest.raises(InvalidInputError) as info:
+        validate_batch(x, wide, max_rows=2, ranges=_bounded(0.01, 0.99))
+    assert info.value.code == "out_of_range"
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["binary-fp32", "json"])

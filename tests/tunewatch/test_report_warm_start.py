@@ -102,3 +102,25 @@ def test_the_plan_says_why_it_learned_from_no_earlier_study(
         assert text in _plan_text(d, row.version)
     finally:
         d.close()
+
+
+def test_a_plan_whose_studies_were_all_tuned_for_another_objective_says_so(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """A job learns only from studies tuned for its objective; when it left out every
+    earlier one, the section said "Cold start: no earlier study to learn from." above a
+    note listing the studies it left out."""
+    note = (
+        "left out 2 earlier studies tuned for another objective than 'brier': "
+        "m-job1 (log_loss), m-job2 (log_loss)"
+    )
+    details = {"job": 3, "warm_start_mode": "combined", "warm_start_plan": {"notes": [note]}}
+    d, _ = make_daemon(tmp_path, trained)
+    try:
+        meta = dataclasses.replace(trained[0].metadata, details=details)
+        row = d.registry.register(MODEL, trained[0].onnx, meta, actor="t", stage="shadow")
+        text = _plan_text(d, row.version)
+        assert "no earlier study" not in text, text
+        assert "Cold start: every earlier study was tuned for another objective" in text, text
+    finally:
+        d.close()
