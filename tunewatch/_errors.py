@@ -33,6 +33,12 @@ class StoreUnavailableError(StoreError):
     code = "store_unavailable"
 
 
+class DatabaseUnavailableError(StoreUnavailableError):
+    """The database driver's own failure: its message holds the driver's text (the
+    database's host, port and user), for the daemon's log and the CLI; the HTTP API
+    answers callers a fixed message instead."""
+
+
 class InvalidValueError(StoreError, ValueError):
     """The database cannot hold a value it was given (too long, a NUL, out of range)."""
 

@@ -301,14 +301,16 @@ def _retry_owed(
     starts_at: str,
 ) -> None:
     """A later delivery of an episode not claimed: when its retune is owed, try again to
-    queue it, recording nothing while it is still suppressed. The outcome is recorded once:
-    a job queued by the one delivery that queued it (its dedupe key), another outcome by
-    the one delivery whose compare-and-set settles the episode; a duplicate (a concurrent
-    delivery queued it) by none."""
+    queue it, recording nothing while it is still suppressed. The outcome is recorded by
+    the one delivery that queued the job (its dedupe key) and by the one whose
+    compare-and-set settles the episode: a duplicate then too (the delivery that queued
+    the job failed before it settled and recorded it), so a concurrent delivery settling
+    first may add an ``action_duplicate`` beside the ``action_taken``."""
     store = ctx.runtime.store
-    # decided or resolved (a resolve closes an owed episode): nothing to do
+    # decided or resolved (a resolve closes an owed episode; one that came while the
+    # first delivery decided left the marker on a resolved episode): nothing to do
     if not store.settle_alert_episode(
-        fingerprint=fingerprint, starts_at=starts_at, claim=_OWED, decision=_OWED
+        fingerprint=fingerprint, starts_at=starts_at, claim=_OWED, decision=_OWED, firing=True
     ):
         return
     key = dedupe_key(fingerprint, starts_at)
@@ -320,7 +322,9 @@ def _retry_owed(
     settled = store.settle_alert_episode(
         fingerprint=fingerprint, starts_at=starts_at, claim=_OWED, decision=decision
     )
-    if outcome.status == "taken" or (settled and outcome.status != "duplicate"):
+    if outcome.status == "taken" or settled:
+        # a duplicate too: the delivery that queued the job may have failed before it
+        # recorded it (a 503, retried), and the one settling the episode records it
         ctx.dispatcher.record(model, "alert_received", outcome, actor="alertmanager")
     if outcome.job_id is not None and outcome.status == "taken":
         summary["jobs"].append(outcome.job_id)

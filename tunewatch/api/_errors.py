@@ -14,6 +14,7 @@ from shadow import ShadowError
 from tunewatch._auth import AuthError
 from tunewatch._errors import (
     ConflictError,
+    DatabaseUnavailableError,
     NotFoundError,
     StoreUnavailableError,
     TunewatchError,
@@ -75,7 +76,7 @@ def describe(exc: TunewatchError | ShadowError) -> tuple[int, str, str]:
     if isinstance(exc, ShadowError):
         status = SHADOW_STATUS.get(exc.code, 400 if isinstance(exc, ValueError) else 422)
         return status, exc.code, exc.message
-    if isinstance(exc, StoreUnavailableError):
+    if isinstance(exc, DatabaseUnavailableError):
         return status_for(exc), exc.code, STORE_UNAVAILABLE_MESSAGE
     return status_for(exc), exc.code, exc.message
 

@@ -28,9 +28,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from .._errors import (
     ConfigError,
     ConflictError,
+    DatabaseUnavailableError,
     InvalidValueError,
     StoreError,
-    StoreUnavailableError,
 )
 
 logger = logging.getLogger(__name__)
@@ -254,10 +254,11 @@ def transaction(engine: Engine, operation: str) -> Iterator[Connection]:
 
     Connection problems, SQLite's "database is locked" and PostgreSQL's lock and
     statement timeouts (``lock_not_available``, ``query_canceled``: psycopg raises them
-    as ``OperationalError``) become ``StoreUnavailableError``; constraint violations
+    as ``OperationalError``) become ``DatabaseUnavailableError`` (a
+    ``StoreUnavailableError``); constraint violations
     become ``ConflictError``; any other ``SQLAlchemyError`` becomes ``StoreError``.
     Errors raised by the body that are not SQLAlchemy's pass through unchanged (after
-    the rollback). A ``StoreUnavailableError`` is logged at warning here with the
+    the rollback). A ``DatabaseUnavailableError`` is logged at warning here with the
     driver's text, which its message keeps for the CLI: the HTTP API answers callers a
     fixed message instead (the text names the database's host, port and user).
     """
@@ -272,16 +273,18 @@ def transaction(engine: Engine, operation: str) -> Iterator[Connection]:
         ) from exc
     except (OperationalError, InterfaceError) as exc:
         logger.warning("store %s: database unavailable: %s", operation, exc.orig)
-        raise StoreUnavailableError(f"store {operation}: database unavailable: {exc.orig}") from exc
+        raise DatabaseUnavailableError(
+            f"store {operation}: database unavailable: {exc.orig}"
+        ) from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:
             logger.warning("store %s: database connection lost: %s", operation, exc.orig)
-            raise StoreUnavailableError(
+            raise DatabaseUnavailableError(
                 f"store {operation}: database connection lost: {exc.orig}"
             ) from exc
         if _unavailable(exc.orig):
             logger.warning("store %s: database unavailable: %s", operation, exc.orig)
-            raise StoreUnavailableError(
+            raise DatabaseUnavailableError(
                 f"store {operation}: database unavailable: {exc.orig}"
             ) from exc
         raise StoreError(f"store {operation} failed: {exc.orig}") from exc
@@ -290,7 +293,7 @@ def transaction(engine: Engine, operation: str) -> Iterator[Connection]:
         # pool up): it was a StoreError (500), and the recorder retried a group record
         # by record, each waiting out the pool's timeout again
         logger.warning("store %s: database unavailable: %s", operation, exc)
-        raise StoreUnavailableError(f"store {operation}: database unavailable: {exc}") from exc
+        raise DatabaseUnavailableError(f"store {operation}: database unavailable: {exc}") from exc
     except SQLAlchemyError as exc:
         raise StoreError(f"store {operation} failed: {exc}") from exc
 
@@ -323,7 +326,7 @@ def sqlite_write(engine: Engine, operation: str) -> Iterator[sqlite3.Cursor]:
         pooled = engine.raw_connection()
     except SQLAlchemyError as exc:
         logger.warning("store %s: database unavailable: %s", operation, exc)
-        raise StoreUnavailableError(f"store {operation}: database unavailable: {exc}") from exc
+        raise DatabaseUnavailableError(f"store {operation}: database unavailable: {exc}") from exc
     try:
         dbapi = pooled.driver_connection
         assert isinstance(dbapi, sqlite3.Connection)
@@ -340,7 +343,7 @@ def sqlite_write(engine: Engine, operation: str) -> Iterator[sqlite3.Cursor]:
         raise ConflictError(f"store {operation}: conflicts with stored data: {exc}") from exc
     except sqlite3.OperationalError as exc:
         logger.warning("store %s: database unavailable: %s", operation, exc)
-        raise StoreUnavailableError(f"store {operation}: database unavailable: {exc}") from exc
+        raise DatabaseUnavailableError(f"store {operation}: database unavailable: {exc}") from exc
     except sqlite3.Error as exc:
         raise StoreError(f"store {operation} failed: {exc}") from exc
     finally:

@@ -356,16 +356,24 @@ def alert_episode_claimed(conn: Connection, *, fingerprint: str, starts_at: str)
 
 
 def settle_alert_episode(
-    conn: Connection, *, fingerprint: str, starts_at: str, claim: str, decision: str | None
+    conn: Connection,
+    *,
+    fingerprint: str,
+    starts_at: str,
+    claim: str,
+    decision: str | None,
+    firing: bool = False,
 ) -> bool:
     """Write the final ``decision`` of an episode held by ``claim``, or with None release
     it for a later delivery. False when the claim was taken over meanwhile (it timed
-    out): the episode is left to the delivery that holds it now."""
-    settled = conn.execute(
-        update(alert_episodes)
-        .where(_episode(fingerprint, starts_at), alert_episodes.c.decision == claim)
-        .values(decision=None if decision is None else decision[:400])
+    out): the episode is left to the delivery that holds it now; with ``firing``, also
+    when the episode resolved."""
+    stmt = update(alert_episodes).where(
+        _episode(fingerprint, starts_at), alert_episodes.c.decision == claim
     )
+    if firing:
+        stmt = stmt.where(alert_episodes.c.status == "firing")
+    settled = conn.execute(stmt.values(decision=None if decision is None else decision[:400]))
     return bool(settled.rowcount)
 
 

@@ -11,7 +11,8 @@ Every tick used to count the distinct units of every request since the split's s
 Going on with a count, the requests are read in a read transaction, so a SQLite writer
 (the scoring log) is not held up by the scan; only the new units are written, with the
 totals, in a short write transaction that checks the count did not move meanwhile
-(another process counting) and otherwise reads again. A count afresh (the first of a
+(another process counting) and otherwise reads again; after three tries it counts
+under the count's lock, the scan included. A count afresh (the first of a
 split, after an upgrade, or when the window or challenger changes) is counted in the
 database, in one write transaction.
 """
@@ -37,11 +38,11 @@ from sqlalchemy import (
     update,
 )
 
-from .._errors import StoreUnavailableError
 from ._engine import dialect_insert
 from ._schema import outputs, requests, split_count_units, split_counts
 
-# Counts another process moved between this one's read and its write: read again.
+# Counts another process moved between this one's read and its write: read again, and
+# after these many, count under the count's lock (:func:`_count_locked`).
 _ATTEMPTS = 3
 
 Transaction = Callable[[], AbstractContextManager[Connection]]
@@ -86,19 +87,70 @@ def count_split_arms(
     for _ in range(_ATTEMPTS):
         with read() as conn:
             stored = _stored(conn, model)
-        if stored is None or (stored.challenger_version, stored.since) != (
-            challenger_version,
-            since,
-        ):
+        if _fresh(stored, challenger_version, since):
             counts = _count_afresh(write, model, challenger_version, since, stored)
         else:
+            assert stored is not None
             counts = _count_on(read, write, model, challenger_version, margin, stored)
         if counts is not None:
             return counts
-    raise StoreUnavailableError(
-        f"store count_split_arms: the split count of model {model!r} was moved by another "
-        f"process {_ATTEMPTS} times while this one read it"
+    return _count_locked(write, model, challenger_version, since, margin)
+
+
+def _fresh(stored: _Count | None, challenger_version: int, since: datetime | None) -> bool:
+    """Whether the stored count is not of this window and challenger (or none is)."""
+    return stored is None or (stored.challenger_version, stored.since) != (
+        challenger_version,
+        since,
     )
+
+
+def _count_locked(
+    write: Transaction,
+    model: str,
+    challenger_version: int,
+    since: datetime | None,
+    margin: timedelta,
+) -> tuple[int, int]:
+    """Count with the model's count locked from its read to its write, the scan included
+    (on SQLite it holds the scoring log's writes meanwhile): after :data:`_ATTEMPTS`
+    counts that other processes moved, this one cannot be moved. Failing instead answered
+    a ``POST /compare`` overlapping the leader's tick with a 503."""
+    with write() as conn:
+        empty = dialect_insert(conn, split_counts).values(
+            model=model,
+            challenger_version=challenger_version,
+            since=since,
+            read_to=None,
+            n_champion=0,
+            n_challenger=0,
+        )
+        conn.execute(empty.on_conflict_do_nothing())
+        stored = _stored(conn, model, lock=True)
+        assert stored is not None  # inserted, or another process's
+        if _fresh(stored, challenger_version, since) or stored.read_to is None:
+            _reset(conn, model, challenger_version, since, stored)
+            newest = _newest(conn, model, since)
+            counts = (
+                _insert_selected(conn, model, "champion", challenger_version, since),
+                _insert_selected(conn, model, "challenger", challenger_version, since),
+            )
+            _save(conn, model, counts, newest)
+            return counts
+        start = _later(stored.since, _less(stored.read_to, margin))
+        new = {
+            arm: _new_units(conn, model, arm, challenger_version, start)
+            for arm in ("champion", "challenger")
+        }
+        newest = _newest(conn, model, start)
+        for arm, units in new.items():
+            _insert_units(conn, model, arm, units)
+        counts = (
+            stored.n_champion + len(new["champion"]),
+            stored.n_challenger + len(new["challenger"]),
+        )
+        _save(conn, model, counts, _later(stored.read_to, newest))
+        return counts
 
 
 def _count_afresh(

@@ -773,12 +773,24 @@ class Store:
             return _jobs.alert_episode_claimed(conn, fingerprint=fingerprint, starts_at=starts_at)
 
     def settle_alert_episode(
-        self, *, fingerprint: str, starts_at: str, claim: str, decision: str | None
+        self,
+        *,
+        fingerprint: str,
+        starts_at: str,
+        claim: str,
+        decision: str | None,
+        firing: bool = False,
     ) -> bool:
-        """The final ``decision`` of a claimed episode, or None to release it."""
+        """The final ``decision`` of a claimed episode, or None to release it; with
+        ``firing``, only while it fires."""
         with self._tx("settle_alert_episode") as conn:
             return _jobs.settle_alert_episode(
-                conn, fingerprint=fingerprint, starts_at=starts_at, claim=claim, decision=decision
+                conn,
+                fingerprint=fingerprint,
+                starts_at=starts_at,
+                claim=claim,
+                decision=decision,
+                firing=firing,
             )
 
     def resolve_alert_episode(self, *, fingerprint: str, starts_at: str) -> bool:

@@ -394,3 +394,71 @@ def test_concurrent_deliveries_of_an_owed_episode_queue_and_record_its_job_once(
         assert job_fingerprints(daemon) == ["fp1", "fp2"]
     finally:
         daemon.close()
+
+
+class _ResolvedWhileDeciding(Dispatcher):
+    """Delivers the alert's resolve (another replica's, an HA peer's) while the first
+    firing delivery decides its episode."""
+
+    def __init__(self, daemon: Daemon, fingerprint: str) -> None:
+        super().__init__(daemon.store, daemon.config)
+        self._daemon, self._fingerprint = daemon, fingerprint
+
+    def handle(self, *args: Any, **kwargs: Any) -> ActionOutcome:
+        outcome = super().handle(*args, **kwargs)
+        resolve = payload(alert(self._fingerprint, status="resolved"))
+        handle_alerts(self._daemon.app.ctx, resolve)
+        return outcome
+
+
+def test_an_owed_episode_that_resolved_while_it_was_decided_queues_no_retune(
+    trained: list[ExampleModel], tmp_path: Path, store_url: str
+) -> None:
+    """The resolve came while the first delivery decided (the quota suppressed its
+    retune): the episode was left resolved with the owed marker, and a stale firing
+    delivery (a retry, an HA peer's) later queued a retune for the resolved alert."""
+    daemon, _ = retune_daemon(trained, tmp_path, store_url, quota=1, cooldown=0)
+    ctx = daemon.app.ctx
+    try:
+        assert len(handle_alerts(ctx, payload(alert("other")))["jobs"]) == 1  # the quota
+        deciding = dataclasses.replace(ctx, dispatcher=_ResolvedWhileDeciding(daemon, "fp1"))
+        assert handle_alerts(deciding, payload(alert("fp1")))["jobs"] == []
+        for job in daemon.store.list_jobs(model=MODEL):
+            daemon.store.finish_job(job.id, status="succeeded", result={})
+        assert handle_alerts(ctx, payload(alert("fp1")))["jobs"] == []  # stale
+        assert job_fingerprints(daemon) == ["other"]
+    finally:
+        daemon.close()
+
+
+def test_an_owed_job_queued_by_a_delivery_that_then_failed_is_recorded_by_the_retry(
+    trained: list[ExampleModel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A later delivery queued the owed retune, then the store failed before it settled
+    the episode (503; Alertmanager retries). The retry found the job (a duplicate),
+    settled the episode and recorded nothing: no event said a job was queued for it."""
+    daemon, _ = retune_daemon(trained, tmp_path, None, quota=1, cooldown=0)
+    ctx, store = daemon.app.ctx, daemon.store
+    try:
+        handle_alerts(ctx, payload(alert("fp1"), alert("fp2")))  # fp2 owed: the quota
+        for job in store.list_jobs(model=MODEL):
+            store.finish_job(job.id, status="succeeded", result={})
+        settle = store.settle_alert_episode
+
+        def failing_once(**kwargs: Any) -> bool:
+            if (kwargs["decision"] or "").startswith("retune taken"):
+                monkeypatch.setattr(store, "settle_alert_episode", settle)
+                raise StoreUnavailableError("store settle_alert_episode: database is locked")
+            return settle(**kwargs)
+
+        monkeypatch.setattr(store, "settle_alert_episode", failing_once)
+        with pytest.raises(StoreUnavailableError):
+            handle_alerts(ctx, payload(alert("fp2")))
+        handle_alerts(ctx, payload(alert("fp2")))  # Alertmanager's retry
+        [job] = [j for j in store.list_jobs(model=MODEL) if j.trigger["fingerprint"] == "fp2"]
+        actions = [
+            e for e in store.list_events(model=MODEL, limit=100) if e.type.startswith("action_")
+        ]
+        assert any(e.payload.get("job") == job.id for e in actions), actions
+    finally:
+        daemon.close()
