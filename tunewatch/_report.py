@@ -10,16 +10,14 @@ can be rebuilt at any time and always says what the audit log says.
 from __future__ import annotations
 
 import hashlib
-import html
 import logging
-import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tunewatch._config import Config
 from tunewatch._governance import promotion_rules
+from tunewatch._report_document import Report, Row, Section, fmt
 from tunewatch._version_metadata import finite_float
 from tunewatch.store import AuditEntry, Store
 
@@ -27,7 +25,6 @@ logger = logging.getLogger(__name__)
 
 #: The longest file name, in bytes, of the usual file systems (ext4, XFS, Btrfs, tmpfs).
 NAME_MAX = 255
-Row = tuple[str, Any]
 EVIDENCE = (
     "challenger_better",
     "challenger_worse",
@@ -37,114 +34,6 @@ EVIDENCE = (
     "srm_detected",
     "rollback_triggered",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Section:
-    title: str
-    rows: tuple[Row, ...] = ()
-    table: tuple[tuple[str, ...], ...] = ()  # first tuple: the header
-    text: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    model: str
-    version: int
-    sections: tuple[Section, ...]
-
-    @property
-    def title(self) -> str:
-        return f"{self.model} version {self.version}: rationale"
-
-    def markdown(self) -> str:
-        out = [f"# {_md(self.title)}", ""]
-        for s in self.sections:
-            out += [f"## {_md(s.title)}", ""]
-            if s.text:
-                out += [_md(s.text), ""]
-            for key, value in s.rows:
-                out.append(f"- **{_md(key)}**: {_md(_fmt(value))}")
-            if s.rows:
-                out.append("")
-            if s.table:
-                header, *body = s.table
-                out.append("| " + " | ".join(_md(h) for h in header) + " |")
-                out.append("|" + "---|" * len(header))
-                out += ["| " + " | ".join(_md(_fmt(c)) for c in row) + " |" for row in body]
-                out.append("")
-        return _encodable("\n".join(out))
-
-    def html(self) -> str:
-        e = html.escape
-        parts = [
-            f"<!doctype html><html><head><meta charset='utf-8'><title>{e(self.title)}"
-            "</title><style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em}"
-            "</style></head><body>",
-            f"<h1>{e(self.title)}</h1>",
-        ]
-        for s in self.sections:
-            parts.append(f"<h2>{e(s.title)}</h2>")
-            if s.text:
-                parts.append(f"<p>{e(s.text)}</p>")
-            if s.rows:
-                parts.append(
-                    "<ul>"
-                    + "".join(f"<li><b>{e(k)}</b>: {e(_fmt(v))}</li>" for k, v in s.rows)
-                    + "</ul>"
-                )
-            if s.table:
-                header, *body = s.table
-                parts.append(
-                    "<table><tr>"
-                    + "".join(f"<th>{e(h)}</th>" for h in header)
-                    + "</tr>"
-                    + "".join(
-                        "<tr>" + "".join(f"<td>{e(_fmt(c))}</td>" for c in row) + "</tr>"
-                        for row in body
-                    )
-                    + "</table>"
-                )
-        parts.append("</body></html>")
-        return _encodable("".join(parts))
-
-
-def _encodable(text: str) -> str:
-    """``text`` with what UTF-8 cannot encode as its escape: a lone surrogate (``\\udcff``)
-    from a reason the CLI stored before it refused argv's undecodable bytes. A report
-    explains a change made: written, served or printed, it must not fail on one."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-_MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-#: What may begin Markdown syntax within a line (CommonMark and GFM): HTML, autolinks and
-#: entities (as entities: every flavour reads them), and, backslash-escaped, the backslash,
-#: links, images and footnotes, emphasis, code, strikethrough, math and table cells. An
-#: ``_`` between two letters or digits is left as it is: it never delimits emphasis.
-_MD_SPECIAL = re.compile(r"[&<>\\`*\[\]~$|]|(?<![^\W_])_|_(?![^\W_])")
-
-
-def _md_escape(match: re.Match[str]) -> str:
-    char = match.group()
-    return _MD_ENTITIES.get(char) or "\\" + char
-
-
-def _md(text: str) -> str:
-    """``text`` as one line of Markdown that reads as ``text``: nothing in it makes a
-    link, an image, raw HTML or markup (:data:`_MD_SPECIAL`; a backslash stays one),
-    and line breaks are ``<br>`` (one ends a table row or a list item)."""
-    return re.sub(r"\r\n?|\n", "<br>", _MD_SPECIAL.sub(_md_escape, text))
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, list | tuple):
-        return ", ".join(_fmt(v) for v in value) if value else "—"
-    return str(value)
 
 
 def _trigger_rows(
@@ -371,7 +260,7 @@ def _importances_section(value: Any) -> Section:
     n, seed = stored.get("n_complete"), stored.get("seed")
     return Section(
         title,
-        rows=(("computed from", f"{_fmt(n)} completed trials (seed {_fmt(seed)})"), *not_rated),
+        rows=(("computed from", f"{fmt(n)} completed trials (seed {fmt(seed)})"), *not_rated),
         table=(("parameter", "share"), *((k, f"{v:.1%}") for k, v in shares)),
     )
 
@@ -405,7 +294,7 @@ def _summary(payload: dict[str, Any]) -> str:
     )
     guarded = isinstance(payload.get("guardrails"), dict)
     return "; ".join(
-        f"{k}={_guardrails(payload[k]) if k == 'guardrails' else _fmt(payload[k])}"
+        f"{k}={_guardrails(payload[k]) if k == 'guardrails' else fmt(payload[k])}"
         for k in keys
         if k in payload and not (k == "violations" and guarded)  # the guardrails list them
     )
@@ -416,13 +305,13 @@ def _guardrails(value: Any) -> str:
     or failed with its violations, and the notes on what was not checked."""
     guard = _mapping(value)
     if not guard:
-        return _fmt(value)
+        return fmt(value)
     violations = _sequence(guard.get("violations"))
     outcome = "passed" if guard.get("passed") is True else "failed"
     if violations:
-        outcome += ": " + "; ".join(_fmt(v) for v in violations)
+        outcome += ": " + "; ".join(fmt(v) for v in violations)
     notes = _sequence(guard.get("notes"))
-    return f"{outcome} (notes: {'; '.join(_fmt(n) for n in notes)})" if notes else outcome
+    return f"{outcome} (notes: {'; '.join(fmt(n) for n in notes)})" if notes else outcome
 
 
 def _decision_section(
@@ -503,10 +392,10 @@ def write_report(store: Store, config: Config, model: str, version: int) -> tupl
     folder = Path(config.data_dir).resolve() / "reports"
     folder.mkdir(parents=True, exist_ok=True)
     stem = report_stem(model, version)
-    md, page = folder / f"{stem}.md", folder / f"{stem}.html"
-    md.write_text(report.markdown(), encoding="utf-8")
+    text, page = folder / f"{stem}.md", folder / f"{stem}.html"
+    text.write_text(report.markdown(), encoding="utf-8")
     page.write_text(report.html(), encoding="utf-8")
-    return md, page
+    return text, page
 
 
 def refresh_reports(store: Store, config: Config, model: str, versions: Iterable[int]) -> None:

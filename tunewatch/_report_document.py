@@ -1,0 +1,119 @@
+"""A rationale report as a document: sections of rows and tables, rendered to Markdown
+(every value escaped, so a hyperparameter cannot embed a link or an image) and HTML."""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from typing import Any
+
+Row = tuple[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    title: str
+    rows: tuple[Row, ...] = ()
+    table: tuple[tuple[str, ...], ...] = ()  # first tuple: the header
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    model: str
+    version: int
+    sections: tuple[Section, ...]
+
+    @property
+    def title(self) -> str:
+        return f"{self.model} version {self.version}: rationale"
+
+    def markdown(self) -> str:
+        out = [f"# {md(self.title)}", ""]
+        for s in self.sections:
+            out += [f"## {md(s.title)}", ""]
+            if s.text:
+                out += [md(s.text), ""]
+            for key, value in s.rows:
+                out.append(f"- **{md(key)}**: {md(fmt(value))}")
+            if s.rows:
+                out.append("")
+            if s.table:
+                header, *body = s.table
+                out.append("| " + " | ".join(md(h) for h in header) + " |")
+                out.append("|" + "---|" * len(header))
+                out += ["| " + " | ".join(md(fmt(c)) for c in row) + " |" for row in body]
+                out.append("")
+        return _encodable("\n".join(out))
+
+    def html(self) -> str:
+        e = html.escape
+        parts = [
+            f"<!doctype html><html><head><meta charset='utf-8'><title>{e(self.title)}"
+            "</title><style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em}"
+            "</style></head><body>",
+            f"<h1>{e(self.title)}</h1>",
+        ]
+        for s in self.sections:
+            parts.append(f"<h2>{e(s.title)}</h2>")
+            if s.text:
+                parts.append(f"<p>{e(s.text)}</p>")
+            if s.rows:
+                parts.append(
+                    "<ul>"
+                    + "".join(f"<li><b>{e(k)}</b>: {e(fmt(v))}</li>" for k, v in s.rows)
+                    + "</ul>"
+                )
+            if s.table:
+                header, *body = s.table
+                parts.append(
+                    "<table><tr>"
+                    + "".join(f"<th>{e(h)}</th>" for h in header)
+                    + "</tr>"
+                    + "".join(
+                        "<tr>" + "".join(f"<td>{e(fmt(c))}</td>" for c in row) + "</tr>"
+                        for row in body
+                    )
+                    + "</table>"
+                )
+        parts.append("</body></html>")
+        return _encodable("".join(parts))
+
+
+def _encodable(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode as its escape: a lone surrogate (``\\udcff``)
+    from a reason the CLI stored before it refused argv's undecodable bytes. A report
+    explains a change made: written, served or printed, it must not fail on one."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+_MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
+#: What may begin Markdown syntax within a line (CommonMark and GFM): HTML, autolinks and
+#: entities (as entities: every flavour reads them), and, backslash-escaped, the backslash,
+#: links, images and footnotes, emphasis, code, strikethrough, math and table cells. An
+#: ``_`` between two letters or digits is left as it is: it never delimits emphasis.
+_MD_SPECIAL = re.compile(r"[&<>\\`*\[\]~$|]|(?<![^\W_])_|_(?![^\W_])")
+
+
+def _md_escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _MD_ENTITIES.get(char) or "\\" + char
+
+
+def md(text: str) -> str:
+    """``text`` as one line of Markdown that reads as ``text``: nothing in it makes a
+    link, an image, raw HTML or markup (:data:`_MD_SPECIAL`; a backslash stays one),
+    and line breaks are ``<br>`` (one ends a table row or a list item)."""
+    return re.sub(r"\r\n?|\n", "<br>", _MD_SPECIAL.sub(_md_escape, text))
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(fmt(v) for v in value) if value else "—"
+    return str(value)
