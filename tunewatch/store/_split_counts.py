@@ -130,27 +130,10 @@ def _count_locked(
         assert stored is not None  # inserted, or another process's
         if _fresh(stored, challenger_version, since) or stored.read_to is None:
             _reset(conn, model, challenger_version, since, stored)
-            newest = _newest(conn, model, since)
-            counts = (
-                _insert_selected(conn, model, "champion", challenger_version, since),
-                _insert_selected(conn, model, "challenger", challenger_version, since),
-            )
-            _save(conn, model, counts, newest)
-            return counts
+            return _count_all(conn, model, challenger_version, since)
         start = _later(stored.since, _less(stored.read_to, margin))
-        new = {
-            arm: _new_units(conn, model, arm, challenger_version, start)
-            for arm in ("champion", "challenger")
-        }
-        newest = _newest(conn, model, start)
-        for arm, units in new.items():
-            _insert_units(conn, model, arm, units)
-        counts = (
-            stored.n_champion + len(new["champion"]),
-            stored.n_challenger + len(new["challenger"]),
-        )
-        _save(conn, model, counts, _later(stored.read_to, newest))
-        return counts
+        new, newest = _read_new(conn, model, challenger_version, start)
+        return _add(conn, model, stored, new, newest)
 
 
 def _count_afresh(
@@ -169,13 +152,7 @@ def _count_afresh(
             return None
         if not _reset(conn, model, challenger_version, since, stored):
             return None
-        newest = _newest(conn, model, since)  # before the scan: it reads this far at least
-        counts = (
-            _insert_selected(conn, model, "champion", challenger_version, since),
-            _insert_selected(conn, model, "challenger", challenger_version, since),
-        )
-        _save(conn, model, counts, newest)
-        return counts
+        return _count_all(conn, model, challenger_version, since)
 
 
 def _count_on(
@@ -191,22 +168,55 @@ def _count_on(
     them; ``None`` when another process moved the count meanwhile."""
     start = _later(stored.since, _less(stored.read_to, margin))
     with read() as conn:
-        new = {
-            arm: _new_units(conn, model, arm, challenger_version, start)
-            for arm in ("champion", "challenger")
-        }
-        newest = _newest(conn, model, start)
+        new, newest = _read_new(conn, model, challenger_version, start)
     with write() as conn:
         if _stored(conn, model, lock=True) != stored:
             return None
-        for arm, units in new.items():
-            _insert_units(conn, model, arm, units)
-        counts = (
-            stored.n_champion + len(new["champion"]),
-            stored.n_challenger + len(new["challenger"]),
-        )
-        _save(conn, model, counts, _later(stored.read_to, newest))
-        return counts
+        return _add(conn, model, stored, new, newest)
+
+
+def _count_all(
+    conn: Connection, model: str, challenger_version: int, since: datetime | None
+) -> tuple[int, int]:
+    """Count the units of the requests since ``since`` into the model's count, which
+    holds none (just reset), in the database."""
+    newest = _newest(conn, model, since)  # before the scan: it reads this far at least
+    counts = (
+        _insert_selected(conn, model, "champion", challenger_version, since),
+        _insert_selected(conn, model, "challenger", challenger_version, since),
+    )
+    _save(conn, model, counts, newest)
+    return counts
+
+
+def _read_new(
+    conn: Connection, model: str, challenger_version: int, start: datetime | None
+) -> tuple[dict[str, list[str]], datetime | None]:
+    """Each arm's units of the requests received from ``start`` that the model's count
+    does not hold yet, and the newest of those requests' receipt."""
+    new = {
+        arm: _new_units(conn, model, arm, challenger_version, start)
+        for arm in ("champion", "challenger")
+    }
+    return new, _newest(conn, model, start)
+
+
+def _add(
+    conn: Connection,
+    model: str,
+    stored: _Count,
+    new: dict[str, list[str]],
+    newest: datetime | None,
+) -> tuple[int, int]:
+    """Add ``new`` units to the model's count (``stored``, locked and unmoved)."""
+    for arm, units in new.items():
+        _insert_units(conn, model, arm, units)
+    counts = (
+        stored.n_champion + len(new["champion"]),
+        stored.n_challenger + len(new["challenger"]),
+    )
+    _save(conn, model, counts, _later(stored.read_to, newest))
+    return counts
 
 
 def _save(conn: Connection, model: str, counts: tuple[int, int], read_to: datetime | None) -> None:
