@@ -695,13 +695,9 @@ def test_a_second_job_does_not_train_on_the_first_job_s_traffic_twice(daemon: Da
     assert (v3.details["rows"], v3.details["traffic_rows"]) == (original + 400, 400)
 
 
-def test_configurations_predicted_too_slow_to_promote_are_not_trained(
-    daemon: Daemon, trained: list[ExampleModel]
-) -> None:
-    """Serving telemetry per hyperparameter set never reached a job: the cost constraint
-    was built without a predictor, so nothing was rejected. v1 (logistic) answers in
-    0.1 ms; a gradient-boosting version served at 50 ms, past the guardrails' 1.2 x the
-    champion's p99: the job trains no gradient-boosting configuration."""
+def _slow_gradient_boosting_served(daemon: Daemon, trained: list[ExampleModel]) -> None:
+    """A gradient-boosting version, v2, served 50 latencies of 50 ms: far past the
+    guardrails' 1.2 x the logistic champion's p99."""
     gbm = {"scaler": "none", "estimator": "gradient_boosting", "gb_n_estimators": 20}
     v2 = daemon.registry.register(
         MODEL,
@@ -716,6 +712,16 @@ def test_configurations_predicted_too_slow_to_promote_are_not_trained(
             for i in range(50)
         ],
     )
+
+
+def test_configurations_predicted_too_slow_to_promote_are_not_trained(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """Serving telemetry per hyperparameter set never reached a job: the cost constraint
+    was built without a predictor, so nothing was rejected. v1 (logistic) answers in
+    0.1 ms; a gradient-boosting version served at 50 ms, past the guardrails' 1.2 x the
+    champion's p99: the job trains no gradient-boosting configuration."""
+    _slow_gradient_boosting_served(daemon, trained)
     outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
     assert outcome.job_id is not None
     job = _runner(daemon).run(outcome.job_id)
@@ -735,20 +741,7 @@ def test_job_progress_and_the_jobs_list_count_cost_rejections_apart(
     progress counted it pruned, where the result does not, and ``tunewatch jobs`` showed
     the trials with the rejections in them ("6/4 trials") while the worker's bar showed
     those trained and the rejections beside. Both count as the result does."""
-    gbm = {"scaler": "none", "estimator": "gradient_boosting", "gb_n_estimators": 20}
-    v2 = daemon.registry.register(
-        MODEL,
-        trained[1].onnx,
-        dataclasses.replace(trained[1].metadata, hyperparameters={**gbm, "gb_max_depth": 2}),
-        actor="t",
-    )
-    daemon.store.write_records(
-        [],
-        [
-            OutputRecord(MODEL, f"r{i}", v2.version, "challenger", 0.05, 1, 2, bytes(8))
-            for i in range(50)
-        ],
-    )
+    _slow_gradient_boosting_served(daemon, trained)
     outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
     assert outcome.job_id is not None
     seen: list[dict[str, Any]] = []
