@@ -19,6 +19,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, Metric
 
+from monitor.drift import METHODS as DRIFT_METHODS
+
 # Inference latencies live between a few microseconds and a few hundred milliseconds.
 LATENCY_BUCKETS = (
     0.00005,
@@ -159,7 +161,17 @@ class ServingMetrics:
         )
         self.feature_drift = Gauge(
             "tunewatch_feature_drift_score",
-            "Per-column drift statistic of the latest window (method per column).",
+            "Per-feature drift statistic of the latest window, in the units of its `method` "
+            "(ks: KS D, chisquare: chi-square, z: signed z, wasserstein, jensenshannon, psi: "
+            "distances); compare a feature across windows of one method only, and read "
+            "tunewatch_feature_drifted for the verdict.",
+            ["model", "feature", "method"],
+            registry=r,
+        )
+        self.feature_drifted = Gauge(
+            "tunewatch_feature_drifted",
+            "1 when the feature drifted in the latest window (its method's verdict, under the "
+            "dataset rule), else 0.",
             ["model", "feature"],
             registry=r,
         )
@@ -233,6 +245,7 @@ class ServingMetrics:
             self.drift_share,
             self.drift_detected,
             self.feature_drift,
+            self.feature_drifted,
             self.objective_realised,
             self.objective_estimated,
             self.decay_slope,
@@ -242,6 +255,24 @@ class ServingMetrics:
             self.alarm,
         ):
             gauge.clear()
+
+    def set_feature_drift(
+        self, model: str, features: Mapping[str, tuple[str, float, bool] | None]
+    ) -> None:
+        """Export each feature's ``(method, statistic, drifted)`` of the latest window:
+        the score under its method's label (the series of another method removed: one
+        series a feature) and the 0/1 verdict. ``None``: not tested, both removed."""
+        for feature, measured in features.items():
+            for method in DRIFT_METHODS:
+                if measured is None or method != measured[0]:
+                    only = {"feature": feature, "method": method}
+                    self.forget(self.feature_drift, model=model, only=only)
+            if measured is None:
+                self.forget(self.feature_drifted, model=model, only={"feature": feature})
+                continue
+            method, statistic, drifted = measured
+            self.feature_drift.labels(model, feature, method).set(statistic)
+            self.feature_drifted.labels(model, feature).set(int(drifted))
 
     def track_queue_depth(self, depth: Callable[[], float]) -> None:
         self.shadow_queue_depth.set_function(depth)

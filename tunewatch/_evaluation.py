@@ -321,7 +321,7 @@ class Evaluator:
         policy which labels the alarm rests on."""
         m = self.metrics
         if baseline is None:  # nothing to compare with: no figure, not the last one held
-            for gauge in (m.drift_share, m.drift_detected, m.feature_drift):
+            for gauge in (m.drift_share, m.drift_detected, m.feature_drift, m.feature_drifted):
                 m.forget(gauge, model=model.name)
             return "insufficient_data", {"alarm": False, "reason": "no reference snapshot"}
         d = cfg.evaluation.drift
@@ -348,7 +348,7 @@ class Evaluator:
                 version,
                 exc,
             )
-            for gauge in (m.drift_share, m.drift_detected, m.feature_drift):
+            for gauge in (m.drift_share, m.drift_detected, m.feature_drift, m.feature_drifted):
                 m.forget(gauge, model=model.name)
             return "insufficient_data", {
                 "alarm": False,
@@ -381,12 +381,12 @@ class Evaluator:
         else:  # nothing was tested: no figure, not "no drift"
             m.forget(m.drift_share, model=model.name)
             m.forget(m.drift_detected, model=model.name)
-        measured = {c.column: c.statistic for c in testable if c.statistic is not None}
-        for column in model.feature_names:
-            if column in measured:
-                m.feature_drift.labels(model.name, column).set(measured[column])
-            else:
-                m.forget(m.feature_drift, model=model.name, only={"feature": column})
+        tested = {
+            c.column: (c.method, c.statistic, c.drifted)
+            for c in testable
+            if c.statistic is not None
+        }
+        m.set_feature_drift(model.name, {f: tested.get(f) for f in model.feature_names})
         payload = {
             "alarm": bool(result.dataset_drift),
             "drifted_share": result.drifted_share,
@@ -479,6 +479,11 @@ class Evaluator:
         did not. The alarm is the lower bound past the limit, or more than half of those
         requests late (``late_share``): either way the median delay is longer. The gauge
         holds the larger of the two medians, both lower bounds.
+
+        Either figure judges only when it rests on at least ``drift.min_rows`` requests:
+        one unlabelled request eight days old among recent ones labelled within hours was
+        a late share of 1.0 and an alarm. Without enough aged requests (and no alarm from
+        a window of enough requests) the verdict is insufficient data: it raises nothing.
         """
         if window.n_rows == 0:
             for gauge in (self.metrics.label_coverage, self.metrics.label_delay):
@@ -491,7 +496,7 @@ class Evaluator:
         median = float(np.median(np.concatenate([delays, waited])))
         limit = cfg.evaluation.label_delay_alarm_s
         aged = aged_window(self.store, model, cfg.evaluation, as_of=now, age_s=limit)
-        late_share, aged_median = None, 0.0
+        late_share, aged_median, min_rows = None, 0.0, cfg.evaluation.drift.min_rows
         if aged.n_rows:
             came = aged.labelled()
             aged_delays = np.full(aged.n_rows, np.inf)  # not labelled yet: past the limit
@@ -499,10 +504,17 @@ class Evaluator:
             late_share = float((aged_delays > limit).mean())
             waited_aged = now.timestamp() - aged.received_at
             aged_median = float(np.median(np.minimum(aged_delays, waited_aged)))
-        alarm = median > limit or (late_share is not None and late_share > 0.5)
+        aged_late = late_share if aged.n_rows >= min_rows else None  # enough to judge
+        alarm = (window.n_rows >= min_rows and median > limit) or (aged_late or 0.0) > 0.5
         self.metrics.label_coverage.labels(model.name).set(coverage)
         self.metrics.label_delay.labels(model.name).set(max(median, aged_median))
-        return "ok", {
+        judged = alarm or aged_late is not None
+        reason = (
+            f"{aged.n_rows} requests at least label_delay_alarm_s={limit:g} s old, fewer "
+            f"than drift.min_rows={min_rows}: too few to tell whether labels are late"
+        )
+        return ("ok" if judged else "insufficient_data"), {
+            **({} if judged else {"reason": reason}),
             "alarm": bool(alarm),
             "late_share": late_share,  # of the requests at least the limit old: late or none
             "n_aged": aged.n_rows,

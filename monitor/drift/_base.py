@@ -5,6 +5,11 @@ A drift method compares one column of the current window with its
 return a p-value; drift when it falls below the threshold) or *distances* (no p-value;
 drift when the distance reaches the threshold). Degenerate inputs never raise: they
 give ``status="insufficient_data"`` with a reason.
+
+A distance over counts (categories, or the values of a discrete numeric column) drifts
+only when it also exceeds what sampling noise alone gives for the two sample sizes and
+categories (:mod:`monitor.drift._noise`): a fixed cut-off drifted on unchanged traffic
+once there were many categories.
 """
 
 from __future__ import annotations
@@ -111,7 +116,10 @@ def n_distinct(summary: ColumnSummary, current: PreparedColumn) -> int | None:
 
 
 class DriftMethod(ABC):
-    """One per-column drift method with its threshold."""
+    """One per-column drift method with its threshold.
+
+    ``alpha`` is the level of a distance's sampling-noise floor (see
+    :meth:`_noise_floor`); p-value tests do not use it."""
 
     name: ClassVar[MethodName]
     kinds: ClassVar[frozenset[ColumnKind]]
@@ -119,13 +127,16 @@ class DriftMethod(ABC):
     returns_p_value: ClassVar[bool]
     default_threshold: ClassVar[float]
 
-    def __init__(self, *, threshold: float | None = None) -> None:
+    def __init__(self, *, threshold: float | None = None, alpha: float = 0.05) -> None:
         threshold = self.default_threshold if threshold is None else float(threshold)
+        if not 0.0 < alpha < 1.0:
+            raise DriftError(f"`alpha` must be in (0, 1), got {alpha}")
         if not (threshold > 0 and np.isfinite(threshold)):
             raise DriftError(f"`threshold` must be a positive finite number, got {threshold}")
         if self.returns_p_value and threshold >= 1:
             raise DriftError(f"`threshold` of a p-value test must be in (0, 1), got {threshold}")
         self.threshold = threshold
+        self.alpha = alpha
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(threshold={self.threshold})"
@@ -151,9 +162,12 @@ class DriftMethod(ABC):
         if reason is None and summary.kind not in self.kinds:
             reason = f"method {self.name!r} does not apply to {summary.kind!r} columns"
         if reason is not None:
-            return self._result(column, summary, current, None, None, reason)
+            return self._result(column, summary, current, None, None, reason, self.threshold)
         statistic, p_value = self._compute(summary, current)
-        return self._result(column, summary, current, statistic, p_value, None)
+        threshold = self.threshold
+        if p_value is None and statistic >= threshold:
+            threshold = max(threshold, self._noise_floor(summary, current))
+        return self._result(column, summary, current, statistic, p_value, None, threshold)
 
     @abstractmethod
     def _compute(
@@ -161,10 +175,17 @@ class DriftMethod(ABC):
     ) -> tuple[float, float | None]:
         """``(statistic, p_value)``; called only on non-degenerate inputs."""
 
-    def _is_drift(self, statistic: float, p_value: float | None) -> bool:
+    def _noise_floor(self, summary: ColumnSummary, current: PreparedColumn) -> float:
+        """The distance sampling noise alone exceeds with probability ``alpha`` for these
+        samples; a distance drifts when it reaches both this and ``threshold`` (the
+        verdict's ``threshold`` is the larger). Asked only once the distance reached
+        ``threshold``; 0 unless a method says otherwise."""
+        return 0.0
+
+    def _is_drift(self, statistic: float, p_value: float | None, threshold: float) -> bool:
         if p_value is not None:
-            return p_value < self.threshold
-        return statistic >= self.threshold
+            return p_value < threshold
+        return statistic >= threshold
 
     def _degenerate(
         self, summary: ColumnSummary, current: PreparedColumn, min_rows: int
@@ -189,18 +210,19 @@ class DriftMethod(ABC):
         statistic: float | None,
         p_value: float | None,
         reason: str | None,
+        threshold: float,
     ) -> ColumnDrift:
         status: DriftStatus = "insufficient_data"
         drifted = False
         if statistic is not None:
-            drifted = bool(self._is_drift(statistic, p_value))
+            drifted = bool(self._is_drift(statistic, p_value, threshold))
             status = "drift" if drifted else "ok"
         return ColumnDrift(
             column=column,
             method=self.name,
             statistic=statistic,
             p_value=p_value,
-            threshold=self.threshold,
+            threshold=threshold,
             drifted=drifted,
             status=status,
             reason=reason,

@@ -9,7 +9,29 @@ from scipy import stats
 
 from monitor.drift._base import DiscreteTest, MethodName, PreparedColumn
 from monitor.drift._frequencies import aligned_counts
+from monitor.drift._noise import MIN_EXPECTED
 from monitor.drift._profile import ColumnSummary
+
+
+def pool_sparse(table: np.ndarray) -> np.ndarray:
+    """The 2 x k ``table`` (no empty category) with the categories expected fewer than
+    :data:`~monitor.drift._noise.MIN_EXPECTED` times in its smaller row merged into one
+    column, grown by the next-smallest categories until that column is itself expected
+    often enough (or holds everything). Unchanged when no category is sparse."""
+    total = table.sum()
+    col = table.sum(axis=0)
+    smaller = table.sum(axis=1).min()
+    rare = col * smaller / total < MIN_EXPECTED
+    if not rare.any():
+        return table
+    pool = table[:, rare].sum(axis=1)
+    rest = table[:, ~rare]
+    rest = rest[:, np.argsort(rest.sum(axis=0), kind="stable")]
+    taken = 0
+    while pool.sum() * smaller / total < MIN_EXPECTED and taken < rest.shape[1]:
+        pool = pool + rest[:, taken]
+        taken += 1
+    return np.column_stack([rest[:, taken:], pool])
 
 
 class ChiSquare(DiscreteTest):
@@ -25,6 +47,11 @@ class ChiSquare(DiscreteTest):
     case is the two-proportion Z-test squared (the ``z`` method's p-value); Yates'
     correction would make it conservative, well under its level at these sizes.
 
+    Categories expected fewer than 5 times in the smaller sample are pooled into one
+    before the test (:func:`pool_sparse`): with many sparse categories the chi-square
+    approximation over-rejected (100 Zipf-distributed classes, 100-row windows: 8.8 % of
+    unchanged windows at a nominal 5 %). ``statistic`` is the pooled table's.
+
     Applies to categorical columns and to numeric columns with at most 20 distinct
     reference values. Drift when ``p_value < threshold`` (default 0.05)."""
 
@@ -37,7 +64,7 @@ class ChiSquare(DiscreteTest):
         assert counts is not None
         ref, cur = counts
         table = np.vstack([ref, cur])
-        table = table[:, table.sum(axis=0) > 0]
+        table = pool_sparse(table[:, table.sum(axis=0) > 0])
         if table.shape[1] < 2:  # one category in all: nothing to tell apart
             return 0.0, 1.0
         result = stats.chi2_contingency(table, correction=False)

@@ -84,7 +84,9 @@ class DriftDetector:
     Under ``"fdr"``/``"bonferroni"`` a p-value column's verdict is the rule's: its
     ``threshold`` is the rule's cut-off and ``drifted`` says whether the rule rejected it
     (a configured threshold of a p-value test applies under ``"share"`` only). Distance
-    methods have no p-value; they count when the distance reaches their threshold.
+    methods have no p-value; they count when the distance reaches their threshold —
+    over categories, raised to the distance's sampling noise at level ``alpha`` for the
+    two sample sizes and categories (see :mod:`monitor.drift._noise`).
 
     Window columns are matched to the profile's by their text (a column ``0`` is the
     profile's ``"0"``). Degenerate columns (missing from the window, named twice, fewer
@@ -127,7 +129,7 @@ class DriftDetector:
         self._methods: dict[str, DriftMethod] = {}
         for name, config in configured.items():
             summary = profile.columns[name]
-            method = METHODS[config.method](threshold=config.threshold)
+            method = METHODS[config.method](threshold=config.threshold, alpha=alpha)
             if summary.kind not in method.kinds:
                 raise DriftError(
                     f"`columns[{name!r}].method` {config.method!r} does not apply to "
@@ -156,7 +158,7 @@ class DriftDetector:
         configured = self._methods.get(column)
         if configured is not None:
             return configured
-        return default_method(self.profile.columns[column], current)()
+        return default_method(self.profile.columns[column], current)(alpha=self.alpha)
 
     def sample(self, current: pd.DataFrame) -> pd.DataFrame:
         """The rows of ``current`` that :meth:`check` tests: all of them up to

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import numpy as np
 from scipy.spatial import distance
 
 from monitor.drift._base import DriftMethod, MethodName, PreparedColumn
 from monitor.drift._frequencies import aligned_counts, sturges_histograms
+from monitor.drift._noise import jensen_shannon_rows, noise_floor
 from monitor.drift._profile import ColumnKind, ColumnSummary, NumericSummary
 
 
@@ -17,7 +19,13 @@ class JensenShannon(DriftMethod):
     distinct reference values, otherwise over Sturges histogram bins spanning both
     samples — evidently's binning. Drift when the distance is ``>= threshold`` (default
     0.1: evidently's default for categorical columns with more than 1000 reference
-    rows)."""
+    rows) and, over categories or distinct values, also over its sampling noise: the
+    distance's ``1 - alpha`` quantile when the pooled counts are split at random into
+    samples of the two sizes (:mod:`monitor.drift._noise`).
+
+    The noise grows with the number of categories: 100 classes of a multiclass model's
+    prediction at 1100 rows measured a median distance of 0.119 on unchanged traffic,
+    and 98 of 100 such windows drifted at the fixed 0.1."""
 
     name: ClassVar[MethodName] = "jensenshannon"
     kinds: ClassVar[frozenset[ColumnKind]] = frozenset({"num", "cat"})
@@ -34,3 +42,15 @@ class JensenShannon(DriftMethod):
         else:
             ref, cur = counts[0] / counts[0].sum(), counts[1] / counts[1].sum()
         return float(distance.jensenshannon(ref, cur)), None
+
+    def _noise_floor(self, summary: ColumnSummary, current: PreparedColumn) -> float:
+        counts = aligned_counts(summary, current)
+        if counts is None:  # Sturges bins: few, and the reference side is a sample
+            return 0.0
+        return noise_floor(
+            *counts,
+            jensen_shannon_rows,
+            lambda scale: float(np.sqrt(scale / 8)),
+            threshold=self.threshold,
+            alpha=self.alpha,
+        )

@@ -32,5 +32,5 @@ class KolmogorovSmirnov(DriftMethod):
         res = stats.ks_2samp(ref, current.values, method=method)
         return float(res.statistic), float(res.pvalue)
 
-    def _is_drift(self, statistic: float, p_value: float | None) -> bool:
-        return p_value is not None and p_value <= self.threshold
+    def _is_drift(self, statistic: float, p_value: float | None, threshold: float) -> bool:
+        return p_value is not None and p_value <= threshold

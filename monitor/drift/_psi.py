@@ -8,6 +8,7 @@ import numpy as np
 
 from monitor.drift._base import DriftMethod, MethodName, PreparedColumn
 from monitor.drift._frequencies import aligned_counts, fill_zeros
+from monitor.drift._noise import noise_floor, psi_rows
 from monitor.drift._profile import ColumnKind, ColumnSummary, NumericSummary
 
 
@@ -18,7 +19,9 @@ class PopulationStability(DriftMethod):
     them); other numeric columns use the bins fixed at build time from the reference
     deciles, the outer two open (so the reference shares come from the full reference
     column). Empty bins are floored as in evidently. Drift when PSI ``>= threshold``
-    (default 0.1).
+    (default 0.1) and, binned by value, also over its sampling noise for the two sample
+    sizes and values (:mod:`monitor.drift._noise`): with many categories unchanged
+    traffic reaches any fixed cut-off.
 
     Decile bins merged a discrete column's values: a column of 0s and 1s has the edges 0
     and 1 and an open top bin, so 1s that became 7s, or a column always 0 in the
@@ -43,3 +46,11 @@ class PopulationStability(DriftMethod):
             cur = np.bincount(idx, minlength=edges.size + 1) / current.values.size
         ref, cur = fill_zeros(ref), fill_zeros(cur)
         return float(np.sum((ref - cur) * np.log(ref / cur))), None
+
+    def _noise_floor(self, summary: ColumnSummary, current: PreparedColumn) -> float:
+        counts = aligned_counts(summary, current)
+        if counts is None:  # decile bins fixed at build time
+            return 0.0
+        return noise_floor(
+            *counts, psi_rows, lambda scale: scale, threshold=self.threshold, alpha=self.alpha
+        )

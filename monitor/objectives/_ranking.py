@@ -80,6 +80,11 @@ MAX_BETA = 1e100
 
 
 class FBeta(_BinaryRanking):
+    """F-beta of the predictions at ``threshold``. A window with no positive label and no
+    positive prediction raises :class:`ObjectiveError` (precision and recall are both
+    0/0), as PR AUC does without positives, so it sits out a trend: scored 0.0, the worst
+    value, such windows made an unchanged rare-positive model trend as decaying."""
+
     name: ClassVar[str] = "f_beta"
     greater_is_better: ClassVar[bool] = True
     tasks: ClassVar[frozenset[str]] = frozenset({"binary"})
@@ -99,9 +104,13 @@ class FBeta(_BinaryRanking):
         tp = float((pred & (labels == 1)).sum())
         fp = float((pred & (labels == 0)).sum())
         fn = float((~pred & (labels == 1)).sum())
+        if tp + fp + fn == 0:  # precision and recall both 0/0: no mistake, no hit
+            raise ObjectiveError(
+                "F-beta needs a positive label or a positive prediction in the window, got "
+                f"no positive label and no positive prediction at threshold {self.threshold}"
+            )
         b2 = self.beta**2
-        denom = (1 + b2) * tp + b2 * fn + fp
-        return 0.0 if denom == 0 else (1 + b2) * tp / denom
+        return (1 + b2) * tp / ((1 + b2) * tp + b2 * fn + fp)
 
 
 class RecallAtPrecision(_BinaryRanking):

@@ -131,6 +131,21 @@ def test_a_window_with_one_class_sits_out_and_the_others_still_count() -> None:
     assert result.status != "insufficient_data"
 
 
+def test_an_f1_window_without_positive_labels_or_predictions_sits_out() -> None:
+    """F1 scored a window with no positive label and no positive prediction 0.0 (the
+    model made no mistake there): a quiet day of a rare-positive model read as a collapse.
+    It has no value, as PR AUC's does, and the trend is fitted on the rest."""
+    f1 = make_objective("f_beta")
+    rng = np.random.default_rng(4)
+    t = np.arange(400, dtype=float)  # four windows of 100 requests
+    y = (rng.random(400) < 0.3).astype(float)
+    y[100:200] = 0.0
+    pred = np.where(y == 1, 0.9, 0.1)
+    windows = realised_windows(y, pred, t, t + 1.0, objective=f1, window=100.0, maturity=5.0)
+    assert [w.value for w in windows] == [1.0, None, 1.0, 1.0]
+    assert DecayEstimator(f1, threshold=0.5).fit_windows(windows).status != "decaying"
+
+
 def test_a_label_the_objective_cannot_score_leaves_its_row_out_not_its_window() -> None:
     """MAPE raised on a single label of 0, so the whole window had no value: one genuine
     zero outcome per 250 requests took 4 of 10 windows out of the trend. The row is left

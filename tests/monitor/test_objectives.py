@@ -251,3 +251,15 @@ def test_a_row_with_a_non_finite_prediction_is_not_scorable(name: str) -> None:
         y = np.array([0.0, 1.0, 1.0, 0.0])
         pred = np.array([[0.8, 0.2], [np.nan, np.nan], [0.1, np.inf], [0.6, 0.4]])
     assert objective.valid_rows(y, pred).tolist() == [True, False, False, True]
+
+
+def test_f_beta_of_a_window_with_no_positive_label_or_prediction_is_not_scored() -> None:
+    """No positive label and no positive prediction: precision and recall are both 0/0.
+    F-beta scored it 0.0, the worst value, although the model made no mistake, so a
+    rare-positive model whose traffic fell (more such windows) trended as decaying in 4
+    of 20 seeded streams of unchanged quality. It raises, as PR AUC does, and the window
+    sits out the trend; a false positive alone still scores 0."""
+    f1 = make_objective("f_beta")
+    with pytest.raises(ObjectiveError, match="no positive label and no positive prediction"):
+        f1.value(np.zeros(50), np.full(50, 0.01))
+    assert f1.value(np.zeros(50), np.r_[0.9, np.full(49, 0.01)]) == 0.0

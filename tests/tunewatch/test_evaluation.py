@@ -609,6 +609,32 @@ def test_requests_labelled_in_time_raise_no_label_delay_alarm_when_old(daemon: D
     assert not labels["alarm"] and labels["median_delay_s"] < 7 * 3600
 
 
+def test_one_aged_unlabelled_request_is_insufficient_data_not_a_label_delay_alarm(
+    daemon: Daemon,
+) -> None:
+    """`late_share` rested on however few requests were old enough: one unlabelled
+    request eight days old (a smoke test before launch) among recent ones labelled within
+    hours measured a late share of 1.0 and raised `label_delay_high`. Fewer than
+    `drift.min_rows` (100) aged requests do not judge it: the verdict is stored as
+    insufficient data and raises nothing; 100 of them do."""
+    feed(daemon, Clock(datetime.now(UTC) - timedelta(days=8)), 0, 1, shift=0.0, seed=1,
+         labels=False)  # fmt: skip
+    feed(daemon, Clock(), 1, WINDOW, shift=0.0, seed=2)  # six hours ago, labelled now
+    daemon.evaluator.clock = lambda: datetime.now(UTC)
+    row = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}["labels"]
+    assert row.payload["n_aged"] == 1 and row.payload["late_share"] == 1.0
+    assert row.status == "insufficient_data" and not row.payload["alarm"]
+    assert "drift.min_rows=100" in row.payload["reason"]
+    assert daemon.store.list_events(model=MODEL, type="label_delay_high") == []
+    assert _value(daemon, "tunewatch_alarm", event="label_delay_high") == 0.0
+
+    feed(daemon, Clock(datetime.now(UTC) - timedelta(days=9)), 10_000, 99, shift=0.0, seed=3,
+         labels=False)  # fmt: skip
+    row = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}["labels"]
+    assert row.payload["n_aged"] == 100 and row.status == "ok" and row.payload["alarm"]
+    assert len(daemon.store.list_events(model=MODEL, type="label_delay_high")) == 1
+
+
 def test_requests_still_within_the_delay_alarm_do_not_raise_it(daemon: Daemon) -> None:
     """Unlabelled requests six hours old have waited six hours so far: the median delay
     is at least that, well under the seven-day alarm."""
@@ -945,6 +971,7 @@ def test_a_champion_without_a_reference_leaves_no_drift_figure_behind(
     for name in ("tunewatch_drift_detected", "tunewatch_drift_share"):
         assert _value(daemon, name) is None, name
     assert not _series(daemon, "tunewatch_feature_drift_score")
+    assert not _series(daemon, "tunewatch_feature_drifted")
     # the streak of the old champion's windows no longer holds the alarm up
     assert _value(daemon, "tunewatch_alarm", event="drift_detected") == 0.0
 
@@ -1256,7 +1283,10 @@ def test_a_drift_setting_the_reference_cannot_take_loses_drift_not_the_evaluatio
         assert rows["drift"].status == "insufficient_data" and not rows["drift"].payload["alarm"]
         assert "needs a discrete column" in rows["drift"].payload["reason"]
         assert "evaluation.drift.columns" in caplog.text
-        assert {rows[k].status for k in ("labels", "telemetry", "estimate")} == {"ok"}
+        assert {rows[k].status for k in ("telemetry", "estimate")} == {"ok"}
+        # measured (no request is a week old yet: too few to judge the label delay)
+        assert rows["labels"].status == "insufficient_data"
+        assert rows["labels"].payload["coverage"] == 1.0
         assert "decay" in rows
         assert _series(d, "tunewatch_drift_share") == []
     finally:
@@ -1438,7 +1468,8 @@ def test_drift_figures_that_could_not_be_measured_are_removed(daemon: Daemon) ->
     feed(daemon, clock, 0, WINDOW, shift=1.0, seed=1)
     daemon.evaluator.evaluate(MODEL)
     assert _value(daemon, "tunewatch_drift_share") is not None
-    assert _value(daemon, "tunewatch_feature_drift_score", feature="x1") is not None
+    assert _value(daemon, "tunewatch_feature_drift_score", feature="x1", method="ks") is not None
+    assert _value(daemon, "tunewatch_feature_drifted", feature="x1") == 1.0
 
 
 def test_the_report_agrees_with_the_stored_verdict_on_a_small_window(daemon: Daemon) -> None:
@@ -1565,3 +1596,39 @@ def test_the_decay_anchor_weights_windows_by_the_rows_behind_their_values() -> N
 
     level = _early_level([window(0.9, 100, 90), window(0.5, 10, 0)], 2)
     assert level == pytest.approx((0.9 * 10 + 0.5 * 10) / 20)
+
+
+def test_feature_drift_gauges_name_the_method_and_export_the_verdict(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """`tunewatch_feature_drift_score` mixed KS D, chi-square, signed z and distances with
+    nothing saying which: an unchanged feature's series jumped as its window crossed 1000
+    rows. The score carries its `method`, one series a feature (the old method's is
+    removed), and `tunewatch_feature_drifted` is the stored 0/1 verdict."""
+    d = _champion_daemon(trained, tmp_path, {"window_s": 3600})
+    try:
+        clock = Clock()
+        d.evaluator.clock = clock
+        methods = []
+        for n, shift, seed in ((600, 0.0, 1), (1200, 1.0, 2)):  # reference: 1500 rows
+            clock.now += timedelta(hours=2)
+            feed(d, clock, 10_000 * seed, n, shift=shift, seed=seed)
+            drift = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["drift"]
+            columns = {c["column"]: c for c in drift.payload["columns"]}
+            for feature in ("x0", "x1"):
+                method = columns[feature]["method"]
+                scores = _series(d, "tunewatch_feature_drift_score")
+                assert [s for s in scores if f'feature="{feature}"' in s] == [
+                    next(s for s in scores if f'feature="{feature}"' in s)
+                ]
+                assert _value(
+                    d, "tunewatch_feature_drift_score", feature=feature, method=method
+                ) == pytest.approx(columns[feature]["statistic"])
+                assert _value(d, "tunewatch_feature_drifted", feature=feature) == float(
+                    columns[feature]["drifted"]
+                )
+            methods.append(columns["x0"]["method"])
+        assert methods == ["ks", "wasserstein"]
+        assert _value(d, "tunewatch_feature_drifted", feature="x0") == 1.0
+    finally:
+        d.close()
