@@ -22,8 +22,9 @@ from shadow._errors import (
     ShadowError,
     VersionNotLoadedError,
 )
+from shadow._jobs import ShadowJob, ShadowResult
 from shadow._onnx import OnnxModel, Signature, TensorSpec, signature_from_session
-from shadow._queue import DropReason, ShadowJob, ShadowQueue, ShadowResult
+from shadow._queue import DropReason, ShadowQueue
 from shadow._sched import use_batch_scheduling
 from shadow._validation import FeatureRange, cast_rows, check_output, validate_batch
 

@@ -498,7 +498,7 @@ def test_a_looping_challenger_s_backlog_costs_at_most_three_deadlines() -> None:
     after three deadlines in a row, and the rest of the backlog is refused at once."""
     from shadow_models import looping_model
 
-    from shadow._queue import score_many
+    from shadow._jobs import score_many
 
     looping = OnnxModel.from_bytes(looping_model(), run_timeout_s=0.1)
     version = LoadedVersion(version=3, model=looping, hyperparameter_set="hp")
@@ -523,7 +523,7 @@ def test_a_backlog_too_slow_to_score_as_one_batch_is_scored_job_by_job() -> None
     import onnx
     from shadow_models import looping_model
 
-    from shadow._queue import score_many
+    from shadow._jobs import score_many
 
     def slow_model(iterations_per_unit: float) -> bytes:
         graph = onnx.load_from_string(looping_model())
@@ -635,7 +635,7 @@ def test_a_not_batch_major_challenger_s_backlog_is_scored_request_by_request() -
 def test_a_job_whose_output_is_not_one_row_per_input_row_is_an_error() -> None:
     """Scored alone, a ``[1, batch]`` output of a two-row request is one row for two:
     an error result, not two requests' scores recorded as one row."""
-    from shadow._queue import score
+    from shadow._jobs import score
 
     transposed = _sum_model(transposed=True)
     two = np.ones((2, N_FEATURES), np.float32)

@@ -1,0 +1,114 @@
+"""A shadow job, one validated request batch for the challengers, and how one challenger
+scores jobs: one alone, a backlog in one batched call, each result split back to its
+request."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from shadow._deployment import LoadedVersion
+from shadow._errors import ShadowError
+from shadow._validation import cast_rows, check_output
+
+logger = logging.getLogger(__name__)
+
+
+class ShadowJob(NamedTuple):
+    """One validated request batch to be scored by every challenger listed (named tuples:
+    one is built per request and per result, where a frozen dataclass cost ~1.5 µs)."""
+
+    model: str
+    request_id: str
+    x: np.ndarray[Any, Any]
+    challengers: tuple[LoadedVersion, ...]
+
+
+class ShadowResult(NamedTuple):
+    """One challenger's answer to one job: the primary output (float32, 2-D) or an error."""
+
+    model: str
+    request_id: str
+    version: int
+    values: np.ndarray[Any, Any] | None
+    latency_s: float | None
+    error: str | None = None
+
+
+def score(job: ShadowJob, loaded: LoadedVersion) -> ShadowResult:
+    """Score ``job`` with one challenger; exceptions become an error result."""
+    start = time.perf_counter()
+    try:
+        model = loaded.model
+        x = cast_rows(job.x, model.signature.input.dtype, model.signature.input.name)
+        outputs = model.run(x)
+        name = model.signature.primary_output
+        check_output(outputs[name], name)  # recorded as float32
+        values = model.primary(outputs)
+        if not _one_row_per_input_row(values, x):
+            raise ShadowError(
+                f"the model's output {name!r} must hold one row per input row "
+                f"({x.shape[0]}), got shape {values.shape}",
+                code="output_shape_mismatch",
+            )
+    except Exception as exc:  # job boundary: record, log with traceback, carry on
+        latency = time.perf_counter() - start
+        logger.exception(
+            "shadow scoring failed: model=%s version=%d request=%s",
+            job.model,
+            loaded.version,
+            job.request_id,
+        )
+        return ShadowResult(
+            job.model, job.request_id, loaded.version, None, latency, f"{type(exc).__name__}: {exc}"
+        )
+    return ShadowResult(
+        job.model, job.request_id, loaded.version, values, time.perf_counter() - start
+    )
+
+
+def score_many(jobs: Sequence[ShadowJob], loaded: LoadedVersion) -> list[ShadowResult]:
+    """Score several jobs with one challenger: the first alone, the rest in one batch.
+
+    Batching the backlog makes shadow scoring cheap under load (one onnxruntime call for
+    many requests). The first job is scored on its own so that every drained backlog
+    yields one honest single-request latency; the batched ones carry ``latency_s=None``
+    (their cost is shared, not a latency). If the batched run fails, each job is scored
+    alone so that one bad job cannot sink the others; so too when the batch's primary
+    output does not hold one row per input row (a 0-d output, a ``[1, batch]`` one): it
+    cannot be split by request, and each job alone gets its own score or its own error.
+    """
+    results = [score(jobs[0], loaded)]
+    rest = jobs[1:]
+    if not rest:
+        return results
+    try:
+        spec = loaded.model.signature.input
+        x = cast_rows(np.concatenate([j.x for j in rest]), spec.dtype, spec.name)
+        outputs = loaded.model.run(x)
+        name = loaded.model.signature.primary_output
+        check_output(outputs[name], name)  # else each job alone: the bad one fails
+        values = loaded.model.primary(outputs)
+    except (ShadowError, ValueError):  # isolate the failing job below (each logged there)
+        # also after a deadline: a batch of rows slow to score may pass it where each job
+        # alone does not, and a model that loops on every row opens its breaker after two
+        # more (shadow._deadline.RunBreaker), then the rest are refused at once
+        return results + [score(j, loaded) for j in rest]
+    if not _one_row_per_input_row(values, x):  # not batch-major: no slice is one job's
+        return results + [score(j, loaded) for j in rest]
+    start = 0
+    for job in rest:  # slices: np.split costs ~5x as much (50 against 10 µs for 31 jobs)
+        end = start + job.x.shape[0]
+        results.append(
+            ShadowResult(job.model, job.request_id, loaded.version, values[start:end], None)
+        )
+        start = end
+    return results
+
+
+def _one_row_per_input_row(values: np.ndarray[Any, Any], x: np.ndarray[Any, Any]) -> bool:
+    return values.ndim >= 1 and values.shape[0] == x.shape[0]
