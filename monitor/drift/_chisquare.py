@@ -17,7 +17,10 @@ def pool_sparse(table: np.ndarray) -> np.ndarray:
     """The 2 x k ``table`` (no empty category) with the categories expected fewer than
     :data:`~monitor.drift._noise.MIN_EXPECTED` times in its smaller row merged into one
     column, grown by the next-smallest categories until that column is itself expected
-    often enough (or holds everything). Unchanged when no category is sparse."""
+    often enough. Unchanged when no category is sparse, and when pooling would leave one
+    column: with every category sparse (20 even categories against 100-row windows) the
+    table was pooled whole and the column could never drift, a window all of one new
+    value included (p = 1)."""
     total = table.sum()
     col = table.sum(axis=0)
     smaller = table.sum(axis=1).min()
@@ -31,7 +34,8 @@ def pool_sparse(table: np.ndarray) -> np.ndarray:
     while pool.sum() * smaller / total < MIN_EXPECTED and taken < rest.shape[1]:
         pool = pool + rest[:, taken]
         taken += 1
-    return np.column_stack([rest[:, taken:], pool])
+    pooled = np.column_stack([rest[:, taken:], pool])
+    return pooled if pooled.shape[1] >= 2 else table
 
 
 class ChiSquare(DiscreteTest):

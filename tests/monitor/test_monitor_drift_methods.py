@@ -331,6 +331,20 @@ def test_chisquare_pools_categories_expected_fewer_than_five_times() -> None:
     assert pool_sparse(ordinary) is ordinary
 
 
+def test_chisquare_over_categories_all_sparse_still_sees_a_window_of_one_new_value() -> None:
+    """30 even categories against 120-row windows: each is expected under 5 times in the
+    window, so pooling merged the whole table into one column, and the test answered
+    p = 1 on any window, one all of a value the reference never held included."""
+    rng = np.random.default_rng(3)
+    labels = np.array([f"c{k}" for k in range(30)], dtype=object)
+    summary = _summary(rng.choice(labels, 5000), "cat")
+    method = METHODS["chisquare"]()
+    new = method.test(summary, np.array(["ZZ"] * 120, dtype=object))
+    assert new.drifted and new.p_value is not None and new.p_value < 1e-6
+    table = np.array([[170.0, 160.0, 165.0], [4.0, 3.0, 5.0]])
+    assert pool_sparse(table) is table  # pooled, one column would be left
+
+
 @pytest.mark.parametrize("name", ["jensenshannon", "psi"])
 def test_distances_over_many_categories_discount_their_sampling_noise(name: str) -> None:
     """A/A with 100 classes, 5000 reference rows and windows of 1100: the distance's
