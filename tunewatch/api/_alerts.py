@@ -9,7 +9,8 @@ on the episode row; a claim whose delivery died is taken over after
 queued before, no action configured) decides an episode. A retune that the quota or a
 cool-down suppressed leaves it owed: the episode's ``alert_received`` and the suppression
 are recorded once, by the delivery that first claimed it, and a later delivery of the
-alert, while it fires, tries again to queue the job without recording the alert again
+alert, while it fires, claims the owed episode like any other (deliveries meanwhile wait
+for it) and tries again to queue the job without recording the alert again
 (:meth:`Dispatcher.queue_owed`): nothing while it is still suppressed, the outcome once
 it settles. A dispatch that failed releases the episode, and the next delivery handles it
 anew. The answer is 2xx after the commit, 503 when the store cannot commit or an
@@ -256,8 +257,10 @@ def _handle_alert(
         if claim is not None:
             break
         if not store.alert_episode_claimed(fingerprint=fingerprint, starts_at=starts_at):
-            _retry_owed(ctx, model, payload, summary, fingerprint=fingerprint, starts_at=starts_at)
-            return
+            if _retry_owed(
+                ctx, model, payload, summary, fingerprint=fingerprint, starts_at=starts_at
+            ):
+                return
     if claim is None:
         summary["busy"].append(name)
         return
@@ -299,35 +302,41 @@ def _retry_owed(
     *,
     fingerprint: str,
     starts_at: str,
-) -> None:
-    """A later delivery of an episode not claimed: when its retune is owed, try again to
-    queue it, recording nothing while it is still suppressed. The outcome is recorded by
-    the one delivery that queued the job (its dedupe key) and by the one whose
-    compare-and-set settles the episode: a duplicate then too (the delivery that queued
-    the job failed before it settled and recorded it), so a concurrent delivery settling
-    first may add an ``action_duplicate`` beside the ``action_taken``."""
+) -> bool:
+    """A later delivery of an episode not claimed: when its retune is owed, claim it and
+    try again to queue it, recording nothing while it is still suppressed. The delivery
+    holding the claim records the outcome, a duplicate too (a delivery that queued the job
+    failed before it settled and recorded it). False when another delivery holds the
+    claim: the caller waits for it like for any claim."""
     store = ctx.runtime.store
-    # decided or resolved (a resolve closes an owed episode; one that came while the
-    # first delivery decided left the marker on a resolved episode): nothing to do
-    if not store.settle_alert_episode(
-        fingerprint=fingerprint, starts_at=starts_at, claim=_OWED, decision=_OWED, firing=True
-    ):
-        return
+    claim = store.claim_owed_alert_episode(fingerprint=fingerprint, starts_at=starts_at, owed=_OWED)
+    if claim is None:
+        # decided or resolved (a resolve closes an owed episode; one that came while the
+        # first delivery decided left the marker on a resolved episode): nothing to do
+        return not store.alert_episode_claimed(fingerprint=fingerprint, starts_at=starts_at)
     key = dedupe_key(fingerprint, starts_at)
-    outcome = ctx.dispatcher.queue_owed(model, "alert_received", payload, dedupe_key=key)
-    if _still_owed(outcome):
-        return
-    # a dispatch that failed releases the episode: the next delivery handles it anew
-    decision = outcome.describe() if outcome.final else None
-    settled = store.settle_alert_episode(
-        fingerprint=fingerprint, starts_at=starts_at, claim=_OWED, decision=decision
-    )
-    if outcome.status == "taken" or settled:
-        # a duplicate too: the delivery that queued the job may have failed before it
-        # recorded it (a 503, retried), and the one settling the episode records it
+    try:
+        outcome = ctx.dispatcher.queue_owed(model, "alert_received", payload, dedupe_key=key)
+        if _still_owed(outcome):
+            decision: str | None = _OWED
+        else:
+            # a dispatch that failed releases the episode: the next delivery handles it anew
+            decision = outcome.describe() if outcome.final else None
+        store.settle_alert_episode(
+            fingerprint=fingerprint, starts_at=starts_at, claim=claim, decision=decision
+        )
+    except Exception:
+        # owed again for Alertmanager's retry (a 503), which finds a job queued here (a
+        # duplicate) and records it; the error goes on to the request boundary
+        store.settle_alert_episode(
+            fingerprint=fingerprint, starts_at=starts_at, claim=claim, decision=_OWED
+        )
+        raise
+    if decision != _OWED:
         ctx.dispatcher.record(model, "alert_received", outcome, actor="alertmanager")
     if outcome.job_id is not None and outcome.status == "taken":
         summary["jobs"].append(outcome.job_id)
+    return True
 
 
 def _string_labels(labels: Any) -> dict[str, str]:

@@ -285,6 +285,18 @@ def _claimed_at(decision: str) -> datetime | None:
     return datetime.fromisoformat(decision[len(_CLAIMED) :].split(" ", 1)[0])
 
 
+def _replaced(claim: str) -> str | None:
+    """The decision a claim replaced: the owed marker :func:`claim_owed_alert_episode` took
+    over, None for a claim of an undecided episode."""
+    parts = claim[len(_CLAIMED) :].split(" ", 2)
+    return parts[2] if len(parts) == 3 else None
+
+
+def _new_claim(now: datetime, replacing: str | None = None) -> str:
+    claim = f"{_CLAIMED}{now.isoformat()} {secrets.token_hex(8)}"
+    return claim if replacing is None else f"{claim} {replacing}"
+
+
 def _episode(fingerprint: str, starts_at: str) -> Any:
     return (alert_episodes.c.fingerprint == fingerprint) & (alert_episodes.c.starts_at == starts_at)
 
@@ -337,11 +349,42 @@ def claim_alert_episode(
         since = _claimed_at(held)
         if since is None or now - since < stale_after:
             return None  # decided, or another delivery is deciding
-    claim = f"{_CLAIMED}{now.isoformat()} {secrets.token_hex(8)}"
+        owed = _replaced(held)
+        if owed is not None:
+            # the delivery retrying an owed retune died: owed again, for the caller's own
+            # retry (claim_owed_alert_episode), which records no second alert event
+            conn.execute(
+                update(alert_episodes)
+                .where(where, alert_episodes.c.decision == held)
+                .values(decision=owed)
+            )
+            return None
+    claim = _new_claim(now)
     unchanged = (
         alert_episodes.c.decision.is_(None) if held is None else (alert_episodes.c.decision == held)
     )
     taken = conn.execute(update(alert_episodes).where(where, unchanged).values(decision=claim))
+    return claim if taken.rowcount else None
+
+
+def claim_owed_alert_episode(
+    conn: Connection, *, fingerprint: str, starts_at: str, owed: str
+) -> str | None:
+    """Claim a firing episode whose decision is the marker ``owed`` (its retune was
+    suppressed and a later delivery tries it again) for one delivery: the claim, or None
+    when the episode is not owed, resolved, or another delivery holds it. The claim keeps
+    the marker, so one taken over after ``CLAIM_TIMEOUT`` is owed again (see
+    :func:`claim_alert_episode`). Held like any claim, concurrent deliveries wait for the
+    one retrying: a no-op compare-and-set of the marker let two retry at once, and the
+    second found the first's job and recorded it a second time, as a duplicate."""
+    where = (
+        _episode(fingerprint, starts_at),
+        alert_episodes.c.status == "firing",
+        alert_episodes.c.decision == owed,
+    )
+    now = conn.execute(select(db_now(conn))).scalar_one()
+    claim = _new_claim(now, owed)
+    taken = conn.execute(update(alert_episodes).where(*where).values(decision=claim))
     return claim if taken.rowcount else None
 
 

@@ -766,6 +766,17 @@ class Store:
                 stale_after=stale_after,
             )
 
+    def claim_owed_alert_episode(
+        self, *, fingerprint: str, starts_at: str, owed: str
+    ) -> str | None:
+        """Claim a firing episode whose retune is owed (its decision is ``owed``) for this
+        delivery's retry; None when it is not owed or another delivery holds it. See
+        :func:`_jobs.claim_owed_alert_episode`."""
+        with self._tx("claim_owed_alert_episode") as conn:
+            return _jobs.claim_owed_alert_episode(
+                conn, fingerprint=fingerprint, starts_at=starts_at, owed=owed
+            )
+
     def alert_episode_claimed(self, *, fingerprint: str, starts_at: str) -> bool:
         """Whether a delivery holds this firing episode's claim: it is being decided, or
         the delivery died before it could release it (taken over after the timeout)."""

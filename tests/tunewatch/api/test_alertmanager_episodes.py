@@ -27,7 +27,7 @@ from tunewatch._background import BackgroundServer
 from tunewatch._daemon import Daemon
 from tunewatch._errors import StoreUnavailableError
 from tunewatch._example import ExampleModel
-from tunewatch.api._alerts import CLAIM_WAIT_S, dedupe_key, handle_alerts
+from tunewatch.api._alerts import _OWED, CLAIM_WAIT_S, dedupe_key, handle_alerts
 from tunewatch.store._schema import jobs
 
 
@@ -396,6 +396,59 @@ def test_concurrent_deliveries_of_an_owed_episode_queue_and_record_its_job_once(
         daemon.close()
 
 
+class _DeliveredAgainWhileQueueing(Dispatcher):
+    """Delivers the alert again (Alertmanager's next group, an HA peer's) once the first
+    delivery retrying the owed retune has queued its job, before it settled the episode."""
+
+    def __init__(self, daemon: Daemon, fingerprint: str) -> None:
+        super().__init__(daemon.store, daemon.config)
+        self._daemon, self._fingerprint = daemon, fingerprint
+        self.again: list[dict[str, Any]] = []
+
+    def queue_owed(self, *args: Any, **kwargs: Any) -> ActionOutcome:
+        outcome = super().queue_owed(*args, **kwargs)
+        if not self.again:
+            ctx = self._daemon.app.ctx
+            ticks = iter(range(1_000))  # a clock on which each pause takes a second
+            self.again.append(
+                handle_alerts(
+                    ctx,
+                    payload(alert(self._fingerprint)),
+                    clock=lambda: float(next(ticks)),
+                    sleep=lambda _: None,
+                )
+            )
+        return outcome
+
+
+def test_a_delivery_while_an_owed_retune_is_queued_waits_and_records_nothing(
+    trained: list[ExampleModel], tmp_path: Path, store_url: str
+) -> None:
+    """Both deliveries took the owed episode; the second found the first's job (a
+    duplicate) and settled the episode first, so an ``action_duplicate`` stood beside the
+    first delivery's ``action_taken`` (CI saw it once in 8 concurrent deliveries)."""
+    daemon, _ = retune_daemon(trained, tmp_path, store_url, quota=1, cooldown=0)
+    ctx = daemon.app.ctx
+    try:
+        handle_alerts(ctx, payload(alert("fp1"), alert("fp2")))  # fp2 owed: the quota
+        for job in daemon.store.list_jobs(model=MODEL):
+            daemon.store.finish_job(job.id, status="succeeded", result={})
+        again = _DeliveredAgainWhileQueueing(daemon, "fp2")
+        retrying = dataclasses.replace(ctx, dispatcher=again)
+        assert len(handle_alerts(retrying, payload(alert("fp2")))["jobs"]) == 1
+        assert [s["busy"] for s in again.again] == [
+            ["TunewatchDriftHigh"]
+        ]  # held: Alertmanager retries
+        actions = [
+            e.type for e in daemon.store.list_events(model=MODEL, limit=100) if "action" in e.type
+        ]
+        assert sorted(actions) == ["action_suppressed", "action_taken", "action_taken"]
+        assert handle_alerts(ctx, payload(alert("fp2")))["jobs"] == []  # the retry: decided
+        assert job_fingerprints(daemon) == ["fp1", "fp2"]
+    finally:
+        daemon.close()
+
+
 class _ResolvedWhileDeciding(Dispatcher):
     """Delivers the alert's resolve (another replica's, an HA peer's) while the first
     firing delivery decides its episode."""
@@ -460,5 +513,40 @@ def test_an_owed_job_queued_by_a_delivery_that_then_failed_is_recorded_by_the_re
             e for e in store.list_events(model=MODEL, limit=100) if e.type.startswith("action_")
         ]
         assert any(e.payload.get("job") == job.id for e in actions), actions
+    finally:
+        daemon.close()
+
+
+def test_an_owed_retry_whose_delivery_died_is_owed_again_once_its_claim_times_out(
+    trained: list[ExampleModel], tmp_path: Path, store_url: str
+) -> None:
+    """A delivery claimed the owed episode to queue its retune and died: deliveries wait
+    for the claim (503), and once it times out the episode is owed again, so the next
+    delivery queues the job without recording the alert a second time."""
+    daemon, _ = retune_daemon(trained, tmp_path, store_url, quota=1, cooldown=0)
+    ctx, store = daemon.app.ctx, daemon.store
+    try:
+        handle_alerts(ctx, payload(alert("fp1"), alert("fp2")))  # fp2 owed: the quota
+        for job in store.list_jobs(model=MODEL):
+            store.finish_job(job.id, status="succeeded", result={})
+        dead = store.claim_owed_alert_episode(fingerprint="fp2", starts_at=FIRING_AT, owed=_OWED)
+        assert dead is not None
+        time = _FakeTime()
+        held = handle_alerts(ctx, payload(alert("fp2")), clock=time.clock, sleep=time.sleep)
+        assert held["busy"] == ["TunewatchDriftHigh"] and held["jobs"] == []
+        timed_out = store.claim_alert_episode(
+            fingerprint="fp2",
+            starts_at=FIRING_AT,
+            model=MODEL,
+            alertname="TunewatchDriftHigh",
+            labels=alert("fp2")["labels"],
+            stale_after=timedelta(0),
+        )
+        assert timed_out is None  # owed again, not taken as a new episode
+        assert len(handle_alerts(ctx, payload(alert("fp2")))["jobs"]) == 1
+        events = [e.type for e in store.list_events(model=MODEL, limit=100)]
+        assert sorted(events) == sorted(
+            ["alert_received"] * 2 + ["action_taken"] * 2 + ["action_suppressed"]
+        )
     finally:
         daemon.close()
