@@ -116,7 +116,13 @@ class Registry:
         inspected: CandidateInfo | None = None,
     ) -> VersionRow:
         """Check ``onnx_bytes`` and its metadata (:meth:`check`), store it, and add the
-        version row.
+        version row: the model (on its first version), its regulated flag (tightened
+        when asked or configured, audited) and the version are written in one store
+        transaction, so that a registration the store refuses under the model's lock (a
+        ``parent_version`` it lacks, ``champion_exists``, ``approval_required``,
+        ``study_registered``, a model a racing registration added with another task,
+        features or flag) stores none of them. Only the content-addressed artefact bytes
+        are written before it.
 
         ``stage="champion"`` skips promotion and its gate: where an operator asks for it,
         the caller checks ``_governance.check_champion_registration`` first (a fast
@@ -147,23 +153,9 @@ class Registry:
         )
         info, existing, regulated = checked.info, checked.existing, checked.regulated
         configured = model in self._regulated
+        # Content-addressed, outside the registration's transaction: bytes a refused
+        # registration leaves (a file; a PostgreSQL store's row of them) name nothing.
         sha = self._artefacts.put(onnx_bytes)
-        ensured = self._store.ensure_model(
-            name=model,
-            task=metadata.task,
-            feature_names=list(metadata.feature_names),
-            regulated=bool(regulated) if existing is None else existing.regulated,
-        )
-        if existing is None:  # another registration may have added the model meanwhile
-            self._check_existing(ensured, metadata, regulated=regulated)
-        if regulated and not ensured.regulated:
-            # stored unregulated (before the config regulated it, or by a replica whose
-            # config does not list it): the store's flag is what every replica goes by
-            self._store.regulate_model(
-                model,
-                actor=actor,
-                reason=CONFIG_REASON if configured else "a registration asked for regulated=true",
-            )
         details: dict[str, Any] = {
             **{k: v for k, v in metadata.details.items() if k not in DERIVED_DETAILS},
             "opset": info.opset,
@@ -171,8 +163,23 @@ class Registry:
         if reference is not None:
             details["reference_sha256"] = self._artefacts.put(reference.to_bytes(), ".npz")
             details["reference_rows"] = int(reference.features.shape[0])
-        row = self._store.add_version(
+
+        def check_stored(found: ModelRow) -> None:
+            # another registration may have added the model since it was checked
+            self._check_existing(found, metadata, regulated=regulated)
+
+        reason = CONFIG_REASON if configured else "a registration asked for regulated=true"
+        # One transaction: the model, its regulated flag (stored unregulated before the
+        # config regulated it, or by a replica whose config does not list it: the store's
+        # flag is what every replica goes by) and the version. A refusal under the model's
+        # lock (the parent, the champion rule, the study) stores none of them.
+        row = self._store.register_version(
             model=model,
+            task=metadata.task,
+            feature_names=list(metadata.feature_names),
+            regulated=bool(regulated),
+            regulate_reason=reason,
+            check_model=check_stored if existing is None else None,
             artefact_sha256=sha,
             hyperparameters=dict(metadata.hyperparameters),
             size_bytes=len(onnx_bytes),

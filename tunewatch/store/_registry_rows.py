@@ -11,7 +11,7 @@ model's version is promoted only by deciding its approval.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Column, Connection, Row, Select, String, func, select, update
@@ -286,6 +286,58 @@ def add_version(
         },
     )
     return get_version(conn, model, version)
+
+
+def register_version(
+    conn: Connection,
+    *,
+    model: str,
+    task: str,
+    feature_names: Sequence[str],
+    regulated: bool,
+    regulate_reason: str,
+    check_model: Callable[[ModelRow], None] | None,
+    artefact_sha256: str,
+    hyperparameters: Mapping[str, Any],
+    size_bytes: int,
+    actor: str,
+    dataset_version: str | None,
+    parent_version: int | None,
+    study: str | None,
+    details: Mapping[str, Any] | None,
+    load_memory_bytes: int | None,
+    stage: str,
+    once_per_study: bool = False,
+) -> VersionRow:
+    """A registration's writes, all in the caller's transaction: the model added unless
+    it exists (:func:`ensure_model`, ``regulated`` as its flag), ``check_model`` called
+    with it as stored (its error refuses the registration), the model marked regulated
+    when ``regulated`` and it is not (:func:`regulate_model`, by ``actor`` for
+    ``regulate_reason``), and the version added (:func:`add_version`). Refused anywhere
+    (the parent, the champion rule, the study, the check), the transaction rolls back: no
+    model, no regulation, no audit entry and no version are stored."""
+    found = ensure_model(
+        conn, name=model, task=task, feature_names=feature_names, regulated=regulated
+    )
+    if check_model is not None:
+        check_model(found)
+    if regulated and not found.regulated:
+        regulate_model(conn, model, actor=actor, reason=regulate_reason)
+    return add_version(
+        conn,
+        model=model,
+        artefact_sha256=artefact_sha256,
+        hyperparameters=hyperparameters,
+        size_bytes=size_bytes,
+        actor=actor,
+        dataset_version=dataset_version,
+        parent_version=parent_version,
+        study=study,
+        details=details,
+        load_memory_bytes=load_memory_bytes,
+        stage=stage,
+        once_per_study=once_per_study,
+    )
 
 
 def _check_parent(conn: Connection, model: str, parent: int, version: int) -> None:

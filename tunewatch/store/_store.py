@@ -228,6 +228,55 @@ class Store:
                 once_per_study=once_per_study,
             )
 
+    def register_version(
+        self,
+        *,
+        model: str,
+        task: Task,
+        feature_names: Sequence[str],
+        artefact_sha256: str,
+        hyperparameters: Mapping[str, Any],
+        size_bytes: int,
+        actor: str,
+        regulated: bool = False,
+        regulate_reason: str = "a registration asked for regulated=true",
+        check_model: Callable[[ModelRow], None] | None = None,
+        dataset_version: str | None = None,
+        parent_version: int | None = None,
+        study: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        load_memory_bytes: int | None = None,
+        stage: Literal["shadow", "champion", "retired"] = "shadow",
+        once_per_study: bool = False,
+    ) -> VersionRow:
+        """Register a version in one transaction: the model added unless it exists (as
+        :meth:`ensure_model`), ``check_model`` called with it as stored, the model marked
+        regulated when ``regulated`` and it is not (as :meth:`regulate_model`, audited
+        with ``regulate_reason``), and the version added (as :meth:`add_version`). A
+        refusal anywhere (``check_model``'s error, the parent, ``champion_exists``,
+        ``approval_required``, ``study_registered``) rolls all of it back."""
+        with self._tx("register_version") as conn:
+            return _registry_rows.register_version(
+                conn,
+                model=model,
+                task=task,
+                feature_names=feature_names,
+                regulated=regulated,
+                regulate_reason=regulate_reason,
+                check_model=check_model,
+                artefact_sha256=artefact_sha256,
+                hyperparameters=hyperparameters,
+                size_bytes=size_bytes,
+                actor=actor,
+                dataset_version=dataset_version,
+                parent_version=parent_version,
+                study=study,
+                details=details,
+                load_memory_bytes=load_memory_bytes,
+                stage=stage,
+                once_per_study=once_per_study,
+            )
+
     def get_version(self, model: str, version: int) -> VersionRow:
         with self._read("get_version") as conn:
             return _registry_rows.get_version(conn, model, version)
