@@ -385,6 +385,38 @@ def test_drift_rows_include_columns_of_older_windows_when_the_newest_has_none(
     assert sum(any(c["drifted"]) for c in body["columns"]) == 47
 
 
+def test_a_column_not_tested_reads_insufficient_data_with_its_reason_not_ok(
+    served: Served,
+) -> None:
+    """A column the window could not test (constant, too few rows) was shown as a green
+    "ok", as if it had passed."""
+    served.store.ensure_model(name="flat", task="binary", feature_names=["a", "b"])
+    column = {"method": "ks", "statistic": None, "p_value": None, "threshold": 0.05}
+    columns = [
+        {**column, "column": "a", "drifted": False, "status": "insufficient_data",
+         "reason": "constant in the current window", "n_cur": 3},
+        {**column, "column": "b", "statistic": 0.1, "p_value": 0.4, "drifted": False,
+         "status": "ok", "reason": None, "n_cur": 3},
+    ]  # fmt: skip
+    row = {
+        "model": "flat",
+        "version": 1,
+        "kind": "drift",
+        "status": "ok",
+        "window_start": END - timedelta(hours=1),
+        "window_end": END,
+        "created_at": END,
+        "payload": {"alarm": False, "rule": "share", "columns": columns},
+    }
+    _insert(served.store, evaluations, [row])
+    page = served.page("/dashboard/models/flat/drift").text
+    cells = re.findall(r'<td><span class="(\w+)">([^<]*)</span></td>', page)
+    assert cells == [
+        ("muted", "insufficient data: constant in the current window"),
+        ("ok", "ok"),
+    ]
+
+
 def test_event_type_chips_include_types_older_than_the_newest_thousand_events(
     served: Served,
 ) -> None:

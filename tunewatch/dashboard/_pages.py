@@ -229,7 +229,7 @@ def drift_page(model: str, request: Request) -> Response:
                     e(c.get("statistic")),
                     e(c.get("p_value")),
                     e(c.get("threshold")),
-                    status(not c.get("drifted"), "drifted" if c.get("drifted") else "ok"),
+                    _drift_cell(c),
                     e(c.get("n_cur")),
                 ]
                 for c in latest["columns"]
@@ -252,6 +252,15 @@ def drift_page(model: str, request: Request) -> Response:
         return shell(f"{model}: drift", "".join(parts), who=who, model=model, tab="drift")
 
     return render_page(request, render)
+
+
+def _drift_cell(column: dict[str, Any]) -> str:
+    """A tested column's verdict; one the window could not test (constant, too few rows)
+    is muted with its reason, not an "ok" it never earned."""
+    if column.get("status") == "insufficient_data":
+        reason = column.get("reason")
+        return status(None, f"insufficient data: {reason}" if reason else "insufficient data")
+    return status(not column.get("drifted"), "drifted" if column.get("drifted") else "ok")
 
 
 @router.get("/models/{model}/drift/{evaluation_id}/report")
