@@ -64,6 +64,12 @@ def warn_on_clock_offset(
     return offset
 
 
+#: The shortest ``TUNEWATCH_ADMIN_TOKEN`` taken: an admin token, stored as an unsalted
+#: sha256 and tried without a rate limit, must not be guessable (``tunewatch tokens
+#: create`` makes ``tw_`` and 43 URL-safe characters).
+MIN_ADMIN_TOKEN_LENGTH = 32
+
+
 def ensure_bootstrap_token(store: Store, env: Mapping[str, str]) -> None:
     """Store the admin token named by ``TUNEWATCH_ADMIN_TOKEN`` unless it is stored already.
 
@@ -72,8 +78,9 @@ def ensure_bootstrap_token(store: Store, env: Mapping[str, str]) -> None:
     a requester may not decide their own approval. A revoked token is refused rather than
     brought back to life. Replicas starting together may race through this: a revocation
     or the new token a racing replica stored first counts as done. A token that is not
-    printable ASCII, which no ``Authorization`` header can carry, is refused
-    (``ConfigError``) before the store is touched.
+    printable ASCII, which no ``Authorization`` header can carry, or that is shorter than
+    ``MIN_ADMIN_TOKEN_LENGTH`` characters, is refused (``ConfigError``) before the store
+    is touched.
     """
     # stripped as a bearer token is: a secret file's trailing newline hashed with it made
     # a token no Authorization header could match
@@ -82,6 +89,14 @@ def ensure_bootstrap_token(store: Store, env: Mapping[str, str]) -> None:
     if not token:
         return
     _check_header_safe(value, lead=len(value) - len(value.lstrip()))
+    if len(token) < MIN_ADMIN_TOKEN_LENGTH:
+        # never the value: the message goes to the log and the terminal
+        raise ConfigError(
+            f"{ENV_ADMIN_TOKEN} must be at least {MIN_ADMIN_TOKEN_LENGTH} characters (without "
+            f"surrounding whitespace), got {len(token)}: an admin token must not be "
+            "guessable; make one with "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
     digest = hash_token(token)
     if store.token_by_hash(digest) is not None:
         return

@@ -142,10 +142,42 @@ def test_the_admin_cannot_approve_their_own_request_after_rotating_the_token(
 def test_a_token_with_surrounding_whitespace_works_as_its_bearer_form(store: Store) -> None:
     """A secret file ending in a newline, mounted as the variable, was hashed with the
     newline, and no Authorization header (whose token is stripped) could match it."""
-    ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": " tw_from_a_file\n"})
-    assert _active(store) == {hash_token("tw_from_a_file")}
-    ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": "tw_from_a_file"})
+    token = "tw_from_a_secret_file_" + "f" * 20
+    ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": f" {token}\n"})
+    assert _active(store) == {hash_token(token)}
+    ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": token})
     assert len(store.list_tokens()) == 1  # the same token, not a rotation
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("a", id="one-character"),
+        pytest.param("tw_" + "x" * 28, id="31-characters"),
+        pytest.param("  tw_" + "x" * 28 + "\n", id="31-characters-once-stripped"),
+    ],
+)
+def test_a_token_shorter_than_32_characters_is_refused_naming_its_length(
+    store: Store, value: str
+) -> None:
+    """A one-character TUNEWATCH_ADMIN_TOKEN became an admin token: stored as an unsalted
+    sha256 and tried without a rate limit, it is guessed at once."""
+    with pytest.raises(ConfigError) as info:
+        ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": value})
+    message = info.value.message
+    length = len(value.strip())
+    assert message.startswith(
+        f"TUNEWATCH_ADMIN_TOKEN must be at least 32 characters (without surrounding "
+        f"whitespace), got {length}"
+    )
+    assert "secrets.token_urlsafe(32)" in message
+    assert length == 1 or value.strip() not in message  # the secret stays unsaid
+    assert store.list_tokens() == []
+
+
+def test_a_token_of_32_characters_is_stored(store: Store) -> None:
+    ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": " " + "k" * 32 + "\n"})
+    assert _active(store) == {hash_token("k" * 32)}
 
 
 def test_no_one_can_create_a_token_under_the_bootstrap_admin_s_names(
@@ -219,5 +251,29 @@ def test_the_daemon_refuses_to_start_with_a_token_no_header_can_carry(
     err = capsys.readouterr().err
     assert "TUNEWATCH_ADMIN_TOKEN must be printable ASCII" in err and "position 4" in err
     assert "€uro" not in err and "Traceback" not in err
+    with Store.open(url) as store:
+        assert store.list_tokens() == []
+
+
+def test_the_daemon_refuses_to_start_with_a_short_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import uvicorn
+    import yaml
+
+    from tunewatch._cli import main
+
+    def serving(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the daemon started serving")  # rather than hang the test
+
+    url = f"sqlite:///{tmp_path / 'tw.db'}"
+    config = tmp_path / "tunewatch.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(tmp_path), "store": {"url": url}}))
+    monkeypatch.setenv("TUNEWATCH_ADMIN_TOKEN", "changeme")
+    monkeypatch.setattr(uvicorn, "run", serving)
+    assert main(["--config", str(config), "serve", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "TUNEWATCH_ADMIN_TOKEN must be at least 32 characters" in err and "got 8" in err
+    assert "changeme" not in err and "Traceback" not in err
     with Store.open(url) as store:
         assert store.list_tokens() == []

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -24,6 +24,7 @@ from tunewatch.api._evaluations import router as evaluations_router
 from tunewatch.api._front import InferenceFront
 from tunewatch.api._jobs import router as jobs_router
 from tunewatch.api._models import router as models_router
+from tunewatch.api._route import ApiRoute, public
 
 
 class HttpMetricsMiddleware:
@@ -206,6 +207,7 @@ def create_app(
         title="tunewatch", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None
     )
     app.state.ctx = ctx
+    app.router.route_class = ApiRoute  # the app's own routes declare who may call them too
     install_error_handlers(app)
     for route in (*_oip.routes, *_records.routes, *_alerts.routes):
         app.router.routes.append(route)
@@ -218,17 +220,17 @@ def create_app(
 
     app.include_router(dashboard_router)
 
-    @app.get("/healthz", include_in_schema=True)
+    @app.get("/healthz", include_in_schema=True, dependencies=[Depends(public)])
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", dependencies=[Depends(public)])
     def readyz(request: Request) -> dict[str, Any]:
         runtime = context(request).runtime
         runtime.store.ping()
         return {"status": "ok", "models": [m.row.name for m in runtime.models()]}
 
-    @app.get("/metrics", include_in_schema=True)
+    @app.get("/metrics", include_in_schema=True, dependencies=[Depends(public)])
     def metrics(request: Request) -> Response:
         return Response(
             context(request).runtime.metrics.exposition(), media_type=CONTENT_TYPE_LATEST

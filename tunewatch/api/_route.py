@@ -12,6 +12,11 @@ or deflate body is inflated only now, as it is read), and a body the route takes
 parsed strictly and handed to FastAPI already decoded. Like the inference routes, such
 a body needs no ``Content-Type``; one that is not JSON (``curl -d`` sends a form's) is a
 415 naming it.
+
+Deny by default: a route built by :class:`ApiRoute` must declare who may call it, a
+``require(...)`` dependency (on the route or its ``APIRouter``) or the :func:`public`
+marker (``dependencies=[Depends(public)]``); one with neither is refused when it is
+built (``FastAPIError``, as the module declaring it is imported), never served open.
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ from email.message import Message
 from typing import Any
 
 from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import FastAPIError
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tunewatch.api._body import parse_json_async
-from tunewatch.api._context import authenticate, context
+from tunewatch.api._context import authenticate
 from tunewatch.api._errors import ApiError
 
 
@@ -51,6 +57,12 @@ def _is_json(content_type: str) -> bool:
     )
 
 
+def public() -> None:
+    """Marks a route anyone may call without a token (probes, scrapes, the API's own
+    description, the dashboard's sign-in): ``@router.get("/healthz",
+    dependencies=[Depends(public)])``. It checks nothing; :class:`ApiRoute` reads it."""
+
+
 def _permissions(dependant: Dependant) -> tuple[str, ...]:
     """The permissions the route's ``require(...)`` dependencies ask for (any one will do)."""
     found: list[str] = []
@@ -60,10 +72,32 @@ def _permissions(dependant: Dependant) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
+def _is_public(dependant: Dependant) -> bool:
+    return any(d.call is public or _is_public(d) for d in dependant.dependencies)
+
+
 class ApiRoute(APIRoute):
+    """A ``/v1`` route: its permission is checked before its body is read, and a route
+    that declares none and is not marked :func:`public` is refused when built."""
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # a body without a Content-Type is JSON too (checked and parsed below)
         super().__init__(*args, **{**kwargs, "strict_content_type": False})
+        permissions, is_public = _permissions(self.dependant), _is_public(self.dependant)
+        if permissions and is_public:
+            raise FastAPIError(
+                f"route {self._named()} is both public and requires {', '.join(permissions)}: "
+                "drop one of `Depends(public)` and `require(...)`"
+            )
+        if not (permissions or is_public):
+            raise FastAPIError(
+                f"route {self._named()} declares no permission: add a `require(...)` "
+                "dependency (e.g. a `Reader` parameter) or, if anyone may call it without "
+                "a token, `dependencies=[Depends(public)]`"
+            )
+
+    def _named(self) -> str:
+        return f"{'/'.join(sorted(self.methods or ()))} {self.path}"
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -71,10 +105,8 @@ class ApiRoute(APIRoute):
 
         async def route(request: Request) -> Response:
             if request.method not in ("GET", "HEAD", "OPTIONS"):
-                if permissions:
+                if permissions:  # none: the route is public (checked when built)
                     authenticate(request, *permissions)
-                else:
-                    context(request).auth.identify(request.headers.get("authorization"))
                 body = await request.body()  # FastAPI reads Starlette's cache of it
                 if body and self.body_field is not None:
                     check_json_type(request.headers.get("content-type"))

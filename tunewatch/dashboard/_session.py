@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from html import escape
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -22,6 +22,7 @@ from shadow import ShadowError
 from tunewatch._auth import AuthError, Principal
 from tunewatch._errors import TunewatchError
 from tunewatch.api._errors import status_for
+from tunewatch.api._route import public
 
 from ._auth import (
     check_same_origin,
@@ -72,12 +73,12 @@ def _login_form(message: str = "") -> str:
     )
 
 
-@router.get(LOGIN.removeprefix("/dashboard"))
+@router.get(LOGIN.removeprefix("/dashboard"), dependencies=[Depends(public)])
 def login_page() -> HTMLResponse:
     return respond(_login_form())
 
 
-@router.post(LOGIN.removeprefix("/dashboard"))
+@router.post(LOGIN.removeprefix("/dashboard"), dependencies=[Depends(public)])
 async def login(request: Request) -> Response:
     try:
         check_same_origin(request)
@@ -90,7 +91,7 @@ async def login(request: Request) -> Response:
     return response
 
 
-@router.post("/logout")
+@router.post("/logout", dependencies=[Depends(public)])
 def logout(request: Request) -> Response:
     try:
         check_same_origin(request)

@@ -149,13 +149,12 @@ def _about(model: str) -> Any:
     """Entries whose target names ``model``: the model itself (``regulate_model``,
     ``import_bundle``) or one of its versions (``model/v3``), the only targets written
     about a model. Nothing else that starts with the name is: model names may hold ':'
-    and '@'. A token is audited under its own name, so one named like the model is not
-    about it either."""
+    and '@'. A token is audited under its own name, so one named like the model or like
+    one of its versions (``credit/v1``) is not about it either."""
     target = audit_entries.c.target
     prefix = f"{model}/v"
     head = func.substr(target, 1, len(prefix))  # compared exactly (SQLite's LIKE is not)
-    itself = and_(target == model, audit_entries.c.action.not_in(_TOKEN_ACTIONS))
-    return or_(itself, head == prefix)
+    return and_(or_(target == model, head == prefix), audit_entries.c.action.not_in(_TOKEN_ACTIONS))
 
 
 def verify_audit(conn: Connection) -> AuditBreak | None:

@@ -6,6 +6,8 @@ a token and its record land together or not at all.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +22,8 @@ from ._types import TokenRow, utcnow, valid_actor
 
 #: A token's name is ``VARCHAR(100)`` (PostgreSQL enforces it; SQLite would not).
 MAX_TOKEN_NAME = 100
+#: A bootstrap admin's name as it reads: any script's digits, letters as NFKC folds them.
+_READS_AS_BOOTSTRAP = re.compile(re.escape(BOOTSTRAP_TOKEN_NAME) + r"(-\d+)?")
 
 
 def add_token(
@@ -36,24 +40,36 @@ def add_token(
 
     ``name`` is the actor of everything done with the token, so it follows the audit
     log's rule for actors (printable: no newline can forge a line of the log), within
-    the column's ``MAX_TOKEN_NAME`` characters (``InvalidValueError``). The bootstrap
-    admin's names (``bootstrap-admin``, ``bootstrap-admin-<n>``) are one person to the
-    rule that a requester may not decide their own approval, and a change of
-    ``TUNEWATCH_ADMIN_TOKEN`` revokes the tokens holding them: only the daemon storing
-    that variable's token takes one (``bootstrap``; ``InvalidValueError`` otherwise)."""
+    the column's ``MAX_TOKEN_NAME`` characters, and, as a model's name, with no space
+    first or last (``"ops "`` would print as ``"ops"``) (``InvalidValueError``). The
+    bootstrap admin's names (``bootstrap-admin``, ``bootstrap-admin-<n>`` in ASCII digits)
+    are one person to the rule that a requester may not decide their own approval, and a
+    change of ``TUNEWATCH_ADMIN_TOKEN`` revokes the tokens holding them: only the daemon
+    storing that variable's token takes one (``bootstrap``; ``InvalidValueError``
+    otherwise). A name that only reads as one of them (``bootstrap-admin-٣``,
+    ``bootstrap-admin-３``) is refused to everyone: it would be another person under a
+    bootstrap admin's name."""
     if len(token_hash) != 64:
         raise ValueError(f"`token_hash` must be a 64-character sha256 hex, got {len(token_hash)}")
-    if not (valid_actor(name) and len(name) <= MAX_TOKEN_NAME):
+    if not (valid_actor(name) and len(name) <= MAX_TOKEN_NAME and name.strip() == name):
         raise InvalidValueError(
-            f"token `name` must be 1 to {MAX_TOKEN_NAME} printable characters (it names the "
-            f"actor in the audit log), got {len(name)} characters: {name!r:.60}"
+            f"token `name` must be 1 to {MAX_TOKEN_NAME} printable characters with no space "
+            f"first or last (it names the actor in the audit log), got {len(name)} "
+            f"characters: {name!r:.60}"
         )
-    if not bootstrap and BOOTSTRAP_NAME.fullmatch(name):
+    if BOOTSTRAP_NAME.fullmatch(name):
+        if not bootstrap:
+            raise InvalidValueError(
+                f"token `name` must not be {BOOTSTRAP_TOKEN_NAME!r} or "
+                f"'{BOOTSTRAP_TOKEN_NAME}-<n>': those name the admin token stored from "
+                f"TUNEWATCH_ADMIN_TOKEN (one person under all of them, and revoked when it "
+                f"changes), got {name!r}"
+            )
+    elif _READS_AS_BOOTSTRAP.fullmatch(unicodedata.normalize("NFKC", name)):
         raise InvalidValueError(
-            f"token `name` must not be {BOOTSTRAP_TOKEN_NAME!r} or "
-            f"'{BOOTSTRAP_TOKEN_NAME}-<n>': those name the admin token stored from "
-            f"TUNEWATCH_ADMIN_TOKEN (one person under all of them, and revoked when it "
-            f"changes), got {name!r}"
+            f"token `name` reads as a name of the bootstrap admin ({BOOTSTRAP_TOKEN_NAME!r} "
+            f"or '{BOOTSTRAP_TOKEN_NAME}-<n>', in ASCII digits) without being one: another "
+            f"person would act under it; got {name!r}"
         )
     # one statement: a check before the insert read nothing on PostgreSQL while another
     # transaction held an uncommitted token of the name, and the insert then hit the
