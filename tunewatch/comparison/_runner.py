@@ -55,6 +55,7 @@ from tunewatch.store._comparisons import (
     ComparisonStore,
     ComparisonTestRow,
     LookValues,
+    SplitCheckRow,
 )
 
 if TYPE_CHECKING:  # _config nests ComparisonConfig: import nothing that imports _config
@@ -228,7 +229,14 @@ class ComparisonRunner:
 
     def summary(self, model: str) -> list[ChallengerSummary]:
         """The tests of the current champion (and the newest rollback watch) with their
-        latest look, the guardrails as they stand and the newest split check."""
+        latest look, the newest split check (:meth:`split_check`) and, for each open test,
+        the guardrails as they stand now.
+
+        A decided or closed test's guardrails are not checked again: each check reads up
+        to ``latency_samples`` latencies of two versions (every A/B page view paid it for
+        every challenger the champion ever had), and what they say now is not what the
+        decision saw. Its outcome records the verdict it was acted on with (``refused``
+        with its ``violations``, or ``guardrails: passed``)."""
         self.store.get_model(model)
         champion = self.store.champion(model)
         settings = self.settings(model)
@@ -242,16 +250,27 @@ class ComparisonRunner:
         watches = self.comparisons.list_tests(model, kind="rollback_watch")
         if watches:
             tests.append(watches[-1])
-        split = None
-        if settings.split is not None:
-            split = self.comparisons.latest_split_check(model, salt=settings.split.salt)
+        split = self.split_check(model)
         out = []
         for test in tests:
             guard = None
-            if champion is not None and test.kind != "rollback_watch":
+            if champion is not None and test.kind != "rollback_watch" and test.status == "open":
                 guard = self.guardrails(model, champion, test.challenger_version, settings)
             out.append(ChallengerSummary(test, self.comparisons.latest_look(test.id), guard, split))
         return out
+
+    def split_check(self, model: str) -> SplitCheckRow | None:
+        """The newest sample-ratio check of the model's configured live split (its salt
+        and challenger), whatever comparison tests the champion has: none when no test
+        fits the objective (PR AUC …) or just after a promotion, while the check may hold
+        a mismatch that blocks promotions. ``None`` without a split or before its first
+        check."""
+        split = self.settings(model).split
+        if split is None:
+            return None
+        return self.comparisons.latest_split_check(
+            model, salt=split.salt, challenger_version=split.challenger
+        )
 
     # -- paired / DeLong comparisons ------------------------------------------------------------
     def _compare(

@@ -55,8 +55,9 @@ def ab_results(
     (`series`, evenly spaced, the first and last kept: estimate, always-valid
     `ci_low`/`ci_high`, p-values, decision; `series_total` looks in all), with
     `decision_look` the index into `series` of the look that decided (always kept). The
-    current champion's tests also carry `guardrails`; `srm` is the newest live-split
-    sample-ratio check."""
+    current champion's open tests carry their `guardrails` as they stand now, decided
+    tests the verdict recorded when they were acted on (null when none was); `srm` is the
+    newest sample-ratio check of the configured live split, whatever tests there are."""
     return _data.ab_results(sources(request), model, max_points=max_points, limit=limit)
 
 
@@ -70,7 +71,9 @@ def drift(
 ) -> dict[str, Any]:
     """Drift per feature over the newest `windows` windows (oldest first), aggregated into
     at most `max_points` columns: `scores[i]` is feature `features[i]`'s highest drift score
-    on [0, 1] (1 - p, or statistic over twice the threshold) in the column, `drifted[i]`
+    on [0, 1] (1 - p, or a distance over twice its threshold; one that did not drift is
+    scored against its fixed threshold, below 0.5, and a drifted one at 0.5 or more) in
+    the column, `drifted[i]`
     whether any window drifted; `evaluation`, `status`, `alarm`, `window_end` and
     `drifted_share` are of the column's newest window that raised the alarm, else its
     newest; `latest` links the evidently report. Every window in range is read."""

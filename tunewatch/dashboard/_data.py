@@ -20,7 +20,7 @@ from retune import RetuneError, load_history
 from tunewatch._version_metadata import finite_float
 from tunewatch.comparison import ComparisonRunner
 from tunewatch.store import AuditEntry, Event, JobRow, Store, VersionRow
-from tunewatch.store._comparisons import ComparisonLookRow, ComparisonTestRow
+from tunewatch.store._comparisons import ComparisonLookRow, ComparisonTestRow, SplitCheckRow
 
 from ._downsample import MAX_POINTS, downsample
 from ._queries import (
@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 ACTIVE_JOBS = ("queued", "running")
 ALARM_EVENTS = 200
 AB_TESTS = 20  # the A/B page's default number of newest tests
+GUARDRAIL_EVENTS = 200  # challenger_better events searched for decided tests' guardrails
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,39 +190,92 @@ def _test_json(
     }
 
 
+def _hands_over(test: ComparisonTestRow) -> bool:
+    """Whether the decided ``test`` won and its outcome records no guardrail verdict:
+    the verdict is then in the ``challenger_better`` event that handed it over (notified,
+    pending approval, promotion failed)."""
+    outcome = test.outcome or {}
+    return test.decision == "challenger_better" and not (
+        outcome.get("action") == "refused" or outcome.get("guardrails") == "passed"
+    )
+
+
+def _recorded_guardrails(
+    test: ComparisonTestRow, events: dict[int, dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The guardrail verdict the decided ``test`` was acted on with, as recorded then:
+    its outcome's refusal (with the violations) or pass, else that of the
+    ``challenger_better`` event that handed it over (``events``, by test); ``None`` when
+    none was recorded (a lost test's guardrails are never checked)."""
+    outcome = test.outcome or {}
+    violations = outcome.get("violations")
+    if outcome.get("action") == "refused" and isinstance(violations, list):
+        return {"passed": False, "violations": [str(v) for v in violations]}
+    if outcome.get("guardrails") == "passed":
+        return {"passed": True, "violations": []}
+    recorded = events.get(test.id)
+    if recorded is not None and isinstance(recorded.get("passed"), bool):
+        found = recorded.get("violations")
+        return {
+            "passed": recorded["passed"],
+            "violations": [str(v) for v in found] if isinstance(found, list) else [],
+        }
+    return None
+
+
+def _handed_over(store: Store, model: str) -> dict[int, dict[str, Any]]:
+    """The guardrails each of the newest :data:`GUARDRAIL_EVENTS` ``challenger_better``
+    events recorded, by the test it names (the newest event of a test wins)."""
+    out: dict[int, dict[str, Any]] = {}
+    for e in store.list_events(model=model, type="challenger_better", limit=GUARDRAIL_EVENTS):
+        test_id, guard = e.payload.get("test_id"), e.payload.get("guardrails")
+        if isinstance(test_id, int) and isinstance(guard, dict):
+            out.setdefault(test_id, guard)
+    return out
+
+
+def _split_json(s: SplitCheckRow) -> dict[str, Any]:
+    return {
+        "champion_version": s.champion_version,
+        "challenger_version": s.challenger_version,
+        "percent": s.percent,
+        "n_champion": s.n_champion,
+        "n_challenger": s.n_challenger,
+        "chi2": finite_float(s.chi2),
+        "p_value": finite_float(s.p_value),
+        "mismatch": s.mismatch,
+        "created_at": _iso(s.created_at),
+    }
+
+
 def ab_results(
     src: Sources, model: str, *, max_points: int = MAX_POINTS, limit: int = AB_TESTS
 ) -> dict[str, Any]:
     """The model's comparison tests, newest first: the ``limit`` newest, and every open
     test of the current champion (and the newest rollback watch) however old, each with
     at most ``max_points`` of its looks over n (evenly spaced, the deciding look kept).
-    The current champion's tests also carry guardrails and the live-split (SRM) check;
-    ``tests_total`` counts every test, shown or not."""
+    The current champion's open tests carry their guardrails as they stand (each check
+    reads up to ``latency_samples`` latencies of two versions: only tests shown and
+    open are checked, see :meth:`ComparisonRunner.summary`), its decided tests the
+    verdict recorded when they were acted on, if any. ``srm`` is the newest check of the
+    configured live split whatever tests there are; ``tests_total`` counts every test,
+    shown or not."""
     src.store.get_model(model)
-    summary = src.runner.summary(model)
+    summary = src.runner.summary(model)  # guardrails of open tests only: all are shown
     shown, total = newest_tests(src.store, model, limit=limit)
     ids = {t.id for t in shown}
     shown += [i.test for i in summary if i.test.status == "open" and i.test.id not in ids]
     shown.sort(key=lambda t: t.id, reverse=True)
     out = {}
+    events: dict[int, dict[str, Any]] | None = None
     for test in shown:
         looks, n_looks = sampled_looks(src.store, test, max_points=max_points)
         out[test.id] = _test_json(test, looks, n_looks)
-    split: dict[str, Any] | None = None
+        if test.status == "decided" and test.kind != "rollback_watch":
+            if events is None and _hands_over(test):  # read once, when a test needs them
+                events = _handed_over(src.store, model)
+            out[test.id]["guardrails"] = _recorded_guardrails(test, events or {})
     for item in summary:
-        if item.split is not None:
-            s = item.split
-            split = {
-                "champion_version": s.champion_version,
-                "challenger_version": s.challenger_version,
-                "percent": s.percent,
-                "n_champion": s.n_champion,
-                "n_challenger": s.n_challenger,
-                "chi2": finite_float(s.chi2),
-                "p_value": finite_float(s.p_value),
-                "mismatch": s.mismatch,
-                "created_at": _iso(s.created_at),
-            }
         entry = out.get(item.test.id)
         if entry is None:
             continue
@@ -231,12 +285,13 @@ def ab_results(
                 "passed": item.guardrails.passed,
                 "violations": list(item.guardrails.violations),
             }
+    check = src.runner.split_check(model)
     return {
         "model": model,
         "tests": list(out.values()),
         "tests_total": total,
         "limit": limit,
-        "srm": split,
+        "srm": None if check is None else _split_json(check),
         "max_points": max_points,
     }
 

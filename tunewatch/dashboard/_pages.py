@@ -149,7 +149,8 @@ def ab_page(
             )
             guard = t["guardrails"]
             guard_html = (
-                '<span class="muted">— (not the current champion\'s test)</span>'
+                '<span class="muted">— (not checked now: decided, or not the current '
+                "champion's test)</span>"
                 if guard is None
                 else status(guard["passed"], "passed" if guard["passed"] else "failed")
                 + "".join(f"<br>{escape(v)}" for v in guard["violations"])

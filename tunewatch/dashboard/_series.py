@@ -15,7 +15,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from monitor.drift import METHODS
 from tunewatch._version_metadata import finite_float
+from tunewatch.store import ModelRow
 
 from ._data import Sources, _iso
 from ._downsample import MAX_POINTS, Side, buckets, extreme_indices
@@ -27,9 +29,22 @@ MAX_WINDOWS = 24 * 366  # a year of hourly evaluation windows
 # -- drift ------------------------------------------------------------------------------------
 
 
-def _drift_score(column: dict[str, Any]) -> float | None:
-    """A column's drift on [0, 1]: 1 - p for tests that give a p-value, else the statistic
-    over twice its threshold (so the threshold sits at 0.5), capped at 1."""
+BELOW_DRIFT = math.nextafter(0.5, 0.0)
+"""The highest score of a column that did not drift: a drifted one scores 0.5 or more."""
+
+
+def _drift_score(column: dict[str, Any], fixed: float | None = None) -> float | None:
+    """A column's drift on [0, 1]: 1 - p for tests that give a p-value, else the distance
+    over twice its threshold (so the threshold sits at 0.5), capped at 1.
+
+    A distance over categories is judged against its sampling-noise floor too, once it
+    reaches the fixed threshold (:mod:`monitor.drift._noise`): the stored threshold is then
+    the raised one. Scored against that, a distance just under the fixed threshold scored
+    0.498 and larger ones the floor kept from drifting 0.43. So a distance that did not
+    drift is scored against ``fixed`` (the method's configured threshold; the stored one
+    when it is lower or ``fixed`` is unknown), and below :data:`BELOW_DRIFT` at most:
+    increasing with the distance, and under every drifted distance of the method, which
+    scores against the threshold it reached (0.5 or more)."""
     p = column.get("p_value")
     if type(p) is float and 0.0 <= p <= 1.0:  # the common case, first: the drift page folds
         return 1.0 - p  # every window's columns through here
@@ -41,7 +56,39 @@ def _drift_score(column: dict[str, Any]) -> float | None:
         return None
     if threshold is None or threshold <= 0:
         return min(max(stat, 0.0), 1.0)
-    return min(max(stat / (2 * threshold), 0.0), 1.0)
+    drifted = column.get("drifted")
+    if not isinstance(drifted, bool):
+        drifted = stat >= threshold
+    if drifted:
+        return min(max(stat / (2 * threshold), 0.5), 1.0)
+    if fixed is not None and 0 < fixed < threshold:
+        threshold = fixed
+    return min(max(stat / (2 * threshold), 0.0), BELOW_DRIFT)
+
+
+class _FixedThresholds:
+    """Each column's fixed threshold by column and method: its configured one
+    (``evaluation.drift.columns``) when the window used the configured method, else the
+    method's default; ``None`` for an unknown method. The configuration is today's: a
+    window judged before a threshold was changed is scored against the new one."""
+
+    def __init__(self, src: Sources, model: ModelRow) -> None:
+        cfg = src.runner.config.model_or_default(model.name, model.task)
+        self._columns = cfg.evaluation.drift.columns
+        self._found: dict[tuple[str, str], float | None] = {}
+
+    def __call__(self, name: str, method: Any) -> float | None:
+        if not isinstance(method, str):
+            return None
+        key = (name, method)
+        if key not in self._found:
+            spec = self._columns.get(name)
+            if spec is not None and spec.method == method and spec.threshold is not None:
+                self._found[key] = spec.threshold
+            else:
+                found = METHODS.get(method)
+                self._found[key] = None if found is None else found.default_threshold
+        return self._found[key]
 
 
 class _Column:
@@ -50,9 +97,10 @@ class _Column:
     no score, and the window it shows (the newest that raised the drift alarm, else the
     newest)."""
 
-    __slots__ = ("alarms", "drifted", "highest", "share", "shown", "unscored")
+    __slots__ = ("alarms", "drifted", "fixed", "highest", "share", "shown", "unscored")
 
-    def __init__(self) -> None:
+    def __init__(self, fixed: _FixedThresholds) -> None:
+        self.fixed = fixed
         self.alarms = 0
         self.shown: WindowRef | None = None
         self.share: float | None = None
@@ -67,7 +115,9 @@ class _Column:
         highest, drifted = self.highest, self.drifted
         for c in payload.get("columns", []):
             name = str(c.get("column"))
-            score = _drift_score(c)
+            # a distance's fixed threshold (a p-value test has none, and is the common case)
+            fixed = self.fixed(name, c.get("method")) if c.get("p_value") is None else None
+            score = _drift_score(c, fixed)
             if score is None:
                 self.unscored.add(name)
             elif score > highest.get(name, -1.0):
@@ -99,7 +149,8 @@ def drift(
     ids = window_ids(src.store, model, "drift", limit=windows)
     runs = buckets(len(ids), max_points)
     column_of = {ids[i]: k for k, run in enumerate(runs) for i in run}
-    folded = [_Column() for _ in runs]
+    fixed = _FixedThresholds(src, row)
+    folded = [_Column(fixed) for _ in runs]
     latest: WindowRef | None = None
     latest_payload: dict[str, Any] = {}
     for ref, payload in stream_windows(src.store, model, "drift", limit=windows):
