@@ -630,6 +630,10 @@ def client(running: Running) -> Iterator[httpx.Client]:
 def test_malformed_request_gets_documented_4xx(
     case: Case, running: Running, client: httpx.Client
 ) -> None:
+    _check(case, running, client)
+
+
+def _check(case: Case, running: Running, client: httpx.Client) -> None:
     headers: dict[str, Any] = dict(case.headers)
     if case.role is not None:
         headers.update(running.auth(case.role))
@@ -717,11 +721,21 @@ def test_malformed_requests_are_many_and_no_500_was_ever_answered(
     running: Running, client: httpx.Client
 ) -> None:
     assert len(CASES) >= 25
+    # errors by code, from the inference front and from the rest of the API alike: sent
+    # here too, since the parametrised cases may run in another worker (pytest-xdist)
+    codes = {
+        "wrong_feature_count": "shape_mismatch",
+        "duplicate_keys": "duplicate_key",
+        "labeller_cannot_score": "forbidden",
+        "oversize_body": "body_too_large",
+        "unknown_route": "not_found",
+    }
+    for name in codes:
+        _check(CASES[name], running, client)
     metrics = client.get("/metrics").text
     assert 'status="500"' not in metrics
-    # errors by code, from the inference front and from the rest of the API alike
     registry = running.daemon.metrics.registry
-    for code in ("shape_mismatch", "duplicate_key", "forbidden", "body_too_large", "not_found"):
+    for code in codes.values():
         count = registry.get_sample_value("tunewatch_http_errors_total", {"code": code})
         assert count is not None and count >= 1, code
 
