@@ -191,3 +191,24 @@ def test_ab_page_at_limit_zero_checks_only_the_open_test_it_shows(ab: Scenario) 
     assert r.status_code == 200, r.text
     assert 'data-challenger="5"' in r.text and 'data-challenger="3"' not in r.text
     assert ab.reads == [(1, OPEN)]
+
+
+def test_the_comparisons_api_shows_decided_tests_with_the_verdict_they_recorded(
+    ab: Scenario,
+) -> None:
+    """The API and `tunewatch comparisons` read the runner's summary too: once decided
+    tests were no longer checked again, they answered `guardrails: null` for all of them,
+    the verdict a person deciding a notified or pending promotion reads."""
+    ab.reads.clear()
+    r = httpx.get(
+        f"{ab.served.url}/v1/models/{MODEL}/comparisons",
+        headers={"Authorization": f"Bearer {ab.served.tokens['viewer']}"},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    assert ab.reads == [(1, OPEN)]
+    comparisons = r.json()["comparisons"]
+    guardrails = {c["test"]["challenger_version"]: c["guardrails"] for c in comparisons}
+    assert guardrails[FAILED] == {"passed": True, "violations": []}
+    assert guardrails[SLOW] is not None and guardrails[SLOW]["passed"] is False
+    assert guardrails[2] is None and guardrails[4] is None

@@ -49,6 +49,7 @@ from shadow.stats import (
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._errors import ConflictError, InvalidValueError
 from tunewatch._split import SplitConfig, check_split
+from tunewatch.comparison._recorded import RecordedGuardrails
 from tunewatch.store import Store, VersionRow
 from tunewatch.store._comparisons import (
     ComparisonLookRow,
@@ -229,14 +230,14 @@ class ComparisonRunner:
 
     def summary(self, model: str) -> list[ChallengerSummary]:
         """The tests of the current champion (and the newest rollback watch) with their
-        latest look, the newest split check (:meth:`split_check`) and, for each open test,
-        the guardrails as they stand now.
+        latest look, the newest split check (:meth:`split_check`) and guardrails: an open
+        test's as they stand now, a decided test's as recorded when it was acted on
+        (:class:`RecordedGuardrails`; None when none was).
 
-        A decided or closed test's guardrails are not checked again: each check reads up
-        to ``latency_samples`` latencies of two versions (every A/B page view paid it for
+        A decided test's guardrails are not checked again: each check reads up to
+        ``latency_samples`` latencies of two versions (every A/B page view paid it for
         every challenger the champion ever had), and what they say now is not what the
-        decision saw. Its outcome records the verdict it was acted on with (``refused``
-        with its ``violations``, or ``guardrails: passed``)."""
+        decision saw."""
         self.store.get_model(model)
         champion = self.store.champion(model)
         settings = self.settings(model)
@@ -251,9 +252,10 @@ class ComparisonRunner:
         if watches:
             tests.append(watches[-1])
         split = self.split_check(model)
+        recorded = RecordedGuardrails(self.store, model)
         out = []
         for test in tests:
-            guard = None
+            guard = recorded.of(test)
             if champion is not None and test.kind != "rollback_watch" and test.status == "open":
                 guard = self.guardrails(model, champion, test.challenger_version, settings)
             out.append(ChallengerSummary(test, self.comparisons.latest_look(test.id), guard, split))

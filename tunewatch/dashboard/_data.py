@@ -19,6 +19,7 @@ from typing import Any
 from retune import RetuneError, load_history
 from tunewatch._version_metadata import finite_float
 from tunewatch.comparison import ComparisonRunner
+from tunewatch.comparison._recorded import RecordedGuardrails
 from tunewatch.store import AuditEntry, Event, JobRow, Store, VersionRow
 from tunewatch.store._comparisons import ComparisonLookRow, ComparisonTestRow, SplitCheckRow
 
@@ -33,7 +34,6 @@ logger = logging.getLogger(__name__)
 ACTIVE_JOBS = ("queued", "running")
 ALARM_EVENTS = 200
 AB_TESTS = 20  # the A/B page's default number of newest tests
-GUARDRAIL_EVENTS = 200  # challenger_better events searched for decided tests' guardrails
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,50 +190,6 @@ def _test_json(
     }
 
 
-def _hands_over(test: ComparisonTestRow) -> bool:
-    """Whether the decided ``test`` won and its outcome records no guardrail verdict:
-    the verdict is then in the ``challenger_better`` event that handed it over (notified,
-    pending approval, promotion failed)."""
-    outcome = test.outcome or {}
-    return test.decision == "challenger_better" and not (
-        outcome.get("action") == "refused" or outcome.get("guardrails") == "passed"
-    )
-
-
-def _recorded_guardrails(
-    test: ComparisonTestRow, events: dict[int, dict[str, Any]]
-) -> dict[str, Any] | None:
-    """The guardrail verdict the decided ``test`` was acted on with, as recorded then:
-    its outcome's refusal (with the violations) or pass, else that of the
-    ``challenger_better`` event that handed it over (``events``, by test); ``None`` when
-    none was recorded (a lost test's guardrails are never checked)."""
-    outcome = test.outcome or {}
-    violations = outcome.get("violations")
-    if outcome.get("action") == "refused" and isinstance(violations, list):
-        return {"passed": False, "violations": [str(v) for v in violations]}
-    if outcome.get("guardrails") == "passed":
-        return {"passed": True, "violations": []}
-    recorded = events.get(test.id)
-    if recorded is not None and isinstance(recorded.get("passed"), bool):
-        found = recorded.get("violations")
-        return {
-            "passed": recorded["passed"],
-            "violations": [str(v) for v in found] if isinstance(found, list) else [],
-        }
-    return None
-
-
-def _handed_over(store: Store, model: str) -> dict[int, dict[str, Any]]:
-    """The guardrails each of the newest :data:`GUARDRAIL_EVENTS` ``challenger_better``
-    events recorded, by the test it names (the newest event of a test wins)."""
-    out: dict[int, dict[str, Any]] = {}
-    for e in store.list_events(model=model, type="challenger_better", limit=GUARDRAIL_EVENTS):
-        test_id, guard = e.payload.get("test_id"), e.payload.get("guardrails")
-        if isinstance(test_id, int) and isinstance(guard, dict):
-            out.setdefault(test_id, guard)
-    return out
-
-
 def _split_json(s: SplitCheckRow) -> dict[str, Any]:
     return {
         "champion_version": s.champion_version,
@@ -267,14 +223,16 @@ def ab_results(
     shown += [i.test for i in summary if i.test.status == "open" and i.test.id not in ids]
     shown.sort(key=lambda t: t.id, reverse=True)
     out = {}
-    events: dict[int, dict[str, Any]] | None = None
+    recorded = RecordedGuardrails(src.store, model)
     for test in shown:
         looks, n_looks = sampled_looks(src.store, test, max_points=max_points)
         out[test.id] = _test_json(test, looks, n_looks)
-        if test.status == "decided" and test.kind != "rollback_watch":
-            if events is None and _hands_over(test):  # read once, when a test needs them
-                events = _handed_over(src.store, model)
-            out[test.id]["guardrails"] = _recorded_guardrails(test, events or {})
+        guard = recorded.of(test)  # a decided test's, of any champion
+        if guard is not None:
+            out[test.id]["guardrails"] = {
+                "passed": guard.passed,
+                "violations": list(guard.violations),
+            }
     for item in summary:
         entry = out.get(item.test.id)
         if entry is None:
