@@ -91,11 +91,20 @@ def ensure_bootstrap_token(store: Store, env: Mapping[str, str]) -> None:
     _check_header_safe(value, lead=len(value) - len(value.lstrip()))
     if len(token) < MIN_ADMIN_TOKEN_LENGTH:
         # never the value: the message goes to the log and the terminal
+        stored = store.token_by_hash(hash_token(token))
+        # stored before the rule: unsetting the variable would leave it valid
+        still = (
+            ""
+            if stored is None
+            else f"; the token {stored.name!r} this value created is still active: a new "
+            f"{ENV_ADMIN_TOKEN} revokes it (unsetting the variable does not), as does "
+            f"`tunewatch tokens revoke {stored.name}`"
+        )
         raise ConfigError(
             f"{ENV_ADMIN_TOKEN} must be at least {MIN_ADMIN_TOKEN_LENGTH} characters (without "
             f"surrounding whitespace), got {len(token)}: an admin token must not be "
             "guessable; make one with "
-            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            f"python -c 'import secrets; print(secrets.token_urlsafe(32))'{still}"
         )
     digest = hash_token(token)
     if store.token_by_hash(digest) is not None:

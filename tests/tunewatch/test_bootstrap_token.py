@@ -175,6 +175,26 @@ def test_a_token_shorter_than_32_characters_is_refused_naming_its_length(
     assert store.list_tokens() == []
 
 
+def test_a_short_token_stored_before_the_rule_is_named_with_how_to_revoke_it(
+    store: Store,
+) -> None:
+    """Refused at start, the operator unset the variable, and the short token it had
+    created before the rule stayed a working admin token."""
+    store.add_token(
+        name="bootstrap-admin",
+        role="admin",
+        token_hash=hash_token("changeme"),
+        actor="tunewatch",
+        bootstrap=True,
+    )
+    with pytest.raises(ConfigError) as info:
+        ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": "changeme"})
+    message = info.value.message
+    assert "'bootstrap-admin' this value created is still active" in message
+    assert "tunewatch tokens revoke bootstrap-admin" in message
+    assert "changeme" not in message
+
+
 def test_a_token_of_32_characters_is_stored(store: Store) -> None:
     ensure_bootstrap_token(store, {"TUNEWATCH_ADMIN_TOKEN": " " + "k" * 32 + "\n"})
     assert _active(store) == {hash_token("k" * 32)}
