@@ -5,10 +5,12 @@ A bundle is a zip file holding ``manifest.json`` (format version, the model, its
 each version's metadata and stage, and where its parent was first registered), the
 versions' artefacts under ``artefacts/<sha256>.onnx`` and ``artefacts/<sha256>.npz``
 (reference snapshots), and the search space the config names, ``spaces/<sha256>.yaml``
-(``search_space`` in the manifest: the config keeps the source's path). Nothing
-is extracted to disk: members are read by the names the manifest gives, within size
-limits, and each is checked against its SHA-256 before it is used
-(:mod:`tunewatch._bundle_archive`). Imported versions go through the same registration as
+(``search_space`` in the manifest: the config keeps the source's path), and nothing
+else: a bundle holding another member, or one twice, is refused, as is one of more than
+``MAX_BUNDLE_VERSIONS`` versions. Nothing is extracted to disk: members are read by the
+names the manifest gives, within size limits (an artefact's and a reference snapshot's
+is ``server.max_artefact_bytes``), and each is checked against its SHA-256 before it is
+used (:mod:`tunewatch._bundle_archive`). Imported versions go through the same registration as
 any other (the sandboxed candidate check, the model's task, features and regulated flag),
 so a bundle cannot bring in what an upload could not; the whole bundle is checked before
 anything is registered (:mod:`tunewatch._bundle_import`).
@@ -34,8 +36,11 @@ from tunewatch._bundle_archive import (
     FORMAT,
     FORMAT_VERSION,
     MANIFEST,
+    MAX_BUNDLE_VERSIONS,
     MAX_SPACE_BYTES,
     BundleError,
+    check_members,
+    open_archive,
     open_bundle,
     read_manifest,
     read_space,
@@ -76,6 +81,11 @@ def export_bundle(
     """Write ``model``'s ``versions`` (default: the champion) to the bundle at ``path``;
     returns the versions written."""
     row = store.get_model(model)
+    if versions and len(set(versions)) > MAX_BUNDLE_VERSIONS:  # an import would refuse it
+        raise BundleError(
+            f"cannot export {len(set(versions))} versions: a bundle holds at most "
+            f"{MAX_BUNDLE_VERSIONS} versions"
+        )
     if versions:
         chosen = [store.get_version(model, v) for v in sorted(set(versions))]
     else:
@@ -208,7 +218,7 @@ def import_bundle(
     actor: str,
     max_artefact_bytes: int,
     name: str | None = None,
-    check_space: Callable[[], None] | None = None,
+    check_space: Callable[[bytes], None] | None = None,
 ) -> tuple[str, list[ImportedVersion], BundledConfig | None]:
     """Register the bundle's versions under ``name`` (default: the bundle's model name).
 
@@ -223,28 +233,22 @@ def import_bundle(
     retired or rolled back arrive retired, everything else in shadow, to be promoted under
     the target's own governance.
 
-    Every member is read, checked against its hash and inspected, and every version's
-    metadata checked against the target model, before the first version is registered: a
-    refused bundle registers nothing. Should a registration still fail (a champion
-    registered meanwhile, the store) or the import be interrupted (Ctrl-C), the audit log
-    records ``import_bundle_failed`` with the versions registered until then. Imports into
-    one model take turns: one started while another runs is refused (``ConflictError``,
-    ``import_in_progress``). ``check_space`` is called, before anything is registered, when
-    the bundle holds a search space (the caller checks it can write it out). ``path`` must
-    be a regular file: a device or a FIFO is refused (``BundleError``) before it is read.
+    The bundle must hold the members its manifest names and no other, each once and within
+    its size limit (``max_artefact_bytes`` for artefacts and reference snapshots, which the
+    caller takes from ``server.max_artefact_bytes``). Every member is read, checked against
+    its hash and inspected, and every version's metadata checked against the target model,
+    before the first version is registered: a refused bundle registers nothing. Should a
+    registration still fail (a champion registered meanwhile, the store) or the import be
+    interrupted (Ctrl-C), the audit log records ``import_bundle_failed`` with the versions
+    registered until then. Imports into one model take turns: one started while another
+    runs is refused (``ConflictError``, ``import_in_progress``). ``check_space`` is called
+    with the bundle's search space, once checked and before anything is registered, when
+    the bundle holds one (the caller checks it can write it out). ``path`` must be a
+    regular file: a device or a FIFO is refused (``BundleError``) before it is read.
     """
     with open_bundle(path) as file:  # the file hashed is the file read
         digest = sha256_file(file, path)
-        try:
-            archive = zipfile.ZipFile(file)
-        except (
-            OSError,
-            zipfile.BadZipFile,
-            UnicodeDecodeError,  # a member name flagged UTF-8 that is not
-            NotImplementedError,  # a member needing a newer zip version to extract
-        ) as exc:
-            raise BundleError(f"{str(path)!r} is not a readable bundle: {exc}") from exc
-        with archive:
+        with open_archive(file, path) as archive:
             return _import_archive(
                 store,
                 registry,
@@ -268,10 +272,11 @@ def _import_archive(
     actor: str,
     max_artefact_bytes: int,
     name: str | None,
-    check_space: Callable[[], None] | None,
+    check_space: Callable[[bytes], None] | None,
 ) -> tuple[str, list[ImportedVersion], BundledConfig | None]:
     """:func:`import_bundle`, from the open archive whose file hashes to ``digest``."""
     manifest = read_manifest(archive)
+    check_members(archive, manifest, max_artefact_bytes=max_artefact_bytes)
     source = manifest["model"]
     target = source["name"] if name is None else name  # "" is refused below
     if not valid_model_name(target):
@@ -281,7 +286,7 @@ def _import_archive(
         )
     space = read_space(archive, manifest)  # checked like the artefacts, before any write
     if space is not None and check_space is not None:
-        check_space()  # where the caller will write it: refused, nothing is imported
+        check_space(space)  # where the caller will write it: refused, nothing is imported
     # renewed before each candidate check, which may take its whole timeout
     ttl = 2 * config.scoring.candidate_timeout_s + 60
     with ImportLease(store, target, ttl_s=ttl) as lease:

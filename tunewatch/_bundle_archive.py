@@ -1,6 +1,8 @@
 """Reading a bundle: its manifest, checked field by field, and its members, read in
 memory by the names the manifest gives, within size limits, and checked against the
-SHA-256 in their names before they are used."""
+SHA-256 in their names before they are used. A bundle holds its manifest and the members
+the manifest names, each once, and nothing else (:func:`open_archive`,
+:func:`check_members`)."""
 
 from __future__ import annotations
 
@@ -11,13 +13,14 @@ import os
 import stat
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, get_args
 
 from tunewatch._errors import TunewatchError
 from tunewatch._reference import Reference
-from tunewatch._version_metadata import TASKS
+from tunewatch._version_metadata import MAX_METADATA_DEPTH, TASKS, json_depth
 from tunewatch.store import Stage
 
 FORMAT = "tunewatch-bundle"
@@ -25,6 +28,20 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 MAX_SPACE_BYTES = 1024 * 1024
+#: The versions one bundle holds: far more than a model's lineage moved at once, and what
+#: bounds the members a bundle may hold.
+MAX_BUNDLE_VERSIONS = 1000
+#: The members a bundle may hold: its manifest, a search space, and each version's
+#: artefact and reference snapshot.
+MAX_MEMBERS = 2 + 2 * MAX_BUNDLE_VERSIONS
+#: The central directory zipfile reads, and makes an entry of each member it lists, when
+#: it opens a bundle: 1 KiB a member, several times what a member's name and extra fields
+#: take. Past it the bundle is refused before zipfile reads it.
+MAX_DIRECTORY_BYTES = 1024 * MAX_MEMBERS
+_MEMBERS_RULE = (
+    f"{MAX_MEMBERS} members (its manifest, a search space, and an artefact and a reference "
+    f"snapshot for each of at most {MAX_BUNDLE_VERSIONS} versions)"
+)
 STAGES: tuple[str, ...] = get_args(Stage)
 _HEX = frozenset("0123456789abcdef")
 
@@ -84,12 +101,18 @@ def read_manifest(archive: zipfile.ZipFile) -> dict[str, Any]:
             )
         if not isinstance(manifest["versions"], list):
             raise TypeError("`versions` must be a list")
+        if len(manifest["versions"]) > MAX_BUNDLE_VERSIONS:
+            raise ValueError(
+                f"`versions` lists {len(manifest['versions'])} versions; a bundle holds at "
+                f"most {MAX_BUNDLE_VERSIONS}"
+            )
         for entry in manifest["versions"]:
             _check_entry(entry)
         if not manifest["versions"]:
             raise ValueError("`versions` is empty")
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"the bundle's {MANIFEST} is incomplete: {exc}") from exc
+    _check_nesting(manifest.get("config"), "config")
     seen: set[int] = set()
     for entry in manifest["versions"]:
         if entry["version"] in seen:  # it would be registered twice
@@ -98,6 +121,38 @@ def read_manifest(archive: zipfile.ZipFile) -> dict[str, Any]:
             )
         seen.add(entry["version"])
     return manifest
+
+
+def _check_nesting(value: Any, key: str) -> None:
+    """Refuse ``value`` (the manifest's ``key``) nesting past ``MAX_METADATA_DEPTH`` levels,
+    the bound a version's metadata keeps to: the config is written out as YAML, whose
+    writer recursed past Python's limit on a deeper one once the versions were imported."""
+    depth = json_depth(value)
+    if depth <= MAX_METADATA_DEPTH:
+        return
+    path = _path_past(value, key, MAX_METADATA_DEPTH)
+    raise BundleError(
+        f"the bundle's {MANIFEST}: `{key}` must nest at most {MAX_METADATA_DEPTH} levels "
+        f"deep, got {depth} (at `{path[:200]}{'...' if len(path) > 200 else ''}`)"
+    )
+
+
+def _path_past(value: Any, key: str, limit: int) -> str:
+    """The key path (``config.a[0].b``) of the first object or list in ``value`` nested
+    more than ``limit`` levels deep (``value`` itself is the first)."""
+    stack: list[tuple[Any, str, int]] = [(value, key, 1)]
+    while stack:
+        item, path, depth = stack.pop()
+        if isinstance(item, dict):
+            children = [(v, f"{path}.{k}") for k, v in item.items()]
+        elif isinstance(item, list):
+            children = [(v, f"{path}[{i}]") for i, v in enumerate(item)]
+        else:
+            continue
+        if depth > limit:
+            return path
+        stack.extend((child, at, depth + 1) for child, at in reversed(children))
+    return key  # not reached: called for a value nested past the limit
 
 
 def _check_entry(entry: Any) -> None:
@@ -176,15 +231,132 @@ def read_member(archive: zipfile.ZipFile, name: str, limit: int, *, checked: boo
 
 
 def read_artefact(archive: zipfile.ZipFile, entry: Mapping[str, Any], limit: int) -> bytes:
-    return read_member(archive, f"artefacts/{entry['artefact_sha256']}.onnx", limit)
+    return read_member(archive, artefact_member(entry), limit)
 
 
 def read_reference(archive: zipfile.ZipFile, entry: Mapping[str, Any]) -> Reference | None:
-    sha = entry.get("reference_sha256")
-    if not sha:
+    """The version's reference snapshot, if it has one: read within ``Reference.MAX_BYTES``
+    here, within ``server.max_artefact_bytes`` too once :func:`check_members` has passed
+    (zipfile reads no more of a member than its declared size)."""
+    name = reference_member(entry)
+    if name is None:
         return None
-    name = f"artefacts/{sha}.npz"
     return Reference.from_bytes(read_member(archive, name, Reference.MAX_BYTES))
+
+
+def artefact_member(entry: Mapping[str, Any]) -> str:
+    return f"artefacts/{entry['artefact_sha256']}.onnx"
+
+
+def reference_member(entry: Mapping[str, Any]) -> str | None:
+    sha = entry.get("reference_sha256")
+    return f"artefacts/{sha}.npz" if sha else None
+
+
+def check_members(
+    archive: zipfile.ZipFile, manifest: Mapping[str, Any], *, max_artefact_bytes: int
+) -> None:
+    """Refuse the bundle (``BundleError``) unless it holds each member ``manifest`` names,
+    within its limit by the size it declares, and nothing else: an artefact within
+    ``max_artefact_bytes`` (``server.max_artefact_bytes``), a reference snapshot within it
+    too, as ``register --reference`` and the API's uploads are, and within
+    ``Reference.MAX_BYTES``, the search space within ``MAX_SPACE_BYTES``. Reads no member:
+    an import checks this first, before it reads and inspects them."""
+    artefact_limit = (max_artefact_bytes, "`server.max_artefact_bytes`")
+    reference_limit = (
+        artefact_limit
+        if max_artefact_bytes <= Reference.MAX_BYTES
+        else (Reference.MAX_BYTES, "the largest reference snapshot tunewatch reads")
+    )
+    expected: dict[str, tuple[str, tuple[int, str]]] = {}  # name -> what it is, its limit
+    for entry in sorted(manifest["versions"], key=lambda e: e["version"]):
+        version = entry["version"]
+        expected[artefact_member(entry)] = (f"version {version}'s artefact", artefact_limit)
+        reference = reference_member(entry)
+        if reference is not None:  # one snapshot may serve several versions
+            what = f"version {version}'s reference snapshot"
+            expected.setdefault(reference, (what, reference_limit))
+    space = manifest.get("search_space")
+    if space is not None:
+        expected[space_member(space["sha256"])] = ("the search space", (MAX_SPACE_BYTES, ""))
+    for name, (what, (limit, rule)) in expected.items():
+        try:
+            size = archive.getinfo(name).file_size
+        except KeyError as exc:
+            raise BundleError(f"the bundle lacks {name}") from exc
+        if size > limit:
+            raise BundleError(
+                f"{name} ({what}) unpacks to {size} bytes; the limit is {limit}"
+                + (f" ({rule})" if rule else "")
+            )
+    extra = [name for name in archive.namelist() if name != MANIFEST and name not in expected]
+    if extra:
+        more = f" and {len(extra) - 1} more" if len(extra) > 1 else ""
+        raise BundleError(
+            f"the bundle holds {extra[0]!r}{more}, which its {MANIFEST} does not name: a "
+            f"bundle holds its {MANIFEST} and the members it names, nothing else"
+        )
+
+
+def open_archive(file: BinaryIO, path: str | Path) -> zipfile.ZipFile:
+    """The bundle ``file`` (at ``path``) opened as a zip archive; ``BundleError`` when
+    zipfile cannot read it, when it holds more members than a bundle can
+    (``MAX_MEMBERS``) or two of one name (zipfile reads the last, ``unzip`` the first: a
+    reviewer would read another manifest than the one imported). The member count, and
+    the size of the central directory listing them, are checked from its end record
+    before zipfile reads the directory and makes an entry of each member."""
+    _check_directory(file, path)
+    try:
+        archive = zipfile.ZipFile(file)
+    except (
+        OSError,
+        zipfile.BadZipFile,
+        UnicodeDecodeError,  # a member name flagged UTF-8 that is not
+        NotImplementedError,  # a member needing a newer zip version to extract
+    ) as exc:
+        raise BundleError(f"{str(path)!r} is not a readable bundle: {exc}") from exc
+    names = archive.namelist()
+    repeated = [name for name, count in Counter(names).items() if count > 1]
+    refused = None
+    if len(names) > MAX_MEMBERS:
+        refused = (
+            f"{str(path)!r} holds {len(names)} members; a bundle holds at most {_MEMBERS_RULE}"
+        )
+    elif repeated:
+        refused = (
+            f"{str(path)!r} holds more than one member named {repeated[0]!r}: a bundle "
+            "holds each member once"
+        )
+    if refused is not None:
+        archive.close()
+        raise BundleError(refused)
+    return archive
+
+
+def _check_directory(file: BinaryIO, path: str | Path) -> None:
+    """Refuse the zip ``file`` whose end record lists more than ``MAX_MEMBERS`` members or
+    a central directory past ``MAX_DIRECTORY_BYTES``, without reading the directory.
+
+    The end record is found as ``zipfile.ZipFile`` finds it, with the function it calls
+    (not public: should a Python lack it, the count is checked once zipfile has listed
+    the members). The directory's size bounds what zipfile lists whatever count the
+    record gives: it lists every entry the directory holds."""
+    end_record = getattr(zipfile, "_EndRecData", None)
+    if end_record is None:
+        return
+    try:
+        record = end_record(file)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise BundleError(f"{str(path)!r} is not a readable bundle: {exc}") from exc
+    if not record:
+        return  # not a zip file: zipfile says so
+    members, size = int(record[4]), int(record[5])  # the entries in total, their bytes
+    if members > MAX_MEMBERS or size > MAX_DIRECTORY_BYTES:
+        raise BundleError(
+            f"{str(path)!r} is not a bundle: its central directory lists {members} members "
+            f"and takes {size} bytes; a bundle holds at most {_MEMBERS_RULE}, listed in at most "
+            f"{MAX_DIRECTORY_BYTES} bytes"
+        )
 
 
 def read_space(archive: zipfile.ZipFile, manifest: Mapping[str, Any]) -> bytes | None:

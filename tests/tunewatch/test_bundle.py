@@ -476,13 +476,19 @@ def _swap_member(bundle: Path, out: Path, version: int, kind: str, data: bytes) 
     whose hashes all match but whose content the target must refuse."""
     sha = hashlib.sha256(data).hexdigest()
     key = {"onnx": "artefact_sha256", "npz": "reference_sha256"}[kind]
-
-    def edit(m: dict[str, Any]) -> None:
-        next(e for e in m["versions"] if e["version"] == version)[key] = sha
-
-    _rewrite(bundle, out, edit)
-    with zipfile.ZipFile(out, "a") as archive:
-        archive.writestr(f"artefacts/{sha}.{kind}", data)
+    with zipfile.ZipFile(bundle) as src:
+        members = {info.filename: src.read(info) for info in src.infolist()}
+    manifest = json.loads(members.pop("manifest.json"))
+    next(e for e in manifest["versions"] if e["version"] == version)[key] = sha
+    members[f"artefacts/{sha}.{kind}"] = data
+    # only members the manifest names: a bundle holding any other is refused
+    named = {f"artefacts/{e['artefact_sha256']}.onnx" for e in manifest["versions"]}
+    named |= {f"artefacts/{e['reference_sha256']}.npz" for e in manifest["versions"]}
+    with zipfile.ZipFile(out, "w") as dst:
+        dst.writestr("manifest.json", json.dumps(manifest))
+        for name, body in members.items():
+            if name in named or name.startswith("spaces/"):
+                dst.writestr(name, body)
     return out
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +19,8 @@ from ._context import actor_of, config_of, registry_of
 
 if TYPE_CHECKING:
     from tunewatch._bundle import BundledConfig
+
+logger = logging.getLogger(__name__)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -60,7 +64,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             name=args.name,
             # the search space beside the snippet, for a bundle holding one, is checked
             # once the bundle is read, before anything is imported
-            check_space=None if out is None else lambda: _check_writable(out, _space_path(out)),
+            check_space=None if out is None else lambda space: _check_space(out, space),
         )
     finally:
         store.close()
@@ -71,6 +75,11 @@ def cmd_import(args: argparse.Namespace) -> int:
             space = _write_config(out, model, model_config)
         except OSError as exc:
             failure = f"cannot write {exc.filename}: {exc.strerror}"
+        except TunewatchError as exc:
+            failure = exc.message
+        except Exception as exc:  # the versions are in: say so, whatever stopped the write
+            logger.debug("writing the config from the bundle to %s failed", out, exc_info=True)
+            failure = f"{type(exc).__name__}: {exc}"
     for i in imported:
         state = "already present" if i.already_present else i.stage
         print(f"{model} v{i.source_version} -> v{i.version} ({state})")
@@ -142,6 +151,42 @@ def _space_path(path: Path) -> Path:
     return path.resolve().with_name(f"{path.stem}.search_space.yaml")
 
 
+def _check_space(path: Path, space: bytes) -> None:
+    """Refuse to write the bundle's ``space`` beside the snippet at ``--config-out``
+    ``path`` unless the import can write it, and unless the file there, if any, holds the
+    same: an earlier import with the same ``--config-out`` wrote it, and the config merged
+    from that snippet names it by its path (see :func:`_check_writable`)."""
+    destination = _space_path(path)
+    _check_writable(path, destination)
+    try:
+        other = _holds_other(destination, space)
+    except OSError as exc:
+        raise TunewatchError(
+            f"--config-out {path}: cannot read {destination} to compare it with the bundle's "
+            f"search space: {exc.strerror}; nothing was imported",
+            code="invalid_argument",
+        ) from exc
+    if other:
+        raise TunewatchError(
+            f"--config-out {path}: {destination} holds another search space than the "
+            "bundle's, which a config merged from an earlier import may name; choose another "
+            "--config-out, or move that file away; nothing was imported",
+            code="invalid_argument",
+        )
+
+
+def _holds_other(path: Path, data: bytes) -> bool:
+    """Whether ``path`` is a regular file holding other than ``data`` (not a pipe such as
+    ``/dev/stdout``, which is not read)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        with open(path, "rb") as f:
+            return f.read(len(data) + 1) != data
+    except FileNotFoundError:
+        return False
+
+
 def _write_config(path: Path, model: str, bundled: BundledConfig) -> Path | None:
     """Write the model's config to ``path`` and the search space it names beside it, and
     return where the search space went (None: the bundle has none). The config names the
@@ -153,6 +198,11 @@ def _write_config(path: Path, model: str, bundled: BundledConfig) -> Path | None
     space = None
     if bundled.search_space is not None:
         space = _space_path(path)
+        if _holds_other(space, bundled.search_space):  # written since it was checked
+            raise TunewatchError(
+                f"{space} holds another search space than the bundle's, written since the "
+                "import checked it"
+            )
         _write(space, bundled.search_space)
         tuning = settings.get("tuning")
         settings["tuning"] = {
