@@ -3,7 +3,6 @@ must read as itself, and a token is never taken for a model's history."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,15 +10,6 @@ import yaml
 
 from tunewatch._errors import InvalidValueError
 from tunewatch.store import Store
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store.open(store_url)
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 @pytest.mark.parametrize(
