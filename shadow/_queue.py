@@ -312,26 +312,10 @@ class ShadowQueue:
             self._run_options.append(thread_run_options())
         carried: list[ShadowJob] = []  # a hand-off that did not fit in the last drain
         while True:
-            if carried:
-                jobs, carried = carried, []
-            else:
-                first = self._queue.get()
-                if first is _STOP:
-                    return
-                jobs = list(first)
-            stop = False
-            while len(jobs) < self.max_batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is _STOP:
-                    stop = True
-                    break
-                if len(jobs) + len(more) > self.max_batch:
-                    carried = list(more)
-                    break
-                jobs.extend(more)
+            drained = self._drain(carried)
+            if drained is None:
+                return
+            jobs, carried, stop = drained
             size = _nbytes(jobs)
             with self._lock:
                 self._depth -= len(jobs)
@@ -339,12 +323,42 @@ class ShadowQueue:
             began, cpu = time.monotonic(), time.thread_time()
             self._handle(jobs)
             used = time.thread_time() - cpu
+            # nothing of a drain is held while the worker waits for the next: its jobs
+            # hold their challengers' sessions, and a retired challenger's lived on with
+            # the daemon when no challenger was left to submit another job
+            del jobs, drained
             with self._lock:
                 self._cpu_seconds += used
             if stop:
                 return
             if self.cpu_share is not None:
                 self._rest(began, used)
+
+    def _drain(
+        self, carried: list[ShadowJob]
+    ) -> tuple[list[ShadowJob], list[ShadowJob], bool] | None:
+        """The next drain: ``carried`` (the hand-off the last one left) or the next
+        hand-off, waited for, then what else is queued up to ``max_batch`` jobs; the
+        hand-off that does not fit, carried to the next; and whether the queue was told
+        to stop behind them. None when it was told to stop before any."""
+        if carried:
+            jobs = carried
+        else:
+            first = self._queue.get()
+            if first is _STOP:
+                return None
+            jobs = list(first)
+        while len(jobs) < self.max_batch:
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if more is _STOP:
+                return jobs, [], True
+            if len(jobs) + len(more) > self.max_batch:
+                return jobs, list(more), False
+            jobs.extend(more)
+        return jobs, [], False
 
     def _rest(self, began: float, cpu_s: float) -> None:
         """Charge this drain's CPU to the budget (shared by every worker) and rest while

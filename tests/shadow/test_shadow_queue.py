@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import gc
 import logging
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -802,3 +804,22 @@ def test_a_process_exiting_after_close_with_a_run_in_flight_exits_cleanly(
     assert "terminate called" not in done.stderr
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "closed"
+
+
+def test_an_idle_worker_holds_no_job_it_scored(logistic: Exported) -> None:
+    """The worker kept its last drain in its locals while it waited for the next: a
+    retired challenger's session, which its jobs hold, lived on with the daemon when no
+    challenger was left to submit another job (up to ~194 MiB for a large forest)."""
+    x = np.zeros((1, N_FEATURES), dtype=np.float32)
+    rows = weakref.ref(x)
+    collect = Collector(expected=1)
+    with ShadowQueue(maxsize=4, on_result=collect, workers=1) as q:
+        assert q.submit(job("r1", x, challenger(logistic, 2)))
+        del x
+        assert collect.done.wait(WAIT_S)
+        gone = threading.Event()
+        deadline = time.monotonic() + WAIT_S
+        while rows() is not None and time.monotonic() < deadline:
+            gc.collect()
+            gone.wait(0.01)  # the worker finishes its drain and waits for the next
+        assert rows() is None
