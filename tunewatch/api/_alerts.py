@@ -270,7 +270,7 @@ def _handle_alert(
         outcome = ctx.dispatcher.handle(
             model, "alert_received", payload, dedupe_key=key, actor="alertmanager"
         )
-    except Exception:
+    except Exception:  # released, then re-raised: the request boundary logs it
         # released for Alertmanager's retry (a 503) or the next delivery; the error
         # itself goes on to the request boundary
         store.settle_alert_episode(
@@ -325,7 +325,7 @@ def _retry_owed(
         store.settle_alert_episode(
             fingerprint=fingerprint, starts_at=starts_at, claim=claim, decision=decision
         )
-    except Exception:
+    except Exception:  # owed again, then re-raised: the request boundary logs it
         # owed again for Alertmanager's retry (a 503), which finds a job queued here (a
         # duplicate) and records it; the error goes on to the request boundary
         store.settle_alert_episode(
