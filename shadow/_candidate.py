@@ -19,6 +19,8 @@ import os
 import resource
 import subprocess
 import sys
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,36 @@ from shadow._probe import MEMORY_MARKERS
 logger = logging.getLogger(__name__)
 
 _PACKAGE_ROOT: Final[str] = str(Path(__file__).resolve().parent.parent)
+
+#: How many passed candidates this process remembers (see :func:`inspect_candidate`).
+PASSED_KEPT: Final = 64
+
+
+class _Passed:
+    """Candidates that passed, by (sha256, memory limit, timeout), newest kept last; the
+    least recently used goes past :data:`PASSED_KEPT`. Registrations run on several
+    threads, so reads and writes hold a lock."""
+
+    def __init__(self) -> None:
+        self._infos: OrderedDict[tuple[str, int, float], CandidateInfo] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, int, float]) -> CandidateInfo | None:
+        with self._lock:
+            info = self._infos.get(key)
+            if info is not None:
+                self._infos.move_to_end(key)
+            return info
+
+    def put(self, key: tuple[str, int, float], info: CandidateInfo) -> None:
+        with self._lock:
+            self._infos[key] = info
+            self._infos.move_to_end(key)
+            while len(self._infos) > PASSED_KEPT:
+                self._infos.popitem(last=False)
+
+
+_PASSED: Final = _Passed()
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +110,12 @@ def inspect_candidate(
     numpy and onnxruntime included — about 200 MiB of it before any model is
     loaded); ``timeout_s`` bounds its wall time. Raises
     :class:`~shadow.CandidateRejectedError` with the reason as ``code``.
+
+    A pass is remembered by the file's content and the two limits: the same bytes under
+    the same limits pass again without another child process (a re-registration after a
+    refusal, an imported artefact the store holds, the example models a test suite
+    registers again and again). A refusal is not remembered: it may be the machine's (a
+    probe that started slowly under load).
     """
     if memory_limit_bytes <= 0:
         raise ValueError(f"`memory_limit_bytes` must be > 0, got {memory_limit_bytes}")
@@ -95,6 +133,10 @@ def inspect_candidate(
     opset = opset_imports(proto)
     del proto
     data = path.read_bytes()
+    key = (hashlib.sha256(data).hexdigest(), memory_limit_bytes, timeout_s)
+    passed = _PASSED.get(key)
+    if passed is not None:
+        return passed
 
     command = [sys.executable, "-m", "shadow._probe", str(path.resolve())]
     try:
@@ -119,14 +161,15 @@ def inspect_candidate(
 
     payload = _parse_payload(done.stdout)
     if done.returncode == 0 and payload is not None and "signature" in payload:
-        signature = Signature.from_dict(payload["signature"])
-        return CandidateInfo(
-            signature=signature,
+        info = CandidateInfo(
+            signature=Signature.from_dict(payload["signature"]),
             load_memory_bytes=max(0, int(payload.get("memory_bytes", 0))),
             opset=opset,
             size_bytes=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
+            sha256=key[0],
         )
+        _PASSED.put(key, info)
+        return info
     raise _rejection(path, done, payload, memory_limit_bytes)
 
 

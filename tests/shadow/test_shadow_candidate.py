@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import uuid
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -129,3 +132,36 @@ def test_probe_exceeding_timeout_is_load_timeout(good_path: Path) -> None:
 def test_probe_exceeding_memory_limit_is_load_memory(good_path: Path) -> None:
     error = rejection(good_path, memory_limit_bytes=64 * 1024**2)
     assert error.code == "load_memory"
+
+
+def test_identical_bytes_under_identical_limits_are_probed_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass is kept by content and limits: the same bytes (at any path) pass again
+    without a child process; other limits, other bytes and refusals are probed."""
+    probes: list[str] = []
+    run = subprocess.run
+
+    def counted(command: Any, *args: Any, **kwargs: Any) -> Any:
+        probes.append(command[-1])
+        return run(command, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", counted)
+    proto = matmul_model()
+    proto.doc_string = uuid.uuid4().hex  # bytes no other test has probed
+    first, copy = tmp_path / "first.onnx", tmp_path / "copy.onnx"
+    onnx.save_model(proto, first)
+    copy.write_bytes(first.read_bytes())
+
+    info = inspect_candidate(first)
+    assert inspect_candidate(copy) == info
+    assert len(probes) == 1
+    inspect_candidate(first, timeout_s=30.0)  # other limits: probed
+    assert len(probes) == 2
+    for _ in range(2):  # a refusal is not kept: it may be the machine's (a slow start)
+        assert rejection(first, timeout_s=0.001).code == "load_timeout"
+    assert len(probes) == 4
+    proto.doc_string = uuid.uuid4().hex
+    onnx.save_model(proto, first)  # the file changed under the same path: probed
+    assert inspect_candidate(first).sha256 != info.sha256
+    assert len(probes) == 5

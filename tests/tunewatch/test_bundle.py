@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import re
-import subprocess
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.tunewatch.conftest import MODEL
+from tunewatch import _registry as registry_module
 from tunewatch._bundle import BundleError, ImportedVersion, export_bundle, import_bundle
 from tunewatch._cli import main
 from tunewatch._config import build_config
@@ -605,15 +605,14 @@ def test_each_candidate_is_loaded_once_per_import(
     """The check phase and the registration each loaded every candidate in the sandbox: a
     child process per version and phase, each allowed `candidate_timeout_s`."""
     bundle = _export(source, tmp_path / "credit.zip", versions=[1, 2])
-    probes: list[str] = []
-    run = subprocess.run
+    probes: list[bytes] = []
+    inspect = registry_module.inspect_candidate
 
-    def counted(command: Any, *args: Any, **kwargs: Any) -> Any:
-        if "shadow._probe" in command:
-            probes.append(command[-1])
-        return run(command, *args, **kwargs)
+    def counted(path: Path, **kwargs: Any) -> Any:
+        probes.append(path.read_bytes())
+        return inspect(path, **kwargs)
 
-    monkeypatch.setattr(subprocess, "run", counted)
+    monkeypatch.setattr(registry_module, "inspect_candidate", counted)
     _, imported, _ = _import(target, bundle)
     assert [i.stage for i in imported] == ["champion", "shadow"]
     assert len(probes) == 2
