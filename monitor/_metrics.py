@@ -145,6 +145,14 @@ class ServingMetrics:
             ["model"],
             registry=r,
         )
+        self.lineup_stale = Gauge(
+            "tunewatch_lineup_stale",
+            "1 while the model's line-up here is not the store's: its last load failed (it "
+            "serves the line-up it had, or none) or a shadow version would not load (tried "
+            "again with a doubling wait, at most an hour); 0 once a load serves them all.",
+            ["model"],
+            registry=r,
+        )
 
         # -- evaluation (scheduled per model) ------------------------------------------
         self.drift_share = Gauge(

@@ -301,7 +301,7 @@ class Daemon:
         """After the loop promoted or rolled back: serve the new lineup and write the
         rationale reports of the champion and of the version the latest change moved
         out (the champion a promotion replaced, the version a rollback rolled back)."""
-        self.runtime.load(model)
+        self.runtime.try_load(model)  # a fault: the line-up it had stays, marked stale
         champion = self.store.champion(model)
         if champion is None:
             return

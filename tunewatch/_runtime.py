@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -40,11 +40,11 @@ from shadow import (
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
 from tunewatch._errors import NotFoundError, StoreError, StoreUnavailableError
-from tunewatch._recorder import Recorder
+from tunewatch._recorder import Recorder, output_record
 from tunewatch._split import SplitConfig, route
+from tunewatch._unloadable import Unloadable
 from tunewatch.comparison._watch import watched_versions
-from tunewatch.store import ModelRow, OutputRecord, RequestRecord, Source, Store, VersionRow
-from tunewatch.store import Role as OutputRole
+from tunewatch.store import ModelRow, Store, VersionRow
 from tunewatch.store._comparisons import ComparisonStore
 
 logger = logging.getLogger(__name__)
@@ -80,7 +80,9 @@ class ScoringRuntime:
         artefacts: ArtefactStore,
         metrics: ServingMetrics,
         recorder: Recorder,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        # ``clock``: the monotonic clock a shadow version that would not load waits by
         self.config = config
         self.store = store
         self.artefacts = artefacts
@@ -89,10 +91,9 @@ class ScoringRuntime:
         self._models: dict[str, ServedModel] = {}
         self._comparisons = ComparisonStore(store)  # which version a rollback watch keeps
         self._sessions: dict[str, OnnxModel] = {}  # by artefact sha256
-        # shadow versions whose artefact failed to load, (model, version) -> artefact sha256:
-        # refresh leaves them out of the lineup it wants, so it does not reload (and log)
-        # them every tick; a reload for another reason tries them again
-        self._unloadable: dict[tuple[str, int], str] = {}
+        # shadow versions whose artefact failed to load: refresh leaves each out of the
+        # line-up it wants until its retry time (a reload for another reason tries it too)
+        self._unloadable = Unloadable(clock=clock)
         self._memory_labels: dict[tuple[str, int], tuple[str, str, str]] = {}
         self._load_lock = threading.Lock()
         # held while a per-version series is made or removed: a series is made only for a
@@ -160,6 +161,7 @@ class ScoringRuntime:
         except (StoreError, ShadowError) as exc:
             if isinstance(exc, StoreUnavailableError):
                 raise
+            self.metrics.lineup_stale.labels(name).set(1)
             logger.error(
                 "model=%s lineup cannot be loaded, serving the last one (none: not ready) "
                 "until a refresh loads it: %s",
@@ -202,6 +204,7 @@ class ScoringRuntime:
             for v in versions
             if v.stage == "shadow" and (loaded := self._challenger(v)) is not None
         )
+        self._unloadable.forget(name, keep={v.version for v in versions if v.stage == "shadow"})
         split = self._split(name)
         served = self._models.get(name)
         if served is None or served.row != row or served.split != split:
@@ -211,6 +214,7 @@ class ScoringRuntime:
         served.deployment.set_lineup(champion, challengers)
         if champion is not None:
             self.metrics.champion_version.labels(name).set(champion.version)
+        self.metrics.lineup_stale.labels(name).set(1 if self._unloadable.count(name) else 0)
         logger.info(
             "loaded model=%s champion=%s challengers=%s",
             name,
@@ -231,7 +235,7 @@ class ScoringRuntime:
                     v.version
                     for v in versions
                     if v.stage == "shadow"
-                    and self._unloadable.get((v.model, v.version)) != v.artefact_sha256
+                    and not self._unloadable.waiting(v.model, v.version, v.artefact_sha256)
                 ),
             )
             served = self._models.get(row.name)
@@ -283,15 +287,17 @@ class ScoringRuntime:
         except (StoreError, ShadowError) as exc:
             if isinstance(exc, StoreUnavailableError):
                 raise
-            self._unloadable[(v.model, v.version)] = v.artefact_sha256
+            wait = self._unloadable.failed(v.model, v.version, v.artefact_sha256)
             logger.error(
-                "model=%s version=%d cannot be loaded, it is not shadowed: %s",
+                "model=%s version=%d cannot be loaded, it is not shadowed (tried again in "
+                "%.0f s): %s",
                 v.model,
                 v.version,
+                wait,
                 exc,
             )
             return None
-        self._unloadable.pop((v.model, v.version), None)
+        self._unloadable.loaded(v.model, v.version)
         return loaded
 
     def _session(self, v: VersionRow) -> OnnxModel:
@@ -458,53 +464,6 @@ class ScoringRuntime:
             child = self._row_children[model] = self.metrics.inference_rows.labels(model)
         return child
 
-    # -- recording -------------------------------------------------------------------------
-    @staticmethod
-    def request_record(
-        model: str,
-        request_id: str,
-        x: np.ndarray,
-        *,
-        source: Source = "infer",
-        unit_key: str | None = None,
-    ) -> RequestRecord:
-        x32 = np.ascontiguousarray(x, dtype=np.float32)
-        return RequestRecord(
-            model=model,
-            request_id=request_id,
-            received_at=datetime.now(UTC),
-            source=source,
-            n_rows=x32.shape[0],
-            n_cols=x32.shape[1],
-            inputs=x32.tobytes(),
-            unit_key=unit_key,
-        )
-
-    @staticmethod
-    def output_record(
-        model: str,
-        request_id: str,
-        version: int,
-        role: OutputRole,
-        values: np.ndarray,
-        latency_s: float | None,
-        created_at: datetime | None = None,
-    ) -> OutputRecord:
-        v32 = np.ascontiguousarray(values, dtype=np.float32)
-        if v32.ndim == 1:
-            v32 = v32.reshape(-1, 1)
-        return OutputRecord(
-            model=model,
-            request_id=request_id,
-            version=version,
-            role=role,
-            latency_s=latency_s,
-            n_rows=v32.shape[0],
-            n_cols=v32.shape[1],
-            values=v32.tobytes(),
-            created_at=created_at or datetime.now(UTC),
-        )
-
     def shadow(
         self, model: str, request_id: str, x: np.ndarray, challengers: tuple[LoadedVersion, ...]
     ) -> None:
@@ -551,7 +510,7 @@ class ScoringRuntime:
             if r.latency_s is not None and hp is not None:  # a backlog batch has no latency
                 self._latency(r.model, r.version, hp, "challenger").observe(r.latency_s)
             records.append(
-                self.output_record(
+                output_record(
                     r.model, r.request_id, r.version, "challenger", r.values, r.latency_s, now
                 )
             )

@@ -5,6 +5,7 @@ before it commits — and a champion in that state never blocks replacing it."""
 from __future__ import annotations
 
 import base64
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
+from monitor import ServingMetrics
 from tests.tunewatch.conftest import MODEL, logistic_variant, make_daemon
 from tests.tunewatch.test_promotion_signature import _config, _copy
 from tunewatch import _governance as governance
@@ -22,6 +24,8 @@ from tunewatch._cli import main
 from tunewatch._daemon import Daemon
 from tunewatch._errors import ConflictError, NotFoundError, StoreError
 from tunewatch._example import ExampleModel
+from tunewatch._runtime import ScoringRuntime
+from tunewatch._unloadable import RETRY_FIRST_S
 
 DAMAGES = ["missing", "truncated", "a directory"]
 INFER = {"inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": [0.0] * 8}]}
@@ -364,3 +368,85 @@ def test_a_refused_approval_leaves_no_session_of_its_version_open(
         r = c.post(f"/v1/approvals/{approval}/approve", json={"reason": "r"}, headers=admin)
         assert r.status_code == 409 and r.json()["code"] == "same_person", r.text
     assert retired not in regulated.runtime._sessions
+
+
+def test_a_shadow_version_that_would_not_load_is_tried_again_until_it_loads(
+    daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A version that once failed to load stayed out of shadow on that replica for good
+    (until some other change reloaded its model), and only the log said so."""
+    now = [0.0]
+    metrics = ServingMetrics()
+    runtime = ScoringRuntime(
+        config=daemon.config,
+        store=daemon.store,
+        artefacts=daemon.artefacts,
+        metrics=metrics,
+        recorder=daemon.recorder,
+        clock=lambda: now[0],
+    )
+    path = daemon.artefacts.path(daemon.store.get_version(MODEL, 2).artefact_sha256)
+    kept = path.read_bytes()
+    damage(daemon, 2, "missing")
+    caplog.set_level(logging.ERROR, logger="tunewatch._runtime")
+    runtime.start()
+    try:
+
+        def shadowed() -> list[int]:
+            return [c.version for c in runtime.model(MODEL).deployment.lineup.challengers]
+
+        def stale() -> float | None:
+            return metrics.registry.get_sample_value("tunewatch_lineup_stale", {"model": MODEL})
+
+        assert shadowed() == [] and stale() == 1
+        tries = len(caplog.records)
+        runtime.refresh()
+        assert len(caplog.records) == tries  # not tried (nor logged) again every tick
+        now[0] += RETRY_FIRST_S
+        runtime.refresh()  # tried again: still missing, it waits twice as long
+        assert len(caplog.records) > tries and shadowed() == [] and stale() == 1
+        path.write_bytes(kept)  # the artefact is back
+        now[0] += RETRY_FIRST_S
+        assert runtime.refresh() == []
+        now[0] += RETRY_FIRST_S
+        assert runtime.refresh() == [MODEL]
+        assert shadowed() == [2] and stale() == 0
+    finally:
+        runtime.close()
+
+
+def test_a_champion_that_would_not_load_marks_the_lineup_stale(daemon: Daemon) -> None:
+    metrics = daemon.metrics
+    runtime = daemon.runtime
+    runtime.start()
+    try:
+        assert metrics.registry.get_sample_value("tunewatch_lineup_stale", {"model": MODEL}) == 0
+        new = logistic_variant()
+        v3 = daemon.registry.register(MODEL, new.onnx, new.metadata, actor="t")
+        damage(daemon, v3.version, "truncated")
+        daemon.store.promote(MODEL, v3.version, actor="t", reason="promoted elsewhere")
+        assert runtime.refresh() == []  # it serves the line-up it had
+        assert _served(daemon) == 1
+        assert metrics.registry.get_sample_value("tunewatch_lineup_stale", {"model": MODEL}) == 1
+    finally:
+        runtime.close()
+
+
+def test_a_lineup_change_whose_champion_would_not_load_is_served_stale_not_raised(
+    daemon: Daemon,
+) -> None:
+    """After the comparison loop promoted (committed), loading the new line-up raised
+    into the loop's step; now it serves the line-up it had, says so, and the refresh
+    tries again."""
+    daemon.runtime.start()
+    try:
+        new = logistic_variant()
+        v3 = daemon.registry.register(MODEL, new.onnx, new.metadata, actor="t")
+        damage(daemon, v3.version, "truncated")
+        daemon.store.promote(MODEL, v3.version, actor="t", reason="a race with the check")
+        daemon._lineup_changed(MODEL)
+        assert _served(daemon) == 1
+        stale = daemon.metrics.registry.get_sample_value("tunewatch_lineup_stale", {"model": MODEL})
+        assert stale == 1
+    finally:
+        daemon.runtime.close()

@@ -29,7 +29,7 @@ def runner(request: Request) -> ComparisonRunner:
         ctx.runtime.config,
         dispatcher=ctx.dispatcher,
         metrics=ctx.runtime.metrics,
-        on_lineup_change=ctx.runtime.load,
+        on_lineup_change=ctx.runtime.try_load,
     )
 
 

@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from shadow import Signature, TensorSpec
 from tunewatch import __version__
+from tunewatch._recorder import output_record, request_record
 from tunewatch.api._body import INLINE_JSON_BYTES, off_loop, parse_json_object
 from tunewatch.api._context import AppContext, authenticate, context
 from tunewatch.api._errors import ApiError
@@ -415,9 +416,9 @@ async def infer(
     if ctx.recording:
         role: OutputRole = "champion" if scored.version.role == "champion" else "challenger"
         inserted = await ctx.runtime.recorder.record(
-            ctx.runtime.request_record(model, request_id, x, unit_key=unit_key),
+            request_record(model, request_id, x, unit_key=unit_key),
             [
-                ctx.runtime.output_record(
+                output_record(
                     model,
                     request_id,
                     scored.version.version,

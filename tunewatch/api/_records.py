@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from shadow import Lineup, LoadedVersion
 from tunewatch._errors import NotFoundError
+from tunewatch._recorder import output_record, request_record
 from tunewatch._runtime import ServedModel
 from tunewatch.api._body import INLINE_JSON_BYTES, off_loop, parse_json_object
 from tunewatch.api._context import AppContext, authenticate, context
@@ -236,8 +237,8 @@ def _mirrored(
         if task in ("binary", "multiclass"):
             _check_probabilities(y, where, task)
         record = _Record(
-            ctx.runtime.request_record(model, request_id, x, source="mirror"),
-            ctx.runtime.output_record(model, request_id, version, "external", y, None),
+            request_record(model, request_id, x, source="mirror"),
+            output_record(model, request_id, version, "external", y, None),
             named_version,
         )
         batch.append(_Mirrored(record, x))
