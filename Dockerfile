@@ -13,7 +13,7 @@ COPY monitor ./monitor
 COPY shadow ./shadow
 COPY retune ./retune
 COPY tunewatch ./tunewatch
-RUN pip install -c constraints.txt . && rm -rf /root/.cache
+RUN pip install "pip==26.3" && pip install -c constraints.txt . && rm -rf /root/.cache
 COPY configs ./configs
 COPY configs/tunewatch.yaml /etc/tunewatch/tunewatch.yaml
 
