@@ -12,6 +12,7 @@ last stderr line), timeout → ``load_timeout``, memory exhaustion → ``load_me
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -135,8 +136,8 @@ def inspect_candidate(
     data = path.read_bytes()
     key = (hashlib.sha256(data).hexdigest(), memory_limit_bytes, timeout_s)
     passed = _PASSED.get(key)
-    if passed is not None:
-        return passed
+    if passed is not None:  # its own opset dict: a caller keeps it in the version's details
+        return dataclasses.replace(passed, opset=dict(passed.opset))
 
     command = [sys.executable, "-m", "shadow._probe", str(path.resolve())]
     try:
@@ -169,7 +170,7 @@ def inspect_candidate(
             sha256=key[0],
         )
         _PASSED.put(key, info)
-        return info
+        return dataclasses.replace(info, opset=dict(opset))
     raise _rejection(path, done, payload, memory_limit_bytes)
 
 

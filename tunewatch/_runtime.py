@@ -145,9 +145,16 @@ class ScoringRuntime:
         """(Re)load a model's champion and shadow versions; swaps the lineup atomically.
 
         Loads are serialised (API threads, the refresh loop and the comparison loop all
-        load), and the sessions of versions no model serves any more are closed."""
+        load), and the sessions of versions no model serves any more are closed. A load
+        that fails marks the model's line-up stale (``tunewatch_lineup_stale``) under the
+        lock, so a newer load's mark is never overwritten by an older failure's."""
         with self._load_lock:
-            served = self._load(name)
+            try:
+                served = self._load(name)
+            except (StoreError, ShadowError) as exc:
+                if not isinstance(exc, StoreUnavailableError):
+                    self.metrics.lineup_stale.labels(name).set(1)
+                raise
             self._evict()
         return served
 
@@ -161,7 +168,6 @@ class ScoringRuntime:
         except (StoreError, ShadowError) as exc:
             if isinstance(exc, StoreUnavailableError):
                 raise
-            self.metrics.lineup_stale.labels(name).set(1)
             logger.error(
                 "model=%s lineup cannot be loaded, serving the last one (none: not ready) "
                 "until a refresh loads it: %s",
@@ -204,7 +210,7 @@ class ScoringRuntime:
             for v in versions
             if v.stage == "shadow" and (loaded := self._challenger(v)) is not None
         )
-        self._unloadable.forget(name, keep={v.version for v in versions if v.stage == "shadow"})
+        self._settle_unloadable(name, versions)
         split = self._split(name)
         served = self._models.get(name)
         if served is None or served.row != row or served.split != split:
@@ -214,7 +220,6 @@ class ScoringRuntime:
         served.deployment.set_lineup(champion, challengers)
         if champion is not None:
             self.metrics.champion_version.labels(name).set(champion.version)
-        self.metrics.lineup_stale.labels(name).set(1 if self._unloadable.count(name) else 0)
         logger.info(
             "loaded model=%s champion=%s challengers=%s",
             name,
@@ -246,11 +251,20 @@ class ScoringRuntime:
                     tuple(c.version for c in lineup.challengers),
                 )
                 if have == wanted and served.row == row and served.split == self._split(row.name):
+                    with self._load_lock:  # served as the store says, but for versions
+                        self._settle_unloadable(row.name, versions)  # waiting to retry
                     continue
             if self.try_load(row.name) is None:  # one model's fault: the others reload
                 continue
             changed.append(row.name)
         return changed
+
+    def _settle_unloadable(self, name: str, versions: Sequence[VersionRow]) -> None:
+        """Drop the load failures of ``name``'s versions no longer in shadow and mark its
+        line-up stale while one is left; the caller holds the load lock and serves the
+        store's champion."""
+        self._unloadable.forget(name, keep={v.version for v in versions if v.stage == "shadow"})
+        self.metrics.lineup_stale.labels(name).set(1 if self._unloadable.count(name) else 0)
 
     def _evict(self) -> None:
         """Drop sessions and per-version series (memory, latency, shadow errors) of

@@ -48,12 +48,17 @@ class Unloadable:
 
     def failed(self, model: str, version: int, sha256: str) -> float:
         """Record that ``version`` (artefact ``sha256``) would not load; return how many
-        seconds the refresh now waits before it tries again."""
+        seconds the refresh now waits before it tries again. Each failure at or after
+        the retry time doubles the wait; one before it (a reload for another reason)
+        keeps the retry time."""
         with self._lock:
+            now = self._clock()
             last = self._failed.get((model, version))
+            if last is not None and last.sha256 == sha256 and now < last.retry_at:
+                return last.retry_at - now  # tried early (a reload for another reason)
             failures = last.failures + 1 if last is not None and last.sha256 == sha256 else 1
             wait: float = min(self._max_s, self._first_s * 2.0 ** (failures - 1))
-            self._failed[(model, version)] = _Failure(sha256, failures, self._clock() + wait)
+            self._failed[(model, version)] = _Failure(sha256, failures, now + wait)
             return wait
 
     def loaded(self, model: str, version: int) -> None:

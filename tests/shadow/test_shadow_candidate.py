@@ -156,6 +156,8 @@ def test_identical_bytes_under_identical_limits_are_probed_once(
     info = inspect_candidate(first)
     assert inspect_candidate(copy) == info
     assert len(probes) == 1
+    info.opset["changed.by.a.caller"] = 1  # what one caller does with its answer
+    assert "changed.by.a.caller" not in inspect_candidate(copy).opset
     inspect_candidate(first, timeout_s=30.0)  # other limits: probed
     assert len(probes) == 2
     for _ in range(2):  # a refusal is not kept: it may be the machine's (a slow start)

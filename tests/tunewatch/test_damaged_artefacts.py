@@ -450,3 +450,41 @@ def test_a_lineup_change_whose_champion_would_not_load_is_served_stale_not_raise
         assert stale == 1
     finally:
         daemon.runtime.close()
+
+
+def _stale(d: Daemon) -> float | None:
+    return d.metrics.registry.get_sample_value("tunewatch_lineup_stale", {"model": MODEL})
+
+
+def test_a_version_that_would_not_load_leaving_shadow_elsewhere_clears_the_stale_mark(
+    daemon: Daemon,
+) -> None:
+    """The refresh skips a model whose served line-up is the store's, so the mark of a
+    version retired elsewhere (the leader's rollback watch) stayed 1 for good."""
+    damage(daemon, 2, "missing")
+    daemon.runtime.start()
+    try:
+        assert _stale(daemon) == 1
+        daemon.store.set_stage(MODEL, 2, "retired", actor="cli", reason="retired elsewhere")
+        daemon.runtime.refresh()
+        assert _stale(daemon) == 0
+    finally:
+        daemon.runtime.close()
+
+
+def test_the_store_returning_to_the_served_champion_clears_the_stale_mark(daemon: Daemon) -> None:
+    """A new champion would not load here (1); rolled back to the one served, the line-up
+    is the store's again, which the skipped refresh never said."""
+    daemon.runtime.start()
+    try:
+        new = logistic_variant()
+        v3 = daemon.registry.register(MODEL, new.onnx, new.metadata, actor="t")
+        damage(daemon, v3.version, "truncated")
+        daemon.store.promote(MODEL, v3.version, actor="t", reason="promoted elsewhere")
+        daemon.runtime.refresh()
+        assert _served(daemon) == 1 and _stale(daemon) == 1
+        daemon.store.rollback(MODEL, actor="op", reason="answering the alert")
+        daemon.runtime.refresh()
+        assert _served(daemon) == 1 and _stale(daemon) == 0
+    finally:
+        daemon.runtime.close()

@@ -97,7 +97,7 @@ class ComparisonRunner:
     """Runs the comparison loop of one model at a time (see the module docstring).
 
     ``on_lineup_change`` is called with the model after a promotion or rollback (the
-    daemon passes ``runtime.load``); ``settings`` overrides a model's
+    daemon passes ``runtime.try_load``); ``settings`` overrides a model's
     ``ComparisonConfig`` (default: its config's ``comparison`` section, else defaults).
     """
 
