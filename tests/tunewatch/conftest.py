@@ -6,11 +6,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
+import tunewatch._registry as registry_module
 from shadow import OnnxModel
 from tunewatch._auth import ROLES, hash_token, new_token
 from tunewatch._background import BackgroundServer
@@ -194,3 +196,18 @@ def feed(
         d.store.add_labels(
             MODEL, [LabelItem(request_id=f"r{start + i}", value=float(y[i])) for i in range(n)]
         )
+
+
+@pytest.fixture
+def inspected(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The bytes of every candidate the registry inspects (each a child process, unless
+    the same bytes passed before), in order."""
+    seen: list[bytes] = []
+    inspect = registry_module.inspect_candidate
+
+    def counted(path: Path, **kwargs: Any) -> Any:
+        seen.append(path.read_bytes())
+        return inspect(path, **kwargs)
+
+    monkeypatch.setattr(registry_module, "inspect_candidate", counted)
+    return seen

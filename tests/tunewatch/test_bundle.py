@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from tests.tunewatch.conftest import MODEL
-from tunewatch import _registry as registry_module
 from tunewatch._bundle import BundleError, ImportedVersion, export_bundle, import_bundle
 from tunewatch._cli import main
 from tunewatch._config import build_config
@@ -600,22 +599,14 @@ def test_a_version_the_registration_would_refuse_refuses_the_bundle_before_any_r
 
 
 def test_each_candidate_is_loaded_once_per_import(
-    source: Daemon, target: Daemon, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    source: Daemon, target: Daemon, tmp_path: Path, inspected: list[bytes]
 ) -> None:
     """The check phase and the registration each loaded every candidate in the sandbox: a
     child process per version and phase, each allowed `candidate_timeout_s`."""
     bundle = _export(source, tmp_path / "credit.zip", versions=[1, 2])
-    probes: list[bytes] = []
-    inspect = registry_module.inspect_candidate
-
-    def counted(path: Path, **kwargs: Any) -> Any:
-        probes.append(path.read_bytes())
-        return inspect(path, **kwargs)
-
-    monkeypatch.setattr(registry_module, "inspect_candidate", counted)
     _, imported, _ = _import(target, bundle)
     assert [i.stage for i in imported] == ["champion", "shadow"]
-    assert len(probes) == 2
+    assert len(inspected) == 2
 
 
 class _RacedRegistry(Registry):

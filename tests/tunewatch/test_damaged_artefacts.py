@@ -370,6 +370,15 @@ def test_a_refused_approval_leaves_no_session_of_its_version_open(
     assert retired not in regulated.runtime._sessions
 
 
+def promote_a_damaged_version(d: Daemon) -> None:
+    """Register a version, damage its artefact and make it champion in the store, as a
+    process whose checks passed before the damage would (a race, or another host)."""
+    new = logistic_variant()
+    version = d.registry.register(MODEL, new.onnx, new.metadata, actor="t").version
+    damage(d, version, "truncated")
+    d.store.promote(MODEL, version, actor="t", reason="promoted elsewhere")
+
+
 def test_a_shadow_version_that_would_not_load_is_tried_again_until_it_loads(
     daemon: Daemon, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -421,10 +430,7 @@ def test_a_champion_that_would_not_load_marks_the_lineup_stale(daemon: Daemon) -
     runtime.start()
     try:
         assert metrics.registry.get_sample_value("tunewatch_lineup_stale", {"model": MODEL}) == 0
-        new = logistic_variant()
-        v3 = daemon.registry.register(MODEL, new.onnx, new.metadata, actor="t")
-        damage(daemon, v3.version, "truncated")
-        daemon.store.promote(MODEL, v3.version, actor="t", reason="promoted elsewhere")
+        promote_a_damaged_version(daemon)
         assert runtime.refresh() == []  # it serves the line-up it had
         assert _served(daemon) == 1
         assert metrics.registry.get_sample_value("tunewatch_lineup_stale", {"model": MODEL}) == 1
@@ -440,10 +446,7 @@ def test_a_lineup_change_whose_champion_would_not_load_is_served_stale_not_raise
     tries again."""
     daemon.runtime.start()
     try:
-        new = logistic_variant()
-        v3 = daemon.registry.register(MODEL, new.onnx, new.metadata, actor="t")
-        damage(daemon, v3.version, "truncated")
-        daemon.store.promote(MODEL, v3.version, actor="t", reason="a race with the check")
+        promote_a_damaged_version(daemon)
         daemon._lineup_changed(MODEL)
         assert _served(daemon) == 1
         stale = daemon.metrics.registry.get_sample_value("tunewatch_lineup_stale", {"model": MODEL})
@@ -477,10 +480,7 @@ def test_the_store_returning_to_the_served_champion_clears_the_stale_mark(daemon
     is the store's again, which the skipped refresh never said."""
     daemon.runtime.start()
     try:
-        new = logistic_variant()
-        v3 = daemon.registry.register(MODEL, new.onnx, new.metadata, actor="t")
-        damage(daemon, v3.version, "truncated")
-        daemon.store.promote(MODEL, v3.version, actor="t", reason="promoted elsewhere")
+        promote_a_damaged_version(daemon)
         daemon.runtime.refresh()
         assert _served(daemon) == 1 and _stale(daemon) == 1
         daemon.store.rollback(MODEL, actor="op", reason="answering the alert")

@@ -633,18 +633,11 @@ def test_check_refuses_what_register_refuses_and_writes_nothing(
 
 
 def test_a_checked_candidate_is_registered_without_loading_it_again(
-    trained: list[ExampleModel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trained: list[ExampleModel], tmp_path: Path, inspected: list[bytes]
 ) -> None:
     daemon = Daemon(build_config({"data_dir": str(tmp_path / "data")}, env={}), env={})
     try:
-        loaded: list[bytes] = []
-        inspect = registry_module.inspect_candidate
-
-        def counted(path: Path, **kwargs: Any) -> Any:
-            loaded.append(path.read_bytes())
-            return inspect(path, **kwargs)
-
-        monkeypatch.setattr(registry_module, "inspect_candidate", counted)
+        loaded = inspected
         model = trained[0]
         info = daemon.registry.check(MODEL, model.onnx, model.metadata)
         row = daemon.registry.register(MODEL, model.onnx, model.metadata, actor="t", inspected=info)
