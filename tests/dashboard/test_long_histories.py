@@ -297,12 +297,20 @@ def test_ab_page_limit_zero_reports_hidden_tests(served: Served) -> None:
     assert 'href="/dashboard/models/ab-decided/ab?limit=20">Show the 20 newest</a>' in page.text
 
 
-@pytest.mark.parametrize("bad", ["-1", "101", "many"])
+@pytest.mark.parametrize("bad", ["-1", "101", "many", "1.5"])
 def test_ab_limit_out_of_range_is_a_400_naming_the_field(ab_model: Served, bad: str) -> None:
-    for path in ("/v1/dashboard/models/ab/ab", "/dashboard/models/ab/ab"):
-        r = ab_model.get(path, limit=bad)
-        assert r.status_code == 400
-        assert r.json()["code"] == "invalid_request" and "limit" in r.json()["error"]
+    """The JSON route answers `{"error","code"}`; the page answers a page, and only to a
+    signed-in browser (it answered the JSON 400 before the session was checked)."""
+    r = ab_model.get("/v1/dashboard/models/ab/ab", limit=bad)
+    assert r.status_code == 400
+    assert r.json()["code"] == "invalid_request" and "limit" in r.json()["error"]
+    page = ab_model.page("/dashboard/models/ab/ab", limit=bad)
+    assert page.status_code == 400 and page.headers["content-type"].startswith("text/html")
+    assert "Bad request" in page.text and "`limit` must be an integer" in page.text
+    anonymous = httpx.get(
+        f"{ab_model.url}/dashboard/models/ab/ab", params={"limit": bad}, follow_redirects=False
+    )
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/dashboard/login"
 
 
 def test_ab_looks_of_a_long_test_are_bounded_and_keep_both_ends_and_the_deciding_look(

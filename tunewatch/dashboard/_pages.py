@@ -12,7 +12,9 @@ from html import escape
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
+from pydantic import Field, TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -20,7 +22,7 @@ from tunewatch._auth import AuthError, Principal
 from tunewatch._drift_report import DRIFT_REPORT_HEADERS
 from tunewatch._errors import TunewatchError
 from tunewatch.api._context import RowId, context
-from tunewatch.api._errors import status_for
+from tunewatch.api._errors import ApiError, status_for
 
 from . import _data, _series, _svg
 from ._auth import principal
@@ -94,12 +96,32 @@ def model_page(model: str) -> Response:
 # -- A/B --------------------------------------------------------------------------------------
 
 
+#: The most tests the A/B page shows besides the current champion's open ones.
+MAX_TESTS_SHOWN = 100
+_TEST_LIMIT: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=0, le=MAX_TESTS_SHOWN)])
+
+
+def _test_limit(raw: str | None) -> int:
+    """The page's ``?limit=``, read as the JSON route reads its own, once the session is
+    checked (a query parameter FastAPI validates is answered before it, and with JSON,
+    not a page)."""
+    if raw is None:
+        return _data.AB_TESTS
+    try:
+        return _TEST_LIMIT.validate_python(raw)
+    except PydanticValidationError as exc:
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"`limit` must be an integer in [0, {MAX_TESTS_SHOWN}], got {raw[:20]!r}",
+        ) from exc
+
+
 @router.get("/models/{model}/ab")
-def ab_page(
-    model: str, request: Request, limit: Annotated[int, Query(ge=0, le=100)] = _data.AB_TESTS
-) -> Response:
+def ab_page(model: str, request: Request, limit: str | None = None) -> Response:
     def render(who: Principal) -> str:
-        data = _data.ab_results(sources(request), model, limit=limit)
+        shown = _test_limit(limit)
+        data = _data.ab_results(sources(request), model, limit=shown)
         parts = []
         srm = data["srm"]
         if srm is not None:
@@ -118,16 +140,16 @@ def ab_page(
         if not data["tests_total"]:
             parts.append('<p class="muted">No comparisons yet.</p>')
         elif len(data["tests"]) < data["tests_total"]:
-            wider = min(100, 2 * max(limit, 10))
+            wider = min(MAX_TESTS_SHOWN, 2 * max(shown, 10))
             more = (
                 f' <a class="more" href="{escape(model_url(model, "ab", {"limit": str(wider)}))}">'
                 f"Show the {wider} newest</a>."
-                if wider > limit
+                if wider > shown
                 else ""
             )
             parts.append(
                 f'<p class="muted shown">Showing {len(data["tests"])} of '
-                f"{data['tests_total']} tests: the {limit} newest and the current champion's "
+                f"{data['tests_total']} tests: the {shown} newest and the current champion's "
                 f"open ones (<code>?limit=</code>, 0 to 100).{more}</p>"
             )
         for t in data["tests"]:
