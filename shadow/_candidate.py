@@ -139,16 +139,17 @@ def inspect_candidate(
     if passed is not None:  # its own opset dict: a caller keeps it in the version's details
         return dataclasses.replace(passed, opset=dict(passed.opset))
 
-    command = [sys.executable, "-m", "shadow._probe", str(path.resolve())]
+    # the probe loads the bytes hashed above, from its stdin: a file swapped meanwhile
+    # passed for bytes no probe loaded, and the pass was remembered under their hash
+    command = [sys.executable, "-m", "shadow._probe", "-"]
     try:
-        done = subprocess.run(
+        ran = subprocess.run(
             command,
+            input=data,
             capture_output=True,
-            text=True,
             timeout=timeout_s,
             preexec_fn=_limit_address_space(memory_limit_bytes),
             env=_child_env(),
-            stdin=subprocess.DEVNULL,
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
@@ -160,6 +161,12 @@ def inspect_candidate(
             f"could not start the probe process for {path}: {exc}", code="load_failed"
         ) from exc
 
+    done = subprocess.CompletedProcess(
+        ran.args,
+        ran.returncode,
+        ran.stdout.decode("utf-8", "replace"),
+        ran.stderr.decode("utf-8", "replace"),
+    )
     payload = _parse_payload(done.stdout)
     if done.returncode == 0 and payload is not None and "signature" in payload:
         info = CandidateInfo(

@@ -1,4 +1,6 @@
-"""Child-process probe for candidate models: ``python -m shadow._probe <path>``.
+"""Child-process probe for candidate models: ``python -m shadow._probe -`` reads the
+model's bytes from stdin (the bytes its parent hashed, not a file that may change
+meanwhile); ``python -m shadow._probe <path>`` reads a file.
 
 Run by :func:`shadow.inspect_candidate` under an address-space limit and a timeout,
 because a crafted model can crash or exhaust the process creating its session. It
@@ -54,8 +56,8 @@ MEMORY_MARKERS: Final[tuple[str, ...]] = (
 )
 
 
-def probe(path: Path) -> dict[str, object]:
-    """Load ``path`` into a session and score two rows of zeros: the primary output
+def probe(data: bytes) -> dict[str, object]:
+    """Load ``data`` (an ONNX model) into a session and score two rows of zeros: the primary output
     must hold one row per input row (a scalar or a ``[n_outputs, batch]`` output
     cannot be recorded, nor split by request when a shadow backlog is batched).
 
@@ -66,7 +68,7 @@ def probe(path: Path) -> dict[str, object]:
     or a run past :data:`NON_ZERO_RUN_TIMEOUT_S` is left to serving, which answers or
     stops such runs one by one. No finite set of rows finds every such model (one may
     allocate for one value only)."""
-    model = OnnxModel.from_bytes(path.read_bytes())
+    model = OnnxModel.from_bytes(data)
     spec = model.signature.input
     rows = 1 if spec.shape[0] == 1 else 2  # a model declaring a batch of one takes one
     x = np.zeros((rows, model.signature.n_features), dtype=spec.dtype)
@@ -111,10 +113,11 @@ def _emit(payload: dict[str, object]) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        sys.stderr.write("usage: python -m shadow._probe <model.onnx>\n")
+        sys.stderr.write("usage: python -m shadow._probe <model.onnx | ->\n")
         return 64
     try:
-        result = probe(Path(argv[0]))
+        data = sys.stdin.buffer.read() if argv[0] == "-" else Path(argv[0]).read_bytes()
+        result = probe(data)
     except MemoryError as exc:
         _emit({"error": "load_memory", "message": f"out of memory: {exc}"})
         return EXIT_MEMORY

@@ -167,3 +167,31 @@ def test_identical_bytes_under_identical_limits_are_probed_once(
     onnx.save_model(proto, first)  # the file changed under the same path: probed
     assert inspect_candidate(first).sha256 != info.sha256
     assert len(probes) == 5
+
+
+def test_the_probe_loads_the_bytes_that_were_hashed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parent hashed one read of the file and the probe read it again: a file
+    swapped in between passed for bytes no probe loaded (and the pass was remembered
+    under their hash)."""
+    broken = helper.make_model(
+        helper.make_graph(
+            [helper.make_node("NoSuchOperator", ["X"], ["Y"])],
+            "broken",
+            [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 3])],
+            [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 3])],
+        ),
+        opset_imports=[helper.make_opsetid("", 17)],
+    )
+    broken.doc_string = uuid.uuid4().hex
+    path = tmp_path / "swapped.onnx"
+    onnx.save_model(broken, path)
+    run = subprocess.run
+
+    def swap_then_run(command: Any, *args: Any, **kwargs: Any) -> Any:
+        onnx.save_model(matmul_model(), path)  # a writer swaps the file meanwhile
+        return run(command, *args, **kwargs)
+
+    monkeypatch.setattr(subprocess, "run", swap_then_run)
+    assert rejection(path).code == "load_failed"
