@@ -22,7 +22,7 @@ from ._types import TokenRow, utcnow, valid_actor
 
 #: A token's name is ``VARCHAR(100)`` (PostgreSQL enforces it; SQLite would not).
 MAX_TOKEN_NAME = 100
-#: A bootstrap admin's name as it reads: any script's digits, letters as NFKC folds them.
+#: A bootstrap admin's name as it reads: any script's digits, letters as NFKC and case fold them.
 _READS_AS_BOOTSTRAP = re.compile(re.escape(BOOTSTRAP_TOKEN_NAME) + r"(-\d+)?")
 
 
@@ -65,7 +65,7 @@ def add_token(
                 f"TUNEWATCH_ADMIN_TOKEN (one person under all of them, and revoked when it "
                 f"changes), got {name!r}"
             )
-    elif _READS_AS_BOOTSTRAP.fullmatch(unicodedata.normalize("NFKC", name)):
+    elif _READS_AS_BOOTSTRAP.fullmatch(unicodedata.normalize("NFKC", name).casefold()):
         raise InvalidValueError(
             f"token `name` reads as a name of the bootstrap admin ({BOOTSTRAP_TOKEN_NAME!r} "
             f"or '{BOOTSTRAP_TOKEN_NAME}-<n>', in ASCII digits) without being one: another "

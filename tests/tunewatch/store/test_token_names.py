@@ -44,6 +44,9 @@ def test_a_token_name_with_inner_spaces_is_stored(store: Store) -> None:
         pytest.param("bootstrap-admin-\uff13", id="fullwidth_three"),
         pytest.param("bootstrap-admin-1\u0969", id="devanagari_digit_after_ascii"),
         pytest.param("\uff42ootstrap-admin", id="fullwidth_b"),
+        pytest.param("Bootstrap-Admin", id="capitals"),
+        pytest.param("BOOTSTRAP-ADMIN-2", id="upper_case_numbered"),
+        pytest.param("\uff22ootstrap-admin", id="fullwidth_capital_b"),
     ],
 )
 def test_a_name_that_reads_as_a_bootstrap_admin_name_is_refused(store: Store, name: str) -> None:
