@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 from shadow._errors import CANDIDATE_REJECTED_CODES, CandidateRejectedCode, CandidateRejectedError
-from shadow._onnx import Signature, external_data_tensors, load_model_file, opset_imports
+from shadow._onnx import Signature, external_data_tensors, opset_imports, parse_model
 from shadow._probe import MEMORY_MARKERS
 
 logger = logging.getLogger(__name__)
@@ -123,7 +123,17 @@ def inspect_candidate(
     if timeout_s <= 0:
         raise ValueError(f"`timeout_s` must be > 0, got {timeout_s}")
     path = Path(path)
-    proto = load_model_file(path)
+    # one read: what is checked, hashed, probed and recorded are the same bytes
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CandidateRejectedError(
+            f"{path} is not an ONNX model: {type(exc).__name__}: {exc}", code="not_onnx"
+        ) from exc
+    try:
+        proto = parse_model(data)
+    except CandidateRejectedError as exc:
+        raise CandidateRejectedError(f"{path}: {exc.message}", code="not_onnx") from exc
     external = external_data_tensors(proto)
     if external:
         raise CandidateRejectedError(
@@ -133,7 +143,6 @@ def inspect_candidate(
         )
     opset = opset_imports(proto)
     del proto
-    data = path.read_bytes()
     key = (hashlib.sha256(data).hexdigest(), memory_limit_bytes, timeout_s)
     passed = _PASSED.get(key)
     if passed is not None:  # its own opset dict: a caller keeps it in the version's details

@@ -22,7 +22,6 @@ import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -200,19 +199,6 @@ def parse_model(data: bytes) -> onnx.ModelProto:
         ) from exc
     if not model.HasField("graph"):
         raise CandidateRejectedError("not an ONNX model: it has no graph", code="not_onnx")
-    return model
-
-
-def load_model_file(path: Path) -> onnx.ModelProto:
-    """``onnx.load`` without external data; not_onnx if the file does not parse."""
-    try:
-        model: onnx.ModelProto = onnx.load(path, load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError, ValueError, OSError …
-        raise CandidateRejectedError(
-            f"{path} is not an ONNX model: {type(exc).__name__}: {exc}", code="not_onnx"
-        ) from exc
-    if not model.HasField("graph"):
-        raise CandidateRejectedError(f"{path} is not an ONNX model: no graph", code="not_onnx")
     return model
 
 

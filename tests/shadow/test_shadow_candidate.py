@@ -12,6 +12,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from shadow_models import N_FEATURES, Exported
 
+import shadow._candidate as candidate_module
 from shadow import CandidateRejectedError, inspect_candidate
 
 
@@ -195,3 +196,26 @@ def test_the_probe_loads_the_bytes_that_were_hashed(
 
     monkeypatch.setattr(subprocess, "run", swap_then_run)
     assert rejection(path).code == "load_failed"
+
+
+def test_what_is_recorded_of_a_candidate_comes_from_one_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The opset and the external-data check came from one read of the file, the hash
+    and the probe from a second: a file swapped between them was recorded (and its pass
+    remembered) with another file's opset."""
+    first, second = matmul_model(), matmul_model()
+    first.doc_string, second.doc_string = uuid.uuid4().hex, uuid.uuid4().hex
+    second.opset_import[0].version = 13
+    path = tmp_path / "swapped.onnx"
+    onnx.save_model(first, path)
+    opsets = candidate_module.opset_imports
+
+    def swap_after_reading(proto: onnx.ModelProto) -> dict[str, int]:
+        onnx.save_model(second, path)  # a writer replaces the file meanwhile
+        return opsets(proto)
+
+    monkeypatch.setattr(candidate_module, "opset_imports", swap_after_reading)
+    info = inspect_candidate(path)
+    assert info.sha256 == hashlib.sha256(first.SerializeToString()).hexdigest()
+    assert info.opset["ai.onnx"] == 17
