@@ -31,6 +31,7 @@ from tunewatch.api._front import InferenceFront
 from tunewatch.comparison import ComparisonRunner
 from tunewatch.store import Store
 from tunewatch.store._governance import BOOTSTRAP_NAME, BOOTSTRAP_TOKEN_NAME
+from tunewatch.store._tokens import reads_as_bootstrap
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +150,22 @@ def ensure_bootstrap_token(store: Store, env: Mapping[str, str]) -> None:
         raise
 
 
+def warn_of_bootstrap_lookalikes(store: Store) -> None:
+    """Name the active tokens stored under a name that reads as the bootstrap admin's
+    (``Bootstrap-Admin-7``): refused since, one stored before still works, as another
+    person to the rule that a requester may not decide their own approval."""
+    names = [t.name for t in store.list_tokens() if t.revoked_at is None]
+    lookalikes = [name for name in names if reads_as_bootstrap(name)]
+    if lookalikes:
+        logger.warning(
+            "active tokens %s have names that read as the bootstrap admin's (%r) but are "
+            "other people's; such names are refused now: revoke each with `tunewatch tokens "
+            "revoke NAME` and create it again under another name",
+            ", ".join(map(repr, lookalikes)),
+            BOOTSTRAP_TOKEN_NAME,
+        )
+
+
 def _check_header_safe(value: str, *, lead: int) -> None:
     """Refuse a token an ``Authorization`` header cannot carry: headers are Latin-1, and
     ``tw_€uro…`` was stored only for every sign-in with it to fail. The offending
@@ -181,6 +198,7 @@ class Daemon:
             refused.callback(self.store.close)
             check_stored_models(config, self.store)
             ensure_bootstrap_token(self.store, os.environ if env is None else env)
+            warn_of_bootstrap_lookalikes(self.store)
             refused.pop_all()
         self.artefacts = ArtefactStore(config.artefact_dir, store=self.store)
         shared = share_cached_artefacts(self.store, self.artefacts)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from tests.tunewatch.conftest import break_audit_appends
 from tunewatch._auth import hash_token
-from tunewatch._daemon import ensure_bootstrap_token
+from tunewatch._daemon import ensure_bootstrap_token, warn_of_bootstrap_lookalikes
 from tunewatch._errors import ConfigError, ConflictError, StoreError
 from tunewatch.store import Store, TokenRow
+from tunewatch.store._schema import api_tokens
 
 
 @pytest.fixture
@@ -295,3 +299,31 @@ def test_the_daemon_refuses_to_start_with_a_token_it_cannot_take(
     assert unsaid not in err and "Traceback" not in err
     with Store.open(url) as store:
         assert store.list_tokens() == []
+
+
+def test_an_active_token_stored_under_a_name_now_refused_is_named_at_start(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`Bootstrap-Admin-7` was an ordinary name until names that read as the bootstrap
+    admin's once case is folded were refused: one stored before still works, as another
+    person, and the start says so (once revoked, nothing)."""
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.insert(api_tokens).values(
+                name="Bootstrap-Admin-7",
+                role="approver",
+                token_hash="1" * 64,
+                created_at=datetime.now(UTC),
+            )
+        )
+    store.add_token(name="bootstrap-admin-ci", role="viewer", token_hash="2" * 64, actor="t")
+    with caplog.at_level(logging.WARNING, logger="tunewatch._daemon"):
+        warn_of_bootstrap_lookalikes(store)
+    [record] = caplog.records
+    assert "'Bootstrap-Admin-7'" in record.getMessage()
+    assert "tunewatch tokens revoke" in record.getMessage()
+    caplog.clear()
+    store.revoke_token("Bootstrap-Admin-7", actor="ops")
+    with caplog.at_level(logging.WARNING, logger="tunewatch._daemon"):
+        warn_of_bootstrap_lookalikes(store)
+    assert caplog.records == []

@@ -26,6 +26,13 @@ MAX_TOKEN_NAME = 100
 _READS_AS_BOOTSTRAP = re.compile(re.escape(BOOTSTRAP_TOKEN_NAME) + r"(-\d+)?")
 
 
+def reads_as_bootstrap(name: str) -> bool:
+    """Whether ``name`` reads as a name of the bootstrap admin without being one
+    (``bootstrap-admin-٣``, ``Bootstrap-Admin``): NFKC- and case-folded, it is one."""
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return not BOOTSTRAP_NAME.fullmatch(name) and bool(_READS_AS_BOOTSTRAP.fullmatch(folded))
+
+
 def add_token(
     conn: Connection,
     *,
@@ -65,7 +72,7 @@ def add_token(
                 f"TUNEWATCH_ADMIN_TOKEN (one person under all of them, and revoked when it "
                 f"changes), got {name!r}"
             )
-    elif _READS_AS_BOOTSTRAP.fullmatch(unicodedata.normalize("NFKC", name).casefold()):
+    elif reads_as_bootstrap(name):
         raise InvalidValueError(
             f"token `name` reads as a name of the bootstrap admin ({BOOTSTRAP_TOKEN_NAME!r} "
             f"or '{BOOTSTRAP_TOKEN_NAME}-<n>', in ASCII digits) without being one: another "
