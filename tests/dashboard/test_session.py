@@ -130,3 +130,32 @@ def test_login_with_non_ascii_token_is_refused_not_500(served: Served, token: st
     assert 'name="token"' in r.text  # the form again
     assert "token must be printable ASCII" in r.text
     assert token not in r.text  # the secret is not echoed
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "named"),
+    [
+        ("/dashboard/models/credit/ab", {"limit": "101"}, "limit"),
+        ("/dashboard/models/credit/events", {"limit": "x"}, "limit"),
+        ("/dashboard/models/credit/events", {"type": "t" * 201}, "type"),
+        ("/dashboard/models/credit/drift/abc/report", {}, "evaluation_id"),
+        ("/dashboard/models/credit/drift/-1/report", {}, "evaluation_id"),
+    ],
+    ids=["ab-limit", "events-limit", "events-type", "report-id-text", "report-id-negative"],
+)
+def test_a_page_reads_its_parameters_after_the_session(
+    served: Served, path: str, params: dict[str, str], named: str
+) -> None:
+    """FastAPI validated them first: a signed-out browser got a JSON 400 instead of the
+    sign-in, and a signed-in one a JSON body instead of a page."""
+    anonymous = httpx.get(f"{served.url}{path}", params=params, follow_redirects=False)
+    assert anonymous.status_code == 303 and anonymous.headers["location"] == "/dashboard/login"
+    signed_in = httpx.get(
+        f"{served.url}{path}",
+        params=params,
+        cookies={"tunewatch_session": served.tokens["viewer"]},
+        follow_redirects=False,
+    )
+    assert signed_in.status_code == 400
+    assert signed_in.headers["content-type"].startswith("text/html")
+    assert f"<code>{named}</code>" in signed_in.text or f"`{named}`" in signed_in.text

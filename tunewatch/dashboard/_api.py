@@ -28,7 +28,7 @@ Reader = Annotated[Principal, Depends(_reader)]
 MaxPoints = Annotated[int, Query(ge=2, le=5000)]
 Windows = Annotated[int, Query(ge=1, le=100_000)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
-TestLimit = Annotated[int, Query(ge=0, le=100)]
+TestLimit = Annotated[int, Query(ge=0, le=_data.MAX_TESTS_SHOWN)]
 Filter = Annotated[str | None, Query(max_length=200)]
 
 router = APIRouter(prefix="/v1/dashboard", tags=["dashboard"])

@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 ACTIVE_JOBS = ("queued", "running")
 ALARM_EVENTS = 200
 AB_TESTS = 20  # the A/B page's default number of newest tests
+MAX_TESTS_SHOWN = 100  # the most it shows besides the current champion's open ones
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,8 @@ from __future__ import annotations
 from html import escape
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
+from pydantic import Field, TypeAdapter
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -14,7 +15,7 @@ from tunewatch._auth import Principal
 
 from . import _data, _svg
 from ._html import e, model_url, pre, shell, table
-from ._session import render_page
+from ._session import page_parameter, render_page
 from ._sources import sources
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -125,22 +126,29 @@ def _chips(
     return f'<p class="chips" data-filter-group="{escape(key)}">{escape(key)}: {"".join(links)}</p>'
 
 
-Filter = Annotated[str | None, Query(max_length=200)]
-PageLimit = Annotated[int, Query(ge=1, le=1000)]
+_FILTER: TypeAdapter[str | None] = TypeAdapter(Annotated[str | None, Field(max_length=200)])
+_PAGE_LIMIT: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=1, le=1000)])
 
 
 @router.get("/models/{model}/events")
 def events_page(
     model: str,
     request: Request,
-    type: Filter = None,
-    action: Filter = None,
-    actor: Filter = None,
-    limit: PageLimit = 100,
+    type: str | None = None,
+    action: str | None = None,
+    actor: str | None = None,
+    limit: str | None = None,
 ) -> Response:
     def render(who: Principal) -> str:
+        for name, raw in (("type", type), ("action", action), ("actor", actor)):
+            page_parameter(name, raw, _FILTER, "at most 200 characters")
+        rows = (
+            100
+            if limit is None
+            else page_parameter("limit", limit, _PAGE_LIMIT, "an integer in [1, 1000]")
+        )
         data = _data.events(
-            sources(request), model, type=type, action=action, actor=actor, limit=limit
+            sources(request), model, type=type, action=action, actor=actor, limit=rows
         )
         filters = {"type": type, "action": action, "actor": actor}
         event_rows = [

@@ -14,20 +14,20 @@ from urllib.parse import quote
 
 from fastapi import APIRouter
 from pydantic import Field, TypeAdapter
-from pydantic import ValidationError as PydanticValidationError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from tunewatch._auth import AuthError, Principal
 from tunewatch._drift_report import DRIFT_REPORT_HEADERS
 from tunewatch._errors import TunewatchError
-from tunewatch.api._context import RowId, context
-from tunewatch.api._errors import ApiError, status_for
+from tunewatch.api._context import context
+from tunewatch.api._errors import status_for
+from tunewatch.store import MAX_ID
 
 from . import _data, _series, _svg
 from ._auth import principal
 from ._html import e, error_page, model_url, pre, shell, status, table
-from ._session import LOGIN, render_page
+from ._session import LOGIN, page_parameter, render_page
 from ._sources import sources
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
@@ -96,31 +96,20 @@ def model_page(model: str) -> Response:
 # -- A/B --------------------------------------------------------------------------------------
 
 
-#: The most tests the A/B page shows besides the current champion's open ones.
-MAX_TESTS_SHOWN = 100
-_TEST_LIMIT: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=0, le=MAX_TESTS_SHOWN)])
-
-
-def _test_limit(raw: str | None) -> int:
-    """The page's ``?limit=``, read as the JSON route reads its own, once the session is
-    checked (a query parameter FastAPI validates is answered before it, and with JSON,
-    not a page)."""
-    if raw is None:
-        return _data.AB_TESTS
-    try:
-        return _TEST_LIMIT.validate_python(raw)
-    except PydanticValidationError as exc:
-        raise ApiError(
-            400,
-            "invalid_request",
-            f"`limit` must be an integer in [0, {MAX_TESTS_SHOWN}], got {raw[:20]!r}",
-        ) from exc
+_ROW_ID: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=0, le=MAX_ID)])
+_TEST_LIMIT: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=0, le=_data.MAX_TESTS_SHOWN)])
 
 
 @router.get("/models/{model}/ab")
 def ab_page(model: str, request: Request, limit: str | None = None) -> Response:
     def render(who: Principal) -> str:
-        shown = _test_limit(limit)
+        shown = (
+            _data.AB_TESTS
+            if limit is None
+            else page_parameter(
+                "limit", limit, _TEST_LIMIT, f"an integer in [0, {_data.MAX_TESTS_SHOWN}]"
+            )
+        )
         data = _data.ab_results(sources(request), model, limit=shown)
         parts = []
         srm = data["srm"]
@@ -140,7 +129,7 @@ def ab_page(model: str, request: Request, limit: str | None = None) -> Response:
         if not data["tests_total"]:
             parts.append('<p class="muted">No comparisons yet.</p>')
         elif len(data["tests"]) < data["tests_total"]:
-            wider = min(MAX_TESTS_SHOWN, 2 * max(shown, 10))
+            wider = min(_data.MAX_TESTS_SHOWN, 2 * max(shown, 10))
             more = (
                 f' <a class="more" href="{escape(model_url(model, "ab", {"limit": str(wider)}))}">'
                 f"Show the {wider} newest</a>."
@@ -287,7 +276,7 @@ def _drift_cell(column: dict[str, Any]) -> str:
 
 
 @router.get("/models/{model}/drift/{evaluation_id}/report")
-def drift_report_page(model: str, evaluation_id: RowId, request: Request) -> Response:
+def drift_report_page(model: str, evaluation_id: str, request: Request) -> Response:
     """The stored evidently report, for a session (the API route wants a bearer header)."""
     try:
         principal(request, "read")
@@ -296,7 +285,10 @@ def drift_report_page(model: str, evaluation_id: RowId, request: Request) -> Res
             return RedirectResponse(LOGIN, status_code=303)
         return error_page(exc.status, exc.message, None)
     try:
-        html = context(request).evaluator.drift_report(model, evaluation_id)
+        row_id = page_parameter(
+            "evaluation_id", evaluation_id, _ROW_ID, f"an integer in [0, {MAX_ID}]"
+        )
+        html = context(request).evaluator.drift_report(model, row_id)
     except TunewatchError as exc:
         return error_page(status_for(exc), exc.message, None)
     return HTMLResponse(html, headers=DRIFT_REPORT_HEADERS)

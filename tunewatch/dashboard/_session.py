@@ -12,8 +12,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from html import escape
+from typing import TypeVar
 
 from fastapi import APIRouter, Depends
+from pydantic import TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -21,7 +24,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from shadow import ShadowError
 from tunewatch._auth import AuthError, Principal
 from tunewatch._errors import TunewatchError
-from tunewatch.api._errors import status_for
+from tunewatch.api._errors import ApiError, status_for
 from tunewatch.api._route import public
 
 from ._auth import (
@@ -35,8 +38,23 @@ from ._auth import (
 from ._html import error_page, respond, shell
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 LOGIN = "/dashboard/login"
+
+
+def page_parameter(name: str, raw: str | None, adapter: TypeAdapter[T], rule: str) -> T:
+    """A page's query or path parameter, read inside its render, once the session is
+    checked: validated by FastAPI, a bad one was answered with JSON, before the session
+    (a signed-out browser got a 400 instead of the sign-in). ``None`` stays ``None``
+    for an optional parameter; the 400 names ``name`` and ``rule``."""
+    try:
+        return adapter.validate_python(raw)
+    except PydanticValidationError as exc:
+        raise ApiError(
+            400, "invalid_request", f"`{name}` must be {rule}, got {str(raw)[:20]!r}"
+        ) from exc
 
 
 def render_page(request: Request, render: Callable[[Principal], str]) -> Response:
