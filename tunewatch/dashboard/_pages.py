@@ -96,7 +96,6 @@ def model_page(model: str) -> Response:
 # -- A/B --------------------------------------------------------------------------------------
 
 
-_ROW_ID: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=0, le=MAX_ID)])
 _TEST_LIMIT: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=0, le=_data.MAX_TESTS_SHOWN)])
 
 
@@ -139,7 +138,7 @@ def ab_page(model: str, request: Request, limit: str | None = None) -> Response:
             parts.append(
                 f'<p class="muted shown">Showing {len(data["tests"])} of '
                 f"{data['tests_total']} tests: the {shown} newest and the current champion's "
-                f"open ones (<code>?limit=</code>, 0 to 100).{more}</p>"
+                f"open ones (<code>?limit=</code>, 0 to {_data.MAX_TESTS_SHOWN}).{more}</p>"
             )
         for t in data["tests"]:
             looks = [
@@ -273,6 +272,9 @@ def _drift_cell(column: dict[str, Any]) -> str:
         reason = column.get("reason")
         return status(None, f"insufficient data: {reason}" if reason else "insufficient data")
     return status(not column.get("drifted"), "drifted" if column.get("drifted") else "ok")
+
+
+_ROW_ID: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=0, le=MAX_ID)])
 
 
 @router.get("/models/{model}/drift/{evaluation_id}/report")

@@ -38,10 +38,10 @@ from ._auth import (
 from ._html import error_page, respond, shell
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 LOGIN = "/dashboard/login"
+
+T = TypeVar("T")
 
 
 def page_parameter(name: str, raw: str | None, adapter: TypeAdapter[T], rule: str) -> T:
