@@ -154,8 +154,11 @@ def test_every_label_an_alert_s_text_names_survives_its_aggregation() -> None:
     """`max by (model)` drops `instance`: the stale line-up alert's summary named the
     replica as an empty string."""
     rules = yaml.safe_load((CONFIGS / "prometheus" / "tunewatch.rules.yml").read_text())
+    checked = []
     for group in rules["groups"]:
         for rule in group["rules"]:
             named = set(re.findall(r"\$labels\.(\w+)", json.dumps(rule.get("annotations", {}))))
             for kept in re.findall(r"\bby \(([^)]*)\)", rule["expr"]):
                 assert named <= {label.strip() for label in kept.split(",")}, rule["alert"]
+                checked.append(rule["alert"])
+    assert "TunewatchLineupStale" in checked
