@@ -417,7 +417,7 @@ class TuningConfig(_Frozen):
     # so tuning never holds the scoring log's write lock. PostgreSQL for several machines.
     storage_url: str | None = None
     # Workers heartbeat their job (and Optuna its trials, on an RDB storage) this often; a
-    # running job silent for 6 heartbeats is failed, so a dead worker frees its quota slot.
+    # running job silent for 6 heartbeats is queued again for the next worker to resume.
     heartbeat_s: int = Field(default=10, ge=1, le=int(MAX_DURATION_S // 6))  # 6: stale
 
     @field_validator("storage_url")

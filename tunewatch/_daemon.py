@@ -254,7 +254,7 @@ class Daemon:
             workers=config.tuning.workers,
             stale_after_s=STALE_HEARTBEATS * config.tuning.heartbeat_s,
         )
-        # Always on: with no local workers it still fails jobs whose remote worker died.
+        # Always on: with no local workers it still queues again jobs whose remote worker died.
         tasks = [Task("launch_jobs", 2.0, self.launcher.tick)]
         self.scheduler = Scheduler(
             store=self.store,

@@ -1,5 +1,5 @@
-"""Starting worker processes for queued re-tuning jobs, and failing jobs whose worker
-stopped heartbeating (run by the scheduler's leader)."""
+"""Starting worker processes for queued re-tuning jobs, and queueing again the jobs whose
+workers died (run by the scheduler's leader)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,12 @@ from tunewatch.store import JobRow, Store
 
 logger = logging.getLogger(__name__)
 
-#: A running job whose worker missed this many heartbeats in a row is failed.
+#: A running job whose workers missed this many heartbeats in a row is presumed dead.
 STALE_HEARTBEATS = 6
+#: A job whose workers died (killed, or presumed dead) is queued again for the next
+#: worker to resume its study, until they have died this many times: then it is failed
+#: (a window too large for the host would have the OOM killer end every worker).
+MAX_CRASHES = 3
 #: A queued job whose workers failed this many times in a row before claiming it (a bad
 #: environment, a store they cannot reach) is failed with the last one's stderr. After
 #: the n-th failure the next worker waits ``retry_after_s · 2ⁿ⁻¹`` (5, 10, 20, 40 s by
@@ -70,6 +74,9 @@ class JobLauncher:
         self._stderr: dict[int, Any] = {}  # a worker's stderr, a temporary file
         self._failed_starts: dict[int, int] = {}  # per job, in a row
         self._not_before: dict[int, float] = {}  # per job: no worker before (monotonic)
+        # per job, its crashes when its worker started: a worker whose job is queued when it
+        # exits had claimed it if the count moved (queued again as stale meanwhile)
+        self._crashes_at_start: dict[int, int] = {}
         # held while a worker is started or the workers are listed to stop; once
         # ``_stopping`` is set no worker is started (a tick may still be running when the
         # daemon stops the launcher: the scheduler's shutdown does not wait for it)
@@ -77,18 +84,12 @@ class JobLauncher:
         self._stopping = False
 
     def tick(self) -> list[int]:
-        """Fail running jobs whose worker stopped heartbeating (any worker, on any host),
-        reap finished workers and start new ones; returns the job ids started. Does
-        nothing once the launcher is stopping."""
+        """Reap finished workers, queue again (or fail, past :data:`MAX_CRASHES`) running
+        jobs whose workers stopped heartbeating (any worker, on any host) and start new
+        workers; returns the job ids started. Does nothing once the launcher is
+        stopping."""
         if self._stopping:
             return []
-        for job in self.store.fail_stale_jobs(older_than=timedelta(seconds=self.stale_after_s)):
-            if self._registered(job):
-                continue
-            logger.error("job=%d model=%s failed: %s", job.id, job.model, job.error)
-            self.store.add_event(
-                model=job.model, type="retune_failed", payload={"job": job.id, "error": job.error}
-            )
         with self._lock:
             exited = [(j, p) for j, p in self._procs.items() if p.poll() is not None]
             for job_id, _ in exited:
@@ -99,6 +100,10 @@ class JobLauncher:
                 self._reap(job_id, proc, err)
             except (StoreError, OSError):  # one worker's: the others are still reaped
                 logger.exception("could not check on the worker of job %d", job_id)
+        # after the reap, which knows how this host's dead workers ended
+        stale = timedelta(seconds=self.stale_after_s)
+        for job in self.store.requeue_stale_jobs(older_than=stale, max_crashes=MAX_CRASHES):
+            self._announce_crash(job)
         started = []
         for job in self.store.list_jobs(status="queued", limit=50, oldest_first=True):
             with self._lock:
@@ -112,6 +117,7 @@ class JobLauncher:
                 )
                 self._procs[job.id] = proc
                 self._stderr[job.id] = stderr
+                self._crashes_at_start[job.id] = job.crashes
             started.append(job.id)
             logger.info("started a worker for job %d (pid %d)", job.id, proc.pid)
         return started
@@ -125,11 +131,14 @@ class JobLauncher:
         finally:
             if stderr is not None:
                 stderr.close()
+        crashes_at_start = self._crashes_at_start.pop(job_id, None)
         job = self.store.get_job(job_id)
-        if proc.returncode == 0 or job.status != "queued":
+        requeued = job.status == "queued" and crashes_at_start not in (None, job.crashes)
+        if proc.returncode == 0 or job.status != "queued" or requeued:
             self._failed_starts.pop(job_id, None)
-            self._not_before.pop(job_id, None)
-            if job.status != "queued":
+            if not requeued:  # one queued again as stale waits as it was told
+                self._not_before.pop(job_id, None)
+            if job.status != "queued" or requeued:
                 self._reap_claimed(job, proc, tail)
             return
         failures = self._failed_starts[job_id] = self._failed_starts.get(job_id, 0) + 1
@@ -164,9 +173,13 @@ class JobLauncher:
     def _reap_claimed(self, job: JobRow, proc: subprocess.Popen[bytes], tail: str) -> None:
         """A worker that had claimed ``job`` exited. Its stderr (its log) is gone with it:
         a failure's end is logged here. A job it still holds (``running`` under its
-        name: killed, say by the OOM killer, or dead without finishing) is failed now,
-        with the exit status and the stderr's end, rather than once its heartbeats are
-        missed; a job another worker claimed since, or one that ended, is left alone."""
+        name: killed, say by the OOM killer, or dead without finishing) is queued again
+        now, its crash counted, with the exit status and the stderr's end (failed at
+        :data:`MAX_CRASHES`), rather than once its heartbeats are missed. A worker that
+        joined the study earlier may still be running it: it goes on, and the worker
+        started for the queued job joins it (failing the job freed its quota slot while
+        that worker tuned). A job another worker claimed since, or one that ended, is
+        left alone."""
         if proc.returncode == 0:
             return
         worker = worker_id(proc.pid)
@@ -188,29 +201,48 @@ class JobLauncher:
             f"worker {worker!r} exited with {status} while running the job; its stderr "
             f"ends:\n{tail[-_STDERR_TAIL:] or '(nothing)'}"
         )
-        try:
-            failed = self.store.finish_job(
-                job.id, status="failed", error=error, replacing=("running",), worker=worker
-            )
-        except ConflictError as exc:  # claimed by another worker, or finished, meanwhile
-            if exc.code not in ("job_claimed", "job_finished"):
-                raise
+        row = self.store.requeue_crashed_job(job, error=error, max_crashes=MAX_CRASHES)
+        if row is None:  # claimed by another worker, heartbeated or finished, meanwhile
             logger.warning(
-                "job=%d model=%s: its worker (pid %d) exited with %s; left as it is (%s); "
+                "job=%d model=%s: its worker (pid %d) exited with %s; left as it is; "
                 "the worker's stderr ends:\n%s",
                 job.id,
                 job.model,
                 proc.pid,
                 status,
-                exc.message,
                 tail or "(nothing)",
             )
             return
-        if self._registered(failed):
+        self._announce_crash(row)
+
+    def _announce_crash(self, job: JobRow) -> None:
+        """Log and record a job whose worker died: queued again (``retune_interrupted``,
+        with how it died; its next worker waits ``retry_after_s``, doubling with each
+        crash), or failed (``retune_failed``) once its workers died :data:`MAX_CRASHES`
+        times, unless its study had registered its version."""
+        if job.status == "queued":
+            # the next worker after a wait, as after a failed start: memory pressure that
+            # ended one worker may have passed
+            self._not_before[job.id] = self.clock() + self.retry_after_s * 2 ** (job.crashes - 1)
+            logger.warning(
+                "job=%d model=%s: queued again (its workers died %d of %d times): %s",
+                job.id,
+                job.model,
+                job.crashes,
+                MAX_CRASHES,
+                job.error,
+            )
+            self.store.add_event(
+                model=job.model,
+                type="retune_interrupted",
+                payload={"job": job.id, "error": job.error},
+            )
             return
-        logger.error("job=%d model=%s failed: %s", failed.id, failed.model, error)
+        if self._registered(job):
+            return
+        logger.error("job=%d model=%s failed: %s", job.id, job.model, job.error)
         self.store.add_event(
-            model=failed.model, type="retune_failed", payload={"job": failed.id, "error": error}
+            model=job.model, type="retune_failed", payload={"job": job.id, "error": job.error}
         )
 
     def _registered(self, job: JobRow) -> bool:
@@ -248,6 +280,7 @@ class JobLauncher:
             self._stopping = True
             procs = list(self._procs.items())
             self._procs.clear()
+            self._crashes_at_start.clear()
             files, self._stderr = self._stderr, {}
         for stderr in files.values():
             stderr.close()

@@ -10,15 +10,18 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from tunewatch._launcher import JobLauncher, describe_exit, worker_id
+from tunewatch._launcher import MAX_CRASHES, JobLauncher, describe_exit, worker_id
 from tunewatch.store import Store
 
-#: argv: the database file, how to die, the job id (appended by the launcher).
+#: argv: the database file, how to die (``oom``, ``oom-joining``: after another worker
+#: claimed the job, ``crash``), the job id (appended by the launcher).
 WORKER = [
     sys.executable,
     "-c",
@@ -27,8 +30,10 @@ import datetime, json, os, signal, socket, sqlite3, sys
 path, how, job = sys.argv[1], sys.argv[2], int(sys.argv[3])
 db = sqlite3.connect(path, isolation_level=None)
 me = f"{socket.gethostname()}:{os.getpid()}"
+if how == "oom-joining":  # another worker claimed the job first: this one joins its study
+    db.execute("UPDATE jobs SET status = 'running', worker = 'cli-host:1' WHERE id = ?", (job,))
 db.execute("UPDATE jobs SET status = 'running', worker = ? WHERE id = ?", (me, job))
-if how == "oom":
+if how.startswith("oom"):
     print("MemoryError: Unable to allocate 7.45 GiB for an array", file=sys.stderr, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
 for i in range(40):
@@ -89,28 +94,95 @@ def _messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.levelno >= level]
 
 
-def test_a_worker_killed_after_claiming_its_job_fails_it_at_once_with_the_signal_and_stderr(
+def test_a_worker_killed_after_claiming_its_job_queues_it_again_with_the_signal_and_stderr(
     store: Store,
     run_worker: Callable[[str], tuple[JobLauncher, int, int]],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A worker the OOM killer ended had its job left `running` for six heartbeats, then
-    failed as "stopped heartbeating; presumed dead": the launcher had reaped it, knew its
-    exit status, and had deleted its stderr unread."""
+    """A worker the OOM killer ended failed its job: the retune was lost with every trial
+    its study had completed. The job is queued again at once, for the next worker to
+    resume the study, with the worker's exit status and the end of its stderr."""
     launcher, job_id, pid = run_worker("oom")
     assert store.get_job(job_id).status == "running"
     caplog.set_level(logging.INFO, logger="tunewatch._launcher")
     launcher.tick()  # reaps it
     job = store.get_job(job_id)
-    assert job.status == "failed" and job.error is not None
-    assert f"worker {worker_id(pid)!r}" in job.error
+    assert (job.status, job.worker, job.crashes) == ("queued", None, 1)
+    assert job.error is not None and f"worker {worker_id(pid)!r}" in job.error
     assert "SIGKILL (-9): killed, e.g. out of memory" in job.error
     assert "MemoryError: Unable to allocate 7.45 GiB" in job.error
-    assert "heartbeat" not in job.error
+    assert store.list_events(model="m", type="retune_failed") == []
+    [event] = store.list_events(model="m", type="retune_interrupted")
+    assert event.payload == {"job": job_id, "error": job.error}
+    [logged] = [m for m in _messages(caplog, logging.WARNING) if f"job={job_id}" in m]
+    assert "queued again" in logged and "SIGKILL (-9)" in logged and "MemoryError" in logged
+    assert launcher.tick() == []  # the next worker waits a moment
+    launcher.clock = lambda: time.monotonic() + launcher.retry_after_s
+    assert launcher.tick() == [job_id]
+
+
+def test_a_worker_whose_job_was_queued_again_as_stale_is_not_a_failed_start(
+    store: Store,
+    run_worker: Callable[[str], tuple[JobLauncher, int, int]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Another host's launcher (or this one, for a worker that stopped heartbeating
+    before it died) queued the job again: its worker had claimed it all the same, so its
+    exit counts no failed start, and no start waits on it."""
+    launcher, job_id, _ = run_worker("oom")
+    store.heartbeat_job(job_id)
+    [again] = store.requeue_stale_jobs(older_than=timedelta(0), max_crashes=MAX_CRASHES)
+    assert (again.status, again.crashes) == ("queued", 1)
+    caplog.set_level(logging.INFO, logger="tunewatch._launcher")
+    assert launcher.tick() == [job_id]  # the next worker, at once
+    assert launcher._failed_starts == {}
+    assert store.get_job(job_id).crashes == 1  # counted once
+    logged = [m for m in _messages(caplog, logging.WARNING) if f"job={job_id}" in m]
+    assert not any("before claiming" in m for m in logged)
+    assert any("the job is queued" in m and "SIGKILL (-9)" in m for m in logged)
+
+
+def test_a_job_whose_workers_keep_dying_is_failed_once_at_the_crash_limit(
+    store: Store,
+    run_worker: Callable[[str], tuple[JobLauncher, int, int]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    launcher, job_id, _ = run_worker("oom")
+    launcher.retry_after_s = 0.0  # the next worker at once
+    for _ in range(MAX_CRASHES - 1):
+        assert launcher.tick() == [job_id]  # reaps the dead one, queues the job, starts one
+        launcher._procs[job_id].wait(30)
+    caplog.set_level(logging.INFO, logger="tunewatch._launcher")
+    launcher.tick()
+    job = store.get_job(job_id)
+    assert (job.status, job.crashes) == ("failed", MAX_CRASHES)
+    assert job.error is not None and "SIGKILL (-9)" in job.error
+    assert f"died {MAX_CRASHES} times: not queued again" in job.error
     [event] = store.list_events(model="m", type="retune_failed")
     assert event.payload == {"job": job_id, "error": job.error}
+    assert len(store.list_events(model="m", type="retune_interrupted")) == MAX_CRASHES - 1
     [logged] = [m for m in _messages(caplog, logging.ERROR) if f"job={job_id}" in m]
     assert "SIGKILL (-9)" in logged and "MemoryError" in logged
+    assert launcher.tick() == [] and store.count_active_jobs() == 0
+
+
+def test_a_worker_dying_after_joining_a_live_worker_s_study_keeps_the_job_active(
+    store: Store,
+    run_worker: Callable[[str], tuple[JobLauncher, int, int]],
+) -> None:
+    """A CLI worker claimed the job first and the launcher's worker joined it, so the job
+    named the launcher's. When that one died, the job was failed while the first still
+    tuned: `retune_failed` announced, its quota slot freed for a second job, and the job
+    flipped to succeeded when the first worker registered its version."""
+    launcher, job_id, _ = run_worker("oom-joining")
+    launcher.tick()
+    row = store.get_job(job_id)
+    assert (row.status, row.crashes) == ("queued", 1)
+    assert store.count_active_jobs() == 1
+    assert store.list_events(model="m", type="retune_failed") == []
+    store.heartbeat_job(job_id)  # the first worker heartbeats and finishes, as it does
+    done = store.finish_job(job_id, status="succeeded", result={"version": 2})
+    assert (done.status, done.error) == ("succeeded", None)
 
 
 def test_a_worker_that_crashed_after_claiming_has_its_traceback_logged(

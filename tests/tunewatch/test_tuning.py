@@ -358,31 +358,44 @@ def test_rationale_report_tells_trigger_data_search_and_decision(
 
 
 @pytest.mark.slow
-def test_a_killed_worker_s_job_is_failed_after_its_heartbeats_stop_and_frees_the_quota(
+def test_a_killed_worker_s_job_is_queued_again_keeps_its_slot_and_its_study_resumes(
     trained: list[ExampleModel], tmp_path: Path
 ) -> None:
+    """A worker the OOM killer ends loses its running trial, not the job: the job was
+    failed, its completed trials never resumed and its retune lost."""
     raw = _config(tmp_path, max_trials=10_000, wall_time_s=600)
     raw["tuning"] = {"workers": 1, "max_concurrent_jobs": 1, "heartbeat_s": 1}
     d = _daemon(raw, trained)
     try:
         outcome = d.dispatcher.handle(MODEL, "manual", {})
-        assert outcome.job_id is not None and d.launcher.tick() == [outcome.job_id]
+        job_id = outcome.job_id
+        assert job_id is not None and d.launcher.tick() == [job_id]
         deadline = time.monotonic() + 120
-        while d.store.get_job(outcome.job_id).status != "running":
-            assert time.monotonic() < deadline, "the worker never claimed the job"
+        while d.store.get_job(job_id).progress.get("trials", 0) < 2:
+            assert time.monotonic() < deadline, "the worker never completed two trials"
             time.sleep(0.2)
         time.sleep(STALE_HEARTBEATS + 2)  # alive and heartbeating: not stale
         d.launcher.tick()
-        assert d.store.get_job(outcome.job_id).status == "running"
+        assert d.store.get_job(job_id).status == "running"
         assert d.dispatcher.handle(MODEL, "manual", {}).job_id is None  # the quota is full
-        d.launcher._procs[outcome.job_id].kill()  # SIGKILL: no chance to record anything
-        time.sleep(STALE_HEARTBEATS + 2)
-        d.launcher.tick()
-        job = d.store.get_job(outcome.job_id)
-        assert job.status == "failed" and "stopped heartbeating" in (job.error or ""), job
-        failed = d.store.list_events(model=MODEL, type="retune_failed")
-        assert [e.payload["job"] for e in failed] == [outcome.job_id]
-        assert d.dispatcher.handle(MODEL, "manual", {}).job_id is not None  # slot freed
+        proc = d.launcher._procs[job_id]
+        proc.kill()  # SIGKILL: no chance to record anything
+        proc.wait()
+        trials = d.store.get_job(job_id).progress["trials"]
+        assert d.launcher.tick() == []  # reaps it; the next worker waits a moment
+        job = d.store.get_job(job_id)
+        assert (job.status, job.crashes) == ("queued", 1)
+        assert "SIGKILL (-9)" in (job.error or "")
+        assert d.store.list_events(model=MODEL, type="retune_failed") == []
+        interrupted = d.store.list_events(model=MODEL, type="retune_interrupted")
+        assert [e.payload["job"] for e in interrupted] == [job_id]
+        assert d.dispatcher.handle(MODEL, "manual", {}).job_id is None  # still its slot
+        d.launcher.clock = lambda: time.monotonic() + 3600
+        assert d.launcher.tick() == [job_id]
+        while d.store.get_job(job_id).progress.get("trials", 0) <= trials:
+            assert time.monotonic() < deadline + 120, "the study did not resume"
+            time.sleep(0.2)
+        assert d.store.get_job(job_id).status == "running"
     finally:
         d.launcher.stop()
         d.close()
@@ -787,13 +800,15 @@ def _failed_as_stale_during(
     daemon: Daemon, monkeypatch: pytest.MonkeyPatch, then: Exception | None
 ) -> TuningJobRunner:
     """A runner whose job the launcher fails as stale while it tunes (the worker was slow
-    to heartbeat), after which the tuning succeeds or raises ``then``."""
+    to heartbeat, at the job's crash limit), after which the tuning succeeds or raises
+    ``then``."""
     runner = _runner(daemon)
     real = runner._tune
 
     def slow(job: Any, *args: Any) -> Any:
         result = real(job, *args) if then is None else None
-        assert daemon.store.fail_stale_jobs(older_than=timedelta(0))
+        [failed] = daemon.store.requeue_stale_jobs(older_than=timedelta(0), max_crashes=1)
+        assert failed.status == "failed"
         if then is not None:
             raise then
         return result

@@ -40,6 +40,7 @@ class JobRow:
     started_at: datetime | None
     heartbeat_at: datetime | None
     finished_at: datetime | None
+    crashes: int = 0  # the times its workers died under it
 
 
 def _clean(value: Mapping[str, Any], field: str) -> dict[str, Any]:
@@ -205,27 +206,67 @@ def any_stale(conn: Connection, older_than: timedelta) -> bool:
     return conn.execute(stmt).first() is not None
 
 
-def fail_stale(conn: Connection, older_than: timedelta) -> list[JobRow]:
-    """Fail the running jobs whose heartbeat is older than ``older_than``: their worker is
-    presumed dead (killed, out of memory, its host gone), and they would otherwise hold a
-    slot of the concurrent-jobs quota for good."""
-    now = utcnow()
+def requeue_stale(conn: Connection, older_than: timedelta, max_crashes: int) -> list[JobRow]:
+    """The running jobs whose heartbeat is older than ``older_than``: every worker of
+    theirs is presumed dead (killed, out of memory, its host gone). Each is queued again
+    for the next worker to resume its study, or failed once its workers have died
+    ``max_crashes`` times (:func:`requeue_crashed`); returns them as they are now."""
     stale = [
         _job(r)
         for r in conn.execute(select(jobs).where(_stale(conn, older_than)).order_by(jobs.c.id))
     ]
-    failed = []
+    out = []
     for job in stale:
         since = job.heartbeat_at.isoformat() if job.heartbeat_at else "never"
         error = f"worker {job.worker!r} stopped heartbeating (last {since}); presumed dead"
-        done = conn.execute(
-            update(jobs)
-            .where(jobs.c.id == job.id, jobs.c.status == "running")  # not if it just finished
-            .values(status="failed", error=error, finished_at=now)
-        )
-        if done.rowcount:
-            failed.append(get_job(conn, job.id))
-    return failed
+        row = requeue_crashed(conn, job, error=error, max_crashes=max_crashes, stale=older_than)
+        if row is not None:
+            out.append(row)
+    return out
+
+
+def requeue_crashed(
+    conn: Connection,
+    job: JobRow,
+    *,
+    error: str,
+    max_crashes: int,
+    stale: timedelta | None = None,
+) -> JobRow | None:
+    """``job``'s worker died (``error`` says how): queue the job again, its crash counted
+    and ``error`` kept until it ends, or fail it with ``error`` once its workers have died
+    ``max_crashes`` times. Only while the job is still running under the same worker
+    (and, given ``stale``, still silent that long): ``None`` when it was claimed,
+    heartbeated or finished meanwhile. Another worker may still be running its study (a
+    worker that joined it, a live one too slow to heartbeat): it goes on, and the worker
+    started for the queued job joins it."""
+    crashes = job.crashes + 1
+    where = [jobs.c.id == job.id, jobs.c.status == "running", jobs.c.crashes == job.crashes]
+    where.append(jobs.c.worker.is_(None) if job.worker is None else jobs.c.worker == job.worker)
+    if stale is not None:
+        where.append(_stale(conn, stale))
+    if crashes >= max_crashes:
+        values: dict[str, Any] = {
+            "status": "failed",
+            "error": f"{error}\n(its workers have died {_times(crashes)}: not queued again)"[:4000],
+            "finished_at": utcnow(),
+            "crashes": crashes,
+        }
+    else:
+        values = {
+            "status": "queued",
+            "worker": None,
+            "heartbeat_at": None,
+            "error": error[:4000],
+            "crashes": crashes,
+        }
+    if not conn.execute(update(jobs).where(*where).values(**values)).rowcount:
+        return None
+    return get_job(conn, job.id)
+
+
+def _times(n: int) -> str:
+    return "once" if n == 1 else f"{n} times"
 
 
 def finish_job(
@@ -471,4 +512,5 @@ def _job(row: Row[Any]) -> JobRow:
         started_at=row.started_at,
         heartbeat_at=row.heartbeat_at,
         finished_at=row.finished_at,
+        crashes=int(row.crashes),
     )

@@ -345,6 +345,8 @@ jobs = Table(
     Column("started_at", UTCDateTime, nullable=True),
     Column("heartbeat_at", UTCDateTime, nullable=True),
     Column("finished_at", UTCDateTime, nullable=True),
+    # the times its workers died under it (killed, or silent past the stale limit)
+    Column("crashes", Integer, nullable=False, server_default=text("0")),
     CheckConstraint(
         "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="status"
     ),

@@ -754,19 +754,25 @@ class Store:
             _jobs.update_progress(conn, job_id, progress)
 
     def heartbeat_job(self, job_id: int) -> None:
-        """A running job's worker is alive (see :meth:`fail_stale_jobs`)."""
+        """A running job's worker is alive (see :meth:`requeue_stale_jobs`)."""
         with self._tx("heartbeat_job") as conn:
             _jobs.heartbeat(conn, job_id)
 
-    def fail_stale_jobs(self, *, older_than: timedelta) -> list[JobRow]:
-        """Fail running jobs with no heartbeat for ``older_than``; returns them. Looks
-        first in a read, so the usual case takes no write lock (on SQLite, the one the
-        scoring log's writer needs)."""
-        with self._read("fail_stale_jobs") as conn:
+    def requeue_stale_jobs(self, *, older_than: timedelta, max_crashes: int) -> list[JobRow]:
+        """Queue again (or fail, past ``max_crashes``) the running jobs with no heartbeat
+        for ``older_than`` (:func:`_jobs.requeue_stale`); returns them. Looks first in a
+        read, so the usual case takes no write lock (on SQLite, the one the scoring log's
+        writer needs)."""
+        with self._read("requeue_stale_jobs") as conn:
             if not _jobs.any_stale(conn, older_than):
                 return []
-        with self._tx("fail_stale_jobs") as conn:
-            return _jobs.fail_stale(conn, older_than)
+        with self._tx("requeue_stale_jobs") as conn:
+            return _jobs.requeue_stale(conn, older_than, max_crashes)
+
+    def requeue_crashed_job(self, job: JobRow, *, error: str, max_crashes: int) -> JobRow | None:
+        """See :func:`_jobs.requeue_crashed`."""
+        with self._tx("requeue_crashed_job") as conn:
+            return _jobs.requeue_crashed(conn, job, error=error, max_crashes=max_crashes)
 
     def finish_job(
         self,

@@ -136,9 +136,11 @@ def test_concurrent_deliveries_claim_an_episode_once(model_store: Store) -> None
     assert len(claims) == 8 and len([c for c in claims if c is not None]) == 1
 
 
-def test_a_running_job_whose_worker_stopped_heartbeating_is_failed_and_frees_its_slot(
+def test_a_running_job_whose_worker_stopped_heartbeating_is_queued_again_with_its_crash_counted(
     model_store: Store,
 ) -> None:
+    """Failing it lost the retune and every trial its study had completed: the next
+    worker resumes the study instead. It keeps its quota slot, and says how it died."""
     quiet, _ = model_store.create_job(model="m", kind="retune", trigger={}, spec={})
     alive, _ = model_store.create_job(model="m", kind="retune", trigger={}, spec={})
     queued, _ = model_store.create_job(model="m", kind="retune", trigger={}, spec={})
@@ -146,13 +148,57 @@ def test_a_running_job_whose_worker_stopped_heartbeating_is_failed_and_frees_its
     time.sleep(0.3)
     model_store.claim_job(alive.id, "w-alive")
     model_store.heartbeat_job(alive.id)
-    failed = model_store.fail_stale_jobs(older_than=timedelta(seconds=0.2))
-    assert [j.id for j in failed] == [quiet.id]
-    assert failed[0].status == "failed" and "w-dead" in (failed[0].error or "")
+    [again] = model_store.requeue_stale_jobs(older_than=timedelta(seconds=0.2), max_crashes=3)
+    assert (again.id, again.status, again.worker, again.heartbeat_at) == (
+        quiet.id,
+        "queued",
+        None,
+        None,
+    )
+    assert again.crashes == 1 and "w-dead" in (again.error or "")
+    assert "presumed dead" in (again.error or "")
     assert model_store.get_job(alive.id).status == "running"
     assert model_store.get_job(queued.id).status == "queued"  # never claimed: not stale
-    assert model_store.count_active_jobs() == 2
-    assert model_store.fail_stale_jobs(older_than=timedelta(seconds=0.2)) == []  # once
+    assert model_store.count_active_jobs() == 3
+    assert model_store.requeue_stale_jobs(older_than=timedelta(seconds=0.2), max_crashes=3) == []
+
+
+def test_a_job_whose_workers_keep_dying_is_failed_at_the_crash_limit_and_frees_its_slot(
+    model_store: Store,
+) -> None:
+    job, _ = model_store.create_job(model="m", kind="retune", trigger={}, spec={})
+    for n in (1, 2):
+        model_store.claim_job(job.id, f"w-{n}")
+        row = model_store.requeue_crashed_job(
+            model_store.get_job(job.id), error=f"worker w-{n} killed", max_crashes=3
+        )
+        assert row is not None and (row.status, row.crashes) == ("queued", n)
+    model_store.claim_job(job.id, "w-3")
+    time.sleep(0.3)
+    [failed] = model_store.requeue_stale_jobs(older_than=timedelta(seconds=0.2), max_crashes=3)
+    assert (failed.status, failed.crashes) == ("failed", 3) and failed.finished_at is not None
+    assert "w-3" in (failed.error or "") and "died 3 times: not queued again" in (
+        failed.error or ""
+    )
+    assert model_store.count_active_jobs() == 0
+    assert model_store.get_job(job.id).error == failed.error
+
+
+def test_a_crash_is_not_counted_on_a_job_claimed_heartbeated_or_finished_meanwhile(
+    model_store: Store,
+) -> None:
+    """The row read when the worker died is the one queued again: one another worker
+    claimed since, or one that ended, is left as it is."""
+    claimed, _ = model_store.create_job(model="m", kind="retune", trigger={}, spec={})
+    dead = model_store.claim_job(claimed.id, "w-dead")
+    model_store.claim_job(claimed.id, "w-joined")
+    assert model_store.requeue_crashed_job(dead, error="killed", max_crashes=3) is None
+    assert model_store.get_job(claimed.id).status == "running"
+    ended, _ = model_store.create_job(model="m", kind="retune", trigger={}, spec={})
+    dead = model_store.claim_job(ended.id, "w-dead")
+    model_store.finish_job(ended.id, status="succeeded", result={})
+    assert model_store.requeue_crashed_job(dead, error="killed", max_crashes=3) is None
+    assert model_store.get_job(ended.id).crashes == 0
 
 
 def _host_clock(monkeypatch: pytest.MonkeyPatch, offset: timedelta) -> None:
@@ -177,10 +223,10 @@ def test_job_liveness_is_judged_by_the_database_s_clock_not_the_hosts(
     model_store.heartbeat_job(behind.id)
     model_store.update_job_progress(behind.id, {"trials": 1})
     _host_clock(monkeypatch, timedelta(0))  # the leader's host
-    failed = model_store.fail_stale_jobs(older_than=timedelta(seconds=0.2))
-    assert [j.id for j in failed] == [ahead.id]
+    stale = model_store.requeue_stale_jobs(older_than=timedelta(seconds=0.2), max_crashes=3)
+    assert [j.id for j in stale] == [ahead.id]
     assert model_store.get_job(behind.id).status == "running"
-    assert model_store.count_active_jobs() == 1
+    assert model_store.count_active_jobs() == 2  # ahead is queued again
 
 
 def test_heartbeats_written_before_the_database_s_clock_was_used_still_compare(
@@ -195,7 +241,8 @@ def test_heartbeats_written_before_the_database_s_clock_was_used_still_compare(
     with model_store.engine.begin() as conn:  # as a worker of an earlier release wrote them
         for job, at in ((old, now - timedelta(minutes=10)), (recent, now - timedelta(seconds=5))):
             conn.execute(update(jobs).where(jobs.c.id == job.id).values(heartbeat_at=at))
-    assert [j.id for j in model_store.fail_stale_jobs(older_than=timedelta(minutes=1))] == [old.id]
+    stale = model_store.requeue_stale_jobs(older_than=timedelta(minutes=1), max_crashes=3)
+    assert [j.id for j in stale] == [old.id]
     assert model_store.get_job(recent.id).status == "running"
 
 
@@ -244,15 +291,30 @@ def test_claims_written_before_the_database_s_clock_was_used_still_age(
     assert model_store.claim_alert_episode(**{**EPISODE, "fingerprint": "recent"}) is None
 
 
-def test_a_job_failed_as_stale_stays_failed_when_its_worker_finishes_late(
+def test_a_job_queued_again_as_stale_is_finished_by_its_worker_if_alive_after_all(
     model_store: Store,
 ) -> None:
-    """The launcher failed a job whose worker was slow to heartbeat (the failure event
-    fired, its quota slot went to another job); the worker then finished it as succeeded."""
+    """A worker too slow to heartbeat was not dead: its outcome is the job's."""
     job, _ = model_store.create_job(model="m", kind="retune", trigger={}, spec={})
     model_store.claim_job(job.id, "w-slow")
     time.sleep(0.3)
-    [failed] = model_store.fail_stale_jobs(older_than=timedelta(seconds=0.2))
+    [again] = model_store.requeue_stale_jobs(older_than=timedelta(seconds=0.2), max_crashes=3)
+    assert again.status == "queued"
+    done = model_store.finish_job(job.id, status="succeeded", result={"version": 2})
+    assert (done.status, done.error, done.result) == ("succeeded", None, {"version": 2})
+
+
+def test_a_job_failed_as_stale_stays_failed_when_its_worker_finishes_late(
+    model_store: Store,
+) -> None:
+    """The launcher failed a job whose worker was slow to heartbeat, at its crash limit
+    (the failure event fired, its quota slot went to another job); the worker then
+    finished it as succeeded."""
+    job, _ = model_store.create_job(model="m", kind="retune", trigger={}, spec={})
+    model_store.claim_job(job.id, "w-slow")
+    time.sleep(0.3)
+    [failed] = model_store.requeue_stale_jobs(older_than=timedelta(seconds=0.2), max_crashes=1)
+    assert failed.status == "failed"
     with pytest.raises(ConflictError) as info:
         model_store.finish_job(job.id, status="succeeded", result={"version": 2})
     assert info.value.code == "job_finished"
