@@ -216,10 +216,12 @@ class JobLauncher:
         self._announce_crash(row)
 
     def _announce_crash(self, job: JobRow) -> None:
-        """Log and record a job whose worker died: queued again (``retune_interrupted``,
-        with how it died; its next worker waits ``retry_after_s``, doubling with each
-        crash), or failed (``retune_failed``) once its workers died :data:`MAX_CRASHES`
-        times, unless its study had registered its version."""
+        """Log and record a job whose worker died: finished as succeeded when its study
+        had registered its version, else queued again (``retune_interrupted``, with how it
+        died; its next worker waits ``retry_after_s``, doubling with each crash), or
+        failed (``retune_failed``) once its workers died :data:`MAX_CRASHES` times."""
+        if self._registered(job):
+            return
         if job.status == "queued":
             # the next worker after a wait, as after a failed start: memory pressure that
             # ended one worker may have passed
@@ -238,17 +240,15 @@ class JobLauncher:
                 payload={"job": job.id, "error": job.error},
             )
             return
-        if self._registered(job):
-            return
         logger.error("job=%d model=%s failed: %s", job.id, job.model, job.error)
         self.store.add_event(
             model=job.model, type="retune_failed", payload={"job": job.id, "error": job.error}
         )
 
     def _registered(self, job: JobRow) -> bool:
-        """Finish a stale job as succeeded when its study registered a version: its worker
-        died between registering and finishing (a study registers once, so no other
-        worker would)."""
+        """Finish a job whose worker died as succeeded when its study registered a version:
+        the worker died between registering and finishing (a study registers once, so no
+        other worker would)."""
         version = registered_version(self.store, job)
         if version is None:
             return False
@@ -256,8 +256,10 @@ class JobLauncher:
             **job_result(version),
             "recovered": "the worker died after registering; finished by the launcher",
         }
-        try:  # failed as stale a moment ago: succeeded after all
-            self.store.finish_job(job.id, status="succeeded", result=result, replacing=("failed",))
+        try:  # queued again or failed a moment ago: succeeded after all
+            self.store.finish_job(
+                job.id, status="succeeded", result=result, replacing=("queued", "failed")
+            )
         except ConflictError as exc:  # finished otherwise meanwhile
             if exc.code != "job_finished":
                 raise
