@@ -4,12 +4,13 @@ A study stops at the first limit reached, checked after every finished trial:
 ``max_trials`` (trained trials over all workers of the study, those running elsewhere
 included: a configuration rejected for its predicted serving cost is not trained and
 not counted), ``wall_time_s`` and ``cpu_time_s`` (this process's own clock and process
-time since :meth:`BudgetTracker.start`, plus what earlier runs of the study spent —
-:meth:`BudgetTracker.add_earlier`: wall seconds once however many workers ran in them,
-CPU seconds summed; a run killed before it recorded its end up to its last finished
-trial, and one still working on another worker as far as it had recorded when this
-one started (workers working at once each check their own clocks plus that) —, so a
-resumed study continues its budget), and no
+time since :meth:`BudgetTracker.start`, plus what the study's other runs spent, read
+again at every check — :meth:`BudgetTracker.set_others`: wall seconds once however many
+workers ran in them, up to this run's start, CPU seconds summed; a run killed before it
+recorded its end up to its last finished trial, and one still working on another
+worker as far as it recorded at its last check, so workers working at once spend one
+``cpu_time_s`` between them, past it by at most about the trial each was running —,
+so a resumed study continues its budget), and no
 improvement — the best loss improved by less than ``min_relative_improvement``
 (relative) over the last ``patience`` counted trials. A trial in flight when a time
 limit passes is allowed to finish.
@@ -78,15 +79,25 @@ class BudgetTracker:
         self._c0 = cpu_clock()
         self._earlier_wall_s = 0.0
         self._earlier_cpu_s = 0.0
+        self._others_wall_s = 0.0
+        self._others_cpu_s = 0.0
 
     def start(self) -> None:
         self._t0 = self._clock()
         self._c0 = self._cpu_clock()
 
     def add_earlier(self, *, wall_s: float, cpu_s: float) -> None:
-        """Count time that earlier runs of the study spent (a resumed study)."""
+        """Count time spent on the study outside the runs :meth:`set_others` counts
+        (added up over calls; :func:`~retune.run_study` counts all runs with that)."""
         self._earlier_wall_s += wall_s
         self._earlier_cpu_s += cpu_s
+
+    def set_others(self, *, wall_s: float, cpu_s: float) -> None:
+        """Count the time the study's other runs spent as last read, replacing what the
+        previous call set: runs working at once go on spending, so a caller reads their
+        records again at each check (:func:`~retune._runs.time_spent`)."""
+        self._others_wall_s = wall_s
+        self._others_cpu_s = cpu_s
 
     @property
     def own_wall_s(self) -> float:
@@ -100,13 +111,13 @@ class BudgetTracker:
 
     @property
     def wall_s(self) -> float:
-        """Wall-clock seconds against the budget: earlier runs' and this process's."""
-        return self._earlier_wall_s + self.own_wall_s
+        """Wall-clock seconds against the budget: other runs' and this process's."""
+        return self._earlier_wall_s + self._others_wall_s + self.own_wall_s
 
     @property
     def cpu_s(self) -> float:
-        """CPU seconds against the budget: earlier runs' and this process's."""
-        return self._earlier_cpu_s + self.own_cpu_s
+        """CPU seconds against the budget: other runs' and this process's."""
+        return self._earlier_cpu_s + self._others_cpu_s + self.own_cpu_s
 
     def stop_reason(self, n_counted: int, losses: Sequence[float | None]) -> StopReason | None:
         """Why to stop now, if at all.

@@ -127,10 +127,10 @@ def time_spent(handle: StudyHandle, *, before: float, own: str | None = None) ->
     without its interval (before runs recorded it) adds its wall seconds as they are.
     A run that recorded no end — killed, or still working on another worker — adds what
     it last recorded: a killed run's time up to its last finished trial, and a live
-    one's wall seconds up to this run's start and CPU seconds as this run read them
-    (workers working at once each check their own clocks plus what the others had spent
-    before they started; none counts what the others spend after); one that recorded
-    nothing since it began adds nothing.
+    one's wall seconds up to this run's start and CPU seconds as of its last budget
+    check (:func:`~retune.run_study` reads this again at each of its own checks, so
+    workers working at once count each other's CPU seconds as they go on); one that
+    recorded nothing since it began adds nothing.
     """
     intervals: list[tuple[float, float]] = []
     unplaced_s = cpu_s = 0.0

@@ -193,6 +193,9 @@ def run_study(
             )
 
         def stop_reason() -> str | None:
+            # the other runs' time as they last recorded it, read at each check as the
+            # trials are: those working at once go on spending
+            tracker.set_others(**time_spent(handle, before=started_at, own=run_key))
             if interrupted is not None and interrupted():
                 return "interrupted"
             trials = handle.trials()
@@ -221,7 +224,6 @@ def run_study(
         try:
             if heartbeat_interval is None:  # a trial no live run is training: the runs' records
                 fail_orphaned_trials(handle, own=run_key)
-            tracker.add_earlier(**time_spent(handle, before=started_at, own=run_key))
             handle.optimize(objective_fn, should_stop=should_stop)
         finally:
             record_run_end(handle, run_key, record, tracker)
