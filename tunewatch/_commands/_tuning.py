@@ -18,7 +18,7 @@ from ._context import actor_of, config_of, registry_of
 def cmd_worker(args: argparse.Namespace) -> int:
     from tunewatch._daemon import open_store
     from tunewatch._launcher import worker_id
-    from tunewatch._tuning import TuningJobRunner
+    from tunewatch._tuning import TuningJobRunner, registered_version
 
     config = config_of(args)
     store = open_store(config)
@@ -55,6 +55,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
         job = runner.run(args.job, on_progress=bar)
+        # left running by this worker: another one has it (it registered the study's
+        # version first and finishes the job, or claimed it since this one was stopped)
+        elsewhere = registered_version(store, job) if job.status == "running" else None
     except KeyboardInterrupt:
         print(f"\njob {args.job} interrupted: queued again for the next worker", file=sys.stderr)
         return 130
@@ -63,6 +66,20 @@ def cmd_worker(args: argparse.Namespace) -> int:
     print(file=sys.stderr)
     if job.status == "queued":
         print(f"job {job.id} stopped: queued again for the next worker", file=sys.stderr)
+        return 0
+    if job.status == "running":
+        if elsewhere is not None:
+            print(
+                f"job {job.id}: {job.model} version {elsewhere.version} of study "
+                f"{elsewhere.study} was registered by another worker, which finishes the job"
+            )
+        elif stop.is_set():
+            print(f"job {job.id} stopped: another worker has claimed it since", file=sys.stderr)
+        else:
+            print(
+                f"job {job.id}: another worker is registering its study's version and "
+                "finishes the job"
+            )
         return 0
     if job.status != "succeeded":
         print(f"job {job.id} {job.status}: {job.error}", file=sys.stderr)
