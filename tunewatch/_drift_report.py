@@ -57,6 +57,10 @@ def drift_report(
     Built once (evidently is slow and imported lazily), stored content-addressed and
     remembered as a ``drift_report`` evaluation; later calls return the stored file.
     """
+    # The model first: an unknown one is 404 `model_not_found`, as on every route (a
+    # name the store cannot hold, such as one with a NUL, included: PostgreSQL's driver
+    # refused it in the evaluation's query, a 400 quoting the driver).
+    model = store.get_model(name)
     target = store.get_evaluation(name, evaluation_id)
     if target.kind != "drift":
         raise NotFoundError(
@@ -75,7 +79,6 @@ def drift_report(
     for row in built:
         if row.payload.get("evaluation") == evaluation_id:
             return artefacts.get(row.payload["sha256"], ".html").decode()
-    model = store.get_model(name)
     champion = store.get_version(name, target.version) if target.version is not None else None
     baseline = baseline_of(champion, model) if champion is not None else None
     if baseline is None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
 from fastapi import Depends, FastAPI
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,16 +20,21 @@ from tunewatch.api import _alerts, _oip, _records
 from tunewatch.api._body import BodyLimitMiddleware
 from tunewatch.api._comparisons import router as comparisons_router
 from tunewatch.api._context import AppContext, context
-from tunewatch.api._errors import install_error_handlers
+from tunewatch.api._errors import CLIENT_CLOSED, install_error_handlers
 from tunewatch.api._evaluations import router as evaluations_router
 from tunewatch.api._front import InferenceFront
 from tunewatch.api._jobs import router as jobs_router
 from tunewatch.api._models import router as models_router
 from tunewatch.api._route import ApiRoute, public
 
+logger = logging.getLogger(__name__)
+
 
 class HttpMetricsMiddleware:
-    """Counts answers by route template and status (bounded labels: never raw paths)."""
+    """Counts answers by route template and status (bounded labels: never raw paths).
+
+    A request whose client closed the connection before sending its whole body is
+    answered nothing and counted under :data:`CLIENT_CLOSED` (499), not as an error."""
 
     def __init__(
         self, app: ASGIApp, *, metrics: ServingMetrics, templates: dict[object, str]
@@ -43,7 +49,7 @@ class HttpMetricsMiddleware:
             return
         status = 500
         json_answer = False
-        started = False
+        started = closed = False
 
         async def capture(message: Message) -> None:
             nonlocal status, json_answer, started
@@ -56,13 +62,24 @@ class HttpMetricsMiddleware:
 
         try:
             await self.app(scope, receive, capture)
+        except ClientDisconnect:
+            # The client went away before sending its whole body (a route's `await
+            # request.body()`): nothing to answer, and no error of ours, as on the
+            # inference front. Re-raised, it was answered 500 `internal` with a traceback.
+            logger.debug(
+                "%s %s: the client closed the connection before sending its whole body",
+                scope["method"],
+                scope["path"],
+            )
+            closed = True
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or self.templates.get(
                 scope.get("endpoint"), "unmatched"
             )
-            self.metrics.http_requests.labels(template, str(status)).inc()
-            if not started:  # an unhandled error: answered 500 `internal` outside this
+            answered = CLIENT_CLOSED if closed else status
+            self.metrics.http_requests.labels(template, str(answered)).inc()
+            if not (started or closed):  # an unhandled error: 500 `internal` outside this
                 self.metrics.http_errors.labels("internal").inc()
 
     def _count_error(self, body: bytes) -> None:

@@ -99,13 +99,16 @@ class BodyLimitMiddleware:
             body = await inflate(b"".join(chunks), wbits, limit)
             return {"type": "http.request", "body": body, "more_body": False}
 
-        # the length is the compressed body's, and the route reads it decoded
-        headers = [
+        # The length is the compressed body's, and the route reads it decoded. Replaced in
+        # the scope itself, not a copy: the router records the route it matched in the
+        # scope, where the HTTP metrics (outside this) read its template; given a copy,
+        # every compressed request was counted as `unmatched`.
+        scope["headers"] = [
             (name, value)
             for name, value in scope["headers"]
             if name not in (b"content-encoding", b"content-length")
         ]
-        await self.app({**scope, "headers": headers}, inflated, send)
+        await self.app(scope, inflated, send)
 
 
 # The route whose bodies may reach the artefact limit: a version's registration.

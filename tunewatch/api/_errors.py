@@ -9,6 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
+from starlette.types import Scope
 
 from shadow import ShadowError
 from tunewatch._auth import AuthError
@@ -30,6 +32,11 @@ class ApiError(TunewatchError):
         super().__init__(message, code=code)
         self.status = status
 
+
+# The status a request is counted under when its client closed the connection before
+# sending its whole body: nothing is answered, so no status was sent; nginx's "client
+# closed request", apart from the 5xx of the daemon's own failures.
+CLIENT_CLOSED = 499
 
 # Shadow (input validation, loading) codes and the status each answers with.
 SHADOW_STATUS = {
@@ -103,9 +110,40 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     codes = {404: "not_found", 405: "method_not_allowed"}
-    return error_response(
+    response = error_response(
         exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail)
     )
+    response.headers.update(exc.headers or {})  # a 405's Allow, a 401's WWW-Authenticate
+    if exc.status_code == 405:
+        allowed = _allowed_methods(request)
+        if allowed:
+            response.headers["Allow"] = ", ".join(allowed)
+    return response
+
+
+# The methods a 405's Allow may name.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route of the app takes at the request's path. Starlette's 405
+    names those of the first route matching the path only, and two routes may share a
+    path (``GET`` and ``POST /v1/models/{model}/versions``): each method is matched
+    against every route, with a scope of its own (matching writes to the scope)."""
+    routes = request.app.router.routes
+    allowed = []
+    for method in _METHODS:
+        probe: Scope = {
+            "type": "http",
+            "method": method,
+            "path": request.scope["path"],
+            "root_path": request.scope.get("root_path", ""),
+            "headers": [],
+            "query_string": b"",
+        }
+        if any(route.matches(probe)[0] is Match.FULL for route in routes):
+            allowed.append(method)
+    return allowed
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -19,7 +19,7 @@ from shadow import ShadowError
 from tunewatch._errors import TunewatchError
 from tunewatch.api._body import content_coding, inflate
 from tunewatch.api._context import AppContext
-from tunewatch.api._errors import ApiError, describe
+from tunewatch.api._errors import CLIENT_CLOSED, ApiError, describe
 from tunewatch.api._oip import infer
 
 logger = logging.getLogger(__name__)
@@ -85,8 +85,13 @@ class InferenceFront:
                 logger.error("inference on %s failed: %s", scope["path"], exc, exc_info=exc)
             payload = _error(code, message)
             self._errors.labels(code).inc()
-        except _Disconnected:
-            return
+        except _Disconnected:  # nothing to answer, and no error of ours
+            logger.debug(
+                "%s %s: the client closed the connection before sending its whole body",
+                scope["method"],
+                scope["path"],
+            )
+            status, payload = CLIENT_CLOSED, b""
         except Exception as exc:  # the request boundary: log it, answer without a trace
             logger.error("unhandled error in inference on %s", scope["path"], exc_info=exc)
             status, payload = 500, _error("internal", "internal error; see the daemon's log")
@@ -96,13 +101,12 @@ class InferenceFront:
         if child is None:
             child = self._count[key] = self._counter.labels(route, str(status))
         child.inc()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [*_JSON, (b"content-length", str(len(payload)).encode())],
-            }
-        )
+        if status == CLIENT_CLOSED:
+            return
+        answer = [*_JSON, (b"content-length", str(len(payload)).encode())]
+        if status == 405:
+            answer.append((b"allow", b"POST"))  # RFC 9110 §15.5.6: a 405 names them
+        await send({"type": "http.response.start", "status": status, "headers": answer})
         await send({"type": "http.response.body", "body": payload})
 
     async def _body(

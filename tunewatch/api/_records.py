@@ -208,10 +208,10 @@ def _mirrored(
         version = item.get("version")
         named_version = version is not None
         if version is None:
-            if champion is None:
+            if champion is None:  # not `model_not_ready` (503, retry): the caller must name one
                 raise ApiError(
                     409,
-                    "model_not_ready",
+                    "version_required",
                     f"{where}.version is required: model {model!r} has no champion",
                 )
             version = champion.version

@@ -6,6 +6,7 @@ in the OpenAPI schema."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 from typing import Any
 
 import httpx
@@ -98,3 +99,25 @@ def test_the_alertmanager_webhook_is_in_the_openapi_schema(running: Running) -> 
     post = paths["/v1/alerts/alertmanager"]["post"]
     assert post["requestBody"]["content"]["application/json"]["schema"]["type"] == "object"
     assert set(post["responses"]) == {"200", "400", "401", "403", "413", "415", "503"}
+
+
+def test_a_compressed_request_is_counted_under_its_route_template(running: Running) -> None:
+    """The body limit handed the app a copy of the scope for a gzip body: the router
+    recorded the matched route in the copy, and the answer was counted as `unmatched`."""
+    registry = running.daemon.metrics.registry
+    route = "/v1/models/{model}/feedback"
+
+    def count(route: str) -> float:
+        value = registry.get_sample_value(
+            "tunewatch_http_requests_total", {"route": route, "status": "200"}
+        )
+        return value or 0.0
+
+    before = {route: count(route), "unmatched": count("unmatched")}
+    r = httpx.post(
+        f"{running.url}/v1/models/{MODEL}/feedback",
+        content=gzip.compress(b'{"items": [{"request_id": "nosuch", "label": 1}]}'),
+        headers={**running.auth("labeller"), "Content-Encoding": "gzip"},
+    )
+    assert r.status_code == 200, r.text
+    assert {k: count(k) - v for k, v in before.items()} == {route: 1.0, "unmatched": 0.0}
