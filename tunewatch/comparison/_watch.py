@@ -27,7 +27,7 @@ from tunewatch.comparison._results import (
     stateless,
 )
 from tunewatch.comparison._watch_rollback import roll_back
-from tunewatch.store import Event, Store
+from tunewatch.store import MAX_ID, Event, Store
 from tunewatch.store._comparisons import (
     ComparisonLookRow,
     ComparisonStore,
@@ -35,6 +35,7 @@ from tunewatch.store._comparisons import (
     LookValues,
     read_start,
 )
+from tunewatch.store._governance import Pull, find_pull
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +55,10 @@ class RollbackWatch:
     promotion, which traffic that grew harder meanwhile makes look like a worse model.
     Either test is always valid; degradation rolls back, and a version the watch kept in
     shadow is retired again when the watch ends. A watch follows one promotion: the same
-    pair promoted again (after a rollback or a flip back) is watched again.
+    pair promoted again (after a rollback or a flip back) is watched again. A previous
+    champion an operator pulled after the promotion (retired it: see
+    :func:`~tunewatch.store._governance.find_pull`) is neither kept in shadow nor restored:
+    the watch closes, naming who pulled it and why.
 
     The version a paired watch compares with only shadows, live split or not (see
     :func:`watched_versions`). Each step that can fail alone is retried by the next run:
@@ -141,7 +145,13 @@ class RollbackWatch:
                 return kept
             test = kept
         if paired and self.store.get_version(model, previous).stage != "shadow":
+            # pulled or not: a rollback by hand refuses a version an operator retired
             return self._close(test, f"v{previous} left shadow: there is nothing to compare")
+        pulled = self._pulled(test)
+        if pulled is not None and pulled.stage == "retired":
+            # unpaired, or moved to shadow by a run that read it before the pull: a
+            # rolled-back version is refused by the rollback itself (rollback_failed)
+            return self._close(test, _pulled_reason(pulled))
         state = test.state
         sequential: PairedSequentialTest | TwoSampleSequentialTest
         if paired:
@@ -288,6 +298,9 @@ class RollbackWatch:
         caller finds it out of shadow and closes the watch."""
         model, previous = test.model, test.champion_version
         if self.store.get_version(model, previous).stage == "retired":
+            pulled = self._pulled(test)
+            if pulled is not None:
+                return self._close(test, _pulled_reason(pulled))
             try:
                 self.store.set_stage(
                     model,
@@ -369,6 +382,20 @@ class RollbackWatch:
                 f"promotion (need {rules.min_n}): nothing to compare with",
             )
         return test
+
+    def _pulled(self, test: ComparisonTestRow) -> Pull | None:
+        """How an operator pulled the version ``test`` compares with after the promotion it
+        follows (:func:`~tunewatch.store._governance.find_pull`): it is neither kept in
+        shadow nor restored. ``None``: not pulled (the watch's own moves pull nothing)."""
+        model, previous, version = test.model, test.champion_version, test.challenger_version
+        entries = [
+            *self.store.audit_log(MAX_ID, target=f"{model}/v{version}", action="promote"),
+            *self.store.audit_log(MAX_ID, target=f"{model}/v{previous}", action="set_stage"),
+        ]
+        entries.sort(key=lambda e: e.id)
+        return find_pull(
+            ((e.actor, e.action, e.target, e.details) for e in entries), model, version, previous
+        )
 
     def _close(self, test: ComparisonTestRow, why: str) -> ComparisonResult:
         self._release(test)
@@ -463,6 +490,13 @@ def watch_values(look: TwoSampleLook, method: str) -> LookValues:
         adjusted_p_value=look.p_value,
         decision=look.decision,
         fixed_t_p=look.fixed_t_p,
+    )
+
+
+def _pulled_reason(pulled: Pull) -> str:
+    return (
+        f"v{pulled.version} was {pulled.describe()}: the watch neither keeps it in shadow nor "
+        "rolls back to it"
     )
 
 

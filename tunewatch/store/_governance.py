@@ -13,6 +13,11 @@ pending requests (:func:`close_pending_approvals`), and approving one whose vers
 moved after it was requested is refused (``stage_changed``). The rollback watch returning
 the previous champion it kept in shadow to retired (``approvals_kept``) is no such move:
 the version is back where it was, and a request to promote it stands.
+
+A rollback restores the champion the current one replaced, unless an operator pulled it
+since (:func:`find_pull`: retired it after the promotion, "never serve it again"); the
+daemon's own moves (the demotion at the promotion, the rollback watch lending it to shadow
+and returning it) pull nothing.
 """
 
 from __future__ import annotations
@@ -376,7 +381,9 @@ def rollback(
     expected_champion: int | None = None,
 ) -> tuple[VersionRow, VersionRow]:
     """Restore the champion the current one replaced; the current one is rolled back.
-    With ``expected_champion``, only if that version is still the champion."""
+    With ``expected_champion``, only if that version is still the champion. Refused
+    (``no_previous_champion``) when there is none, when it was rolled back, or when an
+    operator pulled it after it was replaced (:func:`find_pull`; the message names who)."""
     _lock_model(conn, model)
     check_champion(conn, model, expected_champion)
     current = champion(conn, model)
@@ -396,6 +403,13 @@ def rollback(
         raise ConflictError(
             f"model {model!r} version {previous} was itself rolled back; promote a version "
             "explicitly instead",
+            code="no_previous_champion",
+        )
+    pulled = _pull_of(conn, model, current.version, previous)
+    if pulled is not None:
+        raise ConflictError(
+            f"model {model!r} version {previous} was {pulled.describe()}; a rollback does not "
+            "restore a version an operator pulled: promote a version explicitly instead",
             code="no_previous_champion",
         )
     now = utcnow()
@@ -420,6 +434,80 @@ def _replaced_by(conn: Connection, model: str, version: int) -> int | None:
         .order_by(events.c.id.desc())
     )
     return replaced_champion((row.payload for row in rows), version)
+
+
+@dataclass(frozen=True, slots=True)
+class Pull:
+    """A replaced champion moved by ``set_stage`` after it was replaced: pulled (an
+    operator's retire, "never serve it again"), out of a rollback's reach."""
+
+    version: int
+    champion: int  # the version that replaced it
+    stage: str
+    actor: str
+    reason: str
+
+    def describe(self) -> str:
+        """``retired by 'alice' after v2 replaced it (why)``."""
+        return (
+            f"{_stage_word(self.stage)} by {self.actor!r} after v{self.champion} replaced it "
+            f"({self.reason})"
+        )
+
+
+def find_pull(
+    entries: Iterable[tuple[str, str, str, Any]], model: str, champion: int, previous: int
+) -> Pull | None:
+    """Whether ``previous``, the champion ``champion`` replaced, was pulled since: the last
+    ``set_stage`` of ``previous`` after ``champion``'s latest ``promote``, if that promotion
+    replaced ``previous``. ``entries`` are ``(actor, action, target, details)`` audit
+    entries, oldest first (others are passed over). A move to shadow (scored, never served:
+    an operator's, or the rollback watch lending it to shadow) pulls nothing, nor does one
+    that kept its approvals (``approvals_kept``: the watch returning it to retired), as
+    :func:`_moved_since` reads them; the demotion at the promotion writes no ``set_stage``.
+    A promotion of the pair again (the operator brought the pulled version back first)
+    starts over."""
+    promoted, moved = f"{model}/v{champion}", f"{model}/v{previous}"
+    replaced, pull = False, None
+    for actor, action, target, details in entries:
+        found = details if isinstance(details, Mapping) else {}
+        if action == "promote" and target == promoted:
+            replaced, pull = found.get("previous") == previous, None
+        elif (
+            replaced
+            and action == "set_stage"
+            and target == moved
+            and found.get("stage") != "shadow"
+            and not found.get("approvals_kept")
+        ):
+            pull = Pull(
+                version=previous,
+                champion=champion,
+                stage=str(found.get("stage")),
+                actor=actor,
+                reason=str(found.get("reason", "")),
+            )
+    return pull
+
+
+def _pull_of(conn: Connection, model: str, champion: int, previous: int) -> Pull | None:
+    """:func:`find_pull` over the audit log (under the caller's lock)."""
+    rows = conn.execute(
+        select(
+            audit_entries.c.actor,
+            audit_entries.c.action,
+            audit_entries.c.target,
+            audit_entries.c.details,
+        )
+        .where(
+            audit_entries.c.target.in_((f"{model}/v{champion}", f"{model}/v{previous}")),
+            audit_entries.c.action.in_(("promote", "set_stage")),
+        )
+        .order_by(audit_entries.c.id)
+    )
+    return find_pull(
+        ((r.actor, r.action, r.target, r.details) for r in rows), model, champion, previous
+    )
 
 
 def replaced_champion(promotions: Iterable[Mapping[str, Any]], version: int) -> int | None:
