@@ -152,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rollback", help="restore the champion the current one replaced")
     p.add_argument("model", type=_model)
     p.add_argument("--reason", type=_reason, required=True)
+    p.add_argument(
+        "--champion",
+        type=_int_in("champion", 1, MAX_ID),
+        help="the champion version to roll back; refused, nothing changed, when another "
+        "serves (a rollback already restored its predecessor)",
+    )
     p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser(

@@ -2,8 +2,11 @@
 
 A promotion waits for an approver who is not the requester when the model is marked
 regulated, or when any of the version's hyperparameters lies outside its safe range: the
-model's ``safe_ranges`` or the ``safe:`` bounds of its search space, read at the values the
-pipeline builds (an absent name at its default). A space that cannot be read makes every
+model's ``safe_ranges``, read at the values the pipeline builds (a name the version does not
+record at its default, when the recorded or default choices build it: not ``gb_subsample``
+under ``logistic``; a version recording ``{}`` says nothing of how it was built and is read
+as it is), or the ``safe:`` bounds of its search space, on the names the version records
+(:meth:`~retune.space.SearchSpace.outside_safe_ranges`). A space that cannot be read makes every
 promotion wait, and so do hyperparameters the pipeline would not build (a name outside its
 vocabulary, a choice it does not take), whose safe ranges cannot be checked. Everything
 else is promoted at once. Both paths are
@@ -33,12 +36,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from retune import SearchSpaceError
-from retune.space import load_search_space
+from retune.space import built_parameters, load_search_space
 from shadow import OnnxModel, ShadowError, Signature
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, SafeRange
@@ -59,29 +62,54 @@ class PromotionOutcome:
     approval: ApprovalRow | None = None
 
 
-def unsafe_hyperparameters(params: Mapping[str, Any], safe: Mapping[str, SafeRange]) -> list[str]:
+def unsafe_hyperparameters(
+    params: Mapping[str, Any],
+    safe: Mapping[str, SafeRange],
+    *,
+    defaulted: Collection[str] = (),
+) -> list[str]:
     """``name=value not in [low, high]`` for each numeric parameter outside its range,
-    and ``name=value not in {choices}`` for categorical ones."""
+    and ``name=value not in {choices}`` for categorical ones; a name ``params`` lacks is
+    not checked. A name in ``defaulted`` (one the version does not record, in ``params``
+    at the pipeline's default) is shown so."""
     out = []
     for name, rule in sorted(safe.items()):
         if name not in params:
             continue
         value = params[name]
+        how = " (not recorded: the pipeline's default)" if name in defaulted else ""
         if rule.choices is not None:
             # ``True == 1``: a flag is one of the choices only as a flag, a number as a number
             if not any(
                 value == c and isinstance(value, bool) == isinstance(c, bool) for c in rule.choices
             ):
-                out.append(f"{name}={value!r} not in {sorted(map(str, rule.choices))}")
+                out.append(f"{name}={value!r}{how} not in {sorted(map(str, rule.choices))}")
             continue
         if isinstance(value, bool) or not isinstance(value, int | float):
-            out.append(f"{name}={value!r} is not numeric")
+            out.append(f"{name}={value!r}{how} is not numeric")
             continue
         low = -math.inf if rule.low is None else rule.low
         high = math.inf if rule.high is None else rule.high
         if not low <= value <= high:
-            out.append(f"{name}={value} not in [{rule.low}, {rule.high}]")
+            out.append(f"{name}={value}{how} not in [{rule.low}, {rule.high}]")
     return out
+
+
+def _as_built(params: Mapping[str, Any]) -> tuple[Mapping[str, Any], frozenset[str]]:
+    """The values the pipeline builds ``params`` with (:func:`built_parameters
+    <retune.space.built_parameters>`: a name not recorded at its default when the
+    recorded, or default, choices build it; ``gb_subsample`` not under ``logistic``), and
+    the names it adds. ``{}`` is read as it is: it records nothing of how the version was
+    built (one registered by hand; a regression model's ``{}`` would read as the default
+    ``logistic``). So is a set the pipeline would not build (``model__C``): the search
+    space's check makes its promotion wait, its safe ranges unchecked."""
+    if not params:
+        return params, frozenset()
+    try:
+        built = built_parameters(params)
+    except SearchSpaceError:
+        return params, frozenset()
+    return built, frozenset(built) - frozenset(params)
 
 
 def promotion_rules(model: ModelRow, version: VersionRow, config: Config) -> list[str]:
@@ -162,9 +190,10 @@ def _rules(
     if regulated or (cfg is not None and cfg.regulated):
         rules.append("regulated model")
     if cfg is not None:
+        built, defaulted = _as_built(hyperparameters)
         rules += [
             f"outside safe range: {u}"
-            for u in unsafe_hyperparameters(hyperparameters, cfg.safe_ranges)
+            for u in unsafe_hyperparameters(built, cfg.safe_ranges, defaulted=defaulted)
         ]
     # not model_or_default: a name from before names were checked may not validate
     space_path = cfg.tuning.search_space if cfg is not None else None
@@ -411,24 +440,32 @@ def rollback(
     ``artefact_unavailable``, and nothing changed, otherwise): committed, the rollback made
     a champion no process could serve, and the version it replaced is rolled back for good.
 
-    The store is told to expect the champion whose predecessor was checked; without
-    ``expected_champion`` a champion that arrived meanwhile is read, and its predecessor
-    checked, again (with it, ``champion_changed`` as the store raises it)."""
+    It rolls back ``expected_champion`` (the champion the caller saw misbehave) or, without
+    it, the champion read here, and no other: a champion that serves instead when the store
+    writes — another rollback (the rollback watch's, a retry) restored it meanwhile — is
+    refused (``ConflictError``, ``champion_changed``, naming it) and nothing changes.
+    Rolling back the newcomer instead made a good version ``rolled_back``, which is final."""
     store.get_model(model)  # an unknown model (a name no model can have): 404
-    while True:
-        current = store.champion(model)
-        found = None if current is None else current.version
-        if found is not None and expected_champion in (None, found):  # else refused
-            restored = _rollback_target(store, model, found)
-            if restored is not None and restored.stage != "rolled_back":  # else refused
-                check_servable(artefacts, restored)
-        expected = found if expected_champion is None else expected_champion
-        try:
-            return store.rollback(model, actor=actor, reason=reason, expected_champion=expected)
-        except ConflictError as exc:
-            if exc.code != "champion_changed" or expected_champion is not None:
-                raise
-            # another champion arrived since it was read: roll that one back, checked
+    current = store.champion(model)
+    found = None if current is None else current.version
+    if found is not None and expected_champion in (None, found):  # else refused
+        restored = _rollback_target(store, model, found)
+        if restored is not None and restored.stage != "rolled_back":  # else refused
+            check_servable(artefacts, restored)
+    if expected_champion is not None:
+        expected = expected_champion
+    else:  # what was read: no champion is "none", which a first champion arriving changes
+        expected = NO_CHAMPION if found is None else found
+    try:
+        return store.rollback(model, actor=actor, reason=reason, expected_champion=expected)
+    except ConflictError as exc:
+        if exc.code != "champion_changed":
+            raise
+        raise ConflictError(
+            f"{exc.message}; nothing was rolled back (a rollback rolls back only the "
+            "champion it names, or that it read: name the current one to roll it back)",
+            code="champion_changed",
+        ) from exc
 
 
 def _rollback_target(store: Store, model: str, champion: int) -> VersionRow | None:

@@ -14,6 +14,7 @@ from retune.space._space import (
     FORMAT_VERSION,
     SearchSpace,
     Suggester,
+    built_parameters,
     load_search_space,
     parse_search_space,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "SparseColumnDropper",
     "Suggester",
     "build_pipeline",
+    "built_parameters",
     "fit_pipeline",
     "is_regression",
     "load_search_space",

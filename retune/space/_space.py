@@ -342,6 +342,48 @@ _DOMAINS: dict[str, _Domain] = {
 }
 
 
+_GB = frozenset({"gradient_boosting", "gradient_boosting_regressor"})
+_FORESTS = frozenset(
+    {"random_forest", "extra_trees", "random_forest_regressor", "extra_trees_regressor"}
+)
+
+#: The parameters a pipeline reads only under some choices, as
+#: :mod:`retune.space._pipeline` builds its steps and estimators: ``name: (choice's
+#: parameter, the values that read it)``. Every other name is read by every pipeline.
+_READ_UNDER: dict[str, tuple[str, frozenset[str]]] = {
+    "drop_threshold": ("missing", frozenset({"drop_columns"})),
+    "select_k": ("selector", frozenset({"k_best"})),
+    "class_weight": ("estimator", frozenset(_CHOICES["estimator"]) - REGRESSORS),
+    "C": ("estimator", frozenset({"logistic"})),
+    "alpha": ("estimator", frozenset({"ridge"})),
+    "gb_n_estimators": ("estimator", _GB),
+    "gb_max_depth": ("estimator", _GB),
+    "gb_learning_rate": ("estimator", _GB),
+    "gb_subsample": ("estimator", _GB),
+    "forest_n_estimators": ("estimator", _FORESTS),
+    "forest_max_depth": ("estimator", _FORESTS),
+    "forest_min_samples_leaf": ("estimator", _FORESTS),
+}
+
+
+def built_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` as the pipeline builds them: the recorded names as recorded (read by
+    the pipeline or not), plus the default (:data:`DEFAULTS`) of each name left out that
+    the pipeline reads under the choices made, an absent choice at its default.
+    ``{"estimator": "gradient_boosting"}`` gains ``gb_subsample`` (1.0) and
+    ``class_weight`` (``none``), not ``C``, which only ``logistic`` reads; ``{"C": 2.0}``
+    gains ``class_weight``, since the pipeline builds the default ``logistic``. A set the
+    pipeline would not build (a name outside its vocabulary, a choice it does not take)
+    raises :class:`SearchSpaceError`."""
+    resolved = _resolve(params)
+    out = dict(params)
+    for name, value in resolved.items():
+        reader = _READ_UNDER.get(name)
+        if name not in out and (reader is None or resolved[reader[0]] in reader[1]):
+            out[name] = value
+    return out
+
+
 def _check_vocabulary(space: SearchSpace) -> None:
     """Raise :class:`SearchSpaceError` for a name the pipeline does not have, a choice
     it does not take, a number outside the parameter's domain (:data:`_DOMAINS`) or a

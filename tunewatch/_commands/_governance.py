@@ -207,13 +207,15 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     store = open_store(config)
     try:
         # refused, nothing changed, when the restored version's artefact cannot be read
-        # back intact or loaded (`artefact_unavailable`)
+        # back intact or loaded (`artefact_unavailable`), or when another champion than
+        # --champion (or than the one read) serves (`champion_changed`)
         restored, rolled = rollback(
             store,
             ArtefactStore(config.artefact_dir, store=store),
             args.model,
             actor=actor_of(args),
             reason=args.reason,
+            expected_champion=args.champion,
         )
         refresh_reports(store, config, args.model, (restored.version, rolled.version))
     finally:

@@ -73,6 +73,19 @@ class StageChange(_Body):
     reason: str = Field(min_length=1, max_length=2000)
 
 
+class Rollback(StageChange):
+    champion: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_ID,
+        description="The champion version to roll back, as the caller saw it serve: when "
+        "another serves instead (a rollback already restored its predecessor), 409 "
+        "`champion_changed` and nothing changes. Without it, the champion read when the "
+        "request arrives, and 409 `champion_changed` when another replaced it before the "
+        "write.",
+    )
+
+
 def _b64(value: str, field: str) -> bytes:
     try:
         return base64.b64decode(value, validate=True)
@@ -236,12 +249,12 @@ def version_report(
 
 
 @router.post("/models/{model}/rollback")
-def rollback(
-    model: str, body: StageChange, request: Request, principal: Operator
-) -> dict[str, Any]:
+def rollback(model: str, body: Rollback, request: Request, principal: Operator) -> dict[str, Any]:
     """Restore the champion the current one replaced (409 when there is none, and 409
     ``artefact_unavailable``, nothing changed, when this daemon cannot read back intact or
-    load its artefact)."""
+    load its artefact). ``champion`` names the version to roll back: another serving
+    instead is 409 ``champion_changed``, nothing changed, as is one that replaced the
+    champion read before the write (rolled back, a version is never promoted again)."""
     ctx = context(request)
     restored, rolled_back = governance.rollback(
         ctx.runtime.store,
@@ -249,6 +262,7 @@ def rollback(
         model,
         actor=principal.name,
         reason=body.reason,
+        expected_champion=body.champion,
     )
     ctx.runtime.try_load(model)
     refresh_reports(
