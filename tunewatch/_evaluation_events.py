@@ -4,7 +4,10 @@ After an evaluation stores its verdicts, every policy of the model's evaluation 
 (:func:`tunewatch._policies.evaluation_policies`) reads the champion's recent verdicts
 of its kind, decides with :func:`tunewatch._policies.decide` (hysteresis over windows
 that share no request, cool-down), exports ``tunewatch_alarm`` and hands an event that
-fires to the dispatcher.
+fires to the dispatcher. While the retune of the policy's last event is owed (the quota
+suppressed it), each run on which the alarm holds tries it again without recording the
+event again (:meth:`tunewatch._actions.Dispatcher.retry`), as an alert's episode and the
+standing schedule do: one episode, one event and one suppression.
 """
 
 from __future__ import annotations
@@ -37,25 +40,34 @@ class PolicyEvents:
         self.dispatcher = dispatcher
         self._outgrown: set[tuple[str, str]] = set()  # (model, event) warned about
 
-    def _cooling_since(self, name: str, event: str) -> datetime | None:
-        """When the policy's cool-down started: its last event, unless that event's retune
-        is still owed, and the cool-down then runs from the last event whose action
-        settled. A retune is owed when the quota kept it from being queued, or when its job
-        was never queued at all: the dispatch failed after the event was recorded (the
-        store failed, the process died), which left neither a job nor an action event. A
-        retune the trigger's own cool-down suppressed settles it (the model was just
-        retuned), as does an event with no action configured, or whose action event was
-        lost after its job was queued."""
+    def _last_event(self, name: str, event: str) -> tuple[datetime | None, Event | None]:
+        """The policy's anchor, and its last event when that event's retune is owed to a
+        retry (else ``None``).
+
+        The anchor is when the policy's cool-down started, and the time after which the
+        windows of a new streak must have been received: its last event, whatever became
+        of its retune. One the quota suppressed is owed, and the anchor all the same: its
+        episode goes on, and the runs on which the alarm holds try the retune again
+        silently (:meth:`Dispatcher.retry`); taken for no event, it let every alarming
+        run raise the event and its suppression again while the quota stayed full. A
+        retune the trigger's own cool-down suppressed is settled (the model was just
+        retuned), as is an event
+        with no action configured, or whose action event was lost after its job was
+        queued. An event whose job was never queued at all, the dispatch having failed
+        after the event was recorded (the store failed, the process died) and left
+        neither a job nor an action event, does not count: the cool-down runs from the
+        last event whose action settled, and the next alarming run raises the event anew
+        (as a failed delivery releases an alert's episode)."""
         fired = self.store.list_events(model=name, type=event, limit=1)
         if not fired:
-            return None
+            return None, None
         owed = owed_by_its_action(self.store, name, fired[0])
-        if owed is None:
-            owed = self._never_queued(name, fired[0])
-        if not owed:
-            return fired[0].created_at
-        settled = self.store.last_action(name, trigger=event, outcomes=SETTLED)
-        return settled.created_at if settled is not None else None
+        if owed:
+            return fired[0].created_at, fired[0]
+        if owed is None and self._never_queued(name, fired[0]):
+            settled = self.store.last_action(name, trigger=event, outcomes=SETTLED)
+            return (settled.created_at if settled is not None else None), None
+        return fired[0].created_at, None
 
     def _never_queued(self, name: str, fired: Event) -> bool:
         """Whether ``fired``, an event with no action event after it, causes a retune whose
@@ -105,7 +117,9 @@ class PolicyEvents:
         1 only while this run's window of its kind measured and alarmed and completed the
         streak (a window that could not measure, or a kind switched off, is 0). Both
         follow :func:`tunewatch._policies.decide`: a streak counts windows that share no
-        request."""
+        request. A policy whose last event's retune is owed (:meth:`_last_event`) and
+        that does not fire tries that retune again while its alarm holds, recording
+        nothing until it settles."""
         version = champion.version if champion else None
         for policy in evaluation_policies(cfg.evaluation):
             history = self._history(
@@ -116,11 +130,12 @@ class PolicyEvents:
                 most=policy.lookback,
             )
             latest = next(history, None)
+            anchor, owed = self._last_event(name, policy.event)
             decision = decide(
                 policy,
                 itertools.chain([latest], history) if latest is not None else (),
                 now=now,
-                last_event_at=self._cooling_since(name, policy.event),
+                last_event_at=anchor,
             )
             self._warn_outgrown(name, policy.event, decision.outgrown, decision.reason)
             row = current.get(policy.kind)
@@ -142,6 +157,9 @@ class PolicyEvents:
                         "window_end": latest.window_end.isoformat(),
                     },
                 )
+            elif owed is not None and holds:
+                # the episode of the owed event goes on: its retune, not a new event
+                self.dispatcher.retry(name, owed)
 
     def _warn_outgrown(self, name: str, event: str, outgrown: bool, reason: str) -> None:
         """Say once per process (and again after it recovers) that a policy's windows

@@ -1,8 +1,9 @@
 """Policies turn evaluation results into events, with hysteresis and cool-down.
 
 A policy is stateless: it decides from the stored evaluations (newest first) and the
-time of its last event (whose retune, if the job quota suppressed it, is still owed and
-does not count), so a restarted daemon decides exactly as before. An event rests on new
+time of its last event (one whose retune the job quota suppressed counts too: its retune
+is owed, and tried again without a new event, see :mod:`tunewatch._evaluation_events`),
+so a restarted daemon decides exactly as before. An event rests on new
 evidence only: it fires on a run whose own verdict of the kind measured and alarmed, with
 a streak of windows whose requests came after the policy's last event, and never for a
 kind switched off (see :func:`decide`).
@@ -45,9 +46,9 @@ class EventPolicy:
     An evaluation alarms when its payload has ``"alarm": true``; ``insufficient_data``
     windows neither alarm nor break a streak, but count towards ``lookback``; the event
     fires only on a run whose newest verdict of ``kind`` measured and alarmed. After an
-    event whose action settled, the policy stays quiet for ``cooldown`` and counts only
-    windows of requests received after it; after one whose action the quota suppressed,
-    the next alarming run raises the event again. A policy whose kind is switched off
+    event, the policy stays quiet for ``cooldown`` and counts only windows of requests
+    received after it, whatever became of its action: one the quota suppressed is tried
+    again while the alarm holds, without a new event. A policy whose kind is switched off
     (``enabled`` false: no verdict of it is stored) raises nothing.
     """
 
