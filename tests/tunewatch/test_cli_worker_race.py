@@ -122,3 +122,42 @@ def test_cli_worker_whose_job_another_worker_registered_first_reports_it_and_suc
     assert [v.version for v in daemon.store.list_versions(MODEL) if v.study == other.study] == [
         other.version
     ]
+
+
+def test_a_late_cli_worker_on_a_job_that_succeeded_names_its_version_and_succeeds(
+    daemon: Daemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A worker started on a second machine after the job ended printed "error: job 1 is
+    succeeded" and exited 2: a failure for a job that had succeeded."""
+    outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "late"})
+    assert outcome.job_id is not None
+    config = tmp_path / "cli.yaml"
+    config.write_text(yaml.safe_dump(daemon.config.model_dump(mode="json")))
+    optuna_logger = logging.getLogger("optuna")
+    try:
+        assert main(["--config", str(config), "worker", "--job", str(outcome.job_id)]) == 0
+        first = capsys.readouterr().out
+        rc = main(["--config", str(config), "worker", "--job", str(outcome.job_id)])
+    finally:
+        optuna_logger.setLevel(logging.NOTSET)
+    captured = capsys.readouterr()
+    job = daemon.store.get_job(outcome.job_id)
+    assert job.status == "succeeded" and job.result is not None
+    assert f"job {job.id} succeeded: {MODEL} version {job.result['version']}" in first
+    assert rc == 0, captured.err
+    assert (
+        f"job {job.id} had succeeded already: {MODEL} version {job.result['version']} "
+        f"registered in shadow (study {job.result['study']})" in captured.out
+    ), captured.out
+
+
+def test_a_late_cli_worker_on_a_failed_job_is_refused(
+    daemon: Daemon, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "late"})
+    assert outcome.job_id is not None
+    daemon.store.finish_job(outcome.job_id, status="failed", error="boom")
+    config = tmp_path / "cli.yaml"
+    config.write_text(yaml.safe_dump(daemon.config.model_dump(mode="json")))
+    assert main(["--config", str(config), "worker", "--job", str(outcome.job_id)]) == 2
+    assert f"job {outcome.job_id} is failed" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 from tunewatch._artefacts import ArtefactStore
+from tunewatch._errors import ConflictError
 
 from ._context import actor_of, config_of, registry_of
 
@@ -54,7 +55,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
         # the job again for the next worker to resume
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-        job = runner.run(args.job, on_progress=bar)
+        try:
+            job = runner.run(args.job, on_progress=bar)
+        except ConflictError as exc:
+            ended = store.get_job(args.job) if exc.code == "job_finished" else None
+            if ended is None or ended.status != "succeeded" or ended.result is None:
+                raise
+            # a worker started after another finished the job: its outcome is this one's
+            print(
+                f"job {ended.id} had succeeded already: {ended.model} version "
+                f"{ended.result['version']} registered in shadow (study {ended.result['study']})"
+            )
+            return 0
         # left running by this worker: another one has it (it registered the study's
         # version first and finishes the job, or claimed it since this one was stopped)
         elsewhere = registered_version(store, job) if job.status == "running" else None
