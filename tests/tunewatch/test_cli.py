@@ -126,7 +126,8 @@ def test_an_approval_that_promotes_nothing_fails_with_the_reason(
     # request 2 was made when there was no champion; version 1 is champion now
     assert run(config, "approve", "2", "--reason", "ok", actor="bob") == 1
     captured = capsys.readouterr()
-    assert "approval 2 rejected by bob" in captured.out
+    # bob approved: the request was closed unpromoted, not rejected by him
+    assert "approval 2 closed unpromoted by bob (stored as rejected)" in captured.out
     assert (
         "tunewatch: error: credit version 2 was not promoted: the champion changed from none "
         "to v1 since the request (ok)" in captured.err

@@ -185,7 +185,12 @@ def cmd_decide(args: argparse.Namespace) -> int:
             refresh_reports(store, config, decided.model, versions)
     finally:
         store.close()
-    print(f"approval {decided.id} {decided.status} by {decided.decided_by}")
+    if args.command == "approve" and promoted is None:  # not the approver's rejection
+        print(
+            f"approval {decided.id} closed unpromoted by {decided.decided_by} (stored as rejected)"
+        )
+    else:
+        print(f"approval {decided.id} {decided.status} by {decided.decided_by}")
     if promoted is not None:
         print(f"{promoted[0].model} version {promoted[0].version} is champion")
     elif args.command == "approve":  # closed unpromoted: the champion changed since
