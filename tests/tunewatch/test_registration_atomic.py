@@ -178,8 +178,17 @@ def test_a_new_model_registered_regulated_is_created_so_with_its_version(
             True,
         )
         assert [v.version for v in daemon.store.list_versions("bank")] == [row.version] == [1]
-        # created regulated: no change of the flag to audit
-        assert _audit(daemon.store) == [("register_version", "bank/v1", "alice")]
+        # created regulated, and audited so: the registration's entry does not say it, and
+        # the audit log could not tell when, why or by whom the model became regulated
+        assert _audit(daemon.store) == [
+            ("regulate_model", "bank", "alice"),
+            ("register_version", "bank/v1", "alice"),
+        ]
+        [entry] = daemon.store.audit_log(action="regulate_model")
+        assert entry.details == {
+            "regulated": True,
+            "reason": "a registration asked for regulated=true",
+        }
     finally:
         daemon.close()
 

@@ -310,15 +310,15 @@ def register_version(
     once_per_study: bool = False,
 ) -> VersionRow:
     """A registration's writes, all in the caller's transaction: the model added unless
-    it exists (:func:`ensure_model`, ``regulated`` as its flag), ``check_model`` called
-    with it as stored (its error refuses the registration), the model marked regulated
-    when ``regulated`` and it is not (:func:`regulate_model`, by ``actor`` for
+    it exists (:func:`ensure_model`), ``check_model`` called with it as stored (its error
+    refuses the registration), the model marked regulated when ``regulated`` and it is
+    not, a new one too (:func:`regulate_model`, audited, by ``actor`` for
     ``regulate_reason``), and the version added (:func:`add_version`). Refused anywhere
     (the parent, the champion rule, the study, the check), the transaction rolls back: no
     model, no regulation, no audit entry and no version are stored."""
-    found = ensure_model(
-        conn, name=model, task=task, feature_names=feature_names, regulated=regulated
-    )
+    # added unregulated and regulated at once, in this transaction, so that the audit
+    # says when, why and by whom it became regulated (the registration's entry does not)
+    found = ensure_model(conn, name=model, task=task, feature_names=feature_names, regulated=False)
     if check_model is not None:
         check_model(found)
     if regulated and not found.regulated:
