@@ -6,10 +6,14 @@ return a p-value; drift when it falls below the threshold) or *distances* (no p-
 drift when the distance reaches the threshold). Degenerate inputs never raise: they
 give ``status="insufficient_data"`` with a reason.
 
-A distance over counts (categories, or the values of a discrete numeric column) drifts
-only when it also exceeds what sampling noise alone gives for the two sample sizes and
-categories (:mod:`monitor.drift._noise`): a fixed cut-off drifted on unchanged traffic
-once there were many categories.
+A distance drifts only when it also exceeds what sampling noise alone gives for the two
+sample sizes at level ``alpha``: over counts (categories, the values of a discrete
+numeric column, or the bins of a continuous one) by random splits of the pooled counts
+(:mod:`monitor.drift._noise`), and for Wasserstein by bootstrap samples of the reference
+(:mod:`monitor.drift._continuous_noise`). A fixed cut-off drifted on unchanged traffic
+once there were many categories, or once the window was small: configured distances on
+continuous columns drifted on 43-81 % of unchanged 100-row windows against a 1500-row
+reference.
 """
 
 from __future__ import annotations
@@ -179,7 +183,7 @@ class DriftMethod(ABC):
         """The distance sampling noise alone exceeds with probability ``alpha`` for these
         samples; a distance drifts when it reaches both this and ``threshold`` (the
         verdict's ``threshold`` is the larger). Asked only once the distance reached
-        ``threshold``; 0 unless a method says otherwise."""
+        ``threshold``; 0 unless a method says otherwise (every distance method does)."""
         return 0.0
 
     def _is_drift(self, statistic: float, p_value: float | None, threshold: float) -> bool:

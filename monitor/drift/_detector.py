@@ -84,9 +84,11 @@ class DriftDetector:
     Under ``"fdr"``/``"bonferroni"`` a p-value column's verdict is the rule's: its
     ``threshold`` is the rule's cut-off and ``drifted`` says whether the rule rejected it
     (a configured threshold of a p-value test applies under ``"share"`` only). Distance
-    methods have no p-value; they count when the distance reaches their threshold —
-    over categories, raised to the distance's sampling noise at level ``alpha`` for the
-    two sample sizes and categories (see :mod:`monitor.drift._noise`).
+    methods have no p-value; they count when the distance reaches their threshold,
+    raised to the distance's sampling noise at level ``alpha`` for the two sample sizes
+    (and categories or bins; see :mod:`monitor.drift._noise` and
+    :mod:`monitor.drift._continuous_noise`): a distance configured for a column holds
+    its level on windows too small for the default chooser to pick it.
 
     Window columns are matched to the profile's by their text (a column ``0`` is the
     profile's ``"0"``). Degenerate columns (missing from the window, named twice, fewer

@@ -34,10 +34,10 @@ def aligned_counts(
     )
 
 
-def sturges_histograms(
+def sturges_counts(
     summary: NumericSummary, current: PreparedColumn
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Reference-sample and current shares over Sturges bins spanning both samples (the
+    """Reference-sample and current counts over Sturges bins spanning both samples (the
     binning evidently uses for continuous columns), with the bin count taken from the
     full reference size rather than the sample's."""
     lo = min(float(summary.sample[0]), float(current.values[0]))
@@ -51,9 +51,17 @@ def sturges_histograms(
         scale = max(abs(lo), abs(hi))
         edges = np.linspace(lo / scale, hi / scale, n_bins + 1) * scale
         edges[0], edges[-1] = lo, hi
-    ref = np.histogram(summary.sample, edges)[0] / summary.sample.size
-    cur = np.histogram(current.values, edges)[0] / current.values.size
+    ref = np.histogram(summary.sample, edges)[0].astype(np.float64)
+    cur = np.histogram(current.values, edges)[0].astype(np.float64)
     return ref, cur
+
+
+def sturges_histograms(
+    summary: NumericSummary, current: PreparedColumn
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sturges_counts` as shares of each sample."""
+    ref, cur = sturges_counts(summary, current)
+    return ref / summary.sample.size, cur / current.values.size
 
 
 def fill_zeros(shares: np.ndarray, floor: float = 1e-4) -> np.ndarray:

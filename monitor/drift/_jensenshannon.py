@@ -8,7 +8,7 @@ import numpy as np
 from scipy.spatial import distance
 
 from monitor.drift._base import DriftMethod, MethodName, PreparedColumn
-from monitor.drift._frequencies import aligned_counts, sturges_histograms
+from monitor.drift._frequencies import aligned_counts, sturges_counts, sturges_histograms
 from monitor.drift._noise import jensen_shannon_rows, noise_floor
 from monitor.drift._profile import ColumnKind, ColumnSummary, NumericSummary
 
@@ -19,13 +19,15 @@ class JensenShannon(DriftMethod):
     distinct reference values, otherwise over Sturges histogram bins spanning both
     samples — evidently's binning. Drift when the distance is ``>= threshold`` (default
     0.1: evidently's default for categorical columns with more than 1000 reference
-    rows) and, over categories or distinct values, also over its sampling noise: the
-    distance's ``1 - alpha`` quantile when the pooled counts are split at random into
+    rows) and also over its sampling noise: the distance's ``1 - alpha`` quantile when
+    the pooled counts (per category, distinct value or bin) are split at random into
     samples of the two sizes (:mod:`monitor.drift._noise`).
 
     The noise grows with the number of categories: 100 classes of a multiclass model's
     prediction at 1100 rows measured a median distance of 0.119 on unchanged traffic,
-    and 98 of 100 such windows drifted at the fixed 0.1."""
+    and 98 of 100 such windows drifted at the fixed 0.1. It grows as the window shrinks:
+    configured on continuous columns, 81 % of 100-row windows of unchanged traffic
+    drifted against a 1500-row reference before the bins had a floor too."""
 
     name: ClassVar[MethodName] = "jensenshannon"
     kinds: ClassVar[frozenset[ColumnKind]] = frozenset({"num", "cat"})
@@ -44,13 +46,20 @@ class JensenShannon(DriftMethod):
         return float(distance.jensenshannon(ref, cur)), None
 
     def _noise_floor(self, summary: ColumnSummary, current: PreparedColumn) -> float:
-        counts = aligned_counts(summary, current)
-        if counts is None:  # Sturges bins: few, and the reference side is a sample
-            return 0.0
         return noise_floor(
-            *counts,
+            *self._counts(summary, current),
             jensen_shannon_rows,
             lambda scale: float(np.sqrt(scale / 8)),
             threshold=self.threshold,
             alpha=self.alpha,
         )
+
+    @staticmethod
+    def _counts(summary: ColumnSummary, current: PreparedColumn) -> tuple[np.ndarray, np.ndarray]:
+        """Counts per category or distinct value, else per Sturges bin (the reference
+        side counting the reference sample)."""
+        counts = aligned_counts(summary, current)
+        if counts is not None:
+            return counts
+        assert isinstance(summary, NumericSummary)
+        return sturges_counts(summary, current)

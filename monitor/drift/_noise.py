@@ -18,6 +18,7 @@ with ``K - 1`` degrees of freedom under no change (the G-test relation,
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -33,6 +34,10 @@ DRAW_LIMIT = 5_000_000
 """Permutations x categories drawn per floor at most (while above
 :data:`MIN_PERMUTATIONS`): about half a second; a 20,000-category column took 2 s at
 1000 permutations."""
+
+MISS = 1e-4
+"""How unlikely an early stop of :func:`permutation_floor` may be to hide a floor over
+the threshold."""
 
 MIN_EXPECTED = 5.0
 """A category expected fewer times than this in the smaller sample is sparse: the
@@ -60,22 +65,38 @@ def chi2_scale(categories: int, n_ref: float, n_cur: float, alpha: float) -> flo
 
 
 def permutation_floor(
-    ref: np.ndarray, cur: np.ndarray, distance: CountDistance, *, alpha: float, seed: int = 0
+    ref: np.ndarray,
+    cur: np.ndarray,
+    distance: CountDistance,
+    *,
+    alpha: float,
+    seed: int = 0,
+    threshold: float | None = None,
 ) -> float:
     """The ``1 - alpha`` quantile of ``distance`` over :data:`PERMUTATIONS` random splits
-    of the pooled counts into samples of the reference's and the window's sizes."""
+    of the pooled counts into samples of the reference's and the window's sizes.
+
+    With ``threshold``, the first ``log(MISS) / log(1 - alpha)`` splits (180 at alpha
+    0.05) end the estimate when none of them reaches it: a quantile over the rest at or
+    over ``threshold`` would have missed that many times in a row with probability under
+    :data:`MISS`, and a floor under ``threshold`` cannot raise the cut-off. A drifted
+    continuous column binned for Jensen-Shannon (sparse tail bins) drew all 1000 splits
+    on every 20,000-row window, 5 ms of a check."""
     pooled = np.rint(ref + cur).astype(np.int64)
     n_cur = int(round(float(cur.sum())))
     rng = np.random.default_rng(seed)
     runs = min(PERMUTATIONS, max(MIN_PERMUTATIONS, DRAW_LIMIT // pooled.size))
     block = max(1, _DRAW_BUDGET // pooled.size)
+    early = runs if threshold is None else min(runs, math.ceil(math.log(MISS) / math.log1p(-alpha)))
     values: list[np.ndarray] = []
     done = 0
     while done < runs:
-        size = min(block, runs - done)
+        size = min(block, (early if done < early else runs) - done)
         drawn = rng.multivariate_hypergeometric(pooled, n_cur, size=size, method="marginals")
         values.append(distance((pooled - drawn).astype(np.float64), drawn.astype(np.float64)))
         done += size
+        if done == early and threshold is not None and max(v.max() for v in values) < threshold:
+            break
     return float(np.quantile(np.concatenate(values), 1.0 - alpha, method="higher"))
 
 
@@ -99,7 +120,7 @@ def noise_floor(
     approx = approximate(chi2_scale(ref.size, float(ref.sum()), float(cur.sum()), alpha))
     if approx <= threshold / 2 and not sparse(ref, cur):
         return approx
-    return permutation_floor(ref, cur, distance, alpha=alpha)
+    return permutation_floor(ref, cur, distance, alpha=alpha, threshold=threshold)
 
 
 def _shares(counts: np.ndarray) -> np.ndarray:

@@ -40,7 +40,9 @@ def default_method(summary: ColumnSummary, current: PreparedColumn) -> type[Drif
     A distance's sampling noise is set by the smaller sample: against a large reference,
     windows of a few hundred rows of unchanged traffic measure distances around
     evidently's 0.1 threshold, and 94 % of 100-row windows raised dataset drift
-    (tests/monitor/test_monitor_drift_detector.py)."""
+    (tests/monitor/test_monitor_drift_detector.py). Distances now also pass their noise
+    floor (so a configured one holds its level on small windows), but there the floor,
+    not the distance's threshold, sets the cut-off: the p-value tests stay the choice."""
     distinct = n_distinct(summary, current)
     discrete = summary.kind == "cat" or (distinct is not None and distinct <= 5)
     if min(summary.n, current.n) <= SMALL_SAMPLE_ROWS:

@@ -7,6 +7,7 @@ from typing import ClassVar
 import numpy as np
 
 from monitor.drift._base import DriftMethod, MethodName, PreparedColumn
+from monitor.drift._continuous_noise import wasserstein_floor
 from monitor.drift._profile import ColumnKind, ColumnSummary, NumericSummary
 
 
@@ -25,7 +26,11 @@ class Wasserstein(DriftMethod):
     """``W1(reference, current) / max(std_ref, 0.001)`` as evidently computes it (the
     standard deviation is the full reference column's; the distance uses the reference
     sample). Drift when the distance is ``>= threshold`` (default 0.1: evidently's
-    default for numeric columns with more than 1000 reference rows)."""
+    default for numeric columns with more than 1000 reference rows) and over its
+    sampling noise: the distance's ``1 - alpha`` quantile between the reference sample
+    and bootstrap samples of it of the two samples' effective size
+    (:mod:`monitor.drift._continuous_noise`). Configured on 100-row windows against a
+    1500-row reference, 73 % of unchanged columns drifted at the fixed 0.1."""
 
     name: ClassVar[MethodName] = "wasserstein"
     kinds: ClassVar[frozenset[ColumnKind]] = frozenset({"num"})
@@ -43,3 +48,7 @@ class Wasserstein(DriftMethod):
             scale = 1.0
         norm = max(summary.std, 0.001) / scale
         return wasserstein_sorted(u / scale, v / scale) / norm, None
+
+    def _noise_floor(self, summary: ColumnSummary, current: PreparedColumn) -> float:
+        assert isinstance(summary, NumericSummary)
+        return wasserstein_floor(summary, current.n, threshold=self.threshold, alpha=self.alpha)
