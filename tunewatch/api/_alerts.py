@@ -4,7 +4,7 @@ Delivery is at least once and a slow handler can receive the same group again wh
 first delivery still runs, so every firing alert is keyed by its episode
 (``fingerprint`` + ``startsAt``) and one delivery at a time claims it (a compare-and-set
 on the episode row; a claim whose delivery died is taken over after
-``store._jobs.CLAIM_TIMEOUT``). Only the claimant dispatches, and the job's unique
+``store._alert_episodes.CLAIM_TIMEOUT``). Only the claimant dispatches, and the job's unique
 ``dedupe_key`` keeps it to one job per episode. Only a final outcome (a job queued, one
 queued before, no action configured) decides an episode. A retune that the quota or a
 cool-down suppressed leaves it owed: the episode's ``alert_received`` and the suppression

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .._errors import StoreError
 from . import (
+    _alert_episodes,
     _artefact_blobs,
     _audit,
     _clock,
@@ -804,14 +805,14 @@ class Store:
         model: str | None,
         alertname: str,
         labels: Mapping[str, Any],
-        stale_after: timedelta = _jobs.CLAIM_TIMEOUT,
+        stale_after: timedelta = _alert_episodes.CLAIM_TIMEOUT,
     ) -> str | None:
         """Store a firing episode and claim it for this delivery: the claim while it
         still needs a decision, None when it is decided, resolved or held by another
         delivery (at-least-once and concurrent delivery). See
-        :func:`_jobs.claim_alert_episode`."""
+        :func:`_alert_episodes.claim_alert_episode`."""
         with self._tx("claim_alert_episode") as conn:
-            return _jobs.claim_alert_episode(
+            return _alert_episodes.claim_alert_episode(
                 conn,
                 fingerprint=fingerprint,
                 starts_at=starts_at,
@@ -826,9 +827,9 @@ class Store:
     ) -> str | None:
         """Claim a firing episode whose retune is owed (its decision is ``owed``) for this
         delivery's retry; None when it is not owed or another delivery holds it. See
-        :func:`_jobs.claim_owed_alert_episode`."""
+        :func:`_alert_episodes.claim_owed_alert_episode`."""
         with self._tx("claim_owed_alert_episode") as conn:
-            return _jobs.claim_owed_alert_episode(
+            return _alert_episodes.claim_owed_alert_episode(
                 conn, fingerprint=fingerprint, starts_at=starts_at, owed=owed
             )
 
@@ -836,7 +837,9 @@ class Store:
         """Whether a delivery holds this firing episode's claim: it is being decided, or
         the delivery died before it could release it (taken over after the timeout)."""
         with self._read("alert_episode_claimed") as conn:
-            return _jobs.alert_episode_claimed(conn, fingerprint=fingerprint, starts_at=starts_at)
+            return _alert_episodes.alert_episode_claimed(
+                conn, fingerprint=fingerprint, starts_at=starts_at
+            )
 
     def settle_alert_episode(
         self,
@@ -850,7 +853,7 @@ class Store:
         """The final ``decision`` of a claimed episode, or None to release it; with
         ``firing``, only while it fires."""
         with self._tx("settle_alert_episode") as conn:
-            return _jobs.settle_alert_episode(
+            return _alert_episodes.settle_alert_episode(
                 conn,
                 fingerprint=fingerprint,
                 starts_at=starts_at,
@@ -861,4 +864,6 @@ class Store:
 
     def resolve_alert_episode(self, *, fingerprint: str, starts_at: str) -> bool:
         with self._tx("resolve_alert_episode") as conn:
-            return _jobs.resolve_alert_episode(conn, fingerprint=fingerprint, starts_at=starts_at)
+            return _alert_episodes.resolve_alert_episode(
+                conn, fingerprint=fingerprint, starts_at=starts_at
+            )

@@ -1,0 +1,203 @@
+"""Alert episodes: one row per Alertmanager alert episode (``fingerprint`` + ``startsAt``),
+claimed by one delivery at a time so that an episode is decided once (webhook dedupe)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, select, update
+
+from ._clock import db_now
+from ._engine import dialect_insert
+from ._events import storable_json
+from ._schema import alert_episodes
+from ._types import utcnow
+
+# How long a delivery holds an alert episode it claimed. Deciding takes milliseconds; a
+# claim this old belongs to a delivery that died (killed, or the store failed before it
+# could release the claim) and is taken over. Deliveries meanwhile are answered 503 (see
+# alert_episode_claimed), so Alertmanager retries until one takes it.
+CLAIM_TIMEOUT = timedelta(minutes=1)
+# A claim is stored in ``decision`` as this prefix, the claim time (the database's clock,
+# ISO 8601 in UTC) and a random token, until the delivery writes the final decision (a
+# dispatcher outcome, which starts with the action's name) or releases the episode (back
+# to NULL).
+_CLAIMED = "claimed at "
+
+
+def _claimed_at(decision: str) -> datetime | None:
+    if not decision.startswith(_CLAIMED):
+        return None
+    return datetime.fromisoformat(decision[len(_CLAIMED) :].split(" ", 1)[0])
+
+
+def _replaced(claim: str) -> str | None:
+    """The decision a claim replaced: the owed marker :func:`claim_owed_alert_episode` took
+    over, None for a claim of an undecided episode."""
+    parts = claim[len(_CLAIMED) :].split(" ", 2)
+    return parts[2] if len(parts) == 3 else None
+
+
+def _new_claim(now: datetime, replacing: str | None = None) -> str:
+    claim = f"{_CLAIMED}{now.isoformat()} {secrets.token_hex(8)}"
+    return claim if replacing is None else f"{claim} {replacing}"
+
+
+def _episode(fingerprint: str, starts_at: str) -> Any:
+    return (alert_episodes.c.fingerprint == fingerprint) & (alert_episodes.c.starts_at == starts_at)
+
+
+def claim_alert_episode(
+    conn: Connection,
+    *,
+    fingerprint: str,
+    starts_at: str,
+    model: str | None,
+    alertname: str,
+    labels: Mapping[str, Any],
+    stale_after: timedelta = CLAIM_TIMEOUT,
+) -> str | None:
+    """Store this (fingerprint, startsAt) firing episode and claim it for one delivery.
+
+    Returns the claim (for :func:`settle_alert_episode`) when the episode still needs a
+    decision: it is new, a delivery before released it (its action was suppressed), or
+    the delivery that claimed it did so over ``stale_after`` ago and never settled it.
+    None when it is decided, resolved, or held by another delivery. The claim is a
+    compare-and-set on ``decision``, so of concurrent deliveries exactly one gets it (on
+    PostgreSQL the losers' UPDATE waits for the winner's commit and then matches nothing;
+    SQLite serialises writing transactions). Claims are stamped and aged by the database's
+    clock, read with the row: the replicas' own clocks may disagree by more than
+    ``stale_after``."""
+    stmt = (
+        dialect_insert(conn, alert_episodes)
+        .values(
+            fingerprint=fingerprint,
+            starts_at=starts_at,
+            model=model,
+            alertname=alertname,
+            status="firing",
+            labels=storable_json(dict(labels), field="labels"),
+            received_at=utcnow(),
+        )
+        .on_conflict_do_nothing(
+            index_elements=[alert_episodes.c.fingerprint, alert_episodes.c.starts_at]
+        )
+    )
+    conn.execute(stmt)
+    where = _episode(fingerprint, starts_at)
+    columns = (alert_episodes.c.status, alert_episodes.c.decision, db_now(conn).label("now"))
+    row = conn.execute(select(*columns).where(where)).one()
+    if row.status != "firing":
+        return None
+    now: datetime = row.now
+    held: str | None = row.decision
+    if held is not None:
+        since = _claimed_at(held)
+        if since is None or now - since < stale_after:
+            return None  # decided, or another delivery is deciding
+        owed = _replaced(held)
+        if owed is not None:
+            # the delivery retrying an owed retune died: owed again, for the caller's own
+            # retry (claim_owed_alert_episode), which records no second alert event
+            conn.execute(
+                update(alert_episodes)
+                .where(where, alert_episodes.c.decision == held)
+                .values(decision=owed)
+            )
+            return None
+    claim = _new_claim(now)
+    unchanged = (
+        alert_episodes.c.decision.is_(None) if held is None else (alert_episodes.c.decision == held)
+    )
+    taken = conn.execute(update(alert_episodes).where(where, unchanged).values(decision=claim))
+    return claim if taken.rowcount else None
+
+
+def claim_owed_alert_episode(
+    conn: Connection, *, fingerprint: str, starts_at: str, owed: str
+) -> str | None:
+    """Claim a firing episode whose decision is the marker ``owed`` (its retune was
+    suppressed and a later delivery tries it again) for one delivery: the claim, or None
+    when the episode is not owed, resolved, or another delivery holds it. The claim keeps
+    the marker, so one taken over after ``CLAIM_TIMEOUT`` is owed again (see
+    :func:`claim_alert_episode`). Held like any claim, concurrent deliveries wait for the
+    one retrying: a no-op compare-and-set of the marker let two retry at once, and the
+    second found the first's job and recorded it a second time, as a duplicate."""
+    where = (
+        _episode(fingerprint, starts_at),
+        alert_episodes.c.status == "firing",
+        alert_episodes.c.decision == owed,
+    )
+    now = conn.execute(select(db_now(conn))).scalar_one()
+    claim = _new_claim(now, owed)
+    taken = conn.execute(update(alert_episodes).where(*where).values(decision=claim))
+    return claim if taken.rowcount else None
+
+
+def alert_episode_claimed(conn: Connection, *, fingerprint: str, starts_at: str) -> bool:
+    """Whether a delivery holds this firing episode's claim (live or not yet timed out)."""
+    decision = conn.execute(
+        select(alert_episodes.c.decision).where(
+            _episode(fingerprint, starts_at), alert_episodes.c.status == "firing"
+        )
+    ).scalar_one_or_none()
+    return decision is not None and _claimed_at(decision) is not None
+
+
+def settle_alert_episode(
+    conn: Connection,
+    *,
+    fingerprint: str,
+    starts_at: str,
+    claim: str,
+    decision: str | None,
+    firing: bool = False,
+) -> bool:
+    """Write the final ``decision`` of an episode held by ``claim``, or with None release
+    it for a later delivery. False when the claim was taken over meanwhile (it timed
+    out): the episode is left to the delivery that holds it now; with ``firing``, also
+    when the episode resolved."""
+    stmt = update(alert_episodes).where(
+        _episode(fingerprint, starts_at), alert_episodes.c.decision == claim
+    )
+    if firing:
+        stmt = stmt.where(alert_episodes.c.status == "firing")
+    settled = conn.execute(stmt.values(decision=None if decision is None else decision[:400]))
+    return bool(settled.rowcount)
+
+
+def resolve_alert_episode(conn: Connection, *, fingerprint: str, starts_at: str) -> bool:
+    """Mark a firing episode resolved; False when it was not seen firing. An episode never
+    seen is stored resolved (without a model, name or labels): Alertmanager never fires an
+    episode again once it resolved, so a firing delivery that comes after the resolve (a
+    retry, an HA peer's) is stale, and :func:`claim_alert_episode` must not take it."""
+    now = utcnow()
+    was_firing = conn.execute(
+        update(alert_episodes)
+        .where(_episode(fingerprint, starts_at), alert_episodes.c.status == "firing")
+        .values(status="resolved", resolved_at=now)
+    )
+    if was_firing.rowcount:
+        return True
+    stmt = dialect_insert(conn, alert_episodes).values(
+        fingerprint=fingerprint,
+        starts_at=starts_at,
+        model=None,
+        alertname="",
+        status="resolved",
+        labels={},
+        received_at=now,
+        resolved_at=now,
+    )
+    # a firing delivery that stored the episode since the UPDATE above: resolved after all
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[alert_episodes.c.fingerprint, alert_episodes.c.starts_at],
+            set_={"status": "resolved", "resolved_at": now},
+            where=alert_episodes.c.status == "firing",
+        )
+    )
+    return False
