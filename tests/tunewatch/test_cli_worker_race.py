@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.tunewatch.conftest import Clock, feed
+from tests.tunewatch.test_tuning import _config, _daemon
 from tunewatch._cli import main
-from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
 from tunewatch._registry import Registry
@@ -37,39 +36,9 @@ SPACE = {
 
 @pytest.fixture
 def daemon(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Daemon]:
-    space = tmp_path / "space.yaml"
+    space = tmp_path / "logistic.yaml"  # one family: quick trials
     space.write_text(yaml.safe_dump(SPACE))
-    job = {
-        "search_space": str(space),
-        "max_trials": 2,
-        "cv_folds": 2,
-        "patience": None,
-        "wall_time_s": 120,
-        "min_rows": 100,
-    }
-    raw = {
-        "data_dir": str(tmp_path / "data"),
-        "scheduler": {"enabled": False},
-        "tuning": {"workers": 0, "max_concurrent_jobs": 10},
-        "models": [
-            {
-                "name": MODEL,
-                "task": "binary",
-                "tuning": job,
-                "triggers": [{"on": "manual", "do": "retune", "cooldown_minutes": 0}],
-            }
-        ],
-    }
-    d = Daemon(build_config(raw, env={}), env={})
-    d.registry.register(
-        MODEL,
-        trained[0].onnx,
-        trained[0].metadata,
-        actor="test",
-        stage="champion",
-        reference=trained[0].reference,
-    )
-    feed(d, Clock(), 0, 400, shift=0.5, seed=3)
+    d = _daemon(_config(tmp_path, search_space=str(space), max_trials=2), trained)
     yield d
     d.close()
 
