@@ -278,8 +278,10 @@ def _run(argv: Sequence[str] | None) -> int:
     )
     if not args.verbose:
         # httpx: a line per HTTP request the demo's client sends, thousands; apscheduler:
-        # two per run of the 2 s launcher and the 10 s lease, 100k a day burying the rest
-        for name in ("httpx", "apscheduler"):
+        # two per run of the 2 s launcher and the 10 s lease, 100k a day burying the rest;
+        # alembic: a line per schema revision, some of them paragraphs (the store logs
+        # one line for the whole migration)
+        for name in ("httpx", "apscheduler", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return int(args.func(args))

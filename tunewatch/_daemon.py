@@ -372,15 +372,6 @@ class Daemon:
             self._refresher.start()
             if self.config.scheduler.enabled:
                 self.scheduler.start()
-            elif self.config.tuning.workers:
-                # the launcher is a task of the leader's: a retune answered "taken" here
-                # stays queued, holding a quota slot, until a leader starts it
-                logger.warning(
-                    "scheduler.enabled is false: this process starts no tuning job "
-                    "(tuning.workers: %d unused); queued jobs start on the scheduler's "
-                    "leader only",
-                    self.config.tuning.workers,
-                )
             self._started = True
 
     def close(self) -> None:
@@ -470,6 +461,15 @@ def serve(config: Config, *, host: str | None = None, port: int | None = None) -
     """Run the daemon in the foreground until SIGINT/SIGTERM."""
     import uvicorn
 
+    if not config.scheduler.enabled and config.tuning.workers:
+        # the launcher is a task of the leader's: a retune answered "taken" here stays
+        # queued, holding a quota slot, until a leader starts it (the demo, which runs
+        # its own launcher's ticks, does not come through here)
+        logger.warning(
+            "scheduler.enabled is false: this process starts no tuning job "
+            "(tuning.workers: %d unused); queued jobs start on the scheduler's leader only",
+            config.tuning.workers,
+        )
     daemon = Daemon(config)
     uvicorn.run(
         daemon.app,

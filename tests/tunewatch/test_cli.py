@@ -638,17 +638,20 @@ def test_show_evaluations_of_a_version_names_it_and_refuses_an_unknown_one(
     assert "tunewatch: error: model 'credit' has no version 99" in captured.err
 
 
-def test_the_scheduler_s_routine_lines_are_left_out_unless_verbose(config: Path) -> None:
+@pytest.mark.parametrize("name", ["apscheduler", "alembic"])
+def test_routine_library_lines_are_left_out_unless_verbose(config: Path, name: str) -> None:
     """`tunewatch serve` logged two apscheduler lines per run of the 2 s launcher and the
-    10 s lease at INFO: about 100k lines a day burying the daemon's own."""
+    10 s lease at INFO: about 100k lines a day burying the daemon's own; and alembic a
+    line per schema revision, some of them paragraphs, on every new store (the store logs
+    one line for the whole migration)."""
     import logging
 
-    scheduler = logging.getLogger("apscheduler")
+    library = logging.getLogger(name)
     try:
         assert run(config, "models") == 0
-        assert scheduler.level == logging.WARNING
-        scheduler.setLevel(logging.NOTSET)
+        assert library.level == logging.WARNING
+        library.setLevel(logging.NOTSET)
         assert main(["--config", str(config), "-v", "models"]) == 0
-        assert scheduler.level == logging.NOTSET
+        assert library.level == logging.NOTSET
     finally:
-        scheduler.setLevel(logging.NOTSET)
+        library.setLevel(logging.NOTSET)

@@ -5,7 +5,10 @@ launcher appends the job id to its command line), so no tuning runs."""
 
 from __future__ import annotations
 
+import json
+import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -205,29 +208,58 @@ def test_the_oldest_queued_job_is_started_first_however_many_wait(
         launcher.stop()
 
 
-@pytest.mark.parametrize("workers", [0, 1], ids=["no-workers", "one-worker"])
-def test_a_daemon_with_workers_but_no_scheduler_says_its_jobs_will_not_start(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, workers: int
+def test_serve_with_workers_but_no_scheduler_says_its_jobs_will_not_start(
+    tmp_path: Path,
 ) -> None:
     """The launcher runs on the scheduler's leader only: with the scheduler off, a retune
     answered "taken" stayed queued for good, filling the quota, and nothing said why."""
+    config = tmp_path / "tunewatch.yaml"
+    config.write_text(
+        f"data_dir: {json.dumps(str(tmp_path))}\n"
+        "scheduler: {enabled: false}\n"
+        "tuning: {workers: 1}\n",
+        encoding="utf-8",
+    )
+    argv = [sys.executable, "-m", "tunewatch._cli", "--config", str(config)]
+    argv += ["serve", "--host", "127.0.0.1", "--port", "0"]
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    lines: list[str] = []
+    with subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env) as proc:
+        try:
+            assert proc.stderr is not None
+            for line in proc.stderr:  # ends when the daemon exits, should it fail to start
+                lines.append(line)
+                if "Application startup complete" in line:
+                    break
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    assert any("Application startup complete" in line for line in lines), "".join(lines)
+    warned = [line for line in lines if "scheduler.enabled is false" in line]
+    assert len(warned) == 1, "".join(lines)
+    assert (
+        warned[0]
+        .rstrip()
+        .endswith(
+            "WARNING tunewatch._daemon: scheduler.enabled is false: this process starts no "
+            "tuning job (tuning.workers: 1 unused); queued jobs start on the scheduler's "
+            "leader only"
+        )
+    )
+
+
+def test_a_daemon_started_without_a_scheduler_by_its_embedder_does_not_warn(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The demo starts a daemon with the scheduler off and runs its launcher's ticks
+    itself: a warning that no tuning job would start told a newcomer something false."""
     from tunewatch._config import build_config
     from tunewatch._daemon import Daemon
 
-    raw = {
-        "data_dir": str(tmp_path),
-        "scheduler": {"enabled": False},
-        "tuning": {"workers": workers},
-    }
+    raw = {"data_dir": str(tmp_path), "scheduler": {"enabled": False}, "tuning": {"workers": 1}}
     daemon = Daemon(build_config(raw, env={}), env={})
     with caplog.at_level("WARNING", logger="tunewatch._daemon"):
         daemon.start()
     daemon.close()
-    warned = [r.getMessage() for r in caplog.records if "scheduler" in r.getMessage()]
-    if workers:
-        assert warned == [
-            "scheduler.enabled is false: this process starts no tuning job "
-            "(tuning.workers: 1 unused); queued jobs start on the scheduler's leader only"
-        ]
-    else:
-        assert warned == []
+    assert [r.getMessage() for r in caplog.records if "scheduler" in r.getMessage()] == []

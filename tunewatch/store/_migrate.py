@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -15,6 +16,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # Arbitrary constant key for pg_advisory_xact_lock: serialises concurrent migrators.
 _PG_MIGRATION_LOCK = 0x7475_6E65  # "tune"
+
+logger = logging.getLogger(__name__)
 
 
 def alembic_config(conn: Connection) -> Config:
@@ -36,14 +39,27 @@ def upgrade_to_head(conn: Connection) -> None:
         conn.execute(text("SET LOCAL lock_timeout = 0"))
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
     config = alembic_config(conn)
-    _refuse_unknown_revisions(conn, ScriptDirectory.from_config(config))
-    command.upgrade(config, "head")
-
-
-def _refuse_unknown_revisions(conn: Connection, script: ScriptDirectory) -> None:
-    if not inspect(conn).has_table("alembic_version"):  # a new store
+    script = ScriptDirectory.from_config(config)
+    stored = _stored_revisions(conn)
+    _refuse_unknown_revisions(stored, script)
+    head = script.get_current_head()
+    if stored == {head}:
         return
-    stored = set(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    command.upgrade(config, "head")
+    # Alembic logs a line per revision (the CLI shows those with --verbose only)
+    if stored:
+        logger.info("store schema upgraded from revision %s to %s", ", ".join(sorted(stored)), head)
+    else:
+        logger.info("store schema created at revision %s", head)
+
+
+def _stored_revisions(conn: Connection) -> set[str]:
+    if not inspect(conn).has_table("alembic_version"):  # a new store
+        return set()
+    return set(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+
+
+def _refuse_unknown_revisions(stored: set[str], script: ScriptDirectory) -> None:
     unknown = sorted(stored - {revision.revision for revision in script.walk_revisions()})
     if not unknown:
         return

@@ -41,6 +41,44 @@ def test_migrate_is_idempotent_and_matches_metadata(store_url: str) -> None:
         store.close()
 
 
+def test_a_migration_is_logged_in_one_line_and_a_current_store_logs_none(
+    store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Alembic logs a line per revision, some of them paragraphs: the CLI keeps those for
+    ``--verbose``, and the store says in one line what changed."""
+    with caplog.at_level("INFO", logger="tunewatch.store._migrate"):
+        store = Store.open(store_url)
+    try:
+        with caplog.at_level("INFO", logger="tunewatch.store._migrate"):
+            with store.engine.connect() as conn:
+                head = ScriptDirectory.from_config(alembic_config(conn)).get_current_head()
+            first = [r.getMessage() for r in caplog.records if r.name == "tunewatch.store._migrate"]
+            caplog.clear()
+            store.migrate()
+            again = [r.getMessage() for r in caplog.records if r.name == "tunewatch.store._migrate"]
+    finally:
+        store.close()
+    assert first == [f"store schema created at revision {head}"]
+    assert again == []
+
+
+def test_an_older_store_s_upgrade_names_both_revisions(
+    store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = Store.open(store_url)
+    try:
+        store.migrate()
+        with store.engine.begin() as conn:
+            head = ScriptDirectory.from_config(alembic_config(conn)).get_current_head()
+            command.downgrade(alembic_config(conn), "0016")
+        with caplog.at_level("INFO", logger="tunewatch.store._migrate"):
+            store.migrate()
+    finally:
+        store.close()
+    logged = [r.getMessage() for r in caplog.records if r.name == "tunewatch.store._migrate"]
+    assert logged == [f"store schema upgraded from revision 0016 to {head}"]
+
+
 def test_open_split_tests_start_again_per_unit(store_url: str) -> None:
     """Revision 0008: a split test counted requests as independent units. An open one
     restarts (config kept), and so does one decided but not acted on (its promotion was
