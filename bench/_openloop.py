@@ -5,9 +5,13 @@ its answer, so it measures latency at saturation only).
 Latency is taken from each request's scheduled time to the last byte of its answer, so
 a server that falls behind is charged for the queue it builds (no coordinated
 omission). The dispatch loop spins on the clock (the generator owns its core, as wrk
-does) so requests leave within microseconds of their schedule; a connection is opened
-whenever every open one is busy. Answers must carry ``Content-Length`` (no chunked
-encoding), as tunewatch's and Starlette's JSON answers do. Prints one JSON object.
+does) so requests leave within microseconds of their schedule. Connections are a fixed
+pool, as wrk2's and a load balancer's upstream pool are: a request due while every
+connection is busy waits for the first one free, and its wait counts in its latency.
+(Opening a connection whenever every open one was busy turned a server's hiccup into a
+storm of new connections, thousands in six seconds, which the server then had to accept
+as well as answer.) Answers must carry ``Content-Length`` (no chunked encoding), as
+tunewatch's and Starlette's JSON answers do. Prints one JSON object.
 
     python bench/_openloop.py --port P --path /v2/models/m/infer --body body.json \\
         --header "Authorization: Bearer T" --rate 3000 --duration 6
@@ -26,12 +30,34 @@ from typing import cast
 import numpy as np
 
 
+class _Pool:
+    """The connections, those free to send, and requests waiting for one."""
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.done: list[tuple[float, float, float, int]] = []
+        self.idle: deque[_Connection] = deque()
+        self.waiting: deque[float] = deque()  # scheduled times of requests not yet sent
+        self.alive = 0
+
+    def dispatch(self, scheduled: float) -> None:
+        while self.idle and self.idle[0].lost:
+            self.idle.popleft()
+        if self.idle:
+            self.idle.popleft().send(self.request, scheduled)
+        else:
+            self.waiting.append(scheduled)
+
+    def free(self, conn: _Connection) -> None:
+        if self.waiting:
+            conn.send(self.request, self.waiting.popleft())
+        else:
+            self.idle.append(conn)
+
+
 class _Connection(asyncio.Protocol):
-    def __init__(
-        self, done: list[tuple[float, float, float, int]], idle: deque[_Connection]
-    ) -> None:
-        self._done = done
-        self._idle = idle
+    def __init__(self, pool: _Pool) -> None:
+        self._pool = pool
         self._buffer = b""
         self._sent: deque[tuple[float, float]] = deque()  # (scheduled, sent) in flight
         self.transport: asyncio.Transport | None = None
@@ -39,6 +65,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self._pool.alive += 1
 
     def send(self, request: bytes, scheduled: float) -> None:
         assert self.transport is not None
@@ -62,12 +89,13 @@ class _Connection(asyncio.Protocol):
                 return
             status = int(head.split(" ", 2)[1])
             self._buffer = self._buffer[total:]
-            self._done.append((*self._sent.popleft(), time.perf_counter(), status))
+            self._pool.done.append((*self._sent.popleft(), time.perf_counter(), status))
             if not self._sent:
-                self._idle.append(self)
+                self._pool.free(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        self._pool.alive -= 1
 
 
 async def _run(args: argparse.Namespace) -> dict[str, float | int]:
@@ -81,20 +109,17 @@ async def _run(args: argparse.Namespace) -> dict[str, float | int]:
     rng = np.random.default_rng(args.seed)
     n = int(args.rate * args.duration)
     arrivals = np.cumsum(rng.exponential(1 / args.rate, size=n))
-    done: list[tuple[float, float, float, int]] = []
-    idle: deque[_Connection] = deque()
+    pool = _Pool(request)
     opened = 0
 
-    async def connection() -> _Connection:
+    async def connect() -> None:
         nonlocal opened
-        _, conn = await loop.create_connection(
-            lambda: _Connection(done, idle), "127.0.0.1", args.port
-        )
+        _, conn = await loop.create_connection(lambda: _Connection(pool), "127.0.0.1", args.port)
         opened += 1
-        return conn
+        pool.free(conn)
 
     for _ in range(args.connections):
-        idle.append(await connection())
+        await connect()
     start = time.perf_counter() + 0.05
     late = 0.0
     for due in arrivals:
@@ -102,11 +127,11 @@ async def _run(args: argparse.Namespace) -> dict[str, float | int]:
         while time.perf_counter() < scheduled:
             await asyncio.sleep(0)  # let answers in while we wait for the schedule
         late = max(late, time.perf_counter() - scheduled)
-        while idle and idle[0].lost:
-            idle.popleft()
-        conn = idle.popleft() if idle else await connection()
-        conn.send(request, scheduled)
+        if pool.alive < args.connections:  # the server closed one: the pool keeps its size
+            await connect()
+        pool.dispatch(scheduled)
     deadline = time.perf_counter() + args.drain_timeout
+    done = pool.done
     while len(done) < n and time.perf_counter() < deadline:
         await asyncio.sleep(0.001)
     if not done:
@@ -130,6 +155,7 @@ async def _run(args: argparse.Namespace) -> dict[str, float | int]:
         "p99_from_send_s": float(np.percentile(from_send, 99)),
         "max_dispatch_lateness_s": late,
         "connections_opened": opened,
+        "connections": args.connections,
     }
 
 

@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def server() -> Iterator[int]:
     """An HTTP/1.1 keep-alive server on loopback. By path: ``/infer`` answers 200, each
     answer written in two parts 2 ms apart (headers and the body's first byte, then the
-    rest); ``/slow`` holds every 5th answer for 50 ms; ``/fail`` answers 503; ``/close``
-    closes the connection instead of answering every 10th request."""
+    rest); ``/slow`` holds every 5th answer for 50 ms; ``/stall`` holds the 50th to 69th
+    answers for 100 ms each, a hiccup that keeps every connection busy; ``/fail`` answers
+    503; ``/close`` closes the connection instead of answering every 10th request."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(256)
@@ -55,6 +56,8 @@ def server() -> Iterator[int]:
                         return
                     if path == b"/slow" and n % 5 == 0:
                         time.sleep(0.05)
+                    if path == b"/stall" and 50 <= n < 70:
+                        time.sleep(0.1)
                     status = b"503 Unavailable" if path == b"/fail" else b"200 OK"
                     body = b'{"ok": true}'
                     head_out = b"HTTP/1.1 " + status + b"\r\nContent-Length: 12\r\n\r\n"
@@ -69,6 +72,9 @@ def server() -> Iterator[int]:
                 conn, _ = server.accept()
             except TimeoutError:
                 continue
+            # as uvicorn does: else an answer's second part waits on the client's delayed
+            # ACK (40 ms) once a kept-alive connection leaves TCP's quick-ACK start
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=answer, args=(conn,), daemon=True).start()
 
     thread = threading.Thread(target=accept, daemon=True)
@@ -99,7 +105,7 @@ def _run(port: int, path: str, tmp_path: Path) -> dict[str, float]:
             "--duration",
             "0.5",
             "--connections",
-            "4",
+            "16",
             "--drain-timeout",
             "1",
         ],
@@ -125,6 +131,21 @@ def test_latency_is_each_requests_own(server: int, tmp_path: Path) -> None:
     result = _run(server, "/slow", tmp_path)
     assert result["answered"] == result["sent"] and result["errors"] == 0
     assert result["p50_s"] < 0.05 <= result["p99_s"]
+
+
+def test_a_stalled_server_is_charged_the_wait_and_gets_no_more_connections(
+    server: int, tmp_path: Path
+) -> None:
+    """While every connection is busy, a due request waits for one, as in wrk2 and a load
+    balancer's pool: opening a connection per due request turned a server's hiccup into a
+    storm of new connections it had to accept as well as answer."""
+    result = _run(server, "/stall", tmp_path)
+    assert result["answered"] == result["sent"] and result["errors"] == 0
+    assert result["connections_opened"] == 16
+    assert result["connections"] == 16
+    # requests due during the stall waited for a connection: the wait is in their latency
+    assert result["p99_s"] >= 0.05
+    assert result["p99_from_send_s"] < result["p99_s"]
 
 
 def test_non_200_answers_are_counted_as_errors(server: int, tmp_path: Path) -> None:
