@@ -30,6 +30,9 @@ from monitor.objectives import Objective, ObjectiveError
 
 DecayStatus = Literal["insufficient_data", "decaying", "stable", "improving"]
 _DAY_S = 86_400.0
+# Residuals this small relative to the values' scale are float error: the points lie on
+# a line and the fit says nothing about their noise.
+_EXACT_FIT_RTOL = 1e-9
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,7 +70,9 @@ class DecayResult:
     the trend reaches ``threshold`` in the bad direction (in the past if it already
     has; ``None`` when the trend is not heading there).
     ``recommended_retune_interval_days`` is ``None`` only when
-    ``status == "insufficient_data"``."""
+    ``status == "insufficient_data"``, and then every fitted field is ``None``: too few
+    windows, or windows lying exactly on a sloped line, whose noise (and so the slope's
+    interval) the fit cannot estimate."""
 
     slope_per_day: float | None
     slope_ci: tuple[float, float] | None
@@ -205,6 +210,13 @@ class DecayEstimator:
     not). ``status`` is ``"decaying"``/``"improving"`` when the whole 95 % interval of the
     slope lies on that side of zero, else ``"stable"``; fewer than ``min_windows`` usable
     windows give ``"insufficient_data"``.
+
+    Windows lying exactly on a line (every residual within ``1e-9 * max(1, max|value|)``,
+    easy with a handful of labels: accuracy over one or two of them is 0, 0.5 or 1) leave
+    no residual to estimate the noise from, so no interval: a sloped exact line gives
+    ``"insufficient_data"`` with every fitted field ``None`` (as too few windows do), a
+    flat one (the trend moving less than that tolerance over the windows' span)
+    ``"stable"``.
     """
 
     def __init__(
@@ -252,17 +264,8 @@ class DecayEstimator:
         """Fit on ``(window_end, value, n)`` points; ``window_end`` is a datetime or epoch
         seconds, ``n`` the labelled requests behind ``value`` (the WLS weight)."""
         usable = [(t, float(v), float(n)) for t, v, n in points if n > 0 and np.isfinite(float(v))]
-        if len(usable) < self.min_windows:
-            return DecayResult(
-                slope_per_day=None,
-                slope_ci=None,
-                intercept=None,
-                current_estimate=None,
-                projected_crossing=None,
-                recommended_retune_interval_days=None,
-                n_windows=len(usable),
-                status="insufficient_data",
-            )
+        if len(usable) < max(self.min_windows, 3):  # a t-interval needs a degree of freedom
+            return _insufficient(len(usable))
         seconds, _ = _seconds([t for t, _, _ in usable])
         origin = float(seconds.min())
         x = (seconds - origin) / _DAY_S
@@ -276,8 +279,12 @@ class DecayEstimator:
         intercept_origin = float(ym - slope * xm)
         dof = len(usable) - 2
         resid = y - (intercept_origin + slope * x)
+        tol = _EXACT_FIT_RTOL * max(1.0, float(np.max(np.abs(y))))
+        exact_fit = bool(np.all(np.abs(resid) <= tol))
+        if exact_fit and abs(slope) * float(np.ptp(x)) > tol:
+            return _insufficient(len(usable))  # a sloped exact line: no noise, no interval
         # Weights are known only up to scale (value variance ~ sigma^2 / n): estimate sigma^2.
-        sigma2 = float(np.sum(w * resid**2) / dof) if dof > 0 else 0.0
+        sigma2 = float(np.sum(w * resid**2) / dof)
         half = float(stats.t.ppf(0.5 + self.confidence / 2, dof)) * np.sqrt(sigma2 / sxx)
         lo, hi = slope - half, slope + half
         bad_sign = -1.0 if self.objective.greater_is_better else 1.0
@@ -296,8 +303,10 @@ class DecayEstimator:
             )
         else:
             interval = self.max_interval_days
-        if lo * bad_sign > 0 and hi * bad_sign > 0:
-            status: DecayStatus = "decaying"
+        if exact_fit:  # a flat exact line: no slope, whatever the noise
+            status: DecayStatus = "stable"
+        elif lo * bad_sign > 0 and hi * bad_sign > 0:
+            status = "decaying"
         elif lo * bad_sign < 0 and hi * bad_sign < 0:
             status = "improving"
         else:
@@ -312,3 +321,16 @@ class DecayEstimator:
             n_windows=len(usable),
             status=status,
         )
+
+
+def _insufficient(n_windows: int) -> DecayResult:
+    return DecayResult(
+        slope_per_day=None,
+        slope_ci=None,
+        intercept=None,
+        current_estimate=None,
+        projected_crossing=None,
+        recommended_retune_interval_days=None,
+        n_windows=n_windows,
+        status="insufficient_data",
+    )

@@ -79,11 +79,16 @@ def test_stable_model_gets_the_longest_interval() -> None:
 
 
 def test_lower_is_better_objectives_decay_upwards() -> None:
+    """The values scatter about ``0.30 + 0.01 * day`` by a residual orthogonal to the
+    line (it sums to zero and to zero times the day), so the fit is exactly that line
+    with a noise it can estimate: points exactly on a line give no interval at all."""
     log_loss = make_objective("log_loss")
-    points = [(float(d * 86_400), 0.30 + 0.01 * d, 1000) for d in range(10)]
+    scatter = 0.002 * np.array([1, -1, -1, 1, 1, -1, -1, 1, 0, 0])
+    points = [(float(d * 86_400), 0.30 + 0.01 * d + scatter[d], 1000) for d in range(10)]
     result = DecayEstimator(log_loss, threshold=0.5).fit(points)
     assert result.status == "decaying" and result.slope_per_day == pytest.approx(0.01)
-    assert result.projected_crossing == datetime.fromtimestamp(20 * 86_400, tz=UTC)
+    assert result.projected_crossing is not None
+    assert result.projected_crossing.timestamp() == pytest.approx(20 * 86_400)
     assert result.current_estimate == pytest.approx(0.39)
 
 
@@ -93,6 +98,59 @@ def test_too_few_windows_is_insufficient() -> None:
     )
     assert result.status == "insufficient_data"
     assert result.slope_per_day is None and result.recommended_retune_interval_days is None
+
+
+def _hourly(values: list[float], counts: list[int]) -> list[tuple[float, float, int]]:
+    return [(3600.0 * (i + 1), v, n) for i, (v, n) in enumerate(zip(values, counts, strict=True))]
+
+
+@pytest.mark.parametrize(
+    "middle", [pytest.param(0.5, id="exact"), pytest.param(0.5 + 1e-15, id="float_noise")]
+)
+def test_windows_exactly_on_a_falling_line_are_no_evidence_of_decay(middle: float) -> None:
+    """Accuracy over one or two labels is 0, 0.5 or 1, so three windows reading 1, 0.5
+    and 0 lie exactly on a line: the residuals (and the noise estimated from them) were
+    zero, the interval collapsed to the slope, and four labelled requests raised a
+    decay alarm with ``slope_ci == (-12, -12)``. No interval can be formed from such a
+    fit, so there is no verdict either way."""
+    result = DecayEstimator(make_objective("accuracy"), threshold=0.5).fit(
+        _hourly([1.0, middle, 0.0], [1, 2, 1])
+    )
+    assert result.status == "insufficient_data" and result.n_windows == 3
+    assert result.slope_ci is None and result.slope_per_day is None
+    assert result.projected_crossing is None
+    assert result.recommended_retune_interval_days is None
+
+
+def test_windows_exactly_on_a_rising_line_are_no_evidence_of_improvement() -> None:
+    result = DecayEstimator(make_objective("accuracy"), threshold=0.5).fit(
+        _hourly([0.0, 0.5, 1.0], [1, 2, 1])
+    )
+    assert result.status == "insufficient_data" and result.slope_ci is None
+
+
+@pytest.mark.parametrize("value", [1.0, 0.1 + 0.2])
+def test_windows_on_an_exactly_flat_line_are_stable(value: float) -> None:
+    """A flat exact line (accuracy 1.0 in every window) is a slope of zero whatever the
+    noise: stable, with the longest interval and no crossing."""
+    result = DecayEstimator(make_objective("accuracy"), threshold=0.5).fit(
+        _hourly([value] * 3, [1, 2, 1])
+    )
+    assert result.status == "stable" and result.slope_per_day == pytest.approx(0.0)
+    assert result.projected_crossing is None or result.projected_crossing.year < 9999
+    assert result.recommended_retune_interval_days == 90.0
+
+
+def test_two_windows_leave_no_degree_of_freedom_and_give_insufficient_data() -> None:
+    """``min_windows`` below 3 is refused when the estimator is built; set afterwards on
+    the public attribute, two windows left the t-quantile at 0 degrees of freedom NaN,
+    and the verdict was "stable" with a NaN interval and a one-day re-tuning interval,
+    decided by NaN comparisons."""
+    estimator = DecayEstimator(make_objective("accuracy"), threshold=0.5)
+    estimator.min_windows = 2
+    result = estimator.fit(_hourly([1.0, 0.5], [1, 2]))
+    assert result.status == "insufficient_data" and result.n_windows == 2
+    assert result.slope_ci is None and result.recommended_retune_interval_days is None
 
 
 def test_realised_windows_count_only_matured_labels() -> None:
