@@ -165,7 +165,7 @@ class Evaluator:
                     "estimate",
                     start,
                     now,
-                    *self._estimate(cfg, window, baseline, version),
+                    *self._estimate(model, cfg, window, baseline, version, now),
                     span=span,
                 )
             )
@@ -420,8 +420,21 @@ class Evaluator:
         return ("ok" if testable else "insufficient_data"), payload
 
     def _estimate(
-        self, cfg: ModelConfig, window: Window, baseline: _Baseline | None, version: int | None
+        self,
+        model: ModelRow,
+        cfg: ModelConfig,
+        window: Window,
+        baseline: _Baseline | None,
+        version: int | None,
+        now: datetime,
     ) -> tuple[str, dict[str, Any]]:
+        """CBPE's accuracy of the champion's answers in the window, and beside it the
+        realised accuracy of the window's requests at least ``decay.maturity_s`` old, those
+        whose labels drift tests (:func:`tunewatch._drift_report.label_window`):
+        ``n_labelled`` counts the labelled ones, and with none ``realised`` is ``None``.
+        Over every label come so far, it was the figure of the requests labelled first:
+        when a label's delay depends on the outcome (the right predictions labelled
+        first), 1.0 of a window at 0.7, and the decay page compared the estimate with it."""
         m = self.metrics
         # The estimate exports the estimated accuracy only: the realised objective is the
         # decay check's figure (over matured windows), which may be accuracy too.
@@ -439,7 +452,8 @@ class Evaluator:
             }
         p = positive_proba(window.outputs[answered])
         estimate = baseline.cbpe.estimate(p, metric="accuracy")
-        labelled = answered & window.labelled()
+        matured = label_window(self.store, model, cfg.evaluation, as_of=now)
+        labelled = answered & window.labelled() & np.isin(window.request_ids, matured.request_ids)
         realised = None
         if labelled.any():
             pl = positive_proba(window.outputs[labelled])

@@ -1,5 +1,6 @@
 """The label-free estimate kind on a real store: which reference rows calibrate it, the
-direction its alarm fires in, and the sign of the exported decay slope."""
+direction its alarm fires in, the realised accuracy stored beside it (of matured requests
+only), and the sign of the exported decay slope."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from shadow import OnnxModel
 from tests.tunewatch.conftest import Clock, feed
 from tests.tunewatch.test_evaluation import _write_hour
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
-from tunewatch._example import ExampleModel
+from tunewatch._example import ExampleModel, example_data
 from tunewatch._reference import Reference
+from tunewatch.store import LabelItem, OutputRecord, RequestRecord
 
 MODEL = "credit"
 WINDOW = 600
@@ -155,6 +158,106 @@ def test_an_estimate_that_rises_past_max_drop_raises_nothing(
     assert row.payload["drop"] < -0.05
     assert row.payload["alarm"] is False
     assert "estimate_dropped" not in events
+
+
+def _write_requests(
+    d: Daemon, at: list[datetime], *, accuracy: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One request per time in ``at`` (ids ``r0``, ``r1``, ...), answered by the champion,
+    without labels; returns which of them the champion predicts right (with probability
+    ``accuracy``) and their labels, for :func:`_label` to add."""
+    x, _ = example_data(len(at), seed=seed)
+    champion = d.store.champion(MODEL)
+    assert champion is not None
+    session = OnnxModel.from_bytes(d.artefacts.get(champion.artefact_sha256))
+    probs = session.primary(session.run(x))
+    requests, outputs = [], []
+    for i, when in enumerate(at):
+        requests.append(
+            RequestRecord(
+                model=MODEL,
+                request_id=f"r{i}",
+                received_at=when,
+                source="infer",
+                n_rows=1,
+                n_cols=8,
+                inputs=x[i : i + 1].tobytes(),
+            )
+        )
+        outputs.append(
+            OutputRecord(
+                model=MODEL,
+                request_id=f"r{i}",
+                version=champion.version,
+                role="champion",
+                latency_s=1e-4,
+                n_rows=1,
+                n_cols=2,
+                values=probs[i : i + 1].tobytes(),
+                created_at=when,
+            )
+        )
+    d.store.write_records(requests, outputs)
+    predicted = (probs[:, 1] >= 0.5).astype(float)
+    right = np.random.default_rng(seed).random(len(at)) < accuracy
+    return right, np.where(right, predicted, 1.0 - predicted)
+
+
+def _label(d: Daemon, truth: np.ndarray, which: np.ndarray) -> None:
+    """Label the requests ``which`` selects now (the store stamps the real time)."""
+    d.store.add_labels(
+        MODEL,
+        [LabelItem(request_id=f"r{i}", value=float(truth[i])) for i in np.flatnonzero(which)],
+    )
+
+
+def test_the_realised_accuracy_waits_for_the_window_to_mature(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """Requests two hours old under a day's maturity, the right predictions labelled first:
+    the labels that came are the fast, right ones, and the realised accuracy stored beside
+    the estimate was 1.0 of a window whose accuracy is 0.7. It is none until the requests
+    have matured, then the accuracy over all their labels."""
+    with _daemon(
+        tmp_path, trained[0], _reference(trained), evaluation={"decay": {"maturity_s": 86_400}}
+    ) as d:
+        now = datetime.now(UTC)
+        at = [now - timedelta(hours=2) + timedelta(seconds=i) for i in range(WINDOW)]
+        right, truth = _write_requests(d, at, accuracy=0.7, seed=7)
+        _label(d, truth, right)  # the wrong ones' labels are still to come
+        d.evaluator.clock = lambda: now + timedelta(minutes=1)
+        young = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["estimate"]
+        _label(d, truth, ~right)  # within the day: their requests mature with them
+        d.evaluator.clock = lambda: now + timedelta(days=1)
+        matured = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["estimate"]
+    assert young.status == "ok" and young.payload["n"] == WINDOW
+    assert young.payload["realised"] is None
+    assert young.payload["n_labelled"] == 0
+    assert matured.payload["realised"] == pytest.approx(right.mean())
+    assert matured.payload["n_labelled"] == WINDOW
+
+
+def test_the_realised_accuracy_reads_the_matured_part_of_the_window_only(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """Half the window a maturity old and all labelled, half younger with only its right
+    predictions labelled yet: the realised accuracy is the older half's."""
+    with _daemon(
+        tmp_path, trained[0], _reference(trained), evaluation={"decay": {"maturity_s": 86_400}}
+    ) as d:
+        now = datetime.now(UTC)
+        half = WINDOW // 2
+        at = [now - timedelta(hours=3) + timedelta(seconds=i) for i in range(half)]
+        at += [now - timedelta(hours=1) + timedelta(seconds=i) for i in range(half)]
+        right, truth = _write_requests(d, at, accuracy=0.7, seed=8)
+        old = np.arange(WINDOW) < half
+        _label(d, truth, old | right)
+        # a day after the older half was received, not yet after the younger
+        d.evaluator.clock = lambda: now + timedelta(days=1) - timedelta(hours=2)
+        row = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["estimate"]
+    assert row.payload["n"] == WINDOW
+    assert row.payload["realised"] == pytest.approx(right[old].mean())
+    assert row.payload["n_labelled"] == half
 
 
 @pytest.mark.parametrize("objective", ["accuracy", "log_loss"])
