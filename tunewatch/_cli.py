@@ -36,6 +36,7 @@ from tunewatch._commands import (
 )
 from tunewatch._errors import TunewatchError
 from tunewatch.store import MAX_ACTOR_LENGTH, MAX_ID, valid_actor
+from tunewatch.store._governance import MAX_REASON_LENGTH
 
 #: The most rows a listing prints, as the API's ``limit``.
 MAX_LIMIT = 10_000
@@ -88,7 +89,19 @@ def _text(name: str) -> Callable[[str], str]:
     return parse
 
 
-_reason = _text("--reason")
+def _reason(text: str) -> str:
+    """An argparse type: a ``--reason`` the API would take, else a usage error (checked
+    before the command writes anything): text UTF-8 can encode, of at most
+    :data:`MAX_REASON_LENGTH` characters, the length of ``approvals.reason`` (PostgreSQL
+    refused a longer one)."""
+    text = _text("--reason")(text)
+    if len(text) > MAX_REASON_LENGTH:
+        raise argparse.ArgumentTypeError(
+            f"`--reason` must be at most {MAX_REASON_LENGTH} characters, got {len(text)}"
+        )
+    return text
+
+
 #: A model's name: only text is checked (a model named before names could not be paths
 #: is still found by it).
 _model = _text("model")

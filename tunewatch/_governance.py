@@ -48,7 +48,7 @@ from tunewatch._config import Config, SafeRange
 from tunewatch._errors import ConflictError, NotFoundError, StoreError
 from tunewatch._registry import describe_input, served_signature
 from tunewatch._tuning import DEFAULT_SEARCH_SPACES, default_search_space
-from tunewatch.store import MAX_ID, NO_CHAMPION, ApprovalRow, ModelRow, Store, VersionRow
+from tunewatch.store import MAX_ID, NO_CHAMPION, ApprovalRow, ModelRow, Stage, Store, VersionRow
 from tunewatch.store._governance import replaced_champion
 
 logger = logging.getLogger(__name__)
@@ -316,11 +316,15 @@ def promote(
     actor: str,
     reason: str,
     expected_champion: int | None = None,
+    expected_stage: Stage | None = None,
     artefacts: ArtefactStore | None = None,
 ) -> PromotionOutcome:
     """Promote now, or open an approval request when a rule says a second person must.
     With ``expected_champion`` (the champion the evidence was about), neither happens if
-    another champion arrived meanwhile (``ConflictError``, ``champion_changed``). Neither
+    another champion arrived meanwhile (``ConflictError``, ``champion_changed``); with
+    ``expected_stage`` (the stage the caller found the version in), neither happens if
+    the version was moved meanwhile (``ConflictError``, ``stage_changed``: an operator
+    retired it), the store checking both under the model's lock. Neither
     happens either for a version whose artefact cannot be read back intact or loaded
     (``ConflictError``, ``artefact_unavailable``: :func:`check_servable`), nor for one
     whose signature does not serve the champion's clients (``ConflictError``,
@@ -347,6 +351,7 @@ def promote(
                 actor=actor,
                 reason=reason,
                 expected_champion=checked,
+                expected_stage=expected_stage,
             )
         except ConflictError as exc:
             if exc.code != "champion_changed" or expected_champion is not None:
@@ -364,12 +369,18 @@ def _promote_checked(
     actor: str,
     reason: str,
     expected_champion: int | None,
+    expected_stage: Stage | None,
 ) -> PromotionOutcome:
     model, version = row.name, target.version
     if not rules:
         try:
             new, previous = store.promote(
-                model, version, actor=actor, reason=reason, expected_champion=expected_champion
+                model,
+                version,
+                actor=actor,
+                reason=reason,
+                expected_champion=expected_champion,
+                expected_stage=expected_stage,
             )
         except ConflictError as exc:
             if exc.code != "approval_required":
@@ -385,6 +396,7 @@ def _promote_checked(
         reason=reason,
         rules=rules,
         expected_champion=expected_champion,
+        expected_stage=expected_stage,
     )
     return PromotionOutcome(status="pending_approval", approval=approval)
 

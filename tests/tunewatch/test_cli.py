@@ -15,6 +15,7 @@ from tests.tunewatch.conftest import break_audit_appends
 from tunewatch._cli import main
 from tunewatch._example import ExampleModel
 from tunewatch.store import Store
+from tunewatch.store._governance import MAX_REASON_LENGTH
 
 
 @pytest.fixture
@@ -236,6 +237,47 @@ def test_a_reason_utf8_cannot_encode_is_a_usage_error_before_any_write(
     assert "`--reason` must be text UTF-8 can encode" in captured.err
     with Store.open(url) as store:
         assert store.audit_log() == [] and store.list_jobs() == []
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(["promote", "credit", "2"], id="promote"),
+        pytest.param(["approve", "1"], id="approve"),
+        pytest.param(["reject", "1"], id="reject"),
+        pytest.param(["rollback", "credit"], id="rollback"),
+        pytest.param(["retune", "credit"], id="retune"),
+    ],
+)
+def test_a_reason_longer_than_the_api_takes_is_a_usage_error_before_any_write(
+    backend: tuple[Path, str], command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The API takes reasons up to MAX_REASON_LENGTH characters (`approvals.reason` is
+    VARCHAR(2000)); the command line took any length, and on PostgreSQL a long promotion
+    reason failed the approval request."""
+    config, url = backend
+    with pytest.raises(SystemExit) as exited:
+        run(config, *command, "--reason", "r" * (MAX_REASON_LENGTH + 1))
+    assert exited.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    assert (
+        f"`--reason` must be at most {MAX_REASON_LENGTH} characters, "
+        f"got {MAX_REASON_LENGTH + 1}" in captured.err
+    )
+    with Store.open(url) as store:
+        assert store.audit_log() == [] and store.list_jobs() == []
+
+
+def test_a_reason_of_the_longest_length_is_taken(
+    config: Path, tmp_path: Path, trained: list[ExampleModel], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _register(config, tmp_path, trained[0])
+    words = "r" * MAX_REASON_LENGTH
+    assert run(config, "promote", "credit", "1", "--reason", words) == 0
+    assert "waits for an approver (request 1)" in capsys.readouterr().out
+    with _store(config) as store:
+        assert store.get_approval(1).reason == words
 
 
 def test_a_reason_with_a_byte_the_locale_cannot_decode_is_refused_from_the_shell(

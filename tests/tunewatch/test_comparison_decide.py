@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,7 @@ from tests.tunewatch.test_comparison_loop import (
     MODEL,
     Traffic,
     auc_daemon,  # noqa: F401  (fixture)
+    copy_daemon,
     daemon,  # noqa: F401  (fixture)
     feed_better,
     oracle,
@@ -261,6 +263,70 @@ def test_a_winner_the_operator_retired_is_closed_not_promoted(
     assert champion is not None and champion.version == 1
     assert daemon.store.get_version(MODEL, 2).stage == "retired"
     assert "promoted" not in _types(daemon)
+
+
+def _retired_while_deciding(loop: ComparisonRunner) -> None:
+    """An operator retires the winner while the run decides (after its check that the
+    winner is in shadow, before the promotion): during the guardrails' latency reads."""
+    decisions = loop._decisions
+    checked = decisions.guardrails
+
+    def guardrails(*args: Any) -> Any:
+        out = checked(*args)
+        decisions.store.set_stage(MODEL, 2, "retired", actor="alice", reason="never serve v2")
+        return out
+
+    decisions.guardrails = guardrails  # type: ignore[method-assign]
+
+
+def _closed_as_retired(d: Daemon, loop: ComparisonRunner) -> None:
+    [paired] = [r for r in loop.run(MODEL) if r.kind == "paired"]
+    assert paired.action == "closed", paired
+    assert paired.detail[0].startswith("v2 is retired, not in shadow"), paired
+    test = loop.comparisons.get_test(paired.test_id)
+    assert test.status == "closed"
+    assert test.outcome["reason"].startswith("v2 is retired, not in shadow")  # type: ignore[index]
+    champion = d.store.champion(MODEL)
+    assert champion is not None and champion.version == 1
+    assert d.store.get_version(MODEL, 2).stage == "retired"
+    assert d.store.list_approvals(model=MODEL) == []
+    assert "promoted" not in _types(d) and "approval_requested" not in _types(d)
+    [(kind, why)] = promote_actions(d)
+    assert kind == "action_refused" and why.startswith("v2 is retired, not in shadow")
+
+
+def test_a_winner_retired_while_the_run_decides_is_closed_not_promoted(
+    daemon: Daemon,  # noqa: F811
+    trained: list[ExampleModel],
+) -> None:
+    """The run checked that v2 was in shadow, read its latencies, and promoted it: the
+    retirement that landed in between was overridden, retired → champion."""
+    t = traffic(trained, 2000, seed=7)
+    _decided_unacted(daemon, t, _better(t))
+    loop = runner(daemon)
+    _retired_while_deciding(loop)
+    _closed_as_retired(daemon, loop)
+
+
+def test_a_winner_retired_while_the_run_decides_gets_no_approval_request(
+    template: Path,  # noqa: F811
+    tmp_path: Path,
+    trained: list[ExampleModel],
+) -> None:
+    """A winner outside the model's safe ranges waits for an approver: the request opened
+    for the version the operator had just retired, and approving it promoted it."""
+    safe = {"estimator": {"choices": ["logistic"]}}  # v2 is gradient boosting
+    d = copy_daemon(
+        template, tmp_path / "data", models=[{"name": MODEL, "task": "binary", "safe_ranges": safe}]
+    )
+    try:
+        t = traffic(trained, 2000, seed=7)
+        _decided_unacted(d, t, _better(t))
+        loop = runner(d)
+        _retired_while_deciding(loop)
+        _closed_as_retired(d, loop)
+    finally:
+        d.close()
 
 
 # -- DeLong tests at the family's alpha --------------------------------------------------------

@@ -197,12 +197,7 @@ class Decisions:
         # e.g. while a sample-ratio mismatch held its promotion: it is not promoted.
         stage = self.store.get_version(model, test.challenger_version).stage
         if stage != "shadow":
-            return self._close(
-                model,
-                test,
-                f"v{test.challenger_version} is {stage}, not in shadow: only a shadow "
-                "challenger is promoted",
-            )
+            return self._close(model, test, _left_shadow(test, stage))
         if blocked:
             why = "sample ratio mismatch in the live split"
             if self._settle(test, "decided", {"action": "blocked_srm"}, replaces="unset"):
@@ -251,8 +246,10 @@ class Decisions:
             )
             return "refused", guard.violations
         # The promotion's outcome is known only once it is tried; the promotion itself is
-        # a compare-and-set on the champion, so of two runs here one promotes. Read the
-        # test again first: another process may have acted on it during this run.
+        # a compare-and-set on the champion and on the winner's stage, so of two runs here
+        # one promotes, and a winner an operator retired since the check above is neither
+        # promoted nor put to an approver. Read the test again first: another process may
+        # have acted on it during this run.
         if not needs_action(self.comparisons.get_test(test.id)):
             return self._lost(model, test)
         self.dispatcher.handle(
@@ -273,8 +270,11 @@ class Decisions:
                 actor=ACTOR,
                 reason=reason,
                 expected_champion=test.champion_version,
+                expected_stage="shadow",
             )
         except ConflictError as exc:
+            if exc.code == "stage_changed":  # an operator moved the winner during this run
+                return self._stage_changed(model, test, exc)
             if exc.code == "champion_changed":  # another promotion won meanwhile
                 now = self.store.champion(model)
                 if now is not None and now.version == test.challenger_version:
@@ -394,6 +394,22 @@ class Decisions:
             return self._lost(model, test)
         return "closed", (why,)
 
+    def _stage_changed(
+        self, model: str, test: ComparisonTestRow, exc: ConflictError
+    ) -> tuple[Action, tuple[str, ...]]:
+        """The store refused the promotion (or its approval request): the winner left
+        shadow after :meth:`act` checked it, an operator's retirement landing during the
+        run. Closed as the check closes it (with the store's message as the reason when
+        the version is back in shadow by now), and the deferred promotion recorded
+        refused."""
+        stage = self.store.get_version(model, test.challenger_version).stage
+        why = exc.message if stage == "shadow" else _left_shadow(test, stage)
+        if not self._settle(test, "closed", {"action": "closed", "reason": why}):
+            return self._lost(model, test)
+        self._promotion(model, "refused", why)
+        logger.warning("model=%s v%d not promoted: %s", model, test.challenger_version, why)
+        return "closed", (why,)
+
     def _lost(self, model: str, test: ComparisonTestRow) -> tuple[Action, tuple[str, ...]]:
         """Another run acted on ``test`` first: this one records nothing."""
         current = self.comparisons.get_test(test.id)
@@ -413,6 +429,15 @@ class Decisions:
         self.dispatcher.record_promotion(model, status, reason, actor=ACTOR)
 
     # -- rollback watch -------------------------------------------------------------------------
+
+
+def _left_shadow(test: ComparisonTestRow, stage: str) -> str:
+    """Why a winner that is not in shadow (an operator retired or rolled it back since it
+    was decided) is not promoted."""
+    return (
+        f"v{test.challenger_version} is {stage}, not in shadow: only a shadow challenger "
+        "is promoted"
+    )
 
 
 def _blocked(test: ComparisonTestRow) -> bool:

@@ -38,6 +38,7 @@ from ._registry_rows import (
     _set_stage_row,
     champion,
     check_champion,
+    check_stage,
     get_version,
     promote,
 )
@@ -88,15 +89,21 @@ def request_approval(
     reason: str,
     rules: Sequence[str],
     expected_champion: int | None = None,
+    expected_stage: str | None = None,
 ) -> ApprovalRow:
     """Record a promotion waiting for an approver; one pending request per version and
     champion. Another person asking for it is audited and recorded as one of its
     requesters (none of whom may decide it), and gets the pending request back. A pending
     request made against another champion (whose approval would be refused,
-    ``champion_changed``) is closed as superseded, audited, and a new one opened."""
+    ``champion_changed``) is closed as superseded, audited, and a new one opened. With
+    ``expected_champion`` and ``expected_stage``, nothing is requested unless that
+    version is still the champion (``champion_changed``) and ``version`` still in that
+    stage (``stage_changed``). ``reason`` is cut to the column (the audit entry and the
+    event keep it whole)."""
     _lock_model(conn, model)
     check_champion(conn, model, expected_champion)
     target = get_version(conn, model, version)
+    check_stage(target, expected_stage)
     if target.stage in ("champion", "rolled_back"):
         raise ConflictError(
             f"model {model!r} version {version} is {target.stage}; it cannot be promoted",
@@ -125,7 +132,7 @@ def request_approval(
             version=version,
             champion_version=current_version,
             requested_by=requested_by,
-            reason=reason,
+            reason=_fit_reason(reason),
             rules=list(rules),
             status="pending",
             created_at=now,
@@ -345,8 +352,9 @@ def _moved_since(conn: Connection, approval: ApprovalRow) -> str | None:
 
 def _fit_reason(reason: str) -> str:
     """``reason`` cut to the column with a closing ``…`` if it is longer: the explanation
-    prepended to an approver's reason may push it past the limit. The audit entry and the
-    event keep the whole text."""
+    prepended to an approver's reason may push it past the limit, and a requester's
+    reason is bounded only where it enters (the API, the command line). The audit entry
+    and the event keep the whole text."""
     if len(reason) <= MAX_REASON_LENGTH:
         return reason
     return reason[: MAX_REASON_LENGTH - 1] + "…"

@@ -398,12 +398,16 @@ def promote(
     actor: str,
     reason: str,
     expected_champion: int | None = None,
+    expected_stage: str | None = None,
     approved: bool = False,
 ) -> tuple[VersionRow, VersionRow | None]:
     """Make ``version`` the champion. A regulated model's only when ``approved`` (an
     approver decided its request), else ``ConflictError`` (``approval_required``): the
     flag is read under the lock, since a caller that found the model unregulated, and so
-    asked no approver, may have read it before it was regulated."""
+    asked no approver, may have read it before it was regulated. With
+    ``expected_champion`` and ``expected_stage``, only if that version is still the
+    champion (``champion_changed``) and ``version`` still in that stage
+    (``stage_changed``): :func:`check_champion`, :func:`check_stage`."""
     locked = _lock_model(conn, model)
     if locked.regulated and not approved:
         raise ConflictError(
@@ -413,6 +417,7 @@ def promote(
         )
     check_champion(conn, model, expected_champion)
     target = get_version(conn, model, version)
+    check_stage(target, expected_stage)
     if target.stage == "champion":
         raise ConflictError(f"model {model!r} version {version} is already the champion")
     if target.stage == "rolled_back":
@@ -535,6 +540,21 @@ def check_champion(conn: Connection, model: str, expected: int | None) -> None:
             "decision was taken",
             code="champion_changed",
         )
+
+
+def check_stage(target: VersionRow, expected: str | None) -> None:
+    """Under the model's lock, with ``target`` read under it: refuse (``stage_changed``)
+    when ``expected`` is given and ``target`` is in another stage. A decision to promote
+    a version seen in shadow must not promote it once an operator has retired it
+    meanwhile ("never serve it"): nor open an approval request that would."""
+    if expected is None or target.stage == expected:
+        return
+    raise ConflictError(
+        f"model {target.model!r} version {target.version} is {target.stage}, not "
+        f"{expected} as expected: its stage changed since the promotion was decided, "
+        "and it was not promoted",
+        code="stage_changed",
+    )
 
 
 def _champion(conn: Connection, model: str) -> int | None:

@@ -298,10 +298,13 @@ class Store:
         actor: str,
         reason: str,
         expected_champion: int | None = None,
+        expected_stage: Stage | None = None,
     ) -> tuple[VersionRow, VersionRow | None]:
         """Make ``version`` the champion; returns (new champion, retired old champion).
         With ``expected_champion``, ``ConflictError`` (``champion_changed``) unless that
-        version is still the champion (checked under the model's lock)."""
+        version is still the champion; with ``expected_stage``, ``ConflictError``
+        (``stage_changed``) unless ``version`` is still in that stage (both checked under
+        the model's lock)."""
         with self._tx("promote") as conn:
             return _registry_rows.promote(
                 conn,
@@ -310,6 +313,7 @@ class Store:
                 actor=actor,
                 reason=reason,
                 expected_champion=expected_champion,
+                expected_stage=expected_stage,
             )
 
     def set_stage(
@@ -646,8 +650,11 @@ class Store:
         reason: str,
         rules: Sequence[str],
         expected_champion: int | None = None,
+        expected_stage: Stage | None = None,
     ) -> ApprovalRow:
-        """A promotion that waits for an approver (idempotent per pending version)."""
+        """A promotion that waits for an approver (idempotent per pending version). With
+        ``expected_champion`` or ``expected_stage``, refused as :meth:`promote` refuses
+        (``champion_changed``, ``stage_changed``); ``reason`` is cut to the column."""
         with self._tx("request_approval") as conn:
             return _governance.request_approval(
                 conn,
@@ -657,6 +664,7 @@ class Store:
                 reason=reason,
                 rules=rules,
                 expected_champion=expected_champion,
+                expected_stage=expected_stage,
             )
 
     def decide_approval(

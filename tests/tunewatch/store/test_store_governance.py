@@ -470,3 +470,77 @@ def test_a_watch_s_return_does_not_hide_an_operator_s_earlier_move(versions: Sto
     with pytest.raises(ConflictError) as info:
         versions.decide_approval(request.id, approver="bob", approve=True, reason="fine")
     assert info.value.code == "stage_changed"
+
+
+# -- a promotion decided on a version's stage ------------------------------------------------
+
+
+def _pull_v2(versions: Store) -> None:
+    """An operator retires v2 between a caller's read of it (in shadow) and its write."""
+    versions.set_stage("m", 2, "retired", actor="alice", reason="bad data: never serve v2")
+
+
+def test_a_promotion_expecting_a_shadow_refuses_a_version_retired_meanwhile(
+    versions: Store,
+) -> None:
+    """The comparison loop read v2 in shadow, the operator retired it, and the promotion
+    that followed made the retired version the champion: the store checked the champion
+    it was decided against, not the stage."""
+    _pull_v2(versions)
+    with pytest.raises(ConflictError) as info:
+        versions.promote(
+            "m", 2, actor="tunewatch", reason="won", expected_champion=1, expected_stage="shadow"
+        )
+    assert info.value.code == "stage_changed"
+    assert "model 'm' version 2 is retired, not shadow as expected" in info.value.message
+    assert versions.champion("m").version == 1  # type: ignore[union-attr]
+    assert versions.get_version("m", 2).stage == "retired"
+    assert "promote" not in [e.action for e in versions.audit_log(limit=10)]
+    assert versions.list_events(model="m", type="promoted") == []
+
+
+def test_a_promotion_expecting_the_stage_the_version_has_goes_ahead(versions: Store) -> None:
+    new, old = versions.promote("m", 2, actor="ops", reason="won", expected_stage="shadow")
+    assert (new.version, new.stage) == (2, "champion")
+    assert old is not None and (old.version, old.stage) == (1, "retired")
+
+
+def test_an_approval_request_expecting_a_shadow_refuses_a_version_retired_meanwhile(
+    versions: Store,
+) -> None:
+    """The request opened for the retired version, and approving it promoted the version
+    the operator had pulled."""
+    _pull_v2(versions)
+    with pytest.raises(ConflictError) as info:
+        versions.request_approval(
+            "m",
+            2,
+            requested_by="tunewatch",
+            reason="won",
+            rules=["regulated model"],
+            expected_champion=1,
+            expected_stage="shadow",
+        )
+    assert info.value.code == "stage_changed"
+    assert "model 'm' version 2 is retired, not shadow as expected" in info.value.message
+    assert versions.list_approvals(model="m") == []
+    assert "request_approval" not in [e.action for e in versions.audit_log(limit=10)]
+    assert versions.list_events(model="m", type="approval_requested") == []
+
+
+def test_an_approval_request_with_a_reason_past_the_column_keeps_it_whole_in_the_audit_log(
+    versions: Store,
+) -> None:
+    """`approvals.reason` is VARCHAR(2000); a longer reason (the CLI's `--reason`
+    was not bounded) failed the request on PostgreSQL, and SQLite stored it whole."""
+    words = "because " * 300  # 2400 characters
+    request = versions.request_approval(
+        "m", 2, requested_by="alice", reason=words, rules=["regulated model"]
+    )
+    assert len(request.reason) == MAX_REASON_LENGTH and request.reason.endswith("…")
+    assert request.reason == words[: MAX_REASON_LENGTH - 1] + "…"
+    entry = versions.audit_log(limit=1)[0]
+    assert (entry.action, entry.details["reason"]) == ("request_approval", words)
+    [event] = versions.list_events(model="m", type="approval_requested")
+    assert event.payload["reason"] == words
+    assert versions.verify_audit() is None
