@@ -428,8 +428,9 @@ def main() -> None:
             "rounds": ROUNDS,
             "server_core": 0,
             "load_core": 1,
-            "load_generator": "wrk (closed loop); bench/_openloop.py (open loop, 32 "
-            "connections to start, more opened when all are busy)",
+            "load_generator": "wrk (closed loop); bench/_openloop.py (open loop, a fixed "
+            "pool of 32 connections: a request due while all are busy waits for one, and "
+            "the wait counts in its latency, as in wrk2)",
             "model": "example logistic pipeline (8 features)",
             "challenger_full": "gradient boosting, 60 trees",
             "challengers_3": "gradient boosting 60 + 80 trees, random forest 50",
