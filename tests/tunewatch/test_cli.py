@@ -214,31 +214,22 @@ def test_an_actor_the_audit_log_cannot_hold_is_a_usage_error_before_any_write(
 
 
 @pytest.mark.parametrize(
-    "command",
+    ("reason", "refusal"),
     [
-        pytest.param(["promote", "credit", "2"], id="promote"),
-        pytest.param(["approve", "1"], id="approve"),
-        pytest.param(["reject", "1"], id="reject"),
-        pytest.param(["rollback", "credit"], id="rollback"),
-        pytest.param(["retune", "credit"], id="retune"),
+        # `--reason $'ok \xff'` reaches Python as a lone surrogate (argv decoding keeps an
+        # undecodable byte so); it was stored, and every report quoting it failed to write
+        pytest.param("ok \udcff", "`--reason` must be text UTF-8 can encode", id="not-utf8"),
+        # the API takes reasons up to MAX_REASON_LENGTH characters (`approvals.reason` is
+        # VARCHAR(2000)); the command line took any length, and on PostgreSQL a long
+        # promotion reason failed the approval request
+        pytest.param(
+            "r" * (MAX_REASON_LENGTH + 1),
+            f"`--reason` must be at most {MAX_REASON_LENGTH} characters, "
+            f"got {MAX_REASON_LENGTH + 1}",
+            id="too-long",
+        ),
     ],
 )
-def test_a_reason_utf8_cannot_encode_is_a_usage_error_before_any_write(
-    backend: tuple[Path, str], command: list[str], capsys: pytest.CaptureFixture[str]
-) -> None:
-    """`--reason $'ok \\xff'` reaches Python as a lone surrogate (argv decoding keeps an
-    undecodable byte so); it was stored, and every report quoting it failed to write."""
-    config, url = backend
-    with pytest.raises(SystemExit) as exited:
-        run(config, *command, "--reason", "ok \udcff")
-    assert exited.value.code == 2
-    captured = capsys.readouterr()
-    assert captured.out == "" and "Traceback" not in captured.err
-    assert "`--reason` must be text UTF-8 can encode" in captured.err
-    with Store.open(url) as store:
-        assert store.audit_log() == [] and store.list_jobs() == []
-
-
 @pytest.mark.parametrize(
     "command",
     [
@@ -249,22 +240,20 @@ def test_a_reason_utf8_cannot_encode_is_a_usage_error_before_any_write(
         pytest.param(["retune", "credit"], id="retune"),
     ],
 )
-def test_a_reason_longer_than_the_api_takes_is_a_usage_error_before_any_write(
-    backend: tuple[Path, str], command: list[str], capsys: pytest.CaptureFixture[str]
+def test_a_reason_the_store_cannot_keep_is_a_usage_error_before_any_write(
+    backend: tuple[Path, str],
+    command: list[str],
+    reason: str,
+    refusal: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The API takes reasons up to MAX_REASON_LENGTH characters (`approvals.reason` is
-    VARCHAR(2000)); the command line took any length, and on PostgreSQL a long promotion
-    reason failed the approval request."""
     config, url = backend
     with pytest.raises(SystemExit) as exited:
-        run(config, *command, "--reason", "r" * (MAX_REASON_LENGTH + 1))
+        run(config, *command, "--reason", reason)
     assert exited.value.code == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "Traceback" not in captured.err
-    assert (
-        f"`--reason` must be at most {MAX_REASON_LENGTH} characters, "
-        f"got {MAX_REASON_LENGTH + 1}" in captured.err
-    )
+    assert refusal in captured.err
     with Store.open(url) as store:
         assert store.audit_log() == [] and store.list_jobs() == []
 
