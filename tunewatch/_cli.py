@@ -35,8 +35,7 @@ from tunewatch._commands import (
     cmd_worker,
 )
 from tunewatch._errors import TunewatchError
-from tunewatch.store import MAX_ACTOR_LENGTH, MAX_ID, valid_actor
-from tunewatch.store._governance import MAX_REASON_LENGTH
+from tunewatch.store import MAX_ACTOR_LENGTH, MAX_ID, MAX_REASON_LENGTH, valid_actor
 
 #: The most rows a listing prints, as the API's ``limit``.
 MAX_LIMIT = 10_000

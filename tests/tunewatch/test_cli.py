@@ -14,8 +14,7 @@ import yaml
 from tests.tunewatch.conftest import break_audit_appends
 from tunewatch._cli import main
 from tunewatch._example import ExampleModel
-from tunewatch.store import Store
-from tunewatch.store._governance import MAX_REASON_LENGTH
+from tunewatch.store import MAX_REASON_LENGTH, Store
 
 
 @pytest.fixture

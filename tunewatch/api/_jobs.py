@@ -13,14 +13,14 @@ from starlette.requests import Request
 from tunewatch.api._context import RowId, context
 from tunewatch.api._models import Limit, Operator, Reader
 from tunewatch.api._route import ApiRoute
-from tunewatch.store import JobRow
+from tunewatch.store import MAX_REASON_LENGTH, JobRow
 
 router = APIRouter(prefix="/v1", route_class=ApiRoute)
 
 
 class RetuneRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    reason: str = Field(default="manual", min_length=1, max_length=2000)
+    reason: str = Field(default="manual", min_length=1, max_length=MAX_REASON_LENGTH)
 
 
 def job_json(j: JobRow) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from tunewatch._version_metadata import VersionMetadata
 from tunewatch.api._context import RowId, authenticate, context
 from tunewatch.api._errors import ApiError
 from tunewatch.api._route import ApiRoute
-from tunewatch.store import MAX_ID, ApprovalRow, VersionRow
+from tunewatch.store import MAX_ID, MAX_REASON_LENGTH, ApprovalRow, VersionRow
 
 router = APIRouter(prefix="/v1", route_class=ApiRoute)
 
@@ -70,7 +70,7 @@ class RegisterVersion(_Body):
 
 
 class StageChange(_Body):
-    reason: str = Field(min_length=1, max_length=2000)
+    reason: str = Field(min_length=1, max_length=MAX_REASON_LENGTH)
 
 
 class Rollback(StageChange):

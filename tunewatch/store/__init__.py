@@ -10,7 +10,7 @@ from __future__ import annotations
 from ._canonical import canonical_json, hyperparameter_set_id
 from ._engine import make_engine, redact_url
 from ._evaluations import EvaluationRow
-from ._governance import ApprovalRow
+from ._governance import MAX_REASON_LENGTH, ApprovalRow
 from ._jobs import JobRow, JobStatus
 from ._registry_rows import MAX_NAME as MAX_MODEL_NAME
 from ._registry_rows import NO_CHAMPION, check_version_text, valid_model_name
@@ -54,6 +54,7 @@ __all__ = [
     "MAX_ACTOR_LENGTH",
     "MAX_ID",
     "MAX_MODEL_NAME",
+    "MAX_REASON_LENGTH",
     "MAX_UNIT_KEY_LENGTH",
     "ModelRow",
     "NO_CHAMPION",

@@ -6,8 +6,7 @@ import pytest
 
 from tests.tunewatch.conftest import break_audit_appends
 from tunewatch._errors import ConflictError, NotFoundError, StoreError
-from tunewatch.store import Store
-from tunewatch.store._governance import MAX_REASON_LENGTH
+from tunewatch.store import MAX_REASON_LENGTH, Store
 from tunewatch.store._schema import approvals
 
 
