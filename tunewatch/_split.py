@@ -12,7 +12,7 @@ keeps its ``"champion"`` output (challengers may still shadow it). The check cou
 units, not requests: the distinct unit keys of the requests each arm answered (see
 :func:`tunewatch.store._split_counts.count_split_arms`), since assignment is by unit. A
 change of the split's challenger, salt or share starts a new count (see
-:func:`check_split`).
+:func:`check_split`), and a new split test (see :mod:`tunewatch.comparison._split_test`).
 """
 
 from __future__ import annotations

@@ -9,7 +9,10 @@ Each run of :meth:`ComparisonRunner.run` for one model
 2. checks the live split's sample ratio (when a split is configured and its challenger
    is still in shadow: a promoted or retired one splits nothing, nor one a paired
    rollback watch compares with, which only shadows); a mismatch raises
-   ``srm_detected`` and blocks promotions until it clears;
+   ``srm_detected`` and blocks promotions until it clears. A new challenger, salt or
+   share is a new split: the check counts afresh, and the split's test of the old
+   settings is closed, never acted on, for a new one (see
+   :mod:`~tunewatch.comparison._split_test`);
 3. feeds every shadow challenger's newly labelled requests — those with the champion's
    output, the challenger's output and a label, each fed once whatever order they arrive
    in — to a paired always-valid test whose state is persisted, so a restart continues
@@ -491,7 +494,10 @@ class ComparisonRunner:
     def _split_since(self, model: str, split: SplitConfig) -> datetime | None:
         """Where the live split's test reads from: the split's start, or the newest change
         of champion after it. The split test is the current champion's, so the
-        challenger's units from before the change are no fair match for it."""
+        challenger's units from before the change are no fair match for it. It reads from
+        later still after the split's challenger, salt or share changed: from the first
+        check that saw them, as the check counts (see
+        :class:`~tunewatch.comparison._split_test.SplitTest`)."""
         start = self._split_start(model, split)
         changes = self.store.list_events(model=model, types=("promoted", "rolled_back"), limit=1)
         if changes and (start is None or changes[0].created_at > start):

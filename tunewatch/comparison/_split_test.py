@@ -3,7 +3,15 @@ arm's units (units whose requests the champion answered vs units the split chall
 answered alone). Assignment is per unit, so the analysis is too: each arm's estimate is its
 mean loss per outcome with a delta-method variance over units, and the store keeps each
 unit's running totals. Requests without a unit key were never split and are not read.
-Its decision acts like a paired test's (guardrails, governance)."""
+Its decision acts like a paired test's (guardrails, governance).
+
+A change of the split's challenger, salt or share is a new split, as for its sample-ratio
+check (:func:`tunewatch._split.check_split`). Fed to the same test, a unit the change
+moved counted in both arms of a test that takes them for independent (95 of 600 units
+after a new salt), and a decision a mismatch of the old settings blocked was acted on
+once the new settings' count, untested, lifted the block. So the test of the old
+settings is closed, never acted on, and a new one reads the requests received from when
+the first check saw the new settings (the check's ``settings_since``)."""
 
 from __future__ import annotations
 
@@ -18,12 +26,14 @@ import numpy as np
 from monitor.objectives import Objective
 from shadow.stats import TwoSampleSequentialTest, UnitUpdate
 from tunewatch._errors import ConflictError
+from tunewatch._split import SplitConfig
 from tunewatch.comparison._config import ComparisonConfig
 from tunewatch.comparison._results import ComparisonResult, make_result, needs_action
 from tunewatch.comparison._watch import watch_values, watched_versions
 from tunewatch.store import Store, VersionRow
 from tunewatch.store._comparisons import (
     ComparisonStore,
+    ComparisonTestRow,
     LabelledBatch,
     OrderKey,
     UnitTotal,
@@ -34,6 +44,12 @@ from tunewatch.store._comparisons import (
 Arm = Literal["champion", "challenger"]
 
 logger = logging.getLogger(__name__)
+
+#: The key of a split test's state (and of the outcome of one closed for a change of the
+#: split's settings) that says from when the split's settings applied: the ISO time the
+#: first check saw them, or ``None`` (from the split's start; tests started before it was
+#: kept have none either).
+SETTINGS_SINCE = "split_settings_since"
 
 
 class SplitTest:
@@ -63,6 +79,14 @@ class SplitTest:
             return None
         if split.challenger in watched_versions(self.comparisons, model):
             return None  # it shadows the champion for a rollback watch: it splits nothing
+        window = self.store.latest_split_window(model)
+        if window is None or (
+            window.check.challenger_version,
+            window.check.salt,
+            window.check.percent,
+        ) != (split.challenger, split.salt, split.percent):
+            return None  # no sample-ratio check dated these settings yet
+        settings_since = window.settings_since
         fresh = TwoSampleSequentialTest(
             alpha=settings.alpha,
             method=settings.method,
@@ -74,19 +98,15 @@ class SplitTest:
             # rule is the test's own (shadow.stats._paired.SKEW_BURN_IN).
             loss_range=objective.loss_range,
         )
-        test, _ = self.comparisons.get_or_create_test(
-            model=model,
-            kind="split",
-            champion_version=champion.version,
-            challenger_version=split.challenger,
-            correction=None,
-            state=fresh.to_dict(),
-        )
+        state = {**fresh.to_dict(), SETTINGS_SINCE: _iso(settings_since)}
+        test = self._test(model, champion, split, state, settings_since)
         if test.status == "decided" and needs_action(test):  # e.g. blocked by a mismatch
             return make_result(test, self.comparisons.latest_look(test.id), 0, "none")
         if test.status != "open":
             return None
         since = self.since(model)
+        if settings_since is not None and (since is None or settings_since > since):
+            since = settings_since
         matured = settings.matured_before(self.clock())
         order: OrderKey = "label" if matured is None else "request"
         read = functools.partial(
@@ -129,7 +149,11 @@ class SplitTest:
                 test,
                 consumed=consumed,
                 look=watch_values(look, settings.method),
-                state={**sequential.to_dict(), "history": []},
+                state={
+                    **sequential.to_dict(),
+                    "history": [],
+                    SETTINGS_SINCE: test.state.get(SETTINGS_SINCE),
+                },
                 status="open" if look.decision == "continue" else "decided",
                 units=totals,
                 watermarks=marks,
@@ -138,6 +162,60 @@ class SplitTest:
             logger.warning("model=%s %s", model, exc.message)
             return None
         return make_result(saved, self.comparisons.latest_look(saved.id), len(consumed), "none")
+
+    def _test(
+        self,
+        model: str,
+        champion: VersionRow,
+        split: SplitConfig,
+        state: dict[str, object],
+        settings_since: datetime | None,
+    ) -> ComparisonTestRow:
+        """The split test of ``champion`` and the split's challenger under the split's
+        current settings (applying from ``settings_since``), created with ``state`` when
+        there is none. One still open or to act on (its action not taken, or blocked by a
+        mismatch) under other settings is closed first, and the new one follows it: its
+        ``promotion_id`` is the id of the test it replaces (0 for the pair's first), so
+        that of two runs restarting it at once both find the same. A settled test stands
+        (a pair is tested once per champion)."""
+        tests = [
+            t
+            for t in self.comparisons.list_tests(
+                model, kind="split", champion_version=champion.version
+            )
+            if t.challenger_version == split.challenger
+        ]
+        current = tests[-1] if tests else None  # the newest: each follows the one before
+        if current is not None and not _restarted(current):
+            live = current.status == "open" or (
+                current.status == "decided" and needs_action(current)
+            )
+            if not live or _started(current) == settings_since:
+                return current
+            at = "" if settings_since is None else f" at {settings_since.isoformat()}"
+            why = (
+                f"the live split's challenger, salt or share changed{at} (now v"
+                f"{split.challenger}, salt {split.salt!r}, {split.percent:g} %): its "
+                "evidence was collected under other settings"
+            )
+            current = self.comparisons.finish_test(
+                current.id,
+                status="closed",
+                outcome={"action": "closed", "reason": why, SETTINGS_SINCE: _iso(settings_since)},
+            )
+            if not _restarted(current):
+                return current  # another run settled it otherwise first
+            logger.info("model=%s split test %d closed: %s", model, current.id, why)
+        test, _ = self.comparisons.get_or_create_test(
+            model=model,
+            kind="split",
+            champion_version=champion.version,
+            challenger_version=split.challenger,
+            correction=None,
+            state=state,
+            promotion_id=0 if current is None else current.id,
+        )
+        return test
 
     def _unit_update(
         self,
@@ -162,3 +240,19 @@ class SplitTest:
             UnitTotal(arm, str(k), int(n), float(t)) for k, (n, t) in zip(keys, after, strict=True)
         )
         return UnitUpdate(before[:, 0], before[:, 1], added_n, added_total)
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
+def _started(test: ComparisonTestRow) -> datetime | None:
+    """From when the split's settings of ``test`` applied (see :data:`SETTINGS_SINCE`)."""
+    value = test.state.get(SETTINGS_SINCE)
+    return None if value is None else datetime.fromisoformat(str(value))
+
+
+def _restarted(test: ComparisonTestRow) -> bool:
+    """Whether ``test`` was closed because the split's settings changed (its successor
+    may be still to start, if the run that closed it stopped there)."""
+    return test.status == "closed" and test.outcome is not None and SETTINGS_SINCE in test.outcome

@@ -48,8 +48,9 @@ class Watermark:
 class ComparisonTestRow:
     """One test of ``challenger_version`` against ``champion_version`` (for a rollback
     watch: the new champion against the one it replaced) and its persisted state; a
-    rollback watch's ``promotion_id`` is the ``promoted`` event it follows (0 for the
-    other kinds)."""
+    rollback watch's ``promotion_id`` is the ``promoted`` event it follows, a live split
+    test's the id of the split test it replaced when the split's settings changed (0 for
+    a pair's first split test and for paired tests)."""
 
     id: int
     model: str

@@ -85,8 +85,9 @@ def get_or_create_test(
     state: Mapping[str, Any],
     promotion_id: int = 0,
 ) -> tuple[ComparisonTestRow, bool]:
-    """The pair's test (a rollback watch's: of the promotion ``promotion_id``), created
-    open with ``state`` if there is none; ``(test, created)``."""
+    """The pair's test (a rollback watch's: of the promotion ``promotion_id``; a live
+    split's: after the test ``promotion_id`` of the split's earlier settings, 0 for the
+    pair's first), created open with ``state`` if there is none; ``(test, created)``."""
     now = utcnow()
     inserted = conn.execute(
         dialect_insert(conn, comparison_tests)

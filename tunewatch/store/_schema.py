@@ -356,9 +356,11 @@ jobs = Table(
 # Sequential comparisons (paired shadow tests, group-sequential DeLong, rollback watches):
 # one row per test with its persisted state, so a restarted daemon continues the same
 # always-valid test. A pair is tested once per champion: a decided test is never reopened.
-# A rollback watch is one per promotion (``promotion_id``, the ``promoted`` event it
-# follows): a pair promoted again after a rollback or a flip back is watched again. The
-# other kinds have 0 there.
+# ``promotion_id`` tells apart the tests of one pair that must be several: a rollback
+# watch is one per promotion (there, the ``promoted`` event it follows), so a pair promoted
+# again after a rollback or a flip back is watched again; a live split's test is one per
+# setting of the split's challenger, salt and share (there, the id of the split test it
+# replaced, closed when they changed; 0 for the first). Paired tests have 0 there.
 comparison_tests = Table(
     "comparison_tests",
     metadata,
