@@ -5,8 +5,9 @@ serving scope of :mod:`shadow`: one input ``[None, n_features]`` (float32 unless
 otherwise); classifiers (or Pipelines ending in one) without ZipMap, so they output
 ``label`` and a plain ``probabilities`` tensor; regressors output ``variable`` ``[N, 1]``.
 An export that replaces a served version takes that version's :class:`~shadow.Signature`
-as ``like``: its input name and type, and its output names where the outputs match, so
-that a client's request valid for the one is valid for the other.
+as ``like``: its input name and type, and its output names where the outputs match (type
+and shape), so that a client's request valid for the one is valid for the other; a binary
+classifier replacing a version that answers P(class 1) alone answers that column alone.
 
 float32 thresholds can flip tree paths, so an export is only trusted after
 :func:`check_parity` has compared it with the estimator on held-out rows, scoring the
@@ -127,8 +128,14 @@ def to_onnx(
     its name and element type instead: the trees and coefficients stay float32, a
     ``Cast`` to float32 first in the graph reads the input of any other numeric type
     (float64, say); and the outputs take its names, in order, where the graph has as
-    many outputs of the same element types and ranks (otherwise the converter's names
-    stay). ``like``'s width must be ``n_features``.
+    many outputs of the same element types and shapes past the first dimension (a
+    dimension ``like`` leaves unknown matches only an unknown one). Where they do not and
+    ``like`` answers its primary output alone, the graph answers only its own primary
+    output, under that name, when the two match; otherwise the converter's names stay.
+    A binary classifier exported like a version whose primary output has one column
+    (``[N, 1]``, or ``[N]``) answers P(``classes_[1]``) alone in that shape, not both
+    columns: the positive-class column is taken in the graph. ``like``'s width must be
+    ``n_features``.
 
     Raises :class:`ExportError` (from the converter's own exception) when skl2onnx
     cannot convert it.
@@ -159,6 +166,9 @@ def to_onnx(
         ) from exc
     if like is not None:
         _cast_input(proto.graph, helper.np_dtype_to_tensor_dtype(like.input.dtype))
+        one_column = like.primary_output in like.output_names and like.primary_width == 1
+        if one_column and classifier is not None and len(classifier.classes_) == 2:
+            _positive_column(proto.graph, like.output(like.primary_output).rank)
         _rename_outputs(proto.graph, like)
     data: bytes = proto.SerializeToString()
     return data
@@ -191,22 +201,103 @@ def _cast_input(graph: onnx.GraphProto, elem_type: int) -> None:
     source.type.tensor_type.elem_type = elem_type
 
 
+#: Element types of floating-point outputs, the ones a primary output may have.
+_FLOAT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16})
+
+
+def _primary_index(graph: onnx.GraphProto) -> int | None:
+    """The index of the graph's primary output as :func:`shadow.signature_from_session`
+    picks it: the first floating-point output of rank 2 named like a probability, else
+    the first floating-point output; ``None`` when it has none."""
+    floats = [i for i, o in enumerate(graph.output) if o.type.tensor_type.elem_type in _FLOAT_TYPES]
+    probs = [
+        i
+        for i in floats
+        if len(graph.output[i].type.tensor_type.shape.dim) == 2
+        and "prob" in graph.output[i].name.lower()
+    ]
+    found = probs or floats
+    return found[0] if found else None
+
+
+def _positive_column(graph: onnx.GraphProto, rank: int) -> None:
+    """Make the graph's primary output (a binary classifier's ``[N, 2]`` probabilities)
+    answer its column 1 alone, P(``classes_[1]``), in ``[N, 1]`` (``rank`` 2) or ``[N]``
+    (``rank`` 1), under the same name, float32 still."""
+    index = _primary_index(graph)
+    if index is None or rank not in (1, 2):
+        return
+    out = graph.output[index]
+    taken = _value_names(graph)
+    both, column = f"{out.name}_both_columns", f"{out.name}_positive_column"
+    while both in taken or column in taken:
+        both, column = both + "_", column + "_"
+    for node in graph.node:
+        for i, value in enumerate(node.output):
+            if value == out.name:
+                node.output[i] = both
+        for i, value in enumerate(node.input):
+            if value == out.name:
+                node.input[i] = both
+    # index [1] keeps the column axis ([N, 1]); the scalar 1 drops it ([N])
+    indices = helper.make_tensor(column, TensorProto.INT64, [1] if rank == 2 else [], [1])
+    graph.initializer.append(indices)
+    graph.node.append(helper.make_node("Gather", [both, column], [out.name], axis=1, name=column))
+    dims = out.type.tensor_type.shape.dim
+    del dims[1:]
+    if rank == 2:
+        dims.add().dim_value = 1
+
+
+def _trailing_dims(value: onnx.ValueInfoProto) -> tuple[int | None, ...]:
+    """The value's dimensions past the first, ``None`` where unknown or symbolic."""
+    dims = value.type.tensor_type.shape.dim[1:]
+    return tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+
+
+def _matches(value: onnx.ValueInfoProto, spec: Any) -> bool:
+    """Whether a graph output has ``spec``'s element type and rank, and its dimensions past
+    the first (a column count: an unknown one matches only an unknown one)."""
+    kind = value.type.tensor_type
+    return (
+        kind.elem_type == helper.np_dtype_to_tensor_dtype(spec.dtype)
+        and len(kind.shape.dim) == spec.rank
+        and _trailing_dims(value) == tuple(spec.shape[1:])
+    )
+
+
 def _rename_outputs(graph: onnx.GraphProto, like: Signature) -> None:
     """Give the graph's outputs ``like``'s names, in order, where they match one for one
-    (element type and rank) and no other value of the graph has one of those names."""
+    (element type, rank and dimensions past the first) and no other value of the graph
+    has one of those names. Where they do not and ``like`` answers its primary output
+    alone, keep only the graph's primary output, under that name, when the two match."""
     outputs = list(graph.output)
     wanted: Sequence[Any] = like.outputs
-    if len(outputs) != len(wanted):
+    if len(outputs) == len(wanted) and all(
+        _matches(o, s) for o, s in zip(outputs, wanted, strict=True)
+    ):
+        _rename(graph, {o.name: s.name for o, s in zip(outputs, wanted, strict=True)})
         return
-    for out, spec in zip(outputs, wanted, strict=True):
-        kind = out.type.tensor_type
-        if kind.elem_type != helper.np_dtype_to_tensor_dtype(spec.dtype):
-            return
-        if len(kind.shape.dim) != spec.rank:
-            return
-    renames = {o.name: s.name for o, s in zip(outputs, wanted, strict=True) if o.name != s.name}
-    if not renames or (set(renames.values()) & (_value_names(graph) - set(renames))):
+    index = _primary_index(graph)
+    if len(wanted) != 1 or wanted[0].name != like.primary_output or index is None:
         return
+    if not _matches(outputs[index], wanted[0]):
+        return
+    alone = onnx.GraphProto()
+    alone.CopyFrom(graph)
+    del alone.output[:]
+    alone.output.append(outputs[index])
+    _prune(alone)
+    if _rename(alone, {outputs[index].name: wanted[0].name}):
+        graph.CopyFrom(alone)
+
+
+def _rename(graph: onnx.GraphProto, renames: dict[str, str]) -> bool:
+    """Rename the graph's values by ``renames``, unless a value it does not rename already
+    has one of the new names; whether the graph's outputs now have the new names."""
+    renames = {old: new for old, new in renames.items() if old != new}
+    if set(renames.values()) & (_value_names(graph) - set(renames)):
+        return False
     for node in graph.node:
         for i, value in enumerate(node.output):
             node.output[i] = renames.get(value, value)
@@ -214,6 +305,35 @@ def _rename_outputs(graph: onnx.GraphProto, like: Signature) -> None:
             node.input[i] = renames.get(value, value)
     for out in graph.output:
         out.name = renames.get(out.name, out.name)
+    return True
+
+
+def _prune(graph: onnx.GraphProto) -> None:
+    """Drop the nodes and initializers no output of the graph needs any more (those that
+    computed an output it no longer answers)."""
+    needed = {o.name for o in graph.output}
+    kept = []
+    for node in reversed(graph.node):
+        if needed & set(node.output):
+            kept.append(node)
+            needed.update(_consumed(node))
+    del graph.node[:]
+    graph.node.extend(reversed(kept))
+    initializers = [t for t in graph.initializer if t.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+
+
+def _consumed(node: onnx.NodeProto) -> set[str]:
+    """The values a node reads: its inputs, and every name its subgraphs (a ``Scan``'s
+    body, say) use, which may be the outer graph's."""
+    names = set(node.input)
+    for attribute in node.attribute:
+        graphs = [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else []
+        for subgraph in [*graphs, *attribute.graphs]:
+            for inner in subgraph.node:
+                names |= _consumed(inner)
+    return names
 
 
 def _reference(estimator: Any, x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -257,7 +377,9 @@ def check_parity(
     """The parity error between the estimator and the ONNX model on ``x_holdout``.
 
     Compares ``predict_proba`` (classifiers) or ``predict`` (regressors) with the ONNX
-    primary output: for a classifier the max absolute difference of a probability, for
+    primary output (a binary classifier's column 1 alone, P(``classes_[1]``), when that
+    output has one column: :func:`to_onnx` ``like`` a version answering it so): for a
+    classifier the max absolute difference of a probability, for
     a regressor the max relative difference, each row's over its prediction's magnitude
     or the holdout's mean magnitude, whichever is larger (:func:`_regression_scale`),
     since float32 keeps about 7 significant digits whatever the target's unit.
@@ -282,6 +404,9 @@ def check_parity(
     except ShadowError as exc:
         raise ExportError(f"the ONNX model could not be scored: {exc.message}") from exc
     expected = _reference(estimator, x)
+    classifier = _classifier_step(estimator) is not None
+    if classifier and got.shape[1:] == (1,) and expected.shape[1:] == (2,):
+        expected = expected[:, 1:]  # a binary export answering P(class 1) alone
     if got.shape != expected.shape:
         raise ParityError(
             f"ONNX primary output {model.signature.primary_output!r} has shape "
@@ -290,7 +415,7 @@ def check_parity(
             tolerance=tolerance,
         )
     diff = np.abs(got.astype(np.float64) - expected)
-    if _classifier_step(estimator) is None and np.isfinite(expected).all():
+    if not classifier and np.isfinite(expected).all():
         diff /= _regression_scale(expected)
     # a difference that is not a number (NaN, an infinite output) is the largest there is
     max_diff = float(diff.max()) if np.isfinite(diff).all() else float("inf")
@@ -299,7 +424,7 @@ def check_parity(
         row = int(np.unravel_index(np.argmax(worst), diff.shape)[0])
         raise ParityError(
             f"ONNX output differs from the estimator by up to {max_diff:.3g}"
-            f"{'' if _classifier_step(estimator) is not None else ' (relative)'} "
+            f"{'' if classifier else ' (relative)'} "
             f"(tolerance {tolerance:g}; worst holdout row {row} of {x.shape[0]})",
             max_abs_diff=max_diff,
             tolerance=tolerance,

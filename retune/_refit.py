@@ -52,8 +52,10 @@ def refit_and_export(
     as many as it saw): a class missing from the window would shift the columns after it.
 
     ``like`` is the signature of the version the export may replace: the export takes
-    its input name and type, and its output names where the outputs match
-    (:func:`~retune.to_onnx`); parity is checked through that input.
+    its input name and type, and its output names where the outputs match in type and
+    shape (:func:`~retune.to_onnx`); parity is checked through that input. A binary
+    classifier replacing a version whose primary output has one column answers P(class 1)
+    alone in it, and its parity is checked on ``predict_proba(x)[:, 1:2]``.
     """
     if not 0 < holdout_fraction < 1:
         raise ValueError(f"`holdout_fraction` must be in (0, 1), got {holdout_fraction}")

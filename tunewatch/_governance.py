@@ -16,11 +16,12 @@ approval request, not a champion.
 
 Whoever decides, a promoted version serves the champion's clients, whose requests are
 read against the champion's signature: :func:`check_promotion_signature` refuses a
-version that takes another input (name, width or element type) or lacks one of the
-champion's outputs, when it is promoted, before an approval is requested, and when an
-approval is decided. A shadow or a live-split arm may differ so (its rows are cast to its
-own type, it answers its own outputs); registration allows it. Rollback is not checked:
-it restores a champion that served. A champion whose artefact cannot be read or loaded
+version that takes another input (name, width or element type), lacks one of the
+champion's outputs or answers one in another element type or width, when it is
+promoted, before an approval is requested, and when an approval is decided. A shadow or
+a live-split arm may differ so (its rows are cast to its own type, it answers its own
+outputs); registration allows it. Rollback is not checked: it restores a champion that
+served. A champion whose artefact cannot be read or loaded
 here is logged and not checked against: it must not block its own replacement.
 
 Every stage change that puts a version in service — a promotion, an approval, a rollback
@@ -238,9 +239,12 @@ def check_promotion_signature(
 ) -> None:
     """Refuse (``ConflictError``, ``signature_mismatch``) to put ``target`` in the place of
     ``champion`` when it takes another input than the champion (name, width or element
-    type: a client's FP32 request to a float64 champion is a 400 ``dtype_mismatch``) or
+    type: a client's FP32 request to a float64 champion is a 400 ``dtype_mismatch``),
     lacks an output the champion answers (a client asking for it gets a 400
-    ``unknown_output``). Tuned exports copy their parent's input and output names, and
+    ``unknown_output``), or answers one of them in another element type or shape past the
+    first dimension (a client reading column 0 of a binary champion's P(class 1) would
+    read P(class 0) in a two-column one; a dimension either leaves unknown differs from a
+    known one). Tuned exports copy their parent's input, output names and widths, and
     pass. ``candidate`` is ``target``'s signature where the caller has it
     (:func:`check_servable`). An artefact that cannot be read or loaded from this host's
     artefact directory (missing, damaged, unreadable) is logged, and not checked: a
@@ -268,6 +272,14 @@ def check_promotion_signature(
             f"it lacks the outputs {missing} the champion answers (it answers "
             f"{sorted(candidate.output_names)})"
         )
+    for theirs in served.outputs:
+        if theirs.name not in candidate.output_names:
+            continue
+        ours = candidate.output(theirs.name)
+        if (ours.dtype, ours.shape[1:]) != (theirs.dtype, theirs.shape[1:]):
+            conflicts.append(
+                f"it answers output {describe_input(ours)}, the champion {describe_input(theirs)}"
+            )
     if conflicts:
         raise ConflictError(
             f"model {target.model!r}: version {target.version} cannot replace the champion "

@@ -403,6 +403,14 @@ class TuningJobRunner:
             "traffic_rows": n_traffic,
             "wall_s": result.wall_s,
         }
+        # what monitors calibrate on: the winner's scores of rows it did not train on (its
+        # own scores of its training rows are overconfident), in the columns it answers:
+        # P(class 1) alone when it answers like a one-column binary champion
+        scores = out_of_fold(
+            result.best_params, x, y, scheme=cv, seed=tj.seed, groups=groups
+        ).astype(np.float32)
+        if session.signature.primary_width == 1 and scores.shape[1] == 2:
+            scores = scores[:, 1:]
         try:
             row = self.registry.register(
                 model.name,
@@ -418,15 +426,7 @@ class TuningJobRunner:
                 ),
                 actor=f"job:{job.id}",
                 stage="shadow",
-                reference=Reference(
-                    features=x,
-                    labels=y.astype(np.float64),
-                    # what monitors calibrate on: the winner's scores of rows it did not
-                    # train on (its own scores of its training rows are overconfident)
-                    scores=out_of_fold(
-                        result.best_params, x, y, scheme=cv, seed=tj.seed, groups=groups
-                    ).astype(np.float32),
-                ),
+                reference=Reference(features=x, labels=y.astype(np.float64), scores=scores),
                 once_per_study=True,  # workers sharing the study: the first one registers
             )
         except ConflictError as exc:

@@ -6,11 +6,13 @@ import dataclasses
 import numpy as np
 import onnx
 import pytest
+from retune_data import binary
 from retune_models import Fitted
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
 
-from retune import ExportError, ParityError, RetuneError, check_parity, to_onnx
+from retune import ExportError, ParityError, RetuneError, check_parity, refit_and_export, to_onnx
+from retune._export import _rename_outputs
 from retune.space import fit_pipeline
 from shadow import OnnxModel, Signature, TensorSpec
 
@@ -146,15 +148,106 @@ def test_an_export_like_a_float64_signature_takes_its_input_and_output_names(
 def test_an_export_like_a_signature_with_other_outputs_keeps_the_converter_s_names(
     fitted: Fitted,
 ) -> None:
-    like = dataclasses.replace(
-        _signature("x", np.float32, ("label", "probabilities")),
-        outputs=(TensorSpec(name="score", dtype=np.dtype(np.float32), shape=(None, 1)),),
-        primary_output="score",
-    )
-    sig = OnnxModel.from_bytes(to_onnx(fitted.regression, N_FEATURES, like=like)).signature
+    def like(width: int) -> Signature:
+        return dataclasses.replace(
+            _signature("x", np.float32, ("label", "probabilities")),
+            outputs=(TensorSpec(name="score", dtype=np.dtype(np.float32), shape=(None, width)),),
+            primary_output="score",
+        )
+
+    sig = OnnxModel.from_bytes(to_onnx(fitted.regression, N_FEATURES, like=like(1))).signature
     assert sig.input.name == "x" and sig.output_names == ("score",)
-    sig = OnnxModel.from_bytes(to_onnx(fitted.logistic, N_FEATURES, like=like)).signature
+    # a three-class score: the binary classifier's two columns are not it
+    sig = OnnxModel.from_bytes(to_onnx(fitted.logistic, N_FEATURES, like=like(3))).signature
     assert sig.input.name == "x" and sig.output_names == ("label", "probabilities")
+
+
+def _one_column(outputs: tuple[str, ...], shape: tuple[None, ...] | tuple[None, int]) -> Signature:
+    """A binary champion's signature answering P(class 1) in ``shape`` under its last
+    output name, after an int64 label when ``outputs`` names two."""
+    specs = [TensorSpec(name=outputs[-1], dtype=np.dtype(np.float32), shape=shape)]
+    if len(outputs) == 2:
+        specs.insert(0, TensorSpec(name=outputs[0], dtype=np.dtype(np.int64), shape=(None,)))
+    return Signature(
+        input=TensorSpec(name="input", dtype=np.dtype(np.float32), shape=(None, N_FEATURES)),
+        outputs=tuple(specs),
+        primary_output=outputs[-1],
+    )
+
+
+@pytest.mark.parametrize(
+    ("outputs", "shape"),
+    [
+        (("label", "probability"), (None, 1)),
+        (("label", "probability"), (None,)),
+        (("probability",), (None, 1)),
+    ],
+    ids=["label_and_column", "label_and_vector", "column_alone"],
+)
+def test_an_export_like_a_one_column_binary_champion_answers_p_class_1_as_it_does(
+    fitted: Fitted, outputs: tuple[str, ...], shape: tuple[None, ...] | tuple[None, int]
+) -> None:
+    """The champion answers P(class 1) alone; the export's two columns [P0, P1] were
+    renamed onto its output (same type and rank), and a client reading column 0 of the
+    promoted version got P(class 0). A champion answering that column alone had no output
+    renamed, and none of its re-tuned versions could be promoted."""
+    like = _one_column(outputs, shape)
+    onnx_bytes = to_onnx(fitted.logistic, N_FEATURES, like=like)
+    model = OnnxModel.from_bytes(onnx_bytes)
+    assert model.signature.outputs == like.outputs
+    assert model.signature.primary_output == "probability"
+    got = model.run(fitted.x_holdout.astype(np.float32))["probability"]
+    assert got.shape == (len(fitted.x_holdout), *shape[1:])
+    expected = fitted.logistic.predict_proba(fitted.x_holdout)[:, 1]
+    np.testing.assert_allclose(got.reshape(-1), expected, atol=1e-4)
+    assert check_parity(onnx_bytes, fitted.logistic, fitted.x_holdout) <= 1e-4
+
+
+def test_a_one_column_export_answering_p_class_0_fails_parity(fitted: Fitted) -> None:
+    proto = onnx.load_from_string(
+        to_onnx(fitted.logistic, N_FEATURES, like=_one_column(("probability",), (None, 1)))
+    )
+    [column] = [t for t in proto.graph.initializer if list(onnx.numpy_helper.to_array(t)) == [1]]
+    column.CopyFrom(onnx.numpy_helper.from_array(np.array([0], np.int64), column.name))
+    with pytest.raises(ParityError, match="differs from the estimator"):
+        check_parity(proto.SerializeToString(), fitted.logistic, fitted.x_holdout)
+
+
+def test_a_refit_like_a_one_column_binary_champion_checks_parity_on_p_class_1() -> None:
+    x, y = binary(seed=6, n_features=N_FEATURES)
+    like = _one_column(("probability",), (None, 1))
+    exported = refit_and_export({"estimator": "logistic", "C": 1.0}, x, y, like=like)
+    model = OnnxModel.from_bytes(exported.onnx)
+    assert model.signature.outputs == like.outputs
+    got = model.run(x.astype(np.float32))["probability"]
+    np.testing.assert_allclose(got, exported.pipeline.predict_proba(x)[:, 1:2], atol=1e-4)
+    assert exported.parity_error <= 1e-4
+    # a two-column champion, and none, are answered both columns
+    for two in (_signature("input", np.float32, ("label", "probability")), None):
+        exported = refit_and_export({"estimator": "logistic", "C": 1.0}, x, y, like=two)
+        model = OnnxModel.from_bytes(exported.onnx)
+        assert model.primary(model.run(x[:3].astype(np.float32))).shape == (3, 2)
+
+
+@pytest.mark.parametrize(
+    ("width", "renamed"),
+    [(2, True), (1, False), (None, False)],
+    ids=["same_width", "narrower", "unknown_width"],
+)
+def test_outputs_are_renamed_only_onto_outputs_of_their_width(
+    fitted: Fitted, width: int | None, renamed: bool
+) -> None:
+    proto = onnx.load_from_string(to_onnx(fitted.logistic, N_FEATURES))
+    like = dataclasses.replace(
+        _signature("input", np.float32, ("label", "probability")),
+        outputs=(
+            TensorSpec(name="label", dtype=np.dtype(np.int64), shape=(None,)),
+            TensorSpec(name="probability", dtype=np.dtype(np.float32), shape=(None, width)),
+        ),
+    )
+    _rename_outputs(proto.graph, like)
+    names = ["label", "probability" if renamed else "probabilities"]
+    assert [o.name for o in proto.graph.output] == names
 
 
 @pytest.mark.parametrize("shift", [-100.0, 100.0], ids=["onnx_lower", "onnx_higher"])

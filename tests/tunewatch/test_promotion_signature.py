@@ -9,8 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 import yaml
+from onnx import TensorProto, helper, numpy_helper
+from sklearn.linear_model import LogisticRegression
 
 from tests.tunewatch.conftest import MODEL, logistic_variant, make_daemon
 from tests.tunewatch.test_comparison_loop import BATCH, oracle, runner, traffic, write
@@ -20,7 +23,8 @@ from tunewatch._cli import main
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._errors import ConflictError
-from tunewatch._example import ExampleModel
+from tunewatch._example import ExampleModel, example_data, feature_names
+from tunewatch._version_metadata import VersionMetadata
 
 #: The template's versions: v1 the example champion (float32 in, label and
 #: probabilities out), v2 the example challenger (the same signature), v3 a version
@@ -44,6 +48,52 @@ def template(
     finally:
         d.close()
     return path, tokens
+
+
+def one_column_logistic(outputs: tuple[str, ...] = ("label", "probability")) -> bytes:
+    """A logistic model of the example data answering P(class 1) in one column ``[N, 1]``
+    under the last name of ``outputs``, after an int64 label ``[N]`` when it names two: a
+    graph built by hand, as registration takes it (a binary primary output may have one
+    column), for skl2onnx answers both."""
+    x, y = example_data(600, seed=11)
+    fitted = LogisticRegression(C=0.5).fit(x, y)
+    label, column = ("label" if len(outputs) == 1 else outputs[0]), outputs[-1]
+    initializers = [
+        numpy_helper.from_array(fitted.coef_.T.astype(np.float32), "coef"),
+        numpy_helper.from_array(fitted.intercept_.astype(np.float32).reshape(1, 1), "intercept"),
+        numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+        numpy_helper.from_array(np.array([-1], np.int64), "flat"),
+    ]
+    nodes = [
+        helper.make_node("MatMul", ["input", "coef"], ["logit0"]),
+        helper.make_node("Add", ["logit0", "intercept"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], [column]),
+    ]
+    answers = [helper.make_tensor_value_info(column, TensorProto.FLOAT, [None, 1])]
+    if len(outputs) == 2:
+        nodes += [
+            helper.make_node("Greater", [column, "half"], ["above"]),
+            helper.make_node("Cast", ["above"], ["label2d"], to=TensorProto.INT64),
+            helper.make_node("Reshape", ["label2d", "flat"], [label]),
+        ]
+        answers.insert(0, helper.make_tensor_value_info(label, TensorProto.INT64, [None]))
+    graph = helper.make_graph(
+        nodes,
+        "one_column",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 8])],
+        answers,
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+ONE_COLUMN_METADATA = VersionMetadata(
+    task="binary",
+    feature_names=feature_names(8),
+    hyperparameters={"estimator": "logistic", "C": 0.5},
+)
 
 
 def _config(data_dir: Path, **extra: object) -> dict[str, object]:
@@ -106,6 +156,36 @@ def test_a_version_lacking_an_output_the_champion_answers_is_not_promoted(
     assert "lacks the outputs ['label', 'probabilities']" in message
     assert "['predicted', 'scores']" in message
     assert _champion(daemon) == 1
+
+
+def test_a_version_answering_a_champion_s_output_in_another_width_is_not_promoted(
+    daemon: Daemon,
+) -> None:
+    """A champion answering P(class 1) alone in ``probabilities`` [N, 1] was replaced by a
+    version answering [P(class 0), P(class 1)] under that name: the names matched, and a
+    client reading column 0 got P(class 0). Refused either way round."""
+    narrow = daemon.registry.register(
+        MODEL,
+        one_column_logistic(("label", "probabilities")),
+        ONE_COLUMN_METADATA,
+        actor="test",
+    )
+    with pytest.raises(ConflictError) as err:
+        governance.promote(
+            daemon.store, daemon.config, MODEL, narrow.version, actor="ops", reason="r"
+        )
+    assert err.value.code == "signature_mismatch"
+    message = err.value.message
+    assert "output probabilities: float32[None, 1]" in message
+    assert "probabilities: float32[None, 2]" in message
+    assert "lacks" not in message and "takes input" not in message
+    assert _champion(daemon) == 1
+    daemon.store.promote(MODEL, narrow.version, actor="ops", reason="before the check")
+    with pytest.raises(ConflictError) as err:
+        governance.promote(daemon.store, daemon.config, MODEL, 2, actor="ops", reason="r")
+    assert err.value.code == "signature_mismatch"
+    assert "output probabilities: float32[None, 2]" in err.value.message
+    assert _champion(daemon) == narrow.version
 
 
 def test_the_api_and_the_cli_refuse_it_with_409_signature_mismatch(
