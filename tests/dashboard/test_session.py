@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Iterator
 from urllib.parse import urlencode
 
@@ -10,6 +11,7 @@ import pytest
 
 from tests.dashboard.scenario import Served, serve
 from tunewatch._auth import hash_token
+from tunewatch.dashboard._auth import MAX_FORM_BYTES
 
 EVIL = "https://evil.example"
 
@@ -159,3 +161,30 @@ def test_a_page_reads_its_parameters_after_the_session(
     assert signed_in.status_code == 400
     assert signed_in.headers["content-type"].startswith("text/html")
     assert f"`{named}` must be" in signed_in.text
+
+
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+def test_a_sign_in_form_past_its_limit_is_refused_before_it_is_read_or_inflated(
+    served: Served, encoding: str
+) -> None:
+    """The sign-in is open to anyone: it read a body up to `server.max_body_bytes` (8 MiB)
+    and inflated a gzip one before its 4 KiB form limit refused it, so 8 KB from anyone
+    cost the server 16 MiB. The body limit now refuses a form past 4 KiB as it arrives,
+    and stops inflating there."""
+    form = b"token=" + b"a" * (256 * 1024)
+    content = gzip.compress(form) if encoding == "gzip" else form
+    r = httpx.post(
+        f"{served.url}/dashboard/login",
+        content=content,
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Content-Encoding": encoding,
+        },
+        follow_redirects=False,
+        timeout=30,
+    )
+    assert r.status_code == 413, r.text
+    assert r.json()["code"] == "body_too_large"
+    # "... once decompressed" for the gzip body
+    assert r.json()["error"].startswith(f"request body exceeds the limit of {MAX_FORM_BYTES} bytes")
+    assert "set-cookie" not in r.headers

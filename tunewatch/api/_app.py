@@ -234,6 +234,7 @@ def create_app(
     app.include_router(comparisons_router)
     # imported here: the dashboard reads the API's context, so it imports tunewatch.api
     from tunewatch.dashboard import router as dashboard_router
+    from tunewatch.dashboard._auth import MAX_FORM_BYTES
 
     app.include_router(dashboard_router)
 
@@ -256,7 +257,10 @@ def create_app(
     app.openapi = _openapi_oip(app)  # type: ignore[method-assign]
     server = ctx.runtime.config.server
     app.add_middleware(
-        BodyLimitMiddleware, limit=server.max_body_bytes, artefact_limit=server.max_artefact_bytes
+        BodyLimitMiddleware,
+        limit=server.max_body_bytes,
+        artefact_limit=server.max_artefact_bytes,
+        form_limit=MAX_FORM_BYTES,
     )
     templates = _templates((*_oip.routes, *_records.routes, *_alerts.routes))
     app.add_middleware(HttpMetricsMiddleware, metrics=ctx.runtime.metrics, templates=templates)

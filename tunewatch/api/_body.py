@@ -29,20 +29,29 @@ class BodyLimitMiddleware:
     Registration uploads (``POST /v1/models/{model}/versions``) get the larger artefact
     limit. A compressed body is read and inflated only when the route reads it, which a
     route does after its permission check: a caller without a token the route accepts
-    costs no inflation.
+    costs no inflation. The dashboard's sign-in, open to anyone, reads its form before any
+    check: its bodies get ``form_limit``, refused as they arrive and inflated no further
+    (it read up to ``limit``, 8 MiB, and inflated a gzip body to it, before its own 4 KiB
+    check refused the form).
     """
 
-    def __init__(self, app: ASGIApp, *, limit: int, artefact_limit: int) -> None:
+    def __init__(self, app: ASGIApp, *, limit: int, artefact_limit: int, form_limit: int) -> None:
         self.app = app
         self.limit = limit
         self.artefact_limit = artefact_limit
+        self.form_limit = form_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
             await self.app(scope, receive, send)
             return
         registration = scope["method"] == "POST" and _REGISTRATION.match(scope["path"])
-        limit = self.artefact_limit if registration else self.limit
+        if registration:
+            limit = self.artefact_limit
+        elif scope["path"] in _FORMS:
+            limit = self.form_limit
+        else:
+            limit = self.limit
         try:
             wbits = content_coding(_first_header(scope, b"content-encoding"))
         except ApiError as exc:
@@ -113,6 +122,8 @@ class BodyLimitMiddleware:
 
 # The route whose bodies may reach the artefact limit: a version's registration.
 _REGISTRATION: Final = re.compile(r"^/v1/models/[^/]+/versions$")
+# The dashboard's form posts, whose bodies get the form limit.
+_FORMS: Final = frozenset({"/dashboard/login", "/dashboard/logout"})
 
 
 def _first_header(scope: Scope, wanted: bytes) -> bytes | None:
