@@ -34,7 +34,14 @@ from retune.space._transformers import (
     MissingIndicatorAppender,
     SparseColumnDropper,
 )
-from shadow import InvalidInputError, OnnxModel, ShadowError, Signature
+from shadow import (
+    InvalidInputError,
+    OnnxModel,
+    ShadowError,
+    Signature,
+    TensorSpec,
+    primary_output,
+)
 
 
 def _kept_columns(raw: Any) -> list[int]:
@@ -201,23 +208,19 @@ def _cast_input(graph: onnx.GraphProto, elem_type: int) -> None:
     source.type.tensor_type.elem_type = elem_type
 
 
-#: Element types of floating-point outputs, the ones a primary output may have.
-_FLOAT_TYPES = frozenset({TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16})
-
-
 def _primary_index(graph: onnx.GraphProto) -> int | None:
-    """The index of the graph's primary output as :func:`shadow.signature_from_session`
-    picks it: the first floating-point output of rank 2 named like a probability, else
-    the first floating-point output; ``None`` when it has none."""
-    floats = [i for i, o in enumerate(graph.output) if o.type.tensor_type.elem_type in _FLOAT_TYPES]
-    probs = [
-        i
-        for i in floats
-        if len(graph.output[i].type.tensor_type.shape.dim) == 2
-        and "prob" in graph.output[i].name.lower()
-    ]
-    found = probs or floats
-    return found[0] if found else None
+    """The index of the graph's primary output as serving picks it
+    (:func:`shadow.primary_output`); ``None`` when it has none."""
+    specs = []
+    for o in graph.output:
+        kind = o.type.tensor_type
+        try:
+            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(kind.elem_type))
+        except KeyError:  # not a plain tensor type: never a primary output
+            dtype = np.dtype(object)
+        specs.append(TensorSpec(name=o.name, dtype=dtype, shape=(None,) * len(kind.shape.dim)))
+    name = primary_output(specs)
+    return None if name is None else [o.name for o in graph.output].index(name)
 
 
 def _positive_column(graph: onnx.GraphProto, rank: int) -> None:

@@ -23,7 +23,7 @@ from shadow._errors import (
     VersionNotLoadedError,
 )
 from shadow._jobs import ShadowJob, ShadowResult
-from shadow._onnx import OnnxModel, Signature, TensorSpec, signature_from_session
+from shadow._onnx import OnnxModel, Signature, TensorSpec, primary_output, signature_from_session
 from shadow._queue import DropReason, ShadowQueue
 from shadow._sched import use_batch_scheduling
 from shadow._validation import FeatureRange, cast_rows, check_output, validate_batch
@@ -50,6 +50,7 @@ __all__ = [
     "cast_rows",
     "check_output",
     "inspect_candidate",
+    "primary_output",
     "signature_from_session",
     "use_batch_scheduling",
     "validate_batch",

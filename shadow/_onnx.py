@@ -20,7 +20,7 @@ import hashlib
 import logging
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -180,9 +180,20 @@ def signature_from_session(session: ort.InferenceSession) -> Signature:
         raise _unsupported(
             f"model has no floating-point output, got {[(o.name, str(o.dtype)) for o in outputs]}"
         )
-    probs = [o for o in floats if o.rank == 2 and "prob" in o.name.lower()]
-    primary = (probs or floats)[0].name
+    primary = primary_output(outputs)
+    assert primary is not None  # a floating-point output exists
     return Signature(input=spec_in, outputs=outputs, primary_output=primary)
+
+
+def primary_output(outputs: Sequence[TensorSpec]) -> str | None:
+    """The name of the output monitors and challengers read: the first floating-point
+    output of rank 2 named like a probability, else the first floating-point output;
+    ``None`` when there is none. An export shaping itself like a served version picks it
+    by the same rule (:func:`retune.to_onnx`)."""
+    floats = [o for o in outputs if o.dtype.kind == "f"]
+    probs = [o for o in floats if o.rank == 2 and "prob" in o.name.lower()]
+    found = probs or floats
+    return found[0].name if found else None
 
 
 # ---------------------------------------------------------------------------------------
