@@ -158,6 +158,30 @@ def test_a_store_that_is_not_a_mapping_is_a_config_error_with_the_url_override(
         build_config({"store": store}, env={"TUNEWATCH_STORE_URL": "sqlite:///x.db"})
 
 
+@pytest.mark.parametrize(
+    ("store", "shown"),
+    [
+        ("postgresql+psycopg://tw:s3cret-pw@db/tw", "'postgresql+psycopg://tw:***@db/tw'"),
+        ("postgresql+psycopg://tw@db/tw?password=s3cret-pw", "password=***"),
+        (["postgresql+psycopg://tw:s3cret-pw@db/tw"], "['postgresql+psycopg://tw:***@db/tw']"),
+        (
+            [{"url": "postgresql+psycopg://tw:s3cret-pw@db/tw"}],
+            "[{'url': 'postgresql+psycopg://tw:***@db/tw'}]",
+        ),
+    ],
+    ids=["url", "url-query-password", "list-of-url", "list-of-mapping"],
+)
+def test_a_store_url_written_where_the_mapping_belongs_is_quoted_without_its_password(
+    store: object, shown: str
+) -> None:
+    """`store: <url>` (for `store: {url: <url>}`) printed the URL whole: only values at
+    `store.url` and `tuning.storage_url` were redacted."""
+    with pytest.raises(ConfigError, match="store: Input should be a valid dictionary") as info:
+        build_config({"store": store}, env={})
+    assert shown in info.value.message
+    assert "s3cret-pw" not in info.value.message
+
+
 def test_a_regression_model_s_default_objective_is_rmse_and_a_misfit_is_refused() -> None:
     """A configured regression model got `log_loss`, which every evaluation and retune of
     it then refused; a named objective that does not fit the task is now a load error."""

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote_plus
 
 from sqlalchemy import URL, Connection, Engine, Table, create_engine, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
@@ -64,11 +65,31 @@ _PG_CONNECT_DEFAULTS: dict[str, int] = {
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password, if any, shown as ``***`` (for messages and output)."""
+    """``url`` with its password, if any, shown as ``***`` (for messages and output).
+
+    Both places a password works are hidden: the userinfo's (``user:***@``) and the value
+    of a query key naming one, in any case (``?password=``, which SQLAlchemy's psycopg
+    dialect hands libpq, and ``sslpassword``, the client key's). The rest reads as
+    SQLAlchemy renders it: query keys sorted, ``***`` not percent-encoded.
+    """
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except ArgumentError:
         return "<unparseable URL>"
+    shown = parsed.set(query={}).render_as_string(hide_password=True)
+    if not parsed.query:
+        return shown
+    pairs = (
+        f"{quote_plus(key)}={'***' if 'password' in key.lower() else quote_plus(value)}"
+        for key in sorted(parsed.query)
+        for value in _values(parsed.query[key])
+    )
+    return f"{shown}?{'&'.join(pairs)}"
+
+
+def _values(value: str | tuple[str, ...]) -> tuple[str, ...]:
+    """A URL query key's values (a repeated key has a tuple of them)."""
+    return (value,) if isinstance(value, str) else value
 
 
 def make_engine(
