@@ -26,6 +26,18 @@ CLAIM_TIMEOUT = timedelta(minutes=1)
 # dispatcher outcome, which starts with the action's name) or releases the episode (back
 # to NULL).
 _CLAIMED = "claimed at "
+# How long after its resolve a firing delivery of an episode is taken for a stale one
+# rather than for the alert firing again. Stale: Alertmanager's own retry of the firing
+# notification comes before the resolve it sends next, but an HA peer sends its firing
+# one up to peer_timeout (15 s by default) times its position later, a minute for the
+# fifth peer of a cluster; and a claim left on the episode when it resolved is older than
+# CLAIM_TIMEOUT (taken over) once it reopens. Firing again: Alertmanager resolves an alert
+# whose sender stopped refreshing it past its endsAt (a Prometheus restart, an outage, a
+# client pushing less often than resolve_timeout) and, when the sender is back with the
+# same startsAt, fires it again with the same fingerprint: in the group's next
+# notification, group_interval (5 min by default) or more after the resolve. One that
+# comes sooner is stale here, and the alert's next delivery after it is acted on.
+REFIRE_AFTER = timedelta(minutes=2)
 
 
 def _claimed_at(decision: str) -> datetime | None:
@@ -65,22 +77,26 @@ def claim_alert_episode(
     Returns the claim (for :func:`settle_alert_episode`) when the episode still needs a
     decision: it is new, a delivery before released it (its action was suppressed), or
     the delivery that claimed it did so over ``stale_after`` ago and never settled it.
-    None when it is decided, resolved, or held by another delivery. The claim is a
+    None when it is decided, owed, resolved, or held by another delivery. An episode
+    resolved over ``REFIRE_AFTER`` ago fires again (see :func:`_reopened`). The claim is a
     compare-and-set on ``decision``, so of concurrent deliveries exactly one gets it (on
     PostgreSQL the losers' UPDATE waits for the winner's commit and then matches nothing;
     SQLite serialises writing transactions). Claims are stamped and aged by the database's
     clock, read with the row: the replicas' own clocks may disagree by more than
     ``stale_after``."""
+    seen = {
+        "model": model,
+        "alertname": alertname,
+        "labels": storable_json(dict(labels), field="labels"),
+    }
     stmt = (
         dialect_insert(conn, alert_episodes)
         .values(
             fingerprint=fingerprint,
             starts_at=starts_at,
-            model=model,
-            alertname=alertname,
             status="firing",
-            labels=storable_json(dict(labels), field="labels"),
             received_at=utcnow(),
+            **seen,
         )
         .on_conflict_do_nothing(
             index_elements=[alert_episodes.c.fingerprint, alert_episodes.c.starts_at]
@@ -88,11 +104,16 @@ def claim_alert_episode(
     )
     conn.execute(stmt)
     where = _episode(fingerprint, starts_at)
-    columns = (alert_episodes.c.status, alert_episodes.c.decision, db_now(conn).label("now"))
+    columns = (
+        alert_episodes.c.status,
+        alert_episodes.c.decision,
+        alert_episodes.c.resolved_at,
+        db_now(conn).label("now"),
+    )
     row = conn.execute(select(*columns).where(where)).one()
-    if row.status != "firing":
-        return None
     now: datetime = row.now
+    if row.status != "firing" and not _reopened(conn, where, row.resolved_at, now, seen):
+        return None
     held: str | None = row.decision
     if held is not None:
         since = _claimed_at(held)
@@ -114,6 +135,33 @@ def claim_alert_episode(
     )
     taken = conn.execute(update(alert_episodes).where(where, unchanged).values(decision=claim))
     return claim if taken.rowcount else None
+
+
+def _reopened(
+    conn: Connection,
+    where: Any,
+    resolved_at: datetime | None,
+    now: datetime,
+    seen: Mapping[str, Any],
+) -> bool:
+    """Reopen a resolved episode that fires again over ``REFIRE_AFTER`` after its resolve,
+    keeping its decision: an owed retune is owed again, a never decided episode is decided
+    anew, a decided one stays decided. One stored by its resolve gets the model, name and
+    labels the firing delivery ``seen`` has. A compare-and-set on ``resolved_at``: of
+    concurrent deliveries one reopens it, and the others find it firing (claimed, or
+    owed)."""
+    if resolved_at is None or now - resolved_at <= REFIRE_AFTER:
+        return False
+    reopened = conn.execute(
+        update(alert_episodes)
+        .where(
+            where,
+            alert_episodes.c.status == "resolved",
+            alert_episodes.c.resolved_at == resolved_at,
+        )
+        .values(status="firing", resolved_at=None, **seen)
+    )
+    return bool(reopened.rowcount)
 
 
 def claim_owed_alert_episode(
@@ -170,11 +218,12 @@ def settle_alert_episode(
 
 
 def resolve_alert_episode(conn: Connection, *, fingerprint: str, starts_at: str) -> bool:
-    """Mark a firing episode resolved; False when it was not seen firing. An episode never
-    seen is stored resolved (without a model, name or labels): Alertmanager never fires an
-    episode again once it resolved, so a firing delivery that comes after the resolve (a
-    retry, an HA peer's) is stale, and :func:`claim_alert_episode` must not take it."""
-    now = utcnow()
+    """Mark a firing episode resolved, keeping its decision; False when it was not seen
+    firing. An episode never seen is stored resolved (without a model, name or labels): a
+    firing delivery within ``REFIRE_AFTER`` after the resolve (a retry, an HA peer's) is
+    stale, and :func:`claim_alert_episode` must not take it. Stamped by the database's
+    clock, which ages it: a host's own clock may run minutes off."""
+    now = conn.execute(select(db_now(conn))).scalar_one()
     was_firing = conn.execute(
         update(alert_episodes)
         .where(_episode(fingerprint, starts_at), alert_episodes.c.status == "firing")

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from tests.tunewatch.api.alert_helpers import (
     FIRING_AT,
@@ -28,7 +28,9 @@ from tunewatch._daemon import Daemon
 from tunewatch._errors import StoreUnavailableError
 from tunewatch._example import ExampleModel
 from tunewatch.api._alerts import _OWED, CLAIM_WAIT_S, dedupe_key, handle_alerts
-from tunewatch.store._schema import jobs
+from tunewatch.store import _alert_episodes
+from tunewatch.store._alert_episodes import REFIRE_AFTER
+from tunewatch.store._schema import alert_episodes, jobs
 
 
 def _age_jobs(daemon: Daemon, by: timedelta) -> None:
@@ -548,5 +550,102 @@ def test_an_owed_retry_whose_delivery_died_is_owed_again_once_its_claim_times_ou
         assert sorted(events) == sorted(
             ["alert_received"] * 2 + ["action_taken"] * 2 + ["action_suppressed"]
         )
+    finally:
+        daemon.close()
+
+
+def _resolved_earlier(daemon: Daemon, by: timedelta) -> None:
+    """Move every resolved episode's resolve ``by`` into the past, as if that long had
+    passed since (a firing delivery after a resolve is timed by the database's clock)."""
+    with daemon.store.engine.begin() as conn:
+        c = alert_episodes.c
+        resolved = conn.execute(
+            select(c.fingerprint, c.starts_at, c.resolved_at).where(c.resolved_at.is_not(None))
+        ).all()
+        for row in resolved:
+            conn.execute(
+                update(alert_episodes)
+                .where(c.fingerprint == row.fingerprint, c.starts_at == row.starts_at)
+                .values(resolved_at=row.resolved_at - by)
+            )
+
+
+def _finish_jobs(daemon: Daemon) -> None:
+    for job in daemon.store.list_jobs(model=MODEL):
+        if job.status == "queued":
+            daemon.store.finish_job(job.id, status="succeeded", result={})
+
+
+def test_an_episode_alertmanager_fires_again_after_resolving_it_gets_its_owed_retune(
+    trained: list[ExampleModel], tmp_path: Path, store_url: str
+) -> None:
+    """Alertmanager resolves an alert whose sender stopped refreshing it past its endsAt (a
+    Prometheus restart with a long WAL replay, an outage) and, once the sender is back,
+    fires it again with the same fingerprint and startsAt. The resolve closed the owed
+    episode for good: every later delivery of the firing alert was dropped, and the
+    retune it was owed was never queued."""
+    daemon, _ = retune_daemon(trained, tmp_path, store_url, quota=1, cooldown=0)
+    ctx = daemon.app.ctx
+    firing = payload(alert("fp1"), alert("fp2"))
+    try:
+        assert len(handle_alerts(ctx, firing)["jobs"]) == 1  # fp1 queued; fp2 owed: the quota
+        resolved = payload(alert("fp1", status="resolved"), alert("fp2", status="resolved"))
+        assert handle_alerts(ctx, resolved)["ignored"] == []
+        _finish_jobs(daemon)  # room for fp2
+        # within REFIRE_AFTER of the resolve: a stale delivery (a retry, an HA peer's)
+        assert handle_alerts(ctx, firing)["jobs"] == []
+        _resolved_earlier(daemon, REFIRE_AFTER + timedelta(seconds=1))
+        # fired again: fp2 gets its owed retune; fp1 was decided (its job queued), no second
+        assert len(handle_alerts(ctx, firing)["jobs"]) == 1
+        assert handle_alerts(ctx, firing)["jobs"] == []
+        assert job_fingerprints(daemon) == ["fp1", "fp2"]
+        events = [e.type for e in daemon.store.list_events(model=MODEL, limit=100)]
+        assert sorted(events) == sorted(  # fp2's alert was recorded once, when it first fired
+            ["alert_received"] * 2 + ["action_taken"] * 2 + ["action_suppressed"]
+        )
+    finally:
+        daemon.close()
+
+
+def test_an_alert_resolved_before_it_was_seen_firing_is_acted_on_when_it_fires_again(
+    trained: list[ExampleModel], tmp_path: Path, store_url: str
+) -> None:
+    """An episode stored resolved, never decided, that Alertmanager fires again later is a
+    new episode to act on, like one first seen firing."""
+    daemon, _ = retune_daemon(trained, tmp_path, store_url, quota=10, cooldown=0)
+    ctx = daemon.app.ctx
+    try:
+        handle_alerts(ctx, payload(alert("fp1", status="resolved")))
+        assert handle_alerts(ctx, payload(alert("fp1")))["jobs"] == []  # stale
+        _resolved_earlier(daemon, REFIRE_AFTER + timedelta(seconds=1))
+        again = handle_alerts(ctx, payload(alert("fp1")))
+        assert again["new_episodes"] == 1 and len(again["jobs"]) == 1
+        assert handle_alerts(ctx, payload(alert("fp1")))["jobs"] == []
+        assert job_fingerprints(daemon) == ["fp1"]
+        c = alert_episodes.c
+        with daemon.store.engine.connect() as conn:  # stored as one first seen firing
+            row = conn.execute(select(c.status, c.model, c.alertname, c.labels)).one()
+        assert tuple(row) == ("firing", MODEL, "TunewatchDriftHigh", alert("fp1")["labels"])
+    finally:
+        daemon.close()
+
+
+def test_a_resolve_is_timed_by_the_database_clock_not_the_hosts(
+    trained: list[ExampleModel],
+    tmp_path: Path,
+    store_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The resolve was stamped by this host's clock and aged by the database's: on a host
+    whose clock ran behind the database's by more than REFIRE_AFTER, the stale firing
+    delivery that comes right after a resolve (an HA peer's) reopened the episode."""
+    host_clock = _alert_episodes.utcnow
+    monkeypatch.setattr(_alert_episodes, "utcnow", lambda: host_clock() - timedelta(hours=1))
+    daemon, _ = retune_daemon(trained, tmp_path, store_url, quota=10, cooldown=0)
+    ctx = daemon.app.ctx
+    try:
+        handle_alerts(ctx, payload(alert("fp1", status="resolved")))
+        assert handle_alerts(ctx, payload(alert("fp1")))["jobs"] == []  # stale
+        assert job_fingerprints(daemon) == []
     finally:
         daemon.close()

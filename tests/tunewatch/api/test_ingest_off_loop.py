@@ -1,6 +1,6 @@
 """Large ingest bodies are read off the event loop: a mirror batch's records are parsed
-and checked, and a large scoring, feedback or management body is parsed, in a worker
-thread, so liveness and other requests are answered meanwhile.
+and checked, and a large scoring, feedback, management or Alertmanager body is parsed, in
+a worker thread, so liveness and other requests are answered meanwhile.
 
 Each test holds the work on an event it controls, from inside the real handler, and
 asks for liveness while it is held: done on the event loop, the work held the loop and
@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.tunewatch.api.alert_helpers import alert, payload
 from tests.tunewatch.conftest import MODEL, Running, make_daemon
 from tunewatch._background import BackgroundServer
 from tunewatch._example import ExampleModel
@@ -129,14 +130,24 @@ def _retune_body() -> bytes:
     return json.dumps({"reason": "x" * LARGE}).encode()
 
 
+def _alert_group() -> dict[str, Any]:
+    """A group of alerts (for no known model: each is answered ignored)."""
+    return payload(*(alert(f"fp{i}", model="unknown") for i in range(LARGE // 300)))
+
+
+def _alerts_body() -> bytes:
+    return json.dumps(_alert_group()).encode()
+
+
 @pytest.mark.parametrize(
     "path,role,body,status",
     [
         (f"/v2/models/{MODEL}/infer", "scorer", _infer_body, 200),
         (f"/v1/models/{MODEL}/feedback", "labeller", _feedback_body, 200),
         (f"/v1/models/{MODEL}/retune", "operator", _retune_body, 400),
+        ("/v1/alerts/alertmanager", "alertmanager", _alerts_body, 200),
     ],
-    ids=["inference", "feedback", "management"],
+    ids=["inference", "feedback", "management", "alertmanager"],
 )
 def test_a_large_json_body_is_parsed_off_the_event_loop(
     served: Running,
@@ -154,3 +165,33 @@ def test_a_large_json_body_is_parsed_off_the_event_loop(
     monkeypatch.setattr(_body, "parse_json", held)
     r = _live_while_held(served, held, "POST", path, content=content, headers=served.auth(role))
     assert r.status_code == status, r.text
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ([_alert_group()], "the request body must be a JSON object"),
+        ({"alerts": "none", "group": _alert_group()}, "`alerts` must be a list"),
+    ],
+    ids=["not-an-object", "alerts-not-a-list"],
+)
+def test_a_large_alertmanager_body_refused_off_the_event_loop_keeps_its_error(
+    served: Running, monkeypatch: pytest.MonkeyPatch, body: Any, message: str
+) -> None:
+    """The Alertmanager webhook parsed its body on the loop: a 7.8 MiB group held every
+    request of the process about 200 ms, refused or not."""
+    content = json.dumps(body).encode()
+    assert len(content) > LARGE
+    held = _Held(_body.parse_json, lambda raw: len(raw) > LARGE)
+    monkeypatch.setattr(_body, "parse_json", held)
+    r = _live_while_held(
+        served,
+        held,
+        "POST",
+        "/v1/alerts/alertmanager",
+        content=content,
+        headers=served.auth("alertmanager"),
+    )
+    assert r.status_code == 400, r.text
+    assert set(r.json()) == {"error", "code"} and r.json()["code"] == "invalid_request"
+    assert message in r.json()["error"]
