@@ -18,6 +18,7 @@ anything is registered (:mod:`tunewatch._bundle_import`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -25,7 +26,7 @@ import os
 import stat
 import uuid
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,10 +61,17 @@ __all__ = ["BundleError", "BundledConfig", "ImportedVersion", "export_bundle", "
 class BundledConfig:
     """The model's config from a bundle, for the operator to merge into the target's, and
     the search-space file it names (``settings["tuning"]["search_space"]`` is still the
-    source's path: write ``search_space`` out and point the setting at it)."""
+    source's path: write ``search_space`` out and point the setting at it).
+
+    The live split's challenger (``comparison.split.challenger``) is the version the
+    import made of the source's in the target: the source's number would name another
+    version there. Where the bundle does not hold that version the split is ``None``,
+    and ``unbundled_split`` is the source's: kept, it would send traffic to whatever
+    version the target holds, or registers later, under that number."""
 
     settings: dict[str, Any]
     search_space: bytes | None
+    unbundled_split: dict[str, Any] | None = None
 
 
 logger = logging.getLogger(__name__)
@@ -94,17 +102,22 @@ def export_bundle(
             raise BundleError(f"model {model!r} has no champion; name the versions to export")
         chosen = [champion]
     cfg = config.model(model)
-    entries, files = [], {}
+    entries = []
+    # each member's bytes, read as it is written: one artefact in memory at a time
+    members: dict[str, Callable[[], bytes]] = {}
     space = None
     if cfg is not None and cfg.tuning.search_space is not None:
         data = _space_bytes(cfg.tuning.search_space)
         space = {"sha256": hashlib.sha256(data).hexdigest()}
-        files[space_member(space["sha256"])] = data
-    for v in chosen:
-        files[f"artefacts/{v.artefact_sha256}.onnx"] = artefacts.get(v.artefact_sha256)
+        members[space_member(space["sha256"])] = lambda: data
+    for v in chosen:  # an artefact two versions share is one member, where it came first
+        name = f"artefacts/{v.artefact_sha256}.onnx"
+        members.setdefault(name, functools.partial(artefacts.get, v.artefact_sha256))
         reference = v.details.get("reference_sha256")
         if reference:
-            files[f"artefacts/{reference}.npz"] = artefacts.get(reference, ".npz")
+            members.setdefault(
+                f"artefacts/{reference}.npz", functools.partial(artefacts.get, reference, ".npz")
+            )
         entries.append(
             {
                 "version": v.version,
@@ -136,17 +149,20 @@ def export_bundle(
         "versions": entries,
     }
     target = Path(path)
-    _write_zip(target, json.dumps(manifest, indent=2, sort_keys=True), files)
+    _write_zip(target, json.dumps(manifest, indent=2, sort_keys=True), members)
     logger.info("exported model=%s versions=%s to %s", model, [v.version for v in chosen], target)
     return [v.version for v in chosen]
 
 
-def _write_zip(target: Path, manifest: str, files: dict[str, bytes]) -> None:
+def _write_zip(target: Path, manifest: str, members: Mapping[str, Callable[[], bytes]]) -> None:
     """Write the bundle beside ``target`` and rename it into place once it is on disk: a
-    write that fails part-way (a full disk) leaves whatever was at ``target`` as it was,
-    and no partial file. A symlink at ``target`` is followed (its file is replaced, the
-    link stays), an existing file's mode is kept (a private bundle stays private), and
-    the partial file's name does not grow with ``target``'s."""
+    write that fails part-way (a full disk, an artefact that cannot be read) leaves
+    whatever was at ``target`` as it was, and no partial file. A symlink at ``target`` is
+    followed (its file is replaced, the link stays), an existing file's mode is kept (a
+    private bundle stays private), and the partial file's name does not grow with
+    ``target``'s. Each member's bytes are read (``members[name]()``) just before it is
+    written and dropped once it is: the export holds one artefact at a time, not the
+    bundle."""
     if not target.name:  # "." or "/": no file to write, nor a name to write it beside
         raise BundleError(f"cannot write bundle {str(target)!r}: it names a directory")
     final = Path(os.path.realpath(target))
@@ -166,8 +182,8 @@ def _write_zip(target: Path, manifest: str, files: dict[str, bytes]) -> None:
                 os.fchmod(f.fileno(), mode)
             with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as archive:
                 archive.writestr(MANIFEST, manifest)
-                for name, data in files.items():
-                    archive.writestr(name, data)
+                for name, read in members.items():
+                    archive.writestr(name, read())
             f.flush()
             os.fsync(f.fileno())
         os.replace(partial, final)
@@ -223,7 +239,8 @@ def import_bundle(
     """Register the bundle's versions under ``name`` (default: the bundle's model name).
 
     Returns the model name, what became of each version, and the model's config from the
-    bundle with its search space (for the operator to merge into the target's config file).
+    bundle with its search space (for the operator to merge into the target's config file),
+    its live split's challenger renumbered to the target's version (see :class:`BundledConfig`).
     A version the model already holds is skipped (the same artefact, imported from that
     version or from the same origin, or the origin itself), so an import can be repeated
     and a round trip between environments adds nothing. A parent the bundle does not hold
@@ -315,4 +332,27 @@ def _import_archive(
             renew=lease.renew,
         )
     settings = manifest.get("config")
-    return target, imported, None if settings is None else BundledConfig(settings, space)
+    if settings is None:
+        return target, imported, None
+    settings, unbundled = _renumber_split(settings, {i.source_version: i.version for i in imported})
+    return target, imported, BundledConfig(settings, space, unbundled)
+
+
+def _renumber_split(
+    settings: dict[str, Any], versions: Mapping[int, int]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """``settings`` with the live split's challenger, a source version, renumbered through
+    ``versions`` (source version -> the target's, for every version of the bundle); and
+    the source's split, where the bundle does not hold its challenger, with the split
+    set to ``None``: its number would name whatever the target holds under it."""
+    comparison = settings.get("comparison")
+    split = comparison.get("split") if isinstance(comparison, dict) else None
+    if not isinstance(comparison, dict) or not isinstance(split, dict):
+        return settings, None  # no split (or not one: the target's config refuses it)
+    challenger = split.get("challenger")
+    if isinstance(challenger, int) and not isinstance(challenger, bool) and challenger in versions:
+        renumbered: dict[str, Any] | None = {**split, "challenger": versions[challenger]}
+        unbundled = None
+    else:
+        renumbered, unbundled = None, split
+    return {**settings, "comparison": {**comparison, "split": renumbered}}, unbundled

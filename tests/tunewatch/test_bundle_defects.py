@@ -3,6 +3,7 @@ how malformed archives and unwritable destinations are refused."""
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -10,6 +11,7 @@ import stat
 import struct
 import subprocess
 import sys
+import weakref
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,12 +20,14 @@ import onnx
 import pytest
 
 from tests.tunewatch.conftest import MODEL, make_daemon
+from tunewatch._artefacts import ArtefactStore
 from tunewatch._bundle import export_bundle, import_bundle
 from tunewatch._cli import main
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._errors import ConflictError
 from tunewatch._example import ExampleModel
+from tunewatch.store import Store
 
 SPACE = Path(__file__).resolve().parents[2] / "configs" / "search_spaces" / "binary_tabular.yaml"
 
@@ -371,3 +375,54 @@ def test_import_refuses_a_path_that_is_not_a_regular_file_without_reading_it(
     )
     assert run.returncode == 2, run.stderr
     assert f"cannot read bundle {str(path)!r}: not a regular file" in run.stderr
+
+
+class _Buffer(bytearray):
+    """An artefact's bytes as the export holds them: unlike ``bytes``, weakly referable,
+    so that the test sees when the export lets go of them."""
+
+
+class _WatchedArtefacts(ArtefactStore):
+    """An artefact store that records, at each read, how many artefacts read before it
+    the caller still holds."""
+
+    def __init__(self, root: Path, *, store: Store) -> None:
+        super().__init__(root, store=store)
+        self.read: list[tuple[str, str]] = []
+        self.held_at_read: list[int] = []
+        self._returned: list[weakref.ref[_Buffer]] = []
+
+    def get(self, sha256: str, suffix: str = ".onnx") -> bytes:
+        gc.collect()
+        self.held_at_read.append(sum(r() is not None for r in self._returned))
+        self.read.append((sha256, suffix))
+        data = _Buffer(super().get(sha256, suffix))
+        self._returned.append(weakref.ref(data))
+        return data  # type: ignore[return-value]
+
+
+def test_export_holds_one_artefact_in_memory_at_a_time(
+    trained: list[ExampleModel], target: Daemon, tmp_path: Path
+) -> None:
+    """The export read every artefact and reference snapshot of the bundle into memory
+    before it wrote the zip: 30 versions of 16 MiB took 861 MiB."""
+    source, _ = make_daemon(tmp_path / "source", trained)
+    bundle = tmp_path / "credit.zip"
+    try:
+        artefacts = _WatchedArtefacts(source.config.artefact_dir, store=source.store)
+        export_bundle(source.store, artefacts, source.config, MODEL, bundle, versions=[1, 2])
+        rows = [source.store.get_version(MODEL, v) for v in (1, 2)]
+    finally:
+        source.close()
+    assert len(artefacts.read) >= 3  # v1's and v2's artefacts, and their references
+    assert artefacts.held_at_read == [0] * len(artefacts.read)
+    expected = ["manifest.json"]
+    for row in rows:
+        expected.append(f"artefacts/{row.artefact_sha256}.onnx")
+        expected.append(f"artefacts/{row.details['reference_sha256']}.npz")
+    with zipfile.ZipFile(bundle) as archive:
+        assert archive.namelist() == list(dict.fromkeys(expected))  # each once, in order
+    _, imported, _ = import_bundle(
+        target.store, target.registry, target.config, bundle, actor="ops", max_artefact_bytes=10**8
+    )
+    assert [(i.source_version, i.version) for i in imported] == [(1, 1), (2, 2)]

@@ -51,7 +51,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     config = config_of(args)
     out = None if args.config_out is None else Path(args.config_out)
     if out is not None:  # before anything is imported: a failed write after reads as a failure
-        _check_config_out(args.config_out)
+        _check_config_out(args.config_out, _config_path(args))
     store = open_store(config)
     try:
         model, imported, model_config = import_bundle(
@@ -97,28 +97,62 @@ def cmd_import(args: argparse.Namespace) -> int:
             "written (the source's config did not list the model)",
             file=sys.stderr,
         )
-    elif out is not None:
+    elif out is not None and model_config is not None:
         if space is not None:
             print(f"its search space is in {space}")
         print(f"the model's config from the bundle is in {out}: merge it into yours")
+        if model_config.unbundled_split is not None:
+            challenger = model_config.unbundled_split.get("challenger")
+            print(
+                f"tunewatch: {out} has no live split (`comparison.split: null`): the source's "
+                f"split sent traffic to version {challenger!r}, which the bundle does not "
+                "hold, and that number would name another version here; export that "
+                "version with the champion to keep the split, or set one once its "
+                "challenger is registered here",
+                file=sys.stderr,
+            )
     return 0
 
 
-def _check_config_out(text: str) -> None:
-    """Refuse ``--config-out`` where the snippet could not be written as a file, so that
-    nothing is imported when it could not be (see :func:`_check_writable`)."""
+def _config_path(args: argparse.Namespace) -> str | None:
+    """The config file the command runs with (as :func:`config_of` reads it), if any."""
+    return args.config if args.config is not None else os.environ.get("TUNEWATCH_CONFIG")
+
+
+def _check_config_out(text: str, config: str | None) -> None:
+    """Refuse ``--config-out`` where the snippet could not be written as a file, or is the
+    ``config`` the command runs with (the one-model snippet would replace it: its store,
+    ``data_dir``, auth and every other model), so that nothing is imported when it could
+    not be written (see :func:`_check_writable`)."""
     if not text:
         raise TunewatchError(
             "`--config-out` must name a file, got an empty value; nothing was imported",
             code="invalid_argument",
         )
     path = Path(text)
+    if config is not None and _same_file(path, Path(config)):
+        raise TunewatchError(
+            f"--config-out {path} is the config this import runs with ({config}): the "
+            "model's config from the bundle would replace it, and with it the store, "
+            "data_dir, auth and every other model's settings; name another file and merge "
+            "it into yours; nothing was imported",
+            code="invalid_argument",
+        )
     folder = path.resolve().parent
     if not folder.is_dir():
         raise TunewatchError(
             f"--config-out {path}: {folder} is not a directory; nothing was imported"
         )
     _check_writable(path, path)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` are one file: the same file on disk where both exist
+    (through symbolic and hard links), else the same path once resolved."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one is missing (or cannot be looked up): it is written there
+        return a.resolve() == b.resolve()
 
 
 def _check_writable(path: Path, destination: Path) -> None:
