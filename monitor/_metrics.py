@@ -21,7 +21,10 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from monitor.drift import METHODS as DRIFT_METHODS
 
-# Inference latencies live between a few microseconds and a few hundred milliseconds.
+# Inference latencies live between a few microseconds and a few hundred milliseconds, but
+# a run may take until its deadline (``scoring.run_timeout_s``: 5 s by default, up to an
+# hour): the buckets above a second keep a slow model's quantiles from reading 1 s, the
+# largest finite bucket they stopped at; a run slower than a minute reads 60 s.
 LATENCY_BUCKETS = (
     0.00005,
     0.0001,
@@ -36,11 +39,16 @@ LATENCY_BUCKETS = (
     0.1,
     0.25,
     1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
 )
 # A group commit takes a millisecond or so, unless it waits for a lock: the store's
 # lock timeout (SQLite's busy_timeout, PostgreSQL's lock_timeout) lets it wait 30 s, and a
 # quantile read from the histogram is capped at its largest finite bucket.
-COMMIT_BUCKETS = (*LATENCY_BUCKETS[1:], 2.5, 5.0, 10.0, 30.0)
+COMMIT_BUCKETS = tuple(b for b in LATENCY_BUCKETS[1:] if b <= 30.0)
 
 
 class ServingMetrics:
@@ -155,6 +163,11 @@ class ServingMetrics:
         )
 
         # -- evaluation (scheduled per model) ------------------------------------------
+        # Whether this process exports the evaluation figures: set by the scheduler while
+        # this process holds its lease. One that does not (a follower, a scoring replica
+        # running no scheduler) drops the figures an evaluation asked of it exported, as
+        # the alert rules take the ``max`` over replicas and would read them for ever.
+        self.exports_evaluation = False
         self.drift_share = Gauge(
             "tunewatch_drift_share",
             "Share of columns drifted in the latest evaluated window.",
@@ -246,9 +259,9 @@ class ServingMetrics:
         )
 
     def clear_evaluation(self) -> None:
-        """Drop every figure the scheduled evaluation exports: a process that no longer
-        leads the scheduler stops exporting them, so alert rules taking the ``max`` over
-        replicas read the leader's figures only."""
+        """Drop every figure the scheduled evaluation exports: a process that does not
+        lead the scheduler (any longer, or at all) stops exporting them, so alert rules
+        taking the ``max`` over replicas read the leader's figures only."""
         for gauge in (
             self.drift_share,
             self.drift_detected,

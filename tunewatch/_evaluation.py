@@ -520,8 +520,9 @@ class Evaluator:
             aged_median = float(np.median(np.minimum(aged_delays, waited_aged)))
         aged_late = late_share if aged.n_rows >= min_rows else None  # enough to judge
         alarm = (window.n_rows >= min_rows and median > limit) or (aged_late or 0.0) > 0.5
+        delay = max(median, aged_median)
         self.metrics.label_coverage.labels(model.name).set(coverage)
-        self.metrics.label_delay.labels(model.name).set(max(median, aged_median))
+        self.metrics.label_delay.labels(model.name).set(delay)
         judged = alarm or aged_late is not None
         reason = (
             f"{aged.n_rows} requests at least label_delay_alarm_s={limit:g} s old, fewer "
@@ -534,6 +535,7 @@ class Evaluator:
             "n_aged": aged.n_rows,
             "coverage": coverage,
             "median_delay_s": median,  # at least: unlabelled requests count as waited so far
+            "label_delay_s": delay,  # the gauge's figure, which a new leader exports again
             "median_delay_labelled_s": float(np.median(delays)) if delays.size else None,
             "unlabelled_share": 1.0 - coverage,
             "overdue_share": float((waited > limit).sum() / window.n_rows),

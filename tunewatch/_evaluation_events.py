@@ -8,6 +8,11 @@ fires to the dispatcher. While the retune of the policy's last event is owed (th
 suppressed it), each run on which the alarm holds tries it again without recording the
 event again (:meth:`tunewatch._actions.Dispatcher.retry`), as an alert's episode and the
 standing schedule do: one episode, one event and one suppression.
+
+A process that takes the scheduler lease exports the figures and alarms of each model's
+latest stored evaluations at once (:func:`export_stored`), deciding nothing: a new leader
+exported none until its first run, an interval after the last, and every alert on them
+resolved and fired again as a new episode at each deploy or failover.
 """
 
 from __future__ import annotations
@@ -18,10 +23,11 @@ from collections.abc import Iterator
 from datetime import datetime
 
 from monitor import ServingMetrics
+from monitor.objectives import make_objective
 from tunewatch._actions import SETTLED, Dispatcher, owed_by_its_action
 from tunewatch._config import ModelConfig
-from tunewatch._policies import decide, evaluation_policies
-from tunewatch.store import EvaluationRow, Event, Store, VersionRow
+from tunewatch._policies import Decision, EventPolicy, decide, evaluation_policies
+from tunewatch.store import EvaluationRow, Event, ModelRow, Store, VersionRow
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +35,66 @@ _HISTORY_PAGE = 200  # evaluations read at a time past the first page
 # A policy event's job, if queued, is among the model's newest jobs: the policy's
 # cool-down keeps its events hours apart, and the quota keeps jobs few.
 _JOBS_SINCE_EVENT = 50
+
+
+def _history(
+    store: Store, name: str, kind: str, version: int | None, *, first: int, most: int
+) -> Iterator[EvaluationRow]:
+    """The champion's newest evaluations of ``kind``, ``most`` at most, newest first,
+    read from the store a page at a time as the policy reads on (``first`` rows, then
+    more): a streak of windows sharing no request may lie behind many runs that
+    re-read them. It ends at another version's: no streak carries over a promotion or
+    a rollback."""
+    seen: set[int] = set()
+    until: datetime | None = None
+    limit = min(first, most)
+    while True:
+        page = store.list_evaluations(name, kind=kind, until=until, limit=limit)
+        fresh = [row for row in page if row.id not in seen]
+        for row in fresh:
+            if row.version != version:
+                return
+            seen.add(row.id)
+            yield row
+        if len(page) < limit or not fresh or len(seen) >= most:
+            return
+        until = page[-1].window_end  # inclusive: rows at that instant come again, once
+        limit = min(_HISTORY_PAGE, most - len(seen) + 1)  # + the one read again
+
+
+def _decision(
+    store: Store,
+    name: str,
+    policy: EventPolicy,
+    version: int | None,
+    *,
+    now: datetime,
+    last_event_at: datetime | None,
+) -> tuple[Decision, EvaluationRow | None]:
+    """``policy``'s decision over the champion's stored verdicts, and the newest of them."""
+    history = _history(
+        store, name, policy.kind, version, first=policy.consecutive + 20, most=policy.lookback
+    )
+    latest = next(history, None)
+    decision = decide(
+        policy,
+        itertools.chain([latest], history) if latest is not None else (),
+        now=now,
+        last_event_at=last_event_at,
+    )
+    return decision, latest
+
+
+def _holds(policy: EventPolicy, decision: Decision, row: EvaluationRow | None) -> bool:
+    """``tunewatch_alarm``: 1 only while ``row``, the newest verdict of the policy's kind,
+    measured and alarmed and completed the streak (one that could not measure, or a
+    kind switched off, is 0)."""
+    return (
+        row is not None
+        and row.status == "ok"
+        and bool(row.payload.get("alarm", False))
+        and decision.streak >= policy.consecutive
+    )
 
 
 class PolicyEvents:
@@ -81,30 +147,6 @@ class PolicyEvents:
         newest = self.store.list_jobs(model=name, limit=_JOBS_SINCE_EVENT)
         return not any(job.trigger == queued for job in newest)
 
-    def _history(
-        self, name: str, kind: str, version: int | None, *, first: int, most: int
-    ) -> Iterator[EvaluationRow]:
-        """The champion's newest evaluations of ``kind``, ``most`` at most, newest first,
-        read from the store a page at a time as the policy reads on (``first`` rows, then
-        more): a streak of windows sharing no request may lie behind many runs that
-        re-read them. It ends at another version's: no streak carries over a promotion or
-        a rollback."""
-        seen: set[int] = set()
-        until: datetime | None = None
-        limit = min(first, most)
-        while True:
-            page = self.store.list_evaluations(name, kind=kind, until=until, limit=limit)
-            fresh = [row for row in page if row.id not in seen]
-            for row in fresh:
-                if row.version != version:
-                    return
-                seen.add(row.id)
-                yield row
-            if len(page) < limit or not fresh or len(seen) >= most:
-                return
-            until = page[-1].window_end  # inclusive: rows at that instant come again, once
-            limit = min(_HISTORY_PAGE, most - len(seen) + 1)  # + the one read again
-
     def decide(
         self,
         name: str,
@@ -122,29 +164,12 @@ class PolicyEvents:
         nothing until it settles."""
         version = champion.version if champion else None
         for policy in evaluation_policies(cfg.evaluation):
-            history = self._history(
-                name,
-                policy.kind,
-                version,
-                first=policy.consecutive + 20,
-                most=policy.lookback,
-            )
-            latest = next(history, None)
             anchor, owed = self._last_event(name, policy.event)
-            decision = decide(
-                policy,
-                itertools.chain([latest], history) if latest is not None else (),
-                now=now,
-                last_event_at=anchor,
+            decision, latest = _decision(
+                self.store, name, policy, version, now=now, last_event_at=anchor
             )
             self._warn_outgrown(name, policy.event, decision.outgrown, decision.reason)
-            row = current.get(policy.kind)
-            holds = (
-                row is not None
-                and row.status == "ok"
-                and bool(row.payload.get("alarm", False))
-                and decision.streak >= policy.consecutive
-            )
+            holds = _holds(policy, decision, current.get(policy.kind))
             self.metrics.alarm.labels(name, policy.event).set(int(holds))
             if decision.fire:
                 assert latest is not None  # a streak has an evaluation
@@ -179,3 +204,105 @@ class PolicyEvents:
                 event,
                 reason,
             )
+
+
+def export_stored(
+    store: Store, metrics: ServingMetrics, model: ModelRow, cfg: ModelConfig, *, now: datetime
+) -> None:
+    """Export ``model``'s evaluation figures as its latest stored evaluations of the
+    current champion left them, and each policy's alarm as the policy reads the stored
+    verdicts (:func:`tunewatch._policies.decide`; the streak, and so the alarm, does not
+    depend on the last event), raising and recording nothing: for a process that has just
+    taken the scheduler lease, so that the series go on across a restart or a failover.
+
+    A kind switched off, or whose latest verdict is of another version (the champion
+    changed since), exports no figure and its alarm is 0, as its next run would say. A
+    figure the verdict does not record is not exported: a drift score that was not
+    finite (stored as null), and the label delay of a verdict stored before it recorded
+    its exported figure."""
+    name = model.name
+    champion = store.champion(name)
+    version = champion.version if champion else None
+    ev = cfg.evaluation
+    enabled = {
+        "drift": ev.drift.enabled,
+        "decay": ev.decay.enabled,
+        "estimate": ev.estimate.enabled and model.task == "binary",
+        "labels": True,
+    }
+    latest: dict[str, EvaluationRow] = {}
+    for policy in evaluation_policies(ev):
+        decision, newest = _decision(store, name, policy, version, now=now, last_event_at=None)
+        metrics.alarm.labels(name, policy.event).set(int(_holds(policy, decision, newest)))
+        if newest is not None and enabled.get(policy.kind, False):
+            latest[policy.kind] = newest
+    telemetry = store.list_evaluations(name, kind="telemetry", limit=1)
+    if telemetry and telemetry[0].version == version:
+        latest["telemetry"] = telemetry[0]
+    for gauge in (metrics.objective_realised, metrics.objective_estimated):
+        metrics.forget(gauge, model=name, keep={str(version)})
+    _export_drift(metrics, model, latest.get("drift"))
+    _export_decay(metrics, model, cfg, version, latest.get("decay"))
+    estimate = latest.get("estimate")
+    if estimate is not None and estimate.status == "ok":
+        p = estimate.payload
+        metrics.objective_estimated.labels(name, str(version), p["metric"]).set(p["estimated"])
+    else:
+        metrics.forget(metrics.objective_estimated, model=name)
+    labels = latest.get("labels")
+    coverage = None if labels is None else labels.payload.get("coverage")
+    delay = None if labels is None else labels.payload.get("label_delay_s")
+    for gauge, value in ((metrics.label_coverage, coverage), (metrics.label_delay, delay)):
+        if value is None:
+            metrics.forget(gauge, model=name)
+        else:
+            gauge.labels(name).set(value)
+    p99s: dict[str, tuple[str, float]] = {}
+    if "telemetry" in latest:
+        for v, summary in latest["telemetry"].payload.get("versions", {}).items():
+            if summary.get("p99") is not None:
+                p99s[v] = (summary["hyperparameter_set"], summary["p99"])
+    for v, (hp, p99) in p99s.items():
+        metrics.latency_p99.labels(name, v, hp).set(p99)
+    metrics.forget(metrics.latency_p99, model=name, keep=p99s)
+
+
+def _export_drift(metrics: ServingMetrics, model: ModelRow, row: EvaluationRow | None) -> None:
+    m = metrics
+    if row is None or row.status != "ok":  # nothing was tested: no figure
+        for gauge in (m.drift_share, m.drift_detected, m.feature_drift, m.feature_drifted):
+            m.forget(gauge, model=model.name)
+        return
+    m.drift_share.labels(model.name).set(row.payload["drifted_share"])
+    m.drift_detected.labels(model.name).set(int(bool(row.payload["alarm"])))
+    tested = {
+        c["column"]: (c["method"], c["statistic"], bool(c["drifted"]))
+        for c in row.payload.get("columns", [])
+        if c["status"] != "insufficient_data" and c["statistic"] is not None
+    }
+    m.set_feature_drift(model.name, {f: tested.get(f) for f in model.feature_names})
+
+
+def _export_decay(
+    metrics: ServingMetrics,
+    model: ModelRow,
+    cfg: ModelConfig,
+    version: int | None,
+    row: EvaluationRow | None,
+) -> None:
+    """The realised objective of the newest matured window and the slope, signed so that
+    > 0 is getting worse, of a verdict on the objective configured now."""
+    objective = make_objective(cfg.objective.name, task=model.task, **cfg.objective.params)
+    payload = row.payload if row is not None else {}
+    same = payload.get("objective") == objective.name
+    values = [w["value"] for w in payload.get("windows", []) if w.get("value") is not None]
+    if same and values:
+        metrics.objective_realised.labels(model.name, str(version), objective.name).set(values[-1])
+    else:
+        metrics.forget(metrics.objective_realised, model=model.name)
+    slope = payload.get("slope_per_day")
+    if same and slope is not None:
+        sign = -1.0 if objective.greater_is_better else 1.0
+        metrics.decay_slope.labels(model.name).set(sign * slope)
+    else:
+        metrics.forget(metrics.decay_slope, model=model.name)

@@ -20,6 +20,10 @@ when that has passed (overdue runs of one kind spread over ``CATCH_UP_S``). Inte
 of one kind with no record start spread over their interval rather than at one instant,
 and leader tasks (the job launcher) have threads of their own, so a backlog of per-model
 runs cannot hold them back.
+
+Only the leader exports the evaluation figures (``ServingMetrics.exports_evaluation``): a
+process that takes the lease exports each model's from its latest stored evaluations at
+once, and one that does not hold it drops them at every tick.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from monitor import ServingMetrics
 from tunewatch._config import Config, ModelConfig
 from tunewatch._cron import crontab_trigger
 from tunewatch._errors import StoreError
+from tunewatch._evaluation_events import export_stored
 from tunewatch.store import Store
 
 logger = logging.getLogger(__name__)
@@ -291,6 +296,8 @@ class Scheduler:
                 ttl = self.config.scheduler.lease_ttl_s
                 self.leader = self.store.acquire_lease(LEASE, self.holder, ttl_s=ttl)
                 self._lease_until = sent + ttl if self.leader else None
+                if self.metrics is not None:
+                    self.metrics.exports_evaluation = self.leader
         except Exception:  # shutting down: log; the lease may expire under the job
             logger.exception("scheduler lease renewal during shutdown failed")
         finally:
@@ -305,6 +312,8 @@ class Scheduler:
                 logger.exception("could not release the scheduler lease")
             self.leader = False
             self._lease_until = None
+            if self.metrics is not None:
+                self.metrics.exports_evaluation = False
 
     def scheduled(self) -> list[str]:
         return sorted(job.id for job in self._aps.get_jobs())
@@ -364,10 +373,15 @@ class Scheduler:
             # the API, would export them again. Not after a failed renewal: a store hiccup
             # would make the alerts resolve and fire again as new episodes.
             self.metrics.clear_evaluation()
+        gained = leader and not self.leader
         self.leader = leader
         self._lease_until = sent + ttl if leader else None
+        if self.metrics is not None:
+            self.metrics.exports_evaluation = leader
         if self._stopping:  # the scheduler's jobs are gone with it: nothing to add
             return
+        if gained:
+            self._export_stored()
         wanted: dict[str, Wanted] = {}
         if leader:
             for model in self.store.list_models():
@@ -411,6 +425,29 @@ class Scheduler:
                 )
             except Exception:
                 logger.exception("could not schedule %s every %r", job_id, want.when)
+
+    def _export_stored(self) -> None:
+        """Export each model's figures and alarms as its latest stored runs left them
+        (:func:`~tunewatch._evaluation_events.export_stored`; read, not evaluated: a
+        takeover decides nothing) before any job is added. Until its first evaluation a
+        new leader exported none, so every alert on ``tunewatch_alarm`` resolved and fired
+        again at each deploy or failover, its ``for:`` restarted."""
+        if self.metrics is None:
+            return
+        try:
+            models = self.store.list_models()
+        except Exception:  # the store failed: the first evaluations export them
+            logger.exception("could not export the stored evaluation figures")
+            return
+        now = self._now()
+        for model in models:
+            try:  # one model's figures, not every model's
+                cfg = self.config.model_or_default(model.name, model.task)
+                export_stored(self.store, self.metrics, model, cfg, now=now)
+            except Exception:
+                logger.exception(
+                    "could not export the stored evaluation figures of model=%s", model.name
+                )
 
     def _model_jobs(self, model: str, task: str) -> dict[str, Wanted]:
         cfg = self.config.model_or_default(model, task)

@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse
 
 from tunewatch._auth import Principal
 from tunewatch._drift_report import DRIFT_REPORT_HEADERS
+from tunewatch._evaluation import Evaluator
 from tunewatch.api._context import RowId, VersionFilter, context
 from tunewatch.api._models import Limit, Operator, Reader, require
 from tunewatch.api._route import ApiRoute
@@ -79,8 +80,22 @@ for _kind in ("drift", "decay", "estimate", "labels", "telemetry"):
 async def evaluate_now(model: str, request: Request, _: Operator) -> dict[str, Any]:
     """Run the model's evaluation now (it also runs on its schedule)."""
     evaluator = context(request).evaluator
-    rows = await run_in_threadpool(evaluator.evaluate, model)
+    rows = await run_in_threadpool(_evaluate, evaluator, model)
     return {"evaluations": [evaluation_json(r) for r in rows]}
+
+
+def _evaluate(evaluator: Evaluator, model: str) -> list[EvaluationRow]:
+    """Evaluate ``model``; in a process that does not hold the scheduler lease, drop the
+    figures the run exported (whether it finished or failed). Only the leader exports
+    them: a scoring replica (``scheduler.enabled: false``) a load balancer sent the
+    request to has no lease tick to drop them, and the alert rules' ``max by (model)``
+    read its alarm long after the leader's went back to 0."""
+    metrics = evaluator.metrics
+    try:
+        return evaluator.evaluate(model)
+    finally:
+        if not metrics.exports_evaluation:
+            metrics.clear_evaluation()
 
 
 @router.get("/models/{model}/evaluations/{evaluation_id}/report", response_class=HTMLResponse)
