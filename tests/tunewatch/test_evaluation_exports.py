@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 
 from monitor import ServingMetrics
 from tests.tunewatch.conftest import MODEL, Clock, feed, make_daemon
@@ -47,19 +48,23 @@ def _drifted(d: Daemon, clock: Clock, windows: int = 2) -> None:
         d.evaluator.evaluate(MODEL)
 
 
-def test_an_evaluation_asked_of_a_replica_without_a_scheduler_exports_no_evaluation_gauge(
-    trained: list[ExampleModel], tmp_path: Path
+@pytest.mark.parametrize("leads", [False, True], ids=["replica", "leader"])
+def test_an_evaluation_asked_of_a_process_leaves_its_gauges_only_if_it_leads(
+    trained: list[ExampleModel], tmp_path: Path, leads: bool
 ) -> None:
-    """Only a lease tick dropped the figures, and such a replica has no scheduler: its
-    drift alarm from one `POST /evaluate` fed the shipped `max by (model)` alerts for as
-    long as it ran, firing after the leader said the drift was gone."""
-    replica, tokens = make_daemon(
-        tmp_path, trained, extra={"scheduler": {"enabled": False}, "models": MODELS}
-    )
+    """Only a lease tick dropped the figures, and a replica without a scheduler has none:
+    its drift alarm from one `POST /evaluate` fed the shipped `max by (model)` alerts for
+    as long as it ran, firing after the leader said the drift was gone. The leader keeps
+    them."""
+    extra: dict[str, object] = {"models": MODELS}
+    if not leads:
+        extra["scheduler"] = {"enabled": False}
+    daemon, tokens = make_daemon(tmp_path, trained, extra=extra)
     clock = Clock()
-    with BackgroundServer(replica.app) as server:
+    with BackgroundServer(daemon.app) as server:
+        assert daemon.scheduler.leader is leads
         for k in range(2):
-            feed(replica, clock, k * 600, 600, shift=1.0, seed=100 + k)
+            feed(daemon, clock, k * 600, 600, shift=1.0, seed=100 + k)
             r = httpx.post(
                 f"{server.url}/v1/models/{MODEL}/evaluate",
                 headers={"Authorization": f"Bearer {tokens['operator']}"},
@@ -68,27 +73,12 @@ def test_an_evaluation_asked_of_a_replica_without_a_scheduler_exports_no_evaluat
             assert r.status_code == 200, r.text
         drift = next(e for e in r.json()["evaluations"] if e["kind"] == "drift")
         assert drift["payload"]["alarm"] is True  # it found the drift, and stored it
-        assert _evaluation_lines(server.url) == []
-
-
-def test_an_evaluation_asked_of_the_leader_keeps_its_gauges(
-    trained: list[ExampleModel], tmp_path: Path
-) -> None:
-    leader, tokens = make_daemon(tmp_path, trained, extra={"models": MODELS})
-    clock = Clock()
-    with BackgroundServer(leader.app) as server:
-        assert leader.scheduler.leader
-        for k in range(2):
-            feed(leader, clock, k * 600, 600, shift=1.0, seed=100 + k)
-            r = httpx.post(
-                f"{server.url}/v1/models/{MODEL}/evaluate",
-                headers={"Authorization": f"Bearer {tokens['operator']}"},
-                timeout=120,
-            )
-            assert r.status_code == 200, r.text
         lines = _evaluation_lines(server.url)
-    assert 'tunewatch_alarm{event="drift_detected",model="credit"} 1.0' in lines
-    assert 'tunewatch_drift_detected{model="credit"} 1.0' in lines
+    if leads:
+        assert 'tunewatch_alarm{event="drift_detected",model="credit"} 1.0' in lines
+        assert 'tunewatch_drift_detected{model="credit"} 1.0' in lines
+    else:
+        assert lines == []
 
 
 def test_a_new_leader_exports_the_stored_alarm_before_its_first_evaluation(
