@@ -1,6 +1,7 @@
-"""The dashboard's model pages under ``/dashboard/``: overview, A/B results, drift, decay,
+"""The dashboard's model pages under ``/dashboard/``: overview, drift, decay,
 latency and memory. Each renders exactly the JSON its ``/v1/dashboard`` endpoint serves
-(:mod:`tunewatch.dashboard._data`), as tables and server-side SVG.
+(:mod:`tunewatch.dashboard._data`), as tables and server-side SVG; the A/B page is
+:mod:`tunewatch.dashboard._ab_page`.
 
 Pages hold no action buttons: changing anything goes through the token-authenticated API.
 """
@@ -91,121 +92,6 @@ def overview_page(request: Request) -> Response:
 @router.get("/models/{model}")
 def model_page(model: str) -> Response:
     return RedirectResponse(model_url(model, "ab"), status_code=303)
-
-
-# -- A/B --------------------------------------------------------------------------------------
-
-
-_TEST_LIMIT: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=0, le=_data.MAX_TESTS_SHOWN)])
-
-
-@router.get("/models/{model}/ab")
-def ab_page(model: str, request: Request, limit: str | None = None) -> Response:
-    def render(who: Principal) -> str:
-        shown = (
-            _data.AB_TESTS
-            if limit is None
-            else page_parameter(
-                "limit", limit, _TEST_LIMIT, f"an integer in [0, {_data.MAX_TESTS_SHOWN}]"
-            )
-        )
-        data = _data.ab_results(sources(request), model, limit=shown)
-        parts = []
-        srm = data["srm"]
-        if srm is not None:
-            parts.append(
-                "<p>Live split (SRM): "
-                + status(
-                    not srm["mismatch"],
-                    f"{'MISMATCH' if srm['mismatch'] else 'ok'} — {srm['n_champion']} champion / "
-                    f"{srm['n_challenger']} challenger at {srm['percent']}%, "
-                    f"p={srm['p_value']}",
-                )
-                + "</p>"
-            )
-        else:
-            parts.append('<p class="muted">Live split (SRM): no split configured or checked.</p>')
-        if not data["tests_total"]:
-            parts.append('<p class="muted">No comparisons yet.</p>')
-        elif len(data["tests"]) < data["tests_total"]:
-            wider = min(_data.MAX_TESTS_SHOWN, 2 * max(shown, 10))
-            more = (
-                f' <a class="more" href="{escape(model_url(model, "ab", {"limit": str(wider)}))}">'
-                f"Show the {wider} newest</a>."
-                if wider > shown
-                else ""
-            )
-            parts.append(
-                f'<p class="muted shown">Showing {len(data["tests"])} of '
-                f"{data['tests_total']} tests: the {shown} newest and the current champion's "
-                f"open ones (<code>?limit=</code>, 0 to {_data.MAX_TESTS_SHOWN}).{more}</p>"
-            )
-        for t in data["tests"]:
-            looks = [
-                _svg.Look(
-                    n=float(p["n"]),
-                    estimate=p["estimate"],
-                    low=p["ci_low"],
-                    high=p["ci_high"],
-                    decision=p["decision"],
-                )
-                for p in t["series"]
-            ]
-            chart = _svg.interval_chart(
-                looks,
-                decided_at=t["decision_look"],
-                label=f"v{t['challenger_version']} vs v{t['champion_version']}: estimate and "
-                "always-valid interval by n",
-            )
-            guard = t["guardrails"]
-            guard_html = (
-                '<span class="muted">— (not checked now: decided, or not the current '
-                "champion's test)</span>"
-                if guard is None
-                else status(guard["passed"], "passed" if guard["passed"] else "failed")
-                + "".join(f"<br>{escape(v)}" for v in guard["violations"])
-            )
-            last = t["series"][-1] if t["series"] else {}
-            summary = table(
-                [
-                    "kind",
-                    "status",
-                    "decision",
-                    "n",
-                    "looks",
-                    "estimate",
-                    "interval",
-                    "p (adjusted)",
-                    "correction",
-                    "guardrails",
-                ],
-                [
-                    [
-                        e(t["kind"]),
-                        e(t["status"]),
-                        f'<strong class="decision">{e(t["decision"])}</strong>',
-                        e(t["n"]),
-                        e(t["looks"]),
-                        e(last.get("estimate")),
-                        f"[{e(last.get('ci_low'))}, {e(last.get('ci_high'))}]",
-                        f"{e(last.get('p_value'))} ({e(last.get('adjusted_p_value'))})",
-                        e(t["correction"] or "none"),
-                        guard_html,
-                    ]
-                ],
-            )
-            parts.append(
-                f'<section class="comparison" data-test="{t["id"]}" '
-                f'data-challenger="{t["challenger_version"]}">'
-                f"<h2>Test #{t['id']}: v{t['challenger_version']} (challenger) vs "
-                f"v{t['champion_version']} (champion)</h2>{summary}{chart}"
-                f'<p class="muted">{len(t["series"])} of {t["series_total"]} looks drawn; '
-                "estimate is challenger minus champion (loss difference: below zero favours "
-                "the challenger; AUC difference for DeLong).</p></section>"
-            )
-        return shell(f"{model}: A/B results", "".join(parts), who=who, model=model, tab="ab")
-
-    return render_page(request, render)
 
 
 # -- drift ------------------------------------------------------------------------------------

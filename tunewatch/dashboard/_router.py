@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from ._ab_page import router as ab_router
 from ._api import router as api_router
 from ._history import router as history_router
 from ._pages import router as pages_router
@@ -13,4 +14,5 @@ router = APIRouter()
 router.include_router(api_router)
 router.include_router(session_router)
 router.include_router(pages_router)
+router.include_router(ab_router)
 router.include_router(history_router)
