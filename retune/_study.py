@@ -80,6 +80,9 @@ class TuningResult:
     fold_scores_of_best: FoldScores
     dataset_version: str
     plan: WarmStartPlan | None
+    #: The space the study searched: the one it began with (a resumed or joined study
+    #: keeps it, whatever the caller's file holds now).
+    space: SearchSpace
 
 
 #: Configurations rejected for their serving cost, per trial of the budget, before a
@@ -227,7 +230,7 @@ def run_study(
             handle.optimize(objective_fn, should_stop=should_stop)
         finally:
             record_run_end(handle, run_key, record, tracker)
-        return _result(handle, tracker, version, plan, max_fold_spread=cv.max_fold_spread)
+        return _result(handle, tracker, version, plan, space, max_fold_spread=cv.max_fold_spread)
     finally:
         handle.close()
 
@@ -360,6 +363,7 @@ def _result(
     tracker: BudgetTracker,
     version: str,
     plan: WarmStartPlan | None,
+    space: SearchSpace,
     *,
     max_fold_spread: float | None,
 ) -> TuningResult:
@@ -398,4 +402,5 @@ def _result(
         fold_scores_of_best=FoldScores.of(folds, max_fold_spread=None),
         dataset_version=version,
         plan=plan,
+        space=space,
     )

@@ -1,10 +1,13 @@
 """Rationale reports: why a model version exists and why it serves (Markdown and HTML).
 
 For every version: what triggered it, the data window and its version, the search space
-and warm-start plan, the trials and fold scores, the hyperparameter importances, the
-comparison evidence with intervals, the guardrails, and the decisions with their
-approvers (a replaced champion's included) — all read back from the store, so a report
-can be rebuilt at any time and always says what the audit log says.
+(as the study searched it, whatever its file holds now) and warm-start plan, the trials
+and fold scores, the hyperparameter importances, the comparison evidence with intervals
+(that of the tests it lost or won as the champion, and of the rollbacks that would
+restore it, included), the guardrails, and the decisions with their approvers (a replaced
+champion's included) — all read back from the store, so a report can be rebuilt at any
+time and always says what the audit log says. The sections on how the version was
+searched are built by :mod:`tunewatch._report_search`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,15 @@ from typing import Any
 from tunewatch._config import Config
 from tunewatch._governance import promotion_rules
 from tunewatch._report_document import Report, Row, Section, fmt
+from tunewatch._report_search import (
+    importances_section,
+    mapping,
+    no_history,
+    plan_section,
+    searched_space,
+    sequence,
+    space_named,
+)
 from tunewatch._version_metadata import finite_float
 from tunewatch.store import AuditEntry, Store
 
@@ -33,6 +45,7 @@ EVIDENCE = (
     "promotion_failed",
     "srm_detected",
     "rollback_triggered",
+    "rollback_failed",
 )
 
 
@@ -42,13 +55,13 @@ def _trigger_rows(
     """What made the version: its job's trigger; for a version imported from another
     store, where it came from and the source's trigger (a bundle import moves them under
     ``details.imported``: the job and trigger numbered that store's jobs)."""
-    trigger = _mapping(details.get("trigger"))
+    trigger = mapping(details.get("trigger"))
     if imported is None:
         return tuple((str(k), v) for k, v in trigger.items()) or (
             ("registered", "by hand (no tuning job)"),
         )
-    origin = _mapping(imported.get("origin"))
-    source = _mapping(imported.get("trigger"))
+    origin = mapping(imported.get("origin"))
+    source = mapping(imported.get("trigger"))
     return (
         ("imported from", f"{imported.get('model')} v{imported.get('version')}"),
         ("first registered as", f"{origin.get('model')} v{origin.get('version')}"),
@@ -107,7 +120,7 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
         Section(
             "Search space and hyperparameters",
             rows=(
-                ("search space", d.get("search_space")),
+                ("search space", space_named(d)),
                 ("gates for promotion", promotion_rules(model_row, row, config) or "none"),
             ),
             table=(
@@ -115,13 +128,14 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
                 *((k, v) for k, v in sorted(row.hyperparameters.items())),
             ),
         ),
-        _plan_section(d.get("warm_start_plan"), d.get("n_cost_rejected"), _no_history(d, imported)),
+        *searched_space(d.get("searched_space")),
+        plan_section(d.get("warm_start_plan"), d.get("n_cost_rejected"), no_history(d, imported)),
         Section(
             "Trials and fold scores",
             rows=(
                 ("objective", d.get("objective")),
-                ("CV scheme", _mapping(d.get("cv")).get("scheme")),
-                ("CV group column", _mapping(d.get("cv")).get("group_column")),
+                ("CV scheme", mapping(d.get("cv")).get("scheme")),
+                ("CV group column", mapping(d.get("cv")).get("group_column")),
                 ("best CV value", d.get("best_value")),
                 ("trials", d.get("n_trials")),
                 ("pruned", d.get("n_pruned")),
@@ -132,7 +146,7 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
                 ("nested CV estimate (outer folds)", _nested(d.get("nested_estimate"))),
             ),
         ),
-        _importances_section(d.get("importances")),
+        importances_section(d.get("importances")),
         Section(
             "Export",
             rows=(
@@ -146,15 +160,9 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
     return Report(model=model, version=version, sections=tuple(sections))
 
 
-def _mapping(value: Any) -> dict[str, Any]:
-    """``value`` if it is a mapping, else an empty one: a version's ``details`` are free
-    JSON (the API, a bundle), and a report of odd details still builds."""
-    return value if isinstance(value, dict) else {}
-
-
 def _nested(value: Any) -> str | None:
     """The unbiased estimate of ``cv: nested``: the outer folds' mean and spread."""
-    estimate = _mapping(value)
+    estimate = mapping(value)
     mean = finite_float(estimate.get("mean"))
     std = finite_float(estimate.get("std"))
     scores = estimate.get("outer_scores")
@@ -165,120 +173,35 @@ def _nested(value: Any) -> str | None:
     return f"{mean:.4g} ± {std:.4g} over {n}{cold}"
 
 
-def _sequence(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _shares(value: Any) -> list[tuple[str, float]]:
-    """Importance shares (a mapping of parameter to share), largest first; entries that
-    are not numbers are left out."""
-    shares = ((str(k), finite_float(v)) for k, v in _mapping(value).items())
-    return sorted(((k, v) for k, v in shares if v is not None), key=lambda kv: (-kv[1], kv[0]))
-
-
-def _no_history(details: dict[str, Any], imported: dict[str, Any] | None) -> str:
-    """Why a version's plan learned from no earlier study: no job tuned it, the job's
-    ``tuning.warm_start`` was ``none``, or there was none to learn from (a version tuned
-    before jobs recorded their warm-start mode: only that it learned from none)."""
-    record: Any = details if imported is None else imported
-    while isinstance(record, dict) and record.get("job") is None:
-        record = record.get("via")  # imported from a store that had imported it
-    if not isinstance(record, dict):
-        return "No tuning job: registered by hand."
-    mode = details.get("warm_start_mode")
-    if mode == "none":
-        return "Warm start off (tuning.warm_start: none)."
-    if mode is None:
-        return "Cold start: the study learned from no earlier one."
-    return "Cold start: no earlier study to learn from."
-
-
-def _plan_section(value: Any, n_cost_rejected: Any, no_history: str) -> Section:
-    """The warm-start plan as :meth:`WarmStartPlan.to_dict <retune.warmstart.WarmStartPlan>`
-    stores it: the box (numeric ranges, and the choices a categorical is restricted to),
-    frozen values, the history's importances, the cost ceilings and what they rejected;
-    ``no_history`` says why, for a plan that learned from no earlier study."""
-    plan = _mapping(value)
-    if not plan:
-        return Section("Warm-start plan", text=no_history)
-    box = plan.get("numeric_box")
-    bounds: list[tuple[Any, ...]] = [
-        (b.get("name", "?"), b.get("low"), b.get("high"), None)
-        for b in (box if isinstance(box, list) else [])
-        if isinstance(b, dict)
-    ]
-    bounds += [
-        (str(name), None, None, choices if isinstance(choices, list) else str(choices))
-        for name, choices in _mapping(plan.get("choice_box")).items()
-    ]
-    history_shares = ", ".join(f"{k} {v:.1%}" for k, v in _shares(plan.get("importances")))
-    text = ""
-    if not plan.get("history_studies"):
-        left_out = any(
-            isinstance(n, str) and "tuned for another objective" in n
-            for n in _sequence(plan.get("notes"))
-        )
-        text = (
-            "Cold start: every earlier study was tuned for another objective (see the notes)."
-            if left_out
-            else no_history
-        )
-    return Section(
-        "Warm-start plan",
-        text=text,
-        rows=(
-            ("strategies", plan.get("strategies")),
-            ("serving-cost ceiling", plan.get("cost") or "none"),
-            ("configurations rejected for their serving cost (untrained)", n_cost_rejected),
-            ("history studies", plan.get("history_studies")),
-            ("history trials", plan.get("n_history_trials")),
-            ("importances in the history (fANOVA)", history_shares or "none"),
-            ("configurations re-scored first", len(_sequence(plan.get("enqueue")))),
-            ("explore the full space every n-th trial", plan.get("explore_every")),
-            ("frozen", plan.get("frozen") or "none"),
-            ("notes", plan.get("notes")),
-        ),
-        table=(("narrowed parameter", "low", "high", "choices"), *bounds) if bounds else (),
-    )
-
-
-def _importances_section(value: Any) -> Section:
-    """The tuned study's fANOVA importances (``details["importances"]``, as
-    :meth:`retune.StudyImportances.to_dict` stores them), or why there are none."""
-    title = "Hyperparameter importances (fANOVA)"
-    stored = _mapping(value)
-    shares = _shares(stored.get("shares"))
-    unrated = stored.get("not_rated")
-    not_rated: tuple[Row, ...] = (
-        (("not rated (not in every completed trial)", unrated),) if unrated else ()
-    )
-    if not shares:
-        reason = stored.get("reason")
-        if not isinstance(reason, str) or not reason:
-            return Section(title, text="None recorded for this version.")
-        return Section(title, text=f"Not computed: {reason.rstrip('.')}.", rows=not_rated)
-    n, seed = stored.get("n_complete"), stored.get("seed")
-    return Section(
-        title,
-        rows=(("computed from", f"{fmt(n)} completed trials (seed {fmt(seed)})"), *not_rated),
-        table=(("parameter", "share"), *((k, f"{v:.1%}") for k, v in shares)),
-    )
-
-
 def _evidence_section(store: Store, model: str, version: int) -> Section:
     rows: list[tuple[str, ...]] = [("event", "when", "details")]
     for e in reversed(store.list_events(model=model, types=EVIDENCE, limit=100_000)):
-        p = e.payload
-        if e.type in EVIDENCE and version in (p.get("challenger_version"), p.get("version")):
-            rows.append((e.type, e.created_at.isoformat(), _summary(p)))
+        role = _role(e.payload, version) if e.type in EVIDENCE else None
+        if role is not None:
+            rows.append((e.type + role, e.created_at.isoformat(), _summary(e.payload)))
     if len(rows) == 1:
         return Section("Comparison evidence", text="No comparison has decided on this version.")
     return Section("Comparison evidence (always-valid intervals)", table=tuple(rows))
 
 
+def _role(payload: dict[str, Any], version: int) -> str | None:
+    """How an evidence event bears on ``version``: ``""`` when it is the version tested (a
+    comparison's challenger, a rollback watch's watched champion), the part it played
+    when it is the other side of the test (the champion a challenger was compared with,
+    the previous champion a rollback would restore), ``None`` when it is neither."""
+    if version in (payload.get("challenger_version"), payload.get("version")):
+        return ""
+    if payload.get("champion_version") == version:
+        return f" (as champion, against v{fmt(payload.get('challenger_version'))})"
+    if payload.get("previous") == version:
+        return f" (as the previous champion, against v{fmt(payload.get('version'))})"
+    return None
+
+
 def _summary(payload: dict[str, Any]) -> str:
     keys = (
         "champion_version",
+        "previous",
         "estimate",
         "ci",
         "n",
@@ -303,14 +226,14 @@ def _summary(payload: dict[str, Any]) -> str:
 def _guardrails(value: Any) -> str:
     """A comparison's guardrail outcome (``{"passed", "violations", "notes"}``): passed,
     or failed with its violations, and the notes on what was not checked."""
-    guard = _mapping(value)
+    guard = mapping(value)
     if not guard:
         return fmt(value)
-    violations = _sequence(guard.get("violations"))
+    violations = sequence(guard.get("violations"))
     outcome = "passed" if guard.get("passed") is True else "failed"
     if violations:
         outcome += ": " + "; ".join(fmt(v) for v in violations)
-    notes = _sequence(guard.get("notes"))
+    notes = sequence(guard.get("notes"))
     return f"{outcome} (notes: {'; '.join(fmt(n) for n in notes)})" if notes else outcome
 
 

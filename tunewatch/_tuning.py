@@ -399,6 +399,9 @@ class TuningJobRunner:
             # this worker's `tuning.warm_start`: "none" learns from no earlier study
             "warm_start_mode": tj.warm_start,
             "search_space": space_path,
+            # the space the study searched (a resumed study keeps the one it began with):
+            # the report says what was searched after the file changes
+            "searched_space": result.space.model_dump(mode="json"),
             "rows": int(x.shape[0]),
             "traffic_rows": n_traffic,
             "wall_s": result.wall_s,

@@ -1107,6 +1107,28 @@ _LOGISTIC_SCALED = {
 }
 
 
+def test_a_resumed_study_reports_the_space_it_began_with_not_the_edited_one(
+    tmp_path: Any,
+) -> None:
+    """The result names the space the study searched: a study resumed after its YAML was
+    edited goes on with the space it began with, and its result says so (the version's
+    report read the file's path only, so an edit rewrote what a report said was searched)."""
+    began = retune.space.parse_search_space(_LOGISTIC_SCALED)
+    first = _run(tmp_path, space=began, budget=Budget(max_trials=2))
+    assert first.space == began
+    edited = retune.space.parse_search_space(
+        {
+            **_LOGISTIC_SCALED,
+            "params": {
+                **_LOGISTIC_SCALED["params"],
+                "scaler": {"type": "categorical", "choices": ["none"]},
+            },
+        }
+    )
+    resumed = _run(tmp_path, space=edited, budget=Budget(max_trials=3))
+    assert resumed.space == began != edited
+
+
 @pytest.mark.parametrize("stored", ["cost-only", "none"])
 def test_a_worker_joining_a_study_samples_by_its_stored_plan_even_an_empty_one(
     tmp_path: Any, stored: str

@@ -10,12 +10,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from retune import MIN_IMPORTANCE_TRIALS
 from retune.warmstart import CostCeiling, NumericBound, WarmStartPlan
 from tests.tunewatch.conftest import MODEL
 from tests.tunewatch.test_comparison_decide import _mirrored
 from tests.tunewatch.test_comparison_loop import (
+    BATCH,
+    UNPAIRED,
+    Traffic,
+    _feed_worse,
+    _promote_a_worse_version,
     copy_daemon,
     runner,
     template,  # noqa: F401  (module fixture)
@@ -153,21 +159,121 @@ def test_a_failed_promotion_is_in_the_report_with_its_error(daemon: Daemon) -> N
     assert "error=v2 answers float64, v1 float32; code=signature_mismatch" in row
 
 
+def _evidence_row(d: Daemon, version: int, event: str) -> str:
+    section = _section(_report(d, version), "Comparison evidence")
+    [row] = [line for line in section.splitlines() if line.startswith(f"| {event} |")]
+    return row
+
+
+def _promote_v2_by_a_paired_test(d: Daemon, trained: list[ExampleModel]) -> None:
+    t = traffic(trained, 2000, seed=7)
+    loop = runner(d)
+    for start in range(0, 2000, 100):
+        _mirrored(d, t, start, start + 100)
+        [paired] = [r for r in loop.run(MODEL) if r.kind == "paired"]
+        if paired.action != "none":
+            break
+    assert paired.action == "promoted"
+
+
+def test_a_beaten_champion_s_report_shows_the_comparison_that_decided_against_it(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """The evidence matched a version as the challenger only: the champion a test decided
+    against said "No comparison has decided on this version"."""
+    _promote_v2_by_a_paired_test(daemon, trained)
+    row = _evidence_row(daemon, 1, "challenger_better (as champion, against v2)")
+    assert "champion_version=1" in row and re.search(r"estimate=-?[0-9.e-]+; ci=", row)
+    assert "as champion" not in _evidence_row(daemon, 2, "challenger_better")
+
+
+def _watch_until(d: Daemon, t: Traffic, action: str) -> None:
+    """Feed the promoted v2 answers worse than v1's until its rollback watch acts."""
+    loop = runner(d, rollback=UNPAIRED)
+    actions: list[str] = []
+    for start in range(400, 1400, BATCH):
+        _feed_worse(d, t, start, start + BATCH)
+        actions += [r.action for r in loop.run(MODEL) if r.kind == "rollback_watch"]
+        if action in actions:
+            break
+    assert actions[-1] == action, actions
+
+
+def test_a_failed_rollback_is_in_the_reports_of_both_versions_with_its_error(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """rollback_failed was not among the report's evidence, and the rollback's previous
+    champion (``previous`` in the payload) was never matched."""
+    t = _promote_a_worse_version(daemon, trained)
+    daemon.store.set_stage(MODEL, 1, "rolled_back", actor="test", reason="bad too")
+    _watch_until(daemon, t, "rollback_failed")
+    row = _evidence_row(daemon, 2, "rollback_failed")
+    assert "previous=1" in row and "code=no_previous_champion" in row
+    row = _evidence_row(daemon, 1, "rollback_failed (as the previous champion, against v2)")
+    assert "code=no_previous_champion" in row
+
+
+def test_a_restored_champion_s_report_shows_the_rollback_that_restored_it(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    _watch_until(daemon, _promote_a_worse_version(daemon, trained), "rolled_back")
+    row = _evidence_row(daemon, 1, "rollback_triggered (as the previous champion, against v2)")
+    assert "previous=1" in row and "estimate=" in row
+    assert "previous=1" in _evidence_row(daemon, 2, "rollback_triggered")
+
+
+@pytest.mark.slow
+def test_a_tuned_version_s_report_shows_the_space_it_searched_after_the_file_changed(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The report named the search-space file only: edited after the job, it no longer
+    said what the study had searched."""
+    d = _daemon(_config(tmp_path), trained)
+    try:
+        outcome = d.dispatcher.handle(MODEL, "manual", {"reason": "test"})
+        assert outcome.job_id is not None
+        job = _runner(d).run(outcome.job_id)
+        assert job.status == "succeeded", job.error
+        path = tmp_path / "space.yaml"
+        edited = yaml.safe_load(path.read_text())
+        edited["params"]["scaler"]["choices"] = ["robust"]
+        edited["params"]["estimator"]["when"]["logistic"]["C"].update(low=5.0, log=False)
+        path.write_text(yaml.safe_dump(edited))
+        md = _report(d, 2)
+        rows = _section(md, "Search space and hyperparameters")
+        assert f"- **search space**: test_small (read from {path}" in rows
+        section = _section(md, "Searched space")
+        assert "| parameter | type | range or choices | log | safe | searched when |" in section
+        assert "| scaler | categorical | none, standard | — | — | — |" in section
+        assert r"| C | float | \[0.01, 10\] | yes | \[0.1, 5\] | estimator = logistic |" in section
+        assert (
+            r"| gb_n_estimators | int | \[10, 30\] step 10 | no | — | "
+            "estimator = gradient_boosting |" in section
+        )
+        assert "robust" not in section
+        assert "<td>[0.01, 10]</td>" in build_report(d.store, d.config, MODEL, 2).html()
+    finally:
+        d.close()
+
+
+def test_a_version_tuned_before_spaces_were_stored_keeps_the_file_row(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    details = {"search_space": "configs/search_spaces/binary_tabular.yaml"}
+    meta = dataclasses.replace(trained[1].metadata, details=details)
+    row = daemon.registry.register(MODEL, trained[1].onnx, meta, actor="t", stage="shadow")
+    md = _report(daemon, row.version)
+    assert "- **search space**: configs/search_spaces/binary_tabular.yaml\n" in md
+    assert "## Searched space" not in md
+
+
 def test_a_promoted_version_s_report_shows_its_guardrail_outcome_and_notes(
     daemon: Daemon, trained: list[ExampleModel]
 ) -> None:
     """The guardrails stored with challenger_better (here: passed, the latency ratio not
     checked against a mirrored champion) were dropped from the report's evidence."""
-    t = traffic(trained, 2000, seed=7)
-    loop = runner(daemon)
-    for start in range(0, 2000, 100):
-        _mirrored(daemon, t, start, start + 100)
-        [paired] = [r for r in loop.run(MODEL) if r.kind == "paired"]
-        if paired.action != "none":
-            break
-    assert paired.action == "promoted"
-    section = _section(_report(daemon, 2), "Comparison evidence")
-    [row] = [line for line in section.splitlines() if line.startswith("| challenger_better |")]
+    _promote_v2_by_a_paired_test(daemon, trained)
+    row = _evidence_row(daemon, 2, "challenger_better")
     assert "guardrails=passed (notes: champion scored elsewhere: latency ratio not checked" in row
 
 
