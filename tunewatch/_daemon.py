@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -30,6 +31,7 @@ from tunewatch.api import AppContext, create_asgi
 from tunewatch.api._front import InferenceFront
 from tunewatch.comparison import ComparisonRunner
 from tunewatch.store import Store
+from tunewatch.store._engine import DEFAULT_LOCK_TIMEOUT_S
 from tunewatch.store._governance import BOOTSTRAP_NAME, BOOTSTRAP_TOKEN_NAME
 from tunewatch.store._tokens import reads_as_bootstrap
 
@@ -40,6 +42,16 @@ logger = logging.getLogger(__name__)
 #: reads from a version's registration, by the registering host's clock, less an hour
 #: (``tunewatch.comparison.CLOCK_MARGIN``), against requests stamped by a replica's.
 CLOCK_WARNING = timedelta(minutes=5)
+
+#: How long requests in flight at SIGTERM get to be answered before uvicorn cancels them.
+#: A scoring request is answered once its records are committed, and a commit waits up
+#: to the store's lock timeout for a lock (on PostgreSQL a little longer at most: the
+#: write's own deadline): given 10 s more, a request held up by another process's lock
+#: ends in its acknowledgement or the recorder's 503 ``store_unavailable``. Cancelled (in
+#: 10 s, before), it got uvicorn's text/plain 500 and a traceback in the log, while its
+#: record could still be committed as the recorder closed: a retry was then refused as a
+#: duplicate.
+REQUEST_GRACE_S = math.ceil(DEFAULT_LOCK_TIMEOUT_S) + 10
 
 
 def open_store(config: Config) -> Store:
@@ -378,7 +390,8 @@ class Daemon:
         if self._started:
             if self.config.scheduler.enabled:
                 # Workers get their time to stop while the scheduler's running jobs get
-                # theirs, not after it: 30 s and 20 s side by side, within a 60 s stop.
+                # theirs, not after it: 30 s and 20 s side by side, after up to
+                # REQUEST_GRACE_S (40 s) for requests in flight, within a 100 s stop.
                 workers = threading.Thread(target=self.launcher.stop, name="tunewatch-stop")
                 workers.start()
                 self.scheduler.shutdown()
@@ -478,5 +491,5 @@ def serve(config: Config, *, host: str | None = None, port: int | None = None) -
         access_log=False,
         log_level="info",
         lifespan="on",
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=REQUEST_GRACE_S,
     )
