@@ -34,6 +34,7 @@ from tunewatch.store import Store
 from tunewatch.store._engine import DEFAULT_LOCK_TIMEOUT_S
 from tunewatch.store._governance import BOOTSTRAP_NAME, BOOTSTRAP_TOKEN_NAME
 from tunewatch.store._tokens import reads_as_bootstrap
+from tunewatch.store._write_deadline import WRITE_DEADLINE_MARGIN_S
 
 logger = logging.getLogger(__name__)
 
@@ -45,13 +46,13 @@ CLOCK_WARNING = timedelta(minutes=5)
 
 #: How long requests in flight at SIGTERM get to be answered before uvicorn cancels them.
 #: A scoring request is answered once its records are committed, and a commit waits up
-#: to the store's lock timeout for a lock (on PostgreSQL a little longer at most: the
-#: write's own deadline): given 10 s more, a request held up by another process's lock
+#: to the store's lock timeout for a lock (on PostgreSQL at most the write's client-side
+#: deadline, 5 s more): given 5 s past that, a request held up by another process's lock
 #: ends in its acknowledgement or the recorder's 503 ``store_unavailable``. Cancelled (in
 #: 10 s, before), it got uvicorn's text/plain 500 and a traceback in the log, while its
 #: record could still be committed as the recorder closed: a retry was then refused as a
 #: duplicate.
-REQUEST_GRACE_S = math.ceil(DEFAULT_LOCK_TIMEOUT_S) + 10
+REQUEST_GRACE_S = math.ceil(DEFAULT_LOCK_TIMEOUT_S + WRITE_DEADLINE_MARGIN_S) + 5
 
 
 def open_store(config: Config) -> Store:

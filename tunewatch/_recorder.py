@@ -14,14 +14,17 @@ for up to ``hold_s`` to ride in the next group's transaction instead of paying f
 commit of their own (a third of all commits under load before).
 
 When a group fails because the store is unavailable (a lock held past ``lock_timeout_s``,
-a server gone), everything queued behind it fails with the same error without being
-tried: each group would wait out its own lock timeout, so a request behind N groups got
-its 503 after N timeouts (60 s of a held lock at 2k requests/s: ~234 groups of 512, two
-hours) while the queue grew. ``tunewatch_record_failures_total`` counts failed groups:
-each failed commit, each set of records failed with it untried, what is left in the
-queue when the recorder closes, and each hand-off of shadow outputs after it closed
-(a shadow drain that finished during shutdown). Shadow outputs have no request to answer
-503, so that count is the only trace of their loss.
+a server gone, a PostgreSQL connection that stops answering: the store shuts it down at
+its write deadline, ``lock_timeout_s`` + 5 s, since a proxy that keeps TCP open but stops
+forwarding held this thread in its commit forever), everything queued behind it fails
+with the same error without being tried: each group would wait out its own lock timeout,
+so a request behind N groups got its 503 after N timeouts (60 s of a held lock at 2k
+requests/s: ~234 groups of 512, two hours) while the queue grew.
+``tunewatch_record_failures_total`` counts failed groups: each failed commit, each set of
+records failed with it untried, what is left in the queue when the recorder closes, and
+each hand-off of shadow outputs after it closed (a shadow drain that finished during
+shutdown). Shadow outputs have no request to answer 503, so that count is the only trace
+of their loss.
 """
 
 from __future__ import annotations

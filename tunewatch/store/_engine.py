@@ -33,6 +33,7 @@ from .._errors import (
     InvalidValueError,
     StoreError,
 )
+from ._write_deadline import WRITE_DEADLINE_MARGIN_S, watched_cursor, within_deadline
 
 logger = logging.getLogger(__name__)
 
@@ -43,12 +44,16 @@ SqliteSynchronous = Literal["NORMAL", "FULL"]
 READ_ONLY_OPTION = "tunewatch_read_only"
 
 #: Execution option marking the scoring log's write scope: on PostgreSQL each statement
-#: in it is bounded by the lock timeout too (``SET LOCAL statement_timeout``), so a
+#: in it is bounded by the lock timeout too (``SET LOCAL statement_timeout``), and the
+#: scope as a whole by a client-side deadline (:data:`WRITE_DEADLINE_MARGIN_S`), so a
 #: stalled group commit fails every request waiting on it with a 503, like a lock wait.
 BOUNDED_WRITE_OPTION = "tunewatch_bounded_write"
 
 #: How long a transaction waits for a lock before it fails with ``StoreUnavailableError``.
 DEFAULT_LOCK_TIMEOUT_S = 30.0
+
+#: Engine execution option holding the PostgreSQL write deadline in seconds.
+_WRITE_DEADLINE_OPTION = "tunewatch_write_deadline_s"
 
 #: libpq connection defaults (a key the URL's query sets wins): connecting gives up after
 #: 10 s; TCP keepalives find a dead peer of an idle connection (one waiting for an
@@ -121,7 +126,12 @@ def make_engine(
     have no statement limit (a migration waits for locks with no limit either).
 
     ``lock_timeout_s`` (default 30) is how long a transaction waits for a lock: SQLite's
-    ``busy_timeout``, PostgreSQL's ``lock_timeout``.
+    ``busy_timeout``, PostgreSQL's ``lock_timeout``. On PostgreSQL the scoring log's write
+    scope also has a client-side deadline of ``lock_timeout_s`` +
+    :data:`WRITE_DEADLINE_MARGIN_S`, which holds where no server-side timeout can answer
+    (a proxy that keeps the connection open but stops forwarding): its connection's
+    socket is then shut down, the write fails with ``StoreUnavailableError`` and the pool
+    drops the connection.
     """
     if sqlite_synchronous not in ("NORMAL", "FULL"):
         raise ValueError(
@@ -151,6 +161,8 @@ def make_engine(
     connect_args = {k: v for k, v in _PG_CONNECT_DEFAULTS.items() if k not in parsed.query}
     engine = _create(parsed, pool_pre_ping=True, connect_args=connect_args)
     _install_postgres_hooks(engine, lock_timeout_ms)
+    deadline_s = lock_timeout_s + WRITE_DEADLINE_MARGIN_S
+    engine.update_execution_options(**{_WRITE_DEADLINE_OPTION: deadline_s})
     return engine
 
 
@@ -259,6 +271,7 @@ def _install_sqlite_hooks(
 def _install_postgres_hooks(engine: Engine, lock_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.cursor_factory = watched_cursor()
         with dbapi_connection.cursor() as cursor:
             cursor.execute(f"SET lock_timeout = {lock_timeout_ms}")
         dbapi_connection.commit()  # a session setting: it outlives this transaction
@@ -282,10 +295,19 @@ def transaction(engine: Engine, operation: str) -> Iterator[Connection]:
     the rollback). A ``DatabaseUnavailableError`` is logged at warning here with the
     driver's text, which its message keeps for the CLI: the HTTP API answers callers a
     fixed message instead (the text names the database's host, port and user).
+
+    A scope of the scoring log's writes (:data:`BOUNDED_WRITE_OPTION`) on PostgreSQL has
+    a client-side deadline as well, from checkout to commit (see :func:`within_deadline`).
     """
+    options = engine.get_execution_options()
+    deadline_s = options.get(_WRITE_DEADLINE_OPTION) if options.get(BOUNDED_WRITE_OPTION) else None
     try:
-        with engine.begin() as conn:
-            yield conn
+        if deadline_s is None:
+            with engine.begin() as conn:
+                yield conn
+        else:
+            with within_deadline(engine, operation, deadline_s) as conn:
+                yield conn
     except IntegrityError as exc:
         raise ConflictError(f"store {operation}: conflicts with stored data: {exc.orig}") from exc
     except DataError as exc:

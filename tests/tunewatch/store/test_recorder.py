@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from frozen_proxy import FreezableProxy
 
 from monitor import ServingMetrics
 from tunewatch._errors import StoreError, StoreUnavailableError
@@ -500,3 +501,40 @@ def test_commit_latency_buckets_reach_the_longest_lock_wait() -> None:
     below = max(le for le in finite if le < 5.0)
     assert (buckets[below], buckets[5.0]) == (0.0, 1.0)  # told from a shorter stall
     assert below >= 2.5 and finite[0] <= 0.001  # and a fast commit from a slow one
+
+
+@pytest.mark.postgres
+def test_requests_waiting_on_a_commit_through_a_frozen_connection_fail_as_unavailable(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A proxy that keeps PostgreSQL's connection open but stops forwarding held the
+    writer in its commit forever: every scoring request waited, none got its 503, and
+    nothing was logged. The write's client-side deadline (lock timeout + 5 s) ends it."""
+    with FreezableProxy() as proxy:
+        store = Store.open(f"{proxy.url(pg_url)}&connect_timeout=2", lock_timeout_s=1.0)
+        recorder = Recorder(store)
+        try:
+            store.ensure_model(name="m", task="binary", feature_names=["a", "b"])
+            recorder.start()
+            assert asyncio.run(_record_one(recorder, "before")) is True
+            proxy.freeze()
+
+            async def through_a_frozen_connection() -> list[object]:
+                futures = [_record_one(recorder, f"r{i}") for i in range(3)]
+                waiting = asyncio.gather(*futures, return_exceptions=True)
+                return list(await asyncio.wait_for(waiting, timeout=30.0))
+
+            with caplog.at_level(logging.WARNING):
+                try:
+                    results = asyncio.run(through_a_frozen_connection())
+                finally:
+                    proxy.thaw()  # a writer still waiting goes on, so the test ends
+            assert all(isinstance(r, StoreUnavailableError) for r in results), results
+            assert all("deadline" in str(r) for r in results), results
+            logged = [r for r in caplog.records if r.levelno >= logging.WARNING]
+            assert any("deadline of 6 s" in r.getMessage() for r in logged), logged
+            assert asyncio.run(_record_one(recorder, "after")) is True  # the pool recovered
+        finally:
+            proxy.thaw()
+            recorder.close()
+            store.close()

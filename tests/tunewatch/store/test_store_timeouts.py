@@ -1,8 +1,11 @@
 """A write blocked by a lock fails with ``StoreUnavailableError`` (503) after the store's
-lock timeout, on both backends, instead of waiting for as long as the lock is held."""
+lock timeout, on both backends, instead of waiting for as long as the lock is held; on
+PostgreSQL a scoring log write whose connection stops answering (a frozen proxy) fails
+with it too, at a client-side deadline."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -13,7 +16,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import make_url
+from frozen_proxy import FreezableProxy
+from sqlalchemy import event, make_url
 
 from tunewatch import StoreUnavailableError
 from tunewatch.store import LabelItem, RequestRecord, Store, make_engine
@@ -172,3 +176,86 @@ def test_a_read_only_postgresql_is_unavailable_not_an_error(pg_url: str) -> None
             store.ensure_model(name="m", task="binary", feature_names=["a"])
     finally:
         store.close()
+
+
+#: The frozen-proxy tests' lock timeout, and how long they wait for a write through a
+#: frozen connection before they give up (thawing the proxy, so a write that waits with
+#: no limit fails the test instead of hanging it).
+FROZEN_LOCK_TIMEOUT_S = 1.0
+FROZEN_GIVE_UP_S = 30.0
+
+
+def _freeze_at(store: Store, proxy: FreezableProxy, frozen_at: str) -> None:
+    """Freeze ``proxy`` once, at a step of the store's next scoring log write: its
+    checkout (the pool's pre-ping), the ``INSERT`` of its requests or its ``COMMIT``."""
+    if frozen_at == "checkout":
+        proxy.freeze()
+        return
+    pending = [True]
+
+    def freeze(*args: Any) -> None:
+        if pending and (frozen_at == "commit" or args[2].startswith("INSERT INTO requests")):
+            pending.clear()
+            proxy.freeze()
+
+    event.listen(
+        store.engine, "commit" if frozen_at == "commit" else "before_cursor_execute", freeze
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("frozen_at", ["checkout", "insert", "commit"])
+def test_a_scoring_log_write_through_a_frozen_connection_fails_as_unavailable_by_its_deadline(
+    pg_url: str, caplog: pytest.LogCaptureFixture, frozen_at: str
+) -> None:
+    """A proxy (pgbouncer, a middlebox) that keeps the connection open but stops
+    forwarding: no server-side timeout answers through it, and keepalives see a live
+    peer. The group commit waited forever: every scoring request with it, nothing logged.
+    A client-side deadline (lock timeout + 5 s) shuts the connection down, whatever step
+    it hangs in; the pool drops it, and once the proxy forwards again writes succeed."""
+    with FreezableProxy() as proxy:
+        # a reconnect through the frozen proxy gives up within 2 s, not libpq's 10 s
+        store = Store.open(
+            f"{proxy.url(pg_url)}&connect_timeout=2", lock_timeout_s=FROZEN_LOCK_TIMEOUT_S
+        )
+        invalidated: list[object] = []
+        try:
+            store.ensure_model(name="m", task="binary", feature_names=["a"])
+            assert store.write_records([_record("r1")], []) == [True]
+            event.listen(store.engine, "invalidate", lambda *args: invalidated.append(args[0]))
+            _freeze_at(store, proxy, frozen_at)
+            with caplog.at_level(logging.WARNING, logger="tunewatch.store"):
+                error, elapsed = _frozen_call(
+                    lambda: store.write_records([_record("r2")], []), proxy.thaw
+                )
+            proxy.thaw()
+            assert isinstance(error, StoreUnavailableError), repr(error)
+            assert "deadline of 6 s" in error.message, error.message
+            assert elapsed < FROZEN_LOCK_TIMEOUT_S + 15, f"the write waited {elapsed:.1f} s"
+            assert any("deadline of 6 s" in r.getMessage() for r in caplog.records)
+            assert len(invalidated) == 1  # the broken connection left the pool
+            assert store.write_records([_record("r3")], []) == [True]
+            # a COMMIT the proxy held may reach the server once it forwards again (as on
+            # any connection lost in a commit: the client cannot know); nothing else does
+            if frozen_at != "commit":
+                assert store.get_request("m", "r2") is None
+        finally:
+            proxy.thaw()
+            store.close()
+
+
+def _frozen_call(
+    call: Callable[[], object], thaw: Callable[[], None]
+) -> tuple[BaseException, float]:
+    """What ``call`` raises through a frozen proxy, and the seconds it took to raise it."""
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        future = pool.submit(call)
+        try:
+            error = future.exception(timeout=FROZEN_GIVE_UP_S)
+        except TimeoutError:
+            thaw()  # lets the blocked write finish, so the pool can shut down
+            pytest.fail(f"the write through a frozen proxy still waited after {FROZEN_GIVE_UP_S} s")
+        elapsed = time.monotonic() - started
+    assert error is not None, "the write succeeded through a frozen proxy"
+    return error, elapsed
