@@ -58,20 +58,27 @@ def _table_locked(store_url: str) -> Iterator[Callable[[], None]]:
         locker.close()
 
 
-def _blocked_call(call: Callable[[], object], release: Callable[[], None]) -> BaseException:
-    """What ``call`` raises while the lock is held, and the seconds it took to raise it."""
+def _blocked_call(
+    call: Callable[[], object],
+    release: Callable[[], None],
+    *,
+    give_up_s: float = GIVE_UP_S,
+    blocked_by: str = "another session's lock",
+) -> tuple[BaseException, float]:
+    """What ``call`` raises while ``blocked_by`` holds it up, and the seconds it took to
+    raise it; after ``give_up_s`` the test fails, releasing the block first so the worker
+    thread can end."""
     with ThreadPoolExecutor(1) as pool:
         started = time.monotonic()
         future = pool.submit(call)
         try:
-            error = future.exception(timeout=GIVE_UP_S)
+            error = future.exception(timeout=give_up_s)
         except TimeoutError:
             release()  # lets the blocked write finish, so the pool can shut down
-            pytest.fail(f"the blocked write was still waiting after {GIVE_UP_S} s")
+            pytest.fail(f"the write held up by {blocked_by} still waited after {give_up_s} s")
         elapsed = time.monotonic() - started
-    assert error is not None, "the write succeeded while another session held the lock"
-    assert elapsed < GIVE_UP_S / 2, f"the write waited {elapsed:.1f} s"
-    return error
+    assert error is not None, f"the write succeeded though held up by {blocked_by}"
+    return error, elapsed
 
 
 @pytest.fixture
@@ -91,7 +98,10 @@ def test_a_scoring_log_write_blocked_by_a_lock_fails_as_unavailable_after_the_ti
     """The recorder's group commit: on PostgreSQL a `LOCK TABLE`, a plain `CREATE INDEX`
     or `VACUUM FULL` made every scoring request wait with no limit."""
     with _table_locked(store_url) as release:
-        error = _blocked_call(lambda: timed_store.write_records([_record("r2")], []), release)
+        error, elapsed = _blocked_call(
+            lambda: timed_store.write_records([_record("r2")], []), release
+        )
+        assert elapsed < GIVE_UP_S / 2, f"the write waited {elapsed:.1f} s"
     assert isinstance(error, StoreUnavailableError), repr(error)
     assert "timeout" in error.message or "locked" in error.message, error.message
     assert timed_store.write_records([_record("r2")], []) == [True]  # the store recovers
@@ -103,7 +113,10 @@ def test_a_label_write_blocked_by_a_lock_fails_as_unavailable_after_the_timeout(
     """Every writing transaction, not only the scoring log's, has the lock timeout
     (PostgreSQL's `lock_not_available`); the label's foreign key reads `requests`."""
     with _table_locked(store_url) as release:
-        error = _blocked_call(lambda: timed_store.add_labels("m", [LabelItem("r1", 1.0)]), release)
+        error, elapsed = _blocked_call(
+            lambda: timed_store.add_labels("m", [LabelItem("r1", 1.0)]), release
+        )
+        assert elapsed < GIVE_UP_S / 2, f"the write waited {elapsed:.1f} s"
     assert isinstance(error, StoreUnavailableError), repr(error)
     if timed_store.dialect == "postgresql":
         assert isinstance(error.__cause__, Exception)
@@ -225,8 +238,11 @@ def test_a_scoring_log_write_through_a_frozen_connection_fails_as_unavailable_by
             event.listen(store.engine, "invalidate", lambda *args: invalidated.append(args[0]))
             _freeze_at(store, proxy, frozen_at)
             with caplog.at_level(logging.WARNING, logger="tunewatch.store"):
-                error, elapsed = _frozen_call(
-                    lambda: store.write_records([_record("r2")], []), proxy.thaw
+                error, elapsed = _blocked_call(
+                    lambda: store.write_records([_record("r2")], []),
+                    proxy.thaw,
+                    give_up_s=FROZEN_GIVE_UP_S,
+                    blocked_by="a frozen proxy",
                 )
             proxy.thaw()
             assert isinstance(error, StoreUnavailableError), repr(error)
@@ -242,20 +258,3 @@ def test_a_scoring_log_write_through_a_frozen_connection_fails_as_unavailable_by
         finally:
             proxy.thaw()
             store.close()
-
-
-def _frozen_call(
-    call: Callable[[], object], thaw: Callable[[], None]
-) -> tuple[BaseException, float]:
-    """What ``call`` raises through a frozen proxy, and the seconds it took to raise it."""
-    with ThreadPoolExecutor(1) as pool:
-        started = time.monotonic()
-        future = pool.submit(call)
-        try:
-            error = future.exception(timeout=FROZEN_GIVE_UP_S)
-        except TimeoutError:
-            thaw()  # lets the blocked write finish, so the pool can shut down
-            pytest.fail(f"the write through a frozen proxy still waited after {FROZEN_GIVE_UP_S} s")
-        elapsed = time.monotonic() - started
-    assert error is not None, "the write succeeded through a frozen proxy"
-    return error, elapsed
