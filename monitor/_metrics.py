@@ -46,8 +46,9 @@ LATENCY_BUCKETS = (
     60.0,
 )
 # A group commit takes a millisecond or so, unless it waits for a lock: the store's
-# lock timeout (SQLite's busy_timeout, PostgreSQL's lock_timeout) lets it wait 30 s, and a
-# quantile read from the histogram is capped at its largest finite bucket.
+# lock timeout (SQLite's busy_timeout, PostgreSQL's lock_timeout) lets it wait 30 s by
+# default (`store.lock_timeout_s`), and a quantile read from the histogram is capped at its
+# largest finite bucket (a longer configured wait reads as 30 s).
 COMMIT_BUCKETS = tuple(b for b in LATENCY_BUCKETS[1:] if b <= 30.0)
 
 

@@ -62,6 +62,7 @@ from tunewatch._config_tuning import TuningJobConfig as TuningJobConfig
 from tunewatch._errors import ConfigError
 from tunewatch.comparison import ComparisonConfig
 from tunewatch.store import MAX_MODEL_NAME, valid_model_name
+from tunewatch.store._engine import DEFAULT_LOCK_TIMEOUT_S
 
 CONFIG_VERSION = 1
 ENV_STORE_URL = "TUNEWATCH_STORE_URL"
@@ -78,6 +79,11 @@ class StoreConfig(_Frozen):
     # NORMAL: in WAL mode a commit survives a process crash (kill -9); only an OS crash or
     # power loss can lose the last commits. FULL syncs the WAL on every commit.
     sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    # How long a transaction waits for a lock: SQLite's busy_timeout, PostgreSQL's
+    # lock_timeout, counted in whole milliseconds (hence at least 0.001). A stop gives
+    # requests in flight this, the write deadline's margin and 5 s more (the daemon's
+    # `request_grace_s`): at most ten minutes, as a request held that long is no answer.
+    lock_timeout_s: float = Field(default=DEFAULT_LOCK_TIMEOUT_S, ge=0.001, le=600)
 
     @field_validator("url")
     @classmethod

@@ -31,7 +31,6 @@ from tunewatch.api import AppContext, create_asgi
 from tunewatch.api._front import InferenceFront
 from tunewatch.comparison import ComparisonRunner
 from tunewatch.store import Store
-from tunewatch.store._engine import DEFAULT_LOCK_TIMEOUT_S
 from tunewatch.store._governance import BOOTSTRAP_NAME, BOOTSTRAP_TOKEN_NAME
 from tunewatch.store._tokens import reads_as_bootstrap
 from tunewatch.store._write_deadline import WRITE_DEADLINE_MARGIN_S
@@ -44,19 +43,28 @@ logger = logging.getLogger(__name__)
 #: (``tunewatch.comparison.CLOCK_MARGIN``), against requests stamped by a replica's.
 CLOCK_WARNING = timedelta(minutes=5)
 
-#: How long requests in flight at SIGTERM get to be answered before uvicorn cancels them.
-#: A scoring request is answered once its records are committed, and a commit waits up
-#: to the store's lock timeout for a lock (on PostgreSQL at most the write's client-side
-#: deadline, 5 s more): given 5 s past that, a request held up by another process's lock
-#: ends in its acknowledgement or the recorder's 503 ``store_unavailable``. Cancelled (in
-#: 10 s, before), it got uvicorn's text/plain 500 and a traceback in the log, while its
-#: record could still be committed as the recorder closed: a retry was then refused as a
-#: duplicate.
-REQUEST_GRACE_S = math.ceil(DEFAULT_LOCK_TIMEOUT_S + WRITE_DEADLINE_MARGIN_S) + 5
+
+def request_grace_s(config: Config) -> int:
+    """How long requests in flight at SIGTERM get to be answered before uvicorn cancels
+    them (40 s with the default ``store.lock_timeout_s``, 30 s).
+
+    A scoring request is answered once its records are committed, and a commit waits up
+    to the store's lock timeout for a lock (on PostgreSQL at most the write's client-side
+    deadline, :data:`WRITE_DEADLINE_MARGIN_S` more): given 5 s past that, a request held up
+    by another process's lock ends in its acknowledgement or the recorder's 503
+    ``store_unavailable``. Cancelled (in 10 s, before), it got uvicorn's text/plain 500 and
+    a traceback in the log, while its record could still be committed as the recorder
+    closed: a retry was then refused as a duplicate.
+    """
+    return math.ceil(config.store.lock_timeout_s + WRITE_DEADLINE_MARGIN_S) + 5
 
 
 def open_store(config: Config) -> Store:
-    store = Store.open(config.store_url, sqlite_synchronous=config.store.sqlite_synchronous)
+    store = Store.open(
+        config.store_url,
+        sqlite_synchronous=config.store.sqlite_synchronous,
+        lock_timeout_s=config.store.lock_timeout_s,
+    )
     warn_on_clock_offset(store)
     return store
 
@@ -392,7 +400,8 @@ class Daemon:
             if self.config.scheduler.enabled:
                 # Workers get their time to stop while the scheduler's running jobs get
                 # theirs, not after it: 30 s and 20 s side by side, after up to
-                # REQUEST_GRACE_S (40 s) for requests in flight, within a 100 s stop.
+                # request_grace_s (40 s by default) for requests in flight, within a 100 s
+                # stop (with the default lock timeout).
                 workers = threading.Thread(target=self.launcher.stop, name="tunewatch-stop")
                 workers.start()
                 self.scheduler.shutdown()
@@ -492,5 +501,5 @@ def serve(config: Config, *, host: str | None = None, port: int | None = None) -
         access_log=False,
         log_level="info",
         lifespan="on",
-        timeout_graceful_shutdown=REQUEST_GRACE_S,
+        timeout_graceful_shutdown=request_grace_s(config),
     )

@@ -1,10 +1,13 @@
 """SIGTERM while a scoring request waits for its commit: the request still ends in JSON.
 
 A scoring request is answered only once its records are durable, and a commit waits up to
-the store's lock timeout (30 s) for the write lock. Stopped while another process held
-that lock, the daemon used to give requests in flight 10 s: uvicorn then cancelled them,
-answered a text/plain 500 and logged a traceback, and the record could still be committed
-during shutdown, so a retry was refused as a duplicate.
+the store's lock timeout (`store.lock_timeout_s`, 30 s by default) for the write lock.
+Stopped while another process held that lock, the daemon used to give requests in flight
+10 s: uvicorn then cancelled them, answered a text/plain 500 and logged a traceback, and
+the record could still be committed during shutdown, so a retry was refused as a
+duplicate. Here the store waits 12 s, not the default 30: longer than that old 10 s, so the
+test still fails should `serve` give a fixed grace again; that the grace period outlasts any
+configured timeout is tests/tunewatch/test_daemon_lock_timeout.py's.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ from tunewatch._example import ExampleModel, example_data
 from tunewatch.store import Store
 
 REQUEST_ID = "in-flight-at-sigterm"
-#: Longer than any answer takes: the store's lock timeout (30 s) and then some.
+#: The daemon's `store.lock_timeout_s`: the commit gives up on the held lock after it.
+LOCK_TIMEOUT_S = 12
+#: Longer than any answer takes: the default lock timeout (30 s) and then some, should the
+#: daemon not take the configured one.
 CLIENT_TIMEOUT_S = 90.0
 
 
@@ -62,7 +68,12 @@ def test_sigterm_while_a_request_waits_for_the_store_lock_answers_it_in_json(
     daemon.close()
     config = tmp_path / "tunewatch.yaml"
     # no scheduler: its jobs would wait on the held lock as well; this is about requests
-    raw = {"data_dir": str(data), "scheduler": {"enabled": False}, "tuning": {"workers": 0}}
+    raw = {
+        "data_dir": str(data),
+        "store": {"lock_timeout_s": LOCK_TIMEOUT_S},
+        "scheduler": {"enabled": False},
+        "tuning": {"workers": 0},
+    }
     config.write_text(yaml.safe_dump(raw))
     store_url = f"sqlite:///{data / 'tunewatch.db'}"
     port = _free_port()

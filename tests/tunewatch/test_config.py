@@ -934,3 +934,31 @@ def test_a_config_nested_too_deeply_is_a_config_error(tmp_path: Path) -> None:
     path.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(ConfigError, match=r"tunewatch\.yaml: not readable YAML: nested deeper"):
         load_config(path, env={})
+
+
+def test_the_store_lock_timeout_is_a_setting_of_30_s_by_default(tmp_path: Path) -> None:
+    """How long a transaction waits for a lock (SQLite's busy_timeout, PostgreSQL's
+    lock_timeout) was fixed at 30 s: the store took it, the config had no key for it."""
+    assert build_config({}, env={}).store.lock_timeout_s == 30
+    path = tmp_path / "tunewatch.yaml"
+    path.write_text("store:\n  lock_timeout_s: 2.5\n")
+    assert load_config(path, env={}).store.lock_timeout_s == 2.5
+
+
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [
+        (0, "greater than or equal to 0.001, got 0"),
+        (-1, "greater than or equal to 0.001, got -1"),
+        ("x", "a valid number, unable to parse string as a number, got 'x'"),
+        (float("inf"), "a finite number, got inf"),
+        (True, "a number, not a flag, got True"),
+        (601, "less than or equal to 600, got 601"),
+    ],
+    ids=["zero", "negative", "text", "inf", "flag", "past-ten-minutes"],
+)
+def test_a_store_lock_timeout_that_is_no_positive_finite_number_up_to_600_s_is_a_config_error(
+    value: object, rule: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"\n  store\.lock_timeout_s: Input should be {rule}"):
+        build_config({"store": {"lock_timeout_s": value}}, env={})
