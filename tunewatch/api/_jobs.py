@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from tunewatch.api._context import RowId, context
-from tunewatch.api._models import Limit, Operator, Reader
+from tunewatch.api._models import (
+    ALL_WHEN_EMPTY,
+    Filter,
+    Limit,
+    Operator,
+    Reader,
+    empty_is_none,
+)
 from tunewatch.api._route import ApiRoute
 from tunewatch.store import MAX_REASON_LENGTH, JobRow
 
 router = APIRouter(prefix="/v1", route_class=ApiRoute)
+JobStatus = Annotated[
+    Literal["queued", "running", "succeeded", "failed", "cancelled"] | None,
+    BeforeValidator(empty_is_none),
+    ALL_WHEN_EMPTY,
+]
 
 
 class RetuneRequest(BaseModel):
@@ -34,8 +46,8 @@ def job_json(j: JobRow) -> dict[str, Any]:
 def list_jobs(
     request: Request,
     _: Reader,
-    model: str | None = None,
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
+    model: Filter = None,
+    status: JobStatus = None,
     limit: Limit = 100,
 ) -> dict[str, Any]:
     rows = context(request).runtime.store.list_jobs(model=model, status=status, limit=limit)

@@ -9,7 +9,7 @@ from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
@@ -41,6 +41,24 @@ Registrar = Annotated[Principal, Depends(require("register"))]
 Operator = Annotated[Principal, Depends(require("operate"))]
 Approver = Annotated[Principal, Depends(require("approve"))]
 Limit = Annotated[int, Query(ge=1, le=10_000)]
+
+
+def empty_is_none(value: object) -> object:
+    """An empty query filter (``?type=``) read as none: it matched the empty string, and
+    a script whose variable was unset listed nothing, 200, where the dashboard's JSON
+    reads the same filter as "all"."""
+    return None if value == "" else value
+
+
+# a list route's filter: ``?name=`` means all, as no filter does; other values are read
+# (and a Literal's checked) as before
+ALL_WHEN_EMPTY = Query(description="Empty or absent: all.")
+Filter = Annotated[str | None, BeforeValidator(empty_is_none), ALL_WHEN_EMPTY]
+ApprovalStatus = Annotated[
+    Literal["pending", "approved", "rejected"] | None,
+    BeforeValidator(empty_is_none),
+    ALL_WHEN_EMPTY,
+]
 
 
 class _Body(BaseModel):
@@ -279,8 +297,8 @@ def rollback(model: str, body: Rollback, request: Request, principal: Operator) 
 def list_approvals(
     request: Request,
     _: Reader,
-    model: str | None = None,
-    status: Literal["pending", "approved", "rejected"] | None = None,
+    model: Filter = None,
+    status: ApprovalStatus = None,
     limit: Limit = 100,
 ) -> dict[str, Any]:
     rows = context(request).runtime.store.list_approvals(model=model, status=status, limit=limit)
@@ -347,8 +365,8 @@ def retire(
 def list_events(
     request: Request,
     _: Reader,
-    model: str | None = None,
-    type: str | None = None,
+    model: Filter = None,
+    type: Filter = None,
     limit: Limit = 100,
 ) -> dict[str, Any]:
     events = context(request).runtime.store.list_events(model=model, type=type, limit=limit)

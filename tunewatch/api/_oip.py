@@ -201,6 +201,33 @@ def _check_output_parameters(output: dict[str, Any], where: str) -> None:
         )
 
 
+def _output_names(wanted: Any, signature: Signature) -> list[str] | None:
+    """The request's ``outputs`` as names (absent: ``None``, all), each the signature's
+    and named once: a repeat was answered again, so 8 MiB of ``{"name": ...}`` entries
+    asked for a ~27 GB answer, built in memory before it was sent."""
+    if wanted is None:
+        return None
+    if not isinstance(wanted, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in wanted
+    ):
+        raise ApiError(400, "invalid_request", '`outputs` must be a list of {"name": ...}')
+    known = {o.name for o in signature.outputs}
+    names = [o["name"] for o in wanted]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ApiError(
+            400, "unknown_output", f"unknown outputs {unknown}; the model has {sorted(known)}"
+        )
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ApiError(400, "invalid_request", f"output {name!r} requested more than once")
+        seen.add(name)
+    for i, output in enumerate(wanted):
+        _check_output_parameters(output, f"outputs[{i}].parameters")
+    return names
+
+
 def decode_infer_request(
     body: bytes, header_length: int | None, signature: Signature, *, max_rows: int
 ) -> tuple[str, np.ndarray, list[str] | None, str | None]:
@@ -301,22 +328,7 @@ def decode_infer_request(
                 f"`shape` {list(shape)} needs {size} values, `data` has {array.size}",
             )
         array = array.reshape(shape)
-    wanted = req.get("outputs")
-    names: list[str] | None = None
-    if wanted is not None:
-        if not isinstance(wanted, list) or not all(
-            isinstance(o, dict) and isinstance(o.get("name"), str) for o in wanted
-        ):
-            raise ApiError(400, "invalid_request", '`outputs` must be a list of {"name": ...}')
-        known = {o.name for o in signature.outputs}
-        names = [o["name"] for o in wanted]
-        unknown = [n for n in names if n not in known]
-        if unknown:
-            raise ApiError(
-                400, "unknown_output", f"unknown outputs {unknown}; the model has {sorted(known)}"
-            )
-        for i, output in enumerate(wanted):
-            _check_output_parameters(output, f"outputs[{i}].parameters")
+    names = _output_names(req.get("outputs"), signature)
     params = _parameters(req.get("parameters"), "parameters")
     unit = params.get("unit_key")
     if unit is not None and not (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -409,3 +410,55 @@ def test_an_output_s_binary_data_parameter_is_still_answered_in_json(running: Ru
     )
     assert r.status_code == 200, r.text
     assert [o["name"] for o in r.json()["outputs"]] == ["probabilities"]
+
+
+def _binary_request(rid: str, x: np.ndarray, **extra: object) -> tuple[bytes, dict[str, str]]:
+    """A binary-extension request: the JSON header, then the input's raw bytes."""
+    tensor = {"name": "input", "shape": list(x.shape), "datatype": "FP32"}
+    head = {
+        "id": rid,
+        "inputs": [{**tensor, "parameters": {"binary_data_size": x.nbytes}}],
+        **extra,
+    }
+    header = json.dumps(head).encode()
+    return header + x.tobytes(), {"Inference-Header-Content-Length": str(len(header))}
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+@pytest.mark.parametrize(
+    "path",
+    [f"/v2/models/{MODEL}/infer", f"/v2/models/{MODEL}/versions/1/infer"],
+    ids=["champion", "pinned"],
+)
+def test_an_output_requested_twice_is_refused_before_scoring(
+    running: Running, path: str, binary: bool
+) -> None:
+    """Each repeat of a requested output was encoded again: 25 bytes of request added a
+    copy of the output (82 KB at 4,096 rows), and an 8 MiB request asked for ~27 GB."""
+    x = np.clip(example_data(2, seed=9)[0], -9, 9).astype(np.float32)
+    rid = f"twice-{binary}-{'pinned' if 'versions' in path else 'champion'}"
+    wanted = [{"name": "probabilities"}, {"name": "label"}, {"name": "probabilities"}]
+    if binary:
+        content, headers = _binary_request(rid, x, outputs=wanted)
+    else:
+        content, headers = json.dumps(_infer_body(rid, x, "FP32", outputs=wanted)).encode(), {}
+    r = httpx.post(
+        f"{running.url}{path}", content=content, headers={**headers, **running.auth("scorer")}
+    )
+    assert r.status_code == 400, r.text
+    assert r.json() == {
+        "error": "output 'probabilities' requested more than once",
+        "code": "invalid_request",
+    }
+    assert running.daemon.store.get_request(MODEL, rid) is None
+    assert running.daemon.store.get_outputs(MODEL, rid) == []
+    once = wanted[:2]  # each named once: answered in the order asked
+    if binary:
+        content, headers = _binary_request(rid, x, outputs=once)
+    else:
+        content, headers = json.dumps(_infer_body(rid, x, "FP32", outputs=once)).encode(), {}
+    r = httpx.post(
+        f"{running.url}{path}", content=content, headers={**headers, **running.auth("scorer")}
+    )
+    assert r.status_code == 200, r.text
+    assert [o["name"] for o in r.json()["outputs"]] == ["probabilities", "label"]
