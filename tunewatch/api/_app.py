@@ -92,6 +92,64 @@ class HttpMetricsMiddleware:
         self.metrics.http_errors.labels(code if isinstance(code, str) else "unknown").inc()
 
 
+class HeadAsGetMiddleware:
+    """Answers HEAD wherever GET is answered, as GET would without the body (RFC 9110
+    §9.1: a general-purpose server must support both; §9.3.2: the same header fields).
+
+    FastAPI routes take only the methods they declare, so ``HEAD /healthz`` was a 405
+    and a load balancer probing with HEAD saw the daemon down. A HEAD request runs as
+    GET (the same route, the same authentication, a GET route's lack of side effects)
+    and its answer is passed on with its status and headers, ``Content-Length`` among
+    them, and an empty body. A path that takes no GET answers HEAD 405 as it answers
+    GET; every 405 whose ``Allow`` names GET names HEAD after it, since HEAD is taken
+    there. The inference routes never reach this app (:class:`InferenceFront`)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+        elif scope["method"] == "HEAD":
+            await self.app({**scope, "method": "GET"}, receive, _bodiless(send))
+        else:
+            await self.app(scope, receive, _allowing_head(send))
+
+
+def _bodiless(send: Send) -> Send:
+    """``send`` passing on the answer's start and one empty body for its last part."""
+
+    async def head(message: Message) -> None:
+        if message["type"] != "http.response.body":
+            await send(_allowing_head_in(message))
+        elif not message.get("more_body", False):
+            await send({"type": "http.response.body", "body": b""})
+
+    return head
+
+
+def _allowing_head(send: Send) -> Send:
+    async def allowing(message: Message) -> None:
+        await send(_allowing_head_in(message))
+
+    return allowing
+
+
+def _allowing_head_in(message: Message) -> Message:
+    """A 405's start with HEAD added after GET in ``Allow``; any other message as is."""
+    if message["type"] != "http.response.start" or message["status"] != 405:
+        return message
+    headers = []
+    for name, value in message.get("headers", []):
+        if name.lower() == b"allow":
+            methods = [m.strip() for m in value.split(b",")]
+            if b"GET" in methods and b"HEAD" not in methods:
+                methods.insert(methods.index(b"GET") + 1, b"HEAD")
+                value = b", ".join(methods)
+        headers.append((name, value))
+    return {**message, "headers": headers}
+
+
 def _templates(routes: Iterable[Route]) -> dict[object, str]:
     """Plain Starlette routes' path templates by endpoint: the router sets no
     ``scope["route"]`` for them, only the endpoint, so a handler serving two paths would
@@ -264,6 +322,7 @@ def create_app(
     )
     templates = _templates((*_oip.routes, *_records.routes, *_alerts.routes))
     app.add_middleware(HttpMetricsMiddleware, metrics=ctx.runtime.metrics, templates=templates)
+    app.add_middleware(HeadAsGetMiddleware)  # outermost: the metrics see the error bodies
     return app
 
 
