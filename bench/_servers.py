@@ -7,6 +7,7 @@ shadow. ``tunewatch``: the real daemon, with recording and shadowing switched by
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 
 import numpy as np
@@ -52,16 +53,22 @@ def main() -> None:
     parser.add_argument("--no-recording", action="store_true")
     parser.add_argument("--no-shadow", action="store_true")
     args = parser.parse_args()
+    # the baseline runs uvicorn's own httptools protocol; tunewatch the one it ships with
+    http: type[asyncio.Protocol] | str = "httptools"
     if args.kind == "baseline":
         app = baseline_app(args.model)
     else:
         from tunewatch._config import load_config
         from tunewatch._daemon import Daemon
+        from tunewatch.api._http_protocol import BoundedHttpToolsProtocol
 
         app = Daemon(
             load_config(args.config), recording=not args.no_recording, shadowing=not args.no_shadow
         ).app
-    uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+        http = BoundedHttpToolsProtocol
+    uvicorn.run(
+        app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False, http=http
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,8 @@ from typing import Any
 
 import uvicorn
 
+from tunewatch.api._http_protocol import BoundedHttpToolsProtocol
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -29,6 +31,7 @@ class BackgroundServer:
                 log_level="warning",
                 access_log=False,
                 lifespan="on",
+                http=BoundedHttpToolsProtocol,  # as `tunewatch serve` runs it
             )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -484,6 +484,8 @@ def serve(config: Config, *, host: str | None = None, port: int | None = None) -
     """Run the daemon in the foreground until SIGINT/SIGTERM."""
     import uvicorn
 
+    from tunewatch.api._http_protocol import BoundedHttpToolsProtocol
+
     if not config.scheduler.enabled and config.tuning.workers:
         # the launcher is a task of the leader's: a retune answered "taken" here stays
         # queued, holding a quota slot, until a leader starts it (the demo, which runs
@@ -502,4 +504,5 @@ def serve(config: Config, *, host: str | None = None, port: int | None = None) -
         log_level="info",
         lifespan="on",
         timeout_graceful_shutdown=request_grace_s(config),
+        http=BoundedHttpToolsProtocol,  # httptools, with a bound on each request's head
     )
