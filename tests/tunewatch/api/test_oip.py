@@ -438,13 +438,18 @@ def test_an_output_requested_twice_is_refused_before_scoring(
     x = np.clip(example_data(2, seed=9)[0], -9, 9).astype(np.float32)
     rid = f"twice-{binary}-{'pinned' if 'versions' in path else 'champion'}"
     wanted = [{"name": "probabilities"}, {"name": "label"}, {"name": "probabilities"}]
-    if binary:
-        content, headers = _binary_request(rid, x, outputs=wanted)
-    else:
-        content, headers = json.dumps(_infer_body(rid, x, "FP32", outputs=wanted)).encode(), {}
-    r = httpx.post(
-        f"{running.url}{path}", content=content, headers={**headers, **running.auth("scorer")}
-    )
+
+    def infer(outputs: list[dict[str, str]]) -> httpx.Response:
+        if binary:
+            content, headers = _binary_request(rid, x, outputs=outputs)
+        else:
+            body = _infer_body(rid, x, "FP32", outputs=outputs)
+            content, headers = json.dumps(body).encode(), {}
+        return httpx.post(
+            f"{running.url}{path}", content=content, headers={**headers, **running.auth("scorer")}
+        )
+
+    r = infer(wanted)
     assert r.status_code == 400, r.text
     assert r.json() == {
         "error": "output 'probabilities' requested more than once",
@@ -452,13 +457,6 @@ def test_an_output_requested_twice_is_refused_before_scoring(
     }
     assert running.daemon.store.get_request(MODEL, rid) is None
     assert running.daemon.store.get_outputs(MODEL, rid) == []
-    once = wanted[:2]  # each named once: answered in the order asked
-    if binary:
-        content, headers = _binary_request(rid, x, outputs=once)
-    else:
-        content, headers = json.dumps(_infer_body(rid, x, "FP32", outputs=once)).encode(), {}
-    r = httpx.post(
-        f"{running.url}{path}", content=content, headers={**headers, **running.auth("scorer")}
-    )
+    r = infer(wanted[:2])  # each named once: answered in the order asked
     assert r.status_code == 200, r.text
     assert [o["name"] for o in r.json()["outputs"]] == ["probabilities", "label"]
