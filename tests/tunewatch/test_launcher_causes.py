@@ -131,7 +131,9 @@ def test_a_worker_whose_job_was_queued_again_as_stale_is_not_a_failed_start(
     exit counts no failed start, and no start waits on it."""
     launcher, job_id, _ = run_worker("oom")
     store.heartbeat_job(job_id)
-    [again] = store.requeue_stale_jobs(older_than=timedelta(0), max_crashes=MAX_CRASHES)
+    # a cutoff a second ahead: a heartbeat stamped in this same millisecond is stale too
+    # (with `older_than=0` it was not, by the database's millisecond clock: a flaky test)
+    [again] = store.requeue_stale_jobs(older_than=-timedelta(seconds=1), max_crashes=MAX_CRASHES)
     assert (again.status, again.crashes) == ("queued", 1)
     caplog.set_level(logging.INFO, logger="tunewatch._launcher")
     assert launcher.tick() == [job_id]  # the next worker, at once

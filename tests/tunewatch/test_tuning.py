@@ -804,7 +804,7 @@ def _failed_as_stale_during(
 
     def slow(job: Any, *args: Any) -> Any:
         result = real(job, *args) if then is None else None
-        [failed] = daemon.store.requeue_stale_jobs(older_than=timedelta(0), max_crashes=1)
+        [failed] = daemon.store.requeue_stale_jobs(older_than=-timedelta(seconds=1), max_crashes=1)
         assert failed.status == "failed"
         if then is not None:
             raise then
