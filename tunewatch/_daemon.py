@@ -21,6 +21,7 @@ from tunewatch._config import ENV_ADMIN_TOKEN, Config
 from tunewatch._errors import ConfigError, ConflictError, NotFoundError
 from tunewatch._evaluation import Evaluator
 from tunewatch._launcher import STALE_HEARTBEATS, JobLauncher
+from tunewatch._outage_log import OutageLog
 from tunewatch._recorder import Recorder
 from tunewatch._registry import Registry
 from tunewatch._report import refresh_reports
@@ -212,7 +213,8 @@ class Daemon:
         shadowing: bool = True,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        # ``now``: the wall clock the scheduled jobs count their runs by
+        # ``now``: the wall clock the scheduled jobs count their runs by (and the refresh
+        # loop times an outage by)
         self.config = config
         self.store = open_store(config)
         with contextlib.ExitStack() as refused:  # no store left open behind an error
@@ -335,6 +337,12 @@ class Daemon:
         self._started = False
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
+        self._refresh_outage = OutageLog(
+            logger,
+            what="lineup refresh",
+            retry=f"serving the current lineups, retrying every {config.scoring.refresh_s} s",
+            now=now,
+        )
 
     def _lineup_changed(self, model: str) -> None:
         """After the loop promoted or rolled back: serve the new lineup and write the
@@ -415,13 +423,19 @@ class Daemon:
 
     def _refresh_loop(self) -> None:
         while not self._stop.wait(self.config.scoring.refresh_s):
-            try:
-                changed = self.runtime.refresh()
-            except Exception:  # a loop boundary: log, keep serving the current lineups
-                logger.exception("refreshing lineups from the store failed; retrying")
-                continue
-            if changed:
-                logger.info("lineups changed in the store, reloaded: %s", changed)
+            self._refresh_once()
+
+    def _refresh_once(self) -> None:
+        """One turn of the refresh loop, a loop boundary: a failure is logged (once an
+        outage, :class:`OutageLog`) and the current lineups stay served."""
+        try:
+            changed = self.runtime.refresh()
+        except Exception as exc:
+            self._refresh_outage.failed(exc)
+            return
+        self._refresh_outage.succeeded()
+        if changed:
+            logger.info("lineups changed in the store, reloaded: %s", changed)
 
 
 #: How many drift reports :func:`share_cached_artefacts` reads per query.
