@@ -85,9 +85,9 @@ class JobLauncher:
 
     def tick(self) -> list[int]:
         """Reap finished workers, queue again (or fail, past :data:`MAX_CRASHES`) running
-        jobs whose workers stopped heartbeating (any worker, on any host) and start new
-        workers; returns the job ids started. Does nothing once the launcher is
-        stopping."""
+        jobs whose workers stopped heartbeating (any worker, on any host; this host's is
+        killed) and start new workers; returns the job ids started. Does nothing once the
+        launcher is stopping."""
         if self._stopping:
             return []
         with self._lock:
@@ -103,6 +103,7 @@ class JobLauncher:
         # after the reap, which knows how this host's dead workers ended
         stale = timedelta(seconds=self.stale_after_s)
         for job in self.store.requeue_stale_jobs(older_than=stale, max_crashes=MAX_CRASHES):
+            self._kill_silent(job)
             self._announce_crash(job)
         started = []
         for job in self.store.list_jobs(status="queued", limit=50, oldest_first=True):
@@ -121,6 +122,52 @@ class JobLauncher:
             started.append(job.id)
             logger.info("started a worker for job %d (pid %d)", job.id, proc.pid)
         return started
+
+    def _kill_silent(self, job: JobRow) -> None:
+        """Kill and reap this host's worker of ``job``, just queued again (or failed) as
+        stale: no worker of the job heartbeated for ``stale_after_s``, so it is hung (or
+        stopped, SIGSTOP: hence SIGKILL, which a stopped process does not wait to be
+        continued for). Left running it held its job, never started again, and a slot of
+        the quota, for good. Its crash is the one the requeue counted: it is not reaped as
+        a worker that died (:meth:`_reap`)."""
+        with self._lock:
+            proc = self._procs.pop(job.id, None)
+            stderr = self._stderr.pop(job.id, None)
+            self._crashes_at_start.pop(job.id, None)
+        if proc is None:  # not this host's, or reaped already
+            return
+        self._failed_starts.pop(job.id, None)  # it had claimed the job
+        try:
+            tail = _tail(stderr)
+        except OSError:
+            logger.exception("could not read the stderr of the worker of job %d", job.id)
+            tail = ""
+        finally:
+            if stderr is not None:
+                stderr.close()
+        proc.kill()
+        try:  # a process in uninterruptible sleep dies when its I/O returns
+            proc.wait(self.stop_timeout_s)
+        except subprocess.TimeoutExpired:  # reaped by `subprocess` after it is dropped
+            logger.error(
+                "job=%d model=%s: its worker (pid %d) stopped heartbeating and was sent "
+                "SIGKILL, but had not exited after %.0f s; left to exit",
+                job.id,
+                job.model,
+                proc.pid,
+                self.stop_timeout_s,
+            )
+            return
+        logger.warning(
+            "job=%d model=%s: its worker (pid %d) stopped heartbeating for %.0f s and was "
+            "killed; the job is %s; the worker's stderr ends:\n%s",
+            job.id,
+            job.model,
+            proc.pid,
+            self.stale_after_s,
+            job.status,
+            tail or "(nothing)",
+        )
 
     def _reap(self, job_id: int, proc: subprocess.Popen[bytes], stderr: Any) -> None:
         """Count a worker that failed before claiming its job (the job is still queued);

@@ -8,6 +8,7 @@ library's sqlite3, so that it starts in milliseconds, then dies as told."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import time
@@ -21,7 +22,8 @@ from tunewatch._launcher import MAX_CRASHES, JobLauncher, describe_exit, worker_
 from tunewatch.store import Store
 
 #: argv: the database file, how to die (``oom``, ``oom-joining``: after another worker
-#: claimed the job, ``crash``), the job id (appended by the launcher).
+#: claimed the job, ``crash``; ``hang``: stop itself, SIGSTOP, once it claimed the job, as
+#: a worker hung with no heartbeat), the job id (appended by the launcher).
 WORKER = [
     sys.executable,
     "-c",
@@ -33,6 +35,9 @@ me = f"{socket.gethostname()}:{os.getpid()}"
 if how == "oom-joining":  # another worker claimed the job first: this one joins its study
     db.execute("UPDATE jobs SET status = 'running', worker = 'cli-host:1' WHERE id = ?", (job,))
 db.execute("UPDATE jobs SET status = 'running', worker = ? WHERE id = ?", (me, job))
+if how == "hang":
+    os.kill(os.getpid(), signal.SIGSTOP)
+    sys.exit(0)
 if how.startswith("oom"):
     print("MemoryError: Unable to allocate 7.45 GiB for an array", file=sys.stderr, flush=True)
     os.kill(os.getpid(), signal.SIGKILL)
@@ -226,6 +231,69 @@ def test_a_dead_worker_leaves_alone_a_job_another_worker_claimed_since(
     assert store.list_events(model="m", type="retune_failed") == []
     [logged] = [m for m in _messages(caplog, logging.WARNING) if f"job={job_id}" in m]
     assert "SIGKILL (-9)" in logged and "MemoryError" in logged
+
+
+def _wait_until_stopped(pid: int) -> None:
+    """Until the worker ``pid`` has claimed its job and stopped itself (it stays unreaped)."""
+    _, status = os.waitpid(pid, os.WUNTRACED)
+    assert os.WIFSTOPPED(status), f"worker {pid} ended instead of stopping: {status:#x}"
+
+
+def test_a_local_worker_whose_job_went_stale_is_killed_and_its_job_started_again(
+    store: Store, sqlite_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker on the leader's host hung (stopped, or stuck with no heartbeat): its job was
+    queued again as stale, but the hung process stayed among the launcher's workers, so
+    the job was never started again (a worker for it was "running") and the process held
+    one of the quota's slots for good. It is killed and reaped, its crash counted once
+    (by the requeue, not again by the reap), and the job's next worker starts."""
+    job, _ = store.create_job(model="m", kind="retune", trigger={}, spec={})
+    now = [1000.0]  # the launcher's monotonic clock, in seconds
+    launcher = JobLauncher(
+        store=store,
+        config_path=tmp_path / "unused.yaml",
+        workers=1,
+        stale_after_s=3600.0,
+        command=[*WORKER, sqlite_url.removeprefix("sqlite:///"), "hang"],
+        clock=lambda: now[0],
+    )
+    procs = []
+    try:
+        assert launcher.tick() == [job.id]
+        hung = launcher._procs[job.id]
+        procs.append(hung)
+        _wait_until_stopped(hung.pid)
+        assert store.get_job(job.id).worker == worker_id(hung.pid)
+        store.heartbeat_job(job.id)  # its last heartbeat
+        caplog.set_level(logging.INFO, logger="tunewatch._launcher")
+        # a cutoff a second ahead: its claim's heartbeat is stale (no waiting 6 heartbeats)
+        launcher.stale_after_s = -1.0
+        assert launcher.tick() == []  # its next worker waits `retry_after_s`, as after a crash
+        launcher.stale_after_s = 3600.0
+        row = store.get_job(job.id)
+        assert (row.status, row.worker, row.crashes) == ("queued", None, 1)
+        assert row.error is not None and "stopped heartbeating" in row.error
+        assert hung.returncode == -signal.SIGKILL  # killed and reaped
+        assert launcher._procs == {} and launcher._stderr == {}  # its quota slot is free
+        [logged] = [m for m in _messages(caplog, logging.WARNING) if f"pid {hung.pid}" in m]
+        assert f"job={job.id}" in logged and "killed" in logged
+        now[0] += launcher.retry_after_s
+        assert launcher.tick() == [job.id]
+        fresh = launcher._procs[job.id]
+        procs.append(fresh)
+        assert fresh.pid != hung.pid
+        _wait_until_stopped(fresh.pid)
+        row = store.get_job(job.id)
+        assert (row.status, row.worker, row.crashes) == ("running", worker_id(fresh.pid), 1)
+        assert launcher._failed_starts == {}  # the killed worker's reap is no failed start
+        assert store.list_events(model="m", type="retune_failed") == []
+        [event] = store.list_events(model="m", type="retune_interrupted")
+        assert event.payload["job"] == job.id
+    finally:
+        for proc in procs:  # no stopped process outlives the test
+            proc.kill()
+            proc.wait()
+        launcher.stop()
 
 
 def test_an_exit_status_is_described_with_its_signal_name() -> None:
