@@ -17,12 +17,16 @@ from typing import Any, Literal
 from monitor import ServingMetrics
 from tunewatch._config import Config
 from tunewatch._errors import ConflictError
-from tunewatch.store import Event, Store
+from tunewatch.store import Event, JobRow, Store
 
 logger = logging.getLogger(__name__)
 
 # An owed retune's job, if queued, is among the model's newest: the quota keeps jobs few.
 _JOBS_SINCE_EVENT = 50
+# How far the clock that stamps an event (its host's) may run ahead of the one that stamps
+# its job (the database's) for a job known by no key of the event's to count as queued
+# after it (see Dispatcher.owed). Only this fallback compares the two clocks.
+_CLOCK_SKEW = timedelta(minutes=1)
 
 # The outcomes that settle a trigger (see ActionOutcome.final): an action taken, one taken
 # before (a duplicate), none configured, a promotion refused or sent for approval. A
@@ -66,6 +70,26 @@ def owed_by_its_action(store: Store, model: str, fired: Event) -> bool | None:
     return outcome.type == "action_suppressed" and outcome.payload.get("cause") == "quota"
 
 
+def _event_key(fired: Event) -> str:
+    """The dedupe key of the retune job the event ``fired`` causes when its caller gave
+    none: unique, as the event's id is, and unlike any key a caller gives (``alert:``,
+    ``comparison:``, ``srm:``), none of which starts with an event type and a colon."""
+    return f"{fired.type}:{fired.id}"
+
+
+def _queued_for(job: JobRow, fired: Event) -> bool:
+    """Whether ``job`` is the retune job the event ``fired`` caused (see
+    :meth:`Dispatcher.owed`)."""
+    if job.dedupe_key == _event_key(fired):
+        return True
+    if job.dedupe_key is not None and job.dedupe_key.startswith(f"{fired.type}:"):
+        return False  # another event's of the same type
+    return (
+        job.trigger == {"event": fired.type, **fired.payload}
+        and job.created_at >= fired.created_at - _CLOCK_SKEW
+    )
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -90,6 +114,10 @@ class Dispatcher:
         """Record ``event`` for ``model`` and carry out (or suppress) its action; raises
         ``NotFoundError`` for a model that is not registered, recording nothing.
 
+        A retune's job is deduplicated by ``dedupe_key`` or, without one, by the event
+        recorded (``{event}:{id}``, the key :meth:`retry` gives it too): :meth:`owed`
+        finds it by that key, and a retry queues no second job, whatever the clocks say.
+
         The event, the job and the action event are written one after another: a failure
         after the event (the store unavailable as the job is queued) raises and leaves the
         event with neither a job nor an action event. An evaluation policy takes such a
@@ -97,7 +125,7 @@ class Dispatcher:
         released for the next delivery (:mod:`tunewatch.api._alerts`); the standing
         schedule's is tried again (:meth:`owed`, :meth:`retry`)."""
         self.store.get_model(model)
-        self.store.add_event(model=model, type=event, payload=dict(payload))
+        fired = self.store.add_event(model=model, type=event, payload=dict(payload))
         if self.metrics is not None:
             self.metrics.events.labels(model, event).inc()
         trigger = self.config.trigger(model, event)
@@ -110,7 +138,8 @@ class Dispatcher:
                 "promote", "deferred", f"{event}: the comparison loop decides the promotion"
             )
         if trigger.do == "retune":
-            outcome = self._retune(model, event, payload, trigger.cooldown_minutes, dedupe_key)
+            key = dedupe_key if dedupe_key is not None else _event_key(fired)
+            outcome = self._retune(model, event, payload, trigger.cooldown_minutes, key)
         else:  # notify: the recorded event is the notice
             outcome = ActionOutcome(trigger.do, "taken", f"{event} recorded for {trigger.do}")
         self.record(model, event, outcome, actor=actor)
@@ -123,7 +152,15 @@ class Dispatcher:
         process died), leaving neither a job nor an action event. A retune the trigger's
         cool-down suppressed is not owed (the model was just retuned), nor is an event
         whose trigger is not a retune, nor one whose action event was lost after its job
-        was queued. Read from the store alone, so a restarted or new leader knows it."""
+        was queued. Read from the store alone, so a restarted or new leader knows it.
+
+        Its job is the one keyed by the event (``{event}:{id}``, see :meth:`handle`), not
+        any queued after it: the event is stamped by its host's clock and the job by the
+        database's, and a host a few ms ahead made the job queued just after the event
+        look older than it, the retune still owed, and its retry queue a second job. A
+        job with another key (one the caller of :meth:`handle` gave: ``srm:...``) or none
+        (queued by an older version) counts when its trigger is the event's and it was
+        queued no more than ``_CLOCK_SKEW`` before the event, by the two clocks."""
         trigger = self.config.trigger(model, event)
         if trigger is None or trigger.do != "retune":
             return None
@@ -134,10 +171,7 @@ class Dispatcher:
         if owed is not None:
             return fired[0] if owed else None
         newest = self.store.list_jobs(model=model, limit=_JOBS_SINCE_EVENT)
-        queued = any(
-            job.trigger.get("event") == event and job.created_at >= fired[0].created_at
-            for job in newest
-        )
+        queued = any(_queued_for(job, fired[0]) for job in newest)
         return None if queued else fired[0]
 
     def retry(
@@ -158,7 +192,7 @@ class Dispatcher:
             model,
             fired.type,
             fired.payload,
-            dedupe_key=dedupe_key if dedupe_key is not None else f"{fired.type}:{fired.id}",
+            dedupe_key=dedupe_key if dedupe_key is not None else _event_key(fired),
         )
         if outcome.cause == "quota":
             logger.debug(

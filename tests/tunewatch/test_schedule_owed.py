@@ -165,10 +165,25 @@ def test_a_scheduled_retune_whose_job_could_not_be_queued_is_owed(
         daemon.close()
 
 
+@pytest.mark.parametrize(
+    "host_ahead",
+    [
+        pytest.param(timedelta(0), id="clocks_agree"),
+        pytest.param(timedelta(milliseconds=20), id="host_clock_20ms_ahead_of_the_db"),
+    ],
+)
 def test_a_scheduled_retune_queued_whose_action_event_was_lost_is_not_queued_again(
-    trained: list[ExampleModel], tmp_path: Path
+    trained: list[ExampleModel],
+    tmp_path: Path,
+    store_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    host_ahead: timedelta,
 ) -> None:
-    daemon = _daemon(tmp_path, trained)
+    """The event is stamped by the host's clock, its job by the database's: with the
+    host's a few ms ahead, the job queued right after the event looked older than it, the
+    retune looked owed still, and the retry queued a second job."""
+    monkeypatch.setattr(event_rows, "utcnow", lambda: datetime.now(UTC) + host_ahead)
+    daemon = _daemon(tmp_path, trained, store_url=store_url)
     daemon.start()
     real = daemon.store.add_event
 
@@ -181,9 +196,37 @@ def test_a_scheduled_retune_queued_whose_action_event_was_lost_is_not_queued_aga
         daemon.store.add_event = no_action_events  # type: ignore[method-assign]
         _fire_the_schedule(daemon)
         daemon.store.add_event = real  # type: ignore[method-assign]
-        assert _events(daemon) == ["schedule"] and len(_schedule_jobs(daemon)) == 1
+        [job] = _schedule_jobs(daemon)
+        assert _events(daemon) == ["schedule"]
+        # it ran already: the quota would not hold a second one back
+        daemon.store.finish_job(job.id, status="succeeded", result={})
         _run_what_is_due_within(daemon, timedelta(minutes=1))
-        assert len(_schedule_jobs(daemon)) == 1
+        assert [j.id for j in _schedule_jobs(daemon)] == [job.id]
+        assert _events(daemon) == ["schedule"]
+    finally:
+        daemon.close()
+
+
+def test_a_scheduled_retune_an_older_version_queued_without_a_key_is_not_queued_again(
+    trained: list[ExampleModel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job queued before jobs were keyed by their event, its action event lost, is
+    found by its trigger, within a tolerance of the two clocks (the host's 20 ms ahead)."""
+    monkeypatch.setattr(
+        event_rows, "utcnow", lambda: datetime.now(UTC) + timedelta(milliseconds=20)
+    )
+    daemon = _daemon(tmp_path, trained)
+    daemon.start()
+    try:
+        payload = {"reason": "standing schedule"}
+        daemon.store.add_event(model=MODEL, type="schedule", payload=payload)
+        old, _ = daemon.store.create_job(  # as the older version queued it: no key
+            model=MODEL, kind="retune", trigger={"event": "schedule", **payload}, spec={}
+        )
+        daemon.store.finish_job(old.id, status="succeeded", result={})
+        _run_what_is_due_within(daemon, timedelta(minutes=1))
+        assert [j.id for j in _schedule_jobs(daemon)] == [old.id]
+        assert _events(daemon) == ["schedule"]
     finally:
         daemon.close()
 
