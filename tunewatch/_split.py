@@ -176,8 +176,10 @@ def check_split(
                 "p_value": result.p_value,
                 "fixed_p_value": result.fixed_p_value,
                 "alpha": alpha,
+                # the check that raised it, whose key a retry of its retune gives too
+                "check_id": row.id,
             },
-            dedupe_key=f"srm:{model}:{split.salt}:{row.id}",
+            dedupe_key=_srm_key(model, split.salt, row.id),
         )
         logger.warning(
             "model=%s split v%d: sample ratio mismatch (%d/%d, expected share %.3f, p=%.3g) -> %s",
@@ -211,12 +213,24 @@ def _same_count(last: SplitWindow, window: datetime | None, n: int) -> bool:
     return last.since == window
 
 
+def _srm_key(model: str, salt: str, check_id: int) -> str:
+    """The dedupe key of the retune job a mismatch found by check ``check_id`` causes."""
+    return f"srm:{model}:{salt}:{check_id}"
+
+
 def _retry_owed_retune(dispatcher: Dispatcher, model: str, split: SplitConfig) -> None:
     """The mismatch episode goes on: a ``do: retune`` its ``srm_detected`` raised that is
     still owed (the quota suppressed it, or the dispatch failed before queuing its job)
     is tried again (:meth:`Dispatcher.retry`: nothing is recorded while the quota holds
     it, and its outcome once it settles). A retune a cool-down suppressed is not owed:
-    the model was just retuned."""
+    the model was just retuned.
+
+    The retry's job is keyed as the first dispatch's was, by the check that raised the
+    event (its ``check_id``), so it queues no second job for the episode when
+    :meth:`Dispatcher.owed` takes a queued one for owed (its action event lost, and the
+    event's host clock more than a minute ahead of the database's: the job looked
+    queued before the event). An event an older version recorded names no check: its
+    retry is keyed by the event, as before."""
     fired = dispatcher.owed(model, "srm_detected")
     if fired is None:
         return
@@ -225,4 +239,6 @@ def _retry_owed_retune(dispatcher: Dispatcher, model: str, split: SplitConfig) -
         split.challenger,
     ):  # an earlier split's: that experiment is over
         return
-    dispatcher.retry(model, fired)
+    check_id = fired.payload.get("check_id")
+    key = _srm_key(model, split.salt, check_id) if isinstance(check_id, int) else None
+    dispatcher.retry(model, fired, dedupe_key=key)
