@@ -24,6 +24,10 @@ from monitor.drift import ColumnDriftConfig, ColumnKind
 logger = logging.getLogger(__name__)
 
 _P_VALUE_METHODS = frozenset({"ks", "chisquare", "z"})
+_CATEGORICAL_METHODS = frozenset({"chisquare", "z"})
+"""Methods evidently 0.7 runs on categorical columns only ("Stattest z isn't applicable to
+feature of type num"): a numeric column judged by one (a flag or a small code, the
+default's pick on small windows) is declared categorical, its values the categories."""
 
 
 class EvidentlyError(MonitorError, RuntimeError):
@@ -81,6 +85,10 @@ def _run(
     if not kept:
         raise EvidentlyError("no column has usable data in both reference and current")
     configured = {k: v for k, v in (columns or {}).items() if k in kept}
+    declared: dict[str, ColumnKind] = {
+        c: "cat" if c in configured and configured[c].method in _CATEGORICAL_METHODS else types[c]
+        for c in kept
+    }
     try:
         with warnings.catch_warnings():
             # evidently 0.7.23 touches the deprecated ``numpy.core`` on import.
@@ -89,8 +97,8 @@ def _run(
             from evidently.presets import DataDriftPreset
 
         definition = DataDefinition(
-            numerical_columns=[c for c in kept if types[c] == "num"],
-            categorical_columns=[c for c in kept if types[c] == "cat"],
+            numerical_columns=[c for c in kept if declared[c] == "num"],
+            categorical_columns=[c for c in kept if declared[c] == "cat"],
         )
         preset = DataDriftPreset(
             columns=kept,
@@ -147,8 +155,10 @@ def evidently_report(
     ``columns`` carries the same per-column overrides as
     :class:`~monitor.drift.DriftDetector` (method names are evidently's); columns
     without one use evidently's defaults. ``column_types`` maps columns to ``"num"`` /
-    ``"cat"`` (inferred from ``reference``'s dtypes when ``None``). Degenerate columns are
-    left out. Raises :class:`EvidentlyError` when evidently fails or no column is usable.
+    ``"cat"`` (inferred from ``reference``'s dtypes when ``None``); a numeric column judged
+    by ``z`` or ``chisquare`` is compared by its values, as categories (evidently runs
+    neither on numeric columns). Degenerate columns are left out. Raises
+    :class:`EvidentlyError` when evidently fails or no column is usable.
     """
     snapshot, verdicts = _run(
         reference, current, columns=columns, column_types=column_types, drift_share=drift_share

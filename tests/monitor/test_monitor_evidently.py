@@ -7,6 +7,7 @@ The first evidently call pays its ~3 s import.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from monitor import EvidentlyError, evidently_report
@@ -44,3 +45,30 @@ def test_no_usable_column_raises_evidently_error() -> None:
     reference = window(100, rng=np.random.default_rng(23))[["age"]]
     with pytest.raises(EvidentlyError, match="no column"):
         evidently_report(reference, reference.assign(age=np.nan))
+
+
+def _discrete_window(n: int, *, rng: np.random.Generator, flag_share: float) -> pd.DataFrame:
+    """A continuous column, a 0/1 float flag and a three-valued float code."""
+    return pd.DataFrame(
+        {
+            "age": rng.normal(40, 12, n),
+            "flag": (rng.random(n) < flag_share).astype(np.float64),
+            "code": rng.choice(np.array([-1.0, 0.0, 1.0]), n),
+        }
+    )
+
+
+def test_numeric_columns_judged_by_z_or_chisquare_are_compared_as_categories() -> None:
+    # the default chooser's pick for a numeric flag or code on a small window: evidently
+    # allows both tests on categorical columns only, and refused the whole report
+    reference = _discrete_window(300, rng=np.random.default_rng(24), flag_share=0.3)
+    current = _discrete_window(300, rng=np.random.default_rng(25), flag_share=0.6)
+    current[["flag", "code"]] = current[["flag", "code"]].astype(np.float32)
+    config = {"flag": ColumnDriftConfig(method="z"), "code": ColumnDriftConfig(method="chisquare")}
+    html, verdicts = evidently_report(
+        reference, current, columns=config, column_types=dict.fromkeys(reference.columns, "num")
+    )
+    assert set(verdicts) == {"age", "flag", "code"}
+    # 0.3 -> 0.6 of 1.0s is drift; the code's three values keep their shares
+    assert verdicts["flag"] is True and verdicts["code"] is False
+    assert "Z-test p_value" in html and "chi-square p_value" in html
