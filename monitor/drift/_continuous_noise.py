@@ -24,6 +24,9 @@ on the asymptotic quantile is already under the threshold (at 0.1, from about 27
 effective rows for normal data; a 20,000-row window against a 10,000-value sample is
 6667) nothing is drawn.
 
+The distance and its floor are in units of :func:`distance_unit`, the reference's
+standard deviation, so the verdict does not depend on the column's unit.
+
 Jensen-Shannon and PSI bin a continuous column (Sturges bins, reference deciles) and
 take the permutation floor over those bins' counts (:mod:`monitor.drift._noise`).
 """
@@ -54,6 +57,10 @@ size 90 and 30 ms at 512."""
 SEED = 0
 """Seed of the bootstrap generator: a floor is a function of its inputs."""
 
+CONSTANT_UNIT = 0.001
+"""The unit of the distance when the reference is constant: evidently's floor on the
+standard deviation (see :func:`distance_unit`)."""
+
 _CELL_BUDGET = 2_000_000
 """Largest draws x size block held at once (memory bound)."""
 
@@ -73,6 +80,29 @@ class _ColumnNoise:
 
 _COLUMNS: weakref.WeakKeyDictionary[NumericSummary, _ColumnNoise] = weakref.WeakKeyDictionary()
 """Per reference summary (held weakly: dropped with the profile)."""
+
+
+def distance_unit(summary: NumericSummary) -> float:
+    """What the Wasserstein distance is divided by: the reference's standard deviation,
+    or :data:`CONSTANT_UNIT` when the reference is constant.
+
+    evidently divides by ``max(std, 0.001)``, in the column's own unit: a column of std
+    1e-5 (a rate, a probability) scored 1 % of its distance in standard deviations, so an
+    8-sigma shift was 0.08, under the 0.1 threshold, and a rare-event score (about 1e-4)
+    whose every value rose 60 % was 0.069: Wasserstein saw neither at any window size.
+    Here the floor applies to a constant reference only, so for columns of std under
+    0.001 the statistic is larger than evidently's (by ``0.001 / std``) and its verdict
+    the one the same column gets in any other unit.
+
+    A constant reference is told by its single distinct value, not by ``std == 0``: the
+    standard deviation of 5,000 copies of 0.1 is 1.4e-17, rounding noise that would make
+    any change an enormous distance. It has no scale of its own, so it keeps evidently's
+    absolute unit (and its floor is 0: every bootstrap sample of a constant is that
+    constant)."""
+    constant = summary.value_counts is not None and len(summary.value_counts) <= 1
+    if constant or not summary.std > 0.0:
+        return CONSTANT_UNIT
+    return summary.std
 
 
 def effective_size(n_ref: int, n_cur: int) -> float:
@@ -97,7 +127,7 @@ def _column(summary: NumericSummary) -> _ColumnNoise:
     # in units of the largest magnitude when the gaps could overflow (as the distance)
     scale = max(abs(float(u[0])), abs(float(u[-1])))
     scale = scale if scale > 1e150 else 1.0
-    gaps = np.diff(u / scale) / (max(summary.std, 0.001) / scale)
+    gaps = np.diff(u / scale) / (distance_unit(summary) / scale)
     cdf = np.arange(1, u.size) / u.size
     column = _ColumnNoise(
         size=int(u.size),

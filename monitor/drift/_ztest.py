@@ -7,18 +7,45 @@ from typing import ClassVar
 import numpy as np
 from scipy import stats
 
-from monitor.drift._base import DiscreteTest, MethodName, PreparedColumn
+from monitor.drift._base import ColumnDrift, DiscreteTest, MethodName, PreparedColumn, n_distinct
+from monitor.drift._chisquare import ChiSquare
 from monitor.drift._frequencies import aligned_counts
 from monitor.drift._profile import ColumnSummary
 
 
 class ZTest(DiscreteTest):
-    """Two-sided Z-test for the difference of two proportions: the share of the first
-    value (in sorted order) against all others, as evidently does for columns with two
-    distinct values and at most 1000 reference rows. Drift when ``p_value < threshold``
-    (default 0.05)."""
+    """Two-sided Z-test for the difference of two proportions, for columns with two
+    distinct values over reference and current: the share of one value against the
+    other's (the first in sorted order, as evidently; with two values the choice only
+    flips the sign of ``z``). Drift when ``p_value < threshold`` (default 0.05).
+
+    With more than two distinct values the two proportions no longer describe the column,
+    and the column is tested by :class:`~monitor.drift.ChiSquare` at the same threshold;
+    the verdict's ``method`` is then ``"chisquare"`` (its ``statistic`` chi-square's).
+    evidently, like this test before, compares the first value against all the others:
+    a 0/1 flag configured with ``z`` whose every 1 became a 2 kept the share of 0 and was
+    p = 0.86, no drift (chi-square: p = 6e-163). Insufficient data would have left the
+    column out of the dataset's share when it changed most. On two values the Z-test is
+    chi-square's square root (same p-value), so the fallback keeps the level."""
 
     name: ClassVar[MethodName] = "z"
+
+    def test_prepared(
+        self,
+        summary: ColumnSummary,
+        current: PreparedColumn,
+        *,
+        column: str = "",
+        min_rows: int = 30,
+    ) -> ColumnDrift:
+        """As :meth:`DriftMethod.test_prepared`; chi-square's verdict on more than two
+        distinct values (insufficient data is reported under ``z``)."""
+        distinct = n_distinct(summary, current)
+        many = distinct is None or distinct > 2
+        if many and self._degenerate(summary, current, min_rows) is None:
+            chisquare = ChiSquare(threshold=self.threshold, alpha=self.alpha)
+            return chisquare.test_prepared(summary, current, column=column, min_rows=min_rows)
+        return super().test_prepared(summary, current, column=column, min_rows=min_rows)
 
     def _compute(
         self, summary: ColumnSummary, current: PreparedColumn
