@@ -18,7 +18,12 @@ from monitor.drift._base import (
     PreparedColumn,
     prepare_current,
 )
-from monitor.drift._profile import NumericSummary, ReferenceProfile, columns_by_text
+from monitor.drift._profile import (
+    DISCRETE_MAX_VALUES,
+    NumericSummary,
+    ReferenceProfile,
+    columns_by_text,
+)
 from monitor.drift._registry import METHODS, default_method
 
 logger = logging.getLogger(__name__)
@@ -31,7 +36,8 @@ _RULES = ("bonferroni", "fdr", "share")
 class DriftResult:
     """Outcome of :meth:`DriftDetector.check`.
 
-    ``columns`` holds one verdict per profiled column (in profile order);
+    ``columns`` holds one verdict per profiled column (in profile order), then one per
+    configured column the profile lacks (``insufficient_data``: it cannot be tested);
     ``drifted_columns`` are the columns counted as drifting under ``rule`` and
     ``drifted_share`` their share among the columns that could be tested (the
     ``insufficient`` ones are excluded from the denominator). ``n_current`` is the
@@ -51,6 +57,50 @@ class DriftResult:
             if verdict.column == name:
                 return verdict
         raise KeyError(name)
+
+
+def _misfit(
+    name: str, config: ColumnDriftConfig, method: DriftMethod, profile: ReferenceProfile
+) -> str | None:
+    """Why ``config`` cannot test column ``name`` of ``profile``, else ``None``."""
+    field = f"`columns[{name!r}].method` {config.method!r}"
+    summary = profile.columns.get(name)
+    if summary is None:
+        return f"{field} cannot be tested: the reference profile has no column {name!r}"
+    if summary.kind not in method.kinds:
+        return (
+            f"{field} does not apply to {summary.kind!r} columns; it takes "
+            f"{', '.join(repr(k) for k in sorted(method.kinds))} columns"
+        )
+    if (
+        config.method in ("chisquare", "z")
+        and isinstance(summary, NumericSummary)
+        and summary.value_counts is None
+    ):
+        return (
+            f"{field} needs a discrete column (at most {DISCRETE_MAX_VALUES} distinct "
+            f"reference values); {name!r} has more than {DISCRETE_MAX_VALUES} distinct "
+            "reference values"
+        )
+    return None
+
+
+def _untested(
+    name: str, method: DriftMethod, reason: str, *, n_ref: int, n_cur: int
+) -> ColumnDrift:
+    """An ``insufficient_data`` verdict for column ``name``, saying ``reason``."""
+    return ColumnDrift(
+        column=name,
+        method=method.name,
+        statistic=None,
+        p_value=None,
+        threshold=method.threshold,
+        drifted=False,
+        status="insufficient_data",
+        reason=reason,
+        n_ref=n_ref,
+        n_cur=n_cur,
+    )
 
 
 def benjamini_hochberg(p_values: np.ndarray, alpha: float) -> np.ndarray:
@@ -96,6 +146,15 @@ class DriftDetector:
     ``status="insufficient_data"`` and a reason; :meth:`check` never raises on window
     contents. Windows longer than ``sample_size`` rows are sampled without replacement
     (seeded by ``seed``; ``None`` disables sampling).
+
+    A configured method that does not fit its column in the profile (a column the
+    profile lacks, such as a label of a reference without labels; a kind the method does
+    not take; chi-square or z on a numeric column with more than 20 distinct reference
+    values) is that column's problem alone: it is reported ``insufficient_data`` at
+    every check, with a reason naming the column, the method and why, and the other
+    columns are tested as usual. Refusing the detector took every column's drift with
+    it: eight features shifted by two standard deviations raised nothing. Settings wrong
+    whatever the reference (an invalid threshold, rule or level) are refused here.
     """
 
     def __init__(
@@ -124,29 +183,20 @@ class DriftDetector:
             raise DriftError(
                 f"`sample_size` must be None or at least min_rows={min_rows}, got {sample_size}"
             )
-        configured = dict(columns or {})
-        unknown = sorted(set(configured) - set(profile.columns))
-        if unknown:
-            raise DriftError(f"`columns` configures columns not in the profile: {unknown}")
         self._methods: dict[str, DriftMethod] = {}
-        for name, config in configured.items():
-            summary = profile.columns[name]
-            method = METHODS[config.method](threshold=config.threshold, alpha=alpha)
-            if summary.kind not in method.kinds:
-                raise DriftError(
-                    f"`columns[{name!r}].method` {config.method!r} does not apply to "
-                    f"{summary.kind!r} columns"
+        for name, config in (columns or {}).items():
+            try:
+                self._methods[name] = METHODS[config.method](
+                    threshold=config.threshold, alpha=alpha
                 )
-            if (
-                config.method in ("chisquare", "z")
-                and isinstance(summary, NumericSummary)
-                and summary.value_counts is None
-            ):
-                raise DriftError(
-                    f"`columns[{name!r}].method` {config.method!r} needs a discrete column; "
-                    f"{name!r} has more than 20 distinct reference values"
-                )
-            self._methods[name] = method
+            except DriftError as exc:
+                raise DriftError(f"`columns[{name!r}]`: {exc}") from exc
+        self._misfits: dict[str, str] = {}
+        for name, config in (columns or {}).items():
+            reason = _misfit(name, config, self._methods[name], profile)
+            if reason is not None:
+                logger.warning("drift column %r is not tested: %s", name, reason)
+                self._misfits[name] = reason
         self.profile = profile
         self.dataset_rule: DatasetRule = dataset_rule
         self.share_threshold = share_threshold
@@ -184,17 +234,12 @@ class DriftDetector:
         for name, summary in self.profile.columns.items():
             if seen.get(name, 0) != 1:
                 empty = PreparedColumn(0, 0, np.empty(0), {})
-                method = self.method_for(name, empty)
                 verdicts.append(
-                    ColumnDrift(
-                        column=name,
-                        method=method.name,
-                        statistic=None,
-                        p_value=None,
-                        threshold=method.threshold,
-                        drifted=False,
-                        status="insufficient_data",
-                        reason=(
+                    _untested(
+                        name,
+                        self.method_for(name, empty),
+                        self._misfits.get(name)
+                        or (
                             f"the current window has {seen[name]} columns named {name!r}"
                             if name in seen
                             else "column missing from the current window"
@@ -205,11 +250,18 @@ class DriftDetector:
                 )
                 continue
             prepared = prepare_current(summary, window[by_text[name]])
-            verdicts.append(
-                self.method_for(name, prepared).test_prepared(
-                    summary, prepared, column=name, min_rows=self.min_rows
+            method = self.method_for(name, prepared)
+            if name in self._misfits:
+                verdicts.append(
+                    _untested(name, method, self._misfits[name], n_ref=summary.n, n_cur=prepared.n)
                 )
+                continue
+            verdicts.append(
+                method.test_prepared(summary, prepared, column=name, min_rows=self.min_rows)
             )
+        for name, reason in self._misfits.items():
+            if name not in self.profile.columns:
+                verdicts.append(_untested(name, self._methods[name], reason, n_ref=0, n_cur=0))
         return self._combine(tuple(verdicts), n_current)
 
     def _cutoff(self, p_values: np.ndarray) -> float:
