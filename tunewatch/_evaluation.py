@@ -52,7 +52,7 @@ from tunewatch._policies import (
     LABEL_LAST_REQUEST,
     LAST_REQUEST,
 )
-from tunewatch._reference import Reference
+from tunewatch._reference import Reference, reference_scores
 from tunewatch._span import requests_span, ts
 from tunewatch.store import EvaluationRow, ModelRow, Store, VersionRow, Window
 
@@ -249,8 +249,9 @@ class Evaluator:
             return None
         reference = Reference.from_bytes(self.artefacts.get(sha, ".npz"))
         session = OnnxModel.from_bytes(self.artefacts.get(champion.artefact_sha256))
+        # the features as the store records a request's: the profile drift compares with
         features = np.ascontiguousarray(reference.features, dtype=np.float32)
-        scores = session.primary(session.run(features))
+        scores = reference_scores(session, features, model=champion.model, version=champion.version)
         if reference.scores is not None and reference.scores.shape == scores.shape:
             # held out (a tuning job's out-of-fold scores): the version's own scores of
             # rows it trained on are overconfident, and so would be the calibration, the
@@ -339,11 +340,12 @@ class Evaluator:
                 sample_size=d.sample_size,
             )
         except DriftError as exc:
-            # a setting only the reference can refuse (chisquare on a continuous column,
-            # __label__ without reference labels): drift is lost, not the other kinds
+            # a setting the detector refuses whatever the reference (a threshold, a rule:
+            # the config loader refuses those first); one only the reference refuses
+            # leaves its column untested instead. Drift is lost, not the other kinds
             logger.error(
-                "model=%s version=%s: drift not evaluated, evaluation.drift.columns does "
-                "not fit the champion's reference: %s",
+                "model=%s version=%s: drift not evaluated, the detector refused "
+                "evaluation.drift: %s",
                 model.name,
                 version,
                 exc,

@@ -4,16 +4,20 @@ scores) as a versioned ``.npz``, checked before anything in it is unpacked."""
 from __future__ import annotations
 
 import io
+import logging
 import lzma
 import math
 import zipfile
 import zlib
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
+from shadow import OnnxModel, cast_rows
 from tunewatch._errors import RegistrationError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
@@ -196,3 +200,55 @@ def _check_npz_size(data: bytes, limit: int) -> None:
                     f"(array {name!r} declares shape {list(shape)} of {dtype})",
                     code="invalid_reference",
                 )
+
+
+def reference_scores(
+    session: OnnxModel, features: np.ndarray, *, model: str, version: int
+) -> np.ndarray:
+    """A version's primary output on its reference ``features``, cast to the input
+    type its session declares, as its route casts a request and a shadow's rows are
+    (:func:`shadow.cast_rows`): scored as float32, they were refused by a float64 or
+    integer input, and every evaluation of such a champion raised.
+
+    A row that type cannot hold (a missing or fractional value for an integer input, one
+    past a float16's range) is one the champion's route refuses: it gets no score (NaN),
+    as a time series' first rows have none, and the others are scored."""
+    spec = session.signature.input
+    held = _held_rows(features, spec.dtype)
+    if held.all():
+        return session.primary(session.run(cast_rows(features, spec.dtype, spec.name)))
+    logger.warning(
+        "model=%s version=%d: %d of %d reference rows hold values its %s input %r cannot; "
+        "they have no score",
+        model,
+        version,
+        int((~held).sum()),
+        len(held),
+        spec.dtype,
+        spec.name,
+    )
+    if not held.any():
+        width = session.signature.primary_width or 1
+        return np.full((len(held), width), np.nan, dtype=np.float32)
+    x = cast_rows(np.ascontiguousarray(features[held]), spec.dtype, spec.name)
+    scored = session.primary(session.run(x))
+    scores = np.full((len(held), scored.shape[1]), np.nan, dtype=np.float32)
+    scores[held] = scored
+    return scores
+
+
+def _held_rows(x: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
+    """Which rows of the float matrix ``x`` a cast to ``dtype`` keeps unchanged: those
+    :func:`shadow.cast_rows` casts rather than refuses (a float type keeps NaN, an
+    integer one cannot hold it)."""
+    if dtype.kind == "f":
+        if dtype.itemsize >= x.dtype.itemsize:
+            return np.ones(x.shape[0], dtype=bool)
+        limit = float(np.finfo(dtype).max)
+        outside = np.abs(x) > limit
+        return np.asarray(~outside.any(axis=1), dtype=bool)
+    info = np.iinfo(dtype)
+    # bounded by max + 1, a power of two, exclusively: the max itself rounds up to it
+    top = 2.0 ** (info.bits - (dtype.kind == "i"))
+    held = (x == np.trunc(x)) & (x >= info.min) & (x < top)
+    return np.asarray(held.all(axis=1), dtype=bool)
