@@ -331,7 +331,10 @@ def test_an_interval_schedule_counts_from_its_last_run_not_from_when_it_was_adde
     try:
         job = daemon.scheduler._aps.get_job("retune_schedule:credit")
         registered = daemon.store.get_model(MODEL).created_at
-        assert job.next_run_time == registered + timedelta(hours=24)  # never ran: since then
+        # never ran: from when the leader first saw the schedule, at its first tick
+        (seen,) = daemon.store.list_events(model=MODEL, type="schedule_started")
+        assert registered <= seen.created_at
+        assert job.next_run_time == seen.created_at + timedelta(hours=24)
         job.func()
         (ran,) = daemon.store.list_events(model=MODEL, type="schedule")
         job.remove()  # as a failed renewal or a restart does
