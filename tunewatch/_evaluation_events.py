@@ -291,13 +291,16 @@ def _export_decay(
     row: EvaluationRow | None,
 ) -> None:
     """The realised objective of the newest matured window and the slope, signed so that
-    > 0 is getting worse, of a verdict on the objective configured now."""
+    > 0 is getting worse, of a verdict on the objective configured now. A newest matured
+    window without a value exports no realised objective, as the run did not: an older
+    window's value is not held (:func:`tunewatch._evaluation_decay.decay_verdict`)."""
     objective = make_objective(cfg.objective.name, task=model.task, **cfg.objective.params)
     payload = row.payload if row is not None else {}
     same = payload.get("objective") == objective.name
-    values = [w["value"] for w in payload.get("windows", []) if w.get("value") is not None]
-    if same and values:
-        metrics.objective_realised.labels(model.name, str(version), objective.name).set(values[-1])
+    windows = payload.get("windows") or [{}]
+    realised = windows[-1].get("value")
+    if same and realised is not None:
+        metrics.objective_realised.labels(model.name, str(version), objective.name).set(realised)
     else:
         metrics.forget(metrics.objective_realised, model=model.name)
     slope = payload.get("slope_per_day")

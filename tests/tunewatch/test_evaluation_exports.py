@@ -146,7 +146,7 @@ def test_a_new_leader_exports_the_stored_decay_figures_as_the_run_did(
     one configured now exports neither."""
     d, _ = make_daemon(tmp_path, trained, extra={"scheduler": {"enabled": False}, "models": MODELS})
     assert d.config.model_or_default(MODEL, "binary").objective.name == "log_loss"
-    windows = [{"end": "-", "value": v, "n": 50, "coverage": 1.0} for v in (0.40, 0.45, None)]
+    windows = [{"end": "-", "value": v, "n": 50, "coverage": 1.0} for v in (0.40, None, 0.45)]
     payload = {"alarm": False, "objective": "log_loss", "slope_per_day": 0.01, "windows": windows}
     now = datetime.now(UTC)
     d.store.add_evaluation(
