@@ -21,6 +21,7 @@ from tunewatch._runtime import ServedModel
 from tunewatch.api._body import INLINE_JSON_BYTES, off_loop, parse_json_object
 from tunewatch.api._context import AppContext, authenticate, context
 from tunewatch.api._errors import ApiError
+from tunewatch.api._label_conflicts import audit_conflicts, refused_labels
 from tunewatch.api._oip import MAX_ID_LENGTH, _has_bool
 from tunewatch.api._route import check_json_type
 from tunewatch.store import MAX_ID, LabelItem, OutputRecord, RequestRecord, Store
@@ -338,9 +339,12 @@ def _classes(ctx: AppContext, served: ServedModel) -> int:
 
 
 async def feedback(request: Request) -> Response:
-    """Attach ground truth by request id; replaying the same label is harmless."""
+    """Attach ground truth by request id; replaying the same label is harmless.
+
+    A label refused as a ``conflict`` (its id holds another label, or the same one with
+    another outcome: the first wins) is logged and audited (see :func:`audit_conflicts`)."""
     ctx = context(request)
-    authenticate(request, "label")
+    principal = authenticate(request, "label")
     model = request.path_params["model"]
     served = ctx.runtime.model(model)
     check_json_type(request.headers.get("content-type"))
@@ -353,6 +357,9 @@ async def feedback(request: Request) -> Response:
     counter = ctx.runtime.metrics.labels_received
     for status in statuses:
         counter.labels(model, status).inc()
+    if "conflict" in statuses:
+        refused = refused_labels(labels, statuses)
+        await run_in_threadpool(audit_conflicts, ctx.runtime.store, model, principal.name, refused)
     return JSONResponse(
         {
             "results": [
