@@ -59,9 +59,11 @@ def _scores(values: Any, name: str) -> np.ndarray:
 class CBPE:
     """Confidence-based performance estimation for one binary classifier.
 
-    ``threshold`` turns scores into predicted labels; ``calibration`` is ``"isotonic"``
-    (default; needs a few hundred reference rows) or ``"platt"`` (logistic on the
-    score's logit). ``n_simulations`` label draws give the F1/ROC-AUC intervals.
+    ``threshold`` turns scores into predicted labels (``score >= threshold`` is
+    positive): the decisions whose accuracy and F1 are estimated, so the model's own
+    operating point, not 0.5 when it decides elsewhere. ``calibration`` is ``"isotonic"``
+    (default; needs a few hundred reference rows) or ``"platt"`` (logistic on the score's
+    logit). ``n_simulations`` label draws give the F1/ROC-AUC intervals.
     """
 
     def __init__(
@@ -81,6 +83,8 @@ class CBPE:
             raise EstimationError(f"`confidence` must be in (0, 1), got {confidence}")
         if n_simulations < 20:
             raise EstimationError(f"`n_simulations` must be at least 20, got {n_simulations}")
+        if np.isnan(threshold):  # else every request was decided negative, silently
+            raise EstimationError(f"`threshold` must be a number, got {threshold}")
         self.threshold = float(threshold)
         self.calibration: Calibration = calibration
         self.confidence = confidence

@@ -205,7 +205,9 @@ class ServingMetrics:
         )
         self.objective_estimated = Gauge(
             "tunewatch_objective_estimated",
-            "Label-free estimate of the objective over the latest window (CBPE).",
+            "Label-free estimate (CBPE) of the accuracy of the champion's decisions at its "
+            "objective's decision threshold over the latest window; objective names the "
+            "estimated metric.",
             ["model", "version", "objective"],
             registry=r,
         )

@@ -31,7 +31,7 @@ from monitor import (
     ReferenceProfile,
     ServingMetrics,
 )
-from monitor.objectives import make_objective, positive_proba
+from monitor.objectives import decision_threshold, make_objective, positive_proba
 from shadow import OnnxModel
 from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
@@ -66,8 +66,8 @@ class _Baseline:
     profile: ReferenceProfile
     reference: Reference
     scores: np.ndarray  # the champion's primary output on the reference features
-    cbpe: CBPE | None
-    reference_accuracy: float | None
+    cbpe: CBPE | None  # at the objective's decision threshold (``cbpe.threshold``)
+    reference_accuracy: float | None  # of the reference's decisions at that threshold
     no_estimate: str | None  # why ``cbpe`` is None: the estimate's reason
 
 
@@ -271,10 +271,19 @@ class Evaluator:
         cbpe = None
         accuracy = None
         no_estimate = None
+        cfg = self.config.model_or_default(model.name, model.task).objective
+        objective = make_objective(cfg.name, task=model.task, **cfg.params)
+        threshold = decision_threshold(objective) if model.task == "binary" else None
         if model.task != "binary":
             no_estimate = "the estimate is of binary models only"
         elif reference.labels is None:
             no_estimate = "the reference snapshot has no labels"
+        elif threshold is None:
+            no_estimate = (
+                f"objective {objective.name!r} decides the positive class below a threshold "
+                "of its probability (a cost matrix whose errors cost less than right "
+                "decisions): the estimate is of decisions at or above one"
+            )
         else:
             # calibrated on the rows with both a score (a time series' first rows have
             # none) and a known label (NaN is unknown): CBPE refused a NaN label, and the
@@ -287,7 +296,7 @@ class Evaluator:
                 p = positive_proba(scores[known])
                 labels = labels[known]
                 try:
-                    cbpe = CBPE(seed=0).fit(p, labels)
+                    cbpe = CBPE(threshold=threshold, seed=0).fit(p, labels)
                 except EstimationError as exc:  # one class or non-0/1 labels: no estimate,
                     # but drift and decay still run (the baseline is cached: said once)
                     logger.warning(
@@ -298,7 +307,7 @@ class Evaluator:
                     )
                     no_estimate = f"the reference labels cannot calibrate an estimate: {exc}"
                 else:
-                    accuracy = float(((p >= 0.5) == (labels >= 0.5)).mean())
+                    accuracy = float(((p >= threshold) == (labels >= 0.5)).mean())
         return _Baseline(profile, reference, scores, cbpe, accuracy, no_estimate)
 
     # -- kinds -----------------------------------------------------------------------------
@@ -430,16 +439,19 @@ class Evaluator:
         version: int | None,
         now: datetime,
     ) -> tuple[str, dict[str, Any]]:
-        """CBPE's accuracy of the champion's answers in the window, and beside it the
-        realised accuracy of the window's requests at least ``decay.maturity_s`` old, those
-        whose labels drift tests (:func:`tunewatch._drift_report.label_window`):
-        ``n_labelled`` counts the labelled ones, and with none ``realised`` is ``None``.
+        """CBPE's accuracy of the champion's decisions in the window, at the objective's
+        decision threshold (:func:`decision_threshold`; it was 0.5 whatever the objective
+        decided at), and beside it the realised accuracy of the same decisions of the
+        window's requests at least ``decay.maturity_s`` old, those whose labels drift tests
+        (:func:`tunewatch._drift_report.label_window`): ``n_labelled`` counts the labelled
+        ones, and with none ``realised`` is ``None``.
         Over every label come so far, it was the figure of the requests labelled first:
         when a label's delay depends on the outcome (the right predictions labelled
         first), 1.0 of a window at 0.7, and the decay page compared the estimate with it."""
         m = self.metrics
-        # The estimate exports the estimated accuracy only: the realised objective is the
-        # decay check's figure (over matured windows), which may be accuracy too.
+        # The estimate exports the estimated accuracy only, labelled `accuracy` whatever the
+        # objective: the realised objective is the decay check's figure (over matured
+        # windows), which may be accuracy too, and then of the same decisions.
         if baseline is None or baseline.cbpe is None or baseline.reference_accuracy is None:
             m.forget(m.objective_estimated, model=window.model)  # no figure held over
             reason = "no reference snapshot" if baseline is None else baseline.no_estimate
@@ -459,13 +471,15 @@ class Evaluator:
         realised = None
         if labelled.any():
             pl = positive_proba(window.outputs[labelled])
-            realised = float(((pl >= 0.5) == (window.labels[labelled] >= 0.5)).mean())
+            decided = pl >= baseline.cbpe.threshold
+            realised = float((decided == (window.labels[labelled] >= 0.5)).mean())
         name = self.store.get_model(window.model).name
         self.metrics.objective_estimated.labels(name, str(version), "accuracy").set(estimate.value)
         drop = baseline.reference_accuracy - estimate.value
         return "ok", {
             "alarm": bool(drop > cfg.evaluation.estimate.max_drop),
             "metric": "accuracy",
+            "threshold": baseline.cbpe.threshold,  # the decisions the accuracy is of
             "estimated": estimate.value,
             "ci": [estimate.ci_lo, estimate.ci_hi],
             "n": estimate.n,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from monitor.objectives._base import Objective, ObjectiveError, Task, positive_proba
+from monitor.objectives._decision import decision_threshold
 from monitor.objectives._probabilistic import Accuracy, Brier, CostWeightedError, LogLoss
 from monitor.objectives._ranking import (
     FBeta,
@@ -80,6 +81,7 @@ __all__ = [
     "RecallAtPrecision",
     "RocAuc",
     "Task",
+    "decision_threshold",
     "make_objective",
     "positive_proba",
     "roc_auc",

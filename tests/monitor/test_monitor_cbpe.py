@@ -128,3 +128,22 @@ def test_accuracy_interval_half_width_is_the_poisson_binomial_normal_interval() 
     assert half == pytest.approx(0.0759091, abs=1e-7)
     assert estimate.n == 100 and estimate.value == pytest.approx(0.8, rel=1e-12)
     assert (estimate.ci_lo, estimate.ci_hi) == pytest.approx((0.8 - half, 0.8 + half), rel=1e-12)
+
+
+def test_accuracy_is_estimated_of_the_decisions_at_the_threshold() -> None:
+    """The reference of the interval test, calibrated to 0.1, 0.3, 0.7, 0.9: at threshold
+    0.3 the scores 0.4, 0.6 and 0.8 are decided positive, right with chances 0.3, 0.7
+    and 0.9, and 0.2 negative, right with 0.9: accuracy 0.7 (0.8 at 0.5)."""
+    levels = np.array([0.2, 0.4, 0.6, 0.8])
+    ref_labels = np.concatenate([[1] * k + [0] * (10 - k) for k in (1, 3, 7, 9)])
+    cbpe = CBPE(threshold=0.3).fit(np.repeat(levels, 10), ref_labels)
+    estimate = cbpe.estimate(np.repeat(levels, 25))
+    assert estimate.value == pytest.approx(0.7, rel=1e-12)
+    half = 1.959963984540054 * np.sqrt(25 * (0.09 + 0.21 + 0.21 + 0.09)) / 100
+    assert (estimate.ci_lo, estimate.ci_hi) == pytest.approx((0.7 - half, 0.7 + half), rel=1e-12)
+
+
+def test_a_threshold_that_is_not_a_number_is_refused() -> None:
+    """NaN decided every request negative, and the estimate was of no decision made."""
+    with pytest.raises(EstimationError, match="`threshold` must be a number, got nan"):
+        CBPE(threshold=float("nan"))
