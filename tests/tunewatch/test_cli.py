@@ -685,3 +685,12 @@ def test_routine_library_lines_are_left_out_unless_verbose(config: Path, name: s
         assert library.level == logging.NOTSET
     finally:
         library.setLevel(logging.NOTSET)
+
+
+def test_python_dash_m_tunewatch_is_the_command() -> None:
+    """``python -m tunewatch`` said "No module named tunewatch.__main__"."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tunewatch", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "usage: tunewatch" in done.stdout
