@@ -51,6 +51,7 @@ from tunewatch._config_evaluation import (
 from tunewatch._config_evaluation import (
     EvaluationConfig as EvaluationConfig,
 )
+from tunewatch._config_file import read_config_text
 from tunewatch._config_paths import (
     anchored,
     beside,
@@ -645,14 +646,7 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
     if path is None:
         return build_config({}, env=env, source="<defaults>")
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
-        ) from exc
+    text = read_config_text(path)  # at most MAX_CONFIG_BYTES: /dev/zero was read until OOM
     try:
         raw = read_yaml(text)
     except yaml.YAMLError as exc:
