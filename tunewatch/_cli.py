@@ -157,8 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--reason", type=_reason, required=True)
         p.set_defaults(func=cmd_decide)
 
-    p = sub.add_parser("approvals", help="list approval requests")
+    text = (
+        "list approval requests, newest first (a notice on stderr when --limit held older "
+        "ones back)"
+    )
+    p = sub.add_parser("approvals", help=text, description=text)
     p.add_argument("--status", choices=["pending", "approved", "rejected"])
+    p.add_argument("--model", type=_text("--model"), help="only this model's requests")
+    p.add_argument(
+        "--limit",
+        type=_int_in("limit", 1, MAX_LIMIT),
+        default=100,
+        help="the most requests to list, the newest (default 100, as the API's)",
+    )
     p.set_defaults(func=cmd_approvals)
 
     p = sub.add_parser("rollback", help="restore the champion the current one replaced")

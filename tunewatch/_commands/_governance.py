@@ -5,10 +5,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import shlex
 import stat
 import sys
+from typing import TYPE_CHECKING
 
 from tunewatch._auth import check_role, hash_token, new_token
 from tunewatch._errors import TunewatchError
@@ -19,12 +22,21 @@ from tunewatch._version_metadata import VersionMetadata
 
 from ._context import actor_of, config_of, registry_of
 
+if TYPE_CHECKING:
+    from tunewatch.store import Store
+
 
 def _shown(text: str) -> str:
     """``text`` as a line of output shows it: as it is when printable, else quoted with
     its control characters escaped, so that no stored name (one from before names had to
     be printable) starts a line of its own."""
     return text if text.isprintable() else repr(text)
+
+
+def _held_back(shown: str) -> None:
+    """Say on stderr that a listing printed ``--limit`` rows and more exist: it stopped
+    at the limit without a word, and the rows left out read as none."""
+    print(f"tunewatch: {shown}; older ones exist: use --limit", file=sys.stderr)
 
 
 def _hyperparameters(text: str | None) -> dict[str, object]:
@@ -237,13 +249,19 @@ def cmd_approvals(args: argparse.Namespace) -> int:
 
     store = open_store(config_of(args))
     try:
-        for a in store.list_approvals(status=args.status):
-            print(
-                f"{a.id:<5} {a.model} v{a.version:<4} {a.status:<9} by {_shown(a.requested_by)}: "
-                f"{'; '.join(a.rules)}"
-            )
+        if args.model is not None:
+            store.get_model(args.model)  # NotFoundError: "not registered" rather than nothing
+        # one more than --limit: whether it held requests back, not whether it may have
+        rows = store.list_approvals(model=args.model, status=args.status, limit=args.limit + 1)
     finally:
         store.close()
+    for a in rows[: args.limit]:  # newest first
+        print(
+            f"{a.id:<5} {a.model} v{a.version:<4} {a.status:<9} by {_shown(a.requested_by)}: "
+            f"{'; '.join(a.rules)}"
+        )
+    if len(rows) > args.limit:  # the ones waiting longest were left out without a word
+        _held_back(f"{args.limit} approval requests shown, the newest")
     return 0
 
 
@@ -269,10 +287,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     store = open_store(config_of(args))
     try:
-        entries = store.audit_log(limit=args.limit)
+        entries = store.audit_log(limit=args.limit + 1)  # one more: whether older ones exist
         broken = store.verify_audit()
     finally:
         store.close()
+    held_back = len(entries) > args.limit
+    entries = entries[: args.limit]
     for e in reversed(entries):  # oldest of them first, as the chain runs
         # json.dumps escapes what the details (reasons) hold
         details = json.dumps(e.details, sort_keys=True) if e.details else ""
@@ -280,6 +300,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
             f"{e.id:>6}  {e.at:%Y-%m-%d %H:%M:%S}  {_shown(e.actor)}  {_shown(e.action)}  "
             f"{_shown(e.target)}  {details}"
         )
+    if held_back:
+        _held_back(f"{args.limit} newest audit entries shown")
     if broken is not None:
         print(f"audit chain broken ({broken.kind}): {broken.message}")
         return 1
@@ -294,18 +316,8 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     store = open_store(config_of(args))
     try:
         if args.action == "create":
-            token = new_token()
-            row = store.add_token(
-                name=args.name,
-                role=check_role(args.role),
-                token_hash=hash_token(token),
-                actor=actor,
-            )
-            print(token)
-            print(
-                f"token {row.name!r} ({row.role}) created; it is shown only once", file=sys.stderr
-            )
-        elif args.action == "revoke":
+            return _create_token(store, args.name, check_role(args.role), actor=actor)
+        if args.action == "revoke":
             row = store.revoke_token(args.name, actor=actor)
             print(f"token {row.name!r} revoked")
         else:
@@ -315,3 +327,57 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def _create_token(store: Store, name: str, role: str, *, actor: str) -> int:
+    """Store a token and show it, once; one that cannot be shown is revoked (audited, by
+    ``actor``) and the command exits 1. It was stored, then printed: a print that failed
+    (a full disk, a reader gone, stdout closed) left an active token no one held, under a
+    name no later token can take, and exited 2 ("refused, nothing changed") or, with
+    stdout closed, 0."""
+    token = new_token()
+    row = store.add_token(name=name, role=role, token_hash=hash_token(token), actor=actor)
+    try:
+        _show_once(token)
+    except (OSError, ValueError) as exc:  # ValueError: a closed stream
+        why = f"stdout: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
+        try:
+            store.revoke_token(
+                row.name, actor=actor, details={"reason": f"it could not be shown ({why})"}
+            )
+        except TunewatchError as failed:
+            print(
+                f"tunewatch: error: token {row.name!r} ({row.role}) could not be shown ({why}) "
+                f"and is still active: revoking it failed: {failed.message}; revoke it: "
+                f"tunewatch tokens revoke {shlex.quote(row.name)}",
+                file=sys.stderr,
+            )
+            return 1
+        print(
+            f"tunewatch: error: token {row.name!r} was revoked because it could not be shown "
+            f"({why}); a revoked token keeps its name: choose another name",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"token {row.name!r} ({row.role}) created; it is shown only once", file=sys.stderr)
+    return 0
+
+
+def _show_once(text: str) -> None:
+    """Write ``text`` and a newline to stdout, and see it written: past the stream's
+    buffer where it has a file descriptor, so that a refused write raises here (not at the
+    interpreter's exit, after the command said it was shown) and leaves nothing behind to
+    fail again. Raises OSError, or ValueError for a closed stream."""
+    stream = sys.stdout
+    if stream is None:  # what Python makes of a closed file descriptor 1
+        raise OSError(errno.EBADF, "it is closed")
+    stream.flush()  # whatever was printed before goes first
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError):  # io.UnsupportedOperation, both: a stream in memory
+        stream.write(f"{text}\n")
+        stream.flush()
+        return
+    data = f"{text}\n".encode()
+    while data:
+        data = data[os.write(fd, data) :]
