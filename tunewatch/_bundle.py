@@ -158,45 +158,81 @@ def _write_zip(target: Path, manifest: str, members: Mapping[str, Callable[[], b
     """Write the bundle beside ``target`` and rename it into place once it is on disk: a
     write that fails part-way (a full disk, an artefact that cannot be read) leaves
     whatever was at ``target`` as it was, and no partial file. A symlink at ``target`` is
-    followed (its file is replaced, the link stays), an existing file's mode is kept (a
-    private bundle stays private), and the partial file's name does not grow with
-    ``target``'s. Each member's bytes are read (``members[name]()``) just before it is
-    written and dropped once it is: the export holds one artefact at a time, not the
-    bundle."""
+    followed (its file is replaced, the link stays), and the partial file's name does not
+    grow with ``target``'s. Only a regular file is replaced: a directory, a FIFO, a device
+    or a socket there is refused (the rename put a world-writable regular file in place of
+    a clone of ``/dev/null``). An existing file's permissions are kept (a private bundle
+    stays private); a new bundle is the owner's only (0600), as the artefact store's own
+    copies of the artefacts and reference snapshots it holds are. Each member's bytes are
+    read (``members[name]()``) just before it is written and dropped once it is: the
+    export holds one artefact at a time, not the bundle."""
     if not target.name:  # "." or "/": no file to write, nor a name to write it beside
         raise BundleError(f"cannot write bundle {str(target)!r}: it names a directory")
+    _refuse_non_regular(target, target)
     final = Path(os.path.realpath(target))
     try:
-        mode: int | None = stat.S_IMODE(final.stat().st_mode)
+        mode = stat.S_IMODE(final.stat().st_mode) & 0o777  # no set-id or sticky bit
     except OSError:
-        mode = None  # a new file: created like any the process writes (umask applies)
+        mode = 0o600  # a new file
     partial = final.with_name(f".tunewatch-export-{uuid.uuid4().hex[:16]}.partial")
     try:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
         raise BundleError(f"cannot write bundle {str(target)!r}: {exc.strerror}") from exc
     replaced = False
     try:
         with os.fdopen(fd, "wb") as f:
-            if mode is not None:
-                os.fchmod(f.fileno(), mode)
+            os.fchmod(f.fileno(), mode)
             with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as archive:
                 archive.writestr(MANIFEST, manifest)
                 for name, read in members.items():
                     archive.writestr(name, read())
             f.flush()
             os.fsync(f.fileno())
+        _refuse_non_regular(target, final)  # again: the writing may have taken a while
         os.replace(partial, final)
         replaced = True
     except OSError as exc:
         reason = exc.strerror or exc
         raise BundleError(f"cannot write bundle {str(target)!r}: {reason}") from exc
     finally:
-        if not replaced:  # failed, or interrupted (Ctrl-C): the partial file goes
+        if not replaced:  # failed, refused or interrupted (Ctrl-C): the partial file goes
             try:
                 partial.unlink(missing_ok=True)
             except OSError:
                 logger.exception("could not remove the partial bundle %s", partial)
+
+
+def _refuse_non_regular(target: Path, path: Path) -> None:
+    kind = non_regular_kind(path)
+    if kind is not None:
+        raise BundleError(
+            f"cannot write bundle {str(target)!r}: it is {kind}, not a regular file, which "
+            "the export would replace with one; nothing was written"
+        )
+
+
+_KINDS: tuple[tuple[Callable[[int], bool], str], ...] = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def non_regular_kind(path: str | Path) -> str | None:
+    """What is at ``path``, links followed, where that is not a regular file ("a FIFO
+    (named pipe)", "a character device" …); None for a regular file and where nothing is
+    (a dangling link: a write creates its target), or where ``path`` cannot be looked up
+    (the write says why)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _KINDS if test(mode)), "a special file")
 
 
 def _parent_origin(store: Store, model: str, v: VersionRow) -> dict[str, Any] | None:

@@ -3,6 +3,7 @@ UTF-8, empty values, files that are not regular or too large, and configs it can
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -250,10 +251,15 @@ def test_import_refuses_a_config_out_it_cannot_create_before_importing(
 
 
 def test_import_whose_snippet_write_fails_says_the_versions_were_imported(
-    trained: list[ExampleModel], target: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trained: list[ExampleModel],
+    target: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A write that still fails after the import (a full disk: /dev/full through a link)
-    exited 2 with the bare OS error, as if nothing had happened."""
+    """A write that still fails after the import (a full disk) exited 2 with the bare OS
+    error, as if nothing had happened. (A link to /dev/full is refused before the import
+    now, as a destination that is not a regular file: the disk fills up here instead.)"""
     daemon, _ = make_daemon(tmp_path / "plain", trained)
     daemon.close()
     config = _write_config(
@@ -262,7 +268,14 @@ def test_import_whose_snippet_write_fails_says_the_versions_were_imported(
     bundle = tmp_path / "plain.zip"
     assert main(["--config", str(config), "export", MODEL, str(bundle)]) == 0
     out = tmp_path / "snippet.yaml"
-    out.symlink_to("/dev/full")
+    write_bytes = Path.write_bytes
+
+    def full_disk(path: Path, data: bytes) -> int:
+        if path == out:  # as a write to a full disk fails: naming no file
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write_bytes(path, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
     capsys.readouterr()
     assert main(["--config", str(target), "import", str(bundle), "--config-out", str(out)]) == 1
     captured = capsys.readouterr()

@@ -9,6 +9,7 @@ import logging
 import os
 import stat
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ from ._context import actor_of, config_of, registry_of
 
 if TYPE_CHECKING:
     from tunewatch._bundle import BundledConfig
+    from tunewatch._config import Config
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +30,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     from tunewatch._daemon import open_store
 
     config = config_of(args)
+    # before the store is opened: `export MODEL STORE.db` replaced the store with the bundle
+    _refuse_destination(
+        f"cannot export to {args.path}",
+        "it",
+        Path(args.path),
+        _protected(config, _config_path(args)),
+        data_dir=config.data_dir,
+        outcome="nothing was written",
+    )
     store = open_store(config)
     try:
         written = export_bundle(
@@ -50,8 +61,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     config = config_of(args)
     out = None if args.config_out is None else Path(args.config_out)
+    protected = _protected(config, _config_path(args), bundle=args.path)
     if out is not None:  # before anything is imported: a failed write after reads as a failure
-        _check_config_out(args.config_out, _config_path(args))
+        _check_config_out(args.config_out, _config_path(args), protected, config.data_dir)
     store = open_store(config)
     try:
         model, imported, model_config = import_bundle(
@@ -64,7 +76,9 @@ def cmd_import(args: argparse.Namespace) -> int:
             name=args.name,
             # the search space beside the snippet, for a bundle holding one, is checked
             # once the bundle is read, before anything is imported
-            check_space=None if out is None else lambda space: _check_space(out, space),
+            check_space=None
+            if out is None
+            else lambda space: _check_space(out, space, protected, config.data_dir),
         )
     finally:
         store.close()
@@ -119,11 +133,14 @@ def _config_path(args: argparse.Namespace) -> str | None:
     return args.config if args.config is not None else os.environ.get("TUNEWATCH_CONFIG")
 
 
-def _check_config_out(text: str, config: str | None) -> None:
+def _check_config_out(
+    text: str, config: str | None, protected: Sequence[tuple[str, str]], data_dir: str
+) -> None:
     """Refuse ``--config-out`` where the snippet could not be written as a file, or is the
     ``config`` the command runs with (the one-model snippet would replace it: its store,
-    ``data_dir``, auth and every other model), so that nothing is imported when it could
-    not be written (see :func:`_check_writable`)."""
+    ``data_dir``, auth and every other model), or another file it must not replace (see
+    :func:`_refuse_destination`), so that nothing is imported when it could not be written
+    (see :func:`_check_writable`)."""
     if not text:
         raise TunewatchError(
             "`--config-out` must name a file, got an empty value; nothing was imported",
@@ -143,7 +160,7 @@ def _check_config_out(text: str, config: str | None) -> None:
         raise TunewatchError(
             f"--config-out {path}: {folder} is not a directory; nothing was imported"
         )
-    _check_writable(path, path)
+    _check_writable(path, path, protected, data_dir)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -152,18 +169,30 @@ def _same_file(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)
     except OSError:  # one is missing (or cannot be looked up): it is written there
-        return a.resolve() == b.resolve()
+        return os.path.realpath(a) == os.path.realpath(b)  # a link loop too, unlike resolve
 
 
-def _check_writable(path: Path, destination: Path) -> None:
+def _check_writable(
+    path: Path, destination: Path, protected: Sequence[tuple[str, str]], data_dir: str
+) -> None:
     """Refuse ``destination`` (the snippet at ``--config-out`` ``path``, or the search
-    space beside it) unless the import can write it: already there (a file, a link, a
-    pipe such as ``/dev/stdout``), it must be writable; else it is created and removed."""
+    space beside it) unless the import can write it and may (:func:`_refuse_destination`:
+    the command's own standard output or error, ``/dev/stdout`` say, is written through):
+    already there, it must be writable; else it is created and removed."""
     if destination.is_dir():
         raise TunewatchError(
             f"--config-out {path}: {destination} is a directory, where the import writes "
             "a file; nothing was imported"
         )
+    _refuse_destination(
+        f"--config-out {path}",
+        "it" if destination == path else str(destination),
+        destination,
+        protected,
+        data_dir=data_dir,
+        outcome="nothing was imported",
+        streams=True,
+    )
     try:
         if destination.exists():  # through links: /dev/stdout's pipe has no name to create
             if not os.access(destination, os.W_OK):
@@ -180,18 +209,116 @@ def _check_writable(path: Path, destination: Path) -> None:
         ) from exc
 
 
+#: A SQLite database's companion files, beside it under its name with these suffixes.
+_SQLITE_COMPANIONS = (
+    ("-wal", "write-ahead log"),
+    ("-shm", "shared-memory index"),
+    ("-journal", "rollback journal"),
+)
+
+
+def _protected(
+    config: Config, config_file: str | None, *, bundle: str | None = None
+) -> list[tuple[str, str]]:
+    """The files a command's output must not replace, each with what it is: the
+    ``config_file`` the command runs with, the store's and Optuna's SQLite databases (or
+    journal file) and their companions, the search spaces the config names, and the
+    ``bundle`` an import reads. (``data_dir``, which holds the default ones, is refused
+    whole by :func:`_refuse_destination`.)"""
+    files = [] if config_file is None else [(config_file, "the config this command runs with")]
+    for url, what in (
+        (config.store_url, "the store's SQLite database"),
+        (config.tuning_storage_url, "the tuning (Optuna) storage"),
+    ):
+        database = _database_file(url)
+        if database is not None:
+            files.append((database, what))
+            files += [(database + end, f"{what}'s {kind}") for end, kind in _SQLITE_COMPANIONS]
+    for model in config.models:
+        if model.tuning.search_space is not None:
+            files.append((model.tuning.search_space, f"model {model.name}'s search space"))
+    if bundle is not None:
+        files.append((bundle, "the bundle this import reads"))
+    return files
+
+
+def _database_file(url: str) -> str | None:
+    """The file a SQLite URL or an Optuna journal path (no ``://``) names, ``~`` expanded
+    as the store expands it; None for another database, in memory or a ``file:`` URI."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if "://" not in url:
+        return str(Path(url).expanduser())
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None  # the store says why when it opens
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    return None if database.startswith("file:") else str(Path(database).expanduser())
+
+
+def _refuse_destination(
+    label: str,
+    subject: str,
+    destination: Path,
+    protected: Sequence[tuple[str, str]],
+    *,
+    data_dir: str,
+    outcome: str,
+    streams: bool = False,
+) -> None:
+    """Refuse, before anything is written (``TunewatchError``: exit 2, with ``label``,
+    ``subject`` and ``outcome`` in its one line), to write ``destination`` where it is (or,
+    through links, replaces) one of the ``protected`` files, lies under ``data_dir`` (the
+    store, the artefacts, the reports), or is there and is not a regular file: a FIFO, a
+    device, a socket. ``export MODEL STORE.db`` turned the store into a zip, and an export
+    to a device replaced it with a world-writable regular file. With ``streams``, the
+    command's own standard output or error (``/dev/stdout``, a pipe or a terminal) is
+    written through, not refused."""
+    from tunewatch._bundle import non_regular_kind
+
+    reason = next(
+        (f"{what} ({file})" for file, what in protected if _same_file(destination, Path(file))),
+        None,
+    )
+    root = os.path.realpath(data_dir)
+    if reason is None and Path(os.path.realpath(destination)).is_relative_to(root):
+        reason = (
+            f"under data_dir {root}, where tunewatch keeps its artefacts, reports and databases"
+        )
+    kind = non_regular_kind(destination)
+    if reason is None and kind is not None and not (streams and _is_std_stream(destination)):
+        reason = f"{kind}, not a regular file"
+    if reason is not None:
+        raise TunewatchError(f"{label}: {subject} is {reason}; {outcome}", code="invalid_argument")
+
+
+def _is_std_stream(path: Path) -> bool:
+    """Whether ``path`` is this process's standard output or error (``/dev/stdout``)."""
+    try:
+        found = os.stat(path)
+        return any(os.path.samestat(found, os.fstat(fd)) for fd in (1, 2))
+    except OSError:
+        return False
+
+
 def _space_path(path: Path) -> Path:
     """Where the search space goes beside the snippet at ``path``."""
     return path.resolve().with_name(f"{path.stem}.search_space.yaml")
 
 
-def _check_space(path: Path, space: bytes) -> None:
+def _check_space(
+    path: Path, space: bytes, protected: Sequence[tuple[str, str]], data_dir: str
+) -> None:
     """Refuse to write the bundle's ``space`` beside the snippet at ``--config-out``
     ``path`` unless the import can write it, and unless the file there, if any, holds the
     same: an earlier import with the same ``--config-out`` wrote it, and the config merged
     from that snippet names it by its path (see :func:`_check_writable`)."""
     destination = _space_path(path)
-    _check_writable(path, destination)
+    _check_writable(path, destination, protected, data_dir)
     try:
         other = _holds_other(destination, space)
     except OSError as exc:
