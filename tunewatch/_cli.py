@@ -183,17 +183,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_rollback)
 
-    p = sub.add_parser(
-        "evaluate", help="evaluate a model now: drift, decay, estimate, labels, telemetry"
+    text = (
+        "evaluate a model now: drift, decay, estimate, labels, telemetry; then its 5 newest "
+        "events (a notice on stderr when older ones exist)"
     )
+    p = sub.add_parser("evaluate", help=text, description=text)
     p.add_argument("model", type=_model)
     p.set_defaults(func=cmd_evaluate)
 
     for kind in ("drift", "decay", "estimate", "labels", "telemetry"):
-        p = sub.add_parser(kind, help=f"show a model's {kind} evaluations, newest first")
+        text = (
+            f"show a model's {kind} evaluations, newest first (a notice on stderr when "
+            "--limit held older ones back)"
+        )
+        p = sub.add_parser(kind, help=text, description=text)
         p.add_argument("model", type=_model)
         p.add_argument("--version", type=_int_in("version", 1, MAX_ID))
-        p.add_argument("--limit", type=_int_in("limit", 1, MAX_LIMIT), default=10)
+        p.add_argument(
+            "--limit",
+            type=_int_in("limit", 1, MAX_LIMIT),
+            default=10,
+            help="the most evaluations to show, the newest (default 10; at most 10,000, as "
+            "the API's)",
+        )
         p.set_defaults(func=cmd_show_evaluations)
 
     p = sub.add_parser("worker", help="run (or join) a re-tuning job in this process")
@@ -206,9 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", action="store_true", help="run the job in this process now")
     p.set_defaults(func=cmd_retune)
 
-    p = sub.add_parser("jobs", help="list re-tuning jobs and their progress")
-    p.add_argument("--model", type=_text("--model"))
-    p.add_argument("--limit", type=_int_in("limit", 1, MAX_LIMIT), default=20)
+    text = (
+        "list re-tuning jobs and their progress, newest first (a notice on stderr when "
+        "--limit held older ones back)"
+    )
+    p = sub.add_parser("jobs", help=text, description=text)
+    p.add_argument("--model", type=_text("--model"), help="only this model's jobs")
+    p.add_argument(
+        "--limit",
+        type=_int_in("limit", 1, MAX_LIMIT),
+        default=20,
+        help="the most jobs to list, the newest (default 20; at most 10,000, as the API's)",
+    )
     p.set_defaults(func=cmd_jobs)
 
     p = sub.add_parser("report", help="write a version's rationale report (Markdown, HTML)")
@@ -270,7 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_int_in("challenger", 1, MAX_ID),
         help="show this version's looks, oldest first",
     )
-    p.add_argument("--limit", type=_int_in("limit", 1, MAX_LIMIT), default=1000)
+    p.add_argument(
+        "--limit",
+        type=_int_in("limit", 1, MAX_LIMIT),
+        default=1000,
+        help="with --challenger: the most looks to show, the newest, printed oldest first "
+        "(default 1000; at most 10,000, as the API's; a notice on stderr when older ones "
+        "were held back)",
+    )
     p.set_defaults(func=cmd_comparisons)
     return parser
 

@@ -1,10 +1,11 @@
 """What every command takes from its parsed arguments: the config, the actor the audit
-log names, and the registry."""
+log names, and the registry; and what a listing says when it held rows back."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import TYPE_CHECKING
 
 from tunewatch._artefacts import ArtefactStore
@@ -63,3 +64,10 @@ def registry_of(config: Config, store: Store) -> Registry:
         regulated_models=[m.name for m in config.models if m.regulated],
         check_features=config.check_registered_model,
     )
+
+
+def say_held_back(shown: str, *, see: str = "use --limit") -> None:
+    """Say on stderr that a listing printed ``shown`` and older rows exist, and where to
+    ``see`` them: a listing that stopped at its limit without a word made the rows left out
+    read as none. The caller fetches one row past its limit to know."""
+    print(f"tunewatch: {shown}; older ones exist: {see}", file=sys.stderr)

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import argparse
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
 
-from ._context import config_of
+from ._context import config_of, say_held_back
 
 if TYPE_CHECKING:
     from tunewatch.comparison import ComparisonRunner
     from tunewatch.store import Store
     from tunewatch.store._comparisons import ComparisonLookRow
+
+
+#: The events ``evaluate`` ends with: the model's newest, a summary.
+_EVENTS_SHOWN = 5
 
 
 def _summary(kind: str, payload: dict[str, object]) -> str:
@@ -58,10 +63,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
         for row in evaluator.evaluate(args.model):
             print(f"{row.kind:<10} {row.status:<17} {_summary(row.kind, row.payload)}")
-        for event in store.list_events(model=args.model, limit=5):
-            print(f"event {event.created_at:%Y-%m-%d %H:%M:%S} {event.type} {event.payload}")
+        # the newest few as a summary, and one more: whether it held older ones back
+        events = store.list_events(model=args.model, limit=_EVENTS_SHOWN + 1)
     finally:
         store.close()
+    for event in events[:_EVENTS_SHOWN]:
+        print(f"event {event.created_at:%Y-%m-%d %H:%M:%S} {event.type} {event.payload}")
+    if len(events) > _EVENTS_SHOWN:
+        say_held_back(
+            f"the {_EVENTS_SHOWN} newest events of {args.model} shown",
+            see=f"GET /v1/events?model={quote(args.model)} or the dashboard's events page",
+        )
     return 0
 
 
@@ -73,19 +85,22 @@ def cmd_show_evaluations(args: argparse.Namespace) -> int:
         store.get_model(args.model)  # NotFoundError: "not registered" rather than "none yet"
         if args.version is not None:
             store.get_version(args.model, args.version)  # likewise for an unknown version
+        # one more than --limit: whether it held older evaluations back
         rows = store.list_evaluations(
-            args.model, kind=args.command, version=args.version, limit=args.limit
+            args.model, kind=args.command, version=args.version, limit=args.limit + 1
         )
-        for row in rows:
-            print(
-                f"{row.window_end:%Y-%m-%d %H:%M:%S} v{row.version} {row.status:<17} "
-                f"{_summary(row.kind, row.payload)}"
-            )
-        if not rows:
-            of = args.model if args.version is None else f"{args.model} version {args.version}"
-            print(f"no {args.command} evaluations of {of} yet")
     finally:
         store.close()
+    for row in rows[: args.limit]:  # newest first
+        print(
+            f"{row.window_end:%Y-%m-%d %H:%M:%S} v{row.version} {row.status:<17} "
+            f"{_summary(row.kind, row.payload)}"
+        )
+    of = args.model if args.version is None else f"{args.model} version {args.version}"
+    if not rows:
+        print(f"no {args.command} evaluations of {of} yet")
+    elif len(rows) > args.limit:
+        say_held_back(f"{args.limit} newest {args.command} evaluations of {of} shown")
     return 0
 
 
@@ -141,10 +156,17 @@ def cmd_comparisons(args: argparse.Namespace) -> int:
     try:
         runner = _comparison_runner(config, store)
         if args.challenger is not None:
-            for look in runner.history(args.model, args.challenger, limit=args.limit):
+            # the newest --limit looks and one more (the oldest of them, held back if it
+            # is past the limit), printed oldest first as the evidence grew
+            looks = runner.history(args.model, args.challenger, limit=args.limit + 1)
+            for look in looks[-args.limit :]:
                 print(
                     f"{look.created_at:%Y-%m-%d %H:%M:%S} v{look.champion_version} "
                     f"{_look_line(look)}"
+                )
+            if len(looks) > args.limit:
+                say_held_back(
+                    f"{args.limit} newest looks of {args.model} version {args.challenger} shown"
                 )
             return 0
         items = runner.summary(args.model)

@@ -20,7 +20,7 @@ from tunewatch._registry import feature_names_from
 from tunewatch._report import refresh_reports
 from tunewatch._version_metadata import VersionMetadata
 
-from ._context import actor_of, config_of, registry_of
+from ._context import actor_of, config_of, registry_of, say_held_back
 
 if TYPE_CHECKING:
     from tunewatch.store import Store
@@ -31,12 +31,6 @@ def _shown(text: str) -> str:
     its control characters escaped, so that no stored name (one from before names had to
     be printable) starts a line of its own."""
     return text if text.isprintable() else repr(text)
-
-
-def _held_back(shown: str) -> None:
-    """Say on stderr that a listing printed ``--limit`` rows and more exist: it stopped
-    at the limit without a word, and the rows left out read as none."""
-    print(f"tunewatch: {shown}; older ones exist: use --limit", file=sys.stderr)
 
 
 def _hyperparameters(text: str | None) -> dict[str, object]:
@@ -261,7 +255,7 @@ def cmd_approvals(args: argparse.Namespace) -> int:
             f"{'; '.join(a.rules)}"
         )
     if len(rows) > args.limit:  # the ones waiting longest were left out without a word
-        _held_back(f"{args.limit} approval requests shown, the newest")
+        say_held_back(f"{args.limit} approval requests shown, the newest")
     return 0
 
 
@@ -301,7 +295,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             f"{_shown(e.target)}  {details}"
         )
     if held_back:
-        _held_back(f"{args.limit} newest audit entries shown")
+        say_held_back(f"{args.limit} newest audit entries shown")
     if broken is not None:
         print(f"audit chain broken ({broken.kind}): {broken.message}")
         return 1

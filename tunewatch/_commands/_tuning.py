@@ -13,7 +13,7 @@ from typing import Any
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._errors import ConflictError
 
-from ._context import actor_of, config_of, registry_of
+from ._context import actor_of, config_of, registry_of, say_held_back
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -142,17 +142,17 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     try:
         if args.model is not None:
             store.get_model(args.model)  # NotFoundError: "not registered" rather than nothing
-        for j in store.list_jobs(model=args.model, limit=args.limit):
-            progress = j.progress
-            trained, rejected = _trained(progress)
-            done = f"{trained}/{progress.get('max_trials', '?')} trials{_rejected_note(rejected)}"
-            extra = j.error or (
-                f"-> v{j.result['version']}" if j.result else progress.get("phase", "")
-            )
-            print(
-                f"{j.id:<5} {j.model:<16} {j.status:<10} {done:<14} {j.trigger.get('event')}"
-                f" {extra}"
-            )
+        # one more than --limit: whether it held older jobs back
+        rows = store.list_jobs(model=args.model, limit=args.limit + 1)
     finally:
         store.close()
+    for j in rows[: args.limit]:  # newest first
+        progress = j.progress
+        trained, rejected = _trained(progress)
+        done = f"{trained}/{progress.get('max_trials', '?')} trials{_rejected_note(rejected)}"
+        extra = j.error or (f"-> v{j.result['version']}" if j.result else progress.get("phase", ""))
+        print(f"{j.id:<5} {j.model:<16} {j.status:<10} {done:<14} {j.trigger.get('event')} {extra}")
+    if len(rows) > args.limit:
+        of = "" if args.model is None else f" of {args.model}"
+        say_held_back(f"{args.limit} newest jobs{of} shown")
     return 0
