@@ -147,9 +147,9 @@ _TOKEN_ACTIONS = ("create_token", "revoke_token")
 
 def _about(model: str) -> Any:
     """Entries whose target names ``model``: the model itself (``regulate_model``,
-    ``import_bundle``, ``label_conflict``) or one of its versions (``model/v3``), the only targets written
-    about a model. Nothing else that starts with the name is: model names may hold ':'
-    and '@'. A token is audited under its own name, so one named like the model or like
+    ``import_bundle``, ``label_conflict``) or one of its versions (``model/v3``), the only
+    targets written about a model. Nothing else that starts with the name is: model names
+    may hold ':' and '@'. A token is audited under its own name, so one named like the model or like
     one of its versions (``credit/v1``) is not about it either."""
     target = audit_entries.c.target
     prefix = f"{model}/v"
