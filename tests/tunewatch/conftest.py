@@ -142,6 +142,34 @@ class Clock:
         return self.now
 
 
+def champion_answered(
+    request_id: str, at: datetime, inputs: np.ndarray, output: np.ndarray, *, version: int
+) -> tuple[RequestRecord, OutputRecord]:
+    """One request of ``MODEL`` (``inputs``, a row or more) and the champion's answer
+    (``output``), both at ``at``, as the recorder writes them: inputs as float32."""
+    request = RequestRecord(
+        model=MODEL,
+        request_id=request_id,
+        received_at=at,
+        source="infer",
+        n_rows=inputs.shape[0],
+        n_cols=inputs.shape[1],
+        inputs=np.ascontiguousarray(inputs, dtype=np.float32).tobytes(),
+    )
+    answer = OutputRecord(
+        model=MODEL,
+        request_id=request_id,
+        version=version,
+        role="champion",
+        latency_s=1e-4,
+        n_rows=output.shape[0],
+        n_cols=output.shape[1],
+        values=np.ascontiguousarray(output, dtype=np.float32).tobytes(),
+        created_at=at,
+    )
+    return request, answer
+
+
 def feed(
     d: Daemon,
     clock: Clock,
@@ -165,32 +193,12 @@ def feed(
     probs = session.primary(session.run(x))
     requests, outputs = [], []
     for i in range(n):
-        rid = f"r{start + i}"
         clock.now += timedelta(seconds=1)
-        requests.append(
-            RequestRecord(
-                model=MODEL,
-                request_id=rid,
-                received_at=clock.now,
-                source="infer",
-                n_rows=1,
-                n_cols=8,
-                inputs=x[i : i + 1].tobytes(),
-            )
+        request, output = champion_answered(
+            f"r{start + i}", clock.now, x[i : i + 1], probs[i : i + 1], version=champion.version
         )
-        outputs.append(
-            OutputRecord(
-                model=MODEL,
-                request_id=rid,
-                version=champion.version,
-                role="champion",
-                latency_s=1e-4,
-                n_rows=1,
-                n_cols=2,
-                values=probs[i : i + 1].tobytes(),
-                created_at=clock.now,
-            )
-        )
+        requests.append(request)
+        outputs.append(output)
     d.store.write_records(requests, outputs)
     if labels:
         d.store.add_labels(

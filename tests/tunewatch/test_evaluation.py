@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from shadow import OnnxModel
-from tests.tunewatch.conftest import Clock, feed
+from tests.tunewatch.conftest import Clock, champion_answered, feed
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._errors import NotFoundError, StoreUnavailableError
@@ -25,7 +25,7 @@ from tunewatch._example import ExampleModel, example_data
 from tunewatch._policies import evaluation_policies
 from tunewatch._reference import Reference
 from tunewatch._scheduler import PerModelJob, Scheduler
-from tunewatch.store import EvaluationRow, Event, LabelItem, OutputRecord, RequestRecord
+from tunewatch.store import EvaluationRow, Event, LabelItem, RequestRecord
 from tunewatch.store._schema import evaluations, leases
 
 MODEL = "credit"
@@ -1361,30 +1361,11 @@ def _write_hour(d: Daemon, t0: datetime, hour: int, n: int, accuracy: float, see
     requests, outputs = [], []
     for i in range(n):
         rid, at = f"h{hour}-{i}", t0 + timedelta(hours=hour, seconds=10 + i)
-        requests.append(
-            RequestRecord(
-                model=MODEL,
-                request_id=rid,
-                received_at=at,
-                source="infer",
-                n_rows=1,
-                n_cols=8,
-                inputs=x[i : i + 1].tobytes(),
-            )
+        request, output = champion_answered(
+            rid, at, x[i : i + 1], probs[i : i + 1], version=champion.version
         )
-        outputs.append(
-            OutputRecord(
-                model=MODEL,
-                request_id=rid,
-                version=champion.version,
-                role="champion",
-                latency_s=1e-4,
-                n_rows=1,
-                n_cols=2,
-                values=probs[i : i + 1].tobytes(),
-                created_at=at,
-            )
-        )
+        requests.append(request)
+        outputs.append(output)
     d.store.write_records(requests, outputs)
     d.store.add_labels(
         MODEL, [LabelItem(request_id=f"h{hour}-{i}", value=float(labels[i])) for i in range(n)]

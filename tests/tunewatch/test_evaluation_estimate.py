@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 
 from shadow import OnnxModel
-from tests.tunewatch.conftest import Clock, feed
+from tests.tunewatch.conftest import Clock, champion_answered, feed
 from tests.tunewatch.test_evaluation import _write_hour
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel, example_data
 from tunewatch._reference import Reference
-from tunewatch.store import LabelItem, OutputRecord, RequestRecord
+from tunewatch.store import LabelItem
 
 MODEL = "credit"
 WINDOW = 600
@@ -173,30 +173,11 @@ def _write_requests(
     probs = session.primary(session.run(x))
     requests, outputs = [], []
     for i, when in enumerate(at):
-        requests.append(
-            RequestRecord(
-                model=MODEL,
-                request_id=f"r{i}",
-                received_at=when,
-                source="infer",
-                n_rows=1,
-                n_cols=8,
-                inputs=x[i : i + 1].tobytes(),
-            )
+        request, output = champion_answered(
+            f"r{i}", when, x[i : i + 1], probs[i : i + 1], version=champion.version
         )
-        outputs.append(
-            OutputRecord(
-                model=MODEL,
-                request_id=f"r{i}",
-                version=champion.version,
-                role="champion",
-                latency_s=1e-4,
-                n_rows=1,
-                n_cols=2,
-                values=probs[i : i + 1].tobytes(),
-                created_at=when,
-            )
-        )
+        requests.append(request)
+        outputs.append(output)
     d.store.write_records(requests, outputs)
     predicted = (probs[:, 1] >= 0.5).astype(float)
     right = np.random.default_rng(seed).random(len(at)) < accuracy

@@ -30,13 +30,13 @@ import pytest
 from monitor import CBPE
 from monitor.objectives import decision_threshold, make_objective, positive_proba
 from shadow import OnnxModel
+from tests.tunewatch.conftest import MODEL, champion_answered
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel, example_data
 from tunewatch._reference import Reference
-from tunewatch.store import LabelItem, OutputRecord, RequestRecord
+from tunewatch.store import LabelItem
 
-MODEL = "credit"
 WINDOW = 3000
 COST = [[0.0, 1.0], [4.0, 0.0]]  # a missed positive costs four false alarms
 
@@ -97,30 +97,11 @@ def _traffic(d: Daemon, now: datetime) -> tuple[np.ndarray, np.ndarray]:
     requests, outputs = [], []
     for i in range(WINDOW):
         at = now - timedelta(hours=1) + timedelta(seconds=i)
-        requests.append(
-            RequestRecord(
-                model=MODEL,
-                request_id=f"r{i}",
-                received_at=at,
-                source="infer",
-                n_rows=1,
-                n_cols=8,
-                inputs=x[i : i + 1].tobytes(),
-            )
+        request, output = champion_answered(
+            f"r{i}", at, x[i : i + 1], probs[i : i + 1], version=champion.version
         )
-        outputs.append(
-            OutputRecord(
-                model=MODEL,
-                request_id=f"r{i}",
-                version=champion.version,
-                role="champion",
-                latency_s=1e-4,
-                n_rows=1,
-                n_cols=2,
-                values=probs[i : i + 1].tobytes(),
-                created_at=at,
-            )
-        )
+        requests.append(request)
+        outputs.append(output)
     d.store.write_records(requests, outputs)
     d.store.add_labels(
         MODEL, [LabelItem(request_id=f"r{i}", value=float(y[i])) for i in range(WINDOW)]

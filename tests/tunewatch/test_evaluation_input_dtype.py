@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 
 from shadow import OnnxModel, validate_batch
-from tests.tunewatch.conftest import MODEL, Clock
+from tests.tunewatch.conftest import MODEL, Clock, champion_answered
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._drift_report import PREDICTION
 from tunewatch._example import example_data, feature_names
 from tunewatch._reference import Reference
 from tunewatch._version_metadata import VersionMetadata
-from tunewatch.store import EvaluationRow, OutputRecord, RequestRecord
+from tunewatch.store import EvaluationRow
 
 WINDOW = 300
 REFERENCE_ROWS = 1500
@@ -114,32 +114,12 @@ def _serve(d: Daemon, clock: Clock, start: int, x: np.ndarray) -> None:
     probs = session.primary(session.run(served))
     requests, outputs = [], []
     for i in range(len(x)):
-        rid = f"r{start + i}"
         clock.now += timedelta(seconds=1)
-        requests.append(
-            RequestRecord(
-                model=MODEL,
-                request_id=rid,
-                received_at=clock.now,
-                source="infer",
-                n_rows=1,
-                n_cols=8,
-                inputs=x[i : i + 1].astype(np.float32).tobytes(),
-            )
+        request, output = champion_answered(
+            f"r{start + i}", clock.now, x[i : i + 1], probs[i : i + 1], version=champion.version
         )
-        outputs.append(
-            OutputRecord(
-                model=MODEL,
-                request_id=rid,
-                version=champion.version,
-                role="champion",
-                latency_s=1e-4,
-                n_rows=1,
-                n_cols=2,
-                values=probs[i : i + 1].tobytes(),
-                created_at=clock.now,
-            )
-        )
+        requests.append(request)
+        outputs.append(output)
     d.store.write_records(requests, outputs)
 
 

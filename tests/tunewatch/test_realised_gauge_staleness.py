@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 
 from monitor import ServingMetrics
+from tests.tunewatch.conftest import champion_answered
 from tests.tunewatch.test_evaluation import _champion_daemon
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
 from tunewatch._scheduler import Scheduler
-from tunewatch.store import LabelItem, OutputRecord, RequestRecord
+from tunewatch.store import LabelItem
 
 MODEL = "credit"
 DAYS = 31  # of traffic; the run is at the end of the last one
@@ -65,30 +66,11 @@ def _traffic(d: Daemon, t0: datetime) -> dict[int, list[tuple[str, float, float]
             predicted = float(p1 >= 0.5)
             label = predicted if rng.random() < 0.9 else 1.0 - predicted
             days.setdefault(day, []).append((rid, predicted, label))
-            requests.append(
-                RequestRecord(
-                    model=MODEL,
-                    request_id=rid,
-                    received_at=at,
-                    source="infer",
-                    n_rows=1,
-                    n_cols=8,
-                    inputs=np.zeros((1, 8), np.float32).tobytes(),
-                )
+            request, output = champion_answered(
+                rid, at, np.zeros((1, 8)), np.array([[1 - p1, p1]]), version=champion.version
             )
-            outputs.append(
-                OutputRecord(
-                    model=MODEL,
-                    request_id=rid,
-                    version=champion.version,
-                    role="champion",
-                    latency_s=1e-4,
-                    n_rows=1,
-                    n_cols=2,
-                    values=np.array([[1 - p1, p1]], np.float32).tobytes(),
-                    created_at=at,
-                )
-            )
+            requests.append(request)
+            outputs.append(output)
     d.store.write_records(requests, outputs)
     return days
 
