@@ -11,33 +11,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from prometheus_client import Gauge
 
 from monitor import ServingMetrics
+from tests.monitor.test_metrics_forget_cost import Passes
 from tunewatch._config import build_config
 from tunewatch._scheduler import Scheduler
 from tunewatch.store import Store
 
 MODELS = ("a", "b", "c")
 FEATURES = [f"f{j}" for j in range(30)]
-
-
-class Passes:
-    """Counts the passes over every series of the gauges it watches: a ``collect`` reads
-    them all, and so does a ``remove_by_labels``."""
-
-    def __init__(self, *gauges: Gauge) -> None:
-        self.count = 0
-        for gauge in gauges:
-            for name in ("collect", "remove_by_labels"):
-                setattr(gauge, name, self._counted(getattr(gauge, name)))
-
-    def _counted(self, method):  # type: ignore[no-untyped-def]
-        def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
-            self.count += 1
-            return method(*args, **kwargs)
-
-        return counted
 
 
 def _drift(store: Store, model: str, method: str, *, end: datetime) -> None:
