@@ -95,7 +95,7 @@ class DecayEvaluationConfig(_Frozen):
 
     @model_validator(mode="after")
     def _horizon_within_ten_years(self) -> DecayEvaluationConfig:
-        """Each run reads the horizon back from now: past year 1, computing its start
+        """Each run counts the horizon back from now: past year 1, computing its start
         overflows, and every evaluation of the model fails."""
         # compared without multiplying: a huge `horizon_windows` overflows a float
         if self.horizon_windows > MAX_DURATION_S / self.window_s:

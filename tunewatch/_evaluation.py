@@ -36,6 +36,7 @@ from shadow import OnnxModel
 from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig
+from tunewatch._decay_rows import DecayRowCache
 from tunewatch._drift_report import (
     LABEL,
     aged_window,
@@ -92,6 +93,7 @@ class Evaluator:
         self._running: dict[str, threading.Lock] = {}  # one evaluation of a model at a time
         self._running_guard = threading.Lock()
         self._events = PolicyEvents(store=store, metrics=metrics, dispatcher=dispatcher)
+        self._decay_rows = DecayRowCache()  # the settled rows of each decay horizon
 
     # -- the run ---------------------------------------------------------------------------
     def evaluate(self, name: str) -> list[EvaluationRow]:
@@ -154,7 +156,16 @@ class Evaluator:
                     "decay",
                     None,
                     now,
-                    *decay_verdict(self.store, self.metrics, model, cfg, objective, now, version),
+                    *decay_verdict(
+                        self.store,
+                        self.metrics,
+                        model,
+                        cfg,
+                        objective,
+                        now,
+                        version,
+                        cache=self._decay_rows,
+                    ),
                 )
             )
         if ev.estimate.enabled and model.task == "binary":

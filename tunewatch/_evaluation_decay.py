@@ -14,6 +14,7 @@ from typing import Any
 from monitor import DecayEstimator, MonitorError, ServingMetrics, WindowValue, realised_windows
 from monitor.objectives import Objective, ObjectiveError
 from tunewatch._config import ModelConfig
+from tunewatch._decay_rows import DecayRowCache, read_rows
 from tunewatch._span import epoch, iso, requests_span
 from tunewatch.store import ModelRow, Store
 
@@ -26,36 +27,38 @@ def decay_verdict(
     objective: Objective,
     now: datetime,
     version: int | None,
+    *,
+    cache: DecayRowCache | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The decay verdict of ``version``: the realised objective per matured window over
     the horizon, its trend and projected crossing of the threshold (see
-    :class:`monitor.DecayEstimator`), exported as metrics."""
+    :class:`monitor.DecayEstimator`), exported as metrics. With ``cache`` the horizon's
+    settled rows are kept between runs and only the rest read (the same verdict)."""
     d = cfg.evaluation.decay
     horizon = timedelta(seconds=d.window_s * d.horizon_windows)
-    window = store.window(
-        model.name,
-        n_features=len(model.feature_names),
-        start=now - horizon,
-        end=now,
-        with_features=False,  # outputs, labels and times: not 30 days of input blobs
-    )
-    answered = window.versions == version  # the champion's trend, not its predecessors'
-    if version is None or not answered.any():
+    rows = None
+    if version is not None:
+        rows = (
+            read_rows(store, model, version, now - horizon, now)[0]
+            if cache is None
+            else cache.rows(store, model, cfg, version, now)
+        )
+    if rows is None or not len(rows):
         metrics.forget(metrics.decay_slope, model=model.name)
         metrics.forget(metrics.objective_realised, model=model.name)
         return "insufficient_data", {
             "alarm": False,
             "reason": "no requests the champion answered",
         }
-    y_pred = window.outputs[answered]
+    y_pred = rows.outputs
     if y_pred.shape[1] == 1 and model.task == "regression":
         y_pred = y_pred[:, 0]
     try:
         windows = realised_windows(
-            window.labels[answered],
+            rows.labels,
             y_pred,
-            window.received_at[answered],
-            window.label_received_at[answered],
+            rows.received_at,
+            rows.label_received_at,
             objective=objective,
             window=d.window_s,
             maturity=d.maturity_s,
@@ -127,7 +130,7 @@ def decay_verdict(
     }
     if values:  # hysteresis tells decay verdicts apart by their newest matured window
         newest = values[-1]
-        received = window.received_at[answered]
+        received = rows.received_at
         lo, hi = epoch(newest.window_start), epoch(newest.window_end)
         payload.update(requests_span(received[(received >= lo) & (received < hi)]))
     status = "insufficient_data" if result.status == "insufficient_data" else "ok"

@@ -78,7 +78,7 @@ def audit_conflicts(store: Store, model: str, actor: str, refused: Sequence[Labe
 
 
 def _shown(stored: LabelRow | None) -> dict[str, Any]:
-    if stored is None:  # removed since (retention)
+    if stored is None:  # not expected: a conflict is with a stored label, never removed
         return {"label": None, "outcome": None}
     return {"label": _shown_value(stored.value), "outcome": stored.outcome}
 
