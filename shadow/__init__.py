@@ -26,7 +26,13 @@ from shadow._jobs import ShadowJob, ShadowResult
 from shadow._onnx import OnnxModel, Signature, TensorSpec, primary_output, signature_from_session
 from shadow._queue import DropReason, ShadowQueue
 from shadow._sched import use_batch_scheduling
-from shadow._validation import FeatureRange, cast_rows, check_output, validate_batch
+from shadow._validation import (
+    FeatureRange,
+    cast_rows,
+    check_output,
+    representable_rows,
+    validate_batch,
+)
 
 __all__ = [
     "CandidateInfo",
@@ -51,6 +57,7 @@ __all__ = [
     "check_output",
     "inspect_candidate",
     "primary_output",
+    "representable_rows",
     "signature_from_session",
     "use_batch_scheduling",
     "validate_batch",

@@ -209,47 +209,71 @@ def _float_max(dtype: np.dtype[Any]) -> float:
     return limit
 
 
+def _fractional(x: np.ndarray[Any, Any], target: np.dtype[Any]) -> np.ndarray[Any, Any] | None:
+    """Where floats ``x`` hold a fraction (or NaN) an integer ``target`` cannot; ``None``
+    when ``target`` is a float type or ``x`` integers."""
+    if target.kind == "f" or x.dtype.kind != "f":
+        return None
+    return np.asarray(x != np.trunc(x))
+
+
+def _outside(x: np.ndarray[Any, Any], target: np.dtype[Any]) -> np.ndarray[Any, Any] | None:
+    """Where finite ``x`` is beyond ``target``'s range; ``None`` when no value can be (a
+    float cast to a float type as wide or wider)."""
+    if target.kind == "f":
+        if x.dtype.kind == "f" and x.dtype.itemsize <= target.itemsize:
+            return None
+        limit = float(np.finfo(target).max)
+        return np.asarray((x > limit) | (x < -limit))
+    info = np.iinfo(target)
+    if x.dtype.kind == "f":
+        # The max (2**63 - 1, ...) rounds up to max + 1 as a float, which would pass
+        # ``x > max`` and wrap in the cast: bound by max + 1, a power of two, exclusively.
+        # The min (0 or -2**(bits - 1)) is exact.
+        return np.asarray((x < info.min) | (x >= 2.0 ** (info.bits - (target.kind == "i"))))
+    return np.asarray((x < info.min) | (x > info.max))
+
+
 def _check_representable(x: np.ndarray[Any, Any], target: np.dtype[Any], name: str) -> None:
     """Refuse values that a cast of finite ``x`` to ``target`` would not preserve.
 
     Runs before the cast, so numpy never warns about an overflowing cast.
     """
-    if target.kind == "f":
-        if x.dtype.kind == "f" and x.dtype.itemsize <= target.itemsize:
-            return
-        limit = float(np.finfo(target).max)
-        outside = (x > limit) | (x < -limit)
-        if outside.any():
-            row, col = _first(outside)
-            raise InvalidInputError(
-                f"input {name!r} value {x[row, col]} at row {row}, column {col} is beyond "
-                f"the range of the model's {target} (max abs {limit:.6g})",
-                code="out_of_range",
-            )
-        return
-    info = np.iinfo(target)
-    if x.dtype.kind == "f":
-        fractional = x != np.trunc(x)
-        if fractional.any():
-            row, col = _first(fractional)
-            raise InvalidInputError(
-                f"input {name!r} must hold integers ({target}), got {x[row, col]} "
-                f"at row {row}, column {col}",
-                code="dtype_mismatch",
-            )
-        # The max (2**63 - 1, ...) rounds up to max + 1 as a float, which would pass
-        # ``x > max`` and wrap in the cast: bound by max + 1, a power of two, exclusively.
-        # The min (0 or -2**(bits - 1)) is exact.
-        outside = (x < info.min) | (x >= 2.0 ** (info.bits - (target.kind == "i")))
-    else:
-        outside = (x < info.min) | (x > info.max)
-    if outside.any():
-        row, col = _first(outside)
+    fractional = _fractional(x, target)
+    if fractional is not None and fractional.any():
+        row, col = _first(fractional)
         raise InvalidInputError(
-            f"input {name!r} value {x[row, col]} at row {row}, column {col} is outside "
-            f"the range of the model's {target} [{info.min}, {info.max}]",
+            f"input {name!r} must hold integers ({target}), got {x[row, col]} "
+            f"at row {row}, column {col}",
+            code="dtype_mismatch",
+        )
+    outside = _outside(x, target)
+    if outside is None or not outside.any():
+        return
+    row, col = _first(outside)
+    if target.kind == "f":
+        limit = float(np.finfo(target).max)
+        raise InvalidInputError(
+            f"input {name!r} value {x[row, col]} at row {row}, column {col} is beyond "
+            f"the range of the model's {target} (max abs {limit:.6g})",
             code="out_of_range",
         )
+    info = np.iinfo(target)
+    raise InvalidInputError(
+        f"input {name!r} value {x[row, col]} at row {row}, column {col} is outside "
+        f"the range of the model's {target} [{info.min}, {info.max}]",
+        code="out_of_range",
+    )
+
+
+def representable_rows(x: np.ndarray[Any, Any], dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
+    """Which rows of ``x`` :func:`cast_rows` casts to ``dtype`` rather than refuses (NaN
+    kept by a float type; an integer type holds no NaN or fraction)."""
+    keep = np.ones(x.shape[0], dtype=bool)
+    for bad in (_fractional(x, dtype), _outside(x, dtype)):
+        if bad is not None:
+            keep &= ~bad.any(axis=1)
+    return keep
 
 
 def cast_rows(x: np.ndarray[Any, Any], dtype: np.dtype[Any], name: str) -> np.ndarray[Any, Any]:

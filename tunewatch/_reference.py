@@ -10,11 +10,11 @@ import math
 import zipfile
 import zlib
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
-from shadow import OnnxModel, cast_rows
+from shadow import OnnxModel, cast_rows, representable_rows
 from tunewatch._errors import RegistrationError
 
 logger = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ def reference_scores(
     past a float16's range) is one the champion's route refuses: it gets no score (NaN),
     as a time series' first rows have none, and the others are scored."""
     spec = session.signature.input
-    held = _held_rows(features, spec.dtype)
+    held = representable_rows(features, spec.dtype)
     if held.all():
         return session.primary(session.run(cast_rows(features, spec.dtype, spec.name)))
     logger.warning(
@@ -235,20 +235,3 @@ def reference_scores(
     scores = np.full((len(held), scored.shape[1]), np.nan, dtype=np.float32)
     scores[held] = scored
     return scores
-
-
-def _held_rows(x: np.ndarray, dtype: np.dtype[Any]) -> np.ndarray:
-    """Which rows of the float matrix ``x`` a cast to ``dtype`` keeps unchanged: those
-    :func:`shadow.cast_rows` casts rather than refuses (a float type keeps NaN, an
-    integer one cannot hold it)."""
-    if dtype.kind == "f":
-        if dtype.itemsize >= x.dtype.itemsize:
-            return np.ones(x.shape[0], dtype=bool)
-        limit = float(np.finfo(dtype).max)
-        outside = np.abs(x) > limit
-        return np.asarray(~outside.any(axis=1), dtype=bool)
-    info = np.iinfo(dtype)
-    # bounded by max + 1, a power of two, exclusively: the max itself rounds up to it
-    top = 2.0 ** (info.bits - (dtype.kind == "i"))
-    held = (x == np.trunc(x)) & (x >= info.min) & (x < top)
-    return np.asarray(held.all(axis=1), dtype=bool)

@@ -19,9 +19,9 @@ import pytest
 from monitor import ServingMetrics
 from tests.tunewatch.conftest import champion_answered
 from tests.tunewatch.test_evaluation import _champion_daemon
+from tests.tunewatch.test_evaluation_exports import _taken_over
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
-from tunewatch._scheduler import Scheduler
 from tunewatch.store import LabelItem
 
 MODEL = "credit"
@@ -85,18 +85,6 @@ def _label(d: Daemon, days: dict[int, list[tuple[str, float, float]]], which: ra
 
 def _realised(metrics: ServingMetrics) -> list[tuple[dict[str, str], float]]:
     return [(s.labels, s.value) for m in metrics.objective_realised.collect() for s in m.samples]
-
-
-def _taken_over(d: Daemon) -> ServingMetrics:
-    """The metrics a new leader exports at takeover, from the stored evaluations."""
-    metrics = ServingMetrics()
-    scheduler = Scheduler(store=d.store, config=d.config, jobs=[], metrics=metrics)
-    scheduler.start()
-    try:
-        assert scheduler.leader and metrics.exports_evaluation
-    finally:
-        scheduler.shutdown()
-    return metrics
 
 
 def test_the_realised_objective_is_removed_when_the_newest_matured_window_has_no_label(
