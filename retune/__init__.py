@@ -7,27 +7,60 @@ schemes, fold scores), :mod:`retune.warmstart` (strategies and plans).
 
 from __future__ import annotations
 
-from retune._budget import Budget, BudgetTracker, PrunerKind, StopReason
-from retune._errors import (
-    CVError,
-    ExportError,
-    ParityError,
-    RetuneError,
-    SearchSpaceError,
-    StudyError,
-    WarmStartError,
-)
-from retune._export import check_parity, to_onnx
-from retune._history import load_history, plan_warm_start
-from retune._optuna import (
-    MIN_IMPORTANCE_TRIALS,
-    StudyImportances,
-    StudyProgress,
-    study_importances,
-    study_progress,
-)
-from retune._refit import ExportedModel, refit_and_export
-from retune._study import TuningResult, run_study
+from typing import TYPE_CHECKING
+
+from monitor._lazy import lazy_front
+
+if TYPE_CHECKING:
+    from retune._budget import Budget, BudgetTracker, PrunerKind, StopReason
+    from retune._errors import (
+        CVError,
+        ExportError,
+        ParityError,
+        RetuneError,
+        SearchSpaceError,
+        StudyError,
+        WarmStartError,
+    )
+    from retune._export import check_parity, to_onnx
+    from retune._history import load_history, plan_warm_start
+    from retune._optuna import (
+        MIN_IMPORTANCE_TRIALS,
+        StudyImportances,
+        StudyProgress,
+        study_importances,
+        study_progress,
+    )
+    from retune._refit import ExportedModel, refit_and_export
+    from retune._study import TuningResult, run_study
+
+#: Each public name and the module that defines it, imported on first use.
+_EXPORTS: dict[str, str] = {
+    "Budget": "retune._budget",
+    "BudgetTracker": "retune._budget",
+    "PrunerKind": "retune._budget",
+    "StopReason": "retune._budget",
+    "CVError": "retune._errors",
+    "ExportError": "retune._errors",
+    "ParityError": "retune._errors",
+    "RetuneError": "retune._errors",
+    "SearchSpaceError": "retune._errors",
+    "StudyError": "retune._errors",
+    "WarmStartError": "retune._errors",
+    "check_parity": "retune._export",
+    "to_onnx": "retune._export",
+    "load_history": "retune._history",
+    "plan_warm_start": "retune._history",
+    "MIN_IMPORTANCE_TRIALS": "retune._optuna",
+    "StudyImportances": "retune._optuna",
+    "StudyProgress": "retune._optuna",
+    "study_importances": "retune._optuna",
+    "study_progress": "retune._optuna",
+    "ExportedModel": "retune._refit",
+    "refit_and_export": "retune._refit",
+    "TuningResult": "retune._study",
+    "run_study": "retune._study",
+}
 
 __all__ = [
     "MIN_IMPORTANCE_TRIALS",
@@ -55,3 +88,5 @@ __all__ = [
     "study_progress",
     "to_onnx",
 ]
+
+__getattr__, __dir__ = lazy_front(__name__, _EXPORTS)

@@ -44,7 +44,8 @@ NON_ZERO_RUN_TIMEOUT_S: Final = 1.0
 #: failed — under the probe's address-space limit, the candidate needs more memory than
 #: it allows: a load error holding one is ``load_memory``, not ``load_failed`` (the parent,
 #: :mod:`shadow._candidate`, reads a crashed probe's stderr for them too). onnxruntime's
-#: arena says "Failed to allocate memory for requested buffer of size N".
+#: arena says "Failed to allocate memory for requested buffer of size N"; OpenBLAS, when
+#: numpy loads under a tight limit, "OpenBLAS error: Memory allocation still failed".
 MEMORY_MARKERS: Final[tuple[str, ...]] = (
     "MemoryError",
     "bad_alloc",
@@ -53,6 +54,7 @@ MEMORY_MARKERS: Final[tuple[str, ...]] = (
     "out of memory",
     "failed to map segment",
     "Failed to allocate memory",
+    "Memory allocation still failed",
 )
 
 

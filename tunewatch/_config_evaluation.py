@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from monitor.drift import METHODS as DRIFT_METHODS
 from monitor.drift import DriftError
 from tunewatch._config_base import MAX_DURATION_DAYS, MAX_DURATION_MINUTES, MAX_DURATION_S
 from tunewatch._config_base import Frozen as _Frozen
@@ -37,6 +36,10 @@ class ColumnDriftSpec(_Frozen):
 
     @model_validator(mode="after")
     def _threshold_fits_the_method(self) -> ColumnDriftSpec:
+        # Here, not at the top: the methods import SciPy, which a config without
+        # per-column settings (and every CLI command) need not load.
+        from monitor.drift import METHODS as DRIFT_METHODS
+
         try:
             DRIFT_METHODS[self.method](threshold=self.threshold)
         except DriftError as exc:

@@ -18,9 +18,10 @@ from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._auth import Authenticator, hash_token
 from tunewatch._config import ENV_ADMIN_TOKEN, Config
-from tunewatch._errors import ConfigError, ConflictError, NotFoundError
+from tunewatch._errors import ConfigError, ConflictError
 from tunewatch._evaluation import Evaluator
 from tunewatch._launcher import STALE_HEARTBEATS, JobLauncher
+from tunewatch._open_store import check_stored_models, open_store
 from tunewatch._outage_log import OutageLog
 from tunewatch._recorder import Recorder
 from tunewatch._registry import Registry
@@ -38,12 +39,6 @@ from tunewatch.store._write_deadline import WRITE_DEADLINE_MARGIN_S
 
 logger = logging.getLogger(__name__)
 
-#: How far this process's clock may run from the database's before opening the store
-#: warns. Leases, heartbeats and alert claims use the database's clock; a comparison
-#: reads from a version's registration, by the registering host's clock, less an hour
-#: (``tunewatch.comparison.CLOCK_MARGIN``), against requests stamped by a replica's.
-CLOCK_WARNING = timedelta(minutes=5)
-
 
 def request_grace_s(config: Config) -> int:
     """How long requests in flight at SIGTERM get to be answered before uvicorn cancels
@@ -58,33 +53,6 @@ def request_grace_s(config: Config) -> int:
     closed: a retry was then refused as a duplicate.
     """
     return math.ceil(config.store.lock_timeout_s + WRITE_DEADLINE_MARGIN_S) + 5
-
-
-def open_store(config: Config) -> Store:
-    store = Store.open(
-        config.store_url,
-        sqlite_synchronous=config.store.sqlite_synchronous,
-        lock_timeout_s=config.store.lock_timeout_s,
-    )
-    warn_on_clock_offset(store)
-    return store
-
-
-def warn_on_clock_offset(
-    store: Store, now: Callable[[], datetime] = lambda: datetime.now(UTC)
-) -> timedelta:
-    """Log a warning when this host's clock is more than ``CLOCK_WARNING`` off the
-    database's; returns the offset (the database's clock minus this host's)."""
-    offset = store.clock_offset(now)
-    if abs(offset) > CLOCK_WARNING:
-        logger.warning(
-            "this host's clock runs %.0f s %s the database's: keep hosts' clocks in sync "
-            "(NTP); a comparison skips the requests a replica stamped more than an hour "
-            "before a version's registration by the registering host's clock",
-            abs(offset.total_seconds()),
-            "behind" if offset > timedelta(0) else "ahead of",
-        )
-    return offset
 
 
 #: The shortest ``TUNEWATCH_ADMIN_TOKEN`` taken: an admin token, stored as an unsalted
@@ -481,17 +449,6 @@ def _drift_report_keys(store: Store, model: str) -> set[tuple[str, str]]:
             return keys
         # a page holding nothing new is one window's reports alone: go on before it
         until = oldest if fresh else oldest - timedelta(microseconds=1)
-
-
-def check_stored_models(config: Config, store: Store) -> None:
-    """The config's tasks and settings that name columns, against the stored models'
-    tasks and features (known only once a model registered)."""
-    for cfg in config.models:
-        try:
-            stored = store.get_model(cfg.name)
-        except NotFoundError:
-            continue
-        config.check_registered_model(cfg.name, stored.feature_names, task=stored.task)
 
 
 def serve(config: Config, *, host: str | None = None, port: int | None = None) -> None:

@@ -31,7 +31,8 @@ from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._errors import ConfigError
 from tunewatch._example import example_data, feature_names
-from tunewatch._tuning import TuningJobRunner, shipped_search_space
+from tunewatch._shipped_spaces import shipped_search_space
+from tunewatch._tuning import TuningJobRunner
 from tunewatch.store import redact_url
 
 MODEL = "credit"

@@ -48,7 +48,7 @@ from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, SafeRange
 from tunewatch._errors import ConflictError, NotFoundError, StoreError
 from tunewatch._registry import describe_input, served_signature
-from tunewatch._tuning import DEFAULT_SEARCH_SPACES, default_search_space
+from tunewatch._shipped_spaces import DEFAULT_SEARCH_SPACES, default_search_space
 from tunewatch.store import MAX_ID, NO_CHAMPION, ApprovalRow, ModelRow, Stage, Store, VersionRow
 from tunewatch.store._governance import replaced_champion
 

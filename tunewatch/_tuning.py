@@ -15,7 +15,6 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +38,7 @@ from tunewatch._errors import ConflictError, TunewatchError
 from tunewatch._reference import Reference
 from tunewatch._registry import Registry
 from tunewatch._serving_cost import serving_cost, with_ceiling
+from tunewatch._shipped_spaces import default_search_space
 from tunewatch._tuning_cv import (
     check_nested,
     cv_groups,
@@ -54,30 +54,6 @@ from tunewatch._version_metadata import VersionMetadata
 from tunewatch.store import JobRow, ModelRow, Store, VersionRow
 
 logger = logging.getLogger(__name__)
-
-
-#: The search space of a job whose model's config names none, per task.
-DEFAULT_SEARCH_SPACES = {
-    "binary": "binary_tabular.yaml",
-    "multiclass": "binary_tabular.yaml",
-    "regression": "regression_tabular.yaml",
-}
-
-
-def default_search_space(task: str) -> str:
-    """The task's default space (see :func:`shipped_search_space`)."""
-    return shipped_search_space(DEFAULT_SEARCH_SPACES[task])
-
-
-def shipped_search_space(name: str) -> str:
-    """The space ``name`` in ``configs/search_spaces/``: beside the source tree (a
-    checkout, an editable install), else under the working directory (the Docker image's
-    ``/opt/tunewatch``), so that it does not depend on where the daemon was started."""
-    candidates = [
-        Path(__file__).resolve().parents[1] / "configs" / "search_spaces" / name,
-        Path.cwd() / "configs" / "search_spaces" / name,
-    ]
-    return str(next((c for c in candidates if c.exists()), candidates[0]))
 
 
 class TuningJobRunner:

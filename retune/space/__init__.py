@@ -2,28 +2,53 @@
 
 from __future__ import annotations
 
-from retune.space._params import CategoricalParam, Choice, FloatParam, IntParam, Param
-from retune.space._pipeline import (
-    DEFAULTS,
-    KNOWN_PARAMS,
-    build_pipeline,
-    fit_pipeline,
-    is_regression,
-)
-from retune.space._space import (
-    FORMAT_VERSION,
-    SearchSpace,
-    Suggester,
-    built_parameters,
-    load_search_space,
-    parse_search_space,
-)
-from retune.space._transformers import (
-    KBestColumnSelector,
-    MissingIndicatorAppender,
-    SparseColumnDropper,
-)
-from retune.space._yaml import DuplicateKeyError, read_yaml
+from typing import TYPE_CHECKING
+
+from monitor._lazy import lazy_front
+
+if TYPE_CHECKING:
+    from retune.space._params import CategoricalParam, Choice, FloatParam, IntParam, Param
+    from retune.space._pipeline import build_pipeline, fit_pipeline
+    from retune.space._space import (
+        FORMAT_VERSION,
+        SearchSpace,
+        Suggester,
+        built_parameters,
+        load_search_space,
+        parse_search_space,
+    )
+    from retune.space._transformers import (
+        KBestColumnSelector,
+        MissingIndicatorAppender,
+        SparseColumnDropper,
+    )
+    from retune.space._vocabulary import DEFAULTS, KNOWN_PARAMS, is_regression
+    from retune.space._yaml import DuplicateKeyError, read_yaml
+
+#: Each public name and the module that defines it, imported on first use.
+_EXPORTS: dict[str, str] = {
+    "CategoricalParam": "retune.space._params",
+    "Choice": "retune.space._params",
+    "FloatParam": "retune.space._params",
+    "IntParam": "retune.space._params",
+    "Param": "retune.space._params",
+    "DEFAULTS": "retune.space._vocabulary",
+    "KNOWN_PARAMS": "retune.space._vocabulary",
+    "build_pipeline": "retune.space._pipeline",
+    "fit_pipeline": "retune.space._pipeline",
+    "is_regression": "retune.space._vocabulary",
+    "FORMAT_VERSION": "retune.space._space",
+    "SearchSpace": "retune.space._space",
+    "Suggester": "retune.space._space",
+    "built_parameters": "retune.space._space",
+    "load_search_space": "retune.space._space",
+    "parse_search_space": "retune.space._space",
+    "KBestColumnSelector": "retune.space._transformers",
+    "MissingIndicatorAppender": "retune.space._transformers",
+    "SparseColumnDropper": "retune.space._transformers",
+    "DuplicateKeyError": "retune.space._yaml",
+    "read_yaml": "retune.space._yaml",
+}
 
 __all__ = [
     "DEFAULTS",
@@ -48,3 +73,5 @@ __all__ = [
     "parse_search_space",
     "read_yaml",
 ]
+
+__getattr__, __dir__ = lazy_front(__name__, _EXPORTS)

@@ -26,7 +26,7 @@ from retune.space._params import (
     Param,
     shown,
 )
-from retune.space._pipeline import _CHOICES, DEFAULTS, KNOWN_PARAMS, REGRESSORS, _resolve
+from retune.space._vocabulary import _CHOICES, DEFAULTS, KNOWN_PARAMS, REGRESSORS, _resolve
 from retune.space._yaml import DuplicateKeyError, read_yaml
 
 FORMAT_VERSION = 1

@@ -11,7 +11,7 @@ from typing import Any
 from retune._errors import SearchSpaceError
 from retune.space import SearchSpace
 from retune.space._params import FloatParam, IntParam
-from retune.space._pipeline import _resolve
+from retune.space._vocabulary import _resolve
 from retune.warmstart._cost_constraint import CostPredictor
 
 

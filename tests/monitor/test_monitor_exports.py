@@ -1,30 +1,11 @@
 from __future__ import annotations
 
-import inspect
 import subprocess
 import sys
 from pathlib import Path
 
 import monitor
 import monitor.drift
-
-
-def _public(module: object) -> set[str]:
-    return {
-        name
-        for name, value in vars(module).items()
-        if not name.startswith("_") and not inspect.ismodule(value) and name != "annotations"
-    }
-
-
-def test_monitor_all_lists_exactly_the_public_names() -> None:
-    assert set(monitor.__all__) == _public(monitor)
-    assert len(monitor.__all__) == len(set(monitor.__all__))
-
-
-def test_drift_all_lists_exactly_the_public_names() -> None:
-    assert set(monitor.drift.__all__) == _public(monitor.drift)
-    assert len(monitor.drift.__all__) == len(set(monitor.drift.__all__))
 
 
 def test_importing_monitor_does_not_import_evidently() -> None:

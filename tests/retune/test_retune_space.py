@@ -271,8 +271,8 @@ def test_a_numeric_choice_outside_the_pipeline_s_domain_is_refused() -> None:
 
 
 def test_every_numeric_pipeline_parameter_has_a_domain() -> None:
-    from retune.space._pipeline import _CHOICES, KNOWN_PARAMS
     from retune.space._space import _DOMAINS
+    from retune.space._vocabulary import _CHOICES, KNOWN_PARAMS
 
     assert set(_DOMAINS) == KNOWN_PARAMS - set(_CHOICES)
 

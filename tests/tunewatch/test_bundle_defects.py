@@ -227,7 +227,7 @@ import resource, signal, sys
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._bundle import BundleError, export_bundle
 from tunewatch._config import build_config
-from tunewatch._daemon import open_store
+from tunewatch._open_store import open_store
 
 config = build_config({"data_dir": sys.argv[1]}, env={})
 store = open_store(config)

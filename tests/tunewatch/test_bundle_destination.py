@@ -24,8 +24,8 @@ from tunewatch._artefacts import ArtefactStore
 from tunewatch._bundle import BundleError, export_bundle
 from tunewatch._cli import main
 from tunewatch._config import load_config
-from tunewatch._daemon import open_store
 from tunewatch._example import ExampleModel
+from tunewatch._open_store import open_store
 from tunewatch.store import Store
 
 SPACE = Path(__file__).resolve().parents[2] / "configs" / "search_spaces" / "binary_tabular.yaml"

@@ -4,7 +4,8 @@ store waits for a lock that long, and a stop gives requests in flight longer tha
 from __future__ import annotations
 
 from tunewatch._config import build_config
-from tunewatch._daemon import open_store, request_grace_s
+from tunewatch._daemon import request_grace_s
+from tunewatch._open_store import open_store
 from tunewatch.store._write_deadline import WRITE_DEADLINE_MARGIN_S
 
 

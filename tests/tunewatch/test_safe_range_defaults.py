@@ -13,8 +13,8 @@ import pytest
 
 from retune import SearchSpaceError
 from retune.space import KNOWN_PARAMS, build_pipeline
-from retune.space._pipeline import _CHOICES
 from retune.space._space import built_parameters
+from retune.space._vocabulary import _CHOICES
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tunewatch import _governance as governance
 from tunewatch._daemon import Daemon

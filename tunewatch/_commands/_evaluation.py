@@ -46,8 +46,8 @@ def _summary(kind: str, payload: dict[str, object]) -> str:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from monitor import ServingMetrics
     from tunewatch._actions import Dispatcher
-    from tunewatch._daemon import check_stored_models, open_store
     from tunewatch._evaluation import Evaluator
+    from tunewatch._open_store import check_stored_models, open_store
 
     config = config_of(args)
     store = open_store(config)
@@ -78,7 +78,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_show_evaluations(args: argparse.Namespace) -> int:
-    from tunewatch._daemon import open_store
+    from tunewatch._open_store import open_store
 
     store = open_store(config_of(args))
     try:
@@ -124,7 +124,7 @@ def _look_line(look: ComparisonLookRow) -> str:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from tunewatch._daemon import check_stored_models, open_store
+    from tunewatch._open_store import check_stored_models, open_store
 
     config = config_of(args)
     store = open_store(config)
@@ -149,7 +149,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_comparisons(args: argparse.Namespace) -> int:
-    from tunewatch._daemon import open_store
+    from tunewatch._open_store import open_store
 
     config = config_of(args)
     store = open_store(config)

@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 def cmd_export(args: argparse.Namespace) -> int:
     from tunewatch._bundle import export_bundle
-    from tunewatch._daemon import open_store
+    from tunewatch._open_store import open_store
 
     config = config_of(args)
     # before the store is opened: `export MODEL STORE.db` replaced the store with the bundle
@@ -57,7 +57,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from tunewatch._bundle import import_bundle
-    from tunewatch._daemon import open_store
+    from tunewatch._open_store import open_store
 
     config = config_of(args)
     out = None if args.config_out is None else Path(args.config_out)
@@ -384,7 +384,7 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from tunewatch._daemon import open_store
+    from tunewatch._open_store import open_store
     from tunewatch._report import build_report, write_report
 
     config = config_of(args)

@@ -97,8 +97,8 @@ def _read_input(path: str, name: str, limit: int) -> bytes:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
-    from tunewatch._daemon import open_store
     from tunewatch._governance import check_champion_registration
+    from tunewatch._open_store import open_store
 
     hyperparameters = _hyperparameters(args.hyperparameters)
     config = config_of(args)
@@ -143,8 +143,8 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from tunewatch._daemon import open_store
     from tunewatch._governance import promote
+    from tunewatch._open_store import open_store
 
     config = config_of(args)
     store = open_store(config)
@@ -172,8 +172,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_decide(args: argparse.Namespace) -> int:
-    from tunewatch._daemon import open_store
     from tunewatch._governance import decide_approval
+    from tunewatch._open_store import open_store
 
     config = config_of(args)
     store = open_store(config)
@@ -211,8 +211,8 @@ def cmd_decide(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     from tunewatch._artefacts import ArtefactStore
-    from tunewatch._daemon import open_store
     from tunewatch._governance import rollback
+    from tunewatch._open_store import open_store
 
     config = config_of(args)
     store = open_store(config)
@@ -239,7 +239,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_approvals(args: argparse.Namespace) -> int:
-    from tunewatch._daemon import open_store
+    from tunewatch._open_store import open_store
 
     store = open_store(config_of(args))
     try:
@@ -260,7 +260,7 @@ def cmd_approvals(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from tunewatch._daemon import open_store
+    from tunewatch._open_store import open_store
 
     store = open_store(config_of(args))
     try:
@@ -277,7 +277,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from tunewatch._daemon import open_store
+    from tunewatch._open_store import open_store
 
     store = open_store(config_of(args))
     try:
@@ -304,7 +304,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_tokens(args: argparse.Namespace) -> int:
-    from tunewatch._daemon import open_store
+    from tunewatch._open_store import open_store
 
     actor = actor_of(args)
     store = open_store(config_of(args))

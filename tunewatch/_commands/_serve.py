@@ -18,7 +18,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from tunewatch._artefacts import ArtefactStore
-    from tunewatch._daemon import open_store, share_cached_artefacts
+    from tunewatch._daemon import share_cached_artefacts
+    from tunewatch._open_store import open_store
     from tunewatch.store import redact_url
 
     config = config_of(args)

@@ -17,8 +17,8 @@ from ._context import actor_of, config_of, registry_of, say_held_back
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from tunewatch._daemon import open_store
     from tunewatch._launcher import worker_id
+    from tunewatch._open_store import open_store
     from tunewatch._tuning import TuningJobRunner, registered_version
 
     config = config_of(args)
@@ -118,7 +118,7 @@ def _rejected_note(rejected: int) -> str:
 
 def cmd_retune(args: argparse.Namespace) -> int:
     from tunewatch._actions import Dispatcher
-    from tunewatch._daemon import open_store
+    from tunewatch._open_store import open_store
 
     config = config_of(args)
     store = open_store(config)
@@ -136,7 +136,7 @@ def cmd_retune(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from tunewatch._daemon import open_store
+    from tunewatch._open_store import open_store
 
     store = open_store(config_of(args))
     try:

@@ -23,7 +23,6 @@ from abc import ABC, abstractmethod
 from typing import ClassVar
 
 import numpy as np
-from scipy import special
 
 from shadow.stats._validation import check_alpha, check_positive_int
 
@@ -67,7 +66,8 @@ class AlwaysValidMethod(ABC):
         theta = np.abs(np.asarray(estimate, dtype=np.float64))
         with np.errstate(divide="ignore", over="ignore"):  # theta = 0; z^2 past 1e308 is inf
             z2 = np.exp(2.0 * np.log(theta) - log_v)
-        return np.asarray(-0.5 * np.logaddexp(0.0, log_r) + 0.5 * z2 * special.expit(log_r))
+        share = np.exp(-np.logaddexp(0.0, -log_r))  # r / (1 + r), the logistic of log r
+        return np.asarray(-0.5 * np.logaddexp(0.0, log_r) + 0.5 * z2 * share)
 
     def p_value(
         self, estimate: np.ndarray, estimate_variance: np.ndarray, unit_variance: np.ndarray

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tunewatch._daemon import CLOCK_WARNING, warn_on_clock_offset
+from tunewatch._open_store import CLOCK_WARNING, warn_on_clock_offset
 from tunewatch.store import Store
 
 
@@ -23,7 +23,7 @@ def test_the_database_s_clock_is_this_host_s_within_a_second(store: Store) -> No
 def test_a_host_whose_clock_is_off_the_database_s_is_warned_about(
     store: Store, caplog: pytest.LogCaptureFixture, skew: timedelta
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="tunewatch._daemon"):
+    with caplog.at_level(logging.WARNING, logger="tunewatch._open_store"):
         offset = warn_on_clock_offset(store, now=lambda: datetime.now(UTC) + skew)
     assert abs(offset + skew) < timedelta(seconds=1)
     [record] = caplog.records
@@ -35,6 +35,6 @@ def test_a_host_within_the_limit_is_not_warned_about(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     skew = CLOCK_WARNING - timedelta(seconds=30)
-    with caplog.at_level(logging.WARNING, logger="tunewatch._daemon"):
+    with caplog.at_level(logging.WARNING, logger="tunewatch._open_store"):
         warn_on_clock_offset(store, now=lambda: datetime.now(UTC) + skew)
     assert caplog.records == []
