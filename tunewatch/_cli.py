@@ -7,6 +7,7 @@ import argparse
 import io
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -316,6 +317,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream.reconfigure(errors="backslashreplace")
     try:
         return _run(argv)
+    except KeyboardInterrupt:
+        # Ctrl-C: a store write in progress was rolled back by its session scope; a
+        # traceback from wherever the command was says nothing more.
+        print("tunewatch: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`| head`, a pager quit): not the command's failure. Output
+        # still buffered goes nowhere, so that the flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a pipe its reader cut
     finally:
         for stream, errors in restore:
             stream.reconfigure(errors=errors)
@@ -339,6 +350,8 @@ def _run(argv: Sequence[str] | None) -> int:
     except TunewatchError as exc:
         print(f"tunewatch: error: {exc.message}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise  # main's: the reader went away
     except (OSError, json.JSONDecodeError) as exc:
         print(f"tunewatch: error: {exc}", file=sys.stderr)
         return 2
