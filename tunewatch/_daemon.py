@@ -6,6 +6,7 @@ import contextlib
 import logging
 import math
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -344,15 +345,34 @@ class Daemon:
         return max((t.updated_at for t in tests), default=None)
 
     def _worker_config(self) -> Path:
-        """The effective configuration, written for the worker processes to read."""
+        """The effective configuration, written for the worker processes to read.
+
+        Written whole beside it, then renamed over it: rewritten in place (truncated, then
+        written) at every start, a worker starting meanwhile, or after a daemon killed in
+        between, read an empty file, which is the built-in defaults (a new store under its
+        working directory, and its job not found there)."""
         path = Path(self.config.data_dir).resolve() / "worker-config.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
-        # the store and tuning URLs may carry a password: the owner's eyes only
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)  # also when the file was there, made under another mode
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        # the store and tuning URLs may carry a password: the owner's eyes only (mkstemp
+        # makes it 0600, whatever the umask; the rename gives the target its mode)
+        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
+        # the rename itself, kept through a crash
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
         return path
 
     def _lookup_token(self, digest: str) -> tuple[str, str, str] | None:

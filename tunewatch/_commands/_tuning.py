@@ -8,10 +8,12 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from tunewatch._artefacts import ArtefactStore
-from tunewatch._errors import ConflictError
+from tunewatch._config_file import read_config_text
+from tunewatch._errors import ConfigError, ConflictError
 
 from ._context import actor_of, config_of, registry_of, say_held_back
 
@@ -21,6 +23,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from tunewatch._open_store import open_store
     from tunewatch._tuning import TuningJobRunner, registered_version
 
+    _refuse_an_empty_config(args)
     config = config_of(args)
     store = open_store(config)
     stop = threading.Event()
@@ -103,6 +106,22 @@ def cmd_worker(args: argparse.Namespace) -> int:
         f"{job.result['best_value']:.4f})"
     )
     return 0
+
+
+def _refuse_an_empty_config(args: argparse.Namespace) -> None:
+    """Refuse a worker's configuration file that is empty, rather than run on the built-in
+    defaults as ``load_config`` reads it. A daemon's workers read the one it wrote for them,
+    never empty; read on the defaults, a worker made and migrated a new store under its
+    working directory, and exited with "job N does not exist". A file only: a pipe
+    (``--config <(...)``) is read once, by ``load_config``."""
+    named = args.config if args.config is not None else os.environ.get("TUNEWATCH_CONFIG")
+    if not named or not Path(named).is_file():  # config_of says why, or load_config does
+        return
+    if not read_config_text(Path(named)).strip():
+        raise ConfigError(
+            f"configuration file {named} is empty: a worker runs on its daemon's "
+            "configuration (worker-config.yaml in its data_dir), not the built-in defaults"
+        )
 
 
 def _trained(progress: dict[str, Any]) -> tuple[int, int]:
