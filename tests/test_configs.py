@@ -162,3 +162,22 @@ def test_every_label_an_alert_s_text_names_survives_its_aggregation() -> None:
                 assert named <= {label.strip() for label in kept.split(",")}, rule["alert"]
                 checked.append(rule["alert"])
     assert "TunewatchLineupStale" in checked
+
+
+#: A generous Alertmanager alert as delivered (labels, annotations, generatorURL):
+#: a real one of the shipped rules is about 600 bytes.
+ALERT_BYTES = 8 * 1024
+
+
+def test_the_shipped_webhook_groups_fit_the_daemon_s_body_limit() -> None:
+    """`max_alerts: 0` (never truncate) let a group past `server.max_body_bytes`: a 413,
+    which Alertmanager does not retry and resends every group_interval, so none of the
+    group's alerts was ever acted on."""
+    from tunewatch._config import ServerConfig
+
+    routing = yaml.safe_load((CONFIGS / "alertmanager" / "alertmanager.yml").read_text())
+    hooks = [hook for r in routing["receivers"] for hook in r.get("webhook_configs", [])]
+    assert hooks
+    limit = ServerConfig().max_body_bytes
+    for hook in hooks:
+        assert 0 < hook.get("max_alerts", 0) and hook["max_alerts"] * ALERT_BYTES <= limit
