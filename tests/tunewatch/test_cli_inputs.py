@@ -15,6 +15,7 @@ import yaml
 
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tunewatch._cli import main
+from tunewatch._commands import _export as export_commands
 from tunewatch._example import ExampleModel
 from tunewatch.store import Store
 
@@ -268,14 +269,14 @@ def test_import_whose_snippet_write_fails_says_the_versions_were_imported(
     bundle = tmp_path / "plain.zip"
     assert main(["--config", str(config), "export", MODEL, str(bundle)]) == 0
     out = tmp_path / "snippet.yaml"
-    write_bytes = Path.write_bytes
+    replace = export_commands._replace
 
-    def full_disk(path: Path, data: bytes) -> int:
+    def full_disk(path: Path, final: Path, data: bytes) -> None:
         if path == out:  # as a write to a full disk fails: naming no file
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        return write_bytes(path, data)
+        replace(path, final, data)
 
-    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    monkeypatch.setattr(export_commands, "_replace", full_disk)
     capsys.readouterr()
     assert main(["--config", str(target), "import", str(bundle), "--config-out", str(out)]) == 1
     captured = capsys.readouterr()

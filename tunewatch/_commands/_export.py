@@ -9,6 +9,7 @@ import logging
 import os
 import stat
 import sys
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -178,7 +179,10 @@ def _check_writable(
     """Refuse ``destination`` (the snippet at ``--config-out`` ``path``, or the search
     space beside it) unless the import can write it and may (:func:`_refuse_destination`:
     the command's own standard output or error, ``/dev/stdout`` say, is written through):
-    already there, it must be writable; else it is created and removed."""
+    already there, it must be writable, and a file must be creatable beside it, as
+    :func:`_write` creates one (it is created and removed)."""
+    from tunewatch._bundle import non_regular_kind
+
     if destination.is_dir():
         raise TunewatchError(
             f"--config-out {path}: {destination} is a directory, where the import writes "
@@ -194,13 +198,13 @@ def _check_writable(
         streams=True,
     )
     try:
-        if destination.exists():  # through links: /dev/stdout's pipe has no name to create
-            if not os.access(destination, os.W_OK):
-                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-        else:
-            target = destination.resolve()  # a link's target, which the write creates
-            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            target.unlink()
+        if destination.exists() and not os.access(destination, os.W_OK):  # through links
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        if non_regular_kind(destination) is None:  # else the stream, written through
+            # the write creates a file beside the link's target and renames it into place
+            partial = _partial_beside(Path(os.path.realpath(destination)))
+            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            partial.unlink()
     except OSError as exc:
         raise TunewatchError(
             f"--config-out {path}: cannot write {destination}: {exc.strerror}; nothing "
@@ -375,12 +379,73 @@ def _write_config(path: Path, model: str, bundled: BundledConfig) -> Path | None
 
 
 def _write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path``; an ``OSError`` names the file (a failed write, say a
-    full disk, names none)."""
+    """Write ``data`` to ``path`` (the snippet or the search space beside it); an
+    ``OSError`` names the file (a failed write, say a full disk, names none).
+
+    A regular file there (or none) is replaced, as ``export`` replaces its bundle: ``data``
+    is written beside it, synced and renamed into place. Written through, a hard link at
+    ``path`` to a file under ``data_dir`` (a ``cp -al`` backup's), which the refusal by real
+    path does not see, overwrote a stored artefact; and a write cut short left a truncated
+    file. A symlink is followed (its file is replaced, the link stays). An existing file's
+    permissions are kept; a new file's are as ``open`` gives them (0666 less the umask):
+    the snippet and the search space hold no secret. The command's own standard output or
+    error (``/dev/stdout``), the one other file :func:`_check_writable` lets through, is
+    written through; any other is refused, made since the import checked it."""
+    from tunewatch._bundle import non_regular_kind
+
+    kind = non_regular_kind(path)
+    if kind is not None and not _is_std_stream(path):
+        raise TunewatchError(
+            f"{path} is {kind}, not a regular file, made since the import checked it"
+        )
     try:
-        path.write_bytes(data)
+        if kind is not None:
+            path.write_bytes(data)
+        else:
+            _replace(path, Path(os.path.realpath(path)), data)
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror, str(path)) from exc
+
+
+def _replace(path: Path, final: Path, data: bytes) -> None:
+    """Write ``data`` to a new file beside ``final`` (``path``'s real path), sync it and
+    rename it over ``final``; the new file is removed if any of it fails (or is
+    interrupted), leaving what was at ``final`` as it was."""
+    from tunewatch._bundle import non_regular_kind
+
+    try:
+        mode: int | None = stat.S_IMODE(final.stat().st_mode) & 0o777  # no set-id or sticky
+    except FileNotFoundError:
+        mode = None
+    partial = _partial_beside(final)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else 0o600)
+    replaced = False
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if mode is not None:
+                os.fchmod(f.fileno(), mode)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        kind = non_regular_kind(final)  # again: the rename would replace it
+        if kind is not None:
+            raise TunewatchError(
+                f"{path} is {kind}, not a regular file, made since the import checked it"
+            )
+        os.replace(partial, final)
+        replaced = True
+    finally:
+        if not replaced:
+            try:
+                partial.unlink(missing_ok=True)
+            except OSError:
+                logger.exception("could not remove the partial file %s", partial)
+
+
+def _partial_beside(final: Path) -> Path:
+    """A new name beside ``final`` for the file renamed over it once written, which does
+    not grow with ``final``'s name."""
+    return final.with_name(f".tunewatch-import-{uuid.uuid4().hex[:16]}.partial")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
