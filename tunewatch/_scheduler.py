@@ -8,8 +8,9 @@ the retries of a scheduled retune the quota suppressed) with
 fixed ids, ``coalesce=True`` and ``max_instances=1``; a process that loses the lease
 removes them, and a job starts only while the lease this process last renewed is
 unexpired by its own clock. A failing job is logged with its traceback, counted, and
-simply runs again at its next tick. At shutdown, running jobs get ``STOP_GRACE_S`` to
-finish before the lease is released.
+simply runs again at its next tick; so does a leader whose store failed to list the
+models: it keeps the jobs it has. At shutdown, running jobs get ``STOP_GRACE_S`` to
+finish before the lease is released; a ``start`` that fails releases it at once.
 
 A run that waits for a thread runs late rather than not at all (``misfire_grace_time=None``;
 coalescing makes a backlog one run): with APScheduler's 60 s grace, a scheduled retune
@@ -247,7 +248,20 @@ class Scheduler:
             replace_existing=True,
         )
         self._aps.start()
-        self._lead()
+        try:
+            self._lead()
+        except BaseException:
+            self._abandon_start()
+            raise
+
+    def _abandon_start(self) -> None:
+        """After ``start`` failed: stop the renewals and give the lease up, should the
+        failed renewal have taken it. Left taken, no process led until it expired, and
+        the renewals, still running in a process that went on, kept it."""
+        self._stopping = True  # a renewal from now on neither takes the lease nor adds jobs
+        with self._lease_lock:  # after a renewal in flight on the lease thread
+            self._release(maybe_taken=True)
+        self._aps.shutdown(wait=False)
 
     def shutdown(self) -> None:
         """Stop starting jobs, give running ones ``stop_grace_s`` to finish while the lease
@@ -303,9 +317,11 @@ class Scheduler:
         finally:
             self._lease_lock.release()
 
-    def _release(self) -> None:
-        """Give the lease up (the lease lock held)."""
-        if self.leader:
+    def _release(self, *, maybe_taken: bool = False) -> None:
+        """Give the lease up (the lease lock held); with ``maybe_taken``, also when this
+        process does not count itself the leader (a renewal that failed after taking it).
+        Only this process's lease is released, never another holder's."""
+        if self.leader or maybe_taken:
             try:
                 self.store.release_lease(LEASE, self.holder)
             except Exception:  # shutting down: log and let the lease expire on its own
@@ -383,8 +399,21 @@ class Scheduler:
         if gained:
             self._export_stored()
         wanted: dict[str, Wanted] = {}
+        keep = {"leadership"}
         if leader:
-            for model in self.store.list_models():
+            try:
+                models = self.store.list_models()
+            except Exception:  # the store failed after the lease was taken
+                # Keep the jobs scheduled (and their times) and list again at the next
+                # tick. Raised from here, the first renewal made ``start`` fail with the
+                # lease taken: the daemon did not start and no process led until it expired.
+                logger.exception(
+                    "could not list the models to schedule their jobs; keeping the "
+                    "scheduled ones until the next tick"
+                )
+                models = []
+                keep.update(job.id for job in self._aps.get_jobs())
+            for model in models:
                 try:
                     wanted.update(self._model_jobs(model.name, model.task))
                 except Exception:  # one model's jobs, not every model's: log and go on
@@ -398,7 +427,7 @@ class Scheduler:
                     TASK_EXECUTOR,
                 )
         for existing in self._aps.get_jobs():
-            if existing.id != "leadership" and existing.id not in wanted:
+            if existing.id not in keep and existing.id not in wanted:
                 existing.remove()
         have = {j.id for j in self._aps.get_jobs()}
         added = {job_id: want for job_id, want in wanted.items() if job_id not in have}
