@@ -1,8 +1,8 @@
 """Reading a bundle: its manifest, checked field by field, and its members, read in
-memory by the names the manifest gives, within size limits, and checked against the
-SHA-256 in their names before they are used. A bundle holds its manifest and the members
-the manifest names, each once, and nothing else (:func:`open_archive`,
-:func:`check_members`)."""
+memory by the names the manifest gives, within size limits (each member's, as stored, and all
+of them together's), and checked against the SHA-256 in their
+names before they are used. A bundle holds its manifest and the members the manifest
+names, each once, and nothing else (:func:`open_archive`, :func:`check_members`)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,11 @@ _MEMBERS_RULE = (
     f"{MAX_MEMBERS} members (its manifest, a search space, and an artefact and a reference "
     f"snapshot for each of at most {MAX_BUNDLE_VERSIONS} versions)"
 )
+#: What a bundle's members may unpack to in all, in ``server.max_artefact_bytes``: a
+#: default export (the champion's artefact and reference snapshot) takes at most 2, and
+#: each member is held to one. Twenty members each just within their limit, inflating a
+#: thousand times, wrote 448 MiB from a 331 KiB bundle.
+BUNDLE_BYTES_FACTOR = 16
 STAGES: tuple[str, ...] = get_args(Stage)
 _HEX = frozenset("0123456789abcdef")
 
@@ -237,7 +242,8 @@ def read_artefact(archive: zipfile.ZipFile, entry: Mapping[str, Any], limit: int
 def read_reference(archive: zipfile.ZipFile, entry: Mapping[str, Any]) -> Reference | None:
     """The version's reference snapshot, if it has one: read within ``Reference.MAX_BYTES``
     here, within ``server.max_artefact_bytes`` too once :func:`check_members` has passed
-    (zipfile reads no more of a member than its declared size)."""
+    (zipfile reads no more of a member than its declared size), which also held the arrays
+    it unpacks to, as stored, within that setting."""
     name = reference_member(entry)
     if name is None:
         return None
@@ -260,8 +266,15 @@ def check_members(
     within its limit by the size it declares, and nothing else: an artefact within
     ``max_artefact_bytes`` (``server.max_artefact_bytes``), a reference snapshot within it
     too, as ``register --reference`` and the API's uploads are, and within
-    ``Reference.MAX_BYTES``, the search space within ``MAX_SPACE_BYTES``. Reads no member:
-    an import checks this first, before it reads and inspects them."""
+    ``Reference.MAX_BYTES``, the search space within ``MAX_SPACE_BYTES``. The members
+    together must unpack to at most ``BUNDLE_BYTES_FACTOR`` times ``max_artefact_bytes``
+    (no compression-ratio rule: a legitimate sparse reference snapshot deflates 140 to
+    590 times, as far as a zip bomb's members). A reference snapshot is sized as it will
+    be stored, by the headers of its arrays (an ``.npz`` may be compressed itself): the
+    snapshots are read, checked against their SHA-256 and their headers read, the only
+    members read. An import checks this
+    first, before it reads and inspects the rest; a member is then read no further than
+    the size it declares (zipfile's reader stops there)."""
     artefact_limit = (max_artefact_bytes, "`server.max_artefact_bytes`")
     reference_limit = (
         artefact_limit
@@ -279,22 +292,52 @@ def check_members(
     space = manifest.get("search_space")
     if space is not None:
         expected[space_member(space["sha256"])] = ("the search space", (MAX_SPACE_BYTES, ""))
+    sizes: dict[str, int] = {}  # name -> what it unpacks to
     for name, (what, (limit, rule)) in expected.items():
         try:
-            size = archive.getinfo(name).file_size
+            size = sizes[name] = archive.getinfo(name).file_size
         except KeyError as exc:
             raise BundleError(f"the bundle lacks {name}") from exc
-        if size > limit:
-            raise BundleError(
-                f"{name} ({what}) unpacks to {size} bytes; the limit is {limit}"
-                + (f" ({rule})" if rule else "")
-            )
+        _check_size(name, what, size, limit, rule)
     extra = [name for name in archive.namelist() if name != MANIFEST and name not in expected]
     if extra:
         more = f" and {len(extra) - 1} more" if len(extra) > 1 else ""
         raise BundleError(
             f"the bundle holds {extra[0]!r}{more}, which its {MANIFEST} does not name: a "
             f"bundle holds its {MANIFEST} and the members it names, nothing else"
+        )
+    declared = dict(sizes)
+    total_limit = BUNDLE_BYTES_FACTOR * max_artefact_bytes
+    _check_total(sum(sizes.values()), total_limit, max_artefact_bytes)
+    for name, (what, (limit, rule)) in expected.items():
+        if not name.endswith(".npz"):
+            continue
+        data = read_member(archive, name, limit)
+        # a snapshot unreadable raises the RegistrationError its import did
+        stored = Reference.unpacked_bytes(data, stop_past=limit)
+        _check_size(name, what, stored, limit, rule, stored=True)
+        sizes[name] = max(declared[name], stored)
+        _check_total(sum(sizes.values()), total_limit, max_artefact_bytes)
+
+
+def _check_size(
+    name: str, what: str, size: int, limit: int, rule: str, *, stored: bool = False
+) -> None:
+    """Refuse the member ``name`` unpacking to ``size`` bytes past ``limit`` (``rule``
+    names it); ``stored``: its arrays' size as stored, counted until past the limit."""
+    if size > limit:
+        unpacks = f"{size} bytes or more once its arrays are stored" if stored else f"{size} bytes"
+        raise BundleError(
+            f"{name} ({what}) unpacks to {unpacks}; the limit is {limit}"
+            + (f" ({rule})" if rule else "")
+        )
+
+
+def _check_total(total: int, limit: int, max_artefact_bytes: int) -> None:
+    if total > limit:
+        raise BundleError(
+            f"the bundle's members unpack to {total} bytes in all; the limit is {limit} "
+            f"({BUNDLE_BYTES_FACTOR} times `server.max_artefact_bytes`, {max_artefact_bytes})"
         )
 
 

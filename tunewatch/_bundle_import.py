@@ -68,8 +68,9 @@ def plan(
     ``Registry.check``, the registration's own checks, and each after the champion the
     import registers is checked against that champion's input, as it will be then."""
     source = manifest["model"]
+    regulated = _asked_regulated(manifest)
     fit = VersionMetadata(task=source["task"], feature_names=tuple(source["feature_names"]))
-    registry.check_fit(target, fit, regulated=source["regulated"])
+    registry.check_fit(target, fit, regulated=regulated)
     present: dict[int, int] = {}
     planned: list[Planned] = []
     # champion only where there is none and its promotion would need no approver
@@ -95,7 +96,7 @@ def plan(
             target,
             read_artefact(archive, entry, max_artefact_bytes),
             metadata,
-            regulated=source["regulated"],
+            regulated=regulated,
             reference=read_reference(archive, entry),
         )
         champion = (
@@ -106,7 +107,7 @@ def plan(
                 config,
                 target,
                 task=source["task"],
-                regulated=source["regulated"],
+                regulated=regulated,
                 hyperparameters=entry["hyperparameters"],
             )
         )
@@ -125,6 +126,14 @@ def plan(
             new_champion = step
         planned.append(step)
     return present, planned
+
+
+def _asked_regulated(manifest: Mapping[str, Any]) -> bool | None:
+    """The ``regulated`` a bundle's versions register with: ``True`` from a regulated
+    source, else ``None`` (the target's flag stands), as an upload of the same file asks.
+    An unregulated source is not a request to unregulate: ``False`` was refused by a model
+    the target store regulates (``regulated_mismatch``), which an upload registers into."""
+    return True if manifest["model"]["regulated"] else None
 
 
 def _check_input(target: str, champion: Planned, version: int, inspected: CandidateInfo) -> None:
@@ -163,7 +172,8 @@ def apply(
     source = manifest["model"]
     mapping = dict(present)
     imported = [ImportedVersion(s, v, "present", True) for s, v in present.items()]
-    registered: dict[int, int] = {}
+    registered: dict[int, int] = {}  # by this import: ``present`` were there before it
+    regulated = _asked_regulated(manifest)
     try:
         if source["regulated"]:
             _regulate(store, target, actor=actor, digest=digest)
@@ -179,7 +189,7 @@ def apply(
                 ),
                 actor=actor,
                 stage=step.stage,  # retired in the same transaction: never a live shadow
-                regulated=source["regulated"],
+                regulated=regulated,
                 reference=read_reference(archive, entry),
                 inspected=step.inspected,
             )
@@ -188,7 +198,7 @@ def apply(
     except BaseException as exc:
         # The import's boundary: whatever ends it part-way (Ctrl-C and SystemExit too)
         # leaves a record of the versions it registered, then goes on as it was.
-        _audit_failure(store, actor, target, digest, source["name"], registered, exc)
+        _audit_failure(store, actor, target, digest, source["name"], registered, present, exc)
         raise
     imported.sort(key=lambda i: i.source_version)
     store.append_audit(
@@ -198,10 +208,22 @@ def apply(
         details={
             "bundle_sha256": digest,
             "from_model": source["name"],
+            # every bundled version's counterpart in the target, however it got there
             "versions": {str(i.source_version): i.version for i in imported},
+            **_outcome(registered, present),
         },
     )
     return imported
+
+
+def _outcome(registered: Mapping[int, int], present: Mapping[int, int]) -> dict[str, Any]:
+    """An import's audit details that tell its work apart (source version -> the target's):
+    the versions it ``registered``, and those ``already_present`` before it began (a
+    repeated import, a retry of one that failed part-way, a round trip)."""
+    return {
+        "registered": {str(s): v for s, v in sorted(registered.items())},
+        "already_present": {str(s): v for s, v in sorted(present.items())},
+    }
 
 
 def _regulate(store: Store, target: str, *, actor: str, digest: str) -> None:
@@ -306,10 +328,11 @@ def _audit_failure(
     digest: str,
     source_model: str,
     registered: Mapping[int, int],
+    present: Mapping[int, int],
     exc: BaseException,
 ) -> None:
-    """Record an import that failed (or was interrupted) after its checks, and the
-    versions it registered."""
+    """Record an import that failed (or was interrupted) after its checks, the versions
+    it registered (``versions``, as before, and ``registered``) and those already there."""
     code = exc.code if isinstance(exc, TunewatchError) else type(exc).__name__
     error = str(exc) or type(exc).__name__  # a KeyboardInterrupt says nothing
     logger.warning(
@@ -328,6 +351,7 @@ def _audit_failure(
                 "bundle_sha256": digest,
                 "from_model": source_model,
                 "versions": {str(s): v for s, v in registered.items()},
+                **_outcome(registered, present),
                 "error": error[:1000],
                 "code": code,
             },

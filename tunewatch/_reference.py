@@ -9,8 +9,9 @@ import lzma
 import math
 import zipfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -123,9 +124,14 @@ class Reference:
     MAX_BYTES: ClassVar[int] = 1024**3
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Reference:
+    def from_bytes(cls, data: bytes, *, max_bytes: int | None = None) -> Reference:
+        """The snapshot ``data`` (an ``.npz``), refused (``RegistrationError``) unreadable,
+        of a newer format, or with arrays that would unpack, as stored, to more than
+        ``max_bytes`` (where it comes in: ``server.max_artefact_bytes``) or
+        ``MAX_BYTES``, by the shapes their headers declare, before any is unpacked."""
+        limit = cls.MAX_BYTES if max_bytes is None else min(max_bytes, cls.MAX_BYTES)
         try:
-            _check_npz_size(data, cls.MAX_BYTES)
+            _check_npz_size(data, limit)
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 version = (
                     _format_version(npz["format_version"]) if "format_version" in npz.files else 1
@@ -141,19 +147,44 @@ class Reference:
                 return cls(features=npz["features"], labels=labels, scores=scores)
         except RegistrationError:
             raise
-        except (
-            OSError,
-            ValueError,
-            KeyError,
-            EOFError,
-            RuntimeError,  # an encrypted member, an unsupported compression method
-            zipfile.BadZipFile,
-            zlib.error,
-            lzma.LZMAError,  # bz2's corrupt streams are OSError
-        ) as exc:
-            raise RegistrationError(
-                f"reference snapshot is unreadable: {exc}", code="invalid_reference"
-            ) from exc
+        except _UNREADABLE as exc:
+            raise _unreadable(exc) from exc
+
+    @classmethod
+    def unpacked_bytes(cls, data: bytes, *, stop_past: int) -> int:
+        """What the snapshot ``data``'s arrays take once unpacked and stored (features as
+        float32, labels as float64, scores as float32), by the shapes their headers
+        declare: none is unpacked. Counting stops at the first array that takes the total
+        past ``stop_past`` (a bundle's limit), and the total so far is returned.
+        ``RegistrationError`` where :meth:`from_bytes` finds the headers unreadable or an
+        array not numeric."""
+        try:
+            total = 0
+            for _, _, _, stored in _npz_arrays(data):
+                total += stored
+                if total > stop_past:
+                    break
+            return total
+        except RegistrationError:
+            raise
+        except _UNREADABLE as exc:
+            raise _unreadable(exc) from exc
+
+
+_UNREADABLE = (
+    OSError,
+    ValueError,
+    KeyError,
+    EOFError,
+    RuntimeError,  # an encrypted member, an unsupported compression method
+    zipfile.BadZipFile,
+    zlib.error,
+    lzma.LZMAError,  # bz2's corrupt streams are OSError
+)
+
+
+def _unreadable(exc: BaseException) -> RegistrationError:
+    return RegistrationError(f"reference snapshot is unreadable: {exc}", code="invalid_reference")
 
 
 def _format_version(value: np.ndarray) -> int:
@@ -172,6 +203,20 @@ def _check_npz_size(data: bytes, limit: int) -> None:
     """Refuse an ``.npz`` whose arrays would unpack to more than ``limit`` bytes, from the
     shapes their headers declare (a few hundred compressed bytes can declare terabytes)."""
     total = 0
+    for name, shape, dtype, stored in _npz_arrays(data):
+        total += stored
+        if total > limit:
+            raise RegistrationError(
+                f"reference snapshot would unpack to more than {limit} bytes "
+                f"(array {name!r} declares shape {list(shape)} of {dtype})",
+                code="invalid_reference",
+            )
+
+
+def _npz_arrays(data: bytes) -> Iterator[tuple[str, tuple[int, ...], np.dtype[Any], int]]:
+    """Each array of the ``.npz`` ``data`` as its header declares it: its member's name,
+    shape and dtype, and the bytes it takes as stored; read one at a time, only the
+    headers. ``RegistrationError`` for a negative dimension or an array not numeric."""
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         for name in archive.namelist():
             with archive.open(name) as member:
@@ -193,13 +238,7 @@ def _check_npz_size(data: bytes, limit: int) -> None:
             # as stored: features as float32, labels as float64, whatever was declared;
             # numpy serves npz["labels"] from a member named `labels.npy` or plain `labels`
             stored = {"features": 4, "labels": 8, "scores": 4}.get(name.removesuffix(".npy"), 0)
-            total += math.prod(shape) * max(dtype.itemsize, stored)
-            if total > limit:
-                raise RegistrationError(
-                    f"reference snapshot would unpack to more than {limit} bytes "
-                    f"(array {name!r} declares shape {list(shape)} of {dtype})",
-                    code="invalid_reference",
-                )
+            yield name, shape, dtype, math.prod(shape) * max(dtype.itemsize, stored)
 
 
 def reference_scores(

@@ -267,8 +267,10 @@ def test_the_target_model_s_task_features_and_regulation_still_apply(
         MODEL, trained[0].onnx, trained[0].metadata, actor="t", stage="champion"
     )
     target.store.regulate_model(MODEL, actor="t", reason="regulated after its first champion")
-    with pytest.raises(ConflictError, match="regulated"):
-        _import(target, bundle)
+    # an unregulated bundle imports as an upload would: the model stays regulated
+    _, kept, _ = _import(target, bundle)
+    assert [(i.version, i.already_present) for i in kept] == [(1, True)]
+    assert target.store.get_model(MODEL).regulated is True
     target.registry.register(
         "copy", trained[0].onnx, trained[0].metadata, actor="t", stage="champion"
     )

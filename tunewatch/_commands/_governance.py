@@ -123,7 +123,7 @@ def cmd_register(args: argparse.Namespace) -> int:
                 regulated=None,
                 hyperparameters=hyperparameters,
             )
-        reference = None if snapshot is None else Reference.from_bytes(snapshot)
+        reference = None if snapshot is None else Reference.from_bytes(snapshot, max_bytes=limit)
         row = registry.register(
             args.model,
             artefact,

@@ -187,7 +187,10 @@ def register_version(
     )
     reference = None
     if body.reference_npz_base64 is not None:
-        reference = Reference.from_bytes(_b64(body.reference_npz_base64, "reference_npz_base64"))
+        reference = Reference.from_bytes(
+            _b64(body.reference_npz_base64, "reference_npz_base64"),
+            max_bytes=ctx.runtime.config.server.max_artefact_bytes,  # as stored, unpacked
+        )
     row = ctx.registry.register(
         model,
         data,
