@@ -221,7 +221,8 @@ class ServingMetrics:
         )
         self.label_coverage = Gauge(
             "tunewatch_label_coverage",
-            "Share of the latest window's rows with a matured label.",
+            "Share of the requests whose labels are due (the newest window of requests at "
+            "least decay.maturity_s old) that have a label.",
             ["model"],
             registry=r,
         )

@@ -132,6 +132,9 @@ class Evaluator:
         span = requests_span(window.received_at)  # what the window-based kinds judged
         version = champion.version if champion else None
         baseline = self._baseline(champion, model) if champion else None
+        # the requests whose labels are due: drift tests their labels, the estimate sets
+        # its realised accuracy beside them, and the label coverage is theirs
+        matured = label_window(self.store, model, ev, as_of=now)
         # per-version figures describe the champion only: a replaced one's must not linger
         for gauge in (self.metrics.objective_realised, self.metrics.objective_estimated):
             self.metrics.forget(gauge, model=name, keep={str(version)})
@@ -144,7 +147,7 @@ class Evaluator:
                     "drift",
                     start,
                     now,
-                    *self._drift(model, cfg, window, baseline, version, now),
+                    *self._drift(model, cfg, window, matured, baseline, version),
                     span=span,
                 )
             )
@@ -176,7 +179,7 @@ class Evaluator:
                     "estimate",
                     start,
                     now,
-                    *self._estimate(model, cfg, window, baseline, version, now),
+                    *self._estimate(model, cfg, window, matured, baseline, version),
                     span=span,
                 )
             )
@@ -187,7 +190,7 @@ class Evaluator:
                 "labels",
                 start,
                 now,
-                *self._labels(model, cfg, window, now),
+                *self._labels(model, cfg, window, matured, now),
                 span=span,
             )
         )
@@ -327,9 +330,9 @@ class Evaluator:
         model: ModelRow,
         cfg: ModelConfig,
         window: Window,
+        matured: Window,
         baseline: _Baseline | None,
         version: int | None,
-        now: datetime,
     ) -> tuple[str, dict[str, Any]]:
         """Drift of the window's features and the champion's predictions, and of the
         labels of their own window (:func:`tunewatch._drift_report.label_window`): the
@@ -384,7 +387,6 @@ class Evaluator:
             # the label alone would be the dataset share of a window that measured nothing
             labels = np.empty(0)
         elif baseline.reference.labels is not None:
-            matured = label_window(self.store, model, cfg.evaluation, as_of=now)
             labels = matured.labels
             arrived = matured.label_received_at[~np.isnan(matured.label_received_at)]
             judged = {
@@ -446,9 +448,9 @@ class Evaluator:
         model: ModelRow,
         cfg: ModelConfig,
         window: Window,
+        matured: Window,
         baseline: _Baseline | None,
         version: int | None,
-        now: datetime,
     ) -> tuple[str, dict[str, Any]]:
         """CBPE's accuracy of the champion's decisions in the window, at the objective's
         decision threshold (:func:`decision_threshold`; it was 0.5 whatever the objective
@@ -477,7 +479,6 @@ class Evaluator:
             }
         p = positive_proba(window.outputs[answered])
         estimate = baseline.cbpe.estimate(p, metric="accuracy")
-        matured = label_window(self.store, model, cfg.evaluation, as_of=now)
         labelled = answered & window.labelled() & np.isin(window.request_ids, matured.request_ids)
         realised = None
         if labelled.any():
@@ -501,9 +502,17 @@ class Evaluator:
         }
 
     def _labels(
-        self, model: ModelRow, cfg: ModelConfig, window: Window, now: datetime
+        self, model: ModelRow, cfg: ModelConfig, window: Window, matured: Window, now: datetime
     ) -> tuple[str, dict[str, Any]]:
-        """Label coverage and the median label delay of the window's requests.
+        """Label coverage of the requests whose labels are due, and the median label delay
+        of the window's requests.
+
+        The coverage is the labelled share of ``matured``, the newest ``window_rows`` (or
+        ``window_s``) requests at least ``decay.maturity_s`` old
+        (:func:`tunewatch._drift_report.label_window`), ``None`` with none so old. Over
+        the newest window it counted requests whose labels were not due yet: 20,000
+        requests over two days, each labelled after 12 h, a one-day maturity, read
+        0.0002, a healthy label feed looking dead. That share is ``labelled_so_far``.
 
         A request still waiting for its label has waited ``now - received_at`` so far:
         its delay is censored there, and the median over every request (waited so far,
@@ -531,7 +540,8 @@ class Evaluator:
                 self.metrics.forget(gauge, model=model.name)
             return "insufficient_data", {"alarm": False, "reason": "empty window"}
         labelled = window.labelled()
-        coverage = float(labelled.mean())
+        so_far = float(labelled.mean())
+        coverage = float(matured.labelled().mean()) if matured.n_rows else None
         delays = window.label_received_at[labelled] - window.received_at[labelled]
         waited = np.maximum(now.timestamp() - window.received_at[~labelled], 0.0)
         median = float(np.median(np.concatenate([delays, waited])))
@@ -548,7 +558,10 @@ class Evaluator:
         aged_late = late_share if aged.n_rows >= min_rows else None  # enough to judge
         alarm = (window.n_rows >= min_rows and median > limit) or (aged_late or 0.0) > 0.5
         delay = max(median, aged_median)
-        self.metrics.label_coverage.labels(model.name).set(coverage)
+        if coverage is None:  # no label is due yet: no figure, not the last one held
+            self.metrics.forget(self.metrics.label_coverage, model=model.name)
+        else:
+            self.metrics.label_coverage.labels(model.name).set(coverage)
         self.metrics.label_delay.labels(model.name).set(delay)
         judged = alarm or aged_late is not None
         reason = (
@@ -560,11 +573,13 @@ class Evaluator:
             "alarm": bool(alarm),
             "late_share": late_share,  # of the requests at least the limit old: late or none
             "n_aged": aged.n_rows,
-            "coverage": coverage,
+            "coverage": coverage,  # of the requests at least decay.maturity_s old
+            "n_matured": matured.n_rows,
+            "labelled_so_far": so_far,  # of the window's requests, labels due or not
             "median_delay_s": median,  # at least: unlabelled requests count as waited so far
             "label_delay_s": delay,  # the gauge's figure, which a new leader exports again
             "median_delay_labelled_s": float(np.median(delays)) if delays.size else None,
-            "unlabelled_share": 1.0 - coverage,
+            "unlabelled_share": 1.0 - so_far,
             "overdue_share": float((waited > limit).sum() / window.n_rows),
             "n": window.n_rows,
             "n_labelled": int(labelled.sum()),

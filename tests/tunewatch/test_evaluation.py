@@ -1286,7 +1286,9 @@ def test_a_drift_setting_the_reference_cannot_take_loses_drift_not_the_evaluatio
         assert {rows[k].status for k in ("telemetry", "estimate")} == {"ok"}
         # measured (no request is a week old yet: too few to judge the label delay)
         assert rows["labels"].status == "insufficient_data"
-        assert rows["labels"].payload["coverage"] == 1.0
+        # every request labelled, none due yet (younger than decay.maturity_s): no coverage
+        assert rows["labels"].payload["labelled_so_far"] == 1.0
+        assert rows["labels"].payload["coverage"] is None
         assert "decay" in rows
         assert _series(d, "tunewatch_drift_share") == ['tunewatch_drift_share{model="credit"} 0.0']
     finally:

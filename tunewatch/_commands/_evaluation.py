@@ -35,7 +35,7 @@ def _summary(kind: str, payload: dict[str, object]) -> str:
             "recommended_retune_interval_days",
         ),
         "estimate": ("alarm", "metric", "estimated", "ci", "realised", "reference", "n"),
-        "labels": ("alarm", "coverage", "median_delay_s", "n_labelled", "n"),
+        "labels": ("alarm", "coverage", "n_matured", "labelled_so_far", "median_delay_s", "n"),
         "telemetry": ("versions",),
     }.get(kind, tuple(payload))
     return ", ".join(f"{k}={payload.get(k)}" for k in keys if k in payload) or str(
