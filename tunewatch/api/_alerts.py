@@ -22,7 +22,9 @@ one, and without it every episode of the alert would share one key). An alert wi
 fingerprint is keyed by a hash of its labels. An episode resolved before it was seen
 firing is stored resolved. A firing delivery of a resolved episode within
 ``store._alert_episodes.REFIRE_AFTER`` (2 min) after the resolve is stale (a retry, an
-HA peer's) and acted on by no delivery; one that comes later is the alert firing again
+HA peer's) and acted on by no delivery, and so is one that began before the resolve
+however late it reaches the alert (a large group takes minutes to decide; the delivery's
+start is read once, by the database's clock); one that began later is the alert firing again
 (Alertmanager resolves an alert its sender stopped refreshing, and fires it again with
 the same fingerprint and ``startsAt`` when the sender is back), which reopens the
 episode: a retune owed when it resolved is owed again, one never decided is decided
@@ -40,6 +42,7 @@ every listing that showed it fail to serialise). Nothing else of the payload
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -171,10 +174,22 @@ def handle_alerts(
     *,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    started: datetime | None = None,
 ) -> dict[str, Any]:
+    """Decide a delivery's alerts. ``started``: the database's time as the delivery began,
+    read at its first claim when not given. A firing alert reopens its resolved episode
+    only when the resolve came ``REFIRE_AFTER`` before it: a delivery of a large group decides for
+    minutes, and one that began before the resolve (Alertmanager gave up on it and sent
+    the resolve in its next notification) reopened the episode when it reached the alert
+    over ``REFIRE_AFTER`` after the resolve, queueing a retune for a resolved alert."""
     alerts = body.get("alerts")
     if not isinstance(alerts, list):
         raise ApiError(400, "invalid_request", "`alerts` must be a list (Alertmanager v4)")
+    # read at the delivery's first claim, not before: a delivery whose alerts are all
+    # ignored needs no store (it is answered 200 while the store is down)
+    start_of: Callable[[], datetime] = (
+        functools.cache(ctx.runtime.store.database_now) if started is None else lambda: started
+    )
     label = ctx.runtime.config.alerting.model_label
     wait = _ClaimWait(clock, sleep)
     summary: dict[str, Any] = {
@@ -189,7 +204,7 @@ def handle_alerts(
             summary["ignored"].append("not an object")
             continue
         try:
-            _handle_alert(ctx, body, alert, label, summary, wait)
+            _handle_alert(ctx, body, alert, label, summary, wait, start_of)
         except InvalidValueError as exc:
             summary["ignored"].append(f"cannot be stored: {exc.message}")
     return summary
@@ -202,6 +217,7 @@ def _handle_alert(
     label: str,
     summary: dict[str, Any],
     wait: _ClaimWait,
+    start_of: Callable[[], datetime],
 ) -> None:
     store = ctx.runtime.store
     labels = _string_labels(alert.get("labels"))
@@ -252,7 +268,12 @@ def _handle_alert(
     claim: str | None = None
     for _ in wait.attempts():
         claim = store.claim_alert_episode(
-            fingerprint=fingerprint, starts_at=starts_at, model=model, alertname=name, labels=labels
+            fingerprint=fingerprint,
+            starts_at=starts_at,
+            model=model,
+            alertname=name,
+            labels=labels,
+            started=start_of(),
         )
         if claim is not None:
             break
@@ -305,9 +326,9 @@ def _retry_owed(
 ) -> bool:
     """A later delivery of an episode not claimed: when its retune is owed, claim it and
     try again to queue it, recording nothing while it is still suppressed. The delivery
-    holding the claim records the outcome, a duplicate too (a delivery that queued the job
-    failed before it settled and recorded it). False when another delivery holds the
-    claim: the caller waits for it like for any claim."""
+    holding the claim records the outcome, then settles the episode; a duplicate too (a
+    delivery that queued the job failed before it recorded it, and left it owed). False
+    when another delivery holds the claim: the caller waits for it like for any claim."""
     store = ctx.runtime.store
     claim = store.claim_owed_alert_episode(fingerprint=fingerprint, starts_at=starts_at, owed=_OWED)
     if claim is None:
@@ -322,6 +343,10 @@ def _retry_owed(
         else:
             # a dispatch that failed releases the episode: the next delivery handles it anew
             decision = outcome.describe() if outcome.final else None
+            # recorded before the episode settles, as the first delivery does: settled
+            # first, a record that failed left the job queued with no action event, and
+            # the retry found the episode decided and recorded nothing
+            ctx.dispatcher.record(model, "alert_received", outcome, actor="alertmanager")
         store.settle_alert_episode(
             fingerprint=fingerprint, starts_at=starts_at, claim=claim, decision=decision
         )
@@ -332,8 +357,6 @@ def _retry_owed(
             fingerprint=fingerprint, starts_at=starts_at, claim=claim, decision=_OWED
         )
         raise
-    if decision != _OWED:
-        ctx.dispatcher.record(model, "alert_received", outcome, actor="alertmanager")
     if outcome.job_id is not None and outcome.status == "taken":
         summary["jobs"].append(outcome.job_id)
     return True

@@ -26,8 +26,10 @@ CLAIM_TIMEOUT = timedelta(minutes=1)
 # dispatcher outcome, which starts with the action's name) or releases the episode (back
 # to NULL).
 _CLAIMED = "claimed at "
-# How long after its resolve a firing delivery of an episode is taken for a stale one
-# rather than for the alert firing again. Stale: Alertmanager's own retry of the firing
+# How long after its resolve a firing delivery of an episode must have begun (by the
+# database's clock) to be taken for the alert firing again rather than for a stale one;
+# one that began before the resolve is stale however late it reaches the episode (a
+# large group takes minutes to decide). Stale: Alertmanager's own retry of the firing
 # notification comes before the resolve it sends next, but an HA peer sends its firing
 # one up to peer_timeout (15 s by default) times its position later, a minute for the
 # fifth peer of a cluster; and a claim left on the episode when it resolved is older than
@@ -71,6 +73,7 @@ def claim_alert_episode(
     alertname: str,
     labels: Mapping[str, Any],
     stale_after: timedelta = CLAIM_TIMEOUT,
+    started: datetime | None = None,
 ) -> str | None:
     """Store this (fingerprint, startsAt) firing episode and claim it for one delivery.
 
@@ -78,7 +81,8 @@ def claim_alert_episode(
     decision: it is new, a delivery before released it (its action was suppressed), or
     the delivery that claimed it did so over ``stale_after`` ago and never settled it.
     None when it is decided, owed, resolved, or held by another delivery. An episode
-    resolved over ``REFIRE_AFTER`` ago fires again (see :func:`_reopened`). The claim is a
+    resolved over ``REFIRE_AFTER`` before the delivery ``started`` (the database's time
+    as it began; without one, now) fires again (see :func:`_reopened`). The claim is a
     compare-and-set on ``decision``, so of concurrent deliveries exactly one gets it (on
     PostgreSQL the losers' UPDATE waits for the winner's commit and then matches nothing;
     SQLite serialises writing transactions). Claims are stamped and aged by the database's
@@ -112,7 +116,8 @@ def claim_alert_episode(
     )
     row = conn.execute(select(*columns).where(where)).one()
     now: datetime = row.now
-    if row.status != "firing" and not _reopened(conn, where, row.resolved_at, now, seen):
+    began = now if started is None else started
+    if row.status != "firing" and not _reopened(conn, where, row.resolved_at, began, seen):
         return None
     held: str | None = row.decision
     if held is not None:
@@ -141,16 +146,20 @@ def _reopened(
     conn: Connection,
     where: Any,
     resolved_at: datetime | None,
-    now: datetime,
+    started: datetime,
     seen: Mapping[str, Any],
 ) -> bool:
-    """Reopen a resolved episode that fires again over ``REFIRE_AFTER`` after its resolve,
-    keeping its decision: an owed retune is owed again, a never decided episode is decided
-    anew, a decided one stays decided. One stored by its resolve gets the model, name and
-    labels the firing delivery ``seen`` has. A compare-and-set on ``resolved_at``: of
-    concurrent deliveries one reopens it, and the others find it firing (claimed, or
-    owed)."""
-    if resolved_at is None or now - resolved_at <= REFIRE_AFTER:
+    """Reopen a resolved episode whose firing delivery ``started`` over ``REFIRE_AFTER``
+    after its resolve, keeping its decision: an owed retune is owed again, a never decided
+    episode is decided anew, a decided one stays decided. One stored by its resolve gets
+    the model, name and labels the firing delivery ``seen`` has. Timed from the delivery's
+    start, not from when it reaches the episode: a delivery of a large group decides for
+    minutes, and one that began before the resolve (Alertmanager gave up on it and sent
+    the resolve next) carries a stale ``firing`` however late it gets here; it reopened
+    the episode and queued a retune for the resolved alert. A compare-and-set on
+    ``resolved_at``: of concurrent deliveries one reopens it, and the others find it
+    firing (claimed, or owed)."""
+    if resolved_at is None or started - resolved_at <= REFIRE_AFTER:
         return False
     reopened = conn.execute(
         update(alert_episodes)

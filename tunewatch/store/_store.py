@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 import numpy as np
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from .._errors import StoreError
@@ -161,6 +161,12 @@ class Store:
     def _read(self, operation: str) -> Iterator[Connection]:
         with transaction(self._read_engine, operation) as conn:
             yield conn
+
+    def database_now(self) -> datetime:
+        """The database's clock, read now: the time hosts compare (see :mod:`._clock`)."""
+        with self._read("database_now") as conn:
+            now: datetime = conn.execute(select(_clock.db_now(conn))).scalar_one()
+            return now
 
     def clock_offset(self, now: Callable[[], datetime] = utcnow) -> timedelta:
         """The database's clock minus this process's (see :func:`._clock.clock_offset`)."""
@@ -814,10 +820,13 @@ class Store:
         alertname: str,
         labels: Mapping[str, Any],
         stale_after: timedelta = _alert_episodes.CLAIM_TIMEOUT,
+        started: datetime | None = None,
     ) -> str | None:
         """Store a firing episode and claim it for this delivery: the claim while it
         still needs a decision, None when it is decided, resolved or held by another
-        delivery (at-least-once and concurrent delivery). See
+        delivery (at-least-once and concurrent delivery). ``started``: the database's
+        time as the delivery began (:meth:`database_now`), which a resolve must precede
+        by ``REFIRE_AFTER`` for the delivery to reopen it. See
         :func:`_alert_episodes.claim_alert_episode`."""
         with self._tx("claim_alert_episode") as conn:
             return _alert_episodes.claim_alert_episode(
@@ -828,6 +837,7 @@ class Store:
                 alertname=alertname,
                 labels=labels,
                 stale_after=stale_after,
+                started=started,
             )
 
     def claim_owed_alert_episode(
