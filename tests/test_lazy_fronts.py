@@ -15,6 +15,8 @@ from types import ModuleType
 
 import pytest
 
+from tunewatch.store import Store
+
 LAZY = [
     "monitor",
     "monitor.drift",
@@ -88,6 +90,7 @@ def test_a_command_that_reads_the_store_imports_no_heavy_library(tmp_path: Path)
     the tuning stack through the daemon module (7-8 s here)."""
     config = tmp_path / "tunewatch.yaml"
     config.write_text(f"data_dir: {tmp_path / 'data'}\n", encoding="utf-8")
+    Store.open(f"sqlite:///{tmp_path / 'data' / 'tunewatch.db'}").close()  # it reads one
     code = (
         "import contextlib, io\n"
         "from tunewatch._cli import main\n"

@@ -11,9 +11,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from tunewatch._config import Config
-from tunewatch._errors import NotFoundError
+from tunewatch._config_paths import in_memory_sqlite
+from tunewatch._errors import NotFoundError, TunewatchError
 from tunewatch.store import Store
 
 logger = logging.getLogger(__name__)
@@ -25,7 +30,19 @@ logger = logging.getLogger(__name__)
 CLOCK_WARNING = timedelta(minutes=5)
 
 
-def open_store(config: Config) -> Store:
+def open_store(config: Config, *, create: bool = True) -> Store:
+    """The configured store, migrated. ``create=False`` (a command that reads or changes
+    what a store holds) refuses a SQLite store that does not exist, rather than make an
+    empty one and answer from it: with ``--config`` forgotten, or in another directory,
+    ``tunewatch jobs`` said there were no jobs and left a new store behind."""
+    if not create:
+        missing = _missing_sqlite_file(config.store_url)
+        if missing is not None:
+            raise TunewatchError(
+                f"no store at {missing}: pass --config (or set $TUNEWATCH_CONFIG) naming the "
+                "daemon's configuration; `tunewatch migrate` makes a new, empty store",
+                code="no_store",
+            )
     store = Store.open(
         config.store_url,
         sqlite_synchronous=config.store.sqlite_synchronous,
@@ -61,3 +78,20 @@ def check_stored_models(config: Config, store: Store) -> None:
         except NotFoundError:
             continue
         config.check_registered_model(cfg.name, stored.feature_names, task=stored.task)
+
+
+def _missing_sqlite_file(url: str) -> str | None:
+    """The database file a SQLite ``url`` names if it does not exist; None for another
+    database, an in-memory one or a ``file:`` URI (the store says what is wrong there)."""
+    if url.partition("://")[0].partition("+")[0].lower() != "sqlite" or in_memory_sqlite(url):
+        return None
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return None  # Store.open says why
+    if parsed.drivername not in ("sqlite", "sqlite+pysqlite"):
+        return None  # a driver the store refuses, saying so
+    database = parsed.database
+    if not database or database.startswith("file:") or Path(database).exists():
+        return None
+    return database

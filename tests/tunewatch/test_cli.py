@@ -31,6 +31,12 @@ def config(tmp_path: Path) -> Path:
     return path
 
 
+def _make_store(config: Path) -> None:
+    """The store the daemon of ``config`` would have made (a command that reads one
+    refuses a store that does not exist)."""
+    Store.open(_store_url(config)).close()
+
+
 def run(config: Path, *args: str, actor: str = "alice") -> int:
     return main(["--config", str(config), "--actor", actor, *args])
 
@@ -354,6 +360,7 @@ def test_retune_of_an_unknown_model_records_nothing(
 ) -> None:
     """It stored `manual` and `action_suppressed` events for a model that does not exist
     and printed a foreign-key error."""
+    _make_store(config)
     assert run(config, "retune", "nosuch", "--reason", "try") == 2
     err = capsys.readouterr().err
     assert "nosuch" in err and "FOREIGN KEY" not in err
@@ -531,6 +538,7 @@ def test_show_evaluations_of_unknown_model_exits_2(
     """`tunewatch drift nosuch` said "no drift evaluations of nosuch yet" and `jobs
     --model nosuch` printed nothing, both exit 0, while evaluate, compare, promote and
     export said the model is not registered and exited 2."""
+    _make_store(config)
     assert run(config, *command) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
@@ -677,6 +685,7 @@ def test_routine_library_lines_are_left_out_unless_verbose(config: Path, name: s
     import logging
 
     library = logging.getLogger(name)
+    _make_store(config)
     try:
         assert run(config, "models") == 0
         assert library.level == logging.WARNING

@@ -50,7 +50,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from tunewatch._open_store import check_stored_models, open_store
 
     config = config_of(args)
-    store = open_store(config)
+    store = open_store(config, create=False)
     try:
         check_stored_models(config, store)  # as the daemon does when it starts
         metrics = ServingMetrics()
@@ -80,7 +80,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_show_evaluations(args: argparse.Namespace) -> int:
     from tunewatch._open_store import open_store
 
-    store = open_store(config_of(args))
+    store = open_store(config_of(args), create=False)
     try:
         store.get_model(args.model)  # NotFoundError: "not registered" rather than "none yet"
         if args.version is not None:
@@ -127,7 +127,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from tunewatch._open_store import check_stored_models, open_store
 
     config = config_of(args)
-    store = open_store(config)
+    store = open_store(config, create=False)
     try:
         check_stored_models(config, store)
         runner = _comparison_runner(config, store)
@@ -152,7 +152,7 @@ def cmd_comparisons(args: argparse.Namespace) -> int:
     from tunewatch._open_store import open_store
 
     config = config_of(args)
-    store = open_store(config)
+    store = open_store(config, create=False)
     try:
         runner = _comparison_runner(config, store)
         if args.challenger is not None:

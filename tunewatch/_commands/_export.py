@@ -40,7 +40,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         data_dir=config.data_dir,
         outcome="nothing was written",
     )
-    store = open_store(config)
+    store = open_store(config, create=False)
     try:
         written = export_bundle(
             store,
@@ -453,7 +453,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from tunewatch._report import build_report, write_report
 
     config = config_of(args)
-    store = open_store(config)
+    store = open_store(config, create=False)
     try:
         md, page = write_report(store, config, args.model, args.version)
         if args.print:

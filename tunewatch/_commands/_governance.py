@@ -147,7 +147,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from tunewatch._open_store import open_store
 
     config = config_of(args)
-    store = open_store(config)
+    store = open_store(config, create=False)
     try:
         outcome = promote(
             store, config, args.model, args.version, actor=actor_of(args), reason=args.reason
@@ -176,7 +176,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
     from tunewatch._open_store import open_store
 
     config = config_of(args)
-    store = open_store(config)
+    store = open_store(config, create=False)
     try:
         decided, promoted = decide_approval(
             store,
@@ -215,7 +215,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from tunewatch._open_store import open_store
 
     config = config_of(args)
-    store = open_store(config)
+    store = open_store(config, create=False)
     try:
         # refused, nothing changed, when the restored version's artefact cannot be read
         # back intact or loaded (`artefact_unavailable`), or when another champion than
@@ -241,7 +241,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_approvals(args: argparse.Namespace) -> int:
     from tunewatch._open_store import open_store
 
-    store = open_store(config_of(args))
+    store = open_store(config_of(args), create=False)
     try:
         if args.model is not None:
             store.get_model(args.model)  # NotFoundError: "not registered" rather than nothing
@@ -262,7 +262,7 @@ def cmd_approvals(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from tunewatch._open_store import open_store
 
-    store = open_store(config_of(args))
+    store = open_store(config_of(args), create=False)
     try:
         for model in store.list_models():
             print(f"{model.name}  task={model.task}  features={len(model.feature_names)}")
@@ -279,7 +279,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from tunewatch._open_store import open_store
 
-    store = open_store(config_of(args))
+    store = open_store(config_of(args), create=False)
     try:
         entries = store.audit_log(limit=args.limit + 1)  # one more: whether older ones exist
         broken = store.verify_audit()
@@ -307,7 +307,8 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     from tunewatch._open_store import open_store
 
     actor = actor_of(args)
-    store = open_store(config_of(args))
+    # the first token of a new deployment makes its store; listing and revoking need one
+    store = open_store(config_of(args), create=args.action == "create")
     try:
         if args.action == "create":
             return _create_token(store, args.name, check_role(args.role), actor=actor)

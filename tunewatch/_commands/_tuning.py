@@ -25,7 +25,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     _refuse_an_empty_config(args)
     config = config_of(args)
-    store = open_store(config)
+    store = open_store(config, create=False)
     stop = threading.Event()
 
     if not args.verbose:  # Optuna's line per trial would break the bar on stderr
@@ -140,7 +140,7 @@ def cmd_retune(args: argparse.Namespace) -> int:
     from tunewatch._open_store import open_store
 
     config = config_of(args)
-    store = open_store(config)
+    store = open_store(config, create=False)
     try:
         outcome = Dispatcher(store, config).handle(
             args.model, "manual", {"reason": args.reason}, actor=actor_of(args)
@@ -157,7 +157,7 @@ def cmd_retune(args: argparse.Namespace) -> int:
 def cmd_jobs(args: argparse.Namespace) -> int:
     from tunewatch._open_store import open_store
 
-    store = open_store(config_of(args))
+    store = open_store(config_of(args), create=False)
     try:
         if args.model is not None:
             store.get_model(args.model)  # NotFoundError: "not registered" rather than nothing
