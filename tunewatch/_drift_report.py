@@ -5,7 +5,9 @@ drift verdict, built once and kept."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -56,6 +58,8 @@ def drift_report(
 
     Built once (evidently is slow and imported lazily), stored content-addressed and
     remembered as a ``drift_report`` evaluation; later calls return the stored file.
+    Concurrent calls for one report in this process wait for a single build
+    (:func:`_single_flight`) and return the stored file.
     """
     # The model first: an unknown one is 404 `model_not_found`, as on every route (a
     # name the store cannot hold, such as one with a NUL, included: PostgreSQL's driver
@@ -73,12 +77,61 @@ def drift_report(
             "there is no report of it",
             code="evaluation_not_found",
         )
+    with _single_flight((name, evaluation_id)):
+        stored = _stored_report(store, artefacts, target)
+        if stored is not None:
+            return stored
+        return _build_report(store, artefacts, config, baseline_of, model, target)
+
+
+#: One lock per report being asked for, held while it is looked up and built, with the
+#: number of callers holding or awaiting it; the entry goes with the last of them.
+_reports_lock = threading.Lock()
+_reports: dict[tuple[str, int], tuple[threading.Lock, int]] = {}
+
+
+@contextmanager
+def _single_flight(key: tuple[str, int]) -> Iterator[None]:
+    """Hold ``key``'s lock: one caller at a time looks up and builds a (model, evaluation)
+    report, so viewers asking at once wait for one build and then find it stored, rather
+    than each building (evidently: 20 s of CPU, a 4 MB file) and storing a copy."""
+    with _reports_lock:
+        lock, callers = _reports.get(key) or (threading.Lock(), 0)
+        _reports[key] = (lock, callers + 1)
+    try:
+        with lock:
+            yield
+    finally:
+        with _reports_lock:
+            _, callers = _reports[key]
+            if callers == 1:
+                del _reports[key]
+            else:
+                _reports[key] = (lock, callers - 1)
+
+
+def _stored_report(store: Store, artefacts: ArtefactStore, target: EvaluationRow) -> str | None:
+    """The stored report of drift evaluation ``target``, ``None`` before it is built."""
     built = store.list_evaluations(
-        name, kind="drift_report", since=target.window_end, until=target.window_end
+        target.model, kind="drift_report", since=target.window_end, until=target.window_end
     )
     for row in built:
-        if row.payload.get("evaluation") == evaluation_id:
+        if row.payload.get("evaluation") == target.id:
             return artefacts.get(row.payload["sha256"], ".html").decode()
+    return None
+
+
+def _build_report(
+    store: Store,
+    artefacts: ArtefactStore,
+    config: Config,
+    baseline_of: Callable[[VersionRow, ModelRow], Any],
+    model: ModelRow,
+    target: EvaluationRow,
+) -> str:
+    """Build drift evaluation ``target``'s report, store it and remember it as a
+    ``drift_report`` evaluation (see :func:`drift_report`)."""
+    name, evaluation_id = model.name, target.id
     champion = store.get_version(name, target.version) if target.version is not None else None
     baseline = baseline_of(champion, model) if champion is not None else None
     if baseline is None:
