@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 
 from shadow.stats import PairedSequentialTest
@@ -39,6 +40,23 @@ class Served:
 
     def auth(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+
+def session_cookie(url: str, token: str) -> dict[str, str]:
+    """Sign in through the dashboard's form as a browser does, and return its session
+    cookie (which holds a session id, not the token)."""
+    r = httpx.post(
+        f"{url}/dashboard/login",
+        content=f"token={token}",
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Sec-Fetch-Site": "same-origin",
+        },
+        follow_redirects=False,
+        timeout=30,
+    )
+    assert r.status_code == 303, r.text
+    return {"tunewatch_session": r.cookies["tunewatch_session"]}
 
 
 def seeded_dir(data_dir: Path) -> Path:

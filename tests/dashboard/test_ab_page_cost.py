@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
-from tests.dashboard.scenario import Served, serve
+from tests.dashboard.scenario import Served, serve, session_cookie
 from tunewatch.store import OutputRecord, RequestRecord
 from tunewatch.store._comparisons import ComparisonStore, LookValues
 from tunewatch.store._schema import model_versions
@@ -185,7 +185,7 @@ def test_ab_page_at_limit_zero_checks_only_the_open_test_it_shows(ab: Scenario) 
     r = httpx.get(
         f"{ab.served.url}/dashboard/models/{MODEL}/ab",
         params={"limit": "0"},
-        cookies={"tunewatch_session": ab.served.tokens["viewer"]},
+        cookies=session_cookie(ab.served.url, ab.served.tokens["viewer"]),
         timeout=60,
     )
     assert r.status_code == 200, r.text

@@ -9,7 +9,7 @@ import re
 
 import httpx
 
-from tests.dashboard.scenario import Served
+from tests.dashboard.scenario import Served, session_cookie
 from tunewatch.store._comparison_rows import ComparisonTestRow, TestKind
 from tunewatch.store._comparisons import ComparisonStore
 
@@ -17,7 +17,7 @@ from tunewatch.store._comparisons import ComparisonStore
 def _ab_page(served: Served) -> str:
     r = httpx.get(
         f"{served.url}/dashboard/models/{served.model}/ab",
-        cookies={"tunewatch_session": served.tokens["viewer"]},
+        cookies=session_cookie(served.url, served.tokens["viewer"]),
         timeout=60,
     )
     assert r.status_code == 200, r.text

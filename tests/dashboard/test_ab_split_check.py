@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
+from tests.dashboard.scenario import session_cookie
 from tunewatch._auth import hash_token, new_token
 from tunewatch._background import BackgroundServer
 from tunewatch._config import build_config
@@ -124,7 +125,7 @@ def test_ab_json_shows_the_stored_split_check_of_a_champion_without_tests(split:
 def test_ab_page_shows_the_mismatch_of_a_champion_without_tests(split: Split) -> None:
     r = httpx.get(
         f"{split.url}/dashboard/models/{MODEL}/ab",
-        cookies={"tunewatch_session": split.token},
+        cookies=session_cookie(split.url, split.token),
         timeout=60,
     )
     assert r.status_code == 200, r.text

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.dashboard.scenario import Served, add_year_of_windows, serve
+from tests.dashboard.scenario import Served, add_year_of_windows, serve, session_cookie
 from tunewatch._config import build_config
 from tunewatch.store import Store
 
@@ -40,7 +40,7 @@ def test_unknown_model_is_a_404_not_a_500(served: Served, page: str) -> None:
     assert r.json()["code"] == "model_not_found"  # as on every route
     page_r = httpx.get(
         f"{served.url}/dashboard/models/nope/{page}",
-        cookies={"tunewatch_session": served.tokens["viewer"]},
+        cookies=session_cookie(served.url, served.tokens["viewer"]),
         timeout=60,
     )
     assert page_r.status_code == 404
@@ -93,7 +93,7 @@ def test_empty_type_filter_means_all_events(served: Served) -> None:
         assert body["events"] == everything["events"]
         assert body["audit"] == everything["audit"]
         assert body["filters"] == {"type": None, "action": None, "actor": None, "limit": 100}
-    cookies = {"tunewatch_session": served.tokens["viewer"]}
+    cookies = session_cookie(served.url, served.tokens["viewer"])
     pages = [
         httpx.get(
             f"{served.url}/dashboard/models/{served.model}/events",
@@ -172,7 +172,7 @@ def test_a_viewer_cannot_trigger_an_evaluation(served: Served) -> None:
     assert by_token.status_code == 403
     by_cookie = httpx.post(
         f"{served.url}/v1/models/{served.model}/evaluate",
-        cookies={"tunewatch_session": served.tokens["viewer"]},
+        cookies=session_cookie(served.url, served.tokens["viewer"]),
     )
     assert by_cookie.status_code in (401, 403)
 
@@ -188,7 +188,7 @@ def test_a_year_of_hourly_windows_is_downsampled(tmp_path: Path) -> None:
         telemetry = _get(served, "/v1/dashboard/models/year/telemetry").json()
         page = httpx.get(
             f"{served.url}/dashboard/models/year/drift",
-            cookies={"tunewatch_session": served.tokens["viewer"]},
+            cookies=session_cookie(served.url, served.tokens["viewer"]),
         )
     assert drift["windows_total"] == 24 * 365
     assert len(drift["columns"]) == 400
@@ -201,13 +201,14 @@ def test_a_year_of_hourly_windows_is_downsampled(tmp_path: Path) -> None:
 def test_json_endpoints_accept_the_session_cookie(served: Served) -> None:
     r = httpx.get(
         f"{served.url}/v1/dashboard/models/{served.model}/drift",
-        cookies={"tunewatch_session": served.tokens["viewer"]},
+        cookies=session_cookie(served.url, served.tokens["viewer"]),
         timeout=60,
     )
     assert r.status_code == 200
     assert r.json()["features"][:2] == ["x0", "x1"]
     bad = httpx.get(f"{served.url}/v1/dashboard/overview", cookies={"tunewatch_session": "tw_nope"})
-    assert bad.status_code == 401 and bad.json()["code"] == "invalid_token"
+    # an unknown session: ended, expired, or never started (the cookie is no token)
+    assert bad.status_code == 401 and bad.json()["code"] == "unauthenticated"
 
 
 def test_dashboard_endpoints_are_documented_in_openapi(served: Served) -> None:

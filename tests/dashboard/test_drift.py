@@ -12,7 +12,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from tests.dashboard.scenario import Served, serve
+from tests.dashboard.scenario import Served, serve, session_cookie
 from tunewatch.store._schema import evaluations
 
 FEATURES = [f"x{i}" for i in range(4)]
@@ -80,7 +80,7 @@ def _drift(served: Served, model: str, **params: str) -> dict[str, Any]:
 def _page(served: Served, model: str) -> str:
     r = httpx.get(
         f"{served.url}/dashboard/models/{quote(model, safe='')}/drift",
-        cookies={"tunewatch_session": served.tokens["viewer"]},
+        cookies=session_cookie(served.url, served.tokens["viewer"]),
         timeout=60,
     )
     assert r.status_code == 200, r.text

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.dashboard.scenario import session_cookie
 from tunewatch._auth import hash_token, new_token
 from tunewatch._background import BackgroundServer
 from tunewatch._config import build_config
@@ -44,7 +45,7 @@ class Served:
         return httpx.get(f"{self.url}{path}", headers=self.headers, params=params, timeout=60)
 
     def page(self, path: str, **params: str) -> httpx.Response:
-        cookies = {"tunewatch_session": self.headers["Authorization"].removeprefix("Bearer ")}
+        cookies = session_cookie(self.url, self.headers["Authorization"].removeprefix("Bearer "))
         return httpx.get(f"{self.url}{path}", cookies=cookies, params=params, timeout=60)
 
 

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from tests.dashboard.scenario import Served, serve
+from tests.dashboard.scenario import Served, serve, session_cookie
 from tunewatch._auth import hash_token
 from tunewatch.dashboard._auth import MAX_FORM_BYTES
 
@@ -155,7 +155,7 @@ def test_a_page_reads_its_parameters_after_the_session(
     signed_in = httpx.get(
         f"{served.url}{path}",
         params=params,
-        cookies={"tunewatch_session": served.tokens["viewer"]},
+        cookies=session_cookie(served.url, served.tokens["viewer"]),
         follow_redirects=False,
     )
     assert signed_in.status_code == 400

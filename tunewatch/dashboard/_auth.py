@@ -1,7 +1,10 @@
-"""Dashboard sessions: the user pastes a token once; it lives in an HttpOnly cookie.
+"""Dashboard sessions: the user pastes a token once; the server keeps a session of it.
 
-The cookie holds the bearer token itself (validated on every request by the daemon's
-:class:`~tunewatch._auth.Authenticator`, so revoking the token ends the session). It is
+Signing in stores a session on the server (:meth:`~tunewatch.store.Store.start_session`):
+a random id, kept there only as its sha256, with the token's name and an expiry 8 hours
+on by the database's clock. The cookie holds that id, never the token, so it is no bearer
+token for the API. Every request looks the session up: signing out deletes it, a session
+past its expiry reads as none, and revoking the token ends its sessions. The cookie is
 ``HttpOnly`` (no script can read it), ``SameSite=Strict`` (no cross-site request carries
 it) and ``Secure`` when the page was served over HTTPS. Tokens never appear in URLs.
 
@@ -15,12 +18,13 @@ that sends neither (curl, a script) is no browser a page could drive, and passes
 
 from __future__ import annotations
 
+import secrets
 from urllib.parse import parse_qs, urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tunewatch._auth import AuthError, Principal
+from tunewatch._auth import AuthError, Principal, hash_token
 from tunewatch.api._context import context
 
 COOKIE = "tunewatch_session"
@@ -30,12 +34,24 @@ SESSION_MAX_AGE_S = 8 * 3600
 
 def principal(request: Request, permission: str = "read") -> Principal:
     """The caller by its ``Authorization`` header, else by its session cookie; raises
-    :class:`AuthError` (401/403) otherwise."""
+    :class:`AuthError` (401/403) otherwise. A session is read from the store on every
+    request (call this off the event loop)."""
+    auth = context(request).auth
     header = request.headers.get("authorization")
-    if header is None:
-        token = request.cookies.get(COOKIE)
-        header = f"Bearer {token}" if token else None
-    return context(request).auth.authenticate(header, permission)
+    session = request.cookies.get(COOKIE)
+    if header is not None or not session or auth.disabled:
+        return auth.authenticate(header, permission)
+    token = context(request).runtime.store.session_token(hash_token(session))
+    if token is None:
+        raise AuthError(
+            "the dashboard session has ended or expired: sign in again",
+            code="unauthenticated",
+            status=401,
+        )
+    who = Principal(name=token.name, role=token.role)
+    if not who.can(permission):
+        raise AuthError(f"role {who.role!r} may not {permission}", code="forbidden", status=403)
+    return who
 
 
 def check_token(request: Request, token: str) -> Principal:
@@ -115,10 +131,29 @@ def form_field(body: bytes, name: str) -> str:
     return values[0]
 
 
-def set_session(request: Request, response: Response, token: str) -> None:
+def start_session(request: Request, who: Principal) -> str | None:
+    """Store a session of ``who``'s token; its id, for the cookie (``None`` with
+    authentication off, when no token signs anyone in)."""
+    if context(request).auth.disabled:
+        return None
+    session = secrets.token_urlsafe(32)
+    context(request).runtime.store.start_session(
+        session_hash=hash_token(session), token_name=who.name, ttl_s=SESSION_MAX_AGE_S
+    )
+    return session
+
+
+def end_session(request: Request) -> None:
+    """Delete the session the request's cookie names, if any."""
+    session = request.cookies.get(COOKIE)
+    if session:
+        context(request).runtime.store.end_session(hash_token(session))
+
+
+def set_session(request: Request, response: Response, session: str) -> None:
     response.set_cookie(
         COOKIE,
-        token.strip(),
+        session,
         max_age=SESSION_MAX_AGE_S,
         path="/",
         httponly=True,

@@ -1,10 +1,10 @@
 """Dashboard sessions and the page wrapper every page renders through.
 
-The login page takes a pasted token (validated for ``read``) and keeps it in an HttpOnly,
-SameSite=Strict cookie; sign-in and sign-out posted by another site's page are refused
-(403). :func:`render_page` sends a browser without a valid session to the login page and
-turns our errors into HTML error pages (never a 500 for an unknown model or a refused
-token).
+The login page takes a pasted token (validated for ``read``) and starts a server-side
+session of it, named by an HttpOnly, SameSite=Strict cookie; sign-out ends the session.
+Sign-in and sign-out posted by another site's page are refused (403). :func:`render_page`
+sends a browser without a valid session to the login page and turns our errors into HTML
+error pages (never a 500 for an unknown model or a refused token).
 """
 
 from __future__ import annotations
@@ -31,9 +31,11 @@ from ._auth import (
     check_same_origin,
     check_token,
     clear_session,
+    end_session,
     form_field,
     principal,
     set_session,
+    start_session,
 )
 from ._html import error_page, respond, shell
 
@@ -85,8 +87,9 @@ def _login_form(message: str = "") -> str:
         '<p><label for="token">API token</label><br>'
         '<input type="password" id="token" name="token" size="60" required '
         'autocomplete="off"></p><p><button type="submit">Sign in</button></p></form>'
-        '<p class="muted">Paste a token with read access (viewer or above). It is kept in '
-        "an HttpOnly session cookie for this browser only.</p>",
+        '<p class="muted">Paste a token with read access (viewer or above). It signs this '
+        "browser in for 8 hours, until you sign out; the browser keeps a session id, not "
+        "the token.</p>",
         who=None,
     )
 
@@ -101,11 +104,13 @@ async def login(request: Request) -> Response:
     try:
         check_same_origin(request)
         token = form_field(await request.body(), "token")
-        await run_in_threadpool(check_token, request, token)
+        who = await run_in_threadpool(check_token, request, token)
     except AuthError as exc:
         return respond(_login_form(exc.message), exc.status)
+    session = await run_in_threadpool(start_session, request, who)
     response = RedirectResponse("/dashboard/", status_code=303)
-    set_session(request, response, token)
+    if session is not None:
+        set_session(request, response, session)
     return response
 
 
@@ -115,6 +120,7 @@ def logout(request: Request) -> Response:
         check_same_origin(request)
     except AuthError as exc:
         return error_page(exc.status, exc.message, None)
+    end_session(request)
     response = RedirectResponse(LOGIN, status_code=303)
     clear_session(response)
     return response

@@ -270,6 +270,19 @@ leases = Table(
     Column("expires_at", UTCDateTime, nullable=False),
 )
 
+# Dashboard sign-ins: the browser's cookie holds a random session id, stored here only as
+# its sha256, with the token it signed in with (by name) and when it ends (the database's
+# clock). Sign-out deletes the row; a revoked token's sessions read as ended.
+dashboard_sessions = Table(
+    "dashboard_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_hash", String(64), nullable=False, unique=True),
+    Column("token_name", String(100), ForeignKey("api_tokens.name"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
 # Evaluation results per model and window: drift, decay, label-free estimates, telemetry.
 evaluations = Table(
     "evaluations",

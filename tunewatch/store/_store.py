@@ -3,7 +3,8 @@
 Each public method opens one transaction through :func:`transaction` (which commits,
 rolls back and translates SQLAlchemy errors) and delegates to a module named after the
 concern: ``_registry_rows`` (models, versions), ``_records`` (requests, outputs,
-labels), ``_artefact_blobs`` (artefacts' bytes), ``_events``, ``_audit`` and ``_tokens``.
+labels), ``_artefact_blobs`` (artefacts' bytes), ``_events``, ``_audit``, ``_tokens`` and
+``_sessions`` (the dashboard's).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from . import (
     _jobs,
     _records,
     _registry_rows,
+    _sessions,
     _tokens,
     _windows,
 )
@@ -526,9 +528,12 @@ class Store:
     def revoke_token(
         self, name: str, *, actor: str, details: Mapping[str, Any] | None = None
     ) -> TokenRow:
-        """Revoke a token and append its ``revoke_token`` audit entry in one transaction."""
+        """Revoke a token, end its dashboard sessions and append its ``revoke_token``
+        audit entry in one transaction."""
         with self._tx("revoke_token") as conn:
-            return _tokens.revoke_token(conn, name, actor=actor, details=details)
+            revoked = _tokens.revoke_token(conn, name, actor=actor, details=details)
+            _sessions.end_sessions_of(conn, name)
+            return revoked
 
     def list_tokens(self) -> list[TokenRow]:
         with self._read("list_tokens") as conn:
@@ -537,6 +542,26 @@ class Store:
     def token_by_hash(self, token_hash: str) -> TokenRow | None:
         with self._read("token_by_hash") as conn:
             return _tokens.token_by_hash(conn, token_hash)
+
+    # -- dashboard sessions -------------------------------------------------------------
+
+    def start_session(self, *, session_hash: str, token_name: str, ttl_s: float) -> None:
+        """Store a dashboard session of ``token_name`` ending ``ttl_s`` seconds from now by
+        the database's clock, deleting the sessions already ended."""
+        with self._tx("start_session") as conn:
+            _sessions.start_session(
+                conn, session_hash=session_hash, token_name=token_name, ttl_s=ttl_s
+            )
+
+    def session_token(self, session_hash: str) -> TokenRow | None:
+        """The token of a live session (unexpired, not ended, its token unrevoked)."""
+        with self._read("session_token") as conn:
+            return _sessions.session_token(conn, session_hash)
+
+    def end_session(self, session_hash: str) -> bool:
+        """End (delete) a dashboard session; False if there was none."""
+        with self._tx("end_session") as conn:
+            return _sessions.end_session(conn, session_hash)
 
     # -- evaluation ---------------------------------------------------------------------
 
