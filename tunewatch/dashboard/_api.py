@@ -29,6 +29,7 @@ MaxPoints = Annotated[int, Query(ge=2, le=5000)]
 Windows = Annotated[int, Query(ge=1, le=100_000)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 TestLimit = Annotated[int, Query(ge=0, le=_data.MAX_TESTS_SHOWN)]
+VersionLimit = Annotated[int, Query(ge=1, le=_data.MAX_VERSIONS_SHOWN)]
 Filter = Annotated[str | None, Query(max_length=200)]
 
 router = APIRouter(prefix="/v1/dashboard", tags=["dashboard"])
@@ -113,11 +114,16 @@ def telemetry(
 
 @router.get("/models/{model}/tuning")
 def tuning(
-    model: str, request: Request, _: Reader, max_points: MaxPoints = MAX_POINTS
+    model: str,
+    request: Request,
+    _: Reader,
+    max_points: MaxPoints = MAX_POINTS,
+    limit: VersionLimit = _data.TUNING_VERSIONS,
 ) -> dict[str, Any]:
-    """Re-tuning jobs (newest first) with their study and best value by trial, and every
-    version's tuning details: best value, trials, fold scores, warm-start plan."""
-    return _data.tuning(sources(request), model, max_points=max_points)
+    """Re-tuning jobs (newest first) with their study and best value by trial, and the
+    newest `limit` versions (1-500, default 50; newest first) with their tuning details:
+    best value, trials, fold scores, warm-start plan. `versions_total` counts them all."""
+    return _data.tuning(sources(request), model, max_points=max_points, limit=limit)
 
 
 @router.get("/models/{model}/events")

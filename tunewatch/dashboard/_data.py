@@ -16,18 +16,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import func, select
+
 from retune import RetuneError, load_history
 from tunewatch._version_metadata import finite_float
 from tunewatch.comparison import ComparisonRunner
 from tunewatch.comparison._recorded import RecordedGuardrails
 from tunewatch.store import AuditEntry, Event, JobRow, Store, VersionRow
 from tunewatch.store._comparisons import ComparisonLookRow, ComparisonTestRow, SplitCheckRow
+from tunewatch.store._engine import transaction
+from tunewatch.store._registry_rows import _version as version_row
+from tunewatch.store._registry_rows import _version_select as version_select
+from tunewatch.store._schema import model_versions
 
 from ._downsample import MAX_POINTS, downsample
-from ._queries import (
-    newest_tests,
-    sampled_looks,
-)
+from ._queries import _reader, newest_tests, sampled_looks
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +38,8 @@ ACTIVE_JOBS = ("queued", "running")
 ALARM_EVENTS = 200
 AB_TESTS = 20  # the A/B page's default number of newest tests
 MAX_TESTS_SHOWN = 100  # the most it shows besides the current champion's open ones
+TUNING_VERSIONS = 50  # the tuning page's default number of newest versions
+MAX_VERSIONS_SHOWN = 500  # the most it shows (each with its fold scores and plan)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,12 +102,42 @@ def _job_brief(j: JobRow) -> dict[str, Any]:
     }
 
 
+# -- versions ---------------------------------------------------------------------------------
+
+
+def newest_versions(store: Store, model: str, *, limit: int) -> tuple[list[VersionRow], int]:
+    """The newest ``limit`` versions of ``model`` (newest first) and how many it has in
+    all: a model keeps every version a tuning job registered, each with its details."""
+    stmt = (
+        version_select()
+        .where(model_versions.c.model == model)
+        .order_by(model_versions.c.version.desc())
+        .limit(limit)
+    )
+    count = select(func.count()).where(model_versions.c.model == model)
+    with transaction(_reader(store), "dashboard_newest_versions") as conn:
+        rows = [version_row(r) for r in conn.execute(stmt)] if limit > 0 else []
+        return rows, int(conn.execute(count).scalar_one())
+
+
+def versions_named(store: Store, model: str, versions: set[int]) -> dict[int, VersionRow]:
+    """The versions ``versions`` of ``model`` by number (missing ones are left out)."""
+    if not versions:
+        return {}
+    stmt = version_select().where(
+        model_versions.c.model == model, model_versions.c.version.in_(sorted(versions))
+    )
+    with transaction(_reader(store), "dashboard_versions_named") as conn:
+        return {v.version: v for v in map(version_row, conn.execute(stmt))}
+
+
 # -- overview ---------------------------------------------------------------------------------
 
 
 def overview(src: Sources) -> dict[str, Any]:
-    """Every model: champion, challengers, the newest evaluation of each kind, recent
-    alarms and events, active jobs."""
+    """Every model: champion, challengers, how many versions, the newest evaluation of
+    each kind, recent alarms and events, active jobs. Retired and rolled-back versions
+    are counted, not read."""
     store = src.store
     active = sorted(  # asked by status: a long-running job is older than the newest jobs
         (j for status in ACTIVE_JOBS for j in store.list_jobs(status=status, limit=1000)),
@@ -111,8 +146,9 @@ def overview(src: Sources) -> dict[str, Any]:
     )
     models = []
     for m in store.list_models():
-        versions = store.list_versions(m.name)
-        champion = next((v for v in versions if v.stage == "champion"), None)
+        champion = store.champion(m.name)
+        challengers = store.list_versions(m.name, "shadow")
+        _, n_versions = newest_versions(store, m.name, limit=0)
         latest: dict[str, dict[str, Any]] = {}
         for e in store.list_evaluations(m.name, limit=50):
             if e.kind not in latest and e.kind != "drift_report":
@@ -129,8 +165,8 @@ def overview(src: Sources) -> dict[str, Any]:
                 "task": m.task,
                 "regulated": m.regulated,
                 "champion": _version_brief(champion) if champion else None,
-                "challengers": [_version_brief(v) for v in versions if v.stage == "shadow"],
-                "versions": len(versions),
+                "challengers": [_version_brief(v) for v in challengers],
+                "versions": n_versions,
                 "latest_evaluations": latest,
                 "alarms": sorted(k for k, v in latest.items() if v["alarm"]),
                 "recent_events": [_event_json(e) for e in events],
@@ -289,12 +325,15 @@ class _TrialCache:
 TRIALS = _TrialCache()
 
 
-def tuning(src: Sources, model: str, *, max_points: int = MAX_POINTS) -> dict[str, Any]:
-    """Re-tuning jobs (newest first) and the versions they registered: warm-start plan,
-    fold scores, best value; best value by trial for finished studies."""
+def tuning(
+    src: Sources, model: str, *, max_points: int = MAX_POINTS, limit: int = TUNING_VERSIONS
+) -> dict[str, Any]:
+    """Re-tuning jobs (newest first) and the newest ``limit`` versions they registered
+    (newest first): warm-start plan, fold scores, best value; best value by trial for
+    finished studies. ``versions_total`` counts every version, shown or not."""
     src.store.get_model(model)
     jobs = src.store.list_jobs(model=model, limit=100)
-    versions = src.store.list_versions(model)
+    versions, total = newest_versions(src.store, model, limit=limit)
     studies = []
     for j in jobs:
         study = (j.result or {}).get("study") or j.progress.get("study")
@@ -304,7 +343,7 @@ def tuning(src: Sources, model: str, *, max_points: int = MAX_POINTS) -> dict[st
             trials = None if found is None else downsample(found, max_points)
         studies.append({**_job_brief(j), "study": study, "trials": trials})
     tuned = []
-    for v in sorted(versions, key=lambda v: v.version, reverse=True):
+    for v in versions:
         d = v.details
         tuned.append(
             {
@@ -320,7 +359,13 @@ def tuning(src: Sources, model: str, *, max_points: int = MAX_POINTS) -> dict[st
                 "warm_start_plan": d.get("warm_start_plan"),
             }
         )
-    return {"model": model, "jobs": studies, "versions": tuned}
+    return {
+        "model": model,
+        "jobs": studies,
+        "versions": tuned,
+        "versions_total": total,
+        "limit": limit,
+    }
 
 
 # -- events and audit -------------------------------------------------------------------------

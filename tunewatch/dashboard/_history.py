@@ -4,7 +4,7 @@ filters as query parameters, e.g. ``?type=drift_detected``)."""
 from __future__ import annotations
 
 from html import escape
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter
 from pydantic import Field, TypeAdapter
@@ -23,10 +23,40 @@ router = APIRouter(prefix="/dashboard", include_in_schema=False)
 # -- tuning -----------------------------------------------------------------------------------
 
 
+_VERSION_LIMIT: TypeAdapter[int] = TypeAdapter(
+    Annotated[int, Field(ge=1, le=_data.MAX_VERSIONS_SHOWN)]
+)
+
+
+def _versions_shown(model: str, data: dict[str, Any]) -> str:
+    """How many versions the table shows of how many, with a link to more."""
+    shown, total, limit = len(data["versions"]), data["versions_total"], data["limit"]
+    if shown >= total:
+        return ""
+    wider = min(_data.MAX_VERSIONS_SHOWN, 2 * limit)
+    more = (
+        f' <a class="more" href="{escape(model_url(model, "tuning", {"limit": str(wider)}))}">'
+        f"Show the {wider} newest</a>."
+        if wider > limit
+        else ""
+    )
+    return (
+        f'<p class="muted shown">Showing {shown} of {total} versions: the newest '
+        f"(<code>?limit=</code>, 1 to {_data.MAX_VERSIONS_SHOWN}).{more}</p>"
+    )
+
+
 @router.get("/models/{model}/tuning")
-def tuning_page(model: str, request: Request) -> Response:
+def tuning_page(model: str, request: Request, limit: str | None = None) -> Response:
     def render(who: Principal) -> str:
-        data = _data.tuning(sources(request), model)
+        shown = (
+            _data.TUNING_VERSIONS
+            if limit is None
+            else page_parameter(
+                "limit", limit, _VERSION_LIMIT, f"an integer in [1, {_data.MAX_VERSIONS_SHOWN}]"
+            )
+        )
+        data = _data.tuning(sources(request), model, limit=shown)
         job_rows = [
             [
                 e(f"#{j['id']}"),
@@ -88,6 +118,7 @@ def tuning_page(model: str, request: Request) -> Response:
                 curves, x_label="trial", y_label="best CV loss", label="best value by trial"
             )
             + "<h2>Versions</h2>"
+            + _versions_shown(model, data)
             + table(
                 [
                     "version",

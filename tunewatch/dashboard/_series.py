@@ -19,7 +19,7 @@ from monitor.drift import METHODS
 from tunewatch._version_metadata import finite_float
 from tunewatch.store import ModelRow
 
-from ._data import Sources, _iso
+from ._data import Sources, _iso, versions_named
 from ._downsample import MAX_POINTS, Side, buckets, extreme_indices
 from ._queries import WindowRef, stream_payloads, stream_windows, window_ids, window_refs
 
@@ -354,9 +354,9 @@ def telemetry(
     """Latency quantiles and load memory per version (hyperparameter set): each version's
     newest entry in the last 50 telemetry windows, and p99 per version over time. Every
     window in range is read (streamed); the history keeps, per version, the window with
-    the highest p99 of each bucket (:func:`extreme_indices`), so a one-window spike stays."""
+    the highest p99 of each bucket (:func:`extreme_indices`), so a one-window spike stays.
+    Only the versions shown (those of the recent windows) are read from the registry."""
     src.store.get_model(model)
-    versions = {v.version: v for v in src.store.list_versions(model)}
     newest: dict[str, dict[str, Any]] = {}
     ids: list[int] = []
     p99s: list[dict[str, float | None]] = []
@@ -385,6 +385,9 @@ def telemetry(
         for i in picked
         if ids[i] in refs
     ]
+    versions = versions_named(
+        src.store, model, {int(k) for k in newest if k.isascii() and k.isdigit() and len(k) < 10}
+    )
     current = []
     for key, item in sorted(newest.items(), key=_vkey):
         v = versions.get(int(key)) if key.isdigit() else None
