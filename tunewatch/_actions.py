@@ -251,17 +251,8 @@ class Dispatcher:
         cooldown_min: float,
         dedupe_key: str | None,
     ) -> ActionOutcome:
-        if dedupe_key is not None:
-            existing = [
-                j for j in self.store.list_jobs(model=model, limit=50) if j.dedupe_key == dedupe_key
-            ]
-            if existing:
-                return ActionOutcome(
-                    "retune",
-                    "duplicate",
-                    f"already handled by job {existing[0].id}",
-                    existing[0].id,
-                )
+        # A job already queued with ``dedupe_key`` is found by create_job (under its lock,
+        # before the quota and the cool-down): a duplicate, whatever its age.
         champion = self.store.champion(model)
         try:
             job, created = self.store.create_job(

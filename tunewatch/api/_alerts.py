@@ -191,6 +191,8 @@ def handle_alerts(
         functools.cache(ctx.runtime.store.database_now) if started is None else lambda: started
     )
     label = ctx.runtime.config.alerting.model_label
+    # looked up once a delivery: a group is mostly one model's alerts
+    known: Callable[[str], bool] = functools.cache(functools.partial(_known, ctx))
     wait = _ClaimWait(clock, sleep)
     summary: dict[str, Any] = {
         "received": len(alerts),
@@ -204,7 +206,7 @@ def handle_alerts(
             summary["ignored"].append("not an object")
             continue
         try:
-            _handle_alert(ctx, body, alert, label, summary, wait, start_of)
+            _handle_alert(ctx, body, alert, label, summary, wait, start_of, known)
         except InvalidValueError as exc:
             summary["ignored"].append(f"cannot be stored: {exc.message}")
     return summary
@@ -218,6 +220,7 @@ def _handle_alert(
     summary: dict[str, Any],
     wait: _ClaimWait,
     start_of: Callable[[], datetime],
+    known: Callable[[str], bool],
 ) -> None:
     store = ctx.runtime.store
     labels = _string_labels(alert.get("labels"))
@@ -246,7 +249,7 @@ def _handle_alert(
     if status not in ("firing", "resolved"):
         summary["ignored"].append(f"{name}: status {status!r}")
         return
-    if not isinstance(model, str) or not _known(ctx, model):
+    if not isinstance(model, str) or not known(model):
         summary["ignored"].append(f"{name}: no known model in label {label!r}")
         return
     if status == "resolved":
@@ -258,7 +261,10 @@ def _handle_alert(
     # Claimed by another delivery: it decides in milliseconds, so wait a little for it;
     # one still holding the claim died deciding (killed, or the store failed before it
     # could release the claim): busy, answered 503 so Alertmanager retries until the
-    # claim times out and a retry takes it. Not claimed: decided, resolved or owed.
+    # claim times out and a retry takes it. Not claimed: decided, resolved or owed. An
+    # episode that needs no decision is only read, once: a group of thousands is
+    # redelivered whole, and writes for each of its decided alerts outlasted
+    # Alertmanager's timeout.
     payload = {
         "alertname": name,
         "fingerprint": fingerprint,
@@ -267,6 +273,13 @@ def _handle_alert(
     }
     claim: str | None = None
     for _ in wait.attempts():
+        state = store.alert_episode_state(
+            fingerprint=fingerprint, starts_at=starts_at, owed=_OWED, started=start_of()
+        )
+        if state == "settled":
+            return
+        if state == "held":
+            continue
         claim = store.claim_alert_episode(
             fingerprint=fingerprint,
             starts_at=starts_at,
@@ -277,11 +290,8 @@ def _handle_alert(
         )
         if claim is not None:
             break
-        if not store.alert_episode_claimed(fingerprint=fingerprint, starts_at=starts_at):
-            if _retry_owed(
-                ctx, model, payload, summary, fingerprint=fingerprint, starts_at=starts_at
-            ):
-                return
+        if _retry_owed(ctx, model, payload, summary, fingerprint=fingerprint, starts_at=starts_at):
+            return
     if claim is None:
         summary["busy"].append(name)
         return
@@ -324,11 +334,12 @@ def _retry_owed(
     fingerprint: str,
     starts_at: str,
 ) -> bool:
-    """A later delivery of an episode not claimed: when its retune is owed, claim it and
-    try again to queue it, recording nothing while it is still suppressed. The delivery
-    holding the claim records the outcome, then settles the episode; a duplicate too (a
-    delivery that queued the job failed before it recorded it, and left it owed). False
-    when another delivery holds the claim: the caller waits for it like for any claim."""
+    """A later delivery of an episode it could not claim: when its retune is owed, claim
+    it and try again to queue it, recording nothing while it is still suppressed. The
+    delivery holding the claim records the outcome, then settles the episode; a duplicate
+    too (a delivery that queued the job failed before it recorded it, and left it owed).
+    False when another delivery holds the claim: the caller waits for it like for any
+    claim. True when there is nothing to do: the episode is decided or resolved."""
     store = ctx.runtime.store
     claim = store.claim_owed_alert_episode(fingerprint=fingerprint, starts_at=starts_at, owed=_OWED)
     if claim is None:

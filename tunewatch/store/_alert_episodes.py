@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, select, update
 
@@ -42,6 +42,10 @@ _CLAIMED = "claimed at "
 REFIRE_AFTER = timedelta(minutes=2)
 
 
+#: What a firing delivery has to do with an episode (see :func:`alert_episode_state`).
+EpisodeState = Literal["settled", "held", "open"]
+
+
 def _claimed_at(decision: str) -> datetime | None:
     if not decision.startswith(_CLAIMED):
         return None
@@ -62,6 +66,40 @@ def _new_claim(now: datetime, replacing: str | None = None) -> str:
 
 def _episode(fingerprint: str, starts_at: str) -> Any:
     return (alert_episodes.c.fingerprint == fingerprint) & (alert_episodes.c.starts_at == starts_at)
+
+
+def alert_episode_state(
+    conn: Connection,
+    *,
+    fingerprint: str,
+    starts_at: str,
+    owed: str,
+    started: datetime | None = None,
+    stale_after: timedelta = CLAIM_TIMEOUT,
+) -> EpisodeState:
+    """What a firing delivery that ``started`` (the database's time as it began; without
+    one, now) has to do with this episode, read without writing: ``settled`` when nothing
+    (it is decided, or resolved and not ``REFIRE_AFTER`` before the delivery began),
+    ``held`` while another delivery's claim is younger than ``stale_after`` (wait for it),
+    ``open`` when it needs a claim (new, undecided, owed the marker ``owed``, its claim
+    timed out, or it fires again). Only a hint: :func:`claim_alert_episode` and
+    :func:`claim_owed_alert_episode` decide an open episode under their compare-and-set.
+    A settled episode stays settled for the delivery (a decision is final, and a later
+    resolve is later still than its start), so a redelivery of a decided group, thousands
+    of alerts, is one read each and no write."""
+    row = _seen_episode(conn, _episode(fingerprint, starts_at))
+    if row is None:
+        return "open"
+    if row.status != "firing":
+        began = row.now if started is None else started
+        refires = row.resolved_at is not None and began - row.resolved_at > REFIRE_AFTER
+        return "open" if refires else "settled"
+    if row.decision is None or row.decision == owed:
+        return "open"
+    since = _claimed_at(row.decision)
+    if since is None:
+        return "settled"
+    return "held" if row.now - since < stale_after else "open"
 
 
 def claim_alert_episode(
@@ -93,28 +131,24 @@ def claim_alert_episode(
         "alertname": alertname,
         "labels": storable_json(dict(labels), field="labels"),
     }
-    stmt = (
-        dialect_insert(conn, alert_episodes)
-        .values(
-            fingerprint=fingerprint,
-            starts_at=starts_at,
-            status="firing",
-            received_at=utcnow(),
-            **seen,
-        )
-        .on_conflict_do_nothing(
-            index_elements=[alert_episodes.c.fingerprint, alert_episodes.c.starts_at]
-        )
-    )
-    conn.execute(stmt)
     where = _episode(fingerprint, starts_at)
-    columns = (
-        alert_episodes.c.status,
-        alert_episodes.c.decision,
-        alert_episodes.c.resolved_at,
-        db_now(conn).label("now"),
-    )
-    row = conn.execute(select(*columns).where(where)).one()
+    row = _seen_episode(conn, where)
+    if row is None:
+        stmt = (
+            dialect_insert(conn, alert_episodes)
+            .values(
+                fingerprint=fingerprint,
+                starts_at=starts_at,
+                status="firing",
+                received_at=utcnow(),
+                **seen,
+            )
+            .on_conflict_do_nothing(
+                index_elements=[alert_episodes.c.fingerprint, alert_episodes.c.starts_at]
+            )
+        )
+        conn.execute(stmt)
+        row = _seen_episode(conn, where)  # stored now, or by a concurrent delivery
     now: datetime = row.now
     began = now if started is None else started
     if row.status != "firing" and not _reopened(conn, where, row.resolved_at, began, seen):
@@ -140,6 +174,19 @@ def claim_alert_episode(
     )
     taken = conn.execute(update(alert_episodes).where(where, unchanged).values(decision=claim))
     return claim if taken.rowcount else None
+
+
+def _seen_episode(conn: Connection, where: Any) -> Any:
+    """The episode's status, decision and resolve with the database's time, None when it
+    was never stored. Read before anything is written: a redelivery of a decided episode
+    (a group of thousands, redelivered whole) writes nothing."""
+    columns = (
+        alert_episodes.c.status,
+        alert_episodes.c.decision,
+        alert_episodes.c.resolved_at,
+        db_now(conn).label("now"),
+    )
+    return conn.execute(select(*columns).where(where)).one_or_none()
 
 
 def _reopened(
@@ -188,7 +235,10 @@ def claim_owed_alert_episode(
         alert_episodes.c.status == "firing",
         alert_episodes.c.decision == owed,
     )
-    now = conn.execute(select(db_now(conn))).scalar_one()
+    # read first: an episode that is not owed (decided, resolved, held) is left unwritten
+    now = conn.execute(select(db_now(conn)).where(*where)).scalar_one_or_none()
+    if now is None:
+        return None
     claim = _new_claim(now, owed)
     taken = conn.execute(update(alert_episodes).where(*where).values(decision=claim))
     return claim if taken.rowcount else None

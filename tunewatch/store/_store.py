@@ -865,6 +865,17 @@ class Store:
                 started=started,
             )
 
+    def alert_episode_state(
+        self, *, fingerprint: str, starts_at: str, owed: str, started: datetime | None = None
+    ) -> _alert_episodes.EpisodeState:
+        """What a firing delivery has to do with the episode (``settled``, ``held`` or
+        ``open``), read without taking a write lock: a decided one needs no write. See
+        :func:`_alert_episodes.alert_episode_state`."""
+        with self._read("alert_episode_state") as conn:
+            return _alert_episodes.alert_episode_state(
+                conn, fingerprint=fingerprint, starts_at=starts_at, owed=owed, started=started
+            )
+
     def claim_owed_alert_episode(
         self, *, fingerprint: str, starts_at: str, owed: str
     ) -> str | None:
