@@ -18,7 +18,7 @@ from sqlalchemy import event
 
 from tests.dashboard.test_long_histories import Served, _insert, served  # noqa: F401
 from tunewatch import dashboard
-from tunewatch.dashboard._data import newest_versions, versions_named
+from tunewatch.dashboard._queries import newest_versions, versions_named
 from tunewatch.store import Store
 from tunewatch.store._schema import evaluations
 

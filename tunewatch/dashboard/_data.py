@@ -16,21 +16,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
-
 from retune import RetuneError, load_history
 from tunewatch._version_metadata import finite_float
 from tunewatch.comparison import ComparisonRunner
 from tunewatch.comparison._recorded import RecordedGuardrails
 from tunewatch.store import AuditEntry, Event, JobRow, Store, VersionRow
 from tunewatch.store._comparisons import ComparisonLookRow, ComparisonTestRow, SplitCheckRow
-from tunewatch.store._engine import transaction
-from tunewatch.store._registry_rows import _version as version_row
-from tunewatch.store._registry_rows import _version_select as version_select
-from tunewatch.store._schema import model_versions
 
 from ._downsample import MAX_POINTS, downsample
-from ._queries import _reader, newest_tests, sampled_looks
+from ._queries import newest_tests, newest_versions, sampled_looks
 
 logger = logging.getLogger(__name__)
 
@@ -100,35 +94,6 @@ def _job_brief(j: JobRow) -> dict[str, Any]:
         "started_at": _iso(j.started_at),
         "finished_at": _iso(j.finished_at),
     }
-
-
-# -- versions ---------------------------------------------------------------------------------
-
-
-def newest_versions(store: Store, model: str, *, limit: int) -> tuple[list[VersionRow], int]:
-    """The newest ``limit`` versions of ``model`` (newest first) and how many it has in
-    all: a model keeps every version a tuning job registered, each with its details."""
-    stmt = (
-        version_select()
-        .where(model_versions.c.model == model)
-        .order_by(model_versions.c.version.desc())
-        .limit(limit)
-    )
-    count = select(func.count()).where(model_versions.c.model == model)
-    with transaction(_reader(store), "dashboard_newest_versions") as conn:
-        rows = [version_row(r) for r in conn.execute(stmt)] if limit > 0 else []
-        return rows, int(conn.execute(count).scalar_one())
-
-
-def versions_named(store: Store, model: str, versions: set[int]) -> dict[int, VersionRow]:
-    """The versions ``versions`` of ``model`` by number (missing ones are left out)."""
-    if not versions:
-        return {}
-    stmt = version_select().where(
-        model_versions.c.model == model, model_versions.c.version.in_(sorted(versions))
-    )
-    with transaction(_reader(store), "dashboard_versions_named") as conn:
-        return {v.version: v for v in map(version_row, conn.execute(stmt))}
 
 
 # -- overview ---------------------------------------------------------------------------------

@@ -22,12 +22,14 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, Integer, Select, Text, bindparam, case, cast, func, or_, select
 
-from tunewatch.store import Store
+from tunewatch.store import Store, VersionRow
 from tunewatch.store._comparison_rows import ComparisonLookRow, ComparisonTestRow
 from tunewatch.store._comparisons import _look as look_row
 from tunewatch.store._comparisons import _test as test_row
 from tunewatch.store._engine import READ_ONLY_OPTION, transaction
-from tunewatch.store._schema import comparison_looks, comparison_tests, evaluations
+from tunewatch.store._registry_rows import _version as version_row
+from tunewatch.store._registry_rows import _version_select as version_select
+from tunewatch.store._schema import comparison_looks, comparison_tests, evaluations, model_versions
 
 
 def _reader(store: Store) -> Engine:
@@ -137,6 +139,32 @@ def newest_tests(store: Store, model: str, *, limit: int) -> tuple[list[Comparis
     with transaction(_reader(store), "dashboard_newest_tests") as conn:
         rows = [test_row(r) for r in conn.execute(stmt)] if limit > 0 else []
         return rows, int(conn.execute(count).scalar_one())
+
+
+def newest_versions(store: Store, model: str, *, limit: int) -> tuple[list[VersionRow], int]:
+    """The newest ``limit`` versions of ``model`` (newest first) and how many it has in
+    all: a model keeps every version a tuning job registered, each with its details."""
+    stmt = (
+        version_select()
+        .where(model_versions.c.model == model)
+        .order_by(model_versions.c.version.desc())
+        .limit(limit)
+    )
+    count = select(func.count()).where(model_versions.c.model == model)
+    with transaction(_reader(store), "dashboard_newest_versions") as conn:
+        rows = [version_row(r) for r in conn.execute(stmt)] if limit > 0 else []
+        return rows, int(conn.execute(count).scalar_one())
+
+
+def versions_named(store: Store, model: str, versions: set[int]) -> dict[int, VersionRow]:
+    """The versions ``versions`` of ``model`` by number (missing ones are left out)."""
+    if not versions:
+        return {}
+    stmt = version_select().where(
+        model_versions.c.model == model, model_versions.c.version.in_(sorted(versions))
+    )
+    with transaction(_reader(store), "dashboard_versions_named") as conn:
+        return {v.version: v for v in map(version_row, conn.execute(stmt))}
 
 
 def _sampled_looks_statement() -> Select[Any]:

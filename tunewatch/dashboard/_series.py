@@ -19,9 +19,16 @@ from monitor.drift import METHODS
 from tunewatch._version_metadata import finite_float
 from tunewatch.store import ModelRow
 
-from ._data import Sources, _iso, versions_named
+from ._data import Sources, _iso
 from ._downsample import MAX_POINTS, Side, buckets, extreme_indices
-from ._queries import WindowRef, stream_payloads, stream_windows, window_ids, window_refs
+from ._queries import (
+    WindowRef,
+    stream_payloads,
+    stream_windows,
+    versions_named,
+    window_ids,
+    window_refs,
+)
 
 MAX_WINDOWS = 24 * 366  # a year of hourly evaluation windows
 
