@@ -204,7 +204,7 @@ def target(source: Path) -> Path:
     )
     config = source / "target.yaml"
     config.write_text(json.dumps({"data_dir": str(source / "target")}))
-    assert main(["--config", str(config), "models"]) == 0
+    assert main(["--config", str(config), "migrate"]) == 0
     return config
 
 

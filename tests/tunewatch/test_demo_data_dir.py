@@ -45,10 +45,12 @@ def test_the_demo_finds_its_search_space_without_a_source_tree(
     """Installed from a wheel (the Docker image's `pip install .`), the demo looked for
     `configs/search_spaces/demo.yaml` beside the installed package only, and exited 2;
     the daemon's default spaces were also looked for under the working directory."""
-    import tunewatch._tuning as tuning
+    import tunewatch._shipped_spaces as shipped_spaces
     from tunewatch._demo import demo_config
 
-    monkeypatch.setattr(tuning, "__file__", str(tmp_path / "site" / "tunewatch" / "_tuning.py"))
+    monkeypatch.setattr(
+        shipped_spaces, "__file__", str(tmp_path / "site" / "tunewatch" / "_shipped_spaces.py")
+    )
     shipped = tmp_path / "opt" / "configs" / "search_spaces"
     shipped.mkdir(parents=True)
     (shipped / "demo.yaml").write_text("estimator: {type: categorical, choices: [logistic]}\n")
