@@ -380,7 +380,12 @@ class Daemon:
         return None if row is None else (row.name, row.role, row.token_hash)
 
     def start(self) -> None:
-        if not self._started:
+        """Start scoring, the refresh loop and (if enabled) the scheduler. A start that
+        fails stops what it had started before re-raising: the app's lifespan does not
+        call :meth:`close` after a failed start."""
+        if self._started:
+            return
+        try:
             self.runtime.start()
             self._stop.clear()
             self._refresher = threading.Thread(
@@ -388,8 +393,15 @@ class Daemon:
             )
             self._refresher.start()
             if self.config.scheduler.enabled:
-                self.scheduler.start()
-            self._started = True
+                self.scheduler.start()  # releases the lease itself if it fails
+        except BaseException:
+            self._stop.set()
+            if self._refresher is not None:
+                self._refresher.join(10)
+                self._refresher = None
+            self.runtime.close()
+            raise
+        self._started = True
 
     def close(self) -> None:
         if self._started:
