@@ -49,8 +49,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from monitor import ServingMetrics
 from tunewatch._config import Config, ModelConfig
 from tunewatch._cron import crontab_trigger
-from tunewatch._errors import StoreError
+from tunewatch._errors import StoreError, StoreUnavailableError
 from tunewatch._evaluation_events import export_stored
+from tunewatch._outage_log import OutageLog
 from tunewatch.store import Store
 
 logger = logging.getLogger(__name__)
@@ -221,6 +222,12 @@ class Scheduler:
         # when the lease this process last took or renewed expires, by ``clock``: counted
         # from before the renewal was sent, so never later than the store's expiry
         self._lease_until: float | None = None
+        self._renewal_outage = OutageLog(
+            logger,
+            what="scheduler lease renewal",
+            retry="acting as a follower once the lease runs out, retrying every tick",
+            now=now,
+        )
         executors = {
             "default": ThreadPoolExecutor(SHARED_THREADS),
             LEASE_EXECUTOR: ThreadPoolExecutor(1),
@@ -366,19 +373,21 @@ class Scheduler:
         sent = self._clock()
         try:
             leader = self.store.acquire_lease(LEASE, self.holder, ttl_s=ttl)
-        except Exception:  # the store is down: act as a follower until it is back
+        except Exception as exc:  # the store is down: act as a follower until it is back
+            self._renewal_outage.failed(exc)  # once an outage, not at every tick
             if self._holds_lease():
                 # Still ours until it runs out: keep the jobs (their starts check the
                 # lease) and their times, and try again at the next tick. Dropped and
                 # added anew when the store came back, each counted from then: outages
                 # shorter than the lease postponed every evaluation again and again.
-                logger.exception(
-                    "scheduler lease renewal failed; the lease is this process's for %.1f s more",
+                logger.debug(
+                    "the scheduler lease is this process's for %.1f s more",
                     (self._lease_until or sent) - sent,
                 )
                 return
-            logger.exception("scheduler lease renewal failed")
             leader, known = False, False
+        else:
+            self._renewal_outage.succeeded()
         if leader and not self.leader:
             logger.info("this process (%s) now leads the scheduler", self.holder)
         if not leader and self.leader:
@@ -496,6 +505,13 @@ class Scheduler:
     def _guarded(
         self, name: str, model: str | None, fn: Callable[[], object]
     ) -> Callable[[], None]:
+        outage = OutageLog(
+            logger,
+            what=f"scheduled {name} of model={model}",
+            retry="retrying next tick",
+            now=self._now,
+        )
+
         def run() -> None:
             with self._idle:
                 self._running += 1
@@ -512,16 +528,24 @@ class Scheduler:
                     )
                     return
                 fn()
+            except StoreUnavailableError as exc:  # an outage: logged once, not every tick
+                outage.failed(exc)
+                self._count_failure(name, model)
             except Exception:  # the job boundary: log, count, retry at the next tick
                 logger.exception("scheduled %s of model=%s failed; retrying next tick", name, model)
-                if self.metrics is not None:
-                    self.metrics.evaluations.labels(model or "-", f"{name}_failed").inc()
+                self._count_failure(name, model)
+            else:
+                outage.succeeded()
             finally:
                 with self._idle:
                     self._running -= 1
                     self._idle.notify_all()
 
         return run
+
+    def _count_failure(self, name: str, model: str | None) -> None:
+        if self.metrics is not None:
+            self.metrics.evaluations.labels(model or "-", f"{name}_failed").inc()
 
     def _holds_lease(self) -> bool:
         until = self._lease_until
