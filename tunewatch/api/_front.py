@@ -70,6 +70,10 @@ class InferenceFront:
             if scope["method"] != "POST":
                 raise ApiError(405, "method_not_allowed", "inference takes POST")
             body = await self._body(headers, authorization, receive)
+            if not self.ctx.auth.resolved(authorization):
+                # the answer expired while the body arrived (a slow upload): looked up
+                # again here, or the request's own check would on the event loop
+                await run_in_threadpool(self.ctx.auth.resolve, authorization)
             payload = await infer(
                 self.ctx,
                 match.group(1),
