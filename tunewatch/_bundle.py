@@ -95,7 +95,8 @@ def export_bundle(
             f"{MAX_BUNDLE_VERSIONS} versions"
         )
     if versions:
-        chosen = [store.get_version(model, v) for v in sorted(set(versions))]
+        # one read: read one by one, a promotion meanwhile left two champions in the bundle
+        chosen = store.get_versions(model, versions)
     else:
         champion = store.champion(model)
         if champion is None:

@@ -373,6 +373,27 @@ def get_version(conn: Connection, model: str, version: int) -> VersionRow:
     return _version(row)
 
 
+def get_versions(conn: Connection, model: str, versions: Sequence[int]) -> list[VersionRow]:
+    """The versions ``versions`` of ``model`` in version order, read by one statement (so
+    at one moment: a promotion is before or after all of them); refused if any is missing."""
+    wanted = sorted(set(versions))
+    rows = (
+        conn.execute(
+            _version_select()
+            .where(model_versions.c.model == model, model_versions.c.version.in_(wanted))
+            .order_by(model_versions.c.version)
+        ).all()
+        if wanted and _possible_name(model)
+        else []
+    )
+    found = [_version(r) for r in rows]
+    missing = sorted(set(wanted) - {v.version for v in found})
+    if missing:
+        named = ", ".join(map(str, missing))
+        raise NotFoundError(f"model {model!r} has no version {named}")
+    return found
+
+
 def list_versions(conn: Connection, model: str, stage: str | None) -> list[VersionRow]:
     stmt = _version_select().where(model_versions.c.model == model)
     if stage is not None:

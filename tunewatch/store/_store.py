@@ -290,6 +290,12 @@ class Store:
         with self._read("get_version") as conn:
             return _registry_rows.get_version(conn, model, version)
 
+    def get_versions(self, model: str, versions: Sequence[int]) -> list[VersionRow]:
+        """``versions`` of ``model`` as one read saw them (:class:`NotFoundError` if any
+        is missing)."""
+        with self._read("get_versions") as conn:
+            return _registry_rows.get_versions(conn, model, versions)
+
     def list_versions(self, model: str, stage: Stage | None = None) -> list[VersionRow]:
         with self._read("list_versions") as conn:
             return _registry_rows.list_versions(conn, model, stage)

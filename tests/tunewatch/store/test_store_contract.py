@@ -143,6 +143,10 @@ def test_versions_are_numbered_per_model_and_carry_their_hyperparameters(
     assert [v.version for v in model_store.list_versions("m")] == [1, 2]
     with pytest.raises(NotFoundError):
         model_store.get_version("m", 3)
+    assert model_store.get_versions("m", [2, 1, 2]) == [v1, v2]
+    assert model_store.get_versions("other", [1]) == [other]
+    with pytest.raises(NotFoundError, match="has no version 3, 4"):
+        model_store.get_versions("m", [4, 1, 3])
 
 
 def test_a_second_champion_cannot_be_registered_only_promoted(model_store: Store) -> None:
