@@ -201,6 +201,10 @@ class Recorder:
                 if held and self._commit(held):
                     stopping = True
                 held = []
+            # Let go of the group before waiting for the next: kept in these locals, the
+            # last group (every request's inputs) stayed alive until another request came.
+            first = item = None
+            group = []
 
     def _commit(self, group: list[_Pending]) -> bool:
         """Write ``group`` in one transaction and resolve its futures. If the store refuses
