@@ -103,8 +103,13 @@ def make_engine(
     sqlite_synchronous: SqliteSynchronous = "NORMAL",
     wal_autocheckpoint: bool = True,
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+    connections: int | None = None,
 ) -> Engine:
     """Build the engine for a SQLite or PostgreSQL (``postgresql+psycopg://``) URL.
+
+    ``connections``: a pool of exactly that many connections (none opened beyond it),
+    as for a single writer thread's own engine; ``None``, SQLAlchemy's default (5, and
+    10 more under load, each waited for up to 30 s).
 
     SQLite is opened in WAL mode with ``busy_timeout=30000`` and foreign keys on, and
     every writing transaction starts with ``BEGIN IMMEDIATE``: a transaction that reads
@@ -147,6 +152,11 @@ def make_engine(
         )
     lock_timeout_ms = round(lock_timeout_s * 1000)
     parsed = parse_store_url(url)
+    pool: dict[str, Any] = (
+        {}
+        if connections is None
+        else {"pool_size": connections, "max_overflow": 0, "pool_timeout": lock_timeout_s}
+    )
     if parsed.get_backend_name() == "sqlite":
         path = sqlite_file(url)
         if path is not None:  # the file opened is the one a WalCheckpointer is given
@@ -155,11 +165,11 @@ def make_engine(
             Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             _create_private(path)
             parsed = parsed.set(database=path)
-        engine = _create(parsed, connect_args={"check_same_thread": False})
+        engine = _create(parsed, connect_args={"check_same_thread": False}, **pool)
         _install_sqlite_hooks(engine, sqlite_synchronous, wal_autocheckpoint, lock_timeout_ms)
         return engine
     connect_args = {k: v for k, v in _PG_CONNECT_DEFAULTS.items() if k not in parsed.query}
-    engine = _create(parsed, pool_pre_ping=True, connect_args=connect_args)
+    engine = _create(parsed, pool_pre_ping=True, connect_args=connect_args, **pool)
     _install_postgres_hooks(engine, lock_timeout_ms)
     deadline_s = lock_timeout_s + WRITE_DEADLINE_MARGIN_S
     engine.update_execution_options(**{_WRITE_DEADLINE_OPTION: deadline_s})

@@ -96,7 +96,25 @@ class Store:
         except SQLAlchemyError as exc:
             raise StoreError(f"store `url` is not usable: {exc}") from exc
         self._read_engine = self._engine.execution_options(**{READ_ONLY_OPTION: True})
-        self._log_engine = self._engine.execution_options(**{BOUNDED_WRITE_OPTION: True})
+        # The scoring log's group commit has a connection of its own (one writer thread):
+        # from the shared pool, store traffic that held every connection (label writes
+        # queued on a locked row, long reads) held each scoring answer for the pool's 30 s.
+        # (Not an in-memory or URI-named SQLite database: another engine's connections
+        # would open another database.)
+        log_engine = self._engine
+        if path is not None or self._engine.dialect.name != "sqlite":
+            try:
+                log_engine = make_engine(
+                    url,
+                    sqlite_synchronous=sqlite_synchronous,
+                    wal_autocheckpoint=path is None,
+                    lock_timeout_s=lock_timeout_s,
+                    connections=1,
+                )
+            except SQLAlchemyError as exc:
+                self._engine.dispose()
+                raise StoreError(f"store `url` is not usable: {exc}") from exc
+        self._log_engine = log_engine.execution_options(**{BOUNDED_WRITE_OPTION: True})
         self._checkpointer: WalCheckpointer | None = None
         if path is not None:
             self._checkpointer = WalCheckpointer(path)
@@ -125,6 +143,12 @@ class Store:
         return self._engine
 
     @property
+    def log_engine(self) -> Engine:
+        """The scoring log's group commit's own engine (one connection; :attr:`engine`
+        for an in-memory SQLite database)."""
+        return self._log_engine.engine
+
+    @property
     def dialect(self) -> Literal["sqlite", "postgresql"]:
         return "postgresql" if self._engine.dialect.name == "postgresql" else "sqlite"
 
@@ -136,6 +160,7 @@ class Store:
     def close(self) -> None:
         if self._checkpointer is not None:
             self._checkpointer.close()
+        self.log_engine.dispose()
         self._engine.dispose()
 
     def __enter__(self) -> Self:
@@ -389,7 +414,7 @@ class Store:
         requests ride in the same batch; one already stored is ignored.
         """
         if self.dialect == "sqlite":
-            with sqlite_write(self._engine, "write_records") as cursor:
+            with sqlite_write(self._log_engine, "write_records") as cursor:
                 return _records.write_records_sqlite(cursor, requests, outputs, shadow_outputs)
         with transaction(self._log_engine, "write_records") as conn:
             return _records.write_records(conn, requests, outputs, shadow_outputs)

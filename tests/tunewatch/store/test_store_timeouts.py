@@ -212,7 +212,7 @@ def _freeze_at(store: Store, proxy: FreezableProxy, frozen_at: str) -> None:
             proxy.freeze()
 
     event.listen(
-        store.engine, "commit" if frozen_at == "commit" else "before_cursor_execute", freeze
+        store.log_engine, "commit" if frozen_at == "commit" else "before_cursor_execute", freeze
     )
 
 
@@ -235,7 +235,7 @@ def test_a_scoring_log_write_through_a_frozen_connection_fails_as_unavailable_by
         try:
             store.ensure_model(name="m", task="binary", feature_names=["a"])
             assert store.write_records([_record("r1")], []) == [True]
-            event.listen(store.engine, "invalidate", lambda *args: invalidated.append(args[0]))
+            event.listen(store.log_engine, "invalidate", lambda *args: invalidated.append(args[0]))
             _freeze_at(store, proxy, frozen_at)
             with caplog.at_level(logging.WARNING, logger="tunewatch.store"):
                 error, elapsed = _blocked_call(
