@@ -33,6 +33,7 @@ from retune._optuna import (
     PruneTrial,
     StudyHandle,
     TrialHandle,
+    TrialLost,
     TrialRecord,
     open_study,
     ran,
@@ -338,6 +339,8 @@ def _run_trial(
         )
     except PruneTrial:
         trial.set_attr(OUTCOME, "pruned")
+        raise
+    except TrialLost:  # another process failed it: nothing of it is this run's to record
         raise
     except CVError as exc:
         trial.set_attr("error", str(exc))

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ from retune.space import load_search_space
 from shadow import OnnxModel, ShadowError
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig
-from tunewatch._errors import ConflictError, TunewatchError
+from tunewatch._errors import ConflictError, TunewatchError, TuningError
 from tunewatch._reference import Reference
 from tunewatch._registry import Registry
 from tunewatch._serving_cost import serving_cost, with_ceiling
@@ -78,13 +79,23 @@ class TuningJobRunner:
 
     def run(self, job_id: int, *, on_progress: Any = None) -> JobRow:
         """Run (or join) job ``job_id`` to its end; the job row records the outcome."""
-        job = self.store.claim_job(job_id, self.worker)
+        # a job its worker is tuning stays that worker's: this one joins its study
+        job = self.store.claim_job(job_id, self.worker, alive_within=self._alive_within())
         registered = self._registered(job)
         if registered is not None:
             return registered
         model = self.store.get_model(job.model)
         cfg = self.config.model_or_default(model.name, model.task)
-        logger.info("job=%d model=%s: tuning starts on %s", job.id, model.name, self.worker)
+        if job.worker == self.worker:
+            logger.info("job=%d model=%s: tuning starts on %s", job.id, model.name, self.worker)
+        else:
+            logger.info(
+                "job=%d model=%s: %s joins the study of worker %s, which holds the job",
+                job.id,
+                model.name,
+                self.worker,
+                job.worker,
+            )
         try:
             with Heartbeat(self.store, job.id, self.config.tuning.heartbeat_s):
                 result = self._tune(job, model, cfg, on_progress)
@@ -110,7 +121,16 @@ class TuningJobRunner:
         ) as exc:
             message = f"{type(exc).__name__}: {exc}"
             logger.error("job=%d model=%s failed: %s", job.id, model.name, message)
-            return self._fail(job, message)
+            failed = self._fail(job, message)
+            if failed is None:  # the job is another worker's: this one's failure is its own
+                holder = self.store.get_job(job.id)
+                raise TuningError(
+                    f"job {job.id}: worker {self.worker} failed ({message}); the job is "
+                    f"{holder.status}"
+                    + (f" under worker {holder.worker}" if holder.worker else "")
+                    + ", which this failure leaves as it is"
+                ) from exc
+            return failed
         except KeyboardInterrupt:  # Ctrl-C: stopped, not failed
             self._requeue(job)
             raise
@@ -151,15 +171,45 @@ class TuningJobRunner:
             )
         return row
 
-    def _fail(self, job: JobRow, message: str) -> JobRow:
+    def _alive_within(self) -> timedelta:
+        """How recent a job's heartbeat shows its worker alive, as the launcher judges it:
+        a worker joining such a job leaves it to that worker."""
+        from tunewatch._launcher import STALE_HEARTBEATS  # it imports this module
+
+        return timedelta(seconds=STALE_HEARTBEATS * self.config.tuning.heartbeat_s)
+
+    def _fail(self, job: JobRow, message: str) -> JobRow | None:
         """Fail the job with ``message`` and announce it (``retune_failed``), unless it had
         ended otherwise (and said so) meanwhile: a crash (a MemoryError) failed its job
-        unannounced, unlike the errors a study is expected to meet."""
-        row, finished = self._finish(job, status="failed", error=message)
-        if finished:
-            self.store.add_event(
-                model=job.model, type="retune_failed", payload={"job": job.id, "error": message}
+        unannounced, unlike the errors a study is expected to meet.
+
+        Only while this worker holds the job: ``None`` when another does (this worker
+        joined the study of a worker tuning it, or the job was queued again, or taken
+        over, since), whose work goes on; this worker's failure is logged, not the job's."""
+        try:
+            row = self.store.finish_job(job.id, status="failed", error=message, worker=self.worker)
+        except ConflictError as exc:
+            if exc.code == "job_claimed":
+                logger.error(
+                    "job=%d model=%s: %s; this worker's failure is not recorded on the job, "
+                    "whose work goes on",
+                    job.id,
+                    job.model,
+                    exc.message,
+                )
+                return None
+            if exc.code != "job_finished":
+                raise
+            logger.warning(
+                "job=%d model=%s: %s; this worker's outcome (failed) is not recorded on it",
+                job.id,
+                job.model,
+                exc.message,
             )
+            return self.store.get_job(job.id)
+        self.store.add_event(
+            model=job.model, type="retune_failed", payload={"job": job.id, "error": message}
+        )
         return row
 
     def _finish(self, job: JobRow, **outcome: Any) -> tuple[JobRow, bool]:

@@ -4,8 +4,9 @@ objective suggests through."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from retune._optuna._sampler import _sampler
 from retune._optuna._storage import (
     FailTrial,
     PruneTrial,
+    TrialLost,
     _experimental_ok,
     _translated,
     close_storage,
@@ -26,6 +28,8 @@ from retune._optuna._storage import (
 )
 from retune.space import Choice
 from retune.warmstart._base import WarmStartPlan
+
+logger = logging.getLogger(__name__)
 
 OUTCOME = "outcome"
 """Trial user attribute: ``complete`` | ``pruned`` | ``vetoed`` | ``cost_rejected`` | ``error``."""
@@ -50,7 +54,8 @@ class TrialRecord:
 
 
 class TrialHandle:
-    """What an objective sees of a running trial (and a :class:`~retune.space.Suggester`)."""
+    """What an objective sees of a running trial (and a :class:`~retune.space.Suggester`).
+    A write to a trial another process finished meanwhile raises :class:`TrialLost`."""
 
     def __init__(self, trial: optuna.Trial) -> None:
         self._trial = trial
@@ -59,26 +64,40 @@ class TrialHandle:
     def number(self) -> int:
         return self._trial.number
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        try:
+            yield
+        except UpdateFinishedTrialError as exc:
+            raise TrialLost(
+                f"trial {self._trial.number} was finished by another process: {exc}"
+            ) from exc
+
     def suggest_int(self, name: str, low: int, high: int, *, step: int, log: bool) -> int:
-        return self._trial.suggest_int(name, low, high, step=step, log=log)
+        with self._writing():
+            return self._trial.suggest_int(name, low, high, step=step, log=log)
 
     def suggest_float(
         self, name: str, low: float, high: float, *, step: float | None, log: bool
     ) -> float:
-        return self._trial.suggest_float(name, low, high, step=step, log=log)
+        with self._writing():
+            return self._trial.suggest_float(name, low, high, step=step, log=log)
 
     def suggest_categorical(self, name: str, choices: tuple[Choice, ...]) -> Choice:
-        value = self._trial.suggest_categorical(name, list(choices))
+        with self._writing():
+            value = self._trial.suggest_categorical(name, list(choices))
         if value is None:  # choices never contain None: the space forbids it
             raise StudyError(f"`{name}` sampled None", study_name=self._trial.study.study_name)
         return value
 
     def set_attr(self, key: str, value: Any) -> None:
-        self._trial.set_user_attr(key, value)
+        with self._writing():
+            self._trial.set_user_attr(key, value)
 
     def report_fold(self, fold: int, mean_loss: float) -> None:
         """Report the running mean after ``fold``; raise :class:`PruneTrial` when pruned."""
-        self._trial.report(mean_loss, fold)
+        with self._writing():
+            self._trial.report(mean_loss, fold)
         if self._trial.should_prune():
             raise PruneTrial(f"pruned after fold {fold} at mean loss {mean_loss:.6g}")
 
@@ -164,26 +183,79 @@ class StudyHandle:
         *,
         should_stop: Callable[[], str | None],
     ) -> None:
-        """Run trials until ``should_stop`` returns a reason (checked before and after each)."""
+        """Run trials until ``should_stop`` returns a reason (checked before and after each).
+
+        A trial another process finished while this one ran it (failed as stale: this
+        worker was paused past its heartbeats' grace) is dropped, with a warning, and the
+        study goes on: Optuna, unable to record this run's outcome on it, raised out of
+        the study, and the job failed while the other worker carried it on."""
         reason = should_stop()
         if reason is not None:
             self.stopped_by = reason
             return
+        running: list[optuna.Trial] = []  # this run's trial until its outcome is recorded
+        own: list[BaseException] = []  # the error its objective raised, if any
 
         def run(trial: optuna.Trial) -> float:
+            running[:] = [trial]
+            own.clear()
             try:
                 return objective(TrialHandle(trial))
             except PruneTrial as exc:
                 raise optuna.TrialPruned(str(exc)) from exc
+            except TrialLost:
+                raise
+            except BaseException as exc:
+                own.append(exc)
+                raise
 
         def after(study: optuna.Study, trial: FrozenTrial) -> None:
+            running.clear()
             why = should_stop()
             if why is not None:
                 self.stopped_by = why
                 study.stop()
 
         with _translated(self.name, "optimising"), _experimental_ok():
-            self._study.optimize(run, callbacks=[after], catch=(FailTrial,), gc_after_trial=False)
+            while True:
+                try:
+                    self._study.optimize(
+                        run, callbacks=[after], catch=(FailTrial,), gc_after_trial=False
+                    )
+                    return
+                except Exception as exc:
+                    lost = self._lost(running, own, exc)
+                    if lost is None:
+                        raise
+                    running.clear()
+                    logger.warning(
+                        "study %s: trial %d was failed by another process while this one "
+                        "ran it (failed as stale: this worker was paused past its "
+                        "heartbeats' grace); dropped, the study goes on (%s: %s)",
+                        self.name,
+                        lost,
+                        type(exc).__name__,
+                        exc,
+                    )
+                why = should_stop()
+                if why is not None:
+                    self.stopped_by = why
+                    return
+
+    def _lost(
+        self, running: list[optuna.Trial], own: list[BaseException], exc: Exception
+    ) -> int | None:
+        """The number of the trial this run was running when Optuna raised ``exc``, if
+        another process failed it meanwhile: it is FAIL, and ``exc`` is not the objective's
+        own error, which Optuna raises again after failing the trial itself. (Optuna,
+        finding the trial finished, raises ``Cannot tell a FAIL trial``, or an assertion
+        of its own when the objective had returned a loss.) ``None`` otherwise."""
+        if not running or any(exc is error for error in own):
+            return None
+        trial = running[0]
+        if self._storage.get_trial(trial._trial_id).state != TrialState.FAIL:
+            return None
+        return trial.number
 
 
 def _pruner(kind: PrunerKind) -> optuna.pruners.BasePruner:

@@ -44,6 +44,12 @@ class FailTrial(Exception):
     """Raised by an objective to end its trial as FAIL (recorded, not re-raised)."""
 
 
+class TrialLost(Exception):
+    """Raised by a :class:`~retune._optuna.TrialHandle` writing to a trial that another
+    process finished while this one ran it: failed as stale (this worker paused past its
+    heartbeats' grace), or as orphaned. The trial is dropped; the study goes on."""
+
+
 @contextlib.contextmanager
 def _experimental_ok() -> Iterator[None]:
     with warnings.catch_warnings():

@@ -152,13 +152,39 @@ def count_active(conn: Connection, model: str | None = None) -> int:
     return int(conn.execute(stmt).scalar_one())
 
 
-def claim_job(conn: Connection, job_id: int, worker: str) -> JobRow:
+def claim_job(
+    conn: Connection, job_id: int, worker: str, *, alive_within: timedelta | None = None
+) -> JobRow:
     """Mark a queued job running for ``worker``; a running one may be re-joined by any
-    worker (several workers share one study). Finished jobs cannot be claimed."""
+    worker (several workers share one study). Finished jobs cannot be claimed.
+
+    The job's ``worker`` is the one holding it: its failure fails the job, its death
+    queues the job again (:func:`requeue_crashed`), and it alone queues the job again
+    when stopped (:func:`requeue_job`). Without ``alive_within`` the last worker to claim
+    the job holds it. With it, a job running under another worker that heartbeated
+    within ``alive_within`` (by the database's clock) stays that worker's: ``worker``
+    joins its study, heartbeating it too, and its own failure or death leaves the job to
+    the worker holding it (a worker joining with another CV was refused and failed the
+    job its first worker was tuning). One silent longer has lost its worker (dead, or
+    hung): ``worker`` takes it over. Returns the job, holding worker and all."""
     job = get_job(conn, job_id)
     if job.status not in ACTIVE:
         raise ConflictError(f"job {job_id} is {job.status}", code="job_finished")
     now = db_now(conn)  # heartbeats are compared across hosts: by the database's clock
+    if alive_within is not None:
+        joined = conn.execute(
+            update(jobs)
+            .where(
+                jobs.c.id == job_id,
+                jobs.c.status == "running",
+                jobs.c.worker.is_not(None),
+                jobs.c.worker != worker,
+                jobs.c.heartbeat_at >= db_now(conn, -alive_within),
+            )
+            .values(heartbeat_at=now)
+        )
+        if joined.rowcount:
+            return get_job(conn, job_id)
     values: dict[str, Any] = {"status": "running", "heartbeat_at": now, "worker": worker}
     if job.started_at is None:
         values["started_at"] = now

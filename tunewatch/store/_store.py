@@ -812,9 +812,13 @@ class Store:
         with self._read("count_active_jobs") as conn:
             return _jobs.count_active(conn, model)
 
-    def claim_job(self, job_id: int, worker: str) -> JobRow:
+    def claim_job(
+        self, job_id: int, worker: str, *, alive_within: timedelta | None = None
+    ) -> JobRow:
+        """Run or join job ``job_id`` as ``worker``; with ``alive_within``, a job another
+        worker heartbeated within it stays that worker's (see :func:`_jobs.claim_job`)."""
         with self._tx("claim_job") as conn:
-            return _jobs.claim_job(conn, job_id, worker)
+            return _jobs.claim_job(conn, job_id, worker, alive_within=alive_within)
 
     def requeue_job(self, job_id: int, worker: str) -> bool:
         with self._tx("requeue_job") as conn:
