@@ -32,7 +32,6 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from shadow.stats._errors import StatsError
-from shadow.stats._fixed import welch_df
 from shadow.stats._look import (
     Decision,
     LookArrays,
@@ -43,7 +42,6 @@ from shadow.stats._look import (
     encode_bound,
     evaluate_estimate,
 )
-from shadow.stats._paired import SKEW_BURN_IN
 from shadow.stats._state import FORMAT_VERSION, check_state
 from shadow.stats._validation import check_positive_int, check_sample
 from shadow.stats.always_valid import MethodName, make_method
@@ -214,6 +212,11 @@ class TwoSampleSequentialTest:
         ``g / sqrt(K)``, ``g`` that of one difference ``b - a`` of independent outcomes, so
         the rule is the paired test's ``K >= SKEW_BURN_IN * g**2``.
         """
+        # Imported here: the paired test builds on this module's unit sums, and SciPy
+        # (under welch_df) loads on the first look, not with the CLI (as in _look.py).
+        from shadow.stats._fixed import welch_df
+        from shadow.stats._paired import SKEW_BURN_IN
+
         k_a, k_b = (np.asarray(arm[0], dtype=np.float64) for arm in (champion, challenger))
         n_a, n_b = (np.asarray(arm[1], dtype=np.float64) for arm in (champion, challenger))
         mean_a, var_a = ratio_variance(champion)

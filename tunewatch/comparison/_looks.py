@@ -109,7 +109,9 @@ def paired_update(
         comparisons.consume_unscored(test, batch.request_ids, {READ: batch.last})
         return None
     d = paired_differences(objective, batch.labels, batch.answer, batch.paired)
-    values = paired_values(sequential.update(d), sequential.method, test.correction)
+    # the request is the unit: a batch request's rows are one observation, not many
+    look = sequential.update(d, requests=batch.rows)
+    values = paired_values(look, sequential.method, test.correction)
     state = advanced(stateless(sequential.to_dict()), test.state, {READ: batch.last})
     return list(batch.request_ids), values, state
 

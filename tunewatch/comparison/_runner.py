@@ -391,6 +391,7 @@ class ComparisonRunner:
         for version, (test, consumed, look, state) in pending.items():
             if kind == "paired":
                 decision: Decision = "continue"
+                # the burn-in counts requests, the paired test's unit (not their rows)
                 if look.n >= settings.min_n and look.estimate is not None:
                     decision = family_decision(
                         adjusted[version],

@@ -14,6 +14,7 @@ from shadow.stats import (
     PairedSequentialTest,
     TwoSampleLook,
     TwoSampleSequentialTest,
+    UnitUpdate,
     paired_differences,
 )
 from tunewatch._artefacts import ArtefactStore
@@ -201,13 +202,12 @@ class RollbackWatch:
             assert batch.paired is not None
             # loss(new champion) - loss(previous champion): positive is worse
             d = paired_differences(objective, batch.labels, batch.paired, batch.answer)
-            look = paired_values(sequential.update(d), sequential.method)
+            look = paired_values(sequential.update(d, requests=batch.rows), sequential.method)
             new_state = {**state, **stateless(sequential.to_dict())}
         else:
             losses = objective.per_request_loss(batch.labels, batch.answer)
             look = watch_values(
-                sequential.update(challenger=np.asarray(losses, dtype=np.float64)),
-                sequential.method,
+                _add_requests(sequential, "challenger", losses, batch.rows), sequential.method
             )
             new_state = {**state, **sequential.to_dict()}
         status: Literal["open", "decided", "closed"] = "open"
@@ -359,9 +359,10 @@ class RollbackWatch:
             # looks better than it is, which only the objective's bound can tell.
             loss_range=objective.loss_range,
         )
-        if baseline.n_rows >= rules.min_n:
+        requests = int(np.unique(baseline.rows).size)  # the unit, as the watch's own
+        if requests >= rules.min_n:
             losses = objective.per_request_loss(baseline.labels, baseline.answer)
-            sequential.update(champion=np.asarray(losses, dtype=np.float64))
+            _add_requests(sequential, "champion", losses, baseline.rows)
         test, created = self.comparisons.get_or_create_test(
             model=model,
             kind="rollback_watch",
@@ -371,14 +372,14 @@ class RollbackWatch:
             state={
                 **sequential.to_dict(),
                 "promoted_at": promoted_at.isoformat(),
-                "baseline_n": baseline.n_rows,
+                "baseline_n": requests,
             },
             promotion_id=promotion.id,
         )
-        if created and baseline.n_rows < rules.min_n:
+        if created and requests < rules.min_n:
             return self._close(
                 test,
-                f"v{previous} recorded only {baseline.n_rows} labelled rows before the "
+                f"v{previous} recorded only {requests} labelled requests before the "
                 f"promotion (need {rules.min_n}): nothing to compare with",
             )
         return test
@@ -477,6 +478,25 @@ def watched_until(comparisons: ComparisonStore, model: str, version: int) -> dat
         if t.state.get("paired") and not _pending(t)
     ]
     return max(ended, default=None)
+
+
+def _add_requests(
+    sequential: TwoSampleSequentialTest,
+    arm: Literal["champion", "challenger"],
+    losses: np.ndarray,
+    rows: np.ndarray,
+) -> TwoSampleLook:
+    """Add one arm's per-row ``losses`` to the unpaired watch with the request as the unit
+    (``rows``: each loss's request, as :class:`~tunewatch.store.LabelledBatch` maps them):
+    its mean loss per row, with a variance over requests. A request is read once, so each
+    is a unit new to the test; with one row per request, the losses are the units."""
+    values = np.asarray(losses, dtype=np.float64)
+    _, inverse, sizes = np.unique(rows, return_inverse=True, return_counts=True)
+    if sizes.size == values.size:
+        return sequential.update(**{arm: values})
+    zeros = np.zeros(sizes.size)
+    units = UnitUpdate(zeros, zeros, sizes.astype(np.float64), np.bincount(inverse, weights=values))
+    return sequential.update_units(**{arm: units})
 
 
 def watch_values(look: TwoSampleLook, method: str) -> LookValues:
