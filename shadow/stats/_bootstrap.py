@@ -25,13 +25,20 @@ class PoissonBootstrap:
         self._sums = np.zeros(self.resamples)
         self._weights = np.zeros(self.resamples)
 
-    def update(self, values: np.ndarray) -> None:
+    def update(self, values: np.ndarray, *, sizes: np.ndarray | None = None) -> None:
+        """Add ``values``, each resampled as one unit. With ``sizes``, each value is the
+        sum over a unit of that many observations (a request's rows), and the replicates
+        are of the mean per observation, ``sum(w * values) / sum(w * sizes)``: a ratio,
+        as the paired test's estimate is."""
         # Chunks bound the memory of the weight matrix for large batches.
         for start in range(0, len(values), 1024):
             chunk = values[start : start + 1024]
             w = self._rng.poisson(1.0, size=(len(chunk), self.resamples)).astype(np.float64)
             self._sums += chunk @ w
-            self._weights += w.sum(axis=0)
+            if sizes is None:
+                self._weights += w.sum(axis=0)
+            else:
+                self._weights += sizes[start : start + 1024] @ w
 
     def interval(self, alpha: float) -> tuple[float, float] | None:
         """The ``(alpha/2, 1 - alpha/2)`` percentiles of the replicate means, or ``None``

@@ -111,8 +111,8 @@ class PairedSequentialTest:
     State is the sufficient statistics (the ten request sums, and the rows' count, sum,
     sum of squares and of cubes, the layout every reader before requests were the unit
     reads), the running inference, an online bootstrap and the history of looks, so
-    ``update`` costs ``O(batch)``. The bootstrap resamples requests by their mean
-    difference (unweighted by their rows).
+    ``update`` costs ``O(batch)``. The bootstrap resamples requests, and its replicates
+    are the ratio the estimate is: their differences' sum over their rows.
     """
 
     def __init__(
@@ -271,7 +271,7 @@ class PairedSequentialTest:
         batch counts as another request.
         """
         d = check_sample(differences, field="differences")
-        values = d  # per request: what the bootstrap resamples
+        values = d  # per request: their sums, which the bootstrap resamples
         counts: np.ndarray | None = None  # None: one row per request
         if requests is not None:
             labels = np.asarray(requests)
@@ -290,7 +290,6 @@ class PairedSequentialTest:
         else:
             zeros = np.zeros(counts.size)
             added = UnitUpdate(zeros, zeros, counts, values).sums()
-            values = values / counts
         self._rows += int(d.size)
         self._total += row_sums[0]
         self._total_sq += row_sums[1]
@@ -298,7 +297,7 @@ class PairedSequentialTest:
             self._total_cube += row_sums[2]
         self._requests += added[: self._requests.size]
         if self._bootstrap is not None:
-            self._bootstrap.update(values)
+            self._bootstrap.update(values, sizes=counts)  # the ratio, as the estimate
         arrays = self.evaluate_requests(tuple(np.asarray(v) for v in self._requests))
         before = self._running.decision
         self._running = self._running.advance(arrays)

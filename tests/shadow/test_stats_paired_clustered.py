@@ -146,3 +146,25 @@ def test_a_state_stored_before_requests_were_kept_goes_on_one_row_per_request() 
     state["n"], state["total"] = 401, state["total"] + 0.5
     stale = PairedSequentialTest.from_dict(state)
     assert (stale.n, stale.rows) == (401, 401)
+
+
+def test_the_bootstrap_interval_is_of_the_ratio_the_estimate_is() -> None:
+    """Requests of very unequal size whose per-row difference depends on their size: the
+    per-row mean (the estimate) and the mean of request means lie far apart, and the
+    bootstrap interval is about the former. It resampled request means unweighted by their
+    rows, an interval of the other quantity."""
+    rng = np.random.default_rng(3)
+    sizes = np.where(rng.random(400) < 0.5, 1, 50)
+    labels = np.repeat(np.arange(400), sizes)
+    # large requests: the challenger better by 0.2 a row; single rows: worse by 0.2
+    d = np.where(sizes[labels] == 50, -0.2, 0.2) + rng.normal(0.0, 0.05, labels.size)
+    test = PairedSequentialTest(min_n=30, bootstrap_resamples=400, seed=0)
+    look = test.update(d, requests=labels)
+    per_row = d.sum() / d.size
+    per_request = float(np.mean(np.bincount(labels, weights=d) / sizes))
+    assert per_row < -0.15 and per_request > -0.05  # the two quantities differ
+    assert look.estimate == pytest.approx(per_row, rel=1e-12)
+    assert look.bootstrap_ci is not None
+    low, high = look.bootstrap_ci
+    assert low < per_row < high
+    assert high < -0.1
