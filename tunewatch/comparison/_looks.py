@@ -1,10 +1,23 @@
 """One look of a paired or DeLong test: the state a new test starts from, and the
-labelled requests and statistics of its next look (see :mod:`._runner`)."""
+labelled requests and statistics of its next look (see :mod:`._runner`).
+
+A test's state names the objective it measures (:class:`MeasuredObjective`): its sums
+are of that objective's per-request losses. Kept across a change of the model's
+objective, log-loss differences were added to accuracy differences and a challenger
+worse on accuracy was promoted. A test that measures another objective is closed
+(:func:`objective_change`); the test that follows it reads only the requests received
+after the newest one it consumed (:func:`successor_since`). A test stored before the
+objective was recorded adopts the configured one: what it measured is unknown, and
+closing every such test at the upgrade would throw away every running comparison."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -16,9 +29,17 @@ from shadow.stats import (
     PairedSequentialTest,
     paired_differences,
 )
+from tunewatch._errors import ConflictError
 from tunewatch.comparison._config import ComparisonConfig
-from tunewatch.comparison._results import paired_values, stateless
+from tunewatch.comparison._results import (
+    ComparisonResult,
+    make_result,
+    needs_action,
+    paired_values,
+    stateless,
+)
 from tunewatch.store import Store, VersionRow
+from tunewatch.store._canonical import canonical_json, json_roundtrip
 from tunewatch.store._comparisons import (
     ComparisonStore,
     ComparisonTestRow,
@@ -27,8 +48,223 @@ from tunewatch.store._comparisons import (
     read_start,
 )
 
+logger = logging.getLogger(__name__)
+
 #: The name of a paired or DeLong test's one read (its watermark's key in the state).
 READ = "labelled"
+
+#: The key of a test's state naming the objective it measures (see
+#: :meth:`MeasuredObjective.as_state`); absent from states stored before it was kept.
+OBJECTIVE = "objective"
+#: The key of a test's state holding the earliest ``received_at`` it reads (ISO time): a
+#: test that followed one closed for a change of objective reads no request of its.
+OBJECTIVE_SINCE = "objective_since"
+#: The key of the outcome of a test closed because the model's objective changed (the
+#: objective's key before and after): a test follows it.
+OBJECTIVE_CHANGED = "objective_changed"
+
+
+@dataclass(frozen=True, slots=True)
+class MeasuredObjective:
+    """The objective a test measures: the configured name and parameters, told apart by
+    :attr:`key`, a short hash of their canonical JSON."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        text = canonical_json({"name": self.name, "params": dict(self.params)})
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+    def __str__(self) -> str:
+        return self.name if not self.params else f"{self.name} {canonical_json(dict(self.params))}"
+
+    def as_state(self) -> dict[str, Any]:
+        return {"name": self.name, "params": json_roundtrip(dict(self.params)), "key": self.key}
+
+
+def recorded_objective(state: Mapping[str, Any]) -> MeasuredObjective | None:
+    """The objective ``state`` records (``None``: none, a state stored before it was)."""
+    item = state.get(OBJECTIVE)
+    if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+        return None
+    params = item.get("params")
+    return MeasuredObjective(str(item["name"]), dict(params) if isinstance(params, Mapping) else {})
+
+
+def objective_change(
+    test: ComparisonTestRow, objective: MeasuredObjective, kind: str
+) -> str | None:
+    """Why ``test`` no longer measures ``objective``, which a test of ``kind`` compares
+    (``None``: it does, or nothing says otherwise). A test that records no objective
+    measures another only when its kind does: a DeLong test compares ROC AUC, a paired
+    test or a watch a per-request loss."""
+    was = recorded_objective(test.state)
+    if was is not None:
+        if was.key == objective.key:
+            return None
+        return f"objective changed from {was} to {objective}"
+    if test.kind == kind or test.kind in ("rollback_watch", "split"):
+        return None  # unknown: it adopts the objective (see the module docstring)
+    before = "roc_auc" if test.kind == "delong" else "an unrecorded per-request loss"
+    return f"objective changed from {before} to {objective}"
+
+
+def adopting(state: Mapping[str, Any], objective: MeasuredObjective) -> dict[str, Any] | None:
+    """``state`` recording ``objective``, when it records none (``None``: it does)."""
+    if recorded_objective(state) is not None:
+        return None
+    return {**state, OBJECTIVE: objective.as_state()}
+
+
+def changed_objective(test: ComparisonTestRow) -> bool:
+    """Whether ``test`` was closed because the model's objective changed: a test follows
+    it (it may be still to start, if the run that closed it stopped there)."""
+    return (
+        test.status == "closed" and test.outcome is not None and OBJECTIVE_CHANGED in test.outcome
+    )
+
+
+def closing_outcome(
+    test: ComparisonTestRow, objective: MeasuredObjective, why: str
+) -> dict[str, Any]:
+    """The outcome of ``test`` closed for a change of objective, ``why``."""
+    was = recorded_objective(test.state)
+    return {
+        "action": "closed",
+        "reason": why,
+        OBJECTIVE_CHANGED: {"from": None if was is None else was.key, "to": objective.key},
+    }
+
+
+def successor_since(comparisons: ComparisonStore, test: ComparisonTestRow) -> str | None:
+    """The :data:`OBJECTIVE_SINCE` of a test that follows ``test`` (closed for a change of
+    objective): just after the newest request ``test`` consumed, or where ``test`` itself
+    read from when it consumed none. ISO time; ``None``: no bound."""
+    newest = comparisons.newest_consumed(test)
+    if newest is None:
+        value = test.state.get(OBJECTIVE_SINCE)
+        return None if value is None else str(value)
+    return (newest + timedelta(microseconds=1)).isoformat()
+
+
+@overload
+def reads_from(state: Mapping[str, Any], since: datetime) -> datetime: ...
+@overload
+def reads_from(state: Mapping[str, Any], since: datetime | None) -> datetime | None: ...
+def reads_from(state: Mapping[str, Any], since: datetime | None) -> datetime | None:
+    """The earliest ``received_at`` a test with ``state`` reads: ``since``, or later after
+    a change of objective (:data:`OBJECTIVE_SINCE`)."""
+    value = state.get(OBJECTIVE_SINCE)
+    if value is None:
+        return since
+    bound = datetime.fromisoformat(str(value))
+    return bound if since is None else max(since, bound)
+
+
+def measured_keys(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys of ``state`` about the objective, which every look carries over."""
+    return {k: state[k] for k in (OBJECTIVE, OBJECTIVE_SINCE) if k in state}
+
+
+#: What the reason a test was closed for a change of objective goes on to say.
+_FOLLOWED = (
+    "its evidence measured the objective it had, and a new test reads the requests "
+    "received after the newest it consumed"
+)
+
+
+def pair_tests(
+    comparisons: ComparisonStore, model: str, champion: int, kind: str, objective: MeasuredObjective
+) -> tuple[dict[int, ComparisonTestRow], list[ComparisonResult]]:
+    """Each challenger's paired or DeLong test of ``champion`` to go on with, and what was
+    closed. A test of ``kind`` goes on, the newest; so does the newest of either kind that
+    was closed for a change of objective, for a test of ``kind`` to follow it (see
+    :func:`measuring`). A test of the other kind still open or to act on measures another
+    objective (a DeLong test ROC AUC, a paired test a per-request loss): it is closed,
+    where it stood open for ever before."""
+    of_pair: dict[int, list[ComparisonTestRow]] = {}
+    for test in comparisons.list_tests(model, champion_version=champion):
+        if test.kind in ("paired", "delong"):
+            of_pair.setdefault(test.challenger_version, []).append(test)
+    tests: dict[int, ComparisonTestRow] = {}
+    results: list[ComparisonResult] = []
+    for version, pair in of_pair.items():
+        for i, test in enumerate(pair):
+            why = objective_change(test, objective, kind) if test.kind != kind else None
+            if why is not None and _live(test):
+                pair[i] = _close(comparisons, test, objective, why, results)
+        same = [t for t in pair if t.kind == kind]
+        if changed_objective(pair[-1]):
+            tests[version] = pair[-1]
+        elif same:
+            tests[version] = same[-1]
+    return tests, results
+
+
+def measuring(
+    comparisons: ComparisonStore,
+    test: ComparisonTestRow,
+    objective: MeasuredObjective,
+    kind: str,
+    results: list[ComparisonResult],
+    follow: Callable[[ComparisonTestRow], ComparisonTestRow] | None,
+) -> ComparisonTestRow:
+    """The test to go on with in place of ``test``. Still open or to act on, ``test``
+    records ``objective`` when it records none, or is closed when it measures another
+    (added to ``results``). A test closed so is followed by the one ``follow`` starts
+    (``None``: none now, the challenger is not in shadow)."""
+    if _live(test):
+        why = objective_change(test, objective, kind)
+        if why is None:
+            return _adopt(comparisons, test, objective)
+        test = _close(comparisons, test, objective, why, results)
+    if changed_objective(test) and follow is not None:
+        return follow(test)
+    return test
+
+
+def _live(test: ComparisonTestRow) -> bool:
+    return test.status == "open" or (test.status == "decided" and needs_action(test))
+
+
+def _close(
+    comparisons: ComparisonStore,
+    test: ComparisonTestRow,
+    objective: MeasuredObjective,
+    why: str,
+    results: list[ComparisonResult],
+) -> ComparisonTestRow:
+    why = f"{why}: {_FOLLOWED}"
+    closed = comparisons.settle_test(
+        test.id, status="closed", outcome=closing_outcome(test, objective, why)
+    )
+    if closed is None:  # another run settled it first (closed it so too, or acted on it)
+        return comparisons.get_test(test.id)
+    logger.info(
+        "model=%s %s test %d of v%d against v%d closed: %s",
+        test.model,
+        test.kind,
+        test.id,
+        test.challenger_version,
+        test.champion_version,
+        why,
+    )
+    results.append(make_result(closed, None, 0, "closed", (why,)))
+    return closed
+
+
+def _adopt(
+    comparisons: ComparisonStore, test: ComparisonTestRow, objective: MeasuredObjective
+) -> ComparisonTestRow:
+    state = adopting(test.state, objective)
+    if state is None:
+        return test
+    try:
+        return comparisons.write_state(test, state)
+    except ConflictError:  # another run looked (and recorded it) first
+        return comparisons.get_test(test.id)
 
 
 class Incomparable(Exception):
@@ -51,8 +287,16 @@ def pairable_since(champion: VersionRow, challenger: VersionRow) -> datetime:
 
 
 def new_state(
-    kind: str, settings: ComparisonConfig, objective: Objective, k: int, version: int
+    kind: str,
+    settings: ComparisonConfig,
+    objective: Objective,
+    k: int,
+    version: int,
+    *,
+    measures: MeasuredObjective | None = None,
 ) -> dict[str, Any]:
+    """The state a test of ``kind`` starts from, recording the objective it ``measures``."""
+    recorded = {} if measures is None else {OBJECTIVE: measures.as_state()}
     if kind == "paired":
         test = PairedSequentialTest(
             alpha=settings.alpha / k,
@@ -64,13 +308,14 @@ def new_state(
             bootstrap_resamples=settings.bootstrap_resamples,
             seed=settings.seed + version,
         )
-        return stateless(test.to_dict())
+        return {**stateless(test.to_dict()), **recorded}
     return {
         "format_version": 1,
         "kind": "group_sequential_delong",
         "alpha": settings.alpha / k,
         "planned_looks": settings.delong_looks,
         "look_every": settings.delong_look_every,
+        **recorded,
     }
 
 
@@ -112,7 +357,11 @@ def paired_update(
     # the request is the unit: a batch request's rows are one observation, not many
     look = sequential.update(d, requests=batch.rows)
     values = paired_values(look, sequential.method, test.correction)
-    state = advanced(stateless(sequential.to_dict()), test.state, {READ: batch.last})
+    state = advanced(
+        {**stateless(sequential.to_dict()), **measured_keys(test.state)},
+        test.state,
+        {READ: batch.last},
+    )
     return list(batch.request_ids), values, state
 
 

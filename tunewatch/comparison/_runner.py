@@ -17,10 +17,12 @@ Each run of :meth:`ComparisonRunner.run` for one model
    output, the challenger's output and a label, each fed once whatever order they arrive
    in — to a paired always-valid test whose state is persisted, so a restart continues
    the same test. A challenger that leaves shadow closes its test, which opens again
-   where it stopped when the challenger returns. Objectives without a per-request loss
-   (ROC AUC …) use a group-sequential DeLong test at the looks it planned as it started
-   instead. Several challengers share the error rate (Holm on the always-valid p-values,
-   or Bonferroni);
+   where it stopped when the challenger returns. A test measures one objective: after a
+   change of the model's objective the test is closed, and a new one reads only the
+   requests received after the newest it consumed (see :mod:`._looks`). Objectives
+   without a per-request loss (ROC AUC …) use a group-sequential DeLong test at the looks
+   it planned as it started instead. Several challengers share the error rate (Holm on
+   the always-valid p-values, or Bonferroni);
 4. acts on decided tests once (each test's outcome is settled in the store before any
    event, so of two runs acting at once only one records anything): ``challenger_better``
    closes the test when its challenger left shadow, checks the guardrails, goes through
@@ -70,11 +72,18 @@ if TYPE_CHECKING:  # _config nests ComparisonConfig: import nothing that imports
 from tunewatch.comparison._config import ComparisonConfig
 from tunewatch.comparison._decisions import Decisions
 from tunewatch.comparison._looks import (
+    OBJECTIVE_SINCE,
     Incomparable,
+    MeasuredObjective,
+    changed_objective,
     delong_update,
+    measuring,
     new_state,
+    pair_tests,
     pairable_since,
     paired_update,
+    reads_from,
+    successor_since,
 )
 from tunewatch.comparison._results import (
     ChallengerSummary,
@@ -154,10 +163,12 @@ class ComparisonRunner:
         nested = getattr(cfg, "comparison", None) if cfg is not None else None
         return nested if isinstance(nested, ComparisonConfig) else ComparisonConfig()
 
-    def _objective(self, model: str) -> Objective:
+    def _objective(self, model: str) -> tuple[Objective, MeasuredObjective]:
+        """The model's configured objective, and what a test of it records it measures."""
         row = self.store.get_model(model)
         cfg = self.config.model_or_default(model, row.task)
-        return make_objective(cfg.objective.name, task=row.task, **cfg.objective.params)
+        made = make_objective(cfg.objective.name, task=row.task, **cfg.objective.params)
+        return made, MeasuredObjective(cfg.objective.name, dict(cfg.objective.params))
 
     # -- the run ----------------------------------------------------------------------------
     def run(self, model: str) -> list[ComparisonResult]:
@@ -176,15 +187,17 @@ class ComparisonRunner:
 
     def _run(self, model: str) -> list[ComparisonResult]:
         settings = self.settings(model)
-        objective = self._objective(model)
-        if not (settings.enabled and settings.rollback.enabled and objective.has_per_request_loss):
+        objective, measured = self._objective(model)
+        if not (settings.enabled and settings.rollback.enabled):
             self._rollback_watch.release(model, "the rollback watch was switched off")
+        elif not objective.has_per_request_loss:
+            self._rollback_watch.release_without_loss(model, measured)
         if not settings.enabled:
             return []
         results: list[ComparisonResult] = []
         if settings.rollback.enabled and objective.has_per_request_loss:
             try:
-                watch = self._rollback_watch.run(model, settings, objective)
+                watch = self._rollback_watch.run(model, settings, objective, measured)
             except (StatsError, ObjectiveError, InvalidValueError) as exc:  # others still look
                 logger.warning("model=%s rollback watch cannot look: %s", model, exc)
                 watch = None
@@ -207,10 +220,12 @@ class ComparisonRunner:
                 min_requests=settings.srm_min_requests,
             )
             blocked = check is not None and check.mismatch
-        results += self._compare(model, champion, objective, settings, blocked=blocked)
+        results += self._compare(model, champion, (objective, measured), settings, blocked=blocked)
         if settings.split is not None:
             try:
-                split_result = self._split_test.run(model, champion, objective, settings)
+                split_result = self._split_test.run(
+                    model, champion, objective, settings, measured=measured
+                )
             except (StatsError, ObjectiveError, InvalidValueError) as exc:
                 logger.warning("model=%s live-split test cannot look: %s", model, exc)
                 split_result = None
@@ -282,11 +297,12 @@ class ComparisonRunner:
         self,
         model: str,
         champion: VersionRow,
-        objective: Objective,
+        objectives: tuple[Objective, MeasuredObjective],
         settings: ComparisonConfig,
         *,
         blocked: bool,
     ) -> list[ComparisonResult]:
+        objective, measured = objectives
         paired = objective.has_per_request_loss
         if not paired and (
             objective.name != "roc_auc" or self.store.get_model(model).task != "binary"
@@ -307,17 +323,33 @@ class ComparisonRunner:
             for v in self.store.list_versions(model, stage="shadow")
             if v.version not in held
         }
-        existing = {
-            t.challenger_version: t
-            for t in self.comparisons.list_tests(
-                model, kind=kind, champion_version=champion.version
-            )
-        }
+        # a test of another objective closed (and its successor still to start) goes on too
+        existing, results = pair_tests(self.comparisons, model, champion.version, kind, measured)
         k = max(len(set(shadow) | set(existing)), 1)
         correction = settings.correction if paired else "bonferroni"
         tests = dict(existing)
+
+        def follow(closed: ComparisonTestRow) -> ComparisonTestRow:
+            """The test that follows ``closed`` (closed for a change of objective)."""
+            state = new_state(
+                kind, settings, objective, k, closed.challenger_version, measures=measured
+            )
+            since = successor_since(self.comparisons, closed)
+            if since is not None:
+                state[OBJECTIVE_SINCE] = since
+            test, _ = self.comparisons.get_or_create_test(
+                model=model,
+                kind=kind,
+                champion_version=champion.version,
+                challenger_version=closed.challenger_version,
+                correction=correction,
+                state=state,
+                promotion_id=closed.id,
+            )
+            return test
+
         for version in sorted(set(shadow) - set(existing)):
-            state = new_state(kind, settings, objective, k, version)
+            state = new_state(kind, settings, objective, k, version, measures=measured)
             tests[version], _ = self.comparisons.get_or_create_test(
                 model=model,
                 kind=kind,
@@ -326,7 +358,6 @@ class ComparisonRunner:
                 correction=correction,
                 state=state,
             )
-        results: list[ComparisonResult] = []
         pending: dict[int, tuple[ComparisonTestRow, list[str], LookValues, dict[str, Any]]] = {}
         p_values: dict[int, float] = {}
         for version, test in sorted(tests.items()):
@@ -342,11 +373,21 @@ class ComparisonRunner:
                 # was never compared with this champion again.
                 reopened = self.comparisons.reopen_test(test.id, reason=LEFT_SHADOW)
                 test = tests[version] = reopened or self.comparisons.get_test(test.id)
+            test = tests[version] = measuring(
+                self.comparisons,
+                test,
+                measured,
+                kind,
+                results,
+                follow if version in shadow else None,
+            )
+            if changed_objective(test):
+                continue  # its evidence is of another objective: no p-value of the family
             last = self.comparisons.latest_look(test.id)
             p_values[version] = last.p_value if last is not None else 1.0
             if test.status != "open":
                 continue
-            since = pairable_since(champion, shadow[version])
+            since = reads_from(test.state, pairable_since(champion, shadow[version]))
             try:
                 if kind == "paired":
                     update = paired_update(

@@ -11,7 +11,9 @@ moved counted in both arms of a test that takes them for independent (95 of 600 
 after a new salt), and a decision a mismatch of the old settings blocked was acted on
 once the new settings' count, untested, lifted the block. So the test of the old
 settings is closed, never acted on, and a new one reads the requests received from when
-the first check saw the new settings (the check's ``settings_since``)."""
+the first check saw the new settings (the check's ``settings_since``). A change of the
+model's objective closes it alike, and the new one reads only the requests received after
+the newest it consumed (see :mod:`~tunewatch.comparison._looks`)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,18 @@ from shadow.stats import TwoSampleSequentialTest, UnitUpdate
 from tunewatch._errors import ConflictError
 from tunewatch._split import SplitConfig
 from tunewatch.comparison._config import ComparisonConfig
+from tunewatch.comparison._looks import (
+    OBJECTIVE,
+    OBJECTIVE_SINCE,
+    MeasuredObjective,
+    adopting,
+    changed_objective,
+    closing_outcome,
+    measured_keys,
+    objective_change,
+    reads_from,
+    successor_since,
+)
 from tunewatch.comparison._results import ComparisonResult, make_result, needs_action
 from tunewatch.comparison._watch import watch_values, watched_versions
 from tunewatch.store import Store, VersionRow
@@ -66,7 +80,13 @@ class SplitTest:
         self.clock = clock
 
     def run(
-        self, model: str, champion: VersionRow, objective: Objective, settings: ComparisonConfig
+        self,
+        model: str,
+        champion: VersionRow,
+        objective: Objective,
+        settings: ComparisonConfig,
+        *,
+        measured: MeasuredObjective,
     ) -> ComparisonResult | None:
         split = settings.split
         if split is None or not objective.has_per_request_loss:
@@ -98,8 +118,12 @@ class SplitTest:
             # rule is the test's own (shadow.stats._paired.SKEW_BURN_IN).
             loss_range=objective.loss_range,
         )
-        state = {**fresh.to_dict(), SETTINGS_SINCE: _iso(settings_since)}
-        test = self._test(model, champion, split, state, settings_since)
+        state = {
+            **fresh.to_dict(),
+            SETTINGS_SINCE: _iso(settings_since),
+            OBJECTIVE: measured.as_state(),
+        }
+        test = self._test(model, champion, split, state, settings_since, measured)
         if test.status == "decided" and needs_action(test):  # e.g. blocked by a mismatch
             return make_result(test, self.comparisons.latest_look(test.id), 0, "none")
         if test.status != "open":
@@ -107,6 +131,7 @@ class SplitTest:
         since = self.since(model)
         if settings_since is not None and (since is None or settings_since > since):
             since = settings_since
+        since = reads_from(test.state, since)
         matured = settings.matured_before(self.clock())
         order: OrderKey = "label" if matured is None else "request"
         read = functools.partial(
@@ -153,6 +178,7 @@ class SplitTest:
                     **sequential.to_dict(),
                     "history": [],
                     SETTINGS_SINCE: test.state.get(SETTINGS_SINCE),
+                    **measured_keys(test.state),
                 },
                 status="open" if look.decision == "continue" else "decided",
                 units=totals,
@@ -170,14 +196,18 @@ class SplitTest:
         split: SplitConfig,
         state: dict[str, object],
         settings_since: datetime | None,
+        measured: MeasuredObjective,
     ) -> ComparisonTestRow:
         """The split test of ``champion`` and the split's challenger under the split's
-        current settings (applying from ``settings_since``), created with ``state`` when
-        there is none. One still open or to act on (its action not taken, or blocked by a
-        mismatch) under other settings is closed first, and the new one follows it: its
+        current settings (applying from ``settings_since``) and the model's objective
+        (``measured``), created with ``state`` when there is none. One still open or to
+        act on (its action not taken, or blocked by a mismatch) under other settings or
+        another objective is closed first, and the new one follows it: its
         ``promotion_id`` is the id of the test it replaces (0 for the pair's first), so
-        that of two runs restarting it at once both find the same. A settled test stands
-        (a pair is tested once per champion)."""
+        that of two runs restarting it at once both find the same; after a change of
+        objective it reads only requests received after the newest the old one consumed.
+        A settled test stands (a pair is tested once per champion). One stored before
+        the objective was recorded adopts ``measured``."""
         tests = [
             t
             for t in self.comparisons.list_tests(
@@ -190,22 +220,21 @@ class SplitTest:
             live = current.status == "open" or (
                 current.status == "decided" and needs_action(current)
             )
-            if not live or _started(current) == settings_since:
-                return current
-            at = "" if settings_since is None else f" at {settings_since.isoformat()}"
-            why = (
-                f"the live split's challenger, salt or share changed{at} (now v"
-                f"{split.challenger}, salt {split.salt!r}, {split.percent:g} %): its "
-                "evidence was collected under other settings"
-            )
-            current = self.comparisons.finish_test(
-                current.id,
-                status="closed",
-                outcome={"action": "closed", "reason": why, SETTINGS_SINCE: _iso(settings_since)},
-            )
-            if not _restarted(current):
-                return current  # another run settled it otherwise first
-            logger.info("model=%s split test %d closed: %s", model, current.id, why)
+            changed = objective_change(current, measured, "split") if live else None
+            if changed is not None:
+                current = self._close_for_objective(current, measured, changed)
+                if not changed_objective(current):
+                    return current  # another run settled it otherwise first
+            elif not live or _started(current) == settings_since:
+                return self._adopt(current, measured) if live else current
+            else:
+                current = self._close_for_settings(current, split, settings_since)
+                if not _restarted(current):
+                    return current  # another run settled it otherwise first
+        if current is not None and changed_objective(current):
+            since = successor_since(self.comparisons, current)
+            if since is not None:
+                state = {**state, OBJECTIVE_SINCE: since}
         test, _ = self.comparisons.get_or_create_test(
             model=model,
             kind="split",
@@ -216,6 +245,48 @@ class SplitTest:
             promotion_id=0 if current is None else current.id,
         )
         return test
+
+    def _close_for_settings(
+        self, test: ComparisonTestRow, split: SplitConfig, settings_since: datetime | None
+    ) -> ComparisonTestRow:
+        at = "" if settings_since is None else f" at {settings_since.isoformat()}"
+        why = (
+            f"the live split's challenger, salt or share changed{at} (now v"
+            f"{split.challenger}, salt {split.salt!r}, {split.percent:g} %): its "
+            "evidence was collected under other settings"
+        )
+        closed = self.comparisons.finish_test(
+            test.id,
+            status="closed",
+            outcome={"action": "closed", "reason": why, SETTINGS_SINCE: _iso(settings_since)},
+        )
+        if _restarted(closed):
+            logger.info("model=%s split test %d closed: %s", test.model, test.id, why)
+        return closed
+
+    def _close_for_objective(
+        self, test: ComparisonTestRow, measured: MeasuredObjective, changed: str
+    ) -> ComparisonTestRow:
+        why = (
+            f"{changed}: its evidence measured the objective it had, and a new test reads "
+            "the requests received after the newest it consumed"
+        )
+        closed = self.comparisons.finish_test(
+            test.id, status="closed", outcome=closing_outcome(test, measured, why)
+        )
+        if changed_objective(closed):
+            logger.info("model=%s split test %d closed: %s", test.model, test.id, why)
+        return closed
+
+    def _adopt(self, test: ComparisonTestRow, measured: MeasuredObjective) -> ComparisonTestRow:
+        """``test``, recording ``measured`` if it records no objective (stored before)."""
+        state = adopting(test.state, measured)
+        if state is None:
+            return test
+        try:
+            return self.comparisons.write_state(test, state)
+        except ConflictError:  # another run looked (and recorded it) first
+            return self.comparisons.get_test(test.id)
 
     def _unit_update(
         self,
@@ -253,6 +324,9 @@ def _started(test: ComparisonTestRow) -> datetime | None:
 
 
 def _restarted(test: ComparisonTestRow) -> bool:
-    """Whether ``test`` was closed because the split's settings changed (its successor
-    may be still to start, if the run that closed it stopped there)."""
-    return test.status == "closed" and test.outcome is not None and SETTINGS_SINCE in test.outcome
+    """Whether ``test`` was closed because the split's settings or the model's objective
+    changed (its successor may be still to start, if the run that closed it stopped
+    there)."""
+    return changed_objective(test) or (
+        test.status == "closed" and test.outcome is not None and SETTINGS_SINCE in test.outcome
+    )

@@ -20,6 +20,13 @@ from shadow.stats import (
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._errors import ConflictError
 from tunewatch.comparison._config import ComparisonConfig
+from tunewatch.comparison._looks import (
+    OBJECTIVE,
+    MeasuredObjective,
+    adopting,
+    objective_change,
+    recorded_objective,
+)
 from tunewatch.comparison._results import (
     ACTOR,
     ComparisonResult,
@@ -59,7 +66,9 @@ class RollbackWatch:
     pair promoted again (after a rollback or a flip back) is watched again. A previous
     champion an operator pulled after the promotion (retired it: see
     :func:`~tunewatch.store._governance.find_pull`) is neither kept in shadow nor restored:
-    the watch closes, naming who pulled it and why.
+    the watch closes, naming who pulled it and why. So does a change of the model's
+    objective: the watch's sums are of the objective it started with (a new watch of the
+    same promotion cannot start, and the version kept in shadow is retired as ever).
 
     The version a paired watch compares with only shadows, live split or not (see
     :func:`watched_versions`). Each step that can fail alone is retried by the next run:
@@ -94,6 +103,19 @@ class RollbackWatch:
             if _pending(test):
                 self._close(test, why)
 
+    def release_without_loss(self, model: str, objective: MeasuredObjective) -> None:
+        """Close the pending watches as :meth:`release` does: the model's objective
+        changed to ``objective``, which has no per-request loss to compare."""
+        for test in self.comparisons.list_tests(model, kind="rollback_watch"):
+            if _pending(test):
+                was = recorded_objective(test.state)
+                changed = "to" if was is None else f"from {was} to"
+                self._close(
+                    test,
+                    f"objective changed {changed} {objective}, which has no per-request loss: "
+                    "the watch cannot compare the two versions",
+                )
+
     def _keeping(self, model: str) -> list[ComparisonTestRow]:
         """Watches still in charge of a version they keep in shadow: open, or decided
         with the rollback not done yet."""
@@ -104,7 +126,11 @@ class RollbackWatch:
         ]
 
     def run(
-        self, model: str, settings: ComparisonConfig, objective: Objective
+        self,
+        model: str,
+        settings: ComparisonConfig,
+        objective: Objective,
+        measured: MeasuredObjective,
     ) -> ComparisonResult | None:
         rules, max_batch = settings.rollback, settings.max_batch
         events = self.store.list_events(model=model, type="promoted", limit=1)
@@ -128,7 +154,7 @@ class RollbackWatch:
             if champion is None or champion.version != version:
                 return None  # rolled back or replaced before the watch began
             start = self._start_paired if rules.paired else self._start_unpaired
-            started = start(model, settings, objective, version, previous, promotion)
+            started = start(model, settings, (objective, measured), version, previous, promotion)
             if started is None or isinstance(started, ComparisonResult):
                 return started
             test = started
@@ -136,6 +162,18 @@ class RollbackWatch:
             return self._rollback(test, self.comparisons.latest_look(test.id), 0)
         if test.status != "open":
             return None
+        changed = objective_change(test, measured, "rollback_watch")
+        if changed is not None:
+            return self._close(
+                test, f"{changed}: the watch's evidence measured the objective it had"
+            )
+        adopted = adopting(test.state, measured)  # stored before the objective was recorded
+        if adopted is not None:
+            try:
+                test = self.comparisons.write_state(test, adopted)
+            except ConflictError as exc:  # another run looked meanwhile
+                logger.info("model=%s %s", model, exc.message)
+                return None
         paired = bool(test.state.get("paired"))
         champion = self.store.champion(model)
         if champion is None or champion.version != version:
@@ -245,12 +283,13 @@ class RollbackWatch:
         self,
         model: str,
         settings: ComparisonConfig,
-        objective: Objective,
+        objectives: tuple[Objective, MeasuredObjective],
         version: int,
         previous: int,
         promotion: Event,
     ) -> ComparisonTestRow | ComparisonResult | None:
         rules = settings.rollback
+        objective, measured = objectives
         stage = self.store.get_version(model, previous).stage
         sequential = PairedSequentialTest(
             alpha=rules.alpha,
@@ -270,6 +309,7 @@ class RollbackWatch:
             state={
                 **stateless(sequential.to_dict()),
                 "promoted_at": promotion.created_at.isoformat(),
+                OBJECTIVE: measured.as_state(),
                 "paired": True,
                 "kept_in_shadow": stage == "retired",
                 # until the move to shadow is done: a failure between the test's commit
@@ -328,12 +368,13 @@ class RollbackWatch:
         self,
         model: str,
         settings: ComparisonConfig,
-        objective: Objective,
+        objectives: tuple[Objective, MeasuredObjective],
         version: int,
         previous: int,
         promotion: Event,
     ) -> ComparisonTestRow | ComparisonResult | None:
         rules = settings.rollback
+        objective, measured = objectives
         promoted_at = promotion.created_at
         matured = settings.matured_before(self.clock())
         if matured is not None and matured < promoted_at:
@@ -373,6 +414,7 @@ class RollbackWatch:
                 **sequential.to_dict(),
                 "promoted_at": promoted_at.isoformat(),
                 "baseline_n": requests,
+                OBJECTIVE: measured.as_state(),
             },
             promotion_id=promotion.id,
         )

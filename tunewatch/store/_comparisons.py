@@ -336,6 +336,23 @@ def write_state(
     return get_test(conn, test.id)
 
 
+def newest_consumed(conn: Connection, test: ComparisonTestRow) -> datetime | None:
+    """When the newest request ``test`` consumed was received (``None``: it consumed
+    none). A test that follows it reads only requests received after it, none of its
+    evidence (see :func:`~tunewatch.comparison._looks.successor_since`)."""
+    return conn.execute(
+        select(requests.c.received_at)
+        .join(
+            comparison_consumed,
+            (requests.c.model == test.model)
+            & (requests.c.request_id == comparison_consumed.c.request_id),
+        )
+        .where(comparison_consumed.c.test_id == test.id)
+        .order_by(requests.c.received_at.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
 # -- looks ----------------------------------------------------------------------------------
 
 
@@ -577,6 +594,11 @@ class ComparisonStore:
         """See :func:`write_state`."""
         with self._tx("write_comparison_state") as conn:
             return write_state(conn, test, state=state)
+
+    def newest_consumed(self, test: ComparisonTestRow) -> datetime | None:
+        """See :func:`newest_consumed`."""
+        with self._read("newest_consumed") as conn:
+            return newest_consumed(conn, test)
 
     def history(
         self,
