@@ -154,6 +154,7 @@ class ComparisonRunner:
         self._settings = dict(settings or {})
         self._running: dict[str, threading.Lock] = {}  # one run of a model at a time
         self._running_guard = threading.Lock()
+        self._unwatched: set[str] = set()  # models told their promotions are not watched
 
     # -- configuration ----------------------------------------------------------------------
     def settings(self, model: str) -> ComparisonConfig:
@@ -192,6 +193,15 @@ class ComparisonRunner:
             self._rollback_watch.release(model, "the rollback watch was switched off")
         elif not objective.has_per_request_loss:
             self._rollback_watch.release_without_loss(model, measured)
+            if model not in self._unwatched:  # once a process, not every run
+                self._unwatched.add(model)
+                logger.warning(
+                    "model=%s: objective %s has no per-request loss, so a promotion is not "
+                    "watched for a rollback (rollback.enabled has no effect): roll back by "
+                    "hand (tunewatch rollback)",
+                    model,
+                    objective.name,
+                )
         if not settings.enabled:
             return []
         results: list[ComparisonResult] = []
