@@ -43,7 +43,7 @@ from tunewatch._errors import NotFoundError, StoreError, StoreUnavailableError
 from tunewatch._recorder import Recorder, output_record
 from tunewatch._split import SplitConfig, route
 from tunewatch._unloadable import Unloadable
-from tunewatch.comparison._watch import watched_versions
+from tunewatch.comparison._watched import watched_versions
 from tunewatch.store import ModelRow, Store, VersionRow
 from tunewatch.store._comparisons import ComparisonStore
 
@@ -192,7 +192,7 @@ class ScoringRuntime:
         """The model's live split as served: the config's, none while a rollback watch
         compares the champion with the split's challenger. Kept in shadow for the watch,
         that version shadows the champion: answering its split share instead, it gave the
-        watch no pair (see :func:`tunewatch.comparison._watch.watched_versions`)."""
+        watch no pair (see :func:`tunewatch.comparison._watched.watched_versions`)."""
         cfg = self.config.model(name)
         split = cfg.comparison.split if cfg is not None else None
         if split is not None and split.challenger in watched_versions(self._comparisons, name):

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from shadow.stats import GuardrailResult, Look
+from shadow.stats import GuardrailResult, Look, TwoSampleLook
 from tunewatch.store._comparisons import (
     ComparisonLookRow,
     ComparisonTestRow,
@@ -114,4 +114,19 @@ def paired_values(look: Look, method: str, correction: str | None = None) -> Loo
         fixed_t_p=look.fixed_t_p,
         bootstrap_ci=look.bootstrap_ci,
         correction=correction,
+    )
+
+
+def watch_values(look: TwoSampleLook, method: str) -> LookValues:
+    """An unpaired look (a rollback watch's, the live split's) as stored."""
+    return LookValues(
+        method=method,
+        n=int(look.n_challenger),
+        estimate=look.estimate,
+        ci_low=look.ci_low,
+        ci_high=look.ci_high,
+        p_value=look.p_value,
+        adjusted_p_value=look.p_value,
+        decision=look.decision,
+        fixed_t_p=look.fixed_t_p,
     )

@@ -53,7 +53,7 @@ from shadow.stats import (
 )
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._errors import ConflictError, InvalidValueError
-from tunewatch._split import SplitConfig, check_split
+from tunewatch._split import check_split
 from tunewatch.comparison._recorded import RecordedGuardrails
 from tunewatch.store import Store, VersionRow
 from tunewatch.store._comparisons import (
@@ -93,7 +93,8 @@ from tunewatch.comparison._results import (
     needs_action,
 )
 from tunewatch.comparison._split_test import SplitTest
-from tunewatch.comparison._watch import RollbackWatch, watched_until, watched_versions
+from tunewatch.comparison._split_window import split_since, split_start, splitting
+from tunewatch.comparison._watch import RollbackWatch
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class ComparisonRunner:
         self._split_test = SplitTest(
             store,
             self.comparisons,
-            lambda m: self._split_since(m, self.settings(m).split),  # type: ignore[arg-type]
+            lambda m: split_since(self.store, self.comparisons, m, self.settings(m).split),  # type: ignore[arg-type]
             clock,
         )
         self._rollback_watch = RollbackWatch(
@@ -217,14 +218,16 @@ class ComparisonRunner:
         if champion is None:
             return results
         blocked = False
-        if settings.split is not None and self._splitting(model, settings.split):
+        if settings.split is not None and splitting(
+            self.store, self.comparisons, model, settings.split
+        ):
             check = check_split(
                 self.comparisons,
                 self.dispatcher,
                 model,
                 champion_version=champion.version,
                 split=settings.split,
-                since=self._split_start(model, settings.split),
+                since=split_start(self.store, self.comparisons, model, settings.split),
                 now=self.clock(),
                 alpha=settings.srm_alpha,
                 min_requests=settings.srm_min_requests,
@@ -502,59 +505,6 @@ class ComparisonRunner:
     ) -> CheckedGuardrails:
         """The serving guardrails of ``challenger`` against ``champion`` as recorded now."""
         return self._decisions.guardrails(model, champion, challenger, settings)
-
-    def _splitting(self, model: str, split: SplitConfig) -> bool:
-        """Whether the live split still splits: its challenger is in shadow (a version out
-        of the lineup answers no unit, see :func:`tunewatch._split.route`). Once it was
-        promoted every unit counts in the champion arm: the check reported a mismatch,
-        raised ``srm_detected`` and blocked every later promotion. Nor while a rollback
-        watch compares with it: it shadows the champion then (see
-        :func:`~tunewatch.comparison._watch.watched_versions`)."""
-        try:
-            if self.store.get_version(model, split.challenger).stage != "shadow":
-                return False
-        except LookupError:
-            return False
-        return split.challenger not in watched_versions(self.comparisons, model)
-
-    def _split_start(self, model: str, split: SplitConfig) -> datetime | None:
-        """Where the live split starts, and its sample-ratio check's window with it: the
-        split's ``start`` (default: when its challenger was registered), or when the
-        challenger returned to shadow if it left it since and that is later. Another
-        version's promotion does not move it: every unit a champion answered is the
-        champion arm's, and a check counting from the promotion forgot a real mismatch and
-        unblocked promotions. The challenger's own time out of shadow does: as champion it
-        answered every unit (all in the champion arm), and a balanced split after its
-        return read as a mismatch. So does a rollback watch that kept it shadowing: the
-        split counts from the watch's end. The check counts from later still after the
-        split's challenger, salt or share changed: from the first check that saw them
-        (see :func:`~tunewatch._split.check_split`)."""
-        try:
-            challenger = self.store.get_version(model, split.challenger)
-        except LookupError:
-            return split.start
-        start = split.start if split.start is not None else challenger.created_at
-        returned = challenger.stage_changed_at > challenger.created_at
-        if challenger.stage == "shadow" and returned:
-            start = max(start, challenger.stage_changed_at)
-        if challenger.stage == "shadow":
-            ended = watched_until(self.comparisons, model, split.challenger)
-            if ended is not None:
-                start = max(start, ended)
-        return start
-
-    def _split_since(self, model: str, split: SplitConfig) -> datetime | None:
-        """Where the live split's test reads from: the split's start, or the newest change
-        of champion after it. The split test is the current champion's, so the
-        challenger's units from before the change are no fair match for it. It reads from
-        later still after the split's challenger, salt or share changed: from the first
-        check that saw them, as the check counts (see
-        :class:`~tunewatch.comparison._split_test.SplitTest`)."""
-        start = self._split_start(model, split)
-        changes = self.store.list_events(model=model, types=("promoted", "rolled_back"), limit=1)
-        if changes and (start is None or changes[0].created_at > start):
-            return changes[0].created_at
-        return start
 
 
 def _left_shadow(test: ComparisonTestRow) -> bool:

@@ -42,8 +42,13 @@ from tunewatch.comparison._looks import (
     reads_from,
     successor_since,
 )
-from tunewatch.comparison._results import ComparisonResult, make_result, needs_action
-from tunewatch.comparison._watch import watch_values, watched_versions
+from tunewatch.comparison._results import (
+    ComparisonResult,
+    make_result,
+    needs_action,
+    watch_values,
+)
+from tunewatch.comparison._watched import watched_versions
 from tunewatch.store import Store, VersionRow
 from tunewatch.store._comparisons import (
     ComparisonStore,

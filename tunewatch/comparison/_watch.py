@@ -33,14 +33,15 @@ from tunewatch.comparison._results import (
     make_result,
     paired_values,
     stateless,
+    watch_values,
 )
 from tunewatch.comparison._watch_rollback import roll_back
+from tunewatch.comparison._watched import pending_watch
 from tunewatch.store import MAX_ID, Event, Store
 from tunewatch.store._comparisons import (
     ComparisonLookRow,
     ComparisonStore,
     ComparisonTestRow,
-    LookValues,
     read_start,
 )
 from tunewatch.store._governance import Pull, find_pull
@@ -100,14 +101,14 @@ class RollbackWatch:
         switched off: nothing would ever end them, and a live split would stay paused for
         the version one compares with)."""
         for test in self.comparisons.list_tests(model, kind="rollback_watch"):
-            if _pending(test):
+            if pending_watch(test):
                 self._close(test, why)
 
     def release_without_loss(self, model: str, objective: MeasuredObjective) -> None:
         """Close the pending watches as :meth:`release` does: the model's objective
         changed to ``objective``, which has no per-request loss to compare."""
         for test in self.comparisons.list_tests(model, kind="rollback_watch"):
-            if _pending(test):
+            if pending_watch(test):
                 was = recorded_objective(test.state)
                 changed = "to" if was is None else f"from {was} to"
                 self._close(
@@ -122,7 +123,7 @@ class RollbackWatch:
         return [
             t
             for t in self.comparisons.list_tests(model, kind="rollback_watch")
-            if t.state.get("kept_in_shadow") and _pending(t)
+            if t.state.get("kept_in_shadow") and pending_watch(t)
         ]
 
     def run(
@@ -452,7 +453,7 @@ class RollbackWatch:
         """Close the watches of promotions before ``current`` (the newest promotion's
         event id): a later one replaced their champion."""
         for test in self.comparisons.list_tests(model, kind="rollback_watch"):
-            if _pending(test) and test.promotion_id != current:
+            if pending_watch(test) and test.promotion_id != current:
                 self._close(test, "a later promotion replaced the watched champion")
 
     def _release(self, test: ComparisonTestRow) -> None:
@@ -498,30 +499,6 @@ class RollbackWatch:
         )
 
 
-def watched_versions(comparisons: ComparisonStore, model: str) -> set[int]:
-    """The versions pending paired rollback watches compare their champion with. Each must
-    shadow the champion, scoring the requests it answers, so a live split whose challenger
-    it is sends it no units and tests nothing meanwhile: answering its split share, it gave
-    the watch no pair (open for ever, or passed without evidence), and a split test could
-    promote it back during the watch. See :func:`tunewatch._split.route`."""
-    pending = [  # read by status: every closed watch of a model read each refresh tick
-        *comparisons.list_tests(model, kind="rollback_watch", status="open"),
-        *comparisons.list_tests(model, kind="rollback_watch", status="decided"),
-    ]
-    return {t.champion_version for t in pending if t.state.get("paired") and _pending(t)}
-
-
-def watched_until(comparisons: ComparisonStore, model: str, version: int) -> datetime | None:
-    """When the newest paired rollback watch comparing with ``version`` ended (``None``:
-    none did). A live split that ``version`` challenges splits again from there."""
-    ended = [
-        t.decided_at or t.updated_at
-        for t in comparisons.list_tests(model, kind="rollback_watch", champion_version=version)
-        if t.state.get("paired") and not _pending(t)
-    ]
-    return max(ended, default=None)
-
-
 def _add_requests(
     sequential: TwoSampleSequentialTest,
     arm: Literal["champion", "challenger"],
@@ -541,20 +518,6 @@ def _add_requests(
     return sequential.update_units(**{arm: units})
 
 
-def watch_values(look: TwoSampleLook, method: str) -> LookValues:
-    return LookValues(
-        method=method,
-        n=int(look.n_challenger),
-        estimate=look.estimate,
-        ci_low=look.ci_low,
-        ci_high=look.ci_high,
-        p_value=look.p_value,
-        adjusted_p_value=look.p_value,
-        decision=look.decision,
-        fixed_t_p=look.fixed_t_p,
-    )
-
-
 def _pulled_reason(pulled: Pull) -> str:
     return (
         f"v{pulled.version} was {pulled.describe()}: the watch neither keeps it in shadow nor "
@@ -564,10 +527,6 @@ def _pulled_reason(pulled: Pull) -> str:
 
 def _without(state: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     return {k: v for k, v in state.items() if k not in keys}
-
-
-def _pending(test: ComparisonTestRow) -> bool:
-    return test.status == "open" or (test.status == "decided" and test.outcome is None)
 
 
 def _mixing_sd(settings: ComparisonConfig) -> float | None:
