@@ -198,7 +198,7 @@ def test_rollback_restores_the_previous_champion_and_then_refuses(gov: Running) 
     assert _infer_version(gov) == "1"
     again = _post(gov, f"/v1/models/{MODEL}/rollback", "operator", reason="again")
     assert again.status_code == 409 and again.json()["code"] == "no_previous_champion"
-    audit = httpx.get(f"{gov.url}/v1/audit", headers=gov.auth("viewer")).json()
+    audit = httpx.get(f"{gov.url}/v1/audit?verify=true", headers=gov.auth("viewer")).json()
     assert audit["chain_intact"] and audit["entries"][0]["action"] == "rollback"
     assert audit["chain_break"] is None
 
@@ -313,7 +313,7 @@ def test_the_audit_endpoint_reports_a_removed_newest_entry(gov: Running) -> None
     with store.engine.begin() as conn:  # removed by someone who can drop the trigger
         conn.execute(sa.text("DROP TRIGGER audit_entries_no_delete"))
         conn.execute(sa.text("DELETE FROM audit_entries WHERE id = :id"), {"id": newest.id})
-    audit = httpx.get(f"{gov.url}/v1/audit", headers=gov.auth("viewer")).json()
+    audit = httpx.get(f"{gov.url}/v1/audit?verify=true", headers=gov.auth("viewer")).json()
     assert audit["chain_intact"] is False
     assert audit["entries"][0]["id"] == before.id
     broken = audit["chain_break"]
