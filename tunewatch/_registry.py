@@ -415,13 +415,22 @@ def describe_input(spec: TensorSpec) -> str:
 
 def check_caller_study(model: str, study: str | None) -> None:
     """Refuse a ``study`` a caller names like one of the model's tuning jobs' studies
-    (``{model}-job{id}``, numbered per store): a study registers one version, so a version
-    registered by hand under job 7's study would stand in for job 7's winner. A job's
-    worker registers under its study through :meth:`Registry.register` directly."""
-    if study is not None and re.fullmatch(re.escape(model) + "-job[0-9]+", study):
+    (``{model}-job{id}-{8 hex digits}``, or ``{model}-job{id}`` for jobs queued before
+    names had the random part; the model's name cut to fit, see
+    :func:`tunewatch.store._jobs.new_study_name`): a study registers one version, so a
+    version registered by hand under job 7's study would stand in for job 7's winner. A
+    job's worker registers under its study through :meth:`Registry.register` directly."""
+    if study is None:
+        return
+    job = re.fullmatch(r"(.+)-job[0-9]+(-[0-9a-f]{8})?", study, flags=re.DOTALL)
+    if job is None:
+        return
+    named = job.group(1)
+    if named == model or (job.group(2) and model.startswith(named) and len(study) >= 190):
         raise RegistrationError(
-            f"`study` must not match `{model}-job<number>`: those names are reserved for "
-            f"the studies of {model!r}'s tuning jobs, got {study!r}",
+            f"`study` must not match `{model}-job<number>` or `{model}-job<number>-<8 hex "
+            f"digits>`: those names are reserved for the studies of {model!r}'s tuning "
+            f"jobs, got {study!r}",
             code="invalid_request",
         )
 

@@ -313,7 +313,7 @@ class TuningJobRunner:
         )
         if ceiling is not None:
             plan = with_ceiling(plan, ceiling)
-        study = f"{model.name}-job{job.id}"
+        study = study_name(job)
         storage = self.config.tuning_storage_url
         self.store.update_job_progress(
             job.id,
@@ -503,9 +503,18 @@ def _importances(job: JobRow, storage: str, study: str, *, seed: int) -> dict[st
     return importances.to_dict()
 
 
+def study_name(job: JobRow) -> str:
+    """Job ``job``'s Optuna study: the name recorded when the job was queued, the job's
+    own even in an Optuna storage other stores use (``tunewatch.store._jobs.new_study_name``);
+    ``{model}-job{id}`` for a job queued before jobs recorded one, whose study (resumed,
+    or learned from by later jobs' warm starts) keeps the name it was given."""
+    recorded = job.spec.get("study")
+    return recorded if isinstance(recorded, str) and recorded else f"{job.model}-job{job.id}"
+
+
 def registered_version(store: Store, job: JobRow) -> VersionRow | None:
     """The version job ``job``'s study registered (a study registers one), if any."""
-    study = f"{job.model}-job{job.id}"
+    study = study_name(job)
     return next((v for v in store.list_versions(job.model) if v.study == study), None)
 
 

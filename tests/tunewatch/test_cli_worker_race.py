@@ -16,6 +16,7 @@ from tunewatch._cli import main
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
 from tunewatch._registry import Registry
+from tunewatch._tuning import study_name
 from tunewatch._version_metadata import VersionMetadata
 from tunewatch.store import VersionRow
 
@@ -83,7 +84,8 @@ def test_cli_worker_whose_job_another_worker_registered_first_reports_it_and_suc
     [other] = theirs
     assert rc == 0
     assert (
-        f"job {job_id}: {MODEL} version {other.version} of study {MODEL}-job{job_id} was "
+        f"job {job_id}: {MODEL} version {other.version} of study "
+        f"{study_name(daemon.store.get_job(job_id))} was "
         "registered by another worker, which finishes the job" in out
     ), out
     job = daemon.store.get_job(job_id)

@@ -44,7 +44,7 @@ from tunewatch._example import ExampleModel, example_data, feature_names
 from tunewatch._launcher import JobLauncher
 from tunewatch._reference import Reference
 from tunewatch._report import build_report
-from tunewatch._tuning import TuningJobRunner
+from tunewatch._tuning import TuningJobRunner, study_name
 from tunewatch._version_metadata import VersionMetadata
 from tunewatch.api._oip import decode_infer_request
 from tunewatch.store import LabelItem, OutputRecord, RequestRecord, VersionRow
@@ -140,7 +140,7 @@ def test_job_registers_a_shadow_challenger_with_lineage_then_warm_starts(daemon:
     assert job.result is not None and job.result["version"] == 2
     version = daemon.store.get_version(MODEL, 2)
     assert version.stage == "shadow" and version.parent_version == 1
-    assert version.study == f"{MODEL}-job{first.job_id}"
+    assert version.study == study_name(daemon.store.get_job(first.job_id))
     assert version.dataset_version == job.result["dataset_version"]
     assert version.dataset_version.startswith("sha256:")
     assert len(version.details["fold_scores"]) == 2
@@ -188,7 +188,7 @@ def test_a_job_learns_only_from_studies_tuned_for_its_objective(
         plan = d.store.get_version(MODEL, 3).details["warm_start_plan"]
         assert plan["history_studies"] == [] and plan["enqueue"] == []
         assert plan["numeric_box"] == [] and plan["explore_every"] is None
-        study = f"{MODEL}-job{first.job_id}"
+        study = study_name(d.store.get_job(first.job_id))
         assert any(
             "left out 1 earlier study" in note and study in note and "log_loss" in note
             for note in plan["notes"]
@@ -205,7 +205,8 @@ def test_a_job_records_the_warm_start_plan_its_study_ran_by(daemon: Daemon) -> N
     assert outcome.job_id is not None
     stored = WarmStartPlan(strategies=("enqueue_top_k",), notes=("stored by the first worker",))
     optuna.create_study(
-        study_name=f"{MODEL}-job{outcome.job_id}", storage=daemon.config.tuning_storage_url
+        study_name=study_name(daemon.store.get_job(outcome.job_id)),
+        storage=daemon.config.tuning_storage_url,
     ).set_user_attr("warmstart_plan", stored.to_json())
     job = _runner(daemon).run(outcome.job_id)
     assert job.status == "succeeded", job.error
@@ -403,7 +404,7 @@ def _register_as_the_job(d: Daemon, trained: list[ExampleModel], job_id: int) ->
     return d.registry.register(
         MODEL,
         trained[1].onnx,
-        dataclasses.replace(trained[1].metadata, study=f"{MODEL}-job{job_id}"),
+        dataclasses.replace(trained[1].metadata, study=study_name(d.store.get_job(job_id))),
         actor=f"job:{job_id}",
         once_per_study=True,
     )
@@ -419,7 +420,7 @@ def test_of_two_workers_on_one_job_only_the_first_to_finish_registers(
     once: test_a_worker_finding_its_job_s_version_registered_finishes_the_job_without_tuning.)"""
     outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
     assert outcome.job_id is not None
-    study = f"{MODEL}-job{outcome.job_id}"
+    study = study_name(daemon.store.get_job(outcome.job_id))
     runner = _runner(daemon)
     registry = runner.registry
     registered: list[VersionRow] = []
@@ -627,7 +628,7 @@ def test_a_job_whose_worker_died_after_registering_is_finished_as_succeeded(
     outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
     assert outcome.job_id is not None
     daemon.store.claim_job(outcome.job_id, "w1")
-    study = f"{MODEL}-job{outcome.job_id}"
+    study = study_name(daemon.store.get_job(outcome.job_id))
     version = _register_as_the_job(daemon, trained, outcome.job_id)
     # any heartbeat is stale at once: the worker is gone
     launcher = JobLauncher(
@@ -1217,7 +1218,7 @@ def test_nested_cv_that_cannot_split_an_outer_part_fails_before_tuning(
             "(4) or raise tuning.cv_outer_folds (3), which makes each outer training part "
             "larger"
         )
-        study = f"{MODEL}-job{outcome.job_id}"
+        study = study_name(d.store.get_job(outcome.job_id))
         assert study_progress(d.config.tuning_storage_url, study) is None  # no trial ran
         assert [v.version for v in d.store.list_versions(MODEL)] == [1]
     finally:
@@ -1246,7 +1247,7 @@ def test_a_job_whose_nested_outer_part_cannot_be_tuned_fails_before_any_study(
             "training parts, and outer training part"
         )
         assert "has one class only" in job.error
-        study = f"{MODEL}-job{outcome.job_id}"
+        study = study_name(d.store.get_job(outcome.job_id))
         assert study_progress(d.config.tuning_storage_url, study) is None  # no trial ran
     finally:
         d.close()
@@ -1530,7 +1531,7 @@ def test_a_worker_finding_its_job_s_version_registered_finishes_the_job_without_
     daemon.store.claim_job(outcome.job_id, "host:1")
     version = _register_as_the_job(daemon, trained, outcome.job_id)
     assert daemon.store.requeue_job(outcome.job_id, "host:1")
-    study = f"{MODEL}-job{outcome.job_id}"
+    study = study_name(daemon.store.get_job(outcome.job_id))
     job = _runner(daemon).run(outcome.job_id)
     assert job.status == "succeeded" and job.result is not None, job.error
     assert job.result["version"] == version.version and job.result["study"] == study

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Row, func, select, update
+from sqlalchemy import Connection, Row, String, func, select, update
 
 from .._errors import ConflictError, NotFoundError
 from ._clock import db_now
 from ._engine import dialect_insert
 from ._events import holds_nul, storable_json
-from ._schema import jobs
+from ._schema import jobs, model_versions
 from ._types import utcnow
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -42,6 +43,18 @@ class JobRow:
     crashes: int = 0  # the times its workers died under it
 
 
+def new_study_name(model: str, job_id: int) -> str:
+    """A new job's Optuna study name, ``{model}-job{id}-{8 hex digits}``. Job ids number
+    per store: the random part keeps the study the job's own in an Optuna storage other
+    stores use too (staging and prod sharing one, a store recreated or restored from a
+    backup beside the old one), whose job of the same number it joined otherwise. The
+    model's name is cut to fit a version row's ``study``, which records it."""
+    suffix = f"-job{job_id}-{secrets.token_hex(4)}"
+    column = model_versions.c.study.type
+    assert isinstance(column, String) and column.length is not None
+    return model[: column.length - len(suffix)] + suffix
+
+
 def _clean(value: Mapping[str, Any], field: str) -> dict[str, Any]:
     out: dict[str, Any] = storable_json(dict(value), field=field)
     return out
@@ -68,7 +81,10 @@ def create_job(
 
     A job's queue time is the database's clock, and the cool-down is measured on it: the
     host queueing a job and the host deciding the next may be minutes apart (two hosts 10
-    minutes apart ended a 5-minute cool-down the moment the slow one queued a job)."""
+    minutes apart ended a 5-minute cool-down the moment the slow one queued a job).
+
+    A new job's ``spec`` records its study's name (``study``, :func:`new_study_name`),
+    so every worker of the job, and every resumption, tunes the same study."""
     if max_active is not None or cooldown is not None:
         if conn.dialect.name == "postgresql":
             conn.execute(select(func.pg_advisory_xact_lock(_JOBS_LOCK)))
@@ -114,6 +130,12 @@ def create_job(
     )
     new_id = conn.execute(stmt).scalar_one_or_none()
     if new_id is not None:
+        study = new_study_name(model, int(new_id))
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == new_id)
+            .values(spec=_clean({**spec, "study": study}, "spec"))
+        )
         return get_job(conn, int(new_id)), True
     existing = conn.execute(select(jobs.c.id).where(jobs.c.dedupe_key == dedupe_key)).scalar_one()
     return get_job(conn, int(existing)), False

@@ -19,6 +19,7 @@ import pytest
 
 from tests.tunewatch.conftest import Running
 from tunewatch._example import ExampleModel
+from tunewatch._tuning import study_name
 
 INFER = "/v2/models/credit/infer"
 ROW = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]
@@ -700,6 +701,11 @@ def test_a_registration_cannot_take_a_tuning_job_s_study_name(
     assert r.status_code == 400, r.text
     assert r.json()["code"] == "invalid_request"
     assert "`study`" in r.json()["error"] and "`credit-job<number>`" in r.json()["error"]
+    # the name a job queued now tunes under, with its random part, is reserved too
+    named = study_name(job)
+    assert named.startswith(f"credit-job{job.id}-")
+    r = client.post("/v1/models/credit/versions", json={**body, "study": named}, headers=headers)
+    assert r.status_code == 400 and r.json()["code"] == "invalid_request", r.text
     assert len(store.list_versions("credit")) == before
     # the job's own registration (its worker's path) is what takes the name
     row = running.daemon.registry.register(
