@@ -4,8 +4,10 @@ Each run reads the model's current window from the store, compares it with the
 champion's reference snapshot, stores one evaluation row per kind (with ``"alarm"`` in
 its payload), exports the figures as Prometheus metrics, and lets the event policies
 (hysteresis, cool-down) decide whether an event — and through the dispatcher an action —
-follows. Degenerate windows are stored as ``insufficient_data``, never raised. The decay
-kind lives in :mod:`tunewatch._evaluation_decay`, the policies' decisions in
+follows. Degenerate windows are stored as ``insufficient_data``, never raised, and so are
+drift and the estimate of a champion whose snapshot is missing or cannot be read. The
+baseline built from the snapshot lives in :mod:`tunewatch._evaluation_baseline`, the decay
+kind in :mod:`tunewatch._evaluation_decay`, the policies' decisions in
 :mod:`tunewatch._evaluation_events`.
 """
 
@@ -15,24 +17,19 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 
 from monitor import (
-    CBPE,
     ColumnDriftConfig,
     DriftDetector,
     DriftError,
-    EstimationError,
     LatencySummary,
-    ReferenceProfile,
     ServingMetrics,
 )
-from monitor.objectives import decision_threshold, make_objective, positive_proba
-from shadow import OnnxModel
+from monitor.objectives import make_objective, positive_proba
 from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig
@@ -40,11 +37,12 @@ from tunewatch._decay_rows import DecayRowCache
 from tunewatch._drift_report import (
     LABEL,
     aged_window,
-    column_types,
     drift_frame,
     drift_report,
     label_window,
 )
+from tunewatch._errors import StoreError, StoreUnavailableError
+from tunewatch._evaluation_baseline import NO_SNAPSHOT, Baseline, NoBaseline, build_baseline
 from tunewatch._evaluation_decay import decay_verdict
 from tunewatch._evaluation_events import PolicyEvents
 from tunewatch._policies import (
@@ -53,23 +51,10 @@ from tunewatch._policies import (
     LABEL_LAST_REQUEST,
     LAST_REQUEST,
 )
-from tunewatch._reference import Reference, reference_scores
 from tunewatch._span import requests_span, ts
 from tunewatch.store import EvaluationRow, ModelRow, Store, VersionRow, Window
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class _Baseline:
-    """What a champion version is compared with: its reference profile and scores."""
-
-    profile: ReferenceProfile
-    reference: Reference
-    scores: np.ndarray  # the champion's primary output on the reference features
-    cbpe: CBPE | None  # at the objective's decision threshold (``cbpe.threshold``)
-    reference_accuracy: float | None  # of the reference's decisions at that threshold
-    no_estimate: str | None  # why ``cbpe`` is None: the estimate's reason
 
 
 class Evaluator:
@@ -89,7 +74,7 @@ class Evaluator:
         self.metrics = metrics
         self.dispatcher = dispatcher
         self.clock = clock
-        self._baselines: dict[tuple[str, int], _Baseline | None] = {}
+        self._baselines: dict[tuple[str, int], Baseline | None] = {}
         self._running: dict[str, threading.Lock] = {}  # one evaluation of a model at a time
         self._running_guard = threading.Lock()
         self._events = PolicyEvents(store=store, metrics=metrics, dispatcher=dispatcher)
@@ -131,7 +116,7 @@ class Evaluator:
         start = ts(window.received_at.min()) if window.n_rows else None
         span = requests_span(window.received_at)  # what the window-based kinds judged
         version = champion.version if champion else None
-        baseline = self._baseline(champion, model) if champion else None
+        baseline = self._baseline(champion, model) if champion else NO_SNAPSHOT
         # the requests whose labels are due: drift tests their labels, the estimate sets
         # its realised accuracy beside them, and the label coverage is theirs
         matured = label_window(self.store, model, ev, as_of=now)
@@ -235,94 +220,42 @@ class Evaluator:
             self.store, self.artefacts, self.config, self.report_baseline, name, evaluation_id
         )
 
-    def report_baseline(self, champion: VersionRow, model: ModelRow) -> _Baseline | None:
+    def report_baseline(self, champion: VersionRow, model: ModelRow) -> Baseline | None:
         """The champion's baseline: cached for the current one; an earlier champion's is
         built, not cached, as reports are rare."""
         cached = self._baselines.get((champion.model, champion.version))
         return cached if cached is not None else self._build_baseline(champion, model)
 
     # -- baseline --------------------------------------------------------------------------
-    def _baseline(self, champion: VersionRow, model: ModelRow) -> _Baseline | None:
+    def _baseline(self, champion: VersionRow, model: ModelRow) -> Baseline | NoBaseline:
         """The champion's baseline, cached: one per model, since each holds a reference
-        snapshot (up to 1 GiB unpacked) and a session."""
+        snapshot (up to 1 GiB unpacked) and a session. Without one, why not: no snapshot
+        (cached), or one that cannot be read (said at each run, and not cached: a
+        repaired snapshot is read at the next run). Drift and the estimate are lost to
+        it, not the evaluation: it raised, and decay, labels and telemetry went too."""
         key = (champion.model, champion.version)
         if key not in self._baselines:
             for replaced in [k for k in list(self._baselines) if k[0] == champion.model]:
                 self._baselines.pop(replaced, None)
-            self._baselines[key] = self._build_baseline(champion, model)
-        return self._baselines[key]
+            try:
+                built = self._build_baseline(champion, model)
+            except StoreUnavailableError:  # the store's outage, not the snapshot's:
+                # the run fails, as at any other read of the store
+                raise
+            except StoreError as exc:
+                logger.error(
+                    "model=%s version=%d: drift and the estimate not evaluated: %s",
+                    champion.model,
+                    champion.version,
+                    exc.message,
+                )
+                return NoBaseline(exc.message)
+            self._baselines[key] = built
+        baseline = self._baselines[key]
+        return NO_SNAPSHOT if baseline is None else baseline
 
-    def _build_baseline(self, champion: VersionRow, model: ModelRow) -> _Baseline | None:
-        sha = champion.details.get("reference_sha256")
-        if not sha:
-            logger.warning(
-                "model=%s version=%d has no reference snapshot: drift and estimates are skipped",
-                champion.model,
-                champion.version,
-            )
-            return None
-        reference = Reference.from_bytes(self.artefacts.get(sha, ".npz"))
-        session = OnnxModel.from_bytes(self.artefacts.get(champion.artefact_sha256))
-        # the features as the store records a request's: the profile drift compares with
-        features = np.ascontiguousarray(reference.features, dtype=np.float32)
-        scores = reference_scores(session, features, model=champion.model, version=champion.version)
-        if reference.scores is not None and reference.scores.shape == scores.shape:
-            # held out (a tuning job's out-of-fold scores): the version's own scores of
-            # rows it trained on are overconfident, and so would be the calibration, the
-            # reference accuracy and the prediction profile built on them
-            scores = np.asarray(reference.scores, dtype=np.float32)
-        elif reference.scores is not None:  # registered before the width was checked
-            logger.warning(
-                "model=%s version=%d: reference scores of shape %s do not match the primary "
-                "output %s; its own scores of the reference rows are used instead",
-                champion.model,
-                champion.version,
-                list(reference.scores.shape),
-                list(scores.shape),
-            )
-        frame = drift_frame(model, features, scores, reference.labels)
-        profile = ReferenceProfile.build(frame, column_types=column_types(model, frame))
-        cbpe = None
-        accuracy = None
-        no_estimate = None
-        cfg = self.config.model_or_default(model.name, model.task).objective
-        objective = make_objective(cfg.name, task=model.task, **cfg.params)
-        threshold = decision_threshold(objective) if model.task == "binary" else None
-        if model.task != "binary":
-            no_estimate = "the estimate is of binary models only"
-        elif reference.labels is None:
-            no_estimate = "the reference snapshot has no labels"
-        elif threshold is None:
-            no_estimate = (
-                f"objective {objective.name!r} decides the positive class below a threshold "
-                "of its probability (a cost matrix whose errors cost less than right "
-                "decisions): the estimate is of decisions at or above one"
-            )
-        else:
-            # calibrated on the rows with both a score (a time series' first rows have
-            # none) and a known label (NaN is unknown): CBPE refused a NaN label, and the
-            # reference accuracy counted one as misclassified
-            labels = np.asarray(reference.labels, dtype=np.float64)
-            known = np.isfinite(scores).all(axis=1) & ~np.isnan(labels)
-            if not known.any():
-                no_estimate = "no reference row has both a score and a known label"
-            else:
-                p = positive_proba(scores[known])
-                labels = labels[known]
-                try:
-                    cbpe = CBPE(threshold=threshold, seed=0).fit(p, labels)
-                except EstimationError as exc:  # one class or non-0/1 labels: no estimate,
-                    # but drift and decay still run (the baseline is cached: said once)
-                    logger.warning(
-                        "model=%s version=%d: reference labels cannot calibrate an estimate: %s",
-                        champion.model,
-                        champion.version,
-                        exc,
-                    )
-                    no_estimate = f"the reference labels cannot calibrate an estimate: {exc}"
-                else:
-                    accuracy = float(((p >= threshold) == (labels >= 0.5)).mean())
-        return _Baseline(profile, reference, scores, cbpe, accuracy, no_estimate)
+    def _build_baseline(self, champion: VersionRow, model: ModelRow) -> Baseline | None:
+        return build_baseline(champion, model, artefacts=self.artefacts, config=self.config)
 
     # -- kinds -----------------------------------------------------------------------------
     def _drift(
@@ -331,7 +264,7 @@ class Evaluator:
         cfg: ModelConfig,
         window: Window,
         matured: Window,
-        baseline: _Baseline | None,
+        baseline: Baseline | NoBaseline,
         version: int | None,
     ) -> tuple[str, dict[str, Any]]:
         """Drift of the window's features and the champion's predictions, and of the
@@ -344,10 +277,11 @@ class Evaluator:
         label drifted, ``label_first_request_at`` and ``label_last_request_at`` tell the
         policy which labels the alarm rests on."""
         m = self.metrics
-        if baseline is None:  # nothing to compare with: no figure, not the last one held
+        if isinstance(baseline, NoBaseline):  # nothing to compare with: no figure, not
+            # the last one held
             for gauge in (m.drift_share, m.drift_detected, m.feature_drift, m.feature_drifted):
                 m.forget(gauge, model=model.name)
-            return "insufficient_data", {"alarm": False, "reason": "no reference snapshot"}
+            return "insufficient_data", {"alarm": False, "reason": baseline.reason}
         d = cfg.evaluation.drift
         try:
             detector = DriftDetector(
@@ -449,7 +383,7 @@ class Evaluator:
         cfg: ModelConfig,
         window: Window,
         matured: Window,
-        baseline: _Baseline | None,
+        baseline: Baseline | NoBaseline,
         version: int | None,
     ) -> tuple[str, dict[str, Any]]:
         """CBPE's accuracy of the champion's decisions in the window, at the objective's
@@ -465,9 +399,13 @@ class Evaluator:
         # The estimate exports the estimated accuracy only, labelled `accuracy` whatever the
         # objective: the realised objective is the decay check's figure (over matured
         # windows), which may be accuracy too, and then of the same decisions.
-        if baseline is None or baseline.cbpe is None or baseline.reference_accuracy is None:
+        if (
+            isinstance(baseline, NoBaseline)
+            or baseline.cbpe is None
+            or baseline.reference_accuracy is None
+        ):
             m.forget(m.objective_estimated, model=window.model)  # no figure held over
-            reason = "no reference snapshot" if baseline is None else baseline.no_estimate
+            reason = baseline.reason if isinstance(baseline, NoBaseline) else baseline.no_estimate
             return "insufficient_data", {"alarm": False, "reason": reason}
         answered = window.versions == version  # CBPE is calibrated on the champion's scores
         if answered.sum() < cfg.evaluation.drift.min_rows:
