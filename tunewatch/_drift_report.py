@@ -308,17 +308,23 @@ def judged_as(payload: dict[str, Any], settings: Any) -> tuple[dict[str, ColumnD
         (float(c["p_value"]), c["column"]) for c in tested if c.get("p_value") is not None
     )
     if rule in ("bonferroni", "fdr") and with_p:
+        # The verdict stored each p-value column's cut-off under the rule, over the whole
+        # family (distance columns too): recomputed here over the p-value columns alone, a
+        # window mixing both judged them at a looser cut and named columns it had cleared.
+        # evidently drifts below its threshold, the rule at or below the cut: nudged up.
         m = len(with_p)
         if rule == "bonferroni":
-            cut = settings.alpha / m
+            fallback = settings.alpha / m
         else:  # Benjamini-Hochberg rejects the k smallest, k the largest with p_(k) <= k a/m:
             # exactly the p-values under the critical value k a/m (p_(k+1) > (k+1) a/m)
             k = max(
                 (j for j, (p, _) in enumerate(with_p, 1) if p <= j * settings.alpha / m), default=1
             )
-            cut = math.nextafter(k * settings.alpha / m, math.inf)
+            fallback = k * settings.alpha / m
         for _, column in with_p:
-            thresholds[column] = max(cut, 5e-324)
+            stored_cut = thresholds.get(column)  # a payload stored before: recomputed
+            cut = fallback if stored_cut is None else float(stored_cut)
+            thresholds[column] = max(math.nextafter(cut, math.inf), 5e-324)
         drift_share = 1.0 / max(len(tested), 1)
     untested = untested_columns(payload)
     columns = {

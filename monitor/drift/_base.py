@@ -123,7 +123,8 @@ class DriftMethod(ABC):
     """One per-column drift method with its threshold.
 
     ``alpha`` is the level of a distance's sampling-noise floor (see
-    :meth:`_noise_floor`); p-value tests do not use it."""
+    :meth:`_noise_floor`; a multiple-testing rule lowers it to its share of the family's
+    level, :meth:`at_level`); p-value tests do not use it."""
 
     name: ClassVar[MethodName]
     kinds: ClassVar[frozenset[ColumnKind]]
@@ -144,6 +145,11 @@ class DriftMethod(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(threshold={self.threshold})"
+
+    def at_level(self, alpha: float) -> DriftMethod:
+        """This method, its threshold kept, with its noise floor at level ``alpha`` (a
+        multiple-testing rule's share of its family's level)."""
+        return type(self)(threshold=self.threshold, alpha=alpha)
 
     def test(
         self, summary: ColumnSummary, current: Any, *, column: str = "", min_rows: int = 30

@@ -39,10 +39,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from monitor.drift._noise import null_draws
 from monitor.drift._profile import NumericSummary
 
 DRAWS = 1000
-"""Bootstrap samples behind a floor, as :data:`monitor.drift._noise.PERMUTATIONS`. The
+"""Bootstrap samples behind a floor at alpha 0.05 or above (more below it, as
+:func:`monitor.drift._noise.null_draws` says), as
+:data:`monitor.drift._noise.PERMUTATIONS`. The
 floor is their ``1 - alpha`` quantile, so the level it gives is alpha within about 0.7
 percentage points (the binomial standard error of a 0.05 quantile over 1000 draws: 1.1
 over 400, 1.5 over 200). With 400, seed 0's floors came out 3-5 % under the two-sample
@@ -178,15 +181,17 @@ def _distances(column: _ColumnNoise, picks: np.ndarray) -> np.ndarray:
 
 def _draw(column: _ColumnNoise, size: int, alpha: float) -> float:
     """The ``1 - alpha`` quantile of the distance between the reference sample and
-    :data:`DRAWS` bootstrap samples of ``size`` values from it. A sample's sorted
-    positions are its sorted uniforms (normalised sums of exponential spacings) times
-    the reference's size."""
+    :data:`DRAWS` bootstrap samples of ``size`` values from it (more below alpha 0.05:
+    :func:`~monitor.drift._noise.null_draws`). A sample's sorted positions are its
+    sorted uniforms (normalised sums of exponential spacings) times the reference's
+    size."""
     rng = np.random.default_rng(SEED)
     block = max(1, _CELL_BUDGET // (size + 1))
+    draws = null_draws(alpha, DRAWS)
     values: list[np.ndarray] = []
     done = 0
-    while done < DRAWS:
-        rows = min(block, DRAWS - done)
+    while done < draws:
+        rows = min(block, draws - done)
         points = np.cumsum(rng.standard_exponential((rows, size + 1)), axis=1)
         uniform = points[:, :-1] / points[:, -1:]
         picks = np.minimum((uniform * column.size).astype(np.int64), column.size - 1)

@@ -1621,3 +1621,35 @@ def test_feature_drift_gauges_name_the_method_and_export_the_verdict(
         assert _value(d, "tunewatch_feature_drifted", feature="x0") == 1.0
     finally:
         d.close()
+
+
+@pytest.mark.parametrize("rule", ["bonferroni", "fdr"])
+def test_the_report_judges_a_p_value_column_at_the_cut_off_its_verdict_stored(rule: str) -> None:
+    """A window mixing p-value and distance columns (a label column with few rows beside
+    Wasserstein features): the verdict's family counts every tested column, and the report
+    recomputed the cut-off over the p-value columns alone (m = 1: alpha itself), so it named
+    a column the verdict had cleared."""
+    from tunewatch._config import DriftEvaluationConfig
+    from tunewatch._drift_report import judged_as
+
+    cut = 0.05 / 3  # what the verdict's rule stored: one p-value column among three tested
+    payload = {
+        "rule": rule,
+        "columns": [
+            {"column": "x0", "method": "ks", "threshold": cut, "p_value": 0.03, "status": "ok"},
+            *(
+                {
+                    "column": name,
+                    "method": "wasserstein",
+                    "threshold": 0.1,
+                    "p_value": None,
+                    "status": "ok",
+                }
+                for name in ("x1", "x2")
+            ),
+        ],
+    }
+    columns, _ = judged_as(payload, DriftEvaluationConfig(dataset_rule=rule))
+    threshold = columns["x0"].threshold
+    assert threshold is not None and cut <= threshold < 0.03  # p = 0.03 is not drifted
+    assert columns["x1"].threshold == 0.1
