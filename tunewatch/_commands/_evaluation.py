@@ -126,12 +126,15 @@ def _look_line(look: ComparisonLookRow) -> str:
 def cmd_compare(args: argparse.Namespace) -> int:
     from tunewatch._open_store import check_stored_models, open_store
 
+    from ._context import actor_of
+
     config = config_of(args)
+    requested_by = actor_of(args)  # named in what a promotion or rollback of the run records
     store = open_store(config, create=False)
     try:
         check_stored_models(config, store)
         runner = _comparison_runner(config, store)
-        results = runner.run(args.model)
+        results = runner.run(args.model, requested_by=requested_by)
         for r in results:
             look = _look_line(r.look) if r.look is not None else "no new labelled requests"
             print(

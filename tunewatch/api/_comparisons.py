@@ -89,7 +89,9 @@ async def comparison_history(
 
 
 @router.post("/models/{model}/compare")
-async def compare_now(model: str, request: Request, _: Operator) -> dict[str, Any]:
-    """Run the model's comparison loop now (it also runs on its schedule)."""
-    results = await run_in_threadpool(runner(request).run, model)
+async def compare_now(model: str, request: Request, principal: Operator) -> dict[str, Any]:
+    """Run the model's comparison loop now (it also runs on its schedule). A promotion or
+    rollback the run causes is decided by ``tunewatch`` and names the caller's token as
+    ``requested_by`` in what it records."""
+    results = await run_in_threadpool(runner(request).run, model, requested_by=principal.name)
     return {"model": model, "results": [result_json(r) for r in results]}

@@ -34,6 +34,7 @@ from tunewatch.comparison._results import (
     Action,
     CheckedGuardrails,
     needs_action,
+    requested,
 )
 
 logger = logging.getLogger(__name__)
@@ -159,13 +160,15 @@ class Decisions:
         settings: ComparisonConfig,
         *,
         blocked: bool,
+        requested_by: str | None = None,
     ) -> tuple[Action, tuple[str, ...]]:
-        """Act on the decided ``test`` once. Outcomes are settled in the store by a
-        compare-and-set: a run that finds the test settled by another — a second process
-        comparing the same model — records nothing and returns ``"none"``. A promotion,
-        a refusal or a closing is settled before what it records; a notice (notify,
-        retune) after it is handed over, so that a failure between the two sends it
-        again rather than never (see :meth:`_notify`)."""
+        """Act on the decided ``test`` once; what it records of the decision names
+        ``requested_by``, who asked for the run, if anyone did (:func:`requested`).
+        Outcomes are settled in the store by a compare-and-set: a run that finds the test
+        settled by another — a second process comparing the same model — records nothing
+        and returns ``"none"``. A promotion, a refusal or a closing is settled before what
+        it records; a notice (notify, retune) after it is handed over, so that a failure
+        between the two sends it again rather than never (see :meth:`_notify`)."""
         look = self.comparisons.latest_look(test.id)
         evidence: dict[str, Any] = {
             "test_id": test.id,
@@ -174,6 +177,7 @@ class Decisions:
             "challenger_version": test.challenger_version,
             "n": test.n,
             "correction": test.correction,
+            **requested(requested_by),
         }
         if look is not None:
             evidence.update(
@@ -259,6 +263,8 @@ class Decisions:
             f"comparison {test.id}: v{test.challenger_version} beat v{test.champion_version} "
             f"({test.kind}, n={test.n}, p={evidence.get('adjusted_p_value')})"
         )
+        if requested_by is not None:  # the audit entry and the action event name them
+            reason += f"; the run was requested by {requested_by!r}"
         from tunewatch import _governance as governance
 
         try:

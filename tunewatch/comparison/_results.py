@@ -90,6 +90,13 @@ def make_result(
     )
 
 
+def requested(requested_by: str | None) -> dict[str, str]:
+    """What a run's records add about who asked for it (``POST /compare``, ``tunewatch
+    compare``): ``{"requested_by": name}``, nothing for a scheduled run. The deciding actor
+    stays :data:`ACTOR`, whose rules decided."""
+    return {} if requested_by is None else {"requested_by": requested_by}
+
+
 def needs_action(test: ComparisonTestRow) -> bool:
     """Decided tests act once; a promotion blocked by a sample-ratio mismatch retries."""
     return test.outcome is None or test.outcome.get("action") == "blocked_srm"

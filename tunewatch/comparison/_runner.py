@@ -173,8 +173,12 @@ class ComparisonRunner:
         return made, MeasuredObjective(cfg.objective.name, dict(cfg.objective.params))
 
     # -- the run ----------------------------------------------------------------------------
-    def run(self, model: str) -> list[ComparisonResult]:
+    def run(self, model: str, *, requested_by: str | None = None) -> list[ComparisonResult]:
         """One pass of the loop for ``model``; returns what happened per test.
+        ``requested_by`` names who asked for the run (an operator's ``POST /compare``,
+        ``tunewatch compare``): the events of a promotion or rollback it causes name them
+        as ``requested_by``, the deciding actor staying ``tunewatch``; a scheduled run has
+        none.
 
         Runs of one model take turns in this process: the scheduled run and a ``POST
         /compare`` at once both acted on one decided test (two challenger_better events,
@@ -185,9 +189,9 @@ class ComparisonRunner:
         with self._running_guard:
             running = self._running.setdefault(model, threading.Lock())
         with running:
-            return self._run(model)
+            return self._run(model, requested_by)
 
-    def _run(self, model: str) -> list[ComparisonResult]:
+    def _run(self, model: str, requested_by: str | None) -> list[ComparisonResult]:
         settings = self.settings(model)
         objective, measured = self._objective(model)
         if not (settings.enabled and settings.rollback.enabled):
@@ -208,7 +212,7 @@ class ComparisonRunner:
         results: list[ComparisonResult] = []
         if settings.rollback.enabled and objective.has_per_request_loss:
             try:
-                watch = self._rollback_watch.run(model, settings, objective, measured)
+                watch = self._rollback_watch.run(model, settings, objective, measured, requested_by)
             except (StatsError, ObjectiveError, InvalidValueError) as exc:  # others still look
                 logger.warning("model=%s rollback watch cannot look: %s", model, exc)
                 watch = None
@@ -233,7 +237,14 @@ class ComparisonRunner:
                 min_requests=settings.srm_min_requests,
             )
             blocked = check is not None and check.mismatch
-        results += self._compare(model, champion, (objective, measured), settings, blocked=blocked)
+        results += self._compare(
+            model,
+            champion,
+            (objective, measured),
+            settings,
+            blocked=blocked,
+            requested_by=requested_by,
+        )
         if settings.split is not None:
             try:
                 split_result = self._split_test.run(
@@ -245,7 +256,9 @@ class ComparisonRunner:
             if split_result is not None:
                 test = self.comparisons.get_test(split_result.test_id)
                 if test.status == "decided" and needs_action(test):
-                    action, detail = self._decisions.act(model, test, settings, blocked=blocked)
+                    action, detail = self._decisions.act(
+                        model, test, settings, blocked=blocked, requested_by=requested_by
+                    )
                     split_result = replace(split_result, action=action, detail=detail)
                 results.append(split_result)
         if self.metrics is not None:
@@ -314,6 +327,7 @@ class ComparisonRunner:
         settings: ComparisonConfig,
         *,
         blocked: bool,
+        requested_by: str | None,
     ) -> list[ComparisonResult]:
         objective, measured = objectives
         paired = objective.has_per_request_loss
@@ -487,14 +501,18 @@ class ComparisonRunner:
         for result in results:
             test = self.comparisons.get_test(result.test_id)
             if test.status == "decided" and needs_action(test):
-                action, detail = self._decisions.act(model, test, settings, blocked=blocked)
+                action, detail = self._decisions.act(
+                    model, test, settings, blocked=blocked, requested_by=requested_by
+                )
                 result = replace(result, action=action, detail=detail)
             final.append(result)
         for test in tests.values():
             current = self.comparisons.get_test(test.id)
             if current.status == "decided" and needs_action(current):
                 if all(r.test_id != current.id for r in final):
-                    action, detail = self._decisions.act(model, current, settings, blocked=blocked)
+                    action, detail = self._decisions.act(
+                        model, current, settings, blocked=blocked, requested_by=requested_by
+                    )
                     final.append(make_result(current, None, 0, action, detail))
         return final
 

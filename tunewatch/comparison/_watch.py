@@ -132,7 +132,10 @@ class RollbackWatch:
         settings: ComparisonConfig,
         objective: Objective,
         measured: MeasuredObjective,
+        requested_by: str | None = None,
     ) -> ComparisonResult | None:
+        """Watch the newest promotion one more batch; a rollback it causes names
+        ``requested_by``, who asked for the run, if anyone did."""
         rules, max_batch = settings.rollback, settings.max_batch
         events = self.store.list_events(model=model, type="promoted", limit=1)
         promotion = events[0] if events else None
@@ -160,7 +163,7 @@ class RollbackWatch:
                 return started
             test = started
         if test.status == "decided" and test.outcome is None:  # the rollback did not happen
-            return self._rollback(test, self.comparisons.latest_look(test.id), 0)
+            return self._rollback(test, self.comparisons.latest_look(test.id), 0, requested_by)
         if test.status != "open":
             return None
         changed = objective_change(test, measured, "rollback_watch")
@@ -278,7 +281,7 @@ class RollbackWatch:
             return make_result(saved, look_row, len(batch.request_ids), "watch_passed")
         if status == "open":
             return make_result(saved, look_row, len(batch.request_ids), "none")
-        return self._rollback(saved, look_row, len(batch.request_ids))
+        return self._rollback(saved, look_row, len(batch.request_ids), requested_by)
 
     def _start_paired(
         self,
@@ -485,7 +488,11 @@ class RollbackWatch:
             self.on_lineup_change(model)
 
     def _rollback(
-        self, test: ComparisonTestRow, look: ComparisonLookRow | None, fed: int
+        self,
+        test: ComparisonTestRow,
+        look: ComparisonLookRow | None,
+        fed: int,
+        requested_by: str | None,
     ) -> ComparisonResult:
         return roll_back(
             self.store,
@@ -496,6 +503,7 @@ class RollbackWatch:
             fed,
             release=self._release,
             lineup_changed=self._lineup_changed,
+            requested_by=requested_by,
         )
 
 

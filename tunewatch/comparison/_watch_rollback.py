@@ -10,7 +10,7 @@ from typing import Any
 
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._errors import ConflictError
-from tunewatch.comparison._results import ACTOR, ComparisonResult, make_result
+from tunewatch.comparison._results import ACTOR, ComparisonResult, make_result, requested
 from tunewatch.store import Store
 from tunewatch.store._comparisons import ComparisonLookRow, ComparisonStore, ComparisonTestRow
 
@@ -27,10 +27,12 @@ def roll_back(
     *,
     release: Callable[[ComparisonTestRow], None],
     lineup_changed: Callable[[str], None],
+    requested_by: str | None = None,
 ) -> ComparisonResult:
     """Roll ``test``'s watched champion back to the version it replaced, and record it;
     ``release`` retires the version the watch kept in shadow when the watch closes
-    without a rollback."""
+    without a rollback. What this run records names ``requested_by``, who asked for it,
+    if anyone did; a rollback an earlier run committed is recorded without."""
     model = test.model
     paired = bool(test.state.get("paired"))
     evidence: dict[str, Any] = {
@@ -97,7 +99,12 @@ def roll_back(
         store.add_event(
             model=model,
             type="rollback_failed",
-            payload={**evidence, "error": exc.message, "code": exc.code},
+            payload={
+                **evidence,
+                "error": exc.message,
+                "code": exc.code,
+                **requested(requested_by),
+            },
         )
         failed = comparisons.finish_test(
             test.id,
@@ -108,7 +115,12 @@ def roll_back(
     store.add_event(
         model=model,
         type="rollback_triggered",
-        payload={**evidence, "restored": restored.version, "rolled_back": rolled.version},
+        payload={
+            **evidence,
+            "restored": restored.version,
+            "rolled_back": rolled.version,
+            **requested(requested_by),
+        },
     )
     # Only this run rolled back (the store's compare-and-set on the champion): its
     # outcome stands over a "champion changed" another run may have written meanwhile.
