@@ -134,6 +134,13 @@ class ServingMetrics:
             "handed over after the recorder closed.",
             registry=r,
         )
+        self.record_refusals = Counter(
+            "tunewatch_record_refusals",
+            "Requests refused at once, unrecorded and answered 503 store_unavailable, because "
+            "the records waiting for the store held recording.max_pending_bytes or more (the "
+            "store stalled or fell behind).",
+            registry=r,
+        )
         self.labels_received = Counter(
             "tunewatch_labels",
             "Feedback items by outcome (created, duplicate, conflict, unknown_request).",

@@ -106,6 +106,13 @@ class RecordingConfig(_Frozen):
     """Group commit: responses wait for their records to be durable; requests share commits."""
 
     max_batch: int = Field(default=512, gt=0)
+    # The most bytes the records waiting for the store may hold (inputs and outputs, and an
+    # estimate of each record's objects); past it a request is answered 503
+    # `store_unavailable` at once, unrecorded, and counted (`tunewatch_record_refusals_total`).
+    # While the store stalled (a lock held up to store.lock_timeout_s, a slow disk, a
+    # failover) every request queued its record without limit and waited out the stall.
+    # At most 1 TiB: a larger figure is a slip of the units, not a host's memory.
+    max_pending_bytes: int = Field(default=256 * 2**20, ge=1, le=2**40)
 
 
 class ScoringConfig(_Frozen):

@@ -201,6 +201,7 @@ class Daemon:
             self.store,
             metrics=self.metrics,
             max_batch=config.recording.max_batch,
+            max_pending_bytes=config.recording.max_pending_bytes,
         )
         self.runtime = ScoringRuntime(
             config=config,

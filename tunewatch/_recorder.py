@@ -25,6 +25,17 @@ records failed with it untried, what is left in the queue when the recorder clos
 each hand-off of shadow outputs after it closed (a shadow drain that finished during
 shutdown). Shadow outputs have no request to answer 503, so that count is the only trace
 of their loss.
+
+The records waiting for the store are bounded in bytes (``max_pending_bytes``: inputs,
+outputs and an estimate of each record's objects, from their hand-over until their group
+is written or failed). While the store stalls (a lock held for up to ``lock_timeout_s``, a
+slow disk, a failover) each request queued its record without limit and waited out the
+stall: 2,000 requests of 64 KiB held 125 MiB. Once the records waiting hold the bound, a
+new record fails at once with :class:`~tunewatch.StoreUnavailableError`, unqueued, so its
+request is answered 503 and never acknowledged; ``tunewatch_record_refusals_total`` counts
+them and the first refusal of a stall is logged, as is the first record taken after it.
+Shadow outputs are counted but never refused: they come from requests already recorded,
+through the bounded shadow queue.
 """
 
 from __future__ import annotations
@@ -34,7 +45,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -43,10 +54,15 @@ import numpy as np
 from monitor import ServingMetrics
 from shadow import use_batch_scheduling
 from tunewatch._errors import StoreError, StoreUnavailableError
+from tunewatch._outage_log import OutageLog
 from tunewatch.store import OutputRecord, RequestRecord, Source, Store
 from tunewatch.store import Role as OutputRole
 
 logger = logging.getLogger(__name__)
+
+#: What a request or output record takes besides its inputs or values: its dataclass,
+#: strings, timestamp, future and queue entry (about 780 bytes a request with one output).
+RECORD_OVERHEAD_BYTES = 512
 
 
 @dataclass(slots=True)
@@ -55,6 +71,15 @@ class _Pending:
     outputs: Sequence[OutputRecord]
     future: asyncio.Future[bool] | None
     loop: asyncio.AbstractEventLoop | None
+    nbytes: int  # its share of the bound
+
+
+@dataclass(slots=True)
+class _Batch:
+    """Records of one event-loop iteration, not yet handed to the writer."""
+
+    records: list[_Pending]
+    nbytes: int = 0
 
 
 _STOP = object()
@@ -70,7 +95,14 @@ class Recorder:
         metrics: ServingMetrics | None = None,
         max_batch: int = 512,
         hold_s: float = 0.05,
+        max_pending_bytes: int = 256 * 2**20,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        # ``max_pending_bytes``: once the records handed over and not yet written or failed
+        # (this loop's iteration's included) hold this many bytes, records are refused.
+        # ``now`` times a stall for its log.
+        self.max_pending_bytes = max_pending_bytes
+        self._pending_bytes = 0  # changed under ``_closing``
         self._store = store
         self._metrics = metrics
         self._max_batch = max_batch
@@ -79,10 +111,27 @@ class Recorder:
         self._queue: queue.SimpleQueue[list[_Pending] | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         # Records of the running event-loop iteration, per loop, not yet handed over.
-        self._batches: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+        self._batches: dict[asyncio.AbstractEventLoop, _Batch] = {}
         self._closed = False
-        self._closing = threading.Lock()  # nothing is handed over behind the stop marker
+        # nothing is handed over behind the stop marker; pending bytes change under it
+        self._closing = threading.Lock()
         self._late_outputs_logged = False
+        self._refusing = False  # since the last refusal no record was taken
+        self._refusals = threading.Lock()  # event loops of several threads refuse
+        self._stall = OutageLog(
+            logger,
+            what="queueing records for the store",
+            retry=(
+                "requests are answered 503 store_unavailable, unrecorded, until the records "
+                "waiting (recording.max_pending_bytes) are written or failed"
+            ),
+            now=now,
+        )
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of the records handed to the writer and not yet written or failed."""
+        return self._pending_bytes
 
     def start(self) -> None:
         if self._thread is None:
@@ -108,6 +157,7 @@ class Recorder:
         if left:
             logger.error("the recorder closed with %d records unwritten", len(left))
             self._count_failure()
+            self._release(left)
             _fail(left, _closed_error())
 
     def record(
@@ -117,16 +167,44 @@ class Recorder:
 
         The result is ``True`` when the request was new, ``False`` when its id was already
         recorded (its outputs were then not written). The future raises
-        :class:`~tunewatch.StoreError` when the commit failed.
+        :class:`~tunewatch.StoreError` when the commit failed, and is returned failed with
+        :class:`~tunewatch.StoreUnavailableError`, the record not queued, when the records
+        waiting hold ``max_pending_bytes`` or more.
         """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         batch = self._batches.get(loop)
+        waiting = self._pending_bytes + (batch.nbytes if batch is not None else 0)
+        if waiting >= self.max_pending_bytes:
+            self._refuse(future, waiting)
+            return future
+        if self._refusing:
+            self._stall_ended()
+        nbytes = _size(request, outputs)
         if batch is None:
-            batch = self._batches[loop] = []
+            batch = self._batches[loop] = _Batch([])
             loop.call_soon(self._hand_over, loop)
-        batch.append(_Pending(request, outputs, future, loop))
+        batch.records.append(_Pending(request, outputs, future, loop, nbytes))
+        batch.nbytes += nbytes
         return future
+
+    def _refuse(self, future: asyncio.Future[bool], waiting: int) -> None:
+        error = StoreUnavailableError(
+            f"the store is not keeping up: the records waiting for it hold {waiting} bytes, "
+            f"recording.max_pending_bytes is {self.max_pending_bytes}; not recorded"
+        )
+        future.set_exception(error)
+        with self._refusals:
+            self._refusing = True
+            self._stall.failed(error)
+        if self._metrics is not None:
+            self._metrics.record_refusals.inc()
+
+    def _stall_ended(self) -> None:
+        with self._refusals:
+            if self._refusing:
+                self._refusing = False
+                self._stall.succeeded()
 
     def record_outputs(self, outputs: Sequence[OutputRecord]) -> None:
         """Queue outputs nobody waits for (challengers scoring in shadow); any thread.
@@ -134,9 +212,11 @@ class Recorder:
         drain finishing after shutdown), and logged the first time."""
         if not outputs:
             return
+        nbytes = _size(None, outputs)
         with self._closing:
             if not self._closed:
-                self._queue.put([_Pending(None, outputs, None, None)])
+                self._pending_bytes += nbytes
+                self._queue.put([_Pending(None, outputs, None, None, nbytes)])
                 return
             first = not self._late_outputs_logged
             self._late_outputs_logged = True
@@ -152,9 +232,17 @@ class Recorder:
         batch = self._batches.pop(loop)
         with self._closing:
             if not self._closed:
-                self._queue.put(batch)
+                self._pending_bytes += batch.nbytes
+                self._queue.put(batch.records)
                 return
-        _fail(batch, _closed_error())
+        _fail(batch.records, _closed_error())
+
+    def _release(self, records: Sequence[_Pending]) -> None:
+        """Give back the share of the bound of records written or failed: before their
+        futures resolve, so that a request answered has left the bound."""
+        nbytes = sum(p.nbytes for p in records)
+        with self._closing:
+            self._pending_bytes -= nbytes
 
     def _run(self) -> None:
         use_batch_scheduling()  # waking the writer must not preempt the event loop
@@ -242,6 +330,7 @@ class Recorder:
             error,
         )
         self._count_failure()
+        self._release(failed)
         _fail(failed, error)
 
     def _count_failure(self) -> None:
@@ -275,6 +364,7 @@ class Recorder:
                 self._metrics.record_batch_size.observe(len(requests))
             if error is not None:
                 self._metrics.record_failures.inc()
+        self._release(group)
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bool], bool]]] = {}
         results = iter(inserted)
         for p in group:
@@ -284,6 +374,14 @@ class Recorder:
             by_loop.setdefault(p.loop, []).append((p.future, ok))
         _notify(by_loop, error)
         return error
+
+
+def _size(request: RequestRecord | None, outputs: Sequence[OutputRecord]) -> int:
+    """What a record takes of the bound: its inputs and values, and its objects."""
+    nbytes = RECORD_OVERHEAD_BYTES * len(outputs) + sum(len(o.values) for o in outputs)
+    if request is not None:
+        nbytes += RECORD_OVERHEAD_BYTES + len(request.inputs)
+    return nbytes
 
 
 def _drain(
