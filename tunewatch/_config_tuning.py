@@ -67,9 +67,9 @@ class TuningJobConfig(_Frozen):
 
     window_rows: int = Field(default=20_000, ge=10)
     min_rows: int = Field(default=200, ge=10)
-    # the champion's labelled reference rows before the traffic window; a tuned champion's
-    # reference is its own training rows, of which the traffic ones are left out (the
-    # window reads them again)
+    # the champion's labelled reference rows before the traffic window: a hand-registered
+    # or imported champion's whole reference, a tuned one's own traffic part (not the rows
+    # it inherited), less the rows the window reads again
     include_reference: bool = True
     # stratified: stratified k-fold for a classifier, shuffled k-fold for a regressor (no
     # classes to stratify by); time_series: forward-chaining folds over the rows in the

@@ -1,6 +1,8 @@
 """A re-tuning job's training window: the newest labelled traffic when the job was
 queued (labels old enough with ``comparison.label_maturity_s`` set), after the labelled
-reference rows of the champion it was queued against that are not earlier traffic."""
+rows the champion it was queued against was tuned on that the window does not read again:
+a hand-registered champion's whole reference; a tuned one's traffic part, not the rows
+it inherited itself (every later generation trained on, and stored, the first one's)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,10 @@ import numpy as np
 
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import ModelConfig
-from tunewatch._errors import TuningError
+from tunewatch._errors import NotFoundError, TuningError
+from tunewatch._evaluation_baseline import traffic_rows
 from tunewatch._reference import Reference
-from tunewatch.store import JobRow, ModelRow, Store, VersionRow
+from tunewatch.store import JobRow, ModelRow, Store, VersionRow, Window
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +33,11 @@ def training_window(
     """The newest requests holding ``window_rows`` rows, and the labels known, when
     ``job`` was created (every worker that joins or resumes the job trains on the same
     data), after the reference rows of ``parent`` (the champion the job was queued
-    against) that are not earlier traffic. With ``comparison.label_maturity_s`` set, only
-    requests at least that old then: younger ones hold only their early labels
-    (outcome-dependent delay), which would bias the training set towards the early class.
-    Returns the features, the labels and how many of the rows are traffic."""
+    against) it was tuned on and the window does not read again (:func:`_parent_rows`).
+    With ``comparison.label_maturity_s`` set, only requests at least that old then:
+    younger ones hold only their early labels (outcome-dependent delay), which would bias
+    the training set towards the early class. Returns the features, the labels and how
+    many of the rows are traffic (the last ones)."""
     tj = cfg.tuning
     matured_before = cfg.comparison.matured_before(job.created_at)
     window = store.window(
@@ -50,23 +54,23 @@ def training_window(
         assert parent is not None
         reference = Reference.from_bytes(artefacts.get(sha, ".npz"))
         if reference.labels is not None:
-            # a job's version holds its reference rows, then its traffic window's: the
-            # traffic is read again here, so only the rows before it are added
-            own = _reference_rows(parent, reference.labels.shape[0])
-            labels = np.asarray(reference.labels[:own], dtype=np.float64)
+            start, stop = _parent_rows(
+                store, cfg, parent, reference.labels.shape[0], window, labelled, job=job
+            )
+            labels = np.asarray(reference.labels[start:stop], dtype=np.float64)
             usable = _valid_labels(labels, model.task)
             if not usable.all():
                 logger.warning(
-                    "job=%d model=%s: %d of version %d's %d reference rows have no "
-                    "label valid for a %s model (unlabelled, or not a class); left out",
+                    "job=%d model=%s: %d of the %d reference rows taken from version %d "
+                    "have no label valid for a %s model (unlabelled, or not a class); left out",
                     job.id,
                     model.name,
                     int((~usable).sum()),
+                    stop - start,
                     parent.version,
-                    own,
                     model.task,
                 )
-            features = reference.features[:own][usable].astype(np.float32)
+            features = reference.features[start:stop][usable].astype(np.float32)
             x = np.vstack([features, x])
             y = np.concatenate([labels[usable], y])
     # too little traffic: say whether the label maturity left the rest out
@@ -126,13 +130,69 @@ def _valid_labels(labels: np.ndarray, task: str) -> np.ndarray:
     return np.asarray(usable)
 
 
-def _reference_rows(version: VersionRow, n: int) -> int:
-    """How many of ``version``'s ``n`` reference rows are not traffic: all of them, unless
-    a job of this store registered it (its reference is its training rows, the traffic
-    ones last). An imported version's traffic was another store's: none is read here."""
-    if "imported" in version.details:  # imports once kept the source's `traffic_rows` here
-        return n
-    traffic = version.details.get("traffic_rows")
-    if isinstance(traffic, int) and version.details.get("rows") == n:
-        return max(n - traffic, 0)
-    return n
+def _parent_rows(
+    store: Store,
+    cfg: ModelConfig,
+    parent: VersionRow,
+    n: int,
+    window: Window,
+    labelled: np.ndarray,
+    *,
+    job: JobRow,
+) -> tuple[int, int]:
+    """Which of ``parent``'s ``n`` reference rows ``job`` trains on, as ``[start, stop)``:
+    the rows ``parent`` was tuned on, the regime it serves.
+
+    A version a job of this store registered holds its training rows: the rows it took
+    from its own parent, then the traffic it was tuned on, its details' ``traffic_rows``
+    (:func:`tunewatch._evaluation_baseline.traffic_rows`, the part its monitors compare
+    with). Only that traffic is taken: the rows before it are an older regime (after a
+    drift, the one before it), and taking them carried the first version's rows into
+    every later generation. Of that traffic, the newest rows this job's window reads again
+    are left out, so no row is trained on twice (shuffled CV would score copies in training
+    and test folds): the window's rows received before ``parent``'s job's window ended and
+    labelled before that job was queued, which were its window's newest. A version
+    registered by hand or imported (its traffic was another store's: none is read here),
+    or one whose details tell no traffic part, gives all its rows."""
+    if "imported" in parent.details:  # imports once kept the source's `traffic_rows` here
+        return 0, n
+    own = traffic_rows(parent.details, n)
+    if own is None:
+        return 0, n
+    source = parent.details.get("job")
+    try:
+        queued = store.get_job(source).created_at if isinstance(source, int) else None
+    except NotFoundError:
+        queued = None
+    if queued is None:
+        logger.warning(
+            "job=%d model=%s: version %d's job (%r) cannot be read, so which of its %d "
+            "traffic rows this window reads again is not known; none of them is taken",
+            job.id,
+            parent.model,
+            parent.version,
+            source,
+            own,
+        )
+        return n - own, n - own
+    # its window ended at its queueing less the label maturity: this config's, as no
+    # version records the one its job ran with
+    ended = cfg.comparison.matured_before(queued) or queued
+    again = (
+        labelled
+        & (window.received_at < ended.timestamp())
+        & (window.label_received_at < queued.timestamp())
+    )
+    taken = own - min(int(again.sum()), own)
+    logger.info(
+        "job=%d model=%s: trains on %d of the %d traffic rows version %d was tuned on "
+        "(its window reads the other %d again) and none of the %d rows it inherited",
+        job.id,
+        parent.model,
+        taken,
+        own,
+        parent.version,
+        own - taken,
+        n - own,
+    )
+    return n - own, n - own + taken
