@@ -57,6 +57,7 @@ from tunewatch._config_paths import (
     beside,
     data_dir_beside,
     in_memory_sqlite,
+    same_database,
     without_nul,
 )
 from tunewatch._config_tuning import TuningJobConfig as TuningJobConfig
@@ -116,7 +117,9 @@ class RecordingConfig(_Frozen):
 
 
 class ScoringConfig(_Frozen):
-    intra_op_threads: int = Field(default=1, ge=1)
+    # at most 256: a larger count started that many onnxruntime threads a session, and
+    # one past 32 bits crashed `serve` at start with a traceback
+    intra_op_threads: int = Field(default=1, ge=1, le=256)
     # A served run (champion, split arm, shadow) still going after this long is stopped
     # and answered 503 `run_timeout`: a graph can loop for as long as its input says, and
     # the champion runs on the event loop. None: no deadline.
@@ -442,7 +445,8 @@ class TuningConfig(_Frozen):
 
 class Config(_Frozen):
     version: Literal[1] = 1
-    data_dir: str = ".tunewatch"
+    # not empty: '' (a template rendered blank) made the store the working directory's
+    data_dir: str = Field(default=".tunewatch", min_length=1)
     store: StoreConfig = StoreConfig()
     server: ServerConfig = ServerConfig()
     recording: RecordingConfig = RecordingConfig()
@@ -470,7 +474,8 @@ class Config(_Frozen):
                 f"`store.url` {url!r} is an in-memory SQLite database, which each "
                 "connection has its own of: give a file (sqlite:////path/tunewatch.db)"
             )
-        if self.tuning.storage_url is not None and self.tuning.storage_url == self.store_url:
+        storage = self.tuning.storage_url
+        if storage is not None and same_database(storage, self.store_url):
             raise ValueError(
                 "`tuning.storage_url` must not be the store's own database (`store.url`): "
                 "Optuna's tables and the store's share Alembic's version table there; give "

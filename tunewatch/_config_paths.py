@@ -7,9 +7,10 @@ are refused. Part of
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from tunewatch._errors import ConfigError
@@ -27,6 +28,38 @@ def in_memory_sqlite(url: str) -> bool:
     except ArgumentError:
         return False  # the store says why when it opens
     return not database or database == ":memory:" or "mode=memory" in database
+
+
+def same_database(a: str, b: str) -> bool:
+    """Whether URLs ``a`` and ``b`` name one database however they are spelt: the driver
+    (``postgresql://``, ``postgresql+psycopg://``), an omitted default port, the host's
+    case, the user, a SQLite path through a symlink or with ``..``. A URL that does not
+    parse (an Optuna journal file's path) is compared as written."""
+    if a == b:
+        return True
+    try:
+        url_a, url_b = make_url(a), make_url(b)
+    except ArgumentError:
+        return False
+    backend = url_a.get_backend_name()
+    if backend != url_b.get_backend_name():
+        return False
+    if backend == "sqlite":
+        if in_memory_sqlite(a) or in_memory_sqlite(b):
+            return False
+        paths = (url_a.database or "", url_b.database or "")
+        if any(p.startswith("file:") for p in paths):
+            return False  # URI filenames: told apart as written
+        resolved = [os.path.realpath(os.path.expanduser(p)) for p in paths]
+        return resolved[0] == resolved[1]
+
+    def where(url: URL) -> tuple[object, ...]:
+        port = url.port if url.port is not None else (5432 if backend == "postgresql" else None)
+        host = (url.host or "").lower()
+        # the schema a `-csearch_path=` option picks; other options (timeouts) do not move it
+        return host, port, url.database, url.query.get("options")
+
+    return where(url_a) == where(url_b)
 
 
 def anchored(url: str, base: Path) -> str:

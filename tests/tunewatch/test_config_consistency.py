@@ -268,3 +268,67 @@ def test_a_tuning_storage_in_the_store_s_own_database_is_a_config_error(tmp_path
         build_config(
             {"data_dir": str(tmp_path), "tuning": {"storage_url": default.store_url}}, env={}
         )
+
+
+@pytest.mark.parametrize(
+    ("store", "storage"),
+    [
+        (
+            "postgresql+psycopg://postgres@127.0.0.1:5432/tw",
+            "postgresql+psycopg://postgres@127.0.0.1/tw",
+        ),
+        ("postgresql+psycopg://postgres@DB.example:5432/tw", "postgresql://other@db.example/tw"),
+        (
+            "postgresql+psycopg://u@h/tw?options=-csearch_path%3Dx",
+            "postgresql://u@h/tw?options=-csearch_path%3Dx&connect_timeout=2",
+        ),
+    ],
+    ids=["default-port", "driver-host-case-user", "same-schema-other-options"],
+)
+def test_a_tuning_storage_in_the_store_s_database_spelt_otherwise_is_a_config_error(
+    store: str, storage: str
+) -> None:
+    """The check compared the URLs as strings: the same database without its default port
+    loaded, and every retune then failed on Optuna's schema check in the store's database."""
+    with pytest.raises(ConfigError, match="must not be the store's own database"):
+        build_config({"store": {"url": store}, "tuning": {"storage_url": storage}}, env={})
+
+
+def test_a_tuning_storage_through_a_symlink_to_the_store_s_file_is_a_config_error(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    store = f"sqlite:///{tmp_path}/real/tw.db"
+    for storage in (
+        f"sqlite:///{tmp_path}/link/tw.db",
+        f"sqlite+pysqlite:///{tmp_path}/real/tw.db",
+    ):
+        with pytest.raises(ConfigError, match="must not be the store's own database"):
+            build_config({"store": {"url": store}, "tuning": {"storage_url": storage}}, env={})
+
+
+@pytest.mark.parametrize(
+    ("store", "storage"),
+    [
+        ("postgresql+psycopg://u@h/tw", "postgresql+psycopg://u@h/optuna"),
+        ("postgresql+psycopg://u@h/tw", "postgresql+psycopg://u@h/tw?options=-csearch_path%3Dopt"),
+        ("postgresql+psycopg://u@h:5433/tw", "postgresql+psycopg://u@h/tw"),
+    ],
+    ids=["other-database", "other-schema", "other-port"],
+)
+def test_a_tuning_storage_of_its_own_is_accepted(store: str, storage: str) -> None:
+    config = build_config({"store": {"url": store}, "tuning": {"storage_url": storage}}, env={})
+    assert config.tuning.storage_url == storage
+
+
+def test_an_empty_data_dir_is_a_config_error() -> None:
+    """'' (a template rendered blank) put the store in whatever directory a command ran from."""
+    with pytest.raises(ConfigError, match="data_dir"):
+        build_config({"data_dir": ""}, env={})
+
+
+def test_intra_op_threads_has_a_ceiling() -> None:
+    """3,000,000,000 loaded and `serve` then crashed at start with a TypeError traceback."""
+    with pytest.raises(ConfigError, match="scoring.intra_op_threads"):
+        build_config({"scoring": {"intra_op_threads": 2**31}}, env={})
