@@ -87,15 +87,21 @@ def test_a_rewritten_worker_config_is_the_owners_only(tmp_path: Path) -> None:
     assert str(load_config(path, env={}).data_dir) == str(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["", "# nothing but a comment\n\n", "---\n...\n"],
+    ids=["empty", "comments", "no-document"],
+)
 def test_worker_refuses_an_empty_config_file_naming_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], text: str
 ) -> None:
     """An empty file was read as the built-in defaults: a new store made and migrated
-    under the working directory, then "job 1 does not exist"."""
+    under the working directory, then "job 1 does not exist". So was one holding only
+    comments, or an empty YAML document."""
     for name in (ENV_DATA_DIR, ENV_STORE_URL, "TUNEWATCH_CONFIG"):
         monkeypatch.delenv(name, raising=False)
     empty = tmp_path / "worker-config.yaml"
-    empty.write_text("")
+    empty.write_text(text)
     monkeypatch.chdir(tmp_path)
     assert main(["--config", str(empty), "worker", "--job", "1"]) == 2
     err = capsys.readouterr().err

@@ -117,11 +117,25 @@ def _refuse_an_empty_config(args: argparse.Namespace) -> None:
     named = args.config if args.config is not None else os.environ.get("TUNEWATCH_CONFIG")
     if not named or not Path(named).is_file():  # config_of says why, or load_config does
         return
-    if not read_config_text(Path(named)).strip():
+    text = read_config_text(Path(named))
+    if not text.strip() or _holds_no_document(text):
         raise ConfigError(
-            f"configuration file {named} is empty: a worker runs on its daemon's "
-            "configuration (worker-config.yaml in its data_dir), not the built-in defaults"
+            f"configuration file {named} is empty (or comments only): a worker runs on its "
+            "daemon's configuration (worker-config.yaml in its data_dir), not the built-in "
+            "defaults"
         )
+
+
+def _holds_no_document(text: str) -> bool:
+    """Whether YAML ``text`` holds nothing (comments only, an empty document), which
+    ``load_config`` reads as the built-in defaults too. Text that does not parse is left
+    for ``load_config`` to refuse, with its message."""
+    import yaml
+
+    try:
+        return yaml.safe_load(text) is None
+    except yaml.YAMLError:
+        return False
 
 
 def _trained(progress: dict[str, Any]) -> tuple[int, int]:
