@@ -35,8 +35,10 @@ class _Loader(yaml.SafeLoader):
 def _refuse_duplicate_keys(loader: yaml.SafeLoader, root: yaml.Node) -> None:
     """Raise ``DuplicateKeyError`` naming the key path and both lines of the first key
     given twice in one mapping. A merge key's (``<<: *base``) entries are defaults the
-    mapping's own keys override, not duplicates. Each node is visited once, however many
-    aliases name it."""
+    mapping's own keys override, not duplicates; but a key two merged mappings give
+    differently, and a second ``<<``, are refused: PyYAML 6 kept one of the two values by
+    the key string's identity, so CPython's interning chose it. Each node is visited once,
+    however many aliases name it."""
     seen: set[int] = set()
     stack: list[tuple[yaml.Node, str]] = [(root, "")]
     while stack:
@@ -50,7 +52,7 @@ def _refuse_duplicate_keys(loader: yaml.SafeLoader, root: yaml.Node) -> None:
         elif isinstance(node, yaml.MappingNode):
             lines: dict[Any, int] = {}
             for key, value in node.value:
-                if key.tag == "tag:yaml.org,2002:merge" or not isinstance(key, yaml.ScalarNode):
+                if key.tag == _MERGE or not isinstance(key, yaml.ScalarNode):
                     stack.append((value, path))
                     continue
                 name = loader.construct_object(key)
@@ -63,6 +65,61 @@ def _refuse_duplicate_keys(loader: yaml.SafeLoader, root: yaml.Node) -> None:
                     )
                 lines[name] = line
                 stack.append((value, f"{prefix}{key.value}"))
+            _refuse_disagreeing_merges(loader, node, prefix, set(lines))
+
+
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _merged(node: yaml.MappingNode) -> list[yaml.MappingNode]:
+    """The mappings ``node``'s merge keys name, in order (other values PyYAML refuses)."""
+    merged: list[yaml.MappingNode] = []
+    for key, value in node.value:
+        if key.tag == _MERGE:
+            items = value.value if isinstance(value, yaml.SequenceNode) else [value]
+            merged.extend(item for item in items if isinstance(item, yaml.MappingNode))
+    return merged
+
+
+def _refuse_disagreeing_merges(
+    loader: yaml.SafeLoader, node: yaml.MappingNode, prefix: str, own: set[Any]
+) -> None:
+    """Refuse a key, not given in ``node`` itself, that two of its merged mappings give
+    with different values, and a second ``<<`` in ``node``."""
+    found: dict[int, dict[Any, tuple[yaml.Node, yaml.Node]]] = {}
+
+    def keys(mapping: yaml.MappingNode) -> dict[Any, tuple[yaml.Node, yaml.Node]]:
+        # A mapping's keys with their key and value nodes, its merged ones included.
+        if id(mapping) not in found:
+            found[id(mapping)] = {}  # a mapping merging itself: PyYAML's to refuse
+            given: dict[Any, tuple[yaml.Node, yaml.Node]] = {}
+            for source in _merged(mapping):
+                for name, pair in keys(source).items():
+                    given.setdefault(name, pair)
+            for key, value in mapping.value:
+                if key.tag != _MERGE and isinstance(key, yaml.ScalarNode):
+                    given[loader.construct_object(key)] = (key, value)
+            found[id(mapping)] = given
+        return found[id(mapping)]
+
+    merged: dict[Any, tuple[yaml.Node, yaml.Node]] = {}
+    for source in _merged(node):
+        for name, (key, value) in keys(source).items():
+            first_key, first_value = merged.setdefault(name, (key, value))
+            if name not in own and first_value is not value:
+                raise DuplicateKeyError(
+                    f"{prefix}{key.value}",
+                    f"merged mappings disagree: both give it, at lines "
+                    f"{first_key.start_mark.line + 1} and {key.start_mark.line + 1} (YAML "
+                    "readers keep either one); give it in one of them, or in this mapping",
+                )
+    merges = [key.start_mark.line + 1 for key, _ in node.value if key.tag == _MERGE]
+    if len(merges) > 1:
+        raise DuplicateKeyError(
+            f"{prefix}<<",
+            f"a key may be given once in a mapping, got it at lines {merges[0]} and "
+            f"{merges[1]}; merge several mappings with one: `<<: [*a, *b]`",
+        )
 
 
 def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
