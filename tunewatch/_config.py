@@ -463,6 +463,17 @@ class Config(_Frozen):
         return str(without_nul(value, "a directory name"))
 
     @model_validator(mode="after")
+    def _data_dir_is_a_directory(self) -> Config:
+        """A ``data_dir`` naming a file (``/etc/passwd``) was refused by the store's
+        ``mkdir`` as "[Errno 17] File exists", naming neither the key nor the rule."""
+        if (
+            Path(self.data_dir).expanduser().exists()
+            and not Path(self.data_dir).expanduser().is_dir()
+        ):
+            raise ValueError(f"`data_dir` must be a directory, got a file: {self.data_dir!r}")
+        return self
+
+    @model_validator(mode="after")
     def _stores_of_their_own(self) -> Config:
         """An in-memory SQLite store is each connection's own (the daemon reported ready
         while every other thread read an empty database), and the tuning storage in the

@@ -332,3 +332,12 @@ def test_intra_op_threads_has_a_ceiling() -> None:
     """3,000,000,000 loaded and `serve` then crashed at start with a TypeError traceback."""
     with pytest.raises(ConfigError, match="scoring.intra_op_threads"):
         build_config({"scoring": {"intra_op_threads": 2**31}}, env={})
+
+
+def test_a_data_dir_naming_a_file_is_a_config_error(tmp_path: Path) -> None:
+    """It was refused by the store's mkdir as "[Errno 17] File exists", naming neither the
+    key nor the rule."""
+    a_file = tmp_path / "not-a-dir"
+    a_file.write_text("x")
+    with pytest.raises(ConfigError, match="`data_dir` must be a directory"):
+        build_config({"data_dir": str(a_file)}, env={})
