@@ -661,7 +661,8 @@ def build_config(
         context = None if config_dir is None else {"config_dir": str(config_dir)}
         return Config.model_validate(data, context=context)
     except ValidationError as exc:
-        raise ConfigError(format_errors(exc, source)) from exc
+        # not chained: a traceback rendered pydantic's whole input, YAML aliases expanded
+        raise ConfigError(format_errors(exc, source)) from None
 
 
 def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Config:

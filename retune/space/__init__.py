@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING
 from monitor._lazy import lazy_front
 
 if TYPE_CHECKING:
-    from retune.space._params import CategoricalParam, Choice, FloatParam, IntParam, Param
+    from retune.space._params import (
+        CategoricalParam,
+        Choice,
+        FloatParam,
+        IntParam,
+        Param,
+        shown,
+    )
     from retune.space._pipeline import build_pipeline, fit_pipeline
     from retune.space._space import (
         FORMAT_VERSION,
@@ -32,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "FloatParam": "retune.space._params",
     "IntParam": "retune.space._params",
     "Param": "retune.space._params",
+    "shown": "retune.space._params",
     "DEFAULTS": "retune.space._vocabulary",
     "KNOWN_PARAMS": "retune.space._vocabulary",
     "build_pipeline": "retune.space._pipeline",
@@ -72,6 +80,7 @@ __all__ = [
     "load_search_space",
     "parse_search_space",
     "read_yaml",
+    "shown",
 ]
 
 __getattr__, __dir__ = lazy_front(__name__, _EXPORTS)

@@ -8,9 +8,12 @@ between two choices). Safe ranges are what promotion may deploy without an appro
 from __future__ import annotations
 
 import decimal
+import itertools
 import math
 import re
-from typing import Annotated, Literal
+import reprlib
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -206,12 +209,54 @@ class CategoricalParam(_Frozen):
         return out
 
 
-def shown(value: object) -> str:
-    """``repr(value)`` fit for a message: a run of more than 24 digits (a number past any
-    bound) as its first and last digits and its length, ``1000000000…0000 (401 digits)``."""
-    return re.sub(
-        r"\d{25,}", lambda m: f"{m[0][:10]}…{m[0][-4:]} ({len(m[0])} digits)", repr(value)
+class _BoundedRepr(reprlib.Repr):
+    """``repr`` to a bound: three levels of containers, eight items of each, 200 characters
+    of a string (redacted first, by ``redact``) or of any other value. It visits only what
+    it shows: YAML aliases make a few hundred bytes a list of 10**9 elements, which a whole
+    ``repr`` (or a copy) expanded, taking time and memory exponential in their depth."""
+
+    def __init__(self, redact: Callable[[str], str] | None) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxtuple = self.maxlist = self.maxdict = 8
+        self.maxset = self.maxfrozenset = self.maxdeque = 8
+        self.maxstring = self.maxother = 200
+        self.maxlong = 5000  # a long integer is shortened by `shown`, which names its length
+        self._redact = redact
+
+    def repr1(self, x: Any, level: int) -> str:
+        if isinstance(x, str):  # a subclass too: only a string is redacted
+            return self.repr_str(x if self._redact is None else self._redact(x), level)
+        return super().repr1(x, level)
+
+    def repr_dict(self, x: Any, level: int) -> str:
+        """In the mapping's order, as ``repr`` (``reprlib`` sorts the keys)."""
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{" + self.fillvalue + "}"
+        items = [
+            f"{self.repr1(key, level - 1)}: {self.repr1(item, level - 1)}"
+            for key, item in itertools.islice(x.items(), self.maxdict)
+        ]
+        return "{" + ", ".join(items + [self.fillvalue] * (len(x) > self.maxdict)) + "}"
+
+
+#: The most characters :func:`shown` gives, past which it ends with ``…``.
+MAX_SHOWN = 1000
+
+
+def shown(value: object, *, redact: Callable[[str], str] | None = None) -> str:
+    """``repr(value)`` fit for a message: bounded (:class:`_BoundedRepr`, each string
+    passed through ``redact`` before it is cut; at most :data:`MAX_SHOWN` characters), and
+    a run of more than 24 digits (a number past any bound) as its first and last digits and
+    its length, ``1000000000…0000 (401 digits)``."""
+    text = re.sub(
+        r"\d{25,}",
+        lambda m: f"{m[0][:10]}…{m[0][-4:]} ({len(m[0])} digits)",
+        _BoundedRepr(redact).repr(value),
     )
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "…"
 
 
 def grid_bounds(low: float, step: float, lo: float, hi: float) -> tuple[float, float] | None:

@@ -272,7 +272,7 @@ def parse_search_space(data: Mapping[str, Any]) -> SearchSpace:
             f"{first['msg']} (input {shown(first.get('input'))})"
             + (f"; {exc.error_count() - 1} more error(s)" if exc.error_count() > 1 else ""),
             path=_key_path(first["loc"]),
-        ) from exc
+        ) from None  # chained, a traceback rendered pydantic's whole input (aliases expanded)
     _check_vocabulary(space)
     return space
 
