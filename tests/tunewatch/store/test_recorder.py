@@ -9,43 +9,19 @@ import logging
 import sqlite3
 import threading
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pytest
 from frozen_proxy import FreezableProxy
+from record_helpers import output_record as _output
+from record_helpers import request_record as _request
 
 from monitor import ServingMetrics
 from tunewatch._errors import StoreError, StoreUnavailableError
 from tunewatch._recorder import Recorder
-from tunewatch.store import OutputRecord, RequestRecord, Store
+from tunewatch.store import OutputRecord, Store
 from tunewatch.store._engine import DEFAULT_LOCK_TIMEOUT_S, sqlite_file
-
-
-def _request(rid: str) -> RequestRecord:
-    return RequestRecord(
-        model="m",
-        request_id=rid,
-        received_at=datetime.now(UTC),
-        source="infer",
-        n_rows=1,
-        n_cols=2,
-        inputs=np.array([[1.0, 2.0]], dtype=np.float32).tobytes(),
-    )
-
-
-def _output(rid: str, version: int = 1) -> OutputRecord:
-    return OutputRecord(
-        model="m",
-        request_id=rid,
-        version=version,
-        role="champion" if version == 1 else "challenger",
-        latency_s=0.001,
-        n_rows=1,
-        n_cols=1,
-        values=np.array([[0.5]], dtype=np.float32).tobytes(),
-    )
 
 
 def _commits(metrics: ServingMetrics) -> tuple[float, float]:

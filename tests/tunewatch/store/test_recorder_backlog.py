@@ -12,23 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
 import pytest
-from sqlalchemy import make_url
+from record_helpers import table_locked
 
 from monitor import ServingMetrics
 from tunewatch import ConfigError, build_config
 from tunewatch._errors import StoreUnavailableError
 from tunewatch._recorder import Recorder
 from tunewatch.store import OutputRecord, RequestRecord, Store
-from tunewatch.store._engine import sqlite_file
 
 SIZE = 64 * 1024  # a record's inputs; its Python objects add well under half of it
 GIVE_UP_S = 10.0  # a guard against a hang, not a timing assertion
@@ -57,30 +53,6 @@ def _output(rid: str) -> OutputRecord:
         n_cols=1,
         values=b"\0" * 4,
     )
-
-
-@contextmanager
-def _table_locked(store_url: str) -> Iterator[Callable[[], None]]:
-    """Another session holds the lock a write of records needs until the block ends (or
-    it calls the release it is given): on SQLite the write lock (``BEGIN IMMEDIATE``),
-    on PostgreSQL ``LOCK TABLE requests IN ACCESS EXCLUSIVE MODE``."""
-    locker: Any
-    path = sqlite_file(store_url)
-    if path is not None:
-        locker = sqlite3.connect(path, isolation_level=None)
-        locker.execute("BEGIN IMMEDIATE")
-    else:
-        url = make_url(store_url)
-        schema = str(url.query["options"]).removeprefix("-csearch_path=")
-        locker = psycopg.connect(
-            f"host={url.host} port={url.port or 5432} user={url.username} dbname={url.database}"
-        )
-        locker.execute(f'LOCK TABLE "{schema}".requests IN ACCESS EXCLUSIVE MODE')
-    try:
-        yield locker.rollback
-    finally:
-        locker.rollback()
-        locker.close()
 
 
 def _opened(store_url: str, lock_timeout_s: float) -> tuple[Store, threading.Event]:
@@ -137,7 +109,7 @@ def test_records_past_the_bound_fail_at_once_and_those_within_it_are_written_aft
         return list(await asyncio.wait_for(asyncio.gather(*accepted), GIVE_UP_S))
 
     try:
-        with _table_locked(store_url) as release:
+        with table_locked(store_url) as release:
             assert asyncio.run(during_a_stall(release)) == [True, True, True]
         assert store.count_requests("m") == 3  # acknowledged is stored; refused is not
         assert store.get_request("m", "r3") is None and store.get_request("m", "r4") is None
@@ -164,7 +136,7 @@ def test_records_failed_by_an_unavailable_store_give_back_their_share_of_the_bou
         return results[0], recorder.pending_bytes == 0
 
     try:
-        with _table_locked(sqlite_url):
+        with table_locked(sqlite_url):
             failed, freed = asyncio.run(past_the_lock_timeout())
         assert isinstance(failed, StoreUnavailableError)  # answered 503, and not held
         assert freed
@@ -193,7 +165,7 @@ def test_a_stall_s_refusals_are_logged_once_and_its_end_once(
 
     try:
         with caplog.at_level(logging.INFO, logger="tunewatch._recorder"):
-            with _table_locked(sqlite_url) as release:
+            with table_locked(sqlite_url) as release:
                 assert asyncio.run(stall(release)) is True
             assert asyncio.run(_record_one(recorder, "a")) is True
             assert asyncio.run(_record_one(recorder, "b")) is True
@@ -235,7 +207,7 @@ def test_shadow_outputs_count_towards_the_bound_and_are_never_refused(
 
     try:
         assert asyncio.run(_record_one(recorder, "r0")) is True
-        with _table_locked(sqlite_url) as release:
+        with table_locked(sqlite_url) as release:
             asyncio.run(stall(release))
         recorder.close()  # writes what is queued
         assert store.count_outputs("m", 2) == 1

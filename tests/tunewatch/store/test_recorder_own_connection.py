@@ -7,37 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from datetime import UTC, datetime
 
-import numpy as np
+from record_helpers import output_record, request_record
 
 from tunewatch._recorder import Recorder
-from tunewatch.store import OutputRecord, RequestRecord, Store
-
-
-def _request(rid: str) -> RequestRecord:
-    return RequestRecord(
-        model="m",
-        request_id=rid,
-        received_at=datetime.now(UTC),
-        source="infer",
-        n_rows=1,
-        n_cols=2,
-        inputs=np.array([[1.0, 2.0]], dtype=np.float32).tobytes(),
-    )
-
-
-def _output(rid: str) -> OutputRecord:
-    return OutputRecord(
-        model="m",
-        request_id=rid,
-        version=1,
-        role="champion",
-        latency_s=0.001,
-        n_rows=1,
-        n_cols=1,
-        values=np.array([[0.5]], dtype=np.float32).tobytes(),
-    )
+from tunewatch.store import Store
 
 
 def test_a_pool_held_by_other_store_traffic_does_not_hold_the_scoring_log(
@@ -53,7 +27,7 @@ def test_a_pool_held_by_other_store_traffic_does_not_hold_the_scoring_log(
         try:
 
             async def score() -> bool:
-                return await recorder.record(_request("r1"), [_output("r1")])
+                return await recorder.record(request_record("r1"), [output_record("r1")])
 
             assert asyncio.run(score()) is True
         finally:

@@ -6,22 +6,20 @@ with it too, at a client-side deadline."""
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import pytest
 from frozen_proxy import FreezableProxy
+from record_helpers import table_locked
 from sqlalchemy import event, make_url
 
 from tunewatch import StoreUnavailableError
 from tunewatch.store import LabelItem, RequestRecord, Store, make_engine
-from tunewatch.store._engine import sqlite_file
 
 #: The timeout the tests configure, and how long a test waits for the blocked write
 #: before it gives up (releasing the lock, so a store that does not time out fails the
@@ -32,30 +30,6 @@ GIVE_UP_S = 10.0
 
 def _record(request_id: str) -> RequestRecord:
     return RequestRecord("m", request_id, datetime.now(UTC), "infer", 1, 1, b"\0" * 4)
-
-
-@contextmanager
-def _table_locked(store_url: str) -> Iterator[Callable[[], None]]:
-    """Another session holds the lock a write to ``requests`` needs until the block ends
-    (or it calls the release it is given): on PostgreSQL ``LOCK TABLE requests IN ACCESS
-    EXCLUSIVE MODE``, on SQLite the write lock (``BEGIN IMMEDIATE``)."""
-    locker: Any
-    path = sqlite_file(store_url)
-    if path is not None:
-        locker = sqlite3.connect(path, isolation_level=None)
-        locker.execute("BEGIN IMMEDIATE")
-    else:
-        url = make_url(store_url)
-        schema = str(url.query["options"]).removeprefix("-csearch_path=")
-        locker = psycopg.connect(
-            f"host={url.host} port={url.port or 5432} user={url.username} dbname={url.database}"
-        )
-        locker.execute(f'LOCK TABLE "{schema}".requests IN ACCESS EXCLUSIVE MODE')
-    try:
-        yield locker.rollback
-    finally:
-        locker.rollback()
-        locker.close()
 
 
 def _blocked_call(
@@ -97,7 +71,7 @@ def test_a_scoring_log_write_blocked_by_a_lock_fails_as_unavailable_after_the_ti
 ) -> None:
     """The recorder's group commit: on PostgreSQL a `LOCK TABLE`, a plain `CREATE INDEX`
     or `VACUUM FULL` made every scoring request wait with no limit."""
-    with _table_locked(store_url) as release:
+    with table_locked(store_url) as release:
         error, elapsed = _blocked_call(
             lambda: timed_store.write_records([_record("r2")], []), release
         )
@@ -112,7 +86,7 @@ def test_a_label_write_blocked_by_a_lock_fails_as_unavailable_after_the_timeout(
 ) -> None:
     """Every writing transaction, not only the scoring log's, has the lock timeout
     (PostgreSQL's `lock_not_available`); the label's foreign key reads `requests`."""
-    with _table_locked(store_url) as release:
+    with table_locked(store_url) as release:
         error, elapsed = _blocked_call(
             lambda: timed_store.add_labels("m", [LabelItem("r1", 1.0)]), release
         )
