@@ -57,6 +57,7 @@ from tunewatch._config_paths import (
     beside,
     data_dir_beside,
     in_memory_sqlite,
+    openable_storage,
     same_database,
     without_nul,
 )
@@ -439,8 +440,9 @@ class TuningConfig(_Frozen):
 
     @field_validator("storage_url")
     @classmethod
-    def _no_nul(cls, value: str | None) -> str | None:
-        return without_nul(value, "a database URL or journal file", url=True)
+    def _openable(cls, value: str | None) -> str | None:
+        value = without_nul(value, "a database URL or journal file", url=True)
+        return None if value is None else openable_storage(value)
 
 
 class Config(_Frozen):

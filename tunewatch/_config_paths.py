@@ -62,6 +62,38 @@ def same_database(a: str, b: str) -> bool:
     return where(url_a) == where(url_b)
 
 
+#: The DB-API driver of each backend tunewatch installs (as the store's URLs are checked).
+_DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
+
+
+def openable_storage(url: str) -> str:
+    """``url`` if it is an Optuna journal file's path (no ``://``) or a SQLite or
+    PostgreSQL URL with the installed driver, else ``ValueError`` saying why: a tuning
+    storage no worker can open (``foo://x``) loaded, and every retune failed."""
+    if "://" not in url:
+        return url
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise ValueError(
+            "a tuning storage must be a sqlite or postgresql URL or a journal file's path; "
+            "SQLAlchemy cannot parse this URL (a port that is not a number, say)"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in _DRIVERS:
+        raise ValueError(
+            "a tuning storage must be a sqlite or postgresql URL or a journal file's path, "
+            f"got backend {backend!r}"
+        )
+    driver = parsed.get_driver_name()  # loads the dialect: known ones only
+    if driver != _DRIVERS[backend]:  # another one is not installed: each job failed
+        raise ValueError(
+            f"a tuning storage on {backend} must use the driver {_DRIVERS[backend]!r} (the "
+            f"one installed) or none, got driver {driver!r}"
+        )
+    return url
+
+
 def anchored(url: str, base: Path) -> str:
     """``url`` with a relative SQLite database path made absolute under ``base``; any
     other URL (an absolute or ``~/`` path, ``sqlite://`` in memory, a ``file:`` URI,

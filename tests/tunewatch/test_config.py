@@ -962,3 +962,36 @@ def test_a_store_lock_timeout_that_is_no_positive_finite_number_up_to_600_s_is_a
 ) -> None:
     with pytest.raises(ConfigError, match=rf"\n  store\.lock_timeout_s: Input should be {rule}"):
         build_config({"store": {"lock_timeout_s": value}}, env={})
+
+
+@pytest.mark.parametrize(
+    ("url", "rule"),
+    [
+        pytest.param("foo://x", "got backend 'foo'", id="unknown-backend"),
+        pytest.param("mysql://ops:secret@db/optuna", "got backend 'mysql'", id="mysql"),
+        pytest.param(
+            "postgresql+asyncpg://ops:secret@db/optuna", "driver 'asyncpg'", id="other-driver"
+        ),
+        pytest.param("postgresql://db:port/optuna", "cannot parse", id="unparseable"),
+    ],
+)
+def test_a_tuning_storage_url_no_worker_could_open_is_a_config_error(url: str, rule: str) -> None:
+    """`tuning.storage_url: foo://x` loaded, and every retune failed when its worker opened
+    the study; the store's URL was refused at once for the same value."""
+    with pytest.raises(ConfigError, match=r"tuning\.storage_url") as info:
+        build_config({"tuning": {"storage_url": url}}, env={})
+    assert rule in info.value.message
+    assert "secret" not in info.value.message  # a URL's password is not shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:////data/optuna.db",
+        "postgresql://ops@db/optuna",
+        "postgresql+psycopg://ops@db:5433/optuna",
+        "/data/studies.log",  # Optuna's journal file
+    ],
+)
+def test_a_tuning_storage_a_worker_can_open_loads(url: str) -> None:
+    assert build_config({"tuning": {"storage_url": url}}, env={}).tuning.storage_url == url
