@@ -161,6 +161,18 @@ def test_a_challengers_looks_past_the_limit_say_older_ones_exist(
     assert len(captured.out.splitlines()) == 4 and _notices(captured.err) == []
 
 
+def test_a_challenger_with_no_looks_says_so(
+    sqlite_backend: tuple[Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``comparisons --challenger`` of a version never compared printed nothing at all,
+    which read as a command that did not run."""
+    config, _ = sqlite_backend
+    capsys.readouterr()
+
+    assert run(config, "comparisons", MODEL, "--challenger", "2") == 0
+    assert capsys.readouterr().out == "no looks at credit version 2 yet\n"
+
+
 def test_evaluate_says_when_more_events_exist_than_the_five_it_shows(
     sqlite_backend: tuple[Path, str], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -167,7 +167,9 @@ def cmd_comparisons(args: argparse.Namespace) -> int:
                     f"{look.created_at:%Y-%m-%d %H:%M:%S} v{look.champion_version} "
                     f"{_look_line(look)}"
                 )
-            if len(looks) > args.limit:
+            if not looks:
+                print(f"no looks at {args.model} version {args.challenger} yet")
+            elif len(looks) > args.limit:
                 say_held_back(
                     f"{args.limit} newest looks of {args.model} version {args.challenger} shown"
                 )
