@@ -245,12 +245,15 @@ def _decision_section(
         rows.append(
             (a.at.isoformat(), _action(a, version), a.actor, str(a.details.get("reason", "")))
         )
-    approvals = [a for a in store.list_approvals(model=model, limit=1000) if a.version == version]
+    approvals = store.list_approvals(model=model, version=version, limit=1000)
     extra: Sequence[Row] = tuple(
         (
             f"approval {a.id}",
             f"{a.status} by {a.decided_by or '—'} (requested by "
-            f"{a.requested_by}; rules: {', '.join(a.rules)})",
+            f"{a.requested_by}; rules: {', '.join(a.rules)})"
+            # why: a request closed undecided (superseded, its version pulled) read as
+            # the named person's rejection
+            + (f": {a.decision_reason}" if a.decision_reason else ""),
         )
         for a in approvals
     )

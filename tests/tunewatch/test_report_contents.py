@@ -295,3 +295,48 @@ def test_the_report_of_a_replaced_champion_names_its_successor_who_and_why(
     # restored by a rollback, it is the champion again: no longer "replaced by"
     daemon.store.rollback(MODEL, actor="bob", reason="pager")
     assert "replaced by**" not in _section(_report(daemon, 1), "Version")
+
+
+def test_a_version_s_approval_is_in_its_report_behind_a_thousand_newer_ones(
+    daemon: Daemon,
+) -> None:
+    """The report read the model's newest 1,000 approvals and kept the version's: behind
+    that many newer requests (other versions, a long-lived model) its approver vanished
+    from the report a regulator reads."""
+    from tunewatch.store._schema import approvals
+
+    asked = daemon.store.request_approval(
+        MODEL, 2, requested_by="alice", reason="regulated", rules=["regulated"]
+    )
+    with daemon.store.engine.begin() as conn:  # other versions' requests, newer
+        conn.execute(
+            approvals.insert(),
+            [
+                {
+                    "model": MODEL,
+                    "version": 1000 + i,
+                    "requested_by": "carol",
+                    "reason": "r",
+                    "rules": ["regulated"],
+                    "status": "rejected",
+                    "created_at": asked.created_at,
+                }
+                for i in range(1000)
+            ],
+        )
+    decisions = _section(_report(daemon, 2), "Decisions and approvals")
+    assert f"approval {asked.id}" in decisions and "requested by alice" in decisions
+
+
+def test_an_approval_closed_without_a_decision_says_why_in_the_report(daemon: Daemon) -> None:
+    """A request closed because its version was retired read "rejected by bob", as if an
+    approver had turned it down: the report now gives the reason it was closed."""
+    asked = daemon.store.request_approval(
+        MODEL, 2, requested_by="alice", reason="regulated", rules=["regulated"]
+    )
+    daemon.store.set_stage(MODEL, 2, "retired", actor="bob", reason="pulled")
+    decisions = _section(_report(daemon, 2), "Decisions and approvals")
+    assert (
+        f"- **approval {asked.id}**: rejected by bob (requested by alice; rules: regulated): "
+        "not promoted: v2 was retired since the request (pulled)" in decisions
+    )

@@ -368,13 +368,20 @@ def get_approval(conn: Connection, approval_id: int) -> ApprovalRow:
 
 
 def list_approvals(
-    conn: Connection, *, model: str | None, status: str | None, limit: int
+    conn: Connection,
+    *,
+    model: str | None,
+    status: str | None,
+    limit: int,
+    version: int | None = None,
 ) -> list[ApprovalRow]:
     if holds_nul(model):
         return []
     stmt = select(approvals)
     if model is not None:
         stmt = stmt.where(approvals.c.model == model)
+    if version is not None:
+        stmt = stmt.where(approvals.c.version == version)
     if status is not None:
         stmt = stmt.where(approvals.c.status == status)
     return _approvals(conn, conn.execute(stmt.order_by(approvals.c.id.desc()).limit(limit)).all())

@@ -743,10 +743,18 @@ class Store:
             return _governance.get_approval(conn, approval_id)
 
     def list_approvals(
-        self, *, model: str | None = None, status: str | None = None, limit: int = 100
+        self,
+        *,
+        model: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        version: int | None = None,
     ) -> list[ApprovalRow]:
+        """Approval requests, newest first; ``version`` needs ``model`` to mean one."""
         with self._read("list_approvals") as conn:
-            return _governance.list_approvals(conn, model=model, status=status, limit=limit)
+            return _governance.list_approvals(
+                conn, model=model, status=status, limit=limit, version=version
+            )
 
     def rollback(
         self, model: str, *, actor: str, reason: str, expected_champion: int | None = None
