@@ -44,7 +44,7 @@ from tunewatch._recorder import Recorder, output_record
 from tunewatch._split import SplitConfig, route
 from tunewatch._unloadable import Unloadable
 from tunewatch.comparison._watched import watched_versions
-from tunewatch.store import ModelRow, Store, VersionRow
+from tunewatch.store import ModelRow, OutputRecord, Store, VersionRow
 from tunewatch.store._comparisons import ComparisonStore
 
 logger = logging.getLogger(__name__)
@@ -106,6 +106,8 @@ class ScoringRuntime:
         self._latency_children: dict[tuple[str, int, str, str], Any] = {}
         self._row_children: dict[str, Any] = {}
         self._error_versions: set[tuple[str, int]] = set()
+        # versions a shadow output of which could not be recorded: logged once each
+        self._unrecordable_versions: set[tuple[str, int]] = set()
         self.queue = ShadowQueue(
             maxsize=config.scoring.shadow_queue_size,
             on_result=self._on_shadow_results,
@@ -292,6 +294,7 @@ class ScoringRuntime:
                 if (model, version) not in live:
                     self.metrics.shadow_errors.remove(model, str(version))
                     self._error_versions.discard((model, version))
+            self._unrecordable_versions.intersection_update(live)
 
     def _challenger(self, v: VersionRow) -> LoadedVersion | None:
         """A shadow version, or ``None`` (logged) when its artefact cannot be loaded: a
@@ -450,10 +453,19 @@ class ScoringRuntime:
         self._rows(served.row.name).inc(x.shape[0])
         primary = chosen.model.signature.primary_output
         check_output(outputs[primary], primary)  # recorded as float32: refused, not inf
+        values = chosen.model.primary(outputs)
+        if values.ndim != 2 or values.shape[0] != x.shape[0]:
+            # recorded and compared row by row: a class-major [2, N] answer, or a rank-3
+            # one the recorder cannot hold (a 500), is the model's fault, as a NaN is
+            raise ShadowError(
+                f"the model's output {primary!r} must be a matrix of one row per input row "
+                f"({x.shape[0]}), got shape {outputs[primary].shape}",
+                code="output_shape_mismatch",
+            )
         return Scored(
             version=chosen,
             outputs=outputs,
-            primary=chosen.model.primary(outputs),
+            primary=values,
             latency_s=latency,
             challengers=challengers,
         )
@@ -521,14 +533,37 @@ class ScoringRuntime:
                 if hp is not None:
                     self._shadow_error(r.model, r.version).inc()
                 continue
+            try:  # job boundary: a result that cannot be recorded fails alone, not the drain
+                record = _shadow_record(r, now)
+            except Exception as exc:
+                self._unrecordable(r, hp, exc)
+                continue
             if r.latency_s is not None and hp is not None:  # a backlog batch has no latency
                 self._latency(r.model, r.version, hp, "challenger").observe(r.latency_s)
-            records.append(
-                output_record(
-                    r.model, r.request_id, r.version, "challenger", r.values, r.latency_s, now
-                )
-            )
+            records.append(record)
         self.recorder.record_outputs(records)
+
+    def _unrecordable(self, r: ShadowResult, hp: str | None, exc: Exception) -> None:
+        """Count a shadow result that cannot be recorded as its version's shadow error;
+        log it with its traceback the first time for the version (a bad challenger fails
+        every request it shadows: one line each drowned the log)."""
+        if hp is not None:
+            self._shadow_error(r.model, r.version).inc()
+        key = (r.model, r.version)
+        with self._series_lock:
+            first = key not in self._unrecordable_versions
+            self._unrecordable_versions.add(key)
+        if first:
+            logger.error(
+                "model=%s version=%d request=%s: shadow output not recorded, counted as a "
+                "shadow error (later ones of this version only counted in "
+                "tunewatch_shadow_errors_total): %s",
+                r.model,
+                r.version,
+                r.request_id,
+                exc,
+                exc_info=exc,
+            )
 
     def _shadow_error(self, model: str, version: int) -> Any:
         with self._series_lock:
@@ -547,6 +582,19 @@ class ScoringRuntime:
             return served.deployment.get(version).hyperparameter_set
         except LookupError:
             return None
+
+
+def _shadow_record(r: ShadowResult, now: datetime) -> OutputRecord:
+    """The record of a challenger's answer, which must be a matrix: one row per input
+    row (the shadow scoring checked the count), as the recorder keeps it."""
+    assert r.values is not None
+    if r.values.ndim != 2:
+        raise ShadowError(
+            "a shadow output must be a matrix of one row per input row, got shape "
+            f"{r.values.shape}",
+            code="output_shape_mismatch",
+        )
+    return output_record(r.model, r.request_id, r.version, "challenger", r.values, r.latency_s, now)
 
 
 class _Unexported:
