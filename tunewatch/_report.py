@@ -3,11 +3,15 @@
 For every version: what triggered it, the data window and its version, the search space
 (as the study searched it, whatever its file holds now) and warm-start plan, the trials
 and fold scores, the hyperparameter importances, the comparison evidence with intervals
-(that of the tests it lost or won as the champion, and of the rollbacks that would
-restore it, included), the guardrails, and the decisions with their approvers (a replaced
-champion's included) — all read back from the store, so a report can be rebuilt at any
-time and always says what the audit log says. The sections on how the version was
-searched are built by :mod:`tunewatch._report_search`.
+(that of the tests it lost or won as the champion, of the rollbacks that would restore
+it, and of the rollback watches that confirmed it, included), the guardrails, and the
+decisions with their approvers (a replaced champion's included). A version imported
+from another store says where from (the source's study, job and trigger, the bundle,
+who imported it) and has the import among its decisions. All is read back from the
+store, so a report can be rebuilt at any time and always says what the audit log says.
+The sections on how the version was searched are built by
+:mod:`tunewatch._report_search`, the comparison evidence by
+:mod:`tunewatch._report_evidence`.
 """
 
 from __future__ import annotations
@@ -21,13 +25,13 @@ from typing import Any
 from tunewatch._config import Config
 from tunewatch._governance import promotion_rules
 from tunewatch._report_document import Report, Row, Section, fmt
+from tunewatch._report_evidence import evidence_section
 from tunewatch._report_search import (
     importances_section,
     mapping,
     no_history,
     plan_section,
     searched_space,
-    sequence,
     space_named,
 )
 from tunewatch._version_metadata import finite_float
@@ -37,24 +41,19 @@ logger = logging.getLogger(__name__)
 
 #: The longest file name, in bytes, of the usual file systems (ext4, XFS, Btrfs, tmpfs).
 NAME_MAX = 255
-EVIDENCE = (
-    "challenger_better",
-    "challenger_worse",
-    "promotion_blocked",
-    "promotion_refused",
-    "promotion_failed",
-    "srm_detected",
-    "rollback_triggered",
-    "rollback_failed",
-)
+#: The audit entries of a bundle import. They target the model, not the versions, and
+#: map each bundled version to the target's (``versions``): the imported ones, those there
+#: already, and (``import_bundle_failed``) those an import registered before it failed.
+IMPORTS = ("import_bundle", "import_bundle_failed")
 
 
 def _trigger_rows(
-    details: dict[str, Any], imported: dict[str, Any] | None
+    details: dict[str, Any], imported: dict[str, Any] | None, importer: AuditEntry | None
 ) -> tuple[tuple[str, Any], ...]:
     """What made the version: its job's trigger; for a version imported from another
-    store, where it came from and the source's trigger (a bundle import moves them under
-    ``details.imported``: the job and trigger numbered that store's jobs)."""
+    store, where it came from, the source's study, job and trigger (a bundle import moves
+    them under ``details.imported``: they named that store's jobs), the bundle and who
+    imported it (``importer``: the audit entry that registered it here)."""
     trigger = mapping(details.get("trigger"))
     if imported is None:
         return tuple((str(k), v) for k, v in trigger.items()) or (
@@ -66,8 +65,14 @@ def _trigger_rows(
         ("imported from", f"{imported.get('model')} v{imported.get('version')}"),
         ("first registered as", f"{origin.get('model')} v{origin.get('version')}"),
         ("stage in the source", imported.get("stage")),
+        ("source study", imported.get("study")),
+        ("source job", imported.get("job")),
         ("bundle sha256", imported.get("bundle_sha256")),
         ("exported at", imported.get("exported_at")),
+        (
+            "imported by",
+            None if importer is None else f"{importer.actor} (at {importer.at.isoformat()})",
+        ),
         *((f"source trigger {k}", v) for k, v in source.items()),
     )
 
@@ -102,12 +107,12 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
                 ("artefact sha256", row.artefact_sha256),
                 ("hyperparameter set", row.hyperparameter_set_id),
                 ("parent version", row.parent_version),
-                ("study", row.study),
+                ("study", _study(row.study, imported)),
                 ("size (bytes)", row.size_bytes),
                 ("load memory (bytes)", row.load_memory_bytes),
             ),
         ),
-        Section("Trigger", rows=_trigger_rows(d, imported)),
+        Section("Trigger", rows=_trigger_rows(d, imported, _importer(decisions, version))),
         Section(
             "Data",
             rows=(
@@ -154,10 +159,19 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
                 ("measured p99 latency at batch 1 (s)", d.get("latency_p99_s")),
             ),
         ),
-        _evidence_section(store, model, version),
+        evidence_section(store, model, version),
         _decision_section(store, model, version, decisions),
     ]
     return Report(model=model, version=version, sections=tuple(sections))
+
+
+def _study(study: str | None, imported: dict[str, Any] | None) -> str | None:
+    """The version's study; for an imported one, the source's (study names number a
+    store's jobs: an import keeps it under ``details.imported``, not as the version's)."""
+    source = None if imported is None else imported.get("study")
+    if study is not None or source is None:
+        return study
+    return f"— (in the source store: {fmt(source)})"
 
 
 def _nested(value: Any) -> str | None:
@@ -173,77 +187,19 @@ def _nested(value: Any) -> str | None:
     return f"{mean:.4g} ± {std:.4g} over {n}{cold}"
 
 
-def _evidence_section(store: Store, model: str, version: int) -> Section:
-    rows: list[tuple[str, ...]] = [("event", "when", "details")]
-    for e in reversed(store.list_events(model=model, types=EVIDENCE, limit=100_000)):
-        role = _role(e.payload, version) if e.type in EVIDENCE else None
-        if role is not None:
-            rows.append((e.type + role, e.created_at.isoformat(), _summary(e.payload)))
-    if len(rows) == 1:
-        return Section("Comparison evidence", text="No comparison has decided on this version.")
-    return Section("Comparison evidence (always-valid intervals)", table=tuple(rows))
-
-
-def _role(payload: dict[str, Any], version: int) -> str | None:
-    """How an evidence event bears on ``version``: ``""`` when it is the version tested (a
-    comparison's challenger, a rollback watch's watched champion), the part it played
-    when it is the other side of the test (the champion a challenger was compared with,
-    the previous champion a rollback would restore), ``None`` when it is neither."""
-    if version in (payload.get("challenger_version"), payload.get("version")):
-        return ""
-    if payload.get("champion_version") == version:
-        return f" (as champion, against v{fmt(payload.get('challenger_version'))})"
-    if payload.get("previous") == version:
-        return f" (as the previous champion, against v{fmt(payload.get('version'))})"
-    return None
-
-
-def _summary(payload: dict[str, Any]) -> str:
-    keys = (
-        "champion_version",
-        "previous",
-        "estimate",
-        "ci",
-        "n",
-        "p_value",
-        "adjusted_p_value",
-        "correction",
-        "method",
-        "guardrails",
-        "violations",
-        "reason",
-        "error",
-        "code",
-    )
-    guarded = isinstance(payload.get("guardrails"), dict)
-    return "; ".join(
-        f"{k}={_guardrails(payload[k]) if k == 'guardrails' else fmt(payload[k])}"
-        for k in keys
-        if k in payload and not (k == "violations" and guarded)  # the guardrails list them
-    )
-
-
-def _guardrails(value: Any) -> str:
-    """A comparison's guardrail outcome (``{"passed", "violations", "notes"}``): passed,
-    or failed with its violations, and the notes on what was not checked."""
-    guard = mapping(value)
-    if not guard:
-        return fmt(value)
-    violations = sequence(guard.get("violations"))
-    outcome = "passed" if guard.get("passed") is True else "failed"
-    if violations:
-        outcome += ": " + "; ".join(fmt(v) for v in violations)
-    notes = sequence(guard.get("notes"))
-    return f"{outcome} (notes: {'; '.join(fmt(n) for n in notes)})" if notes else outcome
-
-
 def _decision_section(
     store: Store, model: str, version: int, decisions: Sequence[AuditEntry]
 ) -> Section:
     rows: list[tuple[str, ...]] = [("when", "action", "by", "reason")]
+    stage = _registered_stage(decisions)
     for a in decisions:
         rows.append(
-            (a.at.isoformat(), _action(a, version), a.actor, str(a.details.get("reason", "")))
+            (
+                a.at.isoformat(),
+                _action(a, version, stage),
+                a.actor,
+                str(a.details.get("reason", "")),
+            )
         )
     approvals = store.list_approvals(model=model, version=version, limit=1000)
     extra: Sequence[Row] = tuple(
@@ -263,8 +219,9 @@ def _decision_section(
 def _decisions(store: Store, model: str, version: int) -> list[AuditEntry]:
     """The audit entries about ``version``, oldest first: those targeting it, the
     rollbacks that rolled it back (audited against the version they restored, with the
-    rolled-back one in ``details["rolled_back"]``) and the promotions that replaced it as
-    champion (audited against the promoted version, with it in ``details["previous"]``)."""
+    rolled-back one in ``details["rolled_back"]``), the promotions that replaced it as
+    champion (audited against the promoted version, with it in ``details["previous"]``)
+    and the bundle imports that name it (audited against the model: :data:`IMPORTS`)."""
     own = store.audit_log(limit=100_000, target=f"{model}/v{version}")
     rolled_back = [
         a
@@ -276,7 +233,13 @@ def _decisions(store: Store, model: str, version: int) -> list[AuditEntry]:
         for a in store.audit_log(limit=100_000, model=model, action="promote")
         if _replaced(a, version)
     ]
-    entries = {a.id: a for a in (*own, *rolled_back, *replaced)}
+    imports = [
+        a
+        for action in IMPORTS
+        for a in store.audit_log(limit=100_000, target=model, action=action)
+        if _bundled_as(a, version) is not None
+    ]
+    entries = {a.id: a for a in (*own, *rolled_back, *replaced, *imports)}
     return sorted(entries.values(), key=lambda a: a.id)
 
 
@@ -302,12 +265,64 @@ def _replaced_by(stage: str, decisions: Sequence[AuditEntry], version: int) -> t
     return (("replaced by", successor),)
 
 
-def _action(entry: AuditEntry, version: int) -> str:
+def _bundled_as(entry: AuditEntry, version: int) -> str | None:
+    """The source version (as the import's audit details key it) that import ``entry``
+    maps to ``version``; ``None`` if it is not an import naming ``version``."""
+    if entry.action not in IMPORTS:
+        return None
+    versions = mapping(entry.details.get("versions"))
+    return next((s for s, v in versions.items() if type(v) is int and v == version), None)
+
+
+def _registered_by_import(entry: AuditEntry, version: int) -> bool:
+    """Whether import ``entry`` registered ``version`` (rather than finding it there)."""
+    source = _bundled_as(entry, version)
+    return source is not None and source in mapping(entry.details.get("registered"))
+
+
+def _importer(decisions: Sequence[AuditEntry], version: int) -> AuditEntry | None:
+    """The import that registered ``version`` here; failing a record of one (a version
+    registered with the details of an import, an entry of an older format), the
+    version's own registration."""
+    return next(
+        (a for a in decisions if _registered_by_import(a, version)),
+        next((a for a in decisions if a.action == "register_version"), None),
+    )
+
+
+def _registered_stage(decisions: Sequence[AuditEntry]) -> str | None:
+    """The stage the version was registered in (its ``register_version`` entry's)."""
+    entry = next((a for a in decisions if a.action == "register_version"), None)
+    stage = None if entry is None else entry.details.get("stage")
+    return stage if isinstance(stage, str) else None
+
+
+def _import_action(entry: AuditEntry, version: int, stage: str | None) -> str:
+    """An import's row: whether it registered the version (in which stage: a champion by
+    import), found it there already, or (an older entry) mapped it; and its bundle."""
+    d = entry.details
+    source = f"{fmt(d.get('from_model'))} v{_bundled_as(entry, version)}"
+    bundle = f"(bundle sha256 {fmt(d.get('bundle_sha256'))})"
+    if _registered_by_import(entry, version):
+        done = f"registered from {source}" + (f" as {stage}" if stage else "")
+        if entry.action == "import_bundle_failed":
+            done += f" before the import failed: {fmt(d.get('code'))}"
+    elif _bundled_as(entry, version) in mapping(d.get("already_present")):
+        done = f"{source} already present"
+    else:
+        done = f"from {source}"
+    return f"{entry.action}: {done} {bundle}"
+
+
+def _action(entry: AuditEntry, version: int, stage: str | None) -> str:
+    """What ``entry`` did to ``version`` (``stage``: the one it was registered in)."""
     d = entry.details
     if entry.action == "rollback" and {"version", "rolled_back"} <= d.keys():
         return f"rollback (v{d['rolled_back']} rolled back, v{d['version']} restored)"
     if _replaced(entry, version):
         return f"replaced by v{d['version']} (promote)"
+    if _bundled_as(entry, version) is not None:
+        return _import_action(entry, version, stage)
     return entry.action
 
 

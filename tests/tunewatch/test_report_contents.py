@@ -23,9 +23,11 @@ from tests.tunewatch.test_comparison_loop import (
     _feed_worse,
     _promote_a_worse_version,
     copy_daemon,
+    oracle,
     runner,
     template,  # noqa: F401  (module fixture)
     traffic,
+    write,
 )
 from tests.tunewatch.test_comparison_split import SPLIT, _split_traffic
 from tests.tunewatch.test_tuning import _config, _daemon, _runner
@@ -340,3 +342,59 @@ def test_an_approval_closed_without_a_decision_says_why_in_the_report(daemon: Da
         f"- **approval {asked.id}**: rejected by bob (requested by alice; rules: regulated): "
         "not promoted: v2 was retired since the request (pulled)" in decisions
     )
+
+
+def _pass_the_paired_watch(d: Daemon, trained: list[ExampleModel]) -> None:
+    """v2 promoted over v1, which its paired rollback watch keeps in shadow; v2 answers
+    the data-generating probability (better than v1) until the watch passes."""
+    t = _promote_a_worse_version(d, trained, n=800)
+    loop = runner(d, min_n=100, rollback={"watch_requests": 200})
+    actions: list[str] = []
+    for start in range(400, 800, BATCH):
+        if d.store.get_version(MODEL, 1).stage == "shadow":  # kept by the watch's first run
+            answers = {2: oracle(t.x[start : start + BATCH]), 1: t.logistic[start : start + BATCH]}
+            rows = slice(start, start + BATCH)
+            write(
+                d.store,
+                ids=range(start, start + BATCH),
+                x=t.x[rows],
+                y=t.y[rows],
+                answers=answers,
+                roles={2: "champion", 1: "challenger"},
+            )
+        actions += [r.action for r in loop.run(MODEL) if r.kind == "rollback_watch"]
+        if "watch_passed" in actions:
+            break
+    assert actions[-1] == "watch_passed", actions
+
+
+def test_a_champion_s_report_shows_the_rollback_watch_it_passed(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """A watch that keeps the champion writes no event, and the evidence was read from
+    events only: the watch that confirmed the champion was missing from its report (and
+    from the report of the version it was compared with)."""
+    _pass_the_paired_watch(daemon, trained)
+    [watch] = runner(daemon).comparisons.list_tests(MODEL, kind="rollback_watch")
+    assert watch.outcome is not None and watch.outcome["action"] == "watch_passed"
+    look = runner(daemon).comparisons.latest_look(watch.id)
+    assert look is not None and look.ci_low is not None and look.ci_high is not None
+    row = _evidence_row(daemon, 2, "rollback_watch passed")
+    assert f"previous=1; estimate={look.estimate:.6g}; " in row
+    assert f"ci={look.ci_low:.6g}, {look.ci_high:.6g}; n={look.n}; " in row
+    assert f"method={look.method}" in row and f"test={watch.id}; " in row
+    other = "rollback_watch passed (as the previous champion, against v2)"
+    assert f"n={look.n}" in _evidence_row(daemon, 1, other)
+
+
+def test_a_watch_closed_without_a_verdict_is_in_the_report_with_its_reason(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """A watch that closes undecided writes no event either: the report said nothing of
+    why the champion was never confirmed."""
+    _promote_a_worse_version(daemon, trained)
+    daemon.store.set_stage(MODEL, 1, "rolled_back", actor="test", reason="bad too")
+    assert [r.action for r in runner(daemon).run(MODEL) if r.kind == "rollback_watch"] == ["closed"]
+    row = _evidence_row(daemon, 2, "rollback_watch closed")
+    assert "previous=1" in row
+    assert "reason=v1 was rolled back: there is nothing to compare or restore" in row
