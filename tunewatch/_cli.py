@@ -127,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("migrate", help="create or upgrade the store's schema")
+    p.add_argument(
+        "--to",
+        metavar="REVISION",
+        help="upgrade or downgrade to this schema revision (one this tunewatch knows) "
+        "instead of the newest; a downgrade drops what later revisions added",
+    )
     p.set_defaults(func=cmd_migrate)
 
     p = sub.add_parser("register", help="register an ONNX file as a new model version")

@@ -1,15 +1,23 @@
-"""Run the Alembic migrations programmatically (no alembic.ini at runtime)."""
+"""Run the Alembic migrations programmatically (no alembic.ini at runtime).
+
+On PostgreSQL the store is its connection's current schema (``current_schema()``: the
+first schema on the search_path that exists and the user may use), the one new tables go
+to. Its ``alembic_version`` is looked for and read there only: unqualified, a store with
+another store's schema later on its search_path found that store's version table and
+"upgraded" it, its new tables landing in its own schema.
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, column, inspect, select, table, text
 
 from .._errors import StoreError
 
@@ -22,58 +30,157 @@ logger = logging.getLogger(__name__)
 
 
 def alembic_config(conn: Connection) -> Config:
+    """Alembic's configuration for running on ``conn``, with the version table in the
+    store's schema (:func:`store_schema`)."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = conn
+    config.attributes["version_table_schema"] = store_schema(conn)
     return config
 
 
-def upgrade_to_head(conn: Connection) -> None:
-    """Upgrade the database on ``conn`` (already in a transaction) to the newest revision.
+def store_schema(conn: Connection) -> str | None:
+    """The PostgreSQL schema the store is (``current_schema()``); None on SQLite.
 
-    A store at a revision this build does not know (a newer tunewatch migrated it) is
-    refused with ``StoreError`` (``schema_too_new``) and left as it is.
+    Refuses (``StoreError``, ``no_store_schema``) a connection with no current schema:
+    its search_path names no schema that exists and the user may use."""
+    if conn.dialect.name != "postgresql":
+        return None
+    schema, search_path = conn.execute(
+        text("SELECT current_schema(), current_setting('search_path')")
+    ).one()
+    if schema is None:
+        raise StoreError(
+            "a PostgreSQL store lives in its connection's current schema (the first schema "
+            "on the search_path that exists and the user may use), and there is none: "
+            f"search_path is {search_path!r}. Create the schema, or name an existing one "
+            "in `store.url` (?options=-csearch_path%3D<schema>)",
+            code="no_store_schema",
+        )
+    return str(schema)
+
+
+def needs_migration(conn: Connection, to: str | None = None) -> bool:
+    """Whether the store on ``conn`` is anywhere but revision ``to`` (default: this
+    build's newest). Only reads, so a read transaction will do: a store already there is
+    opened without the write lock.
+
+    Refuses (``StoreError``) a ``to`` this build does not know (``unknown_revision``) and
+    a store at a revision it does not know (``schema_too_new``)."""
+    history = _history()
+    target = history.target(to)
+    stored = _stored_revisions(conn, store_schema(conn))
+    history.refuse_unknown(stored)
+    return stored != {target}
+
+
+def migrate_to(conn: Connection, to: str | None = None) -> None:
+    """Upgrade or downgrade the store on ``conn`` (already in a writing transaction) to
+    revision ``to`` (default: this build's newest); a no-op when it is there.
+
+    The revision is read again here, under the write lock (SQLite's ``BEGIN
+    IMMEDIATE``; PostgreSQL's advisory migration lock): another process may have
+    migrated since :func:`needs_migration` read it. A store at a revision this build
+    does not know (a newer tunewatch migrated it) is refused with ``StoreError``
+    (``schema_too_new``) and left as it is.
     """
+    history = _history()
+    target = history.target(to)
     if conn.dialect.name == "postgresql":
         # Waits with no limit, unlike the store's other transactions: for a concurrent
         # migrator to finish, and for the locks its DDL needs.
         conn.execute(text("SET LOCAL lock_timeout = 0"))
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
-    stored = _stored_revisions(conn)
-    known, head = _revisions()
-    _refuse_unknown_revisions(stored, known, head)
-    if stored == {head}:
+    stored = _stored_revisions(conn, store_schema(conn))
+    history.refuse_unknown(stored)
+    if stored == {target}:
         return
-    command.upgrade(alembic_config(conn), "head")
+    config = alembic_config(conn)
+    if stored and all(target in history.ancestors(revision) for revision in stored):
+        command.downgrade(config, target)
+        verb = "downgraded"
+    else:
+        command.upgrade(config, target)
+        verb = "upgraded"
     # Alembic logs a line per revision (the CLI shows those with --verbose only)
     if stored:
-        logger.info("store schema upgraded from revision %s to %s", ", ".join(sorted(stored)), head)
+        logger.info(
+            "store schema %s from revision %s to %s", verb, ", ".join(sorted(stored)), target
+        )
     else:
-        logger.info("store schema created at revision %s", head)
+        logger.info("store schema created at revision %s", target)
 
 
-def _stored_revisions(conn: Connection) -> set[str]:
-    if not inspect(conn).has_table("alembic_version"):  # a new store
+def _stored_revisions(conn: Connection, schema: str | None) -> set[str]:
+    if not inspect(conn).has_table("alembic_version", schema=schema):  # a new store
         return set()
-    return set(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    version = table("alembic_version", column("version_num"), schema=schema)
+    return {str(v) for v in conn.execute(select(version.c.version_num)).scalars()}
+
+
+@dataclass(frozen=True)
+class _History:
+    """The revisions this build knows (oldest first), each one's parents, and the newest."""
+
+    revisions: tuple[str, ...]
+    parents: dict[str, tuple[str, ...]]
+    head: str
+
+    def target(self, to: str | None) -> str:
+        if to is None:
+            return self.head
+        if to not in self.parents:
+            raise StoreError(
+                f"`to` must be a revision this tunewatch knows: {', '.join(self.revisions)} "
+                f"(the newest last); got {to!r}",
+                code="unknown_revision",
+            )
+        return to
+
+    def ancestors(self, revision: str) -> frozenset[str]:
+        """The revisions ``revision`` was built on, itself excluded."""
+        seen: set[str] = set()
+        todo = list(self.parents[revision])
+        while todo:
+            parent = todo.pop()
+            if parent not in seen:
+                seen.add(parent)
+                todo.extend(self.parents[parent])
+        return frozenset(seen)
+
+    def refuse_unknown(self, stored: set[str]) -> None:
+        unknown = sorted(stored - self.parents.keys())
+        if not unknown:
+            return
+        raise StoreError(
+            f"the store's schema is at revision {', '.join(map(repr, unknown))}, which this "
+            f"tunewatch does not know (its newest is {self.head!r}): a newer tunewatch "
+            "migrated it. Run that version or a newer one (upgrade tunewatch); or, to keep "
+            "this one, downgrade the store first: with the newer tunewatch, run "
+            f"`tunewatch migrate --to {self.head!r}`",
+            code="schema_too_new",
+        )
 
 
 @functools.cache
-def _revisions() -> tuple[frozenset[str], str | None]:
-    """The revisions this build knows and its head, read once per process: reading the
-    scripts cost 18 ms of every store's opening, most of opening one at the head."""
+def _history() -> _History:
+    """Read once per process: reading the scripts cost 18 ms of every store's opening,
+    most of opening one at the head."""
     script = ScriptDirectory(str(MIGRATIONS_DIR))
-    return frozenset(r.revision for r in script.walk_revisions()), script.get_current_head()
-
-
-def _refuse_unknown_revisions(stored: set[str], known: frozenset[str], head: str | None) -> None:
-    unknown = sorted(stored - known)
-    if not unknown:
-        return
-    raise StoreError(
-        f"the store's schema is at revision {', '.join(map(repr, unknown))}, which this "
-        f"tunewatch does not know (its newest is {head!r}): a newer tunewatch migrated it. "
-        "Run that version or a newer one (upgrade tunewatch), or first downgrade the store "
-        f"to revision {head!r} with the newer version's migrations",
-        code="schema_too_new",
+    head = script.get_current_head()  # raises if the scripts have more than one head
+    if head is None:
+        raise StoreError(f"no migration scripts in {MIGRATIONS_DIR}")
+    newest_first = list(script.walk_revisions())
+    return _History(
+        revisions=tuple(s.revision for s in reversed(newest_first)),
+        parents={s.revision: _as_tuple(s.down_revision) for s in newest_first},
+        head=head,
     )
+
+
+def _as_tuple(down_revision: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    if down_revision is None:
+        return ()
+    if isinstance(down_revision, str):
+        return (down_revision,)
+    return tuple(down_revision)

@@ -49,7 +49,7 @@ from ._engine import (
 from ._evaluations import EvaluationRow
 from ._governance import ApprovalRow
 from ._jobs import JobRow, JobStatus
-from ._migrate import upgrade_to_head
+from ._migrate import migrate_to, needs_migration
 from ._split_checks import SplitWindow, latest_split_window, new_settings_since
 from ._types import (
     AuditBreak,
@@ -152,10 +152,23 @@ class Store:
     def dialect(self) -> Literal["sqlite", "postgresql"]:
         return "postgresql" if self._engine.dialect.name == "postgresql" else "sqlite"
 
-    def migrate(self) -> None:
-        """Upgrade the schema to the newest revision; a no-op when already there."""
+    def migrate(self, *, to: str | None = None) -> None:
+        """Upgrade or downgrade the schema to revision ``to`` (default: the newest); a
+        no-op when already there.
+
+        The revision is read first in a read transaction: a store already at ``to`` is
+        opened without the write lock, so a command that only reads does not queue
+        behind SQLite's writer (nor hold up its group commit). The write transaction
+        (and PostgreSQL's migration lock) is taken only to migrate, and the revision
+        read again in it. ``StoreError``: ``to`` is not a revision this build knows
+        (``unknown_revision``), or the store is at one it does not (``schema_too_new``); on
+        PostgreSQL, the connection has no current schema (``no_store_schema``).
+        """
+        with self._read("migrate") as conn:
+            if not needs_migration(conn, to):
+                return
         with self._tx("migrate") as conn:
-            upgrade_to_head(conn)
+            migrate_to(conn, to)
 
     def close(self) -> None:
         if self._checkpointer is not None:

@@ -1,4 +1,6 @@
-"""Alembic environment: runs on the connection the store passes in ``config.attributes``."""
+"""Alembic environment: runs on the connection the store passes in ``config.attributes``,
+with the version table in the store's schema (``version_table_schema``: PostgreSQL's
+current schema, which ``tunewatch.store._migrate.alembic_config`` reads)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ def run_migrations_online() -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        version_table_schema=context.config.attributes.get("version_table_schema"),
     )
     with context.begin_transaction():
         context.run_migrations()
