@@ -66,7 +66,7 @@ def read_manifest(archive: zipfile.ZipFile) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"not a tunewatch bundle: {MANIFEST} lacks `format: {FORMAT}`")
     version = manifest.get("format_version")
-    if not isinstance(version, int) or version < 1:
+    if type(version) is not int or version < 1:  # not a bool: `true` read as format 1
         raise BundleError(f"`format_version` must be a positive integer, got {version!r}")
     if version > FORMAT_VERSION:
         raise BundleError(
@@ -181,9 +181,14 @@ def _check_entry(entry: Any) -> None:
             f"version {entry['version']}: `stage` must be one of {', '.join(STAGES)}, "
             f"got {entry['stage']!r:.40}"
         )
-    for key, kinds in (("dataset_version", str), ("study", str), ("parent_version", int)):
-        if entry.get(key) is not None and not isinstance(entry[key], kinds):
-            raise TypeError(f"version {entry['version']}: `{key}` must be of type {kinds.__name__}")
+    for key in ("dataset_version", "study"):
+        if entry.get(key) is not None and not isinstance(entry[key], str):
+            raise TypeError(f"version {entry['version']}: `{key}` must be of type str")
+    parent = entry.get("parent_version")
+    if parent is not None and type(parent) is not int:  # not a bool: `true` read as version 1
+        raise TypeError(
+            f"version {entry['version']}: `parent_version` must be of type int, got {parent!r:.40}"
+        )
     origin = entry.get("parent_origin")  # absent from bundles written before it was
     if origin is not None and not (
         isinstance(origin, dict)

@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from shadow import CandidateInfo
 from tunewatch._bundle_archive import read_artefact, read_reference
+from tunewatch._bundle_rules import bundled_rules, champion_held
 from tunewatch._config import Config
 from tunewatch._errors import ConflictError, NotFoundError, StoreError, TunewatchError
-from tunewatch._governance import champion_registration_rules
 from tunewatch._registry import Registry, describe_input
 from tunewatch._version_metadata import VersionMetadata
 from tunewatch.store import Store
@@ -31,10 +31,15 @@ PER_STORE_DETAILS = ("job", "trigger", "rows", "traffic_rows")
 
 @dataclass(frozen=True, slots=True)
 class ImportedVersion:
+    """What became of a bundled version; ``held``: why the bundle's champion landed in
+    shadow (the rules that would make its promotion wait for an approver, the target's
+    and the bundle's own, or the champion the target has)."""
+
     source_version: int
     version: int
     stage: str
     already_present: bool
+    held: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +47,13 @@ class Planned:
     """A version the import will register: its manifest entry, its metadata (but for the
     parent, known once the versions before it are registered), its stage (retired where
     the source retired or rolled it back, not a challenger to promote again) and what
-    its candidate check found."""
+    its candidate check found; ``held``: why the bundle's champion is not the target's."""
 
     entry: Mapping[str, Any]
     metadata: VersionMetadata
     stage: Literal["champion", "shadow", "retired"]
     inspected: CandidateInfo  # the sandboxed load's findings: not loaded again
+    held: tuple[str, ...] = ()
 
 
 def plan(
@@ -66,15 +72,18 @@ def plan(
     versions the target holds already (source version -> its version), and what to
     register. Raises what registering would, for any version: each goes through
     ``Registry.check``, the registration's own checks, and each after the champion the
-    import registers is checked against that champion's input, as it will be then."""
+    import registers is checked against that champion's input, as it will be then. The
+    bundle's champion becomes the target's only where neither the target's rules nor the
+    bundle's own (:mod:`tunewatch._bundle_rules`) would make its promotion wait."""
     source = manifest["model"]
     regulated = _asked_regulated(manifest)
     fit = VersionMetadata(task=source["task"], feature_names=tuple(source["feature_names"]))
     registry.check_fit(target, fit, regulated=regulated)
+    own_rules = bundled_rules(archive, manifest)
     present: dict[int, int] = {}
     planned: list[Planned] = []
     # champion only where there is none and its promotion would need no approver
-    champion_free = _champion(store, target) is None
+    current = _champion(store, target)
     # the champion this import registers, which the registration checks later versions
     # against as it checks them against the target's (Registry.check cannot: not there yet)
     new_champion: Planned | None = None
@@ -99,19 +108,20 @@ def plan(
             regulated=regulated,
             reference=read_reference(archive, entry),
         )
-        champion = (
-            champion_free
-            and entry["stage"] == "champion"
-            and not champion_registration_rules(
+        held: tuple[str, ...] = ()
+        if entry["stage"] == "champion":
+            held = champion_held(
                 store,
                 config,
                 target,
+                entry,
                 task=source["task"],
                 regulated=regulated,
-                hyperparameters=entry["hyperparameters"],
+                own_rules=own_rules,
+                current=current,
+                new_champion=None if new_champion is None else new_champion.entry["version"],
             )
-        )
-        champion_free = champion_free and not champion
+        champion = entry["stage"] == "champion" and not held
         stage: Literal["champion", "shadow", "retired"] = (
             "champion"
             if champion
@@ -121,7 +131,7 @@ def plan(
         )
         if new_champion is not None:
             _check_input(target, new_champion, entry["version"], inspected)
-        step = Planned(entry, metadata, stage, inspected)
+        step = Planned(entry, metadata, stage, inspected, held)
         if champion:
             new_champion = step
         planned.append(step)
@@ -167,8 +177,9 @@ def apply(
     renew: Callable[[], None],
 ) -> list[ImportedVersion]:
     """Mark the target regulated if the bundle is, register what :func:`plan` found to
-    register, and audit the import (or, should a registration fail, the versions
-    registered until then)."""
+    register, and audit the import (or, should a registration fail or the import be
+    interrupted, the versions it registered until then, read back from the store: one
+    whose registration committed just before a Ctrl-C is among them)."""
     source = manifest["model"]
     mapping = dict(present)
     imported = [ImportedVersion(s, v, "present", True) for s, v in present.items()]
@@ -194,10 +205,22 @@ def apply(
                 inspected=step.inspected,
             )
             mapping[entry["version"]] = registered[entry["version"]] = row.version
-            imported.append(ImportedVersion(entry["version"], row.version, row.stage, False))
+            imported.append(
+                ImportedVersion(entry["version"], row.version, row.stage, False, step.held)
+            )
+            if step.held:
+                logger.info(
+                    "model=%s version=%d (the bundle's champion, version %d) is in %s: %s",
+                    target,
+                    row.version,
+                    entry["version"],
+                    row.stage,
+                    "; ".join(step.held),
+                )
     except BaseException as exc:
         # The import's boundary: whatever ends it part-way (Ctrl-C and SystemExit too)
         # leaves a record of the versions it registered, then goes on as it was.
+        registered = _committed(store, target, digest, registered, present)
         _audit_failure(store, actor, target, digest, source["name"], registered, present, exc)
         raise
     imported.sort(key=lambda i: i.source_version)
@@ -211,9 +234,45 @@ def apply(
             # every bundled version's counterpart in the target, however it got there
             "versions": {str(i.source_version): i.version for i in imported},
             **_outcome(registered, present),
+            # why the bundle's champion is not the target's: the rules that would make its
+            # promotion wait (the target's and the bundle's own), or the target's champion
+            "held_in_shadow": {str(i.source_version): list(i.held) for i in imported if i.held},
         },
     )
     return imported
+
+
+def _committed(
+    store: Store,
+    target: str,
+    digest: str,
+    registered: Mapping[int, int],
+    present: Mapping[int, int],
+) -> dict[int, int]:
+    """The versions an import of the bundle ``digest`` that failed part-way registered
+    (source version -> the target's): those the store holds from this bundle that were not
+    there before (``present``), with those it saw registered (``registered``). A
+    registration that committed before a Ctrl-C stopped it returning is among them; the
+    ones it saw are kept should the store not answer (it may be what failed)."""
+    try:
+        versions = store.list_versions(target)
+    except NotFoundError:
+        return dict(registered)  # nothing committed: the first registration creates it
+    except StoreError:
+        logger.exception(
+            "could not read back the versions the import into model=%s registered", target
+        )
+        return dict(registered)
+    before = set(present.values())
+    found = dict(registered)
+    for v in versions:
+        record = v.details.get("imported")
+        if not isinstance(record, Mapping) or record.get("bundle_sha256") != digest:
+            continue
+        source = record.get("version")
+        if v.version not in before and type(source) is int:  # not a bool
+            found[source] = v.version
+    return found
 
 
 def _outcome(registered: Mapping[int, int], present: Mapping[int, int]) -> dict[str, Any]:

@@ -96,7 +96,7 @@ def unsafe_hyperparameters(
     return out
 
 
-def _as_built(params: Mapping[str, Any]) -> tuple[Mapping[str, Any], frozenset[str]]:
+def as_built(params: Mapping[str, Any]) -> tuple[Mapping[str, Any], frozenset[str]]:
     """The values the pipeline builds ``params`` with (:func:`built_parameters
     <retune.space.built_parameters>`: a name not recorded at its default when the
     recorded, or default, choices build it; ``gb_subsample`` not under ``logistic``), and
@@ -191,7 +191,7 @@ def _rules(
     if regulated or (cfg is not None and cfg.regulated):
         rules.append("regulated model")
     if cfg is not None:
-        built, defaulted = _as_built(hyperparameters)
+        built, defaulted = as_built(hyperparameters)
         rules += [
             f"outside safe range: {u}"
             for u in unsafe_hyperparameters(built, cfg.safe_ranges, defaulted=defaulted)

@@ -83,7 +83,10 @@ def test_config_out_renumbers_the_split_challenger_to_the_imported_version(
     argv = ["--config", str(target), "import", str(bundle), "--config-out", str(snippet)]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "credit v1 -> v3 (shadow)" in out and "credit v2 -> v4 (shadow)" in out
+    # the source's champion says why it is not the target's (the import used to print a
+    # bare "(shadow)", the reason only in the audit log)
+    assert "credit v1 -> v3 (shadow: model 'credit' has a champion (version 1))" in out
+    assert "credit v2 -> v4 (shadow)\n" in out
     split = yaml.safe_load(snippet.read_text())["models"][0]["comparison"]["split"]
     assert split == {**SPLIT, "challenger": 4, "start": None}
     merged = build_config(_merged(target, snippet), env={}).model(MODEL)

@@ -97,7 +97,8 @@ def cmd_import(args: argparse.Namespace) -> int:
             failure = f"{type(exc).__name__}: {exc}"
     for i in imported:
         state = "already present" if i.already_present else i.stage
-        print(f"{model} v{i.source_version} -> v{i.version} ({state})")
+        held = f": {'; '.join(i.held)}" if i.held else ""  # why not champion
+        print(f"{model} v{i.source_version} -> v{i.version} ({state}{held})")
     if failure is not None:
         print(
             f"tunewatch: error: the versions above were imported, but the model's config was "
