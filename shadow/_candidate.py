@@ -6,8 +6,9 @@ external file (``external_data``: served models must be self-contained, and ORT 
 resolve such paths on our disk). Then a child process (``python -m shadow._probe``)
 creates an onnxruntime session under ``RLIMIT_AS`` and a timeout — a crafted model
 can crash or exhaust the process creating its session — reads the signature and
-scores one row of zeros. Crash or non-zero exit → ``load_failed`` (with the child's
-last stderr line), timeout → ``load_timeout``, memory exhaustion → ``load_memory``.
+scores rows (:func:`shadow._probe.probe`). Crash or non-zero exit → ``load_failed``
+(with the child's last stderr line), timeout → ``load_timeout``, memory exhaustion →
+``load_memory``.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
@@ -71,16 +71,31 @@ class TensorSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ProbedOutput:
+    """What the candidate probe (:mod:`shadow._probe`) saw of the primary output on the
+    rows it scored: its columns (a 1-D output is one), which a graph may leave dynamic,
+    and the smallest and largest of its values other than NaN (``None`` when all were
+    NaN), by which a registration tells a classifier's logits from its probabilities."""
+
+    width: int
+    low: float | None
+    high: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Signature:
     """The served contract of a model: its one 2-D input and its tensor outputs.
 
     ``primary_output`` names the output that is logged and compared between champion
     and challengers (probabilities for classifiers, the prediction for regressors).
+    ``probed`` is set on a candidate's signature only (:func:`shadow.inspect_candidate`):
+    it is not part of the contract, and two signatures compare equal whatever it holds.
     """
 
     input: TensorSpec
     outputs: tuple[TensorSpec, ...]
     primary_output: str
+    probed: ProbedOutput | None = field(default=None, compare=False)
 
     @property
     def n_features(self) -> int:
@@ -113,11 +128,15 @@ class Signature:
         def spec(t: TensorSpec) -> dict[str, Any]:
             return {"name": t.name, "dtype": t.dtype.name, "shape": list(t.shape)}
 
-        return {
+        data: dict[str, Any] = {
             "input": spec(self.input),
             "outputs": [spec(o) for o in self.outputs],
             "primary_output": self.primary_output,
         }
+        if self.probed is not None:
+            probed = self.probed
+            data["probed"] = {"width": probed.width, "low": probed.low, "high": probed.high}
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Signature:
@@ -128,10 +147,19 @@ class Signature:
                 shape=tuple(None if s is None else int(s) for s in d["shape"]),
             )
 
+        def bound(value: Any) -> float | None:
+            return None if value is None else float(value)
+
+        probed = data.get("probed")
         return cls(
             input=spec(data["input"]),
             outputs=tuple(spec(o) for o in data["outputs"]),
             primary_output=str(data["primary_output"]),
+            probed=None
+            if probed is None
+            else ProbedOutput(
+                width=int(probed["width"]), low=bound(probed["low"]), high=bound(probed["high"])
+            ),
         )
 
 
@@ -146,13 +174,25 @@ def _shape(raw: Any) -> tuple[int | None, ...]:
 
 
 def _spec(arg: Any, what: str) -> TensorSpec:
-    dtype = _ORT_DTYPES.get(str(arg.type))
-    if dtype is None:
-        raise _unsupported(
-            f"{what} {arg.name!r} has type {arg.type}; only plain tensors are supported "
-            "(convert classifiers with options={id(clf): {'zipmap': False}})"
+    kind = str(arg.type)
+    dtype = _ORT_DTYPES.get(kind)
+    if dtype is not None:
+        return TensorSpec(name=str(arg.name), dtype=dtype, shape=_shape(arg.shape))
+    served = f"tunewatch serves only tensors of {', '.join(t[7:-1] for t in _ORT_DTYPES)}"
+    if kind == "tensor(string)":
+        remedy = (
+            ": encode classes as integers (0 to n_classes - 1, e.g. with scikit-learn's "
+            "LabelEncoder) before training, and convert the model again"
+            if what == "output"
+            else ""
         )
-    return TensorSpec(name=str(arg.name), dtype=dtype, shape=_shape(arg.shape))
+        raise _unsupported(f"{what} {arg.name!r} has type {kind}; {served}{remedy}")
+    if kind.startswith(("seq(", "map(")):  # a ZipMap's sequence of maps, most often
+        raise _unsupported(
+            f"{what} {arg.name!r} has type {kind}; {served} (convert classifiers with "
+            "options={id(clf): {'zipmap': False}})"
+        )
+    raise _unsupported(f"{what} {arg.name!r} has type {kind}; {served}")
 
 
 def signature_from_session(session: ort.InferenceSession) -> Signature:

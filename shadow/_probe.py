@@ -4,11 +4,14 @@ meanwhile); ``python -m shadow._probe <path>`` reads a file.
 
 Run by :func:`shadow.inspect_candidate` under an address-space limit and a timeout,
 because a crafted model can crash or exhaust the process creating its session. It
-creates a session, reads the signature, scores two rows of zeros (one if the model
-declares a batch of one), checks the primary output holds a row per input row, scores
-rows of non-zero values (see :func:`probe`) and prints one JSON object to stdout:
+creates a session, reads the signature, scores rows of zeros in runs of
+:data:`ZERO_ROW_COUNTS` rows (one run of as many rows as the model declares a fixed
+batch of), checks the primary output holds a row per input row, scores rows of non-zero
+values (see :func:`probe`) and prints one JSON object to stdout:
 
-- success (exit 0): ``{"signature": {...}, "memory_bytes": int}``
+- success (exit 0): ``{"signature": {...}, "memory_bytes": int}``, the signature
+  holding what the probe saw of the primary output (:class:`~shadow._onnx.ProbedOutput`:
+  its columns and the range of its values, which the registry holds to the task)
 - refusal (exit 2): ``{"error": code, "message": str}`` with a
   :class:`~shadow.CandidateRejectedError` code
 - out of memory (exit 3): ``{"error": "load_memory", "message": str}``
@@ -19,19 +22,25 @@ the reason on stderr.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
 from shadow._errors import CandidateRejectedError, ShadowError
-from shadow._onnx import OnnxModel
+from shadow._onnx import OnnxModel, ProbedOutput
 
 EXIT_OK = 0
 EXIT_REJECTED = 2
 EXIT_MEMORY = 3
+
+#: The row counts of the runs of zeros. Two counts, so that a ``[n_outputs, batch]``
+#: output, whose first dimension stays its number of outputs, matches at most one: a probe
+#: scoring two rows took a binary classifier's ``[2, batch]`` for one row per input row.
+ZERO_ROW_COUNTS: Final[tuple[int, ...]] = (3, 5)
 
 #: Values of the probe's non-zero rows, each a row of its own (clipped to the input's
 #: type; negative ones left out for an unsigned input).
@@ -59,9 +68,12 @@ MEMORY_MARKERS: Final[tuple[str, ...]] = (
 
 
 def probe(data: bytes) -> dict[str, object]:
-    """Load ``data`` (an ONNX model) into a session and score two rows of zeros: the primary output
-    must hold one row per input row (a scalar or a ``[n_outputs, batch]`` output
-    cannot be recorded, nor split by request when a shadow backlog is batched).
+    """Load ``data`` (an ONNX model) into a session and score rows of zeros, a run of
+    each of :data:`ZERO_ROW_COUNTS` rows (one run of the model's fixed batch if it
+    declares one): the primary output must hold one row per input row, of rank 1 or 2,
+    and as many columns in each run (a scalar, a ``[batch, 2, 2]`` or a ``[n_outputs,
+    batch]`` output cannot be recorded, nor split by request when a shadow backlog is
+    batched).
 
     Then score rows of :data:`NON_ZERO_VALUES`, so that a model allocating by the values
     of its input does so under the probe's address-space limit: one allocating
@@ -69,25 +81,55 @@ def probe(data: bytes) -> dict[str, object]:
     its first real row. Only running out of memory fails the candidate there; an error
     or a run past :data:`NON_ZERO_RUN_TIMEOUT_S` is left to serving, which answers or
     stops such runs one by one. No finite set of rows finds every such model (one may
-    allocate for one value only)."""
+    allocate for one value only).
+
+    The signature returned holds what the runs showed of the primary output
+    (:class:`~shadow._onnx.ProbedOutput`): its columns, which a graph may leave dynamic,
+    and the range of its values on every row scored, zeros and non-zero values alike."""
     model = OnnxModel.from_bytes(data)
     spec = model.signature.input
-    rows = 1 if spec.shape[0] == 1 else 2  # a model declaring a batch of one takes one
-    x = np.zeros((rows, model.signature.n_features), dtype=spec.dtype)
-    values = model.primary(model.run(x))
-    if values.ndim < 1 or values.shape[0] != rows:
-        raise CandidateRejectedError(
-            f"the model's output {model.signature.primary_output!r} must hold one row per "
-            f"input row: {rows} rows gave shape {list(values.shape)}",
-            code="unsupported_signature",
-        )
-    _score_non_zero_rows(model.with_run_timeout(NON_ZERO_RUN_TIMEOUT_S))
-    return {"signature": model.signature.to_dict(), "memory_bytes": model.memory_bytes}
+    name = model.signature.primary_output
+    fixed = spec.shape[0]  # a fixed batch refuses any other number of rows
+    counts = (fixed,) if fixed else ZERO_ROW_COUNTS
+    seen: list[np.ndarray[Any, Any]] = []
+    for rows in counts:
+        x = np.zeros((rows, model.signature.n_features), dtype=spec.dtype)
+        values = model.primary(model.run(x))
+        if values.ndim > 2:
+            raise CandidateRejectedError(
+                f"the model's output {name!r} must have rank 1 or 2 ([batch] or [batch, "
+                f"columns]): {rows} rows gave shape {list(values.shape)}",
+                code="unsupported_signature",
+            )
+        if values.ndim < 1 or values.shape[0] != rows:
+            raise CandidateRejectedError(
+                f"the model's output {name!r} must hold one row per input row: {rows} rows "
+                f"gave shape {list(values.shape)}",
+                code="unsupported_signature",
+            )
+        if seen and values.shape[1] != seen[0].shape[1]:
+            raise CandidateRejectedError(
+                f"the model's output {name!r} must have as many columns whatever the number "
+                f"of rows: {counts[0]} rows gave {seen[0].shape[1]}, {rows} rows gave "
+                f"{values.shape[1]}",
+                code="unsupported_signature",
+            )
+        seen.append(values)
+    width = int(seen[0].shape[1])
+    seen.extend(_score_non_zero_rows(model.with_run_timeout(NON_ZERO_RUN_TIMEOUT_S)))
+    scored = np.concatenate([v.ravel() for v in seen])
+    scored = scored[~np.isnan(scored)]
+    low, high = (float(scored.min()), float(scored.max())) if scored.size else (None, None)
+    signature = dataclasses.replace(
+        model.signature, probed=ProbedOutput(width=width, low=low, high=high)
+    )
+    return {"signature": signature.to_dict(), "memory_bytes": model.memory_bytes}
 
 
-def _score_non_zero_rows(model: OnnxModel) -> None:
+def _score_non_zero_rows(model: OnnxModel) -> list[np.ndarray[Any, Any]]:
     """Score each of :data:`NON_ZERO_VALUES` in a run of its own, as many rows of it as
-    the model's batch dimension holds (one where it is dynamic)."""
+    the model's batch dimension holds (one where it is dynamic); return the primary
+    output of each run that answered."""
     spec = model.signature.input
     if spec.dtype.kind == "f":
         values = [min(v, float(np.finfo(spec.dtype).max)) for v in NON_ZERO_VALUES]
@@ -96,16 +138,18 @@ def _score_non_zero_rows(model: OnnxModel) -> None:
         values = [min(max(v, info.min), info.max) for v in NON_ZERO_VALUES]
         values = list(dict.fromkeys(v for v in values if v != 0))
     batch = spec.shape[0] or 1  # a fixed batch refuses any other number of rows
+    answered = []
     for value in values:
         rows = np.full((batch, model.signature.n_features), value, dtype=spec.dtype)
         try:
-            model.run(rows)
+            answered.append(model.primary(model.run(rows)))
         except ShadowError as exc:
             if any(marker in exc.message for marker in MEMORY_MARKERS):
                 raise
             if exc.code == "run_timeout":
-                return  # the rest would loop too
+                break  # the rest would loop too
             # any other error on such a row is answered as such when served: not refused
+    return answered
 
 
 def _emit(payload: dict[str, object]) -> None:

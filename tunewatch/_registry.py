@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from shadow import (
     CandidateInfo,
@@ -262,9 +262,11 @@ class Registry:
                 f"{len(metadata.feature_names)} `feature_names` were given",
                 code="feature_count_mismatch",
             )
-        width = inspected.signature.primary_width
+        width = _primary_width(inspected.signature)
         if width is not None:
             check_task_width(metadata.task, width, inspected.signature.primary_output)
+        if metadata.task in ("binary", "multiclass"):
+            _check_probabilities(metadata.task, inspected.signature)
         multiclass = metadata.task == "multiclass" and width is not None
         if self._check_features is not None and multiclass:
             # a multiclass model's classes are its primary output's columns, known only
@@ -342,7 +344,9 @@ class Registry:
                     path, memory_limit_bytes=self._memory_limit, timeout_s=self._timeout
                 )
             except CandidateRejectedError as exc:
-                message = exc.message
+                # the temporary file the candidate was probed from is this process's
+                # business, not the caller's: it named the upload in every refusal
+                message = exc.message.replace(f"{path}: ", "").replace(str(path), "the model")
                 if exc.code == "load_memory":
                     message += (
                         f"; the limit is `scoring.candidate_memory_limit_mb` "
@@ -386,6 +390,42 @@ class Registry:
             return self._store.get_model(model)
         except NotFoundError:
             return None
+
+
+#: How far outside [0, 1] a classifier's probability may be, on the probe's rows, before
+#: it is taken for a logit: float32 sums such as a random forest's mean of its trees'
+#: leaves give 1.0000001 and -1.2e-07.
+PROBABILITY_TOLERANCE: Final = 1e-4
+
+
+def _primary_width(signature: Signature) -> int | None:
+    """The primary output's columns: as the graph declares them, else as the candidate
+    probe saw them (``None`` when neither says: a signature not read by the probe)."""
+    width = signature.primary_width
+    if width is None and signature.probed is not None:
+        return signature.probed.width
+    return width
+
+
+def _check_probabilities(task: str, signature: Signature) -> None:
+    """Refuse (``task_output_mismatch``) a classifier whose primary output held values
+    outside [0, 1] (give or take :data:`PROBABILITY_TOLERANCE`) on the candidate probe's
+    rows (:func:`shadow._probe.probe`): its logits were served and recorded as the
+    probabilities every objective, CBPE and comparison read, while the mirror route
+    refused the very same answers. A signature the probe did not read passes."""
+    probed = signature.probed
+    if probed is None or probed.low is None or probed.high is None:
+        return
+    if probed.low >= -PROBABILITY_TOLERANCE and probed.high <= 1 + PROBABILITY_TOLERANCE:
+        return
+    raise RegistrationError(
+        f"a {task} model's primary output must hold probabilities in [0, 1], got values "
+        f"from {probed.low:.6g} to {probed.high:.6g} (output {signature.primary_output!r}) "
+        "on the rows the registration scored (zeros, then 1, -1 and 1000 as the input's "
+        "type holds them): export the probabilities (a Sigmoid or Softmax over the logits), "
+        "or register the model under the task it was trained for",
+        code="task_output_mismatch",
+    )
 
 
 def served_signature(

@@ -12,6 +12,7 @@ import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from retune import to_onnx
+from shadow import Signature, TensorSpec
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config_evaluation import LABEL_COLUMN, PREDICTION_COLUMN
 from tunewatch._errors import InvalidValueError, NotFoundError, RegistrationError
@@ -31,6 +32,15 @@ def _exported(kind: str) -> bytes:
         return to_onnx(LogisticRegression(max_iter=200).fit(x, rng.integers(0, 3, 300)), 4)
     if kind == "two classes":
         return to_onnx(LogisticRegression().fit(x, (x[:, 0] > 0).astype(int)), 4)
+    if kind == "positive-class column":  # P(classes_[1]) alone, as a one-column version's
+        float32 = np.dtype(np.float32)
+        like = Signature(
+            input=TensorSpec("input", float32, (None, 4)),
+            outputs=(TensorSpec("probabilities", float32, (None, 1)),),
+            primary_output="probabilities",
+        )
+        binary = LogisticRegression().fit(x, (x[:, 0] > 0).astype(int))
+        return to_onnx(binary, 4, like=like)
     assert kind == "one column"
     return to_onnx(LinearRegression().fit(x, x[:, 0]), 4)
 
@@ -84,7 +94,7 @@ def test_a_primary_output_the_task_cannot_read_refuses_the_registration(
     ("task", "kind"),
     [
         pytest.param("binary", "two classes", id="binary-probabilities"),
-        pytest.param("binary", "one column", id="binary-positive-class-column"),
+        pytest.param("binary", "positive-class column", id="binary-positive-class-column"),
         pytest.param("multiclass", "three classes", id="multiclass-probabilities"),
         pytest.param("multiclass", "two classes", id="multiclass-of-two-classes"),
         pytest.param("regression", "one column", id="regression-prediction"),

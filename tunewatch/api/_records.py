@@ -17,6 +17,7 @@ from starlette.routing import Route
 from shadow import Lineup, LoadedVersion
 from tunewatch._errors import NotFoundError
 from tunewatch._recorder import output_record, request_record
+from tunewatch._registry import PROBABILITY_TOLERANCE
 from tunewatch._runtime import ServedModel
 from tunewatch.api._body import INLINE_JSON_BYTES, off_loop, parse_json_object
 from tunewatch.api._context import AppContext, authenticate, context
@@ -111,8 +112,10 @@ def _matrix(value: Any, where: str, *, max_rows: int, maybe_bool: bool) -> np.nd
 def _check_probabilities(y: np.ndarray, where: str, task: str) -> None:
     """A classifier's primary output holds probabilities: logits mirrored in their place
     were stored as such and silently corrupted realised metrics, CBPE and paired
-    comparisons. Each value is checked alone (rows need not sum to one)."""
-    outside = (y < 0) | (y > 1)
+    comparisons. Each value is checked alone (rows need not sum to one), give or take
+    float32 rounding (:data:`~tunewatch._registry.PROBABILITY_TOLERANCE`, as a
+    registration allows: a random forest's mean of its trees' leaves gives 1.0000001)."""
+    outside = (y < -PROBABILITY_TOLERANCE) | (y > 1 + PROBABILITY_TOLERANCE)
     if outside.any():
         row, column = (int(i) for i in np.argwhere(outside)[0])
         raise ApiError(

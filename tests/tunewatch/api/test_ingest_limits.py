@@ -205,6 +205,19 @@ def test_a_classifier_s_mirrored_probabilities_are_accepted_at_the_bounds(
     assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
 
 
+@pytest.mark.parametrize("task", list(LOGITS))
+def test_a_classifier_s_mirrored_probabilities_off_by_float32_rounding_are_accepted(
+    by_task: tuple[str, str], task: str
+) -> None:
+    """A random forest's float32 mean of its trees' leaves gives 1.0000001 and -1.2e-07:
+    the mirror refused such a serving stack's whole batch as logits, while registration
+    allows that rounding (1e-4 either side)."""
+    width = 2 if task == "binary" else 3
+    outputs = [[1.0000001] + [-1.2e-07] * (width - 1), [-1.2e-07] * (width - 1) + [1.0000001]]
+    r = _mirror_to(by_task, task, f"rounded-{task}", outputs)
+    assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+
+
 def test_a_regressor_s_mirrored_outputs_may_be_any_float32(by_task: tuple[str, str]) -> None:
     r = _mirror_to(by_task, "regression", "any-value", [[-12.5], [3e6]])
     assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
