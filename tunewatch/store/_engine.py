@@ -33,7 +33,13 @@ from .._errors import (
     InvalidValueError,
     StoreError,
 )
-from ._write_deadline import WRITE_DEADLINE_MARGIN_S, watched_cursor, within_deadline
+from ._write_deadline import (
+    WRITE_DEADLINE_MARGIN_S,
+    checked_out_within,
+    refuse_reconnect,
+    watched_cursor,
+    within_deadline,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +58,9 @@ BOUNDED_WRITE_OPTION = "tunewatch_bounded_write"
 #: How long a transaction waits for a lock before it fails with ``StoreUnavailableError``.
 DEFAULT_LOCK_TIMEOUT_S = 30.0
 
-#: Engine execution option holding the PostgreSQL write deadline in seconds.
-_WRITE_DEADLINE_OPTION = "tunewatch_write_deadline_s"
+#: Engine execution option holding the PostgreSQL client-side deadline in seconds: of the
+#: scoring log's write scopes as a whole, and of every other scope's checkout.
+_DEADLINE_OPTION = "tunewatch_deadline_s"
 
 #: libpq connection defaults (a key the URL's query sets wins): connecting gives up after
 #: 10 s; TCP keepalives find a dead peer of an idle connection (one waiting for an
@@ -136,7 +143,9 @@ def make_engine(
     :data:`WRITE_DEADLINE_MARGIN_S`, which holds where no server-side timeout can answer
     (a proxy that keeps the connection open but stops forwarding): its connection's
     socket is then shut down, the write fails with ``StoreUnavailableError`` and the pool
-    drops the connection.
+    drops the connection. Every other scope has that deadline on taking its connection
+    (the pool's pre-ping, a reconnect), not on its body: a call through such a proxy
+    fails the same way instead of waiting with no limit.
     """
     if sqlite_synchronous not in ("NORMAL", "FULL"):
         raise ValueError(
@@ -172,7 +181,7 @@ def make_engine(
     engine = _create(parsed, pool_pre_ping=True, connect_args=connect_args, **pool)
     _install_postgres_hooks(engine, lock_timeout_ms)
     deadline_s = lock_timeout_s + WRITE_DEADLINE_MARGIN_S
-    engine.update_execution_options(**{_WRITE_DEADLINE_OPTION: deadline_s})
+    engine.update_execution_options(**{_DEADLINE_OPTION: deadline_s})
     return engine
 
 
@@ -286,6 +295,8 @@ def _install_postgres_hooks(engine: Engine, lock_timeout_ms: int) -> None:
             cursor.execute(f"SET lock_timeout = {lock_timeout_ms}")
         dbapi_connection.commit()  # a session setting: it outlives this transaction
 
+    event.listen(engine, "do_connect", refuse_reconnect)
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         if conn.get_execution_options().get(BOUNDED_WRITE_OPTION):
@@ -306,17 +317,21 @@ def transaction(engine: Engine, operation: str) -> Iterator[Connection]:
     driver's text, which its message keeps for the CLI: the HTTP API answers callers a
     fixed message instead (the text names the database's host, port and user).
 
-    A scope of the scoring log's writes (:data:`BOUNDED_WRITE_OPTION`) on PostgreSQL has
-    a client-side deadline as well, from checkout to commit (see :func:`within_deadline`).
+    On PostgreSQL a scope of the scoring log's writes (:data:`BOUNDED_WRITE_OPTION`) has
+    a client-side deadline as well, from checkout to commit (see :func:`within_deadline`);
+    any other scope has it on its checkout alone (see :func:`checked_out_within`).
     """
     options = engine.get_execution_options()
-    deadline_s = options.get(_WRITE_DEADLINE_OPTION) if options.get(BOUNDED_WRITE_OPTION) else None
+    deadline_s: float | None = options.get(_DEADLINE_OPTION)  # None on SQLite
     try:
         if deadline_s is None:
             with engine.begin() as conn:
                 yield conn
-        else:
+        elif options.get(BOUNDED_WRITE_OPTION):
             with within_deadline(engine, operation, deadline_s) as conn:
+                yield conn
+        else:
+            with checked_out_within(engine, operation, deadline_s) as conn:
                 yield conn
     except IntegrityError as exc:
         raise ConflictError(f"store {operation}: conflicts with stored data: {exc.orig}") from exc

@@ -1,4 +1,5 @@
-"""The client-side deadline of the scoring log's writes on PostgreSQL.
+"""The client-side deadlines of PostgreSQL scopes: the scoring log's writes as a whole,
+and every other scope's checkout of its connection.
 
 A write scope of the scoring log (:data:`~tunewatch.store._engine.BOUNDED_WRITE_OPTION`)
 is bounded on the server by ``lock_timeout`` and ``statement_timeout``; a connection
@@ -6,7 +7,13 @@ whose peer stops answering while TCP stays open (a proxy, pgbouncer or middlebox
 stops forwarding) returns neither, and keepalives see a live peer: the group commit
 waited forever, and every request behind it. Past ``lock_timeout_s`` +
 :data:`WRITE_DEADLINE_MARGIN_S` one watchdog thread shuts the scope's socket down, and the
-scope fails with ``DatabaseUnavailableError``.
+scope fails with ``DatabaseUnavailableError`` (:func:`within_deadline`).
+
+Every other scope has that deadline on its checkout alone (:func:`checked_out_within`):
+the pool's pre-ping, and the reconnect that follows a failed one. Through such a proxy
+the pre-ping waited forever, so every store call did (the webhook, ``GET /v1/models``)
+instead of answering 503. Their bodies have no client-side limit: a migration, a large
+window read or an audit verification may rightly run longer.
 """
 
 from __future__ import annotations
@@ -30,11 +37,16 @@ from .._errors import DatabaseUnavailableError
 
 logger = logging.getLogger(__name__)
 
-#: On PostgreSQL the scoring log's write scope (pool pre-ping to commit) has a client-side
-#: deadline of the lock timeout plus this: a connection that still has not answered then
-#: is shut down from this side. A proxy that keeps TCP open but stops forwarding returns
-#: no server-side timeout, and keepalives see a live peer: the write waited forever.
+#: On PostgreSQL the scoring log's write scope (pool pre-ping to commit), and every other
+#: scope's checkout (pre-ping or reconnect), has a client-side deadline of the lock timeout
+#: plus this: a connection that still has not answered then is shut down from this side.
+#: A proxy that keeps TCP open but stops forwarding returns no server-side timeout, and
+#: keepalives see a live peer: the call waited forever.
 WRITE_DEADLINE_MARGIN_S = 5.0
+
+#: What each kind of watched scope bounds, as its messages name the deadline.
+_WRITE = "write"
+_CHECKOUT = "checkout"
 
 
 @contextmanager
@@ -44,7 +56,7 @@ def within_deadline(engine: Engine, operation: str, deadline_s: float) -> Iterat
     a statement, the commit) raises and the pool drops the connection; the failure is a
     ``DatabaseUnavailableError`` naming the deadline. The watch ends before the connection
     goes back to the pool, which may hand it to another scope at once."""
-    armed = _WATCHDOG.arm(operation, deadline_s)
+    armed = _WATCHDOG.arm(operation, deadline_s, _WRITE)
     try:
         with engine.connect() as conn:
             try:
@@ -55,35 +67,61 @@ def within_deadline(engine: Engine, operation: str, deadline_s: float) -> Iterat
     except SQLAlchemyError as exc:
         if not armed.fired:
             raise
-        detail = (
-            f"no answer within the client-side write deadline of {deadline_s:g} s (the lock "
-            f"timeout + {WRITE_DEADLINE_MARGIN_S:g} s), its connection shut down: "
-            f"{getattr(exc, 'orig', None) or exc}"
-        )
-        logger.warning("store %s: database unavailable: %s", operation, detail)
-        raise DatabaseUnavailableError(
-            f"store {operation}: database unavailable: {detail}"
-        ) from exc
+        raise _past_deadline(armed, exc) from exc
     finally:
         _WATCHDOG.disarm(armed)  # again: a checkout that failed never reached the first
 
 
+@contextmanager
+def checked_out_within(engine: Engine, operation: str, deadline_s: float) -> Iterator[Connection]:
+    """``engine.begin()`` whose checkout alone (the pool's pre-ping, or a reconnect) is
+    watched by :data:`_WATCHDOG`: a connection that has not answered by ``deadline_s`` is
+    shut down, and the scope fails with a ``DatabaseUnavailableError`` naming the
+    deadline. The watch ends once the connection is checked out: the body and its commit
+    run with no client-side limit."""
+    armed = _WATCHDOG.arm(operation, deadline_s, _CHECKOUT)
+    try:
+        conn = engine.connect()
+    except SQLAlchemyError as exc:
+        if not armed.fired:
+            raise
+        raise _past_deadline(armed, exc) from exc
+    finally:
+        _WATCHDOG.disarm(armed)
+    with conn, conn.begin():
+        yield conn
+
+
+def _past_deadline(armed: _Armed, exc: SQLAlchemyError) -> DatabaseUnavailableError:
+    """The failure of a scope whose deadline passed, logged at warning."""
+    detail = (
+        f"no answer within the client-side {armed.kind} deadline of {armed.seconds:g} s "
+        f"(the lock timeout + {WRITE_DEADLINE_MARGIN_S:g} s), its connection shut down: "
+        f"{getattr(exc, 'orig', None) or exc}"
+    )
+    logger.warning("store %s: database unavailable: %s", armed.operation, detail)
+    return DatabaseUnavailableError(f"store {armed.operation}: database unavailable: {detail}")
+
+
 @dataclass(slots=True, eq=False)
 class _Armed:
-    """One watched write scope: its deadline (``time.monotonic``) and the driver
-    connection it uses, once a cursor of it is made."""
+    """One watched scope: what it bounds (:data:`_WRITE`, :data:`_CHECKOUT`), its deadline
+    (``time.monotonic``), the driver connection it uses once a cursor of it is made, and
+    the thread's scope it is nested in, if any."""
 
     operation: str
     seconds: float
+    kind: str
     deadline: float
+    outer: _Armed | None = None
     connection: Any = None
     fired: bool = False
 
 
 class _WriteWatchdog:
-    """Ends watched write scopes that outlive their deadline, from one daemon thread
-    started by the first scope (no thread or timer per write: a scope costs a lock taken
-    twice and one small object).
+    """Ends watched scopes that outlive their deadline, from one daemon thread started by
+    the first scope (no thread or timer per scope: a scope costs a lock taken twice and
+    one small object).
 
     A scope's connection is learnt from its cursors (:func:`watched_cursor`): the pool's
     pre-ping, the first thing a frozen connection holds up, runs before any SQLAlchemy
@@ -103,8 +141,9 @@ class _WriteWatchdog:
         self._thread: threading.Thread | None = None
         self._current = threading.local()  # the scope of this thread
 
-    def arm(self, operation: str, seconds: float) -> _Armed:
-        armed = _Armed(operation, seconds, time.monotonic() + seconds)
+    def arm(self, operation: str, seconds: float, kind: str) -> _Armed:
+        outer: _Armed | None = getattr(self._current, "armed", None)
+        armed = _Armed(operation, seconds, kind, time.monotonic() + seconds, outer)
         with self._changed:
             self._armed.add(armed)
             if self._thread is None:
@@ -118,10 +157,23 @@ class _WriteWatchdog:
         return armed
 
     def disarm(self, armed: _Armed) -> None:
-        self._current.armed = None
+        if getattr(self._current, "armed", None) is armed:
+            self._current.armed = armed.outer
         with self._changed:
             self._armed.discard(armed)
             armed.connection = None
+
+    def refuse_connect(self) -> None:
+        """Raise ``psycopg.OperationalError`` if the thread's scope is past its deadline
+        (see :func:`refuse_reconnect`)."""
+        armed: _Armed | None = getattr(self._current, "armed", None)
+        if armed is not None and armed.fired:
+            import psycopg
+
+            raise psycopg.OperationalError(
+                f"not reconnecting: past the client-side {armed.kind} deadline of "
+                f"{armed.seconds:g} s"
+            )
 
     def using(self, connection: Any) -> None:
         """The thread's scope, if any, uses ``connection`` (a psycopg connection)."""
@@ -147,9 +199,10 @@ class _WriteWatchdog:
         self._armed.discard(armed)
         armed.fired = True
         logger.warning(
-            "store %s: no answer from the database within the client-side write deadline "
+            "store %s: no answer from the database within the client-side %s deadline "
             "of %g s (the lock timeout + %g s): shutting its connection down",
             armed.operation,
+            armed.kind,
             armed.seconds,
             WRITE_DEADLINE_MARGIN_S,
         )
@@ -167,15 +220,22 @@ def _shut_down(connection: Any) -> None:
         with socket.socket(fileno=os.dup(fd)) as sock:  # closing the copy leaves the fd
             sock.shutdown(socket.SHUT_RDWR)
     except (OSError, psycopg.Error) as exc:  # closed or lost meanwhile: nothing waits on it
-        logger.info("the connection past its write deadline was already gone: %s", exc)
+        logger.info("the connection past its deadline was already gone: %s", exc)
 
 
 _WATCHDOG = _WriteWatchdog()
 
 
+def refuse_reconnect(*_args: Any) -> None:
+    """A ``do_connect`` listener: a connection opened for a scope past its deadline (the
+    pool's reconnect after the pre-ping the watchdog cut off) fails at once, instead of
+    waiting out libpq's ``connect_timeout`` through the same stalled proxy."""
+    _WATCHDOG.refuse_connect()
+
+
 @functools.cache
 def watched_cursor() -> type[Any]:
-    """psycopg's cursor, telling :data:`_WATCHDOG` which connection the thread's write
+    """psycopg's cursor, telling :data:`_WATCHDOG` which connection the thread's watched
     scope uses (psycopg is imported only once a PostgreSQL engine connects)."""
     import psycopg
 
