@@ -269,6 +269,17 @@ class ServingMetrics:
             registry=r,
         )
 
+        # -- the Alertmanager webhook ----------------------------------------------------
+        self.alerts_ignored = Counter(
+            "tunewatch_alerts_ignored",
+            "Alerts the Alertmanager webhook answered 2xx without acting on them, counted at "
+            "each delivery that carried them, by reason: model_unknown, model_label_missing, "
+            "starts_at, status, nul, resolved_unseen, not_an_object, unstorable; truncated "
+            "counts the alerts Alertmanager left out of its notifications (truncatedAlerts).",
+            ["reason"],
+            registry=r,
+        )
+
     def clear_evaluation(self) -> None:
         """Drop every figure the scheduled evaluation exports: a process that does not
         lead the scheduler (any longer, or at all) stops exporting them, so alert rules

@@ -81,8 +81,10 @@ class Evaluator:
         self._decay_rows = DecayRowCache()  # the settled rows of each decay horizon
 
     # -- the run ---------------------------------------------------------------------------
-    def evaluate(self, name: str) -> list[EvaluationRow]:
-        """One evaluation of ``name``; returns the stored rows (one per kind).
+    def evaluate(self, name: str, *, actor: str = "system") -> list[EvaluationRow]:
+        """One evaluation of ``name``; returns the stored rows (one per kind). ``actor``:
+        who asked for it (a token's name; ``system`` on schedule), named on the action
+        events its policies' events set off.
 
         Evaluations of one model run one at a time in this process: a scheduled run and a
         ``POST /evaluate`` at once both decided from the history before either's event,
@@ -92,9 +94,9 @@ class Evaluator:
         with self._running_guard:
             running = self._running.setdefault(name, threading.Lock())
         with running:
-            return self._evaluate(model)
+            return self._evaluate(model, actor)
 
-    def _evaluate(self, model: ModelRow) -> list[EvaluationRow]:
+    def _evaluate(self, model: ModelRow, actor: str) -> list[EvaluationRow]:
         name = model.name
         cfg = self.config.model_or_default(name, model.task)
         objective = make_objective(cfg.objective.name, task=model.task, **cfg.objective.params)
@@ -184,7 +186,7 @@ class Evaluator:
                 name, version, "telemetry", start, now, *self._telemetry(model, window), span=span
             )
         )
-        self._events.decide(name, cfg, now, {r.kind: r for r in rows}, champion)
+        self._events.decide(name, cfg, now, {r.kind: r for r in rows}, champion, actor=actor)
         outcome = "insufficient_data" if all(r.status != "ok" for r in rows) else "ok"
         self.metrics.evaluations.labels(name, outcome).inc()
         return rows

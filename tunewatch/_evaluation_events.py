@@ -154,6 +154,8 @@ class PolicyEvents:
         now: datetime,
         current: dict[str, EvaluationRow],
         champion: VersionRow | None,
+        *,
+        actor: str = "system",
     ) -> None:
         """Raise the events whose policy fires now; export each policy's alarm state:
         1 only while this run's window of its kind measured and alarmed and completed the
@@ -161,7 +163,8 @@ class PolicyEvents:
         follow :func:`tunewatch._policies.decide`: a streak counts windows that share no
         request. A policy whose last event's retune is owed (:meth:`_last_event`) and
         that does not fire tries that retune again while its alarm holds, recording
-        nothing until it settles."""
+        nothing until it settles. ``actor`` (who asked for the run) is named on the
+        action events."""
         version = champion.version if champion else None
         for policy in evaluation_policies(cfg.evaluation):
             anchor, owed = self._last_event(name, policy.event)
@@ -181,10 +184,11 @@ class PolicyEvents:
                         "evaluation": latest.id,
                         "window_end": latest.window_end.isoformat(),
                     },
+                    actor=actor,
                 )
             elif owed is not None and holds:
                 # the episode of the owed event goes on: its retune, not a new event
-                self.dispatcher.retry(name, owed)
+                self.dispatcher.retry(name, owed, actor=actor)
 
     def _warn_outgrown(self, name: str, event: str, outgrown: bool, reason: str) -> None:
         """Say once per process (and again after it recovers) that a policy's windows

@@ -10,7 +10,7 @@ from urllib.parse import quote
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
 
-from ._context import config_of, say_held_back
+from ._context import actor_of, config_of, say_held_back
 
 if TYPE_CHECKING:
     from tunewatch.comparison import ComparisonRunner
@@ -61,7 +61,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             metrics=metrics,
             dispatcher=Dispatcher(store, config, metrics=metrics),
         )
-        for row in evaluator.evaluate(args.model):
+        for row in evaluator.evaluate(args.model, actor=actor_of(args)):
             print(f"{row.kind:<10} {row.status:<17} {_summary(row.kind, row.payload)}")
         # the newest few as a summary, and one more: whether it held older ones back
         events = store.list_events(model=args.model, limit=_EVENTS_SHOWN + 1)
@@ -125,8 +125,6 @@ def _look_line(look: ComparisonLookRow) -> str:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from tunewatch._open_store import check_stored_models, open_store
-
-    from ._context import actor_of
 
     config = config_of(args)
     requested_by = actor_of(args)  # named in what a promotion or rollback of the run records

@@ -38,6 +38,13 @@ whose value is anything else is dropped (logged) before the alert is read, so no
 value reaches the episode, the event or the job (one nested a few hundred deep made
 every listing that showed it fail to serialise). Nothing else of the payload
 (annotations, the group's labels) is stored.
+
+Alertmanager does not log a 2xx answer's body, so the alerts a delivery ignores, and
+those a truncated group left out (``truncatedAlerts``), are also logged, once per
+delivery, and counted by reason (:mod:`tunewatch.api._alert_ignores`). The episode's
+``alert_received`` event and its action events name the token that delivered it
+(``actor``), so deliveries of two Alertmanager clusters, or an admin's by hand, can be
+told apart.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ from starlette.routing import Route
 
 from tunewatch._actions import ActionOutcome
 from tunewatch._errors import InvalidValueError, NotFoundError
+from tunewatch.api._alert_ignores import Ignores, alert_names, report_truncated, shown
 from tunewatch.api._body import off_loop, parse_json_object
 from tunewatch.api._context import AppContext, authenticate, context
 from tunewatch.api._errors import ApiError
@@ -103,18 +111,6 @@ def _starts_at(value: Any) -> str | None:
     except ValueError:  # a day, hour, minute or second no calendar has
         return None
     return value
-
-
-def _shown(value: Any) -> str:
-    """A JSON value for a message: a string's first 64 characters, a number or ``null``,
-    or what kind of container it is (a nested one may be too deep to print)."""
-    if isinstance(value, str):
-        return repr(value[:64]) + ("..." if len(value) > 64 else "")
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return "null" if value is None else repr(value)[:64]
 
 
 def dedupe_key(fingerprint: str, starts_at: str) -> str:
@@ -175,8 +171,10 @@ def handle_alerts(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     started: datetime | None = None,
+    actor: str = "alertmanager",
 ) -> dict[str, Any]:
-    """Decide a delivery's alerts. ``started``: the database's time as the delivery began,
+    """Decide a delivery's alerts; ``actor``: who delivered them (the token's name), named
+    in each episode's events. ``started``: the database's time as the delivery began,
     read at its first claim when not given. A firing alert reopens its resolved episode
     only when the resolve came ``REFIRE_AFTER`` before it: a delivery of a large group decides for
     minutes, and one that began before the resolve (Alertmanager gave up on it and sent
@@ -194,21 +192,38 @@ def handle_alerts(
     # looked up once a delivery: a group is mostly one model's alerts
     known: Callable[[str], bool] = functools.cache(functools.partial(_known, ctx))
     wait = _ClaimWait(clock, sleep)
+    ignores = Ignores()
     summary: dict[str, Any] = {
         "received": len(alerts),
         "new_episodes": 0,
         "jobs": [],
-        "ignored": [],
+        "ignored": ignores.messages,
         "busy": [],  # claimed by another delivery: the webhook answers 503
     }
     for alert in alerts:
         if not isinstance(alert, dict):
-            summary["ignored"].append("not an object")
+            ignores.add(
+                "not_an_object",
+                "not an object",
+                alertname="unnamed",
+                fingerprint=None,
+                detail=f"got {shown(alert)}",
+            )
             continue
         try:
-            _handle_alert(ctx, body, alert, label, summary, wait, start_of, known)
+            _handle_alert(ctx, body, alert, label, summary, ignores, wait, start_of, known, actor)
         except InvalidValueError as exc:
-            summary["ignored"].append(f"cannot be stored: {exc.message}")
+            name, fingerprint = alert_names(alert)
+            ignores.add(
+                "unstorable",
+                f"cannot be stored: {exc.message}",
+                alertname=name,
+                fingerprint=fingerprint,
+                detail=exc.message[:200],
+            )
+    metrics = ctx.runtime.metrics
+    ignores.report(metrics, received=len(alerts), actor=actor)
+    report_truncated(metrics, body.get("truncatedAlerts", 0), actor=actor)
     return summary
 
 
@@ -218,9 +233,11 @@ def _handle_alert(
     alert: dict[str, Any],
     label: str,
     summary: dict[str, Any],
+    ignores: Ignores,
     wait: _ClaimWait,
     start_of: Callable[[], datetime],
     known: Callable[[str], bool],
+    actor: str,
 ) -> None:
     store = ctx.runtime.store
     labels = _string_labels(alert.get("labels"))
@@ -233,30 +250,52 @@ def _handle_alert(
         fingerprint=fingerprint,
         starts_at=raw_starts if isinstance(raw_starts, str) else "",
     )
+    ignore = functools.partial(ignores.add, alertname=name, fingerprint=fingerprint)
     if nul is not None:
-        summary["ignored"].append(f"{name!r}: a NUL in {nul}")
+        ignore("nul", f"{name!r}: a NUL in {nul}", detail=f"a NUL in {nul}")
         return
     starts_at = _starts_at(raw_starts)
     if starts_at is None:
-        shown = "none" if raw_starts is _MISSING else _shown(raw_starts)
-        summary["ignored"].append(
+        got = "none" if raw_starts is _MISSING else shown(raw_starts)
+        ignore(
+            "starts_at",
             f"{name}: `startsAt` must be an RFC 3339 time of at most 64 characters "
-            f"(Alertmanager always sends one), got {shown}"
+            f"(Alertmanager always sends one), got {got}",
+            detail=f"`startsAt` is not an RFC 3339 time: {got}",
         )
         return
     model = labels.get(label)
     status = alert.get("status", body.get("status"))
     if status not in ("firing", "resolved"):
-        summary["ignored"].append(f"{name}: status {status!r}")
+        ignore(
+            "status",
+            f"{name}: status {status!r}",
+            detail=f"status must be 'firing' or 'resolved', got {shown(status)}",
+        )
         return
-    if not isinstance(model, str) or not known(model):
-        summary["ignored"].append(f"{name}: no known model in label {label!r}")
+    if not isinstance(model, str):
+        ignore(
+            "model_label_missing",
+            f"{name}: no known model in label {label!r}",
+            detail=f"no label {shown(label)}",
+        )
+        return
+    if not known(model):
+        ignore(
+            "model_unknown",
+            f"{name}: no known model in label {label!r}",
+            detail=f"label {shown(label)} is {shown(model)}, not a registered model",
+        )
         return
     if status == "resolved":
         # One never seen firing is stored resolved: a firing delivery soon after is stale.
         # An owed retune is no longer tried, and is owed again if the alert fires again.
         if not store.resolve_alert_episode(fingerprint=fingerprint, starts_at=starts_at):
-            summary["ignored"].append(f"{name}: resolved, never seen firing")
+            ignore(
+                "resolved_unseen",
+                f"{name}: resolved, never seen firing",
+                detail="resolved, never seen firing",
+            )
         return
     # Claimed by another delivery: it decides in milliseconds, so wait a little for it;
     # one still holding the claim died deciding (killed, or the store failed before it
@@ -270,6 +309,7 @@ def _handle_alert(
         "fingerprint": fingerprint,
         "startsAt": starts_at,
         "labels": labels,
+        "actor": actor,
     }
     claim: str | None = None
     for _ in wait.attempts():
@@ -290,7 +330,9 @@ def _handle_alert(
         )
         if claim is not None:
             break
-        if _retry_owed(ctx, model, payload, summary, fingerprint=fingerprint, starts_at=starts_at):
+        if _retry_owed(
+            ctx, model, payload, summary, fingerprint=fingerprint, starts_at=starts_at, actor=actor
+        ):
             return
     if claim is None:
         summary["busy"].append(name)
@@ -299,7 +341,7 @@ def _handle_alert(
     key = dedupe_key(fingerprint, starts_at)
     try:
         outcome = ctx.dispatcher.handle(
-            model, "alert_received", payload, dedupe_key=key, actor="alertmanager"
+            model, "alert_received", payload, dedupe_key=key, actor=actor
         )
     except Exception:  # released, then re-raised: the request boundary logs it
         # released for Alertmanager's retry (a 503) or the next delivery; the error
@@ -333,6 +375,7 @@ def _retry_owed(
     *,
     fingerprint: str,
     starts_at: str,
+    actor: str,
 ) -> bool:
     """A later delivery of an episode it could not claim: when its retune is owed, claim
     it and try again to queue it, recording nothing while it is still suppressed. The
@@ -357,7 +400,7 @@ def _retry_owed(
             # recorded before the episode settles, as the first delivery does: settled
             # first, a record that failed left the job queued with no action event, and
             # the retry found the episode decided and recorded nothing
-            ctx.dispatcher.record(model, "alert_received", outcome, actor="alertmanager")
+            ctx.dispatcher.record(model, "alert_received", outcome, actor=actor)
         store.settle_alert_episode(
             fingerprint=fingerprint, starts_at=starts_at, claim=claim, decision=decision
         )
@@ -414,17 +457,17 @@ def _known(ctx: AppContext, model: str) -> bool:
     return True
 
 
-def _handle_body(ctx: AppContext, raw: bytes) -> dict[str, Any]:
+def _handle_body(ctx: AppContext, raw: bytes, actor: str) -> dict[str, Any]:
     """The delivery's body parsed and its alerts handled, in one worker thread: a large
     group (thousands of alerts, megabytes) parsed on the event loop held every request of
     the process (a 7.8 MiB one about 200 ms), and its tree is released there too."""
-    return handle_alerts(ctx, parse_json_object(raw))
+    return handle_alerts(ctx, parse_json_object(raw), actor=actor)
 
 
 async def alertmanager_webhook(request: Request) -> Response:
     ctx = context(request)
-    authenticate(request, "alert")
-    summary = await off_loop(_handle_body, ctx, await request.body())
+    principal = authenticate(request, "alert")
+    summary = await off_loop(_handle_body, ctx, await request.body(), principal.name)
     if summary["busy"]:
         raise ApiError(
             503,

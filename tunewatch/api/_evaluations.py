@@ -77,14 +77,15 @@ for _kind in ("drift", "decay", "estimate", "labels", "telemetry"):
 
 
 @router.post("/models/{model}/evaluate")
-async def evaluate_now(model: str, request: Request, _: Operator) -> dict[str, Any]:
-    """Run the model's evaluation now (it also runs on its schedule)."""
+async def evaluate_now(model: str, request: Request, principal: Operator) -> dict[str, Any]:
+    """Run the model's evaluation now (it also runs on its schedule); the action events
+    its policies' events set off name the caller."""
     evaluator = context(request).evaluator
-    rows = await run_in_threadpool(_evaluate, evaluator, model)
+    rows = await run_in_threadpool(_evaluate, evaluator, model, principal.name)
     return {"evaluations": [evaluation_json(r) for r in rows]}
 
 
-def _evaluate(evaluator: Evaluator, model: str) -> list[EvaluationRow]:
+def _evaluate(evaluator: Evaluator, model: str, actor: str) -> list[EvaluationRow]:
     """Evaluate ``model``; in a process that does not hold the scheduler lease, drop the
     figures the run exported (whether it finished or failed). Only the leader exports
     them: a scoring replica (``scheduler.enabled: false``) a load balancer sent the
@@ -92,7 +93,7 @@ def _evaluate(evaluator: Evaluator, model: str) -> list[EvaluationRow]:
     read its alarm long after the leader's went back to 0."""
     metrics = evaluator.metrics
     try:
-        return evaluator.evaluate(model)
+        return evaluator.evaluate(model, actor=actor)
     finally:
         if not metrics.exports_evaluation:
             metrics.clear_evaluation()
