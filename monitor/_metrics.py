@@ -141,6 +141,18 @@ class ServingMetrics:
             "store stalled or fell behind).",
             registry=r,
         )
+        # read from the recorder at each scrape (Recorder sets their functions)
+        self.record_pending_bytes = Gauge(
+            "tunewatch_record_pending_bytes",
+            "Bytes of the records handed to the store's writer and not yet written or failed; "
+            "at tunewatch_record_max_pending_bytes requests are refused (503).",
+            registry=r,
+        )
+        self.record_max_pending_bytes = Gauge(
+            "tunewatch_record_max_pending_bytes",
+            "recording.max_pending_bytes: the backlog at which requests are refused.",
+            registry=r,
+        )
         self.labels_received = Counter(
             "tunewatch_labels",
             "Feedback items by outcome (created, duplicate, conflict, unknown_request).",

@@ -127,6 +127,9 @@ class Recorder:
             ),
             now=now,
         )
+        if metrics is not None:  # read at each scrape: nothing added to a request's path
+            metrics.record_pending_bytes.set_function(lambda: self._pending_bytes)
+            metrics.record_max_pending_bytes.set(max_pending_bytes)
 
     @property
     def pending_bytes(self) -> int:

@@ -79,6 +79,10 @@ def _refusals(metrics: ServingMetrics) -> float:
     )
 
 
+def _gauge(metrics: ServingMetrics, name: str) -> float | None:
+    return metrics.registry.get_sample_value(name)
+
+
 def _refused(future: asyncio.Future[bool]) -> bool:
     return future.done() and isinstance(future.exception(), StoreUnavailableError)
 
@@ -105,6 +109,8 @@ def test_records_past_the_bound_fail_at_once_and_those_within_it_are_written_aft
         assert not any(f.done() for f in accepted)  # still waiting for the store
         assert recorder.pending_bytes >= 3 * SIZE
         assert _refusals(metrics) == 2.0
+        # the backlog is exported: an alert can see it grow before requests are refused
+        assert _gauge(metrics, "tunewatch_record_pending_bytes") == recorder.pending_bytes
         release()
         return list(await asyncio.wait_for(asyncio.gather(*accepted), GIVE_UP_S))
 
@@ -114,6 +120,8 @@ def test_records_past_the_bound_fail_at_once_and_those_within_it_are_written_aft
         assert store.count_requests("m") == 3  # acknowledged is stored; refused is not
         assert store.get_request("m", "r3") is None and store.get_request("m", "r4") is None
         assert recorder.pending_bytes == 0
+        assert _gauge(metrics, "tunewatch_record_pending_bytes") == 0.0
+        assert _gauge(metrics, "tunewatch_record_max_pending_bytes") == 3 * SIZE + 1
         assert asyncio.run(_record_one(recorder, "after")) is True  # the bound is free again
         assert _refusals(metrics) == 2.0
     finally:
