@@ -12,11 +12,12 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from tunewatch._errors import ConflictError, StoreError
+from tunewatch._outage_log import OutageLog
 from tunewatch._tuning import job_result, registered_version
 from tunewatch.store import JobRow, Store
 
@@ -82,12 +83,19 @@ class JobLauncher:
         # daemon stops the launcher: the scheduler's shutdown does not wait for it)
         self._lock = threading.Lock()
         self._stopping = False
+        self._requeue_outage = OutageLog(
+            logger,
+            what="queueing again the running jobs of stale workers",
+            retry="starting workers for queued jobs meanwhile, retrying every tick",
+            now=lambda: datetime.now(UTC),
+        )
 
     def tick(self) -> list[int]:
         """Reap finished workers, queue again (or fail, past :data:`MAX_CRASHES`) running
         jobs whose workers stopped heartbeating (any worker, on any host; this host's is
-        killed) and start new workers; returns the job ids started. Does nothing once the
-        launcher is stopping."""
+        killed) and start new workers; returns the job ids started. A requeue that fails
+        (a stopped worker's lock held past the lock timeout, say) still lets the queued
+        jobs start. Does nothing once the launcher is stopping."""
         if self._stopping:
             return []
         with self._lock:
@@ -101,10 +109,12 @@ class JobLauncher:
             except (StoreError, OSError):  # one worker's: the others are still reaped
                 logger.exception("could not check on the worker of job %d", job_id)
         # after the reap, which knows how this host's dead workers ended
-        stale = timedelta(seconds=self.stale_after_s)
-        for job in self.store.requeue_stale_jobs(older_than=stale, max_crashes=MAX_CRASHES):
-            self._kill_silent(job)
-            self._announce_crash(job)
+        for job in self._requeue_stale():
+            try:  # one job's: the others are still announced, and workers started
+                self._kill_silent(job)
+                self._announce_crash(job)
+            except (StoreError, OSError):
+                logger.exception("could not finish queueing again stale job %d", job.id)
         started = []
         for job in self.store.list_jobs(status="queued", limit=50, oldest_first=True):
             with self._lock:
@@ -122,6 +132,20 @@ class JobLauncher:
             started.append(job.id)
             logger.info("started a worker for job %d (pid %d)", job.id, proc.pid)
         return started
+
+    def _requeue_stale(self) -> list[JobRow]:
+        """The running jobs just queued again (or failed) as stale; none when that failed.
+        A failure (the store down, a lock it waited for past the lock timeout) is logged
+        once while it lasts and retried next tick; raised, it failed the whole tick before
+        any worker started, so no queued job started for as long as it lasted."""
+        stale = timedelta(seconds=self.stale_after_s)
+        try:
+            jobs = self.store.requeue_stale_jobs(older_than=stale, max_crashes=MAX_CRASHES)
+        except StoreError as exc:
+            self._requeue_outage.failed(exc)
+            return []
+        self._requeue_outage.succeeded()
+        return jobs
 
     def _kill_silent(self, job: JobRow) -> None:
         """Kill and reap this host's worker of ``job``, just queued again (or failed) as

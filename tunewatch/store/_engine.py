@@ -288,6 +288,21 @@ def _install_sqlite_hooks(
 
 
 def _install_postgres_hooks(engine: Engine, lock_timeout_ms: int) -> None:
+    """Every connection waits at most ``lock_timeout_ms`` for a lock; every writing scope
+    is ended by the server once it sits idle inside its transaction (waiting for its
+    client's next statement or commit) for that + :data:`WRITE_DEADLINE_MARGIN_S`,
+    releasing its locks (``idle_in_transaction_session_timeout``, set per transaction).
+
+    A process stopped inside a write (SIGSTOP, a VM pause: a replica in its lease
+    upsert, a worker in its heartbeat) held its row locks for as long as it was stopped:
+    every other replica's lease attempt, the launcher's requeue of that stale job, waited
+    out its lock timeout at every try. No writing scope sits idle that long: their work
+    between statements is a few rows' worth of Python, and a migration's is in the server.
+    Read scopes hold no row lock and are left without the limit: one that builds a large
+    window from its rows before it commits would be cut off, its read wasted.
+    """
+    idle_ms = lock_timeout_ms + round(WRITE_DEADLINE_MARGIN_S * 1000)
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.cursor_factory = watched_cursor()
@@ -299,8 +314,14 @@ def _install_postgres_hooks(engine: Engine, lock_timeout_ms: int) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        if conn.get_execution_options().get(BOUNDED_WRITE_OPTION):
-            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {lock_timeout_ms}")
+        options = conn.get_execution_options()
+        if options.get(READ_ONLY_OPTION):
+            return
+        idle = f"SET LOCAL idle_in_transaction_session_timeout = {idle_ms}"
+        if options.get(BOUNDED_WRITE_OPTION):  # one round trip for both
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {lock_timeout_ms}; {idle}")
+        else:
+            conn.exec_driver_sql(idle)
 
 
 @contextmanager

@@ -36,10 +36,21 @@ class EvaluationRow:
 def acquire_lease(conn: Connection, name: str, holder: str, ttl_s: float) -> bool:
     """Take or renew the lease ``name`` for ``holder``; False if someone else holds it.
 
-    One atomic upsert: insert, or update only when the lease expired or is ours. Expiry
-    is set and checked by the database's clock: the candidates' own clocks may disagree
-    by more than the lease's time to live.
+    A lease another holder holds unexpired is only read (no lock: a follower asks at
+    every tick); otherwise one atomic upsert: insert, or update only when the lease
+    expired or is ours (checked again: another candidate may have taken it since the
+    read). On PostgreSQL the upsert locks the row even when its ``WHERE`` is false, so a
+    follower stopped inside it held up every renewal of the leader. Expiry is set and
+    checked by the database's clock: the candidates' own clocks may disagree by more than
+    the lease's time to live.
     """
+    held_by_another = conn.execute(
+        select(leases.c.name).where(
+            leases.c.name == name, leases.c.holder != holder, leases.c.expires_at > db_now(conn)
+        )
+    ).first()
+    if held_by_another is not None:
+        return False
     expires = db_now(conn, timedelta(seconds=ttl_s))
     insert = dialect_insert(conn, leases).values(name=name, holder=holder, expires_at=expires)
     stmt = insert.on_conflict_do_update(

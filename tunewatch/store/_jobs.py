@@ -257,11 +257,19 @@ def requeue_stale(conn: Connection, older_than: timedelta, max_crashes: int) -> 
     """The running jobs whose heartbeat is older than ``older_than``: every worker of
     theirs is presumed dead (killed, out of memory, its host gone). Each is queued again
     for the next worker to resume its study, or failed once its workers have died
-    ``max_crashes`` times (:func:`requeue_crashed`); returns them as they are now."""
-    stale = [
-        _job(r)
-        for r in conn.execute(select(jobs).where(_stale(conn, older_than)).order_by(jobs.c.id))
-    ]
+    ``max_crashes`` times (:func:`requeue_crashed`); returns them as they are now.
+
+    On PostgreSQL a job whose row another transaction holds locked is skipped (``FOR
+    UPDATE SKIP LOCKED``), left for a later call: a worker stopped inside its heartbeat
+    holds its row until the server ends its idle transaction, and waiting for it failed
+    this call, with every other stale job's requeue, at the lock timeout."""
+    stmt = (
+        select(jobs)
+        .where(_stale(conn, older_than))
+        .order_by(jobs.c.id)
+        .with_for_update(skip_locked=True)  # SQLite renders none: its writer is alone
+    )
+    stale = [_job(r) for r in conn.execute(stmt)]
     out = []
     for job in stale:
         since = job.heartbeat_at.isoformat() if job.heartbeat_at else "never"

@@ -90,6 +90,8 @@ def migrate_to(conn: Connection, to: str | None = None) -> None:
         # Waits with no limit, unlike the store's other transactions: for a concurrent
         # migrator to finish, and for the locks its DDL needs.
         conn.execute(text("SET LOCAL lock_timeout = 0"))
+        # nor is it ended idle: a migration may work in Python between its statements
+        conn.execute(text("SET LOCAL idle_in_transaction_session_timeout = 0"))
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
     stored = _stored_revisions(conn, store_schema(conn))
     history.refuse_unknown(stored)
