@@ -11,7 +11,8 @@ those calls only.
 A front over one module per job: :mod:`._storage` (opening, closing, translating errors),
 :mod:`._sampler` (the plan-aware sampler), :mod:`._handles` (a worker's study and
 trials), :mod:`._reads` (history, its importances, progress), :mod:`._importances` (a
-finished study's importances).
+finished study's importances), :mod:`._logs` (Optuna's log of a trial failed on purpose,
+on one line).
 """
 
 from retune._optuna._handles import (

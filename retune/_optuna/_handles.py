@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from retune._budget import PrunerKind
 from retune._errors import StudyError
+from retune._optuna._logs import install_fail_trial_filter
 from retune._optuna._sampler import _sampler
 from retune._optuna._storage import (
     FailTrial,
@@ -188,7 +189,12 @@ class StudyHandle:
         A trial another process finished while this one ran it (failed as stale: this
         worker was paused past its heartbeats' grace) is dropped, with a warning, and the
         study goes on: Optuna, unable to record this run's outcome on it, raised out of
-        the study, and the job failed while the other worker carried it on."""
+        the study, and the job failed while the other worker carried it on.
+
+        A trial the objective fails on purpose (:class:`FailTrial`: vetoed, skipped, a CV
+        error) is logged by Optuna on one line, without the traceback it logged for a
+        crash (:mod:`._logs`)."""
+        install_fail_trial_filter()
         reason = should_stop()
         if reason is not None:
             self.stopped_by = reason

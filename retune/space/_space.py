@@ -113,12 +113,15 @@ class SearchSpace(BaseModel):
         configuration whose default the space does not offer is invalid. A choice the
         space dropped (the pipeline builds its default then) is removed when it held its
         default, and makes the set invalid otherwise: a ``gradient_boosting`` winner is
-        not the logistic model the space builds. Other parameters the space no longer has
-        are dropped, and those it gained are left out (a sampler fills them). A number
-        between grid points (the parameter gained a ``step``) moves to the nearest one,
-        and a float past a bound by rounding to the bound (a configuration Optuna accepts
-        as it is); a value outside its declaration (a removed choice, a bound that moved
-        past it) makes the whole set invalid.
+        not the logistic model the space builds. A choice the space declares only under
+        another branch than the configuration's is read alike, since the space builds its
+        default there (``class_weight`` moved under ``estimator: logistic``: a
+        ``gradient_boosting`` configuration that weighted its classes is invalid). Other
+        parameters the space no longer has are dropped, and those it gained are left out
+        (a sampler fills them). A number between grid points (the parameter gained a
+        ``step``) moves to the nearest one, and a float past a bound by rounding to the
+        bound (a configuration Optuna accepts as it is); a value outside its declaration
+        (a removed choice, a bound that moved past it) makes the whole set invalid.
         """
         declared = self.declarations()
         for name, value in params.items():
@@ -128,6 +131,10 @@ class SearchSpace(BaseModel):
         if not _fill_parents(self.params, values):
             return None
         active = self.active(values)
+        for name, value in params.items():
+            if name in declared and name not in active and name in _CHOICES:
+                if value != DEFAULTS[name]:
+                    return None  # declared under another branch: built at its default here
         out: dict[str, Any] = {}
         for name, decl in active.items():
             if name not in values:
