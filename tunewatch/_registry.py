@@ -221,9 +221,11 @@ class Registry:
         nesting at most ``MAX_METADATA_DEPTH`` levels; a ``details.parity_error`` a
         finite number >= 0; ``dataset_version`` and ``study`` values the store holds on
         either backend, and no unpaired surrogate in the feature names, hyperparameters
-        or details (``InvalidValueError``). The reference's shape; the config's task
-        of the model and its settings that name the model's columns; an existing model's
-        task, features and regulated flag (``regulated`` as :meth:`register` takes it).
+        or details (``InvalidValueError``). The reference's shape; an existing model's
+        task, features and regulated flag (``regulated`` as :meth:`register` takes it),
+        before the config's task of the model and its settings that name the model's
+        columns (so a version that does not fit a stored model the config lists is
+        ``task_mismatch`` or ``feature_names_mismatch``, not a config error).
         Then the candidate: loaded by a child process under a memory limit and a timeout
         before the daemon ever opens it; external-data files, models whose input does
         not match the declared features and models whose primary output has columns no
@@ -251,9 +253,13 @@ class Registry:
         _check_metadata(metadata)
         if reference is not None:
             reference.check(len(metadata.feature_names))
+        # The stored model first: a version of another task or features is refused as
+        # not fitting it (`task_mismatch`, `feature_names_mismatch`), as for a model the
+        # config does not list; the config's check then sees the stored task and features
+        # (or a first version's) and catches only what is the config's to correct.
+        existing, regulated = self._fit(model, metadata, regulated)
         if self._check_features is not None:
             self._check_features(model, metadata.feature_names, task=metadata.task)
-        existing, regulated = self._fit(model, metadata, regulated)
         if inspected is None or inspected.sha256 != hashlib.sha256(onnx_bytes).hexdigest():
             inspected = self._inspect(onnx_bytes)
         if inspected.signature.n_features != len(metadata.feature_names):
