@@ -11,7 +11,8 @@ body is read here (so a body over the limit is a 413 whatever its content type; 
 or deflate body is inflated only now, as it is read), and a body the route takes is
 parsed strictly and handed to FastAPI already decoded. Like the inference routes, such
 a body needs no ``Content-Type``; one that is not JSON (``curl -d`` sends a form's) is a
-415 naming it.
+415 naming it. A route that takes no body (``/evaluate``, ``/compare``) holds one it is
+sent to the same rules, and takes nothing but ``{}``: no body's fields are ignored.
 
 Deny by default: a route built by :class:`ApiRoute` must declare who may call it, a
 ``require(...)`` dependency (on the route or its ``APIRouter``) or the :func:`public`
@@ -57,6 +58,16 @@ def _is_json(content_type: str) -> bool:
     )
 
 
+_JSON_KINDS: dict[type, str] = {
+    list: "a JSON array",
+    str: "a JSON string",
+    bool: "a JSON boolean",
+    int: "a JSON number",
+    float: "a JSON number",
+    type(None): "JSON null",
+}
+
+
 def public() -> None:
     """Marks a route anyone may call without a token (probes, scrapes, the API's own
     description, the dashboard's sign-in): ``@router.get("/healthz",
@@ -99,6 +110,27 @@ class ApiRoute(APIRoute):
     def _named(self) -> str:
         return f"{'/'.join(sorted(self.methods or ()))} {self.path}"
 
+    def _check_no_fields(self, parsed: Any) -> None:
+        """A route that declares no body takes none, or ``{}`` (what a client that always
+        sends a JSON object sends): any other body is 400 ``invalid_request``, as a field
+        a route's body does not declare is."""
+        if isinstance(parsed, dict):
+            if parsed:
+                fields = list(parsed)
+                raise ApiError(
+                    400,
+                    "invalid_request",
+                    f"{fields[0]}: {self._named()} takes no body fields (send no body, or "
+                    f"{{}}), got {fields}",
+                )
+            return
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"body: {self._named()} takes no body (send none, or {{}}), got "
+            f"{_JSON_KINDS.get(type(parsed), 'a JSON value')}",
+        )
+
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         permissions = _permissions(self.dependant)
@@ -108,10 +140,16 @@ class ApiRoute(APIRoute):
                 if permissions:  # none: the route is public (checked when built)
                     authenticate(request, *permissions)
                 body = await request.body()  # FastAPI reads Starlette's cache of it
-                if body and self.body_field is not None:
+                if body:
+                    # a route that takes no body holds one it is sent to the same rules
+                    # (it read any body and ignored it)
                     check_json_type(request.headers.get("content-type"))
-                    # Starlette's Request.json() returns this cache; FastAPI reads it.
-                    request._json = await parse_json_async(body)
+                    parsed = await parse_json_async(body)
+                    if self.body_field is None:
+                        self._check_no_fields(parsed)
+                    else:
+                        # Starlette's Request.json() returns this cache; FastAPI reads it.
+                        request._json = parsed
             return await handler(request)
 
         return route
