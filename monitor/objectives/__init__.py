@@ -7,7 +7,13 @@ from typing import Any
 
 from monitor.objectives._base import Objective, ObjectiveError, Task, positive_proba
 from monitor.objectives._decision import decision_threshold
-from monitor.objectives._probabilistic import Accuracy, Brier, CostWeightedError, LogLoss
+from monitor.objectives._probabilistic import (
+    Accuracy,
+    BinaryBrier,
+    Brier,
+    CostWeightedError,
+    LogLoss,
+)
 from monitor.objectives._ranking import (
     FBeta,
     PrAuc,
@@ -54,6 +60,8 @@ def make_objective(name: str, *, task: str | None = None, **params: Any) -> Obje
             f"objective {name!r} does not apply to {task} models "
             f"(it fits {', '.join(sorted(cls.tasks))})"
         )
+    if task == "binary" and type(objective) is Brier:
+        objective = BinaryBrier()  # its loss's bound is 1, not the multiclass 2
     if task == "binary" and isinstance(objective, CostWeightedError):
         k = objective.cost_matrix.shape[0]
         if k != 2:  # else every window's predictions (two classes) fail to score

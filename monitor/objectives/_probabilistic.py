@@ -49,7 +49,7 @@ class Brier(_ClassProbabilities):
 
     @property
     def loss_range(self) -> float:
-        return 2.0  # a sure wrong class: 1 + 1 (binary models score the positive column: 1)
+        return 2.0  # a sure wrong class: 1 + 1 (a binary model's: :class:`BinaryBrier`)
 
     def per_request_loss(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         t, p = check_lengths(y_true, y_pred)
@@ -62,6 +62,16 @@ class Brier(_ClassProbabilities):
 
     def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
         return float(self.per_request_loss(y_true, y_pred).mean())
+
+
+class BinaryBrier(Brier):
+    """Brier of a binary model, built by ``make_objective("brier", task="binary")``: it
+    scores the positive column only, so its loss is in [0, 1]. The paired test's
+    allowance scales with the range: the multiclass bound of 2 doubled it."""
+
+    @property
+    def loss_range(self) -> float:
+        return 1.0
 
 
 class Accuracy(_ClassProbabilities):
