@@ -7,21 +7,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-import numpy as np
 import yaml
 
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tunewatch import load_config
 from tunewatch._background import BackgroundServer
 from tunewatch._cli import main
+from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel, example_data
 from tunewatch.store import Store
 
 
-def test_an_evaluation_an_operator_asked_for_names_the_operator_on_its_actions(
-    trained: list[ExampleModel], tmp_path: Path
-) -> None:
-    daemon, tokens = make_daemon(
+def _drifting(tmp_path: Path, trained: list[ExampleModel]) -> tuple[Daemon, dict[str, str]]:
+    """A daemon whose one drifted window raises ``drift_detected``, set to notify."""
+    return make_daemon(
         tmp_path,
         trained,
         extra={
@@ -36,25 +35,26 @@ def test_an_evaluation_an_operator_asked_for_names_the_operator_on_its_actions(
             ],
         },
     )
+
+
+def _score_drifted(url: str, token: str) -> None:
     x, _ = example_data(300, seed=11, shift=1.5)
     body = {
-        "inputs": [
-            {
-                "name": "input",
-                "shape": [300, 8],
-                "datatype": "FP32",
-                "data": np.clip(x, -9, 9).tolist(),
-            }
-        ]
+        "inputs": [{"name": "input", "shape": [300, 8], "datatype": "FP32", "data": x.tolist()}]
     }
+    scored = httpx.post(
+        f"{url}/v2/models/{MODEL}/infer", json=body, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert scored.status_code == 200, scored.text
+
+
+def test_an_evaluation_an_operator_asked_for_names_the_operator_on_its_actions(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    daemon, tokens = _drifting(tmp_path, trained)
     try:
         with BackgroundServer(daemon.app) as server:
-            scored = httpx.post(
-                f"{server.url}/v2/models/{MODEL}/infer",
-                json=body,
-                headers={"Authorization": f"Bearer {tokens['scorer']}"},
-            )
-            assert scored.status_code == 200
+            _score_drifted(server.url, tokens["scorer"])
             r = httpx.post(
                 f"{server.url}/v1/models/{MODEL}/evaluate",
                 headers={"Authorization": f"Bearer {tokens['operator']}"},
@@ -73,33 +73,10 @@ def test_an_evaluation_run_from_the_cli_names_its_actor_on_its_actions(
     trained: list[ExampleModel], tmp_path: Path
 ) -> None:
     """`tunewatch --actor alice evaluate credit` said `actor: system` on what it set off."""
-    daemon, tokens = make_daemon(
-        tmp_path,
-        trained,
-        extra={
-            "scheduler": {"enabled": False},
-            "models": [
-                {
-                    "name": MODEL,
-                    "task": "binary",
-                    "evaluation": {"drift": {"consecutive": 1}},
-                    "triggers": [{"on": "drift_detected", "do": "notify"}],
-                }
-            ],
-        },
-    )
-    x, _ = example_data(300, seed=11, shift=1.5)
-    body = {
-        "inputs": [{"name": "input", "shape": [300, 8], "datatype": "FP32", "data": x.tolist()}]
-    }
+    daemon, tokens = _drifting(tmp_path, trained)
     try:
         with BackgroundServer(daemon.app) as server:
-            scored = httpx.post(
-                f"{server.url}/v2/models/{MODEL}/infer",
-                json=body,
-                headers={"Authorization": f"Bearer {tokens['scorer']}"},
-            )
-            assert scored.status_code == 200, scored.text
+            _score_drifted(server.url, tokens["scorer"])
         config = tmp_path / "cli.yaml"
         config.write_text(yaml.safe_dump(daemon.config.model_dump(mode="json")))
     finally:
