@@ -8,8 +8,12 @@ segment and its client, so they are not independent (counted as observations, fi
 challenger was called better in 18 % of seeded runs). The estimate is the mean difference
 per row, ``sum d / rows``, with the delta-method (cluster-robust) variance over the ``K``
 requests, as the live split's test has over its units (see
-:func:`~shadow.stats._two_sample.ratio_variance`); ``n``, ``min_n`` and ``planned_n``
-count requests. With one row per request it is the plain mean and ``s^2 / n``.
+:func:`~shadow.stats._two_sample.ratio_variance`); ``n`` and ``planned_n`` count
+requests, and ``min_n`` Kish's effective number of requests, ``(sum rows)**2 / sum
+rows**2``: counted as requests, one 4,000-row request among one-row ones met the burn-in
+while it held most of the rows, and an equal challenger was decided on in 10-23 % of
+seeded runs. With one row per request it is the plain mean and ``s^2 / n``, and the
+effective requests are the requests.
 
 Decisions come from an always-valid test (confidence sequence or mSPRT, see
 :mod:`shadow.stats.always_valid`); a paired t-test (``K - 1`` degrees of freedom) and a
@@ -77,7 +81,8 @@ def paired_differences(
     return np.asarray(challenger - champion, dtype=np.float64)
 
 
-#: Paired requests before a look may decide, however many rows each carries. The interval
+#: Paired requests before a look may decide, however many rows each carries (effective
+#: requests: a few batch requests that hold most of the rows count as few). The interval
 #: plugs in the sample variance, so its guarantee is asymptotic; with skewed losses (log
 #: loss hinging on rare confident mistakes) the variance of the first few hundred requests
 #: is far too small, and a burn-in of 30 called a strictly worse challenger better in 22 %
@@ -94,6 +99,17 @@ DEFAULT_MIN_N = 500
 #: (50 left the second at 10 %) while a symmetric or normal difference decides as soon as
 #: before (tests/shadow/test_stats_paired.py).
 SKEW_BURN_IN = 100.0
+
+
+def effective_requests(count: ArrayLike, rows: ArrayLike, rows_sq: ArrayLike) -> np.ndarray:
+    """Kish's effective number of requests, ``(sum rows)**2 / sum rows**2``, from the
+    requests' count, their rows and their squared row counts (arrays of any shape): how
+    many requests of equal size would weigh in the estimate ``sum d / rows`` as these do.
+    It is ``count`` exactly where every request has one row (or all have one size), and
+    less the more a few requests hold of the rows; 0 without rows."""
+    k, m, mm = (np.asarray(v, dtype=np.float64) for v in (count, rows, rows_sq))
+    kish = m * m / np.where(mm > 0, mm, 1.0)
+    return np.asarray(np.where(m == k, k, np.where(mm > 0, kish, 0.0)))
 
 
 #: The request sums the test keeps (see :class:`~shadow.stats._two_sample.UnitUpdate`):
@@ -184,6 +200,31 @@ class PairedSequentialTest:
         kept; see :func:`family_decision`."""
         return self._running.evidence
 
+    @property
+    def effective_n(self) -> float:
+        """Kish's effective number of requests so far (see :func:`effective_requests`),
+        what the burn-in (``min_n``) and the ``loss_range`` allowance count: ``n`` with one
+        row per request."""
+        count, rows, rows_sq = (self._requests[i] for i in (0, 1, 3))
+        return float(effective_requests(count, rows, rows_sq))
+
+    @staticmethod
+    def effective_n_in(state: Mapping[str, Any]) -> float:
+        """:attr:`effective_n` of a state from :meth:`to_dict`, read without rebuilding
+        the test (its bootstrap included). A state without request sums, or whose request
+        sums are older than its row sums, goes on one row per request (as
+        :meth:`from_dict` reads it): its effective requests are its rows."""
+        try:
+            rows = int(state["n"])
+            stored = state.get("units")
+            if stored is not None:
+                sums = np.asarray(stored, dtype=np.float64)
+                if sums.ndim == 1 and sums.size >= _REQUEST_SUMS_WITHOUT_CUBES and sums[1] == rows:
+                    return float(effective_requests(sums[0], sums[1], sums[3]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StatsError(f"{_KIND} state is malformed: {exc!r}") from exc
+        return float(rows)
+
     @staticmethod
     def evidence_in(state: Mapping[str, Any]) -> int | None:
         """:attr:`evidence` of a state from :meth:`to_dict`, read without rebuilding the
@@ -217,25 +258,33 @@ class PairedSequentialTest:
         The estimate is ``sum d / rows`` with the delta-method variance over the ``K``
         requests; where every request has one row, the plain mean and sample variance
         (the arithmetic of the test before requests were its unit, so that traffic looks
-        as it did). A look decides once ``K >= min_n`` and ``K >= SKEW_BURN_IN * g**2``,
+        as it did). A look decides once Kish's effective number of requests
+        ``(sum rows)**2 / sum rows**2`` (``K`` with one row per request, fewer the more a
+        few batch requests hold of the rows; see :func:`effective_requests`) reaches
+        ``min_n``, and ``K >= SKEW_BURN_IN * g**2``,
         ``g`` the sample skewness of the differences; with batch requests, that of the
         requests' linearised differences ``s_i - R m_i``, read as the split test reads it
         (the estimate's skewness at most ``1 / sqrt(SKEW_BURN_IN)``, see
         :meth:`TwoSampleSequentialTest.evaluate
         <shadow.stats.TwoSampleSequentialTest.evaluate>`). With a ``loss_range`` the
-        estimate is moved towards 0 by ``loss_range * log(2/alpha) / rows``, what a loss
-        difference of probability ``log(2/alpha) / rows``, likely unseen so far, could add
-        (the rule of three at alpha 0.05).
+        estimate is moved towards 0 by ``loss_range * log(2/alpha) / n_eff``, what a loss
+        difference in a share ``log(2/alpha) / n_eff`` of the effective requests, likely
+        unseen so far, could add (the rule of three at alpha 0.05); ``n_eff`` is the rows
+        with one row per request, as before requests were the unit.
         """
         count, rows, total, total_sq = (np.asarray(sums[i], dtype=np.float64) for i in (0, 1, 2, 4))
         single = rows == count  # every request one row
+        effective = effective_requests(count, rows, sums[3])
         safe = np.maximum(count, 1.0)
         mean = np.asarray(total, dtype=np.float64) / safe
         var = sample_variance(count, total, total_sq)
         ratio, ratio_var = ratio_variance(sums)
         finite = np.isfinite(ratio_var)
         ratio_unit = np.where(finite, np.where(finite, ratio_var, 0.0) * count, np.inf)
-        active = count >= self.min_n
+        # the requests that carry the estimate: one 4,000-row request among 600 of one
+        # row counted as 601 requests, and an equal challenger was decided on in 10-23 %
+        # of seeded runs (tests/shadow/test_stats_paired_effective_requests.py)
+        active = effective >= self.min_n
         if len(sums) == _REQUEST_SUMS:
             g = skewness(count, total, total_sq, np.asarray(sums[7], dtype=np.float64))
             spread = finite & (ratio_var > 0)
@@ -249,7 +298,7 @@ class PairedSequentialTest:
         allowance = (
             0.0
             if self.loss_range is None
-            else self.loss_range * np.log(2.0 / self.alpha) / np.maximum(rows, 1.0)
+            else self.loss_range * np.log(2.0 / self.alpha) / np.maximum(effective, 1.0)
         )
         return evaluate_estimate(
             self._method,

@@ -240,9 +240,11 @@ def test_a_winner_the_operator_retired_is_closed_not_promoted(
     trained: list[ExampleModel],
 ) -> None:
     """v2 won while a broken split blocked promotions; the operator retired v2 and
-    removed the split. The next run promoted the retired version anyway."""
+    removed the split. The next run promoted the retired version anyway. (The split's
+    challenger is v3: a split challenger never shadows, so it has no paired test.)"""
     t = traffic(trained, 2000, seed=7)
-    split = {"challenger": 2, "percent": 50, "salt": "exp1"}
+    daemon.registry.register(MODEL, trained[0].onnx, trained[0].metadata, actor="t")  # v3
+    split = {"challenger": 3, "percent": 50, "salt": "exp1"}
     loop = runner(daemon, split=split)
     action = "none"
     for start in range(0, 2000, 100):  # every unit answered by the champion: a mismatch
@@ -255,7 +257,9 @@ def test_a_winner_the_operator_retired_is_closed_not_promoted(
             break
     assert action == "blocked_srm"
     daemon.store.set_stage(MODEL, 2, "retired", actor="ops", reason="v2 broke the split")
-    [paired] = [r for r in runner(daemon).run(MODEL) if r.kind == "paired"]
+    [paired] = [
+        r for r in runner(daemon).run(MODEL) if r.kind == "paired" and r.challenger_version == 2
+    ]
     assert paired.action == "closed" and "retired" in paired.detail[0], paired
     test = loop.comparisons.get_test(paired.test_id)
     assert test.status == "closed" and "v2 is retired" in test.outcome["reason"]  # type: ignore[index]

@@ -62,8 +62,10 @@ def _split_traffic(
     d: Daemon, trained: list[ExampleModel], champion_share: float, *, unkeyed: int = 0
 ) -> None:
     """10,000 split units of one request each: the champion answers ``champion_share`` of
-    them (shadowed by a clearly better v2, labelled); v2 answers the rest alone. Then
-    ``unkeyed`` requests without a unit key, which the champion answers."""
+    them (shadowed by v3, clearly better, labelled); v2, the split's challenger, answers
+    the rest alone (it never shadows: it has no paired test). Then ``unkeyed`` requests
+    without a unit key, which the champion answers, v3 shadowing."""
+    d.registry.register(MODEL, trained[0].onnx, trained[0].metadata, actor="t", stage="shadow")
     n = 10_000
     n_champion = round(n * champion_share)
     t = traffic(trained, n + unkeyed, seed=7)
@@ -72,7 +74,7 @@ def _split_traffic(
         ids=range(n_champion),
         x=t.x[:n_champion],
         y=t.y[:n_champion],
-        answers={1: t.logistic[:n_champion], 2: oracle(t.x[:n_champion])},
+        answers={1: t.logistic[:n_champion], 3: oracle(t.x[:n_champion])},
         units=[f"u{i}" for i in range(n_champion)],
     )
     rest = slice(n_champion, n)
@@ -92,7 +94,7 @@ def _split_traffic(
             ids=range(n, n + unkeyed),
             x=t.x[extra],
             y=t.y[extra],
-            answers={1: t.logistic[extra], 2: oracle(t.x[extra])},
+            answers={1: t.logistic[extra], 3: oracle(t.x[extra])},
         )
 
 
@@ -105,7 +107,7 @@ def test_srm_on_a_53_47_split_fires_once_and_blocks_promotion(
     [event] = daemon.store.list_events(model=MODEL, type="srm_detected")
     assert event.payload["n_champion"] == 5300 and event.payload["n_challenger"] == 4700
     assert event.payload["p_value"] < 0.001 and event.payload["fixed_p_value"] < 1e-8
-    # v2 is clearly better on the champion's requests, but the split is broken.
+    # v3 is clearly better on the champion's requests, but the split is broken.
     assert result.decision == "challenger_better" and result.action == "blocked_srm"
     champion = daemon.store.champion(MODEL)
     assert champion is not None and champion.version == 1
@@ -363,14 +365,17 @@ def test_a_promotion_does_not_clear_a_real_sample_ratio_mismatch(
 ) -> None:
     """The sample-ratio check's window moved to the newest promotion: a split sending 40 %
     of units to v2 (50 % configured) counted from zero after v3 was promoted, the first
-    checks found no mismatch, and v2 — far better on the new champion's requests — was
-    promoted while the routing was still broken. The check counts from the split's start
-    (every unit a champion answered is the champion arm's); only the split test, the new
-    champion's, starts at the promotion."""
+    checks found no mismatch, and a challenger far better on the new champion's requests
+    (v4 here) was promoted while the routing was still broken. The check counts from the
+    split's start (every unit a champion answered is the champion arm's); only the split
+    test, the new champion's, starts at the promotion."""
     v3 = trained[0]  # another shadow challenger: a copy of the logistic champion
     daemon.registry.register(
         MODEL, v3.onnx, v3.metadata, actor="t", stage="shadow", reference=v3.reference
     )  # type: ignore[arg-type]
+    # v4 shadows the champions (v2, the split's challenger, never does)
+    v4 = trained[1]
+    daemon.registry.register(MODEL, v4.onnx, v4.metadata, actor="t", stage="shadow")
     t = traffic(trained, 2100, seed=7)
     an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
     split = SPLIT.model_copy(update={"start": an_hour_ago - timedelta(hours=1)})
@@ -378,12 +383,12 @@ def test_a_promotion_does_not_clear_a_real_sample_ratio_mismatch(
 
     def serve(units: range, champion: int, **kw: object) -> None:
         """40 % of ``units`` answered by v2 alone, the rest by ``champion`` shadowed by
-        v2 scoring close to each label (far better)."""
+        v4 scoring close to each label (far better)."""
         theirs = [u for u in units if u % 5 < 2]
         ours = [u for u in units if u % 5 >= 2]
         near = np.clip(t.y[ours], 0.1, 0.9)
         for ids, answers, roles in (
-            (ours, {champion: t.logistic[ours], 2: np.column_stack([1 - near, near])}, None),
+            (ours, {champion: t.logistic[ours], 4: np.column_stack([1 - near, near])}, None),
             (theirs, {2: oracle(t.x[theirs])}, {2: "challenger"}),
         ):
             write(
@@ -392,7 +397,7 @@ def test_a_promotion_does_not_clear_a_real_sample_ratio_mismatch(
                 x=t.x[ids],
                 y=t.y[ids],
                 answers=answers,
-                roles=roles or {champion: "champion", 2: "challenger"},
+                roles=roles or {champion: "champion", 4: "challenger"},
                 units=[f"u{u}" for u in ids],
                 labelled=[False] * len(ids) if champion == 1 else None,
                 **kw,  # type: ignore[arg-type]

@@ -132,7 +132,7 @@ def test_a_win_blocked_by_a_sample_ratio_mismatch_is_in_the_report_with_its_test
     _split_traffic(daemon, trained, 0.53)
     loop = runner(daemon, split=SPLIT.model_dump())
     assert next(r for r in loop.run(MODEL) if r.kind == "paired").action == "blocked_srm"
-    section = _section(_report(daemon, 2), "Comparison evidence")
+    section = _section(_report(daemon, 3), "Comparison evidence")
     [row] = [line for line in section.splitlines() if line.startswith("| promotion_blocked |")]
     assert "reason=sample ratio mismatch in the live split" in row
     assert re.search(r"estimate=-?[0-9.e-]+; ci=", row) and "p_value=" in row

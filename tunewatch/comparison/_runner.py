@@ -22,7 +22,9 @@ Each run of :meth:`ComparisonRunner.run` for one model
    requests received after the newest it consumed (see :mod:`._looks`). Objectives
    without a per-request loss (ROC AUC …) use a group-sequential DeLong test at the looks
    it planned as it started instead. Several challengers share the error rate (Holm on
-   the always-valid p-values, or Bonferroni);
+   the always-valid p-values, or Bonferroni). The split's challenger, while it splits,
+   never shadows: it has no paired test and no share of the family (the split test
+   compares it);
 4. acts on decided tests once (each test's outcome is settled in the store before any
    event, so of two runs acting at once only one records anything): ``challenger_better``
    closes the test when its challenger left shadow, checks the guardrails, goes through
@@ -345,14 +347,23 @@ class ComparisonRunner:
             return []
         kind: Literal["paired", "delong"] = "paired" if paired else "delong"
         held = self._rollback_watch.held(model)  # the previous champion, watched
+        # The live split's challenger never shadows while it splits (the runtime routes its
+        # units to it alone): a paired test of it would get no pair, yet take a share of
+        # alpha from the challengers that do. The split test compares it.
+        split = settings.split
+        splits = (
+            split.challenger
+            if split is not None and splitting(self.store, self.comparisons, model, split)
+            else None
+        )
         shadow = {
             v.version: v
             for v in self.store.list_versions(model, stage="shadow")
-            if v.version not in held
+            if v.version not in held and v.version != splits
         }
         # a test of another objective closed (and its successor still to start) goes on too
         existing, results = pair_tests(self.comparisons, model, champion.version, kind, measured)
-        k = max(len(set(shadow) | set(existing)), 1)
+        k = max(len((set(shadow) | set(existing)) - {splits}), 1)
         correction = settings.correction if paired else "bonferroni"
         tests = dict(existing)
 
@@ -459,8 +470,10 @@ class ComparisonRunner:
         for version, (test, consumed, look, state) in pending.items():
             if kind == "paired":
                 decision: Decision = "continue"
-                # the burn-in counts requests, the paired test's unit (not their rows)
-                if look.n >= settings.min_n and look.estimate is not None:
+                # the burn-in counts requests, the paired test's unit (not their rows):
+                # the effective ones, which a few batch requests holding most rows are
+                effective = PairedSequentialTest.effective_n_in(state)
+                if effective >= settings.min_n and look.estimate is not None:
                     decision = family_decision(
                         adjusted[version],
                         alpha=settings.alpha,
