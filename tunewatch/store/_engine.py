@@ -36,7 +36,6 @@ from .._errors import (
 from ._write_deadline import (
     WRITE_DEADLINE_MARGIN_S,
     checked_out_within,
-    refuse_reconnect,
     watched_cursor,
     within_deadline,
 )
@@ -309,8 +308,6 @@ def _install_postgres_hooks(engine: Engine, lock_timeout_ms: int) -> None:
         with dbapi_connection.cursor() as cursor:
             cursor.execute(f"SET lock_timeout = {lock_timeout_ms}")
         dbapi_connection.commit()  # a session setting: it outlives this transaction
-
-    event.listen(engine, "do_connect", refuse_reconnect)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:

@@ -163,18 +163,6 @@ class _WriteWatchdog:
             self._armed.discard(armed)
             armed.connection = None
 
-    def refuse_connect(self) -> None:
-        """Raise ``psycopg.OperationalError`` if the thread's scope is past its deadline
-        (see :func:`refuse_reconnect`)."""
-        armed: _Armed | None = getattr(self._current, "armed", None)
-        if armed is not None and armed.fired:
-            import psycopg
-
-            raise psycopg.OperationalError(
-                f"not reconnecting: past the client-side {armed.kind} deadline of "
-                f"{armed.seconds:g} s"
-            )
-
     def using(self, connection: Any) -> None:
         """The thread's scope, if any, uses ``connection`` (a psycopg connection)."""
         armed: _Armed | None = getattr(self._current, "armed", None)
@@ -224,13 +212,6 @@ def _shut_down(connection: Any) -> None:
 
 
 _WATCHDOG = _WriteWatchdog()
-
-
-def refuse_reconnect(*_args: Any) -> None:
-    """A ``do_connect`` listener: a connection opened for a scope past its deadline (the
-    pool's reconnect after the pre-ping the watchdog cut off) fails at once, instead of
-    waiting out libpq's ``connect_timeout`` through the same stalled proxy."""
-    _WATCHDOG.refuse_connect()
 
 
 @functools.cache
