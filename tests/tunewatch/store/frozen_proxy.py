@@ -53,6 +53,7 @@ class FreezableProxy:
     ) -> None:
         self._closed.set()
         self.thaw()
+        _shut(self._listener)  # wakes the accept thread; close() alone leaves it blocked
         self._listener.close()
         with self._lock:
             for sock in self._sockets:

@@ -15,10 +15,13 @@ from frozen_proxy import FreezableProxy
 from tunewatch._errors import DatabaseUnavailableError
 from tunewatch.store import Store
 
-#: The tests' lock timeout (a checkout deadline of 1 + 5 = 6 s), and how long a test
-#: waits for a call through the frozen proxy before it gives up (thawing the proxy, so a
-#: call that waits with no limit fails the test instead of hanging it).
+#: The tests' lock timeout (a checkout deadline of 1 + 5 = 6 s), libpq's connect timeout
+#: for the pool's reconnect after the cut-off check (its least, against the 10 s default),
+#: and how long a test waits for a call through the frozen proxy before it gives up
+#: (thawing the proxy, so a call that waits with no limit fails the test instead of
+#: hanging it).
 LOCK_TIMEOUT_S = 1.0
+CONNECT_TIMEOUT_S = 2
 GIVE_UP_S = 30.0
 
 
@@ -50,11 +53,14 @@ def test_a_store_call_through_a_frozen_pooled_connection_fails_as_unavailable_by
 ) -> None:
     """The pool holds a connection; the proxy in front of PostgreSQL stops forwarding.
     The pre-ping of the call's checkout gets no answer: the watchdog shuts the connection
-    down at the deadline, the pool's reconnect is refused, and the call fails with
-    ``DatabaseUnavailableError`` (503) naming the deadline. Once the proxy forwards
-    again, the store answers."""
+    down at the deadline, the pool's reconnect gives up at libpq's ``connect_timeout``,
+    and the call fails with ``DatabaseUnavailableError`` (503) naming the deadline. Once
+    the proxy forwards again, the store answers."""
     with FreezableProxy() as proxy:
-        store = Store.open(proxy.url(pg_url), lock_timeout_s=LOCK_TIMEOUT_S)
+        store = Store.open(
+            f"{proxy.url(pg_url)}&connect_timeout={CONNECT_TIMEOUT_S}",
+            lock_timeout_s=LOCK_TIMEOUT_S,
+        )
         try:
             store.ensure_model(name="m", task="binary", feature_names=["a"])
             assert [m.name for m in store.list_models()] == ["m"]  # a pooled connection
