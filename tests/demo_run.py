@@ -1,6 +1,6 @@
 """One run of ``tunewatch demo`` per test run, shared by every test that reads its store.
 
-The demo is the whole loop (~40 s of CPU): the whole-loop e2e test asserts what it did,
+The demo is the whole loop (~30–45 s): the whole-loop e2e test asserts what it did,
 the dashboard tests serve what it left. Under ``pytest -n`` the first worker to ask runs it
 into the directory its run's workers share, under a file lock; each caller then gets its
 own copy, so no two tests (and no two daemons) share a store.
