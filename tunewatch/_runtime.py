@@ -11,18 +11,15 @@ import asyncio
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
 from monitor import ServingMetrics
 from shadow import (
     Deployment,
-    DropReason,
     FeatureRange,
     LoadedVersion,
     OnnxModel,
@@ -30,7 +27,6 @@ from shadow import (
     ShadowError,
     ShadowJob,
     ShadowQueue,
-    ShadowResult,
     Signature,
     VersionNotLoadedError,
     cast_rows,
@@ -40,11 +36,13 @@ from shadow import (
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
 from tunewatch._errors import NotFoundError, StoreError, StoreUnavailableError
-from tunewatch._recorder import Recorder, output_record
+from tunewatch._recorder import Recorder
+from tunewatch._shadow_results import ShadowResults
 from tunewatch._split import SplitConfig, route
 from tunewatch._unloadable import Unloadable
+from tunewatch._version_series import VersionSeries
 from tunewatch.comparison._watched import watched_versions
-from tunewatch.store import ModelRow, OutputRecord, Store, VersionRow
+from tunewatch.store import ModelRow, Store, VersionRow
 from tunewatch.store._comparisons import ComparisonStore
 
 logger = logging.getLogger(__name__)
@@ -94,26 +92,15 @@ class ScoringRuntime:
         # shadow versions whose artefact failed to load: refresh leaves each out of the
         # line-up it wants until its retry time (a reload for another reason tries it too)
         self._unloadable = Unloadable(clock=clock)
-        self._memory_labels: dict[tuple[str, int], tuple[str, str, str]] = {}
         self._load_lock = threading.Lock()
-        # held while a per-version series is made or removed: a series is made only for a
-        # version in its line-up, so one scored or shadowed while it was retired is not
-        # made again after its removal
-        self._series_lock = threading.Lock()
-        # labelled metric children, looked up once per label set (the scoring hot path):
-        # latency by (model, version, hyperparameter set, role), rows by model; and the
-        # versions with a shadow error series. A version's go when it leaves every lineup.
-        self._latency_children: dict[tuple[str, int, str, str], Any] = {}
-        self._row_children: dict[str, Any] = {}
-        self._error_versions: set[tuple[str, int]] = set()
-        # versions a shadow output of which could not be recorded: logged once each
-        self._unrecordable_versions: set[tuple[str, int]] = set()
+        self.series = VersionSeries(metrics, hyperparameter_set=self._hyperparameter_set)
+        self.shadow_results = ShadowResults(recorder=recorder, series=self.series, metrics=metrics)
         self.queue = ShadowQueue(
             maxsize=config.scoring.shadow_queue_size,
-            on_result=self._on_shadow_results,
+            on_result=self.shadow_results.on_results,
             workers=config.scoring.shadow_workers,
             cpu_share=config.scoring.shadow_cpu_share,
-            on_drop=self._on_shadow_drop,
+            on_drop=self.shadow_results.on_drop,
             max_bytes=config.scoring.shadow_queue_max_bytes,
         )
         metrics.track_queue_depth(lambda: float(self.queue.depth))
@@ -281,20 +268,7 @@ class ScoringRuntime:
         digests = {loaded.model.sha256 for loaded in live.values()}
         for digest in [d for d in self._sessions if d not in digests]:
             del self._sessions[digest]
-        for key, labels in list(self._memory_labels.items()):
-            if key not in live:
-                self.metrics.session_memory.remove(*labels)
-                del self._memory_labels[key]
-        with self._series_lock:
-            for model, version, hp, role in list(self._latency_children):
-                if (model, version) not in live:
-                    self.metrics.inference_latency.remove(model, str(version), hp, role)
-                    del self._latency_children[(model, version, hp, role)]
-            for model, version in list(self._error_versions):
-                if (model, version) not in live:
-                    self.metrics.shadow_errors.remove(model, str(version))
-                    self._error_versions.discard((model, version))
-            self._unrecordable_versions.intersection_update(live)
+        self.series.keep(live)
 
     def _challenger(self, v: VersionRow) -> LoadedVersion | None:
         """A shadow version, or ``None`` (logged) when its artefact cannot be loaded: a
@@ -332,22 +306,10 @@ class ScoringRuntime:
 
     def _loaded(self, v: VersionRow, role: Role) -> LoadedVersion:
         session = self._session(v)
-        self._gauge_memory(v)
+        self.series.gauge_memory(v)
         return LoadedVersion(
             version=v.version, model=session, hyperparameter_set=v.hyperparameter_set_id, role=role
         )
-
-    def _gauge_memory(self, v: VersionRow) -> None:
-        """Export the version's load memory as measured when it was registered (in a
-        process of its own, the figure the guardrails, serving-cost ceilings and dashboard
-        read), not this process's RSS growth while loading: that is 0 or a few pages, and
-        0 for an artefact whose pages were loaded before. A version stored without a
-        figure exports none rather than a different measurement."""
-        if v.load_memory_bytes is None:
-            return
-        labels = (v.model, str(v.version), v.hyperparameter_set_id)
-        self.metrics.session_memory.labels(*labels).set(v.load_memory_bytes)
-        self._memory_labels[(v.model, v.version)] = labels
 
     def _ranges(self, row: ModelRow) -> tuple[FeatureRange | None, ...] | None:
         cfg = self.config.model(row.name)
@@ -447,10 +409,10 @@ class ScoringRuntime:
         started = time.perf_counter()
         outputs = chosen.model.run(x)
         latency = time.perf_counter() - started
-        self._latency(
+        self.series.latency(
             served.row.name, chosen.version, chosen.hyperparameter_set, chosen.role
         ).observe(latency)
-        self._rows(served.row.name).inc(x.shape[0])
+        self.series.rows(served.row.name).inc(x.shape[0])
         primary = chosen.model.signature.primary_output
         check_output(outputs[primary], primary)  # recorded as float32: refused, not inf
         values = chosen.model.primary(outputs)
@@ -469,26 +431,6 @@ class ScoringRuntime:
             latency_s=latency,
             challengers=challengers,
         )
-
-    def _latency(self, model: str, version: int, hp: str, role: str) -> Any:
-        """The labelled histogram child, looked up once per label set (hot path); a
-        version no longer in its line-up gets none (its series were removed)."""
-        key = (model, version, hp, role)
-        child = self._latency_children.get(key)
-        if child is None:
-            with self._series_lock:
-                if self._hyperparameter_set(model, version) is None:
-                    return _UNEXPORTED
-                child = self._latency_children[key] = self.metrics.inference_latency.labels(
-                    model, str(version), hp, role
-                )
-        return child
-
-    def _rows(self, model: str) -> Any:
-        child = self._row_children.get(model)
-        if child is None:
-            child = self._row_children[model] = self.metrics.inference_rows.labels(model)
-        return child
 
     def shadow(
         self, model: str, request_id: str, x: np.ndarray, challengers: tuple[LoadedVersion, ...]
@@ -515,63 +457,6 @@ class ScoringRuntime:
     def _hand_over_shadow(self, loop: asyncio.AbstractEventLoop) -> None:
         self.queue.submit_many(self._shadow_pending.pop(loop))
 
-    def _on_shadow_drop(self, jobs: Sequence[ShadowJob], reason: DropReason) -> None:
-        for model, n in Counter(job.model for job in jobs).items():
-            self.metrics.shadow_dropped.labels(model, reason).inc(n)
-
-    def _on_shadow_results(self, results: Sequence[ShadowResult]) -> None:
-        records = []
-        now = datetime.now(UTC)  # one drain, one timestamp: it is when they were recorded
-        # None: the challenger left the lineup while it scored, and its series with it
-        hps: dict[tuple[str, int], str | None] = {}
-        for r in results:
-            key = (r.model, r.version)
-            if key not in hps:
-                hps[key] = self._hyperparameter_set(r.model, r.version)
-            hp = hps[key]
-            if r.error is not None or r.values is None:
-                if hp is not None:
-                    self._shadow_error(r.model, r.version).inc()
-                continue
-            try:  # job boundary: a result that cannot be recorded fails alone, not the drain
-                record = _shadow_record(r, now)
-            except Exception as exc:
-                self._unrecordable(r, hp, exc)
-                continue
-            if r.latency_s is not None and hp is not None:  # a backlog batch has no latency
-                self._latency(r.model, r.version, hp, "challenger").observe(r.latency_s)
-            records.append(record)
-        self.recorder.record_outputs(records)
-
-    def _unrecordable(self, r: ShadowResult, hp: str | None, exc: Exception) -> None:
-        """Count a shadow result that cannot be recorded as its version's shadow error;
-        log it with its traceback the first time for the version (a bad challenger fails
-        every request it shadows: one line each drowned the log)."""
-        if hp is not None:
-            self._shadow_error(r.model, r.version).inc()
-        key = (r.model, r.version)
-        with self._series_lock:
-            first = key not in self._unrecordable_versions
-            self._unrecordable_versions.add(key)
-        if first:
-            logger.error(
-                "model=%s version=%d request=%s: shadow output not recorded, counted as a "
-                "shadow error (later ones of this version only counted in "
-                "tunewatch_shadow_errors_total): %s",
-                r.model,
-                r.version,
-                r.request_id,
-                exc,
-                exc_info=exc,
-            )
-
-    def _shadow_error(self, model: str, version: int) -> Any:
-        with self._series_lock:
-            if self._hyperparameter_set(model, version) is None:
-                return _UNEXPORTED
-            self._error_versions.add((model, version))
-            return self.metrics.shadow_errors.labels(model, str(version))
-
     def _hyperparameter_set(self, model: str, version: int) -> str | None:
         """The hyperparameter set of a version in ``model``'s lineup; None when it has
         left it (its output is still recorded, but no series is made for it again)."""
@@ -582,32 +467,6 @@ class ScoringRuntime:
             return served.deployment.get(version).hyperparameter_set
         except LookupError:
             return None
-
-
-def _shadow_record(r: ShadowResult, now: datetime) -> OutputRecord:
-    """The record of a challenger's answer, which must be a matrix: one row per input
-    row (the shadow scoring checked the count), as the recorder keeps it."""
-    assert r.values is not None
-    if r.values.ndim != 2:
-        raise ShadowError(
-            "a shadow output must be a matrix of one row per input row, got shape "
-            f"{r.values.shape}",
-            code="output_shape_mismatch",
-        )
-    return output_record(r.model, r.request_id, r.version, "challenger", r.values, r.latency_s, now)
-
-
-class _Unexported:
-    """Where a figure of a version that left its line-up goes: nowhere."""
-
-    def observe(self, value: float) -> None:
-        pass
-
-    def inc(self, amount: float = 1) -> None:
-        pass
-
-
-_UNEXPORTED = _Unexported()
 
 
 def version_or_404(store: Store, model: str, version: int) -> VersionRow:

@@ -171,14 +171,14 @@ def test_a_version_s_unrecordable_results_are_logged_once_and_each_counted(
     _serve(daemon, "a", (_onnx("rows"), "champion"), (_onnx("rank3"), "shadow"))
     runtime = daemon.runtime
     rank3 = _challenger(runtime, "a", 2)
-    caplog.set_level(logging.ERROR, logger="tunewatch._runtime")
+    caplog.set_level(logging.ERROR, logger="tunewatch._shadow_results")
     for drain in range(3):  # three drains, two results each
         jobs = [ShadowJob("a", f"r{drain}-{i}", _rows(2, seed=i), (rank3,)) for i in range(2)]
         results = score_many(jobs, rank3)
         assert all(r.error is None for r in results)  # scored: only recording them fails
-        runtime._on_shadow_results(results)
+        runtime.shadow_results.on_results(results)
     assert _shadow_errors(daemon, "a", 2) == 6
-    logged = [r for r in caplog.records if r.name == "tunewatch._runtime"]
+    logged = [r for r in caplog.records if r.name == "tunewatch._shadow_results"]
     assert len(logged) == 1
     message = logged[0].getMessage()
     assert "model=a version=2" in message and "(2, 2, 2)" in message

@@ -68,7 +68,7 @@ def test_a_retired_version_s_latency_and_shadow_error_series_are_dropped(
         x = np.zeros((2, len(served.row.feature_names)), np.float32)
         runtime.score(served, x)  # the champion answers
         runtime.score(served, x, version=2)  # the challenger, named in the request
-        runtime._on_shadow_results(  # the challenger shadowing: one answer, one failure
+        runtime.shadow_results.on_results(  # the challenger shadowing: one answer, one failure
             [
                 ShadowResult(MODEL, "r1", 2, np.zeros((2, 1), np.float32), 0.001),
                 ShadowResult(MODEL, "r2", 2, None, None, error="RuntimeError: boom"),
@@ -86,7 +86,7 @@ def test_a_retired_version_s_latency_and_shadow_error_series_are_dropped(
         assert _series(daemon, latency, "version", "role") == {("1", "champion")}
         assert _series(daemon, errors, "version") == set()
         # a shadow answer of the retired version still in the queue exports nothing again
-        runtime._on_shadow_results([ShadowResult(MODEL, "r3", 2, np.zeros((2, 1)), 0.001)])
+        runtime.shadow_results.on_results([ShadowResult(MODEL, "r3", 2, np.zeros((2, 1)), 0.001)])
         assert _series(daemon, latency, "version", "role") == {("1", "champion")}
         # v1's series, still served, go on counting
         runtime.score(runtime.model(MODEL), x)
@@ -223,7 +223,7 @@ def test_inference_rows_count_every_answered_row_whichever_version_answered(
         x = np.zeros((3, len(served.row.feature_names)), np.float32)
         runtime.score(served, x)  # the champion answers
         runtime.score(served, x[:2], version=2)  # the challenger, named in the request
-        runtime._on_shadow_results([ShadowResult(MODEL, "r1", 2, np.zeros((3, 1)), 0.001)])
+        runtime.shadow_results.on_results([ShadowResult(MODEL, "r1", 2, np.zeros((3, 1)), 0.001)])
         rows = "tunewatch_inference_rows_total"
         assert daemon.metrics.registry.get_sample_value(rows, {"model": MODEL}) == 5
         (family,) = (m for m in daemon.metrics.registry.collect() if m.name + "_total" == rows)

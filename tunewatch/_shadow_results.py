@@ -1,0 +1,93 @@
+"""What becomes of the shadow queue's results and drops: challengers' outputs recorded,
+their latency, shadow errors and dropped jobs counted.
+
+Each result is built alone: one that cannot be recorded (a challenger answering a
+rank-3 tensor) is counted as its version's shadow error and logged once per version,
+while the rest of its drain — other challengers', other models' — is recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from monitor import ServingMetrics
+from shadow import DropReason, ShadowError, ShadowJob, ShadowResult
+from tunewatch._recorder import Recorder, output_record
+from tunewatch._version_series import VersionSeries
+from tunewatch.store import OutputRecord
+
+logger = logging.getLogger(__name__)
+
+
+class ShadowResults:
+    """The shadow queue's ``on_result`` and ``on_drop``: records through ``recorder``,
+    counts in ``series`` and ``metrics``."""
+
+    def __init__(
+        self, *, recorder: Recorder, series: VersionSeries, metrics: ServingMetrics
+    ) -> None:
+        self._recorder = recorder
+        self._series = series
+        self._metrics = metrics
+
+    def on_drop(self, jobs: Sequence[ShadowJob], reason: DropReason) -> None:
+        for model, n in Counter(job.model for job in jobs).items():
+            self._metrics.shadow_dropped.labels(model, reason).inc(n)
+
+    def on_results(self, results: Sequence[ShadowResult]) -> None:
+        records = []
+        now = datetime.now(UTC)  # one drain, one timestamp: it is when they were recorded
+        # None: the challenger left the lineup while it scored, and its series with it
+        hps: dict[tuple[str, int], str | None] = {}
+        for r in results:
+            key = (r.model, r.version)
+            if key not in hps:
+                hps[key] = self._series.hyperparameter_set(r.model, r.version)
+            hp = hps[key]
+            if r.error is not None or r.values is None:
+                if hp is not None:
+                    self._series.shadow_error(r.model, r.version).inc()
+                continue
+            try:  # job boundary: a result that cannot be recorded fails alone, not the drain
+                record = _shadow_record(r, now)
+            except Exception as exc:
+                self._unrecordable(r, hp, exc)
+                continue
+            if r.latency_s is not None and hp is not None:  # a backlog batch has no latency
+                self._series.latency(r.model, r.version, hp, "challenger").observe(r.latency_s)
+            records.append(record)
+        self._recorder.record_outputs(records)
+
+    def _unrecordable(self, r: ShadowResult, hp: str | None, exc: Exception) -> None:
+        """Count a shadow result that cannot be recorded as its version's shadow error;
+        log it with its traceback the first time for the version (a bad challenger fails
+        every request it shadows: one line each drowned the log)."""
+        if hp is not None:
+            self._series.shadow_error(r.model, r.version).inc()
+        if self._series.first_unrecordable(r.model, r.version):
+            logger.error(
+                "model=%s version=%d request=%s: shadow output not recorded, counted as a "
+                "shadow error (later ones of this version only counted in "
+                "tunewatch_shadow_errors_total): %s",
+                r.model,
+                r.version,
+                r.request_id,
+                exc,
+                exc_info=exc,
+            )
+
+
+def _shadow_record(r: ShadowResult, now: datetime) -> OutputRecord:
+    """The record of a challenger's answer, which must be a matrix: one row per input
+    row (the shadow scoring checked the count), as the recorder keeps it."""
+    assert r.values is not None
+    if r.values.ndim != 2:
+        raise ShadowError(
+            "a shadow output must be a matrix of one row per input row, got shape "
+            f"{r.values.shape}",
+            code="output_shape_mismatch",
+        )
+    return output_record(r.model, r.request_id, r.version, "challenger", r.values, r.latency_s, now)

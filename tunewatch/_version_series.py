@@ -1,0 +1,124 @@
+"""The per-version Prometheus series of served versions: latency by hyperparameter set
+and role, rows by model, shadow errors and load memory.
+
+A series is made only for a version in its model's line-up, and removed when the version
+leaves every line-up (retired, rolled back): without that every re-tune would leave a
+dozen exported series for the daemon's life. Labelled children are looked up once per
+label set, as the scoring hot path needs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Collection
+from typing import Any
+
+from monitor import ServingMetrics
+from tunewatch.store import VersionRow
+
+
+class VersionSeries:
+    """The series of ``metrics`` per served version. ``hyperparameter_set(model,
+    version)`` names the set of a version in its model's line-up, ``None`` once it has
+    left it: a figure of such a version goes nowhere, and no series is made for it again."""
+
+    def __init__(
+        self, metrics: ServingMetrics, *, hyperparameter_set: Callable[[str, int], str | None]
+    ) -> None:
+        self._metrics = metrics
+        self._hyperparameter_set = hyperparameter_set
+        # held while a series is made or removed: a series is made only for a version in
+        # its line-up, so one scored or shadowed while it was retired is not made again
+        # after its removal
+        self._lock = threading.Lock()
+        self._latency: dict[tuple[str, int, str, str], Any] = {}
+        self._rows: dict[str, Any] = {}
+        self._error_versions: set[tuple[str, int]] = set()
+        self._memory_labels: dict[tuple[str, int], tuple[str, str, str]] = {}
+        # versions a shadow output of which could not be recorded: logged once each
+        self._unrecordable: set[tuple[str, int]] = set()
+
+    def hyperparameter_set(self, model: str, version: int) -> str | None:
+        """The hyperparameter set of a version in its model's line-up, ``None`` once it
+        has left it."""
+        return self._hyperparameter_set(model, version)
+
+    def latency(self, model: str, version: int, hp: str, role: str) -> Any:
+        """The version's latency histogram child (an unexported one once it has left its
+        line-up)."""
+        key = (model, version, hp, role)
+        child = self._latency.get(key)
+        if child is None:
+            with self._lock:
+                if self._hyperparameter_set(model, version) is None:
+                    return _UNEXPORTED
+                child = self._latency[key] = self._metrics.inference_latency.labels(
+                    model, str(version), hp, role
+                )
+        return child
+
+    def rows(self, model: str) -> Any:
+        child = self._rows.get(model)
+        if child is None:
+            child = self._rows[model] = self._metrics.inference_rows.labels(model)
+        return child
+
+    def shadow_error(self, model: str, version: int) -> Any:
+        """The version's shadow error counter (an unexported one once it has left its
+        line-up)."""
+        with self._lock:
+            if self._hyperparameter_set(model, version) is None:
+                return _UNEXPORTED
+            self._error_versions.add((model, version))
+            return self._metrics.shadow_errors.labels(model, str(version))
+
+    def first_unrecordable(self, model: str, version: int) -> bool:
+        """Whether this is the first shadow output of the version that could not be
+        recorded (since it last entered a line-up)."""
+        key = (model, version)
+        with self._lock:
+            first = key not in self._unrecordable
+            self._unrecordable.add(key)
+        return first
+
+    def gauge_memory(self, v: VersionRow) -> None:
+        """Export the version's load memory as measured when it was registered (in a
+        process of its own, the figure the guardrails, serving-cost ceilings and dashboard
+        read), not this process's RSS growth while loading: that is 0 or a few pages, and
+        0 for an artefact whose pages were loaded before. A version stored without a
+        figure exports none rather than a different measurement."""
+        if v.load_memory_bytes is None:
+            return
+        labels = (v.model, str(v.version), v.hyperparameter_set_id)
+        self._metrics.session_memory.labels(*labels).set(v.load_memory_bytes)
+        self._memory_labels[(v.model, v.version)] = labels
+
+    def keep(self, live: Collection[tuple[str, int]]) -> None:
+        """Remove the series of every version not in ``live`` (model, version)."""
+        for key, labels in list(self._memory_labels.items()):
+            if key not in live:
+                self._metrics.session_memory.remove(*labels)
+                del self._memory_labels[key]
+        with self._lock:
+            for model, version, hp, role in list(self._latency):
+                if (model, version) not in live:
+                    self._metrics.inference_latency.remove(model, str(version), hp, role)
+                    del self._latency[(model, version, hp, role)]
+            for model, version in list(self._error_versions):
+                if (model, version) not in live:
+                    self._metrics.shadow_errors.remove(model, str(version))
+                    self._error_versions.discard((model, version))
+            self._unrecordable.intersection_update(live)
+
+
+class _Unexported:
+    """Where a figure of a version that left its line-up goes: nowhere."""
+
+    def observe(self, value: float) -> None:
+        pass
+
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+
+_UNEXPORTED = _Unexported()
