@@ -20,7 +20,11 @@ demo: $(STAMP)
 # Both cores: tests take their own ports, temp dirs and PostgreSQL schemas, so any
 # two can run at once (the dashboard tests copy one demo store: tests/dashboard/conftest.py).
 # The slowest tests are listed at the end: CI must stay under 20 minutes on two cores.
+# Bytecode is compiled first even where PYTHONDONTWRITEBYTECODE is set (this machine's
+# default): every `tunewatch serve`/worker process a test starts, and every new store's
+# migrations (Alembic loads them from source), otherwise compile the sources again.
 test: $(STAMP)
+	$(BIN)/python -m compileall -q -j 0 monitor shadow retune tunewatch tests bench
 	$(BIN)/python -m pytest -n 2 --dist worksteal --durations=25
 
 lint: $(STAMP)
@@ -36,3 +40,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .tunewatch-demo .pytest_cache .mypy_cache .ruff_cache
+	find monitor shadow retune tunewatch tests bench -name __pycache__ -type d -prune -exec rm -rf {} +
