@@ -53,9 +53,12 @@ from tunewatch._config_evaluation import (
 )
 from tunewatch._config_file import read_config_text
 from tunewatch._config_paths import (
+    AT_IN_HOST,
     anchored,
     beside,
+    blank,
     data_dir_beside,
+    host_holds_at,
     in_memory_sqlite,
     openable_storage,
     same_database,
@@ -91,6 +94,11 @@ class StoreConfig(_Frozen):
     @field_validator("url")
     @classmethod
     def _no_nul(cls, value: str | None) -> str | None:
+        if blank(value):  # it read as none: a new SQLite store under data_dir, made, migrated
+            raise ValueError(
+                "must not be blank (empty or spaces only, as a template rendered blank "
+                "writes it): leave the key out, or null, for SQLite under `data_dir`"
+            )
         return without_nul(value, "a database URL", url=True)
 
 
@@ -441,6 +449,12 @@ class TuningConfig(_Frozen):
     @field_validator("storage_url")
     @classmethod
     def _openable(cls, value: str | None) -> str | None:
+        if blank(value):  # it read as none: a new SQLite file under data_dir
+            raise ValueError(
+                "must not be blank (empty or spaces only, as a template rendered blank "
+                "writes it): leave the key out, or null, for SQLite under `data_dir` "
+                "(optuna.db)"
+            )
         value = without_nul(value, "a database URL or journal file", url=True)
         return None if value is None else openable_storage(value)
 
@@ -462,6 +476,8 @@ class Config(_Frozen):
     @field_validator("data_dir")
     @classmethod
     def _no_nul(cls, value: str) -> str:
+        if blank(value):  # '' is refused by min_length; spaces named a directory of them
+            raise ValueError("must not be blank (empty or spaces only)")
         return str(without_nul(value, "a directory name"))
 
     @model_validator(mode="after")
@@ -506,13 +522,13 @@ class Config(_Frozen):
 
     @property
     def store_url(self) -> str:
-        if self.store.url:
+        if self.store.url is not None:
             return self.store.url
         return f"sqlite:///{Path(self.data_dir).resolve() / 'tunewatch.db'}"
 
     @property
     def tuning_storage_url(self) -> str:
-        if self.tuning.storage_url:
+        if self.tuning.storage_url is not None:
             return self.tuning.storage_url
         return f"sqlite:///{Path(self.data_dir).resolve() / 'optuna.db'}"
 
@@ -620,6 +636,17 @@ def build_config(
     config file's directory, else the working directory (as ``$TUNEWATCH_DATA_DIR``)."""
     data: dict[str, Any] = dict(raw or {})
     env = os.environ if env is None else env
+    # Set but blank (a Kubernetes secret or a template rendered blank) read as unset: the
+    # store became a new SQLite file under data_dir, made and migrated, served empty.
+    for name, unset in (
+        (ENV_STORE_URL, "the configuration's `store.url` (SQLite under data_dir by default)"),
+        (ENV_DATA_DIR, "the configuration's `data_dir` (.tunewatch by default)"),
+    ):
+        if name in env and blank(env[name]):
+            raise ConfigError(
+                f"${name} is set but blank (empty or spaces only): give the value in it, "
+                f"or unset it for {unset}"
+            )
     # A relative data_dir is made absolute here, so that the config the daemon writes out
     # for its workers names the same one: the file's own is beside the file, as
     # `tuning.search_space` (read from another directory, the same config made and
@@ -629,11 +656,11 @@ def build_config(
     if env.get(ENV_DATA_DIR):
         data["data_dir"], base = env[ENV_DATA_DIR], Path.cwd()
     data_dir = data.get("data_dir", Config.model_fields["data_dir"].default)
-    if isinstance(data_dir, str) and data_dir:  # an absolute data_dir stays as it is
+    if isinstance(data_dir, str) and not blank(data_dir):  # validation refuses a blank one
         # it holds the store unless a URL names one; the file's relative one is refused where
         # only the working directory's holds it (an earlier release's store)
         store = data.get("store") or {}
-        holds_store = isinstance(store, Mapping) and not store.get("url")
+        holds_store = isinstance(store, Mapping) and store.get("url") is None
         holds_store = holds_store and not env.get(ENV_STORE_URL)
         data["data_dir"] = data_dir_beside(data_dir, base, source, holds_store=holds_store)
     # A relative SQLite path in the store's URL, and in the Optuna storage's (a URL or a
@@ -645,14 +672,16 @@ def build_config(
         data["store"] = {**store, "url": anchored(env[ENV_STORE_URL], Path.cwd())}
     elif isinstance(store, Mapping) and isinstance(store.get("url"), str):
         url = store["url"]
-        data["store"] = {**store, "url": beside(url, file_base, "store.url", source)}
+        if not blank(url):  # validation refuses a blank one (`beside` read it as a path)
+            data["store"] = {**store, "url": beside(url, file_base, "store.url", source)}
     tuning = data.get("tuning")
-    if isinstance(tuning, Mapping) and isinstance(tuning.get("storage_url"), str):
-        url = tuning["storage_url"]
+    storage = tuning.get("storage_url") if isinstance(tuning, Mapping) else None
+    if isinstance(tuning, Mapping) and isinstance(storage, str) and not blank(storage):
         data["tuning"] = {
             **tuning,
-            "storage_url": beside(url, file_base, "tuning.storage_url", source),
+            "storage_url": beside(storage, file_base, "tuning.storage_url", source),
         }
+    _refuse_at_in_host(data, env, source)
     version = data.get("version", CONFIG_VERSION)
     if isinstance(version, int) and version > CONFIG_VERSION:
         raise ConfigError(
@@ -665,6 +694,20 @@ def build_config(
     except ValidationError as exc:
         # not chained: a traceback rendered pydantic's whole input, YAML aliases expanded
         raise ConfigError(format_errors(exc, source)) from None
+
+
+def _refuse_at_in_host(data: Mapping[str, Any], env: Mapping[str, str], source: str) -> None:
+    """Refuse a database URL whose host holds an ``@`` (a password's unescaped one) here,
+    before validation, whose message quotes the value: its host is the password's tail."""
+    store, tuning = data.get("store"), data.get("tuning")
+    named = f"${ENV_STORE_URL}" if env.get(ENV_STORE_URL) else "`store.url`"
+    for key, section, field in (
+        (named, store, "url"),
+        ("`tuning.storage_url`", tuning, "storage_url"),
+    ):
+        url = section.get(field) if isinstance(section, Mapping) else None
+        if isinstance(url, str) and host_holds_at(url):
+            raise ConfigError(f"{source}: {key}: {AT_IN_HOST}")
 
 
 def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Config:

@@ -1,7 +1,7 @@
 """Where a config's database paths point: relative SQLite paths (and Optuna journal
 files) in ``store.url`` and ``tuning.storage_url``, and a relative ``data_dir``, are made
-absolute, beside the config file, in-memory SQLite is told apart, and paths holding a NUL
-are refused. Part of
+absolute, beside the config file (``~`` expanded), in-memory SQLite is told apart, and
+paths holding a NUL, blank values and URLs whose host holds an ``@`` are refused. Part of
 :mod:`tunewatch._config`, which calls these while it builds a config.
 """
 
@@ -65,6 +65,33 @@ def same_database(a: str, b: str) -> bool:
 #: The DB-API driver of each backend tunewatch installs (as the store's URLs are checked).
 _DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
 
+#: What a URL whose host holds an '@' is refused with, after the setting's name. The value
+#: is not quoted: the host is then the tail of a password holding an unescaped '@'
+#: (``u:p@ss@host``), which the driver's error quoted (stderr, logs, a failed job's error).
+AT_IN_HOST = (
+    "its host holds '@': write an '@' in the password as %40 (the value is not shown: it "
+    "holds a password)"
+)
+
+
+def host_holds_at(url: str) -> bool:
+    """Whether ``url`` (with ``://``) parses to a host holding an ``@``: SQLAlchemy ends
+    the password at its first ``@``, so the rest of a password holding one is read as
+    the host. One that does not parse is False (whoever opens it says why)."""
+    if "://" not in url:
+        return False
+    try:
+        host = make_url(url).host
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        return False
+    return host is not None and "@" in host
+
+
+def blank(value: object) -> bool:
+    """Whether ``value`` is text that is empty or spaces only, as a template or a secret
+    rendered blank writes it: no URL or directory, yet it read as the default one."""
+    return isinstance(value, str) and not value.strip()
+
 
 def openable_storage(url: str) -> str:
     """``url`` if it is an Optuna journal file's path (no ``://``) or a SQLite or
@@ -79,6 +106,8 @@ def openable_storage(url: str) -> str:
             "a tuning storage must be a sqlite or postgresql URL or a journal file's path; "
             "SQLAlchemy cannot parse this URL (a port that is not a number, say)"
         ) from None
+    if host_holds_at(url):
+        raise ValueError(f"a tuning storage URL: {AT_IN_HOST}")
     backend = parsed.get_backend_name()
     if backend not in _DRIVERS:
         raise ValueError(
@@ -135,16 +164,18 @@ def beside(url: str, base: Path, key: str, source: str) -> str:
 
 
 def data_dir_beside(data_dir: str, base: Path, source: str, *, holds_store: bool) -> str:
-    """A config file's ``data_dir`` made absolute under ``base``, the file's directory.
+    """A config file's ``data_dir`` made absolute under ``base``, the file's directory, with
+    ``~`` expanded as in the other paths (``~/x`` made a directory named ``~`` there).
     Refused, as :func:`beside` refuses a URL, when it holds the store (no store URL is
     given) and the store's file there does not exist but the one under the working
     directory, where releases before 2026-12 read a file's ``data_dir``, does: an upgraded
     daemon silently made and migrated a new, empty store beside the file."""
-    absolute = str(base / data_dir)
-    if not holds_store or Path(data_dir).is_absolute() or base == Path.cwd():
+    expanded = Path(os.path.expanduser(data_dir))  # an unknown ~user stays as written
+    absolute = str(base / expanded)
+    if not holds_store or expanded.is_absolute() or base == Path.cwd():
         return absolute
     here = Path(absolute) / STORE_FILE
-    there = Path.cwd() / data_dir / STORE_FILE
+    there = Path.cwd() / expanded / STORE_FILE
     if not here.exists() and there.exists():
         raise ConfigError(
             f"{source}: `data_dir` names the relative path {data_dir!r}, which is read beside "

@@ -220,7 +220,10 @@ _DRIVERS = {"sqlite": "pysqlite", "postgresql": "psycopg"}
 
 def parse_store_url(url: str) -> URL:
     """``url`` parsed, else ``ConfigError`` naming the setting: a SQLite or PostgreSQL URL
-    SQLAlchemy parses. An unparseable one is not quoted (it may hold a password)."""
+    SQLAlchemy parses. An unparseable one is not quoted (it may hold a password), nor is
+    one whose host holds an ``@``: SQLAlchemy ends the password at its first ``@``, so
+    the rest of a password holding one (``u:p@ss@host``) is read as the host, which the
+    driver's error quoted."""
     try:
         parsed = make_url(url)
     except (ArgumentError, ValueError) as exc:  # ValueError: a port that is no integer
@@ -231,6 +234,12 @@ def parse_store_url(url: str) -> URL:
             "number, say; the value is not shown: it may hold a password)",
             code="invalid_store_url",
         ) from exc
+    if parsed.host is not None and "@" in parsed.host:  # before any message quotes it
+        raise ConfigError(
+            f"{_URL_SETTING}: its host holds '@': write an '@' in the password as %40 (the "
+            "value is not shown: it holds a password)",
+            code="invalid_store_url",
+        )
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
         raise ConfigError(
