@@ -91,10 +91,17 @@ def _text(name: str) -> Callable[[str], str]:
 
 def _reason(text: str) -> str:
     """An argparse type: a ``--reason`` the API would take, else a usage error (checked
-    before the command writes anything): text UTF-8 can encode, of at most
-    :data:`MAX_REASON_LENGTH` characters, the length of ``approvals.reason`` (PostgreSQL
-    refused a longer one)."""
+    before the command writes anything): text UTF-8 can encode, not empty nor whitespace
+    only, of at most :data:`MAX_REASON_LENGTH` characters, the length of
+    ``approvals.reason`` (PostgreSQL refused a longer one). An empty reason, which the API
+    refuses, was recorded in the audit log, and a regulated model promoted on it. It is
+    kept as given, surrounding whitespace included."""
     text = _text("--reason")(text)
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "`--reason` must hold a character other than whitespace, got "
+            f"{len(text)} character{'' if len(text) == 1 else 's'}"
+        )
     if len(text) > MAX_REASON_LENGTH:
         raise argparse.ArgumentTypeError(
             f"`--reason` must be at most {MAX_REASON_LENGTH} characters, got {len(text)}"
@@ -219,7 +226,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--job", type=_int_in("job", 1, MAX_ID), required=True)
     p.set_defaults(func=cmd_worker)
 
-    p = sub.add_parser("retune", help="queue a manual re-tuning job for a model")
+    p = sub.add_parser(
+        "retune",
+        help="queue a manual re-tuning job for a model",
+        description="Queue a manual re-tuning job for a model: exit 0, the outcome on "
+        "stdout, when it was queued (or had been). Exit 1, the outcome on stderr "
+        "(`retune suppressed: ...`), when the quota on concurrent tuning jobs or the "
+        "model's cool-down held it back (a later retune may be queued), or when the "
+        "model's triggers configure nothing for `manual`; with --run, also when the job "
+        "ran and did not succeed. Exit 2 on a usage error.",
+    )
     p.add_argument("model", type=_model)
     p.add_argument("--reason", type=_reason, default="manual")
     p.add_argument("--run", action="store_true", help="run the job in this process now")

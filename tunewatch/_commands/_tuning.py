@@ -161,11 +161,16 @@ def cmd_retune(args: argparse.Namespace) -> int:
         )
     finally:
         store.close()
+    if outcome.status not in ("taken", "duplicate"):
+        # nothing queued (the quota, a cool-down, no manual retune configured): a failure,
+        # said on stderr, so that stdout holds only a queued job (see the command's help)
+        print(outcome.describe(), file=sys.stderr)
+        return 1
     print(outcome.describe())
     if outcome.job_id is not None and args.run:
         args.job = outcome.job_id
         return cmd_worker(args)
-    return 0 if outcome.status in ("taken", "duplicate") else 1
+    return 0
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
