@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Path, Query
+from pydantic import AfterValidator, Field
 from starlette.requests import Request
 
 from tunewatch._actions import Dispatcher
@@ -14,13 +15,26 @@ from tunewatch._evaluation import Evaluator
 from tunewatch._registry import Registry
 from tunewatch._runtime import ScoringRuntime
 from tunewatch.comparison import ComparisonRunner
-from tunewatch.store import MAX_ID
+from tunewatch.store import MAX_ID, MAX_REASON_LENGTH
 
 # Ids and version numbers are INTEGER columns, 32-bit in PostgreSQL. A larger number in a
 # path or query can match nothing and would fail in the database driver (SQLite: past 64
 # bits), so it is refused as a bad request before any lookup.
 RowId = Annotated[int, Path(ge=0, le=MAX_ID)]
 VersionFilter = Annotated[int | None, Query(ge=0, le=MAX_ID)]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must hold a character other than whitespace")
+    return value
+
+
+# Why a promotion, rollback, retirement or retune was asked for, as the audit log keeps
+# it: one of whitespace only said nothing (the CLI refuses it too).
+Reason = Annotated[
+    str, Field(min_length=1, max_length=MAX_REASON_LENGTH), AfterValidator(_not_blank)
+]
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,11 +6,11 @@ from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from tunewatch.api._context import RowId, context
+from tunewatch.api._context import Reason, RowId, context
 from tunewatch.api._models import (
     ALL_WHEN_EMPTY,
     Filter,
@@ -20,7 +20,7 @@ from tunewatch.api._models import (
     empty_is_none,
 )
 from tunewatch.api._route import ApiRoute
-from tunewatch.store import MAX_REASON_LENGTH, JobRow
+from tunewatch.store import JobRow
 
 router = APIRouter(prefix="/v1", route_class=ApiRoute)
 JobStatus = Annotated[
@@ -32,7 +32,7 @@ JobStatus = Annotated[
 
 class RetuneRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    reason: str = Field(default="manual", min_length=1, max_length=MAX_REASON_LENGTH)
+    reason: Reason = "manual"
 
 
 def job_json(j: JobRow) -> dict[str, Any]:

@@ -20,10 +20,10 @@ from tunewatch._registry import check_caller_study
 from tunewatch._report import build_report, refresh_reports
 from tunewatch._runtime import version_or_404
 from tunewatch._version_metadata import VersionMetadata
-from tunewatch.api._context import RowId, authenticate, context
+from tunewatch.api._context import Reason, RowId, authenticate, context
 from tunewatch.api._errors import ApiError
 from tunewatch.api._route import ApiRoute
-from tunewatch.store import MAX_ID, MAX_REASON_LENGTH, ApprovalRow, VersionRow
+from tunewatch.store import MAX_ID, ApprovalRow, VersionRow
 
 router = APIRouter(prefix="/v1", route_class=ApiRoute)
 
@@ -88,7 +88,7 @@ class RegisterVersion(_Body):
 
 
 class StageChange(_Body):
-    reason: str = Field(min_length=1, max_length=MAX_REASON_LENGTH)
+    reason: Reason
 
 
 class Rollback(StageChange):

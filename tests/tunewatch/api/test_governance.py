@@ -492,3 +492,20 @@ def test_an_approval_decided_after_the_champion_changed_closes_without_promoting
     assert closed.status == "rejected" and "champion changed" in (closed.decision_reason or "")
     again = _post(gov, "/v1/models/loans/versions/2/promote", "admin", reason="against v3")
     assert again.status_code == 202 and again.json()["approval"]["id"] != approval["id"]
+
+
+@pytest.mark.parametrize("reason", ["", " ", " \t\n"])
+def test_a_blank_reason_is_refused_and_nothing_changes(gov: Running, reason: str) -> None:
+    """A reason of whitespace only passed ``min_length=1``: the audit log then recorded
+    a promotion, rollback or retune whose reason says nothing (the CLI refuses it)."""
+    audit = gov.daemon.store.audit_log(1000)
+    for path in (
+        f"/v1/models/{MODEL}/versions/3/promote",
+        f"/v1/models/{MODEL}/rollback",
+        f"/v1/models/{MODEL}/retune",
+    ):
+        r = _post(gov, path, "operator", reason=reason)
+        assert r.status_code in (400, 422), (path, r.text)
+        assert r.json()["code"] == "invalid_request" and "reason" in r.json()["error"], r.text
+    assert gov.daemon.store.audit_log(1000) == audit
+    assert gov.daemon.store.champion(MODEL).version == 1
