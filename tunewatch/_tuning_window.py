@@ -20,6 +20,9 @@ from tunewatch.store import JobRow, ModelRow, Store, VersionRow, Window
 
 logger = logging.getLogger(__name__)
 
+#: The largest magnitude a regression label a job trains on may have (float32's).
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 def training_window(
     store: Store,
@@ -47,6 +50,7 @@ def training_window(
         end=matured_before or job.created_at,
     )
     labelled = window.labelled() & (window.label_received_at < job.created_at.timestamp())
+    labelled = _trainable(window, labelled, model, job)
     x, y = window.features[labelled], window.labels[labelled]
     n_traffic = int(labelled.sum())
     sha = parent.details.get("reference_sha256") if parent else None
@@ -62,13 +66,14 @@ def training_window(
             if not usable.all():
                 logger.warning(
                     "job=%d model=%s: %d of the %d reference rows taken from version %d "
-                    "have no label valid for a %s model (unlabelled, or not a class); left out",
+                    "have no label valid for a %s model (unlabelled, or %s); left out",
                     job.id,
                     model.name,
                     int((~usable).sum()),
                     stop - start,
                     parent.version,
                     model.task,
+                    _RULES.get(model.task, "not finite"),
                 )
             features = reference.features[start:stop][usable].astype(np.float32)
             x = np.vstack([features, x])
@@ -119,14 +124,48 @@ def _immature_rows(
     return int(labelled.sum())
 
 
+def _trainable(window: Window, labelled: np.ndarray, model: ModelRow, job: JobRow) -> np.ndarray:
+    """``labelled`` less the window's rows whose label no job can train on
+    (:func:`_valid_labels`): stored before the labels API refused them (a regression label
+    of 1e300 failed every trial of every job with an infinite loss while its request was
+    in the window), or by a store written to directly."""
+    usable = labelled.copy()
+    usable[labelled] = _valid_labels(np.asarray(window.labels[labelled]), model.task)
+    left_out = int(labelled.sum() - usable.sum())
+    if left_out:
+        logger.warning(
+            "job=%d model=%s: %d of the %d labelled traffic rows in the window have no "
+            "label valid for a %s model (not finite, or %s); left out",
+            job.id,
+            model.name,
+            left_out,
+            int(labelled.sum()),
+            model.task,
+            _RULES.get(model.task, "not finite"),
+        )
+    return usable
+
+
+#: What :func:`_valid_labels` holds a task's labels to, as its warnings say.
+_RULES = {
+    "binary": "not 0 or 1",
+    "multiclass": "not a class index",
+    "regression": f"past float32's range of ±{_FLOAT32_MAX:.6g}",
+}
+
+
 def _valid_labels(labels: np.ndarray, task: str) -> np.ndarray:
     """Which ``labels`` a job can train on, by the rules the labels API enforces for the
-    task: finite; 0 or 1 (binary); a class index (multiclass)."""
-    usable = np.isfinite(labels)
-    if task == "binary":
-        usable &= (labels == 0) | (labels == 1)
-    elif task == "multiclass":
-        usable &= (labels >= 0) & (labels < 2**31) & (labels == np.floor(labels))
+    task: finite; 0 or 1 (binary); a class index (multiclass); within float32's range
+    (regression: the range every stored input and output is held to)."""
+    with np.errstate(invalid="ignore"):
+        usable = np.isfinite(labels)
+        if task == "binary":
+            usable &= (labels == 0) | (labels == 1)
+        elif task == "multiclass":
+            usable &= (labels >= 0) & (labels < 2**31) & (labels == np.floor(labels))
+        else:
+            usable &= np.abs(labels) <= _FLOAT32_MAX
     return np.asarray(usable)
 
 

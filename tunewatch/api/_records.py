@@ -333,12 +333,35 @@ _ANY_CLASS = 2**31  # one past the store's integers: a class index, of classes n
 def _classes(ctx: AppContext, served: ServedModel) -> int:
     """How many classes a multiclass model's label may name: the columns of the primary
     output of the version the model's requests are read against (its champion's); any
-    class index when no version is in service or the graph leaves the width dynamic."""
+    class index when the graph leaves the width dynamic. With no version loaded by this
+    process (its champion's artefact not readable here yet, or none in service), the
+    classes are not known: 503 ``model_not_ready``, as the mirror route answers, rather
+    than storing a class the model may not have (no version's stored metadata holds its
+    class count)."""
     try:
         width = ctx.runtime.signature(served).primary_width
-    except NotFoundError:
-        return _ANY_CLASS
+    except NotFoundError as exc:
+        raise ApiError(
+            503,
+            "model_not_ready",
+            f"model {served.row.name!r} has no version loaded to check its labels' class "
+            "indices against; retry later",
+        ) from exc
     return _ANY_CLASS if width is None else max(width, 2)  # one column: a binary output
+
+
+def _check_magnitude(values: Sequence[float], where: str) -> None:
+    """A regression label or an outcome must be a number float32 can hold, the bound the
+    model's inputs and outputs are stored to: a label of 1e300 made every retune of the
+    model fail (its squared error is infinite) while its request was in the window."""
+    for value in values:
+        if abs(value) > _FLOAT32_MAX:
+            raise ApiError(
+                400,
+                "invalid_label",
+                f"{where} must be at most {_FLOAT32_MAX:.6g} in magnitude (float32's "
+                f"range), got {value:g}",
+            )
 
 
 async def feedback(request: Request) -> Response:
@@ -406,9 +429,13 @@ def _labels(ctx: AppContext, served: ServedModel, raw: bytes) -> list[LabelItem]
                 "invalid_label",
                 f"{where}.label of a multiclass model is a class index{named}",
             )
+        if task == "regression":
+            _check_magnitude(values, f"{where}.label")
         outcome = item.get("outcome")
         if outcome is not None and not _finite_number(outcome):
             raise ApiError(400, "invalid_label", f"{where}.outcome must be a finite number")
+        if outcome is not None:
+            _check_magnitude([outcome], f"{where}.outcome")
         value = float(label) if not isinstance(label, list) else [float(v) for v in label]
         labels.append(LabelItem(request_id=request_id, value=value, outcome=outcome))
     return labels
