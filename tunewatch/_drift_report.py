@@ -33,12 +33,31 @@ from tunewatch.store import EvaluationRow, ModelRow, Store, VersionRow, Window
 PREDICTION = PREDICTION_COLUMN
 LABEL = LABEL_COLUMN
 
-#: How to serve :func:`drift_report`'s HTML. evidently's report needs its own
-#: inline scripts and writes column names into one unescaped, so a feature name could
-#: smuggle in a script: ``sandbox`` renders the page in an opaque origin, where no script
-#: reaches the dashboard's origin, session cookie or API.
+#: How to serve :func:`drift_report`'s HTML. evidently's report needs its own inline
+#: scripts (and ``eval``) and writes column names into one unescaped, so a feature name
+#: can smuggle in a script that runs. ``sandbox`` renders the page in an opaque origin,
+#: where no script reaches the dashboard's origin, session cookie or API. The report is
+#: self-contained (its scripts, styles, fonts and images inline or ``data:``/``blob:``;
+#: it loads nothing over the network), so the rest refuses every load, request, form
+#: submission, frame and new window (no ``allow-popups``: plotly's logo link no longer
+#: opens) by which such a script sent the report's content to another site. (A policy
+#: cannot stop the page navigating itself away, its URL carrying what it read.)
+DRIFT_REPORT_POLICY = "; ".join(
+    (
+        "sandbox allow-scripts",
+        "default-src 'none'",
+        "script-src 'unsafe-inline' 'unsafe-eval'",
+        "style-src 'unsafe-inline'",
+        "img-src data: blob:",
+        "font-src data:",
+        "connect-src 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+    )
+)
 DRIFT_REPORT_HEADERS = {
-    "Content-Security-Policy": "sandbox allow-scripts allow-popups",
+    "Content-Security-Policy": DRIFT_REPORT_POLICY,
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }

