@@ -126,6 +126,46 @@ class Dispatcher:
         schedule's is tried again (:meth:`owed`, :meth:`retry`)."""
         self.store.get_model(model)
         fired = self.store.add_event(model=model, type=event, payload=dict(payload))
+        return self._act(model, fired, payload, dedupe_key=dedupe_key, actor=actor)
+
+    def handle_after(
+        self,
+        model: str,
+        event: str,
+        payload: Mapping[str, Any],
+        *,
+        last: Event | None,
+        actor: str = "system",
+    ) -> ActionOutcome | None:
+        """:meth:`handle` for an event decided on ``last``, the newest ``event`` of
+        ``model`` when the caller read it (``None``: there was none): the event is recorded,
+        and its action carried out, only if ``last`` is still the newest of its type, read
+        and written in one serialised step (:meth:`Store.add_event_after`). Else returns
+        ``None``, recording nothing: another process (a replica, ``tunewatch evaluate``)
+        decided on the same history and raised it first."""
+        self.store.get_model(model)
+        fired = self.store.add_event_after(
+            model=model,
+            type=event,
+            payload=dict(payload),
+            last=last.id if last is not None else None,
+        )
+        if fired is None:
+            logger.info("model=%s event=%s: raised meanwhile by another process", model, event)
+            return None
+        return self._act(model, fired, payload, dedupe_key=None, actor=actor)
+
+    def _act(
+        self,
+        model: str,
+        fired: Event,
+        payload: Mapping[str, Any],
+        *,
+        dedupe_key: str | None,
+        actor: str,
+    ) -> ActionOutcome:
+        """Carry out (or suppress) the action the event ``fired``, just recorded, causes."""
+        event = fired.type
         if self.metrics is not None:
             self.metrics.events.labels(model, event).inc()
         trigger = self.config.trigger(model, event)

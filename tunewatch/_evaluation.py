@@ -88,8 +88,10 @@ class Evaluator:
 
         Evaluations of one model run one at a time in this process: a scheduled run and a
         ``POST /evaluate`` at once both decided from the history before either's event,
-        and both raised it. (Another process evaluating the same model at the same time
-        still can; only the scheduler's leader evaluates on schedule.)"""
+        and both raised it. Another process evaluating the same model at the same time
+        (``tunewatch evaluate``, a replica's ``POST /evaluate``) may decide on the same
+        history, but the store records a policy's event only while its last event is still
+        the one the decision read: the event, and its retune, are raised once."""
         model = self.store.get_model(name)  # an unknown name gets no lock
         with self._running_guard:
             running = self._running.setdefault(name, threading.Lock())

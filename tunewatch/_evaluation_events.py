@@ -9,6 +9,12 @@ suppressed it), each run on which the alarm holds tries it again without recordi
 event again (:meth:`tunewatch._actions.Dispatcher.retry`), as an alert's episode and the
 standing schedule do: one episode, one event and one suppression.
 
+The event is recorded only if the policy's last event is still the one the decision read
+(:meth:`tunewatch._actions.Dispatcher.handle_after`), checked and written in one
+serialised step in the store: two processes evaluating the model at once (the scheduler's
+leader and ``tunewatch evaluate``, or a replica's ``POST /evaluate``), each deciding on
+the history before either's event, raise it, and queue its retune, once.
+
 A process that takes the scheduler lease exports the figures and alarms of each model's
 latest stored evaluations at once (:func:`export_stored`), deciding nothing: a new leader
 exported none until its first run, an interval after the last, and every alert on them
@@ -106,9 +112,11 @@ class PolicyEvents:
         self.dispatcher = dispatcher
         self._outgrown: set[tuple[str, str]] = set()  # (model, event) warned about
 
-    def _last_event(self, name: str, event: str) -> tuple[datetime | None, Event | None]:
-        """The policy's anchor, and its last event when that event's retune is owed to a
-        retry (else ``None``).
+    def _last_event(
+        self, name: str, event: str
+    ) -> tuple[Event | None, datetime | None, Event | None]:
+        """The policy's last event (``None``: it never fired), its anchor, and its last
+        event again when that event's retune is owed to a retry (else ``None``).
 
         The anchor is when the policy's cool-down started, and the time after which the
         windows of a new streak must have been received: its last event, whatever became
@@ -126,14 +134,15 @@ class PolicyEvents:
         (as a failed delivery releases an alert's episode)."""
         fired = self.store.list_events(model=name, type=event, limit=1)
         if not fired:
-            return None, None
-        owed = owed_by_its_action(self.store, name, fired[0])
+            return None, None, None
+        last = fired[0]
+        owed = owed_by_its_action(self.store, name, last)
         if owed:
-            return fired[0].created_at, fired[0]
-        if owed is None and self._never_queued(name, fired[0]):
+            return last, last.created_at, last
+        if owed is None and self._never_queued(name, last):
             settled = self.store.last_action(name, trigger=event, outcomes=SETTLED)
-            return (settled.created_at if settled is not None else None), None
-        return fired[0].created_at, None
+            return last, (settled.created_at if settled is not None else None), None
+        return last, last.created_at, None
 
     def _never_queued(self, name: str, fired: Event) -> bool:
         """Whether ``fired``, an event with no action event after it, causes a retune whose
@@ -167,7 +176,7 @@ class PolicyEvents:
         action events."""
         version = champion.version if champion else None
         for policy in evaluation_policies(cfg.evaluation):
-            anchor, owed = self._last_event(name, policy.event)
+            last, anchor, owed = self._last_event(name, policy.event)
             decision, latest = _decision(
                 self.store, name, policy, version, now=now, last_event_at=anchor
             )
@@ -176,7 +185,10 @@ class PolicyEvents:
             self.metrics.alarm.labels(name, policy.event).set(int(holds))
             if decision.fire:
                 assert latest is not None  # a streak has an evaluation
-                self.dispatcher.handle(
+                # raised only if ``last`` is still the policy's last event: another
+                # process (a replica, `tunewatch evaluate`) deciding on the same history
+                # at once raises it, and its action follows, once
+                self.dispatcher.handle_after(
                     name,
                     policy.event,
                     {
@@ -184,6 +196,7 @@ class PolicyEvents:
                         "evaluation": latest.id,
                         "window_end": latest.window_end.isoformat(),
                     },
+                    last=last,
                     actor=actor,
                 )
             elif owed is not None and holds:

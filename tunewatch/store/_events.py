@@ -1,11 +1,18 @@
-"""Domain events (promotions, stage changes, drift alarms...): append and list."""
+"""Domain events (promotions, stage changes, drift alarms...): append and list.
+
+An event decided on the model's last one of its type (an evaluation policy's, after its
+streak and cool-down) is appended only if that is still the last
+(:func:`add_event_after_in`): read and insert in one serialised step, so that two
+processes deciding on the same history record it once.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, case, select
+from sqlalchemy import Connection, Row, case, func, select
 
 from .._errors import InvalidValueError
 from ._canonical import json_roundtrip
@@ -56,6 +63,47 @@ def add_event_in(
         .returning(events.c.id)
     ).scalar_one()
     return Event(id=event_id, model=model, type=type, payload=stored, created_at=created_at)
+
+
+# The first key of the transaction-scoped advisory locks that serialise the appends of an
+# event type of one model (the second is derived from both): "evts". PostgreSQL's two-key
+# locks do not share a key space with the one-key locks of the jobs and the migrations.
+_EVENTS_LOCK = 0x65767473
+
+
+def _lock_key(model: str, type: str) -> int:
+    """The second key of ``(model, type)``'s advisory lock: a signed 32-bit digest, the
+    same in every process (two pairs that share one only wait for each other)."""
+    digest = hashlib.blake2b(f"{model}\x00{type}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def add_event_after_in(
+    conn: Connection,
+    *,
+    model: str,
+    type: str,
+    payload: Mapping[str, Any],
+    last: int | None,
+) -> Event | None:
+    """Append ``type`` for ``model`` only if the newest event of that type is still the
+    one of id ``last`` (``None``: there was none), the one the caller decided on; else
+    ``None``, recording nothing: another process decided on the same history and recorded
+    it first. ``conn`` must be a writing transaction: on SQLite its ``BEGIN IMMEDIATE``
+    serialises it with every other writer; on PostgreSQL an advisory lock on ``(model,
+    type)``, held until it ends, with every other append of the pair through here, and the
+    read after it sees what they committed (a statement's snapshot under read committed)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(select(func.pg_advisory_xact_lock(_EVENTS_LOCK, _lock_key(model, type))))
+    newest = conn.execute(
+        select(events.c.id)
+        .where(events.c.model == model, events.c.type == type)
+        .order_by(events.c.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if newest != last:
+        return None
+    return add_event_in(conn, model=model, type=type, payload=payload)
 
 
 def list_events(

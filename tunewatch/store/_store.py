@@ -488,6 +488,17 @@ class Store:
         with self._tx("add_event") as conn:
             return _events.add_event_in(conn, model=model, type=type, payload=payload)
 
+    def add_event_after(
+        self, *, model: str, type: str, payload: Mapping[str, Any], last: int | None
+    ) -> Event | None:
+        """Record ``type`` for ``model`` only if the newest event of that type is still the
+        one of id ``last`` (``None``: there was none), the one the caller decided on; else
+        ``None``: another process recorded one since (see :func:`._events.add_event_after_in`)."""
+        with self._tx("add_event_after") as conn:
+            return _events.add_event_after_in(
+                conn, model=model, type=type, payload=payload, last=last
+            )
+
     def list_events(
         self,
         *,
