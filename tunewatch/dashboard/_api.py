@@ -2,7 +2,10 @@
 
 Same authentication as the pages: a bearer token in ``Authorization`` or the dashboard's
 session cookie, with the ``read`` permission. Every series is downsampled on the server to
-at most ``max_points`` points (default 400).
+at most ``max_points`` points (default 400). At most
+:data:`~tunewatch.dashboard._limit.MAX_READS_IN_PROGRESS` reads (pages included) run at
+once in the daemon; another is answered 429 ``dashboard_busy`` with ``Retry-After``.
+Every answer is ``Cache-Control: no-store`` and ``Vary: Cookie`` (:mod:`._limit`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from tunewatch._auth import Principal
 from . import _data, _series
 from ._auth import principal
 from ._downsample import MAX_POINTS
+from ._limit import BUSY_CODE, MAX_READS_IN_PROGRESS, ReadRoute
 from ._sources import sources
 
 
@@ -32,7 +36,17 @@ TestLimit = Annotated[int, Query(ge=0, le=_data.MAX_TESTS_SHOWN)]
 VersionLimit = Annotated[int, Query(ge=1, le=_data.MAX_VERSIONS_SHOWN)]
 Filter = Annotated[str | None, Query(max_length=200)]
 
-router = APIRouter(prefix="/v1/dashboard", tags=["dashboard"])
+router = APIRouter(
+    prefix="/v1/dashboard",
+    tags=["dashboard"],
+    route_class=ReadRoute,
+    responses={
+        429: {
+            "description": f"`{BUSY_CODE}`: {MAX_READS_IN_PROGRESS} dashboard reads are in "
+            "progress in this daemon already; retry after `Retry-After` seconds"
+        }
+    },
+)
 
 
 @router.get("/overview")

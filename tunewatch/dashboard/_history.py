@@ -15,10 +15,11 @@ from tunewatch._auth import Principal
 
 from . import _data, _svg
 from ._html import e, model_url, pre, shell, table
+from ._limit import PageRoute
 from ._session import page_parameter, render_page
 from ._sources import sources
 
-router = APIRouter(prefix="/dashboard", include_in_schema=False)
+router = APIRouter(prefix="/dashboard", include_in_schema=False, route_class=PageRoute)
 
 # -- tuning -----------------------------------------------------------------------------------
 

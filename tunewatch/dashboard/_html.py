@@ -175,7 +175,9 @@ def respond(html: str, status_code: int = 200) -> HTMLResponse:
 
 
 def error_page(status_code: int, message: str, who: Principal | None) -> HTMLResponse:
-    title = {400: "Bad request", 403: "Forbidden", 404: "Not found"}.get(status_code, "Unavailable")
+    title = {400: "Bad request", 403: "Forbidden", 404: "Not found", 429: "Busy"}.get(
+        status_code, "Unavailable"
+    )
     body = f'<p class="bad" data-status="{status_code}">{escape(message)}</p>'
     body += '<p><a href="/dashboard/">Back to the overview</a></p>'
     return respond(shell(title, body, who=who), status_code)

@@ -28,10 +28,11 @@ from tunewatch.store import MAX_ID
 from . import _data, _series, _svg
 from ._auth import principal
 from ._html import e, error_page, model_url, pre, shell, status, table
+from ._limit import PageRoute
 from ._session import LOGIN, page_parameter, render_page
 from ._sources import sources
 
-router = APIRouter(prefix="/dashboard", include_in_schema=False)
+router = APIRouter(prefix="/dashboard", include_in_schema=False, route_class=PageRoute)
 
 # -- overview ---------------------------------------------------------------------------------
 

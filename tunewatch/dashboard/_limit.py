@@ -1,0 +1,101 @@
+"""How many dashboard reads run at once, and the headers every JSON answer carries.
+
+Dashboard reads and page renders run in the daemon's own process, in the worker threads
+that token look-ups, ``/readyz`` and the management API use too, beside scoring. One
+read can be large (up to 100,000 windows aggregated into 5,000 points): one viewer
+loading 60 at once held every worker thread, inference took up to 12 s and ``/readyz``
+16 s. So at most :data:`MAX_READS_IN_PROGRESS` dashboard reads and page renders run at
+once in a process; another is answered at once, without taking a worker thread, with 429
+``dashboard_busy`` and ``Retry-After`` (a page with a small HTML error page). The slot
+is taken before the caller is authenticated (a session look-up is a database read too)
+and freed once the answer is built, before it is sent, whether it is a 200 or an error.
+
+Every ``/v1/dashboard`` answer (errors too) is ``Cache-Control: no-store`` and
+``Vary: Cookie``: it holds model, audit and approval data read by the session cookie,
+which no browser or proxy cache should keep or hand to another user. The pages set
+their own headers (:func:`tunewatch.dashboard._html.respond`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi.routing import APIRoute
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+
+from tunewatch.api._errors import error_response
+
+from ._html import error_page
+
+# Dashboard reads and page renders in progress at once, per process: two keep a viewer's
+# page (one page render, or a script's two reads) going while leaving the worker threads
+# (anyio's default 40) to scoring, token look-ups and the probes.
+MAX_READS_IN_PROGRESS = 2
+# Seconds a caller answered 429 is asked to wait: a read takes well under that typically.
+RETRY_AFTER_S = 1
+BUSY_CODE = "dashboard_busy"
+BUSY_MESSAGE = (
+    f"the dashboard is busy: at most {MAX_READS_IN_PROGRESS} dashboard reads run at once "
+    f"in this daemon; retry in {RETRY_AFTER_S} s"
+)
+
+_slots = threading.BoundedSemaphore(MAX_READS_IN_PROGRESS)
+
+
+class _LimitedRoute(APIRoute):
+    """A dashboard route that runs only while it holds one of the process's
+    :data:`MAX_READS_IN_PROGRESS` slots; without one it is answered :meth:`busy`."""
+
+    def busy(self) -> Response:
+        raise NotImplementedError
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            if not _slots.acquire(blocking=False):
+                return self.busy()
+            try:
+                # authentication, the read and building the answer (JSON encoded, a page
+                # rendered); a sync endpoint's worker thread is waited for even when the
+                # request is cancelled, so the slot is freed only once the thread is done
+                return await handler(request)
+            finally:
+                _slots.release()
+
+        return route
+
+
+class ReadRoute(_LimitedRoute):
+    """A ``/v1/dashboard`` route: limited, and every answer it sends (an error too) is
+    ``Cache-Control: no-store`` and ``Vary: Cookie``."""
+
+    def busy(self) -> Response:
+        response = error_response(429, BUSY_CODE, BUSY_MESSAGE)
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # here, not in the handler: our error handlers answer inside the route's app
+        async def private(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["Cache-Control"] = "no-store"
+                headers.add_vary_header("Cookie")
+            await send(message)
+
+        await super().handle(scope, receive, private)
+
+
+class PageRoute(_LimitedRoute):
+    """A ``/dashboard`` page: limited, busy answered with an HTML error page."""
+
+    def busy(self) -> Response:
+        response = error_page(429, BUSY_MESSAGE, None)
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return response
