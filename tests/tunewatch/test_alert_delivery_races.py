@@ -83,7 +83,9 @@ def test_a_delivery_that_began_before_the_resolve_does_not_reopen_the_episode(
     it reopened the episode, left firing for good, for a retune of a resolved alert."""
     daemon, _ = _daemon(trained, tmp_path, store_url, quota=10)
     try:
-        started = _database_now(daemon)  # the delivery begins
+        # the delivery begins, a millisecond before the resolve at least: SQLite's clock
+        # counts milliseconds, and the resolve was once stamped in the same one (CI)
+        started = _database_now(daemon) - timedelta(milliseconds=1)
         assert handle_alerts(daemon.app.ctx, payload(alert("fp1", status="resolved")))
         # all three minutes in the past: the resolve is aged past REFIRE_AFTER and still
         # came after the delivery began, which reaches the alert only now
