@@ -242,7 +242,7 @@ def test_serve_with_workers_but_no_scheduler_says_its_jobs_will_not_start(
         warned[0]
         .rstrip()
         .endswith(
-            "WARNING tunewatch._daemon: scheduler.enabled is false: this process starts no "
+            "WARNING tunewatch._serve: scheduler.enabled is false: this process starts no "
             "tuning job (tuning.workers: 1 unused); queued jobs start on the scheduler's "
             "leader only"
         )

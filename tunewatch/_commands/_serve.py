@@ -10,7 +10,7 @@ from ._context import config_of
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from tunewatch._daemon import serve
+    from tunewatch._serve import serve
 
     serve(config_of(args), host=args.host, port=args.port)
     return 0

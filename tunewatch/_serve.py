@@ -1,0 +1,100 @@
+"""``tunewatch serve``: the daemon in the foreground under uvicorn, on sockets bound
+before the store is opened, so a port it cannot listen on is refused before a migration,
+the scheduler's lease or a worker."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import sys
+
+from tunewatch._config import Config
+from tunewatch._daemon import Daemon, request_grace_s
+from tunewatch._errors import TunewatchError
+
+logger = logging.getLogger(__name__)
+
+
+#: The listening socket's queue of connections not yet accepted (uvicorn's default).
+BACKLOG = 2048
+
+
+def listen(host: str, port: int) -> list[socket.socket]:
+    """Sockets listening on every address ``host`` resolves to, as asyncio's
+    ``create_server`` (which uvicorn calls) binds them: taken before the daemon touches its
+    store, so that a port in use is refused before a migration, the scheduler's lease or a
+    worker. A failure is a :class:`TunewatchError` naming ``host:port`` and the reason."""
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    sockets: list[socket.socket] = []
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # the IPv4 address gets a socket of its own
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            # listening at once: two processes may bind one port with SO_REUSEADDR until
+            # either listens; a connection meanwhile waits for the app to start
+            sock.listen(BACKLOG)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        reason = exc.strerror or str(exc)
+        raise TunewatchError(f"cannot listen on {shown}: {reason}", code="cannot_listen") from exc
+    return sockets
+
+
+def serve(config: Config, *, host: str | None = None, port: int | None = None) -> None:
+    """Run the daemon in the foreground until SIGINT/SIGTERM, on sockets bound before the
+    store is opened (see :func:`listen`)."""
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+
+    from tunewatch.api._http_protocol import BoundedHttpToolsProtocol
+
+    host = host or config.server.host
+    port = config.server.port if port is None else port
+    sockets = listen(host, port)
+    try:
+        if not config.scheduler.enabled and config.tuning.workers:
+            # the launcher is a task of the leader's: a retune answered "taken" here stays
+            # queued, holding a quota slot, until a leader starts it (the demo, which runs
+            # its own launcher's ticks, does not come through here)
+            logger.warning(
+                "scheduler.enabled is false: this process starts no tuning job "
+                "(tuning.workers: %d unused); queued jobs start on the scheduler's leader "
+                "only",
+                config.tuning.workers,
+            )
+        daemon = Daemon(config)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                daemon.app,
+                host=host,
+                port=port,
+                access_log=False,
+                log_level="info",
+                lifespan="on",
+                backlog=BACKLOG,
+                timeout_graceful_shutdown=request_grace_s(config),
+                http=BoundedHttpToolsProtocol,  # httptools, with a bound on each request's head
+            )
+        )
+        # given sockets, uvicorn does not say where it listens
+        for sock in sockets:
+            logger.info("listening on http://%s", _address_of(sock))
+        with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: a second Ctrl-C
+            server.run(sockets=sockets)
+    finally:
+        for sock in sockets:
+            sock.close()
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)  # as uvicorn.run: the app's startup failed
+
+
+def _address_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if sock.family == socket.AF_INET6 else f"{host}:{port}"
