@@ -32,7 +32,7 @@ from monitor import ServingMetrics
 from monitor.objectives import make_objective
 from tunewatch._actions import SETTLED, Dispatcher, owed_by_its_action
 from tunewatch._config import ModelConfig
-from tunewatch._policies import Decision, EventPolicy, decide, evaluation_policies
+from tunewatch._policies import Decision, EventPolicy, Evidence, decide, evaluation_policies
 from tunewatch.store import EvaluationRow, Event, ModelRow, Store, VersionRow
 
 logger = logging.getLogger(__name__)
@@ -76,6 +76,7 @@ def _decision(
     *,
     now: datetime,
     last_event_at: datetime | None,
+    rested_on: Evidence | None = None,
 ) -> tuple[Decision, EvaluationRow | None]:
     """``policy``'s decision over the champion's stored verdicts, and the newest of them."""
     history = _history(
@@ -87,6 +88,7 @@ def _decision(
         itertools.chain([latest], history) if latest is not None else (),
         now=now,
         last_event_at=last_event_at,
+        rested_on=rested_on,
     )
     return decision, latest
 
@@ -177,8 +179,21 @@ class PolicyEvents:
         version = champion.version if champion else None
         for policy in evaluation_policies(cfg.evaluation):
             last, anchor, owed = self._last_event(name, policy.event)
+            # the requests the last event rested on, when it counts (is the anchor) and
+            # recorded them: a new streak's must come after them (older events: after it)
+            rested_on = (
+                Evidence.of_event(last.payload)
+                if last is not None and anchor == last.created_at
+                else None
+            )
             decision, latest = _decision(
-                self.store, name, policy, version, now=now, last_event_at=anchor
+                self.store,
+                name,
+                policy,
+                version,
+                now=now,
+                last_event_at=anchor,
+                rested_on=rested_on,
             )
             self._warn_outgrown(name, policy.event, decision.outgrown, decision.reason)
             holds = _holds(policy, decision, current.get(policy.kind))
@@ -195,6 +210,7 @@ class PolicyEvents:
                         "reason": decision.reason,
                         "evaluation": latest.id,
                         "window_end": latest.window_end.isoformat(),
+                        **(decision.rested_on.payload() if decision.rested_on else {}),
                     },
                     last=last,
                     actor=actor,

@@ -5,8 +5,9 @@ time of its last event (one whose retune the job quota suppressed counts too: it
 is owed, and tried again without a new event, see :mod:`tunewatch._evaluation_events`),
 so a restarted daemon decides exactly as before. An event rests on new
 evidence only: it fires on a run whose own verdict of the kind measured and alarmed, with
-a streak of windows whose requests came after the policy's last event, and never for a
-kind switched off (see :func:`decide`).
+a streak of windows whose requests came after those the policy's last event rested on
+(told by the requests' own times, not by the event's: two hosts' clocks), and never for
+a kind switched off (see :func:`decide`).
 
 Hysteresis counts windows of data, not runs: each run re-reads the newest requests, so
 without new traffic (or with a window longer than the interval) consecutive runs judge
@@ -21,10 +22,10 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tunewatch.store import EvaluationRow
 
@@ -47,9 +48,9 @@ class EventPolicy:
     windows neither alarm nor break a streak, but count towards ``lookback``; the event
     fires only on a run whose newest verdict of ``kind`` measured and alarmed. After an
     event, the policy stays quiet for ``cooldown`` and counts only windows of requests
-    received after it, whatever became of its action: one the quota suppressed is tried
-    again while the alarm holds, without a new event. A policy whose kind is switched off
-    (``enabled`` false: no verdict of it is stored) raises nothing.
+    received after those it rested on, whatever became of its action: one the quota
+    suppressed is tried again while the alarm holds, without a new event. A policy whose
+    kind is switched off (``enabled`` false: no verdict of it is stored) raises nothing.
     """
 
     event: str
@@ -75,16 +76,6 @@ class EventPolicy:
         return self.consecutive * LOOKBACK_RUNS + (self.consecutive - 1) * self.renewal_runs
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    fire: bool
-    reason: str
-    streak: int
-    # the look-back ended on a verdict that re-read the window counted last: windows of
-    # the kind renew more slowly than the look-back reaches, so no streak can complete
-    outgrown: bool = False
-
-
 FIRST_REQUEST = "first_request_at"
 LAST_REQUEST = "last_request_at"
 """Payload keys (ISO times) of the oldest and newest request an evaluation judged."""
@@ -95,6 +86,54 @@ LABEL_LAST_REQUEST = "label_last_request_at"
 window when it found the label drifted: that window is its own, a maturity behind."""
 
 
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """The newest request of the windows an event rested on (the newest window of its
+    streak), and of that window's label window when it found the label drifted. Stored
+    in the event's payload under the evaluation's own keys (:data:`LAST_REQUEST`,
+    :data:`LABEL_LAST_REQUEST`): both times come from the clock that stamped the
+    requests, so a later window is told new by them whatever the clock of the host
+    that recorded the event."""
+
+    last_request_at: datetime
+    label_last_request_at: datetime | None = None
+
+    def payload(self) -> dict[str, str]:
+        """The event payload's keys for this evidence."""
+        keys = {LAST_REQUEST: self.last_request_at.isoformat()}
+        if self.label_last_request_at is not None:
+            keys[LABEL_LAST_REQUEST] = self.label_last_request_at.isoformat()
+        return keys
+
+    @classmethod
+    def of_event(cls, payload: Mapping[str, Any]) -> Evidence | None:
+        """The evidence an event's ``payload`` records, ``None`` for one stored before
+        events recorded it."""
+        last, labels = (_time(payload.get(k)) for k in (LAST_REQUEST, LABEL_LAST_REQUEST))
+        return cls(last, labels) if last is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    fire: bool
+    reason: str
+    streak: int
+    # the look-back ended on a verdict that re-read the window counted last: windows of
+    # the kind renew more slowly than the look-back reaches, so no streak can complete
+    outgrown: bool = False
+    # what the event rests on, when the streak's newest window recorded its requests
+    rested_on: Evidence | None = None
+
+
+def _time(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
 def requests_span(
     evaluation: EvaluationRow, *, labels: bool = False
 ) -> tuple[datetime, datetime] | None:
@@ -102,13 +141,8 @@ def requests_span(
     ``labels``: those whose drifted labels it found), or ``None`` when it did not record
     them (rows stored before it did, or no label drift)."""
     keys = (LABEL_FIRST_REQUEST, LABEL_LAST_REQUEST) if labels else (FIRST_REQUEST, LAST_REQUEST)
-    first, last = (evaluation.payload.get(k) for k in keys)
-    if not isinstance(first, str) or not isinstance(last, str):
-        return None
-    try:
-        return datetime.fromisoformat(first), datetime.fromisoformat(last)
-    except ValueError:
-        return None
+    first, last = (_time(evaluation.payload.get(k)) for k in keys)
+    return (first, last) if first is not None and last is not None else None
 
 
 def decide(
@@ -117,6 +151,7 @@ def decide(
     *,
     last_event_at: datetime | None,
     now: datetime,
+    rested_on: Evidence | None = None,
 ) -> Decision:
     """Whether ``policy`` fires now, and why (or why not).
 
@@ -139,10 +174,15 @@ def decide(
     The event rests on new evidence: it fires only when the newest verdict of the kind
     measured and alarmed (a run that could not measure raises nothing, whatever the
     verdicts before it), and only when the streak's ``consecutive`` windows hold requests
-    received after ``last_event_at`` (a window that did not record them: judged after
-    it). Without that, the windows that had fired the event fired it again once the
-    cool-down ran out: read again by runs without new traffic, or behind runs that could
-    not measure. ``streak`` still counts them all: the alarm holds while they do. A
+    received after those the last event rested on (``rested_on``: its oldest request,
+    and its label window's when both found the label drifted, later than the newest of
+    the last event's), or, for an event that did not record them, received after
+    ``last_event_at`` (a window that did not record them: judged after it). Without
+    that, the windows that had fired the event fired it again once the cool-down ran
+    out: read again by runs without new traffic, or behind runs that could not measure.
+    ``rested_on`` and the windows are both stamped by the scoring host's clock;
+    ``last_event_at`` by the evaluating host's, ahead or behind, and only times the
+    cool-down. ``streak`` still counts them all: the alarm holds while they do. A
     policy whose kind is switched off decides nothing.
 
     Only the newest ``policy.lookback`` evaluations are read: reaching that many ends the
@@ -159,6 +199,7 @@ def decide(
     newest: EvaluationRow | None = None  # the newest verdict of the kind
     counted_from: datetime | None = None  # the oldest request of the last counted window
     labels_from: datetime | None = None  # ... of its label window, when the label drifted
+    evidence: Evidence | None = None  # the newest counted window's newest requests
     read = 0
     rereads = False  # the last evaluation read shared requests with the window counted
     for e in itertools.islice(evaluations, policy.lookback):  # newest first
@@ -180,7 +221,9 @@ def decide(
             rereads = True
             continue  # shares requests with the window counted after it
         streak += 1
-        fresh += _after(e, span, last_event_at)
+        fresh += _after(e, span, labels, last_event_at, rested_on)
+        if streak == 1 and span is not None:
+            evidence = Evidence(span[1], labels[1] if labels is not None else None)
         counted_from = span[0] if span is not None else None
         labels_from = labels[0] if labels is not None else None
         if streak >= policy.consecutive:
@@ -215,7 +258,9 @@ def decide(
     if last_event_at is not None and now - last_event_at < policy.cooldown:
         left = policy.cooldown - (now - last_event_at)
         return Decision(False, f"cooling down for another {left}", streak)
-    return Decision(True, f"{streak} consecutive alarming {policy.kind} windows", streak)
+    return Decision(
+        True, f"{streak} consecutive alarming {policy.kind} windows", streak, rested_on=evidence
+    )
 
 
 def _alarmed(evaluation: EvaluationRow) -> bool:
@@ -224,13 +269,24 @@ def _alarmed(evaluation: EvaluationRow) -> bool:
 
 
 def _after(
-    evaluation: EvaluationRow, span: tuple[datetime, datetime] | None, since: datetime | None
+    evaluation: EvaluationRow,
+    span: tuple[datetime, datetime] | None,
+    labels: tuple[datetime, datetime] | None,
+    since: datetime | None,
+    rested_on: Evidence | None,
 ) -> bool:
-    """Whether ``evaluation`` judged only requests received after ``since`` (the last
-    event: the evaluation it was raised on judged requests up to then); one that did not
-    record its requests, when it ran after ``since``."""
+    """Whether ``evaluation`` judged only requests received after those the last event
+    rested on (``rested_on``; its label window too, when both recorded one); for an event
+    that did not record them, received after ``since`` (the last event: the evaluation it
+    was raised on judged requests up to then); one that did not record its requests, when
+    it ran after ``since``."""
     if since is None:
         return True
+    if rested_on is not None and span is not None:
+        label_last = rested_on.label_last_request_at
+        return span[0] > rested_on.last_request_at and (
+            labels is None or label_last is None or labels[0] > label_last
+        )
     return (span[0] if span is not None else evaluation.window_end) > since
 
 
