@@ -19,6 +19,7 @@ their own headers (:func:`tunewatch.dashboard._html.respond`).
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -47,12 +48,13 @@ BUSY_MESSAGE = (
 _slots = threading.BoundedSemaphore(MAX_READS_IN_PROGRESS)
 
 
-class _LimitedRoute(APIRoute):
+class _LimitedRoute(APIRoute, ABC):
     """A dashboard route that runs only while it holds one of the process's
     :data:`MAX_READS_IN_PROGRESS` slots; without one it is answered :meth:`busy`."""
 
+    @abstractmethod
     def busy(self) -> Response:
-        raise NotImplementedError
+        """The answer when every slot is held."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
