@@ -6,6 +6,11 @@ and returns its per-column verdicts, so an operator can open the familiar report
 compare it with :class:`monitor.drift.DriftDetector`'s verdicts. evidently raises on
 empty columns, so degenerate columns (missing from either frame, no finite values in
 either, constant across both) are left out of the report and of the verdicts.
+
+evidently writes column names unescaped into the JSON of an inline script, so a name
+holding ``</script>`` would end that script and start one of its own. Each ``<`` in a
+column name reaches evidently followed by a zero-width space (:func:`_inert`), which no
+HTML tag or comment starts with, and the verdicts come back under the original names.
 """
 
 from __future__ import annotations
@@ -32,6 +37,15 @@ default's pick on small windows) is declared categorical, its values the categor
 
 class EvidentlyError(MonitorError, RuntimeError):
     """evidently failed to build or run a report (the original error is chained)."""
+
+
+_ZERO_WIDTH_SPACE = "\u200b"
+
+
+def _inert(name: str) -> str:
+    """``name`` as evidently may write it into a script: each ``<`` followed by a
+    zero-width space (shown the same; one-to-one, so no two names meet)."""
+    return name.replace("<", "<" + _ZERO_WIDTH_SPACE)
 
 
 def _infer_types(frame: pd.DataFrame) -> dict[str, ColumnKind]:
@@ -89,6 +103,8 @@ def _run(
         c: "cat" if c in configured and configured[c].method in _CATEGORICAL_METHODS else types[c]
         for c in kept
     }
+    inert = {c: _inert(c) for c in kept}
+    original = {v: k for k, v in inert.items()}
     try:
         with warnings.catch_warnings():
             # evidently 0.7.23 touches the deprecated ``numpy.core`` on import.
@@ -97,21 +113,27 @@ def _run(
             from evidently.presets import DataDriftPreset
 
         definition = DataDefinition(
-            numerical_columns=[c for c in kept if declared[c] == "num"],
-            categorical_columns=[c for c in kept if declared[c] == "cat"],
+            numerical_columns=[inert[c] for c in kept if declared[c] == "num"],
+            categorical_columns=[inert[c] for c in kept if declared[c] == "cat"],
         )
         preset = DataDriftPreset(
-            columns=kept,
+            columns=[inert[c] for c in kept],
             drift_share=drift_share,
-            per_column_method={k: v.method for k, v in configured.items()} or None,
+            per_column_method={inert[k]: v.method for k, v in configured.items()} or None,
             per_column_threshold={
-                k: v.threshold for k, v in configured.items() if v.threshold is not None
+                inert[k]: v.threshold for k, v in configured.items() if v.threshold is not None
             }
             or None,
         )
         snapshot = Report([preset]).run(
-            Dataset.from_pandas(current[kept], data_definition=definition),
-            Dataset.from_pandas(reference[kept], data_definition=definition),
+            Dataset.from_pandas(
+                current[kept].set_axis(list(inert.values()), axis=1),
+                data_definition=definition,
+            ),
+            Dataset.from_pandas(
+                reference[kept].set_axis(list(inert.values()), axis=1),
+                data_definition=definition,
+            ),
         )
         metrics = snapshot.dict()["metrics"]
     except Exception as exc:  # third-party boundary: translate whatever evidently raises
@@ -121,7 +143,7 @@ def _run(
         config = metric.get("config", {})
         if not str(metric.get("metric_name", "")).startswith("ValueDrift("):
             continue
-        verdicts[str(config["column"])] = _verdict(
+        verdicts[original[str(config["column"])]] = _verdict(
             str(config["method"]), float(metric["value"]), float(config["threshold"])
         )
     return snapshot, verdicts

@@ -34,14 +34,13 @@ PREDICTION = PREDICTION_COLUMN
 LABEL = LABEL_COLUMN
 
 #: How to serve :func:`drift_report`'s HTML. evidently's report needs its own inline
-#: scripts (and ``eval``) and writes column names into one unescaped, so a feature name
-#: can smuggle in a script that runs. ``sandbox`` renders the page in an opaque origin,
-#: where no script reaches the dashboard's origin, session cookie or API. The report is
-#: self-contained (its scripts, styles, fonts and images inline or ``data:``/``blob:``;
-#: it loads nothing over the network), so the rest refuses every load, request, form
-#: submission, frame and new window (no ``allow-popups``: plotly's logo link no longer
-#: opens) by which such a script sent the report's content to another site. (A policy
-#: cannot stop the page navigating itself away, its URL carrying what it read.)
+#: scripts (and ``eval``). It writes column names into one unescaped; monitor's
+#: ``evidently_report`` makes each ``<`` in them inert, and as a second line ``sandbox``
+#: renders the page in an opaque origin, where no script reaches the dashboard's origin,
+#: session cookie or API. The report is self-contained (its scripts, styles, fonts and
+#: images inline or ``data:``/``blob:``; it loads nothing over the network), so the rest
+#: refuses every load, request, form submission, frame and new window (no
+#: ``allow-popups``: plotly's logo link no longer opens).
 DRIFT_REPORT_POLICY = "; ".join(
     (
         "sandbox allow-scripts",

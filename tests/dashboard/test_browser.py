@@ -200,3 +200,30 @@ def test_the_drift_report_renders_its_scripts_in_an_opaque_origin(
     assert viewer.page.evaluate("() => window.origin") == "null"
     assert viewer.page.evaluate("() => document.scripts.length") > 0
     assert viewer.page.evaluate("() => document.body.innerText.length") > 100  # it rendered
+
+
+def test_a_feature_name_holding_a_script_neither_runs_it_nor_breaks_the_plots(
+    browser: Any,
+) -> None:
+    """evidently writes column names into an inline script's JSON: a name holding
+    ``</script><script>…`` ran its script and left the report with no plot."""
+    import numpy as np
+    import pandas as pd
+
+    from monitor import evidently_report
+
+    rng = np.random.default_rng(5)
+    name = "x</script><script>window.injected = 1</script><!--"
+    reference = pd.DataFrame({name: rng.normal(size=300), "b": rng.normal(size=300)})
+    current = pd.DataFrame({name: rng.normal(1.0, size=300), "b": rng.normal(size=300)})
+    html, _ = evidently_report(reference, current)
+    context = browser.new_context()
+    try:
+        session = Session(context.new_page(), "")
+        session.page.set_content(html, wait_until="load")
+        session.page.wait_for_function("() => document.querySelectorAll('svg').length > 0")
+        assert session.page.evaluate("() => window.injected") is None
+        assert "window.injected = 1" in session.page.evaluate("() => document.body.innerText")
+        assert session.errors == []
+    finally:
+        context.close()

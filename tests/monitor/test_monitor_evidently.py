@@ -72,3 +72,25 @@ def test_numeric_columns_judged_by_z_or_chisquare_are_compared_as_categories() -
     # 0.3 -> 0.6 of 1.0s is drift; the code's three values keep their shares
     assert verdicts["flag"] is True and verdicts["code"] is False
     assert "Z-test p_value" in html and "chi-square p_value" in html
+
+
+@pytest.mark.slow  # one report, ~2 s
+def test_a_column_name_cannot_close_the_reports_script() -> None:
+    # evidently writes column names unescaped into an inline script's JSON: a name
+    # holding "</script>" ended that script and started one of its own
+    rng = np.random.default_rng(3)
+    name = "x</script><script>alert(1)</script><!--"
+    reference = pd.DataFrame({name: rng.normal(size=300), "b": rng.normal(size=300)})
+    current = pd.DataFrame({name: rng.normal(1.0, size=300), "b": rng.normal(size=300)})
+    plain = reference.rename(columns={name: "x"}), current.rename(columns={name: "x"})
+
+    html, verdicts = evidently_report(
+        reference, current, columns={name: ColumnDriftConfig(method="ks", threshold=0.05)}
+    )
+    plain_html, _ = evidently_report(*plain, columns={"x": ColumnDriftConfig(method="ks")})
+
+    assert verdicts == {name: True, "b": False}
+    assert name not in html
+    assert "alert(1)" in html  # the name is still shown, its "<" made inert
+    assert html.lower().count("<script") == plain_html.lower().count("<script")
+    assert html.lower().count("</script") == plain_html.lower().count("</script")
