@@ -290,11 +290,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tokens", help="manage API tokens")
     tsub = p.add_subparsers(dest="action", required=True)
     t = tsub.add_parser("create", help="create a token and print it once")
-    t.add_argument("name", type=_text("name"))
+    t.add_argument("name", type=_text("name"), help="a name to revoke it by, unique for good")
     t.add_argument("--role", required=True, choices=ROLES)
-    t = tsub.add_parser("revoke")
-    t.add_argument("name", type=_text("name"))
-    tsub.add_parser("list")
+    t = tsub.add_parser(
+        "revoke",
+        help="revoke a token by name (audited); running servers refuse it within "
+        "auth.token_cache_ttl_s seconds (at least 1); its name stays taken",
+    )
+    t.add_argument("name", type=_text("name"), help="the name given at create")
+    tsub.add_parser("list", help="list every token: name, role, active or revoked (date)")
     p.set_defaults(func=cmd_tokens)
 
     p = sub.add_parser("demo", help="run the example loop on a fresh embedded store")
