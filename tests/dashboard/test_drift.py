@@ -228,3 +228,53 @@ def test_drift_page_renders_nonfinite_as_missing(daemon: Served) -> None:
     rows = re.findall(r"<tr><td>(x[01])</td><td>ks</td><td>([^<]*)</td><td>([^<]*)</td>", table)
     assert rows == [("x0", "—", "—"), ("x1", "—", "—")], table[:600]
     assert not re.search(r">-?(nan|inf)<", table)
+
+
+def test_many_features_show_the_most_drifting_rows_in_the_models_order(daemon: Served) -> None:
+    """400 features made a 35 MB page (a heatmap row per feature): the rows are bounded
+    to the features that drifted or scored highest, kept in the model's order."""
+    names = [f"f{i:03d}" for i in range(120)]
+    store = daemon.daemon.store
+    store.ensure_model(name="wide", task="binary", feature_names=names)
+    start = datetime.now(UTC) - timedelta(hours=4)
+    for i in range(3):
+        ps = {n: 0.9 - 0.005 * (k % 50) for k, n in enumerate(names)}
+        ps["f099"], ps["f007"] = 0.001, 0.2 if i else 0.01  # f007 drifted once
+        columns = [_column(n, p) for n, p in ps.items()]
+        store.add_evaluation(
+            model="wide",
+            version=None,
+            kind="drift",
+            status="ok",
+            window_start=start + timedelta(hours=i),
+            window_end=start + timedelta(hours=i + 1),
+            payload={"alarm": False, "rule": "share", "columns": columns},
+        )
+    body = _drift(daemon, "wide", features="3")
+    # drifted first (f007, f099), then the highest score: f049 (k % 50 == 49, p 0.655)
+    assert body["features"] == ["f007", "f049", "f099"]
+    assert body["features_total"] == 120
+    assert all(len(c["scores"]) == 3 and len(c["drifted"]) == 3 for c in body["columns"])
+    assert [c["drifted"] for c in body["columns"]][0] == [True, False, True]
+
+    default = _drift(daemon, "wide")
+    assert len(default["features"]) == 50 and default["features_total"] == 120
+    page = _page(daemon, "wide")
+    assert "Showing the 50 most drifting of 120 features" in page
+    assert len(re.findall(r'text-anchor="end">(f\d{3})</text>', page)) == 50
+    r = httpx.get(
+        f"{daemon.url}/dashboard/models/wide/drift",
+        params={"features": "3"},
+        cookies=session_cookie(daemon.url, daemon.tokens["viewer"]),
+        timeout=60,
+    )
+    shown = re.findall(r'text-anchor="end">(f\d{3})</text>', r.text)
+    assert r.status_code == 200 and shown == ["f007", "f049", "f099"]
+    assert "Show 6</a>" in r.text
+    r = httpx.get(
+        f"{daemon.url}/dashboard/models/wide/drift",
+        params={"features": "0"},
+        cookies=session_cookie(daemon.url, daemon.tokens["viewer"]),
+        timeout=60,
+    )
+    assert r.status_code == 400 and "`features` must be an integer in [1, 1000]" in r.text

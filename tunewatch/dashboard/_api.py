@@ -35,6 +35,7 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 TestLimit = Annotated[int, Query(ge=0, le=_data.MAX_TESTS_SHOWN)]
 VersionLimit = Annotated[int, Query(ge=1, le=_data.MAX_VERSIONS_SHOWN)]
 Filter = Annotated[str | None, Query(max_length=200)]
+Features = Annotated[int, Query(ge=1, le=_series.MAX_DRIFT_FEATURES)]
 
 router = APIRouter(
     prefix="/v1/dashboard",
@@ -83,6 +84,7 @@ def drift(
     _: Reader,
     windows: Windows = _series.MAX_WINDOWS,
     max_points: MaxPoints = MAX_POINTS,
+    features: Features = _series.DRIFT_FEATURES,
 ) -> dict[str, Any]:
     """Drift per feature over the newest `windows` windows (oldest first), aggregated into
     at most `max_points` columns: `scores[i]` is feature `features[i]`'s highest drift score
@@ -91,8 +93,12 @@ def drift(
     the column, `drifted[i]`
     whether any window drifted; `evaluation`, `status`, `alarm`, `window_end` and
     `drifted_share` are of the column's newest window that raised the alarm, else its
-    newest; `latest` links the evidently report. Every window in range is read."""
-    return _series.drift(sources(request), model, windows=windows, max_points=max_points)
+    newest; `latest` links the evidently report. Every window in range is read. Of more
+    than `features` features (1-1000, default 50), those any window drifted and then the
+    highest scoring are kept, in the model's order; `features_total` counts them all."""
+    return _series.drift(
+        sources(request), model, windows=windows, max_points=max_points, features=features
+    )
 
 
 @router.get("/models/{model}/decay")

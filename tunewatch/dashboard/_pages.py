@@ -98,10 +98,41 @@ def model_page(model: str) -> Response:
 # -- drift ------------------------------------------------------------------------------------
 
 
+_FEATURES: TypeAdapter[int] = TypeAdapter(
+    Annotated[int, Field(ge=1, le=_series.MAX_DRIFT_FEATURES)]
+)
+
+
+def _features_shown(model: str, data: dict[str, Any], limit: int) -> str:
+    """How many features the heatmap shows of how many, with a link to more."""
+    shown, total = len(data["features"]), data["features_total"]
+    if shown >= total:
+        return ""
+    wider = min(_series.MAX_DRIFT_FEATURES, total, 2 * limit)
+    more = (
+        f' <a class="more" href="{escape(model_url(model, "drift", {"features": str(wider)}))}">'
+        f"Show {wider}</a>."
+        if wider > limit
+        else ""
+    )
+    return (
+        f'<p class="muted shown">Showing the {shown} most drifting of {total} features '
+        "(drifted in a window first, then by highest score), in the model's order "
+        f"(<code>?features=</code>, 1 to {_series.MAX_DRIFT_FEATURES}).{more}</p>"
+    )
+
+
 @router.get("/models/{model}/drift")
-def drift_page(model: str, request: Request) -> Response:
+def drift_page(model: str, request: Request, features: str | None = None) -> Response:
     def render(who: Principal) -> str:
-        data = _series.drift(sources(request), model)
+        limit = (
+            _series.DRIFT_FEATURES
+            if features is None
+            else page_parameter(
+                "features", features, _FEATURES, f"an integer in [1, {_series.MAX_DRIFT_FEATURES}]"
+            )
+        )
+        data = _series.drift(sources(request), model, features=limit)
         cols = data["columns"]
         chart = _svg.heatmap(
             data["features"],
@@ -115,6 +146,7 @@ def drift_page(model: str, request: Request) -> Response:
             f"<p>{data['windows_total']} drift windows in {len(cols)} columns; colour is the "
             "highest drift score among a column's windows (white 0 … red 1), outlined cells "
             "drifted in at least one of them.</p>",
+            _features_shown(model, data, limit),
             chart,
         ]
         latest = data["latest"]

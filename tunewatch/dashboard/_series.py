@@ -31,6 +31,8 @@ from ._queries import (
 )
 
 MAX_WINDOWS = 24 * 366  # a year of hourly evaluation windows
+DRIFT_FEATURES = 50  # the drift heatmap's default number of rows (features)
+MAX_DRIFT_FEATURES = 1000  # the most it shows
 
 
 # -- drift ------------------------------------------------------------------------------------
@@ -138,7 +140,12 @@ class _Column:
 
 
 def drift(
-    src: Sources, model: str, *, windows: int = MAX_WINDOWS, max_points: int = MAX_POINTS
+    src: Sources,
+    model: str,
+    *,
+    windows: int = MAX_WINDOWS,
+    max_points: int = MAX_POINTS,
+    features: int = DRIFT_FEATURES,
 ) -> dict[str, Any]:
     """Per-feature drift over the newest ``windows`` evaluation windows, oldest first, in at
     most ``max_points`` columns. Each column stands for a run of consecutive windows: its
@@ -146,7 +153,9 @@ def drift(
     window of the run drifted the feature; its ``evaluation``, ``status``, ``alarm``,
     ``window_end`` and ``drifted_share`` are of one window, the newest that raised the drift
     alarm, else the newest. ``features`` are the model's features, then every other column
-    any window in range holds (e.g. ``__prediction__``), in the order the newest hold them.
+    any window in range holds (e.g. ``__prediction__``), in the order the newest hold them;
+    of more than ``features`` of them, the ``features`` most drifting are kept, in that
+    order (:func:`_most_drifting`), and ``features_total`` counts them all.
 
     Every window in range is read, so the cost grows with ``windows`` (a year of hourly
     windows by default, at most 100,000 through the API) and with the number of features,
@@ -170,7 +179,8 @@ def drift(
     names = dict.fromkeys(row.feature_names)  # then every other column, newest first
     for col in reversed(folded):
         names.update(dict.fromkeys(col.names()))
-    features = list(names)
+    every = list(names)
+    shown = _most_drifting(every, folded, features)
     columns = [
         {
             "window_end": _iso(col.shown.window_end),
@@ -180,8 +190,8 @@ def drift(
             "status": col.shown.status,
             "alarm": col.shown.alarm,
             "drifted_share": col.share,
-            "scores": [col.highest.get(f) for f in features],
-            "drifted": [f in col.drifted for f in features],
+            "scores": [col.highest.get(f) for f in shown],
+            "drifted": [f in col.drifted for f in shown],
         }
         for run, col in zip(runs, folded, strict=True)
         # unread only if windows written since the ids pushed its oldest past the limit
@@ -189,7 +199,8 @@ def drift(
     ]
     return {
         "model": model,
-        "features": features,
+        "features": shown,
+        "features_total": len(every),
         "windows_total": len(ids),
         "columns": columns,
         "latest": None
@@ -205,6 +216,21 @@ def drift(
             "report": f"/v1/models/{quote(model, safe='')}/evaluations/{latest.id}/report",
         },
     }
+
+
+def _most_drifting(names: list[str], folded: list[_Column], limit: int) -> list[str]:
+    """At most ``limit`` of ``names``, in their order: those any window drifted first, then
+    by highest score (a heatmap row per feature: 400 features made a 35 MB page)."""
+    if len(names) <= limit:
+        return names
+    drifted = set().union(*(col.drifted for col in folded))
+    highest: dict[str, float] = {}
+    for col in folded:
+        for name, score in col.highest.items():
+            highest[name] = max(score, highest.get(name, -1.0))
+    ranked = sorted(names, key=lambda n: (n not in drifted, -highest.get(n, -1.0)))
+    kept = set(ranked[:limit])
+    return [n for n in names if n in kept]
 
 
 # -- decay ------------------------------------------------------------------------------------
