@@ -319,6 +319,13 @@ def thread_run_options() -> ort.RunOptions:
 # ---------------------------------------------------------------------------------------
 
 
+class _Unread:
+    """The mark of a value not worked out yet."""
+
+
+_UNREAD = _Unread()
+
+
 class OnnxModel:
     """One onnxruntime session over an in-memory model, with its signature.
 
@@ -335,6 +342,7 @@ class OnnxModel:
         "_primary",
         "_run",
         "_session",
+        "_width",
         "memory_bytes",
         "run_timeout_s",
         "sha256",
@@ -360,6 +368,7 @@ class OnnxModel:
         self._input_name: str = self.signature.input.name
         self._output_names: list[str] = list(self.signature.output_names)
         self._primary: str = self.signature.primary_output
+        self._width: int | None | _Unread = _UNREAD
         # The public InferenceSession.run re-validates input names and ownership on
         # every call (~1-2 µs); our inputs are validated upstream, so call the
         # pybind session directly when it is there.
@@ -478,6 +487,27 @@ class OnnxModel:
             memory_bytes=self.memory_bytes,
             run_timeout_s=run_timeout_s,
         )
+
+    def primary_width(self) -> int | None:
+        """Columns of the primary output: as the graph declares them, else as a run of
+        zeros gives them (the candidate probe held a dynamic width the same whatever the
+        rows), found on the first call; ``None`` when that run fails."""
+        width = self._width
+        if isinstance(width, _Unread):
+            width = self.signature.primary_width
+            if width is None:
+                spec = self.signature.input
+                rows = np.zeros((spec.shape[0] or 1, self.signature.n_features), spec.dtype)
+                try:
+                    width = int(self.primary(self.run(rows)).shape[1])
+                except ShadowError as exc:
+                    logger.warning(
+                        "model %s: a run of zeros failed, its output's columns are not known: %s",
+                        self.sha256[:12],
+                        exc.message,
+                    )
+            self._width = width
+        return width
 
     def primary(self, outputs: Mapping[str, np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
         """The primary output as a float32 2-D array (``[N]`` becomes ``[N, 1]``)."""

@@ -346,15 +346,24 @@ class ScoringRuntime:
         """The signature a request is read against: a named version's own, else the
         model's — its champion's (all versions share the features, not necessarily the
         input dtype or output names; a live split's arm gets the rows cast to its dtype)."""
+        return self._reader(served, version).model.signature
+
+    def primary_width(self, served: ServedModel, version: int | None = None) -> int | None:
+        """Columns of the primary output of the version :meth:`signature` reads against,
+        declared or, where the graph leaves them dynamic, as the version scores them
+        (:meth:`shadow.OnnxModel.primary_width`)."""
+        return self._reader(served, version).model.primary_width()
+
+    def _reader(self, served: ServedModel, version: int | None) -> LoadedVersion:
         if version is not None:
-            return self._in_service(served, version).model.signature
+            return self._in_service(served, version)
         lineup = served.deployment.lineup
         champion = lineup.champion or (lineup.challengers[0] if lineup.challengers else None)
         if champion is None:
             raise NotFoundError(
                 f"model {served.row.name!r} has no loaded version", code="model_not_ready"
             )
-        return champion.model.signature
+        return champion
 
     @staticmethod
     def _in_service(served: ServedModel, version: int) -> LoadedVersion:

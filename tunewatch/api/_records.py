@@ -188,7 +188,7 @@ def _mirrored(
     max_rows = ctx.runtime.config.server.max_batch_rows
     task = served.row.task
     champion = lineup.champion
-    default_width = ctx.runtime.signature(served).primary_width
+    default_width = ctx.runtime.primary_width(served)
     batch = []
     seen: set[str] = set()
     for i, item in enumerate(items):
@@ -227,7 +227,7 @@ def _mirrored(
             )
         # As wide as the named version answers (the model's width for one not in service).
         named = lineup.find(version)
-        width = default_width if named is None else named.model.signature.primary_width
+        width = default_width if named is None else named.model.primary_width()
         # Stored as float32: a value past its range would be stored as infinity.
         fits = np.isfinite(y).all() and bool((np.abs(y) <= _FLOAT32_MAX).all())
         if y.shape[0] != x.shape[0] or not fits or width not in (None, y.shape[1]):
@@ -332,14 +332,15 @@ _ANY_CLASS = 2**31  # one past the store's integers: a class index, of classes n
 
 def _classes(ctx: AppContext, served: ServedModel) -> int:
     """How many classes a multiclass model's label may name: the columns of the primary
-    output of the version the model's requests are read against (its champion's); any
-    class index when the graph leaves the width dynamic. With no version loaded by this
+    output of the version the model's requests are read against (its champion's), as the
+    graph declares them or, left dynamic, as the version scores them; any class index
+    only when that cannot be found. With no version loaded by this
     process (its champion's artefact not readable here yet, or none in service), the
     classes are not known: 503 ``model_not_ready``, as the mirror route answers, rather
     than storing a class the model may not have (no version's stored metadata holds its
     class count)."""
     try:
-        width = ctx.runtime.signature(served).primary_width
+        width = ctx.runtime.primary_width(served)
     except NotFoundError as exc:
         raise ApiError(
             503,

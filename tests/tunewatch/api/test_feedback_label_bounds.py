@@ -16,6 +16,7 @@ import pytest
 
 from retune import to_onnx
 from retune.space import fit_pipeline
+from tests.shadow.probe_models import dynamic_width
 from tunewatch._auth import hash_token, new_token
 from tunewatch._background import BackgroundServer
 from tunewatch._config import build_config
@@ -54,6 +55,7 @@ def _config(data: Path) -> dict[str, object]:
         "models": [
             {"name": "price", "task": "regression"},
             {"name": "species", "task": "multiclass"},
+            {"name": "shapes", "task": "multiclass"},
         ],
     }
 
@@ -78,6 +80,13 @@ def _build(data: Path) -> tuple[str, str]:
                 actor="test",
                 stage="champion",
             )
+        d.registry.register(
+            "shapes",
+            dynamic_width(3).SerializeToString(),
+            VersionMetadata(task="multiclass", feature_names=FEATURES),
+            actor="test",
+            stage="champion",
+        )
         tokens = new_token(), new_token()
         for role, token in zip(("scorer", "labeller"), tokens, strict=True):
             d.store.add_token(name=role, role=role, token_hash=hash_token(token), actor="test")
@@ -165,3 +174,24 @@ def test_a_class_index_is_checked_on_a_process_that_has_not_loaded_the_champion(
     with sqlite3.connect(data / "tunewatch.db") as db:
         stored = db.execute("select request_id from labels where model = 'species'").fetchall()
     assert stored == []
+
+
+def test_a_class_index_is_checked_when_the_graph_leaves_the_width_dynamic(
+    served: Served,
+) -> None:
+    """A three-class model whose graph computes its output's width at run time took any
+    class index (class 1000000 of three was stored), and a mirrored answer of any width."""
+    served.mirror("shapes", "dyn1", [0.2, 0.3, 0.5])
+    for label in (3, 1000000):
+        r = served.feedback("shapes", {"request_id": "dyn1", "label": label})
+        assert r.status_code == 400, (label, r.text)
+        assert r.json()["code"] == "invalid_label" and "in 0..2" in r.json()["error"]
+    r = httpx.post(
+        f"{served.url}/v1/models/shapes/records",
+        json={"records": [{"id": "dyn2", "inputs": [ROW], "outputs": [[0.1, 0.2, 0.3, 0.4]]}]},
+        headers={"Authorization": f"Bearer {served.scorer}"},
+    )
+    assert r.status_code == 400 and r.json()["code"] == "shape_mismatch", r.text
+    assert "of 3 columns" in r.json()["error"]
+    r = served.feedback("shapes", {"request_id": "dyn1", "label": 2})
+    assert r.json()["results"] == [{"request_id": "dyn1", "status": "created"}]
