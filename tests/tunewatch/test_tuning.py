@@ -219,7 +219,7 @@ def test_a_job_records_the_warm_start_plan_its_study_ran_by(daemon: Daemon) -> N
 def test_parity_failure_fails_the_job_clearly_and_registers_nothing(
     trained: list[ExampleModel], tmp_path: Path
 ) -> None:
-    d = _daemon(_config(tmp_path, parity_tolerance=0.0), trained)
+    d = _daemon(_config(tmp_path, parity_tolerance=1e-12), trained)
     try:
         outcome = d.dispatcher.handle(MODEL, "manual", {})
         assert outcome.job_id is not None
