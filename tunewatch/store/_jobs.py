@@ -231,15 +231,23 @@ def requeue_job(conn: Connection, job_id: int, worker: str) -> bool:
 
 
 def update_progress(conn: Connection, job_id: int, progress: Mapping[str, Any]) -> None:
+    """Record a running job's progress; a finished (or queued) job's is left as it is: a
+    worker that joined the study reported on after another had finished the job, and its
+    progress contradicted the job's result."""
     conn.execute(
         update(jobs)
-        .where(jobs.c.id == job_id)
+        .where(jobs.c.id == job_id, jobs.c.status == "running")
         .values(progress=_clean(progress, "progress"), heartbeat_at=db_now(conn))
     )
 
 
 def heartbeat(conn: Connection, job_id: int) -> None:
-    conn.execute(update(jobs).where(jobs.c.id == job_id).values(heartbeat_at=db_now(conn)))
+    """Mark a running job's workers alive (a finished job's last heartbeat stays)."""
+    conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status == "running")
+        .values(heartbeat_at=db_now(conn))
+    )
 
 
 def _stale(conn: Connection, older_than: timedelta) -> Any:

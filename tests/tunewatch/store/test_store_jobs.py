@@ -50,6 +50,21 @@ def test_job_lifecycle_claim_progress_finish(model_store: Store) -> None:
     assert info.value.code == "job_finished"
 
 
+def test_a_finished_job_keeps_its_progress_and_heartbeat(model_store: Store) -> None:
+    """A worker that joined the job's study went on reporting after the worker that
+    registered had finished it: its progress (2 trials, a better best) contradicted the
+    job's result (1 trial)."""
+    job, _ = model_store.create_job(model="m", kind="retune", trigger={}, spec={})
+    model_store.claim_job(job.id, "w1")
+    model_store.update_job_progress(job.id, {"trials": 1, "best_value": 0.5345})
+    done = model_store.finish_job(job.id, status="succeeded", result={"n_trials": 1})
+    model_store.update_job_progress(job.id, {"trials": 2, "best_value": 0.5328})
+    model_store.heartbeat_job(job.id)
+    after = model_store.get_job(job.id)
+    assert after.progress == {"trials": 1, "best_value": 0.5345}
+    assert after.heartbeat_at == done.heartbeat_at
+
+
 EPISODE: dict[str, Any] = {
     "fingerprint": "fp",
     "starts_at": "t0",
