@@ -150,6 +150,95 @@ def test_the_label_delay_alert_follows_each_model_s_own_alarm_limit(tmp_path: Pa
     _run(promtool, "test", "rules", str(path))
 
 
+ALARM_ALERTS = {
+    "TunewatchDriftDetected": "drift_detected",
+    "TunewatchObjectiveDecaying": "decay_detected",
+    "TunewatchEstimateDropped": "estimate_dropped",
+    "TunewatchLabelDelayHigh": "label_delay_high",
+}
+
+
+@pytest.mark.prometheus
+def test_an_alarm_held_across_a_leader_change_keeps_its_alert_and_for_timer(
+    tmp_path: Path,
+) -> None:
+    """Only the leader exports the evaluation figures; a new leader exports the stored
+    alarm after it takes the lease (up to lease_ttl_s + lease_ttl_s / 3 after a leader is
+    killed, plus a scrape). Read as an instant vector, each alert resolved in that gap
+    and fired again as a new episode, its `for:` timer restarted (TunewatchLabelDelayHigh,
+    `for: 1h`, never fired across a 60 s gap 40 minutes in). A cleared alarm (0) still
+    ends the alert at once."""
+    promtool = _tool("promtool")
+    rules = yaml.safe_load((CONFIGS / "prometheus" / "tunewatch.rules.yml").read_text())
+    by_name = {r["alert"]: r for group in rules["groups"] for r in group["rules"]}
+
+    def firing(name: str) -> dict[str, object]:
+        rule = by_name[name]
+        annotations = {
+            k: v.replace("{{ $labels.model }}", "credit") for k, v in rule["annotations"].items()
+        }
+        labels = {"model": "credit", **rule["labels"]}
+        return {"exp_labels": labels, "exp_annotations": annotations}
+
+    # 15 s samples: leader "a" until 40m, stale from 40m15s; leader "b" from 41m30s to
+    # 71m30s (a 75 s gap), then the alarm clears (0) from 71m45s
+    held_a, held_b = "{v}x160 stale", "_x166 {v}x120 0x8"
+    series = [
+        {
+            "series": f'tunewatch_alarm{{model="credit",event="{event}",instance="{who}"}}',
+            "values": values.format(v=1),
+        }
+        for event in ALARM_ALERTS.values()
+        for who, values in (("a", held_a), ("b", held_b))
+    ] + [
+        {
+            "series": f'tunewatch_drift_share{{model="credit",instance="{who}"}}',
+            "values": values.format(v=0.8),
+        }
+        for who, values in (("a", held_a), ("b", held_b))
+    ]
+    in_gap = [
+        {"eval_time": "41m", "alertname": name, "exp_alerts": [firing(name)]}
+        for name in (
+            "TunewatchDriftDetected",
+            "TunewatchObjectiveDecaying",
+            "TunewatchEstimateDropped",
+            "TunewatchDriftShareHigh",
+        )
+    ]
+    tests = {
+        "rule_files": [str(CONFIGS / "prometheus" / "tunewatch.rules.yml")],
+        "evaluation_interval": "15s",
+        "tests": [
+            {
+                "interval": "15s",
+                "input_series": series,
+                "alert_rule_test": [
+                    *in_gap,
+                    {
+                        "eval_time": "70m",
+                        "alertname": "TunewatchLabelDelayHigh",
+                        "exp_alerts": [firing("TunewatchLabelDelayHigh")],
+                    },
+                    {
+                        "eval_time": "72m30s",
+                        "alertname": "TunewatchDriftDetected",
+                        "exp_alerts": [],
+                    },
+                    {
+                        "eval_time": "72m30s",
+                        "alertname": "TunewatchLabelDelayHigh",
+                        "exp_alerts": [],
+                    },
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "leader_change.test.yml"
+    path.write_text(yaml.safe_dump(tests))
+    _run(promtool, "test", "rules", str(path))
+
+
 def test_every_label_an_alert_s_text_names_survives_its_aggregation() -> None:
     """`max by (model)` drops `instance`: the stale line-up alert's summary named the
     replica as an empty string."""
