@@ -270,7 +270,10 @@ class ServingMetrics:
         )
         self.evaluations = Counter(
             "tunewatch_evaluations",
-            "Evaluation runs by outcome (ok, insufficient_data, failed).",
+            "Scheduled runs by outcome: an evaluation's ok or insufficient_data, a "
+            "comparison run's comparison, and <job>_failed for a scheduled job that failed "
+            "(evaluate_failed, compare_failed, retune_schedule_failed, retune_owed_failed; "
+            "launch_jobs_failed under model -).",
             ["model", "outcome"],
             registry=r,
         )

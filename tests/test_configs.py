@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
 from monitor import ServingMetrics
 from tests.conftest import service_missing
@@ -237,6 +238,76 @@ def test_an_alarm_held_across_a_leader_change_keeps_its_alert_and_for_timer(
     path = tmp_path / "leader_change.test.yml"
     path.write_text(yaml.safe_dump(tests))
     _run(promtool, "test", "rules", str(path))
+
+
+@pytest.mark.prometheus
+def test_a_scheduled_job_that_keeps_failing_is_alerted_and_one_failure_is_not(
+    tmp_path: Path,
+) -> None:
+    """Evaluations that kept failing left the figures at their last values, and no rule
+    said so (the counter's help named an outcome, `failed`, it never carries)."""
+    promtool = _tool("promtool")
+    rules = yaml.safe_load((CONFIGS / "prometheus" / "tunewatch.rules.yml").read_text())
+    rule = next(
+        r
+        for g in rules["groups"]
+        for r in g["rules"]
+        if r["alert"] == "TunewatchScheduledJobFailing"
+    )
+    annotations = {
+        k: v.replace("{{ $labels.model }}", "credit").replace(
+            "{{ $labels.outcome }}", "evaluate_failed"
+        )
+        for k, v in rule["annotations"].items()
+    }
+    counter = "tunewatch_evaluations_total"
+    tests = {
+        "rule_files": [str(CONFIGS / "prometheus" / "tunewatch.rules.yml")],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    # one failure every 5 minutes from 10m on
+                    {
+                        "series": f'{counter}{{model="credit",outcome="evaluate_failed"}}',
+                        "values": "0x10 0+0.2x50",
+                    },
+                    # one failure, once
+                    {
+                        "series": f'{counter}{{model="credit",outcome="compare_failed"}}',
+                        "values": "0x10 1x50",
+                    },
+                    {"series": f'{counter}{{model="credit",outcome="ok"}}', "values": "0+1x60"},
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": "40m",
+                        "alertname": "TunewatchScheduledJobFailing",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "model": "credit",
+                                    "outcome": "evaluate_failed",
+                                    "severity": "ticket",
+                                },
+                                "exp_annotations": annotations,
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "failing.test.yml"
+    path.write_text(yaml.safe_dump(tests))
+    _run(promtool, "test", "rules", str(path))
+
+
+def test_the_evaluations_counter_s_help_names_its_outcomes() -> None:
+    help_text = ServingMetrics(registry=CollectorRegistry()).evaluations._documentation
+    for outcome in ("ok", "insufficient_data", "comparison", "evaluate_failed", "compare_failed"):
+        assert outcome in help_text
 
 
 def test_every_label_an_alert_s_text_names_survives_its_aggregation() -> None:
