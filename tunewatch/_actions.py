@@ -183,7 +183,24 @@ class Dispatcher:
         else:  # notify: the recorded event is the notice
             outcome = ActionOutcome(trigger.do, "taken", f"{event} recorded for {trigger.do}")
         self.record(model, event, outcome, actor=actor)
+        if event == "manual":
+            self._audit_request(model, payload, outcome, actor=actor)
         return outcome
+
+    def _audit_request(
+        self, model: str, payload: Mapping[str, Any], outcome: ActionOutcome, *, actor: str
+    ) -> None:
+        """A retune someone asked for goes into the audit log (``request_retune``): who,
+        why and what became of it. The events held it alone, and they are not the
+        hash-chained log a regulated model's reviewers read."""
+        details: dict[str, Any] = {
+            "reason": payload.get("reason"),
+            "status": outcome.status,
+            "job": outcome.job_id,
+        }
+        if outcome.status != "taken":
+            details["why"] = outcome.reason
+        self.store.append_audit(actor=actor, action="request_retune", target=model, details=details)
 
     def owed(self, model: str, event: str) -> Event | None:
         """The newest ``event`` of ``model`` if the retune it caused is still owed, else

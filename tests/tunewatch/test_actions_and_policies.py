@@ -346,3 +346,23 @@ def test_simultaneous_triggers_in_a_cool_down_queue_one_job(store: Store) -> Non
         t.join()
     assert sorted(outcomes) == ["suppressed"] * 5 + ["taken"]
     assert len(store.list_jobs(model="a")) == 1
+
+
+def test_a_manual_retune_is_audited_with_its_requester_reason_and_outcome(store: Store) -> None:
+    """Who asked for a retune, and why, was only in the events, which are not the
+    hash-chained audit log a regulated model's reviewers read."""
+    config = build_config({"tuning": {"max_concurrent_jobs": 1}}, env={})
+    d = Dispatcher(store, config)
+    taken = d.handle("a", "manual", {"reason": "new labels from Q3"}, actor="alice")
+    quota = d.handle("b", "manual", {"reason": "try again"}, actor="bob")
+    d.handle("c", "drift_detected", {})  # a policy's retune: in the events only
+    entries = store.audit_log(limit=10, action="request_retune")
+    assert [(e.actor, e.target) for e in entries] == [("bob", "b"), ("alice", "a")]
+    assert entries[1].details == {
+        "reason": "new labels from Q3",
+        "status": "taken",
+        "job": taken.job_id,
+    }
+    assert entries[0].details["status"] == "suppressed" and entries[0].details["job"] is None
+    assert entries[0].details["why"] == quota.reason
+    assert store.verify_audit() is None
