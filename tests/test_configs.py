@@ -88,67 +88,55 @@ def test_no_shipped_rule_on_the_daemon_s_own_alarm_queues_a_retune() -> None:
     assert retuning == []
 
 
+RULES = CONFIGS / "prometheus" / "tunewatch.rules.yml"
+
+
+def _firing(alert: str, **labels: str) -> dict[str, object]:
+    """What `promtool test rules` should see of ``alert`` firing with ``labels``: the
+    rule's own labels added, ``{{ $labels.X }}`` in its annotations filled in."""
+    rules = yaml.safe_load(RULES.read_text())
+    [rule] = [r for g in rules["groups"] for r in g["rules"] if r["alert"] == alert]
+    annotations = {}
+    for key, text in rule["annotations"].items():
+        for name, value in labels.items():
+            text = text.replace(f"{{{{ $labels.{name} }}}}", value)
+        annotations[key] = text
+    return {"exp_labels": {**labels, **rule["labels"]}, "exp_annotations": annotations}
+
+
+def _promtool_test(
+    path: Path, interval: str, series: list[dict[str, str]], alerts: list[dict[str, object]]
+) -> None:
+    """Run the shipped rules over ``series`` (a sample every ``interval``) and check
+    ``alerts`` (promtool's ``alert_rule_test`` entries) with `promtool test rules`."""
+    promtool = _tool("promtool")
+    tests = {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": interval,
+        "tests": [{"interval": interval, "input_series": series, "alert_rule_test": alerts}],
+    }
+    path.write_text(yaml.safe_dump(tests))
+    _run(promtool, "test", "rules", str(path))
+
+
 @pytest.mark.prometheus
 def test_the_label_delay_alert_follows_each_model_s_own_alarm_limit(tmp_path: Path) -> None:
     """`evaluation.label_delay_alarm_s` is per model: the alert fires while the daemon's
     `label_delay_high` alarm holds, not past a fixed week (a model allowed a day alarmed
     at two days and was never alerted; one allowed a month was alerted at eight days)."""
-    promtool = _tool("promtool")
-    rules = yaml.safe_load((CONFIGS / "prometheus" / "tunewatch.rules.yml").read_text())
-    rule = next(
-        r
-        for group in rules["groups"]
-        for r in group["rules"]
-        if r["alert"] == "TunewatchLabelDelayHigh"
-    )
-    annotations = {
-        k: v.replace("{{ $labels.model }}", "daily") for k, v in rule["annotations"].items()
-    }
     days = 86_400
-    tests = {
-        "rule_files": [str(CONFIGS / "prometheus" / "tunewatch.rules.yml")],
-        "evaluation_interval": "1m",
-        "tests": [
-            {
-                "interval": "1m",
-                "input_series": [
-                    # allowed a day, two days late: the daemon alarms
-                    {
-                        "series": 'tunewatch_label_delay_seconds{model="daily"}',
-                        "values": f"{2 * days}x120",
-                    },
-                    {
-                        "series": 'tunewatch_alarm{model="daily",event="label_delay_high"}',
-                        "values": "1x120",
-                    },
-                    # allowed a month, eight days late: it does not
-                    {
-                        "series": 'tunewatch_label_delay_seconds{model="monthly"}',
-                        "values": f"{8 * days}x120",
-                    },
-                    {
-                        "series": 'tunewatch_alarm{model="monthly",event="label_delay_high"}',
-                        "values": "0x120",
-                    },
-                ],
-                "alert_rule_test": [
-                    {
-                        "eval_time": "90m",
-                        "alertname": "TunewatchLabelDelayHigh",
-                        "exp_alerts": [
-                            {
-                                "exp_labels": {"model": "daily", "severity": "ticket"},
-                                "exp_annotations": annotations,
-                            }
-                        ],
-                    }
-                ],
-            }
-        ],
-    }
-    path = tmp_path / "label_delay.test.yml"
-    path.write_text(yaml.safe_dump(tests))
-    _run(promtool, "test", "rules", str(path))
+    delay, alarm = "tunewatch_label_delay_seconds", "tunewatch_alarm"
+    series = [
+        # allowed a day, two days late: the daemon alarms
+        {"series": f'{delay}{{model="daily"}}', "values": f"{2 * days}x120"},
+        {"series": f'{alarm}{{model="daily",event="label_delay_high"}}', "values": "1x120"},
+        # allowed a month, eight days late: it does not
+        {"series": f'{delay}{{model="monthly"}}', "values": f"{8 * days}x120"},
+        {"series": f'{alarm}{{model="monthly",event="label_delay_high"}}', "values": "0x120"},
+    ]
+    fired = _firing("TunewatchLabelDelayHigh", model="daily")
+    expected = [{"eval_time": "90m", "alertname": "TunewatchLabelDelayHigh", "exp_alerts": [fired]}]
+    _promtool_test(tmp_path / "label_delay.test.yml", "1m", series, expected)
 
 
 ALARM_ALERTS = {
@@ -167,77 +155,46 @@ def test_an_alarm_held_across_a_leader_change_keeps_its_alert_and_for_timer(
     alarm after it takes the lease (up to lease_ttl_s + lease_ttl_s / 3 after a leader is
     killed, plus a scrape). Read as an instant vector, each alert resolved in that gap
     and fired again as a new episode, its `for:` timer restarted (TunewatchLabelDelayHigh,
-    `for: 1h`, never fired across a 60 s gap 40 minutes in). A cleared alarm (0) still
+    `for: 1h`, never fired across a 75 s gap 40 minutes in). A cleared alarm (0) still
     ends the alert at once."""
-    promtool = _tool("promtool")
-    rules = yaml.safe_load((CONFIGS / "prometheus" / "tunewatch.rules.yml").read_text())
-    by_name = {r["alert"]: r for group in rules["groups"] for r in group["rules"]}
-
-    def firing(name: str) -> dict[str, object]:
-        rule = by_name[name]
-        annotations = {
-            k: v.replace("{{ $labels.model }}", "credit") for k, v in rule["annotations"].items()
-        }
-        labels = {"model": "credit", **rule["labels"]}
-        return {"exp_labels": labels, "exp_annotations": annotations}
-
     # 15 s samples: leader "a" until 40m, stale from 40m15s; leader "b" from 41m30s to
     # 71m30s (a 75 s gap), then the alarm clears (0) from 71m45s
     held_a, held_b = "{v}x160 stale", "_x166 {v}x120 0x8"
+    leaders = (("a", held_a), ("b", held_b))
     series = [
         {
             "series": f'tunewatch_alarm{{model="credit",event="{event}",instance="{who}"}}',
             "values": values.format(v=1),
         }
         for event in ALARM_ALERTS.values()
-        for who, values in (("a", held_a), ("b", held_b))
+        for who, values in leaders
     ] + [
         {
             "series": f'tunewatch_drift_share{{model="credit",instance="{who}"}}',
             "values": values.format(v=0.8),
         }
-        for who, values in (("a", held_a), ("b", held_b))
+        for who, values in leaders
     ]
-    in_gap = [
-        {"eval_time": "41m", "alertname": name, "exp_alerts": [firing(name)]}
-        for name in (
-            "TunewatchDriftDetected",
-            "TunewatchObjectiveDecaying",
-            "TunewatchEstimateDropped",
-            "TunewatchDriftShareHigh",
-        )
+    in_gap = (
+        "TunewatchDriftDetected",
+        "TunewatchObjectiveDecaying",
+        "TunewatchEstimateDropped",
+        "TunewatchDriftShareHigh",
+    )
+    expected = [
+        *(
+            {"eval_time": "41m", "alertname": name, "exp_alerts": [_firing(name, model="credit")]}
+            for name in in_gap
+        ),
+        {
+            "eval_time": "70m",
+            "alertname": "TunewatchLabelDelayHigh",
+            "exp_alerts": [_firing("TunewatchLabelDelayHigh", model="credit")],
+        },
+        {"eval_time": "72m30s", "alertname": "TunewatchDriftDetected", "exp_alerts": []},
+        {"eval_time": "72m30s", "alertname": "TunewatchLabelDelayHigh", "exp_alerts": []},
     ]
-    tests = {
-        "rule_files": [str(CONFIGS / "prometheus" / "tunewatch.rules.yml")],
-        "evaluation_interval": "15s",
-        "tests": [
-            {
-                "interval": "15s",
-                "input_series": series,
-                "alert_rule_test": [
-                    *in_gap,
-                    {
-                        "eval_time": "70m",
-                        "alertname": "TunewatchLabelDelayHigh",
-                        "exp_alerts": [firing("TunewatchLabelDelayHigh")],
-                    },
-                    {
-                        "eval_time": "72m30s",
-                        "alertname": "TunewatchDriftDetected",
-                        "exp_alerts": [],
-                    },
-                    {
-                        "eval_time": "72m30s",
-                        "alertname": "TunewatchLabelDelayHigh",
-                        "exp_alerts": [],
-                    },
-                ],
-            }
-        ],
-    }
-    path = tmp_path / "leader_change.test.yml"
-    path.write_text(yaml.safe_dump(tests))
-    _run(promtool, "test", "rules", str(path))
+    _promtool_test(tmp_path / "leader_change.test.yml", "15s", series, expected)
 
 
 @pytest.mark.prometheus
@@ -246,62 +203,21 @@ def test_a_scheduled_job_that_keeps_failing_is_alerted_and_one_failure_is_not(
 ) -> None:
     """Evaluations that kept failing left the figures at their last values, and no rule
     said so (the counter's help named an outcome, `failed`, it never carries)."""
-    promtool = _tool("promtool")
-    rules = yaml.safe_load((CONFIGS / "prometheus" / "tunewatch.rules.yml").read_text())
-    rule = next(
-        r
-        for g in rules["groups"]
-        for r in g["rules"]
-        if r["alert"] == "TunewatchScheduledJobFailing"
-    )
-    annotations = {
-        k: v.replace("{{ $labels.model }}", "credit").replace(
-            "{{ $labels.outcome }}", "evaluate_failed"
-        )
-        for k, v in rule["annotations"].items()
-    }
     counter = "tunewatch_evaluations_total"
-    tests = {
-        "rule_files": [str(CONFIGS / "prometheus" / "tunewatch.rules.yml")],
-        "evaluation_interval": "1m",
-        "tests": [
-            {
-                "interval": "1m",
-                "input_series": [
-                    # one failure every 5 minutes from 10m on
-                    {
-                        "series": f'{counter}{{model="credit",outcome="evaluate_failed"}}',
-                        "values": "0x10 0+0.2x50",
-                    },
-                    # one failure, once
-                    {
-                        "series": f'{counter}{{model="credit",outcome="compare_failed"}}',
-                        "values": "0x10 1x50",
-                    },
-                    {"series": f'{counter}{{model="credit",outcome="ok"}}', "values": "0+1x60"},
-                ],
-                "alert_rule_test": [
-                    {
-                        "eval_time": "40m",
-                        "alertname": "TunewatchScheduledJobFailing",
-                        "exp_alerts": [
-                            {
-                                "exp_labels": {
-                                    "model": "credit",
-                                    "outcome": "evaluate_failed",
-                                    "severity": "ticket",
-                                },
-                                "exp_annotations": annotations,
-                            }
-                        ],
-                    }
-                ],
-            }
-        ],
-    }
-    path = tmp_path / "failing.test.yml"
-    path.write_text(yaml.safe_dump(tests))
-    _run(promtool, "test", "rules", str(path))
+    series = [
+        # one failure every 5 minutes from 10m on
+        {
+            "series": f'{counter}{{model="credit",outcome="evaluate_failed"}}',
+            "values": "0x10 0+0.2x50",
+        },
+        # one failure, once
+        {"series": f'{counter}{{model="credit",outcome="compare_failed"}}', "values": "0x10 1x50"},
+        {"series": f'{counter}{{model="credit",outcome="ok"}}', "values": "0+1x60"},
+    ]
+    name = "TunewatchScheduledJobFailing"
+    fired = _firing(name, model="credit", outcome="evaluate_failed")
+    expected = [{"eval_time": "40m", "alertname": name, "exp_alerts": [fired]}]
+    _promtool_test(tmp_path / "failing.test.yml", "1m", series, expected)
 
 
 def test_the_evaluations_counter_s_help_names_its_outcomes() -> None:
