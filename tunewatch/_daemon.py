@@ -209,6 +209,7 @@ class Daemon:
             artefacts=self.artefacts,
             metrics=self.metrics,
             recorder=self.recorder,
+            on_champion_change=self._champion_changed,
         )
         self.registry = Registry(
             self.store,
@@ -313,6 +314,13 @@ class Daemon:
             retry=f"serving the current lineups, retrying every {config.scoring.refresh_s} s",
             now=now,
         )
+
+    def _champion_changed(self, model: str) -> None:
+        """After the runtime loaded another champion of ``model`` (a promotion or a
+        rollback, here or by another process): the leader exports the model's evaluation
+        figures and alarms as the store holds them for the new champion (none of the
+        replaced one's, whose alarms no streak carries over), not an interval later."""
+        self.evaluator.export_stored(model)
 
     def _lineup_changed(self, model: str) -> None:
         """After the loop promoted or rolled back: serve the new lineup and write the

@@ -44,7 +44,7 @@ from tunewatch._drift_report import (
 from tunewatch._errors import StoreError, StoreUnavailableError
 from tunewatch._evaluation_baseline import NO_SNAPSHOT, Baseline, NoBaseline, build_baseline
 from tunewatch._evaluation_decay import decay_verdict
-from tunewatch._evaluation_events import PolicyEvents
+from tunewatch._evaluation_events import PolicyEvents, export_stored
 from tunewatch._policies import (
     FIRST_REQUEST,
     LABEL_FIRST_REQUEST,
@@ -189,9 +189,28 @@ class Evaluator:
             )
         )
         self._events.decide(name, cfg, now, {r.kind: r for r in rows}, champion, actor=actor)
+        moved = self.store.champion(name)
+        if (moved.version if moved is not None else None) != version:
+            # promoted (or rolled back) during the run: the re-export of the change came
+            # before this run's figures of the champion it replaced, which must not stay
+            export_stored(self.store, self.metrics, model, cfg, now=self.clock())
         outcome = "insufficient_data" if all(r.status != "ok" for r in rows) else "ok"
         self.metrics.evaluations.labels(name, outcome).inc()
         return rows
+
+    def export_stored(self, name: str) -> None:
+        """Export ``name``'s figures and alarms as its latest stored evaluations of the
+        current champion leave them (:func:`~tunewatch._evaluation_events.export_stored`,
+        deciding nothing), in a process that exports evaluation figures (the scheduler's
+        leader; elsewhere nothing). For a change of champion (a promotion, a rollback):
+        the replaced champion's figures and alarms stayed exported until the next run, up
+        to ``evaluation.interval_s`` later, and its alarms kept paging. A run under way
+        when the champion changes exports the store's figures again as it ends."""
+        if not self.metrics.exports_evaluation:
+            return
+        model = self.store.get_model(name)
+        cfg = self.config.model_or_default(name, model.task)
+        export_stored(self.store, self.metrics, model, cfg, now=self.clock())
 
     def _store(
         self,

@@ -79,8 +79,12 @@ class ScoringRuntime:
         metrics: ServingMetrics,
         recorder: Recorder,
         clock: Callable[[], float] = time.monotonic,
+        on_champion_change: Callable[[str], None] | None = None,
     ) -> None:
-        # ``clock``: the monotonic clock a shadow version that would not load waits by
+        # ``clock``: the monotonic clock a shadow version that would not load waits by;
+        # ``on_champion_change(model)``: called (load lock held) once a load serves another
+        # champion of the model than it served (the daemon re-exports its evaluation figures)
+        self._on_champion_change = on_champion_change
         self.config = config
         self.store = store
         self.artefacts = artefacts
@@ -202,6 +206,7 @@ class ScoringRuntime:
         self._settle_unloadable(name, versions)
         split = self._split(name)
         served = self._models.get(name)
+        before = served.deployment.lineup.champion if served is not None else None
         if served is None or served.row != row or served.split != split:
             deployment = served.deployment if served is not None else None
             served = self._served(row, deployment, split)
@@ -215,7 +220,24 @@ class ScoringRuntime:
             champion.version if champion else None,
             [c.version for c in challengers],
         )
+        if (before.version if before else None) != (champion.version if champion else None):
+            self._champion_changed(name)
         return served
+
+    def _champion_changed(self, name: str) -> None:
+        """Tell ``on_champion_change`` that ``name`` is served by another champion; its
+        failure is logged, not raised: the new line-up is served either way."""
+        if self._on_champion_change is None:
+            return
+        try:
+            self._on_champion_change(name)
+        except Exception:
+            logger.exception(
+                "model=%s: serving another champion, but its stored evaluation figures "
+                "could not be exported; the replaced champion's stay until its next "
+                "evaluation",
+                name,
+            )
 
     def refresh(self) -> list[str]:
         """Reload the models whose lineup changed in the store (another process promoted,
