@@ -70,7 +70,8 @@ class JobLauncher:
         self.command = list(command) if command is not None else _worker_command(config_path)
         self.stop_timeout_s = stop_timeout_s
         self.retry_after_s = retry_after_s
-        self.clock = clock  # monotonic seconds: when a failed start is retried
+        # monotonic seconds: when a failed start is retried, a lingering worker stopped
+        self.clock = clock
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._stderr: dict[int, Any] = {}  # a worker's stderr, a temporary file
         self._failed_starts: dict[int, int] = {}  # per job, in a row
@@ -78,6 +79,10 @@ class JobLauncher:
         # per job, its crashes when its worker started: a worker whose job is queued when it
         # exits had claimed it if the count moved (queued again as stale meanwhile)
         self._crashes_at_start: dict[int, int] = {}
+        # per job that ended while this host's worker of it still ran: when the launcher
+        # first saw it ended, and when it sent that worker SIGTERM (:meth:`_stop_lingering`)
+        self._ended_at: dict[int, float] = {}
+        self._terminated_at: dict[int, float] = {}
         # held while a worker is started or the workers are listed to stop; once
         # ``_stopping`` is set no worker is started (a tick may still be running when the
         # daemon stops the launcher: the scheduler's shutdown does not wait for it)
@@ -89,13 +94,20 @@ class JobLauncher:
             retry="starting workers for queued jobs meanwhile, retrying every tick",
             now=lambda: datetime.now(UTC),
         )
+        self._lingering_outage = OutageLog(
+            logger,
+            what="checking on the jobs of this host's workers",
+            retry="starting workers for queued jobs meanwhile, retrying every tick",
+            now=lambda: datetime.now(UTC),
+        )
 
     def tick(self) -> list[int]:
         """Reap finished workers, queue again (or fail, past :data:`MAX_CRASHES`) running
         jobs whose workers stopped heartbeating (any worker, on any host; this host's is
-        killed) and start new workers; returns the job ids started. A requeue that fails
-        (a stopped worker's lock held past the lock timeout, say) still lets the queued
-        jobs start. Does nothing once the launcher is stopping."""
+        killed), stop this host's workers still running once their jobs ended
+        (:meth:`_stop_lingering`) and start new workers; returns the job ids started. A
+        requeue that fails (a stopped worker's lock held past the lock timeout, say) still
+        lets the queued jobs start. Does nothing once the launcher is stopping."""
         if self._stopping:
             return []
         with self._lock:
@@ -115,6 +127,7 @@ class JobLauncher:
                 self._announce_crash(job)
             except (StoreError, OSError):
                 logger.exception("could not finish queueing again stale job %d", job.id)
+        self._stop_lingering()
         started = []
         for job in self.store.list_jobs(status="queued", limit=50, oldest_first=True):
             with self._lock:
@@ -147,6 +160,86 @@ class JobLauncher:
         self._requeue_outage.succeeded()
         return jobs
 
+    def _stop_lingering(self) -> None:
+        """Stop this host's workers still running once their jobs ended (succeeded, failed
+        or cancelled: another worker that joined the study finished the job while this one
+        hung in a trial or in I/O). Such a worker is not stale (only running jobs are) and
+        never exits: left alone it held a slot of ``workers`` for good, and with one slot
+        no queued job started again. One is left ``stop_timeout_s`` from when the launcher
+        first sees its job ended (it may be finishing: registering the study's version,
+        reporting), then sent SIGTERM (it ends after its running trial), and once
+        ``stop_timeout_s`` more have passed, killed and reaped, its slot free. A failure
+        to read the jobs (the store down) is logged once while it lasts and retried next
+        tick; workers are started meanwhile."""
+        with self._lock:
+            procs = list(self._procs.items())
+        for job_id in (self._ended_at.keys() | self._terminated_at.keys()) - dict(procs).keys():
+            self._ended_at.pop(job_id, None)  # its worker exited, or was killed
+            self._terminated_at.pop(job_id, None)
+        try:
+            jobs = [(self.store.get_job(job_id), proc) for job_id, proc in procs]
+        except StoreError as exc:
+            self._lingering_outage.failed(exc)
+            return
+        self._lingering_outage.succeeded()
+        now = self.clock()
+        for job, proc in jobs:
+            if job.status in ("queued", "running"):
+                self._ended_at.pop(job.id, None)
+                self._terminated_at.pop(job.id, None)
+                continue
+            ended_at = self._ended_at.setdefault(job.id, now)
+            if now - ended_at < self.stop_timeout_s:
+                continue
+            terminated_at = self._terminated_at.get(job.id)
+            if terminated_at is None:
+                self._terminated_at[job.id] = now
+                proc.terminate()
+                logger.warning(
+                    "job=%d model=%s: its worker (pid %d) was still running %.0f s after the "
+                    "job %s; sent SIGTERM",
+                    job.id,
+                    job.model,
+                    proc.pid,
+                    now - ended_at,
+                    job.status,
+                )
+            elif now - terminated_at >= self.stop_timeout_s:
+                self._kill_lingering(job, now - ended_at)
+
+    def _kill_lingering(self, job: JobRow, ended_for_s: float) -> None:
+        """Kill and reap this host's worker of ``job``, which ended ``ended_for_s`` ago;
+        its worker did not exit at SIGTERM (:meth:`_stop_lingering`)."""
+        self._kill(
+            job,
+            f"was still running {ended_for_s:.0f} s after the job {job.status} and "
+            f"{self.stop_timeout_s:.0f} s after SIGTERM",
+        )
+
+    def _take(self, job_id: int) -> tuple[subprocess.Popen[bytes], str] | None:
+        """Take this host's worker of ``job_id`` off the launcher's list (its slot free),
+        with its stderr's end; None when it has none (not this host's, reaped already)."""
+        with self._lock:
+            proc = self._procs.pop(job_id, None)
+            stderr = self._stderr.pop(job_id, None)
+            self._crashes_at_start.pop(job_id, None)
+        self._ended_at.pop(job_id, None)
+        self._terminated_at.pop(job_id, None)
+        if proc is None:
+            if stderr is not None:
+                stderr.close()
+            return None
+        self._failed_starts.pop(job_id, None)  # it had claimed the job
+        try:
+            tail = _tail(stderr)
+        except OSError:
+            logger.exception("could not read the stderr of the worker of job %d", job_id)
+            tail = ""
+        finally:
+            if stderr is not None:
+                stderr.close()
+        return proc, tail
+
     def _kill_silent(self, job: JobRow) -> None:
         """Kill and reap this host's worker of ``job``, just queued again (or failed) as
         stale: no worker of the job heartbeated for ``stale_after_s``, so it is hung (or
@@ -154,41 +247,36 @@ class JobLauncher:
         continued for). Left running it held its job, never started again, and a slot of
         the quota, for good. Its crash is the one the requeue counted: it is not reaped as
         a worker that died (:meth:`_reap`)."""
-        with self._lock:
-            proc = self._procs.pop(job.id, None)
-            stderr = self._stderr.pop(job.id, None)
-            self._crashes_at_start.pop(job.id, None)
-        if proc is None:  # not this host's, or reaped already
+        self._kill(job, f"stopped heartbeating for {self.stale_after_s:.0f} s")
+
+    def _kill(self, job: JobRow, why: str) -> None:
+        """SIGKILL this host's worker of ``job``, which ``why`` says is hung, and reap it
+        (its slot free), logging the end of its stderr; nothing if it has none."""
+        taken = self._take(job.id)
+        if taken is None:  # not this host's, or reaped already
             return
-        self._failed_starts.pop(job.id, None)  # it had claimed the job
-        try:
-            tail = _tail(stderr)
-        except OSError:
-            logger.exception("could not read the stderr of the worker of job %d", job.id)
-            tail = ""
-        finally:
-            if stderr is not None:
-                stderr.close()
+        proc, tail = taken
         proc.kill()
         try:  # a process in uninterruptible sleep dies when its I/O returns
             proc.wait(self.stop_timeout_s)
         except subprocess.TimeoutExpired:  # reaped by `subprocess` after it is dropped
             logger.error(
-                "job=%d model=%s: its worker (pid %d) stopped heartbeating and was sent "
-                "SIGKILL, but had not exited after %.0f s; left to exit",
+                "job=%d model=%s: its worker (pid %d) %s and was sent SIGKILL, but had not "
+                "exited after %.0f s; left to exit",
                 job.id,
                 job.model,
                 proc.pid,
+                why,
                 self.stop_timeout_s,
             )
             return
         logger.warning(
-            "job=%d model=%s: its worker (pid %d) stopped heartbeating for %.0f s and was "
-            "killed; the job is %s; the worker's stderr ends:\n%s",
+            "job=%d model=%s: its worker (pid %d) %s and was killed (SIGKILL); the job is %s; the "
+            "worker's stderr ends:\n%s",
             job.id,
             job.model,
             proc.pid,
-            self.stale_after_s,
+            why,
             job.status,
             tail or "(nothing)",
         )
