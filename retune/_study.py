@@ -7,10 +7,11 @@ and the CV, and enqueues the plan's configurations; later ones join and adopt th
 plan, and are refused when their data, objective or CV (the rows' group ids included)
 differ. With
 ``heartbeat_interval`` set, trials of crashed workers are failed once stale and retried,
-and a run whose ``max_trials`` only trials running elsewhere fill waits until each has
-ended, gone stale or shown its worker alive (:func:`_await_running_trials`); without it,
-a run opening the study fails the trials no live run is training, as the runs' records
-tell (:mod:`retune._runs`).
+and a run that stops, whatever stops it, first waits until no trial another worker is
+training still runs — each has ended or gone stale — and then chooses the study's
+winner among all its trials (:func:`_await_running_trials`); without it, a run opening
+the study fails the trials no live run is training, as the runs' records tell
+(:mod:`retune._runs`).
 """
 
 from __future__ import annotations
@@ -219,10 +220,24 @@ def run_study(
                 return stop_reason()
             handle.fail_stale_trials()  # at every check: none stays RUNNING past its grace
             reason = stop_reason()
-            if reason == "max_trials" and _await_running_trials(
-                handle, heartbeat_interval=heartbeat_interval, interrupted=interrupted
+            if reason is None or reason == "interrupted":
+                return reason
+            # the winner is the study's: trials still running elsewhere end first (those
+            # of a budget spent start no more), and may change why, or whether, to stop:
+            # a stale one frees its place of max_trials, a better one ends a stall
+            deadline = None
+            if budget.wall_time_s is not None:  # see _await_running_trials
+                limit_s = max(budget.wall_time_s, _stale_grace_s(heartbeat_interval))
+                deadline = time.monotonic() + limit_s
+            while _await_running_trials(
+                handle,
+                heartbeat_interval=heartbeat_interval,
+                interrupted=interrupted,
+                deadline=deadline,
             ):
                 reason = stop_reason()
+                if reason is None or reason == "interrupted":
+                    break
             return reason
 
         try:
@@ -260,40 +275,82 @@ def _takes_budget(trial: TrialRecord) -> bool:
 
 
 def _await_running_trials(
-    handle: StudyHandle, *, heartbeat_interval: int, interrupted: Callable[[], bool] | None
+    handle: StudyHandle,
+    *,
+    heartbeat_interval: int,
+    interrupted: Callable[[], bool] | None,
+    deadline: float | None,
 ) -> bool:
-    """Wait until each trial RUNNING now has ended, been failed as stale, or shown that its
-    worker lives; returns whether any was running.
+    """Wait, failing stale trials as it polls, until no trial another worker is training
+    runs; returns whether it waited for any that then ended (the study changed since the
+    caller read it) or was interrupted meanwhile. Called by a run that stops, with no
+    trial of its own running (between trials).
 
-    A trial running in another worker takes a place of ``max_trials``, but a killed
-    worker's trial looks the same until its last heartbeat is ``STALE_AFTER_HEARTBEATS``
-    intervals old: a run resumed at once stopped on that place, short of the budget, and
-    left the trial RUNNING for good. Failing stale trials as it polls, the run waits one
-    interval past that grace (a SQLite clock counts whole seconds): a trial neither ended
-    nor stale by then has had a heartbeat since the wait began. Called with no trial of
-    this run's own running (between trials).
+    The run that stopped first chose the winner from the trials ended by then, while a
+    trial of another worker, begun before the budget was spent, was still running: a job
+    registered a best of 0.5345 while that trial, ending under a second later, reached
+    0.5328. A RUNNING trial is waited for until it ends, or until its heartbeats stop and
+    it is failed as stale (``STALE_AFTER_HEARTBEATS`` intervals, the worker killed: a
+    run resumed at once waits that long for its predecessor's trial). One naming no run
+    has no worker behind it once a grace of one interval past that has passed (a worker
+    names its run as its trial begins: one begun by hand, or killed before its first
+    heartbeat, never goes stale). The wait ends early when ``interrupted()`` is true, and
+    at ``deadline`` (monotonic seconds): a trial that heartbeats but never ends is then
+    left out of the result, with a warning. :func:`run_study` sets it for a budget with
+    ``wall_time_s``, that long after the run stopped (the budget again; at least the
+    grace a killed worker's trial takes to go stale, so that a run resumed at once does
+    not stop on its place of ``max_trials``); without, the run waits as long as a trial
+    of its own would have run.
     """
-    waiting = {t.number for t in handle.trials() if t.state == "RUNNING"}
-    if not waiting:
-        return False
-    poll_s = min(1.0, heartbeat_interval / 4)
-    wait_s = (STALE_AFTER_HEARTBEATS + 1) * heartbeat_interval + poll_s
-    logger.info(
-        "study %s: max_trials is taken with trials %s running elsewhere; waiting up to %.1f s "
-        "(heartbeat_interval %d s) for each to end, go stale or heartbeat",
-        handle.name,
-        sorted(waiting),
-        wait_s,
-        heartbeat_interval,
-    )
-    deadline = time.monotonic() + wait_s
+    poll_s = _poll_s(heartbeat_interval)
+    grace_s = _stale_grace_s(heartbeat_interval)
+    first_seen: dict[int, float] = {}  # trials naming no run: when seen RUNNING first
+    waited = False
     while True:
-        time.sleep(poll_s)
-        late = time.monotonic() >= deadline  # read before: the staleness check must be later
-        handle.fail_stale_trials()
-        waiting &= {t.number for t in handle.trials() if t.state == "RUNNING"}
-        if not waiting or late or (interrupted is not None and interrupted()):
+        now = time.monotonic()
+        live = [
+            t.number
+            for t in handle.trials()
+            if t.state == "RUNNING"
+            and (RUN_ATTR in t.user_attrs or now - first_seen.setdefault(t.number, now) < grace_s)
+        ]
+        if not live:
+            return waited
+        if interrupted is not None and interrupted():
             return True
+        if deadline is not None and now >= deadline:
+            logger.warning(
+                "study %s: trials %s still running elsewhere when this run's wait for them "
+                "ended (wall_time_s after it stopped, or the heartbeats' grace if longer); "
+                "its result leaves them out",
+                handle.name,
+                live,
+            )
+            return False
+        if not waited:
+            logger.info(
+                "study %s: stopping with trials %s running elsewhere; waiting for each to end "
+                "or go stale (heartbeat_interval %d s), %s",
+                handle.name,
+                live,
+                heartbeat_interval,
+                "however long" if deadline is None else f"at most {deadline - now:.1f} s",
+            )
+        waited = True
+        time.sleep(poll_s)
+        handle.fail_stale_trials()
+
+
+def _poll_s(heartbeat_interval: int) -> float:
+    """How often :func:`_await_running_trials` reads the trials."""
+    return min(1.0, heartbeat_interval / 4)
+
+
+def _stale_grace_s(heartbeat_interval: int) -> float:
+    """How long a RUNNING trial whose worker died takes, at most, to be failed as stale by
+    a run polling every :func:`_poll_s`: one interval past Optuna's grace (a SQLite clock
+    counts whole seconds)."""
+    return (STALE_AFTER_HEARTBEATS + 1) * heartbeat_interval + _poll_s(heartbeat_interval)
 
 
 def _spread_within(attrs: Mapping[str, Any], max_fold_spread: float | None) -> bool:
