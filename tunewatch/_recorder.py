@@ -36,6 +36,16 @@ request is answered 503 and never acknowledged; ``tunewatch_record_refusals_tota
 them and the first refusal of a stall is logged, as is the first record taken after it.
 Shadow outputs are counted but never refused: they come from requests already recorded,
 through the bounded shadow queue.
+
+At SIGTERM uvicorn gives the requests in flight a grace (``request_grace_s``: one commit's
+lock wait and write deadline, and 5 s), then cancels them: a bare text/plain 500. The
+recorder is closed only after that, and wrote what was still queued. A request queued
+behind a group waiting for a lock waited for that group and then for its own commit,
+twice the lock timeout: cancelled, its record was then committed as the recorder closed,
+so a retry was refused as a duplicate. Once told that shutdown began
+(:meth:`Recorder.begin_shutdown`), a request whose commit would start too late to end
+within the grace fails with :class:`~tunewatch.StoreUnavailableError`, unwritten (503,
+not stored); a commit already running is left to end by its own write deadline.
 """
 
 from __future__ import annotations
@@ -46,43 +56,20 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-
-import numpy as np
 
 from monitor import ServingMetrics
 from shadow import use_batch_scheduling
 from tunewatch._errors import StoreError, StoreUnavailableError
 from tunewatch._outage_log import OutageLog
-from tunewatch.store import OutputRecord, RequestRecord, Source, Store
-from tunewatch.store import Role as OutputRole
+from tunewatch._recorder_queue import STOP, Batch, Pending, drain, fail_futures, notify, record_size
+from tunewatch.store import OutputRecord, RequestRecord, Store
 
 logger = logging.getLogger(__name__)
 
-#: What a request or output record takes besides its inputs or values: its dataclass,
-#: strings, timestamp, future and queue entry (about 780 bytes a request with one output).
-RECORD_OVERHEAD_BYTES = 512
-
-
-@dataclass(slots=True)
-class _Pending:
-    request: RequestRecord | None
-    outputs: Sequence[OutputRecord]
-    future: asyncio.Future[bool] | None
-    loop: asyncio.AbstractEventLoop | None
-    nbytes: int  # its share of the bound
-
-
-@dataclass(slots=True)
-class _Batch:
-    """Records of one event-loop iteration, not yet handed to the writer."""
-
-    records: list[_Pending]
-    nbytes: int = 0
-
-
-_STOP = object()
+#: What a request needs of the shutdown's grace once its commit ended: its future resolved
+#: on its event loop and its answer written.
+ANSWER_MARGIN_S = 1.0
 
 
 class Recorder:
@@ -97,10 +84,11 @@ class Recorder:
         hold_s: float = 0.05,
         max_pending_bytes: int = 256 * 2**20,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         # ``max_pending_bytes``: once the records handed over and not yet written or failed
         # (this loop's iteration's included) hold this many bytes, records are refused.
-        # ``now`` times a stall for its log.
+        # ``now`` times a stall for its log; ``monotonic`` the shutdown's deadline.
         self.max_pending_bytes = max_pending_bytes
         self._pending_bytes = 0  # changed under ``_closing``
         self._store = store
@@ -108,11 +96,14 @@ class Recorder:
         self._max_batch = max_batch
         # How long outputs nobody waits for may wait for a group of requests to ride with.
         self._hold_s = hold_s
-        self._queue: queue.SimpleQueue[list[_Pending] | object] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[Pending] | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         # Records of the running event-loop iteration, per loop, not yet handed over.
-        self._batches: dict[asyncio.AbstractEventLoop, _Batch] = {}
+        self._batches: dict[asyncio.AbstractEventLoop, Batch] = {}
         self._closed = False
+        self._monotonic = monotonic
+        # Once shutdown began: the last moment a request's commit may start (monotonic).
+        self._commit_by: float | None = None
         # nothing is handed over behind the stop marker; pending bytes change under it
         self._closing = threading.Lock()
         self._late_outputs_logged = False
@@ -150,18 +141,38 @@ class Recorder:
         writer still in a commit then stops once that commit ends."""
         with self._closing:
             self._closed = True
-            self._queue.put(_STOP)
+            self._queue.put(STOP)
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
-        left, stopping = _drain(self._queue)  # a writer that did not stop in time, or never ran
+        left, stopping = drain(self._queue)  # a writer that did not stop in time, or never ran
         if stopping:  # for the writer still committing: without it, it waits here forever
-            self._queue.put(_STOP)
+            self._queue.put(STOP)
         if left:
             logger.error("the recorder closed with %d records unwritten", len(left))
             self._count_failure()
             self._release(left)
-            _fail(left, _closed_error())
+            fail_futures(left, _closed_error())
+
+    def begin_shutdown(self, *, grace_s: float, commit_s: float) -> None:
+        """Shutdown began: the requests in flight get ``grace_s`` from now to be answered
+        (the server then cancels them), and a commit may take up to ``commit_s`` (the
+        store's lock timeout and its write deadline's margin). A request whose commit has
+        not started ``grace_s - commit_s -`` :data:`ANSWER_MARGIN_S` from now fails with
+        :class:`~tunewatch.StoreUnavailableError`, unwritten, and those handed over later
+        at once: it could not be answered before it was cancelled, and its record, written
+        as the recorder closed, would refuse the client's retry as a duplicate. The commit
+        running then ends by its own write deadline. Shadow outputs are still written.
+        Call it on the event loop or any thread, not from a signal handler."""
+        commit_by = self._monotonic() + grace_s - commit_s - ANSWER_MARGIN_S
+        logger.info(
+            "shutting down: requests whose commit has not started within %.1f s fail "
+            "(503 store_unavailable), unrecorded",
+            max(0.0, grace_s - commit_s - ANSWER_MARGIN_S),
+        )
+        with self._closing:
+            if self._commit_by is None or commit_by < self._commit_by:
+                self._commit_by = commit_by
 
     def record(
         self, request: RequestRecord, outputs: Sequence[OutputRecord]
@@ -183,11 +194,11 @@ class Recorder:
             return future
         if self._refusing:
             self._stall_ended()
-        nbytes = _size(request, outputs)
+        nbytes = record_size(request, outputs)
         if batch is None:
-            batch = self._batches[loop] = _Batch([])
+            batch = self._batches[loop] = Batch([])
             loop.call_soon(self._hand_over, loop)
-        batch.records.append(_Pending(request, outputs, future, loop, nbytes))
+        batch.records.append(Pending(request, outputs, future, loop, nbytes))
         batch.nbytes += nbytes
         return future
 
@@ -215,11 +226,11 @@ class Recorder:
         drain finishing after shutdown), and logged the first time."""
         if not outputs:
             return
-        nbytes = _size(None, outputs)
+        nbytes = record_size(None, outputs)
         with self._closing:
             if not self._closed:
                 self._pending_bytes += nbytes
-                self._queue.put([_Pending(None, outputs, None, None, nbytes)])
+                self._queue.put([Pending(None, outputs, None, None, nbytes)])
                 return
             first = not self._late_outputs_logged
             self._late_outputs_logged = True
@@ -233,14 +244,22 @@ class Recorder:
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
         batch = self._batches.pop(loop)
+        if self._commit_by is not None and self._too_late():  # only once shutdown began
+            self._count_failure()
+            fail_futures(batch.records, _too_late_error())
+            return
         with self._closing:
             if not self._closed:
                 self._pending_bytes += batch.nbytes
                 self._queue.put(batch.records)
                 return
-        _fail(batch.records, _closed_error())
+        fail_futures(batch.records, _closed_error())
 
-    def _release(self, records: Sequence[_Pending]) -> None:
+    def _too_late(self) -> bool:
+        """Whether a request's commit starting now might end after the shutdown's grace."""
+        return self._commit_by is not None and self._monotonic() >= self._commit_by
+
+    def _release(self, records: Sequence[Pending]) -> None:
         """Give back the share of the bound of records written or failed: before their
         futures resolve, so that a request answered has left the bound."""
         nbytes = sum(p.nbytes for p in records)
@@ -251,7 +270,7 @@ class Recorder:
         use_batch_scheduling()  # waking the writer must not preempt the event loop
         # Outputs nobody waits for (shadow results) are held back to ride in the next
         # group's transaction: a commit of its own would cost as much as a whole group's.
-        held: list[_Pending] = []
+        held: list[Pending] = []
         held_until = 0.0
         stopping = False
         while not stopping:
@@ -262,9 +281,9 @@ class Recorder:
                 stopping = self._commit(held)
                 held = []
                 continue
-            if first is _STOP:
+            if first is STOP:
                 stopping = True
-                group: list[_Pending] = []
+                group: list[Pending] = []
             else:
                 assert isinstance(first, list)
                 group = first
@@ -274,7 +293,7 @@ class Recorder:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if item is _STOP:
+                if item is STOP:
                     stopping = True
                     continue
                 assert isinstance(item, list)
@@ -297,33 +316,69 @@ class Recorder:
             first = item = None
             group = []
 
-    def _commit(self, group: list[_Pending]) -> bool:
+    def _commit(self, group: list[Pending]) -> bool:
         """Write ``group`` in one transaction and resolve its futures. If the store refuses
         the group, each record is written on its own, so one bad record fails alone and
         the requests that shared its commit are still stored and acknowledged. Not when
         the store is unavailable: every record would wait out the same failure, so the
         rest of the group and everything queued behind it fail with that error, untried.
-        Returns whether the stop marker was among what was failed so."""
+        Once shutdown began, requests whose commit would start too late fail untried
+        (:meth:`begin_shutdown`). Returns whether the stop marker was among what was failed
+        or taken so."""
+        stopping = False
+        if self._commit_by is not None:  # only once shutdown began
+            group, stopping = self._fail_late(group)
+            if not group:
+                return stopping
         error = self._write(group)
         if _worth_retrying(group, error):
             logger.warning("retrying the %d records of a failed group one by one", len(group))
+            late: list[Pending] = []
             for i, p in enumerate(group):
+                if p.request is not None and self._too_late():
+                    late.append(p)
+                    continue
                 error = self._write([p])
                 if isinstance(error, StoreUnavailableError):
                     self._fail_unavailable(group[i + 1 :], error)
                     break
+            self._fail_requests(late)
         if isinstance(error, StoreUnavailableError):  # rare: the hot path pays one check
-            return self._fail_queued(error)
-        return False
+            return self._fail_queued(error) or stopping
+        return stopping
+
+    def _fail_late(self, group: list[Pending]) -> tuple[list[Pending], bool]:
+        """Past the shutdown's deadline, fail the requests of ``group`` and of everything
+        queued behind it, unwritten: none of their commits could end within the grace.
+        Returns what is left to write (shadow outputs), and whether the stop marker was
+        among what was taken."""
+        if not self._too_late():
+            return group, False
+        queued, stopping = drain(self._queue)
+        records = group + queued
+        self._fail_requests([p for p in records if p.request is not None])
+        return [p for p in records if p.request is None], stopping
+
+    def _fail_requests(self, late: list[Pending]) -> None:
+        if not late:
+            return
+        logger.error(
+            "failing %d requests without writing them: the daemon is shutting down and their "
+            "commit would not end before the requests in flight are cancelled",
+            len(late),
+        )
+        self._count_failure()
+        self._release(late)
+        fail_futures(late, _too_late_error())
 
     def _fail_queued(self, error: StoreUnavailableError) -> bool:
         """Fail everything queued so far with ``error``, unwritten; whether the stop marker
         was among it. Records handed over later form the next group, which tries again."""
-        failed, stopping = _drain(self._queue)
+        failed, stopping = drain(self._queue)
         self._fail_unavailable(failed, error)
         return stopping
 
-    def _fail_unavailable(self, failed: list[_Pending], error: StoreUnavailableError) -> None:
+    def _fail_unavailable(self, failed: list[Pending], error: StoreUnavailableError) -> None:
         if not failed:
             return
         logger.error(
@@ -334,13 +389,13 @@ class Recorder:
         )
         self._count_failure()
         self._release(failed)
-        _fail(failed, error)
+        fail_futures(failed, error)
 
     def _count_failure(self) -> None:
         if self._metrics is not None:
             self._metrics.record_failures.inc()
 
-    def _write(self, group: list[_Pending]) -> Exception | None:
+    def _write(self, group: list[Pending]) -> Exception | None:
         """One transaction for ``group``; returns its error (``None`` when it committed)
         and resolves its futures with it, unless it failed in a way worth retrying record
         by record (:func:`_worth_retrying`): then nothing is resolved."""
@@ -375,43 +430,17 @@ class Recorder:
                 continue
             ok = True if error is not None else next(results)
             by_loop.setdefault(p.loop, []).append((p.future, ok))
-        _notify(by_loop, error)
+        notify(by_loop, error)
         return error
 
 
-def _size(request: RequestRecord | None, outputs: Sequence[OutputRecord]) -> int:
-    """What a record takes of the bound: its inputs and values, and its objects."""
-    nbytes = RECORD_OVERHEAD_BYTES * len(outputs) + sum(len(o.values) for o in outputs)
-    if request is not None:
-        nbytes += RECORD_OVERHEAD_BYTES + len(request.inputs)
-    return nbytes
-
-
-def _drain(
-    handed: queue.SimpleQueue[list[_Pending] | object],
-) -> tuple[list[_Pending], bool]:
-    """Everything handed over so far, and whether the stop marker was among it."""
-    records: list[_Pending] = []
-    stopping = False
-    while True:
-        try:
-            item = handed.get_nowait()
-        except queue.Empty:
-            return records, stopping
-        if item is _STOP:
-            stopping = True
-        else:
-            assert isinstance(item, list)
-            records.extend(item)
-
-
-def _worth_retrying(group: list[_Pending], error: Exception | None) -> bool:
+def _worth_retrying(group: list[Pending], error: Exception | None) -> bool:
     """Whether a failed group is retried record by record: not one record alone, and not
     when the store is unavailable (every record would wait out the same failure)."""
     return error is not None and len(group) > 1 and not isinstance(error, StoreUnavailableError)
 
 
-def _winning_outputs(group: list[_Pending]) -> list[OutputRecord]:
+def _winning_outputs(group: list[Pending]) -> list[OutputRecord]:
     """The outputs of the requests of ``group`` that can be stored: of an id sent twice in
     one group only the first copy's. The store keeps the first copy and refuses the others
     (409), but cannot tell whose outputs are whose: a refused copy's answer would be stored
@@ -433,79 +462,8 @@ def _closed_error() -> StoreUnavailableError:
     return StoreUnavailableError("the recorder is closed: the daemon is shutting down")
 
 
-def _fail(group: list[_Pending], error: StoreError) -> None:
-    """Fail the futures of records no writer will commit, one wake-up per event loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bool], bool]]] = {}
-    for p in group:
-        if p.future is not None and p.loop is not None:
-            by_loop.setdefault(p.loop, []).append((p.future, False))
-    _notify(by_loop, error)
-
-
-def _notify(
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[bool], bool]]],
-    error: Exception | None,
-) -> None:
-    for loop, pairs in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_resolve, pairs, error)
-        except RuntimeError:  # the loop closed while we committed; nobody is waiting
-            logger.warning("event loop closed before %d records were acknowledged", len(pairs))
-
-
-def _resolve(pairs: list[tuple[asyncio.Future[bool], bool]], error: Exception | None) -> None:
-    for future, ok in pairs:
-        if future.done():
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(ok)
-
-
-def request_record(
-    model: str,
-    request_id: str,
-    x: np.ndarray,
-    *,
-    source: Source = "infer",
-    unit_key: str | None = None,
-) -> RequestRecord:
-    """The record of one request's rows, as the store keeps them (float32 bytes)."""
-    x32 = np.ascontiguousarray(x, dtype=np.float32)
-    return RequestRecord(
-        model=model,
-        request_id=request_id,
-        received_at=datetime.now(UTC),
-        source=source,
-        n_rows=x32.shape[0],
-        n_cols=x32.shape[1],
-        inputs=x32.tobytes(),
-        unit_key=unit_key,
-    )
-
-
-def output_record(
-    model: str,
-    request_id: str,
-    version: int,
-    role: OutputRole,
-    values: np.ndarray,
-    latency_s: float | None,
-    created_at: datetime | None = None,
-) -> OutputRecord:
-    """The record of one model version's outputs for a request (float32, two-dimensional)."""
-    v32 = np.ascontiguousarray(values, dtype=np.float32)
-    if v32.ndim == 1:
-        v32 = v32.reshape(-1, 1)
-    return OutputRecord(
-        model=model,
-        request_id=request_id,
-        version=version,
-        role=role,
-        latency_s=latency_s,
-        n_rows=v32.shape[0],
-        n_cols=v32.shape[1],
-        values=v32.tobytes(),
-        created_at=created_at or datetime.now(UTC),
+def _too_late_error() -> StoreUnavailableError:
+    return StoreUnavailableError(
+        "the daemon is shutting down: this request's record could not be committed before "
+        "requests in flight are cut off; not recorded"
     )

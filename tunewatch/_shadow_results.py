@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 
 from monitor import ServingMetrics
 from shadow import DropReason, ShadowError, ShadowJob, ShadowResult
-from tunewatch._recorder import Recorder, output_record
+from tunewatch._record_rows import output_record
+from tunewatch._recorder import Recorder
 from tunewatch._version_series import VersionSeries
 from tunewatch.store import OutputRecord
 

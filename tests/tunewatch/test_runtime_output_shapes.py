@@ -20,7 +20,7 @@ from shadow import LoadedVersion, OnnxModel, ShadowError, ShadowJob
 from shadow._jobs import score_many
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
-from tunewatch._recorder import request_record
+from tunewatch._record_rows import request_record
 from tunewatch._runtime import ScoringRuntime
 from tunewatch.api._errors import describe
 

@@ -15,7 +15,7 @@ from retune import to_onnx
 from retune.space import fit_pipeline
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
-from tunewatch._recorder import output_record, request_record
+from tunewatch._record_rows import output_record, request_record
 from tunewatch._tuning import TuningJobRunner
 from tunewatch._tuning_window import training_window
 from tunewatch._version_metadata import VersionMetadata

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from shadow import Signature, TensorSpec
 from tunewatch import __version__
-from tunewatch._recorder import output_record, request_record
+from tunewatch._record_rows import output_record, request_record
 from tunewatch.api._body import INLINE_JSON_BYTES, off_loop, parse_json_object
 from tunewatch.api._context import AppContext, authenticate, context
 from tunewatch.api._errors import ApiError

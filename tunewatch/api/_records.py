@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from shadow import Lineup, LoadedVersion
 from tunewatch._errors import NotFoundError
-from tunewatch._recorder import output_record, request_record
+from tunewatch._record_rows import output_record, request_record
 from tunewatch._registry import PROBABILITY_TOLERANCE
 from tunewatch._runtime import ServedModel
 from tunewatch.api._body import INLINE_JSON_BYTES, off_loop, parse_json_object
