@@ -1,7 +1,8 @@
 """The hot path's own ASGI front: inference requests never enter FastAPI's stack.
 
 Everything else (lifespan, every other route) passes through to the FastAPI app. The
-front keeps the same contract as the rest of the API: body limits before parsing,
+front keeps the same contract as the rest of the API: the caller's token (and here the
+model) checked before the body is read, body limits before parsing,
 ``{"error", "code"}`` answers, HTTP metrics by route template.
 """
 
@@ -55,21 +56,27 @@ class InferenceFront:
         for name, value in scope["headers"]:  # the first of repeated headers, as Starlette
             headers.setdefault(name, value)
         authorization = _text(headers.get(b"authorization"))
-        if not self.ctx.auth.resolved(authorization) and not _OPEN.match(scope["path"]):
-            # A token not in the cache is looked up in a worker thread, so a slow or hung
-            # database holds this request only, not the event loop; every check the
-            # request makes afterwards reads the cache. A route that reads no token does
-            # not wait on the database for one.
-            await run_in_threadpool(self.ctx.auth.resolve, authorization)
         match = _INFER.match(scope["path"])
         if match is None:
+            if not self.ctx.auth.resolved(authorization) and not _OPEN.match(scope["path"]):
+                # A token not in the cache is looked up in a worker thread, so a slow or
+                # hung database holds this request only, not the event loop; every check
+                # the request makes afterwards reads the cache. A route that reads no
+                # token does not wait on the database for one.
+                await run_in_threadpool(self.ctx.auth.resolve, authorization)
             await self.app(scope, receive, send)
             return
         route = _ROUTES[match.group(2) is not None]
         try:
             if scope["method"] != "POST":
                 raise ApiError(405, "method_not_allowed", "inference takes POST")
-            body = await self._body(headers, authorization, receive)
+            # The caller and the model are checked before the body is read, as on the
+            # /v1 routes: a client without a token was invited to send up to
+            # max_body_bytes (100 Continue), and the front held all of it before its
+            # 401. `infer` checks both again, from memory.
+            await self._may_score(authorization)
+            self.ctx.runtime.model(match.group(1))
+            body = await self._body(headers, receive)
             if not self.ctx.auth.resolved(authorization):
                 # the answer expired while the body arrived (a slow upload): looked up
                 # again here, or the request's own check would on the event loop
@@ -113,15 +120,27 @@ class InferenceFront:
         await send({"type": "http.response.start", "status": status, "headers": answer})
         await send({"type": "http.response.body", "body": payload})
 
-    async def _body(
-        self, headers: dict[bytes, bytes], authorization: str | None, receive: Receive
-    ) -> bytes:
+    async def _may_score(self, authorization: str | None) -> None:
+        """Raise unless ``authorization`` may score. A token not in the cache is looked
+        up in a worker thread, so a slow or hung database holds this request only, not
+        the event loop."""
+        if self.ctx.auth.resolved(authorization):
+            self.ctx.auth.authenticate(authorization, "score")
+        else:
+            await run_in_threadpool(self._look_up_scorer, authorization)
+
+    def _look_up_scorer(self, authorization: str | None) -> None:
+        # the lookup, cached as on every other route (a store's failure is remembered, so
+        # the check below raises it without asking the store again)
+        self.ctx.auth.resolve(authorization)
+        self.ctx.auth.authenticate(authorization, "score")
+
+    async def _body(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
+        """The request's body, inflated if it is compressed: read only for a caller the
+        front has found may score (inflating costs far more than reading)."""
         wbits = content_coding(headers.get(b"content-encoding"))
         if wbits is None:
             return await self._read(headers, receive)
-        # Inflating costs far more than reading: only a caller who may score gets it
-        # (the token's answer is cached by now; `infer` checks it again, from the cache).
-        self.ctx.auth.authenticate(authorization, "score")
         return await inflate(await self._read(headers, receive), wbits, self.limit)
 
     async def _read(self, headers: dict[bytes, bytes], receive: Receive) -> bytes:
