@@ -130,6 +130,13 @@ class ServerConfig(_Frozen):
     max_artefact_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
     max_batch_rows: int = Field(default=4096, gt=0)
     max_items: int = Field(default=10_000, gt=0, description="feedback items / mirror records")
+    # A request's head and body must each arrive within this many seconds of their first
+    # byte (the head of a connection's first request, of the connection's opening), or it
+    # is answered 408 `request_timeout` and the connection closed: a client trickling a
+    # byte every few seconds held its connection, and on the inference route up to
+    # max_body_bytes, for as long as it liked. A request answered or read whole is not
+    # timed; an idle kept-alive connection is uvicorn's timeout_keep_alive's (5 s).
+    request_read_timeout_s: float = Field(default=30.0, gt=0, le=MAX_DURATION_S)
 
 
 class RecordingConfig(_Frozen):

@@ -53,7 +53,7 @@ def serve(config: Config, *, host: str | None = None, port: int | None = None) -
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
 
-    from tunewatch.api._http_protocol import BoundedHttpToolsProtocol
+    from tunewatch.api._http_protocol import bounded_protocol
 
     host = host or config.server.host
     port = config.server.port if port is None else port
@@ -80,7 +80,8 @@ def serve(config: Config, *, host: str | None = None, port: int | None = None) -
                 lifespan="on",
                 backlog=BACKLOG,
                 timeout_graceful_shutdown=request_grace_s(config),
-                http=BoundedHttpToolsProtocol,  # httptools, with a bound on each request's head
+                # httptools, with a bound on each request's head and on its time to arrive
+                http=bounded_protocol(read_timeout_s=config.server.request_read_timeout_s),
             )
         )
         # given sockets, uvicorn does not say where it listens

@@ -9,10 +9,19 @@ httptools. Here a head — the request line and the headers — past ``MAX_HEAD_
 answered 431 ``headers_too_large`` as soon as it passes the limit, and a request
 httptools cannot parse a 400 ``bad_http_request`` (uvicorn's answer was text/plain):
 each ``{"error", "code"}`` JSON with ``Connection: close``, and the connection closed.
+
+Nor does uvicorn bound the time a request takes to arrive: a client trickling its head or
+its body a byte every few seconds held its connection (and, on the inference route, up to
+``server.max_body_bytes`` of buffer) for as long as it liked. Here a request — its head
+and its body — must arrive whole within ``read_timeout_s`` of its first byte (the first
+request's, of the connection's opening), or it is answered 408 ``request_timeout`` the
+same way. A request read whole, or already answered, is not timed however long it runs;
+an idle kept-alive connection is uvicorn's ``timeout_keep_alive``'s business.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Final
@@ -26,6 +35,10 @@ MAX_HEAD_BYTES: Final = 64 * 1024
 """The most bytes a request line and its headers may take, each header counted as
 ``name: value`` and its line end: room for large cookies and JWTs (nginx's default is
 32 KiB, Node's 16 KiB)."""
+
+READ_TIMEOUT_S: Final = 30.0
+"""How long a request may take to arrive unless the server's config says otherwise
+(``server.request_read_timeout_s``)."""
 
 
 class _HeadTooLarge(Exception):
@@ -42,13 +55,31 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     uvicorn the URL, until they end): the read holding its start may also hold an earlier
     pipelined request, so it is not counted, and such a head is refused at most one read
     (asyncio's 256 KiB) past the limit. The counts restart with each request.
+
+    A request not read whole within :attr:`read_timeout_s` of its first byte is answered
+    408 (see the module's doc). The time the server itself holds the rest back is not
+    held against the client: while reading is paused (a pipelined request waiting its
+    turn, a body the route has not asked for yet) or ``100 Continue`` is not yet sent, the
+    timer starts again, and an invited body has a full period from its first byte.
     """
 
+    read_timeout_s: float = READ_TIMEOUT_S
     _read_bytes = 0  # the read being parsed
     _in_head = False  # between a request's first byte and the end of its headers
     _head_first_read_bytes = 0  # the read holding the current head's start
     _head_span_bytes = 0  # every read holding part of the current head
     _head_too_large = False
+    _in_request = False  # between a request's first byte and its last
+    _read_timer: asyncio.TimerHandle | None = None
+    _awaiting_invited_body = False  # an Expect: 100-continue request, none of its body yet
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._start_read_timer()  # a connection that never sends a request is closed
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_read_timer()
+        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
@@ -58,6 +89,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
+            self._stop_read_timer()
             if self._should_upgrade():
                 self.handle_websocket_upgrade()
             else:
@@ -74,15 +106,83 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head = True
+        self._in_head = self._in_request = True
         self._head_first_read_bytes = self._head_span_bytes = self._read_bytes
+        if self._read_timer is None:  # the first request's runs from the connection's start
+            self._start_read_timer()
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         if self._head_span_bytes > MAX_HEAD_BYTES and self._head_bytes() > MAX_HEAD_BYTES:
             self._head_too_large = True
             raise _HeadTooLarge  # httptools stops here; data_received answers
+        self._awaiting_invited_body = self.expect_100_continue
         super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self._awaiting_invited_body:  # its time runs from its first byte
+            self._awaiting_invited_body = False
+            self._start_read_timer()
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._in_request = self._awaiting_invited_body = False
+        self._stop_read_timer()
+        super().on_message_complete()
+
+    def _start_read_timer(self) -> None:
+        self._stop_read_timer()
+        self._read_timer = self.loop.call_later(self.read_timeout_s, self._read_timed_out)
+
+    def _stop_read_timer(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def _read_timed_out(self) -> None:
+        self._read_timer = None
+        if self.transport.is_closing():
+            return
+        if not self._in_request:  # nothing of a request arrived: nothing to answer
+            self.transport.close()
+            return
+        # the request being read, once its head is (before, the previous request's)
+        cycle = None if self._in_head else self.cycle
+        if cycle is not None and cycle.response_started:
+            # answered already (a refusal that did not need the body): the rest of the
+            # body was only being read to be dropped
+            self.transport.close()
+            return
+        if (
+            self.flow.read_paused
+            or (cycle is not None and cycle.waiting_for_100_continue)
+            or (cycle is None and self.cycle is not None and not self.cycle.response_complete)
+        ):
+            # the server holds the rest back, not the client (a pipelined head waits for
+            # the answer before it)
+            self._start_read_timer()
+            return
+        if self._awaiting_invited_body:
+            # invited during the last period and nothing sent yet: one more
+            self._awaiting_invited_body = False
+            self._start_read_timer()
+            return
+        part = "head" if cycle is None else "body"
+        logger.warning(
+            "request %s from %s not received within %g s: answered 408 request_timeout",
+            part,
+            self._peer(),
+            self.read_timeout_s,
+        )
+        if cycle is not None:  # the route waiting for the body sees the client gone
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self._refuse(
+            408,
+            "request_timeout",
+            f"the request's {part} did not arrive within {self.read_timeout_s:g} s "
+            "(server.request_read_timeout_s)",
+        )
 
     def _head_bytes(self) -> int:
         """The URL and the headers, each header as ``name: value`` and its line end."""
@@ -126,6 +226,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         ]
         self.transport.write(b"".join(head) + body)
         self.transport.close()
+        self._stop_read_timer()
 
     def _peer(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "an unknown client"
+
+
+def bounded_protocol(*, read_timeout_s: float) -> type[BoundedHttpToolsProtocol]:
+    """:class:`BoundedHttpToolsProtocol` with its read timeout set: uvicorn takes the
+    protocol as a class and gives it no settings of ours."""
+    timeout_s = read_timeout_s
+
+    class Configured(BoundedHttpToolsProtocol):
+        read_timeout_s = timeout_s
+
+    return Configured
