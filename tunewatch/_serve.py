@@ -12,6 +12,7 @@ import sys
 from tunewatch._config import Config
 from tunewatch._daemon import Daemon, request_grace_s
 from tunewatch._errors import TunewatchError
+from tunewatch.store._write_deadline import WRITE_DEADLINE_MARGIN_S
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +71,18 @@ def serve(config: Config, *, host: str | None = None, port: int | None = None) -
                 config.tuning.workers,
             )
         daemon = Daemon(config)
-        server = uvicorn.Server(
+        grace_s = request_grace_s(config)
+        commit_s = config.store.lock_timeout_s + WRITE_DEADLINE_MARGIN_S
+
+        class Server(uvicorn.Server):
+            async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+                # before uvicorn's grace starts: a request whose commit could not end
+                # within it is answered 503 and not recorded, rather than cut off with a
+                # bare 500 and recorded as the recorder closes
+                daemon.recorder.begin_shutdown(grace_s=grace_s, commit_s=commit_s)
+                await super().shutdown(sockets)
+
+        server = Server(
             uvicorn.Config(
                 daemon.app,
                 host=host,
@@ -79,7 +91,7 @@ def serve(config: Config, *, host: str | None = None, port: int | None = None) -
                 log_level="info",
                 lifespan="on",
                 backlog=BACKLOG,
-                timeout_graceful_shutdown=request_grace_s(config),
+                timeout_graceful_shutdown=grace_s,
                 # httptools, with a bound on each request's head and on its time to arrive
                 http=bounded_protocol(read_timeout_s=config.server.request_read_timeout_s),
             )
