@@ -10,86 +10,20 @@ before it ends — and the connection closed; a request httptools cannot parse i
 
 from __future__ import annotations
 
-import json
-import socket
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from tests.tunewatch.api.raw_http import Conn
 from tests.tunewatch.conftest import Running
 from tunewatch.api._http_protocol import MAX_HEAD_BYTES
 
 KIB = 1024
 
 
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        assert self.headers.get("content-type", "").startswith("application/json"), self
-        return json.loads(self.body)
-
-
-class Conn:
-    """A raw HTTP/1.1 connection to the daemon, for requests no client library sends."""
-
-    def __init__(self, running: Running) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", running.server.port), timeout=10)
-        self.pending = b""
-
-    def send(self, *parts: bytes) -> None:
-        """Send ``parts`` in turn; stop quietly once the server has closed the connection."""
-        try:
-            for part in parts:
-                self.sock.sendall(part)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def end(self) -> None:
-        """No more bytes: the server sees the end of the stream (a head left unfinished
-        is then never finished)."""
-        try:
-            self.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-    def _recv(self) -> bytes:
-        try:
-            return self.sock.recv(64 * KIB)
-        except ConnectionResetError:
-            return b""
-
-    def answer(self) -> Answer:
-        """The next response, read whole by its Content-Length."""
-        while b"\r\n\r\n" not in self.pending:
-            chunk = self._recv()
-            assert chunk, f"closed without an answer; received {self.pending[:200]!r}"
-            self.pending += chunk
-        head, _, rest = self.pending.partition(b"\r\n\r\n")
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines)}
-        length = int(headers["content-length"])
-        while len(rest) < length:
-            chunk = self._recv()
-            assert chunk, f"closed within a body; received {rest[:200]!r}"
-            rest += chunk
-        self.pending = rest[length:]
-        return Answer(int(status_line.split()[1]), headers, rest[:length])
-
-    def closed_by_server(self) -> bool:
-        return self.pending == b"" and self._recv() == b""
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 @pytest.fixture
 def conn(running: Running) -> Any:
-    c = Conn(running)
+    c = Conn(running.server.port)
     yield c
     c.close()
 

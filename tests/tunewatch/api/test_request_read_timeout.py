@@ -23,7 +23,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,63 +30,13 @@ import pytest
 import uvicorn
 import yaml
 
+from tests.tunewatch.api.raw_http import Conn
 from tunewatch._config import build_config
 from tunewatch._errors import ConfigError
 from tunewatch.api._http_protocol import bounded_protocol
 
 WAIT_S = 30.0  # a bound on each wait, never an expected duration
 START_S = 120.0  # `tunewatch serve` imports, migrates and starts
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        assert self.headers["content-type"] == "application/json", self
-        return json.loads(self.body)
-
-
-class Conn:
-    def __init__(self, port: int, *, timeout: float = WAIT_S) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.pending = b""
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _recv(self) -> bytes:
-        try:
-            return self.sock.recv(65536)
-        except ConnectionResetError:
-            return b""
-
-    def answer(self) -> Answer:
-        while b"\r\n\r\n" not in self.pending:
-            chunk = self._recv()
-            assert chunk, f"closed without an answer; received {self.pending!r}"
-            self.pending += chunk
-        head, _, rest = self.pending.partition(b"\r\n\r\n")
-        status_line, *lines = head.decode("latin-1").split("\r\n")
-        headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines)}
-        if status_line.startswith("HTTP/1.1 100"):
-            self.pending = rest
-            return Answer(100, headers, b"")
-        length = int(headers["content-length"])
-        while len(rest) < length:
-            chunk = self._recv()
-            assert chunk, f"closed within a body; received {rest!r}"
-            rest += chunk
-        self.pending = rest[length:]
-        return Answer(int(status_line.split()[1]), headers, rest[:length])
-
-    def closed_by_server(self) -> bool:
-        return self.pending == b"" and self._recv() == b""
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 def get(path: str) -> bytes:
