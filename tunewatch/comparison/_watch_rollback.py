@@ -16,6 +16,10 @@ from tunewatch.store._comparisons import ComparisonLookRow, ComparisonStore, Com
 
 logger = logging.getLogger(__name__)
 
+# How a rollback's audit reason names who asked for the run that committed it (as a
+# promotion's does, in _decisions).
+REQUESTED = "; the run was requested by "
+
 
 def roll_back(
     store: Store,
@@ -32,7 +36,8 @@ def roll_back(
     """Roll ``test``'s watched champion back to the version it replaced, and record it;
     ``release`` retires the version the watch kept in shadow when the watch closes
     without a rollback. What this run records names ``requested_by``, who asked for it,
-    if anyone did; a rollback an earlier run committed is recorded without."""
+    if anyone did (in the rollback's audit reason too); a rollback an earlier run
+    committed is recorded without (its audit entry names whoever asked for that run)."""
     model = test.model
     paired = bool(test.state.get("paired"))
     evidence: dict[str, Any] = {
@@ -51,10 +56,13 @@ def roll_back(
             p_value=look.p_value,
         )
     against = "on the same requests" if paired else "before the promotion"
-    reason = (
+    own = (
         f"rollback watch {test.id}: v{test.challenger_version}'s realised loss is worse than "
         f"v{test.champion_version}'s {against}"
     )
+    reason = own
+    if requested_by is not None:  # the audit entry names them, as a promotion's does
+        reason += f"{REQUESTED}{requested_by!r}"
     from tunewatch import _governance as governance  # late, as in _decisions
 
     try:
@@ -68,7 +76,7 @@ def roll_back(
             expected_champion=test.challenger_version,
         )
     except ConflictError as exc:
-        if exc.code == "champion_changed" and _rolled_back_by(store, test, reason):
+        if exc.code == "champion_changed" and _rolled_back_by(store, test, own):
             # this watch's own rollback, committed by a run that failed before it
             # recorded it: recorded now, not closed as "the champion changed"
             return _settle_rollback(
@@ -79,7 +87,7 @@ def roll_back(
                 look,
                 fed,
                 evidence,
-                reason,
+                own,
                 lineup_changed=lineup_changed,
             )
         if exc.code == "champion_changed":  # another promotion replaced it meanwhile
@@ -138,9 +146,11 @@ def roll_back(
     return make_result(done, look, fed, "rolled_back", (reason,))
 
 
-def _rolled_back_by(store: Store, test: ComparisonTestRow, reason: str) -> bool:
-    """Whether the champion's newest change is ``test``'s own rollback (its reason):
-    the previous champion restored, the watched version rolled back."""
+def _rolled_back_by(store: Store, test: ComparisonTestRow, own: str) -> bool:
+    """Whether the champion's newest change is ``test``'s own rollback: the previous
+    champion restored, the watched version rolled back, for the watch's reason ``own``
+    (followed, when a run someone asked for committed it, by who asked: any run may
+    settle it)."""
     model, previous = test.model, test.champion_version
     champion = store.champion(model)
     if champion is None or champion.version != previous:
@@ -151,10 +161,12 @@ def _rolled_back_by(store: Store, test: ComparisonTestRow, reason: str) -> bool:
     if not changes or changes[0].type != "rolled_back":
         return False
     payload = changes[0].payload
-    return (payload.get("version"), payload.get("rolled_back"), payload.get("reason")) == (
+    reason = payload.get("reason")
+    if not isinstance(reason, str) or not (reason == own or reason.startswith(own + REQUESTED)):
+        return False
+    return (payload.get("version"), payload.get("rolled_back")) == (
         previous,
         test.challenger_version,
-        reason,
     )
 
 
