@@ -23,7 +23,7 @@ from tunewatch._version_metadata import VersionMetadata
 from ._context import actor_of, config_of, registry_of, say_held_back
 
 if TYPE_CHECKING:
-    from tunewatch.store import Store
+    from tunewatch.store import ApprovalRow, Store
 
 
 def _shown(text: str) -> str:
@@ -250,13 +250,22 @@ def cmd_approvals(args: argparse.Namespace) -> int:
     finally:
         store.close()
     for a in rows[: args.limit]:  # newest first
-        print(
-            f"{a.id:<5} {a.model} v{a.version:<4} {a.status:<9} by {_shown(a.requested_by)}: "
-            f"{'; '.join(a.rules)}"
-        )
+        print(f"{a.id:<5} {a.model} v{a.version:<4} {a.status:<9} {_approval(a)}")
     if len(rows) > args.limit:  # the ones waiting longest were left out without a word
         say_held_back(f"{args.limit} approval requests shown, the newest")
     return 0
+
+
+def _approval(a: ApprovalRow) -> str:
+    """Who asked for request ``a`` (all of them) and, decided, who decided it and why, as
+    the rationale report reads: "<status> by <requester>" credited bob's approval to
+    alice, and a request closed unpromoted (stored as rejected) said nothing of why."""
+    asked = ", ".join(_shown(name) for name in (a.requested_by, *a.co_requesters))
+    about = f"(requested by {asked}; rules: {', '.join(a.rules)})"
+    if a.decided_by is None:  # pending
+        return about
+    why = f": {_shown(a.decision_reason)}" if a.decision_reason else ""
+    return f"by {_shown(a.decided_by)} {about}{why}"
 
 
 def cmd_models(args: argparse.Namespace) -> int:
