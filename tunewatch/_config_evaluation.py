@@ -92,7 +92,9 @@ class DecayEvaluationConfig(_Frozen):
     # Two matured windows that share no request, every run between them alarming: a
     # stationary model's verdict alarms on about 1 % of runs, in short runs (the trend
     # over a 30-window horizon moves slowly), and one alarming window raised 0.30 false
-    # events per model per 30 days (hourly runs, 200 requests a day); two, 0.05.
+    # events per model per 30 days (hourly runs, 200 requests a day, accuracy 0.9, labels
+    # at once); two, 0.05. Not a bound: a noisier stream (accuracy 0.7, labels after 6 h)
+    # alarms on 2.3 % of runs and raises 0.15 (docs/configuration.md, decay).
     consecutive: int = Field(default=2, ge=1)
     cooldown_minutes: float = Field(default=1440.0, ge=0, le=MAX_DURATION_MINUTES)
 
