@@ -14,6 +14,7 @@ from prometheus_client import generate_latest
 
 from monitor import ServingMetrics
 from tests.tunewatch.conftest import MODEL, Clock, feed, make_daemon
+from tests.tunewatch.test_evaluation_exports import EVALUATION_GAUGES, MODELS
 from tunewatch import _governance as governance
 from tunewatch._background import BackgroundServer
 from tunewatch._daemon import Daemon
@@ -21,21 +22,6 @@ from tunewatch._evaluation import Evaluator
 from tunewatch._evaluation_events import export_stored
 from tunewatch._example import ExampleModel
 
-# an hour between scheduled runs: none runs while a test looks
-MODELS = [{"name": MODEL, "task": "binary", "evaluation": {"interval_s": 3600, "window_rows": 600}}]
-EVALUATION_GAUGES = (
-    "tunewatch_drift_share",
-    "tunewatch_drift_detected",
-    "tunewatch_feature_drift_score",
-    "tunewatch_feature_drifted",
-    "tunewatch_objective_realised",
-    "tunewatch_objective_estimated",
-    "tunewatch_decay_slope_per_day",
-    "tunewatch_label_coverage",
-    "tunewatch_label_delay_seconds",
-    "tunewatch_version_latency_p99_seconds",
-    "tunewatch_alarm",
-)
 ALARM = 'tunewatch_alarm{event="drift_detected",model="credit"}'
 
 
