@@ -2,7 +2,7 @@
 
 Everything else (lifespan, every other route) passes through to the FastAPI app. The
 front keeps the same contract as the rest of the API: the caller's token (and here the
-model) checked before the body is read, body limits before parsing,
+model and a named version) checked before the body is read, body limits before parsing,
 ``{"error", "code"}`` answers, HTTP metrics by route template.
 """
 
@@ -21,7 +21,7 @@ from tunewatch._errors import TunewatchError
 from tunewatch.api._body import content_coding, inflate
 from tunewatch.api._context import AppContext
 from tunewatch.api._errors import CLIENT_CLOSED, ApiError, describe
-from tunewatch.api._oip import infer
+from tunewatch.api._oip import infer, named_version
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +70,12 @@ class InferenceFront:
         try:
             if scope["method"] != "POST":
                 raise ApiError(405, "method_not_allowed", "inference takes POST")
-            # The caller and the model are checked before the body is read, as on the
-            # /v1 routes: a client without a token was invited to send up to
-            # max_body_bytes (100 Continue), and the front held all of it before its
-            # 401. `infer` checks both again, from memory.
+            # The caller, the model and a named version are checked before the body is
+            # read, as on the /v1 routes: a client without a token was invited to send
+            # up to max_body_bytes (100 Continue), and the front held all of it before
+            # its 401. `infer` checks them again, from memory.
             await self._may_score(authorization)
-            self.ctx.runtime.model(match.group(1))
+            named_version(self.ctx, self.ctx.runtime.model(match.group(1)), match.group(2))
             body = await self._body(headers, receive)
             if not self.ctx.auth.resolved(authorization):
                 # the answer expired while the body arrived (a slow upload): looked up

@@ -24,6 +24,7 @@ from starlette.routing import Route
 from shadow import Signature, TensorSpec
 from tunewatch import __version__
 from tunewatch._record_rows import output_record, request_record
+from tunewatch._runtime import ServedModel
 from tunewatch.api._body import INLINE_JSON_BYTES, off_loop, parse_json_object
 from tunewatch.api._context import AppContext, authenticate, context
 from tunewatch.api._errors import ApiError
@@ -54,6 +55,20 @@ def _is_version(raw: str) -> bool:
     """A version number as a path segment: ASCII digits, few enough for ``int`` (which
     refuses strings past 4,300 digits) and for the store's integers."""
     return raw.isascii() and raw.isdigit() and len(raw) <= 10
+
+
+def named_version(ctx: AppContext, served: ServedModel, raw_version: str | None) -> int | None:
+    """The version a ``/versions/{v}/infer`` path names (``None`` on the model's route),
+    once it is found in service: 404 ``version_not_found`` otherwise."""
+    if raw_version is None:
+        return None
+    if not _is_version(raw_version):
+        raise ApiError(
+            404, "version_not_found", f"model {served.row.name!r} has no version {raw_version!r}"
+        )
+    version = int(raw_version)
+    ctx.runtime.signature(served, version)  # raises unless it is in service
+    return version
 
 
 def _has_bool(data: list[Any]) -> bool:
@@ -393,14 +408,8 @@ async def infer(
     HTTP request; returns the JSON body. Errors are raised as our own exceptions.
     """
     ctx.auth.authenticate(authorization, "score")
-    version = None
-    if raw_version is not None:
-        if not _is_version(raw_version):
-            raise ApiError(
-                404, "version_not_found", f"model {model!r} has no version {raw_version!r}"
-            )
-        version = int(raw_version)
     served = ctx.runtime.model(model)
+    version = named_version(ctx, served, raw_version)
     length = None
     if header_length is not None:
         if not (header_length.isascii() and header_length.isdigit() and len(header_length) < 19):

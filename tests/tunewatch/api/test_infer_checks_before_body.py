@@ -4,9 +4,9 @@ The front read the whole body (up to ``server.max_body_bytes``) and only then ch
 token: a client without one was invited to send it (``100 Continue``), and 200 tokenless
 connections each holding 1 MiB of body raised the daemon's RSS from 367 to 577 MiB. The
 ``/v1`` routes answered 401 before any body, as the README says of every route. Now a
-missing or invalid token is 401, a role that may not score 403 and an unknown model 404
-``model_not_found``, before the body is read: the requests below declare 1,000 bytes and
-send none.
+missing or invalid token is 401, a role that may not score 403, an unknown model 404
+``model_not_found`` and a named version not in service 404 ``version_not_found``, before
+the body is read: the requests below declare 1,000 bytes and send none.
 """
 
 from __future__ import annotations
@@ -99,6 +99,26 @@ def test_inference_is_refused_before_its_body_is_read(
     assert payload["code"] == code
     assert set(payload) == {"error", "code"}
     assert errors._value.get() == errors_before + 1  # counted as before
+
+
+@pytest.mark.parametrize(
+    "version",
+    [
+        pytest.param("99", id="not-in-service"),
+        pytest.param("v1", id="not-a-number"),
+        pytest.param("1" * 30, id="too-many-digits"),
+    ],
+)
+@pytest.mark.parametrize("expect", [True, False], ids=["expect-100-continue", "no-expect"])
+def test_a_named_version_not_in_service_is_refused_before_the_body(
+    running: Running, version: str, expect: bool
+) -> None:
+    port = running.server.port
+    authorization = running.auth("scorer")["Authorization"]
+    path = f"/v2/models/{MODEL}/versions/{version}/infer"
+    answered, _, body = first_answer(port, head(port, path, authorization, expect=expect))
+    assert answered == 404, body  # not 100 Continue, nor an answer after the body
+    assert json.loads(body)["code"] == "version_not_found"
 
 
 @pytest.mark.parametrize("route", ROUTES)
