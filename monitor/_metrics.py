@@ -99,7 +99,9 @@ class ServingMetrics:
         self.shadow_dropped = Counter(
             "tunewatch_shadow_dropped",
             "Shadow jobs the challengers did not score: the queue was full or closed, or still "
-            "queued at shutdown (queue_full), or they had used their CPU share (cpu_share).",
+            "queued at shutdown (queue_full), or they had used their CPU share (cpu_share); "
+            "and (request, version) pairs neither scored nor recorded because the version "
+            "left the line-up (retired, rolled back) first (left_lineup).",
             ["model", "reason"],
             registry=r,
         )

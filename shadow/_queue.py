@@ -28,13 +28,25 @@ threads' own CPU only: with ``intra_op_threads`` above 1, onnxruntime's pool thr
 not in it. ``on_drop`` hears of every refused job with the reason, ``"queue_full"`` (past
 ``maxsize`` or ``max_bytes``) or ``"cpu_share"``.
 
-Every job taken is scored and handed to ``on_result``, or counted in
-:attr:`ShadowQueue.dropped` (and reported as ``"queue_full"``, as jobs offered to a
-closed queue are): :meth:`ShadowQueue.close` drops the jobs still queued when its timeout
-runs out, and stops the runs of a drain still going (each job an error result, handed to
-``on_result``): a worker left inside onnxruntime when the interpreter exits aborts the
-process ("terminate called without an active exception", SIGABRT). Only runs under a
-deadline (a model's ``run_timeout_s``) can be stopped so.
+A job keeps the challengers it was handed over with; with ``is_live(model, version)``
+given, a drain asks it once per group of jobs with the same model and challengers (not
+per job) whether each challenger is still in its model's line-up, and skips those that
+left it (retired, rolled back): their jobs are not scored for them, and each skipped
+(job, challenger) pair is counted in :attr:`ShadowQueue.skipped` and reported to
+``on_drop`` as ``"left_lineup"`` (a job is passed once per challenger skipped). A job
+with two challengers, one retired, is scored by the other and reported once. Without
+the check a retired challenger scored its whole backlog, minutes of CPU under a
+``cpu_share``, holding its session and the rows meanwhile. A failing ``is_live`` is
+logged and the challenger scores.
+
+Every job taken is scored (by the challengers not skipped so) and handed to
+``on_result``, or counted in :attr:`ShadowQueue.dropped` (and reported as
+``"queue_full"``, as jobs offered to a closed queue are): :meth:`ShadowQueue.close` drops
+the jobs still queued when its timeout runs out, and stops the runs of a drain still
+going (each job an error result, handed to ``on_result``): a worker left inside
+onnxruntime when the interpreter exits aborts the process ("terminate called without an
+active exception", SIGABRT). Only runs under a deadline (a model's ``run_timeout_s``) can
+be stopped so.
 """
 
 from __future__ import annotations
@@ -63,7 +75,7 @@ STOP_GRACE_S: Final = 1.0
 #: The default ``max_bytes``: request rows the jobs waiting may hold (``None``: no bound).
 DEFAULT_MAX_BYTES: Final = 256 * 2**20
 
-DropReason = Literal["queue_full", "cpu_share"]
+DropReason = Literal["queue_full", "cpu_share", "left_lineup"]
 
 
 def _nbytes(jobs: Sequence[ShadowJob]) -> int:
@@ -88,6 +100,7 @@ class ShadowQueue:
         cpu_share: float | None = None,
         on_drop: Callable[[Sequence[ShadowJob], DropReason], None] | None = None,
         max_bytes: int | None = DEFAULT_MAX_BYTES,
+        is_live: Callable[[str, int], bool] | None = None,
     ) -> None:
         if maxsize < 1:
             raise ValueError(f"`maxsize` must be >= 1, got {maxsize}")
@@ -107,6 +120,7 @@ class ShadowQueue:
         self.cpu_share = cpu_share
         self._on_result = on_result
         self._on_drop = on_drop
+        self._is_live = is_live
         self._n_workers = workers
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -114,6 +128,7 @@ class ShadowQueue:
         self._bytes = 0  # the rows (x.nbytes) of the jobs counted in _depth
         self._dropped = 0
         self._shed = 0
+        self._skipped = 0
         self._cpu_seconds = 0.0
         self._rest_until = 0.0  # time.monotonic() before which offered jobs are shed
         self._stopping = threading.Event()
@@ -147,6 +162,12 @@ class ShadowQueue:
         return self._shed
 
     @property
+    def skipped(self) -> int:
+        """(job, challenger) pairs not scored because the challenger had left its model's
+        line-up (``is_live`` said so) when a drain took the job."""
+        return self._skipped
+
+    @property
     def cpu_seconds(self) -> float:
         """CPU time the workers spent on drains (scoring and ``on_result``), in total."""
         return self._cpu_seconds
@@ -159,7 +180,8 @@ class ShadowQueue:
 
     @property
     def processed(self) -> int:
-        """Jobs fully handled (scored and passed to ``on_result``)."""
+        """Jobs fully handled (scored and passed to ``on_result``); a job whose challengers
+        had all left the line-up is not (see :attr:`skipped`)."""
         return self._processed
 
     @property
@@ -377,12 +399,22 @@ class ShadowQueue:
 
     def _handle(self, jobs: list[ShadowJob]) -> None:
         results: list[ShadowResult] = []
-        groups: dict[tuple[LoadedVersion, ...], list[ShadowJob]] = {}
+        left: list[ShadowJob] = []  # one entry per (job, challenger) pair skipped
+        # by model too: liveness is a model's, and two models may share an equal challenger
+        groups: dict[tuple[str, tuple[LoadedVersion, ...]], list[ShadowJob]] = {}
         for job in jobs:
-            groups.setdefault(job.challengers, []).append(job)
-        for challengers, group in groups.items():
-            for loaded in challengers:
+            groups.setdefault((job.model, job.challengers), []).append(job)
+        scored = 0  # jobs a challenger scored: one whose challengers all left is not
+        for (model, challengers), group in groups.items():
+            live = [c for c in challengers if self._live(model, c.version)]
+            left.extend(group * (len(challengers) - len(live)))
+            scored += len(group) if live else 0
+            for loaded in live:
                 results.extend(self._score_group(group, loaded))
+        if left:
+            with self._lock:
+                self._skipped += len(left)
+            self._report_drop(left, "left_lineup")
         failures = sum(1 for r in results if r.error is not None)
         callback_failed = False
         try:
@@ -397,9 +429,25 @@ class ShadowQueue:
                 jobs[0].request_id,
             )
         with self._lock:
-            self._processed += len(jobs)
+            self._processed += scored
             self._errors += failures + callback_failed
             self._callback_errors += callback_failed
+
+    def _live(self, model: str, version: int) -> bool:
+        """Whether ``is_live`` keeps ``version`` of ``model`` scoring: yes without one, and
+        (logged) when it fails."""
+        if self._is_live is None:
+            return True
+        try:
+            return self._is_live(model, version)
+        except Exception:  # job boundary: a broken check must not stop the worker
+            logger.exception(
+                "shadow queue %s: is_live failed for model=%s version=%d; scoring it",
+                self.name,
+                model,
+                version,
+            )
+            return True
 
     def _score_group(self, group: list[ShadowJob], loaded: LoadedVersion) -> list[ShadowResult]:
         """:func:`score_many`, at the job boundary: an exception it lets out (a bug, not a

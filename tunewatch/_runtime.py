@@ -106,6 +106,7 @@ class ScoringRuntime:
             cpu_share=config.scoring.shadow_cpu_share,
             on_drop=self.shadow_results.on_drop,
             max_bytes=config.scoring.shadow_queue_max_bytes,
+            is_live=self.shadow_results.is_live,  # a retired challenger's backlog: skipped
         )
         metrics.track_queue_depth(lambda: float(self.queue.depth))
         metrics.shadow_queue_bytes.set_function(lambda: float(self.queue.queued_bytes))
@@ -490,7 +491,8 @@ class ScoringRuntime:
 
     def _hyperparameter_set(self, model: str, version: int) -> str | None:
         """The hyperparameter set of a version in ``model``'s lineup; None when it has
-        left it (its output is still recorded, but no series is made for it again)."""
+        left it (its queued jobs are then neither scored nor recorded, no series made for
+        it again: see :mod:`tunewatch._shadow_results`)."""
         served = self._models.get(model)
         if served is None:
             return None

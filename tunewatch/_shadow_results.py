@@ -4,6 +4,13 @@ their latency, shadow errors and dropped jobs counted.
 Each result is built alone: one that cannot be recorded (a challenger answering a
 rank-3 tensor) is counted as its version's shadow error and logged once per version,
 while the rest of its drain — other challengers', other models' — is recorded.
+
+Nothing is recorded for a version that has left its model's line-up (retired, rolled
+back): the queue skips its queued jobs (:meth:`ShadowResults.is_live`, asked once per
+drain group), and a result of a version that left while its drain scored it is
+discarded; both are counted in ``tunewatch_shadow_dropped_total{reason="left_lineup"}``,
+one per (request, version) pair. A version promoted to champion is still in the
+line-up: its backlog, handed over while it shadowed, is recorded as a challenger's.
 """
 
 from __future__ import annotations
@@ -34,6 +41,10 @@ class ShadowResults:
         self._series = series
         self._metrics = metrics
 
+    def is_live(self, model: str, version: int) -> bool:
+        """Whether ``version`` is in ``model``'s line-up (the queue's ``is_live``)."""
+        return self._series.hyperparameter_set(model, version) is not None
+
     def on_drop(self, jobs: Sequence[ShadowJob], reason: DropReason) -> None:
         for model, n in Counter(job.model for job in jobs).items():
             self._metrics.shadow_dropped.labels(model, reason).inc(n)
@@ -43,31 +54,35 @@ class ShadowResults:
         now = datetime.now(UTC)  # one drain, one timestamp: it is when they were recorded
         # None: the challenger left the lineup while it scored, and its series with it
         hps: dict[tuple[str, int], str | None] = {}
+        left: Counter[str] = Counter()  # by model: results of versions that left
         for r in results:
             key = (r.model, r.version)
             if key not in hps:
                 hps[key] = self._series.hyperparameter_set(r.model, r.version)
             hp = hps[key]
+            if hp is None:  # a version out of service: not recorded, no shadow error
+                left[r.model] += 1
+                continue
             if r.error is not None or r.values is None:
-                if hp is not None:
-                    self._series.shadow_error(r.model, r.version).inc()
+                self._series.shadow_error(r.model, r.version).inc()
                 continue
             try:  # job boundary: a result that cannot be recorded fails alone, not the drain
                 record = _shadow_record(r, now)
             except Exception as exc:
-                self._unrecordable(r, hp, exc)
+                self._unrecordable(r, exc)
                 continue
-            if r.latency_s is not None and hp is not None:  # a backlog batch has no latency
+            if r.latency_s is not None:  # a backlog batch has no latency
                 self._series.latency(r.model, r.version, hp, "challenger").observe(r.latency_s)
             records.append(record)
+        for model, n in left.items():
+            self._metrics.shadow_dropped.labels(model, "left_lineup").inc(n)
         self._recorder.record_outputs(records)
 
-    def _unrecordable(self, r: ShadowResult, hp: str | None, exc: Exception) -> None:
+    def _unrecordable(self, r: ShadowResult, exc: Exception) -> None:
         """Count a shadow result that cannot be recorded as its version's shadow error;
         log it with its traceback the first time for the version (a bad challenger fails
         every request it shadows: one line each drowned the log)."""
-        if hp is not None:
-            self._series.shadow_error(r.model, r.version).inc()
+        self._series.shadow_error(r.model, r.version).inc()
         if self._series.first_unrecordable(r.model, r.version):
             logger.error(
                 "model=%s version=%d request=%s: shadow output not recorded, counted as a "
