@@ -20,9 +20,9 @@ from tunewatch.api import _alerts, _oip, _records
 from tunewatch.api._body import BodyLimitMiddleware
 from tunewatch.api._comparisons import router as comparisons_router
 from tunewatch.api._context import AppContext, context
-from tunewatch.api._errors import CLIENT_CLOSED, install_error_handlers
+from tunewatch.api._errors import CLIENT_CLOSED, ErrorBody, install_error_handlers
 from tunewatch.api._evaluations import router as evaluations_router
-from tunewatch.api._front import InferenceFront
+from tunewatch.api._front import OPEN_PATHS, InferenceFront
 from tunewatch.api._jobs import router as jobs_router
 from tunewatch.api._models import router as models_router
 from tunewatch.api._route import ApiRoute, public
@@ -166,9 +166,71 @@ def _templates(routes: Iterable[Route]) -> dict[object, str]:
     return templates
 
 
+_HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
+_BEARER = "bearer"
+# What a route that takes a token may answer besides its own errors, by status.
+_TOKEN_ERRORS = {
+    "400": "`invalid_request` (a parameter or the body is not what the route takes) or "
+    "another refusal of the request as sent",
+    "401": "`unauthenticated` (no `Authorization: Bearer` token) or `invalid_token` (not "
+    "known, or revoked)",
+    "403": "`forbidden`: the token's role may not do this",
+    "503": "`store_unavailable`: the store cannot be reached (the token is looked up there "
+    "too); retry later",
+}
+_NOT_FOUND = "a model, version or id in the path that is not known (`model_not_found`, …)"
+_TOO_LARGE = "`body_too_large`: the body exceeds `server.max_body_bytes` (or the artefact limit)"
+
+
+def _document_errors_and_tokens(schema: dict[str, Any]) -> None:
+    """Make ``schema`` say what the routes answer. FastAPI documents a 422
+    ``{"detail": [...]}`` on every route taking parameters, which is never answered (an
+    invalid request is 400 ``invalid_request``, :mod:`tunewatch.api._errors`), and
+    neither errors nor tokens. So here: that 422 is dropped; every 4xx or 5xx is
+    documented as :class:`ErrorBody`; and each operation not among the routes that read
+    no token (the front's list: the probes, the scrape, the OIP health routes) asks for
+    the bearer token and documents the errors any such route may answer."""
+    components = schema.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    schemas["ErrorBody"] = ErrorBody.model_json_schema()
+    components["securitySchemes"] = {
+        _BEARER: {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "an API token (`tunewatch tokens create`); its role decides "
+            "what it may do",
+        }
+    }
+    for path, item in schema["paths"].items():
+        for method, op in item.items():
+            if method not in _HTTP_METHODS:
+                continue
+            responses = op["responses"]
+            default_422 = responses.get("422", {}).get("content", {}).get("application/json")
+            if default_422 == {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}:
+                del responses["422"]
+            if not OPEN_PATHS.match(path):
+                op["security"] = [{_BEARER: []}]
+                for status, description in _TOKEN_ERRORS.items():
+                    responses.setdefault(status, {"description": description})
+                if "{" in path:
+                    responses.setdefault("404", {"description": _NOT_FOUND})
+                if method not in ("get", "head", "options"):
+                    responses.setdefault("413", {"description": _TOO_LARGE})
+            for status, response in responses.items():
+                if status.isdigit() and int(status) >= 400:
+                    body = {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                    response.setdefault("content", {"application/json": body})
+            op["responses"] = dict(sorted(responses.items()))
+    for name in ("HTTPValidationError", "ValidationError"):  # referenced by that 422 only
+        if f'"#/components/schemas/{name}"'.encode() not in orjson.dumps(schema):
+            schemas.pop(name, None)
+
+
 def _openapi_oip(app: FastAPI) -> Callable[[], dict[str, Any]]:
     """FastAPI's schema plus the hand-described Starlette routes (OIP, mirror, feedback,
-    the Alertmanager webhook)."""
+    the Alertmanager webhook), with every route's errors and token documented
+    (:func:`_document_errors_and_tokens`)."""
     base = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -256,6 +318,7 @@ def _openapi_oip(app: FastAPI) -> Callable[[], dict[str, Any]]:
                     "responses": {"200": {"description": "OK"}},
                 }
             }
+        _document_errors_and_tokens(schema)
         app.openapi_schema = schema
         return schema
 

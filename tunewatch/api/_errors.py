@@ -6,6 +6,7 @@ import logging
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -49,6 +50,17 @@ CODE_STATUS = {
     "model_not_ready": 503,
     "report_unavailable": 422,
 }
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer, as :func:`error_response` writes it: the schema
+    ``/openapi.json`` documents for each 4xx and 5xx."""
+
+    error: str = Field(description="what went wrong, for a person to read")
+    code: str = Field(
+        description="a stable code for a program to branch on: `invalid_request`, "
+        "`unauthenticated`, `invalid_token`, `forbidden`, `model_not_found`, …"
+    )
 
 
 def error_response(status: int, code: str, message: str) -> JSONResponse:

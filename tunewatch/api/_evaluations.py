@@ -99,7 +99,11 @@ def _evaluate(evaluator: Evaluator, model: str, actor: str) -> list[EvaluationRo
             metrics.clear_evaluation()
 
 
-@router.get("/models/{model}/evaluations/{evaluation_id}/report", response_class=HTMLResponse)
+@router.get(
+    "/models/{model}/evaluations/{evaluation_id}/report",
+    response_class=HTMLResponse,
+    responses={422: {"description": "`report_unavailable`: evidently could not build it"}},
+)
 async def drift_report(
     model: str,
     evaluation_id: RowId,

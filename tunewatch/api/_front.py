@@ -29,7 +29,7 @@ _INFER = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 _ROUTES = ("/v2/models/{model}/infer", "/v2/models/{model}/versions/{version}/infer")
 _JSON = [(b"content-type", b"application/json")]
 # Routes that read no token: probes and scrapes (which may carry one) answer without it.
-_OPEN = re.compile(
+OPEN_PATHS = re.compile(
     r"^/(?:healthz|readyz|metrics|v2(?:/health/(?:live|ready))?"
     r"|v2/models/[^/]+(?:/versions/[^/]+)?/ready)$"
 )
@@ -58,7 +58,7 @@ class InferenceFront:
         authorization = _text(headers.get(b"authorization"))
         match = _INFER.match(scope["path"])
         if match is None:
-            if not self.ctx.auth.resolved(authorization) and not _OPEN.match(scope["path"]):
+            if not self.ctx.auth.resolved(authorization) and not OPEN_PATHS.match(scope["path"]):
                 # A token not in the cache is looked up in a worker thread, so a slow or
                 # hung database holds this request only, not the event loop; every check
                 # the request makes afterwards reads the cache. A route that reads no
