@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Path, Query
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BeforeValidator, Field
 from starlette.requests import Request
 
 from tunewatch._actions import Dispatcher
@@ -17,11 +17,23 @@ from tunewatch._runtime import ScoringRuntime
 from tunewatch.comparison import ComparisonRunner
 from tunewatch.store import MAX_ID, MAX_REASON_LENGTH
 
+
+def ascii_digits(value: object) -> object:
+    """A number in a path or query as its text must spell it: ASCII digits only. Python's
+    ``int`` (pydantic's lax reading) also takes ``1_0`` (10), ``+1``, `` 1`` and other
+    scripts' digits, so one id had many spellings and a typo named another version."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        shown = value if len(value) <= 32 else value[:32] + "..."
+        raise ValueError(f"must be a whole number in ASCII digits (0-9), got {shown!r}")
+    return value
+
+
 # Ids and version numbers are INTEGER columns, 32-bit in PostgreSQL. A larger number in a
 # path or query can match nothing and would fail in the database driver (SQLite: past 64
-# bits), so it is refused as a bad request before any lookup.
-RowId = Annotated[int, Path(ge=0, le=MAX_ID)]
-VersionFilter = Annotated[int | None, Query(ge=0, le=MAX_ID)]
+# bits), so it is refused as a bad request before any lookup, as is one not spelt in
+# plain ASCII digits.
+RowId = Annotated[int, BeforeValidator(ascii_digits), Path(ge=0, le=MAX_ID)]
+VersionFilter = Annotated[int | None, BeforeValidator(ascii_digits), Query(ge=0, le=MAX_ID)]
 
 
 def _not_blank(value: str) -> str:

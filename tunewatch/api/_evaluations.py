@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -57,7 +57,7 @@ def _kind_route(kind: str) -> Any:
         request: Request,
         _: Reader,
         version: VersionFilter = None,
-        limit: Annotated[int, Query(ge=1, le=10_000)] = 50,
+        limit: Limit = 50,
     ) -> dict[str, Any]:
         rows = _history(request, model, kind, version, limit)
         return {

@@ -31,7 +31,7 @@ JobStatus = Annotated[
 
 
 class RetuneRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
     reason: Reason = "manual"
 
 

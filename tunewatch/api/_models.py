@@ -20,7 +20,7 @@ from tunewatch._registry import check_caller_study
 from tunewatch._report import build_report, refresh_reports
 from tunewatch._runtime import version_or_404
 from tunewatch._version_metadata import VersionMetadata
-from tunewatch.api._context import Reason, RowId, authenticate, context
+from tunewatch.api._context import Reason, RowId, ascii_digits, authenticate, context
 from tunewatch.api._errors import ApiError
 from tunewatch.api._route import ApiRoute
 from tunewatch.store import MAX_ID, ApprovalRow, VersionRow
@@ -40,7 +40,7 @@ Reader = Annotated[Principal, Depends(require("read"))]
 Registrar = Annotated[Principal, Depends(require("register"))]
 Operator = Annotated[Principal, Depends(require("operate"))]
 Approver = Annotated[Principal, Depends(require("approve"))]
-Limit = Annotated[int, Query(ge=1, le=10_000)]
+Limit = Annotated[int, BeforeValidator(ascii_digits), Query(ge=1, le=10_000)]
 
 
 def empty_is_none(value: object) -> object:
@@ -62,7 +62,11 @@ ApprovalStatus = Annotated[
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """A ``/v1`` request body, read strictly: a number must be a JSON number (an integer
+    for an ``int``), a boolean ``true`` or ``false``. Lax reading took ``true`` and
+    ``"2"`` as version numbers and ``"yes"`` or ``1`` as ``regulated``, irreversibly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class RegisterVersion(_Body):
@@ -204,7 +208,17 @@ def register_version(
     return version_json(row)
 
 
-@router.post("/models/{model}/versions/{version}/promote", response_model=None)
+@router.post(
+    "/models/{model}/versions/{version}/promote",
+    response_model=None,
+    responses={
+        202: {
+            "description": "An approval request opened (regulated model, or hyperparameters "
+            "outside their safe ranges): `{status: pending_approval, approval}`; nothing "
+            "is promoted until another person approves it."
+        }
+    },
+)
 def promote(
     model: str,
     version: RowId,
