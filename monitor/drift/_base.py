@@ -250,6 +250,16 @@ class DiscreteTest(DriftMethod):
     returns_p_value: ClassVar[bool] = True
     default_threshold: ClassVar[float] = 0.05
 
+    def __init__(
+        self, *, threshold: float | None = None, alpha: float = 0.05, seed: int = 0
+    ) -> None:
+        super().__init__(threshold=threshold, alpha=alpha)
+        self.seed = seed  # of the exact test's Monte Carlo draws, where it needs them
+
+    def at_level(self, alpha: float) -> DriftMethod:
+        """As :meth:`DriftMethod.at_level`, the seed kept."""
+        return type(self)(threshold=self.threshold, alpha=alpha, seed=self.seed)
+
     def _degenerate(
         self, summary: ColumnSummary, current: PreparedColumn, min_rows: int
     ) -> str | None:

@@ -8,7 +8,7 @@ from typing import ClassVar
 import numpy as np
 from scipy import special, stats
 
-from monitor.drift._base import DiscreteTest, DriftMethod, MethodName, PreparedColumn
+from monitor.drift._base import DiscreteTest, MethodName, PreparedColumn
 from monitor.drift._frequencies import aligned_counts
 from monitor.drift._noise import DRAW_LIMIT, MAX_DRAWS, MIN_EXPECTED, MIN_PERMUTATIONS, sparse
 from monitor.drift._profile import ColumnSummary
@@ -139,16 +139,6 @@ class ChiSquare(DiscreteTest):
     reference values. Drift when ``p_value < threshold`` (default 0.05)."""
 
     name: ClassVar[MethodName] = "chisquare"
-
-    def __init__(
-        self, *, threshold: float | None = None, alpha: float = 0.05, seed: int = 0
-    ) -> None:
-        super().__init__(threshold=threshold, alpha=alpha)
-        self.seed = seed
-
-    def at_level(self, alpha: float) -> DriftMethod:
-        """As :meth:`DriftMethod.at_level`, the seed kept."""
-        return type(self)(threshold=self.threshold, alpha=alpha, seed=self.seed)
 
     def _compute(
         self, summary: ColumnSummary, current: PreparedColumn

@@ -10,7 +10,6 @@ from scipy import stats
 from monitor.drift._base import (
     ColumnDrift,
     DiscreteTest,
-    DriftMethod,
     MethodName,
     PreparedColumn,
     n_distinct,
@@ -45,16 +44,6 @@ class ZTest(DiscreteTest):
     exact test in the fallback."""
 
     name: ClassVar[MethodName] = "z"
-
-    def __init__(
-        self, *, threshold: float | None = None, alpha: float = 0.05, seed: int = 0
-    ) -> None:
-        super().__init__(threshold=threshold, alpha=alpha)
-        self.seed = seed
-
-    def at_level(self, alpha: float) -> DriftMethod:
-        """As :meth:`DriftMethod.at_level`, the seed kept."""
-        return type(self)(threshold=self.threshold, alpha=alpha, seed=self.seed)
 
     def test_prepared(
         self,
