@@ -7,13 +7,7 @@ from typing import ClassVar
 import numpy as np
 from scipy import stats
 
-from monitor.drift._base import (
-    ColumnDrift,
-    DiscreteTest,
-    MethodName,
-    PreparedColumn,
-    n_distinct,
-)
+from monitor.drift._base import ColumnDrift, DiscreteTest, MethodName, PreparedColumn, n_distinct
 from monitor.drift._chisquare import ChiSquare, exact_p_value
 from monitor.drift._frequencies import aligned_counts
 from monitor.drift._noise import sparse
