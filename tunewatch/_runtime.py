@@ -67,6 +67,9 @@ class Scored(NamedTuple):
     primary: np.ndarray
     latency_s: float
     challengers: tuple[LoadedVersion, ...]
+    # the unit key the live split assigned the request by; ``None`` when no split routed
+    # it (none served, no unit key, a named version): such a request is in neither arm
+    unit_key: str | None = None
 
 
 class ScoringRuntime:
@@ -411,9 +414,13 @@ class ScoringRuntime:
 
         With a live split configured, the split challenger answers for its share of unit
         keys (sticky by hash) and the other challengers shadow; the champion then does not
-        score the request at all, so both arms are recorded as what answered.
+        score the request at all, so both arms are recorded as what answered. Only a
+        request the split routed keeps its unit key (:attr:`Scored.unit_key`): one
+        answered while no split was served was counted in the champion arm of the first
+        split that came later, a false sample-ratio mismatch.
         """
         lineup = served.deployment.lineup  # read once: one champion per request
+        split_unit = None
         if version is None:
             chosen = lineup.champion
             if chosen is None:
@@ -435,6 +442,7 @@ class ScoringRuntime:
                     spec = chosen.model.signature.input
                     x = cast_rows(x, spec.dtype, spec.name)
                 challengers = tuple(c for c in challengers if c.version != split.challenger)
+                split_unit = unit_key
         else:  # rows read against this version's own signature
             chosen = self._in_service(served, version)
             challengers = ()
@@ -462,6 +470,7 @@ class ScoringRuntime:
             primary=values,
             latency_s=latency,
             challengers=challengers,
+            unit_key=split_unit,
         )
 
     def shadow(

@@ -3,7 +3,9 @@
 A live split sends ``percent`` % of units (users, accounts … whatever the caller's unit key
 names) to one challenger, stickily: :func:`shadow.stats.assign` hashes the salt and the key,
 so a unit sees the same version on every request and every replica. Requests without a
-unit key are answered by the champion (there is no unit to keep sticky).
+unit key are answered by the champion (there is no unit to keep sticky), and only a
+request the split routed records its unit key: one answered while no split was served
+(before the model's first split, while a split was off) is in neither arm.
 
 What the inference path must record for the sample-ratio check: a request the split
 challenger answers is written with the challenger's output (any role, normally

@@ -426,8 +426,6 @@ async def infer(
     request_id, array, names, unit_key = decoded
     x = ctx.runtime.validate(served, array, signature)
     scored = ctx.runtime.score(served, x, version=version, unit_key=unit_key)
-    if version is not None:  # a pinned request was not split: it belongs to no arm
-        unit_key = None
     encoded = encode_outputs(
         scored.outputs,
         names,
@@ -437,7 +435,7 @@ async def infer(
     if ctx.recording:
         role: OutputRole = "champion" if scored.version.role == "champion" else "challenger"
         inserted = await ctx.runtime.recorder.record(
-            request_record(model, request_id, x, unit_key=unit_key),
+            request_record(model, request_id, x, unit_key=scored.unit_key),
             [
                 output_record(
                     model,

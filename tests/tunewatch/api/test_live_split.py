@@ -12,7 +12,9 @@ import httpx
 import pytest
 
 from tests.tunewatch.conftest import MODEL, Running, logistic_variant, make_daemon
+from tests.tunewatch.test_comparison_loop import runner
 from tunewatch._background import BackgroundServer
+from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
 
@@ -205,3 +207,54 @@ def test_a_split_arm_refuses_a_value_its_input_type_cannot_hold(
     finally:
         daemon.close()
     assert set(statuses) == {(200, "1"), (400, "out_of_range")}, statuses
+
+
+def _infer_units(running: Running, ids: range, units: int) -> Counter[str]:
+    """One request ``r{i}`` of unit ``u{i % units}`` for each of ``ids``; how many each
+    version answered."""
+    answered: Counter[str] = Counter()
+    with httpx.Client(base_url=running.url, headers=running.auth("scorer")) as c:
+        for i in ids:
+            body = {
+                "id": f"r{i}",
+                "parameters": {"unit_key": f"u{i % units}"},
+                "inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": ROW}],
+            }
+            r = c.post(f"/v2/models/{MODEL}/infer", json=body)
+            assert r.status_code == 200, r.text
+            answered[r.json()["model_version"]] += 1
+    return answered
+
+
+def test_a_model_s_first_split_counts_no_unit_answered_before_it(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """Requests carrying a unit key that the champion answered before the split was
+    configured (v2 only shadowing them) were recorded with their unit: the split's first
+    check counted them all in the champion arm (400 requests before a 50 % split: 605
+    against 195 units, p = 2e-42), raised ``srm_detected`` and blocked every promotion.
+    A request records its unit key only when the split routed it."""
+    daemon, tokens = make_daemon(tmp_path, trained, extra={"scheduler": {"enabled": False}})
+    with BackgroundServer(daemon.app) as server:
+        before = _infer_units(Running(daemon, server, tokens), range(400), units=200)
+    daemon.close()
+    assert before == {"1": 400}
+    split = {"challenger": 2, "percent": 50, "salt": "exp-1"}
+    models = [{"name": MODEL, "task": "binary", "comparison": {"split": split}}]
+    raw = {"data_dir": str(tmp_path), "scheduler": {"enabled": False}, "models": models}
+    daemon = Daemon(build_config(raw, env={}), env={})
+    try:
+        with BackgroundServer(daemon.app) as server:
+            during = _infer_units(Running(daemon, server, tokens), range(400, 800), units=200)
+        assert during["1"] > 100 and during["2"] > 100, during
+        runner(daemon, split=split).run(MODEL)
+        window = daemon.store.latest_split_window(MODEL)
+        assert window is not None
+        check = window.check
+        assert check.n_champion + check.n_challenger == 200, check  # each unit once
+        assert not check.mismatch and check.p_value > 0.01, check
+        assert daemon.store.list_events(model=MODEL, type="srm_detected") == []
+        recorded = daemon.store.get_request(MODEL, "r0")
+        assert recorded is not None and recorded.unit_key is None  # v2 shadowed it
+    finally:
+        daemon.close()
