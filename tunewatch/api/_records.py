@@ -24,11 +24,13 @@ from tunewatch.api._context import AppContext, authenticate, context
 from tunewatch.api._errors import ApiError
 from tunewatch.api._label_conflicts import audit_conflicts, refused_labels
 from tunewatch.api._oip import MAX_ID_LENGTH, _has_bool
-from tunewatch.api._route import check_json_type
+from tunewatch.api._route import check_json_type, check_no_query
 from tunewatch.store import MAX_ID, LabelItem, OutputRecord, RequestRecord, Store
 
 logger = logging.getLogger(__name__)
 
+MIRROR_PATH = "/v1/models/{model}/records"
+FEEDBACK_PATH = "/v1/models/{model}/feedback"
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -137,6 +139,7 @@ async def mirror(request: Request) -> Response:
     still a replay."""
     ctx = context(request)
     authenticate(request, "score")
+    check_no_query(request, f"POST {MIRROR_PATH}")
     model = request.path_params["model"]
     served = ctx.runtime.model(model)
     check_json_type(request.headers.get("content-type"))
@@ -372,6 +375,7 @@ async def feedback(request: Request) -> Response:
     another outcome: the first wins) is logged and audited (see :func:`audit_conflicts`)."""
     ctx = context(request)
     principal = authenticate(request, "label")
+    check_no_query(request, f"POST {FEEDBACK_PATH}")
     model = request.path_params["model"]
     served = ctx.runtime.model(model)
     check_json_type(request.headers.get("content-type"))
@@ -443,6 +447,6 @@ def _labels(ctx: AppContext, served: ServedModel, raw: bytes) -> list[LabelItem]
 
 
 routes = [
-    Route("/v1/models/{model}/records", mirror, methods=["POST"]),
-    Route("/v1/models/{model}/feedback", feedback, methods=["POST"]),
+    Route(MIRROR_PATH, mirror, methods=["POST"]),
+    Route(FEEDBACK_PATH, feedback, methods=["POST"]),
 ]
