@@ -20,7 +20,7 @@ from tunewatch._example import ExampleModel
 from tunewatch._standing_schedule import OWED_RETRY_S
 from tunewatch.store import Event, JobRow
 from tunewatch.store import _events as event_rows
-from tunewatch.store import _registry_rows as registry_rows
+from tunewatch.store import _registration as registry_rows
 
 WEEK = timedelta(hours=168)
 REGISTERED_AGO = timedelta(days=90)

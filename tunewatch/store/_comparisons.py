@@ -2,7 +2,19 @@
 consumed, the looks (a time series per challenger) and live-split sample-ratio checks.
 
 Functions take a SQLAlchemy ``Connection`` like the other store modules;
-:class:`ComparisonStore` wraps a :class:`Store` and runs each in one transaction.
+:class:`ComparisonStore` wraps a :class:`Store` and runs each in one transaction. This
+module is that front and the names the comparison loop imports; the functions are in one
+module per concern:
+
+- ``_comparison_tests``: a pair's test created, read, settled and reopened;
+- ``_comparison_looks``: looks stored with the requests they consumed, and read back;
+- ``_split_checks`` and ``_split_counts``: a live split's sample-ratio checks, unit
+  totals and arm counts;
+- ``_comparison_rows``: the rows, watermarks and the labelled batches that
+  ``_labelled`` reads.
+
+It also passes on the row readers of tests and looks (``_test``, ``_look``) that the
+dashboard's queries import from here.
 """
 
 from __future__ import annotations
@@ -11,11 +23,21 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, Text, cast, or_, select, update
+from sqlalchemy import Connection
 
-from .._errors import ConflictError, NotFoundError
+from .._errors import ConflictError
+from ._comparison_looks import _look as _look
+from ._comparison_looks import (
+    consume_unscored,
+    history,
+    latest_look,
+    newest_consumed,
+    record_look,
+    scored_elsewhere,
+    write_state,
+)
 from ._comparison_rows import (
     ANSWERING_ROLES,
     LATE_COMMIT_MARGIN,
@@ -29,420 +51,25 @@ from ._comparison_rows import (
     TestStatus,
     UnitTotal,
     Watermark,
-    _clean,
-    _finite,
     advanced,
     read_start,
 )
-from ._engine import READ_ONLY_OPTION, dialect_insert, transaction
-from ._labelled import ValidRows, read_labelled
-from ._schema import (
-    comparison_consumed,
-    comparison_looks,
-    comparison_tests,
-    outputs,
-    requests,
+from ._comparison_tests import (
+    Replaces,
+    finish_test,
+    get_or_create_test,
+    get_test,
+    list_tests,
+    reopen_test,
 )
-from ._split_checks import add_split_check, latest_split_check, unit_totals, write_unit_totals
+from ._comparison_tests import _test as _test
+from ._engine import READ_ONLY_OPTION, transaction
+from ._labelled import ValidRows, read_labelled
+from ._split_checks import add_split_check, latest_split_check, unit_totals
 from ._split_counts import count_split_arms
 from ._store import Store
-from ._types import utcnow
 
 logger = logging.getLogger(__name__)
-
-# -- tests ----------------------------------------------------------------------------------
-
-
-def _test(row: Row[Any]) -> ComparisonTestRow:
-    return ComparisonTestRow(
-        id=int(row.id),
-        model=row.model,
-        kind=row.kind,
-        champion_version=int(row.champion_version),
-        challenger_version=int(row.challenger_version),
-        status=row.status,
-        decision=row.decision,
-        correction=row.correction,
-        n=int(row.n),
-        looks=int(row.looks),
-        state=dict(row.state),
-        outcome=None if row.outcome is None else dict(row.outcome),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        decided_at=row.decided_at,
-        promotion_id=int(row.promotion_id),
-    )
-
-
-def get_or_create_test(
-    conn: Connection,
-    *,
-    model: str,
-    kind: TestKind,
-    champion_version: int,
-    challenger_version: int,
-    correction: str | None,
-    state: Mapping[str, Any],
-    promotion_id: int = 0,
-) -> tuple[ComparisonTestRow, bool]:
-    """The pair's test (a rollback watch's: of the promotion ``promotion_id``; a live
-    split's: after the test ``promotion_id`` of the split's earlier settings, 0 for the
-    pair's first), created open with ``state`` if there is none; ``(test, created)``."""
-    now = utcnow()
-    inserted = conn.execute(
-        dialect_insert(conn, comparison_tests)
-        .values(
-            model=model,
-            kind=kind,
-            champion_version=champion_version,
-            challenger_version=challenger_version,
-            status="open",
-            decision="continue",
-            correction=correction,
-            n=0,
-            looks=0,
-            state=_clean(state),
-            outcome=None,
-            created_at=now,
-            updated_at=now,
-            decided_at=None,
-            promotion_id=promotion_id,
-        )
-        .on_conflict_do_nothing()
-        .returning(comparison_tests.c.id)
-    ).first()
-    row = conn.execute(
-        select(comparison_tests).where(
-            comparison_tests.c.model == model,
-            comparison_tests.c.kind == kind,
-            comparison_tests.c.champion_version == champion_version,
-            comparison_tests.c.challenger_version == challenger_version,
-            comparison_tests.c.promotion_id == promotion_id,
-        )
-    ).one()
-    return _test(row), inserted is not None
-
-
-def get_test(conn: Connection, test_id: int) -> ComparisonTestRow:
-    row = conn.execute(select(comparison_tests).where(comparison_tests.c.id == test_id)).first()
-    if row is None:
-        raise NotFoundError(f"comparison test {test_id} does not exist")
-    return _test(row)
-
-
-def list_tests(
-    conn: Connection,
-    model: str,
-    *,
-    kind: TestKind | None = None,
-    champion_version: int | None = None,
-    status: TestStatus | None = None,
-) -> list[ComparisonTestRow]:
-    """Oldest first."""
-    stmt = select(comparison_tests).where(comparison_tests.c.model == model)
-    if kind is not None:
-        stmt = stmt.where(comparison_tests.c.kind == kind)
-    if champion_version is not None:
-        stmt = stmt.where(comparison_tests.c.champion_version == champion_version)
-    if status is not None:
-        stmt = stmt.where(comparison_tests.c.status == status)
-    return [_test(r) for r in conn.execute(stmt.order_by(comparison_tests.c.id))]
-
-
-def record_look(
-    conn: Connection,
-    test: ComparisonTestRow,
-    *,
-    consumed: Sequence[str],
-    look: LookValues,
-    state: Mapping[str, Any],
-    status: TestStatus,
-    units: Sequence[UnitTotal] = (),
-    watermarks: Mapping[str, Watermark | None] | None = None,
-) -> ComparisonTestRow:
-    """Store one look atomically: the requests it consumed, the look row, the test's new
-    state and (a live split's) new unit totals. The state keeps the test's watermarks,
-    each read's moved on to ``watermarks`` (the batches' last order keys: see
-    :func:`~._comparison_rows.advanced`). Refused (``ConflictError``, code
-    ``comparison_moved_on``) when another process looked at this test since ``test`` was
-    read, so no request is ever fed twice."""
-    now = utcnow()
-    looks = test.looks + 1
-    values: dict[str, Any] = {
-        "n": look.n,
-        "looks": looks,
-        "state": _clean(advanced(state, test.state, watermarks or {})),
-        "status": status,
-        "decision": look.decision,
-        "correction": look.correction,
-        "updated_at": now,
-    }
-    if status != "open" and test.decided_at is None:
-        values["decided_at"] = now
-    changed = conn.execute(
-        update(comparison_tests)
-        .where(comparison_tests.c.id == test.id, comparison_tests.c.looks == test.looks)
-        .values(**values)
-    ).rowcount
-    if changed != 1:
-        raise ConflictError(
-            f"comparison test {test.id} ({test.model} v{test.challenger_version} vs "
-            f"v{test.champion_version}) was updated concurrently; look again",
-            code="comparison_moved_on",
-        )
-    if consumed:
-        conn.execute(
-            comparison_consumed.insert(),
-            [{"test_id": test.id, "request_id": rid, "look": looks} for rid in consumed],
-        )
-    write_unit_totals(conn, test.id, units)
-    bootstrap = look.bootstrap_ci
-    conn.execute(
-        comparison_looks.insert().values(
-            test_id=test.id,
-            model=test.model,
-            kind=test.kind,
-            champion_version=test.champion_version,
-            challenger_version=test.challenger_version,
-            method=look.method,
-            n=look.n,
-            estimate=_finite(look.estimate),
-            ci_low=_finite(look.ci_low),
-            ci_high=_finite(look.ci_high),
-            p_value=float(look.p_value),
-            adjusted_p_value=float(look.adjusted_p_value),
-            decision=look.decision,
-            fixed_t_p=_finite(look.fixed_t_p),
-            bootstrap_low=None if bootstrap is None else _finite(bootstrap[0]),
-            bootstrap_high=None if bootstrap is None else _finite(bootstrap[1]),
-            correction=look.correction,
-            family_size=look.family_size,
-            created_at=now,
-        )
-    )
-    return get_test(conn, test.id)
-
-
-def consume_unscored(
-    conn: Connection,
-    test: ComparisonTestRow,
-    *,
-    request_ids: Sequence[str],
-    watermarks: Mapping[str, Watermark | None] | None = None,
-) -> None:
-    """Mark requests that cannot be scored as consumed by ``test`` without a look (they add
-    nothing to its evidence), so that they are not read again, moving its watermarks on
-    like :func:`record_look`. Refused like :func:`record_look` when another process
-    looked at the test since it was read."""
-    values: dict[str, Any] = {"updated_at": utcnow()}
-    if watermarks:
-        values["state"] = _clean(advanced(test.state, test.state, watermarks))
-    changed = conn.execute(
-        update(comparison_tests)
-        .where(comparison_tests.c.id == test.id, comparison_tests.c.looks == test.looks)
-        .values(**values)
-    ).rowcount
-    if changed != 1:
-        raise ConflictError(
-            f"comparison test {test.id} was updated concurrently; look again",
-            code="comparison_moved_on",
-        )
-    conn.execute(
-        comparison_consumed.insert(),
-        [{"test_id": test.id, "request_id": rid, "look": test.looks} for rid in request_ids],
-    )
-
-
-#: What settling a test may replace: no outcome yet (``"unset"``); that or a promotion
-#: blocked by a sample-ratio mismatch, which is retried (``"retryable"``); anything
-#: (``"any"``: the promotion that happened, which only one run can have made).
-Replaces = Literal["unset", "retryable", "any"]
-
-
-def _unset() -> ColumnElement[bool]:
-    # a test is created with the JSON ``null`` (SQLAlchemy's JSON type writes ``None`` so)
-    outcome = comparison_tests.c.outcome
-    return or_(outcome.is_(None), cast(outcome, Text) == "null")
-
-
-def finish_test(
-    conn: Connection,
-    test_id: int,
-    *,
-    status: TestStatus,
-    outcome: Mapping[str, Any] | None = None,
-    decision: str | None = None,
-    replaces: Replaces = "retryable",
-) -> ComparisonTestRow | None:
-    """Set a test's status and what the loop did about it (promotion, refusal, rollback),
-    as a compare-and-set on its outcome: only while nothing settled it yet (see
-    :data:`Replaces`). ``None`` when another finisher settled it first: nothing is
-    written, and its caller records nothing either. Two runs comparing one model at
-    once — a scheduled one and a ``POST /compare``, or the CLI on another host — both
-    acted on one decided test: two notices, and a promotion's outcome overwritten with
-    "closed: the champion changed"."""
-    now = utcnow()
-    values: dict[str, Any] = {"status": status, "updated_at": now}
-    if outcome is not None:
-        values["outcome"] = _clean(outcome)
-    if decision is not None:
-        values["decision"] = decision
-    current = get_test(conn, test_id)
-    if status != "open" and current.decided_at is None:
-        values["decided_at"] = now
-    stmt = update(comparison_tests).where(comparison_tests.c.id == test_id)
-    if replaces == "unset":
-        stmt = stmt.where(_unset())
-    elif replaces == "retryable":
-        blocked = comparison_tests.c.outcome["action"].as_string() == "blocked_srm"
-        stmt = stmt.where(or_(_unset(), blocked))
-    if conn.execute(stmt.values(**values)).rowcount != 1:
-        return None
-    return get_test(conn, test_id)
-
-
-def reopen_test(conn: Connection, test_id: int, *, reason: str) -> ComparisonTestRow | None:
-    """Open again a test closed with ``reason`` (its challenger left shadow and returned):
-    its state continues where it stopped, which an always-valid test allows (the pause
-    added no pair). ``None`` when it does not stand closed so (another run reopened it)."""
-    changed = conn.execute(
-        update(comparison_tests)
-        .where(
-            comparison_tests.c.id == test_id,
-            comparison_tests.c.status == "closed",
-            comparison_tests.c.outcome["reason"].as_string() == reason,
-        )
-        .values(status="open", outcome=None, decided_at=None, updated_at=utcnow())
-    ).rowcount
-    return get_test(conn, test_id) if changed == 1 else None
-
-
-def write_state(
-    conn: Connection, test: ComparisonTestRow, *, state: Mapping[str, Any]
-) -> ComparisonTestRow:
-    """Replace a test's state without a look (a step of the test that is no evidence),
-    keeping its watermarks. Refused like :func:`record_look` when another process looked
-    at the test since ``test`` was read."""
-    changed = conn.execute(
-        update(comparison_tests)
-        .where(comparison_tests.c.id == test.id, comparison_tests.c.looks == test.looks)
-        .values(state=_clean(advanced(state, test.state, {})), updated_at=utcnow())
-    ).rowcount
-    if changed != 1:
-        raise ConflictError(
-            f"comparison test {test.id} was updated concurrently; look again",
-            code="comparison_moved_on",
-        )
-    return get_test(conn, test.id)
-
-
-def newest_consumed(conn: Connection, test: ComparisonTestRow) -> datetime | None:
-    """When the newest request ``test`` consumed was received (``None``: it consumed
-    none). A test that follows it reads only requests received after it, none of its
-    evidence (see :func:`~tunewatch.comparison._looks.successor_since`)."""
-    return conn.execute(
-        select(requests.c.received_at)
-        .join(
-            comparison_consumed,
-            (requests.c.model == test.model)
-            & (requests.c.request_id == comparison_consumed.c.request_id),
-        )
-        .where(comparison_consumed.c.test_id == test.id)
-        .order_by(requests.c.received_at.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-
-
-# -- looks ----------------------------------------------------------------------------------
-
-
-def _look(row: Row[Any]) -> ComparisonLookRow:
-    boot = None
-    if row.bootstrap_low is not None and row.bootstrap_high is not None:
-        boot = (float(row.bootstrap_low), float(row.bootstrap_high))
-    return ComparisonLookRow(
-        id=int(row.id),
-        test_id=int(row.test_id),
-        model=row.model,
-        kind=row.kind,
-        champion_version=int(row.champion_version),
-        challenger_version=int(row.challenger_version),
-        method=row.method,
-        n=int(row.n),
-        estimate=row.estimate,
-        ci_low=row.ci_low,
-        ci_high=row.ci_high,
-        p_value=float(row.p_value),
-        adjusted_p_value=float(row.adjusted_p_value),
-        decision=row.decision,
-        fixed_t_p=row.fixed_t_p,
-        bootstrap_ci=boot,
-        correction=row.correction,
-        family_size=int(row.family_size),
-        created_at=row.created_at,
-    )
-
-
-def history(
-    conn: Connection,
-    model: str,
-    challenger_version: int,
-    *,
-    kind: TestKind | None = None,
-    limit: int = 10_000,
-) -> list[ComparisonLookRow]:
-    """Looks of ``challenger_version`` (every champion it was tested against), oldest first;
-    the newest ``limit`` of them."""
-    stmt = select(comparison_looks).where(
-        comparison_looks.c.model == model,
-        comparison_looks.c.challenger_version == challenger_version,
-    )
-    if kind is not None:
-        stmt = stmt.where(comparison_looks.c.kind == kind)
-    rows = [
-        _look(r) for r in conn.execute(stmt.order_by(comparison_looks.c.id.desc()).limit(limit))
-    ]
-    rows.reverse()
-    return rows
-
-
-def latest_look(conn: Connection, test_id: int) -> ComparisonLookRow | None:
-    row = conn.execute(
-        select(comparison_looks)
-        .where(comparison_looks.c.test_id == test_id)
-        .order_by(comparison_looks.c.id.desc())
-        .limit(1)
-    ).first()
-    return None if row is None else _look(row)
-
-
-def scored_elsewhere(
-    conn: Connection, model: str, version: int, *, since: datetime, newest: int
-) -> bool:
-    """Whether ``version`` answered any of the model's newest ``newest`` requests received
-    since ``since`` elsewhere: recorded by mirror mode (role ``external``), without a
-    latency. A bounded read: the requests' time index, then each one's output by key."""
-    recent = (
-        select(requests.c.request_id)
-        .where(requests.c.model == model, requests.c.received_at >= since)
-        .order_by(requests.c.received_at.desc())
-        .limit(newest)
-        .subquery()
-    )
-    found = conn.execute(
-        select(outputs.c.request_id)
-        .join(recent, outputs.c.request_id == recent.c.request_id)
-        .where(
-            outputs.c.model == model,
-            outputs.c.version == version,
-            outputs.c.role == "external",
-        )
-        .limit(1)
-    ).first()
-    return found is not None
-
-
-# -- the front ------------------------------------------------------------------------------
 
 
 class ComparisonStore:

@@ -1,0 +1,240 @@
+"""Registration: a model added unless it exists, marked regulated, and a version added
+under the lock on the model's row, which assigns its number. A version is registered as
+the champion only when the model has none and, read under that lock, is not regulated
+(its promotion would wait for an approver). Every function runs inside the caller's
+transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, func, select, update
+
+from .._errors import ConflictError, InvalidValueError, NotFoundError
+from ._audit import append_audit_in
+from ._canonical import hyperparameter_set_id, json_roundtrip
+from ._engine import dialect_insert
+from ._registry_reads import _champion, _lock_model, get_model, get_version
+from ._registry_text import MAX_NAME, check_version_text, valid_model_name
+from ._schema import hyperparameter_sets, model_versions, models
+from ._types import TASKS, ModelRow, VersionRow, check_choice, utcnow
+
+
+def ensure_model(
+    conn: Connection, *, name: str, task: str, feature_names: Sequence[str], regulated: bool
+) -> ModelRow:
+    """The model, added with these attributes unless it exists (then left as it is)."""
+    check_choice("task", task, TASKS)
+    try:
+        return get_model(conn, name)  # one named before names could not be paths, too
+    except NotFoundError:
+        pass
+    if not valid_model_name(name):
+        raise InvalidValueError(
+            f"model `name` must be 1 to {MAX_NAME} printable characters, not a path (no `/`, "
+            f"`\\`, `.` or `..`) and no space first or last, got {name[:80]!r}"
+        )
+    features = [str(f) for f in feature_names]
+    check_version_text(dataset_version=None, study=None, feature_names=features)
+    stmt = dialect_insert(conn, models).values(
+        name=name, task=task, feature_names=features, regulated=regulated, created_at=utcnow()
+    )
+    # a model is never changed here: a registration racing the model's first one finds
+    # it and is checked against it (its task, features and regulated flag stand)
+    conn.execute(stmt.on_conflict_do_nothing(index_elements=[models.c.name]))
+    return get_model(conn, name)
+
+
+def regulate_model(conn: Connection, name: str, *, actor: str, reason: str) -> bool:
+    """Set the model's ``regulated`` flag from false to true and audit it
+    (``regulate_model``), both in the caller's transaction; ``False`` (and no entry) when
+    it was regulated already. Regulation only tightens: nothing clears the flag."""
+    changed = conn.execute(
+        update(models)
+        .where(models.c.name == name, models.c.regulated.is_(False))
+        .values(regulated=True)
+    ).rowcount
+    if not changed:
+        get_model(conn, name)  # NotFoundError for a model that does not exist
+        return False
+    append_audit_in(
+        conn,
+        actor=actor,
+        action="regulate_model",
+        target=name,
+        details={"regulated": True, "reason": reason},
+    )
+    return True
+
+
+def add_version(
+    conn: Connection,
+    *,
+    model: str,
+    artefact_sha256: str,
+    hyperparameters: Mapping[str, Any],
+    size_bytes: int,
+    actor: str,
+    dataset_version: str | None,
+    parent_version: int | None,
+    study: str | None,
+    details: Mapping[str, Any] | None,
+    load_memory_bytes: int | None,
+    stage: str,
+    once_per_study: bool = False,
+) -> VersionRow:
+    if stage not in ("shadow", "champion", "retired"):
+        raise ValueError(
+            f"a new version's `stage` must be one of shadow, champion, retired; got {stage!r}"
+        )
+    if len(artefact_sha256) != 64:
+        raise ValueError(f"`artefact_sha256` must be 64 hex characters, got {artefact_sha256!r}")
+    check_version_text(
+        dataset_version=dataset_version,
+        study=study,
+        hyperparameters=hyperparameters,
+        details=details,
+    )
+    locked = _lock_model(conn, model)
+    if once_per_study and study is not None:
+        registered = conn.execute(
+            select(model_versions.c.version).where(
+                model_versions.c.model == model, model_versions.c.study == study
+            )
+        ).scalar()
+        if registered is not None:
+            raise ConflictError(
+                f"study {study!r} already registered version {registered} of {model!r}",
+                code="study_registered",
+            )
+    version = conn.execute(
+        select(func.coalesce(func.max(model_versions.c.version), 0) + 1).where(
+            model_versions.c.model == model
+        )
+    ).scalar_one()
+    if parent_version is not None:
+        _check_parent(conn, model, parent_version, version)
+    params = json_roundtrip(dict(hyperparameters))
+    hp_id = hyperparameter_set_id(params)
+    now = utcnow()
+    conn.execute(
+        dialect_insert(conn, hyperparameter_sets)
+        .values(id=hp_id, params=params, created_at=now)
+        .on_conflict_do_nothing(index_elements=[hyperparameter_sets.c.id])
+    )
+    if stage == "champion":
+        current = _champion(conn, model)
+        if current is not None:
+            raise ConflictError(
+                f"model {model!r} already has a champion (version {current}); register the "
+                "new version as a shadow and promote it, so that approvals and safe ranges "
+                "apply",
+                code="champion_exists",
+            )
+        if locked.regulated:  # read under the lock: a caller's earlier check may be stale
+            raise ConflictError(
+                f"model {model!r} is regulated: a version cannot be registered as its "
+                "champion, because its promotion would wait for an approver; register it as "
+                "a shadow and promote it",
+                code="approval_required",
+            )
+    conn.execute(
+        model_versions.insert().values(
+            model=model,
+            version=version,
+            artefact_sha256=artefact_sha256,
+            hyperparameter_set_id=hp_id,
+            dataset_version=dataset_version,
+            parent_version=parent_version,
+            study=study,
+            stage=stage,
+            details=json_roundtrip(dict(details or {})),
+            size_bytes=size_bytes,
+            load_memory_bytes=load_memory_bytes,
+            created_at=now,
+            stage_changed_at=now,
+        )
+    )
+    append_audit_in(
+        conn,
+        actor=actor,
+        action="register_version",
+        target=f"{model}/v{version}",
+        details={
+            "artefact_sha256": artefact_sha256,
+            "hyperparameter_set_id": hp_id,
+            "stage": stage,
+        },
+    )
+    return get_version(conn, model, version)
+
+
+def register_version(
+    conn: Connection,
+    *,
+    model: str,
+    task: str,
+    feature_names: Sequence[str],
+    regulated: bool,
+    regulate_reason: str,
+    check_model: Callable[[ModelRow], None] | None,
+    artefact_sha256: str,
+    hyperparameters: Mapping[str, Any],
+    size_bytes: int,
+    actor: str,
+    dataset_version: str | None,
+    parent_version: int | None,
+    study: str | None,
+    details: Mapping[str, Any] | None,
+    load_memory_bytes: int | None,
+    stage: str,
+    once_per_study: bool = False,
+) -> VersionRow:
+    """A registration's writes, all in the caller's transaction: the model added unless
+    it exists (:func:`ensure_model`), ``check_model`` called with it as stored (its error
+    refuses the registration), the model marked regulated when ``regulated`` and it is
+    not, a new one too (:func:`regulate_model`, audited, by ``actor`` for
+    ``regulate_reason``), and the version added (:func:`add_version`). Refused anywhere
+    (the parent, the champion rule, the study, the check), the transaction rolls back: no
+    model, no regulation, no audit entry and no version are stored."""
+    # added unregulated and regulated at once, in this transaction, so that the audit
+    # says when, why and by whom it became regulated (the registration's entry does not)
+    found = ensure_model(conn, name=model, task=task, feature_names=feature_names, regulated=False)
+    if check_model is not None:
+        check_model(found)
+    if regulated and not found.regulated:
+        regulate_model(conn, model, actor=actor, reason=regulate_reason)
+    return add_version(
+        conn,
+        model=model,
+        artefact_sha256=artefact_sha256,
+        hyperparameters=hyperparameters,
+        size_bytes=size_bytes,
+        actor=actor,
+        dataset_version=dataset_version,
+        parent_version=parent_version,
+        study=study,
+        details=details,
+        load_memory_bytes=load_memory_bytes,
+        stage=stage,
+        once_per_study=once_per_study,
+    )
+
+
+def _check_parent(conn: Connection, model: str, parent: int, version: int) -> None:
+    """Refuse (``InvalidValueError``) a ``parent`` of the new ``version`` that is not an
+    earlier version of ``model``: a version it does not have, a later one or the new one
+    itself, which lineage would show as a false parent or read in a loop. Read under the
+    model's lock, as the new version's number is."""
+    found = conn.execute(
+        select(model_versions.c.version).where(
+            model_versions.c.model == model, model_versions.c.version == parent
+        )
+    ).scalar()
+    if found is None or parent >= version:
+        known = f"1 to {version - 1}" if version > 1 else "it has none yet"
+        raise InvalidValueError(
+            f"`parent_version` must be an earlier version of model {model!r} ({known}), "
+            f"got {parent}"
+        )

@@ -1,0 +1,183 @@
+"""Stage changes: a version promoted to champion (the one it replaces retired) or moved
+to shadow, retired or rolled back, each under the lock on the model's row, audited and
+with an event; and the checks that a decision still holds under that lock (the champion
+and the stage it was taken on). The partial unique index on ``model_versions(model)
+WHERE stage = 'champion'`` backs the one-champion rule; a regulated model's version is
+promoted only by deciding its approval. Every function runs inside the caller's
+transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, update
+
+from .._errors import ConflictError
+from ._audit import append_audit_in
+from ._events import add_event_in
+from ._registry_reads import _champion, _lock_model, get_version
+from ._schema import model_versions
+from ._types import VersionRow, utcnow
+
+
+def promote(
+    conn: Connection,
+    model: str,
+    version: int,
+    *,
+    actor: str,
+    reason: str,
+    expected_champion: int | None = None,
+    expected_stage: str | None = None,
+    approved: bool = False,
+) -> tuple[VersionRow, VersionRow | None]:
+    """Make ``version`` the champion. A regulated model's only when ``approved`` (an
+    approver decided its request), else ``ConflictError`` (``approval_required``): the
+    flag is read under the lock, since a caller that found the model unregulated, and so
+    asked no approver, may have read it before it was regulated. With
+    ``expected_champion`` and ``expected_stage``, only if that version is still the
+    champion (``champion_changed``) and ``version`` still in that stage
+    (``stage_changed``): :func:`check_champion`, :func:`check_stage`."""
+    locked = _lock_model(conn, model)
+    if locked.regulated and not approved:
+        raise ConflictError(
+            f"model {model!r} is regulated: its promotion waits for an approver (request "
+            "approval instead)",
+            code="approval_required",
+        )
+    check_champion(conn, model, expected_champion)
+    target = get_version(conn, model, version)
+    check_stage(target, expected_stage)
+    if target.stage == "champion":
+        raise ConflictError(f"model {model!r} version {version} is already the champion")
+    if target.stage == "rolled_back":
+        raise ConflictError(
+            f"model {model!r} version {version} was rolled back and cannot be promoted"
+        )
+    now = utcnow()
+    previous = _demote_champion(conn, model, now)
+    _set_stage_row(conn, model, version, "champion", now)
+    append_audit_in(
+        conn,
+        actor=actor,
+        action="promote",
+        target=f"{model}/v{version}",
+        details={"version": version, "previous": previous, "reason": reason},
+    )
+    add_event_in(
+        conn,
+        model=model,
+        type="promoted",
+        payload={"version": version, "previous": previous, "reason": reason},
+    )
+    old = None if previous is None else get_version(conn, model, previous)
+    return get_version(conn, model, version), old
+
+
+def set_stage(
+    conn: Connection,
+    model: str,
+    version: int,
+    stage: str,
+    *,
+    actor: str,
+    reason: str,
+    close_approvals: bool = True,
+) -> VersionRow:
+    """Move ``version`` to ``stage`` (not the champion's), audited (``set_stage``) with a
+    ``stage_changed`` event. Retired or rolled back, its pending approvals are closed in
+    the same transaction (rejected, by ``actor``, each audited as ``approval_rejected``),
+    unless ``close_approvals`` is false: a version returned to the stage it had before it
+    was lent to shadow (the rollback watch's end) was not pulled, and its requests stand.
+    Such a move's audit entry and event say ``approvals_kept``, so that approving one of
+    them later does not read it as a pull (``stage_changed``)."""
+    if stage not in ("shadow", "retired", "rolled_back"):
+        raise ValueError(
+            f"`stage` must be one of shadow, retired, rolled_back (use promote() for "
+            f"champion); got {stage!r}"
+        )
+    _lock_model(conn, model)
+    current = get_version(conn, model, version)
+    if current.stage == "champion":  # checked under the lock: a promotion may have won
+        raise ConflictError(
+            f"version {version} of model {model!r} is the champion; promote another version first",
+            code="champion_cannot_retire",
+        )
+    if current.stage == "rolled_back":  # final: a retired version could be promoted again
+        raise ConflictError(
+            f"version {version} of model {model!r} was rolled back; that stage is final",
+            code="rolled_back_is_final",
+        )
+    _set_stage_row(conn, model, version, stage, utcnow())
+    details = {
+        "version": version,
+        "stage": stage,
+        "previous_stage": current.stage,
+        "reason": reason,
+    }
+    keeps = not close_approvals and stage != "shadow"
+    if keeps:
+        details["approvals_kept"] = True
+    append_audit_in(
+        conn, actor=actor, action="set_stage", target=f"{model}/v{version}", details=details
+    )
+    add_event_in(conn, model=model, type="stage_changed", payload=details)
+    if stage != "shadow" and not keeps:
+        # a retired or rolled-back version's pending approval would promote it when approved
+        from ._governance import close_pending_approvals  # it imports this module
+
+        close_pending_approvals(conn, model, version, stage=stage, actor=actor, reason=reason)
+    return get_version(conn, model, version)
+
+
+def _demote_champion(conn: Connection, model: str, now: Any) -> int | None:
+    previous = _champion(conn, model)
+    if previous is not None:
+        _set_stage_row(conn, model, previous, "retired", now)
+    return previous
+
+
+#: ``expected_champion`` of a caller that found no champion (versions start at 1).
+NO_CHAMPION = 0
+
+
+def check_champion(conn: Connection, model: str, expected: int | None) -> None:
+    """Under the model's lock: refuse (``champion_changed``) when ``expected`` is given and
+    is not the champion any more: a decision taken on evidence about one champion must
+    not act on another that arrived meanwhile. :data:`NO_CHAMPION` expects none: a first
+    champion registered meanwhile was replaced by a version checked against nothing."""
+    if expected is None:
+        return
+    current = _champion(conn, model)
+    wanted = None if expected == NO_CHAMPION else expected
+    if current != wanted:
+        was = "no champion" if wanted is None else f"v{wanted}"
+        now = "no champion" if current is None else f"v{current}"
+        raise ConflictError(
+            f"model {model!r}: the champion changed from {was} to {now} since the "
+            "decision was taken",
+            code="champion_changed",
+        )
+
+
+def check_stage(target: VersionRow, expected: str | None) -> None:
+    """Under the model's lock, with ``target`` read under it: refuse (``stage_changed``)
+    when ``expected`` is given and ``target`` is in another stage. A decision to promote
+    a version seen in shadow must not promote it once an operator has retired it
+    meanwhile ("never serve it"): nor open an approval request that would."""
+    if expected is None or target.stage == expected:
+        return
+    raise ConflictError(
+        f"model {target.model!r} version {target.version} is {target.stage}, not "
+        f"{expected} as expected: its stage changed since the promotion was decided, "
+        "and it was not promoted",
+        code="stage_changed",
+    )
+
+
+def _set_stage_row(conn: Connection, model: str, version: int, stage: str, now: Any) -> None:
+    conn.execute(
+        update(model_versions)
+        .where(model_versions.c.model == model, model_versions.c.version == version)
+        .values(stage=stage, stage_changed_at=now)
+    )
