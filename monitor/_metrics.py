@@ -163,8 +163,9 @@ class ServingMetrics:
         )
         self.session_memory = Gauge(
             "tunewatch_session_memory_bytes",
-            "Resident memory an onnxruntime session of the version takes, measured in a "
-            "process of its own when the version was registered (the figure the promotion "
+            "Resident memory a fresh process grows by when it starts onnxruntime and opens "
+            "a session of the version (onnxruntime's one-time start-up, about 9 MiB here, "
+            "included), measured when the version was registered (the figure the promotion "
             "guardrails and serving-cost ceilings read), per version in service.",
             ["model", "version", "hyperparameter_set"],
             registry=r,
