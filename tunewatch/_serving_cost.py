@@ -1,6 +1,10 @@
 """Serving-cost ceilings for a re-tuning job, from production telemetry: what each served
 hyperparameter set costs (p99 latency over the last day, session memory), and what the
-promotion guardrails would accept next to the champion."""
+promotion guardrails would accept next to the champion.
+
+The plan says which estimator families the telemetry does not screen (none served, or
+too few to fit a size curve): a family with no served configuration used to be
+predicted to cost nothing, and the plan claimed every configuration was screened."""
 
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from retune.warmstart import (
     CostPredictor,
     CostSample,
     WarmStartPlan,
-    nearest_cost_predictor,
+    family_cost_predictor,
 )
 from tunewatch._config import ModelConfig
 from tunewatch.store import Store, VersionRow
@@ -28,11 +32,12 @@ def serving_cost(
     champion: VersionRow | None,
     space: Any,
     until: datetime,
-) -> tuple[CostPredictor | None, CostCeiling | None]:
-    """The predictor (the nearest served configuration of the same estimator family) and the
-    ceilings, or ``(None, None)`` when nothing was served long enough or no guardrail
-    sets a limit. Configurations predicted over the ceilings are not trained: they
-    could not be promoted."""
+) -> tuple[CostPredictor | None, CostCeiling | None, tuple[str, ...]]:
+    """The predictor (from the served configurations of the same estimator family, see
+    :func:`retune.warmstart.family_cost_predictor`) and the ceilings, or ``(None, None)``
+    when nothing was served long enough or no guardrail sets a limit, with the predictor's
+    notes: the families it does not screen. Configurations predicted over the ceilings
+    are not trained: they could not be promoted."""
     guard = cfg.comparison.guardrails
     latencies = store.latencies(model, since=until - timedelta(days=1))
     samples, p99 = [], {}
@@ -57,21 +62,27 @@ def serving_cost(
     max_latency = min((v for v in latency if v is not None), default=None)
     max_memory = min((v for v in memory if v is not None), default=None)
     if not samples or (max_latency is None and max_memory is None):
-        return None, None
+        return None, None, ()
+    predictor = family_cost_predictor(samples, space)
     ceiling = CostCeiling(max_latency_p99_s=max_latency, max_memory_bytes=max_memory)
-    return nearest_cost_predictor(samples, space), ceiling
+    return predictor, ceiling, predictor.notes()
 
 
-def with_ceiling(plan: WarmStartPlan | None, ceiling: CostCeiling) -> WarmStartPlan:
-    note = (
-        f"reject configurations predicted (nearest served configuration) over p99 "
-        f"{ceiling.max_latency_p99_s}s or {ceiling.max_memory_bytes} B"
+def with_ceiling(
+    plan: WarmStartPlan | None, ceiling: CostCeiling, notes: tuple[str, ...] = ()
+) -> WarmStartPlan:
+    """``plan`` with the serving-cost ceilings, its notes saying what they reject and
+    ``notes``: the families the predictor does not screen."""
+    notes = (
+        f"reject configurations predicted (from served configurations of their family) "
+        f"over p99 {ceiling.max_latency_p99_s}s or {ceiling.max_memory_bytes} B",
+        *notes,
     )
     if plan is None:
-        return WarmStartPlan(strategies=("cost_constraint",), cost=ceiling, notes=(note,))
+        return WarmStartPlan(strategies=("cost_constraint",), cost=ceiling, notes=notes)
     return dataclasses.replace(
         plan,
         strategies=(*plan.strategies, "cost_constraint"),
         cost=ceiling,
-        notes=(*plan.notes, note),
+        notes=(*plan.notes, *notes),
     )

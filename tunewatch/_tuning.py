@@ -308,11 +308,11 @@ class TuningJobRunner:
             space=space,
             objective=objective,
         )
-        predictor, ceiling = serving_cost(
+        predictor, ceiling, unscreened = serving_cost(
             self.store, model.name, cfg, self._parent(model, job), space, job.created_at
         )
         if ceiling is not None:
-            plan = with_ceiling(plan, ceiling)
+            plan = with_ceiling(plan, ceiling, unscreened)
         study = study_name(job)
         storage = self.config.tuning_storage_url
         self.store.update_job_progress(

@@ -13,7 +13,7 @@ from retune.warmstart._base import (
 )
 from retune.warmstart._combined import Combined
 from retune.warmstart._cost_constraint import CostConstraint, CostPredictor
-from retune.warmstart._cost_model import CostSample, nearest_cost_predictor
+from retune.warmstart._cost_model import CostSample, family_cost_predictor
 from retune.warmstart._enqueue_top_k import EnqueueTopK
 from retune.warmstart._explore_share import ExploreShare
 from retune.warmstart._freeze_unimportant import FreezeUnimportant
@@ -35,5 +35,5 @@ __all__ = [
     "NumericBound",
     "WarmStartPlan",
     "WarmStartStrategy",
-    "nearest_cost_predictor",
+    "family_cost_predictor",
 ]

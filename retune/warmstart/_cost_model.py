@@ -1,5 +1,31 @@
-"""A serving-cost predictor learned from measured configurations: a configuration costs
-what the nearest measured one of the same estimator family costs."""
+"""A serving-cost predictor learned from measured configurations, per estimator family,
+that predicts only what the measurements show.
+
+It used to answer with the nearest measured configuration of the family, whatever its
+size, and with ``(0, 0)`` for a family with none measured. One served gradient boosting
+of 200 trees x depth 5 (p99 1.82 ms against a 221 us ceiling) then rejected every
+gradient boosting, 10 trees x depth 1 too (bare p99 0.65-1.2 x the logistic champion's,
+a 2 KiB file); a random forest of 200 x depth 12 (bare p99 3-4 x the champion's, 4.4 MiB)
+was predicted to cost nothing and accepted. Now:
+
+* a configuration at least as big as a measured one (every size parameter of
+  :data:`SIZE_PARAMETERS` as large, or as small where smaller is bigger) costs at least
+  what that one cost: that alone may reject, from one sample;
+* a configuration no bigger than a measured one costs at most what that one cost: one
+  that passed the ceilings vouches for every configuration no bigger than it;
+* with at least :data:`MIN_SAMPLES_TO_FIT` measured configurations of the family (of
+  at least two sizes) the cost is fitted as a power of a size proxy (trees x depth for
+  latency, trees x 2**depth for memory), exponent clamped to [0, 1], then held within
+  the two bounds above;
+* anything else gets no prediction: ``nan``, which no ceiling rejects (the study's
+  ``CostPredictor`` answers two floats; ``nan`` is the one that says "unknown"), and
+  :meth:`FamilyCostPredictor.notes` says which families are not, or only partly,
+  screened.
+
+``monitor.ServingCostModel`` (a ridge on log hyperparameters) is not used: it fits all
+families together with a one-hot family, so it predicts a family with no telemetry, and
+nothing holds its predictions monotone in size.
+"""
 
 from __future__ import annotations
 
@@ -8,62 +34,154 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from retune._errors import SearchSpaceError
 from retune.space import SearchSpace
-from retune.space._params import FloatParam, IntParam
-from retune.space._vocabulary import _resolve
-from retune.warmstart._cost_constraint import CostPredictor
+from retune.space._params import CategoricalParam
+from retune.space._vocabulary import DEFAULTS, _resolve
+
+#: A fit has two parameters (level and exponent): two samples fit any pair exactly, so a
+#: day's p99 noise becomes the exponent; the third is the first that can contradict it.
+MIN_SAMPLES_TO_FIT = 3
+
+_TREES = (("gb_n_estimators", 1), ("gb_max_depth", 1))
+_FOREST = (("forest_n_estimators", 1), ("forest_max_depth", 1), ("forest_min_samples_leaf", -1))
+#: Per family, the parameters that make a served pipeline bigger (+1) or smaller (-1);
+#: a family not named (logistic, ridge) has one size whatever its parameters.
+SIZE_PARAMETERS: dict[str, tuple[tuple[str, int], ...]] = {
+    "gradient_boosting": _TREES,
+    "gradient_boosting_regressor": _TREES,
+    "random_forest": _FOREST,
+    "extra_trees": _FOREST,
+    "random_forest_regressor": _FOREST,
+    "extra_trees_regressor": _FOREST,
+}
 
 
 @dataclass(frozen=True, kw_only=True)
 class CostSample:
-    """One configuration as measured in production (a served version)."""
+    """One configuration as measured in production (a served version); a memory of 0
+    is one not measured."""
 
     params: Mapping[str, Any]
     latency_p99_s: float
     memory_bytes: float
 
 
-def nearest_cost_predictor(samples: Sequence[CostSample], space: SearchSpace) -> CostPredictor:
-    """``predict(params) -> (latency_p99_s, memory_bytes)`` of the nearest sample of the
-    same estimator family as ``params``.
+@dataclass(frozen=True)
+class _Measured:
+    pipeline: dict[str, Any]
+    costs: tuple[float, float]  # latency, memory; nan when not measured
+
+
+class FamilyCostPredictor:
+    """``predict(params) -> (latency_p99_s, memory_bytes)``, ``nan`` where the samples
+    of the family say nothing (see the module)."""
+
+    def __init__(self, samples: Sequence[CostSample], families: Sequence[str]) -> None:
+        self._families = tuple(families)
+        self._by_family: dict[str, list[_Measured]] = {}
+        for s in samples:
+            resolved = _pipeline_of(s.params)
+            if resolved is None:  # no hyperparameters, or ones the pipelines do not know
+                continue
+            costs = (_measured(s.latency_p99_s), _measured(s.memory_bytes))
+            self._by_family.setdefault(resolved["estimator"], []).append(_Measured(resolved, costs))
+
+    def __call__(self, params: Mapping[str, Any]) -> tuple[float, float]:
+        wanted = _pipeline_of(params)
+        measured = [] if wanted is None else self._by_family.get(wanted["estimator"], [])
+        if wanted is None or not measured:
+            return math.nan, math.nan
+        latency = self._predict(wanted, measured, 0)
+        memory = self._predict(wanted, measured, 1)
+        return latency, memory
+
+    def notes(self) -> tuple[str, ...]:
+        """What the plan says about families this predictor does not fully screen."""
+        out = [
+            f"no serving-cost telemetry for family {f}: not screened"
+            for f in self._families
+            if f not in self._by_family
+        ]
+        for family, measured in self._by_family.items():
+            if len(measured) < MIN_SAMPLES_TO_FIT and SIZE_PARAMETERS.get(family):
+                n = len(measured)
+                out.append(
+                    f"family {family}: {n} served configuration{'s' if n > 1 else ''}, too "
+                    f"few (< {MIN_SAMPLES_TO_FIT}) to fit how its cost grows with its size: "
+                    "only configurations at least as big as a served one are screened"
+                )
+        return tuple(out)
+
+    def _predict(self, wanted: dict[str, Any], measured: list[_Measured], i: int) -> float:
+        family = wanted["estimator"]
+        known = [m for m in measured if not math.isnan(m.costs[i])]
+        at_least = max(
+            (m.costs[i] for m in known if _covers(family, wanted, m.pipeline)), default=-math.inf
+        )
+        at_most = min(
+            (m.costs[i] for m in known if _covers(family, m.pipeline, wanted)), default=math.inf
+        )
+        fitted = _fit(family, known, wanted, i)
+        value = max(fitted, at_least) if not math.isnan(fitted) else at_least
+        value = min(value, at_most)  # a passing one no smaller vouches for it
+        return value if math.isfinite(value) else math.nan
+
+
+def family_cost_predictor(samples: Sequence[CostSample], space: SearchSpace) -> FamilyCostPredictor:
+    """The predictor for ``samples`` (the served configurations); ``space`` names the
+    families a study may sample, which :meth:`FamilyCostPredictor.notes` reports on.
 
     Both sides are read as the pipelines they build, defaults filled in (a served version
-    may name only the hyperparameters it set). The distance runs over every other
-    parameter: a numeric one the space declares counts its difference as a share of its
-    range (on a log scale where it is log-uniform), any other one 1 when it differs (a
-    selector, a scaler, a value the space does not tune). A sample without
-    hyperparameters, or with ones the pipelines do not know, says nothing about any
-    family and is left out. With no sample of the family nothing is known: ``(0, 0)``,
-    which no ceiling rejects."""
-    numeric = {
-        name: decl
-        for name, decl in space.declarations().items()
-        if isinstance(decl, IntParam | FloatParam)
-    }
-    kept = [(resolved, s) for s in samples if (resolved := _pipeline_of(s.params)) is not None]
+    may name only the hyperparameters it set). A sample without hyperparameters, or with
+    ones the pipelines do not know, says nothing about any family and is left out."""
+    decl = space.declarations().get("estimator")
+    if isinstance(decl, CategoricalParam):
+        families = [str(c) for c in decl.choices]
+    else:
+        families = [str(DEFAULTS["estimator"])]
+    return FamilyCostPredictor(samples, families)
 
-    def predict(params: Mapping[str, Any]) -> tuple[float, float]:
-        wanted = _pipeline_of(params)
-        if wanted is None:
-            return 0.0, 0.0
-        best: CostSample | None = None
-        best_distance = math.inf
-        for resolved, sample in kept:
-            if resolved["estimator"] != wanted["estimator"]:
-                continue
-            distance = sum(
-                _gap(numeric.get(name), value, resolved[name]) ** 2
-                for name, value in wanted.items()
-                if name != "estimator"
-            )
-            if distance < best_distance:
-                best, best_distance = sample, distance
-        if best is None:
-            return 0.0, 0.0
-        return best.latency_p99_s, best.memory_bytes
 
-    return predict
+def _measured(value: float) -> float:
+    return float(value) if math.isfinite(value) and value > 0 else math.nan
+
+
+def _covers(family: str, big: Mapping[str, Any], small: Mapping[str, Any]) -> bool:
+    """Whether ``big`` is at least as big as ``small`` in every size parameter."""
+    return all(
+        sign * (float(big[name]) - float(small[name])) >= 0
+        for name, sign in SIZE_PARAMETERS.get(family, ())
+    )
+
+
+def _proxy(family: str, p: Mapping[str, Any], i: int) -> float:
+    """Latency (``i == 0``) follows the nodes a row visits, trees x depth; memory
+    (``i == 1``) the nodes stored, trees x 2**depth (fewer with bigger leaves)."""
+    if family.startswith("gradient_boosting"):
+        trees, depth, leaf = p["gb_n_estimators"], p["gb_max_depth"], 1
+    elif family in SIZE_PARAMETERS:
+        trees, depth = p["forest_n_estimators"], p["forest_max_depth"]
+        leaf = p["forest_min_samples_leaf"]
+    else:
+        return 1.0
+    return float(trees * depth) if i == 0 else float(trees) * 2.0 ** float(depth) / float(leaf)
+
+
+def _fit(family: str, known: list[_Measured], wanted: Mapping[str, Any], i: int) -> float:
+    """cost = level x proxy**exponent fitted on log-log, exponent in [0, 1]; ``nan``
+    with fewer than :data:`MIN_SAMPLES_TO_FIT` samples or a single size among them."""
+    if len(known) < MIN_SAMPLES_TO_FIT:
+        return math.nan
+    x = np.log([_proxy(family, m.pipeline, i) for m in known])
+    y = np.log([m.costs[i] for m in known])
+    if np.ptp(x) == 0:
+        return math.nan
+    slope = float(np.clip(np.cov(x, y, bias=True)[0, 1] / np.var(x), 0.0, 1.0))
+    level = float(y.mean() - slope * x.mean())
+    return math.exp(level + slope * math.log(_proxy(family, wanted, i)))
 
 
 def _pipeline_of(params: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -75,15 +193,3 @@ def _pipeline_of(params: Mapping[str, Any]) -> dict[str, Any] | None:
         return _resolve(params)
     except SearchSpaceError:
         return None
-
-
-def _gap(decl: IntParam | FloatParam | None, a: Any, b: Any) -> float:
-    """|a - b| as a share of the declared range; 0 or 1 (equal or not) for a value the
-    space does not declare as a number."""
-    if a == b:
-        return 0.0
-    if decl is None or not isinstance(a, int | float) or not isinstance(b, int | float):
-        return 1.0
-    if decl.log and a > 0 and b > 0:
-        return abs(math.log(a) - math.log(b)) / (math.log(decl.high) - math.log(decl.low))
-    return abs(a - b) / (decl.high - decl.low)

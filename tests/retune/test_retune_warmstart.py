@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -273,8 +274,12 @@ def test_learned_box_boxes_a_losing_branch_around_its_own_best() -> None:
     assert any("gb_n_estimators" in note for note in plan.notes)
 
 
-def test_the_cost_predictor_answers_with_the_nearest_measured_configuration_of_its_branch() -> None:
-    from retune.warmstart import CostSample, nearest_cost_predictor
+def test_the_cost_predictor_answers_only_what_measured_configurations_of_its_family_show() -> None:
+    """It answered with the nearest measured configuration whatever its size, and with
+    ``(0, 0)`` for a family with none: now a configuration at least as big as a measured
+    one costs at least that, a smaller one (two samples fit no size curve) and another
+    family get no prediction (``nan``, which no ceiling rejects)."""
+    from retune.warmstart import CostSample, family_cost_predictor
 
     samples = [
         CostSample(
@@ -291,12 +296,14 @@ def test_the_cost_predictor_answers_with_the_nearest_measured_configuration_of_i
             memory_bytes=5e6,
         ),
     ]
-    predict = nearest_cost_predictor(samples, small_space())
+    predict = family_cost_predictor(samples, small_space())
     gb = {"scaler": "none", "estimator": "gradient_boosting", "gb_n_estimators": 20}
     assert predict({**gb, "gb_max_depth": 3}) == (9e-3, 5e6)
-    assert predict({**gb, "gb_n_estimators": 5, "gb_max_depth": 1}) == (2e-3, 1e6)
+    assert predict({**gb, "gb_n_estimators": 15, "gb_max_depth": 1}) == (2e-3, 1e6)
+    assert all(map(math.isnan, predict({**gb, "gb_n_estimators": 5, "gb_max_depth": 1})))
     assert predict({"scaler": "standard", "estimator": "logistic", "C": 0.01}) == (1e-4, 1e5)
-    assert nearest_cost_predictor(samples[:1], small_space())({**gb, "gb_max_depth": 3}) == (0, 0)
+    alone = family_cost_predictor(samples[:1], small_space())({**gb, "gb_max_depth": 3})
+    assert all(map(math.isnan, alone))
 
 
 _SLOW_FOREST = {
@@ -323,31 +330,33 @@ def _tabular_space() -> SearchSpace:
 def test_the_cost_predictor_matches_the_estimator_family_not_every_branch() -> None:
     """A too-slow forest sampled with another selector (or imputer, scaler …) than the
     served one matched no sample, was predicted to cost nothing and was trained."""
-    from retune.warmstart import CostCeiling, CostSample, nearest_cost_predictor
+    from retune.warmstart import CostCeiling, CostSample, family_cost_predictor
 
     served = CostSample(params=_SLOW_FOREST, latency_p99_s=0.5, memory_bytes=1e6)
-    predict = nearest_cost_predictor([served], _tabular_space())
+    predict = family_cost_predictor([served], _tabular_space())
     ceiling = CostCeiling(max_latency_p99_s=0.005)
     assert ceiling.violation(*predict(_SLOW_FOREST)) is not None
     other_branches = {**_SLOW_FOREST, "selector": "k_best", "select_k": 20, "scaler": "robust"}
     assert predict(other_branches) == (0.5, 1e6)
     logistic = {**_SLOW_FOREST, "estimator": "logistic", "C": 1.0}
-    assert predict(logistic) == (0.0, 0.0)  # another family: nothing known
+    assert all(map(math.isnan, predict(logistic)))  # another family: nothing known
 
 
 def test_the_cost_predictor_reads_a_served_configuration_with_its_defaults_filled() -> None:
     """An operator-registered version names only the hyperparameters it set; compared on
     raw keys it never matched the same pipeline sampled from the space."""
-    from retune.warmstart import CostSample, nearest_cost_predictor
+    from retune.warmstart import CostSample, family_cost_predictor
 
     served = {"estimator": "random_forest", "forest_n_estimators": 200, "forest_max_depth": 12}
     samples = [CostSample(params=served, latency_p99_s=0.5, memory_bytes=1e6)]
-    predict = nearest_cost_predictor(samples, _tabular_space())
+    predict = family_cost_predictor(samples, _tabular_space())
     assert predict(_SLOW_FOREST) == (0.5, 1e6)
 
 
-def test_the_cost_predictor_prefers_the_sample_nearest_in_the_other_parameters() -> None:
-    from retune.warmstart import CostSample, nearest_cost_predictor
+def test_a_measured_configuration_vouches_for_no_bigger_ones_of_its_family() -> None:
+    """Two forests of one size, served slow and fast (another selector): the fast one
+    vouches for that size; a smaller forest is not predicted from two samples."""
+    from retune.warmstart import CostSample, family_cost_predictor
 
     fast_k_best = {**_SLOW_FOREST, "selector": "k_best", "select_k": 5}
     samples = [
@@ -358,10 +367,12 @@ def test_the_cost_predictor_prefers_the_sample_nearest_in_the_other_parameters()
         # a vocabulary the space's pipelines do not speak
         CostSample(params={"num_leaves": 31}, latency_p99_s=9.0, memory_bytes=9e9),
     ]
-    predict = nearest_cost_predictor(samples, _tabular_space())
+    predict = family_cost_predictor(samples, _tabular_space())
     assert predict({**fast_k_best, "select_k": 6}) == (1e-3, 1e5)
-    assert predict({**_SLOW_FOREST, "forest_max_depth": 11}) == (0.5, 1e6)
-    assert predict({**_SLOW_FOREST, "estimator": "logistic", "C": 1.0}) == (0.0, 0.0)
+    assert predict(_SLOW_FOREST) == (1e-3, 1e5)
+    assert predict({**_SLOW_FOREST, "forest_n_estimators": 220}) == (0.5, 1e6)
+    assert all(map(math.isnan, predict({**_SLOW_FOREST, "forest_max_depth": 11})))
+    assert all(map(math.isnan, predict({**_SLOW_FOREST, "estimator": "logistic", "C": 1.0})))
 
 
 def _history_before_a_step_was_added() -> tuple[History, SearchSpace]:

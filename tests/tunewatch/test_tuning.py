@@ -710,12 +710,14 @@ def test_a_second_job_does_not_train_on_the_first_job_s_traffic_twice(daemon: Da
 
 def _slow_gradient_boosting_served(daemon: Daemon, trained: list[ExampleModel]) -> None:
     """A gradient-boosting version, v2, served 50 latencies of 50 ms: far past the
-    guardrails' 1.2 x the logistic champion's p99."""
-    gbm = {"scaler": "none", "estimator": "gradient_boosting", "gb_n_estimators": 20}
+    guardrails' 1.2 x the logistic champion's p99. It is the space's smallest (10 trees x
+    depth 1): every gradient boosting the space holds is at least as big, so costs at
+    least as much (one sample says nothing of smaller ones)."""
+    gbm = {"scaler": "none", "estimator": "gradient_boosting", "gb_n_estimators": 10}
     v2 = daemon.registry.register(
         MODEL,
         trained[1].onnx,
-        dataclasses.replace(trained[1].metadata, hyperparameters={**gbm, "gb_max_depth": 2}),
+        dataclasses.replace(trained[1].metadata, hyperparameters={**gbm, "gb_max_depth": 1}),
         actor="t",
     )
     daemon.store.write_records(
@@ -745,6 +747,27 @@ def test_configurations_predicted_too_slow_to_promote_are_not_trained(
     assert plan["cost"]["max_latency_p99_s"] == pytest.approx(1.2e-4)
     assert version.details["n_cost_rejected"] > 0
     assert version.hyperparameters["estimator"] == "logistic"
+    assert (
+        "family gradient_boosting: 1 served configuration, too few (< 3) to fit how its cost "
+        "grows with its size: only configurations at least as big as a served one are screened"
+    ) in plan["notes"]
+
+
+def test_a_family_with_no_serving_telemetry_is_not_screened_and_the_plan_says_so(
+    daemon: Daemon,
+) -> None:
+    """Only the logistic champion was served: gradient boosting, a family with no
+    telemetry, was predicted to cost nothing (``(0, 0)``) and the plan claimed every
+    configuration screened. Now it is not predicted, not rejected, and the plan says so."""
+    outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
+    assert outcome.job_id is not None
+    job = _runner(daemon).run(outcome.job_id)
+    assert job.status == "succeeded", job.error
+    version = daemon.store.get_version(MODEL, 2)
+    plan = version.details["warm_start_plan"]
+    assert plan["strategies"] == ["cost_constraint"]
+    assert "no serving-cost telemetry for family gradient_boosting: not screened" in plan["notes"]
+    assert version.details["n_cost_rejected"] == 0
 
 
 def test_job_progress_and_the_jobs_list_count_cost_rejections_apart(
