@@ -40,12 +40,19 @@ class ShadowResult(NamedTuple):
 
 
 def score(job: ShadowJob, loaded: LoadedVersion) -> ShadowResult:
-    """Score ``job`` with one challenger; exceptions become an error result."""
-    start = time.perf_counter()
+    """Score ``job`` with one challenger; exceptions become an error result.
+
+    The latency is the model's run alone, as the champion's on the request path
+    (``tunewatch._runtime``): it also covered the cast, the output check and the primary
+    output, and the latency ratio guardrail read the same artefact as champion and as
+    shadow at p99 10 against 14 µs in one thread (1.42x), before any queueing."""
+    latency: float | None = None
     try:
         model = loaded.model
         x = cast_rows(job.x, model.signature.input.dtype, model.signature.input.name)
+        start = time.perf_counter()
         outputs = model.run(x)
+        latency = time.perf_counter() - start
         name = model.signature.primary_output
         check_output(outputs[name], name)  # recorded as float32
         values = model.primary(outputs)
@@ -56,7 +63,6 @@ def score(job: ShadowJob, loaded: LoadedVersion) -> ShadowResult:
                 code="output_shape_mismatch",
             )
     except Exception as exc:  # job boundary: record, log with traceback, carry on
-        latency = time.perf_counter() - start
         logger.exception(
             "shadow scoring failed: model=%s version=%d request=%s",
             job.model,
@@ -66,9 +72,7 @@ def score(job: ShadowJob, loaded: LoadedVersion) -> ShadowResult:
         return ShadowResult(
             job.model, job.request_id, loaded.version, None, latency, f"{type(exc).__name__}: {exc}"
         )
-    return ShadowResult(
-        job.model, job.request_id, loaded.version, values, time.perf_counter() - start
-    )
+    return ShadowResult(job.model, job.request_id, loaded.version, values, latency)
 
 
 def score_many(jobs: Sequence[ShadowJob], loaded: LoadedVersion) -> list[ShadowResult]:

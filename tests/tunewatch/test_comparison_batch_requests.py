@@ -24,11 +24,15 @@ from tests.tunewatch.test_comparison_loop import (
 from tunewatch import _governance as governance
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
-from tunewatch.comparison import ComparisonResult, ComparisonRunner
+from tunewatch.comparison import ComparisonResult, ComparisonRunner, GuardrailSettings
 from tunewatch.store import LabelItem, OutputRecord, RequestRecord, Store
 
 ROWS = 100  # rows per request
 MIN_N = 20  # the burn-in, in requests
+# The latency ratio is replayed on the recorded requests, batches of 100 rows
+# here, where the example gradient boosting runs ~7x the logistic model: off, as these
+# tests are about what a look counts.
+NO_RATIO = GuardrailSettings(max_memory_ratio=100.0, max_latency_p99_ratio=None)
 
 
 @pytest.fixture
@@ -85,7 +89,7 @@ def test_a_paired_look_counts_batch_requests_and_decides_only_after_min_n_of_the
     requests a run: each look's ``n`` is the requests consumed so far, and none decides
     before ``min_n`` requests (rows counted, the first look had n = 400)."""
     t = traffic(trained, 40 * ROWS, seed=13)
-    loop = runner(daemon, min_n=MIN_N, planned_n=100)
+    loop = runner(daemon, min_n=MIN_N, planned_n=100, guardrails=NO_RATIO)
     roles = {1: "champion", 2: "challenger"}
     answers = {1: t.logistic, 2: oracle(t.x)}
     looks = []
@@ -112,7 +116,7 @@ def test_the_paired_watch_counts_batch_requests_to_its_end(
     t = traffic(trained, 40 * ROWS, seed=17)
     outcome = governance.promote(daemon.store, daemon.config, MODEL, 2, actor="test", reason="v2")
     assert outcome.status == "promoted"
-    loop = runner(daemon, min_n=MIN_N, rollback={"watch_requests": MIN_N})
+    loop = runner(daemon, min_n=MIN_N, rollback={"watch_requests": MIN_N}, guardrails=NO_RATIO)
     first_run = _kind(loop, "rollback_watch")
     assert first_run is not None and first_run.action == "none"
     assert daemon.store.get_version(MODEL, 1).stage == "shadow"  # kept to pair with
@@ -155,7 +159,7 @@ def test_the_unpaired_watch_baseline_counts_batch_requests(
     hold (rows counted, 1,000 rows passed it)."""
     t = traffic(trained, 10 * ROWS, seed=19)
     _promote_after_batches(daemon, t, 10)
-    loop = runner(daemon, rollback={"paired": False, "min_n": MIN_N})
+    loop = runner(daemon, rollback={"paired": False, "min_n": MIN_N}, guardrails=NO_RATIO)
     watch = _kind(loop, "rollback_watch")
     assert watch is not None and watch.action == "closed"
     assert watch.detail == (
@@ -171,7 +175,7 @@ def test_the_unpaired_watch_counts_batch_requests(
     are compared per row, with a variance over requests."""
     t = traffic(trained, 60 * ROWS, seed=23)
     _promote_after_batches(daemon, t, 30)
-    loop = runner(daemon, rollback={"paired": False, "min_n": MIN_N})
+    loop = runner(daemon, rollback={"paired": False, "min_n": MIN_N}, guardrails=NO_RATIO)
     seen = []
     for first in range(30, 50, 5):
         write_batches(daemon.store, range(first, first + 5), t, {2: t.gbm}, {2: "champion"})

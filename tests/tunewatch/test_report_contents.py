@@ -272,11 +272,12 @@ def test_a_version_tuned_before_spaces_were_stored_keeps_the_file_row(
 def test_a_promoted_version_s_report_shows_its_guardrail_outcome_and_notes(
     daemon: Daemon, trained: list[ExampleModel]
 ) -> None:
-    """The guardrails stored with challenger_better (here: passed, the latency ratio not
-    checked against a mirrored champion) were dropped from the report's evidence."""
+    """The guardrails stored with challenger_better (here: passed, with the latency ratio
+    a replay measured against the mirrored champion's artefact) were dropped from the
+    report's evidence."""
     _promote_v2_by_a_paired_test(daemon, trained)
     row = _evidence_row(daemon, 2, "challenger_better")
-    assert "guardrails=passed (notes: champion scored elsewhere: latency ratio not checked" in row
+    assert "guardrails=passed (notes: latency ratio by replay: v2 p99 " in row
 
 
 def test_the_report_of_a_replaced_champion_names_its_successor_who_and_why(

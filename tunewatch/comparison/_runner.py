@@ -277,7 +277,8 @@ class ComparisonRunner:
     def summary(self, model: str) -> list[ChallengerSummary]:
         """The tests of the current champion (and the newest rollback watch) with their
         latest look, the newest split check (:meth:`split_check`) and guardrails: an open
-        test's as they stand now, a decided test's as recorded when it was acted on
+        test's as they stand now (the latency ratio, decided on a replay, not checked), a
+        decided test's as recorded when it was acted on
         (:class:`RecordedGuardrails`; None when none was).
 
         A decided test's guardrails are not checked again: each check reads up to
@@ -303,7 +304,9 @@ class ComparisonRunner:
         for test in tests:
             guard = recorded.of(test)
             if champion is not None and test.kind != "rollback_watch" and test.status == "open":
-                guard = self.guardrails(model, champion, test.challenger_version, settings)
+                guard = self._decisions.guardrails(
+                    model, champion, test.challenger_version, settings, replay=False
+                )
             out.append(ChallengerSummary(test, self.comparisons.latest_look(test.id), guard, split))
         return out
 

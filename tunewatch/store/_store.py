@@ -709,12 +709,14 @@ class Store:
         versions: Sequence[int] | None = None,
         newest: int | None = None,
         aligned_to: int | None = None,
+        roles: Mapping[int, str] | None = None,
     ) -> dict[int, np.ndarray]:
         """Recorded single-request latencies (seconds) per version since ``since``; of
         ``versions`` only when given, and with ``newest`` only that many per version, the
         newest (a bounded read; ``newest`` needs ``versions``). With ``aligned_to`` (one
         of ``versions``) the others' are read over the period of its newest instead,
-        weighted alike in time and at most as many."""
+        weighted alike in time and at most as many. With ``roles`` a version it names is
+        read in that role only (``{1: "champion"}``)."""
         with self._read("latencies") as conn:
             return _windows.read_latencies(
                 conn,
@@ -723,6 +725,7 @@ class Store:
                 versions=versions,
                 newest=newest,
                 aligned_to=aligned_to,
+                roles=roles,
             )
 
     # -- governance -----------------------------------------------------------------------

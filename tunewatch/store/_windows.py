@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -200,6 +200,7 @@ def read_latencies(
     versions: Sequence[int] | None = None,
     newest: int | None = None,
     aligned_to: int | None = None,
+    roles: Mapping[int, str] | None = None,
 ) -> dict[int, np.ndarray]:
     """Recorded single-request latencies (seconds) per version since ``since``; of
     ``versions`` only when given, else of the model's registered versions. Read by one
@@ -211,7 +212,11 @@ def read_latencies(
     With ``aligned_to`` (one of ``versions``; needs ``newest``) that version's newest
     ``newest`` are read, and the other versions' over the same period, weighted alike in
     time (see ``_read_aligned``), at most as many: a load that changed over time does not
-    read as a difference between versions that answer at different rates."""
+    read as a difference between versions that answer at different rates.
+
+    With ``roles`` a version it names is read in that role only (``"champion"``,
+    ``"challenger"``): a version promoted after it shadowed answered in both, and its
+    read as the champion mixed its shadow-time latencies in."""
     where = [outputs.c.model == model, outputs.c.latency_s.is_not(None)]
     if since is not None:
         where.append(outputs.c.created_at >= since)
@@ -228,7 +233,7 @@ def read_latencies(
         if newest < 1:
             raise InvalidValueError(f"`newest` must be at least 1, got {newest}")
         if aligned_to is not None:
-            return _read_aligned(conn, where, versions, aligned_to, newest)
+            return _read_aligned(conn, where, versions, aligned_to, newest, roles or {})
     if versions is None:  # a handful of rows: then each version seeks its own latencies
         versions = list(
             conn.execute(
@@ -239,7 +244,7 @@ def read_latencies(
         )
     out: dict[int, np.ndarray] = {}
     for version in dict.fromkeys(versions):
-        stmt = select(outputs.c.latency_s).where(*where, outputs.c.version == version)
+        stmt = select(outputs.c.latency_s).where(*where, *_of(version, roles or {}))
         if newest is not None:
             stmt = stmt.order_by(outputs.c.created_at.desc()).limit(newest)
         values = [float(v) for v in conn.execute(stmt).scalars()]
@@ -248,6 +253,12 @@ def read_latencies(
                 values[::-1] if newest is not None else values, dtype=np.float64
             )
     return out
+
+
+def _of(version: int, roles: Mapping[int, str]) -> list[ColumnElement[bool]]:
+    """A version's outputs, in its role when ``roles`` names one."""
+    role = roles.get(version)
+    return [outputs.c.version == version, *([outputs.c.role == role] if role else [])]
 
 
 # An aligned read cuts the aligned version's period into this many slices.
@@ -260,6 +271,7 @@ def _read_aligned(
     versions: Sequence[int],
     aligned_to: int,
     newest: int,
+    roles: Mapping[int, str],
 ) -> dict[int, np.ndarray]:
     """``aligned_to``'s newest ``newest`` latencies, and each other version's over the
     same period, weighted alike in time. The period begins after ``aligned_to``'s
@@ -268,11 +280,12 @@ def _read_aligned(
     at one; in each slice as many of another version's are read as ``aligned_to`` has
     there, its newest (so within a slice they cover its end), or all it has where it has
     fewer. One query per version, each of its branches walking an index back from a
-    slice's end: at most ``newest`` rows in all. Not in time order."""
+    slice's end: at most ``newest`` rows in all. Not in time order. A version ``roles``
+    names is read in that role only, the aligned one too."""
     rows = list(
         conn.execute(
             select(outputs.c.created_at, outputs.c.latency_s)
-            .where(*where, outputs.c.version == aligned_to)
+            .where(*where, *_of(aligned_to, roles))
             .order_by(outputs.c.created_at.desc())
             .limit(newest + 1)
         )
@@ -291,7 +304,7 @@ def _read_aligned(
             first, last = int(part[0]), int(part[-1])
             stmt = (
                 select(outputs.c.latency_s)
-                .where(*where, outputs.c.version == version)
+                .where(*where, *_of(version, roles))
                 .where(outputs.c.created_at <= moments[last])
                 .order_by(outputs.c.created_at.desc())
                 .limit(len(part))
