@@ -14,6 +14,16 @@ used (:mod:`tunewatch._bundle_archive`). Imported versions go through the same r
 any other (the sandboxed candidate check, the model's task, features and regulated flag),
 so a bundle cannot bring in what an upload could not; the whole bundle is checked before
 anything is registered (:mod:`tunewatch._bundle_import`).
+
+The manifest is covered by no hash of its own (each artefact's proves only that it matches
+the manifest): an edited one (``regulated: false``, hyperparameters relabelled) imported,
+exit 0, its champion served with no approver. What ties a bundle to its export is the
+SHA-256 of the whole file: the export records it in the source's audit log
+(``export_bundle``) and returns it (the CLI prints it), and an import given it
+(``sha256``, ``--sha256``) refuses any other file before reading it. An import into a
+model the target governs — regulated by its config or its store, or given safe ranges by
+its config — must be given it (:func:`sha256_required`): the bundle's own flag cannot
+decide, since a forger drops it.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ from tunewatch._bundle_archive import (
     MAX_SPACE_BYTES,
     BundleError,
     check_members,
+    is_sha256,
     open_archive,
     open_bundle,
     read_manifest,
@@ -54,7 +65,15 @@ from tunewatch._errors import NotFoundError
 from tunewatch._registry import DERIVED_DETAILS, Registry
 from tunewatch.store import MAX_MODEL_NAME, Store, VersionRow, valid_model_name
 
-__all__ = ["BundleError", "BundledConfig", "ImportedVersion", "export_bundle", "import_bundle"]
+__all__ = [
+    "BundleError",
+    "BundledConfig",
+    "ExportedBundle",
+    "ImportedVersion",
+    "export_bundle",
+    "import_bundle",
+    "sha256_required",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +93,15 @@ class BundledConfig:
     unbundled_split: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class ExportedBundle:
+    """What an export wrote: the versions, and the SHA-256 of the bundle file, as the
+    source's audit log records it (``export_bundle``) and an import checks it."""
+
+    versions: tuple[int, ...]
+    sha256: str
+
+
 logger = logging.getLogger(__name__)
 
 
@@ -85,9 +113,14 @@ def export_bundle(
     path: str | Path,
     *,
     versions: Sequence[int] | None = None,
-) -> list[int]:
+    actor: str = "tunewatch",
+) -> ExportedBundle:
     """Write ``model``'s ``versions`` (default: the champion) to the bundle at ``path``;
-    returns the versions written."""
+    returns the versions written and the bundle file's SHA-256.
+
+    The source's audit log records the export (``export_bundle``: ``actor``, the model,
+    the versions and the SHA-256), once the file is written and before it takes its place
+    at ``path``: a bundle whose export could not be recorded is not left there."""
     row = store.get_model(model)
     if versions and len(set(versions)) > MAX_BUNDLE_VERSIONS:  # an import would refuse it
         raise BundleError(
@@ -150,12 +183,36 @@ def export_bundle(
         "versions": entries,
     }
     target = Path(path)
-    _write_zip(target, json.dumps(manifest, indent=2, sort_keys=True), members)
-    logger.info("exported model=%s versions=%s to %s", model, [v.version for v in chosen], target)
-    return [v.version for v in chosen]
+    written = tuple(v.version for v in chosen)
+
+    def record(digest: str) -> None:
+        store.append_audit(
+            actor=actor,
+            action="export_bundle",
+            target=row.name,
+            details={
+                "bundle_sha256": digest,
+                "versions": list(written),
+                "exported_at": manifest["exported_at"],
+                "file": target.name,
+            },
+        )
+
+    text = json.dumps(manifest, indent=2, sort_keys=True)
+    digest = _write_zip(target, text, members, record=record)
+    logger.info(
+        "exported model=%s versions=%s to %s (sha256 %s)", model, list(written), target, digest
+    )
+    return ExportedBundle(written, digest)
 
 
-def _write_zip(target: Path, manifest: str, members: Mapping[str, Callable[[], bytes]]) -> None:
+def _write_zip(
+    target: Path,
+    manifest: str,
+    members: Mapping[str, Callable[[], bytes]],
+    *,
+    record: Callable[[str], None],
+) -> str:
     """Write the bundle beside ``target`` and rename it into place once it is on disk: a
     write that fails part-way (a full disk, an artefact that cannot be read) leaves
     whatever was at ``target`` as it was, and no partial file. A symlink at ``target`` is
@@ -166,7 +223,9 @@ def _write_zip(target: Path, manifest: str, members: Mapping[str, Callable[[], b
     stays private); a new bundle is the owner's only (0600), as the artefact store's own
     copies of the artefacts and reference snapshots it holds are. Each member's bytes are
     read (``members[name]()``) just before it is written and dropped once it is: the
-    export holds one artefact at a time, not the bundle."""
+    export holds one artefact at a time, not the bundle. The written file is read back and
+    hashed, and ``record`` called with its SHA-256 (returned) before the rename: should it
+    fail, the file goes, and nothing is at ``target`` that the source did not record."""
     if not target.name:  # "." or "/": no file to write, nor a name to write it beside
         raise BundleError(f"cannot write bundle {str(target)!r}: it names a directory")
     _refuse_non_regular(target, target)
@@ -190,7 +249,10 @@ def _write_zip(target: Path, manifest: str, members: Mapping[str, Callable[[], b
                     archive.writestr(name, read())
             f.flush()
             os.fsync(f.fileno())
+        with open(partial, "rb") as written:  # the bytes on disk, as an import hashes them
+            digest = sha256_file(written, target)
         _refuse_non_regular(target, final)  # again: the writing may have taken a while
+        record(digest)
         os.replace(partial, final)
         replaced = True
     except OSError as exc:
@@ -202,6 +264,7 @@ def _write_zip(target: Path, manifest: str, members: Mapping[str, Callable[[], b
                 partial.unlink(missing_ok=True)
             except OSError:
                 logger.exception("could not remove the partial bundle %s", partial)
+    return digest
 
 
 def _refuse_non_regular(target: Path, path: Path) -> None:
@@ -272,8 +335,14 @@ def import_bundle(
     max_artefact_bytes: int,
     name: str | None = None,
     check_space: Callable[[bytes], None] | None = None,
+    sha256: str | None = None,
 ) -> tuple[str, list[ImportedVersion], BundledConfig | None]:
     """Register the bundle's versions under ``name`` (default: the bundle's model name).
+
+    ``sha256``: the bundle file's SHA-256 as its export gave it (hex, either case); a file
+    of another is refused (``BundleError``) before anything in it is read. It must be given
+    for a model the target governs (:func:`sha256_required`), and the audit entry records
+    whether it was (``sha256_given``).
 
     Returns the model name, what became of each version, and the model's config from the
     bundle with its search space (for the operator to merge into the target's config file),
@@ -300,8 +369,16 @@ def import_bundle(
     the bundle holds one (the caller checks it can write it out). ``path`` must be a
     regular file: a device or a FIFO is refused (``BundleError``) before it is read.
     """
+    expected = None if sha256 is None else sha256.lower()
+    if expected is not None and not is_sha256(expected):
+        raise BundleError(f"`sha256` must be 64 hexadecimal digits, got {sha256!r:.80}")
     with open_bundle(path) as file:  # the file hashed is the file read
         digest = sha256_file(file, path)
+        if expected is not None and digest != expected:
+            raise BundleError(
+                f"bundle {str(path)!r} has SHA-256 {digest}, not {expected} (--sha256): not "
+                "the bundle exported, or altered since; nothing was imported"
+            )
         with open_archive(file, path) as archive:
             return _import_archive(
                 store,
@@ -313,7 +390,28 @@ def import_bundle(
                 max_artefact_bytes=max_artefact_bytes,
                 name=name,
                 check_space=check_space,
+                sha256_given=expected is not None,
             )
+
+
+def sha256_required(store: Store, config: Config, model: str) -> str | None:
+    """Why an import into ``model`` must be given the bundle's SHA-256 ("regulated by this
+    store's config"), or ``None`` where it need not: the target's own rules decide, the
+    model's config (``regulated``, ``safe_ranges``) and the store's regulated flag. The
+    bundle's flag cannot: a forger sets it false. A model the target neither regulates
+    nor gives safe ranges takes an unverified bundle, as it takes ``register --stage
+    champion`` from the same operator; the audit records that no digest was given."""
+    cfg = config.model(model)
+    if cfg is not None and cfg.regulated:
+        return "regulated by this store's config"
+    if cfg is not None and cfg.safe_ranges:
+        return "given safe ranges by this store's config"
+    try:
+        if store.get_model(model).regulated:
+            return "regulated in this store"
+    except NotFoundError:
+        pass  # not there yet: its config alone governs it
+    return None
 
 
 def _import_archive(
@@ -327,10 +425,10 @@ def _import_archive(
     max_artefact_bytes: int,
     name: str | None,
     check_space: Callable[[bytes], None] | None,
+    sha256_given: bool,
 ) -> tuple[str, list[ImportedVersion], BundledConfig | None]:
     """:func:`import_bundle`, from the open archive whose file hashes to ``digest``."""
     manifest = read_manifest(archive)
-    check_members(archive, manifest, max_artefact_bytes=max_artefact_bytes)
     source = manifest["model"]
     target = source["name"] if name is None else name  # "" is refused below
     if not valid_model_name(target):
@@ -338,6 +436,15 @@ def _import_archive(
             f"model name {target[:80]!r} must be 1 to {MAX_MODEL_NAME} printable characters, "
             "not a path and no space first or last"
         )
+    required = None if sha256_given else sha256_required(store, config, target)
+    if required is not None:  # before any member is read
+        raise BundleError(
+            f"model {target!r} is {required}: name the bundle's SHA-256 (--sha256, which "
+            "`tunewatch export` printed and recorded in the source's audit log) to import "
+            "into it; nothing was imported",
+            code="sha256_required",
+        )
+    check_members(archive, manifest, max_artefact_bytes=max_artefact_bytes)
     space = read_space(archive, manifest)  # checked like the artefacts, before any write
     if space is not None and check_space is not None:
         check_space(space)  # where the caller will write it: refused, nothing is imported
@@ -365,6 +472,7 @@ def _import_archive(
             planned,
             actor=actor,
             digest=digest,
+            sha256_given=sha256_given,
             max_artefact_bytes=max_artefact_bytes,
             renew=lease.renew,
         )

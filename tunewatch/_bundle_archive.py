@@ -2,7 +2,12 @@
 memory by the names the manifest gives, within size limits (each member's, as stored, and all
 of them together's), and checked against the SHA-256 in their
 names before they are used. A bundle holds its manifest and the members the manifest
-names, each once, and nothing else (:func:`open_archive`, :func:`check_members`)."""
+names, each once, and nothing else (:func:`open_archive`, :func:`check_members`).
+
+A member's headers may carry only the extra fields that say nothing of what it is
+(:mod:`tunewatch._bundle_zip_fields`). Info-ZIP's Unicode Path field (0x7075) renames a member for
+``unzip`` and not for zipfile, which ignores it: a crafted bundle's ``unzip -p bundle.zip
+manifest.json`` showed a regulated manifest, and the import read another, unregulated."""
 
 from __future__ import annotations
 
@@ -15,9 +20,11 @@ import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, get_args
 
+from tunewatch._bundle_zip_fields import extra_fields_refused
 from tunewatch._errors import TunewatchError
 from tunewatch._reference import Reference
 from tunewatch._version_metadata import MAX_METADATA_DEPTH, TASKS, json_depth
@@ -100,7 +107,7 @@ def read_manifest(archive: zipfile.ZipFile) -> dict[str, Any]:
                 f"`model.task` must be one of {', '.join(TASKS)}, got {model['task']!r}"
             )
         space = manifest.get("search_space")
-        if space is not None and not (isinstance(space, dict) and _is_sha256(space.get("sha256"))):
+        if space is not None and not (isinstance(space, dict) and is_sha256(space.get("sha256"))):
             raise ValueError(
                 f"`search_space` must be an object with a SHA-256 `sha256`, got {space!r:.200}"
             )
@@ -169,7 +176,7 @@ def _check_entry(entry: Any) -> None:
         value = entry.get(key)
         if key == "reference_sha256" and value is None:
             continue
-        if not _is_sha256(value):
+        if not is_sha256(value):
             raise ValueError(
                 f"version {entry['version']}: `{key}` must be a SHA-256, got {value!r}"
             )
@@ -184,6 +191,12 @@ def _check_entry(entry: Any) -> None:
     for key in ("dataset_version", "study"):
         if entry.get(key) is not None and not isinstance(entry[key], str):
             raise TypeError(f"version {entry['version']}: `{key}` must be of type str")
+    created = entry.get("created_at")  # kept by the import as the source's creation time
+    if created is not None and not _is_iso_time(created):
+        raise ValueError(
+            f"version {entry['version']}: `created_at` must be an ISO 8601 time, "
+            f"got {created!r:.80}"
+        )
     parent = entry.get("parent_version")
     if parent is not None and type(parent) is not int:  # not a bool: `true` read as version 1
         raise TypeError(
@@ -194,7 +207,7 @@ def _check_entry(entry: Any) -> None:
         isinstance(origin, dict)
         and isinstance(origin.get("model"), str)
         and type(origin.get("version")) is int  # not a bool
-        and _is_sha256(origin.get("artefact_sha256"))
+        and is_sha256(origin.get("artefact_sha256"))
     ):
         raise TypeError(
             f"version {entry['version']}: `parent_origin` must be an object with a string "
@@ -202,8 +215,18 @@ def _check_entry(entry: Any) -> None:
         )
 
 
-def _is_sha256(value: Any) -> bool:
+def is_sha256(value: Any) -> bool:
     return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX
+
+
+def _is_iso_time(value: Any) -> bool:
+    if not isinstance(value, str) or len(value) > 64:
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 def read_member(archive: zipfile.ZipFile, name: str, limit: int, *, checked: bool = True) -> bytes:
@@ -350,7 +373,10 @@ def open_archive(file: BinaryIO, path: str | Path) -> zipfile.ZipFile:
     """The bundle ``file`` (at ``path``) opened as a zip archive; ``BundleError`` when
     zipfile cannot read it, when it holds more members than a bundle can
     (``MAX_MEMBERS``) or two of one name (zipfile reads the last, ``unzip`` the first: a
-    reviewer would read another manifest than the one imported). The member count, and
+    reviewer would read another manifest than the one imported), or a member whose local
+    or central header carries an extra field not in
+    :data:`~tunewatch._bundle_zip_fields.ALLOWED_EXTRA_FIELDS` (see
+    :func:`~tunewatch._bundle_zip_fields.extra_fields_refused`). The member count, and
     the size of the central directory listing them, are checked from its end record
     before zipfile reads the directory and makes an entry of each member."""
     _check_directory(file, path)
@@ -375,6 +401,8 @@ def open_archive(file: BinaryIO, path: str | Path) -> zipfile.ZipFile:
             f"{str(path)!r} holds more than one member named {repeated[0]!r}: a bundle "
             "holds each member once"
         )
+    if refused is None:
+        refused = extra_fields_refused(archive, file, path)
     if refused is not None:
         archive.close()
         raise BundleError(refused)

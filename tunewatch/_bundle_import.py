@@ -173,13 +173,16 @@ def apply(
     *,
     actor: str,
     digest: str,
+    sha256_given: bool,
     max_artefact_bytes: int,
     renew: Callable[[], None],
 ) -> list[ImportedVersion]:
     """Mark the target regulated if the bundle is, register what :func:`plan` found to
     register, and audit the import (or, should a registration fail or the import be
     interrupted, the versions it registered until then, read back from the store: one
-    whose registration committed just before a Ctrl-C is among them)."""
+    whose registration committed just before a Ctrl-C is among them). ``sha256_given``:
+    the bundle's ``digest`` was checked against the one the operator gave (``--sha256``),
+    recorded with the import."""
     source = manifest["model"]
     mapping = dict(present)
     imported = [ImportedVersion(s, v, "present", True) for s, v in present.items()]
@@ -230,6 +233,7 @@ def apply(
         target=target,
         details={
             "bundle_sha256": digest,
+            "sha256_given": sha256_given,
             "from_model": source["name"],
             # every bundled version's counterpart in the target, however it got there
             "versions": {str(i.source_version): i.version for i in imported},
@@ -340,8 +344,10 @@ def _details(
     entry: Mapping[str, Any], source_model: str, manifest: Mapping[str, Any], digest: str
 ) -> dict[str, Any]:
     """The imported version's details: the entry's, but for what described the source
-    store, which goes under ``imported`` with where the version came from. A version the
-    source had imported itself keeps that record (``via``) and its first ``origin``."""
+    store, which goes under ``imported`` with where the version came from and when the
+    source created it (``created_at``: the version's own is the import's). A version the
+    source had imported itself keeps that record (``via``, with the time the store before
+    created it) and its first ``origin``."""
     details = entry["details"]
     incoming = details.get("imported")
     origin = _origin(incoming) or (source_model, entry["version"])
@@ -357,6 +363,10 @@ def _details(
         **{k: details[k] for k in PER_STORE_DETAILS if k in details},
         "bundle_sha256": digest,
         "exported_at": manifest.get("exported_at"),
+        # when the source store registered it (its own import time, for a version it had
+        # imported: the first store's is then under `via`); the target's `created_at` is
+        # this import's
+        "created_at": entry.get("created_at"),
     }
     if incoming is not None:
         record["via"] = incoming

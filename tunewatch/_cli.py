@@ -109,6 +109,17 @@ def _reason(text: str) -> str:
     return text
 
 
+def _sha256(text: str) -> str:
+    """An argparse type: a SHA-256 in hex (either case, read as lower case), else a usage
+    error (checked before the import reads anything)."""
+    digest = text.lower()
+    if len(digest) != 64 or not set(digest) <= set("0123456789abcdef"):
+        raise argparse.ArgumentTypeError(
+            f"`--sha256` must be 64 hexadecimal digits, got {text!r:.80}"
+        )
+    return digest
+
+
 #: A model's name: only text is checked (a model named before names could not be paths
 #: is still found by it).
 _model = _text("model")
@@ -261,7 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--print", action="store_true", help="also print the Markdown")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("export", help="write a model's versions and config to a bundle")
+    p = sub.add_parser(
+        "export",
+        help="write a model's versions and config to a bundle; prints its SHA-256, recorded "
+        "in the audit log, for `import --sha256`",
+    )
     p.add_argument("model", type=_model)
     p.add_argument("path", help="the bundle file to write (a zip)")
     p.add_argument(
@@ -276,6 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path")
     p.add_argument("--as", dest="name", type=_text("--as"), help="register under this model name")
     p.add_argument("--config-out", help="write the bundle's model config (YAML) here")
+    p.add_argument(
+        "--sha256",
+        type=_sha256,
+        metavar="HEX",
+        help="the bundle's SHA-256, as `export` printed it and the source's audit log records "
+        "it: another file is refused before it is read; required for a model this store "
+        "regulates (config or store) or gives safe ranges",
+    )
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("models", help="list models and their versions")

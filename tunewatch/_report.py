@@ -7,8 +7,9 @@ and fold scores, the hyperparameter importances, the comparison evidence with in
 it, and of the rollback watches that confirmed it, included), the guardrails, and the
 decisions with their approvers (a replaced champion's included). A version imported
 from another store says where from (the source's study, job and trigger, the bundle,
-who imported it) and has the import among its decisions. All is read back from the
-store, so a report can be rebuilt at any time and always says what the audit log says.
+who imported it) and when the source store created it, and has the import among its
+decisions. All is read back from the store, so a report can be rebuilt at any time and
+always says what the audit log says.
 The sections on how the version was searched are built by
 :mod:`tunewatch._report_search`, the comparison evidence by
 :mod:`tunewatch._report_evidence`.
@@ -77,6 +78,23 @@ def _trigger_rows(
     )
 
 
+def _source_created(imported: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
+    """When an imported version was created before it came here (its own ``created`` is
+    the import's time): in the store it was exported from, and, for one that store had
+    imported itself, where it was first registered (the oldest ``via`` that says).
+    A version imported before imports kept the time has neither row."""
+    if imported is None or imported.get("created_at") is None:
+        return ()
+    rows: tuple[tuple[str, Any], ...] = (("created in the source store", imported["created_at"]),)
+    first, via = None, imported.get("via")
+    while isinstance(via, dict):
+        first = via.get("created_at") or first
+        via = via.get("via")
+    if first is not None:
+        rows += (("created where first registered", first),)
+    return rows
+
+
 def _row_counts(
     details: dict[str, Any], imported: dict[str, Any] | None
 ) -> tuple[tuple[str, Any], ...]:
@@ -104,6 +122,7 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
                 ("stage", row.stage),
                 *_replaced_by(row.stage, decisions, version),
                 ("created", row.created_at.isoformat()),
+                *_source_created(imported),
                 ("artefact sha256", row.artefact_sha256),
                 ("hyperparameter set", row.hyperparameter_set_id),
                 ("parent version", row.parent_version),

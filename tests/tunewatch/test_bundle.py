@@ -63,8 +63,10 @@ def _export(d: Daemon, path: Path, versions: list[int] | None = None) -> Path:
 
 
 def _import(
-    d: Daemon, path: Path, name: str | None = None
+    d: Daemon, path: Path, name: str | None = None, *, verified: bool = False
 ) -> tuple[str, list[ImportedVersion], dict[str, Any] | None]:
+    """Import ``path``; ``verified``: given its SHA-256, as a model the target regulates
+    requires."""
     return import_bundle(
         d.store,
         d.registry,
@@ -73,6 +75,7 @@ def _import(
         actor="ops",
         max_artefact_bytes=10**8,
         name=name,
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest() if verified else None,
     )
 
 
@@ -269,7 +272,7 @@ def test_the_target_model_s_task_features_and_regulation_still_apply(
     )
     target.store.regulate_model(MODEL, actor="t", reason="regulated after its first champion")
     # an unregulated bundle imports as an upload would: the model stays regulated
-    _, kept, _ = _import(target, bundle)
+    _, kept, _ = _import(target, bundle, verified=True)
     assert [(i.version, i.already_present) for i in kept] == [(1, True)]
     assert target.store.get_model(MODEL).regulated is True
     target.registry.register(
@@ -299,7 +302,7 @@ def test_a_champion_imported_where_a_promotion_would_wait_lands_in_shadow(
     }
     target = Daemon(build_config(raw, env={}), env={})
     try:
-        _, imported, _ = _import(target, bundle)
+        _, imported, _ = _import(target, bundle, verified=True)
         assert [(i.source_version, i.stage) for i in imported] == [(1, "shadow"), (2, "shadow")]
         assert target.store.champion(MODEL) is None  # promote it: an approver decides
     finally:

@@ -4,6 +4,7 @@ how malformed archives and unwritable destinations are refused."""
 from __future__ import annotations
 
 import gc
+import hashlib
 import io
 import json
 import os
@@ -338,7 +339,16 @@ def test_a_regulated_bundle_regulates_a_target_that_already_holds_its_versions(
     assert (regulated.action, regulated.actor, regulated.target) == ("regulate_model", "ops", MODEL)
     assert "regulated bundle" in regulated.details["reason"]
     assert done.action == "import_bundle"
-    _import(target, after)  # already regulated: nothing more to record
+    # already regulated: nothing more to record; the store's flag now asks for the digest
+    import_bundle(
+        target.store,
+        target.registry,
+        target.config,
+        after,
+        actor="ops",
+        max_artefact_bytes=10**8,
+        sha256=hashlib.sha256(after.read_bytes()).hexdigest(),
+    )
     assert [a.action for a in target.store.audit_log(limit=2)] == [
         "import_bundle",
         "import_bundle",

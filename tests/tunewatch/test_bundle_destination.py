@@ -8,6 +8,7 @@ and directories.)"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -172,7 +173,10 @@ def test_export_over_a_regular_file_replaces_it_and_keeps_its_mode(
     destination.chmod(0o640)
     argv = ["--config", str(source / "tw.yaml"), "export", MODEL, str(destination)]
     assert main(argv) == 0
-    assert capsys.readouterr().out == f"exported {MODEL} versions [1] to {destination}\n"
+    digest = hashlib.sha256(destination.read_bytes()).hexdigest()
+    assert capsys.readouterr().out == (
+        f"exported {MODEL} versions [1] to {destination}\nbundle sha256: {digest}\n"
+    )
     assert zipfile.is_zipfile(destination)
     assert stat.S_IMODE(destination.stat().st_mode) == 0o640
     assert sorted(p.name for p in (source / "out").iterdir()) == ["credit.zip"]

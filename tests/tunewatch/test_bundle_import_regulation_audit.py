@@ -4,6 +4,7 @@ entry says it registered."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ def _import(d: Daemon, path: Path, registry: Registry | None = None) -> list[Imp
         path,
         actor="ops",
         max_artefact_bytes=10**8,
+        # the export's digest, which an import into a model the target regulates needs
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
     )
     return imported
 

@@ -49,10 +49,13 @@ def cmd_export(args: argparse.Namespace) -> int:
             args.model,
             args.path,
             versions=args.version,
+            actor=actor_of(args),
         )
     finally:
         store.close()
-    print(f"exported {args.model} versions {written} to {args.path}")
+    print(f"exported {args.model} versions {list(written.versions)} to {args.path}")
+    # what an import is given (--sha256): the audit log's `export_bundle` entry records it
+    print(f"bundle sha256: {written.sha256}")
     return 0
 
 
@@ -75,6 +78,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             actor=actor_of(args),
             max_artefact_bytes=config.server.max_artefact_bytes,
             name=args.name,
+            sha256=args.sha256,
             # the search space beside the snippet, for a bundle holding one, is checked
             # once the bundle is read, before anything is imported
             check_space=None
