@@ -21,9 +21,10 @@ them: ``GET /v1/jobs?stauts=failed`` listed every job, 200, ``?limit=5&limit=6``
 and ``POST .../rollback?dry_run=1`` rolled back. As with a body's unknown fields, the
 caller's token is checked first: without one, 401; without the permission, 403. Routes
 outside ``/v1`` (the probes, the scrape: their callers' tools may add parameters) read
-the query as before; so do the ``/v2`` routes, the dashboard's and the Alertmanager
-webhook, which are not built here. The hand-written mirror and feedback routes, which
-take none, call :func:`check_no_query`.
+the query as before; so do the ``/v2`` routes and the Alertmanager webhook, which are
+not built here (the dashboard's JSON checks its own: ``tunewatch.dashboard._limit``).
+The hand-written mirror and feedback routes, which take none, call
+:func:`check_no_query`.
 
 Deny by default: a route built by :class:`ApiRoute` must declare who may call it, a
 ``require(...)`` dependency (on the route or its ``APIRouter``) or the :func:`public`
@@ -100,7 +101,7 @@ def _is_public(dependant: Dependant) -> bool:
     return any(d.call is public or _is_public(d) for d in dependant.dependencies)
 
 
-def _query_parameters(dependant: Dependant) -> dict[str, bool]:
+def query_parameters(dependant: Dependant) -> dict[str, bool]:
     """The query parameters the route and its dependencies declare, in that order, by the
     name a request spells (the alias), each with whether it may repeat: a list parameter,
     which FastAPI reads with every value; any other reads one."""
@@ -108,7 +109,7 @@ def _query_parameters(dependant: Dependant) -> dict[str, bool]:
     for field in dependant.query_params:
         found.setdefault(field.alias, field_annotation_is_sequence(field.field_info.annotation))
     for dependency in dependant.dependencies:
-        for name, repeats in _query_parameters(dependency).items():
+        for name, repeats in query_parameters(dependency).items():
             found.setdefault(name, repeats)
     return found
 
@@ -205,7 +206,7 @@ class ApiRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
         permissions = _permissions(self.dependant)
-        takes = _query_parameters(self.dependant) if self.path.startswith("/v1/") else None
+        takes = query_parameters(self.dependant) if self.path.startswith("/v1/") else None
         named = self._named()
 
         async def route(request: Request) -> Response:

@@ -24,13 +24,16 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from tunewatch.api._errors import error_response
+from tunewatch.api._errors import ApiError, error_response
+from tunewatch.api._route import query_parameters, query_refusal
 
+from ._auth import principal
 from ._html import error_page
 
 # Dashboard reads and page renders in progress at once, per process: two keep a viewer's
@@ -74,8 +77,26 @@ class _LimitedRoute(APIRoute, ABC):
 
 
 class ReadRoute(_LimitedRoute):
-    """A ``/v1/dashboard`` route: limited, and every answer it sends (an error too) is
-    ``Cache-Control: no-store`` and ``Vary: Cookie``."""
+    """A ``/v1/dashboard`` route: limited, every answer it sends (an error too) is
+    ``Cache-Control: no-store`` and ``Vary: Cookie``, and a query parameter it does not
+    take, or one repeated where it takes one value, is 400 ``invalid_request`` once the
+    caller is known (401/403 first), as on the other ``/v1`` routes
+    (:class:`tunewatch.api._route.ApiRoute`): ``?max_point=50`` read 400 points."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        takes = query_parameters(self.dependant)
+        named = f"{'/'.join(sorted(self.methods or ()))} {self.path}"
+
+        async def route(request: Request) -> Response:
+            if request.scope["query_string"]:
+                refusal = query_refusal(request.query_params, takes, named)
+                if refusal is not None:
+                    await run_in_threadpool(principal, request, "read")  # a session read
+                    raise ApiError(400, "invalid_request", refusal)
+            return await handler(request)
+
+        return route
 
     def busy(self) -> Response:
         response = error_response(429, BUSY_CODE, BUSY_MESSAGE)

@@ -5,7 +5,8 @@ the route takes, after the caller's token is checked (as a body's unknown field 
 The API ignored them: ``GET /v1/jobs?stauts=failed`` listed every job, 200, as if
 unfiltered; ``?limit=5&limit=6`` read 6; ``POST .../rollback?dry_run=1`` rolled back.
 The routes that read no token or are called by other programs' clients (``/v2``, the
-probes, the scrape, the Alertmanager webhook) and the dashboard's are left as they were.
+probes, the scrape, the Alertmanager webhook) are left as they were; the dashboard's JSON
+refuses them too.
 """
 
 from __future__ import annotations
@@ -166,7 +167,6 @@ def test_every_parameter_a_v1_route_declares_is_taken(running: Running) -> None:
         "/healthz?probe=lb",
         "/readyz?probe=lb",
         "/metrics?name[]=x",
-        "/v1/dashboard/overview?refresh=1",
     ],
 )
 def test_routes_other_clients_call_keep_ignoring_parameters(running: Running, path: str) -> None:
@@ -201,3 +201,20 @@ def test_a_list_parameter_may_repeat_and_a_dependency_s_parameter_is_taken() -> 
         assert error == "query.offset: GET /v1/tagged takes one value of 'offset', got 2: '1', '2'"
         error = _refusal(httpx.get(f"{server.url}/v1/tagged?tag=a&ofset=1"))
         assert error.endswith("'ofset'; it takes tag, offset")
+
+
+def test_the_dashboard_s_json_refuses_a_misspelt_parameter_once_the_caller_is_known(
+    running: Running,
+) -> None:
+    """``?max_point=50`` read the default 400 points, 200."""
+    path = f"/v1/dashboard/models/{MODEL}/ab"
+    error = _refusal(_get(running, f"{path}?max_point=50"))
+    assert error == (
+        "query.max_point: GET /v1/dashboard/models/{model}/ab takes no query parameter "
+        "'max_point'; it takes max_points, limit"
+    )
+    assert _refusal(_get(running, "/v1/dashboard/overview?refresh=1")).startswith("query.refresh")
+    assert httpx.get(f"{running.url}{path}?max_point=50").status_code == 401
+    ok = _get(running, f"{path}?max_points=50")
+    assert ok.status_code == 200, ok.text
+    assert ok.headers["cache-control"] == "no-store"
