@@ -42,6 +42,40 @@ def source(tmp_path: Path, trained: list[ExampleModel]) -> Path:
     return _config(tmp_path / "source.yaml", tmp_path / "source", models=_regulated())
 
 
+def _exported(trained: list[ExampleModel], tmp_path: Path) -> Path:
+    """``credit``'s champion exported from a fresh source store, as ``credit.zip``."""
+    daemon, _ = make_daemon(tmp_path / "source", trained)
+    try:
+        bundle = tmp_path / "credit.zip"
+        export_bundle(daemon.store, daemon.artefacts, daemon.config, MODEL, bundle)
+    finally:
+        daemon.close()
+    return bundle
+
+
+def _import_fresh(tmp_path: Path, bundle: Path) -> list[Any]:
+    """Import ``bundle`` into a fresh target store; the versions imported. A refusal
+    raises, and the target is checked to hold nothing."""
+    target = Daemon(build_config({"data_dir": str(tmp_path / "target")}, env={}), env={})
+    try:
+        try:
+            _, imported, _ = import_bundle(
+                target.store,
+                target.registry,
+                target.config,
+                bundle,
+                actor="ops",
+                max_artefact_bytes=10**8,
+            )
+        except BundleError:
+            assert target.store.list_models() == []
+            assert target.store.audit_log(limit=5) == []
+            raise
+    finally:
+        target.close()
+    return list(imported)
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -268,30 +302,12 @@ def test_a_member_with_an_info_zip_unicode_field_is_refused(
     """``unzip -p crafted.zip manifest.json`` showed the genuine, regulated manifest (the
     search-space member, named manifest.json by its 0x7075 field); zipfile, which ignores
     the field, imported the other one, unregulated."""
-    daemon, _ = make_daemon(tmp_path / "source", trained)
-    try:
-        bundle = tmp_path / "credit.zip"
-        export_bundle(daemon.store, daemon.artefacts, daemon.config, MODEL, bundle)
-    finally:
-        daemon.close()
+    bundle = _exported(trained, tmp_path)
     crafted = _rewrite(
         bundle, tmp_path / "crafted.zip", extra=lambda n: _unicode_path(kind, n, "manifest.json")
     )
-    target = Daemon(build_config({"data_dir": str(tmp_path / "target")}, env={}), env={})
-    try:
-        with pytest.raises(BundleError, match=f"extra field 0x{kind:04x}"):
-            import_bundle(
-                target.store,
-                target.registry,
-                target.config,
-                crafted,
-                actor="ops",
-                max_artefact_bytes=10**8,
-            )
-        assert target.store.list_models() == []
-        assert target.store.audit_log(limit=5) == []
-    finally:
-        target.close()
+    with pytest.raises(BundleError, match=f"extra field 0x{kind:04x}"):
+        _import_fresh(tmp_path, crafted)
 
 
 def _patch_local_extra(path: Path, name: str, field: bytes) -> None:
@@ -311,12 +327,7 @@ def test_a_unicode_path_in_a_local_header_only_is_refused(
     trained: list[ExampleModel], tmp_path: Path
 ) -> None:
     """The central directory's extra fields are not the local headers': unzip reads both."""
-    daemon, _ = make_daemon(tmp_path / "source", trained)
-    try:
-        bundle = tmp_path / "credit.zip"
-        export_bundle(daemon.store, daemon.artefacts, daemon.config, MODEL, bundle)
-    finally:
-        daemon.close()
+    bundle = _exported(trained, tmp_path)
     upath = _unicode_path(0x7075, "manifest.json", "other.json")
     # an extended-timestamp field of the same length, allowed, swapped for it locally
     padding = _field(0x5455, b"\x01" + b"\x00" * (len(upath) - 5))
@@ -326,23 +337,11 @@ def test_a_unicode_path_in_a_local_header_only_is_refused(
     _patch_local_extra(crafted, "manifest.json", upath)
     with zipfile.ZipFile(crafted) as z:
         assert z.getinfo("manifest.json").extra == padding  # the central one is allowed
-    target = Daemon(build_config({"data_dir": str(tmp_path / "target")}, env={}), env={})
-    try:
-        with pytest.raises(
-            BundleError,
-            match=r"member 'manifest\.json' carries extra field 0x7075 in its local header",
-        ):
-            import_bundle(
-                target.store,
-                target.registry,
-                target.config,
-                crafted,
-                actor="ops",
-                max_artefact_bytes=10**8,
-            )
-        assert target.store.list_models() == []
-    finally:
-        target.close()
+    with pytest.raises(
+        BundleError,
+        match=r"member 'manifest\.json' carries extra field 0x7075 in its local header",
+    ):
+        _import_fresh(tmp_path, crafted)
 
 
 def test_a_bundle_with_the_extra_fields_info_zip_writes_imports(
@@ -350,29 +349,13 @@ def test_a_bundle_with_the_extra_fields_info_zip_writes_imports(
 ) -> None:
     """A bundle unpacked and zipped again by Info-ZIP's ``zip`` carries extended
     timestamps (0x5455) and Unix owners (0x7875) on every member: still a bundle."""
-    daemon, _ = make_daemon(tmp_path / "source", trained)
-    try:
-        bundle = tmp_path / "credit.zip"
-        export_bundle(daemon.store, daemon.artefacts, daemon.config, MODEL, bundle)
-    finally:
-        daemon.close()
+    bundle = _exported(trained, tmp_path)
     stamps = _field(0x5455, b"\x03" + struct.pack("<II", 1_700_000_000, 1_700_000_000))
     owner = _field(
         0x7875, b"\x01\x04" + struct.pack("<I", 1000) + b"\x04" + struct.pack("<I", 1000)
     )
     rezipped = _rewrite(bundle, tmp_path / "rezipped.zip", extra=lambda n: stamps + owner)
-    target = Daemon(build_config({"data_dir": str(tmp_path / "target")}, env={}), env={})
-    try:
-        _, imported, _ = import_bundle(
-            target.store,
-            target.registry,
-            target.config,
-            rezipped,
-            actor="ops",
-            max_artefact_bytes=10**8,
-        )
-    finally:
-        target.close()
+    imported = _import_fresh(tmp_path, rezipped)
     assert [(i.source_version, i.stage) for i in imported] == [(1, "champion")]
 
 
@@ -422,23 +405,11 @@ def test_an_imported_version_keeps_its_source_creation_time_and_the_report_shows
 
 
 def test_a_malformed_created_at_is_refused(trained: list[ExampleModel], tmp_path: Path) -> None:
-    daemon, _ = make_daemon(tmp_path / "source", trained)
-    try:
-        bundle = tmp_path / "credit.zip"
-        export_bundle(daemon.store, daemon.artefacts, daemon.config, MODEL, bundle)
-    finally:
-        daemon.close()
+    bundle = _exported(trained, tmp_path)
 
     def spoil(m: dict[str, Any]) -> None:
         m["versions"][0]["created_at"] = "yesterday"
 
     spoilt = _rewrite(bundle, tmp_path / "spoilt.zip", manifest=spoil)
-    target = Daemon(build_config({"data_dir": str(tmp_path / "target")}, env={}), env={})
-    try:
-        with pytest.raises(BundleError, match="`created_at` must be an ISO 8601 time"):
-            import_bundle(
-                target.store, target.registry, target.config, spoilt, actor="ops",
-                max_artefact_bytes=10**8,
-            )  # fmt: skip
-    finally:
-        target.close()
+    with pytest.raises(BundleError, match="`created_at` must be an ISO 8601 time"):
+        _import_fresh(tmp_path, spoilt)

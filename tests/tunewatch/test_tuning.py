@@ -47,7 +47,7 @@ from tunewatch._report import build_report
 from tunewatch._tuning import TuningJobRunner, study_name
 from tunewatch._version_metadata import VersionMetadata
 from tunewatch.api._oip import decode_infer_request
-from tunewatch.store import LabelItem, OutputRecord, RequestRecord, VersionRow
+from tunewatch.store import LabelItem, OutputRecord, RequestRecord, Role, VersionRow
 
 MODEL = "credit"
 SPACE = {
@@ -708,9 +708,11 @@ def test_a_second_job_does_not_train_on_the_first_job_s_traffic_twice(daemon: Da
     assert (v3.details["rows"], v3.details["traffic_rows"]) == (400, 400)
 
 
-def _slow_gradient_boosting_served(daemon: Daemon, trained: list[ExampleModel]) -> None:
-    """A gradient-boosting version, v2, served 50 latencies of 50 ms as champion (on the
-    request path, where the ceiling is timed; a shadow's timings are not read): far past
+def _slow_gradient_boosting_served(
+    daemon: Daemon, trained: list[ExampleModel], role: Role = "champion"
+) -> None:
+    """A gradient-boosting version, v2, served 50 latencies of 50 ms in ``role`` (as
+    champion: on the request path, where the ceiling is timed): far past
     the guardrails' 1.2 x the logistic champion's p99. It is the space's smallest (10
     trees x depth 1): every gradient boosting the space holds is at least as big, so
     costs at least as much (one sample says nothing of smaller ones)."""
@@ -723,10 +725,7 @@ def _slow_gradient_boosting_served(daemon: Daemon, trained: list[ExampleModel]) 
     )
     daemon.store.write_records(
         [],
-        [
-            OutputRecord(MODEL, f"r{i}", v2.version, "champion", 0.05, 1, 2, bytes(8))
-            for i in range(50)
-        ],
+        [OutputRecord(MODEL, f"r{i}", v2.version, role, 0.05, 1, 2, bytes(8)) for i in range(50)],
     )
 
 
@@ -1645,20 +1644,7 @@ def test_a_shadow_s_timings_screen_no_configuration(
     one served gradient boosting read p99 4,767 us in shadow against 27 us bare, and every
     gradient boosting at least its size was rejected. Only a version's latencies as
     champion are read: served 50 ms in shadow, v2 rejects nothing."""
-    gbm = {"scaler": "none", "estimator": "gradient_boosting", "gb_n_estimators": 10}
-    v2 = daemon.registry.register(
-        MODEL,
-        trained[1].onnx,
-        dataclasses.replace(trained[1].metadata, hyperparameters={**gbm, "gb_max_depth": 1}),
-        actor="t",
-    )
-    daemon.store.write_records(
-        [],
-        [
-            OutputRecord(MODEL, f"r{i}", v2.version, "challenger", 0.05, 1, 2, bytes(8))
-            for i in range(50)
-        ],
-    )
+    _slow_gradient_boosting_served(daemon, trained, role="challenger")
     outcome = daemon.dispatcher.handle(MODEL, "manual", {"reason": "test"})
     assert outcome.job_id is not None
     job = _runner(daemon).run(outcome.job_id)
