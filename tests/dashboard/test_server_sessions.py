@@ -27,11 +27,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         yield running
 
 
-def _sign_in(served: Served, token: str) -> str:
+def _sign_in(served: Served, token: str, cookie: str | None = None) -> str:
     r = httpx.post(
         f"{served.url}/dashboard/login",
         data={"token": token},
         headers=SAME_ORIGIN,
+        cookies={COOKIE: cookie} if cookie else None,
         follow_redirects=False,
         timeout=30,
     )
@@ -119,3 +120,14 @@ def test_a_session_reads_with_its_token_s_role_only(served: Served) -> None:
         timeout=30,
     )
     assert r.status_code == 403 and "set-cookie" not in r.headers
+
+
+def test_signing_in_again_ends_the_browser_s_previous_session(served: Served) -> None:
+    """The operator's session outlived a viewer's sign-in from the same browser (two
+    sessions stored, the old cookie still opened the pages as the operator, up to 8 h):
+    on a shared workstation the second person took the first one's access for gone."""
+    first = _sign_in(served, served.tokens["operator"])
+    second = _sign_in(served, served.tokens["viewer"], cookie=first)
+    assert second != first
+    assert _signed_out(_overview(served, first))
+    assert _overview(served, second).status_code == 200
