@@ -281,8 +281,8 @@ def _retired_while_deciding(loop: ComparisonRunner) -> None:
     decisions = loop._decisions
     checked = decisions.guardrails
 
-    def guardrails(*args: Any) -> Any:
-        out = checked(*args)
+    def guardrails(*args: Any, **kwargs: Any) -> Any:
+        out = checked(*args, **kwargs)
         decisions.store.set_stage(MODEL, 2, "retired", actor="alice", reason="never serve v2")
         return out
 

@@ -262,3 +262,14 @@ def test_a_p99_within_the_minimum_difference_never_breaks_the_ratio(
     result = _guardrails(slower)
     assert any(v.startswith("max_latency_p99_ratio") for v in result.violations) is refused
     assert any("min_latency_difference_s" in n for n in result.notes) is not refused
+
+
+def test_the_replay_stops_at_its_time_limit_between_any_two_runs(identical: Daemon) -> None:
+    """The limit was read once per pass over the replayed requests: 200 requests ran 200
+    runs each past it (a pass of one 4,096-row request ran a forest 5.6 s against 2 s).
+    Past a limit already spent, the replay stops at ``min_latency_samples`` runs."""
+    _traffic(identical, {1: 0.001, 2: 0.001})
+    rules = LOOSE.model_copy(update={"latency_replay_s": 1e-6, "min_latency_samples": 20})
+    result = _guardrails(identical, rules)
+    [note] = [n for n in result.notes if n.startswith("latency ratio by replay")]
+    assert "(20 runs each" in note, note

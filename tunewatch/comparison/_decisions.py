@@ -304,7 +304,11 @@ class Decisions:
             elif not _blocked(self.comparisons.get_test(test.id)):
                 return self._lost(model, test)
             return "blocked_srm", (why,)
-        guard = self.guardrails(model, champion, test.challenger_version, settings)
+        trigger = self._trigger(model, test.decision)
+        # the replay only for a promotion: a notice does not act on the ratio
+        guard = self.guardrails(
+            model, champion, test.challenger_version, settings, replay=trigger == "promote"
+        )
         evidence["guardrails"] = {"passed": guard.passed, "violations": list(guard.violations)}
         noted: dict[str, Any] = {}
         if guard.notes:
@@ -315,7 +319,6 @@ class Decisions:
                 test.challenger_version,
                 "; ".join(guard.notes),
             )
-        trigger = self._trigger(model, test.decision)
         if trigger != "promote":
             return self._notify(model, test, evidence, actor=ACTOR)
         if not guard.passed:
