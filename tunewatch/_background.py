@@ -21,7 +21,13 @@ def _free_port() -> int:
 class BackgroundServer:
     """Serves ``app`` on 127.0.0.1 while the ``with`` block runs."""
 
-    def __init__(self, app: Any, *, port: int | None = None) -> None:
+    def __init__(
+        self,
+        app: Any,
+        *,
+        port: int | None = None,
+        trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1"),
+    ) -> None:
         self.port = port or _free_port()
         self.server = uvicorn.Server(
             uvicorn.Config(
@@ -32,6 +38,7 @@ class BackgroundServer:
                 access_log=False,
                 lifespan="on",
                 http=BoundedHttpToolsProtocol,  # as `tunewatch serve` runs it
+                forwarded_allow_ips=list(trusted_proxies),  # as `server.trusted_proxies`
             )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)

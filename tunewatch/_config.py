@@ -9,6 +9,7 @@ environment only (``TUNEWATCH_ADMIN_TOKEN``), never from the file.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -137,6 +138,24 @@ class ServerConfig(_Frozen):
     # max_body_bytes, for as long as it liked. A request answered or read whole is not
     # timed; an idle kept-alive connection is uvicorn's timeout_keep_alive's (5 s).
     request_read_timeout_s: float = Field(default=30.0, gt=0, le=MAX_DURATION_S)
+    # The addresses (or networks) whose X-Forwarded-Proto and X-Forwarded-For are read: a
+    # TLS proxy's. The dashboard's session cookie is Secure when the page was served over
+    # HTTPS, which only such a header says: behind a proxy on another host (an ingress
+    # pod, a proxy container) the cookie went without Secure. Loopback by default, as
+    # uvicorn's.
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"`trusted_proxies` must list IP addresses or networks, got {item!r}"
+                ) from None
+        return value
 
 
 class RecordingConfig(_Frozen):

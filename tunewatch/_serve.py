@@ -92,6 +92,9 @@ def serve(config: Config, *, host: str | None = None, port: int | None = None) -
                 lifespan="on",
                 backlog=BACKLOG,
                 timeout_graceful_shutdown=grace_s,
+                # whose X-Forwarded-Proto says the page was served over HTTPS (the
+                # dashboard's session cookie is Secure then)
+                forwarded_allow_ips=list(config.server.trusted_proxies),
                 # httptools, with a bound on each request's head and on its time to arrive
                 http=bounded_protocol(read_timeout_s=config.server.request_read_timeout_s),
             )
