@@ -10,31 +10,19 @@ id over any plain-HTTP request to the host (a redirect to HTTPS, a mistyped link
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
+from tests.tunewatch.serve_process import START_S, free_port, serving
 from tunewatch._auth import hash_token, new_token
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._errors import ConfigError
 
-START_S = 120.0  # `tunewatch serve` imports, migrates and starts: a bound, not a duration
 PROXY = "127.0.0.2"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +30,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
     """`tunewatch serve` trusting ``PROXY``'s forwarded headers: its URL and a viewer's
     token."""
     root = tmp_path_factory.mktemp("proxied")
-    port = _free_port()
+    port = free_port()
     raw = {
         "data_dir": str(root / "data"),
         "server": {"host": "127.0.0.1", "port": port, "trusted_proxies": [PROXY]},
@@ -53,35 +41,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
     token = new_token()
     daemon.store.add_token(name="viewer", role="viewer", token_hash=hash_token(token), actor="t")
     daemon.close()
-    config = root / "tunewatch.yaml"
-    config.write_text(yaml.safe_dump(raw))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TUNEWATCH_")}
-    command = [sys.executable, "-m", "tunewatch._cli", "--config", str(config), "serve"]
-    process = subprocess.Popen(
-        command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
-    )
-    listening = threading.Event()
-    log: list[str] = []
-
-    def read_log() -> None:  # drained to the end, so the daemon never blocks on the pipe
-        assert process.stderr is not None
-        for line in process.stderr:
-            log.append(line)
-            if "listening on" in line:
-                listening.set()
-        listening.set()
-
-    reader = threading.Thread(target=read_log, daemon=True)
-    reader.start()
-    try:
-        assert listening.wait(START_S) and process.poll() is None, "".join(log)
+    with serving(raw, root / "tunewatch.yaml"):
         yield f"http://127.0.0.1:{port}", token
-    finally:
-        process.terminate()
-        process.wait(START_S)
-        reader.join(START_S)
-        assert process.stderr is not None
-        process.stderr.close()
 
 
 def _sign_in_cookie(url: str, token: str, source: str) -> str:

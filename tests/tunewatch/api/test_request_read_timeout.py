@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,15 +25,14 @@ from typing import Any
 
 import pytest
 import uvicorn
-import yaml
 
 from tests.tunewatch.api.raw_http import Conn
+from tests.tunewatch.serve_process import START_S, free_port, serving
 from tunewatch._config import build_config
 from tunewatch._errors import ConfigError
 from tunewatch.api._http_protocol import bounded_protocol
 
 WAIT_S = 30.0  # a bound on each wait, never an expected duration
-START_S = 120.0  # `tunewatch serve` imports, migrates and starts
 
 
 def get(path: str) -> bytes:
@@ -57,57 +53,24 @@ def assert_timed_out(conn: Conn, part: str) -> None:
 # -- `tunewatch serve` with server.request_read_timeout_s: 1 -------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def serve_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """`tunewatch serve` (the CLI, its config and its uvicorn) on a loopback port."""
     root = tmp_path_factory.mktemp("serve")
-    port = _free_port()
-    config = root / "tunewatch.yaml"
+    port = free_port()
     raw = {
         "data_dir": str(root / "data"),
         "server": {"host": "127.0.0.1", "port": port, "request_read_timeout_s": 1},
         "scheduler": {"enabled": False},
         "tuning": {"workers": 0},
     }
-    config.write_text(yaml.safe_dump(raw))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TUNEWATCH_")}
-    command = [sys.executable, "-m", "tunewatch._cli", "--config", str(config), "serve"]
-    process = subprocess.Popen(
-        command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
-    )
-    listening = threading.Event()
-    log: list[str] = []
-
-    def read_log() -> None:  # drained to the end, so the daemon never blocks on the pipe
-        assert process.stderr is not None
-        for line in process.stderr:
-            log.append(line)
-            if "listening on" in line:
-                listening.set()
-        listening.set()
-
-    reader = threading.Thread(target=read_log, daemon=True)
-    reader.start()
-    try:
-        assert listening.wait(START_S) and process.poll() is None, "".join(log)
+    with serving(raw, root / "tunewatch.yaml"):
         # connections now wait in the listening socket's queue until uvicorn serves
         conn = Conn(port, timeout=START_S)
         conn.send(get("/healthz"))
-        assert conn.answer().status == 200, "".join(log)
+        assert conn.answer().status == 200
         conn.close()
         yield port
-    finally:
-        process.terminate()
-        process.wait(WAIT_S)
-        reader.join(WAIT_S)
-        assert process.stderr is not None
-        process.stderr.close()
 
 
 def test_a_head_not_finished_in_time_is_answered_408_after_a_kept_alive_request(
