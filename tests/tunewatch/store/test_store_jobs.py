@@ -160,10 +160,13 @@ def test_a_running_job_whose_worker_stopped_heartbeating_is_queued_again_with_it
     alive, _ = model_store.create_job(model="m", kind="retune", trigger={}, spec={})
     queued, _ = model_store.create_job(model="m", kind="retune", trigger={}, spec={})
     model_store.claim_job(quiet.id, "w-dead")
-    time.sleep(0.3)
+    with model_store.engine.begin() as conn:  # its last heartbeat ten minutes ago
+        at = datetime.now(UTC) - timedelta(minutes=10)
+        conn.execute(update(jobs).where(jobs.c.id == quiet.id).values(heartbeat_at=at))
     model_store.claim_job(alive.id, "w-alive")
     model_store.heartbeat_job(alive.id)
-    [again] = model_store.requeue_stale_jobs(older_than=timedelta(seconds=0.2), max_crashes=3)
+    # a minute: 0.2 s after a 0.3 s sleep read the live one as stale too on a loaded host
+    [again] = model_store.requeue_stale_jobs(older_than=timedelta(minutes=1), max_crashes=3)
     assert (again.id, again.status, again.worker, again.heartbeat_at) == (
         quiet.id,
         "queued",
@@ -175,7 +178,7 @@ def test_a_running_job_whose_worker_stopped_heartbeating_is_queued_again_with_it
     assert model_store.get_job(alive.id).status == "running"
     assert model_store.get_job(queued.id).status == "queued"  # never claimed: not stale
     assert model_store.count_active_jobs() == 3
-    assert model_store.requeue_stale_jobs(older_than=timedelta(seconds=0.2), max_crashes=3) == []
+    assert model_store.requeue_stale_jobs(older_than=timedelta(minutes=1), max_crashes=3) == []
 
 
 def test_a_job_whose_workers_keep_dying_is_failed_at_the_crash_limit_and_frees_its_slot(
@@ -232,13 +235,15 @@ def test_job_liveness_is_judged_by_the_database_s_clock_not_the_hosts(
     _host_clock(monkeypatch, timedelta(minutes=2))  # the dead worker's host, before it died
     model_store.claim_job(ahead.id, "ahead:1")
     model_store.heartbeat_job(ahead.id)
-    time.sleep(0.3)
+    # the database's clock moves on: the live worker's heartbeat must stay younger than
+    # the threshold through three store calls (0.2 s read it stale on a loaded host)
+    time.sleep(1.5)
     _host_clock(monkeypatch, -timedelta(minutes=2))  # the live worker's host
     model_store.claim_job(behind.id, "behind:1")
     model_store.heartbeat_job(behind.id)
     model_store.update_job_progress(behind.id, {"trials": 1})
     _host_clock(monkeypatch, timedelta(0))  # the leader's host
-    stale = model_store.requeue_stale_jobs(older_than=timedelta(seconds=0.2), max_crashes=3)
+    stale = model_store.requeue_stale_jobs(older_than=timedelta(seconds=1), max_crashes=3)
     assert [j.id for j in stale] == [ahead.id]
     assert model_store.get_job(behind.id).status == "running"
     assert model_store.count_active_jobs() == 2  # ahead is queued again
