@@ -13,7 +13,8 @@ is ``server.max_artefact_bytes``), and each is checked against its SHA-256 befor
 used (:mod:`tunewatch._bundle_archive`). Imported versions go through the same registration as
 any other (the sandboxed candidate check, the model's task, features and regulated flag),
 so a bundle cannot bring in what an upload could not; the whole bundle is checked before
-anything is registered (:mod:`tunewatch._bundle_import`).
+anything is registered (:mod:`tunewatch._bundle_import`), and versions brought in before are
+recognised by where they came from (:mod:`tunewatch._bundle_lineage`).
 
 The manifest is covered by no hash of its own (each artefact's proves only that it matches
 the manifest): an edited one (``regulated: false``, hyperparameters relabelled) imported,
@@ -32,9 +33,6 @@ import functools
 import hashlib
 import json
 import logging
-import os
-import stat
-import uuid
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -46,7 +44,6 @@ from tunewatch._artefacts import ArtefactStore
 from tunewatch._bundle_archive import (
     FORMAT,
     FORMAT_VERSION,
-    MANIFEST,
     MAX_BUNDLE_VERSIONS,
     MAX_SPACE_BYTES,
     BundleError,
@@ -59,7 +56,9 @@ from tunewatch._bundle_archive import (
     sha256_file,
     space_member,
 )
-from tunewatch._bundle_import import ImportedVersion, ImportLease, apply, identity, plan
+from tunewatch._bundle_file import write_zip
+from tunewatch._bundle_import import ImportedVersion, ImportLease, apply, plan
+from tunewatch._bundle_lineage import identity
 from tunewatch._config import Config
 from tunewatch._errors import NotFoundError
 from tunewatch._registry import DERIVED_DETAILS, Registry
@@ -199,104 +198,11 @@ def export_bundle(
         )
 
     text = json.dumps(manifest, indent=2, sort_keys=True)
-    digest = _write_zip(target, text, members, record=record)
+    digest = write_zip(target, text, members, record=record)
     logger.info(
         "exported model=%s versions=%s to %s (sha256 %s)", model, list(written), target, digest
     )
     return ExportedBundle(written, digest)
-
-
-def _write_zip(
-    target: Path,
-    manifest: str,
-    members: Mapping[str, Callable[[], bytes]],
-    *,
-    record: Callable[[str], None],
-) -> str:
-    """Write the bundle beside ``target`` and rename it into place once it is on disk: a
-    write that fails part-way (a full disk, an artefact that cannot be read) leaves
-    whatever was at ``target`` as it was, and no partial file. A symlink at ``target`` is
-    followed (its file is replaced, the link stays), and the partial file's name does not
-    grow with ``target``'s. Only a regular file is replaced: a directory, a FIFO, a device
-    or a socket there is refused (the rename put a world-writable regular file in place of
-    a clone of ``/dev/null``). An existing file's permissions are kept (a private bundle
-    stays private); a new bundle is the owner's only (0600), as the artefact store's own
-    copies of the artefacts and reference snapshots it holds are. Each member's bytes are
-    read (``members[name]()``) just before it is written and dropped once it is: the
-    export holds one artefact at a time, not the bundle. The written file is read back and
-    hashed, and ``record`` called with its SHA-256 (returned) before the rename: should it
-    fail, the file goes, and nothing is at ``target`` that the source did not record."""
-    if not target.name:  # "." or "/": no file to write, nor a name to write it beside
-        raise BundleError(f"cannot write bundle {str(target)!r}: it names a directory")
-    _refuse_non_regular(target, target)
-    final = Path(os.path.realpath(target))
-    try:
-        mode = stat.S_IMODE(final.stat().st_mode) & 0o777  # no set-id or sticky bit
-    except OSError:
-        mode = 0o600  # a new file
-    partial = final.with_name(f".tunewatch-export-{uuid.uuid4().hex[:16]}.partial")
-    try:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as exc:
-        raise BundleError(f"cannot write bundle {str(target)!r}: {exc.strerror}") from exc
-    replaced = False
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-                archive.writestr(MANIFEST, manifest)
-                for name, read in members.items():
-                    archive.writestr(name, read())
-            f.flush()
-            os.fsync(f.fileno())
-        with open(partial, "rb") as written:  # the bytes on disk, as an import hashes them
-            digest = sha256_file(written, target)
-        _refuse_non_regular(target, final)  # again: the writing may have taken a while
-        record(digest)
-        os.replace(partial, final)
-        replaced = True
-    except OSError as exc:
-        reason = exc.strerror or exc
-        raise BundleError(f"cannot write bundle {str(target)!r}: {reason}") from exc
-    finally:
-        if not replaced:  # failed, refused or interrupted (Ctrl-C): the partial file goes
-            try:
-                partial.unlink(missing_ok=True)
-            except OSError:
-                logger.exception("could not remove the partial bundle %s", partial)
-    return digest
-
-
-def _refuse_non_regular(target: Path, path: Path) -> None:
-    kind = non_regular_kind(path)
-    if kind is not None:
-        raise BundleError(
-            f"cannot write bundle {str(target)!r}: it is {kind}, not a regular file, which "
-            "the export would replace with one; nothing was written"
-        )
-
-
-_KINDS: tuple[tuple[Callable[[int], bool], str], ...] = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
-
-
-def non_regular_kind(path: str | Path) -> str | None:
-    """What is at ``path``, links followed, where that is not a regular file ("a FIFO
-    (named pipe)", "a character device" …); None for a regular file and where nothing is
-    (a dangling link: a write creates its target), or where ``path`` cannot be looked up
-    (the write says why)."""
-    try:
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):
-        return None
-    if stat.S_ISREG(mode):
-        return None
-    return next((kind for test, kind in _KINDS if test(mode)), "a special file")
 
 
 def _parent_origin(store: Store, model: str, v: VersionRow) -> dict[str, Any] | None:

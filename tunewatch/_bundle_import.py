@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from shadow import CandidateInfo
 from tunewatch._bundle_archive import read_artefact, read_reference
+from tunewatch._bundle_lineage import already_imported, imported_details, parent_in_target
 from tunewatch._bundle_rules import bundled_rules, champion_held
 from tunewatch._config import Config
 from tunewatch._errors import ConflictError, NotFoundError, StoreError, TunewatchError
@@ -22,11 +23,6 @@ from tunewatch._version_metadata import VersionMetadata
 from tunewatch.store import Store
 
 logger = logging.getLogger(__name__)
-
-#: Details a tuning job writes about the store it ran in: its job and trigger, and how many
-#: of the version's reference rows were that store's traffic (which that store's next job
-#: reads again). An import keeps them under ``details.imported``, not as the target's.
-PER_STORE_DETAILS = ("job", "trigger", "rows", "traffic_rows")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +84,7 @@ def plan(
     # against as it checks them against the target's (Registry.check cannot: not there yet)
     new_champion: Planned | None = None
     for entry in sorted(manifest["versions"], key=lambda e: e["version"]):
-        done = _already_imported(store, target, source["name"], entry)
+        done = already_imported(store, target, source["name"], entry)
         if done is not None:
             present[entry["version"]] = done
             continue
@@ -98,7 +94,7 @@ def plan(
             hyperparameters=entry["hyperparameters"],
             dataset_version=entry.get("dataset_version"),
             study=None,
-            details=_details(entry, source["name"], manifest, digest),
+            details=imported_details(entry, source["name"], manifest, digest),
         )
         renew()
         inspected = registry.check(
@@ -199,7 +195,7 @@ def apply(
                 read_artefact(archive, entry, max_artefact_bytes),
                 replace(
                     step.metadata,
-                    parent_version=_parent(store, target, source["name"], entry, mapping),
+                    parent_version=parent_in_target(store, target, source["name"], entry, mapping),
                 ),
                 actor=actor,
                 stage=step.stage,  # retired in the same transaction: never a live shadow
@@ -340,56 +336,6 @@ class ImportLease:
             )
 
 
-def _details(
-    entry: Mapping[str, Any], source_model: str, manifest: Mapping[str, Any], digest: str
-) -> dict[str, Any]:
-    """The imported version's details: the entry's, but for what described the source
-    store, which goes under ``imported`` with where the version came from and when the
-    source created it (``created_at``: the version's own is the import's). A version the
-    source had imported itself keeps that record (``via``, with the time the store before
-    created it) and its first ``origin``."""
-    details = entry["details"]
-    incoming = details.get("imported")
-    origin = _origin(incoming) or (source_model, entry["version"])
-    record = {
-        "model": source_model,
-        "version": entry["version"],
-        "origin": {"model": origin[0], "version": origin[1]},
-        "stage": entry["stage"],
-        "parent_version": entry.get("parent_version"),
-        # study names number jobs per store: kept here, not as the version's study,
-        # where it could collide with a job of this store
-        "study": entry.get("study"),
-        **{k: details[k] for k in PER_STORE_DETAILS if k in details},
-        "bundle_sha256": digest,
-        "exported_at": manifest.get("exported_at"),
-        # when the source store registered it (its own import time, for a version it had
-        # imported: the first store's is then under `via`); the target's `created_at` is
-        # this import's
-        "created_at": entry.get("created_at"),
-    }
-    if incoming is not None:
-        record["via"] = incoming
-    return {
-        **{k: v for k, v in details.items() if k not in (*PER_STORE_DETAILS, "imported")},
-        "imported": record,
-    }
-
-
-def _origin(record: Any) -> tuple[str, int] | None:
-    """Where the version an ``imported`` record describes was first registered: the
-    record's ``origin``, else the model and version it was imported from (records before
-    origins were kept); ``None`` for no record or a malformed one."""
-    if not isinstance(record, Mapping):
-        return None
-    for found in (record.get("origin"), record):
-        if isinstance(found, Mapping):
-            model, version = found.get("model"), found.get("version")
-            if isinstance(model, str) and type(version) is int:  # not a bool
-                return model, version
-    return None
-
-
 def _audit_failure(
     store: Store,
     actor: str,
@@ -427,84 +373,6 @@ def _audit_failure(
         )
     except StoreError:
         logger.exception("could not audit the failed import into model=%s", target)
-
-
-def _parent(
-    store: Store, target: str, source_model: str, entry: Mapping[str, Any], mapping: dict[int, int]
-) -> int | None:
-    """The target's version that the entry's parent became: in this import, brought in
-    from the source by an earlier one, or, by the entry's ``parent_origin``, the version
-    the parent was first registered as or one imported from there by another way (a
-    default bundle holds the champion only, whose parent the source may have imported
-    from the target itself). Bundles written before ``parent_origin`` stop at the second."""
-    parent = entry.get("parent_version")
-    if parent is None:
-        return None
-    if parent in mapping:
-        return mapping[parent]
-    found = _imported_as(store, target, source_model, parent)
-    origin = entry.get("parent_origin")  # absent from bundles written before it was
-    if found is not None and origin is not None:
-        # a model of that name and version from another store is not the parent: its
-        # artefact must be the parent's too
-        if store.get_version(target, found).artefact_sha256 != origin["artefact_sha256"]:
-            found = None
-    if found is not None or origin is None:
-        return found
-    try:
-        versions = store.list_versions(target)
-    except NotFoundError:
-        return None
-    for v in versions:  # the artefact too: another store may have its own model so named
-        if v.artefact_sha256 == origin["artefact_sha256"] and identity(
-            target, v.version, v.details
-        ) == (origin["model"], origin["version"]):
-            return v.version
-    return None
-
-
-def identity(model: str, version: int, details: Mapping[str, Any]) -> tuple[str, int]:
-    """Where a version was first registered: its recorded origin if it was imported, else
-    itself. Imports recognise a version by it, on its way back too."""
-    return _origin(details.get("imported")) or (model, version)
-
-
-def _already_imported(
-    store: Store, target: str, source_model: str, entry: Mapping[str, Any]
-) -> int | None:
-    """The target's version that the entry is already, if any: one with its artefact that
-    was imported from this version of ``source_model``, or that has the same origin (it
-    came by another way, or it is the origin: the entry is on its way back)."""
-    try:
-        versions = store.list_versions(target)
-    except NotFoundError:
-        return None
-    origin = identity(source_model, entry["version"], entry["details"])
-    for v in versions:
-        if v.artefact_sha256 != entry["artefact_sha256"]:
-            continue
-        if identity(target, v.version, v.details) == origin or _source(
-            v.details.get("imported")
-        ) == (source_model, entry["version"]):
-            return v.version
-    return None
-
-
-def _source(record: Any) -> tuple[Any, Any] | None:
-    """The model and version an ``imported`` record says the version was imported from."""
-    return (record.get("model"), record.get("version")) if isinstance(record, Mapping) else None
-
-
-def _imported_as(store: Store, target: str, source_model: str, source_version: int) -> int | None:
-    """The target's version imported from ``source_model``'s ``source_version``, if any."""
-    try:
-        versions = store.list_versions(target)
-    except NotFoundError:
-        return None
-    for v in versions:
-        if _source(v.details.get("imported")) == (source_model, source_version):
-            return v.version
-    return None
 
 
 def _champion(store: Store, model: str) -> int | None:

@@ -186,7 +186,7 @@ def _check_writable(
     the command's own standard output or error, ``/dev/stdout`` say, is written through):
     already there, it must be writable, and a file must be creatable beside it, as
     :func:`_write` creates one (it is created and removed)."""
-    from tunewatch._bundle import non_regular_kind
+    from tunewatch._bundle_file import non_regular_kind
 
     if destination.is_dir():
         raise TunewatchError(
@@ -287,7 +287,7 @@ def _refuse_destination(
     to a device replaced it with a world-writable regular file. With ``streams``, the
     command's own standard output or error (``/dev/stdout``, a pipe or a terminal) is
     written through, not refused."""
-    from tunewatch._bundle import non_regular_kind
+    from tunewatch._bundle_file import non_regular_kind
 
     reason = next(
         (f"{what} ({file})" for file, what in protected if _same_file(destination, Path(file))),
@@ -396,7 +396,7 @@ def _write(path: Path, data: bytes) -> None:
     the snippet and the search space hold no secret. The command's own standard output or
     error (``/dev/stdout``), the one other file :func:`_check_writable` lets through, is
     written through; any other is refused, made since the import checked it."""
-    from tunewatch._bundle import non_regular_kind
+    from tunewatch._bundle_file import non_regular_kind
 
     kind = non_regular_kind(path)
     if kind is not None and not _is_std_stream(path):
@@ -416,7 +416,7 @@ def _replace(path: Path, final: Path, data: bytes) -> None:
     """Write ``data`` to a new file beside ``final`` (``path``'s real path), sync it and
     rename it over ``final``; the new file is removed if any of it fails (or is
     interrupted), leaving what was at ``final`` as it was."""
-    from tunewatch._bundle import non_regular_kind
+    from tunewatch._bundle_file import non_regular_kind
 
     try:
         mode: int | None = stat.S_IMODE(final.stat().st_mode) & 0o777  # no set-id or sticky
