@@ -144,6 +144,14 @@ class ServerConfig(_Frozen):
     # pod, a proxy container) the cookie went without Secure. Loopback by default, as
     # uvicorn's.
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    # A dashboard session ends after this many seconds without a request, by the
+    # database's clock: a session lasted 8 h from sign-in however long the browser sat
+    # unused, so one left signed in on a desk kept its token's rights all that time.
+    # Each request carries it a full window on (written at most once a minute).
+    dashboard_session_idle_s: float = Field(default=1800.0, gt=0, le=MAX_DURATION_S)
+    # ... and after this many seconds from sign-in however busy it is (the cookie's
+    # Max-Age too); at least dashboard_session_idle_s.
+    dashboard_session_max_s: float = Field(default=8 * 3600.0, gt=0, le=MAX_DURATION_S)
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -156,6 +164,16 @@ class ServerConfig(_Frozen):
                     f"`trusted_proxies` must list IP addresses or networks, got {item!r}"
                 ) from None
         return value
+
+    @model_validator(mode="after")
+    def _idle_within_max(self) -> ServerConfig:
+        if self.dashboard_session_idle_s > self.dashboard_session_max_s:
+            raise ValueError(
+                f"`dashboard_session_idle_s` ({self.dashboard_session_idle_s}) must be at "
+                f"most `dashboard_session_max_s` ({self.dashboard_session_max_s}): a session "
+                "ends at its maximum however busy it is"
+            )
+        return self
 
 
 class RecordingConfig(_Frozen):

@@ -1,10 +1,13 @@
 """Dashboard sessions: the user pastes a token once; the server keeps a session of it.
 
 Signing in stores a session on the server (:meth:`~tunewatch.store.Store.start_session`):
-a random id, kept there only as its sha256, with the token's name and an expiry 8 hours
-on by the database's clock. The cookie holds that id, never the token, so it is no bearer
-token for the API. Every request looks the session up: signing out deletes it, a session
-past its expiry reads as none, and revoking the token ends its sessions. The cookie is
+a random id, kept there only as its sha256, with the token's name and an expiry one idle
+window on (``server.dashboard_session_idle_s``, 30 minutes by default) by the database's
+clock. The cookie holds that id, never the token, so it is no bearer token for the API.
+Every request looks the session up and carries its expiry a full idle window on, never
+past ``server.dashboard_session_max_s`` (8 hours) from sign-in: a browser left signed in
+and unused is signed out. Signing out deletes the session, a session past its expiry
+reads as none, and revoking the token ends its sessions. The cookie is
 ``HttpOnly`` (no script can read it), ``SameSite=Strict`` (no cross-site request carries
 it) and ``Secure`` when the page was served over HTTPS. Tokens never appear in URLs.
 
@@ -18,6 +21,7 @@ that sends neither (curl, a script) is no browser a page could drive, and passes
 
 from __future__ import annotations
 
+import math
 import secrets
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,7 +33,6 @@ from tunewatch.api._context import context
 
 COOKIE = "tunewatch_session"
 MAX_FORM_BYTES = 4096
-SESSION_MAX_AGE_S = 8 * 3600
 
 
 def principal(request: Request, permission: str = "read") -> Principal:
@@ -41,7 +44,13 @@ def principal(request: Request, permission: str = "read") -> Principal:
     session = request.cookies.get(COOKIE)
     if header is not None or not session or auth.disabled:
         return auth.authenticate(header, permission)
-    token = context(request).runtime.store.session_token(hash_token(session))
+    runtime = context(request).runtime
+    server = runtime.config.server
+    token = runtime.store.session_token(
+        hash_token(session),
+        idle_s=server.dashboard_session_idle_s,
+        max_s=server.dashboard_session_max_s,
+    )
     if token is None:
         raise AuthError(
             "the dashboard session has ended or expired: sign in again",
@@ -137,8 +146,11 @@ def start_session(request: Request, who: Principal) -> str | None:
     if context(request).auth.disabled:
         return None
     session = secrets.token_urlsafe(32)
-    context(request).runtime.store.start_session(
-        session_hash=hash_token(session), token_name=who.name, ttl_s=SESSION_MAX_AGE_S
+    runtime = context(request).runtime
+    runtime.store.start_session(
+        session_hash=hash_token(session),
+        token_name=who.name,
+        ttl_s=runtime.config.server.dashboard_session_idle_s,
     )
     return session
 
@@ -151,10 +163,12 @@ def end_session(request: Request) -> None:
 
 
 def set_session(request: Request, response: Response, session: str) -> None:
+    """The session cookie lasts the session's maximum: the server ends it sooner when
+    it is left idle."""
     response.set_cookie(
         COOKIE,
         session,
-        max_age=SESSION_MAX_AGE_S,
+        max_age=math.ceil(context(request).runtime.config.server.dashboard_session_max_s),
         path="/",
         httponly=True,
         samesite="strict",

@@ -88,8 +88,9 @@ def _login_form(message: str = "") -> str:
         '<input type="password" id="token" name="token" size="60" required '
         'autocomplete="off"></p><p><button type="submit">Sign in</button></p></form>'
         '<p class="muted">Paste a token with read access (viewer or above). It signs this '
-        "browser in for 8 hours, until you sign out; the browser keeps a session id, not "
-        "the token.</p>",
+        "browser in until you sign out, or until it goes unused or reaches its maximum age "
+        "(the server's settings: 30 minutes and 8 hours by default); the browser keeps a "
+        "session id, not the token.</p>",
         who=None,
     )
 
@@ -102,7 +103,7 @@ def login_page() -> HTMLResponse:
 def _replace_session(request: Request, who: Principal) -> str | None:
     """End the session the browser's cookie names, if any, then start ``who``'s: signing
     in as another left the first session alive on the server (the old cookie still opened
-    the pages as the first person, up to its 8 hours)."""
+    the pages as the first person until it expired)."""
     end_session(request)
     return start_session(request, who)
 

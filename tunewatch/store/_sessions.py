@@ -4,13 +4,19 @@ caller), with the token it signed in with and when it ends.
 Times are the database's (:mod:`._clock`), as the leases' are: every daemon serving the
 dashboard agrees when a session ends. A session reads as its token only while it is
 unexpired and its token unrevoked, so revoking a token ends its sessions at once.
+
+Expiry slides: a session starts one idle window long, and reading it while live carries
+its ``expires_at`` a full window on, never past ``created_at`` + the maximum. The row is
+written only when that moves it by more than :func:`_slack` (a minute at most), so a
+burst of page loads reads without writing.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, delete, select
+from sqlalchemy import Connection, delete, select, update
 
 from ._clock import db_now
 from ._schema import api_tokens, dashboard_sessions
@@ -19,8 +25,9 @@ from ._types import TokenRow
 
 
 def start_session(conn: Connection, *, session_hash: str, token_name: str, ttl_s: float) -> None:
-    """Store a session of the token ``token_name`` that ends ``ttl_s`` seconds from now;
-    sessions already ended are deleted first."""
+    """Store a session of the token ``token_name`` that ends ``ttl_s`` seconds from now
+    (one idle window, which reading it carries on); sessions already ended are deleted
+    first."""
     if len(session_hash) != 64:
         raise ValueError(
             f"`session_hash` must be a 64-character sha256 hex, got {len(session_hash)}"
@@ -38,19 +45,71 @@ def start_session(conn: Connection, *, session_hash: str, token_name: str, ttl_s
     )
 
 
-def session_token(conn: Connection, session_hash: str) -> TokenRow | None:
+@dataclass(frozen=True, slots=True)
+class LiveSession:
+    """A live session's token, and the expiry to carry it to (``None``: leave it)."""
+
+    token: TokenRow
+    extend_to: datetime | None
+
+
+def live_session(
+    conn: Connection, session_hash: str, *, idle_s: float, max_s: float
+) -> LiveSession | None:
     """The token a live session signed in with; ``None`` when the session is unknown,
-    ended or expired, or its token revoked."""
+    ended, expired or ``max_s`` old, or its token revoked. Reads only: the new expiry,
+    the earlier of now + ``idle_s`` and ``created_at`` + ``max_s``, is returned to write
+    (:func:`extend_session`) when it is more than :func:`_slack` later than the stored."""
+    if idle_s <= 0:
+        raise ValueError(f"`idle_s` must be positive, got {idle_s}")
+    if idle_s > max_s:
+        raise ValueError(f"`idle_s` ({idle_s}) must be at most `max_s` ({max_s})")
+    now = db_now(conn)
     row = conn.execute(
-        select(api_tokens)
+        select(
+            api_tokens,
+            dashboard_sessions.c.created_at.label("session_created_at"),
+            dashboard_sessions.c.expires_at.label("session_expires_at"),
+            now.label("database_now"),
+        )
         .join(dashboard_sessions, dashboard_sessions.c.token_name == api_tokens.c.name)
         .where(
             dashboard_sessions.c.session_hash == session_hash,
-            dashboard_sessions.c.expires_at > db_now(conn),
+            dashboard_sessions.c.expires_at > now,
             api_tokens.c.revoked_at.is_(None),
         )
     ).one_or_none()
-    return None if row is None else _token(row)
+    if row is None:
+        return None
+    ends = row.session_created_at + timedelta(seconds=max_s)
+    if ends <= row.database_now:  # started under a longer maximum than the one in force
+        return None
+    target = min(ends, row.database_now + timedelta(seconds=idle_s))
+    moved = target - row.session_expires_at > timedelta(seconds=_slack(idle_s))
+    return LiveSession(token=_token(row), extend_to=target if moved else None)
+
+
+def extend_session(conn: Connection, session_hash: str, *, until: datetime) -> bool:
+    """Carry a live session's expiry on to ``until``; never back (another daemon may have
+    carried it further) and never for a session that ended meanwhile. False if it did
+    not move."""
+    moved = conn.execute(
+        update(dashboard_sessions)
+        .where(
+            dashboard_sessions.c.session_hash == session_hash,
+            dashboard_sessions.c.expires_at > db_now(conn),
+            dashboard_sessions.c.expires_at < until,
+        )
+        .values(expires_at=until)
+    ).rowcount
+    return bool(moved)
+
+
+def _slack(idle_s: float) -> float:
+    """How far an expiry may lag behind a full idle window before a read writes it on: a
+    minute, or a tenth of a short window (a session read in it lives at least 90 % of
+    the window on)."""
+    return min(60.0, idle_s / 10)
 
 
 def end_session(conn: Connection, session_hash: str) -> bool:

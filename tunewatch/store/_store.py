@@ -602,16 +602,28 @@ class Store:
 
     def start_session(self, *, session_hash: str, token_name: str, ttl_s: float) -> None:
         """Store a dashboard session of ``token_name`` ending ``ttl_s`` seconds from now by
-        the database's clock, deleting the sessions already ended."""
+        the database's clock (its idle window: :meth:`session_token` carries it on),
+        deleting the sessions already ended."""
         with self._tx("start_session") as conn:
             _sessions.start_session(
                 conn, session_hash=session_hash, token_name=token_name, ttl_s=ttl_s
             )
 
-    def session_token(self, session_hash: str) -> TokenRow | None:
-        """The token of a live session (unexpired, not ended, its token unrevoked)."""
+    def session_token(self, session_hash: str, *, idle_s: float, max_s: float) -> TokenRow | None:
+        """The token of a live session (unexpired, not ended, under ``max_s`` old, its
+        token unrevoked), whose expiry is carried on to now + ``idle_s`` (at most
+        ``created_at`` + ``max_s``) by the database's clock. Read in a read-only
+        transaction; the expiry is written in a transaction of its own, and only when it
+        moves by more than a minute (or a tenth of ``idle_s``), so page loads do not each
+        take the write lock."""
         with self._read("session_token") as conn:
-            return _sessions.session_token(conn, session_hash)
+            live = _sessions.live_session(conn, session_hash, idle_s=idle_s, max_s=max_s)
+        if live is None:
+            return None
+        if live.extend_to is not None:
+            with self._tx("extend_session") as conn:
+                _sessions.extend_session(conn, session_hash, until=live.extend_to)
+        return live.token
 
     def end_session(self, session_hash: str) -> bool:
         """End (delete) a dashboard session; False if there was none."""
