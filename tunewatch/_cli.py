@@ -43,16 +43,16 @@ MAX_LIMIT = 10_000
 
 
 def _int_in(name: str, low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: an integer in ``[low, high]``, else a usage error naming both."""
+    """An argparse type: an integer in ``[low, high]`` spelt in ASCII digits, else a usage
+    error naming both. ``int`` alone also reads ``1_0`` (10), ``+1``, `` 1`` and other
+    scripts' digits, which the API refuses: one version had many spellings, and a typo
+    named another (``report credit 1_0`` read v10)."""
 
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
+        value = int(text) if text.isascii() and text.isdigit() else None
         if value is None or not low <= value <= high:
             raise argparse.ArgumentTypeError(
-                f"`{name}` must be an integer in [{low}, {high}], got {text!r}"
+                f"`{name}` must be an integer in [{low}, {high}] in ASCII digits, got {text!r}"
             )
         return value
 

@@ -167,7 +167,8 @@ def test_integer_arguments_out_of_their_range_are_usage_errors(
         assert "must be an integer in [" in err and "Traceback" not in err, (args, err)
     with pytest.raises(SystemExit):
         run(config, "promote", "credit", "two", "--reason", "x")
-    assert "`version` must be an integer in [1, 2147483647], got 'two'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "`version` must be an integer in [1, 2147483647] in ASCII digits, got 'two'" in err
 
 
 def test_tokens_are_printed_once_and_revocable(

@@ -219,3 +219,27 @@ def test_listing_limits_are_bounded_as_the_apis(
         run(config, *command, "--limit", limit)
     assert exited.value.code == 2
     assert "`limit` must be an integer in [1, 10000]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        pytest.param("1_0", id="underscore"),
+        pytest.param("+1", id="plus"),
+        pytest.param(" 1", id="space"),
+        pytest.param("\uff13", id="fullwidth"),
+    ],
+)
+def test_ids_and_numbers_are_read_in_ascii_digits_only_as_the_api_reads_them(
+    sqlite_backend: tuple[Path, str], spelling: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``int`` also reads ``1_0`` (10), ``+1``, `` 1`` and other scripts' digits: `report
+    credit ３` printed v3's report, where the API refuses the spelling (a typo named
+    another version)."""
+    config, _ = sqlite_backend
+    with pytest.raises(SystemExit) as exited:
+        run(config, "report", MODEL, spelling)
+    assert exited.value.code == 2
+    assert "`version` must be an integer in [1, 2147483647] in ASCII digits" in (
+        capsys.readouterr().err
+    )
