@@ -28,6 +28,7 @@ from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, EvaluationConfig
 from tunewatch._config_evaluation import LABEL_COLUMN, PREDICTION_COLUMN
 from tunewatch._errors import NotFoundError, TunewatchError
+from tunewatch._policies import FIRST_REQUEST, LAST_REQUEST
 from tunewatch.store import EvaluationRow, ModelRow, Store, VersionRow, Window
 
 PREDICTION = PREDICTION_COLUMN
@@ -207,9 +208,11 @@ def judged_frames(
     verdict's profile held them (:func:`reference_frame`); the window's features and the
     champion's predictions, and the labels of the verdict's label window (of the matured
     part of its window, for a verdict stored before labels had their own window) that
-    had arrived by its run (:func:`labels_received`), then the rows of that frame its
-    detector tested (:meth:`monitor.drift.DriftDetector.sample`, at the model's
-    ``drift.sample_size``)."""
+    had arrived by its run (:func:`judged_labels`), then the rows of that frame its
+    detector tested (:meth:`monitor.drift.DriftDetector.sample`, at the verdict's
+    ``sample_size``). ``evaluation``, the config as it is now, fills in only what a
+    verdict stored before these were recorded lacks: its sample size, its label window's
+    requests, and (stored before labels had their own window) their maturity."""
     assert target.window_start is not None and target.version is not None
     window = store.window(
         model.name,
@@ -220,13 +223,7 @@ def judged_frames(
     labels = None
     if baseline.reference.labels is not None:  # those the verdict tested, when it ran
         if "label_window" in target.payload:
-            labelled = label_window(store, model, evaluation, as_of=target.window_end)
-            through = target.payload["label_window"].get("labels_through", _UNRECORDED)
-            labels = labels_received(
-                labelled,
-                # stored before the run recorded its newest label: those by its start
-                by=target.window_end.timestamp() if through is _UNRECORDED else through,
-            )
+            labels = judged_labels(store, model, evaluation, target)
         else:  # stored before labels had their own window: its matured requests'
             labels = matured_labels(
                 window, as_of=target.window_end, maturity_s=evaluation.decay.maturity_s
@@ -238,11 +235,45 @@ def judged_frames(
         np.where((window.versions == target.version)[:, None], window.outputs, np.nan),
         labels,
     )
-    settings = evaluation.drift
-    detector = DriftDetector(
-        baseline.profile, min_rows=settings.min_rows, sample_size=settings.sample_size
-    )
+    # the verdict's sample size; the config's for a verdict stored before it recorded it
+    sample_size = target.payload.get("sample_size", evaluation.drift.sample_size)
+    # only the detector's sample is taken, which min_rows does not change: the verdict's
+    # sample size may be below today's min_rows, which the detector would refuse
+    detector = DriftDetector(baseline.profile, min_rows=1, sample_size=sample_size)
     return reference_frame(model, baseline, columns), detector.sample(current)
+
+
+def judged_labels(
+    store: Store, model: ModelRow, evaluation: EvaluationConfig, target: EvaluationRow
+) -> np.ndarray:
+    """The labels of a stored drift verdict's label window (:func:`label_window`) that had
+    arrived by the newest the run read, missing (NaN) for the rest: those it tested.
+
+    The window's requests are those its ``label_window`` names: the newest holding its
+    ``n`` rows from its first request to its last (ties at the first broken by request
+    id, as the verdict's read broke them), whatever ``window_rows``, ``window_s`` and
+    ``decay.maturity_s`` say now. Read at the config's instead, the report of a verdict
+    stored before they changed tested other requests' labels."""
+    judged = target.payload["label_window"]
+    if FIRST_REQUEST in judged:
+        labelled = store.window(
+            model.name,
+            n_features=len(model.feature_names),
+            start=datetime.fromisoformat(judged[FIRST_REQUEST]),
+            end=datetime.fromisoformat(judged[LAST_REQUEST]) + timedelta(microseconds=1),
+            last_n=judged["n"],
+            with_features=False,
+        )
+    elif judged.get("n") == 0:  # the window held no request: no label was tested
+        return np.empty(0)
+    else:  # stored before the verdict named its requests: as the config reads them now
+        labelled = label_window(store, model, evaluation, as_of=target.window_end)
+    through = judged.get("labels_through", _UNRECORDED)
+    return labels_received(
+        labelled,
+        # stored before the run recorded its newest label: those by its start
+        by=target.window_end.timestamp() if through is _UNRECORDED else through,
+    )
 
 
 #: The methods that compare a numeric column's reference sample (the profile keeps at
@@ -309,9 +340,10 @@ def judged_as(payload: dict[str, Any], settings: Any) -> tuple[dict[str, ColumnD
     """evidently's per-column methods and thresholds, and dataset share, that reproduce a
     stored drift verdict: each column the verdict tested with the method the evaluation
     used (tunewatch picks the default by the smaller sample, evidently by the reference
-    alone), none it could not test (:func:`untested_columns`); under the ``bonferroni`` or
-    ``fdr`` rule, p-value columns at the corrected threshold, and the dataset drifted when
-    any column did."""
+    alone), none it could not test (:func:`untested_columns`), and the dataset share
+    threshold the verdict recorded (``settings``, the config now, only for what a verdict
+    stored before did not record); under the ``bonferroni`` or ``fdr`` rule, p-value
+    columns at the corrected threshold, and the dataset drifted when any column did."""
     stored = [c for c in payload.get("columns", []) if c.get("method") in DRIFT_METHODS]
     thresholds: dict[str, float | None] = {c["column"]: c.get("threshold") for c in stored}
     for name, spec in settings.columns.items():
@@ -319,7 +351,9 @@ def judged_as(payload: dict[str, Any], settings: Any) -> tuple[dict[str, ColumnD
     methods = {c["column"]: c["method"] for c in stored}
     for name, spec in settings.columns.items():
         methods.setdefault(name, spec.method)
-    drift_share = settings.share_threshold
+    # the verdict's share threshold; the config's for a verdict stored before it
+    # recorded it
+    drift_share = float(payload.get("share_threshold", settings.share_threshold))
     rule = payload.get("rule", "share")
     tested = [c for c in stored if c.get("status") != "insufficient_data"]
     with_p = sorted(

@@ -373,6 +373,10 @@ class Evaluator:
             "drifted_share": result.drifted_share,
             "drifted_columns": list(result.drifted_columns),
             "rule": result.rule,
+            # what the verdict was judged with, for its drift report, built later and
+            # judged as the verdict was whatever the config says by then
+            "share_threshold": d.share_threshold,
+            "sample_size": d.sample_size,
             "n_current": window.n_rows,  # the label's window is its own
             "insufficient": list(result.insufficient),
             "columns": [
