@@ -17,7 +17,7 @@ from typing import Any, Literal
 from monitor import ServingMetrics
 from tunewatch._config import Config
 from tunewatch._errors import ConflictError
-from tunewatch.store import Event, JobRow, Store
+from tunewatch.store import Event, JobAudit, JobRow, Store
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,9 @@ class Dispatcher:
         event with neither a job nor an action event. An evaluation policy takes such a
         retune as still owed (:mod:`tunewatch._evaluation_events`); an alert's episode is
         released for the next delivery (:mod:`tunewatch.api._alerts`); the standing
-        schedule's is tried again (:meth:`owed`, :meth:`retry`)."""
+        schedule's is tried again (:meth:`owed`, :meth:`retry`). A manual retune's job is
+        written with its ``request_retune`` audit entry, in one transaction: when the entry
+        cannot be written, no job is queued either, and the caller's retry queues one."""
         self.store.get_model(model)
         fired = self.store.add_event(model=model, type=event, payload=dict(payload))
         return self._act(model, fired, payload, dedupe_key=dedupe_key, actor=actor)
@@ -177,30 +179,24 @@ class Dispatcher:
             return ActionOutcome(
                 "promote", "deferred", f"{event}: the comparison loop decides the promotion"
             )
+        requester = actor if event == "manual" else None
         if trigger.do == "retune":
             key = dedupe_key if dedupe_key is not None else _event_key(fired)
-            outcome = self._retune(model, event, payload, trigger.cooldown_minutes, key)
+            outcome = self._retune(
+                model, event, payload, trigger.cooldown_minutes, key, requester=requester
+            )
         else:  # notify: the recorded event is the notice
             outcome = ActionOutcome(trigger.do, "taken", f"{event} recorded for {trigger.do}")
         self.record(model, event, outcome, actor=actor)
-        if event == "manual":
-            self._audit_request(model, payload, outcome, actor=actor)
+        if requester is not None and outcome.job_id is None:
+            # nothing queued: audited on its own (a job's entry was written with the job)
+            self.store.append_audit(
+                actor=requester,
+                action="request_retune",
+                target=model,
+                details=_request_details(payload, outcome),
+            )
         return outcome
-
-    def _audit_request(
-        self, model: str, payload: Mapping[str, Any], outcome: ActionOutcome, *, actor: str
-    ) -> None:
-        """A retune someone asked for goes into the audit log (``request_retune``): who,
-        why and what became of it. The events held it alone, and they are not the
-        hash-chained log a regulated model's reviewers read."""
-        details: dict[str, Any] = {
-            "reason": payload.get("reason"),
-            "status": outcome.status,
-            "job": outcome.job_id,
-        }
-        if outcome.status != "taken":
-            details["why"] = outcome.reason
-        self.store.append_audit(actor=actor, action="request_retune", target=model, details=details)
 
     def owed(self, model: str, event: str) -> Event | None:
         """The newest ``event`` of ``model`` if the retune it caused is still owed, else
@@ -307,15 +303,32 @@ class Dispatcher:
         payload: Mapping[str, Any],
         cooldown_min: float,
         dedupe_key: str | None,
+        *,
+        requester: str | None = None,
     ) -> ActionOutcome:
+        """Queue the retune ``event`` causes. A ``requester`` (someone asked for it: a
+        manual retune) is named in the job's trigger (``actor``), and the job is written
+        with its ``request_retune`` audit entry, by the requester, in one transaction."""
         # A job already queued with ``dedupe_key`` is found by create_job (under its lock,
         # before the quota and the cool-down): a duplicate, whatever its age.
         champion = self.store.champion(model)
+        trigger = {"event": event, **dict(payload)}
+        audit = None
+        if requester is not None:
+            trigger["actor"] = requester
+            audit = JobAudit(
+                actor=requester,
+                action="request_retune",
+                target=model,
+                details=lambda job, created: _request_details(
+                    payload, _queued(event, job, created)
+                ),
+            )
         try:
             job, created = self.store.create_job(
                 model=model,
                 kind="retune",
-                trigger={"event": event, **dict(payload)},
+                trigger=trigger,
                 # the champion whose reference the job trains on, whoever serves later
                 spec={"champion_version": champion.version if champion else None},
                 dedupe_key=dedupe_key,
@@ -323,6 +336,7 @@ class Dispatcher:
                 # checked with the insert, so that simultaneous triggers queue one job, and
                 # by the database's clock, which every host queueing jobs shares
                 cooldown=timedelta(minutes=cooldown_min) if cooldown_min > 0 else None,
+                audit=audit,
             )
         except ConflictError as exc:
             if exc.code == "cooldown":
@@ -332,6 +346,25 @@ class Dispatcher:
             else:
                 reason, cause = f"could not queue: {exc.message}", "error"
             return ActionOutcome("retune", "suppressed", reason, cause=cause)
-        if not created:
-            return ActionOutcome("retune", "duplicate", f"already handled by job {job.id}", job.id)
-        return ActionOutcome("retune", "taken", f"queued job {job.id} for {event}", job.id)
+        return _queued(event, job, created)
+
+
+def _queued(event: str, job: JobRow, created: bool) -> ActionOutcome:
+    """The outcome of a retune whose ``job`` was queued now (``created``) or before."""
+    if not created:
+        return ActionOutcome("retune", "duplicate", f"already handled by job {job.id}", job.id)
+    return ActionOutcome("retune", "taken", f"queued job {job.id} for {event}", job.id)
+
+
+def _request_details(payload: Mapping[str, Any], outcome: ActionOutcome) -> dict[str, Any]:
+    """A retune someone asked for goes into the audit log (``request_retune``): who (the
+    entry's actor), why and what became of it. The events held it alone, and they are
+    not the hash-chained log a regulated model's reviewers read."""
+    details: dict[str, Any] = {
+        "reason": payload.get("reason"),
+        "status": outcome.status,
+        "job": outcome.job_id,
+    }
+    if outcome.status != "taken":
+        details["why"] = outcome.reason
+    return details

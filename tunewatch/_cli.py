@@ -244,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         "stdout, when it was queued (or had been). Exit 1, the outcome on stderr "
         "(`retune suppressed: ...`), when the quota on concurrent tuning jobs or the "
         "model's cool-down held it back (a later retune may be queued), or when the "
-        "model's triggers configure nothing for `manual`; with --run, also when the job "
+        "model's triggers configure no retune for `manual`; with --run, also when the job "
         "ran and did not succeed. Exit 2 on a usage error.",
     )
     p.add_argument("model", type=_model)

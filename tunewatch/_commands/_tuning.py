@@ -161,7 +161,7 @@ def cmd_retune(args: argparse.Namespace) -> int:
         )
     finally:
         store.close()
-    if outcome.status not in ("taken", "duplicate"):
+    if outcome.job_id is None:
         # nothing queued (the quota, a cool-down, no manual retune configured): a failure,
         # said on stderr, so that stdout holds only a queued job (see the command's help)
         print(outcome.describe(), file=sys.stderr)

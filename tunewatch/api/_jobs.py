@@ -10,7 +10,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
+from tunewatch._actions import ActionOutcome
 from tunewatch.api._context import Reason, RowId, context
+from tunewatch.api._errors import ApiError
 from tunewatch.api._models import (
     ALL_WHEN_EMPTY,
     Filter,
@@ -60,20 +62,52 @@ def get_job(job_id: RowId, request: Request, _: Reader) -> dict[str, Any]:
     return job_json(context(request).runtime.store.get_job(job_id))
 
 
-@router.post("/models/{model}/retune", status_code=202)
+@router.post(
+    "/models/{model}/retune",
+    status_code=202,
+    responses={
+        409: {
+            "description": "No job was queued (the request is recorded all the same), "
+            "the code says why: `cooldown` (the model's cool-down), `quota` (the "
+            "concurrent tuning jobs), `no_trigger` (the model's triggers configure no "
+            "`on: manual, do: retune`)."
+        }
+    },
+)
 async def retune(
     model: str, body: RetuneRequest, request: Request, principal: Operator
 ) -> dict[str, Any]:
-    """Queue a manual re-tuning job (subject to the cool-down and the job quota)."""
+    """Queue a manual re-tuning job (subject to the cool-down and the job quota): 202
+    with the job queued now (``taken``) or before (``duplicate``); 409 when none was."""
     ctx = context(request)
     # an unknown model is the dispatcher's NotFoundError (404), read in the threadpool: a
     # read here held the event loop, every request with it, while the database was slow
     outcome = await run_in_threadpool(
         ctx.dispatcher.handle, model, "manual", {"reason": body.reason}, actor=principal.name
     )
+    if outcome.job_id is None:  # recorded by the dispatcher, as a queued one is
+        raise _not_queued(model, outcome)
     return {
         "action": outcome.action,
         "status": outcome.status,
         "reason": outcome.reason,
         "job": outcome.job_id,
     }
+
+
+def _not_queued(model: str, outcome: ActionOutcome) -> ApiError:
+    """409 for a manual retune that queued no job, its code the cause."""
+    if outcome.status == "suppressed":
+        # "error": a conflict with stored data other than the quota and the cool-down
+        code = outcome.cause if outcome.cause in ("cooldown", "quota") else "conflict"
+        why = outcome.reason
+    elif outcome.action == "none":
+        code = "no_trigger"
+        why = f"{outcome.reason} (its triggers need one `on: manual, do: retune`)"
+    else:
+        code = "no_trigger"
+        why = (
+            f"its trigger on manual is `do: {outcome.action}`, not `do: retune` "
+            f"(the request was recorded as an event)"
+        )
+    return ApiError(409, code, f"no retune queued for {model!r}: {why}")

@@ -11,7 +11,7 @@ from ._canonical import canonical_json, hyperparameter_set_id
 from ._engine import make_engine, redact_url
 from ._evaluations import EvaluationRow
 from ._governance import MAX_REASON_LENGTH, ApprovalRow
-from ._jobs import JobRow, JobStatus
+from ._jobs import JobAudit, JobRow, JobStatus
 from ._registry_rows import MAX_NAME as MAX_MODEL_NAME
 from ._registry_rows import NO_CHAMPION, check_version_text, valid_model_name
 from ._schema import MAX_ID, UTCDateTime, metadata
@@ -46,6 +46,7 @@ __all__ = [
     "AuditEntry",
     "EvaluationRow",
     "Event",
+    "JobAudit",
     "JobRow",
     "JobStatus",
     "LabelItem",

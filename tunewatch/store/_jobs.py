@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -11,6 +11,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Row, String, func, select, update
 
 from .._errors import ConflictError, NotFoundError
+from ._audit import append_audit_in
 from ._clock import db_now
 from ._engine import dialect_insert
 from ._events import holds_nul, storable_json
@@ -43,6 +44,18 @@ class JobRow:
     crashes: int = 0  # the times its workers died under it
 
 
+@dataclass(frozen=True, slots=True)
+class JobAudit:
+    """The audit entry :func:`create_job` appends in the job's transaction: by ``actor``,
+    ``action`` on ``target``, with the ``details`` given the job and whether it was
+    created (``False``: the job queued before with the same dedupe key)."""
+
+    actor: str
+    action: str
+    target: str
+    details: Callable[[JobRow, bool], Mapping[str, Any]]
+
+
 def new_study_name(model: str, job_id: int) -> str:
     """A new job's Optuna study name, ``{model}-job{id}-{8 hex digits}``. Job ids number
     per store: the random part keeps the study the job's own in an Optuna storage other
@@ -70,6 +83,7 @@ def create_job(
     dedupe_key: str | None = None,
     max_active: int | None = None,
     cooldown: timedelta | None = None,
+    audit: JobAudit | None = None,
 ) -> tuple[JobRow, bool]:
     """Queue a job; with ``dedupe_key``, a second call returns the first job and False.
 
@@ -84,7 +98,47 @@ def create_job(
     minutes apart ended a 5-minute cool-down the moment the slow one queued a job).
 
     A new job's ``spec`` records its study's name (``study``, :func:`new_study_name`),
-    so every worker of the job, and every resumption, tunes the same study."""
+    so every worker of the job, and every resumption, tunes the same study.
+
+    With ``audit``, its entry is appended in the same transaction, for the job returned
+    (new or found by its dedupe key): either both are written or neither is, so a caller
+    told the write failed has queued nothing (the job was queued, then its audit append
+    failed waiting for the chain's head, and the caller's retry queued a second job). A
+    refused job (quota, cool-down) appends nothing: the caller audits that on its own."""
+    job, created = _queue(
+        conn,
+        model=model,
+        kind=kind,
+        trigger=trigger,
+        spec=spec,
+        dedupe_key=dedupe_key,
+        max_active=max_active,
+        cooldown=cooldown,
+    )
+    if audit is not None:
+        append_audit_in(
+            conn,
+            actor=audit.actor,
+            action=audit.action,
+            target=audit.target,
+            details=audit.details(job, created),
+        )
+    return job, created
+
+
+def _queue(
+    conn: Connection,
+    *,
+    model: str,
+    kind: str,
+    trigger: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    dedupe_key: str | None,
+    max_active: int | None,
+    cooldown: timedelta | None,
+) -> tuple[JobRow, bool]:
+    """:func:`create_job`'s job: the one queued now (``True``) or before with
+    ``dedupe_key`` (``False``)."""
     if max_active is not None or cooldown is not None:
         if conn.dialect.name == "postgresql":
             conn.execute(select(func.pg_advisory_xact_lock(_JOBS_LOCK)))

@@ -820,11 +820,14 @@ class Store:
         dedupe_key: str | None = None,
         max_active: int | None = None,
         cooldown: timedelta | None = None,
+        audit: _jobs.JobAudit | None = None,
     ) -> tuple[JobRow, bool]:
         """Queue a job; ``(job, created)``. A repeated ``dedupe_key`` returns the first.
         ``ConflictError`` with code ``quota`` when ``max_active`` jobs are queued or
         running already, ``cooldown`` when a job of the model was queued less than
-        ``cooldown`` ago by the database's clock; both checked atomically with the insert."""
+        ``cooldown`` ago by the database's clock; both checked atomically with the insert.
+        With ``audit``, its entry for the job returned is appended in the same transaction
+        (see :func:`._jobs.create_job`): a failure queues nothing."""
         with self._tx("create_job") as conn:
             return _jobs.create_job(
                 conn,
@@ -835,6 +838,7 @@ class Store:
                 dedupe_key=dedupe_key,
                 max_active=max_active,
                 cooldown=cooldown,
+                audit=audit,
             )
 
     def get_job(self, job_id: int) -> JobRow:
