@@ -235,13 +235,22 @@ def _decision_section(
     return Section("Decisions and approvals", rows=tuple(extra), table=tuple(rows))
 
 
+#: Audit actions about a token, whose target is the token's name (``credit/v2`` is one).
+_TOKEN_ACTIONS = ("create_token", "revoke_token")
+
+
 def _decisions(store: Store, model: str, version: int) -> list[AuditEntry]:
     """The audit entries about ``version``, oldest first: those targeting it, the
     rollbacks that rolled it back (audited against the version they restored, with the
     rolled-back one in ``details["rolled_back"]``), the promotions that replaced it as
     champion (audited against the promoted version, with it in ``details["previous"]``)
     and the bundle imports that name it (audited against the model: :data:`IMPORTS`)."""
-    own = store.audit_log(limit=100_000, target=f"{model}/v{version}")
+    own = [
+        a
+        for a in store.audit_log(limit=100_000, target=f"{model}/v{version}")
+        # a token's entries target its name, which may read like a version's
+        if a.action not in _TOKEN_ACTIONS
+    ]
     rolled_back = [
         a
         for a in store.audit_log(limit=100_000, model=model, action="rollback")

@@ -72,3 +72,25 @@ def test_a_report_of_a_model_named_like_a_path_stays_in_the_reports_folder(
         assert md.parent == folder and page.parent == folder and md.exists()
     finally:
         daemon.close()
+
+
+def test_a_token_named_like_a_version_is_not_among_its_decisions(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """A token's audit entries target its name: one named ``credit/v2``, created and
+    revoked, was listed among v2's decisions and approvals, as by its creator."""
+    from tunewatch._auth import hash_token, new_token
+
+    d, _ = make_daemon(tmp_path, trained)  # v1 champion, v2 shadow
+    try:
+        name = f"{MODEL}/v2"
+        d.store.add_token(
+            name=name, role="viewer", token_hash=hash_token(new_token()), actor="mallory"
+        )
+        d.store.revoke_token(name, actor="mallory")
+        section = build_report(d.store, d.config, MODEL, 2).markdown().split("## Decisions")[1]
+        assert "create_token" not in section and "revoke_token" not in section
+        assert "mallory" not in section
+        assert "register_version" in section  # the version's own entries are still there
+    finally:
+        d.close()
