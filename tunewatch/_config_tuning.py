@@ -41,8 +41,8 @@ class TuningJobConfig(_Frozen):
             crontab_trigger(value)  # raises ValueError naming the field and the rule
         return value
 
-    # None: configs/search_spaces/binary_tabular.yaml, or regression_tabular.yaml for a
-    # regression model, found beside the source tree or under the working directory
+    # None: the package's search_spaces/binary_tabular.yaml, or regression_tabular.yaml
+    # for a regression model, wherever tunewatch is installed
     search_space: str | None = None
 
     @field_validator("search_space")

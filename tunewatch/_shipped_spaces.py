@@ -1,12 +1,14 @@
-"""The search spaces tunewatch ships (``configs/search_spaces/``) and each task's default.
+"""The search spaces tunewatch ships and each task's default.
 
-Apart from :mod:`tunewatch._tuning` so that governance and the CLI can name a space
-without importing the tuning machinery (Optuna, scikit-learn, skl2onnx).
+They are package data, ``tunewatch/search_spaces/`` (a checkout also links them as
+``configs/search_spaces/``), so that a wheel's install finds them whatever the working
+directory. Apart from :mod:`tunewatch._tuning` so that governance and the CLI can name a
+space without importing the tuning machinery (Optuna, scikit-learn, skl2onnx).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from importlib.resources import files
 
 #: The search space of a job whose model's config names none, per task.
 DEFAULT_SEARCH_SPACES = {
@@ -22,11 +24,9 @@ def default_search_space(task: str) -> str:
 
 
 def shipped_search_space(name: str) -> str:
-    """The space ``name`` in ``configs/search_spaces/``: beside the source tree (a
-    checkout, an editable install), else under the working directory (the Docker image's
-    ``/opt/tunewatch``), so that it does not depend on where the daemon was started."""
-    candidates = [
-        Path(__file__).resolve().parents[1] / "configs" / "search_spaces" / name,
-        Path.cwd() / "configs" / "search_spaces" / name,
-    ]
-    return str(next((c for c in candidates if c.exists()), candidates[0]))
+    """The path of the space ``name`` in the package's ``search_spaces/``.
+
+    A filesystem path, as a job's config records it: tunewatch is installed on disk (a
+    checkout, an editable install or a wheel's), never imported from a zip archive.
+    """
+    return str(files("tunewatch") / "search_spaces" / name)

@@ -39,21 +39,18 @@ def test_the_default_demo_directory_made_before_the_marker_is_cleared(tmp_path: 
     assert [p.name for p in old.iterdir()] == [".tunewatch-demo"]
 
 
-def test_the_demo_finds_its_search_space_without_a_source_tree(
+def test_the_demo_s_search_space_is_the_package_s_whatever_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Installed from a wheel (the Docker image's `pip install .`), the demo looked for
-    `configs/search_spaces/demo.yaml` beside the installed package only, and exited 2;
-    the daemon's default spaces were also looked for under the working directory."""
-    import tunewatch._shipped_spaces as shipped_spaces
+    `configs/search_spaces/demo.yaml` beside the installed package or under the working
+    directory, and exited 2: the spaces are package data now (a wheel's install:
+    test_shipped_spaces_wheel.py)."""
+    import tunewatch
     from tunewatch._demo import demo_config
 
-    monkeypatch.setattr(
-        shipped_spaces, "__file__", str(tmp_path / "site" / "tunewatch" / "_shipped_spaces.py")
-    )
-    shipped = tmp_path / "opt" / "configs" / "search_spaces"
-    shipped.mkdir(parents=True)
-    (shipped / "demo.yaml").write_text("estimator: {type: categorical, choices: [logistic]}\n")
-    monkeypatch.chdir(tmp_path / "opt")
+    monkeypatch.chdir(tmp_path)
     (model,) = demo_config(tmp_path / "data")["models"]
-    assert model["tuning"]["search_space"] == str(shipped / "demo.yaml")
+    space = Path(model["tuning"]["search_space"])
+    assert space == Path(tunewatch.__file__).parent / "search_spaces" / "demo.yaml"
+    assert space.is_file()
