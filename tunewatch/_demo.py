@@ -17,8 +17,10 @@ launcher, worker, comparison loop); the demo only decides when each runs.
 from __future__ import annotations
 
 import asyncio
+import shlex
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +31,29 @@ from tunewatch._auth import hash_token, new_token
 from tunewatch._background import BackgroundServer
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
-from tunewatch._errors import ConfigError
+from tunewatch._errors import ConfigError, TunewatchError
 from tunewatch._example import example_data, feature_names
 from tunewatch._shipped_spaces import shipped_search_space
 from tunewatch._tuning import TuningJobRunner
 from tunewatch.store import redact_url
+from tunewatch.store._comparisons import ComparisonLookRow
 
 MODEL = "credit"
 WINDOW = 500
+#: How long the demo waits for one of its jobs (12 trials take 15–20 s on a 2-core host).
+JOB_TIMEOUT_S = 240
+
+
+@dataclass(frozen=True, slots=True)
+class WatchOutcome:
+    """How the rollback watch of the demo's promotion ended, or stood when the demo
+    stopped: ``action`` is the watch's (``watch_passed``, ``rolled_back``, ``none`` while
+    undecided …), ``look`` its last look."""
+
+    promoted: int  # the new champion (the watch's challenger)
+    replaced: int  # the champion it replaced, scoring in shadow (the watch's champion)
+    action: str
+    look: ComparisonLookRow | None
 
 
 def _step(message: str) -> None:
@@ -142,7 +159,9 @@ def _wait_for_shadow(daemon: Daemon) -> None:
 
 
 def _run_job(daemon: Daemon, job_id: int) -> dict[str, Any]:
-    """Run a queued job in a worker process, printing its progress as it goes."""
+    """Run a queued job in a worker process, printing its progress as it goes. The
+    launcher is ticked while it runs (the scheduler that ticks it in a daemon is off), so
+    a worker that exits before claiming the job is reaped, and the demo ends saying how."""
     started = daemon.launcher.tick()
     if job_id not in started:  # no worker slot: run it here, same code path
         TuningJobRunner(
@@ -153,7 +172,7 @@ def _run_job(daemon: Daemon, job_id: int) -> dict[str, Any]:
             worker="demo",
         ).run(job_id)
     last = None
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + JOB_TIMEOUT_S
     while True:
         job = daemon.store.get_job(job_id)
         progress = (job.progress.get("trials"), job.progress.get("best_value"))
@@ -168,12 +187,22 @@ def _run_job(daemon: Daemon, job_id: int) -> dict[str, Any]:
             last = progress
         if job.status not in ("queued", "running"):
             break
+        failed = daemon.launcher.failed_start(job_id)
+        if job.status == "queued" and failed is not None:
+            raise TunewatchError(
+                f"job {job_id}: its worker process exited before claiming the job, with {failed}",
+                code="demo_job_failed",
+            )
         if time.monotonic() > deadline:
-            raise RuntimeError(f"job {job_id} did not finish in time")
+            raise TunewatchError(
+                f"job {job_id} did not finish within {JOB_TIMEOUT_S} s (it is {job.status})",
+                code="demo_job_failed",
+            )
         time.sleep(0.5)
+        daemon.launcher.tick()
     daemon.launcher.tick()
     if job.status != "succeeded" or job.result is None:
-        raise RuntimeError(f"job {job_id} {job.status}: {job.error}")
+        raise TunewatchError(f"job {job_id} {job.status}: {job.error}", code="demo_job_failed")
     return job.result
 
 
@@ -293,7 +322,7 @@ def _loop(daemon: Daemon, scorer: str, labeller: str, *, seed: int) -> dict[str,
             _label(url, labeller, *pending)
         summary["drift_window"] = drift_window
         if drift_window is None:
-            raise RuntimeError("drift was not detected")
+            raise TunewatchError("drift was not detected", code="demo_failed")
         jobs = daemon.store.list_jobs(model=MODEL, status="queued")
         _step(
             f"drift_detected after window {drift_window}; the trigger queued job "
@@ -344,14 +373,15 @@ def _loop(daemon: Daemon, scorer: str, labeller: str, *, seed: int) -> dict[str,
             Path(daemon.config.data_dir).resolve() / "reports" / f"{MODEL}-v{challenger}.html"
         )
         summary["url"] = url
+    summary["data_dir"] = str(Path(daemon.config.data_dir).resolve())
     return summary
 
 
-def _watch(daemon: Daemon, url: str, scorer: str, labeller: str, seed: int) -> Any:
+def _watch(daemon: Daemon, url: str, scorer: str, labeller: str, seed: int) -> WatchOutcome | None:
     """6. The paired rollback watch of the new champion: its first run keeps the replaced
     champion in shadow; then traffic, labels and looks."""
     daemon.comparisons.run(MODEL)
-    look = None
+    outcome = None
     for w in range(3):
         x, y = example_data(200, seed=seed + 200 + w, shift=0.8, concept=1)
         ids = [f"w{w}-{i}" for i in range(200)]
@@ -360,16 +390,24 @@ def _watch(daemon: Daemon, url: str, scorer: str, labeller: str, seed: int) -> A
         _label(url, labeller, ids, y)
         results = daemon.comparisons.run(MODEL)
         watch = next((r for r in results if r.kind == "rollback_watch"), None)
-        if watch is None or watch.look is None:
+        if watch is None or (watch.look is None and watch.action == "none"):
             continue
-        look = watch.look
-        _step(
-            f"  n={look.n}: loss difference {look.estimate:+.4f} "
-            f"{_interval(look.ci_low, look.ci_high)} -> {look.decision} ({watch.action})"
+        look = watch.look or (outcome.look if outcome is not None else None)
+        outcome = WatchOutcome(
+            promoted=watch.challenger_version,
+            replaced=watch.champion_version,
+            action=watch.action,
+            look=look,
         )
+        if watch.look is not None:
+            _step(
+                f"  n={watch.look.n}: loss difference {watch.look.estimate:+.4f} "
+                f"{_interval(watch.look.ci_low, watch.look.ci_high)} -> {watch.look.decision} "
+                f"({watch.action})"
+            )
         if watch.action != "none":
             break
-    return look
+    return outcome
 
 
 def _print_summary(summary: dict[str, Any], elapsed: float) -> None:
@@ -398,10 +436,7 @@ def _print_summary(summary: dict[str, Any], elapsed: float) -> None:
         )
         watch = summary.get("watch")
         if watch is not None:
-            print(
-                f"  rollback watch        : v{summary['promoted']} against v{summary['replaced']}"
-                f" in shadow on the same requests, n={watch.n}: {watch.decision}"
-            )
+            print(f"  rollback watch        : {_watch_line(watch)}")
     else:
         print("  promoted challenger   : none (the evidence did not suffice)")
     report = summary.get("report")
@@ -411,7 +446,36 @@ def _print_summary(summary: dict[str, Any], elapsed: float) -> None:
         "  API to look around    : GET /v1/models/credit/{drift,decay,estimate,comparisons}, "
         "/v1/jobs, /v1/audit (the daemon stopped with the demo)"
     )
+    data_dir = summary.get("data_dir")
+    if data_dir is not None:
+        env = f"TUNEWATCH_DATA_DIR={shlex.quote(data_dir)}"
+        print(
+            f"  look around afterwards: {env} tunewatch tokens create me --role viewer, then "
+            f"{env} tunewatch serve (http://127.0.0.1:8080/dashboard, the token to sign in)"
+        )
     print(f"  finished in {elapsed:.0f}s")
+
+
+def _watch_line(watch: WatchOutcome) -> str:
+    """The rollback watch's outcome, then its last look's estimate (the promoted champion's
+    per-request loss minus the replaced one's, on the same requests)."""
+    promoted, replaced = watch.promoted, watch.replaced
+    if watch.action == "watch_passed":
+        outcome = f"passed: v{promoted} kept as champion"
+    elif watch.action == "rolled_back":
+        outcome = f"failed: rolled back to v{replaced}"
+    elif watch.action == "none":
+        outcome = f"undecided when the demo stopped: v{promoted} still champion"
+    else:
+        outcome = f"ended with {watch.action}"
+    look = watch.look
+    if look is None or look.estimate is None:
+        return f"{outcome} (no paired look)"
+    return (
+        f"{outcome}; per-request log-loss change against v{replaced} (in shadow) "
+        f"{look.estimate:+.4f} {_interval(look.ci_low, look.ci_high)} (always-valid 95%) over "
+        f"n={look.n} paired requests"
+    )
 
 
 def _interval(low: float | None, high: float | None) -> str:

@@ -4,6 +4,7 @@ workers died (run by the scheduler's leader)."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from tunewatch._config import ENV_DATA_DIR, ENV_STORE_URL
 from tunewatch._errors import ConflictError, StoreError
 from tunewatch._outage_log import OutageLog
 from tunewatch._tuning import job_result, registered_version
@@ -40,6 +42,11 @@ _STDERR_LINES = 20
 _STDERR_BYTES = 4096
 #: How much of that a failed job's error keeps (its end).
 _STDERR_TAIL = 2000
+#: What a worker process is started without: it reads the configuration the daemon wrote
+#: for it (``--config``), which holds the daemon's effective settings, the environment's
+#: overrides applied. Inherited, they applied again in the worker: a daemon built without
+#: them (the demo's) had its workers look for their jobs in another store.
+WORKER_ENV_DROPPED = (ENV_DATA_DIR, ENV_STORE_URL, "TUNEWATCH_CONFIG")
 
 
 def worker_id(pid: int) -> str:
@@ -75,6 +82,7 @@ class JobLauncher:
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._stderr: dict[int, Any] = {}  # a worker's stderr, a temporary file
         self._failed_starts: dict[int, int] = {}  # per job, in a row
+        self._start_errors: dict[int, str] = {}  # per job: how its last failed start ended
         self._not_before: dict[int, float] = {}  # per job: no worker before (monotonic)
         # per job, its crashes when its worker started: a worker whose job is queued when it
         # exits had claimed it if the count moved (queued again as stale meanwhile)
@@ -137,7 +145,10 @@ class JobLauncher:
                     continue
                 stderr = tempfile.TemporaryFile()
                 proc = subprocess.Popen(
-                    [*self.command, str(job.id)], stdout=subprocess.DEVNULL, stderr=stderr
+                    [*self.command, str(job.id)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=stderr,
+                    env=worker_environment(),
                 )
                 self._procs[job.id] = proc
                 self._stderr[job.id] = stderr
@@ -145,6 +156,13 @@ class JobLauncher:
             started.append(job.id)
             logger.info("started a worker for job %d (pid %d)", job.id, proc.pid)
         return started
+
+    def failed_start(self, job_id: int) -> str | None:
+        """How this host's last worker of ``job_id`` ended when it exited before claiming
+        the job, which waits to be retried (``status 2: tunewatch: error: …``, its exit and
+        its stderr's last line); None when none did since a worker last claimed it, or
+        once the job failed for it (:data:`MAX_LAUNCHES`)."""
+        return self._start_errors.get(job_id)
 
     def _requeue_stale(self) -> list[JobRow]:
         """The running jobs just queued again (or failed) as stale; none when that failed.
@@ -230,6 +248,7 @@ class JobLauncher:
                 stderr.close()
             return None
         self._failed_starts.pop(job_id, None)  # it had claimed the job
+        self._start_errors.pop(job_id, None)
         try:
             tail = _tail(stderr)
         except OSError:
@@ -295,24 +314,28 @@ class JobLauncher:
         requeued = job.status == "queued" and crashes_at_start not in (None, job.crashes)
         if proc.returncode == 0 or job.status != "queued" or requeued:
             self._failed_starts.pop(job_id, None)
+            self._start_errors.pop(job_id, None)
             if not requeued:  # one queued again as stale waits as it was told
                 self._not_before.pop(job_id, None)
             if job.status != "queued" or requeued:
                 self._reap_claimed(job, proc, tail)
             return
         failures = self._failed_starts[job_id] = self._failed_starts.get(job_id, 0) + 1
+        last_line = tail.splitlines()[-1] if tail else "(no stderr)"
+        self._start_errors[job_id] = f"{describe_exit(proc.returncode)}: {last_line}"
         logger.warning(
             "worker for job %d exited with %d before claiming it (%d of %d): %s",
             job_id,
             proc.returncode,
             failures,
             MAX_LAUNCHES,
-            tail.splitlines()[-1] if tail else "(no stderr)",
+            last_line,
         )
         if failures < MAX_LAUNCHES:
             self._not_before[job_id] = self.clock() + self.retry_after_s * 2 ** (failures - 1)
             return
         del self._failed_starts[job_id]
+        self._start_errors.pop(job_id, None)
         self._not_before.pop(job_id, None)
         error = (
             f"its worker exited with {proc.returncode} before claiming the job, "
@@ -501,6 +524,11 @@ def _tail(stderr: Any) -> str:
     text = stderr.read().decode("utf-8", "replace").strip()
     lines = [line.rstrip("\r").rsplit("\r", 1)[-1].rstrip() for line in text.split("\n")]
     return "\n".join(lines[-_STDERR_LINES:]).strip()
+
+
+def worker_environment() -> dict[str, str]:
+    """This process's environment without :data:`WORKER_ENV_DROPPED`, for a worker."""
+    return {k: v for k, v in os.environ.items() if k not in WORKER_ENV_DROPPED}
 
 
 def _worker_command(config_path: Path) -> list[str]:
