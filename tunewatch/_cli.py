@@ -40,6 +40,9 @@ from tunewatch.store import MAX_ACTOR_LENGTH, MAX_ID, MAX_REASON_LENGTH, valid_a
 
 #: The most rows a listing prints, as the API's ``limit``.
 MAX_LIMIT = 10_000
+#: The largest evaluation id a ``--before-id`` may name (64-bit, as the API's ``before_id``;
+#: audit entries' ids are 32-bit, :data:`MAX_ID`).
+MAX_ROW_ID = 2**63 - 1
 
 
 def _int_in(name: str, low: int, high: int) -> Callable[[str], int]:
@@ -219,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     for kind in ("drift", "decay", "estimate", "labels", "telemetry"):
         text = (
             f"show a model's {kind} evaluations, newest first (a notice on stderr when "
-            "--limit held older ones back)"
+            "--limit held older ones back, naming the --before-id that shows them)"
         )
         p = sub.add_parser(kind, help=text, description=text)
         p.add_argument("model", type=_model)
@@ -230,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
             default=10,
             help="the most evaluations to show, the newest (default 10; at most 10,000, as "
             "the API's)",
+        )
+        p.add_argument(
+            "--before-id",
+            type=_int_in("before-id", 1, MAX_ROW_ID),
+            metavar="ID",
+            help="show the ones listed after evaluation ID, older: the value the notice of "
+            "the page before names",
         )
         p.set_defaults(func=cmd_show_evaluations)
 
@@ -305,9 +315,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser(
-        "audit", help="print the newest audit entries and verify the chain (exit 1 if broken)"
+        "audit",
+        help="print the newest audit entries and verify the chain (exit 1 if broken); a "
+        "notice on stderr names the --before-id of the older ones",
     )
     p.add_argument("--limit", type=_int_in("limit", 1, MAX_LIMIT), default=20)
+    p.add_argument(
+        "--before-id",
+        type=_int_in("before-id", 1, MAX_ID),
+        metavar="ID",
+        help="print the entries older than entry ID: the value the notice of the page "
+        "before names, down to the first entry",
+    )
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("tokens", help="manage API tokens")

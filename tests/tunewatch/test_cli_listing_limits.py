@@ -130,7 +130,8 @@ def test_evaluations_past_the_limit_say_older_ones_exist(
     lines = captured.out.splitlines()
     assert [line.split()[1] for line in lines] == ["03:00:00", "02:00:00", "01:00:00"]  # newest
     [notice] = _notices(captured.err)
-    assert "3 newest drift evaluations of credit shown" in notice and "use --limit" in notice
+    assert "3 newest drift evaluations of credit shown" in notice
+    assert notice.endswith("older ones exist: --before-id 2 lists them")  # the oldest shown
 
     assert run(config, "drift", MODEL, "--version", "1", "--limit", "3") == 0
     [notice] = _notices(capsys.readouterr().err)

@@ -71,3 +71,9 @@ def say_held_back(shown: str, *, see: str = "use --limit") -> None:
     ``see`` them: a listing that stopped at its limit without a word made the rows left out
     read as none. The caller fetches one row past its limit to know."""
     print(f"tunewatch: {shown}; older ones exist: {see}", file=sys.stderr)
+
+
+def next_page(cursor: int) -> str:
+    """Where a listing with ``--before-id`` says its older rows are: the cursor of the next
+    older page, the id of the last row it printed. ``--limit`` alone stopped at 10,000."""
+    return f"--before-id {cursor} lists them"

@@ -10,7 +10,7 @@ from urllib.parse import quote
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
 
-from ._context import actor_of, config_of, say_held_back
+from ._context import actor_of, config_of, next_page, say_held_back
 
 if TYPE_CHECKING:
     from tunewatch.comparison import ComparisonRunner
@@ -72,7 +72,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if len(events) > _EVENTS_SHOWN:
         say_held_back(
             f"the {_EVENTS_SHOWN} newest events of {args.model} shown",
-            see=f"GET /v1/events?model={quote(args.model)} or the dashboard's events page",
+            see=f"GET /v1/events?model={quote(args.model)}"
+            f"&before_id={events[_EVENTS_SHOWN - 1].id} or the dashboard's events page",
         )
     return 0
 
@@ -85,9 +86,15 @@ def cmd_show_evaluations(args: argparse.Namespace) -> int:
         store.get_model(args.model)  # NotFoundError: "not registered" rather than "none yet"
         if args.version is not None:
             store.get_version(args.model, args.version)  # likewise for an unknown version
-        # one more than --limit: whether it held older evaluations back
+        # one more than --limit: whether it held older evaluations back; --version: the
+        # evaluations of that version, per kind (a telemetry run is of every version it
+        # measured: Store.list_evaluations)
         rows = store.list_evaluations(
-            args.model, kind=args.command, version=args.version, limit=args.limit + 1
+            args.model,
+            kind=args.command,
+            version=args.version,
+            before_id=args.before_id,
+            limit=args.limit + 1,
         )
     finally:
         store.close()
@@ -97,10 +104,16 @@ def cmd_show_evaluations(args: argparse.Namespace) -> int:
             f"{_summary(row.kind, row.payload)}"
         )
     of = args.model if args.version is None else f"{args.model} version {args.version}"
+    # past --before-id: the rows listed after that evaluation, older
+    after = "" if args.before_id is None else f" listed after evaluation {args.before_id}"
     if not rows:
-        print(f"no {args.command} evaluations of {of} yet")
+        print(f"no {args.command} evaluations of {of}{after or ' yet'}")
     elif len(rows) > args.limit:
-        say_held_back(f"{args.limit} newest {args.command} evaluations of {of} shown")
+        newest = "newest " if args.before_id is None else ""
+        say_held_back(
+            f"{args.limit} {newest}{args.command} evaluations of {of}{after} shown",
+            see=next_page(rows[args.limit - 1].id),
+        )
     return 0
 
 

@@ -20,7 +20,7 @@ from tunewatch._registry import feature_names_from
 from tunewatch._report import refresh_reports
 from tunewatch._version_metadata import VersionMetadata
 
-from ._context import actor_of, config_of, registry_of, say_held_back
+from ._context import actor_of, config_of, next_page, registry_of, say_held_back
 
 if TYPE_CHECKING:
     from tunewatch.store import ApprovalRow, Store
@@ -290,7 +290,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     store = open_store(config_of(args), create=False)
     try:
-        entries = store.audit_log(limit=args.limit + 1)  # one more: whether older ones exist
+        # one more: whether older ones exist
+        entries = store.audit_log(limit=args.limit + 1, before_id=args.before_id)
         broken = store.verify_audit()
     finally:
         store.close()
@@ -304,7 +305,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
             f"{_shown(e.target)}  {details}"
         )
     if held_back:
-        say_held_back(f"{args.limit} newest audit entries shown")
+        shown = f"{args.limit} newest audit entries"
+        if args.before_id is not None:
+            shown = f"{args.limit} audit entries before entry {args.before_id}"
+        say_held_back(f"{shown} shown", see=next_page(entries[-1].id))
     if broken is not None:
         print(f"audit chain broken ({broken.kind}): {broken.message}")
         return 1

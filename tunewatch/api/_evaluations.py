@@ -14,7 +14,7 @@ from tunewatch._auth import Principal
 from tunewatch._drift_report import DRIFT_REPORT_HEADERS
 from tunewatch._evaluation import Evaluator
 from tunewatch.api._context import RowId, VersionFilter, context
-from tunewatch.api._models import Limit, Operator, Reader, require
+from tunewatch.api._models import Limit, Operator, Reader, RowCursor, paged, require
 from tunewatch.api._route import ApiRoute
 from tunewatch.store import EvaluationRow
 
@@ -31,11 +31,25 @@ def evaluation_json(e: EvaluationRow) -> dict[str, Any]:
 
 
 def _history(
-    request: Request, model: str, kind: str | None, version: int | None, limit: int
-) -> list[EvaluationRow]:
+    request: Request,
+    model: str,
+    kind: str | None,
+    version: int | None,
+    limit: int,
+    before_id: int | None,
+) -> tuple[list[EvaluationRow], int | None]:
+    """A page of the model's evaluations, newest first, and the ``before_id`` of the next
+    older page (``None`` on the last). ``version`` per kind: for ``telemetry`` the rows
+    that measured it (a run measures every version that served, challengers included, and
+    is stored under the champion of the run), for the other kinds the rows of that
+    champion; the rows come whole (:meth:`Store.list_evaluations`)."""
     store = context(request).runtime.store
     store.get_model(model)
-    return store.list_evaluations(model, kind=kind, version=version, limit=limit)
+    rows = store.list_evaluations(
+        model, kind=kind, version=version, before_id=before_id, limit=limit + 1
+    )
+    page, after = paged(rows, limit, lambda e: e.id)
+    return list(page), after
 
 
 @router.get("/models/{model}/evaluations")
@@ -46,9 +60,13 @@ def list_evaluations(
     kind: Kind | None = None,
     version: VersionFilter = None,
     limit: Limit = 100,
+    before_id: RowCursor = None,
 ) -> dict[str, Any]:
-    rows = _history(request, model, kind, version, limit)
-    return {"evaluations": [evaluation_json(r) for r in rows]}
+    """The model's evaluations, newest first (by window); ``version``: see the kind
+    routes; ``next``: the ``before_id`` of the next older page, null on the last (a
+    ``before_id`` that is no evaluation of the model is 404 ``evaluation_not_found``)."""
+    rows, after = _history(request, model, kind, version, limit, before_id)
+    return {"evaluations": [evaluation_json(r) for r in rows], "next": after}
 
 
 def _kind_route(kind: str) -> Any:
@@ -58,18 +76,39 @@ def _kind_route(kind: str) -> Any:
         _: Reader,
         version: VersionFilter = None,
         limit: Limit = 50,
+        before_id: RowCursor = None,
     ) -> dict[str, Any]:
-        rows = _history(request, model, kind, version, limit)
+        rows, after = _history(request, model, kind, version, limit, before_id)
+        latest = rows[:1]
+        if before_id is not None:  # an older page: the latest is still the newest
+            latest = _history(request, model, kind, version, 1, None)[0]
         return {
             "model": model,
             "kind": kind,
-            "latest": evaluation_json(rows[0]) if rows else None,
+            "latest": evaluation_json(latest[0]) if latest else None,
             "history": [evaluation_json(r) for r in rows],
+            "next": after,
         }
 
     route.__name__ = f"get_{kind}"
-    route.__doc__ = f"The latest {kind} evaluation of the model (and its history, newest first)."
+    route.__doc__ = (
+        f"The latest {kind} evaluation of the model and a page of its history, newest "
+        "first; `next`: the `before_id` of the next older page, null on the last. "
+        + _VERSION_MEANS[kind]
+    )
     return route
+
+
+# what `?version=` selects, per kind
+_VERSION_MEANS = {
+    "telemetry": "`version`: the runs that measured that version (a run measures every "
+    "version that served in its window, challengers included, and is stored under the "
+    "champion of the run); each row holds every version it measured.",
+    **{
+        k: "`version`: the runs that evaluated that version as champion."
+        for k in ("drift", "decay", "estimate", "labels")
+    },
+}
 
 
 for _kind in ("drift", "decay", "estimate", "labels", "telemetry"):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
@@ -41,6 +41,34 @@ Registrar = Annotated[Principal, Depends(require("register"))]
 Operator = Annotated[Principal, Depends(require("operate"))]
 Approver = Annotated[Principal, Depends(require("approve"))]
 Limit = Annotated[int, BeforeValidator(ascii_digits), Query(ge=1, le=10_000)]
+
+_BEFORE_ID = (
+    "Only rows older than the one of this id (exclusive): the `next` of the page before. "
+    "`next` is null on the last page."
+)
+# Keyset cursors, `?before_id=`: a listing is read back to its first row a page at a time
+# (only the newest `limit`, at most 10,000, could be read). Audit entries' ids are 32-bit
+# INTEGERs in PostgreSQL (a larger cursor would fail in the database as it is cast), those
+# of events and evaluations 64-bit.
+AuditCursor = Annotated[
+    int | None, BeforeValidator(ascii_digits), Query(ge=1, le=MAX_ID, description=_BEFORE_ID)
+]
+RowCursor = Annotated[
+    int | None, BeforeValidator(ascii_digits), Query(ge=1, le=2**63 - 1, description=_BEFORE_ID)
+]
+
+T = TypeVar("T")
+
+
+def paged(
+    rows: Sequence[T], limit: int, row_id: Callable[[T], int]
+) -> tuple[Sequence[T], int | None]:
+    """The first ``limit`` of ``rows`` (read ``limit + 1``, newest first) and the cursor of
+    the next older page: the last shown row's id when a row past the limit exists, else
+    ``None``."""
+    if len(rows) <= limit:
+        return rows, None
+    return rows[:limit], row_id(rows[limit - 1])
 
 
 def empty_is_none(value: object) -> object:
@@ -385,9 +413,18 @@ def list_events(
     model: Filter = None,
     type: Filter = None,
     limit: Limit = 100,
+    before_id: RowCursor = None,
 ) -> dict[str, Any]:
-    events = context(request).runtime.store.list_events(model=model, type=type, limit=limit)
-    return {"events": [{**asdict(e), "created_at": e.created_at.isoformat()} for e in events]}
+    """Events, newest first (by id, the order they were recorded in); ``next``: the
+    ``before_id`` of the next older page, null on the last."""
+    read = context(request).runtime.store.list_events(
+        model=model, type=type, limit=limit + 1, before_id=before_id
+    )
+    events, after = paged(read, limit, lambda e: e.id)
+    return {
+        "events": [{**asdict(e), "created_at": e.created_at.isoformat()} for e in events],
+        "next": after,
+    }
 
 
 # re-hashing the whole chain costs with the log, not the page: only when asked
@@ -406,12 +443,17 @@ def audit_log(
     _: Reader,
     limit: Limit = 100,
     verify: Verify = False,
+    before_id: AuditCursor = None,
 ) -> dict[str, Any]:
-    """A page of the audit log, newest first. The chain is verified (every entry
-    re-hashed, a scan of the whole log) only with ``?verify=true``; a plain ``def``
-    route, so FastAPI runs it in its threadpool, off the event loop."""
+    """A page of the audit log, newest first (ids ascend in append order); ``next``: the
+    ``before_id`` of the next older page, null on the last, so the log is read back to its
+    first entry (one a ``chain_break`` names included). The chain is verified (every entry
+    re-hashed, a scan of the whole log) only with ``?verify=true``; a plain ``def`` route,
+    so FastAPI runs it in its threadpool, off the event loop."""
     store = context(request).runtime.store
-    entries = store.audit_log(limit=limit)
+    entries, after = paged(
+        store.audit_log(limit=limit + 1, before_id=before_id), limit, lambda e: e.id
+    )
     intact: bool | None = None
     chain_break: dict[str, Any] | None = None
     if verify:
@@ -422,4 +464,5 @@ def audit_log(
         "entries": [{**asdict(e), "at": e.at.isoformat()} for e in entries],
         "chain_intact": intact,
         "chain_break": chain_break,
+        "next": after,
     }

@@ -107,14 +107,20 @@ def audit_log(
     model: str | None = None,
     action: str | None = None,
     actor: str | None = None,
+    before_id: int | None = None,
 ) -> list[AuditEntry]:
-    """Newest first, at most ``limit``; a filter holding a NUL matches nothing, on both
-    backends (no stored entry holds one; PostgreSQL would refuse the query). An entry
-    whose row cannot be read is listed with what could be (:data:`UNREADABLE` for the
-    rest) and ``details`` saying why, never raised."""
+    """Newest first, at most ``limit``; with ``before_id`` only the entries older than
+    that one (of a lower id: ids ascend in append order, appends being serialised by the
+    ``audit_head`` row), a keyset cursor that reads the log back to its first entry a
+    page at a time. A filter holding a NUL matches nothing, on both backends (no stored
+    entry holds one; PostgreSQL would refuse the query). An entry whose row cannot be
+    read is listed with what could be (:data:`UNREADABLE` for the rest) and ``details``
+    saying why, never raised."""
     if holds_nul(target, model, action, actor):
         return []
     stmt = select(*_read_columns(conn.dialect))
+    if before_id is not None:
+        stmt = stmt.where(audit_entries.c.id < before_id)
     if target is not None:
         stmt = stmt.where(audit_entries.c.target == target)
     if model is not None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, select
+from sqlalchemy import ColumnElement, Connection, Row, and_, case, delete, func, or_, select
 
 from .._errors import NotFoundError
 from ._canonical import canonical_json
@@ -97,6 +97,11 @@ def add_evaluation(
     )
 
 
+#: The kind whose rows measure several versions: every version that served in the window
+#: (``payload["versions"]``, keyed by the version as text), stored under the champion.
+TELEMETRY = "telemetry"
+
+
 def list_evaluations(
     conn: Connection,
     *,
@@ -105,20 +110,82 @@ def list_evaluations(
     version: int | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    before_id: int | None = None,
     limit: int = 1000,
 ) -> list[EvaluationRow]:
-    """Newest first; ``since`` and ``until`` bound ``window_end``, both inclusive."""
+    """Newest first (by ``window_end``, ties by id); ``since`` and ``until`` bound
+    ``window_end``, both inclusive.
+
+    ``version`` selects the evaluations of that version, which per kind means: for
+    ``telemetry``, the rows that measured it (``payload["versions"]`` holds it: a run
+    measures every version that served in its window, challengers included, and stores
+    the row under the champion of the run); for every other kind, the rows stored under
+    it (``version``: the champion the run evaluated). The rows are returned whole, the
+    other versions' figures included.
+
+    ``before_id`` is a keyset cursor: only the rows listed after evaluation ``before_id``
+    of ``model`` (an older window, or the same window and a lower id), of any kind. Ids
+    ascend in append order, but the listing runs by window, which a run may write out of
+    order, so the cursor is the row's place in the listing, not its id alone. A cursor
+    that is no evaluation of ``model`` raises :class:`NotFoundError`."""
     stmt = select(evaluations).where(evaluations.c.model == model)
     if kind is not None:
         stmt = stmt.where(evaluations.c.kind == kind)
     if version is not None:
-        stmt = stmt.where(evaluations.c.version == version)
+        stmt = stmt.where(_of_version(conn, version, kind))
     if since is not None:
         stmt = stmt.where(evaluations.c.window_end >= since)
     if until is not None:
         stmt = stmt.where(evaluations.c.window_end <= until)
+    if before_id is not None:
+        end = conn.execute(
+            select(evaluations.c.window_end).where(
+                evaluations.c.model == model, evaluations.c.id == before_id
+            )
+        ).scalar_one_or_none()
+        if end is None:
+            raise NotFoundError(
+                f"model {model!r} has no evaluation {before_id} (`before_id` names the last "
+                "evaluation of the page before)",
+                code="evaluation_not_found",
+            )
+        stmt = stmt.where(
+            evaluations.c.window_end <= end,  # the indexes' bound; the rest filters ties
+            or_(
+                evaluations.c.window_end < end,
+                and_(evaluations.c.window_end == end, evaluations.c.id < before_id),
+            ),
+        )
     stmt = stmt.order_by(evaluations.c.window_end.desc(), evaluations.c.id.desc()).limit(limit)
     return [_row(r) for r in conn.execute(stmt)]
+
+
+def _of_version(conn: Connection, version: int, kind: str | None) -> ColumnElement[bool]:
+    """The rows ``version`` selects (see :func:`list_evaluations`)."""
+    stored_under = evaluations.c.version == version
+    if kind is not None and kind != TELEMETRY:
+        return stored_under
+    measured = _measured(conn, version)
+    if kind == TELEMETRY:
+        return measured
+    return or_(and_(evaluations.c.kind != TELEMETRY, stored_under), measured)
+
+
+def _measured(conn: Connection, version: int) -> ColumnElement[bool]:
+    """Telemetry rows whose ``payload["versions"]`` holds ``version``, tested in the
+    database. SQLAlchemy's JSON indexing does not test a key on both backends: on SQLite
+    it quotes the extracted value, and ``json_quote(NULL)`` is the text ``null``, never
+    NULL; on PostgreSQL a path (``#>``) indexes an array by the key's digits. So SQLite's
+    ``json_type`` (NULL when the path is absent) and PostgreSQL's ``->`` by text key (NULL
+    when absent, or not an object). Only telemetry rows' payloads are read (a ``CASE``
+    evaluates its branch only for the rows its condition selects): PostgreSQL fails a
+    query that reads a ``json`` holding a NUL escape anywhere, which another kind's
+    payload might; a telemetry payload holds numbers and digests."""
+    if conn.dialect.name == "sqlite":
+        found: ColumnElement[Any] = func.json_type(evaluations.c.payload, f'$.versions."{version}"')
+    else:
+        found = evaluations.c.payload["versions"][str(version)]
+    return case((evaluations.c.kind == TELEMETRY, found)).is_not(None)
 
 
 def get_evaluation(conn: Connection, *, model: str, evaluation_id: int) -> EvaluationRow:

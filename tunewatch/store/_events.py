@@ -113,10 +113,15 @@ def list_events(
     type: str | None,
     limit: int,
     types: Sequence[str] | None = None,
+    before_id: int | None = None,
 ) -> list[Event]:
+    """Newest first (by id, the order of the appends), at most ``limit``; with
+    ``before_id`` only those of a lower id, a keyset cursor for the next older page."""
     if holds_nul(model, type, *(types or ())):
         return []
     stmt = select(events)
+    if before_id is not None:
+        stmt = stmt.where(events.c.id < before_id)
     if model is not None:
         stmt = stmt.where(events.c.model == model)
     if type is not None:

@@ -506,10 +506,14 @@ class Store:
         type: str | None = None,
         types: Sequence[str] | None = None,
         limit: int = 100,
+        before_id: int | None = None,
     ) -> list[Event]:
-        """Newest first; ``type`` or any of ``types``."""
+        """Newest first; ``type`` or any of ``types``; with ``before_id`` only those older
+        than that event (a lower id), the cursor of the next older page."""
         with self._read("list_events") as conn:
-            return _events.list_events(conn, model=model, type=type, types=types, limit=limit)
+            return _events.list_events(
+                conn, model=model, type=type, types=types, limit=limit, before_id=before_id
+            )
 
     def event_types(self, model: str | None = None) -> list[str]:
         """The distinct types of every event (of ``model``, if given), sorted."""
@@ -538,12 +542,22 @@ class Store:
         model: str | None = None,
         action: str | None = None,
         actor: str | None = None,
+        before_id: int | None = None,
     ) -> list[AuditEntry]:
         """Newest first; only those about ``target`` (e.g. ``"model/v3"``), about
         ``model`` (the model or any of its versions), with ``action`` or by ``actor``, if
-        given."""
+        given; with ``before_id`` only those older than that entry (a lower id), the
+        cursor of the next older page."""
         with self._read("audit_log") as conn:
-            return _audit.audit_log(conn, limit, target, model=model, action=action, actor=actor)
+            return _audit.audit_log(
+                conn,
+                limit,
+                target,
+                model=model,
+                action=action,
+                actor=actor,
+                before_id=before_id,
+            )
 
     def audit_facets(self, model: str | None = None) -> tuple[list[str], list[str]]:
         """The distinct actions and actors of the audit log (about ``model``, if given)."""
@@ -672,9 +686,13 @@ class Store:
         version: int | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
+        before_id: int | None = None,
         limit: int = 1000,
     ) -> list[EvaluationRow]:
-        """Newest first; ``since`` and ``until`` bound ``window_end``, both inclusive."""
+        """Newest first; ``since`` and ``until`` bound ``window_end``, both inclusive;
+        ``version`` means, per kind, what :func:`._evaluations.list_evaluations` says (a
+        telemetry row is of every version it measured); ``before_id``: only the rows
+        listed after that evaluation of ``model`` (``NotFoundError`` if it is none)."""
         with self._read("list_evaluations") as conn:
             return _evaluations.list_evaluations(
                 conn,
@@ -683,6 +701,7 @@ class Store:
                 version=version,
                 since=since,
                 until=until,
+                before_id=before_id,
                 limit=limit,
             )
 

@@ -59,7 +59,7 @@ def test_a_misspelt_event_filter_is_refused_and_every_unknown_one_counted(
     error = _refusal(_get(running, "/v1/events?tpye=promotion&model=credit&lmit=5"))
     assert error == (
         "query.tpye: GET /v1/events takes no query parameter 'tpye' (nor 1 more: 'lmit'); "
-        "it takes model, type, limit"
+        "it takes model, type, limit, before_id"
     )
 
 
