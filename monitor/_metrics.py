@@ -7,7 +7,7 @@ own ``CollectorRegistry`` so that several apps (tests, benchmarks) never collide
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE_LATEST
 from prometheus_client import (
@@ -347,6 +347,19 @@ class ServingMetrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+    @staticmethod
+    def start_at_zero(counter: Counter, *labels: Sequence[str]) -> None:
+        """Export each of ``counter``'s series ``labels`` (label values, in the counter's
+        label order) at 0 before its first increment, a series already counting as it is.
+
+        Prometheus's ``increase()`` and ``rate()`` cannot count a series' first sample: a
+        series born at 1 hides its first increment from every rule and panel reading it
+        (``TunewatchScheduledJobFailing``, "three failures within an hour", fired at the
+        fourth). Create at 0 only series of a bounded set, known in advance.
+        """
+        for values in labels:
+            counter.labels(*values)
 
     @staticmethod
     def forget(

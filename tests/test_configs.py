@@ -198,25 +198,38 @@ def test_an_alarm_held_across_a_leader_change_keeps_its_alert_and_for_timer(
 
 
 @pytest.mark.prometheus
-def test_a_scheduled_job_that_keeps_failing_is_alerted_and_one_failure_is_not(
+def test_the_third_failure_of_a_scheduled_job_alerts_and_one_failure_does_not(
     tmp_path: Path,
 ) -> None:
     """Evaluations that kept failing left the figures at their last values, and no rule
-    said so (the counter's help named an outcome, `failed`, it never carries)."""
+    said so (the counter's help named an outcome, `failed`, it never carries).
+
+    The exporter creates each scheduled job's `<job>_failed` series at 0 when the leader
+    schedules the job (tests/tunewatch/test_metrics_series_at_zero.py), so the third
+    failure alerts. Created at its first failure, as it was, the series began at 1, which
+    `increase()` cannot count: three failures read about 2 and the alert waited for a
+    fourth (model "born_at_one" below)."""
     counter = "tunewatch_evaluations_total"
+    # a sample a minute; failures at 10m, 15m and 20m
+    failures = "0x9 1x4 2x4 3x30"
     series = [
-        # one failure every 5 minutes from 10m on
+        {"series": f'{counter}{{model="credit",outcome="evaluate_failed"}}', "values": failures},
+        # the same three failures of a series the exporter did not create before the first
         {
-            "series": f'{counter}{{model="credit",outcome="evaluate_failed"}}',
-            "values": "0x10 0+0.2x50",
+            "series": f'{counter}{{model="born_at_one",outcome="evaluate_failed"}}',
+            "values": "_x9" + failures.removeprefix("0x9"),
         },
         # one failure, once
-        {"series": f'{counter}{{model="credit",outcome="compare_failed"}}', "values": "0x10 1x50"},
-        {"series": f'{counter}{{model="credit",outcome="ok"}}', "values": "0+1x60"},
+        {"series": f'{counter}{{model="credit",outcome="compare_failed"}}', "values": "0x10 1x40"},
+        {"series": f'{counter}{{model="credit",outcome="ok"}}', "values": "0+1x50"},
     ]
     name = "TunewatchScheduledJobFailing"
     fired = _firing(name, model="credit", outcome="evaluate_failed")
-    expected = [{"eval_time": "40m", "alertname": name, "exp_alerts": [fired]}]
+    expected: list[dict[str, object]] = [
+        {"eval_time": "19m", "alertname": name, "exp_alerts": []},
+        {"eval_time": "20m", "alertname": name, "exp_alerts": [fired]},
+        {"eval_time": "45m", "alertname": name, "exp_alerts": [fired]},
+    ]
     _promtool_test(tmp_path / "failing.test.yml", "1m", series, expected)
 
 

@@ -12,10 +12,10 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from monitor import ServingMetrics
-from tunewatch._config import Config
+from tunewatch._config import Config, EventType
 from tunewatch._errors import ConflictError
 from tunewatch.store import Event, JobAudit, JobRow, Store
 
@@ -34,6 +34,19 @@ _CLOCK_SKEW = timedelta(minutes=1)
 SETTLED: tuple[str, ...] = ("taken", "duplicate", "none", "refused", "pending_approval")
 #: Every outcome recorded as an ``action_<outcome>`` event.
 OUTCOMES: tuple[str, ...] = (*SETTLED, "suppressed")
+#: Every event type a dispatcher handles and counts (``tunewatch_events_total{type}``).
+EVENT_TYPES: tuple[str, ...] = get_args(EventType)
+
+
+def count_events_from_zero(metrics: ServingMetrics, model: str) -> None:
+    """Export ``model``'s ``tunewatch_events_total`` at 0 for every event type before its
+    first event (:meth:`ServingMetrics.start_at_zero`): created at the event, the first of
+    each (model, type) in a process read 1, which ``increase()`` cannot count, and the
+    dashboard's "Events raised" panel missed it. Called for the configured models when a
+    dispatcher is built (in every process: events raised through the API are counted by
+    the process that answered) and by the scheduler's leader for every model it schedules
+    (models registered without configuration included)."""
+    ServingMetrics.start_at_zero(metrics.events, *((model, event) for event in EVENT_TYPES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +114,9 @@ class Dispatcher:
         self.store = store
         self.config = config
         self.metrics = metrics
+        if metrics is not None:
+            for model in config.models:
+                count_events_from_zero(metrics, model.name)
 
     def handle(
         self,

@@ -24,7 +24,10 @@ runs cannot hold them back.
 
 Only the leader exports the evaluation figures (``ServingMetrics.exports_evaluation``): a
 process that takes the lease exports each model's from its latest stored evaluations at
-once, and one that does not hold it drops them at every tick.
+once, and one that does not hold it drops them at every tick — a leader cut off from the
+store too, once its lease has run out by its own clock (within the lease it keeps them).
+The counters the shipped rules read through ``increase()`` start at 0: each scheduled
+job's ``<job>_failed`` when it is scheduled, each scheduled model's events (every type).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor import ServingMetrics
+from tunewatch._actions import count_events_from_zero
 from tunewatch._config import Config, ModelConfig
 from tunewatch._cron import crontab_trigger
 from tunewatch._errors import StoreError, StoreUnavailableError
@@ -368,7 +372,6 @@ class Scheduler:
                 self._release()
 
     def _renew(self) -> None:
-        known = True
         ttl = self.config.scheduler.lease_ttl_s
         sent = self._clock()
         try:
@@ -385,18 +388,21 @@ class Scheduler:
                     (self._lease_until or sent) - sent,
                 )
                 return
-            leader, known = False, False
+            leader = False
         else:
             self._renewal_outage.succeeded()
         if leader and not self.leader:
             logger.info("this process (%s) now leads the scheduler", self.holder)
         if not leader and self.leader:
             logger.warning("this process (%s) lost the scheduler lease", self.holder)
-        if known and not leader and self.metrics is not None:
-            # Another process leads and exports the evaluation figures. Cleared at every
-            # tick, not once: an evaluation still running here, or one asked for through
-            # the API, would export them again. Not after a failed renewal: a store hiccup
-            # would make the alerts resolve and fire again as new episodes.
+        if not leader and self.metrics is not None:
+            # Another process leads and exports the evaluation figures, or may: this one's
+            # lease ran out with the store out of reach (a partition), and a process that
+            # took it over exports its own (a cleared alarm: 0), which the rules' `max by
+            # (model)` read under this one's stale 1. Cleared at every tick, not once: an
+            # evaluation still running here, or one asked for through the API, would export
+            # them again. A failed renewal within the lease returned above, keeping them: a
+            # store hiccup would make the alerts resolve and fire again as new episodes.
             self.metrics.clear_evaluation()
         gained = leader and not self.leader
         self.leader = leader
@@ -425,6 +431,8 @@ class Scheduler:
             for model in models:
                 try:
                     wanted.update(self._model_jobs(model.name, model.task))
+                    if self.metrics is not None:  # its jobs raise them here
+                        count_events_from_zero(self.metrics, model.name)
                 except Exception:  # one model's jobs, not every model's: log and go on
                     logger.exception("could not schedule the jobs of model=%s", model.name)
             for task in self.tasks:
@@ -505,6 +513,9 @@ class Scheduler:
     def _guarded(
         self, name: str, model: str | None, fn: Callable[[], object]
     ) -> Callable[[], None]:
+        if self.metrics is not None:
+            # its failures exported at 0 from when it is scheduled (see _count_failure)
+            ServingMetrics.start_at_zero(self.metrics.evaluations, (model or "-", f"{name}_failed"))
         outage = OutageLog(
             logger,
             what=f"scheduled {name} of model={model}",
@@ -544,6 +555,10 @@ class Scheduler:
         return run
 
     def _count_failure(self, name: str, model: str | None) -> None:
+        """Count a failed run: ``<name>_failed``, under model ``-`` for a task. The series
+        exists at 0 from when the job was scheduled (:meth:`_guarded`): born at 1 at the
+        first failure, it hid that failure from ``increase()``, and
+        ``TunewatchScheduledJobFailing`` fired at the fourth failure, not the third."""
         if self.metrics is not None:
             self.metrics.evaluations.labels(model or "-", f"{name}_failed").inc()
 
