@@ -12,8 +12,6 @@ TCP proxy that is then cut, as a network partition would.
 
 from __future__ import annotations
 
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import make_url
 
 from monitor import ServingMetrics
+from tests.tunewatch.tcp_proxy import TcpProxy
 from tunewatch._config import Config, build_config
 from tunewatch._errors import StoreUnavailableError
 from tunewatch._scheduler import LEASE, Scheduler
@@ -33,56 +32,6 @@ pytestmark = pytest.mark.postgres
 TTL_S = 30.0
 ALARM = 'tunewatch_alarm{event="drift_detected",model="credit"}'
 SHARE = 'tunewatch_drift_share{model="credit"}'
-
-
-class _Cuttable:
-    """A TCP proxy on a loopback port to ``target``; :meth:`cut` is the partition: it
-    stops listening and closes every connection it carried."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:  # closed: the partition
-                return
-            upstream = socket.create_connection(self.target)
-            with self.lock:
-                self.sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            return  # the other side was cut; its own pipe closes both
-        finally:
-            for s in (source, sink):
-                s.close()
-
-    def cut(self) -> None:
-        try:  # wakes the accept() blocked in another thread, which close() alone does not
-            self.listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already cut
-        self.listener.close()
-        with self.lock:
-            for s in self.sockets:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass  # already closed by its pipe
-                s.close()
 
 
 class _Clock:
@@ -113,10 +62,10 @@ def _exported(metrics: ServingMetrics) -> dict[str, float]:
 
 
 @pytest.fixture
-def pair(tmp_path: Path, pg_url: str) -> Iterator[tuple[Scheduler, Scheduler, _Cuttable, _Clock]]:
+def pair(tmp_path: Path, pg_url: str) -> Iterator[tuple[Scheduler, Scheduler, TcpProxy, _Clock]]:
     """Scheduler A (through the proxy, its clock injected) and B (direct), one schema."""
     url = make_url(pg_url)
-    proxy = _Cuttable((url.host or "127.0.0.1", url.port or 5432))
+    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))
     through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     config_a, config_b = _config(tmp_path / "a", through), _config(tmp_path / "b", pg_url)
     store_b = Store.open(config_b.store_url)  # creates the schema
@@ -140,7 +89,7 @@ def pair(tmp_path: Path, pg_url: str) -> Iterator[tuple[Scheduler, Scheduler, _C
     try:
         yield a, b, proxy, clock
     finally:
-        proxy.cut()
+        proxy.close()
         store_b.release_lease(LEASE, "b")
         store_a.close()
         store_b.close()
@@ -155,11 +104,11 @@ def _lead_and_export_an_alarm(a: Scheduler) -> ServingMetrics:
 
 
 def test_a_cut_off_leader_drops_its_evaluation_figures_once_its_lease_ran_out(
-    pair: tuple[Scheduler, Scheduler, _Cuttable, _Clock],
+    pair: tuple[Scheduler, Scheduler, TcpProxy, _Clock],
 ) -> None:
     a, b, proxy, clock = pair
     metrics = _lead_and_export_an_alarm(a)
-    proxy.cut()
+    proxy.close()
     with pytest.raises(StoreUnavailableError):
         a.store.acquire_lease(LEASE, a.holder, ttl_s=TTL_S)
     clock.now += TTL_S / 3

@@ -8,8 +8,6 @@ token lookup fails, so a made-up token was answered with it too.
 from __future__ import annotations
 
 import logging
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import pytest
 from sqlalchemy import make_url
 
 from tests.tunewatch.conftest import MODEL, Running, make_daemon
+from tests.tunewatch.tcp_proxy import TcpProxy
 from tunewatch._background import BackgroundServer
 from tunewatch._example import ExampleModel
 
@@ -26,62 +25,12 @@ pytestmark = pytest.mark.postgres
 ROW = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]
 
 
-class _Proxy:
-    """A TCP proxy on a loopback port to ``target``; :meth:`close` is the outage: it
-    stops listening and cuts every connection it carried."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:  # closed: the outage
-                return
-            upstream = socket.create_connection(self.target)
-            with self.lock:
-                self.sockets += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass  # the other side was cut
-        finally:
-            for s in (source, sink):
-                s.close()
-
-    def close(self) -> None:
-        try:  # wakes the accept() blocked in another thread, which close() alone does not
-            self.listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # closed already
-        self.listener.close()
-        with self.lock:
-            for s in self.sockets:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass  # already closed by its pipe
-                s.close()
-
-
 @pytest.fixture
 def proxied(
     trained: list[ExampleModel], tmp_path: Path, pg_url: str
-) -> Iterator[tuple[Running, _Proxy]]:
+) -> Iterator[tuple[Running, TcpProxy]]:
     url = make_url(pg_url)
-    proxy = _Proxy((url.host or "127.0.0.1", url.port or 5432))
+    proxy = TcpProxy((url.host or "127.0.0.1", url.port or 5432))
     through = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     daemon, tokens = make_daemon(
         tmp_path, trained, store_url=through, extra={"scheduler": {"enabled": False}}
@@ -95,7 +44,7 @@ def proxied(
 
 
 def test_an_outage_answers_503_without_the_database_address(
-    proxied: tuple[Running, _Proxy], caplog: pytest.LogCaptureFixture
+    proxied: tuple[Running, TcpProxy], caplog: pytest.LogCaptureFixture
 ) -> None:
     running, proxy = proxied
     infer = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 8], "data": ROW}]}
