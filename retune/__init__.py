@@ -31,7 +31,7 @@ if TYPE_CHECKING:
         study_importances,
         study_progress,
     )
-    from retune._refit import ExportedModel, refit_and_export
+    from retune._refit import ExportedModel, check_classes, refit_and_export
     from retune._study import TuningResult, run_study
 
 #: Each public name and the module that defines it, imported on first use.
@@ -58,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     "study_progress": "retune._optuna",
     "ExportedModel": "retune._refit",
     "refit_and_export": "retune._refit",
+    "check_classes": "retune._refit",
     "TuningResult": "retune._study",
     "run_study": "retune._study",
 }
@@ -79,6 +80,7 @@ __all__ = [
     "StudyProgress",
     "TuningResult",
     "WarmStartError",
+    "check_classes",
     "check_parity",
     "load_history",
     "plan_warm_start",

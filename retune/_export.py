@@ -6,8 +6,10 @@ otherwise); classifiers (or Pipelines ending in one) without ZipMap, so they out
 ``label`` and a plain ``probabilities`` tensor; regressors output ``variable`` ``[N, 1]``.
 An export that replaces a served version takes that version's :class:`~shadow.Signature`
 as ``like``: its input name and type, and its output names where the outputs match (type
-and shape), so that a client's request valid for the one is valid for the other; a binary
-classifier replacing a version that answers P(class 1) alone answers that column alone.
+and shape, once a float32 output is cast to the float64 ``like`` answers, or a column
+``[N, 1]`` reshaped to its vector ``[N]``), so that a client's request valid for the one is
+valid for the other; a binary classifier replacing a version that answers P(class 1)
+alone answers that column alone.
 
 float32 thresholds can flip tree paths, so an export is only trusted after
 :func:`check_parity` has compared it with the estimator on held-out rows, scoring the
@@ -136,9 +138,13 @@ def to_onnx(
     ``Cast`` to float32 first in the graph reads the input of any other numeric type
     (float64, say); and the outputs take its names, in order, where the graph has as
     many outputs of the same element types and shapes past the first dimension (a
-    dimension ``like`` leaves unknown matches only an unknown one). Where they do not and
-    ``like`` answers its primary output alone, the graph answers only its own primary
-    output, under that name, when the two match; otherwise the converter's names stay.
+    dimension ``like`` leaves unknown matches only an unknown one), once each is adapted
+    to ``like``'s: a float32 output answers float64 (a ``Cast`` last in the graph, which
+    changes no value) where ``like``'s does, and a column ``[N, 1]`` a vector ``[N]`` (a
+    ``Reshape``) where ``like``'s is one. Where they do not and ``like`` answers its
+    primary output alone, the graph answers only its own primary output, so adapted and
+    under that name, when the two match; otherwise the converter's outputs stay as they
+    are (a float16 output is not made: it would round the float32 values).
     A binary classifier exported like a version whose primary output has one column
     (``[N, 1]``, or ``[N]``) answers P(``classes_[1]``) alone in that shape, not both
     columns: the positive-class column is taken in the graph. ``like``'s width must be
@@ -223,6 +229,29 @@ def _primary_index(graph: onnx.GraphProto) -> int | None:
     return None if name is None else [o.name for o in graph.output].index(name)
 
 
+def _fresh_name(graph: onnx.GraphProto, name: str) -> str:
+    """``name``, or ``name`` followed by underscores: a name no value of the graph has."""
+    taken = _value_names(graph)
+    while name in taken:
+        name += "_"
+    return name
+
+
+def _redirect(graph: onnx.GraphProto, name: str, suffix: str) -> str:
+    """Give the value the graph computes as ``name`` a new name (``name`` and ``suffix``),
+    returned, in the nodes that compute and read it, so that a node appended after them
+    can compute ``name`` from it."""
+    inner = _fresh_name(graph, f"{name}_{suffix}")
+    for node in graph.node:
+        for i, value in enumerate(node.output):
+            if value == name:
+                node.output[i] = inner
+        for i, value in enumerate(node.input):
+            if value == name:
+                node.input[i] = inner
+    return inner
+
+
 def _positive_column(graph: onnx.GraphProto, rank: int) -> None:
     """Make the graph's primary output (a binary classifier's ``[N, 2]`` probabilities)
     answer its column 1 alone, P(``classes_[1]``), in ``[N, 1]`` (``rank`` 2) or ``[N]``
@@ -231,17 +260,8 @@ def _positive_column(graph: onnx.GraphProto, rank: int) -> None:
     if index is None or rank not in (1, 2):
         return
     out = graph.output[index]
-    taken = _value_names(graph)
-    both, column = f"{out.name}_both_columns", f"{out.name}_positive_column"
-    while both in taken or column in taken:
-        both, column = both + "_", column + "_"
-    for node in graph.node:
-        for i, value in enumerate(node.output):
-            if value == out.name:
-                node.output[i] = both
-        for i, value in enumerate(node.input):
-            if value == out.name:
-                node.input[i] = both
+    both = _redirect(graph, out.name, "both_columns")
+    column = _fresh_name(graph, f"{out.name}_positive_column")
     # index [1] keeps the column axis ([N, 1]); the scalar 1 drops it ([N])
     indices = helper.make_tensor(column, TensorProto.INT64, [1] if rank == 2 else [], [1])
     graph.initializer.append(indices)
@@ -252,13 +272,36 @@ def _positive_column(graph: onnx.GraphProto, rank: int) -> None:
         dims.add().dim_value = 1
 
 
+def _adapt_output(graph: onnx.GraphProto, index: int, spec: TensorSpec) -> bool:
+    """Make the graph's output ``index`` answer in ``spec``'s shape and element type where
+    it can without changing a value: a column ``[N, 1]`` as a vector ``[N]`` (a
+    ``Reshape``), a float32 output as float64 (a ``Cast``, exact). Whether the output now
+    matches ``spec`` (:func:`_matches`); the graph is changed either way."""
+    out = graph.output[index]
+    kind = out.type.tensor_type
+    if len(kind.shape.dim) == 2 and _trailing_dims(out) == (1,) and spec.rank == 1:
+        column = _redirect(graph, out.name, "column")
+        shape = _fresh_name(graph, f"{out.name}_vector_shape")
+        graph.initializer.append(helper.make_tensor(shape, TensorProto.INT64, [1], [-1]))
+        graph.node.append(helper.make_node("Reshape", [column, shape], [out.name], name=shape))
+        del kind.shape.dim[1:]
+    # float32 is kept as is into a narrower type (float16): that would round the values
+    if kind.elem_type == TensorProto.FLOAT and spec.dtype == np.float64:
+        single = _redirect(graph, out.name, "float32")
+        graph.node.append(
+            helper.make_node("Cast", [single], [out.name], to=TensorProto.DOUBLE, name=single)
+        )
+        kind.elem_type = TensorProto.DOUBLE
+    return _matches(out, spec)
+
+
 def _trailing_dims(value: onnx.ValueInfoProto) -> tuple[int | None, ...]:
     """The value's dimensions past the first, ``None`` where unknown or symbolic."""
     dims = value.type.tensor_type.shape.dim[1:]
     return tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
 
 
-def _matches(value: onnx.ValueInfoProto, spec: Any) -> bool:
+def _matches(value: onnx.ValueInfoProto, spec: TensorSpec) -> bool:
     """Whether a graph output has ``spec``'s element type and rank, and its dimensions past
     the first (a column count: an unknown one matches only an unknown one)."""
     kind = value.type.tensor_type
@@ -271,25 +314,30 @@ def _matches(value: onnx.ValueInfoProto, spec: Any) -> bool:
 
 def _rename_outputs(graph: onnx.GraphProto, like: Signature) -> None:
     """Give the graph's outputs ``like``'s names, in order, where they match one for one
-    (element type, rank and dimensions past the first) and no other value of the graph
-    has one of those names. Where they do not and ``like`` answers its primary output
-    alone, keep only the graph's primary output, under that name, when the two match."""
+    (element type, rank and dimensions past the first), once adapted to it
+    (:func:`_adapt_output`: a float32 output answers float64, a column ``[N, 1]`` a
+    vector ``[N]``, where ``like``'s does), and no other value of the graph has one of
+    those names. Where they do not and ``like`` answers its primary output alone, keep
+    only the graph's primary output, adapted and under that name, when the two match.
+    Otherwise the graph is left as it was."""
     outputs = list(graph.output)
-    wanted: Sequence[Any] = like.outputs
-    if len(outputs) == len(wanted) and all(
-        _matches(o, s) for o, s in zip(outputs, wanted, strict=True)
-    ):
-        _rename(graph, {o.name: s.name for o, s in zip(outputs, wanted, strict=True)})
-        return
+    wanted: Sequence[TensorSpec] = like.outputs
+    if len(outputs) == len(wanted):
+        adapted = onnx.GraphProto()
+        adapted.CopyFrom(graph)
+        if all(_adapt_output(adapted, i, spec) for i, spec in enumerate(wanted)):
+            if _rename(adapted, {o.name: s.name for o, s in zip(outputs, wanted, strict=True)}):
+                graph.CopyFrom(adapted)
+            return
     index = _primary_index(graph)
     if len(wanted) != 1 or wanted[0].name != like.primary_output or index is None:
-        return
-    if not _matches(outputs[index], wanted[0]):
         return
     alone = onnx.GraphProto()
     alone.CopyFrom(graph)
     del alone.output[:]
     alone.output.append(outputs[index])
+    if not _adapt_output(alone, 0, wanted[0]):
+        return
     _prune(alone)
     if _rename(alone, {outputs[index].name: wanted[0].name}):
         graph.CopyFrom(alone)

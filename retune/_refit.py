@@ -61,7 +61,7 @@ def refit_and_export(
         raise ValueError(f"`holdout_fraction` must be in (0, 1), got {holdout_fraction}")
     pipeline = fit_pipeline(best_params, x, y, seed=seed)
     if not is_regression(best_params):
-        _check_classes(np.asarray(pipeline.classes_), n_classes)
+        check_classes(np.asarray(pipeline.classes_), n_classes)
     stratify = y if _can_stratify(y, holdout_fraction, best_params) else None
     _, x_holdout = train_test_split(
         x, test_size=holdout_fraction, random_state=seed, stratify=stratify
@@ -90,7 +90,9 @@ def _can_stratify(
     return bool(counts.min() >= 2 and min(n_test, len(y) - n_test) >= len(counts))
 
 
-def _check_classes(classes: np.ndarray[Any, Any], n_classes: int | None) -> None:
+def check_classes(classes: np.ndarray[Any, Any], n_classes: int | None) -> None:
+    """Refuse training labels that are not exactly the classes ``0..n_classes - 1`` (all
+    of them: a class missing from the window would leave the export a column short)."""
     expected = np.arange(len(classes) if n_classes is None else n_classes)
     if classes.shape != expected.shape or not np.array_equal(classes, expected):
         missing = sorted(set(expected.tolist()) - set(classes.tolist()))

@@ -244,8 +244,8 @@ def check_promotion_signature(
     ``unknown_output``), or answers one of them in another element type or shape past the
     first dimension (a client reading column 0 of a binary champion's P(class 1) would
     read P(class 0) in a two-column one; a dimension either leaves unknown differs from a
-    known one). Tuned exports copy their parent's input, output names and widths, and
-    pass. ``candidate`` is ``target``'s signature where the caller has it
+    known one). Tuned exports copy their parent's input, output names, types and shapes,
+    and pass. ``candidate`` is ``target``'s signature where the caller has it
     (:func:`check_servable`). An artefact that cannot be read or loaded from this host's
     artefact directory (missing, damaged, unreadable) is logged, and not checked: a
     champion in that state must not block its replacement."""

@@ -26,6 +26,7 @@ from retune import (
     Budget,
     RetuneError,
     TuningResult,
+    check_classes,
     refit_and_export,
     run_study,
     study_importances,
@@ -292,6 +293,11 @@ class TuningJobRunner:
     ) -> dict[str, Any]:
         tj = cfg.tuning
         x, y, n_traffic = self._training_window(model, cfg, job)
+        if model.task == "multiclass":  # the export's class check, before any trial
+            served = self._served(model, self._parent(model, job))
+            n_classes = self._classes(model, served, x)
+            if n_classes is not None:
+                check_classes(np.unique(y), n_classes)
         groups = cv_groups(tj, model.feature_names, x)  # None without a group column
         cv = cv_scheme(tj, model.task)
         objective = make_objective(cfg.objective.name, task=model.task, **cfg.objective.params)

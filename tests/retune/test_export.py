@@ -303,3 +303,57 @@ def test_a_regressor_s_parity_is_not_loosened_for_most_rows_by_a_few_huge_ones()
         check_parity(to_onnx(wrong, N_FEATURES), right, holdout)
     boosted = fit_pipeline({"estimator": "gradient_boosting_regressor"}, x, y, seed=0)
     assert check_parity(to_onnx(boosted, N_FEATURES), boosted, holdout) <= 1e-4
+
+
+@pytest.mark.parametrize(
+    "outputs",
+    [("label", "probabilities"), ("probabilities",)],
+    ids=["label_and_probabilities", "probabilities_alone"],
+)
+def test_an_export_like_a_float64_output_signature_answers_float64(
+    fitted: Fitted, outputs: tuple[str, ...]
+) -> None:
+    """A champion exported from float64 data (``skl2onnx.to_onnx(clf, X[:1])``) answers
+    float64 probabilities; the export took its float64 input but answered float32, and
+    no re-tuned version of it could be promoted (signature_mismatch)."""
+    specs = [TensorSpec(name="probabilities", dtype=np.dtype(np.float64), shape=(None, 2))]
+    if len(outputs) == 2:
+        specs.insert(0, TensorSpec(name="label", dtype=np.dtype(np.int64), shape=(None,)))
+    like = Signature(
+        input=TensorSpec(name="X", dtype=np.dtype(np.float64), shape=(None, N_FEATURES)),
+        outputs=tuple(specs),
+        primary_output="probabilities",
+    )
+    onnx_bytes = to_onnx(fitted.logistic, N_FEATURES, like=like)
+    model = OnnxModel.from_bytes(onnx_bytes)
+    assert model.signature.input == like.input
+    assert model.signature.outputs == like.outputs
+    got = model.run(fitted.x_holdout)["probabilities"]
+    assert got.dtype == np.float64 and got.shape == (len(fitted.x_holdout), 2)
+    np.testing.assert_allclose(got, fitted.logistic.predict_proba(fitted.x_holdout), atol=1e-4)
+    assert check_parity(onnx_bytes, fitted.logistic, fitted.x_holdout) <= 1e-4
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_an_export_like_a_vector_regressor_answers_a_vector(fitted: Fitted, dtype: type) -> None:
+    """A regression champion answering ``prediction: [N]`` (a PyTorch export's
+    ``squeeze(-1)``): the export answered ``variable: [N, 1]``, kept the converter's
+    name, and no re-tuned version of it could be promoted."""
+    like = Signature(
+        input=TensorSpec(name="input", dtype=np.dtype(np.float32), shape=(None, N_FEATURES)),
+        outputs=(TensorSpec(name="prediction", dtype=np.dtype(dtype), shape=(None,)),),
+        primary_output="prediction",
+    )
+    onnx_bytes = to_onnx(fitted.regression, N_FEATURES, like=like)
+    model = OnnxModel.from_bytes(onnx_bytes)
+    assert model.signature.outputs == like.outputs
+    got = model.run(fitted.x_holdout.astype(np.float32))["prediction"]
+    assert got.dtype == dtype and got.shape == (len(fitted.x_holdout),)
+    expected = fitted.regression.predict(fitted.x_holdout)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    assert check_parity(onnx_bytes, fitted.regression, fitted.x_holdout) <= 1e-4
+    # the fitted pipeline of a refit is checked through the same vector
+    x, y = fitted.x_holdout, expected + 0.1
+    exported = refit_and_export({"estimator": "ridge"}, x, y, like=like)
+    assert OnnxModel.from_bytes(exported.onnx).signature.outputs == like.outputs
+    assert exported.parity_error <= 1e-4
