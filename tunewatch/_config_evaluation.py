@@ -84,8 +84,11 @@ class DecayEvaluationConfig(_Frozen):
     horizon_windows: int = Field(default=30, ge=3)
     min_windows: int = Field(default=3, ge=3)  # a trend needs three points
     # decay_detected when the trend worsens significantly and the objective is projected
-    # to cross ``threshold`` within ``horizon_days``. Unset: 5 ``tolerance`` worse than
-    # the horizon's first ``min_windows`` matured windows, weighted by labelled requests.
+    # to cross ``threshold`` (in the objective's units) within ``horizon_days``. Unset: 5
+    # ``tolerance`` worse than the horizon's first ``min_windows`` matured windows,
+    # weighted by labelled requests — for RMSE and MAE, whose values are in the target's
+    # unit, 5 ``tolerance`` of that level (5 % worse), so the target's unit does not
+    # change the verdict (tunewatch._evaluation_decay.default_threshold).
     threshold: float | None = None
     horizon_days: float = Field(default=14.0, gt=0, le=MAX_DURATION_DAYS)
     tolerance: float = Field(default=0.01, gt=0)
