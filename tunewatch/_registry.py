@@ -23,6 +23,7 @@ from shadow import (
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._errors import ConflictError, NotFoundError, RegistrationError, StoreError
 from tunewatch._reference import Reference
+from tunewatch._registry_labels import check_label_output
 from tunewatch._version_metadata import VersionMetadata, _check_metadata, check_task_width
 from tunewatch.store import ModelRow, Store, VersionRow
 
@@ -290,6 +291,8 @@ class Registry:
                     f"output ({width}), got {reference.scores.shape[1]}",
                     code="invalid_reference",
                 )
+        if metadata.task in ("binary", "multiclass"):
+            check_label_output(metadata.task, onnx_bytes, inspected.signature, reference)
         if existing is not None:
             self._check_input(model, inspected.signature.input)
         return _Checked(info=inspected, existing=existing, regulated=regulated)

@@ -11,6 +11,7 @@ from datetime import datetime
 
 import numpy as np
 
+from monitor.objectives import Objective, make_objective
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import ModelConfig
 from tunewatch._errors import NotFoundError, TuningError
@@ -40,8 +41,14 @@ def training_window(
     With ``comparison.label_maturity_s`` set, only requests at least that old then:
     younger ones hold only their early labels (outcome-dependent delay), which would bias
     the training set towards the early class. Returns the features, the labels and how
-    many of the rows are traffic (the last ones)."""
+    many of the rows are traffic (the last ones).
+
+    Rows whose label no job can train on (:func:`_valid_labels`) or the objective
+    cannot score whatever the prediction (:meth:`Objective.valid_labels`: MAPE's labels
+    of 0) are left out of both parts, each count logged: monitoring and the comparisons
+    leave the latter out, and a trial scoring a fold holding one failed."""
     tj = cfg.tuning
+    objective = make_objective(cfg.objective.name, task=model.task, **cfg.objective.params)
     matured_before = cfg.comparison.matured_before(job.created_at)
     window = store.window(
         model.name,
@@ -50,7 +57,7 @@ def training_window(
         end=matured_before or job.created_at,
     )
     labelled = window.labelled() & (window.label_received_at < job.created_at.timestamp())
-    labelled = _trainable(window, labelled, model, job)
+    labelled = _trainable(window, labelled, model, job, objective)
     x, y = window.features[labelled], window.labels[labelled]
     n_traffic = int(labelled.sum())
     sha = parent.details.get("reference_sha256") if parent else None
@@ -75,6 +82,14 @@ def training_window(
                     model.task,
                     _RULES.get(model.task, "not finite"),
                 )
+            usable[usable] = _scorable(
+                labels[usable],
+                objective,
+                f"reference rows taken from version {parent.version}",
+                stop - start,
+                model=model,
+                job=job,
+            )
             features = reference.features[start:stop][usable].astype(np.float32)
             x = np.vstack([features, x])
             y = np.concatenate([labels[usable], y])
@@ -124,11 +139,14 @@ def _immature_rows(
     return int(labelled.sum())
 
 
-def _trainable(window: Window, labelled: np.ndarray, model: ModelRow, job: JobRow) -> np.ndarray:
+def _trainable(
+    window: Window, labelled: np.ndarray, model: ModelRow, job: JobRow, objective: Objective
+) -> np.ndarray:
     """``labelled`` less the window's rows whose label no job can train on
     (:func:`_valid_labels`): stored before the labels API refused them (a regression label
     of 1e300 failed every trial of every job with an infinite loss while its request was
-    in the window), or by a store written to directly."""
+    in the window), or by a store written to directly; and less those ``objective``
+    cannot score (:func:`_scorable`)."""
     usable = labelled.copy()
     usable[labelled] = _valid_labels(np.asarray(window.labels[labelled]), model.task)
     left_out = int(labelled.sum() - usable.sum())
@@ -143,7 +161,44 @@ def _trainable(window: Window, labelled: np.ndarray, model: ModelRow, job: JobRo
             model.task,
             _RULES.get(model.task, "not finite"),
         )
+    n = int(usable.sum())
+    usable[usable] = _scorable(
+        np.asarray(window.labels[usable]),
+        objective,
+        "labelled traffic rows in the window",
+        n,
+        model=model,
+        job=job,
+    )
     return usable
+
+
+def _scorable(
+    labels: np.ndarray,
+    objective: Objective,
+    what: str,
+    n: int,
+    *,
+    model: ModelRow,
+    job: JobRow,
+) -> np.ndarray:
+    """Which ``labels`` ``objective`` can score whatever the prediction
+    (:meth:`Objective.valid_labels`; a count of the others, of ``n`` ``what``, logged)."""
+    scorable = np.asarray(objective.valid_labels(labels), dtype=bool)
+    left_out = int((~scorable).sum())
+    if left_out:
+        logger.warning(
+            "job=%d model=%s: %d of the %d %s have a label the objective %s cannot score "
+            "(%s); left out, as monitoring and the comparisons leave them out",
+            job.id,
+            model.name,
+            left_out,
+            n,
+            what,
+            objective.describe(),
+            objective.label_rule,
+        )
+    return scorable
 
 
 #: What :func:`_valid_labels` holds a task's labels to, as its warnings say.

@@ -45,7 +45,7 @@ OBJECTIVES: dict[str, type[Objective]] = {
 
 def make_objective(name: str, *, task: str | None = None, **params: Any) -> Objective:
     """Build an objective by name, checking it fits the model's task (a binary model's
-    cost matrix is 2x2)."""
+    cost matrix is 2x2; a multiclass model's accuracy takes no ``threshold``)."""
     cls = OBJECTIVES.get(name)
     if cls is None:
         raise ObjectiveError(
@@ -59,6 +59,13 @@ def make_objective(name: str, *, task: str | None = None, **params: Any) -> Obje
         raise ObjectiveError(
             f"objective {name!r} does not apply to {task} models "
             f"(it fits {', '.join(sorted(cls.tasks))})"
+        )
+    if task == "multiclass" and isinstance(objective, Accuracy) and "threshold" in params:
+        # else ignored: three columns or more are decided by their argmax
+        raise ObjectiveError(
+            "`threshold` applies to a binary model only (its positive-class probability); "
+            "a multiclass model's accuracy takes the class of the largest probability: "
+            f"remove `threshold`, got {params['threshold']!r}"
         )
     if task == "binary" and type(objective) is Brier:
         objective = BinaryBrier()  # its loss's bound is 1, not the multiclass 2

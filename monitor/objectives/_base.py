@@ -69,6 +69,17 @@ class Objective(ABC):
         integer in ``[0, classes)``), or ``None`` when labels are not classes."""
         return None
 
+    #: The labels :meth:`valid_labels` refuses, as a log says it (``""``: none).
+    label_rule: ClassVar[str] = ""
+
+    def valid_labels(self, y_true: np.ndarray) -> np.ndarray:
+        """Which labels the objective can score whatever the prediction, as a boolean
+        mask (every one, unless the objective says otherwise: MAPE has no loss for a
+        label of 0). A training window leaves the others out, as :meth:`valid_rows`
+        leaves them out of monitoring and the comparisons: a tuning trial scores its
+        folds on them and would fail on every fold holding one."""
+        return np.ones(np.asarray(y_true).shape[0], dtype=bool)
+
     def valid_rows(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         """Which rows the objective can score, as a boolean mask: every prediction of the
         row must be finite, a classifier's label must name one of the predictions'

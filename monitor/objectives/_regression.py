@@ -59,6 +59,12 @@ class MAPE(Objective):
             raise ObjectiveError("MAPE is undefined for zero labels; use MAE")
         return np.asarray(np.abs((t - p) / t))
 
+    label_rule: ClassVar[str] = "a label of 0"
+
+    def valid_labels(self, y_true: np.ndarray) -> np.ndarray:
+        """Labels other than 0, whose loss is undefined whatever the prediction."""
+        return np.asarray(np.asarray(y_true, dtype=np.float64).reshape(-1) != 0)
+
     def valid_rows(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         """Rows whose loss is finite and at most ``MAX_LOSS``: not a label of 0, nor one
         so small against its error (1e-310, 1e-160 for a prediction of 5) that the loss

@@ -88,6 +88,26 @@ def test_a_binary_model_s_cost_matrix_must_be_two_by_two() -> None:
     assert make_objective("cost", task="multiclass", cost_matrix=[[0, 1, 1]] * 3)
 
 
+def test_accuracy_threshold_is_refused_for_multiclass() -> None:
+    """`threshold: 0.9` was accepted for a multiclass model and ignored: its accuracy
+    takes the class of the largest probability, so 0.9 and 0.5 scored alike."""
+    with pytest.raises(ObjectiveError) as info:
+        make_objective("accuracy", task="multiclass", threshold=0.9)
+    assert str(info.value) == (
+        "`threshold` applies to a binary model only (its positive-class probability); a "
+        "multiclass model's accuracy takes the class of the largest probability: remove "
+        "`threshold`, got 0.9"
+    )
+    assert (
+        make_objective("accuracy", task="multiclass").value(
+            np.array([1.0]), np.array([[0.2, 0.45, 0.35]])
+        )
+        == 1.0
+    )
+    binary = make_objective("accuracy", task="binary", threshold=0.9)
+    assert binary.value(np.array([1.0]), np.array([[0.3, 0.7]])) == 0.0
+
+
 @pytest.mark.parametrize(
     "matrix",
     [[[0, 1], [1]], [[0, "a"], [1, 0]], [[0, [1]], [1, 0]]],

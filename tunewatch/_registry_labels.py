@@ -1,0 +1,125 @@
+"""A classifier's integer ``label`` output must answer the class index its probabilities
+are read by: checked when a version is registered (:mod:`tunewatch._registry`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+import numpy as np
+
+from shadow import OnnxModel, ShadowError, Signature, TensorSpec, representable_rows
+from tunewatch._errors import RegistrationError
+from tunewatch._reference import Reference
+
+logger = logging.getLogger(__name__)
+
+#: The most reference rows a registration scores to hold a classifier's ``label`` output
+#: to its probabilities (spread over the window), besides rows of 0, 1 and -1.
+LABEL_CHECK_ROWS: Final = 1000
+
+
+#: The deadline of that run: a model still going after it is not checked so.
+LABEL_CHECK_TIMEOUT_S: Final = 5.0
+
+
+#: How close a row's two largest probabilities (or a single column's probability and 0.5)
+#: may be before the row cannot tell which class a ``label`` should name.
+LABEL_TIE_TOLERANCE: Final = 1e-4
+
+
+def _label_output(signature: Signature) -> str | None:
+    """The classifier's integer label output (a ``[batch]`` or ``[batch, 1]`` integer
+    tensor besides the primary output; one named like a label where there are several),
+    ``None`` when it has none."""
+    ints = [
+        o
+        for o in signature.outputs
+        if o.name != signature.primary_output
+        and o.dtype.kind in "iu"
+        and (o.rank == 1 or (o.rank == 2 and o.shape[1] == 1))
+    ]
+    if len(ints) > 1:
+        ints = [o for o in ints if "label" in o.name.lower()]
+    return ints[0].name if len(ints) == 1 else None
+
+
+def _label_rows(spec: TensorSpec, n_features: int, reference: Reference | None) -> list[np.ndarray]:
+    """Rows of 0, 1 and -1 (of them, what ``spec``'s type holds), then up to
+    :data:`LABEL_CHECK_ROWS` reference rows spread over the window, which reach more
+    than one class where the constant rows do not: two batches, each scored alone."""
+    values = [0.0, 1.0] if spec.dtype.kind == "u" else [0.0, 1.0, -1.0]
+    batches = [np.repeat(np.asarray(values, dtype=spec.dtype)[:, None], n_features, axis=1)]
+    if reference is not None:
+        x = reference.features
+        picked = np.unique(np.linspace(0, x.shape[0] - 1, LABEL_CHECK_ROWS).astype(np.int64))
+        x = np.asarray(x[picked], dtype=np.float64)
+        x = x[representable_rows(x, spec.dtype)]
+        if x.shape[0]:
+            batches.append(x.astype(spec.dtype))
+    return batches
+
+
+def check_label_output(
+    task: str, onnx_bytes: bytes, signature: Signature, reference: Reference | None
+) -> None:
+    """Refuse (``task_output_mismatch``) a classifier whose integer ``label`` output does
+    not answer the class index its primary output is read by: the argmax of its
+    probabilities (of a single column, 1 above 0.5 and 0 below), on rows of 0, 1 and -1
+    and on reference rows. A model trained on classes 1..3 answered ``label`` 1..3 while
+    its probabilities and every label fed back are indexed 0..2; its retune answered
+    0..2, and clients reading ``label`` got other codes once it was promoted. Rows whose
+    class is a near tie, or NaN, are not compared; a model with no such output, or whose
+    run on these rows fails (as serving would answer it), passes. The candidate is loaded
+    in this process: the sandboxed probe has loaded and scored it first."""
+    label = _label_output(signature)
+    if label is None:
+        return
+    primary = signature.primary_output
+    try:
+        session = OnnxModel.from_bytes(onnx_bytes, run_timeout_s=LABEL_CHECK_TIMEOUT_S)
+    except ShadowError as exc:
+        logger.warning("a %s model's %r output is not checked: %s", task, label, exc.message)
+        return
+    scored, labels = [], []
+    for rows in _label_rows(session.signature.input, session.signature.n_features, reference):
+        try:
+            outputs = session.run(rows)
+        except ShadowError as exc:
+            logger.warning(
+                "a %s model's %r output is not checked on %d rows: %s",
+                task,
+                label,
+                rows.shape[0],
+                exc.message,
+            )
+            continue
+        answered = np.asarray(outputs[label]).reshape(-1)
+        if answered.shape[0] == rows.shape[0]:
+            scored.append(session.primary(outputs).astype(np.float64))
+            labels.append(answered)
+    if not scored:
+        return
+    p, got = np.concatenate(scored), np.concatenate(labels)
+    if p.shape[1] == 1:
+        expected = (p[:, 0] > 0.5).astype(np.int64)
+        margin = np.abs(p[:, 0] - 0.5)
+        rule = f"1 where {primary!r} is above 0.5, else 0"
+    else:
+        expected = np.argmax(p, axis=1)
+        top = np.sort(p, axis=1)
+        margin = top[:, -1] - top[:, -2]
+        rule = f"the argmax of {primary!r}"
+    clear = ~np.isnan(p).any(axis=1) & (margin > LABEL_TIE_TOLERANCE)
+    wrong = np.flatnonzero(clear & (got != expected))
+    if wrong.size == 0:
+        return
+    first = int(wrong[0])
+    raise RegistrationError(
+        f"a {task} model's output {label!r} must answer the class index ({rule}), got "
+        f"{got[first]} where the index is {expected[first]} on {wrong.size} of "
+        f"{int(clear.sum())} rows the registration scored (rows of 0, 1 and -1, and the "
+        "reference's, when given): encode classes as integers (0 to n_classes - 1, e.g. "
+        "with scikit-learn's LabelEncoder) before training, and convert the model again",
+        code="task_output_mismatch",
+    )
