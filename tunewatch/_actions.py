@@ -43,9 +43,10 @@ def count_events_from_zero(metrics: ServingMetrics, model: str) -> None:
     first event (:meth:`ServingMetrics.start_at_zero`): created at the event, the first of
     each (model, type) in a process read 1, which ``increase()`` cannot count, and the
     dashboard's "Events raised" panel missed it. Called for the configured models when a
-    dispatcher is built (in every process: events raised through the API are counted by
-    the process that answered) and by the scheduler's leader for every model it schedules
-    (models registered without configuration included)."""
+    dispatcher is built and for every model the runtime serves (in every process: events
+    raised through the API are counted by the process that answered), and by the
+    scheduler's leader for every model it schedules (models registered without
+    configuration included)."""
     ServingMetrics.start_at_zero(metrics.events, *((model, event) for event in EVENT_TYPES))
 
 

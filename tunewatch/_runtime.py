@@ -33,6 +33,7 @@ from shadow import (
     check_output,
     validate_batch,
 )
+from tunewatch._actions import count_events_from_zero
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
 from tunewatch._errors import NotFoundError, StoreError, StoreUnavailableError
@@ -126,6 +127,7 @@ class ScoringRuntime:
         self.recorder.start()
         self.queue.start()
         for row in self.store.list_models():
+            count_events_from_zero(self.metrics, row.name)  # raised through it, if any
             if self.try_load(row.name) is None:  # one model's fault: the others load
                 self._models.setdefault(row.name, self._served(row, None, self._split(row.name)))
 
@@ -248,6 +250,7 @@ class ScoringRuntime:
         registered or rolled back); returns their names."""
         changed = []
         for row in self.store.list_models():
+            count_events_from_zero(self.metrics, row.name)  # one registered meanwhile too
             versions = self.store.list_versions(row.name)
             wanted = (
                 next((v.version for v in versions if v.stage == "champion"), None),

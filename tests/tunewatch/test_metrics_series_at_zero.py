@@ -98,6 +98,17 @@ def test_a_scoring_replica_exports_a_configured_model_s_events_at_zero(
         assert not any(line.startswith("tunewatch_evaluations_total{") for line in lines)
 
 
+def test_a_scoring_replica_exports_the_events_of_a_model_only_the_store_knows_at_zero(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """A model registered without configuration is served by every replica, which counts
+    the events raised through it (a manual retune): only the leader made them 0 first."""
+    daemon, _ = make_daemon(tmp_path, trained, extra={"scheduler": {"enabled": False}})
+    with _served(daemon) as lines:
+        for event in EVENT_TYPES:
+            assert f'tunewatch_events_total{{model="credit",type="{event}"}} 0.0' in lines, event
+
+
 def test_a_leader_exports_the_events_of_a_model_only_the_store_knows_at_zero(
     trained: list[ExampleModel], tmp_path: Path
 ) -> None:
