@@ -120,6 +120,22 @@ def test_a_session_past_a_lowered_maximum_reads_as_ended(session: tuple[Store, s
     assert store.session_token(session_hash, idle_s=shorter, max_s=shorter) is None
 
 
+def test_a_session_stored_under_a_longer_idle_window_has_ended(
+    store_url: str,
+) -> None:
+    """Signed in before idle windows (its expiry 8 h on), or before the window was
+    lowered: when it was last used is not known, and read as live it stayed open for the
+    whole 8 h however long it sat unused."""
+    with Store.open(store_url) as store:
+        store.add_token(name=TOKEN, role="viewer", token_hash=hash_token(new_token()), actor="test")
+        session_hash = hash_token(new_token())
+        store.start_session(session_hash=session_hash, token_name=TOKEN, ttl_s=8 * 3600)
+        assert store.session_token(session_hash, idle_s=IDLE_S, max_s=8 * 3600) is None
+        kept = hash_token(new_token())  # one written under the window in force is live
+        store.start_session(session_hash=kept, token_name=TOKEN, ttl_s=IDLE_S)
+        assert _read(store, kept) == TOKEN
+
+
 def test_reading_a_session_refuses_an_idle_window_past_the_maximum(
     session: tuple[Store, str],
 ) -> None:

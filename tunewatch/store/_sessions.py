@@ -57,7 +57,8 @@ def live_session(
     conn: Connection, session_hash: str, *, idle_s: float, max_s: float
 ) -> LiveSession | None:
     """The token a live session signed in with; ``None`` when the session is unknown,
-    ended, expired or ``max_s`` old, or its token revoked. Reads only: the new expiry,
+    ended, expired or ``max_s`` old, its token revoked, or its expiry past now +
+    ``idle_s`` (written under a longer idle window). Reads only: the new expiry,
     the earlier of now + ``idle_s`` and ``created_at`` + ``max_s``, is returned to write
     (:func:`extend_session`) when it is more than :func:`_slack` later than the stored."""
     if idle_s <= 0:
@@ -85,6 +86,11 @@ def live_session(
     if ends <= row.database_now:  # started under a longer maximum than the one in force
         return None
     target = min(ends, row.database_now + timedelta(seconds=idle_s))
+    if row.session_expires_at > target + _WRITTEN_LATER:
+        # written under a longer idle window (signed in before idle windows, or before
+        # this one was lowered): when it was last used is not known, so it has ended —
+        # read as live, an 8-hour session stayed open however long it sat unused
+        return None
     moved = target - row.session_expires_at > timedelta(seconds=_slack(idle_s))
     return LiveSession(token=_token(row), extend_to=target if moved else None)
 
@@ -103,6 +109,11 @@ def extend_session(conn: Connection, session_hash: str, *, until: datetime) -> b
         .values(expires_at=until)
     ).rowcount
     return bool(moved)
+
+
+#: How far past now + the idle window a stored expiry may lie and still have been written
+#: under that window: the database's clock read at the write, a moment before this read.
+_WRITTEN_LATER = timedelta(seconds=1)
 
 
 def _slack(idle_s: float) -> float:
