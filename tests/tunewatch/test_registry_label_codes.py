@@ -91,3 +91,33 @@ def test_a_classifier_whose_label_output_is_the_class_index_is_registered(
         reference=Reference(features=x, labels=y),
     )
     assert row.version == 1
+
+
+# scikit-learn 1.9 deprecates SVC(probability=True); such models are served all the same
+@pytest.mark.filterwarnings("ignore::FutureWarning:sklearn")
+@pytest.mark.filterwarnings("ignore::FutureWarning:skl2onnx")
+def test_an_svc_whose_label_sometimes_differs_from_its_probabilities_is_registered(
+    registry: Registry,
+) -> None:
+    """An SVC's label comes from its decision function, its probabilities from Platt
+    scaling: scikit-learn documents that they can disagree, and here they do on a few
+    rows. Its labels are class indices; every disagreement refused it."""
+    from skl2onnx import to_onnx as skl2onnx_to_onnx
+    from sklearn.svm import SVC
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, len(NAMES))).astype(np.float32)
+    y = ((x[:, 0] + 0.8 * x[:, 1] + rng.normal(scale=0.8, size=400)) > 0).astype(np.int64)
+    svc = SVC(probability=True, random_state=0).fit(x, y)
+    onnx_bytes = skl2onnx_to_onnx(
+        svc, x[:1], options={id(svc): {"zipmap": False}}, target_opset=17
+    ).SerializeToString()
+    row = registry.register(
+        "m",
+        onnx_bytes,
+        VersionMetadata(task="binary", feature_names=NAMES),
+        actor="t",
+        stage="champion",
+        reference=Reference(features=x, labels=y.astype(np.float64)),
+    )
+    assert row.version == 1
