@@ -73,14 +73,19 @@ def decay_verdict(
     values = [w for w in windows if w.value is not None]
     threshold = d.threshold
     anchor = None
+    tolerance = d.tolerance
     if threshold is None and values:
         anchor = _early_level(values, d.min_windows)
         threshold = default_threshold(objective, anchor, d.tolerance)
+        if isinstance(objective, _IN_TARGET_UNITS) and anchor != 0:
+            # the retune interval's loss too, as a share of the level: read in the
+            # target's unit it advised every day in metres and every 47 days in km
+            tolerance = d.tolerance * abs(anchor)
     estimator = DecayEstimator(
         objective,
         threshold=threshold if threshold is not None else 0.0,
         min_windows=d.min_windows,
-        tolerance=d.tolerance,
+        tolerance=tolerance,
     )
     result = estimator.fit_windows(windows)
     # The newest matured window's figure: when it has none (no label matured, or none the

@@ -153,6 +153,10 @@ def test_regression_decay_verdict_is_invariant_to_the_target_unit(
         assert (other["status"], other["alarm"]) == (metres["status"], metres["alarm"]), unit
         assert other["threshold_anchor"] / scale == pytest.approx(metres["threshold_anchor"])
         assert other["threshold"] / scale == pytest.approx(metres["threshold"])
+        # and the advice: `tolerance / |slope|` read the tolerance in the target's unit
+        # (an error tripling: every 1 day in m and mm, every 46.6 days in km)
+        key = "recommended_retune_interval_days"
+        assert other.get(key) == pytest.approx(metres.get(key)), unit
     # 5 tolerances of the starting level worse than it
     anchor = metres["threshold_anchor"]
     assert metres["threshold"] == pytest.approx(anchor * (1 + 5 * TOLERANCE))
