@@ -15,6 +15,7 @@ from tunewatch._auth import ROLES
 from tunewatch._commands import (
     cmd_approvals,
     cmd_audit,
+    cmd_cancel,
     cmd_compare,
     cmd_comparisons,
     cmd_decide,
@@ -275,6 +276,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="the most jobs to list, the newest (default 20; at most 10,000, as the API's)",
     )
     p.set_defaults(func=cmd_jobs)
+
+    p = sub.add_parser(
+        "cancel",
+        help="cancel a queued or running re-tuning job",
+        description="Cancel a queued or running re-tuning job: it ends as `cancelled` at "
+        "once, its quota slot free, audited with --actor and --reason; its workers stop "
+        "after their running trial and register nothing. Exit 0 when it was cancelled; 1, "
+        "nothing changed, when it had finished (said on stderr); 2 for a job that does not "
+        "exist or a usage error.",
+    )
+    p.add_argument("job", type=_int_in("job", 1, MAX_ID))
+    p.add_argument("--reason", type=_reason, required=True)
+    p.set_defaults(func=cmd_cancel)
 
     p = sub.add_parser("report", help="write a version's rationale report (Markdown, HTML)")
     p.add_argument("model", type=_model)

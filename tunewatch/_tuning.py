@@ -10,6 +10,7 @@ workers on any machine can join the same study through a shared Optuna RDB stora
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import threading
@@ -50,7 +51,7 @@ from tunewatch._tuning_cv import (
     tuned_estimate,
 )
 from tunewatch._tuning_plan import warm_start_plan
-from tunewatch._tuning_progress import Heartbeat, ProgressReporter
+from tunewatch._tuning_progress import CancelWatch, Heartbeat, ProgressReporter
 from tunewatch._tuning_window import training_window
 from tunewatch._version_metadata import VersionMetadata
 from tunewatch.store import JobRow, ModelRow, Store, VersionRow
@@ -79,7 +80,10 @@ class TuningJobRunner:
         self.stop = stop
 
     def run(self, job_id: int, *, on_progress: Any = None) -> JobRow:
-        """Run (or join) job ``job_id`` to its end; the job row records the outcome."""
+        """Run (or join) job ``job_id`` to its end; the job row records the outcome. A job
+        cancelled meanwhile is left cancelled: this worker stops after its running trial
+        and registers nothing."""
+        wall0, cpu0 = time.monotonic(), time.process_time()  # this worker's cost of the job
         # a job its worker is tuning stays that worker's: this one joins its study
         job = self.store.claim_job(job_id, self.worker, alive_within=self._alive_within())
         registered = self._registered(job)
@@ -97,9 +101,21 @@ class TuningJobRunner:
                 self.worker,
                 job.worker,
             )
+        cancelled = CancelWatch(self.store, job.id)
         try:
             with Heartbeat(self.store, job.id, self.config.tuning.heartbeat_s):
-                result = self._tune(job, model, cfg, on_progress)
+                result = self._tune(job, model, cfg, on_progress, cancelled)
+        except _Cancelled:
+            ended = cancelled.cancelled
+            logger.warning(
+                "job=%d model=%s: the job was cancelled (%s); worker %s stopped after its "
+                "running trial and registers nothing",
+                job.id,
+                model.name,
+                ended.error if ended is not None else "cancelled",
+                self.worker,
+            )
+            return self.store.get_job(job.id)
         except _Interrupted:
             self._requeue(job)
             return self.store.get_job(job.id)
@@ -139,6 +155,11 @@ class TuningJobRunner:
             logger.exception("job=%d model=%s crashed", job.id, model.name)
             self._fail(job, f"{type(exc).__name__}: {exc}")
             raise
+        # this worker's own process, from its claim to now: window, study, refit, export
+        # (the study's wall and CPU seconds over every run, all its workers', are the
+        # result's study_wall_s and study_cpu_s)
+        result["wall_s"] = time.monotonic() - wall0
+        result["cpu_s"] = time.process_time() - cpu0
         # its version is registered: succeeded, even if the launcher failed the job as
         # stale meanwhile (as the launcher itself finishes a stale job whose version it sees)
         row, finished = self._finish(
@@ -250,17 +271,27 @@ class TuningJobRunner:
         )
 
     @contextlib.contextmanager
-    def _interruptible(self) -> Iterator[None]:
-        """A study this worker was asked to stop ends the job as interrupted (queued
-        again), whether it returned or raised (stopped before any trial completed)."""
+    def _interruptible(self, cancelled: CancelWatch) -> Iterator[None]:
+        """A study whose job was cancelled ends this worker's part (``_Cancelled``), and
+        one this worker was asked to stop ends the job as interrupted (queued again),
+        whether it returned or raised (stopped before any trial completed)."""
         try:
             yield
         except RetuneError as exc:
-            if self.stop is not None and self.stop.is_set():
-                raise _Interrupted() from exc
+            self._stop_if_asked(cancelled, exc)
             raise
+        self._stop_if_asked(cancelled)
+
+    def _stop_if_asked(self, cancelled: CancelWatch, exc: Exception | None = None) -> None:
+        if cancelled.cancelled is not None:
+            raise _Cancelled() from exc
         if self.stop is not None and self.stop.is_set():
-            raise _Interrupted()
+            raise _Interrupted() from exc
+
+    def _interrupted(self, cancelled: CancelWatch) -> bool:
+        """The study's check between trials: this worker was asked to stop, or its job
+        was cancelled."""
+        return (self.stop is not None and self.stop.is_set()) or cancelled()
 
     def _parent(self, model: ModelRow, job: JobRow) -> VersionRow | None:
         """The champion the job was queued against (``spec.champion_version``), whose
@@ -289,7 +320,12 @@ class TuningJobRunner:
         return int(served.primary(served.run(probe)).shape[1])
 
     def _tune(
-        self, job: JobRow, model: ModelRow, cfg: ModelConfig, on_progress: Any
+        self,
+        job: JobRow,
+        model: ModelRow,
+        cfg: ModelConfig,
+        on_progress: Any,
+        cancelled: CancelWatch,
     ) -> dict[str, Any]:
         tj = cfg.tuning
         x, y, n_traffic = self._training_window(model, cfg, job)
@@ -321,6 +357,14 @@ class TuningJobRunner:
             plan = with_ceiling(plan, ceiling, unscreened)
         study = study_name(job)
         storage = self.config.tuning_storage_url
+        budget = Budget(
+            max_trials=tj.max_trials,
+            wall_time_s=tj.wall_time_s,
+            cpu_time_s=tj.cpu_time_s,
+            patience=tj.patience,
+            min_relative_improvement=tj.min_relative_improvement,
+            pruner=tj.pruner,
+        )
         self.store.update_job_progress(
             job.id,
             {
@@ -330,14 +374,9 @@ class TuningJobRunner:
                 "rows": int(x.shape[0]),
                 "max_trials": tj.max_trials,
             },
-        )
-        budget = Budget(
-            max_trials=tj.max_trials,
-            wall_time_s=tj.wall_time_s,
-            cpu_time_s=tj.cpu_time_s,
-            patience=tj.patience,
-            min_relative_improvement=tj.min_relative_improvement,
-            pruner=tj.pruner,
+            # the whole budget the job runs under, as the worker holding it reads its
+            # config (a worker joining the study leaves it: its budget is its own run's)
+            spec={"budget": dataclasses.asdict(budget)} if job.worker == self.worker else None,
         )
         tune = functools.partial(
             run_study,
@@ -348,13 +387,13 @@ class TuningJobRunner:
             plan=plan,
             seed=tj.seed,
             heartbeat_interval=self.config.tuning.heartbeat_s if "://" in storage else None,
-            interrupted=self.stop.is_set if self.stop is not None else None,
+            interrupted=functools.partial(self._interrupted, cancelled),
             cost_predictor=predictor,
         )
         progress = ProgressReporter(self.store, job.id, storage, study, tj.max_trials, on_progress)
         progress.start()
         try:
-            with self._interruptible():
+            with self._interruptible(cancelled):
                 result: TuningResult = tune(study_name=study, x=x, y=y, cv=cv, groups=groups)
         finally:
             progress.stop()
@@ -372,7 +411,7 @@ class TuningJobRunner:
                 },
             )
             nested_plan = outer_plan(ceiling)  # cold: see tuned_estimate
-            with self._interruptible():
+            with self._interruptible(cancelled):
                 estimate = tuned_estimate(
                     tune, study, x, y, cv, objective, tj.seed, groups, nested_plan
                 )
@@ -436,7 +475,10 @@ class TuningJobRunner:
             "searched_space": result.space.model_dump(mode="json"),
             "rows": int(x.shape[0]),
             "traffic_rows": n_traffic,
+            # the study's, over every run of it (all its workers', CPU summed), as the
+            # budget counts them
             "wall_s": result.wall_s,
+            "cpu_s": result.cpu_s,
         }
         # what monitors calibrate on: the winner's scores of rows it did not train on (its
         # own scores of its training rows are overconfident), in the columns it answers:
@@ -446,6 +488,8 @@ class TuningJobRunner:
         ).astype(np.float32)
         if session.signature.primary_width == 1 and scores.shape[1] == 2:
             scores = scores[:, 1:]
+        if cancelled():  # during the refit and export: this worker registers nothing
+            raise _Cancelled()
         try:
             row = self.registry.register(
                 model.name,
@@ -472,12 +516,15 @@ class TuningJobRunner:
             "version": row.version,
             "study": study,
             "best_value": result.best_value,
+            "best_params": dict(result.best_params),
             "n_trials": result.n_trials,
             "stopped_by": result.stopped_by,
             "parity_error": exported.parity_error,
             "dataset_version": version_of_data,
             "warm_start": list(result.plan.strategies) if result.plan else [],
             "parent": details and (champion.version if champion else None),
+            "study_wall_s": result.wall_s,
+            "study_cpu_s": result.cpu_s,
         }
 
 
@@ -531,13 +578,20 @@ def job_result(version: VersionRow) -> dict[str, Any]:
         "version": version.version,
         "study": version.study,
         "best_value": version.details.get("best_value"),
+        "best_params": dict(version.hyperparameters),
         "n_trials": version.details.get("n_trials"),
         "stopped_by": version.details.get("stopped_by"),
         "parity_error": version.details.get("parity_error"),
         "dataset_version": version.dataset_version,
         "warm_start": (version.details.get("warm_start_plan") or {}).get("strategies", []),
         "parent": version.parent_version,
+        "study_wall_s": version.details.get("wall_s"),
+        "study_cpu_s": version.details.get("cpu_s"),
     }
+
+
+class _Cancelled(Exception):
+    """The job was cancelled: this worker stops, registering nothing."""
 
 
 class _Interrupted(Exception):

@@ -1,6 +1,7 @@
-"""A running tuning job's two background threads: its heartbeat, which tells the store
-the worker is alive, and its progress reporter, which copies the study's progress into
-the job row (the API, metrics and the CLI's progress bar read it there)."""
+"""A running tuning job's ties to its row: two background threads — its heartbeat, which
+tells the store the worker is alive, and its progress reporter, which copies the study's
+progress into the job row (the API, metrics and the CLI's progress bar read it there) —
+and the check, between trials, of whether the job was cancelled (:class:`CancelWatch`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 
 from retune import RetuneError, study_progress
 from tunewatch._errors import TunewatchError
-from tunewatch.store import Store
+from tunewatch.store import JobRow, Store
 
 logger = logging.getLogger(__name__)
 
@@ -86,3 +87,35 @@ class ProgressReporter:
             logger.warning("job=%d: progress not updated: %s", job_id, exc)
         except Exception:  # a report's boundary: it never ends the job it reports on
             logger.exception("job=%d: progress not updated", job_id)
+
+
+class CancelWatch:
+    """Whether job ``job_id`` was cancelled (``POST /v1/jobs/{id}/cancel``, ``tunewatch
+    cancel``), read from its row each time it is called: the study calls it between
+    trials (with the worker's stop event, its ``interrupted``), and the worker before it
+    registers a version. Once seen, :attr:`cancelled` holds the cancelled job. A read that
+    fails is logged (once while it lasts) and taken as "not cancelled": the job goes on."""
+
+    def __init__(self, store: Store, job_id: int) -> None:
+        self._store, self._job_id = store, job_id
+        self.cancelled: JobRow | None = None
+        self._failing = False
+
+    def __call__(self) -> bool:
+        if self.cancelled is not None:
+            return True
+        try:
+            job = self._store.get_job(self._job_id)
+        except TunewatchError as exc:
+            if not self._failing:
+                logger.warning(
+                    "job=%d: whether it was cancelled could not be read (going on): %s",
+                    self._job_id,
+                    exc,
+                )
+            self._failing = True
+            return False
+        self._failing = False
+        if job.status == "cancelled":
+            self.cancelled = job
+        return self.cancelled is not None

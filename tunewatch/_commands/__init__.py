@@ -17,11 +17,12 @@ from ._governance import (
     cmd_tokens,
 )
 from ._serve import cmd_demo, cmd_migrate, cmd_serve
-from ._tuning import cmd_jobs, cmd_retune, cmd_worker
+from ._tuning import cmd_cancel, cmd_jobs, cmd_retune, cmd_worker
 
 __all__ = [
     "cmd_approvals",
     "cmd_audit",
+    "cmd_cancel",
     "cmd_compare",
     "cmd_comparisons",
     "cmd_decide",

@@ -1,4 +1,5 @@
-"""Re-tuning: queue a job (``retune``), run or join one (``worker``), list them (``jobs``)."""
+"""Re-tuning: queue a job (``retune``), run or join one (``worker``), list them (``jobs``),
+cancel one (``cancel``)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
             job = runner.run(args.job, on_progress=bar)
         except ConflictError as exc:
             ended = store.get_job(args.job) if exc.code == "job_finished" else None
+            if ended is not None and ended.status == "cancelled":
+                # cancelled while queued, after the launcher started this worker: not a
+                # failed start
+                print(f"job {ended.id} {ended.error}; not run", file=sys.stderr)
+                return 0
             if ended is None or ended.status != "succeeded" or ended.result is None:
                 raise
             # a worker started after another finished the job: its outcome is this one's
@@ -81,6 +87,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     print(file=sys.stderr)
     if job.status == "queued":
         print(f"job {job.id} stopped: queued again for the next worker", file=sys.stderr)
+        return 0
+    if job.status == "cancelled":  # this worker stopped after its running trial
+        print(
+            f"job {job.id} {job.error}; this worker stopped after its running trial, "
+            "registering nothing",
+            file=sys.stderr,
+        )
         return 0
     if job.status == "running":
         if elsewhere is not None:
@@ -170,6 +183,27 @@ def cmd_retune(args: argparse.Namespace) -> int:
     if outcome.job_id is not None and args.run:
         args.job = outcome.job_id
         return cmd_worker(args)
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """Cancel a queued or running job: exit 0; 1 when it had finished (nothing changed),
+    2 for a job that does not exist (``TunewatchError``, said by the entry point)."""
+    from tunewatch._open_store import open_store
+
+    store = open_store(config_of(args), create=False)
+    try:
+        job = store.cancel_job(args.job, actor=actor_of(args), reason=args.reason)
+    except ConflictError as exc:
+        if exc.code != "job_finished":
+            raise
+        print(f"tunewatch: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    # cancelled while running: its workers see it at their next check between trials
+    then = f"; its worker {job.worker} stops after its running trial" if job.worker else ""
+    print(f"job {job.id} {job.error}{then}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Re-tuning jobs: queue one by hand, follow its progress."""
+"""Re-tuning jobs: queue one by hand, follow its progress, cancel it."""
 
 from __future__ import annotations
 
@@ -37,6 +37,11 @@ class RetuneRequest(BaseModel):
     reason: Reason = "manual"
 
 
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    reason: Reason  # as a rollback's or a promotion's: the audit log says why
+
+
 def job_json(j: JobRow) -> dict[str, Any]:
     out = asdict(j)
     for key in ("created_at", "started_at", "heartbeat_at", "finished_at"):
@@ -60,6 +65,28 @@ def list_jobs(
 def get_job(job_id: RowId, request: Request, _: Reader) -> dict[str, Any]:
     """A job with its progress (trials done, best so far, budget) while it runs."""
     return job_json(context(request).runtime.store.get_job(job_id))
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    responses={
+        404: {"description": "No job of this id (`job_not_found`)."},
+        409: {
+            "description": "The job had finished (`job_finished`, the message naming how): "
+            "it keeps its state."
+        },
+    },
+)
+def cancel_job(
+    job_id: RowId, body: CancelRequest, request: Request, principal: Operator
+) -> dict[str, Any]:
+    """Cancel a queued or running job: it is finished as ``cancelled`` at once (its slot
+    of ``tuning.max_concurrent_jobs`` free, its ``error`` naming who cancelled it and
+    why), audited as ``cancel_job`` in the same transaction; its workers stop after their
+    running trial and register nothing."""
+    store = context(request).runtime.store
+    job = store.cancel_job(job_id, actor=principal.name, reason=body.reason)
+    return {"status": "cancelled", "job": job_json(job)}
 
 
 @router.post(

@@ -14,12 +14,14 @@ from .._errors import ConflictError, NotFoundError
 from ._audit import append_audit_in
 from ._clock import db_now
 from ._engine import dialect_insert
-from ._events import holds_nul, storable_json
+from ._events import add_event_in, holds_nul, storable_json
 from ._schema import jobs, model_versions
 from ._types import utcnow
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 ACTIVE: tuple[str, ...] = ("queued", "running")
+#: A finished job's ``progress.phase``, by its final status.
+FINAL_PHASE = {"succeeded": "done", "failed": "failed", "cancelled": "cancelled"}
 _JOBS_LOCK = 0x6A6F6273  # "jobs": the advisory lock key that serialises quota checks
 # (its own: migrations hold "tune", and every quota check waited out a migration)
 
@@ -284,15 +286,47 @@ def requeue_job(conn: Connection, job_id: int, worker: str) -> bool:
     return bool(conn.execute(stmt).rowcount)
 
 
-def update_progress(conn: Connection, job_id: int, progress: Mapping[str, Any]) -> None:
-    """Record a running job's progress; a finished (or queued) job's is left as it is: a
-    worker that joined the study reported on after another had finished the job, and its
-    progress contradicted the job's result."""
+def update_progress(
+    conn: Connection,
+    job_id: int,
+    progress: Mapping[str, Any],
+    *,
+    spec: Mapping[str, Any] | None = None,
+) -> None:
+    """Merge ``progress`` (and ``spec``, given) into a running job's: a key not given keeps
+    its value (each write replaced the whole object, and the ``rows`` and
+    ``dataset_version`` written as tuning began were gone at the next report). A finished
+    (or queued) job's is left as it is: a worker that joined the study reported on after
+    another had finished the job, and its progress contradicted the job's result. Read and
+    written in the caller's transaction, the row locked (``FOR UPDATE`` on PostgreSQL;
+    SQLite's ``BEGIN IMMEDIATE`` serialises writers), so concurrent writers never lose
+    each other's keys."""
+    row = _locked(conn, job_id, ("running",))
+    if row is None:
+        return
+    values: dict[str, Any] = {
+        "progress": _clean({**row.progress, **progress}, "progress"),
+        "heartbeat_at": db_now(conn),
+    }
+    if spec is not None:
+        values["spec"] = _clean({**row.spec, **spec}, "spec")
     conn.execute(
-        update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.status == "running")
-        .values(progress=_clean(progress, "progress"), heartbeat_at=db_now(conn))
+        update(jobs).where(jobs.c.id == job_id, jobs.c.status == "running").values(**values)
     )
+
+
+def _locked(conn: Connection, job_id: int, states: tuple[str, ...]) -> Row[Any] | None:
+    """Job ``job_id``'s row, locked for this transaction, if it is in one of ``states``."""
+    stmt = select(jobs).where(jobs.c.id == job_id, jobs.c.status.in_(states)).with_for_update()
+    return conn.execute(stmt).first()
+
+
+def _final_progress(row: Row[Any] | None, status: str) -> dict[str, Any] | None:
+    """``row``'s progress with the ``phase`` its final ``status`` names (``done``,
+    ``failed``, ``cancelled``): a succeeded job said ``exporting`` for good."""
+    if row is None:
+        return None
+    return _clean({**row.progress, "phase": FINAL_PHASE[status]}, "progress")
 
 
 def heartbeat(conn: Connection, job_id: int) -> None:
@@ -369,6 +403,9 @@ def requeue_crashed(
             "finished_at": utcnow(),
             "crashes": crashes,
         }
+        progress = _final_progress(_locked(conn, job.id, ("running",)), "failed")
+        if progress is not None:
+            values["progress"] = progress
     else:
         values = {
             "status": "queued",
@@ -406,14 +443,16 @@ def finish_job(
     stmt = update(jobs).where(jobs.c.id == job_id, jobs.c.status.in_(replacing))
     if worker is not None:
         stmt = stmt.where(jobs.c.worker == worker)
-    finished = conn.execute(
-        stmt.values(
-            status=status,
-            result=None if result is None else _clean(result, "result"),
-            error=None if error is None else error[:4000],
-            finished_at=utcnow(),
-        )
-    )
+    values: dict[str, Any] = {
+        "status": status,
+        "result": None if result is None else _clean(result, "result"),
+        "error": None if error is None else error[:4000],
+        "finished_at": utcnow(),
+    }
+    progress = _final_progress(_locked(conn, job_id, replacing), status)
+    if progress is not None:
+        values["progress"] = progress
+    finished = conn.execute(stmt.values(**values))
     if not finished.rowcount:
         job = get_job(conn, job_id)
         if job.status in replacing:  # so the worker differs
@@ -422,6 +461,46 @@ def finish_job(
                 code="job_claimed",
             )
         raise ConflictError(f"job {job_id} is already {job.status}", code="job_finished")
+    return get_job(conn, job_id)
+
+
+def cancel_job(conn: Connection, job_id: int, *, actor: str, reason: str) -> JobRow:
+    """Cancel a queued or running job for ``actor`` (``reason`` saying why): it is
+    finished as ``cancelled`` — its quota slot free at once, its ``error`` naming who
+    cancelled it and why —, audited as ``cancel_job`` and announced (``retune_cancelled``)
+    in the same transaction. Its workers see it between trials and stop, registering
+    nothing. ``NotFoundError`` (``job_not_found``) for an unknown job; ``ConflictError``
+    (``job_finished``) naming the status of one already finished, which keeps it."""
+    row = _locked(conn, job_id, ACTIVE)
+    if row is None:
+        job = get_job(conn, job_id)  # NotFoundError when there is none
+        raise ConflictError(
+            f"job {job_id} is already {job.status}: nothing to cancel", code="job_finished"
+        )
+    was = str(row.status)
+    conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status.in_(ACTIVE))
+        .values(
+            status="cancelled",
+            error=f"cancelled by {actor} while {was}: {reason}"[:4000],
+            finished_at=utcnow(),
+            progress=_final_progress(row, "cancelled"),
+        )
+    )
+    append_audit_in(
+        conn,
+        actor=actor,
+        action="cancel_job",
+        target=str(row.model),
+        details={"job": job_id, "reason": reason, "status": was},
+    )
+    add_event_in(
+        conn,
+        model=str(row.model),
+        type="retune_cancelled",
+        payload={"job": job_id, "actor": actor, "reason": reason},
+    )
     return get_job(conn, job_id)
 
 

@@ -894,9 +894,20 @@ class Store:
         with self._tx("requeue_job") as conn:
             return _jobs.requeue_job(conn, job_id, worker)
 
-    def update_job_progress(self, job_id: int, progress: Mapping[str, Any]) -> None:
+    def update_job_progress(
+        self, job_id: int, progress: Mapping[str, Any], *, spec: Mapping[str, Any] | None = None
+    ) -> None:
+        """Merge ``progress`` (and ``spec``) into a running job's (see
+        :func:`_jobs.update_progress`)."""
         with self._tx("update_job_progress") as conn:
-            _jobs.update_progress(conn, job_id, progress)
+            _jobs.update_progress(conn, job_id, progress, spec=spec)
+
+    def cancel_job(self, job_id: int, *, actor: str, reason: str) -> JobRow:
+        """Cancel a queued or running job, audited as ``cancel_job`` in the same
+        transaction (see :func:`_jobs.cancel_job`): ``job_not_found``, or ``job_finished``
+        for one already finished."""
+        with self._tx("cancel_job") as conn:
+            return _jobs.cancel_job(conn, job_id, actor=actor, reason=reason)
 
     def heartbeat_job(self, job_id: int) -> None:
         """A running job's worker is alive (see :meth:`requeue_stale_jobs`)."""

@@ -61,7 +61,8 @@ def test_a_finished_job_keeps_its_progress_and_heartbeat(model_store: Store) -> 
     model_store.update_job_progress(job.id, {"trials": 2, "best_value": 0.5328})
     model_store.heartbeat_job(job.id)
     after = model_store.get_job(job.id)
-    assert after.progress == {"trials": 1, "best_value": 0.5345}
+    # as its worker left it, the phase its end names
+    assert after.progress == {"trials": 1, "best_value": 0.5345, "phase": "done"}
     assert after.heartbeat_at == done.heartbeat_at
 
 
