@@ -20,7 +20,7 @@ from typing import Any
 from tunewatch._config import ENV_DATA_DIR, ENV_STORE_URL
 from tunewatch._errors import ConflictError, StoreError
 from tunewatch._outage_log import OutageLog
-from tunewatch._tuning import job_result, registered_version
+from tunewatch._tuning_results import job_result, registered_version
 from tunewatch.store import JobRow, Store
 
 logger = logging.getLogger(__name__)

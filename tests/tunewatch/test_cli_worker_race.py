@@ -16,7 +16,7 @@ from tunewatch._cli import main
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
 from tunewatch._registry import Registry
-from tunewatch._tuning import study_name
+from tunewatch._tuning_results import study_name
 from tunewatch._version_metadata import VersionMetadata
 from tunewatch.store import VersionRow
 

@@ -28,7 +28,7 @@ from tunewatch._daemon import Daemon
 from tunewatch._errors import ConflictError, NotFoundError
 from tunewatch._example import ExampleModel
 from tunewatch._launcher import _tail
-from tunewatch._tuning import study_name
+from tunewatch._tuning_results import study_name
 from tunewatch.store import Store
 
 MANUAL = [{"on": "manual", "do": "retune", "cooldown_minutes": 0}]

@@ -19,8 +19,9 @@ from tests.tunewatch.conftest import Clock, feed
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
-from tunewatch._tuning import TuningJobRunner, study_name
+from tunewatch._tuning import TuningJobRunner
 from tunewatch._tuning_plan import warm_start_plan
+from tunewatch._tuning_results import study_name
 from tunewatch.store import MAX_MODEL_NAME, JobRow, Store
 from tunewatch.store._schema import jobs, model_versions
 

@@ -21,7 +21,8 @@ from tunewatch import _governance as governance
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._example import example_data, feature_names
-from tunewatch._tuning import TuningJobRunner, study_name
+from tunewatch._tuning import TuningJobRunner
+from tunewatch._tuning_results import study_name
 from tunewatch._version_metadata import VersionMetadata
 from tunewatch.store import JobRow, LabelItem
 

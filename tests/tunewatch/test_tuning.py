@@ -44,7 +44,8 @@ from tunewatch._example import ExampleModel, example_data, feature_names
 from tunewatch._launcher import JobLauncher
 from tunewatch._reference import Reference
 from tunewatch._report import build_report
-from tunewatch._tuning import TuningJobRunner, study_name
+from tunewatch._tuning import TuningJobRunner
+from tunewatch._tuning_results import study_name
 from tunewatch._version_metadata import VersionMetadata
 from tunewatch.api._oip import decode_infer_request
 from tunewatch.store import LabelItem, OutputRecord, RequestRecord, Role, VersionRow

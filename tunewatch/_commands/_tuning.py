@@ -22,7 +22,8 @@ from ._context import actor_of, config_of, registry_of, say_held_back
 def cmd_worker(args: argparse.Namespace) -> int:
     from tunewatch._launcher import worker_id
     from tunewatch._open_store import open_store
-    from tunewatch._tuning import TuningJobRunner, registered_version
+    from tunewatch._tuning import TuningJobRunner
+    from tunewatch._tuning_results import registered_version
 
     _refuse_an_empty_config(args)
     config = config_of(args)

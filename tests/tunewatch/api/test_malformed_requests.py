@@ -19,7 +19,7 @@ import pytest
 
 from tests.tunewatch.conftest import Running
 from tunewatch._example import ExampleModel
-from tunewatch._tuning import study_name
+from tunewatch._tuning_results import study_name
 
 INFER = "/v2/models/credit/infer"
 ROW = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]
