@@ -19,7 +19,8 @@ from tunewatch.api._route import ApiRoute
 from tunewatch.store import EvaluationRow
 
 router = APIRouter(prefix="/v1", route_class=ApiRoute)
-Kind = Literal["drift", "decay", "estimate", "labels", "telemetry"]
+# the kinds an evaluation run stores, and the drift reports built of its drift verdicts
+Kind = Literal["drift", "decay", "estimate", "labels", "telemetry", "drift_report"]
 
 
 def evaluation_json(e: EvaluationRow) -> dict[str, Any]:

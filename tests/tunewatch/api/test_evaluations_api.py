@@ -76,6 +76,13 @@ def test_drift_report_is_evidently_html_built_once(evaluated: Running) -> None:
     assert again.text == first.text
     stored = evaluated.daemon.store.list_evaluations(MODEL, kind="drift_report")
     assert len(stored) == 1
+    # the listing holds the built reports too, and filters by their kind as by the others'
+    # (`?kind=drift_report` was a 400 while the unfiltered listing returned them)
+    listed = httpx.get(
+        f"{url}/v1/models/{MODEL}/evaluations?kind=drift_report", headers=evaluated.auth("viewer")
+    )
+    assert listed.status_code == 200, listed.text
+    assert [e["id"] for e in listed.json()["evaluations"]] == [stored[0].id]
     missing = httpx.get(
         f"{url}/v1/models/{MODEL}/evaluations/999999/report", headers=evaluated.auth("viewer")
     )
