@@ -187,6 +187,11 @@ class RecordingConfig(_Frozen):
     # failover) every request queued its record without limit and waited out the stall.
     # At most 1 TiB: a larger figure is a slip of the units, not a host's memory.
     max_pending_bytes: int = Field(default=256 * 2**20, ge=1, le=2**40)
+    # Requests received longer ago than this many days are deleted, with their outputs
+    # and labels, once a day by the scheduler's leader (by the database's clock); null
+    # keeps every record. At least what the daemon reads back for each configured model
+    # (checked when the config loads: see `Config._retention_outlasts_reads`).
+    retention_days: float | None = Field(default=None, gt=0, le=MAX_DURATION_S / 86_400)
 
 
 class ScoringConfig(_Frozen):
@@ -323,6 +328,53 @@ class Config(_Frozen):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"model names must be unique, got duplicates {dupes}")
+        return self
+
+    @model_validator(mode="after")
+    def _retention_outlasts_reads(self) -> Config:
+        """``recording.retention_days`` must keep what the daemon reads back for each
+        configured model: its decay horizon (``window_s`` × ``horizon_windows``),
+        ``decay.maturity_s`` and ``comparison.label_maturity_s``. Checked whether or not
+        decay is enabled (it may be switched on later, reading a horizon already purged).
+
+        Not covered (a shorter retention is accepted, and these lose their rows):
+        models only registered (not in ``models``) read with the defaults, a 30-day
+        decay horizon; a label arriving later than the retention is refused as for an
+        unknown request; a comparison or rollback watch running longer than it reads
+        the requests still kept; a tuning job's window (``tuning.window_rows``) is the
+        newest rows still kept; and a drift report of older traffic."""
+        days = self.recording.retention_days
+        if days is None:
+            return self
+        kept = days * 86_400
+        for i, cfg in enumerate(self.models):
+            decay = cfg.evaluation.decay
+            reads = [
+                (
+                    f"models.{i}.evaluation.decay",
+                    "decay horizon `window_s` × `horizon_windows` "
+                    f"({decay.window_s:.15g} × {decay.horizon_windows})",
+                    decay.window_s * decay.horizon_windows,
+                ),
+                (f"models.{i}.evaluation.decay.maturity_s", "`maturity_s`", decay.maturity_s),
+            ]
+            label_maturity = cfg.comparison.label_maturity_s
+            if label_maturity is not None:
+                reads.append(
+                    (
+                        f"models.{i}.comparison.label_maturity_s",
+                        "`label_maturity_s`",
+                        label_maturity,
+                    )
+                )
+            for field, what, seconds in reads:
+                if kept < seconds:
+                    raise ValueError(
+                        f"`recording.retention_days` ({days:.15g} days = {kept:.15g} s) must be at "
+                        f"least what model {cfg.name!r} reads back, its {what} at `{field}` "
+                        f"({seconds:.15g} s = {seconds / 86_400:.15g} days): older records are "
+                        "deleted before they are read"
+                    )
         return self
 
     @property

@@ -56,6 +56,7 @@ from tunewatch._cron import crontab_trigger
 from tunewatch._errors import StoreError, StoreUnavailableError
 from tunewatch._evaluation_events import export_stored
 from tunewatch._outage_log import OutageLog
+from tunewatch._retention_task import purge_task
 from tunewatch.store import Store
 
 logger = logging.getLogger(__name__)
@@ -133,11 +134,14 @@ def _due(job_id: str, want: Wanted, trigger: BaseTrigger) -> datetime | None:
 
 @dataclass(frozen=True, slots=True)
 class Task:
-    """A leader-only job that is not per model (e.g. starting workers for queued jobs)."""
+    """A leader-only job that is not per model (e.g. starting workers for queued jobs).
+    With ``last_run`` (as for a ``PerModelJob``) a new leader counts its interval from
+    that run instead of from when it took over."""
 
     name: str
     interval_s: float
     run: Callable[[], object]
+    last_run: Callable[[], datetime | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +215,10 @@ class Scheduler:
         self.store = store
         self.config = config
         self.jobs = jobs
-        self.tasks = tasks or []
+        self.tasks = list(tasks or [])
+        retention_days = config.recording.retention_days
+        if retention_days is not None:
+            self.tasks.append(purge_task(store, retention_days))
         self.metrics = metrics
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.leader = False
@@ -439,7 +446,7 @@ class Scheduler:
                 wanted[task.name] = Wanted(
                     task.interval_s,
                     self._guarded(task.name, None, task.run),
-                    None,
+                    task.last_run,
                     task.name,
                     TASK_EXECUTOR,
                 )

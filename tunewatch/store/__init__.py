@@ -14,6 +14,7 @@ from ._governance import MAX_REASON_LENGTH, ApprovalRow
 from ._jobs import JobAudit, JobRow, JobStatus
 from ._registry_rows import MAX_NAME as MAX_MODEL_NAME
 from ._registry_rows import NO_CHAMPION, check_version_text, valid_model_name
+from ._retention import PurgeCounts
 from ._schema import MAX_ID, UTCDateTime, metadata
 from ._store import Store
 from ._types import (
@@ -60,6 +61,7 @@ __all__ = [
     "ModelRow",
     "NO_CHAMPION",
     "OutputRecord",
+    "PurgeCounts",
     "RequestRecord",
     "Role",
     "Source",

@@ -1,0 +1,45 @@
+"""The leader's daily retention purge (``recording.retention_days``): a daemon-wide task
+of the scheduler's (:class:`tunewatch._scheduler.Task`)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from tunewatch.store import Store
+
+if TYPE_CHECKING:  # the scheduler imports this module: its Task is read at the call
+    from tunewatch._scheduler import Task
+
+logger = logging.getLogger(__name__)
+
+#: The retention purge's task (``recording.retention_days``): once a day.
+PURGE_TASK = "purge_records"
+PURGE_INTERVAL_S = 86_400.0
+#: When a store holds no purge yet: long past, so a new leader purges soon (counted
+#: from its takeover, a daemon restarted more often than daily would never purge).
+_NEVER = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def purge_task(store: Store, retention_days: float) -> Task:
+    """Delete the records older than ``retention_days`` by the database's clock, daily;
+    each run is audited, and the newest audit entry is when it last ran."""
+    from tunewatch._scheduler import Task
+
+    def run() -> None:
+        before = store.database_now() - timedelta(days=retention_days)
+        counts = store.purge_records(before=before)
+        logger.info(
+            "purged the records received before %s: %d requests, %d outputs, %d labels",
+            before.isoformat(),
+            counts.requests,
+            counts.outputs,
+            counts.labels,
+        )
+
+    def last_run() -> datetime:
+        entries = store.audit_log(1, action=PURGE_TASK, actor="scheduler")
+        return entries[0].at if entries else _NEVER
+
+    return Task(PURGE_TASK, PURGE_INTERVAL_S, run, last_run)
