@@ -9,7 +9,6 @@ environment only (``TUNEWATCH_ADMIN_TOKEN``), never from the file.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,7 +24,6 @@ from pydantic import (
 
 from monitor.objectives import CostWeightedError, make_objective
 from retune.space import read_yaml
-from tunewatch._config_base import MAX_DURATION_S
 from tunewatch._config_base import Frozen as _Frozen
 from tunewatch._config_errors import format_errors
 from tunewatch._config_evaluation import (
@@ -85,188 +83,40 @@ from tunewatch._config_paths import (
     data_dir_beside,
     host_holds_at,
     in_memory_sqlite,
-    openable_storage,
     same_database,
     without_nul,
 )
+from tunewatch._config_sections import (
+    AlertingConfig as AlertingConfig,
+)
+from tunewatch._config_sections import (
+    AuthConfig as AuthConfig,
+)
+from tunewatch._config_sections import (
+    RecordingConfig as RecordingConfig,
+)
+from tunewatch._config_sections import (
+    SchedulerConfig as SchedulerConfig,
+)
+from tunewatch._config_sections import (
+    ScoringConfig as ScoringConfig,
+)
+from tunewatch._config_sections import (
+    ServerConfig as ServerConfig,
+)
+from tunewatch._config_sections import (
+    StoreConfig as StoreConfig,
+)
+from tunewatch._config_sections import (
+    TuningConfig as TuningConfig,
+)
 from tunewatch._config_tuning import TuningJobConfig as TuningJobConfig
 from tunewatch._errors import ConfigError
-from tunewatch.store._engine import DEFAULT_LOCK_TIMEOUT_S
 
 CONFIG_VERSION = 1
 ENV_STORE_URL = "TUNEWATCH_STORE_URL"
 ENV_DATA_DIR = "TUNEWATCH_DATA_DIR"
 ENV_ADMIN_TOKEN = "TUNEWATCH_ADMIN_TOKEN"
-
-
-class StoreConfig(_Frozen):
-    """Where records live. ``url`` defaults to SQLite under ``data_dir``."""
-
-    url: str | None = None
-    # NORMAL: in WAL mode a commit survives a process crash (kill -9); only an OS crash or
-    # power loss can lose the last commits. FULL syncs the WAL on every commit.
-    sqlite_synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
-    # How long a transaction waits for a lock: SQLite's busy_timeout, PostgreSQL's
-    # lock_timeout, counted in whole milliseconds (hence at least 0.001). A stop gives
-    # requests in flight this, the write deadline's margin and 5 s more (the daemon's
-    # `request_grace_s`): at most ten minutes, as a request held that long is no answer.
-    lock_timeout_s: float = Field(default=DEFAULT_LOCK_TIMEOUT_S, ge=0.001, le=600)
-
-    @field_validator("url")
-    @classmethod
-    def _no_nul(cls, value: str | None) -> str | None:
-        if blank(value):  # it read as none: a new SQLite store under data_dir, made, migrated
-            raise ValueError(
-                "must not be blank (empty or spaces only, as a template rendered blank "
-                "writes it): leave the key out, or null, for SQLite under `data_dir`"
-            )
-        return without_nul(value, "a database URL", url=True)
-
-
-class ServerConfig(_Frozen):
-    # "" listened on every interface
-    host: str = Field(default="127.0.0.1", min_length=1)
-    port: int = Field(default=8080, ge=0, le=65535)
-    max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
-    max_artefact_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
-    max_batch_rows: int = Field(default=4096, gt=0)
-    max_items: int = Field(default=10_000, gt=0, description="feedback items / mirror records")
-    # A request's head and body must each arrive within this many seconds of their first
-    # byte (the head of a connection's first request, of the connection's opening), or it
-    # is answered 408 `request_timeout` and the connection closed: a client trickling a
-    # byte every few seconds held its connection, and on the inference route up to
-    # max_body_bytes, for as long as it liked. A request answered or read whole is not
-    # timed; an idle kept-alive connection is uvicorn's timeout_keep_alive's (5 s).
-    request_read_timeout_s: float = Field(default=30.0, gt=0, le=MAX_DURATION_S)
-    # The addresses (or networks) whose X-Forwarded-Proto and X-Forwarded-For are read: a
-    # TLS proxy's. The dashboard's session cookie is Secure when the page was served over
-    # HTTPS, which only such a header says: behind a proxy on another host (an ingress
-    # pod, a proxy container) the cookie went without Secure. Loopback by default, as
-    # uvicorn's.
-    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
-    # A dashboard session ends after this many seconds without a request, by the
-    # database's clock: a session lasted 8 h from sign-in however long the browser sat
-    # unused, so one left signed in on a desk kept its token's rights all that time.
-    # Each request carries it a full window on (written at most once a minute).
-    dashboard_session_idle_s: float = Field(default=1800.0, gt=0, le=MAX_DURATION_S)
-    # ... and after this many seconds from sign-in however busy it is (the cookie's
-    # Max-Age too); at least dashboard_session_idle_s.
-    dashboard_session_max_s: float = Field(default=8 * 3600.0, gt=0, le=MAX_DURATION_S)
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for item in value:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                raise ValueError(
-                    f"`trusted_proxies` must list IP addresses or networks, got {item!r}"
-                ) from None
-        return value
-
-    @model_validator(mode="after")
-    def _idle_within_max(self) -> ServerConfig:
-        if self.dashboard_session_idle_s > self.dashboard_session_max_s:
-            raise ValueError(
-                f"`dashboard_session_idle_s` ({self.dashboard_session_idle_s}) must be at "
-                f"most `dashboard_session_max_s` ({self.dashboard_session_max_s}): a session "
-                "ends at its maximum however busy it is"
-            )
-        return self
-
-
-class RecordingConfig(_Frozen):
-    """Group commit: responses wait for their records to be durable; requests share commits."""
-
-    max_batch: int = Field(default=512, gt=0)
-    # The most bytes the records waiting for the store may hold (inputs and outputs, and an
-    # estimate of each record's objects); past it a request is answered 503
-    # `store_unavailable` at once, unrecorded, and counted (`tunewatch_record_refusals_total`).
-    # While the store stalled (a lock held up to store.lock_timeout_s, a slow disk, a
-    # failover) every request queued its record without limit and waited out the stall.
-    # At most 1 TiB: a larger figure is a slip of the units, not a host's memory.
-    max_pending_bytes: int = Field(default=256 * 2**20, ge=1, le=2**40)
-    # Requests received longer ago than this many days are deleted, with their outputs
-    # and labels, once a day by the scheduler's leader (by the database's clock); null
-    # keeps every record. At least what the daemon reads back for each configured model
-    # (checked when the config loads: see `Config._retention_outlasts_reads`).
-    retention_days: float | None = Field(default=None, gt=0, le=MAX_DURATION_S / 86_400)
-
-
-class ScoringConfig(_Frozen):
-    # at most 256: a larger count started that many onnxruntime threads a session, and
-    # one past 32 bits crashed `serve` at start with a traceback
-    intra_op_threads: int = Field(default=1, ge=1, le=256)
-    # A served run (champion, split arm, shadow) still going after this long is stopped
-    # and answered 503 `run_timeout`: a graph can loop for as long as its input says, and
-    # the champion runs on the event loop. None: no deadline.
-    run_timeout_s: float | None = Field(default=5.0, gt=0, le=3600)
-    shadow_queue_size: int = Field(default=10_000, ge=1)
-    # The most bytes of request rows the shadow jobs waiting may hold; past it requests are
-    # dropped from shadowing and counted (`tunewatch_shadow_dropped_total{reason="queue_full"}`),
-    # as past shadow_queue_size. The job count alone let 100 default-size requests (4096 rows
-    # x 512 float32) hold 800 MiB behind a slow challenger, 78 GiB at 10,000 jobs.
-    shadow_queue_max_bytes: int = Field(default=256 * 2**20, ge=1)
-    shadow_workers: int = Field(default=1, ge=1)
-    # The most of one core's time the shadow workers may use (scoring and handing over the
-    # outputs; writing them costs the recorder about as much again). Past it, requests are
-    # shed from shadowing and counted (`tunewatch_shadow_dropped_total{reason="cpu_share"}`);
-    # null = no limit. A guardrail against a costly challenger: three tree ensembles at
-    # 3-4k requests/s use about 0.16 on the bench host. It counts the shadow threads' own
-    # CPU, so with intra_op_threads > 1 onnxruntime's pool threads are not in it.
-    shadow_cpu_share: float | None = Field(default=0.25, gt=0, le=1)
-    # The candidate's loader process's address-space limit (setrlimit), whose byte count
-    # is a signed 64-bit integer: a larger one failed every registration.
-    candidate_memory_limit_mb: int = Field(default=2048, ge=64, le=(2**63 - 1) // 2**20)
-    candidate_timeout_s: float = Field(default=60.0, gt=0, le=MAX_DURATION_S)
-    # Every process re-reads lineups this often, so promotions made elsewhere (CLI,
-    # another replica, the scheduler) reach it.
-    refresh_s: float = Field(default=5.0, gt=0, le=MAX_DURATION_S)
-
-
-class AuthConfig(_Frozen):
-    # Auth-less mode exists for local demos only; it must be switched on here and logs a
-    # warning at start.
-    disabled: bool = False
-    token_cache_ttl_s: float = Field(default=5.0, ge=0, le=MAX_DURATION_S)
-
-
-class AlertingConfig(_Frozen):
-    """Alertmanager webhook: which alert label names the model."""
-
-    model_label: str = "model"
-
-
-class SchedulerConfig(_Frozen):
-    # Only the process holding the store's lease runs scheduled work.
-    enabled: bool = True
-    lease_ttl_s: float = Field(default=30.0, gt=1, le=MAX_DURATION_S)
-
-
-class TuningConfig(_Frozen):
-    # A quota across the whole daemon: more queued-or-running jobs are suppressed.
-    max_concurrent_jobs: int = Field(default=2, ge=1)
-    # Worker processes the leader starts for queued jobs (0: only `tunewatch worker`).
-    workers: int = Field(default=1, ge=0)
-    # Optuna storage shared by all workers; default: its own SQLite file under data_dir,
-    # so tuning never holds the scoring log's write lock. PostgreSQL for several machines.
-    storage_url: str | None = None
-    # Workers heartbeat their job (and Optuna its trials, on an RDB storage) this often; a
-    # running job silent for 6 heartbeats is queued again for the next worker to resume.
-    heartbeat_s: int = Field(default=10, ge=1, le=int(MAX_DURATION_S // 6))  # 6: stale
-
-    @field_validator("storage_url")
-    @classmethod
-    def _openable(cls, value: str | None) -> str | None:
-        if blank(value):  # it read as none: a new SQLite file under data_dir
-            raise ValueError(
-                "must not be blank (empty or spaces only, as a template rendered blank "
-                "writes it): leave the key out, or null, for SQLite under `data_dir` "
-                "(optuna.db)"
-            )
-        value = without_nul(value, "a database URL or journal file", url=True)
-        return None if value is None else openable_storage(value)
 
 
 class Config(_Frozen):
