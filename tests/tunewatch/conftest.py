@@ -219,3 +219,14 @@ def inspected(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 
     monkeypatch.setattr(registry_module, "inspect_candidate", counted)
     return seen
+
+
+@pytest.fixture
+def store_with_model_a(store_url: str) -> Iterator[Store]:
+    """A store (each backend) holding binary model ``a`` of one feature ``x``."""
+    s = Store.open(store_url)
+    s.ensure_model(name="a", task="binary", feature_names=["x"])
+    try:
+        yield s
+    finally:
+        s.close()

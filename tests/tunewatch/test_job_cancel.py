@@ -47,13 +47,8 @@ LOGISTIC = {  # one family: quick trials
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store.open(store_url)
-    s.ensure_model(name="a", task="binary", feature_names=["x"])
-    try:
-        yield s
-    finally:
-        s.close()
+def store(store_with_model_a: Store) -> Store:
+    return store_with_model_a
 
 
 def _dispatcher(store: Store, *, quota: int) -> Dispatcher:

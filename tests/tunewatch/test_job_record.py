@@ -8,7 +8,6 @@ hyperparameters and no cost, and CPU seconds were recorded nowhere."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,8 @@ MODEL = "credit"
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store.open(store_url)
-    s.ensure_model(name="a", task="binary", feature_names=["x"])
-    try:
-        yield s
-    finally:
-        s.close()
+def store(store_with_model_a: Store) -> Store:
+    return store_with_model_a
 
 
 def test_succeeded_job_records_budget_best_set_cost(

@@ -11,7 +11,6 @@ answered 202 Accepted, although ``tunewatch retune`` exits 1 for it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +33,8 @@ OPERATOR = "test-operator"  # the operator token's name (make_daemon)
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store.open(store_url)
-    s.ensure_model(name="a", task="binary", feature_names=["x"])
-    try:
-        yield s
-    finally:
-        s.close()
+def store(store_with_model_a: Store) -> Store:
+    return store_with_model_a
 
 
 def _dispatcher(store: Store, *, quota: int = 5) -> Dispatcher:

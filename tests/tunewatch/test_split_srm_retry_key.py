@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -38,13 +37,8 @@ def _config() -> Config:
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store.open(store_url)
-    s.ensure_model(name="a", task="binary", feature_names=["x"])
-    try:
-        yield s
-    finally:
-        s.close()
+def store(store_with_model_a: Store) -> Store:
+    return store_with_model_a
 
 
 def _champion_answers(store: Store, units: range) -> None:
