@@ -93,6 +93,11 @@ def _purge_request_batch(
             .where(requests.c.model == model, requests.c.received_at < before)
             .order_by(requests.c.received_at)
             .limit(batch)
+            # locked (PostgreSQL; SQLite's BEGIN IMMEDIATE serialises writers): a label
+            # committed between the label and request deletes broke the requests' foreign
+            # key and failed the whole run; now it waits, and is refused as for a purged
+            # request
+            .with_for_update()
         ).scalars()
     )
     counts = PurgeCounts()

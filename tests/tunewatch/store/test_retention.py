@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
 
 from tests.tunewatch.store.record_helpers import output_record, request_record
 from tunewatch.store import LabelItem, PurgeCounts, Store
@@ -88,3 +94,75 @@ def test_purge_with_nothing_old_deletes_nothing(model_store: Store) -> None:
 
     assert counts == PurgeCounts(requests=0, outputs=0, labels=0)
     assert store.request_ids("m") == {"new"}
+
+
+@pytest.mark.postgres
+def test_a_label_written_while_a_purge_batch_runs_does_not_fail_the_purge(
+    pg_url: str,
+) -> None:
+    """PostgreSQL: the batch read its requests without locking them, so a label committed
+    between its label and request deletes broke the requests' foreign key and failed the
+    whole run (every model, nothing audited, retried a day later). The batch now locks
+    its requests: the label waits for the purge and is refused as for a purged request.
+
+    Interleaved by locks, not by time: another transaction holds one of the batch's
+    outputs, so the purge stops between its label and output deletes; the label is sent
+    then, and the output released once the database shows the label waiting or done."""
+    store = Store.open(pg_url)
+    try:
+        store.ensure_model(name="m", task="binary", feature_names=["a", "b"])
+        _record(store, "old-0", age=timedelta(days=40), label=False)
+        _record(store, "old-1", age=timedelta(days=40), label=False)
+        before = store.database_now() - timedelta(days=30)
+        holder = store.engine.connect()
+        holder.begin()
+        holder.execute(
+            sa.text("SELECT 1 FROM outputs WHERE request_id = 'old-1' AND version = 2 FOR UPDATE")
+        )
+        outcome: dict[str, object] = {}
+
+        def purge() -> None:
+            try:
+                outcome["purge"] = store.purge_records(before=before)
+            except Exception as exc:  # the outcome under test
+                outcome["purge"] = exc
+
+        def label() -> None:
+            try:
+                outcome["label"] = store.add_labels("m", [LabelItem(request_id="old-0", value=1.0)])
+            except Exception as exc:  # refused: the request was purged
+                outcome["label"] = exc
+
+        purging = threading.Thread(target=purge)
+        purging.start()
+        _wait_for(store, lambda waiting: waiting >= 1)  # the purge waits for the output
+        labelling = threading.Thread(target=label)
+        labelling.start()
+        # the label waits for the purge's locked request, or (unlocked) committed already
+        _wait_for(store, lambda waiting: waiting >= 2 or "label" in outcome)
+        holder.rollback()
+        holder.close()
+        purging.join(30)
+        labelling.join(30)
+        assert outcome["purge"] == PurgeCounts(requests=2, outputs=4, labels=0), outcome
+        assert store.count_requests("m") == 0
+    finally:
+        store.close()
+
+
+def _wait_for(store: Store, done: Callable[[int], bool]) -> None:
+    """Until ``done(number of sessions waiting for a lock)`` holds, polling the
+    database's own view of its sessions (at most 30 s)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with store.engine.connect() as conn:
+            waiting = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+            ).scalar_one()
+        if done(int(waiting)):
+            return
+        time.sleep(0.02)
+    raise AssertionError("the sessions never reached the expected locks")
