@@ -184,7 +184,7 @@ class Config(_Frozen):
     def _retention_outlasts_reads(self) -> Config:
         """``recording.retention_days`` must keep what the daemon reads back for each
         configured model: its decay horizon (``window_s`` × ``horizon_windows``),
-        ``decay.maturity_s`` and ``comparison.label_maturity_s``. Checked whether or not
+        ``decay.maturity_s``, ``label_delay_alarm_s`` and ``comparison.label_maturity_s``. Checked whether or not
         decay is enabled (it may be switched on later, reading a horizon already purged).
 
         Not covered (a shorter retention is accepted, and these lose their rows):
@@ -207,6 +207,11 @@ class Config(_Frozen):
                     decay.window_s * decay.horizon_windows,
                 ),
                 (f"models.{i}.evaluation.decay.maturity_s", "`maturity_s`", decay.maturity_s),
+                (
+                    f"models.{i}.evaluation.label_delay_alarm_s",
+                    "`label_delay_alarm_s` (the alarm reads requests that old)",
+                    cfg.evaluation.label_delay_alarm_s,
+                ),
             ]
             label_maturity = cfg.comparison.label_maturity_s
             if label_maturity is not None:

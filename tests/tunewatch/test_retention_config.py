@@ -42,7 +42,7 @@ def test_retention_shorter_than_the_label_maturity_is_refused(tmp_path: Path) ->
             tmp_path,
             5,
             task="binary",
-            evaluation={"decay": _SHORT_DECAY},
+            evaluation={"decay": _SHORT_DECAY, "label_delay_alarm_s": 86_400},
             comparison={"label_maturity_s": 10 * 86_400},
         )
     message = str(info.value)
@@ -50,12 +50,22 @@ def test_retention_shorter_than_the_label_maturity_is_refused(tmp_path: Path) ->
     assert "models.0.comparison.label_maturity_s" in message and "864000" in message
 
 
+def test_retention_shorter_than_the_label_delay_alarm_is_refused(tmp_path: Path) -> None:
+    """The alarm reads requests at least `label_delay_alarm_s` old: purged sooner, it
+    could never fire (insufficient data for good)."""
+    with pytest.raises(ConfigError) as info:
+        _config(tmp_path, 5, task="binary", evaluation={"decay": _SHORT_DECAY})
+    message = str(info.value)
+    assert "recording.retention_days" in message
+    assert "models.0.evaluation.label_delay_alarm_s" in message and "604800" in message
+
+
 def test_retention_at_least_every_read_back_is_accepted(tmp_path: Path) -> None:
     config = _config(
         tmp_path,
         3,
         task="binary",
-        evaluation={"decay": _SHORT_DECAY},
+        evaluation={"decay": _SHORT_DECAY, "label_delay_alarm_s": 2 * 86_400},
         comparison={"label_maturity_s": 86_400},
     )
     assert config.recording.retention_days == 3
