@@ -74,13 +74,16 @@ def decay_verdict(
     threshold = d.threshold
     anchor = None
     tolerance = d.tolerance
-    if threshold is None and values:
-        anchor = _early_level(values, d.min_windows)
-        threshold = default_threshold(objective, anchor, d.tolerance)
-        if isinstance(objective, _IN_TARGET_UNITS) and anchor != 0:
-            # the retune interval's loss too, as a share of the level: read in the
-            # target's unit it advised every day in metres and every 47 days in km
-            tolerance = d.tolerance * abs(anchor)
+    if values:
+        level = _early_level(values, d.min_windows)
+        if threshold is None:
+            anchor = level
+            threshold = default_threshold(objective, anchor, d.tolerance)
+        if isinstance(objective, _IN_TARGET_UNITS) and level != 0:
+            # the retune interval's loss, as a share of the level whatever the threshold:
+            # read in the target's unit it advised every day in metres and every 47 days
+            # in km
+            tolerance = d.tolerance * abs(level)
     estimator = DecayEstimator(
         objective,
         threshold=threshold if threshold is not None else 0.0,

@@ -201,3 +201,22 @@ def test_an_explicit_threshold_of_a_regression_error_is_in_the_target_unit(
         d.close()
     assert decay["threshold"] == 0.2 and decay["threshold_anchor"] is None
     assert decay["status"] == "decaying" and decay["alarm"]
+
+
+def test_the_retune_interval_is_invariant_to_the_target_unit_with_an_explicit_threshold(
+    tmp_path: Path,
+) -> None:
+    """The threshold given in each unit (0.2 m, 0.0002 km): the advice read `tolerance`
+    in the target's unit, every 1 day in metres and every 46.6 in kilometres."""
+    intervals = {}
+    for unit, scale in (("m", 1.0), ("km", 1e-3)):
+        d = _daemon(
+            tmp_path / unit, task="regression", objective="rmse", decay={"threshold": 0.2 * scale}
+        )
+        try:
+            intervals[unit] = _decay(d, _regression(scale, growth=3.0), seed=7)[
+                "recommended_retune_interval_days"
+            ]
+        finally:
+            d.close()
+    assert intervals["km"] == pytest.approx(intervals["m"])
