@@ -73,6 +73,17 @@ class Scored(NamedTuple):
     unit_key: str | None = None
 
 
+class Choice(NamedTuple):
+    """The version that answers a request, chosen by :meth:`ScoringRuntime.choose`: the
+    request's rows (cast to its input dtype), the challengers that shadow it and the
+    unit key a live split routed it by (see :class:`Scored`)."""
+
+    version: LoadedVersion
+    x: np.ndarray
+    challengers: tuple[LoadedVersion, ...]
+    unit_key: str | None
+
+
 class ScoringRuntime:
     def __init__(
         self,
@@ -413,7 +424,20 @@ class ScoringRuntime:
         version: int | None = None,
         unit_key: str | None = None,
     ) -> Scored:
-        """Score validated rows with the champion (or a named version).
+        """Score validated rows with the champion (or a named version): :meth:`choose`,
+        then :meth:`run`."""
+        return self.run(served, self.choose(served, x, version=version, unit_key=unit_key))
+
+    def choose(
+        self,
+        served: ServedModel,
+        x: np.ndarray,
+        *,
+        version: int | None = None,
+        unit_key: str | None = None,
+    ) -> Choice:
+        """The version that answers validated rows: the champion, a named version, or
+        the live split's challenger for its arm.
 
         With a live split configured, the split challenger answers for its share of unit
         keys (sticky by hash) and the other challengers shadow; the champion then does not
@@ -449,6 +473,13 @@ class ScoringRuntime:
         else:  # rows read against this version's own signature
             chosen = self._in_service(served, version)
             challengers = ()
+        return Choice(chosen, x, challengers, split_unit)
+
+    def run(self, served: ServedModel, choice: Choice) -> Scored:
+        """Score the rows of ``choice`` with its version, observing its latency. Safe
+        from any thread (a run's deadline is watched per thread): the inference route
+        runs a version other than the champion in a worker thread."""
+        chosen, x, challengers, split_unit = choice
         started = time.perf_counter()
         outputs = chosen.model.run(x)
         latency = time.perf_counter() - started
