@@ -11,7 +11,9 @@ ZipMap's sequence of maps) is refused with
 Errors raised by onnx/onnxruntime are translated here, at one boundary:
 session creation failures become :class:`~shadow.ModelLoadError`, bad inputs at run
 time :class:`~shadow.InvalidInputError`, anything else at run time
-:class:`~shadow.ShadowError`.
+:class:`~shadow.ShadowError` (``run_failed``, ``run_timeout``): so too a node failing
+inside the graph, which onnxruntime reports as an invalid argument ("Non-zero status code
+returned while running Gather node"), since the input had passed its checks.
 """
 
 from __future__ import annotations
@@ -54,6 +56,10 @@ _ORT_DTYPES: Final[Mapping[str, np.dtype[Any]]] = {
     "tensor(uint64)": np.dtype(np.uint64),
     "tensor(bool)": np.dtype(np.bool_),
 }
+# How onnxruntime begins a node's failure (a Gather index past its table, ...), which it
+# reports as INVALID_ARGUMENT like an input of the wrong dtype or rank: the input passed
+# its checks and the run started, so the failure is the model's, not the caller's.
+_NODE_FAILED: Final[str] = "Non-zero status code returned while running"
 _PAGE_SIZE: Final[int] = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -443,13 +449,16 @@ class OnnxModel:
             token = _deadline.watch(options, timeout)
         try:
             results = self._run(self._output_names, {self._input_name: x}, options)
-        except (ort_state.InvalidArgument, ValueError, TypeError) as exc:
+        except Exception as exc:  # any ORT failure at run time
             text = str(exc)
-            code: InvalidInputCode = (
-                "dtype_mismatch" if "type" in text.lower() else "shape_mismatch"
-            )
-            raise InvalidInputError(f"onnxruntime refused the input: {text}", code=code) from exc
-        except Exception as exc:  # any other ORT failure at run time
+            refused = isinstance(exc, ort_state.InvalidArgument | ValueError | TypeError)
+            if refused and _NODE_FAILED not in text:  # else a node failed: run_failed below
+                code: InvalidInputCode = (
+                    "dtype_mismatch" if "type" in text.lower() else "shape_mismatch"
+                )
+                raise InvalidInputError(
+                    f"onnxruntime refused the input: {text}", code=code
+                ) from exc
             if token is not None and _deadline.end(token, options):
                 token = None
                 assert breaker is not None  # a token means a deadline, and so a breaker

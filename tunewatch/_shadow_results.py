@@ -11,6 +11,12 @@ drain group), and a result of a version that left while its drain scored it is
 discarded; both are counted in ``tunewatch_shadow_dropped_total{reason="left_lineup"}``,
 one per (request, version) pair. A version promoted to champion is still in the
 line-up: its backlog, handed over while it shadowed, is recorded as a challenger's.
+
+A shadow error's latency, when it has one, is observed in the version's latency histogram:
+a run stopped at ``scoring.run_timeout_s`` carries the deadline (censored), a run whose
+output failed its checks its own. Neither has an output, so neither is in the store: the
+``max_latency_p99_s`` cap, which reads the recorded latencies, does not see them (the
+latency ratio's replay does: a replayed run stopped at the deadline is a violation).
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ class ShadowResults:
                 continue
             if r.error is not None or r.values is None:
                 self._series.shadow_error(r.model, r.version).inc()
+                if r.latency_s is not None:  # a run stopped at its deadline: the deadline
+                    self._series.latency(r.model, r.version, hp, "challenger").observe(r.latency_s)
                 continue
             try:  # job boundary: a result that cannot be recorded fails alone, not the drain
                 record = _shadow_record(r, now)

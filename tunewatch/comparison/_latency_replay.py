@@ -65,6 +65,19 @@ class ReplayUnavailable(Exception):
     """The replay could not run; the message says why."""
 
 
+class ReplayTimedOut(Exception):
+    """A replayed run of the challenger passed ``scoring.run_timeout_s`` and was stopped:
+    its latency is at least ``run_timeout_s`` (censored), not unmeasured."""
+
+    def __init__(self, version: int, run_timeout_s: float) -> None:
+        super().__init__(
+            f"a replayed run of v{version} passed the {run_timeout_s:g} s deadline "
+            "(scoring.run_timeout_s) and was stopped"
+        )
+        self.version = version
+        self.run_timeout_s = run_timeout_s
+
+
 def replay_latency(
     store: Store,
     artefacts: ArtefactStore,
@@ -82,7 +95,8 @@ def replay_latency(
     version, or once ``time_limit_s`` has passed with ``min_runs`` done: bounded by
     ``runs`` and the time limit (or ``min_runs`` slow runs), never by the traffic.
     :class:`ReplayUnavailable` when an artefact cannot be loaded, no request of the
-    model's width is recorded, or a run fails."""
+    model's width is recorded, or a run fails; :class:`ReplayTimedOut` when a run of
+    the challenger is stopped at ``run_timeout_s`` (one of the champion's is a failure)."""
     row = store.get_model(champion.model)
     window = store.window(champion.model, n_features=len(row.feature_names), last_n=REPLAY_ROWS)
     if window.n_rows == 0:
@@ -103,6 +117,7 @@ def replay_latency(
     began = time.perf_counter()
     deadline = began + time_limit_s
     done = 0  # runs of each version
+    side = 0  # the side whose run is under way, for its failure
     try:
         for i in range(min(WARM_UP_RUNS, runs)):
             if time.perf_counter() > deadline:
@@ -121,6 +136,9 @@ def replay_latency(
                 timed[side, rep, j] = time.perf_counter() - started
             done += 1
     except (ShadowError, ValueError) as exc:
+        stopped = isinstance(exc, ShadowError) and exc.code == "run_timeout"
+        if stopped and side == 1 and run_timeout_s is not None:
+            raise ReplayTimedOut(challenger.version, run_timeout_s) from exc
         raise ReplayUnavailable(f"a replayed run failed: {exc}") from exc
     ran = ~np.isnan(timed[0]).all(axis=0)  # the requests replayed at least once
     per_request = np.nanmedian(timed[:, :, ran], axis=1)
