@@ -184,15 +184,17 @@ class Config(_Frozen):
     def _retention_outlasts_reads(self) -> Config:
         """``recording.retention_days`` must keep what the daemon reads back for each
         configured model: its decay horizon (``window_s`` × ``horizon_windows``),
-        ``decay.maturity_s``, ``label_delay_alarm_s`` and ``comparison.label_maturity_s``. Checked whether or not
-        decay is enabled (it may be switched on later, reading a horizon already purged).
+        ``decay.maturity_s``, ``label_delay_alarm_s`` and ``comparison.label_maturity_s``.
+        Checked whether or not decay is enabled (it may be switched on later, reading a
+        horizon already purged).
 
         Not covered (a shorter retention is accepted, and these lose their rows):
         models only registered (not in ``models``) read with the defaults, a 30-day
         decay horizon; a label arriving later than the retention is refused as for an
         unknown request; a comparison or rollback watch running longer than it reads
-        the requests still kept; a tuning job's window (``tuning.window_rows``) is the
-        newest rows still kept; and a drift report of older traffic."""
+        the requests still kept; a tuning job's window (``tuning.window_rows``), once
+        queued or running jobs are done, is the newest rows still kept (theirs are kept:
+        :mod:`tunewatch._retention_task`); and a drift report of older traffic."""
         days = self.recording.retention_days
         if days is None:
             return self

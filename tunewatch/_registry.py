@@ -115,6 +115,7 @@ class Registry:
         reference: Reference | None = None,
         once_per_study: bool = False,
         inspected: CandidateInfo | None = None,
+        for_job: int | None = None,
     ) -> VersionRow:
         """Check ``onnx_bytes`` and its metadata (:meth:`check`), store it, and add the
         version row: the model (on its first version), its regulated flag (tightened
@@ -135,7 +136,10 @@ class Registry:
 
         With ``once_per_study`` a study registers one version at most: workers sharing a
         job's study each finish with the same winner, and the first registers it
-        (``ConflictError`` ``study_registered`` for the others).
+        (``ConflictError`` ``study_registered`` for the others). ``for_job`` names the
+        re-tuning job whose study chose the version: the store refuses the version of a
+        job cancelled meanwhile (``ConflictError`` ``job_cancelled``), in the transaction
+        that would add it, the job's row locked.
 
         ``reference`` is the training window (features, and labels when known): it is
         stored as a versioned snapshot with the version and is what drift is measured
@@ -192,6 +196,7 @@ class Registry:
             stage=stage,
             actor=actor,
             once_per_study=once_per_study,
+            for_job=for_job,
         )
         logger.info(
             "registered model=%s version=%d stage=%s sha256=%s by %s",

@@ -24,11 +24,28 @@ _NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 
 def purge_task(store: Store, retention_days: float) -> Task:
     """Delete the records older than ``retention_days`` by the database's clock, daily;
-    each run is audited, and the newest audit entry is when it last ran."""
+    each run is audited, and the newest audit entry is when it last ran.
+
+    Not the training window of a queued or running re-tuning job (the time of its earliest
+    request, recorded in its spec by its first worker): a worker resuming or joining the
+    job reads the window again, and a window missing its oldest rows is another dataset,
+    which its study refuses. The cut-off is moved back to the earliest such start, and
+    the rows it keeps go at the first run after the job ends."""
     from tunewatch._scheduler import Task
 
     def run() -> None:
         before = store.database_now() - timedelta(days=retention_days)
+        held = store.earliest_job_window_start()
+        if held is not None and held[1] < before:
+            job_id, start = held
+            logger.info(
+                "purge cut-off moved back from %s to %s: job %d (queued or running) trains "
+                "on the window from then, which its workers read again",
+                before.isoformat(),
+                start.isoformat(),
+                job_id,
+            )
+            before = start
         counts = store.purge_records(before=before)
         logger.info(
             "purged the records received before %s: %d requests, %d outputs, %d labels",

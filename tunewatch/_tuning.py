@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -270,9 +270,23 @@ class TuningJobRunner:
     def _training_window(
         self, model: ModelRow, cfg: ModelConfig, job: JobRow
     ) -> tuple[np.ndarray, np.ndarray, int]:
-        """``job``'s training window (:func:`tunewatch._tuning_window.training_window`)."""
+        """``job``'s training window (:func:`tunewatch._tuning_window.training_window`).
+        The first worker to read it records the time of its earliest request in the job's
+        spec (``window_start``): the retention purge deletes nothing from then on while
+        the job is queued or running, so a worker resuming or joining it reads the same
+        window (another is a dataset its study refuses)."""
+
+        def record(start: datetime) -> None:
+            self.store.record_job_window_start(job.id, start)
+
         return training_window(
-            self.store, self.artefacts, model, cfg, job, parent=self._parent(model, job)
+            self.store,
+            self.artefacts,
+            model,
+            cfg,
+            job,
+            parent=self._parent(model, job),
+            on_window_start=record,
         )
 
     @contextlib.contextmanager
@@ -495,6 +509,8 @@ class TuningJobRunner:
             scores = scores[:, 1:]
         if cancelled():  # during the refit and export: this worker registers nothing
             raise _Cancelled()
+        # cancelled from here on (the candidate's sandboxed load takes a second), the
+        # store refuses the version under the job's lock: `job_cancelled`
         try:
             row = self.registry.register(
                 model.name,
@@ -512,8 +528,12 @@ class TuningJobRunner:
                 stage="shadow",
                 reference=Reference(features=x, labels=y.astype(np.float64), scores=scores),
                 once_per_study=True,  # workers sharing the study: the first one registers
+                for_job=job.id,
             )
         except ConflictError as exc:
+            if exc.code == "job_cancelled":
+                cancelled()  # reads the cancelled job, whose error the worker logs
+                raise _Cancelled() from exc
             if exc.code != "study_registered":
                 raise
             raise _RegisteredElsewhere(exc.message) from exc

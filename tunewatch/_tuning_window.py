@@ -7,7 +7,8 @@ it inherited itself (every later generation trained on, and stored, the first on
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -33,6 +34,7 @@ def training_window(
     job: JobRow,
     *,
     parent: VersionRow | None,
+    on_window_start: Callable[[datetime], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """The newest requests holding ``window_rows`` rows, and the labels known, when
     ``job`` was created (every worker that joins or resumes the job trains on the same
@@ -46,7 +48,12 @@ def training_window(
     Rows whose label no job can train on (:func:`_valid_labels`) or the objective
     cannot score whatever the prediction (:meth:`Objective.valid_labels`: MAPE's labels
     of 0) are left out of both parts, each count logged: monitoring and the comparisons
-    leave the latter out, and a trial scoring a fold holding one failed."""
+    leave the latter out, and a trial scoring a fold holding one failed.
+
+    ``on_window_start`` is called with the time of the earliest request the window read
+    (not with an empty window): a worker reading it again reads the same rows as long as
+    none received from then on is deleted (the retention purge keeps them for a queued or
+    running job, :mod:`tunewatch._retention_task`)."""
     tj = cfg.tuning
     objective = make_objective(cfg.objective.name, task=model.task, **cfg.objective.params)
     matured_before = cfg.comparison.matured_before(job.created_at)
@@ -56,6 +63,9 @@ def training_window(
         last_n=tj.window_rows,
         end=matured_before or job.created_at,
     )
+    if on_window_start is not None and window.received_at.size:
+        # epoch seconds as float64 hold a microsecond exactly: the row's own time
+        on_window_start(datetime.fromtimestamp(float(window.received_at.min()), UTC))
     labelled = window.labelled() & (window.label_received_at < job.created_at.timestamp())
     labelled = _trainable(window, labelled, model, job, objective)
     x, y = window.features[labelled], window.labels[labelled]

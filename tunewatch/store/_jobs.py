@@ -14,7 +14,7 @@ from .._errors import ConflictError, NotFoundError
 from ._audit import append_audit_in
 from ._clock import db_now
 from ._engine import dialect_insert
-from ._events import add_event_in, holds_nul, storable_json
+from ._events import holds_nul, storable_json
 from ._schema import jobs, model_versions
 from ._types import utcnow
 
@@ -22,6 +22,8 @@ JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 ACTIVE: tuple[str, ...] = ("queued", "running")
 #: A finished job's ``progress.phase``, by its final status.
 FINAL_PHASE = {"succeeded": "done", "failed": "failed", "cancelled": "cancelled"}
+#: A job's spec key: when its training window begins (:func:`record_window_start`).
+WINDOW_START = "window_start"
 _JOBS_LOCK = 0x6A6F6273  # "jobs": the advisory lock key that serialises quota checks
 # (its own: migrations hold "tune", and every quota check waited out a migration)
 
@@ -315,6 +317,40 @@ def update_progress(
     )
 
 
+def record_window_start(conn: Connection, job_id: int, start: datetime) -> None:
+    """Record in running job ``job_id``'s spec (``window_start``) when its training
+    window begins, the time of its earliest request, unless a worker recorded it before:
+    the first worker to read the window fixes it (every later one reads the same rows),
+    and the retention purge keeps the rows from then on while the job is queued or
+    running (:func:`earliest_window_start`). The row is locked, as :func:`update_progress`
+    locks it."""
+    row = _locked(conn, job_id, ("running",))
+    if row is None or WINDOW_START in row.spec:
+        return
+    conn.execute(
+        update(jobs)
+        .where(jobs.c.id == job_id)
+        .values(spec=_clean({**row.spec, WINDOW_START: start.isoformat()}, "spec"))
+    )
+
+
+def earliest_window_start(conn: Connection) -> tuple[int, datetime] | None:
+    """The earliest training window start (:func:`record_window_start`) of the queued and
+    running jobs, with the job's id; ``None`` when none has recorded one."""
+    rows = conn.execute(
+        select(jobs.c.id, jobs.c.spec).where(jobs.c.status.in_(ACTIVE)).order_by(jobs.c.id)
+    ).all()
+    found: tuple[int, datetime] | None = None
+    for job_id, spec in rows:
+        value = spec.get(WINDOW_START)
+        if not isinstance(value, str):
+            continue
+        start = datetime.fromisoformat(value)
+        if found is None or start < found[1]:
+            found = (int(job_id), start)
+    return found
+
+
 def _locked(conn: Connection, job_id: int, states: tuple[str, ...]) -> Row[Any] | None:
     """Job ``job_id``'s row, locked for this transaction, if it is in one of ``states``."""
     stmt = select(jobs).where(jobs.c.id == job_id, jobs.c.status.in_(states)).with_for_update()
@@ -461,46 +497,6 @@ def finish_job(
                 code="job_claimed",
             )
         raise ConflictError(f"job {job_id} is already {job.status}", code="job_finished")
-    return get_job(conn, job_id)
-
-
-def cancel_job(conn: Connection, job_id: int, *, actor: str, reason: str) -> JobRow:
-    """Cancel a queued or running job for ``actor`` (``reason`` saying why): it is
-    finished as ``cancelled`` — its quota slot free at once, its ``error`` naming who
-    cancelled it and why —, audited as ``cancel_job`` and announced (``retune_cancelled``)
-    in the same transaction. Its workers see it between trials and stop, registering
-    nothing. ``NotFoundError`` (``job_not_found``) for an unknown job; ``ConflictError``
-    (``job_finished``) naming the status of one already finished, which keeps it."""
-    row = _locked(conn, job_id, ACTIVE)
-    if row is None:
-        job = get_job(conn, job_id)  # NotFoundError when there is none
-        raise ConflictError(
-            f"job {job_id} is already {job.status}: nothing to cancel", code="job_finished"
-        )
-    was = str(row.status)
-    conn.execute(
-        update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.status.in_(ACTIVE))
-        .values(
-            status="cancelled",
-            error=f"cancelled by {actor} while {was}: {reason}"[:4000],
-            finished_at=utcnow(),
-            progress=_final_progress(row, "cancelled"),
-        )
-    )
-    append_audit_in(
-        conn,
-        actor=actor,
-        action="cancel_job",
-        target=str(row.model),
-        details={"job": job_id, "reason": reason, "status": was},
-    )
-    add_event_in(
-        conn,
-        model=str(row.model),
-        type="retune_cancelled",
-        payload={"job": job_id, "actor": actor, "reason": reason},
-    )
     return get_job(conn, job_id)
 
 

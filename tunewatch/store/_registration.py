@@ -15,6 +15,7 @@ from .._errors import ConflictError, InvalidValueError, NotFoundError
 from ._audit import append_audit_in
 from ._canonical import hyperparameter_set_id, json_roundtrip
 from ._engine import dialect_insert
+from ._job_cancel import lock_for_registration
 from ._registry_reads import _champion, _lock_model, get_model, get_version
 from ._registry_text import MAX_NAME, check_version_text, valid_model_name
 from ._schema import hyperparameter_sets, model_versions, models
@@ -190,6 +191,7 @@ def register_version(
     load_memory_bytes: int | None,
     stage: str,
     once_per_study: bool = False,
+    for_job: int | None = None,
 ) -> VersionRow:
     """A registration's writes, all in the caller's transaction: the model added unless
     it exists (:func:`ensure_model`), ``check_model`` called with it as stored (its error
@@ -197,7 +199,13 @@ def register_version(
     not, a new one too (:func:`regulate_model`, audited, by ``actor`` for
     ``regulate_reason``), and the version added (:func:`add_version`). Refused anywhere
     (the parent, the champion rule, the study, the check), the transaction rolls back: no
-    model, no regulation, no audit entry and no version are stored."""
+    model, no regulation, no audit entry and no version are stored.
+
+    With ``for_job``, the re-tuning job whose study chose the version: its row is locked
+    first, and a cancelled job refuses the registration (``ConflictError``
+    ``job_cancelled``, :func:`._job_cancel.lock_for_registration`)."""
+    if for_job is not None:  # first: a cancellation locks the job's row, then the audit's
+        lock_for_registration(conn, for_job)
     # added unregulated and regulated at once, in this transaction, so that the audit
     # says when, why and by whom it became regulated (the registration's entry does not)
     found = ensure_model(conn, name=model, task=task, feature_names=feature_names, regulated=False)

@@ -29,6 +29,7 @@ from . import (
     _evaluations,
     _events,
     _governance,
+    _job_cancel,
     _jobs,
     _records,
     _registry_rows,
@@ -297,13 +298,15 @@ class Store:
         load_memory_bytes: int | None = None,
         stage: Literal["shadow", "champion", "retired"] = "shadow",
         once_per_study: bool = False,
+        for_job: int | None = None,
     ) -> VersionRow:
         """Register a version in one transaction: the model added unless it exists (as
         :meth:`ensure_model`), ``check_model`` called with it as stored, the model marked
         regulated when ``regulated`` and it is not (as :meth:`regulate_model`, audited
         with ``regulate_reason``), and the version added (as :meth:`add_version`). A
         refusal anywhere (``check_model``'s error, the parent, ``champion_exists``,
-        ``approval_required``, ``study_registered``) rolls all of it back."""
+        ``approval_required``, ``study_registered``; ``job_cancelled``: ``for_job``, the
+        re-tuning job whose study chose the version, was cancelled) rolls all of it back."""
         with self._tx("register_version") as conn:
             return _registry_rows.register_version(
                 conn,
@@ -324,6 +327,7 @@ class Store:
                 load_memory_bytes=load_memory_bytes,
                 stage=stage,
                 once_per_study=once_per_study,
+                for_job=for_job,
             )
 
     def get_version(self, model: str, version: int) -> VersionRow:
@@ -943,12 +947,25 @@ class Store:
         with self._tx("update_job_progress") as conn:
             _jobs.update_progress(conn, job_id, progress, spec=spec)
 
+    def record_job_window_start(self, job_id: int, start: datetime) -> None:
+        """Record when running job ``job_id``'s training window begins, unless recorded
+        before (see :func:`_jobs.record_window_start`)."""
+        with self._tx("record_job_window_start") as conn:
+            _jobs.record_window_start(conn, job_id, start)
+
+    def earliest_job_window_start(self) -> tuple[int, datetime] | None:
+        """The earliest training window start a queued or running job recorded, and the
+        job's id (see :func:`_jobs.earliest_window_start`): the retention purge deletes
+        nothing received from then on."""
+        with self._read("earliest_job_window_start") as conn:
+            return _jobs.earliest_window_start(conn)
+
     def cancel_job(self, job_id: int, *, actor: str, reason: str) -> JobRow:
         """Cancel a queued or running job, audited as ``cancel_job`` in the same
-        transaction (see :func:`_jobs.cancel_job`): ``job_not_found``, or ``job_finished``
-        for one already finished."""
+        transaction (see :func:`_job_cancel.cancel_job`): ``job_not_found``, or ``job_finished``
+        for one already finished or whose study registered its version."""
         with self._tx("cancel_job") as conn:
-            return _jobs.cancel_job(conn, job_id, actor=actor, reason=reason)
+            return _job_cancel.cancel_job(conn, job_id, actor=actor, reason=reason)
 
     def heartbeat_job(self, job_id: int) -> None:
         """A running job's worker is alive (see :meth:`requeue_stale_jobs`)."""
