@@ -43,15 +43,14 @@ def export(estimator: Any) -> Exported:
     return Exported(estimator, onnx_bytes, OnnxModel.from_bytes(onnx_bytes))
 
 
-def looping_model(n_features: int = N_FEATURES) -> bytes:
-    """A binary classifier ``[N, n_features] -> probabilities [N, 2]`` whose ``Loop``
-    runs 1e12 times the sum of its input's absolute values: a row of zeros answers at
-    once (a probe's row), any other row practically never."""
+def counting_loop_body(step: float) -> Any:
+    """A ``Loop`` body that carries one float, adds ``step`` to it each trip and never
+    stops early: the loop runs as many trips as it is given."""
     from onnx import TensorProto as T
     from onnx import helper as h
 
-    body = h.make_graph(
-        [h.make_node("Identity", ["c"], ["c_out"]), h.make_node("Add", ["a", "zero"], ["a_out"])],
+    return h.make_graph(
+        [h.make_node("Identity", ["c"], ["c_out"]), h.make_node("Add", ["a", "step"], ["a_out"])],
         "body",
         [
             h.make_tensor_value_info("i", T.INT64, []),
@@ -62,8 +61,18 @@ def looping_model(n_features: int = N_FEATURES) -> bytes:
             h.make_tensor_value_info("c_out", T.BOOL, []),
             h.make_tensor_value_info("a_out", T.FLOAT, []),
         ],
-        initializer=[h.make_tensor("zero", T.FLOAT, [], [0.0])],
+        initializer=[h.make_tensor("step", T.FLOAT, [], [step])],
     )
+
+
+def looping_model(n_features: int = N_FEATURES) -> bytes:
+    """A binary classifier ``[N, n_features] -> probabilities [N, 2]`` whose ``Loop``
+    runs 1e12 times the sum of its input's absolute values: a row of zeros answers at
+    once (a probe's row), any other row practically never."""
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    body = counting_loop_body(0.0)
     nodes = [
         h.make_node("Abs", ["input"], ["abs"]),
         h.make_node("ReduceSum", ["abs"], ["s"], keepdims=0),

@@ -22,6 +22,7 @@ from onnx import TensorProto as T
 from onnx import helper as h
 
 from shadow._jobs import ShadowJob, score
+from tests.shadow.shadow_models import counting_loop_body
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tests.tunewatch.test_comparison_loop import write
 from tunewatch._daemon import Daemon
@@ -36,20 +37,7 @@ def tail_loop_model() -> bytes:
     """A logistic model of x0 - x1 over 8 features (``label`` [N], ``probabilities``
     [N, 2]) with a ``Loop`` of ``relu(max(x0) - 2) * 1e9`` trips: a batch whose rows all
     have x0 <= 2 answers at once, one with a row past it practically never."""
-    body = h.make_graph(
-        [h.make_node("Identity", ["c"], ["c_out"]), h.make_node("Add", ["a", "one"], ["a_out"])],
-        "body",
-        [
-            h.make_tensor_value_info("i", T.INT64, []),
-            h.make_tensor_value_info("c", T.BOOL, []),
-            h.make_tensor_value_info("a", T.FLOAT, []),
-        ],
-        [
-            h.make_tensor_value_info("c_out", T.BOOL, []),
-            h.make_tensor_value_info("a_out", T.FLOAT, []),
-        ],
-        initializer=[h.make_tensor("one", T.FLOAT, [], [1.0])],
-    )
+    body = counting_loop_body(1.0)
     nodes = [
         h.make_node("MatMul", ["input", "w"], ["logit"]),
         h.make_node("Sigmoid", ["logit"], ["p"]),
