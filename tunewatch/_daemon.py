@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
+from sqlalchemy.engine import make_url
 
 from monitor import ServingMetrics
 from tunewatch._actions import Dispatcher
@@ -155,6 +156,20 @@ def warn_of_bootstrap_lookalikes(store: Store) -> None:
             ", ".join(map(repr, lookalikes)),
             BOOTSTRAP_TOKEN_NAME,
         )
+
+
+def warn_of_unshared_tuning_storage(config: Config, store: Store) -> None:
+    """On a store other hosts share, warn when the Optuna storage is the default file under
+    this host's ``data_dir``: a replica or worker elsewhere (a new leader after a failover)
+    cannot resume or warm-start from the studies tuned here."""
+    if store.dialect == "sqlite" or config.tuning.storage_url is not None:
+        return
+    logger.warning(
+        "tuning.storage_url is unset: studies go to %s on this host only; replicas and "
+        "workers on other hosts cannot join or learn from them — set tuning.storage_url to "
+        "a storage every host shares (PostgreSQL, or a journal file on shared storage)",
+        make_url(config.tuning_storage_url).database,
+    )
 
 
 def _check_header_safe(value: str, *, lead: int) -> None:
@@ -394,6 +409,7 @@ class Daemon:
         call :meth:`close` after a failed start."""
         if self._started:
             return
+        warn_of_unshared_tuning_storage(self.config, self.store)
         try:
             self.runtime.start()
             self._stop.clear()
