@@ -39,14 +39,18 @@ def audit_conflicts(store: Store, model: str, actor: str, refused: Sequence[Labe
     stored and the refused value and outcome, the count of them all and a digest of them
     all. A request repeating the refusals of one of the actor's latest entries about the
     model (a client's retry) is logged, naming that entry, but not audited again: retries
-    add no rows. Labels never change once stored, so nothing else was refused."""
+    add no rows, even concurrent ones (on two replicas at once): the lookup is repeated in
+    the transaction that appends, serialised by the audit chain's head (see
+    :meth:`Store.audit_once`). Labels never change once stored, so nothing else was
+    refused."""
     digest = hashlib.sha256(
         canonical_json([[r.request_id, r.value, r.outcome] for r in refused]).encode()
     ).hexdigest()
     first = ", ".join(repr(r.request_id) for r in refused[:_LOGGED_IDS])
     recent = store.audit_log(_RECENT_ENTRIES, target=model, action=LABEL_CONFLICT, actor=actor)
     audited = next((e for e in recent if e.details.get("digest") == digest), None)
-    if audited is None:
+    appended = False
+    if audited is None:  # looked up again, with the append, where retries are serialised
         conflicts = []
         for r in refused[:_AUDITED_IDS]:
             stored = store.get_label(model, r.request_id)
@@ -58,13 +62,14 @@ def audit_conflicts(store: Store, model: str, actor: str, refused: Sequence[Labe
                 }
             )
         details = {"count": len(refused), "conflicts": conflicts, "digest": digest}
-        audited = store.append_audit(
-            actor=actor, action=LABEL_CONFLICT, target=model, details=details
+        audited, appended = store.audit_once(
+            actor=actor,
+            action=LABEL_CONFLICT,
+            target=model,
+            details=details,
+            recent=_RECENT_ENTRIES,
         )
-        store.add_event(model=model, type=LABEL_CONFLICT, payload={**details, "actor": actor})
-        how = "audited as entry"
-    else:
-        how = "a retry of audit entry"
+    how = "audited as entry" if appended else "a retry of audit entry"
     logger.warning(
         "model %s: refused %d label(s) from %s as conflicts: their request ids hold another "
         "label, which was kept (first: %s); %s %d",

@@ -99,6 +99,32 @@ def append_audit_in(
     )
 
 
+def append_audit_once_in(
+    conn: Connection,
+    *,
+    actor: str,
+    action: str,
+    target: str,
+    details: Mapping[str, Any],
+    recent: int,
+) -> tuple[AuditEntry, bool]:
+    """Append one entry inside the caller's transaction unless one of ``actor``'s latest
+    ``recent`` ``action`` entries about ``target`` has the same ``details["digest"]``:
+    that entry and ``False`` (a retry), else the new entry and ``True``.
+
+    The ``audit_head`` row is locked before the lookup (on PostgreSQL; on SQLite the
+    writer's ``BEGIN IMMEDIATE`` already serialises), so two concurrent callers with the
+    same digest cannot both miss the other's entry: the second waits for the first to
+    commit, then finds its entry."""
+    conn.execute(select(audit_head.c.id).where(audit_head.c.id == 1).with_for_update()).one()
+    digest = details.get("digest")
+    for entry in audit_log(conn, recent, target, action=action, actor=actor):
+        if entry.details.get("digest") == digest:
+            return entry, False
+    entry = append_audit_in(conn, actor=actor, action=action, target=target, details=details)
+    return entry, True
+
+
 def audit_log(
     conn: Connection,
     limit: int,

@@ -579,6 +579,30 @@ class Store:
                 conn, actor=actor, action=action, target=target, details=details
             )
 
+    def audit_once(
+        self,
+        *,
+        actor: str,
+        action: str,
+        target: str,
+        details: Mapping[str, Any],
+        recent: int,
+    ) -> tuple[AuditEntry, bool]:
+        """Audit ``action`` by ``actor`` about model ``target`` and record it as an event
+        of that type (its payload ``details`` with ``actor``), in one transaction, unless
+        one of the actor's latest ``recent`` such entries has the same ``details["digest"]``
+        (a retry, sequential or concurrent): then that entry and ``False``, nothing added
+        (see :func:`._audit.append_audit_once_in`)."""
+        with self._tx("audit_once") as conn:
+            entry, appended = _audit.append_audit_once_in(
+                conn, actor=actor, action=action, target=target, details=details, recent=recent
+            )
+            if appended:
+                _events.add_event_in(
+                    conn, model=target, type=action, payload={**details, "actor": actor}
+                )
+            return entry, appended
+
     def audit_log(
         self,
         limit: int = 100,
