@@ -198,6 +198,26 @@ def test_an_alarm_held_across_a_leader_change_keeps_its_alert_and_for_timer(
 
 
 @pytest.mark.prometheus
+def test_one_failed_retention_purge_alerts_for_two_days(tmp_path: Path) -> None:
+    """The purge runs once a day: the three-failures-an-hour rule could never see it
+    fail, and a purge that kept failing let the store grow unalerted."""
+    counter = "tunewatch_evaluations_total"
+    series = [
+        # a sample an hour; the purge fails once, between 2h and 3h
+        {"series": f'{counter}{{model="-",outcome="purge_records_failed"}}', "values": "0x2 1x70"},
+    ]
+    name = "TunewatchRetentionPurgeFailing"
+    fired = _firing(name, outcome="purge_records_failed")
+    expected: list[dict[str, object]] = [
+        {"eval_time": "2h", "alertname": name, "exp_alerts": []},
+        {"eval_time": "3h", "alertname": name, "exp_alerts": [fired]},
+        {"eval_time": "40h", "alertname": name, "exp_alerts": [fired]},
+        {"eval_time": "60h", "alertname": name, "exp_alerts": []},
+    ]
+    _promtool_test(tmp_path / "purge.test.yml", "1h", series, expected)
+
+
+@pytest.mark.prometheus
 def test_the_third_failure_of_a_scheduled_job_alerts_and_one_failure_does_not(
     tmp_path: Path,
 ) -> None:
