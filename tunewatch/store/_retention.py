@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, Table, and_, delete, exists, select, tuple_
 
+from .._errors import StoreError
+from ._audit import append_audit_in
 from ._schema import labels, models, outputs, requests
 
 #: Ids per ``IN`` list: within every SQLite build's limit on bound parameters.
@@ -40,6 +42,38 @@ class PurgeCounts:
             outputs=self.outputs + other.outputs,
             labels=self.labels + other.labels,
         )
+
+
+def purge_and_audit(
+    write: Transaction, read: Transaction, *, before: datetime, batch: int, actor: str
+) -> PurgeCounts:
+    """:func:`purge_records`, audited once a run (``purge_records`` by ``actor``: the
+    cut-off and counts); a run that fails after deleting rows is audited with what it
+    deleted and the error, and the error raised."""
+    done = PurgeCounts()
+
+    def committed(total: PurgeCounts) -> None:
+        nonlocal done
+        done = total
+
+    def audit(**more: str) -> None:
+        details = {"before": before.isoformat(), "counts": asdict(done), **more}
+        with write() as conn:
+            append_audit_in(
+                conn, actor=actor, action="purge_records", target="records", details=details
+            )
+
+    try:
+        done = purge_records(write, read, before=before, batch=batch, committed=committed)
+    except StoreError as exc:  # every store failure is translated to one
+        if done != PurgeCounts():
+            try:
+                audit(error=f"{type(exc).__name__}: {exc}")
+            except StoreError as audit_exc:  # the error raised says why
+                exc.add_note(f"the rows purged before it were not audited: {audit_exc}")
+        raise
+    audit()
+    return done
 
 
 def purge_records(

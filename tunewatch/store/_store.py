@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -52,7 +51,7 @@ from ._evaluations import EvaluationRow
 from ._governance import ApprovalRow
 from ._jobs import JobRow, JobStatus
 from ._migrate import migrate_to, needs_migration
-from ._retention import PurgeCounts, purge_records
+from ._retention import PurgeCounts, purge_and_audit
 from ._split_checks import SplitWindow, latest_split_window, new_settings_since
 from ._types import (
     AuditBreak,
@@ -482,36 +481,13 @@ class Store:
         transaction (see :mod:`._retention`). Audited once a run (``purge_records``, its
         cut-off and counts); a run that fails after deleting rows is audited with what it
         deleted and the error, and the error raised."""
-        done = PurgeCounts()
-
-        def committed(total: PurgeCounts) -> None:
-            nonlocal done
-            done = total
-
-        def audit(**more: str) -> None:
-            details = {"before": before.isoformat(), "counts": asdict(done), **more}
-            with self._tx("purge_records") as conn:
-                _audit.append_audit_in(
-                    conn, actor=actor, action="purge_records", target="records", details=details
-                )
-
-        try:
-            done = purge_records(
-                lambda: self._tx("purge_records"),
-                lambda: self._read("purge_records"),
-                before=before,
-                batch=batch,
-                committed=committed,
-            )
-        except Exception as exc:
-            if done != PurgeCounts():
-                try:
-                    audit(error=f"{type(exc).__name__}: {exc}")
-                except Exception as audit_exc:  # the store failed: the error raised says why
-                    exc.add_note(f"the rows purged before it were not audited: {audit_exc}")
-            raise
-        audit()
-        return done
+        return purge_and_audit(
+            lambda: self._tx("purge_records"),
+            lambda: self._read("purge_records"),
+            before=before,
+            batch=batch,
+            actor=actor,
+        )
 
     # -- live-split checks --------------------------------------------------------------
 
