@@ -236,15 +236,22 @@ def test_job_liveness_is_judged_by_the_database_s_clock_not_the_hosts(
     _host_clock(monkeypatch, timedelta(minutes=2))  # the dead worker's host, before it died
     model_store.claim_job(ahead.id, "ahead:1")
     model_store.heartbeat_job(ahead.id)
-    # the database's clock moves on: the live worker's heartbeat must stay younger than
-    # the threshold through three store calls (0.2 s read it stale on a loaded host)
-    time.sleep(1.5)
+    # the dead worker's last heartbeat 90 s back by the database's clock (it was written
+    # 2 min ahead by its host's: read by the host's, it would still look 30 s young)
+    last = model_store.get_job(ahead.id).heartbeat_at
+    assert last is not None
+    with model_store.engine.begin() as conn:
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == ahead.id)
+            .values(heartbeat_at=last - timedelta(seconds=90))
+        )
     _host_clock(monkeypatch, -timedelta(minutes=2))  # the live worker's host
     model_store.claim_job(behind.id, "behind:1")
     model_store.heartbeat_job(behind.id)
     model_store.update_job_progress(behind.id, {"trials": 1})
     _host_clock(monkeypatch, timedelta(0))  # the leader's host
-    stale = model_store.requeue_stale_jobs(older_than=timedelta(seconds=1), max_crashes=3)
+    stale = model_store.requeue_stale_jobs(older_than=timedelta(minutes=1), max_crashes=3)
     assert [j.id for j in stale] == [ahead.id]
     assert model_store.get_job(behind.id).status == "running"
     assert model_store.count_active_jobs() == 2  # ahead is queued again
