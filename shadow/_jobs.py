@@ -39,6 +39,7 @@ class ShadowResult(NamedTuple):
     values: np.ndarray[Any, Any] | None
     latency_s: float | None
     error: str | None = None
+    code: str | None = None  # the error's: a ShadowError's code, else "shadow_error"
 
 
 def _censored(exc: ShadowError, run_timeout_s: float | None, elapsed: float) -> float | None:
@@ -87,7 +88,13 @@ def score(job: ShadowJob, loaded: LoadedVersion) -> ShadowResult:
             job.request_id,
         )
         return ShadowResult(
-            job.model, job.request_id, loaded.version, None, latency, f"{type(exc).__name__}: {exc}"
+            job.model,
+            job.request_id,
+            loaded.version,
+            None,
+            latency,
+            f"{type(exc).__name__}: {exc}",
+            exc.code if isinstance(exc, ShadowError) else ShadowError.default_code,
         )
     return ShadowResult(job.model, job.request_id, loaded.version, values, latency)
 

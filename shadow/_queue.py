@@ -467,6 +467,8 @@ class ShadowQueue:
             )
             error = f"{type(exc).__name__}: {exc}"
             return [
-                ShadowResult(j.model, j.request_id, loaded.version, None, None, error)
+                ShadowResult(
+                    j.model, j.request_id, loaded.version, None, None, error, "shadow_error"
+                )
                 for j in group
             ]

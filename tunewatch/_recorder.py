@@ -62,8 +62,17 @@ from monitor import ServingMetrics
 from shadow import use_batch_scheduling
 from tunewatch._errors import StoreError, StoreUnavailableError
 from tunewatch._outage_log import OutageLog
-from tunewatch._recorder_queue import STOP, Batch, Pending, drain, fail_futures, notify, record_size
-from tunewatch.store import OutputRecord, RequestRecord, Store
+from tunewatch._recorder_queue import (
+    RECORD_OVERHEAD_BYTES,
+    STOP,
+    Batch,
+    Pending,
+    drain,
+    fail_futures,
+    notify,
+    record_size,
+)
+from tunewatch.store import OutputRecord, RequestRecord, RunTally, Store
 
 logger = logging.getLogger(__name__)
 
@@ -220,17 +229,20 @@ class Recorder:
                 self._refusing = False
                 self._stall.succeeded()
 
-    def record_outputs(self, outputs: Sequence[OutputRecord]) -> None:
-        """Queue outputs nobody waits for (challengers scoring in shadow); any thread.
-        Once the recorder is closed they are not written: counted as a failure (a shadow
-        drain finishing after shutdown), and logged the first time."""
-        if not outputs:
+    def record_outputs(
+        self, outputs: Sequence[OutputRecord], tallies: Sequence[RunTally] = ()
+    ) -> None:
+        """Queue outputs nobody waits for (challengers scoring in shadow), with the runs
+        that gave them and those that failed (``tallies``); any thread. Once the recorder
+        is closed they are not written: counted as a failure (a shadow drain finishing
+        after shutdown), and logged the first time."""
+        if not outputs and not tallies:
             return
-        nbytes = record_size(None, outputs)
+        nbytes = record_size(None, outputs) + RECORD_OVERHEAD_BYTES * len(tallies)
         with self._closing:
             if not self._closed:
                 self._pending_bytes += nbytes
-                self._queue.put([Pending(None, outputs, None, None, nbytes)])
+                self._queue.put([Pending(None, outputs, None, None, nbytes, tallies)])
                 return
             first = not self._late_outputs_logged
             self._late_outputs_logged = True
@@ -402,11 +414,12 @@ class Recorder:
         requests = [p.request for p in group if p.request is not None]
         outputs = _winning_outputs(group)
         shadow_outputs = [o for p in group if p.request is None for o in p.outputs]
+        tallies = [t for p in group for t in p.tallies]
         started = time.perf_counter()
         error: Exception | None = None
         inserted: list[bool] = []
         try:
-            inserted = self._store.write_records(requests, outputs, shadow_outputs)
+            inserted = self._store.write_records(requests, outputs, shadow_outputs, tallies)
         except StoreError as exc:
             error = exc
         except Exception as exc:  # the writer must survive anything; log and fail the group

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tunewatch._errors import StoreError
-from tunewatch.store import OutputRecord, RequestRecord
+from tunewatch.store import OutputRecord, RequestRecord, RunTally
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ class Pending:
     future: asyncio.Future[bool] | None
     loop: asyncio.AbstractEventLoop | None
     nbytes: int  # its share of the bound
+    tallies: Sequence[RunTally] = ()  # shadow runs counted, failed ones with them
 
 
 @dataclass(slots=True)

@@ -12,6 +12,10 @@ discarded; both are counted in ``tunewatch_shadow_dropped_total{reason="left_lin
 one per (request, version) pair. A version promoted to champion is still in the
 line-up: its backlog, handed over while it shadowed, is recorded as a challenger's.
 
+Every run of a live version is counted in the store with the failed ones
+(:class:`~tunewatch.store.RunTally`, in the transaction that records the drain's outputs):
+the ``max_error_rate`` guardrail reads what share of a challenger's runs failed.
+
 A shadow error's latency, when it has one, is observed in the version's latency histogram:
 a run stopped at ``scoring.run_timeout_s`` carries the deadline (censored), a run whose
 output failed its checks its own. Neither has an output, so neither is in the store: the
@@ -31,7 +35,7 @@ from shadow import DropReason, ShadowError, ShadowJob, ShadowResult
 from tunewatch._record_rows import output_record
 from tunewatch._recorder import Recorder
 from tunewatch._version_series import VersionSeries
-from tunewatch.store import OutputRecord
+from tunewatch.store import OutputRecord, RunTally
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +65,7 @@ class ShadowResults:
         # None: the challenger left the lineup while it scored, and its series with it
         hps: dict[tuple[str, int], str | None] = {}
         left: Counter[str] = Counter()  # by model: results of versions that left
+        tallies = _Tallies()
         for r in results:
             key = (r.model, r.version)
             if key not in hps:
@@ -71,6 +76,7 @@ class ShadowResults:
                 continue
             if r.error is not None or r.values is None:
                 self._series.shadow_error(r.model, r.version).inc()
+                tallies.failed(key, r.code or ShadowError.default_code)
                 if r.latency_s is not None:  # a run stopped at its deadline: the deadline
                     self._series.latency(r.model, r.version, hp, "challenger").observe(r.latency_s)
                 continue
@@ -78,13 +84,15 @@ class ShadowResults:
                 record = _shadow_record(r, now)
             except Exception as exc:
                 self._unrecordable(r, exc)
+                tallies.failed(key, exc.code if isinstance(exc, ShadowError) else "unrecordable")
                 continue
             if r.latency_s is not None:  # a backlog batch has no latency
                 self._series.latency(r.model, r.version, hp, "challenger").observe(r.latency_s)
+            tallies.ran(key)
             records.append(record)
         for model, n in left.items():
             self._metrics.shadow_dropped.labels(model, "left_lineup").inc(n)
-        self._recorder.record_outputs(records)
+        self._recorder.record_outputs(records, tallies.as_records())
 
     def _unrecordable(self, r: ShadowResult, exc: Exception) -> None:
         """Count a shadow result that cannot be recorded as its version's shadow error;
@@ -102,6 +110,37 @@ class ShadowResults:
                 exc,
                 exc_info=exc,
             )
+
+
+class _Tallies:
+    """One drain's shadow runs per (model, version), with the failed ones and the last
+    failure's code: what the ``max_error_rate`` guardrail reads once stored."""
+
+    def __init__(self) -> None:
+        self._runs: Counter[tuple[str, int]] = Counter()
+        self._failures: Counter[tuple[str, int]] = Counter()
+        self._last: dict[tuple[str, int], str] = {}
+
+    def ran(self, key: tuple[str, int]) -> None:
+        self._runs[key] += 1
+
+    def failed(self, key: tuple[str, int], code: str) -> None:
+        self._runs[key] += 1
+        self._failures[key] += 1
+        self._last[key] = code
+
+    def as_records(self) -> list[RunTally]:
+        return [
+            RunTally(
+                model=model,
+                version=version,
+                role="challenger",
+                runs=runs,
+                failures=self._failures[model, version],
+                last_failure=self._last.get((model, version)),
+            )
+            for (model, version), runs in self._runs.items()
+        ]
 
 
 def _shadow_record(r: ShadowResult, now: datetime) -> OutputRecord:

@@ -186,7 +186,17 @@ def list_versions(model: str, request: Request, _: Reader) -> dict[str, Any]:
 
 @router.get("/models/{model}/versions/{version}")
 def get_version(model: str, version: RowId, request: Request, _: Reader) -> dict[str, Any]:
-    return version_json(version_or_404(context(request).runtime.store, model, version))
+    """The version, with its shadow runs counted so far (``shadow_runs``: runs, failures,
+    the last failure's code; null before the first), which ``max_error_rate`` reads."""
+    store = context(request).runtime.store
+    out = version_json(version_or_404(store, model, version))
+    tally = store.run_tally(model, version, "challenger")
+    out["shadow_runs"] = (
+        None
+        if tally is None
+        else {"runs": tally.runs, "failures": tally.failures, "last_failure": tally.last_failure}
+    )
+    return out
 
 
 @router.post("/models/{model}/versions", status_code=201)

@@ -35,13 +35,22 @@ class GuardrailSettings(_Frozen):
     with ``min_latency_samples`` done. Only when the replay cannot run (an artefact
     missing, no request of the model's features recorded) is the ratio read from the
     recorded latencies, each version's in its role, as above. ``max_latency_p99_s``
-    caps the challenger's recorded (live) p99."""
+    caps the challenger's recorded (live) p99.
+
+    ``max_error_rate`` caps the share of the challenger's shadow runs that failed (raised,
+    stopped at ``scoring.run_timeout_s``, answered non-finite values or the wrong shape):
+    their requests had no output of its own, so its tests were decided on the rest, and
+    once promoted each failure is a client's error. The runs are counted since the
+    upgrade that began counting them (store revision 0020); a challenger with none
+    counted yet is not checked (noted). The default refuses one failure per thousand
+    runs."""
 
     max_latency_p99_ratio: float | None = Field(default=1.2, gt=0)
     max_latency_p99_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
     max_memory_ratio: float | None = Field(default=1.5, gt=0)
     max_memory_bytes: int | None = Field(default=None, gt=0)
     max_parity_error: float | None = Field(default=1e-4, gt=0)
+    max_error_rate: float | None = Field(default=1e-3, ge=0, lt=1)
     min_latency_samples: int = Field(default=20, ge=1)
     latency_samples: int = Field(default=10_000, ge=1)
     # A p99 this close to the champion's never breaks the ratio: the example gradient

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Connection, Row, func, select
 
+from . import _run_tallies
 from ._canonical import canonical_json
 from ._engine import dialect_insert
 from ._schema import labels, outputs, requests
@@ -26,6 +27,7 @@ from ._types import (
     OutputRecord,
     RequestRecord,
     Role,
+    RunTally,
     Source,
     utcnow,
 )
@@ -42,12 +44,16 @@ def write_records(
     new_requests: Sequence[RequestRecord],
     new_outputs: Sequence[OutputRecord],
     shadow_outputs: Sequence[OutputRecord] = (),
+    tallies: Sequence[RunTally] = (),
 ) -> list[bool]:
     """PostgreSQL (and any SQLAlchemy connection): insert requests, skipping ids already
-    stored, and outputs, in the caller's transaction (see ``Store.write_records``)."""
+    stored, and outputs, and add ``tallies``, in the caller's transaction (see
+    ``Store.write_records``)."""
     first = _first(new_requests)
     inserted = _insert_requests_returning(conn, first)
     _insert_outputs(conn, _kept_outputs(first, inserted, new_outputs, shadow_outputs))
+    if tallies:
+        _run_tallies.add_tallies(conn, tallies, utcnow())
     return _flags(new_requests, inserted)
 
 
@@ -56,6 +62,7 @@ def write_records_sqlite(
     new_requests: Sequence[RequestRecord],
     new_outputs: Sequence[OutputRecord],
     shadow_outputs: Sequence[OutputRecord] = (),
+    tallies: Sequence[RunTally] = (),
 ) -> list[bool]:
     """SQLite's hot path, on the driver cursor of a ``BEGIN IMMEDIATE`` transaction.
 
@@ -88,7 +95,7 @@ def write_records_sqlite(
                 (
                     r.model,
                     r.request_id,
-                    _sqlite_time(r.received_at),
+                    sqlite_time(r.received_at),
                     r.source,
                     r.n_rows,
                     r.n_cols,
@@ -120,11 +127,13 @@ def write_records_sqlite(
                     o.n_rows,
                     o.n_cols,
                     o.values,
-                    _sqlite_time(o.created_at),
+                    sqlite_time(o.created_at),
                 )
                 for o in kept
             ],
         )
+    if tallies:
+        _run_tallies.add_tallies_sqlite(cursor, tallies, sqlite_time(utcnow()))
     return _flags(new_requests, inserted)
 
 
@@ -170,7 +179,8 @@ def _pow2_floor(n: int) -> int:
     return 1 << (n.bit_length() - 1)
 
 
-def _sqlite_time(value: datetime) -> str:
+def sqlite_time(value: datetime) -> str:
+    """``value`` as SQLAlchemy's SQLite ``DateTime`` stores it."""
     # What UTCDateTime + SQLAlchemy's SQLite DateTime write: naive UTC, microseconds.
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)

@@ -201,6 +201,23 @@ outputs = Table(
     ),
 )
 
+#: Each version's runs per role, counted by the recorder in the transaction that records
+#: their outputs: the runs that failed have no output, so only here does a challenger
+#: failing on a share of requests show in the store (the error-rate guardrail).
+run_tallies = Table(
+    "run_tallies",
+    metadata,
+    Column("model", String(200), ForeignKey("models.name"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("runs", BigInteger, nullable=False),
+    Column("failures", BigInteger, nullable=False),
+    Column("last_failure", String(64), nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    PrimaryKeyConstraint("model", "version", "role"),
+    CheckConstraint(_in("role", ROLES), name="role"),
+)
+
 labels = Table(
     "labels",
     metadata,

@@ -32,6 +32,7 @@ from . import (
     _jobs,
     _records,
     _registry_rows,
+    _run_tallies,
     _sessions,
     _tokens,
     _windows,
@@ -63,6 +64,8 @@ from ._types import (
     ModelRow,
     OutputRecord,
     RequestRecord,
+    Role,
+    RunTally,
     Stage,
     Task,
     TokenRow,
@@ -420,6 +423,7 @@ class Store:
         requests: Sequence[RequestRecord],
         outputs: Sequence[OutputRecord],
         shadow_outputs: Sequence[OutputRecord] = (),
+        tallies: Sequence[RunTally] = (),
     ) -> list[bool]:
         """Write a batch in one transaction; per request, True if it was new.
 
@@ -429,13 +433,22 @@ class Store:
         first copy (the others are False); ``outputs`` are not told apart by copy, so pass
         only the first copy's (the recorder does). ``shadow_outputs`` are results for requests
         recorded earlier (challengers scoring in shadow): always written, whatever
-        requests ride in the same batch; one already stored is ignored.
+        requests ride in the same batch; one already stored is ignored. ``tallies`` are
+        added to the versions' run counts (:meth:`run_tally`).
         """
         if self.dialect == "sqlite":
             with sqlite_write(self._log_engine, "write_records") as cursor:
-                return _records.write_records_sqlite(cursor, requests, outputs, shadow_outputs)
+                return _records.write_records_sqlite(
+                    cursor, requests, outputs, shadow_outputs, tallies
+                )
         with transaction(self._log_engine, "write_records") as conn:
-            return _records.write_records(conn, requests, outputs, shadow_outputs)
+            return _records.write_records(conn, requests, outputs, shadow_outputs, tallies)
+
+    def run_tally(self, model: str, version: int, role: Role) -> RunTally | None:
+        """``version``'s runs in ``role`` counted so far, with their failures (shadow runs,
+        counted by the recorder: ``role="challenger"``); ``None`` before the first."""
+        with self._read("run_tally") as conn:
+            return _run_tallies.get_tally(conn, model, version, role)
 
     def get_request(self, model: str, request_id: str) -> RequestRecord | None:
         with self._read("get_request") as conn:

@@ -130,6 +130,26 @@ class OutputRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class RunTally:
+    """Runs of one version in one role, counted: ``runs`` answered or failed, ``failures``
+    of them failed (no output recorded: the run raised, stopped at its deadline, or its
+    output failed its checks), the last of them with ``last_failure`` (its error code).
+    Handed to the store as increments; read back as running totals."""
+
+    model: str
+    version: int
+    role: Role
+    runs: int
+    failures: int = 0
+    last_failure: str | None = None
+
+    def __post_init__(self) -> None:
+        check_choice("role", self.role, ROLES)
+        if not 0 <= self.failures <= self.runs:
+            raise ValueError(f"`failures` must be in [0, runs={self.runs}], got {self.failures}")
+
+
+@dataclass(frozen=True, slots=True)
 class LabelItem:
     """A ground-truth label for a request: a number, or a list for batched requests."""
 

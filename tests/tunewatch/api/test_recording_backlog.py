@@ -39,10 +39,10 @@ def test_an_inference_past_the_recording_bound_is_answered_503_and_not_recorded(
     writing = threading.Event()
     write_records = daemon.store.write_records
 
-    def spy(requests: Any, outputs: Any, shadow_outputs: Any = ()) -> list[bool]:
+    def spy(requests: Any, outputs: Any, shadow_outputs: Any = (), tallies: Any = ()) -> list[bool]:
         if any(r.request_id == "waits" for r in requests):
             writing.set()
-        return write_records(requests, outputs, shadow_outputs)
+        return write_records(requests, outputs, shadow_outputs, tallies)
 
     daemon.store.write_records = spy  # type: ignore[method-assign]
     headers = {"Authorization": f"Bearer {tokens['scorer']}"}

@@ -249,7 +249,9 @@ def test_an_unavailable_store_fails_the_group_once_not_record_by_record(
     itself is unavailable every record would wait out the same failure in turn."""
     calls: list[int] = []
 
-    def unavailable(requests: object, outputs: object, shadow_outputs: object = ()) -> None:
+    def unavailable(
+        requests: object, outputs: object, shadow_outputs: object = (), tallies: object = ()
+    ) -> None:
         calls.append(len(requests))  # type: ignore[arg-type]
         raise StoreUnavailableError("store write_records: database unavailable: locked")
 
@@ -321,10 +323,10 @@ def test_records_queued_behind_an_unavailable_group_fail_with_it(
     writing = threading.Event()
     write_records = store.write_records
 
-    def spy(requests: Any, outputs: Any, shadow_outputs: Any = ()) -> list[bool]:
+    def spy(requests: Any, outputs: Any, shadow_outputs: Any = (), tallies: Any = ()) -> list[bool]:
         attempts.append(len(requests))
         writing.set()
-        return write_records(requests, outputs, shadow_outputs)
+        return write_records(requests, outputs, shadow_outputs, tallies)
 
     monkeypatch.setattr(store, "write_records", spy)
     metrics = ServingMetrics()
@@ -367,9 +369,9 @@ def test_a_writer_still_committing_when_close_times_out_stops_once_its_commit_en
     writing = threading.Event()
     write_records = store.write_records
 
-    def spy(requests: Any, outputs: Any, shadow_outputs: Any = ()) -> list[bool]:
+    def spy(requests: Any, outputs: Any, shadow_outputs: Any = (), tallies: Any = ()) -> list[bool]:
         writing.set()
-        return write_records(requests, outputs, shadow_outputs)
+        return write_records(requests, outputs, shadow_outputs, tallies)
 
     monkeypatch.setattr(store, "write_records", spy)
     before = set(threading.enumerate())
@@ -405,7 +407,7 @@ def test_a_group_retried_record_by_record_stops_once_the_store_is_unavailable(
     calls: list[int] = []
 
     def refused_then_unavailable(
-        requests: Any, outputs: object, shadow_outputs: object = ()
+        requests: Any, outputs: object, shadow_outputs: object = (), tallies: object = ()
     ) -> None:
         calls.append(len(requests))
         if len(calls) == 1:

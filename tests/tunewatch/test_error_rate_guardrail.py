@@ -1,0 +1,234 @@
+"""A challenger failing on a share of the requests it shadows is not promoted.
+
+Its failed runs recorded no output, only ``tunewatch_shadow_errors_total``: its tests were
+decided on the requests it answered, and a winner answering non-finite values on 2% of
+rows was promoted, to answer those requests 422 as champion. The recorder now counts each
+version's shadow runs with the failed ones (``run_tallies``), and ``max_error_rate``
+(default 0.001) refuses a winner whose share of failed runs is above it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from onnx import TensorProto as T
+from onnx import helper as h
+
+from tests.tunewatch.conftest import MODEL, make_daemon
+from tests.tunewatch.test_comparison_loop import (
+    BATCH,
+    LOOSE,
+    copy_daemon,
+    oracle,
+    runner,
+    traffic,
+    write,
+)
+from tunewatch._background import BackgroundServer
+from tunewatch._daemon import Daemon
+from tunewatch._example import ExampleModel, example_data
+from tunewatch.store import RunTally
+
+TAIL = 3.0  # x0 of a row the challenger answers NaN for (past 2.0)
+
+
+def nan_tail_model() -> bytes:
+    """A logistic model of x0 - x1 over 8 features (``label`` [N], ``probabilities``
+    [N, 2]) whose probabilities are NaN for rows with x0 > 2 (``sqrt(2 - x0) * 0``)."""
+    nodes = [
+        h.make_node("MatMul", ["input", "w"], ["logit"]),
+        h.make_node("Sigmoid", ["logit"], ["p"]),
+        h.make_node("Slice", ["input", "start", "end", "axis"], ["x0"]),
+        h.make_node("Sub", ["two", "x0"], ["d"]),
+        h.make_node("Sqrt", ["d"], ["s"]),
+        h.make_node("Mul", ["s", "zero"], ["z"]),
+        h.make_node("Add", ["p", "z"], ["p1"]),
+        h.make_node("Sub", ["one", "p1"], ["p0"]),
+        h.make_node("Concat", ["p0", "p1"], ["probabilities"], axis=1),
+        h.make_node("Greater", ["p1", "half"], ["gt"]),
+        h.make_node("Cast", ["gt"], ["lab2"], to=T.INT64),
+        h.make_node("Squeeze", ["lab2", "axis"], ["label"]),
+    ]
+    graph = h.make_graph(
+        nodes,
+        "nan_tail",
+        [h.make_tensor_value_info("input", T.FLOAT, [None, 8])],
+        [
+            h.make_tensor_value_info("label", T.INT64, [None]),
+            h.make_tensor_value_info("probabilities", T.FLOAT, [None, 2]),
+        ],
+        initializer=[
+            h.make_tensor("w", T.FLOAT, [8, 1], [1.5, -1.0, 0, 0, 0, 0, 0, 0]),
+            h.make_tensor("start", T.INT64, [1], [0]),
+            h.make_tensor("end", T.INT64, [1], [1]),
+            h.make_tensor("axis", T.INT64, [1], [1]),
+            h.make_tensor("two", T.FLOAT, [], [2.0]),
+            h.make_tensor("zero", T.FLOAT, [], [0.0]),
+            h.make_tensor("one", T.FLOAT, [], [1.0]),
+            h.make_tensor("half", T.FLOAT, [], [0.5]),
+        ],
+    )
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    model.ir_version = 8
+    return bytes(model.SerializeToString())
+
+
+@pytest.fixture
+def nan_tail(tmp_path: Path, trained: list[ExampleModel]) -> Iterator[Daemon]:
+    """The logistic champion v1 and, as shadow v2, the model answering NaN past x0 = 2."""
+    meta = replace(trained[1].metadata, hyperparameters={"estimator": "nan_tail"})
+    challenger = ExampleModel(name="nan-tail", onnx=nan_tail_model(), metadata=meta)
+    d, tokens = make_daemon(tmp_path / "data", [trained[0], challenger])
+    d.tokens_for_test = tokens  # type: ignore[attr-defined]
+    yield d
+    d.close()
+
+
+def _wait_for_runs(d: Daemon, version: int, runs: int) -> RunTally:
+    deadline = time.monotonic() + 10.0
+    while True:
+        tally = d.store.run_tally(MODEL, version, "challenger")
+        if tally is not None and tally.runs >= runs:
+            return tally
+        if time.monotonic() > deadline:
+            raise AssertionError(f"v{version} counted {tally} shadow runs, waited for {runs}")
+        time.sleep(0.01)
+
+
+def test_shadow_runs_are_counted_with_the_failed_ones(nan_tail: Daemon) -> None:
+    """40 requests through the API: the challenger shadows all, fails on the 4 with
+    x0 past 2 (non-finite output), and the store counts 40 runs, 4 failed, which the
+    version's resource shows."""
+    x, _ = example_data(40, seed=5)
+    x[:, 0] = np.clip(x[:, 0], -2.0, 2.0)
+    x[::10, 0] = TAIL
+    token = nan_tail.tokens_for_test["scorer"]  # type: ignore[attr-defined]
+    with BackgroundServer(nan_tail.app) as server:
+        for i, row in enumerate(x):
+            body = {
+                "id": f"q{i}",
+                "inputs": [
+                    {"name": "input", "shape": [1, 8], "datatype": "FP32", "data": row.tolist()}
+                ],
+            }
+            r = httpx.post(
+                f"{server.url}/v2/models/{MODEL}/infer",
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert r.status_code == 200, r.text
+        tally = _wait_for_runs(nan_tail, 2, 40)
+        viewer = nan_tail.tokens_for_test["viewer"]  # type: ignore[attr-defined]
+        shown = httpx.get(
+            f"{server.url}/v1/models/{MODEL}/versions/2",
+            headers={"Authorization": f"Bearer {viewer}"},
+        ).json()["shadow_runs"]
+        assert shown == {"runs": 40, "failures": 4, "last_failure": "non_finite_output"}
+    assert tally == RunTally(
+        model=MODEL,
+        version=2,
+        role="challenger",
+        runs=40,
+        failures=4,
+        last_failure="non_finite_output",
+    )
+    # the 36 answered are recorded; the 4 failed are not
+    recorded = [
+        i
+        for i in range(40)
+        if any(o.version == 2 for o in nan_tail.store.get_outputs(MODEL, f"q{i}"))
+    ]
+    assert recorded == [i for i in range(40) if i % 10]
+
+
+@pytest.fixture(scope="module")
+def template(trained: list[ExampleModel], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template")
+    d, _ = make_daemon(path, trained)
+    d.close()
+    return path
+
+
+@pytest.mark.parametrize(
+    ("max_error_rate", "action"), [(1e-3, "refused"), (None, "promoted")], ids=["default", "off"]
+)
+def test_a_winner_failing_on_a_share_of_its_shadow_runs_is_refused(
+    template: Path,
+    tmp_path: Path,
+    trained: list[ExampleModel],
+    max_error_rate: float | None,
+    action: str,
+) -> None:
+    """v2 answers the requests it answered better than v1 (the oracle), but failed 2% of
+    its shadow runs: refused under the default limit, promoted with the rule off."""
+    d = copy_daemon(template, tmp_path / "data")
+    try:
+        d.store.write_records(
+            [],
+            [],
+            tallies=[
+                RunTally(
+                    model=MODEL,
+                    version=2,
+                    role="challenger",
+                    runs=2000,
+                    failures=40,
+                    last_failure="non_finite_output",
+                )
+            ],
+        )
+        t = traffic(trained, 2000, seed=7)
+        loop = runner(d, guardrails=LOOSE.model_copy(update={"max_error_rate": max_error_rate}))
+        result = None
+        for start in range(0, 2000, BATCH):
+            stop = start + BATCH
+            write(
+                d.store,
+                ids=range(start, stop),
+                x=t.x[start:stop],
+                y=t.y[start:stop],
+                answers={1: t.logistic[start:stop], 2: oracle(t.x[start:stop])},
+            )
+            [result] = [r for r in loop.run(MODEL) if r.kind == "paired"]
+            if result.decision != "continue":
+                break
+        assert result is not None and result.action == action
+        champion = d.store.champion(MODEL)
+        assert champion is not None
+        if action == "refused":
+            assert champion.version == 1
+            [violation] = [v for v in result.detail if v.startswith("max_error_rate")]
+            assert violation == (
+                "max_error_rate: v2 failed 40 of its 2000 shadow runs (0.02; limit 0.001), "
+                "the last with `non_finite_output`"
+            )
+            [refused] = d.store.list_events(model=MODEL, type="promotion_refused")
+            assert refused.payload["violations"] == [violation]
+        else:
+            assert champion.version == 2
+    finally:
+        d.close()
+
+
+def test_a_winner_with_no_runs_counted_yet_is_not_checked_and_says_so(
+    template: Path, tmp_path: Path
+) -> None:
+    """Runs before the upgrade were not counted: the rule notes it, and does not refuse."""
+    d = copy_daemon(template, tmp_path / "data")
+    try:
+        loop = runner(d)
+        champion = d.store.champion(MODEL)
+        assert champion is not None
+        result = loop.guardrails(MODEL, champion, 2, loop.settings(MODEL))
+        assert not any(v.startswith("max_error_rate") for v in result.violations)
+        assert (
+            "error rate not checked: no shadow run of v2 counted yet (runs are counted from "
+            "store revision 0020 on)"
+        ) in result.notes
+    finally:
+        d.close()
