@@ -62,9 +62,9 @@ def _opened(store_url: str, lock_timeout_s: float) -> tuple[Store, threading.Eve
     writing = threading.Event()
     write_records = store.write_records
 
-    def spy(requests: Any, outputs: Any, shadow_outputs: Any = ()) -> list[bool]:
+    def spy(requests: Any, outputs: Any, shadow_outputs: Any = (), tallies: Any = ()) -> list[bool]:
         writing.set()
-        return write_records(requests, outputs, shadow_outputs)
+        return write_records(requests, outputs, shadow_outputs, tallies)
 
     store.write_records = spy  # type: ignore[method-assign]
     return store, writing
