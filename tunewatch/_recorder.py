@@ -55,6 +55,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
@@ -415,6 +416,7 @@ class Recorder:
         outputs = _winning_outputs(group)
         shadow_outputs = [o for p in group if p.request is None for o in p.outputs]
         tallies = [t for p in group for t in p.tallies]
+        tallies += _champion_runs(outputs)
         started = time.perf_counter()
         error: Exception | None = None
         inserted: list[bool] = []
@@ -469,6 +471,16 @@ def _winning_outputs(group: list[Pending]) -> list[OutputRecord]:
             seen.add(key)
             outputs.extend(p.outputs)
     return outputs
+
+
+def _champion_runs(outputs: Sequence[OutputRecord]) -> list[RunTally]:
+    """The runs of the champions that answered ``outputs``, one tally per version (their
+    failures have no output: the request path hands them over as tallies of their own)."""
+    runs = Counter((o.model, o.version) for o in outputs if o.role == "champion")
+    return [
+        RunTally(model=model, version=version, role="champion", runs=n)
+        for (model, version), n in runs.items()
+    ]
 
 
 def _closed_error() -> StoreUnavailableError:

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         delong_test,
     )
     from shadow.stats._errors import StateVersionError, StatsError
+    from shadow.stats._failure_rate import FailureRateLook, failure_rate_look
     from shadow.stats._group_sequential import GroupSequentialDeLong, GroupSequentialLook
     from shadow.stats._guardrails import (
         GuardrailConfig,
@@ -62,6 +63,8 @@ _EXPORTS: dict[str, str] = {
     "delong_test": "shadow.stats._delong",
     "StateVersionError": "shadow.stats._errors",
     "StatsError": "shadow.stats._errors",
+    "FailureRateLook": "shadow.stats._failure_rate",
+    "failure_rate_look": "shadow.stats._failure_rate",
     "GroupSequentialDeLong": "shadow.stats._group_sequential",
     "GroupSequentialLook": "shadow.stats._group_sequential",
     "GuardrailConfig": "shadow.stats._guardrails",
@@ -107,6 +110,7 @@ __all__ = [
     "Correction",
     "DeLongResult",
     "Decision",
+    "FailureRateLook",
     "GroupSequentialDeLong",
     "GroupSequentialLook",
     "GuardrailConfig",
@@ -134,6 +138,7 @@ __all__ = [
     "check_guardrails",
     "delong_arrays",
     "delong_test",
+    "failure_rate_look",
     "family_decision",
     "group_sequential_bounds",
     "obrien_fleming_spending",

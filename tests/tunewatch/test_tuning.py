@@ -47,7 +47,7 @@ from tunewatch._report import build_report
 from tunewatch._tuning import TuningJobRunner
 from tunewatch._tuning_results import study_name
 from tunewatch._version_metadata import VersionMetadata
-from tunewatch.api._oip import decode_infer_request
+from tunewatch.api._oip_request import decode_infer_request
 from tunewatch.store import LabelItem, OutputRecord, RequestRecord, Role, VersionRow
 
 MODEL = "credit"

@@ -23,7 +23,7 @@ from tunewatch.api._body import INLINE_JSON_BYTES, off_loop, parse_json_object
 from tunewatch.api._context import AppContext, authenticate, context
 from tunewatch.api._errors import ApiError
 from tunewatch.api._label_conflicts import audit_conflicts, refused_labels
-from tunewatch.api._oip import MAX_ID_LENGTH, _has_bool
+from tunewatch.api._oip_request import MAX_ID_LENGTH, has_bool
 from tunewatch.api._route import check_json_type, check_no_query
 from tunewatch.store import MAX_ID, LabelItem, OutputRecord, RequestRecord, Store
 
@@ -102,7 +102,7 @@ def _matrix(value: Any, where: str, *, max_rows: int, maybe_bool: bool) -> np.nd
             "dtype_mismatch",
             f"{where} must hold only numbers, got {kind!r} values (strings, booleans or nulls)",
         )
-    if maybe_bool and type(value) is list and _has_bool(value):
+    if maybe_bool and type(value) is list and has_bool(value):
         raise ApiError(400, "dtype_mismatch", f"{where} must hold only numbers, got a boolean")
     if array.ndim == 1:
         array = array.reshape(-1, 1) if outputs else array.reshape(1, -1)

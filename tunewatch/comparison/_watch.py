@@ -35,7 +35,8 @@ from tunewatch.comparison._results import (
     stateless,
     watch_values,
 )
-from tunewatch.comparison._watch_rollback import roll_back
+from tunewatch.comparison._watch_failures import RUNS_AT_START, champion_runs, failed_runs
+from tunewatch.comparison._watch_rollback import FAILED_RUNS, roll_back
 from tunewatch.comparison._watched import pending_watch
 from tunewatch.store import MAX_ID, Event, Store
 from tunewatch.store._comparisons import (
@@ -195,6 +196,9 @@ class RollbackWatch:
             # unpaired, or moved to shadow by a run that read it before the pull: a
             # rolled-back version is refused by the rollback itself (rollback_failed)
             return self._close(test, _pulled_reason(pulled))
+        failing = self._failing(test, settings, requested_by)
+        if failing is not None:
+            return failing
         state = test.state
         sequential: PairedSequentialTest | TwoSampleSequentialTest
         if paired:
@@ -314,6 +318,7 @@ class RollbackWatch:
                 **stateless(sequential.to_dict()),
                 "promoted_at": promotion.created_at.isoformat(),
                 OBJECTIVE: measured.as_state(),
+                RUNS_AT_START: champion_runs(self.store, model, version),
                 "paired": True,
                 "kept_in_shadow": stage == "retired",
                 # until the move to shadow is done: a failure between the test's commit
@@ -419,6 +424,7 @@ class RollbackWatch:
                 "promoted_at": promoted_at.isoformat(),
                 "baseline_n": requests,
                 OBJECTIVE: measured.as_state(),
+                RUNS_AT_START: champion_runs(self.store, model, version),
             },
             promotion_id=promotion.id,
         )
@@ -429,6 +435,26 @@ class RollbackWatch:
                 f"promotion (need {rules.min_n}): nothing to compare with",
             )
         return test
+
+    def _failing(
+        self, test: ComparisonTestRow, settings: ComparisonConfig, requested_by: str | None
+    ) -> ComparisonResult | None:
+        """Roll back a new champion failing on too many of its runs since the watch began
+        (:func:`failed_runs`); ``None`` when it does not."""
+        failed = failed_runs(self.store, test, settings)
+        if failed is None:
+            return None
+        try:
+            test = self.comparisons.write_state(test, {**test.state, FAILED_RUNS: failed})
+        except ConflictError as exc:  # another run looked meanwhile: it decides
+            logger.info("model=%s %s", test.model, exc.message)
+            return None
+        decided = self.comparisons.settle_test(
+            test.id, status="decided", decision="challenger_worse", replaces="unset"
+        )
+        if decided is None:  # another run settled it first
+            return None
+        return self._rollback(decided, None, 0, requested_by)
 
     def _pulled(self, test: ComparisonTestRow) -> Pull | None:
         """How an operator pulled the version ``test`` compares with after the promotion it

@@ -16,6 +16,10 @@ from tunewatch.store._comparisons import ComparisonLookRow, ComparisonStore, Com
 
 logger = logging.getLogger(__name__)
 
+#: The key of a watch's state holding the new champion's failed runs that decided it (see
+#: ``RollbackWatch._failing``): its rollback names them.
+FAILED_RUNS = "failed_runs"
+
 # How a rollback's audit reason names who asked for the run that committed it (as a
 # promotion's does, in _decisions).
 REQUESTED = "; the run was requested by "
@@ -60,6 +64,15 @@ def roll_back(
         f"rollback watch {test.id}: v{test.challenger_version}'s realised loss is worse than "
         f"v{test.champion_version}'s {against}"
     )
+    failed = test.state.get(FAILED_RUNS)
+    if isinstance(failed, dict):  # decided on its failed runs, not on its losses
+        evidence["failed_runs"] = failed
+        own = (
+            f"rollback watch {test.id}: v{test.challenger_version} failed "
+            f"{failed['failures']} of its {failed['runs']} runs as champion since the watch "
+            f"began ({failed['failures'] / failed['runs']:.3g}; limit `max_error_rate` "
+            f"{failed['limit']:g}), the last with `{failed['last_failure']}`"
+        )
     reason = own
     if requested_by is not None:  # the audit entry names them, as a promotion's does
         reason += f"{REQUESTED}{requested_by!r}"

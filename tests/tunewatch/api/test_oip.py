@@ -329,7 +329,7 @@ def test_generated_ids_rise_in_order_so_the_store_appends_them() -> None:
     ordered ids (57 µs against 14 µs per request), and the scoring bench's throughput with
     recording halved. Ids lead with the time and end in 64 random bits: appended in
     order, and still not guessable."""
-    from tunewatch.api._oip import _request_id
+    from tunewatch.api._oip_request import _request_id
 
     ids = [_request_id(None) for _ in range(2000)]
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
