@@ -4,9 +4,18 @@ example loop (``demo``)."""
 from __future__ import annotations
 
 import argparse
+import hashlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tunewatch._artefacts import ArtefactStore
+from tunewatch._errors import StoreError
 
 from ._context import config_of
+
+if TYPE_CHECKING:
+    from tunewatch.store._migrate import StoredArtefact
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -26,15 +35,21 @@ def cmd_migrate(args: argparse.Namespace) -> int:
             sqlite_synchronous=config.store.sqlite_synchronous,
             lock_timeout_s=config.store.lock_timeout_s,
         )
+        # this host's directory alone: the rows it is given are the store's, about to go
+        cache = _KeepInCache(ArtefactStore(config.artefact_dir), to=args.to)
         try:
-            store.migrate(to=args.to)
+            store.migrate(to=args.to, keep_artefacts=cache)
         finally:
             store.close()
         # no sharing of cached artefacts: an older revision may not hold them
         print(f"store at {redact_url(config.store_url)} is at revision {args.to!r}")
+        if cache.kept:
+            print(
+                f"kept {cache.kept} artefacts of the store in this host's cache "
+                f"({cache.cache.root}): revision {args.to!r} has no table for them"
+            )
         return 0
 
-    from tunewatch._artefacts import ArtefactStore
     from tunewatch._daemon import share_cached_artefacts
     from tunewatch._open_store import open_store
 
@@ -47,6 +62,51 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if shared:
         print(f"kept {shared} artefacts cached here in the store, for every host")
     return 0
+
+
+class _KeepInCache:
+    """Writes every artefact the store keeps into this host's cache before a downgrade
+    drops the table holding them (below revision 0014): on PostgreSQL that table may be
+    the only copy, of an artefact registered from a host whose ``data_dir`` is gone (a
+    CLI box, a tuning worker). Each file is read back and verified against its SHA-256.
+    Refuses the downgrade (``StoreError``, ``artefacts_not_kept``) unless every one was
+    kept: the store is then left at its revision, the table and its rows with it."""
+
+    def __init__(self, cache: ArtefactStore, *, to: str) -> None:
+        self.cache = cache
+        self.to = to
+        #: how many were kept (none: the downgrade dropped no artefacts table)
+        self.kept = 0
+
+    def __call__(self, rows: Iterator[StoredArtefact]) -> None:
+        kept, failures = 0, []
+        for row in rows:
+            try:
+                self._keep(row)
+            except StoreError as exc:
+                failures.append(exc.message)
+            else:
+                kept += 1
+        if failures:
+            more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+            raise StoreError(
+                f"not downgrading the store to revision {self.to!r}: that drops its "
+                "artefacts table, which may hold the only copy of an artefact (one "
+                "registered from a host whose data_dir is gone), and "
+                f"{len(failures)} of {kept + len(failures)} artefacts could not be kept in "
+                f"this host's cache at {self.cache.root} first: {failures[0]}{more}",
+                code="artefacts_not_kept",
+            )
+        self.kept = kept
+
+    def _keep(self, row: StoredArtefact) -> None:
+        if hashlib.sha256(row.data).hexdigest() != row.sha256:
+            raise StoreError(
+                f"artefact {row.sha256}{row.suffix} in the store is corrupt: its content "
+                "hash differs"
+            )
+        self.cache.put(row.data, row.suffix)
+        self.cache.get(row.sha256, row.suffix)  # read back: what was written is verified
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,11 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 # Arbitrary constant key for pg_advisory_xact_lock: serialises concurrent migrators.
 _PG_MIGRATION_LOCK = 0x7475_6E65  # "tune"
+
+#: The revision that made the ``artefacts`` table: a downgrade below it drops the table,
+#: on PostgreSQL the only copy of an artefact registered from a host whose ``data_dir``
+#: is gone.
+ARTEFACTS_REVISION = "0014"
 
 logger = logging.getLogger(__name__)
 
@@ -74,15 +80,63 @@ def needs_migration(conn: Connection, to: str | None = None) -> bool:
     return stored != {target}
 
 
-def migrate_to(conn: Connection, to: str | None = None) -> None:
+@dataclass(frozen=True)
+class StoredArtefact:
+    """One row of the store's ``artefacts`` table, as read: ``data`` is not verified."""
+
+    sha256: str
+    suffix: str
+    data: bytes
+
+
+#: Given every row of ``artefacts`` before a downgrade drops the table (see
+#: :func:`migrate_to`); raises to refuse the downgrade.
+ArtefactKeeper = Callable[[Iterator[StoredArtefact]], None]
+
+
+@dataclass(frozen=True)
+class Migration:
+    """What :func:`migrate_to` did: the revisions the store was at (none: it was created
+    by this migration), the one it is at now, and whether that was a downgrade."""
+
+    from_revisions: tuple[str, ...]
+    to: str
+    downgrade: bool
+
+
+def log_migration(migration: Migration) -> None:
+    """Log ``migration`` once its transaction has committed (``Store.migrate``): one
+    line, where Alembic logs one per revision (the CLI shows those with --verbose only)."""
+    if not migration.from_revisions:
+        logger.info("store schema created at revision %s", migration.to)
+    else:
+        logger.info(
+            "store schema %s from revision %s to %s",
+            "downgraded" if migration.downgrade else "upgraded",
+            ", ".join(migration.from_revisions),
+            migration.to,
+        )
+
+
+def migrate_to(
+    conn: Connection, to: str | None = None, *, keep_artefacts: ArtefactKeeper | None = None
+) -> Migration | None:
     """Upgrade or downgrade the store on ``conn`` (already in a writing transaction) to
-    revision ``to`` (default: this build's newest); a no-op when it is there.
+    revision ``to`` (default: this build's newest), and say what was done; ``None`` (a
+    no-op) when it is there. Nothing is logged: the caller logs the migration once its
+    transaction has committed (a failed commit left the store where it was).
 
     The revision is read again here, under the write lock (SQLite's ``BEGIN
     IMMEDIATE``; PostgreSQL's advisory migration lock): another process may have
     migrated since :func:`needs_migration` read it. A store at a revision this build
     does not know (a newer tunewatch migrated it) is refused with ``StoreError``
     (``schema_too_new``) and left as it is.
+
+    ``keep_artefacts``: when the downgrade drops the ``artefacts`` table (``to`` is below
+    :data:`ARTEFACTS_REVISION`), called first with its every row, read one at a time in
+    this transaction, the table locked against writes until it is dropped (no artefact
+    put meanwhile is dropped unseen). What it raises rolls the migration back: nothing
+    is downgraded. Without it the rows are dropped with the table.
     """
     history = _history()
     target = history.target(to)
@@ -93,24 +147,47 @@ def migrate_to(conn: Connection, to: str | None = None) -> None:
         # nor is it ended idle: a migration may work in Python between its statements
         conn.execute(text("SET LOCAL idle_in_transaction_session_timeout = 0"))
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK})
-    stored = _stored_revisions(conn, store_schema(conn))
+    schema = store_schema(conn)
+    stored = _stored_revisions(conn, schema)
     history.refuse_unknown(stored)
     if stored == {target}:
-        return
+        return None
     config = alembic_config(conn)
-    if stored and all(target in history.ancestors(revision) for revision in stored):
+    downgrade = bool(stored) and all(target in history.ancestors(r) for r in stored)
+    if downgrade:
+        drops_artefacts = ARTEFACTS_REVISION not in history.ancestors(target) | {target}
+        if (
+            keep_artefacts is not None
+            and drops_artefacts
+            and inspect(conn).has_table("artefacts", schema=schema)
+        ):
+            keep_artefacts(_artefact_rows(conn, schema))
         command.downgrade(config, target)
-        verb = "downgraded"
     else:
         command.upgrade(config, target)
-        verb = "upgraded"
-    # Alembic logs a line per revision (the CLI shows those with --verbose only)
-    if stored:
-        logger.info(
-            "store schema %s from revision %s to %s", verb, ", ".join(sorted(stored)), target
-        )
-    else:
-        logger.info("store schema created at revision %s", target)
+    return Migration(from_revisions=tuple(sorted(stored)), to=target, downgrade=downgrade)
+
+
+def _artefact_rows(conn: Connection, schema: str | None) -> Iterator[StoredArtefact]:
+    """The ``artefacts`` table's rows, their bytes read one row at a time as iterated. On
+    PostgreSQL the table is locked against writes first, until the transaction ends
+    (SQLite's writing transaction is its only writer already)."""
+    blobs = table("artefacts", column("sha256"), column("suffix"), column("data"), schema=schema)
+    if conn.dialect.name == "postgresql":
+        name = conn.dialect.identifier_preparer.format_table(blobs)
+        conn.execute(text(f"LOCK TABLE {name} IN SHARE MODE"))
+    keys = conn.execute(
+        select(blobs.c.sha256, blobs.c.suffix).order_by(blobs.c.sha256, blobs.c.suffix)
+    ).all()
+
+    def rows() -> Iterator[StoredArtefact]:
+        for sha256, suffix in keys:
+            data = conn.execute(
+                select(blobs.c.data).where(blobs.c.sha256 == sha256, blobs.c.suffix == suffix)
+            ).scalar_one()
+            yield StoredArtefact(sha256=str(sha256), suffix=str(suffix), data=bytes(data))
+
+    return rows()
 
 
 def _stored_revisions(conn: Connection, schema: str | None) -> set[str]:

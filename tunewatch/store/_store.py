@@ -51,7 +51,13 @@ from ._engine import (
 from ._evaluations import EvaluationRow
 from ._governance import ApprovalRow
 from ._jobs import JobRow, JobStatus
-from ._migrate import migrate_to, needs_migration
+from ._migrate import (
+    ArtefactKeeper,
+    Migration,
+    log_migration,
+    migrate_to,
+    needs_migration,
+)
 from ._retention import PurgeCounts, purge_and_audit
 from ._split_checks import SplitWindow, latest_split_window, new_settings_since
 from ._types import (
@@ -157,9 +163,15 @@ class Store:
     def dialect(self) -> Literal["sqlite", "postgresql"]:
         return "postgresql" if self._engine.dialect.name == "postgresql" else "sqlite"
 
-    def migrate(self, *, to: str | None = None) -> None:
-        """Upgrade or downgrade the schema to revision ``to`` (default: the newest); a
-        no-op when already there.
+    def migrate(
+        self, *, to: str | None = None, keep_artefacts: ArtefactKeeper | None = None
+    ) -> Migration | None:
+        """Upgrade or downgrade the schema to revision ``to`` (default: the newest) and
+        return what was done; ``None``, a no-op, when already there. The migration is
+        logged once committed: logged inside the transaction, a commit that failed (a
+        full disk) left a log saying "upgraded" of a store still at its revision.
+        ``keep_artefacts``: given every stored artefact before a downgrade drops the
+        table holding them (see :func:`~tunewatch.store._migrate.migrate_to`).
 
         The revision is read first in a read transaction: a store already at ``to`` is
         opened without the write lock, so a command that only reads does not queue
@@ -171,9 +183,12 @@ class Store:
         """
         with self._read("migrate") as conn:
             if not needs_migration(conn, to):
-                return
+                return None
         with self._tx("migrate") as conn:
-            migrate_to(conn, to)
+            migration = migrate_to(conn, to, keep_artefacts=keep_artefacts)
+        if migration is not None:
+            log_migration(migration)
+        return migration
 
     def close(self) -> None:
         if self._checkpointer is not None:

@@ -6,8 +6,11 @@ worker, the CLI elsewhere) found them missing. Each host's directory is now a ca
 this table. Artefacts stored before this revision have no row: a daemon starting, or
 `tunewatch migrate`, on a host that cached them fills it (each version's ONNX file and
 reference snapshot, each `drift_report` evaluation's HTML), as does registering or
-importing the same bytes again. A downgrade drops the table (the caches keep the
-files).
+importing the same bytes again. A downgrade drops the table and, on PostgreSQL, the
+only copy of an artefact no host's cache holds (registered from a host whose data_dir is
+gone): `tunewatch migrate --to` first writes every row into the cache of the host running
+it, each verified, and downgrades nothing when one cannot be. Upgrading again, a daemon
+start or `tunewatch migrate` on that host fills the table from its cache as above.
 
 Revision ID: 0014
 Revises: 0013
