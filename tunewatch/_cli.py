@@ -15,6 +15,7 @@ from tunewatch._auth import ROLES
 from tunewatch._commands import (
     cmd_approvals,
     cmd_audit,
+    cmd_backup,
     cmd_cancel,
     cmd_compare,
     cmd_comparisons,
@@ -342,6 +343,26 @@ def build_parser() -> argparse.ArgumentParser:
         "before names, down to the first entry",
     )
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser(
+        "backup",
+        help="write a consistent copy of the SQLite store, its tuning storage and its "
+        "artefacts to a directory, while the daemon serves",
+        description="Write a consistent copy of the embedded SQLite store (VACUUM INTO), "
+        "its tuning storage when that is a file under data_dir, and its artefacts to "
+        "DIR, which then serves as a data_dir: to restore, stop the daemon and start it "
+        "with data_dir: DIR (or put its files in the data_dir). Safe while the daemon "
+        "serves. Exit 0 when written; 1 when damaged artefacts were left out (named on "
+        "stderr); 2, nothing written, for a DIR that is not empty or lies inside "
+        "data_dir, or a PostgreSQL store (back that up with pg_dump).",
+    )
+    p.add_argument(
+        "directory",
+        metavar="DIR",
+        type=_text("DIR"),
+        help="where to write it: a directory that does not exist or is empty, outside data_dir",
+    )
+    p.set_defaults(func=cmd_backup)
 
     p = sub.add_parser("tokens", help="manage API tokens")
     tsub = p.add_subparsers(dest="action", required=True)

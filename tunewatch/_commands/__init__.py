@@ -4,6 +4,7 @@ per concern; this front lists them all."""
 
 from __future__ import annotations
 
+from ._backup import cmd_backup
 from ._evaluation import cmd_compare, cmd_comparisons, cmd_evaluate, cmd_show_evaluations
 from ._export import cmd_export, cmd_import, cmd_report
 from ._governance import (
@@ -22,6 +23,7 @@ from ._tuning import cmd_cancel, cmd_jobs, cmd_retune, cmd_worker
 __all__ = [
     "cmd_approvals",
     "cmd_audit",
+    "cmd_backup",
     "cmd_cancel",
     "cmd_compare",
     "cmd_comparisons",

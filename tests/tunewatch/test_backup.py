@@ -1,0 +1,312 @@
+"""``tunewatch backup DIR``: a consistent copy of the embedded store, its tuning storage and
+its artefacts, taken while the daemon records requests, and usable as a ``data_dir``.
+
+A ``cp -r`` of a live data directory (SQLite in WAL mode) gave corrupt copies under
+recording load: ``integrity_check`` errors, foreign-key violations, acknowledged requests
+missing."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sqlite3
+import stat
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+import optuna
+import pytest
+import yaml
+
+from tests.tunewatch.conftest import MODEL, make_daemon
+from tunewatch._artefacts import ArtefactStore
+from tunewatch._auth import hash_token, new_token
+from tunewatch._background import BackgroundServer
+from tunewatch._cli import main
+from tunewatch._config import build_config
+from tunewatch._daemon import Daemon
+from tunewatch._example import ExampleModel
+
+#: Requests the load sends in all, from each of ``CLIENTS`` threads; the backup starts
+#: once ``BEFORE`` of them were acknowledged, the rest are sent while it runs and after.
+CLIENTS = 4
+PER_CLIENT = 75
+BEFORE = 100
+ROWS = np.random.default_rng(0).normal(size=(16, 8)).astype(np.float32)
+
+
+@dataclass
+class Taken:
+    """A backup taken under load, and what the load had acknowledged when it began."""
+
+    data_dir: Path
+    backup: Path
+    acknowledged_before: frozenset[str]
+    acknowledged: frozenset[str]
+    exit_code: int
+    out: str  # what the command printed
+    answer: list[float]  # the champion's answer to ``ROWS`` before the backup
+
+
+def _config(path: Path, data_dir: Path, **extra: object) -> Path:
+    path.write_text(yaml.safe_dump({"data_dir": str(data_dir), **extra}))
+    return path
+
+
+def _infer(request_id: str | None = None) -> dict[str, object]:
+    body: dict[str, object] = {
+        "inputs": [
+            {
+                "name": "input",
+                "shape": list(ROWS.shape),
+                "datatype": "FP32",
+                "data": ROWS.ravel().tolist(),
+            }
+        ]
+    }
+    if request_id is not None:
+        body["id"] = request_id
+    return body
+
+
+def _tuning_storage(data_dir: Path) -> None:
+    """A study in the default tuning storage (``optuna.db`` under ``data_dir``)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=f"sqlite:///{data_dir / 'optuna.db'}", study_name="s")
+    study.optimize(lambda t: t.suggest_float("x", 0.0, 1.0), n_trials=2)
+
+
+@pytest.fixture(scope="module")
+def taken(trained: list[ExampleModel], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Taken]:
+    """``tunewatch backup`` run while ``CLIENTS`` threads send requests to a daemon."""
+    base = tmp_path_factory.mktemp("backup")
+    data_dir = base / "data"
+    daemon, tokens = make_daemon(data_dir, trained)
+    _tuning_storage(data_dir)
+    config = _config(base / "tunewatch.yaml", data_dir)
+    acked: list[str] = []
+    lock = threading.Lock()
+    enough = threading.Event()
+    failures: list[str] = []
+
+    def client(k: int, url: str) -> None:
+        headers = {"Authorization": f"Bearer {tokens['scorer']}"}
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
+            for n in range(PER_CLIENT):
+                r = c.post(f"/v2/models/{MODEL}/infer", json=_infer(f"b{k}-{n}"))
+                if r.status_code != 200:
+                    failures.append(r.text)
+                    continue
+                with lock:
+                    acked.append(f"b{k}-{n}")
+                    if len(acked) >= BEFORE:
+                        enough.set()
+
+    try:
+        with BackgroundServer(daemon.app) as server:
+            with httpx.Client(base_url=server.url) as c:
+                r = c.post(
+                    f"/v2/models/{MODEL}/infer",
+                    json=_infer(),
+                    headers={"Authorization": f"Bearer {tokens['scorer']}"},
+                )
+                assert r.status_code == 200, r.text
+                answer = r.json()["outputs"][-1]["data"]
+            threads = [
+                threading.Thread(target=client, args=(k, server.url)) for k in range(CLIENTS)
+            ]
+            for t in threads:
+                t.start()
+            assert enough.wait(60), failures[:3]
+            with lock:
+                before = frozenset(acked)
+            out = io.StringIO()
+            try:
+                with contextlib.redirect_stdout(out):
+                    code = main(["--config", str(config), "backup", str(base / "copy")])
+            finally:  # the load ends before the daemon does
+                for t in threads:
+                    t.join(120)
+    finally:
+        daemon.close()
+    assert not failures, failures[:3]
+    yield Taken(
+        data_dir=data_dir,
+        backup=base / "copy",
+        acknowledged_before=before,
+        acknowledged=frozenset(acked),
+        exit_code=code,
+        out=out.getvalue(),
+        answer=answer,
+    )
+
+
+def test_backup_under_recording_load_is_consistent_and_holds_every_acknowledged_request(
+    taken: Taken,
+) -> None:
+    assert taken.exit_code == 0
+    assert len(taken.acknowledged) > len(taken.acknowledged_before)  # the load went on
+    with sqlite3.connect(f"{(taken.backup / 'tunewatch.db').as_uri()}?mode=ro", uri=True) as c:
+        assert c.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert c.execute("PRAGMA foreign_key_check").fetchall() == []
+        stored = {r[0] for r in c.execute("SELECT request_id FROM requests")}
+    assert taken.acknowledged_before <= stored
+    assert {r for r in stored if r.startswith("b")} <= taken.acknowledged
+
+
+def test_backup_holds_the_tuning_storage_and_every_artefact_owner_only(taken: Taken) -> None:
+    for path in [taken.backup, *taken.backup.rglob("*")]:  # before anything opens them
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+    live = sorted(p.relative_to(taken.data_dir) for p in (taken.data_dir / "artefacts").rglob("*"))
+    copied = sorted(p.relative_to(taken.backup) for p in (taken.backup / "artefacts").rglob("*"))
+    files = [p for p in copied if (taken.backup / p).is_file()]
+    assert copied == live and len(files) >= 3  # two ONNX files and a reference snapshot
+    said = " ".join(taken.out.split())
+    assert "tunewatch.db" in said and "optuna.db" in said, taken.out
+    assert f"artefacts/ {len(files)} files" in said, taken.out
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{taken.backup / 'optuna.db'}")
+    assert len(study.trials) == 2
+
+
+def test_backup_directory_opens_as_a_data_dir_serving_the_champion_with_its_audit_chain(
+    taken: Taken, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path / "restored.yaml", taken.backup)
+    capsys.readouterr()
+    assert main(["--config", str(config), "audit"]) == 0
+    assert "audit chain intact" in capsys.readouterr().out
+    daemon = Daemon(build_config({"data_dir": str(taken.backup)}, env={}), env={})
+    try:
+        champion = daemon.store.champion(MODEL)
+        assert champion is not None and champion.version == 1
+        ArtefactStore(taken.backup / "artefacts").get(champion.artefact_sha256)
+        token = new_token()
+        daemon.store.add_token(
+            name="restored", role="scorer", token_hash=hash_token(token), actor="t"
+        )
+        with BackgroundServer(daemon.app) as server, httpx.Client(base_url=server.url) as c:
+            r = c.post(
+                f"/v2/models/{MODEL}/infer",
+                json=_infer(),
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            assert r.status_code == 200, r.text
+            assert r.json()["model_version"] == "1"
+            assert r.json()["outputs"][-1]["data"] == taken.answer
+    finally:
+        daemon.close()
+
+
+# -- refusals: exit 2, one line, nothing written -----------------------------------------
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Path:
+    """A config whose data_dir holds a (small) store."""
+    data_dir = tmp_path / "data"
+    config = _config(tmp_path / "tunewatch.yaml", data_dir)
+    assert main(["--config", str(config), "migrate"]) == 0
+    return config
+
+
+def _refused(config: Path, target: Path, capsys: pytest.CaptureFixture[str]) -> str:
+    capsys.readouterr()
+    assert main(["--config", str(config), "backup", str(target)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("tunewatch: error: "), err
+    return err
+
+
+def test_backup_refuses_a_directory_that_is_not_empty(
+    live: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "full"
+    target.mkdir()
+    (target / "keep.txt").write_text("mine")
+    err = _refused(live, target, capsys)
+    assert "not empty" in err and str(target) in err
+    assert [p.name for p in target.iterdir()] == ["keep.txt"]
+
+
+def test_backup_refuses_a_directory_inside_the_data_dir(
+    live: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "data" / "backups" / "today"
+    err = _refused(live, target, capsys)
+    assert "inside the data_dir" in err
+    assert not (tmp_path / "data" / "backups").exists()
+
+
+def test_backup_refuses_a_postgresql_store_naming_pg_dump(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(
+        tmp_path / "pg.yaml",
+        tmp_path / "data",
+        store={"url": "postgresql+psycopg://postgres:secret@127.0.0.1:5432/test"},
+    )
+    target = tmp_path / "copy"
+    err = _refused(config, target, capsys)
+    assert "pg_dump" in err and "secret" not in err
+    assert not target.exists()
+
+
+def test_backup_refuses_a_store_that_does_not_exist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path / "tunewatch.yaml", tmp_path / "nowhere")
+    err = _refused(config, tmp_path / "copy", capsys)
+    assert "no store at" in err
+    assert not (tmp_path / "copy").exists() and not (tmp_path / "nowhere").exists()
+
+
+def test_backup_leaves_out_a_damaged_artefact_saying_so_and_exits_1(
+    trained: list[ExampleModel], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = tmp_path / "data"
+    daemon, _ = make_daemon(data_dir, trained)
+    try:
+        damaged = daemon.artefacts.path(daemon.store.champion(MODEL).artefact_sha256)  # type: ignore[union-attr]
+    finally:
+        daemon.close()
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    config = _config(tmp_path / "tunewatch.yaml", data_dir)
+    capsys.readouterr()
+    assert main(["--config", str(config), "backup", str(tmp_path / "copy")]) == 1
+    out, err = capsys.readouterr()
+    assert damaged.name in err and "corrupt" in err
+    assert not (tmp_path / "copy" / damaged.relative_to(data_dir)).exists()
+    assert (tmp_path / "copy" / "tunewatch.db").exists() and "tunewatch.db" in out
+
+
+def test_backup_that_fails_part_way_is_removed(
+    live: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "data" / "optuna.db").write_text("not a database")
+    err = _refused(live, tmp_path / "copy", capsys)
+    assert "optuna.db" in err and "the partial backup was removed" in err
+    assert not (tmp_path / "copy").exists()
+
+
+def test_backup_copies_a_tuning_journal_up_to_its_last_complete_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Optuna appends a line per operation and reads a journal as its complete lines: one
+    being appended is left out of the copy, as Optuna's reader leaves it."""
+    journal = tmp_path / "data" / "tuning" / "journal.log"
+    config = _config(
+        tmp_path / "tunewatch.yaml", tmp_path / "data", tuning={"storage_url": str(journal)}
+    )
+    assert main(["--config", str(config), "migrate"]) == 0
+    journal.parent.mkdir()
+    journal.write_bytes(b'{"op_code":0}\n{"op_code":1}\n{"op_code":4,"par')
+    capsys.readouterr()
+    assert main(["--config", str(config), "backup", str(tmp_path / "copy")]) == 0
+    copied = tmp_path / "copy" / "tuning" / "journal.log"
+    assert copied.read_bytes() == b'{"op_code":0}\n{"op_code":1}\n'
+    assert f"tuning.storage_url naming {copied}" in capsys.readouterr().out
