@@ -13,7 +13,7 @@ import numpy as np
 
 from shadow._deployment import LoadedVersion
 from shadow._errors import ShadowError
-from shadow._validation import cast_rows, check_output
+from shadow._validation import cast_rows, check_other_outputs, check_output
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ def score(job: ShadowJob, loaded: LoadedVersion) -> ShadowResult:
         latency = time.perf_counter() - start
         name = model.signature.primary_output
         check_output(outputs[name], name)  # recorded as float32
+        check_other_outputs(outputs, name)  # as the champion's answer is refused
         values = model.primary(outputs)
         if not _one_row_per_input_row(values, x):
             raise ShadowError(
@@ -120,6 +121,7 @@ def score_many(jobs: Sequence[ShadowJob], loaded: LoadedVersion) -> list[ShadowR
         outputs = loaded.model.run(x)
         name = loaded.model.signature.primary_output
         check_output(outputs[name], name)  # else each job alone: the bad one fails
+        check_other_outputs(outputs, name)
         values = loaded.model.primary(outputs)
     except (ShadowError, ValueError):  # isolate the failing job below (each logged there)
         # also after a deadline: a batch of rows slow to score may pass it where each job

@@ -17,7 +17,7 @@ the same reason :func:`check_output` refuses a primary output float32 cannot hol
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -285,6 +285,22 @@ def cast_rows(x: np.ndarray[Any, Any], dtype: np.dtype[Any], name: str) -> np.nd
         return x
     _check_representable(x, dtype, name)
     return x.astype(dtype)
+
+
+def check_other_outputs(outputs: Mapping[str, np.ndarray[Any, Any]], primary: str) -> None:
+    """Refuse a NaN or infinity in any float output besides ``primary`` (which
+    :func:`check_output` checks): the inference route refuses it in the champion's answer
+    (422 ``non_finite_output``), so a challenger's shadow run giving one failed too —
+    counted as such, where it used to be recorded and the failure seen only once the
+    challenger was champion. Every output is checked, asked for by the client or not."""
+    for name, values in outputs.items():
+        if name == primary or values.dtype.kind != "f" or values.size == 0:
+            continue
+        if not np.isfinite(values).all():
+            raise ShadowError(
+                f"the model produced non-finite values in output {name!r}",
+                code="non_finite_output",
+            )
 
 
 def check_output(values: np.ndarray[Any, Any], name: str) -> None:

@@ -416,7 +416,7 @@ class Recorder:
         outputs = _winning_outputs(group)
         shadow_outputs = [o for p in group if p.request is None for o in p.outputs]
         tallies = [t for p in group for t in p.tallies]
-        tallies += _champion_runs(outputs)
+        tallies += _champion_runs([o for p in group if p.request is not None for o in p.outputs])
         started = time.perf_counter()
         error: Exception | None = None
         inserted: list[bool] = []

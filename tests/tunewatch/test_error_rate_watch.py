@@ -9,14 +9,20 @@ back once they are evidence, valid at every look, that its failure rate is above
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tests.tunewatch.test_comparison_loop import copy_daemon, runner
@@ -118,8 +124,8 @@ def test_the_watch_rolls_back_a_champion_failing_past_the_limit(
     during: tuple[int, int],
     action: str,
 ) -> None:
-    """Counted from the watch's start: 6 failures in 300 runs roll back; 1 in 2,000
-    (under the 0.001 limit) does not, nor do failures of an earlier stint as champion."""
+    """Counted from the promotion: 6 failures in 300 runs roll back; 1 in 2,000 (under
+    the 0.001 limit) does not, nor do failures of an earlier stint as champion."""
     d = copy_daemon(template, tmp_path / "data")
     try:
         _count(d, *before)
@@ -147,8 +153,137 @@ def test_the_watch_rolls_back_a_champion_failing_past_the_limit(
         [reason] = watch.detail
         assert reason == (
             f"rollback watch {watch.test_id}: v2 failed 6 of its 300 runs as champion since "
-            "the watch began (0.02; limit `max_error_rate` 0.001), the last with "
+            "its promotion (0.02; limit `max_error_rate` 0.001), the last with "
             "`non_finite_output`"
         )
+    finally:
+        d.close()
+
+
+def _watch(d: Daemon, loop: Any) -> Any:
+    [watch] = [r for r in loop.run(MODEL) if r.kind == "rollback_watch"]
+    return watch
+
+
+def test_failures_before_the_watch_s_first_run_are_counted(template: Path, tmp_path: Path) -> None:
+    """The watch's first run comes up to ``interval_s`` after the promotion: counted from
+    there, 30 failures in the first 300 runs and 300 clean runs after rolled nothing back."""
+    d = copy_daemon(template, tmp_path / "data")
+    try:
+        outcome = governance.promote(d.store, d.config, MODEL, 2, actor="test", reason="try v2")
+        assert outcome.status == "promoted"
+        _count(d, 300, 30)
+        loop = runner(d)
+        _count(d, 300, 0)
+        assert _watch(d, loop).action == "rolled_back"
+        [event] = d.store.list_events(model=MODEL, type="rollback_triggered")
+        assert event.payload["failed_runs"]["runs"] == 600
+    finally:
+        d.close()
+
+
+def test_the_watch_looks_on_after_the_run_counts_restart(
+    template: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store downgraded below revision 0020 and upgraded again counts runs afresh, fewer
+    than at the promotion: the watch raised on the negative difference and stopped
+    looking at all (loss test included). It counts from zero instead."""
+    d = copy_daemon(template, tmp_path / "data")
+    try:
+        _count(d, 800, 0)
+        outcome = governance.promote(d.store, d.config, MODEL, 2, actor="test", reason="try v2")
+        assert outcome.status == "promoted"
+        loop = runner(d)
+        assert _watch(d, loop).action == "none"
+        with d.store.engine.begin() as conn:  # what the downgrade and upgrade leave
+            conn.execute(sa.text("DELETE FROM run_tallies"))
+        _count(d, 100, 10)
+        watch = _watch(d, loop)
+        assert watch.action == "rolled_back"
+        assert "failed 10 of its 100 runs" in watch.detail[0]
+        assert "counting from zero" in caplog.text
+    finally:
+        d.close()
+
+
+def _hold_write_lock(db: Path, held: threading.Event, release: threading.Event) -> None:
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        held.set()
+        release.wait(30)
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+
+
+async def _send_all(
+    url: str, token: str, x: np.ndarray, refused: threading.Event
+) -> Counter[object]:
+    """Send every row as a request, 32 at a time; ``refused`` is set at the first 503."""
+    codes: Counter[object] = Counter()
+    limit = asyncio.Semaphore(32)
+    async with httpx.AsyncClient(timeout=60) as client:
+
+        async def one(i: int) -> None:
+            body = {
+                "id": f"s{i}",
+                "inputs": [
+                    {"name": "input", "shape": [1, 8], "datatype": "FP32", "data": x[i].tolist()}
+                ],
+            }
+            async with limit:
+                r = await client.post(
+                    f"{url}/v2/models/{MODEL}/infer",
+                    json=body,
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+            code = r.status_code if r.status_code == 200 else r.json()["code"]
+            if code == "store_unavailable":
+                refused.set()  # the stall has done its work: end it
+            codes[code] += 1
+
+        await asyncio.gather(*(one(i) for i in range(len(x))))
+    return codes
+
+
+def test_the_champion_s_runs_refused_by_the_recording_bound_are_counted(
+    tmp_path: Path, trained: list[ExampleModel]
+) -> None:
+    """While the store stalls, requests past ``recording.max_pending_bytes`` are answered
+    503 unrecorded: their runs were not counted while the failed ones were (5 failures of
+    1,000 runs read as 5 of 20, and a champion failing on half the limit was rolled
+    back). Every run is counted now, and the watch leaves it serving."""
+    meta = replace(trained[0].metadata, hyperparameters={"estimator": "nan_tail"})
+    champion = ExampleModel(name="nan-tail", onnx=nan_tail_model(), metadata=meta)
+    data = tmp_path / "data"
+    d, tokens = make_daemon(
+        data,
+        [champion, trained[1]],
+        extra={"recording": {"max_pending_bytes": 16_384}},
+    )
+    try:
+        n = 400
+        x, _ = example_data(n, seed=5)
+        x[:, 0] = np.clip(x[:, 0], -2.0, 2.0)
+        x[::200, 0] = TAIL  # 2 of 400 fail: 0.5%, half the limit below
+        held, release = threading.Event(), threading.Event()
+        locker = threading.Thread(
+            target=_hold_write_lock, args=(data / "tunewatch.db", held, release)
+        )
+        with BackgroundServer(d.app) as server:
+            locker.start()
+            assert held.wait(10)
+            try:
+                codes = asyncio.run(_send_all(server.url, tokens["scorer"], x, release))
+            finally:
+                release.set()
+                locker.join()
+            assert codes["store_unavailable"] > 0 and codes["non_finite_output"] == 2
+            deadline = time.monotonic() + 10.0
+            while (tally := d.store.run_tally(MODEL, 1, "champion")) is None or tally.runs < n:
+                assert time.monotonic() < deadline, (tally, codes)
+                time.sleep(0.01)
+        assert (tally.runs, tally.failures) == (n, 2)
     finally:
         d.close()

@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from shadow import InvalidInputError, ShadowError, Signature
 from tunewatch import __version__
+from tunewatch._errors import StoreError
 from tunewatch._record_rows import output_record, request_record
 from tunewatch._runtime import ServedModel
 from tunewatch.api._body import INLINE_JSON_BYTES, off_loop
@@ -126,7 +127,7 @@ async def infer(
             scored = ctx.runtime.run(served, choice)
         except ShadowError as exc:
             if ctx.recording and not isinstance(exc, InvalidInputError):
-                _count_failure(ctx, model, choice.version.version, exc.code)
+                _count_run(ctx, model, choice.version.version, failed=exc.code)
             raise
     else:  # a split's arm or a named challenger, in a worker thread: one running up to
         # scoring.run_timeout_s on the loop held every request, the champion's 2 ms for 1.8 s
@@ -140,23 +141,28 @@ async def infer(
         )
     except ApiError as exc:  # a non-finite output besides the primary: the model's fault
         if ctx.recording and exc.code == "non_finite_output" and scored.version.role == "champion":
-            _count_failure(ctx, model, scored.version.version, exc.code)
+            _count_run(ctx, model, scored.version.version, failed=exc.code)
         raise
     if ctx.recording:
         role: OutputRole = "champion" if scored.version.role == "champion" else "challenger"
-        inserted = await ctx.runtime.recorder.record(
-            request_record(model, request_id, x, unit_key=scored.unit_key),
-            [
-                output_record(
-                    model,
-                    request_id,
-                    scored.version.version,
-                    role,
-                    scored.primary,
-                    scored.latency_s,
-                )
-            ],
-        )
+        try:
+            inserted = await ctx.runtime.recorder.record(
+                request_record(model, request_id, x, unit_key=scored.unit_key),
+                [
+                    output_record(
+                        model,
+                        request_id,
+                        scored.version.version,
+                        role,
+                        scored.primary,
+                        scored.latency_s,
+                    )
+                ],
+            )
+        except StoreError:  # not recorded (503), but run: its run counts, as a failed one
+            if role == "champion":
+                _count_run(ctx, model, scored.version.version)
+            raise
         if not inserted:
             raise ApiError(
                 409,
@@ -176,13 +182,21 @@ async def infer(
     )
 
 
-def _count_failure(ctx: AppContext, model: str, version: int, code: str) -> None:
-    """Count a champion's failed run (the model's fault, not the input's): it has no
-    output to record, and the rollback watch reads the champion's share of them."""
-    failed = RunTally(
-        model=model, version=version, role="champion", runs=1, failures=1, last_failure=code
+def _count_run(ctx: AppContext, model: str, version: int, *, failed: str | None = None) -> None:
+    """Count a champion's run the recorder will not count from its output: one that failed
+    (``failed``: its code; the model's fault, not the input's), or one whose record was
+    refused or failed (503). The rollback watch reads the champion's share of failed runs:
+    counting only recorded runs, a store that fell behind made 5 failures in 1,000 runs
+    read as 5 in 20."""
+    ran = RunTally(
+        model=model,
+        version=version,
+        role="champion",
+        runs=1,
+        failures=0 if failed is None else 1,
+        last_failure=failed,
     )
-    ctx.runtime.recorder.record_outputs((), [failed])
+    ctx.runtime.recorder.record_outputs((), [ran])
 
 
 def _tensor_meta(spec: Any) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from tunewatch.comparison._results import (
     stateless,
     watch_values,
 )
-from tunewatch.comparison._watch_failures import RUNS_AT_START, champion_runs, failed_runs
+from tunewatch.comparison._watch_failures import RUNS_AT_START, failed_runs, runs_at_promotion
 from tunewatch.comparison._watch_rollback import FAILED_RUNS, roll_back
 from tunewatch.comparison._watched import pending_watch
 from tunewatch.store import MAX_ID, Event, Store
@@ -318,7 +318,7 @@ class RollbackWatch:
                 **stateless(sequential.to_dict()),
                 "promoted_at": promotion.created_at.isoformat(),
                 OBJECTIVE: measured.as_state(),
-                RUNS_AT_START: champion_runs(self.store, model, version),
+                RUNS_AT_START: runs_at_promotion(self.store, promotion),
                 "paired": True,
                 "kept_in_shadow": stage == "retired",
                 # until the move to shadow is done: a failure between the test's commit
@@ -424,7 +424,7 @@ class RollbackWatch:
                 "promoted_at": promoted_at.isoformat(),
                 "baseline_n": requests,
                 OBJECTIVE: measured.as_state(),
-                RUNS_AT_START: champion_runs(self.store, model, version),
+                RUNS_AT_START: runs_at_promotion(self.store, promotion),
             },
             promotion_id=promotion.id,
         )
@@ -439,7 +439,7 @@ class RollbackWatch:
     def _failing(
         self, test: ComparisonTestRow, settings: ComparisonConfig, requested_by: str | None
     ) -> ComparisonResult | None:
-        """Roll back a new champion failing on too many of its runs since the watch began
+        """Roll back a new champion failing on too many of its runs since its promotion
         (:func:`failed_runs`); ``None`` when it does not."""
         failed = failed_runs(self.store, test, settings)
         if failed is None:

@@ -69,8 +69,8 @@ def roll_back(
         evidence["failed_runs"] = failed
         own = (
             f"rollback watch {test.id}: v{test.challenger_version} failed "
-            f"{failed['failures']} of its {failed['runs']} runs as champion since the watch "
-            f"began ({failed['failures'] / failed['runs']:.3g}; limit `max_error_rate` "
+            f"{failed['failures']} of its {failed['runs']} runs as champion since its "
+            f"promotion ({failed['failures'] / failed['runs']:.3g}; limit `max_error_rate` "
             f"{failed['limit']:g}), the last with `{failed['last_failure']}`"
         )
     reason = own

@@ -16,6 +16,7 @@ from .._errors import ConflictError
 from ._audit import append_audit_in
 from ._events import add_event_in
 from ._registry_reads import _champion, _lock_model, get_version
+from ._run_tallies import get_tally
 from ._schema import model_versions
 from ._types import VersionRow, utcnow
 
@@ -64,11 +65,21 @@ def promote(
         target=f"{model}/v{version}",
         details={"version": version, "previous": previous, "reason": reason},
     )
+    # its runs as champion so far: the rollback watch counts its failed runs from here
+    ran = get_tally(conn, model, version, "champion")
     add_event_in(
         conn,
         model=model,
         type="promoted",
-        payload={"version": version, "previous": previous, "reason": reason},
+        payload={
+            "version": version,
+            "previous": previous,
+            "reason": reason,
+            "champion_runs": {
+                "runs": ran.runs if ran else 0,
+                "failures": ran.failures if ran else 0,
+            },
+        },
     )
     old = None if previous is None else get_version(conn, model, previous)
     return get_version(conn, model, version), old

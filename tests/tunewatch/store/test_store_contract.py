@@ -267,7 +267,12 @@ def test_promote_swaps_champion_and_records_audit_and_event(model_store: Store) 
     assert old is not None and (old.version, old.stage) == (1, "retired")
     assert new.stage_changed_at >= new.created_at
     event = model_store.list_events(model="m", type="promoted")[0]
-    assert event.payload == {"version": 2, "previous": 1, "reason": "better recall"}
+    assert event.payload == {
+        "version": 2,
+        "previous": 1,
+        "reason": "better recall",
+        "champion_runs": {"runs": 0, "failures": 0},  # the rollback watch counts from here
+    }
     entry = model_store.audit_log(limit=1)[0]
     assert (entry.actor, entry.action, entry.target) == ("bob", "promote", "m/v2")
     assert model_store.verify_audit() is None
