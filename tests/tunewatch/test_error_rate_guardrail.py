@@ -100,6 +100,25 @@ def _wait_for_runs(d: Daemon, version: int, runs: int) -> RunTally:
         time.sleep(0.01)
 
 
+def infer_rows(url: str, token: str, x: np.ndarray) -> list[int | str]:
+    """Each row of ``x`` as one request ``q<i>``, in turn: 200 or the error's code."""
+    answers: list[int | str] = []
+    for i, row in enumerate(x):
+        body = {
+            "id": f"q{i}",
+            "inputs": [
+                {"name": "input", "shape": [1, 8], "datatype": "FP32", "data": row.tolist()}
+            ],
+        }
+        r = httpx.post(
+            f"{url}/v2/models/{MODEL}/infer",
+            json=body,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        answers.append(200 if r.status_code == 200 else r.json()["code"])
+    return answers
+
+
 def test_shadow_runs_are_counted_with_the_failed_ones(nan_tail: Daemon) -> None:
     """40 requests through the API: the challenger shadows all, fails on the 4 with
     x0 past 2 (non-finite output), and the store counts 40 runs, 4 failed, which the
@@ -109,19 +128,7 @@ def test_shadow_runs_are_counted_with_the_failed_ones(nan_tail: Daemon) -> None:
     x[::10, 0] = TAIL
     token = nan_tail.tokens_for_test["scorer"]  # type: ignore[attr-defined]
     with BackgroundServer(nan_tail.app) as server:
-        for i, row in enumerate(x):
-            body = {
-                "id": f"q{i}",
-                "inputs": [
-                    {"name": "input", "shape": [1, 8], "datatype": "FP32", "data": row.tolist()}
-                ],
-            }
-            r = httpx.post(
-                f"{server.url}/v2/models/{MODEL}/infer",
-                json=body,
-                headers={"Authorization": f"Bearer {token}"},
-            )
-            assert r.status_code == 200, r.text
+        assert infer_rows(server.url, token, x) == [200] * 40
         tally = _wait_for_runs(nan_tail, 2, 40)
         viewer = nan_tail.tokens_for_test["viewer"]  # type: ignore[attr-defined]
         shown = httpx.get(

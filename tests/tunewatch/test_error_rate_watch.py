@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tests.tunewatch.test_comparison_loop import copy_daemon, runner
-from tests.tunewatch.test_error_rate_guardrail import TAIL, nan_tail_model
+from tests.tunewatch.test_error_rate_guardrail import TAIL, infer_rows, nan_tail_model
 from tunewatch import _governance as governance
 from tunewatch._background import BackgroundServer
 from tunewatch._daemon import Daemon
@@ -50,21 +50,8 @@ def test_the_champion_s_runs_are_counted_with_the_failed_ones(nan_champion: Daem
     x[:, 0] = np.clip(x[:, 0], -2.0, 2.0)
     x[::10, 0] = TAIL
     token = nan_champion.tokens_for_test["scorer"]  # type: ignore[attr-defined]
-    codes = []
     with BackgroundServer(nan_champion.app) as server:
-        for i, row in enumerate(x):
-            body = {
-                "id": f"q{i}",
-                "inputs": [
-                    {"name": "input", "shape": [1, 8], "datatype": "FP32", "data": row.tolist()}
-                ],
-            }
-            r = httpx.post(
-                f"{server.url}/v2/models/{MODEL}/infer",
-                json=body,
-                headers={"Authorization": f"Bearer {token}"},
-            )
-            codes.append(r.status_code if r.status_code == 200 else r.json()["code"])
+        codes = infer_rows(server.url, token, x)
         deadline = time.monotonic() + 10.0
         while (tally := nan_champion.store.run_tally(MODEL, 1, "champion")) is None or (
             tally.runs < 40
