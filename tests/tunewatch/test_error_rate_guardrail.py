@@ -32,7 +32,7 @@ from tests.tunewatch.test_comparison_loop import (
 from tunewatch._background import BackgroundServer
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel, example_data
-from tunewatch.store import RunTally
+from tunewatch.store import Role, RunTally
 
 TAIL = 3.0  # x0 of a row the challenger answers NaN for (past 2.0)
 
@@ -89,14 +89,15 @@ def nan_tail(tmp_path: Path, trained: list[ExampleModel]) -> Iterator[Daemon]:
     d.close()
 
 
-def _wait_for_runs(d: Daemon, version: int, runs: int) -> RunTally:
+def wait_for_runs(d: Daemon, version: int, runs: int, role: Role = "challenger") -> RunTally:
+    """``version``'s counted runs in ``role`` once they reach ``runs`` (within 10 s)."""
     deadline = time.monotonic() + 10.0
     while True:
-        tally = d.store.run_tally(MODEL, version, "challenger")
+        tally = d.store.run_tally(MODEL, version, role)
         if tally is not None and tally.runs >= runs:
             return tally
         if time.monotonic() > deadline:
-            raise AssertionError(f"v{version} counted {tally} shadow runs, waited for {runs}")
+            raise AssertionError(f"v{version} counted {tally} {role} runs, waited for {runs}")
         time.sleep(0.01)
 
 
@@ -129,7 +130,7 @@ def test_shadow_runs_are_counted_with_the_failed_ones(nan_tail: Daemon) -> None:
     token = nan_tail.tokens_for_test["scorer"]  # type: ignore[attr-defined]
     with BackgroundServer(nan_tail.app) as server:
         assert infer_rows(server.url, token, x) == [200] * 40
-        tally = _wait_for_runs(nan_tail, 2, 40)
+        tally = wait_for_runs(nan_tail, 2, 40)
         viewer = nan_tail.tokens_for_test["viewer"]  # type: ignore[attr-defined]
         shown = httpx.get(
             f"{server.url}/v1/models/{MODEL}/versions/2",

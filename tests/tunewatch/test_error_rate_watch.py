@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
@@ -26,7 +25,12 @@ import sqlalchemy as sa
 
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tests.tunewatch.test_comparison_loop import copy_daemon, runner
-from tests.tunewatch.test_error_rate_guardrail import TAIL, infer_rows, nan_tail_model
+from tests.tunewatch.test_error_rate_guardrail import (
+    TAIL,
+    infer_rows,
+    nan_tail_model,
+    wait_for_runs,
+)
 from tunewatch import _governance as governance
 from tunewatch._background import BackgroundServer
 from tunewatch._daemon import Daemon
@@ -52,12 +56,7 @@ def test_the_champion_s_runs_are_counted_with_the_failed_ones(nan_champion: Daem
     token = nan_champion.tokens_for_test["scorer"]  # type: ignore[attr-defined]
     with BackgroundServer(nan_champion.app) as server:
         codes = infer_rows(server.url, token, x)
-        deadline = time.monotonic() + 10.0
-        while (tally := nan_champion.store.run_tally(MODEL, 1, "champion")) is None or (
-            tally.runs < 40
-        ):
-            assert time.monotonic() < deadline, tally
-            time.sleep(0.01)
+        tally = wait_for_runs(nan_champion, 1, 40, "champion")
     assert codes == ["non_finite_output" if i % 10 == 0 else 200 for i in range(40)]
     assert tally == RunTally(
         model=MODEL,
@@ -267,10 +266,7 @@ def test_the_champion_s_runs_refused_by_the_recording_bound_are_counted(
                 release.set()
                 locker.join()
             assert codes["store_unavailable"] > 0 and codes["non_finite_output"] == 2
-            deadline = time.monotonic() + 10.0
-            while (tally := d.store.run_tally(MODEL, 1, "champion")) is None or tally.runs < n:
-                assert time.monotonic() < deadline, (tally, codes)
-                time.sleep(0.01)
+            tally = wait_for_runs(d, 1, n, "champion")
         assert (tally.runs, tally.failures) == (n, 2)
     finally:
         d.close()
