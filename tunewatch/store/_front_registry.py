@@ -1,0 +1,215 @@
+"""``RegistryFront``: the store's models, versions and artefacts.
+
+The part of :class:`~._store.Store` that reads and changes the model registry: each
+method opens one transaction and delegates to ``_registry_rows`` (models, versions,
+stages, promotion) or ``_artefact_blobs`` (artefacts' bytes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+from . import _artefact_blobs, _registry_rows
+from ._front_base import StoreFront
+from ._types import ModelRow, Stage, Task, VersionRow
+
+
+class RegistryFront(StoreFront):
+    """Models and versions (``_registry_rows``) and artefacts (``_artefact_blobs``)."""
+
+    def ensure_model(
+        self, *, name: str, task: Task, feature_names: Sequence[str], regulated: bool = False
+    ) -> ModelRow:
+        with self._tx("ensure_model") as conn:
+            return _registry_rows.ensure_model(
+                conn, name=name, task=task, feature_names=feature_names, regulated=regulated
+            )
+
+    def regulate_model(self, name: str, *, actor: str, reason: str) -> bool:
+        """Mark the model regulated, audited in the same transaction; ``False`` when it
+        was already. There is no way back: regulation only tightens."""
+        with self._tx("regulate_model") as conn:
+            return _registry_rows.regulate_model(conn, name, actor=actor, reason=reason)
+
+    def get_model(self, name: str) -> ModelRow:
+        with self._read("get_model") as conn:
+            return _registry_rows.get_model(conn, name)
+
+    def list_models(self) -> list[ModelRow]:
+        with self._read("list_models") as conn:
+            return _registry_rows.list_models(conn)
+
+    def add_version(
+        self,
+        *,
+        model: str,
+        artefact_sha256: str,
+        hyperparameters: Mapping[str, Any],
+        size_bytes: int,
+        actor: str,
+        dataset_version: str | None = None,
+        parent_version: int | None = None,
+        study: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        load_memory_bytes: int | None = None,
+        stage: Literal["shadow", "champion", "retired"] = "shadow",
+        once_per_study: bool = False,
+    ) -> VersionRow:
+        """Add the model's next version; with ``once_per_study``, raise ``ConflictError``
+        (``study_registered``) if ``study`` has registered a version already. As the
+        champion only where the model has none (``champion_exists``) and is not regulated
+        (``approval_required``), both read under the model's lock; ``retired`` adds it out
+        of service in the same transaction (a bundle's version its source retired)."""
+        with self._tx("add_version") as conn:
+            return _registry_rows.add_version(
+                conn,
+                model=model,
+                artefact_sha256=artefact_sha256,
+                hyperparameters=hyperparameters,
+                size_bytes=size_bytes,
+                actor=actor,
+                dataset_version=dataset_version,
+                parent_version=parent_version,
+                study=study,
+                details=details,
+                load_memory_bytes=load_memory_bytes,
+                stage=stage,
+                once_per_study=once_per_study,
+            )
+
+    def register_version(
+        self,
+        *,
+        model: str,
+        task: Task,
+        feature_names: Sequence[str],
+        artefact_sha256: str,
+        hyperparameters: Mapping[str, Any],
+        size_bytes: int,
+        actor: str,
+        regulated: bool = False,
+        regulate_reason: str = "a registration asked for regulated=true",
+        check_model: Callable[[ModelRow], None] | None = None,
+        dataset_version: str | None = None,
+        parent_version: int | None = None,
+        study: str | None = None,
+        details: Mapping[str, Any] | None = None,
+        load_memory_bytes: int | None = None,
+        stage: Literal["shadow", "champion", "retired"] = "shadow",
+        once_per_study: bool = False,
+        for_job: int | None = None,
+    ) -> VersionRow:
+        """Register a version in one transaction: the model added unless it exists (as
+        :meth:`ensure_model`), ``check_model`` called with it as stored, the model marked
+        regulated when ``regulated`` and it is not (as :meth:`regulate_model`, audited
+        with ``regulate_reason``), and the version added (as :meth:`add_version`). A
+        refusal anywhere (``check_model``'s error, the parent, ``champion_exists``,
+        ``approval_required``, ``study_registered``; ``job_cancelled``: ``for_job``, the
+        re-tuning job whose study chose the version, was cancelled) rolls all of it back."""
+        with self._tx("register_version") as conn:
+            return _registry_rows.register_version(
+                conn,
+                model=model,
+                task=task,
+                feature_names=feature_names,
+                regulated=regulated,
+                regulate_reason=regulate_reason,
+                check_model=check_model,
+                artefact_sha256=artefact_sha256,
+                hyperparameters=hyperparameters,
+                size_bytes=size_bytes,
+                actor=actor,
+                dataset_version=dataset_version,
+                parent_version=parent_version,
+                study=study,
+                details=details,
+                load_memory_bytes=load_memory_bytes,
+                stage=stage,
+                once_per_study=once_per_study,
+                for_job=for_job,
+            )
+
+    def get_version(self, model: str, version: int) -> VersionRow:
+        with self._read("get_version") as conn:
+            return _registry_rows.get_version(conn, model, version)
+
+    def get_versions(self, model: str, versions: Sequence[int]) -> list[VersionRow]:
+        """``versions`` of ``model`` as one read saw them (:class:`NotFoundError` if any
+        is missing)."""
+        with self._read("get_versions") as conn:
+            return _registry_rows.get_versions(conn, model, versions)
+
+    def list_versions(self, model: str, stage: Stage | None = None) -> list[VersionRow]:
+        with self._read("list_versions") as conn:
+            return _registry_rows.list_versions(conn, model, stage)
+
+    def champion(self, model: str) -> VersionRow | None:
+        with self._read("champion") as conn:
+            return _registry_rows.champion(conn, model)
+
+    def promote(
+        self,
+        model: str,
+        version: int,
+        *,
+        actor: str,
+        reason: str,
+        expected_champion: int | None = None,
+        expected_stage: Stage | None = None,
+    ) -> tuple[VersionRow, VersionRow | None]:
+        """Make ``version`` the champion; returns (new champion, retired old champion).
+        With ``expected_champion``, ``ConflictError`` (``champion_changed``) unless that
+        version is still the champion; with ``expected_stage``, ``ConflictError``
+        (``stage_changed``) unless ``version`` is still in that stage (both checked under
+        the model's lock)."""
+        with self._tx("promote") as conn:
+            return _registry_rows.promote(
+                conn,
+                model,
+                version,
+                actor=actor,
+                reason=reason,
+                expected_champion=expected_champion,
+                expected_stage=expected_stage,
+            )
+
+    def set_stage(
+        self,
+        model: str,
+        version: int,
+        stage: Literal["shadow", "retired", "rolled_back"],
+        *,
+        actor: str,
+        reason: str,
+        close_approvals: bool = True,
+    ) -> VersionRow:
+        with self._tx("set_stage") as conn:
+            return _registry_rows.set_stage(
+                conn,
+                model,
+                version,
+                stage,
+                actor=actor,
+                reason=reason,
+                close_approvals=close_approvals,
+            )
+
+    # -- artefacts ----------------------------------------------------------------------
+
+    def put_artefact(self, data: bytes, suffix: str = ".onnx") -> bool:
+        """Keep ``data`` under its SHA-256 and ``suffix`` (``.onnx``, ``.npz``, ``.html``)
+        for every host sharing the store; ``False`` when it was kept already."""
+        with self._tx("put_artefact") as conn:
+            return _artefact_blobs.put_artefact(conn, data, suffix)
+
+    def missing_artefacts(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Those of ``keys`` (SHA-256, suffix) whose bytes the store does not keep."""
+        with self._read("missing_artefacts") as conn:
+            return _artefact_blobs.missing_artefacts(conn, keys)
+
+    def get_artefact(self, sha256: str, suffix: str = ".onnx") -> bytes | None:
+        """The bytes kept under ``sha256`` and ``suffix``, or ``None``. Not verified: the
+        caller checks them against ``sha256`` (``ArtefactStore.get`` does)."""
+        with self._read("get_artefact") as conn:
+            return _artefact_blobs.get_artefact(conn, sha256, suffix)
