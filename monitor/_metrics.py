@@ -111,10 +111,14 @@ class ServingMetrics:
             "outputs; compare its rate with scoring.shadow_cpu_share.",
         )
         r.register(self.shadow_cpu)
-        self.shadow_errors = Counter(
-            "tunewatch_shadow_errors",
-            "Challenger scoring failures.",
-            ["model", "version"],
+        self.run_failures = Counter(
+            "tunewatch_run_failures",
+            "Runs of a version that failed, by its role (champion; challenger: its shadow "
+            "runs, a live split's arm, requests naming it) and the failure's code (run_failed, "
+            "run_timeout, non_finite_output, output_shape_mismatch, output_out_of_range, "
+            "unrecordable); a client's bad input is not one. Runs that did not fail: "
+            "tunewatch_inference_latency_seconds_count.",
+            ["model", "version", "role", "code"],
             registry=r,
         )
         self.record_batch_size = Histogram(
@@ -173,6 +177,15 @@ class ServingMetrics:
         self.champion_version = Gauge(
             "tunewatch_champion_version",
             "The version number currently serving as champion.",
+            ["model"],
+            registry=r,
+        )
+        self.max_error_rate = Gauge(
+            "tunewatch_max_error_rate",
+            "comparison.guardrails.max_error_rate of the model as served here: the share of "
+            "failed runs a challenger may have to be promoted, and the limit the "
+            "Tunewatch*RunsFailing alerts compare each version's failed runs with; absent "
+            "while the rule is off.",
             ["model"],
             registry=r,
         )

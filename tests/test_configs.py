@@ -51,7 +51,7 @@ def _exported_names() -> set[str]:
         for sample in metric.samples:
             names.add(sample.name)
         names.add(metric.name)
-        names.update({f"{metric.name}_total", f"{metric.name}_bucket"})
+        names.update(f"{metric.name}_{suffix}" for suffix in ("total", "bucket", "count", "sum"))
     return names
 
 
@@ -261,16 +261,18 @@ def test_the_evaluations_counter_s_help_names_its_outcomes() -> None:
 
 def test_every_label_an_alert_s_text_names_survives_its_aggregation() -> None:
     """`max by (model)` drops `instance`: the stale line-up alert's summary named the
-    replica as an empty string."""
+    replica as an empty string. (The aggregation right of a `group_left` only supplies a
+    value to compare with: the left side's labels are kept.)"""
     rules = yaml.safe_load((CONFIGS / "prometheus" / "tunewatch.rules.yml").read_text())
     checked = []
     for group in rules["groups"]:
         for rule in group["rules"]:
             named = set(re.findall(r"\$labels\.(\w+)", json.dumps(rule.get("annotations", {}))))
-            for kept in re.findall(r"\bby \(([^)]*)\)", rule["expr"]):
+            expr = re.sub(r"group_left \w+ by \([^)]*\)", "group_left", rule["expr"])
+            for kept in re.findall(r"\bby \(([^)]*)\)", expr):
                 assert named <= {label.strip() for label in kept.split(",")}, rule["alert"]
                 checked.append(rule["alert"])
-    assert "TunewatchLineupStale" in checked
+    assert {"TunewatchLineupStale", "TunewatchChampionRunsFailing"} <= set(checked)
 
 
 #: A generous Alertmanager alert as delivered (labels, annotations, generatorURL):
@@ -290,3 +292,62 @@ def test_the_shipped_webhook_groups_fit_the_daemon_s_body_limit() -> None:
     limit = ServerConfig().max_body_bytes
     for hook in hooks:
         assert 0 < hook.get("max_alerts", 0) and hook["max_alerts"] * ALERT_BYTES <= limit
+
+
+@pytest.mark.prometheus
+def test_failed_runs_alert_against_each_model_s_max_error_rate(tmp_path: Path) -> None:
+    """A champion failing 2% of its runs pages against the default limit (0.001), not
+    against a model allowing 5%; a challenger failing every run (no answered run, +Inf)
+    opens a ticket; three failures in ten minutes are no rate."""
+    ok, failed = "tunewatch_inference_latency_seconds_count", "tunewatch_run_failures_total"
+    series = [
+        # a: 98 answered and 2 failed runs a minute (2%), limit 0.001
+        {
+            "series": f'{ok}{{model="a",version="1",role="champion",hyperparameter_set="h"}}',
+            "values": "0+98x40",
+        },
+        {
+            "series": f'{failed}{{model="a",version="1",role="champion",code="run_failed"}}',
+            "values": "0+2x40",
+        },
+        {"series": 'tunewatch_max_error_rate{model="a"}', "values": "0.001x40"},
+        # b: the same rate, limit 0.05
+        {
+            "series": f'{ok}{{model="b",version="1",role="champion",hyperparameter_set="h"}}',
+            "values": "0+98x40",
+        },
+        {
+            "series": f'{failed}{{model="b",version="1",role="champion",code="run_failed"}}',
+            "values": "0+2x40",
+        },
+        {"series": 'tunewatch_max_error_rate{model="b"}', "values": "0.05x40"},
+        # a's challenger v2 fails every shadow run: no answered run
+        {
+            "series": f'{failed}{{model="a",version="2",role="challenger",code="run_failed"}}',
+            "values": "0+1x40",
+        },
+        # c: 3 failures every ten minutes, for a run a minute
+        {
+            "series": f'{ok}{{model="c",version="1",role="champion",hyperparameter_set="h"}}',
+            "values": "0+1x40",
+        },
+        {
+            "series": f'{failed}{{model="c",version="1",role="champion",code="run_timeout"}}',
+            "values": "0+0.3x40",
+        },
+        {"series": 'tunewatch_max_error_rate{model="c"}', "values": "0.001x40"},
+    ]
+    champion = _firing("TunewatchChampionRunsFailing", model="a", version="1", role="champion")
+    challenger = _firing(
+        "TunewatchChallengerRunsFailing", model="a", version="2", role="challenger"
+    )
+    expected = [
+        {"eval_time": "25m", "alertname": "TunewatchChampionRunsFailing", "exp_alerts": [champion]},
+        {
+            "eval_time": "25m",
+            "alertname": "TunewatchChallengerRunsFailing",
+            "exp_alerts": [challenger],
+        },
+        {"eval_time": "40m", "alertname": "TunewatchChampionRunsFailing", "exp_alerts": [champion]},
+    ]
+    _promtool_test(tmp_path / "runs_failing.test.yml", "1m", series, expected)

@@ -416,7 +416,7 @@ class Recorder:
         outputs = _winning_outputs(group)
         shadow_outputs = [o for p in group if p.request is None for o in p.outputs]
         tallies = [t for p in group for t in p.tallies]
-        tallies += _champion_runs([o for p in group if p.request is not None for o in p.outputs])
+        tallies += _answered_runs([o for p in group if p.request is not None for o in p.outputs])
         started = time.perf_counter()
         error: Exception | None = None
         inserted: list[bool] = []
@@ -473,13 +473,15 @@ def _winning_outputs(group: list[Pending]) -> list[OutputRecord]:
     return outputs
 
 
-def _champion_runs(outputs: Sequence[OutputRecord]) -> list[RunTally]:
-    """The runs of the champions that answered ``outputs``, one tally per version (their
-    failures have no output: the request path hands them over as tallies of their own)."""
-    runs = Counter((o.model, o.version) for o in outputs if o.role == "champion")
+def _answered_runs(outputs: Sequence[OutputRecord]) -> list[RunTally]:
+    """The runs of the versions that answered ``outputs`` (the champion, a live split's
+    arm, a version a request named), one tally per version and role (failed runs have no
+    output: the request path hands them over as tallies of their own; mirrored records'
+    ``external`` outputs are no runs of ours)."""
+    runs = Counter((o.model, o.version, o.role) for o in outputs if o.role != "external")
     return [
-        RunTally(model=model, version=version, role="champion", runs=n)
-        for (model, version), n in runs.items()
+        RunTally(model=model, version=version, role=role, runs=n)
+        for (model, version, role), n in runs.items()
     ]
 
 

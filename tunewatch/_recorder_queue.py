@@ -27,7 +27,7 @@ class Pending:
     future: asyncio.Future[bool] | None
     loop: asyncio.AbstractEventLoop | None
     nbytes: int  # its share of the bound
-    tallies: Sequence[RunTally] = ()  # shadow runs counted, failed ones with them
+    tallies: Sequence[RunTally] = ()  # runs counted apart from outputs, failed ones too
 
 
 @dataclass(slots=True)

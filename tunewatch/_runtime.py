@@ -8,6 +8,7 @@ challengers through the bounded shadow queue, and turns both into records.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -42,6 +43,7 @@ from tunewatch._shadow_results import ShadowResults
 from tunewatch._split import SplitConfig, route
 from tunewatch._unloadable import Unloadable
 from tunewatch._version_series import VersionSeries
+from tunewatch.comparison._config import ComparisonConfig
 from tunewatch.comparison._watched import watched_versions
 from tunewatch.store import ModelRow, Store, VersionRow
 from tunewatch.store._comparisons import ComparisonStore
@@ -231,6 +233,7 @@ class ScoringRuntime:
         served.deployment.set_lineup(champion, challengers)
         if champion is not None:
             self.metrics.champion_version.labels(name).set(champion.version)
+        self._export_error_limit(name)
         logger.info(
             "loaded model=%s champion=%s challengers=%s",
             name,
@@ -240,6 +243,17 @@ class ScoringRuntime:
         if (before.version if before else None) != (champion.version if champion else None):
             self._champion_changed(name)
         return served
+
+    def _export_error_limit(self, name: str) -> None:
+        """Export the model's ``max_error_rate`` for the alerts on failed runs, or none
+        while the rule is off."""
+        cfg = self.config.model(name)
+        guardrails = (cfg.comparison if cfg is not None else ComparisonConfig()).guardrails
+        if guardrails.max_error_rate is None:
+            with contextlib.suppress(KeyError):  # never exported, or already removed
+                self.metrics.max_error_rate.remove(name)
+        else:
+            self.metrics.max_error_rate.labels(name).set(guardrails.max_error_rate)
 
     def _champion_changed(self, name: str) -> None:
         """Tell ``on_champion_change`` that ``name`` is served by another champion; its
@@ -296,7 +310,7 @@ class ScoringRuntime:
         self.metrics.lineup_stale.labels(name).set(1 if self._unloadable.count(name) else 0)
 
     def _evict(self) -> None:
-        """Drop sessions and per-version series (memory, latency, shadow errors) of
+        """Drop sessions and per-version series (memory, latency, failed runs) of
         versions no line-up holds (retired, rolled back): without this every re-tune would
         leave a session and a dozen exported series for the daemon's life."""
         live: dict[tuple[str, int], LoadedVersion] = {}

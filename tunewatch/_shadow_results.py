@@ -1,8 +1,8 @@
 """What becomes of the shadow queue's results and drops: challengers' outputs recorded,
-their latency, shadow errors and dropped jobs counted.
+their latency, failed runs and dropped jobs counted.
 
 Each result is built alone: one that cannot be recorded (a challenger answering a
-rank-3 tensor) is counted as its version's shadow error and logged once per version,
+rank-3 tensor) is counted as its version's failed run and logged once per version,
 while the rest of its drain — other challengers', other models' — is recorded.
 
 Nothing is recorded for a version that has left its model's line-up (retired, rolled
@@ -16,7 +16,7 @@ Every run of a live version is counted in the store with the failed ones
 (:class:`~tunewatch.store.RunTally`, in the transaction that records the drain's outputs):
 the ``max_error_rate`` guardrail reads what share of a challenger's runs failed.
 
-A shadow error's latency, when it has one, is observed in the version's latency histogram:
+A failed run's latency, when it has one, is observed in the version's latency histogram:
 a run stopped at ``scoring.run_timeout_s`` carries the deadline (censored), a run whose
 output failed its checks its own. Neither has an output, so neither is in the store: the
 ``max_latency_p99_s`` cap, which reads the recorded latencies, does not see them (the
@@ -71,20 +71,22 @@ class ShadowResults:
             if key not in hps:
                 hps[key] = self._series.hyperparameter_set(r.model, r.version)
             hp = hps[key]
-            if hp is None:  # a version out of service: not recorded, no shadow error
+            if hp is None:  # a version out of service: not recorded, no failed run
                 left[r.model] += 1
                 continue
             if r.error is not None or r.values is None:
-                self._series.shadow_error(r.model, r.version).inc()
-                tallies.failed(key, r.code or ShadowError.default_code)
+                code = r.code or ShadowError.default_code
+                self._series.run_failure(r.model, r.version, "challenger", code).inc()
+                tallies.failed(key, code)
                 if r.latency_s is not None:  # a run stopped at its deadline: the deadline
                     self._series.latency(r.model, r.version, hp, "challenger").observe(r.latency_s)
                 continue
             try:  # job boundary: a result that cannot be recorded fails alone, not the drain
                 record = _shadow_record(r, now)
             except Exception as exc:
-                self._unrecordable(r, exc)
-                tallies.failed(key, exc.code if isinstance(exc, ShadowError) else "unrecordable")
+                code = exc.code if isinstance(exc, ShadowError) else "unrecordable"
+                self._unrecordable(r, exc, code)
+                tallies.failed(key, code)
                 continue
             if r.latency_s is not None:  # a backlog batch has no latency
                 self._series.latency(r.model, r.version, hp, "challenger").observe(r.latency_s)
@@ -94,16 +96,16 @@ class ShadowResults:
             self._metrics.shadow_dropped.labels(model, "left_lineup").inc(n)
         self._recorder.record_outputs(records, tallies.as_records())
 
-    def _unrecordable(self, r: ShadowResult, exc: Exception) -> None:
-        """Count a shadow result that cannot be recorded as its version's shadow error;
+    def _unrecordable(self, r: ShadowResult, exc: Exception, code: str) -> None:
+        """Count a shadow result that cannot be recorded as its version's failed run;
         log it with its traceback the first time for the version (a bad challenger fails
         every request it shadows: one line each drowned the log)."""
-        self._series.shadow_error(r.model, r.version).inc()
+        self._series.run_failure(r.model, r.version, "challenger", code).inc()
         if self._series.first_unrecordable(r.model, r.version):
             logger.error(
                 "model=%s version=%d request=%s: shadow output not recorded, counted as a "
-                "shadow error (later ones of this version only counted in "
-                "tunewatch_shadow_errors_total): %s",
+                "failed run (later ones of this version only counted in "
+                "tunewatch_run_failures_total): %s",
                 r.model,
                 r.version,
                 r.request_id,

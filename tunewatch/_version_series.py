@@ -1,5 +1,5 @@
 """The per-version Prometheus series of served versions: latency by hyperparameter set
-and role, rows by model, shadow errors and load memory.
+and role, rows by model, failed runs and load memory.
 
 A series is made only for a version in its model's line-up, and removed when the version
 leaves every line-up (retired, rolled back): without that every re-tune would leave a
@@ -33,7 +33,7 @@ class VersionSeries:
         self._lock = threading.Lock()
         self._latency: dict[tuple[str, int, str, str], Any] = {}
         self._rows: dict[str, Any] = {}
-        self._error_versions: set[tuple[str, int]] = set()
+        self._failures: set[tuple[str, int, str, str]] = set()
         self._memory_labels: dict[tuple[str, int], tuple[str, str, str]] = {}
         # versions a shadow output of which could not be recorded: logged once each
         self._unrecordable: set[tuple[str, int]] = set()
@@ -63,14 +63,14 @@ class VersionSeries:
             child = self._rows[model] = self._metrics.inference_rows.labels(model)
         return child
 
-    def shadow_error(self, model: str, version: int) -> Any:
-        """The version's shadow error counter (an unexported one once it has left its
-        line-up)."""
+    def run_failure(self, model: str, version: int, role: str, code: str) -> Any:
+        """The counter of the version's failed runs in ``role`` with ``code`` (an
+        unexported one once it has left its line-up)."""
         with self._lock:
             if self._hyperparameter_set(model, version) is None:
                 return _UNEXPORTED
-            self._error_versions.add((model, version))
-            return self._metrics.shadow_errors.labels(model, str(version))
+            self._failures.add((model, version, role, code))
+            return self._metrics.run_failures.labels(model, str(version), role, code)
 
     def first_unrecordable(self, model: str, version: int) -> bool:
         """Whether this is the first shadow output of the version that could not be
@@ -104,10 +104,10 @@ class VersionSeries:
                 if (model, version) not in live:
                     self._metrics.inference_latency.remove(model, str(version), hp, role)
                     del self._latency[(model, version, hp, role)]
-            for model, version in list(self._error_versions):
+            for model, version, role, code in list(self._failures):
                 if (model, version) not in live:
-                    self._metrics.shadow_errors.remove(model, str(version))
-                    self._error_versions.discard((model, version))
+                    self._metrics.run_failures.remove(model, str(version), role, code)
+                    self._failures.discard((model, version, role, code))
             self._unrecordable.intersection_update(live)
 
 

@@ -32,6 +32,7 @@ from tests.tunewatch.test_comparison_loop import (
 from tunewatch._background import BackgroundServer
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel, example_data
+from tunewatch._split import SplitConfig, route
 from tunewatch.store import Role, RunTally
 
 TAIL = 3.0  # x0 of a row the challenger answers NaN for (past 2.0)
@@ -101,18 +102,24 @@ def wait_for_runs(d: Daemon, version: int, runs: int, role: Role = "challenger")
         time.sleep(0.01)
 
 
-def infer_rows(url: str, token: str, x: np.ndarray) -> list[int | str]:
-    """Each row of ``x`` as one request ``q<i>``, in turn: 200 or the error's code."""
+def infer_rows(
+    url: str, token: str, x: np.ndarray, *, version: int | None = None, units: bool = False
+) -> list[int | str]:
+    """Each row of ``x`` as one request ``q<i>``, in turn: 200 or the error's code; to
+    ``version``'s own route if given, with unit key ``u<i>`` if ``units``."""
+    route = "" if version is None else f"/versions/{version}"
     answers: list[int | str] = []
     for i, row in enumerate(x):
-        body = {
+        body: dict[str, object] = {
             "id": f"q{i}",
             "inputs": [
                 {"name": "input", "shape": [1, 8], "datatype": "FP32", "data": row.tolist()}
             ],
         }
+        if units:
+            body["parameters"] = {"unit_key": f"u{i}"}
         r = httpx.post(
-            f"{url}/v2/models/{MODEL}/infer",
+            f"{url}/v2/models/{MODEL}{route}/infer",
             json=body,
             headers={"Authorization": f"Bearer {token}"},
         )
@@ -135,8 +142,9 @@ def test_shadow_runs_are_counted_with_the_failed_ones(nan_tail: Daemon) -> None:
         shown = httpx.get(
             f"{server.url}/v1/models/{MODEL}/versions/2",
             headers={"Authorization": f"Bearer {viewer}"},
-        ).json()["shadow_runs"]
+        ).json()["runs"]["challenger"]
         assert shown == {"runs": 40, "failures": 4, "last_failure": "non_finite_output"}
+    assert failures_exported(nan_tail, 2, "challenger", "non_finite_output") == 4
     assert tally == RunTally(
         model=MODEL,
         version=2,
@@ -152,6 +160,98 @@ def test_shadow_runs_are_counted_with_the_failed_ones(nan_tail: Daemon) -> None:
         if any(o.version == 2 for o in nan_tail.store.get_outputs(MODEL, f"q{i}"))
     ]
     assert recorded == [i for i in range(40) if i % 10]
+
+
+def failures_exported(d: Daemon, version: int, role: Role, code: str) -> float | None:
+    return d.metrics.registry.get_sample_value(
+        "tunewatch_run_failures_total",
+        {"model": MODEL, "version": str(version), "role": role, "code": code},
+    )
+
+
+@pytest.fixture
+def nan_tail_split(tmp_path: Path, trained: list[ExampleModel]) -> Iterator[Daemon]:
+    """``nan_tail`` with v2 as a live split's arm answering half of the unit keys."""
+    meta = replace(trained[1].metadata, hyperparameters={"estimator": "nan_tail"})
+    challenger = ExampleModel(name="nan-tail", onnx=nan_tail_model(), metadata=meta)
+    split = {"challenger": 2, "percent": 50, "salt": "arm-failures"}
+    models = [{"name": MODEL, "task": "binary", "comparison": {"split": split}}]
+    d, tokens = make_daemon(tmp_path / "data", [trained[0], challenger], extra={"models": models})
+    d.tokens_for_test = tokens  # type: ignore[attr-defined]
+    yield d
+    d.close()
+
+
+def test_a_split_arms_runs_are_counted_with_the_failed_ones(nan_tail_split: Daemon) -> None:
+    """The split's arm answers its units alone: its failures were clients' 422s, counted
+    nowhere ``max_error_rate`` reads, so an arm failing on 10% of its rows could win."""
+    x, _ = example_data(60, seed=5)
+    x[:, 0] = np.clip(x[:, 0], -2.0, 2.0)
+    x[::5, 0] = TAIL
+    arm = [
+        route((1, 2), SplitConfig(challenger=2, percent=50, salt="arm-failures"), f"u{i}")
+        for i in range(60)
+    ]
+    failing = [i for i in range(60) if arm[i] == 2 and i % 5 == 0]
+    assert 0 < len(failing) < arm.count(2) < 60
+    token = nan_tail_split.tokens_for_test["scorer"]  # type: ignore[attr-defined]
+    with BackgroundServer(nan_tail_split.app) as server:
+        answers = infer_rows(server.url, token, x, units=True)
+        assert [i for i, a in enumerate(answers) if a != 200] == failing
+        assert {answers[i] for i in failing} == {"non_finite_output"}
+        tally = wait_for_runs(nan_tail_split, 2, arm.count(2))
+        champion = wait_for_runs(nan_tail_split, 1, arm.count(1), "champion")
+    assert (tally.runs, tally.failures, tally.last_failure) == (
+        arm.count(2),
+        len(failing),
+        "non_finite_output",
+    )
+    assert (champion.runs, champion.failures) == (arm.count(1), 0)
+    assert failures_exported(nan_tail_split, 2, "challenger", "non_finite_output") == len(failing)
+
+
+def test_a_named_versions_runs_are_counted_and_exported(nan_tail: Daemon) -> None:
+    """Requests naming v2 (``/versions/2/infer``) are its runs, the failed ones too; the
+    version's resource shows its runs per role, and Prometheus its failures by code."""
+    x, _ = example_data(20, seed=5)
+    x[:, 0] = np.clip(x[:, 0], -2.0, 2.0)
+    x[::4, 0] = TAIL
+    token = nan_tail.tokens_for_test["scorer"]  # type: ignore[attr-defined]
+    viewer = nan_tail.tokens_for_test["viewer"]  # type: ignore[attr-defined]
+    with BackgroundServer(nan_tail.app) as server:
+        answers = infer_rows(server.url, token, x, version=2)
+        assert answers == ["non_finite_output" if i % 4 == 0 else 200 for i in range(20)]
+        wait_for_runs(nan_tail, 2, 20)
+        shown = httpx.get(
+            f"{server.url}/v1/models/{MODEL}/versions/2",
+            headers={"Authorization": f"Bearer {viewer}"},
+        ).json()["runs"]
+    assert shown == {
+        "champion": None,
+        "challenger": {"runs": 20, "failures": 5, "last_failure": "non_finite_output"},
+    }
+    assert failures_exported(nan_tail, 2, "challenger", "non_finite_output") == 5
+    assert failures_exported(nan_tail, 1, "champion", "non_finite_output") is None
+
+
+def test_each_model_s_error_limit_is_exported_for_the_alerts(
+    tmp_path: Path, trained: list[ExampleModel]
+) -> None:
+    """The alerts on failed runs compare them with the model's own ``max_error_rate``:
+    the default for a model with none configured, none for a model with the rule off."""
+    off = {"name": "off", "task": "binary", "comparison": {"guardrails": {"max_error_rate": None}}}
+    d, _ = make_daemon(tmp_path / "data", trained, extra={"models": [off]})
+    try:
+        d.registry.register("off", trained[0].onnx, trained[0].metadata, actor="t")
+        for model in (MODEL, "off"):
+            d.runtime.load(model)
+
+        def limit(model: str) -> float | None:
+            return d.metrics.registry.get_sample_value("tunewatch_max_error_rate", {"model": model})
+
+        assert (limit(MODEL), limit("off")) == (0.001, None)
+    finally:
+        d.close()
 
 
 @pytest.fixture(scope="module")
@@ -212,8 +312,8 @@ def test_a_winner_failing_on_a_share_of_its_shadow_runs_is_refused(
             assert champion.version == 1
             [violation] = [v for v in result.detail if v.startswith("max_error_rate")]
             assert violation == (
-                "max_error_rate: v2 failed 40 of its 2000 shadow runs (0.02; limit 0.001), "
-                "the last with `non_finite_output`"
+                "max_error_rate: v2 failed 40 of its 2000 runs as a challenger (0.02; limit "
+                "0.001), the last with `non_finite_output`"
             )
             [refused] = d.store.list_events(model=MODEL, type="promotion_refused")
             assert refused.payload["violations"] == [violation]
@@ -235,8 +335,8 @@ def test_a_winner_with_no_runs_counted_yet_is_not_checked_and_says_so(
         result = loop.guardrails(MODEL, champion, 2, loop.settings(MODEL))
         assert not any(v.startswith("max_error_rate") for v in result.violations)
         assert (
-            "error rate not checked: no shadow run of v2 counted yet (runs are counted from "
-            "store revision 0020 on)"
+            "error rate not checked: no run of v2 as a challenger counted yet (runs are "
+            "counted from store revision 0020 on)"
         ) in result.notes
     finally:
         d.close()

@@ -94,9 +94,17 @@ def _rows(n: int, seed: int) -> np.ndarray:
 
 
 def _shadow_errors(daemon: Daemon, model: str, version: int) -> float | None:
-    return daemon.metrics.registry.get_sample_value(
-        "tunewatch_shadow_errors_total", {"model": model, "version": str(version)}
-    )
+    """The version's failed shadow runs, whatever their code; ``None`` with no series."""
+    counts = [
+        s.value
+        for metric in daemon.metrics.registry.collect()
+        for s in metric.samples
+        if s.name == "tunewatch_run_failures_total"
+        and s.labels["model"] == model
+        and s.labels["version"] == str(version)
+        and s.labels["role"] == "challenger"
+    ]
+    return sum(counts) if counts else None
 
 
 def _challenger(runtime: ScoringRuntime, model: str, version: int) -> LoadedVersion:

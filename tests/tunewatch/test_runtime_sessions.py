@@ -75,7 +75,7 @@ def test_a_retired_version_s_latency_and_shadow_error_series_are_dropped(
             ]
         )
         latency = "tunewatch_inference_latency_seconds"
-        errors = "tunewatch_shadow_errors"
+        errors = "tunewatch_run_failures"
         assert _series(daemon, latency, "version", "role") == {
             ("1", "champion"),
             ("2", "challenger"),

@@ -130,7 +130,8 @@ def test_a_shadow_run_stopped_at_the_deadline_observes_the_deadline_as_its_laten
     assert sample("tunewatch_inference_latency_seconds_bucket", le="0.1") == 40
     assert (sample("tunewatch_inference_latency_seconds_sum") or 0) >= 2 * RUN_TIMEOUT_S
     errors = tail.metrics.registry.get_sample_value(
-        "tunewatch_shadow_errors_total", {"model": MODEL, "version": "2"}
+        "tunewatch_run_failures_total",
+        {"model": MODEL, "version": "2", "role": "challenger", "code": "run_timeout"},
     )
     assert errors == 2
 

@@ -23,7 +23,7 @@ from tunewatch._version_metadata import VersionMetadata
 from tunewatch.api._context import Reason, RowId, ascii_digits, authenticate, context
 from tunewatch.api._errors import ApiError
 from tunewatch.api._route import ApiRoute
-from tunewatch.store import MAX_ID, ApprovalRow, VersionRow
+from tunewatch.store import MAX_ID, ApprovalRow, Role, RunTally, VersionRow
 
 router = APIRouter(prefix="/v1", route_class=ApiRoute)
 
@@ -186,17 +186,22 @@ def list_versions(model: str, request: Request, _: Reader) -> dict[str, Any]:
 
 @router.get("/models/{model}/versions/{version}")
 def get_version(model: str, version: RowId, request: Request, _: Reader) -> dict[str, Any]:
-    """The version, with its shadow runs counted so far (``shadow_runs``: runs, failures,
-    the last failure's code; null before the first), which ``max_error_rate`` reads."""
+    """The version, with its runs counted so far per role (``runs``: each role's runs,
+    failures and the last failure's code; null before its first): ``max_error_rate``
+    reads the challenger's, the rollback watch the champion's."""
     store = context(request).runtime.store
     out = version_json(version_or_404(store, model, version))
-    tally = store.run_tally(model, version, "challenger")
-    out["shadow_runs"] = (
-        None
-        if tally is None
-        else {"runs": tally.runs, "failures": tally.failures, "last_failure": tally.last_failure}
-    )
+    out["runs"] = {role: _tally_json(store.run_tally(model, version, role)) for role in _RAN}
     return out
+
+
+_RAN: tuple[Role, ...] = ("champion", "challenger")
+
+
+def _tally_json(tally: RunTally | None) -> dict[str, Any] | None:
+    if tally is None:
+        return None
+    return {"runs": tally.runs, "failures": tally.failures, "last_failure": tally.last_failure}
 
 
 @router.post("/models/{model}/versions", status_code=201)

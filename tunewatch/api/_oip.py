@@ -122,46 +122,40 @@ async def infer(
     request_id, array, names, unit_key = decoded
     x = ctx.runtime.validate(served, array, signature)
     choice = ctx.runtime.choose(served, x, version=version, unit_key=unit_key)
-    if choice.version.role == "champion":  # the hot path, inline: faster than a thread
-        try:
-            scored = ctx.runtime.run(served, choice)
-        except ShadowError as exc:
-            if ctx.recording and not isinstance(exc, InvalidInputError):
-                _count_run(ctx, model, choice.version.version, failed=exc.code)
-            raise
-    else:  # a split's arm or a named challenger, in a worker thread: one running up to
-        # scoring.run_timeout_s on the loop held every request, the champion's 2 ms for 1.8 s
-        scored = await off_loop(ctx.runtime.run, served, choice)
+    answering = choice.version.version
+    role: OutputRole = "champion" if choice.version.role == "champion" else "challenger"
     try:
+        if role == "champion":  # the hot path, inline: faster than a thread
+            scored = ctx.runtime.run(served, choice)
+        else:  # a split's arm or a named challenger, in a worker thread: one running up to
+            # scoring.run_timeout_s on the loop held every request, the champion's 2 ms for 1.8 s
+            scored = await off_loop(ctx.runtime.run, served, choice)
         encoded = encode_outputs(
             scored.outputs,
             names,
-            version=scored.version.version,
+            version=answering,
             checked=scored.version.model.signature.primary_output,
         )
+    except ShadowError as exc:
+        if not isinstance(exc, InvalidInputError):  # the model's fault, not the input's
+            _count_run(ctx, model, answering, role, failed=exc.code)
+        raise
     except ApiError as exc:  # a non-finite output besides the primary: the model's fault
-        if ctx.recording and exc.code == "non_finite_output" and scored.version.role == "champion":
-            _count_run(ctx, model, scored.version.version, failed=exc.code)
+        if exc.code == "non_finite_output":
+            _count_run(ctx, model, answering, role, failed=exc.code)
         raise
     if ctx.recording:
-        role: OutputRole = "champion" if scored.version.role == "champion" else "challenger"
         try:
             inserted = await ctx.runtime.recorder.record(
                 request_record(model, request_id, x, unit_key=scored.unit_key),
                 [
                     output_record(
-                        model,
-                        request_id,
-                        scored.version.version,
-                        role,
-                        scored.primary,
-                        scored.latency_s,
+                        model, request_id, answering, role, scored.primary, scored.latency_s
                     )
                 ],
             )
         except StoreError:  # not recorded (503), but run: its run counts, as a failed one
-            if role == "champion":
-                _count_run(ctx, model, scored.version.version)
+            _count_run(ctx, model, answering, role)
             raise
         if not inserted:
             raise ApiError(
@@ -182,21 +176,27 @@ async def infer(
     )
 
 
-def _count_run(ctx: AppContext, model: str, version: int, *, failed: str | None = None) -> None:
-    """Count a champion's run the recorder will not count from its output: one that failed
-    (``failed``: its code; the model's fault, not the input's), or one whose record was
-    refused or failed (503). The rollback watch reads the champion's share of failed runs:
-    counting only recorded runs, a store that fell behind made 5 failures in 1,000 runs
-    read as 5 in 20."""
-    ran = RunTally(
-        model=model,
-        version=version,
-        role="champion",
-        runs=1,
-        failures=0 if failed is None else 1,
-        last_failure=failed,
-    )
-    ctx.runtime.recorder.record_outputs((), [ran])
+def _count_run(
+    ctx: AppContext, model: str, version: int, role: OutputRole, *, failed: str | None = None
+) -> None:
+    """Count a run the recorder will not count from its output: one that failed
+    (``failed``: its code; the model's fault, not the input's), exported at once, or one
+    whose record was refused or failed (503). The rollback watch reads the champion's
+    share of failed runs, ``max_error_rate`` a challenger's (its shadow runs, a live
+    split's arm, requests naming it): counting only recorded runs, a store that fell
+    behind made 5 failures in 1,000 runs read as 5 in 20."""
+    if failed is not None:
+        ctx.runtime.series.run_failure(model, version, role, failed).inc()
+    if ctx.recording:
+        ran = RunTally(
+            model=model,
+            version=version,
+            role=role,
+            runs=1,
+            failures=0 if failed is None else 1,
+            last_failure=failed,
+        )
+        ctx.runtime.recorder.record_outputs((), [ran])
 
 
 def _tensor_meta(spec: Any) -> dict[str, Any]:

@@ -37,8 +37,9 @@ class GuardrailSettings(_Frozen):
     recorded latencies, each version's in its role, as above. ``max_latency_p99_s``
     caps the challenger's recorded (live) p99.
 
-    ``max_error_rate`` caps the share of the challenger's shadow runs that failed (raised,
-    stopped at ``scoring.run_timeout_s``, answered non-finite values or the wrong shape):
+    ``max_error_rate`` caps the share of the challenger's runs that failed (raised,
+    stopped at ``scoring.run_timeout_s``, answered non-finite values or the wrong shape),
+    its shadow runs, its runs as a live split's arm and for requests naming it alike:
     their requests had no output of its own, so its tests were decided on the rest, and
     once promoted each failure is a client's error. The runs are counted since the
     upgrade that began counting them (store revision 0020); a challenger with none

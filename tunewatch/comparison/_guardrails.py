@@ -163,21 +163,22 @@ class Guardrails:
         violations: list[str],
         notes: list[str],
     ) -> None:
-        """``max_error_rate`` on the challenger's shadow runs counted so far."""
+        """``max_error_rate`` on the challenger's runs counted so far (shadow runs, as a
+        live split's arm, for requests naming it)."""
         if rules.max_error_rate is None:
             return
         tally = self.store.run_tally(model, challenger, "challenger")
         if tally is None or tally.runs == 0:
             notes.append(
-                f"error rate not checked: no shadow run of v{challenger} counted yet (runs "
-                "are counted from store revision 0020 on)"
+                f"error rate not checked: no run of v{challenger} as a challenger counted yet "
+                "(runs are counted from store revision 0020 on)"
             )
             return
         rate = tally.failures / tally.runs
         if rate > rules.max_error_rate:
             violations.append(
                 f"max_error_rate: v{challenger} failed {tally.failures} of its {tally.runs} "
-                f"shadow runs ({rate:.3g}; limit {rules.max_error_rate:g}), the last with "
+                f"runs as a challenger ({rate:.3g}; limit {rules.max_error_rate:g}), the last with "
                 f"`{tally.last_failure}`"
             )
 
