@@ -5,6 +5,7 @@ request."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -42,6 +43,35 @@ class ShadowResult(NamedTuple):
     code: str | None = None  # the error's: a ShadowError's code, else "shadow_error"
 
 
+class FailureLog:
+    """Logs challengers' failed runs: the first of each (model, version, code) with its
+    traceback, the later ones not. Each failure was logged with its traceback: a
+    challenger failing every request it shadows wrote one per request, thousands a second
+    under load, on the shadow workers' CPU share. Every failure is still an error result
+    (tunewatch counts them all, by code). Thread-safe: one per queue, its workers share it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._logged: set[tuple[str, int, str]] = set()
+
+    def failed(self, job: ShadowJob, version: int, code: str, exc: Exception) -> None:
+        key = (job.model, version, code)
+        with self._lock:
+            if key in self._logged:
+                return
+            self._logged.add(key)
+        logger.error(
+            "shadow scoring failed: model=%s version=%d request=%s code=%s (later failures "
+            "of this version with this code are error results, not logged)",
+            job.model,
+            version,
+            job.request_id,
+            code,
+            exc_info=exc,
+        )
+
+
 def _censored(exc: ShadowError, run_timeout_s: float | None, elapsed: float) -> float | None:
     """The latency of a run that failed: the deadline, for one stopped at it (censored:
     the true latency is at least that), else none. A run refused at once by the model's
@@ -51,8 +81,11 @@ def _censored(exc: ShadowError, run_timeout_s: float | None, elapsed: float) -> 
     return None
 
 
-def score(job: ShadowJob, loaded: LoadedVersion) -> ShadowResult:
-    """Score ``job`` with one challenger; exceptions become an error result.
+def score(
+    job: ShadowJob, loaded: LoadedVersion, *, failures: FailureLog | None = None
+) -> ShadowResult:
+    """Score ``job`` with one challenger; exceptions become an error result, logged with
+    its traceback (by ``failures`` if given: the first of its version and code only).
 
     The latency is the model's run alone, as the champion's on the request path
     (``tunewatch._runtime``): it also covered the cast, the output check and the primary
@@ -82,12 +115,8 @@ def score(job: ShadowJob, loaded: LoadedVersion) -> ShadowResult:
                 code="output_shape_mismatch",
             )
     except Exception as exc:  # job boundary: record, log with traceback, carry on
-        logger.exception(
-            "shadow scoring failed: model=%s version=%d request=%s",
-            job.model,
-            loaded.version,
-            job.request_id,
-        )
+        code = exc.code if isinstance(exc, ShadowError) else ShadowError.default_code
+        (failures if failures is not None else FailureLog()).failed(job, loaded.version, code, exc)
         return ShadowResult(
             job.model,
             job.request_id,
@@ -95,13 +124,16 @@ def score(job: ShadowJob, loaded: LoadedVersion) -> ShadowResult:
             None,
             latency,
             f"{type(exc).__name__}: {exc}",
-            exc.code if isinstance(exc, ShadowError) else ShadowError.default_code,
+            code,
         )
     return ShadowResult(job.model, job.request_id, loaded.version, values, latency)
 
 
-def score_many(jobs: Sequence[ShadowJob], loaded: LoadedVersion) -> list[ShadowResult]:
-    """Score several jobs with one challenger: the first alone, the rest in one batch.
+def score_many(
+    jobs: Sequence[ShadowJob], loaded: LoadedVersion, *, failures: FailureLog | None = None
+) -> list[ShadowResult]:
+    """Score several jobs with one challenger: the first alone, the rest in one batch
+    (failed jobs logged as :func:`score` logs them).
 
     Batching the backlog makes shadow scoring cheap under load (one onnxruntime call for
     many requests). The first job is scored on its own so that every drained backlog
@@ -111,7 +143,7 @@ def score_many(jobs: Sequence[ShadowJob], loaded: LoadedVersion) -> list[ShadowR
     output does not hold one row per input row (a 0-d output, a ``[1, batch]`` one): it
     cannot be split by request, and each job alone gets its own score or its own error.
     """
-    results = [score(jobs[0], loaded)]
+    results = [score(jobs[0], loaded, failures=failures)]
     rest = jobs[1:]
     if not rest:
         return results
@@ -127,9 +159,9 @@ def score_many(jobs: Sequence[ShadowJob], loaded: LoadedVersion) -> list[ShadowR
         # also after a deadline: a batch of rows slow to score may pass it where each job
         # alone does not, and a model that loops on every row opens its breaker after two
         # more (shadow._deadline.RunBreaker), then the rest are refused at once
-        return results + [score(j, loaded) for j in rest]
+        return results + [score(j, loaded, failures=failures) for j in rest]
     if not _one_row_per_input_row(values, x):  # not batch-major: no slice is one job's
-        return results + [score(j, loaded) for j in rest]
+        return results + [score(j, loaded, failures=failures) for j in rest]
     start = 0
     for job in rest:  # slices: np.split costs ~5x as much (50 against 10 µs for 31 jobs)
         end = start + job.x.shape[0]

@@ -61,7 +61,7 @@ from typing import Any, Final, Literal
 
 from shadow._deadline import POLL_S
 from shadow._deployment import LoadedVersion
-from shadow._jobs import ShadowJob, ShadowResult, score_many
+from shadow._jobs import FailureLog, ShadowJob, ShadowResult, score_many
 from shadow._onnx import thread_run_options
 from shadow._sched import use_batch_scheduling
 
@@ -121,6 +121,7 @@ class ShadowQueue:
         self._on_result = on_result
         self._on_drop = on_drop
         self._is_live = is_live
+        self._failures = FailureLog()  # the first failure of each version and code logged
         self._n_workers = workers
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -454,7 +455,7 @@ class ShadowQueue:
         failing job, which is an error result already) fails this challenger's jobs of
         the group, each an error result, and never the worker."""
         try:
-            return score_many(group, loaded)
+            return score_many(group, loaded, failures=self._failures)
         except Exception as exc:  # job boundary: log with traceback, record, carry on
             logger.exception(
                 "shadow queue %s: scoring %d jobs failed unexpectedly: model=%s version=%d "

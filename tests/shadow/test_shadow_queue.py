@@ -110,6 +110,30 @@ def test_failing_challenger_becomes_error_result_and_worker_survives(
     assert failure.exc_info is not None  # logged with its traceback
 
 
+def test_a_challenger_failing_every_job_is_logged_once_per_version_and_code(
+    logistic: Exported, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each failed shadow run was logged with its traceback: a challenger failing every
+    request it shadows wrote one per request (thousands a second under load, on the
+    shadow workers' CPU share). The first of each version and code is logged; the rest are
+    error results only (tunewatch counts them in ``tunewatch_run_failures_total``)."""
+    collect = Collector(expected=40)
+    wrong_width = np.zeros((1, N_FEATURES + 2), dtype=np.float32)
+    with caplog.at_level(logging.ERROR, logger="shadow"):
+        with ShadowQueue(maxsize=64, on_result=collect) as q:
+            for i in range(20):
+                q.submit(
+                    job(f"bad{i}", wrong_width, challenger(logistic, 2), challenger(logistic, 3))
+                )
+            assert collect.done.wait(WAIT_S)
+    assert sum(r.error is not None for r in collect.results) == 40
+    logged = [r for r in caplog.records if "shadow scoring failed" in r.getMessage()]
+    assert len(logged) == 2, [r.getMessage() for r in logged]
+    assert all(r.exc_info is not None for r in logged)
+    assert {"version=2" in r.getMessage() for r in logged} == {True, False}
+    assert all("not logged" in r.getMessage() for r in logged)
+
+
 def test_failing_on_result_is_logged_counted_and_worker_survives(
     logistic: Exported, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -612,7 +636,8 @@ def test_a_challenger_with_a_scalar_output_fails_its_jobs_not_the_worker(
         np.testing.assert_array_equal(ok.values, [[N_FEATURES]])
     assert results[("later", good.version)].error is None
     assert q.processed == 4 and q.errors == 3 and q.dropped == 0
-    assert sum("request=r" in r.getMessage() for r in caplog.records if r.exc_info) == 3
+    # the three failures are one version's with one code: the first logged, with traceback
+    assert sum("request=r" in r.getMessage() for r in caplog.records if r.exc_info) == 1
 
 
 def test_a_not_batch_major_challenger_s_backlog_is_scored_request_by_request() -> None:
