@@ -73,6 +73,46 @@ def test_revoked_token_stops_working_after_the_cache_ttl() -> None:
         auth.authenticate("Bearer tw_x", "read")
 
 
+def test_the_cached_check_answers_as_authenticate_or_asks_for_a_lookup() -> None:
+    """The scoring path's one-hash check: the same answers as :meth:`authenticate` for a
+    token whose answer is cached, ``None`` (look it up) for one whose is not or expired,
+    never asking the store itself."""
+    clock = Clock()
+    lookups: list[str] = []
+    table = {hash_token("tw_s"): ("s", "scorer", hash_token("tw_s"))}
+
+    def lookup(digest: str) -> tuple[str, str, str] | None:
+        lookups.append(digest)
+        return table.get(digest)
+
+    auth = Authenticator(lookup, ttl_s=5.0, clock=clock)
+    for header in ("Bearer tw_s", "Bearer tw_bad"):
+        assert auth.authenticate_cached(header, "score") is None
+    assert lookups == []
+    for header, status, code in (
+        (None, 401, "unauthenticated"),
+        ("Basic x", 401, "unauthenticated"),
+    ):
+        with pytest.raises(AuthError) as info:
+            auth.authenticate_cached(header, "score")
+        assert (info.value.status, info.value.code) == (status, code)
+    auth.resolve("Bearer tw_s")
+    auth.resolve("Bearer tw_bad")
+    assert len(lookups) == 2
+    principal = auth.authenticate_cached("Bearer tw_s", "score")
+    assert principal is not None and principal.name == "s"
+    for header, permission, status, code in (
+        ("Bearer tw_bad", "score", 401, "invalid_token"),
+        ("Bearer tw_s", "label", 403, "forbidden"),
+    ):
+        with pytest.raises(AuthError) as info:
+            auth.authenticate_cached(header, permission)
+        assert (info.value.status, info.value.code) == (status, code)
+    clock.now = 5.5  # expired: looked up again, off the caller's loop
+    assert auth.authenticate_cached("Bearer tw_s", "score") is None
+    assert len(lookups) == 2
+
+
 def test_disabled_auth_acts_as_admin_and_warns(caplog: pytest.LogCaptureFixture) -> None:
     auth = Authenticator(lambda h: None, disabled=True)
     assert auth.authenticate(None, "approve").role == "admin"

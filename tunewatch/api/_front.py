@@ -73,19 +73,18 @@ class InferenceFront:
             # The caller, the model and a named version are checked before the body is
             # read, as on the /v1 routes: a client without a token was invited to send
             # up to max_body_bytes (100 Continue), and the front held all of it before
-            # its 401. `infer` checks them again, from memory.
+            # its 401. The caller is checked again once the body is read; `infer` checks
+            # the model and the version again, from memory.
             await self._may_score(authorization)
             named_version(self.ctx, self.ctx.runtime.model(match.group(1)), match.group(2))
             body = await self._body(headers, receive)
-            if not self.ctx.auth.resolved(authorization):
-                # the answer expired while the body arrived (a slow upload): looked up
-                # again here, or the request's own check would on the event loop
-                await run_in_threadpool(self.ctx.auth.resolve, authorization)
+            # again: the token may have been revoked, or its cached answer expired (looked
+            # up again off the event loop), while the body arrived (a slow upload)
+            await self._may_score(authorization)
             payload = await infer(
                 self.ctx,
                 match.group(1),
                 match.group(2),
-                authorization,
                 _text(headers.get(b"inference-header-content-length")),
                 body,
             )
@@ -124,9 +123,7 @@ class InferenceFront:
         """Raise unless ``authorization`` may score. A token not in the cache is looked
         up in a worker thread, so a slow or hung database holds this request only, not
         the event loop."""
-        if self.ctx.auth.resolved(authorization):
-            self.ctx.auth.authenticate(authorization, "score")
-        else:
+        if self.ctx.auth.authenticate_cached(authorization, "score") is None:
             await run_in_threadpool(self._look_up_scorer, authorization)
 
     def _look_up_scorer(self, authorization: str | None) -> None:

@@ -41,6 +41,11 @@ READ_TIMEOUT_S: Final = 30.0
 (``server.request_read_timeout_s``)."""
 
 
+_EARLY_S: Final = 0.001
+"""How early a due read timer may run and still time out what it times: the event loop
+runs a timer up to its clock's resolution early."""
+
+
 class _HeadTooLarge(Exception):
     """Raised in a parser callback to stop httptools within a read."""
 
@@ -70,7 +75,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _head_span_bytes = 0  # every read holding part of the current head
     _head_too_large = False
     _in_request = False  # between a request's first byte and its last
-    _read_timer: asyncio.TimerHandle | None = None
+    _read_deadline: float | None = None  # when what is being read must have arrived
+    _read_timer: asyncio.TimerHandle | None = None  # due at or before _read_deadline
     _awaiting_invited_body = False  # an Expect: 100-continue request, none of its body yet
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -79,6 +85,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_read_timer()
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -108,7 +117,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._in_head = self._in_request = True
         self._head_first_read_bytes = self._head_span_bytes = self._read_bytes
-        if self._read_timer is None:  # the first request's runs from the connection's start
+        if self._read_deadline is None:  # the first request's runs from the connection's start
             self._start_read_timer()
 
     def on_headers_complete(self) -> None:
@@ -131,16 +140,29 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def _start_read_timer(self) -> None:
-        self._stop_read_timer()
-        self._read_timer = self.loop.call_later(self.read_timeout_s, self._read_timed_out)
+        """Time what is read from now. The deadline moves; a timer is made only when none
+        is pending, and one that comes due before the deadline moves itself on: under
+        keep-alive a connection holds one timer, where one made and cancelled per request
+        cost ~1.7 µs of the event loop's each."""
+        self._read_deadline = self.loop.time() + self.read_timeout_s
+        if self._read_timer is None:
+            self._read_timer = self.loop.call_at(self._read_deadline, self._read_timer_due)
 
     def _stop_read_timer(self) -> None:
-        if self._read_timer is not None:
-            self._read_timer.cancel()
-            self._read_timer = None
+        self._read_deadline = None  # a pending timer finds nothing to time
+
+    def _read_timer_due(self) -> None:
+        self._read_timer = None
+        deadline = self._read_deadline
+        if deadline is None:
+            return
+        if self.loop.time() < deadline - _EARLY_S:  # the deadline moved on since
+            self._read_timer = self.loop.call_at(deadline, self._read_timer_due)
+            return
+        self._read_deadline = None
+        self._read_timed_out()
 
     def _read_timed_out(self) -> None:
-        self._read_timer = None
         if self.transport.is_closing():
             return
         if not self._in_request:  # nothing of a request arrived: nothing to answer

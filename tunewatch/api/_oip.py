@@ -90,7 +90,6 @@ async def infer(
     ctx: AppContext,
     model: str,
     raw_version: str | None,
-    authorization: str | None,
     header_length: str | None,
     body: bytes,
 ) -> bytes:
@@ -101,9 +100,9 @@ async def infer(
     hold the champion's answers behind it.
 
     Called by :class:`~tunewatch.api._front.InferenceFront` with the raw pieces of the
-    HTTP request; returns the JSON body. Errors are raised as our own exceptions.
+    HTTP request once it has found the caller may score; returns the JSON body. Errors
+    are raised as our own exceptions.
     """
-    ctx.auth.authenticate(authorization, "score")
     served = ctx.runtime.model(model)
     version = named_version(ctx, served, raw_version)
     length = None
