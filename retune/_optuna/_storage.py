@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import threading
 import time
 import warnings
@@ -21,6 +22,9 @@ from retune._errors import StudyError
 logger = logging.getLogger(__name__)
 
 MAX_STALE_RETRIES = 2
+#: How long a connection to an SQLite storage waits for another's lock before it fails
+#: (pysqlite's default is 5 s): the store's own default lock timeout.
+SQLITE_BUSY_TIMEOUT_S = 30.0
 #: A RUNNING trial is stale, and failed, once its last heartbeat is this many heartbeat
 #: intervals old (by the database's clock): Optuna's grace period.
 STALE_AFTER_HEARTBEATS = 2
@@ -144,14 +148,45 @@ def _open_rdb(storage: str, *, heartbeat_interval: int | None) -> RDBStorage:
 
 
 def _new_rdb(storage: str, *, heartbeat_interval: int | None) -> RDBStorage:
+    engine_kwargs = {}
+    path = _sqlite_file(storage)
+    if path is not None:
+        _use_wal(path)
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
     with _OPENING, _experimental_ok():
         if heartbeat_interval is None:
-            return RDBStorage(storage)
+            return RDBStorage(storage, engine_kwargs=engine_kwargs)
         return RDBStorage(
             storage,
+            engine_kwargs=engine_kwargs,
             heartbeat_interval=heartbeat_interval,
             grace_period=STALE_AFTER_HEARTBEATS * heartbeat_interval,
             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                 max_retry=MAX_STALE_RETRIES
             ),
         )
+
+
+def _sqlite_file(storage: str) -> str | None:
+    """The file of an ``sqlite:///PATH`` URL (query dropped); ``None`` for any other URL
+    or an in-memory database."""
+    if not storage.startswith("sqlite:///"):
+        return None
+    path = storage[len("sqlite:///") :].partition("?")[0]
+    return path if path and path != ":memory:" else None
+
+
+def _use_wal(path: str) -> None:
+    """Put the SQLite file at ``path`` in WAL mode (it stays so; a new file is made):
+    readers — ``tunewatch backup``'s ``VACUUM INTO`` of it, a dashboard's history — then
+    never block the study's writes. In the default rollback-journal mode a backup holding
+    its read for 16 s failed every trial that reported meanwhile ("database is locked").
+    A file another process holds open in rollback mode is left so, and said why."""
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)) as conn:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+    except sqlite3.Error as exc:
+        logger.warning("Optuna storage %s: could not switch it to WAL mode: %s", path, exc)
+        return
+    if mode is None or str(mode[0]).lower() != "wal":
+        logger.warning("Optuna storage %s: stays in journal mode %s, not WAL", path, mode)
