@@ -351,3 +351,33 @@ def test_failed_runs_alert_against_each_model_s_max_error_rate(tmp_path: Path) -
         {"eval_time": "40m", "alertname": "TunewatchChampionRunsFailing", "exp_alerts": [champion]},
     ]
     _promtool_test(tmp_path / "runs_failing.test.yml", "1m", series, expected)
+
+
+@pytest.mark.prometheus
+def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
+    """The dashboard's queries were only checked for the metric names they read: one
+    Prometheus cannot parse showed an error panel. `promtool test rules` evaluates each
+    (``$model`` as Grafana's "All") over no series: empty, unless it does not parse."""
+    dashboard = json.loads((CONFIGS / "grafana" / "tunewatch-dashboard.json").read_text())
+    exprs = [
+        target["expr"].replace("$model", ".*")
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+    ]
+    assert len(exprs) > 12
+    tests = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [],
+                "promql_expr_test": [
+                    {"expr": expr, "eval_time": "5m", "exp_samples": []} for expr in exprs
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "dashboard.test.yml"
+    path.write_text(yaml.safe_dump(tests))
+    _run(_tool("promtool"), "test", "rules", str(path))
