@@ -12,13 +12,20 @@ commits: constant recording starved it.)
 The order makes the parts agree: the store first; then the tuning storage, which is
 written after the store names a job's study, so it holds every study the copy names;
 then the artefacts, which are written before the rows naming them and never deleted, so
-the directory copied after the snapshot holds every artefact the snapshot names.
+the directory copied after the snapshot holds every artefact the snapshot names (each is
+checked: see :mod:`tunewatch._backup_artefacts`).
+
+The backup is built in a hidden directory beside ``DIR`` (``.<name>.partial-<pid>``, 0700)
+and renamed onto ``DIR`` once everything in it is written and durable: a backup stopped
+part way (SIGTERM from ``timeout`` or a container stop, kill -9, a crash) leaves no
+``DIR`` that looks complete, only that directory, to be deleted. A failure it sees (a
+full disk) removes it.
 
 ``DIR`` is a data directory: a daemon or command given ``data_dir: DIR`` opens it.
-Everything in it is the owner's only (files 0600, directories 0700): the store holds
-token hashes and scored inputs. Not copied: ``reports/`` (rebuilt from the store on
-request), ``worker-config.yaml`` (written at each daemon start) and the demo's marker
-(``tunewatch demo`` clears a directory holding it).
+Everything in it is the owner's only (files 0600, directories 0700, while it is written
+too): the store holds token hashes and scored inputs. Not copied: ``reports/`` (rebuilt
+from the store on request), ``worker-config.yaml`` (written at each daemon start) and the
+demo's marker (``tunewatch demo`` clears a directory holding it).
 
 A PostgreSQL store is refused: ``pg_dump`` backs it up, artefacts included (the store
 keeps their bytes since schema revision 0014).
@@ -26,42 +33,54 @@ keeps their bytes since schema revision 0014).
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import shutil
 import sqlite3
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO
 
 from sqlalchemy.engine import make_url
 
-from tunewatch._artefacts import ArtefactStore
+from tunewatch._backup_artefacts import (
+    ARTEFACTS,
+    Part,
+    WriteFailed,
+    copy_artefacts,
+    fsync_directory,
+    fsync_file,
+    missing_artefacts,
+    private_directory,
+    private_file,
+    reason,
+    writing,
+)
 from tunewatch._config import Config
 from tunewatch._config_paths import STORE_FILE
 from tunewatch._errors import StoreError, TunewatchError
 from tunewatch.store import redact_url
 from tunewatch.store._engine import parse_store_url, sqlite_file
 
-#: The artefact directory's name in a data directory (``Config.artefact_dir``).
-ARTEFACTS = "artefacts"
-#: An artefact's file name: its SHA-256 and its suffix (``tunewatch._artefacts``).
-_ARTEFACT_NAME = re.compile(r"[0-9a-f]{64}\.[a-z0-9]{1,15}")
 #: How much of an Optuna journal file is read at a time.
 _CHUNK = 1 << 20
+#: What SQLite keeps beside a database (its rollback journal, write-ahead log and the
+#: log's index): a crash leaves them, and SQLite replays them onto whatever file then
+#: has the database's name.
+SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BackupFile:
     """One database written to the backup: ``name`` under its directory, the ``part`` of
-    the deployment it is, and ``what`` copy of it."""
+    the deployment it is, and ``what`` copy of it. ``sidecars``: the files beside it a
+    restore into a data directory deletes first (a crash's journal or write-ahead log,
+    which SQLite would replay onto the copy)."""
 
     name: str
-    part: Literal["store", "tuning storage"]
+    part: Part
     what: str
     size_bytes: int
+    sidecars: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,24 +88,28 @@ class BackupResult:
     """What :func:`backup` wrote to ``directory``, and what it did not.
 
     ``damaged``: artefacts left out, each with why (corrupt or unreadable in the data
-    directory; a copy would be as damaged). ``not_copied``: what the backup does not hold
-    that a restore may need, each with where to get it."""
+    directory; a copy would be as damaged). ``missing``: artefacts the store's copy names
+    that the data directory does not hold, each with what names it. ``not_copied``: what
+    the backup does not hold that a restore may need, each with where to get it."""
 
     directory: Path
     files: tuple[BackupFile, ...]
     artefacts: int
     artefact_bytes: int
     damaged: tuple[str, ...]
+    missing: tuple[str, ...]
     not_copied: tuple[str, ...]
 
 
 def backup(config: Config, destination: Path) -> BackupResult:
     """Write a backup of ``config``'s SQLite store, its tuning storage when that is a file
     under ``data_dir``, and its artefacts to ``destination``, which must not exist or be
-    an empty directory, outside ``data_dir``. ``TunewatchError`` (nothing written) for a
-    PostgreSQL store, a store that does not exist or a destination refused; a backup
-    that fails part way (``StoreError``, ``OSError``) is removed, ``destination`` left as
-    it was found."""
+    an empty directory (not a mount point), outside ``data_dir``. ``TunewatchError``
+    (nothing written) for a PostgreSQL store, a store that does not exist or a
+    destination refused. The backup is written beside ``destination`` and renamed onto it
+    when complete; one that fails part way (``StoreError``, ``TunewatchError`` naming the
+    part and the file for an ``OSError``) is removed, ``destination`` left as it was
+    found."""
     store_file = _store_file(config)
     data_dir = Path(config.data_dir).resolve()
     target = _checked_destination(destination, data_dir)
@@ -96,35 +119,48 @@ def backup(config: Config, destination: Path) -> BackupResult:
             "daemon's configuration; nothing was written",
             code="no_store",
         )
-    created = _make_destination(target)
+    partial = _make_partial(destination, target)
     try:
         timeout_s = config.store.lock_timeout_s
+        with writing("store", STORE_FILE):
+            size = _snapshot(store_file, partial / STORE_FILE, timeout_s=timeout_s)
         files = [
             BackupFile(
                 name=STORE_FILE,
                 part="store",
                 what="the store, a snapshot (VACUUM INTO)",
-                size_bytes=_snapshot(store_file, target / STORE_FILE, timeout_s=timeout_s),
+                size_bytes=size,
+                sidecars=tuple(f"{STORE_FILE}{s}" for s in SQLITE_SIDECARS),
             )
         ]
-        tuning, not_copied = _tuning_storage(config, data_dir, target, timeout_s=timeout_s)
+        tuning, not_copied = _tuning_storage(config, data_dir, partial, timeout_s=timeout_s)
         files += tuning
-        count, size, damaged = _copy_artefacts(config.artefact_dir, target / ARTEFACTS)
-        _fsync_directory(target)
-        if created:
-            _fsync_directory(target.parent)
-    except StoreError as exc:
-        _discard(target, created=created)
-        raise StoreError(f"{exc.message}; the partial backup was removed") from exc
-    except BaseException:  # an OSError (a full disk), an interrupt: none of it is kept
-        _discard(target, created=created)
+        with writing("artefacts", f"{ARTEFACTS}/"):
+            copied = copy_artefacts(config.artefact_dir, partial / ARTEFACTS)
+        with writing("artefacts", f"those {STORE_FILE} names"):
+            missing = missing_artefacts(
+                partial / STORE_FILE,
+                partial / ARTEFACTS,
+                source=config.artefact_dir,
+                left_out=copied.left_out,
+            )
+        _publish(destination, partial, target)
+    except WriteFailed as exc:
+        removed = _discard(partial)
+        message = f"cannot write the backup {destination}: {exc.what}: {exc.reason}; {removed}"
+        if isinstance(exc.__cause__, StoreError):
+            raise StoreError(message) from exc.__cause__
+        raise TunewatchError(message, code="backup_failed") from exc.__cause__
+    except BaseException:  # an interrupt: none of it is kept
+        _discard(partial)
         raise
     return BackupResult(
         directory=target,
         files=tuple(files),
-        artefacts=count,
-        artefact_bytes=size,
-        damaged=damaged,
+        artefacts=copied.count,
+        artefact_bytes=copied.size_bytes,
+        damaged=copied.damaged,
+        missing=missing,
         not_copied=not_copied,
     )
 
@@ -153,7 +189,8 @@ def _store_file(config: Config) -> Path:
 def _checked_destination(destination: Path, data_dir: Path) -> Path:
     """``destination`` resolved, if it may hold a backup: outside ``data_dir`` (a backup
     inside it would be copied into the next one, and lost with the disk it guards), and
-    not there or an empty directory (nothing of someone else's is replaced)."""
+    not there or an empty directory (nothing of someone else's is replaced), and not a
+    mount point (the backup is renamed onto it from beside it: not across filesystems)."""
     target = Path(os.path.realpath(destination))
     if target == data_dir or data_dir in target.parents:
         raise TunewatchError(
@@ -174,39 +211,94 @@ def _checked_destination(destination: Path, data_dir: Path) -> Path:
                 "not exist or is empty; nothing was written",
                 code="invalid_argument",
             )
+        if os.path.ismount(target):
+            raise TunewatchError(
+                f"backup directory {destination} is a mount point: the backup is written "
+                "beside it and renamed onto it, which cannot cross filesystems; name a "
+                f"directory inside it, such as {destination / 'tunewatch-backup'}; nothing "
+                "was written",
+                code="invalid_argument",
+            )
+    else:
+        there = next(folder for folder in target.parents if folder.exists())
+        if not there.is_dir():
+            raise TunewatchError(
+                f"backup directory {destination} cannot be made: {there} is a file, not a "
+                "directory: name a directory that does not exist or is empty; nothing was "
+                "written",
+                code="invalid_argument",
+            )
     return target
 
 
-def _make_destination(target: Path) -> bool:
-    """Make ``target`` the owner's only (0700), creating it (and its parents, as the
-    umask makes them) when it is not there; whether it was created."""
-    if target.is_dir():
-        target.chmod(0o700)
-        return False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _private_directory(target)
-    return True
+def _make_partial(destination: Path, target: Path) -> Path:
+    """Make the directory the backup is written in, ``.<name>.partial-<pid>`` beside
+    ``target`` (the same filesystem: it is renamed onto ``target`` when complete),
+    the owner's only, and ``target``'s parents (as the umask makes them)."""
+    partial = target.parent / f".{target.name}.partial-{os.getpid()}"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TunewatchError(
+            f"cannot create {target.parent}, the folder of the backup directory "
+            f"{destination}: {reason(exc)}; nothing was written",
+            code="backup_failed",
+        ) from exc
+    try:
+        private_directory(partial)
+    except FileExistsError as exc:
+        raise TunewatchError(
+            f"{partial} is there already: a backup to {destination} stopped part way (its "
+            f"process had this one's id, {os.getpid()}) left it; delete it and run the "
+            "backup again; nothing was written",
+            code="backup_failed",
+        ) from exc
+    except OSError as exc:
+        why = reason(exc, named=str(partial))
+        raise TunewatchError(
+            f"cannot create {partial}, where the backup {destination} is written before it "
+            f"is renamed onto it (its folder must be writable): {why}; nothing was written",
+            code="backup_failed",
+        ) from exc
+    return partial
 
 
-def _discard(target: Path, *, created: bool) -> None:
-    """Remove what a failed backup wrote: ``target`` when it made it, else what it wrote
-    into it (empty before: every entry is the backup's)."""
-    if created:
-        shutil.rmtree(target, ignore_errors=True)
-        return
-    for entry in target.iterdir():
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+def _publish(destination: Path, partial: Path, target: Path) -> None:
+    """Rename the complete backup ``partial`` onto ``target`` (which is not there or is an
+    empty directory: ``rename`` replaces an empty one), durably."""
+    try:
+        fsync_directory(partial)
+        os.rename(partial, target)
+    except OSError as exc:
+        why = reason(exc, named=str(partial))
+        raise WriteFailed(f"renaming the complete backup {partial} onto it", why) from exc
+    try:
+        fsync_directory(target.parent)
+    except OSError as exc:
+        raise TunewatchError(
+            f"the backup {destination} was written, but its name may not survive a crash: "
+            f"cannot flush its folder {target.parent}: {reason(exc)}",
+            code="backup_failed",
+        ) from exc
+
+
+def _discard(partial: Path) -> str:
+    """Remove the partial backup ``partial``; what became of it."""
+    shutil.rmtree(partial, ignore_errors=True)
+    if os.path.lexists(partial):
+        return f"the partial backup {partial} could not all be removed: delete it"
+    return "the partial backup was removed"
 
 
 def _snapshot(source: Path, target: Path, *, timeout_s: float) -> int:
-    """Write ``VACUUM INTO`` of the SQLite database ``source`` to ``target``, check it
-    (``quick_check``), make it 0600 and durable; its size in bytes. ``source`` is opened
+    """Write ``VACUUM INTO`` of the SQLite database ``source`` to ``target`` (created
+    0600 first: a copy stopped part way is the owner's only too), check it
+    (``quick_check``) and make it durable; its size in bytes. ``source`` is opened
     ``mode=rw``: never created (a missing file is an error, not an empty copy), and
     ``timeout_s`` is how long it waits for a lock (a rollback-journal database, such as
     Optuna's, being written)."""
+    with private_file(target):
+        pass  # VACUUM INTO writes into an empty file, keeping its mode
     try:
         conn = sqlite3.connect(
             f"{source.as_uri()}?mode=rw", uri=True, timeout=timeout_s, isolation_level=None
@@ -221,14 +313,13 @@ def _snapshot(source: Path, target: Path, *, timeout_s: float) -> int:
         finally:
             check.close()
     except sqlite3.Error as exc:
-        raise StoreError(f"cannot copy the database {source} to {target}: {exc}") from exc
+        raise StoreError(f"cannot copy the database {source}: {exc}") from exc
     if verdict != ["ok"]:
         raise StoreError(
-            f"the copy of {source} at {target} failed its check (PRAGMA quick_check): "
+            f"the copy of {source} failed its check (PRAGMA quick_check): "
             f"{'; '.join(map(str, verdict[:3]))}"
         )
-    target.chmod(0o600)
-    _fsync_file(target)
+    fsync_file(target)
     return target.stat().st_size
 
 
@@ -259,15 +350,23 @@ def _tuning_storage(
     if not path.is_file():
         return [], (f"the tuning storage {path} does not exist yet: no job has tuned",)
     name = path.relative_to(data_dir)
-    for folder in reversed(name.parents[:-1]):  # the ones between target and the file
-        _private_directory(target / folder)
+    with writing("tuning storage", name.as_posix()):
+        for folder in reversed(name.parents[:-1]):  # the ones between target and the file
+            private_directory(target / folder)
+        if journal:
+            size = _copy_journal(path, target / name)
+        else:
+            size = _snapshot(path, target / name, timeout_s=timeout_s)
+    sidecars: tuple[str, ...] = ()
     if journal:
-        size = _copy_journal(path, target / name)
         what = "the tuning storage, its complete lines (an Optuna journal)"
     else:
-        size = _snapshot(path, target / name, timeout_s=timeout_s)
         what = "the tuning storage, a snapshot (VACUUM INTO)"
-    return [BackupFile(name=name.as_posix(), part="tuning storage", what=what, size_bytes=size)], ()
+        sidecars = tuple(f"{name.as_posix()}{s}" for s in SQLITE_SIDECARS)
+    copy = BackupFile(
+        name=name.as_posix(), part="tuning storage", what=what, size_bytes=size, sidecars=sidecars
+    )
+    return [copy], ()
 
 
 def _copy_journal(source: Path, target: Path) -> int:
@@ -275,22 +374,19 @@ def _copy_journal(source: Path, target: Path) -> int:
     durable); its size in bytes. Optuna appends one operation per line and reads a
     journal as its complete lines: a line being appended while this reads is left out,
     as Optuna's own reader leaves it."""
-    try:
-        with source.open("rb") as src, _private_file(target) as out:
-            size = os.fstat(src.fileno()).st_size  # a later append is not waited for
-            kept = 0
-            while kept < size:
-                chunk = src.read(min(_CHUNK, size - kept))
-                if not chunk:
-                    break
-                out.write(chunk)
-                kept += len(chunk)
-            tail = _last_newline_end(out, kept)
-            out.truncate(tail)
-            out.flush()
-            os.fsync(out.fileno())
-    except OSError as exc:
-        raise StoreError(f"cannot copy the tuning journal {source} to {target}: {exc}") from exc
+    with source.open("rb") as src, private_file(target) as out:
+        size = os.fstat(src.fileno()).st_size  # a later append is not waited for
+        kept = 0
+        while kept < size:
+            chunk = src.read(min(_CHUNK, size - kept))
+            if not chunk:
+                break
+            out.write(chunk)
+            kept += len(chunk)
+        tail = _last_newline_end(out, kept)
+        out.truncate(tail)
+        out.flush()
+        os.fsync(out.fileno())
     return tail
 
 
@@ -307,69 +403,3 @@ def _last_newline_end(out: BinaryIO, size: int) -> int:
             return start + at + 1
         end = start
     return 0
-
-
-def _copy_artefacts(source: Path, target: Path) -> tuple[int, int, tuple[str, ...]]:
-    """Copy every artefact under ``source`` (``<aa>/<sha256><suffix>``) to ``target``,
-    each read back through its content hash first: how many were copied, their bytes,
-    and the damaged ones left out, each with why. Other files (a write's temporary file)
-    are not artefacts, and not copied."""
-    if not source.is_dir():  # nothing registered yet
-        return 0, 0, ()
-    _private_directory(target)
-    artefacts = ArtefactStore(source)  # no store: the directory is the only copy
-    count, size, damaged = 0, 0, []
-    for folder in sorted(source.iterdir()):
-        if not folder.is_dir() or folder.is_symlink():
-            continue
-        names = sorted(
-            entry.name
-            for entry in folder.iterdir()
-            if _ARTEFACT_NAME.fullmatch(entry.name) and entry.name.startswith(folder.name)
-        )
-        if names and not (target / folder.name).exists():
-            _private_directory(target / folder.name)
-        for name in names:
-            try:
-                data = artefacts.get(name[:64], name[64:])
-            except StoreError as exc:  # NotFoundError too: it vanished
-                damaged.append(f"artefact {name}: {exc.message}")
-                continue
-            with _private_file(target / folder.name / name) as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            count, size = count + 1, size + len(data)
-        if names:
-            _fsync_directory(target / folder.name)
-    _fsync_directory(target)
-    return count, size, tuple(damaged)
-
-
-def _private_directory(path: Path) -> None:
-    path.mkdir(mode=0o700)
-    path.chmod(0o700)  # whatever the umask
-
-
-@contextlib.contextmanager
-def _private_file(path: Path) -> Iterator[BinaryIO]:
-    """``path`` created (never replaced) 0600 and open for reading and writing."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w+b") as out:
-        yield out
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

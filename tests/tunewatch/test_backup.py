@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import shutil
+import signal
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -310,3 +316,223 @@ def test_backup_copies_a_tuning_journal_up_to_its_last_complete_line(
     copied = tmp_path / "copy" / "tuning" / "journal.log"
     assert copied.read_bytes() == b'{"op_code":0}\n{"op_code":1}\n'
     assert f"tuning.storage_url naming {copied}" in capsys.readouterr().out
+
+
+def test_backup_into_an_empty_directory_makes_it_owner_only(
+    live: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "empty"
+    target.mkdir(mode=0o755)
+    capsys.readouterr()
+    assert main(["--config", str(live), "backup", str(target)]) == 0
+    assert stat.S_IMODE(target.stat().st_mode) == 0o700
+    assert sorted(p.name for p in target.iterdir()) == ["tunewatch.db"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+# -- restore after a crash ---------------------------------------------------------------
+
+
+def _restore_line(out: str) -> str:
+    return next(line for line in out.splitlines() if line.startswith("restore: "))
+
+
+#: What SQLite keeps beside a database, which a crash (kill -9) leaves in the data_dir.
+CRASH_LEFTOVERS = ("-wal", "-shm", "-journal")
+
+
+def test_backup_restore_line_names_the_files_a_crash_leaves_to_delete_first(
+    taken: Taken, tmp_path: Path
+) -> None:
+    """A daemon killed (kill -9) leaves the store's write-ahead log in its data_dir; copied
+    in beside a backup's store, it is replayed onto the copy: ``integrity_check`` failed and
+    the daemon would not start. Deleted first, as the restore line says, the copy opens as
+    it was written."""
+    line = _restore_line(taken.out)
+    for database in ("tunewatch.db", "optuna.db"):
+        for leftover in CRASH_LEFTOVERS:
+            assert f"{database}{leftover}" in line, line
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    shutil.copy2(taken.data_dir / "tunewatch.db", crashed / "tunewatch.db")
+    conn = sqlite3.connect(crashed / "tunewatch.db", isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=wal")
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute("CREATE TABLE written_before_the_crash (x)")
+        conn.execute("INSERT INTO written_before_the_crash VALUES (randomblob(100000))")
+        kept = {s: (crashed / f"tunewatch.db{s}").read_bytes() for s in ("-wal", "-shm")}
+    finally:
+        conn.close()  # checkpoints and deletes the log: a killed daemon leaves it
+    for suffix, data in kept.items():
+        (crashed / f"tunewatch.db{suffix}").write_bytes(data)
+    for leftover in CRASH_LEFTOVERS:
+        (crashed / f"tunewatch.db{leftover}").unlink(missing_ok=True)
+    shutil.copy2(taken.backup / "tunewatch.db", crashed / "tunewatch.db")
+    uri = f"{(crashed / 'tunewatch.db').as_uri()}?mode=ro"
+    with (
+        sqlite3.connect(uri, uri=True) as c,
+        sqlite3.connect(f"{(taken.backup / 'tunewatch.db').as_uri()}?mode=ro", uri=True) as b,
+    ):
+        assert c.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        count = "SELECT count(*) FROM requests"
+        assert c.execute(count).fetchone() == b.execute(count).fetchone()
+
+
+# -- a backup stopped part way -----------------------------------------------------------
+
+#: ``tunewatch backup`` in a process that may write no file past ``argv[1]`` bytes
+#: (RLIMIT_FSIZE): a write past it fails with EFBIG, "File too large", as one on a full
+#: disk fails with ENOSPC; or, ``argv[2] == "kill"``, the kernel kills the process
+#: (SIGXFSZ), which no handler sees: a backup stopped at a known point, as SIGTERM or
+#: kill -9 stop one.
+_LIMITED = """
+import resource, signal, sys
+limit, action = int(sys.argv[1]), sys.argv[2]
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+signal.signal(signal.SIGXFSZ, signal.SIG_DFL if action == "kill" else signal.SIG_IGN)
+from tunewatch._cli import main
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+sys.exit(main(sys.argv[3:]))
+"""
+LIMIT = 1 << 20  # past the store's copy (~300 kB)
+
+
+@dataclass(frozen=True)
+class Ran:
+    """How a backup process ended: its id, exit code (``-signal`` when killed), output."""
+
+    pid: int
+    returncode: int
+    out: str
+    err: str
+
+
+def _limited_backup(config: Path, target: Path, *, action: str) -> Ran:
+    with subprocess.Popen(
+        [sys.executable, "-c", _LIMITED, str(LIMIT), action]
+        + ["--config", str(config), "backup", str(target)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    ) as proc:
+        out, err = proc.communicate(timeout=120)
+    return Ran(pid=proc.pid, returncode=proc.returncode, out=out, err=err)
+
+
+@pytest.mark.parametrize("existing", ["absent", "empty"])
+def test_backup_stopped_part_way_leaves_no_backup_only_its_owner_only_partial_sibling(
+    live: Path, tmp_path: Path, existing: str
+) -> None:
+    """Killed while it copies the tuning storage (past the store), the backup has written
+    nothing at DIR: it is built beside it and renamed onto it once complete."""
+    data_dir = tmp_path / "data"
+    _tuning_storage(data_dir)
+    with sqlite3.connect(data_dir / "optuna.db") as c:  # larger than the process may write
+        c.execute("CREATE TABLE padding (x)")
+        c.execute("INSERT INTO padding VALUES (randomblob(?))", (3 * LIMIT,))
+    target = tmp_path / "copy"
+    if existing == "empty":
+        target.mkdir(mode=0o755)
+    ran = _limited_backup(live, target, action="kill")
+    assert ran.returncode == -signal.SIGXFSZ, ran
+    if existing == "empty":
+        assert list(target.iterdir()) == [] and stat.S_IMODE(target.stat().st_mode) == 0o755
+    else:
+        assert not target.exists()
+    partial = tmp_path / f".copy.partial-{ran.pid}"
+    assert (partial / "tunewatch.db").is_file() and (partial / "optuna.db").is_file()
+    for path in [partial, *partial.rglob("*")]:
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+
+
+# -- artefacts ---------------------------------------------------------------------------
+
+
+def test_backup_copies_the_files_of_an_artefact_folder_linked_from_another_disk(
+    trained: list[ExampleModel], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An operator moved an artefact folder to another disk and linked it back: the daemon
+    reads through the link, and the backup copies the files (not the link)."""
+    data_dir = tmp_path / "data"
+    daemon, _ = make_daemon(data_dir, trained)
+    try:
+        champion = daemon.artefacts.path(daemon.store.champion(MODEL).artefact_sha256)  # type: ignore[union-attr]
+    finally:
+        daemon.close()
+    moved = tmp_path / "other-disk" / champion.parent.name
+    moved.parent.mkdir()
+    champion.parent.rename(moved)
+    champion.parent.symlink_to(os.path.relpath(moved, champion.parent.parent))
+    config = _config(tmp_path / "tunewatch.yaml", data_dir)
+    capsys.readouterr()
+    assert main(["--config", str(config), "backup", str(tmp_path / "copy")]) == 0
+    copied = tmp_path / "copy" / champion.relative_to(data_dir)
+    assert copied.read_bytes() == (moved / champion.name).read_bytes()
+    assert [p for p in (tmp_path / "copy").rglob("*") if p.is_symlink()] == []
+
+
+def test_backup_names_each_artefact_its_store_names_but_the_data_dir_lacks_and_exits_1(
+    trained: list[ExampleModel], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data_dir = tmp_path / "data"
+    daemon, _ = make_daemon(data_dir, trained)
+    try:
+        champion = daemon.store.champion(MODEL)
+        assert champion is not None
+        reference = daemon.artefacts.path(champion.details["reference_sha256"], ".npz")
+        report = daemon.artefacts.put(b"<html>drift</html>", ".html")
+        daemon.store.add_evaluation(
+            model=MODEL,
+            version=champion.version,
+            kind="drift_report",
+            status="ok",
+            window_start=None,
+            window_end=datetime.now(UTC),
+            payload={"evaluation": 1, "sha256": report},
+        )
+        onnx = daemon.artefacts.path(champion.artefact_sha256)
+        report_file = daemon.artefacts.path(report, ".html")
+    finally:
+        daemon.close()
+    reference.unlink()
+    report_file.unlink()
+    config = _config(tmp_path / "tunewatch.yaml", data_dir)
+    capsys.readouterr()
+    assert main(["--config", str(config), "backup", str(tmp_path / "copy")]) == 1
+    out, err = capsys.readouterr()
+    missing = [line for line in err.splitlines() if "missing" in line]
+    assert len(missing) == 2, err
+    assert reference.name in err and f"{MODEL} version {champion.version}" in err
+    assert report_file.name in err and "drift report" in err
+    assert (tmp_path / "copy" / onnx.relative_to(data_dir)).is_file()
+    assert (tmp_path / "copy" / "tunewatch.db").is_file() and "tunewatch.db" in out
+
+
+# -- filesystem errors: exit 2, one line naming DIR, the part and the file ---------------
+
+
+def test_backup_that_cannot_write_an_artefact_names_it_and_is_removed(
+    live: Path, tmp_path: Path
+) -> None:
+    big = ArtefactStore(tmp_path / "data" / "artefacts").put(os.urandom(2 * LIMIT), ".onnx")
+    target = tmp_path / "copy"
+    ran = _limited_backup(live, target, action="fail")
+    out, err = ran.out, ran.err
+    assert ran.returncode == 2 and out == "", err
+    assert err.count("\n") == 1 and "Errno" not in err, err
+    assert err.startswith(f"tunewatch: error: cannot write the backup {target}: "), err
+    assert f"artefacts/{big[:2]}/{big}.onnx" in err and "File too large" in err
+    assert err.rstrip().endswith("the partial backup was removed"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "tunewatch.yaml"]
+
+
+def test_backup_refuses_a_directory_under_a_file(
+    live: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "afile").write_text("mine")
+    err = _refused(live, tmp_path / "afile" / "copy", capsys)
+    assert "Errno" not in err and f"{tmp_path / 'afile'} is a file" in err, err
+    assert "nothing was written" in err

@@ -14,9 +14,11 @@ from ._context import config_of
 
 def cmd_backup(args: argparse.Namespace) -> int:
     """Print what was written, each file with its size, what was not and how to restore.
-    Exit 0; 1 when damaged artefacts were left out (each named on stderr: the backup
-    holds everything else); 2, nothing written, when refused."""
-    from tunewatch._backup import ARTEFACTS, backup
+    Exit 0; 1 when artefacts were left out, damaged or missing from the data_dir though
+    the store names them (each named on stderr: the backup holds everything else); 2,
+    nothing written (a partial backup removed), when refused or failed."""
+    from tunewatch._backup import backup
+    from tunewatch._backup_artefacts import ARTEFACTS
     from tunewatch._config_paths import STORE_FILE
     from tunewatch.store import redact_url
 
@@ -46,10 +48,17 @@ def cmd_backup(args: argparse.Namespace) -> int:
         for file in result.files:
             if file.part == "tuning storage":
                 where += f", tuning.storage_url naming {result.directory / file.name}"
+    # a crash (kill -9) leaves a database's journal or write-ahead log in the data_dir:
+    # copied in beside it, SQLite replays it onto the copy (integrity_check fails)
+    sidecars = [name for file in result.files for name in file.sidecars]  # the store's, at least
+    listed = ", ".join(sidecars[:-1]) + f" and {sidecars[-1]}"
     print(
-        f"restore: stop the daemon, then either start it with {where}, or copy these files into "
-        "its data_dir"
+        f"restore: stop the daemon, then either start it with {where}, or delete {listed} from "
+        "its data_dir (a crash leaves them there, and SQLite would replay them onto the "
+        "copies), then copy these files into it"
     )
     for damaged in result.damaged:
         print(f"tunewatch: warning: left out of the backup, damaged: {damaged}", file=sys.stderr)
-    return 1 if result.damaged else 0
+    for missing in result.missing:
+        print(f"tunewatch: warning: left out of the backup, missing: {missing}", file=sys.stderr)
+    return 1 if result.damaged or result.missing else 0
