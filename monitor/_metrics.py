@@ -111,13 +111,23 @@ class ServingMetrics:
             "outputs; compare its rate with scoring.shadow_cpu_share.",
         )
         r.register(self.shadow_cpu)
+        self.runs = Counter(
+            "tunewatch_runs",
+            "Runs of a version, answered or failed, by its role (champion; challenger: its "
+            "shadow runs, a live split's arm, requests naming it): what "
+            "tunewatch_run_failures_total is a share of, as the max_error_rate guardrail "
+            "reads it. (The latency histogram's count is no run count: the jobs of a shadow "
+            "backlog scored in one batch have no latency of their own.)",
+            ["model", "version", "role"],
+            registry=r,
+        )
         self.run_failures = Counter(
             "tunewatch_run_failures",
-            "Runs of a version that failed, by its role (champion; challenger: its shadow "
-            "runs, a live split's arm, requests naming it) and the failure's code (run_failed, "
-            "run_timeout, non_finite_output, output_shape_mismatch, output_out_of_range, "
-            "unrecordable); a client's bad input is not one. Runs that did not fail: "
-            "tunewatch_inference_latency_seconds_count.",
+            "Runs of a version that failed, by its role (as tunewatch_runs_total) and the "
+            "failure's code (run_failed, run_timeout, non_finite_output, "
+            "output_shape_mismatch, output_out_of_range, unknown_output: a split's arm "
+            "lacking an output the champion has, unrecordable); a client's bad input is "
+            "not one.",
             ["model", "version", "role", "code"],
             registry=r,
         )

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 from monitor import ServingMetrics
@@ -94,6 +94,8 @@ class ShadowResults:
             records.append(record)
         for model, n in left.items():
             self._metrics.shadow_dropped.labels(model, "left_lineup").inc(n)
+        for (model, version), n in tallies.runs():
+            self._series.runs(model, version, "challenger").inc(n)
         self._recorder.record_outputs(records, tallies.as_records())
 
     def _unrecordable(self, r: ShadowResult, exc: Exception, code: str) -> None:
@@ -130,6 +132,10 @@ class _Tallies:
         self._runs[key] += 1
         self._failures[key] += 1
         self._last[key] = code
+
+    def runs(self) -> Iterable[tuple[tuple[str, int], int]]:
+        """Each (model, version)'s runs in this drain, failed ones included."""
+        return self._runs.items()
 
     def as_records(self) -> list[RunTally]:
         return [

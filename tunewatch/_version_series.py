@@ -1,5 +1,5 @@
 """The per-version Prometheus series of served versions: latency by hyperparameter set
-and role, rows by model, failed runs and load memory.
+and role, rows by model, runs and failed runs by role, and load memory.
 
 A series is made only for a version in its model's line-up, and removed when the version
 leaves every line-up (retired, rolled back): without that every re-tune would leave a
@@ -33,6 +33,7 @@ class VersionSeries:
         self._lock = threading.Lock()
         self._latency: dict[tuple[str, int, str, str], Any] = {}
         self._rows: dict[str, Any] = {}
+        self._runs: dict[tuple[str, int, str], Any] = {}
         self._failures: set[tuple[str, int, str, str]] = set()
         self._memory_labels: dict[tuple[str, int], tuple[str, str, str]] = {}
         # versions a shadow output of which could not be recorded: logged once each
@@ -55,6 +56,18 @@ class VersionSeries:
                 child = self._latency[key] = self._metrics.inference_latency.labels(
                     model, str(version), hp, role
                 )
+        return child
+
+    def runs(self, model: str, version: int, role: str) -> Any:
+        """The counter of the version's runs in ``role`` (an unexported one once it has
+        left its line-up)."""
+        key = (model, version, role)
+        child = self._runs.get(key)
+        if child is None:
+            with self._lock:
+                if self._hyperparameter_set(model, version) is None:
+                    return _UNEXPORTED
+                child = self._runs[key] = self._metrics.runs.labels(model, str(version), role)
         return child
 
     def rows(self, model: str) -> Any:
@@ -104,6 +117,10 @@ class VersionSeries:
                 if (model, version) not in live:
                     self._metrics.inference_latency.remove(model, str(version), hp, role)
                     del self._latency[(model, version, hp, role)]
+            for model, version, role in list(self._runs):
+                if (model, version) not in live:
+                    self._metrics.runs.remove(model, str(version), role)
+                    del self._runs[(model, version, role)]
             for model, version, role, code in list(self._failures):
                 if (model, version) not in live:
                     self._metrics.run_failures.remove(model, str(version), role, code)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 from onnx import TensorProto as T
 from onnx import helper as h
 
-from tests.tunewatch.conftest import MODEL, make_daemon
+from tests.tunewatch.conftest import MODEL, logistic_variant, make_daemon
 from tests.tunewatch.test_comparison_loop import (
     BATCH,
     LOOSE,
@@ -103,13 +104,21 @@ def wait_for_runs(d: Daemon, version: int, runs: int, role: Role = "challenger")
 
 
 def infer_rows(
-    url: str, token: str, x: np.ndarray, *, version: int | None = None, units: bool = False
+    url: str,
+    token: str,
+    x: np.ndarray,
+    *,
+    version: int | None = None,
+    units: bool = False,
+    output: str | None = None,
+    first: int = 0,
 ) -> list[int | str]:
-    """Each row of ``x`` as one request ``q<i>``, in turn: 200 or the error's code; to
-    ``version``'s own route if given, with unit key ``u<i>`` if ``units``."""
-    route = "" if version is None else f"/versions/{version}"
+    """Each row of ``x`` as one request ``q<i>`` (from ``first``), in turn: 200 or the
+    error's code; to ``version``'s own route if given, with unit key ``u<i>`` if
+    ``units``, asking for ``output`` alone if given."""
+    path = "" if version is None else f"/versions/{version}"
     answers: list[int | str] = []
-    for i, row in enumerate(x):
+    for i, row in enumerate(x, start=first):
         body: dict[str, object] = {
             "id": f"q{i}",
             "inputs": [
@@ -118,8 +127,10 @@ def infer_rows(
         }
         if units:
             body["parameters"] = {"unit_key": f"u{i}"}
+        if output is not None:
+            body["outputs"] = [{"name": output}]
         r = httpx.post(
-            f"{url}/v2/models/{MODEL}{route}/infer",
+            f"{url}/v2/models/{MODEL}{path}/infer",
             json=body,
             headers={"Authorization": f"Bearer {token}"},
         )
@@ -208,6 +219,71 @@ def test_a_split_arms_runs_are_counted_with_the_failed_ones(nan_tail_split: Daem
     )
     assert (champion.runs, champion.failures) == (arm.count(1), 0)
     assert failures_exported(nan_tail_split, 2, "challenger", "non_finite_output") == len(failing)
+
+
+def test_a_split_arm_lacking_an_asked_output_fails_its_runs(
+    tmp_path: Path, trained: list[ExampleModel]
+) -> None:
+    """Requests are read against the champion's signature; an arm naming its outputs
+    otherwise answered its units 400 ``unknown_output`` after it ran, a run counted
+    nowhere: its fault, not the client's, is a failed run of the arm."""
+    arm = logistic_variant(outputs=("label", "probs"))
+    split = {"challenger": 2, "percent": 50, "salt": "arm-outputs"}
+    models = [{"name": MODEL, "task": "binary", "comparison": {"split": split}}]
+    d, tokens = make_daemon(tmp_path / "data", [trained[0], arm], extra={"models": models})
+    try:
+        x, _ = example_data(30, seed=3)
+        units = [
+            route((1, 2), SplitConfig(challenger=2, percent=50, salt="arm-outputs"), f"u{i}")
+            for i in range(30)
+        ]
+        with BackgroundServer(d.app) as server:
+            answers = infer_rows(
+                server.url, tokens["scorer"], x, units=True, output="probabilities"
+            )
+            assert [a for a, u in zip(answers, units, strict=True) if u == 2] == [
+                "unknown_output"
+            ] * units.count(2)
+            tally = wait_for_runs(d, 2, units.count(2))
+        assert (tally.runs, tally.failures, tally.last_failure) == (
+            units.count(2),
+            units.count(2),
+            "unknown_output",
+        )
+        assert failures_exported(d, 2, "challenger", "unknown_output") == units.count(2)
+    finally:
+        d.close()
+
+
+def test_runs_under_concurrent_load_are_exported_as_the_store_counts_them(
+    nan_tail: Daemon,
+) -> None:
+    """The alerts divide failed runs by ``tunewatch_runs_total``: under concurrent load a
+    shadow backlog is scored in one batch, whose jobs have no latency, and the latency
+    count read 553 runs of 4,000 (a challenger at half its limit alerted)."""
+    x, _ = example_data(400, seed=8)
+    x[:, 0] = np.clip(x[:, 0], -2.0, 2.0)
+    x[::50, 0] = TAIL
+    token = nan_tail.tokens_for_test["scorer"]  # type: ignore[attr-defined]
+    with BackgroundServer(nan_tail.app) as server:
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(
+                pool.map(
+                    lambda i: infer_rows(server.url, token, x[i : i + 25], first=i),
+                    range(0, 400, 25),
+                )
+            )
+        assert sum(len(a) for a in answers) == 400
+        stored = {role: wait_for_runs(nan_tail, v, 400, role) for v, role in RAN}
+    for version, role in RAN:
+        exported = nan_tail.metrics.registry.get_sample_value(
+            "tunewatch_runs_total", {"model": MODEL, "version": str(version), "role": role}
+        )
+        assert exported == stored[role].runs == 400
+    assert failures_exported(nan_tail, 2, "challenger", "non_finite_output") == 8
+
+
+RAN: tuple[tuple[int, Role], ...] = ((1, "champion"), (2, "challenger"))
 
 
 def test_a_named_versions_runs_are_counted_and_exported(nan_tail: Daemon) -> None:

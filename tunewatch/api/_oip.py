@@ -139,10 +139,15 @@ async def infer(
         if not isinstance(exc, InvalidInputError):  # the model's fault, not the input's
             _count_run(ctx, model, answering, role, failed=exc.code)
         raise
-    except ApiError as exc:  # a non-finite output besides the primary: the model's fault
-        if exc.code == "non_finite_output":
+    except ApiError as exc:
+        # a non-finite output besides the primary, or a split's arm lacking an output the
+        # champion's signature has (the request was read against it): the model's fault
+        if exc.code == "non_finite_output" or (
+            exc.code == "unknown_output" and version is None and role == "challenger"
+        ):
             _count_run(ctx, model, answering, role, failed=exc.code)
         raise
+    ctx.runtime.series.runs(model, answering, role).inc()
     if ctx.recording:
         try:
             inserted = await ctx.runtime.recorder.record(
@@ -184,7 +189,8 @@ def _count_run(
     share of failed runs, ``max_error_rate`` a challenger's (its shadow runs, a live
     split's arm, requests naming it): counting only recorded runs, a store that fell
     behind made 5 failures in 1,000 runs read as 5 in 20."""
-    if failed is not None:
+    if failed is not None:  # an answered run is exported where it is answered
+        ctx.runtime.series.runs(model, version, role).inc()
         ctx.runtime.series.run_failure(model, version, role, failed).inc()
     if ctx.recording:
         ran = RunTally(
