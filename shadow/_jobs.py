@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -45,29 +45,41 @@ class ShadowResult(NamedTuple):
 
 class FailureLog:
     """Logs challengers' failed runs: the first of each (model, version, code) with its
-    traceback, the later ones not. Each failure was logged with its traceback: a
-    challenger failing every request it shadows wrote one per request, thousands a second
-    under load, on the shadow workers' CPU share. Every failure is still an error result
-    (tunewatch counts them all, by code). Thread-safe: one per queue, its workers share it.
-    """
+    traceback, then at most one an hour (``every_s``) with how many were not logged since.
+    Each failure was logged with its traceback: a challenger failing every request it
+    shadows wrote one per request, thousands a second under load, on the shadow workers'
+    CPU share. Every failure is still an error result (tunewatch counts them all, by
+    code). Thread-safe: one per queue, its workers share it."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, every_s: float = 3600.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._every_s = every_s
+        self._clock = clock
         self._lock = threading.Lock()
-        self._logged: set[tuple[str, int, str]] = set()
+        self._logged_at: dict[tuple[str, int, str], float] = {}
+        self._unlogged: dict[tuple[str, int, str], int] = {}
 
     def failed(self, job: ShadowJob, version: int, code: str, exc: Exception) -> None:
         key = (job.model, version, code)
+        now = self._clock()
         with self._lock:
-            if key in self._logged:
+            last = self._logged_at.get(key)
+            if last is not None and now - last < self._every_s:
+                self._unlogged[key] = self._unlogged.get(key, 0) + 1
                 return
-            self._logged.add(key)
+            self._logged_at[key] = now
+            unlogged = self._unlogged.pop(key, 0)
         logger.error(
-            "shadow scoring failed: model=%s version=%d request=%s code=%s (later failures "
-            "of this version with this code are error results, not logged)",
+            "shadow scoring failed: model=%s version=%d request=%s code=%s (%d more of this "
+            "version with this code since it was last logged; the next are logged at most "
+            "once in %g s, all counted)",
             job.model,
             version,
             job.request_id,
             code,
+            unlogged,
+            self._every_s,
             exc_info=exc,
         )
 

@@ -181,9 +181,11 @@ def _use_wal(path: str) -> None:
     readers — ``tunewatch backup``'s ``VACUUM INTO`` of it, a dashboard's history — then
     never block the study's writes. In the default rollback-journal mode a backup holding
     its read for 16 s failed every trial that reported meanwhile ("database is locked").
-    A file another process holds open in rollback mode is left so, and said why."""
+    A file another connection is using in rollback mode is left so, said why, and tried
+    again at the next open: the switch does not wait for it (with the lock wait, every
+    open waited 30 s while a reader held the file)."""
     try:
-        with contextlib.closing(sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)) as conn:
+        with contextlib.closing(sqlite3.connect(path, timeout=0)) as conn:
             mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()
     except sqlite3.Error as exc:
         logger.warning("Optuna storage %s: could not switch it to WAL mode: %s", path, exc)

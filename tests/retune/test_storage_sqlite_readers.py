@@ -8,10 +8,13 @@ storage ran. The storage is opened in WAL mode, where readers never block the wr
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sqlite3
 from pathlib import Path
 
 import optuna
+import pytest
 
 from retune._optuna import close_storage, make_storage
 
@@ -38,3 +41,30 @@ def test_a_trial_is_written_while_another_connection_holds_a_read(tmp_path: Path
         assert states == [optuna.trial.TrialState.COMPLETE] * 2
     finally:
         close_storage(backend)
+
+
+def test_a_file_in_use_in_rollback_mode_is_opened_as_it_is_and_said_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An ``optuna.db`` made before WAL, read by another process when a job opens it: the
+    switch needs the file to itself, so the storage opens in rollback mode, warns, and
+    switches at a later open."""
+    path = tmp_path / "optuna.db"
+    before = optuna.storages.RDBStorage(f"sqlite:///{path}")  # made as Optuna makes it
+    optuna.create_study(study_name="s", storage=before)
+    close_storage(before)
+    reader = sqlite3.connect(path, isolation_level=None)
+    try:
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM studies").fetchone()
+        with caplog.at_level(logging.WARNING, logger="retune"):
+            backend = make_storage(f"sqlite:///{path}", heartbeat_interval=None)
+        close_storage(backend)
+        assert reader.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+        assert "could not switch it to WAL mode" in caplog.text
+        reader.execute("COMMIT")
+    finally:
+        reader.close()
+    close_storage(make_storage(f"sqlite:///{path}", heartbeat_interval=None))
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)

@@ -16,6 +16,7 @@ import pytest
 from shadow_models import N_FEATURES, Data, Exported
 
 from shadow import LoadedVersion, OnnxModel, ShadowJob, ShadowQueue, ShadowResult
+from shadow._jobs import FailureLog
 
 WAIT_S = 5.0  # upper bound for Event waits; tests never sleep
 
@@ -131,7 +132,27 @@ def test_a_challenger_failing_every_job_is_logged_once_per_version_and_code(
     assert len(logged) == 2, [r.getMessage() for r in logged]
     assert all(r.exc_info is not None for r in logged)
     assert {"version=2" in r.getMessage() for r in logged} == {True, False}
-    assert all("not logged" in r.getMessage() for r in logged)
+    assert all("0 more of this version with this code" in r.getMessage() for r in logged)
+
+
+def test_a_failure_log_logs_a_key_again_after_its_interval_with_what_it_skipped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Logged once for the process's life, a second failure episode days later wrote no
+    line at all: the first of each version and code is logged, then one an interval."""
+    now = [0.0]
+    failures = FailureLog(every_s=60.0, clock=lambda: now[0])
+    bad = job("r", np.zeros((1, 1), np.float32))
+    with caplog.at_level(logging.ERROR, logger="shadow"):
+        for t in (0.0, 10.0, 59.0, 61.0, 62.0, 200.0):
+            now[0] = t
+            failures.failed(bad, 2, "run_failed", RuntimeError("boom"))
+        failures.failed(bad, 2, "run_timeout", RuntimeError("slow"))  # another code
+        failures.failed(bad, 3, "run_failed", RuntimeError("boom"))  # another version
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 5
+    assert [m.split("(")[1].split(" more")[0] for m in messages] == ["0", "2", "1", "0", "0"]
+    assert all(r.exc_info is not None for r in caplog.records)
 
 
 def test_failing_on_result_is_logged_counted_and_worker_survives(
