@@ -5,54 +5,43 @@ champion's reference snapshot, stores one evaluation row per kind (with ``"alarm
 its payload), exports the figures as Prometheus metrics, and lets the event policies
 (hysteresis, cool-down) decide whether an event — and through the dispatcher an action —
 follows. Degenerate windows are stored as ``insufficient_data``, never raised, and so are
-drift and the estimate of a champion whose snapshot is missing or cannot be read. The
-baseline built from the snapshot lives in :mod:`tunewatch._evaluation_baseline`, the decay
-kind in :mod:`tunewatch._evaluation_decay`, the policies' decisions in
+drift and the estimate of a champion whose snapshot is missing or cannot be read.
+
+This module runs the evaluation, caches each champion's baseline and stores the verdicts;
+the parts live beside it. The baseline built from the snapshot in
+:mod:`tunewatch._evaluation_baseline`; each kind's verdict in its own module: drift in
+:mod:`tunewatch._evaluation_drift`, decay in :mod:`tunewatch._evaluation_decay`, the
+label-free estimate in :mod:`tunewatch._evaluation_estimate`, label coverage and delay in
+:mod:`tunewatch._evaluation_labels`, latency in :mod:`tunewatch._evaluation_telemetry`;
+the policies' decisions (and the export of stored figures) in
 :mod:`tunewatch._evaluation_events`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
-
-from monitor import (
-    ColumnDriftConfig,
-    DriftDetector,
-    DriftError,
-    LatencySummary,
-    ServingMetrics,
-)
-from monitor.objectives import make_objective, positive_proba
+from monitor import ServingMetrics
+from monitor.objectives import make_objective
 from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
-from tunewatch._config import Config, ModelConfig
+from tunewatch._config import Config
 from tunewatch._decay_rows import DecayRowCache
-from tunewatch._drift_report import (
-    LABEL,
-    aged_window,
-    drift_frame,
-    drift_report,
-    label_window,
-)
+from tunewatch._drift_report import drift_report, label_window
 from tunewatch._errors import StoreError, StoreUnavailableError
 from tunewatch._evaluation_baseline import NO_SNAPSHOT, Baseline, NoBaseline, build_baseline
 from tunewatch._evaluation_decay import decay_verdict
+from tunewatch._evaluation_drift import drift_verdict
+from tunewatch._evaluation_estimate import estimate_verdict
 from tunewatch._evaluation_events import PolicyEvents, export_stored
-from tunewatch._policies import (
-    FIRST_REQUEST,
-    LABEL_FIRST_REQUEST,
-    LABEL_LAST_REQUEST,
-    LAST_REQUEST,
-)
+from tunewatch._evaluation_labels import labels_verdict
+from tunewatch._evaluation_telemetry import telemetry_verdict
 from tunewatch._span import requests_span, ts
-from tunewatch.store import EvaluationRow, ModelRow, Store, VersionRow, Window
+from tunewatch.store import EvaluationRow, ModelRow, Store, VersionRow
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +125,7 @@ class Evaluator:
                     "drift",
                     start,
                     now,
-                    *self._drift(model, cfg, window, matured, baseline, version),
+                    *drift_verdict(self.metrics, model, cfg, window, matured, baseline, version),
                     span=span,
                 )
             )
@@ -168,7 +157,9 @@ class Evaluator:
                     "estimate",
                     start,
                     now,
-                    *self._estimate(model, cfg, window, matured, baseline, version),
+                    *estimate_verdict(
+                        self.store, self.metrics, model, cfg, window, matured, baseline, version
+                    ),
                     span=span,
                 )
             )
@@ -179,13 +170,19 @@ class Evaluator:
                 "labels",
                 start,
                 now,
-                *self._labels(model, cfg, window, matured, now),
+                *labels_verdict(self.store, self.metrics, model, cfg, window, matured, now),
                 span=span,
             )
         )
         rows.append(
             self._store(
-                name, version, "telemetry", start, now, *self._telemetry(model, window), span=span
+                name,
+                version,
+                "telemetry",
+                start,
+                now,
+                *telemetry_verdict(self.store, self.metrics, model, window),
+                span=span,
             )
         )
         self._events.decide(name, cfg, now, {r.kind: r for r in rows}, champion, actor=actor)
@@ -279,302 +276,3 @@ class Evaluator:
 
     def _build_baseline(self, champion: VersionRow, model: ModelRow) -> Baseline | None:
         return build_baseline(champion, model, artefacts=self.artefacts, config=self.config)
-
-    # -- kinds -----------------------------------------------------------------------------
-    def _drift(
-        self,
-        model: ModelRow,
-        cfg: ModelConfig,
-        window: Window,
-        matured: Window,
-        baseline: Baseline | NoBaseline,
-        version: int | None,
-    ) -> tuple[str, dict[str, Any]]:
-        """Drift of the window's features and the champion's predictions, and of the
-        labels of their own window (:func:`tunewatch._drift_report.label_window`): the
-        newest ``window_rows`` (or ``window_s``) requests at least ``decay.maturity_s``
-        old, the evaluation's "labels are complete after this". With none so old, or
-        with fewer than ``drift.min_rows`` requests in the current window (where the
-        label alone would make the dataset share), the label column is insufficient
-        data. The payload's ``label_window`` says which requests were read; when the
-        label drifted, ``label_first_request_at`` and ``label_last_request_at`` tell the
-        policy which labels the alarm rests on."""
-        m = self.metrics
-        if isinstance(baseline, NoBaseline):  # nothing to compare with: no figure, not
-            # the last one held
-            for gauge in (m.drift_share, m.drift_detected, m.feature_drift, m.feature_drifted):
-                m.forget(gauge, model=model.name)
-            return "insufficient_data", {"alarm": False, "reason": baseline.reason}
-        d = cfg.evaluation.drift
-        try:
-            detector = DriftDetector(
-                baseline.profile,
-                columns={
-                    k: ColumnDriftConfig(method=v.method, threshold=v.threshold)
-                    for k, v in d.columns.items()
-                },
-                dataset_rule=d.dataset_rule,
-                share_threshold=d.share_threshold,
-                alpha=d.alpha,
-                min_rows=d.min_rows,
-                sample_size=d.sample_size,
-            )
-        except DriftError as exc:
-            # a setting the detector refuses whatever the reference (a threshold, a rule:
-            # the config loader refuses those first); one only the reference refuses
-            # leaves its column untested instead. Drift is lost, not the other kinds
-            logger.error(
-                "model=%s version=%s: drift not evaluated, the detector refused "
-                "evaluation.drift: %s",
-                model.name,
-                version,
-                exc,
-            )
-            for gauge in (m.drift_share, m.drift_detected, m.feature_drift, m.feature_drifted):
-                m.forget(gauge, model=model.name)
-            return "insufficient_data", {
-                "alarm": False,
-                "reason": f"evaluation.drift.columns does not fit the reference: {exc}",
-            }
-        # predictions: the champion's (its reference's are), none where another answered
-        outputs = np.where((window.versions == version)[:, None], window.outputs, np.nan)
-        labels = None
-        judged: dict[str, Any] = {}
-        if baseline.reference.labels is not None and window.n_rows < d.min_rows:
-            # the label alone would be the dataset share of a window that measured nothing
-            labels = np.empty(0)
-        elif baseline.reference.labels is not None:
-            labels = matured.labels
-            arrived = matured.label_received_at[~np.isnan(matured.label_received_at)]
-            judged = {
-                "n": matured.n_rows,
-                **requests_span(matured.received_at),
-                # the newest label read (epoch seconds, the store's clock): the drift
-                # report tests the labels that had arrived by then, those this run read
-                "labels_through": float(arrived.max()) if arrived.size else None,
-            }
-        frame = drift_frame(model, window.features, outputs, labels)
-        result = detector.check(frame)
-        testable = [c for c in result.columns if c.status != "insufficient_data"]
-        if testable:
-            m.drift_share.labels(model.name).set(result.drifted_share)
-            m.drift_detected.labels(model.name).set(int(result.dataset_drift))
-        else:  # nothing was tested: no figure, not "no drift"
-            m.forget(m.drift_share, model=model.name)
-            m.forget(m.drift_detected, model=model.name)
-        tested = {
-            c.column: (c.method, c.statistic, c.drifted)
-            for c in testable
-            if c.statistic is not None
-        }
-        m.set_feature_drift(model.name, {f: tested.get(f) for f in model.feature_names})
-        payload = {
-            "alarm": bool(result.dataset_drift),
-            "drifted_share": result.drifted_share,
-            "drifted_columns": list(result.drifted_columns),
-            "rule": result.rule,
-            # what the verdict was judged with, for its drift report, built later and
-            # judged as the verdict was whatever the config says by then
-            "share_threshold": d.share_threshold,
-            "sample_size": d.sample_size,
-            "n_current": window.n_rows,  # the label's window is its own
-            "insufficient": list(result.insufficient),
-            "columns": [
-                {
-                    "column": c.column,
-                    "method": c.method,
-                    # JSON has no infinity: a statistic that is not finite is stored as
-                    # null, `p_value` and `drifted` beside it
-                    "statistic": _finite_or_none(c.statistic),
-                    "p_value": c.p_value,
-                    "threshold": c.threshold,
-                    "drifted": c.drifted,
-                    "status": c.status,
-                    "reason": c.reason,
-                    "n_ref": c.n_ref,
-                    "n_cur": c.n_cur,
-                }
-                for c in result.columns
-            ],
-        }
-        if judged:
-            payload["label_window"] = judged
-            if LABEL in result.drifted_columns and FIRST_REQUEST in judged:
-                payload[LABEL_FIRST_REQUEST] = judged[FIRST_REQUEST]
-                payload[LABEL_LAST_REQUEST] = judged[LAST_REQUEST]
-        return ("ok" if testable else "insufficient_data"), payload
-
-    def _estimate(
-        self,
-        model: ModelRow,
-        cfg: ModelConfig,
-        window: Window,
-        matured: Window,
-        baseline: Baseline | NoBaseline,
-        version: int | None,
-    ) -> tuple[str, dict[str, Any]]:
-        """CBPE's accuracy of the champion's decisions in the window, at the objective's
-        decision threshold (:func:`decision_threshold`; it was 0.5 whatever the objective
-        decided at), and beside it the realised accuracy of the same decisions of the
-        window's requests at least ``decay.maturity_s`` old, those whose labels drift tests
-        (:func:`tunewatch._drift_report.label_window`): ``n_labelled`` counts the labelled
-        ones, and with none ``realised`` is ``None``.
-        Over every label come so far, it was the figure of the requests labelled first:
-        when a label's delay depends on the outcome (the right predictions labelled
-        first), 1.0 of a window at 0.7, and the decay page compared the estimate with it."""
-        m = self.metrics
-        # The estimate exports the estimated accuracy only, labelled `accuracy` whatever the
-        # objective: the realised objective is the decay check's figure (over matured
-        # windows), which may be accuracy too, and then of the same decisions.
-        if (
-            isinstance(baseline, NoBaseline)
-            or baseline.cbpe is None
-            or baseline.reference_accuracy is None
-        ):
-            m.forget(m.objective_estimated, model=window.model)  # no figure held over
-            reason = baseline.reason if isinstance(baseline, NoBaseline) else baseline.no_estimate
-            return "insufficient_data", {"alarm": False, "reason": reason}
-        answered = window.versions == version  # CBPE is calibrated on the champion's scores
-        if answered.sum() < cfg.evaluation.drift.min_rows:
-            m.forget(m.objective_estimated, model=window.model)
-            return "insufficient_data", {
-                "alarm": False,
-                "reason": "too few scored rows",
-                "n": int(answered.sum()),
-            }
-        p = positive_proba(window.outputs[answered])
-        estimate = baseline.cbpe.estimate(p, metric="accuracy")
-        labelled = answered & window.labelled() & np.isin(window.request_ids, matured.request_ids)
-        realised = None
-        if labelled.any():
-            pl = positive_proba(window.outputs[labelled])
-            decided = pl >= baseline.cbpe.threshold
-            realised = float((decided == (window.labels[labelled] >= 0.5)).mean())
-        name = self.store.get_model(window.model).name
-        self.metrics.objective_estimated.labels(name, str(version), "accuracy").set(estimate.value)
-        drop = baseline.reference_accuracy - estimate.value
-        return "ok", {
-            "alarm": bool(drop > cfg.evaluation.estimate.max_drop),
-            "metric": "accuracy",
-            "threshold": baseline.cbpe.threshold,  # the decisions the accuracy is of
-            "estimated": estimate.value,
-            "ci": [estimate.ci_lo, estimate.ci_hi],
-            "n": estimate.n,
-            "realised": realised,
-            "n_labelled": int(labelled.sum()),
-            "reference": baseline.reference_accuracy,
-            "drop": drop,
-        }
-
-    def _labels(
-        self, model: ModelRow, cfg: ModelConfig, window: Window, matured: Window, now: datetime
-    ) -> tuple[str, dict[str, Any]]:
-        """Label coverage of the requests whose labels are due, and the median label delay
-        of the window's requests.
-
-        The coverage is the labelled share of ``matured``, the newest ``window_rows`` (or
-        ``window_s``) requests at least ``decay.maturity_s`` old
-        (:func:`tunewatch._drift_report.label_window`), ``None`` with none so old. Over
-        the newest window it counted requests whose labels were not due yet: 20,000
-        requests over two days, each labelled after 12 h, a one-day maturity, read
-        0.0002, a healthy label feed looking dead. That share is ``labelled_so_far``.
-
-        A request still waiting for its label has waited ``now - received_at`` so far:
-        its delay is censored there, and the median over every request (waited so far,
-        or delay) is a lower bound of the true median delay, exact once all are labelled.
-        The median over the labelled ones alone (``median_delay_labelled_s``) reads only
-        the labels that came, and fast: with none arrived it had no figure, and a tenth
-        labelled within the hour hid nine tenths unlabelled for weeks.
-
-        That lower bound cannot exceed how far back the window reaches, so a model whose
-        window spans less than ``label_delay_alarm_s`` (5,000 rows of a model answering
-        over 715 requests a day, at 7 days) never raised the alarm, whatever its labels
-        did. Requests received at least ``label_delay_alarm_s`` ago (a window of the same
-        size, ending there) answer it exactly: each one's label came within the limit or
-        did not. The alarm is the lower bound past the limit, or more than half of those
-        requests late (``late_share``): either way the median delay is longer. The gauge
-        holds the larger of the two medians, both lower bounds.
-
-        Either figure judges only when it rests on at least ``drift.min_rows`` requests:
-        one unlabelled request eight days old among recent ones labelled within hours was
-        a late share of 1.0 and an alarm. Without enough aged requests (and no alarm from
-        a window of enough requests) the verdict is insufficient data: it raises nothing.
-        """
-        if window.n_rows == 0:
-            for gauge in (self.metrics.label_coverage, self.metrics.label_delay):
-                self.metrics.forget(gauge, model=model.name)
-            return "insufficient_data", {"alarm": False, "reason": "empty window"}
-        labelled = window.labelled()
-        so_far = float(labelled.mean())
-        coverage = float(matured.labelled().mean()) if matured.n_rows else None
-        delays = window.label_received_at[labelled] - window.received_at[labelled]
-        waited = np.maximum(now.timestamp() - window.received_at[~labelled], 0.0)
-        median = float(np.median(np.concatenate([delays, waited])))
-        limit = cfg.evaluation.label_delay_alarm_s
-        aged = aged_window(self.store, model, cfg.evaluation, as_of=now, age_s=limit)
-        late_share, aged_median, min_rows = None, 0.0, cfg.evaluation.drift.min_rows
-        if aged.n_rows:
-            came = aged.labelled()
-            aged_delays = np.full(aged.n_rows, np.inf)  # not labelled yet: past the limit
-            aged_delays[came] = aged.label_received_at[came] - aged.received_at[came]
-            late_share = float((aged_delays > limit).mean())
-            waited_aged = now.timestamp() - aged.received_at
-            aged_median = float(np.median(np.minimum(aged_delays, waited_aged)))
-        aged_late = late_share if aged.n_rows >= min_rows else None  # enough to judge
-        alarm = (window.n_rows >= min_rows and median > limit) or (aged_late or 0.0) > 0.5
-        delay = max(median, aged_median)
-        if coverage is None:  # no label is due yet: no figure, not the last one held
-            self.metrics.forget(self.metrics.label_coverage, model=model.name)
-        else:
-            self.metrics.label_coverage.labels(model.name).set(coverage)
-        self.metrics.label_delay.labels(model.name).set(delay)
-        judged = alarm or aged_late is not None
-        reason = (
-            f"{aged.n_rows} requests at least label_delay_alarm_s={limit:g} s old, fewer "
-            f"than drift.min_rows={min_rows}: too few to tell whether labels are late"
-        )
-        return ("ok" if judged else "insufficient_data"), {
-            **({} if judged else {"reason": reason}),
-            "alarm": bool(alarm),
-            "late_share": late_share,  # of the requests at least the limit old: late or none
-            "n_aged": aged.n_rows,
-            "coverage": coverage,  # of the requests at least decay.maturity_s old
-            "n_matured": matured.n_rows,
-            "labelled_so_far": so_far,  # of the window's requests, labels due or not
-            "median_delay_s": median,  # at least: unlabelled requests count as waited so far
-            "label_delay_s": delay,  # the gauge's figure, which a new leader exports again
-            "median_delay_labelled_s": float(np.median(delays)) if delays.size else None,
-            "unlabelled_share": 1.0 - so_far,
-            "overdue_share": float((waited > limit).sum() / window.n_rows),
-            "n": window.n_rows,
-            "n_labelled": int(labelled.sum()),
-        }
-
-    def _telemetry(self, model: ModelRow, window: Window) -> tuple[str, dict[str, Any]]:
-        if not window.n_rows:  # no `since` to read from: not the model's whole history
-            self.metrics.forget(self.metrics.latency_p99, model=model.name)
-            return "insufficient_data", {"alarm": False, "reason": "no requests in the window"}
-        latencies = self.store.latencies(model.name, since=ts(window.received_at.min()))
-        versions = {v.version: v for v in self.store.list_versions(model.name)}
-        out: dict[str, Any] = {}
-        for version, samples in sorted(latencies.items()):
-            summary = LatencySummary.from_samples(samples)
-            row = versions.get(version)
-            hp = row.hyperparameter_set_id if row else "unknown"
-            out[str(version)] = {
-                "p50": summary.p50,
-                "p90": summary.p90,
-                "p99": summary.p99,
-                "n": summary.n,
-                "hyperparameter_set": hp,
-                "memory_bytes": row.load_memory_bytes if row else None,
-            }
-            if summary.p99 is not None:
-                self.metrics.latency_p99.labels(model.name, str(version), hp).set(summary.p99)
-        self.metrics.forget(self.metrics.latency_p99, model=model.name, keep=out)
-        status = "ok" if out else "insufficient_data"
-        return status, {"alarm": False, "versions": out}
-
-
-def _finite_or_none(value: float | None) -> float | None:
-    return value if value is None or math.isfinite(value) else None
