@@ -3,28 +3,26 @@
 The runtime knows no HTTP. It loads every model's champion and shadow versions from the
 store and artefacts, scores validated rows with the champion, hands the same rows to the
 challengers through the bounded shadow queue, and turns both into records.
+
+This module is the runtime's front and its scoring path (:meth:`ScoringRuntime.choose`,
+:meth:`~ScoringRuntime.run`, :meth:`~ScoringRuntime.validate`,
+:meth:`~ScoringRuntime.shadow`); loading and refreshing the line-ups, their sessions and
+their eviction live in :mod:`tunewatch._runtime_lineups`, whose :class:`ServedModel` is
+re-exported here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
 from monitor import ServingMetrics
 from shadow import (
-    Deployment,
-    FeatureRange,
     LoadedVersion,
-    OnnxModel,
-    Role,
     ShadowError,
     ShadowJob,
     ShadowQueue,
@@ -34,31 +32,17 @@ from shadow import (
     check_output,
     validate_batch,
 )
-from tunewatch._actions import count_events_from_zero
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
-from tunewatch._errors import NotFoundError, StoreError, StoreUnavailableError
+from tunewatch._errors import NotFoundError
 from tunewatch._recorder import Recorder
+from tunewatch._runtime_lineups import Lineups, ServedModel
 from tunewatch._shadow_results import ShadowResults
-from tunewatch._split import SplitConfig, route
-from tunewatch._unloadable import Unloadable
+from tunewatch._split import route
 from tunewatch._version_series import VersionSeries
-from tunewatch.comparison._config import ComparisonConfig
-from tunewatch.comparison._watched import watched_versions
-from tunewatch.store import ModelRow, Store, VersionRow
-from tunewatch.store._comparisons import ComparisonStore
+from tunewatch.store import Store, VersionRow
 
-logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ServedModel:
-    """A model as the scoring path needs it: its row, its ranges and its deployment."""
-
-    row: ModelRow
-    ranges: tuple[FeatureRange | None, ...] | None
-    deployment: Deployment
-    split: SplitConfig | None = None
+__all__ = ["Choice", "Scored", "ScoringRuntime", "ServedModel", "version_or_404"]
 
 
 class Scored(NamedTuple):
@@ -101,20 +85,25 @@ class ScoringRuntime:
         # ``clock``: the monotonic clock a shadow version that would not load waits by;
         # ``on_champion_change(model)``: called (load lock held) once a load serves another
         # champion of the model than it served (the daemon re-exports its evaluation figures)
-        self._on_champion_change = on_champion_change
         self.config = config
         self.store = store
         self.artefacts = artefacts
         self.metrics = metrics
         self.recorder = recorder
-        self._models: dict[str, ServedModel] = {}
-        self._comparisons = ComparisonStore(store)  # which version a rollback watch keeps
-        self._sessions: dict[str, OnnxModel] = {}  # by artefact sha256
-        # shadow versions whose artefact failed to load: refresh leaves each out of the
-        # line-up it wants until its retry time (a reload for another reason tries it too)
-        self._unloadable = Unloadable(clock=clock)
-        self._load_lock = threading.Lock()
         self.series = VersionSeries(metrics, hyperparameter_set=self._hyperparameter_set)
+        # loads, refreshes, sessions and their eviction (tunewatch._runtime_lineups)
+        self._lineups = Lineups(
+            config=config,
+            store=store,
+            artefacts=artefacts,
+            metrics=metrics,
+            series=self.series,
+            clock=clock,
+            on_champion_change=on_champion_change,
+        )
+        # the line-ups' own dicts, not copies: a request reads what is served directly
+        self._models = self._lineups.models
+        self._sessions = self._lineups.sessions  # by artefact sha256 (what tests look into)
         self.shadow_results = ShadowResults(recorder=recorder, series=self.series, metrics=metrics)
         self.queue = ShadowQueue(
             maxsize=config.scoring.shadow_queue_size,
@@ -139,10 +128,7 @@ class ScoringRuntime:
         ``model_not_ready``) and the refresh loop tries it again; the others are served."""
         self.recorder.start()
         self.queue.start()
-        for row in self.store.list_models():
-            count_events_from_zero(self.metrics, row.name)  # raised through it, if any
-            if self.try_load(row.name) is None:  # one model's fault: the others load
-                self._models.setdefault(row.name, self._served(row, None, self._split(row.name)))
+        self._lineups.load_all()
 
     def close(self) -> None:
         self.queue.close()
@@ -152,7 +138,7 @@ class ScoringRuntime:
     def ready(self) -> bool:
         return all(m.deployment.lineup.champion is not None for m in self._models.values())
 
-    # -- loading ---------------------------------------------------------------------------
+    # -- loading (tunewatch._runtime_lineups) --------------------------------------------
     def load(self, name: str) -> ServedModel:
         """(Re)load a model's champion and shadow versions; swaps the lineup atomically.
 
@@ -160,220 +146,19 @@ class ScoringRuntime:
         load), and the sessions of versions no model serves any more are closed. A load
         that fails marks the model's line-up stale (``tunewatch_lineup_stale``) under the
         lock, so a newer load's mark is never overwritten by an older failure's."""
-        with self._load_lock:
-            try:
-                served = self._load(name)
-            except (StoreError, ShadowError) as exc:
-                if not isinstance(exc, StoreUnavailableError):
-                    self.metrics.lineup_stale.labels(name).set(1)
-                raise
-            self._evict()
-        return served
+        return self._lineups.load(name)
 
     def try_load(self, name: str) -> ServedModel | None:
         """:meth:`load`, a fault of the model's own (an artefact of its champion missing,
         damaged, unreadable or unloadable) logged and ``None`` returned: the line-up it
         served stays (none, if it had none: not ready) and the refresh loop tries again.
         A change already committed (a registration, a retirement) stands either way."""
-        try:
-            return self.load(name)
-        except (StoreError, ShadowError) as exc:
-            if isinstance(exc, StoreUnavailableError):
-                raise
-            logger.error(
-                "model=%s lineup cannot be loaded, serving the last one (none: not ready) "
-                "until a refresh loads it: %s",
-                name,
-                exc,
-            )
-            return None
-
-    def _served(
-        self, row: ModelRow, deployment: Deployment | None, split: SplitConfig | None
-    ) -> ServedModel:
-        """``row`` as served: its ranges from the config, ``split`` (see :meth:`_split`),
-        its ``deployment`` (a new one, with no line-up, when ``None``)."""
-        return ServedModel(
-            row=row,
-            ranges=self._ranges(row),
-            deployment=deployment if deployment is not None else Deployment(row.name),
-            split=split,
-        )
-
-    def _split(self, name: str) -> SplitConfig | None:
-        """The model's live split as served: the config's, none while a rollback watch
-        compares the champion with the split's challenger. Kept in shadow for the watch,
-        that version shadows the champion: answering its split share instead, it gave the
-        watch no pair (see :func:`tunewatch.comparison._watched.watched_versions`)."""
-        cfg = self.config.model(name)
-        split = cfg.comparison.split if cfg is not None else None
-        if split is not None and split.challenger in watched_versions(self._comparisons, name):
-            return None
-        return split
-
-    def _load(self, name: str) -> ServedModel:
-        row = self.store.get_model(name)
-        versions = self.store.list_versions(name)
-        champion = next(
-            (self._loaded(v, "champion") for v in versions if v.stage == "champion"), None
-        )
-        challengers = tuple(
-            loaded
-            for v in versions
-            if v.stage == "shadow" and (loaded := self._challenger(v)) is not None
-        )
-        self._settle_unloadable(name, versions)
-        split = self._split(name)
-        served = self._models.get(name)
-        before = served.deployment.lineup.champion if served is not None else None
-        if served is None or served.row != row or served.split != split:
-            deployment = served.deployment if served is not None else None
-            served = self._served(row, deployment, split)
-            self._models[name] = served
-        served.deployment.set_lineup(champion, challengers)
-        if champion is not None:
-            self.metrics.champion_version.labels(name).set(champion.version)
-        self._export_error_limit(name)
-        logger.info(
-            "loaded model=%s champion=%s challengers=%s",
-            name,
-            champion.version if champion else None,
-            [c.version for c in challengers],
-        )
-        if (before.version if before else None) != (champion.version if champion else None):
-            self._champion_changed(name)
-        return served
-
-    def _export_error_limit(self, name: str) -> None:
-        """Export the model's ``max_error_rate`` for the alerts on failed runs, or none
-        while the rule is off."""
-        cfg = self.config.model(name)
-        guardrails = (cfg.comparison if cfg is not None else ComparisonConfig()).guardrails
-        if guardrails.max_error_rate is None:
-            with contextlib.suppress(KeyError):  # never exported, or already removed
-                self.metrics.max_error_rate.remove(name)
-        else:
-            self.metrics.max_error_rate.labels(name).set(guardrails.max_error_rate)
-
-    def _champion_changed(self, name: str) -> None:
-        """Tell ``on_champion_change`` that ``name`` is served by another champion; its
-        failure is logged, not raised: the new line-up is served either way."""
-        if self._on_champion_change is None:
-            return
-        try:
-            self._on_champion_change(name)
-        except Exception:
-            logger.exception(
-                "model=%s: serving another champion, but its stored evaluation figures "
-                "could not be exported; the replaced champion's stay until its next "
-                "evaluation",
-                name,
-            )
+        return self._lineups.try_load(name)
 
     def refresh(self) -> list[str]:
         """Reload the models whose lineup changed in the store (another process promoted,
         registered or rolled back); returns their names."""
-        changed = []
-        for row in self.store.list_models():
-            count_events_from_zero(self.metrics, row.name)  # one registered meanwhile too
-            versions = self.store.list_versions(row.name)
-            wanted = (
-                next((v.version for v in versions if v.stage == "champion"), None),
-                tuple(
-                    v.version
-                    for v in versions
-                    if v.stage == "shadow"
-                    and not self._unloadable.waiting(v.model, v.version, v.artefact_sha256)
-                ),
-            )
-            served = self._models.get(row.name)
-            if served is not None:
-                lineup = served.deployment.lineup
-                have = (
-                    lineup.champion.version if lineup.champion else None,
-                    tuple(c.version for c in lineup.challengers),
-                )
-                if have == wanted and served.row == row and served.split == self._split(row.name):
-                    with self._load_lock:  # served as the store says, but for versions
-                        self._settle_unloadable(row.name, versions)  # waiting to retry
-                    continue
-            if self.try_load(row.name) is None:  # one model's fault: the others reload
-                continue
-            changed.append(row.name)
-        return changed
-
-    def _settle_unloadable(self, name: str, versions: Sequence[VersionRow]) -> None:
-        """Drop the load failures of ``name``'s versions no longer in shadow and mark its
-        line-up stale while one is left; the caller holds the load lock and serves the
-        store's champion."""
-        self._unloadable.forget(name, keep={v.version for v in versions if v.stage == "shadow"})
-        self.metrics.lineup_stale.labels(name).set(1 if self._unloadable.count(name) else 0)
-
-    def _evict(self) -> None:
-        """Drop sessions and per-version series (memory, latency, failed runs) of
-        versions no line-up holds (retired, rolled back): without this every re-tune would
-        leave a session and a dozen exported series for the daemon's life."""
-        live: dict[tuple[str, int], LoadedVersion] = {}
-        for served in self._models.values():
-            lineup = served.deployment.lineup
-            for loaded in (lineup.champion, *lineup.challengers):
-                if loaded is not None:
-                    live[(served.deployment.name, loaded.version)] = loaded
-        digests = {loaded.model.sha256 for loaded in live.values()}
-        for digest in [d for d in self._sessions if d not in digests]:
-            del self._sessions[digest]
-        self.series.keep(live)
-
-    def _challenger(self, v: VersionRow) -> LoadedVersion | None:
-        """A shadow version, or ``None`` (logged) when its artefact cannot be loaded: a
-        challenger is best-effort and must not keep the champion from being served."""
-        try:
-            loaded = self._loaded(v, "challenger")
-        except (StoreError, ShadowError) as exc:
-            if isinstance(exc, StoreUnavailableError):
-                raise
-            wait = self._unloadable.failed(v.model, v.version, v.artefact_sha256)
-            logger.error(
-                "model=%s version=%d cannot be loaded, it is not shadowed (tried again in "
-                "%.0f s): %s",
-                v.model,
-                v.version,
-                wait,
-                exc,
-            )
-            return None
-        self._unloadable.loaded(v.model, v.version)
-        return loaded
-
-    def _session(self, v: VersionRow) -> OnnxModel:
-        """``v``'s session, opened and kept (by artefact digest) unless it is open; the
-        caller holds the load lock."""
-        session = self._sessions.get(v.artefact_sha256)
-        if session is None:
-            session = OnnxModel.from_bytes(
-                self.artefacts.get(v.artefact_sha256),
-                intra_op_threads=self.config.scoring.intra_op_threads,
-                run_timeout_s=self.config.scoring.run_timeout_s,
-            )
-            self._sessions[v.artefact_sha256] = session
-        return session
-
-    def _loaded(self, v: VersionRow, role: Role) -> LoadedVersion:
-        session = self._session(v)
-        self.series.gauge_memory(v)
-        return LoadedVersion(
-            version=v.version, model=session, hyperparameter_set=v.hyperparameter_set_id, role=role
-        )
-
-    def _ranges(self, row: ModelRow) -> tuple[FeatureRange | None, ...] | None:
-        cfg = self.config.model(row.name)
-        if cfg is None or not cfg.features:
-            return None
-        by_name = {f.name: FeatureRange(low=f.low, high=f.high) for f in cfg.features}
-        unknown = set(by_name) - set(row.feature_names)
-        if unknown:
-            logger.warning("model=%s config names unknown features %s", row.name, sorted(unknown))
-        return tuple(by_name.get(n) for n in row.feature_names)
+        return self._lineups.refresh()
 
     def model(self, name: str) -> ServedModel:
         served = self._models.get(name)
