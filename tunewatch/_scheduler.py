@@ -28,6 +28,13 @@ once, and one that does not hold it drops them at every tick — a leader cut of
 store too, once its lease has run out by its own clock (within the lease it keeps them).
 The counters the shipped rules read through ``increase()`` start at 0: each scheduled
 job's ``<job>_failed`` when it is scheduled, each scheduled model's events (every type).
+
+This module is the scheduler's front: :class:`Scheduler` wires APScheduler, adds and
+removes the leader's jobs, exports the stored figures on a takeover and guards each run.
+The jobs as data and when each first runs (:class:`PerModelJob`, :class:`Task`,
+:func:`due_after`, ``CATCH_UP_S``) live in :mod:`tunewatch._scheduler_jobs`; taking,
+renewing, holding at shutdown and releasing the lease (``LEASE``) in
+:mod:`tunewatch._scheduler_lease`. Their names are re-exported here.
 """
 
 from __future__ import annotations
@@ -39,8 +46,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -51,149 +57,46 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor import ServingMetrics
 from tunewatch._actions import count_events_from_zero
-from tunewatch._config import Config, ModelConfig
-from tunewatch._cron import crontab_trigger
-from tunewatch._errors import StoreError, StoreUnavailableError
+from tunewatch._config import Config
+from tunewatch._errors import StoreUnavailableError
 from tunewatch._evaluation_events import export_stored
 from tunewatch._outage_log import OutageLog
 from tunewatch._retention_task import purge_task
+from tunewatch._scheduler_jobs import (
+    CATCH_UP_S,
+    PerModelJob,
+    Task,
+    Wanted,
+    _due,
+    _first_runs,
+    _trigger,
+    due_after,
+)
+from tunewatch._scheduler_lease import LEASE, Lease, Renewal
 from tunewatch.store import Store
+
+__all__ = [
+    "CATCH_UP_S",
+    "LEASE",
+    "LEASE_EXECUTOR",
+    "SHARED_THREADS",
+    "STOP_GRACE_S",
+    "TASK_EXECUTOR",
+    "PerModelJob",
+    "Scheduler",
+    "Task",
+    "Wanted",
+    "due_after",
+]
 
 logger = logging.getLogger(__name__)
 
-LEASE = "scheduler"
 LEASE_EXECUTOR = "lease"  # the renewal's own thread
 TASK_EXECUTOR = "tasks"  # the leader tasks' own threads, one each
 SHARED_THREADS = 10  # the pool of the per-model jobs without threads of their own
 # How long shutdown waits for running scheduled jobs (evaluations, comparisons) before it
 # releases the lease; with the launcher's 30 s for workers, within a 60 s stop timeout.
 STOP_GRACE_S = 20.0
-#: How long after a leader takes over the overdue runs of one kind (evaluations, say) start
-#: spread, one after another, rather than all at one instant; within their interval when
-#: that is shorter. A job with threads of its own (queueing a retune) runs at once.
-CATCH_UP_S = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class PerModelJob:
-    """A job every model gets: ``run(model)`` on the trigger ``when(model_config)`` gives:
-    seconds between runs, a cron expression (``"0 3 * * 0"``), or ``None`` (not for this
-    model).
-
-    With ``last_run(model)`` (when it last ran, as the store recorded it, or ``None``
-    when it holds no record) the schedule counts from that run rather than from when a
-    leader added the job, and a run missed meanwhile (no process led, or the daemon was
-    down) runs once, soon: a leader change or a restart postponed evaluations by up to an
-    interval each time, and more of them than one an interval meant none at all.
-
-    With ``threads``, the job's runs have a pool of that many threads of their own, for a
-    short job that must not wait behind long ones (queueing a scheduled retune behind
-    evaluations); by default they share one pool of ``SHARED_THREADS``.
-    """
-
-    name: str
-    when: Callable[[ModelConfig], float | str | None]
-    run: Callable[[str], object]
-    last_run: Callable[[str], datetime | None] | None = None
-    threads: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"`threads` must be at least 1, got {self.threads}")
-
-    @property
-    def executor(self) -> str:
-        return "default" if self.threads is None else f"own:{self.name}"
-
-
-def _trigger(when: float | str) -> BaseTrigger:
-    if isinstance(when, str):
-        return crontab_trigger(when)
-    return IntervalTrigger(seconds=when)
-
-
-def due_after(when: float | str, last: datetime) -> datetime | None:
-    """When a job run on ``when`` (seconds between runs, or a cron expression) is next due
-    after a run at ``last``; ``None`` for a cron expression that fires no more."""
-    due: datetime | None = _trigger(when).get_next_fire_time(last, last)
-    return due
-
-
-def _due(job_id: str, want: Wanted, trigger: BaseTrigger) -> datetime | None:
-    """When ``want`` is next due counted from its last run, or ``None`` when the store
-    holds no record of one (or could not say)."""
-    if want.last_run is None:
-        return None
-    try:
-        last = want.last_run()
-    except StoreError:  # the store is down: count from now, as without a record
-        logger.exception("could not read when %s last ran", job_id)
-        return None
-    return None if last is None else trigger.get_next_fire_time(last, last)
-
-
-@dataclass(frozen=True, slots=True)
-class Task:
-    """A leader-only job that is not per model (e.g. starting workers for queued jobs).
-    With ``last_run`` (as for a ``PerModelJob``) a new leader counts its interval from
-    that run instead of from when it took over."""
-
-    name: str
-    interval_s: float
-    run: Callable[[], object]
-    last_run: Callable[[], datetime | None] | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Wanted:
-    """A job the leader should have: its trigger, what it runs, when it last ran, its
-    kind (a ``PerModelJob``'s or ``Task``'s name) and the executor its runs take."""
-
-    when: float | str
-    fn: Callable[[], None]
-    last_run: Callable[[], datetime | None] | None
-    kind: str
-    executor: str
-
-
-def _first_runs(
-    added: dict[str, tuple[Wanted, datetime | None]], now: datetime
-) -> dict[str, datetime | None]:
-    """When each job in ``added`` (with when it is due counted from its last run, if the
-    store recorded one) first runs; ``None``: by its trigger from now (a cron job with no
-    record).
-
-    A job due later keeps that time. Overdue jobs of a kind run soon: the k-th of n at
-    k / n of ``CATCH_UP_S`` (or of the interval, when shorter), the first right away; a job
-    with threads of its own right away. Interval jobs of a kind with no record start
-    spread over their interval: the k-th of n at (k + 1) / n of it, so the last runs a
-    whole interval from now, as without spreading, and none sooner than 1 / n of it.
-    Deterministic, and the phase stays: each later run is an interval after the one
-    before."""
-    firsts: dict[str, datetime | None] = {}
-    overdue: dict[str, list[str]] = {}
-    fresh: dict[str, list[str]] = {}
-    for job_id, (want, due) in added.items():
-        if due is not None and due > now:
-            firsts[job_id] = due
-        elif due is not None and want.executor == "default":
-            overdue.setdefault(want.kind, []).append(job_id)
-        elif due is not None:
-            firsts[job_id] = now
-        elif isinstance(want.when, str):
-            firsts[job_id] = None
-        else:
-            fresh.setdefault(want.kind, []).append(job_id)
-    for ids in overdue.values():
-        for k, job_id in enumerate(ids):
-            when = added[job_id][0].when
-            span = CATCH_UP_S if isinstance(when, str) else min(float(when), CATCH_UP_S)
-            firsts[job_id] = now + timedelta(seconds=span * k / len(ids))
-    for ids in fresh.values():
-        for k, job_id in enumerate(ids):
-            share = (k + 1) / len(ids)
-            firsts[job_id] = now + timedelta(seconds=float(added[job_id][0].when) * share)
-    return firsts
 
 
 class Scheduler:
@@ -221,24 +124,19 @@ class Scheduler:
             self.tasks.append(purge_task(store, retention_days))
         self.metrics = metrics
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.leader = False
-        self._clock = clock
+        self._lease = Lease(
+            store=store,
+            holder=self.holder,
+            ttl_s=config.scheduler.lease_ttl_s,
+            clock=clock,
+            now=now,
+            metrics=metrics,
+        )
         self._now = now
         self._stop_grace_s = stop_grace_s
         self._stopping = False
-        self._abandoned = False  # shutdown gave up waiting for a renewal: it releases
-        self._lease_lock = threading.Lock()  # a renewal and the release at shutdown, in turn
         self._running = 0  # scheduled jobs running now
         self._idle = threading.Condition()
-        # when the lease this process last took or renewed expires, by ``clock``: counted
-        # from before the renewal was sent, so never later than the store's expiry
-        self._lease_until: float | None = None
-        self._renewal_outage = OutageLog(
-            logger,
-            what="scheduler lease renewal",
-            retry="acting as a follower once the lease runs out, retrying every tick",
-            now=now,
-        )
         executors = {
             "default": ThreadPoolExecutor(SHARED_THREADS),
             LEASE_EXECUTOR: ThreadPoolExecutor(1),
@@ -254,6 +152,11 @@ class Scheduler:
             # unrecorded; coalescing turns a backlog into one run
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
+
+    @property
+    def leader(self) -> bool:
+        """Whether this process holds the scheduler lease (:mod:`tunewatch._scheduler_lease`)."""
+        return self._lease.leader
 
     def start(self) -> None:
         ttl = self.config.scheduler.lease_ttl_s
@@ -277,8 +180,8 @@ class Scheduler:
         failed renewal have taken it. Left taken, no process led until it expired, and
         the renewals, still running in a process that went on, kept it."""
         self._stopping = True  # a renewal from now on neither takes the lease nor adds jobs
-        with self._lease_lock:  # after a renewal in flight on the lease thread
-            self._release(maybe_taken=True)
+        with self._lease.lock:  # after a renewal in flight on the lease thread
+            self._lease.release(maybe_taken=True)
         self._aps.shutdown(wait=False)
 
     def shutdown(self) -> None:
@@ -304,50 +207,8 @@ class Scheduler:
                     self._stop_grace_s,
                 )
                 break
-            self._hold(deadline)
-        if not self._lease_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            self._abandoned = True
-            if not self._lease_lock.acquire(blocking=False):  # (it may have returned since)
-                logger.warning(
-                    "a scheduler lease renewal is still waiting on the store; it releases "
-                    "the lease when it returns"
-                )
-                return
-        try:
-            self._release()
-        finally:
-            self._lease_lock.release()
-
-    def _hold(self, deadline: float) -> None:
-        """Renew the lease while shutdown waits for running jobs (no jobs are added)."""
-        if not self._lease_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            return
-        try:
-            if self.leader:
-                sent = self._clock()
-                ttl = self.config.scheduler.lease_ttl_s
-                self.leader = self.store.acquire_lease(LEASE, self.holder, ttl_s=ttl)
-                self._lease_until = sent + ttl if self.leader else None
-                if self.metrics is not None:
-                    self.metrics.exports_evaluation = self.leader
-        except Exception:  # shutting down: log; the lease may expire under the job
-            logger.exception("scheduler lease renewal during shutdown failed")
-        finally:
-            self._lease_lock.release()
-
-    def _release(self, *, maybe_taken: bool = False) -> None:
-        """Give the lease up (the lease lock held); with ``maybe_taken``, also when this
-        process does not count itself the leader (a renewal that failed after taking it).
-        Only this process's lease is released, never another holder's."""
-        if self.leader or maybe_taken:
-            try:
-                self.store.release_lease(LEASE, self.holder)
-            except Exception:  # shutting down: log and let the lease expire on its own
-                logger.exception("could not release the scheduler lease")
-            self.leader = False
-            self._lease_until = None
-            if self.metrics is not None:
-                self.metrics.exports_evaluation = False
+            self._lease.hold(deadline)
+        self._lease.release_by(deadline)
 
     def scheduled(self) -> list[str]:
         return sorted(job.id for job in self._aps.get_jobs())
@@ -371,54 +232,23 @@ class Scheduler:
             logger.info("%s:%s was unscheduled before it could be counted again", name, model)
 
     def _lead(self) -> None:
-        with self._lease_lock:
+        with self._lease.lock:
             if self._stopping:
                 return
             self._renew()
-            if self._abandoned:  # shutdown gave up waiting for this renewal: let it go
-                self._release()
+            if self._lease.abandoned:  # shutdown gave up waiting for this renewal: let it go
+                self._lease.release()
 
     def _renew(self) -> None:
-        ttl = self.config.scheduler.lease_ttl_s
-        sent = self._clock()
-        try:
-            leader = self.store.acquire_lease(LEASE, self.holder, ttl_s=ttl)
-        except Exception as exc:  # the store is down: act as a follower until it is back
-            self._renewal_outage.failed(exc)  # once an outage, not at every tick
-            if self._holds_lease():
-                # Still ours until it runs out: keep the jobs (their starts check the
-                # lease) and their times, and try again at the next tick. Dropped and
-                # added anew when the store came back, each counted from then: outages
-                # shorter than the lease postponed every evaluation again and again.
-                logger.debug(
-                    "the scheduler lease is this process's for %.1f s more",
-                    (self._lease_until or sent) - sent,
-                )
-                return
-            leader = False
-        else:
-            self._renewal_outage.succeeded()
-        if leader and not self.leader:
-            logger.info("this process (%s) now leads the scheduler", self.holder)
-        if not leader and self.leader:
-            logger.warning("this process (%s) lost the scheduler lease", self.holder)
-        if not leader and self.metrics is not None:
-            # Another process leads and exports the evaluation figures, or may: this one's
-            # lease ran out with the store out of reach (a partition), and a process that
-            # took it over exports its own (a cleared alarm: 0), which the rules' `max by
-            # (model)` read under this one's stale 1. Cleared at every tick, not once: an
-            # evaluation still running here, or one asked for through the API, would export
-            # them again. A failed renewal within the lease returned above, keeping them: a
-            # store hiccup would make the alerts resolve and fire again as new episodes.
-            self.metrics.clear_evaluation()
-        gained = leader and not self.leader
-        self.leader = leader
-        self._lease_until = sent + ttl if leader else None
-        if self.metrics is not None:
-            self.metrics.exports_evaluation = leader
+        """Renew the lease (the lease lock held), then add the jobs the leader lacks and
+        remove the ones it should not have."""
+        renewal = self._lease.renew()
+        if renewal is Renewal.KEPT:  # the store failed within the lease: try next tick
+            return
+        leader = self.leader
         if self._stopping:  # the scheduler's jobs are gone with it: nothing to add
             return
-        if gained:
+        if renewal is Renewal.GAINED:
             self._export_stored()
         wanted: dict[str, Wanted] = {}
         keep = {"leadership"}
@@ -536,7 +366,7 @@ class Scheduler:
             try:
                 if self._stopping:
                     return
-                if not self._holds_lease():
+                if not self._lease.holds():
                     logger.warning(
                         "scheduled %s of model=%s skipped: this process (%s) holds no "
                         "unexpired scheduler lease",
@@ -568,7 +398,3 @@ class Scheduler:
         ``TunewatchScheduledJobFailing`` fired at the fourth failure, not the third."""
         if self.metrics is not None:
             self.metrics.evaluations.labels(model or "-", f"{name}_failed").inc()
-
-    def _holds_lease(self) -> bool:
-        until = self._lease_until
-        return until is not None and self._clock() < until
