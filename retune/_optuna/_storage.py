@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sqlite3
 import threading
 import time
@@ -168,12 +169,17 @@ def _new_rdb(storage: str, *, heartbeat_interval: int | None) -> RDBStorage:
 
 
 def _sqlite_file(storage: str) -> str | None:
-    """The file of an ``sqlite:///PATH`` URL (query dropped); ``None`` for any other URL
-    or an in-memory database."""
-    if not storage.startswith("sqlite:///"):
+    """The file of an SQLite URL, ``sqlite:///PATH`` with or without a driver
+    (``sqlite+pysqlite:///``), query dropped; ``None`` for any other URL or an
+    in-memory database."""
+    match = _SQLITE_URL.match(storage)
+    if match is None:
         return None
-    path = storage[len("sqlite:///") :].partition("?")[0]
+    path = storage[match.end() :].partition("?")[0]
     return path if path and path != ":memory:" else None
+
+
+_SQLITE_URL = re.compile(r"sqlite(?:\+\w+)?:///")
 
 
 def _use_wal(path: str) -> None:

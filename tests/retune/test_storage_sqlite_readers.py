@@ -19,9 +19,14 @@ import pytest
 from retune._optuna import close_storage, make_storage
 
 
-def test_a_trial_is_written_while_another_connection_holds_a_read(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scheme", ["sqlite", "sqlite+pysqlite"])
+def test_a_trial_is_written_while_another_connection_holds_a_read(
+    tmp_path: Path, scheme: str
+) -> None:
+    """Whatever the URL's spelling of SQLite (the config takes a driver, as SQLAlchemy
+    does: ``sqlite+pysqlite://`` was left in rollback mode)."""
     path = tmp_path / "optuna.db"
-    backend = make_storage(f"sqlite:///{path}", heartbeat_interval=None)
+    backend = make_storage(f"{scheme}:///{path}", heartbeat_interval=None)
     try:
         study = optuna.create_study(study_name="s", storage=backend)
         study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
