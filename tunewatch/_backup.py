@@ -15,11 +15,12 @@ then the artefacts, which are written before the rows naming them and never dele
 the directory copied after the snapshot holds every artefact the snapshot names (each is
 checked: see :mod:`tunewatch._backup_artefacts`).
 
-The backup is built in a hidden directory beside ``DIR`` (``.<name>.partial-<pid>``, 0700)
-and renamed onto ``DIR`` once everything in it is written and durable: a backup stopped
-part way (SIGTERM from ``timeout`` or a container stop, kill -9, a crash) leaves no
-``DIR`` that looks complete, only that directory, to be deleted. A failure it sees (a
-full disk) removes it.
+The backup is built in a hidden directory beside ``DIR`` (``.<name>.partial-<random>``,
+0700) and renamed onto ``DIR`` once everything in it is written and durable: a backup
+killed part way (kill -9, a crash) leaves no ``DIR`` that looks complete, only that
+directory, to be deleted, which the next backup to ``DIR`` names. A failure it sees (a
+full disk) or an interrupt (Ctrl-C; SIGTERM, which ``tunewatch backup`` turns into an
+exit) removes it. See :mod:`tunewatch._backup_partial`.
 
 ``DIR`` is a data directory: a daemon or command given ``data_dir: DIR`` opens it.
 Everything in it is the owner's only (files 0600, directories 0700, while it is written
@@ -34,7 +35,6 @@ keeps their bytes since schema revision 0014).
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,13 +47,18 @@ from tunewatch._backup_artefacts import (
     Part,
     WriteFailed,
     copy_artefacts,
-    fsync_directory,
     fsync_file,
     missing_artefacts,
     private_directory,
     private_file,
-    reason,
     writing,
+)
+from tunewatch._backup_partial import (
+    checked_destination,
+    discard,
+    leftover_partials,
+    make_partial,
+    publish,
 )
 from tunewatch._config import Config
 from tunewatch._config_paths import STORE_FILE
@@ -72,15 +77,18 @@ SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BackupFile:
     """One database written to the backup: ``name`` under its directory, the ``part`` of
-    the deployment it is, and ``what`` copy of it. ``sidecars``: the files beside it a
-    restore into a data directory deletes first (a crash's journal or write-ahead log,
-    which SQLite would replay onto the copy)."""
+    the deployment it is, and ``what`` copy of it. ``source``: the file it was copied
+    from, the one the configuration opens, which a restore replaces (``data_dir / name``
+    unless configured elsewhere). ``sidecars``: the files beside ``source`` a restore
+    deletes first (a crash's journal or write-ahead log, which SQLite would replay onto
+    the copy)."""
 
     name: str
     part: Part
     what: str
     size_bytes: int
-    sidecars: tuple[str, ...] = ()
+    source: Path
+    sidecars: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,7 +98,9 @@ class BackupResult:
     ``damaged``: artefacts left out, each with why (corrupt or unreadable in the data
     directory; a copy would be as damaged). ``missing``: artefacts the store's copy names
     that the data directory does not hold, each with what names it. ``not_copied``: what
-    the backup does not hold that a restore may need, each with where to get it."""
+    the backup does not hold that a restore may need, each with where to get it.
+    ``leftovers``: the partial directories beside ``directory`` another backup to it
+    left (stopped part way, or still running)."""
 
     directory: Path
     files: tuple[BackupFile, ...]
@@ -99,6 +109,7 @@ class BackupResult:
     damaged: tuple[str, ...]
     missing: tuple[str, ...]
     not_copied: tuple[str, ...]
+    leftovers: tuple[Path, ...] = ()
 
 
 def backup(config: Config, destination: Path) -> BackupResult:
@@ -112,14 +123,14 @@ def backup(config: Config, destination: Path) -> BackupResult:
     found."""
     store_file = _store_file(config)
     data_dir = Path(config.data_dir).resolve()
-    target = _checked_destination(destination, data_dir)
+    target = checked_destination(destination, data_dir)
     if not store_file.is_file():
         raise TunewatchError(
             f"no store at {store_file}: pass --config (or set $TUNEWATCH_CONFIG) naming the "
             "daemon's configuration; nothing was written",
             code="no_store",
         )
-    partial = _make_partial(destination, target)
+    partial = make_partial(destination, target)
     try:
         timeout_s = config.store.lock_timeout_s
         with writing("store", STORE_FILE):
@@ -130,7 +141,8 @@ def backup(config: Config, destination: Path) -> BackupResult:
                 part="store",
                 what="the store, a snapshot (VACUUM INTO)",
                 size_bytes=size,
-                sidecars=tuple(f"{STORE_FILE}{s}" for s in SQLITE_SIDECARS),
+                source=store_file,
+                sidecars=_sidecars(store_file),
             )
         ]
         tuning, not_copied = _tuning_storage(config, data_dir, partial, timeout_s=timeout_s)
@@ -144,15 +156,15 @@ def backup(config: Config, destination: Path) -> BackupResult:
                 source=config.artefact_dir,
                 left_out=copied.left_out,
             )
-        _publish(destination, partial, target)
+        publish(destination, partial, target)
     except WriteFailed as exc:
-        removed = _discard(partial)
+        removed = discard(partial)
         message = f"cannot write the backup {destination}: {exc.what}: {exc.reason}; {removed}"
         if isinstance(exc.__cause__, StoreError):
             raise StoreError(message) from exc.__cause__
         raise TunewatchError(message, code="backup_failed") from exc.__cause__
-    except BaseException:  # an interrupt: none of it is kept
-        _discard(partial)
+    except BaseException:  # an interrupt, or the rename refused: none of it is kept
+        discard(partial)
         raise
     return BackupResult(
         directory=target,
@@ -162,6 +174,7 @@ def backup(config: Config, destination: Path) -> BackupResult:
         damaged=copied.damaged,
         missing=missing,
         not_copied=not_copied,
+        leftovers=leftover_partials(target),
     )
 
 
@@ -184,110 +197,6 @@ def _store_file(config: Config) -> Path:
             code="invalid_argument",
         )
     return Path(database).resolve()
-
-
-def _checked_destination(destination: Path, data_dir: Path) -> Path:
-    """``destination`` resolved, if it may hold a backup: outside ``data_dir`` (a backup
-    inside it would be copied into the next one, and lost with the disk it guards), and
-    not there or an empty directory (nothing of someone else's is replaced), and not a
-    mount point (the backup is renamed onto it from beside it: not across filesystems)."""
-    target = Path(os.path.realpath(destination))
-    if target == data_dir or data_dir in target.parents:
-        raise TunewatchError(
-            f"backup directory {destination} is inside the data_dir {data_dir}: name one "
-            "outside it (on another disk, ideally); nothing was written",
-            code="invalid_argument",
-        )
-    if target.exists():
-        if not target.is_dir():
-            raise TunewatchError(
-                f"backup directory {destination} is a file, not a directory: name a "
-                "directory that does not exist or is empty; nothing was written",
-                code="invalid_argument",
-            )
-        if any(target.iterdir()):
-            raise TunewatchError(
-                f"backup directory {destination} is not empty: name a directory that does "
-                "not exist or is empty; nothing was written",
-                code="invalid_argument",
-            )
-        if os.path.ismount(target):
-            raise TunewatchError(
-                f"backup directory {destination} is a mount point: the backup is written "
-                "beside it and renamed onto it, which cannot cross filesystems; name a "
-                f"directory inside it, such as {destination / 'tunewatch-backup'}; nothing "
-                "was written",
-                code="invalid_argument",
-            )
-    else:
-        there = next(folder for folder in target.parents if folder.exists())
-        if not there.is_dir():
-            raise TunewatchError(
-                f"backup directory {destination} cannot be made: {there} is a file, not a "
-                "directory: name a directory that does not exist or is empty; nothing was "
-                "written",
-                code="invalid_argument",
-            )
-    return target
-
-
-def _make_partial(destination: Path, target: Path) -> Path:
-    """Make the directory the backup is written in, ``.<name>.partial-<pid>`` beside
-    ``target`` (the same filesystem: it is renamed onto ``target`` when complete),
-    the owner's only, and ``target``'s parents (as the umask makes them)."""
-    partial = target.parent / f".{target.name}.partial-{os.getpid()}"
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TunewatchError(
-            f"cannot create {target.parent}, the folder of the backup directory "
-            f"{destination}: {reason(exc)}; nothing was written",
-            code="backup_failed",
-        ) from exc
-    try:
-        private_directory(partial)
-    except FileExistsError as exc:
-        raise TunewatchError(
-            f"{partial} is there already: a backup to {destination} stopped part way (its "
-            f"process had this one's id, {os.getpid()}) left it; delete it and run the "
-            "backup again; nothing was written",
-            code="backup_failed",
-        ) from exc
-    except OSError as exc:
-        why = reason(exc, named=str(partial))
-        raise TunewatchError(
-            f"cannot create {partial}, where the backup {destination} is written before it "
-            f"is renamed onto it (its folder must be writable): {why}; nothing was written",
-            code="backup_failed",
-        ) from exc
-    return partial
-
-
-def _publish(destination: Path, partial: Path, target: Path) -> None:
-    """Rename the complete backup ``partial`` onto ``target`` (which is not there or is an
-    empty directory: ``rename`` replaces an empty one), durably."""
-    try:
-        fsync_directory(partial)
-        os.rename(partial, target)
-    except OSError as exc:
-        why = reason(exc, named=str(partial))
-        raise WriteFailed(f"renaming the complete backup {partial} onto it", why) from exc
-    try:
-        fsync_directory(target.parent)
-    except OSError as exc:
-        raise TunewatchError(
-            f"the backup {destination} was written, but its name may not survive a crash: "
-            f"cannot flush its folder {target.parent}: {reason(exc)}",
-            code="backup_failed",
-        ) from exc
-
-
-def _discard(partial: Path) -> str:
-    """Remove the partial backup ``partial``; what became of it."""
-    shutil.rmtree(partial, ignore_errors=True)
-    if os.path.lexists(partial):
-        return f"the partial backup {partial} could not all be removed: delete it"
-    return "the partial backup was removed"
 
 
 def _snapshot(source: Path, target: Path, *, timeout_s: float) -> int:
@@ -357,16 +266,25 @@ def _tuning_storage(
             size = _copy_journal(path, target / name)
         else:
             size = _snapshot(path, target / name, timeout_s=timeout_s)
-    sidecars: tuple[str, ...] = ()
+    sidecars: tuple[Path, ...] = ()
     if journal:
         what = "the tuning storage, its complete lines (an Optuna journal)"
     else:
         what = "the tuning storage, a snapshot (VACUUM INTO)"
-        sidecars = tuple(f"{name.as_posix()}{s}" for s in SQLITE_SIDECARS)
+        sidecars = _sidecars(path)
     copy = BackupFile(
-        name=name.as_posix(), part="tuning storage", what=what, size_bytes=size, sidecars=sidecars
+        name=name.as_posix(),
+        part="tuning storage",
+        what=what,
+        size_bytes=size,
+        source=path,
+        sidecars=sidecars,
     )
     return [copy], ()
+
+
+def _sidecars(database: Path) -> tuple[Path, ...]:
+    return tuple(database.with_name(f"{database.name}{s}") for s in SQLITE_SIDECARS)
 
 
 def _copy_journal(source: Path, target: Path) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -32,9 +33,11 @@ from tests.tunewatch.conftest import MODEL, make_daemon
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._auth import hash_token, new_token
 from tunewatch._background import BackgroundServer
+from tunewatch._backup_partial import publish
 from tunewatch._cli import main
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
+from tunewatch._errors import TunewatchError
 from tunewatch._example import ExampleModel
 
 #: Requests the load sends in all, from each of ``CLIENTS`` threads; the backup starts
@@ -379,6 +382,87 @@ def test_backup_restore_line_names_the_files_a_crash_leaves_to_delete_first(
         assert c.execute(count).fetchone() == b.execute(count).fetchone()
 
 
+def _follow_restore_line(line: str, *, data_dir: Path, backup: Path) -> None:
+    """Do what the restore line's second way says: delete the files it names (a name
+    without a folder is the data_dir's), then copy the backup's files where it says."""
+    said = re.search(
+        r", or delete (.+?) (?:from its data_dir )?\(a crash leaves them there, and SQLite "
+        r"would replay them onto the copies\), then copy (.+)$",
+        line,
+    )
+    assert said is not None, line
+    for name in re.split(r", | and ", said[1]):
+        (data_dir / name).unlink(missing_ok=True)  # an absolute name stays as it is
+    if said[2] == "these files into it":
+        shutil.copytree(backup, data_dir, dirs_exist_ok=True)
+        return
+    copies, _, rest = said[2].partition(", and the other files into its data_dir ")
+    moved = dict(copy.split(" to ", 1) for copy in copies.split(", "))
+    for name, path in moved.items():
+        shutil.copy2(backup / name, path)
+    if rest:
+        assert Path(rest) == data_dir.resolve(), line
+        for entry in backup.iterdir():
+            if entry.name in moved:
+                continue
+            if entry.is_dir():
+                shutil.copytree(entry, data_dir / entry.name, dirs_exist_ok=True)
+            else:
+                shutil.copy2(entry, data_dir / entry.name)
+
+
+def _crash_leftovers(database: Path) -> None:
+    """Leave beside ``database`` the write-ahead log and its index a daemon killed (kill -9)
+    leaves, holding a write made after the backup: SQLite replays it onto whatever file
+    then has the database's name."""
+    conn = sqlite3.connect(database, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=wal")
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute("CREATE TABLE written_before_the_crash (x)")
+        conn.execute("INSERT INTO written_before_the_crash VALUES (randomblob(100000))")
+        kept = {s: Path(f"{database}{s}").read_bytes() for s in ("-wal", "-shm")}
+    finally:
+        conn.close()  # checkpoints and deletes the log: a killed daemon leaves it
+    for suffix, data in kept.items():
+        Path(f"{database}{suffix}").write_bytes(data)
+
+
+def test_backup_restore_line_restores_a_store_configured_outside_the_data_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With `store.url` naming a file outside data_dir the daemon opens that file, not
+    data_dir/tunewatch.db: the restore line names its leftovers and copies the store's copy
+    to it (copied into the data_dir as before, it was never opened)."""
+    data_dir, store = tmp_path / "data", tmp_path / "disk" / "tw.db"
+    store.parent.mkdir()
+    data_dir.mkdir()
+    config = _config(tmp_path / "tunewatch.yaml", data_dir, store={"url": f"sqlite:///{store}"})
+    assert main(["--config", str(config), "migrate"]) == 0
+    _tuning_storage(data_dir)
+    capsys.readouterr()
+    assert main(["--config", str(config), "tokens", "create", "kept", "--role", "admin"]) == 0
+    kept = capsys.readouterr().out.strip()
+    assert main(["--config", str(config), "backup", str(tmp_path / "copy")]) == 0
+    line = _restore_line(capsys.readouterr().out)
+    for leftover in CRASH_LEFTOVERS:
+        assert f"{store}{leftover}" in line and f"{data_dir / 'optuna.db'}{leftover}" in line
+    assert main(["--config", str(config), "tokens", "create", "later", "--role", "admin"]) == 0
+    later = capsys.readouterr().out.strip()
+    _crash_leftovers(store)
+    _follow_restore_line(line, data_dir=data_dir, backup=tmp_path / "copy")
+    with sqlite3.connect(f"{store.as_uri()}?mode=ro", uri=True) as c:
+        assert c.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    daemon = Daemon(build_config(yaml.safe_load(config.read_text()), env={}), env={})
+    try:
+        assert daemon.store.token_by_hash(hash_token(kept)) is not None
+        assert daemon.store.token_by_hash(hash_token(later)) is None  # written after it
+    finally:
+        daemon.close()
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{data_dir / 'optuna.db'}")
+    assert len(study.trials) == 2
+
+
 # -- a backup stopped part way -----------------------------------------------------------
 
 #: ``tunewatch backup`` in a process that may write no file past ``argv[1]`` bytes
@@ -441,11 +525,107 @@ def test_backup_stopped_part_way_leaves_no_backup_only_its_owner_only_partial_si
         assert list(target.iterdir()) == [] and stat.S_IMODE(target.stat().st_mode) == 0o755
     else:
         assert not target.exists()
-    partial = tmp_path / f".copy.partial-{ran.pid}"
+    (partial,) = (p for p in tmp_path.iterdir() if p.name.startswith(".copy.partial-"))
     assert (partial / "tunewatch.db").is_file() and (partial / "optuna.db").is_file()
     for path in [partial, *partial.rglob("*")]:
         mode = stat.S_IMODE(path.stat().st_mode)
         assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+
+
+def test_backup_names_a_partial_left_beside_dir_which_a_process_of_its_id_left(
+    live: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Process ids repeat (a container's backup is pid 1 at each run): a partial directory
+    named by one was taken for this backup's own and refused, or a running backup's deleted.
+    A backup's partial is named uniquely instead, and one that completes names each other
+    partial beside DIR, which it leaves (another backup may be writing it)."""
+    left = tmp_path / f".copy.partial-{os.getpid()}"
+    left.mkdir(mode=0o700)
+    (left / "tunewatch.db").write_bytes(b"part of a copy")
+    capsys.readouterr()
+    assert main(["--config", str(live), "backup", str(tmp_path / "copy")]) == 0
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if str(left) in line]
+    assert len(warnings) == 1 and warnings[0].startswith("tunewatch: warning: "), err
+    assert "stopped part way, or one still running: delete it once none runs" in warnings[0]
+    assert (left / "tunewatch.db").read_bytes() == b"part of a copy"
+    assert (tmp_path / "copy" / "tunewatch.db").is_file()
+
+
+#: ``tunewatch backup`` in a process of its own, as cron or systemd runs it.
+_BACKUP = "import sys; from tunewatch._cli import main; sys.exit(main(sys.argv[1:]))"
+
+
+def test_backup_stopped_by_sigterm_removes_its_partial_and_exits_143(
+    live: Path, tmp_path: Path
+) -> None:
+    """SIGTERM (``timeout``, a container stop, systemd) stops a backup as Ctrl-C does: what
+    it wrote is removed, and it exits 143 (128 + SIGTERM, as a shell reports a process
+    SIGTERM ended). It is sent while the backup reads an artefact that is a FIFO this test
+    writes: the backup cannot complete before the signal."""
+    fifo = tmp_path / "data" / "artefacts" / "ab" / f"ab{'0' * 62}.onnx"
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    target = tmp_path / "copy"
+    opened = threading.Event()
+    done = threading.Event()
+
+    def writer() -> None:
+        with fifo.open("wb"):  # returns once the backup opened it to read
+            opened.set()
+            done.wait(120)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    with subprocess.Popen(
+        [sys.executable, "-c", _BACKUP, "--config", str(live), "backup", str(target)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            assert opened.wait(120), "the backup never read the artefact"
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=120)
+        finally:
+            done.set()
+            if not opened.is_set():  # releases the writer
+                os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+            thread.join(120)
+    assert proc.returncode == 128 + signal.SIGTERM, (proc.returncode, err)
+    assert out == "", out
+    assert not target.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+# -- DIR a mount point -------------------------------------------------------------------
+
+
+def test_backup_refuses_a_mount_point_before_writing(
+    live: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = _refused(live, Path("/proc"), capsys)
+    assert "/proc is a mount point" in err and "/proc/tunewatch-backup" in err, err
+
+
+def test_backup_that_cannot_be_renamed_onto_dir_across_filesystems_says_it_is_a_mount_point(
+    tmp_path: Path,
+) -> None:
+    """An empty bind mount on the backup's own filesystem passes ``os.path.ismount``, and
+    renaming the complete backup onto it fails (EBUSY), as a rename across filesystems
+    does (EXDEV): here a real one, onto /proc."""
+    assert os.stat("/proc").st_dev != os.stat(tmp_path).st_dev
+    partial = tmp_path / ".copy.partial-x"
+    partial.mkdir()
+    (partial / "tunewatch.db").write_bytes(b"a complete copy")
+    target = Path("/proc/tunewatch-backup")
+    with pytest.raises(TunewatchError) as raised:
+        publish(target, partial, target)
+    message = raised.value.message
+    assert "Errno" not in message and "Invalid cross-device link" in message, message
+    assert f"{target} is a mount point" in message and "name a directory inside it" in message
+    assert message.endswith("the partial backup was removed"), message
+    assert not partial.exists() and not target.exists()
 
 
 # -- artefacts ---------------------------------------------------------------------------

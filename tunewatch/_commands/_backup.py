@@ -4,22 +4,34 @@ and its artefacts, taken while the daemon serves (see :mod:`tunewatch._backup`).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 from tunewatch._errors import TunewatchError
 
 from ._context import config_of
+
+if TYPE_CHECKING:
+    from tunewatch._backup import BackupResult
+    from tunewatch._config import Config
 
 
 def cmd_backup(args: argparse.Namespace) -> int:
     """Print what was written, each file with its size, what was not and how to restore.
     Exit 0; 1 when artefacts were left out, damaged or missing from the data_dir though
     the store names them (each named on stderr: the backup holds everything else); 2,
-    nothing written (a partial backup removed), when refused or failed."""
+    nothing written (a partial backup removed), when refused or failed; 143 (128 +
+    SIGTERM, as a shell reports a process SIGTERM ended) when stopped by SIGTERM, the
+    partial backup removed. Partial directories other backups left beside DIR are named
+    on stderr (exit 0)."""
     from tunewatch._backup import backup
     from tunewatch._backup_artefacts import ARTEFACTS
-    from tunewatch._config_paths import STORE_FILE
     from tunewatch.store import redact_url
 
     if not args.directory:  # Path("") is the working directory
@@ -28,7 +40,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
             code="invalid_argument",
         )
     config = config_of(args)
-    result = backup(config, Path(args.directory))
+    with _sigterm_exits():
+        result = backup(config, Path(args.directory))
     print(f"backup of the store at {redact_url(config.store_url)} written to {result.directory}:")
     width = max(len(f"{ARTEFACTS}/"), *(len(f.name) for f in result.files))
     for file in result.files:
@@ -40,6 +53,27 @@ def cmd_backup(args: argparse.Namespace) -> int:
     )
     for note in result.not_copied:
         print(f"not copied: {note}")
+    print(_restore_line(config, result))
+    for damaged in result.damaged:
+        print(f"tunewatch: warning: left out of the backup, damaged: {damaged}", file=sys.stderr)
+    for missing in result.missing:
+        print(f"tunewatch: warning: left out of the backup, missing: {missing}", file=sys.stderr)
+    for leftover in result.leftovers:
+        print(
+            f"tunewatch: warning: {leftover} is a partial backup to {args.directory}, left by "
+            "a backup stopped part way, or one still running: delete it once none runs",
+            file=sys.stderr,
+        )
+    return 1 if result.damaged or result.missing else 0
+
+
+def _restore_line(config: Config, result: BackupResult) -> str:
+    """How to restore: start the daemon on the backup, or delete what a crash leaves beside
+    each database the configuration opens and copy the backup's files over them. Each
+    file copied from elsewhere than ``data_dir`` under its name in the backup (`store.url`
+    naming another file) is named with where it goes."""
+    from tunewatch._config_paths import STORE_FILE
+
     # each copy is read from the backup only where its URL is the default, under data_dir
     where = f"data_dir: {result.directory}"
     if config.store.url is not None:
@@ -48,17 +82,43 @@ def cmd_backup(args: argparse.Namespace) -> int:
         for file in result.files:
             if file.part == "tuning storage":
                 where += f", tuning.storage_url naming {result.directory / file.name}"
-    # a crash (kill -9) leaves a database's journal or write-ahead log in the data_dir:
-    # copied in beside it, SQLite replays it onto the copy (integrity_check fails)
-    sidecars = [name for file in result.files for name in file.sidecars]  # the store's, at least
-    listed = ", ".join(sidecars[:-1]) + f" and {sidecars[-1]}"
-    print(
-        f"restore: stop the daemon, then either start it with {where}, or delete {listed} from "
-        "its data_dir (a crash leaves them there, and SQLite would replay them onto the "
-        "copies), then copy these files into it"
-    )
-    for damaged in result.damaged:
-        print(f"tunewatch: warning: left out of the backup, damaged: {damaged}", file=sys.stderr)
-    for missing in result.missing:
-        print(f"tunewatch: warning: left out of the backup, missing: {missing}", file=sys.stderr)
-    return 1 if result.damaged or result.missing else 0
+    # a crash (kill -9) leaves a database's journal or write-ahead log beside it: copied in
+    # beside it, SQLite replays it onto the copy (integrity_check fails)
+    data_dir = Path(config.data_dir).resolve()
+    moved = {file.name: file.source for file in result.files if file.source != data_dir / file.name}
+    sidecars = [sidecar for file in result.files for sidecar in file.sidecars]  # the store's
+    crash = "(a crash leaves them there, and SQLite would replay them onto the copies)"
+    if not moved:
+        names = _listed([sidecar.relative_to(data_dir).as_posix() for sidecar in sidecars])
+        copy = f"delete {names} from its data_dir {crash}, then copy these files into it"
+    else:
+        copies = [f"{name} to {source}" for name, source in moved.items()]
+        if any(entry.name not in moved for entry in result.directory.iterdir()):
+            copies.append(f"and the other files into its data_dir {data_dir}")
+        copy = (
+            f"delete {_listed([str(s) for s in sidecars])} {crash}, then copy {', '.join(copies)}"
+        )
+    return f"restore: stop the daemon, then either start it with {where}, or {copy}"
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
+
+
+@contextlib.contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """SIGTERM (``timeout``, a container stop, systemd) raises ``SystemExit(143)`` in the
+    block, as Ctrl-C raises ``KeyboardInterrupt``: the backup removes what it wrote. Left
+    as it was outside the main thread (where no handler can be set), and after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
