@@ -1,10 +1,18 @@
 """Re-tuning jobs: build the training window (:mod:`tunewatch._tuning_window`), plan the
-warm start, run the study (its CV: :mod:`tunewatch._tuning_cv`), refit and export with a
-parity gate, register the winner in shadow.
+warm start (:mod:`tunewatch._tuning_plan`), run the study (its CV:
+:mod:`tunewatch._tuning_cv`), refit and export with a parity gate
+(:mod:`tunewatch._tuning_export`), register the winner in shadow.
 
 A job runs in a worker process (``tunewatch worker --job ID``), never in the API's event
 loop; the leader starts workers for queued jobs (``tunewatch._launcher``), and more
 workers on any machine can join the same study through a shared Optuna RDB storage.
+
+This module is the job's front: :class:`TuningJobRunner` claims the job, runs the work
+in order and decides how this worker's part ends; the job row records that end through
+:mod:`tunewatch._tuning_outcome`, its heartbeat, progress and cancellation checks are
+:mod:`tunewatch._tuning_progress`'s, and what its study left (its name, its registered
+version, its importances) :mod:`tunewatch._tuning_results`'s. :func:`cv_scheme` is
+re-exported here.
 """
 
 from __future__ import annotations
@@ -23,17 +31,10 @@ import numpy as np
 
 from monitor import MonitorError
 from monitor.objectives import ObjectiveError, make_objective
-from retune import (
-    Budget,
-    RetuneError,
-    TuningResult,
-    check_classes,
-    refit_and_export,
-    run_study,
-)
-from retune.cv import NestedCV, dataset_version, out_of_fold
+from retune import Budget, RetuneError, TuningResult, check_classes, run_study
+from retune.cv import NestedCV, dataset_version
 from retune.space import load_search_space
-from shadow import OnnxModel, ShadowError
+from shadow import ShadowError
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig
 from tunewatch._errors import ConflictError, TunewatchError, TuningError
@@ -49,17 +50,16 @@ from tunewatch._tuning_cv import (
     outer_plan,
     tuned_estimate,
 )
+from tunewatch._tuning_export import class_count, export_candidate, served_model
+from tunewatch._tuning_outcome import fail_job, finish_job, finish_registered, requeue_job
 from tunewatch._tuning_plan import warm_start_plan
 from tunewatch._tuning_progress import CancelWatch, Heartbeat, ProgressReporter
-from tunewatch._tuning_results import (
-    job_result,
-    registered_version,
-    study_importances_of,
-    study_name,
-)
+from tunewatch._tuning_results import study_importances_of, study_name
 from tunewatch._tuning_window import training_window
 from tunewatch._version_metadata import VersionMetadata
 from tunewatch.store import JobRow, ModelRow, Store, VersionRow
+
+__all__ = ["TuningJobRunner", "cv_scheme"]
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class TuningJobRunner:
         wall0, cpu0 = time.monotonic(), time.process_time()  # this worker's cost of the job
         # a job its worker is tuning stays that worker's: this one joins its study
         job = self.store.claim_job(job_id, self.worker, alive_within=self._alive_within())
-        registered = self._registered(job)
+        registered = finish_registered(self.store, job)
         if registered is not None:
             return registered
         model = self.store.get_model(job.model)
@@ -122,7 +122,7 @@ class TuningJobRunner:
             )
             return self.store.get_job(job.id)
         except _Interrupted:
-            self._requeue(job)
+            requeue_job(self.store, job, worker=self.worker)
             return self.store.get_job(job.id)
         except _RegisteredElsewhere as exc:
             logger.info(
@@ -143,7 +143,7 @@ class TuningJobRunner:
         ) as exc:
             message = f"{type(exc).__name__}: {exc}"
             logger.error("job=%d model=%s failed: %s", job.id, model.name, message)
-            failed = self._fail(job, message)
+            failed = fail_job(self.store, job, message, worker=self.worker)
             if failed is None:  # the job is another worker's: this one's failure is its own
                 holder = self.store.get_job(job.id)
                 raise TuningError(
@@ -154,11 +154,11 @@ class TuningJobRunner:
                 ) from exc
             return failed
         except KeyboardInterrupt:  # Ctrl-C: stopped, not failed
-            self._requeue(job)
+            requeue_job(self.store, job, worker=self.worker)
             raise
         except Exception as exc:  # the job boundary: log with traceback, record, re-raise
             logger.exception("job=%d model=%s crashed", job.id, model.name)
-            self._fail(job, f"{type(exc).__name__}: {exc}")
+            fail_job(self.store, job, f"{type(exc).__name__}: {exc}", worker=self.worker)
             raise
         # this worker's own process, from its claim to now: window, study, refit, export
         # (the study's wall and CPU seconds over every run, all its workers', are the
@@ -167,35 +167,15 @@ class TuningJobRunner:
         result["cpu_s"] = time.process_time() - cpu0
         # its version is registered: succeeded, even if the launcher failed the job as
         # stale meanwhile (as the launcher itself finishes a stale job whose version it sees)
-        row, finished = self._finish(
-            job, status="succeeded", result=result, replacing=("queued", "running", "failed")
+        row, finished = finish_job(
+            self.store,
+            job,
+            status="succeeded",
+            result=result,
+            replacing=("queued", "running", "failed"),
         )
         if finished:  # not when the launcher finished (and announced) it first
             self.store.add_event(model=model.name, type="challenger_registered", payload=result)
-        return row
-
-    def _registered(self, job: JobRow) -> JobRow | None:
-        """Finish a job whose study registered its version already, before any work: its
-        worker died between registering and finishing (killed after the launcher's stop
-        timeout, say, and the job queued again), and the study, registering once, would
-        tune again only to be refused. ``None`` when no version is registered."""
-        version = registered_version(self.store, job)
-        if version is None:
-            return None
-        result = {
-            **job_result(version),
-            "recovered": "the worker that registered it stopped; finished by the next worker",
-        }
-        row, finished = self._finish(job, status="succeeded", result=result)
-        if finished:
-            self.store.add_event(model=job.model, type="challenger_registered", payload=result)
-            logger.warning(
-                "job=%d model=%s: version %d of its study was registered by an earlier "
-                "worker that did not finish the job; finished",
-                job.id,
-                job.model,
-                version.version,
-            )
         return row
 
     def _alive_within(self) -> timedelta:
@@ -204,67 +184,6 @@ class TuningJobRunner:
         from tunewatch._launcher import STALE_HEARTBEATS  # it imports this module
 
         return timedelta(seconds=STALE_HEARTBEATS * self.config.tuning.heartbeat_s)
-
-    def _fail(self, job: JobRow, message: str) -> JobRow | None:
-        """Fail the job with ``message`` and announce it (``retune_failed``), unless it had
-        ended otherwise (and said so) meanwhile: a crash (a MemoryError) failed its job
-        unannounced, unlike the errors a study is expected to meet.
-
-        Only while this worker holds the job: ``None`` when another does (this worker
-        joined the study of a worker tuning it, or the job was queued again, or taken
-        over, since), whose work goes on; this worker's failure is logged, not the job's."""
-        try:
-            row = self.store.finish_job(job.id, status="failed", error=message, worker=self.worker)
-        except ConflictError as exc:
-            if exc.code == "job_claimed":
-                logger.error(
-                    "job=%d model=%s: %s; this worker's failure is not recorded on the job, "
-                    "whose work goes on",
-                    job.id,
-                    job.model,
-                    exc.message,
-                )
-                return None
-            if exc.code != "job_finished":
-                raise
-            logger.warning(
-                "job=%d model=%s: %s; this worker's outcome (failed) is not recorded on it",
-                job.id,
-                job.model,
-                exc.message,
-            )
-            return self.store.get_job(job.id)
-        self.store.add_event(
-            model=job.model, type="retune_failed", payload={"job": job.id, "error": message}
-        )
-        return row
-
-    def _finish(self, job: JobRow, **outcome: Any) -> tuple[JobRow, bool]:
-        """Record the job's end, unless it ended otherwise meanwhile (the launcher failed
-        it as stale while this worker was slow to heartbeat): that end stands. Returns
-        the job and whether this end was recorded."""
-        try:
-            return self.store.finish_job(job.id, **outcome), True
-        except ConflictError as exc:
-            if exc.code != "job_finished":
-                raise
-            logger.warning(
-                "job=%d model=%s: %s; this worker's outcome (%s) is not recorded on it",
-                job.id,
-                job.model,
-                exc.message,
-                outcome.get("status"),
-            )
-            return self.store.get_job(job.id), False
-
-    def _requeue(self, job: JobRow) -> None:
-        """This worker was stopped: the job goes back to the queue, unless another worker
-        has claimed it since."""
-        if self.store.requeue_job(job.id, self.worker):
-            logger.warning("job=%d model=%s: stopped, queued again", job.id, job.model)
-            self.store.add_event(
-                model=job.model, type="retune_interrupted", payload={"job": job.id}
-            )
 
     # -- the work --------------------------------------------------------------------------
     def _training_window(
@@ -322,22 +241,6 @@ class TuningJobRunner:
         version = job.spec["champion_version"]
         return None if version is None else self.store.get_version(model.name, int(version))
 
-    def _served(self, model: ModelRow, parent: VersionRow | None) -> OnnxModel | None:
-        """The version whose serving contract the challenger takes: the parent, else the
-        current champion (a job queued with none), else none."""
-        version = parent if parent is not None else self.store.champion(model.name)
-        if version is None:
-            return None
-        return OnnxModel.from_bytes(self.artefacts.get(version.artefact_sha256))
-
-    def _classes(self, model: ModelRow, served: OnnxModel | None, x: np.ndarray) -> int | None:
-        """How many classes a multiclass challenger must answer: as many as the version it
-        would replace (a window missing a class must not export fewer columns)."""
-        if model.task != "multiclass" or served is None:
-            return None
-        probe = np.ascontiguousarray(np.nan_to_num(x[:1]), dtype=served.signature.input.dtype)
-        return int(served.primary(served.run(probe)).shape[1])
-
     def _tune(
         self,
         job: JobRow,
@@ -349,8 +252,8 @@ class TuningJobRunner:
         tj = cfg.tuning
         x, y, n_traffic = self._training_window(model, cfg, job)
         if model.task == "multiclass":  # the export's class check, before any trial
-            served = self._served(model, self._parent(model, job))
-            n_classes = self._classes(model, served, x)
+            served = served_model(self.store, self.artefacts, model, self._parent(model, job))
+            n_classes = class_count(model, served, x)
             if n_classes is not None:
                 check_classes(np.unique(y), n_classes)
         groups = cv_groups(tj, model.feature_names, x)  # None without a group column
@@ -447,66 +350,22 @@ class TuningJobRunner:
         )
         importances = study_importances_of(job, storage, study, seed=tj.seed)
         champion = self._parent(model, job)
-        served = self._served(model, champion)
-        exported = refit_and_export(
-            dict(result.best_params),
-            x,
-            y,
-            tolerance=tj.parity_tolerance,
-            seed=tj.seed,
-            name=f"{model.name}-job{job.id}",
-            n_classes=self._classes(model, served, x),
-            # a request valid for the version it would replace is valid for it
-            like=None if served is None else served.signature,
+        candidate = export_candidate(
+            job=job,
+            model=model,
+            tuning=tj,
+            result=result,
+            x=x,
+            y=y,
+            n_traffic=n_traffic,
+            served=served_model(self.store, self.artefacts, model, champion),
+            cv=cv,
+            groups=groups,
+            objective=objective,
+            importances=importances,
+            nested_estimate=(None if estimate is None else estimate_details(estimate, nested_plan)),
+            search_space=space_path,
         )
-        session = OnnxModel.from_bytes(exported.onnx)
-        latencies = []
-        for row in x[:200].astype(session.signature.input.dtype):
-            started = time.perf_counter()
-            session.run(row.reshape(1, -1))
-            latencies.append(time.perf_counter() - started)
-        details = {
-            "job": job.id,
-            "trigger": job.trigger,
-            "objective": objective.name,
-            "best_value": result.best_value,
-            "n_trials": result.n_trials,
-            "n_pruned": result.n_pruned,
-            "n_vetoed": result.n_vetoed,
-            "n_cost_rejected": result.n_cost_rejected,
-            "stopped_by": result.stopped_by,
-            "fold_scores": list(result.fold_scores_of_best.scores),
-            "fold_spread": result.fold_scores_of_best.spread,
-            "importances": importances,
-            "cv": {"scheme": cv.name, "group_column": tj.cv_group_column},
-            "nested_estimate": (
-                None if estimate is None else estimate_details(estimate, nested_plan)
-            ),
-            "parity_error": exported.parity_error,
-            "latency_p99_s": float(np.quantile(latencies, 0.99)),
-            # the plan the study ran by: a joining or resuming worker adopts the stored one
-            "warm_start_plan": result.plan.to_dict() if result.plan else None,
-            # this worker's `tuning.warm_start`: "none" learns from no earlier study
-            "warm_start_mode": tj.warm_start,
-            "search_space": space_path,
-            # the space the study searched (a resumed study keeps the one it began with):
-            # the report says what was searched after the file changes
-            "searched_space": result.space.model_dump(mode="json"),
-            "rows": int(x.shape[0]),
-            "traffic_rows": n_traffic,
-            # the study's, over every run of it (all its workers', CPU summed), as the
-            # budget counts them
-            "wall_s": result.wall_s,
-            "cpu_s": result.cpu_s,
-        }
-        # what monitors calibrate on: the winner's scores of rows it did not train on (its
-        # own scores of its training rows are overconfident), in the columns it answers:
-        # P(class 1) alone when it answers like a one-column binary champion
-        scores = out_of_fold(
-            result.best_params, x, y, scheme=cv, seed=tj.seed, groups=groups
-        ).astype(np.float32)
-        if session.signature.primary_width == 1 and scores.shape[1] == 2:
-            scores = scores[:, 1:]
         if cancelled():  # during the refit and export: this worker registers nothing
             raise _Cancelled()
         # cancelled from here on (the candidate's sandboxed load takes a second), the
@@ -514,7 +373,7 @@ class TuningJobRunner:
         try:
             row = self.registry.register(
                 model.name,
-                exported.onnx,
+                candidate.exported.onnx,
                 VersionMetadata(
                     task=model.task,
                     feature_names=tuple(model.feature_names),
@@ -522,11 +381,13 @@ class TuningJobRunner:
                     dataset_version=version_of_data,
                     parent_version=champion.version if champion else None,
                     study=study,
-                    details=details,
+                    details=candidate.details,
                 ),
                 actor=f"job:{job.id}",
                 stage="shadow",
-                reference=Reference(features=x, labels=y.astype(np.float64), scores=scores),
+                reference=Reference(
+                    features=x, labels=y.astype(np.float64), scores=candidate.scores
+                ),
                 once_per_study=True,  # workers sharing the study: the first one registers
                 for_job=job.id,
             )
@@ -544,10 +405,10 @@ class TuningJobRunner:
             "best_params": dict(result.best_params),
             "n_trials": result.n_trials,
             "stopped_by": result.stopped_by,
-            "parity_error": exported.parity_error,
+            "parity_error": candidate.exported.parity_error,
             "dataset_version": version_of_data,
             "warm_start": list(result.plan.strategies) if result.plan else [],
-            "parent": details and (champion.version if champion else None),
+            "parent": candidate.details and (champion.version if champion else None),
             "study_wall_s": result.wall_s,
             "study_cpu_s": result.cpu_s,
         }

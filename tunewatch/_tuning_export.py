@@ -1,0 +1,138 @@
+"""A tuning job's winner made a candidate version (:func:`export_candidate`): refit on the
+whole window and exported to ONNX under the parity gate, in the serving contract of the
+version it would replace (:func:`served_model`, :func:`class_count`), with the details
+its version records and the out-of-fold scores monitors calibrate on. Registering the
+candidate is the job's (:class:`tunewatch._tuning.TuningJobRunner`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import numpy as np
+
+from monitor.objectives import Objective
+from retune import ExportedModel, TuningResult, refit_and_export
+from retune.cv import CVScheme, out_of_fold
+from shadow import OnnxModel
+from tunewatch._artefacts import ArtefactStore
+from tunewatch._config import TuningJobConfig
+from tunewatch.store import JobRow, ModelRow, Store, VersionRow
+
+#: The window rows whose one-row latency the candidate's ``latency_p99_s`` detail is of.
+LATENCY_ROWS = 200
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """The winner, exported and described, ready to register."""
+
+    exported: ExportedModel
+    #: the version's ``details``
+    details: dict[str, Any]
+    #: its reference scores: the winner's out-of-fold scores of the window, float32
+    scores: np.ndarray
+
+
+def served_model(
+    store: Store, artefacts: ArtefactStore, model: ModelRow, parent: VersionRow | None
+) -> OnnxModel | None:
+    """The version whose serving contract the challenger takes: the parent, else the
+    current champion (a job queued with none), else none."""
+    version = parent if parent is not None else store.champion(model.name)
+    if version is None:
+        return None
+    return OnnxModel.from_bytes(artefacts.get(version.artefact_sha256))
+
+
+def class_count(model: ModelRow, served: OnnxModel | None, x: np.ndarray) -> int | None:
+    """How many classes a multiclass challenger must answer: as many as the version it
+    would replace (a window missing a class must not export fewer columns)."""
+    if model.task != "multiclass" or served is None:
+        return None
+    probe = np.ascontiguousarray(np.nan_to_num(x[:1]), dtype=served.signature.input.dtype)
+    return int(served.primary(served.run(probe)).shape[1])
+
+
+def export_candidate(
+    *,
+    job: JobRow,
+    model: ModelRow,
+    tuning: TuningJobConfig,
+    result: TuningResult,
+    x: np.ndarray,
+    y: np.ndarray,
+    n_traffic: int,
+    served: OnnxModel | None,
+    cv: CVScheme,
+    groups: np.ndarray | None,
+    objective: Objective,
+    importances: dict[str, Any],
+    nested_estimate: dict[str, Any] | None,
+    search_space: str,
+) -> Candidate:
+    """Refit ``result``'s best parameters on the window ``(x, y)`` (``n_traffic`` of its
+    rows traffic) and export them (:func:`retune.refit_and_export`) like ``served``, the
+    version it would replace; time its one-row latency, describe the job's study
+    (``importances`` and ``nested_estimate`` are its details of those) and score the
+    window out of fold under ``cv``."""
+    tj = tuning
+    exported = refit_and_export(
+        dict(result.best_params),
+        x,
+        y,
+        tolerance=tj.parity_tolerance,
+        seed=tj.seed,
+        name=f"{model.name}-job{job.id}",
+        n_classes=class_count(model, served, x),
+        # a request valid for the version it would replace is valid for it
+        like=None if served is None else served.signature,
+    )
+    session = OnnxModel.from_bytes(exported.onnx)
+    latencies = []
+    for row in x[:LATENCY_ROWS].astype(session.signature.input.dtype):
+        started = time.perf_counter()
+        session.run(row.reshape(1, -1))
+        latencies.append(time.perf_counter() - started)
+    details = {
+        "job": job.id,
+        "trigger": job.trigger,
+        "objective": objective.name,
+        "best_value": result.best_value,
+        "n_trials": result.n_trials,
+        "n_pruned": result.n_pruned,
+        "n_vetoed": result.n_vetoed,
+        "n_cost_rejected": result.n_cost_rejected,
+        "stopped_by": result.stopped_by,
+        "fold_scores": list(result.fold_scores_of_best.scores),
+        "fold_spread": result.fold_scores_of_best.spread,
+        "importances": importances,
+        "cv": {"scheme": cv.name, "group_column": tj.cv_group_column},
+        "nested_estimate": nested_estimate,
+        "parity_error": exported.parity_error,
+        "latency_p99_s": float(np.quantile(latencies, 0.99)),
+        # the plan the study ran by: a joining or resuming worker adopts the stored one
+        "warm_start_plan": result.plan.to_dict() if result.plan else None,
+        # this worker's `tuning.warm_start`: "none" learns from no earlier study
+        "warm_start_mode": tj.warm_start,
+        "search_space": search_space,
+        # the space the study searched (a resumed study keeps the one it began with):
+        # the report says what was searched after the file changes
+        "searched_space": result.space.model_dump(mode="json"),
+        "rows": int(x.shape[0]),
+        "traffic_rows": n_traffic,
+        # the study's, over every run of it (all its workers', CPU summed), as the
+        # budget counts them
+        "wall_s": result.wall_s,
+        "cpu_s": result.cpu_s,
+    }
+    # what monitors calibrate on: the winner's scores of rows it did not train on (its
+    # own scores of its training rows are overconfident), in the columns it answers:
+    # P(class 1) alone when it answers like a one-column binary champion
+    scores = out_of_fold(result.best_params, x, y, scheme=cv, seed=tj.seed, groups=groups).astype(
+        np.float32
+    )
+    if session.signature.primary_width == 1 and scores.shape[1] == 2:
+        scores = scores[:, 1:]
+    return Candidate(exported=exported, details=details, scores=scores)
