@@ -33,6 +33,13 @@ Each run of :meth:`ComparisonRunner.run` for one model
    ``challenger_worse`` goes through the dispatcher (notify).
 
 Every look is stored (``comparison_looks``) so dashboards can draw how the evidence grew.
+
+This module holds the runner, its settings and the run; the parts live beside it:
+sharing the error rate, recording the looks and acting on decided tests in
+:mod:`._runner_family`, the A/B view (:meth:`ComparisonRunner.summary`) in
+:mod:`._runner_summary`, the decisions and guardrails in :mod:`._decisions` and
+:mod:`._guardrails`, a test's looks in :mod:`._looks`, the live-split test in
+:mod:`._split_test` and the rollback watch in :mod:`._watch`.
 """
 
 from __future__ import annotations
@@ -40,29 +47,20 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from monitor import ServingMetrics
 from monitor.objectives import Objective, ObjectiveError, make_objective
-from shadow.stats import (
-    Decision,
-    PairedSequentialTest,
-    StatsError,
-    adjust,
-    family_decision,
-)
+from shadow.stats import StatsError
 from tunewatch._artefacts import ArtefactStore
-from tunewatch._errors import ConflictError, InvalidValueError
+from tunewatch._errors import InvalidValueError
 from tunewatch._split import check_split
-from tunewatch.comparison._recorded import RecordedGuardrails
 from tunewatch.store import Store, VersionRow
 from tunewatch.store._comparisons import (
     ComparisonLookRow,
     ComparisonStore,
     ComparisonTestRow,
-    LookValues,
     SplitCheckRow,
 )
 
@@ -92,8 +90,9 @@ from tunewatch.comparison._results import (
     CheckedGuardrails,
     ComparisonResult,
     make_result,
-    needs_action,
 )
+from tunewatch.comparison._runner_family import Pending, act_on_decided, record_family
+from tunewatch.comparison._runner_summary import latest_split_check, summarise
 from tunewatch.comparison._split_test import SplitTest
 from tunewatch.comparison._split_window import split_since, split_start, splitting
 from tunewatch.comparison._watch import RollbackWatch
@@ -256,13 +255,16 @@ class ComparisonRunner:
                 logger.warning("model=%s live-split test cannot look: %s", model, exc)
                 split_result = None
             if split_result is not None:
-                test = self.comparisons.get_test(split_result.test_id)
-                if test.status == "decided" and needs_action(test):
-                    action, detail = self._decisions.act(
-                        model, test, settings, blocked=blocked, requested_by=requested_by
-                    )
-                    split_result = replace(split_result, action=action, detail=detail)
-                results.append(split_result)
+                results += act_on_decided(
+                    self._decisions,
+                    self.comparisons,
+                    model,
+                    [split_result],
+                    (),
+                    settings,
+                    blocked=blocked,
+                    requested_by=requested_by,
+                )
         if self.metrics is not None:
             self.metrics.evaluations.labels(model, "comparison").inc()
         return results
@@ -285,30 +287,7 @@ class ComparisonRunner:
         ``latency_samples`` latencies of two versions (every A/B page view paid it for
         every challenger the champion ever had), and what they say now is not what the
         decision saw."""
-        self.store.get_model(model)
-        champion = self.store.champion(model)
-        settings = self.settings(model)
-        tests: list[ComparisonTestRow] = []
-        if champion is not None:
-            tests = [
-                t
-                for t in self.comparisons.list_tests(model, champion_version=champion.version)
-                if t.kind != "rollback_watch"
-            ]
-        watches = self.comparisons.list_tests(model, kind="rollback_watch")
-        if watches:
-            tests.append(watches[-1])
-        split = self.split_check(model)
-        recorded = RecordedGuardrails(self.store, model)
-        out = []
-        for test in tests:
-            guard = recorded.of(test)
-            if champion is not None and test.kind != "rollback_watch" and test.status == "open":
-                guard = self._decisions.guardrails(
-                    model, champion, test.challenger_version, settings, replay=False
-                )
-            out.append(ChallengerSummary(test, self.comparisons.latest_look(test.id), guard, split))
-        return out
+        return summarise(self.store, self.comparisons, self._decisions, model, self.settings(model))
 
     def split_check(self, model: str) -> SplitCheckRow | None:
         """The newest sample-ratio check of the model's configured live split (its salt
@@ -316,12 +295,7 @@ class ComparisonRunner:
         fits the objective (PR AUC …) or just after a promotion, while the check may hold
         a mismatch that blocks promotions. ``None`` without a split or before its first
         check."""
-        split = self.settings(model).split
-        if split is None:
-            return None
-        return self.comparisons.latest_split_check(
-            model, salt=split.salt, challenger_version=split.challenger
-        )
+        return latest_split_check(self.comparisons, model, self.settings(model).split)
 
     # -- paired / DeLong comparisons ------------------------------------------------------------
     def _compare(
@@ -399,7 +373,7 @@ class ComparisonRunner:
                 correction=correction,
                 state=state,
             )
-        pending: dict[int, tuple[ComparisonTestRow, list[str], LookValues, dict[str, Any]]] = {}
+        pending: dict[int, Pending] = {}
         p_values: dict[int, float] = {}
         for version, test in sorted(tests.items()):
             if test.status == "open" and version not in shadow:
@@ -467,70 +441,28 @@ class ComparisonRunner:
                 continue
             pending[version] = (test, *update)
             p_values[version] = update[1].p_value
-        by_name = {str(v): p for v, p in p_values.items()}
-        adjusted_by_name = adjust(by_name, method=correction) if by_name else {}
-        adjusted = {int(name): p for name, p in adjusted_by_name.items()}
-        for version, (test, consumed, look, state) in pending.items():
-            if kind == "paired":
-                decision: Decision = "continue"
-                # the burn-in counts requests, the paired test's unit (not their rows):
-                # the effective ones, which a few batch requests holding most rows are
-                effective = PairedSequentialTest.effective_n_in(state)
-                if effective >= settings.min_n and look.estimate is not None:
-                    decision = family_decision(
-                        adjusted[version],
-                        alpha=settings.alpha,
-                        evidence=PairedSequentialTest.evidence_in(state),
-                        estimate=look.estimate,
-                    )
-                look = _with(look, adjusted=adjusted[version], decision=decision, k=k)
-                status: Literal["open", "decided", "closed"] = (
-                    "open" if decision == "continue" else "decided"
-                )
-            else:
-                status = "open" if look.decision == "continue" else "decided"
-                # every look the test planned (its own bounds: ``delong_looks`` as it
-                # started; raised since, the test stayed open and could look no more)
-                if status == "open" and test.looks + 1 >= int(state["planned_looks"]):
-                    status = "closed"  # spent without a difference
-            try:
-                saved = self.comparisons.record_look(
-                    test, consumed=consumed, look=look, state=state, status=status
-                )
-            except ConflictError as exc:
-                logger.warning("model=%s %s", model, exc.message)
-                continue
-            except InvalidValueError as exc:  # e.g. statistics that overflowed
-                logger.warning(
-                    "model=%s comparison of v%d against v%d cannot look: %s",
-                    model,
-                    version,
-                    champion.version,
-                    exc.message,
-                )
-                results.append(make_result(test, None, 0, "none", (exc.message,)))
-                continue
-            look_row = self.comparisons.latest_look(saved.id)
-            results.append(make_result(saved, look_row, len(consumed), "none"))
+        results += record_family(
+            self.comparisons,
+            model,
+            champion.version,
+            kind,
+            settings,
+            correction=correction,
+            k=k,
+            pending=pending,
+            p_values=p_values,
+        )
         # Act on decided tests (new ones, and ones whose action did not happen yet).
-        final: list[ComparisonResult] = []
-        for result in results:
-            test = self.comparisons.get_test(result.test_id)
-            if test.status == "decided" and needs_action(test):
-                action, detail = self._decisions.act(
-                    model, test, settings, blocked=blocked, requested_by=requested_by
-                )
-                result = replace(result, action=action, detail=detail)
-            final.append(result)
-        for test in tests.values():
-            current = self.comparisons.get_test(test.id)
-            if current.status == "decided" and needs_action(current):
-                if all(r.test_id != current.id for r in final):
-                    action, detail = self._decisions.act(
-                        model, current, settings, blocked=blocked, requested_by=requested_by
-                    )
-                    final.append(make_result(current, None, 0, action, detail))
-        return final
+        return act_on_decided(
+            self._decisions,
+            self.comparisons,
+            model,
+            results,
+            tests.values(),
+            settings,
+            blocked=blocked,
+            requested_by=requested_by,
+        )
 
     # -- acting on decisions --------------------------------------------------------------------
 
@@ -544,20 +476,3 @@ class ComparisonRunner:
 def _left_shadow(test: ComparisonTestRow) -> bool:
     """Whether ``test`` was closed because its challenger left shadow."""
     return test.outcome is not None and test.outcome.get("reason") == LEFT_SHADOW
-
-
-def _with(look: LookValues, *, adjusted: float, decision: str, k: int) -> LookValues:
-    return LookValues(
-        method=look.method,
-        n=look.n,
-        estimate=look.estimate,
-        ci_low=look.ci_low,
-        ci_high=look.ci_high,
-        p_value=look.p_value,
-        adjusted_p_value=adjusted,
-        decision=decision,
-        fixed_t_p=look.fixed_t_p,
-        bootstrap_ci=look.bootstrap_ci,
-        correction=look.correction,
-        family_size=k,
-    )
