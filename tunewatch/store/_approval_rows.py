@@ -1,0 +1,177 @@
+"""The approvals table: its rows read back, and a pending request closed.
+
+Reading a request fills in who else asked for it: its co-requesters are the actors of the
+``request_approval`` audit entries naming it, other than its requester. Closing one
+(rejected, audited, with its event) is the write both a decision's refusals and a
+version's move away (retired, rolled back) make; :mod:`._governance` requests and decides
+approvals on top of these rows, and :mod:`._champion_rollback` closes the rolled-back
+version's. Each function runs inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, select, update
+
+from .._errors import NotFoundError
+from ._audit import append_audit_in
+from ._events import add_event_in, holds_nul
+from ._schema import approvals, audit_entries
+from ._types import utcnow
+
+#: ``approvals.reason`` and ``approvals.decision_reason`` are VARCHAR(2000) (PostgreSQL
+#: enforces it); the API accepts reasons up to this length.
+MAX_REASON_LENGTH = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRow:
+    id: int
+    model: str
+    version: int
+    requested_by: str
+    reason: str
+    rules: tuple[str, ...]
+    status: str
+    decided_by: str | None
+    decision_reason: str | None
+    created_at: datetime
+    decided_at: datetime | None
+    champion_version: int | None = None  # the champion when it was requested
+    #: others who asked for it while it was pending, in order (from the audit log)
+    co_requesters: tuple[str, ...] = ()
+
+
+def close_pending_approvals(
+    conn: Connection, model: str, version: int, *, stage: str, actor: str, reason: str
+) -> None:
+    """Close (rejected, by ``actor``) the pending approvals of ``version``, which has just
+    moved to ``stage`` (retired or rolled back) other than by its own promotion, each
+    audited and with its event as a superseded one is: approved later, it promoted the
+    version an operator had pulled. ``reason`` is the move's."""
+    pending = conn.execute(
+        select(approvals.c.id).where(
+            approvals.c.model == model,
+            approvals.c.version == version,
+            approvals.c.status == "pending",
+        )
+    ).scalars()
+    why = f"not promoted: v{version} was {stage_word(stage)} since the request ({reason})"
+    for approval_id in list(pending):
+        close_approval(conn, approval_id, model, version, actor=actor, reason=why)
+
+
+def close_approval(
+    conn: Connection, approval_id: int, model: str, version: int, *, actor: str, reason: str
+) -> None:
+    """Reject pending approval ``approval_id`` for ``reason`` (cut to the column; the
+    audit entry and the event keep it whole), audited, with its event."""
+    conn.execute(
+        update(approvals)
+        .where(approvals.c.id == approval_id)
+        .values(
+            status="rejected",
+            decided_by=actor,
+            decision_reason=fit_reason(reason),
+            decided_at=utcnow(),
+        )
+    )
+    details = {"approval": approval_id, "version": version, "reason": reason}
+    append_audit_in(
+        conn, actor=actor, action="approval_rejected", target=f"{model}/v{version}", details=details
+    )
+    add_event_in(conn, model=model, type="approval_rejected", payload=details)
+
+
+def stage_word(stage: str) -> str:
+    """A stage as a message says it (``rolled_back``: ``rolled back``)."""
+    return stage.replace("_", " ")
+
+
+def fit_reason(reason: str) -> str:
+    """``reason`` cut to the column with a closing ``…`` if it is longer: the explanation
+    prepended to an approver's reason may push it past the limit, and a requester's
+    reason is bounded only where it enters (the API, the command line). The audit entry
+    and the event keep the whole text."""
+    if len(reason) <= MAX_REASON_LENGTH:
+        return reason
+    return reason[: MAX_REASON_LENGTH - 1] + "…"
+
+
+def get_approval(conn: Connection, approval_id: int) -> ApprovalRow:
+    row = conn.execute(select(approvals).where(approvals.c.id == approval_id)).first()
+    if row is None:
+        raise NotFoundError(f"approval {approval_id} does not exist", code="approval_not_found")
+    return approval_of(conn, row)
+
+
+def list_approvals(
+    conn: Connection,
+    *,
+    model: str | None,
+    status: str | None,
+    limit: int,
+    version: int | None = None,
+) -> list[ApprovalRow]:
+    if holds_nul(model):
+        return []
+    stmt = select(approvals)
+    if model is not None:
+        stmt = stmt.where(approvals.c.model == model)
+    if version is not None:
+        stmt = stmt.where(approvals.c.version == version)
+    if status is not None:
+        stmt = stmt.where(approvals.c.status == status)
+    return _approvals(conn, conn.execute(stmt.order_by(approvals.c.id.desc()).limit(limit)).all())
+
+
+def approval_of(conn: Connection, row: Row[Any]) -> ApprovalRow:
+    """One ``approvals`` row, with its co-requesters."""
+    [approval] = _approvals(conn, [row])
+    return approval
+
+
+def _approvals(conn: Connection, rows: Sequence[Row[Any]]) -> list[ApprovalRow]:
+    """The rows, each with its co-requesters: the actors of the ``request_approval`` audit
+    entries naming it, other than its requester (one query for all the rows)."""
+    asked: dict[int, list[str]] = {}
+    targets = sorted({f"{row.model}/v{row.version}" for row in rows})
+    if targets:
+        entries = conn.execute(
+            select(audit_entries.c.actor, audit_entries.c.details)
+            .where(
+                audit_entries.c.action == "request_approval",
+                audit_entries.c.target.in_(targets),
+            )
+            .order_by(audit_entries.c.id)
+        )
+        for actor, details in entries:
+            approval = details.get("approval") if isinstance(details, dict) else None
+            if isinstance(approval, int) and actor not in asked.setdefault(approval, []):
+                asked[approval].append(actor)
+    return [
+        _row(row, tuple(a for a in asked.get(int(row.id), ()) if a != row.requested_by))
+        for row in rows
+    ]
+
+
+def _row(row: Row[Any], co_requesters: tuple[str, ...]) -> ApprovalRow:
+    return ApprovalRow(
+        id=int(row.id),
+        model=row.model,
+        version=row.version,
+        requested_by=row.requested_by,
+        reason=row.reason,
+        rules=tuple(row.rules),
+        status=row.status,
+        decided_by=row.decided_by,
+        decision_reason=row.decision_reason,
+        created_at=row.created_at,
+        decided_at=row.decided_at,
+        champion_version=row.champion_version,
+        co_requesters=co_requesters,
+    )
