@@ -131,6 +131,7 @@ def backup(config: Config, destination: Path) -> BackupResult:
             code="no_store",
         )
     partial = make_partial(destination, target)
+    published = False
     try:
         timeout_s = config.store.lock_timeout_s
         with writing("store", STORE_FILE):
@@ -157,15 +158,16 @@ def backup(config: Config, destination: Path) -> BackupResult:
                 left_out=copied.left_out,
             )
         publish(destination, partial, target)
+        published = True
     except WriteFailed as exc:
         removed = discard(partial)
         message = f"cannot write the backup {destination}: {exc.what}: {exc.reason}; {removed}"
         if isinstance(exc.__cause__, StoreError):
             raise StoreError(message) from exc.__cause__
         raise TunewatchError(message, code="backup_failed") from exc.__cause__
-    except BaseException:  # an interrupt, or the rename refused: none of it is kept
-        discard(partial)
-        raise
+    finally:
+        if not published:  # failed, interrupted or the rename refused: none of it is kept
+            discard(partial)
     return BackupResult(
         directory=target,
         files=tuple(files),

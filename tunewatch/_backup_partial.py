@@ -94,9 +94,12 @@ def make_partial(destination: Path, target: Path) -> Path:
         ) from exc
     try:
         partial.chmod(0o700)  # mkdtemp's mode, whatever the umask took from it
-    except BaseException:
-        discard(partial)
-        raise
+    except OSError as exc:
+        raise TunewatchError(
+            f"cannot make {partial}, where the backup {destination} is written, the "
+            f"owner's only: {reason(exc)}; {discard(partial)}",
+            code="backup_failed",
+        ) from exc
     return partial
 
 

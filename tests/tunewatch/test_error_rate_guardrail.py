@@ -80,11 +80,17 @@ def nan_tail_model() -> bytes:
     return bytes(model.SerializeToString())
 
 
+def nan_tail_like(example: ExampleModel) -> ExampleModel:
+    """:func:`nan_tail_model` under ``example``'s metadata, as a hyperparameter set of
+    its own."""
+    meta = replace(example.metadata, hyperparameters={"estimator": "nan_tail"})
+    return ExampleModel(name="nan-tail", onnx=nan_tail_model(), metadata=meta)
+
+
 @pytest.fixture
 def nan_tail(tmp_path: Path, trained: list[ExampleModel]) -> Iterator[Daemon]:
     """The logistic champion v1 and, as shadow v2, the model answering NaN past x0 = 2."""
-    meta = replace(trained[1].metadata, hyperparameters={"estimator": "nan_tail"})
-    challenger = ExampleModel(name="nan-tail", onnx=nan_tail_model(), metadata=meta)
+    challenger = nan_tail_like(trained[1])
     d, tokens = make_daemon(tmp_path / "data", [trained[0], challenger])
     d.tokens_for_test = tokens  # type: ignore[attr-defined]
     yield d
@@ -183,8 +189,7 @@ def failures_exported(d: Daemon, version: int, role: Role, code: str) -> float |
 @pytest.fixture
 def nan_tail_split(tmp_path: Path, trained: list[ExampleModel]) -> Iterator[Daemon]:
     """``nan_tail`` with v2 as a live split's arm answering half of the unit keys."""
-    meta = replace(trained[1].metadata, hyperparameters={"estimator": "nan_tail"})
-    challenger = ExampleModel(name="nan-tail", onnx=nan_tail_model(), metadata=meta)
+    challenger = nan_tail_like(trained[1])
     split = {"challenger": 2, "percent": 50, "salt": "arm-failures"}
     models = [{"name": MODEL, "task": "binary", "comparison": {"split": split}}]
     d, tokens = make_daemon(tmp_path / "data", [trained[0], challenger], extra={"models": models})

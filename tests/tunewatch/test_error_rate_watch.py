@@ -14,7 +14,6 @@ import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from tests.tunewatch.test_comparison_loop import copy_daemon, runner
 from tests.tunewatch.test_error_rate_guardrail import (
     TAIL,
     infer_rows,
-    nan_tail_model,
+    nan_tail_like,
     wait_for_runs,
 )
 from tunewatch import _governance as governance
@@ -41,8 +40,7 @@ from tunewatch.store import RunTally
 @pytest.fixture
 def nan_champion(tmp_path: Path, trained: list[ExampleModel]) -> Iterator[Daemon]:
     """The model answering NaN past x0 = 2 as champion v1, the gbm in shadow as v2."""
-    meta = replace(trained[0].metadata, hyperparameters={"estimator": "nan_tail"})
-    champion = ExampleModel(name="nan-tail", onnx=nan_tail_model(), metadata=meta)
+    champion = nan_tail_like(trained[0])
     d, tokens = make_daemon(tmp_path / "data", [champion, trained[1]])
     d.tokens_for_test = tokens  # type: ignore[attr-defined]
     yield d
@@ -240,8 +238,7 @@ def test_the_champion_s_runs_refused_by_the_recording_bound_are_counted(
     503 unrecorded: their runs were not counted while the failed ones were (5 failures of
     1,000 runs read as 5 of 20, and a champion failing on half the limit was rolled
     back). Every run is counted now, and the watch leaves it serving."""
-    meta = replace(trained[0].metadata, hyperparameters={"estimator": "nan_tail"})
-    champion = ExampleModel(name="nan-tail", onnx=nan_tail_model(), metadata=meta)
+    champion = nan_tail_like(trained[0])
     data = tmp_path / "data"
     d, tokens = make_daemon(
         data,

@@ -74,7 +74,9 @@ def record_family(
                     evidence=PairedSequentialTest.evidence_in(state),
                     estimate=look.estimate,
                 )
-            look = _with(look, adjusted=adjusted[version], decision=decision, k=k)
+            look = replace(
+                look, adjusted_p_value=adjusted[version], decision=decision, family_size=k
+            )
             status: Literal["open", "decided", "closed"] = (
                 "open" if decision == "continue" else "decided"
             )
@@ -139,20 +141,3 @@ def act_on_decided(
                 )
                 final.append(make_result(current, None, 0, action, detail))
     return final
-
-
-def _with(look: LookValues, *, adjusted: float, decision: str, k: int) -> LookValues:
-    return LookValues(
-        method=look.method,
-        n=look.n,
-        estimate=look.estimate,
-        ci_low=look.ci_low,
-        ci_high=look.ci_high,
-        p_value=look.p_value,
-        adjusted_p_value=adjusted,
-        decision=decision,
-        fixed_t_p=look.fixed_t_p,
-        bootstrap_ci=look.bootstrap_ci,
-        correction=look.correction,
-        family_size=k,
-    )
