@@ -27,7 +27,7 @@ from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._errors import ConflictError, NotFoundError
 from tunewatch._example import ExampleModel
-from tunewatch._launcher import _tail
+from tunewatch._launcher_worker import stderr_tail as _tail
 from tunewatch._tuning_results import study_name
 from tunewatch.store import Store
 

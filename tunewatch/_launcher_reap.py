@@ -1,0 +1,220 @@
+"""What becomes of a job whose worker exited or died: a worker that failed before claiming
+it is retried after a wait (the job failed at :data:`MAX_LAUNCHES` in a row); one that
+died holding it has the job queued again (failed at :data:`MAX_CRASHES`), or finished as
+succeeded when its study had registered its version. Work of
+:class:`tunewatch._launcher.JobLauncher`, done on its state."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from typing import TYPE_CHECKING, Any
+
+from tunewatch._errors import ConflictError, StoreError
+from tunewatch._launcher_worker import describe_exit, stderr_tail, worker_id
+from tunewatch._tuning_results import job_result, registered_version
+from tunewatch.store import JobRow
+
+if TYPE_CHECKING:
+    from tunewatch._launcher import JobLauncher
+
+# the launcher's records, under its name: operators' log filters and tests select on it
+logger = logging.getLogger("tunewatch._launcher")
+
+#: A job whose workers died (killed, or presumed dead) is queued again for the next
+#: worker to resume its study, until they have died this many times: then it is failed
+#: (a window too large for the host would have the OOM killer end every worker).
+MAX_CRASHES = 3
+#: A queued job whose workers failed this many times in a row before claiming it (a bad
+#: environment, a store they cannot reach) is failed with the last one's stderr. After
+#: the n-th failure the next worker waits ``retry_after_s · 2ⁿ⁻¹`` (5, 10, 20, 40 s by
+#: default), so an outage shorter than about 75 s fails no job.
+MAX_LAUNCHES = 5
+#: How much of a worker's stderr a failed job's error keeps (its end).
+_STDERR_TAIL = 2000
+
+
+def reap(launcher: JobLauncher, job_id: int, proc: subprocess.Popen[bytes], stderr: Any) -> None:
+    """Count a worker that failed before claiming its job (the job is still queued);
+    at :data:`MAX_LAUNCHES` in a row the job is failed with the worker's stderr. One
+    that had claimed its job is reported by :func:`_reap_claimed`."""
+    try:
+        tail = stderr_tail(stderr)
+    finally:
+        if stderr is not None:
+            stderr.close()
+    crashes_at_start = launcher._crashes_at_start.pop(job_id, None)
+    job = launcher.store.get_job(job_id)
+    requeued = job.status == "queued" and crashes_at_start not in (None, job.crashes)
+    if proc.returncode == 0 or job.status != "queued" or requeued:
+        launcher._failed_starts.pop(job_id, None)
+        launcher._start_errors.pop(job_id, None)
+        if not requeued:  # one queued again as stale waits as it was told
+            launcher._not_before.pop(job_id, None)
+        if job.status != "queued" or requeued:
+            _reap_claimed(launcher, job, proc, tail)
+        return
+    failures = launcher._failed_starts[job_id] = launcher._failed_starts.get(job_id, 0) + 1
+    last_line = tail.splitlines()[-1] if tail else "(no stderr)"
+    launcher._start_errors[job_id] = f"{describe_exit(proc.returncode)}: {last_line}"
+    logger.warning(
+        "worker for job %d exited with %d before claiming it (%d of %d): %s",
+        job_id,
+        proc.returncode,
+        failures,
+        MAX_LAUNCHES,
+        last_line,
+    )
+    if failures < MAX_LAUNCHES:
+        launcher._not_before[job_id] = launcher.clock() + launcher.retry_after_s * 2 ** (
+            failures - 1
+        )
+        return
+    del launcher._failed_starts[job_id]
+    launcher._start_errors.pop(job_id, None)
+    launcher._not_before.pop(job_id, None)
+    error = (
+        f"its worker exited with {proc.returncode} before claiming the job, "
+        f"{MAX_LAUNCHES} times in a row; the last one's stderr ends:\n{tail[-_STDERR_TAIL:]}"
+    )
+    try:
+        job = launcher.store.finish_job(job_id, status="failed", error=error, replacing=("queued",))
+    except ConflictError as exc:  # claimed or finished meanwhile
+        if exc.code != "job_finished":
+            raise
+        return
+    logger.error("job=%d model=%s failed: %s", job.id, job.model, error)
+    launcher.store.add_event(
+        model=job.model, type="retune_failed", payload={"job": job.id, "error": error}
+    )
+
+
+def _reap_claimed(
+    launcher: JobLauncher, job: JobRow, proc: subprocess.Popen[bytes], tail: str
+) -> None:
+    """A worker that had claimed ``job`` exited. Its stderr (its log) is gone with it:
+    a failure's end is logged here. A job it still holds (``running`` under its
+    name: killed, say by the OOM killer, or dead without finishing) is queued again
+    now, its crash counted, with the exit status and the stderr's end (failed at
+    :data:`MAX_CRASHES`), rather than once its heartbeats are missed. A worker that
+    joined the study earlier may still be running it: it goes on, and the worker
+    started for the queued job joins it (failing the job freed its quota slot while
+    that worker tuned). A job another worker claimed since, or one that ended, is
+    left alone."""
+    if proc.returncode == 0:
+        return
+    worker = worker_id(proc.pid)
+    status = describe_exit(proc.returncode)
+    if job.status != "running" or job.worker != worker:
+        logger.warning(
+            "job=%d model=%s: its worker (pid %d) exited with %s; the job is %s%s; "
+            "the worker's stderr ends:\n%s",
+            job.id,
+            job.model,
+            proc.pid,
+            status,
+            job.status,
+            f" (claimed by {job.worker})" if job.status == "running" else "",
+            tail or "(nothing)",
+        )
+        return
+    error = (
+        f"worker {worker!r} exited with {status} while running the job; its stderr "
+        f"ends:\n{tail[-_STDERR_TAIL:] or '(nothing)'}"
+    )
+    row = launcher.store.requeue_crashed_job(job, error=error, max_crashes=MAX_CRASHES)
+    if row is None:  # claimed by another worker, heartbeated or finished, meanwhile
+        logger.warning(
+            "job=%d model=%s: its worker (pid %d) exited with %s; left as it is; "
+            "the worker's stderr ends:\n%s",
+            job.id,
+            job.model,
+            proc.pid,
+            status,
+            tail or "(nothing)",
+        )
+        return
+    announce_crash(launcher, row)
+
+
+def announce_crash(launcher: JobLauncher, job: JobRow) -> None:
+    """Log and record a job whose worker died: finished as succeeded when its study
+    had registered its version, else queued again (``retune_interrupted``, with how it
+    died; its next worker waits ``retry_after_s``, doubling with each crash), or
+    failed (``retune_failed``) once its workers died :data:`MAX_CRASHES` times."""
+    if _registered(launcher, job):
+        return
+    if job.status == "queued":
+        # the next worker after a wait, as after a failed start: memory pressure that
+        # ended one worker may have passed
+        launcher._not_before[job.id] = launcher.clock() + launcher.retry_after_s * 2 ** (
+            job.crashes - 1
+        )
+        logger.warning(
+            "job=%d model=%s: queued again (its workers died %d of %d times): %s",
+            job.id,
+            job.model,
+            job.crashes,
+            MAX_CRASHES,
+            job.error,
+        )
+        launcher.store.add_event(
+            model=job.model,
+            type="retune_interrupted",
+            payload={"job": job.id, "error": job.error},
+        )
+        return
+    logger.error("job=%d model=%s failed: %s", job.id, job.model, job.error)
+    launcher.store.add_event(
+        model=job.model, type="retune_failed", payload={"job": job.id, "error": job.error}
+    )
+
+
+def _registered(launcher: JobLauncher, job: JobRow) -> bool:
+    """Finish a job whose worker died as succeeded when its study registered a version:
+    the worker died between registering and finishing (a study registers once, so no
+    other worker would)."""
+    version = registered_version(launcher.store, job)
+    if version is None:
+        return False
+    result = {
+        **job_result(version),
+        "recovered": "the worker died after registering; finished by the launcher",
+    }
+    try:  # queued again or failed a moment ago: succeeded after all
+        launcher.store.finish_job(
+            job.id, status="succeeded", result=result, replacing=("queued", "failed")
+        )
+    except ConflictError as exc:  # finished otherwise meanwhile
+        if exc.code != "job_finished":
+            raise
+        return True
+    launcher.store.add_event(model=job.model, type="challenger_registered", payload=result)
+    logger.warning(
+        "job=%d model=%s: its worker died after registering version %d; finished",
+        job.id,
+        job.model,
+        version.version,
+    )
+    return True
+
+
+def requeue_killed(launcher: JobLauncher, job_id: int, pid: int) -> None:
+    """Queue again the job of the worker just killed at stop, unless another worker has
+    claimed it since (or it is no longer running)."""
+    try:
+        if not launcher.store.requeue_job(job_id, worker_id(pid)):
+            return
+        model = launcher.store.get_job(job_id).model
+        launcher.store.add_event(model=model, type="retune_interrupted", payload={"job": job_id})
+    except StoreError:  # shutting down: log; the job is failed once its heartbeats stop
+        logger.exception("could not queue job %d again after killing its worker", job_id)
+        return
+    logger.warning(
+        "job=%d model=%s: its worker (pid %d) did not stop within %.0f s and was "
+        "killed; queued again",
+        job_id,
+        model,
+        pid,
+        launcher.stop_timeout_s,
+    )
