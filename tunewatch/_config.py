@@ -9,6 +9,7 @@ environment only (``TUNEWATCH_ADMIN_TOKEN``), never from the file.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -112,6 +113,8 @@ from tunewatch._config_sections import (
 )
 from tunewatch._config_tuning import TuningJobConfig as TuningJobConfig
 from tunewatch._errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 CONFIG_VERSION = 1
 ENV_STORE_URL = "TUNEWATCH_STORE_URL"
@@ -338,6 +341,24 @@ def _check_classes(index: int, cfg: ModelConfig, classes: int) -> None:
             )
 
 
+def _warn_data_dir_overridden(ours: object, theirs: str, base: Path, source: str) -> None:
+    """Log that ``$TUNEWATCH_DATA_DIR`` overrides another directory the file names: the
+    image sets it, and a mounted config's own (the volume) was silently not used."""
+    if not isinstance(ours, str) or blank(ours):
+        return
+    named, used = base / Path(ours).expanduser(), Path.cwd() / Path(theirs).expanduser()
+    if os.path.normpath(named) != os.path.normpath(used):
+        logger.warning(
+            "$%s (%s) overrides the configuration's `data_dir` (%s) in %s: the store and "
+            "artefacts are under %s; unset it to use the file's",
+            ENV_DATA_DIR,
+            used,
+            named,
+            source,
+            used,
+        )
+
+
 def build_config(
     raw: Mapping[str, Any] | None = None,
     *,
@@ -368,6 +389,7 @@ def build_config(
     # default under the working directory.
     base = Path(config_dir) if config_dir is not None and "data_dir" in data else Path.cwd()
     if env.get(ENV_DATA_DIR):
+        _warn_data_dir_overridden(data.get("data_dir"), env[ENV_DATA_DIR], base, source)
         data["data_dir"], base = env[ENV_DATA_DIR], Path.cwd()
     data_dir = data.get("data_dir", Config.model_fields["data_dir"].default)
     if isinstance(data_dir, str) and not blank(data_dir):  # validation refuses a blank one

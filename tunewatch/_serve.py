@@ -12,6 +12,7 @@ import sys
 from tunewatch._config import Config
 from tunewatch._daemon import Daemon, request_grace_s
 from tunewatch._errors import TunewatchError
+from tunewatch.store import redact_url
 from tunewatch.store._write_deadline import WRITE_DEADLINE_MARGIN_S
 
 logger = logging.getLogger(__name__)
@@ -70,6 +71,9 @@ def serve(config: Config, *, host: str | None = None, port: int | None = None) -
                 "only",
                 config.tuning.workers,
             )
+        # where the records go, before the store is opened: an environment variable may
+        # have overridden the file's (see tunewatch._config.build_config)
+        logger.info("store %s, data directory %s", redact_url(config.store_url), config.data_dir)
         daemon = Daemon(config)
         grace_s = request_grace_s(config)
         commit_s = config.store.lock_timeout_s + WRITE_DEADLINE_MARGIN_S

@@ -25,10 +25,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serving(raw: dict[str, Any], config: Path) -> Iterator[None]:
+def serving(raw: dict[str, Any], config: Path) -> Iterator[list[str]]:
     """Run `tunewatch serve` on ``raw`` (written to ``config``) until the block ends;
-    entered once it says it listens. Its log is drained to the end, so it never blocks on
-    the pipe, and shown when it fails to start."""
+    entered once it says it listens, with its log lines so far (and on, as they come).
+    Its log is drained to the end, so it never blocks on the pipe, and shown when it fails
+    to start."""
     config.write_text(yaml.safe_dump(raw))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUNEWATCH_")}
     command = [sys.executable, "-m", "tunewatch._cli", "--config", str(config), "serve"]
@@ -50,7 +51,7 @@ def serving(raw: dict[str, Any], config: Path) -> Iterator[None]:
     reader.start()
     try:
         assert listening.wait(START_S) and process.poll() is None, "".join(log)
-        yield
+        yield log
     finally:
         process.terminate()
         process.wait(START_S)

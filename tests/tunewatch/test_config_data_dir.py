@@ -85,3 +85,38 @@ def test_a_data_dir_that_does_not_hold_the_store_or_is_not_beside_the_file_is_no
     data directory that holds no store since the store is a URL of its own."""
     path = _setup(tmp_path, monkeypatch, raw)
     assert load_config(path, env=env).data_dir == str(tmp_path / data_dir)
+
+
+def test_the_environment_overriding_the_file_s_data_dir_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The image sets `$TUNEWATCH_DATA_DIR`: a mounted config's own `data_dir` (the volume)
+    was silently overridden, and the store went to the container's writable layer."""
+    path = tmp_path / "tunewatch.yaml"
+    path.write_text(yaml.safe_dump({"data_dir": str(tmp_path / "volume")}))
+    with caplog.at_level("WARNING", logger="tunewatch._config"):
+        config = load_config(path, env={"TUNEWATCH_DATA_DIR": str(tmp_path / "image")})
+    assert config.data_dir == str(tmp_path / "image")  # the environment still wins
+    (warning,) = (r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert f"$TUNEWATCH_DATA_DIR ({tmp_path / 'image'}) overrides" in warning
+    assert f"`data_dir` ({tmp_path / 'volume'})" in warning
+    assert str(path) in warning
+
+
+@pytest.mark.parametrize(
+    "raw", [{"data_dir": "same"}, {"models": []}], ids=["same-directory", "file-names-none"]
+)
+def test_the_environment_s_data_dir_agreeing_with_the_file_or_alone_is_not_logged(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    raw: dict[str, Any],
+) -> None:
+    """The daemon's workers read its config (an absolute `data_dir`) with its environment."""
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "tunewatch.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with caplog.at_level("WARNING", logger="tunewatch._config"):
+        config = load_config(path, env={"TUNEWATCH_DATA_DIR": "same"})
+    assert config.data_dir == str(tmp_path / "same")
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
