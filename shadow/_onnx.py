@@ -28,6 +28,13 @@ from typing import Any, Final
 
 import numpy as np
 import onnx
+
+# onnxruntime's 1DS telemetry is on by default: a session writes a device id and events
+# (OS, CPU, container, interpreter path) under ~/.cache/Microsoft for upload. Only this
+# variable, set before onnxruntime initializes, stops it (its Privacy.md);
+# disable_telemetry_events() comes too late. An operator's own value is kept.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
