@@ -3,7 +3,7 @@
 Two stages. In-process, the file is parsed with ``onnx.load(load_external_data=False)``
 (``not_onnx`` if it does not parse) and refused if any tensor keeps its data in an
 external file (``external_data``: served models must be self-contained, and ORT would
-resolve such paths on our disk). Then a child process (``python -m shadow._probe``)
+resolve such paths on our disk). Then a child process (``python -P -m shadow._probe``)
 creates an onnxruntime session under ``RLIMIT_AS`` and a timeout — a crafted model
 can crash or exhaust the process creating its session — reads the signature and
 scores rows (:func:`shadow._probe.probe`). Crash or non-zero exit → ``load_failed``
@@ -151,7 +151,9 @@ def inspect_candidate(
 
     # the probe loads the bytes hashed above, from its stdin: a file swapped meanwhile
     # passed for bytes no probe loaded, and the pass was remembered under their hash
-    command = [sys.executable, "-m", "shadow._probe", "-"]
+    # -P: `python -m` would put the working directory first on sys.path, and a shadow/
+    # package or a numpy.py there ran in the probe instead of ours (PYTHONPATH still counts)
+    command = [sys.executable, "-P", "-m", "shadow._probe", "-"]
     try:
         ran = subprocess.run(
             command,

@@ -62,5 +62,19 @@ def worker_environment() -> dict[str, str]:
 
 def worker_command(config_path: Path) -> list[str]:
     """A worker's command line for the daemon configuration at ``config_path``, its job
-    id to be appended."""
-    return [sys.executable, "-m", "tunewatch._cli", "--config", str(config_path), "worker", "--job"]
+    id to be appended.
+
+    ``-P``: ``python -m`` would put the daemon's working directory first on ``sys.path``,
+    and a ``tunewatch/`` package or a ``numpy.py`` there (the Docker image's WORKDIR holds
+    a copy of the sources) ran in the worker instead of the daemon's code, with its
+    environment. ``PYTHONPATH`` is still honoured."""
+    return [
+        sys.executable,
+        "-P",
+        "-m",
+        "tunewatch._cli",
+        "--config",
+        str(config_path),
+        "worker",
+        "--job",
+    ]
