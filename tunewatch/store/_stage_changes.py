@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, update
 
 from .._errors import ConflictError
+from ._approval_rows import close_pending_approvals
 from ._audit import append_audit_in
 from ._events import add_event_in
 from ._registry_reads import _champion, _lock_model, get_version
@@ -135,8 +136,6 @@ def set_stage(
     add_event_in(conn, model=model, type="stage_changed", payload=details)
     if stage != "shadow" and not keeps:
         # a retired or rolled-back version's pending approval would promote it when approved
-        from ._governance import close_pending_approvals  # it imports this module
-
         close_pending_approvals(conn, model, version, stage=stage, actor=actor, reason=reason)
     return get_version(conn, model, version)
 
