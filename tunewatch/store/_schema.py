@@ -1,9 +1,21 @@
-"""The store's tables: one ``MetaData``, mirrored by the Alembic migrations."""
+"""The store's tables: one ``MetaData``, mirrored by the Alembic migrations.
+
+Every table is reachable from here (``from tunewatch.store._schema import jobs``), and
+importing this module is what puts them all on ``metadata`` (Alembic's ``env.py`` does
+just that). The registry, scoring-log, audit, access, evaluation, alert, job and artefact
+tables are declared below; the rest live by concept and are re-exported:
+
+- ``_schema_types``: ``metadata`` with its naming convention, the column types
+  (``UTCDateTime``, ``ScalarJSON``) and the shared constants (``ZERO_HASH``, ``MAX_ID``);
+- ``_schema_comparisons``: the sequential comparisons and live splits
+  (``comparison_tests``, ``comparison_consumed``, ``comparison_looks``, ``split_units``,
+  ``split_counts``, ``split_count_units``, ``split_checks``).
+
+A new table goes into the module of its concept, on the same ``metadata``, and gets a
+migration under ``migrations/versions``.
+"""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -11,99 +23,33 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
-    DateTime,
-    Dialect,
     Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     PrimaryKeyConstraint,
     String,
     Table,
     UniqueConstraint,
     text,
 )
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import TypeCompiler
-from sqlalchemy.types import TypeDecorator
 
+from ._schema_comparisons import comparison_consumed as comparison_consumed
+from ._schema_comparisons import comparison_looks as comparison_looks
+from ._schema_comparisons import comparison_tests as comparison_tests
+from ._schema_comparisons import split_checks as split_checks
+from ._schema_comparisons import split_count_units as split_count_units
+from ._schema_comparisons import split_counts as split_counts
+from ._schema_comparisons import split_units as split_units
+from ._schema_types import MAX_ID as MAX_ID
+from ._schema_types import ZERO_HASH as ZERO_HASH
+from ._schema_types import ScalarJSON as ScalarJSON
+from ._schema_types import UTCDateTime as UTCDateTime
+from ._schema_types import _EventId, _in
+from ._schema_types import metadata as metadata
 from ._types import ROLES, SOURCES, STAGES, TASKS
-
-ZERO_HASH = "0" * 64
-
-#: The largest row id (version, approval, job) an INTEGER column holds (PostgreSQL int4):
-#: the API and the CLI refuse larger ones before they reach the database.
-MAX_ID = 2**31 - 1
-
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """``DateTime(timezone=True)`` that only accepts aware datetimes and returns aware UTC.
-
-    SQLite has no time zone support, so values are stored there as naive UTC and
-    re-tagged as UTC when read back.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"datetimes stored must be timezone-aware, got naive {value!r}")
-        value = value.astimezone(UTC)
-        if dialect.name == "sqlite":
-            return value.replace(tzinfo=None)
-        return value
-
-    def process_result_value(self, value: Any | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        assert isinstance(value, datetime)
-        if value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value.astimezone(UTC)
-
-
-class _SQLiteTextJSON(sqlite.JSON):
-    """SQLite's JSON in a column declared ``TEXT``.
-
-    SQLite gives a column declared ``JSON`` NUMERIC affinity: the JSON text of a bare
-    number is converted to INTEGER or REAL by SQLite's own parser, which does not always
-    round correctly (``2.434619594169251`` becomes ``2.4346195941692512``) and turns
-    integers past 64 bits into REALs. A ``TEXT`` column keeps the text as written.
-    """
-
-
-@compiles(_SQLiteTextJSON, "sqlite")
-def _sqlite_text_json(type_: _SQLiteTextJSON, compiler: TypeCompiler, **kw: Any) -> str:
-    return "TEXT"
-
-
-#: JSON whose value may be a bare number (a label): ``TEXT`` on SQLite, ``JSON`` elsewhere.
-#: Columns that hold only objects or arrays keep ``JSON``: SQLite leaves their text alone.
-ScalarJSON = JSON().with_variant(_SQLiteTextJSON(), "sqlite")
-
-
-def _in(column: str, choices: tuple[str, ...]) -> str:
-    return f"{column} IN ({', '.join(repr(c) for c in choices)})"
-
-
-_EventId = BigInteger().with_variant(Integer(), "sqlite")
 
 models = Table(
     "models",
@@ -381,148 +327,6 @@ jobs = Table(
         "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", name="status"
     ),
     Index("ix_jobs_model_status", "model", "status"),
-)
-
-# Sequential comparisons (paired shadow tests, group-sequential DeLong, rollback watches):
-# one row per test with its persisted state, so a restarted daemon continues the same
-# always-valid test. A pair is tested once per champion: a decided test is never reopened.
-# ``promotion_id`` tells apart the tests of one pair that must be several: a rollback
-# watch is one per promotion (there, the ``promoted`` event it follows), so a pair promoted
-# again after a rollback or a flip back is watched again; a live split's test is one per
-# setting of the split's challenger, salt and share (there, the id of the split test it
-# replaced, closed when they changed; 0 for the first). Paired tests have 0 there.
-comparison_tests = Table(
-    "comparison_tests",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("model", String(200), ForeignKey("models.name"), nullable=False),
-    Column("kind", String(32), nullable=False),
-    Column("champion_version", Integer, nullable=False),
-    Column("challenger_version", Integer, nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("decision", String(32), nullable=False),
-    Column("correction", String(16), nullable=True),
-    Column("n", Integer, nullable=False),
-    Column("looks", Integer, nullable=False),
-    Column("state", JSON, nullable=False),
-    Column("outcome", JSON, nullable=True),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("updated_at", UTCDateTime, nullable=False),
-    Column("decided_at", UTCDateTime, nullable=True),
-    Column("promotion_id", _EventId, nullable=False, server_default=text("0")),
-    UniqueConstraint(
-        "model",
-        "kind",
-        "champion_version",
-        "challenger_version",
-        "promotion_id",
-        name="uq_comparison_tests_pair",
-    ),
-    CheckConstraint("status IN ('open', 'decided', 'closed')", name="status"),
-    CheckConstraint("kind IN ('paired', 'delong', 'rollback_watch', 'split')", name="kind"),
-)
-
-# Which requests fed which look of a test: each request is fed to a test exactly once,
-# whatever order its outputs and label arrive in.
-comparison_consumed = Table(
-    "comparison_consumed",
-    metadata,
-    Column("test_id", Integer, ForeignKey("comparison_tests.id"), nullable=False),
-    Column("request_id", String(128), nullable=False),
-    Column("look", Integer, nullable=False),
-    PrimaryKeyConstraint("test_id", "request_id"),
-)
-
-# A live-split test's running totals per unit and arm: the outcomes (rows) a unit's
-# consumed requests gave and the sum of their losses. The test's delta-method variance
-# needs each unit's totals before a look adds to them.
-split_units = Table(
-    "split_units",
-    metadata,
-    Column("test_id", Integer, ForeignKey("comparison_tests.id"), nullable=False),
-    Column("arm", String(16), nullable=False),
-    Column("unit_key", String(128), nullable=False),
-    Column("n", Integer, nullable=False),
-    Column("total", Float, nullable=False),
-    PrimaryKeyConstraint("test_id", "arm", "unit_key"),
-    CheckConstraint("arm IN ('champion', 'challenger')", name="arm"),
-)
-
-# A live split's running count of units per arm, one per model: the count's window
-# (``since``, NULL from the split's start) and challenger, how far it has read (the newest
-# ``received_at`` it saw; it reads on from there less the late-commit margin) and its
-# totals. ``split_count_units`` holds the units it counted, so a returning unit is not
-# counted twice.
-split_counts = Table(
-    "split_counts",
-    metadata,
-    Column("model", String(200), ForeignKey("models.name"), primary_key=True),
-    Column("challenger_version", Integer, nullable=False),
-    Column("since", UTCDateTime, nullable=True),
-    Column("read_to", UTCDateTime, nullable=True),
-    Column("n_champion", Integer, nullable=False),
-    Column("n_challenger", Integer, nullable=False),
-)
-split_count_units = Table(
-    "split_count_units",
-    metadata,
-    Column("model", String(200), ForeignKey("split_counts.model"), nullable=False),
-    Column("arm", String(16), nullable=False),
-    Column("unit_key", String(128), nullable=False),
-    PrimaryKeyConstraint("model", "arm", "unit_key"),
-    CheckConstraint("arm IN ('champion', 'challenger')", name="arm"),
-)
-
-# Every look of every comparison: the time series dashboards draw the evidence from.
-comparison_looks = Table(
-    "comparison_looks",
-    metadata,
-    Column("id", _EventId, primary_key=True, autoincrement=True),
-    Column("test_id", Integer, ForeignKey("comparison_tests.id"), nullable=False),
-    Column("model", String(200), nullable=False),
-    Column("kind", String(32), nullable=False),
-    Column("champion_version", Integer, nullable=False),
-    Column("challenger_version", Integer, nullable=False),
-    Column("method", String(32), nullable=False),
-    Column("n", Integer, nullable=False),
-    Column("estimate", Float, nullable=True),
-    Column("ci_low", Float, nullable=True),
-    Column("ci_high", Float, nullable=True),
-    Column("p_value", Float, nullable=False),
-    Column("adjusted_p_value", Float, nullable=False),
-    Column("decision", String(32), nullable=False),
-    Column("fixed_t_p", Float, nullable=True),
-    Column("bootstrap_low", Float, nullable=True),
-    Column("bootstrap_high", Float, nullable=True),
-    Column("correction", String(16), nullable=True),
-    Column("family_size", Integer, nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    Index("ix_comparison_looks_model_challenger", "model", "challenger_version", "id"),
-    Index("ix_comparison_looks_test_id_id", "test_id", "id"),  # a test's latest look
-)
-
-# Sample-ratio checks of live splits (requests answered by each arm).
-split_checks = Table(
-    "split_checks",
-    metadata,
-    Column("id", _EventId, primary_key=True, autoincrement=True),
-    Column("model", String(200), ForeignKey("models.name"), nullable=False),
-    Column("champion_version", Integer, nullable=False),
-    Column("challenger_version", Integer, nullable=False),
-    Column("salt", String(64), nullable=False),
-    Column("percent", Float, nullable=False),
-    Column("n_champion", Integer, nullable=False),
-    Column("n_challenger", Integer, nullable=False),
-    Column("chi2", Float, nullable=False),
-    Column("p_value", Float, nullable=False),
-    Column("mismatch", Boolean(create_constraint=False), nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    # The count the check judged: units received from ``since``; the split's challenger,
-    # salt and share applied from ``settings_since`` (NULL: from the split's start). Both
-    # NULL on checks stored before revision 0016.
-    Column("since", UTCDateTime, nullable=True),
-    Column("settings_since", UTCDateTime, nullable=True),
-    Index("ix_split_checks_model_id", "model", "id"),
 )
 
 # The bytes of artefacts (ONNX files, reference snapshots, drift reports) by content, for
