@@ -1,4 +1,4 @@
-"""The ONNX boundary: the only module of :mod:`shadow` importing onnx and onnxruntime.
+"""The onnxruntime boundary: the only module of :mod:`shadow` importing onnxruntime.
 
 Scope: tunewatch serves **tabular models with exactly one 2-D input**
 ``[batch, n_features]`` (float32 usually), e.g. scikit-learn pipelines converted by
@@ -8,12 +8,19 @@ graph (several inputs, a dynamic feature dimension, non-tensor outputs such as a
 ZipMap's sequence of maps) is refused with
 :class:`~shadow.CandidateRejectedError` code ``unsupported_signature``.
 
-Errors raised by onnx/onnxruntime are translated here, at one boundary:
+Errors raised by onnxruntime are translated here, at one boundary (onnx's own, when
+bytes do not parse, in :mod:`shadow._onnx_proto`):
 session creation failures become :class:`~shadow.ModelLoadError`, bad inputs at run
 time :class:`~shadow.InvalidInputError`, anything else at run time
 :class:`~shadow.ShadowError` (``run_failed``, ``run_timeout``): so too a node failing
 inside the graph, which onnxruntime reports as an invalid argument ("Non-zero status code
 returned while running Gather node"), since the input had passed its checks.
+
+What needs no onnxruntime lives beside it and is re-exported here: the signature
+(:class:`Signature`, :class:`TensorSpec`, :class:`ProbedOutput`, :func:`primary_output`
+and the rules a graph must meet) in :mod:`shadow._signature`, and the reading of ONNX
+bytes with ``onnx`` (:func:`parse_model`, :func:`external_data_tensors`,
+:func:`opset_imports`) in :mod:`shadow._onnx_proto`.
 """
 
 from __future__ import annotations
@@ -22,12 +29,20 @@ import hashlib
 import logging
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any, Final
 
 import numpy as np
-import onnx
+
+# onnx (through _onnx_proto) loads before onnxruntime, as when both were imported here.
+from shadow._onnx_proto import external_data_tensors as external_data_tensors
+from shadow._onnx_proto import opset_imports as opset_imports
+from shadow._onnx_proto import parse_model as parse_model
+from shadow._signature import ProbedOutput as ProbedOutput
+from shadow._signature import Signature as Signature
+from shadow._signature import TensorSpec as TensorSpec
+from shadow._signature import primary_output as primary_output
+from shadow._signature import signature_from_node_args
 
 # onnxruntime's 1DS telemetry is on by default: a session writes a device id and events
 # (OS, CPU, container, interpreter path) under ~/.cache/Microsoft for upload. Only this
@@ -49,20 +64,6 @@ from shadow._errors import (
 
 logger = logging.getLogger(__name__)
 
-_ORT_DTYPES: Final[Mapping[str, np.dtype[Any]]] = {
-    "tensor(float)": np.dtype(np.float32),
-    "tensor(double)": np.dtype(np.float64),
-    "tensor(float16)": np.dtype(np.float16),
-    "tensor(int8)": np.dtype(np.int8),
-    "tensor(int16)": np.dtype(np.int16),
-    "tensor(int32)": np.dtype(np.int32),
-    "tensor(int64)": np.dtype(np.int64),
-    "tensor(uint8)": np.dtype(np.uint8),
-    "tensor(uint16)": np.dtype(np.uint16),
-    "tensor(uint32)": np.dtype(np.uint32),
-    "tensor(uint64)": np.dtype(np.uint64),
-    "tensor(bool)": np.dtype(np.bool_),
-}
 # How onnxruntime begins a node's failure (a Gather index past its table, ...), which it
 # reports as INVALID_ARGUMENT like an input of the wrong dtype or rank: the input passed
 # its checks and the run started, so the failure is the model's, not the caller's.
@@ -70,245 +71,14 @@ _NODE_FAILED: Final[str] = "Non-zero status code returned while running"
 _PAGE_SIZE: Final[int] = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-@dataclass(frozen=True, slots=True)
-class TensorSpec:
-    """Name, element type and shape of one graph input or output (``None`` = dynamic)."""
-
-    name: str
-    dtype: np.dtype[Any]
-    shape: tuple[int | None, ...]
-
-    @property
-    def rank(self) -> int:
-        return len(self.shape)
-
-
-@dataclass(frozen=True, slots=True)
-class ProbedOutput:
-    """What the candidate probe (:mod:`shadow._probe`) saw of the primary output on the
-    rows it scored: its columns (a 1-D output is one), which a graph may leave dynamic,
-    and the smallest and largest of its values other than NaN (``None`` when all were
-    NaN), by which a registration tells a classifier's logits from its probabilities."""
-
-    width: int
-    low: float | None
-    high: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Signature:
-    """The served contract of a model: its one 2-D input and its tensor outputs.
-
-    ``primary_output`` names the output that is logged and compared between champion
-    and challengers (probabilities for classifiers, the prediction for regressors).
-    ``probed`` is set on a candidate's signature only (:func:`shadow.inspect_candidate`):
-    it is not part of the contract, and two signatures compare equal whatever it holds.
-    """
-
-    input: TensorSpec
-    outputs: tuple[TensorSpec, ...]
-    primary_output: str
-    probed: ProbedOutput | None = field(default=None, compare=False)
-
-    @property
-    def n_features(self) -> int:
-        n = self.input.shape[1]
-        assert n is not None  # guaranteed by signature_from_session
-        return n
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return tuple(o.name for o in self.outputs)
-
-    @property
-    def primary_width(self) -> int | None:
-        """Columns of the primary output as logged (a 1-D output is one column), or
-        ``None`` when the graph leaves it dynamic."""
-        spec = next(o for o in self.outputs if o.name == self.primary_output)
-        if spec.rank == 1:
-            return 1
-        return spec.shape[1] if spec.rank == 2 else None
-
-    def output(self, name: str) -> TensorSpec:
-        for spec in self.outputs:
-            if spec.name == name:
-                return spec
-        raise KeyError(name)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready form; :meth:`from_dict` reads it back."""
-
-        def spec(t: TensorSpec) -> dict[str, Any]:
-            return {"name": t.name, "dtype": t.dtype.name, "shape": list(t.shape)}
-
-        data: dict[str, Any] = {
-            "input": spec(self.input),
-            "outputs": [spec(o) for o in self.outputs],
-            "primary_output": self.primary_output,
-        }
-        if self.probed is not None:
-            probed = self.probed
-            data["probed"] = {"width": probed.width, "low": probed.low, "high": probed.high}
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Signature:
-        def spec(d: Mapping[str, Any]) -> TensorSpec:
-            return TensorSpec(
-                name=str(d["name"]),
-                dtype=np.dtype(str(d["dtype"])),
-                shape=tuple(None if s is None else int(s) for s in d["shape"]),
-            )
-
-        def bound(value: Any) -> float | None:
-            return None if value is None else float(value)
-
-        probed = data.get("probed")
-        return cls(
-            input=spec(data["input"]),
-            outputs=tuple(spec(o) for o in data["outputs"]),
-            primary_output=str(data["primary_output"]),
-            probed=None
-            if probed is None
-            else ProbedOutput(
-                width=int(probed["width"]), low=bound(probed["low"]), high=bound(probed["high"])
-            ),
-        )
-
-
-def _unsupported(message: str) -> CandidateRejectedError:
-    return CandidateRejectedError(message, code="unsupported_signature")
-
-
-def _shape(raw: Any) -> tuple[int | None, ...]:
-    if raw is None:
-        return ()
-    return tuple(d if isinstance(d, int) and d >= 0 else None for d in raw)
-
-
-def _spec(arg: Any, what: str) -> TensorSpec:
-    kind = str(arg.type)
-    dtype = _ORT_DTYPES.get(kind)
-    if dtype is not None:
-        return TensorSpec(name=str(arg.name), dtype=dtype, shape=_shape(arg.shape))
-    served = f"tunewatch serves only tensors of {', '.join(t[7:-1] for t in _ORT_DTYPES)}"
-    if kind == "tensor(string)":
-        remedy = (
-            ": encode classes as integers (0 to n_classes - 1, e.g. with scikit-learn's "
-            "LabelEncoder) before training, and convert the model again"
-            if what == "output"
-            else ""
-        )
-        raise _unsupported(f"{what} {arg.name!r} has type {kind}; {served}{remedy}")
-    if kind.startswith(("seq(", "map(")):  # a ZipMap's sequence of maps, most often
-        raise _unsupported(
-            f"{what} {arg.name!r} has type {kind}; {served} (convert classifiers with "
-            "options={id(clf): {'zipmap': False}})"
-        )
-    raise _unsupported(f"{what} {arg.name!r} has type {kind}; {served}")
-
-
 def signature_from_session(session: ort.InferenceSession) -> Signature:
     """Read the :class:`Signature` of a session, refusing graphs tunewatch cannot serve.
 
     Raises :class:`~shadow.CandidateRejectedError` (``unsupported_signature``) unless
     the graph has exactly one numeric input of rank 2 with a fixed feature dimension
-    and at least one floating-point tensor output.
+    and at least one floating-point tensor output (:mod:`shadow._signature`).
     """
-    inputs = session.get_inputs()
-    if len(inputs) != 1:
-        names = [i.name for i in inputs]
-        raise _unsupported(f"model must have exactly one input, got {len(inputs)}: {names}")
-    spec_in = _spec(inputs[0], "input")
-    if spec_in.rank != 2 or spec_in.shape[1] is None:
-        raise _unsupported(
-            f"input {spec_in.name!r} must have shape [batch, n_features] with a fixed "
-            f"n_features, got {list(spec_in.shape)}"
-        )
-    if spec_in.dtype.kind not in "fiu":
-        raise _unsupported(f"input {spec_in.name!r} must be numeric, got {spec_in.dtype}")
-    outputs = tuple(_spec(o, "output") for o in session.get_outputs())
-    floats = [o for o in outputs if o.dtype.kind == "f"]
-    if not floats:
-        raise _unsupported(
-            f"model has no floating-point output, got {[(o.name, str(o.dtype)) for o in outputs]}"
-        )
-    primary = primary_output(outputs)
-    assert primary is not None  # a floating-point output exists
-    return Signature(input=spec_in, outputs=outputs, primary_output=primary)
-
-
-def primary_output(outputs: Sequence[TensorSpec]) -> str | None:
-    """The name of the output monitors and challengers read: the first floating-point
-    output of rank 2 named like a probability, else the first floating-point output;
-    ``None`` when there is none. An export shaping itself like a served version picks it
-    by the same rule (:func:`retune.to_onnx`)."""
-    floats = [o for o in outputs if o.dtype.kind == "f"]
-    probs = [o for o in floats if o.rank == 2 and "prob" in o.name.lower()]
-    found = probs or floats
-    return found[0].name if found else None
-
-
-# ---------------------------------------------------------------------------------------
-# Protobuf inspection (used by from_bytes and by candidate inspection)
-
-
-def parse_model(data: bytes) -> onnx.ModelProto:
-    """Parse ONNX bytes without touching external files; not_onnx on failure."""
-    try:
-        model: onnx.ModelProto = onnx.ModelProto.FromString(data)
-    except Exception as exc:  # protobuf raises DecodeError
-        raise CandidateRejectedError(
-            f"not an ONNX model: {type(exc).__name__}: {exc}", code="not_onnx"
-        ) from exc
-    if not model.HasField("graph"):
-        raise CandidateRejectedError("not an ONNX model: it has no graph", code="not_onnx")
-    return model
-
-
-def _graph_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    yield from graph.initializer
-    for sparse in graph.sparse_initializer:
-        yield sparse.values
-        yield sparse.indices
-    for node in graph.node:
-        yield from _node_tensors(node)
-
-
-def _node_tensors(node: onnx.NodeProto) -> Iterator[onnx.TensorProto]:
-    for attr in node.attribute:
-        if attr.HasField("t"):
-            yield attr.t
-        yield from attr.tensors
-        if attr.HasField("sparse_tensor"):
-            yield attr.sparse_tensor.values
-            yield attr.sparse_tensor.indices
-        for sparse in attr.sparse_tensors:
-            yield sparse.values
-            yield sparse.indices
-        if attr.HasField("g"):
-            yield from _graph_tensors(attr.g)
-        for sub in attr.graphs:
-            yield from _graph_tensors(sub)
-
-
-def external_data_tensors(model: onnx.ModelProto) -> list[str]:
-    """Names of every tensor (initializers, attributes, subgraphs, functions) whose
-    data lives in an external file."""
-    tensors = list(_graph_tensors(model.graph))
-    for function in model.functions:
-        for node in function.node:
-            tensors.extend(_node_tensors(node))
-    return [
-        t.name or "<unnamed>"
-        for t in tensors
-        if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data) > 0
-    ]
-
-
-def opset_imports(model: onnx.ModelProto) -> dict[str, int]:
-    """``{domain: version}``, with the default domain spelt ``"ai.onnx"``."""
-    return {(o.domain or "ai.onnx"): int(o.version) for o in model.opset_import}
+    return signature_from_node_args(session.get_inputs(), session.get_outputs())
 
 
 def _rss_bytes() -> int:
