@@ -3,14 +3,17 @@
 Parameter names are one flat namespace (conditional ones included), so a parameter
 set is a plain ``{name: value}`` mapping, the same shape Optuna stores. Sampling goes
 through :class:`Suggester` (an Optuna trial fits it), so this module knows no tuner.
+
+This module is the front: :class:`SearchSpace`, :func:`parse_search_space` and
+:func:`load_search_space`. It delegates the walk over conditional declarations to
+:mod:`retune.space._conditional`, and what the pipeline builds (each numeric
+parameter's domain, :func:`built_parameters`, the check that a space holds only points
+the pipeline builds as recorded) to :mod:`retune.space._buildable`.
 """
 
 from __future__ import annotations
 
-import difflib
-import math
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -18,6 +21,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from retune._errors import SearchSpaceError
+from retune.space._buildable import _DOMAINS as _DOMAINS  # re-exported: tests read it here
+from retune.space._buildable import built_parameters as built_parameters
+from retune.space._buildable import check_buildable
+from retune.space._conditional import add_active, fill_parents, walk
 from retune.space._params import (
     CategoricalParam,
     Choice,
@@ -26,7 +33,7 @@ from retune.space._params import (
     Param,
     shown,
 )
-from retune.space._vocabulary import _CHOICES, DEFAULTS, KNOWN_PARAMS, REGRESSORS, _resolve
+from retune.space._vocabulary import _CHOICES, DEFAULTS, _resolve
 from retune.space._yaml import DuplicateKeyError, read_yaml
 
 FORMAT_VERSION = 1
@@ -57,7 +64,7 @@ class SearchSpace(BaseModel):
     @model_validator(mode="after")
     def _unique_names(self) -> SearchSpace:
         seen: dict[str, str] = {}
-        for name, path, _ in _walk(self.params, "params"):
+        for name, path, _ in walk(self.params, "params"):
             if name in seen:
                 raise ValueError(
                     f"parameter names must be unique across the whole space: {name!r} is "
@@ -69,7 +76,7 @@ class SearchSpace(BaseModel):
     # -- structure -----------------------------------------------------------------
     def declarations(self) -> dict[str, IntParam | FloatParam | CategoricalParam]:
         """Every parameter (conditional ones included) by name."""
-        return {name: param for name, _, param in _walk(self.params, "params")}
+        return {name: param for name, _, param in walk(self.params, "params")}
 
     def branches(self) -> list[tuple[str, Choice]]:
         """Every ``(parameter, choice)`` that opens conditional parameters (an estimator
@@ -85,7 +92,7 @@ class SearchSpace(BaseModel):
     ) -> dict[str, IntParam | FloatParam | CategoricalParam]:
         """The declarations that exist for the choices made in ``params``."""
         out: dict[str, IntParam | FloatParam | CategoricalParam] = {}
-        _active(self.params, params, out)
+        add_active(self.params, params, out)
         return out
 
     # -- checks --------------------------------------------------------------------
@@ -128,7 +135,7 @@ class SearchSpace(BaseModel):
             if name not in declared and name in _CHOICES and value != DEFAULTS[name]:
                 return None  # the space builds the default choice instead
         values = dict(params)
-        if not _fill_parents(self.params, values):
+        if not fill_parents(self.params, values):
             return None
         active = self.active(values)
         for name, value in params.items():
@@ -195,44 +202,6 @@ class SearchSpace(BaseModel):
         return out
 
 
-def _walk(
-    params: Mapping[str, Param], path: str
-) -> Iterator[tuple[str, str, IntParam | FloatParam | CategoricalParam]]:
-    for name, decl in params.items():
-        here = f"{path}.{name}"
-        yield name, here, decl
-        if isinstance(decl, CategoricalParam):
-            for key, block in decl.when.items():
-                yield from _walk(block, f"{here}.when.{key}")
-
-
-def _active(
-    params: Mapping[str, Param],
-    values: Mapping[str, Any],
-    out: dict[str, IntParam | FloatParam | CategoricalParam],
-) -> None:
-    for name, decl in params.items():
-        out[name] = decl
-        if isinstance(decl, CategoricalParam) and name in values and decl.contains(values[name]):
-            _active(decl.children(values[name]), values, out)
-
-
-def _fill_parents(params: Mapping[str, Param], values: dict[str, Any]) -> bool:
-    """Give each parent choice ``values`` lacks (one with conditional children, reached by
-    the choices made) the pipeline's default, parents before their children; ``False``
-    when that default is not one of its choices."""
-    for name, decl in params.items():
-        if not isinstance(decl, CategoricalParam) or not decl.when:
-            continue
-        if name not in values:
-            if name not in DEFAULTS or not decl.contains(DEFAULTS[name]):
-                return False
-            values[name] = DEFAULTS[name]
-        if decl.contains(values[name]) and not _fill_parents(decl.children(values[name]), values):
-            return False
-    return True
-
-
 def _sample(params: Mapping[str, Param], s: Suggester, out: dict[str, Any]) -> None:
     for name, decl in params.items():
         if isinstance(decl, IntParam):
@@ -280,7 +249,7 @@ def parse_search_space(data: Mapping[str, Any]) -> SearchSpace:
             + (f"; {exc.error_count() - 1} more error(s)" if exc.error_count() > 1 else ""),
             path=_key_path(first["loc"]),
         ) from None  # chained, a traceback rendered pydantic's whole input (aliases expanded)
-    _check_vocabulary(space)
+    check_buildable(space.params)
     return space
 
 
@@ -309,206 +278,6 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
         elif state == "key":
             state = "name"
     return ".".join(out)
-
-
-@dataclass(frozen=True)
-class _Domain:
-    """The values a numeric pipeline parameter may take: ``integer`` when the pipeline
-    builds it with ``int()`` (a fraction would be recorded but not trained), between
-    ``low`` and ``high`` (open ends excluded)."""
-
-    integer: bool
-    low: float
-    high: float = math.inf
-    low_open: bool = False
-    high_open: bool = False
-
-    def broken_rule(self, value: float) -> str | None:
-        """The rule ``value`` breaks (``">= 1"``), or ``None`` if it is in the domain."""
-        if value < self.low or (self.low_open and value == self.low):
-            return f"{'>' if self.low_open else '>='} {self.low:g}"
-        if value > self.high or (self.high_open and value == self.high):
-            return f"{'<' if self.high_open else '<='} {self.high:g}"
-        return None
-
-
-#: Each numeric parameter's domain, as :mod:`retune.space._pipeline` builds it and as the
-#: step it reaches validates it (scikit-learn's ``_parameter_constraints``).
-_DOMAINS: dict[str, _Domain] = {
-    "drop_threshold": _Domain(integer=False, low=0.0, high=1.0),  # a share of missing values
-    "select_k": _Domain(integer=True, low=1),  # SelectKBest keeps >= 1 column
-    "C": _Domain(integer=False, low=0.0, low_open=True),  # LogisticRegression: (0, inf)
-    "alpha": _Domain(integer=False, low=0.0),  # Ridge: [0, inf)
-    "gb_n_estimators": _Domain(integer=True, low=1),
-    "gb_max_depth": _Domain(integer=True, low=1),
-    "gb_learning_rate": _Domain(integer=False, low=0.0),
-    "gb_subsample": _Domain(integer=False, low=0.0, high=1.0, low_open=True),  # (0, 1]
-    "forest_n_estimators": _Domain(integer=True, low=1),
-    "forest_max_depth": _Domain(integer=True, low=1),
-    "forest_min_samples_leaf": _Domain(integer=True, low=1),  # a count: built with int()
-}
-
-
-_GB = frozenset({"gradient_boosting", "gradient_boosting_regressor"})
-_FORESTS = frozenset(
-    {"random_forest", "extra_trees", "random_forest_regressor", "extra_trees_regressor"}
-)
-
-#: The parameters a pipeline reads only under some choices, as
-#: :mod:`retune.space._pipeline` builds its steps and estimators: ``name: (choice's
-#: parameter, the values that read it)``. Every other name is read by every pipeline.
-_READ_UNDER: dict[str, tuple[str, frozenset[str]]] = {
-    "drop_threshold": ("missing", frozenset({"drop_columns"})),
-    "select_k": ("selector", frozenset({"k_best"})),
-    "class_weight": ("estimator", frozenset(_CHOICES["estimator"]) - REGRESSORS),
-    "C": ("estimator", frozenset({"logistic"})),
-    "alpha": ("estimator", frozenset({"ridge"})),
-    "gb_n_estimators": ("estimator", _GB),
-    "gb_max_depth": ("estimator", _GB),
-    "gb_learning_rate": ("estimator", _GB),
-    "gb_subsample": ("estimator", _GB),
-    "forest_n_estimators": ("estimator", _FORESTS),
-    "forest_max_depth": ("estimator", _FORESTS),
-    "forest_min_samples_leaf": ("estimator", _FORESTS),
-}
-
-
-def built_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
-    """``params`` as the pipeline builds them: the recorded names as recorded (read by
-    the pipeline or not), plus the default (:data:`DEFAULTS`) of each name left out that
-    the pipeline reads under the choices made, an absent choice at its default.
-    ``{"estimator": "gradient_boosting"}`` gains ``gb_subsample`` (1.0) and
-    ``class_weight`` (``none``), not ``C``, which only ``logistic`` reads; ``{"C": 2.0}``
-    gains ``class_weight``, since the pipeline builds the default ``logistic``. A set the
-    pipeline would not build (a name outside its vocabulary, a choice it does not take)
-    raises :class:`SearchSpaceError`."""
-    resolved = _resolve(params)
-    out = dict(params)
-    for name, value in resolved.items():
-        reader = _READ_UNDER.get(name)
-        if name not in out and (reader is None or resolved[reader[0]] in reader[1]):
-            out[name] = value
-    return out
-
-
-def _check_vocabulary(space: SearchSpace) -> None:
-    """Raise :class:`SearchSpaceError` for a name the pipeline does not have, a choice
-    it does not take, a number outside the parameter's domain (:data:`_DOMAINS`) or a
-    ``class_weight`` that can meet a regressor: it loaded, and every trial (or every one
-    that drew the value) failed, or trained another model than the one recorded."""
-    for name, path, decl in _walk(space.params, "params"):
-        if name not in KNOWN_PARAMS:
-            near = difflib.get_close_matches(name, KNOWN_PARAMS, n=1)
-            hint = f" (did you mean {near[0]!r}?)" if near else ""
-            raise SearchSpaceError(
-                f"{name!r} is not a parameter of the pipeline{hint}, one of {sorted(KNOWN_PARAMS)}",
-                path=path,
-            )
-        known = _CHOICES.get(name)
-        if known is not None and not isinstance(decl, CategoricalParam):
-            raise SearchSpaceError(
-                f"`{name}` takes {list(known)}: declare it categorical, got type: {decl.type}",
-                path=path,
-            )
-        if not isinstance(decl, CategoricalParam):
-            continue
-        if known is not None:
-            unknown = [c for c in decl.choices if not (isinstance(c, str) and c in known)]
-            if unknown:
-                raise SearchSpaceError(
-                    f"`{name}` takes {list(known)}, got {unknown}", path=f"{path}.choices"
-                )
-            continue
-        text = [
-            c
-            for c in decl.choices
-            if isinstance(c, bool)
-            or not isinstance(c, int | float)
-            or (isinstance(c, float) and not math.isfinite(c))
-        ]
-        if text:
-            raise SearchSpaceError(f"`{name}` takes a number, got {text}", path=f"{path}.choices")
-    for name, path, decl in _walk(space.params, "params"):
-        _check_domain(name, path, decl)
-    _check_class_weight(space)
-
-
-def _check_domain(name: str, path: str, decl: IntParam | FloatParam | CategoricalParam) -> None:
-    """Raise :class:`SearchSpaceError` unless every value ``decl`` can draw is in the
-    domain of ``name``: an integer where the pipeline builds one, within its bounds."""
-    domain = _DOMAINS.get(name)
-    if domain is None:  # a categorical of the vocabulary, checked by its choices
-        return
-    if isinstance(decl, CategoricalParam):
-        values = [c for c in decl.choices if isinstance(c, int | float)]  # numbers: checked
-        fractions = [c for c in values if not isinstance(c, int)]
-        if domain.integer and fractions:
-            raise SearchSpaceError(
-                f"`{name}` is built as an integer: its choices must be integers, got {fractions}",
-                path=f"{path}.choices",
-            )
-        broken = [(c, rule) for c in values if (rule := domain.broken_rule(c)) is not None]
-        if broken:
-            rule = broken[0][1]
-            raise SearchSpaceError(
-                f"`{name}` choices must be {rule}, got {[c for c, r in broken if r == rule]}",
-                path=f"{path}.choices",
-            )
-        return
-    if domain.integer and isinstance(decl, FloatParam):
-        raise SearchSpaceError(
-            f"`{name}` is built as an integer: declare it type: int, got type: {decl.type}",
-            path=path,
-        )
-    for field in ("low", "high"):
-        value = getattr(decl, field)
-        rule = domain.broken_rule(value)
-        if rule is not None:
-            raise SearchSpaceError(
-                f"`{name}` {field} must be {rule}, got {value}", path=f"{path}.{field}"
-            )
-
-
-def _check_class_weight(space: SearchSpace) -> None:
-    """Raise :class:`SearchSpaceError` if a point of ``space`` can weight classes
-    (``class_weight`` other than ``none``) with a regressor, which the pipeline refuses."""
-    where = {name: path for name, path, _ in _walk(space.params, "params")}
-    if "class_weight" not in where:
-        return
-    paired: set[Choice] = set()
-    weights: set[Choice] = set()
-    for combo in _reachable(space.params, frozenset({"class_weight", "estimator"})):
-        point = dict(combo)
-        weight = point.get("class_weight", DEFAULTS["class_weight"])
-        estimator = point.get("estimator", DEFAULTS["estimator"])
-        if weight != "none" and estimator in REGRESSORS:
-            weights.add(weight)
-            paired.add(estimator)
-    if paired:
-        raise SearchSpaceError(
-            f"`class_weight` applies to classifiers only, but the space can pair "
-            f"{', '.join(sorted(map(repr, weights)))} with the regressor(s) "
-            f"{sorted(map(str, paired))}; declare it under the classifiers' `estimator.when` "
-            "choices, or leave it out",
-            path=where["class_weight"],
-        )
-
-
-def _reachable(
-    params: Mapping[str, Param], names: frozenset[str]
-) -> set[frozenset[tuple[str, Choice]]]:
-    """Every combination of choices of the categorical ``names`` that one point of
-    ``params`` can hold (a name a point does not reach is absent from its combination)."""
-    combos: set[frozenset[tuple[str, Choice]]] = {frozenset()}
-    for name, decl in params.items():
-        if not isinstance(decl, CategoricalParam):
-            continue
-        options: set[frozenset[tuple[str, Choice]]] = set()
-        for choice in decl.choices:
-            own = frozenset({(name, choice)}) if name in names else frozenset()
-            options.update(own | sub for sub in _reachable(decl.children(choice), names))
-        combos = {a | b for a in combos for b in options}
-    return combos
 
 
 def load_search_space(path: str | Path) -> SearchSpace:
