@@ -162,7 +162,7 @@ class Scheduler:
         ttl = self.config.scheduler.lease_ttl_s
         self._aps.add_job(
             self._lead,
-            IntervalTrigger(seconds=ttl / 3),
+            IntervalTrigger(seconds=ttl / 3, timezone=UTC),
             id="leadership",
             executor=LEASE_EXECUTOR,
             misfire_grace_time=None,  # late is better than never: the lease may be free

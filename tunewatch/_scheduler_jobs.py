@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -73,7 +73,7 @@ class PerModelJob:
 def _trigger(when: float | str) -> BaseTrigger:
     if isinstance(when, str):
         return crontab_trigger(when)
-    return IntervalTrigger(seconds=when)
+    return IntervalTrigger(seconds=when, timezone=UTC)
 
 
 def due_after(when: float | str, last: datetime) -> datetime | None:
