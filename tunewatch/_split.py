@@ -58,8 +58,16 @@ class SplitConfig(Frozen):
     @field_validator("start")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.utcoffset() is None:
+        if value is None:
+            return value
+        if value.utcoffset() is None:
             raise ValueError(f"`start` must carry a time zone, got {value.isoformat()}")
+        try:  # the store compares it in UTC: one past either end failed every read
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(
+                f"`start` must be a time in UTC's range (years 1 to 9999), got {value.isoformat()}"
+            ) from None
         return value
 
 

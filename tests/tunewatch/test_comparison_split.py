@@ -51,6 +51,13 @@ def test_split_config_refuses_a_long_salt() -> None:
         SplitConfig(challenger=2, percent=10, salt="x" * 65)
 
 
+@pytest.mark.parametrize("start", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:00:00-02:00"])
+def test_split_config_refuses_a_start_that_has_no_utc_time(start: str) -> None:
+    """It loaded, and every store read bound to it failed with an OverflowError."""
+    with pytest.raises(ValueError, match="`start` must be a time in UTC's range"):
+        SplitConfig(challenger=2, percent=10, salt="s", start=start)  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def daemon(template: Path, tmp_path: Path) -> Iterator[Daemon]:  # noqa: F811
     d = copy_daemon(template, tmp_path / "data")
