@@ -1,235 +1,49 @@
-"""Jobs: re-tuning work handed to workers."""
+"""Jobs: re-tuning work handed to workers, from claim to final state.
+
+The front of the job modules, which other store modules import from (and
+``Store``'s ``JobsFront`` delegates to): this module holds a job's life once queued,
+and re-exports the rest.
+
+* :mod:`._job_rows`: a job's row (:class:`JobRow`, :data:`JobStatus`, :data:`ACTIVE`)
+  and reading it: :func:`get_job`, :func:`list_jobs`, :func:`count_active`.
+* :mod:`._job_queue`: queueing one, with its quota, cool-down, dedupe key, study name
+  and audit entry: :func:`create_job`, :class:`JobAudit`, :func:`new_study_name`.
+* here: claiming (:func:`claim_job`, :func:`requeue_job`), progress and the training
+  window (:func:`update_progress`, :func:`record_window_start`,
+  :func:`earliest_window_start`), heartbeats and dead workers (:func:`heartbeat`,
+  :func:`requeue_stale`, :func:`requeue_crashed`) and the final state
+  (:func:`finish_job`).
+* :mod:`._job_cancel`: cancelling a job.
+"""
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
-from sqlalchemy import Connection, Row, String, func, select, update
+from sqlalchemy import Connection, Row, select, update
 
-from .._errors import ConflictError, NotFoundError
-from ._audit import append_audit_in
+from .._errors import ConflictError
 from ._clock import db_now
-from ._engine import dialect_insert
-from ._events import holds_nul, storable_json
-from ._schema import jobs, model_versions
+from ._job_queue import JobAudit as JobAudit
+from ._job_queue import create_job as create_job
+from ._job_queue import new_study_name as new_study_name
+from ._job_rows import ACTIVE as ACTIVE
+from ._job_rows import JobRow as JobRow
+from ._job_rows import JobStatus as JobStatus
+from ._job_rows import _clean, _job
+from ._job_rows import _locked as _locked
+from ._job_rows import count_active as count_active
+from ._job_rows import get_job as get_job
+from ._job_rows import list_jobs as list_jobs
+from ._schema import jobs
 from ._types import utcnow
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-ACTIVE: tuple[str, ...] = ("queued", "running")
 #: A finished job's ``progress.phase``, by its final status.
 FINAL_PHASE = {"succeeded": "done", "failed": "failed", "cancelled": "cancelled"}
 #: A job's spec key: when its training window begins (:func:`record_window_start`).
 WINDOW_START = "window_start"
-_JOBS_LOCK = 0x6A6F6273  # "jobs": the advisory lock key that serialises quota checks
-# (its own: migrations hold "tune", and every quota check waited out a migration)
-
-
-@dataclass(frozen=True, slots=True)
-class JobRow:
-    id: int
-    model: str
-    kind: str
-    status: str
-    trigger: dict[str, Any]
-    dedupe_key: str | None
-    spec: dict[str, Any]
-    progress: dict[str, Any]
-    result: dict[str, Any] | None
-    error: str | None
-    worker: str | None
-    created_at: datetime
-    started_at: datetime | None
-    heartbeat_at: datetime | None
-    finished_at: datetime | None
-    crashes: int = 0  # the times its workers died under it
-
-
-@dataclass(frozen=True, slots=True)
-class JobAudit:
-    """The audit entry :func:`create_job` appends in the job's transaction: by ``actor``,
-    ``action`` on ``target``, with the ``details`` given the job and whether it was
-    created (``False``: the job queued before with the same dedupe key)."""
-
-    actor: str
-    action: str
-    target: str
-    details: Callable[[JobRow, bool], Mapping[str, Any]]
-
-
-def new_study_name(model: str, job_id: int) -> str:
-    """A new job's Optuna study name, ``{model}-job{id}-{8 hex digits}``. Job ids number
-    per store: the random part keeps the study the job's own in an Optuna storage other
-    stores use too (staging and prod sharing one, a store recreated or restored from a
-    backup beside the old one), whose job of the same number it joined otherwise. The
-    model's name is cut to fit a version row's ``study``, which records it."""
-    suffix = f"-job{job_id}-{secrets.token_hex(4)}"
-    column = model_versions.c.study.type
-    assert isinstance(column, String) and column.length is not None
-    return model[: column.length - len(suffix)] + suffix
-
-
-def _clean(value: Mapping[str, Any], field: str) -> dict[str, Any]:
-    out: dict[str, Any] = storable_json(dict(value), field=field)
-    return out
-
-
-def create_job(
-    conn: Connection,
-    *,
-    model: str,
-    kind: str,
-    trigger: Mapping[str, Any],
-    spec: Mapping[str, Any],
-    dedupe_key: str | None = None,
-    max_active: int | None = None,
-    cooldown: timedelta | None = None,
-    audit: JobAudit | None = None,
-) -> tuple[JobRow, bool]:
-    """Queue a job; with ``dedupe_key``, a second call returns the first job and False.
-
-    With ``max_active``, the job is refused (``ConflictError``, code ``quota``) when that
-    many jobs are already queued or running; with ``cooldown``, when a job of the model
-    was queued less than that long ago (code ``cooldown``). Both are checked and the job
-    inserted in one serialised step (``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped
-    advisory lock on PostgreSQL), so simultaneous triggers cannot overshoot either.
-
-    A job's queue time is the database's clock, and the cool-down is measured on it: the
-    host queueing a job and the host deciding the next may be minutes apart (two hosts 10
-    minutes apart ended a 5-minute cool-down the moment the slow one queued a job).
-
-    A new job's ``spec`` records its study's name (``study``, :func:`new_study_name`),
-    so every worker of the job, and every resumption, tunes the same study.
-
-    With ``audit``, its entry is appended in the same transaction, for the job returned
-    (new or found by its dedupe key): either both are written or neither is, so a caller
-    told the write failed has queued nothing (the job was queued, then its audit append
-    failed waiting for the chain's head, and the caller's retry queued a second job). A
-    refused job (quota, cool-down) appends nothing: the caller audits that on its own."""
-    job, created = _queue(
-        conn,
-        model=model,
-        kind=kind,
-        trigger=trigger,
-        spec=spec,
-        dedupe_key=dedupe_key,
-        max_active=max_active,
-        cooldown=cooldown,
-    )
-    if audit is not None:
-        append_audit_in(
-            conn,
-            actor=audit.actor,
-            action=audit.action,
-            target=audit.target,
-            details=audit.details(job, created),
-        )
-    return job, created
-
-
-def _queue(
-    conn: Connection,
-    *,
-    model: str,
-    kind: str,
-    trigger: Mapping[str, Any],
-    spec: Mapping[str, Any],
-    dedupe_key: str | None,
-    max_active: int | None,
-    cooldown: timedelta | None,
-) -> tuple[JobRow, bool]:
-    """:func:`create_job`'s job: the one queued now (``True``) or before with
-    ``dedupe_key`` (``False``)."""
-    if max_active is not None or cooldown is not None:
-        if conn.dialect.name == "postgresql":
-            conn.execute(select(func.pg_advisory_xact_lock(_JOBS_LOCK)))
-        if dedupe_key is not None:
-            existing = conn.execute(
-                select(jobs.c.id).where(jobs.c.dedupe_key == dedupe_key)
-            ).scalar_one_or_none()
-            if existing is not None:
-                return get_job(conn, int(existing)), False
-    if cooldown is not None:
-        recent = conn.execute(
-            select(jobs.c.id, jobs.c.created_at)
-            .where(jobs.c.model == model, jobs.c.created_at >= db_now(conn, -cooldown))
-            .order_by(jobs.c.id.desc())
-            .limit(1)
-        ).first()
-        if recent is not None:
-            raise ConflictError(
-                f"cooling down: job {recent.id} of {model!r} was queued at "
-                f"{recent.created_at:%Y-%m-%d %H:%M:%S} UTC, within the cool-down",
-                code="cooldown",
-            )
-    if max_active is not None:
-        active = count_active(conn)
-        if active >= max_active:
-            raise ConflictError(
-                f"quota: {active} tuning jobs active, at most {max_active}", code="quota"
-            )
-    stmt = (
-        dialect_insert(conn, jobs)
-        .values(
-            model=model,
-            kind=kind,
-            status="queued",
-            trigger=_clean(trigger, "trigger"),
-            dedupe_key=dedupe_key,
-            spec=_clean(spec, "spec"),
-            progress={},
-            created_at=db_now(conn),  # cool-downs compare it across hosts
-        )
-        .on_conflict_do_nothing(index_elements=[jobs.c.dedupe_key])
-        .returning(jobs.c.id)
-    )
-    new_id = conn.execute(stmt).scalar_one_or_none()
-    if new_id is not None:
-        study = new_study_name(model, int(new_id))
-        conn.execute(
-            update(jobs)
-            .where(jobs.c.id == new_id)
-            .values(spec=_clean({**spec, "study": study}, "spec"))
-        )
-        return get_job(conn, int(new_id)), True
-    existing = conn.execute(select(jobs.c.id).where(jobs.c.dedupe_key == dedupe_key)).scalar_one()
-    return get_job(conn, int(existing)), False
-
-
-def get_job(conn: Connection, job_id: int) -> JobRow:
-    row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
-    if row is None:
-        raise NotFoundError(f"job {job_id} does not exist", code="job_not_found")
-    return _job(row)
-
-
-def list_jobs(
-    conn: Connection,
-    *,
-    model: str | None,
-    status: str | None,
-    limit: int,
-    oldest_first: bool = False,
-) -> list[JobRow]:
-    if holds_nul(model):
-        return []
-    stmt = select(jobs)
-    if model is not None:
-        stmt = stmt.where(jobs.c.model == model)
-    if status is not None:
-        stmt = stmt.where(jobs.c.status == status)
-    order = jobs.c.id.asc() if oldest_first else jobs.c.id.desc()
-    return [_job(r) for r in conn.execute(stmt.order_by(order).limit(limit))]
-
-
-def count_active(conn: Connection, model: str | None = None) -> int:
-    stmt = select(func.count()).select_from(jobs).where(jobs.c.status.in_(ACTIVE))
-    if model is not None:
-        stmt = stmt.where(jobs.c.model == model)
-    return int(conn.execute(stmt).scalar_one())
 
 
 def claim_job(
@@ -349,12 +163,6 @@ def earliest_window_start(conn: Connection) -> tuple[int, datetime] | None:
         if found is None or start < found[1]:
             found = (int(job_id), start)
     return found
-
-
-def _locked(conn: Connection, job_id: int, states: tuple[str, ...]) -> Row[Any] | None:
-    """Job ``job_id``'s row, locked for this transaction, if it is in one of ``states``."""
-    stmt = select(jobs).where(jobs.c.id == job_id, jobs.c.status.in_(states)).with_for_update()
-    return conn.execute(stmt).first()
 
 
 def _final_progress(row: Row[Any] | None, status: str) -> dict[str, Any] | None:
@@ -498,24 +306,3 @@ def finish_job(
             )
         raise ConflictError(f"job {job_id} is already {job.status}", code="job_finished")
     return get_job(conn, job_id)
-
-
-def _job(row: Row[Any]) -> JobRow:
-    return JobRow(
-        id=int(row.id),
-        model=row.model,
-        kind=row.kind,
-        status=row.status,
-        trigger=dict(row.trigger),
-        dedupe_key=row.dedupe_key,
-        spec=dict(row.spec),
-        progress=dict(row.progress),
-        result=None if row.result is None else dict(row.result),
-        error=row.error,
-        worker=row.worker,
-        created_at=row.created_at,
-        started_at=row.started_at,
-        heartbeat_at=row.heartbeat_at,
-        finished_at=row.finished_at,
-        crashes=int(row.crashes),
-    )

@@ -1,0 +1,169 @@
+"""Queueing a job: the quota and cool-down checks, the dedupe key, the study's name
+(:func:`new_study_name`) and the caller's audit entry (:class:`JobAudit`), all in the
+job's one transaction (:func:`create_job`)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Connection, String, func, select, update
+
+from .._errors import ConflictError
+from ._audit import append_audit_in
+from ._clock import db_now
+from ._engine import dialect_insert
+from ._job_rows import JobRow, _clean, count_active, get_job
+from ._schema import jobs, model_versions
+
+_JOBS_LOCK = 0x6A6F6273  # "jobs": the advisory lock key that serialises quota checks
+# (its own: migrations hold "tune", and every quota check waited out a migration)
+
+
+@dataclass(frozen=True, slots=True)
+class JobAudit:
+    """The audit entry :func:`create_job` appends in the job's transaction: by ``actor``,
+    ``action`` on ``target``, with the ``details`` given the job and whether it was
+    created (``False``: the job queued before with the same dedupe key)."""
+
+    actor: str
+    action: str
+    target: str
+    details: Callable[[JobRow, bool], Mapping[str, Any]]
+
+
+def new_study_name(model: str, job_id: int) -> str:
+    """A new job's Optuna study name, ``{model}-job{id}-{8 hex digits}``. Job ids number
+    per store: the random part keeps the study the job's own in an Optuna storage other
+    stores use too (staging and prod sharing one, a store recreated or restored from a
+    backup beside the old one), whose job of the same number it joined otherwise. The
+    model's name is cut to fit a version row's ``study``, which records it."""
+    suffix = f"-job{job_id}-{secrets.token_hex(4)}"
+    column = model_versions.c.study.type
+    assert isinstance(column, String) and column.length is not None
+    return model[: column.length - len(suffix)] + suffix
+
+
+def create_job(
+    conn: Connection,
+    *,
+    model: str,
+    kind: str,
+    trigger: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    dedupe_key: str | None = None,
+    max_active: int | None = None,
+    cooldown: timedelta | None = None,
+    audit: JobAudit | None = None,
+) -> tuple[JobRow, bool]:
+    """Queue a job; with ``dedupe_key``, a second call returns the first job and False.
+
+    With ``max_active``, the job is refused (``ConflictError``, code ``quota``) when that
+    many jobs are already queued or running; with ``cooldown``, when a job of the model
+    was queued less than that long ago (code ``cooldown``). Both are checked and the job
+    inserted in one serialised step (``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped
+    advisory lock on PostgreSQL), so simultaneous triggers cannot overshoot either.
+
+    A job's queue time is the database's clock, and the cool-down is measured on it: the
+    host queueing a job and the host deciding the next may be minutes apart (two hosts 10
+    minutes apart ended a 5-minute cool-down the moment the slow one queued a job).
+
+    A new job's ``spec`` records its study's name (``study``, :func:`new_study_name`),
+    so every worker of the job, and every resumption, tunes the same study.
+
+    With ``audit``, its entry is appended in the same transaction, for the job returned
+    (new or found by its dedupe key): either both are written or neither is, so a caller
+    told the write failed has queued nothing (the job was queued, then its audit append
+    failed waiting for the chain's head, and the caller's retry queued a second job). A
+    refused job (quota, cool-down) appends nothing: the caller audits that on its own."""
+    job, created = _queue(
+        conn,
+        model=model,
+        kind=kind,
+        trigger=trigger,
+        spec=spec,
+        dedupe_key=dedupe_key,
+        max_active=max_active,
+        cooldown=cooldown,
+    )
+    if audit is not None:
+        append_audit_in(
+            conn,
+            actor=audit.actor,
+            action=audit.action,
+            target=audit.target,
+            details=audit.details(job, created),
+        )
+    return job, created
+
+
+def _queue(
+    conn: Connection,
+    *,
+    model: str,
+    kind: str,
+    trigger: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    dedupe_key: str | None,
+    max_active: int | None,
+    cooldown: timedelta | None,
+) -> tuple[JobRow, bool]:
+    """:func:`create_job`'s job: the one queued now (``True``) or before with
+    ``dedupe_key`` (``False``)."""
+    if max_active is not None or cooldown is not None:
+        if conn.dialect.name == "postgresql":
+            conn.execute(select(func.pg_advisory_xact_lock(_JOBS_LOCK)))
+        if dedupe_key is not None:
+            existing = conn.execute(
+                select(jobs.c.id).where(jobs.c.dedupe_key == dedupe_key)
+            ).scalar_one_or_none()
+            if existing is not None:
+                return get_job(conn, int(existing)), False
+    if cooldown is not None:
+        recent = conn.execute(
+            select(jobs.c.id, jobs.c.created_at)
+            .where(jobs.c.model == model, jobs.c.created_at >= db_now(conn, -cooldown))
+            .order_by(jobs.c.id.desc())
+            .limit(1)
+        ).first()
+        if recent is not None:
+            raise ConflictError(
+                f"cooling down: job {recent.id} of {model!r} was queued at "
+                f"{recent.created_at:%Y-%m-%d %H:%M:%S} UTC, within the cool-down",
+                code="cooldown",
+            )
+    if max_active is not None:
+        active = count_active(conn)
+        if active >= max_active:
+            raise ConflictError(
+                f"quota: {active} tuning jobs active, at most {max_active}", code="quota"
+            )
+    stmt = (
+        dialect_insert(conn, jobs)
+        .values(
+            model=model,
+            kind=kind,
+            status="queued",
+            trigger=_clean(trigger, "trigger"),
+            dedupe_key=dedupe_key,
+            spec=_clean(spec, "spec"),
+            progress={},
+            created_at=db_now(conn),  # cool-downs compare it across hosts
+        )
+        .on_conflict_do_nothing(index_elements=[jobs.c.dedupe_key])
+        .returning(jobs.c.id)
+    )
+    new_id = conn.execute(stmt).scalar_one_or_none()
+    if new_id is not None:
+        study = new_study_name(model, int(new_id))
+        conn.execute(
+            update(jobs)
+            .where(jobs.c.id == new_id)
+            .values(spec=_clean({**spec, "study": study}, "spec"))
+        )
+        return get_job(conn, int(new_id)), True
+    existing = conn.execute(select(jobs.c.id).where(jobs.c.dedupe_key == dedupe_key)).scalar_one()
+    return get_job(conn, int(existing)), False
