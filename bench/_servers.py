@@ -67,7 +67,14 @@ def main() -> None:
         ).app
         http = BoundedHttpToolsProtocol
     uvicorn.run(
-        app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False, http=http
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        http=http,
+        # tunewatch has no WebSocket route: `tunewatch serve` answers upgrades as HTTP/1.1
+        ws="auto" if args.kind == "baseline" else "none",
     )
 
 

@@ -101,6 +101,8 @@ def serve(config: Config, *, host: str | None = None, port: int | None = None) -
                 forwarded_allow_ips=list(config.server.trusted_proxies),
                 # httptools, with a bound on each request's head and on its time to arrive
                 http=bounded_protocol(read_timeout_s=config.server.request_read_timeout_s),
+                # no WebSocket route: an upgrade request is answered as HTTP/1.1
+                ws="none",
             )
         )
         # given sockets, uvicorn does not say where it listens

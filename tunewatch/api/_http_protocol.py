@@ -17,17 +17,34 @@ and its body — must arrive whole within ``read_timeout_s`` of its first byte (
 request's, of the connection's opening), or it is answered 408 ``request_timeout`` the
 same way. A request read whole, or already answered, is not timed however long it runs;
 an idle kept-alive connection is uvicorn's ``timeout_keep_alive``'s business.
+
+Each request is framed by its Content-Length or its chunks and answered in turn. One
+asking to upgrade the connection (``Upgrade: h2c`` from ``curl --http2``, a WebSocket
+handshake) is answered as any other, its body read as a body (see ``_http_upgrade``):
+tunewatch serves neither. A refusal waits for the answers to the requests pipelined
+before it. An ``Expect: 100-continue`` request answered before its body was invited is
+answered with ``Connection: close`` (its body would be read from the next request), and
+from HTTP/1.0, which gets no ``100 Continue``, the expectation is ignored.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from typing import Final
+from typing import Any, Final
 
 import httptools
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallable, ASGISendEvent
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from tunewatch.api._http_refusals import (
+    Refusal,
+    head_too_large,
+    read_timeout,
+    unparsable,
+    unparsable_reason,
+)
+from tunewatch.api._http_upgrade import ParserPastUpgrade
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +95,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _read_deadline: float | None = None  # when what is being read must have arrived
     _read_timer: asyncio.TimerHandle | None = None  # due at or before _read_deadline
     _awaiting_invited_body = False  # an Expect: 100-continue request, none of its body yet
+    _request_cycle: RequestResponseCycle | None = None  # the one being read, past its head
+    _past_upgrade: ParserPastUpgrade | None = None  # reads on where httptools stops
+    _refusing = False  # a request was refused: nothing more of the connection is read
+    _refusal: bytes | None = None  # its answer, once the requests before it are answered
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -91,25 +112,28 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refusing:
+            return
         self._unset_keepalive_if_required()
         self._read_bytes = len(data)
         if self._in_head:
             self._head_span_bytes += self._read_bytes
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._stop_read_timer()
-            if self._should_upgrade():
-                self.handle_websocket_upgrade()
-            else:
-                self._unsupported_upgrade_warning()
-            return
-        except httptools.HttpParserError as exc:
-            if self._head_too_large:
-                self._refuse_head()
-            else:
-                self._refuse_unparsable(exc)
-            return
+        while True:
+            try:
+                self.parser.feed_data(data)
+                break
+            except httptools.HttpParserUpgrade as exc:
+                # past an upgrade request's head: a parser that frames its body reads on
+                assert self._past_upgrade is not None, "set with the head"
+                self.parser = self._past_upgrade.parser
+                self._past_upgrade = None
+                data = data[exc.args[0] :]
+            except httptools.HttpParserError as exc:
+                if self._head_too_large:
+                    self._refuse_head()
+                else:
+                    self._refuse_unparsable(exc)
+                return
         if self._in_head and self._head_span_bytes - self._head_first_read_bytes > MAX_HEAD_BYTES:
             self._refuse_head()
 
@@ -125,8 +149,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_span_bytes > MAX_HEAD_BYTES and self._head_bytes() > MAX_HEAD_BYTES:
             self._head_too_large = True
             raise _HeadTooLarge  # httptools stops here; data_received answers
+        if self.expect_100_continue and self.parser.get_http_version() == "1.0":
+            # RFC 9110 §10.1.1: ignored in HTTP/1.0, which gets no 1xx (§15.2)
+            self.expect_100_continue = False
+        if self.parser.should_upgrade():
+            # httptools would skip its body: raises HttpParserError if it frames none
+            keep_alive = self.parser.get_http_version() != "1.0"
+            keep_alive = keep_alive and self.parser.should_keep_alive()
+            self._past_upgrade = ParserPastUpgrade(self, self.headers, keep_alive=keep_alive)
         self._awaiting_invited_body = self.expect_100_continue
         super().on_headers_complete()
+        self._request_cycle = self.cycle
 
     def on_body(self, body: bytes) -> None:
         if self._awaiting_invited_body:  # its time runs from its first byte
@@ -135,9 +168,32 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_body(body)
 
     def on_message_complete(self) -> None:
+        if self._past_upgrade is not None and self._past_upgrade.body_pending:
+            return  # httptools skipped an upgrade request's body: the next parser reads it
         self._in_request = self._awaiting_invited_body = False
+        self._request_cycle = None
         self._stop_read_timer()
         super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        refusal, last = self._refusal, not self.pipeline
+        super().on_response_complete()
+        if refusal is not None and last:  # the refused request's turn
+            self._refusal = None
+            self._unset_keepalive_if_required()
+            self._send_refusal(refusal)
+
+    def _should_upgrade(self) -> bool:
+        """Never: tunewatch serves neither WebSocket nor h2c. A request asking to
+        upgrade is answered as any other (RFC 9110 §7.8), its body framed by
+        :class:`ParserPastUpgrade`; a WebSocket one handed the connection, unanswered
+        and untimed, to uvicorn's websockets protocol."""
+        return False
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
+        if cycle.waiting_for_100_continue:
+            app = _closing_if_answered_uninvited(cycle, app)
+        super()._start_asgi_task(cycle, app)
 
     def _start_read_timer(self) -> None:
         """Time what is read from now. The deadline moves; a timer is made only when none
@@ -196,15 +252,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._peer(),
             self.read_timeout_s,
         )
-        if cycle is not None:  # the route waiting for the body sees the client gone
-            cycle.disconnected = True
-            cycle.message_event.set()
-        self._refuse(
-            408,
-            "request_timeout",
-            f"the request's {part} did not arrive within {self.read_timeout_s:g} s "
-            "(server.request_read_timeout_s)",
-        )
+        self._refuse(read_timeout(part, self.read_timeout_s))
 
     def _head_bytes(self) -> int:
         """The URL and the headers, each header as ``name: value`` and its line end."""
@@ -216,42 +264,72 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._peer(),
             MAX_HEAD_BYTES,
         )
-        self._refuse(
-            431,
-            "headers_too_large",
-            f"the request line and headers must be at most {MAX_HEAD_BYTES} bytes "
-            "(each header counted as 'name: value' and its line end); "
-            "send large values in the body",
-        )
+        self._refuse(head_too_large(MAX_HEAD_BYTES))
 
     def _refuse_unparsable(self, exc: httptools.HttpParserError) -> None:
-        # a callback's own failure (uvicorn's decoding of the path) says only
-        # "User callback error"
-        reason = "" if isinstance(exc, httptools.HttpParserCallbackError) else f": {exc}"
+        reason = unparsable_reason(exc)
         logger.warning(
             "request from %s is not valid HTTP/1.1%s: answered 400", self._peer(), reason
         )
-        self._refuse(400, "bad_http_request", f"the request is not valid HTTP/1.1{reason}")
+        self._refuse(unparsable(reason))
 
-    def _refuse(self, status: int, code: str, message: str) -> None:
-        """Answer ``{"error", "code"}`` with ``Connection: close`` and close, reading no
-        more of the request."""
-        body = json.dumps({"error": message, "code": code}).encode()
-        head = [STATUS_LINE[status]]
-        head += [
-            name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers
-        ]
-        head += [
-            b"content-type: application/json\r\n",
-            b"content-length: %d\r\n" % len(body),
-            b"connection: close\r\n\r\n",
-        ]
-        self.transport.write(b"".join(head) + body)
-        self.transport.close()
+    def _refuse(self, refusal: Refusal) -> None:
+        """Answer ``refusal`` and close, reading no more of the connection — once the
+        requests before the refused one are answered: a request pipelined behind a valid
+        one was answered first, and the valid one, scored and recorded, never was."""
+        if self._refusing:
+            return
+        self._refusing = True
         self._stop_read_timer()
+        response = refusal.response(self.server_state.default_headers)
+        own = self._request_cycle  # the refused request's, if its head was read
+        if own is None:  # refused within its head: after the request before it, if any
+            earlier = self.cycle is not None and not self.cycle.response_complete
+        elif self.pipeline and self.pipeline[0][0] is own:  # waiting its turn: never run
+            self.pipeline.popleft()
+            earlier = True
+        elif own.response_started:
+            # answered already (a refusal that did not need the body): the rest of the
+            # body was only being read to be dropped
+            self.transport.close()
+            return
+        else:  # its route, if it waits for the body, sees the client gone
+            own.disconnected = True
+            own.message_event.set()
+            earlier = False
+        if earlier:
+            self._refusal = response
+            self.flow.pause_reading()
+        else:
+            self._send_refusal(response)
+
+    def _send_refusal(self, response: bytes) -> None:
+        if not self.transport.is_closing():  # not when the request before asked to close
+            self.transport.write(response)
+            self.transport.close()
 
     def _peer(self) -> str:
         return f"{self.client[0]}:{self.client[1]}" if self.client else "an unknown client"
+
+
+def _closing_if_answered_uninvited(
+    cycle: RequestResponseCycle, app: ASGI3Application
+) -> ASGI3Application:
+    """``app`` answering ``cycle``'s ``Expect: 100-continue`` request, with
+    ``Connection: close`` if it answers before inviting the body, the body not all in:
+    the client need not send it (RFC 9110 §10.1.1), and its next request on the
+    connection was read as that body. So does Go's net/http."""
+
+    async def closing_app(scope: Any, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        async def checked_send(message: ASGISendEvent) -> None:
+            if message["type"] == "http.response.start" and cycle.waiting_for_100_continue:
+                if cycle.more_body:
+                    cycle.keep_alive = False
+            await send(message)
+
+        await app(scope, receive, checked_send)
+
+    return closing_app
 
 
 def bounded_protocol(*, read_timeout_s: float) -> type[BoundedHttpToolsProtocol]:

@@ -1,0 +1,343 @@
+"""Every request is framed by its Content-Length or its chunks, and answered in order.
+
+Under `tunewatch serve`, raw sockets showed five ways the HTTP layer lost that:
+
+- a request carrying ``Upgrade`` (``Upgrade: h2c``, which ``curl --http2`` and Spring's
+  RestClient send on http://) was read as having no body: httptools stops framing at an
+  upgrade, and uvicorn's protocol only logged "Unsupported upgrade request.". A valid
+  inference was answered 400 "request body is empty", and a body sent in a later read was
+  parsed as the next request — one holding a scorer's token was executed behind a
+  tokenless head (request smuggling). RFC 9110 §7.8: a server may ignore an upgrade it
+  does not support, and then frames the request as any other. tunewatch serves no
+  WebSocket and no h2c: the request is answered as HTTP/1.1.
+- ``Upgrade: websocket`` with a body handed the connection to uvicorn's websockets
+  protocol, which held it open without a token, unanswered, for as long as the client
+  liked; it is now answered as HTTP/1.1 too, and bounded by the read timeout.
+- a request httptools cannot parse (or a head past the limit), pipelined behind a valid
+  one, was answered 400 first and the connection closed: the valid request was scored and
+  recorded but its answer lost. It is now answered first, the refusal after it.
+- an ``Expect: 100-continue`` request refused before ``100 Continue`` (413 by its
+  Content-Length, 401 without a token) was answered without ``Connection: close`` while
+  its body stayed unread: the client's next request on the connection was read as that
+  body. The connection is now closed after such an answer (as Go's net/http does).
+- an HTTP/1.0 request with ``Expect: 100-continue`` was sent ``HTTP/1.1 100 Continue``;
+  RFC 9110 §10.1.1 and §15.2: the expectation is ignored, no 1xx goes to HTTP/1.0.
+
+The read timeout here is 1 s; the sockets' own timeouts only bound each wait, so that a
+request left unanswered fails the test rather than hanging it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.tunewatch.api.raw_http import Answer, Conn
+from tests.tunewatch.conftest import MODEL, make_daemon
+from tests.tunewatch.serve_process import START_S, free_port, serving
+from tunewatch._example import ExampleModel
+from tunewatch.api._http_protocol import MAX_HEAD_BYTES
+
+INFER = f"/v2/models/{MODEL}/infer"
+H2C = (
+    "Connection: Upgrade, HTTP2-Settings",
+    "Upgrade: h2c",
+    "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA",
+)
+WEBSOCKET = (
+    "Connection: Upgrade",
+    "Upgrade: websocket",
+    "Sec-WebSocket-Version: 13",
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+)
+BODY = json.dumps(
+    {"inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": [0.1] * 8}]}
+).encode()
+
+
+@dataclass(frozen=True)
+class Served:
+    port: int
+    scorer: str  # the Authorization header's value
+
+    def conn(self) -> Conn:
+        return Conn(self.port)
+
+
+def head(method: str, path: str, *headers: str, version: str = "1.1") -> bytes:
+    lines = [f"{method} {path} HTTP/{version}", "Host: tunewatch", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def get_healthz(*headers: str) -> bytes:
+    return head("GET", "/healthz", *headers)
+
+
+def infer(served: Served, *headers: str, body: bytes = BODY, version: str = "1.1") -> bytes:
+    """An inference request with the scorer's token, its body sent with it."""
+    auth = f"Authorization: {served.scorer}"
+    length = f"Content-Length: {len(body)}"
+    return (
+        head(
+            "POST", INFER, auth, "Content-Type: application/json", length, *headers, version=version
+        )
+        + body
+    )
+
+
+def chunked(body: bytes) -> bytes:
+    half = len(body) // 2
+    return b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:half], body[half:]))
+
+
+def assert_healthz(answer: Answer) -> None:
+    assert (answer.status, answer.json()) == (200, {"status": "ok"}), answer
+
+
+def assert_refused(conn: Conn, status: int, code: str) -> None:
+    answer = conn.answer()
+    assert (answer.status, answer.json()["code"]) == (status, code), answer
+    assert set(answer.json()) == {"error", "code"}
+    assert answer.headers["connection"] == "close"
+    assert conn.closed_by_server()
+
+
+@pytest.fixture(scope="module")
+def served(
+    trained: list[ExampleModel], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    """`tunewatch serve` (the CLI, its config and its uvicorn) serving the example models,
+    with a scorer's token."""
+    root = tmp_path_factory.mktemp("serve")
+    settings: dict[str, Any] = {"scheduler": {"enabled": False}, "tuning": {"workers": 0}}
+    daemon, tokens = make_daemon(root / "data", trained, extra=settings)
+    daemon.close()
+    port = free_port()
+    raw = {
+        "data_dir": str(root / "data"),
+        "server": {"host": "127.0.0.1", "port": port, "request_read_timeout_s": 1},
+        **settings,
+    }
+    with serving(raw, root / "tunewatch.yaml"):
+        conn = Conn(port, timeout=START_S)  # waits in the listening queue until it serves
+        conn.send(get_healthz())
+        assert_healthz(conn.answer())
+        conn.close()
+        yield Served(port=port, scorer=f"Bearer {tokens['scorer']}")
+
+
+@pytest.fixture
+def conn(served: Served) -> Iterator[Conn]:
+    c = served.conn()
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def outputs(served: Served) -> Any:
+    """The outputs of ``BODY``, asked without any upgrade."""
+    c = served.conn()
+    try:
+        c.send(infer(served))
+        answer = c.answer()
+        assert answer.status == 200, answer
+        return answer.json()["outputs"]
+    finally:
+        c.close()
+
+
+# -- Upgrade: h2c ---------------------------------------------------------------------------
+
+
+def test_an_inference_asking_to_upgrade_to_h2c_is_answered_with_its_outputs(
+    served: Served, conn: Conn, outputs: Any
+) -> None:
+    conn.send(infer(served, *H2C))
+    answer = conn.answer()
+    assert answer.status == 200, answer
+    assert "upgrade" not in answer.headers
+    assert answer.json()["outputs"] == outputs
+    conn.send(get_healthz())  # the body was read as a body: the connection serves on
+    assert_healthz(conn.answer())
+
+
+def test_inferences_asking_to_upgrade_pipelined_in_one_write_are_each_answered(
+    served: Served, conn: Conn, outputs: Any
+) -> None:
+    conn.send(infer(served, *H2C) + infer(served, *H2C) + get_healthz(*WEBSOCKET))
+    for _ in range(2):
+        answer = conn.answer()
+        assert answer.status == 200, answer
+        assert answer.json()["outputs"] == outputs
+    assert_healthz(conn.answer())
+
+
+def test_a_chunked_inference_asking_to_upgrade_is_answered_with_its_outputs(
+    served: Served, conn: Conn, outputs: Any
+) -> None:
+    request = head(
+        "POST", INFER, f"Authorization: {served.scorer}", "Transfer-Encoding: chunked", *H2C
+    )
+    conn.send(request, chunked(BODY), b"0\r\n\r\n")
+    answer = conn.answer()
+    assert answer.status == 200, answer
+    assert answer.json()["outputs"] == outputs
+    conn.send(get_healthz())
+    assert_healthz(conn.answer())
+
+
+def test_a_body_after_an_upgrade_head_is_read_as_its_body_never_as_a_request(
+    served: Served, conn: Conn
+) -> None:
+    """A tokenless head, answered 401 before its body, whose body is a request with a
+    scorer's token: the body arrives in a later read, once the head was answered. It was
+    executed (200 with the model, then the connection closed as it asked)."""
+    smuggled = head(
+        "GET", f"/v2/models/{MODEL}", f"Authorization: {served.scorer}", "Connection: close"
+    )
+    conn.send(head("POST", INFER, f"Content-Length: {len(smuggled)}", *H2C))
+    answer = conn.answer()
+    assert (answer.status, answer.json()["code"]) == (401, "unauthenticated")
+    conn.send(smuggled, get_healthz())
+    assert_healthz(conn.answer())
+
+
+def test_a_body_sent_with_an_upgrade_head_is_read_as_its_body(served: Served, conn: Conn) -> None:
+    """Head, body and the next request in one write: the body and all after it were
+    dropped, the next request never answered."""
+    smuggled = head("GET", f"/v2/models/{MODEL}", f"Authorization: {served.scorer}")
+    request = head("POST", INFER, f"Content-Length: {len(smuggled)}", *H2C) + smuggled
+    conn.send(request + get_healthz())
+    answer = conn.answer()
+    assert (answer.status, answer.json()["code"]) == (401, "unauthenticated")
+    assert_healthz(conn.answer())
+
+
+# -- Upgrade: websocket -----------------------------------------------------------------------
+
+
+def test_a_websocket_upgrade_is_answered_as_http_and_the_connection_kept(conn: Conn) -> None:
+    conn.send(get_healthz(*WEBSOCKET))
+    answer = conn.answer()
+    assert_healthz(answer)
+    assert "upgrade" not in answer.headers
+    conn.send(get_healthz())
+    assert_healthz(conn.answer())
+
+
+def test_a_tokenless_websocket_upgrade_with_a_body_is_answered_and_closed(conn: Conn) -> None:
+    """The body never comes: the connection was held open, unanswered, for good."""
+    conn.send(head("POST", INFER, "Content-Length: 1", *WEBSOCKET))
+    answer = conn.answer()
+    assert (answer.status, answer.json()["code"]) == (401, "unauthenticated")
+    assert conn.closed_by_server()  # at the read timeout, its body never read
+
+
+def test_a_websocket_upgrade_whose_body_never_comes_is_answered_408(
+    served: Served, conn: Conn
+) -> None:
+    conn.send(
+        head("POST", INFER, f"Authorization: {served.scorer}", "Content-Length: 1", *WEBSOCKET)
+    )
+    assert_refused(conn, 408, "request_timeout")
+
+
+# -- a refusal pipelined behind a request ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("second", "status", "code"),
+    [
+        pytest.param(b"NOT A REQUEST\r\n\r\n", 400, "bad_http_request", id="unparsable"),
+        pytest.param(
+            get_healthz("X-Big: " + "a" * (MAX_HEAD_BYTES + 1024)),
+            431,
+            "headers_too_large",
+            id="head-past-the-limit",
+        ),
+        pytest.param(
+            head("POST", INFER, "Transfer-Encoding: chunked") + b"zz\r\n",
+            400,
+            "bad_http_request",
+            id="invalid-chunk",
+        ),
+        pytest.param(
+            head("POST", INFER, "Transfer-Encoding: gzip", *H2C),
+            400,
+            "bad_http_request",
+            id="upgrade-with-unframable-body",
+        ),
+    ],
+)
+def test_a_bad_request_pipelined_behind_an_inference_is_refused_after_its_answer(
+    served: Served, conn: Conn, outputs: Any, second: bytes, status: int, code: str
+) -> None:
+    conn.send(infer(served) + second)
+    answer = conn.answer()
+    assert answer.status == 200, answer
+    assert answer.json()["outputs"] == outputs
+    assert_refused(conn, status, code)
+
+
+def test_a_bad_request_pipelined_behind_two_is_refused_after_both(
+    served: Served, conn: Conn
+) -> None:
+    conn.send(get_healthz() + infer(served) + b"NOT A REQUEST\r\n\r\n")
+    assert_healthz(conn.answer())
+    assert conn.answer().status == 200
+    assert_refused(conn, 400, "bad_http_request")
+
+
+def test_an_unframable_upgrade_request_is_refused_400(conn: Conn) -> None:
+    conn.send(head("POST", INFER, "Transfer-Encoding: gzip", *H2C))
+    answer = conn.answer()
+    assert (answer.status, answer.json()["code"]) == (400, "bad_http_request")
+    assert "Transfer-Encoding" in answer.json()["error"]
+
+
+# -- Expect: 100-continue ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("authorized", "length", "status", "code"),
+    [
+        pytest.param(True, 9_000_000, 413, "body_too_large", id="too-large"),
+        pytest.param(False, 200, 401, "unauthenticated", id="no-token"),
+    ],
+)
+def test_a_request_refused_before_its_body_was_invited_closes_the_connection(
+    served: Served, conn: Conn, authorized: bool, length: int, status: int, code: str
+) -> None:
+    """Else the client's next request is read as the body it was never asked for."""
+    auth = (f"Authorization: {served.scorer}",) if authorized else ()
+    conn.send(head("POST", INFER, *auth, "Expect: 100-continue", f"Content-Length: {length}"))
+    answer = conn.answer()
+    assert (answer.status, answer.json()["code"]) == (status, code), answer
+    assert answer.headers["connection"] == "close"
+    assert conn.closed_by_server()
+
+
+def test_a_request_refused_after_its_whole_body_arrived_keeps_the_connection(
+    conn: Conn,
+) -> None:
+    """Sent with its body, uninvited: nothing of it is left to be mistaken for a request."""
+    conn.send(head("POST", INFER, "Expect: 100-continue", "Content-Length: 2") + b"{}")
+    answer = conn.answer()
+    assert (answer.status, answer.json()["code"]) == (401, "unauthenticated")
+    assert "connection" not in answer.headers
+    conn.send(get_healthz())
+    assert_healthz(conn.answer())
+
+
+def test_an_http_1_0_request_expecting_100_continue_is_answered_without_it(
+    served: Served, conn: Conn, outputs: Any
+) -> None:
+    conn.send(infer(served, "Expect: 100-continue", version="1.0"))
+    answer = conn.answer()  # an interim 100 Continue came first
+    assert answer.status == 200, answer
+    assert answer.json()["outputs"] == outputs
+    assert conn.closed_by_server()
