@@ -4,6 +4,7 @@ drift verdict, built once and kept."""
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -27,9 +28,12 @@ from monitor.objectives import positive_proba
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, EvaluationConfig
 from tunewatch._config_evaluation import LABEL_COLUMN, PREDICTION_COLUMN
+from tunewatch._drift_report_rows import JudgedWindow, judged_window, with_notice
 from tunewatch._errors import NotFoundError, TunewatchError
 from tunewatch._policies import FIRST_REQUEST, LAST_REQUEST
 from tunewatch.store import EvaluationRow, ModelRow, Store, VersionRow, Window
+
+logger = logging.getLogger(__name__)
 
 PREDICTION = PREDICTION_COLUMN
 LABEL = LABEL_COLUMN
@@ -160,7 +164,10 @@ def _build_report(
         )
     evaluation = config.model_or_default(name, model.task).evaluation
     columns, drift_share = judged_as(target.payload, evaluation.drift)
-    reference, current = judged_frames(store, model, evaluation, target, baseline, columns)
+    judged = judged_window(store, model, target)
+    reference, current = judged_frames(
+        store, model, evaluation, target, baseline, columns, judged=judged
+    )
     # evidently judges every typed column: only those the verdict tested, so that the
     # dataset share divides by the columns the verdict's did
     untested = untested_columns(target.payload)
@@ -178,6 +185,18 @@ def _build_report(
             f"evidently could not build the report of drift evaluation {evaluation_id}: {exc}",
             code="report_unavailable",
         ) from exc
+    notice = judged.notice
+    if notice is not None:
+        logger.warning(
+            "model=%s evaluation=%s: the drift report tests %d rows, its verdict tested %s "
+            "(same rows: %s)",
+            name,
+            evaluation_id,
+            judged.window.n_rows,
+            judged.n_verdict,
+            judged.same_rows,
+        )
+        html = with_notice(html, notice)
     sha = artefacts.put(html.encode(), ".html")
     store.add_evaluation(
         model=name,
@@ -190,6 +209,11 @@ def _build_report(
             "evaluation": evaluation_id,
             "sha256": sha,
             "drifted_columns": sorted(c for c, drifted in verdicts.items() if drifted),
+            # the rows the report tested, against its verdict's (see _drift_report_rows)
+            "n_current": judged.window.n_rows,
+            "verdict_n_current": judged.n_verdict,
+            "same_rows": judged.same_rows,
+            "notice": notice,
         },
     )
     return html
@@ -202,24 +226,23 @@ def judged_frames(
     target: EvaluationRow,
     baseline: Any,
     columns: Mapping[str, ColumnDriftConfig],
+    *,
+    judged: JudgedWindow | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The reference and the window of a stored drift verdict as it tested them, its
     columns tested with ``columns``' methods: the reference's numeric columns as the
     verdict's profile held them (:func:`reference_frame`); the window's features and the
-    champion's predictions, and the labels of the verdict's label window (of the matured
-    part of its window, for a verdict stored before labels had their own window) that
-    had arrived by its run (:func:`judged_labels`), then the rows of that frame its
-    detector tested (:meth:`monitor.drift.DriftDetector.sample`, at the verdict's
-    ``sample_size``). ``evaluation``, the config as it is now, fills in only what a
-    verdict stored before these were recorded lacks: its sample size, its label window's
-    requests, and (stored before labels had their own window) their maturity."""
+    champion's predictions of the requests it judged (``judged``, else re-read:
+    :func:`tunewatch._drift_report_rows.judged_window`), and the labels of the verdict's
+    label window (of the matured part of its window, for a verdict stored before labels
+    had their own window) that had arrived by its run (:func:`judged_labels`), then the
+    rows of that frame its detector tested (:meth:`monitor.drift.DriftDetector.sample`,
+    at the verdict's ``sample_size``). ``evaluation``, the config as it is now, fills in
+    only what a verdict stored before these were recorded lacks: its sample size, its
+    label window's requests, and (stored before labels had their own window) their
+    maturity."""
     assert target.window_start is not None and target.version is not None
-    window = store.window(
-        model.name,
-        n_features=len(model.feature_names),
-        start=target.window_start,
-        end=target.window_end + timedelta(microseconds=1),
-    )
+    window = (judged or judged_window(store, model, target)).window
     labels = None
     if baseline.reference.labels is not None:  # those the verdict tested, when it ran
         if "label_window" in target.payload:

@@ -19,6 +19,7 @@ import numpy as np
 from monitor import ColumnDriftConfig, DriftDetector, DriftError, ServingMetrics
 from tunewatch._config import ModelConfig
 from tunewatch._drift_report import LABEL, drift_frame
+from tunewatch._drift_report_rows import judged_rows_record
 from tunewatch._evaluation_baseline import Baseline, NoBaseline
 from tunewatch._policies import FIRST_REQUEST, LABEL_FIRST_REQUEST, LABEL_LAST_REQUEST, LAST_REQUEST
 from tunewatch._span import requests_span
@@ -121,6 +122,8 @@ def drift_verdict(
         "share_threshold": d.share_threshold,
         "sample_size": d.sample_size,
         "n_current": window.n_rows,  # the label's window is its own
+        # which requests those were, for the report to re-read them and no others
+        **judged_rows_record(window),
         "insufficient": list(result.insufficient),
         "columns": [
             {
