@@ -116,15 +116,37 @@ def _write(
         )
 
 
-def time_spent(handle: StudyHandle, *, before: float, own: str | None = None) -> dict[str, float]:
+def ended_runs(handle: StudyHandle) -> frozenset[str]:
+    """The keys of the study's runs that recorded their end: read as a run begins, those
+    that ended before it (see :func:`time_spent`)."""
+    return frozenset(
+        key
+        for key, run in handle.user_attrs.items()
+        if key.startswith(SPENT_PREFIX)
+        and isinstance(run, dict)
+        and ("ended_at" in run or "wall_s" in run)
+    )
+
+
+def time_spent(
+    handle: StudyHandle,
+    *,
+    before: float,
+    own: str | None = None,
+    ended_before: frozenset[str] = frozenset(),
+) -> dict[str, float]:
     """The wall and CPU seconds the study's runs but ``own`` (this run's key) recorded:
     when they stopped, or, for a run that recorded no end, at its last budget check
     (:func:`record_run_progress`).
 
     CPU seconds add up. Wall seconds are those of the union of the runs' intervals:
     workers that ran at the same time spent the same seconds. An interval is cut at
-    ``before``, this run's start, from where its own clock counts. A run recorded
-    without its interval (before runs recorded it) adds its wall seconds as they are.
+    ``before``, this run's start, from where its own clock counts — but for the runs in
+    ``ended_before`` (:func:`ended_runs` as this run began), which cannot overlap it:
+    each interval is on its own host's clock, and one that ran on a host whose clock was
+    ahead of this one's, or before this host's clock stepped back, lay past ``before``
+    and was cut to nothing (a resumed job got its whole wall-time budget again). A run
+    recorded without its interval (before runs recorded it) adds its wall seconds as they are.
     A run that recorded no end — killed, or still working on another worker — adds what
     it last recorded: a killed run's time up to its last finished trial, and a live
     one's wall seconds up to this run's start and CPU seconds as of its last budget
@@ -144,7 +166,8 @@ def time_spent(handle: StudyHandle, *, before: float, own: str | None = None) ->
             ended, cpu = run.get("seen_at"), run.get("cpu_s_so_far", 0.0)
         cpu_s += float(cpu)
         if isinstance(began, int | float) and isinstance(ended, int | float):
-            intervals.append((float(began), min(float(ended), before)))
+            cut = float(ended) if key in ended_before else min(float(ended), before)
+            intervals.append((float(began), cut))
         else:
             unplaced_s += float(run.get("wall_s", 0.0))
     return {"wall_s": _covered_s(intervals) + unplaced_s, "cpu_s": cpu_s}

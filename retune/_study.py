@@ -37,6 +37,7 @@ from retune._no_winner import no_winner
 from retune._optuna import OUTCOME, FailTrial, StudyHandle, TrialHandle, open_study
 from retune._runs import (
     RUN_ATTR,
+    ended_runs,
     fail_orphaned_trials,
     new_run_key,
     record_run_end,
@@ -163,6 +164,7 @@ def run_study(
         settle_setup(handle, objective=objective_setup(objective), cv=pinned_cv)
         space = settle_space(handle, space)
         run_key = new_run_key()
+        ended_before = ended_runs(handle)  # read before this run records itself
         record = register_run(handle, run_key, started_at=started_at)
 
         def objective_fn(trial: TrialHandle) -> float:
@@ -195,7 +197,8 @@ def run_study(
         def stop_reason() -> str | None:
             # the other runs' time as they last recorded it, read at each check as the
             # trials are: those working at once go on spending
-            tracker.set_others(**time_spent(handle, before=started_at, own=run_key))
+            spent = time_spent(handle, before=started_at, own=run_key, ended_before=ended_before)
+            tracker.set_others(**spent)
             if interrupted is not None and interrupted():
                 return "interrupted"
             trials = handle.trials()

@@ -539,6 +539,22 @@ def test_a_resumed_study_counts_the_wall_time_of_parallel_runs_once(tmp_path: An
     assert _run(tmp_path, budget=Budget(max_trials=3, wall_time_s=1500)).stopped_by == "wall_time"
 
 
+def test_a_resumed_study_counts_a_run_that_ended_on_a_clock_ahead_of_its_own(
+    tmp_path: Any,
+) -> None:
+    """A run that recorded its end before this one began is counted whole, wherever its
+    host's clock put it: one that ran on a host an hour ahead (or before this host's
+    clock stepped back) lay after this run's start, was cut there to nothing, and the
+    resumed job got its whole wall-time budget again."""
+    storage = str(tmp_path / "journal.log")
+    _run(tmp_path, budget=Budget(max_trials=1))
+    ended = time.time() + 3600.0
+    record = {"started_at": ended - 1000.0, "ended_at": ended, "wall_s": 1000.0, "cpu_s": 1.0}
+    _set_study_attr(storage, "time_spent:ahead", {**record, "host": "elsewhere", "pid": 1})
+    resumed = _run(tmp_path, budget=Budget(max_trials=3, wall_time_s=900))
+    assert resumed.stopped_by == "wall_time" and resumed.n_trials == 1
+
+
 def test_each_run_records_when_it_ran(tmp_path: Any) -> None:
     """A run's wall seconds alone cannot tell workers that ran at once from ones that ran
     one after another; each run records its start and end (UTC epoch seconds)."""
