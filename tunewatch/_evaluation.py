@@ -14,7 +14,8 @@ the parts live beside it. The baseline built from the snapshot in
 label-free estimate in :mod:`tunewatch._evaluation_estimate`, label coverage and delay in
 :mod:`tunewatch._evaluation_labels`, latency in :mod:`tunewatch._evaluation_telemetry`;
 the policies' decisions (and the export of stored figures) in
-:mod:`tunewatch._evaluation_events`.
+:mod:`tunewatch._evaluation_events`, over the verdicts in the order they were stored
+(:mod:`tunewatch._evaluation_history`; not by ``window_end``, this host's clock).
 """
 
 from __future__ import annotations

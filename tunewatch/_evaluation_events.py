@@ -2,9 +2,10 @@
 
 After an evaluation stores its verdicts, every policy of the model's evaluation config
 (:func:`tunewatch._policies.evaluation_policies`) reads the champion's recent verdicts
-of its kind, decides with :func:`tunewatch._policies.decide` (hysteresis over windows
-that share no request, cool-down), exports ``tunewatch_alarm`` and hands an event that
-fires to the dispatcher. While the retune of the policy's last event is owed (the quota
+of its kind in the order they were stored (:mod:`tunewatch._evaluation_history`),
+decides with :func:`tunewatch._policies.decide` (hysteresis over windows that share no
+request, cool-down), exports ``tunewatch_alarm`` and hands an event that fires to the
+dispatcher. While the retune of the policy's last event is owed (the quota
 suppressed it), each run on which the alarm holds tries it again without recording the
 event again (:meth:`tunewatch._actions.Dispatcher.retry`), as an alert's episode and the
 standing schedule do: one episode, one event and one suppression.
@@ -25,47 +26,22 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Iterator
 from datetime import datetime
 
 from monitor import ServingMetrics
 from monitor.objectives import make_objective
 from tunewatch._actions import SETTLED, Dispatcher, owed_by_its_action
 from tunewatch._config import ModelConfig
+from tunewatch._evaluation_history import latest as stored_last
+from tunewatch._evaluation_history import verdicts
 from tunewatch._policies import Decision, EventPolicy, Evidence, decide, evaluation_policies
 from tunewatch.store import EvaluationRow, Event, ModelRow, Store, VersionRow
 
 logger = logging.getLogger(__name__)
 
-_HISTORY_PAGE = 200  # evaluations read at a time past the first page
 # A policy event's job, if queued, is among the model's newest jobs: the policy's
 # cool-down keeps its events hours apart, and the quota keeps jobs few.
 _JOBS_SINCE_EVENT = 50
-
-
-def _history(
-    store: Store, name: str, kind: str, version: int | None, *, first: int, most: int
-) -> Iterator[EvaluationRow]:
-    """The champion's newest evaluations of ``kind``, ``most`` at most, newest first,
-    read from the store a page at a time as the policy reads on (``first`` rows, then
-    more): a streak of windows sharing no request may lie behind many runs that
-    re-read them. It ends at another version's: no streak carries over a promotion or
-    a rollback."""
-    seen: set[int] = set()
-    until: datetime | None = None
-    limit = min(first, most)
-    while True:
-        page = store.list_evaluations(name, kind=kind, until=until, limit=limit)
-        fresh = [row for row in page if row.id not in seen]
-        for row in fresh:
-            if row.version != version:
-                return
-            seen.add(row.id)
-            yield row
-        if len(page) < limit or not fresh or len(seen) >= most:
-            return
-        until = page[-1].window_end  # inclusive: rows at that instant come again, once
-        limit = min(_HISTORY_PAGE, most - len(seen) + 1)  # + the one read again
 
 
 def _decision(
@@ -78,8 +54,9 @@ def _decision(
     last_event_at: datetime | None,
     rested_on: Evidence | None = None,
 ) -> tuple[Decision, EvaluationRow | None]:
-    """``policy``'s decision over the champion's stored verdicts, and the newest of them."""
-    history = _history(
+    """``policy``'s decision over the champion's stored verdicts, and the newest of them
+    (the one stored last: :mod:`tunewatch._evaluation_history`)."""
+    history = verdicts(
         store, name, policy.kind, version, first=policy.consecutive + 20, most=policy.lookback
     )
     latest = next(history, None)
@@ -242,8 +219,8 @@ class PolicyEvents:
 def export_stored(
     store: Store, metrics: ServingMetrics, model: ModelRow, cfg: ModelConfig, *, now: datetime
 ) -> None:
-    """Export ``model``'s evaluation figures as its latest stored evaluations of the
-    current champion left them, and each policy's alarm as the policy reads the stored
+    """Export ``model``'s evaluation figures as its latest stored evaluations (those stored
+    last) of the current champion left them, and each policy's alarm as the policy reads the stored
     verdicts (:func:`tunewatch._policies.decide`; the streak, and so the alarm, does not
     depend on the last event), raising and recording nothing: for a process that has just
     taken the scheduler lease, so that the series go on across a restart or a failover.
@@ -269,9 +246,9 @@ def export_stored(
         metrics.alarm.labels(name, policy.event).set(int(_holds(policy, decision, newest)))
         if newest is not None and enabled.get(policy.kind, False):
             latest[policy.kind] = newest
-    telemetry = store.list_evaluations(name, kind="telemetry", limit=1)
-    if telemetry and telemetry[0].version == version:
-        latest["telemetry"] = telemetry[0]
+    telemetry = stored_last(store, name, "telemetry")
+    if telemetry is not None and telemetry.version == version:
+        latest["telemetry"] = telemetry
     for gauge in (metrics.objective_realised, metrics.objective_estimated):
         metrics.forget(gauge, model=name, keep={str(version)})
     _export_drift(metrics, model, latest.get("drift"))

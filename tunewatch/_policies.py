@@ -1,13 +1,14 @@
 """Policies turn evaluation results into events, with hysteresis and cool-down.
 
-A policy is stateless: it decides from the stored evaluations (newest first) and the
-time of its last event (one whose retune the job quota suppressed counts too: its retune
-is owed, and tried again without a new event, see :mod:`tunewatch._evaluation_events`),
-so a restarted daemon decides exactly as before. An event rests on new
-evidence only: it fires on a run whose own verdict of the kind measured and alarmed, with
-a streak of windows whose requests came after those the policy's last event rested on
-(told by the requests' own times, not by the event's: two hosts' clocks), and never for
-a kind switched off (see :func:`decide`).
+A policy is stateless: it decides from the stored evaluations (the one stored last
+first: not by their ``window_end``, the evaluating host's clock, which may step back;
+see :mod:`tunewatch._evaluation_history`) and the time of its last event (one whose
+retune the job quota suppressed counts too: its retune is owed, and tried again without
+a new event, see :mod:`tunewatch._evaluation_events`), so a restarted daemon decides
+exactly as before. An event rests on new evidence only: it fires on a run whose own
+verdict of the kind measured and alarmed, with a streak of windows whose requests came
+after those the policy's last event rested on (told by the requests' own times, not by
+the event's: two hosts' clocks), and never for a kind switched off (see :func:`decide`).
 
 Hysteresis counts windows of data, not runs: each run re-reads the newest requests, so
 without new traffic (or with a window longer than the interval) consecutive runs judge
@@ -155,8 +156,9 @@ def decide(
 ) -> Decision:
     """Whether ``policy`` fires now, and why (or why not).
 
-    ``evaluations`` are read newest first, and only as far as the decision needs (an
-    iterator may page through the store). The streak counts windows that share no
+    ``evaluations`` are read newest first, the one stored last first (not by
+    ``window_end``: see :mod:`tunewatch._evaluation_history`), and only as far as the
+    decision needs (an iterator may page through the store). The streak counts windows that share no
     request: an alarming evaluation counts when its newest request came before the
     oldest request of the window counted after it. One that overlaps that window is
     passed over: it judged largely the same requests — the same window read again with

@@ -81,6 +81,17 @@ class EvaluationFront(StoreFront):
                 limit=limit,
             )
 
+    def recent_evaluations(
+        self, model: str, *, kind: str, before_id: int | None = None, limit: int
+    ) -> list[EvaluationRow]:
+        """``model``'s evaluations of ``kind``, the one stored last first (append order,
+        not ``window_end``: see :func:`._evaluations.recent_evaluations`); ``before_id``:
+        only those stored before that evaluation."""
+        with self._read("recent_evaluations") as conn:
+            return _evaluations.recent_evaluations(
+                conn, model=model, kind=kind, before_id=before_id, limit=limit
+            )
+
     def get_evaluation(self, model: str, evaluation_id: int) -> EvaluationRow:
         with self._read("get_evaluation") as conn:
             return _evaluations.get_evaluation(conn, model=model, evaluation_id=evaluation_id)
