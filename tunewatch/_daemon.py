@@ -357,8 +357,9 @@ class Daemon:
 
     def _last_evaluation(self, model: str) -> datetime | None:
         """When ``model`` was last evaluated, if ever: every evaluation stores a
-        ``telemetry`` row (one kind, so the newest is read by index)."""
-        newest = self.store.list_evaluations(model, kind="telemetry", limit=1)
+        ``telemetry`` row; the one stored last (not the latest ``window_end``, the
+        evaluating host's clock, which a clock step back left on an older run)."""
+        newest = self.store.recent_evaluations(model, kind="telemetry", limit=1)
         return newest[0].created_at if newest else None
 
     def _last_comparison(self, model: str) -> datetime | None:

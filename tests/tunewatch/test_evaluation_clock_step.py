@@ -185,3 +185,19 @@ def test_a_quiet_period_stored_after_the_clock_stepped_back_ends_the_streak_unre
         assert read[0].id == again.id and drifted.id not in {r.id for r in read}
     finally:
         d.close()
+
+
+@pytest.mark.parametrize("step", list(STEPS))
+def test_a_new_leader_times_its_next_evaluation_from_the_run_stored_last(
+    trained: list[ExampleModel], tmp_path: Path, store_url: str, step: str
+) -> None:
+    """The scheduler's first run of a model is due an interval after its last evaluation:
+    that is the telemetry row stored last, not the one with the latest ``window_end``."""
+    d = _daemon(tmp_path, store_url, trained)
+    try:
+        _through_the_step(d, step)
+        stored_last = evaluation_history.latest(d.store, MODEL, "telemetry")
+        assert stored_last is not None
+        assert d._last_evaluation(MODEL) == stored_last.created_at
+    finally:
+        d.close()
