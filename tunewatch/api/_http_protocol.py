@@ -10,6 +10,14 @@ answered 431 ``headers_too_large`` as soon as it passes the limit, and a request
 httptools cannot parse a 400 ``bad_http_request`` (uvicorn's answer was text/plain):
 each ``{"error", "code"}`` JSON with ``Connection: close``, and the connection closed.
 
+A chunked body's trailer was bounded by nothing: httptools gathers a trailer field's
+value the same way, and uvicorn adds the fields to the headers. A client without any
+token, answered 401 at once, streamed 127 MiB of one value in 20 s (the daemon's RSS grew
+by 207 MB; copying the value anew on each read, its event loop answered others up to
+1.2 s late). Now a body's bytes between its data — the trailer, the chunks' size lines
+and extensions — past ``MAX_HEAD_BYTES`` are answered 431 the same way, or, the request
+answered already, close the connection.
+
 Nor does uvicorn bound the time a request takes to arrive: a client trickling its head or
 its body a byte every few seconds held its connection (and, on the inference route, up to
 ``server.max_body_bytes`` of buffer) for as long as it liked. Here a request — its head
@@ -24,19 +32,22 @@ handshake) is answered as any other, its body read as a body (see ``_http_upgrad
 tunewatch serves neither. A refusal waits for the answers to the requests pipelined
 before it. An ``Expect: 100-continue`` request answered before its body was invited is
 answered with ``Connection: close`` (its body would be read from the next request), and
-from HTTP/1.0, which gets no ``100 Continue``, the expectation is ignored.
+from HTTP/1.0, which gets no ``100 Continue``, the expectation is ignored (see
+``_http_expect``). A client that goes away with requests pipelined is no error: the one
+running when it left sends its answer nowhere, as the newest would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Final
+from typing import Final, Literal
 
 import httptools
-from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallable, ASGISendEvent
+from uvicorn._types import ASGI3Application
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from tunewatch.api._http_expect import closing_if_answered_uninvited, expects_100_continue
 from tunewatch.api._http_refusals import (
     Refusal,
     head_too_large,
@@ -51,7 +62,8 @@ logger = logging.getLogger(__name__)
 MAX_HEAD_BYTES: Final = 64 * 1024
 """The most bytes a request line and its headers may take, each header counted as
 ``name: value`` and its line end: room for large cookies and JWTs (nginx's default is
-32 KiB, Node's 16 KiB)."""
+32 KiB, Node's 16 KiB). A chunked body's trailer, and what its chunks' size lines take
+between their data, are held to it too."""
 
 READ_TIMEOUT_S: Final = 30.0
 """How long a request may take to arrive unless the server's config says otherwise
@@ -63,7 +75,7 @@ _EARLY_S: Final = 0.001
 runs a timer up to its clock's resolution early."""
 
 
-class _HeadTooLarge(Exception):
+class _TooLarge(Exception):
     """Raised in a parser callback to stop httptools within a read."""
 
 
@@ -78,6 +90,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     pipelined request, so it is not counted, and such a head is refused at most one read
     (asyncio's 256 KiB) past the limit. The counts restart with each request.
 
+    A body's bytes between its data are counted the same way: a trailer that ends by its
+    fields, and the reads since the body's last data (or its head's end) that held none.
+    Size lines between which data comes, however many, are never counted.
+
     A request not read whole within :attr:`read_timeout_s` of its first byte is answered
     408 (see the module's doc). The time the server itself holds the rest back is not
     held against the client: while reading is paused (a pipelined request waiting its
@@ -90,12 +106,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _in_head = False  # between a request's first byte and the end of its headers
     _head_first_read_bytes = 0  # the read holding the current head's start
     _head_span_bytes = 0  # every read holding part of the current head
-    _head_too_large = False
+    _too_large: Literal["head", "trailer"] | None = None  # what a callback stopped at
+    _in_body = False  # between the end of a request's headers and its last byte
+    _body_first_read_bytes = 0  # the read holding the body's last data (or its head's end)
+    _framing_span_bytes = 0  # every read since, none holding data: a trailer, a chunk line
+    _head_fields = 0  # how many of the headers are the head's: a trailer's fields follow
     _in_request = False  # between a request's first byte and its last
     _read_deadline: float | None = None  # when what is being read must have arrived
     _read_timer: asyncio.TimerHandle | None = None  # due at or before _read_deadline
     _awaiting_invited_body = False  # an Expect: 100-continue request, none of its body yet
     _request_cycle: RequestResponseCycle | None = None  # the one being read, past its head
+    _running_cycle: RequestResponseCycle | None = None  # the one whose app was started last
     _past_upgrade: ParserPastUpgrade | None = None  # reads on where httptools stops
     _refusing = False  # a request was refused: nothing more of the connection is read
     _refusal: bytes | None = None  # its answer, once the requests before it are answered
@@ -109,6 +130,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._read_timer is not None:
             self._read_timer.cancel()
             self._read_timer = None
+        running = self._running_cycle
+        if running is not None and not running.response_complete:
+            # uvicorn tells only the newest request: with requests pipelined, the one
+            # running wrote to the closed transport (uvloop raises), logged as an
+            # "Exception in ASGI application". The requests queued after it never run.
+            running.disconnected = True
+            running.message_event.set()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -118,6 +146,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._read_bytes = len(data)
         if self._in_head:
             self._head_span_bytes += self._read_bytes
+        elif self._in_body:
+            self._framing_span_bytes += self._read_bytes
         while True:
             try:
                 self.parser.feed_data(data)
@@ -129,13 +159,20 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 self._past_upgrade = None
                 data = data[exc.args[0] :]
             except httptools.HttpParserError as exc:
-                if self._head_too_large:
+                if self._too_large == "head":
                     self._refuse_head()
+                elif self._too_large == "trailer":
+                    self._refuse_trailer()
                 else:
                     self._refuse_unparsable(exc)
                 return
         if self._in_head and self._head_span_bytes - self._head_first_read_bytes > MAX_HEAD_BYTES:
             self._refuse_head()
+        elif (
+            self._in_body
+            and self._framing_span_bytes - self._body_first_read_bytes > MAX_HEAD_BYTES
+        ):
+            self._refuse_trailer()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -147,11 +184,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         if self._head_span_bytes > MAX_HEAD_BYTES and self._head_bytes() > MAX_HEAD_BYTES:
-            self._head_too_large = True
-            raise _HeadTooLarge  # httptools stops here; data_received answers
-        if self.expect_100_continue and self.parser.get_http_version() == "1.0":
-            # RFC 9110 §10.1.1: ignored in HTTP/1.0, which gets no 1xx (§15.2)
-            self.expect_100_continue = False
+            self._too_large = "head"
+            raise _TooLarge  # httptools stops here; data_received answers
+        self.expect_100_continue = expects_100_continue(self.headers, self.parser)
         if self.parser.should_upgrade():
             # httptools would skip its body: raises HttpParserError if it frames none
             keep_alive = self.parser.get_http_version() != "1.0"
@@ -160,17 +195,24 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._awaiting_invited_body = self.expect_100_continue
         super().on_headers_complete()
         self._request_cycle = self.cycle
+        self._in_body = True
+        self._body_first_read_bytes = self._framing_span_bytes = self._read_bytes
+        self._head_fields = len(self.headers)
 
     def on_body(self, body: bytes) -> None:
         if self._awaiting_invited_body:  # its time runs from its first byte
             self._awaiting_invited_body = False
             self._start_read_timer()
+        self._body_first_read_bytes = self._framing_span_bytes = self._read_bytes
         super().on_body(body)
 
     def on_message_complete(self) -> None:
         if self._past_upgrade is not None and self._past_upgrade.body_pending:
             return  # httptools skipped an upgrade request's body: the next parser reads it
-        self._in_request = self._awaiting_invited_body = False
+        if self._framing_span_bytes > MAX_HEAD_BYTES and self._trailer_bytes() > MAX_HEAD_BYTES:
+            self._too_large = "trailer"
+            raise _TooLarge
+        self._in_request = self._in_body = self._awaiting_invited_body = False
         self._request_cycle = None
         self._stop_read_timer()
         super().on_message_complete()
@@ -192,7 +234,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         if cycle.waiting_for_100_continue:
-            app = _closing_if_answered_uninvited(cycle, app)
+            app = closing_if_answered_uninvited(cycle, app)
+        self._running_cycle = cycle
         super()._start_asgi_task(cycle, app)
 
     def _start_read_timer(self) -> None:
@@ -258,6 +301,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """The URL and the headers, each header as ``name: value`` and its line end."""
         return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
+    def _trailer_bytes(self) -> int:
+        """A chunked body's trailer, counted as the head's fields are (uvicorn adds its
+        fields to the headers)."""
+        trailer = self.headers[self._head_fields :]
+        return sum(len(name) + len(value) + 4 for name, value in trailer)
+
     def _refuse_head(self) -> None:
         logger.warning(
             "request head from %s past %d bytes: answered 431 headers_too_large",
@@ -265,6 +314,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             MAX_HEAD_BYTES,
         )
         self._refuse(head_too_large(MAX_HEAD_BYTES))
+
+    def _refuse_trailer(self) -> None:
+        own = self._request_cycle
+        if own is not None and own.response_started:
+            outcome = "the connection closed (the request was answered already)"
+        else:
+            outcome = "answered 431 headers_too_large"
+        logger.warning(
+            "request body from %s past %d bytes between its data (its trailer, chunk size "
+            "lines): %s",
+            self._peer(),
+            MAX_HEAD_BYTES,
+            outcome,
+        )
+        self._refuse(_trailer_too_large())
 
     def _refuse_unparsable(self, exc: httptools.HttpParserError) -> None:
         reason = unparsable_reason(exc)
@@ -312,24 +376,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         return f"{self.client[0]}:{self.client[1]}" if self.client else "an unknown client"
 
 
-def _closing_if_answered_uninvited(
-    cycle: RequestResponseCycle, app: ASGI3Application
-) -> ASGI3Application:
-    """``app`` answering ``cycle``'s ``Expect: 100-continue`` request, with
-    ``Connection: close`` if it answers before inviting the body, the body not all in:
-    the client need not send it (RFC 9110 §10.1.1), and its next request on the
-    connection was read as that body. So does Go's net/http."""
-
-    async def closing_app(scope: Any, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-        async def checked_send(message: ASGISendEvent) -> None:
-            if message["type"] == "http.response.start" and cycle.waiting_for_100_continue:
-                if cycle.more_body:
-                    cycle.keep_alive = False
-            await send(message)
-
-        await app(scope, receive, checked_send)
-
-    return closing_app
+def _trailer_too_large() -> Refusal:
+    return Refusal(
+        431,
+        "headers_too_large",
+        f"a chunked body's trailer, and its chunks' size lines between their data, must be "
+        f"at most {MAX_HEAD_BYTES} bytes (each trailer field counted as 'name: value' and "
+        "its line end)",
+    )
 
 
 def bounded_protocol(*, read_timeout_s: float) -> type[BoundedHttpToolsProtocol]:
