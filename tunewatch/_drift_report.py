@@ -1,6 +1,7 @@
 """The frames drift is judged on (features, the champion's prediction, the label — the
 latter on its own window of matured requests), and evidently's HTML report of a stored
-drift verdict, built once and kept."""
+drift verdict, built once and kept (at most a few built at once in a process:
+:mod:`tunewatch._drift_report_builds`)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from monitor.objectives import positive_proba
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, EvaluationConfig
 from tunewatch._config_evaluation import LABEL_COLUMN, PREDICTION_COLUMN
+from tunewatch._drift_report_builds import build_slot
 from tunewatch._drift_report_rows import JudgedWindow, judged_window, with_notice
 from tunewatch._errors import NotFoundError, TunewatchError
 from tunewatch._policies import FIRST_REQUEST, LAST_REQUEST
@@ -82,7 +84,9 @@ def drift_report(
     Built once (evidently is slow and imported lazily), stored content-addressed and
     remembered as a ``drift_report`` evaluation; later calls return the stored file.
     Concurrent calls for one report in this process wait for a single build
-    (:func:`_single_flight`) and return the stored file.
+    (:func:`_single_flight`) and return the stored file. A build needs one of the
+    process's few build slots; without a free one it is refused at once
+    (:class:`tunewatch._drift_report_builds.ReportBusyError`).
     """
     # The model first: an unknown one is 404 `model_not_found`, as on every route (a
     # name the store cannot hold, such as one with a NUL, included: PostgreSQL's driver
@@ -104,7 +108,8 @@ def drift_report(
         stored = _stored_report(store, artefacts, target)
         if stored is not None:
             return stored
-        return _build_report(store, artefacts, config, baseline_of, model, target)
+        with build_slot(name, evaluation_id):
+            return _build_report(store, artefacts, config, baseline_of, model, target)
 
 
 #: One lock per report being asked for, held while it is looked up and built, with the

@@ -49,6 +49,7 @@ SHADOW_STATUS = {
 CODE_STATUS = {
     "model_not_ready": 503,
     "report_unavailable": 422,
+    "report_busy": 429,
 }
 
 

@@ -8,12 +8,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 from tunewatch._auth import Principal
 from tunewatch._drift_report import DRIFT_REPORT_HEADERS
+from tunewatch._drift_report_builds import BUSY_CODE, MAX_BUILDS_IN_PROGRESS, ReportBusyError
 from tunewatch._evaluation import Evaluator
 from tunewatch.api._context import RowId, VersionFilter, context
+from tunewatch.api._errors import describe, error_response
 from tunewatch.api._models import Limit, Operator, Reader, RowCursor, paged, require
 from tunewatch.api._route import ApiRoute
 from tunewatch.store import EvaluationRow
@@ -142,15 +144,35 @@ def _evaluate(evaluator: Evaluator, model: str, actor: str) -> list[EvaluationRo
 @router.get(
     "/models/{model}/evaluations/{evaluation_id}/report",
     response_class=HTMLResponse,
-    responses={422: {"description": "`report_unavailable`: evidently could not build it"}},
+    responses={
+        422: {"description": "`report_unavailable`: evidently could not build it"},
+        429: {
+            "description": f"`{BUSY_CODE}`: the report is not built yet and "
+            f"{MAX_BUILDS_IN_PROGRESS} reports are being built in this daemon already; "
+            "retry after `Retry-After` seconds",
+            "headers": {
+                "Retry-After": {
+                    "description": "seconds to wait before asking again",
+                    "schema": {"type": "integer"},
+                }
+            },
+        },
+    },
 )
 async def drift_report(
     model: str,
     evaluation_id: RowId,
     request: Request,
     _: Annotated[Principal, Depends(require("read"))],
-) -> HTMLResponse:
-    """evidently's HTML report of a drift evaluation's window (built once, then stored)."""
+) -> Response:
+    """evidently's HTML report of a drift evaluation's window (built once, then stored).
+    At most a few reports are built at once in the daemon: one that needs building beyond
+    them is 429 `report_busy` with `Retry-After`; a stored one is always served."""
     evaluator = context(request).evaluator
-    html = await run_in_threadpool(evaluator.drift_report, model, evaluation_id)
+    try:
+        html = await run_in_threadpool(evaluator.drift_report, model, evaluation_id)
+    except ReportBusyError as exc:
+        response = error_response(*describe(exc))
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
     return HTMLResponse(html, headers=DRIFT_REPORT_HEADERS)

@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from tunewatch._auth import AuthError, Principal
 from tunewatch._drift_report import DRIFT_REPORT_HEADERS
+from tunewatch._drift_report_builds import ReportBusyError
 from tunewatch._errors import TunewatchError
 from tunewatch.api._context import context
 from tunewatch.api._errors import status_for
@@ -211,7 +212,10 @@ def drift_report_page(model: str, evaluation_id: str, request: Request) -> Respo
         )
         html = context(request).evaluator.drift_report(model, row_id)
     except TunewatchError as exc:
-        return error_page(status_for(exc), exc.message, None)
+        page = error_page(status_for(exc), exc.message, None)
+        if isinstance(exc, ReportBusyError):  # 429: every build slot is taken
+            page.headers["Retry-After"] = str(exc.retry_after_s)
+        return page
     return HTMLResponse(html, headers=DRIFT_REPORT_HEADERS)
 
 
