@@ -382,16 +382,18 @@ class Daemon:
         # the store and tuning URLs may carry a password: the owner's eyes only (mkstemp
         # makes it 0600, whatever the umask; the rename gives the target its mode)
         fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        replaced = False
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(temporary, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
+            replaced = True
+        finally:
+            if not replaced:  # whatever stopped it, Ctrl-C included: no partial file left
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temporary)
         # the rename itself, kept through a crash
         directory = os.open(path.parent, os.O_RDONLY)
         try:
@@ -420,14 +422,14 @@ class Daemon:
             self._refresher.start()
             if self.config.scheduler.enabled:
                 self.scheduler.start()  # releases the lease itself if it fails
-        except BaseException:
-            self._stop.set()
-            if self._refresher is not None:
-                self._refresher.join(10)
-                self._refresher = None
-            self.runtime.close()
-            raise
-        self._started = True
+            self._started = True
+        finally:
+            if not self._started:  # whatever stopped it: what had started is stopped
+                self._stop.set()
+                if self._refresher is not None:
+                    self._refresher.join(10)
+                    self._refresher = None
+                self.runtime.close()
 
     def close(self) -> None:
         if self._started:
