@@ -22,9 +22,9 @@ from pydantic import ValidationError
 
 from retune import SearchSpaceError
 from retune.space import SearchSpace, load_search_space, parse_search_space, read_yaml
+from tunewatch._approval_rules import as_built, champion_registration_rules, unsafe_hyperparameters
 from tunewatch._bundle_archive import read_space
 from tunewatch._config import Config, SafeRange
-from tunewatch._governance import as_built, champion_registration_rules, unsafe_hyperparameters
 from tunewatch._shipped_spaces import DEFAULT_SEARCH_SPACES, default_search_space
 from tunewatch.store import Store
 
@@ -45,7 +45,7 @@ class BundledRules:
     def rules(self, hyperparameters: Mapping[str, Any], *, known: list[str]) -> list[str]:
         """The rules that would make promoting a version of ``hyperparameters`` wait for an
         approver under the bundle's own config, worded as the target's (:func:`promotion_rules
-        <tunewatch._governance.promotion_rules>`) and followed by where they come from; a
+        <tunewatch._approval_rules.promotion_rules>`) and followed by where they come from; a
         rule the target's holds too (``known``) is left to the target's wording."""
         found: list[tuple[str, str]] = []
         if self.regulated:

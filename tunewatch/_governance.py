@@ -1,28 +1,18 @@
-"""Promotion gates: who may promote what, and when a second person must approve.
+"""Promotion, approval and rollback: the stage changes that put a version in service.
 
-A promotion waits for an approver who is not the requester when the model is marked
-regulated, or when any of the version's hyperparameters lies outside its safe range: the
-model's ``safe_ranges``, read at the values the pipeline builds (a name the version does not
-record at its default, when the recorded or default choices build it: not ``gb_subsample``
-under ``logistic``; a version recording ``{}`` says nothing of how it was built and is read
-as it is), or the ``safe:`` bounds of its search space, on the names the version records
-(:meth:`~retune.space.SearchSpace.outside_safe_ranges`). A space that cannot be read makes every
-promotion wait, and so do hyperparameters the pipeline would not build (a name outside its
-vocabulary, a choice it does not take), whose safe ranges cannot be checked. Everything
-else is promoted at once. Both paths are
-atomic in the store (stage, audit entry and event in one transaction). The store reads the
-regulated flag again when it promotes: a model regulated after the rules were read gets an
-approval request, not a champion.
+A promotion waits for an approver who is not the requester when one of the rules in
+:mod:`tunewatch._approval_rules` says so (a regulated model, hyperparameters outside their
+safe ranges, a search space that cannot be read); everything else is promoted at once. Both
+paths are atomic in the store (stage, audit entry and event in one transaction). The store
+reads the regulated flag again when it promotes: a model regulated after the rules were read
+gets an approval request, not a champion.
 
-Whoever decides, a promoted version serves the champion's clients, whose requests are
-read against the champion's signature: :func:`check_promotion_signature` refuses a
-version that takes another input (name, width or element type), lacks one of the
-champion's outputs or answers one in another element type or width, when it is
-promoted, before an approval is requested, and when an approval is decided. A shadow or
-a live-split arm may differ so (its rows are cast to its own type, it answers its own
-outputs); registration allows it. Rollback is not checked: it restores a champion that
-served. A champion whose artefact cannot be read or loaded
-here is logged and not checked against: it must not block its own replacement.
+Whoever decides, a promoted version serves the champion's clients:
+:func:`~tunewatch._promotion_signature.check_promotion_signature` refuses a version that
+would read their requests otherwise, when it is promoted, before an approval is requested,
+and when an approval is decided. Rollback is not checked: it restores a champion that
+served. A champion whose artefact cannot be read or loaded here is logged and not checked
+against: it must not block its own replacement.
 
 Every stage change that puts a version in service — a promotion, an approval, a rollback
 (:func:`rollback`) — first reads the version's artefact back (its hash verified) and loads
@@ -36,19 +26,15 @@ model's memory, when the change was then refused (an approval, ``same_person``).
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Literal
 
-from retune import SearchSpaceError
-from retune.space import built_parameters, load_search_space
-from shadow import OnnxModel, ShadowError, Signature
+from shadow import Signature
+from tunewatch._approval_rules import promotion_rules
 from tunewatch._artefacts import ArtefactStore
-from tunewatch._config import Config, SafeRange
-from tunewatch._errors import ConflictError, NotFoundError, StoreError
-from tunewatch._registry import describe_input, served_signature
-from tunewatch._shipped_spaces import DEFAULT_SEARCH_SPACES, default_search_space
+from tunewatch._config import Config
+from tunewatch._errors import ConflictError, NotFoundError
+from tunewatch._promotion_signature import check_promotion_signature, check_servable
 from tunewatch.store import MAX_ID, NO_CHAMPION, ApprovalRow, ModelRow, Stage, Store, VersionRow
 from tunewatch.store._governance import replaced_champion
 
@@ -61,236 +47,6 @@ class PromotionOutcome:
     champion: VersionRow | None = None
     previous: VersionRow | None = None
     approval: ApprovalRow | None = None
-
-
-def unsafe_hyperparameters(
-    params: Mapping[str, Any],
-    safe: Mapping[str, SafeRange],
-    *,
-    defaulted: Collection[str] = (),
-) -> list[str]:
-    """``name=value not in [low, high]`` for each numeric parameter outside its range,
-    and ``name=value not in {choices}`` for categorical ones; a name ``params`` lacks is
-    not checked. A name in ``defaulted`` (one the version does not record, in ``params``
-    at the pipeline's default) is shown so."""
-    out = []
-    for name, rule in sorted(safe.items()):
-        if name not in params:
-            continue
-        value = params[name]
-        how = " (not recorded: the pipeline's default)" if name in defaulted else ""
-        if rule.choices is not None:
-            # ``True == 1``: a flag is one of the choices only as a flag, a number as a number
-            if not any(
-                value == c and isinstance(value, bool) == isinstance(c, bool) for c in rule.choices
-            ):
-                out.append(f"{name}={value!r}{how} not in {sorted(map(str, rule.choices))}")
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            out.append(f"{name}={value!r}{how} is not numeric")
-            continue
-        low = -math.inf if rule.low is None else rule.low
-        high = math.inf if rule.high is None else rule.high
-        if not low <= value <= high:
-            out.append(f"{name}={value}{how} not in [{rule.low}, {rule.high}]")
-    return out
-
-
-def as_built(params: Mapping[str, Any]) -> tuple[Mapping[str, Any], frozenset[str]]:
-    """The values the pipeline builds ``params`` with (:func:`built_parameters
-    <retune.space.built_parameters>`: a name not recorded at its default when the
-    recorded, or default, choices build it; ``gb_subsample`` not under ``logistic``), and
-    the names it adds. ``{}`` is read as it is: it records nothing of how the version was
-    built (one registered by hand; a regression model's ``{}`` would read as the default
-    ``logistic``). So is a set the pipeline would not build (``model__C``): the search
-    space's check makes its promotion wait, its safe ranges unchecked."""
-    if not params:
-        return params, frozenset()
-    try:
-        built = built_parameters(params)
-    except SearchSpaceError:
-        return params, frozenset()
-    return built, frozenset(built) - frozenset(params)
-
-
-def promotion_rules(model: ModelRow, version: VersionRow, config: Config) -> list[str]:
-    """The rules that make this promotion wait for an approver (empty: none)."""
-    return _rules(
-        config,
-        model.name,
-        model.task,
-        regulated=model.regulated,
-        hyperparameters=version.hyperparameters,
-    )
-
-
-def check_champion_registration(
-    store: Store,
-    config: Config,
-    model: str,
-    *,
-    task: str,
-    regulated: bool | None,
-    hyperparameters: Mapping[str, Any],
-) -> None:
-    """A version registered as the champion skips promotion, so it must pass the gate a
-    promotion would: where a rule would make the promotion wait (a regulated model, even
-    for its first champion; unsafe hyperparameters), the registration is refused
-    (``ConflictError``, ``approval_required``) and the operator registers the version as a
-    shadow and promotes it. The store refuses a second champion (``champion_exists``)."""
-    if _exists(store, model) and store.champion(model) is not None:
-        return  # the store refuses it, ``champion_exists``: promote instead
-    rules = champion_registration_rules(
-        store, config, model, task=task, regulated=regulated, hyperparameters=hyperparameters
-    )
-    if rules:
-        raise ConflictError(
-            f"a version cannot be registered as the champion of {model!r} when its promotion "
-            f"would wait for an approver ({'; '.join(rules)}): register it as a shadow and "
-            "promote it",
-            code="approval_required",
-        )
-
-
-def champion_registration_rules(
-    store: Store,
-    config: Config,
-    model: str,
-    *,
-    task: str,
-    regulated: bool | None,
-    hyperparameters: Mapping[str, Any],
-) -> list[str]:
-    """The rules that would make a version registered as the champion wait for an
-    approver, were it promoted instead (the model may not exist yet)."""
-    row = _exists(store, model)
-    if row is None:
-        flagged = bool(regulated)
-    else:
-        flagged, task = row.regulated or bool(regulated), row.task
-    return _rules(config, model, task, regulated=flagged, hyperparameters=hyperparameters)
-
-
-def _exists(store: Store, model: str) -> ModelRow | None:
-    try:
-        return store.get_model(model)
-    except NotFoundError:
-        return None
-
-
-def _rules(
-    config: Config,
-    model: str,
-    task: str,
-    *,
-    regulated: bool,
-    hyperparameters: Mapping[str, Any],
-) -> list[str]:
-    rules = []
-    cfg = config.model(model)
-    if regulated or (cfg is not None and cfg.regulated):
-        rules.append("regulated model")
-    if cfg is not None:
-        built, defaulted = as_built(hyperparameters)
-        rules += [
-            f"outside safe range: {u}"
-            for u in unsafe_hyperparameters(built, cfg.safe_ranges, defaulted=defaulted)
-        ]
-    # not model_or_default: a name from before names were checked may not validate
-    space_path = cfg.tuning.search_space if cfg is not None else None
-    if space_path is None:
-        if task not in DEFAULT_SEARCH_SPACES:
-            return rules  # a task the registry refuses: nothing to be promoted
-        space_path = default_search_space(task)
-    try:
-        space = load_search_space(space_path)
-    except SearchSpaceError as exc:
-        return [*rules, f"search space unreadable, safe ranges not checked: {exc}"]
-    try:
-        unsafe = space.outside_safe_ranges(hyperparameters)
-    except SearchSpaceError as exc:  # not a set the pipeline builds: `model__C`, `Logistic`
-        return [*rules, f"safe ranges not checked: {exc}"]
-    return rules + [f"outside safe range: {u}" for u in unsafe]
-
-
-def check_servable(artefacts: ArtefactStore, target: VersionRow) -> Signature:
-    """``target``'s signature, once its artefact is read back intact and loaded (in a
-    session made and dropped here); refuse (``ConflictError``, ``artefact_unavailable``)
-    to put it in service when its artefact is missing, damaged or unreadable, or
-    onnxruntime cannot load it. Called before the stage change commits, so that nothing
-    is changed for such a version."""
-    try:
-        return OnnxModel.from_bytes(artefacts.get(target.artefact_sha256)).signature
-    except (StoreError, ShadowError) as exc:
-        raise ConflictError(
-            f"model {target.model!r} version {target.version} cannot be put in service, and "
-            f"nothing was changed: {exc.message}; restore its artefact "
-            f"{target.artefact_sha256} (under {artefacts.root}) and try again",
-            code="artefact_unavailable",
-        ) from exc
-
-
-def check_promotion_signature(
-    artefacts: ArtefactStore,
-    target: VersionRow,
-    champion: VersionRow | None,
-    *,
-    candidate: Signature | None = None,
-) -> None:
-    """Refuse (``ConflictError``, ``signature_mismatch``) to put ``target`` in the place of
-    ``champion`` when it takes another input than the champion (name, width or element
-    type: a client's FP32 request to a float64 champion is a 400 ``dtype_mismatch``),
-    lacks an output the champion answers (a client asking for it gets a 400
-    ``unknown_output``), or answers one of them in another element type or shape past the
-    first dimension (a client reading column 0 of a binary champion's P(class 1) would
-    read P(class 0) in a two-column one; a dimension either leaves unknown differs from a
-    known one). Tuned exports copy their parent's input, output names, types and shapes,
-    and pass. ``candidate`` is ``target``'s signature where the caller has it
-    (:func:`check_servable`). An artefact that cannot be read or loaded from this host's
-    artefact directory (missing, damaged, unreadable) is logged, and not checked: a
-    champion in that state must not block its replacement."""
-    if champion is None or champion.version == target.version:
-        return
-    served = _signature(artefacts, champion)
-    if candidate is None:
-        candidate = _signature(artefacts, target)
-    if served is None or candidate is None:
-        return
-    conflicts = []
-    if (candidate.input.name, candidate.input.dtype, candidate.input.shape[1:]) != (
-        served.input.name,
-        served.input.dtype,
-        served.input.shape[1:],
-    ):
-        conflicts.append(
-            f"it takes input {describe_input(candidate.input)}, the champion "
-            f"{describe_input(served.input)}"
-        )
-    missing = sorted(set(served.output_names) - set(candidate.output_names))
-    if missing:
-        conflicts.append(
-            f"it lacks the outputs {missing} the champion answers (it answers "
-            f"{sorted(candidate.output_names)})"
-        )
-    for theirs in served.outputs:
-        if theirs.name not in candidate.output_names:
-            continue
-        ours = candidate.output(theirs.name)
-        if (ours.dtype, ours.shape[1:]) != (theirs.dtype, theirs.shape[1:]):
-            conflicts.append(
-                f"it answers output {describe_input(ours)}, the champion {describe_input(theirs)}"
-            )
-    if conflicts:
-        raise ConflictError(
-            f"model {target.model!r}: version {target.version} cannot replace the champion "
-            f"(version {champion.version}), whose clients' requests it would read: "
-            f"{'; '.join(conflicts)}",
-            code="signature_mismatch",
-        )
-
-
-def _signature(artefacts: ArtefactStore, row: VersionRow) -> Signature | None:
-    return served_signature(artefacts, row, unchecked="its promotion signature")
 
 
 def _checked_champion(

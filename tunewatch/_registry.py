@@ -127,7 +127,7 @@ class Registry:
         are written before it.
 
         ``stage="champion"`` skips promotion and its gate: where an operator asks for it,
-        the caller checks ``_governance.check_champion_registration`` first (a fast
+        the caller checks ``_approval_rules.check_champion_registration`` first (a fast
         answer before the candidate check). The store checks the regulated flag again
         under the model's lock when it adds the version (``ConflictError``
         ``approval_required``): the model may have been regulated meanwhile.
@@ -308,7 +308,7 @@ class Registry:
         its input). Its element type and output names may differ: rows read against the
         champion's signature are cast to a shadow's or a split arm's type, and a split arm
         answers its own outputs; promotion refuses such a version
-        (``tunewatch._governance.check_promotion_signature``). A champion whose artefact
+        (``tunewatch._promotion_signature.check_promotion_signature``). A champion whose artefact
         cannot be read or loaded is logged and not checked against: registering the
         version that replaces it must not fail on it."""
         champion = self._store.champion(model)

@@ -23,8 +23,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tunewatch._approval_rules import promotion_rules
 from tunewatch._config import Config
-from tunewatch._governance import promotion_rules
 from tunewatch._report_document import Report, Row, Section, fmt
 from tunewatch._report_evidence import evidence_section
 from tunewatch._report_search import (

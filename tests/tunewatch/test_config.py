@@ -365,8 +365,8 @@ def test_a_safe_range_on_a_name_the_pipeline_does_not_have_is_a_config_error() -
 
 def test_a_boolean_is_not_a_safe_choice_of_one_and_zero() -> None:
     """``True == 1`` in Python: ``choices: [1]`` let ``True`` through as safe."""
+    from tunewatch._approval_rules import unsafe_hyperparameters
     from tunewatch._config import SafeRange
-    from tunewatch._governance import unsafe_hyperparameters
 
     ints, flags = SafeRange(choices=(1, 0)), SafeRange(choices=(True,))
     assert unsafe_hyperparameters({"a": True}, {"a": ints}) == ["a=True not in ['0', '1']"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tunewatch import _approval_rules as approval_rules
 from tunewatch import _governance as governance
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, build_config
@@ -61,7 +62,7 @@ def test_a_model_regulated_while_its_promotion_is_decided_waits_for_an_approver(
     flag again: a model regulated in between (a registration with `regulated: true`, a
     replica starting with a config that regulates it) was promoted with no approver. The
     comparison loop promotes through the same call, with the champion it compared."""
-    rules = governance.promotion_rules
+    rules = approval_rules.promotion_rules
 
     def regulated_meanwhile(model: ModelRow, version: VersionRow, config: Config) -> list[str]:
         found = rules(model, version, config)
@@ -132,7 +133,7 @@ def test_hyperparameters_the_safe_ranges_did_not_read_make_a_promotion_wait(
     assert len(outcome.approval.rules) == 1 and outcome.approval.rules[0].startswith(rule)
     assert store.champion("m").version == 1  # type: ignore[union-attr]
     with pytest.raises(ConflictError) as info:
-        governance.check_champion_registration(
+        approval_rules.check_champion_registration(
             store, CONFIG, "n", task="binary", regulated=None, hyperparameters=hyperparameters
         )
     assert info.value.code == "approval_required"
@@ -147,6 +148,6 @@ def test_a_regression_model_registered_by_hand_without_an_estimator_needs_no_app
     """Read at the pipeline's defaults, a regression version recording no estimator was
     the default ``logistic`` one, never a safe regression choice: `register --stage
     champion` of a first regression model was refused (``approval_required``)."""
-    governance.check_champion_registration(
+    approval_rules.check_champion_registration(
         store, CONFIG, "prices", task="regression", regulated=None, hyperparameters=hyperparameters
     )

@@ -16,6 +16,7 @@ from retune.space import KNOWN_PARAMS, build_pipeline
 from retune.space._space import built_parameters
 from retune.space._vocabulary import _CHOICES
 from tests.tunewatch.conftest import MODEL, make_daemon
+from tunewatch import _approval_rules as approval_rules
 from tunewatch import _governance as governance
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
@@ -43,7 +44,7 @@ def _rules(d: Daemon, version: int, **hyperparameters: object) -> list[str]:
     row = d.store.get_version(MODEL, version)
     if hyperparameters:
         row = replace(row, hyperparameters=hyperparameters)
-    return governance.promotion_rules(d.store.get_model(MODEL), row, d.config)
+    return approval_rules.promotion_rules(d.store.get_model(MODEL), row, d.config)
 
 
 def test_a_range_on_a_parameter_the_version_does_not_record_reads_its_default(
@@ -102,7 +103,7 @@ def test_a_version_recording_nothing_is_not_read_at_the_defaults(daemon: Daemon)
     """``{}`` says nothing about how the version was built (one registered by hand, a
     regression model whose ``{}`` the pipeline would read as logistic)."""
     row = replace(daemon.store.get_version(MODEL, 1), hyperparameters={})
-    assert governance.promotion_rules(daemon.store.get_model(MODEL), row, daemon.config) == []
+    assert approval_rules.promotion_rules(daemon.store.get_model(MODEL), row, daemon.config) == []
 
 
 #: Another value the pipeline takes for each name a choice below does not set.

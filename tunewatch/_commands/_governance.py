@@ -97,7 +97,7 @@ def _read_input(path: str, name: str, limit: int) -> bytes:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
-    from tunewatch._governance import check_champion_registration
+    from tunewatch._approval_rules import check_champion_registration
     from tunewatch._open_store import open_store
 
     hyperparameters = _hyperparameters(args.hyperparameters)

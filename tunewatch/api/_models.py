@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 
 from tunewatch import _governance as governance
+from tunewatch._approval_rules import check_champion_registration
 from tunewatch._auth import Principal
 from tunewatch._reference import Reference
 from tunewatch._registry import check_caller_study
@@ -214,7 +215,7 @@ def register_version(
     ctx = context(request)
     check_caller_study(model, body.study)
     if body.stage == "champion":
-        governance.check_champion_registration(
+        check_champion_registration(
             ctx.runtime.store,
             ctx.runtime.config,
             model,

@@ -18,9 +18,9 @@ import sqlalchemy as sa
 
 import tunewatch._registry as registry_module
 from tests.tunewatch.conftest import MODEL, Running, make_daemon
+from tunewatch._approval_rules import promotion_rules
 from tunewatch._background import BackgroundServer
 from tunewatch._example import ExampleModel, feature_names
-from tunewatch._governance import promotion_rules
 
 ROW = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]
 
