@@ -18,9 +18,9 @@ from sqlalchemy.engine import make_url
 from monitor import ServingMetrics
 from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
-from tunewatch._auth import Authenticator, hash_token
-from tunewatch._config import ENV_ADMIN_TOKEN, Config
-from tunewatch._errors import ConfigError, ConflictError
+from tunewatch._auth import Authenticator
+from tunewatch._bootstrap_token import ensure_bootstrap_token, warn_of_bootstrap_lookalikes
+from tunewatch._config import Config
 from tunewatch._evaluation import Evaluator
 from tunewatch._launcher import STALE_HEARTBEATS, JobLauncher
 from tunewatch._open_store import check_stored_models, open_store
@@ -35,8 +35,6 @@ from tunewatch.api import AppContext, create_asgi
 from tunewatch.api._front import InferenceFront
 from tunewatch.comparison import ComparisonRunner
 from tunewatch.store import Store
-from tunewatch.store._governance import BOOTSTRAP_NAME, BOOTSTRAP_TOKEN_NAME
-from tunewatch.store._tokens import reads_as_bootstrap
 from tunewatch.store._write_deadline import WRITE_DEADLINE_MARGIN_S
 
 logger = logging.getLogger(__name__)
@@ -57,107 +55,6 @@ def request_grace_s(config: Config) -> int:
     return math.ceil(config.store.lock_timeout_s + WRITE_DEADLINE_MARGIN_S) + 5
 
 
-#: The shortest ``TUNEWATCH_ADMIN_TOKEN`` taken: an admin token, stored as an unsalted
-#: sha256 and tried without a rate limit, must not be guessable (``tunewatch tokens
-#: create`` makes ``tw_`` and 43 URL-safe characters).
-MIN_ADMIN_TOKEN_LENGTH = 32
-
-
-def ensure_bootstrap_token(store: Store, env: Mapping[str, str]) -> None:
-    """Store the admin token named by ``TUNEWATCH_ADMIN_TOKEN`` unless it is stored already.
-
-    Changing the variable rotates the token: every earlier bootstrap token is revoked
-    (``bootstrap-admin``, ``bootstrap-admin-2`` …), all names of one person to the rule that
-    a requester may not decide their own approval. A revoked token is refused rather than
-    brought back to life. Replicas starting together may race through this: a revocation
-    or the new token a racing replica stored first counts as done. A token that is not
-    printable ASCII, which no ``Authorization`` header can carry, or that is shorter than
-    ``MIN_ADMIN_TOKEN_LENGTH`` characters, is refused (``ConfigError``) before the store
-    is touched.
-    """
-    # stripped as a bearer token is: a secret file's trailing newline hashed with it made
-    # a token no Authorization header could match
-    value = env.get(ENV_ADMIN_TOKEN) or ""
-    token = value.strip()
-    if not token:
-        return
-    _check_header_safe(value, lead=len(value) - len(value.lstrip()))
-    if len(token) < MIN_ADMIN_TOKEN_LENGTH:
-        # never the value: the message goes to the log and the terminal
-        stored = store.token_by_hash(hash_token(token))
-        # stored before the rule: unsetting the variable would leave it valid
-        still = (
-            ""
-            if stored is None
-            else f"; the token {stored.name!r} this value created is still active: a new "
-            f"{ENV_ADMIN_TOKEN} revokes it (unsetting the variable does not), as does "
-            f"`tunewatch tokens revoke {stored.name}`"
-        )
-        raise ConfigError(
-            f"{ENV_ADMIN_TOKEN} must be at least {MIN_ADMIN_TOKEN_LENGTH} characters (without "
-            f"surrounding whitespace), got {len(token)}: an admin token must not be "
-            "guessable; make one with "
-            f"python -c 'import secrets; print(secrets.token_urlsafe(32))'{still}"
-        )
-    digest = hash_token(token)
-    if store.token_by_hash(digest) is not None:
-        return
-    tokens = store.list_tokens()
-    ours = [t for t in tokens if t.token_hash == digest]
-    if any(t.revoked_at is None for t in ours):
-        return  # a replica starting with us stored it since we looked
-    if ours:
-        raise ConfigError(
-            f"{ENV_ADMIN_TOKEN} holds a token that was revoked; set a new one to rotate",
-            code="token_revoked",
-        )
-    names = {t.name for t in tokens}
-    for t in tokens:
-        if t.revoked_at is None and BOOTSTRAP_NAME.fullmatch(t.name):
-            try:
-                store.revoke_token(
-                    t.name, actor="system", details={"reason": f"{ENV_ADMIN_TOKEN} changed"}
-                )
-            except ConflictError as exc:
-                if exc.code != "token_revoked":
-                    raise
-                continue  # a replica starting with us revoked it (and audited that)
-            logger.warning("%s changed: revoked the admin token %r", ENV_ADMIN_TOKEN, t.name)
-    name, suffix = BOOTSTRAP_TOKEN_NAME, 1
-    while name in names:
-        suffix += 1
-        name = f"{BOOTSTRAP_TOKEN_NAME}-{suffix}"
-    try:
-        store.add_token(  # only this path may take the bootstrap admin's names
-            name=name,
-            role="admin",
-            token_hash=digest,
-            actor="system",
-            details={"source": ENV_ADMIN_TOKEN},
-            bootstrap=True,
-        )
-    except ConflictError:
-        if store.token_by_hash(digest) is not None:
-            return  # a replica starting with us stored it first (and audited that)
-        raise
-
-
-def warn_of_bootstrap_lookalikes(store: Store) -> None:
-    """Name the active tokens stored under a name that reads as the bootstrap admin's
-    (``Bootstrap-Admin-7``): refused since, one stored before still works, as another
-    person to the rule that a requester may not decide their own approval."""
-    names = [t.name for t in store.list_tokens() if t.revoked_at is None]
-    lookalikes = [name for name in names if reads_as_bootstrap(name)]
-    if lookalikes:
-        logger.warning(
-            "active tokens %s have names that read as the bootstrap admin's (%r) but are "
-            "other people's; such names are refused now: revoke each with `tunewatch tokens "
-            "revoke NAME` and create it again under another name",
-            ", ".join(map(repr, lookalikes)),
-            BOOTSTRAP_TOKEN_NAME,
-        )
-
-
 def warn_of_unshared_tuning_storage(config: Config, store: Store) -> None:
     """On a store other hosts share, warn when the Optuna storage is the default file under
     this host's ``data_dir``: a replica or worker elsewhere (a new leader after a failover)
@@ -170,19 +67,6 @@ def warn_of_unshared_tuning_storage(config: Config, store: Store) -> None:
         "a storage every host shares (PostgreSQL, or a journal file on shared storage)",
         make_url(config.tuning_storage_url).database,
     )
-
-
-def _check_header_safe(value: str, *, lead: int) -> None:
-    """Refuse a token an ``Authorization`` header cannot carry: headers are Latin-1, and
-    ``tw_€uro…`` was stored only for every sign-in with it to fail. The offending
-    character is named by its code point and its position in the variable's value (its
-    first ``lead`` characters are the whitespace stripped off), never the token."""
-    for at, char in enumerate(value.strip()):
-        if not " " <= char <= "~":
-            raise ConfigError(
-                f"{ENV_ADMIN_TOKEN} must be printable ASCII (as an Authorization header "
-                f"carries it), got U+{ord(char):04X} at position {lead + at + 1}"
-            )
 
 
 class Daemon:

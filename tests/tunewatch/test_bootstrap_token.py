@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from tests.tunewatch.conftest import break_audit_appends
 from tunewatch._auth import hash_token
-from tunewatch._daemon import ensure_bootstrap_token, warn_of_bootstrap_lookalikes
+from tunewatch._bootstrap_token import ensure_bootstrap_token, warn_of_bootstrap_lookalikes
 from tunewatch._errors import ConfigError, ConflictError, StoreError
 from tunewatch.store import Store, TokenRow
 from tunewatch.store._schema import api_tokens
