@@ -57,6 +57,17 @@ AuditCursor = Annotated[
 RowCursor = Annotated[
     int | None, BeforeValidator(ascii_digits), Query(ge=1, le=2**63 - 1, description=_BEFORE_ID)
 ]
+# a model's versions are paged by number (32-bit in PostgreSQL, as audit ids)
+VersionCursor = Annotated[
+    int | None,
+    BeforeValidator(ascii_digits),
+    Query(
+        ge=1,
+        le=MAX_ID,
+        description="Only versions numbered below this one (exclusive): the `next` of the "
+        "page before. `next` is null on the last page.",
+    ),
+]
 
 T = TypeVar("T")
 
@@ -152,18 +163,20 @@ def version_json(v: VersionRow) -> dict[str, Any]:
 
 
 def _model_json(request: Request, name: str) -> dict[str, Any]:
-    ctx = context(request)
-    row = ctx.runtime.store.get_model(name)
-    versions = ctx.runtime.store.list_versions(name)
-    champion = next((v.version for v in versions if v.stage == "champion"), None)
+    """The model, its champion's and challengers' numbers and its count of versions:
+    read by number and counted, no version whole (reading every version with its details
+    to count them cost 0.5-0.7 s for this 160-byte answer at 2,003 versions)."""
+    store = context(request).runtime.store
+    row = store.get_model(name)
+    lineup = store.version_lineup(name)
     return {
         "name": row.name,
         "task": row.task,
         "feature_names": list(row.feature_names),
         "regulated": row.regulated,
-        "champion": champion,
-        "challengers": [v.version for v in versions if v.stage == "shadow"],
-        "versions": len(versions),
+        "champion": lineup.champion,
+        "challengers": list(lineup.challengers),
+        "versions": lineup.total,
     }
 
 
@@ -179,10 +192,21 @@ def get_model(model: str, request: Request, _: Reader) -> dict[str, Any]:
 
 
 @router.get("/models/{model}/versions")
-def list_versions(model: str, request: Request, _: Reader) -> dict[str, Any]:
+def list_versions(
+    model: str,
+    request: Request,
+    _: Reader,
+    limit: Limit = 100,
+    before: VersionCursor = None,
+) -> dict[str, Any]:
+    """The model's versions, newest first (by version number), ``limit`` at a time, each
+    with its details; ``next``: the ``before`` of the next older page, null on the last.
+    (Every version was answered, oldest first: 2,003 of them were 8.3 MB.)"""
     store = context(request).runtime.store
     store.get_model(model)
-    return {"versions": [version_json(v) for v in store.list_versions(model)]}
+    read = store.version_page(model, limit=limit + 1, before=before)
+    versions, after = paged(read, limit, lambda v: v.version)
+    return {"versions": [version_json(v) for v in versions], "next": after}
 
 
 @router.get("/models/{model}/versions/{version}")

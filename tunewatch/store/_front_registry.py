@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from . import _artefact_blobs, _registry_rows
 from ._front_base import StoreFront
+from ._registry_reads import VersionLineup
 from ._types import ModelRow, Stage, Task, VersionRow
 
 
@@ -141,8 +142,25 @@ class RegistryFront(StoreFront):
             return _registry_rows.get_versions(conn, model, versions)
 
     def list_versions(self, model: str, stage: Stage | None = None) -> list[VersionRow]:
+        """Every version of ``model`` (in ``stage``), oldest first, each with its details:
+        a model keeps every version its tuning jobs registered. To serve a request, read
+        :meth:`version_page` or :meth:`version_lineup` instead."""
         with self._read("list_versions") as conn:
             return _registry_rows.list_versions(conn, model, stage)
+
+    def version_page(
+        self, model: str, *, limit: int, before: int | None = None
+    ) -> list[VersionRow]:
+        """The newest ``limit`` versions of ``model`` numbered below ``before`` (from the
+        newest when ``None``), newest first."""
+        with self._read("version_page") as conn:
+            return _registry_rows.version_page(conn, model, limit=limit, before=before)
+
+    def version_lineup(self, model: str) -> VersionLineup:
+        """``model``'s champion and shadow versions by number and its count of versions,
+        read in one statement without reading any version whole."""
+        with self._read("version_lineup") as conn:
+            return _registry_rows.version_lineup(conn, model)
 
     def champion(self, model: str) -> VersionRow | None:
         with self._read("champion") as conn:

@@ -1,13 +1,19 @@
 """Reads of models and model versions, in the caller's transaction, and the lock on a
 model's row that registrations and stage changes take (``SELECT ... FOR UPDATE`` on
-PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serialises writers)."""
+PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serialises writers).
+
+A model keeps every version a tuning job registered, each with its details (fold
+scores, warm-start plan, importances: kilobytes each), so what serves a request reads
+them a page at a time (:func:`version_page`) or not at all (:func:`version_lineup`);
+:func:`list_versions` reads them all, for the callers that need every one."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Select, select
+from sqlalchemy import Connection, Row, Select, func, select, true
 
 from .._errors import NotFoundError
 from ._registry_text import _possible_name
@@ -72,6 +78,51 @@ def list_versions(conn: Connection, model: str, stage: str | None) -> list[Versi
         check_choice("stage", stage, STAGES)
         stmt = stmt.where(model_versions.c.stage == stage)
     return [_version(r) for r in conn.execute(stmt.order_by(model_versions.c.version))]
+
+
+def version_page(
+    conn: Connection, model: str, *, limit: int, before: int | None = None
+) -> list[VersionRow]:
+    """The newest ``limit`` versions of ``model`` numbered below ``before`` (all of them
+    when ``None``), newest first: a keyset page, read through the (model, version) index."""
+    stmt = _version_select().where(model_versions.c.model == model)
+    if before is not None:
+        stmt = stmt.where(model_versions.c.version < before)
+    stmt = stmt.order_by(model_versions.c.version.desc()).limit(limit)
+    return [_version(r) for r in conn.execute(stmt)]
+
+
+@dataclass(frozen=True, slots=True)
+class VersionLineup:
+    """A model's champion and shadow versions by number (in version order) and how many
+    versions it has in all."""
+
+    champion: int | None
+    challengers: tuple[int, ...]
+    total: int
+
+
+def version_lineup(conn: Connection, model: str) -> VersionLineup:
+    """``model``'s :class:`VersionLineup`, no version read whole: one statement, so at one
+    moment on PostgreSQL too (the count left-joined with the champion's and shadows'
+    numbers and stages, a row with no version when there are none)."""
+    v = model_versions.c
+    counted = select(func.count().label("total")).where(v.model == model).subquery()
+    serving = (
+        select(v.version, v.stage)
+        .where(v.model == model, v.stage.in_(("champion", "shadow")))
+        .subquery()
+    )
+    rows = conn.execute(
+        select(counted.c.total, serving.c.version, serving.c.stage)
+        .select_from(counted.outerjoin(serving, true()))
+        .order_by(serving.c.version)
+    ).all()
+    return VersionLineup(
+        champion=next((r.version for r in rows if r.stage == "champion"), None),
+        challengers=tuple(r.version for r in rows if r.stage == "shadow"),
+        total=int(rows[0].total),
+    )
 
 
 def champion(conn: Connection, model: str) -> VersionRow | None:

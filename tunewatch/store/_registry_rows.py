@@ -12,7 +12,8 @@ This module is the front :class:`~._store.Store` and :mod:`._governance` call; t
 is in one module per concern:
 
 - ``_registry_text``: what a row may hold (model names; a version's text and JSON);
-- ``_registry_reads``: models and versions read, and the lock on a model's row;
+- ``_registry_reads``: models and versions read (whole, a page at a time, or as a
+  line-up and a count), and the lock on a model's row;
 - ``_registration``: a model added or regulated, a version registered;
 - ``_stage_changes``: promotion, the other stage moves, and the checks that a decision
   still holds under the lock (the champion and the stage it was taken on).
@@ -35,6 +36,8 @@ from ._registry_reads import (
     get_versions,
     list_models,
     list_versions,
+    version_lineup,
+    version_page,
 )
 from ._registry_text import MAX_NAME, check_version_text, valid_model_name
 from ._stage_changes import NO_CHAMPION, check_champion, check_stage, promote, set_stage
@@ -59,4 +62,6 @@ __all__ = [
     "regulate_model",
     "set_stage",
     "valid_model_name",
+    "version_lineup",
+    "version_page",
 ]
