@@ -8,7 +8,9 @@ loading 60 at once held every worker thread, inference took up to 12 s and ``/re
 once in a process; another is answered at once, without taking a worker thread, with 429
 ``dashboard_busy`` and ``Retry-After`` (a page with a small HTML error page). The slot
 is taken before the caller is authenticated (a session look-up is a database read too)
-and freed once the answer is built, before it is sent, whether it is a 200 or an error.
+and freed once the answer is built, before it is sent, whether it is a 200 or an error
+(:class:`tunewatch.api._slots.Slots`). The slots are the dashboard's own: the ``/v1``
+evaluation listings have theirs (:mod:`tunewatch.api._listing_limit`).
 
 Every ``/v1/dashboard`` answer (errors too) is ``Cache-Control: no-store`` and
 ``Vary: Cookie``: it holds model, audit and approval data read by the session cookie,
@@ -18,7 +20,6 @@ their own headers (:func:`tunewatch.dashboard._html.respond`).
 
 from __future__ import annotations
 
-import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -30,8 +31,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from tunewatch.api._errors import ApiError, error_response
+from tunewatch.api._errors import ApiError
 from tunewatch.api._route import query_parameters, query_refusal
+from tunewatch.api._slots import Slots, busy_response
 
 from ._auth import principal
 from ._html import error_page
@@ -48,7 +50,7 @@ BUSY_MESSAGE = (
     f"in this daemon; retry in {RETRY_AFTER_S} s"
 )
 
-_slots = threading.BoundedSemaphore(MAX_READS_IN_PROGRESS)
+_slots = Slots(MAX_READS_IN_PROGRESS)
 
 
 class _LimitedRoute(APIRoute, ABC):
@@ -60,20 +62,8 @@ class _LimitedRoute(APIRoute, ABC):
         """The answer when every slot is held."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            if not _slots.acquire(blocking=False):
-                return self.busy()
-            try:
-                # authentication, the read and building the answer (JSON encoded, a page
-                # rendered); a sync endpoint's worker thread is waited for even when the
-                # request is cancelled, so the slot is freed only once the thread is done
-                return await handler(request)
-            finally:
-                _slots.release()
-
-        return route
+        # authentication, the read and building the answer (JSON encoded, a page rendered)
+        return _slots.limit(super().get_route_handler(), self.busy)
 
 
 class ReadRoute(_LimitedRoute):
@@ -99,9 +89,7 @@ class ReadRoute(_LimitedRoute):
         return route
 
     def busy(self) -> Response:
-        response = error_response(429, BUSY_CODE, BUSY_MESSAGE)
-        response.headers["Retry-After"] = str(RETRY_AFTER_S)
-        return response
+        return busy_response(BUSY_CODE, BUSY_MESSAGE, RETRY_AFTER_S)
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         # here, not in the handler: our error handlers answer inside the route's app
