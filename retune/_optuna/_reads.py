@@ -3,7 +3,7 @@ and a study's progress."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +25,23 @@ from retune.space import CategoricalParam, FloatParam, IntParam, SearchSpace
 from retune.warmstart._base import History, HistoryTrial
 
 
-def load_history(storage: str, study_names: Sequence[str]) -> History:
+def _open_for_reading(storage: str) -> optuna.storages.BaseStorage:
+    return make_storage(storage, heartbeat_interval=None)
+
+
+def load_history(
+    storage: str,
+    study_names: Sequence[str],
+    *,
+    open_storage: Callable[[str], optuna.storages.BaseStorage] = _open_for_reading,
+) -> History:
     """Completed trials of ``study_names`` (oldest first), ranks normalised per study;
     a maximised study's values are negated, as every history value is a loss. Each
-    study's pinned objective is kept in :attr:`History.objectives`."""
+    study's pinned objective is kept in :attr:`History.objectives`.
+
+    Every study is read through one storage, opened by ``open_storage`` (at the first
+    study) and closed after the last: opening one (an RDB's engine, its schema checked)
+    costs far more than reading a small study through it."""
     items: list[HistoryTrial] = []
     objectives: dict[str, Mapping[str, Any] | None] = {}
     backend: optuna.storages.BaseStorage | None = None  # one for all the studies
@@ -36,7 +49,7 @@ def load_history(storage: str, study_names: Sequence[str]) -> History:
         for name in study_names:
             try:
                 if backend is None:
-                    backend = make_storage(storage, heartbeat_interval=None)
+                    backend = open_storage(storage)
                 study = optuna.load_study(study_name=name, storage=backend)
                 trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             except KeyError as exc:

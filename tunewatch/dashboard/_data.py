@@ -13,12 +13,13 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from retune import RetuneError, load_history
+from retune.warmstart import History
 from tunewatch._version_metadata import finite_float
 from tunewatch.comparison import ComparisonRunner
 from tunewatch.comparison._recorded import RecordedGuardrails
@@ -265,30 +266,96 @@ def ab_results(
 class TrialCache:
     """Trial values of finished studies (they never change), loaded once per study.
 
+    The studies a view asks for that are not cached yet are read in one call of ``load``
+    (:func:`retune.load_history`: one storage opened for all of them; opened once per
+    study, a first view after a restart took 12 s for 100 studies). When that call fails,
+    they are read one at a time, so one unreadable study does not leave the others unread.
+
     A study that cannot be read (gone from the tuning storage, or the storage down) is
     not read again for ``retry_after_s`` seconds of ``clock``: the tuning page read every
     one of them on every view (98 missing studies: 4-5 s and 98 warnings a view).
+
+    A study another view is reading is not read again: the view waits for that read
+    (two viewers after a restart both read every study, and held two of the dashboard's
+    read slots meanwhile).
     """
 
     def __init__(
-        self, *, clock: Callable[[], float] = time.monotonic, retry_after_s: float = 300.0
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        retry_after_s: float = 300.0,
+        load: Callable[[str, Sequence[str]], History] = load_history,
     ) -> None:
+        self._load = load
         self._values: dict[tuple[str, str], list[dict[str, Any]]] = {}
         self._failed: dict[tuple[str, str], float] = {}
+        self._reading: dict[tuple[str, str], threading.Event] = {}
         self._clock = clock
         self._retry_after_s = retry_after_s
         self._lock = threading.Lock()
 
     def trials(self, storage: str, study: str) -> list[dict[str, Any]] | None:
-        key = (storage, study)
+        """The trials of ``study`` (see :meth:`trials_of`)."""
+        return self.trials_of(storage, [study])[study]
+
+    def trials_of(
+        self, storage: str, studies: Sequence[str]
+    ) -> dict[str, list[dict[str, Any]] | None]:
+        """Each study's completed trials (``number``, ``value`` and the ``best`` value so
+        far, by number), or ``None`` for one that cannot be read (or could not be, less
+        than ``retry_after_s`` ago)."""
+        names = list(dict.fromkeys(studies))
+        found: dict[str, list[dict[str, Any]] | None] = {}
+        mine: list[str] = []
+        theirs: list[tuple[str, threading.Event]] = []
         with self._lock:
-            if key in self._values:
-                return self._values[key]
-            failed_at = self._failed.get(key)
-            if failed_at is not None and self._clock() - failed_at < self._retry_after_s:
-                return None
+            for name in names:
+                key = (storage, name)
+                if key in self._values:
+                    found[name] = self._values[key]
+                    continue
+                failed_at = self._failed.get(key)
+                if failed_at is not None and self._clock() - failed_at < self._retry_after_s:
+                    found[name] = None
+                elif key in self._reading:
+                    theirs.append((name, self._reading[key]))
+                else:
+                    self._reading[key] = threading.Event()
+                    mine.append(name)
         try:
-            history = load_history(storage, [study])
+            found.update(self._read(storage, mine))
+        finally:
+            with self._lock:
+                for name in mine:
+                    self._reading.pop((storage, name)).set()
+        if theirs:
+            logger.debug("waiting for another view reading %d of the studies", len(theirs))
+        for name, read in theirs:
+            read.wait()
+            with self._lock:  # not cached: that read failed (or raised)
+                found[name] = self._values.get((storage, name))
+        return {name: found[name] for name in names}
+
+    def _read(self, storage: str, names: list[str]) -> dict[str, list[dict[str, Any]] | None]:
+        if not names:
+            return {}
+        if len(names) > 1:
+            try:
+                history = self._load(storage, names)
+            except RetuneError as exc:
+                logger.info(
+                    "cannot read %d studies at once (%s); reading them one at a time",
+                    len(names),
+                    exc,
+                )
+            else:
+                return {name: self._keep(storage, name, history) for name in names}
+        return {name: self._read_one(storage, name) for name in names}
+
+    def _read_one(self, storage: str, study: str) -> list[dict[str, Any]] | None:
+        try:
+            history = self._load(storage, [study])
         except RetuneError as exc:
             logger.warning(
                 "cannot read the trials of study %s (not tried again for %.0f s): %s",
@@ -297,16 +364,21 @@ class TrialCache:
                 exc,
             )
             with self._lock:
-                self._failed[key] = self._clock()
+                self._failed[(storage, study)] = self._clock()
             return None
+        return self._keep(storage, study, history)
+
+    def _keep(self, storage: str, study: str, history: History) -> list[dict[str, Any]]:
+        """Cache ``study``'s trials as read in ``history``."""
         best = math.inf
         out = []
-        for t in sorted(history.trials, key=lambda t: t.number):
+        own = (t for t in history.trials if t.study_name == study)
+        for t in sorted(own, key=lambda t: t.number):
             best = min(best, t.value)
             out.append({"number": t.number, "value": t.value, "best": best})
         with self._lock:
-            self._values[key] = out
-            self._failed.pop(key, None)
+            self._values[(storage, study)] = out
+            self._failed.pop((storage, study), None)
         return out
 
 
@@ -314,7 +386,12 @@ TRIALS = TrialCache()
 
 
 def tuning(
-    src: Sources, model: str, *, max_points: int = MAX_POINTS, limit: int = TUNING_VERSIONS
+    src: Sources,
+    model: str,
+    *,
+    max_points: int = MAX_POINTS,
+    limit: int = TUNING_VERSIONS,
+    trial_cache: TrialCache = TRIALS,
 ) -> dict[str, Any]:
     """Re-tuning jobs (newest first) and the newest ``limit`` versions they registered
     (newest first): warm-start plan, fold scores, best value; best value by trial for
@@ -322,12 +399,14 @@ def tuning(
     src.store.get_model(model)
     jobs = src.store.list_jobs(model=model, limit=100)
     versions, total = newest_versions(src.store, model, limit=limit)
+    named = [(j, (j.result or {}).get("study") or j.progress.get("study")) for j in jobs]
+    finished = [str(study) for j, study in named if study and j.status == "succeeded"]
+    read = trial_cache.trials_of(src.tuning_storage, finished)  # one read for all
     studies = []
-    for j in jobs:
-        study = (j.result or {}).get("study") or j.progress.get("study")
+    for j, study in named:
         trials = None
         if study and j.status == "succeeded":
-            found = TRIALS.trials(src.tuning_storage, str(study))
+            found = read[str(study)]
             trials = None if found is None else downsample(found, max_points)
         studies.append({**_job_brief(j), "study": study, "trials": trials})
     tuned = []
@@ -370,7 +449,11 @@ def events(
 ) -> dict[str, Any]:
     """Events (filter by ``type``) and the audit log (filter by ``action``, ``actor``),
     newest first; with ``model``, audit entries whose target names the model. An empty
-    filter (``?type=``, the form of an "all" chip) means all, as no filter does."""
+    filter (``?type=``, the form of an "all" chip) means all, as no filter does.
+
+    The audit filters' values are the most recent ones (see
+    :meth:`~tunewatch.store.Store.audit_facets`: every tuning job's actor is one,
+    ``job:*``, which filters by all of their entries) and the one selected."""
     type, action, actor = type or None, action or None, actor or None
     if model is not None:
         src.store.get_model(model)
@@ -378,6 +461,10 @@ def events(
     types = src.store.event_types(model)
     entries = src.store.audit_log(limit, model=model, action=action, actor=actor)
     actions, actors = src.store.audit_facets(model)
+    if action is not None and action not in actions:
+        actions = sorted([*actions, action])
+    if actor is not None and actor not in actors:
+        actors = sorted([*actors, actor])
     return {
         "model": model,
         "filters": {"type": type, "action": action, "actor": actor, "limit": limit},
