@@ -85,8 +85,14 @@ def _limit_address_space(limit: int) -> Callable[[], None]:
     return preexec
 
 
+#: Not passed on to the probe, which loads an untrusted model and needs no credentials:
+#: tunewatch's admin token (its ``ENV_ADMIN_TOKEN``, named here as shadow does not import
+#: tunewatch).
+_CHILD_ENV_DROPPED = ("TUNEWATCH_ADMIN_TOKEN",)
+
+
 def _child_env() -> dict[str, str]:
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in _CHILD_ENV_DROPPED}
     # Thread pools reserve address space per thread; keep the probe single-threaded.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = "1"

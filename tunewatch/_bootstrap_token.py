@@ -15,7 +15,7 @@ from tunewatch._config import ENV_ADMIN_TOKEN
 from tunewatch._errors import ConfigError, ConflictError
 from tunewatch.store import Store
 from tunewatch.store._governance import BOOTSTRAP_NAME, BOOTSTRAP_TOKEN_NAME
-from tunewatch.store._tokens import reads_as_bootstrap
+from tunewatch.store._tokens import reads_as_bootstrap, reads_as_daemon_actor
 
 logger = logging.getLogger("tunewatch._daemon")
 
@@ -108,8 +108,20 @@ def ensure_bootstrap_token(store: Store, env: Mapping[str, str]) -> None:
 def warn_of_bootstrap_lookalikes(store: Store) -> None:
     """Name the active tokens stored under a name that reads as the bootstrap admin's
     (``Bootstrap-Admin-7``): refused since, one stored before still works, as another
-    person to the rule that a requester may not decide their own approval."""
+    person to the rule that a requester may not decide their own approval. So are those
+    under a name that reads as an actor the daemon itself audits as (``tunewatch``,
+    ``System``, ``job:7``): refused since, what is done with one stored before reads in
+    the audit log as done by the daemon."""
     names = [t.name for t in store.list_tokens() if t.revoked_at is None]
+    daemon_like = [name for name in names if reads_as_daemon_actor(name)]
+    if daemon_like:
+        logger.warning(
+            "active tokens %s have names that read as the daemon's own actors in the audit "
+            "log: what is done with them reads as done by the daemon; such names are refused "
+            "now: revoke each with `tunewatch tokens revoke NAME` and create it again under "
+            "another name",
+            ", ".join(map(repr, daemon_like)),
+        )
     lookalikes = [name for name in names if reads_as_bootstrap(name)]
     if lookalikes:
         logger.warning(

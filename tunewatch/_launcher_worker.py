@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tunewatch._config import ENV_DATA_DIR, ENV_STORE_URL
+from tunewatch._config import ENV_ADMIN_TOKEN, ENV_DATA_DIR, ENV_STORE_URL
 
 #: How much of a worker's stderr is read when it exits: at most its last 20 lines, from
 #: its last 4 KiB.
@@ -20,8 +20,9 @@ _STDERR_BYTES = 4096
 #: What a worker process is started without: it reads the configuration the daemon wrote
 #: for it (``--config``), which holds the daemon's effective settings, the environment's
 #: overrides applied. Inherited, they applied again in the worker: a daemon built without
-#: them (the demo's) had its workers look for their jobs in another store.
-WORKER_ENV_DROPPED = (ENV_DATA_DIR, ENV_STORE_URL, "TUNEWATCH_CONFIG")
+#: them (the demo's) had its workers look for their jobs in another store. Nor does a
+#: worker sign in: the admin token (``TUNEWATCH_ADMIN_TOKEN``) is not passed on either.
+WORKER_ENV_DROPPED = (ENV_DATA_DIR, ENV_STORE_URL, "TUNEWATCH_CONFIG", ENV_ADMIN_TOKEN)
 
 
 def worker_id(pid: int) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, select, update
 
 from .._errors import ConflictError, InvalidValueError, NotFoundError
-from ._audit import append_audit_in
+from ._audit import JOB_ACTORS, append_audit_in
 from ._engine import dialect_insert
 from ._governance import BOOTSTRAP_NAME, BOOTSTRAP_TOKEN_NAME
 from ._schema import api_tokens
@@ -24,13 +24,31 @@ from ._types import TokenRow, utcnow, valid_actor
 MAX_TOKEN_NAME = 100
 #: A bootstrap admin's name as it reads: any script's digits, letters as NFKC and case fold them.
 _READS_AS_BOOTSTRAP = re.compile(re.escape(BOOTSTRAP_TOKEN_NAME) + r"(-\d+)?")
+#: The actors the daemon itself audits as: the comparison loop and the stored models
+#: regulated from the config (``tunewatch``), the bootstrap token, evaluations and
+#: triggers (``system``) and the retention purge (``scheduler``).
+DAEMON_ACTORS = ("scheduler", "system", "tunewatch")
+#: How a tuning job's actor begins (``job:<id>``, all of them :data:`JOB_ACTORS`).
+JOB_ACTOR_PREFIX = JOB_ACTORS.removesuffix("*")
 
 
 def reads_as_bootstrap(name: str) -> bool:
     """Whether ``name`` reads as a name of the bootstrap admin without being one
     (``bootstrap-admin-٣``, ``Bootstrap-Admin``): NFKC- and case-folded, it is one."""
-    folded = unicodedata.normalize("NFKC", name).casefold()
+    folded = _folded(name)
     return not BOOTSTRAP_NAME.fullmatch(name) and bool(_READS_AS_BOOTSTRAP.fullmatch(folded))
+
+
+def reads_as_daemon_actor(name: str) -> bool:
+    """Whether ``name`` reads as an actor the daemon itself audits as: NFKC- and
+    case-folded, it is one of :data:`DAEMON_ACTORS` (``System``) or begins with
+    :data:`JOB_ACTOR_PREFIX` (``job:7``, ``Job：7``)."""
+    folded = _folded(name)
+    return folded in DAEMON_ACTORS or folded.startswith(JOB_ACTOR_PREFIX)
+
+
+def _folded(name: str) -> str:
+    return unicodedata.normalize("NFKC", name).casefold()
 
 
 def add_token(
@@ -55,7 +73,9 @@ def add_token(
     storing that variable's token takes one (``bootstrap``; ``InvalidValueError``
     otherwise). A name that only reads as one of them (``bootstrap-admin-٣``,
     ``bootstrap-admin-３``) is refused to everyone: it would be another person under a
-    bootstrap admin's name."""
+    bootstrap admin's name. So is a name that reads as an actor the daemon itself audits
+    as (``tunewatch``, ``System``, ``job:7``: :func:`reads_as_daemon_actor`): what is done
+    with the token would read as done by the daemon."""
     if len(token_hash) != 64:
         raise ValueError(f"`token_hash` must be a 64-character sha256 hex, got {len(token_hash)}")
     if not (valid_actor(name) and len(name) <= MAX_TOKEN_NAME and name.strip() == name):
@@ -77,6 +97,13 @@ def add_token(
             f"token `name` reads as a name of the bootstrap admin ({BOOTSTRAP_TOKEN_NAME!r} "
             f"or '{BOOTSTRAP_TOKEN_NAME}-<n>', in ASCII digits) without being one: another "
             f"person would act under it; got {name!r}"
+        )
+    if reads_as_daemon_actor(name):
+        raise InvalidValueError(
+            f"token `name` must not read as one of the daemon's own actors in the audit log "
+            f"({', '.join(map(repr, DAEMON_ACTORS))} or '{JOB_ACTOR_PREFIX}<id>', case and "
+            f"width ignored): what is done with the token would read as done by the daemon; "
+            f"got {name!r}"
         )
     # one statement: a check before the insert read nothing on PostgreSQL while another
     # transaction held an uncommitted token of the name, and the insert then hit the
