@@ -118,7 +118,9 @@ class AuditFront(StoreFront):
             )
 
     def audit_facets(self, model: str | None = None) -> tuple[list[str], list[str]]:
-        """The distinct actions and actors of the audit log (about ``model``, if given)."""
+        """The filter values of the audit log (about ``model``, if given): the most recent
+        actions and actors of its newest entries, every tuning job as ``job:*``
+        (:func:`._audit.audit_facets`)."""
         with self._read("audit_facets") as conn:
             return _audit.audit_facets(conn, model)
 
