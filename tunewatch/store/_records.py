@@ -315,15 +315,19 @@ def add_labels(conn: Connection, model: str, items: Sequence[LabelItem]) -> list
     spread over the rows, so ``1``, ``[1]`` and ``1.0`` for a one-row request are one label.
     A label whose key another transaction inserted concurrently is read back after our
     ``ON CONFLICT DO NOTHING`` and compared, so concurrent replays are idempotent.
+    The requests read are locked ``FOR KEY SHARE`` (PostgreSQL; SQLite's ``BEGIN
+    IMMEDIATE`` serialises writers): a retention purge deleting one waits for us, or we
+    wait for it and find the request gone (``unknown_request``), instead of the insert
+    failing its foreign key once the purge commits and refusing the whole batch.
     """
     ids = sorted({i.request_id for i in items})
     rows: dict[str, int] = {}
     stored: dict[str, tuple[str, float | None]] = {}
     for chunk in _chunks(ids):
         found = conn.execute(
-            select(requests.c.request_id, requests.c.n_rows).where(
-                requests.c.model == model, requests.c.request_id.in_(chunk)
-            )
+            select(requests.c.request_id, requests.c.n_rows)
+            .where(requests.c.model == model, requests.c.request_id.in_(chunk))
+            .with_for_update(read=True, key_share=True)
         )
         rows.update((r.request_id, int(r.n_rows)) for r in found)
         stored.update(_stored_labels(conn, model, chunk))

@@ -97,13 +97,18 @@ def test_purge_with_nothing_old_deletes_nothing(model_store: Store) -> None:
 
 
 @pytest.mark.postgres
-def test_a_label_written_while_a_purge_batch_runs_does_not_fail_the_purge(
+def test_feedback_written_while_a_purge_batch_runs_is_refused_per_item_and_does_not_fail_the_purge(
     pg_url: str,
 ) -> None:
     """PostgreSQL: the batch read its requests without locking them, so a label committed
     between its label and request deletes broke the requests' foreign key and failed the
     whole run (every model, nothing audited, retried a day later). The batch now locks
     its requests: the label waits for the purge and is refused as for a purged request.
+
+    The feedback read its requests without locking them too, so its label insert then
+    failed the foreign key once the purge committed, and the whole feedback (a live
+    request's label with it) was refused as a conflict. It now locks the requests it
+    reads: the purged one is ``unknown_request``, the live one's label is stored.
 
     Interleaved by locks, not by time: another transaction holds one of the batch's
     outputs, so the purge stops between its label and output deletes; the label is sent
@@ -113,6 +118,7 @@ def test_a_label_written_while_a_purge_batch_runs_does_not_fail_the_purge(
         store.ensure_model(name="m", task="binary", feature_names=["a", "b"])
         _record(store, "old-0", age=timedelta(days=40), label=False)
         _record(store, "old-1", age=timedelta(days=40), label=False)
+        _record(store, "live-1", age=timedelta(hours=1), label=False)
         before = store.database_now() - timedelta(days=30)
         holder = store.engine.connect()
         holder.begin()
@@ -128,9 +134,13 @@ def test_a_label_written_while_a_purge_batch_runs_does_not_fail_the_purge(
                 outcome["purge"] = exc
 
         def label() -> None:
+            items = [
+                LabelItem(request_id="old-0", value=1.0),
+                LabelItem(request_id="live-1", value=1.0),
+            ]
             try:
-                outcome["label"] = store.add_labels("m", [LabelItem(request_id="old-0", value=1.0)])
-            except Exception as exc:  # refused: the request was purged
+                outcome["label"] = store.add_labels("m", items)
+            except Exception as exc:  # the outcome under test
                 outcome["label"] = exc
 
         purging = threading.Thread(target=purge)
@@ -145,7 +155,12 @@ def test_a_label_written_while_a_purge_batch_runs_does_not_fail_the_purge(
         purging.join(30)
         labelling.join(30)
         assert outcome["purge"] == PurgeCounts(requests=2, outputs=4, labels=0), outcome
-        assert store.count_requests("m") == 0
+        assert outcome["label"] == ["unknown_request", "created"], outcome
+        assert store.request_ids("m") == {"live-1"}
+        assert store.get_label("m", "old-0") is None
+        live = store.get_label("m", "live-1")
+        assert live is not None
+        assert live.value == 1.0
     finally:
         store.close()
 
