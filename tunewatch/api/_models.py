@@ -21,6 +21,7 @@ from tunewatch._registry import check_caller_study
 from tunewatch._report import build_report, refresh_reports
 from tunewatch._runtime import version_or_404
 from tunewatch._version_metadata import VersionMetadata
+from tunewatch.api._audit_limit import BUSY_RESPONSES, AuditRoute
 from tunewatch.api._context import Reason, RowId, ascii_digits, authenticate, context
 from tunewatch.api._errors import ApiError
 from tunewatch.api._route import ApiRoute
@@ -477,7 +478,6 @@ Verify = Annotated[
 ]
 
 
-@router.get("/audit")
 def audit_log(
     request: Request,
     _: Reader,
@@ -488,8 +488,9 @@ def audit_log(
     """A page of the audit log, newest first (ids ascend in append order); ``next``: the
     ``before_id`` of the next older page, null on the last, so the log is read back to its
     first entry (one a ``chain_break`` names included). The chain is verified (every entry
-    re-hashed, a scan of the whole log) only with ``?verify=true``; a plain ``def`` route,
-    so FastAPI runs it in its threadpool, off the event loop."""
+    re-hashed, a scan of the whole log) only with ``?verify=true``, one such request at a
+    time in a process (another is 429 ``audit_busy``: :class:`AuditRoute`); a plain
+    ``def`` route, so FastAPI runs it in its threadpool, off the event loop."""
     store = context(request).runtime.store
     entries, after = paged(
         store.audit_log(limit=limit + 1, before_id=before_id), limit, lambda e: e.id
@@ -506,3 +507,13 @@ def audit_log(
         "chain_break": chain_break,
         "next": after,
     }
+
+
+# a verification takes the process's one slot (AuditRoute); a plain page does not
+router.add_api_route(
+    "/audit",
+    audit_log,
+    methods=["GET"],
+    responses=BUSY_RESPONSES,
+    route_class_override=AuditRoute,
+)

@@ -19,13 +19,22 @@ Whoever bypasses them on SQLite can also store a value of another type than the 
 raw there and decoded column by column: such a row is a break (``hash``: its contents
 cannot be read, so its hash cannot be recomputed), and the log lists it with
 :data:`UNREADABLE` in place of what could not be read (see :func:`audit_log`).
+
+Text UTF-8 cannot encode (a lone surrogate: a byte of a file name or an argument the locale
+could not decode reaches Python as one) is stored with its backslash escape (``'\\\\udce4'``
+for ``'\\udce4'``), in the actor, the action, the target and anywhere in the details (keys
+too), and hashed as stored. An entry stored before that with such text in its details
+(SQLite's and PostgreSQL's JSON hold it as an escape) is listed escaped the same way and
+verified as stored: it made every page holding it fail to serialise, for ever.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -56,6 +65,9 @@ FACET_LIMIT = 20
 #: is bounded however long the log grows; it scanned all of it, twice, on every view).
 FACET_WINDOW = 10_000
 
+#: What UTF-8 cannot encode: a lone surrogate code point.
+_UNENCODABLE = re.compile(r"[\ud800-\udfff]")
+
 
 def entry_hash(
     prev_hash: str, *, at: datetime, actor: str, action: str, target: str, details: Any
@@ -75,8 +87,10 @@ def entry_hash(
 def append_audit_in(
     conn: Connection, *, actor: str, action: str, target: str, details: Mapping[str, Any]
 ) -> AuditEntry:
-    """Append one entry inside the caller's transaction."""
-    stored_details = json_roundtrip(dict(details))
+    """Append one entry inside the caller's transaction; text UTF-8 cannot encode is
+    stored (and hashed) as its backslash escape."""
+    actor, action, target = _escaped(actor), _escaped(action), _escaped(target)
+    stored_details = _escaped_json(json_roundtrip(dict(details)))
     prev_hash = conn.execute(
         select(audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
     ).scalar_one()
@@ -128,7 +142,8 @@ def append_audit_once_in(
     same digest cannot both miss the other's entry: the second waits for the first to
     commit, then finds its entry."""
     conn.execute(select(audit_head.c.id).where(audit_head.c.id == 1).with_for_update()).one()
-    digest = details.get("digest")
+    actor, action, target = _escaped(actor), _escaped(action), _escaped(target)
+    digest = _escaped_json(details.get("digest"))  # as stored, and as listed
     for entry in audit_log(conn, recent, target, action=action, actor=actor):
         if entry.details.get("digest") == digest:
             return entry, False
@@ -153,7 +168,8 @@ def audit_log(
     (``job:<id>``). A filter holding a NUL matches nothing, on both backends (no stored
     entry holds one; PostgreSQL would refuse the query). An entry whose row cannot be
     read is listed with what could be (:data:`UNREADABLE` for the rest) and ``details``
-    saying why, never raised."""
+    saying why, never raised; one holding text UTF-8 cannot encode (stored before such
+    text was escaped) is listed with that text escaped."""
     if holds_nul(target, model, action, actor):
         return []
     stmt = select(*_read_columns(conn.dialect))
@@ -171,7 +187,41 @@ def audit_log(
         stmt = stmt.where(audit_entries.c.actor == actor)
     rows = conn.execute(stmt.order_by(audit_entries.c.id.desc()).limit(limit)).all()
     read = _RowReader(conn.dialect)
-    return [read(r._mapping).shown() for r in rows]
+    return [_escaped_entry(read(r._mapping).shown()) for r in rows]
+
+
+def _escaped(text: str) -> str:
+    """``text`` with what UTF-8 cannot encode (a lone surrogate) as its backslash escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _escaped_json(value: Any) -> Any:
+    """``value`` (a JSON value) with every string in it, keys too, at any depth,
+    :func:`_escaped`; ``value`` itself when none needs it."""
+    text = json.dumps(value, ensure_ascii=False)
+    if _UNENCODABLE.search(text) is None:
+        return value
+    # in the JSON text a lone surrogate is itself (not escaped): write it as the JSON of
+    # its backslash escape, a backslash and `udce4`, so that it reads back as that text
+    return json.loads(_UNENCODABLE.sub(lambda m: f"\\\\u{ord(m.group()):04x}", text))
+
+
+def _escaped_entry(entry: AuditEntry) -> AuditEntry:
+    """``entry`` as listed: its text and details :func:`_escaped` (its hash is still the
+    one of what is stored, which :func:`verify_audit` reads unescaped)."""
+    texts = (entry.actor, entry.action, entry.target, entry.prev_hash, entry.hash)
+    details = _escaped_json(entry.details)
+    if details is entry.details and all(_UNENCODABLE.search(t) is None for t in texts):
+        return entry
+    return replace(
+        entry,
+        actor=_escaped(entry.actor),
+        action=_escaped(entry.action),
+        target=_escaped(entry.target),
+        prev_hash=_escaped(entry.prev_hash),
+        hash=_escaped(entry.hash),
+        details=details,
+    )
 
 
 def audit_facets(
