@@ -4,6 +4,7 @@ of the scheduler's (:class:`tunewatch._scheduler.Task`)."""
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -20,9 +21,11 @@ PURGE_INTERVAL_S = 86_400.0
 #: When a store holds no purge yet: long past, so a new leader purges soon (counted
 #: from its takeover, a daemon restarted more often than daily would never purge).
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)
+#: The newest purge entries read for the last run (past stopped ones).
+_LAST_RUNS = 10
 
 
-def purge_task(store: Store, retention_days: float) -> Task:
+def purge_task(store: Store, retention_days: float, *, stop: threading.Event | None = None) -> Task:
     """Delete the records older than ``retention_days`` by the database's clock, daily;
     each run is audited, and the newest audit entry is when it last ran.
 
@@ -30,7 +33,12 @@ def purge_task(store: Store, retention_days: float) -> Task:
     request, recorded in its spec by its first worker): a worker resuming or joining the
     job reads the window again, and a window missing its oldest rows is another dataset,
     which its study refuses. The cut-off is moved back to the earliest such start, and
-    the rows it keeps go at the first run after the job ends."""
+    the rows it keeps go at the first run after the job ends. The start is read again in
+    each batch's transaction: a job recording its start while the purge runs keeps its
+    window too.
+
+    ``stop`` (the scheduler's shutdown) ends a run between batches; it is audited with
+    what it deleted (``outcome: stopped``) and does not count as the last run."""
     from tunewatch._scheduler import Task
 
     def run() -> None:
@@ -46,9 +54,10 @@ def purge_task(store: Store, retention_days: float) -> Task:
                 job_id,
             )
             before = start
-        counts = store.purge_records(before=before)
+        counts = store.purge_records(before=before, keep_job_windows=True, stop=stop)
         logger.info(
-            "purged the records received before %s: %d requests, %d outputs, %d labels",
+            "purged%s the records received before %s: %d requests, %d outputs, %d labels",
+            " (stopped part-way)" if stop is not None and stop.is_set() else "",
             before.isoformat(),
             counts.requests,
             counts.outputs,
@@ -56,7 +65,9 @@ def purge_task(store: Store, retention_days: float) -> Task:
         )
 
     def last_run() -> datetime:
-        entries = store.audit_log(1, action=PURGE_TASK, actor="scheduler")
-        return entries[0].at if entries else _NEVER
+        # a run stopped part-way (a shutdown) is not a run: the next leader purges soon
+        entries = store.audit_log(_LAST_RUNS, action=PURGE_TASK, actor="scheduler")
+        ran = (e.at for e in entries if e.details.get("outcome") != "stopped")
+        return next(ran, _NEVER)
 
     return Task(PURGE_TASK, PURGE_INTERVAL_S, run, last_run)

@@ -119,9 +119,10 @@ class Scheduler:
         self.config = config
         self.jobs = jobs
         self.tasks = list(tasks or [])
+        self._stop = threading.Event()  # set at shutdown: a purge stops between batches
         retention_days = config.recording.retention_days
         if retention_days is not None:
-            self.tasks.append(purge_task(store, retention_days))
+            self.tasks.append(purge_task(store, retention_days, stop=self._stop))
         self.metrics = metrics
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lease = Lease(
@@ -191,6 +192,7 @@ class Scheduler:
         would close the store under it. A renewal hanging in the store holds shutdown no
         longer than the grace; it lets the lease go itself when it returns."""
         self._stopping = True  # no renewal from now on takes or keeps the lease for long
+        self._stop.set()
         self._aps.shutdown(wait=False)  # stops the renewal thread too: renewed here below
         ttl = self.config.scheduler.lease_ttl_s
         deadline = time.monotonic() + self._stop_grace_s  # real time, whatever the clock

@@ -25,7 +25,7 @@ from tests.tunewatch.test_tuning import _config, _daemon
 from tunewatch._example import ExampleModel
 from tunewatch._retention_task import purge_task
 from tunewatch._tuning import TuningJobRunner
-from tunewatch.store import LabelItem, Store
+from tunewatch.store import LabelItem, PurgeCounts, Store
 
 
 @pytest.fixture
@@ -74,6 +74,32 @@ def test_a_running_job_keeps_its_window_through_a_purge_until_it_ends(
     purge.run()
 
     assert store.request_ids("m") == {"recent"}
+
+
+def test_a_job_recording_its_window_start_while_a_purge_runs_keeps_its_window(
+    store: Store,
+) -> None:
+    """The purge task read the held start once, before its first batch: a worker
+    recording its job's start while the purge ran (purges last minutes at scale) lost
+    the window. Each batch reads it again in its own transaction."""
+    now = store.database_now()
+    start = now - timedelta(days=35)
+    for i in range(4):
+        _record(store, f"before-window-{i}", start - timedelta(hours=4 - i))
+    for i in range(5):
+        _record(store, f"window-{i}", start + timedelta(minutes=i))
+    job, _ = store.create_job(model="m", kind="retune", trigger={}, spec={})
+    store.claim_job(job.id, "w1")
+
+    def committed(total: PurgeCounts) -> None:
+        if total.requests == 2:  # the worker records its start after the first batch
+            store.record_job_window_start(job.id, start)
+
+    store.purge_records(
+        before=now - timedelta(days=30), batch=2, keep_job_windows=True, committed=committed
+    )
+
+    assert store.request_ids("m") == {f"window-{i}" for i in range(5)}
 
 
 def test_a_queued_again_job_keeps_its_window_and_the_earliest_window_holds(

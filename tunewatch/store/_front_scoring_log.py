@@ -8,13 +8,16 @@ checks of a live split (``_split_checks``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from . import _records, _run_tallies
+from sqlalchemy import Connection
+
+from . import _jobs, _records, _run_tallies
 from ._engine import sqlite_write, transaction
 from ._front_base import StoreFront
-from ._retention import PurgeCounts, purge_and_audit
+from ._retention import PurgeCounts, purge_and_audit, sqlite_pause
 from ._split_checks import SplitWindow, latest_split_window, new_settings_since
 from ._types import (
     LabelItem,
@@ -99,19 +102,36 @@ class ScoringLogFront(StoreFront):
             return _records.get_label(conn, model, request_id)
 
     def purge_records(
-        self, *, before: datetime, batch: int = 2000, actor: str = "scheduler"
+        self,
+        *,
+        before: datetime,
+        batch: int = 2000,
+        actor: str = "scheduler",
+        keep_job_windows: bool = False,
+        stop: threading.Event | None = None,
+        committed: Callable[[PurgeCounts], object] | None = None,
     ) -> PurgeCounts:
         """Delete the requests received before ``before`` with their labels and outputs,
         and outputs created before it whose request is gone, ``batch`` requests per
-        transaction (see :mod:`._retention`). Audited once a run (``purge_records``, its
-        cut-off and counts); a run that fails after deleting rows is audited with what it
-        deleted and the error, and the error raised."""
+        transaction (see :mod:`._retention`); on SQLite it pauses after each one, so other
+        writers take the lock. With ``keep_job_windows``, each batch's cut-off is capped,
+        in its transaction, by the earliest training window start of a queued or running
+        job. ``stop`` ends the run between batches; ``committed`` is told the running
+        total after each batch commits. Audited once a run (``purge_records``, its cut-off
+        and counts), and every few batches in the batch's transaction
+        (``purge_records_progress``); a run that fails after deleting rows is audited with
+        what it deleted and the error, and the error raised; one stopped, with what it
+        deleted and ``outcome: stopped``."""
         return purge_and_audit(
             lambda: self._tx("purge_records"),
             lambda: self._read("purge_records"),
             before=before,
             batch=batch,
             actor=actor,
+            keep_from=_held_window_start if keep_job_windows else None,
+            pause=sqlite_pause if self.dialect == "sqlite" else None,
+            stop=stop,
+            committed=committed,
         )
 
     # -- live-split checks --------------------------------------------------------------
@@ -127,3 +147,10 @@ class ScoringLogFront(StoreFront):
         new challenger, salt or share at ``now`` (see :func:`new_settings_since`)."""
         with self._read("new_split_settings_since") as conn:
             return new_settings_since(conn, model, now)
+
+
+def _held_window_start(conn: Connection) -> datetime | None:
+    """The earliest training window start of a queued or running job (the purge keeps
+    its rows), read in the purge batch's transaction."""
+    held = _jobs.earliest_window_start(conn)
+    return None if held is None else held[1]

@@ -3,18 +3,33 @@
 A request goes with its labels (which reference it) and its outputs (which do not: a
 shadow output may be written before its request row), labels first. Outputs older than
 the cut-off whose request is gone (never written, or purged) go too. Each batch is its
-own short write transaction, so SQLite's write lock, which the recorder's group commit
-needs, is never held for a whole purge; the outputs whose request is gone are looked
-for in a read transaction (a scan of the model's outputs), outside the write lock, and
-deleted by key in a write one that checks again that their request is still missing.
+own short write transaction, and on SQLite the purge then pauses (as long as the batch
+took, at least ``SQLITE_MIN_PAUSE_S``) before taking the write lock again: taken at once,
+it starved the recorder's group commit, the lease renewal and the checkpointer, whose
+busy handler polls the lock every 100 ms at most, and scoring stalled for 30 s. The
+outputs whose request is gone are looked for in a read transaction (a scan of the
+model's outputs), outside the write lock, and deleted by key in a write one that checks
+again that their request is still missing.
+
+Each batch's cut-off is capped, in its own write transaction, by ``keep_from`` (the
+earliest training window start of a queued or running job): a job recording its start
+while the purge runs keeps its window. Every ``AUDIT_EVERY`` batches a progress entry
+(``purge_records_progress``, the run's counts so far) is appended in the batch's own
+transaction, so a purge killed part-way leaves at most that many batches unaudited; a
+purge stopped between batches (``stop``: the daemon's shutdown) is audited with what it
+deleted (``outcome: stopped``).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, Table, and_, delete, exists, select, tuple_
 
@@ -22,8 +37,18 @@ from .._errors import StoreError
 from ._audit import append_audit_in
 from ._schema import labels, models, outputs, requests
 
+logger = logging.getLogger(__name__)
+
 #: Ids per ``IN`` list: within every SQLite build's limit on bound parameters.
 _CHUNK = 500
+#: The shortest pause after each SQLite batch: longer than the busy handler's longest
+#: sleep between two polls of the lock (100 ms), so a writer waiting for the lock polls
+#: while it is free.
+SQLITE_MIN_PAUSE_S = 0.15
+#: Batches between two progress entries of a run (``PROGRESS_ACTION``).
+AUDIT_EVERY = 10
+PURGE_ACTION = "purge_records"
+PROGRESS_ACTION = "purge_records_progress"
 
 Transaction = Callable[[], AbstractContextManager[Connection]]
 
@@ -44,27 +69,84 @@ class PurgeCounts:
         )
 
 
+def sqlite_pause(batch_s: float) -> float:
+    """The pause after a SQLite batch that took ``batch_s``: as long, at least
+    ``SQLITE_MIN_PAUSE_S`` (the write lock is free at least half the time)."""
+    return max(batch_s, SQLITE_MIN_PAUSE_S)
+
+
 def purge_and_audit(
-    write: Transaction, read: Transaction, *, before: datetime, batch: int, actor: str
+    write: Transaction,
+    read: Transaction,
+    *,
+    before: datetime,
+    batch: int,
+    actor: str,
+    keep_from: Callable[[Connection], datetime | None] | None = None,
+    pause: Callable[[float], float] | None = None,
+    stop: threading.Event | None = None,
+    committed: Callable[[PurgeCounts], object] | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> PurgeCounts:
     """:func:`purge_records`, audited once a run (``purge_records`` by ``actor``: the
-    cut-off and counts); a run that fails after deleting rows is audited with what it
-    deleted and the error, and the error raised."""
+    cut-off and counts) and every ``AUDIT_EVERY`` batches in the batch's transaction
+    (``purge_records_progress``, the counts so far); a run that fails after deleting rows
+    is audited with what it deleted and the error, and the error raised; one that
+    ``stop`` ends between batches, with what it deleted and ``outcome: stopped``.
+
+    After each batch commits, ``committed`` is told the running total, then the run
+    waits ``pause(seconds the batch took)`` (none without ``pause``), cut short by
+    ``stop``."""
     done = PurgeCounts()
+    batches = 0
+    stopped = False
+    started = clock()
 
-    def committed(total: PurgeCounts) -> None:
-        nonlocal done
+    def details(**more: Any) -> dict[str, Any]:
+        return {"before": before.isoformat(), "counts": asdict(done), **more}
+
+    def in_batch(conn: Connection, total: PurgeCounts) -> None:
+        nonlocal batches
+        batches += 1
+        if batches % AUDIT_EVERY == 0:
+            append_audit_in(
+                conn,
+                actor=actor,
+                action=PROGRESS_ACTION,
+                target="records",
+                details={"before": before.isoformat(), "counts": asdict(total)},
+            )
+
+    def proceed(total: PurgeCounts) -> bool:
+        nonlocal done, started, stopped
         done = total
+        if committed is not None:
+            committed(total)
+        wait = 0.0 if pause is None else pause(clock() - started)
+        if stop is not None and (stop.is_set() or (wait > 0 and stop.wait(wait))):
+            stopped = True
+            return False
+        if stop is None and wait > 0:
+            time.sleep(wait)
+        started = clock()
+        return True
 
-    def audit(**more: str) -> None:
-        details = {"before": before.isoformat(), "counts": asdict(done), **more}
+    def audit(**more: Any) -> None:
         with write() as conn:
             append_audit_in(
-                conn, actor=actor, action="purge_records", target="records", details=details
+                conn, actor=actor, action=PURGE_ACTION, target="records", details=details(**more)
             )
 
     try:
-        done = purge_records(write, read, before=before, batch=batch, committed=committed)
+        purge_records(
+            write,
+            read,
+            before=before,
+            batch=batch,
+            keep_from=keep_from,
+            in_batch=in_batch,
+            proceed=proceed,
+        )
     except StoreError as exc:  # every store failure is translated to one
         if done != PurgeCounts():
             try:
@@ -72,7 +154,10 @@ def purge_and_audit(
             except StoreError as audit_exc:  # the error raised says why
                 exc.add_note(f"the rows purged before it were not audited: {audit_exc}")
         raise
-    audit()
+    if stopped:
+        audit(outcome="stopped")
+    else:
+        audit()
     return done
 
 
@@ -82,24 +167,52 @@ def purge_records(
     *,
     before: datetime,
     batch: int,
-    committed: Callable[[PurgeCounts], object] | None = None,
+    keep_from: Callable[[Connection], datetime | None] | None = None,
+    in_batch: Callable[[Connection, PurgeCounts], object] | None = None,
+    proceed: Callable[[PurgeCounts], bool] | None = None,
 ) -> PurgeCounts:
     """Delete every model's requests received before ``before`` with their labels and
     outputs, and outputs created before it whose request is gone, ``batch`` requests
     (or outputs) per ``write()`` transaction; ``read()`` opens the read transactions.
-    ``committed`` is told the running total after each write transaction commits."""
+
+    In each write transaction the cut-off is capped by ``keep_from`` (read there) and
+    ``in_batch`` is given the connection and the running total with that batch's rows.
+    After each commit ``proceed`` is given the running total; when it returns false the
+    run ends there, with what it deleted."""
     if batch < 1:
         raise ValueError(f"`batch` must be at least 1, got {batch}")
     with read() as conn:
         names = list(conn.execute(select(models.c.name).order_by(models.c.name)).scalars())
     total = PurgeCounts()
+
+    logged: list[datetime] = []  # the held start last logged
+
+    def cut_off(conn: Connection) -> datetime:
+        held = None if keep_from is None else keep_from(conn)
+        if held is None or held >= before:
+            return before
+        if logged != [held]:
+            logger.info(
+                "purge cut-off moved back from %s to %s in its batch: a queued or running "
+                "job trains on the window from then",
+                before.isoformat(),
+                held.isoformat(),
+            )
+            logged[:] = [held]
+        return held
+
+    def tell(conn: Connection, counts: PurgeCounts) -> None:
+        if in_batch is not None:
+            in_batch(conn, total + counts)
+
     for model in names:
         while True:
             with write() as conn:
-                counts, full = _purge_request_batch(conn, model, before=before, batch=batch)
+                counts, full = _purge_request_batch(conn, model, before=cut_off(conn), batch=batch)
+                tell(conn, counts)
             total += counts
-            if committed is not None:
-                committed(total)
+            if proceed is not None and not proceed(total):
+                return total
             if not full:
                 break
         while True:
@@ -107,10 +220,11 @@ def purge_records(
                 keys = _orphan_outputs(conn, model, before=before, batch=batch)
             if keys:
                 with write() as conn:
-                    deleted = _delete_orphans(conn, model, keys, before)
-                total += PurgeCounts(outputs=deleted)
-                if committed is not None:
-                    committed(total)
+                    counts = PurgeCounts(outputs=_delete_orphans(conn, model, keys, cut_off(conn)))
+                    tell(conn, counts)
+                total += counts
+                if proceed is not None and not proceed(total):
+                    return total
             if len(keys) < batch:
                 break
     return total
