@@ -7,8 +7,8 @@ resolve such paths on our disk). Then a child process (``python -P -m shadow._pr
 creates an onnxruntime session under ``RLIMIT_AS`` and a timeout — a crafted model
 can crash or exhaust the process creating its session — reads the signature and
 scores rows (:func:`shadow._probe.probe`). Crash or non-zero exit → ``load_failed``
-(with the child's last stderr line), timeout → ``load_timeout``, memory exhaustion →
-``load_memory``.
+(with the child's last stderr line), as is a probe process that cannot start; timeout →
+``load_timeout``, memory exhaustion → ``load_memory``.
 """
 
 from __future__ import annotations
@@ -85,6 +85,33 @@ def _limit_address_space(limit: int) -> Callable[[], None]:
     return preexec
 
 
+#: The (asked, hard) pairs :func:`_probe_limit` warned of: once each per process.
+_WARNED_CAPS: Final[set[tuple[int, int]]] = set()
+_WARNED_LOCK: Final = threading.Lock()
+
+
+def _probe_limit(asked: int) -> int:
+    """The address-space limit the probe runs under: ``asked``, capped at this process's
+    hard ``RLIMIT_AS``, which an unprivileged child cannot raise (a container without
+    ``CAP_SYS_RESOURCE``, systemd's ``LimitAS=``): asking for more made the child's
+    ``setrlimit`` fail, and with it every probe. Warns once when it caps."""
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    if hard == resource.RLIM_INFINITY or asked <= hard:
+        return asked
+    with _WARNED_LOCK:
+        first = (asked, hard) not in _WARNED_CAPS
+        _WARNED_CAPS.add((asked, hard))
+    if first:
+        logger.warning(
+            "the candidate memory limit (%d bytes) is above this process's hard "
+            "address-space limit (%d bytes, RLIMIT_AS): candidates are probed under %d bytes",
+            asked,
+            hard,
+            hard,
+        )
+    return hard
+
+
 #: Not passed on to the probe, which loads an untrusted model and needs no credentials:
 #: tunewatch's admin token (its ``ENV_ADMIN_TOKEN``, named here as shadow does not import
 #: tunewatch).
@@ -116,7 +143,8 @@ def inspect_candidate(
 
     ``memory_limit_bytes`` caps the probe process's whole address space (interpreter,
     numpy and onnxruntime included — about 200 MiB of it before any model is
-    loaded); ``timeout_s`` bounds its wall time. Raises
+    loaded), capped itself at this process's hard ``RLIMIT_AS`` (which the probe cannot
+    raise; a warning says so once); ``timeout_s`` bounds its wall time. Raises
     :class:`~shadow.CandidateRejectedError` with the reason as ``code``.
 
     A pass is remembered by the file's content and the two limits: the same bytes under
@@ -150,7 +178,8 @@ def inspect_candidate(
         )
     opset = opset_imports(proto)
     del proto
-    key = (hashlib.sha256(data).hexdigest(), memory_limit_bytes, timeout_s)
+    limit = _probe_limit(memory_limit_bytes)
+    key = (hashlib.sha256(data).hexdigest(), limit, timeout_s)
     passed = _PASSED.get(key)
     if passed is not None:  # its own opset dict: a caller keeps it in the version's details
         return dataclasses.replace(passed, opset=dict(passed.opset))
@@ -166,7 +195,7 @@ def inspect_candidate(
             input=data,
             capture_output=True,
             timeout=timeout_s,
-            preexec_fn=_limit_address_space(memory_limit_bytes),
+            preexec_fn=_limit_address_space(limit),
             env=_child_env(),
             check=False,
         )
@@ -174,7 +203,10 @@ def inspect_candidate(
         raise CandidateRejectedError(
             f"loading {path} took longer than {timeout_s:g} s", code="load_timeout"
         ) from exc
-    except OSError as exc:
+    except (OSError, subprocess.SubprocessError) as exc:
+        # SubprocessError: the child failed before exec, setting its limit (its own
+        # exception stays in the child)
+        logger.warning("candidate %s: the probe process did not start: %s", path, exc)
         raise CandidateRejectedError(
             f"could not start the probe process for {path}: {exc}", code="load_failed"
         ) from exc
@@ -196,7 +228,7 @@ def inspect_candidate(
         )
         _PASSED.put(key, info)
         return dataclasses.replace(info, opset=dict(opset))
-    raise _rejection(path, done, payload, memory_limit_bytes)
+    raise _rejection(path, done, payload, limit, asked=memory_limit_bytes)
 
 
 def _parse_payload(stdout: str) -> dict[str, Any] | None:
@@ -213,19 +245,25 @@ def _rejection(
     done: subprocess.CompletedProcess[str],
     payload: dict[str, Any] | None,
     memory_limit_bytes: int,
+    *,
+    asked: int,
 ) -> CandidateRejectedError:
     stderr_line = _last_line(done.stderr)
+    if memory_limit_bytes < asked:  # capped at the hard limit (see _probe_limit)
+        capped = f", this process's hard limit, below the {asked} bytes asked for"
+    else:
+        capped = ""
     if payload is not None and payload.get("error") in CANDIDATE_REJECTED_CODES:
         code = cast(CandidateRejectedCode, str(payload["error"]))
         message = str(payload.get("message", ""))
         if code == "load_memory":
-            message = f"{message} (address-space limit {memory_limit_bytes} bytes)"
+            message = f"{message} (address-space limit {memory_limit_bytes} bytes{capped})"
         logger.info("candidate %s rejected by probe: %s: %s", path, code, message)
         return CandidateRejectedError(f"{path}: {message}", code=code)
     if any(marker in done.stderr for marker in MEMORY_MARKERS):
         return CandidateRejectedError(
             f"{path}: the probe ran out of memory under an address-space limit of "
-            f"{memory_limit_bytes} bytes: {stderr_line}",
+            f"{memory_limit_bytes} bytes{capped}: {stderr_line}",
             code="load_memory",
         )
     how = (

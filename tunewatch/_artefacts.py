@@ -15,12 +15,20 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tunewatch._errors import NotFoundError, StoreError
+from tunewatch._errors import DatabaseUnavailableError, NotFoundError, StoreError
 
 if TYPE_CHECKING:
     from tunewatch.store import Store
 
 logger = logging.getLogger(__name__)
+
+#: The errors of a directory that cannot take a write now, whatever the bytes: full (its
+#: disk or its quota), read-only (remounted so after an I/O error, too), failing, or not
+#: writable by the daemon's user (an operator's misconfiguration). The store is
+#: unavailable: 503, as when the database is full, and retried once the operator acts.
+_UNAVAILABLE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
+)
 
 
 class ArtefactStore:
@@ -55,7 +63,12 @@ class ArtefactStore:
         any directory created for it) and return its SHA-256. A file already under that
         name is kept only when its content matches it; a damaged one is replaced. Then,
         with a PostgreSQL store, keep the bytes there (once: a row kept already is left
-        alone); its errors (``StoreError``) are raised after the file was written."""
+        alone); its errors (``StoreError``) are raised after the file was written.
+
+        A directory that cannot take the write now (full, read-only, an I/O error, no
+        permission) raises ``DatabaseUnavailableError`` (a ``StoreUnavailableError``,
+        which the HTTP API answers 503 with the store's fixed message), logged here at
+        warning with the path and the system's reason; any other failure ``StoreError``."""
         digest = hashlib.sha256(data).hexdigest()
         target = self.path(digest, suffix)
         if not _holds(target, digest):
@@ -63,7 +76,11 @@ class ArtefactStore:
                 logger.warning(
                     "artefact %s under %s is damaged; writing it again", digest, self.root
                 )
-            self._write(target, digest, data)
+            try:
+                self._write(target, digest, data)
+            except DatabaseUnavailableError as exc:
+                logger.warning("%s", exc.message)
+                raise
         if self._shared is not None:
             self._shared.put_artefact(data, suffix)
         return digest
@@ -138,6 +155,11 @@ class ArtefactStore:
             for directory in created:  # each new directory's entry in its parent
                 _fsync_directory(directory.parent)
         except OSError as exc:
+            if exc.errno in _UNAVAILABLE_ERRNOS:
+                # the path for the log and the CLI: the HTTP API answers a fixed message
+                raise DatabaseUnavailableError(
+                    f"cannot write artefact {digest} under {self.root}: {_reason(exc)}"
+                ) from exc
             raise StoreError(f"cannot write artefact {digest} under {self.root}: {exc}") from exc
 
 
@@ -148,12 +170,16 @@ def _read(root: Path, target: Path, sha256: str) -> bytes:
     except FileNotFoundError as exc:
         raise NotFoundError(f"artefact {sha256} is missing from {root}") from exc
     except OSError as exc:
-        name = errno.errorcode.get(exc.errno) if exc.errno is not None else None
-        reason = f"{exc.strerror or exc}" + (f" ({name})" if name else "")
-        raise StoreError(f"artefact {sha256} cannot be read from {target}: {reason}") from exc
+        raise StoreError(f"artefact {sha256} cannot be read from {target}: {_reason(exc)}") from exc
     if hashlib.sha256(data).hexdigest() != sha256:
         raise StoreError(f"artefact {sha256} at {target} is corrupt: its content hash differs")
     return data
+
+
+def _reason(exc: OSError) -> str:
+    """The system's reason and its errno's name: "No space left on device (ENOSPC)"."""
+    name = errno.errorcode.get(exc.errno) if exc.errno is not None else None
+    return f"{exc.strerror or exc}" + (f" ({name})" if name else "")
 
 
 def _holds(target: Path, sha256: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import math
 import os
@@ -21,6 +22,7 @@ from tunewatch._artefacts import ArtefactStore
 from tunewatch._auth import Authenticator
 from tunewatch._bootstrap_token import ensure_bootstrap_token, warn_of_bootstrap_lookalikes
 from tunewatch._config import Config
+from tunewatch._errors import TunewatchError
 from tunewatch._evaluation import Evaluator
 from tunewatch._launcher import STALE_HEARTBEATS, JobLauncher
 from tunewatch._open_store import check_stored_models, open_store
@@ -259,31 +261,23 @@ class Daemon:
         Written whole beside it, then renamed over it: rewritten in place (truncated, then
         written) at every start, a worker starting meanwhile, or after a daemon killed in
         between, read an empty file, which is the built-in defaults (a new store under its
-        working directory, and its job not found there)."""
+        working directory, and its job not found there).
+
+        A file that cannot be written (``data_dir`` full or read-only) refuses the start
+        with a ``TunewatchError`` naming it and what it is for: the bare ``OSError`` of a
+        full disk named no file."""
         path = Path(self.config.data_dir).resolve() / "worker-config.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False)
-        # the store and tuning URLs may carry a password: the owner's eyes only (mkstemp
-        # makes it 0600, whatever the umask; the rename gives the target its mode)
-        fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        replaced = False
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temporary, path)
-            replaced = True
-        finally:
-            if not replaced:  # whatever stopped it, Ctrl-C included: no partial file left
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(temporary)
-        # the rename itself, kept through a crash
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+            _write_worker_config(path, text)
+        except OSError as exc:
+            name = errno.errorcode.get(exc.errno) if exc.errno is not None else None
+            reason = f"{exc.strerror or exc}" + (f" ({name})" if name else "")
+            raise TunewatchError(
+                f"cannot write {path}, the configuration the tuning worker processes read "
+                f"(the daemon writes it at every start): {reason}",
+                code="worker_config_unwritable",
+            ) from exc
         return path
 
     def _lookup_token(self, digest: str) -> tuple[str, str, str] | None:
@@ -393,3 +387,30 @@ def _drift_report_keys(store: Store, model: str) -> set[tuple[str, str]]:
             return keys
         # a page holding nothing new is one window's reports alone: go on before it
         until = oldest if fresh else oldest - timedelta(microseconds=1)
+
+
+def _write_worker_config(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole: a temporary file beside it, fsynced, renamed over
+    it, the rename fsynced (see :meth:`Daemon._worker_config`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # the store and tuning URLs may carry a password: the owner's eyes only (mkstemp
+    # makes it 0600, whatever the umask; the rename gives the target its mode)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    replaced = False
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+        replaced = True
+    finally:
+        if not replaced:  # whatever stopped it, Ctrl-C included: no partial file left
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+    # the rename itself, kept through a crash
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)

@@ -34,9 +34,10 @@ class StoreUnavailableError(StoreError):
 
 
 class DatabaseUnavailableError(StoreUnavailableError):
-    """The database driver's own failure: its message holds the driver's text (the
-    database's host, port and user), for the daemon's log and the CLI; the HTTP API
-    answers callers a fixed message instead."""
+    """The database driver's own failure, or the artefact directory's (full, read-only,
+    failing, not writable): its message holds the driver's text (the database's host,
+    port and user) or the directory's path and the system's reason, for the daemon's log
+    and the CLI; the HTTP API answers callers a fixed message instead."""
 
 
 class InvalidValueError(StoreError, ValueError):

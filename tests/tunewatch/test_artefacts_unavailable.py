@@ -1,0 +1,123 @@
+"""An artefact directory that cannot take a write — full, read-only — is the store being
+unavailable: ``StoreUnavailableError``, answered 503 ``store_unavailable`` with the
+store's fixed message, its path and the system's reason in one log line.
+
+It was a bare ``StoreError``: a 500 ``store_error`` whose message showed the server's
+path to any caller registering a version, reading a drift report or re-tuning.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.tunewatch.conftest import MODEL
+from tests.tunewatch.tmpfs import mounted_tmpfs
+from tunewatch._artefacts import ArtefactStore
+from tunewatch._auth import hash_token, new_token
+from tunewatch._background import BackgroundServer
+from tunewatch._config import build_config
+from tunewatch._daemon import Daemon
+from tunewatch._errors import StoreError, StoreUnavailableError
+from tunewatch._example import ExampleModel
+
+DATA = b"onnx-bytes" * 1000  # 10 kB: past a 4 kB tmpfs
+
+#: how a tmpfs is mounted to refuse a write, and the errno it refuses it with
+REFUSING = {"full": (("size=4k",), "ENOSPC"), "read-only": (("ro",), "EROFS")}
+
+
+def _filled(root: Path) -> Path:
+    """``root``, its filesystem filled to the last byte."""
+    with (root / "filler").open("wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass  # full: what the filler is for
+    return root
+
+
+@pytest.mark.parametrize("how", list(REFUSING))
+def test_put_into_a_directory_refusing_writes_is_store_unavailable_logged_once(
+    tmp_path: Path, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    options, errno_name = REFUSING[how]
+    with mounted_tmpfs(tmp_path / "artefacts", *options) as root:
+        store = ArtefactStore(root)
+        caplog.set_level(logging.WARNING, logger="tunewatch")
+        with pytest.raises(StoreUnavailableError) as raised:
+            store.put(DATA)
+        assert raised.value.code == "store_unavailable"
+        # the path and the system's reason, for the daemon's log and the CLI
+        assert str(root) in raised.value.message and errno_name in raised.value.message
+        logged = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(logged) == 1, [r.getMessage() for r in logged]
+        assert str(root) in logged[0].getMessage() and errno_name in logged[0].getMessage()
+        assert logged[0].exc_info is None  # an expected condition: no traceback
+        leftovers = [p.name for p in root.rglob(".tmp-*")]
+        assert leftovers == []  # no temporary file left behind by the failed write
+
+
+def test_put_failing_for_another_reason_stays_a_store_error(tmp_path: Path) -> None:
+    """Not the directory's condition (a directory where the file belongs): unchanged."""
+    store = ArtefactStore(tmp_path)
+    (store.path(hashlib.sha256(DATA).hexdigest()) / "in-the-way").mkdir(parents=True)
+    with pytest.raises(StoreError) as raised:
+        store.put(DATA)
+    assert not isinstance(raised.value, StoreUnavailableError)
+    assert raised.value.code == "store_error"
+
+
+@pytest.fixture
+def full_artefacts(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    """A daemon serving over loopback whose artefact directory is a full tmpfs: its URL,
+    an operator token and that directory."""
+    config = build_config({"data_dir": str(tmp_path / "data")}, env={})
+    with mounted_tmpfs(config.artefact_dir, "size=4k") as root:
+        _filled(root)
+        daemon = Daemon(config, env={})
+        try:
+            token = new_token()
+            daemon.store.add_token(
+                name="operator", role="operator", token_hash=hash_token(token), actor="test"
+            )
+            with BackgroundServer(daemon.app) as server:
+                yield server.url, token, root
+        finally:
+            daemon.close()
+
+
+def test_registering_a_version_into_a_full_artefact_directory_answers_503_without_its_path(
+    full_artefacts: tuple[str, str, Path],
+    trained: list[ExampleModel],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url, token, root = full_artefacts
+    model = trained[0]
+    caplog.set_level(logging.WARNING, logger="tunewatch")
+    response = httpx.post(
+        f"{url}/v1/models/{MODEL}/versions",
+        json={
+            "onnx_base64": base64.b64encode(model.onnx).decode(),
+            "task": model.metadata.task,
+            "feature_names": list(model.metadata.feature_names),
+        },
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=120,
+    )
+    assert response.status_code == 503, response.text
+    assert response.json() == {
+        "error": "the store is unavailable; retry later",
+        "code": "store_unavailable",
+    }
+    for private in (str(root), "Errno", "ENOSPC", "No space"):
+        assert private not in response.text
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any(str(root) in m and "ENOSPC" in m for m in logged), logged
