@@ -73,6 +73,7 @@ def read_rows(
         start=start,
         end=end,
         with_features=False,  # outputs, labels and times: not 30 days of input blobs
+        with_ids=False,  # nor a string per request
     )
     answered = window.versions == version  # the champion's trend, not its predecessors'
     width = int(window.outputs.shape[1]) if (window.versions != -1).any() else None

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
 from sqlalchemy import event
 
 from tunewatch._errors import NotFoundError
-from tunewatch.store import LabelItem, OutputRecord, RequestRecord, Store, _evaluations
+from tunewatch.store import (
+    LabelItem,
+    OutputRecord,
+    RequestRecord,
+    Store,
+    Window,
+    _evaluations,
+    _windows,
+)
+from tunewatch.store._schema import labels
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -243,3 +253,140 @@ def test_the_newest_n_before_an_end_are_the_newest_received_before_it(
     assert before.request_ids == ("q1", "q2")
     np.testing.assert_array_equal(before.labels[:1], [1.0])
     assert np.isnan(before.labels[1]) and before.features.shape == (2, 0)
+
+
+NAN = float("nan")
+LABELLED = T0 + timedelta(minutes=10)  # when the labels of a0 and a1 arrived
+LATER = T0 + timedelta(minutes=20)  # and the others'
+
+# The rows a window of the log `_mixed_log` writes reads, in order: request id, minutes
+# after T0, inputs, output (None: NaN), version, label, when the label arrived.
+MIXED_ROWS: list[tuple[str, int, list[float], list[float] | None, int, float, datetime | None]] = [
+    ("a0", 0, [1, 2], [0.1, 0.9], 1, 1.0, LABELLED),
+    ("a1", 1, [3, 4], [0.2, 0.8], 1, 1.0, LABELLED),  # a batch of three, labelled by a list
+    ("a1", 1, [5, 6], [0.3, 0.7], 1, 0.0, LABELLED),
+    ("a1", 1, [7, 8], [0.4, 0.6], 1, 1.0, LABELLED),
+    ("a2", 2, [9, 10], None, -1, 0.0, LATER),  # no output recorded
+    ("a3", 3, [11, 12], None, -1, 1.0, LATER),  # a mirrored output of width 3
+    # a4: written under another feature schema (three columns), a5: no rows
+    ("a6", 6, [13, 14], [0.6, 0.4], 1, NAN, LATER),  # its label does not fit
+    ("a6", 6, [15, 16], [0.7, 0.3], 1, NAN, LATER),
+    ("a7", 7, [17, 18], [0.9, 0.1], 2, 0.0, LATER),  # received with b7, ordered by id
+    ("b7", 7, [19, 20], [0.8, 0.2], 2, NAN, None),
+    ("a8", 8, [21, 22], None, -1, NAN, None),  # the champion's output of width 3
+]
+
+
+def _mixed_log(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Requests of every kind a window reads: batches, outputs of two widths (the modal
+    one two), none, a request of another feature schema, an empty one, labels that fit
+    and one that does not (stored directly: the labels API refuses it), and none."""
+    at = [T0 + timedelta(minutes=i) for i in range(9)]
+    written = [
+        _record("a0", at[0], [[1, 2]], [[0.1, 0.9]]),
+        _record("a1", at[1], [[3, 4], [5, 6], [7, 8]], [[0.2, 0.8], [0.3, 0.7], [0.4, 0.6]]),
+        _record("a3", at[3], [[11, 12]], [[0.1, 0.2, 0.7]], version=2, role="external"),
+        _record("a6", at[6], [[13, 14], [15, 16]], [[0.6, 0.4], [0.7, 0.3]]),
+        _record("b7", at[7], [[19, 20]], [[0.8, 0.2]], version=2),
+        _record("a7", at[7], [[17, 18]], [[0.9, 0.1]], version=2),
+        _record("a8", at[8], [[21, 22]], [[0.2, 0.3, 0.5]], version=3),
+    ]
+    a2, _ = _record("a2", at[2], [[9, 10]], [[0.5, 0.5]])
+    a4, o4 = _record("a4", at[4], [[0, 0]], [[0.5, 0.5]])
+    a4 = RequestRecord(**{**_fields(a4), "n_cols": 3, "inputs": np.float32([[1, 2, 3]]).tobytes()})
+    a5, o5 = _record("a5", at[5], [[0, 0]], [[0.5, 0.5]])
+    a5 = RequestRecord(**{**_fields(a5), "n_rows": 0, "inputs": b""})
+    o5 = OutputRecord(**{**_fields(o5), "n_rows": 0, "values": b""})
+    store.write_records([r for r, _ in written] + [a2, a4, a5], [o for _, o in written] + [o4, o5])
+    monkeypatch.setattr("tunewatch.store._records.utcnow", lambda: LABELLED)
+    store.add_labels(
+        "m", [LabelItem(request_id="a0", value=1.0), LabelItem("a1", value=[1.0, 0.0, 1.0])]
+    )
+    monkeypatch.setattr("tunewatch.store._records.utcnow", lambda: LATER)
+    store.add_labels(
+        "m", [LabelItem(r, value=v) for r, v in [("a2", 0.0), ("a3", 1.0), ("a4", 1.0), ("a7", 0)]]
+    )
+    with store.engine.begin() as conn:
+        conn.execute(
+            labels.insert().values(
+                model="m", request_id="a6", value=[1.0], outcome=None, received_at=LATER
+            )
+        )
+
+
+def _fields(record: RequestRecord | OutputRecord) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in record.__dataclass_fields__}
+
+
+def _assert_rows(
+    window: Window, ids: set[str], *, features: bool = True, with_ids: bool = True
+) -> None:
+    """``window`` holds the rows of ``MIXED_ROWS`` of the requests ``ids``, as read."""
+    rows = [row for row in MIXED_ROWS if row[0] in ids]
+    assert window.model == "m" and window.n_rows == len(rows)
+    assert window.request_ids == (tuple(row[0] for row in rows) if with_ids else ())
+    np.testing.assert_array_equal(
+        window.received_at, [(T0 + timedelta(minutes=row[1])).timestamp() for row in rows]
+    )
+    assert window.received_at.dtype == np.float64
+    if features:
+        np.testing.assert_array_equal(window.features, np.float32([row[2] for row in rows]))
+    else:
+        assert window.features.shape == (len(rows), 0)
+    assert window.features.dtype == np.float32
+    outputs = np.float32([row[3] or [NAN, NAN] for row in rows]).reshape(-1, 2)
+    np.testing.assert_array_equal(window.outputs, outputs)
+    assert window.outputs.dtype == np.float32
+    np.testing.assert_array_equal(window.versions, [row[4] for row in rows])
+    assert window.versions.dtype == np.int64
+    np.testing.assert_array_equal(window.labels, np.float64([row[5] for row in rows]))
+    label_at = [row[6].timestamp() if row[6] else NAN for row in rows]
+    np.testing.assert_array_equal(window.label_received_at, np.float64(label_at))
+    assert window.labels.dtype == window.label_received_at.dtype == np.float64
+
+
+def test_a_window_of_a_mixed_log_reads_every_kind_of_request_as_before(
+    model_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pins what a window reads of every kind of request, whatever the chunks its rows
+    are streamed in (a decay read of 1M requests held every row as Python objects)."""
+    _mixed_log(model_store, monkeypatch)
+    every = {row[0] for row in MIXED_ROWS}
+    for chunk in (1, 2, 3, 5, _windows.CHUNK_ROWS):
+        monkeypatch.setattr(_windows, "CHUNK_ROWS", chunk)
+        _assert_rows(model_store.window("m", n_features=2), every)
+        lean = model_store.window("m", n_features=2, with_features=False)
+        _assert_rows(lean, every, features=False)
+        bare = model_store.window("m", n_features=2, with_features=False, with_ids=False)
+        _assert_rows(bare, every, features=False, with_ids=False)
+        ranged = model_store.window(
+            "m", n_features=2, start=T0 + timedelta(minutes=1), end=T0 + timedelta(minutes=7)
+        )
+        _assert_rows(ranged, {"a1", "a2", "a3", "a6"})
+        _assert_rows(model_store.window("m", n_features=2, last_n=3), {"a7", "b7", "a8"})
+        newest = model_store.window(
+            "m", n_features=2, last_n=4, end=T0 + timedelta(minutes=7), with_features=False
+        )
+        _assert_rows(newest, {"a3", "a6"}, features=False)  # a4 counted, then left out
+        assert model_store.window("m", n_features=3).request_ids == ("a4",)
+
+
+def test_the_output_width_of_a_window_is_the_first_read_of_the_most_common(
+    model_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two widths as common: the one read first is the window's, counted over the whole
+    read, not over the chunk its rows are streamed in."""
+    records = [
+        _record("t0", T0, [[0, 0]], [[0.1, 0.2, 0.7]]),
+        _record("t1", T0 + timedelta(minutes=1), [[1, 1]], [[0.2, 0.2, 0.6]], version=2),
+        _record("t2", T0 + timedelta(minutes=2), [[2, 2]], [[0.4, 0.6]]),
+        _record("t3", T0 + timedelta(minutes=3), [[3, 3]], [[0.3, 0.7]]),
+    ]
+    model_store.write_records([r for r, _ in records], [o for _, o in records])
+    for chunk in (1, 3, _windows.CHUNK_ROWS):
+        monkeypatch.setattr(_windows, "CHUNK_ROWS", chunk)
+        w = model_store.window("m", n_features=2)
+        np.testing.assert_array_equal(
+            w.outputs, np.float32([[0.1, 0.2, 0.7], [0.2, 0.2, 0.6], [NAN] * 3, [NAN] * 3])
+        )
+        np.testing.assert_array_equal(w.versions, [1, 2, -1, -1])
