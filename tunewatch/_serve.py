@@ -5,6 +5,7 @@ the scheduler's lease or a worker."""
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import logging
 import socket
 import sys
@@ -12,6 +13,7 @@ import sys
 from tunewatch._config import Config
 from tunewatch._daemon import Daemon, request_grace_s
 from tunewatch._errors import TunewatchError
+from tunewatch._fd_limit import answering_over_limit, raise_open_file_limit
 from tunewatch.store import redact_url
 from tunewatch.store._write_deadline import WRITE_DEADLINE_MARGIN_S
 
@@ -51,7 +53,10 @@ def listen(host: str, port: int) -> list[socket.socket]:
 
 def serve(config: Config, *, host: str | None = None, port: int | None = None) -> None:
     """Run the daemon in the foreground until SIGINT/SIGTERM, on sockets bound before the
-    store is opened (see :func:`listen`)."""
+    store is opened (see :func:`listen`), under an open-file limit raised as far as it goes
+    (see :mod:`tunewatch._fd_limit`)."""
+    # a crash (SIGSEGV, SIGABRT) writes every thread's traceback to the log, not nothing
+    faulthandler.enable(file=2, all_threads=True)  # fd 2: sys.stderr may have none
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
 
@@ -61,6 +66,8 @@ def serve(config: Config, *, host: str | None = None, port: int | None = None) -
     port = config.server.port if port is None else port
     sockets = listen(host, port)
     try:
+        # before the store takes its descriptors; after listen, whose refusal is one line
+        connection_limit = raise_open_file_limit()
         if not config.scheduler.enabled and config.tuning.workers:
             # the launcher is a task of the leader's: a retune answered "taken" here stays
             # queued, holding a quota slot, until a leader starts it (the demo, which runs
@@ -86,6 +93,9 @@ def serve(config: Config, *, host: str | None = None, port: int | None = None) -
                 daemon.recorder.begin_shutdown(grace_s=grace_s, commit_s=commit_s)
                 await super().shutdown(sockets)
 
+        protocol = bounded_protocol(read_timeout_s=config.server.request_read_timeout_s)
+        if connection_limit is not None:
+            protocol = answering_over_limit(protocol, limit=connection_limit)
         server = Server(
             uvicorn.Config(
                 daemon.app,
@@ -96,11 +106,15 @@ def serve(config: Config, *, host: str | None = None, port: int | None = None) -
                 lifespan="on",
                 backlog=BACKLOG,
                 timeout_graceful_shutdown=grace_s,
+                # connections and requests at once, below the open-file limit: past it a
+                # request is answered 503, where a connection past the descriptors was
+                # accepted and closed unanswered (see tunewatch._fd_limit)
+                limit_concurrency=connection_limit,
                 # whose X-Forwarded-Proto says the page was served over HTTPS (the
                 # dashboard's session cookie is Secure then)
                 forwarded_allow_ips=list(config.server.trusted_proxies),
                 # httptools, with a bound on each request's head and on its time to arrive
-                http=bounded_protocol(read_timeout_s=config.server.request_read_timeout_s),
+                http=protocol,
                 # no WebSocket route: an upgrade request is answered as HTTP/1.1
                 ws="none",
             )

@@ -4,6 +4,7 @@ cancel one (``cancel``)."""
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
 import signal
@@ -25,6 +26,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from tunewatch._tuning import TuningJobRunner
     from tunewatch._tuning_results import registered_version
 
+    # a crash (SIGSEGV, SIGABRT) writes every thread's traceback to stderr, whose tail the
+    # launcher logs; fd 2: sys.stderr may have none
+    faulthandler.enable(file=2, all_threads=True)
     _refuse_an_empty_config(args)
     config = config_of(args)
     store = open_store(config, create=False)
