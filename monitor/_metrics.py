@@ -296,8 +296,10 @@ class ServingMetrics:
         )
         self.evaluations = Counter(
             "tunewatch_evaluations",
-            "Scheduled runs by outcome: an evaluation's ok or insufficient_data, a "
-            "comparison run's comparison, and <job>_failed for a scheduled job that failed "
+            "Scheduled runs by outcome: an evaluation's ok or insufficient_data, or "
+            "reference_unreadable (its champion's reference snapshot cannot be read: drift "
+            "and the estimate not evaluated), a comparison run's comparison, and "
+            "<job>_failed for a scheduled job that failed "
             "(evaluate_failed, compare_failed, retune_schedule_failed, retune_owed_failed; "
             "launch_jobs_failed under model -).",
             ["model", "outcome"],

@@ -13,9 +13,14 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from monitor import ServingMetrics
+from tests._promql import exported_series, legend_errors, read_query
 from tests.conftest import service_missing
+from tests.tunewatch.conftest import MODEL, make_daemon
+from tunewatch._example import ExampleModel
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+RULES = CONFIGS / "prometheus" / "tunewatch.rules.yml"
+DASHBOARD = CONFIGS / "grafana" / "tunewatch-dashboard.json"
 
 
 def _tool(name: str) -> str:
@@ -45,30 +50,97 @@ def test_alertmanager_config_passes_amtool() -> None:
     _run(_tool("amtool"), "check-config", str(CONFIGS / "alertmanager" / "alertmanager.yml"))
 
 
-def _exported_names() -> set[str]:
-    names = set()
-    for metric in ServingMetrics().registry.collect():
-        for sample in metric.samples:
-            names.add(sample.name)
-        names.add(metric.name)
-        names.update(f"{metric.name}_{suffix}" for suffix in ("total", "bucket", "count", "sum"))
-    return names
+def _shipped_queries() -> list[tuple[str, str]]:
+    """Every PromQL query shipped: each rule's and each dashboard panel's, named."""
+    rules = yaml.safe_load(RULES.read_text())
+    queries = [(r["alert"], r["expr"]) for g in rules["groups"] for r in g["rules"]]
+    dashboard = json.loads(DASHBOARD.read_text())
+    queries += [
+        (f"panel {p['id']} {t['refId']}", t["expr"])
+        for p in dashboard["panels"]
+        for t in p["targets"]
+    ]
+    return queries
 
 
-def _metric_names(expr: str) -> set[str]:
-    return set(re.findall(r"\b(tunewatch_[a-z0-9_]+)", expr))
+def test_rules_and_dashboard_only_read_series_and_labels_tunewatch_exports() -> None:
+    """A name was only looked for among every metric with every suffix, and labels not at
+    all: `rate(tunewatch_alarm_total[5m])` (a gauge has no _total),
+    `histogram_quantile(0.9, tunewatch_drift_share_bucket)` and
+    `tunewatch_alarm{evnt="x"}` all passed, and each would draw or alert on nothing."""
+    exported = exported_series()
+    queries = _shipped_queries()
+    assert len(queries) > 20
+    problems = {name: read_query(expr, exported)[1] for name, expr in queries}
+    dashboard = json.loads(DASHBOARD.read_text())
+    template = dashboard["templating"]["list"][1]["query"]
+    metric, label = re.fullmatch(r"label_values\((\w+),\s*(\w+)\)", template).groups()  # type: ignore[union-attr]
+    problems["$model"] = [] if label in exported.get(metric, ()) else [f"{metric} has no {label}"]
+    assert {name: errors for name, errors in problems.items() if errors} == {}
 
 
-def test_rules_and_dashboard_only_use_metrics_tunewatch_exports() -> None:
-    exported = _exported_names()
-    rules = (CONFIGS / "prometheus" / "tunewatch.rules.yml").read_text()
-    dashboard = json.loads((CONFIGS / "grafana" / "tunewatch-dashboard.json").read_text())
-    used = _metric_names(rules)
-    for panel in dashboard["panels"]:
-        for target in panel["targets"]:
-            used |= _metric_names(target["expr"])
-    used |= _metric_names(dashboard["templating"]["list"][1]["query"])
-    assert used and used <= exported, sorted(used - exported)
+@pytest.mark.parametrize(
+    "expr",
+    [
+        pytest.param("rate(tunewatch_alarm_total[5m])", id="gauge-read-as-counter"),
+        pytest.param(
+            "histogram_quantile(0.9, sum by (le) (rate(tunewatch_drift_share_bucket[5m])))",
+            id="gauge-read-as-histogram",
+        ),
+        pytest.param('tunewatch_alarm{evnt="x"}', id="misspelt-label"),
+        pytest.param(
+            "sum by (objective) (tunewatch_drift_share)", id="grouped-by-a-label-it-lacks"
+        ),
+        pytest.param(
+            "tunewatch_label_coverage / on (version) tunewatch_label_delay_seconds",
+            id="matched-on-a-label-it-lacks",
+        ),
+        pytest.param(
+            "tunewatch_runs_total / tunewatch_max_error_rate", id="one-to-one-on-unequal-labels"
+        ),
+    ],
+)
+def test_the_query_check_refuses_what_tunewatch_does_not_export(expr: str) -> None:
+    assert read_query(expr, exported_series())[1]
+
+
+def test_every_dashboard_legend_tells_each_model_s_series_apart() -> None:
+    """With "All" models shown, panels 4, 6 and 8 named each model's series alike
+    ("coverage", "v3 hp=…"): two models' lines could not be told apart. Every label
+    whose value differs between a query's series must be in its legend."""
+    exported = exported_series()
+    dashboard = json.loads(DASHBOARD.read_text())
+    problems = {
+        f"panel {p['id']} {t['refId']}": legend_errors(t["expr"], t["legendFormat"], exported)
+        for p in dashboard["panels"]
+        for t in p["targets"]
+    }
+    assert {name: errors for name, errors in problems.items() if errors} == {}
+
+
+@pytest.mark.parametrize(
+    ("expr", "legend"),
+    [
+        pytest.param('tunewatch_label_coverage{model=~"$model"}', "coverage", id="no-model"),
+        pytest.param(
+            'tunewatch_session_memory_bytes{model=~"$model"}',
+            "v{{version}} hp={{hyperparameter_set}}",
+            id="version-without-model",
+        ),
+        pytest.param(
+            'sum by (type) (increase(tunewatch_events_total{model=~"$model"}[1h]))',
+            "{{model}} {{type}}",
+            id="names-a-label-summed-away",
+        ),
+    ],
+)
+def test_the_legend_check_refuses_a_legend_that_merges_series(expr: str, legend: str) -> None:
+    assert legend_errors(expr, legend, exported_series())
+
+
+def test_a_legend_may_leave_out_a_label_its_query_pins() -> None:
+    expr = 'tunewatch_alarm{model="credit",event="drift_detected"}'
+    assert legend_errors(expr, "drift alarm", exported_series()) == []
 
 
 def test_no_shipped_rule_on_the_daemon_s_own_alarm_queues_a_retune() -> None:
@@ -86,9 +158,6 @@ def test_no_shipped_rule_on_the_daemon_s_own_alarm_queues_a_retune() -> None:
     assert on_alarm
     retuning = [r["alert"] for r in on_alarm if r.get("labels", {}).get("action") == "retune"]
     assert retuning == []
-
-
-RULES = CONFIGS / "prometheus" / "tunewatch.rules.yml"
 
 
 def _firing(alert: str, **labels: str) -> dict[str, object]:
@@ -253,6 +322,31 @@ def test_the_third_failure_of_a_scheduled_job_alerts_and_one_failure_does_not(
     _promtool_test(tmp_path / "failing.test.yml", "1m", series, expected)
 
 
+@pytest.mark.prometheus
+def test_the_third_evaluation_with_an_unreadable_reference_alerts(tmp_path: Path) -> None:
+    """A champion whose reference snapshot cannot be read is evaluated without drift or
+    the label-free estimate: the daemon counts each such run as `reference_unreadable`
+    (not `ok`; tests/tunewatch/test_evaluation_reference_unreadable.py), exported at 0
+    from when the champion is served, and three within an hour alert like three failed
+    runs of a job. A snapshot never registered is no failure and counts `ok`."""
+    counter = "tunewatch_evaluations_total"
+    series = [
+        {
+            "series": f'{counter}{{model="credit",outcome="reference_unreadable"}}',
+            "values": "0x9 1x4 2x4 3x30",
+        },
+        {"series": f'{counter}{{model="credit",outcome="ok"}}', "values": "0x50"},
+        {"series": f'{counter}{{model="unreferenced",outcome="ok"}}', "values": "0+1x50"},
+    ]
+    name = "TunewatchScheduledJobFailing"
+    fired = _firing(name, model="credit", outcome="reference_unreadable")
+    expected: list[dict[str, object]] = [
+        {"eval_time": "19m", "alertname": name, "exp_alerts": []},
+        {"eval_time": "20m", "alertname": name, "exp_alerts": [fired]},
+    ]
+    _promtool_test(tmp_path / "reference.test.yml", "1m", series, expected)
+
+
 def test_the_evaluations_counter_s_help_names_its_outcomes() -> None:
     help_text = ServingMetrics(registry=CollectorRegistry()).evaluations._documentation
     for outcome in ("ok", "insufficient_data", "comparison", "evaluate_failed", "compare_failed"):
@@ -349,6 +443,53 @@ def test_failed_runs_alert_against_each_model_s_max_error_rate(tmp_path: Path) -
         {"eval_time": "40m", "alertname": "TunewatchChampionRunsFailing", "exp_alerts": [champion]},
     ]
     _promtool_test(tmp_path / "runs_failing.test.yml", "1m", series, expected)
+
+
+def _exported_before_the_first_failure(trained: list[ExampleModel], tmp_path: Path) -> bool:
+    """Whether the daemon exports a served champion's failed runs before its first: its
+    line-up loaded, nothing run yet."""
+    daemon, _ = make_daemon(tmp_path, trained)
+    try:
+        daemon.runtime.load(MODEL)
+        labels = {"model": MODEL, "version": "1", "role": "champion", "code": "non_finite_output"}
+        value = daemon.metrics.registry.get_sample_value("tunewatch_run_failures_total", labels)
+        return value is not None
+    finally:
+        daemon.close()
+
+
+@pytest.mark.prometheus
+def test_a_champion_s_first_failed_run_counts_toward_its_alert(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The failed runs are fed to the rules as the daemon exports them. They were exported
+    from the first failure, at 1: `increase()` cannot count a series' first sample, so the
+    rule's `>= 5` clause read the fifth failure as four (5 failed runs of 90 never
+    alerted); the promtool input started every series at 0 and could not see it.
+
+    One failure a minute (of 80 runs) from the first minute, sampled every 15 s: with
+    the failures exported at 0 the clause holds at the fifth failure and the alert fires
+    ten minutes later, at 15m; born at 1, a minute later."""
+    at_zero = _exported_before_the_first_failure(trained, tmp_path / "daemon")
+    samples = 80
+    failures = [k // 4 for k in range(samples + 1)]  # the first at 1m
+    values = " ".join("_" if n == 0 and not at_zero else str(n) for n in failures)
+    labels = 'model="q",version="1",role="champion"'
+    series = [
+        {"series": f"tunewatch_runs_total{{{labels}}}", "values": f"0+20x{samples}"},
+        {
+            "series": f'tunewatch_run_failures_total{{{labels},code="non_finite_output"}}',
+            "values": values,
+        },
+        {"series": 'tunewatch_max_error_rate{model="q"}', "values": f"0.001x{samples}"},
+    ]
+    name = "TunewatchChampionRunsFailing"
+    fired = _firing(name, model="q", version="1", role="champion")
+    expected = [
+        {"eval_time": "14m45s", "alertname": name, "exp_alerts": []},
+        {"eval_time": "15m", "alertname": name, "exp_alerts": [fired]},
+    ]
+    _promtool_test(tmp_path / "first_failure.test.yml", "15s", series, expected)
 
 
 @pytest.mark.prometheus

@@ -5,7 +5,12 @@ champion's reference snapshot, stores one evaluation row per kind (with ``"alarm
 its payload), exports the figures as Prometheus metrics, and lets the event policies
 (hysteresis, cool-down) decide whether an event — and through the dispatcher an action —
 follows. Degenerate windows are stored as ``insufficient_data``, never raised, and so are
-drift and the estimate of a champion whose snapshot is missing or cannot be read.
+drift and the estimate of a champion whose snapshot is missing or cannot be read. A
+champion registered without a snapshot is a normal state; one whose snapshot exists but
+cannot be read is a failure: the run, stored all the same, is counted as
+``reference_unreadable`` in ``tunewatch_evaluations_total`` (not ``ok``), which
+``TunewatchScheduledJobFailing`` reads, and that series is exported at 0 from when the
+champion is served (:meth:`Evaluator.export_stored`).
 
 This module runs the evaluation, caches each champion's baseline and stores the verdicts;
 the parts live beside it. The baseline built from the snapshot in
@@ -23,6 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,6 +51,16 @@ from tunewatch._span import requests_span, ts
 from tunewatch.store import EvaluationRow, ModelRow, Store, VersionRow
 
 logger = logging.getLogger(__name__)
+
+#: ``tunewatch_evaluations_total``'s outcome of a run whose champion's reference snapshot
+#: exists but cannot be read (drift and the estimate not evaluated): a failed run
+REFERENCE_UNREADABLE = "reference_unreadable"
+
+
+@dataclass(frozen=True, slots=True)
+class UnreadableReference(NoBaseline):
+    """The champion has a reference snapshot, but it cannot be read (missing, damaged, a
+    newer format): unlike having none, a failure."""
 
 
 class Evaluator:
@@ -150,7 +166,8 @@ class Evaluator:
                     ),
                 )
             )
-        if ev.estimate.enabled and model.task == "binary":
+        estimated = ev.estimate.enabled and model.task == "binary"
+        if estimated:
             rows.append(
                 self._store(
                     name,
@@ -192,7 +209,14 @@ class Evaluator:
             # promoted (or rolled back) during the run: the re-export of the change came
             # before this run's figures of the champion it replaced, which must not stay
             export_stored(self.store, self.metrics, model, cfg, now=self.clock())
-        outcome = "insufficient_data" if all(r.status != "ok" for r in rows) else "ok"
+        if isinstance(baseline, UnreadableReference) and (ev.drift.enabled or estimated):
+            outcome = REFERENCE_UNREADABLE  # the rows are stored, but two kinds are lost
+        elif all(r.status != "ok" for r in rows):
+            outcome = "insufficient_data"
+        else:
+            outcome = "ok"
+        # at 0 from now on, where the serving champion did not start it (export_stored)
+        ServingMetrics.start_at_zero(self.metrics.evaluations, (name, REFERENCE_UNREADABLE))
         self.metrics.evaluations.labels(name, outcome).inc()
         return rows
 
@@ -203,7 +227,14 @@ class Evaluator:
         leader; elsewhere nothing). For a change of champion (a promotion, a rollback):
         the replaced champion's figures and alarms stayed exported until the next run, up
         to ``evaluation.interval_s`` later, and its alarms kept paging. A run under way
-        when the champion changes exports the store's figures again as it ends."""
+        when the champion changes exports the store's figures again as it ends.
+
+        In a process that runs the scheduler (the leader, or one that may take over), the
+        model's ``reference_unreadable`` evaluations are exported at 0 first: the serving
+        champion is known before its first scheduled evaluation reads its snapshot, and a
+        series born at 1 hid that failure from ``increase()``."""
+        if self.config.scheduler.enabled:
+            ServingMetrics.start_at_zero(self.metrics.evaluations, (name, REFERENCE_UNREADABLE))
         if not self.metrics.exports_evaluation:
             return
         model = self.store.get_model(name)
@@ -251,7 +282,8 @@ class Evaluator:
     def _baseline(self, champion: VersionRow, model: ModelRow) -> Baseline | NoBaseline:
         """The champion's baseline, cached: one per model, since each holds a reference
         snapshot (up to 1 GiB unpacked) and a session. Without one, why not: no snapshot
-        (cached), or one that cannot be read (said at each run, and not cached: a
+        (cached; a normal state), or one that cannot be read (:class:`UnreadableReference`,
+        a failure: said at each run, counted as the run's outcome, and not cached: a
         repaired snapshot is read at the next run). Drift and the estimate are lost to
         it, not the evaluation: it raised, and decay, labels and telemetry went too."""
         key = (champion.model, champion.version)
@@ -270,7 +302,7 @@ class Evaluator:
                     champion.version,
                     exc.message,
                 )
-                return NoBaseline(exc.message)
+                return UnreadableReference(exc.message)
             self._baselines[key] = built
         baseline = self._baselines[key]
         return NO_SNAPSHOT if baseline is None else baseline

@@ -48,7 +48,8 @@ def drift_verdict(
     policy which labels the alarm rests on."""
     m = metrics
     if isinstance(baseline, NoBaseline):  # nothing to compare with: no figure, not
-        # the last one held
+        # the last one held (a snapshot that cannot be read also fails the run's outcome:
+        # tunewatch._evaluation.UnreadableReference)
         for gauge in (m.drift_share, m.drift_detected, m.feature_drift, m.feature_drifted):
             m.forget(gauge, model=model.name)
         return "insufficient_data", {"alarm": False, "reason": baseline.reason}

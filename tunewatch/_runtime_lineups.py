@@ -293,7 +293,7 @@ class Lineups:
 
     def _loaded(self, v: VersionRow, role: Role) -> LoadedVersion:
         session = self._session(v)
-        self.series.gauge_memory(v)
+        self.series.loaded(v)
         return LoadedVersion(
             version=v.version, model=session, hyperparameter_set=v.hyperparameter_set_id, role=role
         )

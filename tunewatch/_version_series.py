@@ -5,16 +5,38 @@ A series is made only for a version in its model's line-up, and removed when the
 leaves every line-up (retired, rolled back): without that every re-tune would leave a
 dozen exported series for the daemon's life. Labelled children are looked up once per
 label set, as the scoring hot path needs.
+
+The counters the shipped rules and dashboard read through ``increase()`` and ``rate()``
+are exported at 0 when a version is loaded into its line-up, before it serves: its runs
+and its failed runs (each of :data:`RUN_FAILURE_CODES`) in the role it is loaded in, and
+its model's shadow drops (each ``DropReason``). Born at the first failure, a series hid
+that failure from every rule: five failed runs in ten minutes read as four, and
+``TunewatchChampionRunsFailing``'s ``>= 5`` never held.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import Any, get_args
 
 from monitor import ServingMetrics
+from shadow import DropReason
 from tunewatch.store import VersionRow
+
+#: The codes of ``tunewatch_run_failures_total`` (its help names them): the run raised or
+#: was stopped at its deadline, its output was non-finite, misshapen or past float32, a
+#: live split's arm lacked an output the champion has, a shadow output could not be
+#: recorded. A failure of another code is still counted, from its first failure.
+RUN_FAILURE_CODES: tuple[str, ...] = (
+    "run_failed",
+    "run_timeout",
+    "non_finite_output",
+    "output_shape_mismatch",
+    "output_out_of_range",
+    "unknown_output",
+    "unrecordable",
+)
 
 
 class VersionSeries:
@@ -94,17 +116,42 @@ class VersionSeries:
             self._unrecordable.add(key)
         return first
 
-    def gauge_memory(self, v: VersionRow) -> None:
-        """Export the version's load memory as measured when it was registered (in a
-        process of its own, the figure the guardrails, serving-cost ceilings and dashboard
-        read), not this process's RSS growth while loading: that is 0 or a few pages, and
-        0 for an artefact whose pages were loaded before. A version stored without a
-        figure exports none rather than a different measurement."""
+    def loaded(self, v: VersionRow) -> None:
+        """The version is loaded into its model's line-up (before it serves): export its
+        runs and failed runs in its role at 0 (:meth:`_count_from_zero`), and its load
+        memory as measured when it was registered (in a process of its own, the figure
+        the guardrails, serving-cost ceilings and dashboard read), not this process's RSS
+        growth while loading: that is 0 or a few pages, and 0 for an artefact whose pages
+        were loaded before. A version stored without a figure exports no memory rather
+        than a different measurement."""
+        self._count_from_zero(v)
         if v.load_memory_bytes is None:
             return
         labels = (v.model, str(v.version), v.hyperparameter_set_id)
         self._metrics.session_memory.labels(*labels).set(v.load_memory_bytes)
         self._memory_labels[(v.model, v.version)] = labels
+
+    def _count_from_zero(self, v: VersionRow) -> None:
+        """Export at 0 the counters of ``v`` in the role its stage serves in (champion;
+        a shadow version's runs are a challenger's) that the rules read through
+        ``increase()``/``rate()``, and its model's shadow drops, each series already
+        counting as it is. Removed with the version (:meth:`keep`), but the drops: they
+        are the model's."""
+        role = "champion" if v.stage == "champion" else "challenger"
+        version = str(v.version)
+        with self._lock:
+            key = (v.model, v.version, role)
+            if key not in self._runs:
+                self._runs[key] = self._metrics.runs.labels(v.model, version, role)
+            for code in RUN_FAILURE_CODES:
+                self._failures.add((v.model, v.version, role, code))
+            ServingMetrics.start_at_zero(
+                self._metrics.run_failures,
+                *((v.model, version, role, code) for code in RUN_FAILURE_CODES),
+            )
+        ServingMetrics.start_at_zero(
+            self._metrics.shadow_dropped, *((v.model, reason) for reason in get_args(DropReason))
+        )
 
     def keep(self, live: Collection[tuple[str, int]]) -> None:
         """Remove the series of every version not in ``live`` (model, version)."""
