@@ -256,6 +256,23 @@ class ServingMetrics:
             ["model", "version", "objective"],
             registry=r,
         )
+        self.estimate_realised = Gauge(
+            "tunewatch_estimate_realised",
+            "Realised accuracy of the decisions tunewatch_objective_estimated estimates, over "
+            "the latest window's requests whose labels are due and came; absent while none "
+            "has. Compare it with the estimate, not with tunewatch_objective_realised (the "
+            "objective's own figure, over matured windows).",
+            ["model", "version", "objective"],
+            registry=r,
+        )
+        self.estimate_reference = Gauge(
+            "tunewatch_estimate_reference",
+            "Accuracy of the same decisions on the champion's reference data: the "
+            "estimate_dropped alarm fires when tunewatch_objective_estimated falls more than "
+            "evaluation.estimate.max_drop below it.",
+            ["model", "version", "objective"],
+            registry=r,
+        )
         self.decay_slope = Gauge(
             "tunewatch_decay_slope_per_day",
             "Trend of the realised objective per day, signed so that a positive value is "
@@ -323,6 +340,12 @@ class ServingMetrics:
             registry=r,
         )
 
+    @property
+    def estimate_gauges(self) -> tuple[Gauge, Gauge, Gauge]:
+        """The label-free estimate's gauges (estimated, realised, reference accuracy):
+        set, exported again and removed together, per champion version."""
+        return (self.objective_estimated, self.estimate_realised, self.estimate_reference)
+
     def clear_evaluation(self) -> None:
         """Drop every figure the scheduled evaluation exports: a process that does not
         lead the scheduler (any longer, or at all) stops exporting them, so alert rules
@@ -333,7 +356,7 @@ class ServingMetrics:
             self.feature_drift,
             self.feature_drifted,
             self.objective_realised,
-            self.objective_estimated,
+            *self.estimate_gauges,
             self.decay_slope,
             self.label_coverage,
             self.label_delay,

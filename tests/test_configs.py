@@ -138,6 +138,24 @@ def test_the_legend_check_refuses_a_legend_that_merges_series(expr: str, legend:
     assert legend_errors(expr, legend, exported_series())
 
 
+def test_the_label_free_estimate_is_drawn_beside_the_accuracies_it_is_judged_against() -> None:
+    """Panel 4 drew the estimated accuracy (0.722) against the realised objective, another
+    metric (log loss, 0.617): how far off the estimate was, and the reference accuracy the
+    `estimate_dropped` alarm measures its drop from, were not on the dashboard."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    [panel] = [
+        p
+        for p in dashboard["panels"]
+        if any("tunewatch_objective_estimated" in t["expr"] for t in p["targets"])
+    ]
+    read = {name for t in panel["targets"] for name in re.findall(r"tunewatch_\w+", t["expr"])}
+    assert read == {
+        "tunewatch_objective_estimated",
+        "tunewatch_estimate_realised",
+        "tunewatch_estimate_reference",
+    }
+
+
 def test_a_legend_may_leave_out_a_label_its_query_pins() -> None:
     expr = 'tunewatch_alarm{model="credit",event="drift_detected"}'
     assert legend_errors(expr, "drift alarm", exported_series()) == []
@@ -276,7 +294,7 @@ def test_one_failed_retention_purge_alerts_for_two_days(tmp_path: Path) -> None:
         {"series": f'{counter}{{model="-",outcome="purge_records_failed"}}', "values": "0x2 1x70"},
     ]
     name = "TunewatchRetentionPurgeFailing"
-    fired = _firing(name, outcome="purge_records_failed")
+    fired = _firing(name, model="-", outcome="purge_records_failed")
     expected: list[dict[str, object]] = [
         {"eval_time": "2h", "alertname": name, "exp_alerts": []},
         {"eval_time": "3h", "alertname": name, "exp_alerts": [fired]},
@@ -351,6 +369,20 @@ def test_the_evaluations_counter_s_help_names_its_outcomes() -> None:
     help_text = ServingMetrics(registry=CollectorRegistry()).evaluations._documentation
     for outcome in ("ok", "insufficient_data", "comparison", "evaluate_failed", "compare_failed"):
         assert outcome in help_text
+
+
+def test_every_alert_carries_the_model_label() -> None:
+    """The rules' header says so, and Alertmanager groups by it; the retention purge's
+    alert summed it away (`sum by (outcome)`), though its counter exports model `-`."""
+    exported = exported_series()
+    rules = yaml.safe_load(RULES.read_text())
+    lacking = []
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            series, _ = read_query(rule["expr"], exported)
+            if series is None or "model" not in series.labels:
+                lacking.append(rule["alert"])
+    assert lacking == []
 
 
 def test_every_label_an_alert_s_text_names_survives_its_aggregation() -> None:

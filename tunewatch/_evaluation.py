@@ -43,7 +43,7 @@ from tunewatch._errors import StoreError, StoreUnavailableError
 from tunewatch._evaluation_baseline import NO_SNAPSHOT, Baseline, NoBaseline, build_baseline
 from tunewatch._evaluation_decay import decay_verdict
 from tunewatch._evaluation_drift import drift_verdict
-from tunewatch._evaluation_estimate import estimate_verdict
+from tunewatch._evaluation_estimate import estimate_verdict, forget_estimate
 from tunewatch._evaluation_events import PolicyEvents, export_stored
 from tunewatch._evaluation_labels import labels_verdict
 from tunewatch._evaluation_telemetry import telemetry_verdict
@@ -131,8 +131,8 @@ class Evaluator:
         # its realised accuracy beside them, and the label coverage is theirs
         matured = label_window(self.store, model, ev, as_of=now)
         # per-version figures describe the champion only: a replaced one's must not linger
-        for gauge in (self.metrics.objective_realised, self.metrics.objective_estimated):
-            self.metrics.forget(gauge, model=name, keep={str(version)})
+        self.metrics.forget(self.metrics.objective_realised, model=name, keep={str(version)})
+        forget_estimate(self.metrics, name, keep={str(version)})
         rows = []
         if ev.drift.enabled:
             rows.append(

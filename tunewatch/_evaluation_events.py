@@ -32,6 +32,7 @@ from monitor import ServingMetrics
 from monitor.objectives import make_objective
 from tunewatch._actions import SETTLED, Dispatcher, owed_by_its_action
 from tunewatch._config import ModelConfig
+from tunewatch._evaluation_estimate import export_estimate, forget_estimate
 from tunewatch._evaluation_history import latest as stored_last
 from tunewatch._evaluation_history import verdicts
 from tunewatch._policies import Decision, EventPolicy, Evidence, decide, evaluation_policies
@@ -228,8 +229,9 @@ def export_stored(
     A kind switched off, or whose latest verdict is of another version (the champion
     changed since), exports no figure and its alarm is 0, as its next run would say. A
     figure the verdict does not record is not exported: a drift score that was not
-    finite (stored as null), and the label delay of a verdict stored before it recorded
-    its exported figure."""
+    finite (stored as null), the estimate's realised accuracy of a window whose labels
+    had not come, and the label delay of a verdict stored before it recorded its
+    exported figure."""
     name = model.name
     champion = store.champion(name)
     version = champion.version if champion else None
@@ -249,16 +251,15 @@ def export_stored(
     telemetry = stored_last(store, name, "telemetry")
     if telemetry is not None and telemetry.version == version:
         latest["telemetry"] = telemetry
-    for gauge in (metrics.objective_realised, metrics.objective_estimated):
-        metrics.forget(gauge, model=name, keep={str(version)})
+    metrics.forget(metrics.objective_realised, model=name, keep={str(version)})
+    forget_estimate(metrics, name, keep={str(version)})
     _export_drift(metrics, model, latest.get("drift"))
     _export_decay(metrics, model, cfg, version, latest.get("decay"))
     estimate = latest.get("estimate")
     if estimate is not None and estimate.status == "ok":
-        p = estimate.payload
-        metrics.objective_estimated.labels(name, str(version), p["metric"]).set(p["estimated"])
+        export_estimate(metrics, name, version, estimate.payload)
     else:
-        metrics.forget(metrics.objective_estimated, model=name)
+        forget_estimate(metrics, name)
     labels = latest.get("labels")
     coverage = None if labels is None else labels.payload.get("coverage")
     delay = None if labels is None else labels.payload.get("label_delay_s")

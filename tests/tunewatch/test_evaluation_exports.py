@@ -28,6 +28,8 @@ EVALUATION_GAUGES = (
     "tunewatch_feature_drifted",
     "tunewatch_objective_realised",
     "tunewatch_objective_estimated",
+    "tunewatch_estimate_realised",
+    "tunewatch_estimate_reference",
     "tunewatch_decay_slope_per_day",
     "tunewatch_label_coverage",
     "tunewatch_label_delay_seconds",
