@@ -121,3 +121,37 @@ def test_registering_a_version_into_a_full_artefact_directory_answers_503_withou
         assert private not in response.text
     logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert any(str(root) in m and "ENOSPC" in m for m in logged), logged
+
+
+def test_the_dashboard_s_drift_report_page_in_a_full_artefact_directory_shows_no_path(
+    tmp_path: Path,
+) -> None:
+    """The dashboard rendered the error's own message: the API answered the fixed one,
+    the report page showed a viewer the artefact directory and the errno."""
+    from tests.dashboard.scenario import session_cookie
+    from tests.tunewatch.conftest import Clock, feed
+    from tests.tunewatch.test_evaluation import WINDOW, _champion_daemon
+    from tunewatch._example import example_models
+
+    d = _champion_daemon(example_models(seed=0, n_rows=1500), tmp_path, {"window_rows": WINDOW})
+    clock = Clock()
+    d.evaluator.clock = clock
+    feed(d, clock, 0, WINDOW, shift=1.0, seed=100)
+    drift = next(r for r in d.evaluator.evaluate(MODEL) if r.kind == "drift")
+    token = new_token()
+    d.store.add_token(name="viewer", role="viewer", token_hash=hash_token(token), actor="test")
+    try:
+        with BackgroundServer(d.app) as server:
+            cookie = session_cookie(server.url, token)
+            with mounted_tmpfs(Path(d.config.artefact_dir), "size=4k") as root:
+                _filled(root)
+                page = httpx.get(
+                    f"{server.url}/dashboard/models/{MODEL}/drift/{drift.id}/report",
+                    cookies=cookie,
+                    timeout=120,
+                )
+    finally:
+        d.close()
+    assert page.status_code == 503
+    assert "the store is unavailable; retry later" in page.text
+    assert str(root) not in page.text and "ENOSPC" not in page.text

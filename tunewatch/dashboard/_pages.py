@@ -23,7 +23,7 @@ from tunewatch._drift_report import DRIFT_REPORT_HEADERS
 from tunewatch._drift_report_builds import ReportBusyError
 from tunewatch._errors import TunewatchError
 from tunewatch.api._context import context
-from tunewatch.api._errors import status_for
+from tunewatch.api._errors import describe
 from tunewatch.store import MAX_ID
 
 from . import _data, _series, _svg
@@ -212,7 +212,8 @@ def drift_report_page(model: str, evaluation_id: str, request: Request) -> Respo
         )
         html = context(request).evaluator.drift_report(model, row_id)
     except TunewatchError as exc:
-        page = error_page(status_for(exc), exc.message, None)
+        code, _, message = describe(exc)  # a store outage's fixed message: no path, no host
+        page = error_page(code, message, None)
         if isinstance(exc, ReportBusyError):  # 429: every build slot is taken
             page.headers["Retry-After"] = str(exc.retry_after_s)
         return page

@@ -24,7 +24,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from shadow import ShadowError
 from tunewatch._auth import AuthError, Principal
 from tunewatch._errors import TunewatchError
-from tunewatch.api._errors import ApiError, status_for
+from tunewatch.api._errors import ApiError, describe
 from tunewatch.api._route import public
 
 from ._auth import (
@@ -70,10 +70,14 @@ def render_page(request: Request, render: Callable[[Principal], str]) -> Respons
     try:
         return respond(render(who))
     except (TunewatchError, ShadowError) as exc:
-        code = status_for(exc) if isinstance(exc, TunewatchError) else 400
+        # a store outage's fixed message, as the API answers: the driver's text (host,
+        # port, user) and an artefact directory's path are the log's
+        code, _, message = (
+            describe(exc) if isinstance(exc, TunewatchError) else (400, "", exc.message)
+        )
         if code >= 500:
             logger.error("dashboard page %s failed: %s", request.url.path, exc, exc_info=exc)
-        return error_page(code, exc.message, who)
+        return error_page(code, message, who)
 
 
 # -- session ----------------------------------------------------------------------------------
