@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from tunewatch import _auth as auth_module
 from tunewatch._auth import ROLE_PERMISSIONS, ROLES, Authenticator, AuthError, hash_token
 from tunewatch._errors import StoreUnavailableError
 
@@ -111,6 +112,35 @@ def test_the_cached_check_answers_as_authenticate_or_asks_for_a_lookup() -> None
     clock.now = 5.5  # expired: looked up again, off the caller's loop
     assert auth.authenticate_cached("Bearer tw_s", "score") is None
     assert len(lookups) == 2
+
+
+def test_a_header_checked_again_is_not_hashed_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client sends one token with each request, checked before and after its body:
+    hashed each time (SHA-256 through OpenSSL), the checks cost the event loop ~4 µs a
+    request. The last header's digest is kept; any other header is hashed, and each
+    answers as its own token."""
+    auth = _auth({"tw_s": ("s", "scorer"), "tw_v": ("v", "viewer")}, Clock())
+    hashed: list[str] = []
+
+    def counted(token: str) -> str:
+        hashed.append(token)
+        return hash_token(token)
+
+    monkeypatch.setattr(auth_module, "hash_token", counted)
+    auth.resolve("Bearer tw_s")
+    for _ in range(3):
+        principal = auth.authenticate_cached("Bearer tw_s", "score")
+        assert principal is not None and principal.name == "s"
+    assert auth.authenticate("Bearer tw_s", "score").name == "s"
+    assert hashed == ["tw_s"]
+    assert auth.authenticate("Bearer tw_v", "read").name == "v"
+    for header in ("Bearer tw_sx", "Bearer tw_", "Bearer tw_s\xe9"):
+        with pytest.raises(AuthError):  # none of them is the last one's token
+            auth.authenticate(header, "score")
+    assert auth.authenticate("bearer  tw_s ", "score").name == "s"  # another header
+    principal = auth.authenticate_cached("Bearer tw_s", "score")
+    assert principal is not None and principal.name == "s"
+    assert hashed == ["tw_s", "tw_v", "tw_sx", "tw_", "tw_s\xe9", "tw_s", "tw_s"]
 
 
 def test_disabled_auth_acts_as_admin_and_warns(caplog: pytest.LogCaptureFixture) -> None:
