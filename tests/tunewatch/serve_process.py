@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +30,26 @@ def serving(raw: dict[str, Any], config: Path) -> Iterator[list[str]]:
     entered once it says it listens, with its log lines so far (and on, as they come).
     Its log is drained to the end, so it never blocks on the pipe, and shown when it fails
     to start."""
+    with serve_process(raw, config) as (_, log):
+        yield log
+
+
+@contextlib.contextmanager
+def serve_process(
+    raw: dict[str, Any], config: Path, *, preexec_fn: Callable[[], None] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], list[str]]]:
+    """:func:`serving`, with the process too, started with ``preexec_fn`` (a resource
+    limit of its own, say)."""
     config.write_text(yaml.safe_dump(raw))
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUNEWATCH_")}
     command = [sys.executable, "-m", "tunewatch._cli", "--config", str(config), "serve"]
     process = subprocess.Popen(
-        command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env
+        command,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        preexec_fn=preexec_fn,
     )
     listening = threading.Event()
     log: list[str] = []
@@ -51,7 +66,7 @@ def serving(raw: dict[str, Any], config: Path) -> Iterator[list[str]]:
     reader.start()
     try:
         assert listening.wait(START_S) and process.poll() is None, "".join(log)
-        yield log
+        yield process, log
     finally:
         process.terminate()
         process.wait(START_S)

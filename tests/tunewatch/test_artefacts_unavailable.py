@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.tunewatch.conftest import MODEL
-from tests.tunewatch.tmpfs import mounted_tmpfs
+from tests.tunewatch.tmpfs import filled, mounted_tmpfs
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._auth import hash_token, new_token
 from tunewatch._background import BackgroundServer
@@ -31,17 +31,6 @@ DATA = b"onnx-bytes" * 1000  # 10 kB: past a 4 kB tmpfs
 
 #: how a tmpfs is mounted to refuse a write, and the errno it refuses it with
 REFUSING = {"full": (("size=4k",), "ENOSPC"), "read-only": (("ro",), "EROFS")}
-
-
-def _filled(root: Path) -> Path:
-    """``root``, its filesystem filled to the last byte."""
-    with (root / "filler").open("wb", buffering=0) as f:
-        try:
-            while True:
-                f.write(b"\0" * 4096)
-        except OSError:
-            pass  # full: what the filler is for
-    return root
 
 
 @pytest.mark.parametrize("how", list(REFUSING))
@@ -81,7 +70,7 @@ def full_artefacts(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     an operator token and that directory."""
     config = build_config({"data_dir": str(tmp_path / "data")}, env={})
     with mounted_tmpfs(config.artefact_dir, "size=4k") as root:
-        _filled(root)
+        filled(root)
         daemon = Daemon(config, env={})
         try:
             token = new_token()
@@ -144,7 +133,7 @@ def test_the_dashboard_s_drift_report_page_in_a_full_artefact_directory_shows_no
         with BackgroundServer(d.app) as server:
             cookie = session_cookie(server.url, token)
             with mounted_tmpfs(Path(d.config.artefact_dir), "size=4k") as root:
-                _filled(root)
+                filled(root)
                 page = httpx.get(
                     f"{server.url}/dashboard/models/{MODEL}/drift/{drift.id}/report",
                     cookies=cookie,

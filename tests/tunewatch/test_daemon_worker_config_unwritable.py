@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.tunewatch.tmpfs import mounted_tmpfs
+from tests.tunewatch.tmpfs import filled, mounted_tmpfs
 
 
 def test_serve_on_a_full_data_dir_names_the_worker_config_it_cannot_write(tmp_path: Path) -> None:
@@ -22,12 +22,7 @@ def test_serve_on_a_full_data_dir_names_the_worker_config_it_cannot_write(tmp_pa
         # the store elsewhere: the daemon gets as far as its workers' configuration
         store = f"sqlite:///{tmp_path / 'tunewatch.db'}"
         config.write_text(yaml.safe_dump({"data_dir": str(data_dir), "store": {"url": store}}))
-        with (data_dir / "filler").open("wb", buffering=0) as f:
-            try:
-                while True:
-                    f.write(b"\0" * 4096)
-            except OSError:
-                pass  # full: what the filler is for
+        filled(data_dir)
         env = {k: v for k, v in os.environ.items() if not k.startswith("TUNEWATCH_")}
         ran = subprocess.run(
             [sys.executable, "-m", "tunewatch._cli", "--config", str(config), "serve"],

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.tunewatch.conftest import MODEL, Clock, champion_answered, feed
-from tunewatch._config import build_config
+from tests.tunewatch.test_evaluation import _champion_daemon
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel, example_data
 from tunewatch.store import EvaluationRow
@@ -35,33 +35,8 @@ FIGURES = {
 @pytest.fixture
 def daemon(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Daemon]:
     """The example champion with its reference; every label matured at once."""
-    config = build_config(
-        {
-            "data_dir": str(tmp_path),
-            "scheduler": {"enabled": False},
-            "models": [
-                {
-                    "name": MODEL,
-                    "task": "binary",
-                    "evaluation": {
-                        "window_rows": WINDOW,
-                        "drift": {"enabled": False},
-                        "decay": {"maturity_s": 0},
-                    },
-                }
-            ],
-        },
-        env={},
-    )
-    d = Daemon(config, env={})
-    d.registry.register(
-        MODEL,
-        trained[0].onnx,
-        trained[0].metadata,
-        actor="test",
-        stage="champion",
-        reference=trained[0].reference,
-    )
+    evaluation = {"window_rows": WINDOW, "drift": {"enabled": False}, "decay": {"maturity_s": 0}}
+    d = _champion_daemon(trained, tmp_path, evaluation)
     d.evaluator.clock = Clock()
     yield d
     d.close()

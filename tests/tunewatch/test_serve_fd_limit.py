@@ -13,20 +13,16 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import resource
 import socket
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
-from tests.tunewatch.serve_process import START_S, free_port
+from tests.tunewatch.serve_process import free_port, serve_process
 from tunewatch._fd_limit import LOW_NOFILE, REFUSALS_LOGGED_EVERY_S, _OverLimit, connection_limit
 
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
@@ -48,40 +44,13 @@ class Served:
 def serving_with_nofile(tmp_path: Path, soft: int, hard: int) -> Iterator[Served]:
     """`tunewatch serve` started under RLIMIT_NOFILE ``(soft, hard)``, until the block ends."""
     port = free_port()
-    config = tmp_path / "tunewatch.yaml"
     raw = {"data_dir": str(tmp_path / "data"), "server": {"port": port}}
-    config.write_text(yaml.safe_dump(raw))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TUNEWATCH_")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tunewatch._cli", "--config", str(config), "serve"],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        env=env,
+    with serve_process(
+        raw,
+        tmp_path / "tunewatch.yaml",
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard)),
-    )
-    listening = threading.Event()
-    log: list[str] = []
-
-    def read_log() -> None:
-        assert process.stderr is not None
-        for line in process.stderr:
-            log.append(line)
-            if "listening on" in line:
-                listening.set()
-        listening.set()
-
-    reader = threading.Thread(target=read_log, daemon=True)
-    reader.start()
-    try:
-        assert listening.wait(START_S) and process.poll() is None, "".join(log)
+    ) as (process, log):
         yield Served(process, log, port)
-    finally:
-        process.terminate()
-        process.wait(START_S)
-        reader.join(START_S)
-        assert process.stderr is not None
-        process.stderr.close()
 
 
 def _hold(port: int) -> socket.socket | bytes:

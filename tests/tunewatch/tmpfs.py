@@ -31,3 +31,14 @@ def mounted_tmpfs(at: Path, *options: str) -> Iterator[Path]:
         yield at
     finally:  # lazily: a file the code under test left open does not keep it mounted
         subprocess.run(["umount", "--lazy", str(at)], check=True)
+
+
+def filled(root: Path) -> Path:
+    """``root``, its filesystem filled to the last byte (a file ``filler`` takes it)."""
+    with (root / "filler").open("wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass  # full: what the filler is for
+    return root
