@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tunewatch._errors import DatabaseUnavailableError, NotFoundError, StoreError
+from tunewatch._errors import DatabaseUnavailableError, NotFoundError, StoreError, os_reason
 
 if TYPE_CHECKING:
     from tunewatch.store import Store
@@ -158,7 +158,7 @@ class ArtefactStore:
             if exc.errno in _UNAVAILABLE_ERRNOS:
                 # the path for the log and the CLI: the HTTP API answers a fixed message
                 raise DatabaseUnavailableError(
-                    f"cannot write artefact {digest} under {self.root}: {_reason(exc)}"
+                    f"cannot write artefact {digest} under {self.root}: {os_reason(exc)}"
                 ) from exc
             raise StoreError(f"cannot write artefact {digest} under {self.root}: {exc}") from exc
 
@@ -170,16 +170,12 @@ def _read(root: Path, target: Path, sha256: str) -> bytes:
     except FileNotFoundError as exc:
         raise NotFoundError(f"artefact {sha256} is missing from {root}") from exc
     except OSError as exc:
-        raise StoreError(f"artefact {sha256} cannot be read from {target}: {_reason(exc)}") from exc
+        raise StoreError(
+            f"artefact {sha256} cannot be read from {target}: {os_reason(exc)}"
+        ) from exc
     if hashlib.sha256(data).hexdigest() != sha256:
         raise StoreError(f"artefact {sha256} at {target} is corrupt: its content hash differs")
     return data
-
-
-def _reason(exc: OSError) -> str:
-    """The system's reason and its errno's name: "No space left on device (ENOSPC)"."""
-    name = errno.errorcode.get(exc.errno) if exc.errno is not None else None
-    return f"{exc.strerror or exc}" + (f" ({name})" if name else "")
 
 
 def _holds(target: Path, sha256: str) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import math
 import os
@@ -22,7 +21,7 @@ from tunewatch._artefacts import ArtefactStore
 from tunewatch._auth import Authenticator
 from tunewatch._bootstrap_token import ensure_bootstrap_token, warn_of_bootstrap_lookalikes
 from tunewatch._config import Config
-from tunewatch._errors import TunewatchError
+from tunewatch._errors import TunewatchError, os_reason
 from tunewatch._evaluation import Evaluator
 from tunewatch._launcher import STALE_HEARTBEATS, JobLauncher
 from tunewatch._open_store import check_stored_models, open_store
@@ -271,11 +270,9 @@ class Daemon:
         try:
             _write_worker_config(path, text)
         except OSError as exc:
-            name = errno.errorcode.get(exc.errno) if exc.errno is not None else None
-            reason = f"{exc.strerror or exc}" + (f" ({name})" if name else "")
             raise TunewatchError(
                 f"cannot write {path}, the configuration the tuning worker processes read "
-                f"(the daemon writes it at every start): {reason}",
+                f"(the daemon writes it at every start): {os_reason(exc)}",
                 code="worker_config_unwritable",
             ) from exc
         return path

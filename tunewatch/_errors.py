@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class TunewatchError(Exception):
     """Root of tunewatch's own errors. ``code`` is the stable machine-readable name."""
@@ -68,3 +70,10 @@ class RegistrationError(TunewatchError, ValueError):
     """A candidate or its metadata was refused; ``code`` says why."""
 
     code = "invalid_candidate"
+
+
+def os_reason(exc: OSError) -> str:
+    """The system's reason for ``exc`` and its errno's name: "No space left on device
+    (ENOSPC)", for a message that names what failed and why."""
+    name = errno.errorcode.get(exc.errno) if exc.errno is not None else None
+    return f"{exc.strerror or exc}" + (f" ({name})" if name else "")
