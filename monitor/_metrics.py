@@ -101,7 +101,9 @@ class ServingMetrics:
             "Shadow jobs the challengers did not score: the queue was full or closed, or still "
             "queued at shutdown (queue_full), or they had used their CPU share (cpu_share); "
             "and (request, version) pairs neither scored nor recorded because the version "
-            "left the line-up (retired, rolled back) first (left_lineup).",
+            "left the line-up (retired, rolled back) first (left_lineup), or onnxruntime could "
+            "not allocate the memory to score them (insufficient_memory: the host's condition, "
+            "not a failed run of the challenger).",
             ["model", "reason"],
             registry=r,
         )

@@ -29,8 +29,13 @@ from pathlib import Path
 from typing import Any, Final, cast
 
 from shadow._errors import CANDIDATE_REJECTED_CODES, CandidateRejectedCode, CandidateRejectedError
-from shadow._onnx import Signature, external_data_tensors, opset_imports, parse_model
-from shadow._probe import MEMORY_MARKERS
+from shadow._onnx import (
+    MEMORY_MARKERS,
+    Signature,
+    external_data_tensors,
+    opset_imports,
+    parse_model,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -11,10 +11,12 @@ ZipMap's sequence of maps) is refused with
 Errors raised by onnxruntime are translated here, at one boundary (onnx's own, when
 bytes do not parse, in :mod:`shadow._onnx_proto`):
 session creation failures become :class:`~shadow.ModelLoadError`, bad inputs at run
-time :class:`~shadow.InvalidInputError`, anything else at run time
-:class:`~shadow.ShadowError` (``run_failed``, ``run_timeout``): so too a node failing
-inside the graph, which onnxruntime reports as an invalid argument ("Non-zero status code
-returned while running Gather node"), since the input had passed its checks.
+time :class:`~shadow.InvalidInputError`, a run onnxruntime could not allocate memory for
+:class:`~shadow.ShadowError` ``insufficient_memory`` (the host's condition and the batch's
+size, not the model's fault: a smaller batch or a later try may pass), anything else at
+run time :class:`~shadow.ShadowError` (``run_failed``, ``run_timeout``): so too a node
+failing inside the graph, which onnxruntime reports as an invalid argument ("Non-zero
+status code returned while running Gather node"), since the input had passed its checks.
 
 What needs no onnxruntime lives beside it and is re-exported here: the signature
 (:class:`Signature`, :class:`TensorSpec`, :class:`ProbedOutput`, :func:`primary_output`
@@ -29,6 +31,8 @@ import hashlib
 import logging
 import math
 import os
+import re
+import time
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -68,6 +72,24 @@ logger = logging.getLogger(__name__)
 # reports as INVALID_ARGUMENT like an input of the wrong dtype or rank: the input passed
 # its checks and the run started, so the failure is the model's, not the caller's.
 _NODE_FAILED: Final[str] = "Non-zero status code returned while running"
+
+#: Texts by which onnxruntime, the C++ runtime, Python or the loader say an allocation
+#: failed. onnxruntime's arena says "Failed to allocate memory for requested buffer of
+#: size N" (a run's tensors past the address space or ``RLIMIT_AS``); OpenBLAS, when
+#: numpy loads under a tight limit, "OpenBLAS error: Memory allocation still failed".
+MEMORY_MARKERS: Final[tuple[str, ...]] = (
+    "MemoryError",
+    "bad_alloc",
+    "Cannot allocate memory",
+    "ENOMEM",
+    "out of memory",
+    "failed to map segment",
+    "Failed to allocate memory",
+    "Memory allocation still failed",
+)
+_BUFFER_SIZE: Final = re.compile(r"requested buffer of size (\d+)")
+MEMORY_LOGGED_EVERY_S: Final = 60.0
+_memory_logged_at = [-math.inf]  # monotonic time a run short of memory was last logged
 _PAGE_SIZE: Final[int] = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -97,6 +119,33 @@ def thread_run_options() -> ort.RunOptions:
     ``run_timeout_s`` runs without them and cannot be stopped so."""
     options: ort.RunOptions = _deadline.thread_options(ort.RunOptions)
     return options
+
+
+def _insufficient_memory(text: str, x: np.ndarray[Any, Any], sha256: str) -> ShadowError:
+    """The error of a run onnxruntime could not allocate its tensors for: its text holds
+    the runtime's source path and function, which no caller needs; the size it asked
+    for is kept. Logged whole, at most once in :data:`MEMORY_LOGGED_EVERY_S` for the
+    process (under memory pressure every request may fail so; each is counted)."""
+    size = _BUFFER_SIZE.search(text)
+    asked = f" (a buffer of {int(size.group(1)):,} bytes)" if size else ""
+    rows = x.shape[0] if x.ndim else 1
+    now = time.monotonic()
+    if now - _memory_logged_at[0] >= MEMORY_LOGGED_EVERY_S:
+        _memory_logged_at[0] = now
+        logger.warning(
+            "model %s: onnxruntime could not allocate the memory to score %d rows (such runs "
+            "are answered 503 insufficient_memory or left unshadowed; logged at most once "
+            "in %g s): %s",
+            sha256[:12],
+            rows,
+            MEMORY_LOGGED_EVERY_S,
+            text,
+        )
+    return ShadowError(
+        f"onnxruntime could not allocate the memory to score {rows} rows{asked}; "
+        "retry later or with fewer rows",
+        code="insufficient_memory",
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -228,6 +277,8 @@ class OnnxModel:
             results = self._run(self._output_names, {self._input_name: x}, options)
         except Exception as exc:  # any ORT failure at run time
             text = str(exc)
+            if isinstance(exc, MemoryError) or any(m in text for m in MEMORY_MARKERS):
+                raise _insufficient_memory(text, x, self.sha256) from exc
             refused = isinstance(exc, ort_state.InvalidArgument | ValueError | TypeError)
             if refused and _NODE_FAILED not in text:  # else a node failed: run_failed below
                 code: InvalidInputCode = (

@@ -31,7 +31,7 @@ from typing import Any, Final
 import numpy as np
 
 from shadow._errors import CandidateRejectedError, ShadowError
-from shadow._onnx import OnnxModel, ProbedOutput
+from shadow._onnx import MEMORY_MARKERS, OnnxModel, ProbedOutput
 
 EXIT_OK = 0
 EXIT_REJECTED = 2
@@ -48,23 +48,6 @@ NON_ZERO_VALUES: Final[tuple[float, ...]] = (1.0, -1.0, 1000.0)
 #: The deadline of the run of the non-zero rows: a model still going after it is left to
 #: the serving deadline (``scoring.run_timeout_s``), as one that loops on its input is.
 NON_ZERO_RUN_TIMEOUT_S: Final = 1.0
-
-#: Texts by which onnxruntime, the C++ runtime, Python or the loader say an allocation
-#: failed — under the probe's address-space limit, the candidate needs more memory than
-#: it allows: a load error holding one is ``load_memory``, not ``load_failed`` (the parent,
-#: :mod:`shadow._candidate`, reads a crashed probe's stderr for them too). onnxruntime's
-#: arena says "Failed to allocate memory for requested buffer of size N"; OpenBLAS, when
-#: numpy loads under a tight limit, "OpenBLAS error: Memory allocation still failed".
-MEMORY_MARKERS: Final[tuple[str, ...]] = (
-    "MemoryError",
-    "bad_alloc",
-    "Cannot allocate memory",
-    "ENOMEM",
-    "out of memory",
-    "failed to map segment",
-    "Failed to allocate memory",
-    "Memory allocation still failed",
-)
 
 
 def probe(data: bytes) -> dict[str, object]:
@@ -144,12 +127,20 @@ def _score_non_zero_rows(model: OnnxModel) -> list[np.ndarray[Any, Any]]:
         try:
             answered.append(model.primary(model.run(rows)))
         except ShadowError as exc:
-            if any(marker in exc.message for marker in MEMORY_MARKERS):
+            if _out_of_memory(exc):
                 raise
             if exc.code == "run_timeout":
                 break  # the rest would loop too
             # any other error on such a row is answered as such when served: not refused
     return answered
+
+
+def _out_of_memory(exc: ShadowError) -> bool:
+    """Whether loading or scoring failed for want of memory: under the probe's
+    address-space limit, the candidate needs more than it allows (``load_memory``, not
+    ``load_failed``; the parent, :mod:`shadow._candidate`, reads a crashed probe's stderr
+    for :data:`~shadow._onnx.MEMORY_MARKERS` too)."""
+    return exc.code == "insufficient_memory" or any(m in exc.message for m in MEMORY_MARKERS)
 
 
 def _emit(payload: dict[str, object]) -> None:
@@ -172,7 +163,7 @@ def main(argv: list[str]) -> int:
         return EXIT_REJECTED
     except ShadowError as exc:
         text = exc.message
-        if any(marker in text for marker in MEMORY_MARKERS):
+        if _out_of_memory(exc):
             _emit({"error": "load_memory", "message": text})
             return EXIT_MEMORY
         _emit({"error": "load_failed", "message": text})

@@ -75,7 +75,10 @@ STOP_GRACE_S: Final = 1.0
 #: The default ``max_bytes``: request rows the jobs waiting may hold (``None``: no bound).
 DEFAULT_MAX_BYTES: Final = 256 * 2**20
 
-DropReason = Literal["queue_full", "cpu_share", "left_lineup"]
+#: Why a shadow job was not scored; ``"insufficient_memory"`` is reported by the results
+#: consumer (tunewatch), not the queue: the run was tried and onnxruntime could not
+#: allocate its tensors.
+DropReason = Literal["queue_full", "cpu_share", "left_lineup", "insufficient_memory"]
 
 
 def _nbytes(jobs: Sequence[ShadowJob]) -> int:

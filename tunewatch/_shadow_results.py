@@ -12,6 +12,11 @@ discarded; both are counted in ``tunewatch_shadow_dropped_total{reason="left_lin
 one per (request, version) pair. A version promoted to champion is still in the
 line-up: its backlog, handed over while it shadowed, is recorded as a challenger's.
 
+A run onnxruntime could not allocate memory for (``insufficient_memory``: the host's
+condition and the batch's size) is not a failed run of the challenger, which the
+``max_error_rate`` guardrail would hold against it: it is counted in
+``tunewatch_shadow_dropped_total{reason="insufficient_memory"}``.
+
 Every run of a live version is counted in the store with the failed ones
 (:class:`~tunewatch.store.RunTally`, in the transaction that records the drain's outputs):
 the ``max_error_rate`` guardrail reads what share of a challenger's runs failed.
@@ -65,6 +70,7 @@ class ShadowResults:
         # None: the challenger left the lineup while it scored, and its series with it
         hps: dict[tuple[str, int], str | None] = {}
         left: Counter[str] = Counter()  # by model: results of versions that left
+        starved: Counter[str] = Counter()  # by model: runs given no memory (not failed runs)
         tallies = _Tallies()
         for r in results:
             key = (r.model, r.version)
@@ -73,6 +79,9 @@ class ShadowResults:
             hp = hps[key]
             if hp is None:  # a version out of service: not recorded, no failed run
                 left[r.model] += 1
+                continue
+            if r.code == "insufficient_memory":
+                starved[r.model] += 1
                 continue
             if r.error is not None or r.values is None:
                 code = r.code or ShadowError.default_code
@@ -94,6 +103,8 @@ class ShadowResults:
             records.append(record)
         for model, n in left.items():
             self._metrics.shadow_dropped.labels(model, "left_lineup").inc(n)
+        for model, n in starved.items():
+            self._metrics.shadow_dropped.labels(model, "insufficient_memory").inc(n)
         for (model, version), n in tallies.runs():
             self._series.runs(model, version, "challenger").inc(n)
         self._recorder.record_outputs(records, tallies.as_records())

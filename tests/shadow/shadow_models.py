@@ -103,3 +103,66 @@ def looping_model(n_features: int = N_FEATURES) -> bytes:
     model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
     model.ir_version = 8
     return bytes(model.SerializeToString())
+
+
+#: The value of a row's first feature that makes :func:`allocating_model` ask for more
+#: memory than any host has.
+ALLOCATING_X0 = 7.0
+
+
+def allocating_model(n_features: int = N_FEATURES) -> bytes:
+    """A binary classifier ``[N, n_features] -> label [N], probabilities [N, 2]`` (a
+    sigmoid of its first feature) that widens its first column to ``[N, 2**48]`` floats
+    (``1 + 2**48`` in float32), a petabyte a row, when any row's first feature is
+    :data:`ALLOCATING_X0` (to one column otherwise): onnxruntime cannot allocate that
+    under any overcommit setting (it is past the 47-bit address space), as a batch too
+    large for the host's memory. The widened column adds nothing: its maximum times
+    zero."""
+    from onnx import TensorProto as T
+    from onnx import helper as h
+
+    nodes = [
+        h.make_node("Slice", ["input", "start", "end", "axis"], ["x0"]),
+        h.make_node("Equal", ["x0", "seven"], ["hit"]),
+        h.make_node("Cast", ["hit"], ["hit_f"], to=T.FLOAT),
+        h.make_node("ReduceMax", ["hit_f"], ["any_hit"], keepdims=0),
+        h.make_node("Mul", ["any_hit", "huge"], ["extra"]),
+        h.make_node("Add", ["extra", "one"], ["width_f"]),
+        h.make_node("Cast", ["width_f"], ["width"], to=T.INT64),
+        h.make_node("Unsqueeze", ["width", "axis0"], ["width_1"]),
+        h.make_node("Concat", ["one_i", "width_1"], ["shape"], axis=0),
+        h.make_node("Expand", ["x0", "shape"], ["wide"]),
+        h.make_node("ReduceMax", ["wide"], ["wide_max"], axes=[1], keepdims=1),
+        h.make_node("Mul", ["wide_max", "zero"], ["nothing"]),
+        h.make_node("Add", ["x0", "nothing"], ["logit"]),
+        h.make_node("Sigmoid", ["logit"], ["p1"]),
+        h.make_node("Sub", ["one", "p1"], ["p0"]),
+        h.make_node("Concat", ["p0", "p1"], ["probabilities"], axis=1),
+        h.make_node("Greater", ["p1", "half"], ["gt"]),
+        h.make_node("Cast", ["gt"], ["label_2d"], to=T.INT64),
+        h.make_node("Squeeze", ["label_2d", "axis"], ["label"]),
+    ]
+    graph = h.make_graph(
+        nodes,
+        "allocating",
+        [h.make_tensor_value_info("input", T.FLOAT, [None, n_features])],
+        [
+            h.make_tensor_value_info("label", T.INT64, [None]),
+            h.make_tensor_value_info("probabilities", T.FLOAT, [None, 2]),
+        ],
+        initializer=[
+            h.make_tensor("start", T.INT64, [1], [0]),
+            h.make_tensor("end", T.INT64, [1], [1]),
+            h.make_tensor("axis", T.INT64, [1], [1]),
+            h.make_tensor("axis0", T.INT64, [1], [0]),
+            h.make_tensor("one_i", T.INT64, [1], [1]),
+            h.make_tensor("seven", T.FLOAT, [], [ALLOCATING_X0]),
+            h.make_tensor("huge", T.FLOAT, [], [float(2**48)]),
+            h.make_tensor("one", T.FLOAT, [], [1.0]),
+            h.make_tensor("zero", T.FLOAT, [], [0.0]),
+            h.make_tensor("half", T.FLOAT, [], [0.5]),
+        ],
+    )
+    model = h.make_model(graph, opset_imports=[h.make_opsetid("", 17)])
+    model.ir_version = 8
+    return bytes(model.SerializeToString())

@@ -42,6 +42,7 @@ CLIENT_CLOSED = 499
 # Shadow (input validation, loading) codes and the status each answers with.
 SHADOW_STATUS = {
     "batch_too_large": 413,
+    "insufficient_memory": 503,
     "run_timeout": 503,
     "version_not_loaded": 404,
 }

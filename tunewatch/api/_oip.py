@@ -136,7 +136,9 @@ async def infer(
             checked=scored.version.model.signature.primary_output,
         )
     except ShadowError as exc:
-        if not isinstance(exc, InvalidInputError):  # the model's fault, not the input's
+        # the model's fault, not the input's nor the host's (no memory for this batch now:
+        # a rollback would not give it any; counted in tunewatch_http_errors_total)
+        if not isinstance(exc, InvalidInputError) and exc.code != "insufficient_memory":
             _count_run(ctx, model, answering, role, failed=exc.code)
         raise
     except ApiError as exc:
