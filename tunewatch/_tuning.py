@@ -37,7 +37,12 @@ from retune.space import load_search_space
 from shadow import ShadowError
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig
-from tunewatch._errors import ConflictError, TunewatchError, TuningError
+from tunewatch._errors import (
+    ConflictError,
+    StoreUnavailableError,
+    TunewatchError,
+    TuningError,
+)
 from tunewatch._reference import Reference
 from tunewatch._registry import Registry
 from tunewatch._serving_cost import serving_cost, with_ceiling
@@ -133,6 +138,19 @@ class TuningJobRunner:
                 exc,
             )
             return self.store.get_job(job.id)
+        except StoreUnavailableError as exc:
+            # the store's condition (its database down, its artefact directory full), not
+            # the job's: failed, the job lost its study's work for good. Left running under
+            # this worker, whose exit the launcher reaps as a crash: queued again after a
+            # wait, failed after MAX_CRASHES; the next worker resumes the study.
+            logger.error(
+                "job=%d model=%s: the store is unavailable (%s); the job is left to be "
+                "queued again when this worker's exit is reaped",
+                job.id,
+                model.name,
+                exc,
+            )
+            raise
         except (
             TunewatchError,
             RetuneError,
