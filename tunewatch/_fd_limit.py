@@ -117,11 +117,13 @@ def answering_over_limit(
     *,
     limit: int,
     clock: Callable[[], float] = time.monotonic,
+    counted: Callable[[], None] | None = None,
 ) -> type[BoundedHttpToolsProtocol]:
     """``protocol`` answering a request past uvicorn's ``limit_concurrency`` (``limit``)
     with our 503 JSON instead of uvicorn's text, logged at most every
-    :data:`REFUSALS_LOGGED_EVERY_S`. Silences uvicorn's own line for each."""
-    answer = _OverLimit(limit, clock)
+    :data:`REFUSALS_LOGGED_EVERY_S` and each passed to ``counted`` (the app never sees
+    it). Silences uvicorn's own line for each."""
+    answer = _OverLimit(limit, clock, counted)
     logging.getLogger("uvicorn.error").addFilter(_not_uvicorn_over_limit_line)
 
     class OverLimitAnswered(protocol):  # type: ignore[valid-type,misc]
@@ -136,9 +138,15 @@ class _OverLimit:
     """The ASGI answer to a request past the limit, as uvicorn's: 503 and the connection
     closed (its descriptor freed), here in JSON."""
 
-    def __init__(self, limit: int, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        limit: int,
+        clock: Callable[[], float],
+        counted: Callable[[], None] | None = None,
+    ) -> None:
         self._limit = limit
         self._clock = clock
+        self._counted = counted
         message = (
             f"the server is at its limit of {limit} connections and requests at once (set "
             "from its open-file limit, RLIMIT_NOFILE); retry after `Retry-After` seconds"
@@ -161,6 +169,8 @@ class _OverLimit:
         await send({"type": "http.response.body", "body": self._body, "more_body": False})
 
     def _note(self) -> None:
+        if self._counted is not None:
+            self._counted()
         self._unlogged += 1
         now = self._clock()
         if self._logged_at is not None and now - self._logged_at < REFUSALS_LOGGED_EVERY_S:

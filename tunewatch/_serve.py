@@ -9,11 +9,12 @@ import faulthandler
 import logging
 import socket
 import sys
+from collections.abc import Callable
 
 from tunewatch._config import Config
 from tunewatch._daemon import Daemon, request_grace_s
 from tunewatch._errors import TunewatchError
-from tunewatch._fd_limit import answering_over_limit, raise_open_file_limit
+from tunewatch._fd_limit import LIMIT_ANSWER_CODE, answering_over_limit, raise_open_file_limit
 from tunewatch.store import redact_url
 from tunewatch.store._write_deadline import WRITE_DEADLINE_MARGIN_S
 
@@ -95,7 +96,9 @@ def serve(config: Config, *, host: str | None = None, port: int | None = None) -
 
         protocol = bounded_protocol(read_timeout_s=config.server.request_read_timeout_s)
         if connection_limit is not None:
-            protocol = answering_over_limit(protocol, limit=connection_limit)
+            protocol = answering_over_limit(
+                protocol, limit=connection_limit, counted=_counter_of_refusals(daemon)
+            )
         server = Server(
             uvicorn.Config(
                 daemon.app,
@@ -129,6 +132,19 @@ def serve(config: Config, *, host: str | None = None, port: int | None = None) -
             sock.close()
     if not server.started:
         sys.exit(STARTUP_FAILURE)  # as uvicorn.run: the app's startup failed
+
+
+def _counter_of_refusals(daemon: Daemon) -> Callable[[], None]:
+    """Count a request answered 503 past the connection limit as the app counts its own
+    answers (route ``unmatched``: it was never routed); they were counted nowhere."""
+    requests = daemon.metrics.http_requests.labels("unmatched", "503")
+    errors = daemon.metrics.http_errors.labels(LIMIT_ANSWER_CODE)
+
+    def counted() -> None:
+        requests.inc()
+        errors.inc()
+
+    return counted
 
 
 def _address_of(sock: socket.socket) -> str:

@@ -107,6 +107,17 @@ def test_connections_past_the_descriptor_budget_are_answered_503_not_dropped(
         finally:
             for sock in held:
                 sock.close()
+        # every refusal counted, as the app's own errors are
+        exposition = httpx.get(f"{served.url}/metrics").text
+        counted = sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in exposition.splitlines()
+            if line.startswith('tunewatch_http_errors_total{code="connection_limit"}')
+        )
+        assert counted == len(refused) + 1, exposition
+        assert f'tunewatch_http_requests_total{{route="unmatched",status="503"}} {counted}' in (
+            exposition
+        )
     # its whole log, now that it stopped: one line for the refusals, not one a request
     over = [line for line in served.log if "request(s) answered 503" in line]
     assert len(over) == 1, over
