@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from shadow._deployment import Deployment, Lineup, LoadedVersion, Role
     from shadow._errors import (
         CandidateRejectedError,
+        InsufficientMemoryError,
         InvalidInputError,
         ModelLoadError,
         ShadowError,
@@ -54,6 +55,7 @@ _EXPORTS: dict[str, str] = {
     "LoadedVersion": "shadow._deployment",
     "Role": "shadow._deployment",
     "CandidateRejectedError": "shadow._errors",
+    "InsufficientMemoryError": "shadow._errors",
     "InvalidInputError": "shadow._errors",
     "ModelLoadError": "shadow._errors",
     "ShadowError": "shadow._errors",
@@ -81,6 +83,7 @@ __all__ = [
     "DropReason",
     "Deployment",
     "FeatureRange",
+    "InsufficientMemoryError",
     "InvalidInputError",
     "LoadedVersion",
     "Lineup",

@@ -55,6 +55,29 @@ class InvalidInputError(ShadowError, ValueError):
         super().__init__(message, code=code)
 
 
+class InsufficientMemoryError(ShadowError):
+    """onnxruntime could not allocate the memory a run needs (HTTP 503): the host's
+    condition and the batch's size, not the model's fault nor the input's. ``rows`` is
+    the batch's, ``requested_bytes`` the allocation that failed, when onnxruntime said."""
+
+    default_code = "insufficient_memory"
+
+    def __init__(self, *, rows: int, requested_bytes: int | None) -> None:
+        self.rows = rows
+        self.requested_bytes = requested_bytes
+        super().__init__(
+            f"onnxruntime could not allocate the memory to score {self.scored}; retry later "
+            "or with fewer rows"
+        )
+
+    @property
+    def scored(self) -> str:
+        """What could not be scored: ``3 rows (a buffer of 4,096 bytes)``."""
+        if self.requested_bytes is None:
+            return f"{self.rows} rows"
+        return f"{self.rows} rows (a buffer of {self.requested_bytes:,} bytes)"
+
+
 class ModelLoadError(ShadowError):
     """onnxruntime could not create a session from the given model bytes."""
 

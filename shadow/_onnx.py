@@ -60,6 +60,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 from shadow import _deadline
 from shadow._errors import (
     CandidateRejectedError,
+    InsufficientMemoryError,
     InvalidInputCode,
     InvalidInputError,
     ModelLoadError,
@@ -121,13 +122,14 @@ def thread_run_options() -> ort.RunOptions:
     return options
 
 
-def _insufficient_memory(text: str, x: np.ndarray[Any, Any], sha256: str) -> ShadowError:
+def _insufficient_memory(
+    text: str, x: np.ndarray[Any, Any], sha256: str
+) -> InsufficientMemoryError:
     """The error of a run onnxruntime could not allocate its tensors for: its text holds
     the runtime's source path and function, which no caller needs; the size it asked
     for is kept. Logged whole, at most once in :data:`MEMORY_LOGGED_EVERY_S` for the
     process (under memory pressure every request may fail so; each is counted)."""
     size = _BUFFER_SIZE.search(text)
-    asked = f" (a buffer of {int(size.group(1)):,} bytes)" if size else ""
     rows = x.shape[0] if x.ndim else 1
     now = time.monotonic()
     if now - _memory_logged_at[0] >= MEMORY_LOGGED_EVERY_S:
@@ -141,11 +143,7 @@ def _insufficient_memory(text: str, x: np.ndarray[Any, Any], sha256: str) -> Sha
             MEMORY_LOGGED_EVERY_S,
             text,
         )
-    return ShadowError(
-        f"onnxruntime could not allocate the memory to score {rows} rows{asked}; "
-        "retry later or with fewer rows",
-        code="insufficient_memory",
-    )
+    return InsufficientMemoryError(rows=rows, requested_bytes=int(size.group(1)) if size else None)
 
 
 # ---------------------------------------------------------------------------------------

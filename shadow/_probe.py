@@ -30,7 +30,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from shadow._errors import CandidateRejectedError, ShadowError
+from shadow._errors import CandidateRejectedError, InsufficientMemoryError, ShadowError
 from shadow._onnx import MEMORY_MARKERS, OnnxModel, ProbedOutput
 
 EXIT_OK = 0
@@ -140,7 +140,7 @@ def _out_of_memory(exc: ShadowError) -> bool:
     address-space limit, the candidate needs more than it allows (``load_memory``, not
     ``load_failed``; the parent, :mod:`shadow._candidate`, reads a crashed probe's stderr
     for :data:`~shadow._onnx.MEMORY_MARKERS` too)."""
-    return exc.code == "insufficient_memory" or any(m in exc.message for m in MEMORY_MARKERS)
+    return isinstance(exc, InsufficientMemoryError) or any(m in exc.message for m in MEMORY_MARKERS)
 
 
 def _emit(payload: dict[str, object]) -> None:
@@ -161,6 +161,10 @@ def main(argv: list[str]) -> int:
     except CandidateRejectedError as exc:
         _emit({"error": exc.code, "message": exc.message})
         return EXIT_REJECTED
+    except InsufficientMemoryError as exc:  # a run of the probe's rows: not retried later
+        message = f"the model needs more memory to score {exc.scored} than the probe allows"
+        _emit({"error": "load_memory", "message": message})
+        return EXIT_MEMORY
     except ShadowError as exc:
         text = exc.message
         if _out_of_memory(exc):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import resource
 import tempfile
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -362,11 +363,22 @@ class Registry:
                 # business, not the caller's: it named the upload in every refusal
                 message = exc.message.replace(f"{path}: ", "").replace(str(path), "the model")
                 if exc.code == "load_memory":
-                    message += (
-                        f"; the limit is `scoring.candidate_memory_limit_mb` "
-                        f"({self._memory_limit // 2**20}): raise it if the model needs more"
-                    )
+                    message += self._memory_advice()
                 raise RegistrationError(message, code=exc.code) from exc
+
+    def _memory_advice(self) -> str:
+        """Which limit a candidate refused for memory met, and how to raise it: the probe
+        runs under this process's hard ``RLIMIT_AS`` when it is below the setting, and
+        raising the setting, as the refusal advised, changed nothing."""
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        setting = f"`scoring.candidate_memory_limit_mb` ({self._memory_limit // 2**20})"
+        if hard != resource.RLIM_INFINITY and hard < self._memory_limit:
+            return (
+                f"; the limit is this process's hard address-space limit ({hard // 2**20} "
+                f"MiB, RLIMIT_AS), below {setting}: raise the hard limit (`ulimit -Hv`, "
+                "systemd's LimitAS=) if the model needs more"
+            )
+        return f"; the limit is {setting}: raise it if the model needs more"
 
     def _check_existing(
         self,

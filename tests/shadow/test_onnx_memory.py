@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 
-from shadow import InvalidInputError, OnnxModel, ShadowError, _onnx
+from shadow import InsufficientMemoryError, InvalidInputError, OnnxModel, ShadowError, _onnx
 from shadow._probe import probe
 from tests.shadow.shadow_models import ALLOCATING_X0, N_FEATURES, allocating_model
 
@@ -41,7 +41,8 @@ def test_a_run_that_cannot_allocate_is_insufficient_memory(
         with pytest.raises(ShadowError) as caught:
             model.run(x)
     assert not isinstance(caught.value, InvalidInputError | ValueError)
-    assert caught.value.code == "insufficient_memory"
+    assert isinstance(caught.value, InsufficientMemoryError)
+    assert caught.value.code == "insufficient_memory" and caught.value.rows == 3
     message = caught.value.message
     assert "3 rows" in message and f"{4 * 2**48 * 3:,} bytes" in message, message
     assert "onnxruntime_src" not in message and "BFCArena" not in message, message

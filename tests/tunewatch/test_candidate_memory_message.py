@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +54,53 @@ def test_a_candidate_refused_for_memory_names_the_candidate_memory_limit(tmp_pat
         assert "`scoring.candidate_memory_limit_mb` (1024)" in info.value.message
     finally:
         daemon.close()
+
+
+#: Registers the 4 GiB-folding model (saved at ``argv[1]``) under the default candidate
+#: limit in a daemon at ``argv[2]``; prints the refusal's code and message.
+_REGISTER = """
+import json, sys
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+from tunewatch._config import build_config
+from tunewatch._daemon import Daemon
+from tunewatch._errors import RegistrationError
+from tunewatch._example import feature_names
+from tunewatch._version_metadata import VersionMetadata
+daemon = Daemon(build_config({"data_dir": sys.argv[2]}, env={}), env={})
+try:
+    meta = VersionMetadata(task="regression", feature_names=feature_names(8))
+    daemon.registry.register("big", Path(sys.argv[1]).read_bytes(), meta, actor="t")
+except RegistrationError as exc:
+    print(json.dumps({"code": exc.code, "message": exc.message}))
+finally:
+    daemon.close()
+"""
+
+HARD_LIMIT_MB = 1536  # below the default candidate limit, 2048 MiB
+
+
+def test_a_candidate_refused_under_a_lower_hard_limit_names_that_limit(tmp_path: Path) -> None:
+    """Under a hard ``RLIMIT_AS`` below ``scoring.candidate_memory_limit_mb``, the probe
+    runs under the hard limit: raising the setting, as the refusal advised, changes
+    nothing; the hard limit is what to raise."""
+    model = tmp_path / "big.onnx"
+    model.write_bytes(_folding_4gib_constant())
+    limit = HARD_LIMIT_MB << 20
+    ran = subprocess.run(
+        [sys.executable, "-c", _REGISTER, str(model), str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)),
+        timeout=300,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    refused = json.loads(ran.stdout.strip().splitlines()[-1])
+    assert refused["code"] == "load_memory", refused
+    assert f"hard address-space limit ({HARD_LIMIT_MB} MiB" in refused["message"], refused
+    assert "raise it if the model needs more" not in refused["message"], refused
+    assert "retry later" not in refused["message"], refused  # the probe's run: not retried
