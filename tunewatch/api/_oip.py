@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from shadow import InvalidInputError, ShadowError, Signature
+from shadow import InsufficientMemoryError, InvalidInputError, ShadowError, Signature
 from tunewatch import __version__
 from tunewatch._errors import StoreError
 from tunewatch._record_rows import output_record, request_record
@@ -138,7 +138,7 @@ async def infer(
     except ShadowError as exc:
         # the model's fault, not the input's nor the host's (no memory for this batch now:
         # a rollback would not give it any; counted in tunewatch_http_errors_total)
-        if not isinstance(exc, InvalidInputError) and exc.code != "insufficient_memory":
+        if not isinstance(exc, InvalidInputError | InsufficientMemoryError):
             _count_run(ctx, model, answering, role, failed=exc.code)
         raise
     except ApiError as exc:
