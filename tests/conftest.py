@@ -86,3 +86,12 @@ def store_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/tunewatch.db"  # type: ignore[str-bytes-safe]
     return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture(autouse=True)
+def _store_warnings_logged_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test logs the store's "database unavailable" warnings as a process starting
+    does: the process-wide throttle (at most one a minute) is not one another test used."""
+    from tunewatch import _outage_log
+
+    monkeypatch.setattr(_outage_log, "UNAVAILABLE_STORE", _outage_log.ThrottledWarnings())

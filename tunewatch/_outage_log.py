@@ -1,8 +1,12 @@
-"""How a loop that retries a failing call logs an outage: once, not every turn."""
+"""How an outage is logged: once, not at every failure — by a loop that retries a failing
+call (:class:`OutageLog`), and by the many callers failing on one condition
+(:class:`ThrottledWarnings`)."""
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -60,3 +64,37 @@ class OutageLog:
         self._since = None
         self._failures = 0
         self._kinds.clear()
+
+
+class ThrottledWarnings:
+    """A warning many callers log for one condition — each operation failing on a
+    database that is down — logged the first time, then at most once in ``every_s``,
+    saying how many were not logged since. Thread-safe.
+
+    Each failed operation logged its own: under load a 60 s PostgreSQL outage wrote 223
+    in its first second, then one a second per token look-up and readiness probe."""
+
+    def __init__(
+        self, *, every_s: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._every_s = every_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._logged_at: float | None = None
+        self._unlogged = 0
+
+    def warning(self, logger: logging.Logger, msg: str, *args: object) -> None:
+        with self._lock:
+            now = self._clock()
+            if self._logged_at is not None and now - self._logged_at < self._every_s:
+                self._unlogged += 1
+                return
+            unlogged, self._unlogged, self._logged_at = self._unlogged, 0, now
+        if unlogged:
+            msg += " (%d more since the last one logged; logged at most once in %g s)"
+            args = (*args, unlogged, self._every_s)
+        logger.warning(msg, *args)
+
+
+#: The store's "database unavailable" warnings, from every operation of the process.
+UNAVAILABLE_STORE = ThrottledWarnings()

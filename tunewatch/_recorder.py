@@ -128,6 +128,15 @@ class Recorder:
             ),
             now=now,
         )
+        self._unavailable = OutageLog(  # only the writer thread uses it
+            logger,
+            what="recording to the store",
+            retry=(
+                "requests are answered 503 store_unavailable, unrecorded, and shadow outputs "
+                "are not written, until a commit succeeds"
+            ),
+            now=now,
+        )
         if metrics is not None:  # read at each scrape: nothing added to a request's path
             metrics.record_pending_bytes.set_function(lambda: self._pending_bytes)
             metrics.record_max_pending_bytes.set(max_pending_bytes)
@@ -394,7 +403,7 @@ class Recorder:
     def _fail_unavailable(self, failed: list[Pending], error: StoreUnavailableError) -> None:
         if not failed:
             return
-        logger.error(
+        logger.debug(  # the outage is logged once, by ``_unavailable``; these are counted
             "failing %d records (%d requests) without writing them: the store is unavailable: %s",
             len(failed),
             sum(p.request is not None for p in failed),
@@ -427,10 +436,14 @@ class Recorder:
         except Exception as exc:  # the writer must survive anything; log and fail the group
             logger.exception("group commit of %d requests failed unexpectedly", len(requests))
             error = StoreError(f"recording failed: {exc}")
-        if error is not None:
+        if isinstance(error, StoreUnavailableError):  # once an outage, not once a group
+            self._unavailable.failed(error)
+        elif error is not None:
             logger.error("group commit of %d requests failed: %s", len(requests), error)
             if _worth_retrying(group, error):
                 return error
+        else:
+            self._unavailable.succeeded()
         if self._metrics is not None:
             self._metrics.record_commit_latency.observe(time.perf_counter() - started)
             if requests:  # a commit of shadow outputs alone holds no request

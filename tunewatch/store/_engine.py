@@ -26,6 +26,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from .. import _outage_log
 from .._errors import (
     ConfigError,
     ConflictError,
@@ -41,6 +42,14 @@ from ._write_deadline import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def _log_unavailable(msg: str, *args: object) -> None:
+    """Log a "database unavailable" warning: the first of the process, then at most one
+    a minute with how many were not logged (:data:`tunewatch._outage_log.UNAVAILABLE_STORE`),
+    not one per failed operation."""
+    _outage_log.UNAVAILABLE_STORE.warning(logger, msg, *args)
+
 
 SqliteSynchronous = Literal["NORMAL", "FULL"]
 
@@ -367,18 +376,18 @@ def transaction(engine: Engine, operation: str) -> Iterator[Connection]:
             f"store {operation}: a value the database cannot hold: {exc.orig}"
         ) from exc
     except (OperationalError, InterfaceError) as exc:
-        logger.warning("store %s: database unavailable: %s", operation, exc.orig)
+        _log_unavailable("store %s: database unavailable: %s", operation, exc.orig)
         raise DatabaseUnavailableError(
             f"store {operation}: database unavailable: {exc.orig}"
         ) from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:
-            logger.warning("store %s: database connection lost: %s", operation, exc.orig)
+            _log_unavailable("store %s: database connection lost: %s", operation, exc.orig)
             raise DatabaseUnavailableError(
                 f"store {operation}: database connection lost: {exc.orig}"
             ) from exc
         if _unavailable(exc.orig):
-            logger.warning("store %s: database unavailable: %s", operation, exc.orig)
+            _log_unavailable("store %s: database unavailable: %s", operation, exc.orig)
             raise DatabaseUnavailableError(
                 f"store {operation}: database unavailable: {exc.orig}"
             ) from exc
@@ -387,7 +396,7 @@ def transaction(engine: Engine, operation: str) -> Iterator[Connection]:
         # every pooled connection held past the pool's timeout (a lock stall backs the
         # pool up): it was a StoreError (500), and the recorder retried a group record
         # by record, each waiting out the pool's timeout again
-        logger.warning("store %s: database unavailable: %s", operation, exc)
+        _log_unavailable("store %s: database unavailable: %s", operation, exc)
         raise DatabaseUnavailableError(f"store {operation}: database unavailable: {exc}") from exc
     except SQLAlchemyError as exc:
         raise StoreError(f"store {operation} failed: {exc}") from exc
@@ -420,7 +429,7 @@ def sqlite_write(engine: Engine, operation: str) -> Iterator[sqlite3.Cursor]:
     try:
         pooled = engine.raw_connection()
     except SQLAlchemyError as exc:
-        logger.warning("store %s: database unavailable: %s", operation, exc)
+        _log_unavailable("store %s: database unavailable: %s", operation, exc)
         raise DatabaseUnavailableError(f"store {operation}: database unavailable: {exc}") from exc
     try:
         dbapi = pooled.driver_connection
@@ -437,7 +446,7 @@ def sqlite_write(engine: Engine, operation: str) -> Iterator[sqlite3.Cursor]:
     except sqlite3.IntegrityError as exc:
         raise ConflictError(f"store {operation}: conflicts with stored data: {exc}") from exc
     except sqlite3.OperationalError as exc:
-        logger.warning("store %s: database unavailable: %s", operation, exc)
+        _log_unavailable("store %s: database unavailable: %s", operation, exc)
         raise DatabaseUnavailableError(f"store {operation}: database unavailable: {exc}") from exc
     except sqlite3.Error as exc:
         raise StoreError(f"store {operation} failed: {exc}") from exc

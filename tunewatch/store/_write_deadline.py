@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from .. import _outage_log
 from .._errors import DatabaseUnavailableError
 
 logger = logging.getLogger(__name__)
@@ -99,7 +100,9 @@ def _past_deadline(armed: _Armed, exc: SQLAlchemyError) -> DatabaseUnavailableEr
         f"(the lock timeout + {WRITE_DEADLINE_MARGIN_S:g} s), its connection shut down: "
         f"{getattr(exc, 'orig', None) or exc}"
     )
-    logger.warning("store %s: database unavailable: %s", armed.operation, detail)
+    _outage_log.UNAVAILABLE_STORE.warning(
+        logger, "store %s: database unavailable: %s", armed.operation, detail
+    )
     return DatabaseUnavailableError(f"store {armed.operation}: database unavailable: {detail}")
 
 
