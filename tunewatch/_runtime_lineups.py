@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from monitor import ServingMetrics
@@ -146,7 +146,7 @@ class Lineups:
 
     def _load(self, name: str) -> ServedModel:
         row = self.store.get_model(name)
-        versions = self.store.list_versions(name)
+        versions = self.store.lineup_versions(name)  # none it retired or rolled back
         champion = next(
             (self._loaded(v, "champion") for v in versions if v.stage == "champion"), None
         )
@@ -155,7 +155,7 @@ class Lineups:
             for v in versions
             if v.stage == "shadow" and (loaded := self._challenger(v)) is not None
         )
-        self._settle_unloadable(name, versions)
+        self._settle_unloadable(name, {v.version for v in versions if v.stage == "shadow"})
         split = self._split(name)
         served = self.models.get(name)
         before = served.deployment.lineup.champion if served is not None else None
@@ -205,18 +205,21 @@ class Lineups:
 
     def refresh(self) -> list[str]:
         """The work of :meth:`ScoringRuntime.refresh
-        <tunewatch._runtime.ScoringRuntime.refresh>`."""
+        <tunewatch._runtime.ScoringRuntime.refresh>`: one statement reads every model's
+        champion and shadows by number and artefact, and only a line-up that changed is
+        loaded (its served versions read whole). It runs every few seconds in every
+        process, so what it reads must not grow with the versions the models retired."""
         changed = []
-        for row in self.store.list_models():
+        for stored in self.store.lineups():
+            row = stored.model
             count_events_from_zero(self.metrics, row.name)  # one registered meanwhile too
-            versions = self.store.list_versions(row.name)
+            shadows = {v.version for v in stored.challengers}
             wanted = (
-                next((v.version for v in versions if v.stage == "champion"), None),
+                stored.champion.version if stored.champion is not None else None,
                 tuple(
                     v.version
-                    for v in versions
-                    if v.stage == "shadow"
-                    and not self._unloadable.waiting(v.model, v.version, v.artefact_sha256)
+                    for v in stored.challengers
+                    if not self._unloadable.waiting(row.name, v.version, v.artefact_sha256)
                 ),
             )
             served = self.models.get(row.name)
@@ -228,18 +231,18 @@ class Lineups:
                 )
                 if have == wanted and served.row == row and served.split == self._split(row.name):
                     with self._load_lock:  # served as the store says, but for versions
-                        self._settle_unloadable(row.name, versions)  # waiting to retry
+                        self._settle_unloadable(row.name, shadows)  # waiting to retry
                     continue
             if self.try_load(row.name) is None:  # one model's fault: the others reload
                 continue
             changed.append(row.name)
         return changed
 
-    def _settle_unloadable(self, name: str, versions: Sequence[VersionRow]) -> None:
-        """Drop the load failures of ``name``'s versions no longer in shadow and mark its
-        line-up stale while one is left; the caller holds the load lock and serves the
-        store's champion."""
-        self._unloadable.forget(name, keep={v.version for v in versions if v.stage == "shadow"})
+    def _settle_unloadable(self, name: str, shadows: set[int]) -> None:
+        """Drop the load failures of ``name``'s versions no longer in shadow (``shadows``:
+        the store's) and mark its line-up stale while one is left; the caller holds the
+        load lock and serves the store's champion."""
+        self._unloadable.forget(name, keep=shadows)
         self.metrics.lineup_stale.labels(name).set(1 if self._unloadable.count(name) else 0)
 
     def _evict(self) -> None:

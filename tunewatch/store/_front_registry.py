@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from . import _artefact_blobs, _registry_rows
 from ._front_base import StoreFront
-from ._registry_reads import VersionLineup
+from ._registry_reads import ModelLineup, VersionLineup
 from ._types import ModelRow, Stage, Task, VersionRow
 
 
@@ -144,7 +144,8 @@ class RegistryFront(StoreFront):
     def list_versions(self, model: str, stage: Stage | None = None) -> list[VersionRow]:
         """Every version of ``model`` (in ``stage``), oldest first, each with its details:
         a model keeps every version its tuning jobs registered. To serve a request, read
-        :meth:`version_page` or :meth:`version_lineup` instead."""
+        :meth:`version_page`, :meth:`version_lineup`, :meth:`lineup_versions` or
+        :meth:`lineups` instead."""
         with self._read("list_versions") as conn:
             return _registry_rows.list_versions(conn, model, stage)
 
@@ -161,6 +162,18 @@ class RegistryFront(StoreFront):
         read in one statement without reading any version whole."""
         with self._read("version_lineup") as conn:
             return _registry_rows.version_lineup(conn, model)
+
+    def lineup_versions(self, model: str) -> list[VersionRow]:
+        """``model``'s champion and shadow versions, whole, oldest first, read in one
+        statement (none of the versions it retired or rolled back)."""
+        with self._read("lineup_versions") as conn:
+            return _registry_rows.lineup_versions(conn, model)
+
+    def lineups(self) -> list[ModelLineup]:
+        """Every model, by name, with its champion's and shadows' numbers and artefacts,
+        read in one statement without reading any version whole."""
+        with self._read("lineups") as conn:
+            return _registry_rows.lineups(conn)
 
     def champion(self, model: str) -> VersionRow | None:
         with self._read("champion") as conn:

@@ -4,21 +4,26 @@ PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serialises writers).
 
 A model keeps every version a tuning job registered, each with its details (fold
 scores, warm-start plan, importances: kilobytes each), so what serves a request reads
-them a page at a time (:func:`version_page`) or not at all (:func:`version_lineup`);
+them a page at a time (:func:`version_page`), the served ones only
+(:func:`lineup_versions`) or not at all (:func:`version_lineup`, :func:`lineups`);
 :func:`list_versions` reads them all, for the callers that need every one."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Select, func, select, true
+from sqlalchemy import Connection, Row, Select, and_, func, select, true
 
 from .._errors import NotFoundError
 from ._registry_text import _possible_name
 from ._schema import hyperparameter_sets, model_versions, models
 from ._types import STAGES, ModelRow, Stage, Task, VersionRow, check_choice
+
+#: The stages a line-up serves: the champion answers, the shadows score alongside it.
+_SERVED = ("champion", "shadow")
 
 
 def get_model(conn: Connection, name: str) -> ModelRow:
@@ -123,6 +128,63 @@ def version_lineup(conn: Connection, model: str) -> VersionLineup:
         challengers=tuple(r.version for r in rows if r.stage == "shadow"),
         total=int(rows[0].total),
     )
+
+
+def lineup_versions(conn: Connection, model: str) -> list[VersionRow]:
+    """``model``'s champion and shadow versions, whole, in version order: one statement,
+    so at one moment (a promotion is before or after all of them)."""
+    stmt = _version_select().where(
+        model_versions.c.model == model, model_versions.c.stage.in_(_SERVED)
+    )
+    return [_version(r) for r in conn.execute(stmt.order_by(model_versions.c.version))]
+
+
+@dataclass(frozen=True, slots=True)
+class LineupVersion:
+    """A champion or shadow version as a line-up names it: its number and artefact."""
+
+    version: int
+    artefact_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLineup:
+    """A model and its champion and shadow versions (in version order)."""
+
+    model: ModelRow
+    champion: LineupVersion | None
+    challengers: tuple[LineupVersion, ...]
+
+
+def lineups(conn: Connection) -> list[ModelLineup]:
+    """Every model's :class:`ModelLineup`, by name, no version read whole: one statement,
+    so at one moment on PostgreSQL too (each model left-joined with the numbers, stages
+    and artefacts of its champion and shadows, a row with no version when there are
+    none). What a scoring runtime compares its line-ups with every few seconds: its rows
+    do not grow with the versions the models retired."""
+    v = model_versions.c
+    served = and_(v.model == models.c.name, v.stage.in_(_SERVED))
+    rows = conn.execute(
+        select(models, v.version, v.stage, v.artefact_sha256)
+        .select_from(models.outerjoin(model_versions, served))
+        .order_by(models.c.name, v.version)
+    ).all()
+    out: list[ModelLineup] = []
+    for _, group in groupby(rows, key=lambda r: r.name):
+        model_rows = list(group)
+        named = [
+            (r.stage, LineupVersion(r.version, r.artefact_sha256))
+            for r in model_rows
+            if r.version is not None
+        ]
+        out.append(
+            ModelLineup(
+                model=_model(model_rows[0]),
+                champion=next((n for stage, n in named if stage == "champion"), None),
+                challengers=tuple(n for stage, n in named if stage == "shadow"),
+            )
+        )
+    return out
 
 
 def champion(conn: Connection, model: str) -> VersionRow | None:

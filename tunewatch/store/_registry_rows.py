@@ -12,8 +12,8 @@ This module is the front :class:`~._store.Store` and :mod:`._governance` call; t
 is in one module per concern:
 
 - ``_registry_text``: what a row may hold (model names; a version's text and JSON);
-- ``_registry_reads``: models and versions read (whole, a page at a time, or as a
-  line-up and a count), and the lock on a model's row;
+- ``_registry_reads``: models and versions read (whole, a page at a time, those a
+  line-up serves, or as line-ups and a count), and the lock on a model's row;
 - ``_registration``: a model added or regulated, a version registered;
 - ``_stage_changes``: promotion, the other stage moves, and the checks that a decision
   still holds under the lock (the champion and the stage it was taken on).
@@ -34,6 +34,8 @@ from ._registry_reads import (
     get_model,
     get_version,
     get_versions,
+    lineup_versions,
+    lineups,
     list_models,
     list_versions,
     version_lineup,
@@ -55,6 +57,8 @@ __all__ = [
     "get_model",
     "get_version",
     "get_versions",
+    "lineup_versions",
+    "lineups",
     "list_models",
     "list_versions",
     "promote",
