@@ -126,8 +126,9 @@ class ScoringConfig(_Frozen):
     shadow_queue_max_bytes: int = Field(default=256 * 2**20, ge=1)
     shadow_workers: int = Field(default=1, ge=1)
     # The most of one core's time the shadow workers may use (scoring and handing over the
-    # outputs; writing them costs the recorder about as much again). Past it, requests are
-    # shed from shadowing and counted (`tunewatch_shadow_dropped_total{reason="cpu_share"}`);
+    # outputs; writing them costs the recorder about as much again). Past it, each model's
+    # requests beyond one drain's worth waiting are shed from shadowing and counted
+    # (`tunewatch_shadow_dropped_total{reason="cpu_share"}`);
     # null = no limit. A guardrail against a costly challenger: three tree ensembles at
     # 3-4k requests/s use about 0.16 on the bench host. It counts the shadow threads' own
     # CPU, so with intra_op_threads > 1 onnxruntime's pool threads are not in it.
