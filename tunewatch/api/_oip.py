@@ -26,8 +26,9 @@ from tunewatch.api._body import INLINE_JSON_BYTES, off_loop
 from tunewatch.api._context import AppContext, authenticate, context
 from tunewatch.api._errors import ApiError
 from tunewatch.api._oip_request import datatype_of, decode_infer_request
+from tunewatch.api._records import same_matrix
+from tunewatch.store import RequestRecord, RunTally
 from tunewatch.store import Role as OutputRole
-from tunewatch.store import RunTally
 
 
 def _is_version(raw: str) -> bool:
@@ -150,10 +151,12 @@ async def infer(
             _count_run(ctx, model, answering, role, failed=exc.code)
         raise
     ctx.runtime.series.runs(model, answering, role).inc()
+    retried = False
     if ctx.recording:
+        record = request_record(model, request_id, x, unit_key=scored.unit_key)
         try:
             inserted = await ctx.runtime.recorder.record(
-                request_record(model, request_id, x, unit_key=scored.unit_key),
+                record,
                 [
                     output_record(
                         model, request_id, answering, role, scored.primary, scored.latency_s
@@ -163,13 +166,15 @@ async def infer(
         except StoreError:  # not recorded (503), but run: its run counts, as a failed one
             _count_run(ctx, model, answering, role)
             raise
-        if not inserted:
-            raise ApiError(
-                409,
-                "duplicate_request_id",
-                f"request id {request_id!r} was already recorded for model {model!r}",
-            )
-    if ctx.shadowing:
+        if not inserted:  # a retry is answered, the stored record standing; not shadowed
+            retried = await run_in_threadpool(_is_retry, ctx, record, answering)
+            if not retried:
+                raise ApiError(
+                    409,
+                    "duplicate_request_id",
+                    f"request id {request_id!r} was already recorded for model {model!r}",
+                )
+    if ctx.shadowing and not retried:
         ctx.runtime.shadow(model, request_id, x, scored.challengers)
     return orjson.dumps(
         {
@@ -180,6 +185,32 @@ async def infer(
         },
         option=orjson.OPT_SERIALIZE_NUMPY,
     )
+
+
+def _is_retry(ctx: AppContext, record: RequestRecord, version: int) -> bool:
+    """Whether the request stored under ``record``'s id is this request sent again, to be
+    answered as scored now (the model is deterministic): a request scored here (not a
+    mirror record) of the same inputs, compared as stored (float32, as a mirror replay
+    is), answered by ``version`` when its answer is stored. A retry is what a 503
+    ``store_unavailable`` asks for, and the commit it answered may have reached the
+    database (the connection lost before its answer came back); a copy sent while the
+    first copy's commit ran is told its id is stored once that commit ended. Read only
+    for an id already stored: a new one costs nothing more.
+
+    The stored answer is the ``champion`` output; with none, a ``challenger`` one (a live
+    split's arm, a version the request named), which the stored shadow runs cannot be
+    told from by role: a retry answered by a version that shadowed the stored request is
+    taken too, answered what that run stored (the same rows, the same version)."""
+    store = ctx.runtime.store
+    stored = store.get_request(record.model, record.request_id)
+    if stored is None or stored.source != "infer" or not same_matrix(stored, record, "inputs"):
+        return False
+    answers = store.get_outputs(record.model, record.request_id)
+    champion = {o.version for o in answers if o.role == "champion"}
+    if champion:
+        return champion == {version}
+    challengers = {o.version for o in answers if o.role == "challenger"}
+    return not challengers or version in challengers
 
 
 def _count_run(

@@ -296,17 +296,17 @@ def _is_replay(record: _Record, stored: tuple[RequestRecord, list[OutputRecord]]
     stored_request, answers = stored
     if (
         stored_request.source != "mirror"
-        or not _same_matrix(stored_request, request, "inputs")
+        or not same_matrix(stored_request, request, "inputs")
         or len(answers) != 1
     ):
         return False
     (answer,) = answers
     if named_version and answer.version != output.version:
         return False
-    return _same_matrix(answer, output, "values")
+    return same_matrix(answer, output, "values")
 
 
-def _same_matrix(stored: Any, new: Any, field: str) -> bool:
+def same_matrix(stored: Any, new: Any, field: str) -> bool:
     """Whether two float32 matrices recorded in ``field`` hold the same numbers."""
     if (stored.n_rows, stored.n_cols) != (new.n_rows, new.n_cols):
         return False
