@@ -80,8 +80,8 @@ class _PromQL:
     """A recursive-descent reader of the PromQL the rules and the dashboard use, checking
     as it reads: each selector names a series tunewatch exports and matches only its
     labels, and ``by``/``without``/``on``/``ignoring``/``group_left`` name labels of what
-    they aggregate or match (``errors``). What it cannot read (a subquery,
-    ``label_replace``, an unknown function) raises: extend it rather than let a query
+    they aggregate or match (``errors``). What it cannot read (a subquery, an unknown
+    function) raises: extend it rather than let a query
     pass unchecked. Label sets are what the expression returns (:class:`_Vector`;
     ``None``: a scalar), as Prometheus computes them."""
 
@@ -224,6 +224,8 @@ class _PromQL:
 
     def _call(self, function: str) -> _Vector | None:
         self._take("(")
+        if function == "label_replace":
+            return self._label_replace()
         args = []
         while not self._accept(")"):
             args.append(self._expression(0))
@@ -239,6 +241,26 @@ class _PromQL:
         if function in ("time", "scalar"):
             return None
         raise ValueError(f"{function}() is not read here: {self.expr!r}")
+
+    def _label_replace(self) -> _Vector:
+        """``label_replace(v, "dst", "replacement", "src", "regex")``, after its ``(``:
+        ``v``'s labels and ``dst``, which a replacement naming no group pins."""
+        inner = self._expression(0)
+        strings = []
+        for _ in range(4):
+            self._take(",")
+            token = self._take()
+            if token[0] not in "\"'":
+                raise ValueError(f"label_replace takes strings, got {token!r} in {self.expr!r}")
+            strings.append(token[1:-1])
+        self._take(")")
+        if inner is None:
+            raise ValueError(f"label_replace of a scalar in {self.expr!r}")
+        dst, replacement, src, _ = strings
+        if src:
+            self._check(frozenset({src}), inner.labels, "label_replace's source label")
+        pinned = inner.pinned | {dst} if "$" not in replacement else inner.pinned - {dst}
+        return _Vector(inner.labels | {dst}, frozenset(pinned))
 
     def _binary(
         self,

@@ -98,6 +98,10 @@ def test_rules_and_dashboard_only_read_series_and_labels_tunewatch_exports() -> 
         pytest.param(
             "tunewatch_runs_total / tunewatch_max_error_rate", id="one-to-one-on-unequal-labels"
         ),
+        pytest.param(
+            'label_replace(tunewatch_http_errors_total, "model", "$1", "route", "(.*)")',
+            id="label-replaced-from-a-label-it-lacks",
+        ),
     ],
 )
 def test_the_query_check_refuses_what_tunewatch_does_not_export(expr: str) -> None:
@@ -282,6 +286,34 @@ def test_an_alarm_held_across_a_leader_change_keeps_its_alert_and_for_timer(
         {"eval_time": "72m30s", "alertname": "TunewatchLabelDelayHigh", "exp_alerts": []},
     ]
     _promtool_test(tmp_path / "leader_change.test.yml", "15s", series, expected)
+
+
+@pytest.mark.prometheus
+def test_a_replica_answering_503_store_unavailable_for_minutes_pages(tmp_path: Path) -> None:
+    """A total store outage paged nobody: no rule read `store_unavailable`, and only the
+    leader's `launch_jobs_failed` ticket climbed. One 503 (a blip) does not page."""
+    counter = "tunewatch_http_errors_total"
+    series = [
+        # a sample every 30 s: 20 503s every 30 s from 5m to 15m on one replica
+        {
+            "series": f'{counter}{{code="store_unavailable",instance="a:8080"}}',
+            "values": "0x9 20+20x20 420x40",
+        },
+        # a single 503 at 2m on another
+        {
+            "series": f'{counter}{{code="store_unavailable",instance="b:8080"}}',
+            "values": "0x3 1x60",
+        },
+    ]
+    name = "TunewatchStoreUnavailable"
+    fired = _firing(name, instance="a:8080", model="-")
+    expected: list[dict[str, object]] = [
+        {"eval_time": "7m", "alertname": name, "exp_alerts": []},
+        {"eval_time": "9m", "alertname": name, "exp_alerts": [fired]},
+        {"eval_time": "14m", "alertname": name, "exp_alerts": [fired]},
+        {"eval_time": "25m", "alertname": name, "exp_alerts": []},
+    ]
+    _promtool_test(tmp_path / "store.test.yml", "30s", series, expected)
 
 
 @pytest.mark.prometheus

@@ -286,17 +286,25 @@ def _metadata(name: str, signature: Signature, versions: list[int]) -> Response:
 
 
 async def model_ready(request: Request) -> Response:
-    """A model is ready when it has a champion."""
+    """A model is ready when it has a champion and its requests can be recorded."""
     ctx = context(request)
     served = ctx.runtime.model(request.path_params["model"])
     if served.deployment.lineup.champion is None:
         raise ApiError(503, "model_not_ready", f"model {served.row.name!r} has no champion")
+    await _recordable(ctx)
     return Response(status_code=200)
 
 
+async def _recordable(ctx: AppContext) -> None:
+    """Raise the store's 503 while its database cannot be reached and requests are
+    recorded: a model said ready through an outage answered every inference 503."""
+    if ctx.recording:
+        await run_in_threadpool(ctx.runtime.store.ping)  # a hung database: off the loop
+
+
 async def version_ready(request: Request) -> Response:
-    """A version is ready when it is in service (a handler of its own, as
-    :func:`version_metadata`)."""
+    """A version is ready when it is in service and its requests can be recorded (a
+    handler of its own, as :func:`version_metadata`)."""
     ctx = context(request)
     served = ctx.runtime.model(request.path_params["model"])
     raw = request.path_params["version"]
@@ -304,6 +312,7 @@ async def version_ready(request: Request) -> Response:
         raise ApiError(
             404, "version_not_found", f"model {served.row.name!r} has no version {raw!r} in service"
         )
+    await _recordable(ctx)
     return Response(status_code=200)
 
 

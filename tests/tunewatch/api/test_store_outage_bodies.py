@@ -68,3 +68,19 @@ def test_an_outage_answers_503_without_the_database_address(
             assert secret not in r.text, (name, r.text)
     logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert any(str(proxy.port) in message for message in logged), logged
+
+
+def test_a_model_is_not_ready_while_the_store_cannot_record_its_requests(
+    proxied: tuple[Running, TcpProxy],
+) -> None:
+    """``/v2/models/{m}/ready`` (tritonclient's ``is_model_ready``) checked only that the
+    model had a champion: 200 through an outage while every inference was 503."""
+    running, proxy = proxied
+    paths = [f"/v2/models/{MODEL}/ready", f"/v2/models/{MODEL}/versions/1/ready"]
+    for path in paths:
+        assert httpx.get(f"{running.url}{path}").status_code == 200, path
+    proxy.close()
+    for path in paths:
+        r = httpx.get(f"{running.url}{path}", timeout=30.0)
+        assert r.status_code == 503, (path, r.text)
+        assert r.json()["code"] == "store_unavailable"
