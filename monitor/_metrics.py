@@ -320,7 +320,9 @@ class ServingMetrics:
             "and the estimate not evaluated), a comparison run's comparison, and "
             "<job>_failed for a scheduled job that failed "
             "(evaluate_failed, compare_failed, retune_schedule_failed, retune_owed_failed; "
-            "launch_jobs_failed under model -).",
+            "launch_jobs_failed under model -), and <job>_skipped for a run not started "
+            "because the job's previous run was still going (evaluate_skipped, "
+            "compare_skipped, ...; launch_jobs_skipped under model -).",
             ["model", "outcome"],
             registry=r,
         )

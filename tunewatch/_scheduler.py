@@ -27,7 +27,15 @@ process that takes the lease exports each model's from its latest stored evaluat
 once, and one that does not hold it drops them at every tick — a leader cut off from the
 store too, once its lease has run out by its own clock (within the lease it keeps them).
 The counters the shipped rules read through ``increase()`` start at 0: each scheduled
-job's ``<job>_failed`` when it is scheduled, each scheduled model's events (every type).
+job's ``<job>_failed`` and ``<job>_skipped`` when it is scheduled, each scheduled model's
+events (every type).
+
+A run that comes due while the job's previous run is still going is skipped (runs of one
+job never overlap), counted as ``<job>_skipped`` under its model (``-`` for a task) and
+logged naming the job and the model, at most once per job in ``SKIP_LOG_EVERY_S`` with
+the count of the skips not logged since. APScheduler's own warning for each skip, which
+named only ``Scheduler._guarded.<locals>.run``, is filtered out; every job is named after
+its id (``evaluate:credit``) in APScheduler's other lines.
 
 This module is the scheduler's front: :class:`Scheduler` wires APScheduler, adds and
 removes the leader's jobs, exports the stored figures on a takeover and guards each run.
@@ -49,6 +57,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -60,7 +69,7 @@ from tunewatch._actions import count_events_from_zero
 from tunewatch._config import Config
 from tunewatch._errors import StoreUnavailableError
 from tunewatch._evaluation_events import export_stored
-from tunewatch._outage_log import OutageLog
+from tunewatch._outage_log import OutageLog, ThrottledWarnings
 from tunewatch._retention_task import purge_task
 from tunewatch._scheduler_jobs import (
     CATCH_UP_S,
@@ -69,6 +78,7 @@ from tunewatch._scheduler_jobs import (
     Wanted,
     _due,
     _first_runs,
+    _job_id,
     _trigger,
     due_after,
 )
@@ -80,6 +90,7 @@ __all__ = [
     "LEASE",
     "LEASE_EXECUTOR",
     "SHARED_THREADS",
+    "SKIP_LOG_EVERY_S",
     "STOP_GRACE_S",
     "TASK_EXECUTOR",
     "PerModelJob",
@@ -97,6 +108,25 @@ SHARED_THREADS = 10  # the pool of the per-model jobs without threads of their o
 # How long shutdown waits for running scheduled jobs (evaluations, comparisons) before it
 # releases the lease; with the launcher's 30 s for workers, within a 60 s stop timeout.
 STOP_GRACE_S = 20.0
+# At most one line per job in this long about its runs skipped behind a running one:
+# APScheduler logged every skip, one a tick per job while a database freeze held its runs.
+SKIP_LOG_EVERY_S = 300.0
+
+
+class _NoSkipWarnings(logging.Filter):
+    """Drops APScheduler's warning for a run skipped at ``max_instances``: it names the
+    job by its function (every job's is ``Scheduler._guarded.<locals>.run``) at every
+    skip. :meth:`Scheduler._skipped` logs and counts those runs instead; tunewatch's
+    schedulers are the only APScheduler users in its processes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            isinstance(record.msg, str)
+            and "skipped: maximum number of running instances" in record.msg
+        )
+
+
+_NO_SKIP_WARNINGS = _NoSkipWarnings()
 
 
 class Scheduler:
@@ -134,6 +164,10 @@ class Scheduler:
             metrics=metrics,
         )
         self._now = now
+        self._clock = clock
+        # each scheduled job's name, model and log of its skipped runs, by id (_skipped)
+        self._skips: dict[str, tuple[str, str | None, ThrottledWarnings]] = {}
+        self._renewals_skipped = self._skip_log()
         self._stop_grace_s = stop_grace_s
         self._stopping = False
         self._running = 0  # scheduled jobs running now
@@ -153,6 +187,10 @@ class Scheduler:
             # unrecorded; coalescing turns a backlog into one run
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
+        # With ``misfire_grace_time=None`` no run is missed (EVENT_JOB_MISSED): a late run
+        # runs late. A run due while the previous one runs is skipped: count and log it.
+        self._aps.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
+        logging.getLogger("apscheduler.scheduler").addFilter(_NO_SKIP_WARNINGS)
 
     @property
     def leader(self) -> bool:
@@ -165,6 +203,7 @@ class Scheduler:
             self._lead,
             IntervalTrigger(seconds=ttl / 3, timezone=UTC),
             id="leadership",
+            name="leadership",
             executor=LEASE_EXECUTOR,
             misfire_grace_time=None,  # late is better than never: the lease may be free
             replace_existing=True,
@@ -220,7 +259,7 @@ class Scheduler:
         new leader would: its next run is due after that (or now, when that has passed).
         For a job that ran outside its schedule (a run caught up); nothing when this
         process has no such job (it does not lead) or the store records no last run."""
-        job = self._aps.get_job(f"{name}:{model}")
+        job = self._aps.get_job(_job_id(name, model))
         per_model = next((j for j in self.jobs if j.name == name), None)
         if job is None or per_model is None or per_model.last_run is None:
             return
@@ -304,6 +343,7 @@ class Scheduler:
                     want.fn,
                     triggers[job_id],
                     id=job_id,
+                    name=job_id,  # in APScheduler's lines: not Scheduler._guarded.<locals>.run
                     executor=want.executor,
                     replace_existing=True,
                     **when,
@@ -340,7 +380,7 @@ class Scheduler:
         for job in self.jobs:
             when = job.when(cfg)
             if when is not None:
-                wanted[f"{job.name}:{model}"] = Wanted(
+                wanted[_job_id(job.name, model)] = Wanted(
                     when,
                     self._guarded(job.name, model, partial(job.run, model)),
                     None if job.last_run is None else partial(job.last_run, model),
@@ -353,8 +393,16 @@ class Scheduler:
         self, name: str, model: str | None, fn: Callable[[], object]
     ) -> Callable[[], None]:
         if self.metrics is not None:
-            # its failures exported at 0 from when it is scheduled (see _count_failure)
-            ServingMetrics.start_at_zero(self.metrics.evaluations, (model or "-", f"{name}_failed"))
+            # its failures and skips exported at 0 from when it is scheduled (see
+            # _count_failure)
+            ServingMetrics.start_at_zero(
+                self.metrics.evaluations,
+                (model or "-", f"{name}_failed"),
+                (model or "-", f"{name}_skipped"),
+            )
+        job_id = _job_id(name, model)
+        if job_id not in self._skips:  # kept across ticks: a new log would log every skip
+            self._skips[job_id] = (name, model, self._skip_log())
         outage = OutageLog(
             logger,
             what=f"scheduled {name} of model={model}",
@@ -400,3 +448,34 @@ class Scheduler:
         ``TunewatchScheduledJobFailing`` fired at the fourth failure, not the third."""
         if self.metrics is not None:
             self.metrics.evaluations.labels(model or "-", f"{name}_failed").inc()
+
+    def _skip_log(self) -> ThrottledWarnings:
+        return ThrottledWarnings(every_s=SKIP_LOG_EVERY_S, clock=self._clock)
+
+    def _skipped(self, event: JobEvent) -> None:
+        """A run of ``event.job_id`` came due while its previous run was still going and
+        was skipped (``max_instances=1``; on APScheduler's thread): counted as
+        ``<name>_skipped`` (exported at 0 from when the job was scheduled) and logged
+        naming the job and the model, at most once in ``SKIP_LOG_EVERY_S`` per job.
+        A renewal of the lease skipped behind one hanging in the store is logged, not
+        counted: it is no scheduled job of a model's or a task's."""
+        if event.job_id == "leadership":
+            self._renewals_skipped.warning(
+                logger, "scheduler lease renewal skipped: the previous renewal is still running"
+            )
+            return
+        known = self._skips.get(event.job_id)
+        if known is None:  # not one of the leader's jobs: added to APScheduler by hand
+            logger.warning("job %s skipped: its previous run is still running", event.job_id)
+            return
+        name, model, log = known
+        if self.metrics is not None:
+            self.metrics.evaluations.labels(model or "-", f"{name}_skipped").inc()
+        log.warning(
+            logger,
+            "scheduled %s of model=%s skipped: its previous run is still running (runs of "
+            "one job never overlap; counted as %s_skipped)",
+            name,
+            model,
+            name,
+        )

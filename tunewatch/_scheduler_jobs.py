@@ -70,6 +70,12 @@ class PerModelJob:
         return "default" if self.threads is None else f"own:{self.name}"
 
 
+def _job_id(name: str, model: str | None) -> str:
+    """A scheduled job's id, and its name in APScheduler's lines: ``evaluate:credit``, or
+    the task's name."""
+    return name if model is None else f"{name}:{model}"
+
+
 def _trigger(when: float | str) -> BaseTrigger:
     if isinstance(when, str):
         return crontab_trigger(when)
