@@ -1,17 +1,21 @@
 """Optuna storages: opening an RDB URL (its schema set up once when several openers
-race) or a journal file, closing them, and translating Optuna's and the storage's
-errors into :class:`~retune.StudyError`."""
+race; on PostgreSQL with connection limits) or a journal file, closing them, and
+translating Optuna's and the storage's errors into :class:`~retune.StudyError`."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import sqlite3
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import parse_qsl
 
 import optuna
 from optuna.exceptions import ExperimentalWarning, OptunaError
@@ -29,6 +33,23 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 #: A RUNNING trial is stale, and failed, once its last heartbeat is this many heartbeat
 #: intervals old (by the database's clock): Optuna's grace period.
 STALE_AFTER_HEARTBEATS = 2
+#: libpq connection parameters of a PostgreSQL storage, unless the URL's query sets the
+#: key (or, for ``connect_timeout``, ``PGCONNECT_TIMEOUT`` does): connecting gives up after
+#: 10 s (psycopg's default is 130 s); TCP keepalives find a dead peer of a connection
+#: waiting for an answer within 10 + 5 x 3 = 25 s, and ``tcp_user_timeout`` one that stops
+#: acknowledging what was sent within 30 s, where the kernel would retry for ~15 minutes.
+#: The store's own (``tunewatch.store._engine``), copied: retune imports neither tunewatch
+#: nor SQLAlchemy.
+PG_CONNECT_DEFAULTS: Mapping[str, int] = MappingProxyType(
+    {
+        "connect_timeout": 10,
+        "keepalives": 1,
+        "keepalives_idle": 10,
+        "keepalives_interval": 5,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 30_000,
+    }
+)
 
 
 def _is_storage_error(exc: BaseException) -> bool:
@@ -149,11 +170,14 @@ def _open_rdb(storage: str, *, heartbeat_interval: int | None) -> RDBStorage:
 
 
 def _new_rdb(storage: str, *, heartbeat_interval: int | None) -> RDBStorage:
-    engine_kwargs = {}
+    engine_kwargs: dict[str, Any] = {}
     path = _sqlite_file(storage)
     if path is not None:
         _use_wal(path)
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+    elif _LIBPQ_URL.match(storage):
+        engine_kwargs["pool_pre_ping"] = True
+        engine_kwargs["connect_args"] = _pg_connect_args(storage)
     with _OPENING, _experimental_ok():
         if heartbeat_interval is None:
             return RDBStorage(storage, engine_kwargs=engine_kwargs)
@@ -180,6 +204,41 @@ def _sqlite_file(storage: str) -> str | None:
 
 
 _SQLITE_URL = re.compile(r"sqlite(?:\+\w+)?:///")
+
+
+def _pg_connect_args(storage: str) -> dict[str, int]:
+    """:data:`PG_CONNECT_DEFAULTS` less the keys the URL ``storage`` sets, and less
+    ``connect_timeout`` when ``PGCONNECT_TIMEOUT`` is set: the driver is handed these as
+    keyword arguments, which win over both.
+
+    With them, and the pool's pre-ping (a connection the server dropped, by a restart, a
+    failover or ``pg_terminate_backend``, is replaced when next taken from the pool, not
+    failed on), a call to a server that does not answer fails (a ``StudyError`` where it
+    is translated) instead of waiting: a connection being opened, within
+    ``connect_timeout``; an open one whose peer is gone (a partition, a dead host),
+    within the keepalives' or ``tcp_user_timeout``'s limit. A peer that keeps the
+    connection open and acknowledges what is sent but forwards nothing (a stalled proxy)
+    is no dead peer to the kernel: a call on a connection opened before it stalled
+    still waits.
+
+    No ``statement_timeout`` is set: a server that never sees the query cannot end it,
+    and PgBouncer (1.20 on) refuses a connection whose startup ``options`` set it unless
+    told to ignore them. An operator may set one for the role, or in the URL
+    (``?options=-c%20statement_timeout%3D60000``).
+    """
+    match = _USERINFO.match(storage)
+    query = storage[match.end() if match else 0 :].partition("?")[2]
+    given = {key for key, _ in parse_qsl(query, keep_blank_values=True)}
+    if os.environ.get("PGCONNECT_TIMEOUT"):
+        given.add("connect_timeout")
+    return {key: value for key, value in PG_CONNECT_DEFAULTS.items() if key not in given}
+
+
+#: A PostgreSQL URL whose driver is libpq's (psycopg, the one installed, or psycopg2).
+_LIBPQ_URL = re.compile(r"postgresql(?:\+(?:psycopg|psycopg2))?://")
+#: A URL's scheme and user information, as SQLAlchemy reads them (``make_url``): the
+#: query is what follows the first ``?`` after them (a password may hold a ``?``).
+_USERINFO = re.compile(r"[\w+]+://(?:[^:/]*(?::[^@]*)?@)?")
 
 
 def _use_wal(path: str) -> None:
