@@ -18,7 +18,8 @@ class OutageLog:
     info line when the call succeeds again. Not a traceback every turn.
 
     ``what`` names the call ("refreshing lineups from the store"), ``retry`` says what
-    the loop does meanwhile; ``now`` times the outage."""
+    the loop does meanwhile; ``now`` times the outage; ``traceback=False`` logs the
+    error's message alone (an expected condition, as a store outage to the recorder)."""
 
     def __init__(
         self,
@@ -27,8 +28,10 @@ class OutageLog:
         what: str,
         retry: str,
         now: Callable[[], datetime],
+        traceback: bool = True,
     ) -> None:
         self._logger = logger
+        self._traceback = traceback
         self._what = what
         self._retry = retry
         self._now = now
@@ -44,11 +47,19 @@ class OutageLog:
             self._logger.debug("%s failed again (%d in a row): %s", self._what, self._failures, exc)
             return
         self._kinds.add(type(exc))
+        if self._traceback:
+            self._logger.warning(
+                "%s failed; %s (repeats of this failure are logged at debug until it succeeds)",
+                self._what,
+                self._retry,
+                exc_info=exc,
+            )
+            return
         self._logger.warning(
-            "%s failed; %s (repeats of this failure are logged at debug until it succeeds)",
+            "%s failed: %s; %s (repeats of this failure are logged at debug until it succeeds)",
             self._what,
+            exc,
             self._retry,
-            exc_info=exc,
         )
 
     def succeeded(self) -> None:

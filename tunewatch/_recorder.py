@@ -136,6 +136,7 @@ class Recorder:
                 "are not written, until a commit succeeds"
             ),
             now=now,
+            traceback=False,  # an outage, not a fault of the code: its message says which
         )
         if metrics is not None:  # read at each scrape: nothing added to a request's path
             metrics.record_pending_bytes.set_function(lambda: self._pending_bytes)

@@ -86,6 +86,8 @@ def test_a_recorder_failing_on_an_unavailable_store_logs_the_outage_and_its_end(
         assert all(isinstance(f, StoreUnavailableError) for f in failed)
         logged = _warnings(caplog, "tunewatch")
         assert 1 <= len(logged) <= 3, logged  # not a line or two per failed commit
+        assert "database is locked" in logged[-1]  # the recorder's: the reason, no traceback
+        assert all(r.exc_info is None for r in caplog.records if r.name == "tunewatch._recorder")
         locker.rollback()
         assert asyncio.run(one("after")) is True
         recovered = [r.getMessage() for r in caplog.records if "recovered after" in r.getMessage()]
