@@ -8,6 +8,7 @@ stages, promotion) or ``_artefact_blobs`` (artefacts' bytes).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, Literal
 
 from . import _artefact_blobs, _registry_rows
@@ -168,6 +169,13 @@ class RegistryFront(StoreFront):
         statement (none of the versions it retired or rolled back)."""
         with self._read("lineup_versions") as conn:
             return _registry_rows.lineup_versions(conn, model)
+
+    def versions_served_since(self, model: str, since: datetime) -> list[VersionRow]:
+        """``model``'s champion and shadow versions and those whose stage changed at or
+        after ``since``, whole, oldest first, read in one statement: the versions that can
+        have answered since then, none of those it took out of service before."""
+        with self._read("versions_served_since") as conn:
+            return _registry_rows.versions_served_since(conn, model, since)
 
     def lineups(self) -> list[ModelLineup]:
         """Every model, by name, with its champion's and shadows' numbers and artefacts,

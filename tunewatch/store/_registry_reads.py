@@ -5,17 +5,19 @@ PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already serialises writers).
 A model keeps every version a tuning job registered, each with its details (fold
 scores, warm-start plan, importances: kilobytes each), so what serves a request reads
 them a page at a time (:func:`version_page`), the served ones only
-(:func:`lineup_versions`) or not at all (:func:`version_lineup`, :func:`lineups`);
+(:func:`lineup_versions`, and with those taken out of service since a time
+:func:`versions_served_since`) or not at all (:func:`version_lineup`, :func:`lineups`);
 :func:`list_versions` reads them all, for the callers that need every one."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from itertools import groupby
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Select, and_, func, select, true
+from sqlalchemy import Connection, Row, Select, and_, func, or_, select, true
 
 from .._errors import NotFoundError
 from ._registry_text import _possible_name
@@ -137,6 +139,21 @@ def lineup_versions(conn: Connection, model: str) -> list[VersionRow]:
         model_versions.c.model == model, model_versions.c.stage.in_(_SERVED)
     )
     return [_version(r) for r in conn.execute(stmt.order_by(model_versions.c.version))]
+
+
+def versions_served_since(conn: Connection, model: str, since: datetime) -> list[VersionRow]:
+    """``model``'s champion and shadow versions and those whose stage changed at or after
+    ``since``, whole, in version order: the versions that can have answered since then (one
+    taken out of service before answered nothing since). One statement: its rows grow
+    with the versions the model took out of service since ``since``, not with all it
+    retired."""
+    if not _possible_name(model):
+        return []
+    v = model_versions.c
+    stmt = _version_select().where(
+        v.model == model, or_(v.stage.in_(_SERVED), v.stage_changed_at >= since)
+    )
+    return [_version(r) for r in conn.execute(stmt.order_by(v.version))]
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,8 @@ is in one module per concern:
 
 - ``_registry_text``: what a row may hold (model names; a version's text and JSON);
 - ``_registry_reads``: models and versions read (whole, a page at a time, those a
-  line-up serves, or as line-ups and a count), and the lock on a model's row;
+  line-up serves or served since a time, or as line-ups and a count), and the lock on
+  a model's row;
 - ``_registration``: a model added or regulated, a version registered;
 - ``_stage_changes``: promotion, the other stage moves, and the checks that a decision
   still holds under the lock (the champion and the stage it was taken on).
@@ -40,6 +41,7 @@ from ._registry_reads import (
     list_versions,
     version_lineup,
     version_page,
+    versions_served_since,
 )
 from ._registry_text import MAX_NAME, check_version_text, valid_model_name
 from ._stage_changes import NO_CHAMPION, check_champion, check_stage, promote, set_stage
@@ -68,4 +70,5 @@ __all__ = [
     "valid_model_name",
     "version_lineup",
     "version_page",
+    "versions_served_since",
 ]

@@ -341,7 +341,8 @@ def read_latencies(
             raise InvalidValueError(f"`newest` must be at least 1, got {newest}")
         if aligned_to is not None:
             return _read_aligned(conn, where, versions, aligned_to, newest, roles or {})
-    if versions is None:  # a handful of rows: then each version seeks its own latencies
+    if versions is None:  # every version the model kept, one statement each: a caller
+        # that knows which can have answered since (the line-up) names them instead
         versions = list(
             conn.execute(
                 select(model_versions.c.version)
