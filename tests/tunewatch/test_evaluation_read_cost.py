@@ -11,11 +11,10 @@ statement fetched are counted by running it again afterwards, against the same d
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ import sqlalchemy as sa
 
 from retune.space import load_search_space
 from tests.tunewatch.conftest import MODEL, Clock, make_daemon
+from tests.tunewatch.store_reads import DETAILS, Reads, reads
 from tunewatch._daemon import Daemon
 from tunewatch._evaluation_telemetry import STAGE_CHANGE_LAG, telemetry_verdict
 from tunewatch._example import ExampleModel
@@ -31,22 +31,8 @@ from tunewatch._shipped_spaces import default_search_space
 from tunewatch.store import OutputRecord, RequestRecord, Store, Window
 from tunewatch.store._schema import model_versions
 
-#: A re-tune's usual details: fold scores, a warm-start plan, importances (about 4 KB).
-DETAILS = {"folds": [0.81 + i / 1000 for i in range(40)], "plan": "w" * 3600}
 #: Requests in the window, each answered by the champion and the shadow.
 REQUESTS = 30
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Reads:
-    """The statements a call executed, the rows they fetched, and how many of those rows
-    carried a version's ``details``."""
-
-    statements: int
-    rows: int
-    details: int
 
 
 @pytest.fixture
@@ -57,32 +43,6 @@ def daemon(trained: list[ExampleModel], tmp_path: Path, store_url: str) -> Itera
         yield d
     finally:
         d.close()
-
-
-def reads(store: Store, call: Callable[[], T]) -> tuple[T, Reads]:
-    """``call()``'s answer and what it read from ``store``."""
-    seen: list[tuple[str, Any]] = []
-
-    def record(
-        _conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, _many: bool
-    ) -> None:
-        seen.append((statement, parameters))
-
-    sa.event.listen(store.engine, "before_cursor_execute", record)
-    try:
-        answer = call()
-    finally:
-        sa.event.remove(store.engine, "before_cursor_execute", record)
-    rows = details = 0
-    with store.engine.connect() as conn:
-        for statement, parameters in seen:
-            if not statement.lstrip().upper().startswith("SELECT"):
-                continue
-            result = conn.exec_driver_sql(statement, parameters)
-            fetched = len(result.fetchall())
-            rows += fetched
-            details += fetched if "details" in result.keys() else 0
-    return answer, Reads(statements=len(seen), rows=rows, details=details)
 
 
 def answered(d: Daemon, clock: Clock, answers: dict[int, str]) -> None:

@@ -11,30 +11,16 @@ statement fetched are counted by running it again afterwards, against the same d
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from tests.tunewatch.conftest import MODEL, logistic_variant, make_daemon
+from tests.tunewatch.store_reads import DETAILS, Reads, reads
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
 from tunewatch.store._schema import artefacts, model_versions
-
-#: A re-tune's usual details: fold scores, a warm-start plan, importances (about 4 KB).
-DETAILS = {"folds": [0.81 + i / 1000 for i in range(40)], "plan": "w" * 3600}
-
-
-@dataclass(frozen=True, slots=True)
-class Reads:
-    """The statements a call executed, the rows they fetched, and how many of those rows
-    carried a version's ``details``."""
-
-    statements: int
-    rows: int
-    details: int
 
 
 @pytest.fixture
@@ -51,29 +37,7 @@ def daemon(trained: list[ExampleModel], tmp_path: Path, store_url: str) -> Itera
 
 def refresh_reads(d: Daemon) -> tuple[list[str], Reads]:
     """``d.runtime.refresh()``'s answer and what it read."""
-    seen: list[tuple[str, Any]] = []
-
-    def record(
-        _conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, _many: bool
-    ) -> None:
-        seen.append((statement, parameters))
-
-    engine = d.store.engine
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
-        changed = d.runtime.refresh()
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
-    rows = details = 0
-    with engine.connect() as conn:
-        for statement, parameters in seen:
-            if not statement.lstrip().upper().startswith("SELECT"):
-                continue
-            result = conn.exec_driver_sql(statement, parameters)
-            fetched = len(result.fetchall())
-            rows += fetched
-            details += fetched if "details" in result.keys() else 0
-    return changed, Reads(statements=len(seen), rows=rows, details=details)
+    return reads(d.store, d.runtime.refresh)
 
 
 def retire_history(d: Daemon, n: int = 100) -> None:
