@@ -12,8 +12,8 @@ Errors raised by onnxruntime are translated here, at one boundary (onnx's own, w
 bytes do not parse, in :mod:`shadow._onnx_proto`):
 session creation failures become :class:`~shadow.ModelLoadError`, bad inputs at run
 time :class:`~shadow.InvalidInputError`, a run onnxruntime could not allocate memory for
-:class:`~shadow.ShadowError` ``insufficient_memory`` (the host's condition and the batch's
-size, not the model's fault: a smaller batch or a later try may pass), anything else at
+:class:`~shadow.InsufficientMemoryError` (the host's condition and the batch's size, not
+the model's fault: a smaller batch or a later try may pass), anything else at
 run time :class:`~shadow.ShadowError` (``run_failed``, ``run_timeout``): so too a node
 failing inside the graph, which onnxruntime reports as an invalid argument ("Non-zero
 status code returned while running Gather node"), since the input had passed its checks.
