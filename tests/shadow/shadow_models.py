@@ -110,11 +110,11 @@ def looping_model(n_features: int = N_FEATURES) -> bytes:
 ALLOCATING_X0 = 7.0
 
 
-def allocating_model(n_features: int = N_FEATURES) -> bytes:
+def allocating_model(n_features: int = N_FEATURES, *, at: float = ALLOCATING_X0) -> bytes:
     """A binary classifier ``[N, n_features] -> label [N], probabilities [N, 2]`` (a
     sigmoid of its first feature) that widens its first column to ``[N, 2**48]`` floats
-    (``1 + 2**48`` in float32), a petabyte a row, when any row's first feature is
-    :data:`ALLOCATING_X0` (to one column otherwise): onnxruntime cannot allocate that
+    (``1 + 2**48`` in float32), a petabyte a row, when any row's first feature is ``at``
+    (:data:`ALLOCATING_X0` by default; to one column otherwise): onnxruntime cannot allocate that
     under any overcommit setting (it is past the 47-bit address space), as a batch too
     large for the host's memory. The widened column adds nothing: its maximum times
     zero."""
@@ -123,7 +123,7 @@ def allocating_model(n_features: int = N_FEATURES) -> bytes:
 
     nodes = [
         h.make_node("Slice", ["input", "start", "end", "axis"], ["x0"]),
-        h.make_node("Equal", ["x0", "seven"], ["hit"]),
+        h.make_node("Equal", ["x0", "at"], ["hit"]),
         h.make_node("Cast", ["hit"], ["hit_f"], to=T.FLOAT),
         h.make_node("ReduceMax", ["hit_f"], ["any_hit"], keepdims=0),
         h.make_node("Mul", ["any_hit", "huge"], ["extra"]),
@@ -156,7 +156,7 @@ def allocating_model(n_features: int = N_FEATURES) -> bytes:
             h.make_tensor("axis", T.INT64, [1], [1]),
             h.make_tensor("axis0", T.INT64, [1], [0]),
             h.make_tensor("one_i", T.INT64, [1], [1]),
-            h.make_tensor("seven", T.FLOAT, [], [ALLOCATING_X0]),
+            h.make_tensor("at", T.FLOAT, [], [at]),
             h.make_tensor("huge", T.FLOAT, [], [float(2**48)]),
             h.make_tensor("one", T.FLOAT, [], [1.0]),
             h.make_tensor("zero", T.FLOAT, [], [0.0]),

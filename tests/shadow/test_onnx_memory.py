@@ -9,14 +9,17 @@ message of its own that keeps the size asked for."""
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from shadow import InsufficientMemoryError, InvalidInputError, OnnxModel, ShadowError, _onnx
-from shadow._probe import probe
+from shadow._probe import EXIT_MEMORY, probe
+from shadow._probe import main as probe_main
 from tests.shadow.shadow_models import ALLOCATING_X0, N_FEATURES, allocating_model
 
 
@@ -57,8 +60,20 @@ def test_the_session_scores_on_after_a_run_that_could_not_allocate(model: OnnxMo
     assert probabilities.shape == (2, 2) and np.isfinite(probabilities).all()
 
 
-def test_the_probe_still_takes_a_run_short_of_memory_for_load_memory() -> None:
-    """The probe refuses a candidate whose run needs more memory than its limit allows by
-    the code now, the runtime's text being no longer in the message."""
-    answered = probe(allocating_model())  # its rows never hold x0 = 7: it passes
+def test_the_probe_refuses_a_candidate_short_of_memory_with_its_own_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A candidate whose run of the probe's rows cannot get its memory is ``load_memory``,
+    told what it needed, not the served answer's "retry later or with fewer rows"."""
+    path = tmp_path / "candidate.onnx"
+    path.write_bytes(allocating_model(at=0.0))  # the probe's rows of zeros allocate
+    assert probe_main([str(path)]) == EXIT_MEMORY
+    refused = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert refused["error"] == "load_memory", refused
+    assert refused["message"].startswith("the model needs more memory to score 3 rows"), refused
+    assert "retry" not in refused["message"], refused
+
+
+def test_a_model_allocating_on_other_values_passes_the_probe() -> None:
+    answered = probe(allocating_model())  # its rows never hold x0 = 7
     assert "error" not in answered
