@@ -37,7 +37,7 @@ from monitor.objectives import make_objective
 from tunewatch._actions import Dispatcher
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
-from tunewatch._decay_rows import DecayRowCache
+from tunewatch._decay_windows import DecayWindowCache
 from tunewatch._drift_report import drift_report, label_window
 from tunewatch._errors import StoreError, StoreUnavailableError
 from tunewatch._evaluation_baseline import NO_SNAPSHOT, Baseline, NoBaseline, build_baseline
@@ -84,7 +84,7 @@ class Evaluator:
         self._running: dict[str, threading.Lock] = {}  # one evaluation of a model at a time
         self._running_guard = threading.Lock()
         self._events = PolicyEvents(store=store, metrics=metrics, dispatcher=dispatcher)
-        self._decay_rows = DecayRowCache()  # the settled rows of each decay horizon
+        self._decay_windows = DecayWindowCache()  # the settled windows of each decay horizon
 
     # -- the run ---------------------------------------------------------------------------
     def evaluate(self, name: str, *, actor: str = "system") -> list[EvaluationRow]:
@@ -162,7 +162,7 @@ class Evaluator:
                         objective,
                         now,
                         version,
-                        cache=self._decay_rows,
+                        cache=self._decay_windows,
                     ),
                 )
             )

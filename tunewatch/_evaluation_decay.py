@@ -1,10 +1,11 @@
 """The decay kind of a scheduled evaluation: the champion's realised objective over time.
 
-Windows of ``decay.window_s`` whose labels have matured (``decay.maturity_s``) give one
-value each; :class:`monitor.DecayEstimator` fits their trend and projects when it
-crosses the threshold. Without ``decay.threshold`` the threshold is ``5 * tolerance``
-worse than where the horizon began (:func:`default_threshold`): in the objective's own
-units, or for an error in the target's units (RMSE, MAE) that fraction of the level.
+Windows of ``decay.window_s`` on fixed edges (:mod:`tunewatch._decay_windows`) whose
+labels have matured (``decay.maturity_s``) give one value each;
+:class:`monitor.DecayEstimator` fits their trend and projects when it crosses the
+threshold. Without ``decay.threshold`` the threshold is ``5 * tolerance`` worse than
+where the horizon began (:func:`default_threshold`): in the objective's own units, or for
+an error in the target's units (RMSE, MAE) that fraction of the level.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from monitor import DecayEstimator, MonitorError, ServingMetrics, WindowValue, realised_windows
+import numpy as np
+
+from monitor import DecayEstimator, MonitorError, ServingMetrics, WindowValue
 from monitor.objectives import MAE, RMSE, Objective, ObjectiveError
 from tunewatch._config import ModelConfig
-from tunewatch._decay_rows import DecayRowCache, read_rows
-from tunewatch._span import epoch, iso, requests_span
+from tunewatch._decay_windows import DecayWindowCache
+from tunewatch._span import iso, requests_span
 from tunewatch.store import ModelRow, Store
 
 
@@ -29,47 +32,26 @@ def decay_verdict(
     now: datetime,
     version: int | None,
     *,
-    cache: DecayRowCache | None = None,
+    cache: DecayWindowCache | None = None,
 ) -> tuple[str, dict[str, Any]]:
     """The decay verdict of ``version``: the realised objective per matured window over
     the horizon, its trend and projected crossing of the threshold (see
-    :class:`monitor.DecayEstimator`), exported as metrics. With ``cache`` the horizon's
-    settled rows are kept between runs and only the rest read (the same verdict)."""
+    :class:`monitor.DecayEstimator`), exported as metrics. With ``cache`` the figures of
+    the horizon's settled windows are kept between runs and only the rest read (the same
+    verdict; see :mod:`tunewatch._decay_windows`)."""
     d = cfg.evaluation.decay
-    horizon = timedelta(seconds=d.window_s * d.horizon_windows)
-    rows = None
-    if version is not None:
-        rows = (
-            read_rows(store, model, version, now - horizon, now)[0]
-            if cache is None
-            else cache.rows(store, model, cfg, version, now)
-        )
-    if rows is None or not len(rows):
+    if version is None:
         metrics.forget(metrics.decay_slope, model=model.name)
         metrics.forget(metrics.objective_realised, model=model.name)
-        return "insufficient_data", {
-            "alarm": False,
-            "reason": "no requests the champion answered",
-        }
-    y_pred = rows.outputs
-    if y_pred.shape[1] == 1 and model.task == "regression":
-        y_pred = y_pred[:, 0]
+        return "insufficient_data", {"alarm": False, "reason": "no champion"}
     try:
-        windows = realised_windows(
-            rows.labels,
-            y_pred,
-            rows.received_at,
-            rows.label_received_at,
-            objective=objective,
-            window=d.window_s,
-            maturity=d.maturity_s,
-            start=(now - horizon).timestamp(),
-            as_of=now.timestamp(),
-        )
+        cache = DecayWindowCache() if cache is None else cache  # a cold one reads all
+        judged = cache.windows(store, model, cfg, objective, version, now)
     except (MonitorError, ObjectiveError) as exc:
         metrics.forget(metrics.decay_slope, model=model.name)
         metrics.forget(metrics.objective_realised, model=model.name)
         return "insufficient_data", {"alarm": False, "reason": str(exc)}
+    windows = [j.value for j in judged]
     values = [w for w in windows if w.value is not None]
     threshold = d.threshold
     anchor = None
@@ -137,10 +119,8 @@ def decay_verdict(
         ],
     }
     if values:  # hysteresis tells decay verdicts apart by their newest matured window
-        newest = values[-1]
-        received = rows.received_at
-        lo, hi = epoch(newest.window_start), epoch(newest.window_end)
-        payload.update(requests_span(received[(received >= lo) & (received < hi)]))
+        newest = next(j for j in reversed(judged) if j.value.value is not None)
+        payload.update(requests_span(np.array([newest.first_request, newest.last_request])))
     status = "insufficient_data" if result.status == "insufficient_data" else "ok"
     return status, payload
 

@@ -142,6 +142,14 @@ class Clock:
         return self.now
 
 
+def next_midnight() -> datetime:
+    """The next UTC midnight: a stream of days starting there lies on decay's daily
+    window edges (:mod:`tunewatch._decay_windows`), so each day is one window whenever
+    the test runs."""
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return today + timedelta(days=1)
+
+
 def champion_answered(
     request_id: str, at: datetime, inputs: np.ndarray, output: np.ndarray, *, version: int
 ) -> tuple[RequestRecord, OutputRecord]:

@@ -8,28 +8,34 @@ under the horizon's first 3 windows, a projected crossing within 14 days,
 ``consecutive: 2`` and a day's cool-down. The evaluator runs every ``RUN_EVERY`` (12 h)
 from day ``FIRST_RUN_DAY`` (31: a whole horizon behind it) to day ``LAST_RUN_DAY`` (61).
 
+The stream starts on a UTC midnight, so its days are the decay windows (which lie on
+fixed edges: :mod:`tunewatch._decay_windows`) whatever the time the test runs.
+
 * Stationary: no `decay_detected` over those 30 days. A verdict alarms on about 1 % of
   runs of a stationary model, and the trend over a 30-window horizon moves slowly, so
   alarms come in short runs: with ``consecutive: 1`` the policy raised 0.30 false events
   per model per 30 days (hourly runs, 10 seeded 60-day streams of 200 requests a day).
   Seeds 0 and 8 are the two of seeds 0-9 whose stream raised one under
-  ``consecutive: 1`` here; under 2 none of the ten does.
+  ``consecutive: 1`` here (measured with windows counted back from each run); under 2
+  none of the ten does. With the stream starting 6 or 13 hours after a window edge
+  instead, one of those 30 streams raised one (seed 0, 13 hours: day 33.5).
 * Step change: accuracy falls to 0.75 at day ``CHANGE_DAY`` (40). The event fires after
   the change and at most ``MAX_DELAY_DAYS`` (7) days later: a trend over 30 windows needs
   a few matured windows (a day's maturity) of the new level to clear zero, and two
-  alarming windows that share no request (4.5 to 6.5 days over seeds 0-5; 3.5 to 4 with
-  ``consecutive: 1``).
+  alarming windows that share no request (5 to 7 days over seeds 0-5; 4.5 to 6.5 with
+  the stream starting 6 or 13 hours after a window edge).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.tunewatch.conftest import next_midnight
 from tests.tunewatch.test_evaluation import _champion_daemon
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
@@ -129,8 +135,9 @@ def _run(d: Daemon, t0: datetime) -> tuple[list[bool], list[float]]:
 def test_a_stationary_model_raises_no_decay_event_over_a_month_of_runs(
     daemon: Daemon, seed: int
 ) -> None:
-    # every label arrived before its request's time: each window has matured in time
-    t0 = datetime.now(UTC) + timedelta(hours=1)
+    # every label arrived before its request's time: each window has matured in time;
+    # the stream's days are the windows
+    t0 = next_midnight()
     _write_days(daemon, t0, LAST_RUN_DAY + 1, seed=seed, change_day=None)
     alarms, events = _run(daemon, t0)
     assert len(alarms) == 61
@@ -139,7 +146,7 @@ def test_a_stationary_model_raises_no_decay_event_over_a_month_of_runs(
 
 @pytest.mark.parametrize("seed", [0, 4])
 def test_a_step_change_raises_decay_within_a_week_of_the_change(daemon: Daemon, seed: int) -> None:
-    t0 = datetime.now(UTC) + timedelta(hours=1)
+    t0 = next_midnight()
     _write_days(daemon, t0, LAST_RUN_DAY + 1, seed=seed, change_day=CHANGE_DAY)
     alarms, events = _run(daemon, t0)
     assert events, f"{sum(alarms)} alarming runs"

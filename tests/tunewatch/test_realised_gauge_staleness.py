@@ -10,14 +10,14 @@ days of traffic left day 9's accuracy on the gauge, 21 days old, nothing telling
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from monitor import ServingMetrics
-from tests.tunewatch.conftest import champion_answered
+from tests.tunewatch.conftest import champion_answered, next_midnight
 from tests.tunewatch.test_evaluation import _champion_daemon
 from tests.tunewatch.test_evaluation_exports import _taken_over
 from tunewatch._daemon import Daemon
@@ -51,15 +51,17 @@ def daemon(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Daemon]:
     d.close()
 
 
-def _traffic(d: Daemon, t0: datetime) -> dict[int, list[tuple[str, float, float]]]:
-    """``DAYS`` days of ``PER_DAY`` requests from ``t0`` on, the champion right with
+def _traffic(
+    d: Daemon, t0: datetime, n_days: int = DAYS
+) -> dict[int, list[tuple[str, float, float]]]:
+    """``n_days`` days of ``PER_DAY`` requests from ``t0`` on, the champion right with
     probability 0.9: per day, each request's id, predicted class and true label."""
     rng = np.random.default_rng(0)
     champion = d.store.champion(MODEL)
     assert champion is not None
     requests, outputs = [], []
     days: dict[int, list[tuple[str, float, float]]] = {}
-    for day in range(DAYS):
+    for day in range(n_days):
         for j in range(PER_DAY):
             at = t0 + day * DAY + timedelta(seconds=float(rng.uniform(0, 86_400)))
             rid, p1 = f"d{day}-{j}", np.float32(rng.uniform())
@@ -90,7 +92,7 @@ def _realised(metrics: ServingMetrics) -> list[tuple[dict[str, str], float]]:
 def test_the_realised_objective_is_removed_when_the_newest_matured_window_has_no_label(
     daemon: Daemon,
 ) -> None:
-    t0 = datetime.now(UTC) + timedelta(hours=1)
+    t0 = next_midnight()  # the days are the windows
     days = _traffic(daemon, t0)
     _label(daemon, days, range(LABELLED_DAYS))
     daemon.evaluator.clock = lambda: t0 + DAYS * DAY
@@ -110,18 +112,20 @@ def test_the_realised_objective_is_removed_when_the_newest_matured_window_has_no
 def test_the_realised_objective_comes_back_with_the_newest_window_once_labels_resume(
     daemon: Daemon,
 ) -> None:
-    t0 = datetime.now(UTC) + timedelta(hours=1)
-    days = _traffic(daemon, t0)
+    t0 = next_midnight()  # the days are the windows
+    days = _traffic(daemon, t0, DAYS + 2)
     _label(daemon, days, range(LABELLED_DAYS))
     daemon.evaluator.clock = lambda: t0 + DAYS * DAY
     daemon.evaluator.evaluate(MODEL)
     assert _realised(daemon.metrics) == []
 
-    _label(daemon, days, range(LABELLED_DAYS, DAYS))
+    # the feed resumes: the labels of the days since arrive (stamped before the
+    # requests, in time for every window); those of windows long settled count for none
+    _label(daemon, days, range(LABELLED_DAYS, DAYS + 2))
+    daemon.evaluator.clock = lambda: t0 + (DAYS + 2) * DAY
     rows = {r.kind: r for r in daemon.evaluator.evaluate(MODEL)}
-    # the horizon's windows start 30 days before the run: the newest matured one is
-    # day 29's requests (day 30's matures a day after it ends)
-    newest = days[DAYS - 2]
+    # the newest matured window is day 31's requests (day 32's matures a day after it ends)
+    newest = days[DAYS]
     accuracy = float(np.mean([predicted == label for _, predicted, label in newest]))
     assert rows["decay"].payload["windows"][-1]["value"] == pytest.approx(accuracy)
     series = {"model": MODEL, "version": "1", "objective": "accuracy"}
