@@ -18,8 +18,8 @@ import numpy as np
 from monitor import DecayEstimator, MonitorError, ServingMetrics, WindowValue
 from monitor.objectives import MAE, RMSE, Objective, ObjectiveError
 from tunewatch._config import ModelConfig
-from tunewatch._decay_windows import DecayWindowCache
-from tunewatch._span import iso, requests_span
+from tunewatch._decay_windows import DecayWindowCache, settled_entry, window_entry
+from tunewatch._span import requests_span
 from tunewatch.store import ModelRow, Store
 
 
@@ -45,13 +45,14 @@ def decay_verdict(
         metrics.forget(metrics.objective_realised, model=model.name)
         return "insufficient_data", {"alarm": False, "reason": "no champion"}
     try:
-        cache = DecayWindowCache() if cache is None else cache  # a cold one reads all
-        judged = cache.windows(store, model, cfg, objective, version, now)
+        if cache is None:
+            cache = DecayWindowCache(from_store=False)  # a cold run: every window read
+        judged = cache.horizon(store, model, cfg, objective, version, now)
     except (MonitorError, ObjectiveError) as exc:
         metrics.forget(metrics.decay_slope, model=model.name)
         metrics.forget(metrics.objective_realised, model=model.name)
         return "insufficient_data", {"alarm": False, "reason": str(exc)}
-    windows = [j.value for j in judged]
+    windows = [j.value for j in judged.windows]
     values = [w for w in windows if w.value is not None]
     threshold = d.threshold
     anchor = None
@@ -108,18 +109,11 @@ def decay_verdict(
             result.projected_crossing.isoformat() if result.projected_crossing else None
         ),
         "recommended_retune_interval_days": result.recommended_retune_interval_days,
-        "windows": [
-            {
-                "end": iso(w.window_end),
-                "value": w.value,
-                "n": w.n,
-                "coverage": w.label_coverage,
-            }
-            for w in windows
-        ],
+        "windows": [window_entry(j) for j in judged.windows],
+        "settled": settled_entry(judged),  # what a new process takes instead of reading
     }
     if values:  # hysteresis tells decay verdicts apart by their newest matured window
-        newest = next(j for j in reversed(judged) if j.value.value is not None)
+        newest = next(j for j in reversed(judged.windows) if j.value.value is not None)
         payload.update(requests_span(np.array([newest.first_request, newest.last_request])))
     status = "insufficient_data" if result.status == "insufficient_data" else "ok"
     return status, payload
