@@ -373,6 +373,37 @@ def test_the_third_failure_of_a_scheduled_job_alerts_and_one_failure_does_not(
 
 
 @pytest.mark.prometheus
+def test_the_third_skipped_run_of_a_scheduled_job_alerts_and_one_skip_does_not(
+    tmp_path: Path,
+) -> None:
+    """A run that comes due while the job's previous run is still going is skipped and
+    counted as `<job>_skipped` (exported at 0 from when the job is scheduled), but no
+    rule read it: an evaluation slower than its interval ran at half its rate, or less,
+    and nothing said so."""
+    counter = "tunewatch_evaluations_total"
+    series = [
+        # skips at 10m, 15m and 20m
+        {
+            "series": f'{counter}{{model="credit",outcome="evaluate_skipped"}}',
+            "values": "0x9 1x4 2x4 3x30",
+        },
+        # one skip, once
+        {"series": f'{counter}{{model="fraud",outcome="evaluate_skipped"}}', "values": "0x10 1x40"},
+        {"series": f'{counter}{{model="-",outcome="launch_jobs_skipped"}}', "values": "0x50"},
+        {"series": f'{counter}{{model="credit",outcome="ok"}}', "values": "0+1x50"},
+    ]
+    name = "TunewatchScheduledJobSkipped"
+    fired = _firing(name, model="credit", outcome="evaluate_skipped")
+    expected: list[dict[str, object]] = [
+        {"eval_time": "19m", "alertname": name, "exp_alerts": []},
+        {"eval_time": "20m", "alertname": name, "exp_alerts": [fired]},
+        {"eval_time": "45m", "alertname": name, "exp_alerts": [fired]},
+        {"eval_time": "85m", "alertname": name, "exp_alerts": []},  # an hour without
+    ]
+    _promtool_test(tmp_path / "skipped.test.yml", "1m", series, expected)
+
+
+@pytest.mark.prometheus
 def test_the_third_evaluation_with_an_unreadable_reference_alerts(tmp_path: Path) -> None:
     """A champion whose reference snapshot cannot be read is evaluated without drift or
     the label-free estimate: the daemon counts each such run as `reference_unreadable`
