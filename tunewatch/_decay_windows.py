@@ -65,9 +65,10 @@ class DecayRows:
 
 @dataclass(frozen=True, slots=True)
 class DecayWindow:
-    """One window's figure and the first and last request it judged (epoch seconds,
-    ``None`` when it held none)."""
+    """One window's number (see :func:`horizon`), figure, and the first and last request
+    it judged (epoch seconds, ``None`` when it held none)."""
 
+    number: int
     value: WindowValue
     first_request: float | None
     last_request: float | None
@@ -131,7 +132,7 @@ def window_figures(
                 label_coverage=0.0,
                 median_label_delay_s=None,
             )
-            out.append(DecayWindow(empty, None, None))
+            out.append(DecayWindow(first + k, empty, None, None))
             continue
         received = rows.received_at[mine]
         [value] = realised_windows(
@@ -144,7 +145,7 @@ def window_figures(
             maturity=maturity_s,
             start=lo,
         )
-        out.append(DecayWindow(value, float(received.min()), float(received.max())))
+        out.append(DecayWindow(first + k, value, float(received.min()), float(received.max())))
     return out
 
 
@@ -152,12 +153,12 @@ def window_figures(
 class DecayHorizon:
     """A run's matured windows of the horizon, from its first edge to the newest window
     holding a request, and what the settled ones' figures were computed for (``key``:
-    version, features, window, maturity, objective) and until when (``settled_before``,
-    epoch seconds: windows starting earlier are settled), as a verdict stores them."""
+    version, features, window, maturity, objective) and until when (``settled_before``:
+    the windows numbered lower are settled), as a verdict stores them."""
 
     windows: list[DecayWindow]
     key: dict[str, Any]
-    settled_before: float
+    settled_before: int  # a window number (see :func:`horizon`)
 
 
 @dataclass(slots=True, eq=False)
@@ -238,31 +239,41 @@ class DecayWindowCache:
         out = [held.settled[i] for i in matured if i in held.settled] + recent
         while out and out[-1].value.n_requests == 0:
             out.pop()  # the trend ends at the newest window holding a request
-        return DecayHorizon(out, key, settled * w)
+        return DecayHorizon(out, key, settled)
 
 
 def window_entry(window: DecayWindow) -> dict[str, Any]:
-    """A window as a decay verdict's payload lists it: what the dashboard and API show,
-    and the rest of its figures, which :func:`stored_settled` reads back."""
+    """A window as a decay verdict's payload lists it (``windows``): its end, value,
+    labelled requests and label coverage."""
     v = window.value
-    return {
-        "start": iso(v.window_start),
-        "end": iso(v.window_end),
-        "value": v.value,
-        "n": v.n,
-        "coverage": v.label_coverage,
-        "n_requests": v.n_requests,
-        "n_left_out": v.n_left_out,
-        "median_label_delay_s": v.median_label_delay_s,
-        "first_request_at": None if window.first_request is None else iso(window.first_request),
-        "last_request_at": None if window.last_request is None else iso(window.last_request),
-    }
+    return {"end": iso(v.window_end), "value": v.value, "n": v.n, "coverage": v.label_coverage}
 
 
 def settled_entry(judged: DecayHorizon) -> dict[str, Any]:
-    """The payload's ``settled``: the format and key its windows' figures were computed
-    for, and ``before`` which they are settled."""
-    return {"format": SETTLED_FORMAT, **judged.key, "before": iso(judged.settled_before)}
+    """The payload's ``settled``: the format and key the windows' figures were computed
+    for, ``before`` which windows are settled, and the rest of each settled window's
+    figures, ``[number, n_requests, n_left_out, median_label_delay_s, first_request,
+    last_request]`` (epoch seconds), which with its entry in ``windows`` is what
+    :func:`stored_settled` reads back."""
+    figures = [
+        [
+            j.number,
+            v.n_requests,
+            v.n_left_out,
+            v.median_label_delay_s,
+            j.first_request,
+            j.last_request,
+        ]
+        for j in judged.windows
+        if j.number < judged.settled_before
+        for v in (j.value,)
+    ]
+    return {
+        "format": SETTLED_FORMAT,
+        **judged.key,
+        "before": iso(judged.settled_before * judged.key["window_s"]),
+        "windows": figures,
+    }
 
 
 def stored_settled(store: Store, model: str, key: dict[str, Any]) -> dict[int, DecayWindow]:
@@ -279,25 +290,21 @@ def stored_settled(store: Store, model: str, key: dict[str, Any]) -> dict[int, D
         return {}
     w = float(key["window_s"])
     try:
-        before = datetime.fromisoformat(settled["before"]).timestamp()
+        shown = {_number(e["end"], w) - 1: e for e in payload["windows"]}
         kept = {}
-        for entry in payload["windows"]:
-            i = round(datetime.fromisoformat(entry["start"]).timestamp() / w)
-            if (i + 1) * w > before:
-                continue  # not settled when stored
+        for i, n_requests, n_left_out, delay, first, last in settled["windows"]:
+            entry = shown[i]
             value = WindowValue(
                 window_start=i * w,
                 window_end=(i + 1) * w,
                 value=entry["value"],
                 n=entry["n"],
-                n_requests=entry["n_requests"],
+                n_requests=n_requests,
                 label_coverage=entry["coverage"],
-                median_label_delay_s=entry["median_label_delay_s"],
-                n_left_out=entry["n_left_out"],
+                median_label_delay_s=delay,
+                n_left_out=n_left_out,
             )
-            kept[i] = DecayWindow(
-                value, _epoch(entry["first_request_at"]), _epoch(entry["last_request_at"])
-            )
+            kept[i] = DecayWindow(i, value, first, last)
     except (KeyError, TypeError, ValueError) as exc:
         logger.warning(
             "decay of %s: the stored settled windows are unreadable (%s); reading them", model, exc
@@ -306,5 +313,6 @@ def stored_settled(store: Store, model: str, key: dict[str, Any]) -> dict[int, D
     return kept
 
 
-def _epoch(stamp: str | None) -> float | None:
-    return None if stamp is None else datetime.fromisoformat(stamp).timestamp()
+def _number(edge: str, window_s: float) -> int:
+    """The window number of an edge written as a timestamp."""
+    return round(datetime.fromisoformat(edge).timestamp() / window_s)
