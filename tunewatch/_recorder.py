@@ -77,6 +77,10 @@ from tunewatch.store import OutputRecord, RequestRecord, RunTally, Store
 
 logger = logging.getLogger(__name__)
 
+#: Seconds a commit that failed for the store keeps the daemon not ready
+#: (:meth:`Recorder.failing`) when no commit has been tried since.
+READY_RECHECK_S = 30.0
+
 #: What a request needs of the shutdown's grace once its commit ended: its future resolved
 #: on its event loop and its answer written.
 ANSWER_MARGIN_S = 1.0
@@ -114,6 +118,9 @@ class Recorder:
         self._monotonic = monotonic
         # Once shutdown began: the last moment a request's commit may start (monotonic).
         self._commit_by: float | None = None
+        # the newest commit's failure for the store (monotonic time, error); None once
+        # one succeeds: readiness reads it (:meth:`failing`), the writer thread sets it
+        self._failed: tuple[float, StoreUnavailableError] | None = None
         # nothing is handed over behind the stop marker; pending bytes change under it
         self._closing = threading.Lock()
         self._late_outputs_logged = False
@@ -146,6 +153,17 @@ class Recorder:
     def pending_bytes(self) -> int:
         """Bytes of the records handed to the writer and not yet written or failed."""
         return self._pending_bytes
+
+    def failing(self) -> StoreUnavailableError | None:
+        """The error of the newest commit when the store refused it as unavailable (a
+        full disk, a database gone) within ``READY_RECHECK_S`` and none has succeeded
+        since: requests are answered 503 ``store_unavailable``, so the daemon is not
+        ready. Past that span it is ready again, though no commit was tried: a replica
+        taken out of rotation gets no request to show the store back."""
+        failed = self._failed
+        if failed is None or self._monotonic() - failed[0] > READY_RECHECK_S:
+            return None
+        return failed[1]
 
     def start(self) -> None:
         if self._thread is None:
@@ -439,12 +457,15 @@ class Recorder:
             error = StoreError(f"recording failed: {exc}")
         if isinstance(error, StoreUnavailableError):  # once an outage, not once a group
             self._unavailable.failed(error)
+            self._failed = (self._monotonic(), error)
         elif error is not None:
             logger.error("group commit of %d requests failed: %s", len(requests), error)
             if _worth_retrying(group, error):
                 return error
         else:
             self._unavailable.succeeded()
+            if requests:  # shadow outputs alone fit where a request's inputs may not
+                self._failed = None
         if self._metrics is not None:
             self._metrics.record_commit_latency.observe(time.perf_counter() - started)
             if requests:  # a commit of shadow outputs alone holds no request

@@ -134,6 +134,16 @@ class ScoringRuntime:
         self.queue.close()
         self.recorder.close()
 
+    def check_recordable(self) -> None:
+        """Raise :class:`~tunewatch.StoreUnavailableError` while requests cannot be
+        recorded: the store's database does not answer, or the recorder's commits fail
+        for it (:meth:`Recorder.failing`: a full disk answers reads and refuses
+        writes)."""
+        self.store.ping()
+        failed = self.recorder.failing()
+        if failed is not None:
+            raise failed
+
     @property
     def ready(self) -> bool:
         return all(m.deployment.lineup.champion is not None for m in self._models.values())

@@ -366,7 +366,7 @@ def create_app(
     @app.get("/readyz", dependencies=[Depends(public)])
     def readyz(request: Request) -> dict[str, Any]:
         runtime = context(request).runtime
-        runtime.store.ping()
+        runtime.check_recordable()
         return {"status": "ok", "models": [m.row.name for m in runtime.models()]}
 
     @app.get("/metrics", include_in_schema=True, dependencies=[Depends(public)])

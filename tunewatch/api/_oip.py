@@ -296,10 +296,11 @@ async def model_ready(request: Request) -> Response:
 
 
 async def _recordable(ctx: AppContext) -> None:
-    """Raise the store's 503 while its database cannot be reached and requests are
-    recorded: a model said ready through an outage answered every inference 503."""
+    """Raise the store's 503 while requests are recorded and cannot be (its database
+    cannot be reached, or commits fail: :meth:`Runtime.check_recordable`): a model said
+    ready through an outage answered every inference 503."""
     if ctx.recording:
-        await run_in_threadpool(ctx.runtime.store.ping)  # a hung database: off the loop
+        await run_in_threadpool(ctx.runtime.check_recordable)  # a hung database: off the loop
 
 
 async def version_ready(request: Request) -> Response:
@@ -328,7 +329,8 @@ async def live(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     ctx = context(request)
-    await run_in_threadpool(ctx.runtime.store.ping)  # a hung database must not stall the loop
+    # a hung database must not stall the loop
+    await run_in_threadpool(ctx.runtime.check_recordable)
     return Response(status_code=200)
 
 
