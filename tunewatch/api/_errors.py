@@ -19,6 +19,7 @@ from tunewatch._errors import (
     ConflictError,
     DatabaseUnavailableError,
     NotFoundError,
+    StoreError,
     StoreUnavailableError,
     TunewatchError,
 )
@@ -91,6 +92,10 @@ def status_for(exc: TunewatchError) -> int:
 # outage the token lookup fails too, so a made-up token was answered with it).
 STORE_UNAVAILABLE_MESSAGE = "the store is unavailable; retry later"
 
+# The answer to a store failure that is no outage (a bug, a damaged artefact): its message
+# holds the database's SQL or a server path, logged with its traceback (``_own_error``).
+STORE_ERROR_MESSAGE = "the store failed; the daemon's log has the reason"
+
 
 def describe(exc: TunewatchError | ShadowError) -> tuple[int, str, str]:
     """``(status, code, message)`` for one of our own errors, as a caller is answered."""
@@ -99,7 +104,10 @@ def describe(exc: TunewatchError | ShadowError) -> tuple[int, str, str]:
         return status, exc.code, exc.message
     if isinstance(exc, DatabaseUnavailableError):
         return status_for(exc), exc.code, STORE_UNAVAILABLE_MESSAGE
-    return status_for(exc), exc.code, exc.message
+    status = status_for(exc)
+    if exc.code == StoreError.code and status == 500:
+        return status, exc.code, STORE_ERROR_MESSAGE
+    return status, exc.code, exc.message
 
 
 async def _own_error(request: Request, exc: Exception) -> Response:

@@ -44,7 +44,7 @@ from ._write_deadline import (
 logger = logging.getLogger(__name__)
 
 
-def _log_unavailable(msg: str, *args: object) -> None:
+def log_unavailable(msg: str, *args: object) -> None:
     """Log a "database unavailable" warning: the first of the process, then at most one
     a minute with how many were not logged (:data:`tunewatch._outage_log.UNAVAILABLE_STORE`),
     not one per failed operation."""
@@ -376,27 +376,32 @@ def transaction(engine: Engine, operation: str) -> Iterator[Connection]:
             f"store {operation}: a value the database cannot hold: {exc.orig}"
         ) from exc
     except (OperationalError, InterfaceError) as exc:
-        _log_unavailable("store %s: database unavailable: %s", operation, exc.orig)
+        log_unavailable("store %s: database unavailable: %s", operation, exc.orig)
         raise DatabaseUnavailableError(
             f"store {operation}: database unavailable: {exc.orig}"
         ) from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:
-            _log_unavailable("store %s: database connection lost: %s", operation, exc.orig)
+            log_unavailable("store %s: database connection lost: %s", operation, exc.orig)
             raise DatabaseUnavailableError(
                 f"store {operation}: database connection lost: {exc.orig}"
             ) from exc
         if _unavailable(exc.orig):
-            _log_unavailable("store %s: database unavailable: %s", operation, exc.orig)
+            log_unavailable("store %s: database unavailable: %s", operation, exc.orig)
             raise DatabaseUnavailableError(
                 f"store {operation}: database unavailable: {exc.orig}"
+            ) from exc
+        if _schema_missing(exc.orig):
+            log_unavailable("store %s: %s (%s)", operation, SCHEMA_MISSING, exc.orig)
+            raise DatabaseUnavailableError(
+                f"store {operation}: {SCHEMA_MISSING} ({exc.orig})"
             ) from exc
         raise StoreError(f"store {operation} failed: {exc.orig}") from exc
     except (PoolTimeoutError, DisconnectionError) as exc:
         # every pooled connection held past the pool's timeout (a lock stall backs the
         # pool up): it was a StoreError (500), and the recorder retried a group record
         # by record, each waiting out the pool's timeout again
-        _log_unavailable("store %s: database unavailable: %s", operation, exc)
+        log_unavailable("store %s: database unavailable: %s", operation, exc)
         raise DatabaseUnavailableError(f"store {operation}: database unavailable: {exc}") from exc
     except SQLAlchemyError as exc:
         raise StoreError(f"store {operation} failed: {exc}") from exc
@@ -408,6 +413,20 @@ def transaction(engine: Engine, operation: str) -> Iterator[Connection]:
 #: resources, operator intervention and system errors, and connection exceptions.
 _UNAVAILABLE_SQLSTATES = ("25006",)
 _UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
+
+
+#: PostgreSQL's SQLSTATEs of a table or column missing: the schema is not the one this
+#: build writes (downgraded under it); SQLite raises them as OperationalError, already
+#: unavailable. They were a 500 whose body held the SQL.
+_SCHEMA_SQLSTATES = ("42P01", "42703")
+SCHEMA_MISSING = (
+    "a table or column this tunewatch uses is missing: the store's schema is not this "
+    "release's (downgraded with `tunewatch migrate --to` while it served?)"
+)
+
+
+def _schema_missing(error: BaseException | None) -> bool:
+    return getattr(error, "sqlstate", None) in _SCHEMA_SQLSTATES
 
 
 def _unavailable(error: BaseException | None) -> bool:
@@ -429,7 +448,7 @@ def sqlite_write(engine: Engine, operation: str) -> Iterator[sqlite3.Cursor]:
     try:
         pooled = engine.raw_connection()
     except SQLAlchemyError as exc:
-        _log_unavailable("store %s: database unavailable: %s", operation, exc)
+        log_unavailable("store %s: database unavailable: %s", operation, exc)
         raise DatabaseUnavailableError(f"store {operation}: database unavailable: {exc}") from exc
     try:
         dbapi = pooled.driver_connection
@@ -446,7 +465,7 @@ def sqlite_write(engine: Engine, operation: str) -> Iterator[sqlite3.Cursor]:
     except sqlite3.IntegrityError as exc:
         raise ConflictError(f"store {operation}: conflicts with stored data: {exc}") from exc
     except sqlite3.OperationalError as exc:
-        _log_unavailable("store %s: database unavailable: %s", operation, exc)
+        log_unavailable("store %s: database unavailable: %s", operation, exc)
         raise DatabaseUnavailableError(f"store {operation}: database unavailable: {exc}") from exc
     except sqlite3.Error as exc:
         raise StoreError(f"store {operation} failed: {exc}") from exc

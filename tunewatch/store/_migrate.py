@@ -80,6 +80,18 @@ def needs_migration(conn: Connection, to: str | None = None) -> bool:
     return stored != {target}
 
 
+def behind_this_build(conn: Connection) -> str | None:
+    """The revision the store on ``conn`` is at when it is one this build knows older
+    than its newest (``None`` otherwise: at the newest, or at a newer one this build does
+    not know, as while a newer release upgrades the store under it, whose migrations
+    add). A store behind a running process was downgraded under it: its writes fail."""
+    history = _history()
+    stored = _stored_revisions(conn, store_schema(conn))
+    if not stored or stored == {history.head} or stored - history.parents.keys():
+        return None
+    return ", ".join(sorted(stored))
+
+
 @dataclass(frozen=True)
 class StoredArtefact:
     """One row of the store's ``artefacts`` table, as read: ``data`` is not verified."""
@@ -239,6 +251,11 @@ class _History:
             f"`tunewatch migrate --to {self.head!r}`",
             code="schema_too_new",
         )
+
+
+def newest_revision() -> str:
+    """This build's newest schema revision."""
+    return _history().head
 
 
 @functools.cache

@@ -21,10 +21,10 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Literal, Self
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from .._errors import StoreError
+from .._errors import DatabaseUnavailableError, StoreError
 from . import _clock
 from ._checkpoint import WalCheckpointer
 from ._engine import (
@@ -32,6 +32,7 @@ from ._engine import (
     DEFAULT_LOCK_TIMEOUT_S,
     READ_ONLY_OPTION,
     SqliteSynchronous,
+    log_unavailable,
     make_engine,
     sqlite_file,
     transaction,
@@ -45,9 +46,11 @@ from ._front_scoring_log import ScoringLogFront
 from ._migrate import (
     ArtefactKeeper,
     Migration,
+    behind_this_build,
     log_migration,
     migrate_to,
     needs_migration,
+    newest_revision,
 )
 from ._types import utcnow
 
@@ -186,9 +189,20 @@ class Store(
         self.close()
 
     def ping(self) -> None:
-        """Raise ``StoreUnavailableError`` if the database cannot be reached."""
+        """Raise ``StoreUnavailableError`` if the database cannot be reached, or if its
+        schema was downgraded below this build's (:func:`behind_this_build`: a
+        ``tunewatch migrate --to`` while this process serves; its writes fail)."""
         with self._read("ping") as conn:
-            conn.execute(text("SELECT 1"))
+            behind = behind_this_build(conn)
+        if behind is not None:
+            message = (
+                f"the store's schema is at revision {behind}, older than this tunewatch's "
+                f"{newest_revision()!r}: it was downgraded (`tunewatch migrate --to`) while "
+                "this process served. Stop this release's processes (run the release that "
+                "schema belongs to), or upgrade the store back (`tunewatch migrate`)"
+            )
+            log_unavailable("store ping: %s", message)
+            raise DatabaseUnavailableError(message)
 
     @contextmanager
     def _tx(self, operation: str) -> Iterator[Connection]:
