@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, cast
 
@@ -307,30 +308,57 @@ def request_ids(conn: Connection, model: str) -> set[str]:
     return {r.request_id for r in rows}
 
 
-def add_labels(conn: Connection, model: str, items: Sequence[LabelItem]) -> list[LabelStatus]:
-    """Insert new labels; classify each item against what is (now) stored.
+@dataclass(eq=False)
+class LabelBatch:
+    """A feedback batch classified against what is stored (:func:`classify_labels`, in
+    a read transaction), then its new labels inserted (:func:`insert_labels`, in a write
+    transaction, only when there are any): the write lock is held for the insert alone.
 
     A label must fit its request: one number per row, or a number for a one-row request
     (``shape_mismatch`` otherwise, nothing stored). Labels are compared as numbers once
     spread over the rows, so ``1``, ``[1]`` and ``1.0`` for a one-row request are one label.
-    A label whose key another transaction inserted concurrently is read back after our
-    ``ON CONFLICT DO NOTHING`` and compared, so concurrent replays are idempotent.
-    The requests read are locked ``FOR KEY SHARE`` (PostgreSQL; SQLite's ``BEGIN
-    IMMEDIATE`` serialises writers): a retention purge deleting one waits for us, or we
-    wait for it and find the request gone (``unknown_request``), instead of the insert
-    failing its foreign key once the purge commits and refusing the whole batch.
     """
+
+    items: Sequence[LabelItem]
+    rows: dict[str, int]  # n_rows of each request found
+    stored: dict[str, tuple[str, float | None]]  # what each stored label compares by
+    fitted: list[LabelItem | None]  # each item as stored, None when it does not fit
+    to_insert: dict[str, LabelItem]  # the first fitting item of each unlabelled request
+    created: set[str] = field(default_factory=set)
+
+    def statuses(self) -> list[LabelStatus]:
+        statuses: list[LabelStatus] = []
+        reported_created: set[str] = set()
+        for item, fit in zip(self.items, self.fitted, strict=True):
+            rid = item.request_id
+            if rid not in self.rows:
+                statuses.append("unknown_request")
+            elif fit is None:
+                statuses.append("shape_mismatch")
+            elif rid in self.created and rid not in reported_created:
+                reported_created.add(rid)
+                statuses.append("created")
+            elif self.stored[rid] == (_label_key(fit.value), fit.outcome):
+                statuses.append("duplicate")
+            else:
+                statuses.append("conflict")
+        return statuses
+
+
+def classify_labels(conn: Connection, model: str, items: Sequence[LabelItem]) -> LabelBatch:
+    """``items`` against the requests and labels stored: read only."""
     ids = sorted({i.request_id for i in items})
     rows: dict[str, int] = {}
     stored: dict[str, tuple[str, float | None]] = {}
     for chunk in _chunks(ids):
         found = conn.execute(
-            select(requests.c.request_id, requests.c.n_rows)
-            .where(requests.c.model == model, requests.c.request_id.in_(chunk))
-            .with_for_update(read=True, key_share=True)
+            select(requests.c.request_id, requests.c.n_rows).where(
+                requests.c.model == model, requests.c.request_id.in_(chunk)
+            )
         )
         rows.update((r.request_id, int(r.n_rows)) for r in found)
-        stored.update(_stored_labels(conn, model, chunk))
+    for chunk in _chunks(sorted(rows)):
+        stored.update(_stored_labels(conn, model, chunk, rows))
     fitted: list[LabelItem | None] = [
         _fitted(item, rows[item.request_id]) if item.request_id in rows else None for item in items
     ]
@@ -338,48 +366,53 @@ def add_labels(conn: Connection, model: str, items: Sequence[LabelItem]) -> list
     for fit in fitted:
         if fit is not None and fit.request_id not in stored:
             to_insert.setdefault(fit.request_id, fit)
-    created: set[str] = set()
-    if to_insert:
-        now = utcnow()
-        stmt = (
-            dialect_insert(conn, labels)
-            .on_conflict_do_nothing(index_elements=[labels.c.model, labels.c.request_id])
-            .returning(labels.c.request_id)
-        )
-        params = [
-            {
-                "model": model,
-                "request_id": rid,
-                "value": _label_value(it.value),
-                "outcome": it.outcome,
-                "received_at": now,
-            }
-            for rid, it in sorted(to_insert.items())
-        ]
-        created = set(conn.execute(stmt, params).scalars())
-        for rid, it in to_insert.items():
-            if rid in created:
-                stored[rid] = (_label_key(it.value), it.outcome)
-        lost = sorted(set(to_insert) - created)  # inserted concurrently by someone else
-        for chunk in _chunks(lost):
-            stored.update(_stored_labels(conn, model, chunk))
+    return LabelBatch(items, rows, stored, fitted, to_insert)
 
-    statuses: list[LabelStatus] = []
-    reported_created: set[str] = set()
-    for item, fit in zip(items, fitted, strict=True):
-        rid = item.request_id
-        if rid not in rows:
-            statuses.append("unknown_request")
-        elif fit is None:
-            statuses.append("shape_mismatch")
-        elif rid in created and rid not in reported_created:
-            reported_created.add(rid)
-            statuses.append("created")
-        elif stored[rid] == (_label_key(fit.value), fit.outcome):
-            statuses.append("duplicate")
-        else:
-            statuses.append("conflict")
-    return statuses
+
+def insert_labels(conn: Connection, model: str, batch: LabelBatch) -> None:
+    """Insert ``batch``'s new labels, recording in it what was created and what another
+    transaction stored first (read back and compared, so concurrent replays are
+    idempotent). Each request is looked up again, locked ``FOR KEY SHARE`` (PostgreSQL;
+    SQLite's ``BEGIN IMMEDIATE`` serialises writers): one a retention purge deleted since
+    the batch was classified is an ``unknown_request``, and a purge deleting one now waits
+    for us, instead of the insert failing its foreign key and refusing the whole batch."""
+    present: set[str] = set()
+    for chunk in _chunks(sorted(batch.to_insert)):
+        present.update(
+            conn.execute(
+                select(requests.c.request_id)
+                .where(requests.c.model == model, requests.c.request_id.in_(chunk))
+                .with_for_update(read=True, key_share=True)
+            ).scalars()
+        )
+    for rid in set(batch.to_insert) - present:  # purged since
+        del batch.rows[rid]
+        del batch.to_insert[rid]
+    if not batch.to_insert:
+        return
+    now = utcnow()
+    stmt = (
+        dialect_insert(conn, labels)
+        .on_conflict_do_nothing(index_elements=[labels.c.model, labels.c.request_id])
+        .returning(labels.c.request_id)
+    )
+    params = [
+        {
+            "model": model,
+            "request_id": rid,
+            "value": _label_value(it.value),
+            "outcome": it.outcome,
+            "received_at": now,
+        }
+        for rid, it in sorted(batch.to_insert.items())
+    ]
+    batch.created = set(conn.execute(stmt, params).scalars())
+    for rid, it in batch.to_insert.items():
+        if rid in batch.created:
+            batch.stored[rid] = (_label_key(it.value), it.outcome)
+    lost = sorted(set(batch.to_insert) - batch.created)  # inserted concurrently by another
+    for chunk in _chunks(lost):
+        batch.stored.update(_stored_labels(conn, model, chunk, batch.rows))
 
 
 def _fitted(item: LabelItem, n_rows: int) -> LabelItem | None:
@@ -409,22 +442,21 @@ def get_label(conn: Connection, model: str, request_id: str) -> LabelRow | None:
 
 
 def _stored_labels(
-    conn: Connection, model: str, ids: Sequence[str]
+    conn: Connection, model: str, ids: Sequence[str], n_rows: dict[str, int]
 ) -> dict[str, tuple[str, float | None]]:
-    """What each stored label is compared by: normalised as :func:`_fitted` does (labels
-    stored before normalisation, such as a one-row request's ``[1.0]``, included)."""
+    """What each stored label of ``ids`` is compared by: normalised as :func:`_fitted`
+    does for its request's ``n_rows`` (labels stored before normalisation, such as a
+    one-row request's ``[1.0]``, included). The labels alone are read: joined to their
+    requests, a model new to PostgreSQL's statistics had every request scanned per id."""
     rows = conn.execute(
-        select(labels.c.request_id, labels.c.value, labels.c.outcome, requests.c.n_rows)
-        .join(
-            requests,
-            (requests.c.model == labels.c.model) & (requests.c.request_id == labels.c.request_id),
+        select(labels.c.request_id, labels.c.value, labels.c.outcome).where(
+            labels.c.model == model, labels.c.request_id.in_(ids)
         )
-        .where(labels.c.model == model, labels.c.request_id.in_(ids))
     )
     stored: dict[str, tuple[str, float | None]] = {}
     for r in rows:
         item = LabelItem(r.request_id, _label_value(r.value), r.outcome)
-        fit = _fitted(item, int(r.n_rows)) or item  # a label that never fitted: as stored
+        fit = _fitted(item, n_rows[r.request_id]) or item  # one that never fitted: as stored
         stored[r.request_id] = (_label_key(fit.value), fit.outcome)
     return stored
 
