@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from fastapi import Depends, FastAPI
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,6 +22,7 @@ from tunewatch.api._comparisons import router as comparisons_router
 from tunewatch.api._context import AppContext, context
 from tunewatch.api._errors import CLIENT_CLOSED, ErrorBody, install_error_handlers
 from tunewatch.api._evaluations import router as evaluations_router
+from tunewatch.api._feedback_limit import BUSY_RESPONSES as FEEDBACK_BUSY
 from tunewatch.api._front import OPEN_PATHS, InferenceFront
 from tunewatch.api._jobs import router as jobs_router
 from tunewatch.api._models import router as models_router
@@ -263,6 +264,8 @@ def _openapi_oip(app: FastAPI) -> Callable[[], dict[str, Any]]:
                     },
                 }
             }
+        feedback = schema["paths"][_records.FEEDBACK_PATH]["post"]["responses"]
+        feedback["429"] = {**FEEDBACK_BUSY[429]}  # a copy: the errors' body is added to it
         schema["paths"]["/v1/alerts/alertmanager"] = {
             "post": {
                 "summary": "Alertmanager webhook (payload version 4; the alertmanager role): "
@@ -303,6 +306,18 @@ def _openapi_oip(app: FastAPI) -> Callable[[], dict[str, Any]]:
                 },
             }
         }
+        schema["paths"]["/readyz"] = {
+            "get": {
+                "summary": "Readiness: the store takes the daemon's records",
+                "responses": {
+                    "200": {
+                        "description": '`{"status": "ok", "models": [model name]}`',
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "503": {"description": "`store_unavailable`"},
+                },
+            }
+        }
         for path in (
             "/v2",
             "/v2/health/live",
@@ -323,6 +338,21 @@ def _openapi_oip(app: FastAPI) -> Callable[[], dict[str, Any]]:
         return schema
 
     return openapi
+
+
+async def readyz(request: Request) -> Response:
+    """Readiness: the store takes the daemon's records (:func:`_oip.check_ready`).
+
+    A plain Starlette route, as the OIP probes are: FastAPI runs a route's sync
+    dependencies (:func:`public` is one) in a worker thread of anyio's default pool, so
+    even an async ``/readyz`` waited behind a full pool (16 s during a label backfill,
+    past a readiness probe's 1 s). Its store check runs in the probes' own threads."""
+    ctx = context(request)
+    await _oip.check_ready(ctx)
+    return JSONResponse({"status": "ok", "models": [m.row.name for m in ctx.runtime.models()]})
+
+
+_probe_routes = [Route("/readyz", readyz, methods=["GET"])]
 
 
 def create_app(
@@ -347,7 +377,7 @@ def create_app(
     app.state.ctx = ctx
     app.router.route_class = ApiRoute  # the app's own routes declare who may call them too
     install_error_handlers(app)
-    for route in (*_oip.routes, *_records.routes, *_alerts.routes):
+    for route in (*_probe_routes, *_oip.routes, *_records.routes, *_alerts.routes):
         app.router.routes.append(route)
     app.include_router(models_router)
     app.include_router(evaluations_router)
@@ -363,12 +393,6 @@ def create_app(
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", dependencies=[Depends(public)])
-    def readyz(request: Request) -> dict[str, Any]:
-        runtime = context(request).runtime
-        runtime.check_recordable()
-        return {"status": "ok", "models": [m.row.name for m in runtime.models()]}
-
     @app.get("/metrics", include_in_schema=True, dependencies=[Depends(public)])
     def metrics(request: Request) -> Response:
         return Response(
@@ -383,7 +407,7 @@ def create_app(
         artefact_limit=server.max_artefact_bytes,
         form_limit=MAX_FORM_BYTES,
     )
-    templates = _templates((*_oip.routes, *_records.routes, *_alerts.routes))
+    templates = _templates((*_probe_routes, *_oip.routes, *_records.routes, *_alerts.routes))
     app.add_middleware(HttpMetricsMiddleware, metrics=ctx.runtime.metrics, templates=templates)
     app.add_middleware(HeadAsGetMiddleware)  # outermost: the metrics see the error bodies
     return app

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
+from anyio import CapacityLimiter
 from fastapi import Path, Query
 from pydantic import AfterValidator, BeforeValidator, Field
 from starlette.requests import Request
@@ -49,6 +50,12 @@ Reason = Annotated[
 ]
 
 
+#: Worker threads the readiness routes' store checks may hold at once, per app: theirs
+#: alone, so a probe answers while anyio's default pool is full, and a hung database holds
+#: at most these (the probes behind them wait on the event loop, holding no thread).
+PROBE_THREADS = 2
+
+
 @dataclass(frozen=True, slots=True)
 class AppContext:
     runtime: ScoringRuntime
@@ -59,6 +66,11 @@ class AppContext:
     comparisons: ComparisonRunner | None = None
     recording: bool = True
     shadowing: bool = True
+    # The worker threads the readiness routes' store checks may hold at once: theirs
+    # alone (:func:`tunewatch.api._oip.check_ready`). One per app, as it serves on one
+    # event loop: a limiter shared by the apps of a process (tests serve many, each on
+    # its own loop) deadlocked a waiter on one loop released from another.
+    probe_threads: CapacityLimiter = field(default_factory=lambda: CapacityLimiter(PROBE_THREADS))
 
 
 def context(request: Request) -> AppContext:

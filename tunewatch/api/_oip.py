@@ -4,6 +4,11 @@ Inference is answered by :class:`~tunewatch.api._front.InferenceFront`, a bare A
 front that reads the body once, decodes it straight into numpy and answers with orjson,
 keeping FastAPI's middleware and parameter machinery off the hot path; it is described
 in the OpenAPI document by hand. Health and metadata are plain Starlette routes.
+
+The readiness routes (these and ``/readyz``) check the store in worker threads of their
+own (:func:`check_ready`), not in anyio's default pool: label writes, body parsing and
+sync handlers can take all 40 of its threads, and a probe waiting behind them (16 s
+during a label backfill) took the replica out of service.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from anyio import to_thread
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -300,7 +306,14 @@ async def _recordable(ctx: AppContext) -> None:
     cannot be reached, or commits fail: :meth:`Runtime.check_recordable`): a model said
     ready through an outage answered every inference 503."""
     if ctx.recording:
-        await run_in_threadpool(ctx.runtime.check_recordable)  # a hung database: off the loop
+        await check_ready(ctx)
+
+
+async def check_ready(ctx: AppContext) -> None:
+    """:meth:`Runtime.check_recordable` off the event loop (a hung database must not
+    stall it), in one of the readiness routes' own worker threads (``ctx.probe_threads``)
+    rather than anyio's default pool, which other requests can fill."""
+    await to_thread.run_sync(ctx.runtime.check_recordable, limiter=ctx.probe_threads)
 
 
 async def version_ready(request: Request) -> Response:
@@ -328,9 +341,7 @@ async def live(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
-    ctx = context(request)
-    # a hung database must not stall the loop
-    await run_in_threadpool(ctx.runtime.check_recordable)
+    await check_ready(context(request))
     return Response(status_code=200)
 
 

@@ -1,10 +1,16 @@
-"""Mirror records (traffic scored elsewhere) and feedback (late ground truth)."""
+"""Mirror records (traffic scored elsewhere) and feedback (late ground truth).
+
+At most a few feedback requests run at once in a process
+(:mod:`tunewatch.api._feedback_limit`): their label writes run in the worker threads
+everything else waits for. Mirror records are written by the recorder's own thread.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import math
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -22,6 +28,7 @@ from tunewatch._runtime import ServedModel
 from tunewatch.api._body import INLINE_JSON_BYTES, off_loop, parse_json_object
 from tunewatch.api._context import AppContext, authenticate, context
 from tunewatch.api._errors import ApiError
+from tunewatch.api._feedback_limit import limited
 from tunewatch.api._label_conflicts import audit_conflicts, refused_labels
 from tunewatch.api._oip_request import MAX_ID_LENGTH, has_bool
 from tunewatch.api._route import check_json_type, check_no_query
@@ -372,7 +379,9 @@ async def feedback(request: Request) -> Response:
     """Attach ground truth by request id; replaying the same label is harmless.
 
     A label refused as a ``conflict`` (its id holds another label, or the same one with
-    another outcome: the first wins) is logged and audited (see :func:`audit_conflicts`)."""
+    another outcome: the first wins) is logged and audited (see :func:`audit_conflicts`).
+    Served only while it holds a feedback slot (:func:`~tunewatch.api._feedback_limit.limited`:
+    429 ``feedback_busy`` without one)."""
     ctx = context(request)
     principal = authenticate(request, "label")
     check_no_query(request, f"POST {FEEDBACK_PATH}")
@@ -386,8 +395,8 @@ async def feedback(request: Request) -> Response:
         labels = await off_loop(_labels, ctx, served, raw)
     statuses = await run_in_threadpool(ctx.runtime.store.add_labels, model, labels)
     counter = ctx.runtime.metrics.labels_received
-    for status in statuses:
-        counter.labels(model, status).inc()
+    for status, n in Counter(statuses).items():  # one increment per status, not per item
+        counter.labels(model, status).inc(n)
     if "conflict" in statuses:
         refused = refused_labels(labels, statuses)
         await run_in_threadpool(audit_conflicts, ctx.runtime.store, model, principal.name, refused)
@@ -448,5 +457,5 @@ def _labels(ctx: AppContext, served: ServedModel, raw: bytes) -> list[LabelItem]
 
 routes = [
     Route(MIRROR_PATH, mirror, methods=["POST"]),
-    Route(FEEDBACK_PATH, feedback, methods=["POST"]),
+    Route(FEEDBACK_PATH, limited(feedback), methods=["POST"]),
 ]

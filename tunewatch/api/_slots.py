@@ -7,9 +7,9 @@ its :meth:`Slots.limit` wraps a route's handler so that a request finding every 
 is answered at once (429 and ``Retry-After``: :func:`busy_response`), on the event loop,
 without taking or waiting for a worker thread. A slot is taken before the caller is
 authenticated (a token or session look-up is a database read too) and freed once the
-answer is built, before it is sent, whether it is a 200 or an error. Each kind of read
-has a pool of its own: ``tunewatch.dashboard._limit`` and
-:mod:`tunewatch.api._listing_limit`.
+answer is built, before it is sent, whether it is a 200 or an error. Each kind of request
+has a pool of its own: ``tunewatch.dashboard._limit``, :mod:`tunewatch.api._listing_limit`
+and :mod:`tunewatch.api._feedback_limit` (label writes).
 """
 
 from __future__ import annotations
