@@ -306,6 +306,17 @@ def _openapi_oip(app: FastAPI) -> Callable[[], dict[str, Any]]:
                 },
             }
         }
+        schema["paths"]["/healthz"] = {
+            "get": {
+                "summary": "Liveness: the daemon's event loop answers",
+                "responses": {
+                    "200": {
+                        "description": '`{"status": "ok"}`',
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    }
+                },
+            }
+        }
         schema["paths"]["/readyz"] = {
             "get": {
                 "summary": "Readiness: the store takes the daemon's records",
@@ -352,7 +363,16 @@ async def readyz(request: Request) -> Response:
     return JSONResponse({"status": "ok", "models": [m.row.name for m in ctx.runtime.models()]})
 
 
-_probe_routes = [Route("/readyz", readyz, methods=["GET"])]
+async def healthz(request: Request) -> Response:
+    """Liveness: the event loop answers. A plain Starlette route, as ``/readyz``: behind a
+    full worker-thread pool a liveness probe's timeout restarts the daemon."""
+    return JSONResponse({"status": "ok"})
+
+
+_probe_routes = [
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+]
 
 
 def create_app(
@@ -388,10 +408,6 @@ def create_app(
     from tunewatch.dashboard._auth import MAX_FORM_BYTES
 
     app.include_router(dashboard_router)
-
-    @app.get("/healthz", include_in_schema=True, dependencies=[Depends(public)])
-    def healthz() -> dict[str, str]:
-        return {"status": "ok"}
 
     @app.get("/metrics", include_in_schema=True, dependencies=[Depends(public)])
     def metrics(request: Request) -> Response:

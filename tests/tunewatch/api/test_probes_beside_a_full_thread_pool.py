@@ -2,7 +2,7 @@
 
 That pool (40 threads) runs sync handlers, body parsing and the store's reads and
 writes; with 40 labellers each posting a 10,000-item body at once it was full, and
-``/readyz`` (then a sync handler) and ``/v2/health/ready`` (its store check in that pool)
+``/healthz`` and ``/readyz`` (then sync handlers) and ``/v2/health/ready`` (its store check in that pool)
 took 16 s to answer: a Kubernetes readiness probe (1 s timeout) would have taken the
 replica out of service during a label backfill. The probes' store checks now run in
 worker threads of their own.
@@ -26,6 +26,8 @@ from tunewatch._example import ExampleModel
 WAIT_S = 60  # a safety net for a broken build, never the thing a test measures
 HOLD_S = 3 * WAIT_S  # held threads outlast a probe left waiting for one
 PROBES = (
+    "/healthz",  # liveness: waiting behind the pool, a probe's timeout restarts the daemon
+    "/v2/health/live",
     "/readyz",
     "/v2/health/ready",
     f"/v2/models/{MODEL}/ready",
@@ -108,7 +110,8 @@ def test_the_readiness_probes_answer_as_before(probed: Running) -> None:
     assert ready.status_code == 200 and ready.headers["content-type"] == "application/json"
     assert ready.json() == {"status": "ok", "models": [MODEL]}
     assert httpx.head(f"{probed.url}/readyz", timeout=WAIT_S).status_code == 200
-    for path in PROBES[1:]:
+    assert httpx.get(f"{probed.url}/healthz", timeout=WAIT_S).json() == {"status": "ok"}
+    for path in PROBES:
         assert httpx.get(f"{probed.url}{path}", timeout=WAIT_S).status_code == 200, path
     missing = httpx.get(f"{probed.url}/v2/models/{MODEL}/versions/9/ready", timeout=WAIT_S)
     assert missing.status_code == 404 and missing.json()["code"] == "version_not_found"
