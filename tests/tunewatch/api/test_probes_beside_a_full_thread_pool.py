@@ -2,10 +2,11 @@
 
 That pool (40 threads) runs sync handlers, body parsing and the store's reads and
 writes; with 40 labellers each posting a 10,000-item body at once it was full, and
-``/healthz`` and ``/readyz`` (then sync handlers) and ``/v2/health/ready`` (its store check in that pool)
-took 16 s to answer: a Kubernetes readiness probe (1 s timeout) would have taken the
-replica out of service during a label backfill. The probes' store checks now run in
-worker threads of their own.
+``/healthz`` and ``/readyz`` (then sync handlers) and ``/v2/health/ready`` (its store
+check in that pool) took 16 s to answer: a Kubernetes readiness probe (1 s timeout)
+would have taken the replica out of service during a label backfill, a liveness probe
+restarted it. ``/healthz`` takes no thread now, and the readiness probes' store checks
+run in worker threads of their own.
 """
 
 from __future__ import annotations
