@@ -18,6 +18,7 @@ if TYPE_CHECKING:
         DecayStatus,
         WindowValue,
         realised_windows,
+        window_value,
     )
     from monitor._errors import (
         DriftError,
@@ -56,6 +57,7 @@ _EXPORTS: dict[str, str] = {
     "DecayStatus": "monitor._decay",
     "WindowValue": "monitor._decay",
     "realised_windows": "monitor._decay",
+    "window_value": "monitor._decay",
     "DriftError": "monitor._errors",
     "EstimationError": "monitor._errors",
     "MonitorError": "monitor._errors",
@@ -114,6 +116,7 @@ __all__ = [
     "evidently_report",
     "evidently_verdicts",
     "realised_windows",
+    "window_value",
 ]
 
 __getattr__, __dir__ = lazy_front(__name__, _EXPORTS)

@@ -16,7 +16,7 @@ objective, clipped to ``[min_interval_days, max_interval_days]``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from numbers import Real
 from typing import Any, Literal
@@ -122,6 +122,46 @@ def _span_seconds(span: timedelta | float, name: str) -> float:
     return seconds
 
 
+def window_value(
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    timestamps: np.ndarray,
+    label_times: np.ndarray,
+    *,
+    objective: Objective,
+    start: float,
+    end: float,
+    maturity: float,
+) -> WindowValue:
+    """The realised ``objective`` over one window ``[start, end)`` (epoch seconds) of the
+    requests given, all of which the caller placed in it: those whose label (arrival time
+    in ``label_times``, NaN for none) came at or before ``end + maturity`` count, as in
+    :func:`realised_windows`, which computes each of its windows with this."""
+    labelled = np.isfinite(label_times) & (label_times <= end + maturity)
+    n, n_requests = int(labelled.sum()), int(timestamps.shape[0])
+    value, left_out = None, 0
+    if n:
+        try:
+            valid = np.asarray(objective.valid_rows(y_true[labelled], y_pred[labelled]), bool)
+            left_out = int(n - valid.sum())
+            scored = np.flatnonzero(labelled)[valid]
+            if scored.size:
+                value = float(objective.value(y_true[scored], y_pred[scored]))
+        except ObjectiveError:  # undefined here (ROC AUC of a window with one class)
+            value = None  # this window sits out the trend; the others still count
+    delay = float(np.median(label_times[labelled] - timestamps[labelled])) if n else None
+    return WindowValue(
+        window_start=start,
+        window_end=end,
+        value=value,
+        n=n,
+        n_requests=n_requests,
+        label_coverage=n / n_requests if n_requests else 0.0,
+        median_label_delay_s=delay,
+        n_left_out=left_out,
+    )
+
+
 def realised_windows(
     y_true: Any,
     y_pred: Any,
@@ -170,32 +210,20 @@ def realised_windows(
         lo, hi = first + k * width, first + (k + 1) * width
         if cutoff is not None and hi + wait > cutoff:
             break
-        in_window = bins == k
-        labelled = in_window & np.isfinite(lt) & (lt <= hi + wait)
-        n, n_requests = int(labelled.sum()), int(in_window.sum())
-        value, left_out = None, 0
-        if n:
-            try:
-                valid = np.asarray(objective.valid_rows(truth[labelled], pred[labelled]), bool)
-                left_out = int(n - valid.sum())
-                scored = np.flatnonzero(labelled)[valid]
-                if scored.size:
-                    value = float(objective.value(truth[scored], pred[scored]))
-            except ObjectiveError:  # undefined here (ROC AUC of a window with one class)
-                value = None  # this window sits out the trend; the others still count
-        delay = float(np.median(lt[labelled] - ts[labelled])) if n else None
-        out.append(
-            WindowValue(
-                window_start=_stamp(lo, as_datetime),
-                window_end=_stamp(hi, as_datetime),
-                value=value,
-                n=n,
-                n_requests=n_requests,
-                label_coverage=n / n_requests if n_requests else 0.0,
-                median_label_delay_s=delay,
-                n_left_out=left_out,
-            )
+        mine = bins == k
+        value = window_value(
+            truth[mine],
+            pred[mine],
+            ts[mine],
+            lt[mine],
+            objective=objective,
+            start=lo,
+            end=hi,
+            maturity=wait,
         )
+        if as_datetime:
+            value = replace(value, window_start=_stamp(lo, True), window_end=_stamp(hi, True))
+        out.append(value)
     return out
 
 

@@ -207,9 +207,11 @@ class Config(_Frozen):
             reads = [
                 (
                     f"models.{i}.evaluation.decay",
-                    "decay horizon `window_s` × `horizon_windows` "
-                    f"({decay.window_s:.15g} × {decay.horizon_windows})",
-                    decay.window_s * decay.horizon_windows,
+                    "decay horizon `window_s` × (`horizon_windows` + 1) "
+                    f"({decay.window_s:.15g} × {decay.horizon_windows + 1}: the windows lie "
+                    "on fixed edges, so the oldest begins up to a window before "
+                    "`horizon_windows` windows ago)",
+                    decay.window_s * (decay.horizon_windows + 1),
                 ),
                 (f"models.{i}.evaluation.decay.maturity_s", "`maturity_s`", decay.maturity_s),
                 (

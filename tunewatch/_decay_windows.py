@@ -9,20 +9,23 @@ figure: the window is *settled*, and its :class:`monitor.WindowValue` (with the 
 last request it judged) is kept, a few numbers where the rows of 30 days of requests
 used to be (2.59M requests held 74 MiB, and 40 such models would have held 2.9 GiB).
 
-A run computes the settled windows it does not hold one window's rows at a time, and
-reads the matured windows that are not settled yet in one read. Each verdict stores its
-settled windows' figures (:func:`window_entry`, :func:`settled_entry`): a new process or
-leader takes those of the newest verdict computed for the same version, window,
-maturity and objective (:func:`stored_settled`) and reads only the windows settled
-since; the whole horizon, a window at a time, only without one (1M requests: 9.3 s of
-CPU, against 2 ms). The margin leaves a record committed a while
-after its time (the recorder's write deadline) or stamped by a host whose clock runs
-minutes behind inside a span read again.
+A run computes the settled windows it does not hold a day's rows at a time
+(``READ_SPAN_S``, at least a window; only the champion's rows are read), and reads the
+matured windows that are not settled yet in one read; every window's figure comes from
+:func:`monitor.window_value` over the rows this module placed in it. Each verdict stores
+its settled windows' figures (:func:`window_entry`, :func:`settled_entry`): a new process
+or leader takes those of the newest verdict of the same champion version computed for the
+same window, maturity and objective (:func:`stored_settled`; a rollback's too), checked
+to hold together, and reads only the windows settled since by its own clock (a verdict
+stored by a host whose clock runs ahead settled more); the whole horizon only without
+one (1M requests: 9.3 s of CPU, against 2 ms). The margin leaves a record committed a
+while after its time (the recorder's write deadline) or stamped by a host whose clock
+runs minutes behind inside a span read again.
 
-The store deletes no requests or labels of the horizon and labels never change once
-stored, so a kept figure is what a read of its window gives, but for a label that arrived
-after the window settled (which counts for no window) or a request written more than the
-margin after its time.
+The store deletes no requests or labels of the horizon (``recording.retention_days``
+covers it and one window more) and labels never change once stored, so a kept figure is
+what a read of its window gives, but for a label that arrived after the window settled
+(which counts for no window) or a request written more than the margin after its time.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor import WindowValue, realised_windows
+from monitor import WindowValue, window_value
 from monitor.objectives import Objective
 from tunewatch._config import ModelConfig
 from tunewatch._span import iso, ts
@@ -47,6 +50,10 @@ logger = logging.getLogger(__name__)
 #: Seconds past ``window_s + maturity_s`` before a window's figure is kept: beyond the
 #: recorder's write deadline and the clock skew between hosts.
 SETTLE_MARGIN_S = 3600.0
+
+#: Seconds of requests a cold run reads at once (whole windows, at least one): a day's
+#: rows held at a time, and a statement a day (720 hourly windows took 1,440 statements).
+READ_SPAN_S = 86_400.0
 
 #: The format of the settled windows a decay verdict stores (its payload's ``settled``
 #: and ``windows``); another is read as none (:func:`stored_settled`).
@@ -77,7 +84,8 @@ class DecayWindow:
 def read_rows(
     store: Store, model: ModelRow, version: int, start: datetime, end: datetime
 ) -> DecayRows:
-    """``version``'s rows of the requests received in ``[start, end)``."""
+    """``version``'s rows of the requests received in ``[start, end)``: the champion's
+    trend, not its predecessors' (their rows are not read)."""
     window = store.window(
         model.name,
         n_features=len(model.feature_names),
@@ -85,8 +93,9 @@ def read_rows(
         end=end,
         with_features=False,  # outputs, labels and times: not 30 days of input blobs
         with_ids=False,  # nor a string per request
+        version=version,
     )
-    answered = window.versions == version  # the champion's trend, not its predecessors'
+    answered = window.versions == version  # a row of an odd output width has none
     return DecayRows(
         window.received_at[answered],
         window.outputs[answered],
@@ -98,7 +107,9 @@ def read_rows(
 def horizon(now: datetime, window_s: float, horizon_windows: int) -> range:
     """The windows of the horizon at ``now`` by number (window ``i`` starts at
     ``i * window_s`` epoch seconds): the ``horizon_windows`` ending by the newest edge at
-    or before ``now``."""
+    or before ``now``. The oldest begins up to a window before ``horizon_windows`` windows
+    ago: ``recording.retention_days`` must cover one window more (checked in
+    :class:`tunewatch._config.Config`)."""
     newest = math.floor(now.timestamp() / window_s)
     return range(newest - horizon_windows, newest)
 
@@ -120,32 +131,20 @@ def window_figures(
     slot = np.clip(np.floor((rows.received_at - first * window_s) / window_s), 0, count - 1)
     out = []
     for k in range(count):
-        lo = (first + k) * window_s
         mine = slot == k
-        if not mine.any():
-            empty = WindowValue(
-                window_start=lo,
-                window_end=lo + window_s,
-                value=None,
-                n=0,
-                n_requests=0,
-                label_coverage=0.0,
-                median_label_delay_s=None,
-            )
-            out.append(DecayWindow(first + k, empty, None, None))
-            continue
         received = rows.received_at[mine]
-        [value] = realised_windows(
+        value = window_value(
             rows.labels[mine],
             y_pred[mine],
             received,
             rows.label_received_at[mine],
             objective=objective,
-            window=window_s,
+            start=(first + k) * window_s,
+            end=(first + k + 1) * window_s,
             maturity=maturity_s,
-            start=lo,
         )
-        out.append(DecayWindow(first + k, value, float(received.min()), float(received.max())))
+        span = (float(received.min()), float(received.max())) if received.size else (None, None)
+        out.append(DecayWindow(first + k, value, *span))
     return out
 
 
@@ -228,18 +227,34 @@ class DecayWindowCache:
                 kept = stored_settled(store, model.name, key) if self._from_store else {}
                 held = _Held(key, as_of, kept)
             held.as_of = as_of
-            held.settled = {i: v for i, v in held.settled.items() if i >= windows.start}
-            for i in matured:
-                if i < settled and i not in held.settled:
-                    [held.settled[i]] = figures(i, 1)  # one window's rows at a time
+            # Only windows settled by this run's clock: a verdict stored by a host whose
+            # clock ran ahead (or this one's, before its clock stepped back) settled some
+            # that are read again below, and counted them twice.
+            held.settled = {i: v for i, v in held.settled.items() if windows.start <= i < settled}
+            missing = [i for i in matured if i < settled and i not in held.settled]
+            for first, count in _reads(missing, max(1, math.floor(READ_SPAN_S / w))):
+                for window in figures(first, count):  # a day's rows at a time, or a window's
+                    held.settled[window.number] = window
             open_ = [i for i in matured if i >= settled]
             recent = figures(open_[0], len(open_)) if open_ else []
             with self._guard:
                 self._held[model.name] = held
-        out = [held.settled[i] for i in matured if i in held.settled] + recent
+        out = [held.settled[i] for i in matured if i < settled] + recent
         while out and out[-1].value.n_requests == 0:
             out.pop()  # the trend ends at the newest window holding a request
         return DecayHorizon(out, key, settled)
+
+
+def _reads(numbers: list[int], most: int) -> list[tuple[int, int]]:
+    """``numbers`` (ascending) as reads ``(first, count)`` of consecutive windows, at most
+    ``most`` a read."""
+    reads: list[tuple[int, int]] = []
+    for i in numbers:
+        if reads and reads[-1][0] + reads[-1][1] == i and reads[-1][1] < most:
+            reads[-1] = (reads[-1][0], reads[-1][1] + 1)
+        else:
+            reads.append((i, 1))
+    return reads
 
 
 def window_entry(window: DecayWindow) -> dict[str, Any]:
@@ -277,11 +292,12 @@ def settled_entry(judged: DecayHorizon) -> dict[str, Any]:
 
 
 def stored_settled(store: Store, model: str, key: dict[str, Any]) -> dict[int, DecayWindow]:
-    """The settled windows of ``model``'s newest stored decay verdict, by window number,
-    when they were computed for ``key`` in this format (none otherwise: a verdict from an
-    earlier release, another champion, config or objective, or one that measured
-    nothing)."""
-    newest = store.recent_evaluations(model, kind="decay", limit=1)
+    """The settled windows of ``model``'s newest stored decay verdict of the champion
+    version ``key`` names, by window number, when they were computed for ``key`` in this
+    format (none otherwise: a verdict from an earlier release, another config or
+    objective, one that measured nothing, or one whose figures do not hold together)."""
+    # of the version: a rollback to the previous champion starts from its last verdict
+    newest = store.list_evaluations(model, kind="decay", version=key["version"], limit=1)
     payload = newest[0].payload if newest else {}
     settled = payload.get("settled")
     if not isinstance(settled, dict) or settled.get("format") != SETTLED_FORMAT:
@@ -290,9 +306,11 @@ def stored_settled(store: Store, model: str, key: dict[str, Any]) -> dict[int, D
         return {}
     w = float(key["window_s"])
     try:
+        before = _number(settled["before"], w)
         shown = {_number(e["end"], w) - 1: e for e in payload["windows"]}
         kept = {}
-        for i, n_requests, n_left_out, delay, first, last in settled["windows"]:
+        for figures in settled["windows"]:
+            i, n_requests, n_left_out, delay, first, last = figures
             entry = shown[i]
             value = WindowValue(
                 window_start=i * w,
@@ -304,13 +322,54 @@ def stored_settled(store: Store, model: str, key: dict[str, Any]) -> dict[int, D
                 median_label_delay_s=delay,
                 n_left_out=n_left_out,
             )
-            kept[i] = DecayWindow(i, value, first, last)
+            kept[i] = _checked(DecayWindow(i, value, first, last), before, w)
     except (KeyError, TypeError, ValueError) as exc:
         logger.warning(
-            "decay of %s: the stored settled windows are unreadable (%s); reading them", model, exc
+            "decay of %s: the settled windows of its newest stored verdict are unreadable "
+            "(%s); reading those windows from the store instead",
+            model,
+            exc,
         )
         return {}
     return kept
+
+
+def _checked(window: DecayWindow, before: int, window_s: float) -> DecayWindow:
+    """``window`` as read back from a stored verdict, if its figures hold together (a
+    hand-edited or damaged one raised out of every evaluation of the model, or was taken:
+    a negative count, coverage that is not ``n / n_requests``); ``ValueError`` if not."""
+    v, i = window.value, window.number
+    counts = (i, v.n, v.n_requests, v.n_left_out)
+    if not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
+        raise ValueError(f"window {i!r}: counts must be integers, got {counts!r}")
+    if not (i < before and 0 <= v.n_left_out <= v.n <= v.n_requests):
+        raise ValueError(f"window {i}: counts out of order or not settled: {counts!r}")
+    if v.label_coverage != (v.n / v.n_requests if v.n_requests else 0.0):
+        raise ValueError(f"window {i}: coverage {v.label_coverage!r} is not n / n_requests")
+    if v.value is not None and not (_finite(v.value) and v.n):
+        raise ValueError(f"window {i}: value {v.value!r} not finite or of no labelled request")
+    if (v.median_label_delay_s is None) != (v.n == 0) or not _finite(v.median_label_delay_s, 0.0):
+        raise ValueError(f"window {i}: median delay {v.median_label_delay_s!r} for n = {v.n}")
+    first, last = window.first_request, window.last_request
+    if v.n_requests == 0:
+        if (first, last) != (None, None):
+            raise ValueError(f"window {i}: requests {first!r}-{last!r} in a window holding none")
+    elif not (
+        first is not None
+        and last is not None
+        and _finite(first)
+        and _finite(last)
+        and (i - 1) * window_s <= first <= last <= (i + 2) * window_s
+    ):
+        raise ValueError(f"window {i}: its first and last request {first!r}-{last!r} outside it")
+    return window
+
+
+def _finite(x: object, default: float | None = None) -> bool:
+    """``x`` is a finite number (``None`` counts as ``default``)."""
+    if x is None:
+        x = default
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _number(edge: str, window_s: float) -> int:

@@ -10,6 +10,7 @@ time, after the maturity, and for requests long settled."""
 
 from __future__ import annotations
 
+import math
 import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -21,12 +22,19 @@ import pytest
 
 from monitor.objectives import make_objective
 from tests.tunewatch.test_evaluation import MODEL, _champion_daemon
+from tunewatch import _decay_windows as decay_windows
 from tunewatch._daemon import Daemon
-from tunewatch._decay_windows import SETTLE_MARGIN_S, DecayWindowCache, read_rows
+from tunewatch._decay_windows import (
+    SETTLE_MARGIN_S,
+    DecayRows,
+    DecayWindowCache,
+    read_rows,
+    window_figures,
+)
 from tunewatch._evaluation_decay import decay_verdict
 from tunewatch._example import ExampleModel
 from tunewatch.store import LabelItem, OutputRecord, RequestRecord, Store, Window
-from tunewatch.store._schema import labels, outputs, requests
+from tunewatch.store._schema import evaluations, labels, outputs, requests
 
 WINDOW_S = 3600.0
 MATURITY_S = 1800.0
@@ -192,12 +200,13 @@ def test_cached_decay_verdicts_equal_cold_runs_over_a_stream_of_runs(
     assert scored > 200  # the runs compared trends, not empty horizons
 
 
-def test_a_cold_run_reads_one_window_at_a_time_and_later_runs_the_unsettled_ones(
+def test_a_cold_run_reads_a_span_at_a_time_and_later_runs_the_unsettled_windows(
     daemon: Daemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stream = _Stream(daemon, monkeypatch, seed=1)
     daemon.evaluator.clock = lambda: stream.now
     stream.advance(HORIZON + timedelta(minutes=7), version=1)  # between two edges
+    monkeypatch.setattr(decay_windows, "READ_SPAN_S", 3 * WINDOW_S)  # a day, by default
     spy = _Spy(daemon.store, monkeypatch)
     cache = DecayWindowCache()
     _, _, reads = _verdicts(daemon, cache, version=1, spy=spy)
@@ -207,7 +216,7 @@ def test_a_cold_run_reads_one_window_at_a_time_and_later_runs_the_unsettled_ones
     for (_, end, _), (start, _, _) in zip(reads, reads[1:], strict=False):
         assert end == start  # each window read once, in order
     *settled, (_, matured_end, _) = reads
-    assert settled and all(end - start == window for start, end, _ in settled)
+    assert len(settled) > 1 and all(end - start <= 3 * window for start, end, _ in settled)
     # every request of the matured windows, and none newer
     assert sum(n for *_, n in reads) == stream.count_received(first, matured_end)
     assert matured_end + timedelta(seconds=MATURITY_S) <= stream.now
@@ -263,6 +272,40 @@ def test_a_new_process_takes_the_settled_windows_of_the_stored_verdict(
     assert sum(n for *_, n in reads) < stream.count_received(stream.now - HORIZON, stream.now) / 3
 
 
+def test_a_rollback_starts_from_the_previous_champion_s_last_stored_verdict(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new champion's verdicts are the newest stored: after a rollback the old
+    champion's first run read its whole horizon again (720 hourly windows: 2.7 s)."""
+    stream = _Stream(daemon, monkeypatch, seed=8)
+    daemon.evaluator.clock = lambda: stream.now
+    stream.advance(HORIZON + timedelta(minutes=7), version=1)
+    [v1] = [r for r in daemon.evaluator.evaluate(MODEL) if r.kind == "decay"]
+    before = datetime.fromisoformat(v1.payload["settled"]["before"])
+    stream.advance(timedelta(hours=2), version=2, role="external")
+    daemon.store.add_evaluation(
+        model=MODEL,
+        version=2,
+        kind="decay",
+        status="ok",
+        window_start=None,
+        window_end=stream.now,
+        payload=decay_verdict(
+            daemon.store,
+            daemon.metrics,
+            daemon.store.get_model(MODEL),
+            daemon.config.model_or_default(MODEL, "binary"),
+            make_objective("accuracy", task="binary"),
+            stream.now,
+            2,
+        )[1],
+    )
+    spy = _Spy(daemon.store, monkeypatch)
+    cached, full, reads = _verdicts(daemon, DecayWindowCache(), version=1, spy=spy)
+    assert cached == full
+    assert reads and reads[0][0] >= before  # only the windows settled since v1's verdict
+
+
 def test_a_stored_verdict_of_another_maturity_is_not_taken(
     daemon: Daemon, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -302,6 +345,7 @@ def test_the_kept_windows_hold_figures_and_a_cold_run_one_window_of_rows(
         )[1]
 
     verdict(None)  # the statements compiled and cached, the series exported
+    monkeypatch.setattr(decay_windows, "READ_SPAN_S", WINDOW_S)  # a day, by default
     spy = _Spy(daemon.store, monkeypatch)
     cache = DecayWindowCache()
     tracemalloc.start()
@@ -317,6 +361,78 @@ def test_the_kept_windows_hold_figures_and_a_cold_run_one_window_of_rows(
     # every settled request's time, output and label were kept: 0.7 MiB here; what is
     # kept now (a few numbers a window) is lost among the store's caches (60 KiB)
     assert after - before < 256 * 2**10, f"kept {after - before} bytes for {n} requests"
+
+
+def test_a_stored_verdict_settled_by_a_clock_ahead_counts_each_window_once(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A verdict stored by a replica whose clock runs 2 h ahead settled windows that are
+    not settled by this one's: seeded from it, a new leader read them again and listed
+    each twice (a steeper slope, another projected crossing)."""
+    stream = _Stream(daemon, monkeypatch, seed=6)
+    stream.advance(HORIZON + timedelta(minutes=7), version=1)
+    daemon.evaluator.clock = lambda: stream.now + timedelta(hours=2)
+    daemon.evaluator.evaluate(MODEL)  # stored by the host ahead
+    daemon.evaluator.clock = lambda: stream.now
+    cached, full, _ = _verdicts(daemon, DecayWindowCache(), version=1)
+    assert cached == full
+    ends = [w["end"] for w in cached[1]["windows"]]
+    assert len(ends) == len(set(ends))
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(lambda figures, shown: figures.__setitem__(2, None), id="n_left_out-null"),
+        pytest.param(lambda figures, shown: figures.__setitem__(2, "0"), id="n_left_out-text"),
+        pytest.param(lambda figures, shown: shown.__setitem__("n", -60), id="n-negative"),
+        pytest.param(lambda figures, shown: figures.__setitem__(1, 1), id="n_requests-below-n"),
+        pytest.param(lambda figures, shown: shown.__setitem__("coverage", 0.5), id="coverage"),
+        pytest.param(lambda figures, shown: figures.__setitem__(4, "x"), id="first-request"),
+        pytest.param(lambda figures, shown: figures.__setitem__(0, 10**9), id="not-settled"),
+    ],
+)
+def test_a_damaged_stored_verdict_is_read_again_not_raised_or_taken(
+    daemon: Daemon, monkeypatch: pytest.MonkeyPatch, edit: Any
+) -> None:
+    """A hand-edited or damaged ``settled`` block raised out of every evaluation of the
+    model (a null count), or was taken as it was (a negative count)."""
+    stream = _Stream(daemon, monkeypatch, seed=7)
+    daemon.evaluator.clock = lambda: stream.now
+    stream.advance(HORIZON + timedelta(minutes=7), version=1)
+    [stored] = [r for r in daemon.evaluator.evaluate(MODEL) if r.kind == "decay"]
+    payload = stored.payload
+    figures = payload["settled"]["windows"][-1]  # the newest settled window's
+    end = datetime.fromtimestamp((figures[0] + 1) * WINDOW_S, UTC).isoformat()
+    [shown] = [w for w in payload["windows"] if w["end"] == end]
+    assert shown["n"] and figures[1]
+    edit(figures, shown)
+    with daemon.store.engine.begin() as conn:
+        conn.execute(
+            evaluations.update().where(evaluations.c.id == stored.id).values(payload=payload)
+        )
+    cached, full, _ = _verdicts(daemon, DecayWindowCache(), version=1)
+    assert cached == full
+
+
+def test_a_request_on_an_edge_of_a_fractional_window_counts_once() -> None:
+    """With ``window_s`` 601.4 a request at a whole second on a window's edge was placed
+    in one window by the cache and recomputed into the next by the figure: the
+    evaluation raised "too many values to unpack" on every run until the window settled."""
+    w, first = 601.4, 2_942_768  # 2026-01-30: 12 whole seconds on such edges
+    times = np.arange(math.ceil(first * w), math.floor((first + 60) * w), dtype=np.float64)
+    rows = DecayRows(
+        times,
+        np.full((times.size, 2), 0.5, np.float32),
+        np.ones(times.size),
+        times + 1.0,
+    )
+    objective = make_objective("accuracy", task="binary")
+    figures = window_figures(
+        rows, first, 60, window_s=w, maturity_s=60.0, objective=objective, regression=False
+    )
+    assert [f.number for f in figures] == list(range(first, first + 60))
+    assert sum(f.value.n_requests for f in figures) == times.size
 
 
 def _write_directly(

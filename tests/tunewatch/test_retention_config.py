@@ -33,7 +33,22 @@ def test_retention_shorter_than_the_decay_horizon_is_refused(tmp_path: Path) -> 
     message = str(info.value)
     assert "recording.retention_days" in message
     assert "models.0.evaluation.decay" in message and "horizon_windows" in message
-    assert "2592000" in message and "604800" in message
+    assert "2678400" in message and "604800" in message
+
+
+def test_retention_of_exactly_the_decay_horizon_is_refused(tmp_path: Path) -> None:
+    """Decay's windows lie on fixed edges: the horizon's oldest begins up to a window
+    before ``horizon_windows`` windows ago, and a purge at exactly the horizon emptied
+    part of it (a cold run then judged it on 12 requests of 288)."""
+    decay = {**_SHORT_DECAY, "maturity_s": 60}
+    with pytest.raises(ConfigError) as info:
+        _config(tmp_path, 2, task="binary", evaluation={"decay": decay, "label_delay_alarm_s": 60})
+    assert "(`horizon_windows` + 1)" in str(info.value)
+    hour = 1 / 24
+    accepted = _config(
+        tmp_path, 2 + hour, task="binary", evaluation={"decay": decay, "label_delay_alarm_s": 60}
+    )
+    assert accepted.recording.retention_days == 2 + hour
 
 
 def test_retention_shorter_than_the_label_maturity_is_refused(tmp_path: Path) -> None:
