@@ -106,12 +106,10 @@ class EvaluationFront(StoreFront):
         last_n: int | None = None,
         with_features: bool = True,
         with_ids: bool = True,
-        version: int | None = None,
     ) -> Window:
         """The model's log as arrays (features, production outputs, labels) per row;
         without ``with_features`` the input blobs are not read (``features`` is empty),
-        without ``with_ids`` the request ids are not (``request_ids`` is empty); with
-        ``version``, only the requests that version answered in production. The rows
+        without ``with_ids`` the request ids are not (``request_ids`` is empty). The rows
         are read in chunks: the read holds the arrays and one chunk of rows."""
         with self._read("window") as conn:
             return _windows.read_window(
@@ -123,7 +121,6 @@ class EvaluationFront(StoreFront):
                 last_n=last_n,
                 with_features=with_features,
                 with_ids=with_ids,
-                version=version,
             )
 
     def latencies(

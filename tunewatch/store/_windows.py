@@ -61,11 +61,9 @@ def read_window(
     last_n: int | None = None,
     with_features: bool = True,
     with_ids: bool = True,
-    version: int | None = None,
 ) -> Window:
     """Requests of ``model`` received in ``[start, end)`` (or the newest holding
-    ``last_n`` rows: whole requests, so up to one request's rows more); with ``version``,
-    only those it answered in production (not with ``last_n``).
+    ``last_n`` rows: whole requests, so up to one request's rows more).
 
     Without ``with_features`` the input blobs are not read and ``features`` has no
     columns; without ``with_ids`` the request ids are not read and ``request_ids`` is
@@ -102,10 +100,6 @@ def read_window(
         stmt = stmt.where(requests.c.received_at >= start)
     if end is not None:
         stmt = stmt.where(requests.c.received_at < end)
-    if version is not None:
-        if last_n is not None:
-            raise ValueError("`version` reads a span of time, not the newest `last_n` rows")
-        stmt = stmt.where(outputs.c.version == version)
     tie = byte_ordered(requests.c.request_id, conn.dialect.name)
     rows = _Rows(n_features, with_features=with_features, with_ids=with_ids)
     if last_n is not None:
