@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -106,6 +107,30 @@ def logistic_variant(
             dataset_version="example-seed11-n600",
         ),
     )
+
+
+@contextlib.contextmanager
+def serving(
+    data_dir: Path,
+    trained: list[ExampleModel],
+    *,
+    store_url: str | None = None,
+    extra: dict[str, object] | None = None,
+) -> Iterator[Running]:
+    """A daemon of the example models (:func:`make_daemon`), its scheduler off unless
+    ``extra`` says otherwise, served over loopback HTTP until the block ends, then
+    closed."""
+    daemon, tokens = make_daemon(
+        data_dir,
+        trained,
+        store_url=store_url,
+        extra={"scheduler": {"enabled": False}, **(extra or {})},
+    )
+    try:
+        with BackgroundServer(daemon.app) as server:
+            yield Running(daemon=daemon, server=server, tokens=tokens)
+    finally:
+        daemon.close()
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.tunewatch.conftest import MODEL, Running, make_daemon
+from tests.tunewatch.conftest import MODEL, Running, serving
 from tests.tunewatch.tmpfs import filled, mounted_tmpfs
-from tunewatch._background import BackgroundServer
 from tunewatch._example import ExampleModel
 from tunewatch._recorder import READY_RECHECK_S
 
@@ -30,12 +29,8 @@ READY_ROUTES = ("/readyz", "/v2/health/ready", f"/v2/models/{MODEL}/ready")
 @pytest.fixture
 def on_a_small_disk(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Running]:
     with mounted_tmpfs(tmp_path / "data", "size=32m") as root:
-        daemon, tokens = make_daemon(root, trained, extra={"scheduler": {"enabled": False}})
-        try:
-            with BackgroundServer(daemon.app) as server:
-                yield Running(daemon=daemon, server=server, tokens=tokens)
-        finally:
-            daemon.close()
+        with serving(root, trained) as served:
+            yield served
 
 
 def _infer(running: Running, rows: int = 64) -> httpx.Response:

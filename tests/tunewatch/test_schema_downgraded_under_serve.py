@@ -20,8 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.tunewatch.conftest import MODEL, Running, make_daemon
-from tunewatch._background import BackgroundServer
+from tests.tunewatch.conftest import MODEL, Running, serving
 from tunewatch._errors import StoreError
 from tunewatch._example import ExampleModel
 from tunewatch.api._errors import describe
@@ -33,15 +32,9 @@ READY_ROUTES = ("/readyz", "/v2/health/ready", f"/v2/models/{MODEL}/ready")
 
 
 @pytest.fixture
-def serving(trained: list[ExampleModel], tmp_path: Path, store_url: str) -> Iterator[Running]:
-    daemon, tokens = make_daemon(
-        tmp_path / "data", trained, store_url=store_url, extra={"scheduler": {"enabled": False}}
-    )
-    try:
-        with BackgroundServer(daemon.app) as server:
-            yield Running(daemon=daemon, server=server, tokens=tokens)
-    finally:
-        daemon.close()
+def replica(trained: list[ExampleModel], tmp_path: Path, store_url: str) -> Iterator[Running]:
+    with serving(tmp_path / "data", trained, store_url=store_url) as served:
+        yield served
 
 
 def _revisions() -> list[str]:
@@ -72,35 +65,35 @@ def _ready(running: Running) -> list[int]:
 
 
 def test_a_store_downgraded_under_a_serving_replica_is_503_and_not_ready(
-    serving: Running, store_url: str
+    replica: Running, store_url: str
 ) -> None:
-    assert _infer(serving, "before").status_code == 200
-    assert _ready(serving) == [200, 200, 200]
+    assert _infer(replica, "before").status_code == 200
+    assert _ready(replica) == [200, 200, 200]
     with Store(store_url) as other:  # another host's `tunewatch migrate --to`
         other.migrate(to=_previous_revision())
-        answers = [_infer(serving, f"during-{i}") for i in range(3)]
+        answers = [_infer(replica, f"during-{i}") for i in range(3)]
         for r in answers:
             assert r.status_code == 503, r.text
             assert r.json() == {
                 "error": "the store is unavailable; retry later",
                 "code": "store_unavailable",
             }
-        assert _ready(serving) == [503, 503, 503]
+        assert _ready(replica) == [503, 503, 503]
         other.migrate()  # upgraded back
-    assert _infer(serving, "after").status_code == 200
-    assert _ready(serving) == [200, 200, 200]
+    assert _infer(replica, "after").status_code == 200
+    assert _ready(replica) == [200, 200, 200]
 
 
 def test_a_store_upgraded_past_this_release_leaves_it_serving(
-    serving: Running, store_url: str
+    replica: Running, store_url: str
 ) -> None:
     """A newer release starting during a rolling upgrade migrates the store past this
     one's newest revision (adding): this release keeps recording, so it stays ready."""
     with Store(store_url) as other, other.engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
     try:
-        assert _ready(serving) == [200, 200, 200]
-        assert _infer(serving, "mixed").status_code == 200
+        assert _ready(replica) == [200, 200, 200]
+        assert _infer(replica, "mixed").status_code == 200
     finally:
         with Store(store_url) as other, other.engine.begin() as conn:
             conn.execute(text(f"UPDATE alembic_version SET version_num = '{_newest()}'"))

@@ -15,8 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.tunewatch.conftest import MODEL, Running, make_daemon
-from tunewatch._background import BackgroundServer
+from tests.tunewatch.conftest import MODEL, Running, serving
 from tunewatch._example import ExampleModel
 from tunewatch.api._feedback_limit import BUSY_CODE, MAX_FEEDBACK_IN_PROGRESS
 from tunewatch.store import LabelItem, LabelStatus
@@ -29,14 +28,8 @@ WAIT_S = 60  # a safety net for a broken build, never the thing a test measures
 def labelling(
     trained: list[ExampleModel], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Running]:
-    daemon, tokens = make_daemon(
-        tmp_path_factory.mktemp("feedback-limit"), trained, extra={"scheduler": {"enabled": False}}
-    )
-    try:
-        with BackgroundServer(daemon.app) as server:
-            yield Running(daemon=daemon, server=server, tokens=tokens)
-    finally:
-        daemon.close()
+    with serving(tmp_path_factory.mktemp("feedback-limit"), trained) as served:
+        yield served
 
 
 class _HeldLabels:

@@ -20,8 +20,7 @@ import pytest
 from anyio import to_thread
 from starlette.concurrency import run_in_threadpool
 
-from tests.tunewatch.conftest import MODEL, Running, make_daemon
-from tunewatch._background import BackgroundServer
+from tests.tunewatch.conftest import MODEL, Running, serving
 from tunewatch._example import ExampleModel
 
 WAIT_S = 60  # a safety net for a broken build, never the thing a test measures
@@ -40,14 +39,8 @@ PROBES = (
 def probed(
     trained: list[ExampleModel], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Running]:
-    daemon, tokens = make_daemon(
-        tmp_path_factory.mktemp("probed"), trained, extra={"scheduler": {"enabled": False}}
-    )
-    try:
-        with BackgroundServer(daemon.app) as server:
-            yield Running(daemon=daemon, server=server, tokens=tokens)
-    finally:
-        daemon.close()
+    with serving(tmp_path_factory.mktemp("probed"), trained) as served:
+        yield served
 
 
 class _FullPool:
