@@ -14,6 +14,7 @@ re-exported here.
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -142,7 +143,9 @@ class ScoringRuntime:
         self.store.ping()
         failed = self.recorder.failing()
         if failed is not None:
-            raise failed
+            # a copy: raised again and again (a probe every few seconds, from several
+            # threads), the writer's error grew a traceback of every raise
+            raise copy.copy(failed).with_traceback(None)
 
     @property
     def ready(self) -> bool:

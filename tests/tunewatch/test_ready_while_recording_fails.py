@@ -11,6 +11,7 @@ would otherwise never come back), ready again.
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import pytest
 
 from tests.tunewatch.conftest import MODEL, Running, serving
 from tests.tunewatch.tmpfs import filled, mounted_tmpfs
+from tunewatch._errors import StoreUnavailableError
 from tunewatch._example import ExampleModel
 from tunewatch._recorder import READY_RECHECK_S
 
@@ -78,4 +80,22 @@ def test_readiness_returns_once_no_commit_failed_for_the_recheck_span(
     later = recorder._monotonic() + READY_RECHECK_S + 1  # its injected clock
     monkeypatch.setattr(recorder, "_monotonic", lambda: later)
     assert [status for status, _ in _ready(running)] == [200, 200, 200]
+    (root / "filler").unlink()
+
+
+def test_each_readiness_check_raises_an_error_of_its_own(on_a_small_disk: Running) -> None:
+    """The recorder's error was raised itself by every check: its traceback grew by each
+    raise, from every probe's thread at once."""
+    running = on_a_small_disk
+    root = filled(Path(running.daemon.config.data_dir))
+    failed = [_infer(running) for _ in range(20)]
+    assert failed[-1].status_code == 503, failed[-1].text
+    raised = []
+    for _ in range(3):
+        with pytest.raises(StoreUnavailableError) as info:
+            running.daemon.runtime.check_recordable()
+        raised.append(info.value)
+    assert len({id(e) for e in raised}) == 3
+    depths = [len(traceback.extract_tb(e.__traceback__)) for e in raised]
+    assert depths[0] == depths[-1], depths
     (root / "filler").unlink()
