@@ -18,7 +18,8 @@ import numpy as np
 from monitor import DecayEstimator, MonitorError, ServingMetrics, WindowValue
 from monitor.objectives import MAE, RMSE, Objective, ObjectiveError
 from tunewatch._config import ModelConfig
-from tunewatch._decay_windows import DecayWindowCache, settled_entry, window_entry
+from tunewatch._decay_settled import settled_entry, window_entry
+from tunewatch._decay_windows import DecayWindowCache
 from tunewatch._span import requests_span
 from tunewatch.store import ModelRow, Store
 
