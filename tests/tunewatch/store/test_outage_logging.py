@@ -89,7 +89,10 @@ def test_a_recorder_failing_on_an_unavailable_store_logs_the_outage_and_its_end(
         assert "database is locked" in logged[-1]  # the recorder's: the reason, no traceback
         assert all(r.exc_info is None for r in caplog.records if r.name == "tunewatch._recorder")
         locker.rollback()
-        assert asyncio.run(one("after")) is True
+        # the first commit after may still meet the WAL checkpointer's brief lock at this
+        # 50 ms lock timeout (seen once in CI): the recovery is what is logged, once
+        after = [asyncio.run(one(f"after-{i}")) for i in range(3)]
+        assert True in after, after
         recovered = [r.getMessage() for r in caplog.records if "recovered after" in r.getMessage()]
         assert len(recovered) == 1 and "recording to the store" in recovered[0], caplog.text
     finally:
