@@ -150,6 +150,11 @@ class Recorder:
             metrics.record_max_pending_bytes.set(max_pending_bytes)
 
     @property
+    def max_batch(self) -> int:
+        """The most requests one commit writes (when they are handed over apart)."""
+        return self._max_batch
+
+    @property
     def pending_bytes(self) -> int:
         """Bytes of the records handed to the writer and not yet written or failed."""
         return self._pending_bytes

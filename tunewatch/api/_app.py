@@ -25,6 +25,7 @@ from tunewatch.api._evaluations import router as evaluations_router
 from tunewatch.api._feedback_limit import BUSY_RESPONSES as FEEDBACK_BUSY
 from tunewatch.api._front import OPEN_PATHS, InferenceFront
 from tunewatch.api._jobs import router as jobs_router
+from tunewatch.api._mirror_limit import BUSY_RESPONSES as MIRROR_BUSY
 from tunewatch.api._models import router as models_router
 from tunewatch.api._route import ApiRoute, public
 
@@ -266,6 +267,8 @@ def _openapi_oip(app: FastAPI) -> Callable[[], dict[str, Any]]:
             }
         feedback = schema["paths"][_records.FEEDBACK_PATH]["post"]["responses"]
         feedback["429"] = {**FEEDBACK_BUSY[429]}  # a copy: the errors' body is added to it
+        mirror = schema["paths"][_records.MIRROR_PATH]["post"]["responses"]
+        mirror["429"] = {**MIRROR_BUSY[429]}
         schema["paths"]["/v1/alerts/alertmanager"] = {
             "post": {
                 "summary": "Alertmanager webhook (payload version 4; the alertmanager role): "

@@ -13,8 +13,8 @@ without reading its body or taking a worker thread, with 429 ``feedback_busy`` a
 The slots are feedback's own, not shared with the evaluation listings'
 (:mod:`tunewatch.api._listing_limit`) or the dashboard's: a label backfill would otherwise
 turn a viewer away, and a viewer's listings the backfill. Mirror records
-(``POST /v1/models/{m}/records``) are not limited here: their store write is the
-recorder's, in its own writer thread, bounded by ``recording.max_pending_bytes``.
+(``POST /v1/models/{m}/records``) have slots of their own
+(:mod:`tunewatch.api._mirror_limit`).
 """
 
 from __future__ import annotations

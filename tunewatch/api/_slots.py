@@ -9,7 +9,8 @@ without taking or waiting for a worker thread. A slot is taken before the caller
 authenticated (a token or session look-up is a database read too) and freed once the
 answer is built, before it is sent, whether it is a 200 or an error. Each kind of request
 has a pool of its own: ``tunewatch.dashboard._limit``, :mod:`tunewatch.api._listing_limit`
-and :mod:`tunewatch.api._feedback_limit` (label writes).
+:mod:`tunewatch.api._feedback_limit` (label writes) and
+:mod:`tunewatch.api._mirror_limit` (large mirror calls).
 """
 
 from __future__ import annotations
