@@ -23,6 +23,7 @@ from tunewatch._bootstrap_token import ensure_bootstrap_token, warn_of_bootstrap
 from tunewatch._config import Config
 from tunewatch._errors import TunewatchError, os_reason
 from tunewatch._evaluation import Evaluator
+from tunewatch._heap import freeze_startup_heap
 from tunewatch._launcher import STALE_HEARTBEATS, JobLauncher
 from tunewatch._open_store import check_stored_models, open_store
 from tunewatch._outage_log import OutageLog
@@ -298,6 +299,7 @@ class Daemon:
             if self.config.scheduler.enabled:
                 self.scheduler.start()  # releases the lease itself if it fails
             self._started = True
+            freeze_startup_heap()  # the modules, the models and the app, walked no more
         finally:
             if not self._started:  # whatever stopped it: what had started is stopped
                 self._stop.set()
