@@ -177,6 +177,13 @@ class ServingMetrics:
             ["model", "status"],
             registry=r,
         )
+        self.mirror_records = Counter(
+            "tunewatch_mirror_records",
+            "Mirror records by outcome (accepted; duplicate: a replay of a recorded one; "
+            "conflict: a recorded request id with other inputs, version or outputs).",
+            ["model", "outcome"],
+            registry=r,
+        )
         self.session_memory = Gauge(
             "tunewatch_session_memory_bytes",
             "Resident memory a fresh process grows by when it starts onnxruntime and opens "

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from tunewatch._actions import Dispatcher
 from tunewatch._auth import Authenticator, AuthError, Principal
 from tunewatch._evaluation import Evaluator
+from tunewatch._outage_log import ThrottledWarnings
 from tunewatch._registry import Registry
 from tunewatch._runtime import ScoringRuntime
 from tunewatch.comparison import ComparisonRunner
@@ -71,6 +72,9 @@ class AppContext:
     # event loop: a limiter shared by the apps of a process (tests serve many, each on
     # its own loop) deadlocked a waiter on one loop released from another.
     probe_threads: CapacityLimiter = field(default_factory=lambda: CapacityLimiter(PROBE_THREADS))
+    # Each model's warning of mirror records refused as conflicts, logged at most once a
+    # minute: a serving stack whose id counter restarted logged one per call as it ran.
+    mirror_conflicts: dict[str, ThrottledWarnings] = field(default_factory=dict)
 
 
 def context(request: Request) -> AppContext:

@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from shadow import Lineup, LoadedVersion
 from tunewatch._errors import NotFoundError
+from tunewatch._outage_log import ThrottledWarnings
 from tunewatch._record_rows import output_record, request_record
 from tunewatch._recorder import Recorder
 from tunewatch._registry import PROBABILITY_TOLERANCE
@@ -173,10 +174,20 @@ async def mirror(request: Request) -> Response:
         conflicts = await run_in_threadpool(_conflicts, ctx.runtime.store, replayed)
     duplicates = [r.request.request_id for r in replayed if r.request.request_id not in conflicts]
     conflicting = [r.request.request_id for r in replayed if r.request.request_id in conflicts]
+    counter = ctx.runtime.metrics.mirror_records
+    for outcome, n in (
+        ("accepted", len(batch) - len(replayed)),
+        ("duplicate", len(duplicates)),
+        ("conflict", len(conflicting)),
+    ):
+        if n:
+            counter.labels(model, outcome).inc(n)
     if conflicting:
-        logger.warning(
+        ctx.mirror_conflicts.setdefault(model, ThrottledWarnings()).warning(
+            logger,
             "model %s: %d mirror records reuse a recorded request id with other inputs, "
-            "version or outputs and were not recorded (first: %r)",
+            "version or outputs and were not recorded (first: %r; counted in "
+            'tunewatch_mirror_records_total{outcome="conflict"})',
             model,
             len(conflicting),
             conflicting[0],

@@ -155,3 +155,42 @@ def test_a_replayed_batch_is_read_back_in_chunks_not_per_record(mirroring: Runni
         "conflicts": [f"c{n - 1}"],
     }
     assert 0 < len(reads) <= 4, f"{len(reads)} reads of the stored records: {reads[:1]}"
+
+
+def _outcomes(running: Running) -> dict[str, float]:
+    registry = running.daemon.runtime.metrics.registry
+    return {
+        outcome: registry.get_sample_value(
+            "tunewatch_mirror_records_total", {"model": MODEL, "outcome": outcome}
+        )
+        or 0.0
+        for outcome in ("accepted", "duplicate", "conflict")
+    }
+
+
+def test_mirror_outcomes_are_counted_and_conflicts_logged_at_most_once_a_minute(
+    mirroring: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A serving stack whose id counter restarted had a warning logged per call, and
+    nothing counted the records refused, nor those accepted."""
+    first = _post(
+        mirroring, _record("c-same", ROW, [0.3, 0.7]), _record("c-other", ROW, [0.3, 0.7])
+    )
+    assert first.json()["accepted"] == 2
+    caplog.set_level("WARNING", logger="tunewatch.api._records")
+    for i in range(3):
+        again = _post(
+            mirroring,
+            _record("c-same", ROW, [0.3, 0.7]),
+            _record("c-other", OTHER, [0.3, 0.7]),
+            _record(f"c-new-{i}", ROW, [0.3, 0.7]),
+        )
+        assert again.json() == {
+            "accepted": 1,
+            "duplicates": ["c-same"],
+            "conflicts": ["c-other"],
+        }, again.text
+    assert _outcomes(mirroring) == {"accepted": 5.0, "duplicate": 3.0, "conflict": 3.0}
+    warnings = [r for r in caplog.records if "reuse a recorded request id" in r.getMessage()]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert "'c-other'" in warnings[0].getMessage()
