@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,43 @@ from tunewatch._version_metadata import VersionMetadata
 from tunewatch.store import LabelItem, OutputRecord, RequestRecord, Store
 
 MODEL = "credit"
+
+
+class HeldCalls:
+    """``func``, whose first ``n`` calls wait until :attr:`release` is set (each releasing
+    :attr:`entered` once it waits); any later call runs through. Slot tests hold a route's
+    work with it, so the requests in progress keep their slots while another is tried;
+    set :attr:`release` when done, or the daemon's threads wait for ``wait_s``."""
+
+    def __init__(self, func: Callable[..., Any], n: int, *, wait_s: float = 60) -> None:
+        self.entered = threading.Semaphore(0)
+        self.release = threading.Event()
+        self._func = func
+        self._to_hold = n
+        self._wait_s = wait_s
+        self._lock = threading.Lock()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            hold, self._to_hold = self._to_hold > 0, self._to_hold - 1
+        if hold:
+            self.entered.release()
+            assert self.release.wait(self._wait_s), "the held call was never released"
+        return self._func(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def holding(
+    monkeypatch: pytest.MonkeyPatch, owner: object, name: str, n: int, *, wait_s: float = 60
+) -> Iterator[HeldCalls]:
+    """``owner.name`` replaced by a :class:`HeldCalls` of it holding its first ``n`` calls,
+    released when the block ends, so the daemon's threads are never left waiting."""
+    holder = HeldCalls(getattr(owner, name), n, wait_s=wait_s)
+    monkeypatch.setattr(owner, name, holder)
+    try:
+        yield holder
+    finally:
+        holder.release.set()
 
 
 @dataclass

@@ -9,16 +9,15 @@ answer (a readiness probe's timeout is 1 s), and nothing bounded them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.tunewatch.conftest import MODEL, Running, serving
+from tests.tunewatch.conftest import MODEL, HeldCalls, Running, holding, serving
 from tunewatch._example import ExampleModel
 from tunewatch.api._feedback_limit import BUSY_CODE, MAX_FEEDBACK_IN_PROGRESS
-from tunewatch.store import LabelItem, LabelStatus
 
 ROW = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]
 WAIT_S = 60  # a safety net for a broken build, never the thing a test measures
@@ -32,35 +31,12 @@ def labelling(
         yield served
 
 
-class _HeldLabels:
-    """The first :data:`MAX_FEEDBACK_IN_PROGRESS` label writes, held until released; any
-    later one runs through."""
-
-    def __init__(self, add: Callable[[str, list[LabelItem]], list[LabelStatus]]) -> None:
-        self.entered = threading.Semaphore(0)
-        self.release = threading.Event()
-        self._add = add
-        self._to_hold = MAX_FEEDBACK_IN_PROGRESS
-        self._lock = threading.Lock()
-
-    def __call__(self, model: str, items: list[LabelItem]) -> list[LabelStatus]:
-        with self._lock:
-            hold, self._to_hold = self._to_hold > 0, self._to_hold - 1
-        if hold:
-            self.entered.release()
-            assert self.release.wait(WAIT_S), "the held label write was never released"
-        return self._add(model, items)
-
-
 @pytest.fixture
-def held(labelling: Running, monkeypatch: pytest.MonkeyPatch) -> Iterator[_HeldLabels]:
+def held(labelling: Running, monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldCalls]:
+    """The first :data:`MAX_FEEDBACK_IN_PROGRESS` label writes, held until released."""
     store = labelling.daemon.runtime.store
-    holder = _HeldLabels(store.add_labels)
-    monkeypatch.setattr(store, "add_labels", holder)
-    try:
+    with holding(monkeypatch, store, "add_labels", MAX_FEEDBACK_IN_PROGRESS) as holder:
         yield holder
-    finally:
-        holder.release.set()  # never leave the daemon's worker threads waiting
 
 
 def _feedback(running: Running, ids: list[str]) -> httpx.Response:
@@ -91,7 +67,7 @@ def _labels_counted(running: Running, status: str) -> float:
 
 
 def test_feedback_beyond_the_limit_is_429_feedback_busy_until_the_others_end(
-    labelling: Running, held: _HeldLabels
+    labelling: Running, held: HeldCalls
 ) -> None:
     answers: list[httpx.Response] = []
 
@@ -167,7 +143,7 @@ def test_the_api_description_documents_feedback_busy(labelling: Running) -> None
 
 
 def test_the_mirror_route_is_not_limited_by_the_feedback_slots(
-    labelling: Running, held: _HeldLabels
+    labelling: Running, held: HeldCalls
 ) -> None:
     """Mirror records are written by the recorder's own thread, not in a worker thread:
     a label backfill does not turn the serving stack's records away."""

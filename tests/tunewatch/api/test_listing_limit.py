@@ -10,14 +10,14 @@ dashboard's reads are held to 2, drift report builds to 2).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import fields
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.tunewatch.conftest import MODEL, Clock, Running, feed, make_daemon
+from tests.tunewatch.conftest import MODEL, Clock, HeldCalls, Running, feed, holding, make_daemon
 from tunewatch._background import BackgroundServer
 from tunewatch._example import ExampleModel
 from tunewatch.api._listing_limit import BUSY_CODE, MAX_LISTINGS_IN_PROGRESS
@@ -60,35 +60,13 @@ def _listing_urls(url: str) -> list[str]:
     return [f"{base}/evaluations?limit=10000"] + [f"{base}/{k}?limit=10000" for k in KINDS]
 
 
-class _HeldListings:
-    """The first :data:`MAX_LISTINGS_IN_PROGRESS` store reads of evaluations, held
-    until released; any later one runs through."""
-
-    def __init__(self, read: Callable[..., list[EvaluationRow]]) -> None:
-        self.entered = threading.Semaphore(0)
-        self.release = threading.Event()
-        self._read = read
-        self._to_hold = MAX_LISTINGS_IN_PROGRESS
-        self._lock = threading.Lock()
-
-    def __call__(self, *args: Any, **kwargs: Any) -> list[EvaluationRow]:
-        with self._lock:
-            hold, self._to_hold = self._to_hold > 0, self._to_hold - 1
-        if hold:
-            self.entered.release()
-            assert self.release.wait(WAIT_S), "the held listing was never released"
-        return self._read(*args, **kwargs)
-
-
 @pytest.fixture
-def held(listed: Running, monkeypatch: pytest.MonkeyPatch) -> Iterator[_HeldListings]:
+def held(listed: Running, monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldCalls]:
+    """The first :data:`MAX_LISTINGS_IN_PROGRESS` store reads of evaluations, held until
+    released."""
     store = listed.daemon.store
-    holder = _HeldListings(store.list_evaluations)
-    monkeypatch.setattr(store, "list_evaluations", holder)
-    try:
+    with holding(monkeypatch, store, "list_evaluations", MAX_LISTINGS_IN_PROGRESS) as holder:
         yield holder
-    finally:
-        holder.release.set()  # never leave the daemon's worker threads waiting
 
 
 def _infer_body() -> dict[str, Any]:
@@ -96,7 +74,7 @@ def _infer_body() -> dict[str, Any]:
 
 
 def test_listings_beyond_the_limit_are_429_listing_busy_while_others_answer(
-    listed: Running, held: _HeldListings
+    listed: Running, held: HeldCalls
 ) -> None:
     viewer = listed.auth("viewer")
     urls = _listing_urls(listed.url)

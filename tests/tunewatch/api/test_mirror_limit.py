@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.tunewatch.conftest import MODEL, Running, serving
+from tests.tunewatch.conftest import MODEL, HeldCalls, Running, holding, serving
 from tunewatch._example import ExampleModel
 from tunewatch.api import _records
 from tunewatch.api._body import INLINE_JSON_BYTES
@@ -60,38 +60,16 @@ def _bulk(prefix: str) -> list[dict[str, Any]]:
     return records
 
 
-class _HeldParses:
-    """The first :data:`MAX_BULK_MIRRORS_IN_PROGRESS` mirror bodies' checks, held until
-    released; any later one runs through."""
-
-    def __init__(self, mirrored: Any) -> None:
-        self.entered = threading.Semaphore(0)
-        self.release = threading.Event()
-        self._mirrored = mirrored
-        self._to_hold = MAX_BULK_MIRRORS_IN_PROGRESS
-        self._lock = threading.Lock()
-
-    def __call__(self, *args: Any) -> Any:
-        with self._lock:
-            hold, self._to_hold = self._to_hold > 0, self._to_hold - 1
-        if hold:
-            self.entered.release()
-            assert self.release.wait(WAIT_S), "the held mirror call was never released"
-        return self._mirrored(*args)
-
-
 @pytest.fixture
-def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[_HeldParses]:
-    holder = _HeldParses(_records._mirrored)
-    monkeypatch.setattr(_records, "_mirrored", holder)
-    try:
+def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldCalls]:
+    """The first :data:`MAX_BULK_MIRRORS_IN_PROGRESS` mirror bodies' checks, held until
+    released."""
+    with holding(monkeypatch, _records, "_mirrored", MAX_BULK_MIRRORS_IN_PROGRESS) as holder:
         yield holder
-    finally:
-        holder.release.set()  # never leave the daemon's worker threads waiting
 
 
 def test_large_mirror_calls_beyond_the_limit_are_429_mirror_busy_until_the_others_end(
-    mirroring: Running, held: _HeldParses
+    mirroring: Running, held: HeldCalls
 ) -> None:
     answers: list[httpx.Response] = []
     holders = [
