@@ -57,10 +57,11 @@ from tunewatch._bundle_archive import (
     space_member,
 )
 from tunewatch._bundle_file import write_zip
-from tunewatch._bundle_import import ImportedVersion, ImportLease, apply, plan
+from tunewatch._bundle_import import ImportedVersion, apply, plan
 from tunewatch._bundle_lineage import identity
 from tunewatch._config import Config
 from tunewatch._errors import NotFoundError
+from tunewatch._import_lease import ImportLease
 from tunewatch._registry import DERIVED_DETAILS, Registry
 from tunewatch.store import MAX_MODEL_NAME, Store, VersionRow, valid_model_name
 
@@ -354,9 +355,7 @@ def _import_archive(
     space = read_space(archive, manifest)  # checked like the artefacts, before any write
     if space is not None and check_space is not None:
         check_space(space)  # where the caller will write it: refused, nothing is imported
-    # renewed before each candidate check, which may take its whole timeout
-    ttl = 2 * config.scoring.candidate_timeout_s + 60
-    with ImportLease(store, target, ttl_s=ttl) as lease:
+    with ImportLease(store, target) as lease:  # renewed by a heartbeat, checked per step
         present, planned = plan(
             store,
             registry,

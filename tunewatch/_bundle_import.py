@@ -1,12 +1,10 @@
-"""Importing a bundle in two phases, under a lease on the target model: :func:`plan`
-reads and checks every member and version and writes nothing, then :func:`apply`
-registers what it found to register."""
+"""Importing a bundle in two phases, under a lease on the target model
+(:mod:`tunewatch._import_lease`): :func:`plan` reads and checks every member and version
+and writes nothing, then :func:`apply` registers what it found to register."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import uuid
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -298,42 +296,6 @@ def _regulate(store: Store, target: str, *, actor: str, digest: str) -> None:
         return  # not there yet: its first registration creates it regulated
     if changed:
         logger.info("model=%s marked regulated: bundle %s is", target, digest[:12])
-
-
-class ImportLease:
-    """Imports into one model take turns: each holds the store's lease on it (named after
-    a digest of the model's name, which may be longer than a lease's) while it checks and
-    registers. Another import meanwhile is refused (``ConflictError``,
-    ``import_in_progress``): it would find the versions not there yet and register them
-    twice. A lease left by an import that died expires after ``ttl_s``; ``renew`` before
-    each step that may take long."""
-
-    def __init__(self, store: Store, model: str, *, ttl_s: float) -> None:
-        self._store, self._model, self._ttl = store, model, ttl_s
-        self._name = f"import:{hashlib.sha256(model.encode()).hexdigest()[:32]}"
-        self._holder = f"import:{uuid.uuid4().hex}"
-
-    def renew(self) -> None:
-        if not self._store.acquire_lease(self._name, self._holder, ttl_s=self._ttl):
-            raise ConflictError(
-                f"another import into model {self._model!r} is in progress; retry once it "
-                "has finished (an import skips the versions already there)",
-                code="import_in_progress",
-            )
-
-    def __enter__(self) -> ImportLease:
-        self.renew()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self._store.release_lease(self._name, self._holder)
-        except StoreError:
-            logger.exception(
-                "could not release the import lease of model=%s; it expires in %g s",
-                self._model,
-                self._ttl,
-            )
 
 
 def _audit_failure(
