@@ -34,6 +34,7 @@ from .._errors import (
     InvalidValueError,
     StoreError,
 )
+from ._checkpoint import WAL_LIMIT_PAGES
 from ._write_deadline import (
     WRITE_DEADLINE_MARGIN_S,
     checked_out_within,
@@ -135,6 +136,9 @@ def make_engine(
     and ``FULL`` (an fsync per commit) is needed only to survive that.
     ``wal_autocheckpoint=False`` leaves checkpoints to the caller
     (:class:`~tunewatch.store._checkpoint.WalCheckpointer`, as :class:`Store` does).
+    ``journal_size_limit`` is :data:`~tunewatch.store._checkpoint.WAL_LIMIT_PAGES` pages:
+    the first commit after the WAL is rewound cuts the file back to that, which SQLite
+    otherwise never does (a WAL a long read grew kept its size until the process ended).
 
     PostgreSQL connections are pre-pinged so a restarted server costs one reconnect,
     not a failed request; ``?options=-csearch_path%3D<schema>`` in the URL is honoured.
@@ -291,6 +295,8 @@ def _install_sqlite_hooks(
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA foreign_keys=ON")
+            page_size = cursor.execute("PRAGMA page_size").fetchone()[0]
+            cursor.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_PAGES * int(page_size)}")
             if not wal_autocheckpoint:
                 cursor.execute("PRAGMA wal_autocheckpoint=0")
         finally:
