@@ -5,8 +5,11 @@ complete, so that a backup stopped part way leaves no ``DIR`` that looks complet
 The directory's name is ``.<name>.partial-`` and a random suffix (``mkdtemp``), not the
 process id: ids repeat (a container's backup is pid 1 at each run), and a backup took the
 partial directory of another, running, for a leftover of its own. A backup that completes
-names each partial directory left beside ``DIR`` instead: it may be another backup's,
-still running, so it is not deleted.
+names, instead, each partial directory in ``DIR``'s folder: one to ``DIR`` by its name,
+and one to any other ``DIR`` by the file marking a backup's partial directory
+(:data:`MARKER`, removed before the rename), since backups are usually dated (``backup
+/backups/$(date +%F)``) and no later one is to the ``DIR`` of a backup killed part way.
+Each may be another backup's, still running, so none is deleted.
 
 ``DIR`` may not be a mount point, which the rename cannot replace: one is refused before
 anything is written (``os.path.ismount``, or listed in ``/proc/self/mountinfo``: an empty
@@ -23,11 +26,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tunewatch._backup_artefacts import WriteFailed, fsync_directory, reason
+from tunewatch._backup_artefacts import WriteFailed, fsync_directory, private_file, reason
 from tunewatch._errors import TunewatchError
 
 #: An escaped character in a ``/proc/self/mountinfo`` path (a space is ``\040``).
 _ESCAPED = re.compile(rb"\\([0-7]{3})")
+#: The file in a partial directory that says it is a backup's, whatever ``DIR`` it is to.
+MARKER = ".tunewatch-partial-backup"
+#: What a partial directory's name holds between its ``DIR``'s name and its random suffix.
+_PARTIAL = ".partial-"
 
 
 def checked_destination(destination: Path, data_dir: Path) -> Path:
@@ -74,7 +81,8 @@ def checked_destination(destination: Path, data_dir: Path) -> Path:
 def make_partial(destination: Path, target: Path) -> Path:
     """Make the directory the backup is written in, ``.<name>.partial-<random>`` beside
     ``target`` (the same filesystem: it is renamed onto ``target`` when complete), the
-    owner's only, and ``target``'s parents (as the umask makes them)."""
+    owner's only and holding :data:`MARKER`, and ``target``'s parents (as the umask makes
+    them)."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -100,15 +108,28 @@ def make_partial(destination: Path, target: Path) -> Path:
             f"owner's only: {reason(exc)}; {discard(partial)}",
             code="backup_failed",
         ) from exc
+    try:
+        with private_file(partial / MARKER) as marker:
+            marker.write(
+                f"a partial backup to {target} (tunewatch backup), renamed onto it once "
+                "complete: left by a backup stopped part way unless one still runs\n".encode()
+            )
+    except OSError as exc:
+        raise TunewatchError(
+            f"cannot write {partial / MARKER}, which marks where the backup {destination} is "
+            f"written: {reason(exc)}; {discard(partial)}",
+            code="backup_failed",
+        ) from exc
     return partial
 
 
 def publish(destination: Path, partial: Path, target: Path) -> None:
     """Rename the complete backup ``partial`` onto ``target`` (which is not there or is an
-    empty directory: ``rename`` replaces an empty one), durably. ``TunewatchError`` when
-    the rename fails, ``partial`` removed first; ``WriteFailed`` when ``partial`` cannot
-    be made durable."""
+    empty directory: ``rename`` replaces an empty one), durably, its :data:`MARKER` removed
+    first. ``TunewatchError`` when the rename fails, ``partial`` removed first;
+    ``WriteFailed`` when ``partial`` cannot be made durable."""
     try:
+        (partial / MARKER).unlink(missing_ok=True)
         fsync_directory(partial)
     except OSError as exc:
         why = reason(exc, named=str(partial))
@@ -150,8 +171,10 @@ def discard(partial: Path) -> str:
 
 
 def leftover_partials(target: Path) -> tuple[Path, ...]:
-    """The partial directories beside ``target`` (its own renamed onto it): each left by
-    a backup to it stopped part way, or one still running."""
+    """The partial directories in ``target``'s folder (its own renamed onto it): each left
+    by a backup stopped part way, or one still running. Those to ``target`` by their name
+    (a backup before the marker left them unmarked), those to any other ``DIR`` by their
+    :data:`MARKER`; :func:`partial_destination` says which ``DIR`` each is to."""
     prefix = _prefix(target)
     try:
         entries = list(os.scandir(target.parent))
@@ -161,13 +184,21 @@ def leftover_partials(target: Path) -> tuple[Path, ...]:
         sorted(
             target.parent / entry.name
             for entry in entries
-            if entry.name.startswith(prefix) and entry.is_dir(follow_symlinks=False)
+            if entry.name.startswith(".")
+            and _PARTIAL in entry.name
+            and entry.is_dir(follow_symlinks=False)
+            and (entry.name.startswith(prefix) or os.path.isfile(Path(entry.path, MARKER)))
         )
     )
 
 
+def partial_destination(partial: Path) -> Path:
+    """The ``DIR`` the partial directory ``partial`` (``.<name>.partial-<random>``) is to."""
+    return partial.with_name(partial.name[1:].rpartition(_PARTIAL)[0])
+
+
 def _prefix(target: Path) -> str:
-    return f".{target.name}.partial-"
+    return f".{target.name}{_PARTIAL}"
 
 
 def _mount_point(destination: Path) -> str:

@@ -27,11 +27,12 @@ def cmd_backup(args: argparse.Namespace) -> int:
     Exit 0; 1 when artefacts were left out, damaged or missing from the data_dir though
     the store names them (each named on stderr: the backup holds everything else); 2,
     nothing written (a partial backup removed), when refused or failed; 143 (128 +
-    SIGTERM, as a shell reports a process SIGTERM ended) when stopped by SIGTERM, the
-    partial backup removed. Partial directories other backups left beside DIR are named
-    on stderr (exit 0)."""
+    SIGTERM, as a shell reports a process SIGTERM ended) when stopped by SIGTERM, 130 by
+    Ctrl-C, the partial backup removed. Partial directories other backups left in DIR's
+    folder, to DIR or to another directory there, are named on stderr (exit 0)."""
     from tunewatch._backup import backup
     from tunewatch._backup_artefacts import ARTEFACTS
+    from tunewatch._backup_partial import partial_destination
     from tunewatch.store import redact_url
 
     if not args.directory:  # Path("") is the working directory
@@ -40,8 +41,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
             code="invalid_argument",
         )
     config = config_of(args)
-    with _sigterm_exits():
-        result = backup(config, Path(args.directory))
+    with _signals_stop() as stop:
+        result = backup(config, Path(args.directory), stop=stop)
     print(f"backup of the store at {redact_url(config.store_url)} written to {result.directory}:")
     width = max(len(f"{ARTEFACTS}/"), *(len(f.name) for f in result.files))
     for file in result.files:
@@ -60,8 +61,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
         print(f"tunewatch: warning: left out of the backup, missing: {missing}", file=sys.stderr)
     for leftover in result.leftovers:
         print(
-            f"tunewatch: warning: {leftover} is a partial backup to {args.directory}, left by "
-            "a backup stopped part way, or one still running: delete it once none runs",
+            f"tunewatch: warning: {leftover} is a partial backup to "
+            f"{partial_destination(leftover)}, left by a backup stopped part way, or one still "
+            "running: delete it once none runs",
             file=sys.stderr,
         )
     return 1 if result.damaged or result.missing else 0
@@ -106,19 +108,46 @@ def _listed(names: list[str]) -> str:
 
 
 @contextlib.contextmanager
-def _sigterm_exits() -> Iterator[None]:
+def _signals_stop() -> Iterator[threading.Event]:
     """SIGTERM (``timeout``, a container stop, systemd) raises ``SystemExit(143)`` in the
-    block, as Ctrl-C raises ``KeyboardInterrupt``: the backup removes what it wrote. Left
-    as it was outside the main thread (where no handler can be set), and after."""
+    block, as Ctrl-C raises ``KeyboardInterrupt``: the backup removes what it wrote.
+
+    Each also sets the event yielded, the backup's ``stop``: Python runs the handler only
+    between bytecodes, so during a SQLite copy (one C call) it runs inside the copy's
+    progress handler, where the exception it raises is lost and the copy fails as
+    interrupted instead (see :mod:`tunewatch._backup`). A ``TunewatchError`` from the block
+    once a signal came is raised as that signal's exit. Left as it was outside the main
+    thread (where no handler can be set), Ctrl-C where SIGINT is ignored (a background
+    job), and after."""
+    stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield stop
         return
+    received: list[int] = []
 
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
+    def stopping(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        stop.set()
+        raise _exit(signum)
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    handled = [signal.SIGTERM]
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        handled.append(signal.SIGINT)
+    previous = {signum: signal.signal(signum, stopping) for signum in handled}
     try:
-        yield
+        yield stop
+    except TunewatchError as exc:
+        if received:
+            raise _exit(received[0]) from exc
+        raise
     finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+def _exit(signum: int) -> BaseException:
+    """What ends the command stopped by ``signum``: exit 130 for Ctrl-C (``main`` says
+    "interrupted"), else 128 + the signal, as a shell reports a process it ended."""
+    if signum == signal.SIGINT:
+        return KeyboardInterrupt()
+    return SystemExit(128 + signum)
