@@ -12,32 +12,41 @@ are recorded once, by the delivery that first claimed it, and a later delivery o
 alert, while it fires, claims the owed episode like any other (deliveries meanwhile wait
 for it) and tries again to queue the job without recording the alert again
 (:meth:`Dispatcher.queue_owed`): nothing while it is still suppressed, the outcome once
-it settles. A dispatch that failed releases the episode, and the next delivery handles it
-anew. The answer is 2xx after the commit, 503 when the store cannot commit or an
-episode's claim stays held while the delivery waits ``CLAIM_WAIT_S`` for it (the delivery
-holding it died: Alertmanager retries until the claim times out), and
-2xx for valid payloads that are ignored (unknown model, a resolved alert never seen
-firing, an alert whose ``startsAt`` is not an RFC 3339 time: Alertmanager always sends
-one, and without it every episode of the alert would share one key). An alert without a
-fingerprint is keyed by a hash of its labels. An episode resolved before it was seen
-firing is stored resolved. A firing delivery of a resolved episode within
-``store._alert_episodes.REFIRE_AFTER`` (2 min) after the resolve is stale (a retry, an
-HA peer's) and acted on by no delivery, and so is one that began before the resolve
-however late it reaches the alert (a large group takes minutes to decide; the delivery's
-start is read once, by the database's clock); one that began later is the alert firing again
-(Alertmanager resolves an alert its sender stopped refreshing, and fires it again with
-the same fingerprint and ``startsAt`` when the sender is back), which reopens the
-episode: a retune owed when it resolved is owed again, one never decided is decided
-anew, and a decided one gets no second job. An alert the store cannot hold is ignored on
-its own, with nothing of it stored: refusing the delivery would make Alertmanager resend
-the group, and its valid alerts would never be acted on. A NUL in a label's name or
-value, the fingerprint or ``startsAt`` is such a value on both backends (PostgreSQL's
-``json`` would keep one in a label but could not read the row's fields back, and every
-look-up of the model's actions would fail). Alertmanager's labels are strings: a label
-whose value is anything else is dropped (logged) before the alert is read, so no nested
-value reaches the episode, the event or the job (one nested a few hundred deep made
-every listing that showed it fail to serialise). Nothing else of the payload
-(annotations, the group's labels) is stored.
+it settles. Once a delivery finds a model's retune suppressed by its cool-down (any
+model's, by the quota), it leaves that model's other owed episodes owed for the next
+delivery without claiming them (a write each). A dispatch that failed releases the
+episode, and the next delivery handles it anew.
+
+Deliveries are decided in the webhook's own worker threads, at most ``ALERT_THREADS``
+at once per app, and at most ``ALERT_WAITING`` more wait for one, on the event loop (see
+:func:`alertmanager_webhook`). The answer is 2xx after the commit; 503 when the store
+cannot commit, when an episode's claim stays held while the delivery waits
+``CLAIM_WAIT_S`` for it (the delivery holding it died: Alertmanager retries until the
+claim times out), or ``webhook_busy`` (with ``Retry-After``, the body unread) when that
+many deliveries are in progress already; and 2xx for valid payloads that are ignored
+(unknown model, a resolved alert never seen firing, an alert whose ``startsAt`` is not
+an RFC 3339 time: Alertmanager always sends one, and without it every episode of the
+alert would share one key). An alert without a fingerprint is keyed by a hash of its
+labels. An episode resolved before it was seen firing is stored resolved, and ignored
+once: a resolve delivered again (a retry, an HA peer's, the group's next notification)
+is not ignored, whether the episode was seen firing or not. A firing delivery of a
+resolved episode within ``store._alert_episodes.REFIRE_AFTER`` (2 min) after the resolve
+is stale (a retry, an HA peer's) and acted on by no delivery, and so is one that began
+before the resolve however late it reaches the alert (a large group takes minutes to
+decide; the delivery's start is read once, by the database's clock); one that began
+later is the alert firing again (Alertmanager resolves an alert its sender stopped
+refreshing, and fires it again with the same fingerprint and ``startsAt`` when the
+sender is back), which reopens the episode: a retune owed when it resolved is owed
+again, one never decided is decided anew, and a decided one gets no second job. An alert
+the store cannot hold is ignored on its own, with nothing of it stored: refusing the
+delivery would make Alertmanager resend the group, and its valid alerts would never be
+acted on. A NUL in a label's name or value, the fingerprint or ``startsAt`` is such a
+value on both backends (PostgreSQL's ``json`` would keep one in a label but could not
+read the row's fields back, and every look-up of the model's actions would fail).
+Alertmanager's labels are strings: a label whose value is anything else is dropped
+(logged) before the alert is read, so no nested value reaches the episode, the event or
+the job (one nested a few hundred deep made every listing that showed it fail to
+serialise). Nothing else of the payload (annotations, the group's labels) is stored.
 
 Alertmanager does not log a 2xx answer's body, so the alerts a delivery ignores, and
 those a truncated group left out (``truncatedAlerts``), are also logged, once per
@@ -55,10 +64,12 @@ import json
 import logging
 import re
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
+from anyio import WouldBlock, to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -66,9 +77,9 @@ from starlette.routing import Route
 from tunewatch._actions import ActionOutcome
 from tunewatch._errors import InvalidValueError, NotFoundError
 from tunewatch.api._alert_ignores import Ignores, alert_names, report_truncated, shown
-from tunewatch.api._body import off_loop, parse_json_object
-from tunewatch.api._context import AppContext, authenticate, context
-from tunewatch.api._errors import ApiError
+from tunewatch.api._body import parse_json_object
+from tunewatch.api._context import ALERT_THREADS, ALERT_WAITING, AppContext, authenticate, context
+from tunewatch.api._errors import ApiError, error_response
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +175,34 @@ class _ClaimWait:
             yield
 
 
+class _Suppressions:
+    """The owed retunes a delivery found still suppressed: a model in its cool-down, and
+    the quota full (daemon-wide). Either stays so for the rest of the delivery, so its
+    other owed episodes of that model (of every model, for the quota) are left owed for
+    the next delivery without a write: each cost three writing transactions (the claim,
+    the job's insert under the job lock, the settle), and a 5,000-alert group redelivered
+    in its model's cool-down took 26 s on SQLite. A new episode is still claimed and
+    dispatched (its alert and the suppression are recorded once), and tells the delivery
+    of a suppression as well. A job that ends, or a cool-down that passes, while the
+    delivery runs is acted on by the next one."""
+
+    def __init__(self) -> None:
+        self._cooling: set[str] = set()
+        self._quota_full = False
+
+    def note(self, model: str, outcome: ActionOutcome) -> None:
+        if outcome.status != "suppressed":
+            return
+        if outcome.cause == "cooldown":
+            self._cooling.add(model)
+        elif outcome.cause == "quota":
+            self._quota_full = True
+
+    def still(self, model: str) -> bool:
+        """Whether an owed retune of ``model`` is still suppressed, as this delivery found."""
+        return self._quota_full or model in self._cooling
+
+
 def handle_alerts(
     ctx: AppContext,
     body: dict[str, Any],
@@ -192,6 +231,7 @@ def handle_alerts(
     # looked up once a delivery: a group is mostly one model's alerts
     known: Callable[[str], bool] = functools.cache(functools.partial(_known, ctx))
     wait = _ClaimWait(clock, sleep)
+    suppressed = _Suppressions()
     ignores = Ignores()
     summary: dict[str, Any] = {
         "received": len(alerts),
@@ -211,7 +251,9 @@ def handle_alerts(
             )
             continue
         try:
-            _handle_alert(ctx, body, alert, label, summary, ignores, wait, start_of, known, actor)
+            _handle_alert(
+                ctx, body, alert, label, summary, ignores, wait, suppressed, start_of, known, actor
+            )
         except InvalidValueError as exc:
             name, fingerprint = alert_names(alert)
             ignores.add(
@@ -235,6 +277,7 @@ def _handle_alert(
     summary: dict[str, Any],
     ignores: Ignores,
     wait: _ClaimWait,
+    suppressed: _Suppressions,
     start_of: Callable[[], datetime],
     known: Callable[[str], bool],
     actor: str,
@@ -290,7 +333,8 @@ def _handle_alert(
     if status == "resolved":
         # One never seen firing is stored resolved: a firing delivery soon after is stale.
         # An owed retune is no longer tried, and is owed again if the alert fires again.
-        if not store.resolve_alert_episode(fingerprint=fingerprint, starts_at=starts_at):
+        # A resolve delivered again (a retry, an HA peer's) is no alert never seen firing.
+        if store.resolve_alert_episode(fingerprint=fingerprint, starts_at=starts_at) == "unseen":
             ignore(
                 "resolved_unseen",
                 f"{name}: resolved, never seen firing",
@@ -303,7 +347,8 @@ def _handle_alert(
     # claim times out and a retry takes it. Not claimed: decided, resolved or owed. An
     # episode that needs no decision is only read, once: a group of thousands is
     # redelivered whole, and writes for each of its decided alerts outlasted
-    # Alertmanager's timeout.
+    # Alertmanager's timeout. So is an owed one whose retune this delivery already found
+    # suppressed (see _Suppressions).
     payload = {
         "alertname": name,
         "fingerprint": fingerprint,
@@ -311,6 +356,17 @@ def _handle_alert(
         "labels": labels,
         "actor": actor,
     }
+    retry = functools.partial(
+        _retry_owed,
+        ctx,
+        model,
+        payload,
+        summary,
+        suppressed,
+        fingerprint=fingerprint,
+        starts_at=starts_at,
+        actor=actor,
+    )
     claim: str | None = None
     for _ in wait.attempts():
         state = store.alert_episode_state(
@@ -319,6 +375,10 @@ def _handle_alert(
         if state == "settled":
             return
         if state == "held":
+            continue
+        if state == "owed":
+            if retry():
+                return
             continue
         claim = store.claim_alert_episode(
             fingerprint=fingerprint,
@@ -330,9 +390,7 @@ def _handle_alert(
         )
         if claim is not None:
             break
-        if _retry_owed(
-            ctx, model, payload, summary, fingerprint=fingerprint, starts_at=starts_at, actor=actor
-        ):
+        if retry():  # owed (it fired again after a resolve), decided or held meanwhile
             return
     if claim is None:
         summary["busy"].append(name)
@@ -350,6 +408,7 @@ def _handle_alert(
             fingerprint=fingerprint, starts_at=starts_at, claim=claim, decision=None
         )
         raise
+    suppressed.note(model, outcome)
     # Only a final outcome decides the episode; a retune that the quota or a cool-down
     # suppressed is owed, tried again by a later delivery of the alert.
     if outcome.final:
@@ -372,6 +431,7 @@ def _retry_owed(
     model: str,
     payload: dict[str, Any],
     summary: dict[str, Any],
+    suppressed: _Suppressions,
     *,
     fingerprint: str,
     starts_at: str,
@@ -382,7 +442,11 @@ def _retry_owed(
     delivery holding the claim records the outcome, then settles the episode; a duplicate
     too (a delivery that queued the job failed before it recorded it, and left it owed).
     False when another delivery holds the claim: the caller waits for it like for any
-    claim. True when there is nothing to do: the episode is decided or resolved."""
+    claim. True when there is nothing to do: the episode is decided or resolved, or its
+    retune is still ``suppressed`` as this delivery found (nothing is written: it stays
+    owed for the next delivery)."""
+    if suppressed.still(model):
+        return True
     store = ctx.runtime.store
     claim = store.claim_owed_alert_episode(fingerprint=fingerprint, starts_at=starts_at, owed=_OWED)
     if claim is None:
@@ -392,6 +456,7 @@ def _retry_owed(
     key = dedupe_key(fingerprint, starts_at)
     try:
         outcome = ctx.dispatcher.queue_owed(model, "alert_received", payload, dedupe_key=key)
+        suppressed.note(model, outcome)
         if _still_owed(outcome):
             decision: str | None = _OWED
         else:
@@ -457,17 +522,57 @@ def _known(ctx: AppContext, model: str) -> bool:
     return True
 
 
+#: The code of a delivery answered 503 because ``ALERT_THREADS`` deliveries run and
+#: ``ALERT_WAITING`` wait already (:func:`alertmanager_webhook`).
+BUSY_CODE = "webhook_busy"
+#: Seconds a delivery answered :data:`BUSY_CODE` is asked to wait (Alertmanager retries a
+#: 5xx with its own backoff; the header is for other callers).
+RETRY_AFTER_S = 5
+_BUSY_MESSAGE = (
+    f"the webhook is busy: {ALERT_THREADS} deliveries are being decided and {ALERT_WAITING} "
+    f"wait in this daemon; retry in {RETRY_AFTER_S} s"
+)
+
+
 def _handle_body(ctx: AppContext, raw: bytes, actor: str) -> dict[str, Any]:
     """The delivery's body parsed and its alerts handled, in one worker thread: a large
     group (thousands of alerts, megabytes) parsed on the event loop held every request of
-    the process (a 7.8 MiB one about 200 ms), and its tree is released there too."""
-    return handle_alerts(ctx, parse_json_object(raw), actor=actor)
+    the process (a 7.8 MiB one about 200 ms), and its tree is released there too. An
+    error it raises leaves with the locals of its frames cleared, in the worker: a refused
+    body's parsed tree is not released on the event loop when the error is answered."""
+    try:
+        return handle_alerts(ctx, parse_json_object(raw), actor=actor)
+    except Exception as exc:  # re-raised: only the frames' locals are dropped
+        traceback.clear_frames(exc.__traceback__)
+        raise
 
 
 async def alertmanager_webhook(request: Request) -> Response:
+    """A delivery is decided in one of the webhook's own worker threads
+    (``ctx.alert_threads``), at most ``ALERT_THREADS`` at once; up to ``ALERT_WAITING``
+    more wait for one on the event loop, their bodies read, holding no thread (counted by
+    ``ctx.alert_deliveries``, taken without waiting). Another is answered 503
+    :data:`BUSY_CODE` with ``Retry-After`` at once, its body unread: Alertmanager retries a
+    5xx with backoff, so no alert is lost. Each delivery ran whole in anyio's default
+    pool, which scoring's token look-ups use too, and took store connections: 48 at once
+    (a Prometheus restart, every group sent by every HA peer) held scoring 38-50 s and
+    exhausted the store's connection pool (503 ``store_unavailable``)."""
     ctx = context(request)
     principal = authenticate(request, "alert")
-    summary = await off_loop(_handle_body, ctx, await request.body(), principal.name)
+    in_progress = ctx.alert_deliveries
+    try:
+        in_progress.acquire_nowait()  # on the loop, without waiting: exact under a burst
+    except WouldBlock:
+        busy = error_response(503, BUSY_CODE, _BUSY_MESSAGE)
+        busy.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return busy
+    try:
+        raw = await request.body()
+        summary = await to_thread.run_sync(
+            _handle_body, ctx, raw, principal.name, limiter=ctx.alert_threads
+        )
+    finally:
+        in_progress.release()
     if summary["busy"]:
         raise ApiError(
             503,

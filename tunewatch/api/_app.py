@@ -303,8 +303,9 @@ def _openapi_oip(app: FastAPI) -> Callable[[], dict[str, Any]]:
                     "503": {
                         "description": '`{"error": str, "code": str}`: `alert_busy` (an '
                         "episode is held by another delivery that has not decided it; "
-                        "Alertmanager's retry takes it once the claim times out) or "
-                        "`store_unavailable`"
+                        "Alertmanager's retry takes it once the claim times out), "
+                        "`webhook_busy` (4 deliveries are being decided and 16 wait in this "
+                        "daemon; `Retry-After`) or `store_unavailable`"
                     },
                 },
             }

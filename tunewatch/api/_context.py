@@ -55,6 +55,13 @@ Reason = Annotated[
 #: alone, so a probe answers while anyio's default pool is full, and a hung database holds
 #: at most these (the probes behind them wait on the event loop, holding no thread).
 PROBE_THREADS = 2
+#: Worker threads the Alertmanager webhook's deliveries may hold at once, per app: a
+#: burst of deliveries (every group's ``group_wait`` ending together, each group sent by
+#: every HA peer) ran whole in anyio's default pool, which scoring's token look-ups use,
+#: and took the store's connections.
+ALERT_THREADS = 4
+#: Deliveries waiting for one of those threads, per app; another is answered 503 at once.
+ALERT_WAITING = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +79,14 @@ class AppContext:
     # event loop: a limiter shared by the apps of a process (tests serve many, each on
     # its own loop) deadlocked a waiter on one loop released from another.
     probe_threads: CapacityLimiter = field(default_factory=lambda: CapacityLimiter(PROBE_THREADS))
+    # The worker threads the Alertmanager webhook's deliveries run in: theirs alone
+    # (:mod:`tunewatch.api._alerts`), one limiter per app for the same reason.
+    alert_threads: CapacityLimiter = field(default_factory=lambda: CapacityLimiter(ALERT_THREADS))
+    # The deliveries in progress (in a thread, or waiting for one): taken without waiting,
+    # so a delivery past ``ALERT_THREADS + ALERT_WAITING`` is answered at once.
+    alert_deliveries: CapacityLimiter = field(
+        default_factory=lambda: CapacityLimiter(ALERT_THREADS + ALERT_WAITING)
+    )
     # Each model's warning of mirror records refused as conflicts, logged at most once a
     # minute: a serving stack whose id counter restarted logged one per call as it ran.
     mirror_conflicts: dict[str, ThrottledWarnings] = field(default_factory=dict)

@@ -43,7 +43,9 @@ REFIRE_AFTER = timedelta(minutes=2)
 
 
 #: What a firing delivery has to do with an episode (see :func:`alert_episode_state`).
-EpisodeState = Literal["settled", "held", "open"]
+EpisodeState = Literal["settled", "held", "open", "owed"]
+#: What a resolve did (see :func:`resolve_alert_episode`).
+ResolveOutcome = Literal["resolved", "already_resolved", "unseen"]
 
 
 def _claimed_at(decision: str) -> datetime | None:
@@ -81,9 +83,10 @@ def alert_episode_state(
     one, now) has to do with this episode, read without writing: ``settled`` when nothing
     (it is decided, or resolved and not ``REFIRE_AFTER`` before the delivery began),
     ``held`` while another delivery's claim is younger than ``stale_after`` (wait for it),
-    ``open`` when it needs a claim (new, undecided, owed the marker ``owed``, its claim
-    timed out, or it fires again). Only a hint: :func:`claim_alert_episode` and
-    :func:`claim_owed_alert_episode` decide an open episode under their compare-and-set.
+    ``owed`` when it fires owed the marker ``owed`` (its retune is tried again:
+    :func:`claim_owed_alert_episode`), ``open`` when it needs a claim (new, undecided, its
+    claim timed out, or it fires again). Only a hint: :func:`claim_alert_episode` and
+    :func:`claim_owed_alert_episode` decide an episode under their compare-and-set.
     A settled episode stays settled for the delivery (a decision is final, and a later
     resolve is later still than its start), so a redelivery of a decided group, thousands
     of alerts, is one read each and no write."""
@@ -94,8 +97,10 @@ def alert_episode_state(
         began = row.now if started is None else started
         refires = row.resolved_at is not None and began - row.resolved_at > REFIRE_AFTER
         return "open" if refires else "settled"
-    if row.decision is None or row.decision == owed:
+    if row.decision is None:
         return "open"
+    if row.decision == owed:
+        return "owed"
     since = _claimed_at(row.decision)
     if since is None:
         return "settled"
@@ -276,36 +281,41 @@ def settle_alert_episode(
     return bool(settled.rowcount)
 
 
-def resolve_alert_episode(conn: Connection, *, fingerprint: str, starts_at: str) -> bool:
-    """Mark a firing episode resolved, keeping its decision; False when it was not seen
-    firing. An episode never seen is stored resolved (without a model, name or labels): a
-    firing delivery within ``REFIRE_AFTER`` after the resolve (a retry, an HA peer's) is
-    stale, and :func:`claim_alert_episode` must not take it. Stamped by the database's
-    clock, which ages it: a host's own clock may run minutes off."""
+def resolve_alert_episode(conn: Connection, *, fingerprint: str, starts_at: str) -> ResolveOutcome:
+    """Mark a firing episode resolved, keeping its decision: ``resolved``. An episode
+    resolved before (a resolve delivered again: Alertmanager's retry, an HA peer's, the
+    group's next notification) is left as it is: ``already_resolved``. One never stored
+    is stored resolved (without a model, name or labels): ``unseen``, the first resolve of
+    an episode no delivery saw firing (its repeats are ``already_resolved``); a firing
+    delivery within ``REFIRE_AFTER`` after the resolve (a retry, an HA peer's) is stale,
+    and :func:`claim_alert_episode` must not take it. Stamped by the database's clock,
+    which ages it: a host's own clock may run minutes off."""
     now = conn.execute(select(db_now(conn))).scalar_one()
-    was_firing = conn.execute(
-        update(alert_episodes)
-        .where(_episode(fingerprint, starts_at), alert_episodes.c.status == "firing")
-        .values(status="resolved", resolved_at=now)
-    )
-    if was_firing.rowcount:
-        return True
-    stmt = dialect_insert(conn, alert_episodes).values(
-        fingerprint=fingerprint,
-        starts_at=starts_at,
-        model=None,
-        alertname="",
-        status="resolved",
-        labels={},
-        received_at=now,
-        resolved_at=now,
-    )
-    # a firing delivery that stored the episode since the UPDATE above: resolved after all
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[alert_episodes.c.fingerprint, alert_episodes.c.starts_at],
-            set_={"status": "resolved", "resolved_at": now},
-            where=alert_episodes.c.status == "firing",
+    where = _episode(fingerprint, starts_at)
+    firing = update(alert_episodes).where(where, alert_episodes.c.status == "firing")
+    if conn.execute(firing.values(status="resolved", resolved_at=now)).rowcount:
+        return "resolved"
+    stored = conn.execute(
+        dialect_insert(conn, alert_episodes)
+        .values(
+            fingerprint=fingerprint,
+            starts_at=starts_at,
+            model=None,
+            alertname="",
+            status="resolved",
+            labels={},
+            received_at=now,
+            resolved_at=now,
         )
+        .on_conflict_do_nothing(
+            index_elements=[alert_episodes.c.fingerprint, alert_episodes.c.starts_at]
+        )
+        .returning(alert_episodes.c.status)  # a row when stored now (psycopg counts -1)
     )
-    return False
+    if stored.first() is not None:
+        return "unseen"
+    # stored before: resolved already, or by a firing delivery since the UPDATE above
+    # (PostgreSQL's insert waited for its commit), which is resolved after all
+    if conn.execute(firing.values(status="resolved", resolved_at=now)).rowcount:
+        return "resolved"
+    return "already_resolved"

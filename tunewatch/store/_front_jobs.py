@@ -235,7 +235,9 @@ class JobsFront(StoreFront):
                 firing=firing,
             )
 
-    def resolve_alert_episode(self, *, fingerprint: str, starts_at: str) -> bool:
+    def resolve_alert_episode(
+        self, *, fingerprint: str, starts_at: str
+    ) -> _alert_episodes.ResolveOutcome:
         with self._tx("resolve_alert_episode") as conn:
             return _alert_episodes.resolve_alert_episode(
                 conn, fingerprint=fingerprint, starts_at=starts_at

@@ -91,8 +91,8 @@ def test_alert_episode_is_claimed_by_one_delivery_until_a_final_decision(
         fingerprint="fp", starts_at="t0", claim=second, decision="retune taken (job 1)"
     )
     assert model_store.claim_alert_episode(**EPISODE) is None  # decided for good
-    assert model_store.resolve_alert_episode(fingerprint="fp", starts_at="t0")
-    assert not model_store.resolve_alert_episode(fingerprint="never", starts_at="t0")
+    assert model_store.resolve_alert_episode(fingerprint="fp", starts_at="t0") == "resolved"
+    assert model_store.resolve_alert_episode(fingerprint="never", starts_at="t0") == "unseen"
 
 
 def test_a_claim_whose_delivery_died_is_retaken_after_the_timeout(model_store: Store) -> None:
@@ -115,7 +115,7 @@ def test_a_resolved_episode_is_not_claimed(model_store: Store) -> None:
     claim = model_store.claim_alert_episode(**EPISODE)
     assert claim is not None
     model_store.settle_alert_episode(fingerprint="fp", starts_at="t0", claim=claim, decision=None)
-    assert model_store.resolve_alert_episode(fingerprint="fp", starts_at="t0")
+    assert model_store.resolve_alert_episode(fingerprint="fp", starts_at="t0") == "resolved"
     assert model_store.claim_alert_episode(**EPISODE) is None
 
 
@@ -125,10 +125,11 @@ def test_an_episode_resolved_before_it_was_seen_firing_is_not_claimed(
     """Alertmanager never fires an episode again once it resolved: a firing delivery that
     comes after the resolve (a retry, an HA peer's) is stale. The resolve of an episode
     never seen firing stored nothing, and the late firing delivery claimed it as new."""
-    assert not model_store.resolve_alert_episode(fingerprint="fp", starts_at="t0")
+    assert model_store.resolve_alert_episode(fingerprint="fp", starts_at="t0") == "unseen"
     assert model_store.claim_alert_episode(**EPISODE) is None
     assert not model_store.alert_episode_claimed(fingerprint="fp", starts_at="t0")
-    assert not model_store.resolve_alert_episode(fingerprint="fp", starts_at="t0")  # again
+    again = model_store.resolve_alert_episode(fingerprint="fp", starts_at="t0")
+    assert again == "already_resolved"  # delivered again: ignored once, by the first
     other = EPISODE | {"starts_at": "t1"}  # the alert firing anew is another episode
     assert model_store.claim_alert_episode(**other) is not None
 
