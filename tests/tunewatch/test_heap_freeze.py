@@ -27,7 +27,7 @@ SCRIPT = textwrap.dedent(
     assert not tracked(first) and not tracked(first.app)  # no longer walked
     second = Daemon(build_config({"data_dir": sys.argv[1] + "/b"}, env={}), env={})
     second.start()
-    assert gc.get_freeze_count() == frozen  # once per process
+    assert gc.get_freeze_count() <= frozen  # once per process (frozen objects may be freed)
     assert tracked(second)  # a later daemon is collected as usual
     second.close()
     first.close()
