@@ -1,8 +1,11 @@
 """Starting worker processes for queued re-tuning jobs, and queueing again the jobs whose
-workers died (run by the scheduler's leader).
+workers died (run by the scheduler's leader); reaping this process's workers whether or
+not it leads.
 
 :class:`JobLauncher` is the front: each :meth:`JobLauncher.tick` reaps the workers that
 exited, queues again the jobs of stale workers, stops hung workers and starts new ones;
+:meth:`JobLauncher.reap_exited` only reaps, and a thread of the launcher's own reaps so the
+workers no tick reaps (this process lost the lease: its tick is no longer scheduled);
 :meth:`JobLauncher.stop` ends them all. It delegates to
 
 - :mod:`tunewatch._launcher_worker`: a worker process (its id, command line,
@@ -20,7 +23,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -47,6 +50,7 @@ from tunewatch.store import JobRow, Store
 __all__ = [
     "MAX_CRASHES",
     "MAX_LAUNCHES",
+    "REAP_EVERY_S",
     "STALE_HEARTBEATS",
     "WORKER_ENV_DROPPED",
     "JobLauncher",
@@ -59,10 +63,22 @@ logger = logging.getLogger(__name__)
 
 #: A running job whose workers missed this many heartbeats in a row is presumed dead.
 STALE_HEARTBEATS = 6
+#: How often the launcher's reaping thread looks for exited workers no tick reaped.
+REAP_EVERY_S = 5.0
 
 
 class JobLauncher:
-    """Starts worker processes for queued jobs (run by the scheduler's leader)."""
+    """Starts worker processes for queued jobs (:meth:`tick`, run by the scheduler's
+    leader) and reaps them whether or not this process still leads.
+
+    The tick reaps the workers that exited first thing. Once this process lost the lease
+    its tick no longer runs, and a worker exiting then stayed a zombie, its stderr file
+    open, and a job it died holding stayed running until the new leader found six
+    heartbeats missed. So from its first worker on, the launcher has a thread of its own
+    (``tunewatch-reaper``) that looks every ``reap_every_s`` and reaps the workers it
+    already saw exited the time before: those no tick reaped for that long (none while
+    the leader's tick runs, every two seconds), so within twice ``reap_every_s`` (10 s by
+    default) of their exit. It starts no worker, and ends at :meth:`stop`."""
 
     def __init__(
         self,
@@ -74,6 +90,7 @@ class JobLauncher:
         command: Sequence[str] | None = None,
         stop_timeout_s: float = 30.0,
         retry_after_s: float = 5.0,
+        reap_every_s: float = REAP_EVERY_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
@@ -84,6 +101,7 @@ class JobLauncher:
         self.command = list(command) if command is not None else worker_command(config_path)
         self.stop_timeout_s = stop_timeout_s
         self.retry_after_s = retry_after_s
+        self.reap_every_s = reap_every_s
         # monotonic seconds: when a failed start is retried, a lingering worker stopped
         self.clock = clock
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
@@ -100,10 +118,15 @@ class JobLauncher:
         self._ended_at: dict[int, float] = {}
         self._terminated_at: dict[int, float] = {}
         # held while a worker is started or the workers are listed to stop; once
-        # ``_stopping`` is set no worker is started (a tick may still be running when the
-        # daemon stops the launcher: the scheduler's shutdown does not wait for it)
+        # ``_stopped`` is set no worker is started (a tick may still be running when the
+        # daemon stops the launcher: the scheduler's shutdown does not wait for it), and
+        # the reaping thread ends
         self._lock = threading.Lock()
-        self._stopping = False
+        self._stopped = threading.Event()
+        # held by a whole tick, and by a reap outside one: a worker's reap (its job's
+        # failed start counted, its wait set) ends before a tick can start the next
+        self._reaping = threading.Lock()
+        self._reaper: threading.Thread | None = None  # started with the first worker
         self._requeue_outage = OutageLog(
             logger,
             what="queueing again the running jobs of stale workers",
@@ -125,18 +148,13 @@ class JobLauncher:
         the job ids started. A requeue that fails (a stopped worker's lock held past the
         lock timeout, say) still lets the queued jobs start. Does nothing once the launcher
         is stopping."""
-        if self._stopping:
+        with self._reaping:
+            return self._tick()
+
+    def _tick(self) -> list[int]:
+        if self._stopped.is_set():
             return []
-        with self._lock:
-            exited = [(j, p) for j, p in self._procs.items() if p.poll() is not None]
-            for job_id, _ in exited:
-                del self._procs[job_id]
-            outputs = [self._stderr.pop(job_id, None) for job_id, _ in exited]
-        for (job_id, proc), err in zip(exited, outputs, strict=True):
-            try:
-                reap(self, job_id, proc, err)
-            except (StoreError, OSError):  # one worker's: the others are still reaped
-                logger.exception("could not check on the worker of job %d", job_id)
+        self._reap_exited()
         # after the reap, which knows how this host's dead workers ended
         for job in self._requeue_stale():
             try:  # one job's: the others are still announced, and workers started
@@ -148,7 +166,7 @@ class JobLauncher:
         started = []
         for job in self.store.list_jobs(status="queued", limit=50, oldest_first=True):
             with self._lock:
-                if self._stopping or len(self._procs) >= self.workers:
+                if self._stopped.is_set() or len(self._procs) >= self.workers:
                     break
                 if job.id in self._procs or self._not_before.get(job.id, 0) > self.clock():
                     continue
@@ -162,9 +180,58 @@ class JobLauncher:
                 self._procs[job.id] = proc
                 self._stderr[job.id] = stderr
                 self._crashes_at_start[job.id] = job.crashes
+                if self._reaper is None:
+                    self._reaper = threading.Thread(
+                        target=self._reap_unattended, name="tunewatch-reaper", daemon=True
+                    )
+                    self._reaper.start()
             started.append(job.id)
             logger.info("started a worker for job %d (pid %d)", job.id, proc.pid)
         return started
+
+    def reap_exited(self) -> list[int]:
+        """Reap this host's workers that exited, as :meth:`tick` does first: each one's
+        exit status collected, its stderr file read and closed, and what becomes of its
+        job recorded (:func:`~tunewatch._launcher_reap.reap`: a failed start counted, a
+        job it died holding queued again or failed). Returns their jobs' ids. Starts no
+        worker and needs no lease: the launcher's reaping thread reaps so whether or not
+        this process leads. Waits for a tick (or reap) in progress to end first."""
+        with self._reaping:
+            return self._reap_exited()
+
+    def _reap_exited(self, among: Container[subprocess.Popen[bytes]] | None = None) -> list[int]:
+        """Reap the workers that exited (only those ``among``, if given), ``_reaping``
+        held."""
+        with self._lock:
+            exited = [
+                (j, p)
+                for j, p in self._procs.items()
+                if p.poll() is not None and (among is None or p in among)
+            ]
+            for job_id, _ in exited:
+                del self._procs[job_id]
+            outputs = [self._stderr.pop(job_id, None) for job_id, _ in exited]
+        for (job_id, proc), err in zip(exited, outputs, strict=True):
+            try:
+                reap(self, job_id, proc, err)
+            except (StoreError, OSError):  # one worker's: the others are still reaped
+                logger.exception("could not check on the worker of job %d", job_id)
+        return [job_id for job_id, _ in exited]
+
+    def _reap_unattended(self) -> None:
+        """The reaping thread: every ``reap_every_s`` until :meth:`stop`, reap the workers
+        already seen exited the time before, which no tick reaped meanwhile (this process
+        no longer leads, or its tick is held up); a worker the leader's tick reaps within
+        that time is left to it. A failure is logged and the next turn tries again."""
+        seen: set[subprocess.Popen[bytes]] = set()
+        while not self._stopped.wait(self.reap_every_s):
+            try:
+                with self._reaping:
+                    self._reap_exited(among=seen)
+                    with self._lock:
+                        seen = {p for p in self._procs.values() if p.poll() is not None}
+            except Exception:  # the thread's boundary: logged, tried again next turn
+                logger.exception("could not reap the workers that exited")
 
     def failed_start(self, job_id: int) -> str | None:
         """How this host's last worker of ``job_id`` ended when it exited before claiming
@@ -191,9 +258,10 @@ class JobLauncher:
         """Ask the workers to stop (SIGTERM: each ends its running trial and queues its
         job again); one still running after ``stop_timeout_s`` is killed, and its job
         queued again here, so the next worker resumes its study (without the trial it
-        was running). No worker is started afterwards, by a tick running now or later."""
+        was running). No worker is started afterwards, by a tick running now or later, and
+        the reaping thread ends (a reap in progress, like a tick, is not waited for)."""
         with self._lock:
-            self._stopping = True
+            self._stopped.set()
             procs = list(self._procs.items())
             self._procs.clear()
             self._crashes_at_start.clear()
