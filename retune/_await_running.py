@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 
 from retune._optuna import STALE_AFTER_HEARTBEATS, StudyHandle
-from retune._runs import RUN_ATTR
 
 # The study's logger, not this module's: a run's wait was always logged (and filtered)
 # under it.
@@ -38,29 +37,25 @@ def await_running_trials(
     registered a best of 0.5345 while that trial, ending under a second later, reached
     0.5328. A RUNNING trial is waited for until it ends, or until its heartbeats stop and
     it is failed as stale (``STALE_AFTER_HEARTBEATS`` intervals, the worker killed: a
-    run resumed at once waits that long for its predecessor's trial). One naming no run
-    has no worker behind it once a grace of one interval past that has passed (a worker
-    names its run as its trial begins: one begun by hand, or killed before its first
-    heartbeat, never goes stale). The wait ends early when ``interrupted()`` is true, and
-    at ``deadline`` (monotonic seconds): a trial that heartbeats but never ends is then
-    left out of the result, with a warning. :func:`~retune.run_study` sets it for a budget with
-    ``wall_time_s``, that long after the run stopped (the budget again; at least the
-    grace a killed worker's trial takes to go stale, so that a run resumed at once does
-    not stop on its place of ``max_trials``); without, the run waits as long as a trial
-    of its own would have run.
+    run resumed at once waits that long for its predecessor's trial). One with no
+    heartbeat at all (begun by hand, or its worker killed before its first, whatever it
+    names) is failed as stale once it has had none that long since the run first saw it
+    (:meth:`~retune._optuna.StudyHandle.fail_stale_trials`). The wait ends early when
+    ``interrupted()`` is true, and at ``deadline`` (monotonic seconds): a trial that
+    heartbeats but never ends is then left out of the result, with a warning.
+    :func:`~retune.run_study` sets it for a budget with ``wall_time_s``, that long after
+    the run stopped (the budget again; at least the grace a killed worker's trial takes
+    to go stale, so that a run resumed at once does not stop on its place of
+    ``max_trials``); without, the run waits as long as a trial of its own would have run.
+    (A heartbeat-less trial naming its run was waited for however long; one naming none
+    was left out of the wait but kept its place of ``max_trials``, and a run with no
+    ``wall_time_s`` waited for it again at each stop, for good.)
     """
     poll_s = _poll_s(heartbeat_interval)
-    grace_s = stale_grace_s(heartbeat_interval)
-    first_seen: dict[int, float] = {}  # trials naming no run: when seen RUNNING first
     waited = False
     while True:
         now = time.monotonic()
-        live = [
-            t.number
-            for t in handle.trials()
-            if t.state == "RUNNING"
-            and (RUN_ATTR in t.user_attrs or now - first_seen.setdefault(t.number, now) < grace_s)
-        ]
+        live = [t.number for t in handle.trials() if t.state == "RUNNING"]
         if not live:
             return waited
         if interrupted is not None and interrupted():
@@ -96,5 +91,5 @@ def _poll_s(heartbeat_interval: int) -> float:
 def stale_grace_s(heartbeat_interval: int) -> float:
     """How long a RUNNING trial whose worker died takes, at most, to be failed as stale by
     a run polling every :func:`_poll_s`: one interval past Optuna's grace (a SQLite clock
-    counts whole seconds)."""
+    counts whole seconds; one with no heartbeat, that grace after the run first saw it)."""
     return (STALE_AFTER_HEARTBEATS + 1) * heartbeat_interval + _poll_s(heartbeat_interval)

@@ -4,14 +4,17 @@ objective suggests through."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import secrets
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from retune._budget import PrunerKind
@@ -26,6 +29,7 @@ from retune._optuna._storage import (
     _translated,
     close_storage,
     make_storage,
+    running_without_heartbeat,
 )
 from retune.space import Choice
 from retune.warmstart._base import WarmStartPlan
@@ -120,6 +124,8 @@ class StudyHandle:
         self.seed = seed  # this worker's sampler seed
         self.name = study.study_name
         self.stopped_by: str | None = None
+        # RUNNING trials with no heartbeat row: trial id -> when first seen so (monotonic)
+        self._unbeaten: dict[int, float] = {}
 
     @property
     def user_attrs(self) -> dict[str, Any]:
@@ -161,8 +167,50 @@ class StudyHandle:
         close_storage(self._storage)
 
     def fail_stale_trials(self) -> None:
+        """Fail, and retry (the storage's stale-trial callback), the RUNNING trials whose
+        heartbeats stopped a grace ago, and those that have had no heartbeat row for that
+        grace since this handle first saw them so (whatever their attributes): Optuna's
+        check skips a trial with none, and one whose worker was killed before its first
+        heartbeat (just after asking for it, or Optuna's heartbeat thread slow to write)
+        stayed RUNNING for good, waited for and counted towards ``max_trials``."""
         with _translated(self.name, "failing stale trials"), _experimental_ok():
             optuna.storages.fail_stale_trials(self._study)
+            self._fail_unbeaten_trials()
+
+    def _fail_unbeaten_trials(self) -> None:
+        """Fail the RUNNING trials with no heartbeat row for the heartbeats' grace since
+        first seen so, as ``fail_stale_trials`` fails a stale one (see
+        :meth:`fail_stale_trials`)."""
+        backend = self._storage
+        if not isinstance(backend, RDBStorage) or backend.heartbeat_interval is None:
+            return
+        grace_s = backend.grace_period or 2 * backend.heartbeat_interval  # Optuna's default
+        now = time.monotonic()
+        unbeaten = running_without_heartbeat(backend, self._study._study_id)
+        self._unbeaten = {i: self._unbeaten.get(i, now) for i in unbeaten}
+        storage = self._study._storage
+        failed: list[int] = []
+        for trial_id, since in self._unbeaten.items():
+            if now - since <= grace_s:
+                continue
+            try:
+                if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                    continue
+            except UpdateFinishedTrialError:
+                continue  # it finished meanwhile (another process failed it, say)
+            failed.append(trial_id)
+        callback = backend.get_heartbeat_stale_trial_callback()
+        for trial_id in failed:
+            trial = copy.deepcopy(storage.get_trial(trial_id))
+            logger.warning(
+                "study %s: trial %d had no heartbeat %.1f s after it was first seen RUNNING "
+                "(its worker killed before its first one); failed as stale",
+                self.name,
+                trial.number,
+                now - self._unbeaten[trial_id],
+            )
+            if callback is not None:
+                callback(self._study, trial)
 
     def trials(self) -> list[TrialRecord]:
         with _translated(self.name, "reading trials"):
@@ -206,6 +254,7 @@ class StudyHandle:
             running[:] = [trial]
             own.clear()
             try:
+                self._record_first_heartbeat(trial)
                 return objective(TrialHandle(trial))
             except PruneTrial as exc:
                 raise optuna.TrialPruned(str(exc)) from exc
@@ -247,6 +296,16 @@ class StudyHandle:
                 if why is not None:
                     self.stopped_by = why
                     return
+
+    def _record_first_heartbeat(self, trial: optuna.Trial) -> None:
+        """Record ``trial``'s heartbeat before its objective runs (and names its run), where
+        the storage has heartbeats. Optuna's heartbeat thread writes the first one as the
+        objective starts (two writes at once are fine: each ignores a row the other wrote); a
+        worker killed before that thread wrote left a trial naming its run with none, which
+        Optuna's stale check skips."""
+        backend = self._storage
+        if isinstance(backend, RDBStorage) and backend.heartbeat_interval is not None:
+            backend.record_heartbeat(trial._trial_id)
 
     def _lost(
         self, running: list[optuna.Trial], own: list[BaseException], exc: Exception

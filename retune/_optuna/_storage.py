@@ -20,7 +20,10 @@ from urllib.parse import parse_qsl
 import optuna
 from optuna.exceptions import ExperimentalWarning, OptunaError
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._rdb import models as rdb_models
+from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
 
 from retune._errors import StudyError
 
@@ -190,6 +193,22 @@ def _new_rdb(storage: str, *, heartbeat_interval: int | None) -> RDBStorage:
                 max_retry=MAX_STALE_RETRIES
             ),
         )
+
+
+def running_without_heartbeat(backend: RDBStorage, study_id: int) -> list[int]:
+    """The ids of study ``study_id``'s RUNNING trials that have no heartbeat row. Optuna's
+    stale check (``_get_stale_trial_ids``, whose tables this reads) skips them: a worker
+    killed before its trial's first heartbeat left it RUNNING for good."""
+    trial, beat = rdb_models.TrialModel, rdb_models.TrialHeartbeatModel
+    with _create_scoped_session(backend.scoped_session) as session:
+        rows = (
+            session.query(trial.trial_id)
+            .outerjoin(beat, beat.trial_id == trial.trial_id)
+            .filter(trial.study_id == study_id, trial.state == TrialState.RUNNING)
+            .filter(beat.trial_id.is_(None))
+            .all()
+        )
+    return [int(row[0]) for row in rows]
 
 
 def _sqlite_file(storage: str) -> str | None:

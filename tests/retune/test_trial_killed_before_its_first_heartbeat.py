@@ -1,0 +1,113 @@
+"""A trial whose worker was killed before its first heartbeat (SIGKILL, OOM, just as the
+trial began) has no heartbeat row, and Optuna's stale check skips it: it stayed RUNNING
+for good. A resumed run fails it once it has had none for the heartbeats' grace, and
+trains its whole budget."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from retune_data import binary, small_space
+
+from monitor.objectives import make_objective
+from retune import Budget, TuningResult, run_study
+from retune._optuna import close_storage, make_storage
+from retune._runs import RUN_ATTR
+from retune.cv import StratifiedKFoldCV
+
+STUDY = "s"
+#: The safety net of a resumed run: one still running this long is interrupted, and the
+#: test fails (it waited for the killed trial however long: ``wall_time_s`` unset).
+RUN_LIMIT_S = 60.0
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def storage(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/optuna.db"
+    return str(request.getfixturevalue("pg_url"))
+
+
+def _run(storage: str, max_trials: int) -> TuningResult:
+    """Run study ``s`` to ``max_trials`` with 1 s heartbeats and no ``wall_time_s``, in a
+    thread interrupted should it not end within :data:`RUN_LIMIT_S`."""
+    x, y = binary(seed=4, n=150)
+    give_up = threading.Event()
+    outcome: list[TuningResult | BaseException] = []
+
+    def run() -> None:
+        try:
+            outcome.append(
+                run_study(
+                    storage=storage,
+                    study_name=STUDY,
+                    space=small_space(),
+                    x=x,
+                    y=y,
+                    objective=make_objective("log_loss"),
+                    cv=StratifiedKFoldCV(n_splits=2),
+                    budget=Budget(max_trials=max_trials, wall_time_s=None),
+                    plan=None,
+                    seed=0,
+                    heartbeat_interval=1,
+                    interrupted=give_up.is_set,
+                )
+            )
+        except BaseException as exc:  # handed to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(RUN_LIMIT_S)
+    hung = thread.is_alive()
+    give_up.set()
+    thread.join()
+    assert not hung, f"the run did not end within {RUN_LIMIT_S} s"
+    [result] = outcome
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
+def _killed_before_its_first_heartbeat(storage: str, *, named: bool) -> int:
+    """A trial left RUNNING with no heartbeat row, as a worker killed just after asking
+    for it leaves it: ``named``, after it named its run (before Optuna's heartbeat thread
+    wrote), else before."""
+    backend = make_storage(storage, heartbeat_interval=None)  # writes no heartbeat
+    try:
+        trial = optuna.load_study(study_name=STUDY, storage=backend).ask()
+        if named:
+            trial.set_user_attr(RUN_ATTR, "time_spent:killed")
+    finally:
+        close_storage(backend)
+    return trial.number
+
+
+def _trials(storage: str) -> dict[int, optuna.trial.FrozenTrial]:
+    backend = make_storage(storage, heartbeat_interval=None)
+    try:
+        return {t.number: t for t in optuna.load_study(study_name=STUDY, storage=backend).trials}
+    finally:
+        close_storage(backend)
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["named_its_run", "named_no_run"])
+def test_a_resumed_run_fails_a_trial_killed_before_its_first_heartbeat_and_trains_its_budget(
+    storage: str, named: bool
+) -> None:
+    """Resumed to 3 trials with ``wall_time_s=None``, a run never ended: the killed trial
+    kept its place of ``max_trials``, and once the run's own trials took the rest it
+    waited for it for good (one naming its run) or the grace again at each stop (one
+    naming none)."""
+    assert _run(storage, max_trials=1).n_trials == 1
+    killed = _killed_before_its_first_heartbeat(storage, named=named)
+    resumed = _run(storage, max_trials=3)
+    assert (resumed.n_trials, resumed.stopped_by) == (3, "max_trials")
+    trials = _trials(storage)
+    assert sum(t.state == TrialState.COMPLETE for t in trials.values()) == 3
+    assert trials[killed].state == TrialState.FAIL
+    assert [n for n, t in trials.items() if t.state == TrialState.RUNNING] == []
