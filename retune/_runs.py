@@ -38,15 +38,12 @@ from typing import Any
 
 from retune._budget import BudgetTracker
 from retune._errors import StudyError
-from retune._optuna import StudyHandle
+from retune._optuna import RUN_ATTR, StudyHandle
 
 logger = logging.getLogger(__name__)
 
 SPENT_PREFIX = "time_spent:"
 """Study attributes ``time_spent:<run>`` hold each run's record (see the module)."""
-
-RUN_ATTR = "run"
-"""Trial attribute: the key of the run that began the trial."""
 
 
 def new_run_key() -> str:

@@ -34,9 +34,8 @@ from retune._await_running import await_running_trials, stale_grace_s
 from retune._budget import Budget, BudgetTracker
 from retune._errors import CVError, StudyError
 from retune._no_winner import no_winner
-from retune._optuna import OUTCOME, FailTrial, StudyHandle, TrialHandle, open_study
+from retune._optuna import OUTCOME, RUN_ATTR, FailTrial, StudyHandle, TrialHandle, open_study
 from retune._runs import (
-    RUN_ATTR,
     ended_runs,
     fail_orphaned_trials,
     new_run_key,

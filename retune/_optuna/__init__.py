@@ -17,6 +17,7 @@ on one line).
 
 from retune._optuna._handles import (
     OUTCOME,
+    RUN_ATTR,
     StudyHandle,
     TrialHandle,
     TrialRecord,
@@ -46,6 +47,7 @@ __all__ = [
     "MAX_STALE_RETRIES",
     "MIN_IMPORTANCE_TRIALS",
     "OUTCOME",
+    "RUN_ATTR",
     "STALE_AFTER_HEARTBEATS",
     "FailTrial",
     "PlanSampler",

@@ -37,6 +37,9 @@ from retune.warmstart._base import WarmStartPlan
 logger = logging.getLogger(__name__)
 
 OUTCOME = "outcome"
+
+RUN_ATTR = "run"
+"""Trial attribute: the key of the run that began the trial (:mod:`retune._runs`)."""
 """Trial user attribute: ``complete`` | ``pruned`` | ``vetoed`` | ``cost_rejected`` | ``error``."""
 
 
@@ -168,11 +171,12 @@ class StudyHandle:
 
     def fail_stale_trials(self) -> None:
         """Fail, and retry (the storage's stale-trial callback), the RUNNING trials whose
-        heartbeats stopped a grace ago, and those that have had no heartbeat row for that
-        grace since this handle first saw them so (whatever their attributes): Optuna's
-        check skips a trial with none, and one whose worker was killed before its first
-        heartbeat (just after asking for it, or Optuna's heartbeat thread slow to write)
-        stayed RUNNING for good, waited for and counted towards ``max_trials``."""
+        heartbeats stopped a grace ago, and those naming no run that have had no heartbeat
+        row for that grace since this handle first saw them so: Optuna's check skips a
+        trial with none, and one whose worker was killed just after asking for it (before
+        its first heartbeat, which a worker now writes before it names its run) stayed
+        RUNNING for good, waited for and counted towards ``max_trials``. A trial naming its
+        run with no heartbeat is a run's without heartbeats, maybe alive: left alone."""
         with _translated(self.name, "failing stale trials"), _experimental_ok():
             optuna.storages.fail_stale_trials(self._study)
             self._fail_unbeaten_trials()
@@ -186,9 +190,16 @@ class StudyHandle:
             return
         grace_s = backend.grace_period or 2 * backend.heartbeat_interval  # Optuna's default
         now = time.monotonic()
-        unbeaten = running_without_heartbeat(backend, self._study._study_id)
-        self._unbeaten = {i: self._unbeaten.get(i, now) for i in unbeaten}
         storage = self._study._storage
+        # One naming its run is not failed: a run that heartbeats wrote its trial's first
+        # heartbeat before naming it (:meth:`_record_first_heartbeat`), so it belongs to a
+        # run without heartbeats, alive for all this handle can tell.
+        unbeaten = [
+            i
+            for i in running_without_heartbeat(backend, self._study._study_id)
+            if RUN_ATTR not in storage.get_trial(i).user_attrs
+        ]
+        self._unbeaten = {i: self._unbeaten.get(i, now) for i in unbeaten}
         failed: list[int] = []
         for trial_id, since in self._unbeaten.items():
             if now - since <= grace_s:

@@ -21,7 +21,7 @@ from sqlalchemy import text
 
 from monitor.objectives import make_objective
 from retune import Budget, load_history, run_study, study_progress
-from retune._runs import RUN_ATTR
+from retune._optuna import RUN_ATTR
 from retune.cv import StratifiedKFoldCV
 
 HERE = Path(__file__).resolve().parent
