@@ -84,3 +84,5 @@ class ImportLease:
                 return
             except StoreError as exc:  # the next beat tries again; a step's renew raises
                 logger.warning("could not renew the import lease of model=%s: %s", self._model, exc)
+            except Exception:  # the thread's boundary: logged; the next beat tries again
+                logger.exception("could not renew the import lease of model=%s", self._model)

@@ -259,7 +259,7 @@ class JobLauncher:
         job again); one still running after ``stop_timeout_s`` is killed, and its job
         queued again here, so the next worker resumes its study (without the trial it
         was running). No worker is started afterwards, by a tick running now or later, and
-        the reaping thread ends (a reap in progress, like a tick, is not waited for)."""
+        the reaping thread ends, a reap in progress waited for (a tick is not)."""
         with self._lock:
             self._stopped.set()
             procs = list(self._procs.items())
@@ -278,3 +278,5 @@ class JobLauncher:
                 proc.kill()
                 proc.wait()
                 requeue_killed(self, job_id, proc.pid)
+        if self._reaper is not None:  # a reap in progress ends before the store closes
+            self._reaper.join(self.stop_timeout_s)

@@ -104,7 +104,9 @@ def test_backup_signalled_while_copying_the_store_stops_the_copy_and_removes_its
             proc.kill()
     assert proc.returncode == exit_code, (proc.returncode, err)
     assert out == "" and err == said, (out, err)
-    # stopped part way: the copy went on to the whole store (270 MB) before the fix
-    assert largest < big_store.size_bytes // 2, (largest, big_store.size_bytes)
+    # stopped part way (it stops within a few MB; checked against the whole store, so a
+    # test process descheduled under load does not fail it): the copy went on to the
+    # whole store (270 MB) before the fix
+    assert largest < big_store.size_bytes * 9 // 10, (largest, big_store.size_bytes)
     assert not target.exists()
     assert [p.name for p in tmp_path.iterdir()] == []

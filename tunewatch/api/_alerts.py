@@ -377,7 +377,7 @@ def _handle_alert(
         if state == "held":
             continue
         if state == "owed":
-            if retry():
+            if suppressed.still(model) or retry():  # see _Suppressions
                 return
             continue
         claim = store.claim_alert_episode(
@@ -442,11 +442,10 @@ def _retry_owed(
     delivery holding the claim records the outcome, then settles the episode; a duplicate
     too (a delivery that queued the job failed before it recorded it, and left it owed).
     False when another delivery holds the claim: the caller waits for it like for any
-    claim. True when there is nothing to do: the episode is decided or resolved, or its
-    retune is still ``suppressed`` as this delivery found (nothing is written: it stays
-    owed for the next delivery)."""
-    if suppressed.still(model):
-        return True
+    claim. True when there is nothing to do: the episode is decided or resolved.
+    ``suppressed`` learns what the retry found. (An episode found owed is left owed,
+    unclaimed, while its retune is still suppressed as this delivery found: see
+    :class:`_Suppressions`.)"""
     store = ctx.runtime.store
     claim = store.claim_owed_alert_episode(fingerprint=fingerprint, starts_at=starts_at, owed=_OWED)
     if claim is None:
