@@ -6,7 +6,8 @@ and the app, hundreds of thousands of objects, most of which live as long as the
 Under load the records waiting for their commit and the shadow queue's jobs survive
 the young collections, so full ones come every few seconds, each a pause of the event
 loop: 150 ms with mirror records flowing, and a scoring p99 of 17 ms at saturation with
-three challengers in shadow (9 ms with them frozen, ``bench/scoring.py``'s load).
+three challengers in shadow (9 ms with them frozen: an ad-hoc A/B on ``bench/scoring.py``'s
+load, see docs/benchmarks.md).
 :func:`freeze_startup_heap` collects once and moves everything then alive to the
 permanent generation (:func:`gc.freeze`, as Instagram's web servers do), so a full
 collection walks only what was made since. Objects frozen are still freed when their

@@ -171,6 +171,18 @@ def serving(
         daemon.close()
 
 
+@pytest.fixture
+def store(sqlite_url: str) -> Iterator[Store]:
+    """An SQLite store holding model ``m`` (binary, features ``a`` and ``b``), as the
+    launcher's tests queue jobs for; a module defining its own ``store`` overrides it."""
+    s = Store.open(sqlite_url)
+    s.ensure_model(name="m", task="binary", feature_names=["a", "b"])
+    try:
+        yield s
+    finally:
+        s.close()
+
+
 @pytest.fixture(scope="module")
 def running(
     trained: list[ExampleModel], tmp_path_factory: pytest.TempPathFactory

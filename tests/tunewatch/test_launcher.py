@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +30,6 @@ STUBBORN_WORKER = [
     "import pathlib, signal, sys; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
     "pathlib.Path(sys.argv[1], sys.argv[2]).touch(); signal.pause()",
 ]
-
-
-@pytest.fixture
-def store(sqlite_url: str) -> Iterator[Store]:
-    s = Store.open(sqlite_url)
-    s.ensure_model(name="m", task="binary", feature_names=["a", "b"])
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _launcher(store: Store, tmp_path: Path, command: list[str], **kwargs: Any) -> JobLauncher:

@@ -58,16 +58,6 @@ sys.exit(1)
 
 
 @pytest.fixture
-def store(sqlite_url: str) -> Iterator[Store]:
-    s = Store.open(sqlite_url)
-    s.ensure_model(name="m", task="binary", feature_names=["a", "b"])
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-@pytest.fixture
 def run_worker(
     store: Store, sqlite_url: str, tmp_path: Path
 ) -> Iterator[Callable[[str], tuple[JobLauncher, int, int]]]:

@@ -36,16 +36,6 @@ class FakeClock:
 
 
 @pytest.fixture
-def store(sqlite_url: str) -> Iterator[Store]:
-    s = Store.open(sqlite_url)
-    s.ensure_model(name="m", task="binary", feature_names=["a", "b"])
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 

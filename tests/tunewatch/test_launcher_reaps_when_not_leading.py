@@ -46,16 +46,6 @@ os.kill(os.getpid(), signal.SIGKILL)
 SAFETY_NET_S = 30.0
 
 
-@pytest.fixture
-def store(sqlite_url: str) -> Iterator[Store]:
-    s = Store.open(sqlite_url)
-    s.ensure_model(name="m", task="binary", feature_names=["a", "b"])
-    try:
-        yield s
-    finally:
-        s.close()
-
-
 class _Awaited(logging.Handler):
     """Sets ``seen`` at the first record of the launcher's logger holding ``text``."""
 
