@@ -95,3 +95,16 @@ def _store_warnings_logged_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
     from tunewatch import _outage_log
 
     monkeypatch.setattr(_outage_log, "UNAVAILABLE_STORE", _outage_log.ThrottledWarnings())
+
+
+@pytest.fixture(autouse=True)
+def _in_process_workers_keep_the_test_process_priority(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker run inside the test process (``main([... "worker" ...])``, ``retune
+    --run``) leaves the process's priority alone: lowered to ``tuning.worker_nice`` it
+    stayed so for every later test and process the session starts. Worker processes the
+    tests start lower themselves (tests/tunewatch/test_worker_priority.py)."""
+    from tunewatch import _worker_priority
+
+    monkeypatch.setattr(
+        _worker_priority, "lower_priority", lambda nice: os.getpriority(os.PRIO_PROCESS, 0)
+    )

@@ -974,6 +974,28 @@ def test_a_store_lock_timeout_that_is_no_positive_finite_number_up_to_600_s_is_a
         build_config({"store": {"lock_timeout_s": value}}, env={})
 
 
+def test_tuning_workers_run_at_niceness_19_by_default() -> None:
+    """Workers ran at the daemon's priority: on one host a retune slowed scoring badly."""
+    assert build_config({}, env={}).tuning.worker_nice == 19
+    assert build_config({"tuning": {"worker_nice": 0}}, env={}).tuning.worker_nice == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [
+        (-1, "greater than or equal to 0, got -1"),
+        (20, "less than or equal to 19, got 20"),
+        (7.5, "a valid integer, got a number with a fractional part, got 7.5"),
+        (True, "a number, not a flag, got True"),
+    ],
+    ids=["negative", "past-19", "fraction", "flag"],
+)
+def test_a_worker_niceness_outside_0_to_19_is_a_config_error(value: object, rule: str) -> None:
+    """A negative niceness would raise a worker's priority, which needs privileges."""
+    with pytest.raises(ConfigError, match=rf"\n  tuning\.worker_nice: Input should be {rule}"):
+        build_config({"tuning": {"worker_nice": value}}, env={})
+
+
 @pytest.mark.parametrize(
     ("url", "rule"),
     [

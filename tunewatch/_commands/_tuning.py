@@ -25,12 +25,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from tunewatch._open_store import open_store
     from tunewatch._tuning import TuningJobRunner
     from tunewatch._tuning_results import registered_version
+    from tunewatch._worker_priority import lower_priority
 
     # a crash (SIGSEGV, SIGABRT) writes every thread's traceback to stderr, whose tail the
     # launcher logs; fd 2: sys.stderr may have none
     faulthandler.enable(file=2, all_threads=True)
     _refuse_an_empty_config(args)
     config = config_of(args)
+    # before the store opens and tuning starts its threads, which inherit it
+    lower_priority(config.tuning.worker_nice)
     store = open_store(config, create=False)
     stop = threading.Event()
 
