@@ -11,25 +11,42 @@ every promotion wait, and so do hyperparameters the pipeline would not build (a 
 outside its vocabulary, a choice it does not take), whose safe ranges cannot be checked.
 A version registered as the champion skips promotion, so it must pass the same gate
 (:func:`check_champion_registration`).
+
+The ranges are checked twice: from the config of the process that promotes (when it lists
+the model; else the task's default space), and as the daemon stored them from its own
+config when it started (:func:`store_configured_safe_ranges`,
+:attr:`~tunewatch.store.ModelRow.stored_safe_ranges`). A version outside either waits, so a
+stale or missing config (``tunewatch promote`` with only the store's URL, a replica still on
+an older config) only adds approvals, never removes one. A rule only the stored ranges find
+says so ("outside safe range (stored by the daemon): ..."); one both find is shown once, in
+the caller's words.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Collection, Mapping
 from typing import Any
 
 from retune import SearchSpaceError
-from retune.space import built_parameters, load_search_space
-from tunewatch._config import Config, SafeRange
+from retune.space import CategoricalParam, SearchSpace, built_parameters, load_search_space
+from tunewatch._config import Config, ModelConfig, SafeRange
 from tunewatch._errors import ConflictError, NotFoundError
 from tunewatch._shipped_spaces import DEFAULT_SEARCH_SPACES, default_search_space
-from tunewatch.store import ModelRow, Store, VersionRow
+from tunewatch.store import ModelRow, SafeBound, Store, StoredSafeRanges, VersionRow
+
+logger = logging.getLogger(__name__)
+
+#: Where a rule found only by the ranges the daemon stored comes from, in its text.
+STORED = "stored by the daemon"
+#: The audit reason of a daemon storing the ranges its config sets.
+CONFIG_REASON = "the config of this daemon sets them (`models[].safe_ranges`, its search space)"
 
 
 def unsafe_hyperparameters(
     params: Mapping[str, Any],
-    safe: Mapping[str, SafeRange],
+    safe: Mapping[str, SafeRange | SafeBound],
     *,
     defaulted: Collection[str] = (),
 ) -> list[str]:
@@ -85,6 +102,7 @@ def promotion_rules(model: ModelRow, version: VersionRow, config: Config) -> lis
         model.task,
         regulated=model.regulated,
         hyperparameters=version.hyperparameters,
+        stored=model.stored_safe_ranges,
     )
 
 
@@ -128,11 +146,50 @@ def champion_registration_rules(
     """The rules that would make a version registered as the champion wait for an
     approver, were it promoted instead (the model may not exist yet)."""
     row = _exists(store, model)
-    if row is None:
-        flagged = bool(regulated)
+    if row is None:  # the daemon stores a listed model's ranges before it is registered
+        flagged, stored = bool(regulated), store.stored_safe_ranges(model)
     else:
         flagged, task = row.regulated or bool(regulated), row.task
-    return _rules(config, model, task, regulated=flagged, hyperparameters=hyperparameters)
+        stored = row.stored_safe_ranges
+    return _rules(
+        config, model, task, regulated=flagged, hyperparameters=hyperparameters, stored=stored
+    )
+
+
+def configured_safe_ranges(cfg: ModelConfig) -> StoredSafeRanges:
+    """The ranges a promotion of the model ``cfg`` configures is checked against, as a
+    daemon stores them: its ``safe_ranges`` and the ``safe:`` bounds of its search space
+    (the task's default where it names none), read now."""
+    safe = {
+        name: SafeBound(low=rule.low, high=rule.high, choices=rule.choices)
+        for name, rule in cfg.safe_ranges.items()
+    }
+    path = cfg.tuning.search_space
+    if path is None:
+        if cfg.task not in DEFAULT_SEARCH_SPACES:
+            return StoredSafeRanges(safe_ranges=safe)
+        path = default_search_space(cfg.task)
+    try:
+        space = load_search_space(path)
+    except SearchSpaceError as exc:
+        return StoredSafeRanges(safe_ranges=safe, search_space_unreadable=str(exc))
+    return StoredSafeRanges(safe_ranges=safe, search_space=_space_bounds(space))
+
+
+def store_configured_safe_ranges(
+    store: Store, config: Config, *, actor: str = "tunewatch"
+) -> list[str]:
+    """Store the ranges of every model ``config`` lists (:func:`configured_safe_ranges`),
+    registered or not, so that a promotion run under another config (or none) checks them
+    too; each change is audited (``set_safe_ranges``, old and new values). A daemon calls
+    it when it starts. The models whose ranges changed."""
+    changed = []
+    for cfg in config.models:
+        ranges = configured_safe_ranges(cfg)
+        if store.set_safe_ranges(cfg.name, ranges, actor=actor, reason=CONFIG_REASON):
+            logger.info("model=%s: stored the promotion safe ranges its config sets", cfg.name)
+            changed.append(cfg.name)
+    return changed
 
 
 def _exists(store: Store, model: str) -> ModelRow | None:
@@ -149,7 +206,94 @@ def _rules(
     *,
     regulated: bool,
     hyperparameters: Mapping[str, Any],
+    stored: StoredSafeRanges | None,
 ) -> list[str]:
+    rules = _configured_rules(
+        config, model, task, regulated=regulated, hyperparameters=hyperparameters
+    )
+    if stored is not None:
+        # a rule the caller's config found too is shown once, in its words
+        rules += [
+            f"{head} ({STORED}): {detail}"
+            for head, detail in _stored_rules(stored, hyperparameters)
+            if f"{head}: {detail}" not in rules
+        ]
+    return rules
+
+
+def _stored_rules(
+    stored: StoredSafeRanges, hyperparameters: Mapping[str, Any]
+) -> list[tuple[str, str]]:
+    """The rules the ranges a daemon stored find, as (rule, detail), worded as those of a
+    config: its ``safe_ranges`` read at the values the pipeline builds, its search space's
+    ``safe:`` bounds on the names the version records (as
+    :meth:`~retune.space.SearchSpace.outside_safe_ranges` reads them)."""
+    if stored.unreadable is not None:
+        return [("safe ranges not checked", stored.unreadable)]
+    built, defaulted = as_built(hyperparameters)
+    found = [
+        ("outside safe range", u)
+        for u in unsafe_hyperparameters(built, stored.safe_ranges, defaulted=defaulted)
+    ]
+    if stored.search_space_unreadable is not None:
+        found.append(
+            ("search space unreadable, safe ranges not checked", stored.search_space_unreadable)
+        )
+    found += [
+        ("outside safe range", u)
+        for u in _outside_space_bounds(hyperparameters, stored.search_space)
+    ]
+    return found
+
+
+def _space_bounds(space: SearchSpace) -> dict[str, SafeBound]:
+    """The ``safe:`` bounds of ``space``, by parameter (conditional ones included)."""
+    out = {}
+    for name, decl in space.declarations().items():
+        if decl.safe is None:
+            continue
+        if isinstance(decl, CategoricalParam):
+            out[name] = SafeBound(choices=tuple(decl.safe))
+        else:
+            out[name] = SafeBound(low=decl.safe[0], high=decl.safe[1])
+    return out
+
+
+def _outside_space_bounds(params: Mapping[str, Any], bounds: Mapping[str, SafeBound]) -> list[str]:
+    """What :meth:`~retune.space.SearchSpace.outside_safe_ranges` says of ``params``, for
+    a space's ``safe:`` bounds as stored (the pipeline's vocabulary is the caller's
+    space's to check)."""
+    problems = []
+    for name, value in params.items():
+        bound = bounds.get(name)
+        if bound is None:
+            continue
+        shown = f"`{name}` = {value!r}"
+        if bound.choices is not None:
+            if value not in bound.choices:
+                problems.append(f"{shown} is not a safe choice {list(bound.choices)}")
+            continue
+        low = -math.inf if bound.low is None else bound.low
+        high = math.inf if bound.high is None else bound.high
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            problems.append(
+                f"{shown} is not a number, so not in its safe range [{bound.low}, {bound.high}]"
+            )
+        elif not low <= value <= high:
+            problems.append(f"{shown} is outside its safe range [{bound.low}, {bound.high}]")
+    return problems
+
+
+def _configured_rules(
+    config: Config,
+    model: str,
+    task: str,
+    *,
+    regulated: bool,
+    hyperparameters: Mapping[str, Any],
+) -> list[str]:
+    """The rules of the caller's config (the model's defaults where it does not list
+    it), and the regulated flag."""
     rules = []
     cfg = config.model(model)
     if regulated or (cfg is not None and cfg.regulated):

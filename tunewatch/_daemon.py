@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from monitor import ServingMetrics
 from tunewatch._actions import Dispatcher
+from tunewatch._approval_rules import store_configured_safe_ranges
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._auth import Authenticator
 from tunewatch._bootstrap_token import ensure_bootstrap_token, warn_of_bootstrap_lookalikes
@@ -121,6 +122,8 @@ class Daemon:
             check_features=config.check_registered_model,
         )
         self.registry.regulate_configured()  # models stored unregulated before the config
+        # and the safe ranges its config sets, which a promotion under any config checks
+        store_configured_safe_ranges(self.store, config)
         self.dispatcher = Dispatcher(self.store, config, metrics=self.metrics)
         self.schedule = StandingSchedule(
             self.store,

@@ -2,7 +2,8 @@
 
 The part of :class:`~._store.Store` that reads and changes the model registry: each
 method opens one transaction and delegates to ``_registry_rows`` (models, versions,
-stages, promotion) or ``_artefact_blobs`` (artefacts' bytes).
+stages, promotion), ``_safe_ranges`` (the promotion safe ranges a daemon's config stored)
+or ``_artefact_blobs`` (artefacts' bytes).
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from . import _artefact_blobs, _registry_rows
+from . import _artefact_blobs, _registry_rows, _safe_ranges
 from ._front_base import StoreFront
 from ._registry_reads import ModelLineup, VersionLineup
-from ._types import ModelRow, Stage, Task, VersionRow
+from ._types import ModelRow, Stage, StoredSafeRanges, Task, VersionRow
 
 
 class RegistryFront(StoreFront):
@@ -33,6 +34,21 @@ class RegistryFront(StoreFront):
         was already. There is no way back: regulation only tightens."""
         with self._tx("regulate_model") as conn:
             return _registry_rows.regulate_model(conn, name, actor=actor, reason=reason)
+
+    def set_safe_ranges(
+        self, model: str, ranges: StoredSafeRanges, *, actor: str, reason: str
+    ) -> bool:
+        """Store ``ranges`` as ``model``'s promotion safe ranges (a daemon's config's, as
+        it starts: the model need not be registered yet), audited in the same transaction
+        (``set_safe_ranges``, old and new values); ``False`` when stored already."""
+        with self._tx("set_safe_ranges") as conn:
+            return _safe_ranges.set_safe_ranges(conn, model, ranges, actor=actor, reason=reason)
+
+    def stored_safe_ranges(self, model: str) -> StoredSafeRanges | None:
+        """``model``'s stored promotion safe ranges (also :attr:`ModelRow.stored_safe_ranges
+        <._types.ModelRow.stored_safe_ranges>`), ``None`` when none are stored."""
+        with self._read("stored_safe_ranges") as conn:
+            return _safe_ranges.get_safe_ranges(conn, model)
 
     def get_model(self, name: str) -> ModelRow:
         with self._read("get_model") as conn:

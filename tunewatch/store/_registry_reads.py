@@ -17,11 +17,12 @@ from datetime import datetime
 from itertools import groupby
 from typing import Any, cast
 
-from sqlalchemy import Connection, Row, Select, and_, func, or_, select, true
+from sqlalchemy import Connection, Join, Row, Select, and_, func, or_, select, true
 
 from .._errors import NotFoundError
 from ._registry_text import _possible_name
-from ._schema import hyperparameter_sets, model_versions, models
+from ._safe_ranges import decode as decode_safe_ranges
+from ._schema import hyperparameter_sets, model_versions, models, promotion_safe_ranges
 from ._types import STAGES, ModelRow, Stage, Task, VersionRow, check_choice
 
 #: The stages a line-up serves: the champion answers, the shadows score alongside it.
@@ -30,7 +31,7 @@ _SERVED = ("champion", "shadow")
 
 def get_model(conn: Connection, name: str) -> ModelRow:
     row = (
-        conn.execute(select(models).where(models.c.name == name)).one_or_none()
+        conn.execute(_model_select().where(models.c.name == name)).one_or_none()
         if _possible_name(name)
         else None
     )
@@ -40,7 +41,7 @@ def get_model(conn: Connection, name: str) -> ModelRow:
 
 
 def list_models(conn: Connection) -> list[ModelRow]:
-    return [_model(r) for r in conn.execute(select(models).order_by(models.c.name))]
+    return [_model(r) for r in conn.execute(_model_select().order_by(models.c.name))]
 
 
 def get_version(conn: Connection, model: str, version: int) -> VersionRow:
@@ -182,8 +183,8 @@ def lineups(conn: Connection) -> list[ModelLineup]:
     v = model_versions.c
     served = and_(v.model == models.c.name, v.stage.in_(_SERVED))
     rows = conn.execute(
-        select(models, v.version, v.stage, v.artefact_sha256)
-        .select_from(models.outerjoin(model_versions, served))
+        select(models, _STORED_RANGES, v.version, v.stage, v.artefact_sha256)
+        .select_from(_models_with_ranges().outerjoin(model_versions, served))
         .order_by(models.c.name, v.version)
     ).all()
     out: list[ModelLineup] = []
@@ -216,7 +217,9 @@ def champion(conn: Connection, model: str) -> VersionRow | None:
 def _lock_model(conn: Connection, model: str) -> ModelRow:
     """Lock the model's row for the transaction and return it as it is now."""
     found = (
-        conn.execute(select(models).where(models.c.name == model).with_for_update()).one_or_none()
+        conn.execute(
+            _model_select().where(models.c.name == model).with_for_update(of=models)
+        ).one_or_none()
         if _possible_name(model)
         else None
     )
@@ -239,13 +242,28 @@ def _version_select() -> Select[Any]:
     )
 
 
+#: The promotion safe ranges stored for a model (``_safe_ranges``), read with its row.
+_STORED_RANGES = promotion_safe_ranges.c.ranges.label("stored_safe_ranges")
+
+
+def _models_with_ranges() -> Join:
+    return models.outerjoin(promotion_safe_ranges, promotion_safe_ranges.c.model == models.c.name)
+
+
+def _model_select() -> Select[Any]:
+    """Models' rows, each with the promotion safe ranges stored for it."""
+    return select(models, _STORED_RANGES).select_from(_models_with_ranges())
+
+
 def _model(row: Row[Any]) -> ModelRow:
+    stored = row.stored_safe_ranges
     return ModelRow(
         name=row.name,
         task=cast(Task, row.task),
         feature_names=tuple(row.feature_names),
         regulated=bool(row.regulated),
         created_at=row.created_at,
+        stored_safe_ranges=None if stored is None else decode_safe_ranges(stored),
     )
 
 

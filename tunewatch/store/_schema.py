@@ -32,6 +32,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    Text,
     UniqueConstraint,
     text,
 )
@@ -60,6 +61,18 @@ models = Table(
     Column("regulated", Boolean(create_constraint=False), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     CheckConstraint(_in("task", TASKS), name="task"),
+)
+
+#: Each configured model's promotion safe ranges, as canonical JSON (``_safe_ranges``):
+#: written by a daemon from its config when it starts, read by every promotion, whichever
+#: process's config it runs under. By name, not a key of ``models``: the daemon stores the
+#: ranges of a model its config lists before the model's first version registers.
+promotion_safe_ranges = Table(
+    "promotion_safe_ranges",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("ranges", Text, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )
 
 hyperparameter_sets = Table(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
@@ -63,6 +64,37 @@ class ModelRow:
     feature_names: tuple[str, ...]
     regulated: bool
     created_at: datetime
+    #: The promotion safe ranges a daemon's config stored for the model when it started
+    #: (``None``: none stored). Not compared: what a process serves does not depend on it.
+    stored_safe_ranges: StoredSafeRanges | None = field(default=None, compare=False)
+
+
+SafeChoice = str | int | float | bool
+
+
+@dataclass(frozen=True, slots=True)
+class SafeBound:
+    """One hyperparameter's safe range: ``low`` and ``high`` (``None``: open), or
+    ``choices``."""
+
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[SafeChoice, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSafeRanges:
+    """A model's promotion safe ranges as a daemon's config made them when it started
+    (``_safe_ranges``): its config's ``safe_ranges``, read at the values the pipeline
+    builds, and the ``safe:`` bounds of its search space, read on the names a version
+    records. ``search_space_unreadable``: why the daemon could not read its space (every
+    promotion waits); ``unreadable``: why this build cannot read what is stored (a newer
+    format; every promotion waits too)."""
+
+    safe_ranges: Mapping[str, SafeBound] = field(default_factory=dict)
+    search_space: Mapping[str, SafeBound] = field(default_factory=dict)
+    search_space_unreadable: str | None = None
+    unreadable: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

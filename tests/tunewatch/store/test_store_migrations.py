@@ -15,7 +15,15 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.exc import IntegrityError
 
 from shadow.stats import TwoSampleSequentialTest
-from tunewatch.store import LabelItem, OutputRecord, RequestRecord, Store, metadata
+from tunewatch.store import (
+    LabelItem,
+    OutputRecord,
+    RequestRecord,
+    SafeBound,
+    Store,
+    StoredSafeRanges,
+    metadata,
+)
 from tunewatch.store._audit import append_audit_in
 from tunewatch.store._comparisons import ComparisonStore
 from tunewatch.store._migrate import alembic_config
@@ -664,6 +672,31 @@ def test_a_split_logged_before_0017_is_counted_whole_once_and_a_downgrade_drops_
             command.upgrade(alembic_config(conn), "head")
         assert "split_counts" not in tables and "split_count_units" not in tables
         assert comparisons.count_split_arms(model="m", challenger_version=2, since=None) == (2, 1)
+    finally:
+        store.close()
+
+
+def test_a_downgrade_below_0021_drops_the_stored_safe_ranges_and_an_upgrade_starts_empty(
+    store_url: str,
+) -> None:
+    """Revision 0021: the promotion safe ranges a daemon stored from its config. A
+    downgrade drops them, models untouched; upgraded again, the table is empty until a
+    daemon starts and stores them again."""
+    store = Store.open(store_url)
+    try:
+        store.ensure_model(name="m", task="binary", feature_names=["a"])
+        ranges = StoredSafeRanges(safe_ranges={"C": SafeBound(low=0.01, high=5.0)})
+        assert store.set_safe_ranges("m", ranges, actor="ci", reason="config")
+        assert store.get_model("m").stored_safe_ranges == ranges
+        with store.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0020")
+            tables = set(sa.inspect(conn).get_table_names())
+            models = conn.execute(sa.text("SELECT name FROM models")).all()
+            command.upgrade(alembic_config(conn), "head")
+        assert "promotion_safe_ranges" not in tables and models == [("m",)]
+        assert store.get_model("m").stored_safe_ranges is None
+        assert store.stored_safe_ranges("m") is None
+        assert store.set_safe_ranges("m", ranges, actor="ci", reason="config")
     finally:
         store.close()
 
