@@ -176,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=_model)
     p.add_argument("version", type=_int_in("version", 1, MAX_ID))
     p.add_argument("--reason", type=_reason, required=True)
+    p.add_argument(
+        "--champion",
+        type=_int_in("champion", 0, MAX_ID),
+        help="the champion version the promotion replaces (0: none); refused, nothing "
+        "changed and no approval requested, when another serves (another promotion won)",
+    )
     p.set_defaults(func=cmd_promote)
 
     for name, text in (

@@ -43,10 +43,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class PromotionOutcome:
+    """``promoted`` (``champion`` serves, ``previous`` retired) or ``pending_approval``.
+    ``unchanged``: the version already was the champion (a retried promotion), and
+    nothing was written: no audit entry, no event, ``previous`` is ``None``."""
+
     status: Literal["promoted", "pending_approval"]
     champion: VersionRow | None = None
     previous: VersionRow | None = None
     approval: ApprovalRow | None = None
+    unchanged: bool = False
 
 
 def _checked_champion(
@@ -62,16 +67,18 @@ def _checked_champion(
     ``champion_changed``), or ``NO_CHAMPION`` when there is none: a first champion
     registered meanwhile is refused too, and checked against."""
     champion = store.champion(target.model)
-    found = None if champion is None else champion.version
+    found = NO_CHAMPION if champion is None else champion.version
     if expected is not None and found != expected:
         return expected
-    check_promotion_signature(artefacts, target, champion, candidate=candidate)
-    return NO_CHAMPION if found is None else found
+    if found != target.version:  # else the store answers it is champion already
+        check_promotion_signature(artefacts, target, champion, candidate=candidate)
+    return found
 
 
 def _in_service(target: VersionRow) -> bool:
-    """Whether the store refuses to promote ``target`` whatever its artefact: the
-    champion already, or rolled back (final). Its artefact is then not read."""
+    """Whether the store promotes ``target`` nothing whatever its artefact: the champion
+    already (``already_champion``), or rolled back (final, ``not_promotable``). Its
+    artefact is then not read."""
     return target.stage in ("champion", "rolled_back")
 
 
@@ -88,8 +95,10 @@ def promote(
     artefacts: ArtefactStore | None = None,
 ) -> PromotionOutcome:
     """Promote now, or open an approval request when a rule says a second person must.
-    With ``expected_champion`` (the champion the evidence was about), neither happens if
-    another champion arrived meanwhile (``ConflictError``, ``champion_changed``); with
+    With ``expected_champion`` (the champion the evidence was about, or the caller saw
+    serve; :data:`NO_CHAMPION` when it saw none), neither happens if another champion
+    arrived meanwhile (``ConflictError``, ``champion_changed``): of two promotions naming
+    the same champion, one promotes and the other changes nothing; with
     ``expected_stage`` (the stage the caller found the version in), neither happens if
     the version was moved meanwhile (``ConflictError``, ``stage_changed``: an operator
     retired it), the store checking both under the model's lock. Neither
@@ -98,7 +107,13 @@ def promote(
     whose signature does not serve the champion's clients (``ConflictError``,
     ``signature_mismatch``: :func:`check_promotion_signature`, with ``artefacts`` those
     under the config's ``data_dir`` unless given); it is checked against the champion the
-    store replaces, again if another arrived meanwhile."""
+    store replaces, again if another arrived meanwhile.
+
+    A version that already is the champion, when no ``expected_stage`` is given, is
+    answered ``promoted`` and ``unchanged`` (whatever ``expected_champion`` says, and
+    whatever rule would have made its promotion wait), nothing written: the retry of a
+    promotion whose answer was lost finds its work done. A rolled-back version is refused
+    (``ConflictError``, ``not_promotable``)."""
     artefacts = ArtefactStore(config.artefact_dir, store=store) if artefacts is None else artefacts
     row = store.get_model(model)
     target = store.get_version(model, version)
@@ -122,8 +137,18 @@ def promote(
                 expected_stage=expected_stage,
             )
         except ConflictError as exc:
-            if exc.code != "champion_changed" or expected_champion is not None:
+            if exc.code == "already_champion":  # the store read it under the model's lock
+                return PromotionOutcome(
+                    status="promoted", champion=store.get_version(model, version), unchanged=True
+                )
+            if exc.code != "champion_changed":
                 raise
+            if expected_champion is not None:
+                raise ConflictError(
+                    f"{exc.message}; nothing changed (a promotion naming a champion replaces "
+                    "only that one: name the current one to replace it)",
+                    code="champion_changed",
+                ) from exc
             # a champion the check did not read arrived: check the version against it
 
 

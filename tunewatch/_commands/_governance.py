@@ -149,10 +149,18 @@ def cmd_promote(args: argparse.Namespace) -> int:
     config = config_of(args)
     store = open_store(config, create=False)
     try:
+        # refused, nothing changed, when another champion than --champion serves
+        # (`champion_changed`); the champion already is answered unchanged (a retry)
         outcome = promote(
-            store, config, args.model, args.version, actor=actor_of(args), reason=args.reason
+            store,
+            config,
+            args.model,
+            args.version,
+            actor=actor_of(args),
+            reason=args.reason,
+            expected_champion=args.champion,
         )
-        if outcome.champion is not None:  # as the API does: the reports tell the change
+        if outcome.champion is not None and not outcome.unchanged:  # as the API does
             replaced = () if outcome.previous is None else (outcome.previous.version,)
             refresh_reports(store, config, args.model, (outcome.champion.version, *replaced))
     finally:
@@ -166,6 +174,12 @@ def cmd_promote(args: argparse.Namespace) -> int:
         print(f"another person runs: tunewatch approve {a.id} --reason '...'")
         return 0
     assert outcome.champion is not None
+    if outcome.unchanged:
+        print(
+            f"{outcome.champion.model} version {outcome.champion.version} already is "
+            "champion: nothing changed"
+        )
+        return 0
     was = f" (was version {outcome.previous.version})" if outcome.previous else ""
     print(f"{outcome.champion.model} version {outcome.champion.version} is champion{was}")
     return 0

@@ -136,6 +136,19 @@ class StageChange(_Body):
     reason: Reason
 
 
+class Promote(StageChange):
+    champion: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_ID,
+        description="The champion version the promotion replaces, as the caller saw it "
+        "serve (0: it saw none): when another serves instead (another promotion won "
+        "meanwhile), 409 `champion_changed` and nothing changes, no approval requested "
+        "either. A version that already is the champion is answered 200 `unchanged` "
+        "whatever it names (a retry).",
+    )
+
+
 class Rollback(StageChange):
     champion: int | None = Field(
         default=None,
@@ -291,14 +304,20 @@ def register_version(
 def promote(
     model: str,
     version: RowId,
-    body: StageChange,
+    body: Promote,
     request: Request,
     principal: Operator,
 ) -> dict[str, Any] | JSONResponse:
-    """Promote now, or — for regulated models and hyperparameters outside their safe
-    ranges — open an approval request (202) that another person must decide. A version
-    whose artefact this daemon cannot read back intact or load is refused, nothing
-    changed (409 ``artefact_unavailable``)."""
+    """Promote now (200 `{status: promoted, champion, previous, unchanged}`), or — for
+    regulated models and hyperparameters outside their safe ranges — open an approval
+    request (202) that another person must decide. ``champion`` names the champion the
+    promotion replaces: another serving instead is 409 ``champion_changed``, nothing
+    changed. The champion itself is answered 200 with ``unchanged: true`` and nothing
+    written (no audit entry, no event): a retried promotion finds its work done. A
+    rolled-back version is 409 ``not_promotable``; one whose artefact this daemon cannot
+    read back intact or load is refused, nothing changed (409 ``artefact_unavailable``).
+    Promoted, the version's pending approval requests are closed (stored as rejected,
+    superseded, audited)."""
     ctx = context(request)
     version_or_404(ctx.runtime.store, model, version)
     outcome = governance.promote(
@@ -308,6 +327,7 @@ def promote(
         version,
         actor=principal.name,
         reason=body.reason,
+        expected_champion=body.champion,
         artefacts=ctx.runtime.artefacts,
     )
     if outcome.status == "pending_approval":
@@ -316,10 +336,11 @@ def promote(
             {"status": outcome.status, "approval": approval_json(outcome.approval)},
             status_code=202,
         )
-    ctx.runtime.try_load(model)  # its session is open: only the store can fail it
-    replaced = () if outcome.previous is None else (outcome.previous.version,)
-    refresh_reports(ctx.runtime.store, ctx.runtime.config, model, (version, *replaced))
-    return promotion_json(outcome.champion, outcome.previous)
+    if not outcome.unchanged:
+        ctx.runtime.try_load(model)  # its session is open: only the store can fail it
+        replaced = () if outcome.previous is None else (outcome.previous.version,)
+        refresh_reports(ctx.runtime.store, ctx.runtime.config, model, (version, *replaced))
+    return {**promotion_json(outcome.champion, outcome.previous), "unchanged": outcome.unchanged}
 
 
 def promotion_json(new: VersionRow | None, previous: VersionRow | None) -> dict[str, Any]:

@@ -2,10 +2,11 @@
 
 Reading a request fills in who else asked for it: its co-requesters are the actors of the
 ``request_approval`` audit entries naming it, other than its requester. Closing one
-(rejected, audited, with its event) is the write both a decision's refusals and a
-version's move away (retired, rolled back) make; :mod:`._governance` requests and decides
-approvals on top of these rows, and :mod:`._champion_rollback` closes the rolled-back
-version's. Each function runs inside the caller's transaction.
+(rejected, audited, with its event) is the write a decision's refusals, a version's
+move away (retired, rolled back) and its promotion without its request make;
+:mod:`._governance` requests and decides approvals on top of these rows,
+:mod:`._champion_rollback` closes the rolled-back version's and :mod:`._stage_changes`
+the promoted version's. Each function runs inside the caller's transaction.
 """
 
 from __future__ import annotations
@@ -53,6 +54,24 @@ def close_pending_approvals(
     moved to ``stage`` (retired or rolled back) other than by its own promotion, each
     audited and with its event as a superseded one is: approved later, it promoted the
     version an operator had pulled. ``reason`` is the move's."""
+    why = f"not promoted: v{version} was {stage_word(stage)} since the request ({reason})"
+    _close_pending(conn, model, version, actor=actor, reason=why)
+
+
+def close_promoted_approvals(
+    conn: Connection, model: str, version: int, *, actor: str, reason: str
+) -> None:
+    """Close (rejected, by ``actor``: the table holds no other closed status) the pending
+    approvals of ``version``, which ``actor`` has just promoted without them (a rule that
+    made it wait was since widened), each audited and with its event as a superseded one
+    is; ``reason`` is the promotion's. Left pending, approving one later was refused as
+    a champion change (the version it would promote replaced the champion it was
+    requested against) and stored as rejected then."""
+    why = f"superseded: v{version} was promoted without this request ({reason})"
+    _close_pending(conn, model, version, actor=actor, reason=why)
+
+
+def _close_pending(conn: Connection, model: str, version: int, *, actor: str, reason: str) -> None:
     pending = conn.execute(
         select(approvals.c.id).where(
             approvals.c.model == model,
@@ -60,9 +79,8 @@ def close_pending_approvals(
             approvals.c.status == "pending",
         )
     ).scalars()
-    why = f"not promoted: v{version} was {stage_word(stage)} since the request ({reason})"
     for approval_id in list(pending):
-        close_approval(conn, approval_id, model, version, actor=actor, reason=why)
+        close_approval(conn, approval_id, model, version, actor=actor, reason=reason)
 
 
 def close_approval(

@@ -10,9 +10,11 @@ gives it (``bootstrap-admin``, ``bootstrap-admin-2`` …).
 
 A request is for a version as it stands: retiring or rolling back the version closes its
 pending requests (:func:`close_pending_approvals`), and approving one whose version was so
-moved after it was requested is refused (``stage_changed``). The rollback watch returning
-the previous champion it kept in shadow to retired (``approvals_kept``) is no such move:
-the version is back where it was, and a request to promote it stands.
+moved after it was requested is refused (``stage_changed``). Promoting the version without
+them closes them too, superseded (a rule that made it wait was widened since). The
+rollback watch returning the previous champion it kept in shadow to retired
+(``approvals_kept``) is no such move: the version is back where it was, and a request to
+promote it stands.
 
 A rollback restores the champion the current one replaced, unless an operator pulled it
 since (:func:`find_pull`: retired it after the promotion, "never serve it again"); the
@@ -54,6 +56,7 @@ from ._champion_rollback import Pull, find_pull, replaced_champion, rollback
 from ._events import add_event_in
 from ._registry_rows import _lock_model, champion, check_champion, check_stage, get_version, promote
 from ._schema import approvals, audit_entries
+from ._stage_changes import check_promotable
 from ._types import VersionRow, utcnow
 
 __all__ = [
@@ -104,17 +107,17 @@ def request_approval(
     ``champion_changed``) is closed as superseded, audited, and a new one opened. With
     ``expected_champion`` and ``expected_stage``, nothing is requested unless that
     version is still the champion (``champion_changed``) and ``version`` still in that
-    stage (``stage_changed``). ``reason`` is cut to the column (the audit entry and the
-    event keep it whole)."""
+    stage (``stage_changed``), nor for a version that cannot be promoted, as
+    :func:`~._stage_changes.promote` refuses it (``already_champion``,
+    ``not_promotable``). ``reason`` is cut to the column (the audit entry and the event
+    keep it whole)."""
     _lock_model(conn, model)
-    check_champion(conn, model, expected_champion)
     target = get_version(conn, model, version)
+    if expected_stage is None:  # as the promotion checks: a retry finds it done
+        check_promotable(target)
+    check_champion(conn, model, expected_champion)
     check_stage(target, expected_stage)
-    if target.stage in ("champion", "rolled_back"):
-        raise ConflictError(
-            f"model {model!r} version {version} is {target.stage}; it cannot be promoted",
-            code="not_promotable",
-        )
+    check_promotable(target)
     current = champion(conn, model)
     current_version = None if current is None else current.version
     pending = conn.execute(

@@ -1,10 +1,10 @@
 """Stage changes: a version promoted to champion (the one it replaces retired) or moved
 to shadow, retired or rolled back, each under the lock on the model's row, audited and
 with an event; and the checks that a decision still holds under that lock (the champion
-and the stage it was taken on). The partial unique index on ``model_versions(model)
-WHERE stage = 'champion'`` backs the one-champion rule; a regulated model's version is
-promoted only by deciding its approval. Every function runs inside the caller's
-transaction."""
+and the stage it was taken on, and that the version can be promoted at all). The partial
+unique index on ``model_versions(model) WHERE stage = 'champion'`` backs the one-champion
+rule; a regulated model's version is promoted only by deciding its approval. Every
+function runs inside the caller's transaction."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, update
 
 from .._errors import ConflictError
-from ._approval_rows import close_pending_approvals
+from ._approval_rows import close_pending_approvals, close_promoted_approvals
 from ._audit import append_audit_in
 from ._events import add_event_in
 from ._registry_reads import _champion, _lock_model, get_version
@@ -33,14 +33,21 @@ def promote(
     expected_stage: str | None = None,
     approved: bool = False,
 ) -> tuple[VersionRow, VersionRow | None]:
-    """Make ``version`` the champion. A regulated model's only when ``approved`` (an
-    approver decided its request), else ``ConflictError`` (``approval_required``): the
-    flag is read under the lock, since a caller that found the model unregulated, and so
-    asked no approver, may have read it before it was regulated. With
-    ``expected_champion`` and ``expected_stage``, only if that version is still the
-    champion (``champion_changed``) and ``version`` still in that stage
-    (``stage_changed``): :func:`check_champion`, :func:`check_stage`."""
+    """Make ``version`` the champion, closing its pending approval requests (superseded:
+    :func:`~._approval_rows.close_promoted_approvals`). A regulated model's only when
+    ``approved`` (an approver decided its request), else ``ConflictError``
+    (``approval_required``): the flag is read under the lock, since a caller that found
+    the model unregulated, and so asked no approver, may have read it before it was
+    regulated. With ``expected_champion`` and ``expected_stage``, only if that version is
+    still the champion (``champion_changed``) and ``version`` still in that stage
+    (``stage_changed``): :func:`check_champion`, :func:`check_stage`. Refused too, nothing
+    written, when ``version`` cannot be promoted (:func:`check_promotable`): when it is the
+    champion already, whatever champion the caller expected, unless it named the stage it
+    saw the version in (a retried promotion's is done; a decision about a shadow is not)."""
     locked = _lock_model(conn, model)
+    target = get_version(conn, model, version)
+    if expected_stage is None:
+        check_promotable(target)
     if locked.regulated and not approved:
         raise ConflictError(
             f"model {model!r} is regulated: its promotion waits for an approver (request "
@@ -48,14 +55,8 @@ def promote(
             code="approval_required",
         )
     check_champion(conn, model, expected_champion)
-    target = get_version(conn, model, version)
     check_stage(target, expected_stage)
-    if target.stage == "champion":
-        raise ConflictError(f"model {model!r} version {version} is already the champion")
-    if target.stage == "rolled_back":
-        raise ConflictError(
-            f"model {model!r} version {version} was rolled back and cannot be promoted"
-        )
+    check_promotable(target)
     now = utcnow()
     previous = _demote_champion(conn, model, now)
     _set_stage_row(conn, model, version, "champion", now)
@@ -82,6 +83,9 @@ def promote(
             },
         },
     )
+    # a request for it approved later would be refused (the champion it was asked
+    # against changed) and stored as rejected then: close it with the reason now
+    close_promoted_approvals(conn, model, version, actor=actor, reason=reason)
     old = None if previous is None else get_version(conn, model, previous)
     return get_version(conn, model, version), old
 
@@ -167,6 +171,24 @@ def check_champion(conn: Connection, model: str, expected: int | None) -> None:
             f"model {model!r}: the champion changed from {was} to {now} since the "
             "decision was taken",
             code="champion_changed",
+        )
+
+
+def check_promotable(target: VersionRow) -> None:
+    """Under the model's lock, with ``target`` read under it: refuse to promote (or ask an
+    approver to promote) the champion (``already_champion``: a retried promotion whose
+    first answer was lost finds its work done) and a rolled-back version
+    (``not_promotable``: rolled back is final). A retired version may be promoted again."""
+    if target.stage == "champion":
+        raise ConflictError(
+            f"model {target.model!r} version {target.version} is already the champion",
+            code="already_champion",
+        )
+    if target.stage == "rolled_back":
+        raise ConflictError(
+            f"model {target.model!r} version {target.version} was rolled back and cannot be "
+            "promoted (rolled back is final)",
+            code="not_promotable",
         )
 
 

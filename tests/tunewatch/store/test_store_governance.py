@@ -360,7 +360,8 @@ def test_a_retired_version_requested_while_retired_is_promoted_on_approval(
 
 def test_a_rollback_closes_the_rolled_back_version_s_pending_approval(versions: Store) -> None:
     request = versions.request_approval("m", 2, requested_by="alice", reason="won", rules=[])
-    versions.promote("m", 2, actor="ops", reason="won, unregulated")
+    versions.promote("m", 2, actor="ops", reason="won, unregulated")  # closes it, superseded
+    _reopen(versions, request.id)  # as versions before closing one on a promotion left it
     versions.rollback("m", actor="ops", reason="degraded")  # v1 champion again
     closed = versions.get_approval(request.id)
     assert (closed.status, closed.decided_by) == ("rejected", "ops")
