@@ -94,23 +94,43 @@ def test_every_page_loads_without_console_errors_and_is_screenshotted(
     assert {p.stem for p in SCREENSHOTS.glob("*.png")} >= set(pages)
 
 
+def _band_widths(section: Any) -> list[float]:
+    """The band's height at each look, in px (its points run along the upper bound, then
+    back along the lower one)."""
+    band = section.locator("svg polygon.band")
+    if band.count() == 0:
+        return []
+    points = [tuple(map(float, p.split(","))) for p in (band.get_attribute("points") or "").split()]
+    half = len(points) // 2
+    upper, lower = points[:half], points[half:][::-1]
+    return [lo[1] - up[1] for up, lo in zip(upper, lower, strict=True)]
+
+
 def test_ab_chart_draws_a_narrowing_interval_with_a_decision_marker(
     viewer: Session, served: Served
 ) -> None:
+    """An open test draws each look's interval (``circle.look`` with its width); a decided
+    one only its band and line, whose height narrows the same way."""
     viewer.open(f"/dashboard/models/{served.model}/ab")
     charts = viewer.page.locator("section.comparison")
     widths_by_test = {}
     for i in range(charts.count()):
         section = charts.nth(i)
         looks = section.locator("svg circle.look")
-        widths = [
-            float(w)
-            for w in (looks.nth(j).get_attribute("data-width") for j in range(looks.count()))
-            if w
-        ]
+        if looks.count():
+            widths = [
+                float(w)
+                for w in (looks.nth(j).get_attribute("data-width") for j in range(looks.count()))
+                if w
+            ]
+            last_n = float(looks.last.get_attribute("data-n") or -1)
+        else:
+            widths = _band_widths(section)
+            line = section.locator("svg polyline.estimate").get_attribute("points") or ""
+            last_x = float(line.split()[-1].split(",")[0]) if line else -1.0
         widths_by_test[section.get_attribute("data-test")] = widths
         if len(widths) >= 3:
-            assert all(b <= a for a, b in zip(widths, widths[1:], strict=False)), widths
+            assert all(b <= a + 0.02 for a, b in zip(widths, widths[1:], strict=False)), widths
             assert widths[-1] < widths[0] / 3
             marker = section.locator("svg g.decision-marker")
             assert marker.count() == 1
@@ -118,9 +138,11 @@ def test_ab_chart_draws_a_narrowing_interval_with_a_decision_marker(
                 "challenger_better",
                 "challenger_worse",
             )
-            assert float(marker.get_attribute("data-n") or 0) == float(
-                looks.last.get_attribute("data-n") or -1
-            )
+            if looks.count():
+                assert float(marker.get_attribute("data-n") or 0) == last_n
+            else:  # the marker stands at the line's last point
+                x = float(marker.locator("line").get_attribute("x1") or 0)
+                assert x == pytest.approx(last_x, abs=0.01)
     assert any(len(w) >= 3 for w in widths_by_test.values()), widths_by_test
     assert viewer.errors == []
 
@@ -227,3 +249,60 @@ def test_a_feature_name_holding_a_script_neither_runs_it_nor_breaks_the_plots(
         assert session.errors == []
     finally:
         context.close()
+
+
+def test_heatmap_row_labels_are_distinct_and_drawn_whole_beside_the_cells(
+    browser: Any, tmp_path: Path
+) -> None:
+    """Names sharing their first 20 characters all read ``num_transactions_las``; each
+    label now differs, and chromium draws it inside the chart, left of the first cell."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.dashboard.scenario import serve
+
+    names = [
+        "num_transactions_last_7d",
+        "num_transactions_last_30d",
+        "num_transactions_last_90d",
+        "customer_profile_aggregates_rolling_window_sum_of_card_spend_last_30_days",
+        "customer_profile_aggregates_rolling_window_mean_of_card_spend_last_30_days",
+    ]
+    now = datetime.now(UTC)
+    with serve(tmp_path) as served:
+        store = served.daemon.store
+        store.ensure_model(name="cards", task="binary", feature_names=names)
+        for h in range(3):
+            columns = [
+                {"column": n, "method": "ks", "statistic": 0.1, "threshold": 0.05,
+                 "p_value": 0.001 if n == names[1] else 0.6, "drifted": n == names[1],
+                 "status": "ok", "n_cur": 500}
+                for n in names
+            ]  # fmt: skip
+            store.add_evaluation(
+                model="cards",
+                version=None,
+                kind="drift",
+                status="ok",
+                window_start=now - timedelta(hours=h + 1),
+                window_end=now - timedelta(hours=h),
+                payload={"alarm": False, "rule": "share", "columns": columns},
+            )
+        sessions = _login(browser, served, "viewer")
+        viewer = next(sessions)
+        try:
+            viewer.open("/dashboard/models/cards/drift")
+            labels = viewer.page.locator("svg.heatmap > text").evaluate_all(
+                "ns => ns.map(n => { const b = n.getBBox(); return "
+                "{text: n.textContent, x: b.x, right: b.x + b.width}; })"
+            )[: len(names)]
+            first_cell = float(
+                viewer.page.locator("svg.heatmap rect").first.get_attribute("x") or 0
+            )
+            outlined = viewer.page.locator("svg.heatmap rect.drifted").first
+            assert outlined.get_attribute("data-feature") == names[1]
+            assert outlined.evaluate("n => getComputedStyle(n).stroke") == "rgb(0, 0, 0)"
+            assert len({lb["text"] for lb in labels}) == len(names), labels
+            assert all(lb["x"] >= 0 and lb["right"] <= first_cell for lb in labels), labels
+            assert viewer.errors == []
+        finally:
+            sessions.close()

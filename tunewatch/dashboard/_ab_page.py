@@ -85,6 +85,7 @@ def ab_page(model: str, request: Request, limit: str | None = None) -> Response:
                 decided_at=t["decision_look"],
                 label=f"v{t['challenger_version']} vs v{t['champion_version']}: estimate and "
                 "always-valid interval by n",
+                marks=t["status"] == "open",
             )
             guard = t["guardrails"]
             guard_html = (
@@ -128,7 +129,8 @@ def ab_page(model: str, request: Request, limit: str | None = None) -> Response:
                 f'data-kind="{escape(str(t["kind"]))}" '
                 f'data-challenger="{t["challenger_version"]}">'
                 f"<h2>{_test_heading(t)}</h2>{summary}{chart}"
-                f'<p class="muted">{len(t["series"])} of {t["series_total"]} looks drawn; '
+                f'<p class="muted">{len(t["series"])} of {t["series_total"]} looks drawn'
+                f"{'' if t['status'] == 'open' else ' (decided: its line and band, no marks)'}; "
                 f"{_estimate_note(t)}</p></section>"
             )
         return shell(f"{model}: A/B results", "".join(parts), who=who, model=model, tab="ab")

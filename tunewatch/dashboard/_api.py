@@ -64,17 +64,21 @@ def ab_results(
     _: Reader,
     max_points: MaxPoints = MAX_POINTS,
     limit: TestLimit = _data.AB_TESTS,
+    decided_points: MaxPoints = _data.DECIDED_POINTS,
 ) -> dict[str, Any]:
     """Comparison tests, newest first: the `limit` newest (0-100, default 20) and every
     open test of the current champion however old; `tests_total` counts them all. Each
-    has its status, decision, n, correction and at most `max_points` of its looks over n
+    has its status, decision, n, correction and at most `max_points` of its looks over n,
+    a decided test at most `decided_points` (2-5000, default 50)
     (`series`, evenly spaced, the first and last kept: estimate, always-valid
     `ci_low`/`ci_high`, p-values, decision; `series_total` looks in all), with
     `decision_look` the index into `series` of the look that decided (always kept). The
     current champion's open tests carry their `guardrails` as they stand now, decided
     tests the verdict recorded when they were acted on (null when none was); `srm` is the
     newest sample-ratio check of the configured live split, whatever tests there are."""
-    return _data.ab_results(sources(request), model, max_points=max_points, limit=limit)
+    return _data.ab_results(
+        sources(request), model, max_points=max_points, limit=limit, decided_points=decided_points
+    )
 
 
 @router.get("/models/{model}/drift")
@@ -87,15 +91,21 @@ def drift(
     features: Features = _series.DRIFT_FEATURES,
 ) -> dict[str, Any]:
     """Drift per feature over the newest `windows` windows (oldest first), aggregated into
-    at most `max_points` columns: `scores[i]` is feature `features[i]`'s highest drift score
-    on [0, 1] (1 - p, or a distance over twice its threshold; one that did not drift is
-    scored against its fixed threshold, below 0.5, and a drifted one at 0.5 or more) in
-    the column, `drifted[i]`
-    whether any window drifted; `evaluation`, `status`, `alarm`, `window_end` and
+    at most `max_points` columns. Per feature `features[i]` in a column: `shares[i]` is the
+    share of the column's windows that tested it in which it drifted (null: none tested
+    it; the heatmap's colour), `tested[i]` their count, `chance[i]` the mean
+    false-positive rate of their tests (a p-value test's threshold, a distance's
+    `evaluation.drift.alpha`), `beyond_chance[i]` whether it drifted in more of them than
+    a one-sided binomial test at that rate allows (the heatmap's outline; a column of one
+    window: whether it drifted), `scores[i]` its highest drift score on [0, 1] (1 - p, or
+    a distance over twice its threshold; one that did not drift is scored against its
+    fixed threshold, below 0.5, and a drifted one at 0.5 or more) and `drifted[i]` whether
+    any window drifted it; `evaluation`, `status`, `alarm`, `window_end` and
     `drifted_share` are of the column's newest window that raised the alarm, else its
     newest; `latest` links the evidently report. Every window in range is read. Of more
-    than `features` features (1-1000, default 50), those any window drifted and then the
-    highest scoring are kept, in the model's order; `features_total` counts them all."""
+    than `features` features (1-1000, default 50), those beyond chance in some column,
+    then by highest share, then by highest score are kept, in the model's order;
+    `features_total` counts them all."""
     return _series.drift(
         sources(request), model, windows=windows, max_points=max_points, features=features
     )
@@ -126,9 +136,12 @@ def telemetry(
     max_points: MaxPoints = MAX_POINTS,
 ) -> dict[str, Any]:
     """Latency p50/p90/p99 (seconds) and load memory per version and hyperparameter set
-    (newest telemetry window), and p99 per version over time: every window of the newest
-    `windows` is read and at most `max_points` kept, the first, the last and, per version,
-    the one with each stretch's highest p99, so a one-window spike is never dropped."""
+    (newest telemetry window), and p99 over time of `history_versions`: the versions of
+    the newest window, then the most recently served others, 10 at most
+    (`versions_left_out` counts the others served in range). Every window of the newest
+    `windows` is read and at most `max_points` kept, the first, the last and, per drawn
+    version, the one with each stretch's highest p99, so a one-window spike is never
+    dropped."""
     return _series.telemetry(sources(request), model, windows=windows, max_points=max_points)
 
 

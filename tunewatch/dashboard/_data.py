@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 ACTIVE_JOBS = ("queued", "running")
 ALARM_EVENTS = 200
 AB_TESTS = 20  # the A/B page's default number of newest tests
+DECIDED_POINTS = 50  # the looks a decided test is drawn from, by default (an open one: all)
 MAX_TESTS_SHOWN = 100  # the most it shows besides the current champion's open ones
 TUNING_VERSIONS = 50  # the tuning page's default number of newest versions
 MAX_VERSIONS_SHOWN = 500  # the most it shows (each with its fold scores and plan)
@@ -210,11 +211,18 @@ def _split_json(s: SplitCheckRow) -> dict[str, Any]:
 
 
 def ab_results(
-    src: Sources, model: str, *, max_points: int = MAX_POINTS, limit: int = AB_TESTS
+    src: Sources,
+    model: str,
+    *,
+    max_points: int = MAX_POINTS,
+    limit: int = AB_TESTS,
+    decided_points: int = DECIDED_POINTS,
 ) -> dict[str, Any]:
     """The model's comparison tests, newest first: the ``limit`` newest, and every open
     test of the current champion (and the newest rollback watch) however old, each with
-    at most ``max_points`` of its looks over n (evenly spaced, the deciding look kept).
+    at most ``max_points`` of its looks over n (evenly spaced, the deciding look kept), a
+    decided test at most ``decided_points`` of them: its story is told (20 decided tests
+    of 400 looks each made a 3.1 MB page).
     The current champion's open tests carry their guardrails as they stand (each check
     reads up to ``latency_samples`` latencies of two versions: only tests shown and
     open are checked, see :meth:`ComparisonRunner.summary`), its decided tests the
@@ -230,7 +238,8 @@ def ab_results(
     out = {}
     recorded = RecordedGuardrails(src.store, model)
     for test in shown:
-        looks, n_looks = sampled_looks(src.store, test, max_points=max_points)
+        points = max_points if test.status == "open" else min(max_points, decided_points)
+        looks, n_looks = sampled_looks(src.store, test, max_points=points)
         out[test.id] = _test_json(test, looks, n_looks)
         guard = recorded.of(test)  # a decided test's, of any champion
         if guard is not None:
@@ -257,6 +266,7 @@ def ab_results(
         "limit": limit,
         "srm": None if check is None else _split_json(check),
         "max_points": max_points,
+        "decided_points": decided_points,
     }
 
 

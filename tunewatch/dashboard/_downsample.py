@@ -14,6 +14,7 @@ from typing import Literal, TypeVar
 import numpy as np
 
 MAX_POINTS = 400
+MAX_WINDOWS = 24 * 366  # a year of hourly evaluation windows: the pages' default range
 T = TypeVar("T")
 Side = Literal["both", "high", "low"]
 

@@ -45,6 +45,7 @@ th{background:#f0f3f7}
 .ok{color:#16794c}.bad{color:#b3261e;font-weight:600}.muted{color:#777}
 section{margin-bottom:28px}
 svg.chart{background:#fff;border:1px solid #ddd;font-size:11px}
+svg rect.drifted{stroke:#000;stroke-width:1}
 svg .grid{stroke:#eee}svg .axis{stroke:#888}svg .label{fill:#555}
 svg .band{fill:#1f77b4;fill-opacity:.18;stroke:none}
 svg .estimate{fill:none;stroke:#1f77b4;stroke-width:1.5}

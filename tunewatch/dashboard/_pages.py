@@ -118,7 +118,8 @@ def _features_shown(model: str, data: dict[str, Any], limit: int) -> str:
     )
     return (
         f'<p class="muted shown">Showing the {shown} most drifting of {total} features '
-        "(drifted in a window first, then by highest score), in the model's order "
+        "(drifted more often than chance in a column first, then by highest share of "
+        "windows drifted, then by highest score), in the model's order "
         f"(<code>?features=</code>, 1 to {_series.MAX_DRIFT_FEATURES}).{more}</p>"
     )
 
@@ -135,18 +136,23 @@ def drift_page(model: str, request: Request, features: str | None = None) -> Res
         )
         data = _series.drift(sources(request), model, features=limit)
         cols = data["columns"]
+        heat_rows = range(len(data["features"]))
         chart = _svg.heatmap(
             data["features"],
             [str(c["window_end"])[:16].replace("T", " ") for c in cols],
-            [[c["scores"][r] for c in cols] for r in range(len(data["features"]))],
-            flagged=[[c["drifted"][r] for c in cols] for r in range(len(data["features"]))],
-            label="highest drift score per feature in each column of windows "
-            "(1 - p, or statistic / 2x threshold)",
+            [[c["shares"][r] for c in cols] for r in heat_rows],
+            flagged=[[c["beyond_chance"][r] for c in cols] for r in heat_rows],
+            tips=[[_heat_tip(c, r) for c in cols] for r in heat_rows],
+            label="share of each column's windows in which the feature drifted",
         )
         parts = [
             f"<p>{data['windows_total']} drift windows in {len(cols)} columns; colour is the "
-            "highest drift score among a column's windows (white 0 … red 1), outlined cells "
-            "drifted in at least one of them.</p>",
+            "share of the column's windows in which the feature drifted (white 0 … red 1: "
+            "a feature that did not change drifts by chance in about 1 window of 20, at the "
+            "tests' level); outlined cells drifted more often than chance explains (a "
+            "one-sided binomial test at that level: a column of one window is outlined when "
+            "it drifted). The tooltip gives the counts and the highest drift score "
+            "(1 - p, or statistic / 2x threshold).</p>",
             _features_shown(model, data, limit),
             chart,
         ]
@@ -183,6 +189,19 @@ def drift_page(model: str, request: Request, features: str | None = None) -> Res
         return shell(f"{model}: drift", "".join(parts), who=who, model=model, tab="drift")
 
     return render_page(request, render)
+
+
+def _heat_tip(column: dict[str, Any], row: int) -> str:
+    """A heatmap cell's tooltip: how many of its windows drifted the feature, against
+    chance, and the highest score among them."""
+    tested = column["tested"][row]
+    if not tested:
+        return "not tested"
+    drifted = round(column["shares"][row] * tested)
+    highest = column["scores"][row]
+    return f"{drifted} of {tested} windows drifted (chance {column['chance'][row]:.0%})" + (
+        "" if highest is None else f"; highest score {highest:.3g}"
+    )
 
 
 def _drift_cell(column: dict[str, Any]) -> str:
@@ -365,7 +384,8 @@ def telemetry_page(model: str, request: Request) -> Response:
             ]
             for c in current
         ]
-        versions = sorted({k for h in data["history"] for k in h["p99_s"]}, key=str)
+        versions = data["history_versions"]
+        left_out = data["versions_left_out"]
         history = [
             _svg.Series(
                 name=f"v{v} p99 (ms)",
@@ -395,6 +415,7 @@ def telemetry_page(model: str, request: Request) -> Response:
             + _svg.bar_chart(groups, ms, y_label="latency (ms)", label="latency per set")
             + _svg.bar_chart(groups, mem, y_label="MiB", label="load memory per set")
             + "<h2>p99 latency over time</h2>"
+            + _left_out(left_out)
             + _svg.line_chart(
                 history,
                 x_label="window end (UTC)",
@@ -406,3 +427,15 @@ def telemetry_page(model: str, request: Request) -> Response:
         return shell(f"{model}: latency and memory", body, who=who, model=model, tab="telemetry")
 
     return render_page(request, render)
+
+
+def _left_out(count: int) -> str:
+    """The note under the p99 chart's title: how many versions it does not draw."""
+    if not count:
+        return ""
+    what = "version served in range is" if count == 1 else "versions served in range are"
+    return (
+        f'<p class="muted left-out">{count} other {what} not drawn: the chart shows the '
+        "versions of the newest window and the most recently served others, "
+        f"{_series.HISTORY_LINES} at most.</p>"
+    )

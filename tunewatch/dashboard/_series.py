@@ -1,6 +1,6 @@
-"""The JSON behind the dashboard's time-series pages: the drift heatmap, decay and
-latency & memory per version over the evaluation windows of a model (see
-:mod:`tunewatch.dashboard._data` for the rest).
+"""The JSON behind the dashboard's time-series pages: the drift heatmap (built in
+:mod:`tunewatch.dashboard._drift_heat`), decay and latency & memory per version over the
+evaluation windows of a model (see :mod:`tunewatch.dashboard._data` for the rest).
 
 Each reads every window in range as light rows (:mod:`tunewatch.dashboard._queries`)
 and keeps at most :data:`~tunewatch.dashboard._downsample.MAX_POINTS` points per series:
@@ -13,224 +13,23 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import quote
 
-from monitor.drift import METHODS
 from tunewatch._version_metadata import finite_float
-from tunewatch.store import ModelRow
 
 from ._data import Sources, _iso
-from ._downsample import MAX_POINTS, Side, buckets, extreme_indices
-from ._queries import (
-    WindowRef,
-    stream_payloads,
-    stream_windows,
-    versions_named,
-    window_ids,
-    window_refs,
-)
+from ._downsample import MAX_POINTS, MAX_WINDOWS, Side, extreme_indices
+from ._drift_heat import DRIFT_FEATURES, MAX_DRIFT_FEATURES, drift
+from ._queries import WindowRef, stream_payloads, versions_named, window_refs
 
-MAX_WINDOWS = 24 * 366  # a year of hourly evaluation windows
-DRIFT_FEATURES = 50  # the drift heatmap's default number of rows (features)
-MAX_DRIFT_FEATURES = 1000  # the most it shows
-
-
-# -- drift ------------------------------------------------------------------------------------
-
-
-BELOW_DRIFT = math.nextafter(0.5, 0.0)
-"""The highest score of a column that did not drift: a drifted one scores 0.5 or more."""
-
-
-def _drift_score(column: dict[str, Any], fixed: float | None = None) -> float | None:
-    """A column's drift on [0, 1]: 1 - p for tests that give a p-value, else the distance
-    over twice its threshold (so the threshold sits at 0.5), capped at 1.
-
-    A distance over categories is judged against its sampling-noise floor too, once it
-    reaches the fixed threshold (:mod:`monitor.drift._noise`): the stored threshold is then
-    the raised one. Scored against that, a distance just under the fixed threshold scored
-    0.498 and larger ones the floor kept from drifting 0.43. So a distance that did not
-    drift is scored against ``fixed`` (the method's configured threshold; the stored one
-    when it is lower or ``fixed`` is unknown), and below :data:`BELOW_DRIFT` at most:
-    increasing with the distance, and under every drifted distance of the method, which
-    scores against the threshold it reached (0.5 or more)."""
-    p = column.get("p_value")
-    if type(p) is float and 0.0 <= p <= 1.0:  # the common case, first: the drift page folds
-        return 1.0 - p  # every window's columns through here
-    p = finite_float(p)
-    if p is not None:
-        return min(max(1.0 - p, 0.0), 1.0)
-    stat, threshold = finite_float(column.get("statistic")), finite_float(column.get("threshold"))
-    if stat is None:
-        return None
-    if threshold is None or threshold <= 0:
-        return min(max(stat, 0.0), 1.0)
-    drifted = column.get("drifted")
-    if not isinstance(drifted, bool):
-        drifted = stat >= threshold
-    if drifted:
-        return min(max(stat / (2 * threshold), 0.5), 1.0)
-    if fixed is not None and 0 < fixed < threshold:
-        threshold = fixed
-    return min(max(stat / (2 * threshold), 0.0), BELOW_DRIFT)
-
-
-class _FixedThresholds:
-    """Each column's fixed threshold by column and method: its configured one
-    (``evaluation.drift.columns``) when the window used the configured method, else the
-    method's default; ``None`` for an unknown method. The configuration is today's: a
-    window judged before a threshold was changed is scored against the new one."""
-
-    def __init__(self, src: Sources, model: ModelRow) -> None:
-        cfg = src.runner.config.model_or_default(model.name, model.task)
-        self._columns = cfg.evaluation.drift.columns
-        self._found: dict[tuple[str, str], float | None] = {}
-
-    def __call__(self, name: str, method: Any) -> float | None:
-        if not isinstance(method, str):
-            return None
-        key = (name, method)
-        if key not in self._found:
-            spec = self._columns.get(name)
-            if spec is not None and spec.method == method and spec.threshold is not None:
-                self._found[key] = spec.threshold
-            else:
-                found = METHODS.get(method)
-                self._found[key] = None if found is None else found.default_threshold
-        return self._found[key]
-
-
-class _Column:
-    """One heatmap column, folded from its windows newest first: the count of alarms, each
-    feature's highest score and whether any window drifted it, the names of columns with
-    no score, and the window it shows (the newest that raised the drift alarm, else the
-    newest)."""
-
-    __slots__ = ("alarms", "drifted", "fixed", "highest", "share", "shown", "unscored")
-
-    def __init__(self, fixed: _FixedThresholds) -> None:
-        self.fixed = fixed
-        self.alarms = 0
-        self.shown: WindowRef | None = None
-        self.share: float | None = None
-        self.highest: dict[str, float] = {}
-        self.drifted: set[str] = set()
-        self.unscored: set[str] = set()
-
-    def add(self, ref: WindowRef, payload: dict[str, Any]) -> None:
-        self.alarms += ref.alarm
-        if self.shown is None or (ref.alarm and not self.shown.alarm):
-            self.shown, self.share = ref, finite_float(payload.get("drifted_share"))
-        highest, drifted = self.highest, self.drifted
-        for c in payload.get("columns", []):
-            name = str(c.get("column"))
-            # a distance's fixed threshold (a p-value test has none, and is the common case)
-            fixed = self.fixed(name, c.get("method")) if c.get("p_value") is None else None
-            score = _drift_score(c, fixed)
-            if score is None:
-                self.unscored.add(name)
-            elif score > highest.get(name, -1.0):
-                highest[name] = score
-            if c.get("drifted"):
-                drifted.add(name)
-
-    def names(self) -> list[str]:
-        """Every column name its windows hold (scored ones first, newest first)."""
-        return [*self.highest, *sorted((self.drifted | self.unscored) - self.highest.keys())]
-
-
-def drift(
-    src: Sources,
-    model: str,
-    *,
-    windows: int = MAX_WINDOWS,
-    max_points: int = MAX_POINTS,
-    features: int = DRIFT_FEATURES,
-) -> dict[str, Any]:
-    """Per-feature drift over the newest ``windows`` evaluation windows, oldest first, in at
-    most ``max_points`` columns. Each column stands for a run of consecutive windows: its
-    ``scores`` are each feature's highest drift score in the run and ``drifted`` whether any
-    window of the run drifted the feature; its ``evaluation``, ``status``, ``alarm``,
-    ``window_end`` and ``drifted_share`` are of one window, the newest that raised the drift
-    alarm, else the newest. ``features`` are the model's features, then every other column
-    any window in range holds (e.g. ``__prediction__``), in the order the newest hold them;
-    of more than ``features`` of them, the ``features`` most drifting are kept, in that
-    order (:func:`_most_drifting`), and ``features_total`` counts them all.
-
-    Every window in range is read, so the cost grows with ``windows`` (a year of hourly
-    windows by default, at most 100,000 through the API) and with the number of features,
-    not with ``max_points``; payloads are streamed and folded into the columns as they
-    arrive, so memory holds one chunk of payloads and the columns' aggregates."""
-    row = src.store.get_model(model)
-    ids = window_ids(src.store, model, "drift", limit=windows)
-    runs = buckets(len(ids), max_points)
-    column_of = {ids[i]: k for k, run in enumerate(runs) for i in run}
-    fixed = _FixedThresholds(src, row)
-    folded = [_Column(fixed) for _ in runs]
-    latest: WindowRef | None = None
-    latest_payload: dict[str, Any] = {}
-    for ref, payload in stream_windows(src.store, model, "drift", limit=windows):
-        k = column_of.get(ref.id)
-        if k is None:  # written after the ids were read
-            continue
-        if ref.id == ids[-1]:
-            latest, latest_payload = ref, payload
-        folded[k].add(ref, payload)
-    names = dict.fromkeys(row.feature_names)  # then every other column, newest first
-    for col in reversed(folded):
-        names.update(dict.fromkeys(col.names()))
-    every = list(names)
-    shown = _most_drifting(every, folded, features)
-    columns = [
-        {
-            "window_end": _iso(col.shown.window_end),
-            "windows": len(run),
-            "alarms": col.alarms,
-            "evaluation": col.shown.id,
-            "status": col.shown.status,
-            "alarm": col.shown.alarm,
-            "drifted_share": col.share,
-            "scores": [col.highest.get(f) for f in shown],
-            "drifted": [f in col.drifted for f in shown],
-        }
-        for run, col in zip(runs, folded, strict=True)
-        # unread only if windows written since the ids pushed its oldest past the limit
-        if col.shown is not None
-    ]
-    return {
-        "model": model,
-        "features": shown,
-        "features_total": len(every),
-        "windows_total": len(ids),
-        "columns": columns,
-        "latest": None
-        if latest is None
-        else {
-            "id": latest.id,
-            "status": latest.status,
-            "window_end": _iso(latest.window_end),
-            "alarm": latest.alarm,
-            "rule": latest_payload.get("rule"),
-            "drifted_columns": latest_payload.get("drifted_columns", []),
-            "columns": latest_payload.get("columns", []),
-            "report": f"/v1/models/{quote(model, safe='')}/evaluations/{latest.id}/report",
-        },
-    }
-
-
-def _most_drifting(names: list[str], folded: list[_Column], limit: int) -> list[str]:
-    """At most ``limit`` of ``names``, in their order: those any window drifted first, then
-    by highest score (a heatmap row per feature: 400 features made a 35 MB page)."""
-    if len(names) <= limit:
-        return names
-    drifted = set().union(*(col.drifted for col in folded))
-    highest: dict[str, float] = {}
-    for col in folded:
-        for name, score in col.highest.items():
-            highest[name] = max(score, highest.get(name, -1.0))
-    ranked = sorted(names, key=lambda n: (n not in drifted, -highest.get(n, -1.0)))
-    kept = set(ranked[:limit])
-    return [n for n in names if n in kept]
+__all__ = [
+    "DRIFT_FEATURES",
+    "HISTORY_LINES",
+    "MAX_DRIFT_FEATURES",
+    "MAX_WINDOWS",
+    "decay",
+    "drift",
+    "telemetry",
+]
 
 
 # -- decay ------------------------------------------------------------------------------------
@@ -381,18 +180,30 @@ def decay(
 # -- latency and memory -----------------------------------------------------------------------
 
 
+HISTORY_LINES = 10
+"""The most versions the p99-over-time chart draws: every version of the newest telemetry
+window (the champion, its shadows and split arms), then the most recently served others
+(a year of a new set a day drew 369 lines, its legend filling the page)."""
+
+
 def telemetry(
     src: Sources, model: str, *, windows: int = MAX_WINDOWS, max_points: int = MAX_POINTS
 ) -> dict[str, Any]:
     """Latency quantiles and load memory per version (hyperparameter set): each version's
     newest entry in the last 50 telemetry windows, and p99 per version over time. Every
-    window in range is read (streamed); the history keeps, per version, the window with
-    the highest p99 of each bucket (:func:`extreme_indices`), so a one-window spike stays.
-    Only the versions shown (those of the recent windows) are read from the registry."""
+    window in range is read (streamed, newest first). The history draws
+    ``history_versions``: those of the newest window, then the most recently served others
+    up to :data:`HISTORY_LINES` in all (``versions_left_out`` counts the versions served
+    in range that it leaves out); per drawn version it keeps the window with the highest
+    p99 of each bucket (:func:`extreme_indices`), so a one-window spike stays, and no other
+    version's p99 is kept. Only the versions shown (those of the recent windows) are read
+    from the registry."""
     src.store.get_model(model)
     newest: dict[str, dict[str, Any]] = {}
     ids: list[int] = []
     p99s: list[dict[str, float | None]] = []
+    drawn: dict[str, None] = {}  # in order: the newest window's, then by recency
+    served: set[str] = set()
     for window_id, payload in stream_payloads(src.store, model, "telemetry", limit=windows):
         seen = payload.get("versions")
         seen = seen if isinstance(seen, dict) else {}
@@ -400,15 +211,26 @@ def telemetry(
             for key, item in seen.items():
                 if isinstance(item, dict):
                     newest.setdefault(key, {**item, "window_id": window_id})
+        served.update(seen)
+        if not ids:  # the newest window: the versions served now, all drawn
+            drawn.update(dict.fromkeys(sorted(seen, key=_version_order)))
+        elif len(drawn) < HISTORY_LINES:
+            for key in sorted(seen, key=_version_order):
+                if len(drawn) >= HISTORY_LINES:
+                    break
+                drawn.setdefault(key)
         ids.append(window_id)
         p99s.append(
-            {k: _number(v.get("p99")) if isinstance(v, dict) else None for k, v in seen.items()}
+            {
+                k: _number(v.get("p99")) if isinstance(v, dict) else None
+                for k, v in seen.items()
+                if k in drawn
+            }
         )
     ids.reverse()
     p99s.reverse()
-    keys = sorted({k for p in p99s for k in p})
     picked = extreme_indices(
-        [([p.get(k) for p in p99s], "high") for k in keys], len(ids), max_points
+        [([p.get(k) for p in p99s], "high") for k in drawn], len(ids), max_points
     )
     refs = window_refs(
         src.store, sorted({ids[i] for i in picked} | {v["window_id"] for v in newest.values()})
@@ -439,9 +261,19 @@ def telemetry(
                 "window_end": _iso(ref.window_end) if ref else None,
             }
         )
-    return {"model": model, "current": current, "history": history}
+    return {
+        "model": model,
+        "current": current,
+        "history": history,
+        "history_versions": list(drawn),
+        "versions_left_out": len(served - drawn.keys()),
+    }
 
 
 def _vkey(item: tuple[str, Any]) -> tuple[int, str]:
-    key = item[0]
+    return _version_order(item[0])
+
+
+def _version_order(key: str) -> tuple[int, str]:
+    """Version numbers in order, then any other key."""
     return (int(key), "") if key.isdigit() else (1 << 30, key)

@@ -7,6 +7,7 @@ users) can read the numbers back from the rendered page.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#1
 DASHES = ("", "6 3", "2 2", "8 3 2 3")
 LEGEND_ROW = 14  # px per legend row
 CHAR_WIDTH = 6.5  # px, a generous estimate for the 11 px legend font
+LABEL_CHARS = 32  # a heatmap row label's most characters (a longer name loses its middle)
 
 
 def _num(value: float) -> str:
@@ -136,9 +138,13 @@ class Look:
     decision: str
 
 
-def interval_chart(looks: Sequence[Look], *, decided_at: int | None, label: str) -> str:
+def interval_chart(
+    looks: Sequence[Look], *, decided_at: int | None, label: str, marks: bool = True
+) -> str:
     """The estimate and its confidence sequence against n: a band, a line, a zero line and
-    a marker at the look that decided (index ``decided_at`` into ``looks``)."""
+    a marker at the look that decided (index ``decided_at`` into ``looks``); with
+    ``marks``, each look's interval and a point with its numbers and a tooltip (about
+    400 bytes a look: a decided test goes without)."""
     drawn = [lk for lk in looks if lk.estimate is not None]
     if not drawn:
         return _empty(label)
@@ -159,17 +165,17 @@ def interval_chart(looks: Sequence[Look], *, decided_at: int | None, label: str)
     )
     line = " ".join(f"{_num(x(lk.n))},{_num(y(lk.estimate or 0.0))}" for lk in drawn)
     body.append(f'<polyline class="estimate" points="{line}"/>')
-    marks = []
-    for lk in looks:
+    drawn_marks = []
+    for lk in looks if marks else ():
         if lk.estimate is None:
             continue
         if lk.low is not None and lk.high is not None:
-            marks.append(
+            drawn_marks.append(
                 f'<line class="ci" x1="{_num(x(lk.n))}" x2="{_num(x(lk.n))}" '
                 f'y1="{_num(y(lk.low))}" y2="{_num(y(lk.high))}"/>'
             )
         width = "" if lk.low is None or lk.high is None else _fmt(lk.high - lk.low)
-        marks.append(
+        drawn_marks.append(
             f'<circle class="look" cx="{_num(x(lk.n))}" cy="{_num(y(lk.estimate))}" r="2" '
             f'data-n="{lk.n:g}" data-estimate="{lk.estimate!r}" '
             f'data-low="{"" if lk.low is None else repr(lk.low)}" '
@@ -179,7 +185,8 @@ def interval_chart(looks: Sequence[Look], *, decided_at: int | None, label: str)
             f"[{'' if lk.low is None else _fmt(lk.low)}, "
             f"{'' if lk.high is None else _fmt(lk.high)}]</title></circle>"
         )
-    body.append(f'<g class="looks">{"".join(marks)}</g>')
+    if marks:
+        body.append(f'<g class="looks">{"".join(drawn_marks)}</g>')
     if decided_at is not None and looks[decided_at].estimate is not None:
         lk = looks[decided_at]
         px, py = x(lk.n), y(lk.estimate or 0.0)
@@ -284,12 +291,17 @@ def heatmap(
     *,
     flagged: Sequence[Sequence[bool]],
     label: str,
+    tips: Sequence[Sequence[str]] | None = None,
 ) -> str:
     """``cells[row][column]`` in [0, 1] as colour (``None``: not computed); flagged cells
-    (drifted) get an outline."""
+    get an outline. A cell's tooltip names its row (in full) and column, then says
+    ``tips[row][column]`` (default: the value). Row labels are :func:`row_labels`."""
     if not rows or not columns:
         return _empty(label)
-    left, top = 140, 8
+    shown = row_labels(rows)
+    # the margin fits the longest label (140 px at least, as before)
+    left = max(140, math.ceil(CHAR_WIDTH * max(len(t) for t in shown)) + 12)
+    top = 8
     cell_w = max(1.0, (WIDTH - left - PAD_RIGHT) / len(columns))
     cell_h = 18
     height = top + cell_h * len(rows) + 40
@@ -297,18 +309,18 @@ def heatmap(
     for r, name in enumerate(rows):
         y = top + r * cell_h
         parts.append(
-            f'<text x="{left - 6}" y="{y + 13}" text-anchor="end">{escape(name[:20])}</text>'
+            f'<text x="{left - 6}" y="{y + 13}" text-anchor="end">{escape(shown[r])}</text>'
         )
         for c, value in enumerate(cells[r]):
             fill = "#eeeeee" if value is None else _heat(value)
-            outline = ' class="drifted" stroke="#000" stroke-width="1"' if flagged[r][c] else ""
+            outline = ' class="drifted"' if flagged[r][c] else ""  # outlined by the CSS
+            tip = tips[r][c] if tips is not None else "n/a" if value is None else f"{value:.3g}"
             parts.append(
                 f'<rect x="{_num(left + c * cell_w)}" y="{y}" width="{_num(cell_w + 0.3)}" '
                 f'height="{cell_h - 1}" fill="{fill}"{outline} data-feature="{escape(name)}" '
                 f'data-window="{escape(columns[c])}" '
                 f'data-value="{"" if value is None else f"{value:.4g}"}">'
-                f"<title>{escape(name)} @ {escape(columns[c])}: "
-                f"{'n/a' if value is None else f'{value:.3g}'}</title></rect>"
+                f"<title>{escape(name)} @ {escape(columns[c])}: {escape(tip)}</title></rect>"
             )
     y_axis = top + cell_h * len(rows) + 14
     parts.append(f'<text x="{left}" y="{y_axis}">{escape(columns[0])}</text>')
@@ -321,6 +333,55 @@ def heatmap(
         f'class="chart heatmap" data-rows="{len(rows)}" data-columns="{len(columns)}">'
         f"<title>{escape(label)}</title>{''.join(parts)}</svg>"
     )
+
+
+def row_labels(names: Sequence[str], chars: int = LABEL_CHARS) -> list[str]:
+    """Distinct visible labels for distinct ``names``, each at most ``chars`` characters
+    but for a rare suffix: a name that fits is shown whole, a longer one keeps its start
+    and its end around an ellipsis. The end usually tells names apart
+    (``num_transactions_last_7d``/``_30d``), so it gets half; names the cut makes equal
+    move the ellipsis (a longer end first, then a longer start) until they differ; names
+    that differ only further inside show the stretch from where they part, between
+    ellipses, and any still equal are numbered. Names were cut to their first 20 characters: three
+    features read ``num_transactions_las``."""
+
+    def cut(name: str, tail: int) -> str:
+        if len(name) <= chars:
+            return name
+        return f"{name[: chars - 1 - tail]}…{name[len(name) - tail :]}"
+
+    half = (chars - 1) // 2
+    tails = [*range(half, chars - 1), *range(half - 1, 0, -1)]  # longer ends first
+    labels = [cut(name, half) for name in names]
+    for group in _same(labels):
+        others = {t for i, t in enumerate(labels) if i not in group}
+        for tail in tails:
+            tried = [cut(names[i], tail) for i in group]
+            if len(set(tried)) == len(tried) and not others & set(tried):
+                for i, t in zip(group, tried, strict=True):
+                    labels[i] = t
+                break
+    for group in _same(labels):  # differing only where no single ellipsis shows: show there
+        start = max(len(os.path.commonprefix([names[i] for i in group])) - 4, 0)
+        for i in group:
+            rest = names[i][start:]
+            labels[i] = f"…{rest[: chars - 2]}{'…' if len(rest) > chars - 2 else ''}"
+    for group in _same(labels):
+        for k, i in enumerate(group[1:], start=2):
+            taken = set(labels)
+            n = k
+            while f"{labels[i]} ({n})" in taken:
+                n += 1
+            labels[i] = f"{labels[i]} ({n})"
+    return labels
+
+
+def _same(labels: Sequence[str]) -> list[list[int]]:
+    """The indices of each label that occurs more than once, grouped by label."""
+    at: dict[str, list[int]] = {}
+    for i, t in enumerate(labels):
+        at.setdefault(t, []).append(i)
+    return [group for group in at.values() if len(group) > 1]
 
 
 def _heat(value: float) -> str:
