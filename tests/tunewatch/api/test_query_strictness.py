@@ -211,7 +211,7 @@ def test_the_dashboard_s_json_refuses_a_misspelt_parameter_once_the_caller_is_kn
     error = _refusal(_get(running, f"{path}?max_point=50"))
     assert error == (
         "query.max_point: GET /v1/dashboard/models/{model}/ab takes no query parameter "
-        "'max_point'; it takes max_points, limit"
+        "'max_point'; it takes max_points, limit, decided_points"
     )
     assert _refusal(_get(running, "/v1/dashboard/overview?refresh=1")).startswith("query.refresh")
     assert httpx.get(f"{running.url}{path}?max_point=50").status_code == 401
