@@ -39,11 +39,15 @@ TOKEN_PREFIX = "tw_"
 
 
 class AuthError(TunewatchError):
-    """Authentication or authorisation failed; ``status`` is 401 or 403."""
+    """Authentication or authorisation failed; ``status`` is 401 or 403. A 403 names the
+    caller whose role was refused (``principal``): the governance routes audit it."""
 
-    def __init__(self, message: str, *, code: str, status: int) -> None:
+    def __init__(
+        self, message: str, *, code: str, status: int, principal: Principal | None = None
+    ) -> None:
         super().__init__(message, code=code)
         self.status = status
+        self.principal = principal
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +220,10 @@ class Authenticator:
 def _permitted(principal: Principal, permission: str) -> Principal:
     if not principal.can(permission):
         raise AuthError(
-            f"role {principal.role!r} may not {permission}", code="forbidden", status=403
+            f"role {principal.role!r} may not {permission}",
+            code="forbidden",
+            status=403,
+            principal=principal,
         )
     return principal
 

@@ -372,15 +372,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tokens", help="manage API tokens")
     tsub = p.add_subparsers(dest="action", required=True)
+    why = "why, kept in the audit entry's details"
     t = tsub.add_parser("create", help="create a token and print it once")
     t.add_argument("name", type=_text("name"), help="a name to revoke it by, unique for good")
     t.add_argument("--role", required=True, choices=ROLES)
+    t.add_argument("--reason", type=_reason, help=why)
     t = tsub.add_parser(
         "revoke",
         help="revoke a token by name (audited); running servers refuse it within "
         "auth.token_cache_ttl_s seconds (at least 1); its name stays taken",
     )
     t.add_argument("name", type=_text("name"), help="the name given at create")
+    t.add_argument("--reason", type=_reason, help=why)
+    t = tsub.add_parser(
+        "rotate",
+        help="replace a token's secret and print the new one once: NAME is revoked (as by "
+        "revoke) and a token of its role stored as NAME#2 (then #3 …), the same person to "
+        "the rule that a requester may not decide their own approval; both audited at once",
+    )
+    t.add_argument("name", type=_text("name"), help="the token's name, its newest after a rotation")
+    t.add_argument("--reason", type=_reason, help=why)
     tsub.add_parser("list", help="list every token: name, role, active or revoked (date)")
     p.set_defaults(func=cmd_tokens)
 

@@ -21,24 +21,119 @@ when that fails: committed, it named a champion no process could serve (the daem
 serving the one the store had replaced, and served nothing after a restart). The session
 made for the check is dropped: one kept for the load that follows stayed open, a whole
 model's memory, when the change was then refused (an approval, ``same_person``).
+
+A person's refused attempt is audited though nothing was done (:func:`audit_denied`): a
+promotion, approval, rejection or rollback the CLI or the API asks for with
+``audit_refusal`` and that is refused (``ConflictError``, 409: ``same_person``,
+``already_decided``, ``champion_changed`` …), and, from the API, one whose caller's role
+may not do it (403), leave a ``denied_<action>`` entry naming the caller, the target, the
+code and the message, written in a transaction of its own once the refused one rolled
+back. Only the ``ConflictError`` of the store's rules: a version or approval that does not
+exist (404) names nothing, and the daemon's own loops (the comparison loop's promotions,
+the rollback watch) record their refusals as events.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 from shadow import Signature
 from tunewatch._approval_rules import promotion_rules
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
-from tunewatch._errors import ConflictError, NotFoundError
+from tunewatch._errors import ConflictError, NotFoundError, TunewatchError
 from tunewatch._promotion_signature import check_promotion_signature, check_servable
 from tunewatch.store import MAX_ID, NO_CHAMPION, ApprovalRow, ModelRow, Stage, Store, VersionRow
 from tunewatch.store._governance import replaced_champion
 
 logger = logging.getLogger(__name__)
+
+
+#: The governance actions whose refusal is audited, as ``denied_<action>``.
+GovernedAction = Literal["promote", "approve", "reject", "rollback"]
+
+
+def audit_denied(
+    store: Store,
+    action: GovernedAction,
+    *,
+    actor: str,
+    target: str,
+    status: int,
+    code: str,
+    message: str,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """Log and audit ``actor``'s refused ``action`` on ``target`` (``model/v<n>``, or the
+    model for a rollback) as ``denied_<action>``, its details ``details`` with the
+    answer's ``status``, ``code`` and ``message``, in a transaction of its own: the
+    refused one rolled back, and this entry is all the attempt leaves. An entry that
+    cannot be written is logged, never raised: the caller is answered the refusal, not the
+    audit's failure."""
+    logger.warning(
+        "denied %s of %s by %r (%d %s): %s", action, target, actor, status, code, message
+    )
+    try:
+        store.append_audit(
+            actor=actor,
+            action=f"denied_{action}",
+            target=target,
+            details={**(details or {}), "status": status, "code": code, "message": message},
+        )
+    except TunewatchError as exc:  # the store's failures, translated
+        logger.error(
+            "could not audit the refusal denied_%s of %s by %r (%d %s): %s",
+            action,
+            target,
+            actor,
+            status,
+            code,
+            exc,
+            exc_info=exc,
+        )
+
+
+def approval_target(store: Store, approval_id: int) -> str:
+    """The audit target of approval ``approval_id``'s decisions, its ``model/v<n>``;
+    ``approval/<id>`` when it cannot be read (there is none, the store failed)."""
+    try:
+        approval = store.get_approval(approval_id)
+    except TunewatchError:
+        return f"approval/{approval_id}"
+    return f"{approval.model}/v{approval.version}"
+
+
+@contextmanager
+def _refusal_audited(
+    store: Store,
+    action: GovernedAction,
+    *,
+    actor: str,
+    target: Callable[[], str],
+    details: Mapping[str, Any],
+    audited: bool,
+) -> Iterator[None]:
+    """Audit (:func:`audit_denied`, when ``audited``) the ``ConflictError`` the block
+    raises, and raise it."""
+    try:
+        yield
+    except ConflictError as exc:
+        if audited:
+            audit_denied(
+                store,
+                action,
+                actor=actor,
+                target=target(),
+                status=409,
+                code=exc.code,
+                message=exc.message,
+                details=details,
+            )
+        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +188,7 @@ def promote(
     expected_champion: int | None = None,
     expected_stage: Stage | None = None,
     artefacts: ArtefactStore | None = None,
+    audit_refusal: bool = False,
 ) -> PromotionOutcome:
     """Promote now, or open an approval request when a rule says a second person must.
     With ``expected_champion`` (the champion the evidence was about, or the caller saw
@@ -113,7 +209,43 @@ def promote(
     answered ``promoted`` and ``unchanged`` (whatever ``expected_champion`` says, and
     whatever rule would have made its promotion wait), nothing written: the retry of a
     promotion whose answer was lost finds its work done. A rolled-back version is refused
-    (``ConflictError``, ``not_promotable``)."""
+    (``ConflictError``, ``not_promotable``).
+
+    With ``audit_refusal`` (a person's promotion: the CLI's, the API's), a refusal is
+    audited as ``denied_promote`` (:func:`audit_denied`) and raised."""
+    with _refusal_audited(
+        store,
+        "promote",
+        actor=actor,
+        target=lambda: f"{model}/v{version}",
+        details={"reason": reason},
+        audited=audit_refusal,
+    ):
+        return _promote(
+            store,
+            config,
+            model,
+            version,
+            actor=actor,
+            reason=reason,
+            expected_champion=expected_champion,
+            expected_stage=expected_stage,
+            artefacts=artefacts,
+        )
+
+
+def _promote(
+    store: Store,
+    config: Config,
+    model: str,
+    version: int,
+    *,
+    actor: str,
+    reason: str,
+    expected_champion: int | None,
+    expected_stage: Stage | None,
+    artefacts: ArtefactStore | None,
+) -> PromotionOutcome:
     artefacts = ArtefactStore(config.artefact_dir, store=store) if artefacts is None else artefacts
     row = store.get_model(model)
     target = store.get_version(model, version)
@@ -203,6 +335,7 @@ def decide_approval(
     approve: bool,
     reason: str,
     artefacts: ArtefactStore | None = None,
+    audit_refusal: bool = False,
 ) -> tuple[ApprovalRow, tuple[VersionRow, VersionRow | None] | None]:
     """Approve (the store promotes in the same transaction) or reject an approval
     request. An approval that promotes — its request's champion (or none) still serves:
@@ -211,7 +344,40 @@ def decide_approval(
     (:func:`check_promotion_signature`) against that champion. A request for a version
     whose artefact is unavailable (``artefact_unavailable``), or opened before promotions
     checked signatures (``signature_mismatch``), is so refused and stays pending, to be
-    rejected or approved once its artefact is restored."""
+    rejected or approved once its artefact is restored.
+
+    With ``audit_refusal`` (a person's decision: the CLI's, the API's), a refusal
+    (``same_person``, ``already_decided`` …) is audited as ``denied_approve`` or
+    ``denied_reject`` (:func:`audit_denied`) against the approval's version, and raised."""
+    with _refusal_audited(
+        store,
+        "approve" if approve else "reject",
+        actor=approver,
+        target=lambda: approval_target(store, approval_id),
+        details={"approval": approval_id, "reason": reason},
+        audited=audit_refusal,
+    ):
+        return _decide_approval(
+            store,
+            config,
+            approval_id,
+            approver=approver,
+            approve=approve,
+            reason=reason,
+            artefacts=artefacts,
+        )
+
+
+def _decide_approval(
+    store: Store,
+    config: Config,
+    approval_id: int,
+    *,
+    approver: str,
+    approve: bool,
+    reason: str,
+    artefacts: ArtefactStore | None,
+) -> tuple[ApprovalRow, tuple[VersionRow, VersionRow | None] | None]:
     if approve:
         approval = store.get_approval(approval_id)
         champion = store.champion(approval.model)
@@ -238,6 +404,7 @@ def rollback(
     actor: str,
     reason: str,
     expected_champion: int | None = None,
+    audit_refusal: bool = False,
 ) -> tuple[VersionRow, VersionRow]:
     """:meth:`Store.rollback <tunewatch.store.Store.rollback>` (``(restored,
     rolled_back)``), once the version it restores reads back intact and loads
@@ -249,7 +416,38 @@ def rollback(
     it, the champion read here, and no other: a champion that serves instead when the store
     writes — another rollback (the rollback watch's, a retry) restored it meanwhile — is
     refused (``ConflictError``, ``champion_changed``, naming it) and nothing changes.
-    Rolling back the newcomer instead made a good version ``rolled_back``, which is final."""
+    Rolling back the newcomer instead made a good version ``rolled_back``, which is final.
+
+    With ``audit_refusal`` (a person's rollback: the CLI's, the API's; not the rollback
+    watch's), a refusal is audited as ``denied_rollback`` (:func:`audit_denied`) against
+    the model, and raised."""
+    with _refusal_audited(
+        store,
+        "rollback",
+        actor=actor,
+        target=lambda: model,
+        details={"reason": reason},
+        audited=audit_refusal,
+    ):
+        return _rollback(
+            store,
+            artefacts,
+            model,
+            actor=actor,
+            reason=reason,
+            expected_champion=expected_champion,
+        )
+
+
+def _rollback(
+    store: Store,
+    artefacts: ArtefactStore,
+    model: str,
+    *,
+    actor: str,
+    reason: str,
+    expected_champion: int | None,
+) -> tuple[VersionRow, VersionRow]:
     store.get_model(model)  # an unknown model (a name no model can have): 404
     current = store.champion(model)
     found = None if current is None else current.version

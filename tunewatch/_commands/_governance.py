@@ -23,7 +23,7 @@ from tunewatch._version_metadata import VersionMetadata
 from ._context import actor_of, config_of, next_page, registry_of, say_held_back
 
 if TYPE_CHECKING:
-    from tunewatch.store import ApprovalRow, Store
+    from tunewatch.store import ApprovalRow, Store, TokenRow
 
 
 def _shown(text: str) -> str:
@@ -159,6 +159,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
             actor=actor_of(args),
             reason=args.reason,
             expected_champion=args.champion,
+            audit_refusal=True,  # a refusal is audited, denied_promote
         )
         if outcome.champion is not None and not outcome.unchanged:  # as the API does
             replaced = () if outcome.previous is None else (outcome.previous.version,)
@@ -199,6 +200,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
             approver=actor_of(args),
             approve=args.command == "approve",
             reason=args.reason,
+            audit_refusal=True,  # a refusal is audited, denied_approve or denied_reject
         )
         if promoted is not None:
             versions = [row.version for row in promoted if row is not None]  # new, replaced
@@ -241,6 +243,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             actor=actor_of(args),
             reason=args.reason,
             expected_champion=args.champion,
+            audit_refusal=True,  # a refusal is audited, denied_rollback
         )
         refresh_reports(store, config, args.model, (restored.version, rolled.version))
     finally:
@@ -334,13 +337,28 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     from tunewatch._open_store import open_store
 
     actor = actor_of(args)
+    details = {} if getattr(args, "reason", None) is None else {"reason": args.reason}
     # the first token of a new deployment makes its store; listing and revoking need one
     store = open_store(config_of(args), create=args.action == "create")
     try:
         if args.action == "create":
-            return _create_token(store, args.name, check_role(args.role), actor=actor)
+            token = new_token()
+            row = store.add_token(
+                name=args.name,
+                role=check_role(args.role),
+                token_hash=hash_token(token),
+                actor=actor,
+                details=details,
+            )
+            return _show_token(store, row, token, actor=actor)
+        if args.action == "rotate":
+            token = new_token()
+            old, row = store.rotate_token(
+                args.name, token_hash=hash_token(token), actor=actor, details=details
+            )
+            return _show_token(store, row, token, actor=actor, replaces=old)
         if args.action == "revoke":
-            row = store.revoke_token(args.name, actor=actor)
+            row = store.revoke_token(args.name, actor=actor, details=details)
             print(f"token {row.name!r} revoked")
         else:
             for t in store.list_tokens():
@@ -351,14 +369,15 @@ def cmd_tokens(args: argparse.Namespace) -> int:
     return 0
 
 
-def _create_token(store: Store, name: str, role: str, *, actor: str) -> int:
-    """Store a token and show it, once; one that cannot be shown is revoked (audited, by
-    ``actor``) and the command exits 1. It was stored, then printed: a print that failed
-    (a full disk, a reader gone, stdout closed) left an active token no one held, under a
-    name no later token can take, and exited 2 ("refused, nothing changed") or, with
-    stdout closed, 0."""
-    token = new_token()
-    row = store.add_token(name=name, role=role, token_hash=hash_token(token), actor=actor)
+def _show_token(
+    store: Store, row: TokenRow, token: str, *, actor: str, replaces: TokenRow | None = None
+) -> int:
+    """Show the token ``row`` just stored, ``token``, once; one that cannot be shown is
+    revoked (audited, by ``actor``) and the command exits 1. It was stored, then printed:
+    a print that failed (a full disk, a reader gone, stdout closed) left an active token no
+    one held, under a name no later token can take, and exited 2 ("refused, nothing
+    changed") or, with stdout closed, 0. ``replaces``: the token a rotation revoked for
+    it."""
     try:
         _show_once(token)
     except (OSError, ValueError) as exc:  # ValueError: a closed stream
@@ -375,13 +394,26 @@ def _create_token(store: Store, name: str, role: str, *, actor: str) -> int:
                 file=sys.stderr,
             )
             return 1
+        again = (
+            "a revoked token keeps its name: choose another name"
+            if replaces is None
+            else f"{replaces.name!r} was revoked by the rotation; for another secret run: "
+            f"tunewatch tokens rotate {shlex.quote(row.name)}"
+        )
         print(
             f"tunewatch: error: token {row.name!r} was revoked because it could not be shown "
-            f"({why}); a revoked token keeps its name: choose another name",
+            f"({why}); {again}",
             file=sys.stderr,
         )
         return 1
-    print(f"token {row.name!r} ({row.role}) created; it is shown only once", file=sys.stderr)
+    if replaces is None:
+        print(f"token {row.name!r} ({row.role}) created; it is shown only once", file=sys.stderr)
+    else:
+        print(
+            f"token {row.name!r} ({row.role}) replaces {replaces.name!r}, revoked (running "
+            "servers refuse it within auth.token_cache_ttl_s seconds); it is shown only once",
+            file=sys.stderr,
+        )
     return 0
 
 

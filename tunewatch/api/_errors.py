@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
@@ -14,7 +16,7 @@ from starlette.routing import Match
 from starlette.types import Scope
 
 from shadow import ShadowError
-from tunewatch._auth import AuthError
+from tunewatch._auth import AuthError, Principal
 from tunewatch._errors import (
     ConflictError,
     DatabaseUnavailableError,
@@ -110,8 +112,29 @@ def describe(exc: TunewatchError | ShadowError) -> tuple[int, str, str]:
     return status, exc.code, exc.message
 
 
+#: The attribute under which a route's endpoint may carry what to do when its caller's
+#: role is refused (403): called in a worker thread with the request, the caller and the
+#: refusal's message before the 403 is answered. The governance routes audit the attempt
+#: (:mod:`tunewatch.api._models`); other routes' 403s, scoring's above all, are only
+#: counted (``http_errors_total``): audited, a misconfigured client would flood the log.
+ON_FORBIDDEN = "on_forbidden"
+
+ForbiddenHook = Callable[[Request, Principal, str], None]
+
+
+async def _on_forbidden(request: Request, exc: AuthError) -> None:
+    """Run the refused route's :data:`ON_FORBIDDEN` hook, if it has one (the route is in
+    the request's scope once it matched)."""
+    endpoint = getattr(request.scope.get("route"), "endpoint", None)
+    hook: ForbiddenHook | None = getattr(endpoint, ON_FORBIDDEN, None)
+    if hook is not None and exc.principal is not None:
+        await anyio.to_thread.run_sync(hook, request, exc.principal, exc.message)
+
+
 async def _own_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, TunewatchError | ShadowError)
+    if isinstance(exc, AuthError) and exc.status == 403:
+        await _on_forbidden(request, exc)
     status, code, message = describe(exc)
     if status >= 500 and status != 503:
         logger.error(

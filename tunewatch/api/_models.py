@@ -23,7 +23,7 @@ from tunewatch._runtime import version_or_404
 from tunewatch._version_metadata import VersionMetadata
 from tunewatch.api._audit_limit import BUSY_RESPONSES, AuditRoute
 from tunewatch.api._context import Reason, RowId, ascii_digits, authenticate, context
-from tunewatch.api._errors import ApiError
+from tunewatch.api._errors import ON_FORBIDDEN, ApiError
 from tunewatch.api._route import ApiRoute
 from tunewatch.store import MAX_ID, ApprovalRow, Role, RunTally, VersionRow
 
@@ -71,6 +71,51 @@ VersionCursor = Annotated[
 ]
 
 T = TypeVar("T")
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+def _refusals_audited(action: governance.GovernedAction) -> Callable[[Endpoint], Endpoint]:
+    """Mark a governance route whose caller's role is refused (403) as audited, as the
+    store's refusals of the change itself are (``audit_refusal``): a ``denied_<action>``
+    entry naming the caller and the version, approval or model the path names (see
+    :data:`~tunewatch.api._errors.ON_FORBIDDEN`)."""
+
+    def hook(request: Request, principal: Principal, message: str) -> None:
+        params = request.path_params
+        store = context(request).runtime.store
+        details: dict[str, Any] = {}
+        if "approval_id" in params:
+            if not _is_number(params["approval_id"]):
+                return  # names no approval: refused as a bad request after the token
+            details["approval"] = int(params["approval_id"])
+            target = governance.approval_target(store, details["approval"])
+        elif "version" in params:
+            if not _is_number(params["version"]):
+                return
+            target = f"{params['model']}/v{int(params['version'])}"
+        else:
+            target = params["model"]
+        governance.audit_denied(
+            store,
+            action,
+            actor=principal.name,
+            target=target,
+            status=403,
+            code="forbidden",
+            message=message,
+            details=details,
+        )
+
+    def mark(endpoint: Endpoint) -> Endpoint:
+        setattr(endpoint, ON_FORBIDDEN, hook)
+        return endpoint
+
+    return mark
+
+
+def _is_number(text: str) -> bool:
+    """Whether a path's ``text`` is an id or version as the route reads one (``RowId``)."""
+    return text.isascii() and text.isdigit() and int(text) <= MAX_ID
 
 
 def paged(
@@ -301,6 +346,7 @@ def register_version(
         }
     },
 )
+@_refusals_audited("promote")
 def promote(
     model: str,
     version: RowId,
@@ -329,6 +375,7 @@ def promote(
         reason=body.reason,
         expected_champion=body.champion,
         artefacts=ctx.runtime.artefacts,
+        audit_refusal=True,
     )
     if outcome.status == "pending_approval":
         assert outcome.approval is not None
@@ -374,6 +421,7 @@ def version_report(
 
 
 @router.post("/models/{model}/rollback")
+@_refusals_audited("rollback")
 def rollback(model: str, body: Rollback, request: Request, principal: Operator) -> dict[str, Any]:
     """Restore the champion the current one replaced (409 when there is none, and 409
     ``artefact_unavailable``, nothing changed, when this daemon cannot read back intact or
@@ -388,6 +436,7 @@ def rollback(model: str, body: Rollback, request: Request, principal: Operator) 
         actor=principal.name,
         reason=body.reason,
         expected_champion=body.champion,
+        audit_refusal=True,
     )
     ctx.runtime.try_load(model)
     refresh_reports(
@@ -424,6 +473,7 @@ def _decide(
         approve=approve,
         reason=body.reason,
         artefacts=ctx.runtime.artefacts,
+        audit_refusal=True,
     )
     if approve and decided.status == "rejected":  # closed: the champion changed meanwhile
         raise ApiError(409, "champion_changed", decided.decision_reason or "champion changed")
@@ -437,6 +487,7 @@ def _decide(
 
 
 @router.post("/approvals/{approval_id}/approve")
+@_refusals_audited("approve")
 def approve(
     approval_id: RowId, body: StageChange, request: Request, principal: Approver
 ) -> dict[str, Any]:
@@ -445,6 +496,7 @@ def approve(
 
 
 @router.post("/approvals/{approval_id}/reject")
+@_refusals_audited("reject")
 def reject(
     approval_id: RowId, body: StageChange, request: Request, principal: Approver
 ) -> dict[str, Any]:

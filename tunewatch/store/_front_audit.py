@@ -164,6 +164,25 @@ class AuditFront(StoreFront):
             _sessions.end_sessions_of(conn, name)
             return revoked
 
+    def rotate_token(
+        self,
+        name: str,
+        *,
+        token_hash: str,
+        actor: str,
+        details: Mapping[str, Any] | None = None,
+    ) -> tuple[TokenRow, TokenRow]:
+        """Revoke token ``name`` (unless it is already) and store its successor of the
+        same role and person under the next rotated name (``root`` → ``root#2``), ending
+        the old token's dashboard sessions, both audited, in one transaction;
+        ``(old, new)`` (:func:`_tokens.rotate_token`)."""
+        with self._tx("rotate_token") as conn:
+            rotated = _tokens.rotate_token(
+                conn, name, token_hash=token_hash, actor=actor, details=details
+            )
+            _sessions.end_sessions_of(conn, name)
+            return rotated
+
     def list_tokens(self) -> list[TokenRow]:
         with self._read("list_tokens") as conn:
             return _tokens.list_tokens(conn)

@@ -5,8 +5,10 @@ in that same transaction, so a decision and its record land together or not at a
 
 Who asked for an approval is read from the audit log: its requester, and each other person
 whose request found it pending (their ``request_approval`` entries name it). None of them
-may decide it. The bootstrap admin is one person under every name a rotation of its token
-gives it (``bootstrap-admin``, ``bootstrap-admin-2`` …).
+may decide it. A person is one under every name a rotation of their token gives them
+(:func:`person`): ``root``, ``root#2``, ``root#3`` … (``tunewatch tokens rotate``), and the
+bootstrap admin under ``bootstrap-admin``, ``bootstrap-admin-2`` … (a new
+``TUNEWATCH_ADMIN_TOKEN``).
 
 A request is for a version as it stands: retiring or rolling back the version closes its
 pending requests (:func:`close_pending_approvals`), and approving one whose version was so
@@ -63,6 +65,7 @@ __all__ = [
     "BOOTSTRAP_NAME",
     "BOOTSTRAP_TOKEN_NAME",
     "MAX_REASON_LENGTH",
+    "ROTATED_NAME",
     "ApprovalRow",
     "Pull",
     "close_pending_approvals",
@@ -81,12 +84,21 @@ __all__ = [
 #: all): one person, whoever holds the variable, under every one of those names.
 BOOTSTRAP_TOKEN_NAME = "bootstrap-admin"
 BOOTSTRAP_NAME = re.compile(re.escape(BOOTSTRAP_TOKEN_NAME) + r"(-[0-9]+)?")
+#: The name ``tunewatch tokens rotate`` gives a token's successor: its first name, ``#``
+#: and the rotation's number from 2 in ASCII digits (``root#2``, ``root#3`` …). No one
+#: else may take such a name (:func:`~._tokens.add_token` refuses every name that reads
+#: as one): the rotations' own ``-<n>``, as the bootstrap admin's, could not be reserved,
+#: ``team-2`` being another person's name.
+ROTATED_NAME = re.compile(r"(?P<first>.+)#(?P<n>[2-9]|[1-9][0-9]+)")
 
 
 def person(actor: str) -> str:
-    """Who ``actor`` is to the same-person rule: the bootstrap admin is one person under
-    each of its token's names; any other name is its own person."""
-    return BOOTSTRAP_TOKEN_NAME if BOOTSTRAP_NAME.fullmatch(actor) else actor
+    """Who ``actor`` is to the same-person rule: one person under each name a rotation of
+    their token gives them (``root#2`` is ``root``), the bootstrap admin under each of its
+    token's names; any other name is its own person."""
+    rotated = ROTATED_NAME.fullmatch(actor)
+    first = actor if rotated is None else rotated["first"]
+    return BOOTSTRAP_TOKEN_NAME if BOOTSTRAP_NAME.fullmatch(first) else first
 
 
 def request_approval(
@@ -213,10 +225,9 @@ def decide_approval(
         )
     if person(approver) in _requesters(current):
         asked = ", ".join(repr(name) for name in (current.requested_by, *current.co_requesters))
-        bootstrap = person(approver) == BOOTSTRAP_TOKEN_NAME
         raise ConflictError(
             f"approval {approval_id} was requested by {asked}; {approver!r} is one of them"
-            + (" (the bootstrap admin under any of its token's names)" if bootstrap else "")
+            + _same_person_as(approver)
             + ": another person must decide it",
             code="same_person",
         )
@@ -264,6 +275,16 @@ def decide_approval(
             approved=True,
         )
     return get_approval(conn, approval_id), promoted
+
+
+def _same_person_as(approver: str) -> str:
+    """Why ``approver`` is one of the requesters under another name, or nothing."""
+    who = person(approver)
+    if who == BOOTSTRAP_TOKEN_NAME:
+        return " (the bootstrap admin under any of its token's names)"
+    if who != approver:
+        return f" (the same person as {who!r}: their token's name after a rotation)"
+    return ""
 
 
 def _check_stage_unchanged(conn: Connection, approval: ApprovalRow) -> None:

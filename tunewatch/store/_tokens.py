@@ -1,7 +1,14 @@
 """API tokens: only sha256 hashes are stored (hashing happens in the caller).
 
-Creating and revoking a token write its audit entry inside the caller's transaction, so
-a token and its record land together or not at all.
+Creating, revoking and rotating a token write their audit entries inside the caller's
+transaction, so a token and its record land together or not at all.
+
+A rotation (:func:`rotate_token`) revokes a token and stores its successor under the name
+:data:`~._governance.ROTATED_NAME` gives it, ``root`` → ``root#2`` → ``root#3``: one
+person to the rule that a requester may not decide their own approval
+(:func:`~._governance.person`). A name is never reused (the audit log names one token per
+actor), so revoking a token and creating another was the only way to replace a secret, and
+the new name was another person, who could approve the old one's request.
 """
 
 from __future__ import annotations
@@ -11,12 +18,12 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, func, select, update
 
 from .._errors import ConflictError, InvalidValueError, NotFoundError
 from ._audit import JOB_ACTORS, append_audit_in
 from ._engine import dialect_insert
-from ._governance import BOOTSTRAP_NAME, BOOTSTRAP_TOKEN_NAME
+from ._governance import BOOTSTRAP_NAME, BOOTSTRAP_TOKEN_NAME, ROTATED_NAME
 from ._schema import api_tokens
 from ._types import TokenRow, utcnow, valid_actor
 
@@ -24,6 +31,9 @@ from ._types import TokenRow, utcnow, valid_actor
 MAX_TOKEN_NAME = 100
 #: A bootstrap admin's name as it reads: any script's digits, letters as NFKC and case fold them.
 _READS_AS_BOOTSTRAP = re.compile(re.escape(BOOTSTRAP_TOKEN_NAME) + r"(-\d+)?")
+#: A rotated token's name as it reads: any script's digits (``root#٣``), ``#1`` and
+#: leading zeros too, the number sign as NFKC folds it (``root＃2``).
+_READS_AS_ROTATED = re.compile(r".+#\d+")
 #: The actors the daemon itself audits as: the comparison loop and the stored models
 #: regulated from the config (``tunewatch``), the bootstrap token, evaluations and
 #: triggers (``system``) and the retention purge (``scheduler``).
@@ -37,6 +47,14 @@ def reads_as_bootstrap(name: str) -> bool:
     (``bootstrap-admin-٣``, ``Bootstrap-Admin``): NFKC- and case-folded, it is one."""
     folded = _folded(name)
     return not BOOTSTRAP_NAME.fullmatch(name) and bool(_READS_AS_BOOTSTRAP.fullmatch(folded))
+
+
+def reads_as_rotated(name: str) -> bool:
+    """Whether ``name`` reads as the name a rotation gives a token (``root#2``,
+    ``root#٣``, ``root＃2``): NFKC-folded, it ends in ``#`` and digits after a first
+    character. Only :func:`rotate_token` stores such a name, and only as
+    :data:`~._governance.ROTATED_NAME` spells it."""
+    return bool(_READS_AS_ROTATED.fullmatch(unicodedata.normalize("NFKC", name)))
 
 
 def reads_as_daemon_actor(name: str) -> bool:
@@ -75,9 +93,25 @@ def add_token(
     ``bootstrap-admin-３``) is refused to everyone: it would be another person under a
     bootstrap admin's name. So is a name that reads as an actor the daemon itself audits
     as (``tunewatch``, ``System``, ``job:7``: :func:`reads_as_daemon_actor`): what is done
-    with the token would read as done by the daemon."""
+    with the token would read as done by the daemon; and one that reads as a rotation's
+    (``root#2``, ``root#٣``: :func:`reads_as_rotated`), which only :func:`rotate_token`
+    gives: it would be ``root`` to the same-person rule without being their token."""
     if len(token_hash) != 64:
         raise ValueError(f"`token_hash` must be a 64-character sha256 hex, got {len(token_hash)}")
+    _check_name(name, bootstrap=bootstrap)
+    if reads_as_rotated(name):
+        raise InvalidValueError(
+            f"token `name` must not end in '#<n>': that names a token's successor after "
+            f"`tunewatch tokens rotate` (one person under both names); got {name!r}"
+        )
+    return _store_token(
+        conn, name=name, role=role, token_hash=token_hash, actor=actor, details=details
+    )
+
+
+def _check_name(name: str, *, bootstrap: bool = False) -> None:
+    """Refuse (``InvalidValueError``) a name :func:`add_token` refuses, but for a
+    rotation's, which :func:`rotate_token` gives."""
     if not (valid_actor(name) and len(name) <= MAX_TOKEN_NAME and name.strip() == name):
         raise InvalidValueError(
             f"token `name` must be 1 to {MAX_TOKEN_NAME} printable characters with no space "
@@ -105,6 +139,18 @@ def add_token(
             f"width ignored): what is done with the token would read as done by the daemon; "
             f"got {name!r}"
         )
+
+
+def _store_token(
+    conn: Connection,
+    *,
+    name: str,
+    role: str,
+    token_hash: str,
+    actor: str,
+    details: Mapping[str, Any] | None,
+) -> TokenRow:
+    """Insert a token whose name was checked, and audit it (``create_token``)."""
     # one statement: a check before the insert read nothing on PostgreSQL while another
     # transaction held an uncommitted token of the name, and the insert then hit the
     # unique index with the driver's message
@@ -149,6 +195,77 @@ def revoke_token(
         )
     append_audit_in(conn, actor=actor, action="revoke_token", target=name, details=details or {})
     return _token(row)
+
+
+def rotate_token(
+    conn: Connection,
+    name: str,
+    *,
+    token_hash: str,
+    actor: str,
+    details: Mapping[str, Any] | None = None,
+) -> tuple[TokenRow, TokenRow]:
+    """Replace token ``name`` by a new one of the same role and person: ``(old, new)``.
+
+    The new token is named as :data:`~._governance.ROTATED_NAME` says, the next number
+    after the person's highest (``root`` → ``root#2``, ``root#2`` → ``root#3``); only the
+    person's newest token is rotated (``ConflictError``, ``token_rotated``, naming it),
+    so their names make one line. ``name`` is revoked (``revoke_token``, its details
+    ``details`` and ``rotated_to``) unless it is already — a leaked token revoked at once
+    gets its successor all the same — and the new token stored (``create_token``,
+    ``details``, its role and ``rotated_from``). The bootstrap admin's token is refused
+    (``InvalidValueError``): a new ``TUNEWATCH_ADMIN_TOKEN`` rotates it, and the daemon
+    refuses to start on a variable whose token was revoked. So is a rotation whose name
+    would be longer than the column, and nothing is changed."""
+    old = conn.execute(
+        select(api_tokens).where(api_tokens.c.name == name).with_for_update()
+    ).one_or_none()
+    if old is None:
+        raise NotFoundError(f"no API token named {name!r}")
+    if BOOTSTRAP_NAME.fullmatch(name):
+        raise InvalidValueError(
+            f"API token {name!r} is the bootstrap admin's: rotate it by setting a new "
+            "TUNEWATCH_ADMIN_TOKEN and restarting the daemon"
+        )
+    rotated = ROTATED_NAME.fullmatch(name)
+    first = name if rotated is None else rotated["first"]
+    numbers = {first: 1}
+    prefix = f"{first}#"
+    for (taken,) in conn.execute(
+        select(api_tokens.c.name).where(func.substr(api_tokens.c.name, 1, len(prefix)) == prefix)
+    ):
+        later = ROTATED_NAME.fullmatch(taken)
+        if later is not None and later["first"] == first:
+            numbers[taken] = int(later["n"])
+    newest = max(numbers, key=lambda taken: numbers[taken])
+    if newest != name:
+        raise ConflictError(
+            f"API token {name!r} was rotated: its successor is {newest!r}; rotate that one",
+            code="token_rotated",
+        )
+    new_name = f"{first}#{numbers[newest] + 1}"
+    if len(new_name) > MAX_TOKEN_NAME:
+        raise InvalidValueError(
+            f"API token {name!r} cannot be rotated: its successor's name {new_name!r:.60} "
+            f"would be {len(new_name)} characters, and a token's name is at most "
+            f"{MAX_TOKEN_NAME} characters"
+        )
+    if len(token_hash) != 64:
+        raise ValueError(f"`token_hash` must be a 64-character sha256 hex, got {len(token_hash)}")
+    # a name stored before the rules (`Bootstrap-Admin`, `System`) is not carried on
+    _check_name(new_name)
+    if old.revoked_at is None:
+        revoke_token(conn, name, actor=actor, details={**(details or {}), "rotated_to": new_name})
+    new = _store_token(
+        conn,
+        name=new_name,
+        role=old.role,
+        token_hash=token_hash,
+        actor=actor,
+        details={**(details or {}), "rotated_from": name},
+    )
+    revoked = conn.execute(select(api_tokens).where(api_tokens.c.name == name)).one()
+    return _token(revoked), new
 
 
 def list_tokens(conn: Connection) -> list[TokenRow]:

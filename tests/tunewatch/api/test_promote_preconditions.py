@@ -95,7 +95,12 @@ def test_a_promotion_naming_another_champion_changes_nothing(daemon: Running) ->
         r = _promote(daemon, 3, champion=seen)
         assert r.status_code == 409 and r.json()["code"] == "champion_changed", r.text
     assert _stages(daemon) == {1: "champion", 2: "shadow", 3: "shadow"}
-    assert daemon.daemon.store.audit_log(limit=1000) == audit
+    # nothing written but the refused attempts' own entries
+    after = daemon.daemon.store.audit_log(limit=1000)
+    assert after[2:] == audit
+    assert [(e.action, e.target, e.details["code"]) for e in after[:2]] == [
+        ("denied_promote", f"{MODEL}/v3", "champion_changed")
+    ] * 2
 
 
 def test_a_promotion_of_a_regulated_model_naming_another_champion_requests_nothing(
