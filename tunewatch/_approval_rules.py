@@ -30,7 +30,13 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from retune import SearchSpaceError
-from retune.space import CategoricalParam, SearchSpace, built_parameters, load_search_space
+from retune.space import (
+    CategoricalParam,
+    SearchSpace,
+    built_parameters,
+    load_search_space,
+    outside_safe,
+)
 from tunewatch._config import Config, ModelConfig, SafeRange
 from tunewatch._errors import ConflictError, NotFoundError
 from tunewatch._shipped_spaces import DEFAULT_SEARCH_SPACES, default_search_space
@@ -268,19 +274,11 @@ def _outside_space_bounds(params: Mapping[str, Any], bounds: Mapping[str, SafeBo
         bound = bounds.get(name)
         if bound is None:
             continue
-        shown = f"`{name}` = {value!r}"
-        if bound.choices is not None:
-            if value not in bound.choices:
-                problems.append(f"{shown} is not a safe choice {list(bound.choices)}")
-            continue
         low = -math.inf if bound.low is None else bound.low
         high = math.inf if bound.high is None else bound.high
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            problems.append(
-                f"{shown} is not a number, so not in its safe range [{bound.low}, {bound.high}]"
-            )
-        elif not low <= value <= high:
-            problems.append(f"{shown} is outside its safe range [{bound.low}, {bound.high}]")
+        problem = outside_safe(name, value, choices=bound.choices, bounds=(low, high))
+        if problem is not None:
+            problems.append(problem)
     return problems
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         Suggester,
         built_parameters,
         load_search_space,
+        outside_safe,
         parse_search_space,
     )
     from retune.space._transformers import (
@@ -50,6 +51,7 @@ _EXPORTS: dict[str, str] = {
     "Suggester": "retune.space._space",
     "built_parameters": "retune.space._space",
     "load_search_space": "retune.space._space",
+    "outside_safe": "retune.space._space",
     "parse_search_space": "retune.space._space",
     "KBestColumnSelector": "retune.space._transformers",
     "MissingIndicatorAppender": "retune.space._transformers",
@@ -78,6 +80,7 @@ __all__ = [
     "fit_pipeline",
     "is_regression",
     "load_search_space",
+    "outside_safe",
     "parse_search_space",
     "read_yaml",
     "shown",

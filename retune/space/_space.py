@@ -13,7 +13,7 @@ the pipeline builds as recorded) to :mod:`retune.space._buildable`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -49,6 +49,31 @@ class Suggester(Protocol):
     ) -> float: ...
 
     def suggest_categorical(self, name: str, choices: tuple[Choice, ...]) -> Choice: ...
+
+
+def outside_safe(
+    name: str,
+    value: Any,
+    *,
+    choices: Sequence[Any] | None = None,
+    bounds: tuple[float, float] | None = None,
+) -> str | None:
+    """What is wrong with ``value`` of parameter ``name`` against its ``safe:`` declaration
+    (``choices`` of a categorical parameter, ``bounds`` of a numeric one), ``None`` when it
+    is safe: as :meth:`SearchSpace.outside_safe_ranges` says it, and a daemon's stored copy
+    of those declarations is checked (a value that is not a number is outside a numeric
+    range)."""
+    shown = f"`{name}` = {value!r}"
+    if choices is not None:
+        return None if value in choices else f"{shown} is not a safe choice {list(choices)}"
+    if bounds is None:
+        return None
+    low, high = bounds
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"{shown} is not a number, so not in its safe range [{low}, {high}]"
+    if not low <= value <= high:
+        return f"{shown} is outside its safe range [{low}, {high}]"
+    return None
 
 
 class SearchSpace(BaseModel):
@@ -179,19 +204,12 @@ class SearchSpace(BaseModel):
             decl = declared.get(name)
             if decl is None or decl.safe is None:
                 continue
-            shown = f"`{name}` = {value!r}"
             if isinstance(decl, CategoricalParam):
-                if value not in decl.safe:
-                    problems.append(f"{shown} is not a safe choice {list(decl.safe)}")
-            elif isinstance(value, bool) or not isinstance(value, int | float):
-                problems.append(
-                    f"{shown} is not a number, so not in its safe range "
-                    f"[{decl.safe[0]}, {decl.safe[1]}]"
-                )
-            elif not decl.safe[0] <= value <= decl.safe[1]:
-                problems.append(
-                    f"{shown} is outside its safe range [{decl.safe[0]}, {decl.safe[1]}]"
-                )
+                problem = outside_safe(name, value, choices=decl.safe)
+            else:
+                problem = outside_safe(name, value, bounds=(decl.safe[0], decl.safe[1]))
+            if problem is not None:
+                problems.append(problem)
         return problems
 
     # -- sampling ------------------------------------------------------------------
