@@ -174,8 +174,8 @@ class TuningConfig(_Frozen):
     heartbeat_s: int = Field(default=10, ge=1, le=int(MAX_DURATION_S // 6))  # 6: stale
     # The niceness a worker process lowers itself to when it starts (every thread of it;
     # one started lower keeps its own): workers ran at the daemon's priority, and on one
-    # host a retune's trials took the cores from scoring (p50 2.3 s instead of 4 ms at
-    # 1,000 requests/s with one fitting process per core; 44 ms at 19). 0 leaves it.
+    # host a retune's trials took the cores from scoring (bench/worker_priority.py: p50
+    # 3.12 ms at nice 0 against 0.69 ms without workers; 0.72 ms at 19). 0 leaves it.
     worker_nice: int = Field(default=19, ge=0, le=19)
 
     @field_validator("storage_url")
