@@ -28,7 +28,7 @@ from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
 from tunewatch._errors import StoreError, StoreUnavailableError
 from tunewatch._split import SplitConfig
-from tunewatch._unloadable import Unloadable
+from tunewatch._unloadable import CHAMPION_RETRY_MAX_S, Unloadable
 from tunewatch._version_series import VersionSeries
 from tunewatch.comparison._config import ComparisonConfig
 from tunewatch.comparison._watched import watched_versions
@@ -79,8 +79,9 @@ class Lineups:
         self.models: dict[str, ServedModel] = {}
         self.sessions: dict[str, OnnxModel] = {}  # by artefact sha256
         self._comparisons = ComparisonStore(store)  # which version a rollback watch keeps
-        # shadow versions whose artefact failed to load: refresh leaves each out of the
-        # line-up it wants until its retry time (a reload for another reason tries it too)
+        # versions whose artefact failed to load: refresh leaves a shadow version out of
+        # the line-up it wants, and a model whose champion failed as it is served, until
+        # the retry time (a reload for another reason tries it too)
         self._unloadable = Unloadable(clock=clock)
         self._load_lock = threading.Lock()
 
@@ -147,9 +148,7 @@ class Lineups:
     def _load(self, name: str) -> ServedModel:
         row = self.store.get_model(name)
         versions = self.store.lineup_versions(name)  # none it retired or rolled back
-        champion = next(
-            (self._loaded(v, "champion") for v in versions if v.stage == "champion"), None
-        )
+        champion = next((self._champion(v) for v in versions if v.stage == "champion"), None)
         challengers = tuple(
             loaded
             for v in versions
@@ -222,6 +221,13 @@ class Lineups:
                     if not self._unloadable.waiting(row.name, v.version, v.artefact_sha256)
                 ),
             )
+            champion = stored.champion
+            if champion is not None and self._unloadable.waiting(
+                row.name, champion.version, champion.artefact_sha256
+            ):  # served as it is (stale) until the champion's retry time, shadows too
+                with self._load_lock:
+                    self._settle_unloadable(row.name, shadows | {champion.version})
+                continue
             served = self.models.get(row.name)
             if served is not None:
                 lineup = served.deployment.lineup
@@ -259,6 +265,21 @@ class Lineups:
         for digest in [d for d in self.sessions if d not in digests]:
             del self.sessions[digest]
         self.series.keep(live)
+
+    def _champion(self, v: VersionRow) -> LoadedVersion:
+        """The champion version, loaded; when its artefact cannot be loaded the error is
+        raised (the line-up is not loaded) and the refresh waits before it tries again,
+        as for a shadow version but at most :data:`CHAMPION_RETRY_MAX_S`."""
+        try:
+            loaded = self._loaded(v, "champion")
+        except (StoreError, ShadowError) as exc:
+            if not isinstance(exc, StoreUnavailableError):
+                self._unloadable.failed(
+                    v.model, v.version, v.artefact_sha256, max_s=CHAMPION_RETRY_MAX_S
+                )
+            raise
+        self._unloadable.loaded(v.model, v.version)
+        return loaded
 
     def _challenger(self, v: VersionRow) -> LoadedVersion | None:
         """A shadow version, or ``None`` (logged) when its artefact cannot be loaded: a

@@ -25,7 +25,7 @@ from tunewatch._daemon import Daemon
 from tunewatch._errors import ConflictError, NotFoundError, StoreError
 from tunewatch._example import ExampleModel
 from tunewatch._runtime import ScoringRuntime
-from tunewatch._unloadable import RETRY_FIRST_S
+from tunewatch._unloadable import CHAMPION_RETRY_MAX_S, RETRY_FIRST_S
 
 DAMAGES = ["missing", "truncated", "a directory"]
 INFER = {"inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": [0.0] * 8}]}
@@ -420,6 +420,56 @@ def test_a_shadow_version_that_would_not_load_is_tried_again_until_it_loads(
         now[0] += RETRY_FIRST_S
         assert runtime.refresh() == [MODEL]
         assert shadowed() == [2] and stale() == 0
+    finally:
+        runtime.close()
+
+
+def test_a_champion_that_would_not_load_is_tried_again_with_backoff_not_every_tick(
+    daemon: Daemon, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A champion whose artefact would not load was loaded again (and an ERROR logged)
+    on every refresh, 720 times an hour at the default ``refresh_s``; it now waits as a
+    shadow version does, up to :data:`CHAMPION_RETRY_MAX_S`, and is served once it loads."""
+    now = [0.0]
+    metrics = ServingMetrics()
+    runtime = ScoringRuntime(
+        config=daemon.config,
+        store=daemon.store,
+        artefacts=daemon.artefacts,
+        metrics=metrics,
+        recorder=daemon.recorder,
+        clock=lambda: now[0],
+    )
+    caplog.set_level(logging.ERROR, logger="tunewatch._runtime_lineups")
+    runtime.start()
+    try:
+        new = logistic_variant()
+        version = daemon.registry.register(MODEL, new.onnx, new.metadata, actor="t").version
+        path = damage(daemon, version, "truncated")
+        daemon.store.promote(MODEL, version, actor="t", reason="promoted elsewhere")
+
+        def served() -> int | None:
+            champion = runtime.model(MODEL).deployment.lineup.champion
+            return None if champion is None else champion.version
+
+        def stale() -> float | None:
+            return metrics.registry.get_sample_value("tunewatch_lineup_stale", {"model": MODEL})
+
+        assert runtime.refresh() == [] and served() == 1 and stale() == 1
+        tries = len(caplog.records)
+        for _ in range(5):
+            runtime.refresh()
+        assert len(caplog.records) == tries  # not loaded (nor logged) again every tick
+        waited = 0.0
+        for _ in range(12):  # the wait doubles, and stops growing at the cap
+            now[0] += CHAMPION_RETRY_MAX_S
+            waited += CHAMPION_RETRY_MAX_S
+            runtime.refresh()
+        assert len(caplog.records) == tries + 12 and served() == 1 and stale() == 1
+        path.write_bytes(new.onnx)  # the artefact is back
+        assert runtime.refresh() == []
+        now[0] += CHAMPION_RETRY_MAX_S
+        assert runtime.refresh() == [MODEL] and served() == version and stale() == 0
     finally:
         runtime.close()
 

@@ -7,11 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from monitor import ServingMetrics
 from tests.tunewatch.conftest import MODEL
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._errors import NotFoundError
 from tunewatch._example import ExampleModel
+from tunewatch._runtime import ScoringRuntime
+from tunewatch._unloadable import RETRY_FIRST_S
 
 
 def test_start_serves_other_models_when_one_champion_artefact_is_missing(
@@ -29,7 +32,15 @@ def test_start_serves_other_models_when_one_champion_artefact_is_missing(
         )
         path = daemon.artefacts.path(lost.artefact_sha256)
         path.unlink()
-        runtime = daemon.runtime
+        now = [0.0]
+        runtime = ScoringRuntime(
+            config=daemon.config,
+            store=daemon.store,
+            artefacts=daemon.artefacts,
+            metrics=ServingMetrics(),
+            recorder=daemon.recorder,
+            clock=lambda: now[0],
+        )
         try:
             runtime.start()
             served = runtime.model(MODEL)
@@ -42,8 +53,10 @@ def test_start_serves_other_models_when_one_champion_artefact_is_missing(
             with pytest.raises(NotFoundError) as info:
                 runtime.score(other, x)
             assert info.value.code == "model_not_ready"
-            # once the artefact is back, the refresh loop serves it
+            # once the artefact is back, the refresh loop serves it at its retry time
             daemon.artefacts.put(bad.onnx)
+            assert runtime.refresh() == []
+            now[0] += RETRY_FIRST_S
             assert runtime.refresh() == ["other"]
             champion = runtime.model("other").deployment.lineup.champion
             assert champion is not None and champion.version == lost.version
