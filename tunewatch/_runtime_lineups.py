@@ -57,6 +57,11 @@ class Lineups:
     eviction); ``clock``: the monotonic clock a shadow version that would not load waits
     by; ``on_champion_change(model)``: called (load lock held) once a load serves another
     champion of the model than it served (the daemon re-exports its evaluation figures).
+
+    Loads of one model run one at a time (its own lock); loads of different models run
+    at once but for the short step that serves what they read and opened (the load
+    lock): reading an artefact and opening its session take seconds for a large one, and
+    under one lock for all a promotion of one model held up another's retire as long.
     """
 
     def __init__(
@@ -83,7 +88,8 @@ class Lineups:
         # the line-up it wants, and a model whose champion failed as it is served, until
         # the retry time (a reload for another reason tries it too)
         self._unloadable = Unloadable(clock=clock)
-        self._load_lock = threading.Lock()
+        self._load_lock = threading.Lock()  # held while served line-ups and sessions change
+        self._model_locks: dict[str, threading.Lock] = {}
 
     def load_all(self) -> None:
         """Load every model of the store; one whose line-up cannot be loaded is served
@@ -92,18 +98,27 @@ class Lineups:
         for row in self.store.list_models():
             count_events_from_zero(self.metrics, row.name)  # raised through it, if any
             if self.try_load(row.name) is None:  # one model's fault: the others load
-                self.models.setdefault(row.name, self._served(row, None, self._split(row.name)))
+                unserved = self._served(row, None, self._split(row.name))
+                with self._load_lock:
+                    self.models.setdefault(row.name, unserved)
 
     def load(self, name: str) -> ServedModel:
         """The work of :meth:`ScoringRuntime.load <tunewatch._runtime.ScoringRuntime.load>`."""
         with self._load_lock:
+            model_lock = self._model_locks.setdefault(name, threading.Lock())
+        with model_lock:
             try:
-                served = self._load(name)
+                row = self.store.get_model(name)
+                versions = self.store.lineup_versions(name)  # none retired or rolled back
+                split = self._split(name)
+                opened = self._open(versions)
+                with self._load_lock:
+                    served = self._load(row, versions, split, opened)
+                    self._evict()
             except (StoreError, ShadowError) as exc:
                 if not isinstance(exc, StoreUnavailableError):
                     self.metrics.lineup_stale.labels(name).set(1)
                 raise
-            self._evict()
         return served
 
     def try_load(self, name: str) -> ServedModel | None:
@@ -145,17 +160,43 @@ class Lineups:
             return None
         return split
 
-    def _load(self, name: str) -> ServedModel:
-        row = self.store.get_model(name)
-        versions = self.store.lineup_versions(name)  # none it retired or rolled back
-        champion = next((self._champion(v) for v in versions if v.stage == "champion"), None)
+    def _open(self, versions: list[VersionRow]) -> dict[str, OnnxModel | StoreError | ShadowError]:
+        """The sessions of ``versions``' artefacts not open yet, opened without the load
+        lock, by artefact sha256: each a session, or the error that opening it raised
+        (raised by :meth:`_session` as it would have been, but a store outage's, raised
+        here)."""
+        opened: dict[str, OnnxModel | StoreError | ShadowError] = {}
+        for v in versions:
+            digest = v.artefact_sha256
+            if digest in self.sessions or digest in opened:
+                continue
+            try:
+                opened[digest] = self._open_session(digest)
+            except (StoreError, ShadowError) as exc:
+                if isinstance(exc, StoreUnavailableError):
+                    raise
+                opened[digest] = exc
+        return opened
+
+    def _load(
+        self,
+        row: ModelRow,
+        versions: list[VersionRow],
+        split: SplitConfig | None,
+        opened: dict[str, OnnxModel | StoreError | ShadowError],
+    ) -> ServedModel:
+        """Serve ``versions`` (the store's line-up of ``row``) with ``split``; the caller
+        holds the load lock and opened what was not open (``opened``)."""
+        name = row.name
+        champion = next(
+            (self._champion(v, opened) for v in versions if v.stage == "champion"), None
+        )
         challengers = tuple(
             loaded
             for v in versions
-            if v.stage == "shadow" and (loaded := self._challenger(v)) is not None
+            if v.stage == "shadow" and (loaded := self._challenger(v, opened)) is not None
         )
         self._settle_unloadable(name, {v.version for v in versions if v.stage == "shadow"})
-        split = self._split(name)
         served = self.models.get(name)
         before = served.deployment.lineup.champion if served is not None else None
         if served is None or served.row != row or served.split != split:
@@ -266,12 +307,14 @@ class Lineups:
             del self.sessions[digest]
         self.series.keep(live)
 
-    def _champion(self, v: VersionRow) -> LoadedVersion:
+    def _champion(
+        self, v: VersionRow, opened: dict[str, OnnxModel | StoreError | ShadowError]
+    ) -> LoadedVersion:
         """The champion version, loaded; when its artefact cannot be loaded the error is
         raised (the line-up is not loaded) and the refresh waits before it tries again,
         as for a shadow version but at most :data:`CHAMPION_RETRY_MAX_S`."""
         try:
-            loaded = self._loaded(v, "champion")
+            loaded = self._loaded(v, "champion", opened)
         except (StoreError, ShadowError) as exc:
             if not isinstance(exc, StoreUnavailableError):
                 self._unloadable.failed(
@@ -281,11 +324,13 @@ class Lineups:
         self._unloadable.loaded(v.model, v.version)
         return loaded
 
-    def _challenger(self, v: VersionRow) -> LoadedVersion | None:
+    def _challenger(
+        self, v: VersionRow, opened: dict[str, OnnxModel | StoreError | ShadowError]
+    ) -> LoadedVersion | None:
         """A shadow version, or ``None`` (logged) when its artefact cannot be loaded: a
         challenger is best-effort and must not keep the champion from being served."""
         try:
-            loaded = self._loaded(v, "challenger")
+            loaded = self._loaded(v, "challenger", opened)
         except (StoreError, ShadowError) as exc:
             if isinstance(exc, StoreUnavailableError):
                 raise
@@ -302,21 +347,34 @@ class Lineups:
         self._unloadable.loaded(v.model, v.version)
         return loaded
 
-    def _session(self, v: VersionRow) -> OnnxModel:
-        """``v``'s session, opened and kept (by artefact digest) unless it is open; the
-        caller holds the load lock."""
-        session = self.sessions.get(v.artefact_sha256)
+    def _open_session(self, digest: str) -> OnnxModel:
+        return OnnxModel.from_bytes(
+            self.artefacts.get(digest),
+            intra_op_threads=self.config.scoring.intra_op_threads,
+            run_timeout_s=self.config.scoring.run_timeout_s,
+        )
+
+    def _session(
+        self, v: VersionRow, opened: dict[str, OnnxModel | StoreError | ShadowError]
+    ) -> OnnxModel:
+        """``v``'s session: the open one, else the one the load opened (or its error,
+        raised), else (closed by another model's load meanwhile) opened now; kept by
+        artefact digest. The caller holds the load lock."""
+        digest = v.artefact_sha256
+        session = self.sessions.get(digest)
         if session is None:
-            session = OnnxModel.from_bytes(
-                self.artefacts.get(v.artefact_sha256),
-                intra_op_threads=self.config.scoring.intra_op_threads,
-                run_timeout_s=self.config.scoring.run_timeout_s,
-            )
-            self.sessions[v.artefact_sha256] = session
+            got = opened.get(digest)
+            if got is None:
+                got = opened[digest] = self._open_session(digest)
+            if not isinstance(got, OnnxModel):
+                raise got
+            session = self.sessions[digest] = got
         return session
 
-    def _loaded(self, v: VersionRow, role: Role) -> LoadedVersion:
-        session = self._session(v)
+    def _loaded(
+        self, v: VersionRow, role: Role, opened: dict[str, OnnxModel | StoreError | ShadowError]
+    ) -> LoadedVersion:
+        session = self._session(v, opened)
         self.series.loaded(v)
         return LoadedVersion(
             version=v.version, model=session, hyperparameter_set=v.hyperparameter_set_id, role=role

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from monitor import ServingMetrics
-from tests.tunewatch.conftest import MODEL
+from tests.tunewatch.conftest import MODEL, logistic_variant
+from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._errors import NotFoundError
@@ -61,6 +63,67 @@ def test_start_serves_other_models_when_one_champion_artefact_is_missing(
             champion = runtime.model("other").deployment.lineup.champion
             assert champion is not None and champion.version == lost.version
             assert runtime.ready
+        finally:
+            runtime.close()
+    finally:
+        daemon.close()
+
+
+class _GatedArtefacts(ArtefactStore):
+    """Artefacts whose read of ``gated`` waits for ``opened`` (set by the test): a load
+    as slow as a large artefact's, held where the test chooses."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.gated: str | None = None
+        self.reading, self.opened = threading.Event(), threading.Event()
+
+    def get(self, sha256: str, suffix: str = ".onnx") -> bytes:
+        if sha256 == self.gated:
+            self.reading.set()
+            self.opened.wait()
+        return super().get(sha256, suffix)
+
+
+def test_a_slow_load_of_one_model_does_not_hold_up_loading_another(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """Loads ran under one lock: a promotion of one model (an 89 MB artefact parsed and
+    opened in 4 s) held up another model's retire, or its rollback, as long."""
+    daemon = Daemon(build_config({"data_dir": str(tmp_path / "data")}, env={}), env={})
+    try:
+        first, second = trained
+        daemon.registry.register(MODEL, first.onnx, first.metadata, actor="t", stage="champion")
+        daemon.registry.register("other", second.onnx, second.metadata, actor="t", stage="champion")
+        artefacts = _GatedArtefacts(daemon.artefacts.root)
+        runtime = ScoringRuntime(
+            config=daemon.config,
+            store=daemon.store,
+            artefacts=artefacts,
+            metrics=ServingMetrics(),
+            recorder=daemon.recorder,
+        )
+        try:
+            runtime.start()
+            new = logistic_variant()
+            artefacts.gated = daemon.registry.register(
+                "other", new.onnx, new.metadata, actor="t"
+            ).artefact_sha256
+            slow = threading.Thread(target=runtime.load, args=("other",))
+            slow.start()
+            try:
+                assert artefacts.reading.wait(60)
+                done = threading.Event()
+                quick = threading.Thread(target=lambda: (runtime.load(MODEL), done.set()))
+                quick.start()
+                held_up = not done.wait(60)  # set at once, unless the lock is shared
+            finally:
+                artefacts.opened.set()
+                slow.join()
+            quick.join()
+            assert not held_up
+            lineup = runtime.model("other").deployment.lineup
+            assert [c.version for c in lineup.challengers] == [2]
         finally:
             runtime.close()
     finally:
