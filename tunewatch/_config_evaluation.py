@@ -149,6 +149,10 @@ class EvaluationConfig(_Frozen):
     # The current window: the newest ``window_rows`` rows, or the last ``window_s``.
     window_rows: int | None = Field(default=5000, ge=1)
     window_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
+    # A ``window_s`` window holding more requests is read as a uniform sample of 1 in 2,
+    # 4, 8 … of them, the fewest that keep it at this many at most (a hash of the request
+    # id chooses them: the same every read); the verdicts' payloads say ``sample``.
+    max_window_requests: int = Field(default=50_000, ge=1)
     drift: DriftEvaluationConfig = DriftEvaluationConfig()
     decay: DecayEvaluationConfig = DecayEvaluationConfig()
     estimate: EstimateEvaluationConfig = EstimateEvaluationConfig()
@@ -169,6 +173,16 @@ class EvaluationConfig(_Frozen):
             raise ValueError(
                 "set exactly one of `window_rows` and `window_s`, got "
                 f"window_rows={self.window_rows}, window_s={self.window_s}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sample_holds_min_rows(self) -> EvaluationConfig:
+        if self.window_s is not None and self.max_window_requests < self.drift.min_rows:
+            raise ValueError(
+                f"`max_window_requests` ({self.max_window_requests}) must be at least "
+                f"`drift.min_rows` ({self.drift.min_rows}): a sampled window would read "
+                "insufficient_data at every run"
             )
         return self
 

@@ -33,6 +33,7 @@ from tunewatch._drift_report_builds import build_slot
 from tunewatch._drift_report_rows import JudgedWindow, judged_window, with_notice
 from tunewatch._errors import NotFoundError, TunewatchError
 from tunewatch._policies import FIRST_REQUEST, LAST_REQUEST
+from tunewatch._window_sample import time_window
 from tunewatch.store import EvaluationRow, ModelRow, Store, VersionRow, Window
 
 logger = logging.getLogger(__name__)
@@ -291,6 +292,7 @@ def judged_labels(
             end=datetime.fromisoformat(judged[LAST_REQUEST]) + timedelta(microseconds=1),
             last_n=judged["n"],
             with_features=False,
+            sample=judged.get("sample", 1),  # the verdict's sample (1: read whole)
         )
     elif judged.get("n") == 0:  # the window held no request: no label was tested
         return np.empty(0)
@@ -441,7 +443,14 @@ def aged_window(
         start, last_n = None, evaluation.window_rows
     else:
         assert evaluation.window_s is not None
-        start, last_n = end - timedelta(seconds=evaluation.window_s), None
+        return time_window(
+            store,
+            model,
+            start=end - timedelta(seconds=evaluation.window_s),
+            end=end,
+            max_requests=evaluation.max_window_requests,
+            with_features=False,
+        )
     return store.window(
         model.name,
         n_features=len(model.feature_names),

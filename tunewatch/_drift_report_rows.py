@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from tunewatch._span import ts
+from tunewatch._window_sample import sampled
 from tunewatch.store import EvaluationRow, ModelRow, Store, Window
 
 #: The verdict payload's key for :func:`judged_rows_record`.
@@ -45,6 +46,7 @@ def judged_rows_record(window: Window) -> dict[str, Any]:
             "first": [ts(window.received_at[0]).isoformat(), window.request_ids[0]],
             "last": [ts(window.received_at[-1]).isoformat(), window.request_ids[-1]],
             "sha256": rows_digest(window),
+            **sampled(window),
         }
     }
 
@@ -115,6 +117,7 @@ def judged_window(store: Store, model: ModelRow, target: EvaluationRow) -> Judge
         n_features=len(model.feature_names),
         start=start,
         end=end + timedelta(microseconds=1),
+        sample=judged.get("sample", 1),  # the verdict's sample (1: read whole)
     )
     # the read takes whole instants: those tied with the first request before it, or with
     # the last after it, were not the verdict's (ties broken by request id, byte by byte
@@ -139,6 +142,7 @@ def _rows(window: Window, keep: np.ndarray) -> Window:
         versions=window.versions[keep],
         labels=window.labels[keep],
         label_received_at=window.label_received_at[keep],
+        sample=window.sample,
     )
 
 

@@ -48,6 +48,7 @@ from tunewatch._evaluation_events import PolicyEvents, export_stored
 from tunewatch._evaluation_labels import labels_verdict
 from tunewatch._evaluation_telemetry import telemetry_verdict
 from tunewatch._span import requests_span, ts
+from tunewatch._window_sample import time_window
 from tunewatch.store import EvaluationRow, ModelRow, Store, VersionRow
 
 logger = logging.getLogger(__name__)
@@ -117,11 +118,12 @@ class Evaluator:
             )
         else:
             assert ev.window_s is not None
-            window = self.store.window(
-                name,
-                n_features=len(model.feature_names),
+            window = time_window(
+                self.store,
+                model,
                 start=now - timedelta(seconds=ev.window_s),
                 end=now,
+                max_requests=ev.max_window_requests,
             )
         start = ts(window.received_at.min()) if window.n_rows else None
         span = requests_span(window.received_at)  # what the window-based kinds judged

@@ -23,6 +23,7 @@ from tunewatch._drift_report_rows import judged_rows_record
 from tunewatch._evaluation_baseline import Baseline, NoBaseline
 from tunewatch._policies import FIRST_REQUEST, LABEL_FIRST_REQUEST, LABEL_LAST_REQUEST, LAST_REQUEST
 from tunewatch._span import requests_span
+from tunewatch._window_sample import sampled
 from tunewatch.store import ModelRow, Window
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,7 @@ def drift_verdict(
             # the newest label read (epoch seconds, the store's clock): the drift
             # report tests the labels that had arrived by then, those this run read
             "labels_through": float(arrived.max()) if arrived.size else None,
+            **sampled(matured),
         }
     frame = drift_frame(model, window.features, outputs, labels)
     result = detector.check(frame)
@@ -123,6 +125,7 @@ def drift_verdict(
         "share_threshold": d.share_threshold,
         "sample_size": d.sample_size,
         "n_current": window.n_rows,  # the label's window is its own
+        **sampled(window),
         # which requests those were, for the report to re-read them and no others
         **judged_rows_record(window),
         "insufficient": list(result.insufficient),

@@ -21,6 +21,7 @@ from monitor import ServingMetrics
 from monitor.objectives import positive_proba
 from tunewatch._config import ModelConfig
 from tunewatch._evaluation_baseline import Baseline, NoBaseline
+from tunewatch._window_sample import sampled
 from tunewatch.store import ModelRow, Store, Window
 
 
@@ -82,6 +83,7 @@ def estimate_verdict(
         "n_labelled": int(labelled.sum()),
         "reference": baseline.reference_accuracy,
         "drop": drop,
+        **sampled(window),
     }
     export_estimate(metrics, store.get_model(window.model).name, version, payload)
     return "ok", payload

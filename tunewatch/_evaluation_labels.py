@@ -16,6 +16,7 @@ import numpy as np
 from monitor import ServingMetrics
 from tunewatch._config import ModelConfig
 from tunewatch._drift_report import aged_window
+from tunewatch._window_sample import sampled
 from tunewatch.store import ModelRow, Store, Window
 
 
@@ -107,4 +108,7 @@ def labels_verdict(
         "overdue_share": float((waited > limit).sum() / window.n_rows),
         "n": window.n_rows,
         "n_labelled": int(labelled.sum()),
+        **sampled(window),
+        **sampled(matured, "sample_matured"),
+        **sampled(aged, "sample_aged"),
     }

@@ -35,6 +35,7 @@ from .._errors import (
     StoreError,
 )
 from ._checkpoint import WAL_LIMIT_PAGES
+from ._sample import SQLITE_SAMPLE_KEY, sample_key
 from ._write_deadline import (
     WRITE_DEADLINE_MARGIN_S,
     checked_out_within,
@@ -289,6 +290,7 @@ def _install_sqlite_hooks(
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take transaction control away from the sqlite3 module; "begin" emits BEGIN.
         dbapi_connection.isolation_level = None
+        dbapi_connection.create_function(SQLITE_SAMPLE_KEY, 1, sample_key, deterministic=True)
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")

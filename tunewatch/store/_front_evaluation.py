@@ -106,11 +106,14 @@ class EvaluationFront(StoreFront):
         last_n: int | None = None,
         with_features: bool = True,
         with_ids: bool = True,
+        sample: int = 1,
     ) -> Window:
         """The model's log as arrays (features, production outputs, labels) per row;
         without ``with_features`` the input blobs are not read (``features`` is empty),
-        without ``with_ids`` the request ids are not (``request_ids`` is empty). The rows
-        are read in chunks: the read holds the arrays and one chunk of rows."""
+        without ``with_ids`` the request ids are not (``request_ids`` is empty); with
+        ``sample`` (a power of two) 1 in that many requests, chosen by a hash of their id
+        (the same every read). The rows are read in chunks: the read holds the arrays and
+        one chunk of rows."""
         with self._read("window") as conn:
             return _windows.read_window(
                 conn,
@@ -121,6 +124,7 @@ class EvaluationFront(StoreFront):
                 last_n=last_n,
                 with_features=with_features,
                 with_ids=with_ids,
+                sample=sample,
             )
 
     def latencies(

@@ -81,9 +81,13 @@ class ScoringLogFront(StoreFront):
         with self._read("get_external_records") as conn:
             return _records.get_external_records(conn, model, request_ids)
 
-    def count_requests(self, model: str) -> int:
+    def count_requests(
+        self, model: str, *, start: datetime | None = None, end: datetime | None = None
+    ) -> int:
+        """How many requests of ``model`` are stored; received in ``[start, end)`` when
+        given."""
         with self._read("count_requests") as conn:
-            return _records.count_requests(conn, model)
+            return _records.count_requests(conn, model, start=start, end=end)
 
     def count_outputs(self, model: str, version: int | None = None) -> int:
         with self._read("count_outputs") as conn:

@@ -291,8 +291,16 @@ def get_external_records(
     return found
 
 
-def count_requests(conn: Connection, model: str) -> int:
+def count_requests(
+    conn: Connection, model: str, *, start: datetime | None = None, end: datetime | None = None
+) -> int:
+    """``model``'s requests (empty ones too), of those received in ``[start, end)`` when
+    given: counted on the (model, received_at) index alone."""
     stmt = select(func.count()).select_from(requests).where(requests.c.model == model)
+    if start is not None:
+        stmt = stmt.where(requests.c.received_at >= start)
+    if end is not None:
+        stmt = stmt.where(requests.c.received_at < end)
     return int(conn.execute(stmt).scalar_one())
 
 

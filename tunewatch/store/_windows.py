@@ -14,6 +14,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, Connection, Row, and_, func, or_, select, union_all
 
 from .._errors import InvalidValueError
+from ._sample import in_sample
 from ._schema import labels, model_versions, outputs, requests
 from ._types import FLOAT32_BYTES
 
@@ -40,7 +41,8 @@ class Window:
     stack's primary output), NaN where none was recorded; ``labels`` and
     ``label_received_at`` (epoch seconds) are NaN where no label has arrived yet.
     ``request_ids`` is empty when the window was read without them (``with_ids``), as
-    ``features`` has no columns when read without them.
+    ``features`` has no columns when read without them. ``sample``: the window holds the
+    requests of 1 in that many of its span (:mod:`._sample`), all of them at 1.
     """
 
     model: str
@@ -51,6 +53,7 @@ class Window:
     versions: np.ndarray  # int64 per row, -1 where no output
     labels: np.ndarray  # float64 per row
     label_received_at: np.ndarray  # float64 epoch seconds per row
+    sample: int = 1
 
     @property
     def n_rows(self) -> int:
@@ -70,9 +73,11 @@ def read_window(
     last_n: int | None = None,
     with_features: bool = True,
     with_ids: bool = True,
+    sample: int = 1,
 ) -> Window:
     """Requests of ``model`` received in ``[start, end)`` (or the newest holding
-    ``last_n`` rows: whole requests, so up to one request's rows more).
+    ``last_n`` rows: whole requests, so up to one request's rows more); of those, with
+    ``sample`` (a power of two), 1 in ``sample`` (:func:`._sample.in_sample`).
 
     Without ``with_features`` the input blobs are not read and ``features`` has no
     columns; without ``with_ids`` the request ids are not read and ``request_ids`` is
@@ -106,12 +111,15 @@ def read_window(
         .select_from(requests.outerjoin(outputs, answered).outerjoin(labels, labelled))
         .where(requests.c.model == model)
     )
+    sampled = in_sample(requests.c.request_id, sample, conn.dialect.name) if sample > 1 else None
+    if sampled is not None:
+        stmt = stmt.where(sampled)
     if start is not None:
         stmt = stmt.where(requests.c.received_at >= start)
     if end is not None:
         stmt = stmt.where(requests.c.received_at < end)
     tie = byte_ordered(requests.c.request_id, conn.dialect.name)
-    rows = _Rows(n_features, with_features=with_features, with_ids=with_ids)
+    rows = _Rows(n_features, with_features=with_features, with_ids=with_ids, sample=sample)
     spanned = (start, end)  # the window's times (None: open); of last_n, its keys'
     if last_n is not None:
         # the newest requests holding last_n rows, request id breaking ties so that the
@@ -119,6 +127,8 @@ def read_window(
         sizes = select(requests.c.received_at, requests.c.request_id, requests.c.n_rows).where(
             requests.c.model == model, requests.c.n_rows > 0
         )
+        if sampled is not None:
+            sizes = sizes.where(sampled)
         if start is not None:
             sizes = sizes.where(requests.c.received_at >= start)
         if end is not None:
@@ -207,8 +217,11 @@ class _Rows:
     width, and placed by :meth:`window`. The rest of a chunk becomes arrays at once.
     """
 
-    def __init__(self, n_features: int, *, with_features: bool, with_ids: bool) -> None:
+    def __init__(
+        self, n_features: int, *, with_features: bool, with_ids: bool, sample: int = 1
+    ) -> None:
         self._n_features = n_features
+        self._sample = sample
         self._with_features = with_features
         self._with_ids = with_ids
         self._widths: Counter[int] = Counter()  # output width per request read (its row)
@@ -299,6 +312,7 @@ class _Rows:
             versions=np.where(fits, _joined(self._versions, np.int64), -1),
             labels=_joined(self._labels, np.float64),
             label_received_at=_joined(self._label_at, np.float64),
+            sample=self._sample,
         )
 
 
