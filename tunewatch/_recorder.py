@@ -121,6 +121,9 @@ class Recorder:
         # the newest commit's failure for the store (monotonic time, error); None once
         # one succeeds: readiness reads it (:meth:`failing`), the writer thread sets it
         self._failed: tuple[float, StoreUnavailableError] | None = None
+        # the store's database has not answered a ping since the newest failed commit
+        # (:meth:`unreachable`): the failure was the outage's, which an answer ends
+        self._unreached = False
         # nothing is handed over behind the stop marker; pending bytes change under it
         self._closing = threading.Lock()
         self._late_outputs_logged = False
@@ -159,16 +162,30 @@ class Recorder:
         """Bytes of the records handed to the writer and not yet written or failed."""
         return self._pending_bytes
 
-    def failing(self) -> StoreUnavailableError | None:
+    def failing(self, *, answered: bool = False) -> StoreUnavailableError | None:
         """The error of the newest commit when the store refused it as unavailable (a
         full disk, a database gone) within ``READY_RECHECK_S`` and none has succeeded
         since: requests are answered 503 ``store_unavailable``, so the daemon is not
         ready. Past that span it is ready again, though no commit was tried: a replica
-        taken out of rotation gets no request to show the store back."""
+        taken out of rotation gets no request to show the store back.
+
+        ``answered``: the store's database has just answered a ping. When one did not
+        answer since the failure (:meth:`unreachable`), the failure was the outage's, and
+        the answer ends it: a replica out of rotation stayed not ready for 30 s after a
+        PostgreSQL restart. Commits refused while pings answer (a full disk, a read-only
+        standby) are not ended by an answer."""
         failed = self._failed
         if failed is None or self._monotonic() - failed[0] > READY_RECHECK_S:
             return None
+        if answered and self._unreached and self._failed is failed:
+            self._failed = None
+            return None
         return failed[1]
+
+    def unreachable(self) -> None:
+        """The store's database did not answer a ping (see :meth:`failing`)."""
+        if self._failed is not None:
+            self._unreached = True
 
     def start(self) -> None:
         if self._thread is None:
@@ -462,6 +479,7 @@ class Recorder:
             error = StoreError(f"recording failed: {exc}")
         if isinstance(error, StoreUnavailableError):  # once an outage, not once a group
             self._unavailable.failed(error)
+            self._unreached = False
             self._failed = (self._monotonic(), error)
         elif error is not None:
             logger.error("group commit of %d requests failed: %s", len(requests), error)

@@ -35,7 +35,7 @@ from shadow import (
 )
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
-from tunewatch._errors import NotFoundError
+from tunewatch._errors import NotFoundError, StoreUnavailableError
 from tunewatch._recorder import Recorder
 from tunewatch._runtime_lineups import Lineups, ServedModel
 from tunewatch._shadow_results import ShadowResults
@@ -140,8 +140,12 @@ class ScoringRuntime:
         recorded: the store's database does not answer, or the recorder's commits fail
         for it (:meth:`Recorder.failing`: a full disk answers reads and refuses
         writes)."""
-        self.store.ping()
-        failed = self.recorder.failing()
+        try:
+            self.store.ping()
+        except StoreUnavailableError:
+            self.recorder.unreachable()
+            raise
+        failed = self.recorder.failing(answered=True)
         if failed is not None:
             # a copy: raised again and again (a probe every few seconds, from several
             # threads), the writer's error grew a traceback of every raise

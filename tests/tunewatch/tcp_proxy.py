@@ -11,9 +11,11 @@ class TcpProxy:
     """A TCP proxy on a loopback port to ``target``; :meth:`close` is the outage (or the
     partition): it stops listening and cuts every connection it carried."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], *, port: int = 0) -> None:
+        """``port``: the loopback port to listen on (one chosen when 0); a closed proxy's
+        port gives the database back where its clients look for it."""
         self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener = socket.create_server(("127.0.0.1", port))
         self.port: int = self.listener.getsockname()[1]
         self.sockets: list[socket.socket] = []
         self.lock = threading.Lock()
