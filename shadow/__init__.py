@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         primary_output,
         signature_from_session,
     )
+    from shadow._onnx_proto import declared_primary_width
     from shadow._queue import DropReason, ShadowQueue
     from shadow._sched import use_batch_scheduling
     from shadow._validation import (
@@ -66,6 +67,7 @@ _EXPORTS: dict[str, str] = {
     "Signature": "shadow._onnx",
     "TensorSpec": "shadow._onnx",
     "primary_output": "shadow._onnx",
+    "declared_primary_width": "shadow._onnx_proto",
     "signature_from_session": "shadow._onnx",
     "DropReason": "shadow._queue",
     "ShadowQueue": "shadow._queue",
@@ -99,6 +101,7 @@ __all__ = [
     "VersionNotLoadedError",
     "cast_rows",
     "check_output",
+    "declared_primary_width",
     "inspect_candidate",
     "primary_output",
     "representable_rows",

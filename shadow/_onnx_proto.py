@@ -2,7 +2,8 @@
 
 :func:`parse_model` reads bytes without touching external files and translates the
 parser's failure into :class:`~shadow.CandidateRejectedError` ``not_onnx``;
-:func:`external_data_tensors` and :func:`opset_imports` inspect what it returns. Both
+:func:`external_data_tensors`, :func:`opset_imports` and :func:`declared_primary_width`
+inspect what it returns. Both
 :meth:`shadow.OnnxModel.from_bytes` and candidate inspection (:mod:`shadow._candidate`)
 use them before onnxruntime sees the bytes.
 """
@@ -10,11 +11,21 @@ use them before onnxruntime sees the bytes.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
+import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
 
 from shadow._errors import CandidateRejectedError
+from shadow._signature import TensorSpec, primary_output
+
+#: The floating-point element types of a declared output; any other is not primary.
+_FLOATS: dict[int, np.dtype[Any]] = {
+    onnx.TensorProto.FLOAT: np.dtype(np.float32),
+    onnx.TensorProto.DOUBLE: np.dtype(np.float64),
+    onnx.TensorProto.FLOAT16: np.dtype(np.float16),
+}
 
 
 def parse_model(data: bytes) -> onnx.ModelProto:
@@ -73,3 +84,23 @@ def external_data_tensors(model: onnx.ModelProto) -> list[str]:
 def opset_imports(model: onnx.ModelProto) -> dict[str, int]:
     """``{domain: version}``, with the default domain spelt ``"ai.onnx"``."""
     return {(o.domain or "ai.onnx"): int(o.version) for o in model.opset_import}
+
+
+def declared_primary_width(data: bytes) -> int | None:
+    """The columns of the primary output (:func:`~shadow.primary_output`'s rule, as a
+    session's signature picks it) as the ONNX graph declares them, read without a
+    session: 1 for a rank-1 output, ``None`` when the graph leaves them dynamic or has
+    no floating-point output."""
+    specs = []
+    for out in parse_model(data).graph.output:
+        kind = out.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in kind.shape.dim)
+        dtype = _FLOATS.get(kind.elem_type, np.dtype(np.int64))
+        specs.append(TensorSpec(name=out.name, dtype=dtype, shape=dims))
+    primary = primary_output(specs)
+    spec = next((s for s in specs if s.name == primary), None)
+    if spec is None:
+        return None
+    if spec.rank == 1:
+        return 1
+    return spec.shape[1] if spec.rank == 2 else None

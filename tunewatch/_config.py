@@ -281,7 +281,9 @@ class Config(_Frozen):
         another number of classes (a ``cost_matrix``): a model's task, features and
         classes are known only once it registers, and such a setting made every
         evaluation (or job) of the model fail, or guarded nothing. Called when a version
-        registers and, for stored models (without ``classes``), when the daemon starts."""
+        registers and, for stored models (``classes``: the champion's, when the objective
+        counts them, :func:`objective_classes`), when the daemon starts and by the commands
+        that evaluate, compare or retune (:func:`tunewatch._open_store.check_stored_models`)."""
         for i, cfg in enumerate(self.models):
             if cfg.name != model:
                 continue
@@ -328,19 +330,26 @@ class Config(_Frozen):
         return next((t for t in triggers if t.on == event), None)
 
 
+def objective_classes(cfg: ModelConfig) -> int | None:
+    """How many classes the objective ``cfg`` configures scores: a ``cost_matrix``'s rows;
+    ``None`` for an objective of any number of classes (every other one)."""
+    objective = make_objective(cfg.objective.name, task=cfg.task, **cfg.objective.params)
+    if isinstance(objective, CostWeightedError):
+        return int(objective.cost_matrix.shape[0])
+    return None
+
+
 def _check_classes(index: int, cfg: ModelConfig, classes: int) -> None:
     """The model's objective scores ``classes`` classes: a ``cost_matrix`` of another
     size failed every decay window (decay read insufficient_data for ever, silently)
     and every tuning trial."""
-    objective = make_objective(cfg.objective.name, task=cfg.task, **cfg.objective.params)
-    if isinstance(objective, CostWeightedError):
-        k = objective.cost_matrix.shape[0]
-        if k != classes:
-            raise ConfigError(
-                f"models.{index}.objective.params.cost_matrix: a cost matrix has a row and a "
-                f"column per class of the model, got {k}x{k} for model {cfg.name!r}, whose "
-                f"versions have {classes} classes (their output's columns)"
-            )
+    k = objective_classes(cfg)
+    if k is not None and k != classes:
+        raise ConfigError(
+            f"models.{index}.objective.params.cost_matrix: a cost matrix has a row and a "
+            f"column per class of the model, got {k}x{k} for model {cfg.name!r}, whose "
+            f"versions have {classes} classes (their output's columns)"
+        )
 
 
 def _warn_data_dir_overridden(ours: object, theirs: str, base: Path, source: str) -> None:

@@ -1,6 +1,7 @@
 """Opening the configured store, as the daemon and every CLI command do: with the
 config's SQLite durability and lock timeout, a warning when this host's clock is far
-from the database's, and the config checked against the models the store holds.
+from the database's, and the config checked against the models the store holds (their
+names, tasks, features and, for an objective of a number of classes, the champion's).
 
 Apart from :mod:`tunewatch._daemon` so that a command that reads the store does not
 import the web app and the scheduler (FastAPI, scikit-learn, Optuna: seconds).
@@ -13,13 +14,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from tunewatch._config import Config
+from tunewatch._config import Config, objective_classes
 from tunewatch._config_paths import in_memory_sqlite
-from tunewatch._errors import NotFoundError, TunewatchError
-from tunewatch.store import Store
+from tunewatch._errors import ConfigError, NotFoundError, StoreError, TunewatchError
+from tunewatch.store import ModelRow, Store, redact_url
+from tunewatch.store._engine import transaction
+from tunewatch.store._migrate import store_schema
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +36,12 @@ CLOCK_WARNING = timedelta(minutes=5)
 
 def open_store(config: Config, *, create: bool = True) -> Store:
     """The configured store, migrated. ``create=False`` (a command that reads or changes
-    what a store holds) refuses a SQLite store that does not exist, rather than make an
-    empty one and answer from it: with ``--config`` forgotten, or in another directory,
-    ``tunewatch jobs`` said there were no jobs and left a new store behind."""
+    what a store holds) refuses a store that does not exist, rather than make an empty one
+    and answer from it: a SQLite file that is not there, a PostgreSQL schema holding no
+    store (no ``alembic_version`` table). With ``--config`` forgotten, or in another
+    directory, ``tunewatch jobs`` said there were no jobs and left a new store behind; on
+    PostgreSQL, pointed at an existing empty database (a mistyped name that exists,
+    ``postgres``), it made the whole schema there and said "audit chain intact"."""
     if not create:
         missing = _missing_sqlite_file(config.store_url)
         if missing is not None:
@@ -43,13 +50,38 @@ def open_store(config: Config, *, create: bool = True) -> Store:
                 "daemon's configuration; `tunewatch migrate` makes a new, empty store",
                 code="no_store",
             )
-    store = Store.open(
+    store = Store(
         config.store_url,
         sqlite_synchronous=config.store.sqlite_synchronous,
         lock_timeout_s=config.store.lock_timeout_s,
     )
+    try:  # as Store.open, with the check first
+        if not create and store.dialect == "postgresql":
+            _refuse_an_empty_schema(store, config.store_url)
+        store.migrate()
+    except BaseException:
+        store.close()
+        raise
     warn_on_clock_offset(store)
     return store
+
+
+def _refuse_an_empty_schema(store: Store, url: str) -> None:
+    """Refuse (``no_store``) a PostgreSQL store whose schema (the connection's current
+    one, where migrations make it) has no version table: no store was ever made there."""
+    with transaction(store.engine, "open") as conn:
+        schema = store_schema(conn)  # none at all: no_store_schema, saying why
+        if inspect(conn).has_table("alembic_version", schema=schema):
+            return
+        database = conn.execute(text("SELECT current_database()")).scalar_one()
+    raise TunewatchError(
+        f"no store in schema {schema!r} of database {database!r} ({redact_url(url)}): it "
+        "has no alembic_version table. Pass --config (or set $TUNEWATCH_CONFIG) naming the "
+        "daemon's configuration, or correct `store.url` ($TUNEWATCH_STORE_URL: the "
+        "database, and the schema in ?options=-csearch_path%3D<schema>); `tunewatch "
+        "migrate` makes a new, empty store there",
+        code="no_store",
+    )
 
 
 def warn_on_clock_offset(
@@ -69,15 +101,99 @@ def warn_on_clock_offset(
     return offset
 
 
+#: How many of the store's models a message about a configured model names.
+_NAMES_SHOWN = 10
+
+
 def check_stored_models(config: Config, store: Store) -> None:
-    """The config's tasks and settings that name columns, against the stored models'
-    tasks and features (known only once a model registered)."""
-    for cfg in config.models:
+    """The config against the models the store holds (``ConfigError``): a configured
+    name the store does not hold but holds in another case or with spaces around it
+    (the config's settings, its regulation among them, applied to no model); the
+    config's tasks and settings that name columns, against the stored models' tasks and
+    features; an objective of a number of classes (a ``cost_matrix``) against the
+    champion's (its primary output's columns), all known only once a model registered.
+    A configured model the store does not hold at all is logged (a config written
+    before its first registration), once per call: the daemon calls it when it starts,
+    and the commands that evaluate, compare, retune or promote before they do."""
+    held: list[ModelRow] | None = None  # read once, for the first model not stored
+    for index, cfg in enumerate(config.models):
         try:
             stored = store.get_model(cfg.name)
         except NotFoundError:
+            held = store.list_models() if held is None else held
+            _not_stored(config, index, [m.name for m in held])
             continue
-        config.check_registered_model(cfg.name, stored.feature_names, task=stored.task)
+        classes = None
+        if stored.task == "multiclass" and objective_classes(cfg) is not None:
+            classes = _champion_classes(config, store, cfg.name)
+        config.check_registered_model(
+            cfg.name, stored.feature_names, task=stored.task, classes=classes
+        )
+
+
+def _not_stored(config: Config, index: int, held: list[str]) -> None:
+    """Refuse configured model ``index`` when the store holds its name but for case or
+    surrounding spaces under a model the config does not list (a config listing both
+    names means two models); else log that it is not registered yet."""
+    name = config.models[index].name
+    listed = {m.name for m in config.models}
+    alike = [h for h in held if _folded(h) == _folded(name) and h not in listed]
+    if alike:
+        raise ConfigError(
+            f"models.{index}.name: a configured model must be named exactly as the store "
+            f"holds it, got {name!r}, which the store does not hold; it holds "
+            f"{', '.join(map(repr, alike))} (model names are case-sensitive): correct the "
+            "name in the config. Under another name its settings (`regulated`, safe "
+            "ranges, triggers) apply to no model: the stored one would be promoted with "
+            "no approver"
+        )
+    shown = ", ".join(map(repr, held[:_NAMES_SHOWN]))
+    more = f", … ({len(held)} in all)" if len(held) > _NAMES_SHOWN else ""
+    logger.log(
+        logging.WARNING if held else logging.INFO,
+        "models.%d.name: model %r is not registered yet: its settings apply from its first "
+        "registration under that name (model names are case-sensitive); the store holds %s",
+        index,
+        name,
+        f"{shown}{more}" if held else "no models",
+    )
+
+
+def _folded(name: str) -> str:
+    return name.strip().casefold()
+
+
+def _champion_classes(config: Config, store: Store, model: str) -> int | None:
+    """The classes of ``model``'s champion: its primary output's columns as the graph
+    declares them (read from the ONNX file, no session), else as a run of zeros gives
+    them. ``None``, logged, when there is no champion or its artefact cannot be read or
+    loaded: a champion that cannot be read is not checked against, as registration
+    does not (its replacement must not be held up by it)."""
+    from shadow import ShadowError, declared_primary_width
+    from tunewatch._artefacts import ArtefactStore
+
+    champion = store.champion(model)
+    if champion is None:
+        return None
+    try:
+        data = ArtefactStore(config.artefact_dir, store=store).get(champion.artefact_sha256)
+        return declared_primary_width(data) or _run_width(data)
+    except (StoreError, ShadowError) as exc:
+        logger.warning(
+            "model=%s version=%d cannot be read or loaded, its objective's classes are not "
+            "checked against it: %s",
+            model,
+            champion.version,
+            exc,
+        )
+        return None
+
+
+def _run_width(data: bytes) -> int | None:
+    """The primary output's columns as a run of zeros gives them (a session)."""
+    from shadow import OnnxModel
+
+    return OnnxModel.from_bytes(data).primary_width()
 
 
 def _missing_sqlite_file(url: str) -> str | None:

@@ -144,11 +144,14 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     from tunewatch._governance import promote
-    from tunewatch._open_store import open_store
+    from tunewatch._open_store import check_stored_models, open_store
 
     config = config_of(args)
     store = open_store(config, create=False)
     try:
+        # a config naming the model in another case regulated nothing: promoted with no
+        # approver (refused here as the daemon refuses to start on it)
+        check_stored_models(config, store)
         # refused, nothing changed, when another champion than --champion serves
         # (`champion_changed`); the champion already is answered unchanged (a retry)
         outcome = promote(

@@ -172,11 +172,15 @@ def _rejected_note(rejected: int) -> str:
 
 def cmd_retune(args: argparse.Namespace) -> int:
     from tunewatch._actions import Dispatcher
-    from tunewatch._open_store import open_store
+    from tunewatch._open_store import check_stored_models, open_store
 
     config = config_of(args)
     store = open_store(config, create=False)
     try:
+        # as evaluate and compare do: a config the stored model does not fit queued a job
+        # that failed (`objective 'rmse' does not apply to binary models`, a cost matrix
+        # of another size after the whole study)
+        check_stored_models(config, store)
         outcome = Dispatcher(store, config).handle(
             args.model, "manual", {"reason": args.reason}, actor=actor_of(args)
         )
