@@ -11,6 +11,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from monitor import MonitorError
+from monitor.objectives import ObjectiveError
+from retune import RetuneError
+from shadow import ShadowError
 from tunewatch._auth import ROLES
 from tunewatch._commands import (
     cmd_approvals,
@@ -39,6 +43,23 @@ from tunewatch._commands import (
 )
 from tunewatch._errors import TunewatchError
 from tunewatch.store import MAX_ACTOR_LENGTH, MAX_ID, MAX_REASON_LENGTH, valid_actor
+
+#: The domain packages' exception roots (STYLE #8; objectives keep their own beside
+#: monitor's): their messages name the field, the rule and the value, so a command prints
+#: them as it does tunewatch's own, one line and exit 2. A ``StatsError`` (shadow's) from
+#: a comparison's settings printed a traceback.
+DOMAIN_ERRORS: tuple[type[Exception], ...] = (
+    MonitorError,
+    ObjectiveError,
+    ShadowError,
+    RetuneError,
+)
+_ONE_LINE_ERRORS: tuple[type[Exception], ...] = (
+    TunewatchError,
+    *DOMAIN_ERRORS,
+    OSError,
+    json.JSONDecodeError,
+)
 
 #: The most rows a listing prints, as the API's ``limit``.
 MAX_LIMIT = 10_000
@@ -467,14 +488,25 @@ def _run(argv: Sequence[str] | None) -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
     try:
         return int(args.func(args))
-    except TunewatchError as exc:
-        print(f"tunewatch: error: {exc.message}", file=sys.stderr)
-        return 2
     except BrokenPipeError:
         raise  # main's: the reader went away
-    except (OSError, json.JSONDecodeError) as exc:
-        print(f"tunewatch: error: {exc}", file=sys.stderr)
+    except _ONE_LINE_ERRORS as exc:
+        print(failure_line(exc), file=sys.stderr)
         return 2
+
+
+def failure_line(exc: BaseException) -> str | None:
+    """The one line the command prints (and exits 2) for ``exc``: tunewatch's own errors,
+    the domain packages' (:data:`DOMAIN_ERRORS`), and a file or JSON that cannot be read;
+    ``None`` for any other, a bug whose traceback says where (and a reader gone away,
+    which :func:`main` answers)."""
+    if isinstance(exc, TunewatchError):
+        return f"tunewatch: error: {exc.message}"
+    if isinstance(exc, BrokenPipeError):
+        return None
+    if isinstance(exc, _ONE_LINE_ERRORS):
+        return f"tunewatch: error: {exc}"
+    return None
 
 
 if __name__ == "__main__":

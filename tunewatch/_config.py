@@ -111,6 +111,7 @@ from tunewatch._config_sections import (
 from tunewatch._config_sections import (
     TuningConfig as TuningConfig,
 )
+from tunewatch._config_sections import disabled_auth_refusal
 from tunewatch._config_tuning import TuningJobConfig as TuningJobConfig
 from tunewatch._errors import ConfigError
 
@@ -173,6 +174,15 @@ class Config(_Frozen):
                 "Optuna's tables and the store's share Alembic's version table there; give "
                 "it a database or schema of its own"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _disabled_auth_on_loopback(self) -> Config:
+        """``auth.disabled: true`` with ``server.host: 0.0.0.0`` loaded with a warning in
+        the log, and a client with no token registered and promoted versions."""
+        refusal = disabled_auth_refusal(self.auth, self.server.host, source="server.host")
+        if refusal is not None:
+            raise ValueError(refusal)
         return self
 
     @model_validator(mode="after")

@@ -143,10 +143,41 @@ class ScoringConfig(_Frozen):
 
 
 class AuthConfig(_Frozen):
-    # Auth-less mode exists for local demos only; it must be switched on here and logs a
+    # Auth-less mode exists for local demos only; it must be switched on here, is refused
+    # unless the daemon listens on loopback (see `disabled_auth_refusal`), and logs a
     # warning at start.
     disabled: bool = False
     token_cache_ttl_s: float = Field(default=5.0, ge=0, le=MAX_DURATION_S)
+
+
+#: The hosts :func:`is_loopback_host` reads as loopback, as messages list them.
+LOOPBACK_HOSTS = "127.0.0.0/8, ::1, localhost"
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether a daemon listening on ``host`` is reachable from this machine only: an
+    address in 127.0.0.0/8, ``::1``, or the name ``localhost``. Any other name is not,
+    whatever it resolves to now (it is not looked up)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name, or no address at all
+        return False
+
+
+def disabled_auth_refusal(auth: AuthConfig, host: str, *, source: str) -> str | None:
+    """Why ``auth`` may not serve on ``host`` (given by ``source``: ``server.host`` or
+    ``--host``), or ``None`` when it may: with ``auth.disabled`` every request acts as
+    admin, so anyone who can reach the port may register and promote versions. The Docker
+    image's ``--host 0.0.0.0`` is refused with it too."""
+    if not auth.disabled or is_loopback_host(host):
+        return None
+    return (
+        f"`auth.disabled: true` is allowed only on a loopback host ({LOOPBACK_HOSTS}), got "
+        f"`{source}` {host!r}: every request would act as admin for anyone reaching it; "
+        "create tokens (`tunewatch tokens create`) and leave auth on, or listen on loopback"
+    )
 
 
 class AlertingConfig(_Frozen):

@@ -97,7 +97,9 @@ class TuningJobConfig(_Frozen):
     # float32 export never matches float64 scikit-learn exactly, so 0 failed every job
     # after its whole study
     parity_tolerance: float = Field(default=1e-4, gt=0)
-    seed: int = 0
+    # numpy's and Optuna's seeds are 32-bit unsigned: -1 loaded and every job failed with
+    # "Seed must be between 0 and 2**32 - 1"
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
 
     @model_validator(mode="after")
     def _one_schedule(self) -> TuningJobConfig:

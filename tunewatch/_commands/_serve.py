@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tunewatch._artefacts import ArtefactStore
-from tunewatch._errors import StoreError
+from tunewatch._config_sections import disabled_auth_refusal
+from tunewatch._errors import ConfigError, StoreError
 
 from ._context import config_of
 
@@ -21,7 +22,12 @@ if TYPE_CHECKING:
 def cmd_serve(args: argparse.Namespace) -> int:
     from tunewatch._serve import serve
 
-    serve(config_of(args), host=args.host, port=args.port)
+    config = config_of(args)
+    if args.host:  # listened on instead of `server.host` (the Docker image's 0.0.0.0)
+        refusal = disabled_auth_refusal(config.auth, args.host, source="--host")
+        if refusal is not None:
+            raise ConfigError(refusal)
+    serve(config, host=args.host, port=args.port)
     return 0
 
 
