@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         RetuneError,
         SearchSpaceError,
         StudyError,
+        StudyStorageUnavailableError,
         WarmStartError,
     )
     from retune._export import check_parity, to_onnx
@@ -46,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     "RetuneError": "retune._errors",
     "SearchSpaceError": "retune._errors",
     "StudyError": "retune._errors",
+    "StudyStorageUnavailableError": "retune._errors",
     "WarmStartError": "retune._errors",
     "check_parity": "retune._export",
     "to_onnx": "retune._export",
@@ -76,6 +78,7 @@ __all__ = [
     "SearchSpaceError",
     "StopReason",
     "StudyError",
+    "StudyStorageUnavailableError",
     "StudyImportances",
     "StudyProgress",
     "TuningResult",

@@ -48,3 +48,10 @@ class StudyError(RetuneError):
     def __init__(self, message: str, *, study_name: str) -> None:
         super().__init__(f"study {study_name!r}: {message}")
         self.study_name = study_name
+
+
+class StudyStorageUnavailableError(StudyError):
+    """The study's storage could not be reached, or dropped the connection (its database
+    restarting, failing over, out of reach): the storage's condition, not the study's.
+    The study can be resumed once the storage answers again; a trial this run was
+    running is lost (failed as stale, and retried, by the next run's check)."""

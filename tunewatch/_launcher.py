@@ -28,12 +28,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tunewatch._errors import StoreError
+from tunewatch._errors import StoreError, StoreUnavailableError
 from tunewatch._launcher_kill import kill_silent, stop_lingering
 from tunewatch._launcher_reap import (
     MAX_CRASHES,
     MAX_LAUNCHES,
+    ExitedWorker,
     announce_crash,
+    exited_worker,
     reap,
     requeue_killed,
 )
@@ -117,6 +119,9 @@ class JobLauncher:
         # (:func:`~tunewatch._launcher_kill.stop_lingering`)
         self._ended_at: dict[int, float] = {}
         self._terminated_at: dict[int, float] = {}
+        # per job, its worker that exited while the store was unavailable: read (its exit
+        # status and stderr logged), its job settled at a later reap, when the store answers
+        self._unsettled: dict[int, ExitedWorker] = {}
         # held while a worker is started or the workers are listed to stop; once
         # ``_stopped`` is set no worker is started (a tick may still be running when the
         # daemon stops the launcher: the scheduler's shutdown does not wait for it), and
@@ -168,7 +173,9 @@ class JobLauncher:
             with self._lock:
                 if self._stopped.is_set() or len(self._procs) >= self.workers:
                     break
-                if job.id in self._procs or self._not_before.get(job.id, 0) > self.clock():
+                if job.id in self._procs or job.id in self._unsettled:
+                    continue
+                if self._not_before.get(job.id, 0) > self.clock():
                     continue
                 stderr = tempfile.TemporaryFile()
                 proc = subprocess.Popen(
@@ -193,15 +200,17 @@ class JobLauncher:
         """Reap this host's workers that exited, as :meth:`tick` does first: each one's
         exit status collected, its stderr file read and closed, and what becomes of its
         job recorded (:func:`~tunewatch._launcher_reap.reap`: a failed start counted, a
-        job it died holding queued again or failed). Returns their jobs' ids. Starts no
-        worker and needs no lease: the launcher's reaping thread reaps so whether or not
-        this process leads. Waits for a tick (or reap) in progress to end first."""
+        job it died holding queued again or failed). While the store is unavailable a
+        worker's exit status and stderr's end are logged at once, and its job is settled
+        at a later reap. Returns their jobs' ids. Starts no worker and needs no lease: the
+        launcher's reaping thread reaps so whether or not this process leads. Waits for a
+        tick (or reap) in progress to end first."""
         with self._reaping:
             return self._reap_exited()
 
     def _reap_exited(self, among: Container[subprocess.Popen[bytes]] | None = None) -> list[int]:
-        """Reap the workers that exited (only those ``among``, if given), ``_reaping``
-        held."""
+        """Reap the workers that exited (only those ``among``, if given), and settle the
+        jobs of those that exited while the store was unavailable, ``_reaping`` held."""
         with self._lock:
             exited = [
                 (j, p)
@@ -211,12 +220,49 @@ class JobLauncher:
             for job_id, _ in exited:
                 del self._procs[job_id]
             outputs = [self._stderr.pop(job_id, None) for job_id, _ in exited]
-        for (job_id, proc), err in zip(exited, outputs, strict=True):
-            try:
-                reap(self, job_id, proc, err)
-            except (StoreError, OSError):  # one worker's: the others are still reaped
-                logger.exception("could not check on the worker of job %d", job_id)
+        read = [
+            exited_worker(self, job_id, proc, err)
+            for (job_id, proc), err in zip(exited, outputs, strict=True)
+        ]
+        for worker in [*self._unsettled.values(), *read]:
+            self._settle(worker)
         return [job_id for job_id, _ in exited]
+
+    def _settle(self, worker: ExitedWorker) -> None:
+        """What becomes of the job of ``worker``, which exited (:func:`reap`). When the
+        store cannot say (unavailable), the worker's exit status and stderr's end are
+        logged now, once: the reap read and closed its stderr before it looked the job up,
+        and they were lost with a failure. The job is settled at a later reap."""
+        proc = worker.proc
+        try:
+            reap(self, worker)
+        except StoreUnavailableError as exc:
+            if self._unsettled.get(worker.job_id) is worker:
+                logger.debug("job %d: the store still cannot be read: %s", worker.job_id, exc)
+                return
+            self._unsettled[worker.job_id] = worker
+            logger.log(
+                logging.WARNING if proc.returncode else logging.INFO,
+                "worker for job %d (pid %d) exited with %s; what becomes of its job is "
+                "settled at the next reap the store answers (%s); the worker's stderr "
+                "ends:\n%s",
+                worker.job_id,
+                proc.pid,
+                describe_exit(proc.returncode),
+                exc,
+                worker.tail or "(nothing)",
+            )
+            return
+        except StoreError:  # one worker's: the others are still reaped
+            logger.exception(
+                "could not check on the worker of job %d (pid %d), which exited with %s; "
+                "the worker's stderr ends:\n%s",
+                worker.job_id,
+                proc.pid,
+                describe_exit(proc.returncode),
+                worker.tail or "(nothing)",
+            )
+        self._unsettled.pop(worker.job_id, None)
 
     def _reap_unattended(self) -> None:
         """The reaping thread: every ``reap_every_s`` until :meth:`stop`, reap the workers

@@ -2,12 +2,17 @@
 it is retried after a wait (the job failed at :data:`MAX_LAUNCHES` in a row); one that
 died holding it has the job queued again (failed at :data:`MAX_CRASHES`), or finished as
 succeeded when its study had registered its version. Work of
-:class:`tunewatch._launcher.JobLauncher`, done on its state."""
+:class:`tunewatch._launcher.JobLauncher`, done on its state.
+
+A worker is read first (:func:`exited_worker`: its exit status, its stderr's end), then
+its job looked up and settled (:func:`reap`): a worker that exited while the store was
+unavailable is read all the same, and its job settled at a later reap."""
 
 from __future__ import annotations
 
 import logging
 import subprocess
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tunewatch._errors import ConflictError, StoreError
@@ -34,16 +39,47 @@ MAX_LAUNCHES = 5
 _STDERR_TAIL = 2000
 
 
-def reap(launcher: JobLauncher, job_id: int, proc: subprocess.Popen[bytes], stderr: Any) -> None:
-    """Count a worker that failed before claiming its job (the job is still queued);
-    at :data:`MAX_LAUNCHES` in a row the job is failed with the worker's stderr. One
-    that had claimed its job is reported by :func:`_reap_claimed`."""
+@dataclass(frozen=True, kw_only=True, eq=False)
+class ExitedWorker:
+    """A worker process that exited, as read when it was reaped: its job, the process (its
+    exit status collected), the end of its stderr (the file is closed), and its job's
+    crash count when it was started (``None``: not known)."""
+
+    job_id: int
+    proc: subprocess.Popen[bytes]
+    tail: str
+    crashes_at_start: int | None
+
+
+def exited_worker(
+    launcher: JobLauncher, job_id: int, proc: subprocess.Popen[bytes], stderr: Any
+) -> ExitedWorker:
+    """Read the worker ``proc`` of ``job_id``, which exited: the end of its ``stderr``
+    (closed here; a file that cannot be read is logged, and its end taken as empty) and
+    its job's crash count at its start. Nothing here needs the store."""
     try:
         tail = stderr_tail(stderr)
+    except OSError:
+        logger.exception("could not read the stderr of the worker of job %d", job_id)
+        tail = ""
     finally:
         if stderr is not None:
             stderr.close()
-    crashes_at_start = launcher._crashes_at_start.pop(job_id, None)
+    return ExitedWorker(
+        job_id=job_id,
+        proc=proc,
+        tail=tail,
+        crashes_at_start=launcher._crashes_at_start.pop(job_id, None),
+    )
+
+
+def reap(launcher: JobLauncher, worker: ExitedWorker) -> None:
+    """Count a worker that failed before claiming its job (the job is still queued);
+    at :data:`MAX_LAUNCHES` in a row the job is failed with the worker's stderr. One
+    that had claimed its job is reported by :func:`_reap_claimed`. Raises the store's
+    error when it cannot be read or written: the launcher reaps ``worker`` again later."""
+    job_id, proc, tail = worker.job_id, worker.proc, worker.tail
+    crashes_at_start = worker.crashes_at_start
     job = launcher.store.get_job(job_id)
     requeued = job.status == "queued" and crashes_at_start not in (None, job.crashes)
     if proc.returncode == 0 or job.status != "queued" or requeued:

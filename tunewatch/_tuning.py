@@ -31,7 +31,14 @@ import numpy as np
 
 from monitor import MonitorError
 from monitor.objectives import ObjectiveError, make_objective
-from retune import Budget, RetuneError, TuningResult, check_classes, run_study
+from retune import (
+    Budget,
+    RetuneError,
+    StudyStorageUnavailableError,
+    TuningResult,
+    check_classes,
+    run_study,
+)
 from retune.cv import NestedCV, dataset_version
 from retune.space import load_search_space
 from shadow import ShadowError
@@ -56,6 +63,7 @@ from tunewatch._tuning_cv import (
     tuned_estimate,
 )
 from tunewatch._tuning_export import class_count, export_candidate, served_model
+from tunewatch._tuning_outage import STORAGE_OUTAGE_LIMIT_S, resumed_after_outages
 from tunewatch._tuning_outcome import fail_job, finish_job, finish_registered, requeue_job
 from tunewatch._tuning_plan import warm_start_plan
 from tunewatch._tuning_progress import CancelWatch, Heartbeat, ProgressReporter
@@ -79,6 +87,7 @@ class TuningJobRunner:
         config: Config,
         worker: str,
         stop: threading.Event | None = None,
+        storage_outage_limit_s: float = STORAGE_OUTAGE_LIMIT_S,
     ) -> None:
         self.store = store
         self.registry = registry
@@ -88,6 +97,7 @@ class TuningJobRunner:
         # set (by the worker's SIGTERM handler) to end the study after the running trial
         # and put the job back in the queue for the next worker to resume
         self.stop = stop
+        self.storage_outage_limit_s = storage_outage_limit_s
 
     def run(self, job_id: int, *, on_progress: Any = None) -> JobRow:
         """Run (or join) job ``job_id`` to its end; the job row records the outcome. A job
@@ -151,6 +161,23 @@ class TuningJobRunner:
                 exc,
             )
             raise
+        except StudyStorageUnavailableError as exc:
+            # the study's storage's condition, not the job's, outlasting this worker's wait
+            # (:func:`~tunewatch._tuning_outage.resumed_after_outages`): left as a store
+            # outage is
+            message = (
+                f"job {job.id}: the study's storage is unavailable ({exc}); worker "
+                f"{self.worker} leaves the job running, to be queued again when its exit "
+                "is reaped"
+            )
+            logger.error(
+                "job=%d model=%s: the study's storage is unavailable (%s); the job is left "
+                "to be queued again when this worker's exit is reaped",
+                job.id,
+                model.name,
+                exc,
+            )
+            raise TuningError(message) from exc
         except (
             TunewatchError,
             RetuneError,
@@ -318,7 +345,7 @@ class TuningJobRunner:
             # config (a worker joining the study leaves it: its budget is its own run's)
             spec={"budget": dataclasses.asdict(budget)} if job.worker == self.worker else None,
         )
-        tune = functools.partial(
+        run = functools.partial(
             run_study,
             storage=storage,
             space=space,
@@ -329,6 +356,15 @@ class TuningJobRunner:
             heartbeat_interval=self.config.tuning.heartbeat_s if "://" in storage else None,
             interrupted=functools.partial(self._interrupted, cancelled),
             cost_predictor=predictor,
+        )
+        tune = functools.partial(
+            resumed_after_outages,
+            run,
+            what=f"job={job.id} model={job.model}",
+            storage_url=self.config.tuning_storage_url,
+            limit_s=self.storage_outage_limit_s,
+            interrupted=functools.partial(self._interrupted, cancelled),
+            stop=self.stop,
         )
         progress = ProgressReporter(self.store, job.id, storage, study, tj.max_trials, on_progress)
         progress.start()

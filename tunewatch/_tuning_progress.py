@@ -1,16 +1,20 @@
 """A running tuning job's ties to its row: two background threads — its heartbeat, which
 tells the store the worker is alive, and its progress reporter, which copies the study's
 progress into the job row (the API, metrics and the CLI's progress bar read it there) —
-and the check, between trials, of whether the job was cancelled (:class:`CancelWatch`)."""
+and the check, between trials, of whether the job was cancelled (:class:`CancelWatch`).
+A store or storage outage fails every heartbeat and report while it lasts: each logs it
+once, and its end (:class:`~tunewatch._outage_log.OutageLog`)."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 from retune import RetuneError, study_progress
 from tunewatch._errors import TunewatchError
+from tunewatch._outage_log import OutageLog
 from tunewatch.store import JobRow, Store
 
 logger = logging.getLogger(__name__)
@@ -24,6 +28,13 @@ class Heartbeat:
         self._store, self._job_id, self._interval = store, job_id, interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="job-heartbeat")
+        self._outage = OutageLog(
+            logger,
+            what=f"job={job_id}: writing its heartbeat",
+            retry=f"the job goes on; tried again every {interval_s:g} s",
+            now=lambda: datetime.now(UTC),
+            traceback=False,
+        )
 
     def __enter__(self) -> None:
         self._thread.start()
@@ -34,15 +45,21 @@ class Heartbeat:
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            try:
-                self._store.heartbeat_job(self._job_id)
-            except TunewatchError as exc:
-                logger.warning("job=%d: heartbeat not written: %s", self._job_id, exc)
+            self._beat()
+
+    def _beat(self) -> None:
+        try:
+            self._store.heartbeat_job(self._job_id)
+        except TunewatchError as exc:
+            self._outage.failed(exc)
+            return
+        self._outage.succeeded()
 
 
 class ProgressReporter:
     """Copies the study's progress into the job row every second (API, metrics, CLI); a
-    report that fails is logged and skipped, never raised into the job."""
+    report that fails is skipped, never raised into the job, and logged: an outage of
+    the store or of the study's storage once while it lasts."""
 
     def __init__(
         self, store: Store, job_id: int, storage: str, study: str, max_trials: int, callback: Any
@@ -51,6 +68,13 @@ class ProgressReporter:
         self._callback = callback
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="job-progress")
+        self._outage = OutageLog(
+            logger,
+            what=f"job={job_id}: updating its progress",
+            retry="the job goes on; tried again every second",
+            now=lambda: datetime.now(UTC),
+            traceback=False,
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -81,10 +105,11 @@ class ProgressReporter:
                 "max_trials": max_trials,
             }
             store.update_job_progress(job_id, progress)
+            self._outage.succeeded()
             if self._callback is not None:
                 self._callback(progress)
         except (RetuneError, TunewatchError) as exc:
-            logger.warning("job=%d: progress not updated: %s", job_id, exc)
+            self._outage.failed(exc)
         except Exception:  # a report's boundary: it never ends the job it reports on
             logger.exception("job=%d: progress not updated", job_id)
 

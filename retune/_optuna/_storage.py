@@ -1,6 +1,7 @@
 """Optuna storages: opening an RDB URL (its schema set up once when several openers
 race; on PostgreSQL with connection limits) or a journal file, closing them, and
-translating Optuna's and the storage's errors into :class:`~retune.StudyError`."""
+translating Optuna's and the storage's errors into :class:`~retune.StudyError` (a storage
+out of reach into its :class:`~retune._errors.StudyStorageUnavailableError`)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from retune._errors import StudyError
+from retune._errors import StudyError, StudyStorageUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -93,15 +94,71 @@ def _translated(study_name: str, doing: str) -> Iterator[None]:
     except (OptunaError, KeyError, ValueError, RuntimeError) as exc:
         if isinstance(exc, (PruneTrial, FailTrial)):
             raise
-        raise StudyError(
-            f"{doing} failed: {type(exc).__name__}: {exc}", study_name=study_name
-        ) from exc
+        raise _study_error(exc, study_name, doing) from exc
     except Exception as exc:
         if not _is_storage_error(exc):
             raise
-        raise StudyError(
-            f"{doing} failed: {type(exc).__name__}: {exc}", study_name=study_name
-        ) from exc
+        raise _study_error(exc, study_name, doing) from exc
+
+
+def _study_error(exc: BaseException, study_name: str, doing: str) -> StudyError:
+    """``exc``, raised while ``doing``, as a :class:`StudyError`: a
+    :class:`StudyStorageUnavailableError` naming the driver's error when the storage's
+    database could not be reached or could not serve (:func:`_unavailable_cause`).
+    Optuna wraps every SQLAlchemy error of a commit in a ``StorageInternalError`` that
+    blames "invalid data in the commit, e.g. exceeding max length": a PostgreSQL
+    restart was reported so, and failed the job running the study for good."""
+    cause = _unavailable_cause(exc)
+    if cause is not None:
+        return StudyStorageUnavailableError(
+            f"{doing} failed: the storage is unavailable: {type(cause).__name__}: {cause}",
+            study_name=study_name,
+        )
+    return StudyError(f"{doing} failed: {type(exc).__name__}: {exc}", study_name=study_name)
+
+
+#: PostgreSQL's SQLSTATEs of a server that cannot serve now, whatever the data: the
+#: classes of connection exceptions, insufficient resources (too many connections, a
+#: full disk), operator intervention (a shutdown, "the database system is starting
+#: up") and system errors, and a read-only transaction (a failover left the URL on a
+#: standby). The store's (``tunewatch.store._engine``), copied: retune imports neither
+#: tunewatch nor SQLAlchemy.
+_UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57", "58")
+_UNAVAILABLE_SQLSTATES = ("25006",)
+#: The drivers of a storage reached over a connection (libpq's): an error of theirs
+#: with no SQLSTATE is the client's own, the connection failing (refused, reset, closed).
+_CONNECTED_DRIVERS = ("psycopg", "psycopg2")
+
+
+def _unavailable_cause(exc: BaseException) -> BaseException | None:
+    """The error in ``exc``'s chain (its causes, or else the error it was raised while
+    handling) that says the storage's database was out of reach: a connection SQLAlchemy
+    found dropped (``connection_invalidated``), a libpq driver's connection failure (an
+    ``OperationalError`` or ``InterfaceError`` without SQLSTATE: refused, reset, closed)
+    or a server's refusal to serve now (:data:`_UNAVAILABLE_SQLSTATE_CLASSES`). ``None``
+    for anything else: a value the database refuses, a constraint, SQLite's errors (its
+    file has no connection to lose)."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if _from(error, ("sqlalchemy",)) and getattr(error, "connection_invalidated", False):
+            return getattr(error, "orig", None) or error
+        if _from(error, _CONNECTED_DRIVERS):
+            state = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+            if not isinstance(state, str):
+                names = {cls.__name__ for cls in type(error).__mro__}
+                if names & {"OperationalError", "InterfaceError"}:
+                    return error
+            elif state in _UNAVAILABLE_SQLSTATES or state[:2] in _UNAVAILABLE_SQLSTATE_CLASSES:
+                return error
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    return None
+
+
+def _from(exc: BaseException, packages: tuple[str, ...]) -> bool:
+    """Whether ``exc``'s class is one of ``packages``' (by its module, not imported)."""
+    return type(exc).__module__.partition(".")[0] in packages
 
 
 # Opening an RDB storage sets up Optuna's schema when the database is new, and two
@@ -232,13 +289,13 @@ def _pg_connect_args(storage: str) -> dict[str, int]:
 
     With them, and the pool's pre-ping (a connection the server dropped, by a restart, a
     failover or ``pg_terminate_backend``, is replaced when next taken from the pool, not
-    failed on), a call to a server that does not answer fails (a ``StudyError`` where it
-    is translated) instead of waiting: a connection being opened, within
-    ``connect_timeout``; an open one whose peer is gone (a partition, a dead host),
-    within the keepalives' or ``tcp_user_timeout``'s limit. A peer that keeps the
-    connection open and acknowledges what is sent but forwards nothing (a stalled proxy)
-    is no dead peer to the kernel: a call on a connection opened before it stalled
-    still waits.
+    failed on), a call to a server that does not answer fails (a
+    ``StudyStorageUnavailableError`` where it is translated) instead of waiting: a
+    connection being opened, within ``connect_timeout``; an open one whose peer is gone
+    (a partition, a dead host), within the keepalives' or ``tcp_user_timeout``'s limit.
+    A peer that keeps the connection open and acknowledges what is sent but forwards
+    nothing (a stalled proxy) is no dead peer to the kernel: a call on a connection
+    opened before it stalled still waits.
 
     No ``statement_timeout`` is set: a server that never sees the query cannot end it,
     and PgBouncer (1.20 on) refuses a connection whose startup ``options`` set it unless
