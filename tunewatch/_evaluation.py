@@ -49,7 +49,7 @@ from tunewatch._evaluation_labels import labels_verdict
 from tunewatch._evaluation_telemetry import telemetry_verdict
 from tunewatch._span import requests_span, ts
 from tunewatch._window_sample import time_window
-from tunewatch.store import EvaluationRow, ModelRow, Store, VersionRow
+from tunewatch.store import EvaluationRow, ModelRow, NewEvaluation, Store, VersionRow
 
 logger = logging.getLogger(__name__)
 
@@ -135,9 +135,9 @@ class Evaluator:
         # per-version figures describe the champion only: a replaced one's must not linger
         self.metrics.forget(self.metrics.objective_realised, model=name, keep={str(version)})
         forget_estimate(self.metrics, name, keep={str(version)})
-        rows = []
+        verdicts = []
         if ev.drift.enabled:
-            rows.append(
+            verdicts.append(
                 self._store(
                     name,
                     version,
@@ -149,7 +149,7 @@ class Evaluator:
                 )
             )
         if ev.decay.enabled:
-            rows.append(
+            verdicts.append(
                 self._store(
                     name,
                     version,
@@ -170,7 +170,7 @@ class Evaluator:
             )
         estimated = ev.estimate.enabled and model.task == "binary"
         if estimated:
-            rows.append(
+            verdicts.append(
                 self._store(
                     name,
                     version,
@@ -183,7 +183,7 @@ class Evaluator:
                     span=span,
                 )
             )
-        rows.append(
+        verdicts.append(
             self._store(
                 name,
                 version,
@@ -194,7 +194,7 @@ class Evaluator:
                 span=span,
             )
         )
-        rows.append(
+        verdicts.append(
             self._store(
                 name,
                 version,
@@ -205,6 +205,9 @@ class Evaluator:
                 span=span,
             )
         )
+        # every kind at once: a run that failed part way (a database restart) left its
+        # first kinds stored alone, read by dashboards and exports as a run
+        rows = self.store.add_evaluations(verdicts)
         self._events.decide(name, cfg, now, {r.kind: r for r in rows}, champion, actor=actor)
         moved = self.store.champion(name)
         if (moved.version if moved is not None else None) != version:
@@ -254,10 +257,11 @@ class Evaluator:
         payload: dict[str, Any],
         *,
         span: Mapping[str, str] | None = None,
-    ) -> EvaluationRow:
-        """Store one kind's verdict; ``span`` (the oldest and newest request judged) is
-        what hysteresis tells windows apart by (:func:`tunewatch._policies.decide`)."""
-        return self.store.add_evaluation(
+    ) -> NewEvaluation:
+        """One kind's verdict, to store with the run's others; ``span`` (the oldest and
+        newest request judged) is what hysteresis tells windows apart by
+        (:func:`tunewatch._policies.decide`)."""
+        return NewEvaluation(
             model=model,
             version=version,
             kind=kind,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ._canonical import canonical_json, hyperparameter_set_id
 from ._engine import make_engine, redact_url
-from ._evaluations import EvaluationRow
+from ._evaluations import EvaluationRow, NewEvaluation
 from ._governance import MAX_REASON_LENGTH, ApprovalRow
 from ._jobs import JobAudit, JobRow, JobStatus
 from ._registry_rows import MAX_NAME as MAX_MODEL_NAME
@@ -63,6 +63,7 @@ __all__ = [
     "MAX_UNIT_KEY_LENGTH",
     "ModelRow",
     "NO_CHAMPION",
+    "NewEvaluation",
     "OutputRecord",
     "PurgeCounts",
     "RequestRecord",

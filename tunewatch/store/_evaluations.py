@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -65,6 +65,40 @@ def release_lease(conn: Connection, name: str, holder: str) -> None:
     conn.execute(delete(leases).where(leases.c.name == name, leases.c.holder == holder))
 
 
+@dataclass(frozen=True, slots=True)
+class NewEvaluation:
+    """An evaluation to store (:func:`add_evaluations`): an :class:`EvaluationRow` but
+    for the id and time the store gives it."""
+
+    model: str
+    version: int | None
+    kind: str
+    status: str
+    window_start: datetime | None
+    window_end: datetime
+    payload: Mapping[str, Any]
+
+
+def add_evaluations(conn: Connection, new: Sequence[NewEvaluation]) -> list[EvaluationRow]:
+    """Store ``new`` in order, stamped with one time (the caller's transaction: a run's
+    kinds are stored together or not at all)."""
+    created = utcnow()
+    return [
+        add_evaluation(
+            conn,
+            model=e.model,
+            version=e.version,
+            kind=e.kind,
+            status=e.status,
+            window_start=e.window_start,
+            window_end=e.window_end,
+            payload=e.payload,
+            created=created,
+        )
+        for e in new
+    ]
+
+
 def add_evaluation(
     conn: Connection,
     *,
@@ -75,9 +109,10 @@ def add_evaluation(
     window_start: datetime | None,
     window_end: datetime,
     payload: Mapping[str, Any],
+    created: datetime | None = None,
 ) -> EvaluationRow:
     clean = json.loads(canonical_json(payload))
-    created = utcnow()
+    created = utcnow() if created is None else created
     row = conn.execute(
         evaluations.insert()
         .values(

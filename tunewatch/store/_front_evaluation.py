@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _evaluations, _windows
-from ._evaluations import EvaluationRow
+from ._evaluations import EvaluationRow, NewEvaluation
 from ._front_base import StoreFront
 from ._windows import Window
 
@@ -53,6 +53,11 @@ class EvaluationFront(StoreFront):
                 window_end=window_end,
                 payload=payload,
             )
+
+    def add_evaluations(self, new: Sequence[NewEvaluation]) -> list[EvaluationRow]:
+        """Store ``new`` in one transaction (see :func:`._evaluations.add_evaluations`)."""
+        with self._tx("add_evaluations") as conn:
+            return _evaluations.add_evaluations(conn, new)
 
     def list_evaluations(
         self,
