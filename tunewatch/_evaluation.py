@@ -138,7 +138,7 @@ class Evaluator:
         verdicts = []
         if ev.drift.enabled:
             verdicts.append(
-                self._store(
+                self._verdict(
                     name,
                     version,
                     "drift",
@@ -150,7 +150,7 @@ class Evaluator:
             )
         if ev.decay.enabled:
             verdicts.append(
-                self._store(
+                self._verdict(
                     name,
                     version,
                     "decay",
@@ -171,7 +171,7 @@ class Evaluator:
         estimated = ev.estimate.enabled and model.task == "binary"
         if estimated:
             verdicts.append(
-                self._store(
+                self._verdict(
                     name,
                     version,
                     "estimate",
@@ -184,7 +184,7 @@ class Evaluator:
                 )
             )
         verdicts.append(
-            self._store(
+            self._verdict(
                 name,
                 version,
                 "labels",
@@ -195,7 +195,7 @@ class Evaluator:
             )
         )
         verdicts.append(
-            self._store(
+            self._verdict(
                 name,
                 version,
                 "telemetry",
@@ -246,7 +246,7 @@ class Evaluator:
         cfg = self.config.model_or_default(name, model.task)
         export_stored(self.store, self.metrics, model, cfg, now=self.clock())
 
-    def _store(
+    def _verdict(
         self,
         model: str,
         version: int | None,
