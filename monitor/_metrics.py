@@ -50,6 +50,27 @@ LATENCY_BUCKETS = (
 # default (`store.lock_timeout_s`), and a quantile read from the histogram is capped at its
 # largest finite bucket (a longer configured wait reads as 30 s).
 COMMIT_BUCKETS = tuple(b for b in LATENCY_BUCKETS[1:] if b <= 30.0)
+#: Why the Alertmanager webhook answered an alert 2xx without acting on it: the ``reason``
+#: of ``tunewatch_alerts_ignored_total``, each exported at 0 from the start (the
+#: webhook's ``IgnoreReason``); ``truncated``, the alerts Alertmanager left out of a
+#: delivery, is counted from its first.
+ALERT_IGNORE_REASONS = (
+    "not_an_object",
+    "unstorable",
+    "nul",
+    "starts_at",
+    "status",
+    "model_label_missing",
+    "model_unknown",
+    "resolved_unseen",
+)
+#: The Alertmanager webhook's route template, and the refusals of a delivery exported at 0
+#: from the start (TunewatchAlertWebhookRefused reads their ``increase()``, blind to a
+#: series' first sample): 400, no Alertmanager v4 payload; 401, a token unknown or
+#: revoked; 403, one without the alertmanager role. (A body past server.max_body_bytes is
+#: refused 413 before routing: counted under route ``unmatched``.)
+WEBHOOK_ROUTE = "/v1/alerts/alertmanager"
+WEBHOOK_REFUSALS = ("400", "401", "403")
 
 
 class ServingMetrics:
@@ -63,6 +84,9 @@ class ServingMetrics:
             "HTTP requests answered, by route template and status code.",
             ["route", "status"],
             registry=r,
+        )
+        self.start_at_zero(
+            self.http_requests, *((WEBHOOK_ROUTE, status) for status in WEBHOOK_REFUSALS)
         )
         self.http_errors = Counter(
             "tunewatch_http_errors",
@@ -339,6 +363,18 @@ class ServingMetrics:
             ["model", "type"],
             registry=r,
         )
+        # set by the scheduler's leader (dropped with the evaluation figures elsewhere)
+        self.scheduled_streak = Gauge(
+            "tunewatch_scheduled_streak",
+            "Runs in a row of a scheduled job with an outcome, as tunewatch_evaluations_total "
+            "names it: <job>_failed, its runs failed since the last that succeeded (0 after "
+            "one); <job>_skipped, its runs skipped since it last ended a run with none due "
+            "meanwhile (0 after one); reference_unreadable, the model's evaluations in a row "
+            "that could not read its champion's reference snapshot. Exported by the "
+            "scheduler's leader only, counted from when it took the lease.",
+            ["model", "outcome"],
+            registry=r,
+        )
 
         # -- the Alertmanager webhook ----------------------------------------------------
         self.alerts_ignored = Counter(
@@ -350,6 +386,9 @@ class ServingMetrics:
             ["reason"],
             registry=r,
         )
+        # at 0 from the start: every process serves the webhook, and the first ignored
+        # alert of a series born at 1 is invisible to increase() (TunewatchAlertsIgnored)
+        self.start_at_zero(self.alerts_ignored, *((reason,) for reason in ALERT_IGNORE_REASONS))
 
     @property
     def estimate_gauges(self) -> tuple[Gauge, Gauge, Gauge]:
@@ -358,10 +397,12 @@ class ServingMetrics:
         return (self.objective_estimated, self.estimate_realised, self.estimate_reference)
 
     def clear_evaluation(self) -> None:
-        """Drop every figure the scheduled evaluation exports: a process that does not
-        lead the scheduler (any longer, or at all) stops exporting them, so alert rules
-        taking the ``max`` over replicas read the leader's figures only."""
+        """Drop every figure the scheduled evaluation exports, and the scheduled jobs'
+        streaks: a process that does not lead the scheduler (any longer, or at all) stops
+        exporting them, so alert rules taking the ``max`` over replicas read the leader's
+        figures only."""
         for gauge in (
+            self.scheduled_streak,
             self.drift_share,
             self.drift_detected,
             self.feature_drift,

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from monitor import ServingMetrics
 from tests._promql import exported_series, legend_errors, read_query
@@ -21,6 +24,16 @@ from tunewatch._example import ExampleModel
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 RULES = CONFIGS / "prometheus" / "tunewatch.rules.yml"
 DASHBOARD = CONFIGS / "grafana" / "tunewatch-dashboard.json"
+#: The series of Alertmanager's own the shipped rules read (configs/prometheus/prometheus.yml
+#: scrapes it), with their label names: what a real Alertmanager 0.25 exports
+#: (test_the_alertmanager_series_the_rules_read_are_what_alertmanager_exports).
+ALERTMANAGER_SERIES = {"alertmanager_notifications_failed_total": frozenset({"integration"})}
+
+
+def _readable() -> dict[str, frozenset[str]]:
+    """Every series a shipped query may read, with its label names: tunewatch's, and the
+    Alertmanager's that the rules watch the retune webhook's deliveries through."""
+    return exported_series() | ALERTMANAGER_SERIES
 
 
 def _tool(name: str) -> str:
@@ -67,8 +80,9 @@ def test_rules_and_dashboard_only_read_series_and_labels_tunewatch_exports() -> 
     """A name was only looked for among every metric with every suffix, and labels not at
     all: `rate(tunewatch_alarm_total[5m])` (a gauge has no _total),
     `histogram_quantile(0.9, tunewatch_drift_share_bucket)` and
-    `tunewatch_alarm{evnt="x"}` all passed, and each would draw or alert on nothing."""
-    exported = exported_series()
+    `tunewatch_alarm{evnt="x"}` all passed, and each would draw or alert on nothing.
+    (Alertmanager's series: ALERTMANAGER_SERIES, checked against a real one.)"""
+    exported = _readable()
     queries = _shipped_queries()
     assert len(queries) > 20
     problems = {name: read_query(expr, exported)[1] for name, expr in queries}
@@ -437,7 +451,7 @@ def test_the_evaluations_counter_s_help_names_its_outcomes() -> None:
 def test_every_alert_carries_the_model_label() -> None:
     """The rules' header says so, and Alertmanager groups by it; the retention purge's
     alert summed it away (`sum by (outcome)`), though its counter exports model `-`."""
-    exported = exported_series()
+    exported = _readable()
     rules = yaml.safe_load(RULES.read_text())
     lacking = []
     for group in rules["groups"]:
@@ -615,3 +629,295 @@ def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
     path = tmp_path / "dashboard.test.yml"
     path.write_text(yaml.safe_dump(tests))
     _run(_tool("promtool"), "test", "rules", str(path))
+
+
+def _counting(interval_s: int, hours: int, sample_s: int) -> str:
+    """promtool values of a count that rises by one every ``interval_s`` (0 until the
+    first), sampled every ``sample_s`` for ``hours``: every run of an ``interval_s`` job
+    failing, as both its ``<job>_failed`` counter and its streak gauge export it."""
+    per = interval_s // sample_s
+    return " ".join(f"{k}x{per - 1}" for k in range(hours * 3600 // interval_s + 1))
+
+
+@pytest.mark.prometheus
+@pytest.mark.parametrize(
+    ("outcome", "interval_s"),
+    [
+        pytest.param("evaluate_failed", 300, id="every-5-minutes"),
+        pytest.param("evaluate_failed", 1800, id="every-30-minutes"),
+        pytest.param("reference_unreadable", 3600, id="hourly-unreadable-reference"),
+        pytest.param("compare_failed", 3600, id="hourly-comparison"),
+    ],
+)
+def test_a_scheduled_job_failing_every_run_alerts_at_its_third_failure_at_any_interval(
+    tmp_path: Path, outcome: str, interval_s: int
+) -> None:
+    """Three failures within an hour cannot happen to a job run every 30 minutes or less
+    often (a failed run is tried again at its next interval): an hourly evaluation whose
+    reference could not be read, its drift alarm dropped to 0, raised nothing for ever.
+    tunewatch_scheduled_streak counts a job's runs failed in a row (0 after a success):
+    its third alerts, however far apart the runs are."""
+    values = _counting(interval_s, 4, 60)
+    labels = f'model="credit",outcome="{outcome}"'
+    series = [
+        {"series": f"tunewatch_evaluations_total{{{labels}}}", "values": values},
+        {"series": f"tunewatch_scheduled_streak{{{labels}}}", "values": values},
+    ]
+    name = "TunewatchScheduledJobFailing"
+    third = 3 * interval_s // 60  # minutes
+    fired = _firing(name, model="credit", outcome=outcome)
+    expected: list[dict[str, object]] = [
+        {"eval_time": f"{third - 1}m", "alertname": name, "exp_alerts": []},
+        {"eval_time": f"{third + 1}m", "alertname": name, "exp_alerts": [fired]},
+        {"eval_time": "4h", "alertname": name, "exp_alerts": [fired]},
+    ]
+    _promtool_test(tmp_path / "failing_every_run.test.yml", "1m", series, expected)
+
+
+@pytest.mark.prometheus
+def test_a_run_that_succeeds_ends_the_failing_streak_s_alert(tmp_path: Path) -> None:
+    """The streak is the runs failed since the last success: an hourly job that failed
+    three times and then ran is no longer alerted; one failing every other run never is."""
+    counter, streak = "tunewatch_evaluations_total", "tunewatch_scheduled_streak"
+    labels = 'model="{m}",outcome="evaluate_failed"'
+    series = [
+        # a sample every 10 minutes: fails at 1h, 2h, 3h; succeeds at 4h
+        {"series": counter + "{" + labels.format(m="mended") + "}", "values": "0x5 1x5 2x5 3x20"},
+        {
+            "series": streak + "{" + labels.format(m="mended") + "}",
+            "values": "0x5 1x5 2x5 3x5 0x14",
+        },
+        # fails at 1h and 3h, succeeds at 2h and 4h
+        {"series": counter + "{" + labels.format(m="flaky") + "}", "values": "0x5 1x11 2x20"},
+        {"series": streak + "{" + labels.format(m="flaky") + "}", "values": "0x5 1x5 0x5 1x5 0x14"},
+    ]
+    name = "TunewatchScheduledJobFailing"
+    fired = _firing(name, model="mended", outcome="evaluate_failed")
+    expected: list[dict[str, object]] = [
+        {"eval_time": "3h10m", "alertname": name, "exp_alerts": [fired]},
+        {"eval_time": "4h10m", "alertname": name, "exp_alerts": []},
+    ]
+    _promtool_test(tmp_path / "mended.test.yml", "10m", series, expected)
+
+
+@pytest.mark.prometheus
+def test_an_hourly_job_that_overruns_every_run_alerts_at_its_third_skip(tmp_path: Path) -> None:
+    """An hourly evaluation taking 70 minutes has one run skipped an hour, never three:
+    the skipped rule read only `increase(...[1h]) >= 3`. tunewatch_scheduled_streak
+    counts the runs skipped since the job last finished a run within its interval: the
+    third overrun alerts. A job skipped once that then keeps its interval does not."""
+    counter, streak = "tunewatch_evaluations_total", "tunewatch_scheduled_streak"
+    slow, once = (
+        'model="slow",outcome="evaluate_skipped"',
+        'model="once",outcome="evaluate_skipped"',
+    )
+    hourly = _counting(3600, 5, 600)
+    series = [
+        {"series": f"{counter}{{{slow}}}", "values": hourly},
+        {"series": f"{streak}{{{slow}}}", "values": hourly},
+        {"series": f"{counter}{{{once}}}", "values": "0x5 1x24"},
+        {"series": f"{streak}{{{once}}}", "values": "0x5 1x1 0x22"},
+    ]
+    name = "TunewatchScheduledJobSkipped"
+    fired = _firing(name, model="slow", outcome="evaluate_skipped")
+    expected: list[dict[str, object]] = [
+        {"eval_time": "2h50m", "alertname": name, "exp_alerts": []},
+        {"eval_time": "3h10m", "alertname": name, "exp_alerts": [fired]},
+    ]
+    _promtool_test(tmp_path / "overrun.test.yml", "10m", series, expected)
+
+
+@pytest.mark.prometheus
+def test_retune_deliveries_that_do_nothing_open_a_ticket(tmp_path: Path) -> None:
+    """An `action: retune` alert naming its model with a typo was answered 200 and
+    ignored, a delivery with a wrong token answered 401, a delivery Alertmanager gave up
+    on counted in its own metrics: no rule read any of them, and no retune ever ran.
+    Benign ignores (a resolve of an episode never seen firing, a group's alerts past
+    max_alerts) and other routes' 401s alert on nothing."""
+    ignored, http = "tunewatch_alerts_ignored_total", "tunewatch_http_requests_total"
+    hook = 'route="/v1/alerts/alertmanager"'
+    failed = "alertmanager_notifications_failed_total"
+    once = "0x9 1x500"  # a sample a minute: once at 10m
+    series = [
+        {"series": f'{ignored}{{reason="model_unknown",instance="a:8080"}}', "values": once},
+        {"series": f'{ignored}{{reason="resolved_unseen",instance="a:8080"}}', "values": once},
+        {"series": f'{ignored}{{reason="truncated",instance="a:8080"}}', "values": "0x9 900x500"},
+        {"series": f'{http}{{{hook},status="401",instance="a:8080"}}', "values": once},
+        {"series": f'{http}{{{hook},status="200",instance="a:8080"}}', "values": "0+1x510"},
+        {"series": f'{http}{{route="/v2/models/{{model}}/infer",status="401"}}', "values": once},
+        {"series": f'{failed}{{integration="webhook",instance="am:9093"}}', "values": once},
+        {"series": f'{failed}{{integration="email",instance="am:9093"}}', "values": once},
+    ]
+    alerts = {
+        "TunewatchAlertsIgnored": _firing(
+            "TunewatchAlertsIgnored", model="-", reason="model_unknown"
+        ),
+        "TunewatchAlertWebhookRefused": _firing(
+            "TunewatchAlertWebhookRefused", model="-", status="401"
+        ),
+        "TunewatchAlertmanagerWebhookFailing": _firing(
+            "TunewatchAlertmanagerWebhookFailing", model="-", instance="am:9093"
+        ),
+    }
+    expected = [
+        *({"eval_time": "9m", "alertname": name, "exp_alerts": []} for name in alerts),
+        *({"eval_time": "11m", "alertname": name, "exp_alerts": [a]} for name, a in alerts.items()),
+        {"eval_time": "7h", "alertname": "TunewatchAlertsIgnored", "exp_alerts": []},
+        {"eval_time": "7h", "alertname": "TunewatchAlertWebhookRefused", "exp_alerts": []},
+        {"eval_time": "7h", "alertname": "TunewatchAlertmanagerWebhookFailing", "exp_alerts": []},
+    ]
+    _promtool_test(tmp_path / "webhook.test.yml", "1m", series, expected)
+
+
+@pytest.mark.prometheus
+def test_a_replica_serving_no_champion_for_a_stale_lineup_pages(tmp_path: Path) -> None:
+    """A champion that would not load leaves its model answering every request 503
+    model_not_ready, and only the 10-minute ticket on the stale line-up fired. A replica
+    whose champion serves while a shadow version would not load is no outage."""
+    stale, champion = "tunewatch_lineup_stale", "tunewatch_champion_version"
+    series = [
+        # 15 s samples; `down` never loaded its champion on a:8080
+        {"series": f'{stale}{{model="down",instance="a:8080"}}', "values": "1x60"},
+        {"series": f'{stale}{{model="down",instance="b:8080"}}', "values": "0x60"},
+        {"series": f'{champion}{{model="down",instance="b:8080"}}', "values": "1x60"},
+        # `shadowed`'s shadow would not load; its champion serves
+        {"series": f'{stale}{{model="shadowed",instance="a:8080"}}', "values": "1x60"},
+        {"series": f'{champion}{{model="shadowed",instance="a:8080"}}', "values": "3x60"},
+    ]
+    name = "TunewatchChampionNotServed"
+    fired = _firing(name, model="down", instance="a:8080")
+    expected: list[dict[str, object]] = [
+        {"eval_time": "1m45s", "alertname": name, "exp_alerts": []},
+        {"eval_time": "2m15s", "alertname": name, "exp_alerts": [fired]},
+        {"eval_time": "14m", "alertname": name, "exp_alerts": [fired]},
+    ]
+    _promtool_test(tmp_path / "champion_not_served.test.yml", "15s", series, expected)
+
+
+@pytest.mark.prometheus
+def test_a_stale_lineup_keeps_its_alert_s_timer_across_a_restart(tmp_path: Path) -> None:
+    """The replica restarted at 8m (a minute without a scrape, its series marked stale):
+    read as an instant vector, the stale line-up's `for: 10m` started again and its
+    ticket waited until 19m15s."""
+    stale = "tunewatch_lineup_stale"
+    series = [
+        {
+            "series": f'{stale}{{model="shadowed",instance="a:8080"}}',
+            "values": "1x32 stale _x3 1x60",
+        }
+    ]
+    name = "TunewatchLineupStale"
+    fired = _firing(name, model="shadowed", instance="a:8080")
+    expected: list[dict[str, object]] = [
+        {"eval_time": "9m45s", "alertname": name, "exp_alerts": []},
+        {"eval_time": "10m15s", "alertname": name, "exp_alerts": [fired]},
+    ]
+    _promtool_test(tmp_path / "stale_restart.test.yml", "15s", series, expected)
+
+
+@pytest.mark.prometheus
+def test_an_alarm_the_new_leader_clears_ends_its_alert_at_once(tmp_path: Path) -> None:
+    """The old leader's last 1, held two minutes by `last_over_time`, outweighed the new
+    leader's fresh 0 under `max by (model)`: a cleared drift alarm kept paging for up to
+    two minutes after a leader change. Leader "a" exports 1 until 10m; leader "b" exports
+    1 from 10m and clears the alarm (0) from 10m30s."""
+    leaders = (("a", "{v}x40 stale"), ("b", "_x40 {v} {v} {cleared}x60"))
+    series = [
+        {
+            "series": f'tunewatch_alarm{{model="credit",event="{event}",instance="{who}"}}',
+            "values": values.format(v=1, cleared=0),
+        }
+        for event in ALARM_ALERTS.values()
+        for who, values in leaders
+    ] + [
+        {
+            "series": f'tunewatch_drift_share{{model="credit",instance="{who}"}}',
+            "values": values.format(v=0.8, cleared=0.1),
+        }
+        for who, values in leaders
+    ]
+    cleared = (*ALARM_ALERTS, "TunewatchDriftShareHigh")
+    expected = [
+        {
+            "eval_time": "10m15s",
+            "alertname": "TunewatchDriftDetected",
+            "exp_alerts": [_firing("TunewatchDriftDetected", model="credit")],
+        },
+        *(
+            {"eval_time": t, "alertname": name, "exp_alerts": []}
+            for name in cleared
+            for t in ("11m", "11m30s", "12m")
+        ),
+    ]
+    _promtool_test(tmp_path / "cleared_by_new_leader.test.yml", "15s", series, expected)
+
+
+def test_the_drift_share_alert_speaks_of_columns_not_features() -> None:
+    """tunewatch_drift_share is the share of every tested column, the prediction and the
+    label among them, not of the model's features alone."""
+    rules = yaml.safe_load(RULES.read_text())
+    [rule] = [
+        r for g in rules["groups"] for r in g["rules"] if r["alert"] == "TunewatchDriftShareHigh"
+    ]
+    assert "columns" in rule["annotations"]["summary"]
+    assert "features" not in rule["annotations"]["summary"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.mark.prometheus
+def test_the_alertmanager_series_the_rules_read_are_what_alertmanager_exports(
+    tmp_path: Path,
+) -> None:
+    """The rule on failed webhook notifications reads Alertmanager's own metrics: a real
+    Alertmanager, run with the shipped routing, exports each series of
+    ALERTMANAGER_SERIES with exactly those labels, and the `webhook` integration."""
+    routing = yaml.safe_load((CONFIGS / "alertmanager" / "alertmanager.yml").read_text())
+    token = tmp_path / "alertmanager.token"
+    token.write_text("tw_test")
+    for receiver in routing["receivers"]:
+        for hook in receiver.get("webhook_configs", []):
+            hook["http_config"]["authorization"]["credentials_file"] = str(token)
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(yaml.safe_dump(routing))
+    address = f"127.0.0.1:{_free_port()}"
+    process = subprocess.Popen(
+        [
+            _tool("prometheus-alertmanager"),
+            f"--config.file={config}",
+            f"--storage.path={tmp_path / 'data'}",
+            f"--web.listen-address={address}",
+            "--cluster.listen-address=",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stderr is not None
+        log = []
+        for line in process.stderr:  # until it listens, or exits (EOF)
+            log.append(line)
+            if "Listening on" in line:
+                break
+        else:
+            pytest.fail("alertmanager did not start:\n" + "".join(log))
+        scraped = httpx.get(f"http://{address}/metrics", timeout=30).text
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)  # the rest of its log read, the pipe closed
+    exported: dict[str, set[frozenset[str]]] = {}
+    integrations = set()
+    for family in text_string_to_metric_families(scraped):
+        for sample in family.samples:
+            exported.setdefault(sample.name, set()).add(frozenset(sample.labels))
+            if sample.name == "alertmanager_notifications_failed_total":
+                integrations.add(sample.labels.get("integration"))
+    assert {name: exported.get(name) for name in ALERTMANAGER_SERIES} == {
+        name: {labels} for name, labels in ALERTMANAGER_SERIES.items()
+    }
+    assert "webhook" in integrations

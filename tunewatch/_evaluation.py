@@ -223,6 +223,12 @@ class Evaluator:
         # at 0 from now on, where the serving champion did not start it (export_stored)
         ServingMetrics.start_at_zero(self.metrics.evaluations, (name, REFERENCE_UNREADABLE))
         self.metrics.evaluations.labels(name, outcome).inc()
+        if self.metrics.exports_evaluation:  # the leader's, as its figures (see there)
+            streak = self.metrics.scheduled_streak.labels(name, REFERENCE_UNREADABLE)
+            if outcome == REFERENCE_UNREADABLE:
+                streak.inc()
+            else:
+                streak.set(0)
         return rows
 
     def export_stored(self, name: str) -> None:

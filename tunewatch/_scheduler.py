@@ -30,6 +30,16 @@ The counters the shipped rules read through ``increase()`` start at 0: each sche
 job's ``<job>_failed`` and ``<job>_skipped`` when it is scheduled, each scheduled model's
 events (every type).
 
+The leader also exports each job's streaks (``tunewatch_scheduled_streak``, under the
+outcomes the counter names): ``<job>_failed``, its runs failed in a row (0 after one that
+succeeds); ``<job>_skipped``, its runs skipped since it last ended a run with none due
+meanwhile; ``reference_unreadable``, a model's evaluations in a row that could not read
+its champion's reference snapshot (counted by the evaluator, in the leader). A job failing every
+run at an interval of 30 minutes or more never fails three times an hour, the most the
+counter's ``increase()`` can see; the streak counts its failures however far apart. They
+start at 0 when the job is scheduled, count from when this process took the lease, and
+are dropped with the evaluation figures when it loses it, and with a job that is removed.
+
 A run that comes due while the job's previous run is still going is skipped (runs of one
 job never overlap), counted as ``<job>_skipped`` under its model (``-`` for a task) and
 logged naming the job and the model, at most once per job in ``SKIP_LOG_EVERY_S`` with
@@ -68,6 +78,7 @@ from monitor import ServingMetrics
 from tunewatch._actions import count_events_from_zero
 from tunewatch._config import Config
 from tunewatch._errors import StoreUnavailableError
+from tunewatch._evaluation import REFERENCE_UNREADABLE
 from tunewatch._evaluation_events import export_stored
 from tunewatch._outage_log import OutageLog, ThrottledWarnings
 from tunewatch._retention_task import purge_task
@@ -168,6 +179,10 @@ class Scheduler:
         # each scheduled job's name, model and log of its skipped runs, by id (_skipped)
         self._skips: dict[str, tuple[str, str | None, ThrottledWarnings]] = {}
         self._renewals_skipped = self._skip_log()
+        # the ids of the jobs a run of which came due and was skipped while their current
+        # run went on: that run's end does not end their ``<job>_skipped`` streak
+        self._overran: set[str] = set()
+        self._overran_lock = threading.Lock()
         self._stop_grace_s = stop_grace_s
         self._stopping = False
         self._running = 0  # scheduled jobs running now
@@ -321,9 +336,12 @@ class Scheduler:
                     task.name,
                     TASK_EXECUTOR,
                 )
+        removed = []
         for existing in self._aps.get_jobs():
             if existing.id not in keep and existing.id not in wanted:
                 existing.remove()
+                removed.append(existing.id)
+        self._forget_streaks(removed)
         have = {j.id for j in self._aps.get_jobs()}
         added = {job_id: want for job_id, want in wanted.items() if job_id not in have}
         triggers: dict[str, BaseTrigger] = {}
@@ -400,6 +418,8 @@ class Scheduler:
                 (model or "-", f"{name}_failed"),
                 (model or "-", f"{name}_skipped"),
             )
+            for outcome in (f"{name}_failed", f"{name}_skipped"):
+                self.metrics.scheduled_streak.labels(model or "-", outcome)  # at 0, or kept
         job_id = _job_id(name, model)
         if job_id not in self._skips:  # kept across ticks: a new log would log every skip
             self._skips[job_id] = (name, model, self._skip_log())
@@ -434,6 +454,7 @@ class Scheduler:
                 self._count_failure(name, model)
             else:
                 outage.succeeded()
+                self._count_success(name, model)
             finally:
                 with self._idle:
                     self._running -= 1
@@ -442,12 +463,54 @@ class Scheduler:
         return run
 
     def _count_failure(self, name: str, model: str | None) -> None:
-        """Count a failed run: ``<name>_failed``, under model ``-`` for a task. The series
-        exists at 0 from when the job was scheduled (:meth:`_guarded`): born at 1 at the
-        first failure, it hid that failure from ``increase()``, and
+        """Count a failed run: ``<name>_failed``, under model ``-`` for a task, and its
+        streak. The series exists at 0 from when the job was scheduled (:meth:`_guarded`):
+        born at 1 at the first failure, it hid that failure from ``increase()``, and
         ``TunewatchScheduledJobFailing`` fired at the fourth failure, not the third."""
         if self.metrics is not None:
             self.metrics.evaluations.labels(model or "-", f"{name}_failed").inc()
+            self.metrics.scheduled_streak.labels(model or "-", f"{name}_failed").inc()
+            self._ended(name, model)
+
+    def _count_success(self, name: str, model: str | None) -> None:
+        """End a run that succeeded: its ``<name>_failed`` streak back to 0. (A run ends
+        without raising when its evaluation could not read the reference, the rest of the
+        evaluation stored: the evaluator counts that streak, ``reference_unreadable``.)"""
+        if self.metrics is None:
+            return
+        self.metrics.scheduled_streak.labels(model or "-", f"{name}_failed").set(0)
+        self._ended(name, model)
+
+    def _ended(self, name: str, model: str | None) -> None:
+        """A run of the job ended (failed or not): its ``<name>_skipped`` streak is back to
+        0 unless a run came due and was skipped while it went on (an hourly job whose
+        every run takes 70 minutes has one run skipped an hour: its streak rises by one
+        an hour)."""
+        job_id = _job_id(name, model)
+        with self._overran_lock:
+            overran = job_id in self._overran
+            self._overran.discard(job_id)
+        if not overran and self.metrics is not None:
+            self.metrics.scheduled_streak.labels(model or "-", f"{name}_skipped").set(0)
+
+    def _forget_streaks(self, removed: list[str]) -> None:
+        """Drop the streaks of the jobs ``removed`` (their model left the store), and the
+        ``reference_unreadable`` streak of a model left with no job: kept, a streak of 3
+        would hold its alert for the process's life."""
+        if self.metrics is None or not removed:
+            return
+        left = {self._skips[j.id][1] for j in self._aps.get_jobs() if j.id in self._skips}
+        for job_id in removed:
+            known = self._skips.get(job_id)
+            if known is None:
+                continue
+            name, model, _ = known
+            for outcome in (f"{name}_failed", f"{name}_skipped"):
+                self.metrics.scheduled_streak.remove(model or "-", outcome)  # (none: no-op)
+            if model is not None and model not in left:
+                self.metrics.scheduled_streak.remove(model, REFERENCE_UNREADABLE)
+            with self._overran_lock:
+                self._overran.discard(job_id)
 
     def _skip_log(self) -> ThrottledWarnings:
         return ThrottledWarnings(every_s=SKIP_LOG_EVERY_S, clock=self._clock)
@@ -471,6 +534,9 @@ class Scheduler:
         name, model, log = known
         if self.metrics is not None:
             self.metrics.evaluations.labels(model or "-", f"{name}_skipped").inc()
+            self.metrics.scheduled_streak.labels(model or "-", f"{name}_skipped").inc()
+        with self._overran_lock:
+            self._overran.add(event.job_id)
         log.warning(
             logger,
             "scheduled %s of model=%s skipped: its previous run is still running (runs of "
