@@ -50,27 +50,6 @@ LATENCY_BUCKETS = (
 # default (`store.lock_timeout_s`), and a quantile read from the histogram is capped at its
 # largest finite bucket (a longer configured wait reads as 30 s).
 COMMIT_BUCKETS = tuple(b for b in LATENCY_BUCKETS[1:] if b <= 30.0)
-#: Why the Alertmanager webhook answered an alert 2xx without acting on it: the ``reason``
-#: of ``tunewatch_alerts_ignored_total``, each exported at 0 from the start (the
-#: webhook's ``IgnoreReason``); ``truncated``, the alerts Alertmanager left out of a
-#: delivery, is counted from its first.
-ALERT_IGNORE_REASONS = (
-    "not_an_object",
-    "unstorable",
-    "nul",
-    "starts_at",
-    "status",
-    "model_label_missing",
-    "model_unknown",
-    "resolved_unseen",
-)
-#: The Alertmanager webhook's route template, and the refusals of a delivery exported at 0
-#: from the start (TunewatchAlertWebhookRefused reads their ``increase()``, blind to a
-#: series' first sample): 400, no Alertmanager v4 payload; 401, a token unknown or
-#: revoked; 403, one without the alertmanager role. (A body past server.max_body_bytes is
-#: refused 413 before routing: counted under route ``unmatched``.)
-WEBHOOK_ROUTE = "/v1/alerts/alertmanager"
-WEBHOOK_REFUSALS = ("400", "401", "403")
 
 
 class ServingMetrics:
@@ -84,9 +63,6 @@ class ServingMetrics:
             "HTTP requests answered, by route template and status code.",
             ["route", "status"],
             registry=r,
-        )
-        self.start_at_zero(
-            self.http_requests, *((WEBHOOK_ROUTE, status) for status in WEBHOOK_REFUSALS)
         )
         self.http_errors = Counter(
             "tunewatch_http_errors",
@@ -386,9 +362,6 @@ class ServingMetrics:
             ["reason"],
             registry=r,
         )
-        # at 0 from the start: every process serves the webhook, and the first ignored
-        # alert of a series born at 1 is invisible to increase() (TunewatchAlertsIgnored)
-        self.start_at_zero(self.alerts_ignored, *((reason,) for reason in ALERT_IGNORE_REASONS))
 
     @property
     def estimate_gauges(self) -> tuple[Gauge, Gauge, Gauge]:

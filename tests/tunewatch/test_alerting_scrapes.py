@@ -18,7 +18,6 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor._metrics import ALERT_IGNORE_REASONS, WEBHOOK_ROUTE
 from tests.test_configs import _firing, _promtool_test
 from tests.tunewatch.api.alert_helpers import alert, payload
 from tests.tunewatch.conftest import MODEL, Running, make_daemon
@@ -26,7 +25,6 @@ from tunewatch._background import BackgroundServer
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
 from tunewatch.api._alert_ignores import IgnoreReason
-from tunewatch.api._alerts import routes as alert_routes
 
 Samples = dict[str, float]  # a scrape's samples, by series as promtool writes them
 
@@ -161,10 +159,3 @@ def test_a_champion_that_would_not_load_pages_and_a_shadow_that_would_not_does_n
     ]
     series = _series(({**down, **shadow}, 20))
     _promtool_test(tmp_path / "champion_scraped.test.yml", "1m", series, expected)
-
-
-def test_the_series_exported_at_zero_are_the_webhook_s_own() -> None:
-    """The ignore reasons and the route monitor/ exports at 0 are the webhook's: one it
-    renamed would leave its real series born at 1 and its first count unseen."""
-    assert ALERT_IGNORE_REASONS == get_args(IgnoreReason)
-    assert [route.path for route in alert_routes] == [WEBHOOK_ROUTE]

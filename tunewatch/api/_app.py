@@ -403,6 +403,7 @@ def create_app(
     install_error_handlers(app)
     for route in (*_probe_routes, *_oip.routes, *_records.routes, *_alerts.routes):
         app.router.routes.append(route)
+    _alerts.count_from_zero(ctx.runtime.metrics)
     app.include_router(models_router)
     app.include_router(evaluations_router)
     app.include_router(jobs_router)
