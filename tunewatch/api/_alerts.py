@@ -592,7 +592,7 @@ routes = [Route("/v1/alerts/alertmanager", alertmanager_webhook, methods=["POST"
 
 #: The webhook's refusals of a whole delivery: 400, no Alertmanager v4 payload; 401, a
 #: token unknown or revoked; 403, one without the alertmanager role. (A body past
-#: ``server.max_body_bytes`` is refused 413 before routing, counted under ``unmatched``.)
+#: ``server.max_body_bytes``, 413, is counted from its first.)
 REFUSALS = ("400", "401", "403")
 
 

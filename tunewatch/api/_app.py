@@ -11,7 +11,7 @@ import orjson
 from fastapi import Depends, FastAPI
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitor import CONTENT_TYPE_LATEST, ServingMetrics
@@ -30,6 +30,19 @@ from tunewatch.api._models import router as models_router
 from tunewatch.api._route import ApiRoute, public
 
 logger = logging.getLogger(__name__)
+
+
+def _template_of(scope: Scope) -> str:
+    """The template of the app's route ``scope``'s path and method match, for an answer
+    given before the router ran (a body past ``server.max_body_bytes``, 413: counted as
+    ``unmatched``, so a delivery too large for the Alertmanager webhook was invisible to
+    ``TunewatchAlertWebhookRefused``); ``unmatched`` when none does (a 404)."""
+    app = scope.get("app")
+    for route in getattr(getattr(app, "router", None), "routes", ()):
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            return str(route.path)
+    return "unmatched"
 
 
 class HttpMetricsMiddleware:
@@ -76,8 +89,10 @@ class HttpMetricsMiddleware:
             closed = True
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or self.templates.get(
-                scope.get("endpoint"), "unmatched"
+            template = (
+                getattr(route, "path", None)
+                or self.templates.get(scope.get("endpoint"))
+                or _template_of(scope)
             )
             answered = CLIENT_CLOSED if closed else status
             self.metrics.http_requests.labels(template, str(answered)).inc()

@@ -121,3 +121,28 @@ def test_a_compressed_request_is_counted_under_its_route_template(running: Runni
     )
     assert r.status_code == 200, r.text
     assert {k: count(k) - v for k, v in before.items()} == {route: 1.0, "unmatched": 0.0}
+
+
+def test_a_body_refused_before_routing_is_counted_under_its_route_template(
+    running: Running,
+) -> None:
+    """A body past ``server.max_body_bytes`` is answered 413 before the router runs: it
+    was counted as `unmatched`, so an Alertmanager delivery too large for the webhook was
+    invisible to ``TunewatchAlertWebhookRefused``, which reads the webhook's route."""
+    registry = running.daemon.metrics.registry
+    route = "/v1/alerts/alertmanager"
+
+    def count(route: str) -> float:
+        value = registry.get_sample_value(
+            "tunewatch_http_requests_total", {"route": route, "status": "413"}
+        )
+        return value or 0.0
+
+    before = {route: count(route), "unmatched": count("unmatched")}
+    r = httpx.post(
+        f"{running.url}{route}",
+        content=b'{"alerts": "' + b"x" * 70_000 + b'"}',
+        headers={**running.auth("alertmanager"), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 413, r.text
+    assert {k: count(k) - v for k, v in before.items()} == {route: 1.0, "unmatched": 0.0}
