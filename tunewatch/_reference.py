@@ -107,6 +107,25 @@ class Reference:
                 code="invalid_reference",
             )
 
+    def check_probabilities(self, task: str, *, tolerance: float) -> None:
+        """A classifier's (``task``) scores are its held-out probabilities, each in
+        [0, 1] give or take ``tolerance`` (NaN: a row no fold held out), as the mirror
+        route requires of a classifier's outputs: logits registered in their place were
+        the prediction-drift baseline and the label-free estimate's calibration, so
+        unchanged traffic drifted at p = 4e-72, the estimate dropped 0.14 and a retune
+        was queued."""
+        if self.scores is None:
+            return
+        known = self.scores[~np.isnan(self.scores)]
+        outside = known[(known < -tolerance) | (known > 1 + tolerance)]
+        if outside.size:
+            raise RegistrationError(
+                f"reference scores of a {task} model must be probabilities in [0, 1] or NaN "
+                f"(a row no fold held out), got {outside.size} values outside, e.g. "
+                f"{float(outside[0]):.6g}",
+                code="invalid_reference",
+            )
+
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
         arrays = {

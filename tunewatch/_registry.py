@@ -297,6 +297,9 @@ class Registry:
                     f"output ({width}), got {reference.scores.shape[1]}",
                     code="invalid_reference",
                 )
+        if reference is not None and reference.scores is not None:
+            if metadata.task in ("binary", "multiclass"):
+                reference.check_probabilities(metadata.task, tolerance=PROBABILITY_TOLERANCE)
         if metadata.task in ("binary", "multiclass"):
             check_label_output(metadata.task, onnx_bytes, inspected.signature, reference)
         if existing is not None:

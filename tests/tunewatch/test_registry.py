@@ -781,3 +781,38 @@ def test_reference_scores_narrower_or_wider_than_the_primary_output_are_refused(
                 assert row.details["reference_rows"] == 40
     finally:
         daemon.close()
+
+
+def test_a_classifier_s_reference_scores_must_be_probabilities(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """Logits registered as a classifier's reference scores (201, where the mirror route
+    refuses the same values 400) made in-distribution traffic prediction drift at
+    p = 4e-72 and the label-free estimate drop 0.14: `estimate_dropped`, and a retune
+    queued, for a model that had not changed."""
+    daemon, _ = make_daemon(tmp_path / "data", trained)
+    try:
+        x, y = example_data(40, seed=3)
+        p = np.linspace(0.01, 0.99, 40)
+        logits = np.log(p / (1 - p))
+        for scores, refused in (
+            (np.column_stack([-logits, logits]), True),
+            (np.column_stack([1 - p, p]), False),
+            (
+                np.column_stack([1 - p, np.where(np.arange(40) % 7, p, np.nan)]),
+                False,
+            ),  # NaN: no fold held it out
+        ):
+            reference = Reference(features=x, labels=y.astype(np.float64), scores=scores)
+            if refused:
+                with pytest.raises(RegistrationError, match="must be probabilities") as info:
+                    daemon.registry.register(
+                        MODEL, trained[1].onnx, trained[1].metadata, actor="t", reference=reference
+                    )
+                assert info.value.code == "invalid_reference"
+            else:
+                daemon.registry.register(
+                    MODEL, trained[1].onnx, trained[1].metadata, actor="t", reference=reference
+                )
+    finally:
+        daemon.close()
