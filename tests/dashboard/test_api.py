@@ -217,3 +217,12 @@ def test_dashboard_endpoints_are_documented_in_openapi(served: Served) -> None:
     assert len(documented) == 7
     assert all(paths[p]["get"].get("description") for p in documented)
     assert not any(p.startswith("/dashboard") for p in paths)
+
+
+@pytest.mark.parametrize("spelt", ["1_0", "+5", "5.0", " 5 "])
+def test_a_number_not_spelt_in_ascii_digits_is_refused(served: Served, spelt: str) -> None:
+    """The dashboard's query numbers read `1_0` as 10 and `+5`, `5.0` and ` 5 ` as 5,
+    which every /v1 route refuses: one number had many spellings."""
+    r = _get(served, f"/v1/dashboard/models/{served.model}/events", limit=spelt)
+    assert r.status_code == 400, r.text
+    assert set(r.json()) == {"error", "code"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -363,11 +364,43 @@ def _openapi_oip(app: FastAPI) -> Callable[[], dict[str, Any]]:
                     "responses": {"200": {"description": "OK"}},
                 }
             }
+        _standard_parameters(schema)
         _document_errors_and_tokens(schema)
         app.openapi_schema = schema
         return schema
 
     return openapi
+
+
+#: pydantic's bounds of a parameter validated before its type (``BeforeValidator``), as
+#: FastAPI emits them, and their JSON Schema keywords.
+_BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+
+
+def _standard_parameters(schema: dict[str, Any]) -> None:
+    """Every ``{name}`` of a path declared as its path parameter (the hand-described
+    routes declared none: schema validators refused them, and Schemathesis tested none
+    of the 8), and parameter bounds in JSON Schema's keywords (37 came out as pydantic's
+    ``ge``/``le``, which clients and validators ignore)."""
+    for path, operations in schema["paths"].items():
+        named = re.findall(r"\{(\w+)\}", path)
+        for operation in operations.values():
+            params = operation.setdefault("parameters", [])
+            declared = {p["name"] for p in params if p.get("in") == "path"}
+            for name in named:
+                if name not in declared:
+                    kind = "integer" if name == "version" else "string"
+                    params.append(
+                        {"name": name, "in": "path", "required": True, "schema": {"type": kind}}
+                    )
+            for param in params:
+                top = param.get("schema", {})
+                for part in (top, *top.get("anyOf", ())):
+                    for ours, standard in _BOUNDS.items():
+                        if ours in part:
+                            part[standard] = part.pop(ours)
+            if not params:
+                del operation["parameters"]
 
 
 async def readyz(request: Request) -> Response:

@@ -13,9 +13,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BeforeValidator
 from starlette.requests import Request
 
 from tunewatch._auth import Principal
+from tunewatch.api._context import ascii_digits
 
 from . import _data, _series
 from ._auth import principal
@@ -29,13 +31,15 @@ def _reader(request: Request) -> Principal:
 
 
 Reader = Annotated[Principal, Depends(_reader)]
-MaxPoints = Annotated[int, Query(ge=2, le=5000)]
-Windows = Annotated[int, Query(ge=1, le=100_000)]
-Limit = Annotated[int, Query(ge=1, le=1000)]
-TestLimit = Annotated[int, Query(ge=0, le=_data.MAX_TESTS_SHOWN)]
-VersionLimit = Annotated[int, Query(ge=1, le=_data.MAX_VERSIONS_SHOWN)]
+# numbers spelt in ASCII digits only, as every /v1 route's (`1_0` read as 10, `+5` as 5)
+Digits = BeforeValidator(ascii_digits)
+MaxPoints = Annotated[int, Digits, Query(ge=2, le=5000)]
+Windows = Annotated[int, Digits, Query(ge=1, le=100_000)]
+Limit = Annotated[int, Digits, Query(ge=1, le=1000)]
+TestLimit = Annotated[int, Digits, Query(ge=0, le=_data.MAX_TESTS_SHOWN)]
+VersionLimit = Annotated[int, Digits, Query(ge=1, le=_data.MAX_VERSIONS_SHOWN)]
 Filter = Annotated[str | None, Query(max_length=200)]
-Features = Annotated[int, Query(ge=1, le=_series.MAX_DRIFT_FEATURES)]
+Features = Annotated[int, Digits, Query(ge=1, le=_series.MAX_DRIFT_FEATURES)]
 
 router = APIRouter(
     prefix="/v1/dashboard",

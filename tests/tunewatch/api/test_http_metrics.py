@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import re
 from typing import Any
 
 import httpx
@@ -146,3 +147,23 @@ def test_a_body_refused_before_routing_is_counted_under_its_route_template(
     )
     assert r.status_code == 413, r.text
     assert {k: count(k) - v for k, v in before.items()} == {route: 1.0, "unmatched": 0.0}
+
+
+def test_the_openapi_schema_declares_every_path_parameter_with_standard_bounds(
+    running: Running,
+) -> None:
+    """Schemathesis refused the hand-described routes (InvalidSchema: "Path parameter
+    'model' is not defined": 8 routes untested), and 37 integer bounds came out as
+    pydantic's `ge`/`le`, not JSON Schema's `minimum`/`maximum`, so `limit=0` read as
+    valid and was answered 400."""
+    spec = httpx.get(f"{running.url}/openapi.json").json()
+    for path, operations in spec["paths"].items():
+        named = set(re.findall(r"\{(\w+)\}", path))
+        for method, operation in operations.items():
+            params = operation.get("parameters", [])
+            declared = {p["name"] for p in params if p["in"] == "path"}
+            assert named <= declared, (method, path, named - declared)
+            for p in params:
+                schemas = [p["schema"], *p["schema"].get("anyOf", [])]
+                for s in schemas:
+                    assert not {"ge", "le", "gt", "lt"} & set(s), (method, path, p["name"], s)
