@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from sqlalchemy import Connection, Join, Row, Select, and_, func, or_, select, true
 
@@ -55,8 +55,20 @@ def get_version(conn: Connection, model: str, version: int) -> VersionRow:
         else None
     )
     if row is None:
-        raise NotFoundError(f"model {model!r} has no version {version}")
+        _refuse_missing_version(conn, model, version)
     return _version(row)
+
+
+def _refuse_missing_version(conn: Connection, model: str, version: int) -> NoReturn:
+    """404 ``model_not_found`` for an unknown model, else ``version_not_found``: a bare
+    ``not_found`` (a comparison's history), or ``version_not_found`` for a model that does
+    not exist, broke the documented codes."""
+    known = _possible_name(model) and conn.execute(
+        select(models.c.name).where(models.c.name == model)
+    ).first()
+    if not known:
+        raise NotFoundError(f"model {model!r} is not registered", code="model_not_found")
+    raise NotFoundError(f"model {model!r} has no version {version}", code="version_not_found")
 
 
 def get_versions(conn: Connection, model: str, versions: Sequence[int]) -> list[VersionRow]:
