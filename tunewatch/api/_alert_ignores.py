@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from monitor import ServingMetrics
 
@@ -137,4 +137,22 @@ def alert_names(alert: dict[str, Any]) -> tuple[str, str | None]:
     return (
         name if isinstance(name, str) else "unnamed",
         fingerprint if isinstance(fingerprint, str) else None,
+    )
+
+
+#: The webhook's refusals of a whole delivery: 400, no Alertmanager v4 payload; 401, a
+#: token unknown or revoked; 403, one without the alertmanager role. (A body past
+#: ``server.max_body_bytes``, 413, is counted from its first.)
+REFUSALS = ("400", "401", "403")
+
+
+def count_from_zero(metrics: ServingMetrics, webhook_path: str) -> None:
+    """Export the ignore reasons (``truncated`` aside: counted from its first) and the
+    webhook's (at ``webhook_path``) refusals at 0, as the app starts: every process serves
+    the webhook, and the first count of a series born at 1 is invisible to
+    ``increase()``, which ``TunewatchAlertsIgnored`` and ``TunewatchAlertWebhookRefused``
+    read."""
+    ServingMetrics.start_at_zero(metrics.alerts_ignored, *((r,) for r in get_args(IgnoreReason)))
+    ServingMetrics.start_at_zero(
+        metrics.http_requests, *((webhook_path, code) for code in REFUSALS)
     )

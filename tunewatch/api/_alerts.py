@@ -67,23 +67,16 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, get_args
+from typing import Any
 
 from anyio import WouldBlock, to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from monitor import ServingMetrics
 from tunewatch._actions import ActionOutcome
 from tunewatch._errors import InvalidValueError, NotFoundError
-from tunewatch.api._alert_ignores import (
-    IgnoreReason,
-    Ignores,
-    alert_names,
-    report_truncated,
-    shown,
-)
+from tunewatch.api._alert_ignores import Ignores, alert_names, report_truncated, shown
 from tunewatch.api._body import parse_json_object
 from tunewatch.api._context import ALERT_THREADS, ALERT_WAITING, AppContext, authenticate, context
 from tunewatch.api._errors import ApiError, error_response
@@ -589,18 +582,3 @@ async def alertmanager_webhook(request: Request) -> Response:
 
 
 routes = [Route("/v1/alerts/alertmanager", alertmanager_webhook, methods=["POST"])]
-
-#: The webhook's refusals of a whole delivery: 400, no Alertmanager v4 payload; 401, a
-#: token unknown or revoked; 403, one without the alertmanager role. (A body past
-#: ``server.max_body_bytes``, 413, is counted from its first.)
-REFUSALS = ("400", "401", "403")
-
-
-def count_from_zero(metrics: ServingMetrics) -> None:
-    """Export the webhook's ignore reasons (``truncated`` aside: counted from its first)
-    and its refusals at 0, as the app starts: every process serves the webhook, and the
-    first count of a series born at 1 is invisible to ``increase()``, which
-    ``TunewatchAlertsIgnored`` and ``TunewatchAlertWebhookRefused`` read."""
-    ServingMetrics.start_at_zero(metrics.alerts_ignored, *((r,) for r in get_args(IgnoreReason)))
-    path = routes[0].path
-    ServingMetrics.start_at_zero(metrics.http_requests, *((path, code) for code in REFUSALS))

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from monitor import CONTENT_TYPE_LATEST, ServingMetrics
 from tunewatch import __version__
 from tunewatch.api import _alerts, _oip, _records
+from tunewatch.api._alert_ignores import count_from_zero
 from tunewatch.api._body import BodyLimitMiddleware
 from tunewatch.api._comparisons import router as comparisons_router
 from tunewatch.api._context import AppContext, context
@@ -451,7 +452,7 @@ def create_app(
     install_error_handlers(app)
     for route in (*_probe_routes, *_oip.routes, *_records.routes, *_alerts.routes):
         app.router.routes.append(route)
-    _alerts.count_from_zero(ctx.runtime.metrics)
+    count_from_zero(ctx.runtime.metrics, _alerts.routes[0].path)
     app.include_router(models_router)
     app.include_router(evaluations_router)
     app.include_router(jobs_router)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import re
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -102,26 +103,33 @@ def test_the_alertmanager_webhook_is_in_the_openapi_schema(running: Running) -> 
     assert set(post["responses"]) == {"200", "400", "401", "403", "413", "415", "503"}
 
 
-def test_a_compressed_request_is_counted_under_its_route_template(running: Running) -> None:
-    """The body limit handed the app a copy of the scope for a gzip body: the router
-    recorded the matched route in the copy, and the answer was counted as `unmatched`."""
+def _counted(running: Running, route: str, status: str) -> Callable[[], dict[str, float]]:
+    """How many answers of ``status`` were counted under ``route`` and under `unmatched`
+    since this call, when the returned function is called."""
     registry = running.daemon.metrics.registry
-    route = "/v1/models/{model}/feedback"
 
-    def count(route: str) -> float:
+    def count(template: str) -> float:
         value = registry.get_sample_value(
-            "tunewatch_http_requests_total", {"route": route, "status": "200"}
+            "tunewatch_http_requests_total", {"route": template, "status": status}
         )
         return value or 0.0
 
     before = {route: count(route), "unmatched": count("unmatched")}
+    return lambda: {k: count(k) - v for k, v in before.items()}
+
+
+def test_a_compressed_request_is_counted_under_its_route_template(running: Running) -> None:
+    """The body limit handed the app a copy of the scope for a gzip body: the router
+    recorded the matched route in the copy, and the answer was counted as `unmatched`."""
+    route = "/v1/models/{model}/feedback"
+    counted = _counted(running, route, "200")
     r = httpx.post(
         f"{running.url}/v1/models/{MODEL}/feedback",
         content=gzip.compress(b'{"items": [{"request_id": "nosuch", "label": 1}]}'),
         headers={**running.auth("labeller"), "Content-Encoding": "gzip"},
     )
     assert r.status_code == 200, r.text
-    assert {k: count(k) - v for k, v in before.items()} == {route: 1.0, "unmatched": 0.0}
+    assert counted() == {route: 1.0, "unmatched": 0.0}
 
 
 def test_a_body_refused_before_routing_is_counted_under_its_route_template(
@@ -130,23 +138,15 @@ def test_a_body_refused_before_routing_is_counted_under_its_route_template(
     """A body past ``server.max_body_bytes`` is answered 413 before the router runs: it
     was counted as `unmatched`, so an Alertmanager delivery too large for the webhook was
     invisible to ``TunewatchAlertWebhookRefused``, which reads the webhook's route."""
-    registry = running.daemon.metrics.registry
     route = "/v1/alerts/alertmanager"
-
-    def count(route: str) -> float:
-        value = registry.get_sample_value(
-            "tunewatch_http_requests_total", {"route": route, "status": "413"}
-        )
-        return value or 0.0
-
-    before = {route: count(route), "unmatched": count("unmatched")}
+    counted = _counted(running, route, "413")
     r = httpx.post(
         f"{running.url}{route}",
         content=b'{"alerts": "' + b"x" * 70_000 + b'"}',
         headers={**running.auth("alertmanager"), "Content-Type": "application/json"},
     )
     assert r.status_code == 413, r.text
-    assert {k: count(k) - v for k, v in before.items()} == {route: 1.0, "unmatched": 0.0}
+    assert counted() == {route: 1.0, "unmatched": 0.0}
 
 
 def test_the_openapi_schema_declares_every_path_parameter_with_standard_bounds(
