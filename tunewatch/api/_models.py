@@ -189,8 +189,9 @@ class Promote(StageChange):
         description="The champion version the promotion replaces, as the caller saw it "
         "serve (0: it saw none): when another serves instead (another promotion won "
         "meanwhile), 409 `champion_changed` and nothing changes, no approval requested "
-        "either. A version that already is the champion is answered 200 `unchanged` "
-        "whatever it names (a retry).",
+        "either; a version the model does not have, 404 `version_not_found`. A version "
+        "that already is the champion is answered 200 `unchanged` whatever it names (a "
+        "retry).",
     )
 
 
@@ -201,7 +202,8 @@ class Rollback(StageChange):
         le=MAX_ID,
         description="The champion version to roll back, as the caller saw it serve: when "
         "another serves instead (a rollback already restored its predecessor), 409 "
-        "`champion_changed` and nothing changes. Without it, the champion read when the "
+        "`champion_changed` and nothing changes (a version the model does not have: 404 "
+        "`version_not_found`). Without it, the champion read when the "
         "request arrives, and 409 `champion_changed` when another replaced it before the "
         "write.",
     )

@@ -159,12 +159,16 @@ def check_champion(conn: Connection, model: str, expected: int | None) -> None:
     """Under the model's lock: refuse (``champion_changed``) when ``expected`` is given and
     is not the champion any more: a decision taken on evidence about one champion must
     not act on another that arrived meanwhile. :data:`NO_CHAMPION` expects none: a first
-    champion registered meanwhile was replaced by a version checked against nothing."""
+    champion registered meanwhile was replaced by a version checked against nothing. A
+    version the model does not have is ``version_not_found``: no champion changed (it was
+    "changed from v99")."""
     if expected is None:
         return
     current = _champion(conn, model)
     wanted = None if expected == NO_CHAMPION else expected
     if current != wanted:
+        if wanted is not None:
+            get_version(conn, model, wanted)
         was = "no champion" if wanted is None else f"v{wanted}"
         now = "no champion" if current is None else f"v{current}"
         raise ConflictError(

@@ -113,7 +113,7 @@ def test_a_second_decision_and_a_requester_s_rejection_are_audited(gov: Running)
 
 def test_refused_promotions_and_rollbacks_are_audited(gov: Running) -> None:
     last = _newest(gov)
-    stale = _post(gov, f"/v1/models/{MODEL}/versions/2/promote", "operator", reason="x", champion=7)
+    stale = _post(gov, f"/v1/models/{MODEL}/versions/2/promote", "operator", reason="x", champion=2)
     assert stale.status_code == 409 and stale.json()["code"] == "champion_changed"
     none = _post(gov, f"/v1/models/{MODEL}/rollback", "operator", reason="worse")
     assert none.status_code == 409 and none.json()["code"] == "no_previous_champion"

@@ -113,6 +113,30 @@ def test_a_promotion_of_a_regulated_model_naming_another_champion_requests_nothi
     assert ok.status_code == 202 and ok.json()["approval"]["champion_version"] == 1, ok.text
 
 
+def test_a_promotion_or_rollback_naming_a_champion_the_model_never_had_is_404(
+    daemon: Running,
+) -> None:
+    """It was 409 "the champion changed from v99 to v1 since the decision was taken":
+    no champion changed, the caller named a version that does not exist."""
+    store = daemon.daemon.store
+    audit = store.audit_log(limit=1000)
+    rollback = httpx.post(
+        f"{daemon.url}/v1/models/{MODEL}/rollback",
+        json={"reason": "it misbehaves", "champion": 99},
+        headers=daemon.auth("operator"),
+        timeout=60,
+    )
+    promote = _promote(daemon, 2, champion=99)
+    for r in (rollback, promote):
+        assert r.status_code == 404, r.text
+        assert r.json() == {
+            "error": f"model {MODEL!r} has no version 99",
+            "code": "version_not_found",
+        }
+    assert _stages(daemon) == {1: "champion", 2: "shadow", 3: "shadow"}
+    assert store.audit_log(limit=1000) == audit  # a 404 refers to nothing: not audited
+
+
 def test_a_retried_promotion_answers_the_champion_unchanged_and_writes_nothing(
     daemon: Running,
 ) -> None:
