@@ -63,9 +63,10 @@ def _refuse_missing_version(conn: Connection, model: str, version: int) -> NoRet
     """404 ``model_not_found`` for an unknown model, else ``version_not_found``: a bare
     ``not_found`` (a comparison's history), or ``version_not_found`` for a model that does
     not exist, broke the documented codes."""
-    known = _possible_name(model) and conn.execute(
-        select(models.c.name).where(models.c.name == model)
-    ).first()
+    known = (
+        _possible_name(model)
+        and conn.execute(select(models.c.name).where(models.c.name == model)).first()
+    )
     if not known:
         raise NotFoundError(f"model {model!r} is not registered", code="model_not_found")
     raise NotFoundError(f"model {model!r} has no version {version}", code="version_not_found")
