@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import orjson
 from fastapi import Depends, FastAPI
@@ -22,13 +20,12 @@ from tunewatch.api._alert_ignores import count_from_zero
 from tunewatch.api._body import BodyLimitMiddleware
 from tunewatch.api._comparisons import router as comparisons_router
 from tunewatch.api._context import AppContext, context
-from tunewatch.api._errors import CLIENT_CLOSED, ErrorBody, install_error_handlers
+from tunewatch.api._errors import CLIENT_CLOSED, install_error_handlers
 from tunewatch.api._evaluations import router as evaluations_router
-from tunewatch.api._feedback_limit import BUSY_RESPONSES as FEEDBACK_BUSY
-from tunewatch.api._front import OPEN_PATHS, InferenceFront
+from tunewatch.api._front import InferenceFront
 from tunewatch.api._jobs import router as jobs_router
-from tunewatch.api._mirror_limit import BUSY_RESPONSES as MIRROR_BUSY
 from tunewatch.api._models import router as models_router
+from tunewatch.api._openapi import openapi_of
 from tunewatch.api._route import ApiRoute, public
 
 logger = logging.getLogger(__name__)
@@ -185,225 +182,6 @@ def _templates(routes: Iterable[Route]) -> dict[object, str]:
     return templates
 
 
-_HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
-_BEARER = "bearer"
-# What a route that takes a token may answer besides its own errors, by status.
-_TOKEN_ERRORS = {
-    "400": "`invalid_request` (a parameter or the body is not what the route takes) or "
-    "another refusal of the request as sent",
-    "401": "`unauthenticated` (no `Authorization: Bearer` token) or `invalid_token` (not "
-    "known, or revoked)",
-    "403": "`forbidden`: the token's role may not do this",
-    "503": "`store_unavailable`: the store cannot be reached (the token is looked up there "
-    "too); retry later",
-}
-_NOT_FOUND = "a model, version or id in the path that is not known (`model_not_found`, …)"
-_TOO_LARGE = "`body_too_large`: the body exceeds `server.max_body_bytes` (or the artefact limit)"
-
-
-def _document_errors_and_tokens(schema: dict[str, Any]) -> None:
-    """Make ``schema`` say what the routes answer. FastAPI documents a 422
-    ``{"detail": [...]}`` on every route taking parameters, which is never answered (an
-    invalid request is 400 ``invalid_request``, :mod:`tunewatch.api._errors`), and
-    neither errors nor tokens. So here: that 422 is dropped; every 4xx or 5xx is
-    documented as :class:`ErrorBody`; and each operation not among the routes that read
-    no token (the front's list: the probes, the scrape, the OIP health routes) asks for
-    the bearer token and documents the errors any such route may answer."""
-    components = schema.setdefault("components", {})
-    schemas = components.setdefault("schemas", {})
-    schemas["ErrorBody"] = ErrorBody.model_json_schema()
-    components["securitySchemes"] = {
-        _BEARER: {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "an API token (`tunewatch tokens create`); its role decides "
-            "what it may do",
-        }
-    }
-    for path, item in schema["paths"].items():
-        for method, op in item.items():
-            if method not in _HTTP_METHODS:
-                continue
-            responses = op["responses"]
-            default_422 = responses.get("422", {}).get("content", {}).get("application/json")
-            if default_422 == {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}:
-                del responses["422"]
-            if not OPEN_PATHS.match(path):
-                op["security"] = [{_BEARER: []}]
-                for status, description in _TOKEN_ERRORS.items():
-                    responses.setdefault(status, {"description": description})
-                if "{" in path:
-                    responses.setdefault("404", {"description": _NOT_FOUND})
-                if method not in ("get", "head", "options"):
-                    responses.setdefault("413", {"description": _TOO_LARGE})
-            for status, response in responses.items():
-                if status.isdigit() and int(status) >= 400:
-                    body = {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
-                    response.setdefault("content", {"application/json": body})
-            op["responses"] = dict(sorted(responses.items()))
-    for name in ("HTTPValidationError", "ValidationError"):  # referenced by that 422 only
-        if f'"#/components/schemas/{name}"'.encode() not in orjson.dumps(schema):
-            schemas.pop(name, None)
-
-
-def _openapi_oip(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """FastAPI's schema plus the hand-described Starlette routes (OIP, mirror, feedback,
-    the Alertmanager webhook), with every route's errors and token documented
-    (:func:`_document_errors_and_tokens`)."""
-    base = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = base()
-        err = {"description": '`{"error": str, "code": str}`'}
-        described = {
-            "/v2/models/{model}/infer": "Open Inference Protocol v2 inference (JSON or binary "
-            "tensor extension). Scored by the champion, recorded durably, shadowed.",
-            "/v2/models/{model}/versions/{version}/infer": "Inference by one named version.",
-            "/v1/models/{model}/records": 'Mirror: `{"records": [{"id", "inputs", '
-            '"outputs", "version"?}]}` scored by the serving stack; recorded and shadowed.',
-            "/v1/models/{model}/feedback": 'Labels: `{"items": [{"request_id", "label", '
-            '"outcome"?}]}`; idempotent per request id.',
-        }
-        for path, summary in described.items():
-            schema["paths"][path] = {
-                "post": {
-                    "summary": summary,
-                    "responses": {
-                        "200": {"description": "OK"},
-                        "400": err,
-                        "401": err,
-                        "403": err,
-                        "404": err,
-                        "409": err,
-                        "413": err,
-                        "503": err,
-                    },
-                }
-            }
-        feedback = schema["paths"][_records.FEEDBACK_PATH]["post"]["responses"]
-        feedback["429"] = {**FEEDBACK_BUSY[429]}  # a copy: the errors' body is added to it
-        mirror = schema["paths"][_records.MIRROR_PATH]["post"]["responses"]
-        mirror["429"] = {**MIRROR_BUSY[429]}
-        schema["paths"]["/v1/alerts/alertmanager"] = {
-            "post": {
-                "summary": "Alertmanager webhook (payload version 4; the alertmanager role): "
-                "each firing alert naming a known model in the `alerting.model_label` label "
-                "is one episode (`fingerprint` + `startsAt`) acted on once, whatever the "
-                "redelivery. Alerts it cannot act on are ignored and listed, not refused.",
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {
-                            "schema": {
-                                "type": "object",
-                                "required": ["alerts"],
-                                "properties": {
-                                    "alerts": {"type": "array", "items": {"type": "object"}}
-                                },
-                                "additionalProperties": True,
-                            }
-                        }
-                    },
-                },
-                "responses": {
-                    "200": {
-                        "description": '`{"received": int, "new_episodes": int, "jobs": '
-                        '[job id], "ignored": [str], "busy": []}`'
-                    },
-                    "400": err,
-                    "401": err,
-                    "403": err,
-                    "413": err,
-                    "415": err,
-                    "503": {
-                        "description": '`{"error": str, "code": str}`: `alert_busy` (an '
-                        "episode is held by another delivery that has not decided it; "
-                        "Alertmanager's retry takes it once the claim times out), "
-                        "`webhook_busy` (4 deliveries are being decided and 16 wait in this "
-                        "daemon; `Retry-After`) or `store_unavailable`"
-                    },
-                },
-            }
-        }
-        schema["paths"]["/healthz"] = {
-            "get": {
-                "summary": "Liveness: the daemon's event loop answers",
-                "responses": {
-                    "200": {
-                        "description": '`{"status": "ok"}`',
-                        "content": {"application/json": {"schema": {"type": "object"}}},
-                    }
-                },
-            }
-        }
-        schema["paths"]["/readyz"] = {
-            "get": {
-                "summary": "Readiness: the store takes the daemon's records",
-                "responses": {
-                    "200": {
-                        "description": '`{"status": "ok", "models": [model name]}`',
-                        "content": {"application/json": {"schema": {"type": "object"}}},
-                    },
-                    "503": {"description": "`store_unavailable`"},
-                },
-            }
-        }
-        for path in (
-            "/v2",
-            "/v2/health/live",
-            "/v2/health/ready",
-            "/v2/models/{model}",
-            "/v2/models/{model}/ready",
-            "/v2/models/{model}/versions/{version}",
-            "/v2/models/{model}/versions/{version}/ready",
-        ):
-            schema["paths"][path] = {
-                "get": {
-                    "summary": "Open Inference Protocol v2",
-                    "responses": {"200": {"description": "OK"}},
-                }
-            }
-        _standard_parameters(schema)
-        _document_errors_and_tokens(schema)
-        app.openapi_schema = schema
-        return schema
-
-    return openapi
-
-
-#: pydantic's bounds of a parameter validated before its type (``BeforeValidator``), as
-#: FastAPI emits them, and their JSON Schema keywords.
-_BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
-
-
-def _standard_parameters(schema: dict[str, Any]) -> None:
-    """Every ``{name}`` of a path declared as its path parameter (the hand-described
-    routes declared none: schema validators refused them, and Schemathesis tested none
-    of the 8), and parameter bounds in JSON Schema's keywords (37 came out as pydantic's
-    ``ge``/``le``, which clients and validators ignore)."""
-    for path, operations in schema["paths"].items():
-        named = re.findall(r"\{(\w+)\}", path)
-        for operation in operations.values():
-            params = operation.setdefault("parameters", [])
-            declared = {p["name"] for p in params if p.get("in") == "path"}
-            for name in named:
-                if name not in declared:
-                    kind = "integer" if name == "version" else "string"
-                    params.append(
-                        {"name": name, "in": "path", "required": True, "schema": {"type": kind}}
-                    )
-            for param in params:
-                top = param.get("schema", {})
-                for part in (top, *top.get("anyOf", ())):
-                    for ours, standard in _BOUNDS.items():
-                        if ours in part:
-                            part[standard] = part.pop(ours)
-            if not params:
-                del operation["parameters"]
-
-
 async def readyz(request: Request) -> Response:
     """Readiness: the store takes the daemon's records (:func:`_oip.check_ready`).
 
@@ -469,7 +247,7 @@ def create_app(
             context(request).runtime.metrics.exposition(), media_type=CONTENT_TYPE_LATEST
         )
 
-    app.openapi = _openapi_oip(app)  # type: ignore[method-assign]
+    app.openapi = openapi_of(app)  # type: ignore[method-assign]
     server = ctx.runtime.config.server
     app.add_middleware(
         BodyLimitMiddleware,

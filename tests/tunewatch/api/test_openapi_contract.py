@@ -60,8 +60,16 @@ def _url(path: str) -> str:
 
 def test_no_operation_documents_the_default_422_validation_body(spec: dict[str, Any]) -> None:
     documented = [f"{m.upper()} {p}" for p, m, op in _operations(spec) if "422" in op["responses"]]
-    # the one real 422: a drift report evidently could not build, in the error body
-    assert documented == ["GET /v1/models/{model}/evaluations/{evaluation_id}/report"]
+    # the real 422s, in the error body: a drift report evidently could not build, and a
+    # model's non-finite answer
+    assert documented == [
+        "GET /v1/models/{model}/evaluations/{evaluation_id}/report",
+        "POST /v2/models/{model}/infer",
+        "POST /v2/models/{model}/versions/{version}/infer",
+    ]
+    for path in documented[1:]:
+        [post] = spec["paths"][path.split()[1]].values()
+        assert "`non_finite_output`" in post["responses"]["422"]["description"]
     schemas = spec["components"]["schemas"]
     assert "HTTPValidationError" not in schemas and "ValidationError" not in schemas
 
