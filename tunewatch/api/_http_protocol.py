@@ -6,9 +6,12 @@ gathers a header's value across reads until the header ends: a client without an
 made the daemon hold 400 MiB of one header (its RSS grew by 399 MB) before it was
 answered 401. h11 stops at 16 KiB but is slower, and the scoring path is measured on
 httptools. Here a head — the request line and the headers — past ``MAX_HEAD_BYTES`` is
-answered 431 ``headers_too_large`` as soon as it passes the limit, and a request
-httptools cannot parse a 400 ``bad_http_request`` (uvicorn's answer was text/plain):
-each ``{"error", "code"}`` JSON with ``Connection: close``, and the connection closed.
+answered 431 ``headers_too_large`` as soon as it passes the limit, a request
+httptools cannot parse a 400 ``bad_http_request`` (uvicorn's answer was text/plain), and
+one whose ``Transfer-Encoding`` names a coding besides ``chunked`` (``gzip, chunked``:
+de-chunked, its body was read as if nothing else coded it) a 501
+``unsupported_transfer_coding``: each ``{"error", "code"}`` JSON with ``Connection:
+close``, and the connection closed.
 
 A chunked body's trailer was bounded by nothing: httptools gathers a trailer field's
 value the same way, and uvicorn adds the fields to the headers. A client without any
@@ -52,8 +55,10 @@ from tunewatch.api._http_refusals import (
     Refusal,
     head_too_large,
     read_timeout,
+    transfer_coding,
     unparsable,
     unparsable_reason,
+    unsupported_transfer_coding,
 )
 from tunewatch.api._http_upgrade import ParserPastUpgrade
 
@@ -75,7 +80,7 @@ _EARLY_S: Final = 0.001
 runs a timer up to its clock's resolution early."""
 
 
-class _TooLarge(Exception):
+class _Stop(Exception):
     """Raised in a parser callback to stop httptools within a read."""
 
 
@@ -106,7 +111,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _in_head = False  # between a request's first byte and the end of its headers
     _head_first_read_bytes = 0  # the read holding the current head's start
     _head_span_bytes = 0  # every read holding part of the current head
-    _too_large: Literal["head", "trailer"] | None = None  # what a callback stopped at
+    _stopped_at: Literal["head", "trailer", "coding"] | None = None  # a callback's refusal
+    _coding = ""  # the transfer coding a callback stopped at
     _in_body = False  # between the end of a request's headers and its last byte
     _body_first_read_bytes = 0  # the read holding the body's last data (or its head's end)
     _framing_span_bytes = 0  # every read since, none holding data: a trailer, a chunk line
@@ -159,10 +165,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 self._past_upgrade = None
                 data = data[exc.args[0] :]
             except httptools.HttpParserError as exc:
-                if self._too_large == "head":
+                if self._stopped_at == "head":
                     self._refuse_head()
-                elif self._too_large == "trailer":
+                elif self._stopped_at == "trailer":
                     self._refuse_trailer()
+                elif self._stopped_at == "coding":
+                    self._refuse_coding()
                 else:
                     self._refuse_unparsable(exc)
                 return
@@ -184,8 +192,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         if self._head_span_bytes > MAX_HEAD_BYTES and self._head_bytes() > MAX_HEAD_BYTES:
-            self._too_large = "head"
-            raise _TooLarge  # httptools stops here; data_received answers
+            self._stopped_at = "head"
+            raise _Stop  # httptools stops here; data_received answers
+        coding = unsupported_transfer_coding(self.headers)
+        if coding is not None:
+            self._stopped_at, self._coding = "coding", coding
+            raise _Stop
         self.expect_100_continue = expects_100_continue(self.headers, self.parser)
         if self.parser.should_upgrade():
             # httptools would skip its body: raises HttpParserError if it frames none
@@ -210,8 +222,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._past_upgrade is not None and self._past_upgrade.body_pending:
             return  # httptools skipped an upgrade request's body: the next parser reads it
         if self._framing_span_bytes > MAX_HEAD_BYTES and self._trailer_bytes() > MAX_HEAD_BYTES:
-            self._too_large = "trailer"
-            raise _TooLarge
+            self._stopped_at = "trailer"
+            raise _Stop
         self._in_request = self._in_body = self._awaiting_invited_body = False
         self._request_cycle = None
         self._stop_read_timer()
@@ -329,6 +341,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             outcome,
         )
         self._refuse(_trailer_too_large())
+
+    def _refuse_coding(self) -> None:
+        logger.warning(
+            "request from %s with Transfer-Encoding %r: answered 501", self._peer(), self._coding
+        )
+        self._refuse(transfer_coding(self._coding))
 
     def _refuse_unparsable(self, exc: httptools.HttpParserError) -> None:
         reason = unparsable_reason(exc)

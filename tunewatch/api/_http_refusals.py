@@ -60,3 +60,29 @@ def read_timeout(part: str, timeout_s: float) -> Refusal:
         f"the request's {part} did not arrive within {timeout_s:g} s "
         "(server.request_read_timeout_s)",
     )
+
+
+def unsupported_transfer_coding(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The first transfer coding of a request's ``Transfer-Encoding`` (``headers``' names
+    in lower case) other than ``chunked``, when the codings end in ``chunked`` (which
+    frames the body: else httptools refuses the request, 400); ``None`` for none. Such a
+    body was de-chunked and read as if nothing else had coded it."""
+    codings = [
+        coding.strip().lower()
+        for name, value in headers
+        if name == b"transfer-encoding"
+        for coding in value.decode("latin-1").split(",")
+    ]
+    if not codings or codings[-1] != "chunked":
+        return None
+    return next((c for c in codings[:-1] if c != "chunked"), None)
+
+
+def transfer_coding(coding: str) -> Refusal:
+    """RFC 9112 §6.1: a transfer coding the server does not understand is answered 501."""
+    return Refusal(
+        501,
+        "unsupported_transfer_coding",
+        f"Transfer-Encoding {coding!r} is not supported: send the body chunked or with a "
+        "Content-Length (a compressed body with Content-Encoding gzip or deflate)",
+    )

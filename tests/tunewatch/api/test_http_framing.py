@@ -314,6 +314,41 @@ def test_an_unframable_upgrade_request_is_refused_400(conn: Conn) -> None:
     assert "Transfer-Encoding" in answer.json()["error"]
 
 
+@pytest.mark.parametrize(
+    "coding",
+    [
+        pytest.param("gzip, chunked", id="gzip"),
+        pytest.param("deflate,chunked", id="deflate-no-space"),
+        pytest.param("Identity, Chunked", id="identity"),
+    ],
+)
+def test_a_transfer_coding_besides_chunked_is_answered_501_unread(
+    served: Served, conn: Conn, coding: str
+) -> None:
+    """``Transfer-Encoding: gzip, chunked`` was de-chunked and its body read as if it
+    were not compressed: a valid inference, 200, whatever the client had meant (RFC 9112
+    §6.1: a transfer coding the server does not understand is answered 501)."""
+    auth = f"Authorization: {served.scorer}"
+    conn.send(head("POST", INFER, auth, f"Transfer-Encoding: {coding}") + chunked(BODY))
+    conn.send(b"0\r\n\r\n")
+    answer = conn.answer()
+    assert (answer.status, answer.json()["code"]) == (501, "unsupported_transfer_coding"), answer
+    assert repr(coding.split(",")[0].lower()) in answer.json()["error"]
+    assert answer.headers["connection"] == "close"
+    assert conn.closed_by_server()
+
+
+def test_a_chunked_body_is_read_whatever_the_case_of_its_coding(
+    served: Served, conn: Conn, outputs: Any
+) -> None:
+    auth = f"Authorization: {served.scorer}"
+    conn.send(head("POST", INFER, auth, "Transfer-Encoding: Chunked") + chunked(BODY))
+    conn.send(b"0\r\n\r\n")
+    answer = conn.answer()
+    assert answer.status == 200, answer
+    assert answer.json()["outputs"] == outputs
+
+
 # -- Expect: 100-continue ---------------------------------------------------------------------
 
 
