@@ -81,7 +81,8 @@ class Reference:
     def check_labels(self, task: str, *, classes: int | None) -> None:
         """Refuse labels the model's ``task`` cannot have, by the rules the labels API
         enforces: 0 or 1 (binary), a class index below ``classes`` (multiclass; any when
-        ``None``), a finite number (regression). NaN is an unknown label: allowed."""
+        ``None``), a number float32 can hold (regression). NaN is an unknown label:
+        allowed."""
         if self.labels is None:
             return
         y = np.asarray(self.labels, dtype=np.float64)
@@ -98,12 +99,14 @@ class Reference:
             top = classes if classes is not None else 2**31
             wrong = (known < 0) | (known != np.floor(known)) | (known >= top)
             bad, rule = known[wrong], f"a class index (0 to {top - 1})"
-        else:
-            return
+        else:  # as the labels API: float32's range, else every retune's error is infinite
+            top = float(np.finfo(np.float32).max)
+            bad, rule = known[np.abs(known) > top], f"a number float32 can hold (|y| ≤ {top:g})"
         if bad.size:
+            shown = ", ".join(f"{v:g}" for v in np.unique(bad)[:5])
             raise RegistrationError(
                 f"reference labels of a {task} model must be {rule} or NaN (unknown), got "
-                f"{np.unique(bad)[:5].tolist()} in {bad.size} rows",
+                f"[{shown}] in {bad.size} rows",
                 code="invalid_reference",
             )
 

@@ -227,6 +227,23 @@ def test_reference_scores_must_be_finite_or_nan_within_float32(value: float) -> 
     Reference(features=np.zeros((3, 2)), scores=scores).check(2)
 
 
+@pytest.mark.parametrize("value", [1e300, -3.5e38])
+def test_regression_reference_labels_must_be_within_float32_as_feedback_labels(
+    value: float,
+) -> None:
+    """The labels API refuses a regression label float32 cannot hold (its squared error
+    is infinite: every retune of the model failed); a reference's 1e300 was registered."""
+    labels = np.array([0.5, value, np.nan])
+    with pytest.raises(RegistrationError, match="float32") as info:
+        Reference(features=np.zeros((3, 2)), labels=labels).check_labels(
+            "regression", classes=None
+        )
+    assert info.value.code == "invalid_reference"
+    assert f"{value:g}" in info.value.message
+    labels[1] = float(np.finfo(np.float32).max)
+    Reference(features=np.zeros((3, 2)), labels=labels).check_labels("regression", classes=None)
+
+
 def test_multiclass_reference_labels_are_class_indices_of_the_model_s_outputs() -> None:
     reference = Reference(features=np.zeros((3, 2)), labels=np.array([0.0, 2.0, np.nan]))
     reference.check_labels("multiclass", classes=3)
