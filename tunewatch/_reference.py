@@ -100,8 +100,8 @@ class Reference:
             wrong = (known < 0) | (known != np.floor(known)) | (known >= top)
             bad, rule = known[wrong], f"a class index (0 to {top - 1})"
         else:  # as the labels API: float32's range, else every retune's error is infinite
-            top = float(np.finfo(np.float32).max)
-            bad, rule = known[np.abs(known) > top], f"a number float32 can hold (|y| ≤ {top:g})"
+            most = float(np.finfo(np.float32).max)
+            bad, rule = known[np.abs(known) > most], f"a number float32 can hold (|y| ≤ {most:g})"
         if bad.size:
             shown = ", ".join(f"{v:g}" for v in np.unique(bad)[:5])
             raise RegistrationError(

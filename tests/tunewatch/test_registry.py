@@ -235,9 +235,7 @@ def test_regression_reference_labels_must_be_within_float32_as_feedback_labels(
     is infinite: every retune of the model failed); a reference's 1e300 was registered."""
     labels = np.array([0.5, value, np.nan])
     with pytest.raises(RegistrationError, match="float32") as info:
-        Reference(features=np.zeros((3, 2)), labels=labels).check_labels(
-            "regression", classes=None
-        )
+        Reference(features=np.zeros((3, 2)), labels=labels).check_labels("regression", classes=None)
     assert info.value.code == "invalid_reference"
     assert f"{value:g}" in info.value.message
     labels[1] = float(np.finfo(np.float32).max)
