@@ -293,7 +293,8 @@ class Config(_Frozen):
         evaluation (or job) of the model fail, or guarded nothing. Called when a version
         registers and, for stored models (``classes``: the champion's, when the objective
         counts them, :func:`objective_classes`), when the daemon starts and by the commands
-        that evaluate, compare or retune (:func:`tunewatch._open_store.check_stored_models`)."""
+        that evaluate, compare, retune, promote or decide an approval
+        (:func:`tunewatch._open_store.check_stored_models`)."""
         for i, cfg in enumerate(self.models):
             if cfg.name != model:
                 continue

@@ -114,7 +114,8 @@ def check_stored_models(config: Config, store: Store) -> None:
     champion's (its primary output's columns), all known only once a model registered.
     A configured model the store does not hold at all is logged (a config written
     before its first registration), once per call: the daemon calls it when it starts,
-    and the commands that evaluate, compare, retune or promote before they do."""
+    and the commands that evaluate, compare, retune, promote or decide an approval
+    before they do."""
     held: list[ModelRow] | None = None  # read once, for the first model not stored
     for index, cfg in enumerate(config.models):
         try:

@@ -85,6 +85,18 @@ def test_the_cli_refuses_to_promote_under_a_config_that_misnames_the_model(
     _write(config, _config(credit, [{"name": MODEL, "task": "binary", "regulated": True}]))
     assert main([*argv, "promote", MODEL, "2", "--reason", "r"]) == 0
     assert "waits for an approver" in capsys.readouterr().out
+    # approving under the misnamed config is refused as promoting is; then approved
+    bob = ["--config", str(config), "--actor", "bob"]
+    with Store.open(f"sqlite:///{credit / 'tunewatch.db'}") as store:
+        [pending] = store.list_approvals(model=MODEL, status="pending")
+    _write(config, _config(credit, [{"name": "Credit", "task": "binary", "regulated": True}]))
+    assert main([*bob, "approve", str(pending.id), "--reason", "ok"]) == 2
+    assert "models.0.name" in capsys.readouterr().err
+    with Store.open(f"sqlite:///{credit / 'tunewatch.db'}") as store:
+        assert store.get_approval(pending.id).status == "pending"
+    _write(config, _config(credit, [{"name": MODEL, "task": "binary", "regulated": True}]))
+    assert main([*bob, "approve", str(pending.id), "--reason", "ok"]) == 0
+    assert "version 2 is champion" in capsys.readouterr().out
 
 
 def test_a_configured_model_stored_with_spaces_around_its_name_is_refused(store: Store) -> None:

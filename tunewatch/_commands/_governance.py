@@ -191,11 +191,12 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 def cmd_decide(args: argparse.Namespace) -> int:
     from tunewatch._governance import decide_approval
-    from tunewatch._open_store import open_store
+    from tunewatch._open_store import check_stored_models, open_store
 
     config = config_of(args)
     store = open_store(config, create=False)
     try:
+        check_stored_models(config, store)  # as promote does: approving promotes
         decided, promoted = decide_approval(
             store,
             config,
