@@ -1,17 +1,23 @@
 """Server-side SVG charts: no JavaScript, no external assets.
 
 Every mark carries ``data-*`` attributes with the values it draws, so tests (and curious
-users) can read the numbers back from the rendered page.
+users) can read the numbers back from the rendered page. A chart is ``role="img"``, so its
+marks and their tooltips are not read out: each describes itself in a ``<desc>`` and is
+followed by a folded table of the values it draws, its text equivalent
+(:mod:`tunewatch.dashboard._chart_table`).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
+
+from tunewatch.dashboard._chart_table import SAYS, cell, data_table, finite
 
 WIDTH = 720
 HEIGHT = 260
@@ -25,6 +31,7 @@ DASHES = ("", "6 3", "2 2", "8 3 2 3")
 LEGEND_ROW = 14  # px per legend row
 CHAR_WIDTH = 6.5  # px, a generous estimate for the 11 px legend font
 LABEL_CHARS = 32  # a heatmap row label's most characters (a longer name loses its middle)
+_FLOAT_MAX = sys.float_info.max
 
 
 def _num(value: float) -> str:
@@ -32,9 +39,10 @@ def _num(value: float) -> str:
 
 
 def _fmt(value: float) -> str:
-    """A short human label for an axis tick or a tooltip."""
+    """A short human label for an axis tick or a tooltip (a dash for NaN or an infinity:
+    no chart says "inf")."""
     if value == 0 or not math.isfinite(value):
-        return "0" if value == 0 else str(value)
+        return "0" if value == 0 else "—"
     magnitude = abs(value)
     if magnitude >= 1000 or magnitude < 0.001:
         return f"{value:.2e}"
@@ -50,14 +58,28 @@ class _Scale:
 
     @classmethod
     def of(cls, values: Sequence[float], out_lo: float, out_hi: float) -> _Scale:
+        """The finite ``values``' range onto ``out_lo`` .. ``out_hi``. A flat range is
+        widened by 0.5 each way, or by a billionth of its magnitude: at 1e16 adding 0.5
+        changes nothing, and the scale divided by zero (the page answered 500)."""
         finite = [v for v in values if math.isfinite(v)]
         lo, hi = (min(finite), max(finite)) if finite else (0.0, 1.0)
         if hi - lo < 1e-12:
-            lo, hi = lo - 0.5, hi + 0.5
+            pad = max(0.5, abs(lo) * 1e-9, abs(hi) * 1e-9)
+            lo, hi = max(lo - pad, -_FLOAT_MAX), min(hi + pad, _FLOAT_MAX)
         return cls(lo, hi, out_lo, out_hi)
 
+    def at(self, share: float) -> float:
+        """The value ``share`` of the way from ``lo`` to ``hi``, finite even where ``hi -
+        lo`` passes the float maximum (-1.7e308 to 1.7e308)."""
+        span = self.hi - self.lo
+        if math.isfinite(span):
+            return self.lo + span * share
+        return self.lo * (1 - share) + self.hi * share
+
     def __call__(self, value: float) -> float:
-        return self.out_lo + (value - self.lo) / (self.hi - self.lo) * (self.out_hi - self.out_lo)
+        # in halves (exact), whose difference stays finite where ``hi - lo`` would not
+        half = (value / 2 - self.lo / 2) / (self.hi / 2 - self.lo / 2)
+        return self.out_lo + half * (self.out_hi - self.out_lo)
 
 
 def _clock(span_s: float) -> Callable[[float], str]:
@@ -65,9 +87,17 @@ def _clock(span_s: float) -> Callable[[float], str]:
     pattern = "%H:%M:%S" if span_s < 3600 else "%m-%d %H:%M" if span_s < 5 * 86400 else "%Y-%m-%d"
 
     def label(value: float) -> str:
-        return datetime.fromtimestamp(value, UTC).strftime(pattern)
+        return _when(value, pattern)
 
     return label
+
+
+def _when(value: float, pattern: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """Epoch seconds ``value`` as a UTC time (a number, past the years a clock shows)."""
+    try:
+        return datetime.fromtimestamp(value, UTC).strftime(pattern)
+    except (OverflowError, OSError, ValueError):
+        return _fmt(value)
 
 
 def _frame(
@@ -77,16 +107,18 @@ def _frame(
     x_label: str,
     y_label: str,
     label: str,
+    desc: str,
     body: list[str],
     x_ticks: Callable[[float], str] | None = _fmt,
     top: float = PAD_TOP,
     height: int = HEIGHT,
 ) -> str:
     """Axes, ticks and labels around ``body``; the plot spans ``top`` to ``height -
-    PAD_BOTTOM`` (a taller chart leaves room above it for rows of legend)."""
+    PAD_BOTTOM`` (a taller chart leaves room above it for rows of legend). ``desc`` says
+    in words what the chart shows."""
     ticks = []
     for i in range(5):
-        value = y.lo + (y.hi - y.lo) * i / 4
+        value = y.at(i / 4)
         py = y(value)
         ticks.append(
             f'<line x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{_num(py)}" y2="{_num(py)}" '
@@ -96,7 +128,7 @@ def _frame(
     seen: set[str] = set()
     for i in range(5 if x_ticks is not None else 0):
         assert x_ticks is not None
-        value = x.lo + (x.hi - x.lo) * i / 4
+        value = x.at(i / 4)
         text = x_ticks(value)
         if text in seen:
             continue
@@ -110,7 +142,7 @@ def _frame(
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
         f'width="{WIDTH}" height="{height}" role="img" aria-label="{escape(label)}" '
         f'class="chart">'
-        f"<title>{escape(label)}</title>"
+        f"<title>{escape(label)}</title><desc>{escape(desc)}</desc>"
         f'<g class="axes">{"".join(ticks)}'
         f'<line x1="{PAD_LEFT}" x2="{PAD_LEFT}" y1="{_num(top)}" y2="{height - PAD_BOTTOM}" '
         f'class="axis"/>'
@@ -144,7 +176,19 @@ def interval_chart(
     """The estimate and its confidence sequence against n: a band, a line, a zero line and
     a marker at the look that decided (index ``decided_at`` into ``looks``); with
     ``marks``, each look's interval and a point with its numbers and a tooltip (about
-    400 bytes a look: a decided test goes without)."""
+    400 bytes a look: a decided test goes without). A look whose n or estimate is missing,
+    NaN or infinite is not drawn; such a bound is unbounded. The table under the chart
+    lists the looks drawn."""
+    looks = [
+        Look(
+            n=lk.n,
+            estimate=finite(lk.estimate) if math.isfinite(lk.n) else None,
+            low=finite(lk.low),
+            high=finite(lk.high),
+            decision=lk.decision,
+        )
+        for lk in looks
+    ]
     drawn = [lk for lk in looks if lk.estimate is not None]
     if not drawn:
         return _empty(label)
@@ -174,7 +218,8 @@ def interval_chart(
                 f'<line class="ci" x1="{_num(x(lk.n))}" x2="{_num(x(lk.n))}" '
                 f'y1="{_num(y(lk.low))}" y2="{_num(y(lk.high))}"/>'
             )
-        width = "" if lk.low is None or lk.high is None else _fmt(lk.high - lk.low)
+        spread = None if lk.low is None or lk.high is None else lk.high - lk.low
+        width = "" if spread is None or not math.isfinite(spread) else _fmt(spread)
         drawn_marks.append(
             f'<circle class="look" cx="{_num(x(lk.n))}" cy="{_num(y(lk.estimate))}" r="2" '
             f'data-n="{lk.n:g}" data-estimate="{lk.estimate!r}" '
@@ -187,8 +232,9 @@ def interval_chart(
         )
     if marks:
         body.append(f'<g class="looks">{"".join(drawn_marks)}</g>')
-    if decided_at is not None and looks[decided_at].estimate is not None:
-        lk = looks[decided_at]
+    decided = looks[decided_at] if decided_at is not None else None
+    if decided is not None and decided.estimate is not None:
+        lk = decided
         px, py = x(lk.n), y(lk.estimate or 0.0)
         right = px > (PAD_LEFT + WIDTH - PAD_RIGHT) / 2
         text_x = px - 8 if right else px + 8
@@ -200,7 +246,28 @@ def interval_chart(
             f'text-anchor="{"end" if right else "start"}">{escape(lk.decision)} at n={lk.n:g}'
             f"</text></g>"
         )
-    return _frame(x, y, x_label="n (labelled pairs)", y_label="estimate", label=label, body=body)
+    last = drawn[-1]
+    desc = (
+        f"{len(drawn)} looks from n={drawn[0].n:g} to n={last.n:g}; the last estimate "
+        f"{_fmt(last.estimate or 0.0)}, interval [{'' if last.low is None else _fmt(last.low)}"
+        f", {'' if last.high is None else _fmt(last.high)}]"
+    )
+    if decided is not None and decided.estimate is not None:
+        desc += f"; {decided.decision} at n={decided.n:g}"
+    chart = _frame(
+        x,
+        y,
+        x_label="n (labelled pairs)",
+        y_label="estimate",
+        label=label,
+        desc=desc + SAYS,
+        body=body,
+    )
+    return chart + data_table(
+        label,
+        ("n", "estimate", "low", "high", "decision"),
+        ((cell(lk.n), cell(lk.estimate), cell(lk.low), cell(lk.high), lk.decision) for lk in drawn),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,10 +300,11 @@ def line_chart(
 ) -> str:
     """Lines (gaps where a value is missing) with a legend above the plot, wrapped into
     rows; series past the palette's colours are told apart by dash patterns. With
-    ``x_time`` x is epoch seconds, labelled as UTC clock times."""
-    xs = [v for s in series for v in s.x]
-    ys = [v for s in series for v in s.y if v is not None]
-    if not xs or not ys:
+    ``x_time`` x is epoch seconds, labelled as UTC clock times. A point whose x or y is
+    missing, NaN or infinite is a gap."""
+    xs = [v for s in series for v in s.x if math.isfinite(v)]
+    ys = [v for s in series for v in s.y if v is not None and math.isfinite(v)]
+    if not any(_points(s) for s in series):
         return _empty(label)
     layout = _legend_layout([s.name for s in series], max(PAD_LEFT + 8, 24 + 6 * len(y_label)))
     extra = LEGEND_ROW * max((row for _, row in layout), default=0)
@@ -250,7 +318,7 @@ def line_chart(
         dashed = f' stroke-dasharray="{dash}"' if dash else ""
         segments: list[list[str]] = [[]]
         for px, py in zip(s.x, s.y, strict=True):
-            if py is None or not math.isfinite(py):
+            if py is None or not math.isfinite(py) or not math.isfinite(px):
                 segments.append([])
                 continue
             segments[-1].append(f"{_num(x(px))},{_num(y(py))}")
@@ -271,17 +339,49 @@ def line_chart(
             f'y2="{ly + 5}" stroke="{colour}" stroke-width="3"{dashed}/>'
             f'<text x="{_num(lx + 24)}" y="{ly + 9}">{escape(s.name)}</text></g>'
         )
-    return _frame(
+    drawn = sum(len(_points(s)) for s in series)
+    names = ", ".join(s.name for s in series)
+    chart = _frame(
         x,
         y,
         x_label=x_label,
         y_label=y_label,
         label=label,
+        desc=f"{len(series)} series ({names}), {drawn} points, {y_label} from "
+        f"{_fmt(min(ys))} to {_fmt(max(ys))}{SAYS}",
         body=body,
         x_ticks=_clock(x.hi - x.lo) if x_time else _fmt,
         top=top,
         height=height,
     )
+    return chart + _line_data(series, x_label=x_label, y_label=y_label, label=label, x_time=x_time)
+
+
+def _points(s: Series) -> list[tuple[float, float]]:
+    """The points of ``s`` a line chart draws."""
+    return [
+        (px, py)
+        for px, py in zip(s.x, s.y, strict=True)
+        if py is not None and math.isfinite(py) and math.isfinite(px)
+    ]
+
+
+def _line_data(
+    series: Sequence[Series], *, x_label: str, y_label: str, label: str, x_time: bool
+) -> str:
+    """A line chart's table: series that share their x a column each, a row per x where
+    one has a value; else a row per point drawn, by series."""
+    at = _when if x_time else cell
+    first = list(series[0].x)
+    if all(list(s.x) == first for s in series[1:]):
+        rows = [
+            [at(px), *(cell(finite(s.y[i])) for s in series)]
+            for i, px in enumerate(first)
+            if math.isfinite(px) and any(finite(s.y[i]) is not None for s in series)
+        ]
+        return data_table(label, [x_label, *(s.name for s in series)], rows)
+    rows = [[s.name, at(px), cell(py)] for s in series for px, py in _points(s)]
+    return data_table(label, ["series", x_label, y_label], rows)
 
 
 def heatmap(
@@ -295,9 +395,12 @@ def heatmap(
 ) -> str:
     """``cells[row][column]`` in [0, 1] as colour (``None``: not computed); flagged cells
     get an outline. A cell's tooltip names its row (in full) and column, then says
-    ``tips[row][column]`` (default: the value). Row labels are :func:`row_labels`."""
+    ``tips[row][column]`` (default: the value). Row labels are :func:`row_labels`. The
+    table under it gives each cell's value (rows by their full names), "outlined" where
+    flagged."""
     if not rows or not columns:
         return _empty(label)
+    cells = [[finite(value) for value in row] for row in cells]
     shown = row_labels(rows)
     # the margin fits the longest label (140 px at least, as before)
     left = max(140, math.ceil(CHAR_WIDTH * max(len(t) for t in shown)) + 12)
@@ -327,11 +430,28 @@ def heatmap(
     parts.append(
         f'<text x="{WIDTH - PAD_RIGHT}" y="{y_axis}" text-anchor="end">{escape(columns[-1])}</text>'
     )
+    outlined = sum(sum(map(bool, row)) for row in flagged)
+    desc = f"{len(rows)} features by {len(columns)} windows, {outlined} cells outlined{SAYS}"
+    table = data_table(
+        label,
+        ["feature", *columns],
+        (
+            [
+                name,
+                *(
+                    cell(value) + (" (outlined)" if flagged[r][c] else "")
+                    for c, value in enumerate(cells[r])
+                ),
+            ]
+            for r, name in enumerate(rows)
+        ),
+    )
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
         f'width="{WIDTH}" height="{height}" role="img" aria-label="{escape(label)}" '
         f'class="chart heatmap" data-rows="{len(rows)}" data-columns="{len(columns)}">'
-        f"<title>{escape(label)}</title>{''.join(parts)}</svg>"
+        f"<title>{escape(label)}</title><desc>{escape(desc)}</desc>{''.join(parts)}</svg>"
+        f"{table}"
     )
 
 
@@ -393,8 +513,8 @@ def _heat(value: float) -> str:
 
 def bar_chart(groups: Sequence[str], series: Sequence[Series], *, y_label: str, label: str) -> str:
     """Grouped bars: one group per label in ``groups``, one bar per series (``y`` aligned
-    with ``groups``)."""
-    values = [v for s in series for v in s.y if v is not None]
+    with ``groups``); a missing, NaN or infinite value has no bar."""
+    values = [v for s in series for v in s.y if v is not None and math.isfinite(v)]
     if not groups or not values:
         return _empty(label)
     y = _Scale.of([0.0, *values], HEIGHT - PAD_BOTTOM, PAD_TOP)
@@ -404,7 +524,7 @@ def bar_chart(groups: Sequence[str], series: Sequence[Series], *, y_label: str, 
     body = []
     for g, name in enumerate(groups):
         for i, s in enumerate(series):
-            value = s.y[g]
+            value = finite(s.y[g])
             if value is None:
                 continue
             px = x(g + 0.5) - bar_w * len(series) / 2 + i * bar_w
@@ -426,4 +546,13 @@ def bar_chart(groups: Sequence[str], series: Sequence[Series], *, y_label: str, 
             f'fill="{PALETTE[i % len(PALETTE)]}"/><text x="{legend_x + 14 + 120 * i}" '
             f'y="15">{escape(s.name)}</text>'
         )
-    return _frame(x, y, x_label="", y_label=y_label, label=label, body=body, x_ticks=None)
+    names = ", ".join(s.name for s in series)
+    desc = f"{len(groups)} groups of {len(series)} bars ({names}), {y_label}{SAYS}"
+    chart = _frame(
+        x, y, x_label="", y_label=y_label, label=label, desc=desc, body=body, x_ticks=None
+    )
+    return chart + data_table(
+        label,
+        ["group", *(s.name for s in series)],
+        ([name, *(cell(finite(s.y[g])) for s in series)] for g, name in enumerate(groups)),
+    )
