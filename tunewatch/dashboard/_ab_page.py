@@ -7,10 +7,9 @@ It renders exactly the JSON ``/v1/dashboard/models/{model}/ab`` serves
 from __future__ import annotations
 
 from html import escape
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import APIRouter
-from pydantic import Field, TypeAdapter
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -19,13 +18,13 @@ from tunewatch._auth import Principal
 from . import _data, _svg
 from ._html import e, model_url, shell, status, table
 from ._limit import PageRoute
-from ._session import page_parameter, render_page
+from ._session import page_number, page_parameter, render_page
 from ._sources import sources
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False, route_class=PageRoute)
 
 
-_TEST_LIMIT: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=0, le=_data.MAX_TESTS_SHOWN)])
+_TEST_LIMIT = page_number(0, _data.MAX_TESTS_SHOWN)
 
 
 @router.get("/models/{model}/ab")
@@ -83,8 +82,9 @@ def ab_page(model: str, request: Request, limit: str | None = None) -> Response:
             chart = _svg.interval_chart(
                 looks,
                 decided_at=t["decision_look"],
-                label=f"v{t['challenger_version']} vs v{t['champion_version']}: estimate and "
-                "always-valid interval by n",
+                # the test's id and kind: two tests of one pair had one accessible name
+                label=f"Test #{t['id']} ({t['kind']}): v{t['challenger_version']} vs "
+                f"v{t['champion_version']}: estimate and always-valid interval by n",
                 marks=t["status"] == "open",
             )
             guard = t["guardrails"]

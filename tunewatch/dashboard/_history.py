@@ -16,7 +16,7 @@ from tunewatch._auth import Principal
 from . import _data, _svg
 from ._html import e, model_url, pre, shell, table
 from ._limit import PageRoute
-from ._session import page_parameter, render_page
+from ._session import page_number, page_parameter, render_page
 from ._sources import sources
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False, route_class=PageRoute)
@@ -24,9 +24,7 @@ router = APIRouter(prefix="/dashboard", include_in_schema=False, route_class=Pag
 # -- tuning -----------------------------------------------------------------------------------
 
 
-_VERSION_LIMIT: TypeAdapter[int] = TypeAdapter(
-    Annotated[int, Field(ge=1, le=_data.MAX_VERSIONS_SHOWN)]
-)
+_VERSION_LIMIT = page_number(1, _data.MAX_VERSIONS_SHOWN)
 
 
 def _versions_shown(model: str, data: dict[str, Any]) -> str:
@@ -141,25 +139,30 @@ def tuning_page(model: str, request: Request, limit: str | None = None) -> Respo
 
 # -- events and audit -------------------------------------------------------------------------
 
+# the chip of a group's filter in force is announced by screen readers, not only styled
+# (class "current"); "true", not "page": each chip links to a view of the same list
+CURRENT_CHIP = ' aria-current="true"'
+
 
 def _chips(
     model: str, key: str, values: list[str], current: str | None, other: dict[str, str | None]
 ) -> str:
     links = [
         f'<a href="{escape(model_url(model, "events", {**other, key: None}))}" '
-        f'class="{"" if current else "current"}">all</a>'
+        f'class="{"" if current else "current"}"{"" if current else CURRENT_CHIP}>all</a>'
     ]
     for v in values:
         url = model_url(model, "events", {**other, key: v})
         links.append(
             f'<a href="{escape(url)}" class="{"current" if v == current else ""}" '
-            f'data-filter="{escape(key)}" data-value="{escape(v)}">{escape(v)}</a>'
+            f'data-filter="{escape(key)}" data-value="{escape(v)}"'
+            f"{CURRENT_CHIP if v == current else ''}>{escape(v)}</a>"
         )
     return f'<p class="chips" data-filter-group="{escape(key)}">{escape(key)}: {"".join(links)}</p>'
 
 
 _FILTER: TypeAdapter[str | None] = TypeAdapter(Annotated[str | None, Field(max_length=200)])
-_PAGE_LIMIT: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=1, le=1000)])
+_PAGE_LIMIT = page_number(1, 1000)
 
 
 @router.get("/models/{model}/events")

@@ -29,6 +29,9 @@ TABS = (
     ("tuning", "Tuning"),
     ("events", "Events & audit"),
 )
+# the current tab is announced by screen readers, not only styled (class "current"):
+# WCAG 1.3.1, information conveyed by presentation is available in the markup too
+CURRENT_TAB = ' aria-current="page"'
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#222;background:#fafafa}
 header{background:#23395d;color:#fff;padding:8px 16px;display:flex;gap:16px;align-items:center}
@@ -42,9 +45,10 @@ nav.tabs a.current{background:#23395d;color:#fff}
 table{border-collapse:collapse;margin:8px 0 16px;background:#fff}
 th,td{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top;font-size:13px}
 th{background:#f0f3f7}
-.ok{color:#16794c}.bad{color:#b3261e;font-weight:600}.muted{color:#777}
+.ok{color:#16794c}.bad{color:#b3261e;font-weight:600}.muted{color:#666}
 section{margin-bottom:28px}
 svg.chart{background:#fff;border:1px solid #ddd;font-size:11px}
+details.chart-data{overflow-x:auto;max-width:720px;margin:4px 0 12px}
 svg rect.drifted{stroke:#000;stroke-width:1}
 svg .grid{stroke:#eee}svg .axis{stroke:#888}svg .label{fill:#555}
 svg .band{fill:#1f77b4;fill-opacity:.18;stroke:none}
@@ -139,8 +143,8 @@ def shell(
     nav = ""
     if model is not None:
         links = "".join(
-            f'<a href="{escape(model_url(model, key))}" class="{"current" if key == tab else ""}">'
-            f"{escape(name)}</a>"
+            f'<a href="{escape(model_url(model, key))}" class="{"current" if key == tab else ""}"'
+            f"{CURRENT_TAB if key == tab else ''}>{escape(name)}</a>"
             for key, name in TABS
         )
         nav = f'<nav class="tabs" aria-label="model pages">{links}</nav>'
@@ -176,9 +180,13 @@ def respond(html: str, status_code: int = 200) -> HTMLResponse:
 
 
 def error_page(status_code: int, message: str, who: Principal | None) -> HTMLResponse:
-    title = {400: "Bad request", 403: "Forbidden", 404: "Not found", 429: "Busy"}.get(
-        status_code, "Unavailable"
-    )
+    title = {
+        400: "Bad request",
+        403: "Forbidden",
+        404: "Not found",
+        429: "Busy",
+        500: "Server error",
+    }.get(status_code, "Unavailable")
     body = f'<p class="bad" data-status="{status_code}">{escape(message)}</p>'
     body += '<p><a href="/dashboard/">Back to the overview</a></p>'
     return respond(shell(title, body, who=who), status_code)

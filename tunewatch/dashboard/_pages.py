@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from html import escape
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter
-from pydantic import Field, TypeAdapter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -30,7 +29,7 @@ from . import _data, _series, _svg
 from ._auth import principal
 from ._html import e, error_page, model_url, pre, shell, status, table
 from ._limit import PageRoute
-from ._session import LOGIN, page_parameter, render_page
+from ._session import LOGIN, check_page_query, page_number, page_parameter, render_page
 from ._sources import sources
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False, route_class=PageRoute)
@@ -99,9 +98,7 @@ def model_page(model: str) -> Response:
 # -- drift ------------------------------------------------------------------------------------
 
 
-_FEATURES: TypeAdapter[int] = TypeAdapter(
-    Annotated[int, Field(ge=1, le=_series.MAX_DRIFT_FEATURES)]
-)
+_FEATURES = page_number(1, _series.MAX_DRIFT_FEATURES)
 
 
 def _features_shown(model: str, data: dict[str, Any], limit: int) -> str:
@@ -213,7 +210,7 @@ def _drift_cell(column: dict[str, Any]) -> str:
     return status(not column.get("drifted"), "drifted" if column.get("drifted") else "ok")
 
 
-_ROW_ID: TypeAdapter[int] = TypeAdapter(Annotated[int, Field(ge=0, le=MAX_ID)])
+_ROW_ID = page_number(0, MAX_ID)
 
 
 @router.get("/models/{model}/drift/{evaluation_id}/report")
@@ -226,6 +223,7 @@ def drift_report_page(model: str, evaluation_id: str, request: Request) -> Respo
             return RedirectResponse(LOGIN, status_code=303)
         return error_page(exc.status, exc.message, None)
     try:
+        check_page_query(request)  # it takes none, as the API route it stands for
         row_id = page_parameter(
             "evaluation_id", evaluation_id, _ROW_ID, f"an integer in [0, {MAX_ID}]"
         )

@@ -3,8 +3,10 @@
 The login page takes a pasted token (validated for ``read``) and starts a server-side
 session of it, named by an HttpOnly, SameSite=Strict cookie; sign-out ends the session.
 Sign-in and sign-out posted by another site's page are refused (403). :func:`render_page`
-sends a browser without a valid session to the login page and turns our errors into HTML
-error pages (never a 500 for an unknown model or a refused token).
+sends a browser without a valid session to the login page, refuses a query the page does
+not take as its ``/v1/dashboard`` JSON refuses one, and turns every error into an HTML
+error page (never a 500 for an unknown model or a refused token; an unexpected failure is
+logged with its traceback and answered with a 500 page, not the API's JSON).
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from html import escape
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends
-from pydantic import TypeAdapter
+from fastapi.routing import APIRoute
+from pydantic import BeforeValidator, Field, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -24,8 +27,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from shadow import ShadowError
 from tunewatch._auth import AuthError, Principal
 from tunewatch._errors import TunewatchError
+from tunewatch.api._context import ascii_digits
 from tunewatch.api._errors import ApiError, describe
-from tunewatch.api._route import public
+from tunewatch.api._route import public, query_parameters, query_refusal
 
 from ._auth import (
     check_same_origin,
@@ -42,8 +46,16 @@ from ._html import error_page, respond, shell
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 LOGIN = "/dashboard/login"
+UNEXPECTED_MESSAGE = "this page failed while it was drawn (an internal error); see the daemon's log"
 
 T = TypeVar("T")
+
+
+def page_number(low: int, high: int) -> TypeAdapter[int]:
+    """A page's whole-number parameter in ``[low, high]``, spelt in ASCII digits only as
+    the ``/v1`` routes read one: pydantic's lax ``int`` took ``1_0`` (10), ``+5``, ``5.0``
+    and `` 5``, which the JSON behind the page refuses."""
+    return TypeAdapter(Annotated[int, BeforeValidator(ascii_digits), Field(ge=low, le=high)])
 
 
 def page_parameter(name: str, raw: str | None, adapter: TypeAdapter[T], rule: str) -> T:
@@ -59,8 +71,27 @@ def page_parameter(name: str, raw: str | None, adapter: TypeAdapter[T], rule: st
         ) from exc
 
 
+def check_page_query(request: Request) -> None:
+    """Refuse (400 ``invalid_request``) a query parameter the page's route does not declare,
+    or one repeated, as :class:`~tunewatch.dashboard._limit.ReadRoute` refuses it on the
+    JSON behind the page: a misspelt ``?limti=1`` showed the default, ``?limit=1&limit=2``
+    the last. Called once the session is checked (the sign-in first, as for a bad value)."""
+    if not request.scope["query_string"]:
+        return
+    route = request.scope.get("route")
+    if isinstance(route, APIRoute):
+        methods = "/".join(sorted(route.methods or ()))
+        takes, named = query_parameters(route.dependant), f"{methods} {route.path}"
+    else:  # not reached through a route: it declares nothing, so takes nothing
+        takes, named = {}, f"GET {request.url.path}"
+    refusal = query_refusal(request.query_params, takes, named)
+    if refusal is not None:
+        raise ApiError(400, "invalid_request", refusal)
+
+
 def render_page(request: Request, render: Callable[[Principal], str]) -> Response:
-    """Authenticate by session, render, and turn our errors into HTML pages."""
+    """Authenticate by session, check the query, render, and answer every error with an
+    HTML page: ours with their status, any other (a page's bug) with a logged 500."""
     try:
         who = principal(request, "read")
     except AuthError as exc:
@@ -68,6 +99,7 @@ def render_page(request: Request, render: Callable[[Principal], str]) -> Respons
             return RedirectResponse(LOGIN, status_code=303)
         return error_page(exc.status, exc.message, None)
     try:
+        check_page_query(request)
         return respond(render(who))
     except (TunewatchError, ShadowError) as exc:
         # a store outage's fixed message, as the API answers: the driver's text (host,
@@ -78,6 +110,12 @@ def render_page(request: Request, render: Callable[[Principal], str]) -> Respons
         if code >= 500:
             logger.error("dashboard page %s failed: %s", request.url.path, exc, exc_info=exc)
         return error_page(code, message, who)
+    except Exception:
+        # the request's boundary: a page's own failure (a chart's, a payload it cannot
+        # read) is the log's, with its traceback; the browser gets a page, not the API's
+        # JSON 500, and nothing of the exception
+        logger.exception("dashboard page %s failed unexpectedly", request.url.path)
+        return error_page(500, UNEXPECTED_MESSAGE, who)
 
 
 # -- session ----------------------------------------------------------------------------------
