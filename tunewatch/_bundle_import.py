@@ -5,6 +5,7 @@ and writes nothing, then :func:`apply` registers what it found to register."""
 from __future__ import annotations
 
 import logging
+import uuid
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -172,28 +173,40 @@ def apply(
     renew: Callable[[], None],
 ) -> list[ImportedVersion]:
     """Mark the target regulated if the bundle is, register what :func:`plan` found to
-    register, and audit the import (or, should a registration fail or the import be
-    interrupted, the versions it registered until then, read back from the store: one
-    whose registration committed just before a Ctrl-C is among them). ``sha256_given``:
+    register (each looked for again just before: one registered since is present, not
+    registered twice), and audit the import (or, should a registration fail or the import
+    be interrupted, the versions it registered until then, read back from the store by the
+    mark it writes in their ``imported`` record, ``run``: one whose registration committed
+    just before a Ctrl-C is among them, another import's are not). ``sha256_given``:
     the bundle's ``digest`` was checked against the one the operator gave (``--sha256``),
     recorded with the import."""
     source = manifest["model"]
+    present = dict(present)  # with those another import registered since the plan
     mapping = dict(present)
     imported = [ImportedVersion(s, v, "present", True) for s, v in present.items()]
     registered: dict[int, int] = {}  # by this import: ``present`` were there before it
     regulated = _asked_regulated(manifest)
+    # this run's mark on the versions it registers: a failure counts only its own, not
+    # those another import of the same bundle registered
+    run = uuid.uuid4().hex
     try:
         if source["regulated"]:
             _regulate(store, target, actor=actor, digest=digest)
         for step in planned:
             entry = step.entry
             renew()
+            done = already_imported(store, target, source["name"], entry)
+            if done is not None:  # registered since the plan (the lease stops that)
+                mapping[entry["version"]] = present[entry["version"]] = done
+                imported.append(ImportedVersion(entry["version"], done, "present", True))
+                continue
             row = registry.register(
                 target,
                 read_artefact(archive, entry, max_artefact_bytes),
                 replace(
                     step.metadata,
                     parent_version=parent_in_target(store, target, source["name"], entry, mapping),
+                    details=_with_run(step.metadata.details, run),
                 ),
                 actor=actor,
                 stage=step.stage,  # retired in the same transaction: never a live shadow
@@ -217,7 +230,7 @@ def apply(
     except BaseException as exc:
         # The import's boundary: whatever ends it part-way (Ctrl-C and SystemExit too)
         # leaves a record of the versions it registered, then goes on as it was.
-        registered = _committed(store, target, digest, registered, present)
+        registered = _committed(store, target, run, registered)
         _audit_failure(store, actor, target, digest, source["name"], registered, present, exc)
         raise
     imported.sort(key=lambda i: i.source_version)
@@ -240,18 +253,20 @@ def apply(
     return imported
 
 
+def _with_run(details: Mapping[str, Any], run: str) -> dict[str, Any]:
+    """``details`` with the import's ``run`` in its ``imported`` record."""
+    return {**details, "imported": {**details["imported"], "run": run}}
+
+
 def _committed(
-    store: Store,
-    target: str,
-    digest: str,
-    registered: Mapping[int, int],
-    present: Mapping[int, int],
+    store: Store, target: str, run: str, registered: Mapping[int, int]
 ) -> dict[int, int]:
-    """The versions an import of the bundle ``digest`` that failed part-way registered
-    (source version -> the target's): those the store holds from this bundle that were not
-    there before (``present``), with those it saw registered (``registered``). A
-    registration that committed before a Ctrl-C stopped it returning is among them; the
-    ones it saw are kept should the store not answer (it may be what failed)."""
+    """The versions the import ``run`` that failed part-way registered (source version ->
+    the target's): those the store holds marked with ``run``, with those it saw registered
+    (``registered``). A registration that committed before a Ctrl-C stopped it returning is
+    among them; the ones it saw are kept should the store not answer (it may be what
+    failed). Matched on the bundle's digest instead, the versions another import of the
+    same bundle registered counted as this one's."""
     try:
         versions = store.list_versions(target)
     except NotFoundError:
@@ -261,14 +276,13 @@ def _committed(
             "could not read back the versions the import into model=%s registered", target
         )
         return dict(registered)
-    before = set(present.values())
     found = dict(registered)
     for v in versions:
         record = v.details.get("imported")
-        if not isinstance(record, Mapping) or record.get("bundle_sha256") != digest:
+        if not isinstance(record, Mapping) or record.get("run") != run:
             continue
         source = record.get("version")
-        if v.version not in before and type(source) is int:  # not a bool
+        if type(source) is int:  # not a bool
             found[source] = v.version
     return found
 

@@ -10,6 +10,13 @@ later import of the model out for 3 minutes (21 with ``candidate_timeout_s: 600`
 told that another import "is in progress". Now a thread renews it every third of
 :data:`LEASE_TTL_S`, so one left by an import that died lapses within that, and the
 refusal says so.
+
+The lease is taken once, on entering; renewing only extends it while this import still
+holds it (:meth:`Store.renew_lease <tunewatch.store.Store.renew_lease>`). Renewing took it
+as taking does, a lapsed or released one too: an import stopped past its time to live
+(``SIGSTOP``, a paused VM, the store unreachable), while another of the same bundle ran
+to its end, resumed, took the lease again and registered the versions the other had
+registered, both exiting 0. A lease lost is lost: the import goes no further.
 """
 
 from __future__ import annotations
@@ -32,8 +39,8 @@ LEASE_TTL_S = 30.0
 class ImportLease:
     """The lease of imports into ``model``, taken on entering (or refused) and renewed by
     a thread of its own until the block ends. :meth:`renew` before a step that writes:
-    it raises when the lease was lost meanwhile (the store unreachable for longer than
-    ``ttl_s``, and another import took it)."""
+    it raises when the lease lapsed meanwhile (the import stopped, or the store
+    unreachable, for longer than ``ttl_s``), whether or not another import took it."""
 
     def __init__(self, store: Store, model: str, *, ttl_s: float = LEASE_TTL_S) -> None:
         self._store, self._model, self._ttl = store, model, ttl_s
@@ -43,6 +50,19 @@ class ImportLease:
         self._heartbeat: threading.Thread | None = None
 
     def renew(self) -> None:
+        """Extend the lease, held since entering; ``ConflictError`` (``import_in_progress``)
+        when it lapsed meanwhile: another import may have run under it since, and what
+        this one planned is stale."""
+        if not self._store.renew_lease(self._name, self._holder, ttl_s=self._ttl):
+            raise ConflictError(
+                f"this import's lease on model {self._model!r} lapsed (the import was "
+                f"stopped, or the store unreachable, for more than {self._ttl:g} s), and "
+                "another import may have run meanwhile: nothing more is registered; run the "
+                "import again (it skips the versions already there)",
+                code="import_in_progress",
+            )
+
+    def __enter__(self) -> ImportLease:
         if not self._store.acquire_lease(self._name, self._holder, ttl_s=self._ttl):
             raise ConflictError(
                 f"another import into model {self._model!r} is in progress, or one died "
@@ -50,9 +70,6 @@ class ImportLease:
                 "that (an import skips the versions already there)",
                 code="import_in_progress",
             )
-
-    def __enter__(self) -> ImportLease:
-        self.renew()
         self._heartbeat = threading.Thread(
             target=self._beat, name=f"tunewatch-import-lease-{self._model[:40]}", daemon=True
         )
@@ -78,7 +95,7 @@ class ImportLease:
                 self.renew()
             except ConflictError:
                 logger.error(
-                    "model=%s: this import lost its lease to another; it fails at its next step",
+                    "model=%s: this import's lease lapsed; it fails at its next step",
                     self._model,
                 )
                 return

@@ -1,4 +1,4 @@
-"""Evaluation results and leases (the scheduler's leader lock)."""
+"""Evaluation results and leases (the scheduler's leader lock, imports' turns)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, and_, case, delete, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Row, and_, case, delete, func, or_, select, update
 
 from .._errors import NotFoundError
 from ._canonical import canonical_json
@@ -59,6 +59,26 @@ def acquire_lease(conn: Connection, name: str, holder: str, ttl_s: float) -> boo
         where=(leases.c.expires_at <= db_now(conn)) | (leases.c.holder == holder),
     ).returning(leases.c.holder)
     return conn.execute(stmt).first() is not None
+
+
+def renew_lease(conn: Connection, name: str, holder: str, ttl_s: float) -> bool:
+    """Extend the lease ``name`` by ``ttl_s`` from now, only while ``holder`` holds it
+    unexpired; False when it does not (another took it, it lapsed, or it was released),
+    and nothing changes. Unlike :func:`acquire_lease`, which takes a lapsed lease again, a
+    holder that renews learns it lost the lease: whoever held it meanwhile may have done
+    the work the holder planned (an import registering the same versions). Expiry is the
+    database's clock, as there."""
+    renewed = conn.execute(
+        update(leases)
+        .where(
+            leases.c.name == name,
+            leases.c.holder == holder,
+            leases.c.expires_at > db_now(conn),
+        )
+        .values(expires_at=db_now(conn, timedelta(seconds=ttl_s)))
+        .returning(leases.c.name)
+    )
+    return renewed.first() is not None
 
 
 def release_lease(conn: Connection, name: str, holder: str) -> None:

@@ -27,6 +27,12 @@ class EvaluationFront(StoreFront):
         with self._tx("acquire_lease") as conn:
             return _evaluations.acquire_lease(conn, name, holder, ttl_s)
 
+    def renew_lease(self, name: str, holder: str, *, ttl_s: float) -> bool:
+        """Extend the lease ``name`` while ``holder`` still holds it unexpired; False when
+        it lapsed, was released or another took it (nothing changes): not taken again."""
+        with self._tx("renew_lease") as conn:
+            return _evaluations.renew_lease(conn, name, holder, ttl_s)
+
     def release_lease(self, name: str, holder: str) -> None:
         with self._tx("release_lease") as conn:
             _evaluations.release_lease(conn, name, holder)
