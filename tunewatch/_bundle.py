@@ -23,8 +23,11 @@ SHA-256 of the whole file: the export records it in the source's audit log
 (``export_bundle``) and returns it (the CLI prints it), and an import given it
 (``sha256``, ``--sha256``) refuses any other file before reading it. An import into a
 model the target governs — regulated by its config or its store, or given safe ranges by
-its config — must be given it (:func:`sha256_required`): the bundle's own flag cannot
-decide, since a forger drops it.
+its config or by the one a daemon of the store stored — must be given it
+(:func:`sha256_required`): the bundle's own flag cannot decide, since a forger drops it.
+The bytes imported are the bytes hashed: the file is copied into a private temporary file
+as it is hashed, and the copy is read (a file rewritten in place after its hash was
+imported under the digest given).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ from tunewatch._bundle_archive import (
     sha256_file,
     space_member,
 )
-from tunewatch._bundle_file import write_zip
+from tunewatch._bundle_file import copying, private_copy, write_zip
 from tunewatch._bundle_import import ImportedVersion, apply, plan
 from tunewatch._bundle_lineage import identity
 from tunewatch._config import Config
@@ -279,14 +282,18 @@ def import_bundle(
     expected = None if sha256 is None else sha256.lower()
     if expected is not None and not is_sha256(expected):
         raise BundleError(f"`sha256` must be 64 hexadecimal digits, got {sha256!r:.80}")
-    with open_bundle(path) as file:  # the file hashed is the file read
-        digest = sha256_file(file, path)
+    # The bytes read are the bytes hashed: copied as they are hashed into a file of this
+    # process's own, which is what is read. Hashed, then read again from ``path``, a file
+    # rewritten in between was imported under the digest given.
+    with open_bundle(path) as file, private_copy(path, config.artefact_dir.parent) as copy:
+        digest = sha256_file(copying(file, copy, path), path)
         if expected is not None and digest != expected:
             raise BundleError(
                 f"bundle {str(path)!r} has SHA-256 {digest}, not {expected} (--sha256): not "
                 "the bundle exported, or altered since; nothing was imported"
             )
-        with open_archive(file, path) as archive:
+        copy.seek(0)
+        with open_archive(copy, path) as archive:
             return _import_archive(
                 store,
                 registry,
@@ -304,10 +311,13 @@ def import_bundle(
 def sha256_required(store: Store, config: Config, model: str) -> str | None:
     """Why an import into ``model`` must be given the bundle's SHA-256 ("regulated by this
     store's config"), or ``None`` where it need not: the target's own rules decide, the
-    model's config (``regulated``, ``safe_ranges``) and the store's regulated flag. The
-    bundle's flag cannot: a forger sets it false. A model the target neither regulates
-    nor gives safe ranges takes an unverified bundle, as it takes ``register --stage
-    champion`` from the same operator; the audit records that no digest was given."""
+    model's config (``regulated``, ``safe_ranges``), the store's regulated flag and the
+    ``safe_ranges`` a daemon's config stored for the model (an import run under a config
+    that does not list it took a bundle relabelled into them unverified, and its champion
+    passed them). The bundle's flag cannot: a forger sets it false. A model the target
+    neither regulates nor gives safe ranges takes an unverified bundle, as it takes
+    ``register --stage champion`` from the same operator; the audit records that no
+    digest was given."""
     cfg = config.model(model)
     if cfg is not None and cfg.regulated:
         return "regulated by this store's config"
@@ -317,7 +327,12 @@ def sha256_required(store: Store, config: Config, model: str) -> str | None:
         if store.get_model(model).regulated:
             return "regulated in this store"
     except NotFoundError:
-        pass  # not there yet: its config alone governs it
+        pass  # not there yet: its flag is set by its first registration
+    # the ranges a daemon's config gave the model, stored as it started (registered or
+    # not), which a promotion checks whatever config it runs under
+    stored = store.stored_safe_ranges(model)
+    if stored is not None and stored.safe_ranges:
+        return "given safe ranges in this store (by the config of a daemon)"
     return None
 
 

@@ -1,19 +1,70 @@
 """Writing a bundle file in place: beside its destination, then renamed over it once it
-is on disk and hashed, replacing only a regular file."""
+is on disk and hashed, replacing only a regular file. Reading one: into a private copy as
+it is hashed (:func:`private_copy`, :func:`copying`), the copy being what is imported."""
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import stat
+import tempfile
 import uuid
 import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO
 
 from tunewatch._bundle_archive import MANIFEST, BundleError, sha256_file
 
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
 logger = logging.getLogger(__name__)
+
+
+def private_copy(path: str | Path, directory: str | Path) -> BinaryIO:
+    """An empty file for a copy of the bundle at ``path``, in ``directory`` where that is
+    one (the data directory, where the import writes its artefacts), else the system's
+    temporary directory: the owner's only (0600), with no name where the system allows
+    (else unlinked once made), so gone once closed, however the import ends."""
+    where = Path(directory)
+    try:
+        return tempfile.TemporaryFile(
+            prefix=".tunewatch-import-", dir=where if where.is_dir() else None
+        )
+    except OSError as exc:
+        raise BundleError(f"cannot copy bundle {str(path)!r} to import it: {exc.strerror}") from exc
+
+
+class _Copying(io.RawIOBase):
+    """Reads ``source``, writing each byte read to ``copy``: what was read is the copy."""
+
+    def __init__(self, source: BinaryIO, copy: BinaryIO, path: str | Path) -> None:
+        super().__init__()
+        self._source, self._copy, self._path = source, copy, path
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        with memoryview(buffer) as view, view.cast("B") as out:
+            data = self._source.read(len(out))
+            out[: len(data)] = data
+        try:
+            self._copy.write(data)
+        except OSError as exc:  # a full disk: not a read error
+            raise BundleError(
+                f"cannot copy bundle {str(self._path)!r} to import it: {exc.strerror}"
+            ) from exc
+        return len(data)
+
+
+def copying(source: BinaryIO, copy: BinaryIO, path: str | Path) -> BinaryIO:
+    """``source`` (the bundle at ``path``) to read from where it is, each byte read written
+    to ``copy`` as well: hashed through this, ``copy`` holds exactly the bytes hashed,
+    which a rewrite of the file at ``path`` meanwhile or after does not change."""
+    return io.BufferedReader(_Copying(source, copy, path))
 
 
 def write_zip(
