@@ -19,6 +19,10 @@ COPY tunewatch ./tunewatch
 RUN pip install "pip==26.3" && pip install -c constraints.txt . && rm -rf /root/.cache
 COPY configs ./configs
 COPY configs/tunewatch.yaml /etc/tunewatch/tunewatch.yaml
+# the example's `data_dir: .tunewatch` made the file and TUNEWATCH_DATA_DIR disagree: every
+# command warned, advising to unset the one that points at the volume
+RUN sed -i 's|^data_dir: .*|data_dir: /var/lib/tunewatch    # the volume, as TUNEWATCH_DATA_DIR|' \
+    /etc/tunewatch/tunewatch.yaml && grep -q '^data_dir: /var/lib/tunewatch ' /etc/tunewatch/tunewatch.yaml
 
 USER tunewatch
 EXPOSE 8080

@@ -8,6 +8,7 @@ loopback port, as ``docker`` would run it inside the container (``/bin/sh -c``).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shlex
@@ -23,7 +24,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from tunewatch._background import BackgroundServer
-from tunewatch._config import build_config
+from tunewatch._config import build_config, load_config
 from tunewatch._daemon import Daemon
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,6 +126,35 @@ def test_the_data_dir_named_by_env_is_a_volume_declared_after_its_chown() -> Non
         f"VOLUME (instruction {min(covering)}) must come after the chown of {data_dir} "
         f"(instruction {max(chowned)})"
     )
+
+
+def test_the_image_s_own_config_and_environment_name_one_data_dir(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The image copied `configs/tunewatch.yaml` (`data_dir: .tunewatch`) beside an ENV
+    naming /var/lib/tunewatch: every `serve` and `docker exec tunewatch …` warned that the
+    environment overrides the file's directory and advised unsetting it, which would have
+    put the store outside the volume, where the non-root user cannot write. The config is
+    built as in the image: the COPY, then the RUN lines that edit its destination."""
+    copied = [
+        ins.args.split()
+        for ins in PARSED
+        if ins.keyword == "COPY" and ins.args.split()[-1].endswith(".yaml")
+    ]
+    [(source, destination)] = [(args[0], args[-1]) for args in copied]
+    local = tmp_path / "etc" / PurePosixPath(destination).name
+    local.parent.mkdir()
+    local.write_bytes((ROOT / source).read_bytes())
+    after = [i for i, ins in enumerate(PARSED) if ins.keyword == "COPY" and destination in ins.args]
+    for ins in PARSED[after[0] + 1 :]:
+        if ins.keyword == "RUN" and destination in ins.args:
+            subprocess.run(["sh", "-c", ins.args.replace(destination, str(local))], check=True)
+    env = env_of(PARSED)
+    env["TUNEWATCH_CONFIG"] = str(local)
+    with caplog.at_level(logging.WARNING, logger="tunewatch"):
+        config = load_config(local, env=env)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert Path(config.data_dir) == Path(env["TUNEWATCH_DATA_DIR"])
 
 
 def test_env_turns_onnxruntime_telemetry_off() -> None:

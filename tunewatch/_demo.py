@@ -17,8 +17,10 @@ launcher, worker, comparison loop); the demo only decides when each runs.
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -448,12 +450,29 @@ def _print_summary(summary: dict[str, Any], elapsed: float) -> None:
     )
     data_dir = summary.get("data_dir")
     if data_dir is not None:
-        env = f"TUNEWATCH_DATA_DIR={shlex.quote(data_dir)}"
+        env, cli = f"TUNEWATCH_DATA_DIR={shlex.quote(data_dir)}", _own_cli()
         print(
-            f"  look around afterwards: {env} tunewatch tokens create me --role viewer, then "
-            f"{env} tunewatch serve (http://127.0.0.1:8080/dashboard, the token to sign in)"
+            f"  look around afterwards: {env} {cli} tokens create me --role viewer, then "
+            f"{env} {cli} serve (http://127.0.0.1:8080/dashboard, the token to sign in)"
         )
     print(f"  finished in {elapsed:.0f}s")
+
+
+def _own_cli() -> str:
+    """How the caller's shell runs this installation's ``tunewatch``: by name where its
+    ``PATH`` leads to it, else by its path (relative when under the working directory):
+    ``make demo`` runs ``.venv/bin/tunewatch`` with nothing activated, and the printed
+    ``tunewatch tokens create`` was "command not found"."""
+    ours = Path(sys.executable).parent / "tunewatch"
+    found = shutil.which("tunewatch")
+    if found is not None and ours.exists() and os.path.samefile(found, ours):
+        return "tunewatch"
+    if not ours.exists():  # not installed as a script: the module
+        return f"{shlex.quote(sys.executable)} -m tunewatch"
+    try:
+        return shlex.quote(str(ours.relative_to(Path.cwd())))
+    except ValueError:
+        return shlex.quote(str(ours))
 
 
 def _watch_line(watch: WatchOutcome) -> str:

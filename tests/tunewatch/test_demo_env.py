@@ -4,6 +4,9 @@ ended."""
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import sys
 import time
 from datetime import UTC, datetime
@@ -147,13 +150,26 @@ def test_the_summary_says_a_failed_rollback_watch_restored_the_replaced_champion
     assert "challenger_worse" not in line
 
 
+@pytest.mark.parametrize("on_path", [True, False], ids=["venv-on-path", "venv-not-on-path"])
 def test_the_summary_says_how_to_look_around_the_demo_s_store_afterwards(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    on_path: bool,
 ) -> None:
+    """`make demo` runs `.venv/bin/tunewatch demo` with nothing activated: the printed
+    `tunewatch tokens create …` was "command not found". The command printed is one the
+    caller's shell finds: `tunewatch` where its PATH leads to this one, else its path."""
+    ours = Path(sys.executable).parent
+    monkeypatch.setenv("PATH", os.pathsep.join([*([str(ours)] if on_path else []), "/usr/bin"]))
     look = _look(200, -0.4962, -0.7651, -0.2274, "challenger_better")
     watch = WatchOutcome(promoted=3, replaced=2, action="watch_passed", look=look)
     _print_summary(_summary(tmp_path, watch), 47.0)
     out = capsys.readouterr().out
     data_dir = tmp_path / "demo"
-    assert f"TUNEWATCH_DATA_DIR={data_dir} tunewatch tokens create " in out
-    assert f"TUNEWATCH_DATA_DIR={data_dir} tunewatch serve" in out
+    [line] = [ln for ln in out.splitlines() if "look around afterwards" in ln]
+    commands = re.findall(rf"TUNEWATCH_DATA_DIR={re.escape(str(data_dir))} (\S+) ", line)
+    assert len(commands) == 2 and len(set(commands)) == 1, line
+    assert commands[0] == "tunewatch" if on_path else Path(commands[0]).exists(), line
+    assert shutil.which(commands[0]) is not None or Path(commands[0]).is_file()
+    assert f"{commands[0]} tokens create " in line and f"{commands[0]} serve" in line
