@@ -160,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", help="YAML config (default: $TUNEWATCH_CONFIG or built-in defaults)"
     )
     parser.add_argument(
-        "--actor", type=_actor, help="who is acting, for the audit log (default: $USER)"
+        "--actor",
+        type=_actor,
+        help="who is acting, for the audit log (default: $USER, or `cli` where it is unset)",
     )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
