@@ -217,23 +217,53 @@ class ServingMetrics:
             registry=r,
         )
 
+        # -- the scheduler's lease --------------------------------------------------------
+        # Whether this process holds the scheduler's lease unexpired by its own clock, set
+        # by the scheduler as it starts (track_scheduler_lease). None where no scheduler
+        # runs: these two series are not exported there (a scoring replica's 0 would hold
+        # a no-leader sum at 0), and nothing gates the evaluation figures.
+        self._leads: Callable[[], bool] | None = None
+        self.scheduler_leader = Gauge(
+            "tunewatch_scheduler_leader",
+            "1 while this process holds the scheduler's lease, unexpired by its own clock "
+            "(renewed every third of scheduler.lease_ttl_s), else 0: summed over a "
+            "deployment's replicas, 1. Exported by the processes that run the scheduler "
+            "only.",
+            registry=None,
+        )
+        self.scheduler_lease_renewed = Gauge(
+            "tunewatch_scheduler_lease_renewed_timestamp_seconds",
+            "Unix time of this process's last successful renewal (or taking) of the "
+            "scheduler's lease; 0 until it first holds it. Exported by the processes that "
+            "run the scheduler only.",
+            registry=None,
+        )
+        r.register(
+            _Gated(
+                (self.scheduler_leader, self.scheduler_lease_renewed),
+                lambda: self._leads is not None,
+            )
+        )
+
         # -- evaluation (scheduled per model) ------------------------------------------
         # Whether this process exports the evaluation figures: set by the scheduler while
         # this process holds its lease. One that does not (a follower, a scoring replica
         # running no scheduler) drops the figures an evaluation asked of it exported, as
         # the alert rules take the ``max`` over replicas and would read them for ever.
-        self.exports_evaluation = False
+        # Read through :attr:`exports_evaluation`, which the lease gates as well. The
+        # figures (and the streaks) are collected through one _Gated collector (below).
+        self._exports_evaluation = False
         self.drift_share = Gauge(
             "tunewatch_drift_share",
             "Share of columns drifted in the latest evaluated window.",
             ["model"],
-            registry=r,
+            registry=None,
         )
         self.drift_detected = Gauge(
             "tunewatch_drift_detected",
             "1 when the latest window's dataset-level drift test fired, else 0.",
             ["model"],
-            registry=r,
+            registry=None,
         )
         self.feature_drift = Gauge(
             "tunewatch_feature_drift_score",
@@ -242,20 +272,20 @@ class ServingMetrics:
             "distances); compare a feature across windows of one method only, and read "
             "tunewatch_feature_drifted for the verdict.",
             ["model", "feature", "method"],
-            registry=r,
+            registry=None,
         )
         self.feature_drifted = Gauge(
             "tunewatch_feature_drifted",
             "1 when the feature drifted in the latest window (its method's verdict, under the "
             "dataset rule), else 0.",
             ["model", "feature"],
-            registry=r,
+            registry=None,
         )
         self.objective_realised = Gauge(
             "tunewatch_objective_realised",
             "Realised objective over matured labels in the latest window.",
             ["model", "version", "objective"],
-            registry=r,
+            registry=None,
         )
         self.objective_estimated = Gauge(
             "tunewatch_objective_estimated",
@@ -263,7 +293,7 @@ class ServingMetrics:
             "objective's decision threshold over the latest window; objective names the "
             "estimated metric.",
             ["model", "version", "objective"],
-            registry=r,
+            registry=None,
         )
         self.estimate_realised = Gauge(
             "tunewatch_estimate_realised",
@@ -272,7 +302,7 @@ class ServingMetrics:
             "has. Compare it with the estimate, not with tunewatch_objective_realised (the "
             "objective's own figure, over matured windows).",
             ["model", "version", "objective"],
-            registry=r,
+            registry=None,
         )
         self.estimate_reference = Gauge(
             "tunewatch_estimate_reference",
@@ -280,7 +310,7 @@ class ServingMetrics:
             "estimate_dropped alarm fires when tunewatch_objective_estimated falls more than "
             "evaluation.estimate.max_drop below it.",
             ["model", "version", "objective"],
-            registry=r,
+            registry=None,
         )
         self.decay_slope = Gauge(
             "tunewatch_decay_slope_per_day",
@@ -288,14 +318,14 @@ class ServingMetrics:
             "getting worse whichever way the objective points (a falling accuracy, a rising "
             "log loss).",
             ["model"],
-            registry=r,
+            registry=None,
         )
         self.label_coverage = Gauge(
             "tunewatch_label_coverage",
             "Share of the requests whose labels are due (the newest window of requests at "
             "least decay.maturity_s old) that have a label.",
             ["model"],
-            registry=r,
+            registry=None,
         )
         self.label_delay = Gauge(
             "tunewatch_label_delay_seconds",
@@ -303,13 +333,13 @@ class ServingMetrics:
             "and that of the requests at least label_delay_alarm_s old; a request still "
             "unlabelled counts as having waited until now (a lower bound).",
             ["model"],
-            registry=r,
+            registry=None,
         )
         self.latency_p99 = Gauge(
             "tunewatch_version_latency_p99_seconds",
             "p99 scoring latency per version over the latest window.",
             ["model", "version", "hyperparameter_set"],
-            registry=r,
+            registry=None,
         )
         self.alarm = Gauge(
             "tunewatch_alarm",
@@ -318,7 +348,7 @@ class ServingMetrics:
             "Alert on this, not on one window's figures, to apply the same hysteresis as "
             "the daemon.",
             ["model", "event"],
-            registry=r,
+            registry=None,
         )
         self.evaluations = Counter(
             "tunewatch_evaluations",
@@ -349,8 +379,12 @@ class ServingMetrics:
             "that could not read its champion's reference snapshot. Exported by the "
             "scheduler's leader only, counted from when it took the lease.",
             ["model", "outcome"],
-            registry=r,
+            registry=None,
         )
+        # the leader's: not collected from a process that counts itself the leader while
+        # its lease has run out by its own clock (its renewals stalled: another process
+        # may lead and export its own); a follower's are cleared at each of its ticks
+        r.register(_Gated(self._leader_only, self._shows_evaluation))
 
         # -- the Alertmanager webhook ----------------------------------------------------
         self.alerts_ignored = Counter(
@@ -364,17 +398,35 @@ class ServingMetrics:
         )
 
     @property
-    def estimate_gauges(self) -> tuple[Gauge, Gauge, Gauge]:
-        """The label-free estimate's gauges (estimated, realised, reference accuracy):
-        set, exported again and removed together, per champion version."""
-        return (self.objective_estimated, self.estimate_realised, self.estimate_reference)
+    def exports_evaluation(self) -> bool:
+        """Whether this process exports the evaluation figures: the scheduler's leader
+        does, and only while its lease is unexpired by its own clock (where a scheduler
+        runs: :meth:`track_scheduler_lease`). A leader whose renewals stalled (its wall
+        clock stepped back, the store hanging) kept exporting its alarms under the new
+        leader's after its lease had run out."""
+        leads = self._leads
+        return self._exports_evaluation and (leads is None or leads())
 
-    def clear_evaluation(self) -> None:
-        """Drop every figure the scheduled evaluation exports, and the scheduled jobs'
-        streaks: a process that does not lead the scheduler (any longer, or at all) stops
-        exporting them, so alert rules taking the ``max`` over replicas read the leader's
-        figures only."""
-        for gauge in (
+    @exports_evaluation.setter
+    def exports_evaluation(self, value: bool) -> None:
+        self._exports_evaluation = value
+
+    def _shows_evaluation(self) -> bool:
+        leads = self._leads
+        return leads is None or not self._exports_evaluation or leads()
+
+    def track_scheduler_lease(self, leads: Callable[[], bool]) -> None:
+        """A scheduler runs in this process: export ``tunewatch_scheduler_leader`` as
+        ``leads()`` says at each scrape (whether this process holds the lease unexpired by
+        its own clock), and no figures of the leader's while this process counts itself
+        the leader (:attr:`exports_evaluation` set) but ``leads()`` is false."""
+        self._leads = leads
+        self.scheduler_leader.set_function(lambda: float(leads()))
+
+    @property
+    def _leader_only(self) -> tuple[Gauge, ...]:
+        """The gauges only the scheduler's leader exports (:meth:`clear_evaluation`)."""
+        return (
             self.scheduled_streak,
             self.drift_share,
             self.drift_detected,
@@ -387,7 +439,20 @@ class ServingMetrics:
             self.label_delay,
             self.latency_p99,
             self.alarm,
-        ):
+        )
+
+    @property
+    def estimate_gauges(self) -> tuple[Gauge, Gauge, Gauge]:
+        """The label-free estimate's gauges (estimated, realised, reference accuracy):
+        set, exported again and removed together, per champion version."""
+        return (self.objective_estimated, self.estimate_realised, self.estimate_reference)
+
+    def clear_evaluation(self) -> None:
+        """Drop every figure the scheduled evaluation exports, and the scheduled jobs'
+        streaks: a process that does not lead the scheduler (any longer, or at all) stops
+        exporting them, so alert rules taking the ``max`` over replicas read the leader's
+        figures only."""
+        for gauge in self._leader_only:
             gauge.clear()
 
     def set_feature_drift(
@@ -473,3 +538,21 @@ class _ReadCounter:
 
     def collect(self) -> Iterator[Metric]:
         yield CounterMetricFamily(self._name, self._documentation, value=self.read())
+
+
+class _Gated:
+    """Collects ``metrics`` while ``when()`` holds; otherwise their families without a
+    sample (described, as to a registry checking names, but no series exported)."""
+
+    def __init__(self, metrics: Sequence[Gauge], when: Callable[[], bool]) -> None:
+        self._metrics = tuple(metrics)
+        self._when = when
+
+    def describe(self) -> Iterator[Metric]:
+        for metric in self._metrics:
+            yield from metric.describe()
+
+    def collect(self) -> Iterator[Metric]:
+        show = self._when()
+        for metric in self._metrics:
+            yield from (metric.collect() if show else metric.describe())

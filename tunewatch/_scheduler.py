@@ -1,8 +1,12 @@
 """Scheduled work, run by one leader process only.
 
-Every process runs a small APScheduler (3.x) ``BackgroundScheduler`` whose only standing
-job renews a lease in the store, on a thread of its own: the jobs' pool, full of long
-evaluations, cannot hold the renewal back past the lease's expiry. The process holding the
+Every process runs a small APScheduler (3.x) ``BackgroundScheduler`` and renews a lease in
+the store every third of its life on a thread of its own, timed by the monotonic clock
+(:mod:`tunewatch._scheduler_renewal`), not as an APScheduler job: the jobs' pool, full of
+long evaluations, cannot hold the renewal back past the lease's expiry, nor can a wall
+clock stepped back (APScheduler times its jobs by it, and stepped back an hour it ran no
+renewal for that hour). A step is logged, and the interval jobs' next runs are moved back
+with it, so they keep their intervals in real time. The process holding the
 lease schedules the per-model jobs (evaluation, comparisons, re-tuning schedules and
 the retries of a scheduled retune the quota suppressed) with
 fixed ids, ``coalesce=True`` and ``max_instances=1``; a process that loses the lease
@@ -25,7 +29,12 @@ runs cannot hold them back.
 Only the leader exports the evaluation figures (``ServingMetrics.exports_evaluation``): a
 process that takes the lease exports each model's from its latest stored evaluations at
 once, and one that does not hold it drops them at every tick — a leader cut off from the
-store too, once its lease has run out by its own clock (within the lease it keeps them).
+store too, once its lease has run out by its own clock (within the lease it keeps them);
+and none are collected from a process that counts itself the leader once its lease has run
+out by its own clock (its renewals stalled), before any tick drops them.
+Every process running the scheduler exports ``tunewatch_scheduler_leader`` (1 while it
+holds the lease, by the same clock) and when it last renewed it
+(:mod:`tunewatch._scheduler_lease`).
 The counters the shipped rules read through ``increase()`` start at 0: each scheduled
 job's ``<job>_failed`` and ``<job>_skipped`` when it is scheduled, each scheduled model's
 events (every type).
@@ -64,7 +73,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
@@ -94,12 +103,13 @@ from tunewatch._scheduler_jobs import (
     due_after,
 )
 from tunewatch._scheduler_lease import LEASE, Lease, Renewal
+from tunewatch._scheduler_renewal import Renewals
 from tunewatch.store import Store
 
 __all__ = [
     "CATCH_UP_S",
     "LEASE",
-    "LEASE_EXECUTOR",
+    "RENEWAL",
     "SHARED_THREADS",
     "SKIP_LOG_EVERY_S",
     "STOP_GRACE_S",
@@ -113,7 +123,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-LEASE_EXECUTOR = "lease"  # the renewal's own thread
+RENEWAL = "leadership"  # the lease's renewal, among the scheduled() work (its own thread)
 TASK_EXECUTOR = "tasks"  # the leader tasks' own threads, one each
 SHARED_THREADS = 10  # the pool of the per-model jobs without threads of their own
 # How long shutdown waits for running scheduled jobs (evaluations, comparisons) before it
@@ -178,7 +188,11 @@ class Scheduler:
         self._clock = clock
         # each scheduled job's name, model and log of its skipped runs, by id (_skipped)
         self._skips: dict[str, tuple[str, str | None, ThrottledWarnings]] = {}
-        self._renewals_skipped = self._skip_log()
+        self._renewals = Renewals(
+            renew=self._lead,
+            interval_s=config.scheduler.lease_ttl_s / 3,
+            on_step=self._stepped,
+        )
         # the ids of the jobs a run of which came due and was skipped while their current
         # run went on: that run's end does not end their ``<job>_skipped`` streak
         self._overran: set[str] = set()
@@ -189,7 +203,6 @@ class Scheduler:
         self._idle = threading.Condition()
         executors = {
             "default": ThreadPoolExecutor(SHARED_THREADS),
-            LEASE_EXECUTOR: ThreadPoolExecutor(1),
             TASK_EXECUTOR: ThreadPoolExecutor(max(1, len(self.tasks))),
         }
         for job in jobs:
@@ -213,28 +226,24 @@ class Scheduler:
         return self._lease.leader
 
     def start(self) -> None:
-        ttl = self.config.scheduler.lease_ttl_s
-        self._aps.add_job(
-            self._lead,
-            IntervalTrigger(seconds=ttl / 3, timezone=UTC),
-            id="leadership",
-            name="leadership",
-            executor=LEASE_EXECUTOR,
-            misfire_grace_time=None,  # late is better than never: the lease may be free
-            replace_existing=True,
-        )
+        """Start APScheduler, renew the lease (taking it if it is free) and start the
+        renewals' thread."""
+        if self.metrics is not None:  # says whether this process leads, from now on
+            self.metrics.track_scheduler_lease(self._lease.holds)
         self._aps.start()
         try:
             self._lead()
         except BaseException:
             self._abandon_start()
             raise
+        self._renewals.start()
 
     def _abandon_start(self) -> None:
         """After ``start`` failed: stop the renewals and give the lease up, should the
         failed renewal have taken it. Left taken, no process led until it expired, and
         the renewals, still running in a process that went on, kept it."""
         self._stopping = True  # a renewal from now on neither takes the lease nor adds jobs
+        self._renewals.stop()
         with self._lease.lock:  # after a renewal in flight on the lease thread
             self._lease.release(maybe_taken=True)
         self._aps.shutdown(wait=False)
@@ -247,7 +256,8 @@ class Scheduler:
         longer than the grace; it lets the lease go itself when it returns."""
         self._stopping = True  # no renewal from now on takes or keeps the lease for long
         self._stop.set()
-        self._aps.shutdown(wait=False)  # stops the renewal thread too: renewed here below
+        self._renewals.stop()  # renewed here below while the jobs finish
+        self._aps.shutdown(wait=False)
         ttl = self.config.scheduler.lease_ttl_s
         deadline = time.monotonic() + self._stop_grace_s  # real time, whatever the clock
         while True:
@@ -265,9 +275,44 @@ class Scheduler:
                 break
             self._lease.hold(deadline)
         self._lease.release_by(deadline)
+        self._renewals.join(deadline - time.monotonic())  # one hanging: it releases itself
+
+    def _stepped(self, step_s: float) -> None:
+        """The wall clock APScheduler times its jobs by moved ``step_s`` seconds more than
+        the monotonic clock since the last renewal (on the renewals' thread, before a
+        renewal). Stepped back, each interval job's next run moves back as much, so it
+        keeps its interval in real time (it waited for the step's length as well); cron
+        jobs keep their times on the wall clock. Stepped forward, the runs that came due
+        by it run now, once each (coalesced), as if the time had passed. APScheduler is
+        woken to count its wait again by the clock as it reads now."""
+        if self._stopping:
+            return
+        moved = 0
+        if step_s < 0:
+            for job in self._aps.get_jobs():
+                if not isinstance(job.trigger, IntervalTrigger) or job.next_run_time is None:
+                    continue
+                try:
+                    job.modify(next_run_time=job.next_run_time + timedelta(seconds=step_s))
+                except JobLookupError:  # removed meanwhile: nothing to move
+                    continue
+                moved += 1
+        logger.warning(
+            "the wall clock stepped %s %.1f s (against the monotonic clock since the last "
+            "scheduler lease renewal); %s",
+            "back" if step_s < 0 else "forward",
+            abs(step_s),
+            f"moved the next runs of {moved} interval jobs back as much"
+            if step_s < 0
+            else "the scheduled runs that came due by it run now, once each",
+        )
+        self._aps.wakeup()
 
     def scheduled(self) -> list[str]:
-        return sorted(job.id for job in self._aps.get_jobs())
+        """The ids of this process's scheduled work: the lease's renewal (``RENEWAL``, on
+        a thread of its own, from ``start``) and the leader's jobs."""
+        renewal = [RENEWAL] if self._renewals.started else []
+        return sorted([*renewal, *(job.id for job in self._aps.get_jobs())])
 
     def recount(self, name: str, model: str) -> None:
         """Count the ``PerModelJob`` ``name`` of ``model`` from its last run again, as a
@@ -307,7 +352,7 @@ class Scheduler:
         if renewal is Renewal.GAINED:
             self._export_stored()
         wanted: dict[str, Wanted] = {}
-        keep = {"leadership"}
+        keep: set[str] = set()
         if leader:
             try:
                 models = self.store.list_models()
@@ -519,14 +564,7 @@ class Scheduler:
         """A run of ``event.job_id`` came due while its previous run was still going and
         was skipped (``max_instances=1``; on APScheduler's thread): counted as
         ``<name>_skipped`` (exported at 0 from when the job was scheduled) and logged
-        naming the job and the model, at most once in ``SKIP_LOG_EVERY_S`` per job.
-        A renewal of the lease skipped behind one hanging in the store is logged, not
-        counted: it is no scheduled job of a model's or a task's."""
-        if event.job_id == "leadership":
-            self._renewals_skipped.warning(
-                logger, "scheduler lease renewal skipped: the previous renewal is still running"
-            )
-            return
+        naming the job and the model, at most once in ``SKIP_LOG_EVERY_S`` per job."""
         known = self._skips.get(event.job_id)
         if known is None:  # not one of the leader's jobs: added to APScheduler by hand
             logger.warning("job %s skipped: its previous run is still running", event.job_id)

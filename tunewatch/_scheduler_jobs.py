@@ -133,19 +133,24 @@ def _first_runs(
     store recorded one) first runs; ``None``: by its trigger from now (a cron job with no
     record).
 
-    A job due later keeps that time. Overdue jobs of a kind run soon: the k-th of n at
-    k / n of ``CATCH_UP_S`` (or of the interval, when shorter), the first right away; a job
-    with threads of its own right away. Interval jobs of a kind with no record start
-    spread over their interval: the k-th of n at (k + 1) / n of it, so the last runs a
-    whole interval from now, as without spreading, and none sooner than 1 / n of it.
-    Deterministic, and the phase stays: each later run is an interval after the one
-    before."""
+    A job due later keeps that time, an interval job's no later than an interval from now:
+    a last run ahead of ``now`` (recorded before the wall clock stepped back, or by a
+    replica whose clock runs ahead) held it back by that much as well. Overdue jobs of a
+    kind run soon: the k-th of n at k / n of ``CATCH_UP_S`` (or of the interval, when
+    shorter), the first right away; a job with threads of its own right away. Interval
+    jobs of a kind with no record start spread over their interval: the k-th of n at
+    (k + 1) / n of it, so the last runs a whole interval from now, as without spreading,
+    and none sooner than 1 / n of it. Deterministic, and the phase stays: each later run
+    is an interval after the one before."""
     firsts: dict[str, datetime | None] = {}
     overdue: dict[str, list[str]] = {}
     fresh: dict[str, list[str]] = {}
     for job_id, (want, due) in added.items():
         if due is not None and due > now:
-            firsts[job_id] = due
+            if isinstance(want.when, str):
+                firsts[job_id] = due
+            else:
+                firsts[job_id] = min(due, now + timedelta(seconds=float(want.when)))
         elif due is not None and want.executor == "default":
             overdue.setdefault(want.kind, []).append(job_id)
         elif due is not None:

@@ -9,8 +9,15 @@ the lease (and the figures) while it is unexpired by this process's clock; once 
 run out, the process acts as a follower and drops the figures at every tick. Only this
 process's lease is ever released, never another holder's.
 
-The scheduler that renews it and adds the leader's jobs is :mod:`tunewatch._scheduler`
-(which re-exports ``LEASE``); the jobs are :mod:`tunewatch._scheduler_jobs`.
+With ``metrics``, the process says whether it leads: ``tunewatch_scheduler_leader`` reads
+:meth:`Lease.holds` at each scrape (exported once the scheduler starts), so a leader whose
+renewals stalled says 0 once its lease runs out, as its evaluation figures go then too
+(``ServingMetrics.exports_evaluation``); ``tunewatch_scheduler_lease_renewed_timestamp_seconds``
+is when it last renewed the lease. A follower logs the holder it follows, once a holder.
+
+The scheduler that adds the leader's jobs is :mod:`tunewatch._scheduler` (which
+re-exports ``LEASE``); the thread that renews the lease :mod:`tunewatch._scheduler_renewal`;
+the jobs are :mod:`tunewatch._scheduler_jobs`.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from monitor import ServingMetrics
+from tunewatch._errors import StoreError
 from tunewatch._outage_log import OutageLog
 from tunewatch.store import Store
 
@@ -65,7 +73,9 @@ class Lease:
         self._store = store
         self._ttl_s = ttl_s
         self._clock = clock
+        self._now = now
         self._metrics = metrics
+        self._following: str | None = None  # the holder this follower last logged
         # when the lease this process last took or renewed expires, by ``clock``: counted
         # from before the renewal was sent, so never later than the store's expiry
         self._until: float | None = None
@@ -103,6 +113,10 @@ class Lease:
             leader = False
         else:
             self._outage.succeeded()
+            if leader:
+                self._renewed()
+            else:
+                self._follow()
         if leader and not self.leader:
             logger.info("this process (%s) now leads the scheduler", self.holder)
         if not leader and self.leader:
@@ -136,12 +150,35 @@ class Lease:
                 ttl = self._ttl_s
                 self.leader = self._store.acquire_lease(LEASE, self.holder, ttl_s=ttl)
                 self._until = sent + ttl if self.leader else None
+                if self.leader:
+                    self._renewed()
                 if self._metrics is not None:
                     self._metrics.exports_evaluation = self.leader
         except Exception:  # shutting down: log; the lease may expire under the job
             logger.exception("scheduler lease renewal during shutdown failed")
         finally:
             self.lock.release()
+
+    def _renewed(self) -> None:
+        """This process took or renewed the lease: when, for its gauge."""
+        self._following = None  # a holder it follows after this is news again
+        if self._metrics is not None:
+            self._metrics.scheduler_lease_renewed.set(self._now().timestamp())
+
+    def _follow(self) -> None:
+        """Another process holds the lease: log which, the first time it is seen."""
+        try:
+            holder = self._store.lease_holder(LEASE)
+        except StoreError:  # only a log line lost: the renewal's own outcome stands
+            logger.debug("could not read the scheduler lease's holder", exc_info=True)
+            return
+        if holder is not None and holder != self._following:
+            self._following = holder
+            logger.info(
+                "this process (%s) does not lead the scheduler: following %s",
+                self.holder,
+                holder,
+            )
 
     def release(self, *, maybe_taken: bool = False) -> None:
         """Give the lease up (the lease lock held); with ``maybe_taken``, also when this

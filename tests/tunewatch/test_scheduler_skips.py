@@ -164,44 +164,6 @@ def test_every_scheduled_job_is_named_after_what_it_runs_and_for_which_model(
     ``Scheduler._guarded.<locals>.run`` in its lines."""
     with overrunning(tmp_path, "evaluate:a") as run:
         jobs = run.scheduler._aps.get_jobs()
-        assert {job.id for job in jobs} == {"evaluate:a", "evaluate:b", "launch_jobs", "leadership"}
+        assert {job.id for job in jobs} == {"evaluate:a", "evaluate:b", "launch_jobs"}
         for job in jobs:
             assert job.name == job.id
-
-
-def test_a_lease_renewal_skipped_behind_one_hanging_in_the_store_is_logged_not_counted(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    config = build_config({"data_dir": str(tmp_path), "scheduler": {"lease_ttl_s": 30}}, env={})
-    store = Store.open(config.store_url)
-    metrics = ServingMetrics(registry=CollectorRegistry())
-    scheduler = Scheduler(store=store, config=config, jobs=[], metrics=metrics, clock=FakeClock())
-    real, hung, release, skipped = (
-        store.acquire_lease,
-        threading.Event(),
-        threading.Event(),
-        threading.Event(),
-    )
-
-    def hanging(name: str, holder: str, *, ttl_s: float) -> bool:
-        hung.set()
-        release.wait(60)
-        return real(name, holder, ttl_s=ttl_s)
-
-    scheduler._aps.add_listener(lambda event: skipped.set(), EVENT_JOB_MAX_INSTANCES)
-    scheduler.start()
-    try:
-        store.acquire_lease = hanging  # type: ignore[method-assign]
-        renewal = scheduler._aps.get_job("leadership")
-        renewal.modify(next_run_time=datetime.now(UTC))
-        assert hung.wait(30)
-        renewal.modify(next_run_time=datetime.now(UTC))
-        assert skipped.wait(30)
-    finally:
-        release.set()
-        scheduler.shutdown()
-        store.acquire_lease = real  # type: ignore[method-assign]
-        store.close()
-    (line,) = _skip_lines(caplog)
-    assert line == "scheduler lease renewal skipped: the previous renewal is still running"
-    assert "leadership_skipped" not in metrics.exposition().decode()

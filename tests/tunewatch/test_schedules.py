@@ -8,9 +8,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobEvent, JobExecutionEvent
+from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, JobEvent
 
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tunewatch._config import ModelConfig, build_config
@@ -284,20 +285,25 @@ def test_a_failed_renewal_keeps_the_schedule_while_the_lease_lasts(
 
 def test_the_lease_is_renewed_while_every_job_thread_is_busy(tmp_path: Path) -> None:
     """The renewal shared the jobs' thread pool: ten long jobs held every thread and the
-    lease expired under a leader that went on starting jobs."""
-    config = build_config({"data_dir": str(tmp_path), "scheduler": {"lease_ttl_s": 30}}, env={})
+    lease expired under a leader that went on starting jobs. It has a thread of its own."""
+    config = build_config({"data_dir": str(tmp_path), "scheduler": {"lease_ttl_s": 3}}, env={})
     store = Store.open(config.store_url)
     scheduler = Scheduler(store=store, config=config, jobs=[])
     started, release, renewed = threading.Semaphore(0), threading.Event(), threading.Event()
+    acquire = store.acquire_lease
 
     def busy() -> None:
         started.release()
         release.wait(60)
 
-    def executed(event: JobExecutionEvent) -> None:
-        if event.job_id == "leadership":
+    def counted(*args: Any, **kwargs: Any) -> bool:
+        taken: bool = acquire(*args, **kwargs)
+        if busy_now.is_set():
             renewed.set()
+        return taken
 
+    busy_now = threading.Event()
+    store.acquire_lease = counted  # type: ignore[method-assign]
     scheduler.start()
     try:
         assert scheduler.leader
@@ -305,9 +311,9 @@ def test_the_lease_is_renewed_while_every_job_thread_is_busy(tmp_path: Path) -> 
             scheduler._aps.add_job(busy, id=f"busy{i}")
         for _ in range(10):
             assert started.acquire(timeout=30)
-        scheduler._aps.add_listener(executed, EVENT_JOB_EXECUTED)
-        scheduler._aps.get_job("leadership").modify(next_run_time=datetime.now(UTC))
+        busy_now.set()
         assert renewed.wait(30), "the lease renewal waited for a job thread"
+        assert scheduler.leader
     finally:
         release.set()
         scheduler.shutdown()

@@ -81,8 +81,7 @@ def test_the_lease_is_renewed_three_times_per_ttl(tmp_path: Path) -> None:
     store, scheduler, _, _ = _leasing(tmp_path)
     scheduler.start()
     try:
-        leadership = scheduler._aps.get_job("leadership")
-        assert leadership.trigger.interval == timedelta(seconds=10)  # a 30 s lease
+        assert scheduler._renewals._interval_s == 10  # a 30 s lease
     finally:
         scheduler.shutdown()
         store.close()

@@ -81,6 +81,14 @@ def renew_lease(conn: Connection, name: str, holder: str, ttl_s: float) -> bool:
     return renewed.first() is not None
 
 
+def lease_holder(conn: Connection, name: str) -> str | None:
+    """Who holds the lease ``name`` (expired or not), or ``None``."""
+    holder: str | None = conn.execute(
+        select(leases.c.holder).where(leases.c.name == name)
+    ).scalar_one_or_none()
+    return holder
+
+
 def release_lease(conn: Connection, name: str, holder: str) -> None:
     conn.execute(delete(leases).where(leases.c.name == name, leases.c.holder == holder))
 

@@ -33,6 +33,11 @@ class EvaluationFront(StoreFront):
         with self._tx("renew_lease") as conn:
             return _evaluations.renew_lease(conn, name, holder, ttl_s)
 
+    def lease_holder(self, name: str) -> str | None:
+        """Who holds the lease ``name`` as the store says (expired or not), or ``None``."""
+        with self._read("lease_holder") as conn:
+            return _evaluations.lease_holder(conn, name)
+
     def release_lease(self, name: str, holder: str) -> None:
         with self._tx("release_lease") as conn:
             _evaluations.release_lease(conn, name, holder)
