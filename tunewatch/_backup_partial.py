@@ -41,7 +41,9 @@ def checked_destination(destination: Path, data_dir: Path) -> Path:
     """``destination`` resolved, if it may hold a backup: outside ``data_dir`` (a backup
     inside it would be copied into the next one, and lost with the disk it guards), not a
     mount point (the backup is renamed onto it from beside it: not across filesystems),
-    and not there or an empty directory (nothing of someone else's is replaced)."""
+    not there or an empty directory (nothing of someone else's is replaced), and neither
+    the working directory nor one holding it (the caller would be left in a removed
+    directory)."""
     target = Path(os.path.realpath(destination))
     if target == data_dir or data_dir in target.parents:
         raise TunewatchError(
@@ -56,6 +58,7 @@ def checked_destination(destination: Path, data_dir: Path) -> Path:
                 "directory that does not exist or is empty; nothing was written",
                 code="invalid_argument",
             )
+        _refuse_working_directory(destination, target)
         if _mounted(target):
             raise TunewatchError(
                 f"{_mount_point(destination)}; nothing was written", code="invalid_argument"
@@ -76,6 +79,31 @@ def checked_destination(destination: Path, data_dir: Path) -> Path:
                 code="invalid_argument",
             )
     return target
+
+
+def _refuse_working_directory(destination: Path, target: Path) -> None:
+    """Refuse ``target`` (resolved, a directory) if it is the working directory or holds
+    it: the rename onto it would leave the caller in a removed directory (``mkdir d && cd d
+    && tunewatch backup . && tar czf ../d.tgz .`` archived nothing)."""
+    try:
+        here = os.path.realpath(os.getcwd())
+    except OSError:  # the working directory was removed: DIR cannot be it
+        return
+    named = str(destination) if str(destination) == str(target) else f"{destination} ({target})"
+    if os.path.samefile(target, here):
+        raise TunewatchError(
+            f"backup directory {named} is the working directory: the backup is written "
+            "beside it and renamed onto it, which would leave this shell in a removed "
+            "directory; name it from outside it (cd .. first); nothing was written",
+            code="invalid_argument",
+        )
+    if os.path.commonpath([target, here]) == str(target):
+        raise TunewatchError(
+            f"backup directory {named} holds the working directory {here}: the backup is "
+            "written beside it and renamed onto it; name it from outside it (cd "
+            f"{target.parent} first); nothing was written",
+            code="invalid_argument",
+        )
 
 
 def make_partial(destination: Path, target: Path) -> Path:
