@@ -48,6 +48,7 @@ from tunewatch._config_evaluation import (
 from tunewatch._config_evaluation import (
     EvaluationConfig as EvaluationConfig,
 )
+from tunewatch._config_evaluation import ReadBack, retention_reads
 from tunewatch._config_file import read_config_text
 from tunewatch._config_model import (
     DEFAULT_TRIGGERS as DEFAULT_TRIGGERS,
@@ -197,54 +198,36 @@ class Config(_Frozen):
     def _retention_outlasts_reads(self) -> Config:
         """``recording.retention_days`` must keep what the daemon reads back for each
         configured model: its decay horizon (``window_s`` × ``horizon_windows``),
-        ``decay.maturity_s``, ``label_delay_alarm_s`` and ``comparison.label_maturity_s``.
-        Checked whether or not decay is enabled (it may be switched on later, reading a
-        horizon already purged).
+        ``decay.maturity_s``, ``label_delay_alarm_s`` and ``comparison.label_maturity_s``;
+        with ``evaluation.window_s`` set, the whole windows read at those ages: the current
+        one (``window_s``), label drift's (``maturity_s`` + ``window_s``) and the label-delay
+        alarm's (``label_delay_alarm_s`` + ``window_s``), each ``window_s`` long and ending
+        that long ago (:func:`tunewatch._drift_report.aged_window`). Checked whether or not
+        decay is enabled (it may be switched on later, reading a horizon already purged).
 
         Not covered (a shorter retention is accepted, and these lose their rows):
         models only registered (not in ``models``) read with the defaults, a 30-day
-        decay horizon; a label arriving later than the retention is refused as for an
-        unknown request; a comparison or rollback watch running longer than it reads
-        the requests still kept; a tuning job's window (``tuning.window_rows``), once
-        queued or running jobs are done, is the newest rows still kept (theirs are kept:
-        :mod:`tunewatch._retention_task`); and a drift report of older traffic."""
+        decay horizon; a ``window_rows`` window reaches back as far as the traffic makes
+        it (only the age it ends at is checked); a label arriving later than the
+        retention is refused as for an unknown request; a comparison or rollback watch
+        running longer than it reads the requests still kept; a tuning job's window
+        (``tuning.window_rows``), once queued or running jobs are done, is the newest rows
+        still kept (theirs are kept: :mod:`tunewatch._retention_task`); and a drift
+        report of older traffic."""
         days = self.recording.retention_days
         if days is None:
             return self
         kept = days * 86_400
         for i, cfg in enumerate(self.models):
-            decay = cfg.evaluation.decay
-            reads = [
-                (
-                    f"models.{i}.evaluation.decay",
-                    "decay horizon `window_s` × (`horizon_windows` + 1) "
-                    f"({decay.window_s:.15g} × {decay.horizon_windows + 1}: the windows lie "
-                    "on fixed edges, so the oldest begins up to a window before "
-                    "`horizon_windows` windows ago)",
-                    decay.window_s * (decay.horizon_windows + 1),
-                ),
-                (f"models.{i}.evaluation.decay.maturity_s", "`maturity_s`", decay.maturity_s),
-                (
-                    f"models.{i}.evaluation.label_delay_alarm_s",
-                    "`label_delay_alarm_s` (the alarm reads requests that old)",
-                    cfg.evaluation.label_delay_alarm_s,
-                ),
-            ]
-            label_maturity = cfg.comparison.label_maturity_s
-            if label_maturity is not None:
-                reads.append(
-                    (
-                        f"models.{i}.comparison.label_maturity_s",
-                        "`label_maturity_s`",
-                        label_maturity,
-                    )
-                )
-            for field, what, seconds in reads:
+            for where, what, parts in _reads_back(f"models.{i}", cfg):
+                seconds = sum(parts)
                 if kept < seconds:
+                    summed = " + ".join(f"{p:.15g}" for p in parts)
+                    values = f"{summed} = {seconds:.15g}" if len(parts) > 1 else summed
                     raise ValueError(
                         f"`recording.retention_days` ({days:.15g} days = {kept:.15g} s) must be at "
-                        f"least what model {cfg.name!r} reads back, its {what} at `{field}` "
-                        f"({seconds:.15g} s = {seconds / 86_400:.15g} days): older records are "
+                        f"least what model {cfg.name!r} reads back, its {what} at {where} "
+                        f"({values} s = {seconds / 86_400:.15g} days): older records are "
                         "deleted before they are read"
                     )
         return self
@@ -339,6 +322,19 @@ class Config(_Frozen):
         cfg = self.model(model)
         triggers = cfg.triggers if cfg is not None else DEFAULT_TRIGGERS
         return next((t for t in triggers if t.on == event), None)
+
+
+def _reads_back(at: str, cfg: ModelConfig) -> list[ReadBack]:
+    """How far back model ``cfg`` (at key path ``at``) reads requests: its evaluation's
+    reads (:func:`tunewatch._config_evaluation.retention_reads`) and, when set, the
+    comparison's ``label_maturity_s``."""
+    reads = retention_reads(f"{at}.evaluation", cfg.evaluation)
+    label_maturity = cfg.comparison.label_maturity_s
+    if label_maturity is not None:
+        reads.append(
+            (f"`{at}.comparison.label_maturity_s`", "`label_maturity_s`", (label_maturity,))
+        )
+    return reads
 
 
 def objective_classes(cfg: ModelConfig) -> int | None:

@@ -203,3 +203,56 @@ class EvaluationConfig(_Frozen):
                 self.drift.min_rows,
             )
         return self
+
+
+#: What an evaluation reads back, for the retention check: where it is configured (key
+#: paths in backticks), what it is, and the seconds that add up to how old its oldest
+#: request may be.
+ReadBack = tuple[str, str, tuple[float, ...]]
+
+
+def retention_reads(at: str, evaluation: EvaluationConfig) -> list[ReadBack]:
+    """How far back the evaluation ``evaluation`` (at key path ``at``) reads requests:
+    decay's horizon, and the windows ending ``decay.maturity_s`` (label drift, the
+    estimate) and ``label_delay_alarm_s`` (the alarm) ago — with ``window_s`` set, each a
+    ``window_s`` window (:func:`tunewatch._drift_report.aged_window`), as is the current
+    one; a ``window_rows`` window reaches back as far as the traffic makes it, and only
+    the age it ends at is known here."""
+    decay = evaluation.decay
+    windows = decay.horizon_windows + 1
+    horizon: ReadBack = (
+        f"`{at}.decay`",
+        "decay horizon `window_s` × (`horizon_windows` + 1) "
+        f"({decay.window_s:.15g} × {windows}: the windows lie on fixed edges, so the "
+        "oldest begins up to a window before `horizon_windows` windows ago)",
+        (decay.window_s * windows,),
+    )
+    maturity, alarm = decay.maturity_s, evaluation.label_delay_alarm_s
+    window_s = evaluation.window_s
+    if window_s is None:
+        return [
+            horizon,
+            (f"`{at}.decay.maturity_s`", "`maturity_s`", (maturity,)),
+            (
+                f"`{at}.label_delay_alarm_s`",
+                "`label_delay_alarm_s` (the alarm reads requests that old)",
+                (alarm,),
+            ),
+        ]
+    ages = (  # key (its last part), what reads the window ending that long ago, the age
+        ("decay.maturity_s", "maturity_s", "label drift", maturity),
+        ("label_delay_alarm_s", "label_delay_alarm_s", "the label-delay alarm", alarm),
+    )
+    return [
+        horizon,
+        (f"`{at}.window_s`", "current window `window_s`", (window_s,)),
+        *(
+            (
+                f"`{at}.{key}` + `{at}.window_s`",
+                f"`{name}` + `window_s` ({reader} reads the `window_s` window of requests at "
+                f"least `{name}` old)",
+                (age, window_s),
+            )
+            for key, name, reader, age in ages
+        ),
+    ]
