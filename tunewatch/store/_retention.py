@@ -9,15 +9,18 @@ it starved the recorder's group commit, the lease renewal and the checkpointer, 
 busy handler polls the lock every 100 ms at most, and scoring stalled for 30 s. The
 outputs whose request is gone are looked for in a read transaction (a scan of the
 model's outputs), outside the write lock, and deleted by key in a write one that checks
-again that their request is still missing.
+again that their request is still missing and that they are older than the cut-off;
+a round that deletes none of those it found ends the search (the next run looks again).
 
 Each batch's cut-off is capped, in its own write transaction, by ``keep_from`` (the
 earliest training window start of a queued or running job): a job recording its start
-while the purge runs keeps its window. Every ``AUDIT_EVERY`` batches a progress entry
-(``purge_records_progress``, the run's counts so far) is appended in the batch's own
-transaction, so a purge killed part-way leaves at most that many batches unaudited; a
-purge stopped between batches (``stop``: the daemon's shutdown) is audited with what it
-deleted (``outcome: stopped``).
+while the purge runs keeps its window. The search for outputs whose request is gone is
+capped the same way, in its read transaction: capped in the delete alone, a batch of
+such outputs between the two cut-offs was found, kept, and found again, for ever. Every
+``AUDIT_EVERY`` batches a progress entry (``purge_records_progress``, the run's counts so
+far) is appended in the batch's own transaction, so a purge killed part-way leaves at
+most that many batches unaudited; a purge stopped between batches (``stop``: the
+daemon's shutdown) is audited with what it deleted (``outcome: stopped``).
 """
 
 from __future__ import annotations
@@ -175,10 +178,10 @@ def purge_records(
     outputs, and outputs created before it whose request is gone, ``batch`` requests
     (or outputs) per ``write()`` transaction; ``read()`` opens the read transactions.
 
-    In each write transaction the cut-off is capped by ``keep_from`` (read there) and
-    ``in_batch`` is given the connection and the running total with that batch's rows.
-    After each commit ``proceed`` is given the running total; when it returns false the
-    run ends there, with what it deleted."""
+    In each transaction (the searches' too) the cut-off is capped by ``keep_from`` (read
+    there), and in each write transaction ``in_batch`` is given the connection and the
+    running total with that batch's rows. After each commit ``proceed`` is given the
+    running total; when it returns false the run ends there, with what it deleted."""
     if batch < 1:
         raise ValueError(f"`batch` must be at least 1, got {batch}")
     with read() as conn:
@@ -216,16 +219,22 @@ def purge_records(
             if not full:
                 break
         while True:
+            # searched below the cut-off the delete uses: below ``before`` instead, a batch
+            # of outputs between it and a held cut-off was found and kept for ever
             with read() as conn:
-                keys = _orphan_outputs(conn, model, before=before, batch=batch)
-            if keys:
-                with write() as conn:
-                    counts = PurgeCounts(outputs=_delete_orphans(conn, model, keys, cut_off(conn)))
-                    tell(conn, counts)
-                total += counts
-                if proceed is not None and not proceed(total):
-                    return total
-            if len(keys) < batch:
+                keys = _orphan_outputs(conn, model, before=cut_off(conn), batch=batch)
+            if not keys:
+                break
+            with write() as conn:
+                counts = PurgeCounts(outputs=_delete_orphans(conn, model, keys, cut_off(conn)))
+                tell(conn, counts)
+            total += counts
+            if proceed is not None and not proceed(total):
+                return total
+            # none of those found deleted (their requests written, or the cut-off held
+            # back further, meanwhile): the next search could find them again; what
+            # remains is the next run's
+            if len(keys) < batch or counts.outputs == 0:
                 break
     return total
 
