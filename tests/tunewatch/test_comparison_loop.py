@@ -576,7 +576,8 @@ def test_holm_decides_a_released_challenger_in_the_direction_of_its_evidence(
     """v2's running p-value (0.035) was set by a look that found it worse, not enough at
     alpha/2 for two challengers. Its later losses were a hair lower, so its estimate
     crossed zero. v3's win then released v2 through Holm's step-down, and v2 was called
-    better on that evidence, and promoted (it is acted on first)."""
+    better on that evidence and promoted: it is decided in the direction of the evidence
+    that set its p-value (worse), and v3 is promoted."""
     daemon.registry.register(MODEL, trained[1].onnx, trained[1].metadata, actor="t")  # v3
     loop = runner(daemon)
     alternating = np.where(np.arange(3200) % 2 == 0, 0.3, -0.3)  # symmetric spread

@@ -8,20 +8,27 @@ test's new look; this module takes it from there:
   by Holm or Bonferroni, a paired test deciding on its adjusted p-value once past its
   burn-in, a DeLong test on the bounds it planned — and records each look;
 * :func:`act_on_decided` acts once on every decided test (the family's, and ones whose
-  action did not happen yet) through :class:`~tunewatch.comparison._decisions.Decisions`.
+  action did not happen yet) through :class:`~tunewatch.comparison._decisions.Decisions`,
+  the winners strongest first (:func:`strongest_first`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from shadow.stats import Correction, Decision, PairedSequentialTest, adjust, family_decision
 from tunewatch._errors import ConflictError, InvalidValueError
 from tunewatch.comparison._results import ComparisonResult, make_result, needs_action
-from tunewatch.store._comparisons import ComparisonStore, ComparisonTestRow, LookValues
+from tunewatch.store._comparisons import (
+    ComparisonLookRow,
+    ComparisonStore,
+    ComparisonTestRow,
+    LookValues,
+)
 
 if TYPE_CHECKING:
     from tunewatch.comparison._config import ComparisonConfig
@@ -122,22 +129,56 @@ def act_on_decided(
     """``results`` with the action taken on each decided test that still needs one, then
     a result for each of ``tests`` decided and still needing an action that none of
     ``results`` reports. ``blocked`` holds promotions (a sample-ratio mismatch);
-    ``requested_by`` names who asked for the run (see :meth:`Decisions.act`)."""
-    final: list[ComparisonResult] = []
-    for result in results:
-        test = comparisons.get_test(result.test_id)
-        if test.status == "decided" and needs_action(test):
-            action, detail = decisions.act(
-                model, test, settings, blocked=blocked, requested_by=requested_by
-            )
-            result = replace(result, action=action, detail=detail)
-        final.append(result)
-    for test in tests:
-        current = comparisons.get_test(test.id)
-        if current.status == "decided" and needs_action(current):
-            if all(r.test_id != current.id for r in final):
-                action, detail = decisions.act(
-                    model, current, settings, blocked=blocked, requested_by=requested_by
-                )
-                final.append(make_result(current, None, 0, action, detail))
-    return final
+    ``requested_by`` names who asked for the run (see :meth:`Decisions.act`).
+
+    The tests act in that order, but for the winners among them, which act strongest
+    first (:func:`strongest_first`): the first promotion changes the champion, and every
+    other winner closes, never compared with the new one. In version order v2 (estimate
+    -0.114) was promoted over v3 (-0.267), whose evidence was thrown away."""
+    final = list(results)
+    reported = {r.test_id for r in final}
+    # every test to act on: the results' tests, then those of ``tests`` none reports
+    ids = [r.test_id for r in final] + [t.id for t in tests if t.id not in reported]
+    added: dict[int, ComparisonResult] = {}
+    for i in strongest_first(comparisons, ids):
+        test = comparisons.get_test(ids[i])  # as it stands now: an earlier act may close it
+        if test.status != "decided" or not needs_action(test):
+            continue
+        action, detail = decisions.act(
+            model, test, settings, blocked=blocked, requested_by=requested_by
+        )
+        if i < len(final):
+            final[i] = replace(final[i], action=action, detail=detail)
+        else:
+            added[i] = make_result(test, None, 0, action, detail)
+    return final + [added[i] for i in sorted(added)]
+
+
+def strongest_first(comparisons: ComparisonStore, test_ids: Sequence[int]) -> list[int]:
+    """The positions of ``test_ids`` in the order their tests act: as given, except that
+    the winners (decided ``challenger_better``, action still to take) swap places among
+    themselves to act strongest first (:func:`strength`)."""
+    winners: list[tuple[tuple[float, float, int], int]] = []
+    for i, test_id in enumerate(test_ids):
+        test = comparisons.get_test(test_id)
+        if test.status == "decided" and test.decision == "challenger_better" and needs_action(test):
+            winners.append((strength(test, comparisons.latest_look(test_id)), i))
+    order = list(range(len(test_ids)))
+    for slot, (_, i) in zip(sorted(i for _, i in winners), sorted(winners), strict=True):
+        order[slot] = i
+    return order
+
+
+def strength(test: ComparisonTestRow, look: ComparisonLookRow | None) -> tuple[float, float, int]:
+    """A winner's sort key, strongest first: the larger improvement on the champion (a
+    paired test's estimate is the challenger's loss minus the champion's, lower better
+    whatever the objective; a DeLong test's the challenger's AUC minus the champion's,
+    higher better), then the smaller adjusted p-value, then the lower version. A winner
+    without a look or an estimate comes after those with one."""
+    estimate = None if look is None else look.estimate
+    if estimate is None:
+        gain = -math.inf
+    else:
+        gain = estimate if test.kind == "delong" else -estimate
+    adjusted_p = 1.0 if look is None else look.adjusted_p_value
+    return (-gain, adjusted_p, test.challenger_version)
