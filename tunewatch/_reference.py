@@ -110,13 +110,15 @@ class Reference:
                 code="invalid_reference",
             )
 
-    def check_probabilities(self, task: str, *, tolerance: float) -> None:
+    def check_probabilities(self, task: str, *, tolerance: float, row_sum_tolerance: float) -> None:
         """A classifier's (``task``) scores are its held-out probabilities, each in
         [0, 1] give or take ``tolerance`` (NaN: a row no fold held out), as the mirror
         route requires of a classifier's outputs: logits registered in their place were
         the prediction-drift baseline and the label-free estimate's calibration, so
         unchanged traffic drifted at p = 4e-72, the estimate dropped 0.14 and a retune
-        was queued."""
+        was queued. Rows of several columns sum to 1, give or take
+        ``row_sum_tolerance`` (a row holding a NaN is not summed), as a served model's
+        must."""
         if self.scores is None:
             return
         known = self.scores[~np.isnan(self.scores)]
@@ -126,6 +128,18 @@ class Reference:
                 f"reference scores of a {task} model must be probabilities in [0, 1] or NaN "
                 f"(a row no fold held out), got {outside.size} values outside, e.g. "
                 f"{float(outside[0]):.6g}",
+                code="invalid_reference",
+            )
+        if self.scores.shape[1] < 2:
+            return  # P(class 1): no sum to check
+        sums = self.scores.astype(np.float64).sum(axis=1)
+        wrong = np.flatnonzero(np.abs(sums - 1.0) > row_sum_tolerance)  # NaN compares False
+        if wrong.size:
+            first = int(wrong[0])
+            raise RegistrationError(
+                f"reference scores of a {task} model must be rows summing to 1 (within "
+                f"{row_sum_tolerance:g}) or NaN (a row no fold held out), got {wrong.size} "
+                f"rows that do not, e.g. row {first} sums to {float(sums[first]):.6g}",
                 code="invalid_reference",
             )
 

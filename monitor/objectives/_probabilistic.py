@@ -33,7 +33,12 @@ class LogLoss(_ClassProbabilities):
         t, p = check_lengths(y_true, y_pred)
         proba = np.clip(class_proba(p), _EPS, 1.0)
         labels = class_labels(t, proba.shape[1])
-        return np.asarray(-np.log(proba[np.arange(len(labels)), labels]))
+        true = proba[np.arange(len(labels)), labels]
+        if np.asarray(p).ndim == 2 and np.asarray(p).shape[1] > 1:
+            # the true class's share of its row: a model whose rows drift off summing to
+            # one scored -log of a column alone, and one answering [1, 1] had loss 0
+            true = true / proba.sum(axis=1)
+        return np.asarray(-np.log(true))
 
     def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
         return float(self.per_request_loss(y_true, y_pred).mean())

@@ -27,7 +27,7 @@ from tunewatch._errors import NotFoundError
 from tunewatch._outage_log import ThrottledWarnings
 from tunewatch._record_rows import output_record, request_record
 from tunewatch._recorder import Recorder
-from tunewatch._registry import PROBABILITY_TOLERANCE
+from tunewatch._registry import PROBABILITY_TOLERANCE, ROW_SUM_TOLERANCE
 from tunewatch._runtime import ServedModel
 from tunewatch.api import _feedback_limit, _mirror_limit
 from tunewatch.api._body import INLINE_JSON_BYTES, off_loop, parse_json_object
@@ -125,9 +125,11 @@ def _matrix(value: Any, where: str, *, max_rows: int, maybe_bool: bool) -> np.nd
 def _check_probabilities(y: np.ndarray, where: str, task: str) -> None:
     """A classifier's primary output holds probabilities: logits mirrored in their place
     were stored as such and silently corrupted realised metrics, CBPE and paired
-    comparisons. Each value is checked alone (rows need not sum to one), give or take
-    float32 rounding (:data:`~tunewatch._registry.PROBABILITY_TOLERANCE`, as a
-    registration allows: a random forest's mean of its trees' leaves gives 1.0000001)."""
+    comparisons. Each value is in [0, 1], give or take float32 rounding
+    (:data:`~tunewatch._registry.PROBABILITY_TOLERANCE`, as a registration allows: a
+    random forest's mean of its trees' leaves gives 1.0000001), and a row of several
+    columns sums to 1 (within :data:`~tunewatch._registry.ROW_SUM_TOLERANCE`): a
+    challenger answering [1, 1] had log loss 0 on every request and was promoted."""
     outside = (y < -PROBABILITY_TOLERANCE) | (y > 1 + PROBABILITY_TOLERANCE)
     if outside.any():
         row, column = (int(i) for i in np.argwhere(outside)[0])
@@ -136,6 +138,18 @@ def _check_probabilities(y: np.ndarray, where: str, task: str) -> None:
             "invalid_output",
             f"{where}.outputs of a {task} model must be probabilities in [0, 1], got "
             f"{y[row, column]} at row {row}, column {column}",
+        )
+    if y.shape[1] < 2:
+        return  # P(class 1): no sum to check
+    sums = y.astype(np.float64).sum(axis=1)
+    wrong = np.flatnonzero(np.abs(sums - 1.0) > ROW_SUM_TOLERANCE)
+    if wrong.size:
+        row = int(wrong[0])
+        raise ApiError(
+            400,
+            "invalid_output",
+            f"{where}.outputs of a {task} model must be probability rows summing to 1 "
+            f"(within {ROW_SUM_TOLERANCE:g}): row {row} sums to {float(sums[row]):.6g}",
         )
 
 

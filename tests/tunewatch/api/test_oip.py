@@ -206,25 +206,28 @@ def test_version_metadata_is_that_versions_own_signature(mixed: Running) -> None
 
 
 def _scaled_variant(factor: float) -> ExampleModel:
-    """A version taking and answering float64: its probabilities are the first two
-    features past 1000 times ``factor`` (past float32's range for a large feature), 0 for
-    features up to 1000: registration holds a binary model's outputs on its probe's rows
-    (zeros, 1, -1 and 1000) to [0, 1]."""
+    """A version taking and answering float64: its probabilities are the first feature
+    past 1000 times ``factor`` (past float32's range for a large feature) and 1 less that,
+    0 and 1 for a feature up to 1000: registration holds a binary model's outputs on its
+    probe's rows (zeros, 1, -1 and 1000) to [0, 1], its rows summing to 1."""
     from onnx import TensorProto, helper
 
     nodes = [
-        helper.make_node("Slice", ["input", "starts", "ends", "axes"], ["first_two"]),
-        helper.make_node("Sub", ["first_two", "thousand"], ["past"]),
+        helper.make_node("Slice", ["input", "starts", "ends", "axes"], ["first"]),
+        helper.make_node("Sub", ["first", "thousand"], ["past"]),
         helper.make_node("Relu", ["past"], ["beyond"]),
-        helper.make_node("Mul", ["beyond", "factor"], ["probabilities"]),
+        helper.make_node("Mul", ["beyond", "factor"], ["scaled"]),
+        helper.make_node("Sub", ["one", "scaled"], ["rest"]),
+        helper.make_node("Concat", ["scaled", "rest"], ["probabilities"], axis=1),
         helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
     ]
     constants = [
         helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
-        helper.make_tensor("ends", TensorProto.INT64, [1], [2]),
+        helper.make_tensor("ends", TensorProto.INT64, [1], [1]),
         helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
         helper.make_tensor("factor", TensorProto.DOUBLE, [], [factor]),
         helper.make_tensor("thousand", TensorProto.DOUBLE, [], [1000.0]),
+        helper.make_tensor("one", TensorProto.DOUBLE, [], [1.0]),
     ]
     graph = helper.make_graph(
         nodes,
@@ -274,7 +277,7 @@ def test_a_float64_value_beyond_float32_is_refused_not_recorded_as_inf(
     version = daemon.registry.register(MODEL, scaled.onnx, scaled.metadata, actor="test").version
     daemon.runtime.load(MODEL)
     scorer = {"Authorization": f"Bearer {tokens['scorer']}"}
-    x[0, 0], x[0, 1] = 3e38, 0.5  # the output: 3e39 and 0
+    x[0, 0] = 3e38  # the output: 3e39 and -3e39
     path = f"/v2/models/{MODEL}/versions/{version}/infer"
     try:
         with BackgroundServer(daemon.app) as server:
