@@ -92,7 +92,11 @@ class GroupSequentialDeLong:
         challenger_scores: np.ndarray,
         *,
         information_fraction: float | None = None,
+        clusters: np.ndarray | None = None,
     ) -> GroupSequentialLook:
+        """Take the next look at the rows so far; ``clusters`` (each row's request, when a
+        request may hold several rows) makes the request DeLong's unit
+        (:func:`~shadow.stats._delong.delong_test`)."""
         index = len(self._history) + 1
         if index > self.planned_looks:
             raise StatsError(
@@ -110,7 +114,7 @@ class GroupSequentialDeLong:
                 f"`information_fraction` must increase within (0, 1], got {fraction} after "
                 f"{self._fractions[-1] if self._fractions else 0.0}"
             )
-        result = delong_test(labels, champion_scores, challenger_scores)
+        result = delong_test(labels, champion_scores, challenger_scores, clusters=clusters)
         critical = self.critical_values((*self._fractions, fraction))[-1]
         previous = self.decision
         decision = previous

@@ -403,8 +403,10 @@ def delong_update(
         if len(fresh.request_ids) < wanted:
             return None  # the next planned look is not due yet
         labels = np.concatenate([seen.labels, fresh.labels])
-        positives = int(np.count_nonzero(labels == 1))
-        if min(positives, labels.size - positives) >= DELONG_MIN_PER_CLASS:
+        # the request is the unit: a batch request's rows are one observation, not many
+        clusters = np.concatenate([seen.rows, fresh.rows + len(seen.request_ids)])
+        holding = (np.unique(clusters[labels == 1]).size, np.unique(clusters[labels != 1]).size)
+        if min(holding) >= DELONG_MIN_PER_CLASS:
             break
         if len(fresh.request_ids) < limit:
             return None  # too few of a class so far: the look waits for more
@@ -424,11 +426,13 @@ def delong_update(
             seen.labels[mask],
             positive_proba(seen.answer[mask]),
             positive_proba(seen.paired[mask]),
+            clusters=seen.rows[mask],
         )
     result: GroupSequentialLook = gsd.look(
-        np.concatenate([seen.labels, fresh.labels]),
+        labels,
         positive_proba(_rows(seen.answer, fresh.answer)),
         positive_proba(_rows(seen.paired, fresh.paired)),
+        clusters=clusters,
     )
     values = LookValues(
         method="group_sequential_delong",
