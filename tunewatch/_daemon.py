@@ -338,7 +338,7 @@ class Daemon:
         outage, :class:`OutageLog`) and the current lineups stay served."""
         try:
             changed = self.runtime.refresh()
-        except Exception as exc:
+        except Exception as exc:  # the loop's boundary: logged with its traceback, counted
             self._refresh_outage.failed(exc)
             return
         self._refresh_outage.succeeded()

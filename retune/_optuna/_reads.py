@@ -56,7 +56,7 @@ def load_history(
                 raise WarmStartError(
                     f"history study {name!r} does not exist in {storage!r}"
                 ) from exc
-            except Exception as exc:
+            except Exception as exc:  # classified: re-raised unless Optuna's or the storage's
                 if not isinstance(exc, OptunaError) and not _is_storage_error(exc):
                     raise
                 raise WarmStartError(

@@ -95,7 +95,7 @@ def _translated(study_name: str, doing: str) -> Iterator[None]:
         if isinstance(exc, (PruneTrial, FailTrial)):
             raise
         raise _study_error(exc, study_name, doing) from exc
-    except Exception as exc:
+    except Exception as exc:  # classified: only the storage's driver errors are translated
         if not _is_storage_error(exc):
             raise
         raise _study_error(exc, study_name, doing) from exc
@@ -214,7 +214,7 @@ def _open_rdb(storage: str, *, heartbeat_interval: int | None) -> RDBStorage:
     for attempt in range(_OPEN_TRIES - 1):
         try:
             return _new_rdb(storage, heartbeat_interval=heartbeat_interval)
-        except Exception as exc:
+        except Exception as exc:  # classified: only a schema-setup collision is retried
             if not _is_schema_setup_collision(exc):
                 raise
             wait_s = _OPEN_RETRY_S * 2**attempt

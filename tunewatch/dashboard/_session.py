@@ -110,8 +110,8 @@ def render_page(request: Request, render: Callable[[Principal], str]) -> Respons
         if code >= 500:
             logger.error("dashboard page %s failed: %s", request.url.path, exc, exc_info=exc)
         return error_page(code, message, who)
-    except Exception:
-        # the request's boundary: a page's own failure (a chart's, a payload it cannot
+    except Exception:  # the request's boundary: logged with its traceback, a 500 page
+        # a page's own failure (a chart's, a payload it cannot
         # read) is the log's, with its traceback; the browser gets a page, not the API's
         # JSON 500, and nothing of the exception
         logger.exception("dashboard page %s failed unexpectedly", request.url.path)
