@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 import tunewatch._registry as registry_module
 from shadow import OnnxModel
+from tunewatch._artefacts import ArtefactStore
 from tunewatch._auth import ROLES, hash_token, new_token
 from tunewatch._background import BackgroundServer
 from tunewatch._config import build_config
@@ -169,6 +170,13 @@ def serving(
             yield Running(daemon=daemon, server=server, tokens=tokens)
     finally:
         daemon.close()
+
+
+@pytest.fixture
+def registry(store: Store, tmp_path: Path) -> registry_module.Registry:
+    """A registry over the test's ``store`` (its module's own, where it defines one) and
+    artefacts under ``tmp_path``."""
+    return registry_module.Registry(store, ArtefactStore(tmp_path / "artefacts"))
 
 
 @pytest.fixture

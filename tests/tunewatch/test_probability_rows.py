@@ -16,7 +16,6 @@ import pytest
 
 from tests.shadow.probe_models import constant, softmax
 from tests.tunewatch.conftest import MODEL, Running
-from tunewatch._artefacts import ArtefactStore
 from tunewatch._errors import NotFoundError, RegistrationError
 from tunewatch._reference import Reference
 from tunewatch._registry import Registry
@@ -34,11 +33,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
         yield s
     finally:
         s.close()
-
-
-@pytest.fixture
-def registry(store: Store, tmp_path: Path) -> Registry:
-    return Registry(store, ArtefactStore(tmp_path / "artefacts"))
 
 
 def _register(

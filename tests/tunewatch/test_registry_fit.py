@@ -13,7 +13,6 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from retune import to_onnx
 from shadow import Signature, TensorSpec
-from tunewatch._artefacts import ArtefactStore
 from tunewatch._config_evaluation import LABEL_COLUMN, PREDICTION_COLUMN
 from tunewatch._errors import InvalidValueError, NotFoundError, RegistrationError
 from tunewatch._registry import Registry
@@ -52,11 +51,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
         yield s
     finally:
         s.close()
-
-
-@pytest.fixture
-def registry(store: Store, tmp_path: Path) -> Registry:
-    return Registry(store, ArtefactStore(tmp_path / "artefacts"))
 
 
 @pytest.mark.parametrize(

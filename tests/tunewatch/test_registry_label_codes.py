@@ -14,7 +14,6 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from retune import to_onnx
-from tunewatch._artefacts import ArtefactStore
 from tunewatch._errors import NotFoundError, RegistrationError
 from tunewatch._reference import Reference
 from tunewatch._registry import Registry
@@ -32,11 +31,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
         yield s
     finally:
         s.close()
-
-
-@pytest.fixture
-def registry(store: Store, tmp_path: Path) -> Registry:
-    return Registry(store, ArtefactStore(tmp_path / "artefacts"))
 
 
 def _data(n: int, classes: int) -> tuple[np.ndarray, np.ndarray]:

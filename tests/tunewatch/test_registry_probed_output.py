@@ -19,7 +19,6 @@ from tests.shadow.probe_models import (
     softmax,
     string_label,
 )
-from tunewatch._artefacts import ArtefactStore
 from tunewatch._errors import NotFoundError, RegistrationError
 from tunewatch._registry import Registry
 from tunewatch._version_metadata import VersionMetadata
@@ -36,11 +35,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
         yield s
     finally:
         s.close()
-
-
-@pytest.fixture
-def registry(store: Store, tmp_path: Path) -> Registry:
-    return Registry(store, ArtefactStore(tmp_path / "artefacts"))
 
 
 def _refusal(registry: Registry, model: onnx.ModelProto, task: str) -> RegistrationError:
