@@ -395,6 +395,7 @@ def _import_archive(
             sha256_given=sha256_given,
             max_artefact_bytes=max_artefact_bytes,
             renew=lease.renew,
+            fence=lease.held,
         )
     settings = manifest.get("config")
     if settings is None:

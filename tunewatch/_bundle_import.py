@@ -17,9 +17,10 @@ from tunewatch._bundle_lineage import already_imported, imported_details, parent
 from tunewatch._bundle_rules import bundled_rules, champion_held
 from tunewatch._config import Config
 from tunewatch._errors import ConflictError, NotFoundError, StoreError, TunewatchError
+from tunewatch._import_lease import lapsed
 from tunewatch._registry import Registry, describe_input
 from tunewatch._version_metadata import VersionMetadata
-from tunewatch.store import Store
+from tunewatch.store import HeldLease, Store
 
 logger = logging.getLogger(__name__)
 
@@ -171,6 +172,7 @@ def apply(
     sha256_given: bool,
     max_artefact_bytes: int,
     renew: Callable[[], None],
+    fence: HeldLease | None = None,
 ) -> list[ImportedVersion]:
     """Mark the target regulated if the bundle is, register what :func:`plan` found to
     register (each looked for again just before: one registered since is present, not
@@ -179,7 +181,9 @@ def apply(
     mark it writes in their ``imported`` record, ``run``: one whose registration committed
     just before a Ctrl-C is among them, another import's are not). ``sha256_given``:
     the bundle's ``digest`` was checked against the one the operator gave (``--sha256``),
-    recorded with the import."""
+    recorded with the import. ``fence``: the import's lease, which each registration's
+    transaction checks and extends (``renew`` checks it a step before: a stop in between
+    can outlast it)."""
     source = manifest["model"]
     present = dict(present)  # with those another import registered since the plan
     mapping = dict(present)
@@ -200,20 +204,28 @@ def apply(
                 mapping[entry["version"]] = present[entry["version"]] = done
                 imported.append(ImportedVersion(entry["version"], done, "present", True))
                 continue
-            row = registry.register(
-                target,
-                read_artefact(archive, entry, max_artefact_bytes),
-                replace(
-                    step.metadata,
-                    parent_version=parent_in_target(store, target, source["name"], entry, mapping),
-                    details=_with_run(step.metadata.details, run),
-                ),
-                actor=actor,
-                stage=step.stage,  # retired in the same transaction: never a live shadow
-                regulated=regulated,
-                reference=read_reference(archive, entry),
-                inspected=step.inspected,
-            )
+            try:
+                row = registry.register(
+                    target,
+                    read_artefact(archive, entry, max_artefact_bytes),
+                    replace(
+                        step.metadata,
+                        parent_version=parent_in_target(
+                            store, target, source["name"], entry, mapping
+                        ),
+                        details=_with_run(step.metadata.details, run),
+                    ),
+                    actor=actor,
+                    stage=step.stage,  # retired in the same transaction: never a live shadow
+                    regulated=regulated,
+                    reference=read_reference(archive, entry),
+                    inspected=step.inspected,
+                    lease=fence,
+                )
+            except ConflictError as exc:
+                if fence is None or exc.code != "lease_lapsed":
+                    raise
+                raise lapsed(target, fence.ttl_s) from exc
             mapping[entry["version"]] = registered[entry["version"]] = row.version
             imported.append(
                 ImportedVersion(entry["version"], row.version, row.stage, False, step.held)

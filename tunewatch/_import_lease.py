@@ -16,7 +16,9 @@ holds it (:meth:`Store.renew_lease <tunewatch.store.Store.renew_lease>`). Renewi
 as taking does, a lapsed or released one too: an import stopped past its time to live
 (``SIGSTOP``, a paused VM, the store unreachable), while another of the same bundle ran
 to its end, resumed, took the lease again and registered the versions the other had
-registered, both exiting 0. A lease lost is lost: the import goes no further.
+registered, both exiting 0. A lease lost is lost: the import goes no further. Each
+registration's own transaction checks the lease too (:attr:`ImportLease.held`): a stop
+between the last renewal and that transaction's commit could outlast the lease.
 """
 
 from __future__ import annotations
@@ -27,13 +29,24 @@ import threading
 import uuid
 
 from tunewatch._errors import ConflictError, StoreError
-from tunewatch.store import Store
+from tunewatch.store import HeldLease, Store
 
 logger = logging.getLogger(__name__)
 
 #: Seconds an import's lease lasts unrenewed: a lease left by an import that died keeps
 #: the model's other imports out this long at most.
 LEASE_TTL_S = 30.0
+
+
+def lapsed(model: str, ttl_s: float) -> ConflictError:
+    """The error of an import into ``model`` whose lease (of ``ttl_s``) lapsed."""
+    return ConflictError(
+        f"this import's lease on model {model!r} lapsed (the import was stopped, or the "
+        f"store unreachable, for more than {ttl_s:g} s), and another import may have run "
+        "meanwhile: nothing more is registered; run the import again (it skips the "
+        "versions already there)",
+        code="import_in_progress",
+    )
 
 
 class ImportLease:
@@ -54,13 +67,14 @@ class ImportLease:
         when it lapsed meanwhile: another import may have run under it since, and what
         this one planned is stale."""
         if not self._store.renew_lease(self._name, self._holder, ttl_s=self._ttl):
-            raise ConflictError(
-                f"this import's lease on model {self._model!r} lapsed (the import was "
-                f"stopped, or the store unreachable, for more than {self._ttl:g} s), and "
-                "another import may have run meanwhile: nothing more is registered; run the "
-                "import again (it skips the versions already there)",
-                code="import_in_progress",
-            )
+            raise lapsed(self._model, self._ttl)
+
+    @property
+    def held(self) -> HeldLease:
+        """The lease as a registration fences its transaction with: renewing a step
+        before a registration leaves the time between the two, which a stop can outlast;
+        the registration's transaction checks it again and extends it."""
+        return HeldLease(name=self._name, holder=self._holder, ttl_s=self._ttl)
 
     def __enter__(self) -> ImportLease:
         if not self._store.acquire_lease(self._name, self._holder, ttl_s=self._ttl):

@@ -28,7 +28,7 @@ from tunewatch._errors import ConflictError, NotFoundError, RegistrationError, S
 from tunewatch._reference import Reference
 from tunewatch._registry_labels import check_label_output
 from tunewatch._version_metadata import VersionMetadata, _check_metadata, check_task_width
-from tunewatch.store import ModelRow, Store, VersionRow
+from tunewatch.store import HeldLease, ModelRow, Store, VersionRow
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +119,7 @@ class Registry:
         once_per_study: bool = False,
         inspected: CandidateInfo | None = None,
         for_job: int | None = None,
+        lease: HeldLease | None = None,
     ) -> VersionRow:
         """Check ``onnx_bytes`` and its metadata (:meth:`check`), store it, and add the
         version row: the model (on its first version), its regulated flag (tightened
@@ -142,7 +143,9 @@ class Registry:
         (``ConflictError`` ``study_registered`` for the others). ``for_job`` names the
         re-tuning job whose study chose the version: the store refuses the version of a
         job cancelled meanwhile (``ConflictError`` ``job_cancelled``), in the transaction
-        that would add it, the job's row locked.
+        that would add it, the job's row locked. ``lease``: a lease the caller holds (a
+        bundle import's on the model), extended in that transaction, which it refuses
+        (``ConflictError`` ``lease_lapsed``) when the caller no longer holds it.
 
         ``reference`` is the training window (features, and labels when known): it is
         stored as a versioned snapshot with the version and is what drift is measured
@@ -200,6 +203,7 @@ class Registry:
             actor=actor,
             once_per_study=once_per_study,
             for_job=for_job,
+            lease=lease,
         )
         logger.info(
             "registered model=%s version=%d stage=%s sha256=%s by %s",

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.tunewatch.conftest import MODEL
+from tunewatch._artefacts import ArtefactStore
 from tunewatch._bundle import ImportedVersion, export_bundle, import_bundle
 from tunewatch._bundle_archive import open_archive, open_bundle, read_manifest, sha256_file
 from tunewatch._bundle_import import apply, plan
@@ -25,7 +26,7 @@ from tunewatch._errors import ConflictError
 from tunewatch._example import ExampleModel
 from tunewatch._import_lease import ImportLease
 from tunewatch._registry import Registry
-from tunewatch.store import Store
+from tunewatch.store import HeldLease, Store
 from tunewatch.store._schema import leases
 
 
@@ -240,3 +241,66 @@ def test_a_planned_version_registered_meanwhile_is_not_registered_again(
         {},
         {"1": 1, "2": 2},
     )
+
+
+class _StoppedBeforeRegistering(Registry):
+    """A registry that stops past the lease's time to live just before the second
+    registration's transaction (after the import renewed its lease and looked for the
+    version again), during which another import of ``bundle`` runs to its end."""
+
+    def __init__(self, daemon: Daemon, bundle: Path) -> None:
+        super().__init__(daemon.store, daemon.artefacts)
+        self._daemon, self._bundle = daemon, bundle
+        self.other: list[ImportedVersion] | None = None
+        self.calls = 0
+
+    def register(self, model: str, *args: Any, **kwargs: Any) -> Any:
+        self.calls += 1
+        if self.calls == 2:
+            _lapse(self._daemon.store, ImportLease(self._daemon.store, model)._name)
+            self.other = _import(self._daemon, self._bundle)[1]
+        return super().register(model, *args, **kwargs)
+
+
+def test_an_import_stopped_just_before_a_registration_commits_registers_nothing(
+    bundle: Path, target: Daemon
+) -> None:
+    """The last renewal before a registration can pass and the lease lapse before the
+    registration commits: the registration's own transaction checks that the lease is
+    still held (and extends it), so the other import's versions are not registered
+    again."""
+    stopped = _StoppedBeforeRegistering(target, bundle)
+    with pytest.raises(ConflictError) as lost:
+        _import(target, bundle, registry=stopped)
+    assert lost.value.code == "import_in_progress"
+    assert "lapsed" in str(lost.value)
+    # the other import found version 1 this one registered and registered version 2
+    assert stopped.other is not None
+    assert [(i.source_version, i.already_present) for i in stopped.other] == [
+        (1, True),
+        (2, False),
+    ]
+    assert [v.version for v in target.store.list_versions(MODEL)] == [1, 2]  # once each
+    failed = target.store.audit_log(limit=1)[0]
+    assert failed.action == "import_bundle_failed"
+    assert failed.details["registered"] == {"1": 1}
+    assert target.store.verify_audit() is None
+
+
+def test_a_registration_under_a_lease_another_holds_stores_nothing(
+    store: Store, trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    """The store's side, on both backends: a registration fenced by a lease its holder no
+    longer holds is refused in its own transaction; one still held extends the lease."""
+    registry = Registry(store, ArtefactStore(tmp_path / "artefacts", store=store))
+    model = trained[0]
+    held = HeldLease(name="import:x", holder="a", ttl_s=3600)
+    assert store.acquire_lease("import:x", "a", ttl_s=60)
+    registry.register(MODEL, model.onnx, model.metadata, actor="t", lease=held)
+    assert _expires_at(store, "import:x") > datetime.now(UTC) + timedelta(minutes=30)
+    _lapse(store, "import:x")
+    assert store.acquire_lease("import:x", "b", ttl_s=60)
+    with pytest.raises(ConflictError) as lost:
+        registry.register(MODEL, model.onnx, model.metadata, actor="t", lease=held)
+    assert lost.value.code == "lease_lapsed"
+    assert [v.version for v in store.list_versions(MODEL)] == [1]

@@ -10,12 +10,12 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Row, and_, case, delete, func, or_, select, update
 
-from .._errors import NotFoundError
+from .._errors import ConflictError, NotFoundError
 from ._canonical import canonical_json
 from ._clock import db_now
 from ._engine import dialect_insert
 from ._schema import evaluations, leases
-from ._types import utcnow
+from ._types import HeldLease, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +79,21 @@ def renew_lease(conn: Connection, name: str, holder: str, ttl_s: float) -> bool:
         .returning(leases.c.name)
     )
     return renewed.first() is not None
+
+
+def check_lease(conn: Connection, lease: HeldLease) -> None:
+    """Extend ``lease`` in the caller's transaction, or refuse the transaction's writes
+    (``ConflictError`` ``lease_lapsed``) when its holder no longer holds it unexpired: a
+    write fenced by it commits only while the lease is held. Its row stays locked until
+    the transaction ends, so a holder taking it meanwhile waits and then finds it held.
+    A renewal just before the write leaves a window (a process stopped between the two,
+    past the time to live) that this closes."""
+    if not renew_lease(conn, lease.name, lease.holder, lease.ttl_s):
+        raise ConflictError(
+            f"the lease {lease.name!r} of {lease.holder!r} lapsed, was released or was "
+            "taken by another holder before this write committed: nothing was written",
+            code="lease_lapsed",
+        )
 
 
 def lease_holder(conn: Connection, name: str) -> str | None:

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from . import _artefact_blobs, _registry_rows, _safe_ranges
 from ._front_base import StoreFront
 from ._registry_reads import ModelLineup, VersionLineup
-from ._types import ModelRow, Stage, StoredSafeRanges, Task, VersionRow
+from ._types import HeldLease, ModelRow, Stage, StoredSafeRanges, Task, VersionRow
 
 
 class RegistryFront(StoreFront):
@@ -117,6 +117,7 @@ class RegistryFront(StoreFront):
         stage: Literal["shadow", "champion", "retired"] = "shadow",
         once_per_study: bool = False,
         for_job: int | None = None,
+        lease: HeldLease | None = None,
     ) -> VersionRow:
         """Register a version in one transaction: the model added unless it exists (as
         :meth:`ensure_model`), ``check_model`` called with it as stored, the model marked
@@ -124,7 +125,9 @@ class RegistryFront(StoreFront):
         with ``regulate_reason``), and the version added (as :meth:`add_version`). A
         refusal anywhere (``check_model``'s error, the parent, ``champion_exists``,
         ``approval_required``, ``study_registered``; ``job_cancelled``: ``for_job``, the
-        re-tuning job whose study chose the version, was cancelled) rolls all of it back."""
+        re-tuning job whose study chose the version, was cancelled; ``lease_lapsed``:
+        the caller no longer holds ``lease``, which the transaction otherwise extends)
+        rolls all of it back."""
         with self._tx("register_version") as conn:
             return _registry_rows.register_version(
                 conn,
@@ -146,6 +149,7 @@ class RegistryFront(StoreFront):
                 stage=stage,
                 once_per_study=once_per_study,
                 for_job=for_job,
+                lease=lease,
             )
 
     def get_version(self, model: str, version: int) -> VersionRow:

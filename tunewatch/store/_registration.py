@@ -15,11 +15,12 @@ from .._errors import ConflictError, InvalidValueError, NotFoundError
 from ._audit import append_audit_in
 from ._canonical import hyperparameter_set_id, json_roundtrip
 from ._engine import dialect_insert
+from ._evaluations import check_lease
 from ._job_cancel import lock_for_registration
 from ._registry_reads import _champion, _lock_model, get_model, get_version
 from ._registry_text import MAX_NAME, check_version_text, valid_model_name
 from ._schema import hyperparameter_sets, model_versions, models
-from ._types import TASKS, ModelRow, VersionRow, check_choice, utcnow
+from ._types import TASKS, HeldLease, ModelRow, VersionRow, check_choice, utcnow
 
 
 def ensure_model(
@@ -192,6 +193,7 @@ def register_version(
     stage: str,
     once_per_study: bool = False,
     for_job: int | None = None,
+    lease: HeldLease | None = None,
 ) -> VersionRow:
     """A registration's writes, all in the caller's transaction: the model added unless
     it exists (:func:`ensure_model`), ``check_model`` called with it as stored (its error
@@ -203,7 +205,14 @@ def register_version(
 
     With ``for_job``, the re-tuning job whose study chose the version: its row is locked
     first, and a cancelled job refuses the registration (``ConflictError``
-    ``job_cancelled``, :func:`._job_cancel.lock_for_registration`)."""
+    ``job_cancelled``, :func:`._job_cancel.lock_for_registration`).
+
+    With ``lease``, the lease the registering process holds (an import's on the model):
+    it is extended first, or the registration refused (``ConflictError``
+    ``lease_lapsed``) when the process no longer holds it: another holder may have
+    registered the version meanwhile (:func:`._evaluations.check_lease`)."""
+    if lease is not None:
+        check_lease(conn, lease)
     if for_job is not None:  # first: a cancellation locks the job's row, then the audit's
         lock_for_registration(conn, for_job)
     # added unregulated and regulated at once, in this transaction, so that the audit

@@ -57,6 +57,17 @@ def _check_matrix(kind: str, n_rows: int, n_cols: int, data: bytes) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeldLease:
+    """A lease a writer holds (``name``, taken by ``holder``) and the time to live a
+    write under it extends it by (``ttl_s``): a write fenced by it commits only while
+    ``holder`` still holds it unexpired (``ConflictError`` ``lease_lapsed``)."""
+
+    name: str
+    holder: str
+    ttl_s: float
+
+
 @dataclass(frozen=True, slots=True)
 class ModelRow:
     name: str
