@@ -206,6 +206,19 @@ def broken(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
                 ],
             },
         )
+        # a drift verdict of credit's champion whose share threshold is no number: its
+        # report's build reads it with ``float``, which raises ValueError
+        champion = store.champion("credit")
+        assert champion is not None
+        store.add_evaluation(
+            model="credit",
+            version=champion.version,
+            kind="drift",
+            status="ok",
+            window_start=now - timedelta(hours=1),
+            window_end=now,
+            payload={"columns": [], "share_threshold": "half"},
+        )
     with serve(data_dir) as running:
         yield running
 
@@ -236,3 +249,30 @@ def test_a_page_that_fails_while_rendering_is_an_html_500_logged_with_its_traceb
     assert len(failed) == 1 and failed[0].exc_info is not None
     assert failed[0].exc_info[0] is ValueError
     assert path in failed[0].getMessage()
+
+
+def test_a_drift_report_that_fails_while_building_is_an_html_500_logged_with_its_traceback(
+    broken: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The report's page was the one page outside the dashboard's error handling: an
+    unexpected failure was the API's JSON 500 in the browser."""
+    (drift,) = [
+        row
+        for row in broken.daemon.store.list_evaluations("credit", kind="drift")
+        if row.payload.get("share_threshold") == "half"
+    ]
+    path = f"/models/credit/drift/{drift.id}/report"
+    with caplog.at_level(logging.ERROR, logger="tunewatch.dashboard"):
+        r = httpx.get(
+            f"{broken.url}/dashboard{path}",
+            cookies=session_cookie(broken.url, broken.tokens["viewer"]),
+            timeout=120,
+        )
+    assert r.status_code == 500
+    assert r.headers["content-type"].startswith("text/html")
+    assert r.headers["content-security-policy"] == CSP
+    assert 'data-status="500"' in r.text and "Sign out" in r.text
+    assert "half" not in r.text and "Traceback" not in r.text
+    failed = [rec for rec in caplog.records if rec.name == "tunewatch.dashboard._session"]
+    assert len(failed) == 1 and failed[0].exc_info is not None
+    assert failed[0].exc_info[0] is ValueError

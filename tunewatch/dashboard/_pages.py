@@ -17,19 +17,15 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from tunewatch._auth import AuthError, Principal
+from tunewatch._auth import Principal
 from tunewatch._drift_report import DRIFT_REPORT_HEADERS
-from tunewatch._drift_report_builds import ReportBusyError
-from tunewatch._errors import TunewatchError
 from tunewatch.api._context import context
-from tunewatch.api._errors import describe
 from tunewatch.store import MAX_ID
 
 from . import _data, _series, _svg
-from ._auth import principal
-from ._html import e, error_page, model_url, pre, shell, status, table
+from ._html import e, model_url, pre, shell, status, table
 from ._limit import PageRoute
-from ._session import LOGIN, check_page_query, page_number, page_parameter, render_page
+from ._session import page_number, page_parameter, render_page
 from ._sources import sources
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False, route_class=PageRoute)
@@ -216,25 +212,17 @@ _ROW_ID = page_number(0, MAX_ID)
 @router.get("/models/{model}/drift/{evaluation_id}/report")
 def drift_report_page(model: str, evaluation_id: str, request: Request) -> Response:
     """The stored evidently report, for a session (the API route wants a bearer header)."""
-    try:
-        principal(request, "read")
-    except AuthError as exc:
-        if exc.status == 401:
-            return RedirectResponse(LOGIN, status_code=303)
-        return error_page(exc.status, exc.message, None)
-    try:
-        check_page_query(request)  # it takes none, as the API route it stands for
+
+    def render(who: Principal) -> str:
         row_id = page_parameter(
             "evaluation_id", evaluation_id, _ROW_ID, f"an integer in [0, {MAX_ID}]"
         )
-        html = context(request).evaluator.drift_report(model, row_id)
-    except TunewatchError as exc:
-        code, _, message = describe(exc)  # a store outage's fixed message: no path, no host
-        page = error_page(code, message, None)
-        if isinstance(exc, ReportBusyError):  # 429: every build slot is taken
-            page.headers["Retry-After"] = str(exc.retry_after_s)
-        return page
-    return HTMLResponse(html, headers=DRIFT_REPORT_HEADERS)
+        return context(request).evaluator.drift_report(model, row_id)
+
+    # it takes no query, as the API route it stands for
+    return render_page(
+        request, render, answer=lambda html: HTMLResponse(html, headers=DRIFT_REPORT_HEADERS)
+    )
 
 
 # -- decay ------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from shadow import ShadowError
 from tunewatch._auth import AuthError, Principal
+from tunewatch._drift_report_builds import ReportBusyError
 from tunewatch._errors import TunewatchError
 from tunewatch.api._context import ascii_digits
 from tunewatch.api._errors import ApiError, describe
@@ -89,9 +90,16 @@ def check_page_query(request: Request) -> None:
         raise ApiError(400, "invalid_request", refusal)
 
 
-def render_page(request: Request, render: Callable[[Principal], str]) -> Response:
+def render_page(
+    request: Request,
+    render: Callable[[Principal], str],
+    *,
+    answer: Callable[[str], Response] = respond,
+) -> Response:
     """Authenticate by session, check the query, render, and answer every error with an
-    HTML page: ours with their status, any other (a page's bug) with a logged 500."""
+    HTML page: ours with their status (a busy one's with its ``Retry-After``), any other
+    (a page's bug) with a logged 500. ``answer`` makes the rendered page a response (the
+    dashboard's headers; the stored drift report's are its own)."""
     try:
         who = principal(request, "read")
     except AuthError as exc:
@@ -100,7 +108,7 @@ def render_page(request: Request, render: Callable[[Principal], str]) -> Respons
         return error_page(exc.status, exc.message, None)
     try:
         check_page_query(request)
-        return respond(render(who))
+        return answer(render(who))
     except (TunewatchError, ShadowError) as exc:
         # a store outage's fixed message, as the API answers: the driver's text (host,
         # port, user) and an artefact directory's path are the log's
@@ -109,7 +117,10 @@ def render_page(request: Request, render: Callable[[Principal], str]) -> Respons
         )
         if code >= 500:
             logger.error("dashboard page %s failed: %s", request.url.path, exc, exc_info=exc)
-        return error_page(code, message, who)
+        page = error_page(code, message, who)
+        if isinstance(exc, ReportBusyError):  # 429: every report build slot is taken
+            page.headers["Retry-After"] = str(exc.retry_after_s)
+        return page
     except Exception:  # the request's boundary: logged with its traceback, a 500 page
         # a page's own failure (a chart's, a payload it cannot
         # read) is the log's, with its traceback; the browser gets a page, not the API's
