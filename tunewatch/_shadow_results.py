@@ -24,8 +24,9 @@ the ``max_error_rate`` guardrail reads what share of a challenger's runs failed.
 A failed run's latency, when it has one, is observed in the version's latency histogram:
 a run stopped at ``scoring.run_timeout_s`` carries the deadline (censored), a run whose
 output failed its checks its own. Neither has an output, so neither is in the store: the
-``max_latency_p99_s`` cap, which reads the recorded latencies, does not see them (the
-latency ratio's replay does: a replayed run stopped at the deadline is a violation).
+``max_latency_p99_s`` cap, where it reads the recorded latencies (without a replay),
+does not see them (the replay the ratio and the cap read does: a replayed run stopped at
+the deadline is a violation).
 """
 
 from __future__ import annotations

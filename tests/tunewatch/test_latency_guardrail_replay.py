@@ -3,8 +3,9 @@ covered the input cast, the output checks and the primary output besides the run
 deprioritised worker thread; the champion's the run alone, on the request path: the same
 artefact as champion v1 and shadow v2 read p99 90 against 384 µs, and the ratio refused
 it ("4.26x the champion's"). The ratio is now decided by replaying recorded requests
-through fresh sessions of both versions, interleaved in one thread; the absolute cap stays
-on the live latencies, and a version's latencies are read in its role only."""
+through fresh sessions of both versions, interleaved in one thread; the absolute cap reads
+the same replay (the recorded p99 only without one, and says which), and a version's
+latencies are read in its role only."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ from tests.tunewatch.test_comparison_loop import write
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel, example_data
 from tunewatch.comparison import ComparisonConfig, ComparisonRunner, GuardrailSettings
+from tunewatch.comparison._guardrails import Guardrails
+from tunewatch.store._comparisons import ComparisonStore
 
 LOOSE = GuardrailSettings(max_memory_ratio=None)
 
@@ -206,12 +209,64 @@ def test_a_mirrored_champion_s_registered_artefact_checks_the_ratio_by_replay(
     assert any(v.startswith("max_latency_p99_ratio") for v in result.violations), result
 
 
-def test_the_absolute_cap_stays_on_the_live_latencies(identical: Daemon) -> None:
+# -- the absolute cap -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ratio", "note"),
+    [(1.2, "latency ratio by replay"), (None, "latency by replay")],
+    ids=["ratio-on", "ratio-off"],
+)
+def test_the_same_artefact_as_shadow_passes_a_cap_of_twice_the_champion_s_p99(
+    identical: Daemon, ratio: float | None, note: str
+) -> None:
+    """Recorded as the reviewer measured it (the champion 0.66 ms p99 on the request path,
+    the same artefact as shadow 2.12 ms in its worker thread), a cap of twice the
+    champion's refused the champion's own artefact. The cap reads the replay (a logistic
+    run: some 10 µs), as the ratio does, with the ratio off too."""
+    _traffic(identical, {1: 0.00066, 2: 0.00212})
+    rules = LOOSE.model_copy(update={"max_latency_p99_s": 0.00132, "max_latency_p99_ratio": ratio})
+    result = _guardrails(identical, rules)
+    assert result.passed, result.violations
+    assert any(n.startswith(note + ": v2 p99 ") for n in result.notes), result.notes
+
+
+def test_a_much_slower_challenger_is_refused_by_the_cap_on_its_replayed_p99(
+    slower: Daemon,
+) -> None:
+    """Recorded under the cap (2 µs), the 300-tree forest replays far over 5 µs (some
+    50 µs a run): refused, and the violation says the figure is the replay's."""
+    _traffic(slower, {1: 0.000002, 2: 0.000002})
+    rules = LOOSE.model_copy(update={"max_latency_p99_s": 0.000005, "max_latency_p99_ratio": None})
+    result = _guardrails(slower, rules)
+    [violation] = [v for v in result.violations if v.startswith("max_latency_p99_s")]
+    assert "exceeds 5e-06 s (v2's p99 by replay" in violation, violation
+
+
+def test_without_a_replay_the_cap_reads_the_recorded_p99_and_says_so(identical: Daemon) -> None:
+    """The artefact gone, the replay cannot run: the cap reads the recorded p99, and the
+    refusal says so and why."""
     _traffic(identical, {1: 0.001, 2: 0.001})
+    v2 = identical.store.get_version(MODEL, 2)
+    Path(identical.artefacts.path(v2.artefact_sha256)).unlink()
     result = _guardrails(identical, LOOSE.model_copy(update={"max_latency_p99_s": 0.0005}))
-    assert result.violations == (
-        "max_latency_p99_s: challenger p99 latency 0.001 s exceeds 0.0005 s",
-    )
+    [violation] = result.violations
+    assert violation.startswith(
+        "max_latency_p99_s: challenger p99 latency 0.001 s exceeds 0.0005 s (v2's recorded p99"
+    ), violation
+    assert "the replay could not run" in violation, violation
+
+
+def test_an_open_test_s_preview_caps_the_recorded_p99_and_says_so(identical: Daemon) -> None:
+    """A preview does not replay: the cap reads the recorded p99, named as such."""
+    _traffic(identical, {1: 0.001, 2: 0.001})
+    champion = identical.store.champion(MODEL)
+    assert champion is not None
+    rules = LOOSE.model_copy(update={"max_latency_p99_s": 0.0005})
+    guard = Guardrails(identical.store, identical.config, ComparisonStore(identical.store))
+    result = guard.check(MODEL, champion, 2, ComparisonConfig(guardrails=rules), replay=False)
+    [violation] = result.violations
+    assert "(v2's recorded p99; not replayed: a preview" in violation, violation
 
 
 def test_without_the_challenger_s_artefact_the_ratio_falls_back_to_the_live_latencies(

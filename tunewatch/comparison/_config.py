@@ -38,15 +38,19 @@ class GuardrailSettings(_Frozen):
     often, and a load that changed meanwhile would read as a difference; with fewer than
     ``min_latency_samples`` per version the latency rules refuse (nothing measured).
 
-    The ratio is not decided on those: a shadow's latency is timed in a deprioritised
-    worker thread, the champion's on the request path (the same artefact read 4.26x). It
-    is decided by replaying the newest recorded requests through fresh sessions of both
+    The ratio and the cap are not decided on those: a shadow's latency is timed in a
+    deprioritised worker thread, the champion's on the request path (the same artefact
+    read 4.26x, and 2.12 against 0.66 ms p99 under a cap of twice the champion's). They
+    are decided by replaying the newest recorded requests through fresh sessions of both
     versions, taking turns in one thread (:mod:`._latency_replay`): up to
     ``latency_replay_runs`` runs each, stopping once ``latency_replay_s`` have passed
-    with ``min_latency_samples`` done. Only when the replay cannot run (an artefact
-    missing, no request of the model's features recorded) is the ratio read from the
-    recorded latencies, each version's in its role, as above. ``max_latency_p99_s``
-    caps the challenger's recorded (live) p99.
+    with ``min_latency_samples`` done. ``max_latency_p99_s`` caps the challenger's
+    replayed p99, timed as the request path times the champion's (the run alone), as
+    the serving-cost screen of a re-tuning predicts against the cap. Only when the
+    replay cannot run (an artefact missing, no request of the model's features
+    recorded), or is not made (a preview, a decision that does not promote), are both
+    read from the recorded latencies, each version's in its role, as above; a refusal
+    by the cap names the figure it read.
 
     ``max_error_rate`` caps the share of the challenger's runs that failed (raised,
     stopped at ``scoring.run_timeout_s``, answered non-finite values or the wrong shape),

@@ -1,6 +1,6 @@
 """The serving guardrails a winning challenger must pass before it is promoted: latency
-(a replay, else the recorded latencies), memory, ONNX parity and the share of its shadow
-runs that failed (see :class:`~tunewatch.comparison.GuardrailSettings`)."""
+ratio and cap (on a replay, else the recorded latencies), memory, ONNX parity and the
+share of its shadow runs that failed (see :class:`~tunewatch.comparison.GuardrailSettings`)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from tunewatch._artefacts import ArtefactStore
 from tunewatch._version_metadata import recorded_parity_error
 from tunewatch.comparison._config import ComparisonConfig, GuardrailSettings
 from tunewatch.comparison._latency_replay import (
+    ReplayedLatency,
     ReplayTimedOut,
     ReplayUnavailable,
     replay_latency,
@@ -48,10 +49,11 @@ class Guardrails:
         replay: bool = True,
     ) -> CheckedGuardrails:
         """The serving guardrails of ``challenger`` against ``champion`` as recorded now,
-        the latency ratio as a replay measures it now (see :meth:`_latency_ratio`).
-        Without ``replay`` (a page's preview of an open test: up to
-        ``latency_replay_s`` per challenger and view) the ratio is not checked; a note
-        gives the recorded one."""
+        the latency ratio and cap on the p99s a replay measures now (see
+        :meth:`_latency_ratio` and :meth:`_latency_cap`). Without ``replay`` (a page's
+        preview of an open test: up to ``latency_replay_s`` per challenger and view) the
+        ratio is not checked, a note giving the recorded one, and the cap reads the
+        recorded p99, its refusal saying so."""
         rules = settings.guardrails
         target = self.store.get_version(model, challenger)
         violations: list[str] = []
@@ -78,12 +80,31 @@ class Guardrails:
         counts = {
             v: int(latencies.get(v, np.empty(0)).size) for v in (champion.version, challenger)
         }
-        ratio = None
-        if replay:
-            ratio = self._latency_ratio(
-                model, champion, target, rules, p99, counts, violations, notes
+        latency_rules = (rules.max_latency_p99_ratio, rules.max_latency_p99_s)
+        replayed = (
+            self._replay(model, champion, target, rules)
+            if replay and any(r is not None for r in latency_rules)
+            else None
+        )
+        if isinstance(replayed, ReplayTimedOut):  # measured, not unmeasured: no fallback
+            violations.append(
+                f"latency: {replayed}; its p99 is at least the deadline, where the recorded "
+                "latencies hold only the runs that finished"
             )
-        elif rules.max_latency_p99_ratio is not None:
+        elif isinstance(replayed, ReplayedLatency):
+            subject = "latency" if rules.max_latency_p99_ratio is None else "latency ratio"
+            notes.append(replayed.note(champion.version, challenger, subject=subject))
+        why = (
+            f"the replay could not run: {replayed}"
+            if isinstance(replayed, ReplayUnavailable)
+            else "not replayed: a preview, or a decision that does not promote"
+        )
+        ratio = None
+        if replay and not isinstance(replayed, ReplayTimedOut):
+            ratio = self._latency_ratio(
+                model, champion, target, rules, replayed, why, p99, counts, violations, notes
+            )
+        elif not replay and rules.max_latency_p99_ratio is not None:
             recorded = (
                 f"{p99[challenger] / p99[champion.version]:.3g}x"
                 if champion.version in p99 and challenger in p99
@@ -93,13 +114,8 @@ class Guardrails:
                 "latency ratio not checked in this preview: it is decided on a replay when "
                 f"the test decides (recorded, a shadow timed in a worker thread: {recorded})"
             )
-        capped = rules.max_latency_p99_s is not None
-        if capped and challenger not in p99:
-            violations.append(
-                f"latency: need {rules.min_latency_samples} recorded latencies of "
-                f"v{challenger} since it was registered for `max_latency_p99_s`, got "
-                f"{counts[challenger]}"
-            )
+        if rules.max_latency_p99_s is not None and not isinstance(replayed, ReplayTimedOut):
+            self._latency_cap(challenger, rules, replayed, why, p99, counts[challenger], violations)
         memory = {v.version: v.load_memory_bytes for v in (champion, target)}
         memory_rules = rules.max_memory_ratio is not None or rules.max_memory_bytes is not None
         if memory_rules and any(not m for m in memory.values()):
@@ -134,7 +150,7 @@ class Guardrails:
             replace(
                 rules.limits(),
                 max_latency_p99_ratio=None,
-                max_latency_p99_s=rules.max_latency_p99_s if challenger in p99 else None,
+                max_latency_p99_s=None,  # on the figure it was decided on, above
             ),
             champion=ServingProfile(
                 latency_p99_s=p99.get(champion.version, 1.0),
@@ -182,34 +198,17 @@ class Guardrails:
                 f"`{tally.last_failure}`"
             )
 
-    def _latency_ratio(
-        self,
-        model: str,
-        champion: VersionRow,
-        target: VersionRow,
-        rules: GuardrailSettings,
-        recorded: dict[int, float],
-        counts: dict[int, int],
-        violations: list[str],
-        notes: list[str],
-    ) -> tuple[float, float] | None:
-        """The champion's and the challenger's p99 the latency ratio is decided on, noted
-        with how they were measured; ``None`` when it is switched off or not measured.
-
-        A replay of the newest recorded requests (:func:`replay_latency`) measures them
-        like for like: the recorded ones are not (the same artefact as champion and as
-        shadow read 4.26x, refused). A champion scored elsewhere (mirror mode) is
-        replayed too when its artefact loads: its ratio was not checked at all, and a
-        much slower winner promoted. Only when the replay cannot run are the ``recorded``
-        p99s used (each version's in its role), as they were before; then a mirrored
-        champion's ratio is not checked, and too few recorded latencies refuse. A replayed
-        run of the challenger stopped at ``scoring.run_timeout_s`` is a violation, not a
-        replay that could not run: the recorded latencies leave such runs out, and a
-        challenger looping past the deadline on 2.5% of rows read p99 0.8 ms from them."""
-        if rules.max_latency_p99_ratio is None:
-            return None
+    def _replay(
+        self, model: str, champion: VersionRow, target: VersionRow, rules: GuardrailSettings
+    ) -> ReplayedLatency | ReplayUnavailable | ReplayTimedOut:
+        """Both versions' p99 by a replay of the newest recorded requests
+        (:func:`replay_latency`), which the latency ratio and the cap are decided on; what
+        stopped it otherwise. A replayed run of the challenger stopped at
+        ``scoring.run_timeout_s`` is not a replay that could not run: the recorded
+        latencies leave such runs out, and a challenger looping past the deadline on 2.5%
+        of rows read p99 0.8 ms from them."""
         try:
-            replayed = replay_latency(
+            return replay_latency(
                 self.store,
                 self._artefacts(),
                 champion,
@@ -219,17 +218,81 @@ class Guardrails:
                 min_runs=rules.min_latency_samples,
                 run_timeout_s=self.config.scoring.run_timeout_s,
             )
-        except ReplayTimedOut as exc:  # measured, not unmeasured: no recorded fallback
-            violations.append(
-                f"latency: {exc}; its p99 is at least the deadline, where the recorded "
-                "latencies hold only the runs that finished"
-            )
-            return None
+        except ReplayTimedOut as exc:
+            return exc
         except ReplayUnavailable as exc:
-            why = f"the replay could not run: {exc}"
-            logger.warning("model=%s latency ratio of v%d: %s", model, target.version, why)
+            logger.warning("model=%s latency replay of v%d: %s", model, target.version, exc)
+            return exc
+
+    def _latency_cap(
+        self,
+        challenger: int,
+        rules: GuardrailSettings,
+        replayed: ReplayedLatency | ReplayUnavailable | None,
+        why: str,
+        recorded: dict[int, float],
+        count: int,
+        violations: list[str],
+    ) -> None:
+        """``max_latency_p99_s`` on the challenger's replayed p99, timed as the request
+        path times the champion's (the run alone) and as the serving-cost screen predicts
+        against the cap; on its recorded p99 only without a replay (``why``), the refusal
+        naming the figure. A shadow's recorded latencies are timed in a deprioritised
+        worker thread: the champion's own artefact as its shadow read p99 2.12 ms against
+        the champion's 0.66 ms, and was refused by a cap of twice the champion's."""
+        if isinstance(replayed, ReplayedLatency):
+            p99, source = replayed.challenger_p99_s, f"v{challenger}'s p99 by replay"
+        elif challenger in recorded:
+            p99, source = recorded[challenger], f"v{challenger}'s recorded p99; {why}"
         else:
-            notes.append(replayed.note(champion.version, target.version))
+            violations.append(
+                f"latency: need {rules.min_latency_samples} recorded latencies of "
+                f"v{challenger} since it was registered for `max_latency_p99_s`, got "
+                f"{count}; {why}"
+            )
+            return
+        violations += [
+            f"{v} ({source})"
+            for v in check_guardrails(
+                GuardrailConfig(
+                    max_latency_p99_ratio=None,
+                    max_latency_p99_s=rules.max_latency_p99_s,
+                    max_memory_ratio=None,
+                    max_memory_bytes=None,
+                    max_parity_error=None,
+                ),
+                champion=ServingProfile(latency_p99_s=1.0, memory_bytes=1),
+                challenger=ServingProfile(latency_p99_s=p99, memory_bytes=1),
+                parity_error=0.0,
+            ).violations
+        ]
+
+    def _latency_ratio(
+        self,
+        model: str,
+        champion: VersionRow,
+        target: VersionRow,
+        rules: GuardrailSettings,
+        replayed: ReplayedLatency | ReplayUnavailable | None,
+        why: str,
+        recorded: dict[int, float],
+        counts: dict[int, int],
+        violations: list[str],
+        notes: list[str],
+    ) -> tuple[float, float] | None:
+        """The champion's and the challenger's p99 the latency ratio is decided on;
+        ``None`` when it is switched off or not measured.
+
+        A replay (:meth:`_replay`) measures them like for like: the recorded ones are not
+        (the same artefact as champion and as shadow read 4.26x, refused). A champion
+        scored elsewhere (mirror mode) is replayed too when its artefact loads: its ratio
+        was not checked at all, and a much slower winner promoted. Only when the replay
+        cannot run (``why``) are the ``recorded`` p99s used (each version's in its role),
+        noted; then a mirrored champion's ratio is not checked, and too few recorded
+        latencies refuse."""
+        if rules.max_latency_p99_ratio is None:
+            return None
+        if isinstance(replayed, ReplayedLatency):
             return replayed.champion_p99_s, replayed.challenger_p99_s
         challenger = target.version
         if champion.version in recorded and challenger in recorded:

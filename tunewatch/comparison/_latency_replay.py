@@ -49,11 +49,12 @@ class ReplayedLatency:
     requests: int
     elapsed_s: float
 
-    def note(self, champion: int, challenger: int) -> str:
-        """The replay as the decision records it (its evidence and audit notes)."""
+    def note(self, champion: int, challenger: int, *, subject: str = "latency ratio") -> str:
+        """The replay as the decision records it (its evidence and audit notes), for
+        ``subject``: the latency ratio, or the latency (the cap alone)."""
         ratio = self.challenger_p99_s / self.champion_p99_s
         return (
-            f"latency ratio by replay: v{challenger} p99 {self.challenger_p99_s:.6g} s is "
+            f"{subject} by replay: v{challenger} p99 {self.challenger_p99_s:.6g} s is "
             f"{ratio:.3g}x v{champion}'s {self.champion_p99_s:.6g} s over the newest "
             f"{self.requests} recorded requests, each the median of its up to "
             f"{-(-self.runs // self.requests)} runs ({self.runs} runs each, interleaved in one "
