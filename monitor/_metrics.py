@@ -337,8 +337,11 @@ class ServingMetrics:
         )
         self.latency_p99 = Gauge(
             "tunewatch_version_latency_p99_seconds",
-            "p99 scoring latency per version over the latest window.",
-            ["model", "version", "hyperparameter_set"],
+            "p99 scoring latency per version over the latest window, by the role it "
+            "answered in (champion: on the request path; challenger: its shadow runs, "
+            "timed in a deprioritised worker, a live split's arm, requests naming it); "
+            "kept across a promotion for the versions still served.",
+            ["model", "version", "hyperparameter_set", "role"],
             registry=None,
         )
         self.alarm = Gauge(
@@ -475,6 +478,22 @@ class ServingMetrics:
             method, statistic, drifted = measured
             self.feature_drift.labels(model, feature, method).set(statistic)
             self.feature_drifted.labels(model, feature).set(int(drifted))
+
+    def set_latency_p99(self, model: str, p99s: Mapping[tuple[str, str, str], float]) -> None:
+        """Export ``model``'s p99 latencies as ``p99s`` holds them, keyed by (version,
+        hyperparameter set, role), and remove its other series: one pass over the
+        gauge's series (a version's roles each have one)."""
+        for (version, hp, role), p99 in p99s.items():
+            self.latency_p99.labels(model, version, hp, role).set(p99)
+        stale: list[tuple[str, str, str]] = []
+        for metric in self.latency_p99.collect():
+            for sample in metric.samples:
+                labels = sample.labels
+                key = (labels["version"], labels["hyperparameter_set"], labels["role"])
+                if labels["model"] == model and key not in p99s:
+                    stale.append(key)
+        for version, hp, role in stale:
+            self.latency_p99.remove(model, version, hp, role)
 
     def track_queue_depth(self, depth: Callable[[], float]) -> None:
         self.shadow_queue_depth.set_function(depth)

@@ -35,6 +35,7 @@ from tunewatch._config import ModelConfig
 from tunewatch._evaluation_estimate import export_estimate, forget_estimate
 from tunewatch._evaluation_history import latest as stored_last
 from tunewatch._evaluation_history import verdicts
+from tunewatch._evaluation_telemetry import export_latency_p99
 from tunewatch._policies import Decision, EventPolicy, Evidence, decide, evaluation_policies
 from tunewatch.store import EvaluationRow, Event, ModelRow, Store, VersionRow
 
@@ -227,11 +228,13 @@ def export_stored(
     taken the scheduler lease, so that the series go on across a restart or a failover.
 
     A kind switched off, or whose latest verdict is of another version (the champion
-    changed since), exports no figure and its alarm is 0, as its next run would say. A
+    changed since), exports no figure and its alarm is 0, as its next run would say. The
+    telemetry is per version, not per champion: its latest verdict, whatever champion it
+    was stored under, exports the p99 of the versions still served (the line-up). A
     figure the verdict does not record is not exported: a drift score that was not
     finite (stored as null), the estimate's realised accuracy of a window whose labels
-    had not come, and the label delay of a verdict stored before it recorded its
-    exported figure."""
+    had not come, the label delay of a verdict stored before it recorded its exported
+    figure, and the p99 of a verdict stored before it read each role."""
     name = model.name
     champion = store.champion(name)
     version = champion.version if champion else None
@@ -248,9 +251,6 @@ def export_stored(
         metrics.alarm.labels(name, policy.event).set(int(_holds(policy, decision, newest)))
         if newest is not None and enabled.get(policy.kind, False):
             latest[policy.kind] = newest
-    telemetry = stored_last(store, name, "telemetry")
-    if telemetry is not None and telemetry.version == version:
-        latest["telemetry"] = telemetry
     metrics.forget(metrics.objective_realised, model=name, keep={str(version)})
     forget_estimate(metrics, name, keep={str(version)})
     _export_drift(metrics, model, latest.get("drift"))
@@ -268,14 +268,14 @@ def export_stored(
             metrics.forget(gauge, model=name)
         else:
             gauge.labels(name).set(value)
-    p99s: dict[str, tuple[str, float]] = {}
-    if "telemetry" in latest:
-        for v, summary in latest["telemetry"].payload.get("versions", {}).items():
-            if summary.get("p99") is not None:
-                p99s[v] = (summary["hyperparameter_set"], summary["p99"])
-    for v, (hp, p99) in p99s.items():
-        metrics.latency_p99.labels(name, v, hp).set(p99)
-    metrics.forget(metrics.latency_p99, model=name, keep=p99s)
+    # per version, not per champion: the latest verdict whatever champion it was stored
+    # under, of the versions still served (a promotion dropped every version's p99 until
+    # the next run, up to evaluation.interval_s later)
+    telemetry = stored_last(store, name, "telemetry")
+    measured = telemetry.payload.get("versions") if telemetry is not None else None
+    lineup = store.version_lineup(name)
+    served = {str(v) for v in (lineup.champion, *lineup.challengers) if v is not None}
+    export_latency_p99(metrics, name, measured if isinstance(measured, dict) else {}, served=served)
 
 
 def _export_drift(metrics: ServingMetrics, model: ModelRow, row: EvaluationRow | None) -> None:
