@@ -334,6 +334,14 @@ def decay_page(model: str, request: Request) -> Response:
 # -- latency and memory -----------------------------------------------------------------------
 
 
+_TIMED_AS = (
+    '<p class="muted">Timed as champion: on the request path. As challenger: a shadow\'s '
+    "runs in the deprioritised worker thread (several times slower for the same artefact), "
+    "a live split's arm, requests naming the version. Compare rows timed alike; promotion's "
+    "latency guardrails replay both versions alike.</p>"
+)
+
+
 @router.get("/models/{model}/telemetry")
 def telemetry_page(model: str, request: Request) -> Response:
     def render(who: Principal) -> str:
@@ -359,6 +367,7 @@ def telemetry_page(model: str, request: Request) -> Response:
             [
                 e(f"v{c['version']}"),
                 e(c["stage"]),
+                e(c["role"]),
                 f'<code title="{e(c["hyperparameter_set"])}">'
                 f"{e(str(c['hyperparameter_set'])[:12])}</code>",
                 pre(c["hyperparameters"]),
@@ -388,6 +397,7 @@ def telemetry_page(model: str, request: Request) -> Response:
                 [
                     "version",
                     "stage",
+                    "timed as",
                     "hyperparameter set",
                     "hyperparameters",
                     "p50 ms",
@@ -398,6 +408,7 @@ def telemetry_page(model: str, request: Request) -> Response:
                 ],
                 rows,
             )
+            + _TIMED_AS
             + _svg.bar_chart(groups, ms, y_label="latency (ms)", label="latency per set")
             + _svg.bar_chart(groups, mem, y_label="MiB", label="load memory per set")
             + "<h2>p99 latency over time</h2>"

@@ -257,6 +257,9 @@ def telemetry(
                 "p90_s": finite_float(item.get("p90")),
                 "p99_s": finite_float(item.get("p99")),
                 "n": item.get("n"),
+                # the role the figures were timed in; none in a verdict stored before
+                # roles were read (its figures mixed them)
+                "role": item.get("role") if item.get("role") in _ROLES else None,
                 "memory_bytes": item.get("memory_bytes"),
                 "window_end": _iso(ref.window_end) if ref else None,
             }
@@ -268,6 +271,9 @@ def telemetry(
         "history_versions": list(drawn),
         "versions_left_out": len(served - drawn.keys()),
     }
+
+
+_ROLES = ("champion", "challenger")
 
 
 def _vkey(item: tuple[str, Any]) -> tuple[int, str]:
