@@ -17,6 +17,8 @@ migration under ``migrations/versions``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -51,6 +53,9 @@ from ._schema_types import UTCDateTime as UTCDateTime
 from ._schema_types import _EventId, _in
 from ._schema_types import metadata as metadata
 from ._types import ROLES, SOURCES, STAGES, TASKS
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine.default import DefaultExecutionContext
 
 models = Table(
     "models",
@@ -225,11 +230,23 @@ audit_head = Table(
     CheckConstraint("id = 1", name="single_row"),
 )
 
+
+def _token_name_key(context: DefaultExecutionContext) -> str:
+    """A token's ``name_key`` from its ``name``, for an insert that does not give it."""
+    from ._tokens import token_name_key  # _tokens writes this table: it imports this module
+
+    row = context.get_current_parameters()  # type: ignore[no-untyped-call]  # SQLAlchemy's
+    return token_name_key(row["name"])
+
+
+# A token's name, and its key: the name NFKC- and case-folded, hashed (_tokens.token_name_key),
+# so that one name is taken however Unicode spells it (revision 0022).
 api_tokens = Table(
     "api_tokens",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("name", String(100), nullable=False, unique=True),
+    Column("name_key", String(64), nullable=False, unique=True, default=_token_name_key),
     Column("role", String(32), nullable=False),
     Column("token_hash", String(64), nullable=False, unique=True),
     Column("created_at", UTCDateTime, nullable=False),

@@ -9,10 +9,17 @@ person to the rule that a requester may not decide their own approval
 (:func:`~._governance.person`). A name is never reused (the audit log names one token per
 actor), so revoking a token and creating another was the only way to replace a secret, and
 the new name was another person, who could approve the old one's request.
+
+Nor is a name that reads as one already taken: each token stores its name's key
+(:func:`token_name_key`, the name NFKC- and case-folded), unique in the database, so
+``jose`` + a combining acute (NFD) is refused beside a precomposed ``josé`` (NFC), and
+``Alice`` beside ``alice``, however concurrently they are created. Letters of other
+scripts that only look alike (Cyrillic ``а`` for Latin ``a``) are not folded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -45,7 +52,7 @@ JOB_ACTOR_PREFIX = JOB_ACTORS.removesuffix("*")
 def reads_as_bootstrap(name: str) -> bool:
     """Whether ``name`` reads as a name of the bootstrap admin without being one
     (``bootstrap-admin-٣``, ``Bootstrap-Admin``): NFKC- and case-folded, it is one."""
-    folded = _folded(name)
+    folded = fold_token_name(name)
     return not BOOTSTRAP_NAME.fullmatch(name) and bool(_READS_AS_BOOTSTRAP.fullmatch(folded))
 
 
@@ -61,12 +68,22 @@ def reads_as_daemon_actor(name: str) -> bool:
     """Whether ``name`` reads as an actor the daemon itself audits as: NFKC- and
     case-folded, it is one of :data:`DAEMON_ACTORS` (``System``) or begins with
     :data:`JOB_ACTOR_PREFIX` (``job:7``, ``Job：7``)."""
-    folded = _folded(name)
+    folded = fold_token_name(name)
     return folded in DAEMON_ACTORS or folded.startswith(JOB_ACTOR_PREFIX)
 
 
-def _folded(name: str) -> str:
-    return unicodedata.normalize("NFKC", name).casefold()
+def fold_token_name(name: str) -> str:
+    """``name`` as the rules on token names read it: NFKC-normalised and case-folded
+    (``Ｊosé``, ``JOSE`` + a combining acute → ``josé``), normalised again, since case
+    folding may decompose a letter (``ǰ``) that NFKC composes."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+
+
+def token_name_key(name: str) -> str:
+    """The key that makes a token's name taken (``api_tokens.name_key``, unique): the
+    sha256 hex of :func:`fold_token_name`, of a fixed length whatever the name's folding
+    expands it to (NFKC makes 18 characters of ``ﷺ``)."""
+    return hashlib.sha256(fold_token_name(name).encode("utf-8")).hexdigest()
 
 
 def add_token(
@@ -95,7 +112,11 @@ def add_token(
     as (``tunewatch``, ``System``, ``job:7``: :func:`reads_as_daemon_actor`): what is done
     with the token would read as done by the daemon; and one that reads as a rotation's
     (``root#2``, ``root#٣``: :func:`reads_as_rotated`), which only :func:`rotate_token`
-    gives: it would be ``root`` to the same-person rule without being their token."""
+    gives: it would be ``root`` to the same-person rule without being their token.
+
+    A name that reads as a token's already stored, revoked or not (:func:`token_name_key`
+    the same: ``josé`` precomposed or decomposed, ``Alice`` and ``alice``), is refused
+    (``ConflictError``, ``token_exists``), as the name itself is."""
     if len(token_hash) != 64:
         raise ValueError(f"`token_hash` must be a 64-character sha256 hex, got {len(token_hash)}")
     _check_name(name, bootstrap=bootstrap)
@@ -150,20 +171,35 @@ def _store_token(
     actor: str,
     details: Mapping[str, Any] | None,
 ) -> TokenRow:
-    """Insert a token whose name was checked, and audit it (``create_token``)."""
+    """Insert a token whose name was checked, and audit it (``create_token``); refuse
+    (``token_exists``) a name whose key a token holds."""
+    key = token_name_key(name)
     # one statement: a check before the insert read nothing on PostgreSQL while another
     # transaction held an uncommitted token of the name, and the insert then hit the
-    # unique index with the driver's message
+    # unique index with the driver's message. The key is the arbiter: a token of the
+    # same name holds the same key (of those stored with lookalikes before revision
+    # 0022, the first holds the name's key)
     token_id = conn.execute(
         dialect_insert(conn, api_tokens)
-        .values(name=name, role=role, token_hash=token_hash, created_at=utcnow())
-        .on_conflict_do_nothing(index_elements=[api_tokens.c.name])
+        .values(name=name, name_key=key, role=role, token_hash=token_hash, created_at=utcnow())
+        .on_conflict_do_nothing(index_elements=[api_tokens.c.name_key])
         .returning(api_tokens.c.id)
     ).scalar_one_or_none()
     if token_id is None:
+        taken = conn.execute(
+            select(api_tokens.c.name).where(api_tokens.c.name_key == key)
+        ).scalar_one_or_none()
+        if taken is None or taken == name:
+            raise ConflictError(
+                f"an API token named {name!r} exists (a revoked token keeps its name, so "
+                "that the audit log names one token per actor): choose another name",
+                code="token_exists",
+            )
         raise ConflictError(
-            f"an API token named {name!r} exists (a revoked token keeps its name, so that "
-            "the audit log names one token per actor): choose another name",
+            f"an API token named {taken!r} exists, and {name!r} reads as that name once "
+            f"Unicode compatibility forms and case are folded ({name!a} beside {taken!a}); "
+            "a revoked token keeps its name, so that the audit log names one token per "
+            "actor: choose another name",
             code="token_exists",
         )
     append_audit_in(

@@ -6,6 +6,7 @@ import pytest
 
 from tunewatch._errors import ConflictError, InvalidValueError
 from tunewatch.store import Store
+from tunewatch.store._tokens import token_name_key
 
 
 @pytest.mark.parametrize(
@@ -64,10 +65,10 @@ def test_a_token_name_taken_by_a_concurrent_writer_is_token_exists(
         with engine.connect() as other:
             other.execute(
                 sa.text(
-                    "INSERT INTO api_tokens (name, role, token_hash, created_at) "
-                    "VALUES ('tok', 'viewer', :h, CURRENT_TIMESTAMP)"
+                    "INSERT INTO api_tokens (name, name_key, role, token_hash, created_at) "
+                    "VALUES ('tok', :k, 'viewer', :h, CURRENT_TIMESTAMP)"
                 ),
-                {"h": "1" * 64},
+                {"k": token_name_key("tok"), "h": "1" * 64},
             )
             adder = threading.Thread(target=add)
             adder.start()
