@@ -1,4 +1,5 @@
-"""Optuna's log of a trial the objective failed on purpose (:class:`FailTrial`), on one line.
+"""Optuna's log of a trial the objective failed on purpose (:class:`FailTrial`), or one
+Ctrl-C interrupted (``KeyboardInterrupt``), on one line.
 
 :meth:`StudyHandle.optimize <retune._optuna._handles.StudyHandle.optimize>` lets Optuna
 catch :class:`FailTrial`: a trial vetoed for its fold spread, given up beyond
@@ -7,8 +8,11 @@ with the exception's traceback, then a second line ``Trial N failed with value N
 on a terminal those broke the CLI's progress bar, once per such trial, and read as a
 crash. A ``FailTrial`` is tunewatch's own control flow, and its message is the reason
 (an unexpected error in a trial is logged with its traceback by :mod:`retune._study`
-before it becomes one). :class:`FailTrialLogFilter` keeps Optuna's first line (the trial,
-its parameters and that reason) without the traceback, and drops the second.
+before it becomes one). A ``KeyboardInterrupt`` is the operator's Ctrl-C, which Optuna
+catches, logs so, and raises again: the CLI ends with ``tunewatch: interrupted``, and a
+traceback through scikit-learn before it read as a crash too.
+:class:`FailTrialLogFilter` keeps Optuna's first line (the trial, its parameters and that
+reason) without the traceback, and drops the second.
 """
 
 from __future__ import annotations
@@ -24,11 +28,14 @@ OPTIMIZE_LOGGER = "optuna.study._optimize"
 
 _FAILED = re.compile(r"Trial (\d+) failed with parameters")
 
+#: What a trial ends with that is no crash, logged without its traceback.
+_ON_PURPOSE = (FailTrial, KeyboardInterrupt)
+
 
 class FailTrialLogFilter(logging.Filter):
-    """Strips the traceback from Optuna's record of a caught :class:`FailTrial`, and
-    drops the ``Trial N failed with value None.`` record Optuna logs next (in the same
-    thread, as the very next record of its logger)."""
+    """Strips the traceback from Optuna's record of a caught :class:`FailTrial` or
+    ``KeyboardInterrupt``, and drops the ``Trial N failed with value None.`` record
+    Optuna logs next (in the same thread, as the very next record of its logger)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -38,7 +45,7 @@ class FailTrialLogFilter(logging.Filter):
         follow_up = getattr(self._pending, "follow_up", None)
         self._pending.follow_up = None
         exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, FailTrial):
+        if isinstance(exc, _ON_PURPOSE):
             record.exc_info = None
             record.exc_text = None
             found = _FAILED.match(record.getMessage())

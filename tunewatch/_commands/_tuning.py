@@ -88,8 +88,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         # version first and finishes the job, or claimed it since this one was stopped)
         elsewhere = registered_version(store, job) if job.status == "running" else None
     except KeyboardInterrupt:
+        # Ctrl-C: the runner queued the job again. Raised on for the entry point, which
+        # ends this command as every other: `tunewatch: interrupted`, exit 130
         print(f"\njob {args.job} interrupted: queued again for the next worker", file=sys.stderr)
-        return 130
+        raise
     finally:
         store.close()
     print(file=sys.stderr)
