@@ -337,6 +337,9 @@ class Daemon:
         """One turn of the refresh loop, a loop boundary: a failure is logged (once an
         outage, :class:`OutageLog`) and the current lineups stay served."""
         try:
+            # a model this config regulates that a replica whose config does not list it
+            # added since: regulated before its lineup is served here
+            self.registry.regulate_configured()
             changed = self.runtime.refresh()
         except Exception as exc:  # the loop's boundary: logged with its traceback, counted
             self._refresh_outage.failed(exc)

@@ -91,19 +91,27 @@ class Registry:
         # Models the config regulates are created regulated: the store's flag is what a
         # process whose config does not list the model goes by.
         self._regulated = frozenset(regulated_models)
+        # those found regulated in the store, not read again: regulation only tightens
+        self._found_regulated: set[str] = set()
 
     def regulate_configured(self, *, actor: str = "tunewatch") -> list[str]:
         """Mark regulated in the store every existing model the config regulates whose
         stored flag is false (each audited); returns their names. A daemon does this when
-        it starts, so that a replica whose config does not list a model applies the rule."""
+        it starts, so that a replica whose config does not list a model applies the rule,
+        and at every turn of its refresh loop, for a model such a replica added since
+        (stored unregulated, it stayed so until this daemon restarted). A model found
+        regulated is not read again; one the store lacks is, a read per turn."""
         tightened = []
-        for name in sorted(self._regulated):
+        for name in sorted(self._regulated - self._found_regulated):
             existing = self._existing_model(name)
-            if existing is None or existing.regulated:
+            if existing is None:
                 continue
-            if self._store.regulate_model(name, actor=actor, reason=CONFIG_REASON):
+            if not existing.regulated and self._store.regulate_model(
+                name, actor=actor, reason=CONFIG_REASON
+            ):
                 logger.info("model=%s is now regulated in the store: %s", name, CONFIG_REASON)
                 tightened.append(name)
+            self._found_regulated.add(name)
         return tightened
 
     def register(

@@ -831,3 +831,30 @@ def test_a_classifier_s_reference_scores_must_be_probabilities(
                 )
     finally:
         daemon.close()
+
+
+def test_a_model_another_replica_adds_is_regulated_at_this_daemon_s_next_refresh(
+    trained: list[ExampleModel], tmp_path: Path, store_url: str
+) -> None:
+    """A daemon whose config regulates a model the store did not hold yet regulated it
+    only when it started: a replica whose config does not list the model registered it
+    unregulated, and it stayed so (its promotions waited for no approver) until the
+    regulating daemon restarted. Its refresh loop, which sees the new lineup, regulates it."""
+    regulating = _daemon(tmp_path, store_url, regulates=True)
+    try:
+        replica = _daemon(tmp_path, store_url, regulates=False)
+        try:
+            replica.registry.register(
+                "loans", trained[0].onnx, trained[0].metadata, actor="t", stage="champion"
+            )
+            replica.registry.register("other", trained[0].onnx, trained[0].metadata, actor="t")
+        finally:
+            replica.close()
+        assert regulating.store.get_model("loans").regulated is False
+        regulating._refresh_once()
+        assert regulating.store.get_model("loans").regulated is True
+        assert regulating.store.get_model("other").regulated is False
+        [entry] = regulating.store.audit_log(action="regulate_model")
+        assert (entry.actor, entry.target) == ("tunewatch", "loans")
+    finally:
+        regulating.close()
