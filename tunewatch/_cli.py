@@ -41,6 +41,7 @@ from tunewatch._commands import (
     cmd_tokens,
     cmd_worker,
 )
+from tunewatch._entry import interrupted
 from tunewatch._errors import TunewatchError
 from tunewatch.store import MAX_ACTOR_LENGTH, MAX_ID, MAX_REASON_LENGTH, valid_actor
 
@@ -54,6 +55,14 @@ DOMAIN_ERRORS: tuple[type[Exception], ...] = (
     ShadowError,
     RetuneError,
 )
+
+#: The commands whose process goes on past a failed store operation, the daemon's: they log
+#: the store's warnings (:data:`_STORE_OUTAGE_LOGGER`) as they come.
+_RUNNING_ON: tuple[Callable[[argparse.Namespace], int], ...] = (cmd_serve, cmd_worker, cmd_demo)
+
+#: The logger of the store's throttled "database unavailable" warnings.
+_STORE_OUTAGE_LOGGER = "tunewatch.store._engine"
+
 _ONE_LINE_ERRORS: tuple[type[Exception], ...] = (
     TunewatchError,
     *DOMAIN_ERRORS,
@@ -463,8 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         # Ctrl-C: a store write in progress was rolled back by its session scope; a
         # traceback from wherever the command was says nothing more.
-        print("tunewatch: interrupted", file=sys.stderr)
-        return 130
+        return interrupted()
     except BrokenPipeError:
         # The reader went away (`| head`, a pager quit): not the command's failure. Output
         # still buffered goes nowhere, so that the flush at exit does not raise again.
@@ -488,6 +496,13 @@ def _run(argv: Sequence[str] | None) -> int:
         # one line for the whole migration)
         for name in ("httpx", "apscheduler", "alembic"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    # The store's "database unavailable" warning is for a process that goes on past the
+    # failure (the daemon answers a request 503 without the driver's text); a command
+    # stops and prints the error itself, and printed it twice, the warning first.
+    outages = logging.getLogger(_STORE_OUTAGE_LOGGER)
+    level = outages.level
+    if not args.verbose and args.func not in _RUNNING_ON:
+        outages.setLevel(logging.ERROR)
     try:
         return int(args.func(args))
     except BrokenPipeError:
@@ -495,6 +510,8 @@ def _run(argv: Sequence[str] | None) -> int:
     except _ONE_LINE_ERRORS as exc:
         print(failure_line(exc), file=sys.stderr)
         return 2
+    finally:
+        outages.setLevel(level)  # main runs in-process in tests, and logs to their handler
 
 
 def failure_line(exc: BaseException) -> str | None:
@@ -503,12 +520,28 @@ def failure_line(exc: BaseException) -> str | None:
     ``None`` for any other, a bug whose traceback says where (and a reader gone away,
     which :func:`main` answers)."""
     if isinstance(exc, TunewatchError):
-        return f"tunewatch: error: {exc.message}"
+        return f"tunewatch: error: {_one_line(exc.message)}"
     if isinstance(exc, BrokenPipeError):
         return None
     if isinstance(exc, _ONE_LINE_ERRORS):
-        return f"tunewatch: error: {exc}"
+        return f"tunewatch: error: {_one_line(str(exc))}"
     return None
+
+
+def _one_line(message: str) -> str:
+    """``message`` on one line: its lines, stripped, joined by "; " (by a space after a
+    line that ends in punctuation). A driver's text breaks lines (psycopg's "…refused",
+    a newline and a tab, "Is the server running…"), as does a configuration's list of
+    errors ("invalid configuration in FILE:", then one indented line per error)."""
+    joined = ""
+    for line in message.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if joined:
+            joined += " " if joined[-1] in ":;,.!?" else "; "
+        joined += line
+    return joined
 
 
 if __name__ == "__main__":
