@@ -7,7 +7,7 @@ own ``CollectorRegistry`` so that several apps (tests, benchmarks) never collide
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE_LATEST
 from prometheus_client import (
@@ -17,8 +17,8 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, Metric
 
+from monitor._collectors import Gated, ReadCounter
 from monitor.drift import METHODS as DRIFT_METHODS
 
 # Inference latencies live between a few microseconds and a few hundred milliseconds, but
@@ -107,7 +107,7 @@ class ServingMetrics:
             ["model", "reason"],
             registry=r,
         )
-        self.shadow_cpu = _ReadCounter(
+        self.shadow_cpu = ReadCounter(
             "tunewatch_shadow_cpu_seconds",
             "CPU time the challengers' shadow workers spent scoring and handing over "
             "outputs; compare its rate with scoring.shadow_cpu_share.",
@@ -239,7 +239,7 @@ class ServingMetrics:
             registry=None,
         )
         r.register(
-            _Gated(
+            Gated(
                 (self.scheduler_leader, self.scheduler_lease_renewed),
                 lambda: self._leads is not None,
             )
@@ -251,7 +251,7 @@ class ServingMetrics:
         # running no scheduler) drops the figures an evaluation asked of it exported, as
         # the alert rules take the ``max`` over replicas and would read them for ever.
         # Read through :attr:`exports_evaluation`, which the lease gates as well. The
-        # figures (and the streaks) are collected through one _Gated collector (below).
+        # figures (and the streaks) are collected through one Gated collector (below).
         self._exports_evaluation = False
         self.drift_share = Gauge(
             "tunewatch_drift_share",
@@ -360,7 +360,8 @@ class ServingMetrics:
             "and the estimate not evaluated), a comparison run's comparison, and "
             "<job>_failed for a scheduled job that failed "
             "(evaluate_failed, compare_failed, retune_schedule_failed, retune_owed_failed; "
-            "launch_jobs_failed under model -), and <job>_skipped for a run not started "
+            "launch_jobs_failed, export_tuning_failed under model -), and <job>_skipped "
+            "for a run not started "
             "because the job's previous run was still going (evaluate_skipped, "
             "compare_skipped, ...; launch_jobs_skipped under model -).",
             ["model", "outcome"],
@@ -384,10 +385,50 @@ class ServingMetrics:
             ["model", "outcome"],
             registry=None,
         )
+        # -- re-tuning jobs (the scheduler's leader, from their rows) ---------------------
+        # One series per running job: the concurrent-job quota bounds them, and a job's are
+        # removed once it ended (tunewatch._tuning_metrics). Its id is `job_id`: Prometheus
+        # gives each target a `job` label, and would rename one exported as `exported_job`.
+        self.tuning_trials = Gauge(
+            "tunewatch_tuning_trials",
+            "Trials a running re-tuning job trained so far, as its max_trials counts them "
+            "(those rejected for their serving cost aside). Exported by the scheduler's "
+            "leader, per running job, until the job ends.",
+            ["model", "job_id"],
+            registry=None,
+        )
+        self.tuning_max_trials = Gauge(
+            "tunewatch_tuning_max_trials",
+            "max_trials of a running re-tuning job (as tunewatch_tuning_trials).",
+            ["model", "job_id"],
+            registry=None,
+        )
+        self.tuning_best_value = Gauge(
+            "tunewatch_tuning_best_value",
+            "Best loss (lower is better) of a running re-tuning job's completed trials; absent "
+            "until one completes (as tunewatch_tuning_trials).",
+            ["model", "job_id"],
+            registry=None,
+        )
+        self.tuning_spent = Gauge(
+            "tunewatch_tuning_spent_seconds",
+            "Seconds a running re-tuning job's study spent, as its workers last recorded after "
+            "a trial and as its budget counts them: clock=wall, while at least one worker "
+            "worked; clock=cpu, all its workers' CPU time (as tunewatch_tuning_trials).",
+            ["model", "job_id", "clock"],
+            registry=None,
+        )
+        self.tuning_budget = Gauge(
+            "tunewatch_tuning_budget_seconds",
+            "Time budget of a running re-tuning job: wall_time_s (clock=wall), cpu_time_s "
+            "(clock=cpu); absent for one it runs without (as tunewatch_tuning_trials).",
+            ["model", "job_id", "clock"],
+            registry=None,
+        )
         # the leader's: not collected from a process that counts itself the leader while
         # its lease has run out by its own clock (its renewals stalled: another process
         # may lead and export its own); a follower's are cleared at each of its ticks
-        r.register(_Gated(self._leader_only, self._shows_evaluation))
+        r.register(Gated(self._leader_only, self._shows_evaluation))
 
         # -- the Alertmanager webhook ----------------------------------------------------
         self.alerts_ignored = Counter(
@@ -442,6 +483,19 @@ class ServingMetrics:
             self.label_delay,
             self.latency_p99,
             self.alarm,
+            *self.tuning_gauges,
+        )
+
+    @property
+    def tuning_gauges(self) -> tuple[Gauge, Gauge, Gauge, Gauge, Gauge]:
+        """The running re-tuning jobs' gauges (trials, max_trials, best value, seconds
+        spent, time budget), each series labelled with its job's model and id (``job_id``)."""
+        return (
+            self.tuning_trials,
+            self.tuning_max_trials,
+            self.tuning_best_value,
+            self.tuning_spent,
+            self.tuning_budget,
         )
 
     @property
@@ -451,10 +505,10 @@ class ServingMetrics:
         return (self.objective_estimated, self.estimate_realised, self.estimate_reference)
 
     def clear_evaluation(self) -> None:
-        """Drop every figure the scheduled evaluation exports, and the scheduled jobs'
-        streaks: a process that does not lead the scheduler (any longer, or at all) stops
-        exporting them, so alert rules taking the ``max`` over replicas read the leader's
-        figures only."""
+        """Drop every figure the scheduled evaluation exports, the scheduled jobs' streaks
+        and the running re-tuning jobs' progress: a process that does not lead the
+        scheduler (any longer, or at all) stops exporting them, so alert rules taking the
+        ``max`` over replicas read the leader's figures only."""
         for gauge in self._leader_only:
             gauge.clear()
 
@@ -542,36 +596,3 @@ class ServingMetrics:
         ]
         for values in stale:
             gauge.remove(*values)
-
-
-class _ReadCounter:
-    """A counter whose value is read from ``read`` when scraped (0 until it is set)."""
-
-    def __init__(self, name: str, documentation: str) -> None:
-        self._name = name
-        self._documentation = documentation
-        self.read: Callable[[], float] = lambda: 0.0
-
-    def describe(self) -> Iterator[Metric]:
-        yield CounterMetricFamily(self._name, self._documentation)
-
-    def collect(self) -> Iterator[Metric]:
-        yield CounterMetricFamily(self._name, self._documentation, value=self.read())
-
-
-class _Gated:
-    """Collects ``metrics`` while ``when()`` holds; otherwise their families without a
-    sample (described, as to a registry checking names, but no series exported)."""
-
-    def __init__(self, metrics: Sequence[Gauge], when: Callable[[], bool]) -> None:
-        self._metrics = tuple(metrics)
-        self._when = when
-
-    def describe(self) -> Iterator[Metric]:
-        for metric in self._metrics:
-            yield from metric.describe()
-
-    def collect(self) -> Iterator[Metric]:
-        show = self._when()
-        for metric in self._metrics:
-            yield from (metric.collect() if show else metric.describe())

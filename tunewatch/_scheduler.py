@@ -104,6 +104,7 @@ from tunewatch._scheduler_jobs import (
 )
 from tunewatch._scheduler_lease import LEASE, Lease, Renewal
 from tunewatch._scheduler_renewal import Renewals
+from tunewatch._tuning_metrics import tuning_task
 from tunewatch.store import Store
 
 __all__ = [
@@ -174,6 +175,8 @@ class Scheduler:
         retention_days = config.recording.retention_days
         if retention_days is not None:
             self.tasks.append(purge_task(store, retention_days, stop=self._stop))
+        if metrics is not None:  # the running re-tuning jobs' progress, on /metrics
+            self.tasks.append(tuning_task(store, metrics, quota=config.tuning.max_concurrent_jobs))
         self.metrics = metrics
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lease = Lease(

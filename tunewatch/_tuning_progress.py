@@ -1,20 +1,23 @@
 """A running tuning job's ties to its row: two background threads — its heartbeat, which
 tells the store the worker is alive, and its progress reporter, which copies the study's
-progress into the job row (the API, metrics and the CLI's progress bar read it there) —
-and the check, between trials, of whether the job was cancelled (:class:`CancelWatch`).
-A store or storage outage fails every heartbeat and report while it lasts: each logs it
-once, and its end (:class:`~tunewatch._outage_log.OutageLog`)."""
+progress into the job row, where the API, the leader's metrics
+(:mod:`tunewatch._tuning_metrics`) and the CLI's progress bar read it — and the check,
+between trials, of whether the job was cancelled (:class:`CancelWatch`). A store or
+storage outage fails every heartbeat and report while it lasts: each logs it once, and
+its end (:class:`~tunewatch._outage_log.OutageLog`)."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from retune import RetuneError, study_progress
 from tunewatch._errors import TunewatchError
 from tunewatch._outage_log import OutageLog
+from tunewatch._tuning_metrics import CLOCKS
 from tunewatch.store import JobRow, Store
 
 logger = logging.getLogger(__name__)
@@ -57,15 +60,18 @@ class Heartbeat:
 
 
 class ProgressReporter:
-    """Copies the study's progress into the job row every second (API, metrics, CLI); a
-    report that fails is skipped, never raised into the job, and logged: an outage of
-    the store or of the study's storage once while it lasts."""
+    """Copies the study's progress into the job row every second (API, metrics, CLI),
+    with the time budget the job runs under (``wall_time_s``, ``cpu_time_s``: ``None``
+    for none), as the worker holding it recorded it in its spec; a report that fails is
+    skipped, never raised into the job, and logged: an outage of the store or of the
+    study's storage once while it lasts."""
 
     def __init__(
         self, store: Store, job_id: int, storage: str, study: str, max_trials: int, callback: Any
     ) -> None:
         self._args = (store, job_id, storage, study, max_trials)
         self._callback = callback
+        self._budget: dict[str, Any] | None = None  # the job's time budget, once read
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="job-progress")
         self._outage = OutageLog(
@@ -103,6 +109,7 @@ class ProgressReporter:
                 "pruned": p.n_pruned,  # by outcome, as the result: not the cost rejections
                 "best_value": p.best_value,
                 "max_trials": max_trials,
+                **self._time_budget(),
             }
             store.update_job_progress(job_id, progress)
             self._outage.succeeded()
@@ -112,6 +119,30 @@ class ProgressReporter:
             self._outage.failed(exc)
         except Exception:  # a report's boundary: it never ends the job it reports on
             logger.exception("job=%d: progress not updated", job_id)
+
+    def _time_budget(self) -> dict[str, Any]:
+        """The job's ``wall_time_s`` and ``cpu_time_s`` as its spec records them (read
+        once recorded; none before: the holding worker records it as it starts tuning)."""
+        if self._budget is None:
+            store, job_id = self._args[0], self._args[1]
+            budget = store.get_job(job_id).spec.get("budget")
+            if not isinstance(budget, dict):
+                return {}
+            self._budget = {key: budget.get(key) for key in ("wall_time_s", "cpu_time_s")}
+        return self._budget
+
+
+def budget_note(progress: Mapping[str, Any]) -> str:
+    """The seconds a job spent, against its time budget where it has one, for the CLI's
+    progress bar: ``"  wall 120/900 s  cpu 38/40 s"``; empty before its runs recorded
+    any."""
+    note = ""
+    for clock, (spent_key, budget_key) in CLOCKS.items():
+        spent, budget = progress.get(spent_key), progress.get(budget_key)
+        if isinstance(spent, int | float):
+            limit = f"/{budget:.0f}" if isinstance(budget, int | float) else ""
+            note += f"  {clock} {spent:.0f}{limit} s"
+    return note
 
 
 class CancelWatch:

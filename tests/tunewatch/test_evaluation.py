@@ -745,7 +745,12 @@ def test_degenerate_windows_are_insufficient_data_and_the_scheduler_survives_fai
         # the broken model failed again and again, and the scheduler kept both jobs
         text = daemon.metrics.exposition().decode()
         _wait(lambda: _failed_evaluations(daemon, "broken") >= 2)
-        assert scheduler.scheduled() == ["evaluate:broken", "evaluate:credit", "leadership"]
+        assert scheduler.scheduled() == [
+            "evaluate:broken",
+            "evaluate:credit",
+            "export_tuning",  # with the daemon's metrics: the running jobs' progress
+            "leadership",
+        ]
         assert "tunewatch_evaluations_total" in text
     finally:
         scheduler.shutdown()

@@ -164,6 +164,11 @@ def test_every_scheduled_job_is_named_after_what_it_runs_and_for_which_model(
     ``Scheduler._guarded.<locals>.run`` in its lines."""
     with overrunning(tmp_path, "evaluate:a") as run:
         jobs = run.scheduler._aps.get_jobs()
-        assert {job.id for job in jobs} == {"evaluate:a", "evaluate:b", "launch_jobs"}
+        assert {job.id for job in jobs} == {
+            "evaluate:a",
+            "evaluate:b",
+            "export_tuning",
+            "launch_jobs",
+        }
         for job in jobs:
             assert job.name == job.id

@@ -41,6 +41,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         logging.getLogger("optuna").setLevel(logging.WARNING)
 
     def bar(progress: dict[str, Any]) -> None:
+        from tunewatch._tuning_progress import budget_note  # loaded with the runner
+
         done, rejected = _trained(progress)
         total = int(progress.get("max_trials") or 1)
         filled = min(30, 30 * done // max(total, 1))
@@ -48,7 +50,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print(
             f"\rjob {args.job} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} trials"
             f"{_rejected_note(rejected)}"
-            f"  best {best if best is None else f'{best:.4f}'}",
+            f"  best {best if best is None else f'{best:.4f}'}{budget_note(progress)}",
             end="",
             file=sys.stderr,
             flush=True,

@@ -63,7 +63,11 @@ def list_jobs(
 
 @router.get("/jobs/{job_id}")
 def get_job(job_id: RowId, request: Request, _: Reader) -> dict[str, Any]:
-    """A job with its progress (trials done, best so far, budget) while it runs."""
+    """A job with its progress while it runs: the trials done (``trials``, of them
+    ``cost_rejected``) of ``max_trials``, the best value so far (``best_value``, a loss:
+    lower is better), and the wall and CPU seconds its study spent (``wall_s``,
+    ``cpu_s``, as its workers last recorded them after a trial) against its time budget
+    (``wall_time_s``, ``cpu_time_s``; ``null`` for none)."""
     return job_json(context(request).runtime.store.get_job(job_id))
 
 
