@@ -113,3 +113,46 @@ def test_large_windows_keep_evidently_s_threshold(method: str) -> None:
     summary = ReferenceProfile.build(pd.DataFrame({"x": rng.normal(size=20_000)})).columns["x"]
     result = METHODS[method]().test(summary, rng.normal(0.5, 1.0, 20_000))
     assert result.drifted and result.threshold == 0.1
+
+
+def _ids(seed: int, n: int) -> np.ndarray:
+    """``n`` distinct id-like strings."""
+    rng = np.random.default_rng(seed)
+    return rng.permutation(10**7)[:n].astype(str).astype(object)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_an_id_column_split_at_random_is_not_drift(seed: int) -> None:
+    """A/A on a column of distinct values (ids, free text), 5000 reference rows and a
+    3000-row window from one set: every random split of the pooled counts is disjoint, so
+    each draw and the observed distance are Jensen-Shannon's largest, sqrt(ln 2), and the
+    floor equals the distance. Reaching the floor counted as drift: 29 of 30 seeds drifted
+    (chi-square on a 900-row window of the same column: p = 1). A distance drifts only
+    when it exceeds its floor."""
+    ids = _ids(seed, 8000)
+    profile = ReferenceProfile.build(pd.DataFrame({"x": ids[:5000]}))
+    verdict = DriftDetector(profile).check(pd.DataFrame({"x": ids[5000:]})).column("x")
+    assert verdict.method == "jensenshannon" and verdict.statistic is not None
+    assert verdict.statistic == pytest.approx(np.sqrt(np.log(2)))
+    assert verdict.threshold == pytest.approx(verdict.statistic)
+    assert not verdict.drifted and verdict.status == "ok"
+
+
+def test_a_configured_psi_on_an_id_column_split_at_random_is_not_drift() -> None:
+    """The same tie for PSI: every split of distinct values gives one PSI, the floor."""
+    ids = _ids(5, 8000)
+    profile = ReferenceProfile.build(pd.DataFrame({"x": ids[:5000]}))
+    detector = DriftDetector(profile, columns={"x": ColumnDriftConfig(method="psi")})
+    verdict = detector.check(pd.DataFrame({"x": ids[5000:]})).column("x")
+    assert verdict.statistic is not None and verdict.statistic > 0.1
+    assert not verdict.drifted
+
+
+def test_an_id_column_whose_window_repeats_one_value_is_drift() -> None:
+    """The floor is no blind spot: a window of 3000 rows holding one new id 1000 times
+    is far from every random split."""
+    ids = _ids(6, 7000)
+    profile = ReferenceProfile.build(pd.DataFrame({"x": ids[:5000]}))
+    window = np.r_[ids[5000:7000], np.array(["same"] * 1000, dtype=object)]
+    verdict = DriftDetector(profile).check(pd.DataFrame({"x": window})).column("x")
+    assert verdict.method == "jensenshannon" and verdict.drifted

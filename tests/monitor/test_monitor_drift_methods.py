@@ -9,12 +9,14 @@ from scipy import stats
 
 from monitor.drift import (
     METHODS,
+    ColumnDriftConfig,
     ColumnSummary,
+    DriftDetector,
     DriftError,
     DriftMethod,
     ReferenceProfile,
 )
-from monitor.drift._chisquare import pool_sparse
+from monitor.drift._chisquare import category_p_value, pool_sparse
 
 NUMERIC_METHODS = ["ks", "psi", "wasserstein", "jensenshannon"]
 CATEGORICAL_METHODS = ["psi", "jensenshannon", "chisquare", "z"]
@@ -369,3 +371,55 @@ def test_distances_over_few_categories_keep_evidently_s_threshold() -> None:
     for name in ("jensenshannon", "psi"):
         result = METHODS[name]().test(summary, _categories(rng, 3000, [0.1, 0.2, 0.3, 0.4], False))
         assert result.drifted and result.threshold == 0.1
+
+
+@pytest.mark.parametrize("threshold", [np.sqrt(np.log(2)), 0.9, 1.0], ids=["sqrt-ln-2", "0.9", "1"])
+def test_a_jensen_shannon_threshold_it_can_never_reach_is_refused(threshold: float) -> None:
+    """Jensen-Shannon (natural log) is at most sqrt(ln 2) = 0.8326: at 0.9 a column whose
+    every value changed scored 0.8326 and did not drift. The method, a detector's column
+    setting and the daemon's config refuse it, naming the field, the rule and the
+    value."""
+    from tunewatch._config_evaluation import DriftEvaluationConfig
+
+    rule = r"`threshold` of jensenshannon must be in \(0, sqrt\(ln 2\) = 0\.8326\), got "
+    with pytest.raises(DriftError, match=rule):
+        METHODS["jensenshannon"](threshold=threshold)
+    profile = ReferenceProfile.build(pd.DataFrame({"x": np.array(["a"] * 500, dtype=object)}))
+    setting = ColumnDriftConfig(method="jensenshannon", threshold=threshold)
+    with pytest.raises(DriftError, match=r"`columns\['x'\]`: " + rule):
+        DriftDetector(profile, columns={"x": setting})
+    with pytest.raises(ValueError, match=rule):
+        DriftEvaluationConfig(columns={"x": {"method": "jensenshannon", "threshold": threshold}})
+
+
+def test_a_jensen_shannon_threshold_just_under_its_largest_value_flags_a_total_change() -> None:
+    summary = _summary(np.array(["a"] * 500, dtype=object), "cat")
+    result = METHODS["jensenshannon"](threshold=0.83).test(summary, np.array(["b"] * 500))
+    assert result.statistic == pytest.approx(np.sqrt(np.log(2)))
+    assert result.drifted
+
+
+def test_the_pooled_categories_are_also_tested_one_by_one() -> None:
+    """Golden: reference 1000 / 1000 / 1000 / 0 / 2, window 90 / 90 / 90 / 28 / 2. The
+    last two are expected under 5 times in the window and are pooled with ``a`` (the pool
+    must reach 5): ``z``'s 28 rows drown in it. Each pooled column is also tested
+    exactly (hypergeometric tails), Bonferroni over the three, with a tenth of the
+    level: ``min(1, p_pooled / 0.9, p_categories / 0.1)``."""
+    reference = np.array(["a"] * 1000 + ["b"] * 1000 + ["c"] * 1000 + ["y"] * 2, dtype=object)
+    current = np.array(["a"] * 90 + ["b"] * 90 + ["c"] * 90 + ["z"] * 28 + ["y"] * 2, dtype=object)
+    table = np.array([[1000.0, 1000, 1000, 2, 0], [90, 90, 90, 2, 28]])
+    assert pool_sparse(table).tolist() == [[1000, 1000, 1002], [90, 90, 120]]
+    pooled = stats.chi2_contingency(pool_sparse(table), correction=False)
+    n, n_cur = 3302, 300
+    tails = [
+        2 * min(stats.hypergeom.sf(c - 1, n, t, n_cur), stats.hypergeom.cdf(c, n, t, n_cur))
+        for t, c in ((1090, 90), (4, 2), (28, 28))
+    ]
+    expected = min(1.0, pooled.pvalue / 0.9, 3 * min(tails) / 0.1)
+    assert category_p_value(table, np.array([True, False, False, True, True])) == pytest.approx(
+        min(1.0, 3 * min(tails)), rel=1e-9
+    )
+    result = METHODS["chisquare"]().test(_summary(reference, "cat"), current)
+    assert result.statistic == pytest.approx(pooled.statistic)
+    assert result.p_value == pytest.approx(expected, rel=1e-9)
+    assert result.drifted and expected < 1e-20
