@@ -28,8 +28,11 @@ if TYPE_CHECKING:
     from retune._optuna import (
         MIN_IMPORTANCE_TRIALS,
         StudyImportances,
+        StudyPins,
         StudyProgress,
+        begin_study,
         study_importances,
+        study_pins,
         study_progress,
     )
     from retune._refit import ExportedModel, check_classes, refit_and_export
@@ -55,8 +58,11 @@ _EXPORTS: dict[str, str] = {
     "plan_warm_start": "retune._history",
     "MIN_IMPORTANCE_TRIALS": "retune._optuna",
     "StudyImportances": "retune._optuna",
+    "StudyPins": "retune._optuna",
     "StudyProgress": "retune._optuna",
+    "begin_study": "retune._optuna",
     "study_importances": "retune._optuna",
+    "study_pins": "retune._optuna",
     "study_progress": "retune._optuna",
     "ExportedModel": "retune._refit",
     "refit_and_export": "retune._refit",
@@ -80,9 +86,11 @@ __all__ = [
     "StudyError",
     "StudyStorageUnavailableError",
     "StudyImportances",
+    "StudyPins",
     "StudyProgress",
     "TuningResult",
     "WarmStartError",
+    "begin_study",
     "check_classes",
     "check_parity",
     "load_history",
@@ -90,6 +98,7 @@ __all__ = [
     "refit_and_export",
     "run_study",
     "study_importances",
+    "study_pins",
     "study_progress",
     "to_onnx",
 ]

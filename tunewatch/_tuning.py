@@ -5,7 +5,9 @@ warm start (:mod:`tunewatch._tuning_plan`), run the study (its CV:
 
 A job runs in a worker process (``tunewatch worker --job ID``), never in the API's event
 loop; the leader starts workers for queued jobs (``tunewatch._launcher``), and more
-workers on any machine can join the same study through a shared Optuna RDB storage.
+workers on any machine can join the same study through a shared Optuna RDB storage: each
+runs under the job's budget, in the study its holder began, at the study's heartbeat
+interval, whatever its own config says (:mod:`tunewatch._tuning_shared`).
 
 This module is the job's front: :class:`TuningJobRunner` claims the job, runs the work
 in order and decides how this worker's part ends; the job row records that end through
@@ -18,7 +20,6 @@ re-exported here.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import logging
 import threading
@@ -32,7 +33,6 @@ import numpy as np
 from monitor import MonitorError
 from monitor.objectives import ObjectiveError, make_objective
 from retune import (
-    Budget,
     RetuneError,
     StudyStorageUnavailableError,
     TuningResult,
@@ -68,6 +68,7 @@ from tunewatch._tuning_outcome import fail_job, finish_job, finish_registered, r
 from tunewatch._tuning_plan import warm_start_plan
 from tunewatch._tuning_progress import CancelWatch, Heartbeat, ProgressReporter
 from tunewatch._tuning_results import study_importances_of, study_name
+from tunewatch._tuning_shared import SharedStudy, hold_study, join_study
 from tunewatch._tuning_window import training_window
 from tunewatch._version_metadata import VersionMetadata
 from tunewatch.store import JobRow, ModelRow, Store, VersionRow
@@ -295,6 +296,24 @@ class TuningJobRunner:
         cancelled: CancelWatch,
     ) -> dict[str, Any]:
         tj = cfg.tuning
+        study = study_name(job)
+        storage = self.config.tuning_storage_url
+        heartbeat = self.config.tuning.heartbeat_s if "://" in storage else None
+        joined: SharedStudy | None = None
+        if job.worker != self.worker:  # before anything else: a refused joiner makes nothing
+            joined = join_study(
+                self.store,
+                job,
+                storage=storage,
+                study=study,
+                tuning=tj,
+                heartbeat_interval=heartbeat,
+                interrupted=functools.partial(self._interrupted, cancelled),
+                stop=self.stop,
+            )
+            if joined is None:  # stopped, or the job cancelled, while it waited
+                self._stop_if_asked(cancelled)
+                raise _Interrupted()
         x, y, n_traffic = self._training_window(model, cfg, job)
         if model.task == "multiclass":  # the export's class check, before any trial
             served = served_model(self.store, self.artefacts, model, self._parent(model, job))
@@ -322,16 +341,11 @@ class TuningJobRunner:
         )
         if ceiling is not None:
             plan = with_ceiling(plan, ceiling, unscreened)
-        study = study_name(job)
-        storage = self.config.tuning_storage_url
-        budget = Budget(
-            max_trials=tj.max_trials,
-            wall_time_s=tj.wall_time_s,
-            cpu_time_s=tj.cpu_time_s,
-            patience=tj.patience,
-            min_relative_improvement=tj.min_relative_improvement,
-            pruner=tj.pruner,
+        # every worker runs under the job's budget, in its study, at its heartbeat interval
+        shared = joined or hold_study(
+            job, storage=storage, study=study, tuning=tj, heartbeat_interval=heartbeat
         )
+        max_trials = shared.max_trials
         self.store.update_job_progress(
             job.id,
             {
@@ -339,21 +353,20 @@ class TuningJobRunner:
                 "study": study,
                 "dataset_version": version_of_data,
                 "rows": int(x.shape[0]),
-                "max_trials": tj.max_trials,
+                "max_trials": max_trials,
             },
-            # the whole budget the job runs under, as the worker holding it reads its
-            # config (a worker joining the study leaves it: its budget is its own run's)
-            spec={"budget": dataclasses.asdict(budget)} if job.worker == self.worker else None,
+            # the holder's: the budget, the study's token and storage (a joiner's: nothing)
+            spec=dict(shared.spec) or None,
         )
         run = functools.partial(
             run_study,
             storage=storage,
             space=space,
             objective=objective,
-            budget=budget,
+            budget=shared.budget,
             plan=plan,
             seed=tj.seed,
-            heartbeat_interval=self.config.tuning.heartbeat_s if "://" in storage else None,
+            heartbeat_interval=shared.heartbeat_interval,
             interrupted=functools.partial(self._interrupted, cancelled),
             cost_predictor=predictor,
         )
@@ -366,7 +379,7 @@ class TuningJobRunner:
             interrupted=functools.partial(self._interrupted, cancelled),
             stop=self.stop,
         )
-        progress = ProgressReporter(self.store, job.id, storage, study, tj.max_trials, on_progress)
+        progress = ProgressReporter(self.store, job.id, storage, study, max_trials, on_progress)
         progress.start()
         try:
             with self._interruptible(cancelled):
@@ -380,7 +393,7 @@ class TuningJobRunner:
                 {
                     "phase": "nested_estimate",
                     "study": study,
-                    "max_trials": tj.max_trials,
+                    "max_trials": max_trials,
                     "trials": result.n_trials,
                     "cost_rejected": result.n_cost_rejected,
                     "best_value": result.best_value,
@@ -396,7 +409,7 @@ class TuningJobRunner:
             {
                 "phase": "exporting",
                 "study": study,
-                "max_trials": tj.max_trials,
+                "max_trials": max_trials,
                 "trials": result.n_trials,
                 "cost_rejected": result.n_cost_rejected,
                 "best_value": result.best_value,

@@ -12,7 +12,8 @@ A front over one module per job: :mod:`._storage` (opening, closing, translating
 :mod:`._sampler` (the plan-aware sampler), :mod:`._handles` (a worker's study and
 trials), :mod:`._reads` (history, its importances, progress), :mod:`._importances` (a
 finished study's importances), :mod:`._logs` (Optuna's log of a trial failed on purpose,
-on one line).
+on one line), :mod:`._pins` (what a shared study pins for its workers: its token and its
+heartbeat interval).
 """
 
 from retune._optuna._handles import (
@@ -30,6 +31,7 @@ from retune._optuna._importances import (
     StudyImportances,
     study_importances,
 )
+from retune._optuna._pins import StudyPins, begin_study, study_pins
 from retune._optuna._reads import StudyProgress, load_history, param_importances, study_progress
 from retune._optuna._sampler import PlanSampler, _narrow
 from retune._optuna._storage import (
@@ -54,12 +56,14 @@ __all__ = [
     "PruneTrial",
     "StudyHandle",
     "StudyImportances",
+    "StudyPins",
     "StudyProgress",
     "TrialHandle",
     "TrialLost",
     "TrialRecord",
     "_is_schema_setup_collision",
     "_narrow",
+    "begin_study",
     "close_storage",
     "load_history",
     "make_storage",
@@ -68,5 +72,6 @@ __all__ = [
     "ran",
     "rebuild_sampler",
     "study_importances",
+    "study_pins",
     "study_progress",
 ]

@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from retune._budget import PrunerKind
 from retune._errors import StudyError
 from retune._optuna._logs import install_fail_trial_filter
+from retune._optuna._pins import HEARTBEAT_ATTR, begun_here, pins_of
 from retune._optuna._sampler import _sampler
 from retune._optuna._storage import (
     FailTrial,
@@ -129,6 +130,13 @@ class StudyHandle:
         self.stopped_by: str | None = None
         # RUNNING trials with no heartbeat row: trial id -> when first seen so (monotonic)
         self._unbeaten: dict[int, float] = {}
+
+    @property
+    def heartbeat_interval(self) -> int | None:
+        """The interval this process heartbeats its trials at and judges other workers'
+        stale by (the study's pinned one: :func:`open_study`); ``None`` without."""
+        backend = self._storage
+        return backend.heartbeat_interval if isinstance(backend, RDBStorage) else None
 
     @property
     def user_attrs(self) -> dict[str, Any]:
@@ -353,9 +361,14 @@ def open_study(
 ) -> StudyHandle:
     """Create the study, or join it if it exists (another worker, or a restart).
 
-    The creating worker samples with ``seed``; a joining worker with a seed of its own
-    (random: workers on other hosts may share a pid), so workers do not propose the same
-    points.
+    The creating worker samples with ``seed`` (as does this process's first open of a
+    study it began with :func:`~retune._optuna._pins.begin_study`); a joining worker with
+    a seed of its own (random: workers on other hosts may share a pid), so workers do not
+    propose the same points.
+
+    With heartbeats, the study's interval is the one pinned by its first worker that had
+    them (this one, for a study that pins none): a worker given another heartbeats, and
+    judges other workers' trials stale, at the study's, and says so.
     """
     with _translated(study_name, "opening storage"):
         backend = make_storage(storage, heartbeat_interval=heartbeat_interval)
@@ -363,19 +376,57 @@ def open_study(
         on_failure.callback(close_storage, backend)
         with _translated(study_name, "opening storage"):
             exists = study_name in optuna.get_all_study_names(backend)
-        worker_seed = seed if not exists else secrets.randbits(31)
-        sampler = _sampler(plan, seed=worker_seed)
-        with _translated(study_name, "creating or loading the study"):
-            study = optuna.create_study(
-                storage=backend,
-                study_name=study_name,
-                sampler=sampler,
-                pruner=_pruner(pruner),
-                direction="minimize",
-                load_if_exists=True,
+        created = not exists or begun_here(storage, study_name)
+        worker_seed = seed if created else secrets.randbits(31)
+        study = _created_or_loaded(backend, study_name, worker_seed, plan, pruner)
+        pinned = _pinned_interval(study, heartbeat_interval)
+        if pinned is not None and pinned != heartbeat_interval:
+            logger.info(
+                "study %s: heartbeat interval %d s, pinned when the study began; this "
+                "worker was given %s s, and heartbeats and judges staleness at the study's",
+                study_name,
+                pinned,
+                heartbeat_interval,
             )
+            on_failure.close()  # this storage's heartbeats are the worker's own: reopened
+            with _translated(study_name, "opening storage"):
+                backend = make_storage(storage, heartbeat_interval=pinned)
+            on_failure.callback(close_storage, backend)
+            study = _created_or_loaded(backend, study_name, worker_seed, plan, pruner)
         on_failure.pop_all()
-    return StudyHandle(study, created=not exists, seed=worker_seed, storage=backend)
+    return StudyHandle(study, created=created, seed=worker_seed, storage=backend)
+
+
+def _created_or_loaded(
+    backend: optuna.storages.BaseStorage,
+    study_name: str,
+    seed: int,
+    plan: WarmStartPlan | None,
+    pruner: PrunerKind,
+) -> optuna.Study:
+    with _translated(study_name, "creating or loading the study"):
+        return optuna.create_study(
+            storage=backend,
+            study_name=study_name,
+            sampler=_sampler(plan, seed=seed),
+            pruner=_pruner(pruner),
+            direction="minimize",
+            load_if_exists=True,
+        )
+
+
+def _pinned_interval(study: optuna.Study, heartbeat_interval: int | None) -> int | None:
+    """The heartbeat interval ``study`` pins, pinned now to ``heartbeat_interval`` if it
+    pins none; ``None`` for a run without heartbeats (a journal file's), which pins
+    nothing."""
+    if heartbeat_interval is None:
+        return None
+    with _translated(study.study_name, "reading its heartbeat interval"):
+        pinned = pins_of(study.user_attrs).heartbeat_interval
+        if pinned is None:
+            study.set_user_attr(HEARTBEAT_ATTR, heartbeat_interval)
+            return heartbeat_interval
+    return pinned
 
 
 def rebuild_sampler(handle: StudyHandle, plan: WarmStartPlan | None) -> None:
