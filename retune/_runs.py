@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import secrets
 import socket
@@ -39,11 +38,9 @@ from typing import Any
 from retune._budget import BudgetTracker
 from retune._errors import StudyError
 from retune._optuna import RUN_ATTR, StudyHandle
+from retune._spent import SPENT_PREFIX, spent
 
 logger = logging.getLogger(__name__)
-
-SPENT_PREFIX = "time_spent:"
-"""Study attributes ``time_spent:<run>`` hold each run's record (see the module)."""
 
 
 def new_run_key() -> str:
@@ -151,36 +148,7 @@ def time_spent(
     workers working at once count each other's CPU seconds as they go on); one that
     recorded nothing since it began adds nothing.
     """
-    intervals: list[tuple[float, float]] = []
-    unplaced_s = cpu_s = 0.0
-    for key, run in handle.user_attrs.items():
-        if not key.startswith(SPENT_PREFIX) or key == own or not isinstance(run, dict):
-            continue
-        began = run.get("started_at")
-        if "ended_at" in run or "wall_s" in run:  # it recorded its end
-            ended, cpu = run.get("ended_at"), run.get("cpu_s", 0.0)
-        else:
-            ended, cpu = run.get("seen_at"), run.get("cpu_s_so_far", 0.0)
-        cpu_s += float(cpu)
-        if isinstance(began, int | float) and isinstance(ended, int | float):
-            cut = float(ended) if key in ended_before else min(float(ended), before)
-            intervals.append((float(began), cut))
-        else:
-            unplaced_s += float(run.get("wall_s", 0.0))
-    return {"wall_s": _covered_s(intervals) + unplaced_s, "cpu_s": cpu_s}
-
-
-def _covered_s(intervals: list[tuple[float, float]]) -> float:
-    """The length of the union of ``intervals`` (``(start, end)`` pairs; empty ones count
-    nothing)."""
-    covered = 0.0
-    reach = -math.inf
-    for began, ended in sorted(intervals):
-        if ended <= max(began, reach):
-            continue
-        covered += ended - max(began, reach)
-        reach = ended
-    return covered
+    return spent(handle.user_attrs, before=before, own=own, ended_before=ended_before)
 
 
 def fail_orphaned_trials(handle: StudyHandle, *, own: str) -> None:

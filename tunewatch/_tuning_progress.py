@@ -60,11 +60,12 @@ class Heartbeat:
 
 
 class ProgressReporter:
-    """Copies the study's progress into the job row every second (API, metrics, CLI),
-    with the time budget the job runs under (``wall_time_s``, ``cpu_time_s``: ``None``
-    for none), as the worker holding it recorded it in its spec; a report that fails is
-    skipped, never raised into the job, and logged: an outage of the store or of the
-    study's storage once while it lasts."""
+    """Copies the study's progress into the job row every second (API, metrics, CLI):
+    its trials, best value and seconds spent (``wall_s``, ``cpu_s``, as its runs last
+    recorded them), and the time budget the job runs under (``wall_time_s``,
+    ``cpu_time_s``: ``None`` for none), as the worker holding it recorded it in its spec;
+    a report that fails is skipped, never raised into the job, and logged: an outage of
+    the store or of the study's storage once while it lasts."""
 
     def __init__(
         self, store: Store, job_id: int, storage: str, study: str, max_trials: int, callback: Any
@@ -109,6 +110,8 @@ class ProgressReporter:
                 "pruned": p.n_pruned,  # by outcome, as the result: not the cost rejections
                 "best_value": p.best_value,
                 "max_trials": max_trials,
+                "wall_s": p.wall_s,  # as the study's runs recorded after each trial
+                "cpu_s": p.cpu_s,
                 **self._time_budget(),
             }
             store.update_job_progress(job_id, progress)

@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 from retune._errors import WarmStartError
 from retune._optuna._handles import OUTCOME, ran
 from retune._optuna._storage import _is_storage_error, _translated, close_storage, make_storage
+from retune._spent import spent
 from retune.space import CategoricalParam, FloatParam, IntParam, SearchSpace
 from retune.warmstart._base import History, HistoryTrial
 
@@ -141,8 +142,10 @@ class StudyProgress:
     :attr:`TuningResult.n_trials <retune.TuningResult>` counts them), those of them
     rejected for their serving cost (untrained: ``max_trials`` counts the others) and
     those pruned (by their outcome, as the result counts them: Optuna marks a cost
-    rejection PRUNED too), complete, running and failed trials by state, and the best
-    value so far (lower is better)."""
+    rejection PRUNED too), complete, running and failed trials by state, the best
+    value so far (lower is better), and the wall and CPU seconds its runs spent as they
+    last recorded them (after each trial; as its budget counts them: wall seconds while at
+    least one run worked, every run's CPU seconds)."""
 
     study_name: str
     n_trials: int
@@ -152,6 +155,8 @@ class StudyProgress:
     n_pruned: int
     n_failed: int
     best_value: float | None
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
 
 
 def study_progress(storage: str, study_name: str) -> StudyProgress | None:
@@ -161,6 +166,7 @@ def study_progress(storage: str, study_name: str) -> StudyProgress | None:
         try:  # a job's reporter reads every second: no connection is left to pile up
             study = optuna.load_study(study_name=study_name, storage=backend)
             trials = study.get_trials(deepcopy=False)
+            time = spent(study.user_attrs)  # the runs' records (retune._runs)
         except KeyError:
             return None
         finally:
@@ -179,4 +185,6 @@ def study_progress(storage: str, study_name: str) -> StudyProgress | None:
         n_pruned=outcomes.count("pruned"),  # not the cost rejections Optuna marks PRUNED
         n_failed=states.count(TrialState.FAIL),
         best_value=min(complete) if complete else None,
+        wall_s=time["wall_s"],
+        cpu_s=time["cpu_s"],
     )

@@ -60,6 +60,30 @@ def test_a_job_s_progress_names_the_time_budget_it_runs_under(store: Store, tmp_
     assert (seen[-1]["wall_time_s"], seen[-1]["cpu_time_s"]) == (900.0, 40.0)
 
 
+def test_a_job_s_progress_shows_the_seconds_its_study_s_runs_recorded(
+    store: Store, tmp_path: Path
+) -> None:
+    """Spent while it runs, not only in a succeeded job's result: a job its CPU budget
+    stopped at 13 of 50 trials read "13/50" until it ended."""
+    storage = _study(tmp_path)
+    handle = open_study(
+        storage=storage, study_name=STUDY, seed=0, plan=None, pruner="none", heartbeat_interval=None
+    )
+    try:  # a run still working, as it recorded itself after its last trial
+        record = {"started_at": 1000.0, "seen_at": 1120.5, "wall_s_so_far": 120.5}
+        handle.set_user_attr("time_spent:a", {**record, "cpu_s_so_far": 38.25})
+    finally:
+        handle.close()
+    job_id = _running(store, {"budget": BUDGET})
+    seen: list[dict[str, object]] = []
+
+    ProgressReporter(store, job_id, storage, STUDY, 50, seen.append)._report()
+
+    progress = store.get_job(job_id).progress
+    assert (progress["wall_s"], progress["cpu_s"]) == (120.5, 38.25)
+    assert budget_note(seen[-1]) == "  wall 120/900 s  cpu 38/40 s"
+
+
 def test_a_job_without_a_time_budget_reports_none(store: Store, tmp_path: Path) -> None:
     storage = _study(tmp_path)
     job_id = _running(store, {"budget": {**BUDGET, "wall_time_s": None, "cpu_time_s": None}})
