@@ -161,7 +161,7 @@ class AuditFront(StoreFront):
         audit entry in one transaction."""
         with self._tx("revoke_token") as conn:
             revoked = _tokens.revoke_token(conn, name, actor=actor, details=details)
-            _sessions.end_sessions_of(conn, name)
+            _sessions.end_sessions_of(conn, revoked.name)  # as stored, however typed
             return revoked
 
     def rotate_token(
@@ -180,7 +180,7 @@ class AuditFront(StoreFront):
             rotated = _tokens.rotate_token(
                 conn, name, token_hash=token_hash, actor=actor, details=details
             )
-            _sessions.end_sessions_of(conn, name)
+            _sessions.end_sessions_of(conn, rotated[0].name)  # as stored, however typed
             return rotated
 
     def list_tokens(self) -> list[TokenRow]:

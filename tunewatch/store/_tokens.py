@@ -212,10 +212,25 @@ def _store_token(
     return _token(conn.execute(select(api_tokens).where(api_tokens.c.id == token_id)).one())
 
 
+def stored_name(conn: Connection, name: str) -> str:
+    """The name of the token ``name`` names: ``name`` itself where a token is stored so,
+    else the one whose name Unicode reads as the same (:func:`token_name_key`; a name
+    typed on a keyboard that decomposes ``é`` found no token ``josé`` to revoke), else
+    ``name`` (which no token has)."""
+    if conn.execute(select(api_tokens.c.id).where(api_tokens.c.name == name)).first():
+        return name
+    found: str | None = conn.execute(
+        select(api_tokens.c.name).where(api_tokens.c.name_key == token_name_key(name))
+    ).scalar_one_or_none()
+    return name if found is None else found
+
+
 def revoke_token(
     conn: Connection, name: str, *, actor: str, details: Mapping[str, Any] | None = None
 ) -> TokenRow:
-    """Revoke an active token and audit it (``revoke_token``)."""
+    """Revoke an active token and audit it (``revoke_token``); ``name`` in any spelling
+    Unicode reads as its name (:func:`stored_name`)."""
+    name = stored_name(conn, name)
     revoked = conn.execute(
         update(api_tokens)
         .where(api_tokens.c.name == name, api_tokens.c.revoked_at.is_(None))
@@ -252,7 +267,9 @@ def rotate_token(
     ``details``, its role and ``rotated_from``). The bootstrap admin's token is refused
     (``InvalidValueError``): a new ``TUNEWATCH_ADMIN_TOKEN`` rotates it, and the daemon
     refuses to start on a variable whose token was revoked. So is a rotation whose name
-    would be longer than the column, and nothing is changed."""
+    would be longer than the column, and nothing is changed. ``name`` may be spelt as
+    Unicode reads it (:func:`stored_name`)."""
+    name = stored_name(conn, name)
     old = conn.execute(
         select(api_tokens).where(api_tokens.c.name == name).with_for_update()
     ).one_or_none()

@@ -225,3 +225,17 @@ def test_a_store_without_lookalikes_upgrades_to_0022_without_a_warning(
         engine.dispose()
     assert keys == [token_name_key(NFD)]
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+@pytest.mark.parametrize("typed", [NFD, "JOS\u00c9"], ids=["decomposed", "upper_case"])
+def test_a_token_is_revoked_and_rotated_by_any_spelling_of_its_name(
+    store: Store, typed: str
+) -> None:
+    """One name however Unicode spells it: `tokens revoke` typed on a keyboard that
+    decomposes `é` answered "no API token named" for the token `josé`."""
+    store.add_token(name=NFC, role="approver", token_hash="1" * 64, actor="alice")
+    revoked = store.revoke_token(typed, actor="alice")
+    assert revoked.name == NFC and revoked.revoked_at is not None
+    assert [(e.action, e.target) for e in store.audit_log(limit=1)] == [("revoke_token", NFC)]
+    old, new = store.rotate_token(typed, token_hash="2" * 64, actor="alice")
+    assert (old.name, new.name) == (NFC, f"{NFC}#2")
