@@ -116,7 +116,7 @@ class TuningJobRunner:
             logger.info("job=%d model=%s: tuning starts on %s", job.id, model.name, self.worker)
         else:
             logger.info(
-                "job=%d model=%s: %s joins the study of worker %s, which holds the job",
+                "job=%d model=%s: %s is to join the study of worker %s, which holds the job",
                 job.id,
                 model.name,
                 self.worker,
