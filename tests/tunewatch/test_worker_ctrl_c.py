@@ -35,8 +35,8 @@ def _opening(child: subprocess.Popen[str], *, main_thread: bool = True) -> bool:
         try:
             if (task / "wchan").read_text() == "wait_for_partner":  # fifo_open
                 return True
-        except FileNotFoundError:  # the thread (or the process) ended meanwhile
-            continue
+        except (FileNotFoundError, ProcessLookupError):  # the thread (or the process)
+            continue  # ended meanwhile: gone from /proc, or listed and then ESRCH on read
     return False
 
 
