@@ -62,7 +62,7 @@ def _import_command_line() -> Callable[[], int]:
         signal.signal(signal.SIGINT, note_the_signal)
     try:
         from tunewatch._cli import main as run_command_line
-    except Exception as exc:
+    except Exception as exc:  # classified: re-raised unless Ctrl-C caused it
         if signalled or caused_by_interrupt(exc):
             raise KeyboardInterrupt from exc
         raise

@@ -59,7 +59,7 @@ def open_store(config: Config, *, create: bool = True) -> Store:
         if not create and store.dialect == "postgresql":
             _refuse_an_empty_schema(store, config.store_url)
         store.migrate()
-    except BaseException:
+    except BaseException:  # cleanup only: the store closed, the error re-raised as it was
         store.close()
         raise
     warn_on_clock_offset(store)

@@ -279,7 +279,7 @@ class StudyHandle:
                 raise optuna.TrialPruned(str(exc)) from exc
             except TrialLost:
                 raise
-            except BaseException as exc:
+            except BaseException as exc:  # noted, then re-raised as it was
                 own.append(exc)
                 raise
 
@@ -297,7 +297,7 @@ class StudyHandle:
                         run, callbacks=[after], catch=(FailTrial,), gc_after_trial=False
                     )
                     return
-                except Exception as exc:
+                except Exception as exc:  # classified: re-raised unless a trial lost as stale
                     lost = self._lost(running, own, exc)
                     if lost is None:
                         raise
