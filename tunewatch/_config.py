@@ -465,7 +465,9 @@ def _refuse_at_in_host(data: Mapping[str, Any], env: Mapping[str, str], source: 
 
 
 def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Config:
-    """Load the YAML file at ``path`` (or only defaults and environment when ``None``)."""
+    """Load the YAML file at ``path`` (or only defaults and environment when ``None``).
+    Its relative paths are read beside ``path`` as given, made absolute but not through
+    its symlinks (a file linked from another directory reads them beside the link)."""
     if path is None:
         return build_config({}, env=env, source="<defaults>")
     path = Path(path)
@@ -481,4 +483,8 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
         ) from exc
     if raw is not None and not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(raw).__name__}")
-    return build_config(raw, env=env, source=str(path), config_dir=path.resolve().parent)
+    # absolute, symlinks not resolved: a Kubernetes ConfigMap mounts each key as a symlink
+    # through `..data` to a timestamped directory the next update deletes; resolved, the
+    # relative paths (a search space) were pinned there, and every job failed after it
+    config_dir = Path(os.path.abspath(path)).parent
+    return build_config(raw, env=env, source=str(path), config_dir=config_dir)

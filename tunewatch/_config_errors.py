@@ -1,5 +1,6 @@
 """How a config's validation errors read: each names the key path, the rule and the
-value, a database URL's password redacted. Part of :mod:`tunewatch._config`."""
+value, a database URL's password redacted; the first :data:`MAX_LISTED_ERRORS` listed, the
+rest counted. Part of :mod:`tunewatch._config`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ from pydantic import ValidationError
 
 # one bounded repr for both: a value nesting YAML aliases is not expanded
 from retune.space import shown
+from tunewatch._config_base import WITHIN, WITHIN_INPUT
 from tunewatch.store import redact_url
+
+#: How many of a config's errors its message lists; the rest are counted. One bad feature
+#: entry aliased 200,000 times (an 800 KB file) made a 23 MB one-line error, ~730 MB to
+#: build. Pydantic still collects every error (it has no cap but a list's ``fail_fast``,
+#: which would name only the first), and converts them all for ``errors()``; only these
+#: are formatted.
+MAX_LISTED_ERRORS = 20
 
 
 def _redacted(value: str) -> str:
@@ -25,10 +34,17 @@ def _redacted(value: str) -> str:
 
 def format_errors(exc: ValidationError, source: str) -> str:
     lines = []
-    for err in exc.errors():
+    # not the URL of each error's documentation, which no line shows
+    for err in exc.errors(include_url=False)[:MAX_LISTED_ERRORS]:
         # a mapping's key names its entry already: `safe_ranges.C`, not `safe_ranges.C.[key]`
         path = ".".join(str(p) for p in err["loc"] if p != "[key]") or "<root>"
         value = err.get("input")
+        context = err.get("ctx") or {}
+        if WITHIN in context:  # found inside the value: `objective.params.cost_matrix.0.1`
+            path, value = f"{path}.{context[WITHIN]}", context[WITHIN_INPUT]
         got = "" if isinstance(value, dict) else f", got {shown(value, redact=_redacted)}"
         lines.append(f"{path}: {err['msg']}{got}")
+    more = exc.error_count() - len(lines)
+    if more > 0:
+        lines.append(f"… and {more} more error(s)")
     return f"invalid configuration in {source}:\n  " + "\n  ".join(lines)

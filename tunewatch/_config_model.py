@@ -12,7 +12,7 @@ from pydantic import AfterValidator, Field, ValidationInfo, field_validator, mod
 
 from monitor.objectives import ObjectiveError, make_objective
 from retune.space import DEFAULTS, KNOWN_PARAMS, is_regression, load_search_space
-from tunewatch._config_base import MAX_DURATION_MINUTES
+from tunewatch._config_base import MAX_DURATION_MINUTES, error_within, first_item
 from tunewatch._config_base import Frozen as _Frozen
 from tunewatch._config_evaluation import EvaluationConfig
 from tunewatch._config_tuning import TuningJobConfig
@@ -85,6 +85,18 @@ class ObjectiveConfig(_Frozen):
 
     name: str = "log_loss"
     params: dict[str, float | list[list[float]]] = Field(default_factory=dict)
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _no_flag_for_a_parameter(cls, value: Any) -> Any:
+        """A parameter is a number or a matrix of numbers, at any depth not a flag (as any
+        number setting): ``min_precision: true`` was 1.0, ``cost_matrix: [[false, true],
+        [true, false]]`` the 0/1 costs."""
+        found = first_item(value, lambda item: isinstance(item, bool))
+        if found is not None and isinstance(value, Mapping):  # else: not a mapping, says why
+            at, flag = found
+            raise error_within("number_type", "Input should be a number, not a flag", at, flag)
+        return value
 
 
 EventType = Literal[

@@ -52,10 +52,13 @@ class TuningJobConfig(_Frozen):
         pipeline cannot build made every promotion wait or every trial fail. A relative
         path is read beside the config file (as Prometheus reads its rule files), or in the
         working directory for a config built without one, and kept absolute, so a command
-        run from any directory, and the workers' written-out copy, read the same file."""
+        run from any directory, and the workers' written-out copy, read the same file.
+        ``~`` is expanded as in the other paths (``~/s.yaml`` was read as ``<dir>/~/s.yaml``);
+        an unknown ``~user`` stays as written."""
         if value is None:
             return value
         base = None if info.context is None else info.context.get("config_dir")
+        value = os.path.expanduser(value)
         if not Path(value).is_absolute():  # kept absolute: a written-out copy reads the same
             value = str((Path(base) if base is not None else Path.cwd()) / value)
         _small_regular_file(value)

@@ -10,6 +10,7 @@ import the web app and the scheduler (FastAPI, scikit-learn, Optuna: seconds).
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -107,7 +108,8 @@ _NAMES_SHOWN = 10
 
 def check_stored_models(config: Config, store: Store) -> None:
     """The config against the models the store holds (``ConfigError``): a configured
-    name the store does not hold but holds in another case or with spaces around it
+    name the store does not hold but holds in another case, another Unicode form
+    (``e`` and a combining acute for ``é``, full-width letters) or with spaces around it
     (the config's settings, its regulation among them, applied to no model); the
     config's tasks and settings that name columns, against the stored models' tasks and
     features; an objective of a number of classes (a ``cost_matrix``) against the
@@ -133,35 +135,42 @@ def check_stored_models(config: Config, store: Store) -> None:
 
 
 def _not_stored(config: Config, index: int, held: list[str]) -> None:
-    """Refuse configured model ``index`` when the store holds its name but for case or
-    surrounding spaces under a model the config does not list (a config listing both
-    names means two models); else log that it is not registered yet."""
+    """Refuse configured model ``index`` when the store holds its name but for case,
+    Unicode form or surrounding spaces under a model the config does not list (a config
+    listing both names means two models); else log that it is not registered yet. Names
+    show escaped (:func:`ascii`): ``café`` decomposed and precomposed print alike, escaped
+    they read ``'cafe\\u0301'`` and ``'caf\\xe9'``."""
     name = config.models[index].name
     listed = {m.name for m in config.models}
     alike = [h for h in held if _folded(h) == _folded(name) and h not in listed]
     if alike:
         raise ConfigError(
             f"models.{index}.name: a configured model must be named exactly as the store "
-            f"holds it, got {name!r}, which the store does not hold; it holds "
-            f"{', '.join(map(repr, alike))} (model names are case-sensitive): correct the "
-            "name in the config. Under another name its settings (`regulated`, safe "
-            "ranges, triggers) apply to no model: the stored one would be promoted with "
-            "no approver"
+            f"holds it, got {ascii(name)}, which the store does not hold; it holds "
+            f"{', '.join(map(ascii, alike))} (model names are case-sensitive and compared "
+            "character by character, a combining accent or a full-width letter too): "
+            "correct the name in the config. Under another name its settings "
+            "(`regulated`, safe ranges, triggers) apply to no model: the stored one would "
+            "be promoted with no approver"
         )
-    shown = ", ".join(map(repr, held[:_NAMES_SHOWN]))
+    shown = ", ".join(map(ascii, held[:_NAMES_SHOWN]))
     more = f", … ({len(held)} in all)" if len(held) > _NAMES_SHOWN else ""
     logger.log(
         logging.WARNING if held else logging.INFO,
-        "models.%d.name: model %r is not registered yet: its settings apply from its first "
+        "models.%d.name: model %s is not registered yet: its settings apply from its first "
         "registration under that name (model names are case-sensitive); the store holds %s",
         index,
-        name,
+        ascii(name),
         f"{shown}{more}" if held else "no models",
     )
 
 
 def _folded(name: str) -> str:
-    return name.strip().casefold()
+    """``name`` as a person reads it: spaces around it dropped, NFKC-normalised and
+    case-folded, normalised again (case folding may decompose a letter NFKC composes), as
+    :func:`tunewatch.store._tokens.fold_token_name` folds a token's name."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    return folded.strip()
 
 
 def _champion_classes(config: Config, store: Store, model: str) -> int | None:

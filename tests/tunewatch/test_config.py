@@ -484,6 +484,26 @@ def test_numbers_are_read_as_yaml_1_2_reads_them(tmp_path: Path, text: str, read
         ("version: true", "version: Input should be a number, not a flag, got True"),
         ("scoring: {refresh_s: .inf}", "scoring.refresh_s: Input should be a finite number"),
         ("scoring: {refresh_s: .nan}", "scoring.refresh_s: Input should be a finite number"),
+        # an objective's parameters, a cost matrix's entries among them, took true as 1.0
+        pytest.param(
+            "models: [{name: m, task: binary, objective: "
+            "{name: recall_at_precision, params: {min_precision: true}}}]",
+            "models.0.objective.params.min_precision: Input should be a number, not a flag, "
+            "got True",
+            id="objective-param-flag",
+        ),
+        pytest.param(
+            "models: [{name: m, task: binary, objective: {name: f_beta, params: {beta: false}}}]",
+            "models.0.objective.params.beta: Input should be a number, not a flag, got False",
+            id="objective-param-false",
+        ),
+        pytest.param(
+            "models: [{name: m, task: binary, objective: "
+            "{name: cost, params: {cost_matrix: [[0, true], [1, 0]]}}}]",
+            "models.0.objective.params.cost_matrix.0.1: Input should be a number, not a flag, "
+            "got True",
+            id="cost-matrix-entry-flag",
+        ),
     ],
 )
 def test_numbers_yaml_1_1_read_differently_and_flags_are_not_numbers(
@@ -689,10 +709,19 @@ def test_a_decay_horizon_past_ten_years_is_a_config_error() -> None:
 
 def test_a_decay_horizon_of_a_huge_window_count_is_a_config_error_not_a_traceback() -> None:
     """Multiplied out, a 401-digit `horizon_windows` raised OverflowError out of the
-    validator: a traceback, not a ConfigError."""
+    validator: a traceback, not a ConfigError. It is refused as a 64-bit integer is not,
+    before the horizon is multiplied out; the largest one is past ten years."""
     decay = {"window_s": 86_400, "horizon_windows": 10**400}
     raw = {"models": [{"name": "m", "task": "binary", "evaluation": {"decay": decay}}]}
-    with pytest.raises(ConfigError, match=r"1000000000… \(401 digits\) = past the float range"):
+    with pytest.raises(
+        ConfigError,
+        match=r"models\.0\.evaluation\.decay\.horizon_windows: Input should be a 64-bit "
+        r"integer, at most 9223372036854775807, got 1000000000…0000 \(401 digits\)",
+    ):
+        build_config(raw, env={})
+    decay = {"window_s": 86_400, "horizon_windows": 2**63 - 1}
+    raw = {"models": [{"name": "m", "task": "binary", "evaluation": {"decay": decay}}]}
+    with pytest.raises(ConfigError, match=r"\(86400\.0 × 9223372036854775807 = 7\.9\d*e\+23 s\)"):
         build_config(raw, env={})
 
 
