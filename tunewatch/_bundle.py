@@ -2,7 +2,9 @@
 environments (``tunewatch export`` / ``tunewatch import``).
 
 A bundle is a zip file holding ``manifest.json`` (format version, the model, its config,
-each version's metadata and stage, and where its parent was first registered), the
+each version's metadata and stage, where its parent was first registered, and its
+``history``: the rows of the source report's comparison evidence and decisions, versioned,
+:mod:`tunewatch._report_source_history`), the
 versions' artefacts under ``artefacts/<sha256>.onnx`` and ``artefacts/<sha256>.npz``
 (reference snapshots), and the search space the config names, ``spaces/<sha256>.yaml``
 (``search_space`` in the manifest: the config keeps the source's path), and nothing
@@ -48,6 +50,7 @@ from tunewatch._bundle_archive import (
     FORMAT,
     FORMAT_VERSION,
     MAX_BUNDLE_VERSIONS,
+    MAX_MANIFEST_BYTES,
     MAX_SPACE_BYTES,
     BundleError,
     check_members,
@@ -66,6 +69,7 @@ from tunewatch._config import Config
 from tunewatch._errors import NotFoundError
 from tunewatch._import_lease import ImportLease
 from tunewatch._registry import DERIVED_DETAILS, Registry
+from tunewatch._report import source_history
 from tunewatch.store import MAX_MODEL_NAME, Store, VersionRow, valid_model_name
 
 __all__ = [
@@ -106,6 +110,10 @@ class ExportedBundle:
 
 
 logger = logging.getLogger(__name__)
+
+#: The share of the manifest an import reads (``MAX_MANIFEST_BYTES``) the exported
+#: versions' report histories take at most, in all: each the newest rows that fit its part.
+HISTORY_BYTES = MAX_MANIFEST_BYTES // 4
 
 
 def export_bundle(
@@ -168,6 +176,10 @@ def export_bundle(
                 "study": v.study,
                 "details": {k: x for k, x in v.details.items() if k not in DERIVED_DETAILS},
                 "created_at": v.created_at.isoformat(),
+                # what the source's report says of the tests and decisions about it
+                "history": source_history(
+                    store, row.name, v.version, max_bytes=HISTORY_BYTES // len(chosen)
+                ),
             }
         )
     manifest = {

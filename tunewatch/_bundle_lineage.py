@@ -8,7 +8,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tunewatch._bundle_archive import BundleError
 from tunewatch._errors import NotFoundError
+from tunewatch._report_source_history import (
+    HISTORY_FORMAT,
+    HISTORY_PARTS,
+    MAX_HISTORY_ROWS,
+    is_history_row,
+    row_width,
+)
 from tunewatch.store import Store
 
 #: Details a tuning job writes about the store it ran in: its job and trigger, and how many
@@ -22,9 +30,11 @@ def imported_details(
 ) -> dict[str, Any]:
     """The imported version's details: the entry's, but for what described the source
     store, which goes under ``imported`` with where the version came from and when the
-    source created it (``created_at``: the version's own is the import's). A version the
-    source had imported itself keeps that record (``via``, with the time the store before
-    created it) and its first ``origin``."""
+    source created it (``created_at``: the version's own is the import's), and what the
+    source's report said of the tests that decided on it and of its decisions
+    (``history``, :func:`checked_history`; refused when malformed or of a newer format). A
+    version the source had imported itself keeps that record (``via``, with the time the
+    store before created it, and its history) and its first ``origin``."""
     details = entry["details"]
     incoming = details.get("imported")
     origin = _origin(incoming) or (source_model, entry["version"])
@@ -45,12 +55,67 @@ def imported_details(
         # this import's
         "created_at": entry.get("created_at"),
     }
+    history = checked_history(entry)
+    if history is not None:  # the source report's evidence and decisions
+        record["history"] = history
     if incoming is not None:
         record["via"] = incoming
     return {
         **{k: v for k, v in details.items() if k not in (*PER_STORE_DETAILS, "imported")},
         "imported": record,
     }
+
+
+def checked_history(entry: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The entry's ``history`` (:mod:`tunewatch._report_source_history`), with only the parts
+    this format holds; ``None`` when it has none (a bundle written before bundles carried
+    it). Refused (``BundleError``) when it is of a newer format, or malformed: each part a
+    list of at most ``MAX_HISTORY_ROWS`` rows, each row a list of its part's number of
+    strings; ``left_out``, counts of rows left out by part."""
+    version = entry["version"]
+    history = entry.get("history")
+    if history is None:
+        return None
+    if not isinstance(history, dict):
+        raise BundleError(f"version {version}: `history` must be an object, got {history!r:.100}")
+    found = history.get("format_version")
+    if type(found) is not int or found < 1:  # not a bool
+        raise BundleError(
+            f"version {version}: `history.format_version` must be a positive integer, "
+            f"got {found!r:.40}"
+        )
+    if found > HISTORY_FORMAT:
+        raise BundleError(
+            f"version {version}: `history` is format {found}, newer than this tunewatch reads "
+            f"({HISTORY_FORMAT}); upgrade tunewatch to import the bundle"
+        )
+    checked: dict[str, Any] = {"format_version": found}
+    for part in HISTORY_PARTS:
+        rows = history.get(part, [])
+        width = row_width(part)
+        if not (
+            isinstance(rows, list)
+            and len(rows) <= MAX_HISTORY_ROWS
+            and all(is_history_row(row, width) for row in rows)
+        ):
+            raise BundleError(
+                f"version {version}: `history.{part}` must be a list of at most "
+                f"{MAX_HISTORY_ROWS} rows, each a list of {width} strings, got {rows!r:.200}"
+            )
+        checked[part] = rows
+    left_out = history.get("left_out", {})
+    if not (
+        isinstance(left_out, dict)
+        and set(left_out) <= set(HISTORY_PARTS)
+        and all(type(n) is int and n > 0 for n in left_out.values())
+    ):
+        raise BundleError(
+            f"version {version}: `history.left_out` must map parts of the history "
+            f"({', '.join(HISTORY_PARTS)}) to positive integers, got {left_out!r:.200}"
+        )
+    if left_out:
+        checked["left_out"] = left_out
+    return checked
 
 
 def _origin(record: Any) -> tuple[str, int] | None:

@@ -10,6 +10,12 @@ from another store says where from (the source's study, job and trigger, the bun
 who imported it) and when the source store created it, and has the import among its
 decisions. All is read back from the store, so a report can be rebuilt at any time and
 always says what the audit log says.
+
+A version's details are free JSON its registrant writes: the report presents an import,
+a tuning job and its trigger only as the audit log confirms them (an import's entry
+registered the version; the job registered it), and otherwise says who registered the
+version by hand and shows what its details claim, and its figures, as supplied by the
+registrant, not verified (:mod:`tunewatch._report_provenance`).
 The sections on how the version was searched are built by
 :mod:`tunewatch._report_search`, the comparison evidence by
 :mod:`tunewatch._report_evidence`.
@@ -27,6 +33,19 @@ from tunewatch._approval_rules import promotion_rules
 from tunewatch._config import Config
 from tunewatch._report_document import Report, Row, Section, fmt
 from tunewatch._report_evidence import evidence_section
+from tunewatch._report_provenance import (
+    IMPORTS,
+    Provenance,
+    bundled_as,
+    labelled,
+    provenance,
+    registered_by_import,
+    row_counts,
+    source_created,
+    supplied_section,
+    trigger_rows,
+    unverified,
+)
 from tunewatch._report_search import (
     importances_section,
     mapping,
@@ -35,6 +54,7 @@ from tunewatch._report_search import (
     searched_space,
     space_named,
 )
+from tunewatch._report_source_history import history_of, history_sections
 from tunewatch._version_metadata import finite_float
 from tunewatch.store import AuditEntry, Store
 
@@ -42,79 +62,14 @@ logger = logging.getLogger(__name__)
 
 #: The longest file name, in bytes, of the usual file systems (ext4, XFS, Btrfs, tmpfs).
 NAME_MAX = 255
-#: The audit entries of a bundle import. They target the model, not the versions, and
-#: map each bundled version to the target's (``versions``): the imported ones, those there
-#: already, and (``import_bundle_failed``) those an import registered before it failed.
-IMPORTS = ("import_bundle", "import_bundle_failed")
-
-
-def _trigger_rows(
-    details: dict[str, Any], imported: dict[str, Any] | None, importer: AuditEntry | None
-) -> tuple[tuple[str, Any], ...]:
-    """What made the version: its job's trigger; for a version imported from another
-    store, where it came from, the source's study, job and trigger (a bundle import moves
-    them under ``details.imported``: they named that store's jobs), the bundle and who
-    imported it (``importer``: the audit entry that registered it here)."""
-    trigger = mapping(details.get("trigger"))
-    if imported is None:
-        return tuple((str(k), v) for k, v in trigger.items()) or (
-            ("registered", "by hand (no tuning job)"),
-        )
-    origin = mapping(imported.get("origin"))
-    source = mapping(imported.get("trigger"))
-    return (
-        ("imported from", f"{imported.get('model')} v{imported.get('version')}"),
-        ("first registered as", f"{origin.get('model')} v{origin.get('version')}"),
-        ("stage in the source", imported.get("stage")),
-        ("source study", imported.get("study")),
-        ("source job", imported.get("job")),
-        ("bundle sha256", imported.get("bundle_sha256")),
-        ("exported at", imported.get("exported_at")),
-        (
-            "imported by",
-            None if importer is None else f"{importer.actor} (at {importer.at.isoformat()})",
-        ),
-        *((f"source trigger {k}", v) for k, v in source.items()),
-    )
-
-
-def _source_created(imported: dict[str, Any] | None) -> tuple[tuple[str, Any], ...]:
-    """When an imported version was created before it came here (its own ``created`` is
-    the import's time): in the store it was exported from, and, for one that store had
-    imported itself, where it was first registered (the oldest ``via`` that says).
-    A version imported before imports kept the time has neither row."""
-    if imported is None or imported.get("created_at") is None:
-        return ()
-    rows: tuple[tuple[str, Any], ...] = (("created in the source store", imported["created_at"]),)
-    first, via = None, imported.get("via")
-    while isinstance(via, dict):
-        first = via.get("created_at") or first
-        via = via.get("via")
-    if first is not None:
-        rows += (("created where first registered", first),)
-    return rows
-
-
-def _row_counts(
-    details: dict[str, Any], imported: dict[str, Any] | None
-) -> tuple[tuple[str, Any], ...]:
-    if imported is None or "rows" in details:
-        return (
-            ("rows", details.get("rows")),
-            ("of which labelled traffic", details.get("traffic_rows")),
-        )
-    return (
-        ("rows (in the source store)", imported.get("rows")),
-        ("of which labelled traffic (in the source store)", imported.get("traffic_rows")),
-    )
 
 
 def build_report(store: Store, config: Config, model: str, version: int) -> Report:
     row = store.get_version(model, version)
     model_row = store.get_model(model)
-    d = row.details
-    imported = d.get("imported") if isinstance(d.get("imported"), dict) else None
     decisions = _decisions(store, model, version)
+    found = provenance(row.details, decisions, version)
+    d, imported = found.details(row.details), found.imported
     sections = [
         Section(
             "Version",
@@ -122,21 +77,22 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
                 ("stage", row.stage),
                 *_replaced_by(row.stage, decisions, version),
                 ("created", row.created_at.isoformat()),
-                *_source_created(imported),
+                *source_created(imported),
                 ("artefact sha256", row.artefact_sha256),
                 ("hyperparameter set", row.hyperparameter_set_id),
                 ("parent version", row.parent_version),
-                ("study", _study(row.study, imported)),
+                (labelled("study", row.study, found), _study(row.study, imported)),
                 ("size (bytes)", row.size_bytes),
                 ("load memory (bytes)", row.load_memory_bytes),
             ),
         ),
-        Section("Trigger", rows=_trigger_rows(d, imported, _importer(decisions, version))),
+        Section("Trigger", rows=trigger_rows(d, found)),
+        *supplied_section(found),
         Section(
             "Data",
             rows=(
                 ("dataset version", row.dataset_version),
-                *_row_counts(d, imported),
+                *row_counts(d, found),
                 ("reference snapshot", d.get("reference_sha256")),
                 ("reference rows", d.get("reference_rows")),
             ),
@@ -144,7 +100,7 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
         Section(
             "Search space and hyperparameters",
             rows=(
-                ("search space", space_named(d)),
+                (labelled("search space", d.get("search_space"), found), space_named(d)),
                 ("gates for promotion", promotion_rules(model_row, row, config) or "none"),
             ),
             table=(
@@ -152,8 +108,47 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
                 *((k, v) for k, v in sorted(row.hyperparameters.items())),
             ),
         ),
-        *searched_space(d.get("searched_space")),
-        plan_section(d.get("warm_start_plan"), d.get("n_cost_rejected"), no_history(d, imported)),
+        *(unverified(s, found) for s in searched_space(d.get("searched_space"))),
+        unverified(
+            plan_section(
+                d.get("warm_start_plan"), d.get("n_cost_rejected"), no_history(d, imported)
+            ),
+            found,
+        ),
+        _tuning_section(d, found),
+        unverified(importances_section(d.get("importances")), found),
+        unverified(
+            Section(
+                "Export",
+                rows=(
+                    ("ONNX parity error (max abs)", d.get("parity_error")),
+                    ("measured p99 latency at batch 1 (s)", d.get("latency_p99_s")),
+                ),
+            ),
+            found,
+        ),
+        evidence_section(store, model, version),
+        _decision_section(store, model, version, decisions),
+        *history_sections(imported),
+    ]
+    return Report(model=model, version=version, sections=tuple(sections))
+
+
+def source_history(store: Store, model: str, version: int, *, max_bytes: int) -> dict[str, Any]:
+    """What a bundle carries of ``version``'s report (:mod:`tunewatch._report_source_history`):
+    its comparison evidence and its decisions and approvals, as the report shows them, in
+    about ``max_bytes`` of JSON at most (the oldest rows left out)."""
+    decisions = _decisions(store, model, version)
+    return history_of(
+        evidence_section(store, model, version),
+        _decision_section(store, model, version, decisions),
+        max_bytes=max_bytes,
+    )
+
+
+def _tuning_section(d: dict[str, Any], found: Provenance) -> Section:
+    """The study's trials and the winner's fold scores."""
+    return unverified(
         Section(
             "Trials and fold scores",
             rows=(
@@ -170,18 +165,8 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
                 ("nested CV estimate (outer folds)", _nested(d.get("nested_estimate"))),
             ),
         ),
-        importances_section(d.get("importances")),
-        Section(
-            "Export",
-            rows=(
-                ("ONNX parity error (max abs)", d.get("parity_error")),
-                ("measured p99 latency at batch 1 (s)", d.get("latency_p99_s")),
-            ),
-        ),
-        evidence_section(store, model, version),
-        _decision_section(store, model, version, decisions),
-    ]
-    return Report(model=model, version=version, sections=tuple(sections))
+        found,
+    )
 
 
 def _study(study: str | None, imported: dict[str, Any] | None) -> str | None:
@@ -225,7 +210,8 @@ def _decision_section(
         (
             f"approval {a.id}",
             f"{a.status} by {a.decided_by or '—'} (requested by "
-            f"{a.requested_by}; rules: {', '.join(a.rules)})"
+            # all who asked: none of them may decide it
+            f"{', '.join((a.requested_by, *a.co_requesters))}; rules: {', '.join(a.rules)})"
             # why: a request closed undecided (superseded, its version pulled) read as
             # the named person's rejection
             + (f": {a.decision_reason}" if a.decision_reason else ""),
@@ -265,7 +251,7 @@ def _decisions(store: Store, model: str, version: int) -> list[AuditEntry]:
         a
         for action in IMPORTS
         for a in store.audit_log(limit=100_000, target=model, action=action)
-        if _bundled_as(a, version) is not None
+        if bundled_as(a, version) is not None
     ]
     entries = {a.id: a for a in (*own, *rolled_back, *replaced, *imports)}
     return sorted(entries.values(), key=lambda a: a.id)
@@ -293,31 +279,6 @@ def _replaced_by(stage: str, decisions: Sequence[AuditEntry], version: int) -> t
     return (("replaced by", successor),)
 
 
-def _bundled_as(entry: AuditEntry, version: int) -> str | None:
-    """The source version (as the import's audit details key it) that import ``entry``
-    maps to ``version``; ``None`` if it is not an import naming ``version``."""
-    if entry.action not in IMPORTS:
-        return None
-    versions = mapping(entry.details.get("versions"))
-    return next((s for s, v in versions.items() if type(v) is int and v == version), None)
-
-
-def _registered_by_import(entry: AuditEntry, version: int) -> bool:
-    """Whether import ``entry`` registered ``version`` (rather than finding it there)."""
-    source = _bundled_as(entry, version)
-    return source is not None and source in mapping(entry.details.get("registered"))
-
-
-def _importer(decisions: Sequence[AuditEntry], version: int) -> AuditEntry | None:
-    """The import that registered ``version`` here; failing a record of one (a version
-    registered with the details of an import, an entry of an older format), the
-    version's own registration."""
-    return next(
-        (a for a in decisions if _registered_by_import(a, version)),
-        next((a for a in decisions if a.action == "register_version"), None),
-    )
-
-
 def _registered_stage(decisions: Sequence[AuditEntry]) -> str | None:
     """The stage the version was registered in (its ``register_version`` entry's)."""
     entry = next((a for a in decisions if a.action == "register_version"), None)
@@ -329,13 +290,13 @@ def _import_action(entry: AuditEntry, version: int, stage: str | None) -> str:
     """An import's row: whether it registered the version (in which stage: a champion by
     import), found it there already, or (an older entry) mapped it; and its bundle."""
     d = entry.details
-    source = f"{fmt(d.get('from_model'))} v{_bundled_as(entry, version)}"
+    source = f"{fmt(d.get('from_model'))} v{bundled_as(entry, version)}"
     bundle = f"(bundle sha256 {fmt(d.get('bundle_sha256'))})"
-    if _registered_by_import(entry, version):
+    if registered_by_import(entry, version):
         done = f"registered from {source}" + (f" as {stage}" if stage else "")
         if entry.action == "import_bundle_failed":
             done += f" before the import failed: {fmt(d.get('code'))}"
-    elif _bundled_as(entry, version) in mapping(d.get("already_present")):
+    elif bundled_as(entry, version) in mapping(d.get("already_present")):
         done = f"{source} already present"
     else:
         done = f"from {source}"
@@ -349,7 +310,7 @@ def _action(entry: AuditEntry, version: int, stage: str | None) -> str:
         return f"rollback (v{d['rolled_back']} rolled back, v{d['version']} restored)"
     if _replaced(entry, version):
         return f"replaced by v{d['version']} (promote)"
-    if _bundled_as(entry, version) is not None:
+    if bundled_as(entry, version) is not None:
         return _import_action(entry, version, stage)
     return entry.action
 

@@ -78,7 +78,8 @@ def _watch_evidence(
 ) -> dict[str, Any]:
     """A watch's evidence, as a rollback's event holds it: its latest look (none when it
     closed before its first), and the reason it closed."""
-    evidence: dict[str, Any] = {"test": test.id, "previous": test.champion_version}
+    # its kind is the row's event (``rollback_watch passed``)
+    evidence: dict[str, Any] = {"test_id": test.id, "previous": test.champion_version}
     look = comparisons.latest_look(test.id)
     if look is not None:
         evidence.update(
@@ -111,8 +112,9 @@ def _role(payload: dict[str, Any], version: int) -> str | None:
 
 
 def _summary(payload: dict[str, Any]) -> str:
+    """An evidence row's details: the test that decided first (``test=2 (paired)``), then
+    the figures it decided on."""
     keys = (
-        "test",
         "champion_version",
         "previous",
         "estimate",
@@ -130,10 +132,26 @@ def _summary(payload: dict[str, Any]) -> str:
     )
     guarded = isinstance(payload.get("guardrails"), dict)
     return "; ".join(
-        f"{k}={_guardrails(payload[k]) if k == 'guardrails' else fmt(payload[k])}"
-        for k in keys
-        if k in payload and not (k == "violations" and guarded)  # the guardrails list them
+        (
+            *_test(payload),
+            *(
+                f"{k}={_guardrails(payload[k]) if k == 'guardrails' else fmt(payload[k])}"
+                for k in keys
+                if k in payload and not (k == "violations" and guarded)  # guardrails list them
+            ),
+        )
     )
+
+
+def _test(payload: dict[str, Any]) -> tuple[str, ...]:
+    """The test that decided, as GET /v1/models/{m}/comparisons lists it: the comparison
+    loop's events hold its id as ``test_id`` (and its ``kind``); ``test`` is the key of
+    events of an older format."""
+    test = payload.get("test_id", payload.get("test"))
+    if test is None:
+        return ()
+    kind = payload.get("kind")
+    return (f"test={fmt(test)}" + (f" ({fmt(kind)})" if kind is not None else ""),)
 
 
 def _guardrails(value: Any) -> str:

@@ -13,6 +13,7 @@ import pytest
 
 import tunewatch._report as report_module
 from tests.tunewatch.conftest import MODEL, make_daemon
+from tests.tunewatch.report_imports import audit_import
 from tunewatch._example import ExampleModel
 from tunewatch._report import build_report, refresh_reports
 
@@ -177,6 +178,7 @@ def test_an_imported_version_s_report_says_where_it_came_from(
         }
         meta = dataclasses.replace(trained[0].metadata, details={"imported": imported})
         row = daemon.registry.register(MODEL, trained[0].onnx, meta, actor="t", stage="shadow")
+        audit_import(daemon.store, MODEL, row.version)  # as the import records it
         md = build_report(daemon.store, daemon.config, MODEL, row.version).markdown()
         assert "by hand" not in md
         assert "- **imported from**: credit-eu v7" in md
@@ -287,6 +289,8 @@ def test_details_of_an_unexpected_shape_neither_fail_the_report_nor_the_promotio
     try:
         meta = dataclasses.replace(trained[0].metadata, details=details)
         row_ = daemon.registry.register(MODEL, trained[0].onnx, meta, actor="t", stage="shadow")
+        if "imported" in details:  # an import's record, as an import's audit entry confirms
+            audit_import(daemon.store, MODEL, row_.version)
         assert row in build_report(daemon.store, daemon.config, MODEL, row_.version).markdown()
         daemon.store.promote(MODEL, row_.version, actor="t", reason="odd details")
         refresh_reports(daemon.store, daemon.config, MODEL, (row_.version, 1))  # as the API

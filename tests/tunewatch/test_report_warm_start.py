@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.tunewatch.conftest import MODEL, make_daemon
+from tests.tunewatch.report_imports import audit_import
 from tests.tunewatch.test_tuning import _config, _daemon, _runner
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
@@ -98,7 +99,11 @@ def test_the_plan_says_why_it_learned_from_no_earlier_study(
     d, _ = make_daemon(tmp_path, trained)
     try:
         meta = dataclasses.replace(trained[0].metadata, details=details)
-        row = d.registry.register(MODEL, trained[0].onnx, meta, actor="t", stage="shadow")
+        # as the job that tuned it, or the import that brought it, registers it
+        actor = f"job:{details['job']}" if "job" in details else "t"
+        row = d.registry.register(MODEL, trained[0].onnx, meta, actor=actor, stage="shadow")
+        if "imported" in details:
+            audit_import(d.store, MODEL, row.version)
         assert text in _plan_text(d, row.version)
     finally:
         d.close()
@@ -118,7 +123,7 @@ def test_a_plan_whose_studies_were_all_tuned_for_another_objective_says_so(
     d, _ = make_daemon(tmp_path, trained)
     try:
         meta = dataclasses.replace(trained[0].metadata, details=details)
-        row = d.registry.register(MODEL, trained[0].onnx, meta, actor="t", stage="shadow")
+        row = d.registry.register(MODEL, trained[0].onnx, meta, actor="job:3", stage="shadow")
         text = _plan_text(d, row.version)
         assert "no earlier study" not in text, text
         assert "Cold start: every earlier study was tuned for another objective" in text, text

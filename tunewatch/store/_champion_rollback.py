@@ -21,11 +21,11 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from .._errors import ConflictError
-from ._approval_rows import close_pending_approvals, stage_word
+from ._approval_rows import close_approval, close_pending_approvals, stage_word
 from ._audit import append_audit_in
 from ._events import add_event_in
 from ._registry_rows import _lock_model, _set_stage_row, champion, check_champion, get_version
-from ._schema import audit_entries, events
+from ._schema import approvals, audit_entries, events
 from ._types import VersionRow, utcnow
 
 
@@ -80,7 +80,29 @@ def rollback(
     close_pending_approvals(
         conn, model, current.version, stage="rolled_back", actor=actor, reason=reason
     )
+    _close_restored_approvals(conn, model, previous, actor=actor, reason=reason)
     return get_version(conn, model, previous), get_version(conn, model, current.version)
+
+
+def _close_restored_approvals(
+    conn: Connection, model: str, version: int, *, actor: str, reason: str
+) -> None:
+    """Close (rejected, by the rollback's ``actor``: the table holds no other closed
+    status) the pending requests to promote ``version``, which the rollback has just
+    restored as champion without them; each audited and with its event, as a superseded
+    one is. ``reason`` is the rollback's."""
+    why = f"superseded: v{version} was restored as champion by a rollback ({reason})"
+    pending = conn.execute(
+        select(approvals.c.id)
+        .where(
+            approvals.c.model == model,
+            approvals.c.version == version,
+            approvals.c.status == "pending",
+        )
+        .order_by(approvals.c.id)
+    ).scalars()
+    for approval_id in list(pending):
+        close_approval(conn, approval_id, model, version, actor=actor, reason=why)
 
 
 def _replaced_by(conn: Connection, model: str, version: int) -> int | None:

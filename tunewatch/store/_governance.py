@@ -13,7 +13,8 @@ bootstrap admin under ``bootstrap-admin``, ``bootstrap-admin-2`` … (a new
 A request is for a version as it stands: retiring or rolling back the version closes its
 pending requests (:func:`close_pending_approvals`), and approving one whose version was so
 moved after it was requested is refused (``stage_changed``). Promoting the version without
-them closes them too, superseded (a rule that made it wait was widened since). The
+them closes them too, superseded (a rule that made it wait was widened since), and so does
+a rollback restoring it as champion. The
 rollback watch returning the previous champion it kept in shadow to retired
 (``approvals_kept``) is no such move: the version is back where it was, and a request to
 promote it stands.
@@ -189,6 +190,12 @@ def _record_request(
     add_event_in(conn, model=model, type="approval_requested", payload=details)
 
 
+def _asked_by(approval: ApprovalRow) -> str:
+    """Everyone who asked for ``approval``, in order: its requester, then its
+    co-requesters (``alice, bob``), as ``tunewatch approvals`` names them."""
+    return ", ".join((approval.requested_by, *approval.co_requesters))
+
+
 def _requesters(approval: ApprovalRow) -> set[str]:
     return {person(name) for name in (approval.requested_by, *approval.co_requesters)}
 
@@ -271,7 +278,7 @@ def decide_approval(
             current.model,
             current.version,
             actor=approver,
-            reason=f"approved request {approval_id} by {current.requested_by}: {reason}",
+            reason=f"approved request {approval_id} by {_asked_by(current)}: {reason}",
             approved=True,
         )
     return get_approval(conn, approval_id), promoted
