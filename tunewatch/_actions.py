@@ -9,7 +9,7 @@ be tried again (:meth:`Dispatcher.retry`): only the attempt that settles it is r
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal, get_args
@@ -127,9 +127,12 @@ class Dispatcher:
         *,
         dedupe_key: str | None = None,
         actor: str = "system",
+        recorded: Callable[[Event], None] | None = None,
     ) -> ActionOutcome:
         """Record ``event`` for ``model`` and carry out (or suppress) its action; raises
         ``NotFoundError`` for a model that is not registered, recording nothing.
+        ``recorded`` is called with the event once it is written, before its action: a
+        caller whose dispatch then fails knows the event stands.
 
         A retune's job is deduplicated by ``dedupe_key`` or, without one, by the event
         recorded (``{event}:{id}``, the key :meth:`retry` gives it too): :meth:`owed`
@@ -139,12 +142,15 @@ class Dispatcher:
         after the event (the store unavailable as the job is queued) raises and leaves the
         event with neither a job nor an action event. An evaluation policy takes such a
         retune as still owed (:mod:`tunewatch._evaluation_events`); an alert's episode is
-        released for the next delivery (:mod:`tunewatch.api._alerts`); the standing
-        schedule's is tried again (:meth:`owed`, :meth:`retry`). A manual retune's job is
+        left owed, and the next delivery completes its action without recording the alert
+        again (:meth:`queue_owed`, :mod:`tunewatch.api._alerts`); the standing schedule's
+        is tried again (:meth:`owed`, :meth:`retry`). A manual retune's job is
         written with its ``request_retune`` audit entry, in one transaction: when the entry
         cannot be written, no job is queued either, and the caller's retry queues one."""
         self.store.get_model(model)
         fired = self.store.add_event(model=model, type=event, payload=dict(payload))
+        if recorded is not None:
+            recorded(fired)
         return self._act(model, fired, payload, dedupe_key=dedupe_key, actor=actor)
 
     def handle_after(
@@ -278,8 +284,11 @@ class Dispatcher:
         """Try again to queue the retune an ``event`` recorded before (with ``payload``)
         still owes, recording nothing: the caller records the outcome (:meth:`record`) once
         it settles, as :meth:`retry` does. The job's ``dedupe_key`` is the one the first
-        attempt was given, so no attempt queues a second job."""
+        attempt was given, so no attempt queues a second job. A notice (``do: notify``)
+        owes only its action event, whose write failed: the recorded event is the notice."""
         trigger = self.config.trigger(model, event)
+        if trigger is not None and trigger.do == "notify":
+            return ActionOutcome(trigger.do, "taken", f"{event} recorded for {trigger.do}")
         if trigger is None or trigger.do != "retune":
             return ActionOutcome("none", "none", f"no retune configured for {event}")
         return self._retune(model, event, payload, trigger.cooldown_minutes, dedupe_key)

@@ -79,6 +79,14 @@ def test_a_mistyped_model_and_a_wrong_token_on_the_retune_webhook_open_tickets(
     # cannot count a series' first sample, and the first ignored alert read as none
     for reason in get_args(IgnoreReason):
         assert f'tunewatch_alerts_ignored_total{{reason="{reason}"}} 0.0' in before, reason
+    # and so is every refusal of a whole delivery TunewatchAlertWebhookRefused reads: a
+    # body past server.max_body_bytes (413) included, counted under the webhook's route
+    for status in ("400", "401", "403", "413"):
+        refused_at_0 = (
+            'tunewatch_http_requests_total{route="/v1/alerts/alertmanager",'
+            f'status="{status}"}} 0.0'
+        )
+        assert refused_at_0 in before, status
     url = f"{served.url}/v1/alerts/alertmanager"
     typo = payload(alert("fp-typo", model="credt", name="KpiDropped"))
     assert httpx.post(url, json=typo, headers=served.auth("alertmanager"), timeout=60).is_success

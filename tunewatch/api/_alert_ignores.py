@@ -141,9 +141,10 @@ def alert_names(alert: dict[str, Any]) -> tuple[str, str | None]:
 
 
 #: The webhook's refusals of a whole delivery: 400, no Alertmanager v4 payload; 401, a
-#: token unknown or revoked; 403, one without the alertmanager role. (A body past
-#: ``server.max_body_bytes``, 413, is counted from its first.)
-REFUSALS = ("400", "401", "403")
+#: token unknown or revoked; 403, one without the alertmanager role; 413, a body past
+#: ``server.max_body_bytes`` (refused before the router runs, and counted under the
+#: webhook's route all the same).
+REFUSALS = ("400", "401", "403", "413")
 
 
 def count_from_zero(metrics: ServingMetrics, webhook_path: str) -> None:

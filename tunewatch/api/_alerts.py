@@ -14,8 +14,14 @@ for it) and tries again to queue the job without recording the alert again
 (:meth:`Dispatcher.queue_owed`): nothing while it is still suppressed, the outcome once
 it settles. Once a delivery finds a model's retune suppressed by its cool-down (any
 model's, by the quota), it leaves that model's other owed episodes owed for the next
-delivery without claiming them (a write each). A dispatch that failed releases the
-episode, and the next delivery handles it anew.
+delivery without claiming them (a write each). An owed episode is settled without a job
+of its own by a retune of its model that the delivery retrying it queued (for another
+alert, after the owed one was received): alerts of one model firing together, one per
+region say, got a retune each, one per passed cool-down. A dispatch that failed before the
+episode's ``alert_received`` was recorded releases the episode, and the next delivery
+handles it anew; one that failed after it leaves the episode owed, and the next delivery
+completes its action without recording the alert again (it was recorded, and counted,
+twice).
 
 Deliveries are decided in the webhook's own worker threads, at most ``ALERT_THREADS``
 at once per app, and at most ``ALERT_WAITING`` more wait for one, on the event loop (see
@@ -23,17 +29,19 @@ at once per app, and at most ``ALERT_WAITING`` more wait for one, on the event l
 cannot commit, when an episode's claim stays held while the delivery waits
 ``CLAIM_WAIT_S`` for it (the delivery holding it died: Alertmanager retries until the
 claim times out), or ``webhook_busy`` (with ``Retry-After``, the body unread) when that
-many deliveries are in progress already; and 2xx for valid payloads that are ignored
-(unknown model, a resolved alert never seen firing, an alert whose ``startsAt`` is not
-an RFC 3339 time: Alertmanager always sends one, and without it every episode of the
-alert would share one key). An alert without a fingerprint is keyed by a hash of its
+many deliveries are in progress already, or ``shutting_down`` (with ``Retry-After``)
+once the daemon stops (:mod:`tunewatch.api._alert_shutdown`); and 2xx for valid payloads
+that are ignored (unknown model, a resolved alert never seen firing, an alert whose
+``startsAt`` is not an RFC 3339 time: Alertmanager always sends one, and without it every
+episode of the alert would share one key). An alert without a fingerprint is keyed by a hash of its
 labels. An episode resolved before it was seen firing is stored resolved, and ignored
 once: a resolve delivered again (a retry, an HA peer's, the group's next notification)
 is not ignored, whether the episode was seen firing or not. A firing delivery of a
 resolved episode within ``store._alert_episodes.REFIRE_AFTER`` (2 min) after the resolve
 is stale (a retry, an HA peer's) and acted on by no delivery, and so is one that began
 before the resolve however late it reaches the alert (a large group takes minutes to
-decide; the delivery's start is read once, by the database's clock); one that began
+decide, and a delivery may wait for a thread first: its start is its arrival, by the
+database's clock, read at its first claim less the time since it arrived); one that began
 later is the alert firing again (Alertmanager resolves an alert its sender stopped
 refreshing, and fires it again with the same fingerprint and ``startsAt`` when the
 sender is back), which reopens the episode: a retune owed when it resolved is owed
@@ -59,14 +67,12 @@ told apart.
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import logging
-import re
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from anyio import WouldBlock, to_thread
@@ -77,62 +83,15 @@ from starlette.routing import Route
 from tunewatch._actions import ActionOutcome
 from tunewatch._errors import InvalidValueError, NotFoundError
 from tunewatch.api._alert_ignores import Ignores, alert_names, report_truncated, shown
+from tunewatch.api._alert_keys import AlertRead, dedupe_key, read_alert
+from tunewatch.api._alert_retunes import Retunes
+from tunewatch.api._alert_shutdown import ShuttingDown, WebhookStop, webhook_stop
 from tunewatch.api._body import parse_json_object
 from tunewatch.api._context import ALERT_THREADS, ALERT_WAITING, AppContext, authenticate, context
 from tunewatch.api._errors import ApiError, error_response
+from tunewatch.store import Event
 
 logger = logging.getLogger(__name__)
-
-_MISSING = object()  # an alert without startsAt
-
-
-def _fingerprint(alert: dict[str, Any], labels: dict[str, str]) -> str:
-    """The alert's ``fingerprint``, else a hash of its labels: of their JSON, which tells
-    ``{"x": "1\\nz=2"}`` from ``{"x": "1", "z": "2"}`` (``k=v`` lines did not)."""
-    value = alert.get("fingerprint")
-    if isinstance(value, str) and value:
-        return value[:64]
-    text = json.dumps(sorted(labels.items()))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-#: RFC 3339's date-time (section 5.6), as Go's time.RFC3339Nano writes Alertmanager's.
-_RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?"
-    r"(?:[Zz]|[+-](\d{2}):(\d{2}))",
-    re.ASCII,
-)
-
-
-def _starts_at(value: Any) -> str | None:
-    """``startsAt`` as sent when it is an RFC 3339 time of at most 64 characters (the
-    episode's column), else None. Alertmanager always sends one: without it every
-    episode of an alert shared one key, and after the first resolved the later ones were
-    taken for stale deliveries of it."""
-    if not isinstance(value, str) or len(value) > 64:
-        return None
-    match = _RFC3339.fullmatch(value)
-    if match is None:
-        return None
-    year, month, day, hour, minute, second, off_h, off_m = match.groups()
-    if off_h is not None and (int(off_h) > 23 or int(off_m) > 59):
-        return None
-    try:
-        datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
-    except ValueError:  # a day, hour, minute or second no calendar has
-        return None
-    return value
-
-
-def dedupe_key(fingerprint: str, starts_at: str) -> str:
-    """The job key of an episode: ``alert:{fingerprint}:{startsAt}``, which a fingerprint
-    without a colon (Alertmanager's are hex) reads back unambiguously; one holding a colon
-    gets ``alert#{len(fingerprint)}:{fingerprint}:{startsAt}``, which no key of the first
-    form can equal (``#`` where it has ``:``). At most 138 characters."""
-    if ":" not in fingerprint:
-        return f"alert:{fingerprint}:{starts_at}"
-    return f"alert#{len(fingerprint)}:{fingerprint}:{starts_at}"
-
 
 #: How long a delivery waits for a claim another delivery holds, counted as time asleep.
 CLAIM_WAIT_S = 2.0
@@ -175,32 +134,25 @@ class _ClaimWait:
             yield
 
 
-class _Suppressions:
-    """The owed retunes a delivery found still suppressed: a model in its cool-down, and
-    the quota full (daemon-wide). Either stays so for the rest of the delivery, so its
-    other owed episodes of that model (of every model, for the quota) are left owed for
-    the next delivery without a write: each cost three writing transactions (the claim,
-    the job's insert under the job lock, the settle), and a 5,000-alert group redelivered
-    in its model's cool-down took 26 s on SQLite. A new episode is still claimed and
-    dispatched (its alert and the suppression are recorded once), and tells the delivery
-    of a suppression as well. A job that ends, or a cool-down that passes, while the
-    delivery runs is acted on by the next one."""
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    """What deciding one alert of a delivery needs of the delivery."""
 
-    def __init__(self) -> None:
-        self._cooling: set[str] = set()
-        self._quota_full = False
+    ctx: AppContext
+    body: dict[str, Any]
+    label: str  # the label naming an alert's model
+    summary: dict[str, Any]
+    ignores: Ignores
+    wait: _ClaimWait
+    retunes: Retunes
+    start_of: Callable[[], datetime]  # the delivery's start, by the database's clock
+    known: Callable[[str], bool]  # whether a model is registered
+    actor: str
+    stop: WebhookStop | None
 
-    def note(self, model: str, outcome: ActionOutcome) -> None:
-        if outcome.status != "suppressed":
-            return
-        if outcome.cause == "cooldown":
-            self._cooling.add(model)
-        elif outcome.cause == "quota":
-            self._quota_full = True
-
-    def still(self, model: str) -> bool:
-        """Whether an owed retune of ``model`` is still suppressed, as this delivery found."""
-        return self._quota_full or model in self._cooling
+    def stopped(self) -> bool:
+        """Whether the daemon's stop leaves no time to decide another alert."""
+        return self.stop is not None and self.stop.over()
 
 
 def handle_alerts(
@@ -210,28 +162,30 @@ def handle_alerts(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     started: datetime | None = None,
+    arrived: float | None = None,
+    stop: WebhookStop | None = None,
     actor: str = "alertmanager",
 ) -> dict[str, Any]:
     """Decide a delivery's alerts; ``actor``: who delivered them (the token's name), named
-    in each episode's events. ``started``: the database's time as the delivery began,
-    read at its first claim when not given. A firing alert reopens its resolved episode
-    only when the resolve came ``REFIRE_AFTER`` before it: a delivery of a large group decides for
-    minutes, and one that began before the resolve (Alertmanager gave up on it and sent
-    the resolve in its next notification) reopened the episode when it reached the alert
-    over ``REFIRE_AFTER`` after the resolve, queueing a retune for a resolved alert."""
+    in each episode's events. ``started``: the database's time as the delivery began;
+    when not given, the database's time at its first claim less the time since it
+    ``arrived`` (by ``clock``, which times its waits too; without one, now). A firing
+    alert reopens its resolved episode only when the resolve came ``REFIRE_AFTER`` before
+    it: a delivery of a large group decides for minutes, and one that began before the
+    resolve (Alertmanager gave up on it and sent the resolve in its next notification)
+    reopened the episode when it reached the alert over ``REFIRE_AFTER`` after the
+    resolve, queueing a retune for a resolved alert; one that waited that long for a
+    webhook thread did the same from its first alert. ``stop``: the daemon's, checked
+    before each alert: :class:`ShuttingDown` once it leaves no time to decide one."""
     alerts = body.get("alerts")
     if not isinstance(alerts, list):
         raise ApiError(400, "invalid_request", "`alerts` must be a list (Alertmanager v4)")
-    # read at the delivery's first claim, not before: a delivery whose alerts are all
-    # ignored needs no store (it is answered 200 while the store is down)
-    start_of: Callable[[], datetime] = (
-        functools.cache(ctx.runtime.store.database_now) if started is None else lambda: started
-    )
-    label = ctx.runtime.config.alerting.model_label
-    # looked up once a delivery: a group is mostly one model's alerts
-    known: Callable[[str], bool] = functools.cache(functools.partial(_known, ctx))
-    wait = _ClaimWait(clock, sleep)
-    suppressed = _Suppressions()
+    store = ctx.runtime.store
+    since = clock() if arrived is None else arrived
+
+    def began() -> datetime:
+        return store.database_now() - timedelta(seconds=max(0.0, clock() - since))
+
     ignores = Ignores()
     summary: dict[str, Any] = {
         "received": len(alerts),
@@ -240,7 +194,25 @@ def handle_alerts(
         "ignored": ignores.messages,
         "busy": [],  # claimed by another delivery: the webhook answers 503
     }
+    delivery = _Delivery(
+        ctx=ctx,
+        body=body,
+        label=ctx.runtime.config.alerting.model_label,
+        summary=summary,
+        ignores=ignores,
+        wait=_ClaimWait(clock, sleep),
+        retunes=Retunes(),
+        # read at the delivery's first claim, not before: a delivery whose alerts are all
+        # ignored needs no store (it is answered 200 while the store is down)
+        start_of=functools.cache(began) if started is None else lambda: started,
+        # looked up once a delivery: a group is mostly one model's alerts
+        known=functools.cache(functools.partial(_known, ctx)),
+        actor=actor,
+        stop=stop,
+    )
     for alert in alerts:
+        if delivery.stopped():  # each alert is committed on its own
+            raise ShuttingDown()
         if not isinstance(alert, dict):
             ignores.add(
                 "not_an_object",
@@ -251,9 +223,7 @@ def handle_alerts(
             )
             continue
         try:
-            _handle_alert(
-                ctx, body, alert, label, summary, ignores, wait, suppressed, start_of, known, actor
-            )
+            _handle_alert(delivery, alert)
         except InvalidValueError as exc:
             name, fingerprint = alert_names(alert)
             ignores.add(
@@ -269,78 +239,39 @@ def handle_alerts(
     return summary
 
 
-def _handle_alert(
-    ctx: AppContext,
-    body: dict[str, Any],
-    alert: dict[str, Any],
-    label: str,
-    summary: dict[str, Any],
-    ignores: Ignores,
-    wait: _ClaimWait,
-    suppressed: _Suppressions,
-    start_of: Callable[[], datetime],
-    known: Callable[[str], bool],
-    actor: str,
-) -> None:
-    store = ctx.runtime.store
-    labels = _string_labels(alert.get("labels"))
-    # As long as the columns hold: Alertmanager's own values are far shorter.
-    name = labels.get("alertname", "unnamed")[:200]
-    raw_starts = alert.get("startsAt", _MISSING)
-    fingerprint = _fingerprint(alert, labels)
-    nul = _nul_in(
-        labels,
-        fingerprint=fingerprint,
-        starts_at=raw_starts if isinstance(raw_starts, str) else "",
+def _handle_alert(delivery: _Delivery, alert: dict[str, Any]) -> None:
+    read = read_alert(
+        alert,
+        group_status=delivery.body.get("status"),
+        label=delivery.label,
+        known=delivery.known,
+        ignores=delivery.ignores,
     )
-    ignore = functools.partial(ignores.add, alertname=name, fingerprint=fingerprint)
-    if nul is not None:
-        ignore("nul", f"{name!r}: a NUL in {nul}", detail=f"a NUL in {nul}")
+    if read is None:  # ignored
         return
-    starts_at = _starts_at(raw_starts)
-    if starts_at is None:
-        got = "none" if raw_starts is _MISSING else shown(raw_starts)
-        ignore(
-            "starts_at",
-            f"{name}: `startsAt` must be an RFC 3339 time of at most 64 characters "
-            f"(Alertmanager always sends one), got {got}",
-            detail=f"`startsAt` is not an RFC 3339 time: {got}",
-        )
-        return
-    model = labels.get(label)
-    status = alert.get("status", body.get("status"))
-    if status not in ("firing", "resolved"):
-        ignore(
-            "status",
-            f"{name}: status {status!r}",
-            detail=f"status must be 'firing' or 'resolved', got {shown(status)}",
-        )
-        return
-    if not isinstance(model, str):
-        ignore(
-            "model_label_missing",
-            f"{name}: no known model in label {label!r}",
-            detail=f"no label {shown(label)}",
-        )
-        return
-    if not known(model):
-        ignore(
-            "model_unknown",
-            f"{name}: no known model in label {label!r}",
-            detail=f"label {shown(label)} is {shown(model)}, not a registered model",
-        )
-        return
-    if status == "resolved":
+    if read.status == "resolved":
         # One never seen firing is stored resolved: a firing delivery soon after is stale.
         # An owed retune is no longer tried, and is owed again if the alert fires again.
         # A resolve delivered again (a retry, an HA peer's) is no alert never seen firing.
-        if store.resolve_alert_episode(fingerprint=fingerprint, starts_at=starts_at) == "unseen":
-            ignore(
+        resolved = delivery.ctx.runtime.store.resolve_alert_episode(
+            fingerprint=read.fingerprint, starts_at=read.starts_at
+        )
+        if resolved == "unseen":
+            delivery.ignores.add(
                 "resolved_unseen",
-                f"{name}: resolved, never seen firing",
+                f"{read.name}: resolved, never seen firing",
+                alertname=read.name,
+                fingerprint=read.fingerprint,
                 detail="resolved, never seen firing",
             )
         return
+    _decide_firing(delivery, read)
+
+
+def _decide_firing(delivery: _Delivery, read: AlertRead) -> None:
+    ctx, actor = delivery.ctx, delivery.actor
+    store = ctx.runtime.store
+    name, fingerprint, starts_at, model = read.name, read.fingerprint, read.starts_at, read.model
     # Claimed by another delivery: it decides in milliseconds, so wait a little for it;
     # one still holding the claim died deciding (killed, or the store failed before it
     # could release the claim): busy, answered 503 so Alertmanager retries until the
@@ -348,36 +279,30 @@ def _handle_alert(
     # episode that needs no decision is only read, once: a group of thousands is
     # redelivered whole, and writes for each of its decided alerts outlasted
     # Alertmanager's timeout. So is an owed one whose retune this delivery already found
-    # suppressed (see _Suppressions).
+    # suppressed (see Retunes).
     payload = {
         "alertname": name,
         "fingerprint": fingerprint,
         "startsAt": starts_at,
-        "labels": labels,
+        "labels": read.labels,
         "actor": actor,
     }
     retry = functools.partial(
-        _retry_owed,
-        ctx,
-        model,
-        payload,
-        summary,
-        suppressed,
-        fingerprint=fingerprint,
-        starts_at=starts_at,
-        actor=actor,
+        _retry_owed, delivery, model, payload, fingerprint=fingerprint, starts_at=starts_at
     )
     claim: str | None = None
-    for _ in wait.attempts():
+    for _ in delivery.wait.attempts():
+        if delivery.stopped():  # a wait for a held claim, too, ends at the stop
+            raise ShuttingDown()
         state = store.alert_episode_state(
-            fingerprint=fingerprint, starts_at=starts_at, owed=_OWED, started=start_of()
+            fingerprint=fingerprint, starts_at=starts_at, owed=_OWED, started=delivery.start_of()
         )
         if state == "settled":
             return
         if state == "held":
             continue
         if state == "owed":
-            if suppressed.still(model) or retry():  # see _Suppressions
+            if delivery.retunes.leaves_owed(model) or retry():  # see Retunes
                 return
             continue
         claim = store.claim_alert_episode(
@@ -385,41 +310,50 @@ def _handle_alert(
             starts_at=starts_at,
             model=model,
             alertname=name,
-            labels=labels,
-            started=start_of(),
+            labels=read.labels,
+            started=delivery.start_of(),
         )
         if claim is not None:
             break
         if retry():  # owed (it fired again after a resolve), decided or held meanwhile
             return
     if claim is None:
-        summary["busy"].append(name)
+        delivery.summary["busy"].append(name)
         return
-    summary["new_episodes"] += 1
-    key = dedupe_key(fingerprint, starts_at)
+    settle = functools.partial(
+        store.settle_alert_episode, fingerprint=fingerprint, starts_at=starts_at, claim=claim
+    )
+    if delivery.stopped():  # the claim came too late (it waited for a lock): released
+        settle(decision=None)
+        raise ShuttingDown()
+    delivery.summary["new_episodes"] += 1
+    recorded: list[Event] = []  # the episode's alert_received, once written
     try:
         outcome = ctx.dispatcher.handle(
-            model, "alert_received", payload, dedupe_key=key, actor=actor
+            model,
+            "alert_received",
+            payload,
+            dedupe_key=dedupe_key(fingerprint, starts_at),
+            actor=actor,
+            recorded=recorded.append,
         )
-    except Exception:  # released, then re-raised: the request boundary logs it
-        # released for Alertmanager's retry (a 503) or the next delivery; the error
-        # itself goes on to the request boundary
-        store.settle_alert_episode(
-            fingerprint=fingerprint, starts_at=starts_at, claim=claim, decision=None
-        )
+    except Exception:  # settled, then re-raised: the request boundary logs it
+        # For Alertmanager's retry (a 503) or the next delivery: released when the alert
+        # was not recorded (it is handled anew); owed once it was, so that the retry
+        # completes the action (queues the job, records its outcome) without recording
+        # the alert again. The error itself goes on to the request boundary.
+        settle(decision=_OWED if recorded else None)
         raise
-    suppressed.note(model, outcome)
+    delivery.retunes.note(model, outcome)
     # Only a final outcome decides the episode; a retune that the quota or a cool-down
     # suppressed is owed, tried again by a later delivery of the alert.
     if outcome.final:
         decision: str | None = outcome.describe()
     else:
         decision = _OWED if _still_owed(outcome) else None
-    store.settle_alert_episode(
-        fingerprint=fingerprint, starts_at=starts_at, claim=claim, decision=decision
-    )
+    settle(decision=decision)
     if outcome.job_id is not None and outcome.status == "taken":
-        summary["jobs"].append(outcome.job_id)
+        delivery.summary["jobs"].append(outcome.job_id)
 
 
 def _still_owed(outcome: ActionOutcome) -> bool:
@@ -427,35 +361,50 @@ def _still_owed(outcome: ActionOutcome) -> bool:
 
 
 def _retry_owed(
-    ctx: AppContext,
+    delivery: _Delivery,
     model: str,
     payload: dict[str, Any],
-    summary: dict[str, Any],
-    suppressed: _Suppressions,
     *,
     fingerprint: str,
     starts_at: str,
-    actor: str,
 ) -> bool:
     """A later delivery of an episode it could not claim: when its retune is owed, claim
     it and try again to queue it, recording nothing while it is still suppressed. The
     delivery holding the claim records the outcome, then settles the episode; a duplicate
-    too (a delivery that queued the job failed before it recorded it, and left it owed).
-    False when another delivery holds the claim: the caller waits for it like for any
-    claim. True when there is nothing to do: the episode is decided or resolved.
-    ``suppressed`` learns what the retry found. (An episode found owed is left owed,
-    unclaimed, while its retune is still suppressed as this delivery found: see
-    :class:`_Suppressions`.)"""
+    too (a delivery that queued the job failed before it recorded it, and left it owed),
+    and a retune of the model this delivery queued, after the episode was received, which
+    settles it without a job of its own (see :class:`Retunes`). False when another
+    delivery holds the claim: the caller waits for it like for any claim. True when there
+    is nothing to do: the episode is decided or resolved. ``delivery.retunes`` learns what
+    the retry found. (An episode found owed is left owed, unclaimed, while its retune is
+    still suppressed as this delivery found: see :class:`Retunes`.)"""
+    ctx = delivery.ctx
     store = ctx.runtime.store
     claim = store.claim_owed_alert_episode(fingerprint=fingerprint, starts_at=starts_at, owed=_OWED)
     if claim is None:
         # decided, or resolved (the marker stays on a resolved owed episode, tried again
         # only if the alert fires again after REFIRE_AFTER): nothing to do
         return not store.alert_episode_claimed(fingerprint=fingerprint, starts_at=starts_at)
-    key = dedupe_key(fingerprint, starts_at)
+    settle = functools.partial(
+        store.settle_alert_episode, fingerprint=fingerprint, starts_at=starts_at, claim=claim
+    )
     try:
-        outcome = ctx.dispatcher.queue_owed(model, "alert_received", payload, dedupe_key=key)
-        suppressed.note(model, outcome)
+        if delivery.stopped():
+            raise ShuttingDown()  # owed again, below
+        retuned = delivery.retunes.queued(model)
+        if retuned is not None:
+            outcome = ActionOutcome(
+                "retune",
+                "duplicate",
+                f"already handled by job {retuned}, a retune of {model!r} queued after "
+                "this alert was received",
+                retuned,
+            )
+        else:
+            outcome = ctx.dispatcher.queue_owed(
+                model, "alert_received", payload, dedupe_key=dedupe_key(fingerprint, starts_at)
+            )
+        delivery.retunes.note(model, outcome)
         if _still_owed(outcome):
             decision: str | None = _OWED
         else:
@@ -464,53 +413,17 @@ def _retry_owed(
             # recorded before the episode settles, as the first delivery does: settled
             # first, a record that failed left the job queued with no action event, and
             # the retry found the episode decided and recorded nothing
-            ctx.dispatcher.record(model, "alert_received", outcome, actor=actor)
-        store.settle_alert_episode(
-            fingerprint=fingerprint, starts_at=starts_at, claim=claim, decision=decision
-        )
+            ctx.dispatcher.record(model, "alert_received", outcome, actor=delivery.actor)
+        settle(decision=decision)
     except Exception:  # owed again, then re-raised: the request boundary logs it
-        # owed again for Alertmanager's retry (a 503), which finds a job queued here (a
-        # duplicate) and records it; the error goes on to the request boundary
-        store.settle_alert_episode(
-            fingerprint=fingerprint, starts_at=starts_at, claim=claim, decision=_OWED
-        )
+        # owed again for Alertmanager's retry (a 503) or the daemon's stop, which finds a
+        # job queued here (a duplicate) and records it; the error goes on to the request
+        # boundary
+        settle(decision=_OWED)
         raise
     if outcome.job_id is not None and outcome.status == "taken":
-        summary["jobs"].append(outcome.job_id)
+        delivery.summary["jobs"].append(outcome.job_id)
     return True
-
-
-def _string_labels(labels: Any) -> dict[str, str]:
-    """An alert's ``labels`` with only the labels whose value is a string, as
-    Alertmanager's always are; the rest are dropped and logged. Not an object: none."""
-    if not isinstance(labels, dict):
-        return {}
-    kept = {k: v for k, v in labels.items() if isinstance(k, str) and isinstance(v, str)}
-    if len(kept) < len(labels):
-        dropped = sorted(str(k) for k in labels if k not in kept)
-        logger.warning(
-            "alert %r: dropped %d label(s) whose value is not a string (Alertmanager's "
-            "labels are strings): %s",
-            kept.get("alertname", "unnamed")[:200],
-            len(dropped),
-            [k[:100] for k in dropped[:10]],
-        )
-    return kept
-
-
-def _nul_in(labels: dict[str, str], *, fingerprint: str, starts_at: str) -> str | None:
-    """Where the alert holds a NUL (a label's name or value, the fingerprint, startsAt);
-    None when nowhere."""
-    for key, value in labels.items():
-        if "\x00" in key:
-            return f"a label name {key!r}"
-        if "\x00" in value:
-            return f"label {key!r}"
-    if "\x00" in fingerprint:
-        return "the fingerprint"
-    if "\x00" in starts_at:
-        return "startsAt"
-    return None
 
 
 def _known(ctx: AppContext, model: str) -> bool:
@@ -524,8 +437,8 @@ def _known(ctx: AppContext, model: str) -> bool:
 #: The code of a delivery answered 503 because ``ALERT_THREADS`` deliveries run and
 #: ``ALERT_WAITING`` wait already (:func:`alertmanager_webhook`).
 BUSY_CODE = "webhook_busy"
-#: Seconds a delivery answered :data:`BUSY_CODE` is asked to wait (Alertmanager retries a
-#: 5xx with its own backoff; the header is for other callers).
+#: Seconds a delivery answered :data:`BUSY_CODE` or ``shutting_down`` is asked to wait
+#: (Alertmanager retries a 5xx with its own backoff; the header is for other callers).
 RETRY_AFTER_S = 5
 _BUSY_MESSAGE = (
     f"the webhook is busy: {ALERT_THREADS} deliveries are being decided and {ALERT_WAITING} "
@@ -533,14 +446,24 @@ _BUSY_MESSAGE = (
 )
 
 
-def _handle_body(ctx: AppContext, raw: bytes, actor: str) -> dict[str, Any]:
+def _retry_later(code: str, message: str) -> Response:
+    """A JSON 503 with ``Retry-After``."""
+    answer = error_response(503, code, message)
+    answer.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return answer
+
+
+def _handle_body(
+    ctx: AppContext, raw: bytes, actor: str, arrived: float, stop: WebhookStop
+) -> dict[str, Any]:
     """The delivery's body parsed and its alerts handled, in one worker thread: a large
     group (thousands of alerts, megabytes) parsed on the event loop held every request of
     the process (a 7.8 MiB one about 200 ms), and its tree is released there too. An
     error it raises leaves with the locals of its frames cleared, in the worker: a refused
-    body's parsed tree is not released on the event loop when the error is answered."""
+    body's parsed tree is not released on the event loop when the error is answered.
+    ``arrived``: when the delivery arrived, by ``time.monotonic``."""
     try:
-        return handle_alerts(ctx, parse_json_object(raw), actor=actor)
+        return handle_alerts(ctx, parse_json_object(raw), actor=actor, arrived=arrived, stop=stop)
     except Exception as exc:  # re-raised: only the frames' locals are dropped
         traceback.clear_frames(exc.__traceback__)
         raise
@@ -555,23 +478,36 @@ async def alertmanager_webhook(request: Request) -> Response:
     5xx with backoff, so no alert is lost. Each delivery ran whole in anyio's default
     pool, which scoring's token look-ups use too, and took store connections: 48 at once
     (a Prometheus restart, every group sent by every HA peer) held scoring 38-50 s and
-    exhausted the store's connection pool (503 ``store_unavailable``)."""
+    exhausted the store's connection pool (503 ``store_unavailable``).
+
+    The delivery begins as it arrives: its wait for a thread is part of its time (see
+    :func:`handle_alerts`). Once the daemon stops (:mod:`tunewatch.api._alert_shutdown`), a
+    delivery waiting for a thread, or arriving, is answered 503 ``shutting_down`` with
+    ``Retry-After`` without being started, and one being decided is answered so once it
+    stops between two alerts."""
+    arrived = time.monotonic()
     ctx = context(request)
     principal = authenticate(request, "alert")
+    stop = webhook_stop(request.app)
     in_progress = ctx.alert_deliveries
     try:
         in_progress.acquire_nowait()  # on the loop, without waiting: exact under a burst
     except WouldBlock:
-        busy = error_response(503, BUSY_CODE, _BUSY_MESSAGE)
-        busy.headers["Retry-After"] = str(RETRY_AFTER_S)
-        return busy
+        return _retry_later(BUSY_CODE, _BUSY_MESSAGE)
+    summary: dict[str, Any] | None = None
     try:
         raw = await request.body()
-        summary = await to_thread.run_sync(
-            _handle_body, ctx, raw, principal.name, limiter=ctx.alert_threads
-        )
+        with stop.waiting():  # cancelled, while it waits for a thread, by the stop
+            summary = await to_thread.run_sync(
+                _handle_body, ctx, raw, principal.name, arrived, stop, limiter=ctx.alert_threads
+            )
+    except ShuttingDown as exc:
+        return _retry_later(exc.code, exc.message)
     finally:
         in_progress.release()
+    if summary is None:  # not started: the stop began while it waited for a thread
+        stopped = ShuttingDown()
+        return _retry_later(stopped.code, stopped.message)
     if summary["busy"]:
         raise ApiError(
             503,

@@ -371,7 +371,8 @@ _WEBHOOK = {
             "episode is held by another delivery that has not decided it; "
             "Alertmanager's retry takes it once the claim times out), "
             "`webhook_busy` (4 deliveries are being decided and 16 wait in this "
-            "daemon; `Retry-After`) or `store_unavailable`"
+            "daemon; `Retry-After`), `shutting_down` (the daemon is stopping: the "
+            "delivery was not decided, or not whole; `Retry-After`) or `store_unavailable`"
         },
     },
 }

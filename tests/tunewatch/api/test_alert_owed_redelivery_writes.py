@@ -80,14 +80,20 @@ def test_a_group_redelivered_in_its_cool_down_writes_next_to_nothing(
 
         _cool_down_over(daemon)
         over, _ = _summary(daemon, group)
-        assert len(over["jobs"]) == 1  # one owed episode gets its job; a cool-down again
+        # one owed episode gets its job, which settles the others (each once: its claim,
+        # its action_duplicate, its settle): they were received before it was queued
+        assert len(over["jobs"]) == 1
         assert job_fingerprints(daemon) == ["fp000", "fp001"]
-        assert _summary(daemon, group)[0]["jobs"] == []
-        events = [e.type for e in daemon.store.list_events(model=MODEL, limit=2 * GROUP + 10)]
+        decided, writes = _summary(daemon, group)
+        assert decided["jobs"] == [] and writes == 0
+        _cool_down_over(daemon)
+        assert _summary(daemon, group)[0]["jobs"] == []  # nothing is owed any more
+        events = [e.type for e in daemon.store.list_events(model=MODEL, limit=3 * GROUP + 10)]
         # each alert recorded once, each suppression once: the retries recorded nothing
         assert events.count("alert_received") == GROUP
         assert events.count("action_suppressed") == GROUP - 1
         assert events.count("action_taken") == 2
+        assert events.count("action_duplicate") == GROUP - 2
     finally:
         daemon.close()
 
