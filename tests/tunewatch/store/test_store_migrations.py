@@ -30,6 +30,9 @@ from tunewatch.store._migrate import alembic_config
 from tunewatch.store._records import _label_value
 from tunewatch.store._schema import audit_head, comparison_consumed, comparison_tests, labels
 
+# about making and migrating stores: each begins with no store file (not a migrated copy)
+pytestmark = pytest.mark.new_store
+
 
 def test_migrate_is_idempotent_and_matches_metadata(store_url: str) -> None:
     store = Store.open(store_url)

@@ -27,6 +27,9 @@ from tunewatch.store._migrate import alembic_config
 from tunewatch.store._schema import api_tokens
 from tunewatch.store._tokens import token_name_key
 
+# about making and migrating stores: each begins with no store file (not a migrated copy)
+pytestmark = pytest.mark.new_store
+
 NFC = "jos\u00e9"
 NFD = "jose\u0301"
 
