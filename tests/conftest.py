@@ -11,8 +11,7 @@ import os
 import sqlite3
 import subprocess
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,60 +54,23 @@ def pg_available() -> None:
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 
 
-@pytest.fixture(scope="session")
-def _migrated_pg_schema(pg_available: None) -> Iterator[tuple[str, str]]:
-    """The SQL that makes a PostgreSQL store this build's migrations made, as ``pg_dump``
-    wrote it of one (its schema's name in it, the second item): each test's ``pg_url``
-    starts as a copy under a name of its own. A migration takes ~0.3 s, a copy ~0.1 s."""
-    import psycopg
-
-    from tunewatch.store import Store
-
-    made = f"tw_template_{uuid.uuid4().hex}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-        c.execute(f'CREATE SCHEMA "{made}"')
-    try:
-        Store.open(f"{PG_BASE_URL}?options=-csearch_path%3D{made}").close()
-        dump = subprocess.run(
-            ["pg_dump", "--no-owner", "--no-privileges", "--inserts", "-n", made, PG_ADMIN],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        ).stdout
-        # not psql's meta-commands (`\restrict`): the SQL is run by psycopg
-        yield "\n".join(line for line in dump.splitlines() if not line.startswith("\\")), made
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-            c.execute(f'DROP SCHEMA "{made}" CASCADE')
-
-
-@contextmanager
-def _pg_schema(request: pytest.FixtureRequest, *, migrated: bool) -> Iterator[str]:
-    """A PostgreSQL URL whose search_path is a schema of its own, dropped afterwards:
-    ``migrated``, a store at this build's newest revision; else an empty schema."""
+@pytest.fixture
+def pg_url(pg_available: None) -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
     import psycopg
 
     schema = f"tw_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-        if migrated:
-            sql, made = request.getfixturevalue("_migrated_pg_schema")
-            c.execute(sql.replace(made, schema))
-        else:
-            c.execute(f'CREATE SCHEMA "{schema}"')
+    with psycopg.connect(
+        "host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True
+    ) as c:
+        c.execute(f'CREATE SCHEMA "{schema}"')
     try:
         yield f"{PG_BASE_URL}?options=-csearch_path%3D{schema}"
     finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+        with psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True
+        ) as c:
             c.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-@pytest.fixture
-def pg_url(request: pytest.FixtureRequest, pg_available: None) -> Iterator[str]:
-    """A PostgreSQL URL whose search_path is a fresh, empty schema, dropped afterwards
-    (a store or an Optuna storage: each makes its tables there)."""
-    with _pg_schema(request, migrated=False) as url:
-        yield url
 
 
 @pytest.fixture(scope="session")
@@ -119,54 +81,17 @@ def trained() -> list[Any]:
     return example_models(seed=0, n_rows=1500)
 
 
-@pytest.fixture(scope="session")
-def _migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite store this build's migrations made, in one file (no WAL beside it): each
-    test's ``sqlite_url`` starts as a copy. Migrating a new store takes ~0.2 s (23
-    Alembic revisions), a copy ~1 ms; over the suite's stores that was minutes of CI."""
-    from tunewatch.store import Store
-
-    made = tmp_path_factory.mktemp("migrated-store")
-    with Store.open(f"sqlite:///{made}/made.db"):
-        pass
-    template = made / "tunewatch.db"
-    with sqlite3.connect(made / "made.db") as source, sqlite3.connect(template) as copy:
-        source.backup(copy)
-    source.close()
-    copy.close()
-    return template
-
-
-def _sqlite_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A SQLite URL under ``tmp_path``: a store already at this build's newest revision,
-    or, for a test marked ``new_store`` (one about creating or migrating a store), no
-    file yet."""
-    path = tmp_path / "tunewatch.db"
-    if request.node.get_closest_marker("new_store") is None:
-        template = request.getfixturevalue("_migrated_sqlite")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # as the store makes it
-        with os.fdopen(fd, "wb") as copy:
-            copy.write(template.read_bytes())
-    return f"sqlite:///{path}"
-
-
 @pytest.fixture
-def sqlite_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return _sqlite_store_url(request, tmp_path)
+def sqlite_url(tmp_path: object) -> str:
+    return f"sqlite:///{tmp_path}/tunewatch.db"  # type: ignore[str-bytes-safe]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """Parametrises a test over both store backends (the contract-suite fixture): a store
-    already at this build's newest revision, or, for a test marked ``new_store``, none
-    yet (no SQLite file; an empty PostgreSQL schema)."""
+def store_url(request: pytest.FixtureRequest, tmp_path: object) -> str:
+    """Parametrises a test over both store backends (the contract-suite fixture)."""
     if request.param == "sqlite":
-        yield _sqlite_store_url(request, tmp_path)
-        return
-    request.getfixturevalue("pg_available")
-    migrated = request.node.get_closest_marker("new_store") is None
-    with _pg_schema(request, migrated=migrated) as url:
-        yield url
+        return f"sqlite:///{tmp_path}/tunewatch.db"  # type: ignore[str-bytes-safe]
+    return str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture(autouse=True)
@@ -189,3 +114,125 @@ def _in_process_workers_keep_the_test_process_priority(monkeypatch: pytest.Monke
     monkeypatch.setattr(
         _worker_priority, "lower_priority", lambda nice: os.getpriority(os.PRIO_PROCESS, 0)
     )
+
+
+class _MigratedStores:
+    """Stores this build's migrations made, one per backend, made on first use in this
+    test process: a SQLite file, and the SQL ``pg_dump`` wrote of a PostgreSQL schema."""
+
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self._tmp = tmp_path_factory
+        self._sqlite: Path | None = None
+        self._pg: tuple[str, str] | None = None
+
+    def sqlite(self, migrate: Callable[..., object]) -> Path:
+        if self._sqlite is None:
+            from tunewatch.store import Store
+
+            made = self._tmp.mktemp("migrated-store") / "tunewatch.db"
+            with Store(f"sqlite:///{made}") as store:
+                migrate(store)
+            self._sqlite = made
+        return self._sqlite
+
+    def postgres(self, migrate: Callable[..., object]) -> tuple[str, str]:
+        """The SQL, and the schema name it holds (to be replaced by the new store's)."""
+        if self._pg is None:
+            import psycopg
+
+            from tunewatch.store import Store
+
+            made = f"tw_template_{uuid.uuid4().hex}"
+            with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+                c.execute(f'CREATE SCHEMA "{made}"')
+            try:
+                with Store(f"{PG_BASE_URL}?options=-csearch_path%3D{made}") as store:
+                    migrate(store)
+                dump = subprocess.run(
+                    ["pg_dump", "--no-owner", "--no-privileges", "--inserts", "-n", made, PG_ADMIN],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    timeout=60,
+                ).stdout
+            finally:
+                with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+                    c.execute(f'DROP SCHEMA "{made}" CASCADE')
+            # the tables, not the schema (the store's exists) nor psql's meta-commands
+            # (`\restrict`) nor a search_path for the session that runs it
+            kept = [
+                line
+                for line in dump.splitlines()
+                if not line.startswith(("\\", "CREATE SCHEMA", "SELECT pg_catalog.set_config"))
+            ]
+            self._pg = "\n".join(kept), made
+        return self._pg
+
+
+@pytest.fixture(scope="session")
+def _migrated_stores(tmp_path_factory: pytest.TempPathFactory) -> _MigratedStores:
+    return _MigratedStores(tmp_path_factory)
+
+
+@pytest.fixture(autouse=True)
+def _a_new_store_starts_as_a_migrated_copy(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store this test process opens with no tables yet (a new SQLite file, an empty
+    PostgreSQL schema) gets a copy of the tables this build's migrations made, not the
+    migrations: the same schema, made by ``Store.migrate`` once per process (~1 ms or
+    ~0.1 s a store, where migrating took ~0.2 s on SQLite and ~0.3 s on PostgreSQL — over
+    the suite's thousands of stores, minutes of CI). Tests about making or migrating a
+    store are marked ``new_store`` and migrate; so does every store a process the tests
+    start (``tunewatch serve``, a worker) makes."""
+    if request.node.get_closest_marker("new_store") is not None:
+        return
+    from sqlalchemy import make_url
+
+    from tunewatch.store import Store
+    from tunewatch.store._engine import sqlite_file
+    from tunewatch.store._migrate import Migration, log_migration, newest_revision
+
+    migrate = Store.migrate
+    stores: _MigratedStores = request.getfixturevalue("_migrated_stores")
+
+    def copied(self: Store, *, to: str | None = None, keep_artefacts: Any = None) -> Any:
+        url = self.engine.url
+        path = sqlite_file(url.render_as_string(hide_password=False))
+        if to is not None or (path is None and self.dialect == "sqlite"):
+            return migrate(self, to=to, keep_artefacts=keep_artefacts)
+        with self._read("migrate") as conn:
+            tables = conn.exec_driver_sql(
+                "SELECT count(*) FROM sqlite_master"
+                if self.dialect == "sqlite"
+                else "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
+            ).scalar_one()
+            schema = (
+                None
+                if self.dialect == "sqlite"
+                else conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+            )
+        if tables or (self.dialect == "postgresql" and schema is None):  # refused there
+            return migrate(self, to=to, keep_artefacts=keep_artefacts)
+        if self.dialect == "sqlite":
+            template = sqlite3.connect(stores.sqlite(migrate))
+            raw = self.engine.raw_connection()
+            try:
+                target = raw.driver_connection
+                assert isinstance(target, sqlite3.Connection)
+                template.backup(target)
+            finally:
+                raw.close()
+                template.close()
+        else:
+            import psycopg
+
+            sql, made = stores.postgres(migrate)
+            libpq = make_url(url).set(drivername="postgresql")
+            with psycopg.connect(libpq.render_as_string(hide_password=False)) as c:
+                c.execute(sql.replace(made, str(schema)))
+        migration = Migration(from_revisions=(), to=newest_revision(), downgrade=False)
+        log_migration(migration)
+        return migration
+
+    monkeypatch.setattr(Store, "migrate", copied)

@@ -78,6 +78,9 @@ def test_a_store_that_needs_an_upgrade_still_waits_for_the_write_lock(tmp_path: 
 
 # -- PostgreSQL: the store is the current schema ---------------------------------------------
 
+# about making and migrating stores: each begins with no store (not a migrated copy)
+pytestmark = pytest.mark.new_store
+
 _ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 
 
