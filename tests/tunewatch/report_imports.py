@@ -1,11 +1,37 @@
-"""A version registered with an ``imported`` record, made an import's as the audit log
-records one: the ``import_bundle`` entry a bundle import writes after it registered the
-version (:func:`tunewatch._bundle_import.apply`). Rationale reports present a version's
-import only when such an entry confirms it."""
+"""Imports for the rationale-report tests: a bundle imported into a daemon, a report's
+section, and a version registered with an ``imported`` record made an import's as the
+audit log records one: the ``import_bundle`` entry a bundle import writes after it
+registered the version (:func:`tunewatch._bundle_import.apply`). Rationale reports
+present a version's import only when such an entry confirms it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from tunewatch._bundle import import_bundle
+from tunewatch._daemon import Daemon
 from tunewatch.store import AuditEntry, Store
+
+
+def import_into(daemon: Daemon, bundle: Path, *, actor: str = "importer") -> int:
+    """Import ``bundle`` into ``daemon``'s store as ``actor``; the last version imported
+    (the target's number)."""
+    _, imported, _ = import_bundle(
+        daemon.store,
+        daemon.registry,
+        daemon.config,
+        bundle,
+        actor=actor,
+        max_artefact_bytes=10**8,
+    )
+    return imported[-1].version
+
+
+def section(markdown: str, title: str) -> str:
+    """The section of a Markdown report headed ``## {title}``, to the next heading."""
+    start = markdown.index(f"## {title}")
+    end = markdown.find("\n## ", start + 1)
+    return markdown[start:] if end == -1 else markdown[start:end]
 
 
 def audit_import(

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.tunewatch.conftest import MODEL
-from tunewatch._bundle import export_bundle, import_bundle
+from tests.tunewatch.report_imports import import_into, section
+from tunewatch._bundle import export_bundle
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._example import ExampleModel
@@ -45,16 +46,6 @@ def target(tmp_path: Path) -> Iterator[Daemon]:
     daemon.close()
 
 
-def _section(markdown: str, title: str) -> str:
-    start = markdown.index(f"## {title}")
-    end = markdown.find("\n## ", start + 1)
-    return markdown[start:] if end == -1 else markdown[start:end]
-
-
-def _import(d: Daemon, bundle: Path, actor: str) -> None:
-    import_bundle(d.store, d.registry, d.config, bundle, actor=actor, max_artefact_bytes=10**8)
-
-
 def test_an_imported_champion_s_report_names_its_source_study_and_the_import(
     source: Daemon, target: Daemon, tmp_path: Path
 ) -> None:
@@ -65,18 +56,18 @@ def test_an_imported_champion_s_report_names_its_source_study_and_the_import(
     bundle = tmp_path / "credit.zip"
     export_bundle(source.store, source.artefacts, source.config, MODEL, bundle)
     digest = hashlib.sha256(bundle.read_bytes()).hexdigest()
-    _import(target, bundle, "alice")
-    _import(target, bundle, "bob")  # again: nothing new, v1 already there
+    import_into(target, bundle, actor="alice")
+    import_into(target, bundle, actor="bob")  # again: nothing new, v1 already there
     [again, first] = target.store.audit_log(model=MODEL, action="import_bundle")
     md = build_report(target.store, target.config, MODEL, 1).markdown()
-    version = _section(md, "Version")
+    version = section(md, "Version")
     assert f"- **study**: — (in the source store: {STUDY})" in version
-    trigger = _section(md, "Trigger")
+    trigger = section(md, "Trigger")
     assert f"- **source study**: {STUDY}\n" in trigger
     assert "- **source job**: 4\n" in trigger
     assert f"- **bundle sha256**: {digest}\n" in trigger
     assert f"- **imported by**: alice (at {first.at.isoformat()})\n" in trigger
-    decisions = _section(md, "Decisions and approvals")
+    decisions = section(md, "Decisions and approvals")
     assert (
         f"| {first.at.isoformat()} | import_bundle: registered from {MODEL} v1 as champion "
         f"(bundle sha256 {digest}) | alice |" in decisions
@@ -109,7 +100,7 @@ def test_an_import_that_failed_after_registering_the_version_is_in_its_decisions
             "code": "KeyboardInterrupt",
         },
     )
-    decisions = _section(
+    decisions = section(
         build_report(target.store, target.config, MODEL, row.version).markdown(),
         "Decisions and approvals",
     )

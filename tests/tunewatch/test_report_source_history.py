@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from tests.tunewatch.conftest import MODEL
-from tunewatch._bundle import export_bundle, import_bundle
+from tests.tunewatch.report_imports import import_into, section
+from tunewatch._bundle import export_bundle
 from tunewatch._bundle_archive import BundleError
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
@@ -68,19 +69,6 @@ def target(tmp_path: Path) -> Iterator[Daemon]:
     daemon.close()
 
 
-def _section(markdown: str, title: str) -> str:
-    start = markdown.index(f"## {title}")
-    end = markdown.find("\n## ", start + 1)
-    return markdown[start:] if end == -1 else markdown[start:end]
-
-
-def _import(d: Daemon, bundle: Path) -> int:
-    _, imported, _ = import_bundle(
-        d.store, d.registry, d.config, bundle, actor="importer", max_artefact_bytes=10**8
-    )
-    return imported[-1].version
-
-
 def _rewrite(bundle: Path, out: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
     with zipfile.ZipFile(bundle) as src, zipfile.ZipFile(out, "w") as dst:
         for info in src.infolist():
@@ -101,15 +89,15 @@ def test_an_imported_version_s_report_keeps_the_source_s_evidence_and_decisions(
     became champion by an import alone."""
     bundle = tmp_path / "credit.zip"
     export_bundle(source.store, source.artefacts, source.config, MODEL, bundle)
-    version = _import(target, bundle)
+    version = import_into(target, bundle)
     md = build_report(target.store, target.config, MODEL, version).markdown()
-    assert "No comparison has decided on this version." in _section(md, "Comparison evidence\n")
-    evidence = _section(md, f"Comparison evidence in the source store ({MODEL} v2)")
+    assert "No comparison has decided on this version." in section(md, "Comparison evidence\n")
+    evidence = section(md, f"Comparison evidence in the source store ({MODEL} v2)")
     assert "| challenger_better | " in evidence
     assert "| test=7 (paired); champion_version=1; estimate=-0.5; ci=-0.6, -0.4; n=400 |" in (
         evidence
     )
-    decisions = _section(md, f"Decisions and approvals in the source store ({MODEL} v2)")
+    decisions = section(md, f"Decisions and approvals in the source store ({MODEL} v2)")
     [promote] = source.store.audit_log(limit=5, action="promote")
     assert (
         f"| {promote.at.isoformat()} | promote | carol | approved request 1 by alice, bob: "
@@ -121,7 +109,7 @@ def test_an_imported_version_s_report_keeps_the_source_s_evidence_and_decisions(
         in decisions
     )
     # the target's own decisions: the import
-    assert "import_bundle: registered from" in _section(md, "Decisions and approvals\n")
+    assert "import_bundle: registered from" in section(md, "Decisions and approvals\n")
 
 
 def test_a_bundle_written_before_bundles_carried_the_history_still_imports(
@@ -130,7 +118,7 @@ def test_a_bundle_written_before_bundles_carried_the_history_still_imports(
     bundle = tmp_path / "credit.zip"
     export_bundle(source.store, source.artefacts, source.config, MODEL, bundle)
     old = _rewrite(bundle, tmp_path / "old.zip", lambda m: m["versions"][0].pop("history"))
-    version = _import(target, old)
+    version = import_into(target, old)
     md = build_report(target.store, target.config, MODEL, version).markdown()
     assert "in the source store (" not in md
     assert f"- **imported from**: {MODEL} v2" in md
@@ -159,7 +147,7 @@ def test_a_bundle_s_history_of_a_newer_format_or_malformed_is_refused(
         m["versions"][0]["history"] = history
 
     with pytest.raises(BundleError, match=re.escape(message)):
-        _import(target, _rewrite(bundle, tmp_path / "edited.zip", edit))
+        import_into(target, _rewrite(bundle, tmp_path / "edited.zip", edit))
     assert target.store.list_models() == []
 
 
