@@ -35,6 +35,7 @@ from tunewatch._runtime import ScoringRuntime
 from tunewatch._scheduler import PerModelJob, Scheduler, Task
 from tunewatch._standing_schedule import OWED_RETRY_S, StandingSchedule, schedule_of
 from tunewatch.api import AppContext, create_asgi
+from tunewatch.api._alert_shutdown import WebhookStop
 from tunewatch.api._front import InferenceFront
 from tunewatch.comparison import ComparisonRunner
 from tunewatch.store import Store
@@ -195,6 +196,8 @@ class Daemon:
         self.auth = Authenticator(
             self._lookup_token, disabled=config.auth.disabled, ttl_s=config.auth.token_cache_ttl_s
         )
+        # the Alertmanager webhook's stop, begun by `tunewatch serve` as it shuts down
+        self.alert_stop = WebhookStop()
         self.app: InferenceFront = create_asgi(
             AppContext(
                 runtime=self.runtime,
@@ -205,6 +208,7 @@ class Daemon:
                 comparisons=self.comparisons,
                 recording=recording,
                 shadowing=shadowing,
+                alert_stop=self.alert_stop,
             ),
             on_start=self.start,
             on_stop=self.close,

@@ -11,13 +11,10 @@ import socket
 import sys
 from collections.abc import Callable
 
-from starlette.applications import Starlette
-
 from tunewatch._config import Config
 from tunewatch._daemon import Daemon, request_grace_s
 from tunewatch._errors import TunewatchError
 from tunewatch._fd_limit import LIMIT_ANSWER_CODE, answering_over_limit, raise_open_file_limit
-from tunewatch.api._alert_shutdown import webhook_stop
 from tunewatch.store import redact_url
 from tunewatch.store._write_deadline import WRITE_DEADLINE_MARGIN_S
 
@@ -88,9 +85,6 @@ def serve(config: Config, *, host: str | None = None, port: int | None = None) -
         daemon = Daemon(config)
         grace_s = request_grace_s(config)
         commit_s = config.store.lock_timeout_s + WRITE_DEADLINE_MARGIN_S
-        app = daemon.app.app  # the FastAPI app behind the inference front
-        assert isinstance(app, Starlette)
-        webhook = webhook_stop(app)
 
         class Server(uvicorn.Server):
             async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -100,7 +94,7 @@ def serve(config: Config, *, host: str | None = None, port: int | None = None) -
                 # stops between two alerts, each committed, and is answered 503 for its
                 # retry (one waiting for a webhook thread at once)
                 daemon.recorder.begin_shutdown(grace_s=grace_s, commit_s=commit_s)
-                webhook.begin(grace_s=grace_s, commit_s=commit_s)
+                daemon.alert_stop.begin(grace_s=grace_s, commit_s=commit_s)
                 await super().shutdown(sockets)
 
         protocol = bounded_protocol(read_timeout_s=config.server.request_read_timeout_s)

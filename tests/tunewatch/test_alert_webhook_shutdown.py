@@ -34,7 +34,6 @@ from tests.tunewatch.serve_process import START_S, free_port
 from tunewatch._background import BackgroundServer
 from tunewatch._example import ExampleModel
 from tunewatch.api import _alerts
-from tunewatch.api._alert_shutdown import webhook_stop
 from tunewatch.api._context import ALERT_THREADS
 
 WAIT_S = 120.0  # a safety net for a broken build, never the thing the test measures
@@ -179,7 +178,7 @@ def test_at_the_stop_a_delivery_waiting_for_a_thread_is_answered_unstarted_one_d
             # waiting for a thread, or arriving after the stop: either way not started
             late = threading.Thread(target=deliver, args=("waiting",))
             late.start()
-            webhook_stop(daemon.app.app).begin(grace_s=3600, commit_s=0)
+            daemon.alert_stop.begin(grace_s=3600, commit_s=0)
             late.join(WAIT_S)
             refused = answers["waiting"]
             assert refused.status_code == 503, refused.text

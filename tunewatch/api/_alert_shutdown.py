@@ -27,7 +27,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from anyio import CancelScope
-from starlette.applications import Starlette
 
 from tunewatch._recorder import ANSWER_MARGIN_S
 from tunewatch.api._errors import ApiError
@@ -36,8 +35,6 @@ logger = logging.getLogger(__name__)
 
 #: The code of a delivery answered 503 because the daemon is stopping.
 SHUTTING_DOWN_CODE = "shutting_down"
-#: Where the app keeps its webhook's stop (``app.state``).
-_STATE = "alert_webhook_stop"
 
 
 class ShuttingDown(ApiError):
@@ -111,18 +108,3 @@ class WebhookStop:
             finally:
                 with self._lock:
                     del self._in_progress[scope]
-
-
-_made = threading.Lock()  # the first stop of an app is made once
-
-
-def webhook_stop(app: Starlette) -> WebhookStop:
-    """The stop of ``app``'s webhook (``request.app``; the daemon's FastAPI app), made the
-    first time it is asked for."""
-    with _made:
-        stop = getattr(app.state, _STATE, None)
-        if stop is None:
-            stop = WebhookStop()
-            setattr(app.state, _STATE, stop)
-    assert isinstance(stop, WebhookStop)
-    return stop

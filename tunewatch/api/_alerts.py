@@ -85,7 +85,7 @@ from tunewatch._errors import InvalidValueError, NotFoundError
 from tunewatch.api._alert_ignores import Ignores, alert_names, report_truncated, shown
 from tunewatch.api._alert_keys import AlertRead, dedupe_key, read_alert
 from tunewatch.api._alert_retunes import Retunes
-from tunewatch.api._alert_shutdown import ShuttingDown, WebhookStop, webhook_stop
+from tunewatch.api._alert_shutdown import ShuttingDown, WebhookStop
 from tunewatch.api._body import parse_json_object
 from tunewatch.api._context import ALERT_THREADS, ALERT_WAITING, AppContext, authenticate, context
 from tunewatch.api._errors import ApiError, error_response
@@ -488,7 +488,7 @@ async def alertmanager_webhook(request: Request) -> Response:
     arrived = time.monotonic()
     ctx = context(request)
     principal = authenticate(request, "alert")
-    stop = webhook_stop(request.app)
+    stop = ctx.alert_stop
     in_progress = ctx.alert_deliveries
     try:
         in_progress.acquire_nowait()  # on the loop, without waiting: exact under a burst

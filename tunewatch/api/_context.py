@@ -16,6 +16,7 @@ from tunewatch._evaluation import Evaluator
 from tunewatch._outage_log import ThrottledWarnings
 from tunewatch._registry import Registry
 from tunewatch._runtime import ScoringRuntime
+from tunewatch.api._alert_shutdown import WebhookStop
 from tunewatch.comparison import ComparisonRunner
 from tunewatch.store import MAX_ID, MAX_REASON_LENGTH
 
@@ -90,6 +91,9 @@ class AppContext:
     # Each model's warning of mirror records refused as conflicts, logged at most once a
     # minute: a serving stack whose id counter restarted logged one per call as it ran.
     mirror_conflicts: dict[str, ThrottledWarnings] = field(default_factory=dict)
+    # The webhook's stop, begun by ``tunewatch serve`` as it shuts down
+    # (:mod:`tunewatch.api._alert_shutdown`).
+    alert_stop: WebhookStop = field(default_factory=WebhookStop)
 
 
 def context(request: Request) -> AppContext:
