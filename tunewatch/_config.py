@@ -209,11 +209,12 @@ class Config(_Frozen):
         models only registered (not in ``models``) read with the defaults, a 30-day
         decay horizon; a ``window_rows`` window reaches back as far as the traffic makes
         it (only the age it ends at is checked); a label arriving later than the
-        retention is refused as for an unknown request; a comparison or rollback watch
-        running longer than it reads the requests still kept; a tuning job's window
+        retention is refused as for an unknown request; a tuning job's window
         (``tuning.window_rows``), once queued or running jobs are done, is the newest rows
         still kept (theirs are kept: :mod:`tunewatch._retention_task`); and a drift
-        report of older traffic."""
+        report of older traffic. A running comparison loses nothing: a paired test or a
+        rollback watch keeps its sums in its state, and the purge keeps the requests an
+        open ROC AUC test consumed (:mod:`tunewatch.store._retention`)."""
         days = self.recording.retention_days
         if days is None:
             return self

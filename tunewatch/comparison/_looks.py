@@ -271,6 +271,14 @@ class Incomparable(Exception):
     """The two versions' outputs cannot be compared at all (e.g. different classes)."""
 
 
+class EvidencePurged(Exception):
+    """Requests a DeLong test consumed are no longer stored: its earlier looks cannot be
+    replayed, so it can never look again. The retention purge keeps an open test's; a
+    store purged by an older version, a test closed while its challenger was out of
+    shadow (reopened on its return), or a look whose requests a purge batch deleted
+    between its read and its record may miss some."""
+
+
 #: How long before the later of two versions' registrations a request may have been
 #: received and still carry both their outputs: ``received_at`` is stamped after the
 #: lineup is read, by the serving replica's clock, ``created_at`` by the registering
@@ -386,6 +394,21 @@ def delong_update(
         paired_with=test.challenger_version,
         consumed_by=test.id,
     )
+    # A look replays the earlier ones and stores n = test.n + its new requests: it must
+    # read every request they consumed. Fewer are stored only when some were purged (a
+    # look on the rest stored n = 400 for 300 requests, and none at all never looked
+    # again); more, when another run looked since ``test`` was read (its record of this
+    # look would be refused).
+    if len(seen.request_ids) > test.n:
+        return None
+    if len(seen.request_ids) < test.n:
+        missing = test.n - len(seen.request_ids)
+        raise EvidencePurged(
+            f"{missing} of the {test.n} requests its {test.looks} looks consumed are no "
+            "longer stored (deleted by the retention purge, `recording.retention_days`): "
+            "its earlier looks cannot be replayed, and a look on the rest would not be the "
+            "evidence it recorded"
+        )
     limit = wanted
     matured = settings.matured_before(now)
     order_from = read_start(state, READ, "label" if matured is None else "request")

@@ -73,6 +73,7 @@ from tunewatch.comparison._config import ComparisonConfig
 from tunewatch.comparison._decisions import Decisions
 from tunewatch.comparison._looks import (
     OBJECTIVE_SINCE,
+    EvidencePurged,
     Incomparable,
     MeasuredObjective,
     changed_objective,
@@ -420,7 +421,14 @@ class ComparisonRunner:
                     update = delong_update(
                         self.comparisons, self.clock(), model, champion, test, settings, k, since
                     )
-            except Incomparable as exc:
+            except (Incomparable, EvidencePurged) as exc:
+                logger.warning(
+                    "model=%s comparison of v%d against v%d closed: %s",
+                    model,
+                    version,
+                    champion.version,
+                    exc,
+                )
                 closed = self.comparisons.finish_test(
                     test.id, status="closed", outcome={"action": "closed", "reason": str(exc)}
                 )

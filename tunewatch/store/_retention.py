@@ -21,6 +21,14 @@ such outputs between the two cut-offs was found, kept, and found again, for ever
 far) is appended in the batch's own transaction, so a purge killed part-way leaves at
 most that many batches unaudited; a purge stopped between batches (``stop``: the
 daemon's shutdown) is audited with what it deleted (``outcome: stopped``).
+
+The requests an open ROC AUC test (``delong``) consumed are kept, with their labels and
+outputs, whatever their age: each of its looks replays the earlier ones from them
+(:func:`~tunewatch.comparison._looks.delong_update`), so with them purged the test could
+never look again, or looked on fewer requests than it recorded. Like a job's window,
+they are left out in each batch's own write transaction, and go at the first run after
+the test is decided or closed; a test takes at most its planned looks, so they are
+bounded. A paired test or a watch keeps its sums in its state and holds none.
 """
 
 from __future__ import annotations
@@ -34,11 +42,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, delete, exists, select, tuple_
+from sqlalchemy import ColumnElement, Connection, Table, and_, delete, exists, func, select, tuple_
 
 from .._errors import StoreError
 from ._audit import append_audit_in
-from ._schema import labels, models, outputs, requests
+from ._schema import comparison_consumed, comparison_tests, labels, models, outputs, requests
 
 logger = logging.getLogger(__name__)
 
@@ -181,11 +189,23 @@ def purge_records(
     In each transaction (the searches' too) the cut-off is capped by ``keep_from`` (read
     there), and in each write transaction ``in_batch`` is given the connection and the
     running total with that batch's rows. After each commit ``proceed`` is given the
-    running total; when it returns false the run ends there, with what it deleted."""
+    running total; when it returns false the run ends there, with what it deleted.
+
+    The requests an open DeLong test consumed stay (see the module docstring)."""
     if batch < 1:
         raise ValueError(f"`batch` must be at least 1, got {batch}")
     with read() as conn:
         names = list(conn.execute(select(models.c.name).order_by(models.c.name)).scalars())
+        kept = _replayed_before(conn, before)
+    for model, n in kept:
+        logger.info(
+            "purge keeps %d requests of model=%s received before %s: an open ROC AUC "
+            "(DeLong) test replays its earlier looks from them; they go at the first run "
+            "after it ends",
+            n,
+            model,
+            before.isoformat(),
+        )
     total = PurgeCounts()
 
     logged: list[datetime] = []  # the held start last logged
@@ -247,7 +267,7 @@ def _purge_request_batch(
     ids = list(
         conn.execute(
             select(requests.c.request_id)
-            .where(requests.c.model == model, requests.c.received_at < before)
+            .where(requests.c.model == model, requests.c.received_at < before, ~_replayed())
             .order_by(requests.c.received_at)
             .limit(batch)
             # locked (PostgreSQL; SQLite's BEGIN IMMEDIATE serialises writers): a label
@@ -265,6 +285,46 @@ def _purge_request_batch(
         n_requests = _deleted(conn, requests, model, chunk)
         counts += PurgeCounts(requests=n_requests, outputs=n_outputs, labels=n_labels)
     return counts, len(ids) == batch
+
+
+def _replayed() -> ColumnElement[bool]:
+    """Whether the request (of the statement's ``requests`` row) is one an open DeLong
+    test of its model consumed: found from the model's open tests by the consumed rows'
+    key (test, request), not by a scan of every test's consumed rows."""
+    return exists().where(
+        comparison_tests.c.model == requests.c.model,
+        comparison_tests.c.kind == "delong",
+        comparison_tests.c.status == "open",
+        comparison_consumed.c.test_id == comparison_tests.c.id,
+        comparison_consumed.c.request_id == requests.c.request_id,
+    )
+
+
+def _replayed_before(conn: Connection, before: datetime) -> list[tuple[str, int]]:
+    """Per model, how many requests received before ``before`` the purge keeps for open
+    DeLong tests (:func:`_replayed`)."""
+    rows = conn.execute(
+        select(requests.c.model, func.count())
+        .select_from(
+            comparison_tests.join(
+                comparison_consumed, comparison_consumed.c.test_id == comparison_tests.c.id
+            ).join(
+                requests,
+                and_(
+                    requests.c.model == comparison_tests.c.model,
+                    requests.c.request_id == comparison_consumed.c.request_id,
+                ),
+            )
+        )
+        .where(
+            comparison_tests.c.kind == "delong",
+            comparison_tests.c.status == "open",
+            requests.c.received_at < before,
+        )
+        .group_by(requests.c.model)
+        .order_by(requests.c.model)
+    ).all()
+    return [(str(model), int(n)) for model, n in rows]
 
 
 def _deleted(conn: Connection, table: Table, model: str, ids: Sequence[str]) -> int:
