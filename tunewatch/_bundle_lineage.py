@@ -22,7 +22,15 @@ from tunewatch.store import Store
 #: Details a tuning job writes about the store it ran in: its job and trigger, and how many
 #: of the version's reference rows were that store's traffic (which that store's next job
 #: reads again). An import keeps them under ``details.imported``, not as the target's.
-PER_STORE_DETAILS = ("job", "trigger", "rows", "traffic_rows")
+PER_STORE_DETAILS = (
+    "job",
+    "trigger",
+    "rows",
+    "traffic_rows",
+    "traffic_through",
+    "trained_rows",
+    "trained_traffic_rows",
+)
 
 
 def imported_details(

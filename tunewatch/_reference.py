@@ -1,5 +1,6 @@
 """A version's reference snapshot: its training window (features, labels, held-out
-scores) as a versioned ``.npz``, checked before anything in it is unpacked."""
+scores; a tuned version's, its whole traffic window) as a versioned ``.npz``, checked
+before anything in it is unpacked."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ logger = logging.getLogger(__name__)
 class Reference:
     """A version's reference window: its training features and, when known, labels and
     held-out scores (each row scored by a model that did not train on it; a tuning job
-    writes its winner's out-of-fold predictions, NaN for rows no fold held out). Without
+    writes its winner's out-of-fold predictions, NaN for rows no fold held out, and its
+    winner's own for the rows of its window it did not train on). Without
     scores a monitor scores the rows with the version itself, which is fair only for rows
     it did not train on."""
 
@@ -33,7 +35,26 @@ class Reference:
     labels: np.ndarray | None = None
     scores: np.ndarray | None = None
 
-    FORMAT_VERSION: ClassVar[int] = 1
+    #: The format this tunewatch writes. A label of NaN is unknown in every format. What
+    #: changed is a tuning job's snapshot (its version's details tell ``rows``, and the
+    #: last ``traffic_rows`` of them its traffic part), and with it what its traffic part
+    #: holds. Format 1: the rows the job trained on, its window's labelled requests only.
+    #: Format 2: every request of its window in the order received, NaN the label of each
+    #: it did not train on (no label by then, or one no job can train on), so a version's
+    #: drift compares with the traffic it was tuned on, not with its labelled part (with
+    #: labels for some requests only, unchanged traffic drifted). In both, a row of a
+    #: job's snapshot with a known label is one the job trained on.
+    FORMAT_VERSION: ClassVar[int] = 2
+    #: The format the snapshot was read in (``FORMAT_VERSION`` for one made here), which
+    #: :meth:`to_bytes` writes again: a snapshot read in format 1 keeps its meaning.
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.format_version <= self.FORMAT_VERSION:
+            raise ValueError(
+                f"`format_version` must be in [1, {self.FORMAT_VERSION}], got "
+                f"{self.format_version!r}"
+            )
 
     def check(self, n_features: int) -> None:
         x = self.features
@@ -146,7 +167,7 @@ class Reference:
     def to_bytes(self) -> bytes:
         buffer = io.BytesIO()
         arrays = {
-            "format_version": np.array(self.FORMAT_VERSION),
+            "format_version": np.array(self.format_version),
             "features": np.asarray(self.features, dtype=np.float32),
         }
         if self.labels is not None:
@@ -180,7 +201,9 @@ class Reference:
                     )
                 labels = npz["labels"] if "labels" in npz.files else None
                 scores = npz["scores"] if "scores" in npz.files else None
-                return cls(features=npz["features"], labels=labels, scores=scores)
+                return cls(
+                    features=npz["features"], labels=labels, scores=scores, format_version=version
+                )
         except RegistrationError:
             raise
         except _UNREADABLE as exc:
@@ -278,7 +301,7 @@ def _npz_arrays(data: bytes) -> Iterator[tuple[str, tuple[int, ...], np.dtype[An
 
 
 def reference_scores(
-    session: OnnxModel, features: np.ndarray, *, model: str, version: int
+    session: OnnxModel, features: np.ndarray, *, model: str, version: int | str
 ) -> np.ndarray:
     """A version's primary output on its reference ``features``, cast to the input
     type its session declares, as its route casts a request and a shadow's rows are
@@ -287,13 +310,14 @@ def reference_scores(
 
     A row that type cannot hold (a missing or fractional value for an integer input, one
     past a float16's range) is one the champion's route refuses: it gets no score (NaN),
-    as a time series' first rows have none, and the others are scored."""
+    as a time series' first rows have none, and the others are scored. ``version``
+    names it in the log (a job's candidate, not registered yet, by a text)."""
     spec = session.signature.input
     held = representable_rows(features, spec.dtype)
     if held.all():
         return session.primary(session.run(cast_rows(features, spec.dtype, spec.name)))
     logger.warning(
-        "model=%s version=%d: %d of %d reference rows hold values its %s input %r cannot; "
+        "model=%s version=%s: %d of %d reference rows hold values its %s input %r cannot; "
         "they have no score",
         model,
         version,

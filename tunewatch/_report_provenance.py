@@ -222,20 +222,29 @@ def source_created(imported: dict[str, Any] | None) -> tuple[Row, ...]:
     return rows
 
 
+#: A job's counts of its window (:func:`tunewatch._tuning_reference.reference_details`):
+#: its snapshot's rows and traffic requests, then the rows it trained on and its labelled
+#: traffic. A job before snapshots held the whole window told only ``rows`` (trained on)
+#: and ``traffic_rows`` (labelled traffic).
+_WINDOW_ROWS = (
+    ("rows", "rows"),
+    ("traffic_rows", "of which traffic"),
+    ("trained_rows", "trained on"),
+    ("trained_traffic_rows", "of which labelled traffic"),
+)
+_TRAINED_ROWS = (("rows", "rows"), ("traffic_rows", "of which labelled traffic"))
+
+
 def row_counts(details: dict[str, Any], found: Provenance) -> tuple[Row, ...]:
-    """The version's training rows and how many were labelled traffic: the tuning job's,
-    the source store's for an imported version, the registrant's word for one registered
-    by hand."""
+    """The version's window: its rows and traffic, those it trained on and their labelled
+    traffic (the tuning job's, the source store's for an imported version, the
+    registrant's word for one registered by hand)."""
     imported = found.imported
     if imported is None or "rows" in details:
-        return (
-            (labelled("rows", details.get("rows"), found), details.get("rows")),
-            (
-                labelled("of which labelled traffic", details.get("traffic_rows"), found),
-                details.get("traffic_rows"),
-            ),
-        )
-    return (
-        ("rows (in the source store)", imported.get("rows")),
-        ("of which labelled traffic (in the source store)", imported.get("traffic_rows")),
-    )
+        held, where = details, ""
+    else:
+        held, where = imported, " (in the source store)"
+    names = _WINDOW_ROWS if "trained_rows" in held else _TRAINED_ROWS
+    if where:
+        return tuple((name + where, held.get(key)) for key, name in names)
+    return tuple((labelled(name, held.get(key), found), held.get(key)) for key, name in names)

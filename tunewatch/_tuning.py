@@ -50,7 +50,6 @@ from tunewatch._errors import (
     TunewatchError,
     TuningError,
 )
-from tunewatch._reference import Reference
 from tunewatch._registry import Registry
 from tunewatch._serving_cost import serving_cost, with_ceiling
 from tunewatch._shipped_spaces import default_search_space
@@ -67,9 +66,10 @@ from tunewatch._tuning_outage import STORAGE_OUTAGE_LIMIT_S, resumed_after_outag
 from tunewatch._tuning_outcome import fail_job, finish_job, finish_registered, requeue_job
 from tunewatch._tuning_plan import warm_start_plan
 from tunewatch._tuning_progress import CancelWatch, Heartbeat, ProgressReporter
+from tunewatch._tuning_reference import reference_details, tuned_reference
 from tunewatch._tuning_results import study_importances_of, study_name
 from tunewatch._tuning_shared import SharedStudy, hold_study, join_study
-from tunewatch._tuning_window import training_window
+from tunewatch._tuning_window import TuningWindow, tuning_window
 from tunewatch._version_metadata import VersionMetadata
 from tunewatch.store import JobRow, ModelRow, Store, VersionRow
 
@@ -235,7 +235,11 @@ class TuningJobRunner:
     def _training_window(
         self, model: ModelRow, cfg: ModelConfig, job: JobRow
     ) -> tuple[np.ndarray, np.ndarray, int]:
-        """``job``'s training window (:func:`tunewatch._tuning_window.training_window`).
+        """What ``job`` trains on (:attr:`TuningWindow.training` of :meth:`_window`)."""
+        return self._window(model, cfg, job).training
+
+    def _window(self, model: ModelRow, cfg: ModelConfig, job: JobRow) -> TuningWindow:
+        """``job``'s window (:func:`tunewatch._tuning_window.tuning_window`).
         The first worker to read it records the time of its earliest request in the job's
         spec (``window_start``): the retention purge deletes nothing from then on while
         the job is queued or running, so a worker resuming or joining it reads the same
@@ -244,7 +248,7 @@ class TuningJobRunner:
         def record(start: datetime) -> None:
             self.store.record_job_window_start(job.id, start)
 
-        return training_window(
+        return tuning_window(
             self.store,
             self.artefacts,
             model,
@@ -314,7 +318,8 @@ class TuningJobRunner:
             if joined is None:  # stopped, or the job cancelled, while it waited
                 self._stop_if_asked(cancelled)
                 raise _Interrupted()
-        x, y, n_traffic = self._training_window(model, cfg, job)
+        window = self._window(model, cfg, job)
+        x, y, n_traffic = window.training
         if model.task == "multiclass":  # the export's class check, before any trial
             served = served_model(self.store, self.artefacts, model, self._parent(model, job))
             n_classes = class_count(model, served, x)
@@ -448,12 +453,13 @@ class TuningJobRunner:
                     dataset_version=version_of_data,
                     parent_version=champion.version if champion else None,
                     study=study,
-                    details=candidate.details,
+                    # the snapshot's counts: it holds the window's every request
+                    details={**candidate.details, **reference_details(window)},
                 ),
                 actor=f"job:{job.id}",
                 stage="shadow",
-                reference=Reference(
-                    features=x, labels=y.astype(np.float64), scores=candidate.scores
+                reference=tuned_reference(
+                    window, candidate.scores, candidate.exported.onnx, model=model, job=job
                 ),
                 once_per_study=True,  # workers sharing the study: the first one registers
                 for_job=job.id,

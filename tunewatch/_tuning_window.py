@@ -2,12 +2,17 @@
 queued (labels old enough with ``comparison.label_maturity_s`` set), after the labelled
 rows the champion it was queued against was tuned on that the window does not read again:
 a hand-registered champion's whole reference; a tuned one's traffic part, not the rows
-it inherited itself (every later generation trained on, and stored, the first one's)."""
+it inherited itself (every later generation trained on, and stored, the first one's).
+
+The window's every request, labelled or not, is kept beside it (:class:`TuningWindow`):
+the job's reference snapshot holds them all as its traffic part, which its version's
+drift compares with (:mod:`tunewatch._tuning_reference`)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -26,6 +31,35 @@ logger = logging.getLogger(__name__)
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+@dataclass(frozen=True, eq=False)
+class TuningWindow:
+    """A job's window (:func:`tuning_window`): the rows it trains on, and every request
+    of its traffic window, which its reference snapshot holds."""
+
+    #: float32: the rows taken from the parent's reference, then the labelled traffic
+    x: np.ndarray
+    #: their labels (int64 for a classifier)
+    y: np.ndarray
+    #: how many of the rows trained on are traffic: the last ones
+    n_traffic: int
+    #: float32: every request row of the traffic window, in the order received
+    traffic: np.ndarray
+    #: per ``traffic`` row, whether it is trained on (``x``'s last rows, in order)
+    trained: np.ndarray
+    #: when the newest ``traffic`` row was received (``None``: the window holds none)
+    through: datetime | None
+
+    @property
+    def training(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """What the job trains on: features, labels, and how many of the rows are traffic."""
+        return self.x, self.y, self.n_traffic
+
+    @property
+    def n_inherited(self) -> int:
+        """How many of the rows trained on were taken from the parent's reference."""
+        return int(self.x.shape[0]) - self.n_traffic
+
+
 def training_window(
     store: Store,
     artefacts: ArtefactStore,
@@ -36,6 +70,22 @@ def training_window(
     parent: VersionRow | None,
     on_window_start: Callable[[datetime], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
+    """What ``job`` trains on (:attr:`TuningWindow.training` of :func:`tuning_window`)."""
+    return tuning_window(
+        store, artefacts, model, cfg, job, parent=parent, on_window_start=on_window_start
+    ).training
+
+
+def tuning_window(
+    store: Store,
+    artefacts: ArtefactStore,
+    model: ModelRow,
+    cfg: ModelConfig,
+    job: JobRow,
+    *,
+    parent: VersionRow | None,
+    on_window_start: Callable[[datetime], None] | None = None,
+) -> TuningWindow:
     """The newest requests holding ``window_rows`` rows, and the labels known, when
     ``job`` was created (every worker that joins or resumes the job trains on the same
     data), after the reference rows of ``parent`` (the champion the job was queued
@@ -43,12 +93,14 @@ def training_window(
     With ``comparison.label_maturity_s`` set, only requests at least that old then:
     younger ones hold only their early labels (outcome-dependent delay), which would bias
     the training set towards the early class. Returns the features, the labels and how
-    many of the rows are traffic (the last ones).
+    many of the rows are traffic (the last ones), and beside them every request of the
+    window, those it does not train on too (:class:`TuningWindow`).
 
     Rows whose label no job can train on (:func:`_valid_labels`) or the objective
     cannot score whatever the prediction (:meth:`Objective.valid_labels`: MAPE's labels
-    of 0) are left out of both parts, each count logged: monitoring and the comparisons
-    leave the latter out, and a trial scoring a fold holding one failed.
+    of 0) are left out of both parts trained on, each count logged: monitoring and the
+    comparisons leave the latter out, and a trial scoring a fold holding one failed (the
+    window's traffic keeps such a request, as one it does not train on).
 
     ``on_window_start`` is called with the time of the earliest request the window read
     (not with an empty window): a worker reading it again reads the same rows as long as
@@ -76,21 +128,39 @@ def training_window(
         reference = Reference.from_bytes(artefacts.get(sha, ".npz"))
         if reference.labels is not None:
             start, stop = _parent_rows(
-                store, cfg, parent, reference.labels.shape[0], window, labelled, job=job
+                store,
+                cfg,
+                parent,
+                reference.labels.shape[0],
+                window,
+                labelled,
+                job=job,
+                format_version=reference.format_version,
             )
             labels = np.asarray(reference.labels[start:stop], dtype=np.float64)
-            usable = _valid_labels(labels, model.task)
-            if not usable.all():
+            known = ~np.isnan(labels)  # NaN: unknown (a job's version did not train on it)
+            usable = known & _valid_labels(labels, model.task)
+            if (known & ~usable).any():
                 logger.warning(
                     "job=%d model=%s: %d of the %d reference rows taken from version %d "
-                    "have no label valid for a %s model (unlabelled, or %s); left out",
+                    "have a label not valid for a %s model (%s); left out",
                     job.id,
                     model.name,
-                    int((~usable).sum()),
+                    int((known & ~usable).sum()),
                     stop - start,
                     parent.version,
                     model.task,
                     _RULES.get(model.task, "not finite"),
+                )
+            if not known.all():
+                logger.info(
+                    "job=%d model=%s: %d of the %d reference rows taken from version %d "
+                    "have no label; left out",
+                    job.id,
+                    model.name,
+                    int((~known).sum()),
+                    stop - start,
+                    parent.version,
                 )
             usable[usable] = _scorable(
                 labels[usable],
@@ -129,7 +199,18 @@ def training_window(
         )
     if model.task != "regression":
         y = y.astype(np.int64)
-    return np.ascontiguousarray(x, dtype=np.float32), y, n_traffic
+    return TuningWindow(
+        x=np.ascontiguousarray(x, dtype=np.float32),
+        y=y,
+        n_traffic=n_traffic,
+        traffic=np.ascontiguousarray(window.features, dtype=np.float32),
+        trained=labelled,
+        through=(
+            datetime.fromtimestamp(float(window.received_at.max()), UTC)
+            if window.received_at.size
+            else None
+        ),
+    )
 
 
 def _immature_rows(
@@ -243,6 +324,7 @@ def _parent_rows(
     labelled: np.ndarray,
     *,
     job: JobRow,
+    format_version: int,
 ) -> tuple[int, int]:
     """Which of ``parent``'s ``n`` reference rows ``job`` trains on, as ``[start, stop)``:
     the rows ``parent`` was tuned on, the regime it serves.
@@ -254,10 +336,15 @@ def _parent_rows(
     drift, the one before it), and taking them carried the first version's rows into
     every later generation. Of that traffic, the newest rows this job's window reads again
     are left out, so no row is trained on twice (shuffled CV would score copies in training
-    and test folds): the window's rows received before ``parent``'s job's window ended and
-    labelled before that job was queued, which were its window's newest. A version
-    registered by hand or imported (its traffic was another store's: none is read here),
-    or one whose details tell no traffic part, gives all its rows."""
+    and test folds): the window's rows received before ``parent``'s job's window ended,
+    which were its window's newest. A snapshot whose traffic part holds every request of
+    that window (:attr:`Reference.FORMAT_VERSION` 2), labelled or not, tells when the
+    newest was received (``traffic_through``): the window's rows received by then are
+    those. One that held only the labelled rows (format 1) does not, and those are its
+    window's rows labelled before that job was queued (request times may be a client's;
+    a label's is the store's). A version registered by hand or imported (its traffic was
+    another store's: none is read here), or one whose details tell no traffic part, gives
+    all its rows."""
     if "imported" in parent.details:  # imports once kept the source's `traffic_rows` here
         return 0, n
     own = traffic_rows(parent.details, n)
@@ -282,15 +369,19 @@ def _parent_rows(
     # its window ended at its queueing less the label maturity: this config's, as no
     # version records the one its job ran with
     ended = cfg.comparison.matured_before(queued) or queued
-    again = (
-        labelled
-        & (window.received_at < ended.timestamp())
-        & (window.label_received_at < queued.timestamp())
-    )
+    through = _through(parent) if format_version >= 2 else None
+    if through is not None:  # its traffic part: every request of its window
+        again = window.received_at <= through.timestamp()
+    else:  # its window's labelled rows only
+        again = (
+            labelled
+            & (window.received_at < ended.timestamp())
+            & (window.label_received_at < queued.timestamp())
+        )
     taken = own - min(int(again.sum()), own)
     logger.info(
-        "job=%d model=%s: trains on %d of the %d traffic rows version %d was tuned on "
-        "(its window reads the other %d again) and none of the %d rows it inherited",
+        "job=%d model=%s: takes %d of the %d traffic rows of version %d's reference (its "
+        "window reads the other %d again) and none of the %d rows it inherited",
         job.id,
         parent.model,
         taken,
@@ -300,3 +391,14 @@ def _parent_rows(
         n - own,
     )
     return n - own, n - own + taken
+
+
+def _through(version: VersionRow) -> datetime | None:
+    """When the newest request of the traffic window ``version``'s job was tuned on was
+    received, as its details tell (``traffic_through``); ``None`` when they do not."""
+    told = version.details.get("traffic_through")
+    try:
+        through = datetime.fromisoformat(told) if isinstance(told, str) else None
+    except ValueError:
+        through = None
+    return through if through is None or through.tzinfo is not None else None
