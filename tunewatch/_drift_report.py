@@ -1,7 +1,7 @@
-"""The frames drift is judged on (features, the champion's prediction, the label — the
-latter on its own window of matured requests), and evidently's HTML report of a stored
-drift verdict, built once and kept (at most a few built at once in a process:
-:mod:`tunewatch._drift_report_builds`)."""
+"""The windows drift is judged on (features and the champion's prediction, the label on
+its own window of matured requests; their frames: :mod:`tunewatch._drift_frame`), and
+evidently's HTML report of a stored drift verdict, built once and kept (at most a few
+built at once in a process: :mod:`tunewatch._drift_report_builds`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import math
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -20,26 +20,22 @@ from monitor import (
     ColumnDriftConfig,
     DriftDetector,
     EvidentlyError,
-    ReferenceProfile,
     evidently_report,
 )
 from monitor.drift import METHODS as DRIFT_METHODS
-from monitor.drift import NumericSummary
-from monitor.objectives import positive_proba
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, EvaluationConfig
-from tunewatch._config_evaluation import LABEL_COLUMN, PREDICTION_COLUMN
+from tunewatch._drift_frame import LABEL as LABEL  # also imported from here
+from tunewatch._drift_frame import PREDICTION as PREDICTION
+from tunewatch._drift_frame import column_types, drift_frame, reference_frame
 from tunewatch._drift_report_builds import build_slot
-from tunewatch._drift_report_rows import JudgedWindow, judged_window, with_notice
+from tunewatch._drift_report_rows import JUDGED_ROWS, JudgedWindow, judged_window, with_notice
 from tunewatch._errors import NotFoundError, TunewatchError
 from tunewatch._policies import FIRST_REQUEST, LAST_REQUEST
 from tunewatch._window_sample import time_window
 from tunewatch.store import EvaluationRow, ModelRow, Store, VersionRow, Window
 
 logger = logging.getLogger(__name__)
-
-PREDICTION = PREDICTION_COLUMN
-LABEL = LABEL_COLUMN
 
 #: How to serve :func:`drift_report`'s HTML. evidently's report needs its own inline
 #: scripts (and ``eval``). It writes column names into one unescaped; monitor's
@@ -113,6 +109,71 @@ def drift_report(
             return _build_report(store, artefacts, config, baseline_of, model, target)
 
 
+#: The store's audit action of a retention run (``store.purge_records``); its details
+#: hold its cut-off, ``before``. The newest :data:`_PURGES_READ` are looked through.
+_PURGE_ACTION, _PURGES_READ = "purge_records", 100
+
+
+class WindowPurgedError(TunewatchError, LookupError):
+    """Every request drift evaluation ``evaluation_id`` of ``model`` judged (``n_rows``
+    rows) was deleted since: its report cannot test them. ``purged_before``: the cut-off
+    of the retention run that deleted them, ``None`` when no run the audit log holds
+    did. Answered 410 ``window_purged``, before the report's baseline is read."""
+
+    code = "window_purged"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str,
+        evaluation_id: int,
+        n_rows: int | None,
+        purged_before: datetime | None,
+    ) -> None:
+        super().__init__(message)
+        self.model, self.evaluation_id, self.n_rows = model, evaluation_id, n_rows
+        self.purged_before = purged_before
+
+    @classmethod
+    def of(cls, store: Store, target: EvaluationRow) -> WindowPurgedError:
+        """The error of drift verdict ``target``, naming the retention run that deleted its
+        requests: the earliest of the newest few whose cut-off is past the newest one."""
+        assert target.window_start is not None
+        judged = target.payload.get(JUDGED_ROWS)  # else stored before it recorded them
+        first, last = (
+            (judged["first"][0], judged["last"][0])
+            if judged is not None
+            else (target.window_start.isoformat(), target.window_end.isoformat())
+        )
+        purge, cut_off, newest = None, None, datetime.fromisoformat(last)
+        for entry in store.audit_log(_PURGES_READ, action=_PURGE_ACTION, target="records"):
+            before = entry.details.get("before")  # newest first: the last found is earliest
+            at = datetime.fromisoformat(before) if isinstance(before, str) else None
+            if at is not None and at.replace(tzinfo=at.tzinfo or UTC) > newest:
+                purge, cut_off = entry, at
+        n_rows = target.payload.get("n_current")
+        judged_text = (
+            f"the requests drift evaluation {target.id} judged ("
+            + ("" if n_rows is None else f"{n_rows} rows, ")
+            + f"received from {first} to {last})"
+        )
+        if purge is None or cut_off is None:
+            why = "were deleted since (by no retention run of those the audit log keeps)"
+        else:
+            why = (
+                f"were deleted by retention since: its run of {purge.at.isoformat()} "
+                f"deleted the records received before {cut_off.isoformat()}"
+            )
+        return cls(
+            f"the report of drift evaluation {target.id} cannot be built: {judged_text} {why}",
+            model=target.model,
+            evaluation_id=target.id,
+            n_rows=n_rows,
+            purged_before=cut_off,
+        )
+
+
 #: One lock per report being asked for, held while it is looked up and built, with the
 #: number of callers holding or awaiting it; the entry goes with the last of them.
 _reports_lock = threading.Lock()
@@ -161,6 +222,9 @@ def _build_report(
     """Build drift evaluation ``target``'s report, store it and remember it as a
     ``drift_report`` evaluation (see :func:`drift_report`)."""
     name, evaluation_id = model.name, target.id
+    judged = judged_window(store, model, target)
+    if not judged.window.n_rows:  # before the baseline and evidently: nothing to test
+        raise WindowPurgedError.of(store, target)
     champion = store.get_version(name, target.version) if target.version is not None else None
     baseline = baseline_of(champion, model) if champion is not None else None
     if baseline is None:
@@ -170,14 +234,16 @@ def _build_report(
         )
     evaluation = config.model_or_default(name, model.task).evaluation
     columns, drift_share = judged_as(target.payload, evaluation.drift)
-    judged = judged_window(store, model, target)
     reference, current = judged_frames(
         store, model, evaluation, target, baseline, columns, judged=judged
     )
     # evidently judges every typed column: only those the verdict tested, so that the
     # dataset share divides by the columns the verdict's did
     untested = untested_columns(target.payload)
-    types = {c: kind for c, kind in column_types(model, reference).items() if c not in untested}
+    labelled = baseline.has_labels
+    types = {
+        c: kind for c, kind in column_types(model, labelled=labelled).items() if c not in untested
+    }
     try:
         html, verdicts = evidently_report(
             reference,
@@ -236,21 +302,21 @@ def judged_frames(
     judged: JudgedWindow | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The reference and the window of a stored drift verdict as it tested them, its
-    columns tested with ``columns``' methods: the reference's numeric columns as the
-    verdict's profile held them (:func:`reference_frame`); the window's features and the
-    champion's predictions of the requests it judged (``judged``, else re-read:
-    :func:`tunewatch._drift_report_rows.judged_window`), and the labels of the verdict's
-    label window (of the matured part of its window, for a verdict stored before labels
-    had their own window) that had arrived by its run (:func:`judged_labels`), then the
-    rows of that frame its detector tested (:meth:`monitor.drift.DriftDetector.sample`,
-    at the verdict's ``sample_size``). ``evaluation``, the config as it is now, fills in
-    only what a verdict stored before these were recorded lacks: its sample size, its
-    label window's requests, and (stored before labels had their own window) their
-    maturity."""
+    columns tested with ``columns``' methods, not those it could not test: the reference
+    as the verdict's profile held it (:func:`tunewatch._drift_frame.reference_frame`);
+    the window's features and the champion's predictions of the requests it judged
+    (``judged``, else re-read: :func:`tunewatch._drift_report_rows.judged_window`), and
+    the labels of the verdict's label window (of the matured part of its window, for a
+    verdict stored before labels had their own window) that had arrived by its run
+    (:func:`judged_labels`), then the rows of that frame its detector tested
+    (:meth:`monitor.drift.DriftDetector.sample`, at the verdict's ``sample_size``).
+    ``evaluation``, the config as it is now, fills in only what a verdict stored before
+    these were recorded lacks: its sample size, its label window's requests, and (stored
+    before labels had their own window) their maturity."""
     assert target.window_start is not None and target.version is not None
     window = (judged or judged_window(store, model, target)).window
     labels = None
-    if baseline.reference.labels is not None:  # those the verdict tested, when it ran
+    if baseline.has_labels:  # those the verdict tested, when it ran
         if "label_window" in target.payload:
             labels = judged_labels(store, model, evaluation, target)
         else:  # stored before labels had their own window: its matured requests'
@@ -269,7 +335,9 @@ def judged_frames(
     # only the detector's sample is taken, which min_rows does not change: the verdict's
     # sample size may be below today's min_rows, which the detector would refuse
     detector = DriftDetector(baseline.profile, min_rows=1, sample_size=sample_size)
-    return reference_frame(model, baseline, columns), detector.sample(current)
+    untested = untested_columns(target.payload)
+    reference = reference_frame(model, baseline, columns, untested=untested)
+    return reference, detector.sample(current)
 
 
 def judged_labels(
@@ -304,44 +372,6 @@ def judged_labels(
         # stored before the run recorded its newest label: those by its start
         by=target.window_end.timestamp() if through is _UNRECORDED else through,
     )
-
-
-#: The methods that compare a numeric column's reference sample (the profile keeps at
-#: most 10,000 values), not its full counts or bins: Jensen-Shannon only on a continuous
-#: column (its histograms; a discrete one's counts are the full column's). Not
-#: Wasserstein: the verdict measures the sample's distance in the *full* column's
-#: standard deviations, and evidently divides by its reference's; given the sample, a
-#: rare large value the sample missed moved the report's scale, and its verdict, by
-#: twenty times. The full column's distance is the closer match.
-SAMPLE_METHODS = frozenset({"ks", "jensenshannon"})
-
-
-def reference_frame(
-    model: ModelRow, baseline: Any, columns: Mapping[str, ColumnDriftConfig]
-) -> pd.DataFrame:
-    """The champion's reference as its drift verdicts compare it: the reference rows'
-    features (as float32, as the profile read them), the champion's predictions and the
-    labels, each numeric column whose method compares the profile's sample
-    (:data:`SAMPLE_METHODS`) replaced by that sample, missing past its end. Chi-square,
-    z and PSI read the full column (its counts; PSI its decile bins, or its values when
-    it holds at most 20 distinct ones), as the profile keeps them."""
-    frame = drift_frame(
-        model,
-        np.asarray(baseline.reference.features, dtype=np.float32),
-        baseline.scores,
-        baseline.reference.labels,
-    )
-    profile: ReferenceProfile = baseline.profile
-    for name, spec in columns.items():
-        summary = profile.columns.get(name)
-        if not isinstance(summary, NumericSummary) or name not in frame.columns:
-            continue
-        if spec.method not in SAMPLE_METHODS or (
-            spec.method == "jensenshannon" and summary.value_counts is not None
-        ):
-            continue
-        frame[name] = pd.Series(summary.sample).reindex(frame.index)
-    return frame
 
 
 _UNRECORDED = object()
@@ -468,36 +498,3 @@ def matured_labels(window: Window, *, as_of: datetime, maturity_s: float) -> np.
     report."""
     matured = window.received_at <= as_of.timestamp() - maturity_s
     return np.where(matured, labels_received(window, by=as_of.timestamp()), np.nan)
-
-
-def drift_frame(
-    model: ModelRow, features: np.ndarray, outputs: np.ndarray, labels: np.ndarray | None
-) -> pd.DataFrame:
-    """One column per feature, the prediction, and the label when ``labels`` are given.
-
-    The labels may be another window's (:func:`label_window`): the frame is then as long
-    as the longer, the shorter's columns missing past their end, and each column's test
-    leaves its missing values out."""
-    frame = pd.DataFrame(np.asarray(features, dtype=np.float64), columns=list(model.feature_names))
-    out = np.asarray(outputs, dtype=np.float64)
-    if model.task == "binary":
-        frame[PREDICTION] = positive_proba(out) if out.size else np.empty(0)
-    elif model.task == "multiclass":  # a row without an output has no predicted class
-        answered = ~np.isnan(out).any(axis=1) if out.size else np.empty(0, bool)
-        classes = out.argmax(axis=1).astype(str) if out.size else np.empty(0, str)
-        frame[PREDICTION] = pd.Series(classes, dtype=object).where(answered, None)
-    else:
-        frame[PREDICTION] = out.reshape(len(frame), -1)[:, 0] if out.size else np.empty(0)
-    if labels is not None:
-        label = pd.Series(np.asarray(labels, dtype=np.float64))
-        frame = frame.reindex(range(max(len(frame), len(label))))
-        frame[LABEL] = label.reindex(frame.index)
-    return frame
-
-
-def column_types(model: ModelRow, frame: pd.DataFrame) -> dict[str, Any]:
-    types: dict[str, Any] = {c: "num" for c in model.feature_names}
-    types[PREDICTION] = "cat" if model.task == "multiclass" else "num"
-    if LABEL in frame.columns:
-        types[LABEL] = "num" if model.task == "regression" else "cat"
-    return types

@@ -292,12 +292,13 @@ class Evaluator:
 
     # -- baseline --------------------------------------------------------------------------
     def _baseline(self, champion: VersionRow, model: ModelRow) -> Baseline | NoBaseline:
-        """The champion's baseline, cached: one per model, since each holds a reference
-        snapshot (up to 1 GiB unpacked) and a session. Without one, why not: no snapshot
-        (cached; a normal state), or one that cannot be read (:class:`UnreadableReference`,
-        a failure: said at each run, counted as the run's outcome, and not cached: a
-        repaired snapshot is read at the next run). Drift and the estimate are lost to
-        it, not the evaluation: it raised, and decay, labels and telemetry went too."""
+        """The champion's baseline, cached: one per model, since each holds the champion's
+        scores of its reference rows (not the rows: :class:`Baseline`). Without one, why
+        not: no snapshot (cached; a normal state), or one that cannot be read
+        (:class:`UnreadableReference`, a failure: said at each run, counted as the run's
+        outcome, and not cached: a repaired snapshot is read at the next run). Drift and
+        the estimate are lost to it, not the evaluation: it raised, and decay, labels and
+        telemetry went too."""
         key = (champion.model, champion.version)
         if key not in self._baselines:
             for replaced in [k for k in list(self._baselines) if k[0] == champion.model]:

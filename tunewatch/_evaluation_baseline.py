@@ -11,18 +11,19 @@ later version the very first ones, so each new champion saw its own regime as dr
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from monitor import CBPE, EstimationError, ReferenceProfile
-from monitor.objectives import decision_threshold, make_objective, positive_proba
-from shadow import OnnxModel
+from monitor.objectives import decision_threshold, make_objective
+from shadow import OnnxModel, representable_rows
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
-from tunewatch._drift_report import column_types, drift_frame
+from tunewatch._drift_frame import LABEL, PREDICTION, column_types, prediction_column
 from tunewatch._errors import RegistrationError, StoreError, StoreUnavailableError
 from tunewatch._reference import Reference, reference_scores
 from tunewatch.store import ModelRow, VersionRow
@@ -30,16 +31,32 @@ from tunewatch.store import ModelRow, VersionRow
 logger = logging.getLogger(__name__)
 
 
+#: Reference rows scored in one run of the champion's session: a run of the whole
+#: reference held the session's buffers for all of it at once.
+SCORE_ROWS = 65_536
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Baseline:
-    """What a champion version is compared with: its reference profile and scores."""
+    """What a champion version is compared with: its reference profile and scores.
+
+    It is cached for as long as the version is champion, so it keeps what the verdicts
+    and the drift report read and not the reference rows (a snapshot unpacks to up to
+    1 GiB; kept, with a float64 copy, they held ~500 MiB a model): the profile (a sample
+    of each numeric column, counts, bins), the scores (the report's prediction column)
+    and the estimate's calibration. The report rebuilds its reference from these, and
+    reads a column of the rows again (``rows``) only to test it on its full values
+    (:func:`tunewatch._drift_frame.reference_frame`)."""
 
     profile: ReferenceProfile
-    reference: Reference  # the rows compared with: the snapshot's traffic part, if told
-    scores: np.ndarray  # the champion's primary output on the reference features
+    scores: np.ndarray  # the champion's primary output on the reference rows, float32
+    has_labels: bool  # whether the reference has labels: drift tests the label
     cbpe: CBPE | None  # at the objective's decision threshold (``cbpe.threshold``)
     reference_accuracy: float | None  # of the reference's decisions at that threshold
     no_estimate: str | None  # why ``cbpe`` is None: the estimate's reason
+    #: the rows compared with (the snapshot's traffic part, if told), read again from the
+    #: snapshot at each call: ``StoreError`` naming it when it cannot be read
+    rows: Callable[[], Reference]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,27 +138,77 @@ def read_snapshot(artefacts: ArtefactStore, sha256: str) -> Reference:
         raise StoreError(f"reference snapshot {sha256} cannot be read: {exc.message}") from exc
 
 
+def reference_rows(
+    champion: VersionRow, model: ModelRow, sha256: str, *, artefacts: ArtefactStore, config: Config
+) -> Reference:
+    """The rows of ``champion``'s reference snapshot ``sha256`` its drift and estimate
+    compare with: its traffic part, if told (:func:`traffic_part`)."""
+    cfg = config.model_or_default(model.name, model.task)
+    return traffic_part(
+        read_snapshot(artefacts, sha256),
+        champion.details,
+        min_rows=cfg.evaluation.drift.min_rows,
+        label=f"model={champion.model} version={champion.version}",
+    )
+
+
+def chunked_scores(
+    session: OnnxModel, features: np.ndarray, *, model: str, version: int
+) -> np.ndarray:
+    """:func:`tunewatch._reference.reference_scores` of ``features``, run on
+    :data:`SCORE_ROWS` rows at a time: NaN for a row the session's input type cannot hold
+    (said once, for all of them)."""
+    held = representable_rows(features, session.signature.input.dtype)
+    n = len(held)
+    if not held.all():
+        logger.warning(
+            "model=%s version=%d: %d of %d reference rows hold values its %s input %r "
+            "cannot; they have no score",
+            model,
+            version,
+            int((~held).sum()),
+            n,
+            session.signature.input.dtype,
+            session.signature.input.name,
+        )
+    scores: np.ndarray | None = None
+    for start in range(0, n, SCORE_ROWS):
+        rows = slice(start, start + SCORE_ROWS)
+        kept = held[rows]
+        if not kept.any():
+            continue
+        chunk = features[rows] if kept.all() else np.ascontiguousarray(features[rows][kept])
+        scored = reference_scores(session, chunk, model=model, version=version)
+        if scores is None:
+            scores = np.full((n, scored.shape[1]), np.nan, dtype=np.float32)
+        scores[rows][kept] = scored
+    if scores is None:  # no row it can hold
+        return np.full((n, session.signature.primary_width or 1), np.nan, dtype=np.float32)
+    return scores
+
+
 def build_baseline(
     champion: VersionRow, model: ModelRow, *, artefacts: ArtefactStore, config: Config
 ) -> Baseline | None:
     """``champion``'s baseline; ``None`` without a reference snapshot. A snapshot or
-    artefact that cannot be read raises ``StoreError`` naming it (:func:`read_snapshot`)."""
+    artefact that cannot be read raises ``StoreError`` naming it (:func:`read_snapshot`).
+
+    The reference is scored in chunks (:func:`chunked_scores`) and profiled a column at a
+    time from its float32 features (:meth:`ReferenceProfile.from_columns`): built from
+    one float64 frame of it, a 229 MiB snapshot took the daemon to a peak of 2.7 GB."""
     label = f"model={champion.model} version={champion.version}"
     sha = champion.details.get("reference_sha256")
     if not sha:
         logger.warning("%s has no reference snapshot: drift and estimates are skipped", label)
         return None
     cfg = config.model_or_default(model.name, model.task)
-    reference = traffic_part(
-        read_snapshot(artefacts, sha),
-        champion.details,
-        min_rows=cfg.evaluation.drift.min_rows,
-        label=label,
-    )
+    rows = partial(reference_rows, champion, model, sha, artefacts=artefacts, config=config)
+    reference = rows()
     session = OnnxModel.from_bytes(artefacts.get(champion.artefact_sha256))
     # the features as the store records a request's: the profile drift compares with
     features = np.ascontiguousarray(reference.features, dtype=np.float32)
-    scores = reference_scores(session, features, model=champion.model, version=champion.version)
+    scores = chunked_scores(session, features, model=champion.model, version=champion.version)
+    del session  # and its run buffers, before the profile is built
     if reference.scores is not None and reference.scores.shape == scores.shape:
         # held out (a tuning job's out-of-fold scores): the version's own scores of
         # rows it trained on are overconfident, and so would be the calibration, the
@@ -155,8 +222,20 @@ def build_baseline(
             list(reference.scores.shape),
             list(scores.shape),
         )
-    frame = drift_frame(model, features, scores, reference.labels)
-    profile = ReferenceProfile.build(frame, column_types=column_types(model, frame))
+    prediction = prediction_column(model, scores, len(features))
+    labels = None if reference.labels is None else np.asarray(reference.labels, np.float64)
+    columns: dict[str, Any] = {
+        name: features[:, j] for j, name in enumerate(model.feature_names)
+    }  # views: each read (as float64) on its own
+    columns[PREDICTION] = prediction
+    if labels is not None:
+        columns[LABEL] = labels
+    profile = ReferenceProfile.from_columns(
+        columns, column_types=column_types(model, labelled=labels is not None)
+    )
+    # the features go before the estimate's calibration (an isotonic fit: several
+    # copies of the scores)
+    del reference, features, columns
     cbpe = None
     accuracy = None
     no_estimate = None
@@ -164,7 +243,7 @@ def build_baseline(
     threshold = decision_threshold(objective) if model.task == "binary" else None
     if model.task != "binary":
         no_estimate = "the estimate is of binary models only"
-    elif reference.labels is None:
+    elif labels is None:
         no_estimate = "the reference snapshot has no labels"
     elif threshold is None:
         no_estimate = (
@@ -176,13 +255,13 @@ def build_baseline(
         # calibrated on the rows with both a score (a time series' first rows have
         # none) and a known label (NaN is unknown): CBPE refused a NaN label, and the
         # reference accuracy counted one as misclassified
-        labels = np.asarray(reference.labels, dtype=np.float64)
         known = np.isfinite(scores).all(axis=1) & ~np.isnan(labels)
         if not known.any():
             no_estimate = "no reference row has both a score and a known label"
         else:
-            p = positive_proba(scores[known])
-            labels = labels[known]
+            p = prediction  # the positive class's probability, as positive_proba gives it
+            if not known.all():
+                p, labels = p[known], labels[known]
             try:
                 cbpe = CBPE(threshold=threshold, seed=0).fit(p, labels)
             except EstimationError as exc:  # one class or non-0/1 labels: no estimate,
@@ -191,4 +270,12 @@ def build_baseline(
                 no_estimate = f"the reference labels cannot calibrate an estimate: {exc}"
             else:
                 accuracy = float(((p >= threshold) == (labels >= 0.5)).mean())
-    return Baseline(profile, reference, scores, cbpe, accuracy, no_estimate)
+    return Baseline(
+        profile=profile,
+        scores=scores,
+        has_labels=labels is not None,
+        cbpe=cbpe,
+        reference_accuracy=accuracy,
+        no_estimate=no_estimate,
+        rows=rows,
+    )

@@ -18,7 +18,7 @@ import numpy as np
 
 from monitor import ColumnDriftConfig, DriftDetector, DriftError, ServingMetrics
 from tunewatch._config import ModelConfig
-from tunewatch._drift_report import LABEL, drift_frame
+from tunewatch._drift_frame import LABEL, drift_frame
 from tunewatch._drift_report_rows import judged_rows_record
 from tunewatch._evaluation_baseline import Baseline, NoBaseline
 from tunewatch._policies import FIRST_REQUEST, LABEL_FIRST_REQUEST, LABEL_LAST_REQUEST, LAST_REQUEST
@@ -88,10 +88,10 @@ def drift_verdict(
     outputs = np.where((window.versions == version)[:, None], window.outputs, np.nan)
     labels = None
     judged: dict[str, Any] = {}
-    if baseline.reference.labels is not None and window.n_rows < d.min_rows:
+    if baseline.has_labels and window.n_rows < d.min_rows:
         # the label alone would be the dataset share of a window that measured nothing
         labels = np.empty(0)
-    elif baseline.reference.labels is not None:
+    elif baseline.has_labels:
         labels = matured.labels
         arrived = matured.label_received_at[~np.isnan(matured.label_received_at)]
         judged = {

@@ -91,13 +91,20 @@ ColumnSummary: TypeAlias = NumericSummary | CategoricalSummary
 
 
 def numeric_values(values: Any) -> np.ndarray:
-    """Finite float64 values of a column-like input (non-numeric entries count as missing)."""
+    """Finite float64 values of a column-like input (non-numeric entries count as missing),
+    in a new array (never a view of ``values``: the caller may sort it in place). A numeric
+    array (a float32 column of a matrix included) is converted directly, without pandas'
+    copies."""
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":
+        arr = np.array(values.ravel(), dtype=np.float64)  # a copy, whatever the dtype
+        finite = np.isfinite(arr)
+        return arr if finite.all() else arr[finite]
     series = values if isinstance(values, pd.Series) else pd.Series(np.asarray(values).ravel())
     if series.dtype == bool:
         series = series.astype(np.float64)
     arr = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    finite: np.ndarray = arr[np.isfinite(arr)]
-    return finite
+    copied: np.ndarray = arr[np.isfinite(arr)]  # a boolean index copies, even a view
+    return copied
 
 
 def category_key(value: Any) -> str:
@@ -133,9 +140,10 @@ def discrete_counts(sorted_values: np.ndarray, limit: int) -> dict[float, int] |
     """Counts per distinct value of a sorted array, or ``None`` past ``limit`` values."""
     if sorted_values.size == 0:
         return {}
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-    if starts.size > limit:
-        return None
+    changes = sorted_values[1:] != sorted_values[:-1]
+    if np.count_nonzero(changes) + 1 > limit:  # before the positions: a continuous
+        return None  # column's are one int64 a value
+    starts = np.flatnonzero(np.r_[True, changes])
     counts = np.diff(np.r_[starts, sorted_values.size])
     return {float(sorted_values[s]): int(c) for s, c in zip(starts, counts, strict=True)}
 
@@ -178,20 +186,24 @@ def _deciles(ordered: np.ndarray) -> np.ndarray:
     return deciles
 
 
-def _summarise_numeric(
-    column: pd.Series, *, max_sample: int, rng: np.random.Generator
-) -> NumericSummary:
-    values = numeric_values(column)
-    n = int(values.size)
-    ordered = np.sort(values)
-    if n > max_sample:
-        sample = np.sort(rng.choice(values, size=max_sample, replace=False))
-    else:
+def _summarise_numeric(column: Any, *, max_sample: int, rng: np.random.Generator) -> NumericSummary:
+    """``column``'s summary, holding at most two float64 copies of it at once: its finite
+    values, sorted in place once the sample is drawn from them in their order."""
+    ordered = numeric_values(column)  # a new array: sorted in place below
+    n = int(ordered.size)
+    # drawn as ``rng.choice(values, ...)`` draws (the positions, then their values)
+    sample = (
+        np.sort(ordered[rng.choice(n, size=max_sample, replace=False)]) if n > max_sample else None
+    )
+    ordered.sort()
+    if sample is None:
         sample = ordered
     if n:
         edges = np.unique(_deciles(ordered))
-        idx = np.searchsorted(edges, ordered, side="right")
-        shares = np.bincount(idx, minlength=edges.size + 1) / n
+        # bin i holds the values with i edges at or below them: of a sorted array, those
+        # from the first at or past edge i - 1 up to the first at or past edge i
+        bounds = np.searchsorted(ordered, edges, side="left")
+        shares = np.diff(np.concatenate(([0], bounds, [n]))) / n
     else:
         edges, shares = np.empty(0), np.ones(1)
     counts = discrete_counts(ordered, DISCRETE_MAX_VALUES)
@@ -208,12 +220,17 @@ def _summarise_numeric(
     )
 
 
-def _summarise_categorical(column: pd.Series) -> CategoricalSummary:
+def _summarise_categorical(column: Any) -> CategoricalSummary:
     counts = category_counts(column)
     n = sum(counts.values())
     return CategoricalSummary(
         n=n, n_missing=int(len(column) - n), counts=tuple(sorted(counts.items()))
     )
+
+
+def _check_max_sample(max_sample: int) -> None:
+    if max_sample < 2:
+        raise DriftError(f"`max_sample` must be at least 2, got {max_sample}")
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -243,8 +260,7 @@ class ReferenceProfile:
         ``max_sample`` values, drawn without replacement by a generator seeded with
         ``seed``. Two columns whose names read the same (``1`` and ``"1"``) are refused.
         """
-        if max_sample < 2:
-            raise DriftError(f"`max_sample` must be at least 2, got {max_sample}")
+        _check_max_sample(max_sample)
         by_text, seen = columns_by_text(frame.columns)
         clashes = sorted(name for name, count in seen.items() if count > 1)
         if clashes:
@@ -252,34 +268,78 @@ class ReferenceProfile:
                 f"the frame has {seen[clashes[0]]} columns named {clashes[0]!r}: a profile "
                 "names each column by its text"
             )
+        return cls._summarise(
+            {name: frame[column] for name, column in by_text.items()},
+            n_rows=len(frame),
+            column_types=column_types,
+            max_sample=max_sample,
+            seed=seed,
+        )
+
+    @classmethod
+    def from_columns(
+        cls,
+        columns: Mapping[str, Any],
+        *,
+        column_types: Mapping[str, ColumnKind] | None = None,
+        max_sample: int = 10_000,
+        seed: int = 0,
+    ) -> ReferenceProfile:
+        """Summarise ``columns`` (name -> a 1-D array or ``pd.Series``, all as long), one
+        at a time: the profile :meth:`build` makes of a frame of them, without the frame.
+        A column of a float32 matrix (``x[:, j]``, a view) is read as is: the reference
+        is never copied whole, nor widened to float64 but a column at a time.
+        ``column_types``, ``max_sample`` and ``seed`` as :meth:`build` takes them."""
+        _check_max_sample(max_sample)
+        lengths = {name: len(values) for name, values in columns.items()}
+        if len(set(lengths.values())) > 1:
+            raise DriftError(f"the columns must be as long as each other, got {lengths}")
+        return cls._summarise(
+            columns,
+            n_rows=next(iter(lengths.values()), 0),
+            column_types=column_types,
+            max_sample=max_sample,
+            seed=seed,
+        )
+
+    @classmethod
+    def _summarise(
+        cls,
+        columns: Mapping[str, Any],
+        *,
+        n_rows: int,
+        column_types: Mapping[str, ColumnKind] | None,
+        max_sample: int,
+        seed: int,
+    ) -> ReferenceProfile:
         if column_types is None:
             types: Mapping[str, ColumnKind] = {
                 name: (
                     "num"
-                    if pd.api.types.is_numeric_dtype(frame[column])
-                    and not pd.api.types.is_bool_dtype(frame[column])
+                    if pd.api.types.is_numeric_dtype(values)
+                    and not pd.api.types.is_bool_dtype(values)
                     else "cat"
                 )
-                for name, column in by_text.items()
+                for name, values in columns.items()
             }
         else:
             types = column_types
-        missing = sorted(set(types) - set(by_text))
+        missing = sorted(set(types) - set(columns))
         if missing:
             raise DriftError(f"`column_types` names columns not in the frame: {missing}")
         rng = np.random.default_rng(seed)
-        columns: dict[str, ColumnSummary] = {}
+        summaries: dict[str, ColumnSummary] = {}
         for name, kind in types.items():
-            values = frame[by_text[name]]
+            values = columns[name]
             if kind == "num":
-                columns[name] = _summarise_numeric(values, max_sample=max_sample, rng=rng)
+                summaries[name] = _summarise_numeric(values, max_sample=max_sample, rng=rng)
             elif kind == "cat":
-                columns[name] = _summarise_categorical(values)
+                summaries[name] = _summarise_categorical(values)
             else:
                 raise DriftError(
                     f"`column_types[{name!r}]` must be one of 'cat', 'num', got {kind!r}"
                 )
-        return cls(columns=columns, n_rows=len(frame), max_sample=max_sample, seed=seed)
+        return cls(columns=summaries, n_rows=n_rows, max_sample=max_sample, seed=seed)
 
     @property
     def column_types(self) -> dict[str, ColumnKind]:

@@ -54,6 +54,7 @@ CODE_STATUS = {
     "model_not_ready": 503,
     "report_unavailable": 422,
     "report_busy": 429,
+    "window_purged": 410,
 }
 
 

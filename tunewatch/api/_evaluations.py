@@ -190,6 +190,10 @@ def _evaluate(evaluator: Evaluator, model: str, actor: str) -> list[EvaluationRo
     "/models/{model}/evaluations/{evaluation_id}/report",
     response_class=HTMLResponse,
     responses={
+        410: {
+            "description": "`window_purged`: every request the verdict judged was deleted "
+            "since (by retention): there is nothing to report on"
+        },
         422: {"description": "`report_unavailable`: evidently could not build it"},
         429: {
             "description": f"`{BUSY_CODE}`: the report is not built yet and "
@@ -212,7 +216,9 @@ async def drift_report(
 ) -> Response:
     """evidently's HTML report of a drift evaluation's window (built once, then stored).
     At most a few reports are built at once in the daemon: one that needs building beyond
-    them is 429 `report_busy` with `Retry-After`; a stored one is always served."""
+    them is 429 `report_busy` with `Retry-After`; a stored one is always served. A verdict
+    whose requests were all deleted since (by retention), unless its report was built
+    before, is 410 `window_purged`."""
     evaluator = context(request).evaluator
     try:
         html = await run_in_threadpool(evaluator.drift_report, model, evaluation_id)
