@@ -103,7 +103,8 @@ class ServingMetrics:
             "and (request, version) pairs neither scored nor recorded because the version "
             "left the line-up (retired, rolled back) first (left_lineup), or onnxruntime could "
             "not allocate the memory to score them (insufficient_memory: the host's condition, "
-            "not a failed run of the challenger).",
+            "not a failed run of the challenger); mirror records not handed to them, a row "
+            "outside the model's models[].features ranges (out_of_range: recorded, for drift).",
             ["model", "reason"],
             registry=r,
         )
@@ -179,8 +180,8 @@ class ServingMetrics:
         )
         self.mirror_records = Counter(
             "tunewatch_mirror_records",
-            "Mirror records by outcome (accepted; duplicate: a replay of a recorded one; "
-            "conflict: a recorded request id with other inputs, version or outputs).",
+            "Mirror records by outcome: accepted, duplicate (a replay of a recorded one), "
+            "conflict (a recorded id, other rows or version), refused (in a batch answered 4xx).",
             ["model", "outcome"],
             registry=r,
         )

@@ -18,13 +18,16 @@ def request_record(
     *,
     source: Source = "infer",
     unit_key: str | None = None,
+    received_at: datetime | None = None,
 ) -> RequestRecord:
-    """The record of one request's rows, as the store keeps them (float32 bytes)."""
+    """The record of one request's rows, as the store keeps them (float32 bytes),
+    received now or at ``received_at`` (a mirror record's ``scored_at``: when the serving
+    stack scored it)."""
     x32 = np.ascontiguousarray(x, dtype=np.float32)
     return RequestRecord(
         model=model,
         request_id=request_id,
-        received_at=datetime.now(UTC),
+        received_at=received_at or datetime.now(UTC),
         source=source,
         n_rows=x32.shape[0],
         n_cols=x32.shape[1],

@@ -23,6 +23,7 @@ from tunewatch.api._errors import ErrorBody
 from tunewatch.api._feedback_limit import BUSY_RESPONSES as FEEDBACK_BUSY
 from tunewatch.api._front import OPEN_PATHS
 from tunewatch.api._mirror_limit import BUSY_RESPONSES as MIRROR_BUSY
+from tunewatch.api._mirror_time import MAX_CLOCK_SKEW_S, SCORED_AT_PATTERN
 from tunewatch.api._oip_request import MAX_ID_LENGTH, OIP_DATATYPES
 from tunewatch.store import MAX_ID, MAX_UNIT_KEY_LENGTH, LabelStatus
 
@@ -228,7 +229,17 @@ def _mirror_request(max_items: int, max_rows: int) -> dict[str, Any]:
                 "type": "integer",
                 "minimum": 1,
                 "maximum": MAX_ID,
-                "description": "the version that answered (default: the champion)",
+                "description": "the version that answered (default: the champion at "
+                "`scored_at`, else the champion served now)",
+            },
+            "scored_at": {
+                "type": "string",
+                "format": "date-time",
+                "pattern": SCORED_AT_PATTERN,
+                "description": "when the serving stack scored the record: an RFC 3339 time "
+                "with its offset (`2025-06-01T12:00:00Z`), stored as the request's time "
+                f"(default: when it is posted); at most {MAX_CLOCK_SKEW_S:g} s in the "
+                "future, not older than `recording.retention_days`",
             },
         },
     }
@@ -329,7 +340,11 @@ def _scoring_routes(max_items: int, max_rows: int) -> dict[str, dict[str, Any]]:
             "requestBody": {"required": True, **_json(_mirror_request(max_items, max_rows))},
             "responses": {
                 "200": _json(_MIRROR_RESPONSE, "OK"),
-                "409": {"description": "`version_required`: no version named, no champion"},
+                "409": {
+                    "description": "`version_required`: no version named, no champion; "
+                    "`version_ambiguous`: neither `version` nor `scored_at` named, and the "
+                    "champion changed within the grace (a new record only)"
+                },
                 "429": MIRROR_BUSY[429],
             },
         },

@@ -1,5 +1,11 @@
 """Mirror records (traffic scored elsewhere) and feedback (late ground truth).
 
+A mirror batch is parsed and checked in a worker thread
+(:mod:`tunewatch.api._mirror_body`; when each record was scored and which version
+answered one naming none: :mod:`tunewatch.api._mirror_time`), committed and handed over
+chunk by chunk (:mod:`tunewatch.api._mirror_handover`), and its ids already recorded
+told apart as duplicates or conflicts (:mod:`tunewatch.api._mirror_replays`).
+
 At most a few feedback requests run at once in a process
 (:mod:`tunewatch.api._feedback_limit`): their label writes run in the worker threads
 everything else waits for. Mirror records are written by the recorder's own thread, at
@@ -9,12 +15,11 @@ most ``recording.max_batch`` at a time; at most a few large mirror calls run at 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 from starlette.concurrency import run_in_threadpool
@@ -22,61 +27,28 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from shadow import Lineup, LoadedVersion
 from tunewatch._errors import NotFoundError
 from tunewatch._outage_log import ThrottledWarnings
-from tunewatch._record_rows import output_record, request_record
-from tunewatch._recorder import Recorder
-from tunewatch._registry import PROBABILITY_TOLERANCE, ROW_SUM_TOLERANCE
 from tunewatch._runtime import ServedModel
 from tunewatch.api import _feedback_limit, _mirror_limit
 from tunewatch.api._body import INLINE_JSON_BYTES, off_loop, parse_json_object
 from tunewatch.api._context import AppContext, authenticate, context
 from tunewatch.api._errors import ApiError
+from tunewatch.api._items import id_of, items_of
 from tunewatch.api._label_conflicts import audit_conflicts, refused_labels
-from tunewatch.api._oip_request import MAX_ID_LENGTH, has_bool
+from tunewatch.api._mirror_body import RefusedRecords
+from tunewatch.api._mirror_body import mirrored as _mirrored
+from tunewatch.api._mirror_handover import Handover, recorded
+from tunewatch.api._mirror_replays import conflicts
+from tunewatch.api._mirror_replays import same_matrix as same_matrix  # the OIP route's
 from tunewatch.api._route import check_json_type, check_no_query
-from tunewatch.store import MAX_ID, LabelItem, OutputRecord, RequestRecord, Store
+from tunewatch.store import LabelItem
 
 logger = logging.getLogger(__name__)
 
 MIRROR_PATH = "/v1/models/{model}/records"
 FEEDBACK_PATH = "/v1/models/{model}/feedback"
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _items(body: dict[str, Any], key: str, limit: int) -> list[dict[str, Any]]:
-    items = body.get(key)
-    extra = set(body) - {key}
-    if extra:
-        raise ApiError(
-            400, "invalid_request", f"unknown fields {sorted(extra)}; send {{{key!r}: [...]}}"
-        )
-    if not isinstance(items, list) or not items:
-        raise ApiError(400, "invalid_request", f"`{key}` must be a non-empty list")
-    if len(items) > limit:
-        raise ApiError(
-            413, "too_many_items", f"`{key}` holds {len(items)} entries; the limit is {limit}"
-        )
-    if not all(isinstance(i, dict) for i in items):
-        raise ApiError(400, "invalid_request", f"every entry of `{key}` must be an object")
-    return items
-
-
-def _id(item: dict[str, Any], key: str, where: str) -> str:
-    value = item.get(key)
-    if (
-        not isinstance(value, str)
-        or not value
-        or len(value) > MAX_ID_LENGTH
-        or not value.isprintable()
-    ):
-        raise ApiError(
-            400,
-            "invalid_id",
-            f"{where}.{key} must be a printable string of 1–{MAX_ID_LENGTH} characters",
-        )
-    return value
 
 
 def _finite_number(value: Any) -> bool:
@@ -89,79 +61,17 @@ def _finite_number(value: Any) -> bool:
         return False
 
 
-def _matrix(value: Any, where: str, *, max_rows: int, maybe_bool: bool) -> np.ndarray:
-    """A record's ``inputs`` or ``outputs`` as rows. The rows are counted in the JSON list
-    before numpy converts it (413 ``batch_too_large`` past ``max_rows``); booleans among
-    the numbers, which numpy reads as 1, are looked for when the body spells one
-    (``maybe_bool``), as inference does."""
-    outputs = where.endswith("outputs")  # a flat list: a column of outputs, a row of inputs
-    if type(value) is list and (outputs or (value and type(value[0]) is list)):
-        if len(value) > max_rows:
-            raise ApiError(
-                413,
-                "batch_too_large",
-                f"{where} must have at most {max_rows} rows, got {len(value)}",
-            )
-    try:
-        array = np.asarray(value)
-    except ValueError as exc:
-        raise ApiError(400, "shape_mismatch", f"{where} is ragged") from exc
-    kind = array.dtype.kind
-    if kind not in "iuf":
-        raise ApiError(
-            400,
-            "dtype_mismatch",
-            f"{where} must hold only numbers, got {kind!r} values (strings, booleans or nulls)",
-        )
-    if maybe_bool and type(value) is list and has_bool(value):
-        raise ApiError(400, "dtype_mismatch", f"{where} must hold only numbers, got a boolean")
-    if array.ndim == 1:
-        array = array.reshape(-1, 1) if outputs else array.reshape(1, -1)
-    if array.ndim != 2:
-        raise ApiError(400, "shape_mismatch", f"{where} must be a list of rows")
-    return array
-
-
-def _check_probabilities(y: np.ndarray, where: str, task: str) -> None:
-    """A classifier's primary output holds probabilities: logits mirrored in their place
-    were stored as such and silently corrupted realised metrics, CBPE and paired
-    comparisons. Each value is in [0, 1], give or take float32 rounding
-    (:data:`~tunewatch._registry.PROBABILITY_TOLERANCE`, as a registration allows: a
-    random forest's mean of its trees' leaves gives 1.0000001), and a row of several
-    columns sums to 1 (within :data:`~tunewatch._registry.ROW_SUM_TOLERANCE`): a
-    challenger answering [1, 1] had log loss 0 on every request and was promoted."""
-    outside = (y < -PROBABILITY_TOLERANCE) | (y > 1 + PROBABILITY_TOLERANCE)
-    if outside.any():
-        row, column = (int(i) for i in np.argwhere(outside)[0])
-        raise ApiError(
-            400,
-            "invalid_output",
-            f"{where}.outputs of a {task} model must be probabilities in [0, 1], got "
-            f"{y[row, column]} at row {row}, column {column}",
-        )
-    if y.shape[1] < 2:
-        return  # P(class 1): no sum to check
-    sums = y.astype(np.float64).sum(axis=1)
-    wrong = np.flatnonzero(np.abs(sums - 1.0) > ROW_SUM_TOLERANCE)
-    if wrong.size:
-        row = int(wrong[0])
-        raise ApiError(
-            400,
-            "invalid_output",
-            f"{where}.outputs of a {task} model must be probability rows summing to 1 "
-            f"(within {ROW_SUM_TOLERANCE:g}): row {row} sums to {float(sums[row]):.6g}",
-        )
-
-
 async def mirror(request: Request) -> Response:
     """Record request + response pairs scored by the serving stack, then shadow them.
 
     A record whose id is already recorded is not stored again: a ``duplicate`` when it
     repeats the stored mirror record, a ``conflict`` (logged) when it does not — a
     serving stack whose id counter restarted had its new traffic dropped as replays. A
-    record naming no version is answered by the champion of the day, so its replay is
+    record naming no version is answered by the champion of its time, so its replay is
     held to the stored inputs and outputs only: a batch re-sent after a promotion is
-    still a replay."""
+    still a replay. ``tunewatch_mirror_records_total{model,outcome}`` counts each record
+    ``accepted`` (as its chunk commits), ``duplicate``, ``conflict`` or ``refused`` (a
+    batch refused with a 4xx: all its records)."""
     ctx = context(request)
     authenticate(request, "score")
     check_no_query(request, f"POST {MIRROR_PATH}")
@@ -169,31 +79,25 @@ async def mirror(request: Request) -> Response:
     served = ctx.runtime.model(model)
     check_json_type(request.headers.get("content-type"))
     lineup = served.deployment.lineup
+    counter = ctx.runtime.metrics.mirror_records
+    if served.ranges is not None:  # exported at 0 from the first call on
+        ctx.runtime.metrics.shadow_dropped.labels(model, "out_of_range")
     # Parsed and checked in a worker thread: on the event loop, a batch of 10,000
     # records held every other request (liveness included) for 1-2 s.
-    batch = await off_loop(_mirrored, ctx, served, lineup, model, await request.body())
-    inserted = await _recorded(ctx.runtime.recorder, batch)
-    others: dict[int, tuple[LoadedVersion, ...]] = {}  # the challengers but the answering one
-    replayed = []
-    for (record, x), new in zip(batch, inserted, strict=True):
-        if not new:
-            replayed.append(record)
-        elif ctx.shadowing:  # the record already holds the named version's answer
-            version = record.output.version
-            if version not in others:
-                others[version] = tuple(c for c in lineup.challengers if c.version != version)
-            ctx.runtime.shadow(model, record.request.request_id, x, others[version])
-    conflicts: set[str] = set()
+    try:
+        batch = await off_loop(_mirrored, ctx, served, lineup, model, await request.body())
+    except RefusedRecords as exc:
+        if exc.records:
+            counter.labels(model, "refused").inc(exc.records)
+        raise
+    handover = Handover(ctx, model, lineup)
+    replayed = await recorded(ctx.runtime.recorder, batch, handover.committed)
+    found: set[str] = set()
     if replayed:  # only ids already recorded are read back, in chunks
-        conflicts = await run_in_threadpool(_conflicts, ctx.runtime.store, replayed)
-    duplicates = [r.request.request_id for r in replayed if r.request.request_id not in conflicts]
-    conflicting = [r.request.request_id for r in replayed if r.request.request_id in conflicts]
-    counter = ctx.runtime.metrics.mirror_records
-    for outcome, n in (
-        ("accepted", len(batch) - len(replayed)),
-        ("duplicate", len(duplicates)),
-        ("conflict", len(conflicting)),
-    ):
+        found = await run_in_threadpool(conflicts, ctx.runtime.store, replayed)
+    duplicates = [r.request.request_id for r in replayed if r.request.request_id not in found]
+    conflicting = [r.request.request_id for r in replayed if r.request.request_id in found]
+    for outcome, n in (("duplicate", len(duplicates)), ("conflict", len(conflicting))):
         if n:
             counter.labels(model, outcome).inc(n)
     if conflicting:
@@ -213,171 +117,6 @@ async def mirror(request: Request) -> Response:
             "conflicts": conflicting,
         }
     )
-
-
-async def _recorded(recorder: Recorder, batch: list[_Mirrored]) -> list[bool]:
-    """Record ``batch``, at most ``recording.max_batch`` records at a time: whether each
-    was new. All handed over at once, a batch of 10,000 records was one commit, and every
-    request scored meanwhile waited for it (inference's p50 3.5 s beside eight callers
-    mirroring such batches); a chunk's commit is as long as a busy group's. A chunk that
-    fails fails the call (503) with the chunks before it recorded: the client's retry
-    finds them ``duplicates``."""
-    inserted: list[bool] = []
-    for start in range(0, len(batch), recorder.max_batch):
-        chunk = batch[start : start + recorder.max_batch]
-        inserted += await asyncio.gather(
-            *(recorder.record(m.record.request, [m.record.output]) for m in chunk)
-        )
-    return inserted
-
-
-def _mirrored(
-    ctx: AppContext, served: ServedModel, lineup: Lineup, model: str, raw: bytes
-) -> list[_Mirrored]:
-    """The records of a mirror batch's body, parsed and checked (in a worker thread);
-    refused (4xx) at the first record that fails a check."""
-    items = _items(parse_json_object(raw), "records", ctx.runtime.config.server.max_items)
-    maybe_bool = b"true" in raw or b"false" in raw
-    max_rows = ctx.runtime.config.server.max_batch_rows
-    task = served.row.task
-    champion = lineup.champion
-    default_width = ctx.runtime.primary_width(served)
-    batch = []
-    seen: set[str] = set()
-    for i, item in enumerate(items):
-        where = f"records[{i}]"
-        extra = set(item) - {"id", "inputs", "outputs", "version"}
-        if extra:
-            raise ApiError(400, "invalid_request", f"{where} has unknown fields {sorted(extra)}")
-        request_id = _id(item, "id", where)
-        if request_id in seen:
-            raise ApiError(
-                400, "duplicate_request_id", f"{where}.id {request_id!r} repeats in the batch"
-            )
-        seen.add(request_id)
-        inputs = _matrix(
-            item.get("inputs"), f"{where}.inputs", max_rows=max_rows, maybe_bool=maybe_bool
-        )
-        x = ctx.runtime.validate(served, inputs)
-        y = _matrix(
-            item.get("outputs"), f"{where}.outputs", max_rows=max_rows, maybe_bool=maybe_bool
-        )
-        version = item.get("version")
-        named_version = version is not None
-        if version is None:
-            if champion is None:  # not `model_not_ready` (503, retry): the caller must name one
-                raise ApiError(
-                    409,
-                    "version_required",
-                    f"{where}.version is required: model {model!r} has no champion",
-                )
-            version = champion.version
-        elif (
-            not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= MAX_ID
-        ):
-            raise ApiError(
-                400, "invalid_request", f"{where}.version must be an integer in 1..{MAX_ID}"
-            )
-        # As wide as the named version answers (the model's width for one not in service).
-        named = lineup.find(version)
-        width = default_width if named is None else named.model.primary_width()
-        # Stored as float32: a value past its range would be stored as infinity.
-        fits = np.isfinite(y).all() and bool((np.abs(y) <= _FLOAT32_MAX).all())
-        if y.shape[0] != x.shape[0] or not fits or width not in (None, y.shape[1]):
-            columns = "" if width is None else f" of {width} columns"
-            raise ApiError(
-                400,
-                "shape_mismatch",
-                f"{where}.outputs must have one row{columns} per input row ({x.shape[0]}), "
-                f"of numbers float32 can hold; got shape {list(y.shape)}",
-            )
-        if task in ("binary", "multiclass"):
-            _check_probabilities(y, where, task)
-        record = _Record(
-            request_record(model, request_id, x, source="mirror"),
-            output_record(model, request_id, version, "external", y, None),
-            named_version,
-        )
-        batch.append(_Mirrored(record, x))
-    unloaded = {m.record.output.version for m in batch} - set(lineup.versions)
-    if unloaded:  # versions in service are registered; ask the store about the others
-        _check_versions(ctx, model, unloaded)
-    return batch
-
-
-class _Record(NamedTuple):
-    request: RequestRecord
-    output: OutputRecord
-    named_version: bool  # False: the output's version is the champion's at the time
-
-
-class _Mirrored(NamedTuple):
-    record: _Record
-    x: np.ndarray  # the rows as validated, for the challengers
-
-
-def _conflicts(store: Store, records: Sequence[_Record]) -> set[str]:
-    """The ids among ``records``, each already recorded, whose stored record is not the
-    same mirror record (see :func:`_is_replay`). The stored records are read in chunks
-    of ids, a model at a time: a re-sent batch of thousands of records is a few reads."""
-    by_model: dict[str, list[_Record]] = {}
-    for r in records:
-        by_model.setdefault(r.request.model, []).append(r)
-    conflicts: set[str] = set()
-    for model, batch in by_model.items():
-        stored = store.get_external_records(model, [r.request.request_id for r in batch])
-        conflicts.update(
-            r.request.request_id
-            for r in batch
-            if not _is_replay(r, stored.get(r.request.request_id))
-        )
-    return conflicts
-
-
-def _is_replay(record: _Record, stored: tuple[RequestRecord, list[OutputRecord]] | None) -> bool:
-    """Whether ``stored`` (the stored request of ``record``'s id with its ``external``
-    outputs) is this mirror record: a mirror record (not a request scored here) of the
-    same inputs with the same outputs, compared as stored (float32; ``-0.0`` equals
-    ``0.0``), answered by the same version when ``record`` named one. A record naming
-    none took the champion of the day, which a promotion since may have changed."""
-    if stored is None:
-        return False
-    request, output, named_version = record
-    stored_request, answers = stored
-    if (
-        stored_request.source != "mirror"
-        or not same_matrix(stored_request, request, "inputs")
-        or len(answers) != 1
-    ):
-        return False
-    (answer,) = answers
-    if named_version and answer.version != output.version:
-        return False
-    return same_matrix(answer, output, "values")
-
-
-def same_matrix(stored: Any, new: Any, field: str) -> bool:
-    """Whether two float32 matrices recorded in ``field`` hold the same numbers."""
-    if (stored.n_rows, stored.n_cols) != (new.n_rows, new.n_cols):
-        return False
-    return bool(
-        np.array_equal(
-            np.frombuffer(getattr(stored, field), np.float32),
-            np.frombuffer(getattr(new, field), np.float32),
-            equal_nan=True,
-        )
-    )
-
-
-def _check_versions(ctx: AppContext, model: str, versions: set[int]) -> None:
-    """Refuse records naming a version the model never registered."""
-    for version in sorted(versions):
-        try:
-            ctx.runtime.store.get_version(model, version)
-        except LookupError as exc:
-            raise ApiError(
-                404, "version_not_found", f"model {model!r} has no version {version}"
-            ) from exc
 
 
 _ANY_CLASS = 2**31  # one past the store's integers: a class index, of classes not known
@@ -457,7 +196,7 @@ def _labels(ctx: AppContext, served: ServedModel, raw: bytes) -> list[LabelItem]
     """The labels of a feedback body, parsed and checked; refused (4xx) at the first item
     that fails a check."""
     task = served.row.task
-    items = _items(parse_json_object(raw), "items", ctx.runtime.config.server.max_items)
+    items = items_of(parse_json_object(raw), "items", ctx.runtime.config.server.max_items)
     classes = _classes(ctx, served) if task == "multiclass" else _ANY_CLASS
     labels = []
     for i, item in enumerate(items):
@@ -465,7 +204,7 @@ def _labels(ctx: AppContext, served: ServedModel, raw: bytes) -> list[LabelItem]
         extra = set(item) - {"request_id", "label", "outcome"}
         if extra:
             raise ApiError(400, "invalid_request", f"{where} has unknown fields {sorted(extra)}")
-        request_id = _id(item, "request_id", where)
+        request_id = id_of(item, "request_id", where)
         label: Any = item.get("label")
         ok = _finite_number(label) or (
             isinstance(label, list) and label and all(_finite_number(v) for v in label)

@@ -8,6 +8,7 @@ dataclasses; database errors surface as ``StoreError`` subclasses from
 from __future__ import annotations
 
 from ._canonical import canonical_json, hyperparameter_set_id
+from ._champion_history import ChampionHistory
 from ._engine import make_engine, redact_url
 from ._evaluations import EvaluationRow, NewEvaluation
 from ._governance import MAX_REASON_LENGTH, ApprovalRow
@@ -49,6 +50,7 @@ __all__ = [
     "AuditBreak",
     "AuditBreakKind",
     "AuditEntry",
+    "ChampionHistory",
     "EvaluationRow",
     "Event",
     "HeldLease",

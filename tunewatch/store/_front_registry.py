@@ -2,8 +2,9 @@
 
 The part of :class:`~._store.Store` that reads and changes the model registry: each
 method opens one transaction and delegates to ``_registry_rows`` (models, versions,
-stages, promotion), ``_safe_ranges`` (the promotion safe ranges a daemon's config stored)
-or ``_artefact_blobs`` (artefacts' bytes).
+stages, promotion), ``_champion_history`` (the champions over time), ``_safe_ranges``
+(the promotion safe ranges a daemon's config stored) or ``_artefact_blobs`` (artefacts'
+bytes).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from . import _artefact_blobs, _registry_rows, _safe_ranges
+from . import _artefact_blobs, _champion_history, _registry_rows, _safe_ranges
+from ._champion_history import ChampionHistory
 from ._front_base import StoreFront
 from ._registry_reads import ModelLineup, VersionLineup
 from ._types import HeldLease, ModelRow, Stage, StoredSafeRanges, Task, VersionRow
@@ -206,6 +208,12 @@ class RegistryFront(StoreFront):
     def champion(self, model: str) -> VersionRow | None:
         with self._read("champion") as conn:
             return _registry_rows.champion(conn, model)
+
+    def champion_history(self, model: str) -> ChampionHistory:
+        """``model``'s champions over time, from its promotions and rollbacks, in one
+        read: which version answered at a given moment."""
+        with self._read("champion_history") as conn:
+            return _champion_history.champion_history(conn, model)
 
     def promote(
         self,

@@ -107,7 +107,7 @@ def test_an_unknown_parameter_on_a_rollback_is_refused_and_rolls_nothing_back(
 def test_mirror_and_feedback_refuse_an_unknown_parameter_and_record_nothing(
     running: Running,
 ) -> None:
-    record = {"records": [{"id": "q-1", "inputs": [ROW], "outputs": [[0.3, 0.7]]}]}
+    record = {"records": [{"id": "q-1", "version": 1, "inputs": [ROW], "outputs": [[0.3, 0.7]]}]}
     path = f"/v1/models/{MODEL}/records"
     r = _post(running, f"{path}?async=1", "scorer", record)
     assert "query.async: POST /v1/models/{model}/records takes no query" in _refusal(r)

@@ -1,0 +1,101 @@
+"""A mirror record may say when the serving stack scored it (``scored_at``, an RFC 3339
+time with its offset): it is stored as the request's time, so drift and decay windows,
+label delay and retention read a backfill as the traffic of its day. Every record was
+stamped with the time it was posted: traffic scored three days ago read as today's."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+import pytest
+from jsonschema import Draft202012Validator
+
+from tests.tunewatch.conftest import MODEL, Running, serving
+from tunewatch._example import ExampleModel
+
+ROW = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]
+ANSWER = [0.4, 0.6]
+
+
+@pytest.fixture
+def backfilling(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Running]:
+    with serving(tmp_path, trained, extra={"recording": {"retention_days": 2}}) as running:
+        yield running
+
+
+def _post(running: Running, *records: dict[str, object]) -> httpx.Response:
+    return httpx.post(
+        f"{running.url}/v1/models/{MODEL}/records",
+        json={"records": list(records)},
+        headers=running.auth("scorer"),
+        timeout=60,
+    )
+
+
+def _record(rid: str, **extra: object) -> dict[str, object]:
+    return {"id": rid, "inputs": [ROW], "outputs": [ANSWER], **extra}
+
+
+def test_a_record_scored_earlier_is_stored_at_its_scoring_time(backfilling: Running) -> None:
+    day_ago = datetime.now(UTC) - timedelta(days=1)
+    east = day_ago.astimezone(timezone(timedelta(hours=2))).isoformat()  # +02:00
+    zulu = (day_ago + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    r = _post(
+        backfilling,
+        _record("b-offset", scored_at=east),
+        _record("b-zulu", scored_at=zulu),
+        _record("b-now"),
+    )
+    assert r.json() == {"accepted": 3, "duplicates": [], "conflicts": []}, r.text
+    store = backfilling.daemon.store
+    stored = store.get_request(MODEL, "b-offset")
+    assert stored is not None and stored.received_at == day_ago
+    [answer] = store.get_outputs(MODEL, "b-offset")
+    assert answer.role == "external" and answer.created_at == day_ago
+    zulu_stored = store.get_request(MODEL, "b-zulu")
+    assert zulu_stored is not None and zulu_stored.received_at == day_ago + timedelta(hours=1)
+    now_stored = store.get_request(MODEL, "b-now")
+    assert now_stored is not None and now_stored.received_at > day_ago + timedelta(hours=23)
+
+
+@pytest.mark.parametrize(
+    ("scored_at", "rule"),
+    [
+        pytest.param(
+            lambda now: (now + timedelta(minutes=10)).isoformat(), "in the future", id="future"
+        ),
+        pytest.param(
+            lambda now: (now - timedelta(days=3)).isoformat(), "retention", id="past_retention"
+        ),
+        pytest.param(lambda now: "2024-01-01T00:00:00", "RFC 3339", id="no_offset"),
+        pytest.param(lambda now: "2024-01-01 00:00:00Z", "RFC 3339", id="space_for_t"),
+        pytest.param(lambda now: now.timestamp(), "RFC 3339", id="epoch_seconds"),
+        pytest.param(lambda now: "2024-02-30T00:00:00Z", "RFC 3339", id="no_such_day"),
+    ],
+)
+def test_a_scoring_time_out_of_bounds_refuses_the_batch_naming_its_record(
+    backfilling: Running, scored_at: object, rule: str
+) -> None:
+    value = scored_at(datetime.now(UTC))  # type: ignore[operator]
+    r = _post(backfilling, _record("ok"), _record("bad", scored_at=value))
+    assert r.status_code == 400 and r.json()["code"] == "invalid_request", r.text
+    error = r.json()["error"]
+    assert error.startswith("records[1].scored_at "), error
+    assert rule in error, error
+    assert backfilling.daemon.store.get_request(MODEL, "ok") is None
+
+
+def test_the_mirror_schema_documents_scored_at(backfilling: Running) -> None:
+    spec = httpx.get(f"{backfilling.url}/openapi.json", timeout=60).json()
+    body = spec["paths"]["/v1/models/{model}/records"]["post"]["requestBody"]
+    schema = body["content"]["application/json"]["schema"]
+    field = schema["properties"]["records"]["items"]["properties"]["scored_at"]
+    assert field["type"] == "string" and field["format"] == "date-time"
+    validator = Draft202012Validator(schema)
+    assert validator.is_valid({"records": [_record("s", scored_at="2024-01-01T00:00:00Z")]})
+    assert validator.is_valid({"records": [_record("s", scored_at="2024-01-01T01:00:00+01:00")]})
+    assert not validator.is_valid({"records": [_record("s", scored_at="2024-01-01T00:00:00")]})
+    assert not validator.is_valid({"records": [_record("s", scored_at=1_700_000_000)]})
