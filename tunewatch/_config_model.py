@@ -5,6 +5,7 @@ tuning, comparison). Loaded through :func:`tunewatch._config.load_config`."""
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -18,6 +19,8 @@ from tunewatch._config_evaluation import EvaluationConfig
 from tunewatch._config_tuning import TuningJobConfig
 from tunewatch.comparison import ComparisonConfig
 from tunewatch.store import MAX_MODEL_NAME, valid_model_name
+
+logger = logging.getLogger(__name__)
 
 Task = Literal["binary", "multiclass", "regression"]
 
@@ -283,6 +286,54 @@ class ModelConfig(_Frozen):
                 f"to `triggers`, got triggers for {[t.on for t in self.triggers]}"
             )
         return self
+
+    @model_validator(mode="after")
+    def _warn_triggers_that_cannot_fire(self) -> ModelConfig:
+        """Warn, once per load, about a trigger written for an event this configuration
+        never raises, and about an empty ``triggers`` list (after every event, nothing
+        follows). The defaults warn about nothing: they carry every event, each carried
+        out where the model raises it."""
+        if self.triggers == DEFAULT_TRIGGERS:
+            return self
+        if not self.triggers:
+            logger.warning(
+                "model=%s: `triggers` is empty: every event is recorded and nothing "
+                "follows it, no retune, and a challenger that wins never promotes (no "
+                "`on: challenger_better, do: promote`); leave `triggers` out for the "
+                "defaults",
+                self.name,
+            )
+        for trigger in self.triggers:
+            why = self._never_raised(trigger.on)
+            if why is not None:
+                logger.warning(
+                    "model=%s: trigger `on: %s, do: %s` cannot fire: %s",
+                    self.name,
+                    trigger.on,
+                    trigger.do,
+                    why,
+                )
+        return self
+
+    def _never_raised(self, event: str) -> str | None:
+        """Why the model never raises ``event`` with this configuration (``None``: it may)."""
+        ev = self.evaluation
+        if event == "estimate_dropped" and self.task != "binary":
+            return f"the accuracy estimate runs on binary models only, got task {self.task!r}"
+        switched_off = {
+            "drift_detected": ("drift", ev.drift.enabled),
+            "decay_detected": ("decay", ev.decay.enabled),
+            "estimate_dropped": ("estimate", ev.estimate.enabled),
+        }
+        if event in switched_off and not switched_off[event][1]:
+            kind = switched_off[event][0]
+            return f"`evaluation.{kind}.enabled` is false, so no {kind} verdict is stored"
+        if event == "srm_detected" and self.comparison.split is None:
+            return (
+                "only a live split's sample-ratio check raises it, and no "
+                "`comparison.split` is configured"
+            )
+        return None
 
     @model_validator(mode="after")
     def _objective_fits(self) -> ModelConfig:

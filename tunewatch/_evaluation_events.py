@@ -36,7 +36,14 @@ from tunewatch._evaluation_estimate import export_estimate, forget_estimate
 from tunewatch._evaluation_history import latest as stored_last
 from tunewatch._evaluation_history import verdicts
 from tunewatch._evaluation_telemetry import export_latency_p99
-from tunewatch._policies import Decision, EventPolicy, Evidence, decide, evaluation_policies
+from tunewatch._policies import (
+    Decision,
+    EventPolicy,
+    Evidence,
+    Held,
+    decide,
+    evaluation_policies,
+)
 from tunewatch.store import EvaluationRow, Event, ModelRow, Store, VersionRow
 
 logger = logging.getLogger(__name__)
@@ -92,6 +99,8 @@ class PolicyEvents:
         self.metrics = metrics
         self.dispatcher = dispatcher
         self._outgrown: set[tuple[str, str]] = set()  # (model, event) warned about
+        # (model, event) -> why its alarming event is held back, as last logged
+        self._held: dict[tuple[str, str], Held] = {}
 
     def _last_event(
         self, name: str, event: str
@@ -175,7 +184,14 @@ class PolicyEvents:
                 rested_on=rested_on,
             )
             self._warn_outgrown(name, policy.event, decision.outgrown, decision.reason)
-            holds = _holds(policy, decision, current.get(policy.kind))
+            row = current.get(policy.kind)
+            if row is not None:
+                # the run's verdict of the kind says what its policy made of it: returned
+                # to the caller (`tunewatch evaluate`, POST /evaluate), not stored (the
+                # store has the row already)
+                row.payload["policy"] = decision.summary(policy)
+            holds = _holds(policy, decision, row)
+            self._log_held(name, policy.event, decision if holds else None)
             self.metrics.alarm.labels(name, policy.event).set(int(holds))
             if decision.fire:
                 assert latest is not None  # a streak has an evaluation
@@ -197,6 +213,22 @@ class PolicyEvents:
             elif owed is not None and holds:
                 # the episode of the owed event goes on: its retune, not a new event
                 self.dispatcher.retry(name, owed, actor=actor)
+
+    def _log_held(self, name: str, event: str, decision: Decision | None) -> None:
+        """Log at INFO why an alarm that holds (``decision``; ``None``: it does not) raised
+        no event, once each time the reason changes: the alarm pages while no event, and
+        so no retune, follows it (the cool-down, windows not new since the last event)."""
+        key = (name, event)
+        if decision is None or decision.held is None:
+            self._held.pop(key, None)
+        elif self._held.get(key) != decision.held:
+            self._held[key] = decision.held
+            logger.info(
+                "model=%s event=%s held: the alarm holds but raises no event: %s",
+                name,
+                event,
+                decision.reason,
+            )
 
     def _warn_outgrown(self, name: str, event: str, outgrown: bool, reason: str) -> None:
         """Say once per process (and again after it recovers) that a policy's windows

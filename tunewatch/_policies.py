@@ -26,7 +26,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from tunewatch.store import EvaluationRow
 
@@ -114,6 +114,12 @@ class Evidence:
         return cls(last, labels) if last is not None else None
 
 
+Held = Literal["switched_off", "lookback", "streak", "newest", "not_new", "cooling_down"]
+"""Why a policy did not fire: its kind is switched off, no streak within the look-back,
+too short a streak, the newest verdict did not alarm, too few windows new since the last
+event, or the cool-down runs."""
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     fire: bool
@@ -124,6 +130,20 @@ class Decision:
     outgrown: bool = False
     # what the event rests on, when the streak's newest window recorded its requests
     rested_on: Evidence | None = None
+    # why it did not fire (``None``: it fired)
+    held: Held | None = None
+
+    def summary(self, policy: EventPolicy) -> dict[str, str | int | bool]:
+        """The decision as the run's verdict of ``policy.kind`` carries it (its
+        ``policy`` key): the event, whether it fired, why (or why not), and the streak
+        against the windows it needs."""
+        return {
+            "event": policy.event,
+            "fired": self.fire,
+            "reason": self.reason,
+            "streak": self.streak,
+            "consecutive": policy.consecutive,
+        }
 
 
 def _time(value: object) -> datetime | None:
@@ -195,7 +215,7 @@ def decide(
     decision reports as ``outgrown``.
     """
     if not policy.enabled:
-        return Decision(False, f"{policy.kind} evaluation is switched off", 0)
+        return Decision(False, f"{policy.kind} evaluation is switched off", 0, held="switched_off")
     streak = 0
     fresh = 0  # counted windows of requests received after the last event
     newest: EvaluationRow | None = None  # the newest verdict of the kind
@@ -238,10 +258,14 @@ def decide(
                 f"newest {policy.lookback} {policy.kind} verdicts",
                 streak,
                 outgrown=rereads,
+                held="lookback",
             )
     if streak < policy.consecutive:
         return Decision(
-            False, f"{streak}/{policy.consecutive} consecutive alarming windows", streak
+            False,
+            f"{streak}/{policy.consecutive} consecutive alarming windows",
+            streak,
+            held="streak",
         )
     assert newest is not None  # a streak has a verdict
     if not _alarmed(newest):
@@ -250,16 +274,21 @@ def decide(
             f"the newest {policy.kind} verdict "
             + ("did not alarm" if newest.status == "ok" else f"is {newest.status}"),
             streak,
+            held="newest",
         )
     if fresh < policy.consecutive:
         return Decision(
             False,
             f"{fresh}/{policy.consecutive} consecutive alarming windows since the last event",
             streak,
+            held="not_new",
         )
     if last_event_at is not None and now - last_event_at < policy.cooldown:
-        left = policy.cooldown - (now - last_event_at)
-        return Decision(False, f"cooling down for another {left}", streak)
+        # whole seconds, rounded up: never "another 0:00:00" while it still runs
+        left = timedelta(
+            seconds=math.ceil((policy.cooldown - (now - last_event_at)).total_seconds())
+        )
+        return Decision(False, f"cooling down for another {left}", streak, held="cooling_down")
     return Decision(
         True, f"{streak} consecutive alarming {policy.kind} windows", streak, rested_on=evidence
     )

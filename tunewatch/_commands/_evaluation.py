@@ -43,6 +43,22 @@ def _summary(kind: str, payload: dict[str, object]) -> str:
     )
 
 
+def _policy_line(payload: dict[str, object]) -> str | None:
+    """What the policy reading the verdict made of it (``payload["policy"]``): its event
+    raised, held back while the alarm holds (and why), or not raised; ``None`` for a kind
+    no policy reads."""
+    policy = payload.get("policy")
+    if not isinstance(policy, dict):
+        return None
+    if policy.get("fired"):
+        verb = "raised"
+    elif payload.get("alarm") and policy.get("streak", 0) >= policy.get("consecutive", 1):
+        verb = "held"  # the alarm holds (it pages): say why no event follows
+    else:
+        verb = "not raised"
+    return f"  {policy.get('event')} {verb}: {policy.get('reason')}"
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from monitor import ServingMetrics
     from tunewatch._actions import Dispatcher
@@ -63,6 +79,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
         for row in evaluator.evaluate(args.model, actor=actor_of(args)):
             print(f"{row.kind:<10} {row.status:<17} {_summary(row.kind, row.payload)}")
+            policy = _policy_line(row.payload)
+            if policy is not None:
+                print(policy)
         # the newest few as a summary, and one more: whether it held older ones back
         events = store.list_events(model=args.model, limit=_EVENTS_SHOWN + 1)
     finally:
