@@ -101,12 +101,15 @@ class ScoringLogFront(StoreFront):
         """Insert the new labels of ``items``; each item's status against what is (now)
         stored (:class:`~tunewatch.store._records.LabelBatch`). Classified in a read
         transaction: the write lock is taken only to insert new labels (a replay of a
-        10k-item batch held SQLite's for 250-300 ms, scoring's commits waiting)."""
+        10k-item batch held SQLite's for 250-300 ms, scoring's commits waiting), at most
+        :data:`~tunewatch.store._records.LABELS_PER_TRANSACTION` a transaction (10k new
+        labels in one held it ~150 ms). A batch that fails part-way keeps the labels of
+        the transactions that committed: sent again, they are ``duplicate``."""
         with self._read("add_labels") as conn:
             batch = _records.classify_labels(conn, model, items)
-        if batch.to_insert:
+        for ids in batch.insert_chunks():
             with self._tx("add_labels") as conn:
-                _records.insert_labels(conn, model, batch)
+                _records.insert_labels(conn, model, batch, ids)
         return batch.statuses()
 
     def get_label(self, model: str, request_id: str) -> LabelRow | None:
