@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import orjson
 from fastapi import Depends, FastAPI
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -222,8 +222,16 @@ def create_app(
             if on_stop is not None:
                 on_stop()
 
+    # No slash redirects: a path with a trailing slash is an unknown one, 404 like any
+    # other. Starlette answered it 307 with an empty body and a Location built from the
+    # client's Host header, before any token or model was checked.
     app = FastAPI(
-        title="tunewatch", version=__version__, lifespan=lifespan, docs_url="/docs", redoc_url=None
+        title="tunewatch",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        redirect_slashes=False,
     )
     app.state.ctx = ctx
     app.router.route_class = ApiRoute  # the app's own routes declare who may call them too
@@ -240,6 +248,12 @@ def create_app(
     from tunewatch.dashboard._auth import MAX_FORM_BYTES
 
     app.include_router(dashboard_router)
+
+    # The dashboard's address as the README and the demo give it, without the slash its
+    # overview's path ends in: sent there by a path alone, not by the client's Host.
+    @app.get("/dashboard", include_in_schema=False, dependencies=[Depends(public)])
+    def dashboard_root() -> Response:
+        return RedirectResponse("/dashboard/", status_code=307)
 
     @app.get("/metrics", include_in_schema=True, dependencies=[Depends(public)])
     def metrics(request: Request) -> Response:

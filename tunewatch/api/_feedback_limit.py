@@ -6,9 +6,16 @@ handlers, body parsing and the store's reads use too. With 40 labellers each pos
 10,000-item body at once, the label writes took every thread of it: the readiness probes
 took 16 s to answer (a Kubernetes probe gives up after 1 s) and every other request
 waiting for a worker thread waited with them. So at most :data:`MAX_FEEDBACK_IN_PROGRESS`
-feedback requests run at once in a process (:func:`limited`); another is answered at once,
-without reading its body or taking a worker thread, with 429 ``feedback_busy`` and
-``Retry-After``.
+feedback requests parse and write their labels at once in a process (:func:`run`);
+another is answered at once, without taking a worker thread, with 429 ``feedback_busy``
+and ``Retry-After``.
+
+A request takes its slot once its body is in, not before: its body arrives on the event
+loop, holding no worker thread, bounded by ``server.max_body_bytes`` and
+``server.request_read_timeout_s``. Taken as the body began to arrive, the slots were
+held for as long as their clients took to send it: four labeller connections that sent
+``{"items":[`` and stopped turned every other labeller away (429) until the read timeout
+closed them, 30 s later.
 
 The slots are feedback's own, not shared with the evaluation listings'
 (:mod:`tunewatch.api._listing_limit`) or the dashboard's: a label backfill would otherwise
@@ -21,7 +28,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from tunewatch.api._slots import Handler, Slots, busy_description, busy_response
+from tunewatch.api._slots import Slots, Work, busy_description, busy_response
 
 # Feedback requests in progress at once, per process: four keep a backfill's labellers
 # writing (one label write is serialised by the store's write lock anyway) while leaving
@@ -43,11 +50,12 @@ BUSY_RESPONSES = busy_description(
 _slots = Slots(MAX_FEEDBACK_IN_PROGRESS)
 
 
-def limited(handler: Handler) -> Handler:
-    """The feedback route's ``handler``, run only while it holds one of the process's
-    :data:`MAX_FEEDBACK_IN_PROGRESS` feedback slots (its token checked and its body read
-    inside it); without one it is answered 429 :data:`BUSY_CODE` at once."""
-    return _slots.limit(handler, _busy)
+async def run(work: Work) -> Response:
+    """The feedback route's ``work()`` (its body parsed, its labels written: the caller
+    checked and the body read before), awaited only while it holds one of the process's
+    :data:`MAX_FEEDBACK_IN_PROGRESS` feedback slots; without one, 429 :data:`BUSY_CODE`
+    at once."""
+    return await _slots.run(work, _busy)
 
 
 def _busy() -> Response:

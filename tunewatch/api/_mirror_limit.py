@@ -6,11 +6,17 @@ Forty-eight callers each posting 10,000 records at once raised the daemon's memo
 370 to 919 MiB and took every worker thread of anyio's default pool (``/readyz`` 18 s).
 So a call whose body is over :data:`~tunewatch.api._body.INLINE_JSON_BYTES` (64 KiB: a
 few hundred records), or whose length is not announced, runs only while it holds one of
-:data:`MAX_BULK_MIRRORS_IN_PROGRESS` slots; another is answered at once, its body unread
-and no worker thread taken, with 429 ``mirror_busy`` and ``Retry-After``. Smaller calls
-(a serving stack mirroring each request as it answers it) are not limited here: they are
-parsed on the event loop and bounded, as scored requests are, by
-``recording.max_pending_bytes``.
+:data:`MAX_BULK_MIRRORS_IN_PROGRESS` slots; another is answered at once, no worker thread
+taken, with 429 ``mirror_busy`` and ``Retry-After``. Smaller calls (a serving stack
+mirroring each request as it answers it) are not limited here: they are parsed on the
+event loop and bounded, as scored requests are, by ``recording.max_pending_bytes``.
+
+A call takes its slot once its body is in (read after its token is checked), not before:
+the body arrives on the event loop, holding no worker thread, bounded by
+``server.max_body_bytes`` and ``server.request_read_timeout_s``. Taken as the body began
+to arrive, the slots were held for as long as their clients took to send it: four
+callers that announced a large body and stopped part way turned every other large call
+away until the read timeout closed them.
 
 The slots are the mirror's own, not shared with feedback's
 (:mod:`tunewatch.api._feedback_limit`): a label backfill does not turn the serving
@@ -19,10 +25,13 @@ stack's records away, nor a mirror backfill the labels.
 
 from __future__ import annotations
 
+from functools import partial
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tunewatch.api._body import INLINE_JSON_BYTES
+from tunewatch.api._context import authenticate
 from tunewatch.api._slots import Handler, Slots, busy_description, busy_response
 
 # Large mirror calls in progress at once, per process: four keep a backfill's callers
@@ -49,14 +58,18 @@ _slots = Slots(MAX_BULK_MIRRORS_IN_PROGRESS)
 
 def limited(handler: Handler) -> Handler:
     """The mirror route's ``handler``; a call with a large body (or none announced) runs
-    only while it holds one of the process's bulk mirror slots (its token checked and its
-    body read inside it), and is answered 429 :data:`BUSY_CODE` at once without one."""
-    bulk = _slots.limit(handler, _busy)
+    only while it holds one of the process's bulk mirror slots, taken once its body is
+    in, and is answered 429 :data:`BUSY_CODE` at once without one."""
 
     async def route(request: Request) -> Response:
         if _small(request):
             return await handler(request)
-        return await bulk(request)
+        # a body is read only for a caller the route accepts (a compressed one is
+        # inflated as it is read); the handler checks the token again, from its cache,
+        # and reads the body the request keeps
+        authenticate(request, "score")
+        await request.body()
+        return await _slots.run(partial(handler, request), _busy)
 
     return route
 

@@ -19,6 +19,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -162,15 +163,26 @@ async def feedback(request: Request) -> Response:
 
     A label refused as a ``conflict`` (its id holds another label, or the same one with
     another outcome: the first wins) is logged and audited (see :func:`audit_conflicts`).
-    Served only while it holds a feedback slot (:func:`~tunewatch.api._feedback_limit.limited`:
-    429 ``feedback_busy`` without one)."""
+    Its labels are parsed and written only while it holds a feedback slot, taken once its
+    body is in (:func:`~tunewatch.api._feedback_limit.run`: 429 ``feedback_busy`` without
+    one)."""
     ctx = context(request)
     principal = authenticate(request, "label")
     check_no_query(request, f"POST {FEEDBACK_PATH}")
     model = request.path_params["model"]
     served = ctx.runtime.model(model)
     check_json_type(request.headers.get("content-type"))
-    raw = await request.body()
+    raw = await request.body()  # a client slow to send it holds no slot meanwhile
+    return await _feedback_limit.run(
+        partial(_stored_labels, ctx, model, served, principal.name, raw)
+    )
+
+
+async def _stored_labels(
+    ctx: AppContext, model: str, served: ServedModel, labeller: str, raw: bytes
+) -> Response:
+    """The answer to a feedback body ``raw`` for ``model`` from ``labeller``, its labels
+    parsed, checked and written."""
     if len(raw) <= INLINE_JSON_BYTES:
         labels = _labels(ctx, served, raw)
     else:  # thousands of items, parsed and checked in a worker thread
@@ -181,7 +193,7 @@ async def feedback(request: Request) -> Response:
         counter.labels(model, status).inc(n)
     if "conflict" in statuses:
         refused = refused_labels(labels, statuses)
-        await run_in_threadpool(audit_conflicts, ctx.runtime.store, model, principal.name, refused)
+        await run_in_threadpool(audit_conflicts, ctx.runtime.store, model, labeller, refused)
     return JSONResponse(
         {
             "results": [
@@ -239,5 +251,5 @@ def _labels(ctx: AppContext, served: ServedModel, raw: bytes) -> list[LabelItem]
 
 routes = [
     Route(MIRROR_PATH, _mirror_limit.limited(mirror), methods=["POST"]),
-    Route(FEEDBACK_PATH, _feedback_limit.limited(feedback), methods=["POST"]),
+    Route(FEEDBACK_PATH, feedback, methods=["POST"]),
 ]

@@ -7,8 +7,12 @@ its :meth:`Slots.limit` wraps a route's handler so that a request finding every 
 is answered at once (429 and ``Retry-After``: :func:`busy_response`), on the event loop,
 without taking or waiting for a worker thread. A slot is taken before the caller is
 authenticated (a token or session look-up is a database read too) and freed once the
-answer is built, before it is sent, whether it is a 200 or an error. Each kind of request
-has a pool of its own: ``tunewatch.dashboard._limit``, :mod:`tunewatch.api._listing_limit`
+answer is built, before it is sent, whether it is a 200 or an error. A write whose
+bounded work begins only once its body is in (feedback, large mirror calls) takes its
+slot then instead, with :meth:`Slots.run`: a slot taken as the body began to arrive was
+held for as long as the client took to send it, and four clients that stopped part way
+held every slot until the read timeout closed them. Each kind of request has a pool of
+its own: ``tunewatch.dashboard._limit``, :mod:`tunewatch.api._listing_limit`
 :mod:`tunewatch.api._feedback_limit` (label writes) and
 :mod:`tunewatch.api._mirror_limit` (large mirror calls).
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Any
 
 from starlette.requests import Request
@@ -25,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from tunewatch.api._errors import error_response
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+Work = Callable[[], Coroutine[Any, Any, Response]]
 
 
 class Slots:
@@ -42,17 +48,22 @@ class Slots:
         is answered ``busy()`` at once."""
 
         async def route(request: Request) -> Response:
-            if not self._free.acquire(blocking=False):
-                return busy()
-            try:
-                # authentication, the read and building the answer; a sync endpoint's
-                # worker thread is waited for even when the request is cancelled, so the
-                # slot is freed only once the thread is done
-                return await handler(request)
-            finally:
-                self._free.release()
+            # authentication, the read and building the answer
+            return await self.run(partial(handler, request), busy)
 
         return route
+
+    async def run(self, work: Work, busy: Callable[[], Response]) -> Response:
+        """``work()``, awaited only while it holds one of the slots; without one,
+        ``busy()`` at once."""
+        if not self._free.acquire(blocking=False):
+            return busy()
+        try:
+            # a sync endpoint's worker thread is waited for even when the request is
+            # cancelled, so the slot is freed only once the thread is done
+            return await work()
+        finally:
+            self._free.release()
 
 
 def busy_response(code: str, message: str, retry_after_s: int) -> JSONResponse:

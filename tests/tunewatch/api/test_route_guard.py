@@ -40,6 +40,7 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/v2/models/{model}/ready"): "OIP model readiness",
     ("GET", "/v2/models/{model}/versions/{version}/ready"): "OIP version readiness",
     ("GET", LOGIN): "the sign-in form",
+    ("GET", "/dashboard"): "a redirect to the overview, which is guarded; it reads nothing",
     ("POST", LOGIN): "signing in (the posted token is checked)",
     ("POST", "/dashboard/logout"): "signing out (clears the cookie)",
     ("GET", "/dashboard/models/{model}"): "a redirect to the model's A/B page, which is "
