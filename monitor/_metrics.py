@@ -374,6 +374,13 @@ class ServingMetrics:
             ["model", "type"],
             registry=r,
         )
+        self.notifications = Counter(
+            "tunewatch_notifications",
+            "Events whose trigger is `do: notify`, by event: the shipped rule "
+            "TunewatchNotification alerts on each (Alertmanager tells the people).",
+            ["model", "event"],
+            registry=r,
+        )
         # set by the scheduler's leader (dropped with the evaluation figures elsewhere)
         self.scheduled_streak = Gauge(
             "tunewatch_scheduled_streak",

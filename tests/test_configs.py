@@ -921,3 +921,25 @@ def test_the_alertmanager_series_the_rules_read_are_what_alertmanager_exports(
         name: {labels} for name, labels in ALERTMANAGER_SERIES.items()
     }
     assert "webhook" in integrations
+
+
+@pytest.mark.prometheus
+def test_an_event_whose_trigger_notifies_alerts_once_and_resolves(tmp_path: Path) -> None:
+    """``do: notify`` (srm_detected and challenger_worse by default) reached nobody: the
+    event was recorded and counted, and no shipped rule read it. Each is counted in
+    ``tunewatch_notifications_total`` and alerts for the 15 minutes after it."""
+    counter = "tunewatch_notifications_total"
+    series = [
+        # a sample a minute; srm_detected raised once, at 5 minutes
+        {"series": f'{counter}{{model="credit",event="srm_detected"}}', "values": "0x4 1x40"},
+        {"series": f'{counter}{{model="credit",event="challenger_worse"}}', "values": "0x45"},
+    ]
+    name = "TunewatchNotification"
+    fired = _firing(name, model="credit", event="srm_detected")
+    expected: list[dict[str, object]] = [
+        {"eval_time": "4m", "alertname": name, "exp_alerts": []},
+        {"eval_time": "6m", "alertname": name, "exp_alerts": [fired]},
+        {"eval_time": "18m", "alertname": name, "exp_alerts": [fired]},
+        {"eval_time": "25m", "alertname": name, "exp_alerts": []},
+    ]
+    _promtool_test(tmp_path / "notify.test.yml", "1m", series, expected)

@@ -1,5 +1,7 @@
 """Events to actions: each model's triggers decide what an event causes, subject to
-per-model cool-downs and a daemon-wide quota on concurrent tuning jobs. Every action,
+one active retune job per model (a trigger firing while it is queued or running is a
+duplicate of it), per-model cool-downs (held by a job that did not fail and was not
+cancelled) and a daemon-wide quota on concurrent tuning jobs. Every action,
 taken or suppressed, is recorded as an event (``action_<status>``) with its reason; a
 promotion is recorded by the comparison loop that carries it out, once the guardrails
 and governance have decided (taken, refused or pending approval). A retune still owed may
@@ -46,8 +48,10 @@ def count_events_from_zero(metrics: ServingMetrics, model: str) -> None:
     dispatcher is built and for every model the runtime serves (in every process: events
     raised through the API are counted by the process that answered), and by the
     scheduler's leader for every model it schedules (models registered without
-    configuration included)."""
+    configuration included). ``tunewatch_notifications_total`` too: any event's trigger
+    may be ``do: notify``, and its first notice must alert."""
     ServingMetrics.start_at_zero(metrics.events, *((model, event) for event in EVENT_TYPES))
+    ServingMetrics.start_at_zero(metrics.notifications, *((model, event) for event in EVENT_TYPES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,8 +212,15 @@ class Dispatcher:
             outcome = self._retune(
                 model, event, payload, trigger.cooldown_minutes, key, requester=requester
             )
-        else:  # notify: the recorded event is the notice
-            outcome = ActionOutcome(trigger.do, "taken", f"{event} recorded for {trigger.do}")
+        else:  # notify: counted, the shipped rule TunewatchNotification tells people
+            if self.metrics is not None:
+                self.metrics.notifications.labels(model, event).inc()
+            outcome = ActionOutcome(
+                trigger.do,
+                "taken",
+                f"{event} recorded and counted in tunewatch_notifications_total "
+                "(the TunewatchNotification alert)",
+            )
         self.record(model, event, outcome, actor=actor)
         if requester is not None and outcome.job_id is None:
             # nothing queued: audited on its own (a job's entry was written with the job)
@@ -332,11 +343,15 @@ class Dispatcher:
         *,
         requester: str | None = None,
     ) -> ActionOutcome:
-        """Queue the retune ``event`` causes. A ``requester`` (someone asked for it: a
-        manual retune) is named in the job's trigger (``actor``), and the job is written
-        with its ``request_retune`` audit entry, by the requester, in one transaction."""
-        # A job already queued with ``dedupe_key`` is found by create_job (under its lock,
-        # before the quota and the cool-down): a duplicate, whatever its age.
+        """Queue the retune ``event`` causes: a duplicate of the model's job still queued
+        or running, if any, for every trigger (a manual retune too). A ``requester``
+        (someone asked for it: a manual retune) is named in the job's trigger (``actor``),
+        and the job is written with its ``request_retune`` audit entry, by the requester,
+        in one transaction."""
+        # A job already queued with ``dedupe_key``, or any of the model's still queued or
+        # running, is found by create_job (under its lock, before the quota and the
+        # cool-down): a duplicate, whatever the trigger's cool-down (none for schedule and
+        # manual, whose second job beside the first took another model's quota slot).
         champion = self.store.champion(model)
         trigger = {"event": event, **dict(payload)}
         audit = None
@@ -360,8 +375,10 @@ class Dispatcher:
                 dedupe_key=dedupe_key,
                 max_active=self.config.tuning.max_concurrent_jobs,
                 # checked with the insert, so that simultaneous triggers queue one job, and
-                # by the database's clock, which every host queueing jobs shares
+                # by the database's clock, which every host queueing jobs shares; a failed
+                # or cancelled job holds no cool-down
                 cooldown=timedelta(minutes=cooldown_min) if cooldown_min > 0 else None,
+                one_active=True,
                 audit=audit,
             )
         except ConflictError as exc:

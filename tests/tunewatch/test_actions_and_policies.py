@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import update
 
+from monitor import ServingMetrics
 from tunewatch._actions import Dispatcher
 from tunewatch._config import EvaluationConfig, build_config
 from tunewatch._policies import LOOKBACK_RUNS, EventPolicy, decide, evaluation_policies
@@ -30,7 +32,7 @@ def store(tmp_path: Path) -> Store:
 def test_cooldown_quota_and_dedupe_suppress_with_reasons(store: Store) -> None:
     config = build_config(
         {
-            "tuning": {"max_concurrent_jobs": 2},
+            "tuning": {"max_concurrent_jobs": 1},
             "models": [
                 {
                     "name": "a",
@@ -44,16 +46,20 @@ def test_cooldown_quota_and_dedupe_suppress_with_reasons(store: Store) -> None:
     d = Dispatcher(store, config)
     first = d.handle("a", "drift_detected", {"share": 0.6})
     assert first.status == "taken" and first.job_id is not None
+    active = d.handle("a", "drift_detected", {"share": 0.65})
+    assert (active.status, active.job_id) == ("duplicate", first.job_id)  # still queued
+    store.finish_job(first.job_id, status="succeeded", result={})
     again = d.handle("a", "drift_detected", {"share": 0.7})
     assert again.status == "suppressed" and "cooling down" in again.reason
     _age_jobs(store, "a", timedelta(minutes=31))
     assert d.handle("a", "drift_detected", {}).status == "taken"  # cool-down over
     quota = d.handle("b", "manual", {})
-    assert quota.status == "suppressed" and quota.reason.startswith("quota: 2 tuning jobs")
+    assert quota.status == "suppressed" and quota.reason.startswith("quota: 1 tuning jobs")
     dup = d.handle("c", "manual", {}, dedupe_key="k1")
     assert dup.status == "suppressed"  # still the quota
     events = [e.type for e in store.list_events(model="a", limit=20)]
     assert events.count("action_taken") == 2 and events.count("action_suppressed") == 1
+    assert events.count("action_duplicate") == 1
     assert "drift_detected" in events
 
 
@@ -87,7 +93,9 @@ def test_a_trigger_s_cool_down_is_timed_by_the_database_s_clock_not_the_hosts(
         for skew in (timedelta(minutes=-10), timedelta(minutes=10)):
             # the queueing replica's clock, as the store read it
             monkeypatch.setattr(_jobs, "utcnow", lambda skew=skew: datetime.now(UTC) + skew)
-            assert d.handle("a", "drift_detected", {}).status == "taken"
+            taken = d.handle("a", "drift_detected", {})
+            assert taken.status == "taken" and taken.job_id is not None
+            store.finish_job(taken.job_id, status="succeeded", result={})
             monkeypatch.undo()  # the deciding host keeps time
             again = d.handle("a", "drift_detected", {})
             assert again.status == "suppressed" and "cooling down" in again.reason, skew
@@ -98,11 +106,28 @@ def test_a_trigger_s_cool_down_is_timed_by_the_database_s_clock_not_the_hosts(
         store.close()
 
 
-def test_notify_actions_are_recorded_not_queued(store: Store) -> None:
-    d = Dispatcher(store, build_config({}, env={}))
+def test_notify_actions_are_recorded_counted_for_the_alert_and_not_queued(store: Store) -> None:
+    """``do: notify`` reached nobody: the event was recorded and counted with the others,
+    and no shipped rule read it. Each is counted in ``tunewatch_notifications_total``
+    (exported at 0 from the start, so the first one's increase alerts), which the shipped
+    rule ``TunewatchNotification`` reads."""
+    registry = CollectorRegistry()
+    raw = {"models": [{"name": "a", "task": "binary", "features": [{"name": "x"}]}]}
+    d = Dispatcher(store, build_config(raw, env={}), metrics=ServingMetrics(registry=registry))
+
+    def notices(event: str) -> float | None:
+        labels = {"model": "a", "event": event}
+        return registry.get_sample_value("tunewatch_notifications_total", labels)
+
+    assert notices("srm_detected") == notices("challenger_worse") == 0
     outcome = d.handle("a", "srm_detected", {"p": 1e-9})
     assert (outcome.action, outcome.status) == ("notify", "taken")
+    assert "TunewatchNotification" in outcome.reason
     assert store.count_active_jobs() == 0
+    assert notices("srm_detected") == 1
+    assert notices("challenger_worse") == 0
+    d.handle("a", "drift_detected", {})  # a retune: no notice
+    assert notices("drift_detected") == 0
 
 
 def _evaluation(i: int, alarm: bool | None, status: str = "ok") -> EvaluationRow:
@@ -344,7 +369,8 @@ def test_simultaneous_triggers_in_a_cool_down_queue_one_job(store: Store) -> Non
         t.start()
     for t in threads:
         t.join()
-    assert sorted(outcomes) == ["suppressed"] * 5 + ["taken"]
+    # the first job is still queued: the others are its duplicates, not cooling down
+    assert sorted(outcomes) == ["duplicate"] * 5 + ["taken"]
     assert len(store.list_jobs(model="a")) == 1
 
 

@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from tests.tunewatch.api.alert_helpers import alert, job_fingerprints, payload, retune_daemon
-from tests.tunewatch.conftest import holding
+from tests.tunewatch.conftest import MODEL, holding
 from tests.tunewatch.serve_process import START_S, free_port
 from tunewatch._background import BackgroundServer
 from tunewatch._example import ExampleModel
@@ -188,6 +188,13 @@ def test_at_the_stop_a_delivery_waiting_for_a_thread_is_answered_unstarted_one_d
             for t in senders:
                 t.join(WAIT_S)
         assert all(answers[fp].status_code == 200 for fp in deciding), answers
-        assert job_fingerprints(daemon) == sorted(deciding)  # none for the one refused
+        # each decided (one job for the model, the others its duplicates), none for the
+        # one refused
+        [queued] = job_fingerprints(daemon)
+        assert queued in deciding
+        received = daemon.store.list_events(model=MODEL, type="alert_received", limit=100)
+        assert sorted(e.payload["fingerprint"] for e in received) == sorted(deciding)
+        duplicates = daemon.store.list_events(model=MODEL, type="action_duplicate", limit=100)
+        assert len(duplicates) == len(deciding) - 1
     finally:
         daemon.close()

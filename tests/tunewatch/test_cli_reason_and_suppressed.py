@@ -156,10 +156,35 @@ def test_a_suppressed_retune_says_so_on_stderr_and_exits_1(
     assert run(config, *args) == 0
     assert run(config, "retune", MODEL, "--reason", "first") == 0
     assert "retune taken (job 1)" in capsys.readouterr().out
+    with _store(tmp_path) as store:
+        # ended (a queued job 1 answers a second retune as its duplicate), and the quota's
+        # one slot held by another model's job
+        store.finish_job(1, status="succeeded", result={})
+        if cause.startswith("quota"):
+            store.ensure_model(name="other", task="binary", feature_names=["x"])
+            store.create_job(model="other", kind="retune", trigger={}, spec={})
     assert run(config, "retune", MODEL, "--reason", "second") == 1
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith("retune suppressed: ") and cause in captured.err
+    with _store(tmp_path) as store:
+        assert [j.id for j in store.list_jobs(model=MODEL)] == [1]
+
+
+def test_a_retune_while_the_model_s_job_is_queued_prints_that_job_and_exits_0(
+    tmp_path: Path, trained: list[ExampleModel], capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path)
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(trained[0].onnx)
+    features = ",".join(trained[0].metadata.feature_names)
+    args = ("register", MODEL, str(onnx), "--task", "binary", "--features", features)
+    assert run(config, *args) == 0
+    assert run(config, "retune", MODEL, "--reason", "first") == 0
+    capsys.readouterr()
+    assert run(config, "retune", MODEL, "--reason", "second") == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("retune duplicate (job 1): ") and captured.err == ""
     with _store(tmp_path) as store:
         assert [j.id for j in store.list_jobs()] == [1]
 

@@ -124,8 +124,10 @@ def test_a_drift_retune_the_quota_suppressed_is_retried_at_the_next_alarming_win
         tuning={"max_concurrent_jobs": 1},
     )
     try:
+        # another model's (while one of MODEL's is active, its drift is that job's duplicate)
+        d.store.ensure_model(name="other", task="binary", feature_names=["x"])
         blocker, _ = d.store.create_job(
-            model=MODEL, kind="retune", trigger={"event": "manual"}, spec={}
+            model="other", kind="retune", trigger={"event": "manual"}, spec={}
         )
         clock = Clock()
         d.evaluator.clock = clock
@@ -365,7 +367,10 @@ def test_a_retune_the_trigger_s_cool_down_suppressed_settles_the_policy(
         model={"triggers": [{"on": "drift_detected", "do": "retune", "cooldown_minutes": 30}]},
     )
     try:
-        d.store.create_job(model=MODEL, kind="retune", trigger={"event": "manual"}, spec={})
+        job, _ = d.store.create_job(
+            model=MODEL, kind="retune", trigger={"event": "manual"}, spec={}
+        )
+        d.store.finish_job(job.id, status="succeeded", result={})
         _drifting(d)
         assert _drift_events(d) == ["drift_detected", "action_suppressed"]
     finally:

@@ -63,7 +63,9 @@ def test_a_cancelled_queued_job_frees_its_quota_slot_and_is_audited(store: Store
     d = _dispatcher(store, quota=1)
     first = d.handle("a", "manual", {"reason": "by mistake"}, actor="alice")
     assert first.status == "taken" and first.job_id is not None
-    held = d.handle("a", "manual", {"reason": "the real one"}, actor="alice")
+    # another model's: one of a's own, while its job is queued, is that job's duplicate
+    store.ensure_model(name="b", task="binary", feature_names=["x"])
+    held = d.handle("b", "manual", {"reason": "the real one"}, actor="alice")
     assert (held.status, held.cause) == ("suppressed", "quota")
 
     job = store.cancel_job(first.job_id, actor="bob", reason="queued by mistake")
@@ -78,7 +80,7 @@ def test_a_cancelled_queued_job_frees_its_quota_slot_and_is_audited(store: Store
     assert store.verify_audit() is None
     [event] = store.list_events(model="a", type="retune_cancelled")
     assert event.payload == {"job": job.id, "actor": "bob", "reason": "queued by mistake"}
-    again = d.handle("a", "manual", {"reason": "the real one"}, actor="alice")
+    again = d.handle("b", "manual", {"reason": "the real one"}, actor="alice")
     assert again.status == "taken" and again.job_id != first.job_id
 
 

@@ -177,17 +177,46 @@ def test_a_retune_held_back_is_409_naming_the_cause_and_is_recorded(
         with BackgroundServer(daemon.app) as server, _client(server.url, tokens) as client:
             first = _retune(client, "first")
             assert first.status_code == 202, first.text
+            # ended (while queued, it answers a second retune as its duplicate), and the
+            # quota's one slot held by another model's job
+            daemon.store.finish_job(first.json()["job"], status="succeeded", result={})
+            if code == "quota":
+                daemon.store.ensure_model(name="other", task="binary", feature_names=["x"])
+                daemon.store.create_job(model="other", kind="retune", trigger={}, spec={})
             held = _retune(client, "second")
         assert held.status_code == 409, held.text
         body = held.json()
         assert set(body) == {"error", "code"} and body["code"] == code
         assert why in body["error"] and MODEL in body["error"]
-        assert [j.id for j in daemon.store.list_jobs()] == [first.json()["job"]]
+        assert [j.id for j in daemon.store.list_jobs(model=MODEL)] == [first.json()["job"]]
         [suppressed] = daemon.store.list_events(model=MODEL, type="action_suppressed")
         assert (suppressed.payload["cause"], suppressed.payload["actor"]) == (code, OPERATOR)
         newest, _ = daemon.store.audit_log(action="request_retune")
         assert newest.details["status"] == "suppressed" and newest.details["job"] is None
         assert why in newest.details["why"]
+    finally:
+        daemon.close()
+
+
+def test_a_retune_while_the_model_s_job_is_queued_is_202_duplicate_naming_it(
+    tmp_path: Path, trained: list[ExampleModel], store_url: str
+) -> None:
+    daemon, tokens = _daemon(tmp_path, trained, {"url": store_url})
+    try:
+        with BackgroundServer(daemon.app) as server, _client(server.url, tokens) as client:
+            first = _retune(client, "first")
+            second = _retune(client, "second")
+        assert (first.status_code, second.status_code) == (202, 202), second.text
+        job = first.json()["job"]
+        assert second.json() == {
+            "action": "retune",
+            "status": "duplicate",
+            "reason": f"already handled by job {job}",
+            "job": job,
+        }
+        assert [j.id for j in daemon.store.list_jobs(model=MODEL)] == [job]
+        newest, _ = daemon.store.audit_log(action="request_retune")
+        assert (newest.details["status"], newest.details["job"]) == ("duplicate", job)
     finally:
         daemon.close()
 

@@ -42,8 +42,11 @@ def _daemon(
 
 
 def _fill_the_quota(daemon: Daemon) -> JobRow:
+    """Another model's job takes the only slot of the quota (while one of MODEL's is
+    queued or running, its scheduled retune is that job's duplicate)."""
+    daemon.store.ensure_model(name="other", task="binary", feature_names=["x"])
     blocker, _ = daemon.store.create_job(
-        model=MODEL, kind="retune", trigger={"event": "manual"}, spec={}
+        model="other", kind="retune", trigger={"event": "manual"}, spec={}
     )
     return blocker
 
@@ -370,6 +373,8 @@ def test_a_scheduled_retune_whose_event_the_store_refused_runs_once_the_store_is
     try:
         _fire_the_schedule(daemon)  # the first run, recorded
         [first] = _schedule_events(daemon)
+        # done within the week (a queued one would be the next run's duplicate)
+        daemon.store.finish_job(_schedule_jobs(daemon)[0].id, status="succeeded")
         clock.at = first.created_at + WEEK  # the next run is due
         refused: list[str] = []
         daemon.store.add_event = _refusing_once(  # type: ignore[method-assign]
@@ -383,7 +388,7 @@ def test_a_scheduled_retune_whose_event_the_store_refused_runs_once_the_store_is
         clock.at += timedelta(seconds=1)
         _check_what_is_owed(daemon)
         assert len(_schedule_events(daemon)) == 2
-        [_, caught_up] = _schedule_jobs(daemon)
+        [caught_up, _] = _schedule_jobs(daemon)  # newest first
         assert caught_up.status == "queued"
         assert _events(daemon) == ["schedule", "action_taken"] * 2
         # the schedule counts from the run caught up, as a restarted leader would
@@ -451,6 +456,7 @@ def test_a_schedule_a_new_leader_could_not_read_the_last_run_of_is_caught_up(
     try:
         daemon.dispatcher.handle(MODEL, "schedule", {"reason": "standing schedule"})
         [first] = _schedule_events(daemon)
+        daemon.store.finish_job(_schedule_jobs(daemon)[0].id, status="succeeded")
         clock.at = first.created_at + WEEK + timedelta(hours=1)  # no process led meanwhile
         refused: list[str] = []
         daemon.store.list_events = _refusing_once(  # type: ignore[method-assign]

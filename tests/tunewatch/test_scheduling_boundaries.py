@@ -141,7 +141,9 @@ def test_a_five_minute_cool_down_still_holds_two_minutes_on(store_url: str) -> N
     try:
         store.ensure_model(name="a", task="binary", feature_names=["x"])
         d = _cooling(store, 5)
-        assert d.handle("a", "drift_detected", {}).status == "taken"
+        taken = d.handle("a", "drift_detected", {})
+        assert taken.status == "taken" and taken.job_id is not None
+        store.finish_job(taken.job_id, status="succeeded", result={})  # else a duplicate
         _age_jobs(store, "a", timedelta(minutes=2))
         again = d.handle("a", "drift_detected", {})
         assert again.status == "suppressed" and again.cause == "cooldown"
@@ -165,7 +167,8 @@ def test_each_owed_retune_retried_queues_its_own_job(store_url: str) -> None:
     owed retune was taken for a duplicate of the first one's job and never ran."""
     store = Store.open(store_url)
     try:
-        store.ensure_model(name="a", task="binary", feature_names=["x"])
+        for name in ("a", "b"):
+            store.ensure_model(name=name, task="binary", feature_names=["x"])
         trigger = {"on": "drift_detected", "do": "retune", "cooldown_minutes": 0}
         raw = {
             "tuning": {"max_concurrent_jobs": 1},
@@ -174,7 +177,8 @@ def test_each_owed_retune_retried_queues_its_own_job(store_url: str) -> None:
         d = Dispatcher(store, build_config(raw, env={}))
         jobs = []
         for _ in range(2):
-            blocker, _ = store.create_job(model="a", kind="retune", trigger={}, spec={})
+            # another model's (an active job of a's would be its drift retune's duplicate)
+            blocker, _ = store.create_job(model="b", kind="retune", trigger={}, spec={})
             assert d.handle("a", "drift_detected", {}).cause == "quota"
             store.finish_job(blocker.id, status="succeeded", result={})
             fired = d.owed("a", "drift_detected")

@@ -376,7 +376,9 @@ def test_a_killed_worker_s_job_is_queued_again_keeps_its_slot_and_its_study_resu
         while d.store.get_job(job_id).progress.get("trials", 0) < 2:
             assert time.monotonic() < deadline, "the worker never completed two trials"
             time.sleep(0.2)
-        assert d.dispatcher.handle(MODEL, "manual", {}).job_id is None  # the quota is full
+        # another model's retune (one of MODEL's is the running job's duplicate)
+        d.store.ensure_model(name="other", task="binary", feature_names=["x"])
+        assert d.dispatcher.handle("other", "manual", {}).cause == "quota"  # the quota is full
         proc = d.launcher._procs[job_id]
         proc.kill()  # SIGKILL: no chance to record anything
         proc.wait()
@@ -388,7 +390,7 @@ def test_a_killed_worker_s_job_is_queued_again_keeps_its_slot_and_its_study_resu
         assert d.store.list_events(model=MODEL, type="retune_failed") == []
         interrupted = d.store.list_events(model=MODEL, type="retune_interrupted")
         assert [e.payload["job"] for e in interrupted] == [job_id]
-        assert d.dispatcher.handle(MODEL, "manual", {}).job_id is None  # still its slot
+        assert d.dispatcher.handle("other", "manual", {}).cause == "quota"  # still its slot
         d.launcher.clock = lambda: time.monotonic() + 3600
         assert d.launcher.tick() == [job_id]
         while d.store.get_job(job_id).progress.get("trials", 0) <= trials:

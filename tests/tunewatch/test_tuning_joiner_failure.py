@@ -72,7 +72,10 @@ def test_a_worker_refused_by_the_study_it_joins_leaves_the_job_to_the_worker_tun
         assert (job.status, job.worker, job.error) == ("running", "host:1", None)
         assert d.store.list_events(model=MODEL, type="retune_failed") == []
         second = d.dispatcher.handle(MODEL, "manual", {"reason": "second"})
-        assert second.job_id is None  # the quota's one slot is still the job's
+        assert (second.status, second.job_id) == ("duplicate", job_id)  # still active
+        d.store.ensure_model(name="other", task="binary", feature_names=["x"])
+        third = d.dispatcher.handle("other", "manual", {"reason": "third"})
+        assert third.cause == "quota"  # the quota's one slot is still the job's
         # A dies: its job is queued again for the next worker to resume, as any
         again = d.store.requeue_crashed_job(owner, error="host:1 killed", max_crashes=3)
         assert again is not None and (again.status, again.crashes) == ("queued", 1)

@@ -109,6 +109,8 @@ def _register_as_job(
         reference=Reference(features=x, labels=y.astype(np.float64)),
     )
     d.store.promote(MODEL, row.version, actor="t", reason="tuned")
+    # and ends (a retune while it is queued would be its duplicate, on its parent)
+    d.store.finish_job(job_id, status="succeeded", result={"version": row.version})
     return row
 
 

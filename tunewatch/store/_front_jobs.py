@@ -29,12 +29,15 @@ class JobsFront(StoreFront):
         dedupe_key: str | None = None,
         max_active: int | None = None,
         cooldown: timedelta | None = None,
+        one_active: bool = False,
         audit: _jobs.JobAudit | None = None,
     ) -> tuple[JobRow, bool]:
-        """Queue a job; ``(job, created)``. A repeated ``dedupe_key`` returns the first.
+        """Queue a job; ``(job, created)``. A repeated ``dedupe_key`` returns the first;
+        with ``one_active``, so does a job of the model and ``kind`` queued or running.
         ``ConflictError`` with code ``quota`` when ``max_active`` jobs are queued or
-        running already, ``cooldown`` when a job of the model was queued less than
-        ``cooldown`` ago by the database's clock; both checked atomically with the insert.
+        running already, ``cooldown`` when a job of the model that neither failed nor was
+        cancelled was queued less than ``cooldown`` ago by the database's clock; all
+        checked atomically with the insert.
         With ``audit``, its entry for the job returned is appended in the same transaction
         (see :func:`._jobs.create_job`): a failure queues nothing."""
         with self._tx("create_job") as conn:
@@ -47,6 +50,7 @@ class JobsFront(StoreFront):
                 dedupe_key=dedupe_key,
                 max_active=max_active,
                 cooldown=cooldown,
+                one_active=one_active,
                 audit=audit,
             )
 

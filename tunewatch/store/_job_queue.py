@@ -1,6 +1,6 @@
-"""Queueing a job: the quota and cool-down checks, the dedupe key, the study's name
-(:func:`new_study_name`) and the caller's audit entry (:class:`JobAudit`), all in the
-job's one transaction (:func:`create_job`)."""
+"""Queueing a job: the dedupe key, the model's active job, the cool-down and quota
+checks, the study's name (:func:`new_study_name`) and the caller's audit entry
+(:class:`JobAudit`), all in the job's one transaction (:func:`create_job`)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,13 @@ from .._errors import ConflictError
 from ._audit import append_audit_in
 from ._clock import db_now
 from ._engine import dialect_insert
-from ._job_rows import JobRow, _clean, count_active, get_job
+from ._job_rows import ACTIVE, JobRow, _clean, count_active, get_job
 from ._schema import jobs, model_versions
 
 _JOBS_LOCK = 0x6A6F6273  # "jobs": the advisory lock key that serialises quota checks
 # (its own: migrations hold "tune", and every quota check waited out a migration)
+# A job that ended so retuned nothing: it holds no cool-down (see create_job).
+_ENDED_UNTUNED: tuple[str, ...] = ("failed", "cancelled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,15 +59,21 @@ def create_job(
     dedupe_key: str | None = None,
     max_active: int | None = None,
     cooldown: timedelta | None = None,
+    one_active: bool = False,
     audit: JobAudit | None = None,
 ) -> tuple[JobRow, bool]:
     """Queue a job; with ``dedupe_key``, a second call returns the first job and False.
 
-    With ``max_active``, the job is refused (``ConflictError``, code ``quota``) when that
-    many jobs are already queued or running; with ``cooldown``, when a job of the model
-    was queued less than that long ago (code ``cooldown``). Both are checked and the job
-    inserted in one serialised step (``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped
-    advisory lock on PostgreSQL), so simultaneous triggers cannot overshoot either.
+    With ``one_active``, a job of the model and ``kind`` already queued or running is
+    returned (and False), whatever the cool-down: the model's retune is under way, and
+    a second job beside it took another model's quota slot. With ``max_active``, the job
+    is refused (``ConflictError``, code ``quota``) when that many jobs are already
+    queued or running; with ``cooldown``, when a job of the model that did not fail and
+    was not cancelled was queued less than that long ago (code ``cooldown``): a failed or
+    cancelled job retuned nothing, and held back the retune the model still needed. All
+    are checked and the job inserted in one serialised step (``BEGIN IMMEDIATE`` on
+    SQLite, a transaction-scoped advisory lock on PostgreSQL), so simultaneous triggers
+    queue one job and cannot overshoot the quota.
 
     A job's queue time is the database's clock, and the cool-down is measured on it: the
     host queueing a job and the host deciding the next may be minutes apart (two hosts 10
@@ -88,6 +96,7 @@ def create_job(
         dedupe_key=dedupe_key,
         max_active=max_active,
         cooldown=cooldown,
+        one_active=one_active,
     )
     if audit is not None:
         append_audit_in(
@@ -110,10 +119,11 @@ def _queue(
     dedupe_key: str | None,
     max_active: int | None,
     cooldown: timedelta | None,
+    one_active: bool,
 ) -> tuple[JobRow, bool]:
-    """:func:`create_job`'s job: the one queued now (``True``) or before with
-    ``dedupe_key`` (``False``)."""
-    if max_active is not None or cooldown is not None:
+    """:func:`create_job`'s job: the one queued now (``True``) or before, with
+    ``dedupe_key`` or (``one_active``) still active for the model (``False``)."""
+    if max_active is not None or cooldown is not None or one_active:
         if conn.dialect.name == "postgresql":
             conn.execute(select(func.pg_advisory_xact_lock(_JOBS_LOCK)))
         if dedupe_key is not None:
@@ -122,10 +132,23 @@ def _queue(
             ).scalar_one_or_none()
             if existing is not None:
                 return get_job(conn, int(existing)), False
+    if one_active:
+        active = conn.execute(
+            select(jobs.c.id)
+            .where(jobs.c.model == model, jobs.c.kind == kind, jobs.c.status.in_(ACTIVE))
+            .order_by(jobs.c.id.asc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if active is not None:
+            return get_job(conn, int(active)), False
     if cooldown is not None:
         recent = conn.execute(
             select(jobs.c.id, jobs.c.created_at)
-            .where(jobs.c.model == model, jobs.c.created_at >= db_now(conn, -cooldown))
+            .where(
+                jobs.c.model == model,
+                jobs.c.status.not_in(_ENDED_UNTUNED),
+                jobs.c.created_at >= db_now(conn, -cooldown),
+            )
             .order_by(jobs.c.id.desc())
             .limit(1)
         ).first()

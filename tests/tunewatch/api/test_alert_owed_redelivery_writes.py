@@ -69,8 +69,12 @@ def test_a_group_redelivered_in_its_cool_down_writes_next_to_nothing(
     daemon, _ = retune_daemon(trained, tmp_path, store_url, quota=10, cooldown=60)
     group = payload(*(alert(f"fp{i:03d}") for i in range(GROUP)))
     try:
-        first, _ = _summary(daemon, group)  # fp000 is queued, the rest owed: a cool-down
-        assert len(first["jobs"]) == 1 and first["new_episodes"] == GROUP
+        assert len(_summary(daemon, payload(alert("fp000")))[0]["jobs"]) == 1
+        # done (while it is queued, the others are its duplicates), its cool-down holds
+        [job] = daemon.store.list_jobs(model=MODEL)
+        daemon.store.finish_job(job.id, status="succeeded", result={})
+        first, _ = _summary(daemon, group)  # the rest owed: a cool-down
+        assert first["jobs"] == [] and first["new_episodes"] == GROUP - 1
 
         again, writes = _summary(daemon, group)
         assert again["jobs"] == [] and again["ignored"] == [] and again["busy"] == []
@@ -104,16 +108,21 @@ def test_a_group_redelivered_while_the_quota_is_full_writes_next_to_nothing(
     daemon, _ = retune_daemon(trained, tmp_path, store_url, quota=1, cooldown=0)
     group = payload(*(alert(f"fp{i:03d}") for i in range(GROUP)))
     try:
-        first, _ = _summary(daemon, group)  # fp000 is queued, the rest owed: the quota
-        assert len(first["jobs"]) == 1
+        # another model's job holds the only slot (while one of MODEL's is queued, the
+        # group's retunes are its duplicates)
+        daemon.store.ensure_model(name="other", task="binary", feature_names=["x"])
+        blocker, _ = daemon.store.create_job(model="other", kind="retune", trigger={}, spec={})
+        first, _ = _summary(daemon, group)  # all owed: the quota
+        assert first["jobs"] == [] and first["new_episodes"] == GROUP
 
         again, writes = _summary(daemon, group)
         assert again["jobs"] == [] and writes <= 3, writes
 
-        [job] = daemon.store.list_jobs(model=MODEL)
-        daemon.store.finish_job(job.id, status="succeeded", result={})
+        daemon.store.finish_job(blocker.id, status="succeeded", result={})
         over, _ = _summary(daemon, group)
-        assert len(over["jobs"]) == 1  # room for one: the next owed episode gets it
-        assert job_fingerprints(daemon) == ["fp000", "fp001"]
+        # room for one: the first owed episode gets it, the others are its duplicates
+        assert len(over["jobs"]) == 1
+        assert job_fingerprints(daemon) == ["fp000"]
+        assert _summary(daemon, group) == ({**over, "jobs": [], "new_episodes": 0}, 0)
     finally:
         daemon.close()

@@ -39,7 +39,11 @@ def test_alerts_of_a_model_firing_together_get_one_retune_after_the_cool_down_no
     ctx = daemon.app.ctx
     group = payload(alert("eu"), alert("us"), alert("ap"))
     try:
-        assert len(handle_alerts(ctx, group)["jobs"]) == 1  # eu's; us and ap cool down
+        assert len(handle_alerts(ctx, payload(alert("eu")))["jobs"]) == 1
+        # eu's retune done (while it is queued, us and ap are its duplicates: see below)
+        [eu_job] = daemon.store.list_jobs(model=MODEL)
+        daemon.store.finish_job(eu_job.id, status="succeeded", result={})
+        assert handle_alerts(ctx, group)["jobs"] == []  # us and ap cool down
         _age_jobs(daemon, timedelta(minutes=61))
         # us's retune, queued after ap was received: it settles ap too
         assert len(handle_alerts(ctx, group)["jobs"]) == 1
@@ -58,5 +62,25 @@ def test_alerts_of_a_model_firing_together_get_one_retune_after_the_cool_down_no
         ]
         [settled] = [e for e in events if e.type == "action_duplicate"]
         assert settled.payload["job"] == us_job  # ap's, settled by us's retune
+    finally:
+        daemon.close()
+
+
+def test_alerts_of_a_model_firing_while_its_retune_is_queued_are_its_duplicates(
+    trained: list[ExampleModel], tmp_path: Path, store_url: str
+) -> None:
+    daemon, _ = retune_daemon(trained, tmp_path, store_url, quota=10, cooldown=0)
+    ctx = daemon.app.ctx
+    group = payload(alert("eu"), alert("us"), alert("ap"))
+    try:
+        [job] = handle_alerts(ctx, group)["jobs"]
+        _age_jobs(daemon, timedelta(minutes=61))
+        assert handle_alerts(ctx, group)["jobs"] == []  # every episode decided
+        assert job_fingerprints(daemon) == ["eu"]
+        events = daemon.store.list_events(model=MODEL, limit=100)
+        assert sorted(e.type for e in events) == sorted(
+            ["alert_received"] * 3 + ["action_taken"] + ["action_duplicate"] * 2
+        )
+        assert {e.payload["job"] for e in events if e.type == "action_duplicate"} == {job}
     finally:
         daemon.close()

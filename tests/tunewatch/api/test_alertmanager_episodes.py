@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,25 @@ def _age_jobs(daemon: Daemon, by: timedelta) -> None:
             )
 
 
+def _hold_the_quota(daemon: Daemon) -> int:
+    """Another model's job takes the only slot of the quota (1); its id. While a job of
+    MODEL's is queued or running, its alerts' retunes are that job's duplicates, so only
+    another model's can leave one of MODEL's owed to the quota."""
+    daemon.store.ensure_model(name="other", task="binary", feature_names=["x"])
+    blocker, _ = daemon.store.create_job(model="other", kind="retune", trigger={}, spec={})
+    return blocker.id
+
+
+def _fp2_owed_to_the_quota(daemon: Daemon, deliver: Callable[[dict[str, Any]], Any]) -> int:
+    """fp1's episode retuned (its job queued, then done), then fp1 and fp2 delivered while
+    another model's job holds the only slot: fp2's retune is owed. The blocker's id."""
+    deliver(payload(alert("fp1")))
+    _finish_jobs(daemon)
+    blocker = _hold_the_quota(daemon)
+    deliver(payload(alert("fp1"), alert("fp2")))
+    return blocker
+
+
 def test_an_episode_suppressed_by_the_quota_gets_its_job_from_a_later_delivery(
     trained: list[ExampleModel], tmp_path: Path, store_url: str
 ) -> None:
@@ -63,20 +83,22 @@ def test_an_episode_suppressed_by_the_quota_gets_its_job_from_a_later_delivery(
                 body: dict[str, Any] = r.json()
                 return body
 
-            assert len(deliver()["jobs"]) == 1  # fp2 is suppressed: the quota is full
+            blocker = _hold_the_quota(daemon)
+            assert deliver()["jobs"] == []  # both suppressed: the quota is full
             assert deliver()["jobs"] == []  # still full
+            daemon.store.finish_job(blocker, status="succeeded", result={})
+            assert len(deliver()["jobs"]) == 1  # room: fp1's; fp2 is its duplicate
             assert job_fingerprints(daemon) == ["fp1"]
-            [job] = daemon.store.list_jobs(model=MODEL)
-            daemon.store.finish_job(job.id, status="succeeded", result={})
-            assert len(deliver()["jobs"]) == 1  # room now: the open episode is acted on
             daemon.store.finish_job(
                 daemon.store.list_jobs(model=MODEL)[0].id, status="succeeded", result={}
             )
             assert deliver()["jobs"] == []  # both episodes are decided
-        assert job_fingerprints(daemon) == ["fp1", "fp2"]
+        assert job_fingerprints(daemon) == ["fp1"]
         suppressed = daemon.store.list_events(model=MODEL, type="action_suppressed")
-        # recorded once, by the first delivery: the second retried fp2 silently
-        assert len(suppressed) == 1 and "quota" in suppressed[0].payload["reason"]
+        # recorded once each, by the first delivery: the second retried them silently
+        assert len(suppressed) == 2 and all("quota" in e.payload["reason"] for e in suppressed)
+        [duplicate] = daemon.store.list_events(model=MODEL, type="action_duplicate")
+        assert duplicate.payload["job"] == daemon.store.list_jobs(model=MODEL)[0].id
     finally:
         daemon.close()
 
@@ -91,6 +113,7 @@ def test_an_episode_first_seen_in_a_cool_down_gets_its_job_after_it(
     ctx = daemon.app.ctx
     try:
         assert len(handle_alerts(ctx, payload(alert("fp1")))["jobs"]) == 1
+        _finish_jobs(daemon)  # done: while queued, fp2's and fp3's retunes were its own
         for _ in range(3):  # still in the cool-down: recorded once, retried silently
             assert handle_alerts(ctx, payload(*map(alert, ("fp1", "fp2", "fp3"))))["jobs"] == []
         handle_alerts(ctx, payload(alert("fp3", status="resolved")))
@@ -317,7 +340,8 @@ def test_an_episode_a_live_delivery_settles_is_waited_for_however_long_the_group
         summary = handle_alerts(ctx, group, clock=fake.clock, sleep=fake.sleep)
         assert summary["busy"] == [] and summary["new_episodes"] == 2, summary
         assert fake.claims == []  # it waited for both held episodes, and both were decided
-        assert job_fingerprints(daemon) == ["free1", "free2", "heldA", "heldB"]
+        # one job for the model: the other episodes were its duplicates
+        assert len(job_fingerprints(daemon)) == 1
     finally:
         daemon.close()
 
@@ -333,25 +357,31 @@ def test_repeated_deliveries_of_a_suppressed_episode_record_its_event_and_suppre
     try:
         with BackgroundServer(daemon.app) as server:
 
-            def deliver() -> list[int]:
+            def deliver_group(body: dict[str, Any]) -> list[int]:
                 r = httpx.post(
                     f"{server.url}/v1/alerts/alertmanager",
-                    json=group,
+                    json=body,
                     headers={"Authorization": f"Bearer {tokens['alertmanager']}"},
                 )
                 assert r.status_code == 200, r.text
                 jobs: list[int] = r.json()["jobs"]
                 return jobs
 
+            def deliver() -> list[int]:
+                return deliver_group(group)
+
             def finish_jobs() -> None:
                 for job in daemon.store.list_jobs(model=MODEL):
                     if job.status == "queued":
                         daemon.store.finish_job(job.id, status="succeeded", result={})
 
-            assert len(deliver()) == 1  # fp1 queued; fp2 and fp3 suppressed by the quota
+            [_] = deliver_group(payload(alert("fp1")))  # fp1 queued, then done
+            finish_jobs()
+            blocker = _hold_the_quota(daemon)
+            assert deliver() == []  # fp2 and fp3 suppressed by the quota
             for _ in range(5):
                 assert deliver() == []  # the quota still holds them: nothing recorded
-            finish_jobs()
+            daemon.store.finish_job(blocker, status="succeeded", result={})
             # fp2 gets its job, queued after fp3 was received: fp3 is settled by it
             assert len(deliver()) == 1
             assert deliver() == []
@@ -378,9 +408,8 @@ def test_concurrent_deliveries_of_an_owed_episode_queue_and_record_its_job_once(
     daemon, _ = retune_daemon(trained, tmp_path, store_url, quota=1, cooldown=0)
     ctx = daemon.app.ctx
     try:
-        assert len(handle_alerts(ctx, payload(alert("fp1"), alert("fp2")))["jobs"]) == 1
-        [job] = daemon.store.list_jobs(model=MODEL)
-        daemon.store.finish_job(job.id, status="succeeded", result={})  # room for fp2
+        blocker = _fp2_owed_to_the_quota(daemon, lambda body: handle_alerts(ctx, body))
+        daemon.store.finish_job(blocker, status="succeeded", result={})  # room for fp2
         start = threading.Barrier(8)
         summaries: list[dict[str, Any]] = []
 
@@ -438,9 +467,8 @@ def test_a_delivery_while_an_owed_retune_is_queued_waits_and_records_nothing(
     daemon, _ = retune_daemon(trained, tmp_path, store_url, quota=1, cooldown=0)
     ctx = daemon.app.ctx
     try:
-        handle_alerts(ctx, payload(alert("fp1"), alert("fp2")))  # fp2 owed: the quota
-        for job in daemon.store.list_jobs(model=MODEL):
-            daemon.store.finish_job(job.id, status="succeeded", result={})
+        blocker = _fp2_owed_to_the_quota(daemon, lambda body: handle_alerts(ctx, body))
+        daemon.store.finish_job(blocker, status="succeeded", result={})  # room for fp2
         again = _DeliveredAgainWhileQueueing(daemon, "fp2")
         retrying = dataclasses.replace(ctx, dispatcher=again)
         assert len(handle_alerts(retrying, payload(alert("fp2")))["jobs"]) == 1
@@ -501,9 +529,8 @@ def test_an_owed_job_queued_by_a_delivery_that_then_failed_is_recorded_by_the_re
     daemon, _ = retune_daemon(trained, tmp_path, None, quota=1, cooldown=0)
     ctx, store = daemon.app.ctx, daemon.store
     try:
-        handle_alerts(ctx, payload(alert("fp1"), alert("fp2")))  # fp2 owed: the quota
-        for job in store.list_jobs(model=MODEL):
-            store.finish_job(job.id, status="succeeded", result={})
+        blocker = _fp2_owed_to_the_quota(daemon, lambda body: handle_alerts(ctx, body))
+        store.finish_job(blocker, status="succeeded", result={})  # room for fp2
         settle = store.settle_alert_episode
 
         def failing_once(**kwargs: Any) -> bool:
@@ -534,9 +561,8 @@ def test_an_owed_retry_whose_delivery_died_is_owed_again_once_its_claim_times_ou
     daemon, _ = retune_daemon(trained, tmp_path, store_url, quota=1, cooldown=0)
     ctx, store = daemon.app.ctx, daemon.store
     try:
-        handle_alerts(ctx, payload(alert("fp1"), alert("fp2")))  # fp2 owed: the quota
-        for job in store.list_jobs(model=MODEL):
-            store.finish_job(job.id, status="succeeded", result={})
+        blocker = _fp2_owed_to_the_quota(daemon, lambda body: handle_alerts(ctx, body))
+        store.finish_job(blocker, status="succeeded", result={})  # room for fp2
         dead = store.claim_owed_alert_episode(fingerprint="fp2", starts_at=FIRING_AT, owed=_OWED)
         assert dead is not None
         time = _FakeTime()
@@ -594,10 +620,10 @@ def test_an_episode_alertmanager_fires_again_after_resolving_it_gets_its_owed_re
     ctx = daemon.app.ctx
     firing = payload(alert("fp1"), alert("fp2"))
     try:
-        assert len(handle_alerts(ctx, firing)["jobs"]) == 1  # fp1 queued; fp2 owed: the quota
+        blocker = _fp2_owed_to_the_quota(daemon, lambda body: handle_alerts(ctx, body))
         resolved = payload(alert("fp1", status="resolved"), alert("fp2", status="resolved"))
         assert handle_alerts(ctx, resolved)["ignored"] == []
-        _finish_jobs(daemon)  # room for fp2
+        daemon.store.finish_job(blocker, status="succeeded", result={})  # room for fp2
         # within REFIRE_AFTER of the resolve: a stale delivery (a retry, an HA peer's)
         assert handle_alerts(ctx, firing)["jobs"] == []
         _resolved_earlier(daemon, REFIRE_AFTER + timedelta(seconds=1))

@@ -164,11 +164,20 @@ def _add_token(daemon: Daemon, name: str) -> str:
 def test_each_episode_names_the_token_that_delivered_it(hooked: Running) -> None:
     cluster_b = _add_token(hooked.daemon, "am-cluster-b")
 
+    store = hooked.daemon.store
+
+    def done() -> None:
+        """The model's retune ends: while it is active, the next alert's is its duplicate."""
+        for job in store.list_jobs(model=MODEL):
+            if job.status in ("queued", "running"):
+                store.finish_job(job.id, status="succeeded", result={})
+
     assert _post(hooked, payload(alert("fp-a"))).status_code == 200
+    done()
     assert _post(hooked, payload(alert("fp-b")), token=cluster_b).status_code == 200
+    done()
     assert _post(hooked, payload(alert("fp-c")), token=hooked.tokens["admin"]).status_code == 200
 
-    store = hooked.daemon.store
     received = {
         e.payload["fingerprint"]: e.payload["actor"]
         for e in store.list_events(model=MODEL, type="alert_received")
@@ -191,8 +200,10 @@ def test_an_owed_retune_is_recorded_in_the_name_of_the_delivery_that_queued_it(
 ) -> None:
     daemon, tokens = retune_daemon(trained, tmp_path, None, quota=1, cooldown=0)
     try:
+        # another model's job holds the slot (one of MODEL's: fp1's retune its duplicate)
+        daemon.store.ensure_model(name="other", task="binary", feature_names=["x"])
         blocker, _ = daemon.store.create_job(
-            model=MODEL, kind="retune", trigger={"event": "manual"}, spec={}
+            model="other", kind="retune", trigger={"event": "manual"}, spec={}
         )
         cluster_b = _add_token(daemon, "am-cluster-b")
         with BackgroundServer(daemon.app) as server:

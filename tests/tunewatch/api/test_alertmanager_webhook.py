@@ -80,11 +80,20 @@ def test_replayed_grown_resolved_and_truncated_groups_create_one_job_per_episode
             statuses = list(pool.map(deliver, deliveries))
             statuses += list(pool.map(deliver, after))
     assert set(statuses) == {200}
-    jobs = hooked.daemon.store.list_jobs(model=MODEL, limit=1000)
-    assert len(jobs) == len(distinct)
-    assert {(j.trigger["fingerprint"], j.trigger["startsAt"]) for j in jobs} == distinct
+    store = hooked.daemon.store
+    # each episode recorded and decided once: a job, or the duplicate of the model's job
+    # then queued or running (one retune of a model at a time)
+    received = store.list_events(model=MODEL, type="alert_received", limit=1000)
+    assert len(received) == len(distinct)
+    assert {(e.payload["fingerprint"], e.payload["startsAt"]) for e in received} == distinct
+    jobs = store.list_jobs(model=MODEL, limit=1000)
+    assert {(j.trigger["fingerprint"], j.trigger["startsAt"]) for j in jobs} <= distinct
+    taken = store.list_events(model=MODEL, type="action_taken", limit=1000)
+    duplicates = store.list_events(model=MODEL, type="action_duplicate", limit=1000)
+    assert len(taken) == len(jobs) >= 1 and len(taken) + len(duplicates) == len(distinct)
+    assert {e.payload["job"] for e in duplicates} <= {j.id for j in jobs}
     # the daemon's launcher may have started a worker on one by now (it ticks every 2 s)
-    assert all(j.kind == "retune" and j.status in ("queued", "running") for j in jobs)
+    assert all(j.kind == "retune" for j in jobs) and store.count_active_jobs(MODEL) <= 1
 
 
 def test_payloads_the_handler_ignores_still_get_2xx(hooked: Running) -> None:
@@ -187,7 +196,9 @@ def test_one_odd_alert_does_not_block_the_rest_of_its_group(
         with BackgroundServer(daemon.app) as server:
             r = httpx.post(
                 f"{server.url}/v1/alerts/alertmanager",
-                json=payload(bad, alert("good")),
+                # the good alert first: a valid odd one after it (a long alertname) is
+                # its job's duplicate
+                json=payload(alert("good"), bad),
                 headers={"Authorization": f"Bearer {tokens['alertmanager']}"},
             )
         assert r.status_code == 200, r.text
