@@ -62,9 +62,10 @@ def test_an_outage_answers_503_without_the_database_address(
         answer = httpx.post(f"{running.url}{path}", json=body, headers=headers)
         assert answer.status_code == 200, answer.text
     # The challenger's output of the inference is written after its answer: once written,
-    # nothing is left to commit, and the first failure logged is the outage's own (a late
-    # shadow commit's driver text names no address, and the warning is logged once a
-    # minute).
+    # nothing is left to commit. A commit still in flight as the proxy closes fails with
+    # driver text naming no address ("server closed the connection unexpectedly"), and
+    # the warning is logged once a minute, its repeats at debug: the address is looked for
+    # in every record (under three xdist workers a late write was the first failure).
     scored = httpx.post(
         f"{running.url}{calls[2][1]}", json=infer, headers=running.auth("scorer")
     ).json()["id"]
@@ -72,7 +73,7 @@ def test_an_outage_answers_503_without_the_database_address(
     while not any(o.role == "challenger" for o in store.get_outputs(MODEL, scored)):
         assert time.monotonic() < deadline, "the challenger's output was never written"
         os.sched_yield()
-    caplog.set_level(logging.WARNING, logger="tunewatch")
+    caplog.set_level(logging.DEBUG, logger="tunewatch")
     proxy.close()
     for name, path, body, headers in calls:
         r = httpx.post(f"{running.url}{path}", json=body, headers=headers, timeout=30.0)
@@ -80,7 +81,7 @@ def test_an_outage_answers_503_without_the_database_address(
         assert set(r.json()) == {"error", "code"} and r.json()["code"] == "store_unavailable"
         for secret in ("127.0.0.1", str(proxy.port), "postgres", "psycopg", "connection"):
             assert secret not in r.text, (name, r.text)
-    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    logged = [r.getMessage() for r in caplog.records]
     assert any(str(proxy.port) in message for message in logged), logged
 
 
