@@ -15,32 +15,17 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.tunewatch.api.mirror_records import mirror_record, post_records
 from tests.tunewatch.conftest import MODEL, Running, serving
 from tunewatch._example import ExampleModel
 from tunewatch.api._mirror_time import ambiguous_since
 from tunewatch.store import ChampionHistory
-
-ROW = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]
-ANSWER = [0.4, 0.6]
 
 
 @pytest.fixture
 def mirroring(trained: list[ExampleModel], tmp_path: Path, store_url: str) -> Iterator[Running]:
     with serving(tmp_path, trained, store_url=store_url) as running:
         yield running
-
-
-def _post(running: Running, *records: dict[str, object]) -> httpx.Response:
-    return httpx.post(
-        f"{running.url}/v1/models/{MODEL}/records",
-        json={"records": list(records)},
-        headers=running.auth("scorer"),
-        timeout=60,
-    )
-
-
-def _record(rid: str, **extra: object) -> dict[str, object]:
-    return {"id": rid, "inputs": [ROW], "outputs": [ANSWER], **extra}
 
 
 def _answered_by(running: Running, rid: str) -> int:
@@ -51,7 +36,7 @@ def _answered_by(running: Running, rid: str) -> int:
 def test_a_record_naming_no_version_is_the_champion_of_its_scoring_time(
     mirroring: Running,
 ) -> None:
-    before = _post(mirroring, _record("buffered"))
+    before = post_records(mirroring, mirror_record("buffered"))
     assert before.json()["accepted"] == 1, before.text
     scored_by_v1 = datetime.now(UTC)
     promoted = httpx.post(
@@ -61,14 +46,14 @@ def test_a_record_naming_no_version_is_the_champion_of_its_scoring_time(
     )
     assert promoted.status_code == 200 and promoted.json()["status"] == "promoted", promoted.text
     scored_by_v2 = datetime.now(UTC)
-    r = _post(
+    r = post_records(
         mirroring,
-        _record("v1-time", scored_at=scored_by_v1.isoformat()),
-        _record("v2-time", scored_at=scored_by_v2.isoformat()),
+        mirror_record("v1-time", scored_at=scored_by_v1.isoformat()),
+        mirror_record("v2-time", scored_at=scored_by_v2.isoformat()),
         # before v1 was registered (a stack onboarding its logs): the first champion's
-        _record("onboarding", scored_at=(scored_by_v1 - timedelta(days=1)).isoformat()),
-        _record("named", version=1),
-        _record("buffered"),  # recorded before the promotion: a replay, not attributed again
+        mirror_record("onboarding", scored_at=(scored_by_v1 - timedelta(days=1)).isoformat()),
+        mirror_record("named", version=1),
+        mirror_record("buffered"),  # recorded before the promotion: a replay, not attributed again
     )
     assert r.json() == {"accepted": 4, "duplicates": ["buffered"], "conflicts": []}, r.text
     assert [
@@ -79,14 +64,16 @@ def test_a_record_naming_no_version_is_the_champion_of_its_scoring_time(
 def test_a_record_naming_neither_version_nor_time_just_after_a_promotion_is_refused(
     mirroring: Running,
 ) -> None:
-    assert _post(mirroring, _record("early")).json()["accepted"] == 1  # no change yet: v1
+    assert (
+        post_records(mirroring, mirror_record("early")).json()["accepted"] == 1
+    )  # no change yet: v1
     promoted = httpx.post(
         f"{mirroring.url}/v1/models/{MODEL}/versions/2/promote",
         json={"reason": "it won"},
         headers=mirroring.auth("operator"),
     )
     assert promoted.status_code == 200, promoted.text
-    r = _post(mirroring, _record("fine", version=2), _record("unsure"))
+    r = post_records(mirroring, mirror_record("fine", version=2), mirror_record("unsure"))
     assert r.status_code == 409 and r.json()["code"] == "version_ambiguous", r.text
     error = r.json()["error"]
     assert error.startswith("records[1] names no version"), error

@@ -11,16 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
+from tests.tunewatch.api.mirror_records import ANSWER, ROW, post_records
 from tests.tunewatch.conftest import MODEL, Running, serving
 from tunewatch._example import ExampleModel
 
-ROW = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]
 DRIFTED = [7.0, *ROW[1:]]  # x0 past its high bound of 4
-ANSWER = [0.4, 0.6]
 
 
 @pytest.fixture
@@ -43,15 +41,6 @@ def ranged(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Running]:
         yield running
 
 
-def _post(running: Running, *records: dict[str, object]) -> httpx.Response:
-    return httpx.post(
-        f"{running.url}/v1/models/{MODEL}/records",
-        json={"records": list(records)},
-        headers=running.auth("scorer"),
-        timeout=60,
-    )
-
-
 def _sample(running: Running, name: str, **labels: str) -> float:
     value = running.daemon.runtime.metrics.registry.get_sample_value(
         name, {"model": MODEL, **labels}
@@ -60,7 +49,7 @@ def _sample(running: Running, name: str, **labels: str) -> float:
 
 
 def test_an_out_of_range_record_is_recorded_and_not_shadowed(ranged: Running) -> None:
-    r = _post(
+    r = post_records(
         ranged,
         {"id": "in-0", "inputs": [ROW], "outputs": [ANSWER]},
         {"id": "drifted", "inputs": [DRIFTED], "outputs": [ANSWER]},
@@ -86,7 +75,7 @@ def test_an_input_that_cannot_be_recorded_refuses_the_batch_naming_its_record(
         ([[1e39, *ROW[1:]]], "out_of_range", "records[1].inputs: input 'input' value 1e+39"),
     ]
     for i, (inputs, code, message) in enumerate(cases):
-        r = _post(
+        r = post_records(
             ranged,
             {"id": f"ok-{i}", "inputs": [ROW], "outputs": [ANSWER]},
             {"id": f"bad-{i}", "inputs": inputs, "outputs": [ANSWER]},

@@ -13,11 +13,9 @@ import httpx
 import pytest
 from jsonschema import Draft202012Validator
 
+from tests.tunewatch.api.mirror_records import mirror_record, post_records
 from tests.tunewatch.conftest import MODEL, Running, serving
 from tunewatch._example import ExampleModel
-
-ROW = [0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, -0.8]
-ANSWER = [0.4, 0.6]
 
 
 @pytest.fixture
@@ -26,28 +24,15 @@ def backfilling(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Running
         yield running
 
 
-def _post(running: Running, *records: dict[str, object]) -> httpx.Response:
-    return httpx.post(
-        f"{running.url}/v1/models/{MODEL}/records",
-        json={"records": list(records)},
-        headers=running.auth("scorer"),
-        timeout=60,
-    )
-
-
-def _record(rid: str, **extra: object) -> dict[str, object]:
-    return {"id": rid, "inputs": [ROW], "outputs": [ANSWER], **extra}
-
-
 def test_a_record_scored_earlier_is_stored_at_its_scoring_time(backfilling: Running) -> None:
     day_ago = datetime.now(UTC) - timedelta(days=1)
     east = day_ago.astimezone(timezone(timedelta(hours=2))).isoformat()  # +02:00
     zulu = (day_ago + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    r = _post(
+    r = post_records(
         backfilling,
-        _record("b-offset", scored_at=east),
-        _record("b-zulu", scored_at=zulu),
-        _record("b-now"),
+        mirror_record("b-offset", scored_at=east),
+        mirror_record("b-zulu", scored_at=zulu),
+        mirror_record("b-now"),
     )
     assert r.json() == {"accepted": 3, "duplicates": [], "conflicts": []}, r.text
     store = backfilling.daemon.store
@@ -80,7 +65,7 @@ def test_a_scoring_time_out_of_bounds_refuses_the_batch_naming_its_record(
     backfilling: Running, scored_at: object, rule: str
 ) -> None:
     value = scored_at(datetime.now(UTC))  # type: ignore[operator]
-    r = _post(backfilling, _record("ok"), _record("bad", scored_at=value))
+    r = post_records(backfilling, mirror_record("ok"), mirror_record("bad", scored_at=value))
     assert r.status_code == 400 and r.json()["code"] == "invalid_request", r.text
     error = r.json()["error"]
     assert error.startswith("records[1].scored_at "), error
@@ -95,7 +80,11 @@ def test_the_mirror_schema_documents_scored_at(backfilling: Running) -> None:
     field = schema["properties"]["records"]["items"]["properties"]["scored_at"]
     assert field["type"] == "string" and field["format"] == "date-time"
     validator = Draft202012Validator(schema)
-    assert validator.is_valid({"records": [_record("s", scored_at="2024-01-01T00:00:00Z")]})
-    assert validator.is_valid({"records": [_record("s", scored_at="2024-01-01T01:00:00+01:00")]})
-    assert not validator.is_valid({"records": [_record("s", scored_at="2024-01-01T00:00:00")]})
-    assert not validator.is_valid({"records": [_record("s", scored_at=1_700_000_000)]})
+    assert validator.is_valid({"records": [mirror_record("s", scored_at="2024-01-01T00:00:00Z")]})
+    assert validator.is_valid(
+        {"records": [mirror_record("s", scored_at="2024-01-01T01:00:00+01:00")]}
+    )
+    assert not validator.is_valid(
+        {"records": [mirror_record("s", scored_at="2024-01-01T00:00:00")]}
+    )
+    assert not validator.is_valid({"records": [mirror_record("s", scored_at=1_700_000_000)]})
