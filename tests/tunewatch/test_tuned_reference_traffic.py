@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from retune.cv import dataset_version
 from shadow import OnnxModel
 from tests.tunewatch.conftest import MODEL, Clock, feed
-from tunewatch._config import build_config
+from tests.tunewatch.one_trial_tuning import one_trial_daemon
 from tunewatch._daemon import Daemon
 from tunewatch._errors import RegistrationError
 from tunewatch._example import ExampleModel, example_data
@@ -33,66 +32,18 @@ from tunewatch._tuning_window import TuningWindow, training_window
 from tunewatch._version_metadata import VersionMetadata
 from tunewatch.store import JobRow, LabelItem, ModelRow, VersionRow
 
-SPACE = {  # one cheap configuration: the study is not what these tests are about
-    "format_version": 1,
-    "name": "logistic_only",
-    "params": {
-        "scaler": {"type": "categorical", "choices": ["standard"]},
-        "estimator": {
-            "type": "categorical",
-            "choices": ["logistic"],
-            "when": {"logistic": {"C": {"type": "float", "low": 0.5, "high": 2.0}}},
-        },
-    },
-}
 WINDOW = 1000  # an evaluation window's rows
 TUNING_ROWS = 3 * WINDOW  # a job's window: the three windows before it
 
 
-def _daemon(tmp_path: Path, trained: list[ExampleModel]) -> Daemon:
-    """v1 registered by hand as champion, with its own (fully labelled) reference."""
-    space = tmp_path / "space.yaml"
-    space.write_text(yaml.safe_dump(SPACE))
-    raw = {
-        "data_dir": str(tmp_path / "data"),
-        "scheduler": {"enabled": False},
-        "tuning": {"workers": 0, "max_concurrent_jobs": 10},
-        "models": [
-            {
-                "name": MODEL,
-                "task": "binary",
-                "evaluation": {
-                    "window_rows": WINDOW,
-                    "drift": {"consecutive": 2, "dataset_rule": "fdr"},
-                },
-                "tuning": {
-                    "search_space": str(space),
-                    "window_rows": TUNING_ROWS,
-                    "min_rows": 100,
-                    "max_trials": 1,
-                    "cv_folds": 2,
-                    "patience": None,
-                    "wall_time_s": 120,
-                },
-                "triggers": [{"on": "manual", "do": "retune", "cooldown_minutes": 0}],
-            }
-        ],
-    }
-    d = Daemon(build_config(raw, env={}), env={})
-    d.registry.register(
-        MODEL,
-        trained[0].onnx,
-        trained[0].metadata,
-        actor="test",
-        stage="champion",
-        reference=trained[0].reference,
-    )
-    return d
-
-
 @pytest.fixture
 def daemon(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Daemon]:
-    d = _daemon(tmp_path, trained)
+    d = one_trial_daemon(
+        tmp_path,
+        trained,
+        window_rows=TUNING_ROWS,
+        evaluation={"window_rows": WINDOW, "drift": {"consecutive": 2, "dataset_rule": "fdr"}},
+    )
     yield d
     d.close()
 

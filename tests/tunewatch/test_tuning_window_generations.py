@@ -10,10 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from tests.tunewatch.conftest import MODEL, Clock, feed
-from tunewatch._config import build_config
+from tests.tunewatch.one_trial_tuning import one_trial_daemon
 from tunewatch._daemon import Daemon
 from tunewatch._evaluation_baseline import traffic_part
 from tunewatch._example import ExampleModel
@@ -21,56 +20,6 @@ from tunewatch._reference import Reference
 from tunewatch._tuning import TuningJobRunner
 from tunewatch._tuning_window import training_window
 from tunewatch.store import VersionRow
-
-SPACE = {  # one cheap configuration: the study is not what these tests are about
-    "format_version": 1,
-    "name": "logistic_only",
-    "params": {
-        "scaler": {"type": "categorical", "choices": ["standard"]},
-        "estimator": {
-            "type": "categorical",
-            "choices": ["logistic"],
-            "when": {"logistic": {"C": {"type": "float", "low": 0.5, "high": 2.0}}},
-        },
-    },
-}
-
-
-def _daemon(tmp_path: Path, trained: list[ExampleModel], *, window_rows: int) -> Daemon:
-    """v1 registered by hand as champion, its reference at regime A (the example data's)."""
-    space = tmp_path / "space.yaml"
-    space.write_text(yaml.safe_dump(SPACE))
-    raw = {
-        "data_dir": str(tmp_path / "data"),
-        "scheduler": {"enabled": False},
-        "tuning": {"workers": 0, "max_concurrent_jobs": 10},
-        "models": [
-            {
-                "name": MODEL,
-                "task": "binary",
-                "tuning": {
-                    "search_space": str(space),
-                    "window_rows": window_rows,
-                    "min_rows": 100,
-                    "max_trials": 1,
-                    "cv_folds": 2,
-                    "patience": None,
-                    "wall_time_s": 120,
-                },
-                "triggers": [{"on": "manual", "do": "retune", "cooldown_minutes": 0}],
-            }
-        ],
-    }
-    d = Daemon(build_config(raw, env={}), env={})
-    d.registry.register(
-        MODEL,
-        trained[0].onnx,
-        trained[0].metadata,
-        actor="test",
-        stage="champion",
-        reference=trained[0].reference,
-    )
-    return d
 
 
 @pytest.fixture
@@ -125,7 +74,7 @@ def three_generations(
     """v1 by hand (regime A); 300 labelled requests at regime B; v2 tuned on them (its
     window: v1's reference, then B). Yields the daemon, B's rows as v2 trained on them,
     v2's window and the traffic clock; a window holds 300 rows."""
-    d = _daemon(tmp_path, trained, window_rows=300)
+    d = one_trial_daemon(tmp_path, trained, window_rows=300)
     try:
         clock = Clock()
         feed(d, clock, 0, 300, shift=1.5, seed=3)  # regime B
