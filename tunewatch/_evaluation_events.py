@@ -165,6 +165,9 @@ class PolicyEvents:
         nothing until it settles. ``actor`` (who asked for the run) is named on the
         action events."""
         version = champion.version if champion else None
+        decided: list[
+            tuple[EventPolicy, Event | None, Event | None, Decision, EvaluationRow | None]
+        ] = []
         for policy in evaluation_policies(cfg.evaluation):
             last, anchor, owed = self._last_event(name, policy.event)
             # the requests the last event rested on, when it counts (is the anchor) and
@@ -183,14 +186,20 @@ class PolicyEvents:
                 last_event_at=anchor,
                 rested_on=rested_on,
             )
-            self._warn_outgrown(name, policy.event, decision.outgrown, decision.reason)
+            decided.append((policy, last, owed, decision, latest))
+        # the run's verdict of each kind says what its policy made of it, stored on it
+        # (the evaluations API, the dashboard) and returned to the caller (`tunewatch
+        # evaluate`, POST /evaluate) before any action: a failed dispatch loses none
+        summaries: dict[int, dict[str, str | int | bool]] = {}
+        for policy, _, _, decision, _ in decided:
             row = current.get(policy.kind)
             if row is not None:
-                # the run's verdict of the kind says what its policy made of it: returned
-                # to the caller (`tunewatch evaluate`, POST /evaluate), not stored (the
-                # store has the row already)
-                row.payload["policy"] = decision.summary(policy)
-            holds = _holds(policy, decision, row)
+                row.payload["policy"] = summaries[row.id] = decision.summary(policy)
+        if summaries:
+            self.store.record_policy_decisions(summaries)
+        for policy, last, owed, decision, latest in decided:
+            self._warn_outgrown(name, policy.event, decision.outgrown, decision.reason)
+            holds = _holds(policy, decision, current.get(policy.kind))
             self._log_held(name, policy.event, decision if holds else None)
             self.metrics.alarm.labels(name, policy.event).set(int(holds))
             if decision.fire:

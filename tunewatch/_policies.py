@@ -146,6 +146,23 @@ class Decision:
         }
 
 
+def stored_decision(payload: Mapping[str, object]) -> str | None:
+    """What the policy reading a verdict made of it (its payload's ``policy`` key, see
+    :meth:`Decision.summary`), in words: its event raised, held back while the alarm holds
+    (and why), or not raised; ``None`` for a kind no policy reads, or a verdict stored
+    before the policies decided."""
+    policy = payload.get("policy")
+    if not isinstance(policy, dict):
+        return None
+    if policy.get("fired"):
+        verb = "raised"
+    elif payload.get("alarm") and policy.get("streak", 0) >= policy.get("consecutive", 1):
+        verb = "held"  # the alarm holds (it pages): say why no event follows
+    else:
+        verb = "not raised"
+    return f"{policy.get('event')} {verb}: {policy.get('reason')}"
+
+
 def _time(value: object) -> datetime | None:
     if not isinstance(value, str):
         return None

@@ -1,11 +1,13 @@
 """A policy that holds its event back says why: the decision of each policy (fired or
-not, and the reason) rides on the run's verdict of its kind, is printed by ``tunewatch
-evaluate`` and logged once when it starts holding an alarming event back."""
+not, and the reason) is stored on the run's verdict of its kind (the evaluations API
+lists it), is printed by ``tunewatch evaluate`` and logged once when it starts holding an
+alarming event back."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from html import escape
 from pathlib import Path
 
 import httpx
@@ -80,9 +82,13 @@ def test_a_run_that_does_not_alarm_says_its_streak_and_logs_nothing(
         caplog.set_level(logging.INFO, logger="tunewatch._evaluation_events")
         feed(d, clock, 0, W, shift=0.0, seed=7)
         rows = {r.kind: r for r in d.evaluator.evaluate(MODEL)}
+        stored = {k: d.store.get_evaluation(MODEL, r.id).payload for k, r in rows.items()}
     finally:
         d.close()
     policy = rows["drift"].payload["policy"]
+    assert stored["drift"] == rows["drift"].payload  # the decision is stored with the row
+    assert stored["labels"]["policy"] == rows["labels"].payload["policy"]
+    assert "policy" not in stored["telemetry"]
     assert policy["fired"] is False and policy["streak"] == 0
     assert policy["reason"] == "0/2 consecutive alarming windows"
     assert rows["labels"].payload["policy"]["event"] == "label_delay_high"
@@ -149,8 +155,46 @@ def test_post_evaluate_returns_each_policy_s_decision(
                 assert r.status_code == 200, r.text
                 [drift] = [e for e in r.json()["evaluations"] if e["kind"] == "drift"]
                 answers.append(drift["payload"]["policy"])
+            listed = httpx.get(
+                f"{server.url}/v1/models/{MODEL}/evaluations",
+                params={"kind": "drift"},
+                headers=operator,
+            )
+            assert listed.status_code == 200, listed.text
+            stored = [e["payload"]["policy"] for e in listed.json()["evaluations"]]
+            overview = httpx.get(f"{server.url}/v1/dashboard/overview", headers=operator)
+            assert overview.status_code == 200, overview.text
+            [model] = overview.json()["models"]
+            decision = model["latest_evaluations"]["drift"]["decision"]
+            page = httpx.get(f"{server.url}/dashboard/", headers=operator)
+            assert page.status_code == 200, page.text
     finally:
         daemon.close()
     assert answers[0]["fired"] and answers[0]["event"] == "drift_detected"
     assert not answers[1]["fired"]
     assert answers[1]["reason"] == "0/1 consecutive alarming windows since the last event"
+    assert stored == answers[::-1]  # newest first, as each run's answer said
+    # the alarm holds (it pages) on the batch the event rested on: held, and why
+    assert decision == f"drift_detected held: {answers[1]['reason']}"
+    assert escape(decision) in page.text  # the overview shows it under the verdict
+
+
+def test_the_drift_listing_says_what_the_policy_did_with_each_stored_verdict(
+    drifted: tuple[Daemon, Clock], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d, clock = drifted
+    feed(d, clock, 2 * W, W, shift=1.0, seed=902)
+    d.evaluator.evaluate(MODEL)
+    d.close()
+    config = tmp_path / "tw.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path}\nscheduler: {{enabled: false}}\nmodels:\n"
+        f"  - name: {MODEL}\n    task: binary\n"
+    )
+    capsys.readouterr()
+    assert main(["--config", str(config), "drift", MODEL]) == 0
+    newest, *older = capsys.readouterr().out.splitlines()  # one line per verdict
+    assert newest.endswith(
+        "; drift_detected held: 1/2 consecutive alarming windows since the last event"
+    ), newest
+    assert older[0].endswith("; drift_detected raised: 2 consecutive alarming drift windows")

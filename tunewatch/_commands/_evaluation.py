@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
+from tunewatch._policies import stored_decision
 
 from ._context import actor_of, config_of, next_page, say_held_back
 
@@ -43,22 +44,6 @@ def _summary(kind: str, payload: dict[str, object]) -> str:
     )
 
 
-def _policy_line(payload: dict[str, object]) -> str | None:
-    """What the policy reading the verdict made of it (``payload["policy"]``): its event
-    raised, held back while the alarm holds (and why), or not raised; ``None`` for a kind
-    no policy reads."""
-    policy = payload.get("policy")
-    if not isinstance(policy, dict):
-        return None
-    if policy.get("fired"):
-        verb = "raised"
-    elif payload.get("alarm") and policy.get("streak", 0) >= policy.get("consecutive", 1):
-        verb = "held"  # the alarm holds (it pages): say why no event follows
-    else:
-        verb = "not raised"
-    return f"  {policy.get('event')} {verb}: {policy.get('reason')}"
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from monitor import ServingMetrics
     from tunewatch._actions import Dispatcher
@@ -79,9 +64,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
         for row in evaluator.evaluate(args.model, actor=actor_of(args)):
             print(f"{row.kind:<10} {row.status:<17} {_summary(row.kind, row.payload)}")
-            policy = _policy_line(row.payload)
+            policy = stored_decision(row.payload)
             if policy is not None:
-                print(policy)
+                print(f"  {policy}")
         # the newest few as a summary, and one more: whether it held older ones back
         events = store.list_events(model=args.model, limit=_EVENTS_SHOWN + 1)
     finally:
@@ -117,10 +102,11 @@ def cmd_show_evaluations(args: argparse.Namespace) -> int:
         )
     finally:
         store.close()
-    for row in rows[: args.limit]:  # newest first
+    for row in rows[: args.limit]:  # newest first, one line each: what its policy did last
+        decided = stored_decision(row.payload)
         print(
             f"{row.window_end:%Y-%m-%d %H:%M:%S} v{row.version} {row.status:<17} "
-            f"{_summary(row.kind, row.payload)}"
+            f"{_summary(row.kind, row.payload)}{'' if decided is None else '; ' + decided}"
         )
     of = args.model if args.version is None else f"{args.model} version {args.version}"
     # past --before-id: the rows listed after that evaluation, older

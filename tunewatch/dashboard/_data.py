@@ -20,6 +20,7 @@ from typing import Any
 
 from retune import RetuneError, load_history
 from retune.warmstart import History
+from tunewatch._policies import stored_decision
 from tunewatch._version_metadata import finite_float
 from tunewatch.comparison import ComparisonRunner
 from tunewatch.comparison._recorded import RecordedGuardrails
@@ -125,6 +126,7 @@ def overview(src: Sources) -> dict[str, Any]:
                     "id": e.id,
                     "status": e.status,
                     "alarm": bool(e.payload.get("alarm", False)),
+                    "decision": stored_decision(e.payload),
                     "window_end": _iso(e.window_end),
                 }
         events = store.list_events(model=m.name, limit=5)

@@ -45,6 +45,7 @@ def overview_page(request: Request) -> Response:
                 f"{escape(k)}: "
                 f"{status(not v['alarm'], v['status'] + (' (alarm)' if v['alarm'] else ''))} "
                 f'<span class="muted">{e(v["window_end"])}</span>'
+                + (f'<br><span class="muted">{e(v["decision"])}</span>' if v["decision"] else "")
                 for k, v in sorted(m["latest_evaluations"].items())
             )
             events = "<br>".join(

@@ -175,6 +175,23 @@ def add_evaluation(
     )
 
 
+def record_policy_decisions(conn: Connection, decisions: Mapping[int, Mapping[str, Any]]) -> None:
+    """Add to each evaluation ``id`` of ``decisions`` what the policy reading its kind
+    decided (its payload's ``policy`` key), in the caller's transaction: the verdicts are
+    stored before the policies decide, which read them with the history they extend. A
+    row the policies never reached (the process stopped in between) keeps no ``policy``."""
+    for evaluation_id, decision in decisions.items():
+        row = conn.execute(
+            select(evaluations.c.payload).where(evaluations.c.id == evaluation_id)
+        ).first()
+        if row is None:  # purged meanwhile (retention)
+            continue
+        payload = {**dict(row.payload), "policy": json.loads(canonical_json(decision))}
+        conn.execute(
+            update(evaluations).where(evaluations.c.id == evaluation_id).values(payload=payload)
+        )
+
+
 #: The kind whose rows measure several versions: every version that served in the window
 #: (``payload["versions"]``, keyed by the version as text), stored under the champion.
 TELEMETRY = "telemetry"

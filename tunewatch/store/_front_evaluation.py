@@ -70,6 +70,12 @@ class EvaluationFront(StoreFront):
         with self._tx("add_evaluations") as conn:
             return _evaluations.add_evaluations(conn, new)
 
+    def record_policy_decisions(self, decisions: Mapping[int, Mapping[str, Any]]) -> None:
+        """Store what each policy decided on its kind's evaluation, keyed by evaluation id
+        (see :func:`._evaluations.record_policy_decisions`)."""
+        with self._tx("record_policy_decisions") as conn:
+            _evaluations.record_policy_decisions(conn, decisions)
+
     def list_evaluations(
         self,
         model: str,

@@ -130,6 +130,26 @@ def test_evaluations_come_back_newest_first_filtered_by_kind(model_store: Store)
     assert len(model_store.list_evaluations("m", since=T0 + timedelta(hours=2))) == 2
 
 
+def test_a_policy_decision_is_added_to_its_stored_evaluation(model_store: Store) -> None:
+    rows = [
+        model_store.add_evaluation(
+            model="m",
+            version=1,
+            kind=kind,
+            status="ok",
+            window_start=T0,
+            window_end=T0 + timedelta(hours=1),
+            payload={"alarm": True, "share": 0.5},
+        )
+        for kind in ("drift", "decay")
+    ]
+    decision = {"event": "drift_detected", "fired": False, "reason": "cooling down", "streak": 2}
+    model_store.record_policy_decisions({rows[0].id: decision, rows[1].id + 1000: decision})
+    stored = model_store.get_evaluation("m", rows[0].id)
+    assert stored.payload == {"alarm": True, "share": 0.5, "policy": decision}
+    assert model_store.get_evaluation("m", rows[1].id).payload == rows[1].payload  # untouched
+
+
 def test_evaluations_are_filtered_by_version_and_window_end_in_the_database(
     model_store: Store,
 ) -> None:
