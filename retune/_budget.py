@@ -14,6 +14,11 @@ so a resumed study continues its budget), and no
 improvement — the best loss improved by less than ``min_relative_improvement``
 (relative) over the last ``patience`` counted trials. A trial in flight when a time
 limit passes is allowed to finish.
+
+A time limit (:data:`TIME_LIMITS`) never stops a study before its first trial: a run
+checks the budget before its first trial too (a resumed study whose budget is spent
+starts none), but while no trial of the study has run, a time limit passed (by the
+set-up alone: opening the study, enqueueing) lets one run, then stops the study after it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ PrunerKind = Literal["none", "median", "successive_halving"]
 StopReason = Literal[
     "max_trials", "wall_time", "cpu_time", "no_improvement", "exhausted", "interrupted"
 ]
+
+TIME_LIMITS: frozenset[StopReason] = frozenset({"wall_time", "cpu_time"})
+"""The stop reasons of the time limits, which let a study's first trial run."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -117,10 +117,18 @@ def plan_section(value: Any, n_cost_rejected: Any, no_history: str) -> Section:
     """The warm-start plan as :meth:`WarmStartPlan.to_dict <retune.warmstart.WarmStartPlan>`
     stores it: the box (numeric ranges, and the choices a categorical is restricted to),
     frozen values, the history's importances, the cost ceilings and what they rejected;
-    ``no_history`` says why, for a plan that learned from no earlier study."""
+    ``no_history`` says why, for a plan that learned from no earlier study. A plan of a
+    format newer than this release reads (a bundle of a newer release), or of no format
+    at all, is not shown: the section says so."""
     plan = mapping(value)
     if not plan:
         return Section("Warm-start plan", text=no_history)
+    # imported here: retune.warmstart imports scipy, which the daemon's start-up avoids
+    from retune.warmstart import PLAN_FORMAT_VERSION
+
+    unread = _unread_format(plan.get("format_version", PLAN_FORMAT_VERSION), PLAN_FORMAT_VERSION)
+    if unread is not None:  # its fields may mean what this release cannot tell
+        return Section("Warm-start plan", text=unread)
     box = plan.get("numeric_box")
     bounds: list[tuple[Any, ...]] = [
         (b.get("name", "?"), b.get("low"), b.get("high"), None)
@@ -160,6 +168,19 @@ def plan_section(value: Any, n_cost_rejected: Any, no_history: str) -> Section:
         ),
         table=(("narrowed parameter", "low", "high", "choices"), *bounds) if bounds else (),
     )
+
+
+def _unread_format(version: Any, newest: int) -> str | None:
+    """Why a plan stored in format ``version`` is not shown, or None when this release
+    reads it (a plan stored before plans had a format is read as the first)."""
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        return f"Unreadable plan format: {version!r}, not a whole number from 1 to {newest}."
+    if version > newest:
+        return (
+            f"Stored by a newer release: plan format {version}, this release reads up to "
+            f"{newest}; upgrade tunewatch to show it."
+        )
+    return None
 
 
 def importances_section(value: Any) -> Section:

@@ -5,7 +5,10 @@ what the promotion guardrails would accept next to the champion.
 
 The plan says which estimator families the telemetry does not screen (none served, or
 too few to fit a size curve): a family with no served configuration used to be
-predicted to cost nothing, and the plan claimed every configuration was screened."""
+predicted to cost nothing, and the plan claimed every configuration was screened. It
+says too which ratio guardrail set no ceiling and why: with no absolute cap beside it, a
+champion whose p99 went unmeasured in the last day (a model of little traffic) dropped
+the latency ceiling without a word."""
 
 from __future__ import annotations
 
@@ -37,9 +40,10 @@ def serving_cost(
 ) -> tuple[CostPredictor | None, CostCeiling | None, tuple[str, ...]]:
     """The predictor (from the served configurations of the same estimator family, see
     :func:`retune.warmstart.family_cost_predictor`) and the ceilings, or ``(None, None)``
-    when nothing was served long enough or no guardrail sets a limit, with the predictor's
-    notes: the families it does not screen. Configurations predicted over the ceilings
-    are not trained: they could not be promoted."""
+    when nothing was served long enough or no guardrail sets a limit, with notes: each
+    ratio guardrail that set no ceiling and why (no champion, or its p99 or memory
+    unmeasured), then the families the predictor does not screen. Configurations
+    predicted over the ceilings are not trained: they could not be promoted."""
     guard = cfg.comparison.guardrails
     versions = store.list_versions(model)  # every one: each one's memory is a sample
     since = until - timedelta(days=1)
@@ -71,29 +75,82 @@ def serving_cost(
                 memory_bytes=float(version.load_memory_bytes or 0),
             )
         )
-    latency = [guard.max_latency_p99_s]
-    memory = [guard.max_memory_bytes]
-    if champion is not None and champion.version in p99 and guard.max_latency_p99_ratio:
-        latency.append(p99[champion.version] * guard.max_latency_p99_ratio)
-    if champion is not None and champion.load_memory_bytes and guard.max_memory_ratio:
-        memory.append(int(champion.load_memory_bytes * guard.max_memory_ratio))
+    latency_ratio = memory_ratio = "the model has no champion to compare with"
+    latency, memory = [guard.max_latency_p99_s], [guard.max_memory_bytes]
+    if champion is not None:
+        served = latencies.get(champion.version)
+        latency_ratio = (
+            f"the champion's p99 is unmeasured ({0 if served is None else served.size} < "
+            f"min_latency_samples {guard.min_latency_samples} latencies on the request path "
+            "in the last day)"
+        )
+        memory_ratio = "the champion's session memory is unmeasured"
+        if champion.version in p99 and guard.max_latency_p99_ratio:
+            latency.append(p99[champion.version] * guard.max_latency_p99_ratio)
+            latency_ratio = ""
+        if champion.load_memory_bytes and guard.max_memory_ratio:
+            memory.append(int(champion.load_memory_bytes * guard.max_memory_ratio))
+            memory_ratio = ""
     max_latency = min((v for v in latency if v is not None), default=None)
     max_memory = min((v for v in memory if v is not None), default=None)
+    cap_s, cap_bytes = guard.max_latency_p99_s, guard.max_memory_bytes
+    unapplied = tuple(
+        f"{what} {screened}: {why}, so {ratio_key} {ratio:g} sets no ceiling"
+        for what, screened, ratio_key, ratio, why in (
+            (
+                "latency",
+                "not screened"
+                if cap_s is None
+                else f"screened by max_latency_p99_s {_seconds(cap_s)} only",
+                "max_latency_p99_ratio",
+                guard.max_latency_p99_ratio,
+                latency_ratio,
+            ),
+            (
+                "memory",
+                "not screened"
+                if cap_bytes is None
+                else f"screened by max_memory_bytes {_bytes(cap_bytes)} only",
+                "max_memory_ratio",
+                guard.max_memory_ratio,
+                memory_ratio,
+            ),
+        )
+        if ratio and why  # a ratio configured that set no ceiling
+    )
     if not samples or (max_latency is None and max_memory is None):
-        return None, None, ()
+        return None, None, unapplied
     predictor = family_cost_predictor(samples, space)
     ceiling = CostCeiling(max_latency_p99_s=max_latency, max_memory_bytes=max_memory)
-    return predictor, ceiling, predictor.notes()
+    return predictor, ceiling, (*unapplied, *predictor.notes())
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1e3:.3g} ms" if value < 1 else f"{value:.3g} s"
+
+
+def _bytes(value: int) -> str:
+    """``value`` in the largest binary unit under it, then exactly: a guardrail's
+    violation names the bytes."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= size:
+            return f"{value / size:.3g} {unit} ({value:,} B)"
+    return f"{value:,} B"
 
 
 def with_ceiling(
     plan: WarmStartPlan | None, ceiling: CostCeiling, notes: tuple[str, ...] = ()
 ) -> WarmStartPlan:
-    """``plan`` with the serving-cost ceilings, its notes saying what they reject and
-    ``notes``: the families the predictor does not screen."""
+    """``plan`` with the serving-cost ceilings, its notes saying what they reject (the
+    ceilings set only) and ``notes``: :func:`serving_cost`'s."""
+    over = []
+    if ceiling.max_latency_p99_s is not None:
+        over.append(f"p99 latency {_seconds(ceiling.max_latency_p99_s)}")
+    if ceiling.max_memory_bytes is not None:
+        over.append(f"memory {_bytes(ceiling.max_memory_bytes)}")
     notes = (
-        f"reject configurations predicted (from served configurations of their family) "
-        f"over p99 {ceiling.max_latency_p99_s}s or {ceiling.max_memory_bytes} B",
+        "reject configurations predicted (from served configurations of their family) "
+        f"over {' or '.join(over)}",
         *notes,
     )
     if plan is None:

@@ -20,6 +20,7 @@ re-exported here.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import threading
@@ -41,6 +42,7 @@ from retune import (
 )
 from retune.cv import NestedCV, dataset_version
 from retune.space import load_search_space
+from retune.warmstart import WarmStartPlan
 from shadow import ShadowError
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config, ModelConfig
@@ -346,6 +348,12 @@ class TuningJobRunner:
         )
         if ceiling is not None:
             plan = with_ceiling(plan, ceiling, unscreened)
+        elif unscreened:  # no ceiling applies: the plan says which guardrail set none, why
+            plan = (
+                WarmStartPlan(notes=unscreened)
+                if plan is None
+                else dataclasses.replace(plan, notes=(*plan.notes, *unscreened))
+            )
         # every worker runs under the job's budget, in its study, at its heartbeat interval
         shared = joined or hold_study(
             job, storage=storage, study=study, tuning=tj, heartbeat_interval=heartbeat

@@ -143,7 +143,9 @@ def budget_note(progress: Mapping[str, Any]) -> str:
     for clock, (spent_key, budget_key) in CLOCKS.items():
         spent, budget = progress.get(spent_key), progress.get(budget_key)
         if isinstance(spent, int | float):
-            limit = f"/{budget:.0f}" if isinstance(budget, int | float) else ""
+            limit = ""
+            if isinstance(budget, int | float):  # 900, 0.5 (not 0)
+                limit = f"/{budget:.0f}" if budget >= 1 else f"/{budget:g}"
             note += f"  {clock} {spent:.0f}{limit} s"
     return note
 

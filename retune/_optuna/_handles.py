@@ -17,7 +17,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from retune._budget import PrunerKind
+from retune._budget import TIME_LIMITS, PrunerKind
 from retune._errors import StudyError
 from retune._optuna._logs import install_fail_trial_filter
 from retune._optuna._pins import HEARTBEAT_ATTR, begun_here, pins_of
@@ -253,6 +253,11 @@ class StudyHandle:
     ) -> None:
         """Run trials until ``should_stop`` returns a reason (checked before and after each).
 
+        A time limit (:data:`~retune._budget.TIME_LIMITS`) given before the first trial of
+        a study no trial has run in yet is set aside: the study's set-up alone outlasted a
+        short budget, and the job failed with no trial run. One runs; the check after it
+        stops the study.
+
         A trial another process finished while this one ran it (failed as stale: this
         worker was paused past its heartbeats' grace) is dropped, with a warning, and the
         study goes on: Optuna, unable to record this run's outcome on it, raised out of
@@ -263,6 +268,16 @@ class StudyHandle:
         crash (:mod:`._logs`)."""
         install_fail_trial_filter()
         reason = should_stop()
+        if reason in TIME_LIMITS and not any(ran(t.user_attrs) for t in self.trials()):
+            # budgets are checked after each finished trial: a study none has run in yet
+            # (its set-up alone outlasted the limit) runs one, not none
+            logger.info(
+                "study %s: its %s limit passed before its first trial (in setting it up); "
+                "one trial runs",
+                self.name,
+                reason,
+            )
+            reason = None
         if reason is not None:
             self.stopped_by = reason
             return

@@ -223,8 +223,12 @@ class WarmStartPlan:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WarmStartPlan:
         version = data.get("format_version")
-        if not isinstance(version, int):
-            raise WarmStartError(f"`format_version` must be an integer, got {version!r}")
+        # a bool is an int to Python, not a version; a newer one is refused below, saying why
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise WarmStartError(
+                f"`format_version` must be an integer from 1 to {PLAN_FORMAT_VERSION}, "
+                f"got {version!r}"
+            )
         if version > PLAN_FORMAT_VERSION:
             raise WarmStartError(
                 f"warm-start plan format_version {version} is newer than this tunewatch "

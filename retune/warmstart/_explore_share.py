@@ -38,5 +38,14 @@ class ExploreShare:
             explore_every=self.every,
             history_studies=history.study_names,
             n_history_trials=len(history),
-            notes=(f"every {self.every}th sampled trial explores the full space",),
+            notes=(f"every {_ordinal(self.every)}sampled trial explores the full space",),
         )
+
+
+def _ordinal(k: int) -> str:
+    """``k`` as the ordinal before "sampled trial", with its space: "" for 1 (every
+    trial), "2nd ", "3rd ", "11th ", "21st "."""
+    if k == 1:
+        return ""
+    suffix = "th" if k % 100 in (11, 12, 13) else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix} "

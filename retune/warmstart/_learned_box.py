@@ -9,7 +9,7 @@ exploration of the full space beside it (:class:`ExploreShare`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from retune.space import CategoricalParam, FloatParam, IntParam, SearchSpace
@@ -27,7 +27,11 @@ from retune.warmstart._base import (
 
 @dataclass(frozen=True, kw_only=True)
 class LearnedBox:
-    """Box around the best ``top_fraction`` of each earlier study (at least ``min_configs``).
+    """Box around the best ``top_fraction`` of each earlier study (at least ``min_configs``),
+    among its configurations valid in the current space (projected onto it, and ranked
+    again among themselves): a space edit that invalidates history's best, such as one
+    bound narrowed past them, leaves the box to the best still valid, not to the full
+    space for every parameter.
 
     ``margin`` widens each numeric range by that share of the *full* range on each side;
     a range on a grid (an integer, a float with a ``step``) is then rounded outwards to
@@ -63,23 +67,33 @@ class LearnedBox:
     def plan(self, history: History, space: SearchSpace) -> WarmStartPlan:
         if not len(history):
             return empty_plan(self.name, history, "no history: full space")
-        projected = [
-            space.project(t.params)
-            for t in quantile_best(history, self.top_fraction, self.min_configs)
+        # the best of the configurations still valid here: a space edit that invalidates
+        # history's best (one bound narrowed) leaves the others' boxes to the next best
+        valid_history = _valid_in(history, space)
+        if not len(valid_history):
+            return empty_plan(
+                self.name,
+                history,
+                f"no historical configuration is valid in space {space.name!r}: full space",
+            )
+        best = [
+            dict(t.params)
+            for t in quantile_best(valid_history, self.top_fraction, self.min_configs)
         ]
-        best = [p for p in projected if p is not None]
-        if not best:
-            return empty_plan(self.name, history, "no best configuration is valid here: full space")
+        n_invalid_best = sum(
+            space.project(t.params) is None
+            for t in quantile_best(history, self.top_fraction, self.min_configs)
+        )
         bounds: list[NumericBound] = []
         choices: dict[str, tuple[Any, ...]] = {}
         per_branch: list[str] = []
         gridded: list[str] = []
         untried: list[str] = []
-        valid = [p for p in (space.project(t.params) for t in history.trials) if p is not None]
+        valid = [dict(t.params) for t in valid_history.trials]
         for name, decl in space.declarations().items():
             seen = [p[name] for p in best if name in p]
             if not seen and not isinstance(decl, CategoricalParam):
-                seen = self._best_of_branch(history, space, name)
+                seen = self._best_of_branch(valid_history, name)
                 if seen:
                     per_branch.append(name)
             if not seen:
@@ -118,10 +132,10 @@ class LearnedBox:
                 low, high = snapped
             bounds.append(NumericBound(name=name, low=float(low), high=float(high)))
         notes = [f"box from {len(best)} best configuration(s), margin {self.margin:g}"]
-        if len(best) < len(projected):
+        if n_invalid_best:
             notes.append(
-                f"left out {len(projected) - len(best)} best configuration(s) invalid in "
-                f"space {space.name!r}"
+                f"left out {n_invalid_best} best configuration(s) invalid in space "
+                f"{space.name!r}: boxed around the best of the {len(valid)} valid ones"
             )
         if per_branch:
             notes.append(f"boxed around the best of their own branch: {', '.join(per_branch)}")
@@ -141,12 +155,17 @@ class LearnedBox:
             notes=tuple(notes),
         )
 
-    def _best_of_branch(self, history: History, space: SearchSpace, name: str) -> list[Any]:
-        """Values of ``name`` in the best ``top_fraction`` of the trials that have it."""
-        having = [
-            p[name]
-            for p in (space.project(t.params) for t in history.best_first())
-            if p is not None and name in p
-        ]
+    def _best_of_branch(self, valid_history: History, name: str) -> list[Any]:
+        """Values of ``name`` in the best ``top_fraction`` of the (valid) trials that have it."""
+        having = [t.params[name] for t in valid_history.best_first() if name in t.params]
         keep = max(self.min_configs, math.ceil(self.top_fraction * len(having)))
         return having[:keep]
+
+
+def _valid_in(history: History, space: SearchSpace) -> History:
+    """``history``'s configurations valid in ``space``, projected onto it and ranked again
+    within their own study among the valid ones."""
+    kept = [
+        replace(t, params=p) for t in history.trials if (p := space.project(t.params)) is not None
+    ]
+    return History.from_trials(kept, objectives=history.objectives)

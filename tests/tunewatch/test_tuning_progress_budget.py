@@ -108,6 +108,9 @@ def test_a_job_without_a_time_budget_reports_none(store: Store, tmp_path: Path) 
             id="cpu-budget-only",
         ),
         pytest.param({"wall_s": 0.4, "cpu_s": 0.2}, "  wall 0 s  cpu 0 s", id="no-budget-recorded"),
+        pytest.param(
+            {"wall_s": 2.1, "wall_time_s": 0.5}, "  wall 2/0.5 s", id="sub-second-budget-not-0"
+        ),
         pytest.param({"wall_time_s": 900.0, "cpu_time_s": 40.0}, "", id="nothing-spent-yet"),
     ],
 )
