@@ -1052,39 +1052,6 @@ def test_a_latency_minimum_above_the_latencies_read_is_a_config_error() -> None:
     assert GuardrailSettings(min_latency_samples=100, latency_samples=100).latency_samples == 100
 
 
-@pytest.mark.parametrize("objective", ["log_loss", "roc_auc"])
-def test_a_look_reads_no_request_received_before_both_versions_were_registered(
-    template: Path, tmp_path: Path, trained: list[ExampleModel], objective: str
-) -> None:
-    """Each look read the model's whole labelled history, the champion's traffic from
-    before the challenger existed included (a read took 480 ms at 320k such requests on
-    SQLite, and grew with them). None of it can carry both versions' outputs: a request
-    received before the later registration, less an hour for clocks, is not read."""
-    d = copy_daemon(
-        template,
-        tmp_path / "data",
-        models=[{"name": MODEL, "task": "binary", "objective": {"name": objective}}],
-    )
-    try:
-        t = traffic(trained, 600, seed=3)
-        registered = max(v.created_at for v in d.store.list_versions(MODEL))
-        for start, at in [(0, registered - timedelta(hours=2)), (300, registered)]:
-            part = slice(start, start + 300)
-            write(
-                d.store,
-                ids=range(start, start + 300),
-                x=t.x[part],
-                y=t.y[part],
-                answers={1: t.logistic[part], 2: t.gbm[part]},
-                received_at=at,
-            )
-        loop = runner(d, max_batch=100, delong_look_every=100, delong_looks=10)
-        fed = [sum(r.fed for r in loop.run(MODEL)) for _ in range(7)]
-        assert sum(fed) == 300, fed
-    finally:
-        d.close()
-
-
 def test_a_delong_look_replays_every_row_its_test_consumed_outside_the_read_bound(
     template: Path,
     tmp_path: Path,

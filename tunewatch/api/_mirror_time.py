@@ -5,7 +5,10 @@ with its offset (``2025-06-01T12:00:00Z``, ``2025-06-01T14:00:00.25+02:00``), th
 of every time this API answers with and of those the Alertmanager webhook reads. The
 record is stored at that time (the request's ``received_at``, the answer's
 ``created_at``), so drift and decay windows, label delay and retention read a backfill
-as the traffic of its day; without it, at the time it is posted. A time more than
+as the traffic of its day; without it, at the time it is posted. A time past this
+daemon's clock (by up to :data:`MAX_CLOCK_SKEW_S`, the skew the two clocks may have) is
+stored as the time the record is received: stored as sent, its labels' delays were
+negative and a window of the traffic ended before it started. A time more than
 :data:`MAX_CLOCK_SKEW_S` past this daemon's clock, or older than
 ``recording.retention_days`` (the next purge would delete it unread; without retention,
 before the Unix epoch) is refused, 400 ``invalid_request`` naming the record.
@@ -67,10 +70,10 @@ _FORMAT = "an RFC 3339 time with its offset (2025-06-01T12:00:00Z, 2025-06-01T14
 def scored_at_of(
     value: Any, where: str, *, now: datetime, retention_days: float | None
 ) -> datetime | None:
-    """``scored_at`` of the record at ``where`` as an aware UTC time (``None`` when it
-    has none); 400 ``invalid_request`` when it is no RFC 3339 time with an offset, lies
-    more than :data:`MAX_CLOCK_SKEW_S` past ``now``, or before ``retention_days`` ago
-    (without retention, before :data:`EPOCH`)."""
+    """``scored_at`` of the record at ``where`` as an aware UTC time, ``now`` when it
+    lies later (``None`` when it has none); 400 ``invalid_request`` when it is no RFC
+    3339 time with an offset, lies more than :data:`MAX_CLOCK_SKEW_S` past ``now``, or
+    before ``retention_days`` ago (without retention, before :data:`EPOCH`)."""
     if value is None:
         return None
     field = f"{where}.scored_at"
@@ -102,7 +105,8 @@ def scored_at_of(
         raise ApiError(
             400, "invalid_request", f"{field} must not be before {EPOCH.isoformat()}, got {shown}"
         )
-    return moment
+    # within the skew, but ahead of this clock: received now (scored no later)
+    return min(moment, now)
 
 
 def grace_s(config: Config) -> float:

@@ -279,19 +279,44 @@ class EvidencePurged(Exception):
     between its read and its record may miss some."""
 
 
-#: How long before the later of two versions' registrations a request may have been
-#: received and still carry both their outputs: ``received_at`` is stamped after the
-#: lineup is read, by the serving replica's clock, ``created_at`` by the registering
-#: process's (a worker's, the CLI's), which may run minutes apart.
+#: How long before the later of two versions' registrations the label of a request
+#: carrying both their outputs may have arrived: a label's ``received_at`` is stamped by
+#: the replica that takes it, ``created_at`` by the registering process's clock (a
+#: worker's, the CLI's), which may run minutes apart.
 CLOCK_MARGIN = timedelta(hours=1)
 
 
 def pairable_since(champion: VersionRow, challenger: VersionRow) -> datetime:
-    """The earliest ``received_at`` of a request ``champion`` answered and ``challenger``
-    scored: neither scores before it is registered. A look reads from there, not the
-    model's whole labelled history (a read went from 20 ms to 480 ms as 320k requests
-    answered before the challenger existed piled up on SQLite)."""
+    """The earliest label arrival (the label's ``received_at``) of a request ``champion``
+    answered and ``challenger`` scored: neither scores a request posted before it is
+    registered, and a request's label arrives after it was posted. A look reads the
+    labels from there, not the model's whole labelled history (a read went from 20 ms to
+    480 ms as 320k requests answered before the challenger existed piled up on SQLite).
+
+    Not the request's ``received_at``: a mirror record's is its ``scored_at``, which may
+    lie hours before the challenger existed though the challenger scored the record when
+    it was posted, and such backfills were never fed to any test."""
     return max(champion.created_at, challenger.created_at) - CLOCK_MARGIN
+
+
+def pair_bounds(
+    state: Mapping[str, Any], labelled_from: datetime, matured_before: datetime | None
+) -> tuple[datetime | None, datetime | None]:
+    """The bounds of a paired or DeLong test's read, ``(order_from, received_from)`` of
+    ``read_labelled``, with ``state``, of labels that arrived from ``labelled_from``
+    (:func:`pairable_since`) on. Read by label arrival, from the test's watermark (less
+    its margin) or from ``labelled_from``, whichever is later: the labels' time index
+    walks the labels since, each request found by key. The requests' ``received_at``
+    bounds the read only after a change of objective (:data:`OBJECTIVE_SINCE`).
+
+    Read by request receipt (``label_maturity_s``), the read has no bound on the labels
+    and keeps ``labelled_from`` as a bound on the requests' ``received_at`` (a backfill
+    stamped before it is not read there): unbounded, each look would walk every matured
+    request the model has."""
+    if matured_before is not None:
+        return None, reads_from(state, labelled_from)
+    start = read_start(state, READ, "label")
+    return labelled_from if start is None else max(start, labelled_from), reads_from(state, None)
 
 
 def new_state(
@@ -336,18 +361,19 @@ def paired_update(
     test: ComparisonTestRow,
     objective: Objective,
     settings: ComparisonConfig,
-    since: datetime,
+    labelled_from: datetime,
 ) -> tuple[list[str], LookValues, dict[str, Any]] | None:
     matured = settings.matured_before(now)
+    order_from, received_from = pair_bounds(test.state, labelled_from, matured)
     batch = comparisons.read_labelled(
         model=model,
         answered_by=champion.version,
         paired_with=test.challenger_version,
-        received_from=since,
         unconsumed_by=test.id,
         limit=settings.max_batch,
         matured_before=matured,
-        order_from=read_start(test.state, READ, "label" if matured is None else "request"),
+        received_from=received_from,
+        order_from=order_from,
         valid_rows=objective.valid_rows,
     )
     if not batch.request_ids:
@@ -381,7 +407,7 @@ def delong_update(
     test: ComparisonTestRow,
     settings: ComparisonConfig,
     k: int,
-    since: datetime,
+    labelled_from: datetime,
 ) -> tuple[list[str], LookValues, dict[str, Any]] | None:
     state = test.state
     every = int(state["look_every"])
@@ -411,15 +437,15 @@ def delong_update(
         )
     limit = wanted
     matured = settings.matured_before(now)
-    order_from = read_start(state, READ, "label" if matured is None else "request")
+    order_from, received_from = pair_bounds(state, labelled_from, matured)
     while True:
         fresh = comparisons.read_labelled(
             model=model,
             answered_by=champion.version,
             paired_with=test.challenger_version,
-            received_from=since,
             unconsumed_by=test.id,
             limit=limit,
+            received_from=received_from,
             matured_before=matured,
             order_from=order_from,
         )

@@ -83,7 +83,6 @@ from tunewatch.comparison._looks import (
     pair_tests,
     pairable_since,
     paired_update,
-    reads_from,
     successor_since,
 )
 from tunewatch.comparison._results import (
@@ -403,7 +402,7 @@ class ComparisonRunner:
             p_values[version] = last.p_value if last is not None else 1.0
             if test.status != "open":
                 continue
-            since = reads_from(test.state, pairable_since(champion, shadow[version]))
+            labelled_from = pairable_since(champion, shadow[version])
             try:
                 if kind == "paired":
                     update = paired_update(
@@ -415,11 +414,18 @@ class ComparisonRunner:
                         test,
                         objective,
                         settings,
-                        since,
+                        labelled_from,
                     )
                 else:
                     update = delong_update(
-                        self.comparisons, self.clock(), model, champion, test, settings, k, since
+                        self.comparisons,
+                        self.clock(),
+                        model,
+                        champion,
+                        test,
+                        settings,
+                        k,
+                        labelled_from,
                     )
             except (Incomparable, EvidencePurged) as exc:
                 logger.warning(
