@@ -361,7 +361,8 @@ class ServingMetrics:
             "and the estimate not evaluated), a comparison run's comparison, and "
             "<job>_failed for a scheduled job that failed "
             "(evaluate_failed, compare_failed, retune_schedule_failed, retune_owed_failed; "
-            "launch_jobs_failed, export_tuning_failed under model -), and <job>_skipped "
+            "launch_jobs_failed, export_tuning_failed, count_events_failed under model -), "
+            "and <job>_skipped "
             "for a run not started "
             "because the job's previous run was still going (evaluate_skipped, "
             "compare_skipped, ...; launch_jobs_skipped under model -).",
@@ -370,14 +371,16 @@ class ServingMetrics:
         )
         self.events = Counter(
             "tunewatch_events",
-            "Events raised by policies.",
+            "Events raised, whichever process raised them: counted from the store by the "
+            "scheduler's leader.",
             ["model", "type"],
             registry=r,
         )
         self.notifications = Counter(
             "tunewatch_notifications",
             "Events whose trigger is `do: notify`, by event: the shipped rule "
-            "TunewatchNotification alerts on each (Alertmanager tells the people).",
+            "TunewatchNotification alerts on each (Alertmanager tells the people); counted "
+            "from the store by the scheduler's leader, whichever process decided them.",
             ["model", "event"],
             registry=r,
         )

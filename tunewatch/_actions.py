@@ -36,7 +36,8 @@ _CLOCK_SKEW = timedelta(minutes=1)
 SETTLED: tuple[str, ...] = ("taken", "duplicate", "none", "refused", "pending_approval")
 #: Every outcome recorded as an ``action_<outcome>`` event.
 OUTCOMES: tuple[str, ...] = (*SETTLED, "suppressed")
-#: Every event type a dispatcher handles and counts (``tunewatch_events_total{type}``).
+#: Every event type a dispatcher handles, and the scheduler's leader counts from the store
+#: (``tunewatch_events_total{type}``, :mod:`tunewatch._event_counts`).
 EVENT_TYPES: tuple[str, ...] = get_args(EventType)
 
 
@@ -44,12 +45,14 @@ def count_events_from_zero(metrics: ServingMetrics, model: str) -> None:
     """Export ``model``'s ``tunewatch_events_total`` at 0 for every event type before its
     first event (:meth:`ServingMetrics.start_at_zero`): created at the event, the first of
     each (model, type) in a process read 1, which ``increase()`` cannot count, and the
-    dashboard's "Events raised" panel missed it. Called for the configured models when a
-    dispatcher is built and for every model the runtime serves (in every process: events
-    raised through the API are counted by the process that answered), and by the
-    scheduler's leader for every model it schedules (models registered without
-    configuration included). ``tunewatch_notifications_total`` too: any event's trigger
-    may be ``do: notify``, and its first notice must alert."""
+    dashboard's "Events raised" panel missed it. ``tunewatch_notifications_total`` too:
+    any event's trigger may be ``do: notify``, and its first notice must alert.
+
+    The scheduler's leader counts both from the store, whichever process raised the
+    event (:mod:`tunewatch._event_counts`), and calls this for every model it schedules
+    (models registered without configuration included). Called as well for the
+    configured models when a dispatcher is built and for every model the runtime serves,
+    in every process: one that takes the lease later counts on from 0."""
     ServingMetrics.start_at_zero(metrics.events, *((model, event) for event in EVENT_TYPES))
     ServingMetrics.start_at_zero(metrics.notifications, *((model, event) for event in EVENT_TYPES))
 
@@ -118,6 +121,8 @@ class Dispatcher:
     ) -> None:
         self.store = store
         self.config = config
+        # the events and notices are counted from the store by the scheduler's leader,
+        # not here: a command's registry (``tunewatch compare``) is never scraped
         self.metrics = metrics
         if metrics is not None:
             for model in config.models:
@@ -195,8 +200,6 @@ class Dispatcher:
     ) -> ActionOutcome:
         """Carry out (or suppress) the action the event ``fired``, just recorded, causes."""
         event = fired.type
-        if self.metrics is not None:
-            self.metrics.events.labels(model, event).inc()
         trigger = self.config.trigger(model, event)
         if trigger is None:
             return ActionOutcome("none", "none", f"no trigger configured for {event}")
@@ -212,14 +215,12 @@ class Dispatcher:
             outcome = self._retune(
                 model, event, payload, trigger.cooldown_minutes, key, requester=requester
             )
-        else:  # notify: counted, the shipped rule TunewatchNotification tells people
-            if self.metrics is not None:
-                self.metrics.notifications.labels(model, event).inc()
+        else:  # notify: its action event, stored, is counted by the scheduler's leader
             outcome = ActionOutcome(
                 trigger.do,
                 "taken",
-                f"{event} recorded and counted in tunewatch_notifications_total "
-                "(the TunewatchNotification alert)",
+                f"{event} recorded; the scheduler's leader counts it in "
+                "tunewatch_notifications_total (the TunewatchNotification alert)",
             )
         self.record(model, event, outcome, actor=actor)
         if requester is not None and outcome.job_id is None:

@@ -37,7 +37,8 @@ holds the lease, by the same clock) and when it last renewed it
 (:mod:`tunewatch._scheduler_lease`).
 The counters the shipped rules read through ``increase()`` start at 0: each scheduled
 job's ``<job>_failed`` and ``<job>_skipped`` when it is scheduled, each scheduled model's
-events (every type).
+events (every type), which the leader counts from the store whichever process raised them
+(:mod:`tunewatch._event_counts`, a task).
 
 The leader also exports each job's streaks (``tunewatch_scheduled_streak``, under the
 outcomes the counter names): ``<job>_failed``, its runs failed in a row (0 after one that
@@ -89,6 +90,7 @@ from tunewatch._config import Config
 from tunewatch._errors import StoreUnavailableError
 from tunewatch._evaluation import REFERENCE_UNREADABLE
 from tunewatch._evaluation_events import export_stored
+from tunewatch._event_counts import EventCounts
 from tunewatch._outage_log import OutageLog, ThrottledWarnings
 from tunewatch._retention_task import purge_task
 from tunewatch._scheduler_jobs import (
@@ -175,8 +177,12 @@ class Scheduler:
         retention_days = config.recording.retention_days
         if retention_days is not None:
             self.tasks.append(purge_task(store, retention_days, stop=self._stop))
+        # the events and notifications stored by any process, counted here (_event_counts)
+        self.event_counts = None if metrics is None else EventCounts(store, metrics, now=now)
         if metrics is not None:  # the running re-tuning jobs' progress, on /metrics
             self.tasks.append(tuning_task(store, metrics, quota=config.tuning.max_concurrent_jobs))
+        if self.event_counts is not None:
+            self.tasks.append(self.event_counts.task())
         self.metrics = metrics
         self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lease = Lease(
@@ -354,6 +360,8 @@ class Scheduler:
             return
         if renewal is Renewal.GAINED:
             self._export_stored()
+            if self.event_counts is not None:  # from the last 15 minutes' events
+                self.event_counts.start_over()
         wanted: dict[str, Wanted] = {}
         keep: set[str] = set()
         if leader:

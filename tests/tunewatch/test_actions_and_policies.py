@@ -14,6 +14,7 @@ from sqlalchemy import update
 from monitor import ServingMetrics
 from tunewatch._actions import Dispatcher
 from tunewatch._config import EvaluationConfig, build_config
+from tunewatch._event_counts import EventCounts
 from tunewatch._policies import LOOKBACK_RUNS, EventPolicy, decide, evaluation_policies
 from tunewatch.store import EvaluationRow, Store, _jobs
 from tunewatch.store._schema import jobs
@@ -110,10 +111,13 @@ def test_notify_actions_are_recorded_counted_for_the_alert_and_not_queued(store:
     """``do: notify`` reached nobody: the event was recorded and counted with the others,
     and no shipped rule read it. Each is counted in ``tunewatch_notifications_total``
     (exported at 0 from the start, so the first one's increase alerts), which the shipped
-    rule ``TunewatchNotification`` reads."""
+    rule ``TunewatchNotification`` reads: from its stored action event, by the scheduler's
+    leader (:class:`EventCounts`), not by the dispatcher that decided it."""
     registry = CollectorRegistry()
     raw = {"models": [{"name": "a", "task": "binary", "features": [{"name": "x"}]}]}
-    d = Dispatcher(store, build_config(raw, env={}), metrics=ServingMetrics(registry=registry))
+    metrics = ServingMetrics(registry=registry)
+    d = Dispatcher(store, build_config(raw, env={}), metrics=metrics)
+    counts = EventCounts(store, metrics)
 
     def notices(event: str) -> float | None:
         labels = {"model": "a", "event": event}
@@ -124,9 +128,12 @@ def test_notify_actions_are_recorded_counted_for_the_alert_and_not_queued(store:
     assert (outcome.action, outcome.status) == ("notify", "taken")
     assert "TunewatchNotification" in outcome.reason
     assert store.count_active_jobs() == 0
+    assert notices("srm_detected") == 0  # counted by the leader, from the store
+    counts.poll()
     assert notices("srm_detected") == 1
     assert notices("challenger_worse") == 0
     d.handle("a", "drift_detected", {})  # a retune: no notice
+    counts.poll()
     assert notices("drift_detected") == 0
 
 

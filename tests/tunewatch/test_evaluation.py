@@ -751,6 +751,7 @@ def test_degenerate_windows_are_insufficient_data_and_the_scheduler_survives_fai
         text = daemon.metrics.exposition().decode()
         _wait(lambda: _failed_evaluations(daemon, "broken") >= 2)
         assert scheduler.scheduled() == [
+            "count_events",  # the events every process stored, counted by the leader
             "evaluate:broken",
             "evaluate:credit",
             "export_tuning",  # with the daemon's metrics: the running jobs' progress

@@ -85,7 +85,8 @@ def test_a_scoring_replica_exports_a_configured_model_s_events_at_zero(
     trained: list[ExampleModel], tmp_path: Path
 ) -> None:
     """Events raised through the API (an alert delivered, a manual retune) are counted by
-    whichever process answered: a replica that runs no scheduler exports them at 0 too."""
+    the scheduler's leader, from the store: a replica that runs no scheduler exports them
+    at 0 too, from which it counts if it takes the lease."""
     daemon, _ = make_daemon(
         tmp_path,
         trained,
@@ -101,8 +102,8 @@ def test_a_scoring_replica_exports_a_configured_model_s_events_at_zero(
 def test_a_scoring_replica_exports_the_events_of_a_model_only_the_store_knows_at_zero(
     trained: list[ExampleModel], tmp_path: Path
 ) -> None:
-    """A model registered without configuration is served by every replica, which counts
-    the events raised through it (a manual retune): only the leader made them 0 first."""
+    """A model registered without configuration is served by every replica, any of which
+    may take the lease and count its events: only the leader made them 0 first."""
     daemon, _ = make_daemon(tmp_path, trained, extra={"scheduler": {"enabled": False}})
     with _served(daemon) as lines:
         for event in EVENT_TYPES:
@@ -127,6 +128,8 @@ def test_the_first_event_and_failure_count_one_over_their_zero(
     """The series go on from 0: the first of each reads 1, so ``increase()`` counts it."""
     daemon, _ = leader
     daemon.dispatcher.handle(MODEL, "manual", {"reason": "first"})
+    assert daemon.scheduler.event_counts is not None  # the leader counts it, from the store
+    daemon.scheduler.event_counts.poll()
 
     def broken() -> None:
         raise ValueError("the evaluation's store refused its row")

@@ -56,9 +56,11 @@ def test_models_without_a_schedule_get_no_retune_job(
     daemon.start()
     try:
         # launch_jobs runs with no local workers too: it fails jobs whose remote worker died.
-        # export_tuning exports the running jobs' progress on /metrics.
+        # export_tuning exports the running jobs' progress on /metrics; count_events
+        # counts the events every process stored (tunewatch_events_total and notices).
         assert daemon.scheduler.scheduled() == [
             "compare:credit",
+            "count_events",
             "evaluate:credit",
             "export_tuning",
             "launch_jobs",

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, case, func, select
+from sqlalchemy import Connection, Row, case, func, or_, select
 
 from .._errors import InvalidValueError
 from ._canonical import json_roundtrip
@@ -130,6 +131,31 @@ def list_events(
         stmt = stmt.where(events.c.type.in_(list(types)))
     rows = conn.execute(stmt.order_by(events.c.id.desc()).limit(limit))
     return [_event(r) for r in rows]
+
+
+def events_after(
+    conn: Connection, *, after_id: int, also: Sequence[int] = (), limit: int
+) -> list[Event]:
+    """Oldest first (by id): the events of an id above ``after_id``, and those of the ids
+    ``also`` (a reader's gaps below it: ids whose appends had not committed when it read
+    past them), at most ``limit``. A reader going forward from the last id it read."""
+    stmt = select(events).where(
+        or_(events.c.id > after_id, events.c.id.in_(list(also))) if also else events.c.id > after_id
+    )
+    rows = conn.execute(stmt.order_by(events.c.id).limit(limit))
+    return [_event(r) for r in rows]
+
+
+def last_event_id_before(conn: Connection, *, before: datetime) -> int:
+    """The id of the newest event stamped before ``before`` (0 when there is none): the
+    primary key read backwards from the newest event, through those stamped since only."""
+    newest = conn.execute(
+        select(events.c.id)
+        .where(events.c.created_at < before)
+        .order_by(events.c.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    return 0 if newest is None else int(newest)
 
 
 def event_types(conn: Connection, *, model: str | None) -> list[str]:

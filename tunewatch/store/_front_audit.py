@@ -8,6 +8,7 @@ log), ``_tokens`` or ``_sessions`` (the dashboard's).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from . import _audit, _events, _sessions, _tokens
@@ -48,6 +49,19 @@ class AuditFront(StoreFront):
             return _events.list_events(
                 conn, model=model, type=type, types=types, limit=limit, before_id=before_id
             )
+
+    def events_after(
+        self, after_id: int, *, also: Sequence[int] = (), limit: int = 500
+    ) -> list[Event]:
+        """Oldest first: the events of an id above ``after_id`` and those of the ids
+        ``also``, at most ``limit`` (see :func:`._events.events_after`)."""
+        with self._read("events_after") as conn:
+            return _events.events_after(conn, after_id=after_id, also=also, limit=limit)
+
+    def last_event_id_before(self, before: datetime) -> int:
+        """The id of the newest event stamped before ``before``; 0 when there is none."""
+        with self._read("last_event_id_before") as conn:
+            return _events.last_event_id_before(conn, before=before)
 
     def event_types(self, model: str | None = None) -> list[str]:
         """The distinct types of every event (of ``model``, if given), sorted."""

@@ -49,6 +49,8 @@ def test_an_alert_whose_job_could_not_be_queued_is_recorded_once_and_queued_by_t
         assert job_fingerprints(daemon) == ["fp1"]
         events = [e.type for e in daemon.store.list_events(model=MODEL, limit=100)]
         assert sorted(events) == ["action_taken", "alert_received"]
+        assert daemon.scheduler.event_counts is not None  # the leader's, from the store
+        daemon.scheduler.event_counts.poll()
         counted = daemon.metrics.registry.get_sample_value(
             "tunewatch_events_total", {"model": MODEL, "type": "alert_received"}
         )

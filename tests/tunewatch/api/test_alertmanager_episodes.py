@@ -387,6 +387,8 @@ def test_repeated_deliveries_of_a_suppressed_episode_record_its_event_and_suppre
             assert deliver() == []
             finish_jobs()
             assert deliver() == []
+            assert daemon.scheduler.event_counts is not None  # the leader counts the events
+            daemon.scheduler.event_counts.poll()
             metrics = httpx.get(f"{server.url}/metrics").text
         events = [e.type for e in daemon.store.list_events(model=MODEL, limit=1000)]
         assert sorted(events) == sorted(
