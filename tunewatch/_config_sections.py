@@ -68,6 +68,14 @@ class ServerConfig(_Frozen):
     # ... and after this many seconds from sign-in however busy it is (the cookie's
     # Max-Age too); at least dashboard_session_idle_s.
     dashboard_session_max_s: float = Field(default=8 * 3600.0, gt=0, le=MAX_DURATION_S)
+    # On SIGTERM or SIGINT, readiness (/readyz, /v2/health/ready, a model's or version's
+    # ready) answers 503 `shutting_down` at once, and the daemon goes on serving for this
+    # many seconds, each answer with `Connection: close`, before it closes its listener
+    # and gives the requests in flight their grace: time for a load balancer or a
+    # Kubernetes endpoint to stop sending it requests, which would otherwise meet a closed
+    # port (a request sent on a kept-alive connection just before was reset unanswered).
+    # 0 closes the listener at once. The whole stop takes this much longer.
+    shutdown_delay_s: float = Field(default=0.0, ge=0, le=MAX_DURATION_S)
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -198,6 +198,9 @@ class Daemon:
         )
         # the Alertmanager webhook's stop, begun by `tunewatch serve` as it shuts down
         self.alert_stop = WebhookStop()
+        # set by `tunewatch serve` at SIGTERM/SIGINT: readiness answers 503 `shutting_down`
+        # from then on, while requests are still served (`server.shutdown_delay_s`)
+        self.stopping = threading.Event()
         self.app: InferenceFront = create_asgi(
             AppContext(
                 runtime=self.runtime,
@@ -212,6 +215,7 @@ class Daemon:
             ),
             on_start=self.start,
             on_stop=self.close,
+            stopping=self.stopping,
         )
         self._started = False
         self._stop = threading.Event()

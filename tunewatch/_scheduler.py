@@ -206,7 +206,8 @@ class Scheduler:
         # run went on: that run's end does not end their ``<job>_skipped`` streak
         self._overran: set[str] = set()
         self._overran_lock = threading.Lock()
-        self._stop_grace_s = stop_grace_s
+        # how long running jobs may finish at shutdown (a forced quit shortens it)
+        self.stop_grace_s = stop_grace_s
         self._stopping = False
         self._running = 0  # scheduled jobs running now
         self._idle = threading.Condition()
@@ -268,7 +269,7 @@ class Scheduler:
         self._renewals.stop()  # renewed here below while the jobs finish
         self._aps.shutdown(wait=False)
         ttl = self.config.scheduler.lease_ttl_s
-        deadline = time.monotonic() + self._stop_grace_s  # real time, whatever the clock
+        deadline = time.monotonic() + self.stop_grace_s  # real time, whatever the clock
         while True:
             with self._idle:
                 left = deadline - time.monotonic()
@@ -279,7 +280,7 @@ class Scheduler:
                     "%d scheduled jobs still running %.0f s after shutdown began; releasing "
                     "the scheduler lease anyway",
                     self._running,
-                    self._stop_grace_s,
+                    self.stop_grace_s,
                 )
                 break
             self._lease.hold(deadline)

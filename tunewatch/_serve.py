@@ -7,9 +7,14 @@ from __future__ import annotations
 import contextlib
 import faulthandler
 import logging
+import os
+import signal
 import socket
 import sys
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from types import FrameType
 
 from tunewatch._config import Config
 from tunewatch._daemon import Daemon, request_grace_s
@@ -23,6 +28,12 @@ logger = logging.getLogger(__name__)
 
 #: The listening socket's queue of connections not yet accepted (uvicorn's default).
 BACKLOG = 2048
+#: What a forced quit (Ctrl-C again during the stop) gives the tuning workers to exit
+#: before they are killed, and the scheduler's running jobs before its lease is released.
+FORCED_STOP_S = 3.0
+SIGHUP_IGNORED = (
+    "SIGHUP ignored: tunewatch reads its configuration at start; restart it to apply a change"
+)
 
 
 def listen(host: str, port: int) -> list[socket.socket]:
@@ -55,9 +66,27 @@ def listen(host: str, port: int) -> list[socket.socket]:
 def serve(config: Config, *, host: str | None = None, port: int | None = None) -> None:
     """Run the daemon in the foreground until SIGINT/SIGTERM, on sockets bound before the
     store is opened (see :func:`listen`), under an open-file limit raised as far as it goes
-    (see :mod:`tunewatch._fd_limit`)."""
+    (see :mod:`tunewatch._fd_limit`).
+
+    SIGTERM or SIGINT: readiness answers 503 ``shutting_down`` at once; requests are
+    served ``server.shutdown_delay_s`` more (with ``Connection: close``); then the listener
+    closes, requests in flight get their grace (:func:`request_grace_s`) and the daemon
+    closes (workers, scheduler, recorder, store). SIGINT again before that ends (uvicorn's
+    "CTRL+C to force quit") cuts the delay and the grace short and closes the daemon with
+    :data:`FORCED_STOP_S` for its workers and scheduled jobs. The process then ends by the
+    signal it got (SIGINT if it got one), its threads still running abandoned: joined, a
+    job stuck in the store kept the process, and its writes, past the scheduler's grace.
+    SIGHUP is ignored (logged): there is no reload."""
     # a crash (SIGSEGV, SIGABRT) writes every thread's traceback to the log, not nothing
     faulthandler.enable(file=2, all_threads=True)  # fd 2: sys.stderr may have none
+    with _ignoring_sighup():
+        ended_by = _serve(config, host=host, port=port)
+    if ended_by is not None:
+        _end_by(ended_by)
+
+
+def _serve(config: Config, *, host: str | None, port: int | None) -> int | None:
+    """:func:`serve` until uvicorn returns; the signal the process is to end by, if any."""
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
 
@@ -86,7 +115,47 @@ def serve(config: Config, *, host: str | None = None, port: int | None = None) -
         grace_s = request_grace_s(config)
         commit_s = config.store.lock_timeout_s + WRITE_DEADLINE_MARGIN_S
 
+        delay_s = config.server.shutdown_delay_s
+
         class Server(uvicorn.Server):
+            def __init__(self, config: uvicorn.Config) -> None:
+                super().__init__(config)
+                self.signals: list[int] = []  # the stop's, in the order they came
+                self.drain_until: float | None = None  # server.shutdown_delay_s's end
+
+            def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+                # uvicorn's, but the signal is not raised again from inside the event
+                # loop (:func:`serve` ends the process by it once the daemon closed); a
+                # signal handler: no logging here (a write to the log it interrupted
+                # would be re-entered), on_tick and shutdown log
+                self.signals.append(sig)
+                daemon.stopping.set()  # readiness answers 503 from now on
+                if self.should_exit and sig == signal.SIGINT:
+                    self.force_exit = True
+                self.should_exit = True
+
+            async def on_tick(self, counter: int) -> bool:
+                should_exit = await super().on_tick(counter)
+                if not should_exit or self.force_exit or delay_s == 0:
+                    return should_exit
+                now = time.monotonic()
+                if self.drain_until is None:
+                    self.drain_until = now + delay_s
+                    logger.info(
+                        "shutting down: readiness answers 503 shutting_down; serving %.1f s "
+                        "more (server.shutdown_delay_s), each answer closing its "
+                        "connection, before closing the listener",
+                        delay_s,
+                    )
+                # every answer from now on closes its connection (uvicorn sets its
+                # default headers anew each second)
+                if _CLOSE not in self.server_state.default_headers:
+                    self.server_state.default_headers = [
+                        *self.server_state.default_headers,
+                        _CLOSE,
+                    ]
+                return now >= self.drain_until
+
             async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
                 # before uvicorn's grace starts: a request whose commit could not end
                 # within it is answered 503 and not recorded, rather than cut off with a
@@ -96,6 +165,9 @@ def serve(config: Config, *, host: str | None = None, port: int | None = None) -
                 daemon.recorder.begin_shutdown(grace_s=grace_s, commit_s=commit_s)
                 daemon.alert_stop.begin(grace_s=grace_s, commit_s=commit_s)
                 await super().shutdown(sockets)
+                if self.force_exit:  # uvicorn skips the app's shutdown: the daemon's close
+                    _shorten_close(daemon)
+                    await self.lifespan.shutdown()
 
         protocol = bounded_protocol(read_timeout_s=config.server.request_read_timeout_s)
         if connection_limit is not None:
@@ -128,13 +200,80 @@ def serve(config: Config, *, host: str | None = None, port: int | None = None) -
         # given sockets, uvicorn does not say where it listens
         for sock in sockets:
             logger.info("listening on http://%s", _address_of(sock))
-        with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: a second Ctrl-C
+        with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: a Ctrl-C at start
             server.run(sockets=sockets)
     finally:
         for sock in sockets:
             sock.close()
     if not server.started:
         sys.exit(STARTUP_FAILURE)  # as uvicorn.run: the app's startup failed
+    if not server.signals:
+        return None
+    return signal.SIGINT if signal.SIGINT in server.signals else server.signals[-1]
+
+
+_CLOSE = (b"connection", b"close")
+
+
+def _shorten_close(daemon: Daemon) -> None:
+    """Bound the daemon's close for a forced quit, which uvicorn ends without the app's
+    shutdown (the daemon's close): the workers get :data:`FORCED_STOP_S` to exit (then
+    are killed, their jobs queued again), the scheduler's running jobs as long before its
+    lease is released. Skipped, the workers ran on orphaned, their jobs left ``running``,
+    the lease stayed held until it expired and the recorder was not closed."""
+    logger.warning(
+        "forced quit (SIGINT during the stop): requests in flight are cut off; the tuning "
+        "workers get %.0f s to exit and the scheduled jobs %.0f s before the scheduler's "
+        "lease is released",
+        FORCED_STOP_S,
+        FORCED_STOP_S,
+    )
+    daemon.launcher.stop_timeout_s = FORCED_STOP_S
+    daemon.scheduler.stop_grace_s = FORCED_STOP_S
+
+
+@contextlib.contextmanager
+def _ignoring_sighup() -> Iterator[None]:
+    """SIGHUP logged and ignored while serving: its default action ended the process at
+    once (the workers orphaned, their jobs left ``running``, the scheduler's lease held)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals are the main thread's
+        return
+    previous = signal.signal(signal.SIGHUP, _sighup_received)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+def _sighup_received(signum: int, frame: FrameType | None) -> None:
+    # logged from a thread: a signal handler's write could re-enter the one it interrupted
+    threading.Thread(
+        target=logger.warning, args=(SIGHUP_IGNORED,), name="tunewatch-sighup", daemon=True
+    ).start()
+
+
+def _end_by(sig: int) -> None:
+    """End the process by ``sig`` (its default action), as uvicorn does after a graceful
+    stop, once the daemon has closed: the threads still running (a scheduled job stuck in
+    the store) are abandoned, not joined. Python's exit joins them: a stuck evaluation kept
+    a process stopped by SIGINT alive, writing to the store, past the scheduler's grace."""
+    left = [
+        t.name
+        for t in threading.enumerate()
+        if t is not threading.current_thread() and t.is_alive() and not t.daemon
+    ]
+    if left:
+        logger.warning(
+            "ending with %d threads still running, abandoned: %s", len(left), ", ".join(left)
+        )
+    logging.shutdown()  # the log flushed
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # closed, or none
+            stream.flush()
+    signal.signal(sig, signal.SIG_DFL)
+    signal.raise_signal(sig)
+    os._exit(128 + sig)  # should the signal be blocked
 
 
 def _counter_of_refusals(daemon: Daemon) -> Callable[[], None]:

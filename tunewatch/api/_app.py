@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
@@ -189,6 +190,7 @@ async def readyz(request: Request) -> Response:
     dependencies (:func:`public` is one) in a worker thread of anyio's default pool, so
     even an async ``/readyz`` waited behind a full pool (16 s during a label backfill,
     past a readiness probe's 1 s). Its store check runs in the probes' own threads."""
+    _oip.refuse_while_stopping(request)
     ctx = context(request)
     await _oip.check_ready(ctx)
     return JSONResponse({"status": "ok", "models": [m.row.name for m in ctx.runtime.models()]})
@@ -211,7 +213,11 @@ def create_app(
     *,
     on_start: Callable[[], None] | None = None,
     on_stop: Callable[[], None] | None = None,
+    stopping: threading.Event | None = None,
 ) -> FastAPI:
+    """The app; ``stopping``, once set, has readiness answered 503 ``shutting_down``
+    (:func:`_oip.refuse_while_stopping`): ``tunewatch serve`` sets it at SIGTERM/SIGINT."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if on_start is not None:
@@ -234,6 +240,7 @@ def create_app(
         redirect_slashes=False,
     )
     app.state.ctx = ctx
+    app.state.stopping = threading.Event() if stopping is None else stopping
     app.router.route_class = ApiRoute  # the app's own routes declare who may call them too
     install_error_handlers(app)
     for route in (*_probe_routes, *_oip.routes, *_records.routes, *_alerts.routes):
@@ -275,7 +282,12 @@ def create_app(
     return app
 
 
-def create_asgi(ctx: AppContext, **lifecycle: Callable[[], None] | None) -> InferenceFront:
+def create_asgi(
+    ctx: AppContext,
+    *,
+    stopping: threading.Event | None = None,
+    **lifecycle: Callable[[], None] | None,
+) -> InferenceFront:
     """The daemon's ASGI application: the inference front before the FastAPI app."""
-    app = create_app(ctx, **lifecycle)
+    app = create_app(ctx, stopping=stopping, **lifecycle)
     return InferenceFront(app, ctx=ctx, max_body_bytes=ctx.runtime.config.server.max_body_bytes)

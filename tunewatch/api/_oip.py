@@ -28,6 +28,7 @@ from tunewatch import __version__
 from tunewatch._errors import StoreError
 from tunewatch._record_rows import output_record, request_record
 from tunewatch._runtime import ServedModel
+from tunewatch.api._alert_shutdown import SHUTTING_DOWN_CODE
 from tunewatch.api._body import INLINE_JSON_BYTES, off_loop
 from tunewatch.api._context import AppContext, authenticate, context
 from tunewatch.api._errors import ApiError
@@ -293,12 +294,25 @@ def _metadata(name: str, signature: Signature, versions: list[int]) -> Response:
 
 async def model_ready(request: Request) -> Response:
     """A model is ready when it has a champion and its requests can be recorded."""
+    refuse_while_stopping(request)
     ctx = context(request)
     served = ctx.runtime.model(request.path_params["model"])
     if served.deployment.lineup.champion is None:
         raise ApiError(503, "model_not_ready", f"model {served.row.name!r} has no champion")
     await _recordable(ctx)
     return Response(status_code=200)
+
+
+def refuse_while_stopping(request: Request) -> None:
+    """Raise 503 ``shutting_down`` once the daemon is stopping (``app.state.stopping``,
+    set by ``tunewatch serve`` at SIGTERM/SIGINT): a load balancer takes it out of
+    rotation while it still serves for ``server.shutdown_delay_s``."""
+    if request.app.state.stopping.is_set():
+        raise ApiError(
+            503,
+            SHUTTING_DOWN_CODE,
+            "the daemon is shutting down: send requests to another replica",
+        )
 
 
 async def _recordable(ctx: AppContext) -> None:
@@ -319,6 +333,7 @@ async def check_ready(ctx: AppContext) -> None:
 async def version_ready(request: Request) -> Response:
     """A version is ready when it is in service and its requests can be recorded (a
     handler of its own, as :func:`version_metadata`)."""
+    refuse_while_stopping(request)
     ctx = context(request)
     served = ctx.runtime.model(request.path_params["model"])
     raw = request.path_params["version"]
@@ -341,6 +356,7 @@ async def live(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
+    refuse_while_stopping(request)
     await check_ready(context(request))
     return Response(status_code=200)
 

@@ -393,7 +393,11 @@ _WEBHOOK = {
 }
 
 _OBJECT = {"content": {"application/json": {"schema": {"type": "object"}}}}
-_NOT_READY = "`model_not_ready` (no champion) or `store_unavailable` (requests cannot be recorded)"
+_STOPPING = "`shutting_down` (the daemon is stopping: `server.shutdown_delay_s`)"
+_NOT_READY = (
+    "`model_not_ready` (no champion), `store_unavailable` (requests cannot be recorded) or "
+    + _STOPPING
+)
 _PROBES: dict[str, dict[str, Any]] = {
     "/healthz": {
         "summary": "Liveness: the daemon's event loop answers",
@@ -403,14 +407,17 @@ _PROBES: dict[str, dict[str, Any]] = {
         "summary": "Readiness: the store takes the daemon's records",
         "responses": {
             "200": {"description": '`{"status": "ok", "models": [model name]}`', **_OBJECT},
-            "503": {"description": "`store_unavailable`"},
+            "503": {"description": f"`store_unavailable` or {_STOPPING}"},
         },
     },
     "/v2": {"summary": "OIP v2 server metadata", "responses": {"200": {"description": "OK"}}},
     "/v2/health/live": {"summary": "OIP v2 liveness", "responses": {"200": {"description": "OK"}}},
     "/v2/health/ready": {
         "summary": "OIP v2 readiness: the store takes the daemon's records",
-        "responses": {"200": {"description": "OK"}, "503": {"description": "`store_unavailable`"}},
+        "responses": {
+            "200": {"description": "OK"},
+            "503": {"description": f"`store_unavailable` or {_STOPPING}"},
+        },
     },
     "/v2/models/{model}": {
         "summary": "OIP v2 model metadata: the champion's signature, the versions in service",
@@ -433,7 +440,7 @@ _PROBES: dict[str, dict[str, Any]] = {
         "responses": {
             "200": {"description": "OK"},
             "404": {"description": "`model_not_found` or `version_not_found` (not in service)"},
-            "503": {"description": "`store_unavailable`"},
+            "503": {"description": f"`store_unavailable` or {_STOPPING}"},
         },
     },
 }
