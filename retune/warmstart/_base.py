@@ -68,6 +68,17 @@ class History:
             )
         return cls(trials=tuple(ranked), study_names=names, objectives=dict(objectives or {}))
 
+    def with_objectives(self, objectives: Mapping[str, Mapping[str, Any]]) -> History:
+        """This history with ``objectives`` (as :func:`objective_setup` gives one) read for
+        the studies that recorded none: a caller that knows from elsewhere what an older
+        study's losses mean (what the version it registered names) says so. A study's own
+        recorded objective is kept, and one this history does not hold is ignored."""
+        filled = dict(self.objectives)
+        for name in (*self.study_names, *self.objectives):
+            if filled.get(name) is None and name in objectives:
+                filled[name] = objectives[name]
+        return replace(self, objectives=filled)
+
     def tuned_for(self, objective: Objective) -> History:
         """The studies whose pinned objective (name and parameters) is ``objective``; their
         trials keep their ranks. One that recorded none is left out too: its losses may
