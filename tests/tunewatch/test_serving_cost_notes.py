@@ -63,16 +63,12 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.3g} MiB ({n:,} B)"
 
 
-@pytest.mark.slow
-def test_a_job_whose_champion_p99_is_unmeasured_says_latency_was_not_screened(
-    trained: list[ExampleModel], tmp_path: Path
-) -> None:
+def _job_plan(
+    trained: list[ExampleModel], tmp_path: Path, **guardrails: Any
+) -> tuple[dict[str, Any], int]:
+    """The warm-start plan of a one-trial job under ``guardrails``, over a champion with
+    ``FED`` latencies, and the champion's memory."""
     raw = _config(tmp_path, max_trials=1)
-    guardrails = {
-        "max_latency_p99_s": None,
-        "max_latency_p99_ratio": 1.2,
-        "min_latency_samples": 10_000,
-    }
     raw["models"][0]["comparison"] = {"guardrails": guardrails}  # type: ignore[index]
     d = _daemon(raw, trained)
     try:
@@ -80,19 +76,32 @@ def test_a_job_whose_champion_p99_is_unmeasured_says_latency_was_not_screened(
         assert outcome.job_id is not None
         job = _runner(d).run(outcome.job_id)
         assert job.status == "succeeded", job.error
-        plan = d.store.get_version(MODEL, 2).details["warm_start_plan"]
-        memory = int(_memory(d) * 1.5)
-        assert plan["cost"] == {"max_latency_p99_s": None, "max_memory_bytes": memory}
-        [headline] = [n for n in plan["notes"] if n.startswith(HEADLINE)]
-        assert headline.endswith(f"over memory {_mib(memory)}"), headline
-        assert "latency" not in headline and "None" not in headline
-        assert (
-            "latency not screened: the champion's p99 is unmeasured "
-            f"({FED} < min_latency_samples 10000 latencies on the request path in the last "
-            "day), so max_latency_p99_ratio 1.2 sets no ceiling"
-        ) in plan["notes"], plan["notes"]
+        return d.store.get_version(MODEL, 2).details["warm_start_plan"], _memory(d)
     finally:
         d.close()
+
+
+@pytest.mark.slow
+def test_a_job_whose_champion_p99_is_unmeasured_says_latency_was_not_screened(
+    trained: list[ExampleModel], tmp_path: Path
+) -> None:
+    plan, champion_memory = _job_plan(
+        trained,
+        tmp_path,
+        max_latency_p99_s=None,
+        max_latency_p99_ratio=1.2,
+        min_latency_samples=10_000,
+    )
+    memory = int(champion_memory * 1.5)
+    assert plan["cost"] == {"max_latency_p99_s": None, "max_memory_bytes": memory}
+    [headline] = [n for n in plan["notes"] if n.startswith(HEADLINE)]
+    assert headline.endswith(f"over memory {_mib(memory)}"), headline
+    assert "latency" not in headline and "None" not in headline
+    assert (
+        "latency not screened: the champion's p99 is unmeasured "
+        f"({FED} < min_latency_samples 10000 latencies on the request path in the last "
+        "day), so max_latency_p99_ratio 1.2 sets no ceiling"
+    ) in plan["notes"], plan["notes"]
 
 
 def test_a_cap_applied_without_the_unmeasured_ratio_says_it_screens_alone(
@@ -150,23 +159,14 @@ def test_a_job_no_ceiling_applies_to_still_says_why_latency_was_not_screened(
 ) -> None:
     """Only the latency ratio configured, over an unmeasured champion: no ceiling at all,
     and the plan said nothing of the guardrail it left out."""
-    raw = _config(tmp_path, max_trials=1)
-    guardrails = {
-        "max_latency_p99_s": None,
-        "max_latency_p99_ratio": 1.2,
-        "max_memory_ratio": None,
-        "min_latency_samples": 10_000,
-    }
-    raw["models"][0]["comparison"] = {"guardrails": guardrails}  # type: ignore[index]
-    d = _daemon(raw, trained)
-    try:
-        outcome = d.dispatcher.handle(MODEL, "manual", {"reason": "test"})
-        assert outcome.job_id is not None
-        job = _runner(d).run(outcome.job_id)
-        assert job.status == "succeeded", job.error
-        plan = d.store.get_version(MODEL, 2).details["warm_start_plan"]
-    finally:
-        d.close()
+    plan, _ = _job_plan(
+        trained,
+        tmp_path,
+        max_latency_p99_s=None,
+        max_latency_p99_ratio=1.2,
+        max_memory_ratio=None,
+        min_latency_samples=10_000,
+    )
     assert plan["cost"] is None and "cost_constraint" not in plan["strategies"]
     assert not [n for n in plan["notes"] if n.startswith(HEADLINE)]
     assert any(n.startswith("latency not screened: ") for n in plan["notes"]), plan["notes"]
