@@ -23,6 +23,7 @@ from tunewatch._config import ModelConfig
 from tunewatch._errors import NotFoundError, TuningError
 from tunewatch._evaluation_baseline import traffic_rows
 from tunewatch._reference import Reference
+from tunewatch._tuning_cv import cv_groups
 from tunewatch.store import JobRow, ModelRow, Store, VersionRow, Window
 
 logger = logging.getLogger(__name__)
@@ -94,7 +95,10 @@ def tuning_window(
     younger ones hold only their early labels (outcome-dependent delay), which would bias
     the training set towards the early class. Returns the features, the labels and how
     many of the rows are traffic (the last ones), and beside them every request of the
-    window, those it does not train on too (:class:`TuningWindow`).
+    window, those it does not train on too (:class:`TuningWindow`). With
+    ``tuning.cv_group_column`` set, a row missing its group id is refused here
+    (:func:`tunewatch._tuning_cv.cv_groups`), the reference's counted apart from the
+    traffic's.
 
     Rows whose label no job can train on (:func:`_valid_labels`) or the objective
     cannot score whatever the prediction (:meth:`Objective.valid_labels`: MAPE's labels
@@ -197,6 +201,15 @@ def tuning_window(
             f"needs at least {tj.min_rows} (tuning.min_rows)"
             + (f"; {maturity}" if immature else "")
         )
+    # grouped CV's ids, checked here, where each row's part is known: a reference row
+    # missing its id is not one the operator finds in the traffic
+    cv_groups(
+        tj,
+        model.feature_names,
+        x,
+        n_inherited=x.shape[0] - n_traffic,
+        parent_version=parent.version if parent is not None else None,
+    )
     if model.task != "regression":
         y = y.astype(np.int64)
     return TuningWindow(

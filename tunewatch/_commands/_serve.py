@@ -16,7 +16,7 @@ from tunewatch._errors import ConfigError, StoreError
 from ._context import config_of
 
 if TYPE_CHECKING:
-    from tunewatch.store._migrate import StoredArtefact
+    from tunewatch.store._migrate import Migration, StoredArtefact
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -59,15 +59,35 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from tunewatch._daemon import share_cached_artefacts
     from tunewatch._open_store import open_store
 
-    store = open_store(config)
+    # migrated here, not by open_store, which keeps no word of what it did: the command
+    # printed "is at the latest schema" right under the log's "upgraded from revision …"
+    store = Store(
+        config.store_url,
+        sqlite_synchronous=config.store.sqlite_synchronous,
+        lock_timeout_s=config.store.lock_timeout_s,
+    )
+    try:
+        migration = store.migrate()
+    finally:
+        store.close()
+    store = open_store(config)  # at the newest now: only read
     try:  # a host running no daemon (the CLI's, a worker's) gives its cache to the others
         shared = share_cached_artefacts(store, ArtefactStore(config.artefact_dir, store=store))
     finally:
         store.close()
-    print(f"store at {redact_url(config.store_url)} is at the latest schema")
+    print(f"store at {redact_url(config.store_url)} {_done(migration)}")
     if shared:
         print(f"kept {shared} artefacts cached here in the store, for every host")
     return 0
+
+
+def _done(migration: Migration | None) -> str:
+    """What ``tunewatch migrate`` did to the store, as it prints it."""
+    if migration is None:
+        return "is at the latest schema"
+    if not migration.from_revisions:
+        return f"created: it is at the latest schema (revision {migration.to})"
+    return f"upgraded from revision {', '.join(migration.from_revisions)} to {migration.to}"
 
 
 class _KeepInCache:

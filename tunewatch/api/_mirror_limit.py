@@ -32,6 +32,7 @@ from starlette.responses import Response
 
 from tunewatch.api._body import INLINE_JSON_BYTES
 from tunewatch.api._context import authenticate
+from tunewatch.api._mirror_handover import PartlyRecorded
 from tunewatch.api._slots import Handler, Slots, busy_description, busy_response
 
 # Large mirror calls in progress at once, per process: four keep a backfill's callers
@@ -59,17 +60,22 @@ _slots = Slots(MAX_BULK_MIRRORS_IN_PROGRESS)
 def limited(handler: Handler) -> Handler:
     """The mirror route's ``handler``; a call with a large body (or none announced) runs
     only while it holds one of the process's bulk mirror slots, taken once its body is
-    in, and is answered 429 :data:`BUSY_CODE` at once without one."""
+    in, and is answered 429 :data:`BUSY_CODE` at once without one. A call whose records
+    were recorded only in part is answered its 503 with ``Retry-After``
+    (:class:`~tunewatch.api._mirror_handover.PartlyRecorded`)."""
 
     async def route(request: Request) -> Response:
-        if _small(request):
-            return await handler(request)
-        # a body is read only for a caller the route accepts (a compressed one is
-        # inflated as it is read); the handler checks the token again, from its cache,
-        # and reads the body the request keeps
-        authenticate(request, "score")
-        await request.body()
-        return await _slots.run(partial(handler, request), _busy)
+        try:
+            if _small(request):
+                return await handler(request)
+            # a body is read only for a caller the route accepts (a compressed one is
+            # inflated as it is read); the handler checks the token again, from its
+            # cache, and reads the body the request keeps
+            authenticate(request, "score")
+            await request.body()
+            return await _slots.run(partial(handler, request), _busy)
+        except PartlyRecorded as exc:  # its 503 carries Retry-After, which errors' do not
+            return exc.response()
 
     return route
 
