@@ -90,6 +90,11 @@ class TuningJobConfig(_Frozen):
     cv_outer_folds: int | None = Field(default=None, ge=2)  # None: 3 with `cv: nested`
     max_fold_spread: float | None = Field(default=None, gt=0)
     warm_start: Literal["none", "enqueue", "box", "combined"] = "combined"
+    # `box` and `combined` only: freeze each parameter whose fANOVA importance share over
+    # the earlier studies is below this share to its value in their best configuration
+    # (exploring trials still vary it; needs 15 earlier trials valid in the space). None:
+    # nothing frozen. `enqueue` and `none` learn no box to freeze in: refused with them
+    freeze_unimportant_below: float | None = Field(default=None, gt=0, lt=1)
     max_trials: int = Field(default=30, ge=1)
     wall_time_s: float | None = Field(default=900.0, gt=0, le=MAX_DURATION_S)
     cpu_time_s: float | None = Field(default=None, gt=0, le=MAX_DURATION_S)
@@ -111,6 +116,18 @@ class TuningJobConfig(_Frozen):
             raise ValueError(
                 "set either `schedule_cron` or `schedule_hours`, not both, got "
                 f"schedule_cron={self.schedule_cron!r}, schedule_hours={self.schedule_hours}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _freeze_with_a_box(self) -> TuningJobConfig:
+        if self.freeze_unimportant_below is not None and self.warm_start not in ("box", "combined"):
+            # `enqueue` re-scores configurations and samples the full space; `none` learns
+            # nothing: the share would be taken and silently do nothing
+            raise ValueError(
+                f"`freeze_unimportant_below` ({self.freeze_unimportant_below}) applies to "
+                f"`warm_start: box` or `warm_start: combined`, got `warm_start: "
+                f"{self.warm_start}`"
             )
         return self
 

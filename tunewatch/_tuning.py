@@ -342,6 +342,8 @@ class TuningJobRunner:
             kind=cfg.tuning.warm_start,
             space=space,
             objective=objective,
+            freeze_below=cfg.tuning.freeze_unimportant_below,
+            seed=tj.seed,
         )
         predictor, ceiling, unscreened = serving_cost(
             self.store, model.name, cfg, self._parent(model, job), space, job.created_at

@@ -18,6 +18,7 @@ from retune.cv import CVScheme, out_of_fold
 from shadow import OnnxModel
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import TuningJobConfig
+from tunewatch._tuning_plan import WarmStartKind, plan_mode
 from tunewatch.store import JobRow, ModelRow, Store, VersionRow
 
 #: The window rows whose one-row latency the candidate's ``latency_p99_s`` detail is of.
@@ -53,6 +54,23 @@ def class_count(model: ModelRow, served: OnnxModel | None, x: np.ndarray) -> int
         return None
     probe = np.ascontiguousarray(np.nan_to_num(x[:1]), dtype=served.signature.input.dtype)
     return int(served.primary(served.run(probe)).shape[1])
+
+
+def warm_start_mode(result: TuningResult, tuning: TuningJobConfig) -> WarmStartKind | None:
+    """The ``tuning.warm_start`` mode of the plan ``result``'s study ran by, the one stored
+    when the study began (:func:`tunewatch._tuning_plan.plan_mode`), not this worker's: a
+    job begun with warm start off and finished by a worker configured ``combined`` was
+    reported a cold start, and the reverse warm start off.
+
+    A plan that names no mode learned from no earlier study. This release builds one only
+    with warm start on (a plan built with it off names it), so this worker's mode is
+    taken, unless it is ``none``: then the mode is unknown (``None``, reported as a cold
+    start that learned from no earlier study), since the study's own was on, or, for a
+    study begun by a release before plans recorded it, unrecorded."""
+    mode = plan_mode(result.plan)
+    if mode is not None:
+        return mode
+    return None if tuning.warm_start == "none" else tuning.warm_start
 
 
 def export_candidate(
@@ -114,8 +132,9 @@ def export_candidate(
         "latency_p99_s": float(np.quantile(latencies, 0.99)),
         # the plan the study ran by: a joining or resuming worker adopts the stored one
         "warm_start_plan": result.plan.to_dict() if result.plan else None,
-        # this worker's `tuning.warm_start`: "none" learns from no earlier study
-        "warm_start_mode": tj.warm_start,
+        # the `tuning.warm_start` the study's plan was built with: "none" learns from no
+        # earlier study
+        "warm_start_mode": warm_start_mode(result, tj),
         "search_space": search_space,
         # the space the study searched (a resumed study keeps the one it began with):
         # the report says what was searched after the file changes

@@ -1,4 +1,5 @@
-"""A tuning job's warm-start plan, learned from the model's earlier studies."""
+"""A tuning job's warm-start plan, learned from the model's earlier studies, and the
+``tuning.warm_start`` mode a plan was built with (:func:`plan_mode`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from retune.space import SearchSpace
 from retune.warmstart import (
     Combined,
     EnqueueTopK,
+    FreezeUnimportant,
     History,
     LearnedBox,
     WarmStartPlan,
@@ -26,6 +28,19 @@ WarmStartKind = Literal["none", "enqueue", "box", "combined"]
 # The succeeded jobs whose studies a plan learns from, newest first.
 HISTORY_JOBS = 20
 
+#: The strategy a plan built with warm start off (``tuning.warm_start: none``) names: the
+#: plan is stored with the study, so the worker that finishes a job begun with warm start
+#: off says so, whatever its own config.
+WARM_START_OFF = "warm_start_off"
+
+# The mode a plan's first strategy says it was built with.
+_MODE_OF_STRATEGY: dict[str, WarmStartKind] = {
+    WARM_START_OFF: "none",
+    "enqueue_top_k": "enqueue",
+    "learned_box": "box",
+    "combined": "combined",
+}
+
 
 def warm_start_plan(
     store: Store,
@@ -35,16 +50,28 @@ def warm_start_plan(
     kind: WarmStartKind,
     space: SearchSpace,
     objective: Objective,
+    freeze_below: float | None = None,
+    seed: int = 0,
 ) -> WarmStartPlan | None:
     """The warm start learned from the studies of ``model``'s last succeeded jobs still in
     ``storage`` that were tuned for ``objective`` (another objective's losses rank
-    configurations otherwise); ``None`` with warm start off or no earlier study. The plan's
+    configurations otherwise); ``None`` with no earlier study. With warm start off, a plan
+    of nothing but its :data:`WARM_START_OFF` strategy (it samples as no plan does), so
+    that the study records the mode (:func:`plan_mode`). With ``freeze_below``
+    (``tuning.freeze_unimportant_below``; ``box`` and ``combined`` only), parameters whose
+    fANOVA importance share over the history is below it are frozen
+    (:class:`~retune.warmstart.FreezeUnimportant`, seeded with ``seed``). The plan's
     notes count the studies left out, missing from ``storage`` or tuned for another
     objective (a plan of notes only, if all were). A study tuned before studies recorded
     their objective is read as tuned for the one its version names
     (:func:`_read_unrecorded_objectives`)."""
     if kind == "none":
-        return None
+        return WarmStartPlan(strategies=(WARM_START_OFF,))
+    if freeze_below is not None and kind not in ("box", "combined"):
+        raise ValueError(
+            f"`freeze_below` ({freeze_below}) applies to warm start `box` or `combined`, "
+            f"got {kind!r}"
+        )
     earlier = [
         j.result["study"]
         for j in reversed(store.list_jobs(model=model, status="succeeded", limit=HISTORY_JOBS))
@@ -54,10 +81,11 @@ def warm_start_plan(
     missing = _missing_note(model, [h for h in earlier if h not in studies])
     if not studies:
         return None if missing is None else WarmStartPlan(notes=(missing,))
+    freeze = None if freeze_below is None else FreezeUnimportant(min_share=freeze_below, seed=seed)
     strategies: dict[str, WarmStartStrategy] = {
         "enqueue": EnqueueTopK(),
-        "box": LearnedBox(),
-        "combined": Combined(),
+        "box": LearnedBox() if freeze is None else _BoxAndFreeze(freeze=freeze),
+        "combined": Combined(freeze=freeze),
     }
     history, read = _read_unrecorded_objectives(
         store, model, load_history(storage, studies), objective
@@ -70,6 +98,27 @@ def warm_start_plan(
         plan = strategies[kind].plan(same, space) if same.study_names else WarmStartPlan()
     notes = tuple(n for n in (missing, *read, left_out) if n is not None)
     return dataclasses.replace(plan, notes=(*plan.notes, *notes)) if notes else plan
+
+
+def plan_mode(plan: WarmStartPlan | None) -> WarmStartKind | None:
+    """The ``tuning.warm_start`` mode ``plan`` was built with, as its first strategy names
+    it; ``None`` when it names none: a plan that learned from no earlier study (built with
+    warm start on, or by a release before plans built with it off said so), or no plan."""
+    if plan is None or not plan.strategies:
+        return None
+    return _MODE_OF_STRATEGY.get(plan.strategies[0])
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class _BoxAndFreeze:
+    """``tuning.warm_start: box`` with freezing: the learned box, and the parameters
+    history shows unimportant frozen."""
+
+    freeze: FreezeUnimportant
+    name: str = "learned_box"
+
+    def plan(self, history: History, space: SearchSpace) -> WarmStartPlan:
+        return LearnedBox().plan(history, space).merged(self.freeze.plan(history, space))
 
 
 def _missing_note(model: str, missing: list[str]) -> str | None:
