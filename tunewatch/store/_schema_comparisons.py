@@ -66,7 +66,8 @@ comparison_tests = Table(
 )
 
 # Which requests fed which look of a test: each request is fed to a test exactly once,
-# whatever order its outputs and label arrive in.
+# whatever order its outputs and label arrive in. The purge deletes a request's rows with
+# it, found by the request.
 comparison_consumed = Table(
     "comparison_consumed",
     metadata,
@@ -74,6 +75,7 @@ comparison_consumed = Table(
     Column("request_id", String(128), nullable=False),
     Column("look", Integer, nullable=False),
     PrimaryKeyConstraint("test_id", "request_id"),
+    Index("ix_comparison_consumed_request_id", "request_id"),
 )
 
 # A live-split test's running totals per unit and arm: the outcomes (rows) a unit's
