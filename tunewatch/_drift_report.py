@@ -1,17 +1,19 @@
 """The windows drift is judged on (features and the champion's prediction, the label on
 its own window of matured requests; their frames: :mod:`tunewatch._drift_frame`), and
-evidently's HTML report of a stored drift verdict, built once and kept (at most a few
-built at once in a process: :mod:`tunewatch._drift_report_builds`)."""
+evidently's HTML report of a stored drift verdict, built once and kept gzip-compressed (at
+most a few built at once in a process: :mod:`tunewatch._drift_report_builds`)."""
 
 from __future__ import annotations
 
+import gzip
 import logging
 import math
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -66,6 +68,25 @@ DRIFT_REPORT_HEADERS = {
 }
 
 
+#: The artefact suffix of a drift report's page, plain or gzip-compressed (the payload's
+#: ``encoding`` says which): the store's suffixes take no second dot, and backups and
+#: the artefacts shared with a PostgreSQL store name reports by it.
+REPORT_SUFFIX = ".html"
+
+
+@dataclass(frozen=True)
+class StoredReport:
+    """A drift report's page as stored: ``data`` gzip-compressed (``encoding="gzip"``,
+    evidently's 4 MB page is about 1.3 MB so), or plain UTF-8 HTML (``None``: a report
+    stored before they were compressed)."""
+
+    data: bytes
+    encoding: Literal["gzip"] | None
+
+    def html(self) -> str:
+        return (gzip.decompress(self.data) if self.encoding == "gzip" else self.data).decode()
+
+
 def drift_report(
     store: Store,
     artefacts: ArtefactStore,
@@ -74,12 +95,26 @@ def drift_report(
     name: str,
     evaluation_id: int,
 ) -> str:
+    """evidently's HTML drift report for a stored drift evaluation's window (see
+    :func:`drift_report_file`, the page as stored)."""
+    return drift_report_file(store, artefacts, config, baseline_of, name, evaluation_id).html()
+
+
+def drift_report_file(
+    store: Store,
+    artefacts: ArtefactStore,
+    config: Config,
+    baseline_of: Callable[[VersionRow, ModelRow], Any],
+    name: str,
+    evaluation_id: int,
+) -> StoredReport:
     """evidently's HTML drift report for a stored drift evaluation's window, judged as
     the verdict was (:func:`judged_as`), against ``baseline_of(champion, model)``, on the
-    values the verdict tested (:func:`judged_frames`).
+    values the verdict tested (:func:`judged_frames`), as stored.
 
-    Built once (evidently is slow and imported lazily), stored content-addressed and
-    remembered as a ``drift_report`` evaluation; later calls return the stored file.
+    Built once (evidently is slow and imported lazily), stored gzip-compressed and
+    content-addressed and remembered as a ``drift_report`` evaluation (its payload's
+    ``encoding``: ``gzip``); later calls return the stored file.
     Concurrent calls for one report in this process wait for a single build
     (:func:`_single_flight`) and return the stored file. A build needs one of the
     process's few build slots; without a free one it is refused at once
@@ -200,14 +235,18 @@ def _single_flight(key: tuple[str, int]) -> Iterator[None]:
                 _reports[key] = (lock, callers - 1)
 
 
-def _stored_report(store: Store, artefacts: ArtefactStore, target: EvaluationRow) -> str | None:
+def _stored_report(
+    store: Store, artefacts: ArtefactStore, target: EvaluationRow
+) -> StoredReport | None:
     """The stored report of drift evaluation ``target``, ``None`` before it is built."""
     built = store.list_evaluations(
         target.model, kind="drift_report", since=target.window_end, until=target.window_end
     )
     for row in built:
         if row.payload.get("evaluation") == target.id:
-            return artefacts.get(row.payload["sha256"], ".html").decode()
+            data = artefacts.get(row.payload["sha256"], REPORT_SUFFIX)
+            # stored plain before reports were compressed
+            return StoredReport(data, "gzip" if row.payload.get("encoding") == "gzip" else None)
     return None
 
 
@@ -218,9 +257,9 @@ def _build_report(
     baseline_of: Callable[[VersionRow, ModelRow], Any],
     model: ModelRow,
     target: EvaluationRow,
-) -> str:
-    """Build drift evaluation ``target``'s report, store it and remember it as a
-    ``drift_report`` evaluation (see :func:`drift_report`)."""
+) -> StoredReport:
+    """Build drift evaluation ``target``'s report, store it compressed and remember it as
+    a ``drift_report`` evaluation (see :func:`drift_report_file`)."""
     name, evaluation_id = model.name, target.id
     judged = judged_window(store, model, target)
     if not judged.window.n_rows:  # before the baseline and evidently: nothing to test
@@ -269,7 +308,9 @@ def _build_report(
             judged.same_rows,
         )
         html = with_notice(html, notice)
-    sha = artefacts.put(html.encode(), ".html")
+    # no time stamp in the gzip header: the same page is the same artefact
+    report = StoredReport(gzip.compress(html.encode(), mtime=0), "gzip")
+    sha = artefacts.put(report.data, REPORT_SUFFIX)
     store.add_evaluation(
         model=name,
         version=target.version,
@@ -280,6 +321,7 @@ def _build_report(
         payload={
             "evaluation": evaluation_id,
             "sha256": sha,
+            "encoding": report.encoding,
             "drifted_columns": sorted(c for c, drifted in verdicts.items() if drifted),
             # the rows the report tested, against its verdict's (see _drift_report_rows)
             "n_current": judged.window.n_rows,
@@ -288,7 +330,7 @@ def _build_report(
             "notice": notice,
         },
     )
-    return html
+    return report
 
 
 def judged_frames(

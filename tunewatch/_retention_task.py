@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from tunewatch.store import Store
 
 if TYPE_CHECKING:  # the scheduler imports this module: its Task is read at the call
+    from tunewatch._artefacts import ArtefactStore
     from tunewatch._scheduler import Task
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,13 @@ _NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 _LAST_RUNS = 10
 
 
-def purge_task(store: Store, retention_days: float, *, stop: threading.Event | None = None) -> Task:
+def purge_task(
+    store: Store,
+    retention_days: float,
+    *,
+    stop: threading.Event | None = None,
+    artefacts: ArtefactStore | None = None,
+) -> Task:
     """Delete the records older than ``retention_days`` by the database's clock, daily;
     each run is audited, and the newest audit entry is when it last ran.
 
@@ -38,7 +45,12 @@ def purge_task(store: Store, retention_days: float, *, stop: threading.Event | N
     window too.
 
     ``stop`` (the scheduler's shutdown) ends a run between batches; it is audited with
-    what it deleted (``outcome: stopped``) and does not count as the last run."""
+    what it deleted (``outcome: stopped``) and does not count as the last run.
+
+    With ``artefacts`` (the daemon's), a run that was not stopped then deletes the drift
+    reports of the windows ended before its cut-off, and their files
+    (:func:`tunewatch._drift_report_purge.purge_drift_reports`); without, reports are
+    kept (a row deleted without its file would leave the file unnamed)."""
     from tunewatch._scheduler import Task
 
     def run() -> None:
@@ -63,6 +75,10 @@ def purge_task(store: Store, retention_days: float, *, stop: threading.Event | N
             counts.outputs,
             counts.labels,
         )
+        if artefacts is not None and not (stop is not None and stop.is_set()):
+            from tunewatch._drift_report_purge import purge_drift_reports  # imports pandas
+
+            purge_drift_reports(store, artefacts, before=before)
 
     def last_run() -> datetime:
         # a run stopped part-way (a shutdown) is not a run: the next leader purges soon

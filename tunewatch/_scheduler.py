@@ -86,6 +86,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor import ServingMetrics
 from tunewatch._actions import count_events_from_zero
+from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
 from tunewatch._errors import StoreUnavailableError
 from tunewatch._evaluation import REFERENCE_UNREADABLE
@@ -176,7 +177,8 @@ class Scheduler:
         self._stop = threading.Event()  # set at shutdown: a purge stops between batches
         retention_days = config.recording.retention_days
         if retention_days is not None:
-            self.tasks.append(purge_task(store, retention_days, stop=self._stop))
+            files = ArtefactStore(config.artefact_dir, store=store)  # drift reports' files
+            self.tasks.append(purge_task(store, retention_days, stop=self._stop, artefacts=files))
         # the events and notifications stored by any process, counted here (_event_counts)
         self.event_counts = None if metrics is None else EventCounts(store, metrics, now=now)
         if metrics is not None:  # the running re-tuning jobs' progress, on /metrics

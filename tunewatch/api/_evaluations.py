@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from tunewatch._auth import Principal
-from tunewatch._drift_report import DRIFT_REPORT_HEADERS
+from tunewatch._drift_report import DRIFT_REPORT_HEADERS, drift_report_file
 from tunewatch._drift_report_builds import BUSY_CODE, MAX_BUILDS_IN_PROGRESS, ReportBusyError
 from tunewatch._evaluation import Evaluator
 from tunewatch.api._context import RowId, VersionFilter, context
@@ -214,16 +214,50 @@ async def drift_report(
     request: Request,
     _: Annotated[Principal, Depends(require("read"))],
 ) -> Response:
-    """evidently's HTML report of a drift evaluation's window (built once, then stored).
-    At most a few reports are built at once in the daemon: one that needs building beyond
-    them is 429 `report_busy` with `Retry-After`; a stored one is always served. A verdict
-    whose requests were all deleted since (by retention), unless its report was built
-    before, is 410 `window_purged`."""
+    """evidently's HTML report of a drift evaluation's window (built once, then stored
+    gzip-compressed: sent so, `Content-Encoding: gzip`, when `Accept-Encoding` allows
+    gzip, else decompressed). At most a few reports are built at once in the daemon: one
+    that needs building beyond them is 429 `report_busy` with `Retry-After`; a stored one
+    is always served. A verdict whose requests were all deleted since (by retention),
+    unless its report was built before (and not removed by retention since), is 410
+    `window_purged`."""
     evaluator = context(request).evaluator
     try:
-        html = await run_in_threadpool(evaluator.drift_report, model, evaluation_id)
+        stored = await run_in_threadpool(
+            drift_report_file,
+            evaluator.store,
+            evaluator.artefacts,
+            evaluator.config,
+            evaluator.report_baseline,
+            model,
+            evaluation_id,
+        )
     except ReportBusyError as exc:
         response = error_response(*describe(exc))
         response.headers["Retry-After"] = str(exc.retry_after_s)
         return response
-    return HTMLResponse(html, headers=DRIFT_REPORT_HEADERS)
+    # the body depends on the request's Accept-Encoding (a compressed report's does)
+    headers = {**DRIFT_REPORT_HEADERS, "Vary": "Accept-Encoding"}
+    if stored.encoding == "gzip" and accepts_gzip(request.headers.get("accept-encoding", "")):
+        return HTMLResponse(stored.data, headers={**headers, "Content-Encoding": "gzip"})
+    return HTMLResponse(stored.html(), headers=headers)
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an ``Accept-Encoding`` header allows gzip (RFC 9110 12.5.3): named with a
+    weight above 0, else ``*`` so; no header, or an empty one, allows only identity."""
+    weights: dict[str, float] = {}
+    for item in accept_encoding.split(","):
+        coding, *params = (part.strip() for part in item.split(";"))
+        if not coding:
+            continue
+        weight = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0  # a malformed weight: not taken as consent
+        weights[coding.lower()] = weight
+    return weights.get("gzip", weights.get("x-gzip", weights.get("*", 0.0))) > 0
