@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitor.objectives._base import Objective, ObjectiveError, Task, positive_proba
+from monitor.objectives._base import MAX_LOSS, Objective, ObjectiveError, Task, positive_proba
 from monitor.objectives._decision import decision_threshold
 from monitor.objectives._probabilistic import (
     Accuracy,
@@ -82,6 +82,7 @@ def make_objective(name: str, *, task: str | None = None, **params: Any) -> Obje
 __all__ = [
     "MAE",
     "MAPE",
+    "MAX_LOSS",
     "OBJECTIVES",
     "RMSE",
     "Accuracy",

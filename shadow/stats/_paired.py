@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from monitor.objectives import Objective, ObjectiveError
+from monitor.objectives import MAX_LOSS, Objective, ObjectiveError
 from shadow.stats._bootstrap import PoissonBootstrap
 from shadow.stats._errors import StatsError
 from shadow.stats._look import (
@@ -67,7 +67,11 @@ def paired_differences(
     champion_pred: np.ndarray,
     challenger_pred: np.ndarray,
 ) -> np.ndarray:
-    """``loss_challenger - loss_champion`` per row for an objective that decomposes."""
+    """``loss_challenger - loss_champion`` per row for an objective that decomposes, each
+    loss held to ``MAX_LOSS`` (an infinite or NaN one counting as ``MAX_LOSS``): a row
+    whose label both versions can be scored on, where one's answer is so far off that its
+    loss passes the bound, counts that version worse by the most a row can, rather than
+    overflowing the test's sums."""
     if not objective.has_per_request_loss:
         raise StatsError(
             f"objective {objective.name!r} has no per-request loss; compare it with "
@@ -78,7 +82,12 @@ def paired_differences(
         champion = objective.per_request_loss(y_true, champion_pred)
     except ObjectiveError as exc:
         raise StatsError(f"cannot score the paired predictions: {exc}") from exc
-    return np.asarray(challenger - champion, dtype=np.float64)
+    return np.asarray(_bounded(challenger) - _bounded(champion), dtype=np.float64)
+
+
+def _bounded(loss: np.ndarray) -> np.ndarray:
+    held = np.nan_to_num(np.asarray(loss, dtype=np.float64), nan=MAX_LOSS, posinf=MAX_LOSS)
+    return np.clip(held, -MAX_LOSS, MAX_LOSS)
 
 
 #: Paired requests before a look may decide, however many rows each carries (effective

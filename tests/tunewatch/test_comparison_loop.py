@@ -19,6 +19,7 @@ from monitor.objectives import _base as objectives_base
 from monitor.objectives import make_objective
 from shadow import OnnxModel
 from shadow.stats import PairedSequentialTest, StatsError
+from shadow.stats import _paired as paired_module
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tunewatch import _governance as governance
 from tunewatch._config import build_config
@@ -756,6 +757,55 @@ def test_a_label_the_objective_cannot_score_is_consumed_and_a_worse_challenger_d
         d.close()
 
 
+def test_a_challenger_whose_loss_is_past_the_bound_on_some_rows_is_worse_not_better(
+    template: Path, tmp_path: Path
+) -> None:
+    """A regression challenger answering 1e26 on 15 % of requests (a squared error past
+    the 1e50 bound) is worse there, not unscored: every request where either version's
+    loss was past the bound was left out, so its worst answers never counted, and it was
+    decided better and promoted. A row is left out only when its label makes both
+    losses unscorable; a loss past the bound counts at the bound."""
+    d = copy_daemon(
+        template,
+        tmp_path / "rmse",
+        models=[{"name": "reg", "task": "regression", "objective": {"name": "rmse"}}],
+    )
+    d.store.ensure_model(name="reg", task="regression", feature_names=["a"])
+    for i, stage in ((1, "champion"), (2, "shadow")):
+        d.store.add_version(
+            model="reg",
+            artefact_sha256=f"{i:064d}",
+            hyperparameters={},
+            size_bytes=1,
+            actor="t",
+            stage=stage,  # type: ignore[arg-type]
+        )
+    try:
+        rng = np.random.default_rng(5)
+        y = rng.normal(5.0, 1.0, size=2000)
+        champion = (y + rng.normal(0.0, 1.0, size=2000)).reshape(-1, 1)
+        challenger = (y + rng.normal(0.0, 0.2, size=2000)).reshape(-1, 1)  # better...
+        challenger[rng.random(2000) < 0.15] = 1e26  # ...but for 15 % of requests
+        loop = runner(d, model="reg")
+        for start in range(0, 2000, BATCH):
+            s = slice(start, start + BATCH)
+            write(
+                d.store,
+                ids=range(start, start + BATCH),
+                x=np.zeros((BATCH, 8), np.float32),
+                y=y[s],
+                answers={1: champion[s], 2: challenger[s]},
+                model="reg",
+            )
+            [paired] = [r for r in loop.run("reg") if r.kind == "paired"]
+            if paired.status != "open":
+                break
+        assert paired.decision != "challenger_better", paired
+        assert paired.look is not None and paired.look.n >= BATCH, paired
+    finally:
+        d.close()
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy on the overflowing sums
 def test_a_look_whose_statistics_overflow_is_logged_not_raised_out_of_the_run(
     template: Path,
@@ -769,6 +819,7 @@ def test_a_look_whose_statistics_overflow_is_logged_not_raised_out_of_the_run(
     tick, and the rollback watch and the split test were never reached. The look is
     refused by the store, naming the state's key, and logged as one that cannot look."""
     monkeypatch.setattr(objectives_base, "MAX_LOSS", float("inf"))
+    monkeypatch.setattr(paired_module, "MAX_LOSS", float("inf"))  # nor the paired test's
     d = _mape_daemon(template, tmp_path / "mape")
     try:
         y = np.full(BATCH, 5.0)
