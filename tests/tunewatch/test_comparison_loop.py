@@ -699,12 +699,13 @@ def test_a_label_the_task_cannot_have_is_consumed_not_fatal(
     assert paired.fed == BATCH and paired.look is not None and paired.look.n == BATCH - 1
 
 
-def _mape_daemon(template: Path, target: Path) -> Daemon:
-    """A regression model ``reg`` under MAPE: v1 champion, v2 in shadow."""
+def _mape_daemon(template: Path, target: Path, objective: str = "mape") -> Daemon:
+    """A regression model ``reg`` under MAPE (or ``objective``): v1 champion, v2 in
+    shadow."""
     d = copy_daemon(
         template,
         target,
-        models=[{"name": "reg", "task": "regression", "objective": {"name": "mape"}}],
+        models=[{"name": "reg", "task": "regression", "objective": {"name": objective}}],
     )
     d.store.ensure_model(name="reg", task="regression", feature_names=["a"])
     for i, stage in ((1, "champion"), (2, "shadow")):
@@ -765,21 +766,7 @@ def test_a_challenger_whose_loss_is_past_the_bound_on_some_rows_is_worse_not_bet
     loss was past the bound was left out, so its worst answers never counted, and it was
     decided better and promoted. A row is left out only when its label makes both
     losses unscorable; a loss past the bound counts at the bound."""
-    d = copy_daemon(
-        template,
-        tmp_path / "rmse",
-        models=[{"name": "reg", "task": "regression", "objective": {"name": "rmse"}}],
-    )
-    d.store.ensure_model(name="reg", task="regression", feature_names=["a"])
-    for i, stage in ((1, "champion"), (2, "shadow")):
-        d.store.add_version(
-            model="reg",
-            artefact_sha256=f"{i:064d}",
-            hyperparameters={},
-            size_bytes=1,
-            actor="t",
-            stage=stage,  # type: ignore[arg-type]
-        )
+    d = _mape_daemon(template, tmp_path / "rmse", objective="rmse")
     try:
         rng = np.random.default_rng(5)
         y = rng.normal(5.0, 1.0, size=2000)
