@@ -103,6 +103,23 @@ def make_daemon(
     return daemon, tokens
 
 
+def evaluating_daemon(
+    data_dir: Path, trained: list[ExampleModel], *, window_rows: int
+) -> tuple[Daemon, dict[str, str]]:
+    """:func:`make_daemon` with the scheduler off and evaluation windows of ``window_rows``
+    rows: the test evaluates when it chooses."""
+    return make_daemon(
+        data_dir,
+        trained,
+        extra={
+            "scheduler": {"enabled": False},
+            "models": [
+                {"name": MODEL, "task": "binary", "evaluation": {"window_rows": window_rows}}
+            ],
+        },
+    )
+
+
 def break_audit_appends(store: Store) -> None:
     """Make every later audit append fail: delete the chain's head, past the trigger
     that keeps it from moving anywhere but forward."""

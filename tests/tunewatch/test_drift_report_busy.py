@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.dashboard.scenario import session_cookie
-from tests.tunewatch.conftest import MODEL, Clock, Running, feed, make_daemon
+from tests.tunewatch.conftest import MODEL, Clock, Running, evaluating_daemon, feed
 from tunewatch._background import BackgroundServer
 from tunewatch._drift_report_builds import MAX_BUILDS_IN_PROGRESS
 from tunewatch._example import ExampleModel
@@ -43,14 +43,7 @@ class Judged:
 @pytest.fixture
 def judged(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Judged]:
     """A served daemon with a champion and four stored drift verdicts, none reported."""
-    daemon, tokens = make_daemon(
-        tmp_path,
-        trained,
-        extra={
-            "scheduler": {"enabled": False},
-            "models": [{"name": MODEL, "task": "binary", "evaluation": {"window_rows": WINDOW}}],
-        },
-    )
+    daemon, tokens = evaluating_daemon(tmp_path, trained, window_rows=WINDOW)
     try:
         clock = Clock()
         daemon.evaluator.clock = clock

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.tunewatch.conftest import MODEL, Clock, Running, feed, make_daemon
+from tests.tunewatch.conftest import MODEL, Clock, Running, evaluating_daemon, feed
 from tunewatch._background import BackgroundServer
 from tunewatch._drift_report import DRIFT_REPORT_HEADERS
 from tunewatch._example import ExampleModel
@@ -47,14 +47,7 @@ class Judged:
 @pytest.fixture
 def judged(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Judged]:
     """A served daemon with one stored drift verdict, its report unbuilt."""
-    daemon, tokens = make_daemon(
-        tmp_path,
-        trained,
-        extra={
-            "scheduler": {"enabled": False},
-            "models": [{"name": MODEL, "task": "binary", "evaluation": {"window_rows": WINDOW}}],
-        },
-    )
+    daemon, tokens = evaluating_daemon(tmp_path, trained, window_rows=WINDOW)
     try:
         clock = Clock()
         daemon.evaluator.clock = clock

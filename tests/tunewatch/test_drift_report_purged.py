@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.dashboard.scenario import session_cookie
-from tests.tunewatch.conftest import MODEL, Clock, Running, feed, make_daemon
+from tests.tunewatch.conftest import MODEL, Clock, Running, evaluating_daemon, feed
 from tunewatch._background import BackgroundServer
 from tunewatch._drift_report import WindowPurgedError
 from tunewatch._example import ExampleModel
@@ -44,14 +44,7 @@ class Purged:
 def purged(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Purged]:
     """A served daemon with a drift verdict of requests three days old, all purged since
     by retention (records received before a day ago)."""
-    daemon, tokens = make_daemon(
-        tmp_path,
-        trained,
-        extra={
-            "scheduler": {"enabled": False},
-            "models": [{"name": MODEL, "task": "binary", "evaluation": {"window_rows": WINDOW}}],
-        },
-    )
+    daemon, tokens = evaluating_daemon(tmp_path, trained, window_rows=WINDOW)
     try:
         clock = Clock(datetime.now(UTC) - timedelta(days=3))
         daemon.evaluator.clock = clock

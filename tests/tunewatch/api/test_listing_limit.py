@@ -17,7 +17,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.tunewatch.conftest import MODEL, Clock, HeldCalls, Running, feed, holding, make_daemon
+from tests.tunewatch.conftest import (
+    MODEL,
+    Clock,
+    HeldCalls,
+    Running,
+    evaluating_daemon,
+    feed,
+    holding,
+)
 from tunewatch._background import BackgroundServer
 from tunewatch._example import ExampleModel
 from tunewatch.api._listing_limit import BUSY_CODE, MAX_LISTINGS_IN_PROGRESS
@@ -34,13 +42,8 @@ def listed(
     trained: list[ExampleModel], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Running]:
     """A served daemon whose model has :data:`RUNS` stored evaluation runs."""
-    daemon, tokens = make_daemon(
-        tmp_path_factory.mktemp("listed"),
-        trained,
-        extra={
-            "scheduler": {"enabled": False},
-            "models": [{"name": MODEL, "task": "binary", "evaluation": {"window_rows": WINDOW}}],
-        },
+    daemon, tokens = evaluating_daemon(
+        tmp_path_factory.mktemp("listed"), trained, window_rows=WINDOW
     )
     try:
         clock = Clock()

@@ -6,29 +6,17 @@ now says how many were missing and why, and the log warns."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from monitor.objectives import make_objective
 from retune.space import load_search_space
+from tests.tunewatch.tuning_plan import MODEL
 from tunewatch._shipped_spaces import default_search_space
 from tunewatch._tuning_plan import warm_start_plan
 from tunewatch._tuning_results import study_name
 from tunewatch.store import Store
-
-MODEL = "credit"
-
-
-@pytest.fixture
-def store(sqlite_url: str) -> Iterator[Store]:
-    s = Store.open(sqlite_url)
-    s.ensure_model(name=MODEL, task="binary", feature_names=["a", "b"])
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _succeeded_job(store: Store) -> str:

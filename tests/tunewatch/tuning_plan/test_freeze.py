@@ -5,7 +5,6 @@ frozen and the report's "importances in the history (fANOVA)" row always read "n
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from monitor.objectives import make_objective
 from retune.space import load_search_space
 from retune.warmstart import WarmStartPlan
 from tests.tunewatch.test_tuning import _config, _daemon, _runner
+from tests.tunewatch.tuning_plan import MODEL
 from tunewatch._config import ConfigError, build_config
 from tunewatch._example import ExampleModel
 from tunewatch._report_search import plan_section
@@ -25,7 +25,6 @@ from tunewatch._tuning_plan import warm_start_plan
 from tunewatch._tuning_results import study_name
 from tunewatch.store import Store
 
-MODEL = "credit"
 SPACE = {
     "format_version": 1,
     "name": "test_freeze",
@@ -36,21 +35,6 @@ SPACE = {
     },
 }
 IMPORTANCES_ROW = "importances in the history (fANOVA)"
-
-
-@pytest.fixture
-def store(sqlite_url: str) -> Iterator[Store]:
-    s = Store.open(sqlite_url)
-    s.ensure_model(name=MODEL, task="binary", feature_names=["a", "b"])
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-@pytest.fixture
-def storage(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'optuna.db'}"
 
 
 def _earlier_study(store: Store, storage: str) -> None:

@@ -6,23 +6,21 @@ saying so; with no version to read it from, the study is left out as before."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import optuna
-import pytest
 import yaml
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
 from monitor.objectives import make_objective
 from retune.space import load_search_space
 from retune.warmstart import WarmStartPlan
+from tests.tunewatch.tuning_plan import MODEL
 from tunewatch._tuning_plan import warm_start_plan
 from tunewatch._tuning_results import study_name
 from tunewatch.store import Store
 
-MODEL = "credit"
 SHA = "0" * 64
 SPACE = {
     "format_version": 1,
@@ -32,21 +30,6 @@ SPACE = {
         "C": {"type": "float", "low": 0.01, "high": 10.0, "log": True},
     },
 }
-
-
-@pytest.fixture
-def store(sqlite_url: str) -> Iterator[Store]:
-    s = Store.open(sqlite_url)
-    s.ensure_model(name=MODEL, task="binary", feature_names=["a", "b"])
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-@pytest.fixture
-def storage(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'optuna.db'}"
 
 
 def _earlier_study(
