@@ -100,11 +100,13 @@ def tuning_window(
     (:func:`tunewatch._tuning_cv.cv_groups`), the reference's counted apart from the
     traffic's.
 
-    Rows whose label no job can train on (:func:`_valid_labels`) or the objective
-    cannot score whatever the prediction (:meth:`Objective.valid_labels`: MAPE's labels
-    of 0) are left out of both parts trained on, each count logged: monitoring and the
-    comparisons leave the latter out, and a trial scoring a fold holding one failed (the
-    window's traffic keeps such a request, as one it does not train on).
+    Rows whose label no job can train on (:func:`_valid_labels`) or the objective does
+    not score whatever the prediction (:meth:`Objective.valid_labels`: MAPE's labels of
+    0, RMSE's past ±5e24 such as a 3.4e38 "missing" sentinel) are left out of both parts
+    trained on, each count logged: monitoring and the comparisons leave the latter out by
+    the same rule (:meth:`Objective.valid_rows`), and a trial scoring a fold holding one
+    failed, or tuned towards the sentinel (the window's traffic keeps such a request, as
+    one it does not train on).
 
     ``on_window_start`` is called with the time of the earliest request the window read
     (not with an empty window): a worker reading it again reads the same rows as long as
@@ -286,8 +288,10 @@ def _scorable(
     model: ModelRow,
     job: JobRow,
 ) -> np.ndarray:
-    """Which ``labels`` ``objective`` can score whatever the prediction
-    (:meth:`Objective.valid_labels`; a count of the others, of ``n`` ``what``, logged)."""
+    """Which ``labels`` ``objective`` scores whatever the prediction
+    (:meth:`Objective.valid_labels`, the rule :meth:`Objective.valid_rows` applies in
+    monitoring and the comparisons; a count of the others, of ``n`` ``what``, logged
+    with the objective's :attr:`Objective.label_rule`)."""
     scorable = np.asarray(objective.valid_labels(labels), dtype=bool)
     left_out = int((~scorable).sum())
     if left_out:

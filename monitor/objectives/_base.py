@@ -73,21 +73,23 @@ class Objective(ABC):
     label_rule: ClassVar[str] = ""
 
     def valid_labels(self, y_true: np.ndarray) -> np.ndarray:
-        """Which labels the objective can score whatever the prediction, as a boolean
-        mask (every one, unless the objective says otherwise: MAPE has no loss for a
-        label of 0). A training window leaves the others out, as :meth:`valid_rows`
-        leaves them out of monitoring and the comparisons: a tuning trial scores its
-        folds on them and would fail on every fold holding one."""
+        """Which labels the objective scores whatever the prediction, as a boolean mask
+        (every one, unless the objective says otherwise: MAPE has no loss for a label of
+        0; RMSE's squared error can pass ``MAX_LOSS`` for a label past 5e24). One rule for
+        all: :meth:`valid_rows` leaves the others out of monitoring and the comparisons,
+        and a training window leaves them out too (a tuning trial scoring its folds on
+        them failed, or tuned towards a "missing" sentinel)."""
         return np.ones(np.asarray(y_true).shape[0], dtype=bool)
 
     def valid_rows(self, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
         """Which rows the objective can score, as a boolean mask: every prediction of the
         row must be finite, a classifier's label must name one of the predictions'
-        classes (:meth:`classes`; not 7 of three, nor 1.5 or NaN), and the loss of an
-        objective that has one must be a finite number of at most ``MAX_LOSS`` (MAPE has
-        no loss for a label of 0 either). A paired comparison consumes the requests of
-        the others without using them, and a decay window leaves them out of its value,
-        instead of failing on the whole batch, or overflowing, at every look."""
+        classes (:meth:`classes`; not 7 of three, nor 1.5 or NaN), the label must be one
+        :meth:`valid_labels` keeps (not MAPE's 0, nor RMSE's 3.4e38, even answered
+        exactly), and the loss of an objective that has one must be a finite number of at
+        most ``MAX_LOSS``. A paired comparison consumes the requests of the others without
+        using them, and a decay window leaves them out of its value, instead of failing on
+        the whole batch, or overflowing, at every look."""
         n = np.asarray(y_true).shape[0]
         if n == 0:
             return np.ones(0, dtype=bool)
@@ -95,6 +97,7 @@ class Objective(ABC):
         k = self.classes(p)
         valid = np.ones(n, dtype=bool) if k is None else class_rows(t, k)
         valid &= np.isfinite(np.asarray(p, dtype=np.float64).reshape(n, -1)).all(axis=1)
+        valid &= np.asarray(self.valid_labels(t), dtype=bool)
         if self.has_per_request_loss and valid.any():
             with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
                 valid[valid] = scorable(self.per_request_loss(t[valid], p[valid]))
