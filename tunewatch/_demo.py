@@ -35,12 +35,15 @@ from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
 from tunewatch._errors import ConfigError, TunewatchError
 from tunewatch._example import example_data, feature_names
+from tunewatch._objective_display import labelled
 from tunewatch._shipped_spaces import shipped_search_space
 from tunewatch._tuning import TuningJobRunner
 from tunewatch.store import redact_url
 from tunewatch.store._comparisons import ComparisonLookRow
 
 MODEL = "credit"
+#: What the demo tunes for: its figures are this objective's values (a study stores losses)
+OBJECTIVE = "log_loss"
 WINDOW = 500
 #: How long the demo waits for one of its jobs (12 trials take 15–20 s on a 2-core host).
 JOB_TIMEOUT_S = 240
@@ -72,7 +75,7 @@ def demo_config(data_dir: Path) -> dict[str, Any]:
             {
                 "name": MODEL,
                 "task": "binary",
-                "objective": {"name": "log_loss"},
+                "objective": {"name": OBJECTIVE},
                 "evaluation": {
                     "window_rows": WINDOW,
                     "drift": {"consecutive": 2, "cooldown_minutes": 600},
@@ -182,7 +185,7 @@ def _run_job(daemon: Daemon, job_id: int) -> dict[str, Any]:
             best = progress[1]
             _step(
                 f"  job {job_id}: {progress[0]}/{job.progress.get('max_trials')} trials, "
-                f"best CV log-loss {best:.4f}"
+                f"best CV {labelled(best, OBJECTIVE)}"
                 if best is not None
                 else f"  job {job_id}: {progress[0]} trials"
             )
@@ -425,8 +428,8 @@ def _print_summary(summary: dict[str, Any], elapsed: float) -> None:
     print(
         f"  warm-started study    : {retune.get('study')} from {plan.get('history_studies')}"
         f" via {plan.get('strategies')}, {len(plan.get('enqueue', []))} configurations "
-        f"re-scored first, {retune.get('n_trials')} trials, best CV log-loss "
-        f"{retune.get('best_value')}"
+        f"re-scored first, {retune.get('n_trials')} trials, best CV "
+        f"{labelled(retune.get('best_value'), OBJECTIVE)}"
     )
     if summary.get("promoted"):
         assert look is not None

@@ -31,6 +31,7 @@ from typing import Any
 
 from tunewatch._approval_rules import promotion_rules
 from tunewatch._config import Config
+from tunewatch._objective_display import known, score, scores
 from tunewatch._report_document import Report, Row, Section, fmt
 from tunewatch._report_evidence import evidence_section
 from tunewatch._report_provenance import (
@@ -147,22 +148,29 @@ def source_history(store: Store, model: str, version: int, *, max_bytes: int) ->
 
 
 def _tuning_section(d: dict[str, Any], found: Provenance) -> Section:
-    """The study's trials and the winner's fold scores."""
+    """The study's trials and the winner's fold scores, in the objective's orientation
+    (:mod:`tunewatch._objective_display`: a study stores losses, a ROC AUC negated)."""
+    objective = d.get("objective")
+    name = known(objective)
+    best = d.get("best_value")
     return unverified(
         Section(
             "Trials and fold scores",
             rows=(
-                ("objective", d.get("objective")),
+                ("objective", objective),
                 ("CV scheme", mapping(d.get("cv")).get("scheme")),
                 ("CV group column", mapping(d.get("cv")).get("group_column")),
-                ("best CV value", d.get("best_value")),
+                (
+                    f"best CV {name or 'loss (lower is better)'}",
+                    best if name is None else score(best, name),
+                ),
                 ("trials", d.get("n_trials")),
                 ("pruned", d.get("n_pruned")),
                 ("vetoed (fold spread)", d.get("n_vetoed")),
                 ("stopped by", d.get("stopped_by")),
-                ("fold scores", d.get("fold_scores")),
-                ("fold spread", d.get("fold_spread")),
-                ("nested CV estimate (outer folds)", _nested(d.get("nested_estimate"))),
+                ("fold scores", _folds(d.get("fold_scores"), name)),
+                ("fold spread", d.get("fold_spread")),  # max - min: the same either way
+                ("nested CV estimate (outer folds)", _nested(d.get("nested_estimate"), name)),
             ),
         ),
         found,
@@ -178,10 +186,19 @@ def _study(study: str | None, imported: dict[str, Any] | None) -> str | None:
     return f"— (in the source store: {fmt(source)})"
 
 
-def _nested(value: Any) -> str | None:
-    """The unbiased estimate of ``cv: nested``: the outer folds' mean and spread."""
+def _folds(losses: Any, objective: str | None) -> Any:
+    """The winner's fold scores as ``objective``'s values; as stored when it is unknown
+    or a score is not a number."""
+    oriented = scores(losses, objective)
+    return losses if oriented is None else oriented
+
+
+def _nested(value: Any, objective: str | None = None) -> str | None:
+    """The unbiased estimate of ``cv: nested``: the outer folds' mean (as ``objective``'s
+    value, when known) and standard deviation (the same in either orientation)."""
     estimate = mapping(value)
-    mean = finite_float(estimate.get("mean"))
+    stored = finite_float(estimate.get("mean"))
+    mean = stored if objective is None else score(stored, objective)
     std = finite_float(estimate.get("std"))
     scores = estimate.get("outer_scores")
     if mean is None or std is None:

@@ -14,8 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from tunewatch._artefacts import ArtefactStore
+from tunewatch._config import Config
 from tunewatch._config_file import read_config_text
-from tunewatch._errors import ConfigError, ConflictError
+from tunewatch._errors import ConfigError, ConflictError, NotFoundError
+from tunewatch._objective_display import configured_objective, labelled
+from tunewatch.store import Store
 
 from ._context import actor_of, config_of, registry_of, say_held_back
 
@@ -36,6 +39,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     lower_priority(config.tuning.worker_nice)
     store = open_store(config, create=False)
     stop = threading.Event()
+    # the job's losses are shown as values of the objective it is tuned for: a ROC AUC of
+    # 0.745, not its loss -0.745 (a worker tunes for its configuration's objective)
+    objective = _objective_of_job(config, store, args.job)
 
     if not args.verbose:  # Optuna's line per trial would break the bar on stderr
         logging.getLogger("optuna").setLevel(logging.WARNING)
@@ -46,11 +52,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         done, rejected = _trained(progress)
         total = int(progress.get("max_trials") or 1)
         filled = min(30, 30 * done // max(total, 1))
-        best = progress.get("best_value")
+        best = labelled(progress.get("best_value"), objective)
         print(
             f"\rjob {args.job} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} trials"
-            f"{_rejected_note(rejected)}"
-            f"  best {best if best is None else f'{best:.4f}'}{budget_note(progress)}",
+            f"{_rejected_note(rejected)}  best {best}{budget_note(progress)}",
             end="",
             file=sys.stderr,
             flush=True,
@@ -128,9 +133,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
     print(
         f"job {job.id} succeeded: {job.model} version {job.result['version']} registered in "
         f"shadow (study {job.result['study']}, {job.result['n_trials']} trials, best "
-        f"{job.result['best_value']:.4f})"
+        f"{labelled(job.result['best_value'], objective)})"
     )
     return 0
+
+
+def _objective_of_job(config: Config, store: Store, job_id: int) -> str | None:
+    """The objective job ``job_id`` is tuned for, or ``None`` for a job that does not exist
+    (the runner says so)."""
+    try:
+        model = store.get_job(job_id).model
+    except NotFoundError:
+        return None
+    return configured_objective(config, store, model)
 
 
 def _refuse_an_empty_config(args: argparse.Namespace) -> None:

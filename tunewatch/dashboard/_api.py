@@ -17,7 +17,8 @@ from pydantic import BeforeValidator
 from starlette.requests import Request
 
 from tunewatch._auth import Principal
-from tunewatch.api._context import ascii_digits
+from tunewatch._objective_display import configured_objective
+from tunewatch.api._context import ascii_digits, context
 
 from . import _data, _series
 from ._auth import principal
@@ -160,7 +161,11 @@ def tuning(
     """Re-tuning jobs (newest first) with their study and best value by trial, and the
     newest `limit` versions (1-500, default 50; newest first) with their tuning details:
     best value, trials, fold scores, warm-start plan. `versions_total` counts them all."""
-    return _data.tuning(sources(request), model, max_points=max_points, limit=limit)
+    src = sources(request)
+    configured = configured_objective(context(request).runtime.config, src.store, model)
+    return _data.tuning(
+        src, model, max_points=max_points, limit=limit, configured_objective=configured
+    )
 
 
 @router.get("/models/{model}/events")

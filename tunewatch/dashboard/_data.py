@@ -20,6 +20,7 @@ from typing import Any
 
 from retune import RetuneError, load_history
 from retune.warmstart import History
+from tunewatch._objective_display import known, score, scores
 from tunewatch._policies import stored_decision
 from tunewatch._version_metadata import finite_float
 from tunewatch.comparison import ComparisonRunner
@@ -28,7 +29,7 @@ from tunewatch.store import AuditEntry, Event, JobRow, Store, VersionRow
 from tunewatch.store._comparisons import ComparisonLookRow, ComparisonTestRow, SplitCheckRow
 
 from ._downsample import MAX_POINTS, downsample
-from ._queries import newest_tests, newest_versions, sampled_looks
+from ._queries import newest_tests, newest_versions, sampled_looks, versions_named
 
 logger = logging.getLogger(__name__)
 
@@ -404,13 +405,24 @@ def tuning(
     max_points: int = MAX_POINTS,
     limit: int = TUNING_VERSIONS,
     trial_cache: TrialCache = TRIALS,
+    configured_objective: str | None = None,
 ) -> dict[str, Any]:
     """Re-tuning jobs (newest first) and the newest ``limit`` versions they registered
     (newest first): warm-start plan, fold scores, best value; best value by trial for
-    finished studies. ``versions_total`` counts every version, shown or not."""
+    finished studies. ``versions_total`` counts every version, shown or not.
+
+    ``best_value``, ``fold_scores`` and the trials' values are losses, as the study
+    stores them (lower is better: a ROC AUC negated); ``objective`` names what they are
+    the loss of, and ``best_score`` and ``objective_fold_scores`` are the objective's
+    values (:mod:`tunewatch._objective_display`; ``None`` when it is unknown). A job's
+    objective is its registered version's (read for a job whose version is not shown),
+    and a queued or running one's ``configured_objective``, the one it is tuned for."""
     src.store.get_model(model)
     jobs = src.store.list_jobs(model=model, limit=100)
     versions, total = newest_versions(src.store, model, limit=limit)
+    shown = {v.version: v for v in versions}
+    unshown = {n for j in jobs if (n := _registered(j)) is not None and n not in shown}
+    registered = {**versions_named(src.store, model, unshown), **shown}
     named = [(j, (j.result or {}).get("study") or j.progress.get("study")) for j in jobs]
     finished = [str(study) for j, study in named if study and j.status == "succeeded"]
     read = trial_cache.trials_of(src.tuning_storage, finished)  # one read for all
@@ -420,20 +432,34 @@ def tuning(
         if study and j.status == "succeeded":
             found = read[str(study)]
             trials = None if found is None else downsample(found, max_points)
-        studies.append({**_job_brief(j), "study": study, "trials": trials})
+        objective = _job_objective(j, registered, configured_objective)
+        best = (j.result if j.result else j.progress).get("best_value")
+        studies.append(
+            {
+                **_job_brief(j),
+                "study": study,
+                "trials": trials,
+                "objective": objective,
+                "best_score": score(best, objective),
+            }
+        )
     tuned = []
     for v in versions:
         d = v.details
+        objective = known(d.get("objective"))
         tuned.append(
             {
                 **_version_brief(v),
                 "hyperparameters": v.hyperparameters,
                 "parent_version": v.parent_version,
                 "job": d.get("job"),
+                "objective": objective,
                 "best_value": finite_float(d.get("best_value")),
+                "best_score": score(d.get("best_value"), objective),
                 "n_trials": d.get("n_trials"),
                 "stopped_by": d.get("stopped_by"),
                 "fold_scores": d.get("fold_scores"),
+                "objective_fold_scores": scores(d.get("fold_scores"), objective),
                 "fold_spread": finite_float(d.get("fold_spread")),
                 "warm_start_plan": d.get("warm_start_plan"),
             }
@@ -445,6 +471,25 @@ def tuning(
         "versions_total": total,
         "limit": limit,
     }
+
+
+def _registered(job: JobRow) -> int | None:
+    """The version ``job`` registered, as its result names it."""
+    version = (job.result or {}).get("version")
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
+def _job_objective(
+    job: JobRow, registered: dict[int, VersionRow], configured: str | None
+) -> str | None:
+    """What ``job`` was tuned for: its registered version's objective, or, for a queued or
+    running job, ``configured``; else unknown (a failed job of a model whose objective
+    may have changed since)."""
+    number = _registered(job)
+    version = None if number is None else registered.get(number)
+    if version is not None:
+        return known(version.details.get("objective"))
+    return known(configured) if job.status in ACTIVE_JOBS else None
 
 
 # -- events and audit -------------------------------------------------------------------------

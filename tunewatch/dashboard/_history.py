@@ -12,9 +12,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from tunewatch._auth import Principal
+from tunewatch._objective_display import configured_objective, score
+from tunewatch._version_metadata import finite_float
+from tunewatch.api._context import context
 
 from . import _data, _svg
-from ._html import e, model_url, pre, shell, table
+from ._html import e, fmt, model_url, pre, shell, table
 from ._limit import PageRoute
 from ._session import page_number, page_parameter, render_page
 from ._sources import sources
@@ -55,7 +58,9 @@ def tuning_page(model: str, request: Request, limit: str | None = None) -> Respo
                 "limit", limit, _VERSION_LIMIT, f"an integer in [1, {_data.MAX_VERSIONS_SHOWN}]"
             )
         )
-        data = _data.tuning(sources(request), model, limit=shown)
+        src = sources(request)
+        configured = configured_objective(context(request).runtime.config, src.store, model)
+        data = _data.tuning(src, model, limit=shown, configured_objective=configured)
         job_rows = [
             [
                 e(f"#{j['id']}"),
@@ -64,9 +69,11 @@ def tuning_page(model: str, request: Request, limit: str | None = None) -> Respo
                 e(j["study"]),
                 e(j["progress"].get("trials")),
                 e(
-                    j["progress"].get("best_value")
-                    if not j["result"]
-                    else j["result"].get("best_value")
+                    _best(
+                        j["objective"],
+                        j["best_score"],
+                        (j["result"] or j["progress"]).get("best_value"),
+                    )
                 ),
                 e(j["created_at"]),
                 e(j["finished_at"]),
@@ -74,24 +81,30 @@ def tuning_page(model: str, request: Request, limit: str | None = None) -> Respo
             ]
             for j in data["jobs"]
         ]
+        charted = [j for j in data["jobs"] if j["trials"]]
+        # one objective this release knows for every curve: its values; else the losses
+        named = {j["objective"] for j in charted}
+        objective = next(iter(named)) if len(named) == 1 else None
         curves = [
             _svg.Series(
                 name=str(j["study"])[-24:],
                 x=[float(t["number"]) for t in j["trials"]],
-                y=[t["best"] for t in j["trials"]],
+                y=[
+                    t["best"] if objective is None else score(t["best"], objective)
+                    for t in j["trials"]
+                ],
             )
-            for j in data["jobs"]
-            if j["trials"]
+            for j in charted
         ]
         version_rows = [
             [
                 e(f"v{v['version']}"),
                 e(v["stage"]),
                 e(v["job"]),
-                e(v["best_value"]),
+                e(_best(v["objective"], v["best_score"], v["best_value"])),
                 e(v["n_trials"]),
                 e(v["stopped_by"]),
-                pre(v["fold_scores"]),
+                pre(_folds(v)),
                 pre(v["warm_start_plan"]),
             ]
             for v in data["versions"]
@@ -114,7 +127,10 @@ def tuning_page(model: str, request: Request, limit: str | None = None) -> Respo
             )
             + "<h2>Best value by trial</h2>"
             + _svg.line_chart(
-                curves, x_label="trial", y_label="best CV loss", label="best value by trial"
+                curves,
+                x_label="trial",
+                y_label=f"best CV {objective or 'loss'}",
+                label="best value by trial",
             )
             + "<h2>Versions</h2>"
             + _versions_shown(model, data)
@@ -135,6 +151,21 @@ def tuning_page(model: str, request: Request, limit: str | None = None) -> Respo
         return shell(f"{model}: tuning history", body, who=who, model=model, tab="tuning")
 
     return render_page(request, render)
+
+
+def _best(objective: str | None, best_score: float | None, loss: Any) -> str | None:
+    """A job's or version's best CV figure, as its objective's value and name
+    (``roc_auc 0.745``), or the ``loss`` it stored (``loss 0.254``) when its objective is
+    unknown; ``None`` for none."""
+    if best_score is not None:
+        return f"{objective} {fmt(best_score)}"
+    return None if finite_float(loss) is None else f"loss {fmt(loss)}"
+
+
+def _folds(version: dict[str, Any]) -> Any:
+    """A version's fold scores as its objective's values, or the losses it stored."""
+    oriented = version["objective_fold_scores"]
+    return version["fold_scores"] if oriented is None else oriented
 
 
 # -- events and audit -------------------------------------------------------------------------

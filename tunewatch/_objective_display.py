@@ -1,0 +1,65 @@
+"""Tuning figures as people read them, in the objective's own orientation.
+
+A study minimises :meth:`Objective.loss <monitor.objectives.Objective.loss>`: the
+objective's value, negated when greater is better. What a job stores is that loss (its
+progress's and result's ``best_value``, a version's ``best_value``, ``fold_scores`` and
+``nested_estimate``), and stays one. Shown, a loss is turned back into the value of the
+objective it names (a ROC AUC of 0.745, not -0.745) and labelled with the objective's
+name; a loss whose objective this release does not know (free ``details`` registered by
+hand, a bundle of a newer release) is shown as stored, and called a loss.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monitor.objectives import OBJECTIVES
+from tunewatch._config import Config
+from tunewatch._errors import NotFoundError
+from tunewatch._version_metadata import finite_float
+from tunewatch.store import Store
+
+
+def known(objective: Any) -> str | None:
+    """``objective`` if it names an objective of this release, else ``None``."""
+    return objective if isinstance(objective, str) and objective in OBJECTIVES else None
+
+
+def score(loss: Any, objective: Any) -> float | None:
+    """The value of ``objective`` (a name) whose loss is ``loss``: ``None`` when ``loss`` is
+    not a finite number or no objective of this release has the name."""
+    value = finite_float(loss)
+    name = known(objective)
+    if value is None or name is None:
+        return None
+    # 0.0 - x, not -x: a loss of 0.0 is a score of 0.0, not -0.0
+    return 0.0 - value if OBJECTIVES[name].greater_is_better else value
+
+
+def scores(losses: Any, objective: Any) -> list[float] | None:
+    """Per-fold losses as ``objective``'s values, or ``None`` when ``losses`` is not a list
+    of finite numbers or the objective is unknown."""
+    if not isinstance(losses, list):
+        return None
+    out = [score(v, objective) for v in losses]
+    return None if any(v is None for v in out) else [v for v in out if v is not None]
+
+
+def labelled(loss: Any, objective: Any, *, spec: str = ".4f") -> str:
+    """``roc_auc 0.7450`` for the loss -0.745 of ``roc_auc``; ``loss 0.2543`` when the
+    objective is unknown; ``—`` for no finite loss. ``spec`` formats the number."""
+    value = score(loss, objective)
+    if value is not None:
+        return f"{objective} {value:{spec}}"
+    stored = finite_float(loss)
+    return "—" if stored is None else f"loss {stored:{spec}}"
+
+
+def configured_objective(config: Config, store: Store, model: str) -> str | None:
+    """The objective ``config`` tunes ``model`` for (a worker tunes a job for its
+    configuration's), or ``None`` when the store holds no such model."""
+    try:
+        task = store.get_model(model).task
+    except NotFoundError:
+        return None
+    return config.model_or_default(model, task).objective.name
