@@ -199,6 +199,22 @@ class EvaluationConfig(_Frozen):
         return self
 
 
+def warn_estimate_beyond_binary(model: str, task: str, evaluation: EvaluationConfig) -> None:
+    """Warn about an ``evaluation.estimate`` section written, and not switched off, for a
+    model that is not binary: the label-free estimate (CBPE) runs on binary models only,
+    and such a section loaded without a word and did nothing. Not refused: configs that
+    wrote one loaded before. The section's defaults (none written) warn about nothing."""
+    if task == "binary" or "estimate" not in evaluation.model_fields_set:
+        return
+    if evaluation.estimate.enabled:
+        logger.warning(
+            "model=%s: `evaluation.estimate` has no effect: the label-free accuracy estimate "
+            "(CBPE) runs on binary models only, got task %r; remove the section",
+            model,
+            task,
+        )
+
+
 #: What an evaluation reads back, for the retention check: where it is configured (key
 #: paths in backticks), what it is, and the seconds that add up to how old its oldest
 #: request may be.

@@ -15,7 +15,7 @@ from monitor.objectives import ObjectiveError, make_objective
 from retune.space import DEFAULTS, KNOWN_PARAMS, is_regression, load_search_space
 from tunewatch._config_base import MAX_DURATION_MINUTES, error_within, first_item
 from tunewatch._config_base import Frozen as _Frozen
-from tunewatch._config_evaluation import EvaluationConfig
+from tunewatch._config_evaluation import EvaluationConfig, warn_estimate_beyond_binary
 from tunewatch._config_tuning import TuningJobConfig
 from tunewatch.comparison import ComparisonConfig
 from tunewatch.store import MAX_MODEL_NAME, valid_model_name
@@ -291,8 +291,10 @@ class ModelConfig(_Frozen):
     def _warn_triggers_that_cannot_fire(self) -> ModelConfig:
         """Warn, once per load, about a trigger written for an event this configuration
         never raises, and about an empty ``triggers`` list (after every event, nothing
-        follows). The defaults warn about nothing: they carry every event, each carried
-        out where the model raises it."""
+        follows), and about an ``evaluation.estimate`` section of a model that is not
+        binary (:func:`warn_estimate_beyond_binary`). The defaults warn about nothing:
+        they carry every event, each carried out where the model raises it."""
+        warn_estimate_beyond_binary(self.name, self.task, self.evaluation)
         if self.triggers == DEFAULT_TRIGGERS:
             return self
         if not self.triggers:

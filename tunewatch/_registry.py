@@ -26,6 +26,7 @@ from shadow import (
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._errors import ConflictError, NotFoundError, RegistrationError, StoreError
 from tunewatch._reference import Reference
+from tunewatch._registry_classes import check_class_count
 from tunewatch._registry_labels import check_label_output
 from tunewatch._version_metadata import VersionMetadata, _check_metadata, check_task_width
 from tunewatch.store import HeldLease, ModelRow, Store, VersionRow
@@ -291,7 +292,10 @@ class Registry:
             )
         width = _primary_width(inspected.signature)
         if width is not None:
-            check_task_width(metadata.task, width, inspected.signature.primary_output)
+            out = inspected.signature.primary_output
+            check_task_width(metadata.task, width, out)
+            if existing is not None and metadata.task == "multiclass":
+                check_class_count(self._store, self._artefacts, model, width, output=out)
         if metadata.task in ("binary", "multiclass"):
             _check_probabilities(metadata.task, inspected.signature)
             _check_row_sums(metadata.task, onnx_bytes, inspected.signature)

@@ -87,7 +87,8 @@ def cmd_show_evaluations(args: argparse.Namespace) -> int:
 
     store = open_store(config_of(args), create=False)
     try:
-        store.get_model(args.model)  # NotFoundError: "not registered" rather than "none yet"
+        # NotFoundError: "not registered" rather than "none yet"
+        task = store.get_model(args.model).task
         if args.version is not None:
             store.get_version(args.model, args.version)  # likewise for an unknown version
         # one more than --limit: whether it held older evaluations back; --version: the
@@ -111,7 +112,13 @@ def cmd_show_evaluations(args: argparse.Namespace) -> int:
     of = args.model if args.version is None else f"{args.model} version {args.version}"
     # past --before-id: the rows listed after that evaluation, older
     after = "" if args.before_id is None else f" listed after evaluation {args.before_id}"
-    if not rows:
+    if not rows and args.command == "estimate" and task != "binary":
+        # not "none yet": none is coming (tunewatch._evaluation runs it for binary models)
+        print(
+            f"no estimate evaluations of {of}: the label-free accuracy estimate (CBPE) "
+            f"applies to binary models only, and {args.model} is a {task} model"
+        )
+    elif not rows:
         print(f"no {args.command} evaluations of {of}{after or ' yet'}")
     elif len(rows) > args.limit:
         newest = "newest " if args.before_id is None else ""
