@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 import orjson
 from fastapi import Depends, FastAPI
+from fastapi.routing import iter_route_contexts
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Match, Route
@@ -36,10 +37,15 @@ def _template_of(scope: Scope) -> str:
     """The template of the app's route ``scope``'s path and method match, for an answer
     given before the router ran (a body past ``server.max_body_bytes``, 413: counted as
     ``unmatched``, so a delivery too large for the Alertmanager webhook was invisible to
-    ``TunewatchAlertWebhookRefused``); ``unmatched`` when none does (a 404)."""
+    ``TunewatchAlertWebhookRefused``); ``unmatched`` when none does (a 404).
+
+    Each route is matched as FastAPI's router sees it (:func:`iter_route_contexts`): an
+    included router's routes are held in one ``_IncludedRouter`` entry with no ``path``,
+    and matching those raised ``AttributeError`` for every ``/v1`` router's and the
+    dashboard's routes."""
     app = scope.get("app")
-    for route in getattr(getattr(app, "router", None), "routes", ()):
-        match, _ = route.matches(scope)
+    for route in iter_route_contexts(getattr(getattr(app, "router", None), "routes", ())):
+        match, _ = route.matches(dict(scope))  # matching writes to the scope it is given
         if match == Match.FULL:
             return str(route.path)
     return "unmatched"
@@ -208,6 +214,21 @@ _probe_routes = [
 ]
 
 
+def _description_route() -> Route:
+    """``/openapi.json``, the API's description for any OpenAPI viewer or generator: a
+    plain route, as FastAPI's own was, sent with the dashboard's Content-Security-Policy
+    (no script, no framing) and ``nosniff``, so no browser reads it as a page."""
+    # imported here: the dashboard imports tunewatch.api
+    from tunewatch.dashboard._html import CSP
+
+    headers = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff"}
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(request.app.openapi(), headers=headers)
+
+    return Route("/openapi.json", openapi_json, methods=["GET"])
+
+
 def create_app(
     ctx: AppContext,
     *,
@@ -230,12 +251,15 @@ def create_app(
 
     # No slash redirects: a path with a trailing slash is an unknown one, 404 like any
     # other. Starlette answered it 307 with an empty body and a Location built from the
-    # client's Host header, before any token or model was checked.
+    # client's Host header, before any token or model was checked. No Swagger UI
+    # (`/docs`): it ran a CDN's unpinned script, without the dashboard's CSP, in the
+    # dashboard's origin; the description is served below (`/openapi.json`).
     app = FastAPI(
         title="tunewatch",
         version=__version__,
         lifespan=lifespan,
-        docs_url="/docs",
+        openapi_url=None,
+        docs_url=None,
         redoc_url=None,
         redirect_slashes=False,
     )
@@ -243,7 +267,8 @@ def create_app(
     app.state.stopping = threading.Event() if stopping is None else stopping
     app.router.route_class = ApiRoute  # the app's own routes declare who may call them too
     install_error_handlers(app)
-    for route in (*_probe_routes, *_oip.routes, *_records.routes, *_alerts.routes):
+    plain_routes = (*_probe_routes, _description_route(), *_oip.routes, *_records.routes)
+    for route in (*plain_routes, *_alerts.routes):
         app.router.routes.append(route)
     count_from_zero(ctx.runtime.metrics, _alerts.routes[0].path)
     app.include_router(models_router)
@@ -276,7 +301,7 @@ def create_app(
         artefact_limit=server.max_artefact_bytes,
         form_limit=MAX_FORM_BYTES,
     )
-    templates = _templates((*_probe_routes, *_oip.routes, *_records.routes, *_alerts.routes))
+    templates = _templates((*plain_routes, *_alerts.routes))
     app.add_middleware(HttpMetricsMiddleware, metrics=ctx.runtime.metrics, templates=templates)
     app.add_middleware(HeadAsGetMiddleware)  # outermost: the metrics see the error bodies
     return app
@@ -288,6 +313,15 @@ def create_asgi(
     stopping: threading.Event | None = None,
     **lifecycle: Callable[[], None] | None,
 ) -> InferenceFront:
-    """The daemon's ASGI application: the inference front before the FastAPI app."""
+    """The daemon's ASGI application: the inference front before the FastAPI app; with
+    authentication off, one answering this machine's own clients only
+    (:mod:`tunewatch.api._local_origin`)."""
     app = create_app(ctx, stopping=stopping, **lifecycle)
-    return InferenceFront(app, ctx=ctx, max_body_bytes=ctx.runtime.config.server.max_body_bytes)
+    front = InferenceFront
+    if ctx.auth.disabled:
+        # imported here: it reads the dashboard's same-origin check and this module's
+        # route templates (`_template_of`)
+        from tunewatch.api._local_origin import LocalOnlyFront
+
+        front = LocalOnlyFront
+    return front(app, ctx=ctx, max_body_bytes=ctx.runtime.config.server.max_body_bytes)

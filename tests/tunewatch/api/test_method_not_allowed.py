@@ -15,8 +15,6 @@ METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 # routes the schema does not describe
 UNDESCRIBED = [
     "/openapi.json",
-    "/docs",
-    "/docs/oauth2-redirect",
     "/dashboard/",
     "/dashboard/login",
     "/dashboard/logout",

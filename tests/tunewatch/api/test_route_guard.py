@@ -32,8 +32,6 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/readyz"): "readiness probe (lists model names only)",
     ("GET", "/metrics"): "Prometheus scrape",
     ("GET", "/openapi.json"): "the API's own description",
-    ("GET", "/docs"): "Swagger UI over the description",
-    ("GET", "/docs/oauth2-redirect"): "Swagger UI's static helper page",
     ("GET", "/v2"): "Open Inference Protocol server metadata",
     ("GET", "/v2/health/live"): "OIP liveness",
     ("GET", "/v2/health/ready"): "OIP readiness",
