@@ -5,9 +5,12 @@ process, in the worker threads that token look-ups, ``/readyz`` and the manageme
 use too, beside scoring. A :class:`Slots` lets at most ``most`` of one kind run at once;
 its :meth:`Slots.limit` wraps a route's handler so that a request finding every slot held
 is answered at once (429 and ``Retry-After``: :func:`busy_response`), on the event loop,
-without taking or waiting for a worker thread. A slot is taken before the caller is
-authenticated (a token or session look-up is a database read too) and freed once the
-answer is built, before it is sent, whether it is a 200 or an error. A write whose
+without taking or waiting for a worker thread. The slot is freed once the answer is
+built, before it is sent, whether it is a 200 or an error. Whoever wraps a handler decides
+what runs before the slot is taken: the dashboard knows its caller first, so a request
+without valid credentials never holds one (anyone who could reach the port kept signed-in
+viewers at 429: ``tunewatch.dashboard._limit``); a ``/v1`` route's token was looked up
+by the front before the route, and its check in the slot reads the cache. A write whose
 bounded work begins only once its body is in (feedback, large mirror calls) takes its
 slot then instead, with :meth:`Slots.run`: a slot taken as the body began to arrive was
 held for as long as the client took to send it, and four clients that stopped part way
@@ -48,7 +51,7 @@ class Slots:
         is answered ``busy()`` at once."""
 
         async def route(request: Request) -> Response:
-            # authentication, the read and building the answer
+            # the read and building the answer (and whatever the handler checks first)
             return await self.run(partial(handler, request), busy)
 
         return route

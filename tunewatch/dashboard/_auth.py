@@ -17,28 +17,101 @@ attacker (login CSRF). :func:`check_same_origin` refuses such posts by the heade
 browser sets and a page cannot forge (``Sec-Fetch-Site``, else ``Origin`` against
 ``Host`` or a proxy's ``X-Forwarded-Host``, which a form cannot set either); a client
 that sends neither (curl, a script) is no browser a page could drive, and passes.
+
+A limited dashboard route knows its caller before it takes a read slot
+(:func:`identify`), so a request without valid credentials never holds one: a bearer token
+is answered from the look-up the inference front made before the route, on the event loop;
+a session is a database read, in a worker thread, at most :data:`MAX_SESSION_LOOKUPS` at
+once on the event loop (the process), the next waiting for one without holding a thread.
+The outcome is kept on the request, and :func:`principal` answers from it.
 """
 
 from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit
 
+import anyio
+from anyio.lowlevel import RunVar
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tunewatch._auth import AuthError, Principal, hash_token
+from tunewatch._errors import TunewatchError
 from tunewatch.api._context import context
 
 COOKIE = "tunewatch_session"
 MAX_FORM_BYTES = 4096
+# Session look-ups in progress at once, per event loop (one per process): a look-up is one
+# indexed read, so a few keep signed-in viewers answered while requests with made-up
+# cookies take no more of the worker threads (anyio's default 40) than this; the dashboard
+# reads themselves have their own 2 (:mod:`tunewatch.dashboard._limit`).
+MAX_SESSION_LOOKUPS = 4
+
+T = TypeVar("T")
+# the caller :func:`identify` found: (permission, the principal or the refusal)
+_CALLER = "tunewatch.dashboard.caller"
+_lookups: RunVar[anyio.CapacityLimiter] = RunVar("tunewatch.dashboard.session_lookups")
+
+
+def session_lookups() -> anyio.CapacityLimiter:
+    """The running event loop's bound on session look-ups (:data:`MAX_SESSION_LOOKUPS`)."""
+    try:
+        return _lookups.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(MAX_SESSION_LOOKUPS)
+        _lookups.set(limiter)
+        return limiter
+
+
+async def bounded_lookup(look_up: Callable[[], T]) -> T:
+    """``look_up()`` in a worker thread, once fewer than :data:`MAX_SESSION_LOOKUPS` run;
+    until then it waits on the event loop, holding no thread."""
+    return await anyio.to_thread.run_sync(look_up, limiter=session_lookups())
+
+
+async def identify(request: Request, permission: str = "read") -> Principal | None:
+    """The caller, if it may ``permission``; ``None`` if it is refused (401, 403, or the
+    store failed). Called before a read slot is taken; the outcome is kept on the request,
+    so :func:`principal` answers from it, raising the refusal, without looking again.
+
+    A request with neither token nor cookie is refused at once; a bearer token from the
+    authenticator's cache, which the inference front filled before the route (looked up
+    again, bounded, only if the answer expired since); a session cookie in a bounded
+    look-up (:func:`bounded_lookup`)."""
+    known = request.scope.get(_CALLER)
+    if known is None or known[0] != permission:
+        known = request.scope[_CALLER] = (permission, await _look_up(request, permission))
+    return known[1] if isinstance(known[1], Principal) else None
+
+
+async def _look_up(request: Request, permission: str) -> Principal | TunewatchError:
+    auth = context(request).auth
+    header = request.headers.get("authorization")
+    try:
+        if header is not None or not request.cookies.get(COOKIE) or auth.disabled:
+            who = auth.authenticate_cached(header, permission)  # raises when refused
+            if who is not None:
+                return who
+        return await bounded_lookup(partial(principal, request, permission))
+    except TunewatchError as exc:  # AuthError, StoreError: the route answers them
+        return exc
 
 
 def principal(request: Request, permission: str = "read") -> Principal:
     """The caller by its ``Authorization`` header, else by its session cookie; raises
     :class:`AuthError` (401/403) otherwise. A session is read from the store on every
-    request (call this off the event loop)."""
+    request (call this off the event loop), unless :func:`identify` found the caller
+    already."""
+    known = request.scope.get(_CALLER)
+    if known is not None and known[0] == permission:
+        if isinstance(known[1], Principal):
+            return known[1]
+        raise known[1]
     auth = context(request).auth
     header = request.headers.get("authorization")
     session = request.cookies.get(COOKIE)

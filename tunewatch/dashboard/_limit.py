@@ -6,10 +6,16 @@ read can be large (up to 100,000 windows aggregated into 5,000 points): one view
 loading 60 at once held every worker thread, inference took up to 12 s and ``/readyz``
 16 s. So at most :data:`MAX_READS_IN_PROGRESS` dashboard reads and page renders run at
 once in a process; another is answered at once, without taking a worker thread, with 429
-``dashboard_busy`` and ``Retry-After`` (a page with a small HTML error page). The slot
-is taken before the caller is authenticated (a session look-up is a database read too)
-and freed once the answer is built, before it is sent, whether it is a 200 or an error
-(:class:`tunewatch.api._slots.Slots`). The slots are the dashboard's own: the ``/v1``
+``dashboard_busy`` and ``Retry-After`` (a page with a small HTML error page). Only a
+caller who may read takes a slot: it is known first (:func:`~._auth.identify`), and a
+request without valid credentials is answered as the route answers one (401 or 403, a
+page the sign-in redirect) without a slot. The slot was taken before the caller was known
+(a session look-up is a database read too, in a worker thread), so anyone who could reach
+the port held them: with 8 loops sending made-up session cookies, a signed-in viewer's
+reads were answered 429 21 times in 34. Session look-ups are bounded on their own instead
+(:data:`~._auth.MAX_SESSION_LOOKUPS` at once, the next waiting without a thread). The
+slot is freed once the answer is built, before it is sent, whether it is a 200 or an
+error (:class:`tunewatch.api._slots.Slots`). The slots are the dashboard's own: the ``/v1``
 evaluation listings have theirs (:mod:`tunewatch.api._listing_limit`).
 
 Every ``/v1/dashboard`` answer (errors too) is ``Cache-Control: no-store`` and
@@ -25,7 +31,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi.routing import APIRoute
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
@@ -35,7 +40,7 @@ from tunewatch.api._errors import ApiError
 from tunewatch.api._route import query_parameters, query_refusal
 from tunewatch.api._slots import Slots, busy_response
 
-from ._auth import principal
+from ._auth import identify, principal
 from ._html import error_page
 
 # Dashboard reads and page renders in progress at once, per process: two keep a viewer's
@@ -54,16 +59,28 @@ _slots = Slots(MAX_READS_IN_PROGRESS)
 
 
 class _LimitedRoute(APIRoute, ABC):
-    """A dashboard route that runs only while it holds one of the process's
-    :data:`MAX_READS_IN_PROGRESS` slots; without one it is answered :meth:`busy`."""
+    """A dashboard route whose caller is known before it runs: one refused is answered by
+    the route without a slot; one who may read runs only while it holds one of the
+    process's :data:`MAX_READS_IN_PROGRESS` slots, and without one is answered
+    :meth:`busy`."""
 
     @abstractmethod
     def busy(self) -> Response:
         """The answer when every slot is held."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        # authentication, the read and building the answer (JSON encoded, a page rendered)
-        return _slots.limit(super().get_route_handler(), self.busy)
+        handler = super().get_route_handler()
+        # the read and building the answer (JSON encoded, a page rendered)
+        limited = _slots.limit(handler, self.busy)
+
+        async def route(request: Request) -> Response:
+            if await identify(request, "read") is None:
+                # refused: the route answers as it always has (401/403, the sign-in page),
+                # from the refusal kept on the request, with no slot and no look-up
+                return await handler(request)
+            return await limited(request)
+
+        return route
 
 
 class ReadRoute(_LimitedRoute):
@@ -82,7 +99,8 @@ class ReadRoute(_LimitedRoute):
             if request.scope["query_string"]:
                 refusal = query_refusal(request.query_params, takes, named)
                 if refusal is not None:
-                    await run_in_threadpool(principal, request, "read")  # a session read
+                    await identify(request, "read")
+                    principal(request, "read")  # the refusal kept, if it was refused
                     raise ApiError(400, "invalid_request", refusal)
             return await handler(request)
 
