@@ -289,6 +289,14 @@ class ScoringRuntime:
         else:  # rows read against this version's own signature
             chosen = self._in_service(served, version)
             challengers = ()
+            if lineup.champion is not None and chosen.version == lineup.champion.version:
+                # the champion named (a client pinning the version it means) is shadowed
+                # as when it is not: such requests gave the challengers no paired rows.
+                # The split's arm stays unpaired, and does not answer: it was named.
+                split = served.split
+                challengers = tuple(
+                    c for c in lineup.challengers if split is None or c.version != split.challenger
+                )
         return Choice(chosen, x, challengers, split_unit)
 
     def run(self, served: ServedModel, choice: Choice) -> Scored:

@@ -83,6 +83,29 @@ def test_feedback_is_idempotent_and_reports_each_item(running: Running) -> None:
     assert label is not None and label.value == 1
 
 
+def test_a_request_naming_the_champion_is_shadowed_as_one_naming_none(running: Running) -> None:
+    """Clients often pin the version they mean (tritonclient's ``model_version``): a request
+    to ``/versions/{champion}/infer`` was answered by the champion and never shadowed, so
+    the challengers got no paired rows from such clients, with nothing said."""
+    body = {
+        "id": "rec-pinned",
+        "inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": [ROW]}],
+    }
+    r = httpx.post(
+        f"{running.url}/v2/models/{MODEL}/versions/1/infer",
+        json=body,
+        headers=running.auth("scorer"),
+    )
+    assert r.status_code == 200, r.text
+    store = running.daemon.store
+    _wait_for(
+        lambda: (
+            {(o.version, o.role) for o in store.get_outputs(MODEL, "rec-pinned")}
+            == {(1, "champion"), (2, "challenger")}
+        )
+    )
+
+
 def test_mirror_records_are_stored_and_shadowed(running: Running) -> None:
     body = {
         "records": [{"id": f"mir-{i}", "inputs": [ROW], "outputs": [[0.3, 0.7]]} for i in range(3)]
