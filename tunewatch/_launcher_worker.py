@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tunewatch._config import ENV_ADMIN_TOKEN, ENV_DATA_DIR, ENV_STORE_URL
+from tunewatch._parent_watch import LAUNCHER_PID_ENV
 
 #: How much of a worker's stderr is read when it exits: at most its last 20 lines, from
 #: its last 4 KiB.
@@ -57,8 +58,13 @@ def stderr_tail(stderr: Any) -> str:
 
 
 def worker_environment() -> dict[str, str]:
-    """This process's environment without :data:`WORKER_ENV_DROPPED`, for a worker."""
-    return {k: v for k, v in os.environ.items() if k not in WORKER_ENV_DROPPED}
+    """This process's environment without :data:`WORKER_ENV_DROPPED`, for a worker it
+    starts, naming this process as the worker's launcher
+    (:data:`~tunewatch._parent_watch.LAUNCHER_PID_ENV`): the worker stops, as at SIGTERM,
+    when this process dies (:func:`~tunewatch._parent_watch.stop_with_launcher`)."""
+    env = {k: v for k, v in os.environ.items() if k not in WORKER_ENV_DROPPED}
+    env[LAUNCHER_PID_ENV] = str(os.getpid())
+    return env
 
 
 def worker_command(config_path: Path) -> list[str]:

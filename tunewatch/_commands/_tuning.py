@@ -26,6 +26,7 @@ from ._context import actor_of, config_of, registry_of, say_held_back
 def cmd_worker(args: argparse.Namespace) -> int:
     from tunewatch._launcher import worker_id
     from tunewatch._open_store import open_store
+    from tunewatch._parent_watch import stop_with_launcher
     from tunewatch._tuning import TuningJobRunner
     from tunewatch._tuning_results import registered_version
     from tunewatch._worker_priority import lower_priority
@@ -74,6 +75,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         # the job again for the next worker to resume
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+            # and a worker it launched stops so when its daemon dies (or has died)
+            stop_with_launcher(stop)
         try:
             job = runner.run(args.job, on_progress=bar)
         except ConflictError as exc:
