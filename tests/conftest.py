@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,23 +55,27 @@ def pg_available() -> None:
 PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 
 
-@pytest.fixture
-def pg_url(pg_available: None) -> Iterator[str]:
-    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+@contextmanager
+def fresh_pg_schema() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped on leaving (for a
+    fixture of a wider scope than :func:`pg_url`'s; check ``pg_available`` first)."""
     import psycopg
 
     schema = f"tw_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(
-        "host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True
-    ) as c:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
         c.execute(f'CREATE SCHEMA "{schema}"')
     try:
         yield f"{PG_BASE_URL}?options=-csearch_path%3D{schema}"
     finally:
-        with psycopg.connect(
-            "host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True
-        ) as c:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
             c.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def pg_url(pg_available: None) -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+    with fresh_pg_schema() as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

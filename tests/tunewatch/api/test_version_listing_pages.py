@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import traceback
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import httpx
 import pytest
 from sqlalchemy import event
 
+from tests.conftest import fresh_pg_schema
 from tests.tunewatch.conftest import MODEL, Running, make_daemon
 from tunewatch import api
 from tunewatch._background import BackgroundServer
@@ -36,12 +37,31 @@ DETAILS = {
 MODELS_ROUTES = str(Path(api.__file__).parent / "_models.py")
 
 
-@pytest.fixture
-def served(trained: list[ExampleModel], tmp_path: Path, store_url: str) -> Iterator[Running]:
-    """A daemon over ``store_url`` whose model has ``TOTAL`` versions: the example champion
-    v1 and shadow v2, then v3..v250 retired (as tuning jobs leave them)."""
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def served(
+    request: pytest.FixtureRequest,
+    trained: list[ExampleModel],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Running]:
+    """A daemon over each store backend whose model has ``TOTAL`` versions: the example
+    champion v1 and shadow v2, then v3..v250 retired (as tuning jobs leave them). One per
+    backend for the module: the tests only read it (but for a model of their own), and
+    writing the versions took 2 s a test."""
+    data = tmp_path_factory.mktemp("versions")
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            store_url = f"sqlite:///{data}/tunewatch.db"
+        else:
+            request.getfixturevalue("pg_available")
+            store_url = stack.enter_context(fresh_pg_schema())
+        yield from _served(trained, data, store_url)
+
+
+def _served(trained: list[ExampleModel], data: Path, store_url: str) -> Iterator[Running]:
     daemon, tokens = make_daemon(
-        tmp_path / "daemon", trained, store_url=store_url, extra={"scheduler": {"enabled": False}}
+        data / "daemon", trained, store_url=store_url, extra={"scheduler": {"enabled": False}}
     )
     try:
         for i in range(RETIRED):
