@@ -172,8 +172,7 @@ def check_same_origin(request: Request) -> None:
         if site.lower() in ("same-origin", "none"):
             return
         raise AuthError(
-            f"refused a cross-site post: Sec-Fetch-Site must be same-origin or none, "
-            f"got {site!r}",
+            f"refused a cross-site post: Sec-Fetch-Site must be same-origin or none, got {site!r}",
             code="cross_site",
             status=403,
         )
@@ -193,8 +192,7 @@ def check_same_origin(request: Request) -> None:
         return
     names = f"{host!r}" + (f" or X-Forwarded-Host {forwarded!r}" if forwarded else "")
     raise AuthError(
-        f"refused a cross-site post: Origin must be this daemon's host {names}, "
-        f"got {origin!r}",
+        f"refused a cross-site post: Origin must be this daemon's host {names}, got {origin!r}",
         code="cross_site",
         status=403,
     )
