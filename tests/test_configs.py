@@ -351,6 +351,32 @@ def test_one_failed_retention_purge_alerts_for_two_days(tmp_path: Path) -> None:
 
 
 @pytest.mark.prometheus
+def test_a_refused_rollback_pages_for_a_day(tmp_path: Path) -> None:
+    """A champion its watch decided worse and could not roll back (its predecessor's
+    artefact unreadable) went on serving with nothing raised."""
+    series = [
+        # a sample an hour; the rollback is refused between 2h and 3h
+        {
+            "series": 'tunewatch_events_total{model="credit",type="rollback_failed"}',
+            "values": "0x2 1x40",
+        },
+        {
+            "series": 'tunewatch_events_total{model="credit",type="rollback_triggered"}',
+            "values": "0 1x40",
+        },
+    ]
+    name = "TunewatchRollbackFailed"
+    fired = _firing(name, model="credit")
+    expected: list[dict[str, object]] = [
+        {"eval_time": "2h", "alertname": name, "exp_alerts": []},
+        {"eval_time": "3h", "alertname": name, "exp_alerts": [fired]},
+        {"eval_time": "20h", "alertname": name, "exp_alerts": [fired]},
+        {"eval_time": "30h", "alertname": name, "exp_alerts": []},
+    ]
+    _promtool_test(tmp_path / "rollback.test.yml", "1h", series, expected)
+
+
+@pytest.mark.prometheus
 def test_the_third_failure_of_a_scheduled_job_alerts_and_one_failure_does_not(
     tmp_path: Path,
 ) -> None:

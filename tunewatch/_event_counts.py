@@ -53,7 +53,10 @@ GAP_WAIT_S = 60.0
 #: The ids read past held at most (the newest): each is in the next runs' queries.
 MAX_GAPS = 200
 
-_COUNTED = frozenset(EVENT_TYPES)
+#: The trigger events, and the rollback watch's own: a rollback it carried out, and one
+#: refused (the previous champion's artefact unreadable: retried every comparison run, and
+#: alerted on by the shipped TunewatchRollbackFailed rule, where it was seen nowhere).
+_COUNTED = frozenset(EVENT_TYPES) | {"rollback_triggered", "rollback_failed"}
 
 
 class EventCounts:

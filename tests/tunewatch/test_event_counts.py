@@ -214,3 +214,23 @@ def test_the_store_reads_events_forward_from_an_id_and_finds_the_window_s_start(
         assert store.last_event_id_before(since - timedelta(hours=1)) == 0
     finally:
         store.close()
+
+
+def test_the_rollback_watch_s_events_are_counted(sqlite_url: str) -> None:
+    """A rollback the watch carried out, and one refused (``rollback_failed``: the worse
+    champion goes on serving), were stored and counted nowhere; the shipped
+    ``TunewatchRollbackFailed`` rule reads the count."""
+    store = Store.open(sqlite_url)
+    try:
+        store.ensure_model(name="a", task="binary", feature_names=["x"])
+        metrics = ServingMetrics()
+        counts = EventCounts(store, metrics)
+        counts.poll()
+        for type in ("rollback_failed", "rollback_triggered", "stage_changed"):
+            store.add_event(model="a", type=type, payload={})
+        assert counts.poll() == 3
+        assert _events(metrics, "a", "rollback_failed") == 1
+        assert _events(metrics, "a", "rollback_triggered") == 1
+        assert _events(metrics, "a", "stage_changed") is None  # not an event the rules read
+    finally:
+        store.close()
