@@ -133,6 +133,19 @@ def _serve(config: Config, *, host: str | None, port: int | None) -> int | None:
                 if self.should_exit and sig == signal.SIGINT:
                     self.force_exit = True
                 self.should_exit = True
+                if delay_s > 0 and not self.force_exit:
+                    # from the same moment as readiness, not the next tick: an answer
+                    # given in between kept its connection open
+                    self.close_connections()
+
+            def close_connections(self) -> None:
+                """Every answer from now on closes its connection (uvicorn sets its
+                default headers anew each second: :meth:`on_tick` does this again)."""
+                if _CLOSE not in self.server_state.default_headers:
+                    self.server_state.default_headers = [
+                        *self.server_state.default_headers,
+                        _CLOSE,
+                    ]
 
             async def on_tick(self, counter: int) -> bool:
                 should_exit = await super().on_tick(counter)
@@ -147,13 +160,7 @@ def _serve(config: Config, *, host: str | None, port: int | None) -> int | None:
                         "connection, before closing the listener",
                         delay_s,
                     )
-                # every answer from now on closes its connection (uvicorn sets its
-                # default headers anew each second)
-                if _CLOSE not in self.server_state.default_headers:
-                    self.server_state.default_headers = [
-                        *self.server_state.default_headers,
-                        _CLOSE,
-                    ]
+                self.close_connections()
                 return now >= self.drain_until
 
             async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
