@@ -3,7 +3,9 @@
 labelled requests fed to the watch's sequential test (paired: its loss minus the previous
 champion's on each request; unpaired: its losses against the baseline's), the look
 recorded, and the watch passed, kept open, or decided and rolled back. A watch that has
-watched its requests, or its time, passes without reading."""
+watched its requests passes without reading; one whose time (``watch_s``) is up reads
+what it has not yet read of the requests received within it, with the labels known by
+then, and passes once that last look decides nothing."""
 
 from __future__ import annotations
 
@@ -76,27 +78,29 @@ def look(
         sequential = TwoSampleSequentialTest.from_dict(_without(state, _UNPAIRED_KEYS))
         history = sequential.history
         watched = history[-1].n_challenger if history else 0
-    over = rules.watch_s is not None and clock() - promoted_at >= timedelta(seconds=rules.watch_s)
-    if watched >= rules.watch_requests or over:
-        release_kept(store, test, lineup_changed=lineup_changed)
-        passed = comparisons.finish_test(
-            test.id,
-            status="closed",
-            outcome={"action": "watch_passed", "n": watched},
-        )
-        return make_result(passed, None, 0, "watch_passed")
+    if watched >= rules.watch_requests:
+        return _pass(store, comparisons, test, watched, lineup_changed=lineup_changed)
+    # its time up, the watch reads the requests received within it (labels known now)
+    until = None if rules.watch_s is None else promoted_at + timedelta(seconds=rules.watch_s)
+    over = until is not None and clock() >= until
     matured = settings.matured_before(clock())
+    limit = min(max_batch, rules.watch_requests - watched)
     batch = comparisons.read_labelled(
         model=model,
         answered_by=version,
         paired_with=previous if paired else None,
         received_from=promoted_at,
+        received_before=until if over else None,
         unconsumed_by=test.id,
-        limit=min(max_batch, rules.watch_requests - watched),
+        limit=limit,
         matured_before=matured,
         order_from=read_start(state, _READ, "label" if matured is None else "request"),
         valid_rows=objective.valid_rows,
     )
+    # nothing of the watch's is left unread after this look: it passes unless it decides
+    last = over and len(batch.request_ids) < limit
+    if batch.n_rows == 0 and last:
+        return _pass(store, comparisons, test, watched, lineup_changed=lineup_changed)
     if batch.n_rows == 0:
         if batch.paired is not None and batch.request_ids:
             k, k2 = batch.answer.shape[1], batch.paired.shape[1]
@@ -128,8 +132,8 @@ def look(
     status: Literal["open", "decided", "closed"] = "open"
     if values.decision == "challenger_worse":
         status = "decided"
-    elif values.decision == "challenger_better":
-        status = "closed"
+    elif values.decision == "challenger_better" or last:
+        status = "closed"  # better, or the watch's last look: it passes
     if status == "closed":
         release_kept(store, test, lineup_changed=lineup_changed)
     try:
@@ -174,6 +178,24 @@ def add_requests(
     zeros = np.zeros(sizes.size)
     units = UnitUpdate(zeros, zeros, sizes.astype(np.float64), np.bincount(inverse, weights=values))
     return sequential.update_units(**{arm: units})
+
+
+def _pass(
+    store: Store,
+    comparisons: ComparisonStore,
+    test: ComparisonTestRow,
+    watched: int,
+    *,
+    lineup_changed: Callable[[str], None],
+) -> ComparisonResult:
+    """Pass ``test`` without reading: the version it kept in shadow released first."""
+    release_kept(store, test, lineup_changed=lineup_changed)
+    passed = comparisons.finish_test(
+        test.id,
+        status="closed",
+        outcome={"action": "watch_passed", "n": watched},
+    )
+    return make_result(passed, None, 0, "watch_passed")
 
 
 def _without(state: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """The rollback a watch decided: the champion it watched rolled back to the version it
 replaced, and recorded (see :class:`~tunewatch.comparison._watch.RollbackWatch`). A
-rollback committed by a run that failed before recording it is recorded by the next."""
+rollback committed by a run that failed before recording it is recorded by the next; one
+refused because the version it restores has no artefact that reads back is retried by
+each run (the version kept in shadow meanwhile), its failure recorded once."""
 
 from __future__ import annotations
 
@@ -19,6 +21,11 @@ logger = logging.getLogger(__name__)
 #: The key of a watch's state holding the new champion's failed runs that decided it (see
 #: ``RollbackWatch._failing``): its rollback names them.
 FAILED_RUNS = "failed_runs"
+
+#: The refusals a watch's rollback is retried after, by each run until it is done: the
+#: version it restores has an artefact that does not read back (missing, damaged), which
+#: an operator can restore. Any other refusal is final (``rollback_failed``).
+RETRIED = frozenset({"artefact_unavailable"})
 
 # How a rollback's audit reason names who asked for the run that committed it (as a
 # promotion's does, in _decisions).
@@ -39,7 +46,9 @@ def roll_back(
 ) -> ComparisonResult:
     """Roll ``test``'s watched champion back to the version it replaced, and record it;
     ``release`` retires the version the watch kept in shadow when the watch closes
-    without a rollback. What this run records names ``requested_by``, who asked for it,
+    without a rollback. A refusal in :data:`RETRIED` leaves the watch decided with nothing
+    done, for the next run to try again (its ``rollback_failed`` event stored once); any
+    other is final. What this run records names ``requested_by``, who asked for it,
     if anyone did (in the rollback's audit reason too); a rollback an earlier run
     committed is recorded without (its audit entry names whoever asked for that run)."""
     model = test.model
@@ -109,24 +118,29 @@ def roll_back(
                 test.id, status="closed", outcome={"action": "closed", "reason": exc.message}
             )
             return make_result(closed, look, fed, "closed", (exc.message,))
+        retried = exc.code in RETRIED
         logger.warning(
-            "model=%s rollback of v%d failed (%s): %s",
+            "model=%s rollback of v%d failed (%s)%s: %s",
             model,
             test.challenger_version,
             exc.code,
+            "; the watch tries again on its next run" if retried else "",
             exc.message,
         )
+        if not retried or not _failure_recorded(store, test):
+            store.add_event(
+                model=model,
+                type="rollback_failed",
+                payload={
+                    **evidence,
+                    "error": exc.message,
+                    "code": exc.code,
+                    **requested(requested_by),
+                },
+            )
+        if retried:  # left decided with nothing done: the next run rolls back again
+            return make_result(test, look, fed, "rollback_failed", (exc.message,))
         release(test)
-        store.add_event(
-            model=model,
-            type="rollback_failed",
-            payload={
-                **evidence,
-                "error": exc.message,
-                "code": exc.code,
-                **requested(requested_by),
-            },
-        )
         failed = comparisons.finish_test(
             test.id,
             status="decided",
@@ -157,6 +171,13 @@ def roll_back(
         "model=%s rolled back v%d to v%d: %s", model, rolled.version, restored.version, reason
     )
     return make_result(done, look, fed, "rolled_back", (reason,))
+
+
+def _failure_recorded(store: Store, test: ComparisonTestRow) -> bool:
+    """Whether the model's newest ``rollback_failed`` event is ``test``'s (a retried
+    rollback records its failure once)."""
+    recorded = store.list_events(model=test.model, type="rollback_failed", limit=1)
+    return bool(recorded) and recorded[0].payload.get("test_id") == test.id
 
 
 def _rolled_back_by(store: Store, test: ComparisonTestRow, own: str) -> bool:
