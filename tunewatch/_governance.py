@@ -41,12 +41,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from monitor.objectives import ObjectiveError, make_objective
 from shadow import Signature
 from tunewatch._approval_rules import promotion_rules
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
 from tunewatch._errors import ConflictError, NotFoundError, TunewatchError
 from tunewatch._promotion_signature import check_promotion_signature, check_servable
+from tunewatch.comparison._config import ComparisonConfig
 from tunewatch.store import MAX_ID, NO_CHAMPION, ApprovalRow, ModelRow, Stage, Store, VersionRow
 from tunewatch.store._governance import replaced_champion
 
@@ -170,6 +172,41 @@ def _checked_champion(
     return found
 
 
+def watch_keeps_previous(config: Config, row: ModelRow) -> bool:
+    """Whether a paired rollback watch follows a promotion of ``row``'s model (the
+    comparison and its watch enabled, paired, the objective with a per-request loss): the
+    promotion then keeps the champion it replaces in shadow, in its own transaction, so
+    that it scores the new champion's requests from the first one (the watch starts at the
+    comparison loop's next run, and counts them all). Otherwise it is retired as ever."""
+    cfg = config.model(row.name)
+    nested = getattr(cfg, "comparison", None) if cfg is not None else None
+    settings = nested if isinstance(nested, ComparisonConfig) else ComparisonConfig()
+    if not (settings.enabled and settings.rollback.enabled and settings.rollback.paired):
+        return False
+    objective = config.model_or_default(row.name, row.task).objective
+    try:
+        made = make_objective(objective.name, task=row.task, **objective.params)
+    except ObjectiveError:  # the comparison loop cannot watch it either
+        return False
+    return made.has_per_request_loss
+
+
+def _keeps_previous(config: Config, row: ModelRow, store: Store, artefacts: ArtefactStore) -> bool:
+    """:func:`watch_keeps_previous`, for a champion whose artefact reads back and loads: one
+    that cannot serve is retired as ever (kept in shadow, it would answer nothing for the
+    watch to compare, and a rollback to it is refused anyway)."""
+    if not watch_keeps_previous(config, row):
+        return False
+    champion = store.champion(row.name)
+    if champion is None:
+        return False
+    try:
+        check_servable(artefacts, champion)
+    except ConflictError:
+        return False
+    return True
+
+
 def _in_service(target: VersionRow) -> bool:
     """Whether the store promotes ``target`` nothing whatever its artefact: the champion
     already (``already_champion``), or rolled back (final, ``not_promotable``). Its
@@ -263,6 +300,7 @@ def _promote(
                 row,
                 target,
                 rules,
+                artefacts=artefacts,
                 actor=actor,
                 reason=reason,
                 expected_champion=checked,
@@ -291,6 +329,7 @@ def _promote_checked(
     target: VersionRow,
     rules: list[str],
     *,
+    artefacts: ArtefactStore,
     actor: str,
     reason: str,
     expected_champion: int | None,
@@ -306,6 +345,7 @@ def _promote_checked(
                 reason=reason,
                 expected_champion=expected_champion,
                 expected_stage=expected_stage,
+                keep_previous=_keeps_previous(config, row, store, artefacts),
             )
         except ConflictError as exc:
             if exc.code != "approval_required":
@@ -379,6 +419,9 @@ def _decide_approval(
     artefacts: ArtefactStore | None,
 ) -> tuple[ApprovalRow, tuple[VersionRow, VersionRow | None] | None]:
     if approve:
+        artefacts = (
+            ArtefactStore(config.artefact_dir, store=store) if artefacts is None else artefacts
+        )
         approval = store.get_approval(approval_id)
         champion = store.champion(approval.model)
         found = None if champion is None else champion.version
@@ -388,12 +431,14 @@ def _decide_approval(
             and found == approval.champion_version
             and not _in_service(target)
         ):
-            artefacts = (
-                ArtefactStore(config.artefact_dir, store=store) if artefacts is None else artefacts
-            )
             candidate = check_servable(artefacts, target)
             check_promotion_signature(artefacts, target, champion, candidate=candidate)
-    return store.decide_approval(approval_id, approver=approver, approve=approve, reason=reason)
+        keep = _keeps_previous(config, store.get_model(approval.model), store, artefacts)
+    else:
+        keep = False
+    return store.decide_approval(
+        approval_id, approver=approver, approve=approve, reason=reason, keep_previous=keep
+    )
 
 
 def rollback(

@@ -25,6 +25,7 @@ from tests.tunewatch.test_comparison_loop import (
     write,
 )
 from tests.tunewatch.test_comparison_watch import _feed, _watch
+from tunewatch import _governance as governance
 from tunewatch._daemon import Daemon
 from tunewatch._errors import ConflictError, StoreUnavailableError
 from tunewatch._example import ExampleModel
@@ -64,7 +65,9 @@ def test_a_watch_whose_move_to_shadow_failed_moves_it_again_and_rolls_back(
 ) -> None:
     """The watch's test was committed, then putting v1 back in shadow failed: the next run
     closed the watch as "v1 left shadow: there is nothing to compare", and a far worse v2
-    was never rolled back."""
+    was never rolled back. (A promotion that did not keep v1 in shadow itself: one by a
+    release before, or while the watch was off.)"""
+    monkeypatch.setattr(governance, "watch_keeps_previous", lambda *args: False)
     t = _promote_a_worse_version(daemon, trained, 2400)
     loop = runner(daemon)
     failing = FailOnce(daemon.store.set_stage, lambda *a, **kw: a[2] == "shadow")

@@ -514,7 +514,7 @@ def test_a_promoted_split_challenger_raises_no_mismatch_and_blocks_nothing(
 
 
 def test_a_split_challenger_back_in_shadow_is_checked_from_its_return(
-    daemon: Daemon, trained: list[ExampleModel]
+    daemon: Daemon, trained: list[ExampleModel], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """v2, the split's challenger, was champion for a while and then kept in shadow (as a
     rollback watch keeps a replaced champion): the check counted from the split's start,
@@ -525,6 +525,8 @@ def test_a_split_challenger_back_in_shadow_is_checked_from_its_return(
     now = datetime.now(UTC)
     split = SPLIT.model_copy(update={"start": now - timedelta(hours=3)})
     loop = runner(daemon, split=split.model_dump(), rollback={"enabled": False})
+    # no watch (the loop's rollback is off): the promotions below keep nothing in shadow
+    monkeypatch.setattr(governance, "watch_keeps_previous", lambda *args: False)
     _serve_split(daemon, t, range(0, 1000), 1, shadowed=False, received_at=now - timedelta(hours=2))
     loop.run(MODEL)
     before = loop.comparisons.latest_split_check(MODEL, salt=SPLIT.salt)

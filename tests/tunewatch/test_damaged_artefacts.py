@@ -265,7 +265,7 @@ def test_the_cli_refuses_to_promote_or_roll_back_to_an_unreadable_version(
     damage(daemon, 1, "missing")
     assert main([*cli, "rollback", MODEL, "--reason", "back"]) == 2
     assert "version 1" in capsys.readouterr().err
-    assert _stages(daemon) == {1: "retired", 2: "champion"}
+    assert _stages(daemon) == {1: "shadow", 2: "champion"}  # kept by the promotion, for the watch
 
 
 @pytest.fixture

@@ -29,9 +29,15 @@ from tunewatch.comparison._watch_failures import failed_runs
 from tunewatch.comparison._watch_look import look
 from tunewatch.comparison._watch_release import close, close_overtaken, keeping, release_kept
 from tunewatch.comparison._watch_rollback import FAILED_RUNS, roll_back
-from tunewatch.comparison._watch_start import keep_in_shadow, pulled, pulled_reason, start_watch
+from tunewatch.comparison._watch_start import (
+    keep_in_shadow,
+    pulled,
+    pulled_reason,
+    return_unwatched,
+    start_watch,
+)
 from tunewatch.comparison._watched import pending_watch
-from tunewatch.store import Store
+from tunewatch.store import Event, Store
 from tunewatch.store._comparisons import ComparisonLookRow, ComparisonStore, ComparisonTestRow
 
 logger = logging.getLogger(__name__)
@@ -85,6 +91,7 @@ class RollbackWatch:
         for test in self.comparisons.list_tests(model, kind="rollback_watch"):
             if pending_watch(test):
                 self._close(test, why)
+        self._return_unwatched(model, None)
 
     def release_without_loss(self, model: str, objective: MeasuredObjective) -> None:
         """Close the pending watches as :meth:`release` does: the model's objective
@@ -98,6 +105,7 @@ class RollbackWatch:
                     f"objective changed {changed} {objective}, which has no per-request loss: "
                     "the watch cannot compare the two versions",
                 )
+        self._return_unwatched(model, None)
 
     def run(
         self,
@@ -115,6 +123,7 @@ class RollbackWatch:
             close_overtaken(
                 self.store, self.comparisons, model, None, lineup_changed=self._lineup_changed
             )
+            self._return_unwatched(model, None)
             return None
         version = int(promotion.payload["version"])
         previous = int(promotion.payload["previous"])
@@ -132,7 +141,10 @@ class RollbackWatch:
         else:
             champion = self.store.champion(model)
             if champion is None or champion.version != version:
+                self._return_unwatched(model, None)
                 return None  # rolled back or replaced before the watch began
+            if settings.rollback.paired:  # older promotions' kept versions no watch keeps
+                self._return_unwatched(model, promotion)
             started = start_watch(
                 self.store,
                 self.comparisons,
@@ -226,6 +238,17 @@ class RollbackWatch:
         """Retire the version ``test`` kept in shadow (see
         :func:`~tunewatch.comparison._watch_release.release_kept`)."""
         release_kept(self.store, test, lineup_changed=self._lineup_changed)
+
+    def _return_unwatched(self, model: str, watched: Event | None) -> None:
+        """Retire the versions promotions kept in shadow for a watch that never started
+        (see :func:`~tunewatch.comparison._watch_start.return_unwatched`)."""
+        return_unwatched(
+            self.store,
+            self.comparisons,
+            model,
+            watched=watched,
+            lineup_changed=self._lineup_changed,
+        )
 
     def _lineup_changed(self, model: str) -> None:
         if self.on_lineup_change is not None:

@@ -1,7 +1,9 @@
 """Starting the rollback watch of a promotion (see
 :class:`~tunewatch.comparison._watch.RollbackWatch`). Paired: the previous champion is
 kept in shadow (moved there from retired, a move each run retries until it is recorded)
-to answer the new champion's requests too. Unpaired: the previous champion's labelled
+to answer the new champion's requests too; a promotion made while a paired watch is
+configured keeps it there itself, in its own transaction (``kept_in_shadow`` in its event),
+so the watch counts every request since the promotion. Unpaired: the previous champion's labelled
 requests before the promotion are the baseline. A previous champion an operator pulled
 after the promotion is neither kept in shadow nor restored."""
 
@@ -86,6 +88,15 @@ def _start_paired(
     rules = settings.rollback
     objective, measured = objectives
     stage = store.get_version(model, previous).stage
+    # kept there by the promotion, not since by an operator (who keeps it after the watch)
+    by_promotion = (
+        bool(promotion.payload.get(KEPT))
+        and stage == "shadow"
+        and not any(
+            e.id > promotion.id and e.payload.get("version") == previous
+            for e in store.list_events(model=model, type="stage_changed", limit=MAX_ID)
+        )
+    )
     sequential = PairedSequentialTest(
         alpha=rules.alpha,
         method=rules.method,
@@ -107,7 +118,7 @@ def _start_paired(
             OBJECTIVE: measured.as_state(),
             RUNS_AT_START: runs_at_promotion(store, promotion),
             "paired": True,
-            "kept_in_shadow": stage == "retired",
+            "kept_in_shadow": stage == "retired" or by_promotion,
             # until the move to shadow is done: a failure between the test's commit
             # and the move (a store error, a crash) left v{previous} retired, and the
             # next run closed the watch as "v{previous} left shadow"
@@ -172,6 +183,55 @@ def keep_in_shadow(
         return comparisons.get_test(test.id)
 
 
+#: A promotion's event payload key: it kept the champion it replaced in shadow.
+KEPT = "kept_in_shadow"
+
+
+def return_unwatched(
+    store: Store,
+    comparisons: ComparisonStore,
+    model: str,
+    *,
+    watched: Event | None,
+    lineup_changed: Callable[[str], None],
+) -> None:
+    """Return to retired the versions recent promotions kept in shadow (``kept_in_shadow``)
+    that no paired watch keeps: none started (another promotion came first, the watch was
+    switched off or made unpaired meanwhile). ``watched``: the promotion a paired watch
+    is to follow, whose version is left in shadow. Its approvals stand: it was not pulled."""
+    watches = {t.promotion_id for t in comparisons.list_tests(model, kind="rollback_watch")}
+    for event in store.list_events(model=model, type="promoted", limit=RECENT_PROMOTIONS):
+        previous = event.payload.get("previous")
+        if not event.payload.get(KEPT) or previous is None or event.id in watches:
+            continue
+        if watched is not None and (
+            event.id == watched.id or int(previous) == watched.payload.get("previous")
+        ):
+            continue
+        if store.get_version(model, int(previous)).stage != "shadow":
+            continue
+        try:
+            store.set_stage(
+                model,
+                int(previous),
+                "retired",
+                actor=ACTOR,
+                reason=(
+                    f"kept in shadow by promotion {event.id} for a paired rollback watch that "
+                    "did not start"
+                ),
+                close_approvals=False,
+            )
+        except ConflictError as exc:  # promoted or rolled back meanwhile
+            logger.info("model=%s %s", model, exc.message)
+            continue
+        lineup_changed(model)
+
+
+#: How many of a model's newest promotions :func:`return_unwatched` reads.
+RECENT_PROMOTIONS = 20
+
+
 def _start_unpaired(
     store: Store,
     comparisons: ComparisonStore,
@@ -185,6 +245,8 @@ def _start_unpaired(
     clock: Callable[[], datetime],
     lineup_changed: Callable[[str], None],
 ) -> ComparisonTestRow | ComparisonResult | None:
+    # kept in shadow by a promotion made while the watch was paired: not watched so
+    return_unwatched(store, comparisons, model, watched=None, lineup_changed=lineup_changed)
     rules = settings.rollback
     objective, measured = objectives
     promoted_at = promotion.created_at

@@ -44,12 +44,25 @@ class GovernanceFront(StoreFront):
             )
 
     def decide_approval(
-        self, approval_id: int, *, approver: str, approve: bool, reason: str
+        self,
+        approval_id: int,
+        *,
+        approver: str,
+        approve: bool,
+        reason: str,
+        keep_previous: bool = False,
     ) -> tuple[ApprovalRow, tuple[VersionRow, VersionRow | None] | None]:
-        """Approve (promoting in the same transaction) or reject; never by the requester."""
+        """Approve (promoting in the same transaction) or reject; never by the requester.
+        ``keep_previous``: an approval that promotes keeps the old champion in shadow
+        (:meth:`promote`)."""
         with self._tx("decide_approval") as conn:
             return _governance.decide_approval(
-                conn, approval_id, approver=approver, approve=approve, reason=reason
+                conn,
+                approval_id,
+                approver=approver,
+                approve=approve,
+                reason=reason,
+                keep_previous=keep_previous,
             )
 
     def get_approval(self, approval_id: int) -> ApprovalRow:

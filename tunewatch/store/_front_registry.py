@@ -224,12 +224,14 @@ class RegistryFront(StoreFront):
         reason: str,
         expected_champion: int | None = None,
         expected_stage: Stage | None = None,
+        keep_previous: bool = False,
     ) -> tuple[VersionRow, VersionRow | None]:
         """Make ``version`` the champion; returns (new champion, retired old champion).
         With ``expected_champion``, ``ConflictError`` (``champion_changed``) unless that
         version is still the champion; with ``expected_stage``, ``ConflictError``
         (``stage_changed``) unless ``version`` is still in that stage (both checked under
-        the model's lock)."""
+        the model's lock). With ``keep_previous``, the old champion goes to shadow instead
+        (a paired rollback watch follows: ``kept_in_shadow`` in the event)."""
         with self._tx("promote") as conn:
             return _registry_rows.promote(
                 conn,
@@ -239,6 +241,7 @@ class RegistryFront(StoreFront):
                 reason=reason,
                 expected_champion=expected_champion,
                 expected_stage=expected_stage,
+                keep_previous=keep_previous,
             )
 
     def set_stage(

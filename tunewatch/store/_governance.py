@@ -218,11 +218,18 @@ def _supersede(
 
 
 def decide_approval(
-    conn: Connection, approval_id: int, *, approver: str, approve: bool, reason: str
+    conn: Connection,
+    approval_id: int,
+    *,
+    approver: str,
+    approve: bool,
+    reason: str,
+    keep_previous: bool = False,
 ) -> tuple[ApprovalRow, tuple[VersionRow, VersionRow | None] | None]:
     """Approve (and promote, atomically) or reject. The requester may not decide; a
     request whose version was retired or rolled back since is not approved
-    (``stage_changed``)."""
+    (``stage_changed``). ``keep_previous``: the promotion keeps the old champion in
+    shadow (:func:`~._stage_changes.promote`)."""
     current = get_approval(conn, approval_id)
     _lock_model(conn, current.model)
     current = get_approval(conn, approval_id)  # re-read under the lock
@@ -280,6 +287,7 @@ def decide_approval(
             actor=approver,
             reason=f"approved request {approval_id} by {_asked_by(current)}: {reason}",
             approved=True,
+            keep_previous=keep_previous,
         )
     return get_approval(conn, approval_id), promoted
 

@@ -32,6 +32,7 @@ def promote(
     expected_champion: int | None = None,
     expected_stage: str | None = None,
     approved: bool = False,
+    keep_previous: bool = False,
 ) -> tuple[VersionRow, VersionRow | None]:
     """Make ``version`` the champion, closing its pending approval requests (superseded:
     :func:`~._approval_rows.close_promoted_approvals`). A regulated model's only when
@@ -43,7 +44,12 @@ def promote(
     (``stage_changed``): :func:`check_champion`, :func:`check_stage`. Refused too, nothing
     written, when ``version`` cannot be promoted (:func:`check_promotable`): when it is the
     champion already, whatever champion the caller expected, unless it named the stage it
-    saw the version in (a retried promotion's is done; a decision about a shadow is not)."""
+    saw the version in (a retried promotion's is done; a decision about a shadow is not).
+
+    With ``keep_previous`` (a paired rollback watch follows the promotion), the champion
+    replaced goes to shadow instead of retired, in the same transaction, and the audit
+    entry and event say ``kept_in_shadow``: it scores the new champion's requests from
+    the first one, before any run of the watch."""
     locked = _lock_model(conn, model)
     target = get_version(conn, model, version)
     if expected_stage is None:
@@ -58,14 +64,15 @@ def promote(
     check_stage(target, expected_stage)
     check_promotable(target)
     now = utcnow()
-    previous = _demote_champion(conn, model, now)
+    previous = _demote_champion(conn, model, now, "shadow" if keep_previous else "retired")
+    kept = {"kept_in_shadow": True} if keep_previous and previous is not None else {}
     _set_stage_row(conn, model, version, "champion", now)
     append_audit_in(
         conn,
         actor=actor,
         action="promote",
         target=f"{model}/v{version}",
-        details={"version": version, "previous": previous, "reason": reason},
+        details={"version": version, "previous": previous, "reason": reason, **kept},
     )
     # its runs as champion so far: the rollback watch counts its failed runs from here
     ran = get_tally(conn, model, version, "champion")
@@ -81,6 +88,7 @@ def promote(
                 "runs": ran.runs if ran else 0,
                 "failures": ran.failures if ran else 0,
             },
+            **kept,
         },
     )
     # a request for it approved later would be refused (the champion it was asked
@@ -144,10 +152,10 @@ def set_stage(
     return get_version(conn, model, version)
 
 
-def _demote_champion(conn: Connection, model: str, now: Any) -> int | None:
+def _demote_champion(conn: Connection, model: str, now: Any, stage: str) -> int | None:
     previous = _champion(conn, model)
     if previous is not None:
-        _set_stage_row(conn, model, previous, "retired", now)
+        _set_stage_row(conn, model, previous, stage, now)
     return previous
 
 

@@ -84,7 +84,8 @@ def test_two_promotions_naming_the_same_champion_promote_one_and_refuse_the_othe
     assert answers[won].json()["previous"]["version"] == 1
     assert f"from v1 to v{won}" in answers[lost].json()["error"]
     assert "nothing changed" in answers[lost].json()["error"]
-    assert _stages(daemon) == {1: "retired", won: "champion", lost: "shadow"}
+    # v1 kept in shadow by the promotion for the (default, paired) rollback watch
+    assert _stages(daemon) == {1: "shadow", won: "champion", lost: "shadow"}
     promotions = daemon.daemon.store.audit_log(limit=10, action="promote")
     assert [e.target for e in promotions if e.target.startswith(MODEL)] == [f"{MODEL}/v{won}"]
 
@@ -150,7 +151,7 @@ def test_a_retried_promotion_answers_the_champion_unchanged_and_writes_nothing(
         assert again.status_code == 200, again.text
         assert again.json()["status"] == "promoted" and again.json()["unchanged"] is True
         assert again.json()["champion"]["version"] == 3 and again.json()["previous"] is None
-    assert _stages(daemon) == {1: "retired", 2: "shadow", 3: "champion"}
+    assert _stages(daemon) == {1: "shadow", 2: "shadow", 3: "champion"}  # v1 for the watch
     assert store.audit_log(limit=1000) == audit
     assert store.list_events(model=MODEL, limit=1000) == events
 
