@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import partial
 from typing import Any
 
 import orjson
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shadow import ShadowError
@@ -21,6 +21,7 @@ from tunewatch._errors import TunewatchError
 from tunewatch.api._body import content_coding, inflate
 from tunewatch.api._context import AppContext
 from tunewatch.api._errors import CLIENT_CLOSED, ApiError, describe
+from tunewatch.api._lookups import bounded_token_lookup
 from tunewatch.api._oip import infer, named_version
 
 logger = logging.getLogger(__name__)
@@ -61,9 +62,11 @@ class InferenceFront:
             if not self.ctx.auth.resolved(authorization) and not OPEN_PATHS.match(scope["path"]):
                 # A token not in the cache is looked up in a worker thread, so a slow or
                 # hung database holds this request only, not the event loop; every check
-                # the request makes afterwards reads the cache. A route that reads no
-                # token does not wait on the database for one.
-                await run_in_threadpool(self.ctx.auth.resolve, authorization)
+                # the request makes afterwards reads the cache. At most MAX_TOKEN_LOOKUPS
+                # run at once, the next waiting on the loop without a thread, so made-up
+                # tokens cannot take the pool every other off-loop piece of work shares.
+                # A route that reads no token does not wait on the database for one.
+                await bounded_token_lookup(partial(self.ctx.auth.resolve, authorization))
             await self.app(scope, receive, send)
             return
         route = _ROUTES[match.group(2) is not None]
@@ -122,9 +125,11 @@ class InferenceFront:
     async def _may_score(self, authorization: str | None) -> None:
         """Raise unless ``authorization`` may score. A token not in the cache is looked
         up in a worker thread, so a slow or hung database holds this request only, not
-        the event loop."""
+        the event loop, under the same bound as every other route's
+        (:func:`~tunewatch.api._lookups.bounded_token_lookup`); a cached one is answered
+        on the loop."""
         if self.ctx.auth.authenticate_cached(authorization, "score") is None:
-            await run_in_threadpool(self._look_up_scorer, authorization)
+            await bounded_token_lookup(partial(self._look_up_scorer, authorization))
 
     def _look_up_scorer(self, authorization: str | None) -> None:
         # the lookup, cached as on every other route (a store's failure is remembered, so

@@ -36,13 +36,13 @@ from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
-from anyio.lowlevel import RunVar
 from starlette.requests import Request
 from starlette.responses import Response
 
 from tunewatch._auth import AuthError, Principal, hash_token
 from tunewatch._errors import TunewatchError
 from tunewatch.api._context import context
+from tunewatch.api._lookups import LookupBound
 
 COOKIE = "tunewatch_session"
 MAX_FORM_BYTES = 4096
@@ -55,23 +55,20 @@ MAX_SESSION_LOOKUPS = 4
 T = TypeVar("T")
 # the caller :func:`identify` found: (permission, the principal or the refusal)
 _CALLER = "tunewatch.dashboard.caller"
-_lookups: RunVar[anyio.CapacityLimiter] = RunVar("tunewatch.dashboard.session_lookups")
+# apart from the API's bearer-token look-ups (:mod:`tunewatch.api._lookups`): a flood of
+# made-up tokens does not hold up signed-in viewers
+_sessions = LookupBound("tunewatch.dashboard.session_lookups", MAX_SESSION_LOOKUPS)
 
 
 def session_lookups() -> anyio.CapacityLimiter:
     """The running event loop's bound on session look-ups (:data:`MAX_SESSION_LOOKUPS`)."""
-    try:
-        return _lookups.get()
-    except LookupError:
-        limiter = anyio.CapacityLimiter(MAX_SESSION_LOOKUPS)
-        _lookups.set(limiter)
-        return limiter
+    return _sessions.limiter()
 
 
 async def bounded_lookup(look_up: Callable[[], T]) -> T:
     """``look_up()`` in a worker thread, once fewer than :data:`MAX_SESSION_LOOKUPS` run;
     until then it waits on the event loop, holding no thread."""
-    return await anyio.to_thread.run_sync(look_up, limiter=session_lookups())
+    return await _sessions.run(look_up)
 
 
 async def identify(request: Request, permission: str = "read") -> Principal | None:
