@@ -12,14 +12,12 @@ from __future__ import annotations
 import secrets
 import threading
 from collections.abc import Callable
-from functools import partial
 
-import anyio
 import httpx
 import pytest
 
 from tests.dashboard.scenario import Served, session_cookie
-from tests.tunewatch.conftest import HeldCalls, holding
+from tests.tunewatch.conftest import holding
 from tunewatch.dashboard import _auth, _series
 from tunewatch.dashboard._limit import MAX_READS_IN_PROGRESS
 
@@ -126,32 +124,3 @@ def test_a_signed_in_read_is_answered_while_made_up_sessions_are_being_looked_up
                 t.join(WAIT_S)
     refused = sorted(a.status_code for a in answers)
     assert refused == [401 if path.startswith("/v1") else 303] * MAX_READS_IN_PROGRESS
-
-
-def test_session_look_ups_beyond_the_bound_wait_for_one_to_finish() -> None:
-    """At most :data:`MAX_SESSION_LOOKUPS` look-ups run (each in a worker thread) at once;
-    the next waits on the event loop, holding no thread, until one is done."""
-    most = _auth.MAX_SESSION_LOOKUPS
-    held = HeldCalls(lambda n: n, most + 1, wait_s=WAIT_S)
-    results: list[int] = []
-
-    async def look_up(n: int) -> None:
-        results.append(await _auth.bounded_lookup(partial(held, n)))
-
-    async def main() -> None:
-        async with anyio.create_task_group() as tg:
-            for n in range(most + 1):
-                tg.start_soon(look_up, n)
-            for _ in range(most):
-                assert await anyio.to_thread.run_sync(held.entered.acquire, True, WAIT_S)
-            await anyio.wait_all_tasks_blocked()
-            # the one past the bound never entered: it is waiting for a look-up's thread
-            assert not held.entered.acquire(blocking=False)
-            assert _auth.session_lookups().statistics().tasks_waiting == 1
-            held.release.set()
-        assert sorted(results) == list(range(most + 1))
-
-    try:
-        anyio.run(main)
-    finally:
-        held.release.set()

@@ -14,7 +14,7 @@ import asyncio
 import json
 import secrets
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from typing import Any
 
@@ -166,26 +166,41 @@ def test_a_made_up_token_past_the_bound_waits_while_cached_tokens_are_answered(
     assert [a.json()["code"] for a in answers] == ["invalid_token"] * MAX_TOKEN_LOOKUPS
 
 
-def test_token_look_ups_beyond_the_bound_wait_for_one_to_finish() -> None:
-    """At most :data:`MAX_TOKEN_LOOKUPS` look-ups run (each in a worker thread) at once;
-    the next waits on the event loop, holding no thread, until one is done."""
-    most = MAX_TOKEN_LOOKUPS
+@pytest.mark.parametrize(
+    ("look_up", "limiter", "most"),
+    [
+        pytest.param(
+            _lookups.bounded_token_lookup, _lookups.token_lookups, MAX_TOKEN_LOOKUPS, id="tokens"
+        ),
+        pytest.param(
+            _auth.bounded_lookup, _auth.session_lookups, _auth.MAX_SESSION_LOOKUPS, id="sessions"
+        ),
+    ],
+)
+def test_look_ups_beyond_the_bound_wait_for_one_to_finish(
+    look_up: Callable[[Callable[[], int]], Awaitable[int]],
+    limiter: Callable[[], anyio.CapacityLimiter],
+    most: int,
+) -> None:
+    """At most ``most`` look-ups of bearer tokens, and as many of dashboard sessions, run
+    (each in a worker thread) at once; the next waits on the event loop, holding no
+    thread, until one is done."""
     held = HeldCalls(lambda n: n, most + 1, wait_s=WAIT_S)
     results: list[int] = []
 
-    async def look_up(n: int) -> None:
-        results.append(await _lookups.bounded_token_lookup(partial(held, n)))
+    async def one(n: int) -> None:
+        results.append(await look_up(partial(held, n)))
 
     async def main() -> None:
         async with anyio.create_task_group() as tg:
             for n in range(most + 1):
-                tg.start_soon(look_up, n)
+                tg.start_soon(one, n)
             for _ in range(most):
                 assert await anyio.to_thread.run_sync(held.entered.acquire, True, WAIT_S)
             await anyio.wait_all_tasks_blocked()
             # the one past the bound never entered: it is waiting for a look-up's thread
             assert not held.entered.acquire(blocking=False)
-            assert _lookups.token_lookups().statistics().tasks_waiting == 1
+            assert limiter().statistics().tasks_waiting == 1
             held.release.set()
         assert sorted(results) == list(range(most + 1))
 
