@@ -48,7 +48,7 @@ from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
 from tunewatch._errors import ConflictError, NotFoundError, TunewatchError
 from tunewatch._promotion_signature import check_promotion_signature, check_servable
-from tunewatch.comparison._config import ComparisonConfig
+from tunewatch.comparison._config import comparison_of
 from tunewatch.store import MAX_ID, NO_CHAMPION, ApprovalRow, ModelRow, Stage, Store, VersionRow
 from tunewatch.store._governance import replaced_champion
 
@@ -178,9 +178,7 @@ def watch_keeps_previous(config: Config, row: ModelRow) -> bool:
     promotion then keeps the champion it replaces in shadow, in its own transaction, so
     that it scores the new champion's requests from the first one (the watch starts at the
     comparison loop's next run, and counts them all). Otherwise it is retired as ever."""
-    cfg = config.model(row.name)
-    nested = getattr(cfg, "comparison", None) if cfg is not None else None
-    settings = nested if isinstance(nested, ComparisonConfig) else ComparisonConfig()
+    settings = comparison_of(config.model(row.name))
     if not (settings.enabled and settings.rollback.enabled and settings.rollback.paired):
         return False
     objective = config.model_or_default(row.name, row.task).objective

@@ -10,14 +10,12 @@ run under a small bound of their own instead (:data:`MAX_SESSION_LOOKUPS`).
 from __future__ import annotations
 
 import secrets
-import threading
-from collections.abc import Callable
 
 import httpx
 import pytest
 
 from tests.dashboard.scenario import Served, session_cookie
-from tests.tunewatch.conftest import holding
+from tests.tunewatch.conftest import holding, in_flight
 from tunewatch.dashboard import _auth, _series
 from tunewatch.dashboard._limit import MAX_READS_IN_PROGRESS
 
@@ -33,16 +31,6 @@ def _made_up_token() -> dict[str, str]:
     return {"Authorization": f"Bearer tw_{secrets.token_urlsafe(32)}"}
 
 
-def _in_flight(
-    requests: list[Callable[[], httpx.Response]],
-) -> tuple[list[threading.Thread], list[httpx.Response]]:
-    answers: list[httpx.Response] = []
-    threads = [threading.Thread(target=lambda r=r: answers.append(r())) for r in requests]
-    for t in threads:
-        t.start()
-    return threads, answers
-
-
 def test_callers_who_may_not_read_are_refused_while_signed_in_reads_hold_every_slot(
     served: Served, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -51,7 +39,7 @@ def test_callers_who_may_not_read_are_refused_while_signed_in_reads_hold_every_s
     overview = f"{served.url}/v1/dashboard/overview"
     page = f"{served.url}/dashboard/"
     with holding(monkeypatch, _series, "drift", MAX_READS_IN_PROGRESS) as held:
-        threads, answers = _in_flight(
+        threads, answers = in_flight(
             [lambda: httpx.get(drift, cookies=cookie, timeout=WAIT_S)] * MAX_READS_IN_PROGRESS
         )
         try:
@@ -105,7 +93,7 @@ def test_a_signed_in_read_is_answered_while_made_up_sessions_are_being_looked_up
     store = served.daemon.runtime.store
     # as many made-up sessions in flight as there are read slots, each held in its look-up
     with holding(monkeypatch, store, "session_token", MAX_READS_IN_PROGRESS) as held:
-        threads, answers = _in_flight(
+        threads, answers = in_flight(
             [
                 lambda: httpx.get(url, cookies=_made_up_session(), timeout=WAIT_S),
             ]

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -101,6 +102,18 @@ def make_daemon(
             name=f"test-{role}", role=role, token_hash=hash_token(tokens[role]), actor="test"
         )
     return daemon, tokens
+
+
+def in_flight(
+    requests: list[Callable[[], httpx.Response]],
+) -> tuple[list[threading.Thread], list[httpx.Response]]:
+    """Each of ``requests`` sent from a thread of its own, started: the threads, and the
+    list their answers are appended to as they come."""
+    answers: list[httpx.Response] = []
+    threads = [threading.Thread(target=lambda r=r: answers.append(r())) for r in requests]
+    for t in threads:
+        t.start()
+    return threads, answers
 
 
 def evaluating_daemon(

@@ -22,6 +22,7 @@ import yaml
 
 from tests.dashboard.scenario import session_cookie
 from tests.tunewatch.conftest import MODEL, make_daemon
+from tests.tunewatch.one_trial_tuning import SPACE
 from tests.tunewatch.test_tuning import _config, _daemon
 from tunewatch._auth import hash_token, new_token
 from tunewatch._background import BackgroundServer
@@ -31,19 +32,6 @@ from tunewatch._example import ExampleModel
 from tunewatch._report import build_report
 from tunewatch.dashboard._data import Sources, tuning
 from tunewatch.store._schema import jobs
-
-SPACE = {  # one cheap family: the study is not what these tests are about
-    "format_version": 1,
-    "name": "logistic_only",
-    "params": {
-        "scaler": {"type": "categorical", "choices": ["standard"]},
-        "estimator": {
-            "type": "categorical",
-            "choices": ["logistic"],
-            "when": {"logistic": {"C": {"type": "float", "low": 0.5, "high": 2.0}}},
-        },
-    },
-}
 
 
 @dataclass

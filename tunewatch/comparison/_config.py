@@ -216,3 +216,10 @@ class ComparisonConfig(_Frozen):
         if self.label_maturity_s is None:
             return None
         return now - timedelta(seconds=self.label_maturity_s)
+
+
+def comparison_of(model_config: object | None) -> ComparisonConfig:
+    """The comparison settings of a model's configuration (its ``comparison`` section), or
+    the defaults for a model the configuration does not list."""
+    nested = getattr(model_config, "comparison", None)
+    return nested if isinstance(nested, ComparisonConfig) else ComparisonConfig()

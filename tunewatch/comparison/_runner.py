@@ -69,7 +69,7 @@ if TYPE_CHECKING:  # _config nests ComparisonConfig: import nothing that imports
     from tunewatch._config import Config
 
 
-from tunewatch.comparison._config import ComparisonConfig
+from tunewatch.comparison._config import ComparisonConfig, comparison_of
 from tunewatch.comparison._decisions import Decisions
 from tunewatch.comparison._looks import (
     OBJECTIVE_SINCE,
@@ -162,9 +162,7 @@ class ComparisonRunner:
     def settings(self, model: str) -> ComparisonConfig:
         if model in self._settings:
             return self._settings[model]
-        cfg = self.config.model(model)
-        nested = getattr(cfg, "comparison", None) if cfg is not None else None
-        return nested if isinstance(nested, ComparisonConfig) else ComparisonConfig()
+        return comparison_of(self.config.model(model))
 
     def _objective(self, model: str) -> tuple[Objective, MeasuredObjective]:
         """The model's configured objective, and what a test of it records it measures."""

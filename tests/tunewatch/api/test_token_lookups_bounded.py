@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import threading
 from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from typing import Any
@@ -22,7 +21,7 @@ import anyio
 import httpx
 import pytest
 
-from tests.tunewatch.conftest import MODEL, HeldCalls, Running, holding, serving
+from tests.tunewatch.conftest import MODEL, HeldCalls, Running, holding, in_flight, serving
 from tunewatch._example import ExampleModel
 from tunewatch.api import _lookups
 from tunewatch.api._lookups import MAX_TOKEN_LOOKUPS
@@ -110,16 +109,6 @@ async def _answer(request: asyncio.Task[int]) -> int:
     return await request
 
 
-def _in_flight(
-    requests: list[Callable[[], httpx.Response]],
-) -> tuple[list[threading.Thread], list[httpx.Response]]:
-    answers: list[httpx.Response] = []
-    threads = [threading.Thread(target=lambda r=r: answers.append(r())) for r in requests]
-    for t in threads:
-        t.start()
-    return threads, answers
-
-
 @pytest.mark.parametrize(("method", "path"), [("GET", "/v1/models"), ("POST", INFER)])
 def test_a_made_up_token_past_the_bound_waits_while_cached_tokens_are_answered(
     served: Running, monkeypatch: pytest.MonkeyPatch, method: str, path: str
@@ -136,7 +125,7 @@ def test_a_made_up_token_past_the_bound_waits_while_cached_tokens_are_answered(
     store = served.daemon.runtime.store
     flood = [lambda: httpx.get(models, headers={"Authorization": _made_up_token()}, timeout=WAIT_S)]
     with holding(monkeypatch, store, "token_by_hash", MAX_TOKEN_LOOKUPS) as held:
-        threads, answers = _in_flight(flood * MAX_TOKEN_LOOKUPS)
+        threads, answers = in_flight(flood * MAX_TOKEN_LOOKUPS)
         request: asyncio.Task[int] | None = None
         try:
             for _ in threads:  # every look-up's thread is held in the store's read
