@@ -33,13 +33,17 @@ _LOCK_TIMEOUT_S = 0.2
 def _daemon(
     trained: list[ExampleModel], tmp_path: Path, store_url: str, *, quota: int
 ) -> tuple[Daemon, dict[str, str]]:
-    """A daemon that retunes on alerts, its store waiting ``_LOCK_TIMEOUT_S`` for a lock."""
+    """A daemon that retunes on alerts, its store waiting ``_LOCK_TIMEOUT_S`` for a lock;
+    the scheduler off, so nothing of its own (the leader's lease, the job runner's claims)
+    holds a lock the deliveries wait on: under a loaded CI run one held the job queue's
+    lock past the 0.2 s and the first delivery got a 503."""
     triggers = [{"on": "alert_received", "do": "retune", "cooldown_minutes": 0}]
     return make_daemon(
         tmp_path,
         trained,
         extra={
             "store": {"url": store_url, "lock_timeout_s": _LOCK_TIMEOUT_S},
+            "scheduler": {"enabled": False},
             "tuning": {"max_concurrent_jobs": quota},
             "models": [{"name": MODEL, "task": "binary", "triggers": triggers}],
         },
