@@ -17,7 +17,7 @@ from monitor.objectives import OBJECTIVES
 from tunewatch._config import Config
 from tunewatch._errors import NotFoundError
 from tunewatch._version_metadata import finite_float
-from tunewatch.store import Store
+from tunewatch.store import JobRow, Store
 
 
 def known(objective: Any) -> str | None:
@@ -53,6 +53,15 @@ def labelled(loss: Any, objective: Any, *, spec: str = ".4f") -> str:
         return f"{objective} {value:{spec}}"
     stored = finite_float(loss)
     return "—" if stored is None else f"loss {stored:{spec}}"
+
+
+def recorded(job: JobRow) -> tuple[str | None, float | None]:
+    """What ``job`` records of itself: the objective it tunes (its result's, else its
+    progress's; ``None`` for a job of an older release, which recorded none) and its best
+    value as that objective's (its result's, else its progress's so far)."""
+    figures = job.result if job.result else job.progress
+    objective = known(figures.get("objective")) or known(job.progress.get("objective"))
+    return objective, score(figures.get("best_value"), objective)
 
 
 def configured_objective(config: Config, store: Store, model: str) -> str | None:

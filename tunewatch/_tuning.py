@@ -366,6 +366,7 @@ class TuningJobRunner:
             {
                 "phase": "tuning",
                 "study": study,
+                "objective": objective.name,  # what its best_value is the loss of
                 "dataset_version": version_of_data,
                 "rows": int(x.shape[0]),
                 "max_trials": max_trials,
@@ -484,6 +485,7 @@ class TuningJobRunner:
         return {
             "version": row.version,
             "study": study,
+            "objective": objective.name,
             "best_value": result.best_value,
             "best_params": dict(result.best_params),
             "n_trials": result.n_trials,

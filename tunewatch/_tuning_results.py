@@ -62,6 +62,7 @@ def job_result(version: VersionRow) -> dict[str, Any]:
     return {
         "version": version.version,
         "study": version.study,
+        "objective": version.details.get("objective"),
         "best_value": version.details.get("best_value"),
         "best_params": dict(version.hyperparameters),
         "n_trials": version.details.get("n_trials"),

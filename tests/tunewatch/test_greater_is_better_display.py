@@ -40,6 +40,7 @@ class Retuned:
     stdout: str
     job_id: int
     viewer: str  # a viewer's token
+    url: str  # the daemon's, served while the module's tests run
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,10 @@ def retuned(
         daemon.store.add_token(
             name="viewer", role="viewer", token_hash=hash_token(viewer), actor="test"
         )
-        yield Retuned(daemon=daemon, stdout=out.getvalue(), job_id=job.id, viewer=viewer)
+        with BackgroundServer(daemon.app) as server:  # a daemon starts once
+            yield Retuned(
+                daemon=daemon, stdout=out.getvalue(), job_id=job.id, viewer=viewer, url=server.url
+            )
     finally:
         daemon.close()
 
@@ -136,17 +140,10 @@ def test_the_dashboard_tuning_page_shows_roc_auc_for_finished_and_running_jobs(
     }
     with d.store.engine.begin() as conn:
         conn.execute(jobs.insert(), [running])
-    with BackgroundServer(d.app) as server:
-        page = httpx.get(
-            f"{server.url}/dashboard/models/{MODEL}/tuning",
-            cookies=session_cookie(server.url, retuned.viewer),
-            timeout=60,
-        )
-        data = httpx.get(
-            f"{server.url}/v1/dashboard/models/{MODEL}/tuning",
-            cookies=session_cookie(server.url, retuned.viewer),
-            timeout=60,
-        )
+    url = retuned.url
+    cookies = session_cookie(url, retuned.viewer)
+    page = httpx.get(f"{url}/dashboard/models/{MODEL}/tuning", cookies=cookies, timeout=60)
+    data = httpx.get(f"{url}/v1/dashboard/models/{MODEL}/tuning", cookies=cookies, timeout=60)
     assert data.status_code == 200, data.text
     (shown,) = [j for j in data.json()["jobs"] if j["status"] == "running"]
     assert shown["objective"] == "roc_auc" and shown["best_score"] == pytest.approx(0.8125)
@@ -194,3 +191,31 @@ def test_a_version_registered_with_pr_auc_details_reports_them_as_pr_auc(
         assert "- **fold scores**: 0.2, 0.3\n" in md
     finally:
         d.close()
+
+
+def test_the_jobs_and_versions_api_name_the_objective_and_give_its_best_score(
+    retuned: Retuned,
+) -> None:
+    """``/v1/jobs`` and the version JSON gave only ``best_value``, the loss: a client had
+    to know the model's objective, and that a ROC AUC is stored negated, to read -0.745.
+    The job records the objective it tunes (its progress and result), and both answers
+    add it with ``best_score``; the stored losses stay as they were."""
+    d = retuned.daemon
+    auc = _best_auc(d)
+    url, headers = retuned.url, {"Authorization": f"Bearer {retuned.viewer}"}
+    job = httpx.get(f"{url}/v1/jobs/{retuned.job_id}", headers=headers)
+    listed = httpx.get(f"{url}/v1/jobs", params={"model": MODEL}, headers=headers)
+    tuned = httpx.get(f"{url}/v1/models/{MODEL}/versions/2", headers=headers)
+    by_hand = httpx.get(f"{url}/v1/models/{MODEL}/versions/1", headers=headers)
+    assert job.status_code == 200, job.text
+    body = job.json()
+    assert body["objective"] == "roc_auc" and body["best_score"] == pytest.approx(auc)
+    assert body["result"]["objective"] == body["progress"]["objective"] == "roc_auc"
+    assert body["result"]["best_value"] == pytest.approx(-auc)  # the stored loss
+    [same] = [j for j in listed.json()["jobs"] if j["id"] == retuned.job_id]
+    assert (same["objective"], same["best_score"]) == (body["objective"], body["best_score"])
+    assert tuned.status_code == 200, tuned.text
+    version = tuned.json()
+    assert version["objective"] == "roc_auc" and version["best_score"] == pytest.approx(auc)
+    assert version["details"]["best_value"] == pytest.approx(-auc)
+    assert (by_hand.json()["objective"], by_hand.json()["best_score"]) == (None, None)

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from tunewatch._actions import ActionOutcome
+from tunewatch._objective_display import recorded
 from tunewatch.api._context import Reason, RowId, context
 from tunewatch.api._errors import ApiError
 from tunewatch.api._models import (
@@ -43,9 +44,13 @@ class CancelRequest(BaseModel):
 
 
 def job_json(j: JobRow) -> dict[str, Any]:
+    """The job's row, with the objective it tunes (``objective``: ``null`` for a job that
+    recorded none) and its best value as that objective's (``best_score``: a ROC AUC of
+    0.745 where ``best_value``, the loss its study minimises, is -0.745)."""
     out = asdict(j)
     for key in ("created_at", "started_at", "heartbeat_at", "finished_at"):
         out[key] = out[key].isoformat() if out.get(key) else None
+    out["objective"], out["best_score"] = recorded(j)
     return out
 
 
@@ -65,9 +70,10 @@ def list_jobs(
 def get_job(job_id: RowId, request: Request, _: Reader) -> dict[str, Any]:
     """A job with its progress while it runs: the trials done (``trials``, of them
     ``cost_rejected``) of ``max_trials``, the best value so far (``best_value``, a loss:
-    lower is better), and the wall and CPU seconds its study spent (``wall_s``,
-    ``cpu_s``, as its workers last recorded them after a trial) against its time budget
-    (``wall_time_s``, ``cpu_time_s``; ``null`` for none)."""
+    lower is better; ``best_score``, the same as the value of ``objective``), and the wall
+    and CPU seconds its study spent (``wall_s``, ``cpu_s``, as its workers last recorded
+    them after a trial) against its time budget (``wall_time_s``, ``cpu_time_s``;
+    ``null`` for none)."""
     return job_json(context(request).runtime.store.get_job(job_id))
 
 

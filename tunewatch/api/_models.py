@@ -16,6 +16,7 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from tunewatch import _governance as governance
 from tunewatch._approval_rules import check_champion_registration
 from tunewatch._auth import Principal
+from tunewatch._objective_display import known, score
 from tunewatch._reference import Reference
 from tunewatch._registry import check_caller_study
 from tunewatch._report import build_report, refresh_reports
@@ -156,9 +157,14 @@ def _b64(value: str, field: str) -> bytes:
 
 
 def version_json(v: VersionRow) -> dict[str, Any]:
+    """The version's row, with the objective its study tuned (``objective``, ``null`` for
+    a version registered by hand) and its best cross-validated value as that objective's
+    (``best_score``; ``details.best_value`` is the loss the study minimised)."""
     out = asdict(v)
     for key in ("created_at", "stage_changed_at"):
         out[key] = out[key].isoformat() if out.get(key) else None
+    out["objective"] = known(v.details.get("objective"))
+    out["best_score"] = score(v.details.get("best_value"), out["objective"])
     return out
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from retune import RetuneError, load_history
 from retune.warmstart import History
-from tunewatch._objective_display import known, score, scores
+from tunewatch._objective_display import known, recorded, score, scores
 from tunewatch._policies import stored_decision
 from tunewatch._version_metadata import finite_float
 from tunewatch.comparison import ComparisonRunner
@@ -482,9 +482,13 @@ def _registered(job: JobRow) -> int | None:
 def _job_objective(
     job: JobRow, registered: dict[int, VersionRow], configured: str | None
 ) -> str | None:
-    """What ``job`` was tuned for: its registered version's objective, or, for a queued or
-    running job, ``configured``; else unknown (a failed job of a model whose objective
-    may have changed since)."""
+    """What ``job`` was tuned for: the objective it recorded; for a job of an older
+    release, its registered version's objective, or, for a queued or running job,
+    ``configured``; else unknown (a failed job of a model whose objective may have changed
+    since)."""
+    objective, _ = recorded(job)
+    if objective is not None:
+        return objective
     number = _registered(job)
     version = None if number is None else registered.get(number)
     if version is not None:
