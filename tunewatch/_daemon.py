@@ -184,9 +184,12 @@ class Daemon:
                     self.schedule.catch_up,
                     threads=1,
                 ),
+                # scheduled with comparison off too: the run then only releases, ending the
+                # watches left open and retiring a version a promotion kept in shadow for
+                # one (under another config: a CLI's defaults), which else shadowed forever
                 PerModelJob(
                     "compare",
-                    lambda m: m.comparison.interval_s if m.comparison.enabled else None,
+                    lambda m: m.comparison.interval_s,
                     self.comparisons.run,
                     last_run=self._last_comparison,
                 ),

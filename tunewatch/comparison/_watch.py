@@ -30,6 +30,8 @@ from tunewatch.comparison._watch_look import look
 from tunewatch.comparison._watch_release import close, close_overtaken, keeping, release_kept
 from tunewatch.comparison._watch_rollback import FAILED_RUNS, roll_back
 from tunewatch.comparison._watch_start import (
+    KEPT,
+    RECENT_PROMOTIONS,
     keep_in_shadow,
     pulled,
     pulled_reason,
@@ -87,11 +89,30 @@ class RollbackWatch:
     def release(self, model: str, why: str) -> None:
         """Close the pending watches, retiring a version one kept in shadow (the watch was
         switched off: nothing would ever end them, and a live split would stay paused for
-        the version one compares with)."""
-        for test in self.comparisons.list_tests(model, kind="rollback_watch"):
-            if pending_watch(test):
-                self._close(test, why)
-        self._return_unwatched(model, None)
+        the version one compares with).
+
+        Every scheduled run of a model whose comparison or rollback watch is off does this:
+        with nothing pending it reads the open and decided watches (none) and the newest
+        promotions, not every watch the model ever had nor each version they kept."""
+        for status in ("open", "decided"):
+            for test in self.comparisons.list_tests(model, kind="rollback_watch", status=status):
+                if pending_watch(test):
+                    self._close(test, why)
+        if self._kept(model):
+            self._return_unwatched(model, None)
+
+    def _kept(self, model: str) -> bool:
+        """Whether a version one of the newest promotions kept in shadow still is there:
+        what :meth:`_return_unwatched` may retire (else it has nothing to do)."""
+        promotions = self.store.list_events(model=model, type="promoted", limit=RECENT_PROMOTIONS)
+        kept = {
+            int(e.payload["previous"])
+            for e in promotions
+            if e.payload.get(KEPT) and e.payload.get("previous") is not None
+        }
+        return bool(kept) and any(
+            v.version in kept for v in self.store.list_versions(model, stage="shadow")
+        )
 
     def release_without_loss(self, model: str, objective: MeasuredObjective) -> None:
         """Close the pending watches as :meth:`release` does: the model's objective
