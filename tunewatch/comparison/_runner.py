@@ -12,7 +12,10 @@ Each run of :meth:`ComparisonRunner.run` for one model
    ``srm_detected`` and blocks promotions until it clears. A new challenger, salt or
    share is a new split: the check counts afresh, and the split's test of the old
    settings is closed, never acted on, for a new one (see
-   :mod:`~tunewatch.comparison._split_test`);
+   :mod:`~tunewatch.comparison._split_test`). The split's test closes, as a paired
+   test does, once its challenger left shadow or the configured split no longer names it
+   (removed, or naming another), and opens again where it stopped when the split splits
+   with it again;
 3. feeds every shadow challenger's newly labelled requests — those with the champion's
    output, the challenger's output and a label, each fed once whatever order they arrive
    in — to a paired always-valid test whose state is persisted, so a restart continues
@@ -244,6 +247,7 @@ class ComparisonRunner:
             blocked=blocked,
             requested_by=requested_by,
         )
+        results += self._split_test.close_gone(model, settings.split)
         if settings.split is not None:
             try:
                 split_result = self._split_test.run(

@@ -13,7 +13,15 @@ once the new settings' count, untested, lifted the block. So the test of the old
 settings is closed, never acted on, and a new one reads the requests received from when
 the first check saw the new settings (the check's ``settings_since``). A change of the
 model's objective closes it alike, and the new one reads only the requests received after
-the newest it consumed (see :mod:`~tunewatch.comparison._looks`)."""
+the newest it consumed (see :mod:`~tunewatch.comparison._looks`).
+
+A test whose challenger left shadow (retired, rolled back, promoted by hand), or that the
+configured split no longer names (removed, or naming another challenger), can look no
+more: :meth:`SplitTest.close_gone` closes it, as a paired test whose challenger left
+shadow is closed. One still open then opens again where it stopped when the split splits
+with its challenger again (always valid: the pause added no unit); one decided and not
+acted on is closed for good, never acted on. A rollback watch that keeps the challenger
+shadowing only pauses it (it is in shadow, and named): it is left open."""
 
 from __future__ import annotations
 
@@ -69,6 +77,11 @@ logger = logging.getLogger(__name__)
 #: first check saw them, or ``None`` (from the split's start; tests started before it was
 #: kept have none either).
 SETTINGS_SINCE = "split_settings_since"
+
+#: The key of the outcome of a split test closed while open because the split no longer
+#: splits with its challenger (see :meth:`SplitTest.close_gone`): it opens again when it
+#: does.
+PAUSED = "split_paused"
 
 
 class SplitTest:
@@ -194,6 +207,44 @@ class SplitTest:
             return None
         return make_result(saved, self.comparisons.latest_look(saved.id), len(consumed), "none")
 
+    def close_gone(self, model: str, split: SplitConfig | None) -> list[ComparisonResult]:
+        """Close ``model``'s split tests still open or to act on whose challenger left
+        shadow, or that ``split`` (the configured one) no longer names; what was closed.
+        An open one is closed :data:`PAUSED`: :meth:`run` opens it again when the split
+        splits with its challenger again. Tests another run settled first are left to
+        it."""
+        live = [
+            t
+            for status in ("open", "decided")
+            for t in self.comparisons.list_tests(model, kind="split", status=status)
+            if t.status == "open" or needs_action(t)
+        ]
+        results: list[ComparisonResult] = []
+        for test in sorted(live, key=lambda t: t.id):
+            why = self._gone(test, split)
+            if why is None:
+                continue
+            outcome: dict[str, object] = {"action": "closed", "reason": why}
+            if test.status == "open":
+                outcome[PAUSED] = True
+            closed = self.comparisons.settle_test(test.id, status="closed", outcome=outcome)
+            if closed is None:
+                continue  # another run settled it first
+            logger.info("model=%s split test %d closed: %s", model, test.id, why)
+            results.append(make_result(closed, None, 0, "closed", (why,)))
+        return results
+
+    def _gone(self, test: ComparisonTestRow, split: SplitConfig | None) -> str | None:
+        """Why split test ``test`` can look no more under ``split``; ``None`` if it can."""
+        if split is None:
+            return "the live split was removed from the configuration"
+        if split.challenger != test.challenger_version:
+            return f"the live split names another challenger (v{split.challenger})"
+        stage = self.store.get_version(test.model, test.challenger_version).stage
+        if stage != "shadow":
+            return f"the split's challenger v{test.challenger_version} left shadow ({stage})"
+        return None
+
     def _test(
         self,
         model: str,
@@ -221,6 +272,8 @@ class SplitTest:
             if t.challenger_version == split.challenger
         ]
         current = tests[-1] if tests else None  # the newest: each follows the one before
+        if current is not None and _paused(current):  # the split splits with it again
+            current = self._resume(current)
         if current is not None and not _restarted(current):
             live = current.status == "open" or (
                 current.status == "decided" and needs_action(current)
@@ -250,6 +303,17 @@ class SplitTest:
             promotion_id=0 if current is None else current.id,
         )
         return test
+
+    def _resume(self, test: ComparisonTestRow) -> ComparisonTestRow:
+        """``test`` (closed :data:`PAUSED`) open again where it stopped."""
+        reason = str((test.outcome or {}).get("reason"))
+        reopened = self.comparisons.reopen_test(test.id, reason=reason)
+        if reopened is None:  # another run reopened it first
+            return self.comparisons.get_test(test.id)
+        logger.info(
+            "model=%s split test %d open again (it was closed: %s)", test.model, test.id, reason
+        )
+        return reopened
 
     def _close_for_settings(
         self, test: ComparisonTestRow, split: SplitConfig, settings_since: datetime | None
@@ -326,6 +390,12 @@ def _started(test: ComparisonTestRow) -> datetime | None:
     """From when the split's settings of ``test`` applied (see :data:`SETTINGS_SINCE`)."""
     value = test.state.get(SETTINGS_SINCE)
     return None if value is None else datetime.fromisoformat(str(value))
+
+
+def _paused(test: ComparisonTestRow) -> bool:
+    """Whether ``test`` was closed while open because the split stopped splitting with its
+    challenger (see :meth:`SplitTest.close_gone`)."""
+    return test.status == "closed" and test.outcome is not None and bool(test.outcome.get(PAUSED))
 
 
 def _restarted(test: ComparisonTestRow) -> bool:
