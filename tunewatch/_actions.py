@@ -1,8 +1,9 @@
 """Events to actions: each model's triggers decide what an event causes, subject to
 one active retune job per model (a trigger firing while it is queued or running is a
 duplicate of it), per-model cool-downs (held by a job that did not fail and was not
-cancelled) and a daemon-wide quota on concurrent tuning jobs. Every action,
-taken or suppressed, is recorded as an event (``action_<status>``) with its reason; a
+cancelled; a standing schedule's run is held by the model's other retunes only, not by
+the jobs its schedule queued) and a daemon-wide quota on concurrent tuning jobs. Every
+action, taken or suppressed, is recorded as an event (``action_<status>``) with its reason; a
 promotion is recorded by the comparison loop that carries it out, once the guardrails
 and governance have decided (taken, refused or pending approval). A retune still owed may
 be tried again (:meth:`Dispatcher.retry`): only the attempt that settles it is recorded.
@@ -345,7 +346,13 @@ class Dispatcher:
         requester: str | None = None,
     ) -> ActionOutcome:
         """Queue the retune ``event`` causes: a duplicate of the model's job still queued
-        or running, if any, for every trigger (a manual retune too). A ``requester``
+        or running, if any, for every trigger (a manual retune too). The trigger's
+        cool-down counts every job of the model but, for the ``schedule`` event, the jobs
+        the schedule queued: it sets its own cadence, and its run, fired a period after
+        the last, queued a few ms either side of a cool-down as long as the period
+        (measured from the last run's job), so half the runs were lost. Another retune
+        (drift, an alert, a manual one) within the cool-down still holds it back, and the
+        schedule's jobs still hold back every other trigger's. A ``requester``
         (someone asked for it: a manual retune) is named in the job's trigger (``actor``),
         and the job is written with its ``request_retune`` audit entry, by the requester,
         in one transaction."""
@@ -377,8 +384,10 @@ class Dispatcher:
                 max_active=self.config.tuning.max_concurrent_jobs,
                 # checked with the insert, so that simultaneous triggers queue one job, and
                 # by the database's clock, which every host queueing jobs shares; a failed
-                # or cancelled job holds no cool-down
+                # or cancelled job holds no cool-down, nor, for a scheduled run, the
+                # schedule's own jobs
                 cooldown=timedelta(minutes=cooldown_min) if cooldown_min > 0 else None,
+                cooldown_ignores="schedule" if event == "schedule" else None,
                 one_active=True,
                 audit=audit,
             )

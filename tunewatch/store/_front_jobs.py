@@ -29,6 +29,7 @@ class JobsFront(StoreFront):
         dedupe_key: str | None = None,
         max_active: int | None = None,
         cooldown: timedelta | None = None,
+        cooldown_ignores: str | None = None,
         one_active: bool = False,
         audit: _jobs.JobAudit | None = None,
     ) -> tuple[JobRow, bool]:
@@ -36,8 +37,9 @@ class JobsFront(StoreFront):
         with ``one_active``, so does a job of the model and ``kind`` queued or running.
         ``ConflictError`` with code ``quota`` when ``max_active`` jobs are queued or
         running already, ``cooldown`` when a job of the model that neither failed nor was
-        cancelled was queued less than ``cooldown`` ago by the database's clock; all
-        checked atomically with the insert.
+        cancelled was queued less than ``cooldown`` ago by the database's clock (a job
+        whose trigger's ``event`` is ``cooldown_ignores`` not counted); all checked
+        atomically with the insert.
         With ``audit``, its entry for the job returned is appended in the same transaction
         (see :func:`._jobs.create_job`): a failure queues nothing."""
         with self._tx("create_job") as conn:
@@ -50,6 +52,7 @@ class JobsFront(StoreFront):
                 dedupe_key=dedupe_key,
                 max_active=max_active,
                 cooldown=cooldown,
+                cooldown_ignores=cooldown_ignores,
                 one_active=one_active,
                 audit=audit,
             )

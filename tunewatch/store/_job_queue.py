@@ -59,6 +59,7 @@ def create_job(
     dedupe_key: str | None = None,
     max_active: int | None = None,
     cooldown: timedelta | None = None,
+    cooldown_ignores: str | None = None,
     one_active: bool = False,
     audit: JobAudit | None = None,
 ) -> tuple[JobRow, bool]:
@@ -70,10 +71,15 @@ def create_job(
     is refused (``ConflictError``, code ``quota``) when that many jobs are already
     queued or running; with ``cooldown``, when a job of the model that did not fail and
     was not cancelled was queued less than that long ago (code ``cooldown``): a failed or
-    cancelled job retuned nothing, and held back the retune the model still needed. All
-    are checked and the job inserted in one serialised step (``BEGIN IMMEDIATE`` on
-    SQLite, a transaction-scoped advisory lock on PostgreSQL), so simultaneous triggers
-    queue one job and cannot overshoot the quota.
+    cancelled job retuned nothing, and held back the retune the model still needed. With
+    ``cooldown_ignores``, a job whose trigger's ``event`` is that one does not count
+    either: a standing schedule's run (``"schedule"``) is held back by the model's other
+    retunes only, as the schedule sets its own cadence (its run, fired a period after the
+    last, queued a few ms either side of a cool-down as long as the period measured from
+    the last run's job, and half the runs were lost). All are checked and the job
+    inserted in one serialised step (``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped
+    advisory lock on PostgreSQL), so simultaneous triggers queue one job and cannot
+    overshoot the quota.
 
     A job's queue time is the database's clock, and the cool-down is measured on it: the
     host queueing a job and the host deciding the next may be minutes apart (two hosts 10
@@ -96,6 +102,7 @@ def create_job(
         dedupe_key=dedupe_key,
         max_active=max_active,
         cooldown=cooldown,
+        cooldown_ignores=cooldown_ignores,
         one_active=one_active,
     )
     if audit is not None:
@@ -119,6 +126,7 @@ def _queue(
     dedupe_key: str | None,
     max_active: int | None,
     cooldown: timedelta | None,
+    cooldown_ignores: str | None,
     one_active: bool,
 ) -> tuple[JobRow, bool]:
     """:func:`create_job`'s job: the one queued now (``True``) or before, with
@@ -142,15 +150,17 @@ def _queue(
         if active is not None:
             return get_job(conn, int(active)), False
     if cooldown is not None:
+        held = [
+            jobs.c.model == model,
+            jobs.c.status.not_in(_ENDED_UNTUNED),
+            jobs.c.created_at >= db_now(conn, -cooldown),
+        ]
+        if cooldown_ignores is not None:
+            # a job whose trigger names no event (or another) counts
+            event = func.coalesce(jobs.c.trigger["event"].as_string(), "")
+            held.append(event != cooldown_ignores)
         recent = conn.execute(
-            select(jobs.c.id, jobs.c.created_at)
-            .where(
-                jobs.c.model == model,
-                jobs.c.status.not_in(_ENDED_UNTUNED),
-                jobs.c.created_at >= db_now(conn, -cooldown),
-            )
-            .order_by(jobs.c.id.desc())
-            .limit(1)
+            select(jobs.c.id, jobs.c.created_at).where(*held).order_by(jobs.c.id.desc()).limit(1)
         ).first()
         if recent is not None:
             raise ConflictError(
