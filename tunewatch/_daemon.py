@@ -26,7 +26,7 @@ from tunewatch._errors import TunewatchError, os_reason
 from tunewatch._evaluation import Evaluator
 from tunewatch._heap import freeze_startup_heap
 from tunewatch._launcher import STALE_HEARTBEATS, JobLauncher
-from tunewatch._open_store import check_stored_models, open_store
+from tunewatch._open_store import check_stored_models, open_store, warn_of_unlisted_models
 from tunewatch._outage_log import OutageLog
 from tunewatch._recorder import Recorder
 from tunewatch._registry import Registry
@@ -92,6 +92,7 @@ class Daemon:
         with contextlib.ExitStack() as refused:  # no store left open behind an error
             refused.callback(self.store.close)
             check_stored_models(config, self.store)
+            warn_of_unlisted_models(config, self.store)
             ensure_bootstrap_token(self.store, os.environ if env is None else env)
             warn_of_bootstrap_lookalikes(self.store)
             refused.pop_all()

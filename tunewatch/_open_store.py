@@ -135,6 +135,28 @@ def check_stored_models(config: Config, store: Store) -> None:
         )
 
 
+def warn_of_unlisted_models(config: Config, store: Store) -> None:
+    """Log the stored models the config does not list: each runs on the defaults of its
+    task (:meth:`Config.model_or_default`), the default triggers among them: a decided
+    challenger promoted (under its stored safe ranges and regulation), a retune on drift.
+    A model removed from the config kept serving, evaluated, compared and promoted under
+    them, and nothing said so (its config had said notify only)."""
+    listed = {m.name for m in config.models}
+    unlisted = [m.name for m in store.list_models() if m.name not in listed]
+    if not unlisted:
+        return
+    shown = ", ".join(map(ascii, unlisted[:_NAMES_SHOWN]))
+    more = f", … ({len(unlisted)} in all)" if len(unlisted) > _NAMES_SHOWN else ""
+    logger.warning(
+        "models: the store holds %s%s, which the config does not list: they run on their "
+        "task's default settings — a challenger decided better is promoted (under the "
+        "safe ranges and regulation stored before), drift, decay and alerts retune —; "
+        "list them under `models` to set their own",
+        shown,
+        more,
+    )
+
+
 def _not_stored(config: Config, index: int, held: list[str]) -> None:
     """Refuse configured model ``index`` when the store holds its name but for case,
     Unicode form or surrounding spaces under a model the config does not list (a config

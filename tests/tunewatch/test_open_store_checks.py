@@ -133,6 +133,21 @@ def test_a_configured_model_not_stored_yet_is_said_once_at_start(
     assert repr(MODEL) in said[0].getMessage()  # the models the store holds
 
 
+def test_a_stored_model_the_config_does_not_list_is_said_to_run_on_defaults(
+    credit: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A model removed from the config kept serving, and was compared and promoted under
+    the default triggers (its config had said notify only), with nothing logged."""
+    listed = _config(credit, [{"name": MODEL, "task": "binary"}])
+    with caplog.at_level(logging.INFO, logger="tunewatch._open_store"):
+        Daemon(build_config(listed, env={}), env={}).close()
+        assert not [r for r in caplog.records if "does not list" in r.getMessage()]
+        Daemon(build_config(_config(credit, []), env={}), env={}).close()
+    [said] = [r for r in caplog.records if "does not list" in r.getMessage()]
+    assert said.levelno == logging.WARNING and repr(MODEL) in said.getMessage()
+    assert "decided better is promoted" in said.getMessage()
+
+
 # --- a cost matrix against a stored multiclass model's classes ----------------------
 
 
