@@ -18,7 +18,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from monitor._collectors import Gated, ReadCounter
+from monitor._collectors import Gated, ReadCounter, WithoutCreated
 from monitor.drift import METHODS as DRIFT_METHODS
 
 # Inference latencies live between a few microseconds and a few hundred milliseconds, but
@@ -568,7 +568,9 @@ class ServingMetrics:
         self.shadow_cpu.read = seconds
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        """The registry in Prometheus's text format, without ``_created`` samples
+        (:class:`~monitor._collectors.WithoutCreated`)."""
+        return generate_latest(WithoutCreated(self.registry))
 
     @staticmethod
     def start_at_zero(counter: Counter, *labels: Sequence[str]) -> None:
