@@ -3,10 +3,11 @@
 Two stages. In-process, the file is parsed with ``onnx.load(load_external_data=False)``
 (``not_onnx`` if it does not parse) and refused if any tensor keeps its data in an
 external file (``external_data``: served models must be self-contained, and ORT would
-resolve such paths on our disk). Then a child process (``python -P -m shadow._probe``)
-creates an onnxruntime session under ``RLIMIT_AS`` and a timeout — a crafted model
-can crash or exhaust the process creating its session — reads the signature and
-scores rows (:func:`shadow._probe.probe`). Crash or non-zero exit → ``load_failed``
+resolve such paths on our disk). Then a child process (``python -P -m shadow._probe``),
+started with only the environment it needs to run (:data:`PROBE_ENV_KEPT`: no
+credentials), creates an onnxruntime session under ``RLIMIT_AS`` and a timeout — a
+crafted model can crash or exhaust the process creating its session — reads the
+signature and scores rows (:func:`shadow._probe.probe`). Crash or non-zero exit → ``load_failed``
 (with the child's last stderr line), as is a probe process that cannot start; timeout →
 ``load_timeout``, memory exhaustion → ``load_memory``.
 """
@@ -117,17 +118,59 @@ def _probe_limit(asked: int) -> int:
     return hard
 
 
-#: Not passed on to the probe, which loads an untrusted model and needs no credentials:
-#: tunewatch's admin token (its ``ENV_ADMIN_TOKEN``, named here as shadow does not import
-#: tunewatch).
-_CHILD_ENV_DROPPED = ("TUNEWATCH_ADMIN_TOKEN",)
+#: The only variables of this process's environment the probe is started with (where
+#: set): it parses and loads an untrusted model, so it gets what runs Python and
+#: onnxruntime and nothing else — not the admin token, the store URL (which may hold a
+#: password), libpq's ``PGPASSWORD``, the configuration path nor any other secret.
+#: Finding the interpreter and its libraries: ``PATH``, ``PYTHONHOME``,
+#: ``LD_LIBRARY_PATH`` (a shared libpython or onnxruntime's libraries outside the loader's
+#: paths) and ``PYTHONPATH`` (with shadow's own root put first: a source checkout);
+#: how the interpreter runs: bytecode, hash seed, UTF-8 mode; locale, ``TZ``, ``TMPDIR``.
+#: ``ORT_DISABLE_TELEMETRY`` is left out: the probe's onnxruntime stays silent
+#: (:mod:`shadow._onnx` sets it), whatever the daemon's.
+PROBE_ENV_KEPT: Final[frozenset[str]] = frozenset(
+    {
+        "PATH",
+        "PYTHONHOME",
+        "PYTHONPATH",
+        "LD_LIBRARY_PATH",
+        "PYTHONDONTWRITEBYTECODE",
+        "PYTHONPYCACHEPREFIX",
+        "PYTHONHASHSEED",
+        "PYTHONUTF8",
+        "LANG",
+        "LANGUAGE",
+        "LC_ALL",
+        "LC_ADDRESS",
+        "LC_COLLATE",
+        "LC_CTYPE",
+        "LC_IDENTIFICATION",
+        "LC_MEASUREMENT",
+        "LC_MESSAGES",
+        "LC_MONETARY",
+        "LC_NAME",
+        "LC_NUMERIC",
+        "LC_PAPER",
+        "LC_TELEPHONE",
+        "LC_TIME",
+        "TZ",
+        "TMPDIR",
+    }
+)
+#: Set to 1 in the probe's environment, whatever this process's: thread pools reserve
+#: address space per thread, and the probe runs under an address-space limit.
+PROBE_THREAD_VARS: Final[tuple[str, ...]] = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+)
 
 
 def _child_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _CHILD_ENV_DROPPED}
-    # Thread pools reserve address space per thread; keep the probe single-threaded.
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[var] = "1"
+    """The probe's environment: :data:`PROBE_ENV_KEPT` from this process's, shadow's root
+    first on ``PYTHONPATH`` and :data:`PROBE_THREAD_VARS` at 1."""
+    env = {k: v for k, v in os.environ.items() if k in PROBE_ENV_KEPT}
+    env.update(dict.fromkeys(PROBE_THREAD_VARS, "1"))
     path = env.get("PYTHONPATH")
     env["PYTHONPATH"] = _PACKAGE_ROOT if not path else f"{_PACKAGE_ROOT}{os.pathsep}{path}"
     return env
