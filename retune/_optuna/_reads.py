@@ -20,7 +20,13 @@ from optuna.trial import TrialState
 
 from retune._errors import WarmStartError
 from retune._optuna._handles import OUTCOME, ran
-from retune._optuna._storage import _is_storage_error, _translated, close_storage, make_storage
+from retune._optuna._storage import (
+    _is_storage_error,
+    _shown_storage,
+    _translated,
+    close_storage,
+    make_storage,
+)
 from retune._spent import spent
 from retune.space import CategoricalParam, FloatParam, IntParam, SearchSpace
 from retune.warmstart._base import History, HistoryTrial
@@ -55,7 +61,7 @@ def load_history(
                 trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             except KeyError as exc:
                 raise WarmStartError(
-                    f"history study {name!r} does not exist in {storage!r}"
+                    f"history study {name!r} does not exist in {_shown_storage(storage)!r}"
                 ) from exc
             except Exception as exc:  # classified: re-raised unless Optuna's or the storage's
                 if not isinstance(exc, OptunaError) and not _is_storage_error(exc):

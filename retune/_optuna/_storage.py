@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote_plus
 
 import optuna
 from optuna.exceptions import ExperimentalWarning, OptunaError
@@ -315,6 +315,38 @@ _LIBPQ_URL = re.compile(r"postgresql(?:\+(?:psycopg|psycopg2))?://")
 #: A URL's scheme and user information, as SQLAlchemy reads them (``make_url``): the
 #: query is what follows the first ``?`` after them (a password may hold a ``?``).
 _USERINFO = re.compile(r"[\w+]+://(?:[^:/]*(?::[^@]*)?@)?")
+
+
+def _shown_storage(storage: str) -> str:
+    """``storage`` for a message: a URL's password, if any, as ``***``, in both places one
+    works (the userinfo's, and the value of a query key naming one, in any case:
+    ``?password=``, ``sslpassword=``); the rest as given. A journal file's path as is.
+
+    The store's ``redact_url`` (``tunewatch.store._engine``) does this by SQLAlchemy's
+    parse, which retune does not import: this reads the userinfo as that parse does
+    (:data:`_PASSWORD`), and hides an unencoded ``@`` in a password with it (the parse
+    would read the password's tail as the host's head)."""
+    if "://" not in storage:
+        return storage
+    match = _PASSWORD.match(storage)
+    if match is not None:
+        storage = f"{match['head']}***{storage[match.end() :]}"
+    after = _USERINFO.match(storage)
+    start = after.end() if after else 0
+    rest, mark, query = storage[start:].partition("?")
+    if not mark:
+        return storage
+    pairs = (
+        f"{key}=***" if "password" in unquote_plus(key).lower() else f"{key}{sep}{value}"
+        for key, sep, value in (pair.partition("=") for pair in query.split("&"))
+    )
+    return f"{storage[:start]}{rest}?{'&'.join(pairs)}"
+
+
+#: A URL's scheme, user name and password, as SQLAlchemy's ``make_url`` reads them (a
+#: password may hold ``:``, ``/`` and ``?``); the password runs on past an ``@`` while
+#: the host after it would hold one (``user:p@ss@host``: the password ``p@ss``).
+_PASSWORD = re.compile(r"(?P<head>[\w+]+://[^:/]*:)[^@]*(?:@[^/:?@]*)*?(?=@[^/:?@]*(?:[/:?]|$))")
 
 
 def _use_wal(path: str) -> None:
