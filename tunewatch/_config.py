@@ -475,7 +475,7 @@ def load_config(path: str | Path | None = None, *, env: Mapping[str, str] | None
     text = read_config_text(path)  # at most MAX_CONFIG_BYTES: /dev/zero was read until OOM
     try:
         raw = read_yaml(text)
-    except yaml.YAMLError as exc:
+    except yaml.YAMLError as exc:  # line, column and problem: no text of the line (a password)
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
     except RecursionError as exc:  # PyYAML recurses once per level of nesting
         raise ConfigError(

@@ -1,5 +1,7 @@
 """The YAML every tunewatch file is read in: YAML 1.2's booleans and numbers, no key
-given twice in a mapping. Configs and search spaces alike go through :func:`read_yaml`."""
+given twice in a mapping. Configs and search spaces alike go through :func:`read_yaml`,
+and its errors are worded by :func:`describe_yaml_error`: line, column and what was
+wrong, never the text of the line (a config's holds a database password)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,41 @@ class DuplicateKeyError(yaml.YAMLError):
         super().__init__(f"{path}: {detail}")
         self.path = path
         self.detail = detail
+
+
+class YAMLSyntaxError(yaml.YAMLError):
+    """Text :func:`read_yaml` cannot read; its message, :func:`describe_yaml_error`'s,
+    names the line and column and quotes none of the text."""
+
+
+def describe_yaml_error(exc: yaml.YAMLError, text: str) -> str:
+    """``exc``, raised reading ``text``, as "line L, column C: <problem> (<context> at
+    line L2, column C2)".
+
+    PyYAML's own message quotes about 75 characters of the offending line around a
+    caret: a config's mistyped ``store.url`` was printed with its password. Its problem
+    and context are PyYAML's wording, naming at most one character, a tag or an anchor."""
+    if isinstance(exc, yaml.MarkedYAMLError):
+        parts = [exc.problem or exc.context or "not readable"]
+        if exc.problem_mark is not None:
+            parts.insert(0, f"{_where(exc.problem_mark.line, exc.problem_mark.column)}: ")
+        if exc.problem and exc.context:
+            mark = exc.context_mark
+            at = "" if mark is None else f" at {_where(mark.line, mark.column)}"
+            parts.append(f" ({exc.context}{at})")
+        if exc.note:
+            parts.append(f"; {exc.note}")
+        return "".join(parts)
+    if isinstance(exc, yaml.reader.ReaderError):  # a control character, named by its code
+        line = text.count("\n", 0, exc.position)
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1)
+        return f"{_where(line, column)}: unacceptable character #x{exc.character:04x}: {exc.reason}"
+    return str(exc)  # ours (DuplicateKeyError): a key path and line numbers
+
+
+def _where(line: int, column: int) -> str:
+    """0-based ``line`` and ``column`` as an editor counts them."""
+    return f"line {line + 1}, column {column + 1}"
 
 
 class _Loader(yaml.SafeLoader):
@@ -127,9 +164,9 @@ def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
     text = str(loader.construct_scalar(node))
     try:
         return int(text[2:], 16) if text.startswith("0x") else int(text, 10)
-    except ValueError:  # an explicit `!!int` on other text
+    except ValueError:  # an explicit `!!int` on other text, not quoted: it may hold a password
         raise yaml.constructor.ConstructorError(
-            None, None, f"{text!r} is not an integer", node.start_mark
+            None, None, "a value tagged `!!int` must be an integer", node.start_mark
         ) from None
 
 
@@ -163,5 +200,12 @@ _Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 def read_yaml(text: str) -> Any:
     """``text`` read as YAML 1.2 reads it (see :class:`_Loader`); a key given twice in one
-    mapping raises :class:`DuplicateKeyError` (a ``yaml.YAMLError``), naming its path."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
+    mapping raises :class:`DuplicateKeyError` (a ``yaml.YAMLError``), naming its path; text
+    it cannot read, :class:`YAMLSyntaxError` (one too), naming the line and column."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader
+    except DuplicateKeyError:
+        raise
+    except yaml.YAMLError as exc:
+        # not chained: PyYAML's error, in a traceback, quotes the line
+        raise YAMLSyntaxError(describe_yaml_error(exc, text)) from None
