@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 #: How far this process's clock may run from the database's before opening the store
 #: warns. Leases, heartbeats and alert claims use the database's clock; a comparison
-#: reads from a version's registration, by the registering host's clock, less an hour
+#: reads from a version's registration or promotion, by that host's clock, less an hour
 #: (``tunewatch.comparison.CLOCK_MARGIN``), against labels stamped by the replica that
 #: takes them.
 CLOCK_WARNING = timedelta(minutes=5)

@@ -132,7 +132,9 @@ def test_with_label_maturity_a_request_labelled_after_newer_ones_were_consumed_i
         conn.execute(
             update(model_versions)
             .where(model_versions.c.model == MODEL)
-            .values(created_at=day_ago - timedelta(days=2))
+            .values(
+                created_at=day_ago - timedelta(days=2), stage_changed_at=day_ago - timedelta(days=2)
+            )
         )
     older, newer = slice(0, 100), slice(100, 300)
     write(  # received two hours before the others; their labels come after the first look

@@ -404,7 +404,7 @@ class ComparisonRunner:
             p_values[version] = last.p_value if last is not None else 1.0
             if test.status != "open":
                 continue
-            labelled_from = pairable_since(champion, shadow[version])
+            labelled_from = pairable_since(champion, shadow[version], test)
             try:
                 if kind == "paired":
                     update = paired_update(
