@@ -1,6 +1,7 @@
 """A promoted version serves the champion's clients: every promotion path refuses one
-that takes another input dtype or lacks an output the champion answers (a shadow or a
-split arm may, and registration accepts it), and rollback restores any champion."""
+that takes another input dtype or batch size or lacks an output the champion answers (a
+shadow or a split arm may, and registration accepts it), and rollback restores any
+champion."""
 
 from __future__ import annotations
 
@@ -186,6 +187,66 @@ def test_a_version_answering_a_champion_s_output_in_another_width_is_not_promote
     assert err.value.code == "signature_mismatch"
     assert "output probabilities: float32[None, 2]" in err.value.message
     assert _champion(daemon) == narrow.version
+
+
+def fixed_batch_logistic(rows: int, *, c: float = 0.5) -> bytes:
+    """A logistic version (``C=c``) exported with a fixed batch dimension ``[rows, 8]``
+    (as torch.onnx.export gives without ``dynamic_axes``): onnxruntime refuses a request
+    of any other number of rows."""
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType
+
+    x, y = example_data(600, seed=11)
+    estimator = LogisticRegression(C=c).fit(x, y)
+    proto = convert_sklearn(
+        estimator,
+        initial_types=[("input", FloatTensorType([rows, 8]))],
+        final_types=[
+            ("label", Int64TensorType([None])),
+            ("probabilities", FloatTensorType([None, 2])),
+        ],
+        options={id(estimator): {"zipmap": False}},
+    )
+    return proto.SerializeToString()
+
+
+def test_a_version_taking_a_fixed_number_of_rows_is_not_promoted_over_any_number(
+    daemon: Daemon,
+) -> None:
+    """Promoted over a champion with a dynamic batch, a version exported with batch 1
+    answered a client's 3-row request, valid the moment before, with a 400
+    ``shape_mismatch``. A version taking any number of rows replaces a fixed-batch
+    champion (it accepts every request the champion did); one fixed at another number
+    does not."""
+    one = daemon.registry.register(MODEL, fixed_batch_logistic(1), ONE_COLUMN_METADATA, actor="t")
+    two = daemon.registry.register(MODEL, fixed_batch_logistic(2), ONE_COLUMN_METADATA, actor="t")
+    with pytest.raises(ConflictError) as err:
+        governance.promote(daemon.store, daemon.config, MODEL, one.version, actor="ops", reason="r")
+    assert err.value.code == "signature_mismatch"
+    message = err.value.message
+    assert f"version {one.version}" in message and "(version 1)" in message
+    assert "batch dimension" in message
+    assert "exactly 1 row per request" in message and "any number" in message
+    assert "takes input" not in message
+    assert _champion(daemon) == 1
+    assert daemon.store.audit_log(limit=10, action="promote") == []
+    daemon.store.promote(MODEL, one.version, actor="ops", reason="before the check")
+    with pytest.raises(ConflictError) as err:
+        governance.promote(daemon.store, daemon.config, MODEL, two.version, actor="ops", reason="r")
+    assert err.value.code == "signature_mismatch"
+    assert "exactly 2 rows per request" in err.value.message
+    assert "the champion exactly 1" in err.value.message
+    assert _champion(daemon) == one.version
+    # the same fixed batch, and any number of rows, are promoted over batch 1
+    one_again = daemon.registry.register(
+        MODEL, fixed_batch_logistic(1, c=0.25), ONE_COLUMN_METADATA, actor="t"
+    )
+    outcome = governance.promote(
+        daemon.store, daemon.config, MODEL, one_again.version, actor="ops", reason="r"
+    )
+    assert outcome.status == "promoted" and _champion(daemon) == one_again.version
+    outcome = governance.promote(daemon.store, daemon.config, MODEL, 2, actor="ops", reason="r")
+    assert outcome.status == "promoted" and _champion(daemon) == 2
 
 
 def test_the_api_and_the_cli_refuse_it_with_409_signature_mismatch(
