@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from monitor._lazy import lazy_front
 
 if TYPE_CHECKING:
+    from shadow._batch_chunks import run_rows
     from shadow._candidate import CandidateInfo, inspect_candidate
     from shadow._deployment import Deployment, Lineup, LoadedVersion, Role
     from shadow._errors import (
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 
 #: Each public name and the module that defines it, imported on first use.
 _EXPORTS: dict[str, str] = {
+    "run_rows": "shadow._batch_chunks",
     "CandidateInfo": "shadow._candidate",
     "inspect_candidate": "shadow._candidate",
     "Deployment": "shadow._deployment",
@@ -105,6 +107,7 @@ __all__ = [
     "inspect_candidate",
     "primary_output",
     "representable_rows",
+    "run_rows",
     "signature_from_session",
     "use_batch_scheduling",
     "validate_batch",

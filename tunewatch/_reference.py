@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from shadow import OnnxModel, cast_rows, representable_rows
+from shadow import OnnxModel, cast_rows, representable_rows, run_rows
 from tunewatch._errors import RegistrationError
 
 logger = logging.getLogger(__name__)
@@ -311,11 +311,15 @@ def reference_scores(
     A row that type cannot hold (a missing or fractional value for an integer input, one
     past a float16's range) is one the champion's route refuses: it gets no score (NaN),
     as a time series' first rows have none, and the others are scored. ``version``
-    names it in the log (a job's candidate, not registered yet, by a text)."""
+    names it in the log (a job's candidate, not registered yet, by a text).
+
+    The rows are scored in runs of the batch the graph fixes, if it fixes one
+    (:func:`shadow.run_rows`): scored in one run, a champion exported with a batch of 1
+    was refused (``shape_mismatch``) and never evaluated."""
     spec = session.signature.input
     held = representable_rows(features, spec.dtype)
     if held.all():
-        return session.primary(session.run(cast_rows(features, spec.dtype, spec.name)))
+        return session.primary(run_rows(session, cast_rows(features, spec.dtype, spec.name)))
     logger.warning(
         "model=%s version=%s: %d of %d reference rows hold values its %s input %r cannot; "
         "they have no score",
@@ -330,7 +334,7 @@ def reference_scores(
         width = session.signature.primary_width or 1
         return np.full((len(held), width), np.nan, dtype=np.float32)
     x = cast_rows(np.ascontiguousarray(features[held]), spec.dtype, spec.name)
-    scored = session.primary(session.run(x))
+    scored = session.primary(run_rows(session, x))
     scores = np.full((len(held), scored.shape[1]), np.nan, dtype=np.float32)
     scores[held] = scored
     return scores

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, Protocol
 
-import numpy as np
-
 from shadow import (
     CandidateInfo,
     CandidateRejectedError,
@@ -28,6 +26,8 @@ from tunewatch._errors import ConflictError, NotFoundError, RegistrationError, S
 from tunewatch._reference import Reference
 from tunewatch._registry_classes import check_class_count
 from tunewatch._registry_labels import check_label_output
+from tunewatch._registry_row_sums import ROW_SUM_TOLERANCE as ROW_SUM_TOLERANCE
+from tunewatch._registry_row_sums import check_row_sums
 from tunewatch._version_metadata import VersionMetadata, _check_metadata, check_task_width
 from tunewatch.store import HeldLease, ModelRow, Store, VersionRow
 
@@ -298,7 +298,7 @@ class Registry:
                 check_class_count(self._store, self._artefacts, model, width, output=out)
         if metadata.task in ("binary", "multiclass"):
             _check_probabilities(metadata.task, inspected.signature)
-            _check_row_sums(metadata.task, onnx_bytes, inspected.signature)
+            check_row_sums(metadata.task, onnx_bytes, inspected.signature, width)
         multiclass = metadata.task == "multiclass" and width is not None
         if self._check_features is not None and multiclass:
             # a multiclass model's classes are its primary output's columns, known only
@@ -449,16 +449,6 @@ class Registry:
 #: leaves give 1.0000001 and -1.2e-07.
 PROBABILITY_TOLERANCE: Final = 1e-4
 
-#: How far from 1 a classifier's row of several probabilities may sum (registration's
-#: rows, mirrored outputs, reference scores): float32 softmax rows sum to 1 within ~1e-6,
-#: and rows rounded to 4 decimals (each off by at most 5e-5) stay within it up to 20
-#: columns. A row of [1, 1] had log loss 0 on every request and was promoted.
-ROW_SUM_TOLERANCE: Final = 1e-3
-
-#: The deadline of the run of :func:`_check_row_sums`: a model still going after it is
-#: not checked so (as :data:`~tunewatch._registry_labels.LABEL_CHECK_TIMEOUT_S`).
-ROW_SUM_CHECK_TIMEOUT_S: Final = 5.0
-
 
 def _primary_width(signature: Signature) -> int | None:
     """The primary output's columns: as the graph declares them, else as the candidate
@@ -486,44 +476,6 @@ def _check_probabilities(task: str, signature: Signature) -> None:
         "on the rows the registration scored (zeros, then 1, -1 and 1000 as the input's "
         "type holds them): export the probabilities (a Sigmoid or Softmax over the logits), "
         "or register the model under the task it was trained for",
-        code="task_output_mismatch",
-    )
-
-
-def _check_row_sums(task: str, onnx_bytes: bytes, signature: Signature) -> None:
-    """Refuse (``task_output_mismatch``) a classifier whose primary output of several
-    columns answered a row not summing to 1 (give or take :data:`ROW_SUM_TOLERANCE`) on
-    rows of 0, 1 and -1 (as the input's type holds them): each value in [0, 1] passed
-    :func:`_check_probabilities`, and a challenger answering [1, 1] had log loss 0 on
-    every request and was promoted. A single column (P(class 1)) has no sum to check; a
-    model whose run on these rows fails (as serving would answer it) passes. The
-    candidate is loaded in this process: the sandboxed probe has loaded and scored it
-    first, rows of 0, 1 and -1 among them."""
-    width = _primary_width(signature)
-    if width is not None and width < 2:
-        return
-    values = [0.0, 1.0] if signature.input.dtype.kind == "u" else [0.0, 1.0, -1.0]
-    column = np.asarray(values, dtype=signature.input.dtype)[:, None]
-    rows = np.repeat(column, signature.n_features, axis=1)
-    try:
-        session = OnnxModel.from_bytes(onnx_bytes, run_timeout_s=ROW_SUM_CHECK_TIMEOUT_S)
-        p = session.primary(session.run(rows)).astype(np.float64)
-    except ShadowError as exc:
-        logger.warning("a %s model's row sums are not checked: %s", task, exc.message)
-        return
-    if p.ndim != 2 or p.shape[1] < 2:
-        return
-    off = np.abs(p.sum(axis=1) - 1.0)
-    off[np.isnan(off)] = 0.0  # a NaN row is not a probability row to sum
-    if not (off > ROW_SUM_TOLERANCE).any():
-        return
-    worst = int(np.argmax(off))
-    raise RegistrationError(
-        f"a {task} model's probability rows must sum to 1 (within {ROW_SUM_TOLERANCE:g}), "
-        f"got a row summing to {float(p[worst].sum()):.6g} (output "
-        f"{signature.primary_output!r}) on the rows the registration scored (0, 1 and -1 as "
-        "the input's type holds them): export normalised probabilities (a Softmax over the "
-        "logits), or a single column of P(class 1) for a binary model",
         code="task_output_mismatch",
     )
 

@@ -8,7 +8,7 @@ from typing import Final
 
 import numpy as np
 
-from shadow import OnnxModel, ShadowError, Signature, TensorSpec, representable_rows
+from shadow import OnnxModel, ShadowError, Signature, TensorSpec, representable_rows, run_rows
 from tunewatch._errors import RegistrationError
 from tunewatch._reference import Reference
 
@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 LABEL_CHECK_ROWS: Final = 1000
 
 
-#: The deadline of that run: a model still going after it is not checked so.
+#: The deadline of each of its runs: a model still going after it is not checked so.
 LABEL_CHECK_TIMEOUT_S: Final = 5.0
 
 
@@ -71,8 +71,9 @@ def check_label_output(
     its probabilities and every label fed back are indexed 0..2; its retune answered
     0..2, and clients reading ``label`` got other codes once it was promoted. Rows whose
     class is a near tie, or NaN, are not compared; a model with no such output, or whose
-    run on these rows fails (as serving would answer it), passes. The candidate is loaded
-    in this process: the sandboxed probe has loaded and scored it first."""
+    run on these rows fails (as serving would answer it), passes. The rows are scored in
+    runs of the batch the graph fixes, if it fixes one (:func:`shadow.run_rows`). The
+    candidate is loaded in this process: the sandboxed probe has loaded and scored it first."""
     label = _label_output(signature)
     if label is None:
         return
@@ -85,7 +86,7 @@ def check_label_output(
     scored, labels = [], []
     for rows in _label_rows(session.signature.input, session.signature.n_features, reference):
         try:
-            outputs = session.run(rows)
+            outputs = run_rows(session, rows)
         except ShadowError as exc:
             logger.warning(
                 "a %s model's %r output is not checked on %d rows: %s",
