@@ -2,12 +2,14 @@
 rules that make one of a graph's inputs and outputs or refuse it.
 
 Scope (see :mod:`shadow._onnx`): exactly one numeric 2-D input ``[batch, n_features]``
-with a fixed ``n_features``, and tensor outputs of which at least one is floating-point,
-but not several floating-point outputs of rank 1 (one per class). Anything else is refused
-with :class:`~shadow.CandidateRejectedError` code ``unsupported_signature``, with a remedy
-where there is a usual one (string class labels; a ZipMap's sequence of maps, or its
-columns). The graph is read as onnxruntime describes it, handed over by
-:func:`shadow.signature_from_session`: this module imports neither onnx nor onnxruntime.
+with a fixed ``n_features``, and tensor outputs of which at least one is floating-point.
+Anything else is refused with :class:`~shadow.CandidateRejectedError` code
+``unsupported_signature``, with a remedy where there is a usual one (string class labels,
+a ZipMap's sequence of maps). A ZipMap's columns (one rank-1 float output per class) are
+a registration's to refuse, for a classifier (:mod:`tunewatch._registry`): this module
+knows no task, and reads the signature at every load. The graph is read as onnxruntime
+describes it, handed over by :func:`shadow.signature_from_session`: this module imports
+neither onnx nor onnxruntime.
 """
 
 from __future__ import annotations
@@ -181,9 +183,10 @@ def signature_from_node_args(inputs: Sequence[Any], outputs: Sequence[Any]) -> S
 
     Raises :class:`~shadow.CandidateRejectedError` (``unsupported_signature``) unless
     the graph has exactly one numeric input of rank 2 with a fixed feature dimension
-    and at least one floating-point tensor output, and its floating-point outputs are
-    not several of rank 1 (a classifier's columns, ``zipmap: 'columns'``, whose first
-    holds P(class 0) where a single column is read as P(class 1)).
+    and at least one floating-point tensor output. Several floating-point outputs of
+    rank 1 load (a regressor's prediction and its standard deviation): a classifier's
+    columns (``zipmap: 'columns'``) are refused when it registers as one, not here, at
+    every load, where a champion registered before stopped serving.
     """
     if len(inputs) != 1:
         names = [i.name for i in inputs]
@@ -201,13 +204,6 @@ def signature_from_node_args(inputs: Sequence[Any], outputs: Sequence[Any]) -> S
     if not floats:
         raise _unsupported(
             f"model has no floating-point output, got {[(o.name, str(o.dtype)) for o in specs]}"
-        )
-    if len(floats) > 1 and all(o.rank == 1 for o in floats):
-        raise _unsupported(
-            f"model has one rank-1 floating-point output per class "
-            f"{[o.name for o in floats]} (a ZipMap of columns, most often); tunewatch serves "
-            "a classifier's probabilities as one output of shape [batch, n_classes] (convert "
-            "classifiers with options={id(clf): {'zipmap': False}})"
         )
     primary = primary_output(specs)
     assert primary is not None  # a floating-point output exists

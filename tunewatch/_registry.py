@@ -27,7 +27,7 @@ from tunewatch._reference import Reference
 from tunewatch._registry_classes import check_class_count
 from tunewatch._registry_labels import check_label_output
 from tunewatch._registry_row_sums import ROW_SUM_TOLERANCE as ROW_SUM_TOLERANCE
-from tunewatch._registry_row_sums import check_row_sums
+from tunewatch._registry_row_sums import check_class_columns, check_row_sums
 from tunewatch._version_metadata import VersionMetadata, _check_metadata, check_task_width
 from tunewatch.store import HeldLease, ModelRow, Store, VersionRow
 
@@ -250,8 +250,9 @@ class Registry:
         ``task_mismatch`` or ``feature_names_mismatch``, not a config error).
         Then the candidate: loaded by a child process under a memory limit and a timeout
         before the daemon ever opens it; external-data files, models whose input does
-        not match the declared features and models whose primary output has columns no
-        objective of the task reads (:data:`TASK_WIDTH_RULES`) are refused.
+        not match the declared features, classifiers whose probabilities are one rank-1
+        output per class (``zipmap: 'columns'``) and models whose primary output has
+        columns no objective of the task reads (:data:`TASK_WIDTH_RULES`) are refused.
         """
         return self._check(
             model,
@@ -290,6 +291,9 @@ class Registry:
                 f"{len(metadata.feature_names)} `feature_names` were given",
                 code="feature_count_mismatch",
             )
+        if metadata.task in ("binary", "multiclass"):
+            # one rank-1 output per class: its first, P(class 0), was read as P(class 1)
+            check_class_columns(metadata.task, onnx_bytes, inspected.signature)
         width = _primary_width(inspected.signature)
         if width is not None:
             out = inspected.signature.primary_output

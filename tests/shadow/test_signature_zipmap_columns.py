@@ -1,5 +1,7 @@
 """A classifier converted with skl2onnx's ``zipmap: 'columns'`` (one rank-1 float output per
-class) is refused with the remedy; the single-output layouts it resembles still load."""
+class) loads, as does any graph of several rank-1 float outputs (a regressor's ``pred`` and
+``std``): it is refused where it registers as a classifier (:mod:`tunewatch._registry`), not
+at every load. The single-output layouts it resembles load as before."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
-from shadow import CandidateRejectedError, OnnxModel, inspect_candidate
+from shadow import OnnxModel, inspect_candidate
 
 N_IN = 4
 _TYPES = [("input", FloatTensorType([None, N_IN]))]
@@ -52,28 +54,56 @@ def _zipmap_columns(classes: int, *, keep_label: bool) -> onnx.ModelProto:
     [(2, True), (2, False), (4, True)],
     ids=["binary-with-label", "binary-without-label", "four-classes-with-label"],
 )
-def test_a_zipmap_columns_classifier_is_refused_with_the_remedy(
+def test_a_zipmap_columns_classifier_loads_its_first_column_primary(
     classes: int, keep_label: bool
 ) -> None:
-    """Its first column `i0` (P(class 0)) was served as the primary output and read as
-    P(class 1): a binary model of ~0.89 accuracy registered with a reference of 0.11."""
-    model = _zipmap_columns(classes, keep_label=keep_label)
-    with pytest.raises(CandidateRejectedError) as info:
-        OnnxModel.from_bytes(model.SerializeToString())
-    message = info.value.message
-    assert info.value.code == "unsupported_signature"
-    assert "one rank-1 floating-point output per class" in message
-    assert "'i0'" in message and f"'i{classes - 1}'" in message
-    assert "options={id(clf): {'zipmap': False}}" in message
+    """Loading knows no task: a classifier of this layout is refused where it registers
+    as one (``tests/tunewatch/test_registry_zipmap_columns.py``), and refusing it at every
+    load stopped serving any champion of several rank-1 float outputs."""
+    model = OnnxModel.from_bytes(
+        _zipmap_columns(classes, keep_label=keep_label).SerializeToString()
+    )
+    assert model.signature.primary_output == "i0"
+    floats = [o.name for o in model.signature.outputs if o.dtype.kind == "f"]
+    assert floats == [f"i{k}" for k in range(classes)]
 
 
-def test_a_zipmap_columns_candidate_is_refused_before_it_is_probed(tmp_path: Path) -> None:
+def test_a_zipmap_columns_candidate_is_inspected(tmp_path: Path) -> None:
     path = tmp_path / "candidate.onnx"
     onnx.save_model(_zipmap_columns(2, keep_label=True), path)
-    with pytest.raises(CandidateRejectedError) as info:
-        inspect_candidate(path)
-    assert info.value.code == "unsupported_signature"
-    assert "'zipmap': False" in info.value.message
+    assert inspect_candidate(path).signature.primary_output == "i0"
+
+
+def _regressor_with_std() -> onnx.ModelProto:
+    """A regressor answering ``pred`` ``[N]`` and its ``std`` ``[N]``."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["input", "W"], ["z"]),
+            helper.make_node("Reshape", ["z", "flat"], ["pred"]),
+            helper.make_node("Abs", ["pred"], ["std"]),
+        ],
+        "regressor_with_std",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, N_IN])],
+        [
+            helper.make_tensor_value_info("pred", TensorProto.FLOAT, [None]),
+            helper.make_tensor_value_info("std", TensorProto.FLOAT, [None]),
+        ],
+        [
+            numpy_helper.from_array(np.ones((N_IN, 1), np.float32), "W"),
+            numpy_helper.from_array(np.array([-1], np.int64), "flat"),
+        ],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_regressor_with_pred_and_std_loads_and_serves_pred() -> None:
+    """Refused ``unsupported_signature`` at every load, its champion stopped serving."""
+    model = OnnxModel.from_bytes(_regressor_with_std().SerializeToString())
+    assert model.signature.primary_output == "pred"
+    assert model.signature.primary_width == 1
+    outputs = model.run(np.ones((2, N_IN), np.float32))
+    np.testing.assert_array_equal(model.primary(outputs), [[4.0], [4.0]])
+    np.testing.assert_array_equal(outputs["std"], [4.0, 4.0])
 
 
 def _regressor_n1() -> onnx.ModelProto:
