@@ -15,7 +15,7 @@ import logging
 
 import numpy as np
 
-from shadow import OnnxModel, ShadowError
+from shadow import OnnxModel, ShadowError, run_rows
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._errors import ConflictError, StoreError
 from tunewatch.store import Store, VersionRow
@@ -49,15 +49,17 @@ def check_class_count(
 
 def champion_classes(artefacts: ArtefactStore, champion: VersionRow) -> int | None:
     """The columns of ``champion``'s primary output: as its graph declares them, else as
-    it answers a row of zeros; ``None`` when neither says, or (logged as a warning) when
-    its artefact cannot be read, loaded or run."""
+    it answers a row of zeros (run as :func:`shadow.run_rows` runs rows: a graph fixing
+    its batch at 4 refused a run of one, and a version of another count registered
+    unchecked); ``None`` when neither says, or (logged as a warning) when its artefact
+    cannot be read, loaded or run."""
     try:
         session = OnnxModel.from_bytes(artefacts.get(champion.artefact_sha256))
         width = session.signature.primary_width
         if width is None:
             spec = session.signature.input
             row = np.zeros((1, session.signature.n_features), dtype=spec.dtype)
-            answered = session.primary(session.run(row))
+            answered = session.primary(run_rows(session, row))
             width = int(answered.shape[1]) if answered.ndim == 2 else None
     except (StoreError, ShadowError) as exc:
         logger.warning(

@@ -15,7 +15,7 @@ import numpy as np
 from monitor.objectives import Objective
 from retune import ExportedModel, TuningResult, refit_and_export
 from retune.cv import CVScheme, out_of_fold
-from shadow import OnnxModel
+from shadow import OnnxModel, run_rows
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import TuningJobConfig
 from tunewatch._tuning_plan import WarmStartKind, plan_mode
@@ -49,11 +49,19 @@ def served_model(
 
 def class_count(model: ModelRow, served: OnnxModel | None, x: np.ndarray) -> int | None:
     """How many classes a multiclass challenger must answer: as many as the version it
-    would replace (a window missing a class must not export fewer columns)."""
+    would replace (a window missing a class must not export fewer columns), as its graph
+    declares them, else as it answers the window's first row. That row is run as
+    :func:`shadow.run_rows` runs rows: a graph fixing its batch at 4 refused a run of one
+    (``shape_mismatch``), and every retune of it failed.
+
+    Raises what :func:`shadow.run_rows` raises when it cannot be run."""
     if model.task != "multiclass" or served is None:
         return None
+    width = served.signature.primary_width
+    if width is not None:
+        return width
     probe = np.ascontiguousarray(np.nan_to_num(x[:1]), dtype=served.signature.input.dtype)
-    return int(served.primary(served.run(probe)).shape[1])
+    return int(served.primary(run_rows(served, probe)).shape[1])
 
 
 def warm_start_mode(result: TuningResult, tuning: TuningJobConfig) -> WarmStartKind | None:
