@@ -210,15 +210,21 @@ def registry(store: Store, tmp_path: Path) -> registry_module.Registry:
 
 
 @pytest.fixture
-def store(sqlite_url: str) -> Iterator[Store]:
-    """An SQLite store holding model ``m`` (binary, features ``a`` and ``b``), as the
-    launcher's tests queue jobs for; a module defining its own ``store`` overrides it."""
+def empty_store(sqlite_url: str) -> Iterator[Store]:
+    """An SQLite store holding no model: a module's ``store`` for the registry's tests."""
     s = Store.open(sqlite_url)
-    s.ensure_model(name="m", task="binary", feature_names=["a", "b"])
     try:
         yield s
     finally:
         s.close()
+
+
+@pytest.fixture
+def store(empty_store: Store) -> Store:
+    """An SQLite store holding model ``m`` (binary, features ``a`` and ``b``), as the
+    launcher's tests queue jobs for; a module defining its own ``store`` overrides it."""
+    empty_store.ensure_model(name="m", task="binary", feature_names=["a", "b"])
+    return empty_store
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,6 @@ a single column (P(class 1)) has no sum to check."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import numpy as np
 import onnx
@@ -27,12 +24,8 @@ NAMES = ("a", "b", "c", "d")
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(f"sqlite:///{tmp_path}/tunewatch.db")
-    try:
-        yield s
-    finally:
-        s.close()
+def store(empty_store: Store) -> Store:
+    return empty_store  # the registry's (tests/tunewatch/conftest.py), holding no model
 
 
 def _register(

@@ -5,7 +5,6 @@ through :meth:`tunewatch._registry.Registry.register`) refuses it, and stores no
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +25,8 @@ MULTICLASS = VersionMetadata(task="multiclass", feature_names=NAMES)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(f"sqlite:///{tmp_path}/tunewatch.db")
-    try:
-        yield s
-    finally:
-        s.close()
+def store(empty_store: Store) -> Store:
+    return empty_store  # the registry's (tests/tunewatch/conftest.py), holding no model
 
 
 def _classifier(classes: int, *, seed: int = 0) -> bytes:

@@ -4,9 +4,6 @@ columns, its parent an earlier version of the model."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import numpy as np
 import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
@@ -45,12 +42,8 @@ def _exported(kind: str) -> bytes:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(f"sqlite:///{tmp_path}/tunewatch.db")
-    try:
-        yield s
-    finally:
-        s.close()
+def store(empty_store: Store) -> Store:
+    return empty_store  # the registry's (tests/tunewatch/conftest.py), holding no model
 
 
 @pytest.mark.parametrize(

@@ -35,12 +35,8 @@ REFERENCE_ROWS = 1501  # not a multiple of a fixed batch of 4
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(f"sqlite:///{tmp_path}/tunewatch.db")
-    try:
-        yield s
-    finally:
-        s.close()
+def store(empty_store: Store) -> Store:
+    return empty_store  # the registry's (tests/tunewatch/conftest.py), holding no model
 
 
 def _lr(x: np.ndarray, y: np.ndarray, batch: int | None) -> bytes:

@@ -4,9 +4,6 @@ probabilities); it refuses outputs it cannot serve without leaking where it prob
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import onnx
 import pytest
 
@@ -29,12 +26,8 @@ NAMES = ("a", "b", "c", "d")
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(f"sqlite:///{tmp_path}/tunewatch.db")
-    try:
-        yield s
-    finally:
-        s.close()
+def store(empty_store: Store) -> Store:
+    return empty_store  # the registry's (tests/tunewatch/conftest.py), holding no model
 
 
 def _refusal(registry: Registry, model: onnx.ModelProto, task: str) -> RegistrationError:

@@ -7,7 +7,6 @@ was refused too, and a champion of that layout registered before stopped serving
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -31,12 +30,8 @@ NAMES = ("a", "b", "c", "d")
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store.open(f"sqlite:///{tmp_path}/tunewatch.db")
-    try:
-        yield s
-    finally:
-        s.close()
+def store(empty_store: Store) -> Store:
+    return empty_store  # the registry's (tests/tunewatch/conftest.py), holding no model
 
 
 def _zipmap_columns(classes: int, *, keep_label: bool) -> bytes:
