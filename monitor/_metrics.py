@@ -7,7 +7,7 @@ own ``CollectorRegistry`` so that several apps (tests, benchmarks) never collide
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE_LATEST
 from prometheus_client import (
@@ -19,6 +19,7 @@ from prometheus_client import (
 )
 
 from monitor._collectors import Gated, ReadCounter, WithoutCreated
+from monitor._series import forget, start_at_zero
 from monitor.drift import METHODS as DRIFT_METHODS
 
 # Inference latencies live between a few microseconds and a few hundred milliseconds, but
@@ -572,40 +573,6 @@ class ServingMetrics:
         (:class:`~monitor._collectors.WithoutCreated`)."""
         return generate_latest(WithoutCreated(self.registry))
 
-    @staticmethod
-    def start_at_zero(counter: Counter, *labels: Sequence[str]) -> None:
-        """Export each of ``counter``'s series ``labels`` (label values, in the counter's
-        label order) at 0 before its first increment, a series already counting as it is.
-
-        Prometheus's ``increase()`` and ``rate()`` cannot count a series' first sample: a
-        series born at 1 hides its first increment from every rule and panel reading it
-        (``TunewatchScheduledJobFailing``, "three failures within an hour", fired at the
-        fourth). Create at 0 only series of a bounded set, known in advance.
-        """
-        for values in labels:
-            counter.labels(*values)
-
-    @staticmethod
-    def forget(
-        gauge: Gauge, *, model: str, keep: Container[str] = (), only: Mapping[str, str] = {}
-    ) -> None:
-        """Remove ``model``'s series of ``gauge`` but those whose ``version`` is in ``keep``
-        (and, with ``only``, but those whose labels differ from it).
-
-        A gauge holds its last value until its series is removed, so a figure that no
-        longer describes anything (a replaced champion's accuracy, a slope with no window
-        left to fit) would go on feeding dashboards and ``max by (model)`` alert rules.
-        """
-        # One pass over the gauge's series, each match then removed by its label values
-        # (a gauge's sample lists them in the gauge's label order): ``remove_by_labels``
-        # would pass over every series again for each one removed.
-        stale = [
-            tuple(labels.values())
-            for metric in gauge.collect()
-            for labels in (sample.labels for sample in metric.samples)
-            if labels.get("model") == model
-            and labels.get("version") not in keep
-            and all(labels.get(k) == v for k, v in only.items())
-        ]
-        for values in stale:
-            gauge.remove(*values)
+    # series upkeep shared by every gauge and counter (monitor/_series.py)
+    start_at_zero = staticmethod(start_at_zero)
+    forget = staticmethod(forget)
