@@ -8,14 +8,14 @@ processes deciding on the same history record it once.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, case, func, or_, select
+from sqlalchemy import Connection, Row, case, or_, select
 
 from .._errors import InvalidValueError
+from ._advisory import lock_in_schema
 from ._canonical import json_roundtrip
 from ._schema import events
 from ._types import Event, utcnow
@@ -66,19 +66,6 @@ def add_event_in(
     return Event(id=event_id, model=model, type=type, payload=stored, created_at=created_at)
 
 
-# The first key of the transaction-scoped advisory locks that serialise the appends of an
-# event type of one model (the second is derived from both): "evts". PostgreSQL's two-key
-# locks do not share a key space with the one-key locks of the jobs and the migrations.
-_EVENTS_LOCK = 0x65767473
-
-
-def _lock_key(model: str, type: str) -> int:
-    """The second key of ``(model, type)``'s advisory lock: a signed 32-bit digest, the
-    same in every process (two pairs that share one only wait for each other)."""
-    digest = hashlib.blake2b(f"{model}\x00{type}".encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "big", signed=True)
-
-
 def add_event_after_in(
     conn: Connection,
     *,
@@ -92,10 +79,11 @@ def add_event_after_in(
     ``None``, recording nothing: another process decided on the same history and recorded
     it first. ``conn`` must be a writing transaction: on SQLite its ``BEGIN IMMEDIATE``
     serialises it with every other writer; on PostgreSQL an advisory lock on ``(model,
-    type)``, held until it ends, with every other append of the pair through here, and the
-    read after it sees what they committed (a statement's snapshot under read committed)."""
+    type)`` in the store's schema, held until it ends, with every other append of the pair
+    through here, and the read after it sees what they committed (a statement's snapshot
+    under read committed)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(select(func.pg_advisory_xact_lock(_EVENTS_LOCK, _lock_key(model, type))))
+        lock_in_schema(conn, "events", model, type)
     newest = conn.execute(
         select(events.c.id)
         .where(events.c.model == model, events.c.type == type)

@@ -13,14 +13,13 @@ from typing import Any
 from sqlalchemy import Connection, String, func, select, update
 
 from .._errors import ConflictError
+from ._advisory import lock_in_schema
 from ._audit import append_audit_in
 from ._clock import db_now
 from ._engine import dialect_insert
 from ._job_rows import ACTIVE, JobRow, _clean, count_active, get_job
 from ._schema import jobs, model_versions
 
-_JOBS_LOCK = 0x6A6F6273  # "jobs": the advisory lock key that serialises quota checks
-# (its own: migrations hold "tune", and every quota check waited out a migration)
 # A job that ended so retuned nothing: it holds no cool-down (see create_job).
 _ENDED_UNTUNED: tuple[str, ...] = ("failed", "cancelled")
 
@@ -133,7 +132,7 @@ def _queue(
     ``dedupe_key`` or (``one_active``) still active for the model (``False``)."""
     if max_active is not None or cooldown is not None or one_active:
         if conn.dialect.name == "postgresql":
-            conn.execute(select(func.pg_advisory_xact_lock(_JOBS_LOCK)))
+            lock_in_schema(conn, "jobs")  # not the migrations' key: quotas waited out migrations
         if dedupe_key is not None:
             existing = conn.execute(
                 select(jobs.c.id).where(jobs.c.dedupe_key == dedupe_key)
