@@ -93,13 +93,22 @@ def claim_job(
 def requeue_job(conn: Connection, job_id: int, worker: str) -> bool:
     """Put a running job back in the queue when ``worker``, the last to claim it, was
     stopped (the daemon shutting down): the next launcher resumes its study. False when
-    the job is not running or another worker has claimed it since."""
+    the job is not running or another worker has claimed it since. Its progress says
+    ``phase: queued`` (it said ``tuning`` until a worker resumed it), the rest kept."""
+    row = _locked(conn, job_id, ("running",))
+    if row is None or row.worker != worker:
+        return False
     stmt = (
         update(jobs)
         .where(jobs.c.id == job_id, jobs.c.status == "running", jobs.c.worker == worker)
-        .values(status="queued", worker=None, heartbeat_at=None)
+        .values(status="queued", worker=None, heartbeat_at=None, progress=_queued_progress(row))
     )
     return bool(conn.execute(stmt).rowcount)
+
+
+def _queued_progress(row: Row[Any]) -> dict[str, Any]:
+    """``row``'s progress as the job goes back to the queue: ``phase: queued``."""
+    return _clean({**row.progress, "phase": "queued"}, "progress")
 
 
 def update_progress(
@@ -258,6 +267,9 @@ def requeue_crashed(
             "error": error[:4000],
             "crashes": crashes,
         }
+        locked = _locked(conn, job.id, ("running",))
+        if locked is not None:
+            values["progress"] = _queued_progress(locked)
     if not conn.execute(update(jobs).where(*where).values(**values)).rowcount:
         return None
     return get_job(conn, job.id)
