@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 
@@ -62,7 +63,9 @@ def test_an_out_of_range_record_is_recorded_and_not_shadowed(ranged: Running) ->
     np.testing.assert_array_equal(np.frombuffer(stored.inputs, np.float32), np.float32(DRIFTED))
     assert _sample(ranged, "tunewatch_mirror_records_total", outcome="accepted") == 3
     assert _sample(ranged, "tunewatch_shadow_dropped_total", reason="out_of_range") == 1
-    # the two in-range records were handed to the challenger, the drifted one was not
+    # the two in-range records were handed to the challenger, the drifted one was not; the
+    # hand-over runs on the server's loop just after the answer: a request answered after it
+    assert httpx.get(f"{ranged.url}/healthz", timeout=30).status_code == 200
     assert _sample(ranged, "tunewatch_shadow_dropped_total", reason="queue_full") == 2
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -113,7 +114,7 @@ def test_feedback_written_while_a_purge_batch_runs_is_refused_per_item_and_does_
     Interleaved by locks, not by time: another transaction holds one of the batch's
     outputs, so the purge stops between its label and output deletes; the label is sent
     then, and the output released once the database shows the label waiting or done."""
-    store = Store.open(pg_url)
+    store = Store.open(f"{pg_url}&application_name={_SESSIONS}")
     try:
         store.ensure_model(name="m", task="binary", feature_names=["a", "b"])
         _record(store, "old-0", age=timedelta(days=40), label=False)
@@ -165,6 +166,11 @@ def test_feedback_written_while_a_purge_batch_runs_is_refused_per_item_and_does_
         store.close()
 
 
+#: this test's store's sessions: other tests' (other xdist workers', in other schemas of the
+#: database) lock waits are no step of this one
+_SESSIONS = f"tw_retention_{uuid.uuid4().hex[:12]}"
+
+
 def _wait_for(store: Store, done: Callable[[int], bool]) -> None:
     """Until ``done(number of sessions waiting for a lock)`` holds, polling the
     database's own view of its sessions (at most 30 s)."""
@@ -174,8 +180,9 @@ def _wait_for(store: Store, done: Callable[[int], bool]) -> None:
             waiting = conn.execute(
                 sa.text(
                     "SELECT count(*) FROM pg_stat_activity "
-                    "WHERE wait_event_type = 'Lock' AND datname = current_database()"
-                )
+                    "WHERE wait_event_type = 'Lock' AND application_name = :app"
+                ),
+                {"app": _SESSIONS},
             ).scalar_one()
         if done(int(waiting)):
             return

@@ -95,7 +95,11 @@ def test_a_lookalike_taken_by_a_concurrent_writer_is_token_exists(
             adder = threading.Thread(target=add)
             adder.start()
             if engine.dialect.name == "postgresql":  # until the insert waits on ours
-                waiting = sa.text("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                # a session blocked by ours (the whole server's waits ended the wait early)
+                ours = other.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+                waiting = sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE :ours = ANY(pg_blocking_pids(pid))"
+                ).bindparams(ours=ours)
                 deadline = time.monotonic() + 10
                 with engine.connect() as probe:
                     while not probe.execute(waiting).scalar() and time.monotonic() < deadline:
