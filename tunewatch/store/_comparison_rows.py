@@ -133,6 +133,9 @@ class LabelledBatch:
     paired: np.ndarray | None  # float32 [rows, k2]
     looks: np.ndarray | None  # int64 per request: the look that consumed it (consumed reads)
     last: Watermark | None = None  # the order key of the last request read (oldest first)
+    #: A matured read's by label arrival (``arrived_from``): the arrival of the last label
+    #: it walked, read in this batch or in its newly matured part.
+    arrived: Watermark | None = None
 
     @property
     def n_rows(self) -> int:
@@ -166,15 +169,19 @@ class SplitCheckRow:
     created_at: datetime
 
 
-def read_start(state: Mapping[str, Any], read: str, order: OrderKey) -> datetime | None:
+def read_start(
+    state: Mapping[str, Any], read: str, order: OrderKey, *, late_labels: bool = False
+) -> datetime | None:
     """Where a test's next ``read`` in ``order`` starts: its watermark less
     :data:`LATE_COMMIT_MARGIN`. ``None`` (from the test's start) without one, with one on
     another order key (the label maturity setting changed), and for reads by request
-    receipt (``label_maturity_s``): a matured request's label may arrive at any time after
-    newer requests were consumed (a repayment posted after maturity, the defaults first),
-    and read from a receipt watermark it was never compared, a skewed sample."""
+    receipt (``label_maturity_s``) unless ``late_labels``: a matured request's label may
+    arrive at any time after newer requests were consumed (a repayment posted after
+    maturity, the defaults first), and read from a receipt watermark alone it was never
+    compared, a skewed sample. A read that also takes the labels arrived since its own
+    label-arrival watermark (``read_labelled``'s ``arrived_from``) says ``late_labels``."""
     mark = _watermark(state, read)
-    if order == "request" or mark is None or mark.order != order:
+    if (order == "request" and not late_labels) or mark is None or mark.order != order:
         return None
     return mark.at - LATE_COMMIT_MARGIN
 

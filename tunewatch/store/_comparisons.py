@@ -264,6 +264,7 @@ class ComparisonStore:
         keyed: bool = False,
         matured_before: datetime | None = None,
         order_from: datetime | None = None,
+        arrived_from: datetime | None = None,
         valid_rows: ValidRows | None = None,
     ) -> LabelledBatch:
         """See :func:`read_labelled`."""
@@ -284,6 +285,7 @@ class ComparisonStore:
                 keyed=keyed,
                 matured_before=matured_before,
                 order_from=order_from,
+                arrived_from=arrived_from,
                 valid_rows=valid_rows,
             )
 

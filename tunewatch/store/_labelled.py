@@ -4,12 +4,21 @@ version's output on the same requests, each consumed once per test."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, Connection, Row, ScalarSelect, and_, literal_column, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    ScalarSelect,
+    Select,
+    and_,
+    literal_column,
+    select,
+)
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
@@ -51,6 +60,7 @@ def read_labelled(
     keyed: bool = False,
     matured_before: datetime | None = None,
     order_from: datetime | None = None,
+    arrived_from: datetime | None = None,
     valid_rows: ValidRows | None = None,
 ) -> LabelledBatch:
     """Labelled requests that ``answered_by`` answered (with one of ``roles``; by default
@@ -76,6 +86,14 @@ def read_labelled(
     watermark (see :func:`~._comparison_rows.read_start`), which walks the labels (or
     requests) from there by their time index, not every request since ``received_from``.
     An ascending read's batch carries its last row's order key (``last``).
+
+    ``arrived_from`` (with ``matured_before``, ascending) adds, after the newly matured
+    requests that ``order_from`` bounds, those received before ``matured_before`` whose
+    label arrived at or after it, by label arrival: a matured request's label may arrive
+    after the receipt watermark passed it (a repayment posted after maturity), and is
+    read from the test's label-arrival watermark, not by walking every matured request
+    since ``received_from``. Up to ``limit`` in all; ``arrived`` carries the second part's
+    watermark (see :func:`_with_late_labels`).
     """
     answer = outputs.alias("answer")
     joined = requests.join(
@@ -151,10 +169,43 @@ def read_labelled(
         stmt = stmt.where(requests.c.unit_key.is_not(None))
     if unconsumed_by is not None:
         stmt = stmt.where(_consumed(unconsumed_by).is_(None))
+    task = conn.execute(select(models.c.task).where(models.c.name == model)).scalar()
+    paired = paired_with is not None
     order: OrderKey = "label" if matured_before is None else "request"
+    bounds = _Bounds(model, received_from, received_before, matured_before, newest_first, limit)
+    rows = list(conn.execute(_bounded(conn, stmt, order, order_from, bounds)))
+    if arrived_from is not None and matured_before is not None and not newest_first:
+        return _with_late_labels(conn, stmt, rows, arrived_from, bounds, paired, task, valid_rows)
+    batch = _assemble(rows, paired=paired, task=task, valid_rows=valid_rows)
+    if not rows or newest_first:
+        return batch
+    last = rows[-1].received_at if order == "label" else rows[-1].request_at
+    return replace(batch, last=Watermark(order, last))
+
+
+@dataclass(frozen=True, slots=True)
+class _Bounds:
+    """The bounds of a read that each of its parts keeps (see :func:`read_labelled`)."""
+
+    model: str
+    received_from: datetime | None
+    received_before: datetime | None
+    matured_before: datetime | None
+    newest_first: bool
+    limit: int | None
+
+
+def _bounded(
+    conn: Connection,
+    stmt: Select[Any],
+    order: OrderKey,
+    order_from: datetime | None,
+    bounds: _Bounds,
+) -> Select[Any]:
+    """``stmt`` read in ``order`` from ``order_from`` (``None``: no bound) within ``bounds``."""
     received: ColumnElement[datetime] = requests.c.received_at
     if order_from is not None and order == "label":
-        stmt = stmt.where(labels.c.model == model, labels.c.received_at >= order_from)
+        stmt = stmt.where(labels.c.model == bounds.model, labels.c.received_at >= order_from)
         if conn.dialect.name == "sqlite":
             # a unary + keeps SQLite off the requests' time index, which walks every
             # request since ``received_from``: the labels' index seeks the watermark
@@ -163,32 +214,53 @@ def read_labelled(
             )
     elif order_from is not None:
         stmt = stmt.where(requests.c.received_at >= order_from)
-    if received_from is not None:
-        stmt = stmt.where(received >= received_from)
-    if received_before is not None:
-        stmt = stmt.where(received < received_before)
+    if bounds.received_from is not None:
+        stmt = stmt.where(received >= bounds.received_from)
+    if bounds.received_before is not None:
+        stmt = stmt.where(received < bounds.received_before)
+    if bounds.matured_before is not None:
+        stmt = stmt.where(received < bounds.matured_before)
     # request id breaks ties in byte order on every backend, so a limited read takes the
     # same requests on each
     tie = byte_ordered(requests.c.request_id, conn.dialect.name)
-    if matured_before is not None:
-        stmt = stmt.where(received < matured_before)
-        if newest_first:
-            stmt = stmt.order_by(requests.c.received_at.desc(), tie.desc())
-        else:
-            stmt = stmt.order_by(requests.c.received_at, tie)
-    elif newest_first:
-        stmt = stmt.order_by(labels.c.received_at.desc(), tie.desc())
+    key = requests.c.received_at if order == "request" else labels.c.received_at
+    if bounds.newest_first:
+        stmt = stmt.order_by(key.desc(), tie.desc())
     else:
-        stmt = stmt.order_by(labels.c.received_at, tie)
-    if limit is not None:
-        stmt = stmt.limit(limit)
-    task = conn.execute(select(models.c.task).where(models.c.name == model)).scalar()
-    rows = list(conn.execute(stmt))
-    batch = _assemble(rows, paired=paired_with is not None, task=task, valid_rows=valid_rows)
-    if not rows or newest_first:
-        return batch
-    last = rows[-1].received_at if order == "label" else rows[-1].request_at
-    return replace(batch, last=Watermark(order, last))
+        stmt = stmt.order_by(key, tie)
+    return stmt if bounds.limit is None else stmt.limit(bounds.limit)
+
+
+def _with_late_labels(
+    conn: Connection,
+    stmt: Select[Any],
+    matured: list[Row[Any]],
+    arrived_from: datetime,
+    bounds: _Bounds,
+    paired: bool,
+    task: str | None,
+    valid_rows: ValidRows | None,
+) -> LabelledBatch:
+    """The newly ``matured`` requests (read by receipt) and, up to the read's limit, the
+    matured requests whose label arrived from ``arrived_from`` on, by label arrival. Each
+    part's watermark is the order key of the last row it walked: ``last`` the receipt
+    of the last newly matured request, ``arrived`` the label arrival of the last request
+    of the second part, read in either part (the two overlap: a request newly matured
+    with a label arrived since). A part cut short by the limit leaves its watermark at
+    the last row it took. A full first part leaves the second for the next read."""
+    rows = list(matured)
+    arrived: Watermark | None = None
+    if bounds.limit is None or len(rows) < bounds.limit:
+        read = {r.request_id for r in rows}
+        for r in conn.execute(_bounded(conn, stmt, "label", arrived_from, bounds)):
+            if r.request_id not in read:
+                if bounds.limit is not None and len(rows) >= bounds.limit:
+                    break
+                rows.append(r)
+            arrived = Watermark("label", r.received_at)
+    batch = _assemble(rows, paired=paired, task=task, valid_rows=valid_rows)
+    last = Watermark("request", matured[-1].request_at) if matured else None
+    return replace(batch, last=last, arrived=arrived)
 
 
 def _consumed(test_id: int) -> ScalarSelect[Any]:
