@@ -220,6 +220,18 @@ def empty_store(sqlite_url: str) -> Iterator[Store]:
 
 
 @pytest.fixture
+def m_store(store_url: str) -> Iterator[Store]:
+    """A store on each backend (``store_url``) holding model ``m`` (binary, features ``a``
+    and ``b``): a module's ``store`` for tests of both backends."""
+    s = Store.open(store_url)
+    s.ensure_model(name="m", task="binary", feature_names=["a", "b"])
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
 def store(empty_store: Store) -> Store:
     """An SQLite store holding model ``m`` (binary, features ``a`` and ``b``), as the
     launcher's tests queue jobs for; a module defining its own ``store`` overrides it."""

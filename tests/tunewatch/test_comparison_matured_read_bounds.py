@@ -62,13 +62,8 @@ def _champion() -> VersionRow:
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store.open(store_url)
-    s.ensure_model(name="m", task="binary", feature_names=["a", "b"])
-    try:
-        yield s
-    finally:
-        s.close()
+def store(m_store: Store) -> Store:
+    return m_store
 
 
 def _requests(

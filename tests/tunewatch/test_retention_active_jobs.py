@@ -11,7 +11,6 @@ earliest such time of the queued and running jobs on, until they end."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,13 +28,8 @@ from tunewatch.store import LabelItem, PurgeCounts, Store
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store.open(store_url)
-    s.ensure_model(name="m", task="binary", feature_names=["a", "b"])
-    try:
-        yield s
-    finally:
-        s.close()
+def store(m_store: Store) -> Store:
+    return m_store
 
 
 def _record(store: Store, rid: str, at: datetime) -> None:

@@ -4,7 +4,6 @@ run does not count as the last run, so the next leader purges soon."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -16,13 +15,8 @@ from tunewatch.store import Store
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store.open(store_url)
-    s.ensure_model(name="m", task="binary", feature_names=["a", "b"])
-    try:
-        yield s
-    finally:
-        s.close()
+def store(m_store: Store) -> Store:
+    return m_store
 
 
 def test_a_purge_the_shutdown_stops_is_audited_and_is_not_the_last_run(store: Store) -> None:

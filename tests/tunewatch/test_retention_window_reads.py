@@ -9,7 +9,6 @@ window of 600 requests over 29 days into 480 over 23."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -83,13 +82,8 @@ def test_a_window_of_rows_is_checked_by_the_ages_alone_as_before(tmp_path: Path)
 
 
 @pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    s = Store.open(store_url)
-    s.ensure_model(name="m", task="binary", feature_names=["a", "b"])
-    try:
-        yield s
-    finally:
-        s.close()
+def store(m_store: Store) -> Store:
+    return m_store
 
 
 def test_a_purge_at_the_retention_bound_leaves_the_label_delay_window_whole(
