@@ -3,6 +3,7 @@ A/B tests and tuning."""
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from monitor.objectives._base import MAX_LOSS, Objective, ObjectiveError, Task, positive_proba
@@ -51,10 +52,8 @@ def make_objective(name: str, *, task: str | None = None, **params: Any) -> Obje
         raise ObjectiveError(
             f"`objective` must be one of {', '.join(sorted(OBJECTIVES))}, got {name!r}"
         )
-    try:
-        objective = cls(**params)
-    except TypeError as exc:
-        raise ObjectiveError(f"objective {name!r} got invalid parameters {params}: {exc}") from exc
+    _check_parameter_names(cls, params)
+    objective = cls(**params)  # each parameter's type and range: ObjectiveError
     if task is not None and task not in cls.tasks:
         raise ObjectiveError(
             f"objective {name!r} does not apply to {task} models "
@@ -65,7 +64,8 @@ def make_objective(name: str, *, task: str | None = None, **params: Any) -> Obje
         raise ObjectiveError(
             "`threshold` applies to a binary model only (its positive-class probability); "
             "a multiclass model's accuracy takes the class of the largest probability: "
-            f"remove `threshold`, got {params['threshold']!r}"
+            f"remove `threshold`, got {params['threshold']!r}",
+            param="threshold",
         )
     if task == "binary" and type(objective) is Brier:
         objective = BinaryBrier()  # its loss's bound is 1, not the multiclass 2
@@ -74,9 +74,29 @@ def make_objective(name: str, *, task: str | None = None, **params: Any) -> Obje
         if k != 2:  # else every window's predictions (two classes) fail to score
             raise ObjectiveError(
                 "`cost_matrix` of a binary model must be 2x2 (cost[true][predicted] of "
-                f"classes 0 and 1), got {k}x{k}"
+                f"classes 0 and 1), got {k}x{k}",
+                param="cost_matrix",
             )
     return objective
+
+
+def _check_parameter_names(cls: type[Objective], params: dict[str, Any]) -> None:
+    """Every parameter is one ``cls`` takes, and every one it needs is given (a
+    constructor's ``TypeError`` said neither the valid names nor the rule)."""
+    taken = cls.parameters
+    unknown = sorted(set(params) - set(taken))
+    if unknown:
+        got = ", ".join(f"`{p}`" for p in unknown)
+        if not taken:
+            raise ObjectiveError(
+                f"objective {cls.name!r} takes no parameters, got {got}", param=unknown[0]
+            )
+        valid = " or ".join(f"`{p}`" for p in sorted(taken))
+        raise ObjectiveError(f"objective {cls.name!r} takes {valid}, got {got}", param=unknown[0])
+    signature = inspect.signature(cls.__init__)
+    for field, rule in taken.items():
+        if field not in params and signature.parameters[field].default is inspect.Parameter.empty:
+            raise ObjectiveError(f"objective {cls.name!r} needs `{field}`, {rule}", param=field)
 
 
 __all__ = [

@@ -34,7 +34,13 @@ MAX_LOSS = 1e50
 
 
 class ObjectiveError(ValueError):
-    """Inputs an objective cannot score (shapes, labels outside the classes, empty data)."""
+    """Inputs an objective cannot score (shapes, labels outside the classes, empty data),
+    or a parameter it cannot be built with: then ``param`` names the parameter
+    (``"min_precision"``), so a config can say where it is (``None``: not a parameter's)."""
+
+    def __init__(self, *args: object, param: str | None = None) -> None:
+        super().__init__(*args)
+        self.param = param
 
 
 class Objective(ABC):
@@ -43,6 +49,8 @@ class Objective(ABC):
     name: ClassVar[str]
     greater_is_better: ClassVar[bool]
     tasks: ClassVar[frozenset[str]]
+    #: The parameters the objective takes, each with its rule as a message says it.
+    parameters: ClassVar[dict[str, object]] = {}
 
     @property
     def has_per_request_loss(self) -> bool:

@@ -13,6 +13,7 @@ from monitor.objectives._base import (
     class_labels,
     class_proba,
 )
+from monitor.objectives._params import COST_MATRIX_RULE, THRESHOLD, check_cost_matrix
 
 _EPS = 1e-15
 
@@ -83,11 +84,10 @@ class Accuracy(_ClassProbabilities):
     name: ClassVar[str] = "accuracy"
     greater_is_better: ClassVar[bool] = True
     tasks: ClassVar[frozenset[str]] = frozenset({"binary", "multiclass"})
+    parameters: ClassVar[dict[str, object]] = {"threshold": THRESHOLD}
 
     def __init__(self, *, threshold: float = 0.5) -> None:
-        if not 0.0 < threshold < 1.0:
-            raise ObjectiveError(f"`threshold` must be in (0, 1), got {threshold}")
-        self.threshold = threshold
+        self.threshold = THRESHOLD.check("threshold", threshold)
 
     @property
     def loss_range(self) -> float:
@@ -118,19 +118,10 @@ class CostWeightedError(Objective):
     name: ClassVar[str] = "cost"
     greater_is_better: ClassVar[bool] = False
     tasks: ClassVar[frozenset[str]] = frozenset({"binary", "multiclass"})
+    parameters: ClassVar[dict[str, object]] = {"cost_matrix": COST_MATRIX_RULE}
 
     def __init__(self, *, cost_matrix: list[list[float]]) -> None:
-        try:
-            m = np.asarray(cost_matrix, dtype=np.float64)
-        except (TypeError, ValueError) as exc:  # ragged rows, text entries
-            raise ObjectiveError(
-                f"`cost_matrix` must be a square matrix of numbers, got {cost_matrix!r}"
-            ) from exc
-        if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:
-            raise ObjectiveError(f"`cost_matrix` must be square, at least 2x2, got {m.shape}")
-        if not np.isfinite(m).all() or (m < 0).any():
-            raise ObjectiveError("`cost_matrix` entries must be finite and non-negative")
-        self.cost_matrix = m
+        self.cost_matrix = check_cost_matrix(cost_matrix)
 
     @property
     def loss_range(self) -> float:

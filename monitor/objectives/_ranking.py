@@ -7,12 +7,12 @@ DeLong test fits them)."""
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import numpy as np
 
 from monitor.objectives._base import Objective, ObjectiveError, check_lengths, positive_proba
+from monitor.objectives._params import FLOOR, THRESHOLD, NumberRule
 
 
 def _binary(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,6 +77,9 @@ class PrAuc(_BinaryRanking):
 
 
 MAX_BETA = 1e100
+# beta**2 must be a float: past 1e154 it overflowed at every evaluation (and an F-beta
+# that far out is recall)
+BETA = NumberRule(0.0, MAX_BETA, high_closed=True, finite_said=True)
 
 
 class FBeta(_BinaryRanking):
@@ -88,15 +91,11 @@ class FBeta(_BinaryRanking):
     name: ClassVar[str] = "f_beta"
     greater_is_better: ClassVar[bool] = True
     tasks: ClassVar[frozenset[str]] = frozenset({"binary"})
+    parameters: ClassVar[dict[str, object]] = {"beta": BETA, "threshold": THRESHOLD}
 
     def __init__(self, *, beta: float = 1.0, threshold: float = 0.5) -> None:
-        # beta**2 must be a float: past 1e154 it overflowed at every evaluation (and an
-        # F-beta that far out is recall)
-        if not (math.isfinite(beta) and 0 < beta <= MAX_BETA):
-            raise ObjectiveError(f"`beta` must be a finite number in (0, {MAX_BETA:g}], got {beta}")
-        if not 0.0 < threshold < 1.0:
-            raise ObjectiveError(f"`threshold` must be in (0, 1), got {threshold}")
-        self.beta, self.threshold = beta, threshold
+        self.beta = BETA.check("beta", beta)
+        self.threshold = THRESHOLD.check("threshold", threshold)
 
     def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
         labels, p = _binary(y_true, y_pred)
@@ -114,16 +113,17 @@ class FBeta(_BinaryRanking):
 
 
 class RecallAtPrecision(_BinaryRanking):
-    """Best recall among thresholds whose precision is at least ``min_precision``."""
+    """Best recall among thresholds whose precision is at least ``min_precision``; 0.0
+    when no threshold reaches it (as Keras's ``RecallAtPrecision``: the floor is
+    unreachable, so nothing is recalled at it)."""
 
     name: ClassVar[str] = "recall_at_precision"
     greater_is_better: ClassVar[bool] = True
     tasks: ClassVar[frozenset[str]] = frozenset({"binary"})
+    parameters: ClassVar[dict[str, object]] = {"min_precision": FLOOR}
 
     def __init__(self, *, min_precision: float) -> None:
-        if not 0.0 < min_precision <= 1.0:
-            raise ObjectiveError(f"`min_precision` must be in (0, 1], got {min_precision}")
-        self.min_precision = min_precision
+        self.min_precision = FLOOR.check("min_precision", min_precision)
 
     def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
         precision, recall, _ = _curve(*_binary(y_true, y_pred))
@@ -137,11 +137,10 @@ class PrecisionAtRecall(_BinaryRanking):
     name: ClassVar[str] = "precision_at_recall"
     greater_is_better: ClassVar[bool] = True
     tasks: ClassVar[frozenset[str]] = frozenset({"binary"})
+    parameters: ClassVar[dict[str, object]] = {"min_recall": FLOOR}
 
     def __init__(self, *, min_recall: float) -> None:
-        if not 0.0 < min_recall <= 1.0:
-            raise ObjectiveError(f"`min_recall` must be in (0, 1], got {min_recall}")
-        self.min_recall = min_recall
+        self.min_recall = FLOOR.check("min_recall", min_recall)
 
     def value(self, y_true: np.ndarray, y_pred: np.ndarray) -> float:
         precision, recall, _ = _curve(*_binary(y_true, y_pred))
