@@ -22,6 +22,7 @@ loop and chooses the winner. It hands on one trial's work, and what a trial coun
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from monitor.objectives import Objective
+from monitor.objectives import Objective, objective_setup
 from retune._await_running import await_running_trials, stale_grace_s
 from retune._budget import Budget, BudgetTracker
 from retune._errors import CVError, StudyError
@@ -56,7 +57,8 @@ from retune.cv import CVScheme, FoldScores, NestedCV, dataset_version
 from retune.cv._window import check_window
 from retune.space import SearchSpace
 from retune.warmstart import CostPredictor, WarmStartPlan
-from retune.warmstart._base import objective_setup
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +105,8 @@ def run_study(
     heartbeat_interval: int | None = None,
     cost_predictor: CostPredictor | None = None,
     interrupted: Callable[[], bool] | None = None,
+    model: str | None = None,
+    job_id: int | None = None,
 ) -> TuningResult:
     """Tune ``space`` on ``(x, y)`` until ``budget`` stops the study; see the module docstring.
 
@@ -112,7 +116,9 @@ def run_study(
     ``outcome`` as user attributes. A configuration predicted by ``cost_predictor``
     over the plan's cost ceiling is rejected (pruned) before training. Once
     ``interrupted()`` is true the study stops after the running trial
-    (``stopped_by="interrupted"``). Raises
+    (``stopped_by="interrupted"``). ``model`` and ``job_id``, the caller's names for what
+    the study tunes, are recorded as the study's user attributes of those names by the
+    first run given them (:func:`_label`). Raises
     :class:`StudyError` for storage problems, for a window ``cv`` cannot split (a nested
     scheme's outer training parts included: they are tuned next), for one no trial could
     complete on (a classification window or training fold of one class, a test fold
@@ -157,6 +163,7 @@ def run_study(
         heartbeat_interval=heartbeat_interval,
     )
     try:  # the run's connections are closed after it: a worker runs several studies
+        _label(handle, model=model, job_id=job_id)
         plan = settle_plan(handle, plan, version)
         pinned_cv = cv_setup(cv, seed, groups=groups)
         settle_cv_pinned_before_groups(handle, pinned_cv)
@@ -246,6 +253,28 @@ def run_study(
         return _result(handle, tracker, version, plan, space, max_fold_spread=cv.max_fold_spread)
     finally:
         handle.close()
+
+
+def _label(handle: StudyHandle, **labels: str | int | None) -> None:
+    """Record ``labels`` (the model and job the study tunes) as the study's user
+    attributes, each once: a study keeps those it was created with, and one begun before
+    studies recorded them is labelled by the first run that has them. A run naming others
+    joins it all the same (the study's pins say whether it may) and says so."""
+    attrs = handle.user_attrs
+    for key, value in labels.items():
+        stored = attrs.get(key)
+        if value is None:
+            continue
+        if stored is None:
+            handle.set_user_attr(key, value)
+        elif stored != value:
+            logger.warning(
+                "study %s: recorded %s %r, this run was given %r; the recorded one is kept",
+                handle.name,
+                key,
+                stored,
+                value,
+            )
 
 
 def _spread_within(attrs: Mapping[str, Any], max_fold_spread: float | None) -> bool:

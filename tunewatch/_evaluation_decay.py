@@ -20,6 +20,7 @@ from monitor.objectives import MAE, RMSE, Objective, ObjectiveError
 from tunewatch._config import ModelConfig
 from tunewatch._decay_settled import settled_entry, window_entry
 from tunewatch._decay_windows import DecayWindowCache
+from tunewatch._objective_display import objective_params
 from tunewatch._span import requests_span
 from tunewatch.store import ModelRow, Store
 
@@ -100,6 +101,7 @@ def decay_verdict(
     payload = {
         "alarm": bool(result.status == "decaying" and soon),
         "objective": objective.name,
+        "objective_params": objective_params(objective),  # its cost matrix, threshold, …
         "threshold": threshold,
         "threshold_anchor": anchor,  # without decay.threshold: where the horizon began
         "status": result.status,

@@ -36,6 +36,7 @@ from tunewatch._evaluation_estimate import export_estimate, forget_estimate
 from tunewatch._evaluation_history import latest as stored_last
 from tunewatch._evaluation_history import verdicts
 from tunewatch._evaluation_telemetry import export_latency_p99
+from tunewatch._objective_display import objective_params
 from tunewatch._policies import (
     Decision,
     EventPolicy,
@@ -343,12 +344,18 @@ def _export_decay(
     row: EvaluationRow | None,
 ) -> None:
     """The realised objective of the newest matured window and the slope, signed so that
-    > 0 is getting worse, of a verdict on the objective configured now. A newest matured
-    window without a value exports no realised objective, as the run did not: an older
-    window's value is not held (:func:`tunewatch._evaluation_decay.decay_verdict`)."""
+    > 0 is getting worse, of a verdict on the objective configured now (its name and, as
+    the verdict recorded them, its parameters). A newest matured window without a value
+    exports no realised objective, as the run did not: an older window's value is not
+    held (:func:`tunewatch._evaluation_decay.decay_verdict`)."""
     objective = make_objective(cfg.objective.name, task=model.task, **cfg.objective.params)
     payload = row.payload if row is not None else {}
-    same = payload.get("objective") == objective.name
+    # its parameters too when the verdict recorded them (one of an older release recorded
+    # the name only): a realised cost under another cost matrix is another figure
+    recorded = payload.get("objective_params")
+    same = payload.get("objective") == objective.name and (
+        recorded is None or recorded == objective_params(objective)
+    )
     windows = payload.get("windows") or [{}]
     realised = windows[-1].get("value")
     if same and realised is not None:

@@ -7,13 +7,19 @@ progress's and result's ``best_value``, a version's ``best_value``, ``fold_score
 objective it names (a ROC AUC of 0.745, not -0.745) and labelled with the objective's
 name; a loss whose objective this release does not know (free ``details`` registered by
 hand, a bundle of a newer release) is shown as stored, and called a loss.
+
+An objective's parameters (a cost matrix, a decision threshold) are recorded beside its
+name as ``objective_params`` (:func:`objective_params`): two `cost` figures tuned under
+different cost matrices are not comparable, and are shown with their matrices
+(:func:`with_params`).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from monitor.objectives import OBJECTIVES
+from monitor.objectives import OBJECTIVES, Objective, objective_setup
 from tunewatch._config import Config
 from tunewatch._errors import NotFoundError
 from tunewatch._version_metadata import finite_float
@@ -53,6 +59,34 @@ def labelled(loss: Any, objective: Any, *, spec: str = ".4f") -> str:
         return f"{objective} {value:{spec}}"
     stored = finite_float(loss)
     return "—" if stored is None else f"loss {stored:{spec}}"
+
+
+def objective_params(objective: Objective) -> dict[str, Any]:
+    """The parameters ``objective`` was built with, as its study pins them beside its name
+    (:func:`monitor.objectives.objective_setup`: JSON, lists for arrays; ``{}`` for
+    none), so a version, a job or a verdict compares with its study's setup."""
+    params: dict[str, Any] = objective_setup(objective)["params"]
+    return params
+
+
+def with_params(objective: Any, params: Any) -> Any:
+    """``cost {"cost_matrix": [[0.0, 1.0], [20.0, 0.0]]}``: ``objective`` (a name) with the
+    parameters recorded beside it, as JSON; the name alone when it recorded none (a
+    version or a job of an older release) or an empty set."""
+    if objective is None or not isinstance(params, dict) or not params:
+        return objective
+    return f"{objective} {json.dumps(params, sort_keys=True, default=str)}"
+
+
+def recorded_params(job: JobRow) -> dict[str, Any] | None:
+    """The parameters of the objective ``job`` records (:func:`recorded`), recorded by the
+    same part of it (its result, else its progress); ``None`` for a job that recorded
+    none (one of an older release)."""
+    for figures in (job.result or {}, job.progress):
+        if known(figures.get("objective")) is not None:
+            params = figures.get("objective_params")
+            return params if isinstance(params, dict) else None
+    return None
 
 
 def recorded(job: JobRow) -> tuple[str | None, float | None]:

@@ -512,7 +512,7 @@ def describe_input(spec: TensorSpec) -> str:
 def check_caller_study(model: str, study: str | None) -> None:
     """Refuse a ``study`` a caller names like one of the model's tuning jobs' studies
     (``{model}-job{id}-{8 hex digits}``, or ``{model}-job{id}`` for jobs queued before
-    names had the random part; the model's name cut to fit, see
+    names had the random part; the model's name cut to fit and ended with a hash, see
     :func:`tunewatch.store._jobs.new_study_name`): a study registers one version, so a
     version registered by hand under job 7's study would stand in for job 7's winner. A
     job's worker registers under its study through :meth:`Registry.register` directly."""
@@ -522,7 +522,13 @@ def check_caller_study(model: str, study: str | None) -> None:
     if job is None:
         return
     named = job.group(1)
-    if named == model or (job.group(2) and model.startswith(named) and len(study) >= 190):
+    cut = f"~{hashlib.sha256(model.encode()).hexdigest()[:16]}"  # a long name's, cut
+    if (
+        named == model
+        or (job.group(2) and named.endswith(cut) and model.startswith(named[: -len(cut)]))
+        # cut before the hash was added (jobs queued before 2026-12-06)
+        or (job.group(2) and model.startswith(named) and len(study) >= 190)
+    ):
         raise RegistrationError(
             f"`study` must not match `{model}-job<number>` or `{model}-job<number>-<8 hex "
             f"digits>`: those names are reserved for the studies of {model!r}'s tuning "

@@ -31,7 +31,7 @@ from typing import Any
 
 from tunewatch._approval_rules import promotion_rules
 from tunewatch._config import Config
-from tunewatch._objective_display import known, score, scores
+from tunewatch._objective_display import known, score, scores, with_params
 from tunewatch._report_document import Report, Row, Section, fmt
 from tunewatch._report_evidence import evidence_section
 from tunewatch._report_provenance import (
@@ -157,7 +157,9 @@ def _tuning_section(d: dict[str, Any], found: Provenance) -> Section:
         Section(
             "Trials and fold scores",
             rows=(
-                ("objective", objective),
+                # with its parameters: a best cost under another cost matrix is another
+                # figure
+                ("objective", with_params(objective, d.get("objective_params"))),
                 ("CV scheme", mapping(d.get("cv")).get("scheme")),
                 ("CV group column", mapping(d.get("cv")).get("group_column")),
                 (

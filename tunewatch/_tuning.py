@@ -52,6 +52,7 @@ from tunewatch._errors import (
     TunewatchError,
     TuningError,
 )
+from tunewatch._objective_display import objective_params
 from tunewatch._registry import Registry
 from tunewatch._serving_cost import serving_cost, with_ceiling
 from tunewatch._shipped_spaces import default_search_space
@@ -367,6 +368,7 @@ class TuningJobRunner:
                 "phase": "tuning",
                 "study": study,
                 "objective": objective.name,  # what its best_value is the loss of
+                "objective_params": objective_params(objective),  # a cost matrix, …
                 "dataset_version": version_of_data,
                 "rows": int(x.shape[0]),
                 "max_trials": max_trials,
@@ -385,6 +387,8 @@ class TuningJobRunner:
             heartbeat_interval=shared.heartbeat_interval,
             interrupted=functools.partial(self._interrupted, cancelled),
             cost_predictor=predictor,
+            model=job.model,
+            job_id=job.id,
         )
         tune = functools.partial(
             resumed_after_outages,
@@ -486,6 +490,7 @@ class TuningJobRunner:
             "version": row.version,
             "study": study,
             "objective": objective.name,
+            "objective_params": objective_params(objective),
             "best_value": result.best_value,
             "best_params": dict(result.best_params),
             "n_trials": result.n_trials,

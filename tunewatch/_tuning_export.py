@@ -18,6 +18,7 @@ from retune.cv import CVScheme, out_of_fold
 from shadow import OnnxModel, run_rows
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import TuningJobConfig
+from tunewatch._objective_display import objective_params
 from tunewatch._tuning_plan import WarmStartKind, plan_mode
 from tunewatch.store import JobRow, ModelRow, Store, VersionRow
 
@@ -125,6 +126,8 @@ def export_candidate(
         "job": job.id,
         "trigger": job.trigger,
         "objective": objective.name,
+        # what the study's losses mean besides the name: a cost matrix, a threshold
+        "objective_params": objective_params(objective),
         "best_value": result.best_value,
         "n_trials": result.n_trials,
         "n_pruned": result.n_pruned,

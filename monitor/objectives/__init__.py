@@ -24,6 +24,7 @@ from monitor.objectives._ranking import (
     roc_auc,
 )
 from monitor.objectives._regression import MAE, MAPE, RMSE
+from monitor.objectives._setup import objective_setup
 
 OBJECTIVES: dict[str, type[Objective]] = {
     cls.name: cls
@@ -119,6 +120,7 @@ __all__ = [
     "Task",
     "decision_threshold",
     "make_objective",
+    "objective_setup",
     "positive_proba",
     "roc_auc",
 ]

@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from scipy.stats import rankdata
 
-from monitor.objectives import Objective
+from monitor.objectives import Objective, objective_setup
 from retune._errors import WarmStartError
 from retune.space import SearchSpace
 
@@ -93,10 +93,13 @@ class History:
 
     def left_out_for(self, objective: Objective) -> str | None:
         """A plan note naming the studies :meth:`tuned_for` leaves out, each with the
-        objective it was tuned for, or ``None`` when it leaves out none."""
+        objective it was tuned for, or ``None`` when it leaves out none. A study tuned for
+        ``objective``'s name with other parameters (another cost matrix) is named with its
+        parameters and ``objective``'s: "cost {...}, not cost {...}"."""
         kept = self.tuned_for(objective).study_names
+        setup = objective_setup(objective)
         other = [
-            f"{name} ({_objective_name(self.objectives.get(name))})"
+            f"{name} ({_tuned_for(self.objectives.get(name), setup)})"
             for name in self.study_names
             if name not in kept
         ]
@@ -289,19 +292,25 @@ class WarmStartStrategy(Protocol):
     def plan(self, history: History, space: SearchSpace) -> WarmStartPlan: ...
 
 
-def objective_setup(objective: Objective) -> dict[str, Any]:
-    """What a study's losses mean, as :func:`~retune.run_study` pins it with the study:
-    the objective's name and parameters (its public attributes: a threshold, a cost
-    matrix, …), as a study attribute reads back (lists for tuples and arrays)."""
-    params = {k: v for k, v in vars(objective).items() if not k.startswith("_")}
-    setup = {"name": objective.name, "params": params}
-    loaded: dict[str, Any] = json.loads(json.dumps(setup, default=lambda v: np.asarray(v).tolist()))
-    return loaded
-
-
-def _objective_name(pinned: Mapping[str, Any] | None) -> str:
+def _tuned_for(pinned: Mapping[str, Any] | None, setup: Mapping[str, Any]) -> str:
+    """What a left-out study was tuned for (``pinned``), beside the job's ``setup``: the
+    objective's name, or when it is the job's (its parameters differ) both setups with
+    their parameters."""
     name = None if pinned is None else pinned.get("name")
-    return "no recorded objective" if name is None else str(name)
+    if pinned is None or name is None:
+        return "no recorded objective"
+    if name != setup["name"]:
+        return str(name)
+    return f"{_with_params(pinned)}, not {_with_params(setup)}"
+
+
+def _with_params(setup: Mapping[str, Any]) -> str:
+    """``cost {"cost_matrix": [[0.0, 1.0], [20.0, 0.0]]}``: an objective's name and its
+    parameters as JSON (its name alone with none)."""
+    params = setup.get("params")
+    if not isinstance(params, Mapping) or not params:
+        return str(setup["name"])
+    return f"{setup['name']} {json.dumps(dict(params), sort_keys=True, default=str)}"
 
 
 def log_or_linear(value: float, log: bool) -> float:

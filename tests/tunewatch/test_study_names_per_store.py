@@ -196,4 +196,4 @@ def test_a_queued_job_records_a_study_name_of_its_own_that_fits_a_version_row(
     assert not created and study_name(again) == study_name(first)
     limit = model_versions.c.study.type.length
     assert limit is not None and len(study_name(long_job)) <= limit
-    assert re.fullmatch(f"m+-job{long_job.id}-[0-9a-f]{{8}}", study_name(long_job))
+    assert re.fullmatch(f"m+~[0-9a-f]{{16}}-job{long_job.id}-[0-9a-f]{{8}}", study_name(long_job))

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from tunewatch._actions import ActionOutcome
-from tunewatch._objective_display import recorded
+from tunewatch._objective_display import recorded, recorded_params
 from tunewatch.api._context import Reason, RowId, context
 from tunewatch.api._errors import ApiError
 from tunewatch.api._models import (
@@ -45,12 +45,15 @@ class CancelRequest(BaseModel):
 
 def job_json(j: JobRow) -> dict[str, Any]:
     """The job's row, with the objective it tunes (``objective``: ``null`` for a job that
-    recorded none) and its best value as that objective's (``best_score``: a ROC AUC of
-    0.745 where ``best_value``, the loss its study minimises, is -0.745)."""
+    recorded none) and its parameters (``objective_params``: a cost matrix, a threshold;
+    ``null`` for a job that recorded none), and its best value as that objective's
+    (``best_score``: a ROC AUC of 0.745 where ``best_value``, the loss its study
+    minimises, is -0.745)."""
     out = asdict(j)
     for key in ("created_at", "started_at", "heartbeat_at", "finished_at"):
         out[key] = out[key].isoformat() if out.get(key) else None
     out["objective"], out["best_score"] = recorded(j)
+    out["objective_params"] = recorded_params(j)
     return out
 
 

@@ -4,6 +4,7 @@ checks, the study's name (:func:`new_study_name`) and the caller's audit entry
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -40,12 +41,18 @@ def new_study_name(model: str, job_id: int) -> str:
     """A new job's Optuna study name, ``{model}-job{id}-{8 hex digits}``. Job ids number
     per store: the random part keeps the study the job's own in an Optuna storage other
     stores use too (staging and prod sharing one, a store recreated or restored from a
-    backup beside the old one), whose job of the same number it joined otherwise. The
-    model's name is cut to fit a version row's ``study``, which records it."""
+    backup beside the old one), whose job of the same number it joined otherwise. A
+    version row's ``study`` records it: a model's name too long to fit is cut, and ends
+    with ``~`` and the first 16 hex digits of its sha256 (as a report's file name does,
+    :func:`tunewatch._report.report_stem`), so models whose names share the cut part
+    are told apart."""
     suffix = f"-job{job_id}-{secrets.token_hex(4)}"
     column = model_versions.c.study.type
     assert isinstance(column, String) and column.length is not None
-    return model[: column.length - len(suffix)] + suffix
+    if len(model) + len(suffix) <= column.length:
+        return model + suffix
+    tail = f"~{hashlib.sha256(model.encode()).hexdigest()[:16]}{suffix}"
+    return model[: column.length - len(tail)] + tail
 
 
 def create_job(
