@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from monitor import window_value
-from monitor.objectives import Objective
+from monitor.objectives import Objective, objective_setup
 from tunewatch._config import ModelConfig
 from tunewatch._decay_settled import DecayHorizon, DecayWindow, stored_settled
 from tunewatch._span import ts
@@ -170,7 +170,9 @@ class DecayWindowCache:
             "n_features": len(model.feature_names),
             "window_s": w,
             "maturity_s": m,
-            "objective": cfg.objective.model_dump(mode="json"),
+            # what the objective is, not how it is spelt: `accuracy {}` and `accuracy
+            # {threshold: 0.5}` are one (the same shape as the config's dump)
+            "objective": objective_setup(objective),
         }
         as_of = now.timestamp()
         windows = horizon(now, w, d.horizon_windows)

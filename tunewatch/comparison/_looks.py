@@ -12,16 +12,18 @@ closing every such test at the upgrade would throw away every running comparison
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, overload
 
 import numpy as np
 
-from monitor.objectives import Objective, positive_proba
+from monitor.objectives import (
+    Objective,
+    positive_proba,
+)
 from shadow.stats import (
     DELONG_MIN_PER_CLASS,
     GroupSequentialDeLong,
@@ -31,6 +33,15 @@ from shadow.stats import (
 )
 from tunewatch._errors import ConflictError
 from tunewatch.comparison._config import ComparisonConfig
+from tunewatch.comparison._measured_objective import (
+    OBJECTIVE,
+    OBJECTIVE_SINCE,
+    MeasuredObjective,
+    adopting,
+    changed_objective,
+    closing_outcome,
+    objective_change,
+)
 from tunewatch.comparison._results import (
     ComparisonResult,
     make_result,
@@ -39,7 +50,6 @@ from tunewatch.comparison._results import (
     stateless,
 )
 from tunewatch.store import Store, VersionRow
-from tunewatch.store._canonical import canonical_json, json_roundtrip
 from tunewatch.store._comparisons import (
     ComparisonStore,
     ComparisonTestRow,
@@ -60,90 +70,6 @@ READ = "labelled"
 #: from its start, once.
 MATURED = "matured"
 MATURED_LABELS = "matured_labels"
-
-#: The key of a test's state naming the objective it measures (see
-#: :meth:`MeasuredObjective.as_state`); absent from states stored before it was kept.
-OBJECTIVE = "objective"
-#: The key of a test's state holding the earliest ``received_at`` it reads (ISO time): a
-#: test that followed one closed for a change of objective reads no request of its.
-OBJECTIVE_SINCE = "objective_since"
-#: The key of the outcome of a test closed because the model's objective changed (the
-#: objective's key before and after): a test follows it.
-OBJECTIVE_CHANGED = "objective_changed"
-
-
-@dataclass(frozen=True, slots=True)
-class MeasuredObjective:
-    """The objective a test measures: the configured name and parameters, told apart by
-    :attr:`key`, a short hash of their canonical JSON."""
-
-    name: str
-    params: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        text = canonical_json({"name": self.name, "params": dict(self.params)})
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-    def __str__(self) -> str:
-        return self.name if not self.params else f"{self.name} {canonical_json(dict(self.params))}"
-
-    def as_state(self) -> dict[str, Any]:
-        return {"name": self.name, "params": json_roundtrip(dict(self.params)), "key": self.key}
-
-
-def recorded_objective(state: Mapping[str, Any]) -> MeasuredObjective | None:
-    """The objective ``state`` records (``None``: none, a state stored before it was)."""
-    item = state.get(OBJECTIVE)
-    if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
-        return None
-    params = item.get("params")
-    return MeasuredObjective(str(item["name"]), dict(params) if isinstance(params, Mapping) else {})
-
-
-def objective_change(
-    test: ComparisonTestRow, objective: MeasuredObjective, kind: str
-) -> str | None:
-    """Why ``test`` no longer measures ``objective``, which a test of ``kind`` compares
-    (``None``: it does, or nothing says otherwise). A test that records no objective
-    measures another only when its kind does: a DeLong test compares ROC AUC, a paired
-    test or a watch a per-request loss."""
-    was = recorded_objective(test.state)
-    if was is not None:
-        if was.key == objective.key:
-            return None
-        return f"objective changed from {was} to {objective}"
-    if test.kind == kind or test.kind in ("rollback_watch", "split"):
-        return None  # unknown: it adopts the objective (see the module docstring)
-    before = "roc_auc" if test.kind == "delong" else "an unrecorded per-request loss"
-    return f"objective changed from {before} to {objective}"
-
-
-def adopting(state: Mapping[str, Any], objective: MeasuredObjective) -> dict[str, Any] | None:
-    """``state`` recording ``objective``, when it records none (``None``: it does)."""
-    if recorded_objective(state) is not None:
-        return None
-    return {**state, OBJECTIVE: objective.as_state()}
-
-
-def changed_objective(test: ComparisonTestRow) -> bool:
-    """Whether ``test`` was closed because the model's objective changed: a test follows
-    it (it may be still to start, if the run that closed it stopped there)."""
-    return (
-        test.status == "closed" and test.outcome is not None and OBJECTIVE_CHANGED in test.outcome
-    )
-
-
-def closing_outcome(
-    test: ComparisonTestRow, objective: MeasuredObjective, why: str
-) -> dict[str, Any]:
-    """The outcome of ``test`` closed for a change of objective, ``why``."""
-    was = recorded_objective(test.state)
-    return {
-        "action": "closed",
-        "reason": why,
-        OBJECTIVE_CHANGED: {"from": None if was is None else was.key, "to": objective.key},
-    }
 
 
 def successor_since(comparisons: ComparisonStore, test: ComparisonTestRow) -> str | None:

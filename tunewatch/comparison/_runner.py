@@ -75,11 +75,8 @@ if TYPE_CHECKING:  # _config nests ComparisonConfig: import nothing that imports
 from tunewatch.comparison._config import ComparisonConfig, comparison_of
 from tunewatch.comparison._decisions import Decisions
 from tunewatch.comparison._looks import (
-    OBJECTIVE_SINCE,
     EvidencePurged,
     Incomparable,
-    MeasuredObjective,
-    changed_objective,
     delong_update,
     measuring,
     new_state,
@@ -87,6 +84,11 @@ from tunewatch.comparison._looks import (
     pairable_since,
     paired_update,
     successor_since,
+)
+from tunewatch.comparison._measured_objective import (
+    OBJECTIVE_SINCE,
+    MeasuredObjective,
+    changed_objective,
 )
 from tunewatch.comparison._results import (
     ChallengerSummary,
@@ -168,11 +170,12 @@ class ComparisonRunner:
         return comparison_of(self.config.model(model))
 
     def _objective(self, model: str) -> tuple[Objective, MeasuredObjective]:
-        """The model's configured objective, and what a test of it records it measures."""
+        """The model's configured objective, and what a test of it records it measures
+        (compared by what it builds for the model's task, not by how it is spelt)."""
         row = self.store.get_model(model)
         cfg = self.config.model_or_default(model, row.task)
         made = make_objective(cfg.objective.name, task=row.task, **cfg.objective.params)
-        return made, MeasuredObjective(cfg.objective.name, dict(cfg.objective.params))
+        return made, MeasuredObjective(cfg.objective.name, dict(cfg.objective.params), row.task)
 
     # -- the run ----------------------------------------------------------------------------
     def run(self, model: str, *, requested_by: str | None = None) -> list[ComparisonResult]:

@@ -39,16 +39,18 @@ from tunewatch._errors import ConflictError
 from tunewatch._split import SplitConfig
 from tunewatch.comparison._config import ComparisonConfig
 from tunewatch.comparison._looks import (
+    measured_keys,
+    reads_from,
+    successor_since,
+)
+from tunewatch.comparison._measured_objective import (
     OBJECTIVE,
     OBJECTIVE_SINCE,
     MeasuredObjective,
     adopting,
     changed_objective,
     closing_outcome,
-    measured_keys,
     objective_change,
-    reads_from,
-    successor_since,
 )
 from tunewatch.comparison._results import (
     ComparisonResult,

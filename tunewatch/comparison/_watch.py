@@ -18,7 +18,7 @@ from monitor.objectives import Objective
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._errors import ConflictError
 from tunewatch.comparison._config import ComparisonConfig
-from tunewatch.comparison._looks import (
+from tunewatch.comparison._measured_objective import (
     MeasuredObjective,
     adopting,
     objective_change,

@@ -19,7 +19,10 @@ from monitor.objectives import Objective
 from shadow.stats import PairedSequentialTest, TwoSampleSequentialTest
 from tunewatch._errors import ConflictError
 from tunewatch.comparison._config import ComparisonConfig
-from tunewatch.comparison._looks import OBJECTIVE, MeasuredObjective
+from tunewatch.comparison._measured_objective import (
+    OBJECTIVE,
+    MeasuredObjective,
+)
 from tunewatch.comparison._results import ACTOR, ComparisonResult, stateless
 from tunewatch.comparison._watch_failures import RUNS_AT_START, runs_at_promotion
 from tunewatch.comparison._watch_look import add_requests
