@@ -32,7 +32,7 @@ from typing import Any
 from tunewatch._approval_rules import promotion_rules
 from tunewatch._config import Config
 from tunewatch._objective_display import known, score, scores, with_params
-from tunewatch._report_document import Report, Row, Section, fmt
+from tunewatch._report_document import EXACT_VALUES, Report, Row, Section, exact, fmt
 from tunewatch._report_evidence import evidence_section
 from tunewatch._report_provenance import (
     IMPORTS,
@@ -106,8 +106,9 @@ def build_report(store: Store, config: Config, model: str, version: int) -> Repo
             ),
             table=(
                 ("parameter", "value"),
-                *((k, v) for k, v in sorted(row.hyperparameters.items())),
+                *((k, exact(v)) for k, v in sorted(row.hyperparameters.items())),
             ),
+            text=EXACT_VALUES,
         ),
         *(unverified(s, found) for s in searched_space(d.get("searched_space"))),
         unverified(
@@ -166,7 +167,7 @@ def _tuning_section(d: dict[str, Any], found: Provenance) -> Section:
                     f"best CV {name or 'loss (lower is better)'}",
                     best if name is None else score(best, name),
                 ),
-                ("trials", d.get("n_trials")),
+                ("trials", _trials(d.get("n_trials"), d.get("nested"))),
                 ("pruned", d.get("n_pruned")),
                 ("vetoed (fold spread)", d.get("n_vetoed")),
                 ("stopped by", d.get("stopped_by")),
@@ -193,6 +194,18 @@ def _folds(losses: Any, objective: str | None) -> Any:
     or a score is not a number."""
     oriented = scores(losses, objective)
     return losses if oriented is None else oriented
+
+
+def _trials(n_trials: Any, nested: Any) -> Any:
+    """The study's trials, with those of ``cv: nested``'s outer studies beside them (the
+    job ran them too: ``details.nested``) and what those cost."""
+    outer = mapping(nested)
+    studies, n_outer = outer.get("studies"), outer.get("n_trials")
+    if not isinstance(studies, list) or not isinstance(n_outer, int):
+        return n_trials
+    cpu, wall = finite_float(outer.get("cpu_s")), finite_float(outer.get("wall_s"))
+    seconds = "" if cpu is None or wall is None else f", {cpu:.3g} s CPU, {wall:.3g} s wall"
+    return f"{fmt(n_trials)} (+ {n_outer} in {len(studies)} outer studies of nested CV{seconds})"
 
 
 def _nested(value: Any, objective: str | None = None) -> str | None:

@@ -8,7 +8,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from tunewatch.store import canonical_json
+
 Row = tuple[str, Any]
+
+#: What a table of :func:`exact` values says of them (the hyperparameter table).
+EXACT_VALUES = (
+    "Each value is shown as the canonical JSON the hyperparameter set id is the sha256 of "
+    "(a string in quotes, a float in full): the values reproduce the set exactly."
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +118,8 @@ def md(text: str) -> str:
 
 
 def fmt(value: Any) -> str:
+    """``value`` for reading: a float to 6 significant digits, a list joined, ``None`` as
+    a dash. For a figure, not for a value an auditor must reproduce (:func:`exact`)."""
     if value is None:
         return "—"
     if isinstance(value, float):
@@ -117,3 +127,11 @@ def fmt(value: Any) -> str:
     if isinstance(value, list | tuple):
         return ", ".join(fmt(v) for v in value) if value else "—"
     return str(value)
+
+
+def exact(value: Any) -> str:
+    """``value`` as the canonical JSON a hyperparameter-set id is the sha256 of
+    (:func:`tunewatch.store.canonical_json`): a float's shortest round-tripping form, a
+    string in quotes, ``true``, ``null``. ``json.loads`` of it gives ``value`` back, so
+    the values shown hash to the set id the report prints."""
+    return canonical_json(value)
