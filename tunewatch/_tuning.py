@@ -61,6 +61,7 @@ from tunewatch._tuning_cv import (
     cv_groups,
     cv_scheme,
     estimate_details,
+    outer_cost,
     outer_plan,
     tuned_estimate,
 )
@@ -209,9 +210,10 @@ class TuningJobRunner:
             logger.exception("job=%d model=%s crashed", job.id, model.name)
             fail_job(self.store, job, f"{type(exc).__name__}: {exc}", worker=self.worker)
             raise
-        # this worker's own process, from its claim to now: window, study, refit, export
-        # (the study's wall and CPU seconds over every run, all its workers', are the
-        # result's study_wall_s and study_cpu_s)
+        # this worker's own process, from its claim to now: window, study (and nested
+        # CV's outer studies), refit, export (the study's wall and CPU seconds over every
+        # run, all its workers', are the result's study_wall_s and study_cpu_s; the outer
+        # studies', its nested entry's)
         result["wall_s"] = time.monotonic() - wall0
         result["cpu_s"] = time.process_time() - cpu0
         # its version is registered: succeeded, even if the launcher failed the job as
@@ -406,24 +408,34 @@ class TuningJobRunner:
                 result: TuningResult = tune(study_name=study, x=x, y=y, cv=cv, groups=groups)
         finally:
             progress.stop()
-        estimate, nested_plan = None, None
+        estimate, nested_plan, nested = None, None, None
         if isinstance(cv, NestedCV):
-            self.store.update_job_progress(
-                job.id,
-                {
-                    "phase": "nested_estimate",
-                    "study": study,
-                    "max_trials": max_trials,
-                    "trials": result.n_trials,
-                    "cost_rejected": result.n_cost_rejected,
-                    "best_value": result.best_value,
-                },
-            )
+            outer_total = cv.outer.n_splits
+
+            def outer_done(done: tuple[TuningResult, ...]) -> None:
+                # the main study's figures stay; the outer studies' are counted beside
+                self.store.update_job_progress(
+                    job.id,
+                    {
+                        "phase": "nested_estimate",
+                        "study": study,
+                        "max_trials": max_trials,
+                        "trials": result.n_trials,
+                        "cost_rejected": result.n_cost_rejected,
+                        "best_value": result.best_value,
+                        "outer_done": len(done),
+                        "outer_total": outer_total,
+                        "nested": outer_cost(done),
+                    },
+                )
+
+            outer_done(())
             nested_plan = outer_plan(ceiling)  # cold: see tuned_estimate
             with self._interruptible(cancelled):
-                estimate = tuned_estimate(
-                    tune, study, x, y, cv, objective, tj.seed, groups, nested_plan
+                tuned = tuned_estimate(
+                    tune, study, x, y, cv, objective, tj.seed, groups, nested_plan, outer_done
                 )
+            estimate, nested = tuned.estimate, outer_cost(tuned.outer)
         self.store.update_job_progress(
             job.id,
             {
@@ -452,6 +464,7 @@ class TuningJobRunner:
             importances=importances,
             nested_estimate=(None if estimate is None else estimate_details(estimate, nested_plan)),
             search_space=space_path,
+            nested=nested,
         )
         if cancelled():  # during the refit and export: this worker registers nothing
             raise _Cancelled()
@@ -501,6 +514,8 @@ class TuningJobRunner:
             "parent": candidate.details and (champion.version if champion else None),
             "study_wall_s": result.wall_s,
             "study_cpu_s": result.cpu_s,
+            # the outer studies of `cv: nested`, which study_* leave out (none without it)
+            "nested": nested,
         }
 
 

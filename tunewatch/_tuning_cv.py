@@ -3,6 +3,7 @@ the tuning itself (the job tunes again on each outer training part)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -170,7 +171,8 @@ def tuned_estimate(
     seed: int,
     groups: np.ndarray | None,
     plan: WarmStartPlan | None,
-) -> NestedEstimate:
+    on_outer: Callable[[tuple[TuningResult, ...]], None] | None = None,
+) -> TunedEstimate:
     """Tune again, as the job did (``tune``: :func:`retune.run_study` with the job's space
     and budget), on each outer training part — study ``<study>-outer<k>``, which a resumed
     or joining worker continues — and score the configuration chosen there on the outer
@@ -179,8 +181,13 @@ def tuned_estimate(
     The outer studies run ``plan``, not the job's warm-start plan: that one enqueues and
     boxes around configurations earlier jobs chose on rows that may reappear in an outer
     test part (the champion's reference, overlapping traffic), which would make the test
-    part seen. ``plan`` is the job's serving-cost ceilings only (:func:`outer_plan`)."""
+    part seen. ``plan`` is the job's serving-cost ceilings only (:func:`outer_plan`).
+
+    The outer studies' results come with the estimate: what they cost is the job's too.
+    ``on_outer`` is called after each outer study with the results of those finished so
+    far."""
     outer_fold = itertools.count()
+    studies: list[TuningResult] = []
 
     def select(
         x_train: np.ndarray, y_train: np.ndarray, groups_train: np.ndarray | None
@@ -191,9 +198,38 @@ def tuned_estimate(
         )
         if result.stopped_by == "interrupted":  # the other outer parts would stop at once
             raise StudyError("interrupted", study_name=name)
+        studies.append(result)
+        if on_outer is not None:
+            on_outer(tuple(studies))
         return dict(result.best_params)
 
-    return nested_estimate(select, x, y, scheme=cv, objective=objective, seed=seed, groups=groups)
+    estimate = nested_estimate(
+        select, x, y, scheme=cv, objective=objective, seed=seed, groups=groups
+    )
+    return TunedEstimate(estimate=estimate, outer=tuple(studies))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TunedEstimate:
+    """Nested CV's estimate of the tuning and the results of the outer studies that made
+    it, in outer-fold order."""
+
+    estimate: NestedEstimate
+    outer: tuple[TuningResult, ...]
+
+
+def outer_cost(outer: Sequence[TuningResult]) -> dict[str, Any]:
+    """What the outer studies ``outer`` cost, as a job's result, its progress and its
+    version record it (``nested``): their names, their trials (as
+    :attr:`TuningResult.n_trials` counts them) and their wall and CPU seconds (each
+    study's over all its runs and workers, as the main study's ``wall_s``/``cpu_s``),
+    summed over the studies."""
+    return {
+        "studies": [r.study_name for r in outer],
+        "n_trials": sum(r.n_trials for r in outer),
+        "wall_s": sum(r.wall_s for r in outer),
+        "cpu_s": sum(r.cpu_s for r in outer),
+    }
 
 
 def outer_plan(ceiling: CostCeiling | None) -> WarmStartPlan | None:

@@ -98,12 +98,14 @@ def export_candidate(
     importances: dict[str, Any],
     nested_estimate: dict[str, Any] | None,
     search_space: str,
+    nested: dict[str, Any] | None = None,
 ) -> Candidate:
     """Refit ``result``'s best parameters on the window ``(x, y)`` (``n_traffic`` of its
     rows traffic) and export them (:func:`retune.refit_and_export`) like ``served``, the
     version it would replace; time its one-row latency, describe the job's study
-    (``importances`` and ``nested_estimate`` are its details of those) and score the
-    window out of fold under ``cv``."""
+    (``importances`` and ``nested_estimate`` are its details of those; ``nested``, what
+    the outer studies of ``cv: nested`` cost: :func:`tunewatch._tuning_cv.outer_cost`)
+    and score the window out of fold under ``cv``."""
     tj = tuning
     exported = refit_and_export(
         dict(result.best_params),
@@ -156,6 +158,9 @@ def export_candidate(
         # budget counts them
         "wall_s": result.wall_s,
         "cpu_s": result.cpu_s,
+        # the outer studies of `cv: nested`, which the main study's figures leave out:
+        # their names, trials and seconds summed (none without nested CV)
+        "nested": nested,
     }
     # what monitors calibrate on: the winner's scores of rows it did not train on (its
     # own scores of its training rows are overconfident), in the columns it answers:

@@ -63,6 +63,7 @@ def job_result(version: VersionRow) -> dict[str, Any]:
         "version": version.version,
         "study": version.study,
         "objective": version.details.get("objective"),
+        "objective_params": version.details.get("objective_params"),
         "best_value": version.details.get("best_value"),
         "best_params": dict(version.hyperparameters),
         "n_trials": version.details.get("n_trials"),
@@ -73,4 +74,5 @@ def job_result(version: VersionRow) -> dict[str, Any]:
         "parent": version.parent_version,
         "study_wall_s": version.details.get("wall_s"),
         "study_cpu_s": version.details.get("cpu_s"),
+        "nested": version.details.get("nested"),
     }
