@@ -32,11 +32,14 @@ def one_trial_daemon(
     tmp_path: Path,
     trained: list[ExampleModel],
     *,
-    window_rows: int,
+    window_rows: int | None = None,
     evaluation: dict[str, Any] | None = None,
+    objective: dict[str, Any] | None = None,
 ) -> Daemon:
     """A daemon (no scheduler, no workers) whose model retunes on a manual trigger over
-    ``window_rows`` rows, with ``evaluation`` as its evaluation section if given."""
+    ``window_rows`` rows (the default window without), with ``evaluation`` as its
+    evaluation section and ``objective`` as its objective if given. v1 is registered as
+    champion unless the store in ``tmp_path`` has one (a daemon opened again over it)."""
     space = tmp_path / "space.yaml"
     space.write_text(yaml.safe_dump(SPACE))
     model: dict[str, Any] = {
@@ -44,7 +47,6 @@ def one_trial_daemon(
         "task": "binary",
         "tuning": {
             "search_space": str(space),
-            "window_rows": window_rows,
             "min_rows": 100,
             "max_trials": 1,
             "cv_folds": 2,
@@ -53,8 +55,12 @@ def one_trial_daemon(
         },
         "triggers": [{"on": "manual", "do": "retune", "cooldown_minutes": 0}],
     }
+    if window_rows is not None:
+        model["tuning"]["window_rows"] = window_rows
     if evaluation is not None:
         model["evaluation"] = evaluation
+    if objective is not None:
+        model["objective"] = objective
     raw = {
         "data_dir": str(tmp_path / "data"),
         "scheduler": {"enabled": False},
@@ -62,12 +68,13 @@ def one_trial_daemon(
         "models": [model],
     }
     d = Daemon(build_config(raw, env={}), env={})
-    d.registry.register(
-        MODEL,
-        trained[0].onnx,
-        trained[0].metadata,
-        actor="test",
-        stage="champion",
-        reference=trained[0].reference,
-    )
+    if d.store.champion(MODEL) is None:
+        d.registry.register(
+            MODEL,
+            trained[0].onnx,
+            trained[0].metadata,
+            actor="test",
+            stage="champion",
+            reference=trained[0].reference,
+        )
     return d

@@ -12,13 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from monitor import ServingMetrics
 from monitor.objectives import make_objective
 from tests.tunewatch.conftest import MODEL
-from tests.tunewatch.one_trial_tuning import SPACE
-from tunewatch._config import build_config
+from tests.tunewatch.one_trial_tuning import one_trial_daemon
 from tunewatch._daemon import Daemon
 from tunewatch._evaluation_decay import decay_verdict
 from tunewatch._evaluation_events import export_stored
@@ -36,39 +34,9 @@ def _cost_daemon(tmp_path: Path, trained: list[ExampleModel], matrix: list[list[
     """A daemon over ``tmp_path``'s store whose model tunes one cheap trial for `cost`
     under ``matrix``, with v1 (by hand) its champion; the store, and the studies in it,
     are kept from one daemon to the next."""
-    space = tmp_path / "space.yaml"
-    space.write_text(yaml.safe_dump(SPACE))
-    model: dict[str, Any] = {
-        "name": MODEL,
-        "task": "binary",
-        "objective": {"name": "cost", "params": {"cost_matrix": matrix}},
-        "tuning": {
-            "search_space": str(space),
-            "min_rows": 100,
-            "max_trials": 1,
-            "cv_folds": 2,
-            "patience": None,
-            "wall_time_s": 120,
-        },
-        "triggers": [{"on": "manual", "do": "retune", "cooldown_minutes": 0}],
-    }
-    raw = {
-        "data_dir": str(tmp_path / "data"),
-        "scheduler": {"enabled": False},
-        "tuning": {"workers": 0, "max_concurrent_jobs": 10},
-        "models": [model],
-    }
-    d = Daemon(build_config(raw, env={}), env={})
-    if d.store.champion(MODEL) is None:
-        d.registry.register(
-            MODEL,
-            trained[0].onnx,
-            trained[0].metadata,
-            actor="test",
-            stage="champion",
-            reference=trained[0].reference,
-        )
-    return d
+    return one_trial_daemon(
+        tmp_path, trained, objective={"name": "cost", "params": {"cost_matrix": matrix}}
+    )
 
 
 def _retune(d: Daemon) -> JobRow:
