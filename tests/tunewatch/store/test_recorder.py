@@ -170,10 +170,11 @@ def test_held_outputs_are_committed_when_no_group_comes(model_store: Store) -> N
         recorder.record_outputs([_output("r0", version=2)])
         _wait_for_challenger_output(model_store)
         assert model_store.count_outputs("m", 2) == 1
-        latency = {
-            s.name: s.value for m in metrics.record_commit_latency.collect() for s in m.samples
-        }
-        assert latency["tunewatch_record_commit_seconds_count"] == 2.0  # a commit of its own
+        # the commit is counted just after it commits: the output can be read first (CI)
+        deadline = time.monotonic() + 10
+        while _commit_count(metrics) < 2.0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _commit_count(metrics) == 2.0  # a commit of its own
         assert _commits(metrics) == (1.0, 1.0)  # ... which held no request
     finally:
         recorder.close()
@@ -205,6 +206,15 @@ def test_close_writes_what_is_queued(model_store: Store) -> None:
     recorder.close()
     assert model_store.count_requests("m") == 5
     assert model_store.count_outputs("m", 2) == 1
+
+
+def _commit_count(metrics: ServingMetrics) -> float:
+    return next(
+        s.value
+        for m in metrics.record_commit_latency.collect()
+        for s in m.samples
+        if s.name == "tunewatch_record_commit_seconds_count"
+    )
 
 
 def _wait_for_challenger_output(store: Store) -> None:
