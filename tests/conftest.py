@@ -108,17 +108,23 @@ def _store_warnings_logged_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_outage_log, "UNAVAILABLE_STORE", _outage_log.ThrottledWarnings())
 
 
-@pytest.fixture(autouse=True)
-def _in_process_workers_keep_the_test_process_priority(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(autouse=True, scope="session")
+def _in_process_workers_keep_the_test_process_priority() -> Iterator[None]:
     """A worker run inside the test process (``main([... "worker" ...])``, ``retune
     --run``) leaves the process's priority alone: lowered to ``tuning.worker_nice`` it
     stayed so for every later test and process the session starts. Worker processes the
-    tests start lower themselves (tests/tunewatch/test_worker_priority.py)."""
+    tests start lower themselves (tests/tunewatch/test_worker_priority.py).
+
+    Session-scoped: module fixtures run workers too (test_greater_is_better_display.py's
+    ``retune --run``), before any function fixture, and a test's ``monkeypatch.undo()``
+    would undo a function fixture's patch."""
     from tunewatch import _worker_priority
 
-    monkeypatch.setattr(
-        _worker_priority, "lower_priority", lambda nice: os.getpriority(os.PRIO_PROCESS, 0)
-    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            _worker_priority, "lower_priority", lambda nice: os.getpriority(os.PRIO_PROCESS, 0)
+        )
+        yield
 
 
 class _MigratedStores:

@@ -66,11 +66,6 @@ def test_a_launched_worker_runs_every_thread_at_the_configured_niceness(
     trained: list[ExampleModel], tmp_path: Path
 ) -> None:
     here = os.getpriority(os.PRIO_PROCESS, 0)
-    if here >= CONFIGURED and os.geteuid() == 0:
-        # an earlier test in this process left this thread at niceness 19 (seen once in a
-        # CI run on 2026-12-06; which test, not found): as root, start from 0 again
-        os.setpriority(os.PRIO_PROCESS, 0, 0)
-        here = os.getpriority(os.PRIO_PROCESS, 0)
     assert here < CONFIGURED, f"this test process already runs at niceness {here}"
     d, job_id = _daemon_with_a_running_job(tmp_path, trained)
     try:
