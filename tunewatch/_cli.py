@@ -94,6 +94,23 @@ def _int_in(name: str, low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _anchor(text: str) -> tuple[int, str]:
+    """An argparse type: ``ID:HASH``, an audit entry's id and its SHA-256 in hex (as
+    ``tunewatch audit`` prints the head), else a usage error."""
+    entry_id, _, digest = text.partition(":")
+    digest = digest.lower()
+    if (
+        not (entry_id.isascii() and entry_id.isdigit() and 1 <= int(entry_id) <= MAX_ID)
+        or len(digest) != 64
+        or not all(c in "0123456789abcdef" for c in digest)
+    ):
+        raise argparse.ArgumentTypeError(
+            "`anchor` must be ID:HASH, an audit entry's id and its 64 hex digits of "
+            f"SHA-256 (as `audit head` prints them), got {text!r}"
+        )
+    return int(entry_id), digest
+
+
 def _actor(text: str) -> str:
     """An argparse type: an actor the audit log can hold, else a usage error (checked
     before the command writes anything)."""
@@ -379,6 +396,16 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="print the entries older than entry ID: the value the notice of the page "
         "before names, down to the first entry",
+    )
+    p.add_argument(
+        "--anchor",
+        type=_anchor,
+        action="append",
+        default=[],
+        metavar="ID:HASH",
+        help="check that entry ID still has hash HASH, as an earlier run's `audit head` line "
+        "printed it and you kept outside the store (exit 1 if not): a log rewritten with its "
+        "hashes recomputed still verifies, but no longer holds that entry as it was; repeatable",
     )
     p.set_defaults(func=cmd_audit)
 

@@ -522,7 +522,7 @@ def test_the_audit_command_cannot_be_made_to_print_a_forged_line(
         store.append_audit(actor=forged, action="promote", target=forged, details={})
     assert run(config, "audit") == 0
     out = capsys.readouterr().out
-    assert len(out.splitlines()) == 2  # the entry, and the chain's verdict
+    assert len(out.splitlines()) == 3  # the entry, the head to anchor, the chain's verdict
     assert repr(forged) in out.splitlines()[0]
 
 

@@ -139,7 +139,7 @@ def test_audit_past_the_limit_says_older_entries_exist(
 
     assert run(config, "audit", "--limit", "2") == 0
     captured = capsys.readouterr()
-    assert len(captured.out.splitlines()) == 3  # two entries and the chain's verdict
+    assert len(captured.out.splitlines()) == 4  # two entries, the head, the chain's verdict
     [notice] = _notices(captured.err)
     assert "2 newest audit entries shown" in notice
     assert notice.endswith("older ones exist: --before-id 2 lists them")  # the oldest shown

@@ -283,7 +283,8 @@ def test_cli_audit_notice_names_the_cursor_and_it_reads_on_to_the_first_entry(
     shown = []
     for lines in pages:
         assert lines[-1] == "audit chain intact"
-        ids = [int(line.split()[0]) for line in lines[:-1]]
+        assert lines[-2].startswith(f"audit head: entry {every[0]}, hash ")
+        ids = [int(line.split()[0]) for line in lines[:-2]]
         assert ids == sorted(ids)  # oldest of the page first, as the chain runs
         shown.extend(reversed(ids))
     assert shown == every

@@ -23,7 +23,7 @@ from tunewatch._version_metadata import VersionMetadata
 from ._context import actor_of, config_of, next_page, registry_of, say_held_back
 
 if TYPE_CHECKING:
-    from tunewatch.store import ApprovalRow, Store, TokenRow
+    from tunewatch.store import ApprovalRow, AuditEntry, Store, TokenRow
 
 
 def _shown(text: str) -> str:
@@ -314,6 +314,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         # one more: whether older ones exist
         entries = store.audit_log(limit=args.limit + 1, before_id=args.before_id)
         broken = store.verify_audit()
+        head = store.audit_log(limit=1)
+        # each anchor's entry: the newest at or before its id (another id: gone)
+        anchored = [(a, store.audit_log(limit=1, before_id=a[0] + 1)) for a in args.anchor]
     finally:
         store.close()
     held_back = len(entries) > args.limit
@@ -330,11 +333,38 @@ def cmd_audit(args: argparse.Namespace) -> int:
         if args.before_id is not None:
             shown = f"{args.limit} audit entries before entry {args.before_id}"
         say_held_back(f"{shown} shown", see=next_page(entries[-1].id))
+    held = all([_anchor_holds(entry_id, digest, read) for (entry_id, digest), read in anchored])
+    if head:
+        print(
+            f"audit head: entry {head[0].id}, hash {head[0].hash} (keep it outside this store: "
+            f"`tunewatch audit --anchor {head[0].id}:{head[0].hash}` checks later that the log "
+            "still holds it as it is now)"
+        )
     if broken is not None:
         print(f"audit chain broken ({broken.kind}): {broken.message}")
         return 1
     print("audit chain intact")
-    return 0
+    return 0 if held else 1
+
+
+def _anchor_holds(entry_id: int, digest: str, read: list[AuditEntry]) -> bool:
+    """Whether the log still holds entry ``entry_id`` with hash ``digest``, said in one
+    line. The chain alone cannot tell: whoever can write the tables can rewrite an entry
+    and recompute every hash after it and the head; a hash kept elsewhere does not move."""
+    if not read or read[0].id != entry_id:
+        print(
+            f"audit anchor broken: the log holds no entry {entry_id} (the anchor recorded "
+            f"{digest}): entries were removed"
+        )
+        return False
+    if read[0].hash != digest:
+        print(
+            f"audit anchor broken: entry {entry_id} has hash {read[0].hash}, the anchor "
+            f"recorded {digest}: the log was rewritten at or before entry {entry_id}"
+        )
+        return False
+    print(f"audit anchor holds: entry {entry_id}, hash {digest}")
+    return True
 
 
 def cmd_tokens(args: argparse.Namespace) -> int:
