@@ -412,11 +412,20 @@ def judged_labels(
     return labels_received(
         labelled,
         # stored before the run recorded its newest label: those by its start
-        by=target.window_end.timestamp() if through is _UNRECORDED else through,
+        by=target.window_end.timestamp() if through is _UNRECORDED else _seconds(through),
     )
 
 
 _UNRECORDED = object()
+
+
+def _seconds(through: str | float | None) -> float | None:
+    """A verdict's ``labels_through`` in epoch seconds: an RFC 3339 time, or epoch seconds
+    in a verdict stored before it was one (the same instant: a label's arrival is stored
+    to the microsecond, which both keep)."""
+    if isinstance(through, str):
+        return datetime.fromisoformat(through).timestamp()
+    return None if through is None else float(through)
 
 
 def labels_received(window: Window, *, by: float | None) -> np.ndarray:

@@ -22,7 +22,7 @@ from tunewatch._drift_frame import LABEL, drift_frame
 from tunewatch._drift_report_rows import judged_rows_record
 from tunewatch._evaluation_baseline import Baseline, NoBaseline
 from tunewatch._policies import FIRST_REQUEST, LABEL_FIRST_REQUEST, LABEL_LAST_REQUEST, LAST_REQUEST
-from tunewatch._span import requests_span
+from tunewatch._span import iso, requests_span
 from tunewatch._window_sample import sampled
 from tunewatch.store import ModelRow, Window
 
@@ -97,9 +97,10 @@ def drift_verdict(
         judged = {
             "n": matured.n_rows,
             **requests_span(matured.received_at),
-            # the newest label read (epoch seconds, the store's clock): the drift
-            # report tests the labels that had arrived by then, those this run read
-            "labels_through": float(arrived.max()) if arrived.size else None,
+            # the newest label read (the store's clock, UTC, as its siblings; epoch
+            # seconds in verdicts stored before): the drift report tests the labels
+            # that had arrived by then, those this run read
+            "labels_through": iso(float(arrived.max())) if arrived.size else None,
             **sampled(matured),
         }
     frame = drift_frame(model, window.features, outputs, labels)

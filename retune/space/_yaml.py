@@ -170,6 +170,49 @@ def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
         ) from None
 
 
+def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> float:
+    """A float; an explicit ``!!float`` on other text is refused by its line (PyYAML's
+    ValueError, a traceback, quoted the text)."""
+    try:
+        return float(loader.construct_yaml_float(node))
+    except ValueError:
+        raise yaml.constructor.ConstructorError(
+            None, None, "a value tagged `!!float` must be a number", node.start_mark
+        ) from None
+
+
+def _construct_bool(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> bool:
+    """A boolean; an explicit ``!!bool`` on other text is refused by its line (PyYAML's
+    KeyError, a traceback, quoted the text)."""
+    try:
+        return bool(loader.construct_yaml_bool(node))
+    except KeyError:
+        raise yaml.constructor.ConstructorError(
+            None, None, "a value tagged `!!bool` must be true or false", node.start_mark
+        ) from None
+
+
+def _construct_timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    """A date, or a date and time, refused by its line when there is none such: PyYAML
+    reads an unquoted ``2016-12-31T23:59:60Z`` (a leap second) or ``2026-02-30`` as a
+    timestamp, and raised datetime's ValueError, not a YAML error: every command ended in
+    a traceback. datetime's message names the rule, never the text."""
+    if not loader.timestamp_regexp.match(str(loader.construct_scalar(node))):
+        # an explicit `!!timestamp` on other text (PyYAML: an AttributeError)
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            "a value tagged `!!timestamp` must be a date, or a date and time",
+            node.start_mark,
+        )
+    try:
+        return loader.construct_yaml_timestamp(node)
+    except ValueError as exc:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"no such date and time: {exc}", node.start_mark
+        ) from None
+
+
 _NUMBERS = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 _Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag not in _NUMBERS]
@@ -196,6 +239,9 @@ _Loader.add_implicit_resolver(
     list("-+.0123456789"),
 )
 _Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_Loader.add_constructor("tag:yaml.org,2002:float", _construct_float)
+_Loader.add_constructor("tag:yaml.org,2002:bool", _construct_bool)
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
 
 def read_yaml(text: str) -> Any:

@@ -6,12 +6,13 @@ it, so a mistyped ``store.url`` printed its database password on stderr (the CLI
 from __future__ import annotations
 
 import traceback
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from retune import SearchSpaceError
-from retune.space import load_search_space
+from retune.space import load_search_space, read_yaml
 from tunewatch._cli import main
 from tunewatch._config import load_config
 from tunewatch._errors import ConfigError
@@ -43,6 +44,33 @@ BROKEN = {
     "control-character": (
         "store:\n  url: postgresql+psycopg://tw:S3cr3t\x01xyz@db/tw\n",
         "line 2, column 38: unacceptable character #x0001: special characters are not allowed",
+    ),
+    "float-tag": (
+        "store:\n  url: !!float postgresql+psycopg://tw:S3cr3t-xyz@db/tw\n",
+        "line 2, column 8: a value tagged `!!float` must be a number",
+    ),
+    "bool-tag": (
+        "store:\n  url: !!bool postgresql+psycopg://tw:S3cr3t-xyz@db/tw\n",
+        "line 2, column 8: a value tagged `!!bool` must be true or false",
+    ),
+    "timestamp-tag": (
+        "store:\n  url: !!timestamp postgresql+psycopg://tw:S3cr3t-xyz@db/tw\n",
+        "line 2, column 8: a value tagged `!!timestamp` must be a date, or a date and time",
+    ),
+    # PyYAML reads an unquoted date as a timestamp, and raised datetime's ValueError for
+    # one that never was: a traceback, exit 1, from every command
+    "leap-second": (
+        "models:\n  - name: m\n    comparison:\n      split:\n"
+        "        start: 2016-12-31T23:59:60Z\n",
+        "line 5, column 16: no such date and time: second must be in 0..59",
+    ),
+    "february-30": (
+        "split: {challenger: 2, percent: 10, start: 2026-02-30T10:00:00+05:30}\n",
+        "line 1, column 44: no such date and time: day is out of range for month",
+    ),
+    "hour-24-key": (
+        "windows:\n  2026-06-01 24:00:00: closed\n",
+        "line 2, column 3: no such date and time: hour must be in 0..23",
     ),
 }
 
@@ -82,3 +110,30 @@ def test_a_search_space_s_yaml_error_is_worded_as_a_config_s(tmp_path: Path) -> 
         f"cannot read search space {str(path)!r}: line 3, column 30: found unknown escape "
         "character 'q' (while scanning a double-quoted scalar at line 3, column 25)"
     )
+
+
+def test_a_search_space_s_impossible_date_is_worded_as_a_config_s(tmp_path: Path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text("name: t\nparams:\n  C: {type: float, low: 2026-02-30, high: 1.0}\n")
+    with pytest.raises(SearchSpaceError) as info:
+        load_search_space(path)
+    assert str(info.value) == (
+        f"cannot read search space {str(path)!r}: line 3, column 25: no such date and time: "
+        "day is out of range for month"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("at: 2016-12-31T23:59:59Z", datetime(2016, 12, 31, 23, 59, 59, tzinfo=UTC)),
+        (
+            "at: 2026-02-28T10:00:00.5+05:30",
+            datetime(2026, 2, 28, 10, 0, 0, 500_000, tzinfo=timezone(timedelta(hours=5.5))),
+        ),
+        ("at: 2024-02-29", date(2024, 2, 29)),
+    ],
+    ids=["utc", "offset", "leap-day"],
+)
+def test_a_date_and_time_that_exists_reads_as_one(text: str, value: date) -> None:
+    assert read_yaml(text) == {"at": value}

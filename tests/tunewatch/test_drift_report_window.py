@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +19,7 @@ from tunewatch._drift_report import LABEL, judged_as, judged_frames
 from tunewatch._example import ExampleModel, example_data
 from tunewatch._reference import Reference
 from tunewatch.store import EvaluationRow, LabelItem
+from tunewatch.store._schema import evaluations
 
 WINDOW = 600
 # the reference profile keeps at most 10,000 values of a column: a larger reference is
@@ -80,11 +81,9 @@ def unlabelled(trained: list[ExampleModel], tmp_path: Path) -> Iterator[Daemon]:
         d.close()
 
 
-def test_labels_that_arrive_after_the_run_are_not_in_its_report(unlabelled: Daemon) -> None:
-    """The report read the verdict's requests' labels as they stood at its first request:
-    the slower outcomes that came after the run (every one positive) were label drift in
-    the stored report of a verdict that tested half the labels and found none."""
-    d = unlabelled
+def _verdict_on_half_the_labels(d: Daemon) -> EvaluationRow:
+    """A drift verdict on the window with every other request labelled (true outcomes),
+    its label tested and not drifted."""
     _, y = example_data(WINDOW, seed=4, shift=0.0)
     d.store.add_labels(
         MODEL, [LabelItem(request_id=f"r{i}", value=float(y[i])) for i in range(0, WINDOW, 2)]
@@ -96,14 +95,62 @@ def test_labels_that_arrive_after_the_run_are_not_in_its_report(unlabelled: Daem
     [label] = [c for c in drift.payload["columns"] if c["column"] == LABEL]
     assert label["status"] == "ok" and label["n_cur"] == WINDOW // 2
     assert not label["drifted"]
+    return drift
+
+
+def _label_the_rest_positive(d: Daemon) -> None:
     d.store.add_labels(
         MODEL, [LabelItem(request_id=f"r{i}", value=1.0) for i in range(1, WINDOW, 2)]
     )
+
+
+def test_labels_that_arrive_after_the_run_are_not_in_its_report(unlabelled: Daemon) -> None:
+    """The report read the verdict's requests' labels as they stood at its first request:
+    the slower outcomes that came after the run (every one positive) were label drift in
+    the stored report of a verdict that tested half the labels and found none."""
+    d = unlabelled
+    drift = _verdict_on_half_the_labels(d)
+    _label_the_rest_positive(d)
     report = _report(d, drift)
     assert LABEL not in report.payload["drifted_columns"]
     assert report.payload["drifted_columns"] == sorted(drift.payload["drifted_columns"])
     _, current = _frames(d, drift)  # the very labels the verdict tested
-    assert int(current[LABEL].notna().sum()) == label["n_cur"]  # type: ignore[index]
+    assert int(current[LABEL].notna().sum()) == WINDOW // 2  # type: ignore[index]
+
+
+def test_the_newest_label_read_is_recorded_as_a_utc_time(unlabelled: Daemon) -> None:
+    """`label_window.labels_through` was the one time of the API's JSON in epoch seconds
+    (1796597244.592001), beside `first_request_at` and `last_request_at` in RFC 3339."""
+    judged = _verdict_on_half_the_labels(unlabelled).payload["label_window"]
+    through = datetime.fromisoformat(judged["labels_through"])
+    assert through.utcoffset() == timedelta(0)
+    for sibling in ("first_request_at", "last_request_at", "labels_through"):
+        assert judged[sibling].endswith("+00:00")
+
+
+def test_a_verdict_that_recorded_its_newest_label_in_epoch_seconds_is_reported_by_it(
+    unlabelled: Daemon,
+) -> None:
+    """Verdicts stored before `labels_through` was a UTC time hold epoch seconds: their
+    report still leaves out the labels that arrived after the run."""
+    d = unlabelled
+    drift = _verdict_on_half_the_labels(d)
+    judged = dict(drift.payload["label_window"])
+    judged["labels_through"] = datetime.fromisoformat(judged["labels_through"]).timestamp()
+    payload = {**drift.payload, "label_window": judged}
+    with d.store.engine.begin() as conn:
+        conn.execute(
+            evaluations.update().where(evaluations.c.id == drift.id).values(payload=payload)
+        )
+    [stored] = [
+        r for r in d.store.list_evaluations(MODEL, kind="drift", limit=5) if r.id == drift.id
+    ]
+    assert isinstance(stored.payload["label_window"]["labels_through"], float)
+    _label_the_rest_positive(d)
+    report = _report(d, stored)
+    assert LABEL not in report.payload["drifted_columns"]
+    _, current = _frames(d, stored)
+    assert int(current[LABEL].notna().sum()) == WINDOW // 2  # type: ignore[index]
 
 
 def test_labels_that_arrive_while_the_run_reads_are_in_its_report(unlabelled: Daemon) -> None:
