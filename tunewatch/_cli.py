@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 
 from monitor import MonitorError
@@ -510,12 +511,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors=errors)
 
 
+class _UtcFormatter(logging.Formatter):
+    """Stamps in UTC, ISO 8601 to the millisecond, marked ``Z``: as the times the messages
+    and the CLI's output carry. The host's local time, unmarked, put two clocks on a line
+    and repeated its stamps in the hour a fall-back replays."""
+
+    converter = staticmethod(time.gmtime)
+    default_time_format = "%Y-%m-%dT%H:%M:%S"
+    default_msec_format = "%s.%03dZ"
+
+
 def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(_UtcFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     if not args.verbose:
         # httpx: a line per HTTP request the demo's client sends, thousands; apscheduler:
         # two per run of the 2 s launcher and the 10 s lease, 100k a day burying the rest;

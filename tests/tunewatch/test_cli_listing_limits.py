@@ -128,7 +128,7 @@ def test_evaluations_past_the_limit_say_older_ones_exist(
     assert run(config, "drift", MODEL, "--limit", "3") == 0
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
-    assert [line.split()[1] for line in lines] == ["03:00:00", "02:00:00", "01:00:00"]  # newest
+    assert [line.split()[1] for line in lines] == ["03:00:00Z", "02:00:00Z", "01:00:00Z"]  # newest
     [notice] = _notices(captured.err)
     assert "3 newest drift evaluations of credit shown" in notice
     assert notice.endswith("older ones exist: --before-id 2 lists them")  # the oldest shown

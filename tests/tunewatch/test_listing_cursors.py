@@ -309,7 +309,7 @@ def test_cli_evaluation_notice_names_the_cursor_and_it_reads_on_to_the_first(
     shown = [line for lines in pages for line in lines]
     # the windows, newest first, two to a window: every evaluation once
     ends = [T0 - timedelta(hours=i // 2) for i in range(ROWS)]
-    assert [line.split()[1] for line in shown] == [f"{e:%H:%M:%S}" for e in ends]
+    assert [line.split()[1] for line in shown] == [f"{e:%H:%M:%S}Z" for e in ends]
     assert notices[0] == (
         f"tunewatch: 7 newest drift evaluations of {MODEL} shown; older ones exist: "
         f"--before-id {drift[6]} lists them"

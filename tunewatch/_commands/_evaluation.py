@@ -72,7 +72,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     finally:
         store.close()
     for event in events[:_EVENTS_SHOWN]:
-        print(f"event {event.created_at:%Y-%m-%d %H:%M:%S} {event.type} {event.payload}")
+        print(f"event {event.created_at:%Y-%m-%d %H:%M:%S}Z {event.type} {event.payload}")
     if len(events) > _EVENTS_SHOWN:
         say_held_back(
             f"the {_EVENTS_SHOWN} newest events of {args.model} shown",
@@ -106,7 +106,7 @@ def cmd_show_evaluations(args: argparse.Namespace) -> int:
     for row in rows[: args.limit]:  # newest first, one line each: what its policy did last
         decided = stored_decision(row.payload)
         print(
-            f"{row.window_end:%Y-%m-%d %H:%M:%S} v{row.version} {row.status:<17} "
+            f"{row.window_end:%Y-%m-%d %H:%M:%S}Z v{row.version} {row.status:<17} "
             f"{_summary(row.kind, row.payload)}{'' if decided is None else '; ' + decided}"
         )
     of = args.model if args.version is None else f"{args.model} version {args.version}"
@@ -187,7 +187,7 @@ def cmd_comparisons(args: argparse.Namespace) -> int:
             looks = runner.history(args.model, args.challenger, limit=args.limit + 1)
             for look in looks[-args.limit :]:
                 print(
-                    f"{look.created_at:%Y-%m-%d %H:%M:%S} v{look.champion_version} "
+                    f"{look.created_at:%Y-%m-%d %H:%M:%S}Z v{look.champion_version} "
                     f"{_look_line(look)}"
                 )
             if not looks:

@@ -299,7 +299,7 @@ def cmd_models(args: argparse.Namespace) -> int:
             for v in store.list_versions(model.name):
                 print(
                     f"  v{v.version:<4} {v.stage:<11} hp={v.hyperparameter_set_id[:12]} "
-                    f"sha256={v.artefact_sha256[:12]} created={v.created_at:%Y-%m-%d %H:%M}"
+                    f"sha256={v.artefact_sha256[:12]} created={v.created_at:%Y-%m-%d %H:%M}Z"
                 )
     finally:
         store.close()
@@ -325,7 +325,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         # json.dumps escapes what the details (reasons) hold
         details = json.dumps(e.details, sort_keys=True) if e.details else ""
         print(
-            f"{e.id:>6}  {e.at:%Y-%m-%d %H:%M:%S}  {_shown(e.actor)}  {_shown(e.action)}  "
+            f"{e.id:>6}  {e.at:%Y-%m-%d %H:%M:%S}Z  {_shown(e.actor)}  {_shown(e.action)}  "
             f"{_shown(e.target)}  {details}"
         )
     if held_back:
