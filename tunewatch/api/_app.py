@@ -11,7 +11,7 @@ import orjson
 from fastapi import Depends, FastAPI
 from fastapi.routing import iter_route_contexts
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -287,7 +287,8 @@ def create_app(
     def dashboard_root() -> Response:
         return RedirectResponse("/dashboard/", status_code=307)
 
-    @app.get("/metrics", include_in_schema=True, dependencies=[Depends(public)])
+    # documented as the text it is (`response_class`), not FastAPI's default JSON
+    @app.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(public)])
     def metrics(request: Request) -> Response:
         return Response(
             context(request).runtime.metrics.exposition(), media_type=CONTENT_TYPE_LATEST

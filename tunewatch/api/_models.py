@@ -29,6 +29,8 @@ from tunewatch.api._model_bodies import Promote, RegisterVersion, Rollback, Stag
 from tunewatch.api._route import ApiRoute
 from tunewatch.store import MAX_ID, ApprovalRow, Role, RunTally, VersionRow
 
+from ._conflict_docs import DECIDING, PENDING, TO_SERVE, conflicts
+
 router = APIRouter(prefix="/v1", route_class=ApiRoute)
 
 
@@ -301,8 +303,10 @@ def register_version(
         202: {
             "description": "An approval request opened (regulated model, or hyperparameters "
             "outside their safe ranges): `{status: pending_approval, approval}`; nothing "
-            "is promoted until another person approves it."
-        }
+            "is promoted until another person approves it.",
+            "content": {"application/json": {"schema": PENDING}},
+        },
+        **conflicts(*TO_SERVE, "not_promotable"),
     },
 )
 @_refusals_audited("promote")
@@ -366,7 +370,11 @@ def approval_json(a: ApprovalRow) -> dict[str, Any]:
     return out
 
 
-@router.get("/models/{model}/versions/{version}/report", response_model=None)
+@router.get(
+    "/models/{model}/versions/{version}/report",
+    response_class=HTMLResponse,
+    responses={200: {"content": {"text/markdown": {"schema": {"type": "string"}}}}},
+)
 def version_report(
     model: str, version: RowId, request: Request, _: Reader, format: Literal["md", "html"] = "html"
 ) -> Response:  # noqa: A002
@@ -379,7 +387,10 @@ def version_report(
     return HTMLResponse(report.html())
 
 
-@router.post("/models/{model}/rollback")
+@router.post(
+    "/models/{model}/rollback",
+    responses=conflicts("champion_changed", "artefact_unavailable", "no_previous_champion"),
+)
 @_refusals_audited("rollback")
 def rollback(model: str, body: Rollback, request: Request, principal: Operator) -> dict[str, Any]:
     """Restore the champion the current one replaced (409 when there is none, and 409
@@ -445,7 +456,10 @@ def _decide(
     return out
 
 
-@router.post("/approvals/{approval_id}/approve")
+@router.post(
+    "/approvals/{approval_id}/approve",
+    responses=conflicts(*DECIDING, "stage_changed", *TO_SERVE),
+)
 @_refusals_audited("approve")
 def approve(
     approval_id: RowId, body: StageChange, request: Request, principal: Approver
@@ -454,7 +468,7 @@ def approve(
     return _decide(request, approval_id, principal, body, approve=True)
 
 
-@router.post("/approvals/{approval_id}/reject")
+@router.post("/approvals/{approval_id}/reject", responses=conflicts(*DECIDING))
 @_refusals_audited("reject")
 def reject(
     approval_id: RowId, body: StageChange, request: Request, principal: Approver
@@ -462,7 +476,10 @@ def reject(
     return _decide(request, approval_id, principal, body, approve=False)
 
 
-@router.post("/models/{model}/versions/{version}/retire")
+@router.post(
+    "/models/{model}/versions/{version}/retire",
+    responses=conflicts("champion_cannot_retire", "rolled_back_is_final"),
+)
 def retire(
     model: str,
     version: RowId,

@@ -41,7 +41,15 @@ _TOKEN_ERRORS = {
 }
 _NOT_FOUND = "a model, version or id in the path that is not known (`model_not_found`, …)"
 _TOO_LARGE = "`body_too_large`: the body exceeds `server.max_body_bytes` (or the artefact limit)"
-_ERROR = {"description": '`{"error": str, "code": str}`'}
+_ENCODING = (
+    "`unsupported_content_encoding`: a `Content-Encoding` other than gzip, deflate or identity"
+)
+# Every route taking a body reads JSON, whether or not `Content-Type` says so, but not
+# another type (tunewatch.api._route.check_json_type); the inference routes and the
+# webhook read any, and document their own 415.
+_UNSUPPORTED = (
+    "`unsupported_media_type`: a `Content-Type` other than JSON (a form's), or " + _ENCODING
+)
 
 
 def _document_errors_and_tokens(schema: dict[str, Any]) -> None:
@@ -79,6 +87,7 @@ def _document_errors_and_tokens(schema: dict[str, Any]) -> None:
                     responses.setdefault("404", {"description": _NOT_FOUND})
                 if method not in ("get", "head", "options"):
                     responses.setdefault("413", {"description": _TOO_LARGE})
+                    responses.setdefault("415", {"description": _UNSUPPORTED})
             for status, response in responses.items():
                 if status.isdigit() and int(status) >= 400:
                     body = {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
@@ -109,13 +118,15 @@ _NUMBER: dict[str, Any] = {"type": "number"}
 _NUMBERS: dict[str, Any] = {"type": "array", "items": _NUMBER}
 
 
-def _matrix(what: str, max_rows: int) -> dict[str, Any]:
+def _matrix(what: str, max_rows: int, flat: str = "one row") -> dict[str, Any]:
+    """A record's rows as :func:`tunewatch.api._mirror_body._matrix` reads them: a list
+    of rows, or a flat list of numbers, which is ``flat``; not both mixed."""
     return {
         "type": "array",
         "minItems": 1,
         "maxItems": max_rows,
-        "items": {"anyOf": [_NUMBER, _NUMBERS]},
-        "description": f"{what}: a list of rows (lists of numbers), or one row",
+        "anyOf": [{"items": _NUMBERS}, {"items": _NUMBER}],
+        "description": f"{what}: a list of rows (lists of numbers), or {flat}",
     }
 
 
@@ -223,7 +234,10 @@ def _mirror_request(max_items: int, max_rows: int) -> dict[str, Any]:
             "id": _id("the request's id, unique per model"),
             "inputs": _matrix("the rows scored", max_rows),
             "outputs": _matrix(
-                "the answer, one row per input row (a classifier's: probabilities)", max_rows
+                "the answer, one row per input row, as wide as the version's output (a "
+                "classifier's: probabilities)",
+                max_rows,
+                "one value per input row (a one-column output)",
             ),
             "version": {
                 "type": "integer",
@@ -242,6 +256,10 @@ def _mirror_request(max_items: int, max_rows: int) -> dict[str, Any]:
                 "future, not older than `recording.retention_days`",
             },
         },
+        # one input row (a flat list, or a list of one) is answered by one output row (a
+        # list of one); row counts are compared no further in the schema
+        "if": {"properties": {"inputs": {"anyOf": [{"maxItems": 1}, {"items": _NUMBER}]}}},
+        "then": {"properties": {"outputs": {"maxItems": 1}}},
     }
     return _items_of("records", record, max_items)
 
@@ -320,6 +338,7 @@ def _scoring_routes(max_items: int, max_rows: int) -> dict[str, dict[str, Any]]:
         "responses": {
             "200": _json(_INFER_RESPONSE, "the champion's (or the version's) answer"),
             "409": {"description": "`duplicate_request_id`: its `id` was recorded already"},
+            "415": {"description": _ENCODING},
             "422": {"description": "`non_finite_output`: the model answered NaN or infinity"},
         },
     }
@@ -380,7 +399,7 @@ _WEBHOOK = {
             "description": '`{"received": int, "new_episodes": int, "jobs": '
             '[job id], "ignored": [str], "busy": []}`'
         },
-        "415": _ERROR,
+        "415": {"description": _ENCODING},
         "503": {
             "description": '`{"error": str, "code": str}`: `alert_busy` (an '
             "episode is held by another delivery that has not decided it; "

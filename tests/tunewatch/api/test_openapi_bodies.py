@@ -129,6 +129,9 @@ def test_a_mirror_body_is_accepted_exactly_when_its_documented_schema_says_so(
         "version past the id range": {"records": [record(version=2**31)]},
         "long id": {"records": [record(id="x" * 129)]},
         "inputs as text": {"records": [record(inputs="0.1,0.2")]},
+        # a flat `outputs` list is a column, one value per input row: two for one row
+        "flat outputs, one input row": {"records": [record(outputs=[0.3, 0.7])]},
+        "rows and numbers mixed": {"records": [record(outputs=[[0.3, 0.7], 0.7])]},
         "too many rows": {"records": [record(inputs=[ROW] * 65, outputs=[[0.3, 0.7]] * 65)]},
     }
     _check(running, spec, MIRROR, "scorer", cases)
