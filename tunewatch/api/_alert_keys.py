@@ -1,8 +1,8 @@
 """What the Alertmanager webhook (:mod:`tunewatch.api._alerts`) reads of an alert: its
-episode is ``fingerprint`` + ``startsAt``, its job's dedupe key is derived from both, only
-its string labels are kept, and an alert with a NUL anywhere in them, a ``startsAt`` that
-is no RFC 3339 time, another status or no registered model is ignored
-(:func:`read_alert`)."""
+episode is ``fingerprint`` + ``startsAt`` (its instant, in UTC: :func:`starts_at_of`), its
+job's dedupe key is derived from both, only its string labels are kept, and an alert with
+a NUL anywhere in them, a ``startsAt`` that is no RFC 3339 time, another status or no
+registered model is ignored (:func:`read_alert`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from tunewatch.api._alert_ignores import Ignores, shown
@@ -33,30 +33,49 @@ def fingerprint_of(alert: dict[str, Any], labels: dict[str, str]) -> str:
 
 #: RFC 3339's date-time (section 5.6), as Go's time.RFC3339Nano writes Alertmanager's.
 _RFC3339 = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.\d+)?"
-    r"(?:[Zz]|[+-](\d{2}):(\d{2}))",
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+    r"(?:[Zz]|([+-])(\d{2}):(\d{2}))",
     re.ASCII,
 )
+#: The Gregorian calendar repeats every 400 years: a time in the years 0000 to 0399 is
+#: read 400 years later (datetime starts at year 1), and written back 400 years earlier.
+_CYCLE = 400
 
 
 def starts_at_of(value: Any) -> str | None:
-    """``startsAt`` as sent when it is an RFC 3339 time of at most 64 characters (the
-    episode's column), else None. Alertmanager always sends one: without it every
-    episode of an alert shared one key, and after the first resolved the later ones were
-    taken for stale deliveries of it."""
+    """``startsAt``'s instant, when it is an RFC 3339 time of at most 64 characters,
+    written as Go's time.RFC3339Nano writes it in UTC: ``Z``, the fraction's digits as
+    sent less its trailing zeros (none when it is whole), so that Alertmanager's own
+    (``2026-12-06T20:00:00.123456789Z``) is kept as sent; else None, as for a time whose
+    UTC year is not one of 0000 to 9999 (Go writes no other). It keys the episode: keyed
+    by the text, the same alert sent in another offset (``2026-12-07T01:30:00+05:30``:
+    an HA peer in another time zone) or precision (``.000Z``) was a new episode, and
+    queued another retune. Alertmanager always sends one: without it every episode of an
+    alert shared one key, and after the first resolved the later ones were taken for
+    stale deliveries of it."""
     if not isinstance(value, str) or len(value) > 64:
         return None
     match = _RFC3339.fullmatch(value)
     if match is None:
         return None
-    year, month, day, hour, minute, second, off_h, off_m = match.groups()
-    if off_h is not None and (int(off_h) > 23 or int(off_m) > 59):
+    year, month, day, hour, minute, second, fraction, sign, off_h, off_m = match.groups()
+    offset = timedelta()
+    if off_h is not None:
+        if int(off_h) > 23 or int(off_m) > 59:
+            return None
+        offset = timedelta(hours=int(off_h), minutes=int(off_m))
+    shift = _CYCLE if int(year) < _CYCLE else 0
+    try:  # the fraction stays text: datetime holds microseconds, Alertmanager nanoseconds
+        local = datetime(
+            int(year) + shift, int(month), int(day), int(hour), int(minute), int(second)
+        )
+        utc = local - offset if sign == "+" else local + offset
+    except (ValueError, OverflowError):  # no calendar's time, or past year 9999 in UTC
         return None
-    try:
-        datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
-    except ValueError:  # a day, hour, minute or second no calendar has
+    if utc.year - shift < 0:
         return None
-    return value
+    digits = (fraction or "").rstrip("0")
+    return f"{utc.year - shift:04d}-{utc:%m-%dT%H:%M:%S}{'.' if digits else ''}{digits}Z"
 
 
 def dedupe_key(fingerprint: str, starts_at: str) -> str:
@@ -150,8 +169,8 @@ def read_alert(
         got = "none" if raw_starts is _MISSING else shown(raw_starts)
         ignore(
             "starts_at",
-            f"{name}: `startsAt` must be an RFC 3339 time of at most 64 characters "
-            f"(Alertmanager always sends one), got {got}",
+            f"{name}: `startsAt` must be an RFC 3339 time of at most 64 characters, in UTC "
+            f"of the years 0000 to 9999 (Alertmanager always sends one), got {got}",
             detail=f"`startsAt` is not an RFC 3339 time: {got}",
         )
         return None
