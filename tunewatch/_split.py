@@ -20,6 +20,7 @@ change of the split's challenger, salt or share starts a new count (see
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -35,6 +36,13 @@ if TYPE_CHECKING:  # _config nests SplitConfig: import nothing that imports _con
     from tunewatch.store._split_checks import SplitWindow
 
 logger = logging.getLogger(__name__)
+
+#: The offset ending a time written as text (``+05:30``, ``-0800``).
+_OFFSET = re.compile(
+    r"[Tt ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?"
+    r"[+-](?P<hours>[0-9]{2}):?(?P<minutes>[0-9]{2})$",
+    re.ASCII,
+)
 
 
 class SplitConfig(Frozen):
@@ -53,6 +61,20 @@ class SplitConfig(Frozen):
         size = len(value.encode("utf-8"))
         if size > 64:
             raise ValueError(f"`salt` must be at most 64 bytes, got {size}")
+        return value
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _offset_in_range(cls, value: object) -> object:
+        # `+05:99` as text: pydantic refused it as "unexpected extra characters at the
+        # end of the input"; this names the rule. (Unquoted in YAML it is the loader's to
+        # refuse: PyYAML reads it as the sum, 6 h 39 min, before this sees it.)
+        found = _OFFSET.search(value) if isinstance(value, str) else None
+        if found is not None and (int(found["hours"]) > 23 or int(found["minutes"]) > 59):
+            raise ValueError(
+                "`start` must be an RFC 3339 time with its offset (2026-06-01T10:00:00Z, "
+                "2026-06-01T12:00:00+02:00; an offset's hours 00-23, its minutes 00-59)"
+            )  # pydantic's error, and the config's, show the value
         return value
 
     @field_validator("start")

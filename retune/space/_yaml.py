@@ -197,13 +197,19 @@ def _construct_timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
     reads an unquoted ``2016-12-31T23:59:60Z`` (a leap second) or ``2026-02-30`` as a
     timestamp, and raised datetime's ValueError, not a YAML error: every command ended in
     a traceback. datetime's message names the rule, never the text."""
-    if not loader.timestamp_regexp.match(str(loader.construct_scalar(node))):
+    found = loader.timestamp_regexp.match(str(loader.construct_scalar(node)))
+    if not found:
         # an explicit `!!timestamp` on other text (PyYAML: an AttributeError)
         raise yaml.constructor.ConstructorError(
             None,
             None,
             "a value tagged `!!timestamp` must be a date, or a date and time",
             node.start_mark,
+        )
+    if int(found["tz_hour"] or 0) > 23 or int(found["tz_minute"] or 0) > 59:
+        # datetime reads +05:99 as 6 h 39 min: another instant than the one meant
+        raise yaml.constructor.ConstructorError(
+            None, None, "a time's offset must be hours 00-23 and minutes 00-59", node.start_mark
         )
     try:
         return loader.construct_yaml_timestamp(node)

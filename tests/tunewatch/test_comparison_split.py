@@ -23,7 +23,9 @@ from tests.tunewatch.test_comparison_loop import (
     write,
 )
 from tunewatch import _governance as governance
+from tunewatch._config import load_config
 from tunewatch._daemon import Daemon
+from tunewatch._errors import ConfigError
 from tunewatch._example import ExampleModel
 from tunewatch._split import SplitConfig, route
 from tunewatch.comparison import ComparisonRunner
@@ -56,6 +58,30 @@ def test_split_config_refuses_a_start_that_has_no_utc_time(start: str) -> None:
     """It loaded, and every store read bound to it failed with an OverflowError."""
     with pytest.raises(ValueError, match="`start` must be a time in UTC's range"):
         SplitConfig(challenger=2, percent=10, salt="s", start=start)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("offset", ["+05:99", "-08:60", "+24:00"])
+def test_split_config_refuses_a_start_whose_offset_is_no_rfc3339_offset(offset: str) -> None:
+    with pytest.raises(ValueError, match=r"an offset's hours 00-23, its minutes 00-59\)"):
+        SplitConfig(challenger=2, percent=10, salt="s", start=f"2026-06-01T10:00:00{offset}")  # type: ignore[arg-type]
+
+
+def test_a_yaml_split_start_whose_offset_minutes_pass_59_is_a_config_error(
+    tmp_path: Path,
+) -> None:
+    """Refused as pydantic's "unexpected extra characters at the end of the input", which
+    did not say that an offset's minutes stop at 59."""
+    path = tmp_path / "tw.yaml"
+    path.write_text(
+        "version: 1\ndata_dir: d\nmodels:\n  - name: m\n    task: binary\n"
+        "    comparison:\n      split: {challenger: 2, percent: 10, salt: s,"
+        " start: '2026-06-01T10:00:00+05:99'}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    message = str(caught.value)
+    assert "models.0.comparison.split.start: Value error, `start` must be an RFC 3339" in message
+    assert message.endswith("minutes 00-59), got '2026-06-01T10:00:00+05:99'"), message
 
 
 @pytest.fixture

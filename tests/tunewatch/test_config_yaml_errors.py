@@ -68,6 +68,11 @@ BROKEN = {
         "split: {challenger: 2, percent: 10, start: 2026-02-30T10:00:00+05:30}\n",
         "line 1, column 44: no such date and time: day is out of range for month",
     ),
+    # datetime read an offset's minutes past 59 as hours: +05:99 was +06:39
+    "offset-minutes": (
+        "split: {challenger: 2, percent: 10, start: 2026-06-01T10:00:00+05:99}\n",
+        "line 1, column 44: a time's offset must be hours 00-23 and minutes 00-59",
+    ),
     "hour-24-key": (
         "windows:\n  2026-06-01 24:00:00: closed\n",
         "line 2, column 3: no such date and time: hour must be in 0..23",

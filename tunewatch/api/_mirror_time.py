@@ -57,14 +57,19 @@ CHAMPION_CHANGE_GRACE_S = 300.0
 #: The earliest ``scored_at`` taken without ``recording.retention_days``.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-#: RFC 3339's date-time (section 5.6): a ``T`` between date and time, and an offset;
-#: the pattern the OpenAPI document gives ``scored_at``.
+#: RFC 3339's date-time (section 5.6): a ``T`` between date and time, and an offset of
+#: hours 00-23 and minutes 00-59 (``fromisoformat`` read ``+05:99`` as 6 h 39 min, and the
+#: record was stored 39 minutes from its time); the pattern the OpenAPI document gives
+#: ``scored_at``.
 SCORED_AT_PATTERN = (
     r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
-    r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+    r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
 )
 _RFC3339 = re.compile(SCORED_AT_PATTERN)
-_FORMAT = "an RFC 3339 time with its offset (2025-06-01T12:00:00Z, 2025-06-01T14:00:00+02:00)"
+_FORMAT = (
+    "an RFC 3339 time with its offset (2025-06-01T12:00:00Z, 2025-06-01T14:00:00+02:00; "
+    "an offset's hours 00-23, its minutes 00-59)"
+)
 
 
 def scored_at_of(

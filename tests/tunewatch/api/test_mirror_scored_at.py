@@ -59,6 +59,17 @@ def test_a_record_scored_earlier_is_stored_at_its_scoring_time(backfilling: Runn
         pytest.param(lambda now: "2024-01-01 00:00:00Z", "RFC 3339", id="space_for_t"),
         pytest.param(lambda now: now.timestamp(), "RFC 3339", id="epoch_seconds"),
         pytest.param(lambda now: "2024-02-30T00:00:00Z", "RFC 3339", id="no_such_day"),
+        # read as 6 h 39 min: stored 39 minutes from the time the stack meant
+        pytest.param(
+            lambda now: (now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S+05:99"),
+            "RFC 3339",
+            id="offset_minute_99",
+        ),
+        pytest.param(
+            lambda now: (now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S-08:60"),
+            "RFC 3339",
+            id="offset_minute_60",
+        ),
     ],
 )
 def test_a_scoring_time_out_of_bounds_refuses_the_batch_naming_its_record(
@@ -88,3 +99,9 @@ def test_the_mirror_schema_documents_scored_at(backfilling: Running) -> None:
         {"records": [mirror_record("s", scored_at="2024-01-01T00:00:00")]}
     )
     assert not validator.is_valid({"records": [mirror_record("s", scored_at=1_700_000_000)]})
+    for offset in ("+05:99", "+24:00"):  # RFC 3339's offsets: hours 00-23, minutes 00-59
+        record = mirror_record("s", scored_at=f"2024-01-01T00:00:00{offset}")
+        assert not validator.is_valid({"records": [record]}), offset
+    assert validator.is_valid(
+        {"records": [mirror_record("s", scored_at="2024-01-01T00:00:00-23:59")]}
+    )
