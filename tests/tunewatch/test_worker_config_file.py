@@ -108,3 +108,18 @@ def test_worker_refuses_an_empty_config_file_naming_it(
     assert str(empty) in err and "empty" in err
     assert err.count("\n") == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["worker-config.yaml"]
+
+
+def test_worker_refuses_a_config_holding_no_such_date_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The worker's look for an empty file read it with PyYAML's own loader, whose
+    timestamp raised datetime's ValueError for ``2026-02-30``: a traceback, exit 1, before
+    the configuration's loader could refuse it by its line."""
+    monkeypatch.chdir(tmp_path)
+    config = tmp_path / "worker-config.yaml"
+    config.write_text(f"data_dir: {tmp_path}\nnote: 2026-02-30T10:00:00Z\n")
+    assert main(["--config", str(config), "worker", "--job", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "line 2, column 7: no such date and time" in err
+    assert err.count("\n") == 1, err

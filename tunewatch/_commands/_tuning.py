@@ -172,11 +172,14 @@ def _refuse_an_empty_config(args: argparse.Namespace) -> None:
 def _holds_no_document(text: str) -> bool:
     """Whether YAML ``text`` holds nothing (comments only, an empty document), which
     ``load_config`` reads as the built-in defaults too. Text that does not parse is left
-    for ``load_config`` to refuse, with its message."""
+    for ``load_config`` to refuse, with its message: read by its loader (PyYAML's own
+    raised datetime's ValueError, a traceback, for a date no calendar has)."""
     import yaml
 
+    from retune.space import read_yaml
+
     try:
-        return yaml.safe_load(text) is None
+        return read_yaml(text) is None
     except yaml.YAMLError:
         return False
 
