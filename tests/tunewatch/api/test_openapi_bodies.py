@@ -32,14 +32,6 @@ def _id() -> str:
 
 
 @pytest.fixture(scope="module")
-def spec(running: Running) -> dict[str, Any]:
-    r = httpx.get(f"{running.url}/openapi.json", timeout=60)
-    assert r.status_code == 200
-    body: dict[str, Any] = r.json()
-    return body
-
-
-@pytest.fixture(scope="module")
 def tensor(running: Running) -> dict[str, Any]:
     """The model's input as metadata names it, one row of :data:`ROW`."""
     meta = httpx.get(f"{running.url}/v2/models/{MODEL}", headers=running.auth("scorer")).json()

@@ -13,7 +13,6 @@ import re
 from typing import Any
 
 import httpx
-import pytest
 from fastapi.openapi.models import OpenAPI
 
 from tests.tunewatch.conftest import MODEL, Running
@@ -21,14 +20,6 @@ from tests.tunewatch.conftest import MODEL, Running
 BEARER = [{"bearer": []}]
 ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
-
-
-@pytest.fixture(scope="module")
-def spec(running: Running) -> dict[str, Any]:
-    r = httpx.get(f"{running.url}/openapi.json", timeout=60)
-    assert r.status_code == 200
-    body: dict[str, Any] = r.json()
-    return body
 
 
 def _operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:

@@ -49,14 +49,6 @@ CONFLICTS = {
 }
 
 
-@pytest.fixture(scope="module")
-def spec(running: Running) -> dict[str, Any]:
-    r = httpx.get(f"{running.url}/openapi.json", timeout=60)
-    assert r.status_code == 200
-    body: dict[str, Any] = r.json()
-    return body
-
-
 def _url(path: str, **values: object) -> str:
     named = {"model": MODEL, **values}
     return re.sub(r"\{(\w+)\}", lambda m: str(named.get(m.group(1), 1)), path)
