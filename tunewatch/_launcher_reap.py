@@ -6,7 +6,12 @@ succeeded when its study had registered its version. Work of
 
 A worker is read first (:func:`exited_worker`: its exit status, its stderr's end), then
 its job looked up and settled (:func:`reap`): a worker that exited while the store was
-unavailable is read all the same, and its job settled at a later reap."""
+unavailable is read all the same, and its job settled at a later reap.
+
+A job's error is any caller's to read (``GET /v1/jobs/{id}``, a viewer's; the
+``retune_*`` events): of its worker's stderr it keeps the fixed reason of a store outage,
+or the stderr's end without the database's endpoint and the data directory's paths
+(:func:`_shown`); the daemon's log has the stderr's end whole."""
 
 from __future__ import annotations
 
@@ -16,7 +21,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tunewatch._errors import ConflictError, StoreError
-from tunewatch._launcher_worker import describe_exit, stderr_tail, worker_id
+from tunewatch._launcher_worker import (
+    describe_exit,
+    redacted,
+    stderr_tail,
+    store_outage,
+    worker_id,
+)
 from tunewatch._tuning_results import job_result, registered_version
 from tunewatch.store import JobRow
 
@@ -109,9 +120,11 @@ def reap(launcher: JobLauncher, worker: ExitedWorker) -> None:
     del launcher._failed_starts[job_id]
     launcher._start_errors.pop(job_id, None)
     launcher._not_before.pop(job_id, None)
+    whose = "the last one's stderr"
+    shown = _shown(launcher, tail, whose)
     error = (
         f"its worker exited with {proc.returncode} before claiming the job, "
-        f"{MAX_LAUNCHES} times in a row; the last one's stderr ends:\n{tail[-_STDERR_TAIL:]}"
+        f"{MAX_LAUNCHES} times in a row; {shown}"
     )
     try:
         job = launcher.store.finish_job(job_id, status="failed", error=error, replacing=("queued",))
@@ -119,7 +132,13 @@ def reap(launcher: JobLauncher, worker: ExitedWorker) -> None:
         if exc.code != "job_finished":
             raise
         return
-    logger.error("job=%d model=%s failed: %s", job.id, job.model, error)
+    logger.error(
+        "job=%d model=%s failed: %s%s",
+        job.id,
+        job.model,
+        error,
+        _whole(shown, tail, whose),
+    )
     launcher.store.add_event(
         model=job.model, type="retune_failed", payload={"job": job.id, "error": error}
     )
@@ -154,10 +173,19 @@ def _reap_claimed(
             tail or "(nothing)",
         )
         return
-    error = (
-        f"worker {worker!r} exited with {status} while running the job; its stderr "
-        f"ends:\n{tail[-_STDERR_TAIL:] or '(nothing)'}"
-    )
+    shown = _shown(launcher, tail, "its stderr")
+    error = f"worker {worker!r} exited with {status} while running the job; {shown}"
+    whole = _whole(shown, tail, "its stderr")
+    if whole:  # announced with the job's error: the whole end is logged here
+        logger.warning(
+            "job=%d model=%s: its worker (pid %d) exited with %s; the job's error leaves "
+            "out what names the store%s",
+            job.id,
+            job.model,
+            proc.pid,
+            status,
+            whole,
+        )
     row = launcher.store.requeue_crashed_job(job, error=error, max_crashes=MAX_CRASHES)
     if row is None:  # claimed by another worker, heartbeated or finished, meanwhile
         logger.warning(
@@ -171,6 +199,32 @@ def _reap_claimed(
         )
         return
     announce_crash(launcher, row)
+
+
+def _end(tail: str, whose: str) -> str:
+    """A job's error's words for the end of its worker's stderr, ``tail``: ``whose``
+    (``its stderr``) ends, then at most :data:`_STDERR_TAIL` characters."""
+    return f"{whose} ends:\n{tail[-_STDERR_TAIL:] or '(nothing)'}"
+
+
+def _shown(launcher: JobLauncher, tail: str, whose: str) -> str:
+    """A job's error's words for its worker's stderr ``tail``: a store outage's fixed
+    reason (:func:`~tunewatch._launcher_worker.store_outage`), or :func:`_end` of ``tail``
+    :func:`~tunewatch._launcher_worker.redacted` (the data directory is the one the
+    daemon writes its workers' configuration in)."""
+    outage = store_outage(tail)
+    if outage is not None:
+        return outage
+    data_dir, url = launcher.config_path.parent, launcher.store.engine.url
+    return _end(redacted(tail, data_dir=data_dir, store_url=url), whose)
+
+
+def _whole(shown: str, tail: str, whose: str) -> str:
+    """For the daemon's log, after a job's error that shows ``shown`` of a worker's stderr
+    ``tail``: ``tail`` whole when ``shown`` left something out of it, else nothing."""
+    if shown == _end(tail, whose):
+        return ""
+    return f"; {whose} ends:\n{tail or '(nothing)'}"
 
 
 def announce_crash(launcher: JobLauncher, job: JobRow) -> None:
