@@ -21,13 +21,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tunewatch._errors import ConflictError, StoreError
-from tunewatch._launcher_worker import (
-    describe_exit,
-    redacted,
-    stderr_tail,
-    store_outage,
-    worker_id,
-)
+from tunewatch._launcher_worker import describe_exit, stderr_tail, store_outage, worker_id
+from tunewatch._redaction import redacted
 from tunewatch._tuning_results import job_result, registered_version
 from tunewatch.store import JobRow
 
@@ -210,7 +205,7 @@ def _end(tail: str, whose: str) -> str:
 def _shown(launcher: JobLauncher, tail: str, whose: str) -> str:
     """A job's error's words for its worker's stderr ``tail``: a store outage's fixed
     reason (:func:`~tunewatch._launcher_worker.store_outage`), or :func:`_end` of ``tail``
-    :func:`~tunewatch._launcher_worker.redacted` (the data directory is the one the
+    :func:`~tunewatch._redaction.redacted` (the data directory is the one the
     daemon writes its workers' configuration in)."""
     outage = store_outage(tail)
     if outage is not None:

@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,6 +54,7 @@ from tunewatch._errors import (
     TuningError,
 )
 from tunewatch._objective_display import objective_params
+from tunewatch._redaction import redacted
 from tunewatch._registry import Registry
 from tunewatch._serving_cost import serving_cost, with_ceiling
 from tunewatch._shipped_spaces import default_search_space
@@ -193,7 +195,12 @@ class TuningJobRunner:
         ) as exc:
             message = f"{type(exc).__name__}: {exc}"
             logger.error("job=%d model=%s failed: %s", job.id, model.name, message)
-            failed = fail_job(self.store, job, message, worker=self.worker)
+            # shown to any caller: no database endpoint, no path under the data directory
+            # (an artefact that could not be read or written named its file's)
+            shown = redacted(
+                message, data_dir=Path(self.config.data_dir), store_url=self.store.engine.url
+            )
+            failed = fail_job(self.store, job, shown, worker=self.worker)
             if failed is None:  # the job is another worker's: this one's failure is its own
                 holder = self.store.get_job(job.id)
                 raise TuningError(
@@ -208,7 +215,12 @@ class TuningJobRunner:
             raise
         except Exception as exc:  # the job boundary: log with traceback, record, re-raise
             logger.exception("job=%d model=%s crashed", job.id, model.name)
-            fail_job(self.store, job, f"{type(exc).__name__}: {exc}", worker=self.worker)
+            shown = redacted(
+                f"{type(exc).__name__}: {exc}",
+                data_dir=Path(self.config.data_dir),
+                store_url=self.store.engine.url,
+            )
+            fail_job(self.store, job, shown, worker=self.worker)
             raise
         # this worker's own process, from its claim to now: window, study (and nested
         # CV's outer studies), refit, export (the study's wall and CPU seconds over every
