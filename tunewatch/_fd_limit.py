@@ -14,8 +14,12 @@ raise it, so the daemon raises its own, as servers do.
 uvicorn's ``limit_concurrency`` answers a request 503 once the connections open, or the
 requests running, reach it. It is set to the soft limit less :data:`FD_RESERVE`, so that a
 client past it is answered and its connection closed rather than dropped: the same 500
-connections left 62 held and every fresh request answered, the daemon at 86 descriptors
-of its 128. uvicorn's own
+connections, then bounded at 64, left 62 held and every fresh request answered, the
+daemon at 86 descriptors of its 128. The reserve is never lent to connections, and a
+limit that leaves fewer than :data:`MIN_CONNECTIONS` is refused at start: allowed half
+its descriptors, a daemon under 64 kept 32 where it holds up to 46 besides its
+connections, and under 100 scoring clients SQLite failed to open its database (18
+requests answered 503 ``store_unavailable``) and 245 were dropped unanswered. uvicorn's own
 answer is ``text/plain`` "Service Unavailable"; :func:`answering_over_limit` makes it our
 ``{"error", "code"}`` JSON (``connection_limit``). Not bounded so: connections that send
 nothing — each is accepted, holds its descriptor until ``server.request_read_timeout_s``
@@ -35,6 +39,7 @@ from uvicorn._types import ASGI3Application, ASGIReceiveCallable, ASGISendCallab
 from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
+from tunewatch._errors import TunewatchError
 from tunewatch.api._http_protocol import BoundedHttpToolsProtocol
 
 logger = logging.getLogger(__name__)
@@ -47,7 +52,13 @@ one, with a tuning job (its worker's stderr file), an evaluation, an audit verif
 and 32 kept-alive scoring clients, peaked at 46 besides its connections on SQLite (16
 pooled connections, each with the database and its WAL open) and 41 on PostgreSQL (18
 pooled sockets, 13 eventfds). 128 is about three times that, for candidate probes (three
-pipes each while they run), more tuning workers and Optuna's storage."""
+pipes each while they run), more tuning workers and Optuna's storage. Never lent to
+connections: a limit too low to keep it is refused (:func:`connection_limit`)."""
+
+MIN_CONNECTIONS: Final = 16
+"""The fewest connections an open-file limit must leave beside :data:`FD_RESERVE`, or serve
+refuses to start (below ``FD_RESERVE + MIN_CONNECTIONS``, 144): a daemon answering all but
+a handful of clients 503 is better refused, with the limit to raise, than started."""
 
 LOW_NOFILE: Final = 4096
 """A soft open-file limit below this, once raised, is warned about at start."""
@@ -61,14 +72,26 @@ one line each: uvicorn's line a request flooded the log at the rate requests cam
 
 def connection_limit(soft: int) -> int:
     """uvicorn's ``limit_concurrency`` under a soft open-file limit of ``soft``: all but
-    :data:`FD_RESERVE` descriptors, and at least half of them, so that a limit near the
-    reserve still serves some (at 128: 64; the daemon holds some 20 at rest)."""
-    return max(soft - FD_RESERVE, soft // 2)
+    :data:`FD_RESERVE` descriptors. A :class:`TunewatchError` (``open_file_limit_too_low``)
+    naming the limit to set when that leaves fewer than :data:`MIN_CONNECTIONS`."""
+    limit = soft - FD_RESERVE
+    if limit < MIN_CONNECTIONS:
+        least = FD_RESERVE + MIN_CONNECTIONS
+        raise TunewatchError(
+            f"open-file limit (RLIMIT_NOFILE) {soft} leaves {max(limit, 0)} connections "
+            f"once {FD_RESERVE} descriptors are kept for the store, workers and files, "
+            f"fewer than the {MIN_CONNECTIONS} serve needs: raise the hard limit to at "
+            f"least {least} (`ulimit -n {least}`, systemd's LimitNOFILE=, "
+            f"docker run --ulimit nofile={least}:{least})",
+            code="open_file_limit_too_low",
+        )
+    return limit
 
 
 def raise_open_file_limit() -> int | None:
     """Raise this process's soft ``RLIMIT_NOFILE`` to its hard limit, log the outcome
-    and return :func:`connection_limit` of the soft limit now (None when unlimited).
+    and return :func:`connection_limit` of the soft limit now (None when unlimited), or
+    raise its :class:`TunewatchError` when that limit is too low to serve.
     Warns when that soft limit is below :data:`LOW_NOFILE`, or cannot be raised."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     before = soft

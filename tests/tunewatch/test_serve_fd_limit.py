@@ -13,17 +13,28 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import resource
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
-from tests.tunewatch.serve_process import free_port, serve_process
-from tunewatch._fd_limit import LOW_NOFILE, REFUSALS_LOGGED_EVERY_S, _OverLimit, connection_limit
+from tests.tunewatch.serve_process import START_S, free_port, serve_process
+from tunewatch._errors import TunewatchError
+from tunewatch._fd_limit import (
+    FD_RESERVE,
+    LOW_NOFILE,
+    MIN_CONNECTIONS,
+    REFUSALS_LOGGED_EVERY_S,
+    _OverLimit,
+    connection_limit,
+)
 
 HEALTHZ = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 INFER_BODY = {
@@ -122,6 +133,49 @@ def test_connections_past_the_descriptor_budget_are_answered_503_not_dropped(
     over = [line for line in served.log if "request(s) answered 503" in line]
     assert len(over) == 1, over
     assert not any("Exceeded concurrency limit" in line for line in served.log)
+
+
+def test_the_connection_limit_keeps_every_reserved_descriptor() -> None:
+    assert connection_limit(1024) == 1024 - FD_RESERVE
+    assert connection_limit(256) == 256 - FD_RESERVE
+    # the lowest limit served: the reserve and the fewest connections worth serving
+    assert connection_limit(FD_RESERVE + MIN_CONNECTIONS) == MIN_CONNECTIONS
+
+
+@pytest.mark.parametrize("nofile", [64, 128, FD_RESERVE + MIN_CONNECTIONS - 1])
+def test_an_open_file_limit_below_the_reserve_and_minimum_is_refused(nofile: int) -> None:
+    # at 64 the daemon allowed 32 connections and kept 32 descriptors, under the 46 a busy
+    # one holds besides them: SQLite failed to open its database (503 store_unavailable)
+    # and uvloop closed connections unanswered
+    with pytest.raises(TunewatchError) as caught:
+        connection_limit(nofile)
+    assert caught.value.code == "open_file_limit_too_low"
+    message = caught.value.message
+    assert f"open-file limit (RLIMIT_NOFILE) {nofile} " in message, message
+    assert f"`ulimit -n {FD_RESERVE + MIN_CONNECTIONS}`" in message, message
+
+
+def test_serve_under_too_low_an_open_file_limit_is_one_error_line_and_exit_2_without_a_store(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    config = tmp_path / "tunewatch.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(data), "server": {"port": free_port()}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TUNEWATCH_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "tunewatch._cli", "--config", str(config), "serve"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=START_S,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)),
+    )
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("tunewatch: error: open-file limit (RLIMIT_NOFILE) 64 "), lines
+    assert f"`ulimit -n {FD_RESERVE + MIN_CONNECTIONS}`" in lines[0], lines
+    assert not (data / "tunewatch.db").exists()
 
 
 def test_serve_raises_its_soft_open_file_limit_to_the_hard_limit(tmp_path: Path) -> None:
