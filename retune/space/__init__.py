@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from monitor._lazy import lazy_front
 
 if TYPE_CHECKING:
+    from retune.space._buildable import READ_UNDER
+    from retune.space._conditional import reachable
     from retune.space._params import (
         CategoricalParam,
         Choice,
@@ -30,7 +32,7 @@ if TYPE_CHECKING:
         MissingIndicatorAppender,
         SparseColumnDropper,
     )
-    from retune.space._vocabulary import DEFAULTS, KNOWN_PARAMS, is_regression
+    from retune.space._vocabulary import CHOICES, DEFAULTS, KNOWN_PARAMS, is_regression
     from retune.space._yaml import DuplicateKeyError, read_yaml
 
 #: Each public name and the module that defines it, imported on first use.
@@ -41,7 +43,10 @@ _EXPORTS: dict[str, str] = {
     "IntParam": "retune.space._params",
     "Param": "retune.space._params",
     "shown": "retune.space._params",
+    "CHOICES": "retune.space._vocabulary",
     "DEFAULTS": "retune.space._vocabulary",
+    "READ_UNDER": "retune.space._buildable",
+    "reachable": "retune.space._conditional",
     "KNOWN_PARAMS": "retune.space._vocabulary",
     "build_pipeline": "retune.space._pipeline",
     "fit_pipeline": "retune.space._pipeline",
@@ -61,9 +66,11 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "CHOICES",
     "DEFAULTS",
     "FORMAT_VERSION",
     "KNOWN_PARAMS",
+    "READ_UNDER",
     "CategoricalParam",
     "Choice",
     "DuplicateKeyError",
@@ -82,6 +89,7 @@ __all__ = [
     "load_search_space",
     "outside_safe",
     "parse_search_space",
+    "reachable",
     "read_yaml",
     "shown",
 ]

@@ -3,11 +3,13 @@ holds only points it builds as recorded.
 
 :mod:`retune.space._pipeline` turns each numeric parameter into an ``int`` or a
 ``float`` of a domain (:data:`_DOMAINS`, as scikit-learn's ``_parameter_constraints``
-validate it) and reads some parameters only under some choices (:data:`_READ_UNDER`).
+validate it) and reads some parameters only under some choices (:data:`READ_UNDER`).
 :func:`built_parameters` fills a recorded set in as the pipeline builds it;
 :func:`check_buildable` refuses a space with a name, a choice or a number the pipeline
 does not take, which would load, and fail (or train another model than the one
-recorded) in every trial that drew it. Neither imports scikit-learn.
+recorded) in every trial that drew it, or one declaring a parameter no point of it reads
+(which trials drew, recorded and promotion checked for a model that did not have it).
+Neither imports scikit-learn.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 from retune._errors import SearchSpaceError
 from retune.space._conditional import reachable, walk
 from retune.space._params import CategoricalParam, Choice, FloatParam, IntParam, Param
-from retune.space._vocabulary import _CHOICES, DEFAULTS, KNOWN_PARAMS, REGRESSORS, _resolve
+from retune.space._vocabulary import CHOICES, DEFAULTS, KNOWN_PARAMS, REGRESSORS, _resolve
 
 
 @dataclass(frozen=True)
@@ -45,19 +47,30 @@ class _Domain:
         return None
 
 
+#: The most trees a boosted model or a forest may have, and the deepest tree. A trial runs
+#: to the end of its fit (``wall_time_s`` is checked between trials), and a forest's ONNX
+#: session grows with its trees (100 trees of unbounded depth measured ~194 MiB, so 1000
+#: are of the order of 2 GiB). Boosting fits one tree after another (~50 s for 200 on 45k
+#: rows measured, so 2000 of the order of 8 minutes a fit). A depth of 32 leaves room for
+#: 4 billion leaves: a deeper bound bounds nothing. Shipped spaces stop at 200 trees, depth 12.
+MAX_GB_TREES = 2000
+MAX_FOREST_TREES = 1000
+MAX_DEPTH = 32
+
 #: Each numeric parameter's domain, as :mod:`retune.space._pipeline` builds it and as the
-#: step it reaches validates it (scikit-learn's ``_parameter_constraints``).
+#: step it reaches validates it (scikit-learn's ``_parameter_constraints``), the tree
+#: counts and depths capped as above.
 _DOMAINS: dict[str, _Domain] = {
     "drop_threshold": _Domain(integer=False, low=0.0, high=1.0),  # a share of missing values
     "select_k": _Domain(integer=True, low=1),  # SelectKBest keeps >= 1 column
     "C": _Domain(integer=False, low=0.0, low_open=True),  # LogisticRegression: (0, inf)
     "alpha": _Domain(integer=False, low=0.0),  # Ridge: [0, inf)
-    "gb_n_estimators": _Domain(integer=True, low=1),
-    "gb_max_depth": _Domain(integer=True, low=1),
+    "gb_n_estimators": _Domain(integer=True, low=1, high=MAX_GB_TREES),
+    "gb_max_depth": _Domain(integer=True, low=1, high=MAX_DEPTH),
     "gb_learning_rate": _Domain(integer=False, low=0.0),
     "gb_subsample": _Domain(integer=False, low=0.0, high=1.0, low_open=True),  # (0, 1]
-    "forest_n_estimators": _Domain(integer=True, low=1),
-    "forest_max_depth": _Domain(integer=True, low=1),
+    "forest_n_estimators": _Domain(integer=True, low=1, high=MAX_FOREST_TREES),
+    "forest_max_depth": _Domain(integer=True, low=1, high=MAX_DEPTH),
     "forest_min_samples_leaf": _Domain(integer=True, low=1),  # a count: built with int()
 }
 
@@ -70,10 +83,10 @@ _FORESTS = frozenset(
 #: The parameters a pipeline reads only under some choices, as
 #: :mod:`retune.space._pipeline` builds its steps and estimators: ``name: (choice's
 #: parameter, the values that read it)``. Every other name is read by every pipeline.
-_READ_UNDER: dict[str, tuple[str, frozenset[str]]] = {
+READ_UNDER: dict[str, tuple[str, frozenset[str]]] = {
     "drop_threshold": ("missing", frozenset({"drop_columns"})),
     "select_k": ("selector", frozenset({"k_best"})),
-    "class_weight": ("estimator", frozenset(_CHOICES["estimator"]) - REGRESSORS),
+    "class_weight": ("estimator", frozenset(CHOICES["estimator"]) - REGRESSORS),
     "C": ("estimator", frozenset({"logistic"})),
     "alpha": ("estimator", frozenset({"ridge"})),
     "gb_n_estimators": ("estimator", _GB),
@@ -98,7 +111,7 @@ def built_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
     resolved = _resolve(params)
     out = dict(params)
     for name, value in resolved.items():
-        reader = _READ_UNDER.get(name)
+        reader = READ_UNDER.get(name)
         if name not in out and (reader is None or resolved[reader[0]] in reader[1]):
             out[name] = value
     return out
@@ -106,9 +119,11 @@ def built_parameters(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def check_buildable(params: Mapping[str, Param]) -> None:
     """Raise :class:`SearchSpaceError` for a name the pipeline does not have, a choice
-    it does not take, a number outside the parameter's domain (:data:`_DOMAINS`) or a
-    ``class_weight`` that can meet a regressor: it loaded, and every trial (or every one
-    that drew the value) failed, or trained another model than the one recorded.
+    it does not take, a number outside the parameter's domain (:data:`_DOMAINS`), a
+    ``class_weight`` that can meet a regressor, or a parameter no point drawing it reads
+    (:data:`READ_UNDER`): it loaded, and every trial (or every one that drew the value)
+    failed, trained another model than the one recorded, or recorded a value the model
+    does not have (which promotion then checked against its safe range).
 
     ``params`` are a space's declarations; an error's ``path`` starts with ``params``."""
     for name, path, decl in walk(params, "params"):
@@ -119,7 +134,7 @@ def check_buildable(params: Mapping[str, Param]) -> None:
                 f"{name!r} is not a parameter of the pipeline{hint}, one of {sorted(KNOWN_PARAMS)}",
                 path=path,
             )
-        known = _CHOICES.get(name)
+        known = CHOICES.get(name)
         if known is not None and not isinstance(decl, CategoricalParam):
             raise SearchSpaceError(
                 f"`{name}` takes {list(known)}: declare it categorical, got type: {decl.type}",
@@ -146,6 +161,7 @@ def check_buildable(params: Mapping[str, Param]) -> None:
     for name, path, decl in walk(params, "params"):
         _check_domain(name, path, decl)
     _check_class_weight(params)
+    _check_read(params, params, "params", ())
 
 
 def _check_domain(name: str, path: str, decl: IntParam | FloatParam | CategoricalParam) -> None:
@@ -208,3 +224,47 @@ def _check_class_weight(params: Mapping[str, Param]) -> None:
             "choices, or leave it out",
             path=where["class_weight"],
         )
+
+
+#: A declaration's branch: the ``(parent, labels of the choices opening it)`` of each
+#: ``when`` it sits under, outermost first.
+_Branch = tuple[tuple[str, frozenset[str]], ...]
+
+
+def _check_read(
+    space: Mapping[str, Param], params: Mapping[str, Param], path: str, branch: _Branch
+) -> None:
+    """Raise :class:`SearchSpaceError` for a declaration of ``params`` (a block of
+    ``space`` under ``branch``, at key path ``path``) that the pipeline reads only under
+    some choices (:data:`READ_UNDER`) none of the points drawing it builds, a parent a
+    point does not reach at the pipeline's default: `C` beside `estimator:
+    [gradient_boosting]`, `select_k` with no `k_best` selector."""
+    for name, decl in params.items():
+        here = f"{path}.{name}"
+        reader = READ_UNDER.get(name)
+        if reader is not None:
+            parent, readers = reader
+            built = _built_choices(space, branch, parent)
+            if not built & readers:
+                raise SearchSpaceError(
+                    f"`{name}` is read only where {parent} is one of {sorted(readers)}, which "
+                    f"no point drawing it picks (they build {parent} {sorted(built)}); declare "
+                    f"it under `{parent}.when` of one of them, or leave it out",
+                    path=here,
+                )
+        if isinstance(decl, CategoricalParam):
+            for key, block in decl.when.items():
+                opened = ((name, frozenset(key.split("|"))),)
+                _check_read(space, block, f"{here}.when.{key}", branch + opened)
+
+
+def _built_choices(space: Mapping[str, Param], branch: _Branch, parent: str) -> set[str]:
+    """The values of the vocabulary choice ``parent`` the pipeline builds at the points of
+    ``space`` inside ``branch`` (the default where a point does not reach ``parent``)."""
+    names = frozenset({parent, *(name for name, _ in branch)})
+    built: set[str] = set()
+    for combo in reachable(space, names):
+        point = dict(combo)
+        if all(name in point and str(point[name]) in labels for name, labels in branch):
+            built.add(str(point.get(parent, DEFAULTS[parent])))
+    return built

@@ -33,7 +33,7 @@ from retune.space._params import (
     Param,
     shown,
 )
-from retune.space._vocabulary import _CHOICES, DEFAULTS, _resolve
+from retune.space._vocabulary import CHOICES, DEFAULTS, _resolve
 from retune.space._yaml import DuplicateKeyError, read_yaml
 
 FORMAT_VERSION = 1
@@ -157,14 +157,14 @@ class SearchSpace(BaseModel):
         """
         declared = self.declarations()
         for name, value in params.items():
-            if name not in declared and name in _CHOICES and value != DEFAULTS[name]:
+            if name not in declared and name in CHOICES and value != DEFAULTS[name]:
                 return None  # the space builds the default choice instead
         values = dict(params)
         if not fill_parents(self.params, values):
             return None
         active = self.active(values)
         for name, value in params.items():
-            if name in declared and name not in active and name in _CHOICES:
+            if name in declared and name not in active and name in CHOICES:
                 if value != DEFAULTS[name]:
                     return None  # declared under another branch: built at its default here
         out: dict[str, Any] = {}

@@ -60,7 +60,8 @@ DEFAULTS: dict[str, Any] = {
     "forest_max_depth": 8,
     "forest_min_samples_leaf": 1,
 }
-_CHOICES: dict[str, tuple[str, ...]] = {
+#: Each choice parameter's valid choices, as the pipeline builds them.
+CHOICES: dict[str, tuple[str, ...]] = {
     "missing": ("none", "indicator", "drop_columns"),
     "imputer": ("mean", "median", "most_frequent"),
     "scaler": ("none", "standard", "robust"),
@@ -91,7 +92,7 @@ def _resolve(params: Mapping[str, Any]) -> dict[str, Any]:
             f"unknown pipeline parameter(s) {unknown}; known: {sorted(KNOWN_PARAMS)}"
         )
     p = {**DEFAULTS, **params}
-    for name, choices in _CHOICES.items():
+    for name, choices in CHOICES.items():
         if p[name] not in choices:
             raise SearchSpaceError(
                 f"`{name}` must be one of {list(choices)}, got {p[name]!r}", path=name

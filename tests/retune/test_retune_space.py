@@ -12,6 +12,8 @@ from sklearn.feature_selection import SelectKBest, f_classif, f_regression
 
 from retune import SearchSpaceError, check_parity, to_onnx
 from retune.space import (
+    CHOICES,
+    KNOWN_PARAMS,
     CategoricalParam,
     build_pipeline,
     fit_pipeline,
@@ -272,9 +274,51 @@ def test_a_numeric_choice_outside_the_pipeline_s_domain_is_refused() -> None:
 
 def test_every_numeric_pipeline_parameter_has_a_domain() -> None:
     from retune.space._space import _DOMAINS
-    from retune.space._vocabulary import _CHOICES, KNOWN_PARAMS
+    from retune.space._vocabulary import CHOICES, KNOWN_PARAMS
 
-    assert set(_DOMAINS) == KNOWN_PARAMS - set(_CHOICES)
+    assert set(_DOMAINS) == KNOWN_PARAMS - set(CHOICES)
+
+
+def _counted(name: str, decl: dict[str, Any]) -> dict[str, Any]:
+    """A space of the one estimator family that reads ``name``, declared beside it."""
+    family = "random_forest" if name.startswith("forest_") else "gradient_boosting"
+    estimator = {"type": "categorical", "choices": [family]}
+    return {"name": "n", "params": {"estimator": estimator, name: decl}}
+
+
+@pytest.mark.parametrize(
+    ("name", "bound"),
+    [
+        ("gb_n_estimators", 2000),
+        ("gb_max_depth", 32),
+        ("forest_n_estimators", 1000),
+        ("forest_max_depth", 32),
+    ],
+)
+def test_a_tree_count_or_depth_past_its_upper_bound_is_refused(name: str, bound: int) -> None:
+    """`gb_n_estimators: [1e6, 2e6]` loaded: its first trial ran far past `wall_time_s: 10`
+    (the budget is checked between trials), and a forest of 2**52 trees held its worker
+    until it ran out of memory. The bound itself loads."""
+    parse_search_space(_counted(name, {"type": "int", "low": 1, "high": bound}))
+    with pytest.raises(
+        SearchSpaceError, match=f"`{name}` high must be <= {bound}, got {bound + 1}$"
+    ) as info:
+        parse_search_space(_counted(name, {"type": "int", "low": 1, "high": bound + 1}))
+    assert info.value.path == f"params.{name}.high"
+    with pytest.raises(
+        SearchSpaceError, match=rf"`{name}` choices must be <= {bound}, got \[{bound + 1}\]"
+    ) as info:
+        parse_search_space(_counted(name, {"type": "categorical", "choices": [2, bound + 1]}))
+    assert info.value.path == f"params.{name}.choices"
+
+
+def test_a_forest_of_2_to_the_53_trees_is_refused_naming_the_key_and_the_rule() -> None:
+    huge = {"type": "int", "low": 1, "high": 2**53}
+    with pytest.raises(
+        SearchSpaceError, match=r"`forest_n_estimators` high must be <= 1000, got 9007199254740992$"
+    ) as info:
+        parse_search_space(_counted("forest_n_estimators", huge))
+    assert info.value.path == "params.forest_n_estimators.high"
 
 
 def test_a_space_at_the_edges_of_every_domain_loads_and_builds_there() -> None:
@@ -388,6 +432,7 @@ def test_class_weight_beside_regressor_choices_is_refused() -> None:
 def test_class_weight_that_never_meets_a_regressor_loads() -> None:
     only_none = copy.deepcopy(_REGRESSORS_WITH_CLASS_WEIGHT)
     only_none["params"]["class_weight"]["choices"] = ["none"]
+    only_none["params"]["estimator"]["choices"] = ["logistic", "ridge"]  # logistic reads it
     parse_search_space(only_none)
     under_the_classifier = {
         "name": "m",
@@ -409,6 +454,113 @@ def test_class_weight_that_never_meets_a_regressor_loads() -> None:
         "params": {"class_weight": {"type": "categorical", "choices": ["none", "balanced"]}},
     }
     parse_search_space(no_estimator)
+
+
+_ESTIMATOR_GB: dict[str, Any] = {"type": "categorical", "choices": ["gradient_boosting"]}
+_DROP_COLUMNS: dict[str, Any] = {"type": "categorical", "choices": ["drop_columns"]}
+
+
+@pytest.mark.parametrize(
+    ("params", "path", "message"),
+    [
+        (
+            {"estimator": _ESTIMATOR_GB, "C": {"type": "float", "low": 20.0, "high": 50.0}},
+            "params.C",
+            r"`C` is read only where estimator is one of \['logistic'\], which no point "
+            r"drawing it picks \(they build estimator \['gradient_boosting'\]\); declare it "
+            r"under `estimator.when` of one of them, or leave it out$",
+        ),
+        (
+            {"estimator": _ESTIMATOR_GB, "select_k": {"type": "int", "low": 1, "high": 2}},
+            "params.select_k",
+            r"`select_k` is read only where selector is one of \['k_best'\], which no point "
+            r"drawing it picks \(they build selector \['none'\]\)",
+        ),
+        (
+            {"drop_threshold": {"type": "float", "low": 0.1, "high": 0.5}},
+            "params.drop_threshold",
+            r"`drop_threshold` is read only where missing is one of \['drop_columns'\]",
+        ),
+        (
+            {
+                "estimator": {
+                    "type": "categorical",
+                    "choices": ["logistic", "gradient_boosting"],
+                    "when": {"gradient_boosting": {"C": {"type": "float", "low": 1, "high": 2}}},
+                }
+            },
+            "params.estimator.when.gradient_boosting.C",
+            r"they build estimator \['gradient_boosting'\]",
+        ),
+        (
+            {
+                "estimator": {
+                    "type": "categorical",
+                    "choices": ["logistic", "gradient_boosting"],
+                    "when": {
+                        "logistic": {"selector": {"type": "categorical", "choices": ["k_best"]}},
+                        "gradient_boosting": {"select_k": {"type": "int", "low": 1, "high": 3}},
+                    },
+                }
+            },
+            "params.estimator.when.gradient_boosting.select_k",
+            r"they build selector \['none'\]",
+        ),
+        (
+            {
+                "class_weight": {"type": "categorical", "choices": ["none"]},
+                "estimator": {"type": "categorical", "choices": ["ridge"]},
+            },
+            "params.class_weight",
+            r"`class_weight` is read only where estimator is one of \['extra_trees', "
+            r"'gradient_boosting', 'logistic', 'random_forest'\]",
+        ),
+    ],
+    ids=[
+        "C-beside-gradient-boosting",
+        "select_k-without-k_best",
+        "drop_threshold-without-drop_columns",
+        "C-under-gradient-boosting",
+        "select_k-in-a-branch-without-k_best",
+        "class_weight-beside-regressors-only",
+    ],
+)
+def test_a_parameter_no_point_of_its_branch_reads_is_refused(
+    params: dict[str, Any], path: str, message: str
+) -> None:
+    """`C` beside `estimator: [gradient_boosting]` loaded: every trial drew and recorded a
+    `C` the model did not have, and promotion waited for an approver because that `C` was
+    outside its safe range."""
+    assert {"C", "select_k", "drop_threshold", "class_weight"} <= KNOWN_PARAMS
+    assert "k_best" in CHOICES["selector"] and "drop_columns" in CHOICES["missing"]
+    with pytest.raises(SearchSpaceError, match=message) as info:
+        parse_search_space({"name": "dead", "params": params})
+    assert info.value.path == path
+
+
+def test_a_parameter_some_point_of_its_branch_reads_loads() -> None:
+    """A parameter is read if one point drawing it builds the choice that reads it: a
+    sibling choice, a choice of another branch the point also takes, or the pipeline's
+    default for a parent the space leaves out."""
+    beside_both = {
+        "estimator": {"type": "categorical", "choices": ["logistic", "gradient_boosting"]},
+        "C": {"type": "float", "low": 1.0, "high": 2.0},
+    }
+    selector_elsewhere = {
+        "estimator": {
+            "type": "categorical",
+            "choices": ["logistic"],
+            "when": {"logistic": {"selector": {"type": "categorical", "choices": ["k_best"]}}},
+        },
+        "missing": {
+            "type": "categorical",
+            "choices": ["none", "drop_columns"],
+            "when": {"drop_columns": {"select_k": {"type": "int", "low": 1, "high": 3}}},
+        },
+    }
+    default_estimator = {"C": {"type": "float", "low": 1.0, "high": 2.0}}  # logistic
+    for params in (beside_both, selector_elsewhere, default_estimator):
+        parse_search_space({"name": "read", "params": params})
 
 
 @pytest.mark.parametrize(
@@ -583,7 +735,10 @@ def test_a_float_with_a_step_contains_only_its_grid() -> None:
     space = parse_search_space(
         {
             "name": "s",
-            "params": {"gb_subsample": {"type": "float", "low": 0.5, "high": 1.0, "step": 0.25}},
+            "params": {
+                "estimator": _ESTIMATOR_GB,
+                "gb_subsample": {"type": "float", "low": 0.5, "high": 1.0, "step": 0.25},
+            },
         }
     )
     decl = space.declarations()["gb_subsample"]
@@ -592,12 +747,15 @@ def test_a_float_with_a_step_contains_only_its_grid() -> None:
     tenths = parse_search_space(
         {
             "name": "t",
-            "params": {"drop_threshold": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.1}},
+            "params": {
+                "missing": _DROP_COLUMNS,
+                "drop_threshold": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.1},
+            },
         }
     ).declarations()["drop_threshold"]
     assert tenths.contains(0.1 * 3)  # 0.30000000000000004: on the grid, up to rounding
     with pytest.raises(SearchSpaceError, match="gb_subsample"):
-        space.check({"gb_subsample": 0.7185})
+        space.check({"estimator": "gradient_boosting", "gb_subsample": 0.7185})
 
 
 def test_project_moves_a_value_between_grid_points_to_the_nearest_one() -> None:
@@ -607,21 +765,25 @@ def test_project_moves_a_value_between_grid_points_to_the_nearest_one() -> None:
         {
             "name": "s",
             "params": {
+                "estimator": _ESTIMATOR_GB,
                 "gb_subsample": {"type": "float", "low": 0.5, "high": 1.0, "step": 0.25},
                 "gb_n_estimators": {"type": "int", "low": 10, "high": 30, "step": 10},
             },
         }
     )
-    assert space.project({"gb_subsample": 0.7185, "gb_n_estimators": 14}) == {
+    gb = {"estimator": "gradient_boosting"}
+    assert space.project({**gb, "gb_subsample": 0.7185, "gb_n_estimators": 14}) == {
+        **gb,
         "gb_subsample": 0.75,
         "gb_n_estimators": 10,
     }
-    assert space.project({"gb_subsample": 0.99, "gb_n_estimators": 30}) == {
+    assert space.project({**gb, "gb_subsample": 0.99, "gb_n_estimators": 30}) == {
+        **gb,
         "gb_subsample": 1.0,
         "gb_n_estimators": 30,
     }
-    assert space.project({"gb_subsample": 1.2, "gb_n_estimators": 30}) is None  # out of range
-    assert space.project({"gb_subsample": 0.5, "gb_n_estimators": 31}) is None
+    assert space.project({**gb, "gb_subsample": 1.2, "gb_n_estimators": 30}) is None  # range
+    assert space.project({**gb, "gb_subsample": 0.5, "gb_n_estimators": 31}) is None
 
 
 def test_snapping_to_the_top_of_a_grid_stays_in_range() -> None:
@@ -631,22 +793,29 @@ def test_snapping_to_the_top_of_a_grid_stays_in_range() -> None:
     space = parse_search_space(
         {
             "name": "s",
-            "params": {"drop_threshold": {"type": "float", "low": 0.0, "high": 0.3, "step": 0.1}},
+            "params": {
+                "missing": _DROP_COLUMNS,
+                "drop_threshold": {"type": "float", "low": 0.0, "high": 0.3, "step": 0.1},
+            },
         }
     )
     decl = space.declarations()["drop_threshold"]
+    drop = {"missing": "drop_columns"}
     assert decl.snap(0.29) == 0.3
-    assert space.project({"drop_threshold": 0.29}) == {"drop_threshold": 0.3}
-    space.check({"drop_threshold": 0.3})
+    assert space.project({**drop, "drop_threshold": 0.29}) == {**drop, "drop_threshold": 0.3}
+    space.check({**drop, "drop_threshold": 0.3})
     # a value that overshoots a bound by rounding is that bound, not a value out of range
     assert decl.contains(0.1 * 3) and decl.snap(0.1 * 3) == 0.3
-    assert space.project({"drop_threshold": 0.1 * 3}) == {"drop_threshold": 0.3}
-    assert space.project({"drop_threshold": 0.31}) is None
+    assert space.project({**drop, "drop_threshold": 0.1 * 3}) == {**drop, "drop_threshold": 0.3}
+    assert space.project({**drop, "drop_threshold": 0.31}) is None
     # grid values come back as the grid's decimals, not accumulated rounding
     tenths = parse_search_space(
         {
             "name": "t",
-            "params": {"drop_threshold": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.1}},
+            "params": {
+                "missing": _DROP_COLUMNS,
+                "drop_threshold": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.1},
+            },
         }
     ).declarations()["drop_threshold"]
     assert tenths.snap(0.68) == 0.7 and tenths.snap(0.29) == 0.3

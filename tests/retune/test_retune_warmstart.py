@@ -455,16 +455,35 @@ def _space(**params: dict[str, Any]) -> SearchSpace:
 _UNIT = {"type": "float", "low": 0.0, "high": 1.0}  # a domain holding 0 and 1
 
 
+def _only(choice: str) -> dict[str, Any]:
+    """A categorical of one ``choice``: the parent a parameter it opens is read under."""
+    return {"type": "categorical", "choices": [choice]}
+
+
+#: The choices under which the pipeline reads `drop_threshold`, `select_k` and `alpha`.
+_READERS = {"missing": "drop_columns", "selector": "k_best", "estimator": "ridge"}
+
+
 def test_freeze_never_fixes_a_parameter_history_did_not_vary() -> None:
     """fANOVA scores a parameter history held constant 0.0, and it was frozen on no
     evidence: ``select_k`` here, or the estimator of a history with only ``logistic`` in a space
     that added ``gradient_boosting`` (12 trials then tried the added family once)."""
-    space = _space(drop_threshold=_UNIT, alpha=_UNIT, select_k={"type": "int", "low": 1, "high": 5})
+    space = _space(
+        **{name: _only(choice) for name, choice in _READERS.items()},
+        drop_threshold=_UNIT,
+        alpha=_UNIT,
+        select_k={"type": "int", "low": 1, "high": 5},
+    )
     trials = [
         HistoryTrial(
             study_name="old",
             number=i,
-            params={"drop_threshold": i / 19, "alpha": (7 * i % 20) / 19, "select_k": 3},
+            params={
+                **_READERS,
+                "drop_threshold": i / 19,
+                "alpha": (7 * i % 20) / 19,
+                "select_k": 3,
+            },
             value=i,
         )
         for i in range(20)
@@ -496,17 +515,24 @@ def test_freeze_never_fixes_a_categorical_that_gained_choices() -> None:
         HistoryTrial(
             study_name="old",
             number=i,
-            params={"drop_threshold": i / 19, "scaler": ("none", "standard")[i % 2]},
+            params={
+                "missing": "drop_columns",
+                "drop_threshold": i / 19,
+                "scaler": ("none", "standard")[i % 2],
+            },
             value=i,
         )
         for i in range(20)
     ]
     history = History.from_trials(trials)
     same = _space(
-        drop_threshold=_UNIT, scaler={"type": "categorical", "choices": ["none", "standard"]}
+        missing=_only("drop_columns"),
+        drop_threshold=_UNIT,
+        scaler={"type": "categorical", "choices": ["none", "standard"]},
     )
     assert FreezeUnimportant(min_trials=10).plan(history, same).frozen == {"scaler": "none"}
     gained = _space(
+        missing=_only("drop_columns"),
         drop_threshold=_UNIT,
         scaler={"type": "categorical", "choices": ["none", "standard", "robust"]},
     )
@@ -729,6 +755,7 @@ def _grid_space() -> SearchSpace:
         {
             "name": "grid",
             "params": {
+                "missing": {"type": "categorical", "choices": ["drop_columns"]},
                 "drop_threshold": {"type": "float", "low": 0.1, "high": 0.9, "step": 0.1},
                 "estimator": {
                     "type": "categorical",
@@ -750,7 +777,12 @@ def _grid_space() -> SearchSpace:
 
 
 def _forest(n: int, threshold: float) -> dict[str, Any]:
-    return {"drop_threshold": threshold, "estimator": "random_forest", "forest_n_estimators": n}
+    return {
+        "missing": "drop_columns",
+        "drop_threshold": threshold,
+        "estimator": "random_forest",
+        "forest_n_estimators": n,
+    }
 
 
 def test_a_learned_box_holding_one_grid_point_is_widened_to_its_neighbours_and_says_so() -> None:

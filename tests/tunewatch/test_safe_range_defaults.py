@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 from retune import SearchSpaceError
-from retune.space import KNOWN_PARAMS, build_pipeline
+from retune.space import CHOICES, KNOWN_PARAMS, build_pipeline
 from retune.space._space import built_parameters
-from retune.space._vocabulary import _CHOICES
 from tests.tunewatch.conftest import MODEL, make_daemon
 from tunewatch import _approval_rules as approval_rules
 from tunewatch import _governance as governance
@@ -125,13 +124,13 @@ OTHER = {
 }
 
 
-@pytest.mark.parametrize("estimator", list(_CHOICES["estimator"]))
+@pytest.mark.parametrize("estimator", list(CHOICES["estimator"]))
 def test_the_defaults_added_are_those_the_pipeline_builder_reads(estimator: str) -> None:
     """A name is added at its default exactly when another value of it changes the
     pipeline built for those choices (``class_weight`` reaches gradient boosting as
     sample weights, when it is fitted)."""
     assert set(OTHER) == set(KNOWN_PARAMS) - {"missing", "selector", "estimator"}
-    for missing, selector in itertools.product(_CHOICES["missing"], _CHOICES["selector"]):
+    for missing, selector in itertools.product(CHOICES["missing"], CHOICES["selector"]):
         choices = {"missing": missing, "selector": selector, "estimator": estimator}
         built = repr(build_pipeline(choices, n_features=20, seed=0))
         added = set(built_parameters(choices)) - set(choices)
