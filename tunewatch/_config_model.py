@@ -10,9 +10,18 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from monitor.objectives import ObjectiveError, make_objective
-from retune.space import DEFAULTS, KNOWN_PARAMS, is_regression, load_search_space
+from retune.space import (
+    CHOICES,
+    DEFAULTS,
+    KNOWN_PARAMS,
+    READ_UNDER,
+    is_regression,
+    load_search_space,
+    reachable,
+)
 from tunewatch._config_base import MAX_DURATION_MINUTES, error_within, first_item
 from tunewatch._config_base import Frozen as _Frozen
 from tunewatch._config_evaluation import EvaluationConfig, warn_estimate_beyond_binary
@@ -80,6 +89,68 @@ def _pipeline_parameter(name: str) -> str:
 
 
 PipelineParameter = Annotated[str, AfterValidator(_pipeline_parameter)]
+
+
+def _task_estimators(task: str) -> list[str]:
+    """The estimator choices a ``task`` model builds: regressors or classifiers."""
+    regression = task == "regression"
+    return [e for e in CHOICES["estimator"] if is_regression({"estimator": e}) == regression]
+
+
+def _unfit_safe_range(name: str, rule: SafeRange, task: str) -> PydanticCustomError | None:
+    """Why the safe range ``rule`` of ``name`` guards nothing for a ``task`` model (no
+    estimator of the task reads ``name``), or makes every promotion wait (a choice the
+    pipeline never builds, a number for a choice or a choice for a number); ``None``
+    when it fits."""
+    builds = _task_estimators(task)
+    reader = READ_UNDER.get(name)
+    if reader is not None and reader[0] == "estimator" and not reader[1] & set(builds):
+        read_by = [e for e in CHOICES["estimator"] if e in reader[1]]
+        kind = "regressors" if task == "regression" else "classifiers"
+        return error_within(
+            "safe_range_task",
+            f"`{name}` is read only by the estimator(s) {read_by}, which a task {task!r} "
+            f"model never builds ({kind} only): its range would guard nothing",
+            (name,),
+            name,
+        )
+    if name not in CHOICES:  # a number
+        text = [c for c in rule.choices or () if isinstance(c, bool | str)]
+        if text:
+            return error_within(
+                "safe_range_choices",
+                f"`{name}` is a number: its safe `choices` must be numbers (a promotion "
+                "never builds another value, so every one would wait)",
+                (name, "choices"),
+                text,
+            )
+        return None
+    valid = builds if name == "estimator" else list(CHOICES[name])
+    if rule.choices is None:
+        bounds = rule.low is not None or rule.high is not None
+        got = f"low={rule.low}, high={rule.high}" if bounds else "neither"
+        return error_within(  # a mapping as the value: the message says what it was
+            "safe_range_choices",
+            f"`{name}` takes {valid}: its safe range is a list of `choices`, not `low`/"
+            f"`high` (no choice is a number, so every promotion would wait), got {got}",
+            (name,),
+            {},
+        )
+    wrong = [c for c in rule.choices if not (isinstance(c, str) and c in valid)]
+    if wrong:
+        which = f" for task {task!r}" if name == "estimator" else ""
+        near = [
+            m for c in wrong if isinstance(c, str) for m in difflib.get_close_matches(c, valid, 1)
+        ]
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        return error_within(
+            "safe_range_choices",
+            f"`{name}` takes {valid}{which}{hint}: a choice the pipeline never builds made "
+            "every promotion wait",
+            (name, "choices"),
+            wrong,
+        )
+    return None
 
 
 class ObjectiveConfig(_Frozen):
@@ -196,6 +267,24 @@ class ModelConfig(_Frozen):
     def trigger(self, event: str) -> TriggerConfig | None:
         return next((t for t in self.triggers if t.on == event), None)
 
+    @field_validator("safe_ranges")
+    @classmethod
+    def _safe_ranges_fit_task(
+        cls, ranges: dict[str, SafeRange], info: ValidationInfo
+    ) -> dict[str, SafeRange]:
+        """A range no estimator of the task reads guarded nothing (a regression model's
+        ``C``: a version with alpha=500 was promoted without an approver), and a choice the
+        pipeline never builds (``estimator: {choices: [logistc]}``) made every promotion
+        wait."""
+        task = info.data.get("task")
+        if task is None:  # its own error says why
+            return ranges
+        for name, rule in ranges.items():
+            problem = _unfit_safe_range(name, rule, task)
+            if problem is not None:
+                raise problem
+        return ranges
+
     @field_validator("features")
     @classmethod
     def _one_range_per_feature(
@@ -257,18 +346,27 @@ class ModelConfig(_Frozen):
     @model_validator(mode="after")
     def _space_fits_task(self) -> ModelConfig:
         """A regression model tuned in the classifiers' space (or the reverse) failed
-        every trial."""
+        every trial; one whose space declares ``estimator`` under some branches only
+        failed the trials of the others, which build the default estimator."""
         if self.tuning.search_space is None:
             return self
-        declared = load_search_space(self.tuning.search_space).declarations().get("estimator")
-        choices = getattr(declared, "choices", None) or (DEFAULTS["estimator"],)
+        space = load_search_space(self.tuning.search_space)
+        reached = [dict(c) for c in reachable(space.params, frozenset({"estimator"}))]
+        defaulted = any("estimator" not in point for point in reached)
+        built = {point.get("estimator", DEFAULTS["estimator"]) for point in reached}
         regression = self.task == "regression"
-        wrong = [c for c in choices if is_regression({"estimator": c}) != regression]
+        wrong = sorted(str(c) for c in built if is_regression({"estimator": c}) != regression)
         if wrong:
             kind = "regressors" if regression else "classifiers"
+            default = (
+                f" (`{DEFAULTS['estimator']}` is the default, built by the points that reach "
+                "no `estimator`)"
+                if defaulted and DEFAULTS["estimator"] in wrong
+                else ""
+            )
             raise ValueError(
                 f"`tuning.search_space` {self.tuning.search_space} offers the estimator "
-                f"choice(s) {wrong}, which do not fit task {self.task!r} ({kind} only)"
+                f"choice(s) {wrong}{default}, which do not fit task {self.task!r} ({kind} only)"
             )
         return self
 
