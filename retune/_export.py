@@ -150,14 +150,23 @@ def to_onnx(
     columns: the positive-class column is taken in the graph. ``like``'s width must be
     ``n_features``.
 
-    Raises :class:`ExportError` (from the converter's own exception) when skl2onnx
-    cannot convert it.
+    Raises :class:`ExportError` when ``n_features`` is not the estimator's
+    ``n_features_in_`` (where it records one) or ``like``'s width: skl2onnx takes the
+    declared width on trust, and a graph for fewer columns answered nonsense, one for
+    more failed only when run. Raises it too (from the converter's own exception) when
+    skl2onnx cannot convert the estimator.
     """
     if n_features < 1:
-        raise ValueError(f"`n_features` must be >= 1, got {n_features}")
+        raise ExportError(f"`n_features` must be >= 1, got {n_features}")
+    # a Pipeline whose first step records no width answers AttributeError: no check
+    seen = getattr(estimator, "n_features_in_", None)
+    if seen is not None and int(seen) != n_features:
+        raise ExportError(
+            f"`n_features` must be the estimator's `n_features_in_` ({int(seen)}), got {n_features}"
+        )
     if like is not None:
         if like.n_features != n_features:
-            raise ValueError(
+            raise ExportError(
                 f"`like` takes {like.n_features} features but `n_features` is {n_features}"
             )
         input_name = like.input.name

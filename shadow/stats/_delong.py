@@ -109,6 +109,22 @@ def _clustered_variance(
     return np.asarray((psi * psi).sum(axis=-1))
 
 
+def _scores(name: str, values: np.ndarray, n: int) -> np.ndarray:
+    """``values`` as float64 of shape ``(..., n)``, every one finite: a nan ranks nowhere,
+    and made the AUC nan and the test answer z = 0, p = 1 ("no difference")."""
+    s = np.asarray(values, dtype=np.float64)
+    rule = f"`{name}` must be finite, one per label"
+    if s.ndim == 0 or s.shape[-1] != n:
+        got = "a scalar" if s.ndim == 0 else f"{s.shape[-1]} scores (shape {s.shape})"
+        raise StatsError(f"{rule}: {n} labels but {got}")
+    bad = np.argwhere(~np.isfinite(s))
+    if bad.size:
+        where = tuple(int(i) for i in bad[0])
+        index = where[0] if len(where) == 1 else where
+        raise StatsError(f"{rule}: index {index} is {s[where]}")
+    return s
+
+
 def delong_arrays(
     labels: np.ndarray,
     champion_scores: np.ndarray,
@@ -121,14 +137,19 @@ def delong_arrays(
 
     ``clusters`` (length ``n``, any hashable ids) names the unit each row belongs to, e.g.
     its request: the variance is then estimated across clusters (see
-    :func:`_clustered_variance`). ``None`` treats every row as its own cluster."""
+    :func:`_clustered_variance`). ``None`` treats every row as its own cluster.
+
+    Both score arrays must have one shape, ``n`` last, and hold finite values only:
+    :class:`StatsError` names the array and its first non-finite index otherwise."""
     positive = _binary_labels(labels)
-    scores = np.stack(
-        [np.asarray(champion_scores, dtype=np.float64), np.asarray(challenger_scores, np.float64)],
-        axis=-2,
-    )
-    if scores.shape[-1] != positive.size:
-        raise StatsError(f"{positive.size} labels but {scores.shape[-1]} scores per model")
+    champion = _scores("champion_scores", champion_scores, positive.size)
+    challenger = _scores("challenger_scores", challenger_scores, positive.size)
+    if champion.shape != challenger.shape:
+        raise StatsError(
+            "`champion_scores` and `challenger_scores` must have one shape, got "
+            f"{champion.shape} and {challenger.shape}"
+        )
+    scores = np.stack([champion, challenger], axis=-2)
     x, y = scores[..., positive], scores[..., ~positive]
     m, k = x.shape[-1], y.shape[-1]
     tz = sps.rankdata(np.concatenate([x, y], axis=-1), axis=-1)

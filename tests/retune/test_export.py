@@ -66,8 +66,27 @@ def test_estimator_without_converter_raises_export_error() -> None:
 
 
 def test_n_features_must_be_positive(fitted: Fitted) -> None:
-    with pytest.raises(ValueError, match="`n_features` must be >= 1, got 0"):
+    with pytest.raises(ExportError, match="`n_features` must be >= 1, got 0"):
         to_onnx(fitted.logistic, 0)
+
+
+@pytest.mark.parametrize("n_features", [3, 7])
+def test_n_features_other_than_the_estimator_saw_is_refused(n_features: int) -> None:
+    """A pipeline fitted on 5 features exported for 3 loaded and answered rows not
+    summing to 1; exported for 7 it failed only when onnxruntime ran it."""
+    x, y = binary(seed=0, n_features=5)
+    params = {"estimator": "logistic", "C": 1.0}
+    pipeline = fit_pipeline(params, x, y, seed=0)
+    expected = f"`n_features` must be the estimator's `n_features_in_` \\(5\\), got {n_features}"
+    with pytest.raises(ExportError, match=expected):
+        to_onnx(pipeline, n_features)
+
+
+def test_a_like_signature_of_another_width_is_an_export_error(fitted: Fitted) -> None:
+    spec = TensorSpec(name="input", dtype=np.dtype(np.float32), shape=(None, N_FEATURES + 1))
+    like = Signature(input=spec, outputs=(), primary_output="")
+    with pytest.raises(ExportError, match="`like` takes 6 features but `n_features` is 5"):
+        to_onnx(fitted.logistic, N_FEATURES, like=like)
 
 
 @pytest.mark.parametrize("name", ["logistic", "boosting", "regression"])

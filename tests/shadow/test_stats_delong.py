@@ -83,6 +83,36 @@ def test_delong_refuses_one_class_or_mismatched_lengths() -> None:
         delong_test(np.array([0, 1, 1]), np.arange(2.0), np.arange(2.0))
 
 
+def test_delong_refuses_nan_score() -> None:
+    """One row the champion failed to score made its AUC nan and the test answer z = 0,
+    p = 1 ("no difference"); a group-sequential look spent a planned look on it."""
+    y, a, b = _scores(7, 400, gain=1.0)
+    a[17] = np.nan
+    rule = "must be finite, one per label: index 17 is nan"
+    with pytest.raises(StatsError, match=f"`champion_scores` {rule}"):
+        delong_test(y, a, b)
+    with pytest.raises(StatsError, match=f"`challenger_scores` {rule}"):
+        delong_test(y, b, a)
+    gsd = GroupSequentialDeLong(planned_looks=2)
+    with pytest.raises(StatsError, match="`champion_scores`"):
+        gsd.look(y, a, b)
+    assert gsd.history == ()  # the refused look spent nothing
+    batch = np.stack([b, b])
+    batch[1, 3] = np.inf
+    with pytest.raises(StatsError, match=r"`challenger_scores` .* index \(1, 3\) is inf"):
+        delong_arrays(y, np.stack([b, b]), batch)
+
+
+def test_delong_length_mismatch_is_stats_error() -> None:
+    y, a, b = _scores(8, 50)
+    with pytest.raises(StatsError, match="`challenger_scores` must be finite, one per label: 50 "):
+        delong_test(y, a, b[:-1])
+    with pytest.raises(StatsError, match="`champion_scores` .* 50 labels but 49 scores"):
+        delong_test(y, a[:-1], b)
+    with pytest.raises(StatsError, match="`champion_scores` and `challenger_scores` must"):
+        delong_arrays(y, np.stack([a, a]), b)
+
+
 def test_obrien_fleming_bounds_match_the_published_table() -> None:
     # Lan-DeMets O'Brien-Fleming-type, 5 equally spaced looks, two-sided alpha 0.05
     # (as tabulated by gsDesign, rpact and ldbounds).
