@@ -47,10 +47,19 @@ class Estimate:
 
 
 def _scores(values: Any, name: str) -> np.ndarray:
+    """A binary model's positive-class scores: ``[n]``, ``[n, 1]`` or the second column
+    of ``[n, 2]``. Any other shape is refused: a multiclass ``[n, 3]`` was flattened into
+    ``3 n`` scores and estimated as that many binary requests."""
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim == 2 and arr.shape[1] == 2:
         arr = arr[:, 1]
-    arr = arr.reshape(-1)
+    elif arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    elif arr.ndim != 1:
+        raise EstimationError(
+            f"`{name}` must be of shape [n], [n, 1] or [n, 2] (a binary model's scores), "
+            f"got shape {list(arr.shape)}"
+        )
     if not np.all(np.isfinite(arr)):
         raise EstimationError(f"`{name}` must be finite")
     return arr

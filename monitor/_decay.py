@@ -290,11 +290,23 @@ class DecayEstimator:
 
     def fit(self, points: Sequence[tuple[datetime | float, float, int]]) -> DecayResult:
         """Fit on ``(window_end, value, n)`` points; ``window_end`` is a datetime or epoch
-        seconds, ``n`` the labelled requests behind ``value`` (the WLS weight)."""
-        usable = [(t, float(v), float(n)) for t, v, n in points if n > 0 and np.isfinite(float(v))]
+        seconds, ``n`` the labelled requests behind ``value`` (the WLS weight).
+
+        A point is left out (and not counted in ``n_windows`` or towards ``min_windows``)
+        when its value is not finite, its ``n`` is not a positive finite number, or its
+        ``window_end`` is missing (None, NaN, NaT) or infinite: one such point made the
+        whole fit NaN, and the verdict "stable"."""
+        weighted = [
+            (t, float(v), float(n))
+            for t, v, n in points
+            if n > 0 and np.isfinite(float(n)) and np.isfinite(float(v))
+        ]
+        ends, _ = _seconds([t for t, _, _ in weighted])
+        timed = np.isfinite(ends)
+        usable = [point for point, known in zip(weighted, timed, strict=True) if known]
         if len(usable) < max(self.min_windows, 3):  # a t-interval needs a degree of freedom
             return _insufficient(len(usable))
-        seconds, _ = _seconds([t for t, _, _ in usable])
+        seconds = ends[timed]
         origin = float(seconds.min())
         x = (seconds - origin) / _DAY_S
         y = np.array([v for _, v, _ in usable])

@@ -228,6 +228,15 @@ def _summarise_categorical(column: Any) -> CategoricalSummary:
     )
 
 
+def _shape(values: Any) -> tuple[int, ...]:
+    """``values``' shape, read off an array, Series or Categorical without a copy (a
+    list's as an object array's: nested lists of one length are 2-D)."""
+    shape = getattr(values, "shape", None)
+    if shape is None:
+        shape = np.asarray(values, dtype=object).shape
+    return tuple(int(d) for d in shape)
+
+
 def _check_max_sample(max_sample: int) -> None:
     if max_sample < 2:
         raise DriftError(f"`max_sample` must be at least 2, got {max_sample}")
@@ -289,8 +298,16 @@ class ReferenceProfile:
         at a time: the profile :meth:`build` makes of a frame of them, without the frame.
         A column of a float32 matrix (``x[:, j]``, a view) is read as is: the reference
         is never copied whole, nor widened to float64 but a column at a time.
-        ``column_types``, ``max_sample`` and ``seed`` as :meth:`build` takes them."""
+        ``column_types``, ``max_sample`` and ``seed`` as :meth:`build` takes them.
+        A column that is not 1-D is refused: a ``(3, 2)`` one was read as 6 values of 3
+        rows, ``n_missing == -3``."""
         _check_max_sample(max_sample)
+        for name, values in columns.items():
+            shape = _shape(values)
+            if len(shape) != 1:
+                raise DriftError(
+                    f"column {name!r} must be 1-D (one value per row), got shape {shape}"
+                )
         lengths = {name: len(values) for name, values in columns.items()}
         if len(set(lengths.values())) > 1:
             raise DriftError(f"the columns must be as long as each other, got {lengths}")

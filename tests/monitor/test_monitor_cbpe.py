@@ -147,3 +147,37 @@ def test_a_threshold_that_is_not_a_number_is_refused() -> None:
     """NaN decided every request negative, and the estimate was of no decision made."""
     with pytest.raises(EstimationError, match="`threshold` must be a number, got nan"):
         CBPE(threshold=float("nan"))
+
+
+def _fitted() -> CBPE:
+    rng = np.random.default_rng(0)
+    scores = rng.random(1000)
+    return CBPE().fit(scores, (rng.random(1000) < scores).astype(int))
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [pytest.param((200, 3), id="three_classes"), pytest.param((20, 2, 5), id="three_dims")],
+)
+def test_scores_of_a_shape_not_binary_are_refused(shape: tuple[int, ...]) -> None:
+    """A multiclass model's ``[200, 3]`` probabilities were flattened to 600 scores and
+    estimated as 600 binary requests (``n=600``)."""
+    scores = np.full(shape, 0.5)
+    with pytest.raises(EstimationError, match=r"`scores` must be of shape \[n\], \[n, 1\]"):
+        _fitted().estimate(scores)
+    with pytest.raises(EstimationError, match=rf"got shape \[{', '.join(map(str, shape))}\]"):
+        _fitted().estimate(scores)
+
+
+def test_reference_scores_of_a_shape_not_binary_are_refused() -> None:
+    with pytest.raises(EstimationError, match=r"`ref_scores` must be of shape \[n\]"):
+        CBPE().fit(np.full((4, 3), 0.5), np.array([0, 1, 0, 1]))
+
+
+def test_one_or_two_column_scores_are_the_positive_class_s() -> None:
+    cbpe = _fitted()
+    p = np.random.default_rng(1).random(300)
+    expected = cbpe.estimate(p)
+    assert cbpe.estimate(p.reshape(-1, 1)) == expected
+    assert cbpe.estimate(np.column_stack([1 - p, p])) == expected
+    assert expected.n == 300

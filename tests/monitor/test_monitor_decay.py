@@ -9,8 +9,10 @@ delay (mean 12 h) and count after a maturity of 2 days. The fitted slope must li
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from monitor import DecayEstimator, EstimationError, WindowValue, realised_windows
@@ -342,3 +344,60 @@ def test_datetime_label_times_with_none_still_read_as_datetimes() -> None:
         np.ones(4), np.full(4, 0.9), t, labels, objective=accuracy, window=10.0, maturity=0.0
     )
     assert [(w.window_start, w.n, w.median_label_delay_s) for w in windows] == [(START, 2, 2.0)]
+
+
+def _falling_a_point_a_day() -> list[tuple[Any, float, float]]:
+    """Accuracy falling 0.01 a day over ten daily windows of 100 labelled requests, about
+    the line by a small residual (a fit with noise to estimate, so an interval)."""
+    scatter = 0.002 * np.array([1, -1, -1, 1, 1, -1, -1, 1, 0, 0])
+    return [(1.7e9 + d * 86_400.0, 0.9 - 0.01 * d + scatter[d], 100.0) for d in range(10)]
+
+
+def _as_datetimes(points: list[tuple[Any, float, float]]) -> list[tuple[Any, float, float]]:
+    return [(datetime.fromtimestamp(t, tz=UTC), v, n) for t, v, n in points]
+
+
+@pytest.mark.parametrize(
+    ("as_datetimes", "missing"),
+    [
+        pytest.param(False, float("nan"), id="nan_among_seconds"),
+        pytest.param(False, pd.NaT, id="nat_among_seconds"),
+        pytest.param(False, None, id="none_among_seconds"),
+        pytest.param(True, pd.NaT, id="nat_among_datetimes"),
+        pytest.param(True, float("nan"), id="nan_among_datetimes"),
+    ],
+)
+def test_decay_fit_skips_nan_window_end(as_datetimes: bool, missing: Any) -> None:
+    """A window whose end time is unknown is left out, as a NaN value is. It was kept:
+    its NaN day made the slope, its interval and every verdict NaN, so a model losing a
+    point of accuracy a day was reported "stable" with the longest re-tuning interval."""
+    points = _falling_a_point_a_day()
+    if as_datetimes:
+        points = _as_datetimes(points)
+    estimator = DecayEstimator(make_objective("accuracy"), threshold=0.8)
+    expected = estimator.fit(points[:3] + points[4:])
+    points[3] = (missing, points[3][1], points[3][2])
+    result = estimator.fit(points)
+    assert result.status == "decaying" and result.n_windows == 9
+    assert result == expected
+    assert result.slope_per_day == pytest.approx(-0.01, abs=0.001)
+
+
+@pytest.mark.parametrize("weight", [float("inf"), float("nan")], ids=["inf", "nan"])
+def test_decay_fit_skips_a_window_of_no_finite_weight(weight: float) -> None:
+    """An infinite ``n`` weighed the fit by inf / inf: NaN everywhere, and "stable"."""
+    points = _falling_a_point_a_day()
+    estimator = DecayEstimator(make_objective("accuracy"), threshold=0.8)
+    expected = estimator.fit(points[1:])
+    points[0] = (points[0][0], points[0][1], weight)
+    result = estimator.fit(points)
+    assert result.status == "decaying" and result.n_windows == 9
+    assert result == expected
+
+
+def test_windows_without_a_time_count_against_min_windows() -> None:
+    points = _falling_a_point_a_day()[:3]
+    points[1] = (float("nan"), points[1][1], points[1][2])
+    result = DecayEstimator(make_objective("accuracy"), threshold=0.8).fit(points)
+    assert result.status == "insufficient_data" and result.n_windows == 2
+    assert result.slope_per_day is None and result.slope_ci is None

@@ -69,3 +69,23 @@ def test_profiling_a_column_leaves_it_as_it_was() -> None:
 def test_columns_of_different_lengths_are_refused() -> None:
     with pytest.raises(DriftError, match="as long as each other"):
         ReferenceProfile.from_columns({"a": np.zeros(3), "b": np.zeros(4)})
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param(np.zeros((3, 2)), id="matrix"),
+        pytest.param(np.zeros((3, 1)), id="one_column_matrix"),
+        pytest.param([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]], id="nested_list"),
+    ],
+)
+def test_a_column_that_is_not_one_dimensional_is_refused(values: object) -> None:
+    """A ``(3, 2)`` column was read as 6 values, 3 rows long: ``n_missing == -3``, stored
+    in the profile."""
+    with pytest.raises(DriftError, match=r"column 'a' must be 1-D .*got shape \(3, [12]\)"):
+        ReferenceProfile.from_columns({"a": values, "b": np.zeros(3)})
+
+
+def test_a_scalar_column_is_refused() -> None:
+    with pytest.raises(DriftError, match=r"column 'a' must be 1-D .*got shape \(\)"):
+        ReferenceProfile.from_columns({"a": 1.5})
