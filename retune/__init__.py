@@ -14,6 +14,7 @@ from monitor._lazy import lazy_front
 if TYPE_CHECKING:
     from retune._budget import Budget, BudgetTracker, PrunerKind, StopReason
     from retune._errors import (
+        BudgetError,
         CVError,
         ExportError,
         ParityError,
@@ -44,6 +45,7 @@ _EXPORTS: dict[str, str] = {
     "BudgetTracker": "retune._budget",
     "PrunerKind": "retune._budget",
     "StopReason": "retune._budget",
+    "BudgetError": "retune._errors",
     "CVError": "retune._errors",
     "ExportError": "retune._errors",
     "ParityError": "retune._errors",
@@ -74,6 +76,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "MIN_IMPORTANCE_TRIALS",
     "Budget",
+    "BudgetError",
     "BudgetTracker",
     "CVError",
     "ExportError",

@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from retune._errors import BudgetError
+
 PrunerKind = Literal["none", "median", "successive_halving"]
 StopReason = Literal[
     "max_trials", "wall_time", "cpu_time", "no_improvement", "exhausted", "interrupted"
@@ -39,6 +41,9 @@ TIME_LIMITS: frozenset[StopReason] = frozenset({"wall_time", "cpu_time"})
 
 @dataclass(frozen=True, kw_only=True)
 class Budget:
+    """When a study stops (see the module docstring). Raises :class:`BudgetError` for an
+    invalid argument."""
+
     max_trials: int | None = 50
     wall_time_s: float | None = None
     cpu_time_s: float | None = None
@@ -48,23 +53,23 @@ class Budget:
 
     def __post_init__(self) -> None:
         if self.max_trials is None and self.wall_time_s is None and self.cpu_time_s is None:
-            raise ValueError(
+            raise BudgetError(
                 "a Budget needs at least one of `max_trials`, `wall_time_s`, `cpu_time_s`"
             )
         if self.max_trials is not None and self.max_trials < 1:
-            raise ValueError(f"`max_trials` must be >= 1, got {self.max_trials}")
+            raise BudgetError(f"`max_trials` must be >= 1, got {self.max_trials}")
         for name in ("wall_time_s", "cpu_time_s"):
             value = getattr(self, name)
             if value is not None and not value > 0:
-                raise ValueError(f"`{name}` must be > 0, got {value}")
+                raise BudgetError(f"`{name}` must be > 0, got {value}")
         if self.patience is not None and self.patience < 1:
-            raise ValueError(f"`patience` must be >= 1, got {self.patience}")
+            raise BudgetError(f"`patience` must be >= 1, got {self.patience}")
         if not 0 <= self.min_relative_improvement < 1:
-            raise ValueError(
+            raise BudgetError(
                 f"`min_relative_improvement` must be in [0, 1), got {self.min_relative_improvement}"
             )
         if self.pruner not in ("none", "median", "successive_halving"):
-            raise ValueError(
+            raise BudgetError(
                 "`pruner` must be one of ['none', 'median', 'successive_halving'], "
                 f"got {self.pruner!r}"
             )

@@ -35,6 +35,10 @@ class CVError(RetuneError, ValueError):
     """A cross-validation scheme cannot split the data it was given."""
 
 
+class BudgetError(RetuneError, ValueError):
+    """A :class:`~retune.Budget` was built with an invalid argument."""
+
+
 class WarmStartError(RetuneError, ValueError):
     """A warm-start plan cannot be built, read or applied."""
 

@@ -11,9 +11,9 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
-from retune._errors import ExportError
+from retune._errors import ExportError, RetuneError
 from retune._export import check_parity, to_onnx
-from retune.space import fit_pipeline, is_regression
+from retune.space import DEFAULTS, fit_pipeline, is_regression
 from shadow import Signature
 
 
@@ -47,7 +47,9 @@ def refit_and_export(
     each have a row for every class (rows the refit has seen, which is fine: parity
     compares two renderings of one model, not generalisation). Raises
     :class:`~retune.ParityError` when ONNX and scikit-learn disagree beyond
-    ``tolerance``, :class:`~retune.ExportError` when conversion fails or when a
+    ``tolerance``, :class:`~retune.ExportError` when the refit fails (scikit-learn's
+    error, as its cause: labels of one class, a NaN label, a parameter out of range,
+    ``y`` of another length than ``x``), when conversion fails or when a
     classifier would not answer one column per class ``0 .. n_classes - 1`` (by default
     as many as it saw): a class missing from the window would shift the columns after it.
 
@@ -59,7 +61,7 @@ def refit_and_export(
     """
     if not 0 < holdout_fraction < 1:
         raise ValueError(f"`holdout_fraction` must be in (0, 1), got {holdout_fraction}")
-    pipeline = fit_pipeline(best_params, x, y, seed=seed)
+    pipeline = _refit(best_params, x, y, seed=seed)
     if not is_regression(best_params):
         check_classes(np.asarray(pipeline.classes_), n_classes)
     stratify = y if _can_stratify(y, holdout_fraction, best_params) else None
@@ -75,6 +77,23 @@ def refit_and_export(
         params=dict(best_params),
         n_features=int(x.shape[1]),
     )
+
+
+def _refit(
+    best_params: Mapping[str, Any], x: np.ndarray[Any, Any], y: np.ndarray[Any, Any], *, seed: int
+) -> Pipeline:
+    """:func:`~retune.space.fit_pipeline`, its scikit-learn errors raised as
+    :class:`ExportError` (retune's own, a :class:`~retune.SearchSpaceError`, as they are)."""
+    try:
+        return fit_pipeline(best_params, x, y, seed=seed)
+    except RetuneError:
+        raise
+    except (ValueError, ArithmeticError) as exc:  # InvalidParameterError is a ValueError
+        estimator = best_params.get("estimator", DEFAULTS["estimator"])
+        raise ExportError(
+            f"the winning configuration ({estimator}) could not be refitted on the training "
+            f"window (`x` {len(x)} rows, `y` {len(y)}): {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def _can_stratify(

@@ -53,7 +53,7 @@ from retune._settle import (
     settle_space,
 )
 from retune._trial import counts, run_trial, takes_budget
-from retune.cv import CVScheme, FoldScores, NestedCV, dataset_version
+from retune.cv import CVScheme, FoldScores, NestedCV, check_xy, dataset_version
 from retune.cv._window import check_window
 from retune.space import SearchSpace
 from retune.warmstart import CostPredictor, WarmStartPlan
@@ -125,8 +125,16 @@ def run_study(
     ``objective`` cannot score: :func:`~retune.cv._window.check_window`), for a nested
     scheme's outer part that could not be tuned or scored so (:meth:`NestedCV.check`),
     for joining a study tuned on other data, with another objective or CV (group ids
-    included), and when no trial completed.
+    included), and when no trial completed. Labels that do not fit the rows (another
+    count, not numbers, not one column: :func:`~retune.cv.check_xy`) are refused first, before the
+    study is opened.
     """
+    try:  # before all: every trial would fail alike, or the checks below crash on them
+        check_xy(x, y)
+    except CVError as exc:
+        raise StudyError(
+            f"the training window cannot be tuned: {exc}", study_name=study_name
+        ) from exc
     version = dataset_version(x, y)
     try:  # once, up front: a window no fold plan fits would fail every trial alike
         for _ in cv.split(x, y, groups=groups, seed=seed):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from retune.cv._base import CVScheme, FoldScores, Split, dataset_version
-from retune.cv._evaluate import PruningCallback, cross_validate, out_of_fold
+from retune.cv._evaluate import PruningCallback, check_xy, cross_validate, out_of_fold
 from retune.cv._grouped import GroupKFoldCV
 from retune.cv._kfold import KFoldCV
 from retune.cv._nested import (
@@ -29,6 +29,7 @@ __all__ = [
     "Split",
     "StratifiedKFoldCV",
     "TimeSeriesCV",
+    "check_xy",
     "cross_validate",
     "dataset_version",
     "nested_estimate",

@@ -21,6 +21,20 @@ PruningCallback = Callable[[int, float], None]
 """Called after each fold with ``(fold_index, mean loss so far)``; it may raise to stop."""
 
 
+def check_xy(x: np.ndarray[Any, Any], y: np.ndarray[Any, Any]) -> None:
+    """Raise :class:`CVError` when ``y`` does not label ``x``'s rows: one number per row.
+    A longer ``y`` would fail every fold (every trial of a study) alike and a shorter one
+    crash the window's checks; labels that are not numbers (strings) cannot be class
+    indices or targets."""
+    labels = np.asarray(y)
+    if labels.ndim != 1:
+        raise CVError(f"`y` must be one-dimensional, got shape {labels.shape}")
+    if len(x) != len(labels):
+        raise CVError(f"`x` has {len(x)} rows but `y` has {len(labels)}")
+    if labels.dtype.kind not in "biuf":
+        raise CVError(f"`y` must hold numbers, got {labels.dtype}; check the labels fed back")
+
+
 def cross_validate(
     params: Mapping[str, Any],
     x: np.ndarray[Any, Any],
@@ -39,8 +53,7 @@ def cross_validate(
     that cannot be fitted or scored raises :class:`CVError`; the spread veto is
     reported in the result (``vetoed``), not raised.
     """
-    if len(x) != len(y):
-        raise CVError(f"`x` has {len(x)} rows but `y` has {len(y)}")
+    check_xy(x, y)
     scores: list[float] = []
     for fold, (train, test) in enumerate(scheme.split(x, y, groups=groups, seed=seed)):
         scores.append(_fold_loss(params, x, y, train, test, objective, seed, fold))
