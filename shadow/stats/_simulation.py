@@ -35,7 +35,10 @@ _Z95 = float(sps.norm.isf(0.025))
 
 
 def wilson_interval(successes: int, trials: int) -> tuple[float, float]:
-    """95% Wilson score interval of a binomial proportion."""
+    """95% Wilson score interval of a binomial proportion: ``successes`` of ``trials``."""
+    trials = check_positive_int(trials, field="trials")
+    if not 0 <= successes <= trials:
+        raise StatsError(f"`successes` must be in [0, trials] = [0, {trials}], got {successes!r}")
     p = successes / trials
     z2 = _Z95**2
     centre = (p + z2 / (2 * trials)) / (1 + z2 / trials)

@@ -24,8 +24,13 @@ _SPAN = 9.0  # continuation densities are cut at +-9 sd (mass beyond is < 1e-18)
 
 
 def obrien_fleming_spending(fraction: float | np.ndarray, *, alpha: float) -> np.ndarray:
-    """Cumulative two-sided alpha spent by information fraction ``t`` in ``(0, 1]``."""
+    """Cumulative two-sided alpha spent by information fraction ``t`` in ``(0, 1]``; a
+    fraction outside it (past the last look, spending more than ``alpha``) or an ``alpha``
+    outside ``(0, 1)`` raises :class:`StatsError`."""
+    alpha = check_alpha(alpha)
     t = np.asarray(fraction, dtype=np.float64)
+    if not np.all((t > 0) & (t <= 1)):  # NaN too
+        raise StatsError(f"`fraction` must be in (0, 1], got {fraction!r}")
     z = sps.norm.isf(alpha / 4.0)
     return np.asarray(4.0 * sps.norm.sf(z / np.sqrt(t)))
 
