@@ -162,6 +162,10 @@ def window_value(
     )
 
 
+#: The most windows :func:`realised_windows` cuts a span into.
+MAX_WINDOWS = 100_000
+
+
 def realised_windows(
     y_true: Any,
     y_pred: Any,
@@ -205,6 +209,11 @@ def realised_windows(
     cutoff = None if as_of is None else float(_seconds([as_of])[0][0])
     out: list[WindowValue] = []
     n_windows = int(np.floor((last - first) / width)) + 1
+    if n_windows > MAX_WINDOWS:  # each window, empty or not, is a value: 2e9 never returned
+        raise EstimationError(
+            f"`window` of {width:g} s cuts the {last - first:g} s from the first request "
+            f"into {n_windows} windows, more than {MAX_WINDOWS}: widen it"
+        )
     bins = np.floor((ts - first) / width)
     for k in range(max(n_windows, 0)):
         lo, hi = first + k * width, first + (k + 1) * width

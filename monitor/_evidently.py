@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitor._errors import MonitorError
+from monitor._errors import DriftError, MonitorError
 from monitor.drift import ColumnDriftConfig, ColumnKind
 
 logger = logging.getLogger(__name__)
@@ -85,6 +85,8 @@ def _run(
     column_types: Mapping[str, ColumnKind] | None,
     drift_share: float,
 ) -> tuple[Any, dict[str, bool]]:
+    if not 0.0 < drift_share <= 1.0:  # NaN too: a share past 1 never called a dataset drifted
+        raise DriftError(f"`drift_share` must be in (0, 1], got {drift_share!r}")
     types = dict(column_types) if column_types is not None else _infer_types(reference)
     kept = [
         name

@@ -401,3 +401,18 @@ def test_windows_without_a_time_count_against_min_windows() -> None:
     result = DecayEstimator(make_objective("accuracy"), threshold=0.8).fit(points)
     assert result.status == "insufficient_data" and result.n_windows == 2
     assert result.slope_per_day is None and result.slope_ci is None
+
+
+def test_realised_windows_refuse_a_window_that_cuts_the_span_into_too_many() -> None:
+    """A 1 s window over 2e9 s of requests walked every empty window and never returned."""
+    ts = np.array([0.0, 2e9])
+    with pytest.raises(EstimationError, match=r"`window` of 1 s .* more than 100000: widen it"):
+        realised_windows(
+            np.array([1, 0]),
+            np.array([0.9, 0.1]),
+            ts,
+            ts,
+            objective=make_objective("accuracy"),
+            window=1.0,
+            maturity=0.0,
+        )

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitor import EvidentlyError, evidently_report
+from monitor import DriftError, EvidentlyError, evidently_report, evidently_verdicts
 from monitor.drift import ColumnDriftConfig, DriftDetector, ReferenceProfile
 from tests.monitor._streams import COLUMN_TYPES, window
 
@@ -94,3 +94,11 @@ def test_a_column_name_cannot_close_the_reports_script() -> None:
     assert "alert(1)" in html  # the name is still shown, its "<" made inert
     assert html.lower().count("<script") == plain_html.lower().count("<script")
     assert html.lower().count("</script") == plain_html.lower().count("</script")
+
+
+@pytest.mark.parametrize("share", [0.0, 2.0, float("nan")], ids=["zero", "two", "nan"])
+def test_a_drift_share_outside_0_1_is_refused_naming_it(share: float) -> None:
+    """A share of 2.0 ran evidently, whose dataset verdict could never be drifted."""
+    frame = pd.DataFrame({"a": np.arange(50.0)})
+    with pytest.raises(DriftError, match=r"`drift_share` must be in \(0, 1\]"):
+        evidently_verdicts(frame, frame, drift_share=share)
