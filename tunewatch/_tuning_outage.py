@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from retune import StudyStorageUnavailableError, TuningResult, study_progress
+from retune import StudyProgress, StudyStorageUnavailableError, TuningResult, study_progress
 from tunewatch._outage_log import OutageLog
 
 logger = logging.getLogger(__name__)
@@ -58,19 +58,30 @@ def resumed_after_outages(
         now=lambda: datetime.now(UTC),
         traceback=False,
     )
+    # The limit runs from the first failure of the runs that made no progress: a storage
+    # that reads but cannot be written (a SQLite file of another user's) answered every
+    # progress read, and a limit counted from each resume was never reached
+    started: float | None = None
+    seen: tuple[int, int] | None = None
     while True:
         try:
             return run(**kwargs)
         except StudyStorageUnavailableError as exc:
-            _await_storage(
+            if started is None:
+                started = time.monotonic()
+            progress = _await_storage(
                 storage_url,
                 study,
                 exc,
                 outage,
+                started=started,
                 limit_s=limit_s,
                 interrupted=interrupted,
                 stop=stop if stop is not None else threading.Event(),
             )
+            reached = None if progress is None else (progress.n_trials, progress.n_complete)
+            if reached != seen:  # the run before the outage got further: a new outage
+                started, seen = None, reached
 
 
 def _await_storage(
@@ -79,15 +90,16 @@ def _await_storage(
     exc: StudyStorageUnavailableError,
     outage: OutageLog,
     *,
+    started: float,
     limit_s: float,
     interrupted: Callable[[], bool],
     stop: threading.Event,
-) -> None:
-    """Return once study ``study``'s storage answers again (its progress read, after
+) -> StudyProgress | None:
+    """The study's progress once study ``study``'s storage answers again (read after
     :data:`STORAGE_RETRY_S`, doubling to :data:`STORAGE_RETRY_MAX_S`); raise ``exc``, or
-    the last read's error, once the outage lasted ``limit_s``, or the worker was asked to
-    stop (``stop``) or the job was cancelled (``interrupted``: the study's end)."""
-    started = time.monotonic()
+    the last read's error, once ``limit_s`` passed since ``started`` (``time.monotonic``),
+    or the worker was asked to stop (``stop``) or the job was cancelled (``interrupted``:
+    the study's end)."""
     wait_s = STORAGE_RETRY_S
     while True:
         outage.failed(exc)
@@ -96,10 +108,10 @@ def _await_storage(
         if interrupted() or stop.wait(wait_s):
             raise exc
         try:
-            study_progress(storage_url, study)
+            progress = study_progress(storage_url, study)
         except StudyStorageUnavailableError as again:
             exc = again
             wait_s = min(2 * wait_s, STORAGE_RETRY_MAX_S)
             continue
         outage.succeeded()
-        return
+        return progress
