@@ -103,18 +103,48 @@ def _translated(study_name: str, doing: str) -> Iterator[None]:
 
 def _study_error(exc: BaseException, study_name: str, doing: str) -> StudyError:
     """``exc``, raised while ``doing``, as a :class:`StudyError`: a
-    :class:`StudyStorageUnavailableError` naming the driver's error when the storage's
-    database could not be reached or could not serve (:func:`_unavailable_cause`).
-    Optuna wraps every SQLAlchemy error of a commit in a ``StorageInternalError`` that
-    blames "invalid data in the commit, e.g. exceeding max length": a PostgreSQL
-    restart was reported so, and failed the job running the study for good."""
+    :class:`StudyStorageUnavailableError` naming the driver's error, and the storage
+    (:func:`_storage_named`), when the storage's database could not be reached or could
+    not serve (:func:`_unavailable_cause`). Optuna wraps every SQLAlchemy error of a
+    commit in a ``StorageInternalError`` that blames "invalid data in the commit, e.g.
+    exceeding max length": a PostgreSQL restart was reported so, and an SQLite file
+    its user could not write, and each failed the job running the study for good."""
     cause = _unavailable_cause(exc)
     if cause is not None:
+        where = _storage_named(exc)
         return StudyStorageUnavailableError(
-            f"{doing} failed: the storage is unavailable: {type(cause).__name__}: {cause}",
+            f"{doing} failed: the storage is unavailable: {type(cause).__name__}: {cause}"
+            + (f" ({where})" if where else ""),
             study_name=study_name,
         )
     return StudyError(f"{doing} failed: {type(exc).__name__}: {exc}", study_name=study_name)
+
+
+def _storage_named(exc: BaseException) -> str | None:
+    """The RDB storage whose call raised ``exc``, for a message: ``SQLite file PATH``, or
+    ``storage URL`` with its password as ``***`` (:func:`_shown_storage`); ``None`` when
+    none is found. A driver's error names no database, and :func:`_translated` holds the
+    study's name only: the storage is the one held by the innermost frame, in ``exc``'s
+    chain of tracebacks, whose locals hold an :class:`RDBStorage` (its own method's
+    ``self``, or a caller's ``backend``)."""
+    url: str | None = None
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        tb = error.__traceback__
+        while tb is not None:
+            held = tb.tb_frame.f_locals
+            backends = [held.get("self"), *held.values()]
+            found = next((b for b in backends if isinstance(b, RDBStorage)), None)
+            if found is not None and isinstance(getattr(found, "url", None), str):
+                url = found.url
+            tb = tb.tb_next
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    if url is None:
+        return None
+    path = _sqlite_file(url)
+    return f"SQLite file {path}" if path is not None else f"storage {_shown_storage(url)}"
 
 
 #: PostgreSQL's SQLSTATEs of a server that cannot serve now, whatever the data: the
@@ -128,6 +158,20 @@ _UNAVAILABLE_SQLSTATES = ("25006",)
 #: The drivers of a storage reached over a connection (libpq's): an error of theirs
 #: with no SQLSTATE is the client's own, the connection failing (refused, reset, closed).
 _CONNECTED_DRIVERS = ("psycopg", "psycopg2")
+#: SQLite's (primary) result codes of a file this process cannot use now, whatever the
+#: data: not writable ("attempt to write a readonly database": another user's file, a
+#: read-only mount), not openable (its directory missing or not searchable), a full
+#: disk, an I/O error, a permission refused. Its other errors (a file that is no
+#: database, a constraint, a lock held past the wait) are the study's to report.
+_UNAVAILABLE_SQLITE_CODES = frozenset(
+    {
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_CANTOPEN,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_PERM,
+    }
+)
 
 
 def _unavailable_cause(exc: BaseException) -> BaseException | None:
@@ -135,9 +179,10 @@ def _unavailable_cause(exc: BaseException) -> BaseException | None:
     handling) that says the storage's database was out of reach: a connection SQLAlchemy
     found dropped (``connection_invalidated``), a libpq driver's connection failure (an
     ``OperationalError`` or ``InterfaceError`` without SQLSTATE: refused, reset, closed)
-    or a server's refusal to serve now (:data:`_UNAVAILABLE_SQLSTATE_CLASSES`). ``None``
-    for anything else: a value the database refuses, a constraint, SQLite's errors (its
-    file has no connection to lose)."""
+    or a server's refusal to serve now (:data:`_UNAVAILABLE_SQLSTATE_CLASSES`); an SQLite
+    file that cannot be written or opened (:data:`_UNAVAILABLE_SQLITE_CODES`). ``None``
+    for anything else: a value the database refuses, a constraint, SQLite's other errors
+    (its file has no connection to lose)."""
     seen: set[int] = set()
     error: BaseException | None = exc
     while error is not None and id(error) not in seen:
@@ -151,6 +196,10 @@ def _unavailable_cause(exc: BaseException) -> BaseException | None:
                 if names & {"OperationalError", "InterfaceError"}:
                     return error
             elif state in _UNAVAILABLE_SQLSTATES or state[:2] in _UNAVAILABLE_SQLSTATE_CLASSES:
+                return error
+        if isinstance(error, sqlite3.Error):
+            code = getattr(error, "sqlite_errorcode", None)  # the extended code
+            if isinstance(code, int) and code & 0xFF in _UNAVAILABLE_SQLITE_CODES:
                 return error
         error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
     return None
@@ -233,6 +282,7 @@ def _new_rdb(storage: str, *, heartbeat_interval: int | None) -> RDBStorage:
     engine_kwargs: dict[str, Any] = {}
     path = _sqlite_file(storage)
     if path is not None:
+        _create_private(path)
         _use_wal(path)
         engine_kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
     elif _LIBPQ_URL.match(storage):
@@ -347,6 +397,28 @@ def _shown_storage(storage: str) -> str:
 #: password may hold ``:``, ``/`` and ``?``); the password runs on past an ``@`` while
 #: the host after it would hold one (``user:p@ss@host``: the password ``p@ss``).
 _PASSWORD = re.compile(r"(?P<head>[\w+]+://[^:/]*:)[^@]*(?:@[^/:?@]*)*?(?=@[^/:?@]*(?:[/:?]|$))")
+
+
+def _create_private(path: str) -> None:
+    """Create the SQLite storage file ``path``, when there is none, readable by its owner
+    only (an empty file is an empty SQLite database; SQLite gives its WAL and
+    shared-memory files the database's mode). It holds the studies' trial parameters,
+    fold scores and data hashes: SQLite made it under the umask, 0644 under the usual
+    one. An existing file keeps its mode. A URI filename (``file:``; its query may open
+    it read-only) is SQLite's to open, and a file that cannot be made here is left to
+    SQLite's open, which fails naming why (a :class:`StudyStorageUnavailableError`
+    where it is translated). The store's (``tunewatch.store._engine``), copied: retune
+    does not import tunewatch."""
+    if path.startswith("file:"):
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:  # its directory missing or not writable: SQLite's open says so
+        logger.debug("Optuna storage %s: not created beforehand: %s", path, exc)
+        return
+    os.close(fd)
 
 
 def _use_wal(path: str) -> None:
