@@ -140,15 +140,15 @@ class StudyHandle:
 
     @property
     def user_attrs(self) -> dict[str, Any]:
-        with _translated(self.name, "reading study attributes"):
+        with _translated(self.name, "reading study attributes", self._storage):
             return dict(self._study.user_attrs)
 
     def set_user_attr(self, key: str, value: Any) -> None:
-        with _translated(self.name, "writing a study attribute"):
+        with _translated(self.name, "writing a study attribute", self._storage):
             self._study.set_user_attr(key, value)
 
     def enqueue(self, params: Sequence[Mapping[str, Any]]) -> None:
-        with _translated(self.name, "enqueueing warm-start trials"):
+        with _translated(self.name, "enqueueing warm-start trials", self._storage):
             for p in params:
                 self._study.enqueue_trial(
                     dict(p), user_attrs={"warm_start": "enqueued"}, skip_if_exists=True
@@ -159,7 +159,7 @@ class StudyHandle:
         ``orphaned`` attribute giving its reason; returns the numbers failed (not one that
         finished meanwhile)."""
         failed: list[int] = []
-        with _translated(self.name, "failing orphaned trials"):
+        with _translated(self.name, "failing orphaned trials", self._storage):
             storage = self._study._storage
             for t in self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
                 if t.number not in reasons:
@@ -185,7 +185,7 @@ class StudyHandle:
         its first heartbeat, which a worker now writes before it names its run) stayed
         RUNNING for good, waited for and counted towards ``max_trials``. A trial naming its
         run with no heartbeat is a run's without heartbeats, maybe alive: left alone."""
-        with _translated(self.name, "failing stale trials"), _experimental_ok():
+        with _translated(self.name, "failing stale trials", self._storage), _experimental_ok():
             optuna.storages.fail_stale_trials(self._study)
             self._fail_unbeaten_trials()
 
@@ -232,7 +232,7 @@ class StudyHandle:
                 callback(self._study, trial)
 
     def trials(self) -> list[TrialRecord]:
-        with _translated(self.name, "reading trials"):
+        with _translated(self.name, "reading trials", self._storage):
             frozen = self._study.get_trials(deepcopy=False)
         return [
             TrialRecord(
@@ -305,7 +305,7 @@ class StudyHandle:
                 self.stopped_by = why
                 study.stop()
 
-        with _translated(self.name, "optimising"), _experimental_ok():
+        with _translated(self.name, "optimising", self._storage), _experimental_ok():
             while True:
                 try:
                     self._study.optimize(
@@ -385,11 +385,11 @@ def open_study(
     them (this one, for a study that pins none): a worker given another heartbeats, and
     judges other workers' trials stale, at the study's, and says so.
     """
-    with _translated(study_name, "opening storage"):
+    with _translated(study_name, "opening storage", storage):
         backend = make_storage(storage, heartbeat_interval=heartbeat_interval)
     with contextlib.ExitStack() as on_failure:  # closed unless the handle takes it
         on_failure.callback(close_storage, backend)
-        with _translated(study_name, "opening storage"):
+        with _translated(study_name, "opening storage", storage):
             exists = study_name in optuna.get_all_study_names(backend)
         created = not exists or begun_here(storage, study_name)
         worker_seed = seed if created else secrets.randbits(31)
@@ -404,7 +404,7 @@ def open_study(
                 heartbeat_interval,
             )
             on_failure.close()  # this storage's heartbeats are the worker's own: reopened
-            with _translated(study_name, "opening storage"):
+            with _translated(study_name, "opening storage", storage):
                 backend = make_storage(storage, heartbeat_interval=pinned)
             on_failure.callback(close_storage, backend)
             study = _created_or_loaded(backend, study_name, worker_seed, plan, pruner)
@@ -419,7 +419,7 @@ def _created_or_loaded(
     plan: WarmStartPlan | None,
     pruner: PrunerKind,
 ) -> optuna.Study:
-    with _translated(study_name, "creating or loading the study"):
+    with _translated(study_name, "creating or loading the study", backend):
         return optuna.create_study(
             storage=backend,
             study_name=study_name,

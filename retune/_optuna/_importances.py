@@ -59,7 +59,7 @@ def study_importances(
     fANOVA finds no variance in. Raises :class:`~retune.StudyError` when the study cannot
     be read (it does not exist, the storage fails) or Optuna refuses the trials.
     """
-    with _translated(study_name, "computing importances"):
+    with _translated(study_name, "computing importances", storage):
         backend = make_storage(storage, heartbeat_interval=None)
         try:
             study = optuna.load_study(study_name=study_name, storage=backend)

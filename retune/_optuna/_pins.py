@@ -63,10 +63,10 @@ def begin_study(
     ``heartbeat_interval``, or find it (a worker resuming it): returns the pins it holds,
     those it lacked set to these. This process's first :func:`open_study` of a study it
     created so samples with its seed."""
-    with _translated(study_name, "opening storage"):
+    with _translated(study_name, "opening storage", storage):
         backend = make_storage(storage, heartbeat_interval=None)
     try:
-        with _translated(study_name, "beginning the study"):
+        with _translated(study_name, "beginning the study", storage):
             exists = study_name in optuna.get_all_study_names(backend)
             study = optuna.create_study(
                 storage=backend, study_name=study_name, direction="minimize", load_if_exists=True
@@ -91,10 +91,10 @@ def study_pins(*, storage: str, study_name: str) -> StudyPins | None:
     path = _sqlite_file(storage)
     if path is not None and not os.path.exists(path):
         return None
-    with _translated(study_name, "opening storage"):
+    with _translated(study_name, "opening storage", storage):
         backend = make_storage(storage, heartbeat_interval=None)
     try:
-        with _translated(study_name, "reading its pins"):
+        with _translated(study_name, "reading its pins", storage):
             if study_name not in optuna.get_all_study_names(backend):
                 return None
             study = optuna.load_study(study_name=study_name, storage=backend)

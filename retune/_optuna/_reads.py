@@ -167,7 +167,7 @@ class StudyProgress:
 
 def study_progress(storage: str, study_name: str) -> StudyProgress | None:
     """Progress of ``study_name``, or ``None`` when it does not exist (yet)."""
-    with _translated(study_name, "reading its progress"):
+    with _translated(study_name, "reading its progress", storage):
         backend = make_storage(storage, heartbeat_interval=None)
         try:  # a job's reporter reads every second: no connection is left to pile up
             study = optuna.load_study(study_name=study_name, storage=backend)

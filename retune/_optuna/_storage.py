@@ -20,7 +20,12 @@ from urllib.parse import parse_qsl, unquote_plus
 
 import optuna
 from optuna.exceptions import ExperimentalWarning, OptunaError
-from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import (
+    BaseStorage,
+    JournalStorage,
+    RDBStorage,
+    RetryHeartbeatStaleTrialCallback,
+)
 from optuna.storages._rdb import models as rdb_models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.storages.journal import JournalFileBackend
@@ -88,20 +93,26 @@ def _experimental_ok() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _translated(study_name: str, doing: str) -> Iterator[None]:
+def _translated(
+    study_name: str, doing: str, storage: str | BaseStorage | None = None
+) -> Iterator[None]:
+    """Optuna's and the storage's errors raised inside as :class:`StudyError`; an
+    unavailable ``storage`` (its URL, or the storage opened) is named in the message."""
     try:
         yield
     except (OptunaError, KeyError, ValueError, RuntimeError) as exc:
         if isinstance(exc, (PruneTrial, FailTrial)):
             raise
-        raise _study_error(exc, study_name, doing) from exc
+        raise _study_error(exc, study_name, doing, storage) from exc
     except Exception as exc:  # classified: only the storage's driver errors are translated
         if not _is_storage_error(exc):
             raise
-        raise _study_error(exc, study_name, doing) from exc
+        raise _study_error(exc, study_name, doing, storage) from exc
 
 
-def _study_error(exc: BaseException, study_name: str, doing: str) -> StudyError:
+def _study_error(
+    exc: BaseException, study_name: str, doing: str, storage: str | BaseStorage | None = None
+) -> StudyError:
     """``exc``, raised while ``doing``, as a :class:`StudyError`: a
     :class:`StudyStorageUnavailableError` naming the driver's error, and the storage
     (:func:`_storage_named`), when the storage's database could not be reached or could
@@ -111,7 +122,7 @@ def _study_error(exc: BaseException, study_name: str, doing: str) -> StudyError:
     its user could not write, and each failed the job running the study for good."""
     cause = _unavailable_cause(exc)
     if cause is not None:
-        where = _storage_named(exc)
+        where = _storage_named(storage)
         return StudyStorageUnavailableError(
             f"{doing} failed: the storage is unavailable: {type(cause).__name__}: {cause}"
             + (f" ({where})" if where else ""),
@@ -120,28 +131,13 @@ def _study_error(exc: BaseException, study_name: str, doing: str) -> StudyError:
     return StudyError(f"{doing} failed: {type(exc).__name__}: {exc}", study_name=study_name)
 
 
-def _storage_named(exc: BaseException) -> str | None:
-    """The RDB storage whose call raised ``exc``, for a message: ``SQLite file PATH``, or
-    ``storage URL`` with its password as ``***`` (:func:`_shown_storage`); ``None`` when
-    none is found. A driver's error names no database, and :func:`_translated` holds the
-    study's name only: the storage is the one held by the innermost frame, in ``exc``'s
-    chain of tracebacks, whose locals hold an :class:`RDBStorage` (its own method's
-    ``self``, or a caller's ``backend``)."""
-    url: str | None = None
-    seen: set[int] = set()
-    error: BaseException | None = exc
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        tb = error.__traceback__
-        while tb is not None:
-            held = tb.tb_frame.f_locals
-            backends = [held.get("self"), *held.values()]
-            found = next((b for b in backends if isinstance(b, RDBStorage)), None)
-            if found is not None and isinstance(getattr(found, "url", None), str):
-                url = found.url
-            tb = tb.tb_next
-        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
-    if url is None:
+def _storage_named(storage: str | BaseStorage | None) -> str | None:
+    """``storage`` (a URL, or an :class:`RDBStorage` opened on one) for a message:
+    ``SQLite file PATH``, or ``storage URL`` with its password as ``***``
+    (:func:`_shown_storage`); ``None`` when it is not known (a driver's error names no
+    database)."""
+    url = storage.url if isinstance(storage, RDBStorage) else storage
+    if not isinstance(url, str):
         return None
     path = _sqlite_file(url)
     return f"SQLite file {path}" if path is not None else f"storage {_shown_storage(url)}"
