@@ -25,12 +25,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tunewatch._approval_rules import promotion_rules
 from tunewatch._config import Config
+from tunewatch._errors import TunewatchError, os_reason
 from tunewatch._objective_display import known, score, scores, with_params
 from tunewatch._report_document import EXACT_VALUES, Report, Row, Section, exact, fmt
 from tunewatch._report_evidence import evidence_section
@@ -347,28 +350,82 @@ def _action(entry: AuditEntry, version: int, stage: str | None) -> str:
     return entry.action
 
 
+class ReportWriteError(TunewatchError):
+    """A rationale report's file could not be written; the message names the path and
+    the system's reason (:func:`tunewatch._errors.os_reason`)."""
+
+    code = "report_unwritable"
+
+    def __init__(self, message: str, *, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 def write_report(store: Store, config: Config, model: str, version: int) -> tuple[Path, Path]:
     """Write ``<data_dir>/reports/<model>-v<version>.md`` and ``.html`` (see
-    :func:`report_stem` for the file name)."""
+    :func:`report_stem` for the file name), readable by their owner only as the store
+    beside them: each is written to a new 0600 file renamed over the old one, and a
+    ``reports/`` this makes is 0700 (an existing one keeps its mode). ``ReportWriteError``
+    naming the path when one cannot be written."""
     report = build_report(store, config, model, version)
-    folder = Path(config.data_dir).resolve() / "reports"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = _reports_folder(Path(config.data_dir).resolve() / "reports")
     stem = report_stem(model, version)
     text, page = folder / f"{stem}.md", folder / f"{stem}.html"
-    text.write_text(report.markdown(), encoding="utf-8")
-    page.write_text(report.html(), encoding="utf-8")
+    _write_private(text, report.markdown())
+    _write_private(page, report.html())
     return text, page
+
+
+def _reports_folder(folder: Path) -> Path:
+    """``folder``, made 0700 (whatever the umask) if it is not there."""
+    try:
+        if not folder.is_dir():
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            folder.chmod(0o700)
+    except OSError as exc:
+        raise ReportWriteError(
+            f"cannot create the rationale reports directory {folder}: {os_reason(exc)}",
+            path=folder,
+        ) from exc
+    return folder
+
+
+def _write_private(target: Path, content: str) -> None:
+    """``content`` in ``target``, a new file of mode 0600 (``mkstemp``'s) renamed over it:
+    a reader never sees half a report, nor two writers' halves."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(content)
+            os.replace(tmp, target)
+        finally:  # gone once renamed; left by a failed write
+            Path(tmp).unlink(missing_ok=True)
+    except OSError as exc:
+        raise ReportWriteError(
+            f"cannot write the rationale report {target}: {os_reason(exc)}", path=target
+        ) from exc
 
 
 def refresh_reports(store: Store, config: Config, model: str, versions: Iterable[int]) -> None:
     """Write the reports of ``versions`` after a committed promotion, approval or
-    rollback. One that cannot be written, for whatever reason, is logged with its
-    traceback, not raised: the change it explains stands (raised, the request that
-    committed it would answer 500 and invite a retry), and ``GET …/report`` and
-    ``tunewatch report`` rebuild it from the store."""
+    rollback. One that cannot be written is logged, not raised: the change it explains
+    stands (raised, the request that committed it would answer 500 and invite a retry),
+    and ``GET …/report`` and ``tunewatch report`` rebuild it from the store. A file that
+    cannot be written (``reports/`` another user's, a full disk) is one warning naming
+    its path and the system's reason; any other failure, a bug, is logged with its
+    traceback."""
     for version in versions:
         try:
             write_report(store, config, model, version)
+        except ReportWriteError as exc:
+            logger.warning(
+                "model=%s version=%d: %s (the change stands; the report is rebuilt from "
+                "the store on request)",
+                model,
+                version,
+                exc.message,
+            )
         except Exception:  # a boundary after the commit: log it, write the others
             logger.exception(
                 "model=%s version=%d: writing the rationale report failed (the change "

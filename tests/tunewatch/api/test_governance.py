@@ -227,7 +227,7 @@ def test_a_report_that_cannot_be_written_does_not_fail_a_committed_promotion_or_
     request answered 500 though the new champion served. The report is rebuilt from the
     store on request, so the failure is logged and the change answered."""
     (Path(gov.daemon.config.data_dir) / "reports").write_text("not a folder")
-    with caplog.at_level(logging.ERROR, logger="tunewatch._report"):
+    with caplog.at_level(logging.WARNING, logger="tunewatch._report"):
         r = _post(gov, f"/v1/models/{MODEL}/versions/3/promote", "operator", reason="refresh")
         assert r.status_code == 200 and r.json()["champion"]["version"] == 3, r.text
         pending = _post(gov, "/v1/models/loans/versions/2/promote", "operator", reason="won")
@@ -238,9 +238,10 @@ def test_a_report_that_cannot_be_written_does_not_fail_a_committed_promotion_or_
         assert back.status_code == 200 and back.json()["champion"]["version"] == 1, back.text
     assert _infer_version(gov) == "3" and _infer_version(gov, "loans") == "1"
     failures = [rec for rec in caplog.records if "rationale report" in rec.getMessage()]
-    assert all(rec.exc_info is not None for rec in failures)
+    # one warning line each, naming the path, no traceback (a file system's refusal)
+    assert all(rec.levelno == logging.WARNING and rec.exc_info is None for rec in failures)
     # each change's new champion and the version it moved out
-    assert [rec.args for rec in failures] == [
+    assert [rec.args[:2] for rec in failures] == [
         (MODEL, 3),
         (MODEL, 1),
         ("loans", 2),
