@@ -10,6 +10,7 @@ import the web app and the scheduler (FastAPI, scikit-learn, Optuna: seconds).
 from __future__ import annotations
 
 import logging
+import os
 import unicodedata
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from tunewatch._config_paths import in_memory_sqlite
 from tunewatch._errors import ConfigError, NotFoundError, StoreError, TunewatchError
 from tunewatch.store import ModelRow, Store, redact_url
 from tunewatch.store._engine import transaction
+from tunewatch.store._file_access import user_name
 from tunewatch.store._migrate import store_schema
 
 logger = logging.getLogger(__name__)
@@ -52,6 +54,7 @@ def open_store(config: Config, *, create: bool = True) -> Store:
                 "daemon's configuration; `tunewatch migrate` makes a new, empty store",
                 code="no_store",
             )
+    warn_of_data_dir_owner(config)
     store = Store(
         config.store_url,
         sqlite_synchronous=config.store.sqlite_synchronous,
@@ -66,6 +69,39 @@ def open_store(config: Config, *, create: bool = True) -> Store:
         raise
     warn_on_clock_offset(store)
     return store
+
+
+def warn_of_data_dir_owner(config: Config) -> None:
+    """Log a warning when this process's user is not the owner of ``data_dir``: what it
+    writes there (artefacts, reports, a new store) is its user's, which the daemon's user
+    may not read. Run with sudo, `register --stage champion`, `tokens create` and
+    `report` left root's artefacts/ and reports/ (0700) there, and the daemon, as the
+    directory's owner, answered 503 model_not_ready to every inference, with nothing said
+    when the commands ran. A directory not made yet is this process's to make; one it
+    may not write in, the store's error names (with its owner and mode)."""
+    data_dir = Path(config.data_dir).expanduser()
+    try:
+        owner = data_dir.stat().st_uid
+    except OSError:
+        return
+    user = os.geteuid()
+    if owner == user or not os.access(
+        data_dir, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids
+    ):
+        return  # nothing written there by this user: an error says so, naming the path
+    owner_name, running = user_name(owner), user_name(user)
+    logger.warning(
+        "data_dir %s is owned by %s, and this command runs as %s: the files it writes there "
+        "(artefacts, reports, a new store) will be owned by %s, and the daemon's user (%s, "
+        "if it runs as the directory's owner) may not be able to read them; run tunewatch "
+        "as %s",
+        data_dir,
+        owner_name,
+        running,
+        running,
+        owner_name,
+        owner_name,
+    )
 
 
 def _refuse_an_empty_schema(store: Store, url: str) -> None:

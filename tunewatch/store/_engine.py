@@ -33,8 +33,10 @@ from .._errors import (
     DatabaseUnavailableError,
     InvalidValueError,
     StoreError,
+    os_reason,
 )
 from ._checkpoint import WAL_LIMIT_PAGES
+from ._file_access import cannot_make_dir, file_access_problem, sqlite_access_problem
 from ._sample import SQLITE_SAMPLE_KEY, sample_key
 from ._write_deadline import (
     WRITE_DEADLINE_MARGIN_S,
@@ -186,8 +188,15 @@ def make_engine(
         if path is not None:  # the file opened is the one a WalCheckpointer is given
             # the data directory, if this makes it, is the owner's only: reports and the
             # tuning storage live beside the database
-            Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _create_private(path)
+            try:
+                Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseUnavailableError(cannot_make_dir(Path(path).parent, exc)) from exc
+            try:
+                _create_private(path)
+            except OSError as exc:
+                problem = file_access_problem(Path(path), "create", os_reason(exc))
+                raise DatabaseUnavailableError(problem) from exc
             parsed = parsed.set(database=path)
         engine = _create(parsed, connect_args={"check_same_thread": False}, **pool)
         _install_sqlite_hooks(engine, sqlite_synchronous, wal_autocheckpoint, lock_timeout_ms)
@@ -391,6 +400,10 @@ def transaction(engine: Engine, operation: str) -> Iterator[Connection]:
             f"store {operation}: a value the database cannot hold: {exc.orig}"
         ) from exc
     except (OperationalError, InterfaceError) as exc:
+        access = sqlite_access_problem(engine, exc.orig)
+        if access is not None:  # still unavailable: a daemon's request answers 503
+            log_unavailable("store %s: %s", operation, access)
+            raise DatabaseUnavailableError(access) from exc
         log_unavailable("store %s: database unavailable: %s", operation, exc.orig)
         raise DatabaseUnavailableError(
             f"store {operation}: database unavailable: {exc.orig}"
