@@ -138,7 +138,7 @@ class GroupSequentialDeLong:
         )
         self._history.append(look)
         if previous == "continue" and decision != "continue":
-            logger.info(
+            logger.debug(  # the caller, who knows the model and versions, logs it
                 "group-sequential DeLong decided %s at look %d (z=%.3f, critical=%.3f)",
                 decision,
                 index,

@@ -374,7 +374,7 @@ class PairedSequentialTest:
         )
         self._history.append(look)
         if before == "continue" and look.decision != "continue":
-            logger.info(
+            logger.debug(  # the caller, who knows the model and versions, logs it
                 "paired %s test decided %s at n=%d requests (%d rows; estimate=%.6g, p=%.3g)",
                 self.method,
                 look.decision,

@@ -297,7 +297,7 @@ class TwoSampleSequentialTest:
         )
         self._history.append(look)
         if before == "continue" and look.decision != "continue":
-            logger.info(
+            logger.debug(  # the library knows no model: its caller logs with the ids
                 "A/B %s test decided %s at n=%d/%d units (estimate=%.6g, p=%.3g)",
                 self.method,
                 look.decision,

@@ -824,7 +824,7 @@ def test_a_look_whose_statistics_overflow_is_logged_not_raised_out_of_the_run(
         assert paired.look is None and paired.status == "open"
         assert "state.total_cube must be a finite number, got inf" in paired.detail[0], paired
         [warning] = [r.getMessage() for r in caplog.records if "cannot look" in r.getMessage()]
-        assert "v2 against v1" in warning and "state.total_cube" in warning
+        assert "model=reg version=2 champion=1" in warning and "state.total_cube" in warning
     finally:
         d.close()
 

@@ -121,9 +121,11 @@ class Decisions:
         if guard.notes:
             evidence["guardrails"]["notes"] = noted["guardrail_notes"] = list(guard.notes)
             logger.info(
-                "model=%s guardrails of v%d: %s",
+                "model=%s version=%d champion=%d test=%d guardrail notes: %s",
                 model,
                 test.challenger_version,
+                test.champion_version,
+                test.id,
                 "; ".join(guard.notes),
             )
         if trigger != "promote":
@@ -146,9 +148,11 @@ class Decisions:
                 payload={**evidence, "violations": list(guard.violations)},
             )
             logger.warning(
-                "model=%s v%d won but breaks guardrails: %s",
+                "model=%s version=%d champion=%d test=%d won but breaks guardrails: %s",
                 model,
                 test.challenger_version,
+                test.champion_version,
+                test.id,
                 "; ".join(guard.violations),
             )
             return "refused", guard.violations
@@ -198,7 +202,11 @@ class Decisions:
                 return self._lost(model, test)
             self._promotion(model, "refused", exc.message)
             logger.warning(
-                "model=%s promotion of v%d failed: %s", model, test.challenger_version, exc.message
+                "model=%s version=%d test=%d promotion failed: %s",
+                model,
+                test.challenger_version,
+                test.id,
+                exc.message,
             )
             self.store.add_event(
                 model=model,
@@ -256,8 +264,9 @@ class Decisions:
             )
         if outcome.cause == "quota":
             logger.info(
-                "model=%s comparison test %d: %s; tried again at the next run",
+                "model=%s version=%d test=%d: %s; tried again at the next run",
                 model,
+                test.challenger_version,
                 test.id,
                 outcome.describe(),
             )
@@ -316,7 +325,13 @@ class Decisions:
         if not self._settle(test, "closed", {"action": "closed", "reason": why}):
             return self._lost(model, test)
         self._promotion(model, "refused", why)
-        logger.warning("model=%s v%d not promoted: %s", model, test.challenger_version, why)
+        logger.warning(
+            "model=%s version=%d test=%d not promoted: %s",
+            model,
+            test.challenger_version,
+            test.id,
+            why,
+        )
         return "closed", (why,)
 
     def _lost(self, model: str, test: ComparisonTestRow) -> tuple[Action, tuple[str, ...]]:
@@ -324,8 +339,9 @@ class Decisions:
         current = self.comparisons.get_test(test.id)
         done = (current.outcome or {}).get("action", current.status)
         logger.info(
-            "model=%s comparison test %d: another comparison run acted first (%s)",
+            "model=%s version=%d test=%d: another comparison run acted first (%s)",
             model,
+            test.challenger_version,
             test.id,
             done,
         )

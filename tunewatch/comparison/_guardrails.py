@@ -221,7 +221,7 @@ class Guardrails:
         except ReplayTimedOut as exc:
             return exc
         except ReplayUnavailable as exc:
-            logger.warning("model=%s latency replay of v%d: %s", model, target.version, exc)
+            logger.warning("model=%s version=%d latency replay: %s", model, target.version, exc)
             return exc
 
     def _latency_cap(

@@ -177,12 +177,12 @@ def _close(
     if closed is None:  # another run settled it first (closed it so too, or acted on it)
         return comparisons.get_test(test.id)
     logger.info(
-        "model=%s %s test %d of v%d against v%d closed: %s",
+        "model=%s version=%d champion=%d test=%d (%s) closed: %s",
         test.model,
-        test.kind,
-        test.id,
         test.challenger_version,
         test.champion_version,
+        test.id,
+        test.kind,
         why,
     )
     results.append(make_result(closed, None, 0, "closed", (why,)))

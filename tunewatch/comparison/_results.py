@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -87,6 +88,27 @@ def make_result(
         look=look,
         action=action,
         detail=detail,
+    )
+
+
+def log_decision(log: logging.Logger, test: ComparisonTestRow, look: LookValues) -> None:
+    """Log at INFO that ``test`` (just recorded) decided at its new ``look``, naming the
+    model, the challenger (``version``), the champion and the test: the statistics
+    library says it only at DEBUG, knowing none of them."""
+    log.info(
+        "model=%s version=%d champion=%d test=%d (%s) decided %s at n=%d: estimate=%s, "
+        "p=%.3g, adjusted_p=%.3g (%s)",
+        test.model,
+        test.challenger_version,
+        test.champion_version,
+        test.id,
+        test.kind,
+        look.decision,
+        look.n,
+        "none" if look.estimate is None else format(look.estimate, ".6g"),
+        look.p_value,
+        look.adjusted_p_value,
+        look.method,
     )
 
 

@@ -434,10 +434,12 @@ class ComparisonRunner:
                     )
             except (Incomparable, EvidencePurged) as exc:
                 logger.warning(
-                    "model=%s comparison of v%d against v%d closed: %s",
+                    "model=%s version=%d champion=%d test=%d (%s) closed: %s",
                     model,
                     version,
                     champion.version,
+                    test.id,
+                    test.kind,
                     exc,
                 )
                 closed = self.comparisons.finish_test(
@@ -447,10 +449,12 @@ class ComparisonRunner:
                 continue
             except (StatsError, ObjectiveError) as exc:
                 logger.warning(
-                    "model=%s comparison of v%d against v%d cannot look: %s",
+                    "model=%s version=%d champion=%d test=%d (%s) cannot look: %s",
                     model,
                     version,
                     champion.version,
+                    test.id,
+                    test.kind,
                     exc,
                 )
                 results.append(make_result(test, None, 0, "none", (str(exc),)))

@@ -22,7 +22,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from shadow.stats import Correction, Decision, PairedSequentialTest, adjust, family_decision
 from tunewatch._errors import ConflictError, InvalidValueError
-from tunewatch.comparison._results import ComparisonResult, make_result, needs_action
+from tunewatch.comparison._results import (
+    ComparisonResult,
+    log_decision,
+    make_result,
+    needs_action,
+)
 from tunewatch.store._comparisons import (
     ComparisonLookRow,
     ComparisonStore,
@@ -102,14 +107,18 @@ def record_family(
             continue
         except InvalidValueError as exc:  # e.g. statistics that overflowed
             logger.warning(
-                "model=%s comparison of v%d against v%d cannot look: %s",
+                "model=%s version=%d champion=%d test=%d (%s) cannot look: %s",
                 model,
                 version,
                 champion_version,
+                test.id,
+                test.kind,
                 exc.message,
             )
             results.append(make_result(test, None, 0, "none", (exc.message,)))
             continue
+        if saved.status == "decided":
+            log_decision(logger, saved, look)
         look_row = comparisons.latest_look(saved.id)
         results.append(make_result(saved, look_row, len(consumed), "none"))
     return results

@@ -54,6 +54,7 @@ from tunewatch.comparison._measured_objective import (
 )
 from tunewatch.comparison._results import (
     ComparisonResult,
+    log_decision,
     make_result,
     needs_action,
     watch_values,
@@ -189,11 +190,12 @@ class SplitTest:
                 updates[arm] = self._unit_update(test.id, arm, batch, objective, totals)
         sequential = TwoSampleSequentialTest.from_dict(test.state)
         look = sequential.update_units(**updates)
+        values = watch_values(look, settings.method)
         try:
             saved = self.comparisons.record_look(
                 test,
                 consumed=consumed,
-                look=watch_values(look, settings.method),
+                look=values,
                 state={
                     **sequential.to_dict(),
                     "history": [],
@@ -207,6 +209,8 @@ class SplitTest:
         except ConflictError as exc:
             logger.warning("model=%s %s", model, exc.message)
             return None
+        if saved.status == "decided":
+            log_decision(logger, saved, values)
         return make_result(saved, self.comparisons.latest_look(saved.id), len(consumed), "none")
 
     def close_gone(self, model: str, split: SplitConfig | None) -> list[ComparisonResult]:
@@ -232,7 +236,14 @@ class SplitTest:
             closed = self.comparisons.settle_test(test.id, status="closed", outcome=outcome)
             if closed is None:
                 continue  # another run settled it first
-            logger.info("model=%s split test %d closed: %s", model, test.id, why)
+            logger.info(
+                "model=%s version=%d champion=%d test=%d (split) closed: %s",
+                model,
+                test.challenger_version,
+                test.champion_version,
+                test.id,
+                why,
+            )
             results.append(make_result(closed, None, 0, "closed", (why,)))
         return results
 
@@ -313,7 +324,12 @@ class SplitTest:
         if reopened is None:  # another run reopened it first
             return self.comparisons.get_test(test.id)
         logger.info(
-            "model=%s split test %d open again (it was closed: %s)", test.model, test.id, reason
+            "model=%s version=%d champion=%d test=%d (split) open again (it was closed: %s)",
+            test.model,
+            test.challenger_version,
+            test.champion_version,
+            test.id,
+            reason,
         )
         return reopened
 
@@ -332,7 +348,14 @@ class SplitTest:
             outcome={"action": "closed", "reason": why, SETTINGS_SINCE: _iso(settings_since)},
         )
         if _restarted(closed):
-            logger.info("model=%s split test %d closed: %s", test.model, test.id, why)
+            logger.info(
+                "model=%s version=%d champion=%d test=%d (split) closed: %s",
+                test.model,
+                test.challenger_version,
+                test.champion_version,
+                test.id,
+                why,
+            )
         return closed
 
     def _close_for_objective(
@@ -346,7 +369,14 @@ class SplitTest:
             test.id, status="closed", outcome=closing_outcome(test, measured, why)
         )
         if changed_objective(closed):
-            logger.info("model=%s split test %d closed: %s", test.model, test.id, why)
+            logger.info(
+                "model=%s version=%d champion=%d test=%d (split) closed: %s",
+                test.model,
+                test.challenger_version,
+                test.champion_version,
+                test.id,
+                why,
+            )
         return closed
 
     def _adopt(self, test: ComparisonTestRow, measured: MeasuredObjective) -> ComparisonTestRow:

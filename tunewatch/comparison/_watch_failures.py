@@ -53,7 +53,7 @@ def failed_runs(
         # counted afresh since (the store downgraded below revision 0020 and upgraded
         # again): its counts are all there is, not a reason to stop the watch
         logger.warning(
-            "model=%s v%d: runs counted as champion (%d, %d failed) are fewer than at its "
+            "model=%s version=%d: runs counted as champion (%d, %d failed) are fewer than at its "
             "promotion (%d, %d): counting from zero",
             test.model,
             test.challenger_version,

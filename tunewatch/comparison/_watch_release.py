@@ -49,7 +49,7 @@ def release_kept(
             close_approvals=False,
         )
     except ConflictError as exc:  # promoted meanwhile
-        logger.info("model=%s v%d stays: %s", model, previous, exc.message)
+        logger.info("model=%s version=%d stays: %s", model, previous, exc.message)
         return
     lineup_changed(model)
 
@@ -68,7 +68,13 @@ def close(
     closed = comparisons.finish_test(
         test.id, status="closed", outcome={"action": "closed", "reason": why}
     )
-    logger.info("model=%s rollback watch of v%d: %s", test.model, test.challenger_version, why)
+    logger.info(
+        "model=%s version=%d test=%d rollback watch: %s",
+        test.model,
+        test.challenger_version,
+        test.id,
+        why,
+    )
     return make_result(closed, None, 0, "closed", (why,))
 
 

@@ -120,9 +120,10 @@ def roll_back(
             return make_result(closed, look, fed, "closed", (exc.message,))
         retried = exc.code in RETRIED
         logger.warning(
-            "model=%s rollback of v%d failed (%s)%s: %s",
+            "model=%s version=%d test=%d rollback failed (%s)%s: %s",
             model,
             test.challenger_version,
+            test.id,
             exc.code,
             "; the watch tries again on its next run" if retried else "",
             exc.message,
@@ -168,7 +169,11 @@ def roll_back(
     assert done is not None  # "any" replaces whatever stands
     lineup_changed(model)
     logger.warning(
-        "model=%s rolled back v%d to v%d: %s", model, rolled.version, restored.version, reason
+        "model=%s version=%d rolled back, restored=%d: %s",
+        model,
+        rolled.version,
+        restored.version,
+        reason,
     )
     return make_result(done, look, fed, "rolled_back", (reason,))
 
@@ -237,7 +242,7 @@ def _settle_rollback(
         )
     lineup_changed(model)
     logger.warning(
-        "model=%s rolled back v%d to v%d (recorded late): %s",
+        "model=%s version=%d rolled back, restored=%d (recorded late): %s",
         model,
         test.challenger_version,
         test.champion_version,
