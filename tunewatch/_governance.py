@@ -31,6 +31,16 @@ code and the message, written in a transaction of its own once the refused one r
 back. Only the ``ConflictError`` of the store's rules: a version or approval that does not
 exist (404) names nothing, and the daemon's own loops (the comparison loop's promotions,
 the rollback watch) record their refusals as events.
+
+Each stage change logs one INFO line once it committed, whoever asked for it (the API, the
+CLI, the comparison loop, the rollback watch), naming what it changed greppably:
+``model=credit version=2 promoted (previous=1 retired) by 'alice': 'reason'``,
+``approval=3 model=loans version=2 requested by 'alice' (rules: …)``, ``… approved by
+'bob' and promoted …``, ``… rejected by 'bob'``, ``model=credit version=1 restored by
+rollback of version=2 by 'alice'``; names and reasons, a person's text, quoted (``%r``).
+A retried promotion that changes nothing logs nothing. A refusal's line
+(:func:`audit_denied`) is INFO for a 409 (a conflict is an answer, not an incident) and a
+WARNING for a 403 (a caller trying what their role may not do).
 """
 
 from __future__ import annotations
@@ -76,8 +86,15 @@ def audit_denied(
     refused one rolled back, and this entry is all the attempt leaves. An entry that
     cannot be written is logged, never raised: the caller is answered the refusal, not the
     audit's failure."""
-    logger.warning(
-        "denied %s of %s by %r (%d %s): %s", action, target, actor, status, code, message
+    logger.log(
+        logging.INFO if status == 409 else logging.WARNING,
+        "denied %s of %s by %r (%d %s): %s",
+        action,
+        target,
+        actor,
+        status,
+        code,
+        message,
     )
     try:
         store.append_audit(
@@ -136,6 +153,15 @@ def _refusal_audited(
                 details=details,
             )
         raise
+
+
+def _replaced(previous: VersionRow | None) -> str:
+    """``previous=1 retired`` (or ``kept in shadow``), ``previous=none``: a promotion's
+    replaced champion, for its log line."""
+    if previous is None:
+        return "previous=none"
+    kept = "kept in shadow" if previous.stage == "shadow" else previous.stage
+    return f"previous={previous.version} {kept}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,6 +377,14 @@ def _promote_checked(
             # regulated since it was read: the store reads the flag again under its lock
             rules = promotion_rules(replace(row, regulated=True), target, config)
         else:
+            logger.info(
+                "model=%s version=%d promoted (%s) by %r: %r",
+                model,
+                version,
+                _replaced(previous),
+                actor,
+                reason,
+            )
             return PromotionOutcome(status="promoted", champion=new, previous=previous)
     approval = store.request_approval(
         model,
@@ -360,6 +394,16 @@ def _promote_checked(
         rules=rules,
         expected_champion=expected_champion,
         expected_stage=expected_stage,
+    )
+    logger.info(
+        "approval=%d model=%s version=%d %s by %r (rules: %s): %r",
+        approval.id,
+        model,
+        version,
+        "also requested" if actor in approval.co_requesters else "requested",
+        actor,
+        "; ".join(approval.rules),
+        reason,
     )
     return PromotionOutcome(status="pending_approval", approval=approval)
 
@@ -434,9 +478,18 @@ def _decide_approval(
         keep = _keeps_previous(config, store.get_model(approval.model), store, artefacts)
     else:
         keep = False
-    return store.decide_approval(
+    decided, promoted = store.decide_approval(
         approval_id, approver=approver, approve=approve, reason=reason, keep_previous=keep
     )
+    ids = (decided.id, decided.model, decided.version)
+    if promoted is not None:
+        how = f"approved by {approver!r} and promoted ({_replaced(promoted[1])})"
+    elif approve:  # the champion changed since the request: closed, stored as rejected
+        how, reason = f"closed unpromoted by {approver!r}", decided.decision_reason or reason
+    else:
+        how = f"rejected by {approver!r}"
+    logger.info("approval=%d model=%s version=%d %s: %r", *ids, how, reason)
+    return decided, promoted
 
 
 def rollback(
@@ -503,7 +556,9 @@ def _rollback(
     else:  # what was read: no champion is "none", which a first champion arriving changes
         expected = NO_CHAMPION if found is None else found
     try:
-        return store.rollback(model, actor=actor, reason=reason, expected_champion=expected)
+        restored, rolled = store.rollback(
+            model, actor=actor, reason=reason, expected_champion=expected
+        )
     except ConflictError as exc:
         if exc.code != "champion_changed":
             raise
@@ -512,6 +567,15 @@ def _rollback(
             "champion it names, or that it read: name the current one to roll it back)",
             code="champion_changed",
         ) from exc
+    logger.info(
+        "model=%s version=%d restored by rollback of version=%d by %r: %r",
+        model,
+        restored.version,
+        rolled.version,
+        actor,
+        reason,
+    )
+    return restored, rolled
 
 
 def _rollback_target(store: Store, model: str, champion: int) -> VersionRow | None:
