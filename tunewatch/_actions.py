@@ -320,7 +320,18 @@ class Dispatcher:
                 **({"cause": outcome.cause} if outcome.cause is not None else {}),
             },
         )
-        logger.info("model=%s event=%s -> %s", model, event, outcome.describe())
+        if outcome.job_id is None:
+            logger.info("model=%s event=%s -> %s", model, event, outcome.describe())
+            return
+        logger.info(  # the job's id as the launcher's and the workers' lines give it
+            "job=%d model=%s event=%s -> %s %s: %s",
+            outcome.job_id,
+            model,
+            event,
+            outcome.action,
+            outcome.status,
+            outcome.reason,
+        )
 
     def record_promotion(
         self,

@@ -193,7 +193,7 @@ class JobLauncher:
                     )
                     self._reaper.start()
             started.append(job.id)
-            logger.info("started a worker for job %d (pid %d)", job.id, proc.pid)
+            logger.info("job=%d model=%s: started a worker (pid %d)", job.id, job.model, proc.pid)
         return started
 
     def reap_exited(self) -> list[int]:

@@ -100,8 +100,10 @@ def reap(launcher: JobLauncher, worker: ExitedWorker) -> None:
     last_line = tail.splitlines()[-1] if tail else "(no stderr)"
     launcher._start_errors[job_id] = f"{describe_exit(proc.returncode)}: {last_line}"
     logger.warning(
-        "worker for job %d exited with %d before claiming it (%d of %d): %s",
-        job_id,
+        "job=%d model=%s: its worker (pid %d) exited with %d before claiming it (%d of %d): %s",
+        job.id,
+        job.model,
+        proc.pid,
         proc.returncode,
         failures,
         MAX_LAUNCHES,
@@ -127,13 +129,7 @@ def reap(launcher: JobLauncher, worker: ExitedWorker) -> None:
         if exc.code != "job_finished":
             raise
         return
-    logger.error(
-        "job=%d model=%s failed: %s%s",
-        job.id,
-        job.model,
-        error,
-        _whole(shown, tail, whose),
-    )
+    _log_failed(job, _headline(error), (proc.pid, describe_exit(proc.returncode), tail))
     launcher.store.add_event(
         model=job.model, type="retune_failed", payload={"job": job.id, "error": error}
     )
@@ -143,18 +139,40 @@ def _reap_claimed(
     launcher: JobLauncher, job: JobRow, proc: subprocess.Popen[bytes], tail: str
 ) -> None:
     """A worker that had claimed ``job`` exited. Its stderr (its log) is gone with it:
-    a failure's end is logged here. A job it still holds (``running`` under its
-    name: killed, say by the OOM killer, or dead without finishing) is queued again
-    now, its crash counted, with the exit status and the stderr's end (failed at
+    the job's end is logged here (``job=N model=M succeeded: version=…``, or ``… failed:
+    …`` on one line at error and the stderr's end in a warning of its own; a cancelled
+    job's at its cancellation). A job it still holds (``running`` under its name:
+    killed, say by the OOM killer, or dead without finishing) is queued again now, its
+    crash counted, with the exit status and the stderr's end (failed at
     :data:`MAX_CRASHES`), rather than once its heartbeats are missed. A worker that
     joined the study earlier may still be running it: it goes on, and the worker
     started for the queued job joins it (failing the job freed its quota slot while
     that worker tuned). A job another worker claimed since, or one that ended, is
     left alone."""
-    if proc.returncode == 0:
-        return
     worker = worker_id(proc.pid)
     status = describe_exit(proc.returncode)
+    if job.status == "succeeded":
+        result = job.result or {}
+        logger.info(
+            "job=%d model=%s succeeded: version=%s registered (study %s)",
+            job.id,
+            job.model,
+            result.get("version"),
+            result.get("study"),
+        )
+    if proc.returncode == 0:
+        if job.status == "cancelled":  # the cancellation itself is logged where it is made
+            logger.info(
+                "job=%d model=%s: its worker (pid %d) exited with %s; the job was cancelled",
+                job.id,
+                job.model,
+                proc.pid,
+                status,
+            )
+        return
+    if job.status == "failed" and job.worker == worker:  # failed by the worker, saying why
+        _log_failed(job, _headline(job.error), (proc.pid, status, tail))
+        return
     if job.status != "running" or job.worker != worker:
         logger.warning(
             "job=%d model=%s: its worker (pid %d) exited with %s; the job is %s%s; "
@@ -171,7 +189,9 @@ def _reap_claimed(
     shown = _shown(launcher, tail, "its stderr")
     error = f"worker {worker!r} exited with {status} while running the job; {shown}"
     whole = _whole(shown, tail, "its stderr")
-    if whole:  # announced with the job's error: the whole end is logged here
+    if whole and job.crashes + 1 < MAX_CRASHES:
+        # announced queued again with the job's error: the whole end is logged here (a
+        # failed job's is logged with its failure)
         logger.warning(
             "job=%d model=%s: its worker (pid %d) exited with %s; the job's error leaves "
             "out what names the store%s",
@@ -193,7 +213,7 @@ def _reap_claimed(
             tail or "(nothing)",
         )
         return
-    announce_crash(launcher, row)
+    announce_crash(launcher, row, worker_end=(proc.pid, status, tail))
 
 
 def _end(tail: str, whose: str) -> str:
@@ -214,6 +234,35 @@ def _shown(launcher: JobLauncher, tail: str, whose: str) -> str:
     return _end(redacted(tail, data_dir=data_dir, store_url=url), whose)
 
 
+def _headline(error: str | None) -> str:
+    """A failed job's ``error`` on one line, for the daemon's log: its first line, without
+    the words that introduce its worker's stderr (``; its stderr ends:``), whose end is
+    logged in a record of its own (:func:`_log_failed`)."""
+    first = (error or "").split("\n", 1)[0]
+    head, sep, rest = first.rpartition("; ")
+    if sep and rest.endswith(" ends:"):
+        return head
+    return first or "(no error recorded)"
+
+
+def _log_failed(job: JobRow, reason: str, worker_end: tuple[int, str, str] | None) -> None:
+    """Log that ``job`` failed: at error, on one line (``job=N model=M failed: reason``);
+    then the end of its last worker's stderr at warning, ``worker_end`` (its pid, how it
+    exited, its stderr's end), when known."""
+    logger.error("job=%d model=%s failed: %s", job.id, job.model, reason)
+    if worker_end is None:
+        return
+    pid, status, tail = worker_end
+    logger.warning(
+        "job=%d model=%s: its worker (pid %d) exited with %s; its stderr ends:\n%s",
+        job.id,
+        job.model,
+        pid,
+        status,
+        tail or "(nothing)",
+    )
+
+
 def _whole(shown: str, tail: str, whose: str) -> str:
     """For the daemon's log, after a job's error that shows ``shown`` of a worker's stderr
     ``tail``: ``tail`` whole when ``shown`` left something out of it, else nothing."""
@@ -222,11 +271,15 @@ def _whole(shown: str, tail: str, whose: str) -> str:
     return f"; {whose} ends:\n{tail or '(nothing)'}"
 
 
-def announce_crash(launcher: JobLauncher, job: JobRow) -> None:
+def announce_crash(
+    launcher: JobLauncher, job: JobRow, *, worker_end: tuple[int, str, str] | None = None
+) -> None:
     """Log and record a job whose worker died: finished as succeeded when its study
     had registered its version, else queued again (``retune_interrupted``, with how it
     died; its next worker waits ``retry_after_s``, doubling with each crash), or
-    failed (``retune_failed``) once its workers died :data:`MAX_CRASHES` times."""
+    failed (``retune_failed``) once its workers died :data:`MAX_CRASHES` times, its
+    worker's stderr's end (``worker_end``: its pid, how it exited, the end; ``None``
+    for a stale worker's, logged when it was killed) logged apart (:func:`_log_failed`)."""
     if _registered(launcher, job):
         return
     if job.status == "queued":
@@ -249,7 +302,8 @@ def announce_crash(launcher: JobLauncher, job: JobRow) -> None:
             payload={"job": job.id, "error": job.error},
         )
         return
-    logger.error("job=%d model=%s failed: %s", job.id, job.model, job.error)
+    reason = f"{_headline(job.error)} (its workers died {job.crashes} times: not queued again)"
+    _log_failed(job, reason, worker_end)
     launcher.store.add_event(
         model=job.model, type="retune_failed", payload={"job": job.id, "error": job.error}
     )

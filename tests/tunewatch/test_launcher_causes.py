@@ -158,8 +158,11 @@ def test_a_job_whose_workers_keep_dying_is_failed_once_at_the_crash_limit(
     [event] = store.list_events(model="m", type="retune_failed")
     assert event.payload == {"job": job_id, "error": job.error}
     assert len(store.list_events(model="m", type="retune_interrupted")) == MAX_CRASHES - 1
+    # the failure on one line at error, the stderr's end in a warning after it
     [logged] = [m for m in _messages(caplog, logging.ERROR) if f"job={job_id}" in m]
-    assert "SIGKILL (-9)" in logged and "MemoryError" in logged
+    assert "SIGKILL (-9)" in logged and "\n" not in logged
+    tail = [m for m in _messages(caplog, logging.WARNING) if f"job={job_id}" in m][-1]
+    assert "its stderr ends:" in tail and "MemoryError" in tail
     assert launcher.tick() == [] and store.count_active_jobs() == 0
 
 
@@ -198,7 +201,13 @@ def test_a_worker_that_crashed_after_claiming_has_its_traceback_logged(
     assert (job.status, job.error) == ("failed", "KeyError: 'gb_max_depth'")
     [event] = store.list_events(model="m", type="retune_failed")  # the worker's, not a second
     assert event.payload == {"job": job_id, "error": job.error}
-    [logged] = [m for m in _messages(caplog, logging.WARNING) if f"job={job_id}" in m]
+    [failed] = [m for m in _messages(caplog, logging.ERROR) if f"job={job_id}" in m]
+    assert failed == f"job={job_id} model=m failed: KeyError: 'gb_max_depth'"  # one line
+    [logged] = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and f"job={job_id}" in r.getMessage()
+    ]
     assert "exited with status 1" in logged
     assert "Traceback (most recent call last)" in logged and "KeyError: 'gb_max_depth'" in logged
     assert "[I] trial 39 finished" in logged and "[I] trial 20 finished" not in logged

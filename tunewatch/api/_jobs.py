@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
@@ -24,6 +25,8 @@ from tunewatch.api._models import (
 )
 from tunewatch.api._route import ApiRoute
 from tunewatch.store import JobRow
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", route_class=ApiRoute)
 JobStatus = Annotated[
@@ -96,9 +99,13 @@ def cancel_job(
     """Cancel a queued or running job: it is finished as ``cancelled`` at once (its slot
     of ``tuning.max_concurrent_jobs`` free, its ``error`` naming who cancelled it and
     why), audited as ``cancel_job`` in the same transaction; its workers stop after their
-    running trial and register nothing."""
+    running trial and register nothing. The daemon's log gets one INFO line for it, the
+    caller's name and reason quoted, as a stage change's."""
     store = context(request).runtime.store
     job = store.cancel_job(job_id, actor=principal.name, reason=body.reason)
+    logger.info(
+        "job=%d model=%s cancelled by %r: %r", job.id, job.model, principal.name, body.reason
+    )
     return {"status": "cancelled", "job": job_json(job)}
 
 
