@@ -8,6 +8,7 @@ import contextlib
 import faulthandler
 import logging
 import os
+import queue
 import signal
 import socket
 import sys
@@ -188,6 +189,11 @@ def _serve(config: Config, *, host: str | None, port: int | None) -> int | None:
                 port=port,
                 access_log=False,
                 log_level="info",
+                # no handlers of uvicorn's own: its lines ("Started server process",
+                # "Shutting down", its errors) reach the root logger's, as tunewatch's
+                # records (UTC stamp, level, logger); access_log=False keeps uvicorn.access
+                # without a handler and not propagating
+                log_config=None,
                 lifespan="on",
                 backlog=BACKLOG,
                 timeout_graceful_shutdown=grace_s,
@@ -265,10 +271,14 @@ def _end_by(sig: int) -> None:
     stop, once the daemon has closed: the threads still running (a scheduled job stuck in
     the store) are abandoned, not joined. Python's exit joins them: a stuck evaluation kept
     a process stopped by SIGINT alive, writing to the store, past the scheduler's grace."""
+    frames = sys._current_frames()
     left = [
         t.name
         for t in threading.enumerate()
-        if t is not threading.current_thread() and t.is_alive() and not t.daemon
+        if t is not threading.current_thread()
+        and t.is_alive()
+        and not t.daemon
+        and not _idle_pool_worker(t, frames.get(t.ident or 0))
     ]
     if left:
         logger.warning(
@@ -281,6 +291,29 @@ def _end_by(sig: int) -> None:
     signal.signal(sig, signal.SIG_DFL)
     signal.raise_signal(sig)
     os._exit(128 + sig)  # should the signal be blocked
+
+
+def _idle_pool_worker(thread: threading.Thread, frame: FrameType | None) -> bool:
+    """Whether ``thread`` is a worker of anyio's thread pool (sync routes run in it) with no
+    job: waiting for one, or told to stop (when the event loop's main task ended) and
+    ending. It is not left running: its stop command ends it once it is scheduled (warned
+    of as abandoned, it paged every ordinary stop after a sync route had been called). A
+    worker in a job (a sync route the grace cut off) is one still running."""
+    try:
+        from anyio._backends._asyncio import WorkerThread
+    except ImportError:  # anyio moved it: every worker counts as running, as before
+        return False
+    if not isinstance(thread, WorkerThread):
+        return False
+    # the frame WorkerThread.run calls: Queue.get while it waits for a job or its stop
+    while frame is not None and frame.f_back is not None:
+        if frame.f_back.f_code is WorkerThread.run.__code__:
+            if frame.f_code is queue.Queue.get.__code__:
+                return True
+            break
+        frame = frame.f_back
+    # past Queue.get: ending if what it took was its stop command (none queued after it)
+    return thread.stopping and thread.queue.empty()
 
 
 def _counter_of_refusals(daemon: Daemon) -> Callable[[], None]:
