@@ -118,17 +118,42 @@ def _study_error(
     (:func:`_storage_named`), when the storage's database could not be reached or could
     not serve (:func:`_unavailable_cause`). Optuna wraps every SQLAlchemy error of a
     commit in a ``StorageInternalError`` that blames "invalid data in the commit, e.g.
-    exceeding max length": a PostgreSQL restart was reported so, and an SQLite file
-    its user could not write, and each failed the job running the study for good."""
+    exceeding max length": a PostgreSQL restart was reported so, and failed the job
+    running the study for good. An SQLite file this process may not open or write
+    (:data:`_UNUSABLE_SQLITE_CODES`: another user's file, a missing directory) is a
+    :class:`StudyError` naming the file and SQLite's reason: waiting does not change it,
+    and it was reported as that "invalid data", naming no file."""
+    where = _storage_named(storage)
+    named = f" ({where})" if where else ""
     cause = _unavailable_cause(exc)
     if cause is not None:
-        where = _storage_named(storage)
         return StudyStorageUnavailableError(
-            f"{doing} failed: the storage is unavailable: {type(cause).__name__}: {cause}"
-            + (f" ({where})" if where else ""),
+            f"{doing} failed: the storage is unavailable: {type(cause).__name__}: {cause}" + named,
+            study_name=study_name,
+        )
+    unusable = _sqlite_error(exc, _UNUSABLE_SQLITE_CODES)
+    if unusable is not None:
+        return StudyError(
+            f"{doing} failed: the storage cannot be opened or written: "
+            f"{type(unusable).__name__}: {unusable}{named}",
             study_name=study_name,
         )
     return StudyError(f"{doing} failed: {type(exc).__name__}: {exc}", study_name=study_name)
+
+
+def _sqlite_error(exc: BaseException, codes: frozenset[int]) -> BaseException | None:
+    """The SQLite error in ``exc``'s chain whose (primary) result code is one of
+    ``codes``, else None."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, sqlite3.Error):
+            code = getattr(error, "sqlite_errorcode", None)  # the extended code
+            if isinstance(code, int) and code & 0xFF in codes:
+                return error
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    return None
 
 
 def _storage_named(storage: str | BaseStorage | None) -> str | None:
@@ -154,19 +179,15 @@ _UNAVAILABLE_SQLSTATES = ("25006",)
 #: The drivers of a storage reached over a connection (libpq's): an error of theirs
 #: with no SQLSTATE is the client's own, the connection failing (refused, reset, closed).
 _CONNECTED_DRIVERS = ("psycopg", "psycopg2")
-#: SQLite's (primary) result codes of a file this process cannot use now, whatever the
-#: data: not writable ("attempt to write a readonly database": another user's file, a
-#: read-only mount), not openable (its directory missing or not searchable), a full
-#: disk, an I/O error, a permission refused. Its other errors (a file that is no
-#: database, a constraint, a lock held past the wait) are the study's to report.
-_UNAVAILABLE_SQLITE_CODES = frozenset(
-    {
-        sqlite3.SQLITE_READONLY,
-        sqlite3.SQLITE_CANTOPEN,
-        sqlite3.SQLITE_FULL,
-        sqlite3.SQLITE_IOERR,
-        sqlite3.SQLITE_PERM,
-    }
+#: SQLite's (primary) result codes of a file that cannot serve now, whatever the data:
+#: a full disk, an I/O error (a storage outage: space freed, the disk back, it serves).
+_UNAVAILABLE_SQLITE_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR})
+#: ... and of a file this process may not use at all: not writable ("attempt to write a
+#: readonly database": another user's file, a read-only mount), not openable (its
+#: directory missing or not searchable), a permission refused. Its other errors (a file
+#: that is no database, a constraint, a lock held past the wait) are the study's.
+_UNUSABLE_SQLITE_CODES = frozenset(
+    {sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM}
 )
 
 
@@ -176,7 +197,7 @@ def _unavailable_cause(exc: BaseException) -> BaseException | None:
     found dropped (``connection_invalidated``), a libpq driver's connection failure (an
     ``OperationalError`` or ``InterfaceError`` without SQLSTATE: refused, reset, closed)
     or a server's refusal to serve now (:data:`_UNAVAILABLE_SQLSTATE_CLASSES`); an SQLite
-    file that cannot be written or opened (:data:`_UNAVAILABLE_SQLITE_CODES`). ``None``
+    file on a full or failing disk (:data:`_UNAVAILABLE_SQLITE_CODES`). ``None``
     for anything else: a value the database refuses, a constraint, SQLite's other errors
     (its file has no connection to lose)."""
     seen: set[int] = set()
@@ -193,12 +214,8 @@ def _unavailable_cause(exc: BaseException) -> BaseException | None:
                     return error
             elif state in _UNAVAILABLE_SQLSTATES or state[:2] in _UNAVAILABLE_SQLSTATE_CLASSES:
                 return error
-        if isinstance(error, sqlite3.Error):
-            code = getattr(error, "sqlite_errorcode", None)  # the extended code
-            if isinstance(code, int) and code & 0xFF in _UNAVAILABLE_SQLITE_CODES:
-                return error
         error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
-    return None
+    return _sqlite_error(exc, _UNAVAILABLE_SQLITE_CODES)
 
 
 def _from(exc: BaseException, packages: tuple[str, ...]) -> bool:
