@@ -52,6 +52,8 @@ def test_serve_killed_by_sigsegv_writes_a_traceback_of_every_thread_to_stderr(
             process.wait(START_S)
         process.stderr.close()
     assert "Fatal Python error: Segmentation fault" in rest, rest
-    # every thread's stack, the main thread's (serving) among them
-    assert "Current thread 0x" in rest and "\nThread 0x" in rest, rest
+    # every thread's stack, the main thread's (serving) among them; which thread the
+    # kernel hands a process-directed SIGSEGV to varies, and only one holding a Python
+    # thread state is headed "Current thread", so the headers are counted, not named
+    assert rest.count("hread 0x") >= 2, rest
     assert "in cmd_serve" in rest, rest
