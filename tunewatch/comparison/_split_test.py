@@ -348,14 +348,7 @@ class SplitTest:
             outcome={"action": "closed", "reason": why, SETTINGS_SINCE: _iso(settings_since)},
         )
         if _restarted(closed):
-            logger.info(
-                "model=%s version=%d champion=%d test=%d (split) closed: %s",
-                test.model,
-                test.challenger_version,
-                test.champion_version,
-                test.id,
-                why,
-            )
+            _log_closed(test, why)
         return closed
 
     def _close_for_objective(
@@ -369,14 +362,7 @@ class SplitTest:
             test.id, status="closed", outcome=closing_outcome(test, measured, why)
         )
         if changed_objective(closed):
-            logger.info(
-                "model=%s version=%d champion=%d test=%d (split) closed: %s",
-                test.model,
-                test.challenger_version,
-                test.champion_version,
-                test.id,
-                why,
-            )
+            _log_closed(test, why)
         return closed
 
     def _adopt(self, test: ComparisonTestRow, measured: MeasuredObjective) -> ComparisonTestRow:
@@ -436,4 +422,15 @@ def _restarted(test: ComparisonTestRow) -> bool:
     there)."""
     return changed_objective(test) or (
         test.status == "closed" and test.outcome is not None and SETTINGS_SINCE in test.outcome
+    )
+
+
+def _log_closed(test: ComparisonTestRow, why: str) -> None:
+    logger.info(
+        "model=%s version=%d champion=%d test=%d (split) closed: %s",
+        test.model,
+        test.challenger_version,
+        test.champion_version,
+        test.id,
+        why,
     )
