@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.tunewatch.conftest import MODEL, make_daemon
+from tests.tunewatch.stand_in_workers import StandIns
 from tunewatch._background import BackgroundServer
 from tunewatch._example import ExampleModel
 from tunewatch._launcher import MAX_CRASHES, JobLauncher
@@ -73,28 +74,12 @@ RunWorker = Callable[[str], tuple[JobLauncher, int, int]]
 @pytest.fixture
 def run_worker(store: Store, sqlite_url: str, tmp_path: Path) -> Iterator[RunWorker]:
     """Queue a job of model ``m``, start its worker (its job ending ``how``), wait for it
-    to exit; ``(launcher, job id, worker pid)``. The worker is not reaped yet."""
-    launchers: list[JobLauncher] = []
-
-    def run(how: str) -> tuple[JobLauncher, int, int]:
-        job, _ = store.create_job(model="m", kind="retune", trigger={}, spec={})
-        launcher = JobLauncher(
-            store=store,
-            config_path=tmp_path / "unused.yaml",
-            workers=1,
-            stale_after_s=3600.0,  # only the reap settles the job within the test
-            retry_after_s=0.0,  # a job queued again gets its next worker at the next tick
-            command=[*WORKER, sqlite_url.removeprefix("sqlite:///"), how],
-        )
-        launchers.append(launcher)
-        assert launcher.tick() == [job.id]
-        proc = launcher._procs[job.id]
-        proc.wait(30)
-        return launcher, job.id, proc.pid
-
-    yield run
-    for launcher in launchers:
-        launcher.stop()
+    to exit; ``(launcher, job id, worker pid)``. The worker is not reaped yet; a job
+    queued again gets its next worker at the next tick."""
+    stand_ins = StandIns(store, tmp_path / "unused.yaml")
+    database = sqlite_url.removeprefix("sqlite:///")
+    yield lambda how: stand_ins.launch([*WORKER, database, how], retry_after_s=0.0)
+    stand_ins.stop()
 
 
 def _records(caplog: pytest.LogCaptureFixture, job_id: int) -> list[logging.LogRecord]:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.tunewatch.stand_in_workers import StandIns
 from tunewatch._launcher import MAX_CRASHES, JobLauncher, describe_exit, worker_id
 from tunewatch.store import Store
 
@@ -63,26 +64,10 @@ def run_worker(
 ) -> Iterator[Callable[[str], tuple[JobLauncher, int, int]]]:
     """Queue a job, start its worker (dying ``how``), wait for it to end; ``(launcher,
     job id, worker pid)``. The worker is not reaped yet."""
-    launchers: list[JobLauncher] = []
-
-    def run(how: str) -> tuple[JobLauncher, int, int]:
-        job, _ = store.create_job(model="m", kind="retune", trigger={}, spec={})
-        launcher = JobLauncher(
-            store=store,
-            config_path=tmp_path / "unused.yaml",
-            workers=1,
-            stale_after_s=3600.0,  # only the reap can fail the job within the test
-            command=[*WORKER, sqlite_url.removeprefix("sqlite:///"), how],
-        )
-        launchers.append(launcher)
-        assert launcher.tick() == [job.id]
-        proc = launcher._procs[job.id]
-        proc.wait(30)
-        return launcher, job.id, proc.pid
-
-    yield run
-    for launcher in launchers:
-        launcher.stop()
+    stand_ins = StandIns(store, tmp_path / "unused.yaml")
+    database = sqlite_url.removeprefix("sqlite:///")
+    yield lambda how: stand_ins.launch([*WORKER, database, how])
+    stand_ins.stop()
 
 
 def _messages(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:

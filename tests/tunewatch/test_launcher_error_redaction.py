@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import tunewatch
+from tests.tunewatch.stand_in_workers import StandIns
 from tunewatch._launcher import MAX_LAUNCHES, JobLauncher
 from tunewatch.store import Store
 
@@ -53,35 +54,21 @@ def run_worker(store: Store, sqlite_url: str, tmp_path: Path) -> Iterator[RunWor
     """Queue a job and start its worker, which writes ``stderr`` and exits with
     ``status`` (after claiming the job, with ``claim``); wait for it to end. ``(launcher,
     job id)``; the worker is not reaped yet. The launcher's configuration is in
-    ``tmp_path``, the data directory, as the daemon writes it in its own."""
-    launchers: list[JobLauncher] = []
+    ``tmp_path``, the data directory, as the daemon writes it in its own; a failed start
+    is retried at the next tick."""
+    stand_ins = StandIns(store, tmp_path / "worker-config.yaml")
     text = tmp_path / "stderr.txt"
+    database = sqlite_url.removeprefix("sqlite:///")
 
     def run(stderr: str, *, status: int = 2, claim: bool = True) -> tuple[JobLauncher, int]:
         text.write_text(stderr, encoding="utf-8")
-        job, _ = store.create_job(model="m", kind="retune", trigger={}, spec={})
-        launcher = JobLauncher(
-            store=store,
-            config_path=tmp_path / "worker-config.yaml",
-            workers=1,
-            stale_after_s=3600.0,  # only the reap can settle the job within the test
-            retry_after_s=0.0,  # a failed start is retried at the next tick
-            command=[
-                *WORKER,
-                sqlite_url.removeprefix("sqlite:///"),
-                "claim" if claim else "no-claim",
-                str(text),
-                str(status),
-            ],
-        )
-        launchers.append(launcher)
-        assert launcher.tick() == [job.id]
-        launcher._procs[job.id].wait(30)
-        return launcher, job.id
+        how = "claim" if claim else "no-claim"
+        command = [*WORKER, database, how, str(text), str(status)]
+        launcher, job_id, _ = stand_ins.launch(command, retry_after_s=0.0)
+        return launcher, job_id
 
     yield run
-    for launcher in launchers:
-        launcher.stop()
+    stand_ins.stop()
 
 
 def _logged(caplog: pytest.LogCaptureFixture, job_id: int) -> str:
