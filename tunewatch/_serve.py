@@ -5,7 +5,9 @@ the scheduler's lease or a worker."""
 from __future__ import annotations
 
 import contextlib
+import dis
 import faulthandler
+import functools
 import logging
 import os
 import queue
@@ -15,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from types import FrameType
+from types import CodeType, FrameType
 
 from tunewatch._config import Config
 from tunewatch._daemon import Daemon, request_grace_s
@@ -294,26 +296,47 @@ def _end_by(sig: int) -> None:
 
 
 def _idle_pool_worker(thread: threading.Thread, frame: FrameType | None) -> bool:
-    """Whether ``thread`` is a worker of anyio's thread pool (sync routes run in it) with no
-    job: waiting for one, or told to stop (when the event loop's main task ended) and
-    ending. It is not left running: its stop command ends it once it is scheduled (warned
-    of as abandoned, it paged every ordinary stop after a sync route had been called). A
-    worker in a job (a sync route the grace cut off) is one still running."""
+    """Whether ``thread`` is a worker of anyio's thread pool (sync routes run in it) not in
+    a job: waiting for one, reporting the one it finished, or told to stop (when the event
+    loop's main task ended) and ending. It is not left running: its stop command ends it
+    once it is scheduled (warned of as abandoned, it paged every ordinary stop after a sync
+    route had been called). A worker in a job (a sync route the grace cut off) is one still
+    running: the frame ``WorkerThread.run`` calls is the job's, not the pool's own."""
     try:
         from anyio._backends._asyncio import WorkerThread
     except ImportError:  # anyio moved it: every worker counts as running, as before
         return False
     if not isinstance(thread, WorkerThread):
         return False
-    # the frame WorkerThread.run calls: Queue.get while it waits for a job or its stop
-    while frame is not None and frame.f_back is not None:
-        if frame.f_back.f_code is WorkerThread.run.__code__:
-            if frame.f_code is queue.Queue.get.__code__:
-                return True
-            break
+    if frame is None:  # not running Python: ending if what it took was its stop command
+        return thread.stopping and thread.queue.empty()
+    own = {queue.Queue.get.__code__, queue.Queue.task_done.__code__}
+    for method in ("call_soon_threadsafe", "is_closed"):  # reporting the job's result
+        code = getattr(getattr(type(thread.loop), method, None), "__code__", None)
+        if code is not None:
+            own.add(code)
+    run = WorkerThread.run.__code__
+    if frame.f_code is run:  # in its own lines, or on the call of a job of C code
+        return frame.f_lasti not in _job_calls(run)
+    while frame.f_back is not None:
+        if frame.f_back.f_code is run:
+            return frame.f_code in own
         frame = frame.f_back
-    # past Queue.get: ending if what it took was its stop command (none queued after it)
-    return thread.stopping and thread.queue.empty()
+    return True  # outside its loop: starting or ending
+
+
+@functools.cache
+def _job_calls(run: CodeType) -> frozenset[int]:
+    """The offsets of ``WorkerThread.run``'s calls of the job (``context.run(func, *args)``):
+    the instruction a frame of it stands on while the job runs."""
+    calls, after_run = set(), False
+    for instruction in dis.get_instructions(run):
+        if instruction.argval == "run" and instruction.opname in ("LOAD_ATTR", "LOAD_METHOD"):
+            after_run = True
+        elif after_run and instruction.opname.startswith("CALL"):
+            calls.add(instruction.offset)
+            after_run = False
+    return frozenset(calls)
 
 
 def _counter_of_refusals(daemon: Daemon) -> Callable[[], None]:
