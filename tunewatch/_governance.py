@@ -22,15 +22,8 @@ serving the one the store had replaced, and served nothing after a restart). The
 made for the check is dropped: one kept for the load that follows stayed open, a whole
 model's memory, when the change was then refused (an approval, ``same_person``).
 
-A person's refused attempt is audited though nothing was done (:func:`audit_denied`): a
-promotion, approval, rejection or rollback the CLI or the API asks for with
-``audit_refusal`` and that is refused (``ConflictError``, 409: ``same_person``,
-``already_decided``, ``champion_changed`` …), and, from the API, one whose caller's role
-may not do it (403), leave a ``denied_<action>`` entry naming the caller, the target, the
-code and the message, written in a transaction of its own once the refused one rolled
-back. Only the ``ConflictError`` of the store's rules: a version or approval that does not
-exist (404) names nothing, and the daemon's own loops (the comparison loop's promotions,
-the rollback watch) record their refusals as events.
+A person's refused attempt is audited though nothing was done
+(:mod:`tunewatch._governance_refusals`).
 
 Each stage change logs one INFO line once it committed, whoever asked for it (the API, the
 CLI, the comparison loop, the rollback watch), naming what it changed greppably:
@@ -46,113 +39,25 @@ WARNING for a 403 (a caller trying what their role may not do).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Literal
 
 from monitor.objectives import ObjectiveError, make_objective
 from shadow import Signature
 from tunewatch._approval_rules import promotion_rules
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
-from tunewatch._errors import ConflictError, NotFoundError, TunewatchError
+from tunewatch._errors import ConflictError, NotFoundError
+from tunewatch._governance_refusals import GovernedAction as GovernedAction
+from tunewatch._governance_refusals import approval_target as approval_target
+from tunewatch._governance_refusals import audit_denied as audit_denied
+from tunewatch._governance_refusals import refusal_audited
 from tunewatch._promotion_signature import check_promotion_signature, check_servable
 from tunewatch.comparison._config import comparison_of
 from tunewatch.store import MAX_ID, NO_CHAMPION, ApprovalRow, ModelRow, Stage, Store, VersionRow
 from tunewatch.store._governance import replaced_champion
 
 logger = logging.getLogger(__name__)
-
-
-#: The governance actions whose refusal is audited, as ``denied_<action>``.
-GovernedAction = Literal["promote", "approve", "reject", "rollback"]
-
-
-def audit_denied(
-    store: Store,
-    action: GovernedAction,
-    *,
-    actor: str,
-    target: str,
-    status: int,
-    code: str,
-    message: str,
-    details: Mapping[str, Any] | None = None,
-) -> None:
-    """Log and audit ``actor``'s refused ``action`` on ``target`` (``model/v<n>``, or the
-    model for a rollback) as ``denied_<action>``, its details ``details`` with the
-    answer's ``status``, ``code`` and ``message``, in a transaction of its own: the
-    refused one rolled back, and this entry is all the attempt leaves. An entry that
-    cannot be written is logged, never raised: the caller is answered the refusal, not the
-    audit's failure."""
-    logger.log(
-        logging.INFO if status == 409 else logging.WARNING,
-        "denied %s of %s by %r (%d %s): %s",
-        action,
-        target,
-        actor,
-        status,
-        code,
-        message,
-    )
-    try:
-        store.append_audit(
-            actor=actor,
-            action=f"denied_{action}",
-            target=target,
-            details={**(details or {}), "status": status, "code": code, "message": message},
-        )
-    except TunewatchError as exc:  # the store's failures, translated
-        logger.error(
-            "could not audit the refusal denied_%s of %s by %r (%d %s): %s",
-            action,
-            target,
-            actor,
-            status,
-            code,
-            exc,
-            exc_info=exc,
-        )
-
-
-def approval_target(store: Store, approval_id: int) -> str:
-    """The audit target of approval ``approval_id``'s decisions, its ``model/v<n>``;
-    ``approval/<id>`` when it cannot be read (there is none, the store failed)."""
-    try:
-        approval = store.get_approval(approval_id)
-    except TunewatchError:
-        return f"approval/{approval_id}"
-    return f"{approval.model}/v{approval.version}"
-
-
-@contextmanager
-def _refusal_audited(
-    store: Store,
-    action: GovernedAction,
-    *,
-    actor: str,
-    target: Callable[[], str],
-    details: Mapping[str, Any],
-    audited: bool,
-) -> Iterator[None]:
-    """Audit (:func:`audit_denied`, when ``audited``) the ``ConflictError`` the block
-    raises, and raise it."""
-    try:
-        yield
-    except ConflictError as exc:
-        if audited:
-            audit_denied(
-                store,
-                action,
-                actor=actor,
-                target=target(),
-                status=409,
-                code=exc.code,
-                message=exc.message,
-                details=details,
-            )
-        raise
 
 
 def _replaced(previous: VersionRow | None) -> str:
@@ -274,7 +179,7 @@ def promote(
 
     With ``audit_refusal`` (a person's promotion: the CLI's, the API's), a refusal is
     audited as ``denied_promote`` (:func:`audit_denied`) and raised."""
-    with _refusal_audited(
+    with refusal_audited(
         store,
         "promote",
         actor=actor,
@@ -431,7 +336,7 @@ def decide_approval(
     With ``audit_refusal`` (a person's decision: the CLI's, the API's), a refusal
     (``same_person``, ``already_decided`` …) is audited as ``denied_approve`` or
     ``denied_reject`` (:func:`audit_denied`) against the approval's version, and raised."""
-    with _refusal_audited(
+    with refusal_audited(
         store,
         "approve" if approve else "reject",
         actor=approver,
@@ -517,7 +422,7 @@ def rollback(
     With ``audit_refusal`` (a person's rollback: the CLI's, the API's; not the rollback
     watch's), a refusal is audited as ``denied_rollback`` (:func:`audit_denied`) against
     the model, and raised."""
-    with _refusal_audited(
+    with refusal_audited(
         store,
         "rollback",
         actor=actor,
