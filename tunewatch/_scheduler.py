@@ -62,7 +62,8 @@ removes the leader's jobs, exports the stored figures on a takeover and guards e
 The jobs as data and when each first runs (:class:`PerModelJob`, :class:`Task`,
 :func:`due_after`, ``CATCH_UP_S``) live in :mod:`tunewatch._scheduler_jobs`; taking,
 renewing, holding at shutdown and releasing the lease (``LEASE``) in
-:mod:`tunewatch._scheduler_lease`. Their names are re-exported here.
+:mod:`tunewatch._scheduler_lease`; counting runs failed and skipped, and their streaks, in
+:mod:`tunewatch._scheduler_runs`. Their names are re-exported here.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobEvent
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -89,10 +90,9 @@ from tunewatch._actions import count_events_from_zero
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
 from tunewatch._errors import StoreUnavailableError
-from tunewatch._evaluation import REFERENCE_UNREADABLE
 from tunewatch._evaluation_events import export_stored
 from tunewatch._event_counts import EventCounts
-from tunewatch._outage_log import OutageLog, ThrottledWarnings
+from tunewatch._outage_log import OutageLog
 from tunewatch._retention_task import purge_task
 from tunewatch._scheduler_jobs import (
     CATCH_UP_S,
@@ -107,6 +107,7 @@ from tunewatch._scheduler_jobs import (
 )
 from tunewatch._scheduler_lease import LEASE, Lease, Renewal
 from tunewatch._scheduler_renewal import Renewals
+from tunewatch._scheduler_runs import NO_SKIP_WARNINGS, SKIP_LOG_EVERY_S, RunAccounts
 from tunewatch._tuning_metrics import tuning_task
 from tunewatch.store import Store
 
@@ -133,25 +134,6 @@ SHARED_THREADS = 10  # the pool of the per-model jobs without threads of their o
 # How long shutdown waits for running scheduled jobs (evaluations, comparisons) before it
 # releases the lease; with the launcher's 30 s for workers, within a 60 s stop timeout.
 STOP_GRACE_S = 20.0
-# At most one line per job in this long about its runs skipped behind a running one:
-# APScheduler logged every skip, one a tick per job while a database freeze held its runs.
-SKIP_LOG_EVERY_S = 300.0
-
-
-class _NoSkipWarnings(logging.Filter):
-    """Drops APScheduler's warning for a run skipped at ``max_instances``: it names the
-    job by its function (every job's is ``Scheduler._guarded.<locals>.run``) at every
-    skip. :meth:`Scheduler._skipped` logs and counts those runs instead; tunewatch's
-    schedulers are the only APScheduler users in its processes."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (
-            isinstance(record.msg, str)
-            and "skipped: maximum number of running instances" in record.msg
-        )
-
-
-_NO_SKIP_WARNINGS = _NoSkipWarnings()
 
 
 class Scheduler:
@@ -197,17 +179,12 @@ class Scheduler:
         )
         self._now = now
         self._clock = clock
-        # each scheduled job's name, model and log of its skipped runs, by id (_skipped)
-        self._skips: dict[str, tuple[str, str | None, ThrottledWarnings]] = {}
+        self._runs = RunAccounts(metrics, clock=clock)  # failures, skips and their streaks
         self._renewals = Renewals(
             renew=self._lead,
             interval_s=config.scheduler.lease_ttl_s / 3,
             on_step=self._stepped,
         )
-        # the ids of the jobs a run of which came due and was skipped while their current
-        # run went on: that run's end does not end their ``<job>_skipped`` streak
-        self._overran: set[str] = set()
-        self._overran_lock = threading.Lock()
         # how long running jobs may finish at shutdown (a forced quit shortens it)
         self.stop_grace_s = stop_grace_s
         self._stopping = False
@@ -229,8 +206,8 @@ class Scheduler:
         )
         # With ``misfire_grace_time=None`` no run is missed (EVENT_JOB_MISSED): a late run
         # runs late. A run due while the previous one runs is skipped: count and log it.
-        self._aps.add_listener(self._skipped, EVENT_JOB_MAX_INSTANCES)
-        logging.getLogger("apscheduler.scheduler").addFilter(_NO_SKIP_WARNINGS)
+        self._aps.add_listener(self._runs.skipped, EVENT_JOB_MAX_INSTANCES)
+        logging.getLogger("apscheduler.scheduler").addFilter(NO_SKIP_WARNINGS)
 
     @property
     def leader(self) -> bool:
@@ -400,7 +377,7 @@ class Scheduler:
             if existing.id not in keep and existing.id not in wanted:
                 existing.remove()
                 removed.append(existing.id)
-        self._forget_streaks(removed)
+        self._runs.forget(removed, kept=(j.id for j in self._aps.get_jobs()))
         have = {j.id for j in self._aps.get_jobs()}
         added = {job_id: want for job_id, want in wanted.items() if job_id not in have}
         triggers: dict[str, BaseTrigger] = {}
@@ -469,19 +446,7 @@ class Scheduler:
     def _guarded(
         self, name: str, model: str | None, fn: Callable[[], object]
     ) -> Callable[[], None]:
-        if self.metrics is not None:
-            # its failures and skips exported at 0 from when it is scheduled (see
-            # _count_failure)
-            ServingMetrics.start_at_zero(
-                self.metrics.evaluations,
-                (model or "-", f"{name}_failed"),
-                (model or "-", f"{name}_skipped"),
-            )
-            for outcome in (f"{name}_failed", f"{name}_skipped"):
-                self.metrics.scheduled_streak.labels(model or "-", outcome)  # at 0, or kept
-        job_id = _job_id(name, model)
-        if job_id not in self._skips:  # kept across ticks: a new log would log every skip
-            self._skips[job_id] = (name, model, self._skip_log())
+        self._runs.scheduled(name, model)
         outage = OutageLog(
             logger,
             what=f"scheduled {name} of model={model}",
@@ -507,93 +472,16 @@ class Scheduler:
                 fn()
             except StoreUnavailableError as exc:  # an outage: logged once, not every tick
                 outage.failed(exc)
-                self._count_failure(name, model)
+                self._runs.failed(name, model)
             except Exception:  # the job boundary: log, count, retry at the next tick
                 logger.exception("scheduled %s of model=%s failed; retrying next tick", name, model)
-                self._count_failure(name, model)
+                self._runs.failed(name, model)
             else:
                 outage.succeeded()
-                self._count_success(name, model)
+                self._runs.succeeded(name, model)
             finally:
                 with self._idle:
                     self._running -= 1
                     self._idle.notify_all()
 
         return run
-
-    def _count_failure(self, name: str, model: str | None) -> None:
-        """Count a failed run: ``<name>_failed``, under model ``-`` for a task, and its
-        streak. The series exists at 0 from when the job was scheduled (:meth:`_guarded`):
-        born at 1 at the first failure, it hid that failure from ``increase()``, and
-        ``TunewatchScheduledJobFailing`` fired at the fourth failure, not the third."""
-        if self.metrics is not None:
-            self.metrics.evaluations.labels(model or "-", f"{name}_failed").inc()
-            self.metrics.scheduled_streak.labels(model or "-", f"{name}_failed").inc()
-            self._ended(name, model)
-
-    def _count_success(self, name: str, model: str | None) -> None:
-        """End a run that succeeded: its ``<name>_failed`` streak back to 0. (A run ends
-        without raising when its evaluation could not read the reference, the rest of the
-        evaluation stored: the evaluator counts that streak, ``reference_unreadable``.)"""
-        if self.metrics is None:
-            return
-        self.metrics.scheduled_streak.labels(model or "-", f"{name}_failed").set(0)
-        self._ended(name, model)
-
-    def _ended(self, name: str, model: str | None) -> None:
-        """A run of the job ended (failed or not): its ``<name>_skipped`` streak is back to
-        0 unless a run came due and was skipped while it went on (an hourly job whose
-        every run takes 70 minutes has one run skipped an hour: its streak rises by one
-        an hour)."""
-        job_id = _job_id(name, model)
-        with self._overran_lock:
-            overran = job_id in self._overran
-            self._overran.discard(job_id)
-        if not overran and self.metrics is not None:
-            self.metrics.scheduled_streak.labels(model or "-", f"{name}_skipped").set(0)
-
-    def _forget_streaks(self, removed: list[str]) -> None:
-        """Drop the streaks of the jobs ``removed`` (their model left the store), and the
-        ``reference_unreadable`` streak of a model left with no job: kept, a streak of 3
-        would hold its alert for the process's life."""
-        if self.metrics is None or not removed:
-            return
-        left = {self._skips[j.id][1] for j in self._aps.get_jobs() if j.id in self._skips}
-        for job_id in removed:
-            known = self._skips.get(job_id)
-            if known is None:
-                continue
-            name, model, _ = known
-            for outcome in (f"{name}_failed", f"{name}_skipped"):
-                self.metrics.scheduled_streak.remove(model or "-", outcome)  # (none: no-op)
-            if model is not None and model not in left:
-                self.metrics.scheduled_streak.remove(model, REFERENCE_UNREADABLE)
-            with self._overran_lock:
-                self._overran.discard(job_id)
-
-    def _skip_log(self) -> ThrottledWarnings:
-        return ThrottledWarnings(every_s=SKIP_LOG_EVERY_S, clock=self._clock)
-
-    def _skipped(self, event: JobEvent) -> None:
-        """A run of ``event.job_id`` came due while its previous run was still going and
-        was skipped (``max_instances=1``; on APScheduler's thread): counted as
-        ``<name>_skipped`` (exported at 0 from when the job was scheduled) and logged
-        naming the job and the model, at most once in ``SKIP_LOG_EVERY_S`` per job."""
-        known = self._skips.get(event.job_id)
-        if known is None:  # not one of the leader's jobs: added to APScheduler by hand
-            logger.warning("job %s skipped: its previous run is still running", event.job_id)
-            return
-        name, model, log = known
-        if self.metrics is not None:
-            self.metrics.evaluations.labels(model or "-", f"{name}_skipped").inc()
-            self.metrics.scheduled_streak.labels(model or "-", f"{name}_skipped").inc()
-        with self._overran_lock:
-            self._overran.add(event.job_id)
-        log.warning(
-            logger,
-            "scheduled %s of model=%s skipped: its previous run is still running (runs of "
-            "one job never overlap; counted as %s_skipped)",
-            name,
-            model,
-            name,
-        )
