@@ -21,7 +21,9 @@ from tunewatch.api._models import (
     Limit,
     Operator,
     Reader,
+    SmallRowCursor,
     empty_is_none,
+    paged,
 )
 from tunewatch.api._route import ApiRoute
 from tunewatch.store import JobRow
@@ -67,9 +69,15 @@ def list_jobs(
     model: Filter = None,
     status: JobStatus = None,
     limit: Limit = 100,
+    before_id: SmallRowCursor = None,
 ) -> dict[str, Any]:
-    rows = context(request).runtime.store.list_jobs(model=model, status=status, limit=limit)
-    return {"jobs": [job_json(j) for j in rows]}
+    """Jobs, newest first (by id, the order they were queued in); ``next``: the
+    ``before_id`` of the next older page, null on the last."""
+    read = context(request).runtime.store.list_jobs(
+        model=model, status=status, limit=limit + 1, before_id=before_id
+    )
+    jobs, after = paged(read, limit, lambda j: j.id)
+    return {"jobs": [job_json(j) for j in jobs], "next": after}
 
 
 @router.get("/jobs/{job_id}")

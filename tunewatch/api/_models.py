@@ -53,10 +53,10 @@ _BEFORE_ID = (
     "`next` is null on the last page."
 )
 # Keyset cursors, `?before_id=`: a listing is read back to its first row a page at a time
-# (only the newest `limit`, at most 10,000, could be read). Audit entries' ids are 32-bit
-# INTEGERs in PostgreSQL (a larger cursor would fail in the database as it is cast), those
-# of events and evaluations 64-bit.
-AuditCursor = Annotated[
+# (only the newest `limit`, at most 10,000, could be read). Audit entries', jobs' and
+# approval requests' ids are 32-bit INTEGERs in PostgreSQL (a larger cursor would fail in
+# the database as it is cast), those of events and evaluations 64-bit.
+SmallRowCursor = Annotated[
     int | None, BeforeValidator(ascii_digits), Query(ge=1, le=MAX_ID, description=_BEFORE_ID)
 ]
 RowCursor = Annotated[
@@ -426,9 +426,15 @@ def list_approvals(
     model: Filter = None,
     status: ApprovalStatus = None,
     limit: Limit = 100,
+    before_id: SmallRowCursor = None,
 ) -> dict[str, Any]:
-    rows = context(request).runtime.store.list_approvals(model=model, status=status, limit=limit)
-    return {"approvals": [approval_json(a) for a in rows]}
+    """Approval requests, newest first (by id, the order they were made in); ``next``:
+    the ``before_id`` of the next older page, null on the last."""
+    read = context(request).runtime.store.list_approvals(
+        model=model, status=status, limit=limit + 1, before_id=before_id
+    )
+    approvals, after = paged(read, limit, lambda a: a.id)
+    return {"approvals": [approval_json(a) for a in approvals], "next": after}
 
 
 def _decide(
@@ -532,7 +538,7 @@ def audit_log(
     _: Reader,
     limit: Limit = 100,
     verify: Verify = False,
-    before_id: AuditCursor = None,
+    before_id: SmallRowCursor = None,
 ) -> dict[str, Any]:
     """A page of the audit log, newest first (ids ascend in append order); ``next``: the
     ``before_id`` of the next older page, null on the last, so the log is read back to its

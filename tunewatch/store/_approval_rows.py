@@ -134,10 +134,16 @@ def list_approvals(
     status: str | None,
     limit: int,
     version: int | None = None,
+    before_id: int | None = None,
 ) -> list[ApprovalRow]:
+    """At most ``limit`` approval requests, newest first (by id, the order they were
+    made in); with ``before_id`` only those of a lower id, a keyset cursor for the next
+    older page."""
     if holds_nul(model):
         return []
     stmt = select(approvals)
+    if before_id is not None:
+        stmt = stmt.where(approvals.c.id < before_id)
     if model is not None:
         stmt = stmt.where(approvals.c.model == model)
     if version is not None:

@@ -76,11 +76,19 @@ class GovernanceFront(StoreFront):
         status: str | None = None,
         limit: int = 100,
         version: int | None = None,
+        before_id: int | None = None,
     ) -> list[ApprovalRow]:
-        """Approval requests, newest first; ``version`` needs ``model`` to mean one."""
+        """Approval requests, newest first; ``version`` needs ``model`` to mean one; with
+        ``before_id`` only those older than that request (a lower id), the cursor of the
+        next older page."""
         with self._read("list_approvals") as conn:
             return _governance.list_approvals(
-                conn, model=model, status=status, limit=limit, version=version
+                conn,
+                model=model,
+                status=status,
+                limit=limit,
+                version=version,
+                before_id=before_id,
             )
 
     def rollback(

@@ -68,11 +68,18 @@ class JobsFront(StoreFront):
         status: str | None = None,
         limit: int = 100,
         oldest_first: bool = False,
+        before_id: int | None = None,
     ) -> list[JobRow]:
-        """Jobs newest first (or oldest first), at most ``limit``."""
+        """Jobs newest first (or oldest first), at most ``limit``; with ``before_id`` only
+        those older than that job (a lower id), the cursor of the next older page."""
         with self._read("list_jobs") as conn:
             return _jobs.list_jobs(
-                conn, model=model, status=status, limit=limit, oldest_first=oldest_first
+                conn,
+                model=model,
+                status=status,
+                limit=limit,
+                oldest_first=oldest_first,
+                before_id=before_id,
             )
 
     def count_active_jobs(self, model: str | None = None) -> int:

@@ -61,10 +61,16 @@ def list_jobs(
     status: str | None,
     limit: int,
     oldest_first: bool = False,
+    before_id: int | None = None,
 ) -> list[JobRow]:
+    """At most ``limit`` jobs, newest first (by id, the order they were queued in) or
+    oldest first; with ``before_id`` only those of a lower id, a keyset cursor for the
+    next older page."""
     if holds_nul(model):
         return []
     stmt = select(jobs)
+    if before_id is not None:
+        stmt = stmt.where(jobs.c.id < before_id)
     if model is not None:
         stmt = stmt.where(jobs.c.model == model)
     if status is not None:

@@ -48,7 +48,7 @@ def test_a_misspelt_job_filter_is_refused_naming_it_and_the_filters_jobs_take(
     error = _refusal(_get(running, "/v1/jobs?stauts=failed"))
     assert error == (
         "query.stauts: GET /v1/jobs takes no query parameter 'stauts'; it takes model, "
-        "status, limit"
+        "status, limit, before_id"
     )
     assert _get(running, "/v1/jobs?status=failed").status_code == 200
 
