@@ -56,7 +56,9 @@ class Report:
         return _encodable("\n".join(out))
 
     def html(self) -> str:
-        e = html.escape
+        def e(text: str) -> str:
+            return html.escape(_HTML_HIDING.sub(_html_visible, text))
+
         parts = [
             f"<!doctype html><html><head><meta charset='utf-8'><title>{e(self.title)}"
             "</title><style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
@@ -97,24 +99,72 @@ def _encodable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
+#: What moves a terminal's cursor, rings it, runs its commands (ESC c resets it) or
+#: reorders the text around it, so that a report printed or viewed reads other than what
+#: the store holds: C0 and C1 controls and DEL (a tab and line breaks aside: each format
+#: keeps them as whitespace), the bidi marks, embeddings, overrides and isolates, and
+#: the Unicode line and paragraph separators.
+_HIDING = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069"
+_HTML_HIDING = re.compile(rf"\r\n?|[{_HIDING}]")
+
+
+def _visible(char: str) -> str:
+    """``char`` as the escape Python writes for it: ``\\x1b``, ``\\u202e``."""
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _html_visible(match: re.Match[str]) -> str:
+    char = match.group()
+    # a lone carriage return would move a terminal's cursor back over the line; HTML
+    # reads it as a line break, as it is here
+    return "\n" if char[0] == "\r" else _visible(char)
+
+
 _MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 #: What may begin Markdown syntax within a line (CommonMark and GFM): HTML, autolinks and
 #: entities (as entities: every flavour reads them), and, backslash-escaped, the backslash,
 #: links, images and footnotes, emphasis, code, strikethrough, math and table cells. An
 #: ``_`` between two letters or digits is left as it is: it never delimits emphasis.
-_MD_SPECIAL = re.compile(r"[&<>\\`*\[\]~$|]|(?<![^\W_])_|_(?![^\W_])")
+_MD_SPECIAL = r"[&<>\\`*\[\]~$|]|(?<![^\W_])_|_(?![^\W_])"
+_MD_INLINE = re.compile(rf"(\r\n?|\n)|([{_HIDING}])|{_MD_SPECIAL}")
+#: What else begins a block at the start of a line, once :data:`_MD_INLINE` has escaped a
+#: line's ``* > | _ ` ~ < [``: indentation (a code block, or up to three spaces before a
+#: marker), a heading's ``#``, a list's ``-`` or ``+`` and an ordered list's number and
+#: ``.`` or ``)`` (each before a space or nothing), a line of a rule's ``-`` or of a
+#: heading underline's ``=``. Only these: ``-0.5`` or ``3.14`` in a cell stays as it is.
+_MD_BLOCK_START = re.compile(
+    r"(?P<indent>[ \t]+)|(?P<number>[0-9]+)[.)](?=[ \t]|\Z)"
+    r"|(?:#{1,6}|[-+])(?=[ \t]|\Z)|-[- \t]*\Z|=+[ \t]*\Z"
+)
 
 
 def _md_escape(match: re.Match[str]) -> str:
+    line_break, hiding = match.groups()
+    if line_break:
+        return "<br>"
+    if hiding:
+        return "\\" + _visible(hiding)  # its backslash escaped, as every backslash is
     char = match.group()
     return _MD_ENTITIES.get(char) or "\\" + char
 
 
 def md(text: str) -> str:
-    """``text`` as one line of Markdown that reads as ``text``: nothing in it makes a
-    link, an image, raw HTML or markup (:data:`_MD_SPECIAL`; a backslash stays one),
-    and line breaks are ``<br>`` (one ends a table row or a list item)."""
-    return re.sub(r"\r\n?|\n", "<br>", _MD_SPECIAL.sub(_md_escape, text))
+    """``text`` as one line of Markdown that reads as ``text`` wherever the line puts it,
+    at its start too: nothing in it makes a link, an image, raw HTML or markup
+    (:data:`_MD_INLINE`; a backslash stays one), nothing begins a block
+    (:data:`_MD_BLOCK_START`; leading spaces and tabs are character references), line
+    breaks are ``<br>`` (one ends a table row or a list item), and a control or bidi
+    character is shown as its escape (:data:`_HIDING`)."""
+    line = _MD_INLINE.sub(_md_escape, text)
+    start = _MD_BLOCK_START.match(line)
+    if start is None:
+        return line
+    if indent := start["indent"]:
+        return "".join(f"&#{ord(c)};" for c in indent) + line[start.end() :]
+    if number := start["number"]:
+        return number + "\\" + line[len(number) :]  # `\1.` would show its backslash
+    return "\\" + line
 
 
 def fmt(value: Any) -> str:
