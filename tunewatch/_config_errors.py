@@ -32,18 +32,37 @@ def _redacted(value: str) -> str:
         return "<unparseable URL>"
 
 
+def _part(part: str | int) -> str:
+    """One part of a key path as an error line shows it: an index, or a key as it is when it
+    is printable and holds no space or dot, else quoted and escaped by the bounded repr the
+    values get. A file's key is text like any other: written raw, one holding an escape
+    sequence and a newline (``"x\\x1b]0;pwned\\x07\\nmodels.0.task: ..."``) titled the
+    terminal and forged a second error line, and ``a b.lo`` read as other keys' path.
+    Pydantic's own parts (``0``, ``list[list[float]]``) show as they are."""
+    if isinstance(part, int):
+        return str(part)
+    if part and part.isprintable() and not {" ", "."} & set(part):
+        return part
+    return shown(part)
+
+
 def format_errors(exc: ValidationError, source: str) -> str:
     lines = []
     # not the URL of each error's documentation, which no line shows
     for err in exc.errors(include_url=False)[:MAX_LISTED_ERRORS]:
         # a mapping's key names its entry already: `safe_ranges.C`, not `safe_ranges.C.[key]`
-        path = ".".join(str(p) for p in err["loc"] if p != "[key]") or "<root>"
+        path = ".".join(_part(p) for p in err["loc"] if p != "[key]") or "<root>"
         value = err.get("input")
         context = err.get("ctx") or {}
         if WITHIN in context:  # found inside the value: `objective.params.cost_matrix.0.1`
-            path, value = f"{path}.{context[WITHIN]}", context[WITHIN_INPUT]
+            # already joined by the validator: escaped whole when it is not printable
+            within = str(context[WITHIN])
+            within = within if within.isprintable() else shown(within)
+            path, value = f"{path}.{within}", context[WITHIN_INPUT]
         got = "" if isinstance(value, dict) else f", got {shown(value, redact=_redacted)}"
-        lines.append(f"{path}: {err['msg']}{got}")
+        # a validator's message quotes what it names; one that did not stays one line too
+        msg = err["msg"] if err["msg"].isprintable() else shown(err["msg"])
+        lines.append(f"{path}: {msg}{got}")
     more = exc.error_count() - len(lines)
     if more > 0:
         lines.append(f"… and {more} more error(s)")

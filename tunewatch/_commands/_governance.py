@@ -21,16 +21,10 @@ from tunewatch._report import refresh_reports
 from tunewatch._version_metadata import VersionMetadata
 
 from ._context import actor_of, config_of, next_page, registry_of, say_held_back
+from ._shown import shown
 
 if TYPE_CHECKING:
     from tunewatch.store import ApprovalRow, AuditEntry, Store, TokenRow
-
-
-def _shown(text: str) -> str:
-    """``text`` as a line of output shows it: as it is when printable, else quoted with
-    its control characters escaped, so that no stored name (one from before names had to
-    be printable) starts a line of its own."""
-    return text if text.isprintable() else repr(text)
 
 
 def _hyperparameters(text: str | None) -> dict[str, object]:
@@ -222,7 +216,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
     elif args.command == "approve":  # closed unpromoted: the champion changed since
         print(
             f"tunewatch: error: {decided.model} version {decided.version} was "
-            f"{decided.decision_reason}",
+            f"{shown(decided.decision_reason)}",
             file=sys.stderr,
         )
         return 1
@@ -271,7 +265,7 @@ def cmd_approvals(args: argparse.Namespace) -> int:
     finally:
         store.close()
     for a in rows[: args.limit]:  # newest first
-        print(f"{a.id:<5} {a.model} v{a.version:<4} {a.status:<9} {_approval(a)}")
+        print(f"{a.id:<5} {shown(a.model)} v{a.version:<4} {a.status:<9} {_approval(a)}")
     if len(rows) > args.limit:  # the ones waiting longest were left out without a word
         say_held_back(f"{args.limit} approval requests shown, the newest")
     return 0
@@ -281,12 +275,12 @@ def _approval(a: ApprovalRow) -> str:
     """Who asked for request ``a`` (all of them) and, decided, who decided it and why, as
     the rationale report reads: "<status> by <requester>" credited bob's approval to
     alice, and a request closed unpromoted (stored as rejected) said nothing of why."""
-    asked = ", ".join(_shown(name) for name in (a.requested_by, *a.co_requesters))
+    asked = ", ".join(shown(name) for name in (a.requested_by, *a.co_requesters))
     about = f"(requested by {asked}; rules: {', '.join(a.rules)})"
     if a.decided_by is None:  # pending
         return about
-    why = f": {_shown(a.decision_reason)}" if a.decision_reason else ""
-    return f"by {_shown(a.decided_by)} {about}{why}"
+    why = f": {shown(a.decision_reason)}" if a.decision_reason else ""
+    return f"by {shown(a.decided_by)} {about}{why}"
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -295,7 +289,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     store = open_store(config_of(args), create=False)
     try:
         for model in store.list_models():
-            print(f"{model.name}  task={model.task}  features={len(model.feature_names)}")
+            print(f"{shown(model.name)}  task={model.task}  features={len(model.feature_names)}")
             for v in store.list_versions(model.name):
                 print(
                     f"  v{v.version:<4} {v.stage:<11} hp={v.hyperparameter_set_id[:12]} "
@@ -325,14 +319,14 @@ def cmd_audit(args: argparse.Namespace) -> int:
         # json.dumps escapes what the details (reasons) hold
         details = json.dumps(e.details, sort_keys=True) if e.details else ""
         print(
-            f"{e.id:>6}  {e.at:%Y-%m-%d %H:%M:%S}Z  {_shown(e.actor)}  {_shown(e.action)}  "
-            f"{_shown(e.target)}  {details}"
+            f"{e.id:>6}  {e.at:%Y-%m-%d %H:%M:%S}Z  {shown(e.actor)}  {shown(e.action)}  "
+            f"{shown(e.target)}  {details}"
         )
     if held_back:
-        shown = f"{args.limit} newest audit entries"
+        listed = f"{args.limit} newest audit entries"
         if args.before_id is not None:
-            shown = f"{args.limit} audit entries before entry {args.before_id}"
-        say_held_back(f"{shown} shown", see=next_page(entries[-1].id))
+            listed = f"{args.limit} audit entries before entry {args.before_id}"
+        say_held_back(f"{listed} shown", see=next_page(entries[-1].id))
     held = all([_anchor_holds(entry_id, digest, read) for (entry_id, digest), read in anchored])
     if head:
         print(
@@ -397,7 +391,7 @@ def cmd_tokens(args: argparse.Namespace) -> int:
         else:
             for t in store.list_tokens():
                 state = f"revoked {t.revoked_at:%Y-%m-%d}" if t.revoked_at else "active"
-                print(f"{_shown(t.name):<30} {t.role:<13} {state}")
+                print(f"{shown(t.name):<30} {t.role:<13} {state}")
     finally:
         store.close()
     return 0

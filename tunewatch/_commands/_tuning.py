@@ -21,6 +21,7 @@ from tunewatch._objective_display import configured_objective, labelled
 from tunewatch.store import Store
 
 from ._context import actor_of, config_of, registry_of, say_held_back
+from ._shown import shown
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -84,7 +85,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             if ended is not None and ended.status == "cancelled":
                 # cancelled while queued, after the launcher started this worker: not a
                 # failed start
-                print(f"job {ended.id} {ended.error}; not run", file=sys.stderr)
+                print(f"job {ended.id} {shown(ended.error)}; not run", file=sys.stderr)
                 return 0
             if ended is None or ended.status != "succeeded" or ended.result is None:
                 raise
@@ -110,7 +111,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return 0
     if job.status == "cancelled":  # this worker stopped after its running trial
         print(
-            f"job {job.id} {job.error}; this worker stopped after its running trial, "
+            f"job {job.id} {shown(job.error)}; this worker stopped after its running trial, "
             "registering nothing",
             file=sys.stderr,
         )
@@ -130,7 +131,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
             )
         return 0
     if job.status != "succeeded":
-        print(f"job {job.id} {job.status}: {job.error}", file=sys.stderr)
+        print(f"job {job.id} {job.status}: {shown(job.error)}", file=sys.stderr)
         return 1
     assert job.result is not None
     print(
@@ -240,7 +241,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         store.close()
     # cancelled while running: its workers see it at their next check between trials
     then = f"; its worker {job.worker} stops after its running trial" if job.worker else ""
-    print(f"job {job.id} {job.error}{then}")
+    # the error holds the reason as given: one sent to the API may hold escape sequences
+    print(f"job {job.id} {shown(job.error)}{then}")
     return 0
 
 
@@ -259,8 +261,15 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         progress = j.progress
         trained, rejected = _trained(progress)
         done = f"{trained}/{progress.get('max_trials', '?')} trials{_rejected_note(rejected)}"
-        extra = j.error or (f"-> v{j.result['version']}" if j.result else progress.get("phase", ""))
-        print(f"{j.id:<5} {j.model:<16} {j.status:<10} {done:<14} {j.trigger.get('event')} {extra}")
+        # the error holds a cancel reason or a worker's stderr as given, and the trigger
+        # what its caller sent: shown escaped, each job stays one row
+        extra = (
+            shown(j.error)
+            if j.error
+            else (f"-> v{j.result['version']}" if j.result else shown(progress.get("phase", "")))
+        )
+        event = shown(j.trigger.get("event"))
+        print(f"{j.id:<5} {shown(j.model):<16} {j.status:<10} {done:<14} {event} {extra}")
     if len(rows) > args.limit:
         of = "" if args.model is None else f" of {args.model}"
         say_held_back(f"{args.limit} newest jobs{of} shown")
