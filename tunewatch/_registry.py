@@ -29,7 +29,7 @@ from tunewatch._registry_labels import check_label_output
 from tunewatch._registry_row_sums import ROW_SUM_TOLERANCE as ROW_SUM_TOLERANCE
 from tunewatch._registry_row_sums import check_class_columns, check_row_sums
 from tunewatch._version_metadata import VersionMetadata, _check_metadata, check_task_width
-from tunewatch.store import HeldLease, ModelRow, Store, VersionRow
+from tunewatch.store import HeldLease, ModelRow, Store, VersionRow, check_feature_names
 
 logger = logging.getLogger(__name__)
 
@@ -281,6 +281,8 @@ class Registry:
         # config does not list; the config's check then sees the stored task and features
         # (or a first version's) and catches only what is the config's to correct.
         existing, regulated = self._fit(model, metadata, regulated)
+        if existing is None:  # a stored model keeps the names it was registered with
+            check_feature_names(metadata.feature_names)
         if self._check_features is not None:
             self._check_features(model, metadata.feature_names, task=metadata.task)
         if inspected is None or inspected.sha256 != hashlib.sha256(onnx_bytes).hexdigest():

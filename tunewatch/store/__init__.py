@@ -14,7 +14,7 @@ from ._evaluations import EvaluationRow, NewEvaluation
 from ._governance import MAX_REASON_LENGTH, ApprovalRow
 from ._jobs import JobAudit, JobRow, JobStatus
 from ._registry_rows import MAX_NAME as MAX_MODEL_NAME
-from ._registry_rows import NO_CHAMPION, check_version_text, valid_model_name
+from ._registry_rows import NO_CHAMPION, check_feature_names, check_version_text, valid_model_name
 from ._retention import PurgeCounts
 from ._schema import MAX_ID, UTCDateTime, metadata
 from ._store import Store
@@ -84,6 +84,7 @@ __all__ = [
     "VersionRow",
     "Window",
     "canonical_json",
+    "check_feature_names",
     "check_version_text",
     "hyperparameter_set_id",
     "make_engine",

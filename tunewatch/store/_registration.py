@@ -18,7 +18,7 @@ from ._engine import dialect_insert
 from ._evaluations import check_lease
 from ._job_cancel import lock_for_registration
 from ._registry_reads import _champion, _lock_model, get_model, get_version
-from ._registry_text import MAX_NAME, check_version_text, valid_model_name
+from ._registry_text import MAX_NAME, check_feature_names, check_version_text, valid_model_name
 from ._schema import hyperparameter_sets, model_versions, models
 from ._types import TASKS, HeldLease, ModelRow, VersionRow, check_choice, utcnow
 
@@ -39,6 +39,7 @@ def ensure_model(
         )
     features = [str(f) for f in feature_names]
     check_version_text(dataset_version=None, study=None, feature_names=features)
+    check_feature_names(features)
     stmt = dialect_insert(conn, models).values(
         name=name, task=task, feature_names=features, regulated=regulated, created_at=utcnow()
     )

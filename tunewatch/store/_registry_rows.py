@@ -43,7 +43,7 @@ from ._registry_reads import (
     version_page,
     versions_served_since,
 )
-from ._registry_text import MAX_NAME, check_version_text, valid_model_name
+from ._registry_text import MAX_NAME, check_feature_names, check_version_text, valid_model_name
 from ._stage_changes import NO_CHAMPION, check_champion, check_stage, promote, set_stage
 from ._stage_changes import _set_stage_row as _set_stage_row
 
@@ -54,6 +54,7 @@ __all__ = [
     "champion",
     "check_champion",
     "check_stage",
+    "check_feature_names",
     "check_version_text",
     "ensure_model",
     "get_model",

@@ -1,5 +1,6 @@
-"""What a model or version row may hold: model names, and the text of a version's columns
-and JSON (no NUL, nothing UTF-8 cannot encode, within the columns' lengths)."""
+"""What a model or version row may hold: model names, feature names, and the text of a
+version's columns and JSON (no NUL, nothing UTF-8 cannot encode, within the columns'
+lengths)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,19 @@ from ._schema import model_versions
 
 #: Model names are ``VARCHAR(200)`` (PostgreSQL enforces it; SQLite would not).
 MAX_NAME = 200
+
+#: The most feature names a model may take: far past any model served row by row, and
+#: each name is a ``feature`` label of the drift metrics and a column of every drift
+#: evaluation. Checked at registration only: models stored before keep theirs.
+MAX_FEATURE_NAMES = 10_000
+
+#: ``str.isprintable`` refuses control characters and the bidi embedding, override and
+#: isolate characters (format characters); the message names them, which a caller whose
+#: name looks right on screen needs told.
+_FEATURE_NAME_RULE = (
+    f"must be 1 to {MAX_NAME} printable characters (no control characters, no bidi "
+    "override or isolate characters U+202A-U+202E, U+2066-U+2069)"
+)
 
 
 def valid_model_name(name: str) -> bool:
@@ -43,8 +57,8 @@ def check_version_text(
     surrogate or a NUL anywhere in ``hyperparameters``, ``details`` (keys and values, at
     any depth) or ``feature_names``: their JSON columns store one escaped, and no reader
     of the model (the API's serialiser, a bundle, a report; PostgreSQL's ``->>`` for a
-    NUL) can write it out again. The registry
-    checks with it before it stores anything."""
+    NUL) can write it out again. The registry checks with it before it stores anything.
+    A new model's feature names are checked further (:func:`check_feature_names`)."""
     for column, value in (
         (model_versions.c.dataset_version, dataset_version),
         (model_versions.c.study, study),
@@ -69,6 +83,27 @@ def check_version_text(
             )
         if tree is not None:
             storable_json(tree, field=name)  # no NUL: as events' and alerts' JSON
+
+
+def check_feature_names(feature_names: Sequence[str]) -> None:
+    """Refuse a new model's ``feature_names`` when there are more than
+    :data:`MAX_FEATURE_NAMES`, or one is not 1 to :data:`MAX_NAME` printable characters, as
+    model names are: each is a ``feature`` label of the drift metrics (a scrape's
+    ``label_value_length_limit`` fails the whole scrape, not the one series), is stored
+    with every drift evaluation, and is shown on the dashboard and in messages, where a
+    newline forges a log line, an escape sequence restyles a terminal and a bidi
+    override reorders what is read. The message quotes a long value shortened. Only a new
+    model's: one stored before the rule keeps taking versions (its re-tuned ones too)."""
+    if len(feature_names) > MAX_FEATURE_NAMES:
+        raise InvalidValueError(
+            f"`feature_names` must list at most {MAX_FEATURE_NAMES} names, got {len(feature_names)}"
+        )
+    for i, name in enumerate(feature_names):
+        if not (1 <= len(name) <= MAX_NAME and name.isprintable()):
+            raise InvalidValueError(
+                f"`feature_names[{i}]` {_FEATURE_NAME_RULE}, got {len(name)} characters: "
+                f"{name[:80]!r}"
+            )
 
 
 def _unencodable(name: str, tree: Any) -> tuple[str, str] | None:
