@@ -35,6 +35,17 @@ too): the store holds token hashes and scored inputs. Not copied: ``reports/`` (
 from the store on request), ``worker-config.yaml`` (written at each daemon start) and the
 demo's marker (``tunewatch demo`` clears a directory holding it).
 
+Each backup is audited in both stores, as a restore would otherwise leave no trace: a store
+restored from a backup verified ``audit chain intact`` and ended where the backup was
+taken, a token revoked since answering again, and neither log said a backup was taken.
+The copy gets a ``backup_snapshot`` entry, appended to it (chained, the head moved) after
+``VACUUM INTO`` and before its check, so a restored log ends saying it is a snapshot:
+when, of which store, by whom, and the head entry it copied. Once the backup is renamed
+into place the source gets a ``backup`` entry naming the same head and the copy's entry
+by its hash. A backup that fails before leaves no entry in the source; one whose
+``backup`` entry cannot be appended is removed (a backup the source's log does not name
+cannot be accounted for).
+
 A PostgreSQL store is refused: ``pg_dump`` backs it up, artefacts included (the store
 keeps their bytes since schema revision 0014).
 """
@@ -45,10 +56,13 @@ import os
 import sqlite3
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from tunewatch._backup_artefacts import (
     ARTEFACTS,
@@ -71,8 +85,9 @@ from tunewatch._backup_partial import (
 from tunewatch._config import Config
 from tunewatch._config_paths import STORE_FILE
 from tunewatch._errors import StoreError, TunewatchError
-from tunewatch.store import redact_url
-from tunewatch.store._engine import parse_store_url, sqlite_file
+from tunewatch.store import Store, redact_url
+from tunewatch.store._audit import append_audit_in, audit_log
+from tunewatch.store._engine import parse_store_url, sqlite_file, transaction
 
 #: How much of an Optuna journal file is read at a time.
 _CHUNK = 1 << 20
@@ -123,8 +138,20 @@ class BackupResult:
     leftovers: tuple[Path, ...] = ()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Snapshot:
+    """What the copy's ``backup_snapshot`` entry says, which the source's ``backup`` entry
+    repeats: when the copy was taken (just before ``VACUUM INTO`` began), the newest
+    entry it copied (``None`` for an empty log), and the hash of its own entry."""
+
+    taken_at: str
+    head_id: int | None
+    head_hash: str | None
+    entry_hash: str
+
+
 def backup(
-    config: Config, destination: Path, *, stop: threading.Event | None = None
+    config: Config, destination: Path, *, actor: str, stop: threading.Event | None = None
 ) -> BackupResult:
     """Write a backup of ``config``'s SQLite store, its tuning storage when that is a file
     under ``data_dir``, and its artefacts to ``destination``, which must not exist or be
@@ -134,7 +161,11 @@ def backup(
     when complete; one that fails part way (``StoreError``, ``TunewatchError`` naming the
     part and the file for an ``OSError``) is removed, ``destination`` left as it was
     found. ``stop`` set (by a signal handler) stops a SQLite copy in progress: it fails
-    (``StoreError``, the statement interrupted) and the backup is removed."""
+    (``StoreError``, the statement interrupted) and the backup is removed.
+
+    Audited by ``actor`` in both stores: ``backup_snapshot`` in the copy, ``backup`` in
+    the source once the backup is in place. A backup whose ``backup`` entry cannot be
+    appended is removed (``StoreError`` saying so)."""
     stop = stop if stop is not None else threading.Event()
     store_file = _store_file(config)
     data_dir = Path(config.data_dir).resolve()
@@ -149,8 +180,17 @@ def backup(
     published = False
     try:
         timeout_s = config.store.lock_timeout_s
+        taken_at = datetime.now(UTC).isoformat()
         with writing("store", STORE_FILE):
-            size = _snapshot(store_file, partial / STORE_FILE, timeout_s=timeout_s, stop=stop)
+            _vacuum_into(store_file, partial / STORE_FILE, timeout_s=timeout_s, stop=stop)
+            snapshot = _mark_snapshot(
+                partial / STORE_FILE,
+                store=store_file,
+                directory=target,
+                actor=actor,
+                taken_at=taken_at,
+            )
+            size = _checked(store_file, partial / STORE_FILE, stop=stop)
         files = [
             BackupFile(
                 name=STORE_FILE,
@@ -175,6 +215,7 @@ def backup(
                 left_out=copied.left_out,
             )
         publish(destination, partial, target)
+        _audit_backup(config, store_file, target, partial, actor=actor, snapshot=snapshot)
         published = True
     except WriteFailed as exc:
         removed = discard(partial)
@@ -218,14 +259,108 @@ def _store_file(config: Config) -> Path:
     return Path(database).resolve()
 
 
+def _mark_snapshot(
+    copy: Path, *, store: Path, directory: Path, actor: str, taken_at: str
+) -> _Snapshot:
+    """Append the ``backup_snapshot`` entry by ``actor`` to the audit log of ``copy``,
+    the store's copy (nothing else has it open), through the store's own append: it
+    chains onto the head copied and moves the head. The copy is opened by a connection
+    of this module's (its path may hold what a URL cannot, ``?`` or ``#``); SQLite
+    leaves no journal beside it once it is closed."""
+    engine = create_engine(
+        "sqlite://",
+        creator=lambda: sqlite3.connect(f"{copy.as_uri()}?mode=rw", uri=True),
+        poolclass=NullPool,
+    )
+    try:
+        with transaction(engine, "backup_snapshot") as conn:
+            newest = audit_log(conn, 1)
+            head_id, head_hash = (newest[0].id, newest[0].hash) if newest else (None, None)
+            entry = append_audit_in(
+                conn,
+                actor=actor,
+                action="backup_snapshot",
+                target=str(directory),
+                details={
+                    "taken_at": taken_at,
+                    "store": str(store),
+                    "head_id": head_id,
+                    "head_hash": head_hash,
+                },
+            )
+    finally:
+        engine.dispose()
+    return _Snapshot(taken_at=taken_at, head_id=head_id, head_hash=head_hash, entry_hash=entry.hash)
+
+
+def _audit_backup(
+    config: Config,
+    store_file: Path,
+    target: Path,
+    partial: Path,
+    *,
+    actor: str,
+    snapshot: _Snapshot,
+) -> None:
+    """Append the ``backup`` entry by ``actor`` to the source's audit log, once the backup
+    is in place at ``target``; if it cannot be appended (or the command is stopped), the
+    backup is taken back to ``partial`` and removed: a backup the source's log does not
+    name cannot be accounted for."""
+    try:
+        with Store(
+            config.store_url,
+            sqlite_synchronous=config.store.sqlite_synchronous,
+            lock_timeout_s=config.store.lock_timeout_s,
+        ) as store:  # not migrated: a backup taken before an upgrade leaves the schema
+            store.append_audit(
+                actor=actor,
+                action="backup",
+                target=str(target),
+                details={
+                    "taken_at": snapshot.taken_at,
+                    "head_id": snapshot.head_id,
+                    "head_hash": snapshot.head_hash,
+                    "snapshot_hash": snapshot.entry_hash,
+                },
+            )
+    except StoreError as exc:
+        removed = _withdraw(target, partial)
+        raise StoreError(
+            f"cannot record the backup {target} in the audit log of the store at "
+            f"{store_file}: {exc.message}; {removed} (a backup the store's audit log does "
+            "not name cannot be accounted for): run it again"
+        ) from exc
+    except BaseException:  # cleanup only (Ctrl-C, SIGTERM): re-raised as it was
+        _withdraw(target, partial)
+        raise
+
+
+def _withdraw(target: Path, partial: Path) -> str:
+    """Remove the backup published at ``target``, renamed back to ``partial`` first so that
+    a crash part way leaves no ``target`` that looks complete; what became of it."""
+    try:
+        os.rename(target, partial)
+    except OSError:  # removed where it is, then
+        partial = target
+    discard(partial)
+    if os.path.lexists(partial):
+        return f"the backup {partial} could not all be removed: delete it"
+    return "the backup was removed"
+
+
 def _snapshot(source: Path, target: Path, *, timeout_s: float, stop: threading.Event) -> int:
+    """Write ``VACUUM INTO`` of the SQLite database ``source`` to ``target`` and check it
+    (:func:`_vacuum_into`, :func:`_checked`); its size in bytes."""
+    _vacuum_into(source, target, timeout_s=timeout_s, stop=stop)
+    return _checked(source, target, stop=stop)
+
+
+def _vacuum_into(source: Path, target: Path, *, timeout_s: float, stop: threading.Event) -> None:
     """Write ``VACUUM INTO`` of the SQLite database ``source`` to ``target`` (created
-    0600 first: a copy stopped part way is the owner's only too), check it
-    (``quick_check``) and make it durable; its size in bytes. ``source`` is opened
+    0600 first: a copy stopped part way is the owner's only too). ``source`` is opened
     ``mode=rw``: never created (a missing file is an error, not an empty copy), and
     ``timeout_s`` is how long it waits for a lock (a rollback-journal database, such as
-    Optuna's, being written). Either statement fails (``StoreError``) once ``stop`` is
-    set."""
+    Optuna's, being written). Fails (``StoreError``) once ``stop`` is set."""
     with private_file(target):
         pass  # VACUUM INTO writes into an empty file, keeping its mode
     try:
@@ -237,6 +372,14 @@ def _snapshot(source: Path, target: Path, *, timeout_s: float, stop: threading.E
             conn.execute("VACUUM INTO ?", (str(target),))
         finally:
             conn.close()
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot copy the database {source}: {exc}") from exc
+
+
+def _checked(source: Path, target: Path, *, stop: threading.Event) -> int:
+    """Check ``target``, the copy of ``source`` (``quick_check``), and make it durable; its
+    size in bytes. Fails (``StoreError``) once ``stop`` is set."""
+    try:
         check = sqlite3.connect(f"{target.as_uri()}?mode=ro", uri=True, isolation_level=None)
         try:
             check.set_progress_handler(stop.is_set, _POLL_EVERY)

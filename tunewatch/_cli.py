@@ -418,8 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
         "its tuning storage when that is a file under data_dir, and its artefacts to "
         "DIR, which then serves as a data_dir: to restore, stop the daemon and start it "
         "with data_dir: DIR (or put its files in the data_dir). Safe while the daemon "
-        "serves. Exit 0 when written; 1 when damaged artefacts were left out (named on "
-        "stderr); 2, nothing written, for a DIR that is not empty or lies inside "
+        "serves. Audited by --actor in both stores: backup_snapshot in the copy, "
+        "backup in the store. Exit 0 when written; 1 when damaged artefacts were left "
+        "out (named on stderr); 2, nothing written, for a DIR that is not empty or lies inside "
         "data_dir, or a PostgreSQL store (back that up with pg_dump).",
     )
     p.add_argument(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from tunewatch._errors import TunewatchError
 
-from ._context import config_of
+from ._context import actor_of, config_of
 
 if TYPE_CHECKING:
     from tunewatch._backup import BackupResult
@@ -41,8 +41,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
             code="invalid_argument",
         )
     config = config_of(args)
+    actor = actor_of(args)  # audited in the store and in its copy
     with _signals_stop() as stop:
-        result = backup(config, Path(args.directory), stop=stop)
+        result = backup(config, Path(args.directory), actor=actor, stop=stop)
     print(f"backup of the store at {redact_url(config.store_url)} written to {result.directory}:")
     width = max(len(f"{ARTEFACTS}/"), *(len(f.name) for f in result.files))
     for file in result.files:
