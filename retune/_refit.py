@@ -123,6 +123,7 @@ def check_classes(classes: np.ndarray[Any, Any], n_classes: int | None) -> None:
             )
         raise ExportError(
             f"the training window has no rows of class(es) {missing} (it has "
-            f"{classes.tolist()}): the exported model would answer {len(classes)} columns "
-            f"for classes 0..{len(expected) - 1}; widen the training window"
+            f"{classes.tolist()}): the exported model would answer {len(classes)} "
+            f"column{'' if len(classes) == 1 else 's'} for classes 0..{len(expected) - 1}; "
+            "widen the training window"
         )

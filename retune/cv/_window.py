@@ -34,8 +34,14 @@ def check_window(
 
     * a classification window (``objective`` is not a regression one) needs labels that
       are class indices and two classes or more, and so does each training fold (a
-      one-class fold fails the linear and boosted classifiers to fit; a regression
-      target is not checked);
+      one-class fold fails the linear and boosted classifiers to fit); a regression
+      window needs a target of two values or more (finite ones; its training folds are
+      not checked: a series whose first rows share one value is tuned over time);
+    * some feature must vary over the window's rows (its finite values: a column that
+      is one value apart from NaNs is that value once imputed), so two rows at least
+      differ: a window whose every feature is constant (a feed broken to defaults)
+      trains every configuration into a constant prediction, which would be registered
+      and could be promoted;
     * ``objective`` must be computable on each test fold: it scores a constant
       prediction (the training fold's class shares, or its mean) there once, and an
       objective that cannot (ROC AUC or PR AUC of a fold without both classes, MAPE of
@@ -62,6 +68,13 @@ def check_window(
             f"classification labels must be class indices below {MAX_CLASSES}, got "
             f"{width - 1}; check the labels fed back"
         )
+    if not classify:
+        _check_target(labels)
+    if not _varies(np.asarray(x, dtype=np.float64)).any():
+        raise CVError(
+            f"every feature is constant in the training window ({len(labels)} rows); "
+            "check the feature feed"
+        )
     for fold, (train, test) in enumerate(scheme.split(x, y, groups=groups, seed=seed)):
         if classify and len(np.unique(y[train])) < 2:
             raise CVError(
@@ -76,6 +89,32 @@ def check_window(
                 f"({len(test)} rows{_rows(test)}): {exc}; use fewer splits, a longer "
                 "window or another objective"
             ) from exc
+
+
+def _check_target(labels: np.ndarray[Any, Any]) -> None:
+    """Refuse a regression target without two finite values (each fold's mean would be
+    the best any configuration can answer)."""
+    finite = labels[np.isfinite(labels)]
+    if len(finite) and finite.min() < finite.max():
+        return
+    value = float(finite[0]) if len(finite) else float("nan")
+    rows = (
+        f"all {len(labels)} rows"
+        if len(finite) == len(labels)
+        else f"all {len(finite)} rows of {len(labels)} with a finite target"
+    )
+    raise CVError(f"the target is constant ({value} on {rows}); check the labels fed back")
+
+
+def _varies(x: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Per column of ``x`` (rows by features), whether its finite values differ. NaN is
+    left out: the imputer fills it with the column's one other value (mean, median or
+    most frequent alike); so is infinity, which no configuration can fit."""
+    values = x if x.ndim == 2 else x.reshape(len(x), -1)
+    finite = np.isfinite(values)
+    high = np.where(finite, values, -np.inf).max(axis=0, initial=-np.inf)
+    low = np.where(finite, values, np.inf).min(axis=0, initial=np.inf)
+    return np.asarray(high > low)
 
 
 def _constant_prediction(

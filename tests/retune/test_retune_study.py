@@ -1111,6 +1111,80 @@ def test_a_label_far_beyond_any_class_is_refused_before_any_prediction_is_built(
         check_window(x, y, scheme=StratifiedKFoldCV(n_splits=2), objective=LogLoss(), seed=0)
 
 
+def _all_zero(x: np.ndarray) -> np.ndarray:
+    return np.zeros_like(x)
+
+
+def _one_row_repeated(x: np.ndarray) -> np.ndarray:
+    return np.repeat(x[:1], len(x), axis=0)
+
+
+def _constant_but_missing(x: np.ndarray) -> np.ndarray:
+    """Each column one value wherever it is not NaN: the imputer fills the NaNs with it."""
+    out = np.tile(np.arange(x.shape[1], dtype=np.float64), (len(x), 1))
+    out[::3, 0] = np.nan
+    out[1::4, 2] = np.nan
+    return out
+
+
+@pytest.mark.parametrize(
+    "degenerate",
+    [_all_zero, _one_row_repeated, _constant_but_missing],
+    ids=["all_zero", "one_row_repeated", "constant_but_missing"],
+)
+def test_a_window_whose_every_feature_is_constant_is_refused_before_any_trial(
+    tmp_path: Any, degenerate: Any
+) -> None:
+    """400 requests whose features were all 0.0 (a feed broken to defaults) were tuned:
+    every configuration learnt the label shares alone, and that constant predictor was
+    registered and promoted."""
+    x, y = binary(seed=4, n=150)
+    with pytest.raises(
+        StudyError, match=r"every feature is constant in the training window \(150 rows\)"
+    ):
+        _run(tmp_path, data=(degenerate(x), y), budget=Budget(max_trials=3))
+    assert not (tmp_path / "journal.log").exists()
+
+
+def test_a_regression_window_whose_every_feature_is_constant_is_refused() -> None:
+    from retune.cv._window import check_window
+
+    x, y = regression(seed=4, n=120)
+    with pytest.raises(CVError, match=r"every feature is constant .* \(120 rows\); check the"):
+        check_window(
+            np.ones_like(x),
+            y,
+            scheme=retune.cv.KFoldCV(n_splits=3),
+            objective=make_objective("mae", task="regression"),
+            seed=0,
+        )
+
+
+def test_a_regression_target_that_is_constant_is_refused() -> None:
+    """A constant target was tuned to a best value of 0.0 by a model answering it."""
+    from retune.cv._window import check_window
+
+    x, _ = regression(seed=4, n=120)
+    with pytest.raises(
+        CVError, match=r"the target is constant \(3\.0 on all 120 rows\); check the labels"
+    ):
+        check_window(
+            x,
+            np.full(120, 3.0),
+            scheme=retune.cv.KFoldCV(n_splits=3),
+            objective=make_objective("mae", task="regression"),
+            seed=0,
+        )
+
+
+def test_a_window_with_some_constant_features_is_tuned(tmp_path: Any) -> None:
+    """Only a window with no feature that varies is refused: one that does is tuned."""
+    x, y = binary(seed=4, n=150)
+    x[:, 1:] = 0.0  # column 0 alone varies (and carries the signal)
+    result = _run(tmp_path, data=(x, y), budget=Budget(max_trials=2))
+    assert result.n_trials == 2 and result.n_failed == 0
+
+
 _LOGISTIC_SCALED = {
     "name": "logistic",
     "params": {
