@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from monitor import ServingMetrics
@@ -28,6 +28,7 @@ from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
 from tunewatch._errors import StoreError, StoreUnavailableError
 from tunewatch._split import SplitConfig
+from tunewatch._split_approval import SplitApprovalGate
 from tunewatch._unloadable import CHAMPION_RETRY_MAX_S, Unloadable
 from tunewatch._version_series import VersionSeries
 from tunewatch.comparison._config import ComparisonConfig
@@ -84,6 +85,8 @@ class Lineups:
         self.models: dict[str, ServedModel] = {}
         self.sessions: dict[str, OnnxModel] = {}  # by artefact sha256
         self._comparisons = ComparisonStore(store)  # which version a rollback watch keeps
+        # a split whose challenger's promotion would wait for an approver is not served
+        self._split_gate = SplitApprovalGate(config=config, store=store)
         # versions whose artefact failed to load: refresh leaves a shadow version out of
         # the line-up it wants, and a model whose champion failed as it is served, until
         # the retry time (a reload for another reason tries it too)
@@ -98,7 +101,8 @@ class Lineups:
         for row in self.store.list_models():
             count_events_from_zero(self.metrics, row.name)  # raised through it, if any
             if self.try_load(row.name) is None:  # one model's fault: the others load
-                unserved = self._served(row, None, self._split(row.name))
+                # no version in shadow: a split routes nothing while none is served
+                unserved = self._served(row, None, self._split(row, (), self._version(row)))
                 with self._load_lock:
                     self.models.setdefault(row.name, unserved)
 
@@ -110,7 +114,8 @@ class Lineups:
             try:
                 row = self.store.get_model(name)
                 versions = self.store.lineup_versions(name)  # none retired or rolled back
-                split = self._split(name)
+                shadows = {v.version: v for v in versions if v.stage == "shadow"}
+                split = self._split(row, shadows, shadows.__getitem__)
                 opened = self._open(versions)
                 with self._load_lock:
                     served = self._load(row, versions, split, opened)
@@ -149,16 +154,25 @@ class Lineups:
             split=split,
         )
 
-    def _split(self, name: str) -> SplitConfig | None:
-        """The model's live split as served: the config's, none while a rollback watch
-        compares the champion with the split's challenger. Kept in shadow for the watch,
-        that version shadows the champion: answering its split share instead, it gave the
-        watch no pair (see :func:`tunewatch.comparison._watched.watched_versions`)."""
-        cfg = self.config.model(name)
+    def _split(
+        self, row: ModelRow, shadows: Collection[int], version: Callable[[int], VersionRow]
+    ) -> SplitConfig | None:
+        """The model ``row``'s live split as served: the config's, none while a rollback
+        watch compares the champion with the split's challenger, nor while promoting that
+        challenger would wait for an approver (:class:`SplitApprovalGate`; ``shadows``,
+        the model's versions in shadow, and ``version``, a reader of one, are its). Kept
+        in shadow for the watch, that version shadows the champion: answering its split
+        share instead, it gave the watch no pair (see
+        :func:`tunewatch.comparison._watched.watched_versions`)."""
+        cfg = self.config.model(row.name)
         split = cfg.comparison.split if cfg is not None else None
-        if split is not None and split.challenger in watched_versions(self._comparisons, name):
+        if split is None or split.challenger in watched_versions(self._comparisons, row.name):
             return None
-        return split
+        return self._split_gate.served(row, split, shadows=shadows, version=version)
+
+    def _version(self, row: ModelRow) -> Callable[[int], VersionRow]:
+        """A reader of ``row``'s versions by number, from the store."""
+        return lambda number: self.store.get_version(row.name, number)
 
     def _open(self, versions: list[VersionRow]) -> dict[str, OnnxModel | StoreError | ShadowError]:
         """The sessions of ``versions``' artefacts not open yet, opened without the load
@@ -276,7 +290,11 @@ class Lineups:
                     lineup.champion.version if lineup.champion else None,
                     tuple(c.version for c in lineup.challengers),
                 )
-                if have == wanted and served.row == row and served.split == self._split(row.name):
+                if (
+                    have == wanted
+                    and served.row == row
+                    and served.split == self._split(row, shadows, self._version(row))
+                ):
                     with self._load_lock:  # served as the store says, but for versions
                         self._settle_unloadable(row.name, shadows)  # waiting to retry
                     continue

@@ -83,7 +83,9 @@ def nan_tail_model() -> bytes:
 def nan_tail_like(example: ExampleModel) -> ExampleModel:
     """:func:`nan_tail_model` under ``example``'s metadata, as a hyperparameter set of
     its own."""
-    meta = replace(example.metadata, hyperparameters={"estimator": "nan_tail"})
+    # a set of the pipeline's parameters of its own: an unknown one ("estimator":
+    # "nan_tail") needs an approver to promote it, and holds a live split of it
+    meta = replace(example.metadata, hyperparameters={"estimator": "logistic", "C": 0.0625})
     return ExampleModel(name="nan-tail", onnx=nan_tail_model(), metadata=meta)
 
 

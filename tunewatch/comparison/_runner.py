@@ -228,7 +228,7 @@ class ComparisonRunner:
             return results
         blocked = False
         if settings.split is not None and splitting(
-            self.store, self.comparisons, model, settings.split
+            self.store, self.comparisons, model, settings.split, config=self.config
         ):
             check = check_split(
                 self.comparisons,
@@ -335,7 +335,8 @@ class ComparisonRunner:
         split = settings.split
         splits = (
             split.challenger
-            if split is not None and splitting(self.store, self.comparisons, model, split)
+            if split is not None
+            and splitting(self.store, self.comparisons, model, split, config=self.config)
             else None
         )
         shadow = {

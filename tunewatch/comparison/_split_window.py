@@ -6,25 +6,35 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from tunewatch._approval_rules import promotion_rules
+from tunewatch._config import Config
 from tunewatch._split import SplitConfig
 from tunewatch.comparison._watched import watched_until, watched_versions
 from tunewatch.store import Store
 from tunewatch.store._comparisons import ComparisonStore
 
 
-def splitting(store: Store, comparisons: ComparisonStore, model: str, split: SplitConfig) -> bool:
+def splitting(
+    store: Store, comparisons: ComparisonStore, model: str, split: SplitConfig, *, config: Config
+) -> bool:
     """Whether the live split still splits: its challenger is in shadow (a version out
     of the lineup answers no unit, see :func:`tunewatch._split.route`). Once it was
     promoted every unit counts in the champion arm: the check reported a mismatch,
     raised ``srm_detected`` and blocked every later promotion. Nor while a rollback
     watch compares with it: it shadows the champion then (see
-    :func:`~tunewatch.comparison._watched.watched_versions`)."""
+    :func:`~tunewatch.comparison._watched.watched_versions`). Nor while promoting it
+    would wait for an approver under ``config``: the runtime holds the split and the
+    challenger shadows (:mod:`tunewatch._split_approval`), so a paired test compares it
+    (as the split's, it was compared by no test while held)."""
     try:
-        if store.get_version(model, split.challenger).stage != "shadow":
-            return False
+        challenger = store.get_version(model, split.challenger)
     except LookupError:
         return False
-    return split.challenger not in watched_versions(comparisons, model)
+    if challenger.stage != "shadow":
+        return False
+    if split.challenger in watched_versions(comparisons, model):
+        return False
+    return not promotion_rules(store.get_model(model), challenger, config)
 
 
 def split_start(
