@@ -335,16 +335,20 @@ def decide_approval(
 
     With ``audit_refusal`` (a person's decision: the CLI's, the API's), a refusal
     (``same_person``, ``already_decided`` …) is audited as ``denied_approve`` or
-    ``denied_reject`` (:func:`audit_denied`) against the approval's version, and raised."""
+    ``denied_reject`` (:func:`audit_denied`) against the approval's version, and raised;
+    so is an approval the store closed unpromoted (``champion_changed``), returned (the
+    closure is committed, and its own entry says why), which the API answers 409."""
+    action: GovernedAction = "approve" if approve else "reject"
+    details = {"approval": approval_id, "reason": reason}
     with refusal_audited(
         store,
-        "approve" if approve else "reject",
+        action,
         actor=approver,
         target=lambda: approval_target(store, approval_id),
-        details={"approval": approval_id, "reason": reason},
+        details=details,
         audited=audit_refusal,
     ):
-        return _decide_approval(
+        decided, promoted = _decide_approval(
             store,
             config,
             approval_id,
@@ -353,6 +357,26 @@ def decide_approval(
             reason=reason,
             artefacts=artefacts,
         )
+    if approve and promoted is None and audit_refusal:
+        # The approver's approval was refused as much as a 409 that changed nothing: its
+        # `approval_rejected` entry alone read as their rejection of the request.
+        audit_denied(
+            store,
+            action,
+            actor=approver,
+            target=f"{decided.model}/v{decided.version}",
+            status=409,
+            code="champion_changed",
+            message=closed_unpromoted(decided),
+            details=details,
+        )
+    return decided, promoted
+
+
+def closed_unpromoted(decided: ApprovalRow) -> str:
+    """Why approving ``decided`` closed it unpromoted: its decision reason (the champion
+    changed since the request), the message of the API's 409 ``champion_changed``."""
+    return decided.decision_reason or "the champion changed since the request"
 
 
 def _decide_approval(

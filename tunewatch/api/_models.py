@@ -452,7 +452,8 @@ def _decide(
         audit_refusal=True,
     )
     if approve and decided.status == "rejected":  # closed: the champion changed meanwhile
-        raise ApiError(409, "champion_changed", decided.decision_reason or "champion changed")
+        # audited as denied_approve by governance.decide_approval
+        raise ApiError(409, "champion_changed", governance.closed_unpromoted(decided))
     out: dict[str, Any] = {"approval": approval_json(decided)}
     if promoted is not None:
         ctx.runtime.try_load(decided.model)
@@ -493,13 +494,21 @@ def retire(
     request: Request,
     principal: Operator,
 ) -> dict[str, Any]:
+    """Retire a version (200: the version, and ``unchanged``). One retired already by a
+    retire is answered as it is with ``unchanged: true``, nothing written (no audit
+    entry, no event, its ``stage_changed_at`` kept), as a promotion of the champion is;
+    its pending approval requests are still closed. A champion a promotion retired is
+    retired again, recorded: pulled, a rollback does not restore it."""
     ctx = context(request)
-    version_or_404(ctx.runtime.store, model, version)
+    before = version_or_404(ctx.runtime.store, model, version)
     row = ctx.runtime.store.set_stage(
         model, version, "retired", actor=principal.name, reason=body.reason
     )
-    ctx.runtime.try_load(model)  # retired whether or not the line-up loads
-    return version_json(row)
+    # every move sets stage_changed_at: the same one, and it was retired already
+    unchanged = row.stage_changed_at == before.stage_changed_at
+    if not unchanged:
+        ctx.runtime.try_load(model)  # retired whether or not the line-up loads
+    return {**version_json(row), "unchanged": unchanged}
 
 
 @router.get("/events")

@@ -4,7 +4,8 @@ Each entry's ``hash`` is ``sha256(prev_hash + canonical_json({at, actor, action,
 target, details}))`` and ``prev_hash`` is the previous entry's hash (64 zeros for the
 first). Appends update the single ``audit_head`` row in the same transaction: on
 PostgreSQL that row lock serialises concurrent appenders, on SQLite ``BEGIN IMMEDIATE``
-already does.
+already does; so serialised, each takes the id after the newest, and the ids run without
+a hole (a missing one would read as a removed entry).
 
 The database itself (triggers installed by the migrations) refuses UPDATE, DELETE and
 TRUNCATE on ``audit_entries``, and on SQLite an INSERT over an existing id or hash
@@ -87,20 +88,22 @@ def entry_hash(
 def append_audit_in(
     conn: Connection, *, actor: str, action: str, target: str, details: Mapping[str, Any]
 ) -> AuditEntry:
-    """Append one entry inside the caller's transaction; text UTF-8 cannot encode is
-    stored (and hashed) as its backslash escape."""
+    """Append one entry inside the caller's transaction, its id one past the newest
+    (:func:`_next_id`); text UTF-8 cannot encode is stored (and hashed) as its backslash
+    escape."""
     actor, action, target = _escaped(actor), _escaped(action), _escaped(target)
     stored_details = _escaped_json(json_roundtrip(dict(details)))
     prev_hash = conn.execute(
         select(audit_head.c.hash).where(audit_head.c.id == 1).with_for_update()
     ).scalar_one()
+    entry_id = _next_id(conn)
     at = utcnow()
     new_hash = entry_hash(
         prev_hash, at=at, actor=actor, action=action, target=target, details=stored_details
     )
-    entry_id = conn.execute(
-        audit_entries.insert()
-        .values(
+    conn.execute(
+        audit_entries.insert().values(
+            id=entry_id,
             at=at,
             actor=actor,
             action=action,
@@ -109,8 +112,7 @@ def append_audit_in(
             prev_hash=prev_hash,
             hash=new_hash,
         )
-        .returning(audit_entries.c.id)
-    ).scalar_one()
+    )
     conn.execute(update(audit_head).where(audit_head.c.id == 1).values(hash=new_hash))
     return AuditEntry(
         id=entry_id,
@@ -122,6 +124,25 @@ def append_audit_in(
         prev_hash=prev_hash,
         hash=new_hash,
     )
+
+
+def _next_id(conn: Connection) -> int:
+    """The id of the entry to append: one past the newest, read under the ``audit_head``
+    row's lock (the caller's), so ids have no holes. PostgreSQL's sequence gave one: a
+    value it handed to a transaction that then rolled back (an action failing after its
+    audit entry) is never given back, and an auditor reads the missing number as a
+    removed entry. The sequence is still moved to the id, so that a writer taking the
+    column's default (an older tunewatch sharing the store during an upgrade) gets a
+    fresh id rather than one an entry holds; a rolled-back append leaves it one ahead,
+    which only such a writer would see (as a hole)."""
+    newest = select(func.coalesce(func.max(audit_entries.c.id), 0) + 1).scalar_subquery()
+    if conn.dialect.name != "postgresql":
+        return int(conn.execute(select(newest)).scalar_one())
+    sequence = func.pg_get_serial_sequence(audit_entries.name, audit_entries.c.id.name)
+    entry_id = conn.execute(select(func.setval(sequence, newest))).scalar_one()
+    if entry_id is None:  # no sequence (a table created otherwise): nothing to keep
+        entry_id = conn.execute(select(newest)).scalar_one()
+    return int(entry_id)
 
 
 def append_audit_once_in(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, select, update
 
 from .._errors import ConflictError
 from ._approval_rows import close_pending_approvals, close_promoted_approvals
@@ -18,7 +18,7 @@ from ._audit import append_audit_in
 from ._events import add_event_in
 from ._registry_reads import _champion, _lock_model, get_version
 from ._run_tallies import get_tally
-from ._schema import model_versions
+from ._schema import audit_entries, model_versions
 from ._types import VersionRow, utcnow
 
 
@@ -109,10 +109,14 @@ def set_stage(
     close_approvals: bool = True,
 ) -> VersionRow:
     """Move ``version`` to ``stage`` (not the champion's), audited (``set_stage``) with a
-    ``stage_changed`` event. Retired or rolled back, its pending approvals are closed in
-    the same transaction (rejected, by ``actor``, each audited as ``approval_rejected``),
-    unless ``close_approvals`` is false: a version returned to the stage it had before it
-    was lent to shadow (the rollback watch's end) was not pulled, and its requests stand.
+    ``stage_changed`` event. One in ``stage`` already is returned as it is, nothing
+    written but the closing of its pending approvals below, unless an earlier
+    ``set_stage`` did not put it there (:func:`_recorded_again`: an operator retiring a
+    champion a promotion demoted to retired pulls it).
+    Retired or rolled back, its pending approvals are closed in the same transaction
+    (rejected, by ``actor``, each audited as ``approval_rejected``), unless
+    ``close_approvals`` is false: a version returned to the stage it had before it was
+    lent to shadow (the rollback watch's end) was not pulled, and its requests stand.
     Such a move's audit entry and event say ``approvals_kept``, so that approving one of
     them later does not read it as a pull (``stage_changed``)."""
     if stage not in ("shadow", "retired", "rolled_back"):
@@ -132,6 +136,16 @@ def set_stage(
             f"version {version} of model {model!r} was rolled back; that stage is final",
             code="rolled_back_is_final",
         )
+    if current.stage == stage and not _recorded_again(
+        conn, current, close_approvals=close_approvals
+    ):
+        # nothing moves: no entry, no event, and its time stays when it got there (a
+        # retried retire wrote a second `set_stage` retired -> retired, as a change). A
+        # request opened while it was retired is still closed: retiring it again says
+        # "never serve it", and approved later, the request would promote it.
+        if stage != "shadow" and close_approvals:
+            close_pending_approvals(conn, model, version, stage=stage, actor=actor, reason=reason)
+        return current
     _set_stage_row(conn, model, version, stage, utcnow())
     details = {
         "version": version,
@@ -150,6 +164,34 @@ def set_stage(
         # a retired or rolled-back version's pending approval would promote it when approved
         close_pending_approvals(conn, model, version, stage=stage, actor=actor, reason=reason)
     return get_version(conn, model, version)
+
+
+def _recorded_again(conn: Connection, target: VersionRow, *, close_approvals: bool) -> bool:
+    """Whether a move of ``target`` to the stage it is in is recorded though the stage
+    stays: when an earlier ``set_stage`` did not put it there (its newest audited move is
+    not one to that stage, or one that kept its approvals). A champion a promotion
+    demoted to retired (no ``set_stage``), or that the rollback watch returned there
+    (``approvals_kept``), is pulled only by an operator's retire: the entry a rollback
+    (:func:`~._champion_rollback.find_pull`) and an approval
+    (:func:`~._governance._moved_since`) read as "never serve it"; one a promotion kept
+    in shadow stays there after its rollback watch once an operator moved it there (the
+    watch reads the ``stage_changed`` event). The watch's own return
+    (``close_approvals`` false) records nothing again."""
+    if not close_approvals:
+        return False
+    newest = conn.execute(
+        select(audit_entries.c.action, audit_entries.c.details)
+        .where(
+            audit_entries.c.target == f"{target.model}/v{target.version}",  # indexed
+            audit_entries.c.action.in_(("set_stage", "promote", "rollback")),
+        )
+        .order_by(audit_entries.c.id.desc())
+        .limit(1)
+    ).first()
+    if newest is None or newest.action != "set_stage":
+        return True
+    details = newest.details if isinstance(newest.details, dict) else {}
+    return details.get("stage") != target.stage or bool(details.get("approvals_kept"))
 
 
 def _demote_champion(conn: Connection, model: str, now: Any, stage: str) -> int | None:
