@@ -154,6 +154,13 @@ def score_many(
     alone so that one bad job cannot sink the others; so too when the batch's primary
     output does not hold one row per input row (a 0-d output, a ``[1, batch]`` one): it
     cannot be split by request, and each job alone gets its own score or its own error.
+
+    A batched run that succeeds is taken as each job's: a model whose answer depends on
+    the batch (one that fails on some batch sizes only, a batch-level operation) is
+    counted, and compared, on the batches its backlog happened to form, not on each
+    request alone. Scoring every job alone would cost one onnxruntime call per request
+    under load; such models are rare, and this is left as it is (a review found a model
+    failing on every 7-row request counted 10 % of runs failed where alone it fails 21 %).
     """
     results = [score(jobs[0], loaded, failures=failures)]
     rest = jobs[1:]
