@@ -11,8 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 
 from monitor import ServingMetrics
 from shadow import (
@@ -24,11 +24,11 @@ from shadow import (
     ShadowError,
 )
 from tunewatch._actions import count_events_from_zero
+from tunewatch._approval_gate import ApprovalGate
 from tunewatch._artefacts import ArtefactStore
 from tunewatch._config import Config
 from tunewatch._errors import StoreError, StoreUnavailableError
 from tunewatch._split import SplitConfig
-from tunewatch._split_approval import SplitApprovalGate
 from tunewatch._unloadable import CHAMPION_RETRY_MAX_S, Unloadable
 from tunewatch._version_series import VersionSeries
 from tunewatch.comparison._config import ComparisonConfig
@@ -41,12 +41,19 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class ServedModel:
-    """A model as the scoring path needs it: its row, its ranges and its deployment."""
+    """A model as the scoring path needs it: its row, its ranges, its deployment, its live
+    split as served and :attr:`named`."""
 
     row: ModelRow
     ranges: tuple[FeatureRange | None, ...] | None
     deployment: Deployment
     split: SplitConfig | None = None
+    #: For each version of the store's line-up the deployment is given, the rules that
+    #: keep it from answering requests naming it (none: it answers; the champion's are
+    #: none). Made before the deployment is given that line-up, so a version served is
+    #: in it but for a request that read this model just before a newer one replaced it:
+    #: such a version is refused (see :func:`tunewatch.api._oip.named_version`).
+    named: Mapping[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 class Lineups:
@@ -85,8 +92,9 @@ class Lineups:
         self.models: dict[str, ServedModel] = {}
         self.sessions: dict[str, OnnxModel] = {}  # by artefact sha256
         self._comparisons = ComparisonStore(store)  # which version a rollback watch keeps
-        # a split whose challenger's promotion would wait for an approver is not served
-        self._split_gate = SplitApprovalGate(config=config, store=store)
+        # a version whose promotion would wait for an approver answers no client: not
+        # as a split's challenger, nor named (ServedModel.named)
+        self._approval_gate = ApprovalGate(config=config, store=store)
         # versions whose artefact failed to load: refresh leaves a shadow version out of
         # the line-up it wants, and a model whose champion failed as it is served, until
         # the retry time (a reload for another reason tries it too)
@@ -102,7 +110,9 @@ class Lineups:
             count_events_from_zero(self.metrics, row.name)  # raised through it, if any
             if self.try_load(row.name) is None:  # one model's fault: the others load
                 # no version in shadow: a split routes nothing while none is served
-                unserved = self._served(row, None, self._split(row, (), self._version(row)))
+                unserved = self._served(
+                    row, None, self._split(row, (), self._version(row)), named={}
+                )
                 with self._load_lock:
                     self.models.setdefault(row.name, unserved)
 
@@ -116,9 +126,11 @@ class Lineups:
                 versions = self.store.lineup_versions(name)  # none retired or rolled back
                 shadows = {v.version: v for v in versions if v.stage == "shadow"}
                 split = self._split(row, shadows, shadows.__getitem__)
+                champion = next((v.version for v in versions if v.stage == "champion"), None)
+                named = self._named(row, champion, shadows, shadows.__getitem__)
                 opened = self._open(versions)
                 with self._load_lock:
-                    served = self._load(row, versions, split, opened)
+                    served = self._load(row, versions, split, named, opened)
                     self._evict()
             except (StoreError, ShadowError) as exc:
                 if not isinstance(exc, StoreUnavailableError):
@@ -143,15 +155,22 @@ class Lineups:
             return None
 
     def _served(
-        self, row: ModelRow, deployment: Deployment | None, split: SplitConfig | None
+        self,
+        row: ModelRow,
+        deployment: Deployment | None,
+        split: SplitConfig | None,
+        *,
+        named: Mapping[int, tuple[str, ...]],
     ) -> ServedModel:
         """``row`` as served: its ranges from the config, ``split`` (see :meth:`_split`),
-        its ``deployment`` (a new one, with no line-up, when ``None``)."""
+        ``named`` (see :meth:`_named`), its ``deployment`` (a new one, with no line-up,
+        when ``None``)."""
         return ServedModel(
             row=row,
             ranges=self._ranges(row),
             deployment=deployment if deployment is not None else Deployment(row.name),
             split=split,
+            named=named,
         )
 
     def _split(
@@ -159,7 +178,7 @@ class Lineups:
     ) -> SplitConfig | None:
         """The model ``row``'s live split as served: the config's, none while a rollback
         watch compares the champion with the split's challenger, nor while promoting that
-        challenger would wait for an approver (:class:`SplitApprovalGate`; ``shadows``,
+        challenger would wait for an approver (:class:`ApprovalGate`; ``shadows``,
         the model's versions in shadow, and ``version``, a reader of one, are its). Kept
         in shadow for the watch, that version shadows the champion: answering its split
         share instead, it gave the watch no pair (see
@@ -168,7 +187,23 @@ class Lineups:
         split = cfg.comparison.split if cfg is not None else None
         if split is None or split.challenger in watched_versions(self._comparisons, row.name):
             return None
-        return self._split_gate.served(row, split, shadows=shadows, version=version)
+        return self._approval_gate.served(row, split, shadows=shadows, version=version)
+
+    def _named(
+        self,
+        row: ModelRow,
+        champion: int | None,
+        shadows: Collection[int],
+        version: Callable[[int], VersionRow],
+    ) -> dict[int, tuple[str, ...]]:
+        """:attr:`ServedModel.named` of the model ``row`` whose store line-up is
+        ``champion`` and ``shadows``: the champion answers requests naming it, a version
+        in shadow only while promoting it would need no approver (:class:`ApprovalGate`,
+        which holds the live split by the same rules; ``version`` reads one)."""
+        named = self._approval_gate.named(row, shadows=shadows, version=version)
+        if champion is not None:
+            named[champion] = ()
+        return named
 
     def _version(self, row: ModelRow) -> Callable[[int], VersionRow]:
         """A reader of ``row``'s versions by number, from the store."""
@@ -197,10 +232,13 @@ class Lineups:
         row: ModelRow,
         versions: list[VersionRow],
         split: SplitConfig | None,
+        named: Mapping[int, tuple[str, ...]],
         opened: dict[str, OnnxModel | StoreError | ShadowError],
     ) -> ServedModel:
-        """Serve ``versions`` (the store's line-up of ``row``) with ``split``; the caller
-        holds the load lock and opened what was not open (``opened``)."""
+        """Serve ``versions`` (the store's line-up of ``row``) with ``split`` and
+        ``named``; the caller holds the load lock and opened what was not open
+        (``opened``). The model served is replaced before its deployment is given the
+        line-up: a version new to it is found in :attr:`ServedModel.named` first."""
         name = row.name
         champion = next(
             (self._champion(v, opened) for v in versions if v.stage == "champion"), None
@@ -213,9 +251,9 @@ class Lineups:
         self._settle_unloadable(name, {v.version for v in versions if v.stage == "shadow"})
         served = self.models.get(name)
         before = served.deployment.lineup.champion if served is not None else None
-        if served is None or served.row != row or served.split != split:
+        if served is None or served.row != row or served.split != split or served.named != named:
             deployment = served.deployment if served is not None else None
-            served = self._served(row, deployment, split)
+            served = self._served(row, deployment, split, named=named)
             self.models[name] = served
         served.deployment.set_lineup(champion, challengers)
         if champion is not None:
@@ -290,10 +328,12 @@ class Lineups:
                     lineup.champion.version if lineup.champion else None,
                     tuple(c.version for c in lineup.challengers),
                 )
+                read = self._version(row)
                 if (
                     have == wanted
                     and served.row == row
-                    and served.split == self._split(row, shadows, self._version(row))
+                    and served.split == self._split(row, shadows, read)
+                    and served.named == self._named(row, wanted[0], shadows, read)
                 ):
                     with self._load_lock:  # served as the store says, but for versions
                         self._settle_unloadable(row.name, shadows)  # waiting to retry

@@ -37,6 +37,9 @@ from tunewatch.api._records import same_matrix
 from tunewatch.store import RequestRecord, RunTally
 from tunewatch.store import Role as OutputRole
 
+#: The code of a request naming a version whose promotion would wait for an approver.
+APPROVAL_REQUIRED = "approval_required"
+
 
 def _is_version(raw: str) -> bool:
     """A version number as a path segment: ASCII digits, few enough for ``int`` (which
@@ -46,7 +49,15 @@ def _is_version(raw: str) -> bool:
 
 def named_version(ctx: AppContext, served: ServedModel, raw_version: str | None) -> int | None:
     """The version a ``/versions/{v}/infer`` path names (``None`` on the model's route),
-    once it is found in service: 404 ``version_not_found`` otherwise."""
+    once it is found in service (404 ``version_not_found`` otherwise) and may answer
+    clients (409 ``approval_required`` otherwise).
+
+    The champion always answers. Another version answers only while promoting it would
+    need no approver: serving it goes past the gate a promotion passes, as a live split
+    of it would (:mod:`tunewatch._approval_gate` decides both, at line-up build; this
+    reads :attr:`ServedModel.named <tunewatch._runtime_lineups.ServedModel.named>`). A
+    regulated model's version in shadow, one whose promotion an approver rejected,
+    answered any scorer naming it, and the challenger of a held split so answered."""
     if raw_version is None:
         return None
     if not _is_version(raw_version):
@@ -55,6 +66,25 @@ def named_version(ctx: AppContext, served: ServedModel, raw_version: str | None)
         )
     version = int(raw_version)
     ctx.runtime.signature(served, version)  # raises unless it is in service
+    champion = served.deployment.lineup.champion
+    if champion is not None and champion.version == version:
+        return version
+    rules = served.named.get(version)
+    if rules is None:  # served by a line-up newer than the model this request read
+        raise ApiError(
+            409,
+            APPROVAL_REQUIRED,
+            f"version {version} of {served.row.name!r} cannot answer clients until it is "
+            "promoted: whether its promotion waits for an approver is being read again "
+            "(its line-up changed); try again",
+        )
+    if rules:
+        raise ApiError(
+            409,
+            APPROVAL_REQUIRED,
+            f"version {version} of {served.row.name!r} cannot answer clients until it is "
+            f"promoted: its promotion waits for an approver (rules: {'; '.join(rules)})",
+        )
     return version
 
 

@@ -332,16 +332,14 @@ def _scoring_routes(max_items: int, max_rows: int) -> dict[str, dict[str, Any]]:
             },
         },
     }
-    infer = {
-        "parameters": [_BINARY_HEADER],
-        "requestBody": infer_body,
-        "responses": {
-            "200": _json(_INFER_RESPONSE, "the champion's (or the version's) answer"),
-            "409": {"description": "`duplicate_request_id`: its `id` was recorded already"},
-            "415": {"description": _ENCODING},
-            "422": {"description": "`non_finite_output`: the model answered NaN or infinity"},
-        },
+    duplicate = "`duplicate_request_id`: its `id` was recorded already"
+    responses: dict[str, Any] = {
+        "200": _json(_INFER_RESPONSE, "the champion's (or the version's) answer"),
+        "409": {"description": duplicate},
+        "415": {"description": _ENCODING},
+        "422": {"description": "`non_finite_output`: the model answered NaN or infinity"},
     }
+    infer = {"parameters": [_BINARY_HEADER], "requestBody": infer_body, "responses": responses}
     return {
         "/v2/models/{model}/infer": {
             "summary": "Open Inference Protocol v2 inference (JSON or binary tensor "
@@ -349,8 +347,18 @@ def _scoring_routes(max_items: int, max_rows: int) -> dict[str, dict[str, Any]]:
             **infer,
         },
         "/v2/models/{model}/versions/{version}/infer": {
-            "summary": "Inference by one named version.",
+            "summary": "Inference by one named version: the champion, or a version in "
+            "shadow whose promotion would need no approver.",
             **infer,
+            "responses": {
+                **responses,
+                "409": {
+                    "description": f"{duplicate}; "
+                    "`approval_required`: the version is not the champion and its promotion "
+                    "would wait for an approver (a regulated model, hyperparameters outside "
+                    "the safe ranges), so it answers no client until it is promoted"
+                },
+            },
         },
         _records.MIRROR_PATH: {
             "summary": "Mirror: request + response records scored by the serving stack; "

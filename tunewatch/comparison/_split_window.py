@@ -24,7 +24,7 @@ def splitting(
     watch compares with it: it shadows the champion then (see
     :func:`~tunewatch.comparison._watched.watched_versions`). Nor while promoting it
     would wait for an approver under ``config``: the runtime holds the split and the
-    challenger shadows (:mod:`tunewatch._split_approval`), so a paired test compares it
+    challenger shadows (:mod:`tunewatch._approval_gate`), so a paired test compares it
     (as the split's, it was compared by no test while held)."""
     try:
         challenger = store.get_version(model, split.challenger)

@@ -1,23 +1,36 @@
-"""A live split whose challenger's promotion would wait for an approver is not served.
+"""A version whose promotion would wait for an approver answers no client until it is
+promoted: neither a live split's share of units nor requests naming it.
 
-The split's challenger answers real requests for its share of units, so serving it goes
-past the gate a promotion passes (:func:`tunewatch._approval_rules.promotion_rules`: a
-regulated model, hyperparameters outside the safe ranges, a search space that cannot be
-read). A split configured for such a version served it to half a regulated model's
-customers while its promotion waited for an approver, and nothing recorded that it went
-live. While a rule holds the split is not served: the challenger stays in shadow (scored,
-answering nobody; see :func:`tunewatch._split.route`), a warning names the model, the
-version and the rules, and a ``split_not_served`` event records it. Once no rule holds
-(the model's safe ranges were widened) the split serves again at the next line-up build,
-and a ``split_served`` event records the end of the hold.
+Serving such a version goes past the gate a promotion passes
+(:func:`tunewatch._approval_rules.promotion_rules`: a regulated model, hyperparameters
+outside the safe ranges, a search space that cannot be read). :class:`ApprovalGate` is the
+one place that decides it, for both ways a version other than the champion answers:
+
+* A live split's challenger answers real requests for its share of units. A split
+  configured for such a version served it to half a regulated model's customers while its
+  promotion waited for an approver, and nothing recorded that it went live. While a rule
+  holds the split is not served (:meth:`ApprovalGate.served`): the challenger stays in
+  shadow (scored, answering nobody; see :func:`tunewatch._split.route`), a warning names
+  the model, the version and the rules, and a ``split_not_served`` event records it. Once
+  no rule holds (the model's safe ranges were widened) the split serves again at the next
+  line-up build, and a ``split_served`` event records the end of the hold.
+* A version in shadow is listed by ``GET /v2/models/{m}`` and could be named by
+  ``/v2/models/{m}/versions/{v}/infer``: any scorer got a regulated model's shadow version's
+  answers, one whose promotion an approver had rejected, and a held split was undone by
+  naming its challenger. The rules of each version in shadow (:meth:`ApprovalGate.named`)
+  go with the served line-up, and the route refuses a version with any (409
+  ``approval_required``). The champion always answers requests naming it. Nothing is
+  recorded per refused request (a client could flood the event log); the API counts them
+  by code.
 
 Checked when a line-up is built, never per request: the rules read the version's
-hyperparameters and a search space file. The answer is kept per model until the split's
-challenger, the model's regulated flag or its stored safe ranges change (the config, the
-other input, is read once a process). The warning is logged once a process per (model,
-version, rules), and the events are recorded once per hold, across processes and
-restarts: a hold is not recorded again while the model's newest ``split_not_served`` or
-``split_served`` event is a ``split_not_served`` of the same version and rules.
+hyperparameters and a search space file. The rules are kept per version until the
+version leaves the shadow stage, or the model's regulated flag or its stored safe ranges
+change (the config, the other input, is read once a process). The split's warning is
+logged once a process per (model, version, rules), and its events are recorded once per
+hold, across processes and restarts: a hold is not recorded again while the model's
+newest ``split_not_served`` or ``split_served`` event is a ``split_not_served`` of the
+same version and rules.
 """
 
 from __future__ import annotations
@@ -46,22 +59,25 @@ _Verdict = tuple[int, tuple[str, ...]]
 
 @dataclass(frozen=True, slots=True)
 class _Checked:
-    """The rules found for a split's challenger, and what they were read from."""
+    """The rules found for a version in shadow, and what of the model they were read
+    from."""
 
-    challenger: int
     regulated: bool
     stored: StoredSafeRanges | None
     rules: tuple[str, ...]
 
 
-class SplitApprovalGate:
-    """Decides whether a model's live split is served (:meth:`served`), for one process
-    on ``store`` under ``config``."""
+class ApprovalGate:
+    """Decides, for one process on ``store`` under ``config``, whether a model's live split
+    is served (:meth:`served`) and which of its versions in shadow may answer requests
+    naming them (:meth:`named`), from the same rules (:meth:`rules`)."""
 
     def __init__(self, *, config: Config, store: Store) -> None:
         self.config = config
         self.store = store
-        self._checked: dict[str, _Checked] = {}
+        # per model, per version in shadow; replaced whole, never changed in place: a
+        # refresh and a load of one model read and write it at once
+        self._checked: dict[str, dict[int, _Checked]] = {}
         self._logged: dict[str, _Verdict] = {}  # what this process logged, per model
         self._recorded: dict[str, _Verdict] = {}  # what the store's events say, per model
         # held around a verdict's log and record (rare: a change of verdict), so that a
@@ -83,26 +99,46 @@ class SplitApprovalGate:
         version row of number ``n``, read only when the rules must be read again."""
         if split.challenger not in shadows:
             return split
-        rules = self._rules(row, split.challenger, version)
+        rules = self.rules(row, split.challenger, version)
         verdict = (split.challenger, rules)
         if self._logged.get(row.name) != verdict or self._recorded.get(row.name) != verdict:
             with self._lock:
                 self._settle(row.name, split, rules)
         return None if rules else split
 
-    def _rules(
-        self, row: ModelRow, challenger: int, version: Callable[[int], VersionRow]
+    def named(
+        self,
+        row: ModelRow,
+        *,
+        shadows: Collection[int],
+        version: Callable[[int], VersionRow],
+    ) -> dict[int, tuple[str, ...]]:
+        """The rules that keep each of ``shadows`` (the model ``row``'s versions in
+        shadow) from answering requests naming it: its promotion's (none: it answers).
+        The rules kept for versions no longer in shadow are dropped. ``version`` as for
+        :meth:`served`."""
+        named = {number: self.rules(row, number, version) for number in shadows}
+        kept = self._checked.get(row.name, {})
+        if set(kept) - set(shadows):  # retired or promoted: not kept for the daemon's life
+            self._checked[row.name] = {n: c for n, c in kept.items() if n in shadows}
+        return named
+
+    def rules(
+        self, row: ModelRow, number: int, version: Callable[[int], VersionRow]
     ) -> tuple[str, ...]:
-        checked = self._checked.get(row.name)
+        """The rules that make promoting version ``number`` of the model ``row`` wait for
+        an approver (:func:`promotion_rules`), read again (``version(number)``: its row)
+        only when the model's regulated flag or stored safe ranges changed since."""
+        kept = self._checked.get(row.name, {})
+        checked = kept.get(number)
         if (
             checked is None
-            or checked.challenger != challenger
             or checked.regulated != row.regulated
             or checked.stored != row.stored_safe_ranges
         ):
-            rules = tuple(promotion_rules(row, version(challenger), self.config))
-            checked = _Checked(challenger, row.regulated, row.stored_safe_ranges, rules)
-            self._checked[row.name] = checked
+            rules = tuple(promotion_rules(row, version(number), self.config))
+            checked = _Checked(row.regulated, row.stored_safe_ranges, rules)
+            self._checked[row.name] = {**kept, number: checked}
         return checked.rules
 
     def _settle(self, model: str, split: SplitConfig, rules: tuple[str, ...]) -> None:
