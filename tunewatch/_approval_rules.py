@@ -19,7 +19,11 @@ config when it started (:func:`store_configured_safe_ranges`,
 stale or missing config (``tunewatch promote`` with only the store's URL, a replica still on
 an older config) only adds approvals, never removes one. A rule only the stored ranges find
 says so ("outside safe range (stored by the daemon): ..."); one both find is shown once, in
-the caller's words.
+the caller's words. The regulated flag is stored with them
+(:attr:`~tunewatch.store.StoredSafeRanges.regulated`), for a model its daemon's config
+regulates that is not registered yet: a first champion registered under another config
+waits too ("regulated model (stored by the daemon)"), and the model's first registration
+creates it regulated (:func:`tunewatch.store._registration.register_version`).
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 #: Where a rule found only by the ranges the daemon stored comes from, in its text.
 STORED = "stored by the daemon"
+#: The rule a regulated model's promotion waits on.
+REGULATED = "regulated model"
 #: The audit reason of a daemon storing the ranges its config sets.
 CONFIG_REASON = "the config of this daemon sets them (`models[].safe_ranges`, its search space)"
 
@@ -152,7 +158,8 @@ def champion_registration_rules(
     """The rules that would make a version registered as the champion wait for an
     approver, were it promoted instead (the model may not exist yet)."""
     row = _exists(store, model)
-    if row is None:  # the daemon stores a listed model's ranges before it is registered
+    if row is None:  # the daemon stores a listed model's ranges and regulation before it
+        # is registered (:func:`store_configured_safe_ranges`), which ``_rules`` reads
         flagged, stored = bool(regulated), store.stored_safe_ranges(model)
     else:
         flagged, task = row.regulated or bool(regulated), row.task
@@ -165,21 +172,26 @@ def champion_registration_rules(
 def configured_safe_ranges(cfg: ModelConfig) -> StoredSafeRanges:
     """The ranges a promotion of the model ``cfg`` configures is checked against, as a
     daemon stores them: its ``safe_ranges`` and the ``safe:`` bounds of its search space
-    (the task's default where it names none), read now."""
+    (the task's default where it names none), read now, and its ``regulated`` flag."""
     safe = {
         name: SafeBound(low=rule.low, high=rule.high, choices=rule.choices)
         for name, rule in cfg.safe_ranges.items()
     }
+    regulated = cfg.regulated
     path = cfg.tuning.search_space
     if path is None:
         if cfg.task not in DEFAULT_SEARCH_SPACES:
-            return StoredSafeRanges(safe_ranges=safe)
+            return StoredSafeRanges(safe_ranges=safe, regulated=regulated)
         path = default_search_space(cfg.task)
     try:
         space = load_search_space(path)
     except SearchSpaceError as exc:
-        return StoredSafeRanges(safe_ranges=safe, search_space_unreadable=str(exc))
-    return StoredSafeRanges(safe_ranges=safe, search_space=_space_bounds(space))
+        return StoredSafeRanges(
+            safe_ranges=safe, search_space_unreadable=str(exc), regulated=regulated
+        )
+    return StoredSafeRanges(
+        safe_ranges=safe, search_space=_space_bounds(space), regulated=regulated
+    )
 
 
 def store_configured_safe_ranges(
@@ -188,7 +200,12 @@ def store_configured_safe_ranges(
     """Store the ranges of every model ``config`` lists (:func:`configured_safe_ranges`),
     registered or not, so that a promotion run under another config (or none) checks them
     too; each change is audited (``set_safe_ranges``, old and new values). A daemon calls
-    it when it starts. The models whose ranges changed."""
+    it when it starts. The models whose ranges changed.
+
+    With them, whether the config regulates the model: a model not registered yet has no
+    flag of its own, and a first champion registered under a config that does not list it
+    went into service with no approver. Stored regulated, it stays so (regulation only
+    tightens), and the model's first registration creates it regulated."""
     changed = []
     for cfg in config.models:
         ranges = configured_safe_ranges(cfg)
@@ -217,6 +234,10 @@ def _rules(
     rules = _configured_rules(
         config, model, task, regulated=regulated, hyperparameters=hyperparameters
     )
+    if stored is not None and stored.regulated and REGULATED not in rules:
+        # the model's flag may not be set yet: not registered when the daemon stored it,
+        # or registered by a build that did not read it and not yet regulated by the daemon
+        rules.insert(0, f"{REGULATED} ({STORED})")
     if stored is not None:
         # a rule the caller's config found too is shown once, in its words
         rules += [
@@ -295,7 +316,7 @@ def _configured_rules(
     rules = []
     cfg = config.model(model)
     if regulated or (cfg is not None and cfg.regulated):
-        rules.append("regulated model")
+        rules.append(REGULATED)
     if cfg is not None:
         built, defaulted = as_built(hyperparameters)
         rules += [

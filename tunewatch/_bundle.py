@@ -324,9 +324,9 @@ def sha256_required(store: Store, config: Config, model: str) -> str | None:
     """Why an import into ``model`` must be given the bundle's SHA-256 ("regulated by this
     store's config"), or ``None`` where it need not: the target's own rules decide, the
     model's config (``regulated``, ``safe_ranges``), the store's regulated flag and the
-    ``safe_ranges`` a daemon's config stored for the model (an import run under a config
-    that does not list it took a bundle relabelled into them unverified, and its champion
-    passed them). The bundle's flag cannot: a forger sets it false. A model the target
+    regulation and ``safe_ranges`` a daemon's config stored for the model (an import run
+    under a config that does not list it took a bundle relabelled into them unverified, and
+    its champion passed them). The bundle's flag cannot: a forger sets it false. A model the target
     neither regulates nor gives safe ranges takes an unverified bundle, as it takes
     ``register --stage champion`` from the same operator; the audit records that no
     digest was given."""
@@ -343,6 +343,8 @@ def sha256_required(store: Store, config: Config, model: str) -> str | None:
     # the ranges a daemon's config gave the model, stored as it started (registered or
     # not), which a promotion checks whatever config it runs under
     stored = store.stored_safe_ranges(model)
+    if stored is not None and stored.regulated:  # a daemon's config regulates it
+        return "regulated in this store (by the config of a daemon)"
     if stored is not None and stored.safe_ranges:
         return "given safe ranges in this store (by the config of a daemon)"
     return None

@@ -123,9 +123,11 @@ class Daemon:
             regulated_models=[m.name for m in config.models if m.regulated],
             check_features=config.check_registered_model,
         )
-        self.registry.regulate_configured()  # models stored unregulated before the config
-        # and the safe ranges its config sets, which a promotion under any config checks
+        # the safe ranges and regulation its config sets, which a promotion and a
+        # registration under any config check; first, so that a model another process
+        # registers meanwhile is regulated by its registration or by the next line
         store_configured_safe_ranges(self.store, config)
+        self.registry.regulate_configured()  # models stored unregulated before the config
         self.dispatcher = Dispatcher(self.store, config, metrics=self.metrics)
         self.schedule = StandingSchedule(
             self.store,

@@ -833,27 +833,50 @@ def test_a_classifier_s_reference_scores_must_be_probabilities(
         daemon.close()
 
 
-def test_a_model_another_replica_adds_is_regulated_at_this_daemon_s_next_refresh(
+def test_a_model_another_replica_adds_is_regulated_at_once_and_its_champion_refused(
     trained: list[ExampleModel], tmp_path: Path, store_url: str
 ) -> None:
     """A daemon whose config regulates a model the store did not hold yet regulated it
     only when it started: a replica whose config does not list the model registered it
-    unregulated, and it stayed so (its promotions waited for no approver) until the
-    regulating daemon restarted. Its refresh loop, which sees the new lineup, regulates it."""
+    unregulated, a champion at once, and it stayed so (its promotions waited for no
+    approver) until the regulating daemon restarted. The daemon stores the regulation
+    with the model's safe ranges: the replica's champion is refused, and its shadow
+    registration creates the model regulated, audited once."""
     regulating = _daemon(tmp_path, store_url, regulates=True)
     try:
         replica = _daemon(tmp_path, store_url, regulates=False)
         try:
-            replica.registry.register(
-                "loans", trained[0].onnx, trained[0].metadata, actor="t", stage="champion"
-            )
+            with pytest.raises(ConflictError) as refused:
+                replica.registry.register(
+                    "loans", trained[0].onnx, trained[0].metadata, actor="t", stage="champion"
+                )
+            assert refused.value.code == "approval_required"
+            replica.registry.register("loans", trained[0].onnx, trained[0].metadata, actor="t")
             replica.registry.register("other", trained[0].onnx, trained[0].metadata, actor="t")
         finally:
             replica.close()
+        assert regulating.store.get_model("loans").regulated is True
+        assert regulating.store.get_model("other").regulated is False
+        regulating._refresh_once()  # nothing more to regulate
+        [entry] = regulating.store.audit_log(action="regulate_model")
+        assert (entry.actor, entry.target) == ("t", "loans")
+    finally:
+        regulating.close()
+
+
+def test_a_model_created_past_the_registry_is_regulated_at_the_daemon_s_next_refresh(
+    trained: list[ExampleModel], tmp_path: Path, store_url: str
+) -> None:
+    """A model row made without a registration (``Store.ensure_model``, which applies no
+    stored regulation) is regulated by the regulating daemon's refresh loop, which sees
+    the new model."""
+    regulating = _daemon(tmp_path, store_url, regulates=True)
+    try:
+        names = trained[0].metadata.feature_names
+        regulating.store.ensure_model(name="loans", task="binary", feature_names=names)
         assert regulating.store.get_model("loans").regulated is False
         regulating._refresh_once()
         assert regulating.store.get_model("loans").regulated is True
-        assert regulating.store.get_model("other").regulated is False
         [entry] = regulating.store.audit_log(action="regulate_model")
         assert (entry.actor, entry.target) == ("tunewatch", "loans")
     finally:

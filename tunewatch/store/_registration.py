@@ -2,7 +2,12 @@
 under the lock on the model's row, which assigns its number. A version is registered as
 the champion only when the model has none and, read under that lock, is not regulated
 (its promotion would wait for an approver). Every function runs inside the caller's
-transaction."""
+transaction.
+
+Regulated means the model's flag, or the regulation a daemon's config stored for it with
+its safe ranges (:attr:`~._types.StoredSafeRanges.regulated`), which a model not
+registered yet has no row to hold: its registration applies it, whatever the
+registering process's config says."""
 
 from __future__ import annotations
 
@@ -21,6 +26,17 @@ from ._registry_reads import _champion, _lock_model, get_model, get_version
 from ._registry_text import MAX_NAME, check_feature_names, check_version_text, valid_model_name
 from ._schema import hyperparameter_sets, model_versions, models
 from ._types import TASKS, HeldLease, ModelRow, VersionRow, check_choice, utcnow
+
+#: The audit reason of a registration regulating a model as a daemon's config stored it.
+STORED_REASON = (
+    "the config of a daemon regulates it (`models[].regulated: true`), stored when it started"
+)
+
+
+def _stored_regulated(model: ModelRow) -> bool:
+    """Whether a daemon's config stored the model as regulated (with its safe ranges)."""
+    stored = model.stored_safe_ranges
+    return stored is not None and stored.regulated
 
 
 def ensure_model(
@@ -135,7 +151,9 @@ def add_version(
                 "apply",
                 code="champion_exists",
             )
-        if locked.regulated:  # read under the lock: a caller's earlier check may be stale
+        # read under the lock: a caller's earlier check may be stale, and a daemon may
+        # have stored the model's regulation since it was added
+        if locked.regulated or _stored_regulated(locked):
             raise ConflictError(
                 f"model {model!r} is regulated: a version cannot be registered as its "
                 "champion, because its promotion would wait for an approver; register it as "
@@ -200,7 +218,8 @@ def register_version(
     it exists (:func:`ensure_model`), ``check_model`` called with it as stored (its error
     refuses the registration), the model marked regulated when ``regulated`` and it is
     not, a new one too (:func:`regulate_model`, audited, by ``actor`` for
-    ``regulate_reason``), and the version added (:func:`add_version`). Refused anywhere
+    ``regulate_reason``; for :data:`STORED_REASON` where only a daemon's stored config
+    regulates it), and the version added (:func:`add_version`). Refused anywhere
     (the parent, the champion rule, the study, the check), the transaction rolls back: no
     model, no regulation, no audit entry and no version are stored.
 
@@ -221,8 +240,13 @@ def register_version(
     found = ensure_model(conn, name=model, task=task, feature_names=feature_names, regulated=False)
     if check_model is not None:
         check_model(found)
-    if regulated and not found.regulated:
-        regulate_model(conn, model, actor=actor, reason=regulate_reason)
+    if not found.regulated:
+        if regulated:
+            regulate_model(conn, model, actor=actor, reason=regulate_reason)
+        elif _stored_regulated(found):
+            # a config that does not list the model (the CLI's with only the store, a
+            # replica's) cannot register it unregulated: one entry, as the daemon's would be
+            regulate_model(conn, model, actor=actor, reason=STORED_REASON)
     return add_version(
         conn,
         model=model,

@@ -14,10 +14,18 @@ entry (``set_safe_ranges``, the old and new values) in the same transaction, and
 stored as before are not written again. What this build cannot read (a newer format, a
 damaged row) is read as :attr:`~._types.StoredSafeRanges.unreadable`, which makes every
 promotion wait, never as "no ranges".
+
+The document also says whether the daemon's config regulates the model
+(:attr:`~._types.StoredSafeRanges.regulated`): a model not registered yet has no row to
+flag, and a registration under a config that does not list it registered its first
+champion with no approver. Regulation only tightens: ranges stored without it keep it.
+The key (``"regulated": true``) is written only when it is true, so a document that does
+not regulate the model is the same text as before it and no daemon stores it again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping
@@ -46,7 +54,8 @@ def set_safe_ranges(
     """Store ``ranges`` as ``model``'s and audit the change (``set_safe_ranges``, with the
     old value, ``None`` for the first, and the new); ``False``, and nothing written, when
     they are stored already. The row is inserted or locked before it is compared, so two
-    daemons starting together each audit the value the other left."""
+    daemons starting together each audit the value the other left. A stored regulation is
+    kept whatever ``ranges`` say (:func:`_regulated_text`)."""
     if not _possible_name(model):
         raise InvalidValueError(
             f"model `name` must be 1 to {MAX_NAME} printable characters, got {model[:80]!r}"
@@ -67,6 +76,11 @@ def set_safe_ranges(
         stored = conn.execute(
             select(t.c.ranges).where(t.c.model == model).with_for_update()
         ).scalar_one()
+        if not ranges.regulated and _regulated_text(stored):
+            # a config that does not regulate the model (an older one, another daemon's)
+            # never clears it: regulation only tightens
+            ranges = dataclasses.replace(ranges, regulated=True)
+            text = encode(ranges)
         if stored == text:
             return False
         conn.execute(update(t).where(t.c.model == model).values(ranges=text, updated_at=now))
@@ -91,15 +105,17 @@ def get_safe_ranges(conn: Connection, model: str) -> StoredSafeRanges | None:
 
 
 def encode(ranges: StoredSafeRanges) -> str:
-    """The canonical JSON ``ranges`` are stored as (the same text for the same ranges)."""
-    return canonical_json(
-        {
-            "format_version": FORMAT_VERSION,
-            "safe_ranges": {n: _bound_json(b) for n, b in ranges.safe_ranges.items()},
-            "search_space": {n: _bound_json(b) for n, b in ranges.search_space.items()},
-            "search_space_unreadable": ranges.search_space_unreadable,
-        }
-    )
+    """The canonical JSON ``ranges`` are stored as (the same text for the same ranges);
+    ``regulated`` only when true."""
+    doc: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "safe_ranges": {n: _bound_json(b) for n, b in ranges.safe_ranges.items()},
+        "search_space": {n: _bound_json(b) for n, b in ranges.search_space.items()},
+        "search_space_unreadable": ranges.search_space_unreadable,
+    }
+    if ranges.regulated:
+        doc["regulated"] = True
+    return canonical_json(doc)
 
 
 def decode(text: str) -> StoredSafeRanges:
@@ -123,10 +139,14 @@ def decode(text: str) -> StoredSafeRanges:
         unreadable_space = doc["search_space_unreadable"]
         if unreadable_space is not None and not isinstance(unreadable_space, str):
             raise TypeError("`search_space_unreadable` is not text")
+        regulated = doc.get("regulated", False)  # absent: stored unregulated
+        if not isinstance(regulated, bool):
+            raise TypeError(f"`regulated` must be true or false, got {regulated!r:.80}")
         return StoredSafeRanges(
             safe_ranges=_bounds(doc["safe_ranges"]),
             search_space=_bounds(doc["search_space"]),
             search_space_unreadable=unreadable_space,
+            regulated=regulated,
         )
     except (KeyError, TypeError, ValueError) as exc:
         return StoredSafeRanges(unreadable=f"stored safe ranges are damaged: {exc!r:.200}")
@@ -159,6 +179,17 @@ def _bound(name: str, rule: Any) -> SafeBound:
             raise ValueError(f"safe range {name!r:.80} has choices that are not a list of values")
         return SafeBound(low=low, high=high, choices=tuple(choices))
     return SafeBound(low=low, high=high)
+
+
+def _regulated_text(text: str) -> bool:
+    """Whether the stored ``text`` regulates the model: read from the JSON whatever its
+    format, so that one this build cannot read otherwise (a newer format's) is not stored
+    over unregulated."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and doc.get("regulated") is True
 
 
 def _as_audited(text: str) -> Any:

@@ -100,12 +100,15 @@ class StoredSafeRanges:
     builds, and the ``safe:`` bounds of its search space, read on the names a version
     records. ``search_space_unreadable``: why the daemon could not read its space (every
     promotion waits); ``unreadable``: why this build cannot read what is stored (a newer
-    format; every promotion waits too)."""
+    format; every promotion waits too). ``regulated``: a daemon's config regulates the
+    model (``models[].regulated``), kept for a model not registered yet, which its first
+    registration creates regulated; once stored, never cleared."""
 
     safe_ranges: Mapping[str, SafeBound] = field(default_factory=dict)
     search_space: Mapping[str, SafeBound] = field(default_factory=dict)
     search_space_unreadable: str | None = None
     unreadable: str | None = None
+    regulated: bool = False
 
 
 @dataclass(frozen=True, slots=True)
