@@ -15,6 +15,7 @@ import pytest
 from tests.tunewatch.conftest import MODEL
 from tests.tunewatch.test_comparison_loop import (
     BATCH,
+    Traffic,
     _promote_a_worse_version,
     copy_daemon,
     feed_better,
@@ -29,6 +30,7 @@ from tunewatch import _governance as governance
 from tunewatch._daemon import Daemon
 from tunewatch._errors import ConflictError, StoreUnavailableError
 from tunewatch._example import ExampleModel
+from tunewatch.comparison import ComparisonRunner
 from tunewatch.comparison._runner import LEFT_SHADOW
 from tunewatch.store import Store
 from tunewatch.store._comparisons import ComparisonStore, LookValues
@@ -216,6 +218,88 @@ def test_a_challenger_that_stays_retired_keeps_its_test_closed(
         300,
         {"reason": "challenger left shadow"},
     )
+
+
+def _open_tests_of_v1_with_v2_and_v3(
+    daemon: Daemon, trained: list[ExampleModel], loop: ComparisonRunner
+) -> Traffic:
+    """v3 registered beside v2 (both shadow v1); one run opens v1-vs-v2 and v1-vs-v3."""
+    daemon.registry.register(MODEL, trained[1].onnx, trained[1].metadata, actor="t")  # v3
+    t = traffic(trained, 600, seed=7)
+    _feed_three(daemon, t, 0, 200, {1: t.logistic, 2: None, 3: None})
+    assert {(r.challenger_version, r.status) for r in loop.run(MODEL)} == {
+        (2, "open"),
+        (3, "open"),
+    }
+    return t
+
+
+def _feed_three(
+    daemon: Daemon, t: Traffic, start: int, stop: int, answers: dict[int, np.ndarray | None]
+) -> None:
+    """Requests ``start``..``stop`` answered by the versions of ``answers`` (the lowest as
+    champion); ``None`` stands for the oracle's answer."""
+    s = slice(start, stop)
+    write(
+        daemon.store,
+        ids=range(start, stop),
+        x=t.x[s],
+        y=t.y[s],
+        answers={v: oracle(t.x[s]) if a is None else a[s] for v, a in answers.items()},
+    )
+
+
+def test_tests_of_a_replaced_champion_close_when_their_challengers_leave_shadow(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """v2 retired and v3 promoted by hand within one interval: the runner read only the
+    new champion's tests, so v1-vs-v2 and v1-vs-v3 stood open for ever (the dashboard drew
+    them running). Closed as their challengers left shadow, v1-vs-v2 goes on where it
+    stopped once v1 is champion again and v2 back in shadow."""
+    loop = runner(daemon, rollback={"enabled": False})
+    t = _open_tests_of_v1_with_v2_and_v3(daemon, trained, loop)
+    daemon.store.set_stage(MODEL, 2, "retired", actor="operator", reason="drop")
+    daemon.store.promote(MODEL, 3, actor="operator", reason="go")
+    loop.run(MODEL)
+    loop.run(MODEL)
+    tests = loop.comparisons.list_tests(MODEL, kind="paired")
+    assert [(x.champion_version, x.challenger_version, x.status, x.outcome) for x in tests] == [
+        (1, 2, "closed", {"reason": "challenger left shadow"}),
+        (1, 3, "closed", {"reason": "challenger left shadow"}),
+    ]
+    first = tests[0]
+    daemon.store.promote(MODEL, 1, actor="operator", reason="back")
+    daemon.store.set_stage(MODEL, 2, "shadow", actor="operator", reason="compare again")
+    _feed_three(daemon, t, 200, 400, {1: t.logistic, 2: None})
+    [resumed] = loop.run(MODEL)
+    assert (resumed.test_id, resumed.status, resumed.fed) == (first.id, "open", 200)
+    assert resumed.look is not None and resumed.look.n == first.n + 200
+    v3 = loop.comparisons.get_test(tests[1].id)  # v3 retired by v1's promotion: stays closed
+    assert (v3.status, v3.outcome) == ("closed", {"reason": "challenger left shadow"})
+
+
+def test_a_replaced_champion_kept_for_the_rollback_watch_keeps_its_watch_open(
+    daemon: Daemon, trained: list[ExampleModel]
+) -> None:
+    """v3 promoted with a paired rollback watch: v1 stays in shadow for the watch. Only
+    v1-vs-v3 closes (v3 left shadow); the watch, v1-vs-v2 (v2 still shadows, and a
+    rollback restores v1) and v2's new test against v3 stay open."""
+    loop = runner(daemon)
+    _open_tests_of_v1_with_v2_and_v3(daemon, trained, loop)
+    outcome = governance.promote(daemon.store, daemon.config, MODEL, 3, actor="t", reason="go")
+    assert outcome.status == "promoted"
+    assert daemon.store.get_version(MODEL, 1).stage == "shadow"
+    loop.run(MODEL)
+    loop.run(MODEL)
+    assert [
+        (x.kind, x.champion_version, x.challenger_version, x.status, x.outcome)
+        for x in loop.comparisons.list_tests(MODEL)
+    ] == [
+        ("paired", 1, 2, "open", None),
+        ("paired", 1, 3, "closed", {"reason": "challenger left shadow"}),
+        ("rollback_watch", 1, 3, "open", None),
+        ("paired", 3, 2, "open", None),
+    ]
 
 
 # -- DeLong's planned looks ----------------------------------------------------------------------

@@ -109,6 +109,49 @@ _FOLLOWED = (
 )
 
 
+#: Why a test whose challenger left shadow was closed; it opens again on its return.
+LEFT_SHADOW = "challenger left shadow"
+
+
+def close_left_shadow(
+    comparisons: ComparisonStore, model: str, champion: int, in_shadow: set[int]
+) -> list[ComparisonResult]:
+    """Close, as :data:`LEFT_SHADOW`, the open paired and DeLong tests of ``model``'s
+    other champions whose challenger is no longer in shadow (``in_shadow``: the model's
+    versions in that stage); what was closed. The runner closes the tests of
+    ``champion`` itself as it reads them; read only through the champion, a test of a
+    replaced one stood open for ever when its challenger was retired or promoted before
+    the next run (the dashboard drew it running). Closed so, it opens again should its
+    champion return and its challenger shadow it again.
+
+    One whose challenger still shadows is left open: it goes on if its champion is
+    restored (a rollback, a promotion back), as :func:`pairable_since` allows. A rollback
+    watch's test is of another kind and never closed here. Tests another run settled
+    first are left to it."""
+    results: list[ComparisonResult] = []
+    for kind in ("paired", "delong"):
+        for test in comparisons.list_tests(model, kind=kind, status="open"):
+            if test.champion_version == champion or test.challenger_version in in_shadow:
+                continue
+            closed = comparisons.settle_test(
+                test.id, status="closed", outcome={"reason": LEFT_SHADOW}
+            )
+            if closed is None:  # another run settled it first
+                continue
+            logger.info(
+                "model=%s version=%d champion=%d test=%d (%s) closed: %s (the champion "
+                "changed since)",
+                model,
+                test.challenger_version,
+                test.champion_version,
+                test.id,
+                test.kind,
+                LEFT_SHADOW,
+            )
+            results.append(make_result(closed, None, 0, "closed"))
+    return results
+
+
 def pair_tests(
     comparisons: ComparisonStore, model: str, champion: int, kind: str, objective: MeasuredObjective
 ) -> tuple[dict[int, ComparisonTestRow], list[ComparisonResult]]:

@@ -19,10 +19,11 @@ Each run of :meth:`ComparisonRunner.run` for one model
 3. feeds every shadow challenger's newly labelled requests — those with the champion's
    output, the challenger's output and a label, each fed once whatever order they arrive
    in — to a paired always-valid test whose state is persisted, so a restart continues
-   the same test. A challenger that leaves shadow closes its test, which opens again
-   where it stopped when the challenger returns. A test measures one objective: after a
-   change of the model's objective the test is closed, and a new one reads only the
-   requests received after the newest it consumed (see :mod:`._looks`). Objectives
+   the same test. A challenger that leaves shadow closes its test (a replaced champion's
+   too, whoever is champion now), which opens again where it stopped when the challenger
+   returns to shadow that champion. A test measures one objective: after a change of
+   the model's objective the test is closed, and a new one reads only the requests
+   received after the newest it consumed (see :mod:`._looks`). Objectives
    without a per-request loss (ROC AUC …) use a group-sequential DeLong test at the looks
    it planned as it started instead. Several challengers share the error rate (Holm on
    the always-valid p-values, or Bonferroni). The split's challenger, while it splits,
@@ -75,8 +76,10 @@ if TYPE_CHECKING:  # _config nests ComparisonConfig: import nothing that imports
 from tunewatch.comparison._config import ComparisonConfig, comparison_of
 from tunewatch.comparison._decisions import Decisions
 from tunewatch.comparison._looks import (
+    LEFT_SHADOW,
     EvidencePurged,
     Incomparable,
+    close_left_shadow,
     delong_update,
     measuring,
     new_state,
@@ -103,9 +106,6 @@ from tunewatch.comparison._split_window import split_since, split_start, splitti
 from tunewatch.comparison._watch import RollbackWatch
 
 logger = logging.getLogger(__name__)
-
-#: Why a test whose challenger left shadow was closed; it opens again on its return.
-LEFT_SHADOW = "challenger left shadow"
 
 
 def _utcnow() -> datetime:
@@ -339,13 +339,17 @@ class ComparisonRunner:
             and splitting(self.store, self.comparisons, model, split, config=self.config)
             else None
         )
-        shadow = {
-            v.version: v
-            for v in self.store.list_versions(model, stage="shadow")
-            if v.version not in held and v.version != splits
-        }
+        staged = self.store.list_versions(model, stage="shadow")
+        shadow = {v.version: v for v in staged if v.version not in held and v.version != splits}
+        # a replaced champion's tests are not read below: close those whose challenger left
+        results = close_left_shadow(
+            self.comparisons, model, champion.version, {v.version for v in staged}
+        )
         # a test of another objective closed (and its successor still to start) goes on too
-        existing, results = pair_tests(self.comparisons, model, champion.version, kind, measured)
+        existing, by_objective = pair_tests(
+            self.comparisons, model, champion.version, kind, measured
+        )
+        results += by_objective
         k = max(len((set(shadow) | set(existing)) - {splits}), 1)
         correction = settings.correction if paired else "bonferroni"
         tests = dict(existing)
