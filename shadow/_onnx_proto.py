@@ -41,42 +41,36 @@ def parse_model(data: bytes) -> onnx.ModelProto:
     return model
 
 
-def _graph_tensors(graph: onnx.GraphProto) -> Iterator[onnx.TensorProto]:
-    yield from graph.initializer
-    for sparse in graph.sparse_initializer:
-        yield sparse.values
-        yield sparse.indices
-    for node in graph.node:
-        yield from _node_tensors(node)
-
-
-def _node_tensors(node: onnx.NodeProto) -> Iterator[onnx.TensorProto]:
-    for attr in node.attribute:
-        if attr.HasField("t"):
-            yield attr.t
-        yield from attr.tensors
-        if attr.HasField("sparse_tensor"):
-            yield attr.sparse_tensor.values
-            yield attr.sparse_tensor.indices
-        for sparse in attr.sparse_tensors:
-            yield sparse.values
-            yield sparse.indices
-        if attr.HasField("g"):
-            yield from _graph_tensors(attr.g)
-        for sub in attr.graphs:
-            yield from _graph_tensors(sub)
+def _tensors(model: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+    """Every ``TensorProto`` anywhere in ``model``, found by walking each message field
+    the protobuf descriptors list (initializers, sparse ones, attributes, subgraphs,
+    functions' nodes and their default attributes, training info, and any field a later
+    ONNX adds), not a list of fields kept by hand: a model-local function's default
+    attribute (``FunctionProto.attribute_proto``) was missed, and its tensor's external
+    data — a file under the daemon's working directory, which onnxruntime read when it
+    inlined the function — came back byte by byte in a regression model's answers. An
+    explicit stack: nested subgraphs must not reach Python's recursion limit."""
+    stack: list[Any] = [model]
+    while stack:
+        message = stack.pop()
+        if isinstance(message, onnx.TensorProto):
+            yield message
+            continue  # a tensor holds no tensor
+        for field, value in message.ListFields():
+            if field.type != field.TYPE_MESSAGE:
+                continue
+            if field.is_repeated:
+                stack.extend(value)
+            else:
+                stack.append(value)
 
 
 def external_data_tensors(model: onnx.ModelProto) -> list[str]:
-    """Names of every tensor (initializers, attributes, subgraphs, functions) whose
-    data lives in an external file."""
-    tensors = list(_graph_tensors(model.graph))
-    for function in model.functions:
-        for node in function.node:
-            tensors.extend(_node_tensors(node))
+    """Names of every tensor (:func:`_tensors`: anywhere in the model) whose data lives in
+    an external file."""
     return [
         t.name or "<unnamed>"
-        for t in tensors
+        for t in _tensors(model)
         if t.data_location == onnx.TensorProto.EXTERNAL or len(t.external_data) > 0
     ]
 
