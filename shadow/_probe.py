@@ -9,9 +9,10 @@ creates a session, reads the signature, scores rows of zeros in runs of
 batch of), checks the primary output holds a row per input row, scores rows of non-zero
 values (see :func:`probe`) and prints one JSON object to stdout:
 
-- success (exit 0): ``{"signature": {...}, "memory_bytes": int}``, the signature
-  holding what the probe saw of the primary output (:class:`~shadow._onnx.ProbedOutput`:
-  its columns and the range of its values, which the registry holds to the task)
+- success (exit 0): ``{"signature": {...}, "memory_bytes": int, "opset": {domain:
+  version}}``, the signature holding what the probe saw of the primary output
+  (:class:`~shadow._onnx.ProbedOutput`: its columns and the range of its values, which
+  the registry holds to the task)
 - refusal (exit 2): ``{"error": code, "message": str}`` with a
   :class:`~shadow.CandidateRejectedError` code
 - out of memory (exit 3): ``{"error": "load_memory", "message": str}``
@@ -32,6 +33,7 @@ import numpy as np
 
 from shadow._errors import CandidateRejectedError, InsufficientMemoryError, ShadowError
 from shadow._onnx import MEMORY_MARKERS, OnnxModel, ProbedOutput
+from shadow._onnx_proto import opset_imports, parse_model
 
 EXIT_OK = 0
 EXIT_REJECTED = 2
@@ -69,7 +71,8 @@ def probe(data: bytes) -> dict[str, object]:
     The signature returned holds what the runs showed of the primary output
     (:class:`~shadow._onnx.ProbedOutput`): its columns, which a graph may leave dynamic,
     and the range of its values on every row scored, zeros and non-zero values alike."""
-    model = OnnxModel.from_bytes(data)
+    opset = opset_imports(parse_model(data))  # parsed here, under the limit, not in the parent
+    model = OnnxModel.from_bytes(data)  # refuses external data, anywhere in the model
     spec = model.signature.input
     name = model.signature.primary_output
     fixed = spec.shape[0]  # a fixed batch refuses any other number of rows
@@ -106,7 +109,7 @@ def probe(data: bytes) -> dict[str, object]:
     signature = dataclasses.replace(
         model.signature, probed=ProbedOutput(width=width, low=low, high=high)
     )
-    return {"signature": signature.to_dict(), "memory_bytes": model.memory_bytes}
+    return {"signature": signature.to_dict(), "memory_bytes": model.memory_bytes, "opset": opset}
 
 
 def _score_non_zero_rows(model: OnnxModel) -> list[np.ndarray[Any, Any]]:

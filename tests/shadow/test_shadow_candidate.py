@@ -203,19 +203,21 @@ def test_what_is_recorded_of_a_candidate_comes_from_one_read(
 ) -> None:
     """The opset and the external-data check came from one read of the file, the hash
     and the probe from a second: a file swapped between them was recorded (and its pass
-    remembered) with another file's opset."""
+    remembered) with another file's opset. The probe now reads all of them from the bytes
+    hashed (its stdin)."""
     first, second = matmul_model(), matmul_model()
     first.doc_string, second.doc_string = uuid.uuid4().hex, uuid.uuid4().hex
     second.opset_import[0].version = 13
     path = tmp_path / "swapped.onnx"
     onnx.save_model(first, path)
-    opsets = candidate_module.opset_imports
+    limit = candidate_module._probe_limit
 
-    def swap_after_reading(proto: onnx.ModelProto) -> dict[str, int]:
+    def swap_after_reading(asked: int) -> int:
         onnx.save_model(second, path)  # a writer replaces the file meanwhile
-        return opsets(proto)
+        return limit(asked)
 
-    monkeypatch.setattr(candidate_module, "opset_imports", swap_after_reading)
+    # called once the file was read, before the probe: what it probes is what was read
+    monkeypatch.setattr(candidate_module, "_probe_limit", swap_after_reading)
     info = inspect_candidate(path)
     assert info.sha256 == hashlib.sha256(first.SerializeToString()).hexdigest()
     assert info.opset["ai.onnx"] == 17
