@@ -6,6 +6,7 @@ as ``denied_approve``."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -221,3 +222,38 @@ def test_an_approval_refused_as_the_champion_changed_is_audited_as_denied(gov: R
     }
     assert store.champion("loans").version == 3  # type: ignore[union-attr]
     assert store.verify_audit() is None
+
+
+@pytest.mark.postgres
+def test_a_role_granted_dml_and_sequence_usage_appends_gapless_entries(pg_url: str) -> None:
+    """A daemon running as a role granted DML on the tables and USAGE on the sequences
+    (the store migrated by its owner): moving the audit sequence level needs UPDATE on it,
+    which such a role lacks, and every audited action failed "permission denied for
+    sequence audit_entries_id_seq". Ids stay one past the newest all the same."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    Store.open(pg_url).close()  # migrated by the owner
+    role = f"tw_app_{uuid.uuid4().hex[:8]}"
+    schema = make_url(pg_url).query["options"].split("=", 1)[1]
+    admin = "host=127.0.0.1 port=5432 user=postgres dbname=test"
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'CREATE ROLE "{role}" LOGIN')
+        c.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+        c.execute(f'GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')
+        c.execute(f'GRANT USAGE ON ALL SEQUENCES IN SCHEMA "{schema}" TO "{role}"')
+    try:
+        app = Store(make_url(pg_url).set(username=role).render_as_string(hide_password=False))
+        try:
+            ids = [
+                app.append_audit(actor="a", action="t", target="m", details={"n": n}).id
+                for n in range(3)
+            ]
+            assert ids == [ids[0], ids[0] + 1, ids[0] + 2]
+            assert app.verify_audit() is None
+        finally:
+            app.close()
+    finally:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f'DROP OWNED BY "{role}"')
+            c.execute(f'DROP ROLE "{role}"')

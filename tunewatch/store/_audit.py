@@ -131,18 +131,24 @@ def _next_id(conn: Connection) -> int:
     row's lock (the caller's), so ids have no holes. PostgreSQL's sequence gave one: a
     value it handed to a transaction that then rolled back (an action failing after its
     audit entry) is never given back, and an auditor reads the missing number as a
-    removed entry. The sequence is still moved to the id, so that a writer taking the
-    column's default (an older tunewatch sharing the store during an upgrade) gets a
-    fresh id rather than one an entry holds; a rolled-back append leaves it one ahead,
-    which only such a writer would see (as a hole)."""
+    removed entry. The sequence is still moved to the id where this role may move it, so
+    that a writer taking the column's default (an older tunewatch sharing the store during
+    an upgrade) gets a fresh id rather than one an entry holds; a rolled-back append leaves
+    it one ahead, which only such a writer would see (as a hole)."""
     newest = select(func.coalesce(func.max(audit_entries.c.id), 0) + 1).scalar_subquery()
     if conn.dialect.name != "postgresql":
         return int(conn.execute(select(newest)).scalar_one())
     sequence = func.pg_get_serial_sequence(audit_entries.name, audit_entries.c.id.name)
-    entry_id = conn.execute(select(func.setval(sequence, newest))).scalar_one()
-    if entry_id is None:  # no sequence (a table created otherwise): nothing to keep
-        entry_id = conn.execute(select(newest)).scalar_one()
-    return int(entry_id)
+    # only where this role may move it: setval needs UPDATE on the sequence, nextval only
+    # USAGE, and a daemon running as a role granted DML and USAGE (the store migrated by
+    # its owner) failed every audited action with "permission denied for sequence"; no
+    # sequence (a table created otherwise) is nothing to keep either
+    may_move = func.coalesce(func.has_sequence_privilege(sequence, "UPDATE"), False)
+    return int(
+        conn.execute(
+            select(case((may_move, func.setval(sequence, newest)), else_=newest))
+        ).scalar_one()
+    )
 
 
 def append_audit_once_in(
