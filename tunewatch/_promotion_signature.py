@@ -85,6 +85,13 @@ def check_promotion_signature(
             f"it lacks the outputs {missing} the champion answers (it answers "
             f"{sorted(candidate.output_names)})"
         )
+    if candidate.primary_output != served.primary_output:
+        conflicts.append(
+            f"its primary output (the one its shadow runs recorded, the comparison judged "
+            f"and registration checked) is {candidate.primary_output!r}, the champion's "
+            f"{served.primary_output!r}: promoted on one output, it would answer the "
+            "champion's clients from another, never judged"
+        )
     for theirs in served.outputs:
         if theirs.name not in candidate.output_names:
             continue

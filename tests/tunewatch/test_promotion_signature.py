@@ -374,3 +374,43 @@ def test_a_first_champion_arriving_during_a_promotion_is_checked_against_not_rep
         assert champion is not None and champion.version == 2
     finally:
         d.close()
+
+
+def _with_output_before(onnx_bytes: bytes, name: str, source: str) -> bytes:
+    """``onnx_bytes`` answering ``name``, a copy of its output ``source``, listed first:
+    named like a probability, it is the primary output by the signature's rule."""
+    import onnx
+
+    proto = onnx.ModelProto.FromString(onnx_bytes)
+    proto.graph.node.append(helper.make_node("Identity", [source], [name]))
+    spec = next(o for o in proto.graph.output if o.name == source)
+    copy = onnx.ValueInfoProto()
+    copy.CopyFrom(spec)
+    copy.name = name
+    proto.graph.output.insert(0, copy)
+    return proto.SerializeToString()
+
+
+def test_a_version_whose_primary_output_is_not_the_champion_s_is_not_promoted(
+    daemon: Daemon,
+) -> None:
+    """A version answering ``proba_calibrated`` first and the champion's ``probabilities``
+    after it: its shadow runs, the comparison and registration's checks read
+    ``proba_calibrated``, and, promoted on it, it answered clients reading
+    ``probabilities`` from an output no one had judged (a review's held the columns
+    swapped, [P1, P0])."""
+    variant = logistic_variant()
+    other = daemon.registry.register(
+        MODEL,
+        _with_output_before(variant.onnx, "proba_calibrated", "probabilities"),
+        variant.metadata,
+        actor="test",
+    )
+    with pytest.raises(ConflictError) as err:
+        governance.promote(
+            daemon.store, daemon.config, MODEL, other.version, actor="ops", reason="r"
+        )
+    assert err.value.code == "signature_mismatch"
+    assert "primary output" in err.value.message
+    assert "'proba_calibrated', the champion's 'probabilities'" in err.value.message
+    assert _champion(daemon) == 1
