@@ -222,7 +222,7 @@ class Scheduler:
         self._aps.start()
         try:
             self._lead()
-        except BaseException:
+        except BaseException:  # cleanup only: the lease released, the error re-raised
             self._abandon_start()
             raise
         self._renewals.start()

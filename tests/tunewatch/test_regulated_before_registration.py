@@ -108,9 +108,8 @@ def test_a_registry_whose_config_does_not_list_the_model_cannot_register_its_cha
         replica.close()
 
 
-def test_a_bundle_import_under_a_config_that_does_not_list_the_model_holds_its_champion(
-    trained: list[ExampleModel], tmp_path: Path, store_url: str
-) -> None:
+def _exported_champion(trained: list[ExampleModel], tmp_path: Path) -> Path:
+    """A bundle of another store's unregulated champion (``credit``), as exported."""
     source = Daemon(build_config({"data_dir": str(tmp_path / "source")}, env={}), env={})
     try:
         source.registry.register(
@@ -120,6 +119,13 @@ def test_a_bundle_import_under_a_config_that_does_not_list_the_model_holds_its_c
         export_bundle(source.store, source.artefacts, source.config, "credit", bundle)
     finally:
         source.close()
+    return bundle
+
+
+def test_a_bundle_import_under_a_config_that_does_not_list_the_model_holds_its_champion(
+    trained: list[ExampleModel], tmp_path: Path, store_url: str
+) -> None:
+    bundle = _exported_champion(trained, tmp_path)
     _start_regulating_daemon(tmp_path, store_url)
     replica = _unlisting(tmp_path, store_url)
     try:
@@ -147,15 +153,7 @@ def test_a_bundle_import_into_a_model_a_daemon_regulates_needs_the_bundle_s_dige
     """An import run under a config that does not list the model must name the bundle's
     SHA-256 when a daemon's config regulates it, registered or not, as when the store's
     flag or config does: it took an unverified bundle."""
-    source = Daemon(build_config({"data_dir": str(tmp_path / "source")}, env={}), env={})
-    try:
-        source.registry.register(
-            "credit", trained[0].onnx, trained[0].metadata, actor="test", stage="champion"
-        )
-        bundle = tmp_path / "credit.zip"
-        export_bundle(source.store, source.artefacts, source.config, "credit", bundle)
-    finally:
-        source.close()
+    bundle = _exported_champion(trained, tmp_path)
     _start_regulating_daemon(tmp_path, store_url)
     replica = _unlisting(tmp_path, store_url)
     try:

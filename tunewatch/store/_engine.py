@@ -486,7 +486,7 @@ def sqlite_write(engine: Engine, operation: str) -> Iterator[sqlite3.Cursor]:
             cursor.execute("BEGIN IMMEDIATE")
             yield cursor
             cursor.execute("COMMIT")
-        except BaseException:
+        except BaseException:  # cleanup only: rolled back, the error re-raised
             if dbapi.in_transaction:
                 dbapi.rollback()
             raise

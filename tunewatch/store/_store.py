@@ -125,7 +125,7 @@ class Store(
         store = cls(url, sqlite_synchronous=sqlite_synchronous, lock_timeout_s=lock_timeout_s)
         try:
             store.migrate()
-        except BaseException:
+        except BaseException:  # cleanup only: the store closed, the error re-raised
             store.close()
             raise
         return store

@@ -89,6 +89,22 @@ def _refusals(daemon: Daemon) -> float | None:
     )
 
 
+def _decide_v2(daemon: Daemon, *, approve: bool, reason: str) -> None:
+    """bob asks to promote v2 of the regulated model; carol approves or rejects it."""
+    pending = governance.promote(
+        daemon.store, daemon.config, MODEL, 2, actor="bob", reason="want v2 live"
+    )
+    assert pending.approval is not None
+    governance.decide_approval(
+        daemon.store,
+        daemon.config,
+        pending.approval.id,
+        approver="carol",
+        approve=approve,
+        reason=reason,
+    )
+
+
 def test_a_regulated_models_shadow_version_named_is_refused_and_its_champion_answers(
     data_dir: Path,
 ) -> None:
@@ -96,18 +112,7 @@ def test_a_regulated_models_shadow_version_named_is_refused_and_its_champion_ans
     naming v2 got its answers. Refused requests are counted, not recorded as events."""
     daemon = _daemon(data_dir, regulated=True)
     with _serving(daemon) as named:
-        pending = governance.promote(
-            daemon.store, daemon.config, MODEL, 2, actor="bob", reason="want v2 live"
-        )
-        assert pending.approval is not None
-        governance.decide_approval(
-            daemon.store,
-            daemon.config,
-            pending.approval.id,
-            approver="carol",
-            approve=False,
-            reason="not approved for production",
-        )
+        _decide_v2(daemon, approve=False, reason="not approved for production")
         events = len(daemon.store.list_events(model=MODEL))
         for _ in range(3):
             _refused(named(2), REGULATED)
@@ -169,18 +174,7 @@ def test_a_regulated_models_previous_champion_kept_for_the_rollback_watch_is_ref
     (its promotion back would wait for an approver too)."""
     daemon = _daemon(data_dir, regulated=True)
     with _serving(daemon) as named:
-        pending = governance.promote(
-            daemon.store, daemon.config, MODEL, 2, actor="bob", reason="want v2 live"
-        )
-        assert pending.approval is not None
-        governance.decide_approval(
-            daemon.store,
-            daemon.config,
-            pending.approval.id,
-            approver="carol",
-            approve=True,
-            reason="reviewed",
-        )
+        _decide_v2(daemon, approve=True, reason="reviewed")
         daemon.runtime.refresh()
         lineup = daemon.runtime.model(MODEL).deployment.lineup
         assert lineup.champion is not None and lineup.champion.version == 2
