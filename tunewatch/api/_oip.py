@@ -66,8 +66,7 @@ def named_version(ctx: AppContext, served: ServedModel, raw_version: str | None)
         )
     version = int(raw_version)
     ctx.runtime.signature(served, version)  # raises unless it is in service
-    champion = served.deployment.lineup.champion
-    if champion is not None and champion.version == version:
+    if _answers(served, version):
         return version
     rules = served.named.get(version)
     if rules is None:  # served by a line-up newer than the model this request read
@@ -86,6 +85,13 @@ def named_version(ctx: AppContext, served: ServedModel, raw_version: str | None)
             f"promoted: its promotion waits for an approver (rules: {'; '.join(rules)})",
         )
     return version
+
+
+def _answers(served: ServedModel, version: int) -> bool:
+    """Whether ``version`` (in service) answers clients naming it: the champion does, and
+    another version whose promotion would need no approver (:func:`named_version`)."""
+    champion = served.deployment.lineup.champion
+    return (champion is not None and champion.version == version) or served.named.get(version) == ()
 
 
 def encode_outputs(
@@ -283,11 +289,12 @@ def _tensor_meta(spec: Any) -> dict[str, Any]:
 
 
 async def model_metadata(request: Request) -> Response:
-    """A model's metadata: its versions in service and its champion's signature."""
+    """A model's metadata: the versions in service that answer clients naming them (not
+    one :func:`named_version` refuses) and its champion's signature."""
     ctx = context(request)
     authenticate(request, "score", "read")
     served = ctx.runtime.model(request.path_params["model"])
-    versions = sorted(served.deployment.lineup.versions)
+    versions = sorted(v for v in served.deployment.lineup.versions if _answers(served, v))
     return _metadata(served.row.name, ctx.runtime.signature(served), versions)
 
 
@@ -361,16 +368,13 @@ async def check_ready(ctx: AppContext) -> None:
 
 
 async def version_ready(request: Request) -> Response:
-    """A version is ready when it is in service and its requests can be recorded (a
-    handler of its own, as :func:`version_metadata`)."""
+    """A version is ready when it is in service, answers clients naming it (409
+    ``approval_required`` otherwise, as its inference: :func:`named_version`) and its
+    requests can be recorded (a handler of its own, as :func:`version_metadata`)."""
     refuse_while_stopping(request)
     ctx = context(request)
     served = ctx.runtime.model(request.path_params["model"])
-    raw = request.path_params["version"]
-    if not (_is_version(raw) and served.deployment.lineup.find(int(raw)) is not None):
-        raise ApiError(
-            404, "version_not_found", f"model {served.row.name!r} has no version {raw!r} in service"
-        )
+    named_version(ctx, served, request.path_params["version"])
     await _recordable(ctx)
     return Response(status_code=200)
 

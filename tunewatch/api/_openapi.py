@@ -447,7 +447,10 @@ _PROBES: dict[str, dict[str, Any]] = {
         },
     },
     "/v2/models/{model}": {
-        "summary": "OIP v2 model metadata: the champion's signature, the versions in service",
+        "summary": (
+            "OIP v2 model metadata: the champion's signature, the versions in service that "
+            "answer requests naming them"
+        ),
         "responses": {"200": {"description": "OK"}},
     },
     "/v2/models/{model}/ready": {
@@ -463,10 +466,17 @@ _PROBES: dict[str, dict[str, Any]] = {
         "responses": {"200": {"description": "OK"}},
     },
     "/v2/models/{model}/versions/{version}/ready": {
-        "summary": "OIP v2 version readiness: it is in service and requests can be recorded",
+        "summary": (
+            "OIP v2 version readiness: it is in service, answers requests naming it, and "
+            "requests can be recorded"
+        ),
         "responses": {
             "200": {"description": "OK"},
             "404": {"description": "`model_not_found` or `version_not_found` (not in service)"},
+            "409": {
+                "description": "`approval_required`: its promotion would wait for an approver, "
+                "so it answers no requests naming it"
+            },
             "503": {"description": f"`store_unavailable` or {_STOPPING}"},
         },
     },

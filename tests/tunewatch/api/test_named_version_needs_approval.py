@@ -193,6 +193,34 @@ def test_a_held_splits_challenger_named_is_refused(data_dir: Path) -> None:
         _refused(named(2), REGULATED)
 
 
+def test_a_refused_version_is_neither_listed_nor_ready_and_an_answering_one_is_both(
+    data_dir: Path,
+) -> None:
+    """``GET /v2/models/{m}`` listed the regulated model's shadow version, and its
+    ``ready`` route answered 200, so a client (tritonclient's ``is_model_ready``) picked a
+    version whose every request was refused: the listing and readiness read the same
+    gate as inference. The version's metadata still answers (its signature is no model
+    output)."""
+    for regulated, listed in ((False, ["1", "2"]), (True, ["1"])):  # stored regulation stays
+        daemon = _daemon(data_dir, regulated=regulated)
+        scorer = new_token()
+        headers = {"Authorization": f"Bearer {scorer}"}
+        daemon.store.add_token(
+            name=f"scorer-{regulated}", role="scorer", token_hash=hash_token(scorer), actor="t"
+        )
+        with BackgroundServer(daemon.app) as server, httpx.Client(base_url=server.url) as c:
+            meta = c.get(f"/v2/models/{MODEL}", headers=headers)
+            assert meta.status_code == 200 and meta.json()["versions"] == listed
+            ready = c.get(f"/v2/models/{MODEL}/versions/2/ready", headers=headers)
+            if regulated:
+                _refused(ready, REGULATED)
+            else:
+                assert ready.status_code == 200, ready.text
+            assert c.get(f"/v2/models/{MODEL}/versions/1/ready").status_code == 200
+            assert c.get(f"/v2/models/{MODEL}/versions/2", headers=headers).status_code == 200
+        daemon.close()
+
+
 def test_the_named_versions_route_documents_approval_required(spec: dict[str, Any]) -> None:
     [post] = spec["paths"]["/v2/models/{model}/versions/{version}/infer"].values()
     assert "`approval_required`" in post["responses"]["409"]["description"]
