@@ -95,6 +95,18 @@ def _int_in(name: str, low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def _before_id(p: argparse.ArgumentParser, rows: str, row: str) -> None:
+    """A listing's ``--before-id``: the keyset cursor the notice of a page held back by
+    ``--limit`` names (``--limit`` alone stopped at 10,000 rows)."""
+    p.add_argument(
+        "--before-id",
+        type=_int_in("before-id", 1, MAX_ID),
+        metavar="ID",
+        help=f"list the {rows} older than {row} ID: the value the notice of the page "
+        f"before names, down to the first {row}",
+    )
+
+
 def _anchor(text: str) -> tuple[int, str]:
     """An argparse type: ``ID:HASH``, an audit entry's id and its SHA-256 in hex (as
     ``tunewatch audit`` prints the head), else a usage error."""
@@ -244,8 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=cmd_decide)
 
     text = (
-        "list approval requests, newest first (a notice on stderr when --limit held older "
-        "ones back)"
+        "list approval requests, newest first (a notice on stderr names the --before-id of "
+        "the older ones when --limit held them back)"
     )
     p = sub.add_parser("approvals", help=text, description=text)
     p.add_argument("--status", choices=["pending", "approved", "rejected"])
@@ -256,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=100,
         help="the most requests to list, the newest (default 100, as the API's)",
     )
+    _before_id(p, "requests", "request")
     p.set_defaults(func=cmd_approvals)
 
     p = sub.add_parser("rollback", help="restore the champion the current one replaced")
@@ -321,8 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_retune)
 
     text = (
-        "list re-tuning jobs and their progress, newest first (a notice on stderr when "
-        "--limit held older ones back)"
+        "list re-tuning jobs and their progress, newest first (a notice on stderr names the "
+        "--before-id of the older ones when --limit held them back)"
     )
     p = sub.add_parser("jobs", help=text, description=text)
     p.add_argument("--model", type=_text("--model"), help="only this model's jobs")
@@ -332,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=20,
         help="the most jobs to list, the newest (default 20; at most 10,000, as the API's)",
     )
+    _before_id(p, "jobs", "job")
     p.set_defaults(func=cmd_jobs)
 
     p = sub.add_parser(
@@ -391,13 +405,7 @@ def build_parser() -> argparse.ArgumentParser:
         "notice on stderr names the --before-id of the older ones",
     )
     p.add_argument("--limit", type=_int_in("limit", 1, MAX_LIMIT), default=20)
-    p.add_argument(
-        "--before-id",
-        type=_int_in("before-id", 1, MAX_ID),
-        metavar="ID",
-        help="print the entries older than entry ID: the value the notice of the page "
-        "before names, down to the first entry",
-    )
+    _before_id(p, "entries", "entry")
     p.add_argument(
         "--anchor",
         type=_anchor,

@@ -81,7 +81,16 @@ def test_approvals_past_the_limit_say_more_exist_and_a_higher_limit_shows_the_ol
     captured = capsys.readouterr()
     assert _ids(captured.out) == list(range(130, 30, -1))  # newest first, as the help says
     [notice] = _notices(captured.err)
-    assert "100 approval requests shown" in notice and "use --limit" in notice
+    assert "100 approval requests shown" in notice and "--before-id 31 lists them" in notice
+
+    # the next page, from the cursor the notice names, down to the oldest with no notice
+    assert run(config, "approvals", "--status", "pending", "--before-id", "31") == 0
+    captured = capsys.readouterr()
+    assert _ids(captured.out) == list(range(30, 0, -1)) and _notices(captured.err) == []
+    assert run(config, "approvals", "--limit", "10", "--before-id", "31") == 0
+    [notice] = _notices(capsys.readouterr().err)
+    assert "10 approval requests before request 31 shown" in notice
+    assert "--before-id 21 lists them" in notice
 
     assert run(config, "approvals", "--status", "pending", "--limit", "200") == 0
     captured = capsys.readouterr()
@@ -109,6 +118,17 @@ def test_approvals_limit_is_bounded_as_the_apis(
         run(config, "approvals", "--limit", limit)
     assert exited.value.code == 2
     assert "`limit` must be an integer in [1, 10000]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("before_id", ["0", "-1", "1_0", "many"])
+def test_approvals_before_id_is_an_id(
+    sqlite_backend: tuple[Path, str], before_id: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config, _ = sqlite_backend
+    with pytest.raises(SystemExit) as exited:
+        run(config, "approvals", "--before-id", before_id)
+    assert exited.value.code == 2
+    assert "`before-id` must be an integer in [1, " in capsys.readouterr().err
 
 
 def test_approvals_model_filters_and_an_unknown_model_is_an_error(

@@ -108,10 +108,21 @@ def test_jobs_past_the_limit_say_older_ones_exist(
     captured = capsys.readouterr()
     assert [int(line.split()[0]) for line in captured.out.splitlines()] == [4, 3, 2]  # newest
     [notice] = _notices(captured.err)
-    assert "3 newest jobs shown" in notice and "use --limit" in notice
+    assert "3 newest jobs shown" in notice and "--before-id 2 lists them" in notice
 
     assert run(config, "jobs", "--model", MODEL, "--limit", "3") == 0
     assert "3 newest jobs of credit shown" in _notices(capsys.readouterr().err)[0]
+
+    # the pages the notices name, down to the oldest with no notice
+    assert run(config, "jobs", "--limit", "2", "--before-id", "4") == 0
+    captured = capsys.readouterr()
+    assert [int(line.split()[0]) for line in captured.out.splitlines()] == [3, 2]
+    [notice] = _notices(captured.err)
+    assert "2 jobs before job 4 shown" in notice and "--before-id 2 lists them" in notice
+    assert run(config, "jobs", "--limit", "2", "--before-id", "2") == 0
+    captured = capsys.readouterr()
+    assert [int(line.split()[0]) for line in captured.out.splitlines()] == [1]
+    assert _notices(captured.err) == []
 
     assert run(config, "jobs", "--limit", "4") == 0  # all of them: nothing held back
     captured = capsys.readouterr()

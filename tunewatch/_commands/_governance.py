@@ -261,13 +261,20 @@ def cmd_approvals(args: argparse.Namespace) -> int:
         if args.model is not None:
             store.get_model(args.model)  # NotFoundError: "not registered" rather than nothing
         # one more than --limit: whether it held requests back, not whether it may have
-        rows = store.list_approvals(model=args.model, status=args.status, limit=args.limit + 1)
+        rows = store.list_approvals(
+            model=args.model, status=args.status, limit=args.limit + 1, before_id=args.before_id
+        )
     finally:
         store.close()
     for a in rows[: args.limit]:  # newest first
         print(f"{a.id:<5} {shown(a.model)} v{a.version:<4} {a.status:<9} {_approval(a)}")
     if len(rows) > args.limit:  # the ones waiting longest were left out without a word
-        say_held_back(f"{args.limit} approval requests shown, the newest")
+        listed = "shown, the newest"
+        if args.before_id is not None:
+            listed = f"before request {args.before_id} shown"
+        say_held_back(
+            f"{args.limit} approval requests {listed}", see=next_page(rows[args.limit - 1].id)
+        )
     return 0
 
 

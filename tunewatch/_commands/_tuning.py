@@ -20,7 +20,7 @@ from tunewatch._errors import ConfigError, ConflictError, NotFoundError
 from tunewatch._objective_display import configured_objective, labelled
 from tunewatch.store import Store
 
-from ._context import actor_of, config_of, registry_of, say_held_back
+from ._context import actor_of, config_of, next_page, registry_of, say_held_back
 from ._shown import shown
 
 
@@ -254,7 +254,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         if args.model is not None:
             store.get_model(args.model)  # NotFoundError: "not registered" rather than nothing
         # one more than --limit: whether it held older jobs back
-        rows = store.list_jobs(model=args.model, limit=args.limit + 1)
+        rows = store.list_jobs(model=args.model, limit=args.limit + 1, before_id=args.before_id)
     finally:
         store.close()
     for j in rows[: args.limit]:  # newest first
@@ -271,6 +271,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         event = shown(j.trigger.get("event"))
         print(f"{j.id:<5} {shown(j.model):<16} {j.status:<10} {done:<14} {event} {extra}")
     if len(rows) > args.limit:
-        of = "" if args.model is None else f" of {args.model}"
-        say_held_back(f"{args.limit} newest jobs{of} shown")
+        of = "" if args.model is None else f" of {shown(args.model)}"
+        listed = f"newest jobs{of}"
+        if args.before_id is not None:
+            listed = f"jobs{of} before job {args.before_id}"
+        say_held_back(f"{args.limit} {listed} shown", see=next_page(rows[args.limit - 1].id))
     return 0
