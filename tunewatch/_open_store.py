@@ -150,11 +150,12 @@ def check_stored_models(config: Config, store: Store) -> None:
     (the config's settings, its regulation among them, applied to no model); the
     config's tasks and settings that name columns, against the stored models' tasks and
     features; an objective of a number of classes (a ``cost_matrix``) against the
-    champion's (its primary output's columns), all known only once a model registered.
-    A configured model the store does not hold at all is logged (a config written
-    before its first registration), once per call: the daemon calls it when it starts,
-    and the commands that evaluate, compare, retune, promote or decide an approval
-    before they do."""
+    champion's (its primary output's columns), all known only once a model registered;
+    a ``regulated: false`` the config sets for a model stored regulated is logged (it
+    cannot clear the flag: regulation only tightens). A configured model the store does
+    not hold at all is logged (a config written before its first registration), once per
+    call: the daemon calls it when it starts, and the commands that evaluate, compare,
+    retune, promote or decide an approval before they do."""
     held: list[ModelRow] | None = None  # read once, for the first model not stored
     for index, cfg in enumerate(config.models):
         try:
@@ -163,6 +164,14 @@ def check_stored_models(config: Config, store: Store) -> None:
             held = store.list_models() if held is None else held
             _not_stored(config, index, [m.name for m in held])
             continue
+        if stored.regulated and not cfg.regulated and "regulated" in cfg.model_fields_set:
+            logger.warning(
+                "models.%d.regulated: false, but the store holds model %s regulated: "
+                "regulation only tightens, so every promotion of it still waits for an "
+                "approver (the config cannot clear the stored flag)",
+                index,
+                ascii(cfg.name),
+            )
         classes = None
         if stored.task == "multiclass" and objective_classes(cfg) is not None:
             classes = _champion_classes(config, store, cfg.name)

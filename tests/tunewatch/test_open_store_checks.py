@@ -148,6 +148,29 @@ def test_a_stored_model_the_config_does_not_list_is_said_to_run_on_defaults(
     assert "decided better is promoted" in said.getMessage()
 
 
+def test_a_config_saying_regulated_false_of_a_model_stored_regulated_is_said_at_start(
+    credit: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Regulation only tightens: a config's ``regulated: false`` does not clear the stored
+    flag, and its every promotion still waited for an approver with nothing saying why
+    the operator's explicit setting was not applied. Left out, the key is not said."""
+    regulating = _config(credit, [{"name": MODEL, "task": "binary", "regulated": True}])
+    Daemon(build_config(regulating, env={}), env={}).close()
+    unset = _config(credit, [{"name": MODEL, "task": "binary"}])
+    cleared = _config(credit, [{"name": MODEL, "task": "binary", "regulated": False}])
+    with caplog.at_level(logging.INFO, logger="tunewatch._open_store"):
+        Daemon(build_config(unset, env={}), env={}).close()
+        assert not [r for r in caplog.records if "regulated" in r.getMessage()]
+        Daemon(build_config(cleared, env={}), env={}).close()
+    [said] = [r for r in caplog.records if "regulated" in r.getMessage()]
+    assert said.levelno == logging.WARNING
+    assert said.getMessage() == (
+        "models.0.regulated: false, but the store holds model 'credit' regulated: "
+        "regulation only tightens, so every promotion of it still waits for an approver "
+        "(the config cannot clear the stored flag)"
+    )
+
+
 # --- a cost matrix against a stored multiclass model's classes ----------------------
 
 
