@@ -43,12 +43,11 @@ CONFIG_REASON = "the config of this process regulates it (`models[].regulated: t
 
 @dataclass(frozen=True, slots=True)
 class _Checked:
-    """What :meth:`Registry.check` found: the candidate's inspection, the model as it
-    stood (``None`` before its first version), and the regulated flag asked for once the
-    config's is applied."""
+    """What :meth:`Registry.check` found: the candidate's inspection and the regulated flag
+    asked for once the config's is applied (the store checks the model again under its
+    lock)."""
 
     info: CandidateInfo
-    existing: ModelRow | None
     regulated: bool | None
 
 
@@ -141,9 +140,11 @@ class Registry:
 
         ``stage="champion"`` skips promotion and its gate: where an operator asks for it,
         the caller checks ``_approval_rules.check_champion_registration`` first (a fast
-        answer before the candidate check). The store checks the regulated flag again
-        under the model's lock when it adds the version (``ConflictError``
-        ``approval_required``): the model may have been regulated meanwhile.
+        answer before the candidate check). The store checks the model again under its
+        lock when it adds the version: its task, features and regulated flag
+        (``regulated_mismatch`` for ``regulated=False``), and its flag for a champion
+        (``ConflictError`` ``approval_required``): the model may have been regulated
+        meanwhile.
         ``stage="retired"`` registers the version out of service, in one transaction (a
         bundle's version its source retired or rolled back).
 
@@ -171,7 +172,7 @@ class Registry:
             reference=reference,
             inspected=inspected,
         )
-        info, existing, regulated = checked.info, checked.existing, checked.regulated
+        info, regulated = checked.info, checked.regulated
         configured = model in self._regulated
         # Content-addressed, outside the registration's transaction: bytes a refused
         # registration leaves (a file; a PostgreSQL store's row of them) name nothing.
@@ -185,7 +186,9 @@ class Registry:
             details["reference_rows"] = int(reference.features.shape[0])
 
         def check_stored(found: ModelRow) -> None:
-            # another registration may have added the model since it was checked
+            # the model as the store read it under its lock: another registration may have
+            # added it, or regulated it (a `regulated: false` is then refused), since the
+            # check above read it
             self._check_existing(found, metadata, regulated=regulated)
 
         reason = CONFIG_REASON if configured else "a registration asked for regulated=true"
@@ -199,7 +202,7 @@ class Registry:
             feature_names=list(metadata.feature_names),
             regulated=bool(regulated),
             regulate_reason=reason,
-            check_model=check_stored if existing is None else None,
+            check_model=check_stored,
             artefact_sha256=sha,
             hyperparameters=dict(metadata.hyperparameters),
             size_bytes=len(onnx_bytes),
@@ -333,7 +336,7 @@ class Registry:
             check_label_output(metadata.task, onnx_bytes, inspected.signature, reference)
         if existing is not None:
             self._check_input(model, inspected.signature.input)
-        return _Checked(info=inspected, existing=existing, regulated=regulated)
+        return _Checked(info=inspected, regulated=regulated)
 
     def _check_input(self, model: str, candidate: TensorSpec) -> None:
         """A version takes the input its model's champion takes, by name and width:

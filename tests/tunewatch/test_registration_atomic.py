@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.tunewatch.conftest import make_daemon
+from tests.tunewatch.conftest import holding, make_daemon
 from tunewatch._background import BackgroundServer
 from tunewatch._config import build_config
 from tunewatch._daemon import Daemon
@@ -242,6 +242,64 @@ def test_concurrent_first_registrations_as_champion_give_exactly_one(
         assert [v.version for v in daemon.store.list_versions("race")] == [1]
         assert [m.name for m in daemon.store.list_models()] == ["race"]
         assert [a for a, _, _ in _audit(daemon.store)] == ["register_version"]
+        assert daemon.store.verify_audit() is None
+    finally:
+        daemon.close()
+
+
+def test_a_registration_unregulating_a_model_regulated_meanwhile_is_refused(
+    trained: list[ExampleModel],
+    tmp_path: Path,
+    store_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two registrations of a new version of an unregulated model, one asking for
+    ``regulated: true``, the other for ``false``: the second checked the flag before the
+    first regulated the model, and its version was added though the model was regulated
+    by then (201, as if it had come first). Held at the store's write, it finds the model
+    regulated under its lock: ``regulated_mismatch``, nothing stored."""
+    daemon = _daemon(tmp_path, store_url)
+    try:
+        daemon.registry.register("loans", trained[0].onnx, trained[0].metadata, actor="t")
+        model = trained[1]
+        inspected = daemon.registry.check("loans", model.onnx, model.metadata)
+        outcome: list[object] = []
+
+        def unregulated() -> None:
+            try:
+                outcome.append(
+                    daemon.registry.register(
+                        "loans",
+                        model.onnx,
+                        model.metadata,
+                        actor="bob",
+                        regulated=False,
+                        inspected=inspected,
+                    )
+                )
+            except ConflictError as exc:
+                outcome.append(exc)
+
+        with holding(monkeypatch, daemon.store, "register_version", 1) as held:
+            thread = threading.Thread(target=unregulated)
+            thread.start()
+            assert held.entered.acquire(timeout=60), "the registration never reached the store"
+            # checked, not yet written: another registration regulates the model first
+            row = daemon.registry.register(
+                "loans", model.onnx, model.metadata, actor="alice", regulated=True
+            )
+            held.release.set()
+            thread.join()
+        [refused] = outcome
+        assert isinstance(refused, ConflictError), refused
+        assert refused.code == "regulated_mismatch"
+        assert daemon.store.get_model("loans").regulated is True
+        assert [v.version for v in daemon.store.list_versions("loans")] == [1, row.version]
+        assert _audit(daemon.store) == [
+            ("register_version", "loans/v1", "t"),
+            ("regulate_model", "loans", "alice"),
+            ("register_version", "loans/v2", "alice"),
+        ]
         assert daemon.store.verify_audit() is None
     finally:
         daemon.close()

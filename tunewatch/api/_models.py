@@ -498,17 +498,17 @@ def retire(
     retire is answered as it is with ``unchanged: true``, nothing written (no audit
     entry, no event, its ``stage_changed_at`` kept), as a promotion of the champion is;
     its pending approval requests are still closed. A champion a promotion retired is
-    retired again, recorded: pulled, a rollback does not restore it."""
+    retired again, recorded: pulled, a rollback does not restore it. Of concurrent
+    retires, one retires the version and the others are answered ``unchanged: true``:
+    the store decides on the stage it reads under the model's lock."""
     ctx = context(request)
-    before = version_or_404(ctx.runtime.store, model, version)
-    row = ctx.runtime.store.set_stage(
+    version_or_404(ctx.runtime.store, model, version)
+    moved = ctx.runtime.store.move_stage(
         model, version, "retired", actor=principal.name, reason=body.reason
     )
-    # every move sets stage_changed_at: the same one, and it was retired already
-    unchanged = row.stage_changed_at == before.stage_changed_at
-    if not unchanged:
+    if moved.changed:
         ctx.runtime.try_load(model)  # retired whether or not the line-up loads
-    return {**version_json(row), "unchanged": unchanged}
+    return {**version_json(moved.row), "unchanged": not moved.changed}
 
 
 @router.get("/events")

@@ -3,8 +3,8 @@
 The part of :class:`~._store.Store` that reads and changes the model registry: each
 method opens one transaction and delegates to ``_registry_rows`` (models, versions,
 stages, promotion), ``_champion_history`` (the champions over time), ``_safe_ranges``
-(the promotion safe ranges a daemon's config stored) or ``_artefact_blobs`` (artefacts'
-bytes).
+(the promotion safe ranges a daemon's config stored), ``_stage_changes`` (a stage move
+that reports whether it was written) or ``_artefact_blobs`` (artefacts' bytes).
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from . import _artefact_blobs, _champion_history, _registry_rows, _safe_ranges
+from . import _artefact_blobs, _champion_history, _registry_rows, _safe_ranges, _stage_changes
 from ._champion_history import ChampionHistory
 from ._front_base import StoreFront
 from ._registry_reads import ModelLineup, VersionLineup
+from ._stage_changes import StageMove
 from ._types import HeldLease, ModelRow, Stage, StoredSafeRanges, Task, VersionRow
 
 
@@ -129,7 +130,8 @@ class RegistryFront(StoreFront):
         ``approval_required``, ``study_registered``; ``job_cancelled``: ``for_job``, the
         re-tuning job whose study chose the version, was cancelled; ``lease_lapsed``:
         the caller no longer holds ``lease``, which the transaction otherwise extends)
-        rolls all of it back."""
+        rolls all of it back. ``check_model`` is given the model's row read under its lock
+        (:func:`._registration.register_version`)."""
         with self._tx("register_version") as conn:
             return _registry_rows.register_version(
                 conn,
@@ -254,8 +256,38 @@ class RegistryFront(StoreFront):
         reason: str,
         close_approvals: bool = True,
     ) -> VersionRow:
+        """Move ``version`` to ``stage`` (:meth:`move_stage`); returns it as it is now."""
         with self._tx("set_stage") as conn:
             return _registry_rows.set_stage(
+                conn,
+                model,
+                version,
+                stage,
+                actor=actor,
+                reason=reason,
+                close_approvals=close_approvals,
+            )
+
+    def move_stage(
+        self,
+        model: str,
+        version: int,
+        stage: Literal["shadow", "retired", "rolled_back"],
+        *,
+        actor: str,
+        reason: str,
+        close_approvals: bool = True,
+    ) -> StageMove:
+        """Move ``version`` to ``stage``, audited with an event, under the model's lock;
+        the version as it is now and whether the move was written (``changed``): one in
+        that stage already is not moved again (a retried retire; of concurrent ones, all
+        but the first), unless an earlier move did not put it there (a champion a
+        promotion retired, retired by an operator: a pull, recorded). Retired or rolled
+        back, its pending approvals are closed (unless ``close_approvals`` is false).
+        ``ConflictError``: the champion (``champion_cannot_retire``), a rolled-back
+        version (``rolled_back_is_final``)."""
+        with self._tx("set_stage") as conn:
+            return _stage_changes.move_stage(
                 conn,
                 model,
                 version,

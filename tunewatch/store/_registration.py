@@ -215,7 +215,8 @@ def register_version(
     lease: HeldLease | None = None,
 ) -> VersionRow:
     """A registration's writes, all in the caller's transaction: the model added unless
-    it exists (:func:`ensure_model`), ``check_model`` called with it as stored (its error
+    it exists (:func:`ensure_model`), ``check_model`` called with it as stored, read under
+    its lock (its error
     refuses the registration), the model marked regulated when ``regulated`` and it is
     not, a new one too (:func:`regulate_model`, audited, by ``actor`` for
     ``regulate_reason``; for :data:`STORED_REASON` where only a daemon's stored config
@@ -237,7 +238,11 @@ def register_version(
         lock_for_registration(conn, for_job)
     # added unregulated and regulated at once, in this transaction, so that the audit
     # says when, why and by whom it became regulated (the registration's entry does not)
-    found = ensure_model(conn, name=model, task=task, feature_names=feature_names, regulated=False)
+    ensure_model(conn, name=model, task=task, feature_names=feature_names, regulated=False)
+    # read again under the model's lock, held to the end: a flag another transaction is
+    # changing is read once it ends (on PostgreSQL a plain read saw it before, and a
+    # `regulated: false` registration passed a model regulated meanwhile)
+    found = _lock_model(conn, model)
     if check_model is not None:
         check_model(found)
     if not found.regulated:

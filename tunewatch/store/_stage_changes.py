@@ -8,6 +8,7 @@ function runs inside the caller's transaction."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, select, update
@@ -98,6 +99,18 @@ def promote(
     return get_version(conn, model, version), old
 
 
+@dataclass(frozen=True, slots=True)
+class StageMove:
+    """What :func:`move_stage` did: ``row``, the version as it is now, and ``changed``,
+    whether the move was written (a ``set_stage`` audit entry and a ``stage_changed``
+    event), as decided on the stage read under the model's lock: of concurrent moves
+    of a version to one stage, one is (a caller comparing the version's
+    ``stage_changed_at`` with its own earlier read found every one changed)."""
+
+    row: VersionRow
+    changed: bool
+
+
 def set_stage(
     conn: Connection,
     model: str,
@@ -108,11 +121,33 @@ def set_stage(
     reason: str,
     close_approvals: bool = True,
 ) -> VersionRow:
+    """:func:`move_stage`'s version as it is now."""
+    return move_stage(
+        conn,
+        model,
+        version,
+        stage,
+        actor=actor,
+        reason=reason,
+        close_approvals=close_approvals,
+    ).row
+
+
+def move_stage(
+    conn: Connection,
+    model: str,
+    version: int,
+    stage: str,
+    *,
+    actor: str,
+    reason: str,
+    close_approvals: bool = True,
+) -> StageMove:
     """Move ``version`` to ``stage`` (not the champion's), audited (``set_stage``) with a
-    ``stage_changed`` event. One in ``stage`` already is returned as it is, nothing
-    written but the closing of its pending approvals below, unless an earlier
-    ``set_stage`` did not put it there (:func:`_recorded_again`: an operator retiring a
-    champion a promotion demoted to retired pulls it).
+    ``stage_changed`` event (``changed``). One in ``stage`` already is returned as it is
+    (not ``changed``), nothing written but the closing of its pending approvals below,
+    unless an earlier ``set_stage`` did not put it there (:func:`_recorded_again`: an
+    operator retiring a champion a promotion demoted to retired pulls it).
     Retired or rolled back, its pending approvals are closed in the same transaction
     (rejected, by ``actor``, each audited as ``approval_rejected``), unless
     ``close_approvals`` is false: a version returned to the stage it had before it was
@@ -145,7 +180,7 @@ def set_stage(
         # "never serve it", and approved later, the request would promote it.
         if stage != "shadow" and close_approvals:
             close_pending_approvals(conn, model, version, stage=stage, actor=actor, reason=reason)
-        return current
+        return StageMove(row=current, changed=False)
     _set_stage_row(conn, model, version, stage, utcnow())
     details = {
         "version": version,
@@ -163,7 +198,7 @@ def set_stage(
     if stage != "shadow" and not keeps:
         # a retired or rolled-back version's pending approval would promote it when approved
         close_pending_approvals(conn, model, version, stage=stage, actor=actor, reason=reason)
-    return get_version(conn, model, version)
+    return StageMove(row=get_version(conn, model, version), changed=True)
 
 
 def _recorded_again(conn: Connection, target: VersionRow, *, close_approvals: bool) -> bool:
