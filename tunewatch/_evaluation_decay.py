@@ -21,6 +21,7 @@ from tunewatch._config import ModelConfig
 from tunewatch._decay_settled import settled_entry, window_entry
 from tunewatch._decay_windows import DecayWindowCache
 from tunewatch._objective_display import objective_params
+from tunewatch._policies import decay_settings
 from tunewatch._span import requests_span
 from tunewatch.store import ModelRow, Store
 
@@ -114,6 +115,9 @@ def decay_verdict(
         "recommended_retune_interval_days": result.recommended_retune_interval_days,
         "windows": [window_entry(j) for j in judged.windows],
         "settled": settled_entry(judged),  # what a new process takes instead of reading
+        # the settings the alarm was judged under: a policy's streak counts it only while
+        # they are in force (tunewatch._policies.decide)
+        **decay_settings(cfg.objective, d).payload(),
     }
     if values:  # hysteresis tells decay verdicts apart by their newest matured window
         newest = next(j for j in reversed(judged.windows) if j.value.value is not None)

@@ -21,7 +21,13 @@ from tunewatch._config import ModelConfig
 from tunewatch._drift_frame import LABEL, drift_frame
 from tunewatch._drift_report_rows import judged_rows_record
 from tunewatch._evaluation_baseline import Baseline, NoBaseline
-from tunewatch._policies import FIRST_REQUEST, LABEL_FIRST_REQUEST, LABEL_LAST_REQUEST, LAST_REQUEST
+from tunewatch._policies import (
+    FIRST_REQUEST,
+    LABEL_FIRST_REQUEST,
+    LABEL_LAST_REQUEST,
+    LAST_REQUEST,
+    drift_settings,
+)
 from tunewatch._span import iso, requests_span
 from tunewatch._window_sample import sampled
 from tunewatch.store import ModelRow, Window
@@ -130,6 +136,9 @@ def drift_verdict(
         # which requests those were, for the report to re-read them and no others
         **judged_rows_record(window),
         "insufficient": list(result.insufficient),
+        # the settings the alarm was judged under: a policy's streak counts it only while
+        # they are in force (tunewatch._policies.decide)
+        **drift_settings(d).payload(),
         "columns": [
             {
                 "column": c.column,

@@ -21,6 +21,7 @@ from monitor import ServingMetrics
 from monitor.objectives import positive_proba
 from tunewatch._config import ModelConfig
 from tunewatch._evaluation_baseline import Baseline, NoBaseline
+from tunewatch._policies import estimate_settings
 from tunewatch._window_sample import sampled
 from tunewatch.store import ModelRow, Store, Window
 
@@ -84,6 +85,9 @@ def estimate_verdict(
         "reference": baseline.reference_accuracy,
         "drop": drop,
         **sampled(window),
+        # the settings the alarm was judged under: a policy's streak counts it only while
+        # they are in force (tunewatch._policies.decide)
+        **estimate_settings(cfg.objective, cfg.evaluation.estimate).payload(),
     }
     export_estimate(metrics, store.get_model(window.model).name, version, payload)
     return "ok", payload

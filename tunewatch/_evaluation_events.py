@@ -102,6 +102,8 @@ class PolicyEvents:
         self._outgrown: set[tuple[str, str]] = set()  # (model, event) warned about
         # (model, event) -> why its alarming event is held back, as last logged
         self._held: dict[tuple[str, str], Held] = {}
+        # (model, event, settings fingerprint) whose change of settings was logged
+        self._changed: set[tuple[str, str, str]] = set()
 
     def _last_event(
         self, name: str, event: str
@@ -169,7 +171,7 @@ class PolicyEvents:
         decided: list[
             tuple[EventPolicy, Event | None, Event | None, Decision, EvaluationRow | None]
         ] = []
-        for policy in evaluation_policies(cfg.evaluation):
+        for policy in evaluation_policies(cfg.evaluation, objective=cfg.objective):
             last, anchor, owed = self._last_event(name, policy.event)
             # the requests the last event rested on, when it counts (is the anchor) and
             # recorded them: a new streak's must come after them (older events: after it)
@@ -200,6 +202,7 @@ class PolicyEvents:
             self.store.record_policy_decisions(summaries)
         for policy, last, owed, decision, latest in decided:
             self._warn_outgrown(name, policy.event, decision.outgrown, decision.reason)
+            self._log_settings_changed(name, policy, decision)
             holds = _holds(policy, decision, current.get(policy.kind))
             self._log_held(name, policy.event, decision if holds else None)
             self.metrics.alarm.labels(name, policy.event).set(int(holds))
@@ -239,6 +242,27 @@ class PolicyEvents:
                 event,
                 decision.reason,
             )
+
+    def _log_settings_changed(self, name: str, policy: EventPolicy, decision: Decision) -> None:
+        """Say at INFO, once per model, event and settings in this process, that the
+        policy's streak ended on a verdict judged under other settings, and what changed
+        as far as it recorded them: an alarm of the old settings no longer counts."""
+        if decision.settings_changed is None or policy.settings is None:
+            return
+        key = (name, policy.event, policy.settings.fingerprint)
+        if key in self._changed:
+            return
+        self._changed.add(key)
+        logger.info(
+            "model=%s event=%s: the %s settings changed since an earlier verdict (%s): "
+            "verdicts judged under the old ones no longer count towards the streak (%d/%d)",
+            name,
+            policy.event,
+            policy.kind,
+            "; ".join(decision.settings_changed) or "what changed was not recorded",
+            decision.streak,
+            policy.consecutive,
+        )
 
     def _warn_outgrown(self, name: str, event: str, outgrown: bool, reason: str) -> None:
         """Say once per process (and again after it recovers) that a policy's windows
@@ -288,7 +312,7 @@ def export_stored(
         "labels": True,
     }
     latest: dict[str, EvaluationRow] = {}
-    for policy in evaluation_policies(ev):
+    for policy in evaluation_policies(ev, objective=cfg.objective):
         decision, newest = _decision(store, name, policy, version, now=now, last_event_at=None)
         metrics.alarm.labels(name, policy.event).set(int(_holds(policy, decision, newest)))
         if newest is not None and enabled.get(policy.kind, False):

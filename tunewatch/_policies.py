@@ -17,11 +17,19 @@ the same requests, and counting each run would let one drifted batch meet
 its kind's newest verdicts (:attr:`EventPolicy.lookback`): a streak must complete within
 them, so a run costs the same however long the model's history, and a streak never
 bridges a long stretch of runs that could not measure.
+
+A streak counts only verdicts judged under the settings in force: each measured verdict
+records a fingerprint of the settings its alarm depends on (:class:`AlarmSettings`), and
+an earlier verdict whose fingerprint differs from the current one ends the streak like a
+measured window that did not alarm (held as ``settings_changed``). A verdict stored
+before verdicts recorded one counts as it did. See :func:`decide`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -32,11 +40,121 @@ from tunewatch.store import EvaluationRow
 
 if TYPE_CHECKING:
     from tunewatch._config import EvaluationConfig
+    from tunewatch._config_evaluation import (
+        DecayEvaluationConfig,
+        DriftEvaluationConfig,
+        EstimateEvaluationConfig,
+    )
+    from tunewatch._config_model import ObjectiveConfig
 
 
 LOOKBACK_RUNS = 100
 """Verdicts a policy reads per window of its streak, beyond the runs a window of fixed
 duration takes to renew (:attr:`EventPolicy.renewal_runs`): 8 h 20 min of 5-minute runs."""
+
+
+SETTINGS = "settings"
+SETTINGS_FINGERPRINT = "settings_fingerprint"
+"""Payload keys of the settings a verdict's alarm was judged under (a JSON object) and
+their fingerprint (:attr:`AlarmSettings.fingerprint`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmSettings:
+    """The settings a kind's alarm depends on, as canonical JSON (sorted keys): a verdict
+    records them and their fingerprint, and a policy counts towards its streak only the
+    verdicts judged under the settings in force (see :func:`decide`)."""
+
+    canonical: str
+
+    @classmethod
+    def of(cls, values: Mapping[str, Any]) -> AlarmSettings:
+        return cls(json.dumps(values, sort_keys=True, separators=(",", ":"), allow_nan=False))
+
+    @property
+    def values(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self.canonical)
+        return loaded
+
+    @property
+    def fingerprint(self) -> str:
+        """A short stable hash of :attr:`canonical`: the same settings, the same hash, in
+        every process and release that writes them alike."""
+        return hashlib.sha256(self.canonical.encode()).hexdigest()[:16]
+
+    def payload(self) -> dict[str, Any]:
+        """The verdict payload's keys recording these settings."""
+        return {SETTINGS: self.values, SETTINGS_FINGERPRINT: self.fingerprint}
+
+    def judged(self, payload: Mapping[str, Any]) -> bool | None:
+        """Whether the verdict of ``payload`` was judged under these settings; ``None``
+        for one stored before verdicts recorded them."""
+        recorded = payload.get(SETTINGS_FINGERPRINT)
+        return None if not isinstance(recorded, str) else recorded == self.fingerprint
+
+    def changes(self, payload: Mapping[str, Any]) -> list[str]:
+        """What changed since the verdict of ``payload`` was judged, one ``setting: old ->
+        new`` each, as far as it recorded its settings (sorted by setting)."""
+        old = payload.get(SETTINGS)
+        if not isinstance(old, dict):
+            return []
+        new = self.values
+        return [
+            f"{key}: {_shown(old.get(key))} -> {_shown(new.get(key))}"
+            for key in sorted(old.keys() | new.keys())
+            if old.get(key) != new.get(key)
+        ]
+
+
+def _shown(value: object) -> str:
+    return "unset" if value is None else json.dumps(value, sort_keys=True)
+
+
+def drift_settings(drift: DriftEvaluationConfig) -> AlarmSettings:
+    """What a drift verdict's alarm depends on: the dataset rule and its level (the share
+    threshold for ``share``; ``alpha``, which every rule's distances are floored at, for
+    all), and each configured column's method and threshold. The reference is the
+    champion's, fixed when it registered: a streak never spans two champions."""
+    values: dict[str, Any] = {
+        "dataset_rule": drift.dataset_rule,
+        "alpha": drift.alpha,
+        "columns": {
+            name: {"method": c.method, "threshold": c.threshold}
+            for name, c in drift.columns.items()
+        },
+    }
+    if drift.dataset_rule == "share":
+        values["share_threshold"] = drift.share_threshold
+    return AlarmSettings.of(values)
+
+
+def decay_settings(objective: ObjectiveConfig, decay: DecayEvaluationConfig) -> AlarmSettings:
+    """What a decay verdict's alarm depends on: the objective and its parameters, the
+    threshold (or, unset, the ``tolerance`` its default is 5 of) and ``horizon_days``,
+    within which the projected crossing alarms."""
+    values: dict[str, Any] = {
+        "objective": objective.name,
+        "objective_params": objective.params,
+        "threshold": decay.threshold,
+        "horizon_days": decay.horizon_days,
+    }
+    if decay.threshold is None:
+        values["tolerance"] = decay.tolerance
+    return AlarmSettings.of(values)
+
+
+def estimate_settings(
+    objective: ObjectiveConfig, estimate: EstimateEvaluationConfig
+) -> AlarmSettings:
+    """What an estimate verdict's alarm depends on: ``max_drop``, and the objective and
+    its parameters, whose decision threshold the estimated accuracy is of."""
+    return AlarmSettings.of(
+        {
+            "max_drop": estimate.max_drop,
+            "objective": objective.name,
+            "objective_params": objective.params,
+        }
+    )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,6 +170,7 @@ class EventPolicy:
     received after those it rested on, whatever became of its action: one the quota
     suppressed is tried again while the alarm holds, without a new event. A policy whose
     kind is switched off (``enabled`` false: no verdict of it is stored) raises nothing.
+    With ``settings`` (those in force), a verdict judged under others ends the streak.
     """
 
     event: str
@@ -62,6 +181,8 @@ class EventPolicy:
     # the runs a window of fixed duration takes to be replaced by one sharing no request
     # with it (0: a window of rows renews with traffic, which no setting tells)
     renewal_runs: int = 0
+    # the settings in force that the kind's alarm depends on (None: not compared)
+    settings: AlarmSettings | None = None
 
     def __post_init__(self) -> None:
         if self.consecutive < 1:
@@ -114,10 +235,18 @@ class Evidence:
         return cls(last, labels) if last is not None else None
 
 
-Held = Literal["switched_off", "lookback", "streak", "newest", "not_new", "cooling_down"]
+Held = Literal[
+    "switched_off",
+    "lookback",
+    "streak",
+    "settings_changed",
+    "newest",
+    "not_new",
+    "cooling_down",
+]
 """Why a policy did not fire: its kind is switched off, no streak within the look-back,
-too short a streak, the newest verdict did not alarm, too few windows new since the last
-event, or the cool-down runs."""
+too short a streak, too short a streak since the settings changed, the newest verdict
+did not alarm, too few windows new since the last event, or the cool-down runs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +261,9 @@ class Decision:
     rested_on: Evidence | None = None
     # why it did not fire (``None``: it fired)
     held: Held | None = None
+    # the streak ended on a verdict judged under other settings: what changed since, as
+    # far as it recorded them (``None``: it did not end so)
+    settings_changed: tuple[str, ...] | None = None
 
     def summary(self, policy: EventPolicy) -> dict[str, str | int | bool]:
         """The decision as the run's verdict of ``policy.kind`` carries it (its
@@ -224,6 +356,15 @@ def decide(
     cool-down. ``streak`` still counts them all: the alarm holds while they do. A
     policy whose kind is switched off decides nothing.
 
+    With ``policy.settings``, a measured verdict that recorded other settings (its
+    fingerprint, :class:`AlarmSettings`) ends the streak as one that did not alarm: it
+    alarmed, or did not, on a rule no longer in force (a share threshold relaxed since,
+    another objective), and joined to a window of the new settings it raised the event
+    on one window of them. The decision says so (``settings_changed``: what changed, as
+    far as the verdict recorded it). One stored before verdicts recorded their settings
+    counts as it did: an upgrade resets no streak, and such verdicts leave the
+    look-back as newer ones are stored.
+
     Only the newest ``policy.lookback`` evaluations are read: reaching that many ends the
     streak. Without the bound each run paged back through every run that could not
     measure (a model without traffic stores one per run), and joined an alarm from before
@@ -241,6 +382,7 @@ def decide(
     evidence: Evidence | None = None  # the newest counted window's newest requests
     read = 0
     rereads = False  # the last evaluation read shared requests with the window counted
+    changed: tuple[str, ...] | None = None  # the settings changed since the verdict read last
     for e in itertools.islice(evaluations, policy.lookback):  # newest first
         read += 1
         rereads = False
@@ -252,6 +394,9 @@ def decide(
             continue
         if not e.payload.get("alarm", False):
             break
+        if policy.settings is not None and policy.settings.judged(e.payload) is False:
+            changed = tuple(policy.settings.changes(e.payload))
+            break  # judged under other settings: no measure of the alarm in force
         span = requests_span(e)
         labels = requests_span(e, labels=True)
         if (counted_from is not None and span is not None and span[1] >= counted_from) or (
@@ -277,6 +422,15 @@ def decide(
                 outgrown=rereads,
                 held="lookback",
             )
+    if streak < policy.consecutive and changed is not None:
+        return Decision(
+            False,
+            f"{streak}/{policy.consecutive} consecutive alarming windows since the "
+            f"{policy.kind} settings changed" + (f" ({'; '.join(changed)})" if changed else ""),
+            streak,
+            held="settings_changed",
+            settings_changed=changed,
+        )
     if streak < policy.consecutive:
         return Decision(
             False,
@@ -338,8 +492,12 @@ def _after(
     return (span[0] if span is not None else evaluation.window_end) > since
 
 
-def evaluation_policies(ev: EvaluationConfig) -> list[EventPolicy]:
-    """The events a model's evaluation raises, with its configured hysteresis and cool-down.
+def evaluation_policies(
+    ev: EvaluationConfig, *, objective: ObjectiveConfig | None = None
+) -> list[EventPolicy]:
+    """The events a model's evaluation raises, with its configured hysteresis and cool-down,
+    each counting only verdicts judged under the settings of ``ev`` and ``objective``
+    (without it, those of decay and the estimate are not compared).
 
     Each reads :data:`LOOKBACK_RUNS` verdicts per window of its streak, plus, before each
     window after the newest, the runs a window of fixed duration takes to renew:
@@ -356,6 +514,7 @@ def evaluation_policies(ev: EvaluationConfig) -> list[EventPolicy]:
             cooldown=timedelta(minutes=ev.drift.cooldown_minutes),
             enabled=ev.drift.enabled,
             renewal_runs=current,
+            settings=drift_settings(ev.drift),
         ),
         EventPolicy(
             event="decay_detected",
@@ -364,6 +523,7 @@ def evaluation_policies(ev: EvaluationConfig) -> list[EventPolicy]:
             cooldown=timedelta(minutes=ev.decay.cooldown_minutes),
             enabled=ev.decay.enabled,
             renewal_runs=_renewal(ev.decay.window_s, ev.interval_s),
+            settings=decay_settings(objective, ev.decay) if objective is not None else None,
         ),
         EventPolicy(
             event="estimate_dropped",
@@ -372,6 +532,7 @@ def evaluation_policies(ev: EvaluationConfig) -> list[EventPolicy]:
             cooldown=timedelta(minutes=ev.estimate.cooldown_minutes),
             enabled=ev.estimate.enabled,
             renewal_runs=current,
+            settings=estimate_settings(objective, ev.estimate) if objective is not None else None,
         ),
         EventPolicy(
             event="label_delay_high",
