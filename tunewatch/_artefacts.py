@@ -10,6 +10,7 @@ import errno
 import hashlib
 import logging
 import os
+import stat
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,6 +31,19 @@ _UNAVAILABLE_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
 )
 
+#: The errors of a shard directory (``root/<aa>``, or ``root`` itself) that cannot be one
+#: now: a regular file in its place, or a link to a disk not mounted (a dangling link);
+#: the operator's to repair, so unavailable too (they were a 500 "[Errno 17] File exists").
+_NOT_A_DIRECTORY_ERRNOS = frozenset({errno.EEXIST, errno.ENOTDIR, errno.ENOENT, errno.ELOOP})
+
+#: What a file that is not a regular one is, for a message.
+_KINDS = (
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
 
 class ArtefactStore:
     """Stores immutable blobs (ONNX files, reference snapshots, drift reports) under
@@ -47,9 +61,17 @@ class ArtefactStore:
     fills its row.
     """
 
-    def __init__(self, root: str | Path, *, store: Store | None = None) -> None:
+    def __init__(
+        self, root: str | Path, *, store: Store | None = None, max_bytes: int | None = None
+    ) -> None:
         self.root = Path(root)
         self.store = store
+        #: the largest ONNX file :meth:`get` reads (``server.max_artefact_bytes``, which
+        #: the daemon passes: no larger one is registered by the API); ``None``: a file is
+        #: read up to its own size, as every other kind is (a tuned version's reference,
+        #: its whole training window, may be larger, and is read by an evaluation, whose
+        #: failure is its model's alone, not by the line-up every model's serving needs)
+        self.max_bytes = max_bytes
         #: the store keeping the bytes: given, and not SQLite
         self._shared = store if store is not None and store.dialect != "sqlite" else None
 
@@ -66,12 +88,13 @@ class ArtefactStore:
         alone); its errors (``StoreError``) are raised after the file was written.
 
         A directory that cannot take the write now (full, read-only, an I/O error, no
-        permission) raises ``DatabaseUnavailableError`` (a ``StoreUnavailableError``,
+        permission; a regular file, or a link whose target is missing, in its place)
+        raises ``DatabaseUnavailableError`` (a ``StoreUnavailableError``,
         which the HTTP API answers 503 with the store's fixed message), logged here at
         warning with the path and the system's reason; any other failure ``StoreError``."""
         digest = hashlib.sha256(data).hexdigest()
         target = self.path(digest, suffix)
-        if not _holds(target, digest):
+        if not _holds(target, digest, len(data)):
             if target.exists():
                 logger.warning(
                     "artefact %s under %s is damaged; writing it again", digest, self.root
@@ -89,14 +112,16 @@ class ArtefactStore:
         """Read an artefact back, verifying its content still matches its name:
         ``NotFoundError`` when it is missing, ``StoreError`` when it is damaged or cannot
         be read (a directory in its place, no permission, an I/O error: the path and the
-        system's reason in the message), so that a caller handling one model's fault
-        handles every one. With a PostgreSQL store such a file is read from the store
-        instead, verified and cached again (a cache that cannot be written is logged,
-        and the bytes returned); the errors above are raised only when the store holds
-        no copy either, and say so, and ``StoreError`` when its copy is corrupt."""
+        system's reason in the message; not a regular file, such as a named pipe or a link
+        to a device; an ONNX file larger than ``max_bytes``: refused before it is read, and a file
+        growing while read is read no further than that), so that a caller handling one
+        model's fault handles every one. With a PostgreSQL store such a file is read from
+        the store instead, verified and cached again (a cache that cannot be written is
+        logged, and the bytes returned); the errors above are raised only when the store
+        holds no copy either, and say so, and ``StoreError`` when its copy is corrupt."""
         target = self.path(sha256, suffix)
         try:
-            return _read(self.root, target, sha256)
+            return _read(self.root, target, sha256, max_bytes=self._bound(suffix))
         except StoreError as exc:
             if self._shared is None:
                 raise
@@ -132,17 +157,30 @@ class ArtefactStore:
         shared = 0
         for sha256, suffix in sorted(self._shared.missing_artefacts(keys)):
             try:
-                data = _read(self.root, self.path(sha256, suffix), sha256)
+                data = _read(
+                    self.root, self.path(sha256, suffix), sha256, max_bytes=self._bound(suffix)
+                )
             except StoreError:
                 continue
             shared += self._shared.put_artefact(data, suffix)
         return shared
 
+    def _bound(self, suffix: str) -> int | None:
+        return self.max_bytes if suffix == ".onnx" else None
+
     def _write(self, target: Path, digest: str, data: bytes) -> None:
         created = [d for d in (target.parent, *target.parent.parents) if not d.exists()]
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+            except OSError as exc:
+                if exc.errno in _NOT_A_DIRECTORY_ERRNOS:
+                    raise DatabaseUnavailableError(
+                        f"cannot write artefact {digest} under {self.root}: "
+                        f"{_not_a_directory(target.parent, exc)}"
+                    ) from exc
+                raise
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fh.write(data)
@@ -163,28 +201,83 @@ class ArtefactStore:
             raise StoreError(f"cannot write artefact {digest} under {self.root}: {exc}") from exc
 
 
-def _read(root: Path, target: Path, sha256: str) -> bytes:
-    """``target``'s content, which must hash to ``sha256`` (see :meth:`ArtefactStore.get`)."""
+def _not_a_directory(directory: Path, exc: OSError) -> str:
+    """Why ``directory`` cannot be made or written into: the first of it and its parents
+    that is there but is no directory (a regular file; a link whose target is missing or
+    is no directory), else the system's reason."""
+    for path in (*reversed(directory.parents), directory):
+        if not os.path.lexists(path) or path.is_dir():
+            continue
+        if path.is_symlink():
+            link = os.readlink(path)
+            state = "is missing" if not path.exists() else "is not a directory"
+            return f"{path} is not a directory: its link target {link} {state}"
+        return f"{path} is not a directory: {_kind(path.stat().st_mode)} is in its place"
+    return os_reason(exc)
+
+
+def _kind(mode: int) -> str:
+    return next((text for test, text in _KINDS if test(mode)), "a regular file")
+
+
+def _read(root: Path, target: Path, sha256: str, *, max_bytes: int | None = None) -> bytes:
+    """``target``'s content, which must hash to ``sha256`` (see :meth:`ArtefactStore.get`):
+    a regular file (links followed) of at most ``max_bytes``."""
     try:
-        data = target.read_bytes()
+        data = _bounded_read(target, max_bytes)
     except FileNotFoundError as exc:
         raise NotFoundError(f"artefact {sha256} is missing from {root}") from exc
     except OSError as exc:
         raise StoreError(
             f"artefact {sha256} cannot be read from {target}: {os_reason(exc)}"
         ) from exc
+    except _Unreadable as exc:
+        raise StoreError(f"artefact {sha256} at {target} is damaged: {exc}") from exc
     if hashlib.sha256(data).hexdigest() != sha256:
         raise StoreError(f"artefact {sha256} at {target} is corrupt: its content hash differs")
     return data
 
 
-def _holds(target: Path, sha256: str) -> bool:
-    """Whether ``target`` is a readable file whose content hashes to ``sha256``."""
+class _Unreadable(Exception):
+    """What is at an artefact's path is no artefact: its message says why."""
+
+
+def _bounded_read(target: Path, max_bytes: int | None) -> bytes:
+    """The content of the regular file ``target``, read no further than its size when
+    opened (a content-addressed file never changes) and ``max_bytes``: opened without
+    blocking (a named pipe's read waits for a writer), and ``_Unreadable`` for anything
+    else in its place (a device: ``/dev/zero`` was read until a MemoryError), or a file
+    larger than ``max_bytes`` (a sparse 6 GiB file stopped the daemon's start)."""
+    _check_regular(os.stat(target).st_mode)  # before opening: a device's open may act
+    fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as fh:
+        size = os.fstat(fd).st_size
+        _check_regular(os.fstat(fd).st_mode)  # replaced since the stat
+        if max_bytes is not None and size > max_bytes:
+            raise _Unreadable(
+                f"it holds {size} bytes, more than `server.max_artefact_bytes` ({max_bytes})"
+            )
+        data = fh.read(size + 1)
+    if len(data) > size:
+        raise _Unreadable(f"it grew past its {size} bytes while read")
+    return data
+
+
+def _check_regular(mode: int) -> None:
+    if stat.S_ISDIR(mode):  # as opening it to read says
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+    if not stat.S_ISREG(mode):
+        raise _Unreadable(f"it is not a regular file but {_kind(mode)}")
+
+
+def _holds(target: Path, sha256: str, size: int) -> bool:
+    """Whether ``target`` is a readable regular file of ``size`` bytes whose content
+    hashes to ``sha256``."""
     try:
-        with target.open("rb") as fh:
-            return hashlib.file_digest(fh, "sha256").hexdigest() == sha256
-    except OSError:  # missing, a directory, unreadable: written (again) by the caller
+        data = _bounded_read(target, size)
+    except (OSError, _Unreadable):  # missing, a directory, a pipe …: written (again)
         return False
+    return hashlib.sha256(data).hexdigest() == sha256
 
 
 def _fsync_directory(directory: Path) -> None:

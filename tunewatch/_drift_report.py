@@ -32,7 +32,7 @@ from tunewatch._drift_frame import PREDICTION as PREDICTION
 from tunewatch._drift_frame import column_types, drift_frame, reference_frame
 from tunewatch._drift_report_builds import build_slot
 from tunewatch._drift_report_rows import JUDGED_ROWS, JudgedWindow, judged_window, with_notice
-from tunewatch._errors import NotFoundError, TunewatchError
+from tunewatch._errors import NotFoundError, StoreError, StoreUnavailableError, TunewatchError
 from tunewatch._policies import FIRST_REQUEST, LAST_REQUEST
 from tunewatch._window_sample import time_window
 from tunewatch.store import EvaluationRow, ModelRow, Store, VersionRow, Window
@@ -238,16 +238,37 @@ def _single_flight(key: tuple[str, int]) -> Iterator[None]:
 def _stored_report(
     store: Store, artefacts: ArtefactStore, target: EvaluationRow
 ) -> StoredReport | None:
-    """The stored report of drift evaluation ``target``, ``None`` before it is built."""
-    built = store.list_evaluations(
-        target.model, kind="drift_report", since=target.window_end, until=target.window_end
-    )
-    for row in built:
-        if row.payload.get("evaluation") == target.id:
-            data = artefacts.get(row.payload["sha256"], REPORT_SUFFIX)
-            # stored plain before reports were compressed
-            return StoredReport(data, "gzip" if row.payload.get("encoding") == "gzip" else None)
-    return None
+    """The stored report of drift evaluation ``target`` (its newest build's), ``None``
+    before it is built or when its file is gone or damaged: a report is derived data,
+    built again while its window's requests are kept. It was a permanent 500, or a 404
+    showing a viewer the artefact directory's path; the path is logged here instead."""
+    built = [
+        row
+        for row in store.list_evaluations(
+            target.model, kind="drift_report", since=target.window_end, until=target.window_end
+        )
+        if row.payload.get("evaluation") == target.id
+    ]
+    if not built:
+        return None
+    row = max(built, key=lambda r: r.id)  # a report built again is read from then on
+    sha = row.payload["sha256"]
+    try:
+        data = artefacts.get(sha, REPORT_SUFFIX)
+    except StoreUnavailableError:
+        raise
+    except StoreError as exc:  # missing, damaged, unreadable
+        logger.warning(
+            "model=%s evaluation=%s: its drift report %s cannot be read back (%s); "
+            "building it again",
+            target.model,
+            target.id,
+            artefacts.path(sha, REPORT_SUFFIX),
+            exc.message,
+        )
+        return None
+    # stored plain before reports were compressed
+    return StoredReport(data, "gzip" if row.payload.get("encoding") == "gzip" else None)
 
 
 def _build_report(

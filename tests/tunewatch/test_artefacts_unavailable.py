@@ -12,6 +12,7 @@ import base64
 import hashlib
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -31,24 +32,49 @@ DATA = b"onnx-bytes" * 1000  # 10 kB: past a 4 kB tmpfs
 
 #: how a tmpfs is mounted to refuse a write, and the errno it refuses it with
 REFUSING = {"full": (("size=4k",), "ENOSPC"), "read-only": (("ro",), "EROFS")}
+#: what is in the place of the shard directory (``root/<aa>``) the write goes to: a link
+#: to a disk not mounted, a regular file (a 500 "[Errno 17] File exists" before)
+NOT_A_SHARD = {
+    "a dangling link": "is not a directory: its link target {target} is missing",
+    "a regular file": "is not a directory: a regular file is in its place",
+}
 
 
-@pytest.mark.parametrize("how", list(REFUSING))
+@contextmanager
+def _refusing(tmp_path: Path, how: str) -> Iterator[tuple[Path, list[str]]]:
+    """An artefact directory refusing ``DATA``'s write ``how`` (one of :data:`REFUSING` or
+    :data:`NOT_A_SHARD`), and what the error's message and its log line must name."""
+    if how in REFUSING:
+        options, errno_name = REFUSING[how]
+        with mounted_tmpfs(tmp_path / "artefacts", *options) as root:
+            yield root, [str(root), errno_name]
+        return
+    root = tmp_path / "artefacts"
+    root.mkdir()
+    shard = root / hashlib.sha256(DATA).hexdigest()[:2]
+    target = tmp_path / "disk-not-mounted" / shard.name
+    if how == "a dangling link":
+        shard.symlink_to(target)
+    else:
+        shard.write_bytes(b"x")
+    yield root, [str(shard), NOT_A_SHARD[how].format(target=target)]
+
+
+@pytest.mark.parametrize("how", [*REFUSING, *NOT_A_SHARD])
 def test_put_into_a_directory_refusing_writes_is_store_unavailable_logged_once(
     tmp_path: Path, how: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    options, errno_name = REFUSING[how]
-    with mounted_tmpfs(tmp_path / "artefacts", *options) as root:
+    with _refusing(tmp_path, how) as (root, named):
         store = ArtefactStore(root)
         caplog.set_level(logging.WARNING, logger="tunewatch")
         with pytest.raises(StoreUnavailableError) as raised:
             store.put(DATA)
         assert raised.value.code == "store_unavailable"
         # the path and the system's reason, for the daemon's log and the CLI
-        assert str(root) in raised.value.message and errno_name in raised.value.message
+        assert all(n in raised.value.message for n in named), raised.value.message
         logged = [r for r in caplog.records if r.levelno >= logging.WARNING]
         assert len(logged) == 1, [r.getMessage() for r in logged]
-        assert str(root) in logged[0].getMessage() and errno_name in logged[0].getMessage()
+        assert all(n in logged[0].getMessage() for n in named)
         assert logged[0].exc_info is None  # an expected condition: no traceback
         leftovers = [p.name for p in root.rglob(".tmp-*")]
         assert leftovers == []  # no temporary file left behind by the failed write

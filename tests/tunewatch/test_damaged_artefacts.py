@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +28,20 @@ from tunewatch._example import ExampleModel
 from tunewatch._runtime import ScoringRuntime
 from tunewatch._unloadable import CHAMPION_RETRY_MAX_S, RETRY_FIRST_S
 
-DAMAGES = ["missing", "truncated", "a directory"]
+#: what is at a version's artefact path instead: missing, truncated, a directory; a sparse
+#: file far past ``server.max_artefact_bytes`` (it was read whole: a MemoryError stopped
+#: the start), a named pipe (its read waited for a writer for good), a link to /dev/zero
+#: (read until a MemoryError)
+DAMAGES = [
+    "missing",
+    "truncated",
+    "a directory",
+    "oversized",
+    "a named pipe",
+    "a link to /dev/zero",
+]
+#: a sparse size far past the artefact limit and any memory: it takes no disk space
+SPARSE_BYTES = 2**40
 INFER = {"inputs": [{"name": "input", "shape": [1, 8], "datatype": "FP32", "data": [0.0] * 8}]}
 
 
@@ -50,16 +64,27 @@ def daemon(template: tuple[Path, dict[str, str]], tmp_path: Path) -> Iterator[Da
 
 
 def damage(d: Daemon, version: int, how: str, model: str = MODEL) -> Path:
-    """Make ``version``'s artefact missing, truncated, or a directory (unreadable as a
-    file even by root, which the tests run as)."""
+    """Put ``how`` (one of :data:`DAMAGES`) in ``version``'s artefact's place."""
     path = d.artefacts.path(d.store.get_version(model, version).artefact_sha256)
+    in_place(path, how)
+    return path
+
+
+def in_place(path: Path, how: str) -> None:
+    """Put ``how`` (one of :data:`DAMAGES`) in the place of the artefact file ``path``: a
+    directory is unreadable as a file even by root, which the tests run as."""
     if how == "truncated":
         path.write_bytes(path.read_bytes()[:200])
+    elif how == "oversized":
+        os.truncate(path, SPARSE_BYTES)
     else:
         path.unlink()
         if how == "a directory":
             path.mkdir()
-    return path
+        elif how == "a named pipe":
+            os.mkfifo(path)
+        elif how == "a link to /dev/zero":
+            path.symlink_to("/dev/zero")
 
 
 def _auth(template: tuple[Path, dict[str, str]], role: str) -> dict[str, str]:
@@ -316,11 +341,77 @@ def test_an_artefact_that_cannot_be_read_is_a_store_error_naming_its_path(tmp_pa
     assert str(path) in err.value.message and "Is a directory" in err.value.message
 
 
+#: what is in an artefact's place instead of a regular file within the limit (as
+#: :func:`in_place` puts it), and what its message says
+NOT_AN_ARTEFACT = {
+    "oversized": f"holds {SPARSE_BYTES} bytes, more than `server.max_artefact_bytes` (1000)",
+    "a named pipe": "not a regular file but a named pipe",
+    "a link to /dev/zero": "not a regular file but a character device",
+}
+
+
+@pytest.mark.parametrize("how", list(NOT_AN_ARTEFACT))
+def test_what_is_no_regular_file_or_past_the_limit_is_damaged_and_not_read(
+    tmp_path: Path, how: str
+) -> None:
+    """``get`` read whatever was there whole: a sparse file or ``/dev/zero`` until a
+    MemoryError, a named pipe waiting for a writer for good."""
+    artefacts = ArtefactStore(tmp_path, max_bytes=1000)
+    sha = artefacts.put(b"onnx-bytes")
+    path = artefacts.path(sha)
+    in_place(path, how)
+    with pytest.raises(StoreError) as err:
+        artefacts.get(sha)
+    assert not isinstance(err.value, NotFoundError)
+    assert str(path) in err.value.message and NOT_AN_ARTEFACT[how] in err.value.message
+
+
+def test_only_onnx_files_are_bounded_by_the_artefact_limit(tmp_path: Path) -> None:
+    """A tuned version's reference (its whole training window) may be larger than the
+    uploads' limit, and the daemon wrote it itself: read whole, not refused as damaged."""
+    artefacts = ArtefactStore(tmp_path, max_bytes=1000)
+    data = bytes(range(256)) * 8
+    assert artefacts.get(artefacts.put(data, ".npz"), ".npz") == data
+    with pytest.raises(StoreError, match="more than `server.max_artefact_bytes` \\(1000\\)"):
+        artefacts.get(artefacts.put(data))
+
+
+def test_a_file_outgrowing_its_size_while_read_is_read_no_further(tmp_path: Path) -> None:
+    """A file growing while read (``/proc``'s files say they hold 0 bytes and hold more)
+    is read no further than its size when opened."""
+    artefacts = ArtefactStore(tmp_path)
+    sha = artefacts.put(b"onnx-bytes")
+    path = artefacts.path(sha)
+    path.unlink()
+    path.symlink_to("/proc/self/status")
+    with pytest.raises(StoreError) as err:
+        artefacts.get(sha)
+    grew = "it grew past its 0 bytes while read"
+    assert err.value.message == f"artefact {sha} at {path} is damaged: {grew}"
+
+
+@pytest.mark.parametrize("how", list(NOT_AN_ARTEFACT))
+def test_put_replaces_what_is_no_regular_file_in_the_artefact_s_place(
+    tmp_path: Path, how: str
+) -> None:
+    """``put`` read what was in the file's place to see whether it held the bytes: a
+    named pipe waited for a writer, /dev/zero was read for good."""
+    artefacts = ArtefactStore(tmp_path)
+    sha = artefacts.put(b"onnx-bytes")
+    path = artefacts.path(sha)
+    in_place(path, how)
+    assert artefacts.put(b"onnx-bytes") == sha
+    assert path.is_file() and not path.is_symlink()
+    assert artefacts.get(sha) == b"onnx-bytes"
+
+
+@pytest.mark.parametrize("how", ["a directory", "oversized", "a named pipe", "a link to /dev/zero"])
 def test_an_unreadable_shadow_artefact_stops_neither_refresh_nor_start(
-    daemon: Daemon, trained: list[ExampleModel]
+    daemon: Daemon, trained: list[ExampleModel], how: str
 ) -> None:
     """One shadow artefact that could not be read stopped ``refresh()`` for every model
-    after it, and ``start()`` after a restart."""
+    after it, and ``start()`` after a restart (a MemoryError, or waiting for good, for
+    what is no regular file or one past the artefact limit)."""
     store, runtime = daemon.store, daemon.runtime
     daemon.registry.register(
         "other", trained[0].onnx, trained[0].metadata, actor="t", stage="champion"
@@ -329,7 +420,7 @@ def test_an_unreadable_shadow_artefact_stops_neither_refresh_nor_start(
     try:
         new = logistic_variant()
         v3 = daemon.registry.register(MODEL, new.onnx, new.metadata, actor="t")
-        damage(daemon, v3.version, "a directory")
+        damage(daemon, v3.version, how)
         daemon.registry.register("other", trained[1].onnx, trained[1].metadata, actor="t")
         store.promote("other", 2, actor="t", reason="promoted elsewhere")
         assert set(runtime.refresh()) == {MODEL, "other"}
