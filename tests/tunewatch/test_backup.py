@@ -556,15 +556,34 @@ def test_backup_names_a_partial_left_beside_dir_which_a_process_of_its_id_left(
 _BACKUP = "import sys; from tunewatch._cli import main; sys.exit(main(sys.argv[1:]))"
 
 
+#: :data:`_BACKUP` whose artefact copy reads the FIFO ``TUNEWATCH_TEST_HOLD`` names before
+#: each artefact: held mid-copy until the test writes it. (A FIFO in an artefact's place
+#: held it before artefacts were checked to be regular files; it is refused now.)
+_BACKUP_HELD = (
+    "import os, sys\n"
+    "from tunewatch import _backup_artefacts\n"
+    "from tunewatch._cli import main\n"
+    "class Held(_backup_artefacts.ArtefactStore):\n"
+    "    def get(self, *args, **kwargs):\n"
+    "        with open(os.environ['TUNEWATCH_TEST_HOLD'], 'rb') as fifo:\n"
+    "            fifo.read()\n"
+    "        return super().get(*args, **kwargs)\n"
+    "_backup_artefacts.ArtefactStore = Held\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
 def test_backup_stopped_by_sigterm_removes_its_partial_and_exits_143(
     live: Path, tmp_path: Path
 ) -> None:
     """SIGTERM (``timeout``, a container stop, systemd) stops a backup as Ctrl-C does: what
     it wrote is removed, and it exits 143 (128 + SIGTERM, as a shell reports a process
-    SIGTERM ended). It is sent while the backup reads an artefact that is a FIFO this test
-    writes: the backup cannot complete before the signal."""
-    fifo = tmp_path / "data" / "artefacts" / "ab" / f"ab{'0' * 62}.onnx"
-    fifo.parent.mkdir(parents=True)
+    SIGTERM ended). It is sent while the backup copies an artefact, held by a FIFO this
+    test writes: the backup cannot complete before the signal."""
+    artefact = tmp_path / "data" / "artefacts" / "ab" / f"ab{'0' * 62}.onnx"
+    artefact.parent.mkdir(parents=True)
+    artefact.write_bytes(b"onnx")  # the one artefact to copy
+    fifo = tmp_path / "hold.fifo"
     os.mkfifo(fifo)
     target = tmp_path / "copy"
     opened = threading.Event()
@@ -578,10 +597,11 @@ def test_backup_stopped_by_sigterm_removes_its_partial_and_exits_143(
     thread = threading.Thread(target=writer)
     thread.start()
     with subprocess.Popen(
-        [sys.executable, "-c", _BACKUP, "--config", str(live), "backup", str(target)],
+        [sys.executable, "-c", _BACKUP_HELD, "--config", str(live), "backup", str(target)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "TUNEWATCH_TEST_HOLD": str(fifo)},
     ) as proc:
         try:
             assert opened.wait(120), "the backup never read the artefact"
@@ -596,6 +616,22 @@ def test_backup_stopped_by_sigterm_removes_its_partial_and_exits_143(
     assert out == "", out
     assert not target.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_backup_of_a_named_pipe_in_an_artefact_s_place_fails_naming_it(
+    live: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What is no regular file is no artefact: a backup reading a FIFO in one's place
+    waited for a writer for good; it is refused, unread, and left out of the backup, which
+    says so and exits 1, as for a damaged artefact."""
+    name = f"ab{'0' * 62}.onnx"
+    fifo = tmp_path / "data" / "artefacts" / "ab" / name
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    assert main(["--config", str(live), "backup", str(tmp_path / "copy")]) == 1
+    err = capsys.readouterr().err
+    assert "not a regular file but a named pipe" in err, err
+    assert not (tmp_path / "copy" / "artefacts" / "ab" / name).exists()
 
 
 # -- DIR a mount point -------------------------------------------------------------------
